@@ -1,0 +1,68 @@
+/**
+ * RuntimeDriver: how an agent runs instances. `process` (process-driver.ts,
+ * the embedded default, cgroup limits when root) is the first; `docker` and a
+ * Kubernetes backend come later. Every driver passes driver.case.test.ts.
+ *
+ * A driver owns the processes, not the policy: it starts what it is told,
+ * reports exits, and after an agent restart finds what it left running.
+ */
+
+import type { Resources } from "../model/objects.ts";
+
+/** Everything a driver needs to start one instance. */
+export interface StartSpec {
+  id: string;
+  generation: number;
+  /** The unpacked release (the working directory). */
+  dir: string;
+  /** Directory for logs and driver bookkeeping of this instance. */
+  stateDir: string;
+  /** Shell command line, run with /bin/sh -c. */
+  command: string;
+  /** Full environment (PORT included). */
+  env: Record<string, string>;
+  port: number;
+  resources: Resources;
+}
+
+export interface InstanceProcess {
+  id: string;
+  generation: number;
+  pid: number;
+  port: number;
+  startedAt: string;
+  /** running, or exited with its code/signal when known (null for re-adopted processes). */
+  state: "running" | "exited";
+  exitCode?: number | null;
+  signal?: string | null;
+}
+
+export interface Isolation {
+  cgroups: "v1" | "v2" | "none";
+  /** Why there are no limits, when cgroups is none. */
+  reason?: string;
+}
+
+export interface RuntimeDriver {
+  readonly name: string;
+  /** What isolation this driver gives on this machine. */
+  isolation(): Isolation;
+  /** Starts an instance. Rejects (HerdError) when it cannot; nothing is left behind then. */
+  start(spec: StartSpec): Promise<InstanceProcess>;
+  /** Stops it: SIGTERM to its process group, SIGKILL after graceMs. Resolves when gone. Idempotent. */
+  stop(id: string, graceMs: number): Promise<void>;
+  /** Current state, or undefined if the driver does not know the id. */
+  inspect(id: string): Promise<InstanceProcess | undefined>;
+  /** Every instance the driver knows (after recover: also the ones left by an earlier agent). */
+  list(): Promise<InstanceProcess[]>;
+  /** Finds instances an earlier agent run left behind (alive or not) and adopts the live ones. */
+  recover(): Promise<InstanceProcess[]>;
+  /** Called once per exit of a started or adopted instance that was not stopped through stop(). */
+  onExit(listener: (p: InstanceProcess) => void): void;
+  /** The last `lines` lines of its output (stdout and stderr interleaved as written). */
+  tail(id: string, lines: number): Promise<string[]>;
+  /** Forgets an instance that is gone and removes its bookkeeping (not its dir). */
+  remove(id: string): Promise<void>;
+  /** Resource use, when the driver can measure it. */
+  usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined>;
+}

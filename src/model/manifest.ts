@@ -1,0 +1,188 @@
+/**
+ * herd.yaml: the schema of what a user writes, and its normalised form
+ * (ServiceSpec) that releases store. Parsing reports every problem with the
+ * field path and, when the input came from a file, its line.
+ */
+
+import { type Static, Type as T } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import { type FieldProblem, HerdError } from "../common/errors.ts";
+import type { HealthCheck, Resources } from "./objects.ts";
+
+/** Names of tenants, apps and services: DNS labels. */
+export const NAME_PATTERN = "^[a-z][a-z0-9-]{0,39}$";
+const Name = T.String({ pattern: NAME_PATTERN, description: "lowercase letters, digits and dashes; starts with a letter; at most 40" });
+const Host = T.String({ pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", description: "a host name, optionally *.suffix" });
+const Quantity = T.Union([T.Number({ exclusiveMinimum: 0 }), T.String({ pattern: "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|K|M|G)?$" })]);
+
+export const RouteSchema = T.Object(
+  {
+    host: Host,
+    path: T.Optional(T.String({ pattern: "^/", description: "a path prefix starting with /" })),
+  },
+  { additionalProperties: false },
+);
+
+export const ServiceManifestSchema = T.Object(
+  {
+    command: T.Optional(T.String({ minLength: 1 })),
+    instances: T.Optional(T.Integer({ minimum: 0, maximum: 1000 })),
+    resources: T.Optional(
+      T.Object(
+        { cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })), memory: T.Optional(Quantity) },
+        { additionalProperties: false },
+      ),
+    ),
+    health: T.Optional(
+      T.Object(
+        {
+          path: T.Optional(T.String({ pattern: "^/" })),
+          interval: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
+          timeout: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
+          failures: T.Optional(T.Integer({ minimum: 1, maximum: 100 })),
+          startup: T.Optional(T.Number({ minimum: 1, maximum: 3600, description: "seconds" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    mode: T.Optional(T.Union([T.Literal("cattle"), T.Literal("pet")])),
+    env: T.Optional(T.Record(T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }), T.Union([T.String(), T.Number(), T.Boolean()]))),
+    routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+export const ManifestSchema = T.Object(
+  {
+    app: T.Optional(Name),
+    services: T.Record(Name, ServiceManifestSchema, { minProperties: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export type Manifest = Static<typeof ManifestSchema>;
+export type ServiceManifest = Static<typeof ServiceManifestSchema>;
+
+export interface Route {
+  host: string;
+  path: string;
+}
+
+/** A service as a release stores it: every default filled in. */
+export interface ServiceSpec {
+  command: string;
+  instances: number;
+  resources: Resources;
+  health: HealthCheck;
+  mode: "cattle" | "pet";
+  env: Record<string, string>;
+  routes: Route[];
+}
+
+const manifestCheck = TypeCompiler.Compile(ManifestSchema);
+
+export const DEFAULT_RESOURCES: Resources = { cpu: 0.25, memory: 256 * 1024 * 1024 };
+
+/** Parses a memory quantity ("128Mi", "1G", 1048576) to bytes. */
+export function parseBytes(q: number | string): number {
+  if (typeof q === "number") return Math.round(q);
+  const m = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(q);
+  if (!m) throw new Error(`not a quantity: ${q}`);
+  const unit = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, K: 1e3, M: 1e6, G: 1e9 }[m[2] ?? ""] ?? 1;
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** Fills in defaults: the normalised spec a release stores. */
+export function normalizeService(
+  app: string,
+  name: string,
+  s: ServiceManifest,
+  fallbackCommand: string | undefined,
+): ServiceSpec {
+  const command = s.command ?? fallbackCommand;
+  if (!command) {
+    throw new HerdError("invalid", `service ${name} has no command`, [
+      { field: `services.${name}.command`, message: "required (no package.json start script or Procfile entry to fall back on)" },
+    ]);
+  }
+  const routes = (s.routes ?? (name === "web" ? [{ host: `${app}.localhost` }] : [])).map((r) => ({
+    host: r.host,
+    path: r.path ?? "/",
+  }));
+  return {
+    command,
+    instances: s.instances ?? 1,
+    resources: {
+      cpu: s.resources?.cpu ?? DEFAULT_RESOURCES.cpu,
+      memory: s.resources?.memory !== undefined ? parseBytes(s.resources.memory) : DEFAULT_RESOURCES.memory,
+    },
+    health: {
+      path: s.health?.path,
+      intervalMs: Math.round((s.health?.interval ?? 1) * 1000),
+      timeoutMs: Math.round((s.health?.timeout ?? 2) * 1000),
+      failures: s.health?.failures ?? 3,
+      startupMs: Math.round((s.health?.startup ?? 30) * 1000),
+    },
+    mode: s.mode ?? "cattle",
+    env: Object.fromEntries(Object.entries(s.env ?? {}).map(([k, v]) => [k, String(v)])),
+    routes,
+  };
+}
+
+/** Validates an already-parsed manifest object; problems name the field. */
+export function validateManifest(value: unknown, file = "herd.yaml", lineOf?: (path: string[]) => number | undefined): Manifest {
+  if (manifestCheck.Check(value)) return value;
+  const details: FieldProblem[] = [];
+  const seen = new Set<string>();
+  for (const e of manifestCheck.Errors(value)) {
+    const path = e.path.split("/").filter(Boolean).map(unescapePointer);
+    const field = path.join(".") || "(root)";
+    if (seen.has(field)) continue;
+    seen.add(field);
+    details.push({ field, message: describeError(e.message, e.schema), line: lineOf?.(path) });
+  }
+  const first = details[0];
+  const where = first.line ? `${file}:${first.line}` : file;
+  throw new HerdError("invalid", `${where}: ${first.field}: ${first.message}`, details);
+}
+
+/** Parses herd.yaml text. Errors carry the file, the field and the line. */
+export function parseManifest(text: string, file = "herd.yaml"): Manifest {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0]?.line;
+    throw new HerdError("invalid", `${file}${line ? `:${line}` : ""}: not valid YAML: ${e.message.split("\n")[0]}`, [
+      { field: "(yaml)", message: e.message.split("\n")[0], line },
+    ]);
+  }
+  const lineOf = (path: string[]): number | undefined => {
+    // Walk down as far as the path exists; report the deepest node found.
+    let node: unknown = doc.contents;
+    let pos: number | undefined = (node as { range?: number[] })?.range?.[0];
+    for (const part of path) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === part);
+        if (!pair) break;
+        pos = (pair.key as { range?: number[] }).range?.[0] ?? pos;
+        node = pair.value;
+        if ((node as { range?: number[] })?.range && path[path.length - 1] === part) pos = (node as { range: number[] }).range[0];
+      } else if (isSeq(node)) {
+        node = node.items[Number(part)];
+        pos = (node as { range?: number[] })?.range?.[0] ?? pos;
+      } else break;
+    }
+    return pos === undefined ? undefined : lines.linePos(pos).line;
+  };
+  return validateManifest(doc.toJS(), file, lineOf);
+}
+
+function unescapePointer(s: string): string {
+  return s.replace(/~1/g, "/").replace(/~0/g, "~");
+}
+
+function describeError(message: string, schema: { description?: string }): string {
+  return schema.description ? `${message} (${schema.description})` : message;
+}

@@ -1,0 +1,223 @@
+/**
+ * The objects the control plane stores. This file is the wire contract between
+ * the server, the agents, the gateway and the CLI; it depends on nothing.
+ *
+ * Keys (the store's `key` for each kind):
+ *   tenant   `<tenant>`
+ *   app      `<tenant>/<app>`
+ *   service  `<tenant>/<app>/<service>`
+ *   release  `<tenant>/<app>/<version padded to 8 digits>`   (see releaseKey)
+ *   deploy   `<tenant>/<app>/<deploy id>`
+ *   instance `<instance id>`                                   (ids are global)
+ *   node     `<node name>`
+ *   event    `<time-ordered id>`
+ *   token    `<sha256 of the token>`
+ */
+
+import type { ServiceSpec } from "./manifest.ts";
+
+/** Every kind of object the store holds. */
+export const KINDS = ["tenant", "app", "service", "release", "deploy", "instance", "node", "event", "token"] as const;
+export type Kind = (typeof KINDS)[number];
+
+/** An isolated owner of apps. */
+export interface Tenant {
+  name: string;
+  createdAt: string;
+}
+
+/** Operations a service (or app) can be in; `running` is the steady state. */
+export type ServiceState =
+  | "pending" // created, no release yet
+  | "running" // desired == actual
+  | "updating" // rolling out a new release
+  | "rolling_back" // rolling out an older release's content
+  | "scaling" // changing the instance count
+  | "destroying"
+  | "failed"; // rollout or crash loop gave up; see message
+
+/** A set of services deployed together from one herd.yaml. */
+export interface App {
+  tenant: string;
+  name: string;
+  createdAt: string;
+  /** The release that serves now (null before the first successful deploy). */
+  release: number | null;
+  /** Highest release version handed out (next is latestVersion + 1). */
+  latestVersion: number;
+  /** Set while the app is being destroyed; controllers then stop everything and delete it. */
+  destroying?: boolean;
+}
+
+/** One deployable process type of an app, with its desired state. */
+export interface Service {
+  tenant: string;
+  app: string;
+  name: string;
+  /** Desired release version; its spec for this service is copied into `spec`. */
+  release: number;
+  spec: ServiceSpec;
+  /** Desired number of instances (from the spec, or from `herd scale`). */
+  instances: number;
+  state: ServiceState;
+  message: string;
+  /** Id of the deploy that is rolling this service out, when there is one. */
+  deploy?: string;
+  /** Consecutive crashes without reaching running; drives crash-loop backoff. */
+  crashes: number;
+  /** Do not start a replacement before this time (crash-loop backoff), ISO. */
+  backoffUntil?: string;
+}
+
+/** An immutable, numbered build of an app. A rollback is a new release pointing at old content. */
+export interface Release {
+  tenant: string;
+  app: string;
+  version: number;
+  createdAt: string;
+  description: string;
+  /** sha256 of the uploaded source tarball. */
+  source: string;
+  /** sha256 of the built slug tarball the agents unpack and run. */
+  slug: string;
+  services: Record<string, ServiceSpec>;
+  /** For a rollback: the version whose content this release reuses. */
+  rollbackOf?: number;
+}
+
+export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
+
+/** One `herd deploy` or `herd rollback`: its progress and outcome. */
+export interface Deploy {
+  id: string;
+  tenant: string;
+  app: string;
+  state: DeployState;
+  createdAt: string;
+  finishedAt?: string;
+  release?: number;
+  /** The release that served before; restored when the rollout fails. */
+  previous?: number | null;
+  rollback?: boolean;
+  message: string;
+}
+
+/** Lifecycle of one instance. `ready` = process up; `running` = healthy, takes traffic. */
+export type InstanceState =
+  | "pending" // waiting for a node (see `message` for why)
+  | "provisioning" // assigned to a node, being unpacked and started
+  | "ready" // process up, health check not passed yet
+  | "running" // passed its health check, in the gateway
+  | "draining" // out of the gateway, stopping after the drain time
+  | "stopped" // process gone on purpose
+  | "crashed" // process exited or failed its health checks; controller decides
+  | "failed" // gave up (crash loop, never healthy)
+  | "lost"; // its node is lost
+
+export interface Resources {
+  /** CPU cores, e.g. 0.25 */
+  cpu: number;
+  /** Bytes. */
+  memory: number;
+}
+
+export interface HealthCheck {
+  /** HTTP path; absent = TCP connect to the port. */
+  path?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failures after running that make the instance unhealthy. */
+  failures: number;
+  /** Give up on an instance that is not healthy this long after start. */
+  startupMs: number;
+}
+
+/** One running copy of a service on a node. */
+export interface Instance {
+  id: string;
+  tenant: string;
+  app: string;
+  service: string;
+  release: number;
+  mode: "cattle" | "pet";
+  node: string | null;
+  desired: "running" | "stopped";
+  /** While desired is stopped: keep the process running (out of the gateway) until this time, ISO. */
+  drainUntil?: string;
+  /** Bumped by the controller to restart a pet in place. */
+  generation: number;
+  state: InstanceState;
+  reason: string;
+  message: string;
+  /** What the agent needs to run it. */
+  run: InstanceRun;
+  port?: number;
+  pid?: number;
+  restarts: number;
+  createdAt: string;
+  startedAt?: string;
+  /** Last log lines when it crashed or failed. */
+  logTail?: string[];
+  exitCode?: number | null;
+}
+
+/** The part of an instance the agent needs to start it. */
+export interface InstanceRun {
+  slug: string;
+  command: string;
+  env: Record<string, string>;
+  resources: Resources;
+  health: HealthCheck;
+}
+
+export type NodeState = "ready" | "not_ready" | "lost";
+
+/** A machine with an agent. */
+export interface Node {
+  name: string;
+  /** Address other components use to reach instances on this node. */
+  address: string;
+  labels: Record<string, string>;
+  capacity: Resources;
+  allocatable: Resources;
+  state: NodeState;
+  lastHeartbeat: string;
+  registeredAt: string;
+  agentVersion: string;
+  /** Whether instances get cgroup limits here, and why not when they don't. */
+  isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
+  schedulable: boolean;
+}
+
+/** Append-only record of a state change and its reason. */
+export interface Event {
+  id: string;
+  time: string;
+  tenant?: string;
+  app?: string;
+  service?: string;
+  instance?: string;
+  node?: string;
+  deploy?: string;
+  /** Machine-readable reason, e.g. InstanceCrashed, RolloutFailed, NodeLost. */
+  reason: string;
+  message: string;
+  type: "normal" | "warning";
+  /** e.g. the last log lines of a crashed instance. */
+  details?: string[];
+}
+
+/** An API token (stored hashed; the key is the sha256 hex of the secret). */
+export interface Token {
+  name: string;
+  role: "admin" | "agent";
+  tenant?: string;
+  createdAt: string;
+}
+
+export const RELEASE_PAD = 8;
+export const releaseKey = (tenant: string, app: string, version: number): string =>
+  `${tenant}/${app}/${String(version).padStart(RELEASE_PAD, "0")}`;
+export const appKey = (tenant: string, app: string): string => `${tenant}/${app}`;
+export const serviceKey = (tenant: string, app: string, service: string): string =>
+  `${tenant}/${app}/${service}`;

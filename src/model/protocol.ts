@@ -1,0 +1,81 @@
+/**
+ * The agent protocol: one heartbeat round trip carries the node's status up
+ * and its desired instances down. Agents are remote: everything here is JSON
+ * over HTTP, validated on arrival (schemas in agent-schemas.ts).
+ *
+ *   POST /api/v1/nodes/:name/heartbeat   body Heartbeat   → HeartbeatReply
+ *   GET  /api/v1/slugs/:digest           → the built slug tarball (gzip)
+ *   POST /api/v1/logs                    body LogBatch    → 204
+ */
+
+import type { InstanceRun, Resources } from "./objects.ts";
+
+/** What the agent observes about one instance it runs (or ran). */
+export interface InstanceStatus {
+  id: string;
+  /** The generation the agent last started. */
+  generation: number;
+  /**
+   * starting  — unpacking / spawning
+   * up        — process running, not healthy yet
+   * healthy   — passed its health check
+   * unhealthy — was healthy, then failed `failures` checks in a row (process still running)
+   * exited    — process gone on its own (crash or exit)
+   * stopped   — process gone because it was told to stop
+   * failed    — could not be started (bad slug, port, spawn error); see message
+   */
+  state: "starting" | "up" | "healthy" | "unhealthy" | "exited" | "stopped" | "failed";
+  port?: number;
+  pid?: number;
+  exitCode?: number | null;
+  signal?: string | null;
+  message?: string;
+  /** Last log lines, sent with exited/unhealthy/failed. */
+  logTail?: string[];
+  startedAt?: string;
+  /** Resource use, when known. */
+  usage?: { cpuSeconds?: number; memoryBytes?: number };
+}
+
+export interface Heartbeat {
+  address: string;
+  labels: Record<string, string>;
+  capacity: Resources;
+  agentVersion: string;
+  isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
+  instances: InstanceStatus[];
+}
+
+/** One instance the node should have, and what to do with it. */
+export interface DesiredInstance {
+  id: string;
+  app: string;
+  service: string;
+  tenant: string;
+  release: number;
+  mode: "cattle" | "pet";
+  generation: number;
+  /** run: keep it running (start it if absent or at an older generation); stop: stop it, keep nothing but pet data. */
+  action: "run" | "stop";
+  run: InstanceRun;
+}
+
+export interface HeartbeatReply {
+  /** Every instance this node should know about. An instance the agent has that is not listed is stopped and removed. */
+  instances: DesiredInstance[];
+  /** Seconds between heartbeats the server expects. */
+  intervalMs: number;
+}
+
+export interface LogLine {
+  instance: string;
+  /** ISO time the agent read it. */
+  time: string;
+  stream: "stdout" | "stderr";
+  line: string;
+}
+
+export interface LogBatch {
+  node: string;
+  lines: LogLine[];
+}

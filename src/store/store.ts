@@ -1,0 +1,68 @@
+/**
+ * The Store: every control-plane object, with optimistic concurrency and a
+ * watch. The embedded default is SQLite (sqlite-store.ts); an etcd store can
+ * be added behind the same interface and must pass store.case.test.ts.
+ *
+ * Revisions are global and strictly increasing (like etcd): every put or
+ * delete gets the next revision. Objects returned are frozen copies; never
+ * mutate them.
+ */
+
+import type { Kind } from "../model/objects.ts";
+
+export interface StoredObject<T = unknown> {
+  kind: Kind;
+  key: string;
+  /** Revision of the last write of this object. */
+  revision: number;
+  /** Revision at which it was created. */
+  createRevision: number;
+  value: T;
+}
+
+export interface PutOptions {
+  /** Write only if the object is at this revision; 0 = only if it does not exist. Else throws conflict. */
+  expectRevision?: number;
+}
+
+export interface ListOptions {
+  /** Only keys that start with this prefix. */
+  prefix?: string;
+  /** At most this many, in key order. */
+  limit?: number;
+}
+
+export interface WatchEvent<T = unknown> {
+  type: "put" | "delete";
+  kind: Kind;
+  key: string;
+  revision: number;
+  /** The object after a put; the last value before a delete. */
+  object: StoredObject<T>;
+}
+
+export interface WatchOptions {
+  kinds?: Kind[];
+  /** Deliver every change with revision > fromRevision, then live ones. Omitted: live changes only. */
+  fromRevision?: number;
+  signal: AbortSignal;
+}
+
+export interface Store {
+  get<T>(kind: Kind, key: string): Promise<StoredObject<T> | undefined>;
+  /** Objects of a kind in key order, and the store revision they were read at. */
+  list<T>(kind: Kind, options?: ListOptions): Promise<{ items: StoredObject<T>[]; revision: number }>;
+  /** Creates or replaces. Throws HerdError conflict when expectRevision does not match. */
+  put<T>(kind: Kind, key: string, value: T, options?: PutOptions): Promise<StoredObject<T>>;
+  /** Returns whether something was deleted. Throws conflict when expectRevision does not match. */
+  delete(kind: Kind, key: string, options?: PutOptions): Promise<boolean>;
+  /**
+   * Changes in revision order. Throws HerdError `gone` when fromRevision is
+   * older than the history kept: the caller relists and watches from the
+   * list's revision. Ends when the signal aborts.
+   */
+  watch<T = unknown>(options: WatchOptions): AsyncIterable<WatchEvent<T>>;
+  /** The current revision. */
+  revision(): Promise<number>;
+  close(): Promise<void>;
+}
