@@ -1,0 +1,317 @@
+/**
+ * The embedded Store: one SQLite file (node:sqlite) in WAL mode with
+ * synchronous=FULL, so an acknowledged write survives a crash of the process
+ * or the machine.
+ *
+ * Every put or delete is one BEGIN IMMEDIATE transaction that checks the
+ * expected revision, bumps the global revision kept in `meta`, writes the
+ * object and appends a row to `changes` (the watch history, trimmed to the
+ * last `historyLimit` rows). After the commit the change goes to this
+ * process's watchers; writes made by other processes on the same file are
+ * stored correctly but reach only watches that start later, from history.
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import type { Kind } from "../model/objects.ts";
+import {
+  checkExpectRevision,
+  checkHistoryLimit,
+  checkListLimit,
+  checkRevisionMatches,
+  closedStoreError,
+  compactedError,
+} from "./checks.ts";
+import { deepFreeze, fromJson, toJson } from "./frozen.ts";
+import type { ListOptions, PutOptions, Store, StoredObject, WatchEvent, WatchOptions } from "./store.ts";
+import { type HistoryRead, WatchHub } from "./watch-hub.ts";
+
+/** Options of SqliteStore.open. */
+export interface SqliteStoreOptions {
+  /** How many changes to keep for watches that start at a revision (default 10000). */
+  historyLimit?: number;
+  /** How long a write waits for another process holding the file's write lock, ms (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('put', 'delete')),
+    object_revision INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    value TEXT NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+`;
+
+interface ObjectRow {
+  key: string;
+  revision: number;
+  create_revision: number;
+  value: string;
+}
+
+interface ChangeRow {
+  revision: number;
+  kind: Kind;
+  key: string;
+  type: "put" | "delete";
+  object_revision: number;
+  create_revision: number;
+  value: string;
+}
+
+/** The Store on a SQLite file; the control plane's default. */
+export class SqliteStore implements Store {
+  #db: DatabaseSync;
+  #historyLimit: number;
+  #hub: WatchHub;
+  #closed = false;
+  #sql: ReturnType<typeof prepareStatements>;
+
+  private constructor(db: DatabaseSync, historyLimit: number) {
+    this.#db = db;
+    this.#historyLimit = historyLimit;
+    this.#hub = new WatchHub(historyLimit);
+    this.#sql = prepareStatements(db);
+  }
+
+  /** Opens (creating if needed) the store in the SQLite file at `path`. */
+  static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+    const historyLimit = checkHistoryLimit(options.historyLimit);
+    const db = new DatabaseSync(path);
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
+      // IMMEDIATE so that two processes opening a new file do not race on the schema.
+      db.exec("BEGIN IMMEDIATE");
+      db.exec(SCHEMA);
+      db.exec("COMMIT");
+      return new SqliteStore(db, historyLimit);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  async get<T>(kind: Kind, key: string): Promise<StoredObject<T> | undefined> {
+    this.#checkOpen();
+    const row = this.#sql.getObject.get({ kind, key }) as ObjectRow | undefined;
+    return row ? toStoredObject<T>(kind, row) : undefined;
+  }
+
+  async list<T>(kind: Kind, options?: ListOptions): Promise<{ items: StoredObject<T>[]; revision: number }> {
+    this.#checkOpen();
+    const limit = checkListLimit(options);
+    const prefix = options?.prefix ?? "";
+    // One read transaction, so the items and the revision are one snapshot even
+    // while another process writes.
+    return this.#transaction("DEFERRED", () => {
+      const items: StoredObject<T>[] = [];
+      // Keys sharing a prefix are contiguous in key order: start at the prefix
+      // and stop at the first key without it.
+      for (const row of this.#sql.listFrom.iterate({ kind, prefix }) as Iterable<ObjectRow>) {
+        if (!row.key.startsWith(prefix) || items.length === limit) break;
+        items.push(toStoredObject<T>(kind, row));
+      }
+      return { items, revision: this.#currentRevision() };
+    });
+  }
+
+  async put<T>(kind: Kind, key: string, value: T, options?: PutOptions): Promise<StoredObject<T>> {
+    this.#checkOpen();
+    const expected = checkExpectRevision(options);
+    const json = toJson(value);
+    const event = this.#transaction("IMMEDIATE", () => {
+      const current = this.#sql.getObject.get({ kind, key }) as ObjectRow | undefined;
+      checkRevisionMatches(kind, key, current?.revision ?? 0, expected);
+      const revision = this.#nextRevision();
+      const createRevision = current ? current.create_revision : revision;
+      this.#sql.upsertObject.run({ kind, key, revision, createRevision, value: json });
+      const change: ChangeRow = {
+        revision,
+        kind,
+        key,
+        type: "put",
+        object_revision: revision,
+        create_revision: createRevision,
+        value: json,
+      };
+      this.#record(change);
+      return toWatchEvent(change);
+    });
+    this.#hub.publish(event);
+    return event.object as StoredObject<T>;
+  }
+
+  async delete(kind: Kind, key: string, options?: PutOptions): Promise<boolean> {
+    this.#checkOpen();
+    const expected = checkExpectRevision(options);
+    const event = this.#transaction("IMMEDIATE", () => {
+      const current = this.#sql.getObject.get({ kind, key }) as ObjectRow | undefined;
+      checkRevisionMatches(kind, key, current?.revision ?? 0, expected);
+      if (!current) return undefined;
+      const revision = this.#nextRevision();
+      this.#sql.deleteObject.run({ kind, key });
+      const change: ChangeRow = {
+        revision,
+        kind,
+        key,
+        type: "delete",
+        object_revision: current.revision,
+        create_revision: current.create_revision,
+        value: current.value,
+      };
+      this.#record(change);
+      return toWatchEvent(change);
+    });
+    if (!event) return false;
+    this.#hub.publish(event);
+    return true;
+  }
+
+  watch<T = unknown>(options: WatchOptions): AsyncIterable<WatchEvent<T>> {
+    return this.#hub.watch<T>(options, (fromRevision, kinds) => this.#readHistory(fromRevision, kinds));
+  }
+
+  async revision(): Promise<number> {
+    this.#checkOpen();
+    return this.#currentRevision();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#hub.close();
+    this.#db.close();
+  }
+
+  #readHistory(fromRevision: number, kinds: Kind[] | undefined): HistoryRead {
+    this.#checkOpen();
+    return this.#transaction("DEFERRED", () => {
+      const compacted = this.#meta("compacted");
+      if (fromRevision < compacted) throw compactedError(fromRevision, compacted);
+      const wanted = kinds ? new Set(kinds) : undefined;
+      const events: WatchEvent[] = [];
+      for (const row of this.#sql.changesAfter.iterate({ fromRevision }) as Iterable<ChangeRow>) {
+        if (!wanted || wanted.has(row.kind)) events.push(toWatchEvent(row));
+      }
+      return { events, revision: this.#currentRevision() };
+    });
+  }
+
+  /** Appends a change to the history and trims the history to the limit. */
+  #record(change: ChangeRow): void {
+    this.#sql.insertChange.run({
+      revision: change.revision,
+      kind: change.kind,
+      key: change.key,
+      type: change.type,
+      objectRevision: change.object_revision,
+      createRevision: change.create_revision,
+      value: change.value,
+    });
+    const floor = change.revision - this.#historyLimit;
+    if (floor > 0) {
+      this.#sql.trimChanges.run({ floor });
+      this.#sql.raiseCompacted.run({ floor });
+    }
+  }
+
+  #nextRevision(): number {
+    return (this.#sql.bumpRevision.get() as { value: number }).value;
+  }
+
+  #currentRevision(): number {
+    return this.#meta("revision");
+  }
+
+  #meta(name: "revision" | "compacted"): number {
+    return (this.#sql.getMeta.get({ name }) as { value: number }).value;
+  }
+
+  #transaction<R>(mode: "IMMEDIATE" | "DEFERRED", work: () => R): R {
+    this.#db.exec(`BEGIN ${mode}`);
+    try {
+      const result = work();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw closedStoreError();
+  }
+}
+
+function prepareStatements(db: DatabaseSync) {
+  return {
+    getObject: db.prepare(
+      "SELECT key, revision, create_revision, value FROM objects WHERE kind = :kind AND key = :key",
+    ),
+    listFrom: db.prepare(
+      "SELECT key, revision, create_revision, value FROM objects WHERE kind = :kind AND key >= :prefix ORDER BY key",
+    ),
+    upsertObject: db.prepare(
+      `INSERT INTO objects (kind, key, revision, create_revision, value)
+       VALUES (:kind, :key, :revision, :createRevision, :value)
+       ON CONFLICT (kind, key) DO UPDATE SET revision = excluded.revision, value = excluded.value`,
+    ),
+    deleteObject: db.prepare("DELETE FROM objects WHERE kind = :kind AND key = :key"),
+    insertChange: db.prepare(
+      `INSERT INTO changes (revision, kind, key, type, object_revision, create_revision, value)
+       VALUES (:revision, :kind, :key, :type, :objectRevision, :createRevision, :value)`,
+    ),
+    changesAfter: db.prepare(
+      "SELECT revision, kind, key, type, object_revision, create_revision, value FROM changes WHERE revision > :fromRevision ORDER BY revision",
+    ),
+    trimChanges: db.prepare("DELETE FROM changes WHERE revision <= :floor"),
+    raiseCompacted: db.prepare("UPDATE meta SET value = max(value, :floor) WHERE name = 'compacted'"),
+    bumpRevision: db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value"),
+    getMeta: db.prepare("SELECT value FROM meta WHERE name = :name"),
+  };
+}
+
+function toStoredObject<T>(kind: Kind, row: ObjectRow): StoredObject<T> {
+  return Object.freeze({
+    kind,
+    key: row.key,
+    revision: row.revision,
+    createRevision: row.create_revision,
+    value: fromJson<T>(row.value),
+  });
+}
+
+function toWatchEvent(row: ChangeRow): WatchEvent {
+  return deepFreeze({
+    type: row.type,
+    kind: row.kind,
+    key: row.key,
+    revision: row.revision,
+    object: {
+      kind: row.kind,
+      key: row.key,
+      revision: row.object_revision,
+      createRevision: row.create_revision,
+      value: JSON.parse(row.value) as unknown,
+    },
+  });
+}
