@@ -9,6 +9,13 @@
 
 import type { Resources } from "../model/objects.ts";
 
+/**
+ * Every driver appends an instance's stdout and stderr to this file in
+ * `StartSpec.stateDir` (rotated by copy-and-truncate to `<file>.1`); the agent
+ * follows it to ship logs.
+ */
+export const INSTANCE_LOG = "output.log";
+
 /** Everything a driver needs to start one instance. */
 export interface StartSpec {
   id: string;
@@ -65,4 +72,6 @@ export interface RuntimeDriver {
   remove(id: string): Promise<void>;
   /** Resource use, when the driver can measure it. */
   usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined>;
+  /** Stops watching (timers, listeners) and leaves every instance running; a later recover() finds them. */
+  close?(): void;
 }

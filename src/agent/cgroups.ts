@@ -1,0 +1,282 @@
+/**
+ * Per-instance cgroups: what this machine offers (v2, v1 or none, and why),
+ * one `herd/<instance id>` cgroup per instance with memory, CPU and pids
+ * limits, its usage, and killing and removing it.
+ *
+ * v2: one tree at /sys/fs/cgroup; controllers must be enabled down the path
+ * (root → herd) through cgroup.subtree_control. v1: one tree per controller
+ * (/sys/fs/cgroup/memory, cpu, cpuacct, pids); an instance gets a directory in
+ * each, and a process joins by writing its pid into every one of them.
+ */
+
+import {
+  accessSync,
+  existsSync,
+  constants as fsConstants,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  writeFileSync,
+} from "node:fs";
+import { rmdir } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** What cgroup support this machine offers, and where. */
+export interface CgroupSupport {
+  version: "v1" | "v2" | "none";
+  /** Why there are no limits, when version is none. */
+  reason?: string;
+  /** v2: [the herd parent]. v1: the herd parent in each controller tree used (memory, cpu, cpuacct, pids). */
+  parents: string[];
+}
+
+/** One instance's cgroup: JSON-safe, so the driver can keep it in its records. */
+export interface InstanceCgroup {
+  version: "v1" | "v2";
+  /** v2: one directory. v1: one per controller tree, memory first. */
+  dirs: string[];
+}
+
+/** Limits for one instance. */
+export interface CgroupLimits {
+  memoryBytes: number;
+  /** CPU cores, e.g. 0.25. */
+  cpuCores: number;
+  /** Most processes and threads at once; default 1024. */
+  pids?: number;
+}
+
+const PARENT = "herd";
+const V2_CONTROLLERS = ["memory", "cpu", "pids"];
+const CPU_PERIOD_US = 100_000;
+// The kernel refuses quotas under 1 ms.
+const MIN_CPU_QUOTA_US = 1_000;
+export const DEFAULT_PIDS_LIMIT = 1024;
+
+/**
+ * Detects what this machine offers and prepares the `herd` parent cgroup:
+ * v2 when `<root>/cgroup.controllers` exists and memory, cpu and pids can be
+ * enabled for the herd subtree; else v1 when memory and cpu trees are mounted;
+ * else none, with the reason.
+ */
+export function detectCgroups(root = "/sys/fs/cgroup"): CgroupSupport {
+  if (process.getuid?.() !== 0) return { version: "none", reason: "not running as root", parents: [] };
+  if (existsSync(join(root, "cgroup.controllers"))) return detectV2(root);
+  if (
+    existsSync(join(root, "memory", "memory.limit_in_bytes")) &&
+    existsSync(join(root, "cpu", "cpu.cfs_quota_us"))
+  ) {
+    return detectV1(root);
+  }
+  return {
+    version: "none",
+    reason: `no cgroup v2 or v1 memory and cpu controllers under ${root}`,
+    parents: [],
+  };
+}
+
+function detectV2(root: string): CgroupSupport {
+  const available = readFileSync(join(root, "cgroup.controllers"), "utf8").trim().split(/\s+/);
+  const missing = V2_CONTROLLERS.filter((c) => !available.includes(c));
+  if (missing.length > 0) {
+    return {
+      version: "none",
+      reason: `cgroup v2 at ${root} lacks the ${missing.join(", ")} controller(s)`,
+      parents: [],
+    };
+  }
+  const parent = join(root, PARENT);
+  try {
+    mkdirSync(parent, { recursive: true });
+    enableControllers(root);
+    enableControllers(parent);
+  } catch (err) {
+    return {
+      version: "none",
+      reason: `cannot enable ${V2_CONTROLLERS.join(", ")} for ${parent}: ${(err as Error).message} (the agent's own cgroup may hold processes; run it in a leaf cgroup)`,
+      parents: [],
+    };
+  }
+  return { version: "v2", parents: [parent] };
+}
+
+function enableControllers(dir: string): void {
+  const file = join(dir, "cgroup.subtree_control");
+  const enabled = readFileSync(file, "utf8").trim().split(/\s+/);
+  const wanted = V2_CONTROLLERS.filter((c) => !enabled.includes(c));
+  if (wanted.length > 0) writeFileSync(file, wanted.map((c) => `+${c}`).join(" "));
+}
+
+function detectV1(root: string): CgroupSupport {
+  // cpu and cpuacct are often one tree mounted twice (cpu,cpuacct); keep each tree once.
+  const trees: string[] = [];
+  const seen = new Set<string>();
+  for (const controller of ["memory", "cpu", "cpuacct", "pids"]) {
+    const dir = join(root, controller);
+    if (!existsSync(join(dir, "cgroup.procs"))) continue;
+    const real = realpathSync(dir);
+    if (seen.has(real)) continue;
+    seen.add(real);
+    trees.push(dir);
+  }
+  try {
+    const parents = trees.map((t) => join(t, PARENT));
+    for (const p of parents) {
+      mkdirSync(p, { recursive: true });
+      accessSync(join(p, "cgroup.procs"), fsConstants.W_OK);
+    }
+    return { version: "v1", parents };
+  } catch (err) {
+    return {
+      version: "none",
+      reason: `cannot create the herd cgroups: ${(err as Error).message}`,
+      parents: [],
+    };
+  }
+}
+
+/**
+ * Creates (or resets) the cgroup `herd/<id>` with the given limits. Throws when
+ * a limit cannot be set; the caller decides whether to run without it.
+ */
+export function createInstanceCgroup(
+  support: CgroupSupport,
+  id: string,
+  limits: CgroupLimits,
+): InstanceCgroup {
+  if (support.version === "none") throw new Error(`no cgroups: ${support.reason}`);
+  const dirs = support.parents.map((p) => join(p, id));
+  for (const d of dirs) mkdirSync(d, { recursive: true });
+  const pids = String(limits.pids ?? DEFAULT_PIDS_LIMIT);
+  const quota = Math.max(MIN_CPU_QUOTA_US, Math.round(limits.cpuCores * CPU_PERIOD_US));
+  const memory = String(Math.round(limits.memoryBytes));
+  if (support.version === "v2") {
+    const [dir] = dirs;
+    writeFileSync(join(dir, "memory.max"), memory);
+    // Without swap the memory limit is the whole budget, as in the v1 memsw case.
+    writeIfPresent(join(dir, "memory.swap.max"), "0");
+    // An OOM kill takes the whole instance, not one random process of it.
+    writeIfPresent(join(dir, "memory.oom.group"), "1");
+    writeFileSync(join(dir, "cpu.max"), `${quota} ${CPU_PERIOD_US}`);
+    writeFileSync(join(dir, "pids.max"), pids);
+  } else {
+    for (const dir of dirs) {
+      if (existsSync(join(dir, "memory.limit_in_bytes"))) {
+        writeFileSync(join(dir, "memory.limit_in_bytes"), memory);
+        // memsw counts memory + swap; equal to the memory limit means no swap. Absent when swap accounting is off.
+        writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
+      }
+      if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
+        writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
+        writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota));
+      }
+      if (existsSync(join(dir, "pids.max"))) writeFileSync(join(dir, "pids.max"), pids);
+    }
+  }
+  return { version: support.version, dirs };
+}
+
+function writeIfPresent(file: string, value: string): void {
+  if (existsSync(file)) writeFileSync(file, value);
+}
+
+/** The files a process writes its own pid into to join the cgroup (one per v1 tree). */
+export function cgroupProcsFiles(cg: InstanceCgroup): string[] {
+  return cg.dirs.map((d) => join(d, "cgroup.procs"));
+}
+
+/** The memory limit the kernel applied (it rounds down to pages), in bytes. */
+export function readMemoryLimit(cg: InstanceCgroup): number | undefined {
+  const file = cg.version === "v2" ? "memory.max" : "memory.limit_in_bytes";
+  for (const d of cg.dirs) {
+    const value = readOptional(join(d, file));
+    if (value !== undefined) return value === "max" ? Number.POSITIVE_INFINITY : Number(value);
+  }
+  return undefined;
+}
+
+/** Memory in use now and CPU time used so far by everything in the cgroup. */
+export function readCgroupUsage(cg: InstanceCgroup): { memoryBytes?: number; cpuSeconds?: number } {
+  const usage: { memoryBytes?: number; cpuSeconds?: number } = {};
+  for (const d of cg.dirs) {
+    if (cg.version === "v2") {
+      const memory = readOptional(join(d, "memory.current"));
+      if (memory !== undefined) usage.memoryBytes = Number(memory);
+      const stat = readOptional(join(d, "cpu.stat"));
+      const usec = stat && /^usage_usec (\d+)$/m.exec(stat);
+      if (usec) usage.cpuSeconds = Number(usec[1]) / 1e6;
+    } else {
+      const memory = readOptional(join(d, "memory.usage_in_bytes"));
+      if (memory !== undefined) usage.memoryBytes = Number(memory);
+      const nanos = readOptional(join(d, "cpuacct.usage"));
+      if (nanos !== undefined) usage.cpuSeconds = Number(nanos) / 1e9;
+    }
+  }
+  return usage;
+}
+
+/** Pids of every process in the cgroup (all v1 trees together). */
+export function cgroupPids(cg: InstanceCgroup): number[] {
+  const pids = new Set<number>();
+  for (const d of cg.dirs) {
+    const text = readOptional(join(d, "cgroup.procs")) ?? "";
+    for (const line of text.split("\n")) if (line) pids.add(Number(line));
+  }
+  return [...pids];
+}
+
+/** SIGKILLs everything in the cgroup (cgroup.kill where the kernel has it). */
+export function killCgroup(cg: InstanceCgroup): void {
+  if (cg.version === "v2" && existsSync(join(cg.dirs[0], "cgroup.kill"))) {
+    try {
+      writeFileSync(join(cg.dirs[0], "cgroup.kill"), "1");
+      return;
+    } catch {
+      // Fall through to killing pid by pid.
+    }
+  }
+  for (const pid of cgroupPids(cg)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/**
+ * Kills everything in the cgroup, waits until it is empty (at most timeoutMs)
+ * and removes its directories. Missing directories are fine.
+ */
+export async function destroyInstanceCgroup(cg: InstanceCgroup, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    killCgroup(cg);
+    const left = cgroupPids(cg);
+    if (left.length === 0 || Date.now() > deadline) break;
+    await sleep(20);
+  }
+  for (const d of cg.dirs) {
+    for (;;) {
+      try {
+        await rmdir(d);
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") break;
+        // EBUSY while the last tasks are still being torn down.
+        if (code !== "EBUSY" || Date.now() > deadline) throw err;
+        await sleep(20);
+      }
+    }
+  }
+}
+
+function readOptional(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { detectCgroups, readMemoryLimit } from "./cgroups.ts";
+import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
+import { INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
+import { ProcessDriver } from "./process-driver.ts";
+
+runDriverConformance("process", (stateRoot) => new ProcessDriver({ stateRoot }));
+
+const support = detectCgroups();
+const noCgroups = support.version === "none" ? `no cgroups here: ${support.reason}` : false;
+
+test("isolation says what this machine gives and why not", (t) => {
+  const stateRoot = mkdtempSync(join(tmpdir(), "herd-isolation-"));
+  t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
+  const driver = new ProcessDriver({ stateRoot, cgroups: false });
+  assert.deepEqual(driver.isolation(), {
+    cgroups: "none",
+    reason: "cgroups turned off in the agent's options",
+  });
+  const auto = new ProcessDriver({ stateRoot });
+  assert.equal(auto.isolation().cgroups, support.version);
+  if (process.getuid?.() !== 0) assert.equal(auto.isolation().reason, "not running as root");
+});
+
+test("an instance cgroup holds the requested memory limit and an allocation past it is killed", {
+  skip: noCgroups,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver();
+  const exits: InstanceProcess[] = [];
+  driver.onExit((p) => exits.push(p));
+  const memory = 128 * 1024 * 1024;
+  // Touches 1 MiB at a time so the pages are really used; the cgroup must stop it long before 2 GiB.
+  const hog = `"${process.execPath}" -e "const a = []; for (let i = 0; i < 2048; i++) a.push(Buffer.alloc(1 << 20, 1)); console.log('survived')"`;
+  const spec = { ...(await h.spec("hog1", hog)), resources: { cpu: 0.5, memory } };
+  await driver.start(spec);
+  const dirs = support.parents.map((p) => join(p, "hog1"));
+  // The limit is set before the command runs; the cgroup exists until the exit is handled.
+  if (!exits[0]) assert.equal(readMemoryLimit({ version: support.version as "v1" | "v2", dirs }), memory);
+  const exit = await waitFor(() => exits[0], "the hog to be killed", 30_000);
+  // SIGKILL reaches either the command itself or, when the shell did not exec it, its child (sh then exits 128 + 9).
+  assert.ok(
+    exit.signal === "SIGKILL" || exit.exitCode === 137,
+    `exit code ${exit.exitCode}, signal ${exit.signal}`,
+  );
+  assert.ok(!(await driver.tail("hog1", 5)).includes("survived"));
+  await waitFor(() => dirs.every((d) => !existsSync(d)) || undefined, "the cgroup to be removed");
+});
+
+test("the running process is in its cgroup and usage is measured", { skip: noCgroups }, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver();
+  const spec = await h.spec("inside1", `"${process.execPath}" server.cjs`);
+  const started = await driver.start(spec);
+  // The wrapper joins the cgroup as its first step, a moment after spawn returned.
+  await waitFor(() => {
+    const procs = readFileSync(join(support.parents[0], "inside1", "cgroup.procs"), "utf8").split("\n");
+    return procs.includes(String(started.pid)) || undefined;
+  }, `pid ${started.pid} in the cgroup`);
+  const usage = await waitFor(async () => {
+    const u = await driver.usage("inside1");
+    return u?.memoryBytes ? u : undefined;
+  }, "usage");
+  assert.ok(usage.memoryBytes! > 1024 * 1024);
+  assert.equal(typeof usage.cpuSeconds, "number");
+});
+
+test("usage without cgroups comes from /proc", async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot, cgroups: false }));
+  const driver = h.driver();
+  const spec = await h.spec("plain1", `"${process.execPath}" server.cjs`);
+  await driver.start(spec);
+  await waitFor(() => get(spec.port), "the server to answer");
+  // Without a cgroup only the main process is measured (maybe the shell around the command).
+  const usage = await driver.usage("plain1");
+  assert.ok(usage?.memoryBytes && usage.memoryBytes > 0);
+  assert.equal(typeof usage?.cpuSeconds, "number");
+});
+
+test("a log past logMaxBytes is copied to .1 and truncated while the writer keeps appending", async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot, logMaxBytes: 4096 }));
+  const driver = h.driver();
+  const writer = `"${process.execPath}" -e "let i = 0; setInterval(() => console.log('line ' + i++ + ' ' + 'x'.repeat(100)), 5)"`;
+  const spec = await h.spec("rotate1", writer);
+  await driver.start(spec);
+  const log = join(spec.stateDir, INSTANCE_LOG);
+  await waitFor(() => existsSync(`${log}.1`) || undefined, "the rotated log", 15_000);
+  assert.ok(statSync(`${log}.1`).size > 4096);
+  // Appends after truncation start at the beginning again: no hole of NUL bytes.
+  await waitFor(() => (statSync(log).size > 0 ? true : undefined), "new output");
+  assert.ok(!readFileSync(log, "utf8").includes("\0"));
+  const tail = await driver.tail("rotate1", 3);
+  assert.equal(tail.length, 3);
+  assert.match(tail[2], /^line \d+ x+$/);
+});

@@ -1,0 +1,490 @@
+/**
+ * The process driver: runs each instance as a detached `/bin/sh -c <command>`
+ * in its own session and process group, output appended to one log file,
+ * limits from a cgroup it joins before the command runs. Everything it needs
+ * to find its instances again lives in one JSON record per instance under
+ * stateRoot, so a restarted agent adopts what is still running.
+ *
+ *   start ─► cgroup herd/<id> ─► spawn sh wrapper (joins cgroup, exec command)
+ *              │                        │ stdout+stderr ─► <stateDir>/output.log (O_APPEND fd)
+ *              └── record <stateRoot>/<id>.json {pid, procStartTime, cgroup, …}
+ *   exit  ◄── 'exit' event (own child) or a 250 ms poll (adopted: pid + start time)
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { HerdError, notFound } from "../common/errors.ts";
+import { type Logger, silentLogger } from "../common/log.ts";
+import {
+  type CgroupSupport,
+  cgroupProcsFiles,
+  createInstanceCgroup,
+  destroyInstanceCgroup,
+  detectCgroups,
+  type InstanceCgroup,
+  killCgroup,
+  readCgroupUsage,
+} from "./cgroups.ts";
+import {
+  INSTANCE_LOG,
+  type InstanceProcess,
+  type Isolation,
+  type RuntimeDriver,
+  type StartSpec,
+} from "./driver.ts";
+
+/** Options of the process driver. */
+export interface ProcessDriverOptions {
+  /** Directory for the per-instance records (one JSON file each). */
+  stateRoot: string;
+  logger?: Logger;
+  /** Put instances in cgroups; default: when the machine offers them. */
+  cgroups?: boolean;
+  /** Rotate an instance's log when it passes this size; default 10 MiB. */
+  logMaxBytes?: number;
+}
+
+/** What the driver keeps on disk about one instance. */
+interface InstanceRecord {
+  id: string;
+  generation: number;
+  pid: number;
+  port: number;
+  startedAt: string;
+  /** Field 22 of /proc/<pid>/stat: tells our process from a later one that got the same pid. */
+  procStartTime: string;
+  stateDir: string;
+  cgroup: InstanceCgroup | null;
+  /** Set once it is gone. */
+  exit?: { code: number | null; signal: string | null; stopped: boolean };
+}
+
+interface Tracked {
+  record: InstanceRecord;
+  /** Our own child (started by this driver); absent for adopted processes. */
+  child?: ChildProcess;
+  /** Set by stop(): the exit is expected and not reported to onExit listeners. */
+  stopping: boolean;
+  /** Resolves when the main process is gone. */
+  gone: Promise<void>;
+  markGone: () => void;
+  poll?: NodeJS.Timeout;
+}
+
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const ADOPTED_POLL_MS = 250;
+const ROTATE_CHECK_MS = 1000;
+const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+// Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream architecture.
+const CLOCK_TICKS = 100;
+// Exit status of the wrapper when it cannot join the cgroup (125: "the wrapper failed", as in env/nohup).
+const JOIN_FAILED = 125;
+
+// Joins every cgroup.procs file given after the command, then becomes the command.
+const WRAPPER = `cmd=$1; shift
+for f do echo $$ > "$f" || { echo "herd: cannot join cgroup $f" >&2; exit ${JOIN_FAILED}; }; done
+exec /bin/sh -c "$cmd"`;
+
+/** Runs instances as detached process groups on this machine, with cgroup limits when root. */
+export class ProcessDriver implements RuntimeDriver {
+  readonly name = "process";
+  readonly #stateRoot: string;
+  readonly #log: Logger;
+  readonly #support: CgroupSupport;
+  readonly #logMaxBytes: number;
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #listeners: ((p: InstanceProcess) => void)[] = [];
+  #rotateTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: ProcessDriverOptions) {
+    this.#stateRoot = options.stateRoot;
+    this.#log = (options.logger ?? silentLogger).child("process-driver");
+    this.#logMaxBytes = options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    this.#support =
+      options.cgroups === false
+        ? { version: "none", reason: "cgroups turned off in the agent's options", parents: [] }
+        : detectCgroups();
+    mkdirSync(this.#stateRoot, { recursive: true });
+  }
+
+  isolation(): Isolation {
+    return this.#support.version === "none"
+      ? { cgroups: "none", reason: this.#support.reason }
+      : { cgroups: this.#support.version };
+  }
+
+  async start(spec: StartSpec): Promise<InstanceProcess> {
+    if (!SAFE_ID.test(spec.id))
+      throw new HerdError("invalid", `instance id ${JSON.stringify(spec.id)} is not safe as a file name`);
+    const existing = this.#tracked.get(spec.id);
+    if (existing && !existing.record.exit) {
+      throw new HerdError(
+        "conflict",
+        `instance ${spec.id} is already running (pid ${existing.record.pid}); stop it first`,
+      );
+    }
+    try {
+      if (!statSync(spec.dir).isDirectory()) throw new Error("not a directory");
+    } catch (err) {
+      throw new HerdError(
+        "invalid",
+        `cannot start ${spec.id}: working directory ${spec.dir}: ${(err as Error).message}`,
+      );
+    }
+    mkdirSync(spec.stateDir, { recursive: true });
+
+    let cgroup: InstanceCgroup | null = null;
+    if (this.#support.version !== "none") {
+      try {
+        cgroup = createInstanceCgroup(this.#support, spec.id, {
+          memoryBytes: spec.resources.memory,
+          cpuCores: spec.resources.cpu,
+        });
+      } catch (err) {
+        throw new HerdError("internal", `cannot set up the cgroup of ${spec.id}: ${(err as Error).message}`);
+      }
+    }
+
+    let child: ChildProcess;
+    const logFd = openSync(join(spec.stateDir, INSTANCE_LOG), "a");
+    try {
+      const args = cgroup
+        ? ["-c", WRAPPER, "herd-instance", spec.command, ...cgroupProcsFiles(cgroup)]
+        : ["-c", spec.command];
+      // detached: own session and process group, so signals to the agent's group never reach it.
+      // The log fd is inherited (no pipes), so the app keeps writing when the agent is gone.
+      child = spawn("/bin/sh", args, {
+        cwd: spec.dir,
+        env: spec.env,
+        detached: true,
+        stdio: ["ignore", logFd, logFd],
+      });
+    } catch (err) {
+      if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
+      throw new HerdError("internal", `cannot start ${spec.id}: ${(err as Error).message}`);
+    } finally {
+      closeSync(logFd);
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      const err = await new Promise<Error>((resolve) => child.once("error", resolve));
+      if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
+      throw new HerdError("internal", `cannot start ${spec.id}: ${err.message}`);
+    }
+    child.unref();
+
+    // The child is not reaped before the event loop runs, so /proc/<pid> is there even if it already exited.
+    const procStartTime = readProcStat(pid)?.startTime ?? "";
+    const record: InstanceRecord = {
+      id: spec.id,
+      generation: spec.generation,
+      pid,
+      port: spec.port,
+      startedAt: new Date().toISOString(),
+      procStartTime,
+      stateDir: spec.stateDir,
+      cgroup,
+    };
+    const tracked = this.#track(record);
+    tracked.child = child;
+    child.once("exit", (code, signal) => this.#exited(tracked, code, signal));
+    this.#writeRecord(record);
+    this.#log.info("started", {
+      id: spec.id,
+      generation: spec.generation,
+      pid,
+      port: spec.port,
+      cgroup: cgroup?.version,
+    });
+    return toProcess(record);
+  }
+
+  async stop(id: string, graceMs: number): Promise<void> {
+    const t = this.#tracked.get(id);
+    if (!t) return;
+    if (t.record.exit) {
+      if (t.record.cgroup) await destroyInstanceCgroup(t.record.cgroup);
+      return;
+    }
+    t.stopping = true;
+    const { pid, cgroup } = t.record;
+    const deadline = Date.now() + graceMs;
+    signalGroup(pid, "SIGTERM");
+    // Grace covers the whole group: a child that ignores SIGTERM gets SIGKILL at the deadline too.
+    while (Date.now() < deadline && (!t.record.exit || groupAlive(pid))) await sleep(25);
+    signalGroup(pid, "SIGKILL");
+    if (cgroup) killCgroup(cgroup);
+    await t.gone;
+    // Members that were still starting when the group was signalled.
+    signalGroup(pid, "SIGKILL");
+    if (cgroup) await destroyInstanceCgroup(cgroup);
+    this.#log.info("stopped", { id, pid });
+  }
+
+  async inspect(id: string): Promise<InstanceProcess | undefined> {
+    const t = this.#tracked.get(id);
+    return t && toProcess(t.record);
+  }
+
+  async list(): Promise<InstanceProcess[]> {
+    return [...this.#tracked.values()].map((t) => toProcess(t.record));
+  }
+
+  async recover(): Promise<InstanceProcess[]> {
+    for (const file of readdirSync(this.#stateRoot)) {
+      if (!file.endsWith(".json")) continue;
+      const id = file.slice(0, -".json".length);
+      if (this.#tracked.has(id) || !SAFE_ID.test(id)) continue;
+      let record: InstanceRecord;
+      try {
+        record = JSON.parse(readFileSync(join(this.#stateRoot, file), "utf8")) as InstanceRecord;
+      } catch (err) {
+        this.#log.warn("skipping an unreadable record", { file, err });
+        continue;
+      }
+      const t = this.#track(record);
+      if (record.exit) {
+        t.markGone();
+      } else if (isOurProcess(record.pid, record.procStartTime)) {
+        t.poll = setInterval(() => {
+          if (!isOurProcess(record.pid, record.procStartTime)) this.#exited(t, null, null);
+        }, ADOPTED_POLL_MS);
+        t.poll.unref();
+        this.#log.info("adopted", { id, pid: record.pid, port: record.port });
+      } else {
+        // Died while no agent was watching: exit code unknown. Clear what it left in its cgroup.
+        record.exit = { code: null, signal: null, stopped: false };
+        t.markGone();
+        this.#writeRecord(record);
+        if (record.cgroup) await destroyInstanceCgroup(record.cgroup).catch(() => {});
+        this.#log.info("found exited", { id, pid: record.pid });
+      }
+    }
+    return this.list();
+  }
+
+  onExit(listener: (p: InstanceProcess) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async tail(id: string, lines: number): Promise<string[]> {
+    const t = this.#tracked.get(id);
+    if (!t) throw notFound(`instance ${id} is not known to the process driver`);
+    const log = join(t.record.stateDir, INSTANCE_LOG);
+    const current = await tailFile(log, lines);
+    if (current.length >= lines) return current;
+    const rotated = await tailFile(`${log}.1`, lines - current.length);
+    return [...rotated, ...current];
+  }
+
+  async remove(id: string): Promise<void> {
+    const t = this.#tracked.get(id);
+    if (!t) return;
+    if (!t.record.exit)
+      throw new HerdError("conflict", `instance ${id} is still running; stop it before removing it`);
+    if (t.record.cgroup) await destroyInstanceCgroup(t.record.cgroup).catch(() => {});
+    rmSync(join(this.#stateRoot, `${id}.json`), { force: true });
+    this.#tracked.delete(id);
+  }
+
+  async usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined> {
+    const t = this.#tracked.get(id);
+    if (!t || t.record.exit) return undefined;
+    if (t.record.cgroup) return readCgroupUsage(t.record.cgroup);
+    const stat = readProcStat(t.record.pid);
+    if (!stat) return undefined;
+    const status = readOptional(`/proc/${t.record.pid}/status`);
+    const rss = status && /^VmRSS:\s+(\d+) kB$/m.exec(status);
+    return { cpuSeconds: stat.cpuTicks / CLOCK_TICKS, memoryBytes: rss ? Number(rss[1]) * 1024 : undefined };
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#rotateTimer);
+    for (const t of this.#tracked.values()) {
+      clearInterval(t.poll);
+      t.child?.removeAllListeners("exit");
+    }
+  }
+
+  #track(record: InstanceRecord): Tracked {
+    let markGone = () => {};
+    const gone = new Promise<void>((resolve) => {
+      markGone = resolve;
+    });
+    const t: Tracked = { record, stopping: false, gone, markGone };
+    this.#tracked.set(record.id, t);
+    if (!this.#rotateTimer && !this.#closed) {
+      this.#rotateTimer = setInterval(() => this.#rotateLogs(), ROTATE_CHECK_MS);
+      this.#rotateTimer.unref();
+    }
+    return t;
+  }
+
+  #exited(t: Tracked, code: number | null, signal: string | null): void {
+    if (t.record.exit || this.#closed) return;
+    clearInterval(t.poll);
+    t.record.exit = { code, signal, stopped: t.stopping };
+    this.#writeRecord(t.record);
+    t.markGone();
+    if (t.stopping) return;
+    // The main process is the instance: take whatever it left behind with it, so nothing holds its port.
+    signalGroup(t.record.pid, "SIGKILL");
+    if (t.record.cgroup) {
+      destroyInstanceCgroup(t.record.cgroup).catch((err) =>
+        this.#log.warn("cannot remove cgroup", { id: t.record.id, err }),
+      );
+    }
+    this.#log.info("exited", { id: t.record.id, pid: t.record.pid, code, signal });
+    const p = toProcess(t.record);
+    for (const listener of this.#listeners) listener(p);
+  }
+
+  #writeRecord(record: InstanceRecord): void {
+    const file = join(this.#stateRoot, `${record.id}.json`);
+    writeFileSync(`${file}.tmp`, JSON.stringify(record));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  // copytruncate: the writers hold O_APPEND fds, so after truncation they continue at offset 0.
+  #rotateLogs(): void {
+    for (const t of this.#tracked.values()) {
+      if (t.record.exit) continue;
+      const log = join(t.record.stateDir, INSTANCE_LOG);
+      try {
+        if (statSync(log).size <= this.#logMaxBytes) continue;
+        copyFileSync(log, `${log}.1`);
+        truncateSync(log, 0);
+      } catch (err) {
+        this.#log.warn("cannot rotate the log", { id: t.record.id, err });
+      }
+    }
+  }
+}
+
+function toProcess(r: InstanceRecord): InstanceProcess {
+  const p: InstanceProcess = {
+    id: r.id,
+    generation: r.generation,
+    pid: r.pid,
+    port: r.port,
+    startedAt: r.startedAt,
+    state: r.exit ? "exited" : "running",
+  };
+  if (r.exit) {
+    p.exitCode = r.exit.code;
+    p.signal = r.exit.signal;
+  }
+  return p;
+}
+
+/** The fields of /proc/<pid>/stat the driver uses, or undefined when the process is gone. */
+function readProcStat(
+  pid: number,
+): { state: string; pgrp: number; cpuTicks: number; startTime: string } | undefined {
+  const text = readOptional(`/proc/${pid}/stat`);
+  if (!text) return undefined;
+  // The command name (field 2) may hold spaces and parens; the fields after its last ')' are fixed.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 of the man page, so field N is fields[N - 3].
+  return {
+    state: fields[0],
+    pgrp: Number(fields[2]),
+    cpuTicks: Number(fields[11]) + Number(fields[12]),
+    startTime: fields[19],
+  };
+}
+
+/** Whether pid is alive and is the process that had procStartTime (not a later one with the same pid). */
+function isOurProcess(pid: number, procStartTime: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
+  }
+  const stat = readProcStat(pid);
+  return stat !== undefined && stat.startTime === procStartTime && stat.state !== "Z" && stat.state !== "X";
+}
+
+/** Whether any live (non-zombie) process is left in process group pgid. */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch {
+    return false;
+  }
+  // kill(2) also succeeds for zombies nobody reaped yet; those do not count.
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readProcStat(Number(entry));
+    if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") return true;
+  }
+  return false;
+}
+
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // The group is already gone.
+  }
+}
+
+function readOptional(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+const TAIL_CHUNK = 64 * 1024;
+
+/** The last `lines` lines of a file ([] when it does not exist), reading only its end. */
+async function tailFile(file: string, lines: number): Promise<string[]> {
+  if (lines <= 0) return [];
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch {
+    return [];
+  }
+  const handle = await open(file, "r");
+  try {
+    let start = size;
+    let bytes = Buffer.alloc(0);
+    let found: string[] = [];
+    while (start > 0) {
+      const length = Math.min(TAIL_CHUNK, start);
+      start -= length;
+      const buf = Buffer.alloc(length);
+      await handle.read(buf, 0, length, start);
+      // Decode only whole buffers, so a character split across two chunks stays intact.
+      bytes = Buffer.concat([buf, bytes]);
+      found = bytes.toString("utf8").split("\n");
+      if (found[found.length - 1] === "") found.pop();
+      // The first piece may be the end of a longer line unless the read reached the file's start.
+      if (found.length > lines) break;
+    }
+    if (start > 0) found.shift();
+    return found.slice(-lines);
+  } finally {
+    await handle.close();
+  }
+}
