@@ -1,0 +1,242 @@
+/**
+ * A small client for the control-plane API (`/api/v1`): JSON calls, NDJSON
+ * streams and a streamed file upload. Every failure becomes an ApiError whose
+ * message a person can act on.
+ *
+ *   get/post/delete ─► fetch ─► JSON reply │ {code, message, details} ─► ApiError
+ *   stream          ─► fetch ─► readNdjson(body) ─► one object per line
+ *   upload          ─► fetch(body = file chunks, onProgress) ─► JSON reply
+ */
+
+import { createReadStream } from "node:fs";
+import type { FieldProblem } from "../common/errors.ts";
+
+/** Query parameters; undefined values are left out. */
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Where the client connects and as whom. */
+export interface ApiClientOptions {
+  /** Base URL without /api/v1. */
+  url: string;
+  token: string;
+  /** Sent as ?tenant= on every call when set. */
+  tenant?: string;
+}
+
+/** An API error reply, or a failure to reach the server. */
+export class ApiError extends Error {
+  /** HTTP status; 0 when the server was not reached. */
+  readonly status: number;
+  /** The API's error code (`invalid`, `not_found`, …), or `unreachable`. */
+  readonly code: string;
+  readonly details: FieldProblem[];
+
+  constructor(status: number, code: string, message: string, details: FieldProblem[] = []) {
+    super(withDetails(message, details));
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** A message followed by one indented line per field problem: `  field (line 7): message`. */
+export function withDetails(message: string, details: readonly FieldProblem[] | undefined): string {
+  if (!details?.length) return message;
+  const lines = details.map((d) => `  ${d.field}${d.line ? ` (line ${d.line})` : ""}: ${d.message}`);
+  return [message, ...lines].join("\n");
+}
+
+/** A file to upload as a request body. */
+export interface UploadFile {
+  path: string;
+  size: number;
+  contentType: string;
+}
+
+/** Client for one herd server, one token, one tenant. */
+export class ApiClient {
+  readonly url: string;
+  readonly #token: string;
+  readonly #tenant: string | undefined;
+
+  constructor(options: ApiClientOptions) {
+    this.url = options.url.replace(/\/+$/, "");
+    this.#token = options.token;
+    this.#tenant = options.tenant;
+  }
+
+  /** GET a JSON reply. */
+  get<T>(path: string, query?: Query): Promise<T> {
+    return this.#json<T>("GET", path, query);
+  }
+
+  /** POST a JSON body (or none) and read the JSON reply. */
+  post<T>(path: string, body?: unknown, query?: Query): Promise<T> {
+    return this.#json<T>("POST", path, query, body);
+  }
+
+  /** DELETE and read the JSON reply. */
+  delete<T>(path: string, query?: Query): Promise<T> {
+    return this.#json<T>("DELETE", path, query);
+  }
+
+  /**
+   * GET an NDJSON stream: yields each parsed line until the server ends it.
+   * A dropped connection surfaces as an error from the iterator.
+   */
+  async *stream<T>(path: string, query?: Query, signal?: AbortSignal): AsyncGenerator<T> {
+    const res = await this.#fetch("GET", path, query, {
+      signal,
+      headers: { accept: "application/x-ndjson" },
+    });
+    if (!res.ok) throw await errorFromResponse(res);
+    if (!res.body) return;
+    yield* readNdjson<T>(res.body);
+  }
+
+  /**
+   * POST a file as the request body, streamed from disk. `onProgress` is
+   * called with the bytes sent so far as chunks leave.
+   */
+  async upload<T>(
+    path: string,
+    file: UploadFile,
+    onProgress?: (sent: number, total: number) => void,
+  ): Promise<T> {
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      let sent = 0;
+      for await (const chunk of createReadStream(file.path, { highWaterMark: 256 * 1024 })) {
+        sent += (chunk as Buffer).length;
+        yield chunk as Buffer;
+        onProgress?.(sent, file.size);
+      }
+    }
+    const res = await this.#fetch("POST", path, undefined, {
+      body: chunks(),
+      headers: { "content-type": file.contentType, "content-length": String(file.size) },
+    });
+    return readJson<T>(res);
+  }
+
+  /** The full URL of an API path with the query (and tenant) added. */
+  urlFor(path: string, query?: Query): string {
+    const u = new URL(`${this.url}/api/v1${path}`);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
+    if (this.#tenant) u.searchParams.set("tenant", this.#tenant);
+    return u.toString();
+  }
+
+  async #json<T>(method: string, path: string, query?: Query, body?: unknown): Promise<T> {
+    const res = await this.#fetch(method, path, query, {
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+    });
+    return readJson<T>(res);
+  }
+
+  async #fetch(
+    method: string,
+    path: string,
+    query: Query | undefined,
+    init: {
+      body?: string | AsyncIterable<Uint8Array>;
+      headers: Record<string, string>;
+      signal?: AbortSignal;
+    },
+  ): Promise<Response> {
+    try {
+      return await fetch(this.urlFor(path, query), {
+        method,
+        body: init.body,
+        signal: init.signal,
+        headers: { authorization: `Bearer ${this.#token}`, accept: "application/json", ...init.headers },
+        // A streamed body needs half-duplex; harmless for strings.
+        ...(typeof init.body === "object" ? { duplex: "half" } : {}),
+      } as RequestInit);
+    } catch (err) {
+      throw unreachable(this.url, err);
+    }
+  }
+}
+
+/** Turns a fetch failure into a message that says what to do. */
+export function unreachable(url: string, err: unknown): Error {
+  if ((err as Error)?.name === "AbortError") return err as Error;
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  if (cause?.code === "ECONNREFUSED") {
+    return new ApiError(0, "unreachable", `cannot reach the herd server at ${url}: is \`herd up\` running?`);
+  }
+  const why = cause?.message ?? (err as Error)?.message ?? String(err);
+  return new ApiError(0, "unreachable", `cannot reach the herd server at ${url}: ${why}`);
+}
+
+async function readJson<T>(res: Response): Promise<T> {
+  if (!res.ok) throw await errorFromResponse(res);
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  if (!text) return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new ApiError(
+      res.status,
+      "internal",
+      `the server sent a reply that is not JSON: ${text.slice(0, 200)}`,
+    );
+  }
+}
+
+/** Builds the ApiError for a non-2xx reply, from `{code, message, details?}` when the body has it. */
+export async function errorFromResponse(res: Response): Promise<ApiError> {
+  const text = await res.text().catch(() => "");
+  try {
+    const body = JSON.parse(text) as { code?: unknown; message?: unknown; details?: unknown };
+    if (typeof body.message === "string") {
+      const details = Array.isArray(body.details) ? (body.details as FieldProblem[]) : [];
+      return new ApiError(
+        res.status,
+        typeof body.code === "string" ? body.code : "error",
+        body.message,
+        details,
+      );
+    }
+  } catch {
+    // Not JSON: fall through to the status line.
+  }
+  const snippet = text.trim().slice(0, 200);
+  return new ApiError(
+    res.status,
+    "error",
+    `HTTP ${res.status} ${res.statusText}${snippet ? `: ${snippet}` : ""}`,
+  );
+}
+
+/**
+ * Reads a body of newline-delimited JSON: yields one parsed value per
+ * non-blank line, including a last line without a newline.
+ */
+export async function* readNdjson<T>(body: AsyncIterable<Uint8Array>): AsyncGenerator<T> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const chunk of body) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let newline = buffered.indexOf("\n");
+    while (newline >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line) yield parseLine<T>(line);
+      newline = buffered.indexOf("\n");
+    }
+  }
+  buffered += decoder.decode();
+  if (buffered.trim()) yield parseLine<T>(buffered.trim());
+}
+
+function parseLine<T>(line: string): T {
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new Error(`the server sent a stream line that is not JSON: ${line.slice(0, 200)}`);
+  }
+}

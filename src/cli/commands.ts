@@ -1,0 +1,271 @@
+/**
+ * The subcommands that talk to the API and print tables, and the registry of
+ * every subcommand (these, deploy, rollback, logs, and the platform roles).
+ */
+
+import { readFile } from "node:fs/promises";
+import type { App, Event, Instance, Node, Release, Service } from "../model/objects.ts";
+import { ApiError } from "./api-client.ts";
+import { resolveApp } from "./app-name.ts";
+import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
+import { NO_SERVER_MESSAGE } from "./config.ts";
+import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
+import { deployCommand, rollbackCommand } from "./deploy.ts";
+import {
+  appsTable,
+  eventsTable,
+  instancesTable,
+  nodesTable,
+  releasesTable,
+  servicesTable,
+} from "./format.ts";
+import { logsCommand } from "./logs.ts";
+import type { Items } from "./types.ts";
+
+const APP_FLAG: [string, string] = ["--app NAME", "the app (default: `app:` in ./herd.yaml)"];
+const appPath = (app: string) => `/apps/${encodeURIComponent(app)}`;
+
+/** `herd apps`, `herd apps create NAME`, `herd apps destroy NAME [--confirm NAME]`. */
+export const appsCommand: CommandSpec = {
+  name: "apps",
+  usage: "herd apps\nherd apps create NAME\nherd apps destroy NAME [--confirm NAME]",
+  summary:
+    "List apps, create an empty one, or destroy one (its instances stop, then it is gone).\n" +
+    "destroy asks you to type the name on a terminal; elsewhere it needs --confirm NAME.",
+  flags: [["--confirm NAME", "destroy without asking (must repeat the app's name)"]],
+  options: { confirm: { type: "string" } },
+  async run(ctx, values, positionals) {
+    const [action, name, ...extra] = positionals;
+    if (action === undefined) return listApps(ctx);
+    if (action !== "create" && action !== "destroy")
+      throw new UsageError(`unknown apps action: ${action}`, "apps");
+    if (!name) throw new UsageError(`apps ${action} needs the app's name`, "apps");
+    if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "apps");
+    const client = await ctx.client();
+    if (action === "create") {
+      const app = await client.post<App>("/apps", { name });
+      if (ctx.flags.json) printJson(ctx.stdout, app);
+      else
+        println(ctx.stdout, `Created app ${app.name}. Deploy to it with \`herd deploy --app ${app.name}\`.`);
+      return 0;
+    }
+    await confirmDestroy(ctx, name, stringFlag(values, "confirm"));
+    const reply = await client.delete<unknown>(appPath(name));
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else println(ctx.stdout, `Destroying ${name}: its instances stop, then the app is gone.`);
+    return 0;
+  },
+};
+
+/**
+ * Heroku-style confirmation: --confirm must repeat the name; without it, a
+ * terminal is asked to type the name, and anything else is refused.
+ */
+export async function confirmDestroy(
+  ctx: CliContext,
+  name: string,
+  confirm: string | undefined,
+): Promise<void> {
+  if (confirm !== undefined) {
+    if (confirm !== name) throw new UsageError(`--confirm ${confirm} does not match the app ${name}`, "apps");
+    return;
+  }
+  if (!ctx.prompt) {
+    throw new UsageError(`refusing to destroy ${name} without confirmation: pass --confirm ${name}`, "apps");
+  }
+  const answer = await ctx.prompt(
+    `This destroys the app ${name} and stops all its instances.\nType the app's name to confirm: `,
+  );
+  if (answer.trim() !== name) throw new Error(`not confirmed: ${name} is left as it is`);
+}
+
+async function listApps(ctx: CliContext): Promise<number> {
+  const client = await ctx.client();
+  const reply = await client.get<Items<App>>("/apps");
+  if (ctx.flags.json) {
+    printJson(ctx.stdout, reply);
+    return 0;
+  }
+  if (reply.items.length === 0) {
+    println(ctx.stdout, "No apps yet. Create one with `herd deploy DIR`.");
+    return 0;
+  }
+  const detailed = await Promise.all(
+    reply.items.map(async (app) => {
+      try {
+        const d = await client.get<{ app: App; services: Service[] }>(appPath(app.name));
+        return { app, services: d.services };
+      } catch (err) {
+        // Gone in between (e.g. being destroyed): list it without services.
+        if (err instanceof ApiError && err.status === 404) return { app };
+        throw err;
+      }
+    }),
+  );
+  println(ctx.stdout, appsTable(detailed, ctx.now()));
+  return 0;
+}
+
+/** `herd ps [--app NAME]`. */
+export const psCommand: CommandSpec = {
+  name: "ps",
+  usage: "herd ps [--app NAME]",
+  summary: "List an app's instances: state, node, port, restarts, age, and why one is not running.",
+  flags: [APP_FLAG],
+  options: { app: { type: "string" } },
+  async run(ctx, values, positionals) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "ps");
+    const app = await resolveApp(ctx, stringFlag(values, "app"), "ps");
+    const client = await ctx.client();
+    const reply = await client.get<Items<Instance>>(`${appPath(app)}/instances`);
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else if (reply.items.length === 0) println(ctx.stdout, `${app} has no instances.`);
+    else println(ctx.stdout, instancesTable(reply.items, ctx.now()));
+    return 0;
+  },
+};
+
+/** `herd scale web=3 [worker=1 …] [--app NAME]`. */
+export const scaleCommand: CommandSpec = {
+  name: "scale",
+  usage: "herd scale SERVICE=COUNT… [--app NAME]",
+  summary: "Set how many instances of each service run, e.g. `herd scale web=3 worker=1 --app hello`.",
+  flags: [APP_FLAG],
+  options: { app: { type: "string" } },
+  async run(ctx, values, positionals) {
+    const services = parseScaleArgs(positionals);
+    const app = await resolveApp(ctx, stringFlag(values, "app"), "scale");
+    const client = await ctx.client();
+    const reply = await client.post<Items<Service>>(`${appPath(app)}/scale`, { services });
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else println(ctx.stdout, servicesTable(reply.items));
+    return 0;
+  },
+};
+
+/** `herd releases [--app NAME]`. */
+export const releasesCommand: CommandSpec = {
+  name: "releases",
+  usage: "herd releases [--app NAME]",
+  summary: "List an app's releases, newest first; `*` marks the one that serves.",
+  flags: [APP_FLAG],
+  options: { app: { type: "string" } },
+  async run(ctx, values, positionals) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "releases");
+    const app = await resolveApp(ctx, stringFlag(values, "app"), "releases");
+    const client = await ctx.client();
+    const [reply, detail] = await Promise.all([
+      client.get<Items<Release>>(`${appPath(app)}/releases`),
+      client.get<{ app: App }>(appPath(app)),
+    ]);
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else if (reply.items.length === 0) println(ctx.stdout, `${app} has no releases yet.`);
+    else println(ctx.stdout, releasesTable(reply.items, detail.app.release, ctx.now()));
+    return 0;
+  },
+};
+
+/** `herd events [--app NAME] [--limit N]`. */
+export const eventsCommand: CommandSpec = {
+  name: "events",
+  usage: "herd events [--app NAME] [--limit N]",
+  summary: "List recent events (every state change and its reason), newest last; all apps unless --app.",
+  flags: [
+    ["--app NAME", "only this app's events"],
+    ["--limit N", "at most N events (server default 100)"],
+  ],
+  options: { app: { type: "string" }, limit: { type: "string" } },
+  async run(ctx, values, positionals) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "events");
+    const limitFlag = stringFlag(values, "limit");
+    const limit = limitFlag === undefined ? undefined : parseCount(limitFlag, "limit", "events", 1);
+    const client = await ctx.client();
+    const reply = await client.get<Items<Event>>("/events", { app: stringFlag(values, "app"), limit });
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else if (reply.items.length === 0) println(ctx.stdout, "No events.");
+    else println(ctx.stdout, eventsTable(reply.items, ctx.now()));
+    return 0;
+  },
+};
+
+/** `herd nodes`. */
+export const nodesCommand: CommandSpec = {
+  name: "nodes",
+  usage: "herd nodes",
+  summary: "List the machines running agents: state, address, capacity, isolation, last heartbeat.",
+  options: {},
+  async run(ctx, _values, positionals) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "nodes");
+    const client = await ctx.client();
+    const reply = await client.get<Items<Node>>("/nodes");
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else if (reply.items.length === 0)
+      println(ctx.stdout, "No nodes. Start an agent with `herd up` or `herd agent`.");
+    else println(ctx.stdout, nodesTable(reply.items, ctx.now()));
+    return 0;
+  },
+};
+
+/** The version in herd's package.json. */
+export async function clientVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/** `herd version`: the CLI's version and, when a server is configured, the server's. */
+export const versionCommand: CommandSpec = {
+  name: "version",
+  usage: "herd version",
+  summary: "Print the version of this CLI and of the server it talks to.",
+  options: {},
+  async run(ctx, _values, positionals) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "version");
+    const client = await clientVersion();
+    let server: string | undefined;
+    let serverError: string | undefined;
+    try {
+      server = (await (await ctx.client()).get<{ version: string }>("/version")).version;
+    } catch (err) {
+      serverError = (err as Error).message;
+    }
+    if (ctx.flags.json) {
+      printJson(ctx.stdout, { client, server: server ?? null });
+    } else {
+      println(ctx.stdout, `client: herd ${client}`);
+      if (server) println(ctx.stdout, `server: herd ${server}`);
+    }
+    if (serverError === undefined || serverError === NO_SERVER_MESSAGE) return 0;
+    ctx.stderr.write(`herd: ${serverError}\n`);
+    return 1;
+  },
+};
+
+/** A subcommand that runs a platform role (platform.ts); it parses its own flags. */
+export interface PlatformCommand {
+  name: "up" | "server" | "agent" | "gateway";
+  summary: string;
+}
+
+/** The platform roles, in help order. */
+export const PLATFORM_COMMANDS: PlatformCommand[] = [
+  { name: "up", summary: "Run the whole platform here (server, agent, gateway); data in ./.herd" },
+  { name: "server", summary: "Run the control plane (API, store, controllers)" },
+  { name: "agent", summary: "Run a node agent: herd agent --server URL --name NAME --data DIR" },
+  { name: "gateway", summary: "Run the gateway (reverse proxy to running instances)" },
+];
+
+/** Every API subcommand, in help order. */
+export const COMMANDS: CommandSpec[] = [
+  deployCommand,
+  appsCommand,
+  psCommand,
+  scaleCommand,
+  logsCommand,
+  releasesCommand,
+  rollbackCommand,
+  eventsCommand,
+  nodesCommand,
+  versionCommand,
+];

@@ -1,0 +1,177 @@
+/**
+ * `herd deploy` and `herd rollback`: start a deploy, then follow its log until
+ * it ends.
+ *
+ *   DIR ─► loadAppDefinition (validate) ─► packDirectory ─► POST /apps/:app/deploys
+ *        ─► GET /apps/:app/deploys/:id/log (NDJSON) ─► "-----> step", "       build line", done
+ */
+
+import { rm, stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Deploy } from "../model/objects.ts";
+import { type ApiClient, ApiError } from "./api-client.ts";
+import { resolveApp } from "./app-name.ts";
+import { parseVersion, UsageError } from "./args.ts";
+import { type CliContext, type CommandSpec, type Output, println, stringFlag } from "./context.ts";
+import { formatBytes } from "./format.ts";
+import type { DeployLogEntry } from "./types.ts";
+
+/** Uploads at least this big show a progress line on a terminal. */
+const PROGRESS_THRESHOLD = 1024 * 1024;
+/** How long to keep trying to reattach to a deploy log after the connection drops. */
+const REATTACH_ATTEMPTS = 60;
+
+/** Formats one deploy log entry for people, Heroku style. */
+export function formatDeployEntry(entry: DeployLogEntry): string {
+  const lines = entry.message.split("\n");
+  if (entry.type === "build") return lines.map((l) => `       ${l}`).join("\n");
+  return [`-----> ${lines[0]}`, ...lines.slice(1).map((l) => `       ${l}`)].join("\n");
+}
+
+/**
+ * Follows a deploy's log to its end: prints each entry (or its JSON with
+ * --json), reattaches when the connection drops, and returns 0 when the
+ * deploy succeeded, 1 when it failed.
+ */
+export async function followDeploy(ctx: CliContext, client: ApiClient, deploy: Deploy): Promise<number> {
+  const base = `/apps/${encodeURIComponent(deploy.app)}/deploys/${encodeURIComponent(deploy.id)}`;
+  let printed = 0;
+  let lost = false;
+  for (let attempt = 0; attempt < REATTACH_ATTEMPTS; attempt++) {
+    try {
+      let seen = 0;
+      for await (const entry of client.stream<DeployLogEntry>(`${base}/log`)) {
+        // A reattached log starts from the beginning: skip what was shown.
+        if (++seen <= printed) continue;
+        printed++;
+        if (lost) {
+          ctx.stderr.write("herd: reconnected\n");
+          lost = false;
+        }
+        if (entry.type === "done") return finish(ctx, entry.state, entry.message, entry);
+        if (ctx.flags.json) ctx.stdout.write(`${JSON.stringify(entry)}\n`);
+        else println(ctx.stdout, formatDeployEntry(entry));
+      }
+    } catch (err) {
+      if (err instanceof ApiError && err.status > 0) throw err;
+    }
+    // The log ended without `done`, or the connection dropped: ask for the outcome.
+    try {
+      const current = await client.get<Deploy>(base);
+      if (current.state === "succeeded" || current.state === "failed") {
+        return finish(ctx, current.state, current.message, current);
+      }
+    } catch (err) {
+      if (err instanceof ApiError && err.status > 0) throw err;
+    }
+    if (!lost) ctx.stderr.write("herd: lost the connection to the deploy log; reconnecting…\n");
+    lost = true;
+    await sleep(1000);
+  }
+  throw new Error(
+    `gave up following deploy ${deploy.id}; it may still finish: see \`herd releases --app ${deploy.app}\``,
+  );
+}
+
+function finish(ctx: CliContext, state: string | undefined, message: string, json: unknown): number {
+  if (ctx.flags.json) ctx.stdout.write(`${JSON.stringify(json)}\n`);
+  if (state === "succeeded") {
+    if (!ctx.flags.json) println(ctx.stdout, `-----> ${message}`);
+    return 0;
+  }
+  ctx.stderr.write(`herd: ${message || `deploy ${state ?? "ended without a result"}`}\n`);
+  return 1;
+}
+
+/** Shows upload progress: an updating percentage on a terminal for big files, else one line. */
+export function uploadProgress(out: Output, size: number): { update(sent: number): void; done(): void } {
+  const live = Boolean(out.isTTY) && size >= PROGRESS_THRESHOLD;
+  let last = 0;
+  if (!live) out.write(`Uploading… ${formatBytes(size)}`);
+  return {
+    update(sent) {
+      const now = Date.now();
+      if (!live || (now - last < 100 && sent < size)) return;
+      last = now;
+      out.write(`\rUploading… ${Math.floor((sent / size) * 100)}% of ${formatBytes(size)}`);
+    },
+    done() {
+      out.write(live ? `\rUploading… ${formatBytes(size)}, done\n` : ", done\n");
+    },
+  };
+}
+
+/** `herd deploy [DIR] [--app NAME]`. */
+export const deployCommand: CommandSpec = {
+  name: "deploy",
+  usage: "herd deploy [DIR] [--app NAME]",
+  summary:
+    "Validate, pack and upload DIR (default .), follow the build and rollout, and print the app's URL.\n" +
+    "Exits 0 only when the new release serves.",
+  flags: [["--app NAME", "the app (default: `app:` in DIR/herd.yaml, else the directory name)"]],
+  options: { app: { type: "string" } },
+  async run(ctx, values, positionals) {
+    if (positionals.length > 1) throw new UsageError("deploy takes one directory", "deploy");
+    const dir = resolve(ctx.cwd, positionals[0] ?? ".");
+    const info = await stat(dir).catch(() => undefined);
+    if (!info?.isDirectory()) throw new Error(`${positionals[0] ?? "."}: no such directory`);
+
+    // Validate locally first: a bad herd.yaml never leaves the machine.
+    const { loadAppDefinition } = await import("../build/detect.ts");
+    const definition = await loadAppDefinition(dir, { app: stringFlag(values, "app") });
+    const client = await ctx.client();
+
+    const { packDirectory } = await import("../build/pack.ts");
+    const progressOut = ctx.flags.json ? ctx.stderr : ctx.stdout;
+    const packed = await packDirectory(dir);
+    let deploy: Deploy;
+    let uploading = false;
+    try {
+      println(progressOut, `Packing… ${packed.files} files, ${formatBytes(packed.size)}`);
+      const progress = uploadProgress(progressOut, packed.size);
+      uploading = true;
+      deploy = await client.upload<Deploy>(
+        `/apps/${encodeURIComponent(definition.app)}/deploys`,
+        { path: packed.file, size: packed.size, contentType: "application/gzip" },
+        (sent) => progress.update(sent),
+      );
+      progress.done();
+    } catch (err) {
+      if (uploading) progressOut.write("\n");
+      throw err;
+    } finally {
+      await rm(packed.file, { force: true });
+    }
+    if (ctx.flags.json) ctx.stdout.write(`${JSON.stringify(deploy)}\n`);
+    else println(ctx.stdout, `-----> Deploying ${definition.app} (deploy ${deploy.id})`);
+    return followDeploy(ctx, client, deploy);
+  },
+};
+
+/** `herd rollback [vN] [--app NAME]`. */
+export const rollbackCommand: CommandSpec = {
+  name: "rollback",
+  usage: "herd rollback [vN] [--app NAME]",
+  summary:
+    "Roll back to release vN (default: the one before the current), as a new release, and follow the rollout.",
+  flags: [["--app NAME", "the app (default: `app:` in ./herd.yaml)"]],
+  options: { app: { type: "string" } },
+  async run(ctx, values, positionals) {
+    if (positionals.length > 1) throw new UsageError("rollback takes at most one version", "rollback");
+    const version = positionals[0] === undefined ? undefined : parseVersion(positionals[0], "rollback");
+    const app = await resolveApp(ctx, stringFlag(values, "app"), "rollback");
+    const client = await ctx.client();
+    const deploy = await client.post<Deploy>(
+      `/apps/${encodeURIComponent(app)}/rollback`,
+      version ? { version } : {},
+    );
+    if (ctx.flags.json) ctx.stdout.write(`${JSON.stringify(deploy)}\n`);
+    else
+      println(
+        ctx.stdout,
+        `-----> Rolling back ${app}${version ? ` to v${version}` : ""} (deploy ${deploy.id})`,
+      );
+    return followDeploy(ctx, client, deploy);
+  },
+};

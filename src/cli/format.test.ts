@@ -1,0 +1,197 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Event, Instance, Node, Release } from "../model/objects.ts";
+import { formatDeployEntry } from "./deploy.ts";
+import {
+  eventObject,
+  eventsTable,
+  formatAge,
+  formatBytes,
+  formatLogLine,
+  instancesTable,
+  nodesTable,
+  releasesTable,
+  renderTable,
+} from "./format.ts";
+import { LogCursor } from "./logs.ts";
+
+const NOW = Date.parse("2026-01-01T12:00:00Z");
+const ago = (seconds: number) => new Date(NOW - seconds * 1000).toISOString();
+
+describe("renderTable", () => {
+  it("aligns columns, capitalises headers and trims line ends", () => {
+    const text = renderTable(
+      ["name", "state", "msg"],
+      [
+        ["a", "running", ""],
+        ["longer", "x", "hi"],
+      ],
+    );
+    assert.equal(text, "NAME     STATE     MSG\na        running\nlonger   x         hi");
+  });
+});
+
+describe("formatAge and formatBytes", () => {
+  it("says how long ago", () => {
+    assert.equal(formatAge(ago(3), NOW), "3s ago");
+    assert.equal(formatAge(ago(300), NOW), "5m ago");
+    assert.equal(formatAge(ago(7200), NOW), "2h ago");
+    assert.equal(formatAge(ago(3 * 86400), NOW), "3d ago");
+    assert.equal(formatAge(new Date(NOW + 5000).toISOString(), NOW), "0s ago");
+    assert.equal(formatAge(undefined, NOW), "-");
+  });
+  it("sizes in binary units", () => {
+    assert.equal(formatBytes(512), "512 B");
+    assert.equal(formatBytes(1536), "1.5 KiB");
+    assert.equal(formatBytes(128 * 1024 * 1024), "128 MiB");
+  });
+});
+
+function instance(over: Partial<Instance>): Instance {
+  return {
+    id: "i1",
+    tenant: "default",
+    app: "hello",
+    service: "web",
+    release: 2,
+    mode: "cattle",
+    node: "local",
+    desired: "running",
+    generation: 1,
+    state: "running",
+    reason: "",
+    message: "",
+    run: {} as Instance["run"],
+    port: 40001,
+    restarts: 0,
+    createdAt: ago(60),
+    startedAt: ago(30),
+    ...over,
+  };
+}
+
+describe("instancesTable", () => {
+  it("leaves out MESSAGE when no instance has one", () => {
+    const text = instancesTable([instance({})], NOW);
+    assert.equal(text.split("\n")[0], "ID   SERVICE   RELEASE   STATE     NODE    PORT    RESTARTS   AGE");
+    assert.equal(
+      text.split("\n")[1],
+      "i1   web       v2        running   local   40001   0          30s ago",
+    );
+  });
+  it("shows why an instance is pending", () => {
+    const text = instancesTable(
+      [
+        instance({}),
+        instance({
+          id: "i2",
+          state: "pending",
+          node: null,
+          port: undefined,
+          reason: "Unschedulable",
+          message: "no node has 4 GiB free",
+        }),
+      ],
+      NOW,
+    );
+    assert.match(text.split("\n")[0], /AGE +MESSAGE$/);
+    assert.match(text, /i2 .*pending .* - .*Unschedulable: no node has 4 GiB free$/m);
+  });
+});
+
+describe("releasesTable", () => {
+  it("marks the current release", () => {
+    const release = (version: number, description: string) =>
+      ({ version, description, createdAt: ago(120) }) as Release;
+    const lines = releasesTable([release(2, "Deploy abc"), release(1, "Deploy def")], 2, NOW).split("\n");
+    assert.equal(lines[0], "VERSION   CREATED   DESCRIPTION   CURRENT");
+    assert.equal(lines[1], "v2        2m ago    Deploy abc    *");
+    assert.equal(lines[2], "v1        2m ago    Deploy def");
+  });
+});
+
+describe("eventsTable", () => {
+  it("names the object and indents details", () => {
+    const e: Event = {
+      id: "e1",
+      time: ago(5),
+      app: "hello",
+      service: "web",
+      instance: "i1",
+      reason: "InstanceCrashed",
+      message: "exited with code 1",
+      type: "warning",
+      details: ["Error: boom"],
+    };
+    assert.equal(eventObject(e), "instance/hello.web.i1");
+    assert.equal(
+      eventObject({ ...e, instance: undefined, service: undefined, app: undefined, node: "n1" }),
+      "node/n1",
+    );
+    const lines = eventsTable([e], NOW).split("\n");
+    assert.equal(lines[0], "TIME     TYPE      REASON            OBJECT                  MESSAGE");
+    assert.equal(lines[1], "5s ago   warning   InstanceCrashed   instance/hello.web.i1   exited with code 1");
+    assert.equal(lines[2], "      | Error: boom");
+  });
+});
+
+describe("nodesTable", () => {
+  it("shows capacity, isolation and heartbeat age", () => {
+    const node = {
+      name: "local",
+      address: "127.0.0.1",
+      labels: {},
+      capacity: { cpu: 4, memory: 8 * 1024 ** 3 },
+      allocatable: { cpu: 4, memory: 8 * 1024 ** 3 },
+      state: "ready",
+      lastHeartbeat: ago(1),
+      registeredAt: ago(100),
+      agentVersion: "0.1.0",
+      isolation: { cgroups: "none", reason: "not root" },
+      schedulable: true,
+    } as Node;
+    const lines = nodesTable([node], NOW).split("\n");
+    assert.equal(lines[0], "NAME    STATE   ADDRESS     CPU   MEMORY   ISOLATION         LAST HEARTBEAT");
+    assert.equal(lines[1], "local   ready   127.0.0.1   4     8 GiB    none (not root)   1s ago");
+  });
+});
+
+describe("log and deploy lines", () => {
+  it("formats a log line", () => {
+    const entry = {
+      instance: "i1",
+      time: "2026-01-01T12:00:00.000Z",
+      stream: "stdout" as const,
+      line: "hi",
+      app: "hello",
+      service: "web",
+    };
+    assert.equal(formatLogLine(entry), "2026-01-01T12:00:00.000Z web.i1 | hi");
+  });
+  it("formats deploy entries Heroku style", () => {
+    assert.equal(formatDeployEntry({ time: "", type: "step", message: "Building" }), "-----> Building");
+    assert.equal(
+      formatDeployEntry({ time: "", type: "build", message: "npm ci\nadded 1" }),
+      "       npm ci\n       added 1",
+    );
+  });
+  it("LogCursor skips lines it has shown", () => {
+    const cursor = new LogCursor();
+    const at = (time: string, line: string) => ({
+      instance: "i1",
+      time,
+      stream: "stdout" as const,
+      line,
+      app: "a",
+      service: "web",
+    });
+    assert.equal(cursor.accept(at("2026-01-01T00:00:01Z", "a")), true);
+    assert.equal(cursor.accept(at("2026-01-01T00:00:02Z", "b")), true);
+    assert.equal(cursor.since, "2026-01-01T00:00:02Z");
+    // A reopened stream repeating from `since` on:
+    assert.equal(cursor.accept(at("2026-01-01T00:00:01Z", "a")), false);
+    assert.equal(cursor.accept(at("2026-01-01T00:00:02Z", "b")), false);
+    assert.equal(cursor.accept(at("2026-01-01T00:00:02Z", "c")), true);
+    assert.equal(cursor.accept(at("2026-01-01T00:00:03Z", "b")), true);
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * Output for people: aligned tables, relative ages, sizes, and one row shape
+ * per object the API returns. Pure functions: objects and a time in, text out.
+ */
+
+import type { App, Event, Instance, Node, Release, Service } from "../model/objects.ts";
+import type { LogEntry } from "./types.ts";
+
+/** An aligned table: headers in caps, columns three spaces apart, no trailing spaces. */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : (c ?? "").padEnd(widths[i])))
+      .join("   ")
+      .trimEnd();
+  return [line(headers.map((h) => h.toUpperCase())), ...rows.map(line)].join("\n");
+}
+
+/** "3s ago", "5m ago", "2h ago", "4d ago"; "-" when there is no time. */
+export function formatAge(iso: string | undefined | null, now: number): string {
+  if (!iso) return "-";
+  const then = Date.parse(iso);
+  if (Number.isNaN(then)) return "-";
+  const s = Math.max(0, Math.floor((now - then) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** Bytes for people: "512 B", "1.5 KiB", "128 MiB", "7.6 GiB". */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value >= 100 ? Math.round(value) : Number(value.toFixed(1))} ${units[unit]}`;
+}
+
+/** `herd apps`: one row per app with its services (from GET /apps/:app, when it answered). */
+export function appsTable(apps: readonly { app: App; services?: readonly Service[] }[], now: number): string {
+  const rows = apps.map(({ app, services }) => [
+    app.name,
+    app.release === null ? "-" : `v${app.release}`,
+    services === undefined ? "?" : services.map((s) => `${s.name}=${s.instances}`).join(" ") || "-",
+    appState(app, services),
+    formatAge(app.createdAt, now),
+  ]);
+  return renderTable(["name", "release", "services", "state", "created"], rows);
+}
+
+function appState(app: App, services: readonly Service[] | undefined): string {
+  if (app.destroying) return "destroying";
+  if (services === undefined) return "?";
+  if (services.length === 0) return "pending";
+  const states = [...new Set(services.map((s) => s.state))];
+  if (states.length === 1) return states[0];
+  return services.map((s) => `${s.name}:${s.state}`).join(" ");
+}
+
+/** `herd ps`: instances, with a MESSAGE column only when one of them says something. */
+export function instancesTable(instances: readonly Instance[], now: number): string {
+  const sorted = [...instances].sort(
+    (a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt),
+  );
+  const headers = ["id", "service", "release", "state", "node", "port", "restarts", "age"];
+  const messages = sorted.map(instanceMessage);
+  const withMessage = messages.some((m) => m !== "");
+  const rows = sorted.map((i, n) => {
+    const row = [
+      i.id,
+      i.service,
+      `v${i.release}`,
+      i.desired === "stopped" && i.state !== "stopped" ? `${i.state} (stopping)` : i.state,
+      i.node ?? "-",
+      i.port === undefined ? "-" : String(i.port),
+      String(i.restarts),
+      formatAge(i.startedAt ?? i.createdAt, now),
+    ];
+    if (withMessage) row.push(messages[n] || "-");
+    return row;
+  });
+  return renderTable(withMessage ? [...headers, "message"] : headers, rows);
+}
+
+function instanceMessage(i: Instance): string {
+  if (i.reason && i.message) return `${i.reason}: ${i.message}`;
+  return i.message || i.reason || "";
+}
+
+/** `herd scale` and service summaries: one row per service. */
+export function servicesTable(services: readonly Service[]): string {
+  const rows = services.map((s) => [s.name, String(s.instances), `v${s.release}`, s.state, s.message || "-"]);
+  return renderTable(["service", "instances", "release", "state", "message"], rows);
+}
+
+/** `herd releases`: newest first, with a `*` on the one that serves now. */
+export function releasesTable(releases: readonly Release[], current: number | null, now: number): string {
+  const rows = releases.map((r) => [
+    `v${r.version}`,
+    formatAge(r.createdAt, now),
+    r.description || "-",
+    r.version === current ? "*" : "",
+  ]);
+  return renderTable(["version", "created", "description", "current"], rows);
+}
+
+/** What an event is about, from the most specific field it has. */
+export function eventObject(e: Event): string {
+  if (e.instance) return `instance/${[e.app, e.service, e.instance].filter(Boolean).join(".")}`;
+  if (e.service) return `service/${[e.app, e.service].filter(Boolean).join(".")}`;
+  if (e.deploy) return `deploy/${[e.app, e.deploy].filter(Boolean).join(".")}`;
+  if (e.node) return `node/${e.node}`;
+  if (e.app) return `app/${e.app}`;
+  return "-";
+}
+
+/** `herd events`: oldest first as the API sends them; details (e.g. log tails) indented under their row. */
+export function eventsTable(events: readonly Event[], now: number): string {
+  const rows = events.map((e) => [formatAge(e.time, now), e.type, e.reason, eventObject(e), e.message]);
+  const [header, ...lines] = renderTable(["time", "type", "reason", "object", "message"], rows).split("\n");
+  const out = [header];
+  lines.forEach((line, n) => {
+    out.push(line);
+    for (const d of events[n].details ?? []) out.push(`      | ${d}`);
+  });
+  return out.join("\n");
+}
+
+/** `herd nodes`. */
+export function nodesTable(nodes: readonly Node[], now: number): string {
+  const rows = nodes.map((n) => [
+    n.name,
+    n.schedulable ? n.state : `${n.state},unschedulable`,
+    n.address,
+    String(n.capacity.cpu),
+    formatBytes(n.capacity.memory),
+    n.isolation.cgroups === "none"
+      ? `none${n.isolation.reason ? ` (${n.isolation.reason})` : ""}`
+      : `cgroups ${n.isolation.cgroups}`,
+    formatAge(n.lastHeartbeat, now),
+  ]);
+  return renderTable(["name", "state", "address", "cpu", "memory", "isolation", "last heartbeat"], rows);
+}
+
+/** One log line for people: `TIME SERVICE.INSTANCE | line`. */
+export function formatLogLine(entry: LogEntry): string {
+  return `${entry.time} ${entry.service}.${entry.instance} | ${entry.line}`;
+}

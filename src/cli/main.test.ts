@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import type { ServerResponse } from "node:http";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { main } from "./main.ts";
+import { type RecordedRequest, sendJson, startTestApi, type TestApi } from "./test-api.ts";
+
+const NOW = Date.parse("2026-01-01T12:00:00Z");
+
+/** Captured output of one run. */
+function capture() {
+  let text = "";
+  return {
+    write(s: string) {
+      text += s;
+      return true;
+    },
+    get text() {
+      return text;
+    },
+  };
+}
+
+describe("herd main", () => {
+  let api: TestApi;
+  let respond: (req: RecordedRequest, res: ServerResponse) => void | Promise<void>;
+
+  before(async () => {
+    api = await startTestApi((req, res) => respond(req, res));
+  });
+  after(() => api.close());
+  beforeEach(() => {
+    api.requests.length = 0;
+    respond = (_req, res) => sendJson(res, 404, { code: "not_found", message: "no such thing" });
+  });
+
+  async function run(argv: string[], options: { tty?: boolean; interrupt?: () => AbortSignal } = {}) {
+    const stdout = capture();
+    const stderr = capture();
+    const code = await main(argv, {
+      stdout,
+      stderr,
+      env: { HERD_SERVER: api.url, HERD_TOKEN: "tok" },
+      cwd: "/",
+      home: "/nonexistent",
+      stdinIsTTY: options.tty ?? false,
+      now: () => NOW,
+      interrupt: options.interrupt,
+    });
+    return { code, out: stdout.text, err: stderr.text };
+  }
+
+  it("prints help and rejects unknown commands with exit 2", async () => {
+    assert.match((await run([])).out, /Usage: herd COMMAND/);
+    const help = await run(["scale", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.out, /^Usage: herd scale SERVICE=COUNT… \[--app NAME\]/);
+    assert.match((await run(["help", "logs"])).out, /-f, --follow/);
+    const unknown = await run(["frobnicate"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.err, /^herd: unknown command: frobnicate\n/);
+    const badFlag = await run(["ps", "--bogus"]);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.err, /Unknown option '--bogus'[\s\S]*usage: herd ps/);
+  });
+
+  it("rejects a bad scale before calling the server", async () => {
+    const r = await run(["scale", "web=-1", "--app", "hello"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /web=-1: the count cannot be negative/);
+    assert.equal(api.requests.length, 0);
+  });
+
+  it("asks for --app when there is no herd.yaml", async () => {
+    const r = await run(["ps"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /pass --app NAME/);
+  });
+
+  it("scales and shows the services", async () => {
+    respond = (_req, res) =>
+      sendJson(res, 200, {
+        items: [{ name: "web", instances: 3, release: 2, state: "scaling", message: "" }],
+      });
+    const r = await run(["scale", "web=3", "--app", "hello"]);
+    assert.equal(r.code, 0);
+    assert.equal(api.requests[0].url, "/api/v1/apps/hello/scale");
+    assert.deepEqual(JSON.parse(api.requests[0].body.toString()), { services: { web: 3 } });
+    assert.match(r.out, /^SERVICE +INSTANCES +RELEASE +STATE +MESSAGE\nweb +3 +v2 +scaling +-\n$/);
+  });
+
+  it("prints the API's JSON with --json and its errors on stderr", async () => {
+    const reply = { items: [] };
+    respond = (_req, res) => sendJson(res, 200, reply);
+    const r = await run(["--json", "ps", "--app", "hello"]);
+    assert.equal(r.code, 0);
+    assert.deepEqual(JSON.parse(r.out), reply);
+    respond = (_req, res) => sendJson(res, 404, { code: "not_found", message: "app nope not found" });
+    const missing = await run(["ps", "--app", "nope"]);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.err, "herd: app nope not found\n");
+  });
+
+  it("refuses to destroy without confirmation when stdin is not a terminal", async () => {
+    const refused = await run(["apps", "destroy", "hello"]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.err, /refusing to destroy hello without confirmation: pass --confirm hello/);
+    const mismatch = await run(["apps", "destroy", "hello", "--confirm", "other"]);
+    assert.equal(mismatch.code, 2);
+    assert.equal(api.requests.length, 0);
+    respond = (_req, res) => sendJson(res, 202, { app: "hello" });
+    const done = await run(["apps", "destroy", "hello", "--confirm", "hello"]);
+    assert.equal(done.code, 0);
+    assert.equal(api.requests[0].method, "DELETE");
+    assert.equal(api.requests[0].url, "/api/v1/apps/hello");
+  });
+
+  it("follows a rollback's log to success", async () => {
+    respond = (req, res) => {
+      if (req.method === "POST") {
+        assert.deepEqual(JSON.parse(req.body.toString()), { version: 1 });
+        return sendJson(res, 202, { id: "d1", app: "hello", state: "rolling_out", message: "" });
+      }
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(
+        [
+          { time: "t", type: "step", message: "Rolling out v3 (content of v1)" },
+          { time: "t", type: "build", message: "reusing slug" },
+          {
+            time: "t",
+            type: "done",
+            state: "succeeded",
+            message: "v3 is serving at http://hello.localhost:8080",
+          },
+        ]
+          .map((e) => JSON.stringify(e))
+          .join("\n"),
+      );
+    };
+    const r = await run(["rollback", "v1", "--app", "hello"]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(api.requests[1].url, "/api/v1/apps/hello/deploys/d1/log");
+    assert.equal(
+      r.out,
+      "-----> Rolling back hello to v1 (deploy d1)\n-----> Rolling out v3 (content of v1)\n       reusing slug\n-----> v3 is serving at http://hello.localhost:8080\n",
+    );
+  });
+
+  it("exits 1 with the message when the deploy fails", async () => {
+    respond = (req, res) => {
+      if (req.method === "POST")
+        return sendJson(res, 202, { id: "d2", app: "hello", state: "rolling_out", message: "" });
+      res
+        .writeHead(200)
+        .end(
+          `${JSON.stringify({ time: "t", type: "done", state: "failed", message: "v3 never became healthy" })}\n`,
+        );
+    };
+    const r = await run(["rollback", "--app", "hello"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.err, "herd: v3 never became healthy\n");
+  });
+
+  it("follows logs across a dropped connection without repeating lines", async () => {
+    const line = (time: string, text: string) =>
+      JSON.stringify({ instance: "i1", time, stream: "stdout", line: text, app: "hello", service: "web" });
+    let calls = 0;
+    respond = (req, res) => {
+      calls++;
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      if (calls === 1) {
+        res.write(`${line("2026-01-01T12:00:01.000Z", "one")}\n${line("2026-01-01T12:00:02.000Z", "two")}\n`);
+        setTimeout(() => res.socket?.destroy(), 20);
+      } else {
+        assert.match(req.url, /since=2026-01-01T12%3A00%3A02.000Z/);
+        res.write(
+          `${line("2026-01-01T12:00:02.000Z", "two")}\n${line("2026-01-01T12:00:03.000Z", "three")}\n`,
+        );
+      }
+    };
+    const controller = new AbortController();
+    const running = run(["logs", "-f", "--app", "hello", "--service", "web"], {
+      interrupt: () => controller.signal,
+    });
+    // Stop (as Ctrl-C would) shortly after the stream was reopened.
+    for (let i = 0; i < 100 && calls < 2; i++) await new Promise((done) => setTimeout(done, 50));
+    await new Promise((done) => setTimeout(done, 100));
+    controller.abort();
+    const result = await running;
+    assert.equal(result.code, 0);
+    assert.equal(
+      result.out,
+      "2026-01-01T12:00:01.000Z web.i1 | one\n2026-01-01T12:00:02.000Z web.i1 | two\n2026-01-01T12:00:03.000Z web.i1 | three\n",
+    );
+    assert.match(result.err, /reconnecting/);
+    assert.match(api.requests[0].url, /follow=true/);
+    assert.match(api.requests[0].url, /service=web/);
+  });
+});

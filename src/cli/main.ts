@@ -1,0 +1,197 @@
+/**
+ * The `herd` command: finds the subcommand, parses its flags, runs it, and
+ * turns failures into `herd: <message>` on stderr (exit 1; usage mistakes exit 2).
+ *
+ *   argv ─► splitCommand ─► up/server/agent/gateway ─► platform.ts (own flags)
+ *                       └─► deploy, apps, ps, … ─► parseArgs ─► CommandSpec.run(ctx)
+ */
+
+import { createInterface } from "node:readline/promises";
+import { parseArgs } from "node:util";
+import { HerdError } from "../common/errors.ts";
+import { withDetails } from "./api-client.ts";
+import { GLOBAL_OPTIONS, splitCommand, UsageError } from "./args.ts";
+import { COMMANDS, PLATFORM_COMMANDS, type PlatformCommand } from "./commands.ts";
+import { type CommandSpec, createContext, type Output } from "./context.ts";
+
+const GLOBAL_FLAG_HELP: [string, string][] = [
+  ["--server URL", "the herd server (default: HERD_SERVER, else server.json in the data dir)"],
+  ["--token TOKEN", "the API token (default: HERD_TOKEN, else admin-token in the data dir)"],
+  ["--tenant NAME", "the tenant (default: HERD_TENANT, else the server's default)"],
+  ["--json", "print the API's JSON instead of tables"],
+  ["-h, --help", "show help"],
+];
+
+/** Everything main needs from the process; tests pass their own. */
+export interface MainIo {
+  stdout: Output;
+  stderr: Output;
+  env: Record<string, string | undefined>;
+  cwd: string;
+  /** Whether stdin is a terminal (destroy confirmations ask there). */
+  stdinIsTTY: boolean;
+  now?: () => number;
+  home?: string;
+  interrupt?: () => AbortSignal;
+}
+
+/** The overview printed by `herd`, `herd help` and `herd --help`. */
+export function overviewHelp(): string {
+  const width = Math.max(...[...PLATFORM_COMMANDS, ...COMMANDS].map((c) => c.name.length)) + 3;
+  const line = (name: string, summary: string) => `  ${name.padEnd(width)}${summary.split("\n")[0]}`;
+  return [
+    "herd: a self-hosted PaaS",
+    "",
+    "Usage: herd COMMAND [ARGS] [FLAGS]",
+    "",
+    "Run the platform:",
+    ...PLATFORM_COMMANDS.map((c) => line(c.name, c.summary)),
+    "",
+    "Work with apps:",
+    ...COMMANDS.map((c) => line(c.name, c.summary)),
+    `  ${"help".padEnd(width)}Show help for a command: herd help COMMAND`,
+    "",
+    "Global flags:",
+    ...flagLines(GLOBAL_FLAG_HELP),
+    "",
+    "Run `herd help COMMAND` (or `herd COMMAND --help`) for a command's flags.",
+  ].join("\n");
+}
+
+/** The help of one command: usage, what it does, its flags, the global flags. */
+export function commandHelp(spec: CommandSpec): string {
+  const usage = spec.usage.split("\n");
+  return [
+    `Usage: ${usage[0]}`,
+    ...usage.slice(1).map((u) => `       ${u}`),
+    "",
+    spec.summary,
+    ...(spec.flags?.length ? ["", "Flags:", ...flagLines(spec.flags)] : []),
+    "",
+    "Global flags:",
+    ...flagLines(GLOBAL_FLAG_HELP),
+  ].join("\n");
+}
+
+function flagLines(flags: [string, string][]): string[] {
+  const width = Math.max(...flags.map(([f]) => f.length)) + 3;
+  return flags.map(([flag, text]) => `  ${flag.padEnd(width)}${text}`);
+}
+
+/** Runs the herd command line and returns the exit code. */
+export async function main(argv: readonly string[], io: MainIo): Promise<number> {
+  const { command, rest } = splitCommand(argv);
+  let spec: CommandSpec | undefined;
+  try {
+    if (command === undefined || command === "help") {
+      const topic = command === "help" ? splitCommand(rest).command : undefined;
+      return await showHelp(io, topic);
+    }
+    const platform = PLATFORM_COMMANDS.find((c) => c.name === command);
+    if (platform) return await runPlatform(platform, rest);
+    spec = COMMANDS.find((c) => c.name === command);
+    if (!spec) throw new UsageError(`unknown command: ${command}`);
+
+    const { values, positionals } = parseFlags(spec, rest);
+    if (values.help) {
+      io.stdout.write(`${commandHelp(spec)}\n`);
+      return 0;
+    }
+    const ctx = createContext({
+      flags: {
+        server: values.server as string | undefined,
+        token: values.token as string | undefined,
+        tenant: values.tenant as string | undefined,
+        json: values.json === true,
+      },
+      cwd: io.cwd,
+      env: io.env,
+      stdout: io.stdout,
+      stderr: io.stderr,
+      prompt: io.stdinIsTTY ? askTerminal : undefined,
+      now: io.now,
+      home: io.home,
+      interrupt: io.interrupt,
+    });
+    return await spec.run(ctx, values, positionals);
+  } catch (err) {
+    return report(io.stderr, err);
+  }
+}
+
+function parseFlags(spec: CommandSpec, args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...GLOBAL_OPTIONS, ...spec.options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      throw new UsageError((err as Error).message.split("\n")[0], spec.name);
+    }
+    throw err;
+  }
+}
+
+async function showHelp(io: MainIo, topic: string | undefined): Promise<number> {
+  if (topic === undefined) {
+    io.stdout.write(`${overviewHelp()}\n`);
+    return 0;
+  }
+  const platform = PLATFORM_COMMANDS.find((c) => c.name === topic);
+  if (platform) return runPlatform(platform, ["--help"]);
+  const spec = COMMANDS.find((c) => c.name === topic);
+  if (!spec) throw new UsageError(`no such command: ${topic}`);
+  io.stdout.write(`${commandHelp(spec)}\n`);
+  return 0;
+}
+
+async function runPlatform(command: PlatformCommand, args: string[]): Promise<number> {
+  // Loaded on demand: `herd ps` should not pay for the server's modules.
+  const platform = await import("./platform.ts");
+  const run = {
+    up: platform.runUp,
+    server: platform.runServer,
+    agent: platform.runAgent,
+    gateway: platform.runGateway,
+  }[command.name];
+  return run(args);
+}
+
+/** Prints an error as `herd: <message>` and returns its exit code. */
+export function report(stderr: Output, err: unknown): number {
+  if (err instanceof UsageError) {
+    const spec = COMMANDS.find((c) => c.name === err.command);
+    const usage = spec ? `usage: ${spec.usage.split("\n").join("\n       ")}\n` : "";
+    const more = spec ? `herd help ${spec.name}` : "herd help";
+    stderr.write(`herd: ${err.message}\n${usage}Run \`${more}\` for more.\n`);
+    return 2;
+  }
+  if (err instanceof HerdError) {
+    stderr.write(`herd: ${withDetails(err.message, err.details)}\n`);
+    return 1;
+  }
+  stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);
+  return 1;
+}
+
+async function askTerminal(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    stdinIsTTY: Boolean(process.stdin.isTTY),
+  });
+}
