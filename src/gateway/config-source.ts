@@ -1,0 +1,382 @@
+/**
+ * Follows the control plane: one snapshot of services, instances and nodes,
+ * then the watch from that revision. Keeps the objects in maps and hands a
+ * freshly built RouteTable to `onTable` after each change (bursts coalesced).
+ *
+ * When the control plane is away the last table keeps serving while this
+ * reconnects with backoff from the last revision seen; a 410 (history
+ * compacted) means a new snapshot. Every applied state is also written to
+ * `<dataDir>/gateway-cache.json`, so a gateway restarted during an outage
+ * serves its last configuration.
+ */
+
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../common/log.ts";
+import type { Instance, Node, Service } from "../model/objects.ts";
+import type { StoredObject, WatchEvent } from "../store/store.ts";
+import { buildRouteTable, type RouteTable } from "./route-table.ts";
+
+/** The kinds the gateway needs, as the `kinds` query parameter. */
+const KINDS_PARAM = "service,instance,node";
+
+/** The kinds of object a table is built from. */
+type GatewayKind = "service" | "instance" | "node";
+
+/** File name of the disk cache inside the data dir. */
+export const CACHE_FILE = "gateway-cache.json";
+
+/** How a ConfigSource is set up. */
+export interface ConfigSourceOptions {
+  /** Control-plane base URL, e.g. `http://127.0.0.1:7070`. */
+  server: string;
+  token: string;
+  dataDir: string;
+  logger: Logger;
+  /** Receives every new table, in order. */
+  onTable(table: RouteTable): void;
+  /** At most one rebuild per this many ms; the first change after a quiet spell applies at once. Default 10. */
+  rebuildIntervalMs?: number;
+  /** At most one cache write per this many ms. Default 1000. */
+  cacheIntervalMs?: number;
+  /** A watch that sends nothing (not even a ping, due every 10 s) for this long is dropped and reopened. Default 30 s. */
+  watchIdleMs?: number;
+  /** Snapshot requests that take longer fail. Default 10 s. */
+  snapshotTimeoutMs?: number;
+  /** Reconnect delays double from the first to the last. Default 100 ms and 5 s. */
+  backoffMs?: { first: number; max: number };
+}
+
+/** What the disk cache holds: the objects as the control plane stored them. */
+interface CacheFile {
+  revision: number;
+  items: StoredObject[];
+}
+
+/** The control plane answered 410: the revision we watch from is compacted. */
+class WatchGone extends Error {}
+
+/** Follows the control plane's snapshot and watch and turns them into route tables. */
+export class ConfigSource {
+  readonly #options: ConfigSourceOptions;
+  readonly #logger: Logger;
+  readonly #cacheFile: string;
+  readonly #byKind: Record<GatewayKind, Map<string, StoredObject>> = {
+    service: new Map(),
+    instance: new Map(),
+    node: new Map(),
+  };
+  readonly #stop = new AbortController();
+  #revision = 0;
+  #lastBuild = Number.NEGATIVE_INFINITY;
+  #rebuildTimer: NodeJS.Timeout | undefined;
+  #lastProblems = "";
+  #cacheDirty = false;
+  #lastCacheWrite = Number.NEGATIVE_INFINITY;
+  #cacheTimer: NodeJS.Timeout | undefined;
+  #cacheWrite: Promise<void> | undefined;
+  #following: Promise<void> | undefined;
+
+  constructor(options: ConfigSourceOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#cacheFile = join(options.dataDir, CACHE_FILE);
+  }
+
+  /** The revision of the last applied change (0 before any). */
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /**
+   * Loads the disk cache, if there is a readable one, and applies it at once.
+   * Returns whether it did. A damaged cache is reported and ignored.
+   */
+  async loadCache(): Promise<boolean> {
+    let text: string;
+    try {
+      text = await readFile(this.#cacheFile, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+        this.#logger.warn("cannot read the gateway cache; starting empty", {
+          file: this.#cacheFile,
+          error: err,
+        });
+      }
+      return false;
+    }
+    let cache: CacheFile;
+    try {
+      cache = parseSnapshot(JSON.parse(text));
+    } catch (err) {
+      this.#logger.warn("the gateway cache is damaged; ignoring it", { file: this.#cacheFile, error: err });
+      return false;
+    }
+    this.#replaceAll(cache);
+    this.#rebuild();
+    this.#logger.info("serving the cached configuration until the control plane answers", {
+      revision: cache.revision,
+      objects: cache.items.length,
+    });
+    return true;
+  }
+
+  /**
+   * Starts following the control plane. Resolves once the first snapshot has
+   * been applied or has failed (then it keeps trying in the background).
+   */
+  start(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#following = this.#follow(resolve);
+    });
+  }
+
+  /** Stops following and writes any pending cache update. */
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#following;
+    clearTimeout(this.#rebuildTimer);
+    clearTimeout(this.#cacheTimer);
+    await this.#cacheWrite;
+    if (this.#cacheDirty) await this.#writeCache();
+  }
+
+  async #follow(firstAttemptDone: () => void): Promise<void> {
+    const { first, max } = this.#options.backoffMs ?? { first: 100, max: 5000 };
+    const signal = this.#stop.signal;
+    let backoff = first;
+    let needSnapshot = true;
+    while (!signal.aborted) {
+      try {
+        if (needSnapshot) {
+          await this.#snapshot();
+          needSnapshot = false;
+        }
+        firstAttemptDone();
+        if (await this.#watch()) backoff = first;
+      } catch (err) {
+        firstAttemptDone();
+        if (signal.aborted) break;
+        if (err instanceof WatchGone) {
+          this.#logger.info("watch history compacted; taking a new snapshot", { revision: this.#revision });
+          needSnapshot = true;
+          continue;
+        }
+        this.#logger.warn("control plane unreachable; serving the last table", {
+          server: this.#options.server,
+          retryInMs: backoff,
+          error: describe(err),
+        });
+      }
+      if (signal.aborted) break;
+      // Jitter spreads the reconnects of many gateways after a control-plane restart.
+      await sleep(backoff * (0.8 + Math.random() * 0.4), undefined, { signal }).catch(() => {});
+      backoff = Math.min(backoff * 2, max);
+    }
+    firstAttemptDone();
+  }
+
+  async #snapshot(): Promise<void> {
+    const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
+    const res = await fetch(`${this.#options.server}/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
+      headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
+      signal: AbortSignal.any([this.#stop.signal, timeout]),
+    });
+    if (!res.ok) throw new Error(`snapshot: HTTP ${res.status}: ${await errorText(res)}`);
+    const snapshot = parseSnapshot(await res.json());
+    this.#replaceAll(snapshot);
+    this.#logger.info("applied snapshot", { revision: snapshot.revision, objects: snapshot.items.length });
+    this.#changed();
+  }
+
+  /**
+   * Reads the watch stream until it ends. Returns whether it connected (so
+   * the caller resets its backoff); throws WatchGone on 410.
+   */
+  async #watch(): Promise<boolean> {
+    const connection = new AbortController();
+    const idleMs = this.#options.watchIdleMs ?? 30_000;
+    // A half-open connection never ends by itself; silence longer than the ping interval ends it.
+    const idle = setTimeout(
+      () => connection.abort(new Error(`no data from the watch for ${idleMs} ms`)),
+      idleMs,
+    );
+    try {
+      const res = await fetch(
+        `${this.#options.server}/api/v1/watch?kinds=${KINDS_PARAM}&from=${this.#revision}`,
+        {
+          headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/x-ndjson" },
+          signal: AbortSignal.any([this.#stop.signal, connection.signal]),
+        },
+      );
+      if (res.status === 410) {
+        await res.body?.cancel();
+        throw new WatchGone();
+      }
+      if (!res.ok || res.body === null) throw new Error(`watch: HTTP ${res.status}: ${await errorText(res)}`);
+      idle.refresh();
+      const decoder = new TextDecoder();
+      let pending = "";
+      for await (const bytes of res.body) {
+        idle.refresh();
+        pending += decoder.decode(bytes, { stream: true });
+        let start = 0;
+        let changed = false;
+        for (let newline = pending.indexOf("\n"); newline !== -1; newline = pending.indexOf("\n", start)) {
+          const line = pending.slice(start, newline);
+          start = newline + 1;
+          if (this.#applyLine(line)) changed = true;
+        }
+        pending = pending.slice(start);
+        // One chunk is one batch: the events that arrived together make one table.
+        if (changed) this.#changed();
+      }
+      this.#logger.info("watch ended; reconnecting", { revision: this.#revision });
+      return true;
+    } catch (err) {
+      if (connection.signal.aborted && !this.#stop.signal.aborted) throw connection.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(idle);
+    }
+  }
+
+  /** Applies one NDJSON line; returns whether an object changed. */
+  #applyLine(line: string): boolean {
+    if (line.trim() === "") return false;
+    let event: WatchEvent;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      this.#logger.warn("ignoring a watch line that is not JSON", { line: line.slice(0, 200) });
+      return false;
+    }
+    if (event.type !== "put" && event.type !== "delete") return false; // pings, and types added later
+    const map = this.#byKind[event.kind as GatewayKind];
+    if (map === undefined || typeof event.key !== "string" || typeof event.revision !== "number")
+      return false;
+    if (event.revision > this.#revision) this.#revision = event.revision;
+    if (event.type === "delete") return map.delete(event.key);
+    if (typeof event.object !== "object" || event.object === null) return false;
+    map.set(event.key, event.object);
+    return true;
+  }
+
+  #replaceAll(snapshot: CacheFile): void {
+    for (const map of Object.values(this.#byKind)) map.clear();
+    for (const item of snapshot.items) this.#byKind[item.kind as GatewayKind]?.set(item.key, item);
+    this.#revision = snapshot.revision;
+  }
+
+  /** A change arrived: rebuild now if the last rebuild is old enough, else once the interval is up. */
+  #changed(): void {
+    if (this.#rebuildTimer !== undefined) return;
+    const wait = this.#lastBuild + (this.#options.rebuildIntervalMs ?? 10) - performance.now();
+    if (wait <= 0) {
+      this.#rebuild();
+      return;
+    }
+    this.#rebuildTimer = setTimeout(() => {
+      this.#rebuildTimer = undefined;
+      this.#rebuild();
+    }, wait);
+  }
+
+  #rebuild(): void {
+    this.#lastBuild = performance.now();
+    const table = buildRouteTable(
+      {
+        services: valuesOf<Service>(this.#byKind.service),
+        instances: valuesOf<Instance>(this.#byKind.instance),
+        nodes: valuesOf<Node>(this.#byKind.node),
+      },
+      this.#revision,
+    );
+    this.#options.onTable(table);
+    const problems = table.problems.join("\n");
+    if (problems !== this.#lastProblems) {
+      for (const problem of table.problems) this.#logger.warn(problem, { version: table.version });
+      this.#lastProblems = problems;
+    }
+    this.#scheduleCacheWrite();
+  }
+
+  #scheduleCacheWrite(): void {
+    this.#cacheDirty = true;
+    if (this.#cacheTimer !== undefined || this.#cacheWrite !== undefined || this.#stop.signal.aborted) return;
+    const wait = Math.max(
+      0,
+      this.#lastCacheWrite + (this.#options.cacheIntervalMs ?? 1000) - performance.now(),
+    );
+    this.#cacheTimer = setTimeout(() => {
+      this.#cacheTimer = undefined;
+      this.#cacheWrite = this.#writeCache().finally(() => {
+        this.#cacheWrite = undefined;
+        if (this.#cacheDirty && !this.#stop.signal.aborted) this.#scheduleCacheWrite();
+      });
+    }, wait);
+    // A pending cache write alone should not keep the process alive; close() flushes it.
+    this.#cacheTimer.unref();
+  }
+
+  async #writeCache(): Promise<void> {
+    this.#cacheDirty = false;
+    this.#lastCacheWrite = performance.now();
+    const cache: CacheFile = {
+      revision: this.#revision,
+      items: [
+        ...this.#byKind.service.values(),
+        ...this.#byKind.instance.values(),
+        ...this.#byKind.node.values(),
+      ],
+    };
+    // Write then rename, so a crash mid-write never leaves a half file where the cache was.
+    const temp = `${this.#cacheFile}.${process.pid}.tmp`;
+    try {
+      await mkdir(this.#options.dataDir, { recursive: true });
+      await writeFile(temp, JSON.stringify(cache));
+      await rename(temp, this.#cacheFile);
+    } catch (err) {
+      this.#logger.warn("cannot write the gateway cache; a restart during an outage would start empty", {
+        file: this.#cacheFile,
+        error: err,
+      });
+    }
+  }
+}
+
+function valuesOf<T>(map: Map<string, StoredObject>): T[] {
+  const out: T[] = [];
+  for (const object of map.values()) out.push(object.value as T);
+  return out;
+}
+
+/** Checks the shape of a snapshot (or cache) body: it crosses a boundary. */
+function parseSnapshot(body: unknown): CacheFile {
+  const candidate = body as Partial<CacheFile> | null;
+  if (typeof candidate?.revision !== "number" || !Array.isArray(candidate.items)) {
+    throw new Error("expected {revision: number, items: StoredObject[]}");
+  }
+  const items = candidate.items.filter(
+    (item): item is StoredObject =>
+      typeof item === "object" &&
+      item !== null &&
+      typeof item.key === "string" &&
+      typeof item.kind === "string" &&
+      typeof item.value === "object" &&
+      item.value !== null,
+  );
+  return { revision: candidate.revision, items };
+}
+
+async function errorText(res: Response): Promise<string> {
+  const text = await res.text().catch(() => "");
+  return text.slice(0, 300) || res.statusText;
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause ? `${err.message} (${cause.code ?? cause.message})` : err.message;
+}

@@ -1,0 +1,494 @@
+/**
+ * The gateway's HTTP server: matches each request against the current
+ * RouteTable and forwards it to one of the service's running endpoints.
+ *
+ * The table is one reference, replaced whole (`proxy.table = next`), so a
+ * request sees either the old or the new configuration, never a mix. Per
+ * request the work is: one match, one header copy, one upstream request.
+ * Event handlers are shared module functions that find their request's state
+ * on the emitter, so no closures are created per request.
+ */
+
+import http from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { HerdError } from "../common/errors.ts";
+import type { Logger } from "../common/log.ts";
+import { type Backend, EMPTY_TABLE, type Endpoint, normalizeHost, type RouteTable } from "./route-table.ts";
+
+/** How the proxy is set up. */
+export interface ProxyOptions {
+  logger: Logger;
+  /** An upstream that sends nothing for this long gets a 504 (or, mid-response, the connection cut). Default 60 s. */
+  upstreamTimeoutMs?: number;
+  /** Pooled idle connections per upstream address. Default 256 open at most, 64 idle. */
+  maxSocketsPerUpstream?: number;
+}
+
+/** Headers that describe one connection, not the message; never forwarded (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+]);
+
+/** Headers the gateway sets itself; incoming copies are replaced (x-forwarded-for is appended to). */
+const FORWARDED = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]);
+
+/** Methods safe to send twice when the first try never reached the upstream. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+
+/** Errors that mean no byte of the request was processed: the connection failed or was reset. */
+const CONNECTION_FAILURES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "EHOSTUNREACH", "ENETUNREACH"]);
+
+const STATUS_PATH = "/_herd/status";
+
+/** Where an exchange is: waiting for the upstream, relaying its response, or finished. */
+const WAITING = 0;
+const RELAYING = 1;
+const DONE = 2;
+
+/** The state of one proxied request, found by the shared handlers on the emitters they are called on. */
+class Exchange {
+  readonly proxy: GatewayProxy;
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  readonly headers: string[];
+  /** Bodiless and idempotent: may be sent again to another endpoint. */
+  readonly retryable: boolean;
+  endpoint: Endpoint;
+  upstream: http.ClientRequest | undefined;
+  attempts = 0;
+  state = WAITING;
+
+  constructor(
+    proxy: GatewayProxy,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    endpoint: Endpoint,
+    headers: string[],
+    retryable: boolean,
+  ) {
+    this.proxy = proxy;
+    this.req = req;
+    this.res = res;
+    this.endpoint = endpoint;
+    this.headers = headers;
+    this.retryable = retryable;
+  }
+}
+
+interface UpstreamRequest extends http.ClientRequest {
+  exchange: Exchange;
+}
+interface UpstreamResponse extends http.IncomingMessage {
+  exchange: Exchange;
+}
+interface ClientResponse extends http.ServerResponse {
+  exchange: Exchange;
+}
+
+/** The gateway's reverse proxy. Assign `table` to reconfigure it. */
+export class GatewayProxy {
+  /** The table every new request is matched against. Replace it whole; never mutate it. */
+  table: RouteTable = EMPTY_TABLE;
+  readonly server: http.Server;
+  readonly logger: Logger;
+  readonly upstreamTimeoutMs: number;
+  /** One keep-alive pool for all upstreams; it keeps a separate pool per address:port. */
+  readonly agent: http.Agent;
+  /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
+  readonly #tunnels = new Set<Duplex>();
+
+  constructor(options: ProxyOptions) {
+    this.logger = options.logger;
+    this.upstreamTimeoutMs = options.upstreamTimeoutMs ?? 60_000;
+    const maxSockets = options.maxSocketsPerUpstream ?? 256;
+    this.agent = new http.Agent({
+      keepAlive: true,
+      maxSockets,
+      maxFreeSockets: Math.min(64, maxSockets),
+      // LIFO reuses warm sockets and lets the rest idle out.
+      scheduling: "lifo",
+      // Idle sockets close before a typical upstream's keep-alive timeout (Node: 5 s); a server's
+      // `Keep-Alive: timeout=` hint shortens this further.
+      timeout: 4_000,
+    });
+    this.server = http.createServer((req, res) => this.#onRequest(req, res));
+    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#onUpgrade(req, socket, head),
+    );
+    this.server.on("clientError", onClientError);
+  }
+
+  /** Listens; resolves with the port. A port in use is a HerdError that says so. */
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        this.server.off("listening", onListening);
+        if (err.code === "EADDRINUSE") {
+          reject(new HerdError("unavailable", `port ${port} is in use by another program; pass --port`));
+        } else if (err.code === "EACCES") {
+          reject(new HerdError("unavailable", `no permission to listen on port ${port}; pass --port`));
+        } else reject(err);
+      };
+      const onListening = () => {
+        this.server.off("error", onError);
+        resolve((this.server.address() as AddressInfo).port);
+      };
+      this.server.once("error", onError);
+      this.server.once("listening", onListening);
+      this.server.listen(port, host);
+    });
+  }
+
+  /** Stops listening and cuts every open connection, client and upstream. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    for (const socket of this.#tunnels) socket.destroy();
+    this.#tunnels.clear();
+    this.agent.destroy();
+    if (this.server.listening) await closed;
+  }
+
+  #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const host = req.headers.host ?? "";
+    const url = req.url ?? "/";
+    const table = this.table;
+    if (url === STATUS_PATH && isLocalHost(host)) {
+      sendJson(res, 200, { version: table.version, routes: table.routeCount, problems: table.problems });
+      return;
+    }
+    const backend = table.match(host, url);
+    if (backend === undefined) {
+      sendMiss(res, table, host, url);
+      return;
+    }
+    const endpoint = backend.next();
+    if (endpoint === undefined) {
+      sendUnavailable(res, backend);
+      return;
+    }
+    const bodiless = req.headers["content-length"] === undefined || req.headers["content-length"] === "0";
+    const hasBody = !bodiless || req.headers["transfer-encoding"] !== undefined;
+    const exchange = new Exchange(
+      this,
+      req,
+      res,
+      endpoint,
+      upstreamHeaders(req, hasBody),
+      !hasBody && IDEMPOTENT.has(req.method ?? ""),
+    );
+    (res as ClientResponse).exchange = exchange;
+    res.on("close", onClientClose);
+    send(exchange);
+  }
+
+  #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", destroyQuietly);
+    const host = req.headers.host ?? "";
+    const backend = this.table.match(host, req.url ?? "/");
+    if (backend === undefined) {
+      writeRawError(socket, 404, "not_found", `no app serves host ${normalizeHost(host)}`);
+      return;
+    }
+    const endpoint = backend.next();
+    if (endpoint === undefined) {
+      writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
+      return;
+    }
+    const headers = upstreamHeaders(req, false);
+    headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
+    // Its own connection: an upgraded socket leaves the pool for good.
+    const upstream = http.request({
+      host: endpoint.address,
+      port: endpoint.port,
+      method: req.method,
+      path: req.url,
+      headers,
+      agent: false,
+      timeout: this.upstreamTimeoutMs,
+    });
+    this.#tunnels.add(socket);
+    socket.on("close", () => {
+      this.#tunnels.delete(socket);
+      upstream.destroy();
+    });
+    upstream.on("upgrade", (upRes: http.IncomingMessage, upSocket: Socket, upHead: Buffer) => {
+      upSocket.setTimeout(0);
+      upSocket.on("error", destroyQuietly);
+      this.#tunnels.add(upSocket);
+      upSocket.on("close", () => {
+        this.#tunnels.delete(upSocket);
+        socket.destroy();
+      });
+      socket.on("close", () => upSocket.destroy());
+      socket.write(rawHead(upRes, false));
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSocket.write(head);
+      upSocket.pipe(socket);
+      socket.pipe(upSocket);
+    });
+    // The upstream refused the upgrade: relay its answer and close.
+    upstream.on("response", (upRes: http.IncomingMessage) => {
+      socket.write(rawHead(upRes, true));
+      upRes.pipe(socket);
+    });
+    upstream.on("timeout", () => {
+      writeRawError(
+        socket,
+        504,
+        "timeout",
+        `${backend.name} did not answer within ${this.upstreamTimeoutMs} ms`,
+      );
+      upstream.destroy();
+    });
+    upstream.on("error", (err: NodeJS.ErrnoException) => {
+      if (socket.destroyed) return;
+      this.logger.warn("upgrade to upstream failed", {
+        service: backend.name,
+        endpoint: endpoint.instance,
+        error: err,
+      });
+      writeRawError(
+        socket,
+        502,
+        "bad_gateway",
+        `${backend.name} did not accept the connection (${err.code ?? err.message})`,
+      );
+    });
+    upstream.end();
+  }
+}
+
+/** Sends (or re-sends) an exchange's request to its endpoint. */
+function send(exchange: Exchange): void {
+  const { req, endpoint } = exchange;
+  exchange.attempts++;
+  const upstream = http.request({
+    host: endpoint.address,
+    port: endpoint.port,
+    method: req.method,
+    path: req.url,
+    headers: exchange.headers,
+    agent: exchange.proxy.agent,
+    timeout: exchange.proxy.upstreamTimeoutMs,
+  }) as UpstreamRequest;
+  upstream.exchange = exchange;
+  exchange.upstream = upstream;
+  upstream.on("response", onUpstreamResponse);
+  upstream.on("error", onUpstreamError);
+  upstream.on("timeout", onUpstreamTimeout);
+  if (exchange.retryable) upstream.end();
+  else req.pipe(upstream);
+}
+
+function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage): void {
+  const exchange = this.exchange;
+  if (exchange.state === DONE) {
+    upRes.resume();
+    return;
+  }
+  exchange.state = RELAYING;
+  const { res } = exchange;
+  res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+  (upRes as UpstreamResponse).exchange = exchange;
+  upRes.on("error", onUpstreamBodyError);
+  upRes.pipe(res);
+}
+
+function onUpstreamBodyError(this: UpstreamResponse): void {
+  // The upstream went away mid-response: the client must not mistake the cut body for a whole one.
+  this.exchange.state = DONE;
+  this.exchange.res.destroy();
+}
+
+function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): void {
+  const exchange = this.exchange;
+  if (exchange.state === DONE) return;
+  if (exchange.state === RELAYING) {
+    exchange.state = DONE;
+    exchange.res.destroy();
+    return;
+  }
+  const { proxy, req, res } = exchange;
+  if (exchange.retryable && exchange.attempts === 1 && CONNECTION_FAILURES.has(err.code ?? "")) {
+    // Match again: the table may have changed since, and the failed instance may be gone from it.
+    const backend = proxy.table.match(req.headers.host ?? "", req.url ?? "/");
+    const next = backend?.nextExcept(exchange.endpoint);
+    if (next !== undefined) {
+      proxy.logger.debug("retrying on another endpoint", {
+        failed: exchange.endpoint.instance,
+        next: next.instance,
+        error: err,
+      });
+      exchange.endpoint = next;
+      send(exchange);
+      return;
+    }
+  }
+  exchange.state = DONE;
+  proxy.logger.warn("upstream request failed", {
+    endpoint: `${exchange.endpoint.address}:${exchange.endpoint.port}`,
+    instance: exchange.endpoint.instance,
+    error: err,
+  });
+  sendJson(res, 502, {
+    code: "bad_gateway",
+    message: `instance ${exchange.endpoint.instance} did not answer (${err.code ?? err.message})`,
+  });
+}
+
+function onUpstreamTimeout(this: UpstreamRequest): void {
+  const exchange = this.exchange;
+  if (exchange.state === WAITING) {
+    sendJson(exchange.res, 504, {
+      code: "timeout",
+      message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,
+    });
+  } else if (exchange.state === RELAYING) {
+    exchange.res.destroy();
+  }
+  exchange.state = DONE;
+  this.destroy();
+}
+
+function onClientClose(this: ClientResponse): void {
+  const exchange = this.exchange;
+  // A response that finished closes normally; one that did not means the client left.
+  if (!this.writableFinished && exchange.state !== DONE) {
+    exchange.state = DONE;
+    exchange.upstream?.destroy();
+  }
+}
+
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+}
+
+function destroyQuietly(this: Duplex): void {
+  this.destroy();
+}
+
+/**
+ * The request headers for the upstream, as a raw [name, value, …] list:
+ * hop-by-hop headers dropped, X-Forwarded-* set. A request with a body keeps
+ * a `Transfer-Encoding: chunked` so the upstream request is framed the same way.
+ */
+function upstreamHeaders(req: http.IncomingMessage, hasBody: boolean): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  const connection = req.headers.connection;
+  // Headers named in Connection are hop-by-hop too; the common values name none.
+  const listed =
+    connection !== undefined && connection !== "keep-alive" && connection !== "close"
+      ? connection.toLowerCase().split(/\s*,\s*/)
+      : undefined;
+  let forwardedFor: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (HOP_BY_HOP.has(name) || listed?.includes(name)) continue;
+    if (FORWARDED.has(name)) {
+      if (name === "x-forwarded-for")
+        forwardedFor = forwardedFor ? `${forwardedFor}, ${raw[i + 1]}` : raw[i + 1];
+      continue;
+    }
+    out.push(raw[i], raw[i + 1]);
+  }
+  if (hasBody && req.headers["transfer-encoding"] !== undefined) out.push("Transfer-Encoding", "chunked");
+  const client = clientAddress(req.socket.remoteAddress);
+  out.push(
+    "X-Forwarded-For",
+    forwardedFor ? `${forwardedFor}, ${client}` : client,
+    "X-Forwarded-Proto",
+    "http",
+    "X-Forwarded-Host",
+    req.headers.host ?? "",
+  );
+  return out;
+}
+
+/** The upstream's response headers without hop-by-hop ones, as a raw list for writeHead. */
+function responseHeaders(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!HOP_BY_HOP.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1]);
+  }
+  return out;
+}
+
+function clientAddress(address: string | undefined): string {
+  if (address === undefined) return "unknown";
+  // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; apps expect a.b.c.d.
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
+}
+
+function isLocalHost(host: string): boolean {
+  const name = normalizeHost(host);
+  return name === "localhost" || name === "127.0.0.1" || name === "[::1]";
+}
+
+/** A JSON reply (errors are `{code, message}` like the control plane's). */
+function sendJson(res: http.ServerResponse, status: number, body: unknown, retryAfter?: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  const headers: http.OutgoingHttpHeaders = {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+  };
+  if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
+  res.writeHead(status, headers);
+  res.end(text);
+}
+
+function sendMiss(res: http.ServerResponse, table: RouteTable, host: string, url: string): void {
+  const name = normalizeHost(host);
+  const message = table.servesHost(host)
+    ? `no app serves path ${url.split("?")[0]} on host ${name}`
+    : `no app serves host ${name}`;
+  sendJson(res, 404, { code: "not_found", message });
+}
+
+function sendUnavailable(res: http.ServerResponse, backend: Backend): void {
+  // Usually brief (a deploy or restart in progress), so tell clients to come back soon.
+  sendJson(res, 503, { code: "unavailable", message: `no running instance of ${backend.name}` }, "1");
+}
+
+/** The status line and headers of `res` as raw HTTP/1.1 text, for a socket outside the HTTP server. */
+function rawHead(res: http.IncomingMessage, close: boolean): string {
+  let head = `HTTP/1.1 ${res.statusCode} ${res.statusMessage}\r\n`;
+  const raw = res.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    // Keep Connection/Upgrade on a 101; drop the body framing when relaying a decoded body until close.
+    const name = raw[i].toLowerCase();
+    if (close && HOP_BY_HOP.has(name)) continue;
+    head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  }
+  if (close) head += "Connection: close\r\n";
+  return `${head}\r\n`;
+}
+
+function writeRawError(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ code, message });
+  const reason = http.STATUS_CODES[status] ?? "Error";
+  let head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`;
+  if (status === 503) head += "Retry-After: 1\r\n";
+  socket.end(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}

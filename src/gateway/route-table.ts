@@ -1,0 +1,266 @@
+/**
+ * The gateway's routing table: pure logic, built once per configuration
+ * change from the control plane's objects, then only read per request.
+ *
+ * Everything that can be computed ahead is computed here (lowercased hosts,
+ * normalised prefixes sorted longest first, endpoint lists), so a lookup is a
+ * map hit or two and a short scan of prefixes.
+ */
+
+import type { Route } from "../model/manifest.ts";
+import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+
+/** One running instance that traffic for a service can go to. */
+export interface Endpoint {
+  /** Instance id. */
+  instance: string;
+  /** The node's address. */
+  address: string;
+  port: number;
+}
+
+/** A routed service with its running endpoints and its round-robin cursor. */
+export class Backend {
+  /** `tenant/app/service`, the service's key. */
+  readonly service: string;
+  /** `app/service`, the name users see in error messages. */
+  readonly name: string;
+  readonly endpoints: readonly Endpoint[];
+  #cursor = 0;
+
+  constructor(service: string, name: string, endpoints: readonly Endpoint[]) {
+    this.service = service;
+    this.name = name;
+    this.endpoints = endpoints;
+  }
+
+  /** The next endpoint in round-robin order; undefined when none is running. */
+  next(): Endpoint | undefined {
+    const n = this.endpoints.length;
+    if (n === 0) return undefined;
+    const endpoint = this.endpoints[this.#cursor % n];
+    this.#cursor = (this.#cursor + 1) % n;
+    return endpoint;
+  }
+
+  /**
+   * The next endpoint that is not at `failed`'s address (for a retry); the
+   * same address when it is the only one, since a reset keep-alive socket is
+   * worth one more try there.
+   */
+  nextExcept(failed: Endpoint): Endpoint | undefined {
+    const n = this.endpoints.length;
+    for (let i = 0; i < n; i++) {
+      const endpoint = this.next()!;
+      if (endpoint.port !== failed.port || endpoint.address !== failed.address) return endpoint;
+    }
+    return this.next();
+  }
+}
+
+/** One path prefix under a host and the backend that serves it. */
+interface PrefixRoute {
+  /** Normalised: starts with `/`, no trailing `/` except the root itself. */
+  prefix: string;
+  backend: Backend;
+}
+
+/** The objects a table is built from. */
+export interface RouteObjects {
+  services: Service[];
+  instances: Instance[];
+  nodes: Node[];
+}
+
+/** An immutable-by-convention routing table; swap in a new one on each change. */
+export class RouteTable {
+  /** The control-plane revision this table was built from. */
+  readonly version: number;
+  /** Number of distinct host + path routes. */
+  readonly routeCount: number;
+  /** Configuration problems found while building (clashes, unknown nodes). The table still serves. */
+  readonly problems: readonly string[];
+  /** Every backend by service key (routed services only). */
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly #exact: Map<string, PrefixRoute[]>;
+  /** Keyed by the suffix after `*.`, e.g. `example.com`. */
+  readonly #wildcard: Map<string, PrefixRoute[]>;
+
+  constructor(
+    version: number,
+    exact: Map<string, PrefixRoute[]>,
+    wildcard: Map<string, PrefixRoute[]>,
+    backends: Map<string, Backend>,
+    routeCount: number,
+    problems: string[],
+  ) {
+    this.version = version;
+    this.#exact = exact;
+    this.#wildcard = wildcard;
+    this.backends = backends;
+    this.routeCount = routeCount;
+    this.problems = problems;
+  }
+
+  /**
+   * The backend for a request. `host` is the Host header as sent (any case,
+   * maybe with a port); `path` is the request target, and may carry a query
+   * string (`?` ends a segment like `/` does).
+   *
+   * Exact host first, then wildcards from the longest suffix to the shortest;
+   * within a host, the longest prefix that ends on a segment boundary. A host
+   * whose routes match no prefix falls through to the next candidate.
+   */
+  match(host: string, path: string): Backend | undefined {
+    const name = normalizeHost(host);
+    const exact = this.#exact.get(name);
+    if (exact !== undefined) {
+      const backend = matchPrefix(exact, path);
+      if (backend !== undefined) return backend;
+    }
+    if (this.#wildcard.size === 0) return undefined;
+    // The leftmost dot gives the longest suffix, so the first hit is the most specific wildcard.
+    for (let dot = name.indexOf("."); dot !== -1; dot = name.indexOf(".", dot + 1)) {
+      const routes = this.#wildcard.get(name.slice(dot + 1));
+      if (routes === undefined) continue;
+      const backend = matchPrefix(routes, path);
+      if (backend !== undefined) return backend;
+    }
+    return undefined;
+  }
+
+  /** Whether any route names this host (exactly or by wildcard), for telling a wrong path from a wrong host. */
+  servesHost(host: string): boolean {
+    const name = normalizeHost(host);
+    if (this.#exact.has(name)) return true;
+    for (let dot = name.indexOf("."); dot !== -1; dot = name.indexOf(".", dot + 1)) {
+      if (this.#wildcard.has(name.slice(dot + 1))) return true;
+    }
+    return false;
+  }
+}
+
+/** An empty table (version 0): every request is answered 404. */
+export const EMPTY_TABLE = new RouteTable(0, new Map(), new Map(), new Map(), 0, []);
+
+/** A Host header reduced to the name routes use: lowercase, no port, no trailing dot. */
+export function normalizeHost(host: string): string {
+  let end = host.length;
+  if (host.charCodeAt(0) === 91 /* [ */) {
+    // IPv6 literal: the port, if any, follows the closing bracket.
+    end = host.indexOf("]") + 1 || end;
+  } else {
+    const colon = host.lastIndexOf(":");
+    if (colon !== -1) end = colon;
+  }
+  if (host.charCodeAt(end - 1) === 46 /* . */) end--;
+  return (end === host.length ? host : host.slice(0, end)).toLowerCase();
+}
+
+function matchPrefix(routes: PrefixRoute[], path: string): Backend | undefined {
+  for (let i = 0; i < routes.length; i++) {
+    const { prefix, backend } = routes[i];
+    // Routes are sorted longest first, and "/" (last) matches every path.
+    if (prefix.length === 1) return backend;
+    if (!path.startsWith(prefix)) continue;
+    if (path.length === prefix.length) return backend;
+    const next = path.charCodeAt(prefix.length);
+    if (next === 47 /* / */ || next === 63 /* ? */) return backend;
+  }
+  return undefined;
+}
+
+function normalizePrefix(path: string | undefined): string {
+  if (!path || path === "/") return "/";
+  let end = path.length;
+  while (end > 1 && path.charCodeAt(end - 1) === 47) end--;
+  return path.slice(0, end);
+}
+
+/**
+ * Builds a table from the services, instances and nodes the control plane
+ * holds. Routes come from each service's `spec.routes`; a service's endpoints
+ * are its instances in state `running` (any release) at their node's address.
+ * When two services declare the same host and path, the first by service key
+ * wins and the clash is listed in `problems`.
+ */
+export function buildRouteTable(objects: RouteObjects, version: number): RouteTable {
+  const problems: string[] = [];
+  const addresses = new Map<string, string>();
+  for (const node of objects.nodes) addresses.set(node.name, node.address);
+
+  const endpointsByService = new Map<string, Endpoint[]>();
+  for (const instance of objects.instances) {
+    if (instance.state !== "running" || instance.node === null) continue;
+    const address = addresses.get(instance.node);
+    if (address === undefined) {
+      problems.push(
+        `instance ${instance.id} runs on node ${instance.node}, which is not known; it gets no traffic`,
+      );
+      continue;
+    }
+    if (instance.port === undefined) {
+      problems.push(`instance ${instance.id} is running but has no port; it gets no traffic`);
+      continue;
+    }
+    const key = serviceKey(instance.tenant, instance.app, instance.service);
+    let list = endpointsByService.get(key);
+    if (list === undefined) {
+      list = [];
+      endpointsByService.set(key, list);
+    }
+    list.push({ instance: instance.id, address, port: instance.port });
+  }
+
+  // Sorted by key so that the winner of a clash does not depend on arrival order.
+  const services = objects.services
+    .map((service) => ({ key: serviceKey(service.tenant, service.app, service.name), service }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+
+  const exact = new Map<string, PrefixRoute[]>();
+  const wildcard = new Map<string, PrefixRoute[]>();
+  const backends = new Map<string, Backend>();
+  /** `host path` → the service key that owns it. */
+  const owners = new Map<string, string>();
+
+  for (const { key, service } of services) {
+    const routes: Route[] = service.spec?.routes ?? [];
+    if (routes.length === 0) continue;
+    const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
+    const backend = new Backend(key, `${service.app}/${service.name}`, endpoints);
+    backends.set(key, backend);
+    for (const route of routes) {
+      const host = route.host.toLowerCase();
+      const prefix = normalizePrefix(route.path);
+      const id = `${host} ${prefix}`;
+      const owner = owners.get(id);
+      if (owner === key) continue;
+      if (owner !== undefined) {
+        problems.push(`route ${host}${prefix} is declared by ${owner} and ${key}; ${owner} serves it`);
+        continue;
+      }
+      owners.set(id, key);
+      const isWildcard = host.startsWith("*.");
+      const index = isWildcard ? wildcard : exact;
+      const name = isWildcard ? host.slice(2) : host;
+      let list = index.get(name);
+      if (list === undefined) {
+        list = [];
+        index.set(name, list);
+      }
+      list.push({ prefix, backend });
+    }
+  }
+
+  for (const list of exact.values()) list.sort(longestFirst);
+  for (const list of wildcard.values()) list.sort(longestFirst);
+  return new RouteTable(version, exact, wildcard, backends, owners.size, problems);
+}
+
+function byInstance(a: Endpoint, b: Endpoint): number {
+  return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
+}
+
+function longestFirst(a: PrefixRoute, b: PrefixRoute): number {
+  return b.prefix.length - a.prefix.length;
+}

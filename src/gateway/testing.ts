@@ -1,0 +1,272 @@
+/**
+ * Test harness for the gateway: object factories, a stand-in control plane
+ * that speaks the real /snapshot and /watch protocol, and small upstream
+ * servers. Used by the gateway's tests; not imported by the gateway itself.
+ */
+
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Route } from "../model/manifest.ts";
+import type { Instance, InstanceState, Kind, Node, Service } from "../model/objects.ts";
+import type { StoredObject, WatchEvent } from "../store/store.ts";
+
+/** A service with the given routes (paths default to `/`). */
+export function testService(
+  tenant: string,
+  app: string,
+  name: string,
+  routes: Array<Partial<Route> & { host: string }>,
+): Service {
+  return {
+    tenant,
+    app,
+    name,
+    release: 1,
+    spec: {
+      command: "node server.js",
+      instances: 1,
+      resources: { cpu: 0.25, memory: 256 * 1024 * 1024 },
+      health: { intervalMs: 1000, timeoutMs: 2000, failures: 3, startupMs: 30_000 },
+      mode: "cattle",
+      env: {},
+      routes: routes.map((r) => ({ host: r.host, path: r.path ?? "/" })),
+    },
+    instances: 1,
+    state: "running",
+    message: "",
+    crashes: 0,
+  };
+}
+
+/** An instance of `tenant/app/service` on `node` at `port`. */
+export function testInstance(
+  id: string,
+  target: { tenant?: string; app: string; service: string },
+  node: string | null,
+  port: number | undefined,
+  state: InstanceState = "running",
+): Instance {
+  return {
+    id,
+    tenant: target.tenant ?? "default",
+    app: target.app,
+    service: target.service,
+    release: 1,
+    mode: "cattle",
+    node,
+    desired: "running",
+    generation: 1,
+    state,
+    reason: "",
+    message: "",
+    run: {
+      slug: "0".repeat(64),
+      command: "node server.js",
+      env: {},
+      resources: { cpu: 0.25, memory: 256 * 1024 * 1024 },
+      health: { intervalMs: 1000, timeoutMs: 2000, failures: 3, startupMs: 30_000 },
+    },
+    port,
+    restarts: 0,
+    createdAt: "2026-01-01T00:00:00.000Z",
+  };
+}
+
+/** A ready node at `address`. */
+export function testNode(name: string, address: string): Node {
+  const capacity = { cpu: 4, memory: 8 * 1024 ** 3 };
+  return {
+    name,
+    address,
+    labels: {},
+    capacity,
+    allocatable: capacity,
+    state: "ready",
+    lastHeartbeat: "2026-01-01T00:00:00.000Z",
+    registeredAt: "2026-01-01T00:00:00.000Z",
+    agentVersion: "test",
+    isolation: { cgroups: "none", reason: "test" },
+    schedulable: true,
+  };
+}
+
+/** A stand-in for the control plane's /api/v1/snapshot and /api/v1/watch. */
+export interface TestControlPlane {
+  url: string;
+  /** Current store revision. */
+  revision(): number;
+  /** Stores an object; returns its revision. Open watches get the event at once. */
+  put(kind: Kind, key: string, value: unknown): number;
+  /** Deletes an object; returns the revision of the deletion. */
+  delete(kind: Kind, key: string): number;
+  /** Forgets the history up to now: watches from older revisions get 410. */
+  compact(): void;
+  /** Ends every open watch stream (the client sees a disconnect). */
+  dropWatches(): void;
+  /** How many snapshot requests were answered. */
+  snapshots(): number;
+  close(): Promise<void>;
+}
+
+/** Starts a stand-in control plane on an ephemeral port that requires `token`. */
+export async function startTestControlPlane(token: string): Promise<TestControlPlane> {
+  const objects = new Map<string, StoredObject>();
+  const history: WatchEvent[] = [];
+  const watchers = new Set<http.ServerResponse>();
+  let revision = 0;
+  let compactedTo = 0;
+  let snapshotCount = 0;
+
+  const record = (type: "put" | "delete", kind: Kind, key: string, value: unknown): number => {
+    revision++;
+    const id = `${kind}/${key}`;
+    const before = objects.get(id);
+    const object: StoredObject = {
+      kind,
+      key,
+      revision,
+      createRevision: before?.createRevision ?? revision,
+      value: type === "put" ? value : before?.value,
+    };
+    if (type === "put") objects.set(id, object);
+    else objects.delete(id);
+    const event: WatchEvent = { type, kind, key, revision, object };
+    history.push(event);
+    const line = `${JSON.stringify(event)}\n`;
+    for (const res of watchers) res.write(line);
+    return revision;
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "unauthorized", message: "bad token" }));
+      return;
+    }
+    const kinds = new Set((url.searchParams.get("kinds") ?? "").split(","));
+    if (url.pathname === "/api/v1/snapshot") {
+      snapshotCount++;
+      const items = [...objects.values()].filter((o) => kinds.has(o.kind));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ revision, items }));
+      return;
+    }
+    if (url.pathname === "/api/v1/watch") {
+      const from = Number(url.searchParams.get("from") ?? revision);
+      if (from < compactedTo) {
+        res.writeHead(410, { "content-type": "application/json" });
+        res.end(JSON.stringify({ code: "gone", message: `revision ${from} is compacted` }));
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.write(`${JSON.stringify({ type: "ping" })}\n`);
+      for (const event of history) {
+        if (event.revision > from && kinds.has(event.kind)) res.write(`${JSON.stringify(event)}\n`);
+      }
+      watchers.add(res);
+      res.on("close", () => watchers.delete(res));
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    revision: () => revision,
+    put: (kind, key, value) => record("put", kind, key, value),
+    delete: (kind, key) => record("delete", kind, key, undefined),
+    compact: () => {
+      compactedTo = revision;
+      history.length = 0;
+    },
+    dropWatches: () => {
+      for (const res of watchers) res.destroy();
+      watchers.clear();
+    },
+    snapshots: () => snapshotCount,
+    close: async () => {
+      for (const res of watchers) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A real HTTP server standing in for one app instance; `handler` answers its requests. */
+export interface TestUpstream {
+  port: number;
+  /** Requests it has received. */
+  hits: number;
+  server: http.Server;
+  close(): Promise<void>;
+}
+
+/** Starts an upstream on an ephemeral port of 127.0.0.1. */
+export async function startUpstream(handler: http.RequestListener): Promise<TestUpstream> {
+  const upstream = { hits: 0 } as TestUpstream;
+  const server = http.createServer((req, res) => {
+    upstream.hits++;
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  upstream.port = (server.address() as AddressInfo).port;
+  upstream.server = server;
+  upstream.close = async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return upstream;
+}
+
+/** A port on 127.0.0.1 that nothing listens on (taken, then released). */
+export async function closedPort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** One HTTP request through `port` with the given Host; the body is read as text. */
+export async function request(
+  port: number,
+  host: string,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: options.method ?? "GET",
+        headers: { host, ...options.headers },
+        agent: false,
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          body += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
+
+/** Polls `check` every few milliseconds until it is true; fails after `timeoutMs`. */
+export async function waitFor(check: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
