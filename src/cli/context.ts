@@ -53,12 +53,24 @@ export interface ContextOptions {
   interrupt?: () => AbortSignal;
 }
 
-/** An AbortSignal that fires on the process's first SIGINT or SIGTERM. */
+/**
+ * An AbortSignal that fires on the process's first SIGINT or SIGTERM. A
+ * repeat within a second is ignored (a terminal's Ctrl-C can arrive twice:
+ * from the terminal and forwarded by bin/herd.js); a later one exits at once.
+ */
 export function signalOnInterrupt(): AbortSignal {
   const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  let firstAt = 0;
+  const stop = (signal: NodeJS.Signals) => {
+    if (!controller.signal.aborted) {
+      firstAt = Date.now();
+      controller.abort();
+    } else if (Date.now() - firstAt > 1000) {
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    }
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
   return controller.signal;
 }
 
