@@ -146,6 +146,8 @@ export interface Instance {
   drainUntil?: string;
   /** Bumped by the controller to restart a pet in place. */
   generation: number;
+  /** A crashed pet waits until this time (crash-loop backoff) before it is restarted, ISO. */
+  restartAt?: string;
   state: InstanceState;
   reason: string;
   message: string;

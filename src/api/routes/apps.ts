@@ -1,0 +1,314 @@
+/**
+ * Apps and everything under one app: deploys, releases, rollback, scale,
+ * instances (ps) and logs.
+ */
+
+import type { Readable } from "node:stream";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { type App, appKey, type Deploy, type Instance, type Release, type Service, serviceKey } from "../../model/objects.ts";
+import { LogStore, type LogQuery } from "../../observe/log-store.ts";
+import { AppParams, CreateAppBody, LogsQuery, RollbackBody, ScaleBody, TenantQuery } from "../schemas.ts";
+import type { ApiDeps } from "../server.ts";
+
+type Q = { tenant?: string };
+const tenantOf = (q: Q): string => q.tenant ?? "default";
+
+export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const { store, controllers } = deps;
+
+  const getApp = async (tenant: string, name: string) => {
+    const o = await store.get<App>("app", appKey(tenant, name));
+    if (!o) throw notFound(`app ${name} does not exist (herd apps lists the apps)`);
+    return o;
+  };
+
+  const createApp = async (tenant: string, name: string): Promise<App> => {
+    const app: App = { tenant, name, createdAt: new Date().toISOString(), release: null, latestVersion: 0 };
+    try {
+      await store.put("app", appKey(tenant, name), app, { expectRevision: 0 });
+    } catch (err) {
+      if ((err as { code?: string }).code === "conflict") throw conflict(`app ${name} already exists`);
+      throw err;
+    }
+    await deps.events.record({ tenant, app: name, reason: "AppCreated", message: `app ${name} created` });
+    return app;
+  };
+
+  api.get("/apps", { schema: { summary: "List apps", tags: ["apps"], querystring: TenantQuery } }, async (req) => {
+    const tenant = tenantOf(req.query as Q);
+    const apps = (await store.list<App>("app", { prefix: `${tenant}/` })).items.map((o) => o.value);
+    const services = (await store.list<Service>("service", { prefix: `${tenant}/` })).items.map((o) => o.value);
+    return { items: apps.map((a) => ({ ...a, services: services.filter((s) => s.app === a.name) })) };
+  });
+
+  api.post(
+    "/apps",
+    { schema: { summary: "Create an app", tags: ["apps"], querystring: TenantQuery, body: CreateAppBody } },
+    async (req, reply) => {
+      const app = await createApp(tenantOf(req.query as Q), (req.body as { name: string }).name);
+      reply.code(201);
+      return app;
+    },
+  );
+
+  api.get("/apps/:app", { schema: { summary: "One app and its services", tags: ["apps"], params: AppParams, querystring: TenantQuery } }, async (req) => {
+    const tenant = tenantOf(req.query as Q);
+    const { app } = req.params as { app: string };
+    const o = await getApp(tenant, app);
+    const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items.map((s) => s.value);
+    return { app: o.value, services };
+  });
+
+  api.delete(
+    "/apps/:app",
+    { schema: { summary: "Destroy an app: stop its instances, delete it", tags: ["apps"], params: AppParams, querystring: TenantQuery } },
+    async (req, reply) => {
+      const tenant = tenantOf(req.query as Q);
+      const o = await getApp(tenant, (req.params as { app: string }).app);
+      if (!o.value.destroying) {
+        await store.put("app", o.key, { ...o.value, destroying: true }, { expectRevision: o.revision });
+        await deps.events.record({ tenant, app: o.value.name, reason: "AppDestroying", message: `destroying app ${o.value.name}` });
+      }
+      reply.code(202);
+      return { app: { ...o.value, destroying: true } };
+    },
+  );
+
+  api.post(
+    "/apps/:app/deploys",
+    {
+      schema: {
+        summary: "Deploy: upload the source as a gzip tarball; build, release and roll out",
+        description: "Body: the source tree as application/gzip. Creates the app when missing. Follow progress at /apps/{app}/deploys/{id}/log.",
+        tags: ["deploys"],
+        params: AppParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req, reply) => {
+      const tenant = tenantOf(req.query as Q);
+      const { app } = req.params as { app: string };
+      const type = req.headers["content-type"] ?? "";
+      if (!/^application\/(gzip|x-gzip|octet-stream)\b/.test(type)) {
+        throw new HerdError("invalid", "the deploy body must be the source as a gzip tarball (content-type: application/gzip)", [
+          { field: "content-type", message: `is ${type || "missing"}` },
+        ]);
+      }
+      const length = Number(req.headers["content-length"] ?? 0);
+      if (length > deps.maxUploadBytes) {
+        throw new HerdError("too_large", `upload is ${length} bytes, the limit is ${deps.maxUploadBytes} bytes (use .herdignore to leave files out)`);
+      }
+      const existing = await store.get<App>("app", appKey(tenant, app));
+      if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
+      const { digest } = await deps.artifacts.put(req.body as Readable, deps.maxUploadBytes);
+      if (!existing) await createApp(tenant, app);
+      const deploy = await controllers.deploys.startDeploy(tenant, app, async (log) => {
+        const built = await deps.build({ source: digest, app, log });
+        return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
+      });
+      reply.code(202);
+      return deploy;
+    },
+  );
+
+  api.get(
+    "/apps/:app/deploys/:id",
+    { schema: { summary: "One deploy", tags: ["deploys"], params: DeployParams(), querystring: TenantQuery } },
+    async (req) => {
+      const { app, id } = req.params as { app: string; id: string };
+      const o = await store.get<Deploy>("deploy", `${tenantOf(req.query as Q)}/${app}/${id}`);
+      if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
+      return o.value;
+    },
+  );
+
+  api.get(
+    "/apps/:app/deploys/:id/log",
+    {
+      schema: {
+        summary: "A deploy's build output and rollout steps, as NDJSON, until it ends",
+        tags: ["deploys"],
+        params: DeployParams(),
+        querystring: TenantQuery,
+      },
+    },
+    async (req, reply) => {
+      const { app, id } = req.params as { app: string; id: string };
+      const o = await store.get<Deploy>("deploy", `${tenantOf(req.query as Q)}/${app}/${id}`);
+      if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
+      const abort = streamNdjson(reply);
+      for await (const entry of deps.deployLogs.follow(id, abort.signal)) {
+        if (!reply.raw.write(`${JSON.stringify(entry)}\n`)) await drained(reply);
+      }
+      reply.raw.end();
+    },
+  );
+
+  api.get(
+    "/apps/:app/releases",
+    { schema: { summary: "Releases, newest first", tags: ["releases"], params: AppParams, querystring: TenantQuery } },
+    async (req) => {
+      const o = await getApp(tenantOf(req.query as Q), (req.params as { app: string }).app);
+      const items = (await store.list<Release>("release", { prefix: `${o.key}/` })).items.map((r) => ({
+        ...r.value,
+        current: r.value.version === o.value.release,
+      }));
+      return { items: items.reverse() };
+    },
+  );
+
+  api.post(
+    "/apps/:app/rollback",
+    { schema: { summary: "Roll back to a release (default: the one before the current)", tags: ["releases"], params: AppParams, querystring: TenantQuery, body: RollbackBody } },
+    async (req, reply) => {
+      const { app } = req.params as { app: string };
+      const body = (req.body ?? {}) as { version?: number };
+      const deploy = await controllers.deploys.rollback(tenantOf(req.query as Q), app, body.version);
+      reply.code(202);
+      return deploy;
+    },
+  );
+
+  api.post(
+    "/apps/:app/scale",
+    { schema: { summary: "Set instance counts per service", tags: ["apps"], params: AppParams, querystring: TenantQuery, body: ScaleBody } },
+    async (req) => {
+      const tenant = tenantOf(req.query as Q);
+      const o = await getApp(tenant, (req.params as { app: string }).app);
+      const wanted = (req.body as { services: Record<string, number> }).services;
+      const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items;
+      const unknown = Object.keys(wanted).filter((n) => !services.some((s) => s.value.name === n));
+      if (unknown.length > 0) {
+        throw new HerdError(
+          "invalid",
+          `app ${o.value.name} has no service ${unknown.join(", ")} (it has ${services.map((s) => s.value.name).join(", ") || "none: deploy first"})`,
+          unknown.map((n) => ({ field: `services.${n}`, message: "no such service" })),
+        );
+      }
+      const items: Service[] = [];
+      for (const [name, count] of Object.entries(wanted)) {
+        const key = serviceKey(tenant, o.value.name, name);
+        for (;;) {
+          const s = (await store.get<Service>("service", key))!;
+          const busy = s.value.state === "updating" || s.value.state === "rolling_back";
+          const next: Service = {
+            ...s.value,
+            instances: count,
+            state: busy ? s.value.state : s.value.instances === count && s.value.state !== "failed" ? s.value.state : "scaling",
+            crashes: 0,
+            backoffUntil: undefined,
+            message: busy ? s.value.message : `scaling from ${s.value.instances} to ${count}`,
+          };
+          try {
+            await store.put("service", key, next, { expectRevision: s.revision });
+            items.push(next);
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== "conflict") throw err;
+          }
+        }
+        await deps.events.record({ tenant, app: o.value.name, service: name, reason: "Scaled", message: `${name} scaled to ${count}` });
+      }
+      return { items };
+    },
+  );
+
+  api.get(
+    "/apps/:app/instances",
+    { schema: { summary: "Instances of an app (herd ps)", tags: ["apps"], params: AppParams, querystring: TenantQuery } },
+    async (req) => {
+      const tenant = tenantOf(req.query as Q);
+      const o = await getApp(tenant, (req.params as { app: string }).app);
+      const items = (await store.list<Instance>("instance")).items
+        .map((i) => i.value)
+        .filter((i) => i.tenant === tenant && i.app === o.value.name)
+        .sort((a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt));
+      return { items };
+    },
+  );
+
+  api.get(
+    "/apps/:app/logs",
+    {
+      schema: {
+        summary: "Instance logs; with follow=true an NDJSON stream that stays open",
+        description: "Each entry has a seq cursor: reconnect with after=<seq> to get exactly what was missed.",
+        tags: ["logs"],
+        params: AppParams,
+        querystring: LogsQuery,
+      },
+    },
+    async (req, reply) => {
+      const query = req.query as { tenant?: string; service?: string; instance?: string; tail?: number; after?: number; since?: string; follow?: boolean };
+      const o = await getApp(tenantOf(query), (req.params as { app: string }).app);
+      const q: LogQuery = { tenant: o.value.tenant, app: o.value.name, service: query.service, instance: query.instance, tail: query.tail, after: query.after, since: query.since };
+      if (!query.follow) return { items: deps.logs.query(q) };
+      const abort = streamNdjson(reply);
+      let last = 0;
+      const pending: string[] = [];
+      let wake: (() => void) | undefined;
+      const stop = deps.logs.follow((e) => {
+        if (!LogStore.matches(e, q)) return;
+        pending.push(`${JSON.stringify(e)}\n`);
+        wake?.();
+      });
+      abort.signal.addEventListener("abort", () => wake?.());
+      try {
+        for (const e of deps.logs.query(q)) {
+          last = e.seq;
+          reply.raw.write(`${JSON.stringify(e)}\n`);
+        }
+        const ping = setInterval(() => {
+          pending.push('{"type":"ping"}\n');
+          wake?.();
+        }, 10_000);
+        try {
+          while (!abort.signal.aborted) {
+            while (pending.length > 0) {
+              const line = pending.shift()!;
+              const seq = /"seq":(\d+)/.exec(line);
+              if (seq && Number(seq[1]) <= last) continue;
+              if (!reply.raw.write(line)) await drained(reply);
+            }
+            await new Promise<void>((r) => {
+              wake = r;
+            });
+          }
+        } finally {
+          clearInterval(ping);
+        }
+      } finally {
+        stop();
+        reply.raw.end();
+      }
+    },
+  );
+}
+
+function DeployParams() {
+  return { type: "object", properties: { app: AppParams.properties.app, id: { type: "string", pattern: "^[a-z0-9]{1,40}$" } }, required: ["app", "id"] };
+}
+
+/** Takes over the reply for an NDJSON stream; the signal aborts when the client goes. */
+export function streamNdjson(reply: FastifyReply): AbortController {
+  reply.hijack();
+  reply.raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-cache", "x-accel-buffering": "no" });
+  reply.raw.flushHeaders();
+  const abort = new AbortController();
+  reply.raw.on("close", () => abort.abort());
+  return abort;
+}
+
+/** Waits until the client has taken what was written (or went away). */
+export function drained(reply: FastifyReply): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      reply.raw.off("drain", done);
+      reply.raw.off("close", done);
+      resolve();
+    };
+    reply.raw.on("drain", done);
+    reply.raw.on("close", done);
+  });
+}

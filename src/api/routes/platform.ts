@@ -1,0 +1,149 @@
+/**
+ * Platform-wide routes: nodes and the agent protocol (heartbeat, slugs, log
+ * shipping), events, and the snapshot + watch that gateways follow.
+ */
+
+import type { FastifyInstance } from "fastify";
+import { HerdError } from "../../common/errors.ts";
+import type { Instance, Kind, Node } from "../../model/objects.ts";
+import type { Heartbeat, LogBatch } from "../../model/protocol.ts";
+import { EventsQuery, HeartbeatBody, LogBatchBody, NodeParams, WATCHABLE, WatchQuery } from "../schemas.ts";
+import type { ApiDeps } from "../server.ts";
+import { drained, streamNdjson } from "./apps.ts";
+
+export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const { store, controllers } = deps;
+
+  api.get("/version", { schema: { summary: "Server version", tags: ["platform"] } }, async () => ({ version: deps.version }));
+
+  api.get("/nodes", { schema: { summary: "Nodes and their state", tags: ["nodes"] } }, async () => {
+    const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+    const items = (await store.list<Node>("node")).items.map((o) => ({
+      ...o.value,
+      instances: instances.filter((i) => i.node === o.value.name && i.desired === "running").length,
+    }));
+    return { items };
+  });
+
+  api.post(
+    "/nodes/:name/heartbeat",
+    {
+      schema: {
+        summary: "Agent heartbeat: status up, desired instances down",
+        tags: ["agent protocol"],
+        params: NodeParams,
+        body: HeartbeatBody,
+      },
+    },
+    async (req) => controllers.nodes.handleHeartbeat((req.params as { name: string }).name, req.body as Heartbeat),
+  );
+
+  api.get(
+    "/slugs/:digest",
+    {
+      schema: {
+        summary: "A built slug (gzip tarball) by its sha256",
+        tags: ["agent protocol"],
+        params: { type: "object", properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } }, required: ["digest"] },
+      },
+    },
+    async (req, reply) => {
+      const { digest } = req.params as { digest: string };
+      if (!deps.artifacts.has(digest)) throw new HerdError("not_found", `no slug ${digest}`);
+      reply.header("content-type", "application/gzip");
+      return reply.send(deps.artifacts.open(digest));
+    },
+  );
+
+  // Instance ids → their app, for log lines (instances are deleted once stopped; their last lines still count).
+  const owners = new Map<string, { tenant: string; app: string; service: string }>();
+  api.post(
+    "/logs",
+    { schema: { summary: "Agents ship instance log lines", tags: ["agent protocol"], body: LogBatchBody }, bodyLimit: 16 * 1024 * 1024 },
+    async (req, reply) => {
+      const batch = req.body as LogBatch;
+      const entries = [];
+      for (const l of batch.lines) {
+        let owner = owners.get(l.instance);
+        if (!owner) {
+          const o = await store.get<Instance>("instance", l.instance);
+          if (!o) continue;
+          owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service };
+          if (owners.size > 100_000) owners.clear();
+          owners.set(l.instance, owner);
+        }
+        entries.push({ ...owner, instance: l.instance, time: l.time, stream: l.stream, line: l.line });
+      }
+      deps.logs.append(entries);
+      reply.code(204);
+    },
+  );
+
+  api.get(
+    "/events",
+    { schema: { summary: "Events in time order (one app's, or all)", tags: ["events"], querystring: EventsQuery } },
+    async (req) => {
+      const q = req.query as { tenant?: string; app?: string; limit?: number };
+      return { items: await deps.events.list({ tenant: q.tenant ?? "default", app: q.app, limit: q.limit }) };
+    },
+  );
+
+  api.get(
+    "/snapshot",
+    { schema: { summary: "Objects of some kinds and the revision they were read at", tags: ["watch"], querystring: WatchQuery } },
+    async (req) => {
+      const kinds = parseKinds((req.query as { kinds?: string }).kinds);
+      // One revision for all kinds: read the revision first; a later watch from it may repeat a change, never miss one.
+      const revision = await store.revision();
+      const items = [];
+      for (const kind of kinds) items.push(...(await store.list(kind)).items);
+      return { revision, items };
+    },
+  );
+
+  api.get(
+    "/watch",
+    {
+      schema: {
+        summary: "Changes after a revision, as NDJSON; 410 when that revision is compacted",
+        tags: ["watch"],
+        querystring: WatchQuery,
+      },
+    },
+    async (req, reply) => {
+      const q = req.query as { kinds?: string; from?: number };
+      const kinds = parseKinds(q.kinds);
+      const signal = new AbortController();
+      const iterator = store.watch({ kinds, fromRevision: q.from ?? (await store.revision()), signal: signal.signal })[Symbol.asyncIterator]();
+      // Pull the first event before answering, so a compacted revision is a proper 410 rather than a broken stream.
+      let first: Promise<IteratorResult<unknown>> | undefined = iterator.next();
+      const early = await Promise.race([first.then((r) => ({ r })), new Promise<undefined>((r) => setTimeout(() => r(undefined), 20))]);
+      const abort = streamNdjson(reply);
+      abort.signal.addEventListener("abort", () => signal.abort());
+      const ping = setInterval(() => reply.raw.write('{"type":"ping"}\n'), 10_000);
+      try {
+        if (early) {
+          first = undefined;
+          if (early.r.done) return;
+          reply.raw.write(`${JSON.stringify(early.r.value)}\n`);
+        }
+        for (;;) {
+          const r = await (first ?? iterator.next());
+          first = undefined;
+          if (r.done) break;
+          if (!reply.raw.write(`${JSON.stringify(r.value)}\n`)) await drained(reply);
+        }
+      } catch (err) {
+        if (!signal.signal.aborted) reply.raw.write(`${JSON.stringify({ type: "error", error: (err as Error).message })}\n`);
+      } finally {
+        clearInterval(ping);
+        signal.abort();
+        reply.raw.end();
+      }
+    },
+  );
+}
+
+function parseKinds(kinds: string | undefined): Kind[] {
+  return (kinds ? kinds.split(",") : [...WATCHABLE]) as Kind[];
+}

@@ -1,0 +1,99 @@
+/**
+ * Run-time schemas of what the API accepts. Fastify compiles them when routes
+ * are registered; @fastify/swagger turns them into the OpenAPI document.
+ */
+
+import { Type as T } from "@sinclair/typebox";
+import { NAME_PATTERN } from "../model/manifest.ts";
+
+export const Name = T.String({ pattern: NAME_PATTERN, description: "lowercase letters, digits and dashes, starting with a letter" });
+
+export const TenantQuery = T.Object({ tenant: T.Optional(Name) });
+export const AppParams = T.Object({ app: Name });
+
+export const ErrorReply = T.Object(
+  {
+    code: T.String(),
+    message: T.String(),
+    details: T.Optional(T.Array(T.Object({ field: T.String(), message: T.String(), line: T.Optional(T.Integer()) }))),
+  },
+  { $id: "Error", description: "Every error: a stable code, a message for people, and the fields at fault" },
+);
+
+export const CreateAppBody = T.Object({ name: Name }, { additionalProperties: false });
+
+export const ScaleBody = T.Object(
+  {
+    services: T.Record(Name, T.Integer({ minimum: 0, maximum: 1000, description: "a whole number of instances, 0 to 1000" }), {
+      minProperties: 1,
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const RollbackBody = T.Object({ version: T.Optional(T.Integer({ minimum: 1 })) }, { additionalProperties: false });
+
+export const LogsQuery = T.Object({
+  tenant: T.Optional(Name),
+  service: T.Optional(Name),
+  instance: T.Optional(T.String({ maxLength: 100 })),
+  tail: T.Optional(T.Integer({ minimum: 0, maximum: 10000 })),
+  after: T.Optional(T.Integer({ minimum: 0, description: "cursor: the seq of the last entry seen" })),
+  since: T.Optional(T.String({ format: "date-time" })),
+  follow: T.Optional(T.Boolean()),
+});
+
+export const EventsQuery = T.Object({
+  tenant: T.Optional(Name),
+  app: T.Optional(Name),
+  limit: T.Optional(T.Integer({ minimum: 1, maximum: 2000 })),
+});
+
+const Resources = T.Object({ cpu: T.Number({ minimum: 0 }), memory: T.Number({ minimum: 0 }) });
+
+export const HeartbeatBody = T.Object({
+  address: T.String({ minLength: 1, maxLength: 255 }),
+  labels: T.Record(T.String({ maxLength: 63 }), T.String({ maxLength: 255 })),
+  capacity: Resources,
+  agentVersion: T.String({ maxLength: 50 }),
+  isolation: T.Object({ cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]), reason: T.Optional(T.String()) }),
+  instances: T.Array(
+    T.Object({
+      id: T.String({ maxLength: 100 }),
+      generation: T.Integer({ minimum: 0 }),
+      state: T.Union(["starting", "up", "healthy", "unhealthy", "exited", "stopped", "failed"].map((s) => T.Literal(s))),
+      port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
+      pid: T.Optional(T.Integer({ minimum: 1 })),
+      exitCode: T.Optional(T.Union([T.Integer(), T.Null()])),
+      signal: T.Optional(T.Union([T.String(), T.Null()])),
+      message: T.Optional(T.String()),
+      logTail: T.Optional(T.Array(T.String())),
+      startedAt: T.Optional(T.String()),
+      usage: T.Optional(T.Object({ cpuSeconds: T.Optional(T.Number()), memoryBytes: T.Optional(T.Number()) })),
+    }),
+    { maxItems: 10000 },
+  ),
+});
+
+export const NodeParams = T.Object({ name: T.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$" }) });
+
+export const LogBatchBody = T.Object({
+  node: T.String({ maxLength: 63 }),
+  lines: T.Array(
+    T.Object({
+      instance: T.String({ maxLength: 100 }),
+      time: T.String({ maxLength: 40 }),
+      stream: T.Union([T.Literal("stdout"), T.Literal("stderr")]),
+      line: T.String({ maxLength: 65536 }),
+    }),
+    { maxItems: 10000 },
+  ),
+});
+
+/** Kinds a snapshot or watch may ask for (tokens never leave the server). */
+export const WATCHABLE = ["tenant", "app", "service", "release", "deploy", "instance", "node", "event"] as const;
+
+export const WatchQuery = T.Object({
+  kinds: T.Optional(T.String({ pattern: `^(${WATCHABLE.join("|")})(,(${WATCHABLE.join("|")}))*$`, description: "comma-separated kinds" })),
+  from: T.Optional(T.Integer({ minimum: 0 })),
+});

@@ -1,0 +1,189 @@
+/**
+ * `herd server`: the control plane. One process holds the store, the
+ * artifact store, the logs, the controllers and the HTTP API.
+ *
+ *   HTTP /api/v1 ─► auth ─► routes ─► store ◄─► controllers
+ *                              │
+ *                              └─► artifacts + builder (deploys)
+ */
+
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import { ArtifactStore } from "../build/artifact-store.ts";
+import { buildSlug } from "../build/builder.ts";
+import { systemClock } from "../common/clock.ts";
+import { HerdError } from "../common/errors.ts";
+import type { Logger } from "../common/log.ts";
+import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
+import { DeployLogs } from "../controllers/deploy-log.ts";
+import { EventRecorder } from "../controllers/events.ts";
+import { ControllerManager } from "../controllers/manager.ts";
+import type { ServiceSpec } from "../model/manifest.ts";
+import type { Tenant } from "../model/objects.ts";
+import { LogStore } from "../observe/log-store.ts";
+import { SqliteStore } from "../store/sqlite-store.ts";
+import type { Store } from "../store/store.ts";
+import { Authenticator, ensureAdminToken } from "./auth.ts";
+import { appRoutes } from "./routes/apps.ts";
+import { platformRoutes } from "./routes/platform.ts";
+import { ErrorReply } from "./schemas.ts";
+
+export const VERSION = "0.1.0";
+
+export interface ServerOptions {
+  dataDir: string;
+  /** Port of the API (default 7070; 0 = any free port). */
+  port?: number;
+  host?: string;
+  logger: Logger;
+  settings?: Partial<Settings>;
+  /** Largest source upload accepted (default 200 MiB). */
+  maxUploadBytes?: number;
+}
+
+/** What the routes are handed. */
+export interface ApiDeps {
+  store: Store;
+  controllers: ControllerManager;
+  events: EventRecorder;
+  deployLogs: DeployLogs;
+  artifacts: ArtifactStore;
+  logs: LogStore;
+  maxUploadBytes: number;
+  version: string;
+  build(options: { source: string; app: string; log: (line: string) => void }): Promise<{ slug: string; services: Record<string, ServiceSpec> }>;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  adminToken: string;
+  adminTokenFile: string;
+  store: Store;
+  controllers: ControllerManager;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { dataDir, logger } = options;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const settings: Settings = { ...DEFAULT_SETTINGS, ...options.settings };
+  const store = SqliteStore.open(join(dataDir, "state.db"));
+  const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
+  const logs = new LogStore(join(dataDir, "logs.db"));
+  const events = new EventRecorder(store, systemClock, logger.child("events"));
+  const deployLogs = new DeployLogs(join(dataDir, "deploys"));
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
+  const controllers = new ControllerManager(ctx);
+  const admin = await ensureAdminToken(store, dataDir);
+  if (!(await store.get<Tenant>("tenant", "default"))) {
+    await store.put<Tenant>("tenant", "default", { name: "default", createdAt: new Date().toISOString() }, { expectRevision: 0 }).catch(() => {});
+  }
+
+  const deps: ApiDeps = {
+    store,
+    controllers,
+    events,
+    deployLogs,
+    artifacts,
+    logs,
+    maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
+    version: VERSION,
+    build: async ({ source, app, log }) => {
+      const r = await buildSlug({ artifacts, source, workDir: join(dataDir, "builds"), app, log });
+      return { slug: r.slug, services: r.services };
+    },
+  };
+
+  const app = buildApi(deps, new Authenticator(store), logger);
+  await app.listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "EADDRINUSE") {
+      throw new HerdError("unavailable", `port ${options.port ?? 7070} is in use by another program: stop it or pass --port`);
+    }
+    throw err;
+  });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : (options.port ?? 7070);
+  const host = options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1";
+  const url = `http://${host}:${port}`;
+  writeFileSync(join(dataDir, "server.json"), `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`);
+  await controllers.start();
+  logger.info("control plane listening", { url });
+
+  return {
+    url,
+    port,
+    adminToken: admin.token,
+    adminTokenFile: admin.file,
+    store,
+    controllers,
+    close: async () => {
+      controllers.stop();
+      await app.close();
+      logs.close();
+      await store.close();
+    },
+  };
+}
+
+/** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
+export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
+  });
+  app.addContentTypeParser(["application/gzip", "application/x-gzip", "application/octet-stream"], (_req, payload, done) => done(null, payload));
+  app.register(swagger, {
+    openapi: {
+      openapi: "3.0.3",
+      info: { title: "herd API", version: deps.version, description: "The herd control plane. Every call needs `Authorization: Bearer <token>`." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.addSchema(ErrorReply);
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof HerdError) {
+      if (err.status >= 500) logger.error("request failed", { url: req.url, err });
+      return reply.code(err.status).send(err.toJSON());
+    }
+    if (err.validation) {
+      const where = err.validationContext ?? "body";
+      const details = err.validation.map((v) => {
+        const missing = (v.params as { missingProperty?: string }).missingProperty;
+        const extra = (v.params as { additionalProperty?: string }).additionalProperty;
+        const path = v.instancePath.split("/").filter(Boolean).join(".");
+        const field = [where, path, missing ?? extra].filter(Boolean).join(".");
+        return { field, message: extra ? "is not a known field" : (v.message ?? "is invalid") };
+      });
+      return reply.code(400).send({ code: "invalid", message: `invalid request: ${details.map((d) => `${d.field} ${d.message}`).join("; ")}`, details });
+    }
+    if (err.statusCode === 413 || err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      return reply.code(413).send({ code: "too_large", message: "request body too large" });
+    }
+    if (err.statusCode && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ code: err.statusCode === 415 ? "invalid" : "invalid", message: err.message });
+    }
+    logger.error("request failed", { url: req.url, err });
+    return reply.code(500).send({ code: "internal", message: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` }));
+
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+  app.register(
+    async (api) => {
+      api.addHook("onRequest", async (req) => {
+        await auth.check(req.headers.authorization);
+      });
+      api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+      appRoutes(api, deps);
+      platformRoutes(api, deps);
+    },
+    { prefix: "/api/v1" },
+  );
+  return app;
+}

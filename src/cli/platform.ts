@@ -1,0 +1,302 @@
+/**
+ * The platform roles: `herd up` (everything on this machine), `herd server`,
+ * `herd agent` and `herd gateway`. Each runs in the foreground until SIGINT
+ * or SIGTERM.
+ *
+ *   herd up = server (API :7070) + agent (this machine, same protocol as a remote one) + gateway (:8080)
+ *             + on the first start, a deploy of examples/hello
+ */
+
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Agent } from "../agent/agent.ts";
+import { ProcessDriver } from "../agent/process-driver.ts";
+import { startServer } from "../api/server.ts";
+import { packDirectory } from "../build/pack.ts";
+import { HerdError } from "../common/errors.ts";
+import { createLogger, type Logger } from "../common/log.ts";
+import { startGateway } from "../gateway/gateway.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+const HELP = {
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--host 127.0.0.1] [--no-example] [--keep-apps]
+
+Runs the whole platform on this machine in the foreground: the control plane
+(API), one agent and the gateway. Data lives in DIR (default ./.herd). On the
+first start it deploys examples/hello. Ctrl-C stops the platform and its apps
+(--keep-apps leaves the apps running; the next herd up re-adopts them).`,
+  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL]
+
+Runs the control plane: the API, the store and the controllers.`,
+  agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
+
+Runs a node agent that joins the control plane at URL and runs instances here.
+The token comes from --token or HERD_TOKEN.`,
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR]
+
+Runs the gateway: routes requests by host and path to running instances.`,
+};
+
+type Role = keyof typeof HELP;
+
+function flags(
+  role: Role,
+  argv: string[],
+  options: Record<string, { type: "string" | "boolean"; multiple?: boolean; default?: string }>,
+) {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...options, help: { type: "boolean", short: "h" } },
+    allowPositionals: false,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${HELP[role]}\n`);
+    return undefined;
+  }
+  return values as Record<string, string | boolean | string[] | undefined>;
+}
+
+const portOf = (value: unknown, name: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new HerdError("invalid", `--${name} must be a port number (0-65535), got ${value}`);
+  return n;
+};
+
+/** Waits for SIGINT or SIGTERM. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(sig);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+export async function runUp(argv: string[]): Promise<number> {
+  const v = flags("up", argv, {
+    data: { type: "string", default: ".herd" },
+    port: { type: "string", default: "7070" },
+    "gateway-port": { type: "string", default: "8080" },
+    host: { type: "string", default: "127.0.0.1" },
+    "no-example": { type: "boolean" },
+    "keep-apps": { type: "boolean" },
+  });
+  if (!v) return 0;
+  const dataDir = resolve(v.data as string);
+  const logger = createLogger("herd");
+  const gatewayPort = portOf(v["gateway-port"], "gateway-port");
+  const host = v.host as string;
+  const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+  const server = await startServer({
+    dataDir,
+    port: portOf(v.port, "port"),
+    host,
+    logger,
+    settings: { gatewayUrl },
+  });
+  const driver = new ProcessDriver({
+    stateRoot: join(dataDir, "agent", "driver"),
+    logger: logger.child("driver"),
+  });
+  let agent: Agent | undefined;
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  try {
+    agent = new Agent({
+      server: server.url,
+      token: server.adminToken,
+      name: hostname(),
+      dataDir: join(dataDir, "agent"),
+      driver,
+      logger: logger.child("agent"),
+    });
+    await agent.start();
+    gateway = await startGateway({
+      server: server.url,
+      token: server.adminToken,
+      port: gatewayPort,
+      host,
+      dataDir: join(dataDir, "gateway"),
+      logger,
+    });
+  } catch (err) {
+    await gateway?.close();
+    await agent?.stop();
+    await server.close();
+    throw err;
+  }
+  const shownGateway = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${gateway.port}`;
+  writeFileSync(
+    join(dataDir, "server.json"),
+    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway }, null, 2)}\n`,
+  );
+  process.stdout.write(
+    [
+      "",
+      "herd is up",
+      `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
+      `  gateway:      ${shownGateway}`,
+      `  admin token:  ${server.adminTokenFile}`,
+      `  data:         ${dataDir}`,
+      "",
+      "",
+    ].join("\n"),
+  );
+  const marker = join(dataDir, "example-deployed");
+  if (!v["no-example"] && !existsSync(marker)) {
+    void deployExample(server.url, server.adminToken, logger).then((ok) => {
+      if (ok) {
+        writeFileSync(marker, `${new Date().toISOString()}\n`);
+        process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
+      }
+    });
+  }
+  const signal = await untilSignal();
+  process.stdout.write(
+    `\n${signal}: stopping herd${v["keep-apps"] ? " (apps keep running)" : " and its apps"}\n`,
+  );
+  await gateway.close();
+  await agent.stop();
+  if (!v["keep-apps"]) await Promise.all((await driver.list()).map((p) => driver.stop(p.id, 10_000)));
+  await server.close();
+  return 0;
+}
+
+/** Deploys examples/hello through the API, as `herd deploy` would. */
+async function deployExample(url: string, token: string, logger: Logger): Promise<boolean> {
+  const dir = join(ROOT, "examples", "hello");
+  const log = logger.child("example");
+  try {
+    const pack = await packDirectory(dir);
+    try {
+      const res = await fetch(`${url}/api/v1/apps/hello/deploys`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/gzip" },
+        body: readFileSync(pack.file),
+      });
+      if (!res.ok) throw new Error(`deploy of examples/hello refused: ${await res.text()}`);
+      const deploy = (await res.json()) as { id: string };
+      log.info("deploying examples/hello", { deploy: deploy.id });
+      const follow = await fetch(`${url}/api/v1/apps/hello/deploys/${deploy.id}/log`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const text = await follow.text();
+      const done = text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; state?: string; message: string })
+        .find((e) => e.type === "done");
+      if (done?.state !== "succeeded")
+        throw new Error(`deploy of examples/hello failed: ${done?.message ?? "no result"}`);
+      return true;
+    } finally {
+      rmSync(pack.file, { force: true });
+    }
+  } catch (err) {
+    log.error("could not deploy examples/hello", { err });
+    return false;
+  }
+}
+
+export async function runServer(argv: string[]): Promise<number> {
+  const v = flags("server", argv, {
+    data: { type: "string", default: ".herd" },
+    port: { type: "string", default: "7070" },
+    host: { type: "string", default: "127.0.0.1" },
+    "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
+  });
+  if (!v) return 0;
+  const logger = createLogger("herd");
+  const server = await startServer({
+    dataDir: resolve(v.data as string),
+    port: portOf(v.port, "port"),
+    host: v.host as string,
+    logger,
+    settings: { gatewayUrl: v["gateway-url"] as string },
+  });
+  process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
+  await untilSignal();
+  await server.close();
+  return 0;
+}
+
+function tokenFrom(v: Record<string, unknown>): string {
+  const token = (v.token as string | undefined) ?? process.env.HERD_TOKEN;
+  if (!token)
+    throw new HerdError(
+      "invalid",
+      "no token: pass --token or set HERD_TOKEN (the admin token is in the server's data dir, file admin-token)",
+    );
+  return token;
+}
+
+export async function runAgent(argv: string[]): Promise<number> {
+  const v = flags("agent", argv, {
+    server: { type: "string" },
+    token: { type: "string" },
+    name: { type: "string" },
+    data: { type: "string", default: ".herd-agent" },
+    address: { type: "string", default: "127.0.0.1" },
+    label: { type: "string", multiple: true },
+  });
+  if (!v) return 0;
+  const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
+  if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
+  const labels: Record<string, string> = {};
+  for (const l of (v.label as string[] | undefined) ?? []) {
+    const m = /^([A-Za-z0-9._/-]{1,63})=(.{0,255})$/.exec(l);
+    if (!m) throw new HerdError("invalid", `--label must be key=value, got ${l}`);
+    labels[m[1]] = m[2];
+  }
+  const logger = createLogger("herd");
+  const dataDir = resolve(v.data as string);
+  mkdirSync(dataDir, { recursive: true });
+  const agent = new Agent({
+    server,
+    token: tokenFrom(v),
+    name: (v.name as string | undefined) ?? hostname(),
+    dataDir,
+    address: v.address as string,
+    labels,
+    logger: logger.child("agent"),
+  });
+  await agent.start();
+  process.stdout.write(`herd agent ${(v.name as string | undefined) ?? hostname()} joined ${server}\n`);
+  await untilSignal();
+  await agent.stop();
+  return 0;
+}
+
+export async function runGateway(argv: string[]): Promise<number> {
+  const v = flags("gateway", argv, {
+    server: { type: "string" },
+    token: { type: "string" },
+    port: { type: "string", default: "8080" },
+    host: { type: "string", default: "0.0.0.0" },
+    data: { type: "string", default: ".herd-gateway" },
+  });
+  if (!v) return 0;
+  const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
+  if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
+  const logger = createLogger("herd");
+  const gateway = await startGateway({
+    server,
+    token: tokenFrom(v),
+    port: portOf(v.port, "port"),
+    host: v.host as string,
+    dataDir: resolve(v.data as string),
+    logger,
+  });
+  process.stdout.write(`herd gateway: ${gateway.url}\n`);
+  await untilSignal();
+  await gateway.close();
+  return 0;
+}

@@ -1,0 +1,39 @@
+/**
+ * The app controller: takes a destroyed app apart. `herd apps destroy` marks
+ * the app `destroying`; this scales its services to zero, waits until every
+ * instance is gone, then deletes services, releases, deploys and the app.
+ */
+
+import type { App, Deploy, Instance, Release, Service } from "../model/objects.ts";
+import type { Context } from "./context.ts";
+
+export class AppController {
+  readonly #ctx: Context;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+  }
+
+  /** Returns true when the app still has work pending (look again later). */
+  async reconcile(key: string): Promise<boolean> {
+    const { store, events } = this.#ctx;
+    const o = await store.get<App>("app", key);
+    if (!o?.value.destroying) return false;
+    const { tenant, name } = o.value;
+    const prefix = `${key}/`;
+    const services = (await store.list<Service>("service", { prefix })).items;
+    for (const s of services) {
+      if (s.value.instances !== 0 || s.value.state !== "destroying") {
+        await store.put("service", s.key, { ...s.value, instances: 0, state: "destroying", message: "app destroyed" }, { expectRevision: s.revision });
+      }
+    }
+    const left = (await store.list<Instance>("instance")).items.filter((i) => i.value.tenant === tenant && i.value.app === name);
+    if (left.length > 0) return true;
+    for (const s of services) await store.delete("service", s.key);
+    for (const r of (await store.list<Release>("release", { prefix })).items) await store.delete("release", r.key);
+    for (const d of (await store.list<Deploy>("deploy", { prefix })).items) await store.delete("deploy", d.key);
+    await store.delete("app", key);
+    await events.record({ tenant, app: name, reason: "AppDestroyed", message: `app ${name} destroyed` });
+    return false;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * What every controller is handed: the store, a clock, the event recorder,
+ * the deploy logs and the platform's timing settings. No globals.
+ */
+
+import type { Clock } from "../common/clock.ts";
+import type { Logger } from "../common/log.ts";
+import type { Store } from "../store/store.ts";
+import type { DeployLogs } from "./deploy-log.ts";
+import type { EventRecorder } from "./events.ts";
+
+export interface Settings {
+  /** How long an instance stays out of the gateway, still running, before it is stopped. */
+  drainMs: number;
+  /** Heartbeat interval agents are told to use. */
+  heartbeatMs: number;
+  /** No heartbeat for this long: node not ready (nothing new placed there). */
+  nodeNotReadyMs: number;
+  /** No heartbeat for this long: node lost (its cattle are replaced elsewhere). */
+  nodeLostMs: number;
+  /** Crashes of a new release's instances that fail its rollout. */
+  rolloutCrashLimit: number;
+  /** Consecutive crashes after which a service is marked failed. */
+  crashLoopLimit: number;
+  /** Crash-loop backoff: first delay and cap. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Public address of the gateway, for the URLs deploys print. */
+  gatewayUrl: string;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  drainMs: 2000,
+  heartbeatMs: 1000,
+  nodeNotReadyMs: 4000,
+  nodeLostMs: 10_000,
+  rolloutCrashLimit: 3,
+  crashLoopLimit: 8,
+  backoffBaseMs: 500,
+  backoffMaxMs: 60_000,
+  gatewayUrl: "http://127.0.0.1:8080",
+};
+
+export interface Context {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  events: EventRecorder;
+  deployLogs: DeployLogs;
+  settings: Settings;
+}
+
+/** Crash-loop backoff after `crashes` consecutive crashes: 0.5 s, 1 s, 2 s, … capped. */
+export function backoffMs(settings: Settings, crashes: number): number {
+  return Math.min(settings.backoffMaxMs, settings.backoffBaseMs * 2 ** Math.max(0, crashes - 1));
+}

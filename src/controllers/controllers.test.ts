@@ -1,0 +1,251 @@
+// Controller decisions checked as data: an in-memory store, a manual clock,
+// and heartbeats written by the test in place of real agents.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { ManualClock } from "../common/clock.ts";
+import { silentLogger } from "../common/log.ts";
+import { normalizeService } from "../model/manifest.ts";
+import type { App, Deploy, Instance, Service } from "../model/objects.ts";
+import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
+import { MemoryStore } from "../store/memory-store.ts";
+import { type Context, DEFAULT_SETTINGS } from "./context.ts";
+import { DeployLogs } from "./deploy-log.ts";
+import { EventRecorder } from "./events.ts";
+import { ControllerManager } from "./manager.ts";
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), "herd-ctl-"));
+  dirs.push(dir);
+  const store = new MemoryStore();
+  const clock = new ManualClock();
+  const ctx: Context = {
+    store,
+    clock,
+    logger: silentLogger,
+    events: new EventRecorder(store, clock, silentLogger),
+    deployLogs: new DeployLogs(dir),
+    settings: { ...DEFAULT_SETTINGS },
+  };
+  const m = new ControllerManager(ctx);
+  return { store, clock, ctx, m };
+}
+
+type Harness = ReturnType<typeof setup>;
+
+function hb(instances: InstanceStatus[] = []): Heartbeat {
+  return {
+    address: "127.0.0.1",
+    labels: {},
+    capacity: { cpu: 4, memory: 8 * 1024 ** 3 },
+    agentVersion: "test",
+    isolation: { cgroups: "none", reason: "test" },
+    instances,
+  };
+}
+
+/** One agent round trip in which every instance the node should run reports `state`. */
+async function agentReports(h: Harness, node: string, state: (i: { id: string }) => InstanceStatus["state"] | undefined) {
+  // What the node was last told to run (the reply of the previous round trip).
+  const now = h.clock.now();
+  const statuses: InstanceStatus[] = [];
+  for (const d of (await instancesOf(h)).filter((i) => i.node === node)) {
+    const run = d.desired === "running" || (d.drainUntil !== undefined && Date.parse(d.drainUntil) > now);
+    const s = run ? state(d) : "stopped";
+    if (s) statuses.push({ id: d.id, generation: d.generation, state: s, port: 20000, pid: 100 });
+  }
+  return h.m.nodes.handleHeartbeat(node, hb(statuses));
+}
+
+async function settle(h: Harness, rounds = 4) {
+  for (let n = 0; n < rounds; n++) {
+    await h.m.resync();
+    await h.m.idle();
+  }
+}
+
+const instancesOf = async (h: Harness) => (await h.store.list<Instance>("instance")).items.map((o) => o.value);
+
+async function deploy(h: Harness, spec: Partial<Parameters<typeof normalizeService>[2]>, slug = "a".repeat(64)): Promise<Deploy> {
+  if (!(await h.store.get("app", "default/hello"))) {
+    const app: App = { tenant: "default", name: "hello", createdAt: new Date().toISOString(), release: null, latestVersion: 0 };
+    await h.store.put("app", "default/hello", app);
+  }
+  const d = await h.m.deploys.startDeploy("default", "hello", async () => ({
+    source: "b".repeat(64),
+    slug,
+    services: { web: normalizeService("hello", "web", { command: "node server.js", ...spec }, undefined) },
+    description: "test",
+  }));
+  for (let n = 0; n < 50; n++) {
+    const o = await h.store.get<Deploy>("deploy", `default/hello/${d.id}`);
+    if (o?.value.state !== "building") return o!.value;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error("build did not finish");
+}
+
+const deployState = async (h: Harness, id: string) => (await h.store.get<Deploy>("deploy", `default/hello/${id}`))!.value;
+
+test("a deploy places instances, they become running, the deploy succeeds", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  const d = await deploy(h, { instances: 2 });
+  await settle(h);
+  let insts = await instancesOf(h);
+  assert.equal(insts.length, 2);
+  assert.ok(insts.every((i) => i.node === "n1" && i.state === "provisioning"));
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  insts = await instancesOf(h);
+  assert.ok(insts.every((i) => i.state === "running"));
+  assert.equal((await deployState(h, d.id)).state, "succeeded");
+  assert.equal((await h.store.get<App>("app", "default/hello"))!.value.release, 1);
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "Healthy"));
+  assert.ok(events.some((e) => e.reason === "DeploySucceeded"));
+});
+
+test("a new release keeps the old instances until the new ones run, then drains them", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 2 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const v1 = (await instancesOf(h)).map((i) => i.id);
+
+  const d2 = await deploy(h, { instances: 2, env: { V: "2" } }, "c".repeat(64));
+  await settle(h);
+  let insts = await instancesOf(h);
+  assert.equal(insts.length, 4, "new instances start beside the old");
+  assert.ok(insts.filter((i) => v1.includes(i.id)).every((i) => i.state === "running" && i.desired === "running"));
+
+  // New ones start but are not healthy yet: old ones keep serving.
+  await agentReports(h, "n1", (i) => (v1.includes(i.id) ? "healthy" : "up"));
+  await settle(h);
+  insts = await instancesOf(h);
+  assert.ok(insts.filter((i) => v1.includes(i.id)).every((i) => i.desired === "running"));
+
+  // New ones healthy: old ones leave the gateway (draining) but keep running for the drain time.
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  insts = await instancesOf(h);
+  const old = insts.filter((i) => v1.includes(i.id));
+  assert.ok(old.every((i) => i.desired === "stopped" && i.state === "draining"));
+  let reply = await h.m.nodes.handleHeartbeat("n1", hb());
+  assert.ok(reply.instances.filter((i) => v1.includes(i.id)).every((i) => i.action === "run"), "still running while draining");
+  h.clock.advance(DEFAULT_SETTINGS.drainMs + 1);
+  reply = await h.m.nodes.handleHeartbeat("n1", hb());
+  assert.ok(reply.instances.filter((i) => v1.includes(i.id)).every((i) => i.action === "stop"));
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  insts = await instancesOf(h);
+  assert.deepEqual(insts.filter((i) => v1.includes(i.id)), [], "stopped instances are deleted");
+  assert.equal((await deployState(h, d2.id)).state, "succeeded");
+});
+
+test("a crashed cattle instance is replaced by a new one; a crashed pet restarts in place", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const [first] = await instancesOf(h);
+  await agentReports(h, "n1", () => "exited");
+  await settle(h);
+  h.clock.advance(1000);
+  await settle(h);
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(alive.length, 1);
+  assert.notEqual(alive[0].id, first.id, "cattle are replaced, not restarted");
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "Replacing"));
+
+  const p = setup();
+  await p.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(p, { instances: 1, mode: "pet" });
+  await settle(p);
+  await agentReports(p, "n1", () => "healthy");
+  await settle(p);
+  const [pet] = await instancesOf(p);
+  assert.equal(pet.id, "hello-web-0");
+  await agentReports(p, "n1", () => "exited");
+  await settle(p);
+  p.clock.advance(1000);
+  await settle(p);
+  const [again] = await instancesOf(p);
+  assert.equal(again.id, pet.id, "a pet keeps its id");
+  assert.equal(again.generation, pet.generation + 1);
+  assert.equal(again.node, "n1");
+  assert.equal(again.restarts, 1);
+});
+
+test("a release that never becomes healthy fails its deploy and the old one keeps serving", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const [v1] = await instancesOf(h);
+  const d2 = await deploy(h, { instances: 1, command: "exit 1" }, "d".repeat(64));
+  for (let n = 0; n < 6; n++) {
+    await settle(h);
+    await agentReports(h, "n1", (i) => (i.id === v1.id ? "healthy" : "exited"));
+    h.clock.advance(5000);
+  }
+  await settle(h);
+  const d = await deployState(h, d2.id);
+  assert.equal(d.state, "failed");
+  assert.match(d.message, /v1 keeps serving/);
+  const svc = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.equal(svc.release, 1);
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.deepEqual(
+    alive.map((i) => [i.id, i.state]),
+    [[v1.id, "running"]],
+  );
+});
+
+test("a lost node's cattle move to another node; its pets wait", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 2 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await h.m.nodes.checkNodes();
+  await settle(h);
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(alive.length, 2);
+  assert.ok(alive.every((i) => i.node === "n2"), "replacements on the node that is left");
+  const events = await h.ctx.events.list({});
+  assert.ok(events.some((e) => e.reason === "NodeLost"));
+});
+
+test("scaling to zero and back", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 3 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const o = (await h.store.get<Service>("service", "default/hello/web"))!;
+  await h.store.put("service", o.key, { ...o.value, instances: 1, state: "scaling" });
+  await settle(h);
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(alive.length, 1);
+});

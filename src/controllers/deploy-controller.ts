@@ -1,0 +1,285 @@
+/**
+ * Deploys and releases.
+ *
+ *   upload ─► build (builder) ─► Release vN ─► services → vN (updating) ─► service controller rolls out
+ *                                                   │
+ *   reconcile(deploy): all services running vN → succeeded, app.release = vN
+ *                      a service failed        → failed; services back to the previous release
+ *
+ * A rollback is the same path without the build: a new release that reuses an
+ * old release's slug and spec.
+ */
+
+import { conflict, HerdError, notFound } from "../common/errors.ts";
+import { newId } from "../common/ids.ts";
+import type { ServiceSpec } from "../model/manifest.ts";
+import {
+  type App,
+  appKey,
+  type Deploy,
+  type Instance,
+  type Release,
+  releaseKey,
+  type Service,
+  serviceKey,
+} from "../model/objects.ts";
+import type { Context } from "./context.ts";
+
+/** What a build produced: enough to make a release. */
+export interface BuildResult {
+  source: string;
+  slug: string;
+  services: Record<string, ServiceSpec>;
+  description: string;
+}
+
+export class DeployController {
+  readonly #ctx: Context;
+  /** Deploys whose build runs in this process (a build interrupted by a restart fails). */
+  readonly #building = new Set<string>();
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+  }
+
+  /** Creates a deploy in state building; `build` runs in the background and its result is rolled out. */
+  async startDeploy(tenant: string, app: string, build: (log: (line: string) => void) => Promise<BuildResult>): Promise<Deploy> {
+    const appObj = await this.#ctx.store.get<App>("app", appKey(tenant, app));
+    if (!appObj) throw notFound(`app ${app} does not exist`);
+    if (appObj.value.destroying) throw conflict(`app ${app} is being destroyed`);
+    const deploy: Deploy = {
+      id: newId(10),
+      tenant,
+      app,
+      state: "building",
+      createdAt: new Date(this.#ctx.clock.now()).toISOString(),
+      previous: appObj.value.release,
+      message: "building",
+    };
+    await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
+    this.#building.add(deploy.id);
+    const log = (line: string) => this.#ctx.deployLogs.append(deploy.id, "build", line);
+    void (async () => {
+      try {
+        const result = await build(log);
+        await this.#release(deploy, result, false);
+      } catch (err) {
+        const e = err instanceof HerdError ? err : new HerdError("internal", (err as Error).message);
+        for (const d of e.details ?? []) log(`${d.field}: ${d.message}`);
+        await this.#finish(deploy.id, tenant, app, "failed", e.message);
+      } finally {
+        this.#building.delete(deploy.id);
+      }
+    })();
+    return deploy;
+  }
+
+  /** Rolls back to `version` (default: the release before the current one) as a new release. */
+  async rollback(tenant: string, app: string, version?: number): Promise<Deploy> {
+    const appObj = await this.#ctx.store.get<App>("app", appKey(tenant, app));
+    if (!appObj) throw notFound(`app ${app} does not exist`);
+    const current = appObj.value.release;
+    if (current === null) throw new HerdError("invalid", `app ${app} has no release to roll back from`);
+    const releases = (await this.#ctx.store.list<Release>("release", { prefix: `${appKey(tenant, app)}/` })).items.map((o) => o.value);
+    let target: Release | undefined;
+    if (version !== undefined) {
+      target = releases.find((r) => r.version === version);
+      if (!target) throw notFound(`app ${app} has no release v${version} (it has ${releases.map((r) => `v${r.version}`).join(", ")})`);
+      if (version === current) throw new HerdError("invalid", `v${version} is already the current release`, [{ field: "version", message: "is the current release" }]);
+    } else {
+      const cur = releases.find((r) => r.version === current);
+      const currentContent = cur?.rollbackOf ?? current;
+      target = [...releases].reverse().find((r) => r.version < current && (r.rollbackOf ?? r.version) !== currentContent);
+      if (!target) throw new HerdError("invalid", `app ${app} has no release before v${current} to roll back to`);
+    }
+    const deploy: Deploy = {
+      id: newId(10),
+      tenant,
+      app,
+      state: "building",
+      createdAt: new Date(this.#ctx.clock.now()).toISOString(),
+      previous: current,
+      rollback: true,
+      message: `rolling back to v${target.version}`,
+    };
+    await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
+    const content = target.rollbackOf ?? target.version;
+    await this.#release(
+      deploy,
+      { source: target.source, slug: target.slug, services: target.services, description: `Rollback to v${target.version}` },
+      true,
+      content,
+    );
+    return (await this.#ctx.store.get<Deploy>("deploy", deployKey(deploy)))!.value;
+  }
+
+  /** Makes release vN from a build and points the app's services at it. */
+  async #release(deploy: Deploy, result: BuildResult, rollback: boolean, rollbackOf?: number): Promise<void> {
+    const { store, clock, deployLogs, events } = this.#ctx;
+    const { tenant, app } = deploy;
+    const step = (m: string) => deployLogs.append(deploy.id, "step", m);
+    // Take the next version number (optimistic: retried on a concurrent deploy).
+    let version = 0;
+    for (;;) {
+      const a = await store.get<App>("app", appKey(tenant, app));
+      if (!a) throw notFound(`app ${app} was destroyed during the deploy`);
+      version = a.value.latestVersion + 1;
+      try {
+        await store.put("app", a.key, { ...a.value, latestVersion: version }, { expectRevision: a.revision });
+        break;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "conflict") throw err;
+      }
+    }
+    const release: Release = {
+      tenant,
+      app,
+      version,
+      createdAt: new Date(clock.now()).toISOString(),
+      description: result.description,
+      source: result.source,
+      slug: result.slug,
+      services: result.services,
+      ...(rollbackOf !== undefined ? { rollbackOf } : {}),
+    };
+    await store.put("release", releaseKey(tenant, app, version), release, { expectRevision: 0 });
+    step(`Release v${version} created (${result.description})`);
+    await events.record({ tenant, app, deploy: deploy.id, reason: "ReleaseCreated", message: `release v${version}: ${result.description}` });
+
+    const previous = deploy.previous ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous)) : undefined;
+    const existing = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
+    for (const [name, spec] of Object.entries(result.services)) {
+      const key = serviceKey(tenant, app, name);
+      const cur = existing.find((o) => o.key === key);
+      // Keep a count set by `herd scale` unless herd.yaml changed it.
+      const prevSpec = previous?.value.services[name];
+      const instances = cur && prevSpec && prevSpec.instances === spec.instances ? cur.value.instances : spec.instances;
+      const svc: Service = {
+        tenant,
+        app,
+        name,
+        release: version,
+        spec,
+        instances,
+        state: rollback ? "rolling_back" : "updating",
+        message: `rolling out v${version}`,
+        deploy: deploy.id,
+        crashes: 0,
+      };
+      await store.put("service", key, svc, cur ? { expectRevision: cur.revision } : { expectRevision: 0 });
+      step(`${name}: rolling out v${version} to ${instances} instance${instances === 1 ? "" : "s"}`);
+    }
+    for (const o of existing) {
+      if (o.value.name in result.services) continue;
+      await store.delete("service", o.key);
+      step(`${o.value.name}: not in v${version}, stopping it`);
+    }
+    const d = await store.get<Deploy>("deploy", deployKey(deploy));
+    if (d) {
+      await store.put("deploy", d.key, { ...d.value, state: "rolling_out", release: version, message: `rolling out v${version}` }, {
+        expectRevision: d.revision,
+      });
+    }
+  }
+
+  /** Level-based: decides whether a rolling-out deploy has succeeded or failed. */
+  async reconcile(key: string): Promise<void> {
+    const { store } = this.#ctx;
+    const o = await store.get<Deploy>("deploy", key);
+    if (!o) return;
+    const d = o.value;
+    if (d.state === "building") {
+      if (!this.#building.has(d.id)) await this.#finish(d.id, d.tenant, d.app, "failed", "the server restarted during the build; deploy again");
+      return;
+    }
+    if (d.state !== "rolling_out") return;
+    const services = (await store.list<Service>("service", { prefix: `${appKey(d.tenant, d.app)}/` })).items;
+    const ours = services.filter((s) => s.value.deploy === d.id);
+    if (ours.length === 0) {
+      await this.#finish(d.id, d.tenant, d.app, "failed", "superseded by a newer deploy");
+      return;
+    }
+    const failed = ours.find((s) => s.value.state === "failed");
+    if (failed) {
+      await this.#revert(d, ours.map((s) => s.key));
+      const tail = await this.#crashTail(d);
+      await this.#finish(
+        d.id,
+        d.tenant,
+        d.app,
+        "failed",
+        `${failed.value.name}: ${failed.value.message}. ${d.previous ? `v${d.previous} keeps serving.` : "Nothing was running before."}${tail}`,
+      );
+      return;
+    }
+    const instances = (await store.list<Instance>("instance")).items.map((i) => i.value);
+    const done = ours.every(
+      (s) =>
+        s.value.state === "running" &&
+        !instances.some((i) => i.tenant === d.tenant && i.app === d.app && i.service === s.value.name && i.desired === "running" && i.release !== d.release),
+    );
+    if (!done) return;
+    for (const s of ours) {
+      await store.put("service", s.key, { ...s.value, deploy: undefined, message: "" }, { expectRevision: s.revision });
+    }
+    const a = await store.get<App>("app", appKey(d.tenant, d.app));
+    if (a) await store.put("app", a.key, { ...a.value, release: d.release ?? null }, { expectRevision: a.revision });
+    const urls = ours.flatMap((s) => s.value.spec.routes.map((r) => routeUrl(this.#ctx.settings.gatewayUrl, r.host, r.path)));
+    await this.#finish(d.id, d.tenant, d.app, "succeeded", `v${d.release} is serving${urls.length ? ` at ${urls.join(" ")}` : ""}`);
+  }
+
+  /** Points the deploy's services back at the release that served before. */
+  async #revert(d: Deploy, keys: string[]): Promise<void> {
+    const { store } = this.#ctx;
+    const previous = d.previous ? (await store.get<Release>("release", releaseKey(d.tenant, d.app, d.previous)))?.value : undefined;
+    for (const key of keys) {
+      const o = await store.get<Service>("service", key);
+      if (!o) continue;
+      const spec = previous?.services[o.value.name];
+      if (previous && spec) {
+        await store.put(
+          "service",
+          key,
+          { ...o.value, release: previous.version, spec, state: "running", deploy: undefined, crashes: 0, backoffUntil: undefined, message: `v${d.release} failed to roll out; serving v${previous.version}` },
+          { expectRevision: o.revision },
+        );
+      } else if (previous) {
+        await store.delete("service", key);
+      } else {
+        await store.put("service", key, { ...o.value, deploy: undefined }, { expectRevision: o.revision });
+      }
+    }
+  }
+
+  async #crashTail(d: Deploy): Promise<string> {
+    const events = await this.#ctx.events.list({ tenant: d.tenant, app: d.app, limit: 200 });
+    const last = [...events].reverse().find((e) => e.details && e.details.length > 0 && e.time >= d.createdAt);
+    if (!last?.details) return "";
+    return `\nLast log lines of ${last.instance}:\n${last.details.slice(-15).map((l) => `  ${l}`).join("\n")}`;
+  }
+
+  async #finish(id: string, tenant: string, app: string, state: "succeeded" | "failed", message: string): Promise<void> {
+    const { store, clock, deployLogs, events } = this.#ctx;
+    const key = `${tenant}/${app}/${id}`;
+    const o = await store.get<Deploy>("deploy", key);
+    if (!o || o.value.state === "succeeded" || o.value.state === "failed") return;
+    await store.put("deploy", key, { ...o.value, state, message, finishedAt: new Date(clock.now()).toISOString() }, { expectRevision: o.revision });
+    await events.record({
+      tenant,
+      app,
+      deploy: id,
+      reason: state === "succeeded" ? "DeploySucceeded" : "DeployFailed",
+      type: state === "succeeded" ? "normal" : "warning",
+      message: message.split("\n")[0],
+    });
+    deployLogs.append(id, "done", message, state);
+  }
+}
+
+export const deployKey = (d: Pick<Deploy, "tenant" | "app" | "id">): string => `${d.tenant}/${d.app}/${d.id}`;
+
+function routeUrl(gatewayUrl: string, host: string, path: string): string {
+  const u = new URL(gatewayUrl);
+  const shown = host.startsWith("*.") ? host.slice(2) : host;
+  return `${u.protocol}//${shown}${u.port ? `:${u.port}` : ""}${path}`;
+}

@@ -1,0 +1,88 @@
+/**
+ * Deploy logs: what `herd deploy` shows while it waits — build output, rollout
+ * steps, and a final `done` entry. Kept as NDJSON files in the data dir so a
+ * reconnecting client (or a restarted server) can replay them.
+ */
+
+import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { DeployState } from "../model/objects.ts";
+
+export interface DeployLogEntry {
+  time: string;
+  type: "build" | "step" | "done";
+  message: string;
+  state?: DeployState;
+}
+
+export class DeployLogs {
+  readonly #dir: string;
+  readonly #listeners = new Map<string, Set<(e: DeployLogEntry) => void>>();
+
+  constructor(dir: string) {
+    this.#dir = dir;
+    mkdirSync(dir, { recursive: true });
+  }
+
+  #file(id: string): string {
+    if (!/^[a-z0-9]+$/.test(id)) throw new Error(`bad deploy id ${id}`);
+    return join(this.#dir, `${id}.ndjson`);
+  }
+
+  append(id: string, type: DeployLogEntry["type"], message: string, state?: DeployState): void {
+    const entry: DeployLogEntry = { time: new Date().toISOString(), type, message, ...(state ? { state } : {}) };
+    appendFileSync(this.#file(id), `${JSON.stringify(entry)}\n`);
+    for (const l of this.#listeners.get(id) ?? []) l(entry);
+  }
+
+  /** Entries so far. */
+  read(id: string): DeployLogEntry[] {
+    let text = "";
+    try {
+      text = readFileSync(this.#file(id), "utf8");
+    } catch {
+      return [];
+    }
+    return text
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as DeployLogEntry);
+  }
+
+  /** Every entry from the start, then live ones, ending after `done`. */
+  async *follow(id: string, signal: AbortSignal): AsyncGenerator<DeployLogEntry> {
+    const pending: DeployLogEntry[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (e: DeployLogEntry) => {
+      pending.push(e);
+      wake?.();
+    };
+    let set = this.#listeners.get(id);
+    if (!set) this.#listeners.set(id, (set = new Set()));
+    set.add(listener);
+    const onAbort = () => wake?.();
+    signal.addEventListener("abort", onAbort);
+    try {
+      // Subscribing and reading happen in the same tick (appends are synchronous), so nothing is missed or doubled.
+      for (const e of this.read(id)) {
+        yield e;
+        if (e.type === "done") return;
+      }
+      while (!signal.aborted) {
+        while (pending.length > 0) {
+          const e = pending.shift()!;
+          yield e;
+          if (e.type === "done") return;
+        }
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = undefined;
+      }
+    } finally {
+      set.delete(listener);
+      if (set.size === 0) this.#listeners.delete(id);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Runs the controllers: the store's watch and a periodic resync feed keys
+ * (names only, never event payloads) into one work queue per controller.
+ *
+ *   store.watch ─► key of the object it touches ─► queue ─► reconcile(key)
+ *   every resyncMs: every service, deploy and destroying app is queued again
+ *   every second:   node heartbeats are checked
+ */
+
+import { WorkQueue } from "../common/work-queue.ts";
+import type { App, Deploy, Instance, Service } from "../model/objects.ts";
+import { AppController } from "./app-controller.ts";
+import type { Context } from "./context.ts";
+import { DeployController, deployKey } from "./deploy-controller.ts";
+import { NodeController } from "./node-controller.ts";
+import { ServiceController } from "./service-controller.ts";
+
+export class ControllerManager {
+  readonly services: ServiceController;
+  readonly deploys: DeployController;
+  readonly nodes: NodeController;
+  readonly apps: AppController;
+  readonly #ctx: Context;
+  readonly #serviceQueue: WorkQueue;
+  readonly #deployQueue: WorkQueue;
+  readonly #appQueue: WorkQueue;
+  readonly #abort = new AbortController();
+  readonly #timers: NodeJS.Timeout[] = [];
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+    this.services = new ServiceController(ctx);
+    this.deploys = new DeployController(ctx);
+    this.nodes = new NodeController(ctx);
+    this.apps = new AppController(ctx);
+    const logger = ctx.logger.child("controllers");
+    this.#serviceQueue = new WorkQueue({
+      name: "service",
+      logger,
+      reconcile: async (key) => {
+        const r = await this.services.reconcile(key);
+        if (r.requeueAfterMs !== undefined) this.#serviceQueue.addAfter(key, r.requeueAfterMs);
+      },
+    });
+    this.#deployQueue = new WorkQueue({ name: "deploy", logger, reconcile: (key) => this.deploys.reconcile(key) });
+    this.#appQueue = new WorkQueue({
+      name: "app",
+      logger,
+      reconcile: async (key) => {
+        if (await this.apps.reconcile(key)) this.#appQueue.addAfter(key, 1000);
+      },
+    });
+  }
+
+  /** Starts watching and resyncing. */
+  async start(resyncMs = 5000): Promise<void> {
+    const { store } = this.#ctx;
+    const from = await store.revision();
+    void this.#follow(from);
+    await this.resync();
+    this.#timers.push(setInterval(() => void this.resync().catch((err) => this.#ctx.logger.warn("resync failed", { err })), resyncMs));
+    this.#timers.push(
+      setInterval(() => void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err })), 1000),
+    );
+    for (const t of this.#timers) t.unref();
+  }
+
+  /** Queues every service, deploy in flight and destroying app. */
+  async resync(): Promise<void> {
+    const { store } = this.#ctx;
+    for (const o of (await store.list<Service>("service")).items) this.#serviceQueue.add(o.key);
+    for (const o of (await store.list<Deploy>("deploy")).items) {
+      if (o.value.state === "building" || o.value.state === "rolling_out") this.#deployQueue.add(o.key);
+    }
+    for (const o of (await store.list<App>("app")).items) if (o.value.destroying) this.#appQueue.add(o.key);
+    // Instances whose service is gone still need stopping.
+    for (const o of (await store.list<Instance>("instance")).items) {
+      this.#serviceQueue.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
+    }
+  }
+
+  async #follow(from: number): Promise<void> {
+    const { store, logger } = this.#ctx;
+    let revision = from;
+    while (!this.#abort.signal.aborted) {
+      try {
+        for await (const ev of store.watch({ kinds: ["service", "instance", "deploy", "app", "node"], fromRevision: revision, signal: this.#abort.signal })) {
+          revision = ev.revision;
+          this.#route(ev.kind, ev.key, ev.object.value);
+        }
+      } catch (err) {
+        if (this.#abort.signal.aborted) return;
+        logger.warn("controller watch broke; resyncing", { err });
+        revision = await store.revision();
+        await this.resync().catch(() => {});
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** Which keys an object change concerns. */
+  #route(kind: string, key: string, value: unknown): void {
+    switch (kind) {
+      case "service": {
+        const s = value as Service;
+        this.#serviceQueue.add(key);
+        if (s.deploy) this.#deployQueue.add(deployKey({ tenant: s.tenant, app: s.app, id: s.deploy }));
+        this.#appQueue.add(`${s.tenant}/${s.app}`);
+        break;
+      }
+      case "instance": {
+        const i = value as Instance;
+        this.#serviceQueue.add(`${i.tenant}/${i.app}/${i.service}`);
+        this.#appQueue.add(`${i.tenant}/${i.app}`);
+        break;
+      }
+      case "deploy":
+        this.#deployQueue.add(key);
+        break;
+      case "app":
+        this.#appQueue.add(key);
+        break;
+      case "node":
+        // Capacity appeared or a node changed state: pending instances may now fit somewhere.
+        void this.resync().catch(() => {});
+        break;
+    }
+  }
+
+  /** Waits until every queue is idle (tests). */
+  async idle(): Promise<void> {
+    await Promise.all([this.#serviceQueue.idle(), this.#deployQueue.idle(), this.#appQueue.idle()]);
+  }
+
+  stop(): void {
+    this.#abort.abort();
+    for (const t of this.#timers) clearInterval(t);
+    this.#serviceQueue.stop();
+    this.#deployQueue.stop();
+    this.#appQueue.stop();
+  }
+}

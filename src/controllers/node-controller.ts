@@ -1,0 +1,225 @@
+/**
+ * Nodes and what their agents report.
+ *
+ *   agent ──heartbeat(status)──► handleHeartbeat ──► Node + Instance states (+ Events)
+ *         ◄──reply(desired)────┘
+ *   every second: checkNodes ──► ready → not_ready → lost ──► instances lost (cattle replaced by the service controller)
+ *
+ * The time of the last heartbeat is kept in memory (a store write per
+ * heartbeat would wake every watcher every second); the Node object is
+ * written when something changes, and at most every few seconds otherwise.
+ */
+
+import type { Instance, InstanceState, Node } from "../model/objects.ts";
+import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
+import type { StoredObject } from "../store/store.ts";
+import type { Context } from "./context.ts";
+
+/** How often lastHeartbeat is written to the store when nothing else changed. */
+const PERSIST_HEARTBEAT_MS = 5000;
+
+export class NodeController {
+  readonly #ctx: Context;
+  readonly #lastSeen = new Map<string, number>();
+  readonly #startedAt: number;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+    this.#startedAt = ctx.clock.now();
+  }
+
+  /** Applies one heartbeat and answers with the node's desired instances. */
+  async handleHeartbeat(name: string, hb: Heartbeat): Promise<HeartbeatReply> {
+    const { store, clock, events } = this.#ctx;
+    const now = clock.now();
+    this.#lastSeen.set(name, now);
+    const nowIso = new Date(now).toISOString();
+
+    const existing = await store.get<Node>("node", name);
+    const prev = existing?.value;
+    const node: Node = {
+      name,
+      address: hb.address,
+      labels: hb.labels,
+      capacity: hb.capacity,
+      allocatable: hb.capacity,
+      state: "ready",
+      lastHeartbeat: nowIso,
+      registeredAt: prev?.registeredAt ?? nowIso,
+      agentVersion: hb.agentVersion,
+      isolation: hb.isolation,
+      schedulable: prev?.schedulable ?? true,
+    };
+    const changed =
+      !prev ||
+      prev.state !== "ready" ||
+      prev.address !== node.address ||
+      JSON.stringify([prev.labels, prev.capacity, prev.isolation, prev.agentVersion]) !==
+        JSON.stringify([node.labels, node.capacity, node.isolation, node.agentVersion]);
+    if (changed || now - Date.parse(prev.lastHeartbeat) > PERSIST_HEARTBEAT_MS) {
+      await store.put("node", name, node, { expectRevision: existing?.revision ?? 0 });
+      if (!prev) {
+        await events.record({ node: name, reason: "NodeRegistered", message: `node ${name} joined at ${hb.address}` });
+        if (hb.isolation.cgroups === "none") {
+          await events.record({
+            node: name,
+            reason: "NoIsolation",
+            type: "warning",
+            message: `node ${name}: instances run without resource limits (${hb.isolation.reason ?? "no cgroups"})`,
+          });
+        }
+      } else if (prev.state !== "ready") {
+        await events.record({ node: name, reason: "NodeReady", message: `node ${name} is back (was ${prev.state})` });
+      }
+    }
+
+    const statuses = new Map(hb.instances.map((s) => [s.id, s]));
+    const mine = (await store.list<Instance>("instance")).items.filter((o) => o.value.node === name);
+    const reply: DesiredInstance[] = [];
+    for (let o of mine) {
+      let status = statuses.get(o.value.id);
+      if (!status && (o.value.state === "ready" || o.value.state === "running") && o.value.desired === "running") {
+        // The agent no longer has a process it ran (its data dir was wiped, or it was replaced).
+        status = { id: o.value.id, generation: o.value.generation, state: "exited", message: "the agent no longer has it" };
+      }
+      if (status) o = (await this.#applyStatus(o, status)) ?? o;
+      const i = o.value;
+      const draining = i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;
+      reply.push({
+        id: i.id,
+        app: i.app,
+        service: i.service,
+        tenant: i.tenant,
+        release: i.release,
+        mode: i.mode,
+        generation: i.generation,
+        action: i.desired === "running" || draining ? "run" : "stop",
+        run: i.run,
+      });
+    }
+    return { instances: reply, intervalMs: this.#ctx.settings.heartbeatMs };
+  }
+
+  /** Moves an instance's state to what its agent saw; records the transition. */
+  async #applyStatus(o: StoredObject<Instance>, s: InstanceStatus): Promise<StoredObject<Instance> | undefined> {
+    const { store, events } = this.#ctx;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const i = o.value;
+      // A report about an older generation (a pet being restarted) says nothing about the new one.
+      if (s.generation !== i.generation) return o;
+      const next = nextState(i, s);
+      const facts = { port: s.port ?? i.port, pid: s.pid ?? i.pid, startedAt: s.startedAt ?? i.startedAt };
+      if (!next && facts.port === i.port && facts.pid === i.pid) return o;
+      const updated: Instance = { ...i, ...facts };
+      if (next) {
+        updated.state = next.state;
+        updated.reason = next.reason;
+        updated.message = next.message;
+        if (s.logTail) updated.logTail = s.logTail;
+        if (s.exitCode !== undefined) updated.exitCode = s.exitCode;
+      }
+      try {
+        const saved = await store.put("instance", o.key, updated, { expectRevision: o.revision });
+        if (next) {
+          await events.record({
+            tenant: i.tenant,
+            app: i.app,
+            service: i.service,
+            instance: i.id,
+            node: i.node ?? undefined,
+            reason: next.reason,
+            type: next.state === "crashed" ? "warning" : "normal",
+            message: `${i.id}: ${i.state} → ${next.state}${next.message ? ` (${next.message})` : ""}`,
+            details: next.state === "crashed" ? s.logTail : undefined,
+          });
+        }
+        return saved;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "conflict") throw err;
+        const again = await store.get<Instance>("instance", o.key);
+        if (!again) return undefined;
+        o = again;
+      }
+    }
+    return o;
+  }
+
+  /** Marks nodes whose heartbeats stopped as not ready, then lost; their instances as lost. */
+  async checkNodes(): Promise<void> {
+    const { store, clock, events, settings } = this.#ctx;
+    const now = clock.now();
+    for (const o of (await store.list<Node>("node")).items) {
+      const n = o.value;
+      // After a server restart, give agents a full timeout to check in again.
+      const seen = this.#lastSeen.get(n.name) ?? Math.max(Date.parse(n.lastHeartbeat), this.#startedAt);
+      const silence = now - seen;
+      const state = silence > settings.nodeLostMs ? "lost" : silence > settings.nodeNotReadyMs ? "not_ready" : "ready";
+      if (state === n.state || (state === "ready" && !this.#lastSeen.has(n.name))) continue;
+      if (state === "ready") continue; // only heartbeats make a node ready
+      if (n.state === "lost") continue; // lost stays lost until a heartbeat
+      await store.put("node", n.name, { ...n, state }, { expectRevision: o.revision });
+      await events.record({
+        node: n.name,
+        reason: state === "lost" ? "NodeLost" : "NodeNotReady",
+        type: "warning",
+        message: `node ${n.name}: no heartbeat for ${Math.round(silence / 100) / 10}s, ${state === "lost" ? "lost" : "not ready"}`,
+      });
+      if (state === "lost") await this.#loseInstances(n.name);
+    }
+  }
+
+  async #loseInstances(node: string): Promise<void> {
+    const { store, events } = this.#ctx;
+    for (const o of (await store.list<Instance>("instance")).items) {
+      const i = o.value;
+      if (i.node !== node || i.state === "stopped" || i.state === "lost") continue;
+      await store.put("instance", o.key, { ...i, state: "lost", reason: "NodeLost", message: `node ${node} is lost` }, { expectRevision: o.revision });
+      await events.record({
+        tenant: i.tenant,
+        app: i.app,
+        service: i.service,
+        instance: i.id,
+        node,
+        reason: "InstanceLost",
+        type: "warning",
+        message:
+          i.mode === "pet"
+            ? `pet ${i.id} is on lost node ${node}; it waits for the node to return (or move it by hand)`
+            : `${i.id} was on lost node ${node}; it will be replaced`,
+      });
+    }
+  }
+}
+
+/** The instance state an agent report implies, or undefined when nothing changes. */
+export function nextState(i: Instance, s: InstanceStatus): { state: InstanceState; reason: string; message: string } | undefined {
+  const to = (state: InstanceState, reason: string, message = "") => (state === i.state ? undefined : { state, reason, message });
+  if (i.desired === "stopped") {
+    if (s.state === "stopped" || s.state === "exited" || s.state === "failed") return to("stopped", "Stopped", "");
+    return undefined;
+  }
+  // A crashed instance stays crashed until the controller acts (replace or restart).
+  if (i.state === "crashed" || i.state === "failed") return undefined;
+  switch (s.state) {
+    case "starting":
+      return i.state === "lost" ? to("provisioning", "NodeBack") : undefined;
+    case "up":
+      return i.state === "running" ? undefined : to("ready", "Started", s.pid ? `pid ${s.pid}, port ${s.port}` : "");
+    case "healthy":
+      return to("running", "Healthy", "passed its health check");
+    case "unhealthy":
+      return to("crashed", "Unhealthy", s.message ?? "failed its health checks");
+    case "exited":
+      return to("crashed", "Exited", describeExit(s));
+    case "failed":
+      return to("crashed", "StartFailed", s.message ?? "could not be started");
+    case "stopped":
+      return to("crashed", "Stopped", "stopped without being asked");
+  }
+}
+
+function describeExit(s: InstanceStatus): string {
+  if (s.signal) return `killed by ${s.signal}`;
+  if (s.exitCode === null || s.exitCode === undefined) return "exited";
+  return `exited with code ${s.exitCode}`;
+}

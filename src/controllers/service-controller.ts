@@ -1,0 +1,401 @@
+/**
+ * The service controller: one level-based `reconcile(serviceKey)` that moves a
+ * service's instances toward its desired state — count, release, health.
+ *
+ *   desired (Service: release, spec, instances)   actual (Instance objects, as agents report them)
+ *                    └──────────── compare ───────────┘
+ *                                   │
+ *   clean up → heal (replace cattle / restart pets, with backoff) → scale → roll out → place → state
+ *
+ * It remembers nothing between calls: everything it needs is in the store, so
+ * it is safe to run twice and a restarted server picks up where it was.
+ */
+
+import { newId } from "../common/ids.ts";
+import { type Instance, type InstanceState, type Node, type Release, releaseKey, type Service } from "../model/objects.ts";
+import { allocatedByNode, placeInstance } from "../scheduler/scheduler.ts";
+import type { StoredObject } from "../store/store.ts";
+import { backoffMs, type Context } from "./context.ts";
+
+/** Result of one reconcile: when to look again (ms), if a timer matters. */
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
+
+/** States in which an instance still counts toward its service's desired count. */
+const ALIVE: ReadonlySet<InstanceState> = new Set(["pending", "provisioning", "ready", "running", "crashed", "lost"]);
+
+export class ServiceController {
+  readonly #ctx: Context;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const { store, clock } = this.#ctx;
+    const now = clock.now();
+    const [tenant, app, service] = key.split("/");
+    const svcObj = await store.get<Service>("service", key);
+    const all = (await store.list<Instance>("instance")).items;
+    const mine = all.filter((o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service);
+    const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+    const nodeState = new Map(nodes.map((n) => [n.name, n.state]));
+    let requeue = Number.POSITIVE_INFINITY;
+    const later = (ms: number) => {
+      requeue = Math.min(requeue, Math.max(50, ms));
+    };
+
+    // 1. Clean up instances that were told to stop and are gone (or can never report).
+    for (const o of mine) {
+      const i = o.value;
+      if (i.desired !== "stopped") continue;
+      const unreachable = !i.node || nodeState.get(i.node) !== "ready";
+      if (i.state === "stopped" || i.state === "pending" || unreachable) {
+        await store.delete("instance", o.key, { expectRevision: o.revision });
+      } else if (i.drainUntil) {
+        later(Date.parse(i.drainUntil) - now + 100);
+      }
+    }
+
+    if (!svcObj) {
+      // The service is gone (app destroyed, or dropped from herd.yaml): stop what is left.
+      for (const o of mine) if (o.value.desired === "running") await this.#retire(o, "ServiceRemoved", "its service was removed", 0);
+      return finish(requeue);
+    }
+    let svc = svcObj.value;
+    let svcRevision = svcObj.revision;
+    const saveService = async (next: Service) => {
+      const saved = await store.put("service", key, next, { expectRevision: svcRevision });
+      svcRevision = saved.revision;
+      svc = next;
+    };
+
+    let active = mine.filter((o) => o.value.desired === "running");
+    const rollingOut = svc.state === "updating" || svc.state === "rolling_back";
+
+    // 2. Heal: instances that crashed, never became healthy, or whose node is lost.
+    for (const o of active) {
+      const i = o.value;
+      const current = i.release === svc.release;
+      if (i.state === "lost") {
+        if (i.mode === "cattle") {
+          await this.#retire(o, "NodeLost", `node ${i.node} is lost; replacing ${i.id} elsewhere`, 0);
+        }
+        continue;
+      }
+      const startedLongAgo =
+        (i.state === "provisioning" || i.state === "ready") &&
+        now - Date.parse(i.startedAt ?? i.createdAt) > i.run.health.startupMs + 5000;
+      if (i.state !== "crashed" && !startedLongAgo) continue;
+      if (i.restartAt) {
+        // A pet already counted and waiting out its backoff.
+        const wait = Date.parse(i.restartAt) - now;
+        if (wait > 0) later(wait);
+        else await this.#restartPet(o);
+        continue;
+      }
+      const why = i.state === "crashed" ? i.message || "crashed" : `not healthy within ${Math.round(i.run.health.startupMs / 1000)}s of starting`;
+      const crashes = svc.crashes + 1;
+      const backoffUntil = new Date(now + backoffMs(this.#ctx.settings, crashes)).toISOString();
+      if (rollingOut && current && crashes >= this.#ctx.settings.rolloutCrashLimit) {
+        await saveService({ ...svc, crashes, state: "failed", message: `v${svc.release} did not become healthy: ${why}` });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          instance: i.id,
+          deploy: svc.deploy,
+          reason: "RolloutFailed",
+          type: "warning",
+          message: `${service}: v${svc.release} instance ${i.id} ${why}; rollout stopped`,
+          details: i.logTail,
+        });
+        await this.#retire(o, "RolloutFailed", "its release failed to roll out", 0);
+        continue;
+      }
+      if (crashes >= this.#ctx.settings.crashLoopLimit) {
+        await saveService({ ...svc, crashes, state: "failed", message: `crash loop: ${why}` });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          instance: i.id,
+          reason: "CrashLoop",
+          type: "warning",
+          message: `${service}: ${crashes} crashes in a row, giving up (herd scale or a new deploy retries): ${why}`,
+          details: i.logTail,
+        });
+        await this.#retire(o, "CrashLoop", "crash loop", 0, "failed");
+        continue;
+      }
+      await saveService({ ...svc, crashes, backoffUntil });
+      if (i.mode === "pet") {
+        await store.put("instance", o.key, { ...i, state: "crashed", restartAt: backoffUntil, reason: "BackOff", message: why }, { expectRevision: o.revision });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          instance: i.id,
+          reason: "BackOff",
+          type: "warning",
+          message: `pet ${i.id} ${why}; restarting it in place in ${Math.round((Date.parse(backoffUntil) - now) / 100) / 10}s`,
+          details: i.logTail,
+        });
+        later(Date.parse(backoffUntil) - now);
+      } else {
+        await this.#retire(o, "Replacing", `${i.id} ${why}; replacing it`, 0, "failed");
+      }
+    }
+
+    // Re-read what is still active after healing.
+    const fresh = (await store.list<Instance>("instance")).items.filter(
+      (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
+    );
+    active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
+    const current = active.filter((o) => o.value.release === svc.release);
+    const old = active.filter((o) => o.value.release !== svc.release);
+
+    // 3. Scale: create or retire instances of the desired release.
+    const failed = svc.state === "failed";
+    const want = failed ? Math.min(svc.instances, current.length) : svc.instances;
+    if (current.length < want) {
+      const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
+      if (wait > 0) later(wait);
+      else await this.#create(svc, want - current.length, fresh, nodes, all);
+    } else if (current.length > want) {
+      const victims = [...current].sort(byRetirePreference).slice(0, current.length - want);
+      for (const o of victims) await this.#retire(o, "ScaledDown", `${o.value.id} stopped: scaled to ${want}`, this.#ctx.settings.drainMs);
+    }
+
+    // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
+    // A failed rollout leaves the old instances alone: the deploy controller points the service back at them.
+    if (old.length > 0 && !failed) {
+      if (svc.spec.mode === "pet") {
+        await this.#updatePet(svc, current, old);
+      } else {
+        const runningCurrent = current.filter((o) => o.value.state === "running").length;
+        const runningOld = old.filter((o) => o.value.state === "running");
+        for (const o of old) {
+          if (o.value.state !== "running") await this.#retire(o, "Superseded", `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`, 0);
+        }
+        const surplus = Math.min(runningOld.length, runningCurrent + runningOld.length - want);
+        const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
+        for (const o of oldest.slice(0, Math.max(0, surplus))) {
+          await this.#retire(o, "Superseded", `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`, this.#ctx.settings.drainMs);
+        }
+      }
+    }
+
+    // 5. Place pending instances (capacity may have appeared).
+    const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
+    if (pending.length > 0) {
+      const everyone = (await store.list<Instance>("instance")).items;
+      await this.#place(pending, nodes, everyone);
+      later(2000);
+    }
+
+    // 6. The service's state: back to running once desired == actual.
+    const after = (await store.list<Instance>("instance")).items.filter(
+      (o) =>
+        o.value.tenant === tenant &&
+        o.value.app === app &&
+        o.value.service === service &&
+        o.value.desired === "running" &&
+        ALIVE.has(o.value.state),
+    );
+    const settled =
+      after.length === svc.instances && after.every((o) => o.value.release === svc.release && o.value.state === "running");
+    if (!failed && svc.state !== "destroying" && settled && (svc.state !== "running" || svc.crashes > 0 || svc.message)) {
+      await saveService({ ...svc, state: "running", crashes: 0, backoffUntil: undefined, message: "" });
+    }
+    if (!settled) later(5000);
+    return finish(requeue);
+  }
+
+  /** Creates `count` new instances of the service's release and places them. */
+  async #create(svc: Service, count: number, mine: StoredObject<Instance>[], nodes: Node[], all: StoredObject<Instance>[]): Promise<void> {
+    const now = new Date(this.#ctx.clock.now()).toISOString();
+    const created: StoredObject<Instance>[] = [];
+    const taken = new Set(mine.map((o) => o.value.id));
+    for (let n = 0; n < count; n++) {
+      const id = svc.spec.mode === "pet" ? nextPetId(svc, taken) : `${svc.app}-${svc.name}-${newId(6)}`;
+      taken.add(id);
+      const instance: Instance = {
+        id,
+        tenant: svc.tenant,
+        app: svc.app,
+        service: svc.name,
+        release: svc.release,
+        mode: svc.spec.mode,
+        node: null,
+        desired: "running",
+        generation: 1,
+        state: "pending",
+        reason: "Created",
+        message: "",
+        run: await this.#runSpec(svc),
+        restarts: 0,
+        createdAt: now,
+      };
+      created.push(await this.#ctx.store.put("instance", id, instance, { expectRevision: 0 }));
+    }
+    await this.#place(created, nodes, all);
+  }
+
+  /** Assigns nodes to pending instances, or records why none fits. */
+  async #place(pending: StoredObject<Instance>[], nodes: Node[], all: StoredObject<Instance>[]): Promise<void> {
+    const used = allocatedByNode(all.map((o) => o.value));
+    for (const o of pending) {
+      const i = o.value;
+      // Pets go back to the node that holds their data.
+      const candidates = i.mode === "pet" && i.node ? nodes.filter((n) => n.name === i.node) : nodes;
+      const placement = placeInstance(i.run.resources, candidates, used);
+      if (placement.node !== null) {
+        await this.#ctx.store.put(
+          "instance",
+          o.key,
+          { ...i, node: placement.node, state: "provisioning", reason: "Scheduled", message: "", startedAt: new Date(this.#ctx.clock.now()).toISOString() },
+          { expectRevision: o.revision },
+        );
+        await this.#ctx.events.record({
+          tenant: i.tenant,
+          app: i.app,
+          service: i.service,
+          instance: i.id,
+          node: placement.node,
+          reason: "Scheduled",
+          message: `${i.id} (v${i.release}) placed on ${placement.node}`,
+        });
+      } else if (i.message !== placement.message) {
+        await this.#ctx.store.put("instance", o.key, { ...i, reason: "Unschedulable", message: placement.message }, { expectRevision: o.revision });
+        await this.#ctx.events.record({
+          tenant: i.tenant,
+          app: i.app,
+          service: i.service,
+          instance: i.id,
+          reason: "FailedScheduling",
+          type: "warning",
+          message: `${i.id} cannot be placed: ${placement.message}`,
+        });
+      }
+    }
+  }
+
+  /** Tells an instance to stop: out of the gateway now, process stopped after `drainMs`. */
+  async #retire(o: StoredObject<Instance>, reason: string, message: string, drainMs: number, state?: InstanceState): Promise<void> {
+    const i = o.value;
+    const now = this.#ctx.clock.now();
+    const draining = i.state === "running" || i.state === "ready" ? "draining" : i.state;
+    await this.#ctx.store.put(
+      "instance",
+      o.key,
+      { ...i, desired: "stopped", drainUntil: new Date(now + drainMs).toISOString(), state: state ?? draining, reason, message },
+      { expectRevision: o.revision },
+    );
+    await this.#ctx.events.record({
+      tenant: i.tenant,
+      app: i.app,
+      service: i.service,
+      instance: i.id,
+      node: i.node ?? undefined,
+      reason,
+      message,
+      type: reason === "ScaledDown" || reason === "Superseded" || reason === "ServiceRemoved" ? "normal" : "warning",
+    });
+  }
+
+  /** Restarts a crashed pet in place: same id, node and data; a new generation. */
+  async #restartPet(o: StoredObject<Instance>): Promise<void> {
+    const i = o.value;
+    const now = new Date(this.#ctx.clock.now()).toISOString();
+    await this.#ctx.store.put(
+      "instance",
+      o.key,
+      {
+        ...i,
+        generation: i.generation + 1,
+        restartAt: undefined,
+        restarts: i.restarts + 1,
+        state: "provisioning",
+        reason: "Restarting",
+        message: "",
+        startedAt: now,
+      },
+      { expectRevision: o.revision },
+    );
+    await this.#ctx.events.record({
+      tenant: i.tenant,
+      app: i.app,
+      service: i.service,
+      instance: i.id,
+      node: i.node ?? undefined,
+      reason: "Restarting",
+      message: `restarting pet ${i.id} in place (restart ${i.restarts + 1})`,
+    });
+  }
+
+  /** Pets are updated in place, one at a time, only while all the others run. */
+  async #updatePet(svc: Service, current: StoredObject<Instance>[], old: StoredObject<Instance>[]): Promise<void> {
+    const others = [...current, ...old];
+    if (!others.every((o) => o.value.state === "running" || o.value.release !== svc.release)) return;
+    if (current.some((o) => o.value.state !== "running")) return;
+    const o = old[0];
+    const i = o.value;
+    await this.#ctx.store.put(
+      "instance",
+      o.key,
+      {
+        ...i,
+        release: svc.release,
+        run: await this.#runSpec(svc),
+        generation: i.generation + 1,
+        state: "provisioning",
+        reason: "Updating",
+        message: "",
+        startedAt: new Date(this.#ctx.clock.now()).toISOString(),
+      },
+      { expectRevision: o.revision },
+    );
+    await this.#ctx.events.record({
+      tenant: i.tenant,
+      app: i.app,
+      service: i.service,
+      instance: i.id,
+      reason: "Updating",
+      message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}`,
+    });
+  }
+
+  async #runSpec(svc: Service): Promise<Instance["run"]> {
+    const release = await this.#ctx.store.get<Release>("release", releaseKey(svc.tenant, svc.app, svc.release));
+    if (!release) throw new Error(`release v${svc.release} of ${svc.app} is missing`);
+    return {
+      slug: release.value.slug,
+      command: svc.spec.command,
+      env: svc.spec.env,
+      resources: svc.spec.resources,
+      health: svc.spec.health,
+    };
+  }
+}
+
+function finish(requeue: number): ReconcileResult {
+  return Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {};
+}
+
+/** Which instances to stop first when scaling down: not running before running, newest first. */
+function byRetirePreference(a: StoredObject<Instance>, b: StoredObject<Instance>): number {
+  const ra = a.value.state === "running" ? 1 : 0;
+  const rb = b.value.state === "running" ? 1 : 0;
+  if (ra !== rb) return ra - rb;
+  return b.value.createdAt.localeCompare(a.value.createdAt);
+}
+
+/** Pets have stable, ordinal ids: `<app>-<service>-0`, `-1`, … */
+function nextPetId(svc: Service, taken: Set<string>): string {
+  for (let n = 0; ; n++) {
+    const id = `${svc.app}-${svc.name}-${n}`;
+    if (!taken.has(id)) return id;
+  }
+}
