@@ -114,7 +114,7 @@ export class ConfigSource {
       return false;
     }
     this.#replaceAll(cache);
-    this.#rebuild();
+    this.#rebuild(false);
     this.#logger.info("serving the cached configuration until the control plane answers", {
       revision: cache.revision,
       objects: cache.items.length,
@@ -283,7 +283,8 @@ export class ConfigSource {
     }, wait);
   }
 
-  #rebuild(): void {
+  /** Builds and hands over a table; `persist` is false when the objects came from the cache itself. */
+  #rebuild(persist = true): void {
     this.#lastBuild = performance.now();
     const table = buildRouteTable(
       {
@@ -299,7 +300,7 @@ export class ConfigSource {
       for (const problem of table.problems) this.#logger.warn(problem, { version: table.version });
       this.#lastProblems = problems;
     }
-    this.#scheduleCacheWrite();
+    if (persist) this.#scheduleCacheWrite();
   }
 
   #scheduleCacheWrite(): void {
