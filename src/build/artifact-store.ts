@@ -1,0 +1,117 @@
+/**
+ * Content-addressed storage for tarballs (uploaded sources and built slugs).
+ * A tarball lives at `sha256/<first two hex>/<digest>.tar.gz` under the
+ * store's directory; writes go to a temp file first and are renamed into
+ * place, so a reader never sees a partial artifact.
+ */
+
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
+import { access, mkdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { HerdError } from "../common/errors.ts";
+
+const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+
+/** What put and putFile return: the content's address and its size in bytes. */
+export interface StoredArtifact {
+  digest: string;
+  size: number;
+}
+
+/** Tarballs by sha256 digest, in a directory on local disk. */
+export class ArtifactStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /**
+   * Stores the bytes of `source` (a stream or a buffer), hashing them on the
+   * way. Fails with too_large once more than maxBytes arrive (a stream is
+   * destroyed then, not drained); nothing is kept. Storing content that is
+   * already there changes nothing.
+   */
+  async put(source: NodeJS.ReadableStream | Buffer, maxBytes: number): Promise<StoredArtifact> {
+    const incoming = join(this.dir, "incoming");
+    await mkdir(incoming, { recursive: true });
+    const temp = join(incoming, `${randomBytes(8).toString("hex")}.part`);
+    const hash = createHash("sha256");
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        size += chunk.length;
+        // Stop as soon as the limit is passed rather than buffering a huge upload to disk.
+        if (size > maxBytes) {
+          done(new HerdError("too_large", `upload is at least ${size} bytes, the limit is ${maxBytes}`));
+          return;
+        }
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    if (Buffer.isBuffer(source) && source.length > maxBytes) {
+      throw new HerdError("too_large", `upload is ${source.length} bytes, the limit is ${maxBytes}`);
+    }
+    const input = Buffer.isBuffer(source) ? Readable.from([source]) : source;
+    try {
+      await pipeline(input, meter, createWriteStream(temp, { flags: "wx" }));
+      const digest = hash.digest("hex");
+      const target = this.#location(digest);
+      await mkdir(join(target, ".."), { recursive: true });
+      // Same digest, same bytes: renaming over an existing copy is harmless.
+      await rename(temp, target);
+      return { digest, size };
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Stores a file already on disk (e.g. a slug from packAll); the file itself is left in place. */
+  async putFile(path: string): Promise<StoredArtifact> {
+    return this.put(createReadStream(path), Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Whether the artifact with this digest is stored. */
+  async has(digest: string): Promise<boolean> {
+    const location = this.#location(checkDigest(digest));
+    return access(location).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** The file path of a stored artifact; not_found when it is missing. */
+  async path(digest: string): Promise<string> {
+    const location = this.#location(checkDigest(digest));
+    await stat(location).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") throw new HerdError("not_found", `artifact ${digest} is not stored`);
+      throw err;
+    });
+    return location;
+  }
+
+  /** A read stream of a stored artifact; not_found when it is missing. */
+  async open(digest: string): Promise<ReadStream> {
+    return createReadStream(await this.path(digest));
+  }
+
+  #location(digest: string): string {
+    return join(this.dir, "sha256", digest.slice(0, 2), `${digest}.tar.gz`);
+  }
+}
+
+/** Rejects anything but 64 lowercase hex characters, so a digest can never name another path. */
+function checkDigest(digest: string): string {
+  if (!DIGEST_PATTERN.test(digest)) {
+    throw new HerdError(
+      "invalid",
+      `not a sha256 digest: ${JSON.stringify(digest).slice(0, 80)} (expected 64 lowercase hex characters)`,
+    );
+  }
+  return digest;
+}
