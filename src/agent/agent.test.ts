@@ -1,0 +1,238 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createLogger } from "../common/log.ts";
+import type {
+  DesiredInstance,
+  Heartbeat,
+  HeartbeatReply,
+  InstanceStatus,
+  LogBatch,
+} from "../model/protocol.ts";
+import { Agent, parseHeartbeatReply } from "./agent.ts";
+import { get, processAlive, waitFor } from "./driver.case.test.ts";
+import { ProcessDriver } from "./process-driver.ts";
+
+const TOKEN = "agent-secret";
+
+/** A stand-in for the control plane: serves one slug, answers heartbeats from `desired`, collects logs. */
+interface ControlPlane {
+  url: string;
+  desired: DesiredInstance[];
+  heartbeats: Heartbeat[];
+  logLines: string[];
+  server: Server;
+}
+
+async function startControlPlane(slugFile: string, digest: string): Promise<ControlPlane> {
+  const cp: ControlPlane = { url: "", desired: [], heartbeats: [], logLines: [], server: createServer() };
+  cp.server.on("request", async (req, res) => {
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+      res.writeHead(401).end();
+      return;
+    }
+    if (req.method === "POST" && req.url === "/api/v1/nodes/node1/heartbeat") {
+      cp.heartbeats.push(JSON.parse(await readBody(req)) as Heartbeat);
+      const reply: HeartbeatReply = { instances: cp.desired, intervalMs: 1000 };
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
+    } else if (req.method === "GET" && req.url === `/api/v1/slugs/${digest}`) {
+      res.writeHead(200, { "content-type": "application/gzip" }).end(readFileSync(slugFile));
+    } else if (req.method === "POST" && req.url === "/api/v1/logs") {
+      const batch = JSON.parse(await readBody(req)) as LogBatch;
+      for (const l of batch.lines) cp.logLines.push(`${l.instance} ${l.line}`);
+      res.writeHead(204).end();
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => cp.server.listen(0, "127.0.0.1", resolve));
+  const address = cp.server.address();
+  cp.url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  return cp;
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  let body = "";
+  for await (const chunk of req) body += chunk;
+  return body;
+}
+
+function desiredHello(
+  id: string,
+  digest: string,
+  generation: number,
+  action: "run" | "stop" = "run",
+): DesiredInstance {
+  return {
+    id,
+    app: "hello",
+    service: "web",
+    tenant: "default",
+    release: 1,
+    mode: "cattle",
+    generation,
+    action,
+    run: {
+      slug: digest,
+      command: "node server.js",
+      env: { GREETING: "hi" },
+      resources: { cpu: 0.25, memory: 128 * 1024 * 1024 },
+      health: { path: "/healthz", intervalMs: 200, timeoutMs: 1000, failures: 3, startupMs: 30_000 },
+    },
+  };
+}
+
+/** The status of id in the newest heartbeat that satisfies check. */
+function reported(cp: ControlPlane, id: string, check: (s: InstanceStatus) => boolean, what: string) {
+  return waitFor(() => {
+    const s = cp.heartbeats.at(-1)?.instances.find((i) => i.id === id);
+    return s && check(s) ? s : undefined;
+  }, what);
+}
+
+/** Pids of live processes whose environment says they are this instance. */
+function processesOf(id: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, "utf8").split("\0");
+      if (env.includes(`HERD_INSTANCE=${id}`) && processAlive(Number(entry))) pids.push(Number(entry));
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+test("the agent runs, restarts, stops and removes instances as the heartbeat replies say, and a new agent adopts them", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-"));
+  const dataDir = join(root, "data");
+  const agents: Agent[] = [];
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    for (const a of agents) await a.stop();
+    // The agents leave instances running by design; a driver on the same records ends them.
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  const newAgent = () => {
+    const a = new Agent({
+      server: cp!.url,
+      token: TOKEN,
+      name: "node1",
+      dataDir,
+      heartbeatMs: 200,
+      logger: process.env.DEBUG_AGENT ? createLogger("test", "debug") : undefined,
+    });
+    agents.push(a);
+    return a;
+  };
+
+  const agent = newAgent();
+  await agent.start();
+  const first =
+    cp.heartbeats.length > 0 ? cp.heartbeats[0] : await waitFor(() => cp!.heartbeats[0], "a heartbeat");
+  assert.ok(first.capacity.cpu >= 1 && first.capacity.memory > 0);
+  assert.ok(["v1", "v2", "none"].includes(first.isolation.cgroups));
+
+  // run → up → healthy, on a port that answers.
+  cp.desired = [desiredHello("inst1", digest, 1)];
+  const healthy = await reported(cp, "inst1", (s) => s.state === "healthy", "inst1 healthy");
+  assert.equal(healthy.generation, 1);
+  assert.ok(healthy.port && healthy.pid);
+  assert.equal(await get(healthy.port), "hi from inst1 (release 1)\n");
+  assert.ok(cp.heartbeats.some((h) => h.instances.some((i) => i.id === "inst1" && i.state === "up")));
+  assert.ok(existsSync(join(dataDir, "instances", "inst1", "data")));
+  await waitFor(
+    () => cp!.logLines.includes(`inst1 hello listening on ${healthy.port}`) || undefined,
+    "shipped log",
+  );
+
+  // A crash is reported with the last lines, and stays exited at the same generation.
+  process.kill(healthy.pid, "SIGKILL");
+  const exited = await reported(cp, "inst1", (s) => s.state === "exited", "inst1 exited");
+  assert.ok(exited.logTail?.includes(`hello listening on ${healthy.port}`), String(exited.logTail));
+  await sleep(600);
+  assert.equal(cp.heartbeats.at(-1)?.instances.find((i) => i.id === "inst1")?.state, "exited");
+  assert.deepEqual(processesOf("inst1"), []);
+
+  // A higher generation restarts it in place.
+  cp.desired = [desiredHello("inst1", digest, 2)];
+  const restarted = await reported(
+    cp,
+    "inst1",
+    (s) => s.state === "healthy" && s.generation === 2,
+    "inst1 gen 2 healthy",
+  );
+  assert.notEqual(restarted.pid, healthy.pid);
+  assert.equal(await get(restarted.port!), "hi from inst1 (release 1)\n");
+
+  // stop → stopped, process gone.
+  cp.desired = [desiredHello("inst1", digest, 2, "stop")];
+  await reported(cp, "inst1", (s) => s.state === "stopped", "inst1 stopped");
+  assert.ok(!processAlive(restarted.pid!));
+  assert.deepEqual(processesOf("inst1"), []);
+
+  // Gone from the reply → removed with its dirs.
+  cp.desired = [];
+  await waitFor(() => (cp!.heartbeats.at(-1)?.instances.length === 0 ? true : undefined), "inst1 removed");
+  assert.ok(!existsSync(join(dataDir, "instances", "inst1")));
+
+  // A second agent on the same dataDir adopts what the first left running.
+  cp.desired = [desiredHello("inst2", digest, 1)];
+  const before = await reported(cp, "inst2", (s) => s.state === "healthy", "inst2 healthy");
+  await agent.stop();
+  assert.equal(await get(before.port!), "hi from inst2 (release 1)\n");
+  const runningBefore = processesOf("inst2").sort();
+  assert.ok(runningBefore.includes(before.pid!));
+  const seen = cp.heartbeats.length;
+  const second = newAgent();
+  await second.start();
+  const adopted = await waitFor(() => {
+    const s = cp!.heartbeats
+      .slice(seen)
+      .findLast((h) => h.instances.some((i) => i.id === "inst2" && i.state === "healthy"));
+    return s?.instances.find((i) => i.id === "inst2");
+  }, "inst2 adopted and healthy");
+  assert.equal(adopted.pid, before.pid);
+  assert.equal(adopted.port, before.port);
+  assert.equal(adopted.generation, 1);
+  await sleep(400);
+  assert.deepEqual(processesOf("inst2").sort(), runningBefore, "the second agent started another copy");
+  assert.equal(await get(before.port!), "hi from inst2 (release 1)\n");
+
+  // The adopted instance is still the agent's to remove.
+  cp.desired = [];
+  await waitFor(() => (processesOf("inst2").length === 0 ? true : undefined), "inst2 gone");
+  await second.stop();
+});
+
+test("a heartbeat reply with a bad field is rejected with the field named", () => {
+  assert.throws(
+    () => parseHeartbeatReply({ instances: [{ id: "../x" }], intervalMs: 1000 }),
+    /instances\.0\.id/,
+  );
+  assert.throws(() => parseHeartbeatReply({ instances: "no" }), /instances: not an array/);
+});

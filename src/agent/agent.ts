@@ -1,0 +1,699 @@
+/**
+ * The node agent: one heartbeat round trip carries this node's instance
+ * statuses up and its desired instances down; the agent makes the node match
+ * (through a RuntimeDriver), probes health, and ships logs. Stopping or
+ * crashing the agent leaves the instances running; the next agent adopts them.
+ *
+ * Layout of dataDir:
+ *   slugs/<digest>.tar.gz            downloaded release tarballs
+ *   driver/<id>.json                 the process driver's records
+ *   instances/<id>/app               the unpacked slug, fresh for every start
+ *   instances/<id>/state/output.log  stdout and stderr
+ *   instances/<id>/instance.json     the DesiredInstance last started (health check after adopt)
+ *   instances/<id>/data              HERD_DATA_DIR of a cattle instance (goes with the instance)
+ *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
+ */
+
+import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { availableParallelism, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { HerdError } from "../common/errors.ts";
+import { type Logger, silentLogger } from "../common/log.ts";
+import type {
+  DesiredInstance,
+  Heartbeat,
+  HeartbeatReply,
+  InstanceStatus,
+  LogBatch,
+  LogLine,
+} from "../model/protocol.ts";
+import { INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
+import { PortAllocator } from "./ports.ts";
+import { probe } from "./probes.ts";
+import { ProcessDriver } from "./process-driver.ts";
+import { SlugCache } from "./slugs.ts";
+
+/** How to reach the control plane and where to keep things. */
+export interface AgentOptions {
+  /** Control-plane base URL, e.g. http://127.0.0.1:7000 */
+  server: string;
+  /** An agent token. */
+  token: string;
+  /** This node's name. */
+  name: string;
+  dataDir: string;
+  /** Address other components use to reach instances here; default 127.0.0.1. */
+  address?: string;
+  labels?: Record<string, string>;
+  /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
+  driver?: RuntimeDriver;
+  logger?: Logger;
+  /** Time between heartbeats when nothing changes; default 1000. */
+  heartbeatMs?: number;
+}
+
+type State = InstanceStatus["state"];
+
+/** What the agent knows about one instance. */
+interface Managed {
+  id: string;
+  /** The desired instance last started (absent for an adopted one whose instance.json is gone). */
+  desired?: DesiredInstance;
+  generation: number;
+  state: State;
+  port?: number;
+  pid?: number;
+  startedAt?: string;
+  exitCode?: number | null;
+  signal?: string | null;
+  message?: string;
+  logTail?: string[];
+  /** Probes in a row that failed. */
+  failures: number;
+  /** Bumped to cancel the probe loop of an earlier start. */
+  probeRun: number;
+  probeTimer?: NodeJS.Timeout;
+  log: LogFollower;
+}
+
+const RUNNING: ReadonlySet<State> = new Set(["up", "healthy", "unhealthy"]);
+const STOP_GRACE_MS = 10_000;
+// How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
+const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
+const TAIL_LINES = 20;
+const STATUS_DEBOUNCE_MS = 20;
+const REQUEST_TIMEOUT_MS = 5000;
+const LOG_SHIP_MS = 250;
+const LOG_BATCH_LINES = 1000;
+// Lines held while the server is away; older ones are dropped (and counted) beyond this.
+const LOG_BUFFER_LINES = 20_000;
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Runs this node's share of the desired instances and reports on them. */
+export class Agent {
+  readonly #options: AgentOptions;
+  readonly #log: Logger;
+  readonly #driver: RuntimeDriver;
+  readonly #ownsDriver: boolean;
+  readonly #slugs: SlugCache;
+  readonly #ports = new PortAllocator();
+  readonly #heartbeatMs: number;
+  readonly #instances = new Map<string, Managed>();
+  /** From the last heartbeat reply; undefined until one arrived. */
+  #desired: Map<string, DesiredInstance> | undefined;
+  /** Per instance: the running reconcile, and whether it must run again when done. */
+  readonly #workers = new Map<string, { again: boolean; done: Promise<void> }>();
+  #agentVersion = "unknown";
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #wakeRequested = false;
+  #wake: (() => void) | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #serverAway = false;
+  #logs: LogLine[] = [];
+  #droppedLines = 0;
+  #shipping = false;
+  #shipTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    this.#log = (options.logger ?? silentLogger).child("agent");
+    this.#heartbeatMs = options.heartbeatMs ?? 1000;
+    this.#ownsDriver = options.driver === undefined;
+    this.#driver =
+      options.driver ??
+      new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger });
+    this.#slugs = new SlugCache({ server: options.server, token: options.token, dataDir: options.dataDir });
+  }
+
+  /** Adopts what an earlier agent left running, then starts the heartbeat loop and log shipping. */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    await mkdir(join(this.#options.dataDir, "instances"), { recursive: true });
+    this.#agentVersion = await readAgentVersion();
+    this.#driver.onExit((p) => {
+      this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
+    });
+    for (const p of await this.#driver.recover()) await this.#adopt(p);
+    this.#shipTimer = setInterval(() => this.#shipLogs(), LOG_SHIP_MS);
+    this.#loop = this.#heartbeatLoop();
+    this.#log.info("started", {
+      node: this.#options.name,
+      server: this.#options.server,
+      adopted: this.#instances.size,
+    });
+  }
+
+  /** Ends the agent and leaves every instance running as it is. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#requestWake();
+    await this.#loop;
+    clearTimeout(this.#debounce);
+    clearInterval(this.#shipTimer);
+    // Let a start or stop in progress finish, but a hung download must not hold the agent forever.
+    const settled = Promise.all([...this.#workers.values()].map((w) => w.done));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(resolve, STOP_WAIT_MS, "timeout");
+    });
+    const outcome = await Promise.race([settled, timeout]);
+    clearTimeout(timer);
+    if (outcome === "timeout") {
+      this.#log.warn("stopping with instance work still in progress", { ids: [...this.#workers.keys()] });
+    }
+    for (const inst of this.#instances.values()) this.#stopProbing(inst);
+    await this.#collectLogs();
+    await this.#sendLogs();
+    if (this.#ownsDriver) this.#driver.close?.();
+    this.#log.info("stopped; instances keep running", { node: this.#options.name });
+  }
+
+  /** What this agent reports for each instance it has (the body of the next heartbeat, without usage). */
+  statuses(): InstanceStatus[] {
+    return [...this.#instances.values()].map((inst) => toStatus(inst));
+  }
+
+  async #adopt(p: InstanceProcess): Promise<void> {
+    const desired = await readJson<DesiredInstance>(join(this.#instanceDir(p.id), "instance.json"));
+    const inst: Managed = {
+      id: p.id,
+      desired,
+      generation: p.generation,
+      state: p.state === "running" ? "up" : "exited",
+      port: p.port,
+      pid: p.pid,
+      startedAt: p.startedAt,
+      failures: 0,
+      probeRun: 0,
+      log: new LogFollower(join(this.#instanceDir(p.id), "state", INSTANCE_LOG)),
+    };
+    await inst.log.skipToEnd();
+    this.#instances.set(p.id, inst);
+    if (p.state === "running") {
+      this.#ports.reserve(p.port);
+      this.#startProbing(inst);
+      this.#log.info("adopted", { id: p.id, pid: p.pid, port: p.port, generation: p.generation });
+    } else {
+      inst.exitCode = p.exitCode ?? null;
+      inst.signal = p.signal ?? null;
+      inst.logTail = await this.#tail(p.id);
+    }
+  }
+
+  async #heartbeatLoop(): Promise<void> {
+    while (this.#running) {
+      await this.#heartbeat();
+      await this.#pause(this.#heartbeatMs);
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    const instances: InstanceStatus[] = [];
+    for (const inst of this.#instances.values()) {
+      const status = toStatus(inst);
+      if (RUNNING.has(inst.state)) status.usage = await this.#driver.usage(inst.id).catch(() => undefined);
+      instances.push(status);
+    }
+    const body: Heartbeat = {
+      address: this.#options.address ?? "127.0.0.1",
+      labels: this.#options.labels ?? {},
+      capacity: { cpu: availableParallelism(), memory: totalmem() },
+      agentVersion: this.#agentVersion,
+      isolation: this.#driver.isolation(),
+      instances,
+    };
+    let reply: HeartbeatReply;
+    try {
+      const res = await this.#post(`/api/v1/nodes/${encodeURIComponent(this.#options.name)}/heartbeat`, body);
+      if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+      reply = parseHeartbeatReply(await res.json());
+    } catch (err) {
+      // Everything keeps running as it is; the next heartbeat tries again.
+      if (!this.#serverAway) this.#log.warn("heartbeat failed; instances keep running, retrying", { err });
+      this.#serverAway = true;
+      return;
+    }
+    if (this.#serverAway) this.#log.info("heartbeat answered again");
+    this.#serverAway = false;
+    this.#reconcile(reply);
+  }
+
+  #reconcile(reply: HeartbeatReply): void {
+    this.#desired = new Map(reply.instances.map((d) => [d.id, d]));
+    for (const id of new Set([...this.#desired.keys(), ...this.#instances.keys()])) this.#kick(id);
+  }
+
+  // One reconcile per instance at a time; a kick while one runs makes it run once more with the latest reply.
+  #kick(id: string): void {
+    const worker = this.#workers.get(id);
+    if (worker) {
+      worker.again = true;
+      return;
+    }
+    const w = { again: true, done: Promise.resolve() };
+    w.done = (async () => {
+      while (w.again && this.#running) {
+        w.again = false;
+        try {
+          await this.#reconcileInstance(id);
+        } catch (err) {
+          this.#log.error("reconcile failed", { id, err });
+        }
+      }
+      this.#workers.delete(id);
+    })();
+    this.#workers.set(id, w);
+  }
+
+  async #reconcileInstance(id: string): Promise<void> {
+    const desired = this.#desired?.get(id);
+    const inst = this.#instances.get(id);
+    if (!desired) {
+      if (inst) await this.#remove(inst);
+      return;
+    }
+    if (desired.action === "stop") {
+      await this.#stopInstance(id, desired);
+      return;
+    }
+    // At the generation it last started, an instance stays as it is: running, exited or failed.
+    if (inst && inst.generation >= desired.generation && inst.state !== "stopped") return;
+    await this.#startInstance(desired, inst);
+  }
+
+  async #startInstance(d: DesiredInstance, previous: Managed | undefined): Promise<void> {
+    const dir = this.#instanceDir(d.id);
+    if (previous && (RUNNING.has(previous.state) || previous.state === "starting")) {
+      await this.#halt(previous);
+    }
+    const inst: Managed = previous ?? {
+      id: d.id,
+      generation: d.generation,
+      state: "starting",
+      failures: 0,
+      probeRun: 0,
+      log: new LogFollower(join(dir, "state", INSTANCE_LOG)),
+    };
+    Object.assign(inst, {
+      desired: d,
+      generation: d.generation,
+      state: "starting",
+      port: undefined,
+      pid: undefined,
+      startedAt: undefined,
+      exitCode: undefined,
+      signal: undefined,
+      message: undefined,
+      logTail: undefined,
+      failures: 0,
+    });
+    this.#instances.set(d.id, inst);
+    this.#changed();
+    let port: number | undefined;
+    try {
+      const appDir = join(dir, "app");
+      await this.#slugs.unpack(d.run.slug, appDir);
+      await writeFile(join(dir, "instance.json"), JSON.stringify(d));
+      const dataDir = d.mode === "pet" ? join(this.#options.dataDir, "volumes", d.id) : join(dir, "data");
+      await mkdir(dataDir, { recursive: true });
+      port = await this.#ports.allocate();
+      const env: Record<string, string> = {
+        ...d.run.env,
+        PORT: String(port),
+        HERD_INSTANCE: d.id,
+        HERD_APP: d.app,
+        HERD_SERVICE: d.service,
+        HERD_RELEASE: String(d.release),
+        HERD_DATA_DIR: dataDir,
+        // The app's own tools first, then the node that runs herd, so `node server.js` means a known node.
+        PATH: [
+          join(appDir, "node_modules", ".bin"),
+          dirname(process.execPath),
+          d.run.env.PATH ?? DEFAULT_PATH,
+        ].join(":"),
+      };
+      await inst.log.skipToEnd();
+      const p = await this.#driver.start({
+        id: d.id,
+        generation: d.generation,
+        dir: appDir,
+        stateDir: join(dir, "state"),
+        command: d.run.command,
+        env,
+        port,
+        resources: d.run.resources,
+      });
+      Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
+      this.#startProbing(inst);
+      this.#log.info("started", { id: d.id, generation: d.generation, pid: p.pid, port: p.port });
+    } catch (err) {
+      if (port !== undefined) this.#ports.release(port);
+      inst.state = "failed";
+      inst.message = `cannot start: ${(err as Error).message}`;
+      inst.logTail = await this.#tail(d.id);
+      this.#log.warn("start failed", { id: d.id, generation: d.generation, err });
+    }
+    this.#changed();
+  }
+
+  async #stopInstance(id: string, d: DesiredInstance): Promise<void> {
+    const inst = this.#instances.get(id);
+    if (!inst) {
+      // Never ran here (or not since this node's data was lost): nothing to stop, say so.
+      this.#instances.set(id, {
+        id,
+        desired: d,
+        generation: d.generation,
+        state: "stopped",
+        failures: 0,
+        probeRun: 0,
+        log: new LogFollower(join(this.#instanceDir(id), "state", INSTANCE_LOG)),
+      });
+      this.#changed();
+      return;
+    }
+    if (inst.state === "stopped") return;
+    await this.#halt(inst);
+    inst.state = "stopped";
+    inst.message = undefined;
+    this.#changed();
+  }
+
+  /** Stops probing and the process (if running); keeps the instance's files. */
+  async #halt(inst: Managed): Promise<void> {
+    this.#stopProbing(inst);
+    if (RUNNING.has(inst.state) || inst.state === "starting") {
+      await this.#driver.stop(inst.id, STOP_GRACE_MS);
+      this.#log.info("stopped", { id: inst.id, pid: inst.pid });
+    }
+    if (inst.port !== undefined) this.#ports.release(inst.port);
+  }
+
+  async #remove(inst: Managed): Promise<void> {
+    await this.#halt(inst);
+    await this.#driver.remove(inst.id);
+    await this.#collectLogsOf(inst);
+    this.#instances.delete(inst.id);
+    // Pet volumes live outside the instance dir and survive this.
+    await rm(this.#instanceDir(inst.id), { recursive: true, force: true });
+    this.#log.info("removed", { id: inst.id });
+    this.#changed();
+  }
+
+  async #onExit(p: InstanceProcess): Promise<void> {
+    const inst = this.#instances.get(p.id);
+    if (!this.#running || !inst || inst.pid !== p.pid || inst.generation !== p.generation) return;
+    this.#stopProbing(inst);
+    if (inst.port !== undefined) this.#ports.release(inst.port);
+    inst.state = "exited";
+    inst.exitCode = p.exitCode ?? null;
+    inst.signal = p.signal ?? null;
+    inst.logTail = await this.#tail(p.id);
+    this.#log.info("exited", { id: p.id, code: inst.exitCode, signal: inst.signal });
+    this.#changed();
+  }
+
+  #startProbing(inst: Managed): void {
+    const health = inst.desired?.run.health;
+    if (!health || inst.port === undefined) return;
+    const run = ++inst.probeRun;
+    const port = inst.port;
+    const next = (delay: number) => {
+      inst.probeTimer = setTimeout(async () => {
+        const result = await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
+        if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
+        if (result.ok) {
+          inst.failures = 0;
+          if (inst.state !== "healthy") {
+            inst.state = "healthy";
+            inst.message = undefined;
+            inst.logTail = undefined;
+            this.#changed();
+          }
+        } else {
+          inst.failures++;
+          if (inst.state === "healthy" && inst.failures >= health.failures) {
+            inst.state = "unhealthy";
+            inst.message = `${inst.failures} health checks failed in a row: ${result.message}`;
+            inst.logTail = await this.#tail(inst.id);
+            this.#changed();
+          }
+        }
+        if (run === inst.probeRun) next(health.intervalMs);
+      }, delay);
+    };
+    // The first probe soon after start: most apps listen within a fraction of a second.
+    next(Math.min(100, health.intervalMs));
+  }
+
+  #stopProbing(inst: Managed): void {
+    inst.probeRun++;
+    clearTimeout(inst.probeTimer);
+  }
+
+  async #tail(id: string): Promise<string[]> {
+    return this.#driver.tail(id, TAIL_LINES).catch(() => []);
+  }
+
+  #instanceDir(id: string): string {
+    return join(this.#options.dataDir, "instances", id);
+  }
+
+  // A status change goes up at once (debounced, so a burst of changes is one heartbeat).
+  #changed(): void {
+    if (this.#debounce) return;
+    this.#debounce = setTimeout(() => {
+      this.#debounce = undefined;
+      this.#requestWake();
+    }, STATUS_DEBOUNCE_MS);
+  }
+
+  #requestWake(): void {
+    this.#wakeRequested = true;
+    this.#wake?.();
+  }
+
+  async #pause(ms: number): Promise<void> {
+    if (!this.#wakeRequested && this.#running) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.#wake = undefined;
+    this.#wakeRequested = false;
+  }
+
+  async #collectLogs(): Promise<void> {
+    for (const inst of this.#instances.values()) await this.#collectLogsOf(inst);
+  }
+
+  async #collectLogsOf(inst: Managed): Promise<void> {
+    const lines = await inst.log.read().catch(() => []);
+    if (lines.length === 0) return;
+    const time = new Date().toISOString();
+    // stdout and stderr share one file, so the stream is not known; stdout stands for both.
+    for (const line of lines) this.#logs.push({ instance: inst.id, time, stream: "stdout", line });
+    const excess = this.#logs.length - LOG_BUFFER_LINES;
+    if (excess > 0) {
+      this.#logs.splice(0, excess);
+      this.#droppedLines += excess;
+    }
+  }
+
+  async #shipLogs(): Promise<void> {
+    if (this.#shipping) return;
+    this.#shipping = true;
+    try {
+      await this.#collectLogs();
+      await this.#sendLogs();
+    } finally {
+      this.#shipping = false;
+    }
+  }
+
+  async #sendLogs(): Promise<void> {
+    while (this.#logs.length > 0) {
+      const lines = this.#logs.slice(0, LOG_BATCH_LINES);
+      const batch: LogBatch = { node: this.#options.name, lines };
+      try {
+        const res = await this.#post("/api/v1/logs", batch);
+        await res.body?.cancel();
+        if (!res.ok) throw new Error(`answered ${res.status}`);
+      } catch {
+        // Kept for the next round; the buffer bound decides what is lost if the server stays away.
+        return;
+      }
+      this.#logs.splice(0, lines.length);
+      if (this.#droppedLines > 0) {
+        this.#log.warn("log lines were dropped while the server was away", { dropped: this.#droppedLines });
+        this.#droppedLines = 0;
+      }
+    }
+  }
+
+  #post(path: string, body: unknown): Promise<Response> {
+    return fetch(`${this.#options.server.replace(/\/$/, "")}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  }
+}
+
+/** Creates an Agent and starts it. */
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const agent = new Agent(options);
+  await agent.start();
+  return agent;
+}
+
+function toStatus(inst: Managed): InstanceStatus {
+  const status: InstanceStatus = { id: inst.id, generation: inst.generation, state: inst.state };
+  if (inst.port !== undefined && inst.state !== "exited") status.port = inst.port;
+  if (inst.pid !== undefined) status.pid = inst.pid;
+  if (inst.startedAt) status.startedAt = inst.startedAt;
+  if (inst.message) status.message = inst.message;
+  if (inst.state === "exited") {
+    status.exitCode = inst.exitCode ?? null;
+    status.signal = inst.signal ?? null;
+  }
+  if (inst.logTail && (inst.state === "exited" || inst.state === "unhealthy" || inst.state === "failed")) {
+    status.logTail = inst.logTail;
+  }
+  return status;
+}
+
+/**
+ * Reads new lines appended to an instance's log. A file shorter than what was
+ * read means it was rotated (copy-and-truncate): the rest of the copy in `.1`
+ * is read first.
+ */
+class LogFollower {
+  readonly #file: string;
+  #offset = 0;
+  #partial = Buffer.alloc(0);
+
+  constructor(file: string) {
+    this.#file = file;
+  }
+
+  /** Starts following from the current end (earlier output is not shipped again). */
+  async skipToEnd(): Promise<void> {
+    this.#offset = await sizeOf(this.#file);
+    this.#partial = Buffer.alloc(0);
+  }
+
+  /** Complete lines appended since the last read (a very long unterminated line is cut into pieces). */
+  async read(): Promise<string[]> {
+    const size = await sizeOf(this.#file);
+    const chunks: Buffer[] = [];
+    if (size < this.#offset) {
+      const rotatedSize = await sizeOf(`${this.#file}.1`);
+      if (rotatedSize > this.#offset)
+        chunks.push(await readRange(`${this.#file}.1`, this.#offset, rotatedSize));
+      this.#offset = 0;
+    }
+    if (size > this.#offset) {
+      const end = Math.min(size, this.#offset + MAX_READ);
+      chunks.push(await readRange(this.#file, this.#offset, end));
+      this.#offset = end;
+    }
+    if (chunks.length === 0) return [];
+    const bytes = Buffer.concat([this.#partial, ...chunks]);
+    const lastNewline = bytes.lastIndexOf(10);
+    if (lastNewline < 0 && bytes.length < MAX_LINE) {
+      this.#partial = bytes;
+      return [];
+    }
+    const cut = lastNewline < 0 ? bytes.length : lastNewline + 1;
+    this.#partial = bytes.subarray(cut);
+    return bytes.subarray(0, cut).toString("utf8").replace(/\n$/, "").split("\n");
+  }
+}
+
+const MAX_READ = 1024 * 1024;
+const MAX_LINE = 16 * 1024;
+
+async function sizeOf(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function readRange(file: string, start: number, end: number): Promise<Buffer> {
+  const handle = await open(file, "r");
+  try {
+    const buf = Buffer.alloc(end - start);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, start);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readAgentVersion(): Promise<string> {
+  const pkg = await readJson<{ version?: string }>(new URL("../../package.json", import.meta.url).pathname);
+  return pkg?.version ?? "unknown";
+}
+
+/** Checks a heartbeat reply from the wire; throws HerdError("invalid") naming the first bad field. */
+export function parseHeartbeatReply(value: unknown): HeartbeatReply {
+  const fail = (field: string, message: string): never => {
+    throw new HerdError("invalid", `heartbeat reply: ${field}: ${message}`, [{ field, message }]);
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isObject(value)) return fail("(root)", "not an object");
+  if (!Array.isArray(value.instances)) return fail("instances", "not an array");
+  if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
+  for (const [i, d] of (value.instances as unknown[]).entries()) {
+    const at = `instances.${i}`;
+    if (!isObject(d)) return fail(at, "not an object");
+    if (typeof d.id !== "string" || !SAFE_ID.test(d.id)) fail(`${at}.id`, "not a safe instance id");
+    for (const key of ["app", "service", "tenant"])
+      if (typeof d[key] !== "string") fail(`${at}.${key}`, "not a string");
+    if (!Number.isInteger(d.release)) fail(`${at}.release`, "not an integer");
+    if (!Number.isInteger(d.generation)) fail(`${at}.generation`, "not an integer");
+    if (d.mode !== "cattle" && d.mode !== "pet") fail(`${at}.mode`, "not cattle or pet");
+    if (d.action !== "run" && d.action !== "stop") fail(`${at}.action`, "not run or stop");
+    const run = d.run;
+    if (!isObject(run)) return fail(`${at}.run`, "not an object");
+    if (typeof run.slug !== "string") fail(`${at}.run.slug`, "not a string");
+    if (typeof run.command !== "string") fail(`${at}.run.command`, "not a string");
+    if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
+      fail(`${at}.run.env`, "not a map of strings");
+    }
+    const resources = run.resources;
+    if (!isObject(resources) || typeof resources.cpu !== "number" || typeof resources.memory !== "number") {
+      fail(`${at}.run.resources`, "needs numbers cpu and memory");
+    }
+    const health = run.health;
+    if (!isObject(health)) return fail(`${at}.run.health`, "not an object");
+    for (const key of ["intervalMs", "timeoutMs", "failures", "startupMs"]) {
+      if (typeof health[key] !== "number" || (health[key] as number) <= 0)
+        fail(`${at}.run.health.${key}`, "not a positive number");
+    }
+    if (health.path !== undefined && typeof health.path !== "string")
+      fail(`${at}.run.health.path`, "not a string");
+  }
+  return value as unknown as HeartbeatReply;
+}
