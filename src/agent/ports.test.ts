@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:net";
+import { test } from "node:test";
+import { freePort } from "./driver.case.test.ts";
+import { isPortFree, PortAllocator } from "./ports.ts";
+
+async function listen(port: number, host: string): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  return server;
+}
+
+test("a port held on 127.0.0.1 or 0.0.0.0 is not free", async (t) => {
+  const port = await freePort();
+  assert.equal(await isPortFree(port), true);
+  const loopback = await listen(port, "127.0.0.1");
+  t.after(() => loopback.close());
+  assert.equal(await isPortFree(port), false);
+  loopback.close();
+  const any = await listen(port, "0.0.0.0");
+  t.after(() => any.close());
+  assert.equal(await isPortFree(port), false);
+});
+
+test("allocate skips ports that are ours or held by others, and reuses released ones", async (t) => {
+  const base = await freePort();
+  const range = { min: base, max: base + 2 };
+  const held = await listen(base + 1, "127.0.0.1").catch(() => undefined);
+  t.after(() => held?.close());
+  const ports = new PortAllocator(range);
+  ports.reserve(base);
+  const a = await ports.allocate();
+  assert.ok(a !== base && a !== base + 1 && a >= range.min && a <= range.max, String(a));
+  const both = await Promise.allSettled([ports.allocate(), ports.allocate()]);
+  assert.ok(
+    both.every((r) => r.status === "rejected"),
+    "the range should be used up",
+  );
+  ports.release(a);
+  assert.equal(await ports.allocate(), a);
+});

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { createServer as createTcpServer } from "node:net";
+import { test } from "node:test";
+import { freePort } from "./driver.case.test.ts";
+import { probe } from "./probes.ts";
+
+test("HTTP probes pass on 2xx and 3xx, fail on 5xx, silence and refusal", async (t) => {
+  const server = createServer((req, res) => {
+    if (req.url === "/ok") res.writeHead(204).end();
+    else if (req.url === "/moved") res.writeHead(302, { location: "/ok" }).end();
+    else if (req.url === "/hang") return;
+    else res.writeHead(503).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  assert.deepEqual(await probe({ port, path: "/ok", timeoutMs: 1000 }), { ok: true });
+  assert.deepEqual(await probe({ port, path: "/moved", timeoutMs: 1000 }), { ok: true });
+  const broken = await probe({ port, path: "/broken", timeoutMs: 1000 });
+  assert.equal(broken.ok, false);
+  assert.match(broken.message ?? "", /503/);
+  const hung = await probe({ port, path: "/hang", timeoutMs: 200 });
+  assert.equal(hung.ok, false);
+  assert.match(hung.message ?? "", /200 ms/);
+  const closed = await probe({ port: await freePort(), path: "/ok", timeoutMs: 1000 });
+  assert.equal(closed.ok, false);
+});
+
+test("TCP probes pass when something accepts the connection", async (t) => {
+  const server = createTcpServer((socket) => socket.end());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => server.close());
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  assert.deepEqual(await probe({ port, timeoutMs: 1000 }), { ok: true });
+  assert.equal((await probe({ port: await freePort(), timeoutMs: 1000 })).ok, false);
+});
