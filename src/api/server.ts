@@ -63,6 +63,8 @@ export interface RunningServer {
   adminTokenFile: string;
   store: Store;
   controllers: ControllerManager;
+  /** The live settings (herd up fills in the gateway's address once it listens). */
+  settings: Settings;
   close(): Promise<void>;
 }
 
@@ -119,6 +121,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     adminTokenFile: admin.file,
     store,
     controllers,
+    settings,
     close: async () => {
       controllers.stop();
       await app.close();

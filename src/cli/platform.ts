@@ -23,7 +23,7 @@ import { startGateway } from "../gateway/gateway.ts";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--host 127.0.0.1] [--no-example] [--keep-apps]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway. Data lives in DIR (default ./.herd). On the
@@ -68,6 +68,12 @@ const portOf = (value: unknown, name: string): number => {
   return n;
 };
 
+const megabytes = (value: unknown): number => {
+  const n = Number(value);
+  if (!(n > 0)) throw new HerdError("invalid", `--max-upload-mb must be a positive number, got ${value}`);
+  return Math.round(n * 1024 * 1024);
+};
+
 /** Waits for SIGINT or SIGTERM. */
 function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
@@ -89,6 +95,7 @@ export async function runUp(argv: string[]): Promise<number> {
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
+    "max-upload-mb": { type: "string", default: "200" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
@@ -212,6 +219,7 @@ export async function runServer(argv: string[]): Promise<number> {
     port: { type: "string", default: "7070" },
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
+    "max-upload-mb": { type: "string", default: "200" },
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -221,6 +229,7 @@ export async function runServer(argv: string[]): Promise<number> {
     host: v.host as string,
     logger,
     settings: { gatewayUrl: v["gateway-url"] as string },
+    maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
   await untilSignal();

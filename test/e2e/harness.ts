@@ -1,0 +1,225 @@
+/**
+ * End-to-end harness: runs a real `herd up` (server + agent + gateway) as a
+ * child process on free ports with its own data dir, drives it through the
+ * real CLI and HTTP, and cleans up everything it started — also the app
+ * processes, which live in their own process groups — when the test ends.
+ */
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+const NODE = process.execPath;
+const MAIN = join(ROOT, "src/cli/main.ts");
+
+export interface Herd {
+  dataDir: string;
+  url: string;
+  gatewayUrl: string;
+  token: string;
+  proc: ChildProcess;
+  /** Output of the herd up process so far. */
+  output(): string;
+  /** Runs the CLI against this herd; resolves with its exit code and output. */
+  cli(args: string[], options?: { cwd?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** GET/POST the API as JSON. */
+  api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** A request through the gateway with a Host header. */
+  request(host: string, path?: string): Promise<{ status: number; body: string }>;
+  /** kill -9 of the herd up process (apps keep running). */
+  kill9(): Promise<void>;
+  /** Graceful stop (SIGTERM): stops the platform and its apps. */
+  stop(): Promise<void>;
+}
+
+/** Starts `herd up` in a new (or the given) data dir on free ports. */
+export async function startHerd(options: { dataDir?: string; extraArgs?: string[]; env?: Record<string, string> } = {}): Promise<Herd> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "herd-e2e-"));
+  rmSync(join(dataDir, "server.json"), { force: true });
+  let out = "";
+  const proc = spawn(NODE, [MAIN, "up", "--data", dataDir, "--port", "0", "--gateway-port", "0", "--no-example", ...(options.extraArgs ?? [])], {
+    cwd: ROOT,
+    env: { ...process.env, HERD_LOG_LEVEL: "info", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  proc.stdout!.on("data", (d) => (out += d));
+  proc.stderr!.on("data", (d) => (out += d));
+  const deadline = Date.now() + 60_000;
+  let info: { url: string; gatewayUrl: string } | undefined;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`herd up exited with ${proc.exitCode}:\n${out}`);
+    if (/herd is up/.test(out) && existsSync(join(dataDir, "server.json"))) {
+      info = JSON.parse(readFileSync(join(dataDir, "server.json"), "utf8"));
+      break;
+    }
+    await sleep(100);
+  }
+  if (!info) {
+    proc.kill("SIGKILL");
+    throw new Error(`herd up did not come up within 60s:\n${out}`);
+  }
+  const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+  const { url, gatewayUrl } = info;
+
+  const herd: Herd = {
+    dataDir,
+    url,
+    gatewayUrl,
+    token,
+    proc,
+    output: () => out,
+    cli: (args, o = {}) => runCli(args, { cwd: o.cwd ?? ROOT, env: { HERD_SERVER: url, HERD_TOKEN: token }, timeoutMs: o.timeoutMs }),
+    api: async (method, path, body) => {
+      const res = await fetch(`${url}/api/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    },
+    request: (host, path = "/") => gatewayRequest(gatewayUrl, host, path),
+    kill9: async () => {
+      proc.kill("SIGKILL");
+      await exited(proc);
+    },
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill("SIGTERM");
+        await Promise.race([exited(proc), sleep(20_000)]);
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      }
+    },
+  };
+  return herd;
+}
+
+/** Ends every process a test's herd left: the platform, then any app process recorded by its agents. */
+export async function cleanupHerd(herd: Herd | undefined, options: { keepDir?: boolean } = {}): Promise<void> {
+  if (!herd) return;
+  await herd.stop();
+  killRecordedInstances(herd.dataDir);
+  if (!options.keepDir) rmSync(herd.dataDir, { recursive: true, force: true });
+}
+
+/** Kills the process groups of instances recorded under a data dir (safety net after a failed test). */
+export function killRecordedInstances(dataDir: string): void {
+  for (const file of findFiles(dataDir, (name) => name.endsWith(".json") && !name.startsWith("server") && !name.startsWith("gateway"))) {
+    try {
+      const rec = JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown; procStartTime?: unknown };
+      if (typeof rec.pid !== "number" || rec.procStartTime === undefined) continue;
+      if (procStartTime(rec.pid) !== String(rec.procStartTime)) continue;
+      try {
+        process.kill(-rec.pid, "SIGKILL");
+      } catch {
+        process.kill(rec.pid, "SIGKILL");
+      }
+    } catch {
+      // not a record, or already gone
+    }
+  }
+}
+
+function procStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function findFiles(dir: string, match: (name: string) => boolean): string[] {
+  const out: string[] = [];
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory() && e.name !== "app" && e.name !== "slugs" && e.name !== "artifacts") out.push(...findFiles(p, match));
+    else if (e.isFile() && match(e.name)) out.push(p);
+  }
+  return out;
+}
+
+/** Runs the herd CLI as a user would. */
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(NODE, ["--no-warnings", MAIN, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 180_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/** One request through the gateway (a fresh connection each time, as separate clients would). */
+export function gatewayRequest(gatewayUrl: string, host: string, path = "/"): Promise<{ status: number; body: string }> {
+  const u = new URL(gatewayUrl);
+  return new Promise((resolvePromise, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path, headers: { host }, agent: false, timeout: 10_000 }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolvePromise({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Polls `check` until it returns a truthy value or the time runs out. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function exited(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => proc.once("exit", () => r()));
+}
+
+/** Whether a pid is alive. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Synchronous best-effort check that nothing listens on a port (for leak checks). */
+export function listening(port: number): boolean {
+  return spawnSync("sh", ["-c", `ss -ltn 'sport = :${port}' | grep -q LISTEN`]).status === 0;
+}

@@ -1,0 +1,139 @@
+// The spine, end to end with real processes: deploy examples/hello, traffic
+// through the gateway, kill -9 an instance, scale, deploy v2 under traffic
+// with zero failed requests, roll back.
+
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { Instance } from "../../src/model/objects.ts";
+import { cleanupHerd, type Herd, ROOT, sleep, startHerd, waitFor } from "./harness.ts";
+
+let herd: Herd;
+const work = mkdtempSync(join(tmpdir(), "herd-spine-"));
+
+before(async () => {
+  herd = await startHerd();
+});
+after(async () => {
+  await cleanupHerd(herd);
+  rmSync(work, { recursive: true, force: true });
+});
+
+const running = async (): Promise<Instance[]> => {
+  const { body } = await herd.api<{ items: Instance[] }>("GET", "/apps/hello/instances");
+  return body.items.filter((i) => i.state === "running" && i.desired === "running");
+};
+
+test("deploy examples/hello: the CLI shows progress, exits 0 and prints the URL", async () => {
+  const r = await herd.cli(["deploy", join(ROOT, "examples/hello")]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /Packing/);
+  assert.match(r.stdout, /Release v1/);
+  assert.match(r.stdout, /http:\/\/hello\.localhost:\d+\//);
+  const res = await herd.request("hello.localhost");
+  assert.equal(res.status, 200);
+  assert.match(res.body, /^hi from hello-web-/);
+  assert.equal((await running()).length, 2);
+});
+
+test("ps, releases, events, nodes and apps answer as tables and as JSON", async () => {
+  const ps = await herd.cli(["ps", "--app", "hello"]);
+  assert.equal(ps.code, 0, ps.stderr);
+  assert.match(ps.stdout, /ID\s+SERVICE\s+RELEASE\s+STATE/);
+  assert.equal(ps.stdout.match(/running/g)?.length, 2);
+  const rel = await herd.cli(["releases", "--app", "hello", "--json"]);
+  assert.equal(JSON.parse(rel.stdout).items[0].version, 1);
+  const ev = await herd.cli(["events", "--app", "hello"]);
+  assert.match(ev.stdout, /Healthy/);
+  assert.match(ev.stdout, /DeploySucceeded/);
+  const nodes = await herd.cli(["nodes", "--json"]);
+  assert.equal(JSON.parse(nodes.stdout).items[0].state, "ready");
+  const apps = await herd.cli(["apps"]);
+  assert.match(apps.stdout, /hello/);
+});
+
+test("the gateway round-robins, and answers 404 JSON for an unknown host", async () => {
+  const seen = new Set<string>();
+  for (let n = 0; n < 10; n++) seen.add((await herd.request("hello.localhost")).body.split(" ")[2]);
+  assert.equal(seen.size, 2);
+  const res = await herd.request("nobody.localhost");
+  assert.equal(res.status, 404);
+  assert.equal(JSON.parse(res.body).code, "not_found");
+});
+
+test("kill -9 of an instance: it is replaced and traffic keeps flowing", async () => {
+  const [victim] = await running();
+  process.kill(victim.pid!, "SIGKILL");
+  const replaced = await waitFor(
+    "a replacement to be running",
+    async () => {
+      const r = await running();
+      return r.length === 2 && !r.some((i) => i.id === victim.id) ? r : undefined;
+    },
+    20_000,
+  );
+  assert.equal(replaced.length, 2);
+  const { body } = await herd.api<{ items: { reason: string; instance?: string }[] }>("GET", "/events?app=hello&limit=500");
+  assert.ok(body.items.some((e) => e.reason === "Exited" && e.instance === victim.id));
+  assert.equal((await herd.request("hello.localhost")).status, 200);
+});
+
+test("scale 1 → 3 → 1", async () => {
+  for (const n of [1, 3, 1]) {
+    const r = await herd.cli(["scale", `web=${n}`, "--app", "hello"]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(`${n} running instances`, async () => {
+      const { body } = await herd.api<{ items: Instance[] }>("GET", "/apps/hello/instances");
+      const live = body.items.filter((i) => i.desired === "running");
+      return live.length === n && live.every((i) => i.state === "running");
+    });
+  }
+});
+
+test("deploy v2 under continuous traffic fails no request; rollback to v1", async () => {
+  await herd.cli(["scale", "web=2", "--app", "hello"]);
+  await waitFor("2 running", async () => (await running()).length === 2);
+  const dir = join(work, "hello-v2");
+  cpSync(join(ROOT, "examples/hello"), dir, { recursive: true });
+  writeFileSync(join(dir, "herd.yaml"), readFileSync(join(dir, "herd.yaml"), "utf8").replace("GREETING: hi", "GREETING: howdy"));
+
+  let stop = false;
+  const results = { ok: 0, failed: [] as string[] };
+  const traffic = (async () => {
+    while (!stop) {
+      try {
+        const r = await herd.request("hello.localhost");
+        if (r.status === 200) results.ok++;
+        else results.failed.push(`${r.status} ${r.body}`);
+      } catch (err) {
+        results.failed.push((err as Error).message);
+      }
+    }
+  })();
+  const deploy = await herd.cli(["deploy", dir]);
+  await sleep(3000); // keep the traffic going through the drain of the old instances
+  stop = true;
+  await traffic;
+  assert.equal(deploy.code, 0, deploy.stdout + deploy.stderr);
+  assert.deepEqual(results.failed, [], `${results.failed.length} failed of ${results.ok + results.failed.length}`);
+  assert.ok(results.ok > 50, `only ${results.ok} requests went through`);
+  assert.match((await herd.request("hello.localhost")).body, /^howdy/);
+
+  const rb = await herd.cli(["rollback", "v1", "--app", "hello"]);
+  assert.equal(rb.code, 0, rb.stdout + rb.stderr);
+  await waitFor("v1 greeting", async () => /^hi from/.test((await herd.request("hello.localhost")).body));
+  const rel = await herd.api<{ items: { version: number; description: string; current: boolean }[] }>("GET", "/apps/hello/releases");
+  assert.equal(rel.body.items[0].version, 3);
+  assert.match(rel.body.items[0].description, /Rollback to v1/);
+  assert.ok(rel.body.items[0].current);
+});
+
+test("logs: instance output reaches herd logs", async () => {
+  const r = await waitFor("log lines", async () => {
+    const l = await herd.cli(["logs", "--app", "hello", "--tail", "50"]);
+    return /hello listening on \d+/.test(l.stdout) ? l : undefined;
+  });
+  assert.equal(r.code, 0);
+});
