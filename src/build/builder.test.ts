@@ -1,0 +1,252 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { HerdError } from "../common/errors.ts";
+import { ArtifactStore } from "./artifact-store.ts";
+import { type BuildOptions, buildSlug } from "./builder.ts";
+import { packDirectory } from "./pack.ts";
+import { unpackTarball } from "./unpack.ts";
+
+const run = promisify(execFile);
+const hello = new URL("../../examples/hello/", import.meta.url).pathname;
+
+describe("buildSlug", { timeout: 120_000 }, () => {
+  let root: string;
+  let artifacts: ArtifactStore;
+  let workDir: string;
+  const children: ChildProcess[] = [];
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "herd-builder-"));
+    artifacts = new ArtifactStore(join(root, "artifacts"));
+    workDir = join(root, "work");
+  });
+  after(async () => {
+    for (const child of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await rm(root, { recursive: true, force: true });
+  });
+
+  let count = 0;
+  const writeApp = async (files: Record<string, string>): Promise<string> => {
+    const dir = join(root, `src${++count}`);
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), text);
+    }
+    return dir;
+  };
+
+  /** Packs and uploads `dir`, then builds it; returns the result, the log and the unpacked slug. */
+  const build = async (dir: string, extra: Partial<BuildOptions> = {}) => {
+    const packed = await packDirectory(dir);
+    const source = await artifacts.putFile(packed.file).finally(() => rm(packed.file, { force: true }));
+    const lines: string[] = [];
+    const result = await buildSlug({
+      artifacts,
+      source: source.digest,
+      workDir,
+      log: (l) => lines.push(l),
+      ...extra,
+    });
+    const slugDir = join(root, `slug${++count}`);
+    await unpackTarball(await artifacts.path(result.slug), slugDir);
+    return { result, lines, slugDir };
+  };
+
+  const buildFails = async (
+    dir: string,
+    pattern: RegExp,
+    extra: Partial<BuildOptions> = {},
+  ): Promise<HerdError> => {
+    const packed = await packDirectory(dir);
+    const source = await artifacts.putFile(packed.file).finally(() => rm(packed.file, { force: true }));
+    let caught: unknown;
+    await buildSlug({ artifacts, source: source.digest, workDir, log: () => {}, ...extra }).catch((err) => {
+      caught = err;
+    });
+    assert.ok(caught instanceof HerdError, String(caught));
+    assert.equal(caught.code, "invalid");
+    assert.match(caught.message, pattern);
+    return caught;
+  };
+
+  it("builds examples/hello (no dependencies) into a slug", async () => {
+    const { result, lines, slugDir } = await build(hello);
+    assert.equal(result.app, "hello");
+    assert.equal(result.kind, "manifest");
+    assert.equal(result.services.web.command, "node server.js");
+    assert.match(result.slug, /^[0-9a-f]{64}$/);
+    assert.ok(lines.includes("-----> No dependencies to install"), lines.join("\n"));
+    assert.ok(lines.some((l) => /^-----> Slug [0-9a-f]{12} ready$/.test(l)));
+    assert.equal(
+      await readFile(join(slugDir, "server.js"), "utf8"),
+      await readFile(join(hello, "server.js"), "utf8"),
+    );
+    // The work dir holds nothing once the build is done.
+    assert.deepEqual(await readdir(workDir), []);
+  });
+
+  it("installs a local file: dependency with npm install, and the slug carries it", async () => {
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "greeter",
+        version: "1.0.0",
+        dependencies: { greet: "file:vendor/greet" },
+        scripts: { start: "node index.js" },
+      }),
+      "index.js": "console.log(require('greet')('slug'));\n",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0", main: "index.js" }),
+      "vendor/greet/index.js": "module.exports = (who) => \"hello \" + who;\n",
+    });
+    const { result, lines, slugDir } = await build(dir);
+    assert.equal(result.kind, "node");
+    assert.equal(result.app, "greeter");
+    assert.ok(lines.includes("-----> Node app detected: app greeter, services web"), lines.join("\n"));
+    assert.ok(lines.includes("-----> Installing dependencies with npm install"), lines.join("\n"));
+    const { stdout } = await run(process.execPath, ["index.js"], { cwd: slugDir });
+    assert.equal(stdout, "hello slug\n");
+  });
+
+  it("uses npm ci when there is a lockfile", async () => {
+    const pkg = { name: "locked", version: "1.0.0", scripts: { start: "node index.js" } };
+    const dir = await writeApp({
+      "package.json": JSON.stringify(pkg),
+      "package-lock.json": JSON.stringify({
+        name: "locked",
+        version: "1.0.0",
+        lockfileVersion: 3,
+        requires: true,
+        packages: { "": { name: "locked", version: "1.0.0" } },
+      }),
+      "index.js": "",
+    });
+    const { lines } = await build(dir, { app: "other-name" }).then(async (b) => {
+      assert.equal(b.result.app, "other-name");
+      return b;
+    });
+    assert.ok(lines.includes("-----> Installing dependencies with npm ci"), lines.join("\n"));
+  });
+
+  it("fails with the command, its exit code and the last lines of output", async () => {
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "broken",
+        version: "1.0.0",
+        dependencies: { greet: "file:vendor/greet" },
+        scripts: {
+          start: "node index.js",
+          install: "node -e \"console.error('compile error in foo'); process.exit(3)\"",
+        },
+      }),
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+    });
+    const err = await buildFails(
+      dir,
+      /^build failed: npm install --omit=dev --no-audit --no-fund exited with [1-9]\d*$/,
+    );
+    assert.ok(
+      (err.details ?? []).some((d) => d.message.includes("compile error in foo")),
+      JSON.stringify(err.details),
+    );
+    assert.deepEqual(await readdir(workDir), []);
+  });
+
+  it("stops a build that runs past its time limit", async () => {
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "slow",
+        version: "1.0.0",
+        scripts: {
+          start: "node index.js",
+          install: "node -e \"console.log('waiting'); setTimeout(() => {}, 60000)\"",
+        },
+      }),
+      "package-lock.json": JSON.stringify({
+        name: "slow",
+        version: "1.0.0",
+        lockfileVersion: 3,
+        requires: true,
+        packages: { "": { name: "slow", version: "1.0.0", hasInstallScript: true } },
+      }),
+    });
+    const started = Date.now();
+    await buildFails(dir, /^build failed: npm ci --omit=dev --no-audit --no-fund timed out after 2 s$/, {
+      timeoutMs: 2000,
+    });
+    assert.ok(Date.now() - started < 20_000);
+  });
+
+  it("rejects a source with nothing to run", async () => {
+    await buildFails(await writeApp({ "README.md": "hi" }), /cannot tell how to run this app/);
+  });
+
+  it("builds a static site that static-server.mjs serves", async () => {
+    const dir = await writeApp({
+      "index.html": "<h1>home</h1>",
+      "docs/index.html": "<h1>docs</h1>",
+      "style.css": "h1 { color: red }",
+      "data.json": "{}",
+    });
+    const { result, slugDir } = await build(dir, { app: "site" });
+    assert.equal(result.kind, "static");
+    assert.equal(result.services.web.command, "node .herd/static-server.mjs");
+    await writeFile(join(root, "secret.txt"), "outside the site");
+
+    const [, ...args] = result.services.web.command.split(" ");
+    const child = spawn(process.execPath, args, {
+      cwd: slugDir,
+      env: { ...process.env, PORT: "0" },
+      stdio: "pipe",
+    });
+    children.push(child);
+    let output = "";
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout.on("data", (chunk) => {
+        output += chunk;
+        const bound = /listening on (\d+)/.exec(output);
+        if (bound) resolve(Number(bound[1]));
+      });
+      child.on("exit", (code) => reject(new Error(`static server exited with ${code}: ${output}`)));
+    });
+    const base = `http://127.0.0.1:${port}`;
+
+    const home = await fetch(`${base}/`);
+    assert.equal(home.status, 200);
+    assert.equal(home.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(await home.text(), "<h1>home</h1>");
+
+    const css = await fetch(`${base}/style.css`);
+    assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
+    assert.equal(await css.text(), "h1 { color: red }");
+
+    const redirect = await fetch(`${base}/docs`, { redirect: "manual" });
+    assert.equal(redirect.status, 301);
+    assert.equal(redirect.headers.get("location"), "/docs/");
+    assert.equal(await (await fetch(`${base}/docs/`)).text(), "<h1>docs</h1>");
+
+    const missing = await fetch(`${base}/nope.html`);
+    assert.equal(missing.status, 404);
+    assert.equal(missing.headers.get("content-type"), "application/json; charset=utf-8");
+    assert.equal(((await missing.json()) as { code: string }).code, "not_found");
+
+    // fetch normalises "..", so the traversal attempts are percent-encoded.
+    for (const path of [
+      "/%2e%2e/secret.txt",
+      "/..%2fsecret.txt",
+      "/docs/%2e%2e%2f%2e%2e%2fsecret.txt",
+      "/.herd/static-server.mjs",
+    ]) {
+      const res = await fetch(`${base}${path}`);
+      assert.equal(res.status, 404, path);
+      await res.body?.cancel();
+    }
+
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+  });
+});
