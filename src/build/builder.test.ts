@@ -100,7 +100,7 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       }),
       "index.js": "console.log(require('greet')('slug'));\n",
       "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0", main: "index.js" }),
-      "vendor/greet/index.js": "module.exports = (who) => \"hello \" + who;\n",
+      "vendor/greet/index.js": 'module.exports = (who) => "hello " + who;\n',
     });
     const { result, lines, slugDir } = await build(dir);
     assert.equal(result.kind, "node");
