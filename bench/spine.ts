@@ -34,30 +34,53 @@ async function main() {
 
     // 2. Kill -9 → replacement healthy (measured from the kill to the Healthy event of the replacement).
     const running = async () =>
-      (await h.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items.filter((i) => i.desired === "running" && i.state === "running");
+      (await h.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items.filter(
+        (i) => i.desired === "running" && i.state === "running",
+      );
     await h.cli(["scale", "web=1", "--app", "hello"]);
-    await waitFor("1 instance", async () => (await running()).length === 1 && (await h.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items.length === 1);
+    await waitFor(
+      "1 instance",
+      async () =>
+        (await running()).length === 1 &&
+        (await h.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items.length === 1,
+    );
     const heal: number[] = [];
     for (let n = 0; n < KILLS; n++) {
       const [victim] = await running();
       const killedAt = Date.now();
       process.kill(victim.pid!, "SIGKILL");
-      const replacement = await waitFor("a replacement", async () => (await running()).find((i) => i.id !== victim.id), 60_000);
+      const replacement = await waitFor(
+        "a replacement",
+        async () => (await running()).find((i) => i.id !== victim.id),
+        60_000,
+      );
       const events = (await h.api<{ items: Event[] }>("GET", "/events?app=hello&limit=200")).body.items;
       const healthy = events.find((e) => e.instance === replacement.id && e.reason === "Healthy");
       heal.push((healthy ? Date.parse(healthy.time) : Date.now()) - killedAt);
       // Let the crash counter reset (the service settles) so every kill is a first crash.
       await waitFor("settled", async () => {
-        const svc = (await h.api<{ services: { state: string; crashes: number }[] }>("GET", "/apps/hello")).body.services[0];
+        const svc = (await h.api<{ services: { state: string; crashes: number }[] }>("GET", "/apps/hello"))
+          .body.services[0];
         return svc.state === "running" && svc.crashes === 0;
       });
     }
-    console.log(`kill -9 to replacement healthy (${KILLS} kills): median ${ms(quantile(heal, 0.5))}, p99 ${ms(quantile(heal, 0.99))}`);
+    console.log(
+      `kill -9 to replacement healthy (${KILLS} kills): median ${ms(quantile(heal, 0.5))}, p99 ${ms(quantile(heal, 0.99))}`,
+    );
 
     // 3. Gateway vs direct, same instance, same load.
     const [target] = await running();
-    const direct = await autocannon({ url: `http://127.0.0.1:${target.port}/`, connections: 32, duration: SECONDS });
-    const gateway = await autocannon({ url: `${h.gatewayUrl}/`, connections: 32, duration: SECONDS, headers: { host: "hello.localhost" } });
+    const direct = await autocannon({
+      url: `http://127.0.0.1:${target.port}/`,
+      connections: 32,
+      duration: SECONDS,
+    });
+    const gateway = await autocannon({
+      url: `${h.gatewayUrl}/`,
+      connections: 32,
+      duration: SECONDS,
+      headers: { host: "hello.localhost" },
+    });
     const row = (name: string, r: Result) =>
       `${name.padEnd(9)} ${r.requests.average.toFixed(0).padStart(8)} req/s   p50 ${String(r.latency.p50).padStart(4)} ms   p99 ${String(r.latency.p99).padStart(4)} ms   errors ${r.errors + r.non2xx}`;
     console.log(`load: 32 connections, ${SECONDS} s each, one instance`);

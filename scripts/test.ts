@@ -27,10 +27,14 @@ const e2e = find(join(root, "test"));
 
 function run(files: string[], concurrency: number): number {
   if (files.length === 0) return 0;
-  const r = spawnSync(process.execPath, ["--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...extra, ...files], {
-    cwd: root,
-    stdio: "inherit",
-  });
+  const r = spawnSync(
+    process.execPath,
+    ["--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...extra, ...files],
+    {
+      cwd: root,
+      stdio: "inherit",
+    },
+  );
   return r.status ?? 1;
 }
 

@@ -443,7 +443,13 @@ export class Agent {
             this.#changed();
           }
         }
-        if (run === inst.probeRun) next(health.intervalMs);
+        // Until it first passes, probe often: a fresh instance should take traffic as soon as it can.
+        if (run === inst.probeRun)
+          next(
+            inst.state === "healthy" || inst.state === "unhealthy"
+              ? health.intervalMs
+              : Math.min(200, health.intervalMs),
+          );
       }, delay);
     };
     // The first probe soon after start: most apps listen within a fraction of a second.

@@ -14,7 +14,10 @@ import type { Store } from "../store/store.ts";
 export const hashToken = (secret: string): string => createHash("sha256").update(secret).digest("hex");
 
 /** Makes sure an admin token exists; returns its secret and the file that holds it. */
-export async function ensureAdminToken(store: Store, dataDir: string): Promise<{ token: string; file: string }> {
+export async function ensureAdminToken(
+  store: Store,
+  dataDir: string,
+): Promise<{ token: string; file: string }> {
   const file = join(dataDir, "admin-token");
   if (existsSync(file)) {
     const token = readFileSync(file, "utf8").trim();
@@ -38,7 +41,10 @@ export class Authenticator {
 
   async check(header: string | undefined): Promise<Token> {
     if (!header?.startsWith("Bearer ")) {
-      throw new HerdError("unauthorized", "missing bearer token: pass `Authorization: Bearer <token>` (the admin token is in the data dir's admin-token file)");
+      throw new HerdError(
+        "unauthorized",
+        "missing bearer token: pass `Authorization: Bearer <token>` (the admin token is in the data dir's admin-token file)",
+      );
     }
     const hash = hashToken(header.slice(7).trim());
     const hit = this.#cache.get(hash);

@@ -6,7 +6,10 @@
 import { Type as T } from "@sinclair/typebox";
 import { NAME_PATTERN } from "../model/manifest.ts";
 
-export const Name = T.String({ pattern: NAME_PATTERN, description: "lowercase letters, digits and dashes, starting with a letter" });
+export const Name = T.String({
+  pattern: NAME_PATTERN,
+  description: "lowercase letters, digits and dashes, starting with a letter",
+});
 
 export const TenantQuery = T.Object({ tenant: T.Optional(Name) });
 export const AppParams = T.Object({ app: Name });
@@ -15,7 +18,9 @@ export const ErrorReply = T.Object(
   {
     code: T.String(),
     message: T.String(),
-    details: T.Optional(T.Array(T.Object({ field: T.String(), message: T.String(), line: T.Optional(T.Integer()) }))),
+    details: T.Optional(
+      T.Array(T.Object({ field: T.String(), message: T.String(), line: T.Optional(T.Integer()) })),
+    ),
   },
   { $id: "Error", description: "Every error: a stable code, a message for people, and the fields at fault" },
 );
@@ -24,14 +29,21 @@ export const CreateAppBody = T.Object({ name: Name }, { additionalProperties: fa
 
 export const ScaleBody = T.Object(
   {
-    services: T.Record(Name, T.Integer({ minimum: 0, maximum: 1000, description: "a whole number of instances, 0 to 1000" }), {
-      minProperties: 1,
-    }),
+    services: T.Record(
+      Name,
+      T.Integer({ minimum: 0, maximum: 1000, description: "a whole number of instances, 0 to 1000" }),
+      {
+        minProperties: 1,
+      },
+    ),
   },
   { additionalProperties: false },
 );
 
-export const RollbackBody = T.Object({ version: T.Optional(T.Integer({ minimum: 1 })) }, { additionalProperties: false });
+export const RollbackBody = T.Object(
+  { version: T.Optional(T.Integer({ minimum: 1 })) },
+  { additionalProperties: false },
+);
 
 export const LogsQuery = T.Object({
   tenant: T.Optional(Name),
@@ -56,12 +68,17 @@ export const HeartbeatBody = T.Object({
   labels: T.Record(T.String({ maxLength: 63 }), T.String({ maxLength: 255 })),
   capacity: Resources,
   agentVersion: T.String({ maxLength: 50 }),
-  isolation: T.Object({ cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]), reason: T.Optional(T.String()) }),
+  isolation: T.Object({
+    cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),
+    reason: T.Optional(T.String()),
+  }),
   instances: T.Array(
     T.Object({
       id: T.String({ maxLength: 100 }),
       generation: T.Integer({ minimum: 0 }),
-      state: T.Union(["starting", "up", "healthy", "unhealthy", "exited", "stopped", "failed"].map((s) => T.Literal(s))),
+      state: T.Union(
+        ["starting", "up", "healthy", "unhealthy", "exited", "stopped", "failed"].map((s) => T.Literal(s)),
+      ),
       port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
       pid: T.Optional(T.Integer({ minimum: 1 })),
       exitCode: T.Optional(T.Union([T.Integer(), T.Null()])),
@@ -69,7 +86,9 @@ export const HeartbeatBody = T.Object({
       message: T.Optional(T.String()),
       logTail: T.Optional(T.Array(T.String())),
       startedAt: T.Optional(T.String()),
-      usage: T.Optional(T.Object({ cpuSeconds: T.Optional(T.Number()), memoryBytes: T.Optional(T.Number()) })),
+      usage: T.Optional(
+        T.Object({ cpuSeconds: T.Optional(T.Number()), memoryBytes: T.Optional(T.Number()) }),
+      ),
     }),
     { maxItems: 10000 },
   ),
@@ -91,9 +110,23 @@ export const LogBatchBody = T.Object({
 });
 
 /** Kinds a snapshot or watch may ask for (tokens never leave the server). */
-export const WATCHABLE = ["tenant", "app", "service", "release", "deploy", "instance", "node", "event"] as const;
+export const WATCHABLE = [
+  "tenant",
+  "app",
+  "service",
+  "release",
+  "deploy",
+  "instance",
+  "node",
+  "event",
+] as const;
 
 export const WatchQuery = T.Object({
-  kinds: T.Optional(T.String({ pattern: `^(${WATCHABLE.join("|")})(,(${WATCHABLE.join("|")}))*$`, description: "comma-separated kinds" })),
+  kinds: T.Optional(
+    T.String({
+      pattern: `^(${WATCHABLE.join("|")})(,(${WATCHABLE.join("|")}))*$`,
+      description: "comma-separated kinds",
+    }),
+  ),
   from: T.Optional(T.Integer({ minimum: 0 })),
 });

@@ -53,7 +53,11 @@ export interface ApiDeps {
   logs: LogStore;
   maxUploadBytes: number;
   version: string;
-  build(options: { source: string; app: string; log: (line: string) => void }): Promise<{ slug: string; services: Record<string, ServiceSpec> }>;
+  build(options: {
+    source: string;
+    app: string;
+    log: (line: string) => void;
+  }): Promise<{ slug: string; services: Record<string, ServiceSpec> }>;
 }
 
 export interface RunningServer {
@@ -81,7 +85,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
   if (!(await store.get<Tenant>("tenant", "default"))) {
-    await store.put<Tenant>("tenant", "default", { name: "default", createdAt: new Date().toISOString() }, { expectRevision: 0 }).catch(() => {});
+    await store
+      .put<Tenant>(
+        "tenant",
+        "default",
+        { name: "default", createdAt: new Date().toISOString() },
+        { expectRevision: 0 },
+      )
+      .catch(() => {});
   }
 
   const deps: ApiDeps = {
@@ -100,17 +111,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 
   const app = buildApi(deps, new Authenticator(store), logger);
-  await app.listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "EADDRINUSE") {
-      throw new HerdError("unavailable", `port ${options.port ?? 7070} is in use by another program: stop it or pass --port`);
-    }
-    throw err;
-  });
+  await app
+    .listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" })
+    .catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "EADDRINUSE") {
+        throw new HerdError(
+          "unavailable",
+          `port ${options.port ?? 7070} is in use by another program: stop it or pass --port`,
+        );
+      }
+      throw err;
+    });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (options.port ?? 7070);
   const host = options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1";
   const url = `http://${host}:${port}`;
-  writeFileSync(join(dataDir, "server.json"), `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`);
+  writeFileSync(
+    join(dataDir, "server.json"),
+    `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
+  );
   await controllers.start();
   logger.info("control plane listening", { url });
 
@@ -138,11 +157,18 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
   });
-  app.addContentTypeParser(["application/gzip", "application/x-gzip", "application/octet-stream"], (_req, payload, done) => done(null, payload));
+  app.addContentTypeParser(
+    ["application/gzip", "application/x-gzip", "application/octet-stream"],
+    (_req, payload, done) => done(null, payload),
+  );
   app.register(swagger, {
     openapi: {
       openapi: "3.0.3",
-      info: { title: "herd API", version: deps.version, description: "The herd control plane. Every call needs `Authorization: Bearer <token>`." },
+      info: {
+        title: "herd API",
+        version: deps.version,
+        description: "The herd control plane. Every call needs `Authorization: Bearer <token>`.",
+      },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
@@ -163,18 +189,26 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
         const field = [where, path, missing ?? extra].filter(Boolean).join(".");
         return { field, message: extra ? "is not a known field" : (v.message ?? "is invalid") };
       });
-      return reply.code(400).send({ code: "invalid", message: `invalid request: ${details.map((d) => `${d.field} ${d.message}`).join("; ")}`, details });
+      return reply.code(400).send({
+        code: "invalid",
+        message: `invalid request: ${details.map((d) => `${d.field} ${d.message}`).join("; ")}`,
+        details,
+      });
     }
     if (err.statusCode === 413 || err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
       return reply.code(413).send({ code: "too_large", message: "request body too large" });
     }
     if (err.statusCode && err.statusCode < 500) {
-      return reply.code(err.statusCode).send({ code: err.statusCode === 415 ? "invalid" : "invalid", message: err.message });
+      return reply
+        .code(err.statusCode)
+        .send({ code: err.statusCode === 415 ? "invalid" : "invalid", message: err.message });
     }
     logger.error("request failed", { url: req.url, err });
     return reply.code(500).send({ code: "internal", message: err.message });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` }),
+  );
 
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
   app.register(

@@ -159,6 +159,7 @@ describe("nodesTable", () => {
 describe("log and deploy lines", () => {
   it("formats a log line", () => {
     const entry = {
+      seq: 1,
       instance: "i1",
       time: "2026-01-01T12:00:00.000Z",
       stream: "stdout" as const,
@@ -175,23 +176,23 @@ describe("log and deploy lines", () => {
       "       npm ci\n       added 1",
     );
   });
-  it("LogCursor skips lines it has shown", () => {
+  it("LogCursor skips lines it has shown and pings", () => {
     const cursor = new LogCursor();
-    const at = (time: string, line: string) => ({
+    const at = (seq: number, line: string) => ({
+      seq,
       instance: "i1",
-      time,
+      time: "t",
       stream: "stdout" as const,
       line,
       app: "a",
       service: "web",
     });
-    assert.equal(cursor.accept(at("2026-01-01T00:00:01Z", "a")), true);
-    assert.equal(cursor.accept(at("2026-01-01T00:00:02Z", "b")), true);
-    assert.equal(cursor.since, "2026-01-01T00:00:02Z");
-    // A reopened stream repeating from `since` on:
-    assert.equal(cursor.accept(at("2026-01-01T00:00:01Z", "a")), false);
-    assert.equal(cursor.accept(at("2026-01-01T00:00:02Z", "b")), false);
-    assert.equal(cursor.accept(at("2026-01-01T00:00:02Z", "c")), true);
-    assert.equal(cursor.accept(at("2026-01-01T00:00:03Z", "b")), true);
+    assert.equal(cursor.accept(at(1, "a")), true);
+    assert.equal(cursor.accept(at(2, "b")), true);
+    assert.equal(cursor.after, 2);
+    assert.equal(cursor.accept({ type: "ping" } as never), false);
+    // A reopened stream that repeats:
+    assert.equal(cursor.accept(at(2, "b")), false);
+    assert.equal(cursor.accept(at(3, "c")), true);
   });
 });

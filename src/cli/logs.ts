@@ -1,9 +1,9 @@
 /**
  * `herd logs`: print an app's recent log lines, or follow them. A followed
- * stream that drops is reopened with `since=<last time>`; lines already shown
- * are skipped, so nothing repeats.
+ * stream that drops is reopened with `after=<seq of the last line shown>`,
+ * so nothing is missed and nothing repeats.
  *
- *   GET /apps/:app/logs?tail=&service=&instance=[&follow=true&since=] ─► NDJSON LogEntry ─► "TIME web.abc | line"
+ *   GET /apps/:app/logs?tail=&service=&instance=[&follow=true&after=seq] ─► NDJSON LogEntry ─► "TIME web.abc | line"
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,30 +12,23 @@ import { resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
 import { type CliContext, type CommandSpec, println, stringFlag } from "./context.ts";
 import { formatLogLine } from "./format.ts";
-import type { LogEntry } from "./types.ts";
+import type { Items, LogEntry } from "./types.ts";
 
 /** Wait between attempts to reopen a dropped log stream. */
 const RECONNECT_DELAY_MS = 1000;
 
 /**
- * Remembers the newest time shown and the lines shown at that time, so a
- * reopened stream (which may repeat lines at or before `since`) adds only new ones.
+ * Remembers the `seq` of the last entry shown, so a reopened stream is asked
+ * for exactly what came after it and nothing repeats.
  */
 export class LogCursor {
-  since: string | undefined;
-  #atSince = new Set<string>();
+  after: number | undefined;
 
-  /** Whether the entry is new; when it is, it becomes the cursor's position. */
-  accept(entry: LogEntry): boolean {
-    const key = `${entry.instance}\u0000${entry.stream}\u0000${entry.line}`;
-    if (this.since !== undefined) {
-      const t = Date.parse(entry.time);
-      const s = Date.parse(this.since);
-      if (t < s || (t === s && this.#atSince.has(key))) return false;
-      if (t > s) this.#atSince = new Set();
-    }
-    this.since = entry.time;
-    this.#atSince.add(key);
+  /** Whether the entry is a new log line; when it is, it becomes the cursor's position. Pings are not entries. */
+  accept(entry: Partial<LogEntry>): entry is LogEntry {
+    if (typeof entry.line !== "string" || typeof entry.seq !== "number") return false;
+    if (this.after !== undefined && entry.seq <= this.after) return false;
+    this.after = entry.seq;
     return true;
   }
 }
@@ -56,11 +49,11 @@ export async function followLogs(
   let lost = false;
   while (!signal.aborted) {
     const q: Query =
-      cursor.since === undefined
+      cursor.after === undefined
         ? { ...query, follow: true }
-        : { ...query, tail: undefined, follow: true, since: cursor.since };
+        : { ...query, tail: undefined, follow: true, after: cursor.after };
     try {
-      for await (const entry of client.stream<LogEntry>(path, q, signal)) {
+      for await (const entry of client.stream<Partial<LogEntry>>(path, q, signal)) {
         if (lost) {
           ctx.stderr.write("herd: reconnected\n");
           lost = false;
@@ -121,7 +114,8 @@ export const logsCommand: CommandSpec = {
       tail,
     };
     if (values.follow) return followLogs(ctx, client, path, query, ctx.interrupt());
-    for await (const entry of client.stream<LogEntry>(path, query)) printEntry(ctx, entry);
+    const { items } = await client.get<Items<LogEntry>>(path, query);
+    for (const entry of items) printEntry(ctx, entry);
     return 0;
   },
 };

@@ -162,7 +162,15 @@ describe("herd main", () => {
 
   it("follows logs across a dropped connection without repeating lines", async () => {
     const line = (time: string, text: string) =>
-      JSON.stringify({ instance: "i1", time, stream: "stdout", line: text, app: "hello", service: "web" });
+      JSON.stringify({
+        seq: Number(time.slice(17, 19)),
+        instance: "i1",
+        time,
+        stream: "stdout",
+        line: text,
+        app: "hello",
+        service: "web",
+      });
     let calls = 0;
     respond = (req, res) => {
       calls++;
@@ -171,7 +179,7 @@ describe("herd main", () => {
         res.write(`${line("2026-01-01T12:00:01.000Z", "one")}\n${line("2026-01-01T12:00:02.000Z", "two")}\n`);
         setTimeout(() => res.socket?.destroy(), 20);
       } else {
-        assert.match(req.url, /since=2026-01-01T12%3A00%3A02.000Z/);
+        assert.match(req.url, /after=2/);
         res.write(
           `${line("2026-01-01T12:00:02.000Z", "two")}\n${line("2026-01-01T12:00:03.000Z", "three")}\n`,
         );

@@ -4,7 +4,7 @@ import type { DeployState } from "../model/objects.ts";
 import type { LogLine } from "../model/protocol.ts";
 
 /** One line of `GET /apps/:app/logs` (NDJSON). */
-export type LogEntry = LogLine & { app: string; service: string };
+export type LogEntry = LogLine & { app: string; service: string; seq: number };
 
 /** One line of `GET /apps/:app/deploys/:id/log` (NDJSON). */
 export interface DeployLogEntry {

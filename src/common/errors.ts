@@ -40,13 +40,17 @@ export class HerdError extends Error {
   }
 
   toJSON(): { code: ErrorCode; message: string; details?: FieldProblem[] } {
-    return this.details ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message };
+    return this.details
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message };
   }
 }
 
-export const invalid = (message: string, details?: FieldProblem[]): HerdError => new HerdError("invalid", message, details);
+export const invalid = (message: string, details?: FieldProblem[]): HerdError =>
+  new HerdError("invalid", message, details);
 export const notFound = (message: string): HerdError => new HerdError("not_found", message);
 export const conflict = (message: string): HerdError => new HerdError("conflict", message);
 
 /** Whether `err` is a HerdError with the given code. */
-export const isCode = (err: unknown, code: ErrorCode): boolean => err instanceof HerdError && err.code === code;
+export const isCode = (err: unknown, code: ErrorCode): boolean =>
+  err instanceof HerdError && err.code === code;

@@ -103,11 +103,14 @@ export class WorkQueue {
       this.#failures.set(key, n);
       const delay = Math.min(this.#opts.maxBackoffMs, this.#opts.baseBackoffMs * 2 ** (n - 1));
       const code = (err as { code?: string }).code;
-      (code === "conflict" ? this.#opts.logger.debug : this.#opts.logger.warn)(`${this.#opts.name}: reconcile failed`, {
-        key,
-        retryInMs: delay,
-        err,
-      });
+      (code === "conflict" ? this.#opts.logger.debug : this.#opts.logger.warn)(
+        `${this.#opts.name}: reconcile failed`,
+        {
+          key,
+          retryInMs: delay,
+          err,
+        },
+      );
       this.addAfter(key, delay);
     } finally {
       this.#active.delete(key);

@@ -24,14 +24,23 @@ export class AppController {
     const services = (await store.list<Service>("service", { prefix })).items;
     for (const s of services) {
       if (s.value.instances !== 0 || s.value.state !== "destroying") {
-        await store.put("service", s.key, { ...s.value, instances: 0, state: "destroying", message: "app destroyed" }, { expectRevision: s.revision });
+        await store.put(
+          "service",
+          s.key,
+          { ...s.value, instances: 0, state: "destroying", message: "app destroyed" },
+          { expectRevision: s.revision },
+        );
       }
     }
-    const left = (await store.list<Instance>("instance")).items.filter((i) => i.value.tenant === tenant && i.value.app === name);
+    const left = (await store.list<Instance>("instance")).items.filter(
+      (i) => i.value.tenant === tenant && i.value.app === name,
+    );
     if (left.length > 0) return true;
     for (const s of services) await store.delete("service", s.key);
-    for (const r of (await store.list<Release>("release", { prefix })).items) await store.delete("release", r.key);
-    for (const d of (await store.list<Deploy>("deploy", { prefix })).items) await store.delete("deploy", d.key);
+    for (const r of (await store.list<Release>("release", { prefix })).items)
+      await store.delete("release", r.key);
+    for (const d of (await store.list<Deploy>("deploy", { prefix })).items)
+      await store.delete("deploy", d.key);
     await store.delete("app", key);
     await events.record({ tenant, app: name, reason: "AppDestroyed", message: `app ${name} destroyed` });
     return false;

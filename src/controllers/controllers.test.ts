@@ -53,7 +53,11 @@ function hb(instances: InstanceStatus[] = []): Heartbeat {
 }
 
 /** One agent round trip in which every instance the node should run reports `state`. */
-async function agentReports(h: Harness, node: string, state: (i: { id: string }) => InstanceStatus["state"] | undefined) {
+async function agentReports(
+  h: Harness,
+  node: string,
+  state: (i: { id: string }) => InstanceStatus["state"] | undefined,
+) {
   // What the node was last told to run (the reply of the previous round trip).
   const now = h.clock.now();
   const statuses: InstanceStatus[] = [];
@@ -72,11 +76,22 @@ async function settle(h: Harness, rounds = 4) {
   }
 }
 
-const instancesOf = async (h: Harness) => (await h.store.list<Instance>("instance")).items.map((o) => o.value);
+const instancesOf = async (h: Harness) =>
+  (await h.store.list<Instance>("instance")).items.map((o) => o.value);
 
-async function deploy(h: Harness, spec: Partial<Parameters<typeof normalizeService>[2]>, slug = "a".repeat(64)): Promise<Deploy> {
+async function deploy(
+  h: Harness,
+  spec: Partial<Parameters<typeof normalizeService>[2]>,
+  slug = "a".repeat(64),
+): Promise<Deploy> {
   if (!(await h.store.get("app", "default/hello"))) {
-    const app: App = { tenant: "default", name: "hello", createdAt: new Date().toISOString(), release: null, latestVersion: 0 };
+    const app: App = {
+      tenant: "default",
+      name: "hello",
+      createdAt: new Date().toISOString(),
+      release: null,
+      latestVersion: 0,
+    };
     await h.store.put("app", "default/hello", app);
   }
   const d = await h.m.deploys.startDeploy("default", "hello", async () => ({
@@ -93,7 +108,8 @@ async function deploy(h: Harness, spec: Partial<Parameters<typeof normalizeServi
   throw new Error("build did not finish");
 }
 
-const deployState = async (h: Harness, id: string) => (await h.store.get<Deploy>("deploy", `default/hello/${id}`))!.value;
+const deployState = async (h: Harness, id: string) =>
+  (await h.store.get<Deploy>("deploy", `default/hello/${id}`))!.value;
 
 test("a deploy places instances, they become running, the deploy succeeds", async () => {
   const h = setup();
@@ -127,7 +143,9 @@ test("a new release keeps the old instances until the new ones run, then drains 
   await settle(h);
   let insts = await instancesOf(h);
   assert.equal(insts.length, 4, "new instances start beside the old");
-  assert.ok(insts.filter((i) => v1.includes(i.id)).every((i) => i.state === "running" && i.desired === "running"));
+  assert.ok(
+    insts.filter((i) => v1.includes(i.id)).every((i) => i.state === "running" && i.desired === "running"),
+  );
 
   // New ones start but are not healthy yet: old ones keep serving.
   await agentReports(h, "n1", (i) => (v1.includes(i.id) ? "healthy" : "up"));
@@ -142,14 +160,21 @@ test("a new release keeps the old instances until the new ones run, then drains 
   const old = insts.filter((i) => v1.includes(i.id));
   assert.ok(old.every((i) => i.desired === "stopped" && i.state === "draining"));
   let reply = await h.m.nodes.handleHeartbeat("n1", hb());
-  assert.ok(reply.instances.filter((i) => v1.includes(i.id)).every((i) => i.action === "run"), "still running while draining");
+  assert.ok(
+    reply.instances.filter((i) => v1.includes(i.id)).every((i) => i.action === "run"),
+    "still running while draining",
+  );
   h.clock.advance(DEFAULT_SETTINGS.drainMs + 1);
   reply = await h.m.nodes.handleHeartbeat("n1", hb());
   assert.ok(reply.instances.filter((i) => v1.includes(i.id)).every((i) => i.action === "stop"));
   await agentReports(h, "n1", () => "healthy");
   await settle(h);
   insts = await instancesOf(h);
-  assert.deepEqual(insts.filter((i) => v1.includes(i.id)), [], "stopped instances are deleted");
+  assert.deepEqual(
+    insts.filter((i) => v1.includes(i.id)),
+    [],
+    "stopped instances are deleted",
+  );
   assert.equal((await deployState(h, d2.id)).state, "succeeded");
 });
 
@@ -231,7 +256,10 @@ test("a lost node's cattle move to another node; its pets wait", async () => {
   await settle(h);
   const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
   assert.equal(alive.length, 2);
-  assert.ok(alive.every((i) => i.node === "n2"), "replacements on the node that is left");
+  assert.ok(
+    alive.every((i) => i.node === "n2"),
+    "replacements on the node that is left",
+  );
   const events = await h.ctx.events.list({});
   assert.ok(events.some((e) => e.reason === "NodeLost"));
 });

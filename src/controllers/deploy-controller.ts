@@ -43,7 +43,11 @@ export class DeployController {
   }
 
   /** Creates a deploy in state building; `build` runs in the background and its result is rolled out. */
-  async startDeploy(tenant: string, app: string, build: (log: (line: string) => void) => Promise<BuildResult>): Promise<Deploy> {
+  async startDeploy(
+    tenant: string,
+    app: string,
+    build: (log: (line: string) => void) => Promise<BuildResult>,
+  ): Promise<Deploy> {
     const appObj = await this.#ctx.store.get<App>("app", appKey(tenant, app));
     if (!appObj) throw notFound(`app ${app} does not exist`);
     if (appObj.value.destroying) throw conflict(`app ${app} is being destroyed`);
@@ -80,17 +84,28 @@ export class DeployController {
     if (!appObj) throw notFound(`app ${app} does not exist`);
     const current = appObj.value.release;
     if (current === null) throw new HerdError("invalid", `app ${app} has no release to roll back from`);
-    const releases = (await this.#ctx.store.list<Release>("release", { prefix: `${appKey(tenant, app)}/` })).items.map((o) => o.value);
+    const releases = (
+      await this.#ctx.store.list<Release>("release", { prefix: `${appKey(tenant, app)}/` })
+    ).items.map((o) => o.value);
     let target: Release | undefined;
     if (version !== undefined) {
       target = releases.find((r) => r.version === version);
-      if (!target) throw notFound(`app ${app} has no release v${version} (it has ${releases.map((r) => `v${r.version}`).join(", ")})`);
-      if (version === current) throw new HerdError("invalid", `v${version} is already the current release`, [{ field: "version", message: "is the current release" }]);
+      if (!target)
+        throw notFound(
+          `app ${app} has no release v${version} (it has ${releases.map((r) => `v${r.version}`).join(", ")})`,
+        );
+      if (version === current)
+        throw new HerdError("invalid", `v${version} is already the current release`, [
+          { field: "version", message: "is the current release" },
+        ]);
     } else {
       const cur = releases.find((r) => r.version === current);
       const currentContent = cur?.rollbackOf ?? current;
-      target = [...releases].reverse().find((r) => r.version < current && (r.rollbackOf ?? r.version) !== currentContent);
-      if (!target) throw new HerdError("invalid", `app ${app} has no release before v${current} to roll back to`);
+      target = [...releases]
+        .reverse()
+        .find((r) => r.version < current && (r.rollbackOf ?? r.version) !== currentContent);
+      if (!target)
+        throw new HerdError("invalid", `app ${app} has no release before v${current} to roll back to`);
     }
     const deploy: Deploy = {
       id: newId(10),
@@ -106,7 +121,12 @@ export class DeployController {
     const content = target.rollbackOf ?? target.version;
     await this.#release(
       deploy,
-      { source: target.source, slug: target.slug, services: target.services, description: `Rollback to v${target.version}` },
+      {
+        source: target.source,
+        slug: target.slug,
+        services: target.services,
+        description: `Rollback to v${target.version}`,
+      },
       true,
       content,
     );
@@ -144,16 +164,25 @@ export class DeployController {
     };
     await store.put("release", releaseKey(tenant, app, version), release, { expectRevision: 0 });
     step(`Release v${version} created (${result.description})`);
-    await events.record({ tenant, app, deploy: deploy.id, reason: "ReleaseCreated", message: `release v${version}: ${result.description}` });
+    await events.record({
+      tenant,
+      app,
+      deploy: deploy.id,
+      reason: "ReleaseCreated",
+      message: `release v${version}: ${result.description}`,
+    });
 
-    const previous = deploy.previous ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous)) : undefined;
+    const previous = deploy.previous
+      ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
+      : undefined;
     const existing = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
     for (const [name, spec] of Object.entries(result.services)) {
       const key = serviceKey(tenant, app, name);
       const cur = existing.find((o) => o.key === key);
       // Keep a count set by `herd scale` unless herd.yaml changed it.
       const prevSpec = previous?.value.services[name];
-      const instances = cur && prevSpec && prevSpec.instances === spec.instances ? cur.value.instances : spec.instances;
+      const instances =
+        cur && prevSpec && prevSpec.instances === spec.instances ? cur.value.instances : spec.instances;
       const svc: Service = {
         tenant,
         app,
@@ -176,9 +205,14 @@ export class DeployController {
     }
     const d = await store.get<Deploy>("deploy", deployKey(deploy));
     if (d) {
-      await store.put("deploy", d.key, { ...d.value, state: "rolling_out", release: version, message: `rolling out v${version}` }, {
-        expectRevision: d.revision,
-      });
+      await store.put(
+        "deploy",
+        d.key,
+        { ...d.value, state: "rolling_out", release: version, message: `rolling out v${version}` },
+        {
+          expectRevision: d.revision,
+        },
+      );
     }
   }
 
@@ -189,7 +223,14 @@ export class DeployController {
     if (!o) return;
     const d = o.value;
     if (d.state === "building") {
-      if (!this.#building.has(d.id)) await this.#finish(d.id, d.tenant, d.app, "failed", "the server restarted during the build; deploy again");
+      if (!this.#building.has(d.id))
+        await this.#finish(
+          d.id,
+          d.tenant,
+          d.app,
+          "failed",
+          "the server restarted during the build; deploy again",
+        );
       return;
     }
     if (d.state !== "rolling_out") return;
@@ -201,7 +242,10 @@ export class DeployController {
     }
     const failed = ours.find((s) => s.value.state === "failed");
     if (failed) {
-      await this.#revert(d, ours.map((s) => s.key));
+      await this.#revert(
+        d,
+        ours.map((s) => s.key),
+      );
       const tail = await this.#crashTail(d);
       await this.#finish(
         d.id,
@@ -216,22 +260,50 @@ export class DeployController {
     const done = ours.every(
       (s) =>
         s.value.state === "running" &&
-        !instances.some((i) => i.tenant === d.tenant && i.app === d.app && i.service === s.value.name && i.desired === "running" && i.release !== d.release),
+        !instances.some(
+          (i) =>
+            i.tenant === d.tenant &&
+            i.app === d.app &&
+            i.service === s.value.name &&
+            i.desired === "running" &&
+            i.release !== d.release,
+        ),
     );
     if (!done) return;
     for (const s of ours) {
-      await store.put("service", s.key, { ...s.value, deploy: undefined, message: "" }, { expectRevision: s.revision });
+      await store.put(
+        "service",
+        s.key,
+        { ...s.value, deploy: undefined, message: "" },
+        { expectRevision: s.revision },
+      );
     }
     const a = await store.get<App>("app", appKey(d.tenant, d.app));
-    if (a) await store.put("app", a.key, { ...a.value, release: d.release ?? null }, { expectRevision: a.revision });
-    const urls = ours.flatMap((s) => s.value.spec.routes.map((r) => routeUrl(this.#ctx.settings.gatewayUrl, r.host, r.path)));
-    await this.#finish(d.id, d.tenant, d.app, "succeeded", `v${d.release} is serving${urls.length ? ` at ${urls.join(" ")}` : ""}`);
+    if (a)
+      await store.put(
+        "app",
+        a.key,
+        { ...a.value, release: d.release ?? null },
+        { expectRevision: a.revision },
+      );
+    const urls = ours.flatMap((s) =>
+      s.value.spec.routes.map((r) => routeUrl(this.#ctx.settings.gatewayUrl, r.host, r.path)),
+    );
+    await this.#finish(
+      d.id,
+      d.tenant,
+      d.app,
+      "succeeded",
+      `v${d.release} is serving${urls.length ? ` at ${urls.join(" ")}` : ""}`,
+    );
   }
 
   /** Points the deploy's services back at the release that served before. */
   async #revert(d: Deploy, keys: string[]): Promise<void> {
     const { store } = this.#ctx;
-    const previous = d.previous ? (await store.get<Release>("release", releaseKey(d.tenant, d.app, d.previous)))?.value : undefined;
+    const previous = d.previous
+      ? (await store.get<Release>("release", releaseKey(d.tenant, d.app, d.previous)))?.value
+      : undefined;
     for (const key of keys) {
       const o = await store.get<Service>("service", key);
       if (!o) continue;
@@ -240,7 +312,16 @@ export class DeployController {
         await store.put(
           "service",
           key,
-          { ...o.value, release: previous.version, spec, state: "running", deploy: undefined, crashes: 0, backoffUntil: undefined, message: `v${d.release} failed to roll out; serving v${previous.version}` },
+          {
+            ...o.value,
+            release: previous.version,
+            spec,
+            state: "running",
+            deploy: undefined,
+            crashes: 0,
+            backoffUntil: undefined,
+            message: `v${d.release} failed to roll out; serving v${previous.version}`,
+          },
           { expectRevision: o.revision },
         );
       } else if (previous) {
@@ -253,17 +334,33 @@ export class DeployController {
 
   async #crashTail(d: Deploy): Promise<string> {
     const events = await this.#ctx.events.list({ tenant: d.tenant, app: d.app, limit: 200 });
-    const last = [...events].reverse().find((e) => e.details && e.details.length > 0 && e.time >= d.createdAt);
+    const last = [...events]
+      .reverse()
+      .find((e) => e.details && e.details.length > 0 && e.time >= d.createdAt);
     if (!last?.details) return "";
-    return `\nLast log lines of ${last.instance}:\n${last.details.slice(-15).map((l) => `  ${l}`).join("\n")}`;
+    return `\nLast log lines of ${last.instance}:\n${last.details
+      .slice(-15)
+      .map((l) => `  ${l}`)
+      .join("\n")}`;
   }
 
-  async #finish(id: string, tenant: string, app: string, state: "succeeded" | "failed", message: string): Promise<void> {
+  async #finish(
+    id: string,
+    tenant: string,
+    app: string,
+    state: "succeeded" | "failed",
+    message: string,
+  ): Promise<void> {
     const { store, clock, deployLogs, events } = this.#ctx;
     const key = `${tenant}/${app}/${id}`;
     const o = await store.get<Deploy>("deploy", key);
     if (!o || o.value.state === "succeeded" || o.value.state === "failed") return;
-    await store.put("deploy", key, { ...o.value, state, message, finishedAt: new Date(clock.now()).toISOString() }, { expectRevision: o.revision });
+    await store.put(
+      "deploy",
+      key,
+      { ...o.value, state, message, finishedAt: new Date(clock.now()).toISOString() },
+      { expectRevision: o.revision },
+    );
     await events.record({
       tenant,
       app,

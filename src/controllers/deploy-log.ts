@@ -30,7 +30,12 @@ export class DeployLogs {
   }
 
   append(id: string, type: DeployLogEntry["type"], message: string, state?: DeployState): void {
-    const entry: DeployLogEntry = { time: new Date().toISOString(), type, message, ...(state ? { state } : {}) };
+    const entry: DeployLogEntry = {
+      time: new Date().toISOString(),
+      type,
+      message,
+      ...(state ? { state } : {}),
+    };
     appendFileSync(this.#file(id), `${JSON.stringify(entry)}\n`);
     for (const l of this.#listeners.get(id) ?? []) l(entry);
   }
@@ -58,7 +63,10 @@ export class DeployLogs {
       wake?.();
     };
     let set = this.#listeners.get(id);
-    if (!set) this.#listeners.set(id, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(id, set);
+    }
     set.add(listener);
     const onAbort = () => wake?.();
     signal.addEventListener("abort", onAbort);

@@ -34,7 +34,12 @@ export class EventRecorder {
   /** Records an event; never throws (an event that cannot be stored is logged). */
   async record(input: EventInput): Promise<Event> {
     const now = this.#clock.now();
-    const event: Event = { ...input, type: input.type ?? "normal", id: timeOrderedId(now), time: new Date(now).toISOString() };
+    const event: Event = {
+      ...input,
+      type: input.type ?? "normal",
+      id: timeOrderedId(now),
+      time: new Date(now).toISOString(),
+    };
     const key = `${event.tenant ?? "_"}/${event.app ?? "_"}/${event.id}`;
     (event.type === "warning" ? this.#logger.warn : this.#logger.info)(event.message, {
       reason: event.reason,
@@ -73,6 +78,7 @@ export class EventRecorder {
 
   async #prune(prefix: string): Promise<void> {
     const { items } = await this.#store.list("event", { prefix });
-    for (const o of items.slice(0, Math.max(0, items.length - this.#keep))) await this.#store.delete("event", o.key);
+    for (const o of items.slice(0, Math.max(0, items.length - this.#keep)))
+      await this.#store.delete("event", o.key);
   }
 }

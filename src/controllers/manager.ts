@@ -42,7 +42,11 @@ export class ControllerManager {
         if (r.requeueAfterMs !== undefined) this.#serviceQueue.addAfter(key, r.requeueAfterMs);
       },
     });
-    this.#deployQueue = new WorkQueue({ name: "deploy", logger, reconcile: (key) => this.deploys.reconcile(key) });
+    this.#deployQueue = new WorkQueue({
+      name: "deploy",
+      logger,
+      reconcile: (key) => this.deploys.reconcile(key),
+    });
     this.#appQueue = new WorkQueue({
       name: "app",
       logger,
@@ -58,9 +62,18 @@ export class ControllerManager {
     const from = await store.revision();
     void this.#follow(from);
     await this.resync();
-    this.#timers.push(setInterval(() => void this.resync().catch((err) => this.#ctx.logger.warn("resync failed", { err })), resyncMs));
     this.#timers.push(
-      setInterval(() => void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err })), 1000),
+      setInterval(
+        () => void this.resync().catch((err) => this.#ctx.logger.warn("resync failed", { err })),
+        resyncMs,
+      ),
+    );
+    this.#timers.push(
+      setInterval(
+        () =>
+          void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err })),
+        1000,
+      ),
     );
     for (const t of this.#timers) t.unref();
   }
@@ -84,7 +97,11 @@ export class ControllerManager {
     let revision = from;
     while (!this.#abort.signal.aborted) {
       try {
-        for await (const ev of store.watch({ kinds: ["service", "instance", "deploy", "app", "node"], fromRevision: revision, signal: this.#abort.signal })) {
+        for await (const ev of store.watch({
+          kinds: ["service", "instance", "deploy", "app", "node"],
+          fromRevision: revision,
+          signal: this.#abort.signal,
+        })) {
           revision = ev.revision;
           this.#route(ev.kind, ev.key, ev.object.value);
         }

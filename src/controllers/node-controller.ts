@@ -51,15 +51,18 @@ export class NodeController {
       schedulable: prev?.schedulable ?? true,
     };
     const changed =
-      !prev ||
-      prev.state !== "ready" ||
+      prev?.state !== "ready" ||
       prev.address !== node.address ||
       JSON.stringify([prev.labels, prev.capacity, prev.isolation, prev.agentVersion]) !==
         JSON.stringify([node.labels, node.capacity, node.isolation, node.agentVersion]);
     if (changed || now - Date.parse(prev.lastHeartbeat) > PERSIST_HEARTBEAT_MS) {
       await store.put("node", name, node, { expectRevision: existing?.revision ?? 0 });
       if (!prev) {
-        await events.record({ node: name, reason: "NodeRegistered", message: `node ${name} joined at ${hb.address}` });
+        await events.record({
+          node: name,
+          reason: "NodeRegistered",
+          message: `node ${name} joined at ${hb.address}`,
+        });
         if (hb.isolation.cgroups === "none") {
           await events.record({
             node: name,
@@ -69,7 +72,11 @@ export class NodeController {
           });
         }
       } else if (prev.state !== "ready") {
-        await events.record({ node: name, reason: "NodeReady", message: `node ${name} is back (was ${prev.state})` });
+        await events.record({
+          node: name,
+          reason: "NodeReady",
+          message: `node ${name} is back (was ${prev.state})`,
+        });
       }
     }
 
@@ -78,13 +85,23 @@ export class NodeController {
     const reply: DesiredInstance[] = [];
     for (let o of mine) {
       let status = statuses.get(o.value.id);
-      if (!status && (o.value.state === "ready" || o.value.state === "running") && o.value.desired === "running") {
+      if (
+        !status &&
+        (o.value.state === "ready" || o.value.state === "running") &&
+        o.value.desired === "running"
+      ) {
         // The agent no longer has a process it ran (its data dir was wiped, or it was replaced).
-        status = { id: o.value.id, generation: o.value.generation, state: "exited", message: "the agent no longer has it" };
+        status = {
+          id: o.value.id,
+          generation: o.value.generation,
+          state: "exited",
+          message: "the agent no longer has it",
+        };
       }
       if (status) o = (await this.#applyStatus(o, status)) ?? o;
       const i = o.value;
-      const draining = i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;
+      const draining =
+        i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;
       reply.push({
         id: i.id,
         app: i.app,
@@ -101,7 +118,10 @@ export class NodeController {
   }
 
   /** Moves an instance's state to what its agent saw; records the transition. */
-  async #applyStatus(o: StoredObject<Instance>, s: InstanceStatus): Promise<StoredObject<Instance> | undefined> {
+  async #applyStatus(
+    o: StoredObject<Instance>,
+    s: InstanceStatus,
+  ): Promise<StoredObject<Instance> | undefined> {
     const { store, events } = this.#ctx;
     for (let attempt = 0; attempt < 3; attempt++) {
       const i = o.value;
@@ -153,7 +173,8 @@ export class NodeController {
       // After a server restart, give agents a full timeout to check in again.
       const seen = this.#lastSeen.get(n.name) ?? Math.max(Date.parse(n.lastHeartbeat), this.#startedAt);
       const silence = now - seen;
-      const state = silence > settings.nodeLostMs ? "lost" : silence > settings.nodeNotReadyMs ? "not_ready" : "ready";
+      const state =
+        silence > settings.nodeLostMs ? "lost" : silence > settings.nodeNotReadyMs ? "not_ready" : "ready";
       if (state === n.state || (state === "ready" && !this.#lastSeen.has(n.name))) continue;
       if (state === "ready") continue; // only heartbeats make a node ready
       if (n.state === "lost") continue; // lost stays lost until a heartbeat
@@ -173,7 +194,12 @@ export class NodeController {
     for (const o of (await store.list<Instance>("instance")).items) {
       const i = o.value;
       if (i.node !== node || i.state === "stopped" || i.state === "lost") continue;
-      await store.put("instance", o.key, { ...i, state: "lost", reason: "NodeLost", message: `node ${node} is lost` }, { expectRevision: o.revision });
+      await store.put(
+        "instance",
+        o.key,
+        { ...i, state: "lost", reason: "NodeLost", message: `node ${node} is lost` },
+        { expectRevision: o.revision },
+      );
       await events.record({
         tenant: i.tenant,
         app: i.app,
@@ -192,10 +218,15 @@ export class NodeController {
 }
 
 /** The instance state an agent report implies, or undefined when nothing changes. */
-export function nextState(i: Instance, s: InstanceStatus): { state: InstanceState; reason: string; message: string } | undefined {
-  const to = (state: InstanceState, reason: string, message = "") => (state === i.state ? undefined : { state, reason, message });
+export function nextState(
+  i: Instance,
+  s: InstanceStatus,
+): { state: InstanceState; reason: string; message: string } | undefined {
+  const to = (state: InstanceState, reason: string, message = "") =>
+    state === i.state ? undefined : { state, reason, message };
   if (i.desired === "stopped") {
-    if (s.state === "stopped" || s.state === "exited" || s.state === "failed") return to("stopped", "Stopped", "");
+    if (s.state === "stopped" || s.state === "exited" || s.state === "failed")
+      return to("stopped", "Stopped", "");
     return undefined;
   }
   // A crashed instance stays crashed until the controller acts (replace or restart).
@@ -204,7 +235,9 @@ export function nextState(i: Instance, s: InstanceStatus): { state: InstanceStat
     case "starting":
       return i.state === "lost" ? to("provisioning", "NodeBack") : undefined;
     case "up":
-      return i.state === "running" ? undefined : to("ready", "Started", s.pid ? `pid ${s.pid}, port ${s.port}` : "");
+      return i.state === "running"
+        ? undefined
+        : to("ready", "Started", s.pid ? `pid ${s.pid}, port ${s.port}` : "");
     case "healthy":
       return to("running", "Healthy", "passed its health check");
     case "unhealthy":

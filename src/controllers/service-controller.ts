@@ -12,7 +12,14 @@
  */
 
 import { newId } from "../common/ids.ts";
-import { type Instance, type InstanceState, type Node, type Release, releaseKey, type Service } from "../model/objects.ts";
+import {
+  type Instance,
+  type InstanceState,
+  type Node,
+  type Release,
+  releaseKey,
+  type Service,
+} from "../model/objects.ts";
 import { allocatedByNode, placeInstance } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { backoffMs, type Context } from "./context.ts";
@@ -23,7 +30,14 @@ export interface ReconcileResult {
 }
 
 /** States in which an instance still counts toward its service's desired count. */
-const ALIVE: ReadonlySet<InstanceState> = new Set(["pending", "provisioning", "ready", "running", "crashed", "lost"]);
+const ALIVE: ReadonlySet<InstanceState> = new Set([
+  "pending",
+  "provisioning",
+  "ready",
+  "running",
+  "crashed",
+  "lost",
+]);
 
 export class ServiceController {
   readonly #ctx: Context;
@@ -38,7 +52,9 @@ export class ServiceController {
     const [tenant, app, service] = key.split("/");
     const svcObj = await store.get<Service>("service", key);
     const all = (await store.list<Instance>("instance")).items;
-    const mine = all.filter((o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service);
+    const mine = all.filter(
+      (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
+    );
     const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
     const nodeState = new Map(nodes.map((n) => [n.name, n.state]));
     let requeue = Number.POSITIVE_INFINITY;
@@ -60,7 +76,9 @@ export class ServiceController {
 
     if (!svcObj) {
       // The service is gone (app destroyed, or dropped from herd.yaml): stop what is left.
-      for (const o of mine) if (o.value.desired === "running") await this.#retire(o, "ServiceRemoved", "its service was removed", 0);
+      for (const o of mine)
+        if (o.value.desired === "running")
+          await this.#retire(o, "ServiceRemoved", "its service was removed", 0);
       return finish(requeue);
     }
     let svc = svcObj.value;
@@ -95,11 +113,19 @@ export class ServiceController {
         else await this.#restartPet(o);
         continue;
       }
-      const why = i.state === "crashed" ? i.message || "crashed" : `not healthy within ${Math.round(i.run.health.startupMs / 1000)}s of starting`;
+      const why =
+        i.state === "crashed"
+          ? i.message || "crashed"
+          : `not healthy within ${Math.round(i.run.health.startupMs / 1000)}s of starting`;
       const crashes = svc.crashes + 1;
       const backoffUntil = new Date(now + backoffMs(this.#ctx.settings, crashes)).toISOString();
       if (rollingOut && current && crashes >= this.#ctx.settings.rolloutCrashLimit) {
-        await saveService({ ...svc, crashes, state: "failed", message: `v${svc.release} did not become healthy: ${why}` });
+        await saveService({
+          ...svc,
+          crashes,
+          state: "failed",
+          message: `v${svc.release} did not become healthy: ${why}`,
+        });
         await this.#ctx.events.record({
           tenant,
           app,
@@ -131,7 +157,12 @@ export class ServiceController {
       }
       await saveService({ ...svc, crashes, backoffUntil });
       if (i.mode === "pet") {
-        await store.put("instance", o.key, { ...i, state: "crashed", restartAt: backoffUntil, reason: "BackOff", message: why }, { expectRevision: o.revision });
+        await store.put(
+          "instance",
+          o.key,
+          { ...i, state: "crashed", restartAt: backoffUntil, reason: "BackOff", message: why },
+          { expectRevision: o.revision },
+        );
         await this.#ctx.events.record({
           tenant,
           app,
@@ -165,7 +196,13 @@ export class ServiceController {
       else await this.#create(svc, want - current.length, fresh, nodes, all);
     } else if (current.length > want) {
       const victims = [...current].sort(byRetirePreference).slice(0, current.length - want);
-      for (const o of victims) await this.#retire(o, "ScaledDown", `${o.value.id} stopped: scaled to ${want}`, this.#ctx.settings.drainMs);
+      for (const o of victims)
+        await this.#retire(
+          o,
+          "ScaledDown",
+          `${o.value.id} stopped: scaled to ${want}`,
+          this.#ctx.settings.drainMs,
+        );
     }
 
     // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
@@ -177,12 +214,23 @@ export class ServiceController {
         const runningCurrent = current.filter((o) => o.value.state === "running").length;
         const runningOld = old.filter((o) => o.value.state === "running");
         for (const o of old) {
-          if (o.value.state !== "running") await this.#retire(o, "Superseded", `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`, 0);
+          if (o.value.state !== "running")
+            await this.#retire(
+              o,
+              "Superseded",
+              `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+              0,
+            );
         }
         const surplus = Math.min(runningOld.length, runningCurrent + runningOld.length - want);
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
         for (const o of oldest.slice(0, Math.max(0, surplus))) {
-          await this.#retire(o, "Superseded", `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`, this.#ctx.settings.drainMs);
+          await this.#retire(
+            o,
+            "Superseded",
+            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+            this.#ctx.settings.drainMs,
+          );
         }
       }
     }
@@ -205,8 +253,14 @@ export class ServiceController {
         ALIVE.has(o.value.state),
     );
     const settled =
-      after.length === svc.instances && after.every((o) => o.value.release === svc.release && o.value.state === "running");
-    if (!failed && svc.state !== "destroying" && settled && (svc.state !== "running" || svc.crashes > 0 || svc.message)) {
+      after.length === svc.instances &&
+      after.every((o) => o.value.release === svc.release && o.value.state === "running");
+    if (
+      !failed &&
+      svc.state !== "destroying" &&
+      settled &&
+      (svc.state !== "running" || svc.crashes > 0 || svc.message)
+    ) {
       await saveService({ ...svc, state: "running", crashes: 0, backoffUntil: undefined, message: "" });
     }
     if (!settled) later(5000);
@@ -214,7 +268,13 @@ export class ServiceController {
   }
 
   /** Creates `count` new instances of the service's release and places them. */
-  async #create(svc: Service, count: number, mine: StoredObject<Instance>[], nodes: Node[], all: StoredObject<Instance>[]): Promise<void> {
+  async #create(
+    svc: Service,
+    count: number,
+    mine: StoredObject<Instance>[],
+    nodes: Node[],
+    all: StoredObject<Instance>[],
+  ): Promise<void> {
     const now = new Date(this.#ctx.clock.now()).toISOString();
     const created: StoredObject<Instance>[] = [];
     const taken = new Set(mine.map((o) => o.value.id));
@@ -244,7 +304,11 @@ export class ServiceController {
   }
 
   /** Assigns nodes to pending instances, or records why none fits. */
-  async #place(pending: StoredObject<Instance>[], nodes: Node[], all: StoredObject<Instance>[]): Promise<void> {
+  async #place(
+    pending: StoredObject<Instance>[],
+    nodes: Node[],
+    all: StoredObject<Instance>[],
+  ): Promise<void> {
     const used = allocatedByNode(all.map((o) => o.value));
     for (const o of pending) {
       const i = o.value;
@@ -255,7 +319,14 @@ export class ServiceController {
         await this.#ctx.store.put(
           "instance",
           o.key,
-          { ...i, node: placement.node, state: "provisioning", reason: "Scheduled", message: "", startedAt: new Date(this.#ctx.clock.now()).toISOString() },
+          {
+            ...i,
+            node: placement.node,
+            state: "provisioning",
+            reason: "Scheduled",
+            message: "",
+            startedAt: new Date(this.#ctx.clock.now()).toISOString(),
+          },
           { expectRevision: o.revision },
         );
         await this.#ctx.events.record({
@@ -268,7 +339,12 @@ export class ServiceController {
           message: `${i.id} (v${i.release}) placed on ${placement.node}`,
         });
       } else if (i.message !== placement.message) {
-        await this.#ctx.store.put("instance", o.key, { ...i, reason: "Unschedulable", message: placement.message }, { expectRevision: o.revision });
+        await this.#ctx.store.put(
+          "instance",
+          o.key,
+          { ...i, reason: "Unschedulable", message: placement.message },
+          { expectRevision: o.revision },
+        );
         await this.#ctx.events.record({
           tenant: i.tenant,
           app: i.app,
@@ -283,14 +359,27 @@ export class ServiceController {
   }
 
   /** Tells an instance to stop: out of the gateway now, process stopped after `drainMs`. */
-  async #retire(o: StoredObject<Instance>, reason: string, message: string, drainMs: number, state?: InstanceState): Promise<void> {
+  async #retire(
+    o: StoredObject<Instance>,
+    reason: string,
+    message: string,
+    drainMs: number,
+    state?: InstanceState,
+  ): Promise<void> {
     const i = o.value;
     const now = this.#ctx.clock.now();
     const draining = i.state === "running" || i.state === "ready" ? "draining" : i.state;
     await this.#ctx.store.put(
       "instance",
       o.key,
-      { ...i, desired: "stopped", drainUntil: new Date(now + drainMs).toISOString(), state: state ?? draining, reason, message },
+      {
+        ...i,
+        desired: "stopped",
+        drainUntil: new Date(now + drainMs).toISOString(),
+        state: state ?? draining,
+        reason,
+        message,
+      },
       { expectRevision: o.revision },
     );
     await this.#ctx.events.record({
@@ -301,7 +390,10 @@ export class ServiceController {
       node: i.node ?? undefined,
       reason,
       message,
-      type: reason === "ScaledDown" || reason === "Superseded" || reason === "ServiceRemoved" ? "normal" : "warning",
+      type:
+        reason === "ScaledDown" || reason === "Superseded" || reason === "ServiceRemoved"
+          ? "normal"
+          : "warning",
     });
   }
 
@@ -336,7 +428,11 @@ export class ServiceController {
   }
 
   /** Pets are updated in place, one at a time, only while all the others run. */
-  async #updatePet(svc: Service, current: StoredObject<Instance>[], old: StoredObject<Instance>[]): Promise<void> {
+  async #updatePet(
+    svc: Service,
+    current: StoredObject<Instance>[],
+    old: StoredObject<Instance>[],
+  ): Promise<void> {
     const others = [...current, ...old];
     if (!others.every((o) => o.value.state === "running" || o.value.release !== svc.release)) return;
     if (current.some((o) => o.value.state !== "running")) return;
@@ -368,7 +464,10 @@ export class ServiceController {
   }
 
   async #runSpec(svc: Service): Promise<Instance["run"]> {
-    const release = await this.#ctx.store.get<Release>("release", releaseKey(svc.tenant, svc.app, svc.release));
+    const release = await this.#ctx.store.get<Release>(
+      "release",
+      releaseKey(svc.tenant, svc.app, svc.release),
+    );
     if (!release) throw new Error(`release v${svc.release} of ${svc.app} is missing`);
     return {
       slug: release.value.slug,

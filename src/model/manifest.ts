@@ -12,9 +12,18 @@ import type { HealthCheck, Resources } from "./objects.ts";
 
 /** Names of tenants, apps and services: DNS labels. */
 export const NAME_PATTERN = "^[a-z][a-z0-9-]{0,39}$";
-const Name = T.String({ pattern: NAME_PATTERN, description: "lowercase letters, digits and dashes; starts with a letter; at most 40" });
-const Host = T.String({ pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", description: "a host name, optionally *.suffix" });
-const Quantity = T.Union([T.Number({ exclusiveMinimum: 0 }), T.String({ pattern: "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|K|M|G)?$" })]);
+const Name = T.String({
+  pattern: NAME_PATTERN,
+  description: "lowercase letters, digits and dashes; starts with a letter; at most 40",
+});
+const Host = T.String({
+  pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+  description: "a host name, optionally *.suffix",
+});
+const Quantity = T.Union([
+  T.Number({ exclusiveMinimum: 0 }),
+  T.String({ pattern: "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|K|M|G)?$" }),
+]);
 
 export const RouteSchema = T.Object(
   {
@@ -47,7 +56,12 @@ export const ServiceManifestSchema = T.Object(
       ),
     ),
     mode: T.Optional(T.Union([T.Literal("cattle"), T.Literal("pet")])),
-    env: T.Optional(T.Record(T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }), T.Union([T.String(), T.Number(), T.Boolean()]))),
+    env: T.Optional(
+      T.Record(
+        T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }),
+        T.Union([T.String(), T.Number(), T.Boolean()]),
+      ),
+    ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
   },
   { additionalProperties: false },
@@ -103,7 +117,10 @@ export function normalizeService(
   const command = s.command ?? fallbackCommand;
   if (!command) {
     throw new HerdError("invalid", `service ${name} has no command`, [
-      { field: `services.${name}.command`, message: "required (no package.json start script or Procfile entry to fall back on)" },
+      {
+        field: `services.${name}.command`,
+        message: "required (no package.json start script or Procfile entry to fall back on)",
+      },
     ]);
   }
   const routes = (s.routes ?? (name === "web" ? [{ host: `${app}.localhost` }] : [])).map((r) => ({
@@ -131,7 +148,11 @@ export function normalizeService(
 }
 
 /** Validates an already-parsed manifest object; problems name the field. */
-export function validateManifest(value: unknown, file = "herd.yaml", lineOf?: (path: string[]) => number | undefined): Manifest {
+export function validateManifest(
+  value: unknown,
+  file = "herd.yaml",
+  lineOf?: (path: string[]) => number | undefined,
+): Manifest {
   if (manifestCheck.Check(value)) return value;
   const details: FieldProblem[] = [];
   const seen = new Set<string>();
@@ -150,13 +171,15 @@ export function validateManifest(value: unknown, file = "herd.yaml", lineOf?: (p
 /** Parses herd.yaml text. Errors carry the file, the field and the line. */
 export function parseManifest(text: string, file = "herd.yaml"): Manifest {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.linePos?.[0]?.line;
-    throw new HerdError("invalid", `${file}${line ? `:${line}` : ""}: not valid YAML: ${e.message.split("\n")[0]}`, [
-      { field: "(yaml)", message: e.message.split("\n")[0], line },
-    ]);
+    throw new HerdError(
+      "invalid",
+      `${file}${line ? `:${line}` : ""}: not valid YAML: ${e.message.split("\n")[0]}`,
+      [{ field: "(yaml)", message: e.message.split("\n")[0], line }],
+    );
   }
   const lineOf = (path: string[]): number | undefined => {
     // Walk down as far as the path exists; report the deepest node found.
@@ -168,7 +191,8 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
         if (!pair) break;
         pos = (pair.key as { range?: number[] }).range?.[0] ?? pos;
         node = pair.value;
-        if ((node as { range?: number[] })?.range && path[path.length - 1] === part) pos = (node as { range: number[] }).range[0];
+        if ((node as { range?: number[] })?.range && path[path.length - 1] === part)
+          pos = (node as { range: number[] }).range[0];
       } else if (isSeq(node)) {
         node = node.items[Number(part)];
         pos = (node as { range?: number[] })?.range?.[0] ?? pos;

@@ -17,7 +17,17 @@
 import type { ServiceSpec } from "./manifest.ts";
 
 /** Every kind of object the store holds. */
-export const KINDS = ["tenant", "app", "service", "release", "deploy", "instance", "node", "event", "token"] as const;
+export const KINDS = [
+  "tenant",
+  "app",
+  "service",
+  "release",
+  "deploy",
+  "instance",
+  "node",
+  "event",
+  "token",
+] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** An isolated owner of apps. */

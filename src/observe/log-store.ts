@@ -66,7 +66,9 @@ export class LogStore {
     this.#db.exec("BEGIN");
     try {
       for (const e of entries) {
-        const row = this.#insert.get(e.time, e.tenant, e.app, e.service, e.instance, e.stream, e.line) as { seq: number };
+        const row = this.#insert.get(e.time, e.tenant, e.app, e.service, e.instance, e.stream, e.line) as {
+          seq: number;
+        };
         stored.push({ ...e, seq: Number(row.seq) });
       }
       this.#db.exec("COMMIT");
@@ -83,10 +85,22 @@ export class LogStore {
   query(q: LogQuery): LogEntry[] {
     const where = ["tenant = ?", "app = ?"];
     const args: (string | number)[] = [q.tenant, q.app];
-    if (q.service) where.push("service = ?"), args.push(q.service);
-    if (q.instance) where.push("instance = ?"), args.push(q.instance);
-    if (q.after !== undefined) where.push("seq > ?"), args.push(q.after);
-    if (q.since) where.push("time >= ?"), args.push(q.since);
+    if (q.service) {
+      where.push("service = ?");
+      args.push(q.service);
+    }
+    if (q.instance) {
+      where.push("instance = ?");
+      args.push(q.instance);
+    }
+    if (q.after !== undefined) {
+      where.push("seq > ?");
+      args.push(q.after);
+    }
+    if (q.since) {
+      where.push("time >= ?");
+      args.push(q.since);
+    }
     const cursorGiven = q.after !== undefined || q.since !== undefined;
     const limit = cursorGiven ? 10_000 : (q.tail ?? 100);
     const order = cursorGiven ? "ASC" : "DESC";
@@ -104,7 +118,12 @@ export class LogStore {
 
   /** Whether an entry matches a query's filters (for live following). */
   static matches(e: LogEntry, q: LogQuery): boolean {
-    return e.tenant === q.tenant && e.app === q.app && (!q.service || e.service === q.service) && (!q.instance || e.instance === q.instance);
+    return (
+      e.tenant === q.tenant &&
+      e.app === q.app &&
+      (!q.service || e.service === q.service) &&
+      (!q.instance || e.instance === q.instance)
+    );
   }
 
   close(): void {

@@ -22,7 +22,9 @@ export const REJECT = {
 
 export type RejectReason = (typeof REJECT)[keyof typeof REJECT];
 
-export type Placement = { node: string } | { node: null; reasons: Partial<Record<RejectReason, number>>; message: string };
+export type Placement =
+  | { node: string }
+  | { node: null; reasons: Partial<Record<RejectReason, number>>; message: string };
 
 /** What is already allocated on each node, from the instances that hold resources there. */
 export function allocatedByNode(instances: Iterable<Instance>): Map<string, Resources> {
@@ -43,7 +45,11 @@ export function holdsResources(i: Instance): boolean {
 }
 
 /** Picks a node for one instance. `used` is updated when a node is chosen, so a batch can be placed in a loop. */
-export function placeInstance(request: Resources, nodes: readonly Node[], used: Map<string, Resources>): Placement {
+export function placeInstance(
+  request: Resources,
+  nodes: readonly Node[],
+  used: Map<string, Resources>,
+): Placement {
   const reasons: Partial<Record<RejectReason, number>> = {};
   const reject = (r: RejectReason) => {
     reasons[r] = (reasons[r] ?? 0) + 1;
@@ -71,7 +77,9 @@ export function placeInstance(request: Resources, nodes: readonly Node[], used: 
       continue;
     }
     // Most free capacity after placing, as the mean of the free shares.
-    const score = (freeMemory - request.memory) / node.allocatable.memory + (freeCpu - request.cpu) / node.allocatable.cpu;
+    const score =
+      (freeMemory - request.memory) / node.allocatable.memory +
+      (freeCpu - request.cpu) / node.allocatable.cpu;
     if (score > bestScore) {
       bestScore = score;
       best = node;

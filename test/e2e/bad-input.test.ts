@@ -70,7 +70,9 @@ test("negative or fractional scale is refused by the CLI and by the API", async 
     const r = await herd.cli(["scale", arg, "--app", "hello"]);
     assert.notEqual(r.code, 0, arg);
   }
-  const api = await herd.api<{ code: string; details: { field: string }[] }>("POST", "/apps/hello/scale", { services: { web: 1.5 } });
+  const api = await herd.api<{ code: string; details: { field: string }[] }>("POST", "/apps/hello/scale", {
+    services: { web: 1.5 },
+  });
   assert.equal(api.status, 400);
   assert.equal(api.body.code, "invalid");
   assert.match(api.body.details[0].field, /body\.services\.web/);
@@ -92,7 +94,10 @@ test("an app that exits at once: the deploy fails with its log tail and the old 
 
 test("an upload over the size limit gets 413 and a message", async () => {
   const dir = appDir("big", { "index.html": "<h1>big</h1>" });
-  writeFileSync(join(dir, "blob.bin"), Buffer.alloc(3 * 1024 * 1024, 7).map(() => Math.floor(Math.random() * 256)));
+  writeFileSync(
+    join(dir, "blob.bin"),
+    Buffer.alloc(3 * 1024 * 1024, 7).map(() => Math.floor(Math.random() * 256)),
+  );
   const r = await herd.cli(["deploy", dir, "--app", "big"]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /limit/);
@@ -102,7 +107,10 @@ test("an upload over the size limit gets 413 and a message", async () => {
 test("a tarball with .. or absolute paths is refused", async () => {
   const src = appDir("evil", { "index.html": "x" });
   const file = join(work, "evil.tar.gz");
-  await tar.c({ gzip: true, file, cwd: src, portable: true, preservePaths: true }, ["index.html", "../evil/index.html"]);
+  await tar.c({ gzip: true, file, cwd: src, portable: true, preservePaths: true }, [
+    "index.html",
+    "../evil/index.html",
+  ]);
   const res = await fetch(`${herd.url}/api/v1/apps/evil/deploys`, {
     method: "POST",
     headers: { authorization: `Bearer ${herd.token}`, "content-type": "application/gzip" },
@@ -128,7 +136,9 @@ test("a port taken by something else: herd up says so and exits non-zero", async
   const port = (blocker.address() as net.AddressInfo).port;
   const data = mkdtempSync(join(tmpdir(), "herd-port-"));
   try {
-    const r = await runCli(["up", "--data", data, "--port", String(port), "--no-example"], { timeoutMs: 30_000 });
+    const r = await runCli(["up", "--data", data, "--port", String(port), "--no-example"], {
+      timeoutMs: 30_000,
+    });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, new RegExp(`port ${port} is in use`));
   } finally {
@@ -139,7 +149,9 @@ test("a port taken by something else: herd up says so and exits non-zero", async
 });
 
 test("the API rejects bad input with 400 naming the field, and unknown tokens with 401", async () => {
-  const r = await herd.api<{ code: string; details: { field: string }[] }>("POST", "/apps", { name: "Bad_Name" });
+  const r = await herd.api<{ code: string; details: { field: string }[] }>("POST", "/apps", {
+    name: "Bad_Name",
+  });
   assert.equal(r.status, 400);
   assert.equal(r.body.details[0].field, "body.name");
   const unauth = await fetch(`${herd.url}/api/v1/apps`, { headers: { authorization: "Bearer nope" } });

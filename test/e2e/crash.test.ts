@@ -24,7 +24,8 @@ after(async () => {
   }
 });
 
-const instances = async (herd: Herd) => (await herd.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items;
+const instances = async (herd: Herd) =>
+  (await herd.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items;
 
 function direct(port: number): Promise<number> {
   return new Promise((resolve) => {
@@ -54,7 +55,10 @@ test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphan
 
   const second = await startHerd({ dataDir: first.dataDir });
   herds.push(second);
-  await waitFor("the gateway to serve hello again", async () => (await second.request("hello.localhost")).status === 200);
+  await waitFor(
+    "the gateway to serve hello again",
+    async () => (await second.request("hello.localhost")).status === 200,
+  );
   // Give the controllers a few heartbeats to (wrongly) start anything extra.
   await new Promise((r) => setTimeout(r, 4000));
   const after = await instances(second);
@@ -63,7 +67,8 @@ test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphan
     before.map((i) => [i.id, i.pid, "running"]).sort(),
     "the same processes, adopted",
   );
-  const events = (await second.api<{ items: { reason: string }[] }>("GET", "/events?app=hello&limit=500")).body.items;
+  const events = (await second.api<{ items: { reason: string }[] }>("GET", "/events?app=hello&limit=500"))
+    .body.items;
   assert.ok(!events.some((e) => e.reason === "Exited" || e.reason === "Replacing"), "nothing was restarted");
 });
 
@@ -73,10 +78,25 @@ test("a second agent joins; killed, its instances move to the first node", async
   dirs.push(herd.dataDir);
   const agentDir = mkdtempSync(join(tmpdir(), "herd-agent2-"));
   dirs.push(agentDir);
-  const agent = spawn(process.execPath, [join(ROOT, "src/cli/main.ts"), "agent", "--server", herd.url, "--token", herd.token, "--name", "second", "--data", agentDir], {
-    cwd: ROOT,
-    stdio: "ignore",
-  });
+  const agent = spawn(
+    process.execPath,
+    [
+      join(ROOT, "src/cli/main.ts"),
+      "agent",
+      "--server",
+      herd.url,
+      "--token",
+      herd.token,
+      "--name",
+      "second",
+      "--data",
+      agentDir,
+    ],
+    {
+      cwd: ROOT,
+      stdio: "ignore",
+    },
+  );
   procs.push(agent);
   await waitFor("two ready nodes", async () => {
     const n = (await herd.api<{ items: Node[] }>("GET", "/nodes")).body.items;

@@ -24,7 +24,10 @@ export interface Herd {
   /** Output of the herd up process so far. */
   output(): string;
   /** Runs the CLI against this herd; resolves with its exit code and output. */
-  cli(args: string[], options?: { cwd?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
+  cli(
+    args: string[],
+    options?: { cwd?: string; timeoutMs?: number },
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
   /** GET/POST the API as JSON. */
   api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   /** A request through the gateway with a Host header. */
@@ -36,15 +39,32 @@ export interface Herd {
 }
 
 /** Starts `herd up` in a new (or the given) data dir on free ports. */
-export async function startHerd(options: { dataDir?: string; extraArgs?: string[]; env?: Record<string, string> } = {}): Promise<Herd> {
+export async function startHerd(
+  options: { dataDir?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
+): Promise<Herd> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "herd-e2e-"));
   rmSync(join(dataDir, "server.json"), { force: true });
   let out = "";
-  const proc = spawn(NODE, [MAIN, "up", "--data", dataDir, "--port", "0", "--gateway-port", "0", "--no-example", ...(options.extraArgs ?? [])], {
-    cwd: ROOT,
-    env: { ...process.env, HERD_LOG_LEVEL: "info", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const proc = spawn(
+    NODE,
+    [
+      MAIN,
+      "up",
+      "--data",
+      dataDir,
+      "--port",
+      "0",
+      "--gateway-port",
+      "0",
+      "--no-example",
+      ...(options.extraArgs ?? []),
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, HERD_LOG_LEVEL: "info", ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (out += d));
   const deadline = Date.now() + 60_000;
@@ -71,11 +91,19 @@ export async function startHerd(options: { dataDir?: string; extraArgs?: string[
     token,
     proc,
     output: () => out,
-    cli: (args, o = {}) => runCli(args, { cwd: o.cwd ?? ROOT, env: { HERD_SERVER: url, HERD_TOKEN: token }, timeoutMs: o.timeoutMs }),
+    cli: (args, o = {}) =>
+      runCli(args, {
+        cwd: o.cwd ?? ROOT,
+        env: { HERD_SERVER: url, HERD_TOKEN: token },
+        timeoutMs: o.timeoutMs,
+      }),
     api: async (method, path, body) => {
       const res = await fetch(`${url}/api/v1${path}`, {
         method,
-        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        },
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });
       const text = await res.text();
@@ -98,7 +126,10 @@ export async function startHerd(options: { dataDir?: string; extraArgs?: string[
 }
 
 /** Ends every process a test's herd left: the platform, then any app process recorded by its agents. */
-export async function cleanupHerd(herd: Herd | undefined, options: { keepDir?: boolean } = {}): Promise<void> {
+export async function cleanupHerd(
+  herd: Herd | undefined,
+  options: { keepDir?: boolean } = {},
+): Promise<void> {
   if (!herd) return;
   await herd.stop();
   killRecordedInstances(herd.dataDir);
@@ -107,7 +138,10 @@ export async function cleanupHerd(herd: Herd | undefined, options: { keepDir?: b
 
 /** Kills the process groups of instances recorded under a data dir (safety net after a failed test). */
 export function killRecordedInstances(dataDir: string): void {
-  for (const file of findFiles(dataDir, (name) => name.endsWith(".json") && !name.startsWith("server") && !name.startsWith("gateway"))) {
+  for (const file of findFiles(
+    dataDir,
+    (name) => name.endsWith(".json") && !name.startsWith("server") && !name.startsWith("gateway"),
+  )) {
     try {
       const rec = JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown; procStartTime?: unknown };
       if (typeof rec.pid !== "number" || rec.procStartTime === undefined) continue;
@@ -142,7 +176,8 @@ function findFiles(dir: string, match: (name: string) => boolean): string[] {
   }
   for (const e of entries) {
     const p = join(dir, e.name);
-    if (e.isDirectory() && e.name !== "app" && e.name !== "slugs" && e.name !== "artifacts") out.push(...findFiles(p, match));
+    if (e.isDirectory() && e.name !== "app" && e.name !== "slugs" && e.name !== "artifacts")
+      out.push(...findFiles(p, match));
     else if (e.isFile() && match(e.name)) out.push(p);
   }
   return out;
@@ -172,14 +207,21 @@ export function runCli(
 }
 
 /** One request through the gateway (a fresh connection each time, as separate clients would). */
-export function gatewayRequest(gatewayUrl: string, host: string, path = "/"): Promise<{ status: number; body: string }> {
+export function gatewayRequest(
+  gatewayUrl: string,
+  host: string,
+  path = "/",
+): Promise<{ status: number; body: string }> {
   const u = new URL(gatewayUrl);
   return new Promise((resolvePromise, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path, headers: { host }, agent: false, timeout: 10_000 }, (res) => {
-      let body = "";
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolvePromise({ status: res.statusCode ?? 0, body }));
-    });
+    const req = http.request(
+      { host: u.hostname, port: u.port, path, headers: { host }, agent: false, timeout: 10_000 },
+      (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolvePromise({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", reject);
     req.end();
@@ -187,7 +229,11 @@ export function gatewayRequest(gatewayUrl: string, host: string, path = "/"): Pr
 }
 
 /** Polls `check` until it returns a truthy value or the time runs out. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -199,7 +245,9 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await sleep(100);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`,
+  );
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

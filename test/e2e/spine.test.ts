@@ -75,7 +75,10 @@ test("kill -9 of an instance: it is replaced and traffic keeps flowing", async (
     20_000,
   );
   assert.equal(replaced.length, 2);
-  const { body } = await herd.api<{ items: { reason: string; instance?: string }[] }>("GET", "/events?app=hello&limit=500");
+  const { body } = await herd.api<{ items: { reason: string; instance?: string }[] }>(
+    "GET",
+    "/events?app=hello&limit=500",
+  );
   assert.ok(body.items.some((e) => e.reason === "Exited" && e.instance === victim.id));
   assert.equal((await herd.request("hello.localhost")).status, 200);
 });
@@ -97,7 +100,10 @@ test("deploy v2 under continuous traffic fails no request; rollback to v1", asyn
   await waitFor("2 running", async () => (await running()).length === 2);
   const dir = join(work, "hello-v2");
   cpSync(join(ROOT, "examples/hello"), dir, { recursive: true });
-  writeFileSync(join(dir, "herd.yaml"), readFileSync(join(dir, "herd.yaml"), "utf8").replace("GREETING: hi", "GREETING: howdy"));
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    readFileSync(join(dir, "herd.yaml"), "utf8").replace("GREETING: hi", "GREETING: howdy"),
+  );
 
   let stop = false;
   const results = { ok: 0, failed: [] as string[] };
@@ -117,14 +123,21 @@ test("deploy v2 under continuous traffic fails no request; rollback to v1", asyn
   stop = true;
   await traffic;
   assert.equal(deploy.code, 0, deploy.stdout + deploy.stderr);
-  assert.deepEqual(results.failed, [], `${results.failed.length} failed of ${results.ok + results.failed.length}`);
+  assert.deepEqual(
+    results.failed,
+    [],
+    `${results.failed.length} failed of ${results.ok + results.failed.length}`,
+  );
   assert.ok(results.ok > 50, `only ${results.ok} requests went through`);
   assert.match((await herd.request("hello.localhost")).body, /^howdy/);
 
   const rb = await herd.cli(["rollback", "v1", "--app", "hello"]);
   assert.equal(rb.code, 0, rb.stdout + rb.stderr);
   await waitFor("v1 greeting", async () => /^hi from/.test((await herd.request("hello.localhost")).body));
-  const rel = await herd.api<{ items: { version: number; description: string; current: boolean }[] }>("GET", "/apps/hello/releases");
+  const rel = await herd.api<{ items: { version: number; description: string; current: boolean }[] }>(
+    "GET",
+    "/apps/hello/releases",
+  );
   assert.equal(rel.body.items[0].version, 3);
   assert.match(rel.body.items[0].description, /Rollback to v1/);
   assert.ok(rel.body.items[0].current);

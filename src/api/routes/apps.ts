@@ -6,8 +6,16 @@
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
-import { type App, appKey, type Deploy, type Instance, type Release, type Service, serviceKey } from "../../model/objects.ts";
-import { LogStore, type LogQuery } from "../../observe/log-store.ts";
+import {
+  type App,
+  appKey,
+  type Deploy,
+  type Instance,
+  type Release,
+  type Service,
+  serviceKey,
+} from "../../model/objects.ts";
+import { type LogQuery, LogStore } from "../../observe/log-store.ts";
 import { AppParams, CreateAppBody, LogsQuery, RollbackBody, ScaleBody, TenantQuery } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 
@@ -35,12 +43,18 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     return app;
   };
 
-  api.get("/apps", { schema: { summary: "List apps", tags: ["apps"], querystring: TenantQuery } }, async (req) => {
-    const tenant = tenantOf(req.query as Q);
-    const apps = (await store.list<App>("app", { prefix: `${tenant}/` })).items.map((o) => o.value);
-    const services = (await store.list<Service>("service", { prefix: `${tenant}/` })).items.map((o) => o.value);
-    return { items: apps.map((a) => ({ ...a, services: services.filter((s) => s.app === a.name) })) };
-  });
+  api.get(
+    "/apps",
+    { schema: { summary: "List apps", tags: ["apps"], querystring: TenantQuery } },
+    async (req) => {
+      const tenant = tenantOf(req.query as Q);
+      const apps = (await store.list<App>("app", { prefix: `${tenant}/` })).items.map((o) => o.value);
+      const services = (await store.list<Service>("service", { prefix: `${tenant}/` })).items.map(
+        (o) => o.value,
+      );
+      return { items: apps.map((a) => ({ ...a, services: services.filter((s) => s.app === a.name) })) };
+    },
+  );
 
   api.post(
     "/apps",
@@ -52,23 +66,48 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
   );
 
-  api.get("/apps/:app", { schema: { summary: "One app and its services", tags: ["apps"], params: AppParams, querystring: TenantQuery } }, async (req) => {
-    const tenant = tenantOf(req.query as Q);
-    const { app } = req.params as { app: string };
-    const o = await getApp(tenant, app);
-    const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items.map((s) => s.value);
-    return { app: o.value, services };
-  });
+  api.get(
+    "/apps/:app",
+    {
+      schema: {
+        summary: "One app and its services",
+        tags: ["apps"],
+        params: AppParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => {
+      const tenant = tenantOf(req.query as Q);
+      const { app } = req.params as { app: string };
+      const o = await getApp(tenant, app);
+      const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items.map(
+        (s) => s.value,
+      );
+      return { app: o.value, services };
+    },
+  );
 
   api.delete(
     "/apps/:app",
-    { schema: { summary: "Destroy an app: stop its instances, delete it", tags: ["apps"], params: AppParams, querystring: TenantQuery } },
+    {
+      schema: {
+        summary: "Destroy an app: stop its instances, delete it",
+        tags: ["apps"],
+        params: AppParams,
+        querystring: TenantQuery,
+      },
+    },
     async (req, reply) => {
       const tenant = tenantOf(req.query as Q);
       const o = await getApp(tenant, (req.params as { app: string }).app);
       if (!o.value.destroying) {
         await store.put("app", o.key, { ...o.value, destroying: true }, { expectRevision: o.revision });
-        await deps.events.record({ tenant, app: o.value.name, reason: "AppDestroying", message: `destroying app ${o.value.name}` });
+        await deps.events.record({
+          tenant,
+          app: o.value.name,
+          reason: "AppDestroying",
+          message: `destroying app ${o.value.name}`,
+        });
       }
       reply.code(202);
       return { app: { ...o.value, destroying: true } };
@@ -80,7 +119,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary: "Deploy: upload the source as a gzip tarball; build, release and roll out",
-        description: "Body: the source tree as application/gzip. Creates the app when missing. Follow progress at /apps/{app}/deploys/{id}/log.",
+        description:
+          "Body: the source tree as application/gzip. Creates the app when missing. Follow progress at /apps/{app}/deploys/{id}/log.",
         tags: ["deploys"],
         params: AppParams,
         querystring: TenantQuery,
@@ -91,13 +131,18 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const { app } = req.params as { app: string };
       const type = req.headers["content-type"] ?? "";
       if (!/^application\/(gzip|x-gzip|octet-stream)\b/.test(type)) {
-        throw new HerdError("invalid", "the deploy body must be the source as a gzip tarball (content-type: application/gzip)", [
-          { field: "content-type", message: `is ${type || "missing"}` },
-        ]);
+        throw new HerdError(
+          "invalid",
+          "the deploy body must be the source as a gzip tarball (content-type: application/gzip)",
+          [{ field: "content-type", message: `is ${type || "missing"}` }],
+        );
       }
       const length = Number(req.headers["content-length"] ?? 0);
       if (length > deps.maxUploadBytes) {
-        throw new HerdError("too_large", `upload is ${length} bytes, the limit is ${deps.maxUploadBytes} bytes (use .herdignore to leave files out)`);
+        throw new HerdError(
+          "too_large",
+          `upload is ${length} bytes, the limit is ${deps.maxUploadBytes} bytes (use .herdignore to leave files out)`,
+        );
       }
       const existing = await store.get<App>("app", appKey(tenant, app));
       if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
@@ -114,7 +159,9 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.get(
     "/apps/:app/deploys/:id",
-    { schema: { summary: "One deploy", tags: ["deploys"], params: DeployParams(), querystring: TenantQuery } },
+    {
+      schema: { summary: "One deploy", tags: ["deploys"], params: DeployParams(), querystring: TenantQuery },
+    },
     async (req) => {
       const { app, id } = req.params as { app: string; id: string };
       const o = await store.get<Deploy>("deploy", `${tenantOf(req.query as Q)}/${app}/${id}`);
@@ -147,7 +194,14 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.get(
     "/apps/:app/releases",
-    { schema: { summary: "Releases, newest first", tags: ["releases"], params: AppParams, querystring: TenantQuery } },
+    {
+      schema: {
+        summary: "Releases, newest first",
+        tags: ["releases"],
+        params: AppParams,
+        querystring: TenantQuery,
+      },
+    },
     async (req) => {
       const o = await getApp(tenantOf(req.query as Q), (req.params as { app: string }).app);
       const items = (await store.list<Release>("release", { prefix: `${o.key}/` })).items.map((r) => ({
@@ -160,7 +214,15 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.post(
     "/apps/:app/rollback",
-    { schema: { summary: "Roll back to a release (default: the one before the current)", tags: ["releases"], params: AppParams, querystring: TenantQuery, body: RollbackBody } },
+    {
+      schema: {
+        summary: "Roll back to a release (default: the one before the current)",
+        tags: ["releases"],
+        params: AppParams,
+        querystring: TenantQuery,
+        body: RollbackBody,
+      },
+    },
     async (req, reply) => {
       const { app } = req.params as { app: string };
       const body = (req.body ?? {}) as { version?: number };
@@ -172,7 +234,15 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.post(
     "/apps/:app/scale",
-    { schema: { summary: "Set instance counts per service", tags: ["apps"], params: AppParams, querystring: TenantQuery, body: ScaleBody } },
+    {
+      schema: {
+        summary: "Set instance counts per service",
+        tags: ["apps"],
+        params: AppParams,
+        querystring: TenantQuery,
+        body: ScaleBody,
+      },
+    },
     async (req) => {
       const tenant = tenantOf(req.query as Q);
       const o = await getApp(tenant, (req.params as { app: string }).app);
@@ -195,7 +265,11 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           const next: Service = {
             ...s.value,
             instances: count,
-            state: busy ? s.value.state : s.value.instances === count && s.value.state !== "failed" ? s.value.state : "scaling",
+            state: busy
+              ? s.value.state
+              : s.value.instances === count && s.value.state !== "failed"
+                ? s.value.state
+                : "scaling",
             crashes: 0,
             backoffUntil: undefined,
             message: busy ? s.value.message : `scaling from ${s.value.instances} to ${count}`,
@@ -208,7 +282,13 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
             if ((err as { code?: string }).code !== "conflict") throw err;
           }
         }
-        await deps.events.record({ tenant, app: o.value.name, service: name, reason: "Scaled", message: `${name} scaled to ${count}` });
+        await deps.events.record({
+          tenant,
+          app: o.value.name,
+          service: name,
+          reason: "Scaled",
+          message: `${name} scaled to ${count}`,
+        });
       }
       return { items };
     },
@@ -216,7 +296,14 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.get(
     "/apps/:app/instances",
-    { schema: { summary: "Instances of an app (herd ps)", tags: ["apps"], params: AppParams, querystring: TenantQuery } },
+    {
+      schema: {
+        summary: "Instances of an app (herd ps)",
+        tags: ["apps"],
+        params: AppParams,
+        querystring: TenantQuery,
+      },
+    },
     async (req) => {
       const tenant = tenantOf(req.query as Q);
       const o = await getApp(tenant, (req.params as { app: string }).app);
@@ -233,16 +320,33 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary: "Instance logs; with follow=true an NDJSON stream that stays open",
-        description: "Each entry has a seq cursor: reconnect with after=<seq> to get exactly what was missed.",
+        description:
+          "Each entry has a seq cursor: reconnect with after=<seq> to get exactly what was missed.",
         tags: ["logs"],
         params: AppParams,
         querystring: LogsQuery,
       },
     },
     async (req, reply) => {
-      const query = req.query as { tenant?: string; service?: string; instance?: string; tail?: number; after?: number; since?: string; follow?: boolean };
+      const query = req.query as {
+        tenant?: string;
+        service?: string;
+        instance?: string;
+        tail?: number;
+        after?: number;
+        since?: string;
+        follow?: boolean;
+      };
       const o = await getApp(tenantOf(query), (req.params as { app: string }).app);
-      const q: LogQuery = { tenant: o.value.tenant, app: o.value.name, service: query.service, instance: query.instance, tail: query.tail, after: query.after, since: query.since };
+      const q: LogQuery = {
+        tenant: o.value.tenant,
+        app: o.value.name,
+        service: query.service,
+        instance: query.instance,
+        tail: query.tail,
+        after: query.after,
+        since: query.since,
+      };
       if (!query.follow) return { items: deps.logs.query(q) };
       const abort = streamNdjson(reply);
       let last = 0;
@@ -287,13 +391,21 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 }
 
 function DeployParams() {
-  return { type: "object", properties: { app: AppParams.properties.app, id: { type: "string", pattern: "^[a-z0-9]{1,40}$" } }, required: ["app", "id"] };
+  return {
+    type: "object",
+    properties: { app: AppParams.properties.app, id: { type: "string", pattern: "^[a-z0-9]{1,40}$" } },
+    required: ["app", "id"],
+  };
 }
 
 /** Takes over the reply for an NDJSON stream; the signal aborts when the client goes. */
 export function streamNdjson(reply: FastifyReply): AbortController {
   reply.hijack();
-  reply.raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-cache", "x-accel-buffering": "no" });
+  reply.raw.writeHead(200, {
+    "content-type": "application/x-ndjson",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+  });
   reply.raw.flushHeaders();
   const abort = new AbortController();
   reply.raw.on("close", () => abort.abort());

@@ -14,7 +14,9 @@ import { drained, streamNdjson } from "./apps.ts";
 export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;
 
-  api.get("/version", { schema: { summary: "Server version", tags: ["platform"] } }, async () => ({ version: deps.version }));
+  api.get("/version", { schema: { summary: "Server version", tags: ["platform"] } }, async () => ({
+    version: deps.version,
+  }));
 
   api.get("/nodes", { schema: { summary: "Nodes and their state", tags: ["nodes"] } }, async () => {
     const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
@@ -35,7 +37,8 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
         body: HeartbeatBody,
       },
     },
-    async (req) => controllers.nodes.handleHeartbeat((req.params as { name: string }).name, req.body as Heartbeat),
+    async (req) =>
+      controllers.nodes.handleHeartbeat((req.params as { name: string }).name, req.body as Heartbeat),
   );
 
   api.get(
@@ -44,14 +47,18 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: {
         summary: "A built slug (gzip tarball) by its sha256",
         tags: ["agent protocol"],
-        params: { type: "object", properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } }, required: ["digest"] },
+        params: {
+          type: "object",
+          properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } },
+          required: ["digest"],
+        },
       },
     },
     async (req, reply) => {
       const { digest } = req.params as { digest: string };
-      if (!deps.artifacts.has(digest)) throw new HerdError("not_found", `no slug ${digest}`);
+      if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);
       reply.header("content-type", "application/gzip");
-      return reply.send(deps.artifacts.open(digest));
+      return reply.send(await deps.artifacts.open(digest));
     },
   );
 
@@ -59,7 +66,10 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const owners = new Map<string, { tenant: string; app: string; service: string }>();
   api.post(
     "/logs",
-    { schema: { summary: "Agents ship instance log lines", tags: ["agent protocol"], body: LogBatchBody }, bodyLimit: 16 * 1024 * 1024 },
+    {
+      schema: { summary: "Agents ship instance log lines", tags: ["agent protocol"], body: LogBatchBody },
+      bodyLimit: 16 * 1024 * 1024,
+    },
     async (req, reply) => {
       const batch = req.body as LogBatch;
       const entries = [];
@@ -81,7 +91,13 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.get(
     "/events",
-    { schema: { summary: "Events in time order (one app's, or all)", tags: ["events"], querystring: EventsQuery } },
+    {
+      schema: {
+        summary: "Events in time order (one app's, or all)",
+        tags: ["events"],
+        querystring: EventsQuery,
+      },
+    },
     async (req) => {
       const q = req.query as { tenant?: string; app?: string; limit?: number };
       return { items: await deps.events.list({ tenant: q.tenant ?? "default", app: q.app, limit: q.limit }) };
@@ -90,7 +106,13 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.get(
     "/snapshot",
-    { schema: { summary: "Objects of some kinds and the revision they were read at", tags: ["watch"], querystring: WatchQuery } },
+    {
+      schema: {
+        summary: "Objects of some kinds and the revision they were read at",
+        tags: ["watch"],
+        querystring: WatchQuery,
+      },
+    },
     async (req) => {
       const kinds = parseKinds((req.query as { kinds?: string }).kinds);
       // One revision for all kinds: read the revision first; a later watch from it may repeat a change, never miss one.
@@ -114,10 +136,15 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const q = req.query as { kinds?: string; from?: number };
       const kinds = parseKinds(q.kinds);
       const signal = new AbortController();
-      const iterator = store.watch({ kinds, fromRevision: q.from ?? (await store.revision()), signal: signal.signal })[Symbol.asyncIterator]();
+      const iterator = store
+        .watch({ kinds, fromRevision: q.from ?? (await store.revision()), signal: signal.signal })
+        [Symbol.asyncIterator]();
       // Pull the first event before answering, so a compacted revision is a proper 410 rather than a broken stream.
       let first: Promise<IteratorResult<unknown>> | undefined = iterator.next();
-      const early = await Promise.race([first.then((r) => ({ r })), new Promise<undefined>((r) => setTimeout(() => r(undefined), 20))]);
+      const early = await Promise.race([
+        first.then((r) => ({ r })),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 20)),
+      ]);
       const abort = streamNdjson(reply);
       abort.signal.addEventListener("abort", () => signal.abort());
       const ping = setInterval(() => reply.raw.write('{"type":"ping"}\n'), 10_000);
@@ -134,7 +161,8 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
           if (!reply.raw.write(`${JSON.stringify(r.value)}\n`)) await drained(reply);
         }
       } catch (err) {
-        if (!signal.signal.aborted) reply.raw.write(`${JSON.stringify({ type: "error", error: (err as Error).message })}\n`);
+        if (!signal.signal.aborted)
+          reply.raw.write(`${JSON.stringify({ type: "error", error: (err as Error).message })}\n`);
       } finally {
         clearInterval(ping);
         signal.abort();
