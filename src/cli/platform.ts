@@ -109,6 +109,7 @@ export async function runUp(argv: string[]): Promise<number> {
     host,
     logger,
     settings: { gatewayUrl },
+    maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),

@@ -117,19 +117,25 @@ export class DeployController {
       rollback: true,
       message: `rolling back to v${target.version}`,
     };
-    await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
-    const content = target.rollbackOf ?? target.version;
-    await this.#release(
-      deploy,
-      {
-        source: target.source,
-        slug: target.slug,
-        services: target.services,
-        description: `Rollback to v${target.version}`,
-      },
-      true,
-      content,
-    );
+    // A rollback has no build, but it is in the same "building" state until its release exists.
+    this.#building.add(deploy.id);
+    try {
+      await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
+      const content = target.rollbackOf ?? target.version;
+      await this.#release(
+        deploy,
+        {
+          source: target.source,
+          slug: target.slug,
+          services: target.services,
+          description: `Rollback to v${target.version}`,
+        },
+        true,
+        content,
+      );
+    } finally {
+      this.#building.delete(deploy.id);
+    }
     return (await this.#ctx.store.get<Deploy>("deploy", deployKey(deploy)))!.value;
   }
 
