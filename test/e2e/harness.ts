@@ -6,7 +6,7 @@
  */
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -143,16 +143,35 @@ export function killRecordedInstances(dataDir: string): void {
     (name) => name.endsWith(".json") && !name.startsWith("server") && !name.startsWith("gateway"),
   )) {
     try {
-      const rec = JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown; procStartTime?: unknown };
+      const rec = JSON.parse(readFileSync(file, "utf8")) as {
+        pid?: unknown;
+        procStartTime?: unknown;
+        cgroup?: { dirs?: string[] } | null;
+      };
       if (typeof rec.pid !== "number" || rec.procStartTime === undefined) continue;
-      if (procStartTime(rec.pid) !== String(rec.procStartTime)) continue;
-      try {
-        process.kill(-rec.pid, "SIGKILL");
-      } catch {
-        process.kill(rec.pid, "SIGKILL");
+      if (procStartTime(rec.pid) === String(rec.procStartTime)) {
+        try {
+          process.kill(-rec.pid, "SIGKILL");
+        } catch {
+          process.kill(rec.pid, "SIGKILL");
+        }
       }
+      // The instance's cgroups (a killed agent never removed them); empty once the processes are gone.
+      for (const dir of rec.cgroup?.dirs ?? []) removeCgroup(dir);
     } catch {
       // not a record, or already gone
+    }
+  }
+}
+
+function removeCgroup(dir: string): void {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      spawnSync("sleep", ["0.1"]);
     }
   }
 }
