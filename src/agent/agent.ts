@@ -82,6 +82,13 @@ const STOP_GRACE_MS = 10_000;
 const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
 const TAIL_LINES = 20;
 const STATUS_DEBOUNCE_MS = 20;
+/**
+ * After a heartbeat that reported a change, the next one comes this soon: the
+ * control plane usually answers the change (a replacement, the next rollout
+ * step) within milliseconds, and waiting a whole interval would add that to
+ * every recovery.
+ */
+const FOLLOW_UP_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
 const LOG_SHIP_MS = 250;
 const LOG_BATCH_LINES = 1000;
@@ -111,6 +118,8 @@ export class Agent {
   #wake: (() => void) | undefined;
   #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
+  /** The statuses the last heartbeat carried (without usage), to notice changes. */
+  #lastSent = "";
   #logs: LogLine[] = [];
   #droppedLines = 0;
   #shipping = false;
@@ -206,12 +215,13 @@ export class Agent {
 
   async #heartbeatLoop(): Promise<void> {
     while (this.#running) {
-      await this.#heartbeat();
-      await this.#pause(this.#heartbeatMs);
+      const changed = await this.#heartbeat();
+      await this.#pause(changed ? Math.min(FOLLOW_UP_MS, this.#heartbeatMs) : this.#heartbeatMs);
     }
   }
 
-  async #heartbeat(): Promise<void> {
+  /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
+  async #heartbeat(): Promise<boolean> {
     const instances: InstanceStatus[] = [];
     for (const inst of this.#instances.values()) {
       const status = toStatus(inst);
@@ -226,6 +236,9 @@ export class Agent {
       isolation: this.#driver.isolation(),
       instances,
     };
+    const fingerprint = JSON.stringify(instances.map(({ usage: _, ...rest }) => rest));
+    const changed = fingerprint !== this.#lastSent;
+    this.#lastSent = fingerprint;
     let reply: HeartbeatReply;
     try {
       const res = await this.#post(`/api/v1/nodes/${encodeURIComponent(this.#options.name)}/heartbeat`, body);
@@ -235,11 +248,12 @@ export class Agent {
       // Everything keeps running as it is; the next heartbeat tries again.
       if (!this.#serverAway) this.#log.warn("heartbeat failed; instances keep running, retrying", { err });
       this.#serverAway = true;
-      return;
+      return false;
     }
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
     this.#reconcile(reply);
+    return changed;
   }
 
   #reconcile(reply: HeartbeatReply): void {

@@ -50,7 +50,8 @@ export interface Context {
   settings: Settings;
 }
 
-/** Crash-loop backoff after `crashes` consecutive crashes: 0.5 s, 1 s, 2 s, … capped. */
+/** Crash-loop backoff after `crashes` consecutive crashes: the first is retried at once, then 0.5 s, 1 s, 2 s, … capped. */
 export function backoffMs(settings: Settings, crashes: number): number {
-  return Math.min(settings.backoffMaxMs, settings.backoffBaseMs * 2 ** Math.max(0, crashes - 1));
+  if (crashes <= 1) return 0;
+  return Math.min(settings.backoffMaxMs, settings.backoffBaseMs * 2 ** (crashes - 2));
 }
