@@ -12,6 +12,10 @@ export const Name = T.String({
 });
 
 export const TenantQuery = T.Object({ tenant: T.Optional(Name) });
+export const DestroyQuery = T.Object({
+  tenant: T.Optional(Name),
+  revision: T.Optional(T.Integer({ minimum: 1, description: "409 unless the app is at this revision" })),
+});
 export const AppParams = T.Object({ app: Name });
 
 export const ErrorReply = T.Object(
@@ -35,6 +39,12 @@ export const ScaleBody = T.Object(
       {
         minProperties: 1,
       },
+    ),
+    revisions: T.Optional(
+      T.Record(Name, T.Integer({ minimum: 1 }), {
+        description:
+          "optimistic concurrency: the service revisions (from GET /apps/{app}) this change is based on; 409 when one is stale",
+      }),
     ),
   },
   { additionalProperties: false },

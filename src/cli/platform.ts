@@ -23,15 +23,18 @@ import { startGateway } from "../gateway/gateway.ts";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway. Data lives in DIR (default ./.herd). On the
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
-(--keep-apps leaves the apps running; the next herd up re-adopts them).`,
-  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL]
+(--keep-apps leaves the apps running; the next herd up re-adopts them).
+--max-upload-mb limits a deploy's source upload; --node-lost-after is how many
+seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
+  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 10]
 
-Runs the control plane: the API, the store and the controllers.`,
+Runs the control plane: the API, the store and the controllers. Agents join it
+with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.`,
   agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
 
 Runs a node agent that joins the control plane at URL and runs instances here.
@@ -74,6 +77,18 @@ const megabytes = (value: unknown): number => {
   return Math.round(n * 1024 * 1024);
 };
 
+/** A node is lost after `seconds` without a heartbeat, and not ready after 40% of that. */
+const nodeTimeouts = (value: unknown): { nodeLostMs: number; nodeNotReadyMs: number } => {
+  const seconds = Number(value);
+  if (!(seconds >= 2 && seconds <= 3600)) {
+    throw new HerdError(
+      "invalid",
+      `--node-lost-after must be a number of seconds from 2 to 3600, got ${value}`,
+    );
+  }
+  return { nodeLostMs: seconds * 1000, nodeNotReadyMs: seconds * 400 };
+};
+
 /** Waits for SIGINT or SIGTERM. */
 function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
@@ -96,6 +111,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
+    "node-lost-after": { type: "string", default: "10" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
@@ -108,7 +124,7 @@ export async function runUp(argv: string[]): Promise<number> {
     port: portOf(v.port, "port"),
     host,
     logger,
-    settings: { gatewayUrl },
+    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]) },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   const driver = new ProcessDriver({
@@ -221,6 +237,7 @@ export async function runServer(argv: string[]): Promise<number> {
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
     "max-upload-mb": { type: "string", default: "200" },
+    "node-lost-after": { type: "string", default: "10" },
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -229,7 +246,7 @@ export async function runServer(argv: string[]): Promise<number> {
     port: portOf(v.port, "port"),
     host: v.host as string,
     logger,
-    settings: { gatewayUrl: v["gateway-url"] as string },
+    settings: { gatewayUrl: v["gateway-url"] as string, ...nodeTimeouts(v["node-lost-after"]) },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);

@@ -55,11 +55,15 @@ export const ServiceManifestSchema = T.Object(
         { additionalProperties: false },
       ),
     ),
-    mode: T.Optional(T.Union([T.Literal("cattle"), T.Literal("pet")])),
+    mode: T.Optional(T.Union([T.Literal("cattle"), T.Literal("pet")], { description: "cattle or pet" })),
     env: T.Optional(
       T.Record(
         T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }),
         T.Union([T.String(), T.Number(), T.Boolean()]),
+        {
+          additionalProperties: false,
+          description: "variable names are letters, digits and _, not starting with a digit",
+        },
       ),
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
@@ -70,7 +74,11 @@ export const ServiceManifestSchema = T.Object(
 export const ManifestSchema = T.Object(
   {
     app: T.Optional(Name),
-    services: T.Record(Name, ServiceManifestSchema, { minProperties: 1 }),
+    services: T.Record(Name, ServiceManifestSchema, {
+      minProperties: 1,
+      additionalProperties: false,
+      description: "service names are lowercase letters, digits and dashes, starting with a letter",
+    }),
   },
   { additionalProperties: false },
 );

@@ -16,7 +16,15 @@ import {
   serviceKey,
 } from "../../model/objects.ts";
 import { type LogQuery, LogStore } from "../../observe/log-store.ts";
-import { AppParams, CreateAppBody, LogsQuery, RollbackBody, ScaleBody, TenantQuery } from "../schemas.ts";
+import {
+  AppParams,
+  CreateAppBody,
+  DestroyQuery,
+  LogsQuery,
+  RollbackBody,
+  ScaleBody,
+  TenantQuery,
+} from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 
 type Q = { tenant?: string };
@@ -80,10 +88,11 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const tenant = tenantOf(req.query as Q);
       const { app } = req.params as { app: string };
       const o = await getApp(tenant, app);
-      const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items.map(
-        (s) => s.value,
-      );
-      return { app: o.value, services };
+      const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items.map((s) => ({
+        ...s.value,
+        revision: s.revision,
+      }));
+      return { app: o.value, revision: o.revision, services };
     },
   );
 
@@ -94,12 +103,16 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
         summary: "Destroy an app: stop its instances, delete it",
         tags: ["apps"],
         params: AppParams,
-        querystring: TenantQuery,
+        querystring: DestroyQuery,
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const q = req.query as Q & { revision?: number };
+      const tenant = tenantOf(q);
       const o = await getApp(tenant, (req.params as { app: string }).app);
+      if (q.revision !== undefined && q.revision !== o.revision) {
+        throw conflict(`app ${o.value.name} changed since revision ${q.revision} (it is at ${o.revision})`);
+      }
       if (!o.value.destroying) {
         await store.put("app", o.key, { ...o.value, destroying: true }, { expectRevision: o.revision });
         await deps.events.record({
@@ -246,7 +259,10 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const tenant = tenantOf(req.query as Q);
       const o = await getApp(tenant, (req.params as { app: string }).app);
-      const wanted = (req.body as { services: Record<string, number> }).services;
+      const { services: wanted, revisions = {} } = req.body as {
+        services: Record<string, number>;
+        revisions?: Record<string, number>;
+      };
       const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items;
       const unknown = Object.keys(wanted).filter((n) => !services.some((s) => s.value.name === n));
       if (unknown.length > 0) {
@@ -261,6 +277,12 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
         const key = serviceKey(tenant, o.value.name, name);
         for (;;) {
           const s = (await store.get<Service>("service", key))!;
+          const based = revisions[name];
+          if (based !== undefined && based !== s.revision) {
+            throw conflict(
+              `service ${name} changed since revision ${based} (it is at ${s.revision}): read it again`,
+            );
+          }
           const busy = s.value.state === "updating" || s.value.state === "rolling_back";
           const next: Service = {
             ...s.value,

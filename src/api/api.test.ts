@@ -1,0 +1,139 @@
+// The control-plane API over a real socket: auth, OpenAPI, validation errors,
+// 404 and 409, the admin token file.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { silentLogger } from "../common/log.ts";
+import type { Service } from "../model/objects.ts";
+import { type RunningServer, startServer } from "./server.ts";
+
+let server: RunningServer;
+const dir = mkdtempSync(join(tmpdir(), "herd-api-"));
+
+before(async () => {
+  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+});
+after(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function call(method: string, path: string, body?: unknown, token = server.adminToken) {
+  const res = await fetch(`${server.url}/api/v1${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+test("the admin token file is private and only its hash is stored", async () => {
+  assert.equal(statSync(server.adminTokenFile).mode & 0o777, 0o600);
+  const tokens = await server.store.list("token");
+  assert.equal(tokens.items.length, 1);
+  assert.notEqual(tokens.items[0].key, server.adminToken);
+  assert.match(tokens.items[0].key, /^[0-9a-f]{64}$/);
+});
+
+test("every call needs a bearer token", async () => {
+  const none = await fetch(`${server.url}/api/v1/apps`);
+  assert.equal(none.status, 401);
+  assert.equal(((await none.json()) as { code: string }).code, "unauthorized");
+  assert.equal((await call("GET", "/apps", undefined, "wrong")).status, 401);
+  assert.equal((await call("GET", "/openapi.json", undefined, "wrong")).status, 401);
+});
+
+test("the OpenAPI document is generated from the route schemas", async () => {
+  const { status, body } = await call("GET", "/openapi.json");
+  assert.equal(status, 200);
+  assert.equal(body.openapi, "3.0.3");
+  for (const path of [
+    "/api/v1/apps",
+    "/api/v1/apps/{app}/deploys",
+    "/api/v1/apps/{app}/scale",
+    "/api/v1/nodes/{name}/heartbeat",
+    "/api/v1/watch",
+  ]) {
+    assert.ok(body.paths[path], `${path} is documented`);
+  }
+  const scale = body.paths["/api/v1/apps/{app}/scale"].post;
+  assert.ok(scale.requestBody.content["application/json"].schema.properties.services);
+});
+
+test("invalid input is 400 with the field named; unknown objects 404; duplicates 409", async () => {
+  const bad = await call("POST", "/apps", { name: "Not Valid" });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.code, "invalid");
+  assert.equal(bad.body.details[0].field, "body.name");
+  const extra = await call("POST", "/apps", { name: "ok", color: "red" });
+  assert.equal(extra.status, 400);
+  assert.equal(extra.body.details[0].field, "body.color");
+  assert.equal((await call("POST", "/apps", { name: "shop" })).status, 201);
+  const dup = await call("POST", "/apps", { name: "shop" });
+  assert.equal(dup.status, 409);
+  assert.equal(dup.body.code, "conflict");
+  const missing = await call("GET", "/apps/nothing");
+  assert.equal(missing.status, 404);
+  assert.match(missing.body.message, /app nothing does not exist/);
+  assert.equal((await call("GET", "/no/such/route")).status, 404);
+  const hb = await call("POST", "/nodes/n1/heartbeat", { address: "x" });
+  assert.equal(hb.status, 400);
+  assert.ok(hb.body.details.some((d: { field: string }) => d.field === "body.capacity"));
+});
+
+test("a stale revision is 409 and changes nothing", async () => {
+  await call("POST", "/apps", { name: "stale" });
+  const svc: Service = {
+    tenant: "default",
+    app: "stale",
+    name: "web",
+    release: 1,
+    spec: {
+      command: "true",
+      instances: 1,
+      resources: { cpu: 0.1, memory: 1e6 },
+      health: { intervalMs: 1000, timeoutMs: 1000, failures: 3, startupMs: 1000 },
+      mode: "cattle",
+      env: {},
+      routes: [],
+    },
+    instances: 1,
+    state: "running",
+    message: "",
+    crashes: 0,
+  };
+  await server.store.put("service", "default/stale/web", svc);
+  const { body } = await call("GET", "/apps/stale");
+  const revision = body.services[0].revision;
+  assert.equal(
+    (await call("POST", "/apps/stale/scale", { services: { web: 2 }, revisions: { web: revision } })).status,
+    200,
+  );
+  const stale = await call("POST", "/apps/stale/scale", {
+    services: { web: 5 },
+    revisions: { web: revision },
+  });
+  assert.equal(stale.status, 409);
+  assert.match(stale.body.message, /changed since revision/);
+  assert.equal((await call("GET", "/apps/stale")).body.services[0].instances, 2);
+  assert.equal((await call("DELETE", `/apps/stale?revision=${body.revision - 1}`)).status, 409);
+  const wrongService = await call("POST", "/apps/stale/scale", { services: { db: 1 } });
+  assert.equal(wrongService.status, 400);
+  assert.equal(wrongService.body.details[0].field, "services.db");
+});
+
+test("a deploy body must be a gzip tarball", async () => {
+  const res = await fetch(`${server.url}/api/v1/apps/shop/deploys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${server.adminToken}`, "content-type": "text/plain" },
+    body: "hello",
+  });
+  assert.equal(res.status, 400);
+});

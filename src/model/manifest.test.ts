@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { HerdError } from "../common/errors.ts";
+import { normalizeService, parseBytes, parseManifest } from "./manifest.ts";
+
+const problem = (text: string) => {
+  try {
+    parseManifest(text);
+  } catch (err) {
+    assert.ok(err instanceof HerdError);
+    return err;
+  }
+  throw new Error("expected a HerdError");
+};
+
+test("the README's herd.yaml parses and normalises with every default filled in", () => {
+  const m = parseManifest(`app: hello
+services:
+  web:
+    command: node server.js
+    instances: 2
+    resources: { cpu: 0.25, memory: 128Mi }
+    health: { path: /healthz }
+    mode: cattle
+    env: { GREETING: hi, WORKERS: 4 }
+    routes: [ { host: hello.localhost, path: / } ]
+`);
+  const web = normalizeService("hello", "web", m.services.web, undefined);
+  assert.equal(web.instances, 2);
+  assert.equal(web.resources.memory, 128 * 1024 * 1024);
+  assert.deepEqual(web.env, { GREETING: "hi", WORKERS: "4" });
+  assert.equal(web.health.path, "/healthz");
+  assert.equal(web.health.startupMs, 30_000);
+  assert.deepEqual(web.routes, [{ host: "hello.localhost", path: "/" }]);
+});
+
+test("web gets the default route <app>.localhost; other services none", () => {
+  assert.deepEqual(normalizeService("shop", "web", {}, "node a.js").routes, [
+    { host: "shop.localhost", path: "/" },
+  ]);
+  assert.deepEqual(normalizeService("shop", "worker", {}, "node w.js").routes, []);
+});
+
+test("errors name the field and the line", () => {
+  const e = problem("services:\n  web:\n    command: x\n    instances: 1.5\n");
+  assert.match(e.message, /^herd\.yaml:4: services\.web\.instances/);
+  assert.equal(e.details?.[0].line, 4);
+  const unknown = problem("services:\n  web:\n    comand: x\n");
+  assert.match(unknown.message, /services\.web/);
+  const mode = problem("services:\n  web:\n    mode: horse\n");
+  assert.match(mode.message, /herd\.yaml:3: services\.web\.mode/);
+  const name = problem("services:\n  Web_1: {}\n");
+  assert.match(name.message, /services/);
+});
+
+test("bad YAML says where", () => {
+  const e = problem("services:\n  web: [\n");
+  assert.match(e.message, /herd\.yaml:\d+: not valid YAML/);
+});
+
+test("a service without a command and nothing to fall back on is an error", () => {
+  assert.throws(() => normalizeService("a", "web", {}, undefined), /no command/);
+});
+
+test("memory quantities", () => {
+  assert.equal(parseBytes("1Gi"), 1024 ** 3);
+  assert.equal(parseBytes("512M"), 512e6);
+  assert.equal(parseBytes(1000), 1000);
+});
