@@ -3,7 +3,7 @@
 // with zero failed requests, roll back.
 
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -149,4 +149,51 @@ test("logs: instance output reaches herd logs", async () => {
     return /hello listening on \d+/.test(l.stdout) ? l : undefined;
   });
   assert.equal(r.code, 0);
+});
+
+test("a pet is restarted in place: same id, same node, its data dir kept", async () => {
+  const dir = join(work, "pet");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    "app: counter\nservices:\n  web:\n    command: node server.js\n    mode: pet\n    health: { path: /healthz }\n",
+  );
+  writeFileSync(
+    join(dir, "server.js"),
+    [
+      'const fs = require("node:fs");',
+      "const file = `${process.env.HERD_DATA_DIR}/starts`;",
+      'const starts = (fs.existsSync(file) ? Number(fs.readFileSync(file, "utf8")) : 0) + 1;',
+      "fs.writeFileSync(file, String(starts));",
+      'require("node:http").createServer((req, res) => res.end(`${process.env.HERD_INSTANCE} starts=${starts}`)).listen(process.env.PORT);',
+    ].join("\n"),
+  );
+  const d = await herd.cli(["deploy", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  assert.equal((await herd.request("counter.localhost")).body, "counter-web-0 starts=1");
+  const pets = async () =>
+    (await herd.api<{ items: Instance[] }>("GET", "/apps/counter/instances")).body.items;
+  const [pet] = await pets();
+  process.kill(pet.pid!, "SIGKILL");
+  await waitFor("the pet to be back", async () => {
+    const [p] = await pets();
+    return p?.state === "running" && p.restarts === 1 ? p : undefined;
+  });
+  const [back] = await pets();
+  assert.equal(back.id, pet.id);
+  assert.equal(back.node, pet.node);
+  assert.equal((await herd.request("counter.localhost")).body, "counter-web-0 starts=2");
+});
+
+test("a static site (index.html, no herd.yaml) is detected, built and served", async () => {
+  const dir = join(work, "site");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "index.html"), "<h1>static hello</h1>\n");
+  const d = await herd.cli(["deploy", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  assert.match(d.stdout, /Static site detected/);
+  const r = await herd.request("site.localhost");
+  assert.equal(r.status, 200);
+  assert.match(r.body, /static hello/);
+  assert.equal((await herd.request("site.localhost", "/missing.txt")).status, 404);
 });
