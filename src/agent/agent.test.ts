@@ -83,7 +83,14 @@ function desiredHello(
       command: "node server.js",
       env: { GREETING: "hi" },
       resources: { cpu: 0.25, memory: 128 * 1024 * 1024 },
-      health: { path: "/healthz", intervalMs: 200, timeoutMs: 1000, failures: 3, startupMs: 30_000 },
+      health: {
+        kind: "http",
+        path: "/healthz",
+        intervalMs: 200,
+        timeoutMs: 1000,
+        failures: 3,
+        startupMs: 30_000,
+      },
     },
   };
 }

@@ -438,7 +438,11 @@ export class Agent {
     const port = inst.port;
     const next = (delay: number) => {
       inst.probeTimer = setTimeout(async () => {
-        const result = await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
+        // A process check passes once the process has stayed up for one interval (the timer's wait).
+        const result =
+          health.kind === "process"
+            ? { ok: true }
+            : await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
         if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
         if (result.ok) {
           inst.failures = 0;
@@ -467,7 +471,7 @@ export class Agent {
       }, delay);
     };
     // The first probe soon after start: most apps listen within a fraction of a second.
-    next(Math.min(100, health.intervalMs));
+    next(health.kind === "process" ? health.intervalMs : Math.min(100, health.intervalMs));
   }
 
   #stopProbing(inst: Managed): void {

@@ -99,7 +99,7 @@ test("a stale revision is 409 and changes nothing", async () => {
       command: "true",
       instances: 1,
       resources: { cpu: 0.1, memory: 1e6 },
-      health: { intervalMs: 1000, timeoutMs: 1000, failures: 3, startupMs: 1000 },
+      health: { kind: "tcp", intervalMs: 1000, timeoutMs: 1000, failures: 3, startupMs: 1000 },
       mode: "cattle",
       env: {},
       routes: [],

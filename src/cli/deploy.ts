@@ -25,7 +25,9 @@ const REATTACH_ATTEMPTS = 60;
 /** Formats one deploy log entry for people, Heroku style. */
 export function formatDeployEntry(entry: DeployLogEntry): string {
   const lines = entry.message.split("\n");
-  if (entry.type === "build") return lines.map((l) => `       ${l}`).join("\n");
+  // The builder marks its own steps Heroku style ("-----> Installing…"); everything else it prints is indented.
+  if (entry.type === "build")
+    return lines.map((l) => (l.startsWith("-----> ") ? l : `       ${l}`)).join("\n");
   return [`-----> ${lines[0]}`, ...lines.slice(1).map((l) => `       ${l}`)].join("\n");
 }
 

@@ -187,6 +187,11 @@ async function askTerminal(question: string): Promise<string> {
 }
 
 if (import.meta.main) {
+  // `herd logs -f | head`: a reader that goes away ends the command quietly, as in other Unix tools.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
   process.exitCode = await main(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,

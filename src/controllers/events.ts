@@ -70,7 +70,9 @@ export class EventRecorder {
   async list(options: { tenant?: string; app?: string; limit?: number } = {}): Promise<Event[]> {
     const prefix = options.app ? `${options.tenant ?? "default"}/${options.app}/` : undefined;
     const { items } = await this.#store.list<Event>("event", { prefix });
-    const events = items.map((o) => o.value);
+    const tenant = options.tenant ?? "default";
+    // Without an app: this tenant's events and the platform's own (nodes), never another tenant's.
+    const events = items.map((o) => o.value).filter((e) => prefix || !e.tenant || e.tenant === tenant);
     if (!prefix) events.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const limit = options.limit ?? 100;
     return events.slice(Math.max(0, events.length - limit));

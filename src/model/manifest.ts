@@ -47,6 +47,12 @@ export const ServiceManifestSchema = T.Object(
       T.Object(
         {
           path: T.Optional(T.String({ pattern: "^/" })),
+          tcp: T.Optional(
+            T.Boolean({
+              description:
+                "false: the process staying up is the check (no port needed); default for services without routes",
+            }),
+          ),
           interval: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
           timeout: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
           failures: T.Optional(T.Integer({ minimum: 1, maximum: 100 })),
@@ -143,6 +149,8 @@ export function normalizeService(
       memory: s.resources?.memory !== undefined ? parseBytes(s.resources.memory) : DEFAULT_RESOURCES.memory,
     },
     health: {
+      // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
+      kind: s.health?.path ? "http" : s.health?.tcp === false || routes.length === 0 ? "process" : "tcp",
       path: s.health?.path,
       intervalMs: Math.round((s.health?.interval ?? 1) * 1000),
       timeoutMs: Math.round((s.health?.timeout ?? 2) * 1000),

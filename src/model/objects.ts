@@ -132,7 +132,12 @@ export interface Resources {
 }
 
 export interface HealthCheck {
-  /** HTTP path; absent = TCP connect to the port. */
+  /**
+   * http: GET `path` answers 2xx/3xx; tcp: the port accepts a connection;
+   * process: the process stays up for one interval (services without routes, e.g. workers).
+   */
+  kind: "http" | "tcp" | "process";
+  /** HTTP path, for kind http. */
   path?: string;
   intervalMs: number;
   timeoutMs: number;

@@ -160,11 +160,14 @@ test("a pet is restarted in place: same id, same node, its data dir kept", async
   );
   writeFileSync(
     join(dir, "server.js"),
+    // The app's source, written as text: its template strings are the app's, not this test's.
     [
       'const fs = require("node:fs");',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: source text of the app
       "const file = `${process.env.HERD_DATA_DIR}/starts`;",
       'const starts = (fs.existsSync(file) ? Number(fs.readFileSync(file, "utf8")) : 0) + 1;',
       "fs.writeFileSync(file, String(starts));",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: source text of the app
       'require("node:http").createServer((req, res) => res.end(`${process.env.HERD_INSTANCE} starts=${starts}`)).listen(process.env.PORT);',
     ].join("\n"),
   );
