@@ -34,6 +34,13 @@ services:
   assert.deepEqual(web.routes, [{ host: "hello.localhost", path: "/" }]);
 });
 
+test("health: http with a path, tcp for routed services, process for the rest", () => {
+  assert.equal(normalizeService("a", "web", { health: { path: "/h" } }, "x").health.kind, "http");
+  assert.equal(normalizeService("a", "web", {}, "x").health.kind, "tcp");
+  assert.equal(normalizeService("a", "worker", {}, "x").health.kind, "process");
+  assert.equal(normalizeService("a", "web", { health: { tcp: false } }, "x").health.kind, "process");
+});
+
 test("web gets the default route <app>.localhost; other services none", () => {
   assert.deepEqual(normalizeService("shop", "web", {}, "node a.js").routes, [
     { host: "shop.localhost", path: "/" },
