@@ -242,7 +242,7 @@ test("a release that never becomes healthy fails its deploy and the old one keep
   );
 });
 
-test("a lost node's cattle move to another node; its pets wait", async () => {
+test("a lost node's cattle move to another node", async () => {
   const h = setup();
   await h.m.nodes.handleHeartbeat("n1", hb());
   await deploy(h, { instances: 2 });
@@ -276,4 +276,55 @@ test("scaling to zero and back", async () => {
   await settle(h);
   const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
   assert.equal(alive.length, 1);
+});
+
+test("a new release updates pets in place, one at a time", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 2, mode: "pet" });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const d2 = await deploy(h, { instances: 2, mode: "pet", env: { V: "2" } }, "e".repeat(64));
+  await settle(h);
+  let pets = await instancesOf(h);
+  assert.deepEqual(pets.map((p) => p.id).sort(), ["hello-web-0", "hello-web-1"]);
+  assert.equal(pets.filter((p) => p.release === 2).length, 1, "one pet at a time");
+  for (let n = 0; n < 3; n++) {
+    await agentReports(h, "n1", () => "healthy");
+    await settle(h);
+  }
+  pets = await instancesOf(h);
+  assert.ok(pets.every((p) => p.release === 2 && p.generation === 2 && p.state === "running"));
+  assert.equal((await deployState(h, d2.id)).state, "succeeded");
+});
+
+test("pets on a lost node wait for it and run there again when it returns", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1, mode: "pet" });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await h.m.nodes.checkNodes();
+  await settle(h);
+  let pets = await instancesOf(h);
+  assert.deepEqual(
+    pets.map((p) => [p.id, p.node, p.state]),
+    [["hello-web-0", "n1", "lost"]],
+    "not moved",
+  );
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "InstanceLost" && /waits for the node/.test(e.message)));
+  // The node comes back with the pet still running.
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  pets = await instancesOf(h);
+  assert.deepEqual(
+    pets.map((p) => [p.id, p.node, p.state]),
+    [["hello-web-0", "n1", "running"]],
+  );
 });

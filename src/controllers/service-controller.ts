@@ -23,6 +23,7 @@ import {
 import { allocatedByNode, placeInstance } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { backoffMs, type Context } from "./context.ts";
+import type { EventInput } from "./events.ts";
 
 /** Result of one reconcile: when to look again (ms), if a timer matters. */
 export interface ReconcileResult {
@@ -157,22 +158,17 @@ export class ServiceController {
       }
       await saveService({ ...svc, crashes, backoffUntil });
       if (i.mode === "pet") {
-        await store.put(
-          "instance",
-          o.key,
-          { ...i, state: "crashed", restartAt: backoffUntil, reason: "BackOff", message: why },
-          { expectRevision: o.revision },
+        const inSeconds = Math.round((Date.parse(backoffUntil) - now) / 100) / 10;
+        await this.#transition(
+          o,
+          { state: "crashed", restartAt: backoffUntil, reason: "BackOff", message: why },
+          {
+            reason: "BackOff",
+            type: "warning",
+            message: `pet ${i.id} ${why}; restarting it in place in ${inSeconds}s`,
+            details: i.logTail,
+          },
         );
-        await this.#ctx.events.record({
-          tenant,
-          app,
-          service,
-          instance: i.id,
-          reason: "BackOff",
-          type: "warning",
-          message: `pet ${i.id} ${why}; restarting it in place in ${Math.round((Date.parse(backoffUntil) - now) / 100) / 10}s`,
-          details: i.logTail,
-        });
         later(Date.parse(backoffUntil) - now);
       } else {
         await this.#retire(o, "Replacing", `${i.id} ${why}; replacing it`, 0, "failed");
@@ -187,22 +183,28 @@ export class ServiceController {
     const current = active.filter((o) => o.value.release === svc.release);
     const old = active.filter((o) => o.value.release !== svc.release);
 
-    // 3. Scale: create or retire instances of the desired release.
+    // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
+    //    pets count whatever release they run, since they are updated in place, never replaced.
     const failed = svc.state === "failed";
-    const want = failed ? Math.min(svc.instances, current.length) : svc.instances;
-    if (current.length < want) {
+    const pets = svc.spec.mode === "pet";
+    const counted = pets ? active : current;
+    const want = failed ? Math.min(svc.instances, counted.length) : svc.instances;
+    if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
-      else await this.#create(svc, want - current.length, fresh, nodes, all);
-    } else if (current.length > want) {
-      const victims = [...current].sort(byRetirePreference).slice(0, current.length - want);
-      for (const o of victims)
+      else await this.#create(svc, want - counted.length, fresh, nodes, all);
+    } else if (counted.length > want) {
+      const victims = [...counted]
+        .sort(pets ? byOrdinalDescending : byRetirePreference)
+        .slice(0, counted.length - want);
+      for (const o of victims) {
         await this.#retire(
           o,
           "ScaledDown",
           `${o.value.id} stopped: scaled to ${want}`,
           this.#ctx.settings.drainMs,
         );
+      }
     }
 
     // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
@@ -316,44 +318,27 @@ export class ServiceController {
       const candidates = i.mode === "pet" && i.node ? nodes.filter((n) => n.name === i.node) : nodes;
       const placement = placeInstance(i.run.resources, candidates, used);
       if (placement.node !== null) {
-        await this.#ctx.store.put(
-          "instance",
-          o.key,
+        await this.#transition(
+          o,
           {
-            ...i,
             node: placement.node,
             state: "provisioning",
             reason: "Scheduled",
             message: "",
-            startedAt: new Date(this.#ctx.clock.now()).toISOString(),
+            startedAt: this.#nowIso(),
           },
-          { expectRevision: o.revision },
+          { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
         );
-        await this.#ctx.events.record({
-          tenant: i.tenant,
-          app: i.app,
-          service: i.service,
-          instance: i.id,
-          node: placement.node,
-          reason: "Scheduled",
-          message: `${i.id} (v${i.release}) placed on ${placement.node}`,
-        });
       } else if (i.message !== placement.message) {
-        await this.#ctx.store.put(
-          "instance",
-          o.key,
-          { ...i, reason: "Unschedulable", message: placement.message },
-          { expectRevision: o.revision },
+        await this.#transition(
+          o,
+          { reason: "Unschedulable", message: placement.message },
+          {
+            reason: "FailedScheduling",
+            type: "warning",
+            message: `${i.id} cannot be placed: ${placement.message}`,
+          },
         );
-        await this.#ctx.events.record({
-          tenant: i.tenant,
-          app: i.app,
-          service: i.service,
-          instance: i.id,
-          reason: "FailedScheduling",
-          type: "warning",
-          message: `${i.id} cannot be placed: ${placement.message}`,
-        });
       }
     }
   }
@@ -367,100 +352,84 @@ export class ServiceController {
     state?: InstanceState,
   ): Promise<void> {
     const i = o.value;
-    const now = this.#ctx.clock.now();
     const draining = i.state === "running" || i.state === "ready" ? "draining" : i.state;
-    await this.#ctx.store.put(
-      "instance",
-      o.key,
+    const routine = reason === "ScaledDown" || reason === "Superseded" || reason === "ServiceRemoved";
+    await this.#transition(
+      o,
       {
-        ...i,
         desired: "stopped",
-        drainUntil: new Date(now + drainMs).toISOString(),
+        drainUntil: new Date(this.#ctx.clock.now() + drainMs).toISOString(),
         state: state ?? draining,
         reason,
         message,
       },
-      { expectRevision: o.revision },
+      { reason, message, type: routine ? "normal" : "warning" },
     );
-    await this.#ctx.events.record({
-      tenant: i.tenant,
-      app: i.app,
-      service: i.service,
-      instance: i.id,
-      node: i.node ?? undefined,
-      reason,
-      message,
-      type:
-        reason === "ScaledDown" || reason === "Superseded" || reason === "ServiceRemoved"
-          ? "normal"
-          : "warning",
-    });
   }
 
   /** Restarts a crashed pet in place: same id, node and data; a new generation. */
   async #restartPet(o: StoredObject<Instance>): Promise<void> {
     const i = o.value;
-    const now = new Date(this.#ctx.clock.now()).toISOString();
-    await this.#ctx.store.put(
-      "instance",
-      o.key,
+    await this.#transition(
+      o,
       {
-        ...i,
         generation: i.generation + 1,
         restartAt: undefined,
         restarts: i.restarts + 1,
         state: "provisioning",
         reason: "Restarting",
         message: "",
-        startedAt: now,
+        startedAt: this.#nowIso(),
       },
-      { expectRevision: o.revision },
+      { reason: "Restarting", message: `restarting pet ${i.id} in place (restart ${i.restarts + 1})` },
     );
-    await this.#ctx.events.record({
-      tenant: i.tenant,
-      app: i.app,
-      service: i.service,
-      instance: i.id,
-      node: i.node ?? undefined,
-      reason: "Restarting",
-      message: `restarting pet ${i.id} in place (restart ${i.restarts + 1})`,
-    });
   }
 
-  /** Pets are updated in place, one at a time, only while all the others run. */
+  /** Pets are updated in place (same id, node and data), one at a time. */
   async #updatePet(
     svc: Service,
     current: StoredObject<Instance>[],
     old: StoredObject<Instance>[],
   ): Promise<void> {
-    const others = [...current, ...old];
-    if (!others.every((o) => o.value.state === "running" || o.value.release !== svc.release)) return;
+    // One at a time: an updated pet joins `current` and must run again before the next one goes.
     if (current.some((o) => o.value.state !== "running")) return;
     const o = old[0];
     const i = o.value;
-    await this.#ctx.store.put(
-      "instance",
-      o.key,
+    await this.#transition(
+      o,
       {
-        ...i,
         release: svc.release,
         run: await this.#runSpec(svc),
         generation: i.generation + 1,
         state: "provisioning",
         reason: "Updating",
         message: "",
-        startedAt: new Date(this.#ctx.clock.now()).toISOString(),
+        startedAt: this.#nowIso(),
       },
-      { expectRevision: o.revision },
+      { reason: "Updating", message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}` },
     );
+  }
+
+  /** Writes a change to an instance and the Event that says why (every transition is one). */
+  async #transition(
+    o: StoredObject<Instance>,
+    patch: Partial<Instance>,
+    event: Pick<EventInput, "reason" | "message" | "type" | "details">,
+  ): Promise<void> {
+    const i = o.value;
+    await this.#ctx.store.put("instance", o.key, { ...i, ...patch }, { expectRevision: o.revision });
     await this.#ctx.events.record({
       tenant: i.tenant,
       app: i.app,
       service: i.service,
       instance: i.id,
-      reason: "Updating",
-      message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}`,
+      node: (patch.node ?? i.node) || undefined,
+      ...event,
     });
+  }
+
+  #nowIso(): string {
+    return new Date(this.#ctx.clock.now()).toISOString();
   }
 
   async #runSpec(svc: Service): Promise<Instance["run"]> {
@@ -490,6 +459,13 @@ function byRetirePreference(a: StoredObject<Instance>, b: StoredObject<Instance>
   if (ra !== rb) return ra - rb;
   return b.value.createdAt.localeCompare(a.value.createdAt);
 }
+
+/** Pets leave from the highest ordinal down, as a StatefulSet's do. */
+function byOrdinalDescending(a: StoredObject<Instance>, b: StoredObject<Instance>): number {
+  return ordinal(b.value.id) - ordinal(a.value.id);
+}
+
+const ordinal = (id: string): number => Number(/-(\d+)$/.exec(id)?.[1] ?? 0);
 
 /** Pets have stable, ordinal ids: `<app>-<service>-0`, `-1`, … */
 function nextPetId(svc: Service, taken: Set<string>): string {
