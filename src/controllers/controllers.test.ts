@@ -328,3 +328,39 @@ test("pets on a lost node wait for it and run there again when it returns", asyn
     [["hello-web-0", "n1", "running"]],
   );
 });
+
+test("a deploy whose route another app serves fails before making a release", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  await h.store.put("app", "default/other", {
+    tenant: "default",
+    name: "other",
+    createdAt: new Date().toISOString(),
+    release: null,
+    latestVersion: 0,
+  } satisfies App);
+  const d = await h.m.deploys.startDeploy("default", "other", async () => ({
+    source: "b".repeat(64),
+    slug: "f".repeat(64),
+    services: {
+      web: normalizeService(
+        "other",
+        "web",
+        { command: "x", routes: [{ host: "hello.localhost" }] },
+        undefined,
+      ),
+    },
+    description: "clash",
+  }));
+  const failed = await (async () => {
+    for (let n = 0; n < 50; n++) {
+      const o = (await h.store.get<Deploy>("deploy", `default/other/${d.id}`))!.value;
+      if (o.state === "failed") return o;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  assert.match(failed?.message ?? "", /route hello\.localhost\/ of web is already served by hello\/web/);
+  assert.equal((await h.store.list("release", { prefix: "default/other/" })).items.length, 0);
+});

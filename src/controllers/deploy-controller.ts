@@ -12,7 +12,7 @@
 
 import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import type { ServiceSpec } from "../model/manifest.ts";
+import { routeIdentity, type ServiceSpec } from "../model/manifest.ts";
 import {
   type App,
   appKey,
@@ -144,6 +144,7 @@ export class DeployController {
     const { store, clock, deployLogs, events } = this.#ctx;
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
+    await this.#checkRoutes(tenant, app, result.services);
     // Take the next version number (optimistic: retried on a concurrent deploy).
     let version = 0;
     for (;;) {
@@ -219,6 +220,29 @@ export class DeployController {
           expectRevision: d.revision,
         },
       );
+    }
+  }
+
+  /** A route another app already serves makes the deploy fail before any release is made (409). */
+  async #checkRoutes(tenant: string, app: string, services: Record<string, ServiceSpec>): Promise<void> {
+    const taken = new Map<string, string>();
+    for (const o of (await this.#ctx.store.list<Service>("service")).items) {
+      const s = o.value;
+      if (s.tenant === tenant && s.app === app) continue;
+      for (const r of s.spec.routes)
+        taken.set(routeIdentity(r), `${s.tenant === tenant ? "" : `${s.tenant}/`}${s.app}/${s.name}`);
+    }
+    for (const [name, spec] of Object.entries(services)) {
+      spec.routes.forEach((r, n) => {
+        const owner = taken.get(routeIdentity(r));
+        if (owner) {
+          throw new HerdError(
+            "conflict",
+            `route ${r.host}${r.path} of ${name} is already served by ${owner}`,
+            [{ field: `services.${name}.routes.${n}`, message: `already served by ${owner}` }],
+          );
+        }
+      });
     }
   }
 

@@ -7,7 +7,7 @@
  * map hit or two and a short scan of prefixes.
  */
 
-import type { Route } from "../model/manifest.ts";
+import { type Route, routeIdentity } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 
 /** One running instance that traffic for a service can go to. */
@@ -58,12 +58,27 @@ export class Backend {
   }
 }
 
-/** One path prefix under a host and the backend that serves it. */
-interface PrefixRoute {
+/**
+ * One route under a host, compiled for matching: which requests (path,
+ * method, headers) reach which backend, and how the path is rewritten.
+ */
+export interface RouteEntry {
   /** Normalised: starts with `/`, no trailing `/` except the root itself. */
-  prefix: string;
-  backend: Backend;
+  readonly prefix: string;
+  /** Exact path match instead of a prefix. */
+  readonly exact: boolean;
+  /** Allowed methods, or null for any. */
+  readonly methods: ReadonlySet<string> | null;
+  /** Required [lowercase name, value] pairs, or null. */
+  readonly headers: readonly (readonly [string, string])[] | null;
+  /** Replacement for the matched prefix, or null to forward the path as it is. */
+  readonly rewrite: string | null;
+  readonly priority: number;
+  readonly backend: Backend;
 }
+
+/** What a request carries that routes match on. */
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
 /** The objects a table is built from. */
 export interface RouteObjects {
@@ -82,14 +97,14 @@ export class RouteTable {
   readonly problems: readonly string[];
   /** Every backend by service key (routed services only). */
   readonly backends: ReadonlyMap<string, Backend>;
-  readonly #exact: Map<string, PrefixRoute[]>;
+  readonly #exact: Map<string, RouteEntry[]>;
   /** Keyed by the suffix after `*.`, e.g. `example.com`. */
-  readonly #wildcard: Map<string, PrefixRoute[]>;
+  readonly #wildcard: Map<string, RouteEntry[]>;
 
   constructor(
     version: number,
-    exact: Map<string, PrefixRoute[]>,
-    wildcard: Map<string, PrefixRoute[]>,
+    exact: Map<string, RouteEntry[]>,
+    wildcard: Map<string, RouteEntry[]>,
     backends: Map<string, Backend>,
     routeCount: number,
     problems: string[],
@@ -103,30 +118,42 @@ export class RouteTable {
   }
 
   /**
-   * The backend for a request. `host` is the Host header as sent (any case,
+   * The route for a request. `host` is the Host header as sent (any case,
    * maybe with a port); `path` is the request target, and may carry a query
    * string (`?` ends a segment like `/` does).
    *
-   * Exact host first, then wildcards from the longest suffix to the shortest;
-   * within a host, the longest prefix that ends on a segment boundary. A host
-   * whose routes match no prefix falls through to the next candidate.
+   * Exact host first, then wildcards from the longest suffix to the shortest.
+   * Within a host, routes are tried by priority (highest first), then exact
+   * paths before prefixes, then longer prefixes before shorter ones; the first
+   * whose path, method and headers all match wins. A host whose routes match
+   * nothing falls through to the next candidate.
    */
-  match(host: string, path: string): Backend | undefined {
+  route(
+    host: string,
+    path: string,
+    method = "GET",
+    headers: RequestHeaders = NO_HEADERS,
+  ): RouteEntry | undefined {
     const name = normalizeHost(host);
     const exact = this.#exact.get(name);
     if (exact !== undefined) {
-      const backend = matchPrefix(exact, path);
-      if (backend !== undefined) return backend;
+      const hit = firstMatch(exact, path, method, headers);
+      if (hit !== undefined) return hit;
     }
     if (this.#wildcard.size === 0) return undefined;
     // The leftmost dot gives the longest suffix, so the first hit is the most specific wildcard.
     for (let dot = name.indexOf("."); dot !== -1; dot = name.indexOf(".", dot + 1)) {
       const routes = this.#wildcard.get(name.slice(dot + 1));
       if (routes === undefined) continue;
-      const backend = matchPrefix(routes, path);
-      if (backend !== undefined) return backend;
+      const hit = firstMatch(routes, path, method, headers);
+      if (hit !== undefined) return hit;
     }
     return undefined;
+  }
+
+  /** The backend for a GET of `path` on `host` with no particular headers. */
+  match(host: string, path: string): Backend | undefined {
+    return this.route(host, path)?.backend;
   }
 
   /** Whether any route names this host (exactly or by wildcard), for telling a wrong path from a wrong host. */
@@ -157,17 +184,60 @@ export function normalizeHost(host: string): string {
   return (end === host.length ? host : host.slice(0, end)).toLowerCase();
 }
 
-function matchPrefix(routes: PrefixRoute[], path: string): Backend | undefined {
+const NO_HEADERS: RequestHeaders = {};
+
+function firstMatch(
+  routes: RouteEntry[],
+  path: string,
+  method: string,
+  headers: RequestHeaders,
+): RouteEntry | undefined {
   for (let i = 0; i < routes.length; i++) {
-    const { prefix, backend } = routes[i];
-    // Routes are sorted longest first, and "/" (last) matches every path.
-    if (prefix.length === 1) return backend;
-    if (!path.startsWith(prefix)) continue;
-    if (path.length === prefix.length) return backend;
-    const next = path.charCodeAt(prefix.length);
-    if (next === 47 /* / */ || next === 63 /* ? */) return backend;
+    const r = routes[i];
+    if (!pathMatches(r, path)) continue;
+    if (r.methods !== null && !r.methods.has(method)) continue;
+    if (r.headers !== null && !headersMatch(r.headers, headers)) continue;
+    return r;
   }
   return undefined;
+}
+
+function pathMatches(r: RouteEntry, path: string): boolean {
+  const { prefix } = r;
+  if (r.exact) {
+    if (!path.startsWith(prefix)) return false;
+    return path.length === prefix.length || path.charCodeAt(prefix.length) === 63 /* ? */;
+  }
+  // "/" matches every path.
+  if (prefix.length === 1) return true;
+  if (!path.startsWith(prefix)) return false;
+  if (path.length === prefix.length) return true;
+  const next = path.charCodeAt(prefix.length);
+  return next === 47 /* / */ || next === 63 /* ? */;
+}
+
+function headersMatch(required: readonly (readonly [string, string])[], headers: RequestHeaders): boolean {
+  for (let i = 0; i < required.length; i++) {
+    const [name, value] = required[i];
+    const got = headers[name];
+    if (got === value) continue;
+    if (Array.isArray(got) && got.includes(value)) continue;
+    return false;
+  }
+  return true;
+}
+
+/**
+ * The path to forward for a request that matched `route`: the matched prefix
+ * replaced by the route's rewrite (the rest, including the query, kept).
+ */
+export function rewritePath(route: RouteEntry, path: string): string {
+  if (route.rewrite === null) return path;
+  const rest = route.prefix.length === 1 ? path.slice(1) : path.slice(route.prefix.length);
+  if (rest.length === 0) return route.rewrite;
+  const base = route.rewrite.endsWith("/") ? route.rewrite.slice(0, -1) : route.rewrite;
+  if (rest.charCodeAt(0) === 63 /* ? */) return `${route.rewrite}${rest}`;
+  return rest.charCodeAt(0) === 47 ? `${base}${rest}` : `${base}/${rest}`;
 }
 
 function normalizePrefix(path: string | undefined): string {
@@ -217,8 +287,8 @@ export function buildRouteTable(objects: RouteObjects, version: number): RouteTa
     .map((service) => ({ key: serviceKey(service.tenant, service.app, service.name), service }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 
-  const exact = new Map<string, PrefixRoute[]>();
-  const wildcard = new Map<string, PrefixRoute[]>();
+  const exact = new Map<string, RouteEntry[]>();
+  const wildcard = new Map<string, RouteEntry[]>();
   const backends = new Map<string, Backend>();
   /** `host path` → the service key that owns it. */
   const owners = new Map<string, string>();
@@ -232,11 +302,11 @@ export function buildRouteTable(objects: RouteObjects, version: number): RouteTa
     for (const route of routes) {
       const host = route.host.toLowerCase();
       const prefix = normalizePrefix(route.path);
-      const id = `${host} ${prefix}`;
+      const id = routeIdentity({ ...route, path: prefix });
       const owner = owners.get(id);
       if (owner === key) continue;
       if (owner !== undefined) {
-        problems.push(`route ${host}${prefix} is declared by ${owner} and ${key}; ${owner} serves it`);
+        problems.push(`route ${describeRoute(route)} is declared by ${owner} and ${key}; ${owner} serves it`);
         continue;
       }
       owners.set(id, key);
@@ -248,12 +318,21 @@ export function buildRouteTable(objects: RouteObjects, version: number): RouteTa
         list = [];
         index.set(name, list);
       }
-      list.push({ prefix, backend });
+      const headers = Object.entries(route.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
+      list.push({
+        prefix,
+        exact: route.match === "exact",
+        methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,
+        headers: headers.length > 0 ? headers : null,
+        rewrite: route.rewrite ?? null,
+        priority: route.priority ?? 0,
+        backend,
+      });
     }
   }
 
-  for (const list of exact.values()) list.sort(longestFirst);
-  for (const list of wildcard.values()) list.sort(longestFirst);
+  for (const list of exact.values()) list.sort(byPrecedence);
+  for (const list of wildcard.values()) list.sort(byPrecedence);
   return new RouteTable(version, exact, wildcard, backends, owners.size, problems);
 }
 
@@ -261,6 +340,25 @@ function byInstance(a: Endpoint, b: Endpoint): number {
   return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
 }
 
-function longestFirst(a: PrefixRoute, b: PrefixRoute): number {
-  return b.prefix.length - a.prefix.length;
+/** Priority first; then exact paths before prefixes; then longer prefixes; then the more specific (method, headers) first. */
+function byPrecedence(a: RouteEntry, b: RouteEntry): number {
+  if (a.priority !== b.priority) return b.priority - a.priority;
+  if (a.exact !== b.exact) return a.exact ? -1 : 1;
+  if (a.prefix.length !== b.prefix.length) return b.prefix.length - a.prefix.length;
+  return specificity(b) - specificity(a);
+}
+
+function specificity(r: RouteEntry): number {
+  return (r.methods === null ? 0 : 1) + (r.headers === null ? 0 : r.headers.length);
+}
+
+function describeRoute(r: Route): string {
+  const extra = [
+    r.match === "exact" ? "exact" : "",
+    r.methods?.join(",") ?? "",
+    Object.keys(r.headers ?? {}).join(","),
+  ]
+    .filter(Boolean)
+    .join(" ");
+  return `${r.host}${r.path}${extra ? ` (${extra})` : ""}`;
 }

@@ -29,7 +29,7 @@ export function testService(
       health: { kind: "tcp", intervalMs: 1000, timeoutMs: 2000, failures: 3, startupMs: 30_000 },
       mode: "cattle",
       env: {},
-      routes: routes.map((r) => ({ host: r.host, path: r.path ?? "/" })),
+      routes: routes.map((r) => ({ ...r, path: r.path ?? "/" })),
     },
     instances: 1,
     state: "running",

@@ -74,3 +74,14 @@ test("memory quantities", () => {
   assert.equal(parseBytes("512M"), 512e6);
   assert.equal(parseBytes(1000), 1000);
 });
+
+test("the same route twice in one herd.yaml is a conflict naming both places", () => {
+  const e = problem(
+    "services:\n  web:\n    command: a\n    routes: [ { host: a.test } ]\n  api:\n    command: b\n    routes:\n      - { host: a.test, path: / }\n",
+  );
+  assert.equal(e.code, "conflict");
+  assert.match(
+    e.message,
+    /herd\.yaml:8: services\.api\.routes\.0: the same route as services\.web\.routes\.0/,
+  );
+});

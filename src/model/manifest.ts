@@ -25,10 +25,37 @@ const Quantity = T.Union([
   T.String({ pattern: "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|K|M|G)?$" }),
 ]);
 
+const Method = T.Union(
+  ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map((m) => T.Literal(m)),
+  { description: "GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS" },
+);
+
 export const RouteSchema = T.Object(
   {
     host: Host,
-    path: T.Optional(T.String({ pattern: "^/", description: "a path prefix starting with /" })),
+    path: T.Optional(T.String({ pattern: "^/", maxLength: 1024, description: "a path starting with /" })),
+    match: T.Optional(
+      T.Union([T.Literal("prefix"), T.Literal("exact")], {
+        description: "prefix (default: the path and everything below it) or exact",
+      }),
+    ),
+    methods: T.Optional(T.Array(Method, { minItems: 1, uniqueItems: true })),
+    headers: T.Optional(
+      T.Record(T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }), T.String({ maxLength: 1024 }), {
+        additionalProperties: false,
+        description: "header names (letters, digits, -) and the exact values they must have",
+      }),
+    ),
+    rewrite: T.Optional(
+      T.String({ pattern: "^/", maxLength: 1024, description: "replaces the matched path prefix, e.g. /" }),
+    ),
+    priority: T.Optional(
+      T.Integer({
+        minimum: -1000,
+        maximum: 1000,
+        description: "higher wins when several routes match (default 0)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -92,9 +119,33 @@ export const ManifestSchema = T.Object(
 export type Manifest = Static<typeof ManifestSchema>;
 export type ServiceManifest = Static<typeof ServiceManifestSchema>;
 
+/** A normalised route: which requests reach a service, and how their path is rewritten. */
 export interface Route {
   host: string;
   path: string;
+  match?: "prefix" | "exact";
+  /** Only these methods (absent: any). */
+  methods?: string[];
+  /** Only requests with these headers at exactly these values; names lowercase. */
+  headers?: Record<string, string>;
+  /** Replaces the matched path prefix before forwarding. */
+  rewrite?: string;
+  priority?: number;
+}
+
+/** What makes two routes the same route: two services may not both declare it. */
+export function routeIdentity(r: Route): string {
+  const headers = Object.entries(r.headers ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .sort()
+    .join("&");
+  return [
+    r.host.toLowerCase(),
+    r.match ?? "prefix",
+    r.path,
+    [...(r.methods ?? [])].sort().join(","),
+    headers,
+  ].join(" ");
 }
 
 /** A service as a release stores it: every default filled in. */
@@ -137,10 +188,19 @@ export function normalizeService(
       },
     ]);
   }
-  const routes = (s.routes ?? (name === "web" ? [{ host: `${app}.localhost` }] : [])).map((r) => ({
-    host: r.host,
-    path: r.path ?? "/",
-  }));
+  const routes = (s.routes ?? (name === "web" ? [{ host: `${app}.localhost` }] : [])).map(
+    (r): Route => ({
+      host: r.host,
+      path: r.path ?? "/",
+      ...(r.match ? { match: r.match } : {}),
+      ...(r.methods ? { methods: r.methods } : {}),
+      ...(r.headers
+        ? { headers: Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k.toLowerCase(), v])) }
+        : {}),
+      ...(r.rewrite ? { rewrite: r.rewrite } : {}),
+      ...(r.priority ? { priority: r.priority } : {}),
+    }),
+  );
   return {
     command,
     instances: s.instances ?? 1,
@@ -169,7 +229,10 @@ export function validateManifest(
   file = "herd.yaml",
   lineOf?: (path: string[]) => number | undefined,
 ): Manifest {
-  if (manifestCheck.Check(value)) return value;
+  if (manifestCheck.Check(value)) {
+    checkRouteClashes(value, file, lineOf);
+    return value;
+  }
   const details: FieldProblem[] = [];
   const seen = new Set<string>();
   for (const e of manifestCheck.Errors(value)) {
@@ -225,4 +288,26 @@ function unescapePointer(s: string): string {
 
 function describeError(message: string, schema: { description?: string }): string {
   return schema.description ? `${message} (${schema.description})` : message;
+}
+
+/** Two services (or one twice) declaring the same route is an error: the gateway could serve only one. */
+function checkRouteClashes(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+  const seen = new Map<string, string>();
+  for (const [name, service] of Object.entries(m.services)) {
+    (service.routes ?? []).forEach((r, n) => {
+      const id = routeIdentity({ ...r, path: r.path ?? "/" });
+      const field = `services.${name}.routes.${n}`;
+      const first = seen.get(id);
+      if (first === undefined) {
+        seen.set(id, field);
+        return;
+      }
+      const line = lineOf?.(["services", name, "routes", String(n)]);
+      throw new HerdError(
+        "conflict",
+        `${line ? `${file}:${line}` : file}: ${field}: the same route as ${first}`,
+        [{ field, message: `the same route as ${first}`, line }],
+      );
+    });
+  }
 }

@@ -1,0 +1,79 @@
+// Route matching beyond host and prefix: exact paths, methods, headers,
+// priority, rewrites, and which routes count as the same route.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Route } from "../model/manifest.ts";
+import { buildRouteTable, rewritePath } from "./route-table.ts";
+import { testService } from "./testing.ts";
+
+function table(...services: Array<[string, Array<Partial<Route> & { host: string }>]>) {
+  return buildRouteTable(
+    {
+      services: services.map(([name, routes]) => testService("default", "shop", name, routes)),
+      instances: [],
+      nodes: [],
+    },
+    1,
+  );
+}
+
+const serviceOf = (t: ReturnType<typeof table>, path: string, method = "GET", headers = {}) =>
+  t.route("shop.test", path, method, headers)?.backend.name;
+
+test("an exact route matches only its path (and its query), before any prefix", () => {
+  const t = table(
+    ["exact", [{ host: "shop.test", path: "/health", match: "exact" }]],
+    ["all", [{ host: "shop.test" }]],
+  );
+  assert.equal(serviceOf(t, "/health"), "shop/exact");
+  assert.equal(serviceOf(t, "/health?full=1"), "shop/exact");
+  assert.equal(serviceOf(t, "/health/deep"), "shop/all");
+  assert.equal(serviceOf(t, "/healthz"), "shop/all");
+});
+
+test("methods and headers narrow a route; the more specific one is tried first", () => {
+  const t = table(
+    ["writer", [{ host: "shop.test", path: "/api", methods: ["POST", "PUT"] }]],
+    ["canary", [{ host: "shop.test", path: "/api", headers: { "X-Canary": "yes" } }]],
+    ["reader", [{ host: "shop.test", path: "/api" }]],
+  );
+  assert.equal(serviceOf(t, "/api/items", "POST"), "shop/writer");
+  assert.equal(serviceOf(t, "/api/items", "GET"), "shop/reader");
+  assert.equal(serviceOf(t, "/api/items", "GET", { "x-canary": "yes" }), "shop/canary");
+  assert.equal(serviceOf(t, "/api/items", "GET", { "x-canary": "no" }), "shop/reader");
+  assert.deepEqual(t.problems, [], "same path with different methods or headers is not a clash");
+});
+
+test("priority beats path length", () => {
+  const t = table(
+    ["maintenance", [{ host: "shop.test", path: "/", priority: 10 }]],
+    ["api", [{ host: "shop.test", path: "/api" }]],
+  );
+  assert.equal(serviceOf(t, "/api/x"), "shop/maintenance");
+});
+
+test("the same host, path, methods and headers in two services is a clash: the first by key serves", () => {
+  const t = table(
+    ["a", [{ host: "shop.test", path: "/x", methods: ["GET"] }]],
+    ["b", [{ host: "shop.test", path: "/x/", methods: ["GET"] }]],
+  );
+  assert.equal(serviceOf(t, "/x"), "shop/a");
+  assert.equal(t.problems.length, 1);
+  assert.match(t.problems[0], /declared by default\/shop\/a and default\/shop\/b/);
+});
+
+test("rewrite replaces the matched prefix and keeps the rest and the query", () => {
+  const t = table(
+    ["api", [{ host: "shop.test", path: "/api/v1", rewrite: "/" }]],
+    ["legacy", [{ host: "shop.test", path: "/old", rewrite: "/new/" }]],
+  );
+  const api = t.route("shop.test", "/api/v1/items?id=3")!;
+  assert.equal(rewritePath(api, "/api/v1/items?id=3"), "/items?id=3");
+  assert.equal(rewritePath(api, "/api/v1"), "/");
+  assert.equal(rewritePath(api, "/api/v1?x=1"), "/?x=1");
+  const legacy = t.route("shop.test", "/old/a")!;
+  assert.equal(rewritePath(legacy, "/old/a"), "/new/a");
+  const plain = table(["p", [{ host: "shop.test", path: "/p" }]]).route("shop.test", "/p/a")!;
+  assert.equal(rewritePath(plain, "/p/a"), "/p/a");
+});
