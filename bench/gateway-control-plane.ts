@@ -1,0 +1,88 @@
+// A stand-in control plane for bench/gateway.ts, run in the bench's process:
+// it answers the gateway's `GET /api/v1/snapshot` with fixed objects and keeps
+// `GET /api/v1/watch` open as an NDJSON stream of pings (nothing changes while
+// the bench measures). Objects are built with the gateway's own test factories.
+
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { testInstance, testNode, testService } from "../src/gateway/testing.ts";
+import type { StoredObject } from "../src/store/store.ts";
+
+export const BENCH_HOST = "bench.localhost";
+
+/** The objects of one routed service with one running instance at `upstreamPort` on 127.0.0.1. */
+export function benchObjects(upstreamPort: number): StoredObject[] {
+  const service = testService("default", "bench", "web", [{ host: BENCH_HOST, path: "/" }]);
+  const node = testNode("bench-node", "127.0.0.1");
+  const instance = testInstance("bench-web-1", { app: "bench", service: "web" }, node.name, upstreamPort);
+  const stored = (
+    kind: StoredObject["kind"],
+    key: string,
+    value: unknown,
+    revision: number,
+  ): StoredObject => ({
+    kind,
+    key,
+    revision,
+    createRevision: revision,
+    value,
+  });
+  return [
+    stored("node", node.name, node, 1),
+    stored("service", `${service.tenant}/${service.app}/${service.name}`, service, 2),
+    stored("instance", instance.id, instance, 3),
+  ];
+}
+
+export interface BenchControlPlane {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves `objects` as the snapshot to callers bearing `token`, on an ephemeral port of 127.0.0.1. */
+export async function startBenchControlPlane(
+  token: string,
+  objects: StoredObject[],
+): Promise<BenchControlPlane> {
+  const revision = Math.max(0, ...objects.map((o) => o.revision));
+  const watches = new Set<http.ServerResponse>();
+  const ping = `${JSON.stringify({ type: "ping" })}\n`;
+  const server = http.createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "unauthorized", message: "bad token" }));
+      return;
+    }
+    const url = new URL(req.url ?? "/", "http://x");
+    const kinds = new Set((url.searchParams.get("kinds") ?? "service,instance,node").split(","));
+    if (req.method === "GET" && url.pathname === "/api/v1/snapshot") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ revision, items: objects.filter((o) => kinds.has(o.kind)) }));
+      return;
+    }
+    if (req.method === "GET" && url.pathname === "/api/v1/watch") {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.write(ping);
+      watches.add(res);
+      res.on("close", () => watches.delete(res));
+      return;
+    }
+    res.writeHead(404, { "content-type": "application/json" });
+    res.end(JSON.stringify({ code: "not_found", message: `no route ${req.method} ${url.pathname}` }));
+  });
+  const pinger = setInterval(() => {
+    for (const res of watches) res.write(ping);
+  }, 2000);
+  pinger.unref();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      clearInterval(pinger);
+      for (const res of watches) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

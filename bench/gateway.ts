@@ -1,0 +1,618 @@
+// `npm run bench:gateway`: the traffic layer's benchmark (issue 3). One run on
+// this machine, one upstream (a tiny Node server answering `hello\n`), the same
+// wrk load (connections, threads, duration) for every target:
+//   (a) direct to the upstream
+//   (b) nginx as a keep-alive reverse proxy (config written here, nginx from Debian)
+//   (c) the herd gateway, plain routing (`herd gateway` against a stand-in control plane)
+//   (d) the herd gateway with its policies on (not measured until policies exist)
+//   (e) @fastify/http-proxy, the Node peer
+// then a fixed-rate pass (bench/gateway-rate.ts, since Debian has no wrk2) at half
+// of nginx's rate against (a) and (c) for the added p99, and the ratios against
+// the issue's targets.
+//
+// Env: BENCH_SECONDS (10) per target, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (64),
+// BENCH_THREADS (2), BENCH_RATE_SECONDS (= BENCH_SECONDS), BENCH_RATE (req/s of the
+// second pass; default half of nginx's), BENCH_TIMEOUT_SECONDS (whole run, 300).
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
+import type { StoredObject } from "../src/store/store.ts";
+import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import type { RateResult } from "./gateway-rate.ts";
+
+const ROOT = join(import.meta.dirname, "..");
+const env = process.env;
+const SECONDS = Number(env.BENCH_SECONDS ?? 10);
+const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64);
+const THREADS = Number(env.BENCH_THREADS ?? 2);
+const RATE_SECONDS = Number(env.BENCH_RATE_SECONDS ?? SECONDS);
+const TIMEOUT = Number(env.BENCH_TIMEOUT_SECONDS ?? 300);
+const CORES = availableParallelism();
+const TOKEN = "bench-token";
+
+/**
+ * The policy configuration of target (d): rate limit (high enough not to
+ * trigger), breaker, retries, tracing, metrics and API-key auth. The gateway
+ * has no policies yet, so this is undefined and (d) is reported as not
+ * measured. Once a policy config can be put in the snapshot, make this a
+ * function that adds it to the bench's objects (and, for API-key auth, return
+ * the header the load must send); (d) is then measured like (c).
+ */
+const POLICIES:
+  | { objects(base: StoredObject[]): StoredObject[]; headers?: Record<string, string> }
+  | undefined = undefined;
+
+// ---------------------------------------------------------------- processes
+
+interface Child {
+  name: string;
+  process: ChildProcess;
+  output: string;
+  exited: Promise<void>;
+}
+
+const children = new Map<number, Child>();
+let tempDir: string | undefined;
+
+/** Starts a child in its own process group (so nginx's workers end with it); keeps its last output. */
+function startChild(name: string, command: string, args: string[], childEnv: NodeJS.ProcessEnv = {}): Child {
+  const proc = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...childEnv },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const child: Child = {
+    name,
+    process: proc,
+    output: "",
+    exited: new Promise((resolve) => proc.once("exit", () => resolve())),
+  };
+  const keep = (chunk: Buffer) => {
+    child.output = (child.output + chunk.toString()).slice(-8000);
+  };
+  proc.stdout?.on("data", keep);
+  proc.stderr?.on("data", keep);
+  proc.once("error", (err) => {
+    child.output += `\n${err.message}`;
+  });
+  if (proc.pid !== undefined) {
+    children.set(proc.pid, child);
+    const pid = proc.pid;
+    proc.once("exit", () => children.delete(pid));
+  }
+  return child;
+}
+
+/** Ends a child and its process group by pid: SIGTERM, then SIGKILL after 3 s. */
+async function stopChild(child: Child): Promise<void> {
+  const pid = child.process.pid;
+  if (pid === undefined || child.process.exitCode !== null || child.process.signalCode !== null) return;
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  signal("SIGTERM");
+  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000));
+  if (!(await Promise.race([child.exited.then(() => true), timer]))) {
+    signal("SIGKILL");
+    await child.exited;
+  }
+  // nginx's workers or a proxy's children may outlive the leader for a moment.
+  signal("SIGKILL");
+}
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await Promise.all([...children.values()].map(stopChild));
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(sig, () => {
+    console.error(`\nbench:gateway: ${sig}, stopping everything it started`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+/** The first stdout line of `child` that is JSON with a port. */
+function portOf(child: Child, timeoutMs = 20_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let buffer = "";
+    const timer = setTimeout(() => fail(new Error(`${child.name} did not report its port`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString();
+      for (const line of buffer.split("\n").slice(0, -1)) {
+        try {
+          const port = (JSON.parse(line) as { port?: number }).port;
+          if (typeof port === "number") {
+            done();
+            resolve(port);
+            return;
+          }
+        } catch {
+          // not the port line
+        }
+      }
+    };
+    const onExit = () => fail(new Error(`${child.name} exited before listening`));
+    const done = () => {
+      clearTimeout(timer);
+      child.process.stdout?.off("data", onData);
+      child.process.off("exit", onExit);
+    };
+    const fail = (err: Error) => {
+      done();
+      reject(new Error(`${err.message}:\n${child.output}`));
+    };
+    child.process.stdout?.on("data", onData);
+    child.process.once("exit", onExit);
+  });
+}
+
+/** A TCP port of 127.0.0.1 that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** One GET; the status and body, or the error's message as status 0. */
+function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { headers, agent: false, timeout: 2000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        body += c;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on("error", (err) => resolve({ status: 0, body: err.message }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", (err) => resolve({ status: 0, body: err.message }));
+  });
+}
+
+/** Polls `url` until it answers 200 `hello\n`; fails with the child's output after `timeoutMs`. */
+async function untilServes(
+  url: string,
+  headers: Record<string, string>,
+  child: Child | undefined,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = { status: 0, body: "" };
+  while (Date.now() < deadline) {
+    last = await get(url, headers);
+    if (last.status === 200 && last.body === "hello\n") return;
+    if (child && child.process.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(
+    `${url} did not serve hello within ${timeoutMs} ms (last: ${last.status} ${last.body.slice(0, 200)})` +
+      (child ? `\n${child.name} output:\n${child.output}` : ""),
+  );
+}
+
+// ---------------------------------------------------------------- targets
+
+interface Started {
+  url: string;
+  headers: Record<string, string>;
+}
+
+interface Target {
+  id: string;
+  name: string;
+  /** Starts the target and returns where to send the load; absent when not measured. */
+  start?: () => Promise<Started>;
+  /** Why it is not measured. */
+  missing?: string;
+}
+
+function nginxConfig(dir: string, port: number, upstreamPort: number, asRoot: boolean): string {
+  return `# written by bench/gateway.ts
+${asRoot ? "user nobody nogroup;" : ""}
+worker_processes ${CORES};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream app {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+async function startNginx(nginx: string, base: string, upstreamPort: number): Promise<Started> {
+  const dir = join(base, "nginx");
+  mkdirSync(dir);
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    // The workers run as nobody: they need their own temp paths (and a way through the temp dir).
+    chmodSync(base, 0o711);
+    chownSync(dir, 65534, 65534);
+  }
+  const port = await freePort();
+  const conf = join(dir, "nginx.conf");
+  writeFileSync(conf, nginxConfig(dir, port, upstreamPort, asRoot));
+  const child = startChild("nginx", nginx, [
+    "-p",
+    `${dir}/`,
+    "-e",
+    `${dir}/error.log`,
+    "-c",
+    conf,
+    "-g",
+    "daemon off;",
+  ]);
+  const url = `http://127.0.0.1:${port}/`;
+  await untilServes(url, {}, child);
+  return { url, headers: {} };
+}
+
+async function startFastify(upstreamPort: number): Promise<Started> {
+  const child = startChild("fastify proxy", process.execPath, [join(ROOT, "bench/gateway-fastify.ts")], {
+    UPSTREAM: `http://127.0.0.1:${upstreamPort}`,
+  });
+  const url = `http://127.0.0.1:${await portOf(child)}/`;
+  await untilServes(url, {}, child);
+  return { url, headers: {} };
+}
+
+/** `herd gateway` started as a user would, following a stand-in control plane that serves `objects`. */
+async function startGateway(
+  base: string,
+  name: string,
+  objects: StoredObject[],
+  extraHeaders: Record<string, string> = {},
+): Promise<Started> {
+  const controlPlane = await startBenchControlPlane(TOKEN, objects);
+  closers.push(controlPlane.close);
+  const port = await freePort();
+  const data = join(base, `${name}-data`);
+  const child = startChild(name, process.execPath, [
+    join(ROOT, "src/cli/main.ts"),
+    "gateway",
+    "--server",
+    controlPlane.url,
+    "--token",
+    TOKEN,
+    "--port",
+    String(port),
+    "--host",
+    "127.0.0.1",
+    "--data",
+    data,
+  ]);
+  const url = `http://127.0.0.1:${port}/`;
+  const headers = { host: BENCH_HOST, ...extraHeaders };
+  // Several answers on fresh connections: a gateway with several workers routes only when all have the table.
+  for (let i = 0; i < 20; i++) await untilServes(url, headers, child);
+  return { url, headers };
+}
+
+const closers: Array<() => Promise<void>> = [];
+
+// ---------------------------------------------------------------- wrk
+
+interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  non2xx: number;
+  socketErrors: number;
+  raw: string;
+}
+
+/** wrk's durations (`635.00us`, `1.20ms`, `2.00s`, `1.00m`) in ms. */
+export function toMs(value: string, unit: string): number {
+  const n = Number(value);
+  switch (unit) {
+    case "us":
+      return n / 1000;
+    case "ms":
+      return n;
+    case "s":
+      return n * 1000;
+    case "m":
+      return n * 60_000;
+    default:
+      throw new Error(`unknown wrk unit ${unit}`);
+  }
+}
+
+export function parseWrk(out: string): WrkResult {
+  const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(out);
+  const pct = (p: string) => {
+    const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(out);
+    return m ? toMs(m[1], m[2]) : Number.NaN;
+  };
+  const requests = /(\d+) requests in/.exec(out);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  if (!rps) throw new Error(`cannot read wrk's output:\n${out}`);
+  return {
+    rps: Number(rps[1]),
+    p50: pct("50"),
+    p99: pct("99"),
+    requests: requests ? Number(requests[1]) : 0,
+    non2xx: non2xx ? Number(non2xx[1]) : 0,
+    socketErrors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+    raw: out,
+  };
+}
+
+async function runWrk(wrk: string, target: Started, seconds: number): Promise<WrkResult> {
+  const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, "--timeout", "5s", "--latency"];
+  for (const [k, v] of Object.entries(target.headers)) args.push("-H", `${k}: ${v}`);
+  args.push(target.url);
+  const child = startChild("wrk", wrk, args);
+  await child.exited;
+  if (child.process.exitCode !== 0)
+    throw new Error(`wrk failed (${child.process.exitCode}):\n${child.output}`);
+  return parseWrk(child.output);
+}
+
+async function runRate(target: Started, rate: number, seconds: number): Promise<RateResult> {
+  const child = startChild("rate generator", process.execPath, [
+    join(ROOT, "bench/gateway-rate.ts"),
+    target.url,
+    String(rate),
+    String(seconds),
+    target.headers.host ?? "",
+    String(CONNECTIONS),
+    String(Math.max(1, WARMUP)),
+  ]);
+  await child.exited;
+  const line = child.output.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as RateResult;
+  } catch {
+    throw new Error(`the rate generator failed (${child.process.exitCode}):\n${child.output}`);
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-");
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : "-");
+const verdict = (ok: boolean, errors = false) => (errors ? "MISS (errors)" : ok ? "PASS" : "MISS");
+
+/** The statuses of `n` requests over 16 connections: what a target with errors answers. */
+async function sampleStatuses(target: Started, n = 400): Promise<string> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const counts = new Map<string, number>();
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.get(target.url, { agent, headers: target.headers, timeout: 5000 }, (res) => {
+        const key = String(res.statusCode);
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        res.resume();
+        res.on("end", resolve);
+        res.on("error", () => resolve());
+      });
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", (err) => {
+        counts.set(err.message, (counts.get(err.message) ?? 0) + 1);
+        resolve();
+      });
+    });
+  for (let i = 0; i < n; i += 16) await Promise.all(Array.from({ length: Math.min(16, n - i) }, one));
+  agent.destroy();
+  return [...counts].map(([k, v]) => `${k}: ${v}`).join(", ");
+}
+
+async function main(): Promise<number> {
+  const watchdog = setTimeout(() => {
+    console.error(`bench:gateway: still running after ${TIMEOUT} s (BENCH_TIMEOUT_SECONDS); stopping`);
+    void cleanup().finally(() => process.exit(1));
+  }, TIMEOUT * 1000);
+  watchdog.unref();
+
+  const tools = await ensureDebianPackages({ nginx: "nginx", wrk: "wrk" });
+  tempDir = mkdtempSync(join(tmpdir(), "herd-bench-gateway-"));
+  const base = tempDir;
+
+  const upstream = startChild("upstream", process.execPath, [join(ROOT, "bench/gateway-upstream.ts")]);
+  const upstreamPort = await portOf(upstream);
+  const objects = benchObjects(upstreamPort);
+
+  const targets: Target[] = [
+    {
+      id: "a",
+      name: "direct",
+      start: async () => ({ url: `http://127.0.0.1:${upstreamPort}/`, headers: {} }),
+    },
+    { id: "b", name: "nginx", start: () => startNginx(tools.nginx, base, upstreamPort) },
+    { id: "c", name: "herd gateway", start: () => startGateway(base, "gateway-c", objects) },
+    POLICIES
+      ? {
+          id: "d",
+          name: "herd gateway + policies",
+          start: () => startGateway(base, "gateway-d", POLICIES.objects(objects), POLICIES.headers),
+        }
+      : { id: "d", name: "herd gateway + policies", missing: "the gateway has no policies yet" },
+    { id: "e", name: "@fastify/http-proxy", start: () => startFastify(upstreamPort) },
+  ];
+
+  console.log(
+    `bench:gateway: ${CORES} cores; wrk ${THREADS} threads, ${CONNECTIONS} connections, ` +
+      `${WARMUP} s warm-up + ${SECONDS} s per target; upstream: Node http answering hello (pid ${upstream.process.pid})`,
+  );
+  const started = new Map<string, Started>();
+  const results = new Map<string, WrkResult>();
+  for (const target of targets) {
+    if (!target.start) {
+      console.log(`(${target.id}) not measured: ${target.missing}`);
+      continue;
+    }
+    const s = await target.start();
+    started.set(target.id, s);
+    await untilServes(s.url, s.headers, undefined);
+    if (WARMUP > 0) await runWrk(tools.wrk, s, WARMUP);
+    const r = await runWrk(tools.wrk, s, SECONDS);
+    results.set(target.id, r);
+    const errors = r.non2xx + r.socketErrors;
+    console.log(
+      `(${target.id}) ${target.name}: ${f0(r.rps)} req/s, p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms` +
+        (errors ? `  ! ${r.non2xx} non-2xx/3xx of ${r.requests}, ${r.socketErrors} socket errors` : ""),
+    );
+    if (errors) {
+      // wrk does not say which statuses: rerun the load briefly and sample beside it.
+      const rerun = runWrk(tools.wrk, s, 3);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const statuses = await sampleStatuses(s);
+      await rerun;
+      console.log(`    statuses of 400 requests sent beside a 3 s rerun of the load: ${statuses}`);
+    }
+  }
+
+  // Second pass: fixed rate at half of nginx's top rate, direct vs the gateway.
+  const nginx = results.get("b");
+  const rate = env.BENCH_RATE ? Number(env.BENCH_RATE) : nginx ? Math.round(nginx.rps / 2) : Number.NaN;
+  const rateResults = new Map<string, RateResult>();
+  if (Number.isFinite(rate) && rate > 0) {
+    for (const id of ["a", "c"]) {
+      const s = started.get(id);
+      if (!s) continue;
+      const r = await runRate(s, rate, RATE_SECONDS);
+      rateResults.set(id, r);
+      console.log(
+        `(${id}) at ${f0(rate)} req/s fixed rate: p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms, ` +
+          `${f0(r.achieved)} req/s answered, generator lag p99 ${f2(r.sendLagP99)} ms` +
+          (r.errors + r.non2xx ? `  ! ${r.non2xx} non-2xx, ${r.errors} errors/unanswered` : "") +
+          (r.reached ? "" : `  ! generator did not keep its rate: ${r.why}`),
+      );
+    }
+  }
+
+  // The table.
+  console.log("");
+  console.log(
+    `${"target".padEnd(30)}${"req/s".padStart(10)}${"p50 ms".padStart(10)}${"p99 ms".padStart(10)}${"errors".padStart(10)}`,
+  );
+  for (const target of targets) {
+    const label = `(${target.id}) ${target.name}`;
+    const r = results.get(target.id);
+    if (!r) {
+      console.log(`${label.padEnd(30)}  not measured: ${target.missing ?? "failed"}`);
+      continue;
+    }
+    const errors = r.non2xx + r.socketErrors;
+    console.log(
+      `${label.padEnd(30)}${f0(r.rps).padStart(10)}${f2(r.p50).padStart(10)}${f2(r.p99).padStart(10)}` +
+        `${String(errors).padStart(10)}${errors ? "  ! errors: figures not comparable" : ""}`,
+    );
+  }
+  for (const [id, r] of rateResults) {
+    const label = `(${id}) at ${f0(rate)} req/s fixed`;
+    console.log(
+      `${label.padEnd(30)}${f0(r.achieved).padStart(10)}${f2(r.p50).padStart(10)}${f2(r.p99).padStart(10)}` +
+        `${String(r.errors + r.non2xx).padStart(10)}`,
+    );
+  }
+
+  // The ratios, against the issue's targets (set for (d); (c) is shown against them until (d) exists).
+  console.log("");
+  const hadErrors = (...ids: string[]) =>
+    ids.some((id) => {
+      const r = results.get(id);
+      return r !== undefined && r.non2xx + r.socketErrors > 0;
+    });
+  const ratio = (num: string, den: string, min: number, what: string) => {
+    const a = results.get(num);
+    const b = results.get(den);
+    const name = `(${num})/(${den}) req/s`;
+    if (!a || !b) {
+      const missing = !a ? num : den;
+      console.log(`${name.padEnd(22)} not measured: (${missing}) has no figure  [${what}]`);
+      return;
+    }
+    const x = a.rps / b.rps;
+    console.log(`${name.padEnd(22)} ${x.toFixed(2)}×  ${verdict(x >= min, hadErrors(num, den))}  [${what}]`);
+  };
+  ratio("c", "b", 0.5, "issue: (d) ≥ 0.5 × nginx; shown for (c)");
+  ratio("c", "e", 1.5, "issue: (d) ≥ 1.5 × the Node peer; shown for (c)");
+  if (results.has("d")) {
+    ratio("d", "b", 0.5, "issue: (d) ≥ 0.5 × nginx");
+    ratio("d", "e", 1.5, "issue: (d) ≥ 1.5 × the Node peer");
+    ratio("d", "c", 0.9, "issue: (d) within 10% of (c)");
+  } else {
+    const d = targets.find((t) => t.id === "d");
+    console.log(
+      `${"(d)/(c) req/s".padEnd(22)} not measured: ${d?.missing ?? "(d) failed"}  [issue: (d) within 10% of (c)]`,
+    );
+  }
+  const direct = rateResults.get("a");
+  const gw = rateResults.get("c");
+  const addedName = "added p99 over direct";
+  if (!direct || !gw) {
+    console.log(
+      `${addedName.padEnd(22)} not measured (no nginx rate to halve, or a target failed)  [issue: ≤ 1 ms]`,
+    );
+  } else if (!direct.reached || !gw.reached) {
+    const r = !direct.reached ? direct : gw;
+    console.log(
+      `${addedName.padEnd(22)} not measured: the load generator could not hold ${f0(rate)} req/s ` +
+        `(${r.why}); p99 ${f2(gw.p99)} − ${f2(direct.p99)} ms would be misleading  [issue: ≤ 1 ms]`,
+    );
+  } else {
+    const added = gw.p99 - direct.p99;
+    console.log(
+      `${addedName.padEnd(22)} ${added >= 0 ? "+" : ""}${f2(added)} ms at ${f0(rate)} req/s (p99 ${f2(gw.p99)} vs ${f2(direct.p99)} ms)  ` +
+        `${verdict(added <= 1, gw.errors + gw.non2xx > 0)}  [issue: ≤ 1 ms at half of nginx's top rate]`,
+    );
+  }
+  console.log(
+    "note: everything (wrk, the upstream, the proxy under test) shares this machine's cores; wrk counts non-2xx/3xx statuses.",
+  );
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`bench:gateway: ${err instanceof Error ? err.message : String(err)}`);
+} finally {
+  for (const close of closers) await close().catch(() => {});
+  await cleanup();
+}
+process.exit(code);
