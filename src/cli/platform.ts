@@ -8,7 +8,7 @@
  */
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -18,15 +18,23 @@ import { startServer } from "../api/server.ts";
 import { packDirectory } from "../build/pack.ts";
 import { HerdError } from "../common/errors.ts";
 import { createLogger, type Logger } from "../common/log.ts";
+import { startGatewayCluster } from "../gateway/cluster.ts";
+import {
+  CHILD_ENV,
+  type ChildMessage,
+  type GatewayChild,
+  spawnGatewayChild,
+} from "../gateway/cluster-child.ts";
 import { startGateway } from "../gateway/gateway.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the whole platform on this machine in the foreground: the control plane
-(API), one agent and the gateway. Data lives in DIR (default ./.herd). On the
+(API), one agent and the gateway (its own processes: a primary and
+--gateway-workers workers, default one per core). Data lives in DIR (default ./.herd). On the
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
@@ -39,9 +47,12 @@ with \`herd agent --server URL\`; gateways follow it with \`herd gateway --serve
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The token comes from --token or HERD_TOKEN.`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N]
 
-Runs the gateway: routes requests by host and path to running instances.`,
+Runs the gateway: routes requests by host and path to running instances.
+--workers N runs N worker processes sharing the port behind a primary that
+follows the control plane (default: one per core); --workers 1 is a single
+process. The token comes from --token or HERD_TOKEN.`,
 };
 
 type Role = keyof typeof HELP;
@@ -116,6 +127,7 @@ export async function runUp(argv: string[]): Promise<number> {
     data: { type: "string", default: ".herd" },
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string", default: "8080" },
+    "gateway-workers": { type: "string", default: String(availableParallelism()) },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
@@ -126,6 +138,7 @@ export async function runUp(argv: string[]): Promise<number> {
   const dataDir = resolve(v.data as string);
   const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
+  const gatewayWorkers = workerCount(v["gateway-workers"]);
   const host = v.host as string;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const server = await startServer({
@@ -141,7 +154,7 @@ export async function runUp(argv: string[]): Promise<number> {
     logger: logger.child("driver"),
   });
   let agent: Agent | undefined;
-  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  let gateway: GatewayChild | undefined;
   try {
     agent = new Agent({
       server: server.url,
@@ -152,16 +165,18 @@ export async function runUp(argv: string[]): Promise<number> {
       logger: logger.child("agent"),
     });
     await agent.start();
-    gateway = await startGateway({
+    // Its own processes, so proxying never waits on the control plane's event loop (or the reverse).
+    gateway = await spawnGatewayChild({
+      cli: fileURLToPath(new URL("./main.ts", import.meta.url)),
       server: server.url,
       token: server.adminToken,
       port: gatewayPort,
       host,
       dataDir: join(dataDir, "gateway"),
-      logger,
+      workers: gatewayWorkers,
     });
   } catch (err) {
-    await gateway?.close();
+    await gateway?.stop();
     await agent?.stop();
     await server.close();
     throw err;
@@ -196,7 +211,7 @@ export async function runUp(argv: string[]): Promise<number> {
   process.stdout.write(
     `\n${signal}: stopping herd${v["keep-apps"] ? " (apps keep running)" : " and its apps"}\n`,
   );
-  await gateway.close();
+  await gateway.stop();
   await agent.stop();
   if (!v["keep-apps"]) await Promise.all((await driver.list()).map((p) => driver.stop(p.id, 10_000)));
   await server.close();
@@ -318,21 +333,49 @@ export async function runGateway(argv: string[]): Promise<number> {
     port: { type: "string", default: "8080" },
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
+    workers: { type: "string", default: String(availableParallelism()) },
   });
   if (!v) return 0;
-  const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
-  if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
-  const logger = createLogger("herd");
-  const gateway = await startGateway({
-    server,
-    token: tokenFrom(v),
-    port: portOf(v.port, "port"),
-    host: v.host as string,
-    dataDir: resolve(v.data as string),
-    logger,
-  });
-  process.stdout.write(`herd gateway: ${gateway.url}\n`);
-  await untilSignal();
-  await gateway.close();
-  return 0;
+  // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
+  const parent = process.env[CHILD_ENV] === "1" && process.send !== undefined;
+  const tell = (message: ChildMessage) => process.send?.(message);
+  try {
+    const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
+    if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
+    const workers = workerCount(v.workers);
+    const logger = createLogger("herd");
+    const options = {
+      server,
+      token: tokenFrom(v),
+      port: portOf(v.port, "port"),
+      host: v.host as string,
+      dataDir: resolve(v.data as string),
+      logger,
+    };
+    // One worker is the single-process gateway: no primary in front of it.
+    const gateway =
+      workers === 1 ? await startGateway(options) : await startGatewayCluster({ ...options, workers });
+    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port });
+    else
+      process.stdout.write(
+        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"})\n`,
+      );
+    const parentGone = new Promise<void>((done) => {
+      if (parent) process.once("disconnect", done);
+    });
+    await Promise.race([untilSignal(), parentGone]);
+    await gateway.close();
+    if (process.connected) process.disconnect?.();
+    return 0;
+  } catch (err) {
+    if (parent) tell({ type: "failed", message: err instanceof Error ? err.message : String(err) });
+    throw err;
+  }
+}
+
+function workerCount(value: unknown): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024)
+    throw new HerdError("invalid", `--workers must be a whole number from 1 to 1024, got ${value}`);
+  return n;
 }

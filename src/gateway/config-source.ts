@@ -16,7 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../common/log.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
-import { buildRouteTable, type RouteTable } from "./route-table.ts";
+import { buildRouteTable, type RouteObjects, type RouteTable } from "./route-table.ts";
 
 /** The kinds the gateway needs, as the `kinds` query parameter. */
 const KINDS_PARAM = "service,instance,node";
@@ -36,6 +36,12 @@ export interface ConfigSourceOptions {
   logger: Logger;
   /** Receives every new table, in order. */
   onTable(table: RouteTable): void;
+  /**
+   * Receives the objects each table was built from, with their revision, in
+   * order (a cluster primary forwards them to its workers, which build their
+   * own tables). Called right after `onTable`.
+   */
+  onObjects?(objects: RouteObjects, revision: number): void;
   /** At most one rebuild per this many ms; the first change after a quiet spell applies at once. Default 10. */
   rebuildIntervalMs?: number;
   /** At most one cache write per this many ms. Default 1000. */
@@ -286,15 +292,14 @@ export class ConfigSource {
   /** Builds and hands over a table; `persist` is false when the objects came from the cache itself. */
   #rebuild(persist = true): void {
     this.#lastBuild = performance.now();
-    const table = buildRouteTable(
-      {
-        services: valuesOf<Service>(this.#byKind.service),
-        instances: valuesOf<Instance>(this.#byKind.instance),
-        nodes: valuesOf<Node>(this.#byKind.node),
-      },
-      this.#revision,
-    );
+    const objects: RouteObjects = {
+      services: valuesOf<Service>(this.#byKind.service),
+      instances: valuesOf<Instance>(this.#byKind.instance),
+      nodes: valuesOf<Node>(this.#byKind.node),
+    };
+    const table = buildRouteTable(objects, this.#revision);
     this.#options.onTable(table);
+    this.#options.onObjects?.(objects, this.#revision);
     const problems = table.problems.join("\n");
     if (problems !== this.#lastProblems) {
       for (const problem of table.problems) this.#logger.warn(problem, { version: table.version });

@@ -42,6 +42,41 @@ const HOP_BY_HOP = new Set([
 /** Headers the gateway sets itself; incoming copies are replaced (x-forwarded-for is appended to). */
 const FORWARDED = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]);
 
+/** What a request or response header name is to the proxy (found once per spelling, see headerKind). */
+const PASS = 0;
+const HOP = 1;
+const X_FORWARDED_FOR = 2;
+/** X-Forwarded-Proto and X-Forwarded-Host: replaced by the gateway's own. */
+const X_FORWARDED_OTHER = 3;
+const HOST = 4;
+const CONTENT_LENGTH = 5;
+/** Hop-by-hop, but the proxy reads its value. */
+const TRANSFER_ENCODING = 6;
+/** Hop-by-hop, but the proxy reads its value. */
+const CONNECTION = 7;
+
+/** Header names as clients and upstreams spell them → their kind; the set of spellings in use is small. */
+const headerKinds = new Map<string, number>();
+/** Beyond this many spellings (a client sending random names), names are classified without caching. */
+const HEADER_KINDS_MAX = 1024;
+
+/** The kind of a header name, without lowercasing it again for a spelling seen before. */
+function headerKind(name: string): number {
+  let kind = headerKinds.get(name);
+  if (kind === undefined) {
+    const lower = name.toLowerCase();
+    if (lower === "x-forwarded-for") kind = X_FORWARDED_FOR;
+    else if (FORWARDED.has(lower)) kind = X_FORWARDED_OTHER;
+    else if (lower === "host") kind = HOST;
+    else if (lower === "content-length") kind = CONTENT_LENGTH;
+    else if (lower === "transfer-encoding") kind = TRANSFER_ENCODING;
+    else if (lower === "connection") kind = CONNECTION;
+    else kind = HOP_BY_HOP.has(lower) ? HOP : PASS;
+    if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(name, kind);
+  }
+  return kind;
+}
+
 /** Methods safe to send twice when the first try never reached the upstream. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
@@ -60,11 +95,16 @@ class Exchange {
   readonly proxy: GatewayProxy;
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
+  readonly host: string;
   readonly headers: string[];
   /** Bodiless and idempotent: may be sent again to another endpoint. */
   readonly retryable: boolean;
   endpoint: Endpoint;
   upstream: http.ClientRequest | undefined;
+  /** The upstream's response while it is relayed (paused when the client reads slower). */
+  upstreamResponse: http.IncomingMessage | undefined = undefined;
+  /** Whether `res` has the drain handler yet (added on the first full write only). */
+  drainHooked = false;
   attempts = 0;
   state = WAITING;
 
@@ -73,16 +113,25 @@ class Exchange {
     req: http.IncomingMessage,
     res: http.ServerResponse,
     endpoint: Endpoint,
-    headers: string[],
-    retryable: boolean,
+    request: ForwardedRequest,
   ) {
     this.proxy = proxy;
     this.req = req;
     this.res = res;
     this.endpoint = endpoint;
-    this.headers = headers;
-    this.retryable = retryable;
+    this.host = request.host;
+    this.headers = request.headers;
+    this.retryable = !request.hasBody && IDEMPOTENT.has(req.method ?? "");
   }
+}
+
+/** What one pass over a request's raw headers finds. */
+interface ForwardedRequest {
+  /** The first Host header, as sent ("" when there is none). */
+  host: string;
+  hasBody: boolean;
+  /** The headers for the upstream, as a raw [name, value, …] list. */
+  headers: string[];
 }
 
 interface UpstreamRequest extends http.ClientRequest {
@@ -160,7 +209,9 @@ export class GatewayProxy {
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const host = req.headers.host ?? "";
+    // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
+    const forwarded = forwardedRequest(req, false);
+    const host = forwarded.host;
     const url = req.url ?? "/";
     const table = this.table;
     if (url === STATUS_PATH && isLocalHost(host)) {
@@ -177,16 +228,7 @@ export class GatewayProxy {
       sendUnavailable(res, backend);
       return;
     }
-    const bodiless = req.headers["content-length"] === undefined || req.headers["content-length"] === "0";
-    const hasBody = !bodiless || req.headers["transfer-encoding"] !== undefined;
-    const exchange = new Exchange(
-      this,
-      req,
-      res,
-      endpoint,
-      upstreamHeaders(req, hasBody),
-      !hasBody && IDEMPOTENT.has(req.method ?? ""),
-    );
+    const exchange = new Exchange(this, req, res, endpoint, forwarded);
     (res as ClientResponse).exchange = exchange;
     res.on("close", onClientClose);
     send(exchange);
@@ -205,7 +247,7 @@ export class GatewayProxy {
       writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
       return;
     }
-    const headers = upstreamHeaders(req, false);
+    const headers = forwardedRequest(req, true).headers;
     headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
     // Its own connection: an upgraded socket leaves the pool for good.
     const upstream = http.request({
@@ -298,11 +340,32 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
     return;
   }
   exchange.state = RELAYING;
-  const { res } = exchange;
-  res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+  exchange.upstreamResponse = upRes;
+  exchange.res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
   (upRes as UpstreamResponse).exchange = exchange;
   upRes.on("error", onUpstreamBodyError);
-  upRes.pipe(res);
+  // What pipe() does, with shared handlers instead of the closures pipe() makes per call.
+  upRes.on("data", onUpstreamData);
+  upRes.on("end", onUpstreamEnd);
+}
+
+function onUpstreamData(this: UpstreamResponse, chunk: Buffer): void {
+  const exchange = this.exchange;
+  if (exchange.res.write(chunk) || exchange.state === DONE) return;
+  // The client reads slower than the upstream sends: wait for it.
+  this.pause();
+  if (!exchange.drainHooked) {
+    exchange.drainHooked = true;
+    exchange.res.on("drain", onClientDrain);
+  }
+}
+
+function onClientDrain(this: ClientResponse): void {
+  this.exchange.upstreamResponse?.resume();
+}
+
+function onUpstreamEnd(this: UpstreamResponse): void {
+  this.exchange.res.end();
 }
 
 function onUpstreamBodyError(this: UpstreamResponse): void {
@@ -322,7 +385,7 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
   const { proxy, req, res } = exchange;
   if (exchange.retryable && exchange.attempts === 1 && CONNECTION_FAILURES.has(err.code ?? "")) {
     // Match again: the table may have changed since, and the failed instance may be gone from it.
-    const backend = proxy.table.match(req.headers.host ?? "", req.url ?? "/");
+    const backend = proxy.table.match(exchange.host, req.url ?? "/");
     const next = backend?.nextExcept(exchange.endpoint);
     if (next !== undefined) {
       proxy.logger.debug("retrying on another endpoint", {
@@ -383,50 +446,96 @@ function destroyQuietly(this: Duplex): void {
 }
 
 /**
- * The request headers for the upstream, as a raw [name, value, …] list:
- * hop-by-hop headers dropped, X-Forwarded-* set. A request with a body keeps
- * a `Transfer-Encoding: chunked` so the upstream request is framed the same way.
+ * One pass over a request's raw headers: its Host, whether it has a body, and
+ * the headers for the upstream as a raw [name, value, …] list, with hop-by-hop
+ * headers dropped and X-Forwarded-* set. A request with a body keeps a
+ * `Transfer-Encoding: chunked` so the upstream request is framed the same way;
+ * an upgrade drops its body framing (`upgrade`), the tunnel carries the bytes.
  */
-function upstreamHeaders(req: http.IncomingMessage, hasBody: boolean): string[] {
+function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): ForwardedRequest {
   const raw = req.rawHeaders;
   const out: string[] = [];
-  const connection = req.headers.connection;
-  // Headers named in Connection are hop-by-hop too; the common values name none.
-  const listed =
-    connection !== undefined && connection !== "keep-alive" && connection !== "close"
-      ? connection.toLowerCase().split(/\s*,\s*/)
-      : undefined;
+  let host: string | undefined;
+  let contentLength: string | undefined;
+  let chunked = false;
+  let connection: string | undefined;
   let forwardedFor: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
-    if (HOP_BY_HOP.has(name) || listed?.includes(name)) continue;
-    if (FORWARDED.has(name)) {
-      if (name === "x-forwarded-for")
-        forwardedFor = forwardedFor ? `${forwardedFor}, ${raw[i + 1]}` : raw[i + 1];
-      continue;
+    const name = raw[i];
+    const value = raw[i + 1];
+    switch (headerKind(name)) {
+      case PASS:
+        out.push(name, value);
+        break;
+      case HOST:
+        host ??= value;
+        out.push(name, value);
+        break;
+      case CONTENT_LENGTH:
+        contentLength ??= value;
+        out.push(name, value);
+        break;
+      case TRANSFER_ENCODING:
+        chunked = true;
+        break;
+      case CONNECTION:
+        connection = connection === undefined ? value : `${connection}, ${value}`;
+        break;
+      case X_FORWARDED_FOR:
+        forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+        break;
+      // HOP and X_FORWARDED_OTHER are dropped.
     }
-    out.push(raw[i], raw[i + 1]);
   }
-  if (hasBody && req.headers["transfer-encoding"] !== undefined) out.push("Transfer-Encoding", "chunked");
-  const client = clientAddress(req.socket.remoteAddress);
+  // Headers named in Connection are hop-by-hop too; the common values name none.
+  if (connection !== undefined) dropListed(out, connection);
+  const hasBody = chunked || (contentLength !== undefined && contentLength !== "0");
+  if (chunked && !upgrade) out.push("Transfer-Encoding", "chunked");
+  const client = clientOf(req.socket);
   out.push(
     "X-Forwarded-For",
-    forwardedFor ? `${forwardedFor}, ${client}` : client,
+    forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
     "X-Forwarded-Proto",
     "http",
     "X-Forwarded-Host",
-    req.headers.host ?? "",
+    host ?? "",
   );
-  return out;
+  return { host: host ?? "", hasBody, headers: out };
+}
+
+/** Removes from a raw header list the headers a Connection header names. */
+function dropListed(headers: string[], connection: string): void {
+  const value = connection.toLowerCase();
+  if (value === "keep-alive" || value === "close") return;
+  const listed = value.split(/\s*,\s*/);
+  let kept = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (listed.includes(headers[i].toLowerCase())) continue;
+    headers[kept++] = headers[i];
+    headers[kept++] = headers[i + 1];
+  }
+  headers.length = kept;
 }
 
 /** The upstream's response headers without hop-by-hop ones, as a raw list for writeHead. */
 function responseHeaders(raw: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    if (!HOP_BY_HOP.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1]);
+    const kind = headerKind(raw[i]);
+    if (kind !== HOP && kind !== CONNECTION && kind !== TRANSFER_ENCODING) out.push(raw[i], raw[i + 1]);
   }
   return out;
+}
+
+/** A client socket with its address as sent in X-Forwarded-For, worked out once per connection. */
+interface ClientSocket extends Socket {
+  herdClient?: string;
+}
+
+function clientOf(socket: Socket): string {
+  const client = socket as ClientSocket;
+  if (client.herdClient === undefined) client.herdClient = clientAddress(socket.remoteAddress);
+  return client.herdClient;
 }
 
 function clientAddress(address: string | undefined): string {

@@ -1,0 +1,100 @@
+/**
+ * Runs `herd gateway` as a child process of another herd process (`herd up`),
+ * so the gateway does not share an event loop with the control plane.
+ *
+ * The child gets an IPC channel: it reports its address over it once it
+ * listens (or why it could not start), and it stops when the channel closes,
+ * so a parent killed with SIGKILL leaves no gateway behind. The admin token
+ * travels in the environment (HERD_TOKEN), never on the command line.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { HerdError } from "../common/errors.ts";
+
+/** Set in the child's environment: report over IPC and stop when the parent goes away. */
+export const CHILD_ENV = "HERD_GATEWAY_CHILD";
+
+/** Child → parent: listening, or failed to start. */
+export type ChildMessage = { type: "ready"; url: string; port: number } | { type: "failed"; message: string };
+
+/** How the child is started. */
+export interface GatewayChildOptions {
+  /** The herd CLI entry module (src/cli/main.ts); run with this process's Node and flags. */
+  cli: string;
+  server: string;
+  token: string;
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Worker processes (`--workers`). */
+  workers: number;
+}
+
+/** A gateway running in a child process. */
+export interface GatewayChild {
+  pid: number;
+  port: number;
+  url: string;
+  /** SIGTERM, then SIGKILL after `graceMs` (default 10 s); resolves when it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts `herd gateway` as a child; resolves once it listens, rejects with its reason if it exits first. */
+export async function spawnGatewayChild(options: GatewayChildOptions): Promise<GatewayChild> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...process.execArgv,
+      options.cli,
+      "gateway",
+      "--server",
+      options.server,
+      "--port",
+      String(options.port),
+      "--host",
+      options.host,
+      "--data",
+      options.dataDir,
+      "--workers",
+      String(options.workers),
+    ],
+    {
+      env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    },
+  );
+  const ready = await new Promise<{ url: string; port: number }>((resolve, reject) => {
+    let failure: string | undefined;
+    child.on("message", (message: ChildMessage) => {
+      if (message.type === "ready") resolve(message);
+      else if (message.type === "failed") failure = message.message;
+    });
+    child.once("error", reject);
+    child.once("exit", (code, signal) =>
+      reject(
+        new HerdError(
+          "unavailable",
+          `the gateway did not start: ${failure ?? `it exited (${signal ?? `code ${code}`})`}`,
+        ),
+      ),
+    );
+  });
+  // The channel stays open only to tell the child when we are gone; it must not keep us alive.
+  child.channel?.unref();
+  return {
+    pid: child.pid ?? 0,
+    port: ready.port,
+    url: ready.url,
+    stop: (graceMs) => stopChild(child, graceMs),
+  };
+}
+
+async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  const force = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(force);
+}

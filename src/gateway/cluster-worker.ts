@@ -1,0 +1,54 @@
+/**
+ * A gateway worker process (forked by cluster.ts): builds a RouteTable from
+ * each set of objects its primary sends and proxies requests on the shared
+ * port. It follows no control plane itself and writes no cache.
+ *
+ * It listens once its first configuration has arrived, so it never answers
+ * from an empty table while the primary has a real one. It exits when the
+ * primary says stop, and at once when the IPC channel closes (the primary is
+ * gone, perhaps by SIGKILL): no orphan keeps the port.
+ */
+
+import cluster from "node:cluster";
+import { createLogger } from "../common/log.ts";
+import type { ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
+import { WORKER_ENV } from "./cluster.ts";
+import { GatewayProxy } from "./proxy.ts";
+import { buildRouteTable } from "./route-table.ts";
+
+if (!cluster.isWorker || process.env[WORKER_ENV] === undefined) {
+  throw new Error("cluster-worker.ts is started by the gateway primary (cluster.ts), not by hand");
+}
+
+const settings = JSON.parse(process.env[WORKER_ENV]) as WorkerSettings;
+const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?? process.pid}`);
+const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
+let listenStarted = false;
+
+// The primary is gone: release the port now rather than serve a table nobody updates.
+process.on("disconnect", () => process.exit(0));
+// Ctrl-C reaches the whole process group; the primary decides when workers stop.
+process.on("SIGINT", () => {});
+
+process.on("message", (message: ConfigMessage | StopMessage) => {
+  if (message.type === "config") {
+    proxy.table = buildRouteTable(message.objects, message.revision);
+    if (!listenStarted) {
+      listenStarted = true;
+      void listen();
+    }
+  } else if (message.type === "stop") {
+    void proxy.close().finally(() => process.exit(0));
+  }
+});
+
+async function listen(): Promise<void> {
+  try {
+    await proxy.listen(settings.port, settings.host);
+  } catch (err) {
+    process.send?.(
+      { type: "failed", message: err instanceof Error ? err.message : String(err) } satisfies FailedMessage,
+      () => process.exit(1),
+    );
+  }
+}

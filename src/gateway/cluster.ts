@@ -1,0 +1,242 @@
+/**
+ * `herd gateway --workers N`: one primary process and N worker processes
+ * (node:cluster) that share the listening port.
+ *
+ * The primary serves no request. It follows the control plane once
+ * (ConfigSource: snapshot, watch, disk cache) and sends each new set of
+ * objects to every worker over IPC; each worker builds its own RouteTable
+ * from them and proxies (cluster-worker.ts). So the control plane sees one
+ * watch per machine, not one per core, only the primary writes the cache,
+ * and all workers switch to the same table version together.
+ *
+ * A worker that dies is forked again (backoff after quick repeated deaths).
+ * Workers exit when their IPC channel to the primary closes, so a primary
+ * killed with SIGKILL leaves no worker holding the port.
+ */
+
+import cluster, { type Worker } from "node:cluster";
+import { once } from "node:events";
+import net, { type AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { HerdError } from "../common/errors.ts";
+import { createLogger } from "../common/log.ts";
+import { ConfigSource } from "./config-source.ts";
+import type { Gateway, GatewayOptions } from "./gateway.ts";
+import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
+
+/** The worker's entry module. */
+const WORKER_MAIN = fileURLToPath(new URL("./cluster-worker.ts", import.meta.url));
+
+/** Environment variable that carries a worker's settings (JSON of WorkerSettings). */
+export const WORKER_ENV = "HERD_GATEWAY_WORKER";
+
+/** What a worker is told at fork time. */
+export interface WorkerSettings {
+  port: number;
+  host: string;
+  upstreamTimeoutMs?: number;
+}
+
+/** Primary → worker: the objects to build a table from. */
+export interface ConfigMessage {
+  type: "config";
+  revision: number;
+  objects: RouteObjects;
+}
+
+/** Primary → worker: close and exit. */
+export interface StopMessage {
+  type: "stop";
+}
+
+/** Worker → primary: it could not listen (or start); it exits after sending this. */
+export interface FailedMessage {
+  type: "failed";
+  message: string;
+}
+
+/** How a gateway cluster is started. */
+export interface GatewayClusterOptions extends GatewayOptions {
+  /** Worker processes; at least 1. */
+  workers: number;
+  /** Delay before forking a replacement of a worker that died soon after it started; doubles up to `max`. Default 100 ms and 5 s. */
+  restartBackoffMs?: { first: number; max: number };
+}
+
+/** A running gateway cluster. `table()` is the primary's copy of the table the workers serve. */
+export interface GatewayCluster extends Gateway {
+  /** Process ids of the workers alive now. */
+  workerPids(): number[];
+}
+
+/** A worker that lived this long before dying is replaced at once and its slot's backoff is reset. */
+const HEALTHY_UPTIME_MS = 10_000;
+
+/** How long workers get to close before they are killed. */
+const STOP_GRACE_MS = 5_000;
+
+/** One worker position: the process filling it now and its recent deaths. */
+interface Slot {
+  index: number;
+  worker: Worker | undefined;
+  startedAt: number;
+  quickDeaths: number;
+  restartTimer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Starts the primary: loads the cache, takes the first snapshot (or gives up
+ * on it for now), then forks the workers and resolves once every one listens.
+ * Must run in the cluster's primary process, once.
+ */
+export async function startGatewayCluster(options: GatewayClusterOptions): Promise<GatewayCluster> {
+  if (!cluster.isPrimary) throw new Error("startGatewayCluster must run in the primary process");
+  if (!(Number.isInteger(options.workers) && options.workers >= 1)) {
+    throw new HerdError("invalid", `--workers must be a whole number of at least 1, got ${options.workers}`);
+  }
+  const logger = (options.logger ?? createLogger("herd")).child("gateway");
+  const backoff = options.restartBackoffMs ?? { first: 100, max: 5_000 };
+  const host = options.host ?? "0.0.0.0";
+  let table: RouteTable = EMPTY_TABLE;
+  let latest: ConfigMessage = {
+    type: "config",
+    revision: 0,
+    objects: { services: [], instances: [], nodes: [] },
+  };
+  const slots: Slot[] = [];
+  let stopping = false;
+
+  const broadcast = (message: ConfigMessage | StopMessage): void => {
+    for (const slot of slots) {
+      if (slot.worker?.isConnected()) slot.worker.send(message);
+    }
+  };
+  const source = new ConfigSource({
+    server: options.server.replace(/\/+$/, ""),
+    token: options.token,
+    dataDir: options.dataDir,
+    logger,
+    onTable: (next) => {
+      table = next;
+    },
+    onObjects: (objects, revision) => {
+      latest = { type: "config", revision, objects };
+      broadcast(latest);
+    },
+  });
+
+  // A fixed port for every worker, also for the ones forked later: with port 0
+  // each fork could otherwise get another random port once all workers are gone.
+  const port = options.port === 0 ? await freePort(host) : (options.port ?? 8080);
+  const settings: WorkerSettings = { port, host, upstreamTimeoutMs: options.upstreamTimeoutMs };
+  // Workers accept from the shared socket themselves. With round-robin the primary accepts and
+  // hands each connection over IPC: a cost per connection on one core, and a connection handed to
+  // a worker that just died hangs until the client gives up.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ exec: WORKER_MAIN, args: [] });
+
+  /** Forks the worker for a slot; resolves when it listens, rejects when it fails first. */
+  const fork = (slot: Slot): Promise<void> => {
+    slot.restartTimer = undefined;
+    slot.startedAt = performance.now();
+    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
+    slot.worker = worker;
+    let failure: string | undefined;
+    worker.on("message", (message: FailedMessage) => {
+      if (message?.type === "failed") failure = message.message;
+    });
+    // Queued on the IPC channel until the worker reads it; it listens after its first config.
+    worker.send(latest);
+    const listening = new Promise<void>((resolve, reject) => {
+      worker.once("listening", () => resolve());
+      worker.once("exit", (code, signal) =>
+        reject(
+          new HerdError(
+            "unavailable",
+            failure ??
+              `gateway worker ${worker.process.pid} exited (${signal ?? `code ${code}`}) while starting`,
+          ),
+        ),
+      );
+    });
+    worker.once("exit", (code, signal) => onExit(slot, worker, code, signal));
+    return listening;
+  };
+
+  const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    if (stopping) return;
+    const uptime = performance.now() - slot.startedAt;
+    slot.quickDeaths = uptime >= HEALTHY_UPTIME_MS ? 0 : slot.quickDeaths + 1;
+    const delay =
+      slot.quickDeaths <= 1 ? 0 : Math.min(backoff.first * 2 ** (slot.quickDeaths - 2), backoff.max);
+    logger.warn("gateway worker died; starting another", {
+      pid: worker.process.pid,
+      exit: signal ?? code,
+      restartInMs: delay,
+    });
+    slot.restartTimer = setTimeout(() => {
+      fork(slot).catch((err: Error) => {
+        logger.error("replacement gateway worker failed to start", { error: err });
+      });
+    }, delay);
+  };
+
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    const exits: Promise<unknown>[] = [];
+    for (const slot of slots) {
+      clearTimeout(slot.restartTimer);
+      const worker = slot.worker;
+      if (worker === undefined || worker.isDead()) continue;
+      exits.push(once(worker, "exit"));
+      if (worker.isConnected()) worker.send({ type: "stop" } satisfies StopMessage);
+      else worker.process.kill("SIGTERM");
+    }
+    const grace = setTimeout(() => {
+      for (const slot of slots) if (slot.worker && !slot.worker.isDead()) slot.worker.process.kill("SIGKILL");
+    }, STOP_GRACE_MS);
+    await Promise.all([Promise.all(exits), source.close()]);
+    clearTimeout(grace);
+  };
+
+  await source.loadCache();
+  await source.start();
+  for (let index = 0; index < options.workers; index++) {
+    slots.push({ index, worker: undefined, startedAt: 0, quickDeaths: 0, restartTimer: undefined });
+  }
+  try {
+    await Promise.all(slots.map(fork));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const reachable =
+    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const url = `http://${reachable}:${port}`;
+  logger.info("gateway listening", {
+    url,
+    workers: options.workers,
+    version: table.version,
+    routes: table.routeCount,
+  });
+  return {
+    port,
+    url,
+    table: () => table,
+    workerPids: () =>
+      slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),
+    close: stop,
+  };
+}
+
+/** A port free on `host` now (the kernel's pick for port 0). */
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, host);
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
