@@ -14,7 +14,14 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
-import { type Backend, EMPTY_TABLE, type Endpoint, normalizeHost, type RouteTable } from "./route-table.ts";
+import {
+  type Backend,
+  EMPTY_TABLE,
+  type Endpoint,
+  normalizeHost,
+  type RouteTable,
+  rewritePath,
+} from "./route-table.ts";
 
 /** How the proxy is set up. */
 export interface ProxyOptions {
@@ -97,6 +104,8 @@ class Exchange {
   readonly res: http.ServerResponse;
   readonly host: string;
   readonly headers: string[];
+  /** The path sent upstream (the route's rewrite applied). */
+  readonly path: string;
   /** Bodiless and idempotent: may be sent again to another endpoint. */
   readonly retryable: boolean;
   endpoint: Endpoint;
@@ -114,11 +123,13 @@ class Exchange {
     res: http.ServerResponse,
     endpoint: Endpoint,
     request: ForwardedRequest,
+    path: string,
   ) {
     this.proxy = proxy;
     this.req = req;
     this.res = res;
     this.endpoint = endpoint;
+    this.path = path;
     this.host = request.host;
     this.headers = request.headers;
     this.retryable = !request.hasBody && IDEMPOTENT.has(req.method ?? "");
@@ -218,17 +229,19 @@ export class GatewayProxy {
       sendJson(res, 200, { version: table.version, routes: table.routeCount, problems: table.problems });
       return;
     }
-    const backend = table.match(host, url);
-    if (backend === undefined) {
+    // `req.headers` is built only when some route matches on headers.
+    const route = table.route(host, url, req.method ?? "GET", table.matchesHeaders ? req.headers : undefined);
+    if (route === undefined) {
       sendMiss(res, table, host, url);
       return;
     }
+    const backend = route.backend;
     const endpoint = backend.next();
     if (endpoint === undefined) {
       sendUnavailable(res, backend);
       return;
     }
-    const exchange = new Exchange(this, req, res, endpoint, forwarded);
+    const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     (res as ClientResponse).exchange = exchange;
     res.on("close", onClientClose);
     send(exchange);
@@ -237,11 +250,13 @@ export class GatewayProxy {
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", destroyQuietly);
     const host = req.headers.host ?? "";
-    const backend = this.table.match(host, req.url ?? "/");
-    if (backend === undefined) {
+    const url = req.url ?? "/";
+    const route = this.table.route(host, url, req.method ?? "GET", req.headers);
+    if (route === undefined) {
       writeRawError(socket, 404, "not_found", `no app serves host ${normalizeHost(host)}`);
       return;
     }
+    const backend = route.backend;
     const endpoint = backend.next();
     if (endpoint === undefined) {
       writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
@@ -254,7 +269,7 @@ export class GatewayProxy {
       host: endpoint.address,
       port: endpoint.port,
       method: req.method,
-      path: req.url,
+      path: rewritePath(route, url),
       headers,
       agent: false,
       timeout: this.upstreamTimeoutMs,
@@ -319,7 +334,7 @@ function send(exchange: Exchange): void {
     host: endpoint.address,
     port: endpoint.port,
     method: req.method,
-    path: req.url,
+    path: exchange.path,
     headers: exchange.headers,
     agent: exchange.proxy.agent,
     timeout: exchange.proxy.upstreamTimeoutMs,
@@ -385,8 +400,14 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
   const { proxy, req, res } = exchange;
   if (exchange.retryable && exchange.attempts === 1 && CONNECTION_FAILURES.has(err.code ?? "")) {
     // Match again: the table may have changed since, and the failed instance may be gone from it.
-    const backend = proxy.table.match(exchange.host, req.url ?? "/");
-    const next = backend?.nextExcept(exchange.endpoint);
+    const table = proxy.table;
+    const route = table.route(
+      exchange.host,
+      req.url ?? "/",
+      req.method ?? "GET",
+      table.matchesHeaders ? req.headers : undefined,
+    );
+    const next = route?.backend.nextExcept(exchange.endpoint);
     if (next !== undefined) {
       proxy.logger.debug("retrying on another endpoint", {
         failed: exchange.endpoint.instance,

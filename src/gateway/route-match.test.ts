@@ -3,9 +3,11 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { silentLogger } from "../common/log.ts";
 import type { Route } from "../model/manifest.ts";
+import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable, rewritePath } from "./route-table.ts";
-import { testService } from "./testing.ts";
+import { request, startUpstream, testInstance, testNode, testService } from "./testing.ts";
 
 function table(...services: Array<[string, Array<Partial<Route> & { host: string }>]>) {
   return buildRouteTable(
@@ -76,4 +78,41 @@ test("rewrite replaces the matched prefix and keeps the rest and the query", () 
   assert.equal(rewritePath(legacy, "/old/a"), "/new/a");
   const plain = table(["p", [{ host: "shop.test", path: "/p" }]]).route("shop.test", "/p/a")!;
   assert.equal(rewritePath(plain, "/p/a"), "/p/a");
+});
+
+test("through the proxy: methods and headers pick the service, the rewrite reaches the upstream", async (t) => {
+  const seen = (name: string) => startUpstream((req, res) => res.end(JSON.stringify({ name, url: req.url })));
+  const [writer, canary, reader] = await Promise.all([seen("writer"), seen("canary"), seen("reader")]);
+  const proxy = new GatewayProxy({ logger: silentLogger });
+  t.after(async () => {
+    await proxy.close();
+    await Promise.all([writer.close(), canary.close(), reader.close()]);
+  });
+  const port = await proxy.listen(0, "127.0.0.1");
+  const at = (service: string) => ({ app: "shop", service });
+  proxy.table = buildRouteTable(
+    {
+      services: [
+        testService("default", "shop", "writer", [
+          { host: "shop.test", path: "/api", methods: ["POST"], rewrite: "/" },
+        ]),
+        testService("default", "shop", "canary", [
+          { host: "shop.test", path: "/api", headers: { "x-canary": "1" }, rewrite: "/v2" },
+        ]),
+        testService("default", "shop", "reader", [{ host: "shop.test", path: "/api", rewrite: "/" }]),
+      ],
+      instances: [
+        testInstance("w", at("writer"), "local", writer.port),
+        testInstance("c", at("canary"), "local", canary.port),
+        testInstance("r", at("reader"), "local", reader.port),
+      ],
+      nodes: [testNode("local", "127.0.0.1")],
+    },
+    1,
+  );
+  const body = async (method: string, headers: Record<string, string> = {}) =>
+    JSON.parse((await request(port, "shop.test", "/api/items?id=1", { method, headers })).body);
+  assert.deepEqual(await body("POST"), { name: "writer", url: "/items?id=1" });
+  assert.deepEqual(await body("GET"), { name: "reader", url: "/items?id=1" });
+  assert.deepEqual(await body("GET", { "X-Canary": "1" }), { name: "canary", url: "/v2/items?id=1" });
 });

@@ -97,6 +97,8 @@ export class RouteTable {
   readonly problems: readonly string[];
   /** Every backend by service key (routed services only). */
   readonly backends: ReadonlyMap<string, Backend>;
+  /** Whether any route matches on headers (else callers need not pass them). */
+  readonly matchesHeaders: boolean;
   readonly #exact: Map<string, RouteEntry[]>;
   /** Keyed by the suffix after `*.`, e.g. `example.com`. */
   readonly #wildcard: Map<string, RouteEntry[]>;
@@ -115,6 +117,9 @@ export class RouteTable {
     this.backends = backends;
     this.routeCount = routeCount;
     this.problems = problems;
+    const usesHeaders = (lists: Iterable<RouteEntry[]>) =>
+      [...lists].some((l) => l.some((r) => r.headers !== null));
+    this.matchesHeaders = usesHeaders(exact.values()) || usesHeaders(wildcard.values());
   }
 
   /**
