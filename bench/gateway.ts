@@ -321,7 +321,8 @@ async function startGateway(
     data,
   ]);
   const url = `http://127.0.0.1:${port}/`;
-  const headers = { host: BENCH_HOST, ...extraHeaders };
+  // "Host" as wrk spells it: wrk adds its own Host header unless this one matches its spelling.
+  const headers = { Host: BENCH_HOST, ...extraHeaders };
   // Several answers on fresh connections: a gateway with several workers routes only when all have the table.
   for (let i = 0; i < 20; i++) await untilServes(url, headers, child);
   return { url, headers };

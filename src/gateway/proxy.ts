@@ -140,6 +140,8 @@ class Exchange {
 interface ForwardedRequest {
   /** The first Host header, as sent ("" when there is none). */
   host: string;
+  /** More than one Host header: ambiguous, refused with 400 (as nginx does). */
+  duplicateHost: boolean;
   hasBody: boolean;
   /** The headers for the upstream, as a raw [name, value, …] list. */
   headers: string[];
@@ -225,6 +227,10 @@ export class GatewayProxy {
     const host = forwarded.host;
     const url = req.url ?? "/";
     const table = this.table;
+    if (forwarded.duplicateHost) {
+      sendJson(res, 400, { code: "invalid", message: "more than one Host header" });
+      return;
+    }
     if (url === STATUS_PATH && isLocalHost(host)) {
       sendJson(res, 200, { version: table.version, routes: table.routeCount, problems: table.problems });
       return;
@@ -477,6 +483,7 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
+  let duplicateHost = false;
   let contentLength: string | undefined;
   let chunked = false;
   let connection: string | undefined;
@@ -489,6 +496,7 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
         out.push(name, value);
         break;
       case HOST:
+        if (host !== undefined) duplicateHost = true;
         host ??= value;
         out.push(name, value);
         break;
@@ -521,7 +529,7 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
     "X-Forwarded-Host",
     host ?? "",
   );
-  return { host: host ?? "", hasBody, headers: out };
+  return { host: host ?? "", duplicateHost, hasBody, headers: out };
 }
 
 /** Removes from a raw header list the headers a Connection header names. */

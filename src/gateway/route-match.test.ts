@@ -116,3 +116,23 @@ test("through the proxy: methods and headers pick the service, the rewrite reach
   assert.deepEqual(await body("GET"), { name: "reader", url: "/items?id=1" });
   assert.deepEqual(await body("GET", { "X-Canary": "1" }), { name: "canary", url: "/v2/items?id=1" });
 });
+
+test("two Host headers are refused with 400, as nginx does", async (t) => {
+  const proxy = new GatewayProxy({ logger: silentLogger });
+  t.after(() => proxy.close());
+  const port = await proxy.listen(0, "127.0.0.1");
+  const { connect } = await import("node:net");
+  const reply = await new Promise<string>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.write("GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n");
+    });
+    let data = "";
+    socket.on("data", (d) => {
+      data += d;
+    });
+    socket.on("end", () => resolve(data));
+    socket.on("error", reject);
+  });
+  assert.match(reply, /^HTTP\/1\.1 400/);
+  assert.match(reply, /more than one Host header/);
+});
