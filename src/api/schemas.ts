@@ -5,6 +5,7 @@
 
 import { Type as T } from "@sinclair/typebox";
 import { NAME_PATTERN } from "../model/manifest.ts";
+import { KINDS, type Kind } from "../model/objects.ts";
 
 export const Name = T.String({
   pattern: NAME_PATTERN,
@@ -120,16 +121,7 @@ export const LogBatchBody = T.Object({
 });
 
 /** Kinds a snapshot or watch may ask for (tokens never leave the server). */
-export const WATCHABLE = [
-  "tenant",
-  "app",
-  "service",
-  "release",
-  "deploy",
-  "instance",
-  "node",
-  "event",
-] as const;
+export const WATCHABLE: readonly Kind[] = KINDS.filter((k) => k !== "token");
 
 export const WatchQuery = T.Object({
   kinds: T.Optional(
