@@ -30,7 +30,17 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** Pooled idle connections per upstream address. Default 256 open at most, 64 idle. */
   maxSocketsPerUpstream?: number;
+  /** Largest request body accepted (by Content-Length, or counted while streaming). Default 100 MiB. */
+  maxBodyBytes?: number;
+  /** A client must send its request headers within this time. Default 10 s. */
+  headersTimeoutMs?: number;
 }
+
+/** Default limits: a slow or oversized client gets a clear error instead of holding a connection. */
+const DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024;
+const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/** Request headers larger than this are refused with 431 (Node's parser limit). */
+export const MAX_HEADER_BYTES = 16 * 1024;
 
 /** Headers that describe one connection, not the message; never forwarded (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -142,6 +152,8 @@ interface ForwardedRequest {
   host: string;
   /** More than one Host header: ambiguous, refused with 400 (as nginx does). */
   duplicateHost: boolean;
+  /** Content-Length as a number; -1 when absent (chunked or no body). */
+  contentLength: number;
   hasBody: boolean;
   /** The headers for the upstream, as a raw [name, value, …] list. */
   headers: string[];
@@ -164,6 +176,7 @@ export class GatewayProxy {
   readonly server: http.Server;
   readonly logger: Logger;
   readonly upstreamTimeoutMs: number;
+  readonly maxBodyBytes: number;
   /** One keep-alive pool for all upstreams; it keeps a separate pool per address:port. */
   readonly agent: http.Agent;
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
@@ -183,7 +196,19 @@ export class GatewayProxy {
       // `Keep-Alive: timeout=` hint shortens this further.
       timeout: 4_000,
     });
-    this.server = http.createServer((req, res) => this.#onRequest(req, res));
+    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    this.server = http.createServer(
+      // Node looks for late headers on this interval: a fraction of the timeout keeps the cut close to it.
+      {
+        maxHeaderSize: MAX_HEADER_BYTES,
+        connectionsCheckingInterval: Math.max(100, Math.floor(headersTimeout / 4)),
+      },
+      (req, res) => this.#onRequest(req, res),
+    );
+    this.server.headersTimeout = headersTimeout;
+    // Bodies may take long (uploads); a slow body is the upstream's call, and its silence is cut by upstreamTimeoutMs.
+    this.server.requestTimeout = 0;
     this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
@@ -241,6 +266,10 @@ export class GatewayProxy {
       sendMiss(res, table, host, url);
       return;
     }
+    if (forwarded.contentLength > this.maxBodyBytes) {
+      sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
+      return;
+    }
     const backend = route.backend;
     const endpoint = backend.next();
     if (endpoint === undefined) {
@@ -248,6 +277,12 @@ export class GatewayProxy {
       return;
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
+    // A body without a length is counted as it streams.
+    if (forwarded.hasBody && forwarded.contentLength < 0) {
+      (req as CountedRequest).exchange = exchange;
+      (req as CountedRequest).bodyBytes = 0;
+      req.on("data", countBody);
+    }
     (res as ClientResponse).exchange = exchange;
     res.on("close", onClientClose);
     send(exchange);
@@ -465,7 +500,40 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  if (err.code === "HPE_HEADER_OVERFLOW") {
+    writeRawError(socket, 431, "too_large", `request headers over ${MAX_HEADER_BYTES} bytes`);
+  } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    writeRawError(socket, 408, "timeout", "the request headers did not arrive in time");
+  } else {
+    writeRawError(socket, 400, "invalid", "malformed HTTP request");
+  }
+}
+
+interface CountedRequest extends http.IncomingMessage {
+  exchange: Exchange;
+  bodyBytes: number;
+}
+
+/** Counts a streamed body; past the limit the exchange ends with 413 (or is cut if the answer has begun). */
+function countBody(this: CountedRequest, chunk: Buffer): void {
+  this.bodyBytes += chunk.length;
+  const exchange = this.exchange;
+  if (this.bodyBytes <= exchange.proxy.maxBodyBytes || exchange.state === DONE) return;
+  this.off("data", countBody);
+  exchange.upstream?.destroy();
+  if (exchange.state === WAITING && !exchange.res.headersSent) {
+    exchange.state = DONE;
+    exchange.res.setHeader("connection", "close");
+    sendJson(exchange.res, 413, {
+      code: "too_large",
+      message: `request body over ${exchange.proxy.maxBodyBytes} bytes`,
+    });
+  } else {
+    exchange.state = DONE;
+    exchange.res.destroy();
+  }
+  this.unpipe();
+  this.resume();
 }
 
 function destroyQuietly(this: Duplex): void {
@@ -529,7 +597,13 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
     "X-Forwarded-Host",
     host ?? "",
   );
-  return { host: host ?? "", duplicateHost, hasBody, headers: out };
+  return {
+    host: host ?? "",
+    duplicateHost,
+    contentLength: contentLength === undefined ? -1 : Number(contentLength),
+    hasBody,
+    headers: out,
+  };
 }
 
 /** Removes from a raw header list the headers a Connection header names. */
