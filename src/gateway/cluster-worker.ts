@@ -32,7 +32,10 @@ process.on("SIGINT", () => {});
 
 process.on("message", (message: ConfigMessage | StopMessage) => {
   if (message.type === "config") {
-    proxy.table = buildRouteTable(message.objects, message.revision);
+    proxy.table = buildRouteTable(message.objects, message.revision, {
+      previous: proxy.table,
+      share: 1 / Math.max(1, settings.workers),
+    });
     if (!listenStarted) {
       listenStarted = true;
       void listen();

@@ -35,6 +35,8 @@ export interface WorkerSettings {
   port: number;
   host: string;
   upstreamTimeoutMs?: number;
+  /** How many workers share the traffic (rate limits are split among them). */
+  workers: number;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -128,7 +130,12 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   // A fixed port for every worker, also for the ones forked later: with port 0
   // each fork could otherwise get another random port once all workers are gone.
   const port = options.port === 0 ? await freePort(host) : (options.port ?? 8080);
-  const settings: WorkerSettings = { port, host, upstreamTimeoutMs: options.upstreamTimeoutMs };
+  const settings: WorkerSettings = {
+    port,
+    host,
+    upstreamTimeoutMs: options.upstreamTimeoutMs,
+    workers: options.workers,
+  };
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
   // a worker that just died hangs until the client gives up.

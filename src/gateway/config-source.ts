@@ -76,6 +76,8 @@ export class ConfigSource {
   readonly #stop = new AbortController();
   #revision = 0;
   #lastBuild = Number.NEGATIVE_INFINITY;
+  /** The last table built (its rate-limit state carries over to the next). */
+  #table: RouteTable | undefined;
   #rebuildTimer: NodeJS.Timeout | undefined;
   #lastProblems = "";
   #cacheDirty = false;
@@ -297,7 +299,8 @@ export class ConfigSource {
       instances: valuesOf<Instance>(this.#byKind.instance),
       nodes: valuesOf<Node>(this.#byKind.node),
     };
-    const table = buildRouteTable(objects, this.#revision);
+    const table = buildRouteTable(objects, this.#revision, { previous: this.#table });
+    this.#table = table;
     this.#options.onTable(table);
     this.#options.onObjects?.(objects, this.#revision);
     const problems = table.problems.join("\n");

@@ -14,11 +14,13 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import type { TakeResult } from "./policies/token-bucket.ts";
 import {
   type Backend,
   EMPTY_TABLE,
   type Endpoint,
   normalizeHost,
+  type RouteLimit,
   type RouteTable,
   rewritePath,
 } from "./route-table.ts";
@@ -265,6 +267,13 @@ export class GatewayProxy {
     if (route === undefined) {
       sendMiss(res, table, host, url);
       return;
+    }
+    if (route.limit !== null) {
+      const verdict = route.limit.take(clientOf(req.socket), Date.now());
+      if (!verdict.ok) {
+        sendRateLimited(res, route.limit, verdict);
+        return;
+      }
     }
     if (forwarded.contentLength > this.maxBodyBytes) {
       sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
@@ -653,6 +662,19 @@ function isLocalHost(host: string): boolean {
 }
 
 /** A JSON reply (errors are `{code, message}` like the control plane's). */
+/** 429 with Retry-After and the IETF RateLimit headers (limit, remaining, reset in seconds). */
+function sendRateLimited(res: http.ServerResponse, limit: RouteLimit, verdict: TakeResult): void {
+  const retryAfter = Math.max(1, Math.ceil(verdict.retryAfterMs / 1000));
+  res.setHeader("ratelimit-policy", `${limit.burst};w=${Math.max(1, Math.round(limit.burst / limit.rate))}`);
+  res.setHeader("ratelimit", `limit=${limit.burst}, remaining=0, reset=${Math.ceil(verdict.resetMs / 1000)}`);
+  sendJson(
+    res,
+    429,
+    { code: "rate_limited", message: `rate limit reached: retry in ${retryAfter}s` },
+    String(retryAfter),
+  );
+}
+
 function sendJson(res: http.ServerResponse, status: number, body: unknown, retryAfter?: string): void {
   if (res.headersSent) {
     res.destroy();

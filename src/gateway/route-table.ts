@@ -7,8 +7,9 @@
  * map hit or two and a short scan of prefixes.
  */
 
-import { type Route, routeIdentity } from "../model/manifest.ts";
+import { type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
 
 /** One running instance that traffic for a service can go to. */
 export interface Endpoint {
@@ -63,6 +64,8 @@ export class Backend {
  * method, headers) reach which backend, and how the path is rewritten.
  */
 export interface RouteEntry {
+  /** The route's identity (host, match, path, methods, headers). */
+  readonly id: string;
   /** Normalised: starts with `/`, no trailing `/` except the root itself. */
   readonly prefix: string;
   /** Exact path match instead of a prefix. */
@@ -74,7 +77,44 @@ export interface RouteEntry {
   /** Replacement for the matched prefix, or null to forward the path as it is. */
   readonly rewrite: string | null;
   readonly priority: number;
+  /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
+  readonly limit: RouteLimit | null;
   readonly backend: Backend;
+}
+
+/**
+ * A route's rate limit: one bucket for the route, or one per client address.
+ * With several gateway workers each enforces its share of the rate (like a
+ * local rate limit per proxy instance), so the total holds when clients'
+ * connections spread over the workers.
+ */
+export class RouteLimit {
+  /** The spec it was made from, to tell whether a rebuilt table may keep it. */
+  readonly spec: string;
+  readonly rate: number;
+  readonly burst: number;
+  readonly #route: TokenBucket | null;
+  readonly #perClient: KeyedLimiter | null;
+
+  constructor(spec: RateLimitSpec, share: number) {
+    this.spec = JSON.stringify(spec);
+    this.rate = spec.rate * share;
+    this.burst = Math.max(1, Math.round(spec.burst * share));
+    this.#route = spec.per === "route" ? new TokenBucket(this.rate, this.burst, Date.now()) : null;
+    this.#perClient = spec.per === "ip" ? new KeyedLimiter(this.rate, this.burst) : null;
+  }
+
+  take(client: string, now: number): TakeResult {
+    return this.#route !== null ? this.#route.take(now) : this.#perClient!.take(client, now);
+  }
+}
+
+/** How a table is built beyond the objects. */
+export interface BuildOptions {
+  /** The table this one replaces: rate-limit state of unchanged routes carries over. */
+  previous?: RouteTable;
+  /** This process's share of the traffic (1 / gateway workers); rate limits are scaled by it. */
+  share?: number;
 }
 
 /** What a request carries that routes match on. */
@@ -159,6 +199,12 @@ export class RouteTable {
   /** The backend for a GET of `path` on `host` with no particular headers. */
   match(host: string, path: string): Backend | undefined {
     return this.route(host, path)?.backend;
+  }
+
+  /** Every route in the table. */
+  *entries(): Iterable<RouteEntry> {
+    for (const list of this.#exact.values()) yield* list;
+    for (const list of this.#wildcard.values()) yield* list;
   }
 
   /** Whether any route names this host (exactly or by wildcard), for telling a wrong path from a wrong host. */
@@ -259,7 +305,16 @@ function normalizePrefix(path: string | undefined): string {
  * When two services declare the same host and path, the first by service key
  * wins and the clash is listed in `problems`.
  */
-export function buildRouteTable(objects: RouteObjects, version: number): RouteTable {
+export function buildRouteTable(
+  objects: RouteObjects,
+  version: number,
+  options: BuildOptions = {},
+): RouteTable {
+  const share = options.share ?? 1;
+  const previousLimits = new Map<string, RouteLimit>();
+  for (const entry of options.previous?.entries() ?? []) {
+    if (entry.limit !== null) previousLimits.set(`${entry.backend.service} ${entry.id}`, entry.limit);
+  }
   const problems: string[] = [];
   const addresses = new Map<string, string>();
   for (const node of objects.nodes) addresses.set(node.name, node.address);
@@ -324,7 +379,15 @@ export function buildRouteTable(objects: RouteObjects, version: number): RouteTa
         index.set(name, list);
       }
       const headers = Object.entries(route.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
+      let limit: RouteLimit | null = null;
+      if (route.rateLimit) {
+        const kept = previousLimits.get(`${key} ${id}`);
+        limit =
+          kept?.spec === JSON.stringify(route.rateLimit) ? kept : new RouteLimit(route.rateLimit, share);
+      }
       list.push({
+        id,
+        limit,
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,

@@ -56,6 +56,22 @@ export const RouteSchema = T.Object(
         description: "higher wins when several routes match (default 0)",
       }),
     ),
+    rateLimit: T.Optional(
+      T.Object(
+        {
+          rate: T.Number({ exclusiveMinimum: 0, maximum: 1_000_000, description: "requests per second" }),
+          burst: T.Optional(
+            T.Integer({ minimum: 1, maximum: 10_000_000, description: "default: one second's worth" }),
+          ),
+          per: T.Optional(
+            T.Union([T.Literal("route"), T.Literal("ip")], {
+              description: "route (one bucket for everyone, default) or ip (one per client address)",
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -131,10 +147,18 @@ export interface Route {
   /** Replaces the matched path prefix before forwarding. */
   rewrite?: string;
   priority?: number;
+  /** Token bucket: `rate` requests a second, `burst` at once, for the whole route or per client address. */
+  rateLimit?: RateLimitSpec;
+}
+
+export interface RateLimitSpec {
+  rate: number;
+  burst: number;
+  per: "route" | "ip";
 }
 
 /** What makes two routes the same route: two services may not both declare it. */
-export function routeIdentity(r: Route): string {
+export function routeIdentity(r: Pick<Route, "host" | "path" | "match" | "methods" | "headers">): string {
   const headers = Object.entries(r.headers ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .sort()
@@ -199,6 +223,15 @@ export function normalizeService(
         : {}),
       ...(r.rewrite ? { rewrite: r.rewrite } : {}),
       ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.rateLimit
+        ? {
+            rateLimit: {
+              rate: r.rateLimit.rate,
+              burst: r.rateLimit.burst ?? Math.max(1, Math.ceil(r.rateLimit.rate)),
+              per: r.rateLimit.per ?? "route",
+            },
+          }
+        : {}),
     }),
   );
   return {
