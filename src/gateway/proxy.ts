@@ -122,6 +122,8 @@ class Exchange {
   readonly retryable: boolean;
   endpoint: Endpoint;
   upstream: http.ClientRequest | undefined;
+  /** The service it goes to (its breaker hears every outcome). */
+  backend: Backend | undefined = undefined;
   /** The upstream's response while it is relayed (paused when the client reads slower). */
   upstreamResponse: http.IncomingMessage | undefined = undefined;
   /** Whether `res` has the drain handler yet (added on the first full write only). */
@@ -280,12 +282,23 @@ export class GatewayProxy {
       return;
     }
     const backend = route.backend;
+    if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
+      const wait = Math.max(1, Math.ceil(backend.breaker.retryAfterMs(Date.now()) / 1000));
+      sendJson(
+        res,
+        503,
+        { code: "circuit_open", message: `${backend.name} is failing: its circuit breaker is open` },
+        String(wait),
+      );
+      return;
+    }
     const endpoint = backend.next();
     if (endpoint === undefined) {
       sendUnavailable(res, backend);
       return;
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
+    exchange.backend = backend;
     // A body without a length is counted as it streams.
     if (forwarded.hasBody && forwarded.contentLength < 0) {
       (req as CountedRequest).exchange = exchange;
@@ -406,6 +419,7 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
   }
   exchange.state = RELAYING;
   exchange.upstreamResponse = upRes;
+  exchange.backend?.breaker?.record((upRes.statusCode ?? 502) < 500, Date.now());
   exchange.res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
   (upRes as UpstreamResponse).exchange = exchange;
   upRes.on("error", onUpstreamBodyError);
@@ -448,6 +462,7 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
     return;
   }
   const { proxy, req, res } = exchange;
+  exchange.backend?.breaker?.record(false, Date.now());
   if (exchange.retryable && exchange.attempts === 1 && CONNECTION_FAILURES.has(err.code ?? "")) {
     // Match again: the table may have changed since, and the failed instance may be gone from it.
     const table = proxy.table;
@@ -484,6 +499,7 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
 function onUpstreamTimeout(this: UpstreamRequest): void {
   const exchange = this.exchange;
   if (exchange.state === WAITING) {
+    exchange.backend?.breaker?.record(false, Date.now());
     sendJson(exchange.res, 504, {
       code: "timeout",
       message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,

@@ -9,6 +9,7 @@
 
 import { type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
 
 /** One running instance that traffic for a service can go to. */
@@ -27,12 +28,24 @@ export class Backend {
   /** `app/service`, the name users see in error messages. */
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
+  /** The service's circuit breaker (kept across table rebuilds while its spec is unchanged), or null. */
+  readonly breaker: CircuitBreaker | null;
+  /** The breaker spec it was made from. */
+  readonly breakerSpec: string;
   #cursor = 0;
 
-  constructor(service: string, name: string, endpoints: readonly Endpoint[]) {
+  constructor(
+    service: string,
+    name: string,
+    endpoints: readonly Endpoint[],
+    breaker: CircuitBreaker | null = null,
+    breakerSpec = "",
+  ) {
     this.service = service;
     this.name = name;
     this.endpoints = endpoints;
+    this.breaker = breaker;
+    this.breakerSpec = breakerSpec;
   }
 
   /** The next endpoint in round-robin order; undefined when none is running. */
@@ -357,7 +370,18 @@ export function buildRouteTable(
     const routes: Route[] = service.spec?.routes ?? [];
     if (routes.length === 0) continue;
     const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
-    const backend = new Backend(key, `${service.app}/${service.name}`, endpoints);
+    const breakerSpec = service.spec.breaker ? JSON.stringify(service.spec.breaker) : "";
+    const kept = options.previous?.backends.get(key);
+    const breaker =
+      breakerSpec === ""
+        ? null
+        : kept?.breakerSpec === breakerSpec && kept.breaker !== null
+          ? kept.breaker
+          : new CircuitBreaker({
+              failureThreshold: service.spec.breaker!.failures,
+              openMs: service.spec.breaker!.openMs,
+            });
+    const backend = new Backend(key, `${service.app}/${service.name}`, endpoints, breaker, breakerSpec);
     backends.set(key, backend);
     for (const route of routes) {
       const host = route.host.toLowerCase();

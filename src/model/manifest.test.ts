@@ -89,6 +89,8 @@ test("the same route twice in one herd.yaml is a conflict naming both places", (
 test("a route's rate limit gets a burst of one second's worth and applies to the whole route by default", () => {
   const web = normalizeService("a", "web", { routes: [{ host: "a.test", rateLimit: { rate: 50 } }] }, "x");
   assert.deepEqual(web.routes[0].rateLimit, { rate: 50, burst: 50, per: "route" });
-  const e = problem("services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        rateLimit: { rate: 0 }\n");
+  const e = problem(
+    "services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        rateLimit: { rate: 0 }\n",
+  );
   assert.match(e.message, /herd\.yaml:6: services\.web\.routes\.0\.rateLimit\.rate/);
 });

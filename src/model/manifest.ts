@@ -116,6 +116,27 @@ export const ServiceManifestSchema = T.Object(
       ),
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+    breaker: T.Optional(
+      T.Object(
+        {
+          failures: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 1000,
+              description: "failures in a row that open it (default 5)",
+            }),
+          ),
+          open: T.Optional(
+            T.Number({
+              minimum: 0.1,
+              maximum: 600,
+              description: "seconds it stays open at first (default 5)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "circuit breaker in front of the service's instances" },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -181,6 +202,8 @@ export interface ServiceSpec {
   mode: "cattle" | "pet";
   env: Record<string, string>;
   routes: Route[];
+  /** Circuit breaker in the gateway in front of this service, when set. */
+  breaker?: { failures: number; openMs: number };
 }
 
 const manifestCheck = TypeCompiler.Compile(ManifestSchema);
@@ -253,6 +276,9 @@ export function normalizeService(
     mode: s.mode ?? "cattle",
     env: Object.fromEntries(Object.entries(s.env ?? {}).map(([k, v]) => [k, String(v)])),
     routes,
+    ...(s.breaker
+      ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
+      : {}),
   };
 }
 

@@ -31,6 +31,7 @@ export class CircuitBreaker {
   #openMs: number;
   #trials = 0;
   #trialSuccesses = 0;
+  #lastTrialAt = 0;
 
   constructor(options: Partial<BreakerOptions> = {}) {
     this.options = { ...DEFAULT_BREAKER, ...options };
@@ -52,8 +53,12 @@ export class CircuitBreaker {
     const state = this.state(now);
     if (state === "closed") return true;
     if (state === "open") return false;
-    if (this.#trials >= this.options.halfOpenRequests) return false;
+    // A trial whose outcome never came (its client left) must not hold the breaker half-open forever.
+    if (this.#trials >= this.options.halfOpenRequests && now - this.#lastTrialAt < this.options.openMs)
+      return false;
+    if (this.#trials >= this.options.halfOpenRequests) this.#trials = 0;
     this.#trials++;
+    this.#lastTrialAt = now;
     return true;
   }
 
