@@ -299,6 +299,7 @@ export class GatewayProxy {
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
+    backend.policies.retries.request(Date.now());
     // A body without a length is counted as it streams.
     if (forwarded.hasBody && forwarded.contentLength < 0) {
       (req as CountedRequest).exchange = exchange;
@@ -419,13 +420,24 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
   }
   exchange.state = RELAYING;
   exchange.upstreamResponse = upRes;
-  exchange.backend?.breaker?.record((upRes.statusCode ?? 502) < 500, Date.now());
+  recordOutcome(exchange, (upRes.statusCode ?? 502) < 500);
   exchange.res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
   (upRes as UpstreamResponse).exchange = exchange;
   upRes.on("error", onUpstreamBodyError);
   // What pipe() does, with shared handlers instead of the closures pipe() makes per call.
   upRes.on("data", onUpstreamData);
   upRes.on("end", onUpstreamEnd);
+}
+
+/** Tells the service's breaker and outlier detector how an attempt went (5xx, refused and timeouts fail). */
+function recordOutcome(exchange: Exchange, success: boolean): void {
+  const backend = exchange.backend;
+  if (backend === undefined) return;
+  const { breaker, outlier } = backend.policies;
+  if (breaker === null && outlier === null) return;
+  const now = Date.now();
+  breaker?.record(success, now);
+  outlier?.record(exchange.endpoint.instance, success, now, backend.endpoints.length);
 }
 
 function onUpstreamData(this: UpstreamResponse, chunk: Buffer): void {
@@ -462,8 +474,13 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
     return;
   }
   const { proxy, req, res } = exchange;
-  exchange.backend?.breaker?.record(false, Date.now());
-  if (exchange.retryable && exchange.attempts === 1 && CONNECTION_FAILURES.has(err.code ?? "")) {
+  recordOutcome(exchange, false);
+  if (
+    exchange.retryable &&
+    exchange.attempts === 1 &&
+    CONNECTION_FAILURES.has(err.code ?? "") &&
+    exchange.backend?.policies.retries.tryRetry(Date.now()) !== false
+  ) {
     // Match again: the table may have changed since, and the failed instance may be gone from it.
     const table = proxy.table;
     const route = table.route(
@@ -499,7 +516,7 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
 function onUpstreamTimeout(this: UpstreamRequest): void {
   const exchange = this.exchange;
   if (exchange.state === WAITING) {
-    exchange.backend?.breaker?.record(false, Date.now());
+    recordOutcome(exchange, false);
     sendJson(exchange.res, 504, {
       code: "timeout",
       message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,

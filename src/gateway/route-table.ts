@@ -10,6 +10,8 @@
 import { type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
+import { OutlierDetector } from "./policies/outlier.ts";
+import { RetryBudget } from "./policies/retry-budget.ts";
 import { KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
 
 /** One running instance that traffic for a service can go to. */
@@ -28,30 +30,41 @@ export class Backend {
   /** `app/service`, the name users see in error messages. */
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
-  /** The service's circuit breaker (kept across table rebuilds while its spec is unchanged), or null. */
-  readonly breaker: CircuitBreaker | null;
-  /** The breaker spec it was made from. */
-  readonly breakerSpec: string;
+  /** The service's gateway policies; kept across table rebuilds while their spec is unchanged. */
+  readonly policies: ServicePolicies;
   #cursor = 0;
 
   constructor(
     service: string,
     name: string,
     endpoints: readonly Endpoint[],
-    breaker: CircuitBreaker | null = null,
-    breakerSpec = "",
+    policies: ServicePolicies = NO_POLICIES,
   ) {
     this.service = service;
     this.name = name;
     this.endpoints = endpoints;
-    this.breaker = breaker;
-    this.breakerSpec = breakerSpec;
+    this.policies = policies;
   }
 
-  /** The next endpoint in round-robin order; undefined when none is running. */
+  get breaker(): CircuitBreaker | null {
+    return this.policies.breaker;
+  }
+
   next(): Endpoint | undefined {
     const n = this.endpoints.length;
     if (n === 0) return undefined;
+    const outlier = this.policies.outlier;
+    if (outlier === null || !outlier.anyEjected(Date.now())) return this.#advance(n);
+    // Skip ejected instances (the detector never ejects them all).
+    const now = Date.now();
+    for (let i = 0; i < n; i++) {
+      const endpoint = this.#advance(n);
+      if (!outlier.isEjected(endpoint.instance, now)) return endpoint;
+    }
+    return this.#advance(n);
+  }
+
+  #advance(n: number): Endpoint {
     const endpoint = this.endpoints[this.#cursor % n];
     this.#cursor = (this.#cursor + 1) % n;
     return endpoint;
@@ -132,6 +145,42 @@ export interface BuildOptions {
 
 /** What a request carries that routes match on. */
 export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/**
+ * Per-service policy state: a breaker, an outlier detector and a retry
+ * budget. State lives across table rebuilds (instances change often) and is
+ * made afresh only when the service's policy spec changes.
+ */
+export interface ServicePolicies {
+  readonly spec: string;
+  readonly breaker: CircuitBreaker | null;
+  readonly outlier: OutlierDetector | null;
+  /** Retries add at most 20 % over the service's recent requests. */
+  readonly retries: RetryBudget;
+}
+
+const NO_POLICIES: ServicePolicies = { spec: "", breaker: null, outlier: null, retries: new RetryBudget() };
+
+function servicePolicies(service: Service, previous: ServicePolicies | undefined): ServicePolicies {
+  const { breaker, outlier } = service.spec;
+  const spec = JSON.stringify({ breaker, outlier });
+  // Every service gets its own state (its own retry budget even without other policies).
+  if (previous !== undefined && previous !== NO_POLICIES && previous.spec === spec) return previous;
+  return {
+    spec,
+    breaker: breaker
+      ? new CircuitBreaker({ failureThreshold: breaker.failures, openMs: breaker.openMs })
+      : null,
+    outlier: outlier
+      ? new OutlierDetector({
+          consecutiveFailures: outlier.failures,
+          baseEjectionMs: outlier.ejectionMs,
+          maxEjectedShare: outlier.maxShare,
+        })
+      : null,
+    retries: new RetryBudget(),
+  };
+}
 
 /** The objects a table is built from. */
 export interface RouteObjects {
@@ -370,18 +419,12 @@ export function buildRouteTable(
     const routes: Route[] = service.spec?.routes ?? [];
     if (routes.length === 0) continue;
     const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
-    const breakerSpec = service.spec.breaker ? JSON.stringify(service.spec.breaker) : "";
-    const kept = options.previous?.backends.get(key);
-    const breaker =
-      breakerSpec === ""
-        ? null
-        : kept?.breakerSpec === breakerSpec && kept.breaker !== null
-          ? kept.breaker
-          : new CircuitBreaker({
-              failureThreshold: service.spec.breaker!.failures,
-              openMs: service.spec.breaker!.openMs,
-            });
-    const backend = new Backend(key, `${service.app}/${service.name}`, endpoints, breaker, breakerSpec);
+    const backend = new Backend(
+      key,
+      `${service.app}/${service.name}`,
+      endpoints,
+      servicePolicies(service, options.previous?.backends.get(key)?.policies),
+    );
     backends.set(key, backend);
     for (const route of routes) {
       const host = route.host.toLowerCase();

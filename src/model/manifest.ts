@@ -116,6 +116,34 @@ export const ServiceManifestSchema = T.Object(
       ),
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+    outlier: T.Optional(
+      T.Object(
+        {
+          failures: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 1000,
+              description: "failures in a row that eject an instance (default 5)",
+            }),
+          ),
+          ejection: T.Optional(
+            T.Number({
+              minimum: 0.1,
+              maximum: 3600,
+              description: "seconds out the first time, longer each time (default 30)",
+            }),
+          ),
+          maxShare: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 1,
+              description: "at most this share of instances out at once (default 0.5)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "passive outlier ejection of failing instances" },
+      ),
+    ),
     breaker: T.Optional(
       T.Object(
         {
@@ -204,6 +232,8 @@ export interface ServiceSpec {
   routes: Route[];
   /** Circuit breaker in the gateway in front of this service, when set. */
   breaker?: { failures: number; openMs: number };
+  /** Passive outlier ejection of this service's instances, when set. */
+  outlier?: { failures: number; ejectionMs: number; maxShare: number };
 }
 
 const manifestCheck = TypeCompiler.Compile(ManifestSchema);
@@ -276,6 +306,15 @@ export function normalizeService(
     mode: s.mode ?? "cattle",
     env: Object.fromEntries(Object.entries(s.env ?? {}).map(([k, v]) => [k, String(v)])),
     routes,
+    ...(s.outlier
+      ? {
+          outlier: {
+            failures: s.outlier.failures ?? 5,
+            ejectionMs: Math.round((s.outlier.ejection ?? 30) * 1000),
+            maxShare: s.outlier.maxShare ?? 0.5,
+          },
+        }
+      : {}),
     ...(s.breaker
       ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
       : {}),

@@ -31,9 +31,16 @@ interface EndpointHealth {
 export class OutlierDetector {
   readonly options: OutlierOptions;
   readonly #endpoints = new Map<string, EndpointHealth>();
+  /** When the last ejection ends: before then some endpoint may be out (a cheap check per request). */
+  #ejectionsEndAt = 0;
 
   constructor(options: Partial<OutlierOptions> = {}) {
     this.options = { ...DEFAULT_OUTLIER, ...options };
+  }
+
+  /** Whether any endpoint may be ejected at `now`. */
+  anyEjected(now: number): boolean {
+    return now < this.#ejectionsEndAt;
   }
 
   /** Whether the endpoint is out of the rotation at `now`. */
@@ -66,6 +73,7 @@ export class OutlierDetector {
     h.ejections++;
     h.failures = 0;
     h.ejectedUntil = now + Math.min(this.options.maxEjectionMs, this.options.baseEjectionMs * h.ejections);
+    this.#ejectionsEndAt = Math.max(this.#ejectionsEndAt, h.ejectedUntil);
     return true;
   }
 
