@@ -20,6 +20,7 @@ import {
   EMPTY_TABLE,
   type Endpoint,
   normalizeHost,
+  type RouteEntry,
   type RouteLimit,
   type RouteTable,
   rewritePath,
@@ -122,6 +123,8 @@ class Exchange {
   readonly retryable: boolean;
   endpoint: Endpoint;
   upstream: http.ClientRequest | undefined;
+  /** The endpoint whose in-flight count this exchange holds. */
+  counted: Endpoint | undefined = undefined;
   /** The service it goes to (its breaker hears every outcome). */
   backend: Backend | undefined = undefined;
   /** The upstream's response while it is relayed (paused when the client reads slower). */
@@ -292,7 +295,7 @@ export class GatewayProxy {
       );
       return;
     }
-    const endpoint = backend.next();
+    const endpoint = pickEndpoint(route, req);
     if (endpoint === undefined) {
       sendUnavailable(res, backend);
       return;
@@ -394,6 +397,8 @@ export class GatewayProxy {
 function send(exchange: Exchange): void {
   const { req, endpoint } = exchange;
   exchange.attempts++;
+  endpoint.inflight++;
+  exchange.counted = endpoint;
   const upstream = http.request({
     host: endpoint.address,
     port: endpoint.port,
@@ -427,6 +432,39 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
   // What pipe() does, with shared handlers instead of the closures pipe() makes per call.
   upRes.on("data", onUpstreamData);
   upRes.on("end", onUpstreamEnd);
+}
+
+/** The instance for a request, by the route's balancing. */
+function pickEndpoint(route: RouteEntry, req: http.IncomingMessage): Endpoint | undefined {
+  const backend = route.backend;
+  const balance = route.balance;
+  if (balance.kind === "round_robin") return backend.next();
+  if (balance.kind === "least_request") return backend.leastRequest();
+  let key: string | undefined;
+  if (balance.on === "ip") key = clientOf(req.socket);
+  else if (balance.on === "header") {
+    const value = req.headers[balance.name];
+    key = Array.isArray(value) ? value[0] : value;
+  } else key = cookieValue(req.headers.cookie, balance.name);
+  // No key (no header, no cookie yet): any instance; the app's own cookie makes the next request sticky.
+  return key === undefined || key === "" ? backend.next() : backend.byKey(key);
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+function releaseEndpoint(exchange: Exchange): void {
+  const counted = exchange.counted;
+  if (counted !== undefined) {
+    counted.inflight--;
+    exchange.counted = undefined;
+  }
 }
 
 /** Tells the service's breaker and outlier detector how an attempt went (5xx, refused and timeouts fail). */
@@ -496,6 +534,7 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
         next: next.instance,
         error: err,
       });
+      releaseEndpoint(exchange);
       exchange.endpoint = next;
       send(exchange);
       return;
@@ -530,6 +569,7 @@ function onUpstreamTimeout(this: UpstreamRequest): void {
 
 function onClientClose(this: ClientResponse): void {
   const exchange = this.exchange;
+  releaseEndpoint(exchange);
   // A response that finished closes normally; one that did not means the client left.
   if (!this.writableFinished && exchange.state !== DONE) {
     exchange.state = DONE;

@@ -130,10 +130,18 @@ describe("route table", () => {
     const backend = table.match("shop.test", "/");
     assert.ok(backend);
     assert.equal(backend.name, "shop/web");
-    assert.deepEqual(backend.endpoints, [
-      { instance: "i1", address: "10.0.0.1", port: 5001 },
-      { instance: "i2", address: "10.0.0.2", port: 5002 },
-    ]);
+    assert.deepEqual(
+      backend.endpoints.map(({ instance, address, port, inflight }) => ({
+        instance,
+        address,
+        port,
+        inflight,
+      })),
+      [
+        { instance: "i1", address: "10.0.0.1", port: 5001, inflight: 0 },
+        { instance: "i2", address: "10.0.0.2", port: 5002, inflight: 0 },
+      ],
+    );
     assert.deepEqual(
       [backend.next(), backend.next(), backend.next()].map((e) => e?.instance),
       ["i1", "i2", "i1"],

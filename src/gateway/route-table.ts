@@ -7,7 +7,7 @@
  * map hit or two and a short scan of prefixes.
  */
 
-import { type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
+import { type BalanceSpec, type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
@@ -21,6 +21,10 @@ export interface Endpoint {
   /** The node's address. */
   address: string;
   port: number;
+  /** Requests in flight to it from this process (least-request balancing). */
+  inflight: number;
+  /** Hash of the instance id, for rendezvous hashing. */
+  seed: number;
 }
 
 /** A routed service with its running endpoints and its round-robin cursor. */
@@ -64,6 +68,54 @@ export class Backend {
     return this.#advance(n);
   }
 
+  /**
+   * The less busy of two instances picked at random (power of two choices):
+   * close to the least loaded, without scanning or herding onto one.
+   */
+  leastRequest(): Endpoint | undefined {
+    const n = this.endpoints.length;
+    if (n < 2) return this.next();
+    const now = Date.now();
+    const outlier = this.policies.outlier;
+    const ejected = outlier !== null && outlier.anyEjected(now);
+    for (let tries = 0; tries < 4; tries++) {
+      const i = Math.floor(Math.random() * n);
+      let j = Math.floor(Math.random() * (n - 1));
+      if (j >= i) j++;
+      const a = this.endpoints[i];
+      const b = this.endpoints[j];
+      const pick = a.inflight <= b.inflight ? a : b;
+      if (!ejected || !outlier.isEjected(pick.instance, now)) return pick;
+    }
+    return this.next();
+  }
+
+  /**
+   * The instance for a key by rendezvous hashing: the same key lands on the
+   * same instance while it runs, and when instances come or go only the keys
+   * of those instances move.
+   */
+  byKey(key: string): Endpoint | undefined {
+    const n = this.endpoints.length;
+    if (n === 0) return undefined;
+    const h = fnv1a(key);
+    const now = Date.now();
+    const outlier = this.policies.outlier;
+    const ejected = outlier !== null && outlier.anyEjected(now);
+    let best: Endpoint | undefined;
+    let bestScore = -1;
+    for (let i = 0; i < n; i++) {
+      const e = this.endpoints[i];
+      if (ejected && outlier.isEjected(e.instance, now)) continue;
+      const score = mix(h ^ e.seed);
+      if (score > bestScore) {
+        bestScore = score;
+        best = e;
+      }
+    }
+    return best ?? this.next();
+  }
+
   #advance(n: number): Endpoint {
     const endpoint = this.endpoints[this.#cursor % n];
     this.#cursor = (this.#cursor + 1) % n;
@@ -103,6 +155,8 @@ export interface RouteEntry {
   /** Replacement for the matched prefix, or null to forward the path as it is. */
   readonly rewrite: string | null;
   readonly priority: number;
+  /** How an instance is picked for this route. */
+  readonly balance: BalanceSpec;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
   readonly backend: Backend;
@@ -401,7 +455,7 @@ export function buildRouteTable(
       list = [];
       endpointsByService.set(key, list);
     }
-    list.push({ instance: instance.id, address, port: instance.port });
+    list.push({ instance: instance.id, address, port: instance.port, inflight: 0, seed: fnv1a(instance.id) });
   }
 
   // Sorted by key so that the winner of a clash does not depend on arrival order.
@@ -454,6 +508,7 @@ export function buildRouteTable(
       }
       list.push({
         id,
+        balance: route.balance ?? ROUND_ROBIN,
         limit,
         prefix,
         exact: route.match === "exact",
@@ -496,4 +551,27 @@ function describeRoute(r: Route): string {
     .filter(Boolean)
     .join(" ");
   return `${r.host}${r.path}${extra ? ` (${extra})` : ""}`;
+}
+
+const ROUND_ROBIN: BalanceSpec = { kind: "round_robin" };
+
+/** 32-bit FNV-1a of a string. */
+export function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** A 32-bit finaliser (from MurmurHash3) so nearby inputs score far apart. */
+function mix(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }

@@ -94,3 +94,17 @@ test("a route's rate limit gets a burst of one second's worth and applies to the
   );
   assert.match(e.message, /herd\.yaml:6: services\.web\.routes\.0\.rateLimit\.rate/);
 });
+
+test("balance: least_request, or a hash on ip, a header or a cookie", () => {
+  const route = (balance: unknown) =>
+    normalizeService("a", "web", { routes: [{ host: "a.test", balance } as never] }, "x").routes[0].balance;
+  assert.deepEqual(route("least_request"), { kind: "least_request" });
+  assert.equal(route("round_robin"), undefined);
+  assert.deepEqual(route({ hash: "ip" }), { kind: "hash", on: "ip" });
+  assert.deepEqual(route({ hash: { header: "X-User" } }), { kind: "hash", on: "header", name: "x-user" });
+  assert.deepEqual(route({ hash: { cookie: "session" } }), { kind: "hash", on: "cookie", name: "session" });
+  assert.match(
+    problem("services:\n  web:\n    command: x\n    routes: [ { host: a.test, balance: random } ]\n").message,
+    /balance/,
+  );
+});

@@ -56,6 +56,34 @@ export const RouteSchema = T.Object(
         description: "higher wins when several routes match (default 0)",
       }),
     ),
+    balance: T.Optional(
+      T.Union(
+        [
+          T.Literal("round_robin"),
+          T.Literal("least_request"),
+          T.Object(
+            {
+              hash: T.Union([
+                T.Literal("ip"),
+                T.Object(
+                  { header: T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }) },
+                  { additionalProperties: false },
+                ),
+                T.Object(
+                  { cookie: T.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" }) },
+                  { additionalProperties: false },
+                ),
+              ]),
+            },
+            { additionalProperties: false },
+          ),
+        ],
+        {
+          description:
+            "round_robin (default), least_request (the less busy of two random instances), or { hash: ip | { header: NAME } | { cookie: NAME } } for sticky sessions",
+        },
+      ),
+    ),
     rateLimit: T.Optional(
       T.Object(
         {
@@ -198,7 +226,16 @@ export interface Route {
   priority?: number;
   /** Token bucket: `rate` requests a second, `burst` at once, for the whole route or per client address. */
   rateLimit?: RateLimitSpec;
+  /** How an instance is picked; absent: round robin. */
+  balance?: BalanceSpec;
 }
+
+/** Load balancing: round robin, least request (power of two choices), or a consistent hash for stickiness. */
+export type BalanceSpec =
+  | { kind: "round_robin" }
+  | { kind: "least_request" }
+  | { kind: "hash"; on: "ip" }
+  | { kind: "hash"; on: "header" | "cookie"; name: string };
 
 export interface RateLimitSpec {
   rate: number;
@@ -276,6 +313,7 @@ export function normalizeService(
         : {}),
       ...(r.rewrite ? { rewrite: r.rewrite } : {}),
       ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.balance && r.balance !== "round_robin" ? { balance: balanceSpec(r.balance) } : {}),
       ...(r.rateLimit
         ? {
             rateLimit: {
@@ -408,4 +446,14 @@ function checkRouteClashes(m: Manifest, file: string, lineOf?: (path: string[]) 
       );
     });
   }
+}
+
+function balanceSpec(b: NonNullable<Manifest["services"][string]["routes"]>[number]["balance"]): BalanceSpec {
+  if (b === undefined || b === "round_robin") return { kind: "round_robin" };
+  if (b === "least_request") return { kind: "least_request" };
+  const on = b.hash;
+  if (on === "ip") return { kind: "hash", on: "ip" };
+  return "header" in on
+    ? { kind: "hash", on: "header", name: on.header.toLowerCase() }
+    : { kind: "hash", on: "cookie", name: on.cookie };
 }
