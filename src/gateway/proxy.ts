@@ -25,6 +25,7 @@ import {
   type RouteTable,
   rewritePath,
 } from "./route-table.ts";
+import { nextTraceparent } from "./trace-context.ts";
 
 /** How the proxy is set up. */
 export interface ProxyOptions {
@@ -74,6 +75,8 @@ const CONTENT_LENGTH = 5;
 const TRANSFER_ENCODING = 6;
 /** Hop-by-hop, but the proxy reads its value. */
 const CONNECTION = 7;
+/** traceparent: replaced by the gateway's own hop (trace-context.ts). */
+const TRACEPARENT = 8;
 
 /** Header names as clients and upstreams spell them → their kind; the set of spellings in use is small. */
 const headerKinds = new Map<string, number>();
@@ -91,6 +94,7 @@ function headerKind(name: string): number {
     else if (lower === "content-length") kind = CONTENT_LENGTH;
     else if (lower === "transfer-encoding") kind = TRANSFER_ENCODING;
     else if (lower === "connection") kind = CONNECTION;
+    else if (lower === "traceparent") kind = TRACEPARENT;
     else kind = HOP_BY_HOP.has(lower) ? HOP : PASS;
     if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(name, kind);
   }
@@ -638,6 +642,7 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
   let chunked = false;
   let connection: string | undefined;
   let forwardedFor: string | undefined;
+  let traceparent: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
@@ -660,6 +665,9 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
       case CONNECTION:
         connection = connection === undefined ? value : `${connection}, ${value}`;
         break;
+      case TRACEPARENT:
+        traceparent ??= value;
+        break;
       case X_FORWARDED_FOR:
         forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
         break;
@@ -678,6 +686,8 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
     "http",
     "X-Forwarded-Host",
     host ?? "",
+    "traceparent",
+    nextTraceparent(traceparent),
   );
   return {
     host: host ?? "",
