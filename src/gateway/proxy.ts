@@ -19,6 +19,7 @@ import {
   type Backend,
   EMPTY_TABLE,
   type Endpoint,
+  type Fallback,
   normalizeHost,
   type RouteEntry,
   type RouteLimit,
@@ -127,6 +128,8 @@ class Exchange {
   readonly retryable: boolean;
   endpoint: Endpoint;
   upstream: http.ClientRequest | undefined;
+  /** The route's degraded answer, for when the upstream fails. */
+  fallback: Fallback | null = null;
   /** The endpoint whose in-flight count this exchange holds. */
   counted: Endpoint | undefined = undefined;
   /** The service it goes to (its breaker hears every outcome). */
@@ -290,6 +293,7 @@ export class GatewayProxy {
     }
     const backend = route.backend;
     if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
+      if (route.fallback !== null) return sendFallback(res, route.fallback, "circuit_open");
       const wait = Math.max(1, Math.ceil(backend.breaker.retryAfterMs(Date.now()) / 1000));
       sendJson(
         res,
@@ -301,11 +305,13 @@ export class GatewayProxy {
     }
     const endpoint = pickEndpoint(route, req);
     if (endpoint === undefined) {
+      if (route.fallback !== null) return sendFallback(res, route.fallback, "unavailable");
       sendUnavailable(res, backend);
       return;
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
+    exchange.fallback = route.fallback;
     backend.policies.retries.request(Date.now());
     // A body without a length is counted as it streams.
     if (forwarded.hasBody && forwarded.contentLength < 0) {
@@ -550,6 +556,10 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
     instance: exchange.endpoint.instance,
     error: err,
   });
+  if (exchange.fallback !== null) {
+    sendFallback(res, exchange.fallback, "bad_gateway");
+    return;
+  }
   sendJson(res, 502, {
     code: "bad_gateway",
     message: `instance ${exchange.endpoint.instance} did not answer (${err.code ?? err.message})`,
@@ -560,10 +570,14 @@ function onUpstreamTimeout(this: UpstreamRequest): void {
   const exchange = this.exchange;
   if (exchange.state === WAITING) {
     recordOutcome(exchange, false);
-    sendJson(exchange.res, 504, {
-      code: "timeout",
-      message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,
-    });
+    if (exchange.fallback !== null) {
+      sendFallback(exchange.res, exchange.fallback, "timeout");
+    } else {
+      sendJson(exchange.res, 504, {
+        code: "timeout",
+        message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,
+      });
+    }
   } else if (exchange.state === RELAYING) {
     exchange.res.destroy();
   }
@@ -780,6 +794,21 @@ function sendMiss(res: http.ServerResponse, table: RouteTable, host: string, url
     ? `no app serves path ${url.split("?")[0]} on host ${name}`
     : `no app serves host ${name}`;
   sendJson(res, 404, { code: "not_found", message });
+}
+
+/** The route's degraded answer; `x-herd-fallback` says why it was given. */
+function sendFallback(res: http.ServerResponse, fallback: Fallback, reason: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(fallback.status, {
+    "content-type": fallback.contentType,
+    "content-length": fallback.body.length,
+    "cache-control": "no-store",
+    "x-herd-fallback": reason,
+  });
+  res.end(fallback.body);
 }
 
 function sendUnavailable(res: http.ServerResponse, backend: Backend): void {

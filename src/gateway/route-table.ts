@@ -157,6 +157,8 @@ export interface RouteEntry {
   readonly priority: number;
   /** How an instance is picked for this route. */
   readonly balance: BalanceSpec;
+  /** The degraded answer when the service cannot answer, or null. */
+  readonly fallback: Fallback | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
   readonly backend: Backend;
@@ -187,6 +189,13 @@ export class RouteLimit {
   take(client: string, now: number): TakeResult {
     return this.#route !== null ? this.#route.take(now) : this.#perClient!.take(client, now);
   }
+}
+
+/** A route's degraded answer, encoded once when the table is built. */
+export interface Fallback {
+  status: number;
+  body: Buffer;
+  contentType: string;
 }
 
 /** How a table is built beyond the objects. */
@@ -509,6 +518,13 @@ export function buildRouteTable(
       list.push({
         id,
         balance: route.balance ?? ROUND_ROBIN,
+        fallback: route.fallback
+          ? {
+              status: route.fallback.status,
+              body: Buffer.from(route.fallback.body),
+              contentType: route.fallback.contentType,
+            }
+          : null,
         limit,
         prefix,
         exact: route.match === "exact",

@@ -84,6 +84,22 @@ export const RouteSchema = T.Object(
         },
       ),
     ),
+    fallback: T.Optional(
+      T.Object(
+        {
+          status: T.Optional(T.Integer({ minimum: 200, maximum: 599, description: "default 200" })),
+          body: T.String({ maxLength: 65536 }),
+          contentType: T.Optional(
+            T.String({ maxLength: 200, description: "default text/plain; charset=utf-8" }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "what to answer when the service cannot: no instance running, breaker open, unreachable or too slow",
+        },
+      ),
+    ),
     rateLimit: T.Optional(
       T.Object(
         {
@@ -228,6 +244,8 @@ export interface Route {
   rateLimit?: RateLimitSpec;
   /** How an instance is picked; absent: round robin. */
   balance?: BalanceSpec;
+  /** Degradation: the answer when the service cannot give one. */
+  fallback?: { status: number; body: string; contentType: string };
 }
 
 /** Load balancing: round robin, least request (power of two choices), or a consistent hash for stickiness. */
@@ -313,6 +331,15 @@ export function normalizeService(
         : {}),
       ...(r.rewrite ? { rewrite: r.rewrite } : {}),
       ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.fallback
+        ? {
+            fallback: {
+              status: r.fallback.status ?? 200,
+              body: r.fallback.body,
+              contentType: r.fallback.contentType ?? "text/plain; charset=utf-8",
+            },
+          }
+        : {}),
       ...(r.balance && r.balance !== "round_robin" ? { balance: balanceSpec(r.balance) } : {}),
       ...(r.rateLimit
         ? {
