@@ -293,7 +293,10 @@ export class GatewayProxy {
     }
     const backend = route.backend;
     if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
-      if (route.fallback !== null) return sendFallback(res, route.fallback, "circuit_open");
+      if (route.fallback !== null) {
+        sendFallback(res, route.fallback, "circuit_open");
+        return;
+      }
       const wait = Math.max(1, Math.ceil(backend.breaker.retryAfterMs(Date.now()) / 1000));
       sendJson(
         res,
@@ -305,7 +308,10 @@ export class GatewayProxy {
     }
     const endpoint = pickEndpoint(route, req);
     if (endpoint === undefined) {
-      if (route.fallback !== null) return sendFallback(res, route.fallback, "unavailable");
+      if (route.fallback !== null) {
+        sendFallback(res, route.fallback, "unavailable");
+        return;
+      }
       sendUnavailable(res, backend);
       return;
     }

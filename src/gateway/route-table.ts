@@ -76,8 +76,8 @@ export class Backend {
     const n = this.endpoints.length;
     if (n < 2) return this.next();
     const now = Date.now();
-    const outlier = this.policies.outlier;
-    const ejected = outlier !== null && outlier.anyEjected(now);
+    // The detector to consult, only while some instance may be ejected.
+    const outlier = this.policies.outlier?.anyEjected(now) ? this.policies.outlier : null;
     for (let tries = 0; tries < 4; tries++) {
       const i = Math.floor(Math.random() * n);
       let j = Math.floor(Math.random() * (n - 1));
@@ -85,7 +85,7 @@ export class Backend {
       const a = this.endpoints[i];
       const b = this.endpoints[j];
       const pick = a.inflight <= b.inflight ? a : b;
-      if (!ejected || !outlier.isEjected(pick.instance, now)) return pick;
+      if (outlier === null || !outlier.isEjected(pick.instance, now)) return pick;
     }
     return this.next();
   }
@@ -100,13 +100,12 @@ export class Backend {
     if (n === 0) return undefined;
     const h = fnv1a(key);
     const now = Date.now();
-    const outlier = this.policies.outlier;
-    const ejected = outlier !== null && outlier.anyEjected(now);
+    const outlier = this.policies.outlier?.anyEjected(now) ? this.policies.outlier : null;
     let best: Endpoint | undefined;
     let bestScore = -1;
     for (let i = 0; i < n; i++) {
       const e = this.endpoints[i];
-      if (ejected && outlier.isEjected(e.instance, now)) continue;
+      if (outlier?.isEjected(e.instance, now)) continue;
       const score = mix(h ^ e.seed);
       if (score > bestScore) {
         bestScore = score;
