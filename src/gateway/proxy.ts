@@ -128,6 +128,8 @@ class Exchange {
   readonly retryable: boolean;
   endpoint: Endpoint;
   upstream: http.ClientRequest | undefined;
+  /** CORS headers to add to the response (raw [name, value, …]), or null. */
+  cors: string[] | null = null;
   /** The route's degraded answer, for when the upstream fails. */
   fallback: Fallback | null = null;
   /** The endpoint whose in-flight count this exchange holds. */
@@ -280,6 +282,26 @@ export class GatewayProxy {
       sendMiss(res, table, host, url);
       return;
     }
+    let cors: string[] | null = null;
+    if (route.cors !== null) {
+      const origin = req.headers.origin;
+      if (origin !== undefined) {
+        const allowed = route.cors.allows(origin);
+        if (req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined) {
+          // A preflight: answered here, never forwarded.
+          if (!allowed) sendJson(res, 403, { code: "forbidden", message: `origin ${origin} is not allowed` });
+          else {
+            res.writeHead(
+              204,
+              route.cors.preflightHeaders(origin, req.headers["access-control-request-headers"]),
+            );
+            res.end();
+          }
+          return;
+        }
+        if (allowed) cors = route.cors.responseHeaders(origin);
+      }
+    }
     if (route.limit !== null) {
       const verdict = route.limit.take(clientOf(req.socket), Date.now());
       if (!verdict.ok) {
@@ -318,6 +340,7 @@ export class GatewayProxy {
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
     exchange.fallback = route.fallback;
+    exchange.cors = cors;
     backend.policies.retries.request(Date.now());
     // A body without a length is counted as it streams.
     if (forwarded.hasBody && forwarded.contentLength < 0) {
@@ -442,7 +465,9 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
   exchange.state = RELAYING;
   exchange.upstreamResponse = upRes;
   recordOutcome(exchange, (upRes.statusCode ?? 502) < 500);
-  exchange.res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+  const headers = responseHeaders(upRes.rawHeaders);
+  if (exchange.cors !== null) headers.push(...exchange.cors);
+  exchange.res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
   (upRes as UpstreamResponse).exchange = exchange;
   upRes.on("error", onUpstreamBodyError);
   // What pipe() does, with shared handlers instead of the closures pipe() makes per call.

@@ -9,6 +9,7 @@
 
 import { type BalanceSpec, type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { Cors } from "./cors.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
@@ -158,6 +159,8 @@ export interface RouteEntry {
   readonly balance: BalanceSpec;
   /** The degraded answer when the service cannot answer, or null. */
   readonly fallback: Fallback | null;
+  /** Cross-origin rules, or null. */
+  readonly cors: Cors | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
   readonly backend: Backend;
@@ -517,6 +520,7 @@ export function buildRouteTable(
       list.push({
         id,
         balance: route.balance ?? ROUND_ROBIN,
+        cors: route.cors ? new Cors(route.cors) : null,
         fallback: route.fallback
           ? {
               status: route.fallback.status,

@@ -108,3 +108,24 @@ test("balance: least_request, or a hash on ip, a header or a cookie", () => {
     /balance/,
   );
 });
+
+test("cors: defaults filled in, bad origins refused", () => {
+  const web = normalizeService(
+    "a",
+    "web",
+    { routes: [{ host: "a.test", cors: { origins: ["https://x.test"] } }] },
+    "x",
+  );
+  assert.deepEqual(web.routes[0].cors, {
+    origins: ["https://x.test"],
+    methods: ["GET", "HEAD", "POST"],
+    headers: [],
+    exposeHeaders: [],
+    credentials: false,
+    maxAge: 600,
+  });
+  const e = problem(
+    "services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        cors: { origins: [ x.test ] }\n",
+  );
+  assert.match(e.message, /services\.web\.routes\.0\.cors\.origins\.0/);
+});

@@ -84,6 +84,24 @@ export const RouteSchema = T.Object(
         },
       ),
     ),
+    cors: T.Optional(
+      T.Object(
+        {
+          origins: T.Array(T.String({ pattern: "^(\\*|https?://[^/\\s]+)$" }), {
+            minItems: 1,
+            description: "allowed origins (scheme://host[:port]) or *",
+          }),
+          methods: T.Optional(T.Array(Method, { minItems: 1, uniqueItems: true })),
+          headers: T.Optional(T.Array(T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }))),
+          exposeHeaders: T.Optional(T.Array(T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }))),
+          credentials: T.Optional(T.Boolean()),
+          maxAge: T.Optional(
+            T.Integer({ minimum: 0, maximum: 86400, description: "seconds a preflight may be cached" }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     fallback: T.Optional(
       T.Object(
         {
@@ -246,6 +264,17 @@ export interface Route {
   balance?: BalanceSpec;
   /** Degradation: the answer when the service cannot give one. */
   fallback?: { status: number; body: string; contentType: string };
+  cors?: CorsSpec;
+}
+
+/** Cross-origin requests a route allows (browsers' CORS). */
+export interface CorsSpec {
+  origins: string[];
+  methods: string[];
+  headers: string[];
+  exposeHeaders: string[];
+  credentials: boolean;
+  maxAge: number;
 }
 
 /** Load balancing: round robin, least request (power of two choices), or a consistent hash for stickiness. */
@@ -331,6 +360,18 @@ export function normalizeService(
         : {}),
       ...(r.rewrite ? { rewrite: r.rewrite } : {}),
       ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.cors
+        ? {
+            cors: {
+              origins: r.cors.origins,
+              methods: r.cors.methods ?? ["GET", "HEAD", "POST"],
+              headers: r.cors.headers ?? [],
+              exposeHeaders: r.cors.exposeHeaders ?? [],
+              credentials: r.cors.credentials ?? false,
+              maxAge: r.cors.maxAge ?? 600,
+            },
+          }
+        : {}),
       ...(r.fallback
         ? {
             fallback: {
