@@ -14,6 +14,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import type { StickySpec } from "../model/manifest.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
   type Backend,
@@ -313,7 +314,10 @@ export class GatewayProxy {
       sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
       return;
     }
-    const backend = route.backend;
+    const backend =
+      route.split === null
+        ? route.backend
+        : route.split.choose(route.split.sticky === null ? undefined : clientKey(route.split.sticky, req));
     if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "circuit_open");
@@ -328,7 +332,7 @@ export class GatewayProxy {
       );
       return;
     }
-    const endpoint = pickEndpoint(route, req);
+    const endpoint = pickEndpoint(route, backend, req);
     if (endpoint === undefined) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "unavailable");
@@ -476,19 +480,23 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
 }
 
 /** The instance for a request, by the route's balancing. */
-function pickEndpoint(route: RouteEntry, req: http.IncomingMessage): Endpoint | undefined {
-  const backend = route.backend;
+function pickEndpoint(route: RouteEntry, backend: Backend, req: http.IncomingMessage): Endpoint | undefined {
   const balance = route.balance;
   if (balance.kind === "round_robin") return backend.next();
   if (balance.kind === "least_request") return backend.leastRequest();
-  let key: string | undefined;
-  if (balance.on === "ip") key = clientOf(req.socket);
-  else if (balance.on === "header") {
-    const value = req.headers[balance.name];
-    key = Array.isArray(value) ? value[0] : value;
-  } else key = cookieValue(req.headers.cookie, balance.name);
+  const key = clientKey(balance, req);
   // No key (no header, no cookie yet): any instance; the app's own cookie makes the next request sticky.
   return key === undefined || key === "" ? backend.next() : backend.byKey(key);
+}
+
+/** The value that identifies a client for stickiness: its address, a header or a cookie. */
+function clientKey(spec: StickySpec, req: http.IncomingMessage): string | undefined {
+  if (spec.on === "ip") return clientOf(req.socket);
+  if (spec.on === "header") {
+    const value = req.headers[spec.name];
+    return Array.isArray(value) ? value[0] : value;
+  }
+  return cookieValue(req.headers.cookie, spec.name);
 }
 
 function cookieValue(header: string | undefined, name: string): string | undefined {

@@ -7,7 +7,13 @@
  * map hit or two and a short scan of prefixes.
  */
 
-import { type BalanceSpec, type RateLimitSpec, type Route, routeIdentity } from "../model/manifest.ts";
+import {
+  type BalanceSpec,
+  type RateLimitSpec,
+  type Route,
+  routeIdentity,
+  type StickySpec,
+} from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { Cors } from "./cors.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
@@ -161,6 +167,8 @@ export interface RouteEntry {
   readonly fallback: Fallback | null;
   /** Cross-origin rules, or null. */
   readonly cors: Cors | null;
+  /** A traffic split over this and other services, or null (all to `backend`). */
+  readonly split: Split | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
   readonly backend: Backend;
@@ -198,6 +206,48 @@ export interface Fallback {
   status: number;
   body: Buffer;
   contentType: string;
+}
+
+/**
+ * A traffic split: shares of a route's requests to other services. Without
+ * stickiness the shares are exact (smooth weighted round robin); with it, a
+ * client's key hashes to a fixed point in 0..100, so a client stays on one side
+ * and raising a share moves only the clients in between.
+ */
+export class Split {
+  readonly sticky: StickySpec | null;
+  readonly #targets: { backend: Backend; weight: number; current: number }[];
+  readonly #total: number;
+
+  constructor(home: Backend, to: { backend: Backend; weight: number }[], sticky: StickySpec | null) {
+    const rest = Math.max(0, 100 - to.reduce((sum, t) => sum + t.weight, 0));
+    this.#targets = [...to, { backend: home, weight: rest }]
+      .filter((t) => t.weight > 0)
+      .map((t) => ({ ...t, current: 0 }));
+    this.#total = this.#targets.reduce((sum, t) => sum + t.weight, 0);
+    this.sticky = sticky;
+  }
+
+  /** The backend for a request; `key` is the client's sticky key when the split is sticky. */
+  choose(key: string | undefined): Backend {
+    const targets = this.#targets;
+    if (this.sticky !== null && key !== undefined && key !== "") {
+      let point = (fnv1a(key) % 10_000) / 100; // 0 ≤ point < 100
+      for (const t of targets) {
+        if (point < t.weight) return t.backend;
+        point -= t.weight;
+      }
+      return targets[targets.length - 1].backend;
+    }
+    // Smooth weighted round robin (as nginx's): every target gains its weight, the leader pays the total.
+    let best = targets[0];
+    for (const t of targets) {
+      t.current += t.weight;
+      if (t.current > best.current) best = t;
+    }
+    best.current -= this.#total;
+    return best.backend;
+  }
 }
 
 /** How a table is built beyond the objects. */
@@ -262,7 +312,7 @@ export class RouteTable {
   readonly routeCount: number;
   /** Configuration problems found while building (clashes, unknown nodes). The table still serves. */
   readonly problems: readonly string[];
-  /** Every backend by service key (routed services only). */
+  /** Every service's backend by service key (also services reached only through a split). */
   readonly backends: ReadonlyMap<string, Backend>;
   /** Whether any route matches on headers (else callers need not pass them). */
   readonly matchesHeaders: boolean;
@@ -480,9 +530,8 @@ export function buildRouteTable(
   /** `host path` → the service key that owns it. */
   const owners = new Map<string, string>();
 
+  // Every service gets a backend (a split may send traffic to a service without routes of its own).
   for (const { key, service } of services) {
-    const routes: Route[] = service.spec?.routes ?? [];
-    if (routes.length === 0) continue;
     const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
     const backend = new Backend(
       key,
@@ -491,6 +540,12 @@ export function buildRouteTable(
       servicePolicies(service, options.previous?.backends.get(key)?.policies),
     );
     backends.set(key, backend);
+  }
+
+  for (const { key, service } of services) {
+    const routes: Route[] = service.spec?.routes ?? [];
+    if (routes.length === 0) continue;
+    const backend = backends.get(key)!;
     for (const route of routes) {
       const host = route.host.toLowerCase();
       const prefix = normalizePrefix(route.path);
@@ -521,6 +576,9 @@ export function buildRouteTable(
         id,
         balance: route.balance ?? ROUND_ROBIN,
         cors: route.cors ? new Cors(route.cors) : null,
+        split: route.split
+          ? buildSplit(backend, route.split.to, route.split.sticky, service, backends, problems)
+          : null,
         fallback: route.fallback
           ? {
               status: route.fallback.status,
@@ -593,4 +651,26 @@ function mix(x: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+function buildSplit(
+  home: Backend,
+  to: { service: string; weight: number }[],
+  sticky: StickySpec | undefined,
+  service: Service,
+  backends: Map<string, Backend>,
+  problems: string[],
+): Split {
+  const targets: { backend: Backend; weight: number }[] = [];
+  for (const t of to) {
+    const target = backends.get(serviceKey(service.tenant, service.app, t.service));
+    if (target === undefined) {
+      problems.push(
+        `${service.app}/${service.name} splits ${t.weight}% to ${t.service}, which does not exist; that share stays`,
+      );
+      continue;
+    }
+    targets.push({ backend: target, weight: t.weight });
+  }
+  return new Split(home, targets, sticky ?? null);
 }

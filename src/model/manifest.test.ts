@@ -129,3 +129,25 @@ test("cors: defaults filled in, bad origins refused", () => {
   );
   assert.match(e.message, /services\.web\.routes\.0\.cors\.origins\.0/);
 });
+
+test("split: targets must be other services of the herd.yaml, weights at most 100 in all", () => {
+  const ok = parseManifest(
+    "services:\n  web:\n    command: a\n    routes:\n      - host: a.test\n        split: { to: [ { service: canary, weight: 10 } ], sticky: { cookie: sid } }\n  canary:\n    command: b\n",
+  );
+  const web = normalizeService("a", "web", ok.services.web, undefined);
+  assert.deepEqual(web.routes[0].split, {
+    to: [{ service: "canary", weight: 10 }],
+    sticky: { on: "cookie", name: "sid" },
+  });
+  const missing = problem(
+    "services:\n  web:\n    command: a\n    routes:\n      - host: a.test\n        split: { to: [ { service: nope, weight: 10 } ] }\n",
+  );
+  assert.match(
+    missing.message,
+    /herd\.yaml:6: services\.web\.routes\.0\.split\.to\.0\.service: no service nope/,
+  );
+  const heavy = problem(
+    "services:\n  web:\n    command: a\n    routes:\n      - host: a.test\n        split: { to: [ { service: b, weight: 60 }, { service: b, weight: 50 } ] }\n  b:\n    command: b\n",
+  );
+  assert.match(heavy.message, /add up to 110/);
+});

@@ -30,6 +30,16 @@ const Method = T.Union(
   { description: "GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS" },
 );
 
+/** What identifies a client for stickiness: its address, a header or a cookie. */
+const StickyKey = T.Union([
+  T.Literal("ip"),
+  T.Object({ header: T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }) }, { additionalProperties: false }),
+  T.Object(
+    { cookie: T.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" }) },
+    { additionalProperties: false },
+  ),
+]);
+
 export const RouteSchema = T.Object(
   {
     host: Host,
@@ -63,17 +73,7 @@ export const RouteSchema = T.Object(
           T.Literal("least_request"),
           T.Object(
             {
-              hash: T.Union([
-                T.Literal("ip"),
-                T.Object(
-                  { header: T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }) },
-                  { additionalProperties: false },
-                ),
-                T.Object(
-                  { cookie: T.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" }) },
-                  { additionalProperties: false },
-                ),
-              ]),
+              hash: StickyKey,
             },
             { additionalProperties: false },
           ),
@@ -81,6 +81,32 @@ export const RouteSchema = T.Object(
         {
           description:
             "round_robin (default), least_request (the less busy of two random instances), or { hash: ip | { header: NAME } | { cookie: NAME } } for sticky sessions",
+        },
+      ),
+    ),
+    split: T.Optional(
+      T.Object(
+        {
+          to: T.Array(
+            T.Object(
+              {
+                service: Name,
+                weight: T.Number({
+                  minimum: 0,
+                  maximum: 100,
+                  description: "percent of the route's requests",
+                }),
+              },
+              { additionalProperties: false },
+            ),
+            { minItems: 1, maxItems: 10 },
+          ),
+          sticky: T.Optional(StickyKey),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "send a share of this route's requests to other services of the app (the rest stays here)",
         },
       ),
     ),
@@ -265,6 +291,16 @@ export interface Route {
   /** Degradation: the answer when the service cannot give one. */
   fallback?: { status: number; body: string; contentType: string };
   cors?: CorsSpec;
+  /** Shares of this route's requests that go to other services of the app; the rest stays. */
+  split?: SplitSpec;
+}
+
+export type StickySpec = { on: "ip" } | { on: "header" | "cookie"; name: string };
+
+export interface SplitSpec {
+  to: { service: string; weight: number }[];
+  /** The same client always lands on the same side; absent: an exact weighted rotation. */
+  sticky?: StickySpec;
 }
 
 /** Cross-origin requests a route allows (browsers' CORS). */
@@ -360,6 +396,14 @@ export function normalizeService(
         : {}),
       ...(r.rewrite ? { rewrite: r.rewrite } : {}),
       ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.split
+        ? {
+            split: {
+              to: r.split.to.map((t) => ({ service: t.service, weight: t.weight })),
+              ...(r.split.sticky ? { sticky: stickySpec(r.split.sticky) } : {}),
+            },
+          }
+        : {}),
       ...(r.cors
         ? {
             cors: {
@@ -435,6 +479,7 @@ export function validateManifest(
 ): Manifest {
   if (manifestCheck.Check(value)) {
     checkRouteClashes(value, file, lineOf);
+    checkSplits(value, file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];
@@ -519,9 +564,45 @@ function checkRouteClashes(m: Manifest, file: string, lineOf?: (path: string[]) 
 function balanceSpec(b: NonNullable<Manifest["services"][string]["routes"]>[number]["balance"]): BalanceSpec {
   if (b === undefined || b === "round_robin") return { kind: "round_robin" };
   if (b === "least_request") return { kind: "least_request" };
-  const on = b.hash;
-  if (on === "ip") return { kind: "hash", on: "ip" };
-  return "header" in on
-    ? { kind: "hash", on: "header", name: on.header.toLowerCase() }
-    : { kind: "hash", on: "cookie", name: on.cookie };
+  return { kind: "hash", ...stickySpec(b.hash) };
+}
+
+function stickySpec(key: Static<typeof StickyKey>): StickySpec {
+  if (key === "ip") return { on: "ip" };
+  return "header" in key
+    ? { on: "header", name: key.header.toLowerCase() }
+    : { on: "cookie", name: key.cookie };
+}
+
+/** A split names services of the same herd.yaml, and its shares add up to at most 100 %. */
+function checkSplits(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+  for (const [name, service] of Object.entries(m.services)) {
+    (service.routes ?? []).forEach((r, n) => {
+      if (!r.split) return;
+      const where = (path: string[]) => {
+        const line = lineOf?.(["services", name, "routes", String(n), "split", ...path]);
+        return { field: ["services", name, "routes", n, "split", ...path].join("."), line };
+      };
+      r.split.to.forEach((t, i) => {
+        if (!(t.service in m.services) || t.service === name) {
+          const at = where(["to", String(i), "service"]);
+          const message =
+            t.service === name ? "is this route's own service" : `no service ${t.service} in this herd.yaml`;
+          throw new HerdError(
+            "invalid",
+            `${at.line ? `${file}:${at.line}` : file}: ${at.field}: ${message}`,
+            [{ ...at, message }],
+          );
+        }
+      });
+      const total = r.split.to.reduce((sum, t) => sum + t.weight, 0);
+      if (total > 100) {
+        const at = where(["to"]);
+        const message = `the weights add up to ${total}, more than 100`;
+        throw new HerdError("invalid", `${at.line ? `${file}:${at.line}` : file}: ${at.field}: ${message}`, [
+          { ...at, message },
+        ]);
+      }
+    });
+  }
 }
