@@ -343,6 +343,9 @@ export class GatewayProxy {
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
+    if (route.mirror !== null && !forwarded.hasBody && route.mirror.sample()) {
+      sendShadow(this, route.mirror.backend, req, forwarded.headers, exchange.path);
+    }
     exchange.fallback = route.fallback;
     exchange.cors = cors;
     backend.policies.retries.request(Date.now());
@@ -478,6 +481,41 @@ function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage):
   upRes.on("data", onUpstreamData);
   upRes.on("end", onUpstreamEnd);
 }
+
+/**
+ * A shadow copy of a request: same method, path and headers, to one instance
+ * of the mirror service. Its answer and its errors are dropped; it never
+ * delays or changes the real response.
+ */
+function sendShadow(
+  proxy: GatewayProxy,
+  backend: Backend,
+  req: http.IncomingMessage,
+  headers: string[],
+  path: string,
+): void {
+  const endpoint = backend.next();
+  if (endpoint === undefined) return;
+  const shadow = http.request({
+    host: endpoint.address,
+    port: endpoint.port,
+    method: req.method,
+    path,
+    headers,
+    agent: proxy.agent,
+    timeout: proxy.upstreamTimeoutMs,
+  });
+  shadow.on("response", drainShadow);
+  shadow.on("error", ignoreShadowError);
+  shadow.on("timeout", shadow.destroy);
+  shadow.end();
+}
+
+function drainShadow(res: http.IncomingMessage): void {
+  res.resume();
+}
+
+function ignoreShadowError(): void {}
 
 /** The instance for a request, by the route's balancing. */
 function pickEndpoint(route: RouteEntry, backend: Backend, req: http.IncomingMessage): Endpoint | undefined {

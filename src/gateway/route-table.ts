@@ -167,6 +167,8 @@ export interface RouteEntry {
   readonly fallback: Fallback | null;
   /** Cross-origin rules, or null. */
   readonly cors: Cors | null;
+  /** Where shadow copies of bodiless requests go, or null. */
+  readonly mirror: Mirror | null;
   /** A traffic split over this and other services, or null (all to `backend`). */
   readonly split: Split | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
@@ -247,6 +249,26 @@ export class Split {
     }
     best.current -= this.#total;
     return best.backend;
+  }
+}
+
+/** Shadow traffic: `percent` of a route's bodiless requests, evenly spaced, are copied to `backend`. */
+export class Mirror {
+  readonly backend: Backend;
+  readonly percent: number;
+  #credit = 0;
+
+  constructor(backend: Backend, percent: number) {
+    this.backend = backend;
+    this.percent = percent;
+  }
+
+  /** Whether this request is copied (an even spread: 25 % copies one request in four). */
+  sample(): boolean {
+    this.#credit += this.percent;
+    if (this.#credit < 100) return false;
+    this.#credit -= 100;
+    return true;
   }
 }
 
@@ -576,6 +598,7 @@ export function buildRouteTable(
         id,
         balance: route.balance ?? ROUND_ROBIN,
         cors: route.cors ? new Cors(route.cors) : null,
+        mirror: buildMirror(route.mirror, service, backends, problems),
         split: route.split
           ? buildSplit(backend, route.split.to, route.split.sticky, service, backends, problems)
           : null,
@@ -673,4 +696,19 @@ function buildSplit(
     targets.push({ backend: target, weight: t.weight });
   }
   return new Split(home, targets, sticky ?? null);
+}
+
+function buildMirror(
+  spec: Route["mirror"],
+  service: Service,
+  backends: Map<string, Backend>,
+  problems: string[],
+): Mirror | null {
+  if (!spec || spec.percent <= 0) return null;
+  const target = backends.get(serviceKey(service.tenant, service.app, spec.service));
+  if (target === undefined) {
+    problems.push(`${service.app}/${service.name} mirrors to ${spec.service}, which does not exist`);
+    return null;
+  }
+  return new Mirror(target, spec.percent);
 }

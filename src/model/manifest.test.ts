@@ -151,3 +151,19 @@ test("split: targets must be other services of the herd.yaml, weights at most 10
   );
   assert.match(heavy.message, /add up to 110/);
 });
+
+test("mirror: another service of the herd.yaml, 100% by default", () => {
+  const m = parseManifest(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, mirror: { service: next } }\n  next:\n    command: b\n",
+  );
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).routes[0].mirror, {
+    service: "next",
+    percent: 100,
+  });
+  assert.match(
+    problem(
+      "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, mirror: { service: web } }\n",
+    ).message,
+    /mirror\.service: is this route's own service/,
+  );
+});

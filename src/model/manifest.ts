@@ -84,6 +84,21 @@ export const RouteSchema = T.Object(
         },
       ),
     ),
+    mirror: T.Optional(
+      T.Object(
+        {
+          service: Name,
+          percent: T.Optional(
+            T.Number({ minimum: 0, maximum: 100, description: "share of requests copied (default 100)" }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "copy requests (without a body) to another service of the app; its answers are dropped",
+        },
+      ),
+    ),
     split: T.Optional(
       T.Object(
         {
@@ -291,6 +306,8 @@ export interface Route {
   /** Degradation: the answer when the service cannot give one. */
   fallback?: { status: number; body: string; contentType: string };
   cors?: CorsSpec;
+  /** Shadow copies of this route's requests (without a body) to another service; answers dropped. */
+  mirror?: { service: string; percent: number };
   /** Shares of this route's requests that go to other services of the app; the rest stays. */
   split?: SplitSpec;
 }
@@ -396,6 +413,7 @@ export function normalizeService(
         : {}),
       ...(r.rewrite ? { rewrite: r.rewrite } : {}),
       ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.mirror ? { mirror: { service: r.mirror.service, percent: r.mirror.percent ?? 100 } } : {}),
       ...(r.split
         ? {
             split: {
@@ -578,6 +596,17 @@ function stickySpec(key: Static<typeof StickyKey>): StickySpec {
 function checkSplits(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
     (service.routes ?? []).forEach((r, n) => {
+      if (r.mirror && (!(r.mirror.service in m.services) || r.mirror.service === name)) {
+        const field = `services.${name}.routes.${n}.mirror.service`;
+        const line = lineOf?.(["services", name, "routes", String(n), "mirror", "service"]);
+        const message =
+          r.mirror.service === name
+            ? "is this route's own service"
+            : `no service ${r.mirror.service} in this herd.yaml`;
+        throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
+          { field, message, line },
+        ]);
+      }
       if (!r.split) return;
       const where = (path: string[]) => {
         const line = lineOf?.(["services", name, "routes", String(n), "split", ...path]);
