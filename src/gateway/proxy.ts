@@ -40,6 +40,8 @@ export interface ProxyOptions {
   maxBodyBytes?: number;
   /** A client must send its request headers within this time. Default 10 s. */
   headersTimeoutMs?: number;
+  /** Requests in flight this process handles at most; past shares of it, services shed by criticality. Default 10,000. */
+  maxInflight?: number;
 }
 
 /** Default limits: a slow or oversized client gets a clear error instead of holding a connection. */
@@ -194,6 +196,9 @@ export class GatewayProxy {
   readonly logger: Logger;
   readonly upstreamTimeoutMs: number;
   readonly maxBodyBytes: number;
+  readonly maxInflight: number;
+  /** Requests in flight through this process now. */
+  inflight = 0;
   /** One keep-alive pool for all upstreams; it keeps a separate pool per address:port. */
   readonly agent: http.Agent;
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
@@ -214,6 +219,7 @@ export class GatewayProxy {
       timeout: 4_000,
     });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.maxInflight = options.maxInflight ?? 10_000;
     const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
     this.server = http.createServer(
       // Node looks for late headers on this interval: a fraction of the timeout keeps the cut close to it.
@@ -332,6 +338,19 @@ export class GatewayProxy {
       );
       return;
     }
+    if (backend.inflight >= backend.concurrency || this.inflight >= this.maxInflight * backend.shedAbove) {
+      if (route.fallback !== null) {
+        sendFallback(res, route.fallback, "shed");
+        return;
+      }
+      sendJson(
+        res,
+        503,
+        { code: "overloaded", message: `${backend.name} is shedding load: try again shortly` },
+        "1",
+      );
+      return;
+    }
     const endpoint = pickEndpoint(route, backend, req);
     if (endpoint === undefined) {
       if (route.fallback !== null) {
@@ -343,6 +362,9 @@ export class GatewayProxy {
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
+    // Counted until the client's response closes (onClientClose).
+    this.inflight++;
+    backend.inflight++;
     if (route.mirror !== null && !forwarded.hasBody && route.mirror.sample()) {
       sendShadow(this, route.mirror.backend, req, forwarded.headers, exchange.path);
     }
@@ -665,6 +687,10 @@ function onUpstreamTimeout(this: UpstreamRequest): void {
 function onClientClose(this: ClientResponse): void {
   const exchange = this.exchange;
   releaseEndpoint(exchange);
+  if (exchange.backend !== undefined) {
+    exchange.proxy.inflight--;
+    exchange.backend.inflight--;
+  }
   // A response that finished closes normally; one that did not means the client left.
   if (!this.writableFinished && exchange.state !== DONE) {
     exchange.state = DONE;

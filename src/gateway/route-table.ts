@@ -43,6 +43,12 @@ export class Backend {
   readonly endpoints: readonly Endpoint[];
   /** The service's gateway policies; kept across table rebuilds while their spec is unchanged. */
   readonly policies: ServicePolicies;
+  /** Share of the gateway's capacity in use above which this service's requests are shed. */
+  readonly shedAbove: number;
+  /** Most requests in flight to it from this process (Infinity: no limit). */
+  readonly concurrency: number;
+  /** Requests in flight to it from this process (counted by the proxy). */
+  inflight = 0;
   #cursor = 0;
 
   constructor(
@@ -50,11 +56,14 @@ export class Backend {
     name: string,
     endpoints: readonly Endpoint[],
     policies: ServicePolicies = NO_POLICIES,
+    load: { shedAbove?: number; concurrency?: number } = {},
   ) {
     this.service = service;
     this.name = name;
     this.endpoints = endpoints;
     this.policies = policies;
+    this.shedAbove = load.shedAbove ?? SHED_ABOVE.normal;
+    this.concurrency = load.concurrency ?? Number.POSITIVE_INFINITY;
   }
 
   get breaker(): CircuitBreaker | null {
@@ -271,6 +280,13 @@ export class Mirror {
     return true;
   }
 }
+
+/**
+ * Load shedding by criticality: when the gateway's requests in flight pass
+ * these shares of its capacity, new requests to services of that criticality
+ * are refused — low first, critical only when it is full.
+ */
+export const SHED_ABOVE = { low: 0.6, normal: 0.8, critical: 1 } as const;
 
 /** How a table is built beyond the objects. */
 export interface BuildOptions {
@@ -560,6 +576,13 @@ export function buildRouteTable(
       `${service.app}/${service.name}`,
       endpoints,
       servicePolicies(service, options.previous?.backends.get(key)?.policies),
+      {
+        shedAbove: SHED_ABOVE[service.spec.criticality ?? "normal"],
+        // Each worker takes its share of a service's concurrency limit.
+        concurrency: service.spec.concurrency
+          ? Math.max(1, Math.floor(service.spec.concurrency * (options.share ?? 1)))
+          : undefined,
+      },
     );
     backends.set(key, backend);
   }

@@ -219,6 +219,18 @@ export const ServiceManifestSchema = T.Object(
       ),
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+    criticality: T.Optional(
+      T.Union([T.Literal("critical"), T.Literal("normal"), T.Literal("low")], {
+        description: "under overload the gateway sheds low first and critical last (default normal)",
+      }),
+    ),
+    concurrency: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description: "most requests in flight to this service per gateway",
+      }),
+    ),
     outlier: T.Optional(
       T.Object(
         {
@@ -369,6 +381,10 @@ export interface ServiceSpec {
   routes: Route[];
   /** Circuit breaker in the gateway in front of this service, when set. */
   breaker?: { failures: number; openMs: number };
+  /** Under overload the gateway sheds low first, critical last. */
+  criticality?: "critical" | "normal" | "low";
+  /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */
+  concurrency?: number;
   /** Passive outlier ejection of this service's instances, when set. */
   outlier?: { failures: number; ejectionMs: number; maxShare: number };
 }
@@ -474,6 +490,8 @@ export function normalizeService(
     mode: s.mode ?? "cattle",
     env: Object.fromEntries(Object.entries(s.env ?? {}).map(([k, v]) => [k, String(v)])),
     routes,
+    ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
+    ...(s.concurrency ? { concurrency: s.concurrency } : {}),
     ...(s.outlier
       ? {
           outlier: {
