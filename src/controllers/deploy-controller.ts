@@ -48,20 +48,8 @@ export class DeployController {
     app: string,
     build: (log: (line: string) => void) => Promise<BuildResult>,
   ): Promise<Deploy> {
-    const appObj = await this.#ctx.store.get<App>("app", appKey(tenant, app));
-    if (!appObj) throw notFound(`app ${app} does not exist`);
-    if (appObj.value.destroying) throw conflict(`app ${app} is being destroyed`);
-    const deploy: Deploy = {
-      id: newId(10),
-      tenant,
-      app,
-      state: "building",
-      createdAt: new Date(this.#ctx.clock.now()).toISOString(),
-      previous: appObj.value.release,
-      message: "building",
-    };
-    await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
-    this.#building.add(deploy.id);
+    const appObj = await this.#liveApp(tenant, app);
+    const deploy = await this.#newDeploy(appObj.value, { message: "building" });
     const log = (line: string) => this.#ctx.deployLogs.append(deploy.id, "build", line);
     void (async () => {
       try {
@@ -80,8 +68,7 @@ export class DeployController {
 
   /** Rolls back to `version` (default: the release before the current one) as a new release. */
   async rollback(tenant: string, app: string, version?: number): Promise<Deploy> {
-    const appObj = await this.#ctx.store.get<App>("app", appKey(tenant, app));
-    if (!appObj) throw notFound(`app ${app} does not exist`);
+    const appObj = await this.#liveApp(tenant, app);
     const current = appObj.value.release;
     if (current === null) throw new HerdError("invalid", `app ${app} has no release to roll back from`);
     const releases = (
@@ -107,20 +94,12 @@ export class DeployController {
       if (!target)
         throw new HerdError("invalid", `app ${app} has no release before v${current} to roll back to`);
     }
-    const deploy: Deploy = {
-      id: newId(10),
-      tenant,
-      app,
-      state: "building",
-      createdAt: new Date(this.#ctx.clock.now()).toISOString(),
-      previous: current,
+    // A rollback has no build, but it is in the same "building" state until its release exists.
+    const deploy = await this.#newDeploy(appObj.value, {
       rollback: true,
       message: `rolling back to v${target.version}`,
-    };
-    // A rollback has no build, but it is in the same "building" state until its release exists.
-    this.#building.add(deploy.id);
+    });
     try {
-      await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
       const content = target.rollbackOf ?? target.version;
       await this.#release(
         deploy,
@@ -137,6 +116,33 @@ export class DeployController {
       this.#building.delete(deploy.id);
     }
     return (await this.#ctx.store.get<Deploy>("deploy", deployKey(deploy)))!.value;
+  }
+
+  /** The app, which must exist and not be on its way out. */
+  async #liveApp(tenant: string, app: string) {
+    const appObj = await this.#ctx.store.get<App>("app", appKey(tenant, app));
+    if (!appObj) throw notFound(`app ${app} does not exist`);
+    if (appObj.value.destroying) throw conflict(`app ${app} is being destroyed`);
+    return appObj;
+  }
+
+  /** Stores a new deploy in state building, remembered as in progress in this process. */
+  async #newDeploy(
+    app: App,
+    extra: Pick<Deploy, "message"> & Partial<Pick<Deploy, "rollback">>,
+  ): Promise<Deploy> {
+    const deploy: Deploy = {
+      id: newId(10),
+      tenant: app.tenant,
+      app: app.name,
+      state: "building",
+      createdAt: new Date(this.#ctx.clock.now()).toISOString(),
+      previous: app.release,
+      ...extra,
+    };
+    this.#building.add(deploy.id);
+    await this.#ctx.store.put("deploy", deployKey(deploy), deploy, { expectRevision: 0 });
+    return deploy;
   }
 
   /** Makes release vN from a build and points the app's services at it. */
