@@ -105,7 +105,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     build: async ({ source, app, log }) => {
-      const r = await buildSlug({ artifacts, source, workDir: join(dataDir, "builds"), app, log });
+      const r = await buildSlug({
+        artifacts,
+        source,
+        workDir: join(dataDir, "builds"),
+        app,
+        log,
+        unit: settings.unit,
+      });
       return { slug: r.slug, services: r.services };
     },
   };

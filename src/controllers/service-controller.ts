@@ -19,8 +19,10 @@ import {
   type Release,
   releaseKey,
   type Service,
+  serviceKey,
 } from "../model/objects.ts";
-import { allocatedByNode, placeInstance } from "../scheduler/scheduler.ts";
+import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
+import { holdsResources, type PlacementRequest, Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { backoffMs, type Context } from "./context.ts";
 import type { EventInput } from "./events.ts";
@@ -42,6 +44,8 @@ const ALIVE: ReadonlySet<InstanceState> = new Set([
 
 export class ServiceController {
   readonly #ctx: Context;
+  /** Where the scheduler's next sampled scan of the nodes starts. */
+  #cursor = 0;
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
@@ -241,7 +245,7 @@ export class ServiceController {
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
       const everyone = (await store.list<Instance>("instance")).items;
-      await this.#place(pending, nodes, everyone);
+      await this.#place(svc, pending, nodes, everyone);
       later(2000);
     }
 
@@ -302,22 +306,55 @@ export class ServiceController {
       };
       created.push(await this.#ctx.store.put("instance", id, instance, { expectRevision: 0 }));
     }
-    await this.#place(created, nodes, all);
+    await this.#place(svc, created, nodes, all);
   }
 
-  /** Assigns nodes to pending instances, or records why none fits. */
+  /**
+   * Assigns nodes to pending instances, or records why none fits. An instance
+   * that fits nowhere may preempt less critical ones (an event says which).
+   */
   async #place(
+    svc: Service,
     pending: StoredObject<Instance>[],
     nodes: Node[],
     all: StoredObject<Instance>[],
   ): Promise<void> {
-    const used = allocatedByNode(all.map((o) => o.value));
-    for (const o of pending) {
+    const services = new Map(
+      (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
+    );
+    const criticality = (i: Instance) =>
+      services.get(serviceKey(i.tenant, i.app, i.service))?.spec.criticality ?? "normal";
+    const placed: PlacedInstance[] = [];
+    for (const o of all) {
       const i = o.value;
-      // Pets go back to the node that holds their data.
-      const candidates = i.mode === "pet" && i.node ? nodes.filter((n) => n.name === i.node) : nodes;
-      const placement = placeInstance(i.run.resources, candidates, used);
+      if (!i.node || !holdsResources(i)) continue;
+      placed.push({
+        id: i.id,
+        service: serviceKey(i.tenant, i.app, i.service),
+        node: i.node,
+        resources: i.run.resources,
+        criticality: criticality(i),
+        pet: i.mode === "pet",
+      });
+    }
+    const scheduler = new Scheduler(new ClusterState(nodes.map(schedulerNode), placed), this.#cursor);
+    const byId = new Map(all.map((o) => [o.value.id, o]));
+    // Largest first: a batch packs better, and big instances do not wait behind small ones.
+    const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
+    for (const o of queue) {
+      const i = o.value;
+      const placement = scheduler.place(placementRequest(svc, i), { preempt: true });
       if (placement.node !== null) {
+        for (const victim of placement.preempted) {
+          const v = byId.get(victim.id);
+          if (v === undefined) continue;
+          await this.#retire(
+            v,
+            "Preempted",
+            `${victim.id} preempted on ${placement.node} to make room for ${i.id} (${svc.spec.criticality ?? "normal"})`,
+            0,
+          );
+        }
         await this.#transition(
           o,
           {
@@ -341,6 +378,7 @@ export class ServiceController {
         );
       }
     }
+    this.#cursor = scheduler.cursor;
   }
 
   /** Tells an instance to stop: out of the gateway now, process stopped after `drainMs`. */
@@ -446,6 +484,28 @@ export class ServiceController {
       health: svc.spec.health,
     };
   }
+}
+
+/** What the scheduler needs to know of one instance of `svc`. */
+function placementRequest(svc: Service, i: Instance): PlacementRequest {
+  const p = svc.spec.placement;
+  const key = (name: string) => serviceKey(svc.tenant, svc.app, name);
+  const terms = (list: { service: string; required: boolean }[] | undefined) =>
+    list?.map((t) => ({ service: key(t.service), required: t.required }));
+  return {
+    id: i.id,
+    service: key(svc.name),
+    resources: i.run.resources,
+    criticality: svc.spec.criticality ?? "normal",
+    strategy: p?.strategy ?? "spread",
+    // Pets go back to the node that holds their data.
+    ...(i.mode === "pet" && i.node ? { node: i.node } : {}),
+    ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
+    ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
+    ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),
+    ...(p?.antiAffinity ? { antiAffinity: terms(p.antiAffinity) } : {}),
+    ...(p?.spreadBy ? { spreadBy: p.spreadBy } : {}),
+  };
 }
 
 function finish(requeue: number): ReconcileResult {

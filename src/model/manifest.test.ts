@@ -167,3 +167,52 @@ test("mirror: another service of the herd.yaml, 100% by default", () => {
     /mirror\.service: is this route's own service/,
   );
 });
+
+test("resources in units of the platform's unit; an explicit cpu or memory overrides its part", () => {
+  const unit = { cpu: 0.5, memory: 512 * 1024 ** 2 };
+  assert.deepEqual(normalizeService("a", "web", { resources: { units: 2 } }, "x", unit).resources, {
+    cpu: 1,
+    memory: 1024 ** 3,
+  });
+  const mixed = normalizeService("a", "web", { resources: { units: 2, memory: "100Mi" } }, "x");
+  assert.deepEqual(mixed.resources, { cpu: 0.5, memory: 100 * 1024 ** 2 });
+  assert.equal(mixed.units, 2);
+  assert.deepEqual(normalizeService("a", "web", {}, "x").resources, { cpu: 0.25, memory: 256 * 1024 ** 2 });
+});
+
+test("placement: replicas apart become a required anti-affinity; unknown services and values are named", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node a.js
+    placement:
+      strategy: binpack
+      replicas: apart
+      nodeSelector: { disk: ssd }
+      affinity: [ { service: db } ]
+      tolerations: [ { key: gpu } ]
+  db: { command: node db.js }
+`);
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).placement, {
+    strategy: "binpack",
+    nodeSelector: { disk: "ssd" },
+    affinity: [{ service: "db", required: false }],
+    antiAffinity: [{ service: "web", required: true }],
+    tolerations: [{ key: "gpu" }],
+  });
+  const unknown = problem(`services:
+  web:
+    command: node a.js
+    placement:
+      antiAffinity: [ { service: cache, required: true } ]
+`);
+  assert.match(
+    unknown.message,
+    /herd\.yaml:5: services\.web\.placement\.antiAffinity\.0\.service: no service cache/,
+  );
+  const bad = problem(`services:
+  web:
+    command: node a.js
+    placement: { strategy: pack }
+`);
+  assert.match(bad.message, /services\.web\.placement\.strategy/);
+});

@@ -9,6 +9,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
+import { normalizePlacement, PlacementSchema, type PlacementSpec, placementServices } from "./placement.ts";
 
 /** Names of tenants, apps and services: DNS labels. */
 export const NAME_PATTERN = "^[a-z][a-z0-9-]{0,39}$";
@@ -185,7 +186,18 @@ export const ServiceManifestSchema = T.Object(
     instances: T.Optional(T.Integer({ minimum: 0, maximum: 1000 })),
     resources: T.Optional(
       T.Object(
-        { cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })), memory: T.Optional(Quantity) },
+        {
+          units: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 1024,
+              description:
+                "resource units (default 1 unit = 0.25 CPU + 256 MiB); cpu or memory override their part",
+            }),
+          ),
+          cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })),
+          memory: T.Optional(Quantity),
+        },
         { additionalProperties: false },
       ),
     ),
@@ -219,6 +231,7 @@ export const ServiceManifestSchema = T.Object(
       ),
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+    placement: T.Optional(PlacementSchema),
     criticality: T.Optional(
       T.Union([T.Literal("critical"), T.Literal("normal"), T.Literal("low")], {
         description: "under overload the gateway sheds low first and critical last (default normal)",
@@ -374,7 +387,12 @@ export function routeIdentity(r: Pick<Route, "host" | "path" | "match" | "method
 export interface ServiceSpec {
   command: string;
   instances: number;
+  /** Resolved with the default unit; the controller re-resolves `units` with the platform's unit size. */
   resources: Resources;
+  /** Resource units asked for, when given; an explicit cpu or memory overrides its part. */
+  units?: number;
+  /** Where instances may run and which nodes they prefer. */
+  placement?: PlacementSpec;
   health: HealthCheck;
   mode: "cattle" | "pet";
   env: Record<string, string>;
@@ -402,12 +420,25 @@ export function parseBytes(q: number | string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
+/** CPU and memory from units of `unit` (default one), with explicit cpu or memory taking precedence. */
+export function resolveResources(
+  r: { units?: number; cpu?: number; memory?: number | string } | undefined,
+  unit: Resources,
+): Resources {
+  const units = r?.units ?? 1;
+  return {
+    cpu: r?.cpu ?? unit.cpu * units,
+    memory: r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units),
+  };
+}
+
 /** Fills in defaults: the normalised spec a release stores. */
 export function normalizeService(
   app: string,
   name: string,
   s: ServiceManifest,
   fallbackCommand: string | undefined,
+  unit: Resources = DEFAULT_RESOURCES,
 ): ServiceSpec {
   const command = s.command ?? fallbackCommand;
   if (!command) {
@@ -474,10 +505,9 @@ export function normalizeService(
   return {
     command,
     instances: s.instances ?? 1,
-    resources: {
-      cpu: s.resources?.cpu ?? DEFAULT_RESOURCES.cpu,
-      memory: s.resources?.memory !== undefined ? parseBytes(s.resources.memory) : DEFAULT_RESOURCES.memory,
-    },
+    resources: resolveResources(s.resources, unit),
+    ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
+    ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
       kind: s.health?.path ? "http" : s.health?.tcp === false || routes.length === 0 ? "process" : "tcp",
@@ -613,6 +643,21 @@ function stickySpec(key: Static<typeof StickyKey>): StickySpec {
 /** A split names services of the same herd.yaml, and its shares add up to at most 100 %. */
 function checkSplits(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
+    placementServices(service.placement).forEach((target) => {
+      if (target in m.services) return;
+      const kind = service.placement?.affinity?.some((t) => t.service === target)
+        ? "affinity"
+        : "antiAffinity";
+      const list = service.placement?.[kind] ?? [];
+      const i = list.findIndex((t) => t.service === target);
+      const path = ["services", name, "placement", kind, String(i), "service"];
+      const field = path.join(".");
+      const line = lineOf?.(path);
+      const message = `no service ${target} in this herd.yaml`;
+      throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
+        { field, message, line },
+      ]);
+    });
     (service.routes ?? []).forEach((r, n) => {
       if (r.mirror && (!(r.mirror.service in m.services) || r.mirror.service === name)) {
         const field = `services.${name}.routes.${n}.mirror.service`;

@@ -204,6 +204,14 @@ export interface Node {
   /** Whether instances get cgroup limits here, and why not when they don't. */
   isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
   schedulable: boolean;
+  /** Instances without a matching toleration are not placed here. */
+  taints?: Taint[];
+}
+
+/** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */
+export interface Taint {
+  key: string;
+  value?: string;
 }
 
 /** Append-only record of a state change and its reason. */
