@@ -100,6 +100,18 @@ export class ServiceController {
     // 2. Heal: instances that crashed, never became healthy, or whose node is lost.
     for (const o of active) {
       const i = o.value;
+      if (i.mode === "pet" && i.moving && i.node) {
+        // An operator moves a pet: it leaves its node (and the data there) and starts on the new one.
+        await this.#transition(
+          o,
+          { node: null, state: "pending", generation: i.generation + 1, reason: "Moving", message: "" },
+          {
+            reason: "PetMoving",
+            message: `pet ${i.id} moves off ${i.node}${i.moving.to ? ` to ${i.moving.to}` : ""}; its data stays on ${i.node}`,
+          },
+        );
+        continue;
+      }
       const current = i.release === svc.release;
       if (i.state === "lost") {
         if (i.mode === "cattle") {
@@ -184,13 +196,17 @@ export class ServiceController {
       (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
     );
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
-    const current = active.filter((o) => o.value.release === svc.release);
-    const old = active.filter((o) => o.value.release !== svc.release);
+    const pets = svc.spec.mode === "pet";
+    // Cattle leaving a node (drained, or moved by an operator) are replaced first and retired after, like a rollout.
+    const draining = new Set(nodes.filter((n) => n.draining).map((n) => n.name));
+    const leaving = (i: Instance) =>
+      !pets && (i.moving !== undefined || (i.node !== null && draining.has(i.node)));
+    const current = active.filter((o) => o.value.release === svc.release && !leaving(o.value));
+    const old = active.filter((o) => o.value.release !== svc.release || leaving(o.value));
 
     // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
     //    pets count whatever release they run, since they are updated in place, never replaced.
     const failed = svc.state === "failed";
-    const pets = svc.spec.mode === "pet";
     const counted = pets ? active : current;
     const want = failed ? Math.min(svc.instances, counted.length) : svc.instances;
     if (counted.length < want) {
@@ -219,22 +235,19 @@ export class ServiceController {
       } else {
         const runningCurrent = current.filter((o) => o.value.state === "running").length;
         const runningOld = old.filter((o) => o.value.state === "running");
+        const why = (i: Instance) =>
+          leaving(i) ? `${i.id} moved off ${i.node}` : `${i.id} (v${i.release}) replaced by v${svc.release}`;
         for (const o of old) {
           if (o.value.state !== "running")
-            await this.#retire(
-              o,
-              "Superseded",
-              `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
-              0,
-            );
+            await this.#retire(o, leaving(o.value) ? "Moved" : "Superseded", why(o.value), 0);
         }
         const surplus = Math.min(runningOld.length, runningCurrent + runningOld.length - want);
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
         for (const o of oldest.slice(0, Math.max(0, surplus))) {
           await this.#retire(
             o,
-            "Superseded",
-            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+            leaving(o.value) ? "Moved" : "Superseded",
+            why(o.value),
             this.#ctx.settings.drainMs,
           );
         }
@@ -245,7 +258,8 @@ export class ServiceController {
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
       const everyone = (await store.list<Instance>("instance")).items;
-      await this.#place(svc, pending, nodes, everyone);
+      const avoid = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
+      await this.#place(svc, pending, nodes, everyone, avoid);
       later(2000);
     }
 
@@ -318,6 +332,7 @@ export class ServiceController {
     pending: StoredObject<Instance>[],
     nodes: Node[],
     all: StoredObject<Instance>[],
+    avoid: string[] = [],
   ): Promise<void> {
     const services = new Map(
       (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
@@ -343,7 +358,10 @@ export class ServiceController {
     const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
     for (const o of queue) {
       const i = o.value;
-      const placement = scheduler.place(placementRequest(svc, i), { preempt: true });
+      const placement = scheduler.place(
+        { ...placementRequest(svc, i), ...(avoid.length > 0 ? { avoid } : {}) },
+        { preempt: true },
+      );
       if (placement.node !== null) {
         for (const victim of placement.preempted) {
           const v = byId.get(victim.id);
@@ -363,6 +381,7 @@ export class ServiceController {
             reason: "Scheduled",
             message: "",
             startedAt: this.#nowIso(),
+            moving: undefined,
           },
           { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
         );
@@ -498,8 +517,8 @@ function placementRequest(svc: Service, i: Instance): PlacementRequest {
     resources: i.run.resources,
     criticality: svc.spec.criticality ?? "normal",
     strategy: p?.strategy ?? "spread",
-    // Pets go back to the node that holds their data.
-    ...(i.mode === "pet" && i.node ? { node: i.node } : {}),
+    // Pets go back to the node that holds their data (or to where an operator moves them).
+    ...(i.mode === "pet" && (i.node ?? i.moving?.to) ? { node: i.node ?? i.moving?.to } : {}),
     ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
     ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
     ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),

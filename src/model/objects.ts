@@ -34,6 +34,8 @@ export type Kind = (typeof KINDS)[number];
 export interface Tenant {
   name: string;
   createdAt: string;
+  /** Most resource units its services may hold (desired instances × units each); absent: no limit. */
+  quota?: { units: number };
 }
 
 /** Operations a service (or app) can be in; `running` is the steady state. */
@@ -176,6 +178,8 @@ export interface Instance {
   /** Last log lines when it crashed or failed. */
   logTail?: string[];
   exitCode?: number | null;
+  /** An operator asked to move it (`herd instances move`): cattle are replaced elsewhere first, pets restart on `to`. */
+  moving?: { to?: string };
 }
 
 /** The part of an instance the agent needs to start it. */
@@ -206,6 +210,8 @@ export interface Node {
   schedulable: boolean;
   /** Instances without a matching toleration are not placed here. */
   taints?: Taint[];
+  /** `herd nodes drain`: cordoned, and its cattle are being replaced elsewhere. */
+  draining?: boolean;
 }
 
 /** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */

@@ -8,12 +8,13 @@
  *   1. ready           — heartbeats arrive
  *   2. cordoned        — the node takes new instances
  *   3. bound           — a pet goes back to the node that holds its data
- *   4. taints          — every taint of the node is tolerated
- *   5. node selector   — the node has the labels asked for
- *   6. memory          — fits what is not allocated (memory is never overcommitted)
- *   7. cpu             — fits what is not allocated
- *   8. affinity        — required: a replica of the named service is on the node
- *   9. anti-affinity   — required: no replica of the named service (itself: its own replicas) is there
+ *   4. moved off       — not a node the service's instances are being moved off
+ *   5. taints          — every taint of the node is tolerated
+ *   6. node selector   — the node has the labels asked for
+ *   7. memory          — fits what is not allocated (memory is never overcommitted)
+ *   8. cpu             — fits what is not allocated
+ *   9. affinity        — required: a replica of the named service is on the node
+ *  10. anti-affinity   — required: no replica of the named service (itself: its own replicas) is there
  * then scorers, each 0..1 times its weight, summed; the best node wins:
  *   resources   — spread: most free after placing; binpack: least free after placing
  *   replicas    — spread: fewer replicas of the same service on the node
@@ -62,6 +63,8 @@ export interface PlacementRequest {
   antiAffinity?: readonly ServiceTerm[];
   /** A node label (e.g. zone) whose values replicas are spread over. */
   spreadBy?: string;
+  /** Nodes replicas are being moved off (`herd instances move`). */
+  avoid?: readonly string[];
 }
 
 export type Placement =
@@ -104,6 +107,14 @@ const FILTERS: readonly Filter[] = [
       if (request.node === undefined) return null;
       const bound = state.indexOf(request.node);
       return (n) => n === bound;
+    },
+  },
+  {
+    reason: "being moved off",
+    prepare: (state, request) => {
+      if (request.avoid === undefined || request.avoid.length === 0) return null;
+      const avoided = new Set(request.avoid.map((name) => state.indexOf(name)));
+      return (n) => !avoided.has(n);
     },
   },
   {
