@@ -3,7 +3,7 @@
 // in parallel, and what goes upstream with each part.
 
 import assert from "node:assert/strict";
-import type http from "node:http";
+import http from "node:http";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { AggregatePartSpec, Route } from "../model/manifest.ts";
@@ -364,4 +364,30 @@ test("parts go through their service's breaker, and a missing part service is li
   assert.equal(errors.orders.code, "circuit_open", "the breaker opened after two failures");
   assert.equal(errors.gone.code, "unavailable");
   assert.equal(orders.hits, 2, "an open breaker keeps the part from reaching the service");
+});
+
+test("a client that leaves cuts the parts still running and frees their counts", async (t) => {
+  const s = await setup(t);
+  let cut = false;
+  await s.upstream("users", (req) => {
+    req.socket.on("close", () => {
+      cut = true;
+    });
+  });
+  s.route({ user: { service: "users", path: "/me", timeoutMs: 10_000 } });
+  const req = http.get({
+    host: "127.0.0.1",
+    port: s.port,
+    path: "/dashboard",
+    headers: { host: "shop.test" },
+  });
+  req.on("error", () => {});
+  const users = s.proxy.table.backends.get("default/shop/users")!;
+  await waitFor(() => users.inflight === 1, 2000, "the part to be in flight");
+  assert.equal(s.proxy.inflight, 1);
+  req.destroy();
+  await waitFor(() => cut, 2000, "the part's upstream request to be cut");
+  await waitFor(() => s.proxy.inflight === 0, 2000, "the aggregation to be released");
+  assert.equal(users.inflight, 0);
+  assert.equal(users.endpoints[0].inflight, 0);
 });

@@ -39,6 +39,7 @@ test("health: http with a path, tcp for routed services, process for the rest", 
   assert.equal(normalizeService("a", "web", {}, "x").health.kind, "tcp");
   assert.equal(normalizeService("a", "worker", {}, "x").health.kind, "process");
   assert.equal(normalizeService("a", "web", { health: { tcp: false } }, "x").health.kind, "process");
+  assert.equal(normalizeService("a", "users", { health: { tcp: true } }, "x").health.kind, "tcp");
 });
 
 test("web gets the default route <app>.localhost; other services none", () => {

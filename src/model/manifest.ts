@@ -579,7 +579,12 @@ export function normalizeService(
     },
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
-      kind: s.health?.path ? "http" : s.health?.tcp === false || routes.length === 0 ? "process" : "tcp",
+      // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
+      kind: s.health?.path
+        ? "http"
+        : s.health?.tcp === false || (routes.length === 0 && s.health?.tcp !== true)
+          ? "process"
+          : "tcp",
       path: s.health?.path,
       intervalMs: Math.round((s.health?.interval ?? 1) * 1000),
       timeoutMs: Math.round((s.health?.timeout ?? 2) * 1000),
