@@ -28,6 +28,9 @@ import type { AggregatePart, Aggregation, Endpoint, RouteEntry } from "./route-t
 /** A part's body is cut at this size and the part fails as `too_large`. */
 export const PART_MAX_BYTES = 1024 * 1024;
 
+/** An error answer (non-2xx) with a Content-Length up to this is read to the end to keep its connection. */
+const DRAIN_MAX_BYTES = 64 * 1024;
+
 /** Why a part has no value; the `_errors` entry under its name. */
 export interface PartError {
   /** timeout, bad_gateway, status, invalid_json, too_large, circuit_open, overloaded or unavailable. */
@@ -236,13 +239,16 @@ function onPartResponse(this: PartRequest, upRes: http.IncomingMessage): void {
   const status = upRes.statusCode ?? 502;
   recordOutcome(pc, status < 500);
   const name = pc.part.backend.name;
+  const length = Number(upRes.headers["content-length"] ?? Number.NaN);
   if (status < 200 || status >= 300) {
-    // Drained, not cut, so the connection goes back to the pool.
-    upRes.resume();
-    settle(pc, null, { code: "status", status, message: `${name} answered ${status}` });
+    // A short error body is drained so the connection goes back to the pool; any other is cut, since
+    // nothing would bound how long it takes once the part has settled.
+    const drain = length <= DRAIN_MAX_BYTES;
+    if (drain) upRes.resume();
+    settle(pc, null, { code: "status", status, message: `${name} answered ${status}` }, !drain);
     return;
   }
-  if (Number(upRes.headers["content-length"]) > PART_MAX_BYTES) {
+  if (length > PART_MAX_BYTES) {
     settle(pc, null, tooLarge(name), true);
     return;
   }
