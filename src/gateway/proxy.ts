@@ -15,6 +15,7 @@ import type { Duplex } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
+import { sendAggregate } from "./aggregate.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
   type Backend,
@@ -320,6 +321,10 @@ export class GatewayProxy {
       sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
       return;
     }
+    if (route.aggregate !== null) {
+      sendAggregate(this, route, req, res, forwarded.headers, cors);
+      return;
+    }
     const backend =
       route.split === null
         ? route.backend
@@ -389,6 +394,10 @@ export class GatewayProxy {
     const route = this.table.route(host, url, req.method ?? "GET", req.headers);
     if (route === undefined) {
       writeRawError(socket, 404, "not_found", `no app serves host ${normalizeHost(host)}`);
+      return;
+    }
+    if (route.aggregate !== null) {
+      writeRawError(socket, 405, "method_not_allowed", "an aggregation route answers GET and HEAD");
       return;
     }
     const backend = route.backend;
@@ -941,3 +950,6 @@ function writeRawError(socket: Duplex, status: number, code: string, message: st
   if (status === 503) head += "Retry-After: 1\r\n";
   socket.end(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
+
+// Shared with aggregate.ts, whose parts are admitted, balanced and answered the same way.
+export { CONNECTION_FAILURES, pickEndpoint, sendFallback, sendJson };

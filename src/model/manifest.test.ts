@@ -39,6 +39,7 @@ test("health: http with a path, tcp for routed services, process for the rest", 
   assert.equal(normalizeService("a", "web", {}, "x").health.kind, "tcp");
   assert.equal(normalizeService("a", "worker", {}, "x").health.kind, "process");
   assert.equal(normalizeService("a", "web", { health: { tcp: false } }, "x").health.kind, "process");
+  assert.equal(normalizeService("a", "users", { health: { tcp: true } }, "x").health.kind, "tcp");
 });
 
 test("web gets the default route <app>.localhost; other services none", () => {
@@ -215,4 +216,81 @@ test("placement: replicas apart become a required anti-affinity; unknown service
     placement: { strategy: pack }
 `);
   assert.match(bad.message, /services\.web\.placement\.strategy/);
+});
+
+test("aggregate: parts of services of the herd.yaml, timeouts in seconds, headers lowercased", () => {
+  const m = parseManifest(`services:
+  web:
+    command: a
+    routes:
+      - host: shop.localhost
+        path: /dashboard
+        aggregate:
+          timeout: 0.5
+          parts:
+            user: { service: users, path: /me }
+            orders: { service: orders, path: "/orders?recent=1", query: true, timeout: 2 }
+            page: { service: web, path: /page }
+  users:
+    command: b
+  orders:
+    command: c
+`);
+  const route = normalizeService("shop", "web", m.services.web, undefined).routes[0];
+  assert.deepEqual(route.aggregate, {
+    headers: ["authorization", "cookie"],
+    parts: [
+      { name: "user", service: "users", path: "/me", query: false, timeoutMs: 500 },
+      { name: "orders", service: "orders", path: "/orders?recent=1", query: true, timeoutMs: 2000 },
+      { name: "page", service: "web", path: "/page", query: false, timeoutMs: 500 },
+    ],
+  });
+  const custom = parseManifest(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { headers: [ Authorization, X-User ], parts: { a: { service: web, path: / } } } }\n",
+  );
+  const spec = normalizeService("a", "web", custom.services.web, undefined).routes[0].aggregate;
+  assert.deepEqual(spec?.headers, ["authorization", "x-user"]);
+  assert.equal(spec?.parts[0].timeoutMs, 1000, "default: one second");
+});
+
+test("aggregate: bad input names the field", () => {
+  const route = (extra: string, parts = "a: { service: web, path: /x }") =>
+    problem(
+      `services:\n  web:\n    command: a\n    routes:\n      - host: a.test\n        ${extra}aggregate: { timeout: 1, parts: { ${parts} } }\n`,
+    );
+  assert.match(
+    route("", "a: { service: nope, path: /x }").message,
+    /herd\.yaml:6: services\.web\.routes\.0\.aggregate\.parts\.a\.service: no service nope in this herd\.yaml/,
+  );
+  assert.match(
+    route("split: { to: [ { service: web, weight: 10 } ] }\n        ").message,
+    /herd\.yaml:7: services\.web\.routes\.0\.aggregate: cannot be combined with split/,
+  );
+  assert.match(
+    route("mirror: { service: web }\n        ").message,
+    /services\.web\.routes\.0\.aggregate: cannot be combined with mirror/,
+  );
+  assert.match(
+    route("rewrite: /\n        ").message,
+    /services\.web\.routes\.0\.aggregate: cannot be combined with rewrite/,
+  );
+  assert.match(
+    route("methods: [ GET, POST ]\n        ").message,
+    /services\.web\.routes\.0\.methods: an aggregation answers only GET and HEAD, not POST/,
+  );
+  assert.match(
+    route("", "a: { service: web, path: /x, timeout: 0 }").message,
+    /services\.web\.routes\.0\.aggregate\.parts\.a\.timeout/,
+  );
+  assert.match(route("", "_errors: { service: web, path: /x }").message, /aggregate\.parts/);
+  assert.match(route("", "a: { service: web, path: x }").message, /aggregate\.parts\.a\.path/);
+  assert.match(route("", "").message, /services\.web\.routes\.0\.aggregate\.parts/);
+  const timeout = problem(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { timeout: 100, parts: { a: { service: web, path: / } } } }\n",
+  );
+  assert.match(timeout.message, /services\.web\.routes\.0\.aggregate\.timeout: .*0\.01 to 60/);
+  const header = problem(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { headers: [ Host ], parts: { a: { service: web, path: / } } } }\n",
+  );
+  assert.match(header.message, /aggregate\.headers\.0: Host is set by the gateway/);
 });
