@@ -32,7 +32,7 @@ import type { Taint } from "../model/objects.ts";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -41,7 +41,7 @@ first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
-  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 10]
+  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.`,
@@ -138,7 +138,9 @@ export async function runUp(argv: string[]): Promise<number> {
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
-    "node-lost-after": { type: "string", default: "10" },
+    "node-lost-after": { type: "string", default: "9" },
+    "unit-cpu": { type: "string", default: "0.25" },
+    "unit-memory": { type: "string", default: "256Mi" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
@@ -152,7 +154,7 @@ export async function runUp(argv: string[]): Promise<number> {
     port: portOf(v.port, "port"),
     host,
     logger,
-    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]) },
+    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   const driver = new ProcessDriver({
@@ -267,7 +269,9 @@ export async function runServer(argv: string[]): Promise<number> {
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
     "max-upload-mb": { type: "string", default: "200" },
-    "node-lost-after": { type: "string", default: "10" },
+    "node-lost-after": { type: "string", default: "9" },
+    "unit-cpu": { type: "string", default: "0.25" },
+    "unit-memory": { type: "string", default: "256Mi" },
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -276,7 +280,11 @@ export async function runServer(argv: string[]): Promise<number> {
     port: portOf(v.port, "port"),
     host: v.host as string,
     logger,
-    settings: { gatewayUrl: v["gateway-url"] as string, ...nodeTimeouts(v["node-lost-after"]) },
+    settings: {
+      gatewayUrl: v["gateway-url"] as string,
+      ...nodeTimeouts(v["node-lost-after"]),
+      unit: unitOf(v),
+    },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
@@ -308,6 +316,15 @@ const memoryFlag = (value: unknown, name: string): number => {
   } catch {
     throw new HerdError("invalid", `--${name} must be a quantity like 512Mi or 4Gi, got ${value}`);
   }
+};
+
+/** One resource unit, from --unit-cpu and --unit-memory. */
+const unitOf = (v: Record<string, unknown>) => {
+  const cpu = cpuFlag(v["unit-cpu"], "unit-cpu");
+  const memory = memoryFlag(v["unit-memory"], "unit-memory");
+  if (!(cpu > 0 && memory > 0))
+    throw new HerdError("invalid", "--unit-cpu and --unit-memory must be more than 0");
+  return { cpu, memory };
 };
 
 export async function runAgent(argv: string[]): Promise<number> {

@@ -511,3 +511,35 @@ test("an operator moves a pet to another node: same id, new node", async () => {
     [pet.id, to, "provisioning", undefined],
   );
 });
+
+test("heartbeats that jitter by up to 2 s never make a node not ready; silence makes it lost within 10 s", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  // A minute of heartbeats every 1 s ± 2 s (gaps of 1 to 3 s), checked every half second.
+  let next = 1000;
+  let seed = 7;
+  const jitter = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return 1000 + (seed / 2 ** 31) * 2000;
+  };
+  for (let t = 0; t < 60_000; t += 500) {
+    h.clock.advance(500);
+    if (t + 500 >= next) {
+      await h.m.nodes.handleHeartbeat("n1", hb());
+      next += jitter();
+    }
+    await h.m.nodes.checkNodes();
+    assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "ready", `at ${t} ms`);
+  }
+  // Then silence: lost once the timeout passes, checked every half second as the server does.
+  let lostAfter = 0;
+  while ((await h.store.get<Node>("node", "n1"))?.value.state !== "lost") {
+    h.clock.advance(500);
+    lostAfter += 500;
+    await h.m.nodes.checkNodes();
+  }
+  assert.ok(
+    lostAfter > DEFAULT_SETTINGS.nodeLostMs - 3000 && lostAfter <= 10_500,
+    `lost after ${lostAfter} ms`,
+  );
+});

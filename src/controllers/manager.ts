@@ -72,7 +72,7 @@ export class ControllerManager {
       setInterval(
         () =>
           void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err })),
-        1000,
+        250,
       ),
     );
     for (const t of this.#timers) t.unref();
