@@ -9,6 +9,7 @@ import { ApiError } from "./api-client.ts";
 import { resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
+import { consumersCommand } from "./consumers.ts";
 import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import {
@@ -267,5 +268,6 @@ export const COMMANDS: CommandSpec[] = [
   rollbackCommand,
   eventsCommand,
   nodesCommand,
+  consumersCommand,
   versionCommand,
 ];
