@@ -12,7 +12,7 @@
  * goes upstream as X-Consumer-Name and keys `rateLimit.per: consumer`.
  */
 
-import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, hash, type KeyObject } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Logger } from "../common/log.ts";
 import type { AuthSpec } from "../model/manifest.ts";
@@ -219,7 +219,7 @@ export class RouteAuth {
       let key = rawHeader(raw, this.apiKeyHeader);
       if (key === undefined && this.apiKeyQuery !== null) key = queryParam(url, this.apiKeyQuery);
       if (key !== undefined) {
-        const consumer = this.#consumers.byKeyHash.get(createHash("sha256").update(key).digest("hex"));
+        const consumer = this.#consumers.byKeyHash.get(hash("sha256", key, "hex"));
         return consumer ?? this.#unknownKey;
       }
     }
