@@ -347,7 +347,8 @@ export class ConfigSource {
     const temp = `${this.#cacheFile}.${process.pid}.tmp`;
     try {
       await mkdir(this.#options.dataDir, { recursive: true });
-      await writeFile(temp, JSON.stringify(cache));
+      // Private: consumers carry HS256 secrets.
+      await writeFile(temp, JSON.stringify(cache), { mode: 0o600 });
       await rename(temp, this.#cacheFile);
     } catch (err) {
       this.#logger.warn("cannot write the gateway cache; a restart during an outage would start empty", {
