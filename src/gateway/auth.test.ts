@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -139,15 +139,50 @@ test("API keys: the right key passes as its consumer; a missing or wrong one is 
   assert.equal(upstream.hits, 3, "refused requests never reach the upstream");
 });
 
-test("a WebSocket upgrade on an auth route needs the credential too", async () => {
+test("a WebSocket upgrade on an auth route needs the credential too, and gets X-Consumer-Name", async () => {
   proxy.table = table([
-    { host: "shop.test", auth: { apiKey: { header: "x-api-key", hideCredentials: false } } },
+    { host: "shop.test", auth: { apiKey: { header: "x-api-key", query: "apikey", hideCredentials: true } } },
   ]);
   const r = await request(port, "shop.test", "/socket", {
     headers: { connection: "Upgrade", upgrade: "websocket" },
   });
   assert.equal(r.status, 401);
   assert.match(String(r.headers["www-authenticate"]), /^ApiKey/);
+
+  // The upstream takes the upgrade and reports what it was sent.
+  let seen: { url?: string; consumer?: unknown; key?: unknown } = {};
+  const onUpgrade = (req: http.IncomingMessage, socket: Socket) => {
+    seen = { url: req.url, consumer: req.headers["x-consumer-name"], key: req.headers["x-api-key"] };
+    socket.end("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  };
+  upstream.server.on("upgrade", onUpgrade);
+  try {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({
+        host: "127.0.0.1",
+        port,
+        path: "/socket?apikey=alice-key-1&v=1",
+        headers: {
+          host: "shop.test",
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "x-consumer-name": "root",
+        },
+        agent: false,
+      });
+      req.on("upgrade", (res, socket) => {
+        socket.destroy();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("response", (res) => resolve(res.statusCode ?? 0));
+      req.on("error", reject);
+      req.end();
+    });
+    assert.equal(status, 101);
+    assert.deepEqual(seen, { url: "/socket?v=1", consumer: "alice", key: undefined });
+  } finally {
+    upstream.server.off("upgrade", onUpgrade);
+  }
 });
 
 test("consumers' JWT credentials: HS256 and RS256 tokens map to their consumer", async () => {

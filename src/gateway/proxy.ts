@@ -441,14 +441,18 @@ export class GatewayProxy {
       return;
     }
     const headers = forwardedRequest(req, true).headers;
-    if (consumer !== null) headers.push("X-Consumer-Name", consumer);
+    let target = url;
+    if (route.auth !== null && consumer !== null) {
+      if (route.auth.hideApiKey || route.auth.hideAuthorization) target = route.auth.hide(headers, url);
+      headers.push("X-Consumer-Name", consumer);
+    }
     headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
     // Its own connection: an upgraded socket leaves the pool for good.
     const upstream = http.request({
       host: endpoint.address,
       port: endpoint.port,
       method: req.method,
-      path: rewritePath(route, url),
+      path: rewritePath(route, target),
       headers,
       agent: false,
       timeout: this.upstreamTimeoutMs,
