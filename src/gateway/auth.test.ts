@@ -219,6 +219,12 @@ test("consumers' JWT credentials: HS256 and RS256 tokens map to their consumer",
   assert.match(JSON.parse(unknown.body).message, /no JWT credential with key nobody/);
   const garbage = await request(port, "shop.test", "/", { headers: bearer("not.a-token") });
   assert.equal(garbage.status, 401);
+  // An unsigned token ("alg": "none") naming a real credential.
+  const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const unsigned = `${part({ alg: "none" })}.${part({ iss: "alice-issuer" })}.`;
+  const r3 = await request(port, "shop.test", "/", { headers: bearer(unsigned) });
+  assert.equal(r3.status, 401);
+  assert.match(JSON.parse(r3.body).message, /signed with none/);
   const none = await request(port, "shop.test", "/");
   assert.equal(none.status, 401);
   assert.equal(none.headers["www-authenticate"], 'Bearer realm="herd"');

@@ -177,23 +177,23 @@ export class RouteAuth {
   readonly #missing: AuthFailure;
   readonly #unknownKey: AuthFailure;
 
-  constructor(spec: AuthSpec, tenant: string, ctx: RouteAuthContext | null) {
+  constructor(spec: AuthSpec, tenant: string, ctx: RouteAuthContext) {
     this.apiKeyHeader = spec.apiKey?.header ?? null;
     this.apiKeyQuery = spec.apiKey?.query ?? null;
     this.jwt = spec.jwt !== undefined;
     this.hideApiKey = spec.apiKey?.hideCredentials ?? false;
     this.hideAuthorization = spec.jwt?.hideCredentials ?? false;
-    this.#consumers = ctx?.consumers.get(tenant) ?? EMPTY_INDEX;
-    this.#jwks =
-      spec.jwt?.jwks && ctx !== null
-        ? jwksFor(spec.jwt.jwks, ctx.state, ctx.previous, ctx.logger, ctx.jwksTiming, ctx.problems)
-        : null;
+    this.#consumers = ctx.consumers.get(tenant) ?? EMPTY_INDEX;
+    this.#jwks = spec.jwt?.jwks
+      ? jwksFor(spec.jwt.jwks, ctx.state, ctx.previous, ctx.logger, ctx.jwksTiming, ctx.problems)
+      : null;
     this.#issuer = spec.jwt?.issuer;
     this.#audience = spec.jwt?.audience;
     this.#claim = spec.jwt?.claim ?? "sub";
     const challenges: string[] = [];
     const wanted: string[] = [];
-    this.#apiKeyChallenge = `ApiKey realm="herd", header="${this.apiKeyHeader}"`;
+    this.#apiKeyChallenge =
+      this.apiKeyHeader === null ? "" : `ApiKey realm="herd", header="${this.apiKeyHeader}"`;
     if (this.apiKeyHeader !== null) {
       challenges.push(this.#apiKeyChallenge);
       wanted.push(
