@@ -19,6 +19,7 @@ import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { HerdError } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
+import type { Resources, Taint } from "../model/objects.ts";
 import type {
   DesiredInstance,
   Heartbeat,
@@ -45,6 +46,12 @@ export interface AgentOptions {
   /** Address other components use to reach instances here; default 127.0.0.1. */
   address?: string;
   labels?: Record<string, string>;
+  /** Keeps instances off this node unless they tolerate it. */
+  taints?: Taint[];
+  /** What the machine has; default: its cores and memory. */
+  capacity?: Resources;
+  /** Kept back for the system and herd itself; default DEFAULT_RESERVE. */
+  reserve?: Resources;
   /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
   driver?: RuntimeDriver;
   logger?: Logger;
@@ -53,6 +60,9 @@ export interface AgentOptions {
 }
 
 type State = InstanceStatus["state"];
+
+/** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
+export const DEFAULT_RESERVE: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
 
 /** What the agent knows about one instance. */
 interface Managed {
@@ -228,10 +238,17 @@ export class Agent {
       if (RUNNING.has(inst.state)) status.usage = await this.#driver.usage(inst.id).catch(() => undefined);
       instances.push(status);
     }
+    const capacity = this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
+    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
     const body: Heartbeat = {
       address: this.#options.address ?? "127.0.0.1",
       labels: this.#options.labels ?? {},
-      capacity: { cpu: availableParallelism(), memory: totalmem() },
+      capacity,
+      allocatable: {
+        cpu: Math.max(0, capacity.cpu - reserve.cpu),
+        memory: Math.max(0, capacity.memory - reserve.memory),
+      },
+      ...(this.#options.taints?.length ? { taints: this.#options.taints } : {}),
       agentVersion: this.#agentVersion,
       isolation: this.#driver.isolation(),
       instances,

@@ -137,3 +137,68 @@ test("a deploy body must be a gzip tarball", async () => {
   });
   assert.equal(res.status, 400);
 });
+
+test("quotas: set, shown with the units in use, enforced on scale with 403; bad values 400", async () => {
+  await call("POST", "/apps", { name: "quota" });
+  const svc: Service = {
+    tenant: "default",
+    app: "quota",
+    name: "web",
+    release: 1,
+    spec: {
+      command: "true",
+      instances: 1,
+      resources: { cpu: 0.5, memory: 256 * 1024 ** 2 },
+      health: { kind: "tcp", intervalMs: 1000, timeoutMs: 1000, failures: 3, startupMs: 1000 },
+      mode: "cattle",
+      env: {},
+      routes: [],
+    },
+    instances: 1,
+    state: "running",
+    message: "",
+    crashes: 0,
+  };
+  await server.store.put("service", "default/quota/web", svc);
+  const set = await call("PUT", "/tenants/default/quota", { units: 5 });
+  assert.equal(set.status, 200);
+  assert.deepEqual([set.body.quota, set.body.usage.units >= 2], [{ units: 5 }, true]);
+  const over = await call("POST", "/apps/quota/scale", { services: { web: 3 } });
+  assert.equal(over.status, 403);
+  assert.match(
+    over.body.message,
+    /over its quota: .* this asks for 6 \(web: 3 × 2\) .* the limit is 5 units/,
+  );
+  assert.equal((await call("POST", "/apps/quota/scale", { services: { web: 2 } })).status, 200);
+  const bad = await call("PUT", "/tenants/default/quota", { units: -1 });
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(bad.body), /units/);
+  assert.equal((await call("PUT", "/tenants/default/quota", { units: null })).body.quota, undefined);
+  await server.store.delete("service", "default/quota/web");
+});
+
+test("cordon, drain and uncordon a node; unknown nodes 404; moving to a node needs a pet", async () => {
+  assert.equal((await call("POST", "/nodes/nope/cordon")).status, 404);
+  await server.store.put("node", "n9", {
+    name: "n9",
+    address: "127.0.0.1",
+    labels: {},
+    capacity: { cpu: 1, memory: 1e9 },
+    allocatable: { cpu: 1, memory: 1e9 },
+    state: "ready",
+    lastHeartbeat: new Date().toISOString(),
+    registeredAt: new Date().toISOString(),
+    agentVersion: "t",
+    isolation: { cgroups: "none" },
+    schedulable: true,
+  });
+  assert.equal((await call("POST", "/nodes/n9/cordon")).body.schedulable, false);
+  const drained = await call("POST", "/nodes/n9/drain");
+  assert.deepEqual([drained.body.schedulable, drained.body.draining], [false, true]);
+  const listed = (await call("GET", "/nodes")).body.items.find((n: { name: string }) => n.name === "n9");
+  assert.deepEqual(listed.drain, { done: true, message: "drained" });
+  const back = await call("POST", "/nodes/n9/uncordon");
+  assert.deepEqual([back.body.schedulable, back.body.draining], [true, undefined]);
+  assert.equal((await call("POST", "/apps/quota/instances/nope/move", {})).status, 404);
+  await server.store.delete("node", "n9");
+});

@@ -78,6 +78,18 @@ export const HeartbeatBody = T.Object({
   address: T.String({ minLength: 1, maxLength: 255 }),
   labels: T.Record(T.String({ maxLength: 63 }), T.String({ maxLength: 255 })),
   capacity: Resources,
+  allocatable: T.Optional(Resources),
+  taints: T.Optional(
+    T.Array(
+      T.Object({
+        key: T.String({ minLength: 1, maxLength: 63 }),
+        value: T.Optional(T.String({ maxLength: 63 })),
+      }),
+      {
+        maxItems: 50,
+      },
+    ),
+  ),
   agentVersion: T.String({ maxLength: 50 }),
   isolation: T.Object({
     cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),

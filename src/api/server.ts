@@ -27,6 +27,7 @@ import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { ErrorReply } from "./schemas.ts";
@@ -54,6 +55,8 @@ export interface ApiDeps {
   logs: LogStore;
   maxUploadBytes: number;
   version: string;
+  /** The platform's settings (resource unit, timings). */
+  settings: Settings;
   build(options: {
     source: string;
     app: string;
@@ -105,8 +108,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
+    settings,
     build: async ({ source, app, log }) => {
-      const r = await buildSlug({ artifacts, source, workDir: join(dataDir, "builds"), app, log });
+      const r = await buildSlug({
+        artifacts,
+        source,
+        workDir: join(dataDir, "builds"),
+        app,
+        log,
+        unit: settings.unit,
+      });
       return { slug: r.slug, services: r.services };
     },
   };
@@ -221,6 +232,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       appRoutes(api, deps);
       platformRoutes(api, deps);
       consumerRoutes(api, deps);
+      clusterRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

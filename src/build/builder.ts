@@ -13,6 +13,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
+import type { Resources } from "../model/objects.ts";
 import type { ArtifactStore } from "./artifact-store.ts";
 import { type AppKind, loadAppDefinition } from "./detect.ts";
 import { packAll } from "./pack.ts";
@@ -28,6 +29,8 @@ export interface BuildOptions {
   workDir: string;
   /** App name to use instead of the detected one. */
   app?: string;
+  /** The platform's resource unit (services ask for `units` of it). */
+  unit?: Resources;
   /** Receives the build log, one line at a time. */
   log: (line: string) => void;
   /** Stops the build (and any running npm) when aborted; buildSlug then rejects with the abort reason. */
@@ -72,7 +75,7 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     log(`-----> Unpacking source ${options.source.slice(0, 12)}`);
     await unpackTarball(await artifacts.path(options.source), appDir);
 
-    const definition = await loadAppDefinition(appDir, { app: options.app });
+    const definition = await loadAppDefinition(appDir, { app: options.app, unit: options.unit });
     log(
       `-----> ${DETECTED[definition.kind]}: app ${definition.app}, services ${Object.keys(definition.services).join(", ")}`,
     );

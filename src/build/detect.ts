@@ -14,6 +14,7 @@ import {
   parseManifest,
   type ServiceSpec,
 } from "../model/manifest.ts";
+import type { Resources } from "../model/objects.ts";
 
 /** Where the services of an app came from. */
 export type AppKind = "manifest" | "node" | "procfile" | "static";
@@ -39,7 +40,10 @@ const NAME_RULE = "lowercase letters, digits and dashes, starting with a letter,
  * wrong (the message names the file, field and line), or when no valid name
  * can be made.
  */
-export async function loadAppDefinition(dir: string, options: { app?: string } = {}): Promise<AppDefinition> {
+export async function loadAppDefinition(
+  dir: string,
+  options: { app?: string; unit?: Resources } = {},
+): Promise<AppDefinition> {
   const manifestFile = (await exists(join(dir, "herd.yaml"))) ? "herd.yaml" : "herd.yml";
   const manifestText = await readOptional(join(dir, manifestFile));
   const manifest = manifestText === undefined ? undefined : parseManifest(manifestText, manifestFile);
@@ -54,7 +58,7 @@ export async function loadAppDefinition(dir: string, options: { app?: string } =
   if (manifest) {
     const services: Record<string, ServiceSpec> = {};
     for (const [name, service] of Object.entries(manifest.services)) {
-      services[name] = normalizeService(app, name, service, procfile?.get(name) ?? startScript);
+      services[name] = normalizeService(app, name, service, procfile?.get(name) ?? startScript, options.unit);
     }
     return { app, kind: "manifest", services };
   }
@@ -62,13 +66,17 @@ export async function loadAppDefinition(dir: string, options: { app?: string } =
   if (procfile && procfile.size > 0) {
     const commands = new Map(procfile);
     if (!commands.has("web") && startScript) commands.set("web", startScript);
-    return { app, kind: "procfile", services: fromCommands(app, commands) };
+    return { app, kind: "procfile", services: fromCommands(app, commands, options.unit) };
   }
   if (startScript) {
-    return { app, kind: "node", services: fromCommands(app, new Map([["web", startScript]])) };
+    return { app, kind: "node", services: fromCommands(app, new Map([["web", startScript]]), options.unit) };
   }
   if (await exists(join(dir, "index.html"))) {
-    return { app, kind: "static", services: fromCommands(app, new Map([["web", STATIC_SERVER_COMMAND]])) };
+    return {
+      app,
+      kind: "static",
+      services: fromCommands(app, new Map([["web", STATIC_SERVER_COMMAND]]), options.unit),
+    };
   }
   throw new HerdError(
     "invalid",
@@ -82,10 +90,14 @@ interface PackageJson {
   scripts?: { start?: unknown };
 }
 
-function fromCommands(app: string, commands: Map<string, string>): Record<string, ServiceSpec> {
+function fromCommands(
+  app: string,
+  commands: Map<string, string>,
+  unit: Resources | undefined,
+): Record<string, ServiceSpec> {
   const services: Record<string, ServiceSpec> = {};
   for (const [name, command] of commands)
-    services[name] = normalizeService(app, name, { command }, undefined);
+    services[name] = normalizeService(app, name, { command }, undefined, unit);
   return services;
 }
 

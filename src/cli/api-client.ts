@@ -76,6 +76,11 @@ export class ApiClient {
     return this.#json<T>("POST", path, query, body);
   }
 
+  /** PUT a JSON body and read the JSON reply. */
+  put<T>(path: string, body: unknown, query?: Query): Promise<T> {
+    return this.#json<T>("PUT", path, query, body);
+  }
+
   /** DELETE and read the JSON reply. */
   delete<T>(path: string, query?: Query): Promise<T> {
     return this.#json<T>("DELETE", path, query);

@@ -4,22 +4,16 @@
  */
 
 import { readFile } from "node:fs/promises";
-import type { App, Event, Instance, Node, Release, Service } from "../model/objects.ts";
+import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
 import { ApiError } from "./api-client.ts";
 import { resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
+import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
 import { consumersCommand } from "./consumers.ts";
 import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
-import {
-  appsTable,
-  eventsTable,
-  instancesTable,
-  nodesTable,
-  releasesTable,
-  servicesTable,
-} from "./format.ts";
+import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { logsCommand } from "./logs.ts";
 import type { Items } from "./types.ts";
 
@@ -189,24 +183,6 @@ export const eventsCommand: CommandSpec = {
   },
 };
 
-/** `herd nodes`. */
-export const nodesCommand: CommandSpec = {
-  name: "nodes",
-  usage: "herd nodes",
-  summary: "List the machines running agents: state, address, capacity, isolation, last heartbeat.",
-  options: {},
-  async run(ctx, _values, positionals) {
-    if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "nodes");
-    const client = await ctx.client();
-    const reply = await client.get<Items<Node>>("/nodes");
-    if (ctx.flags.json) printJson(ctx.stdout, reply);
-    else if (reply.items.length === 0)
-      println(ctx.stdout, "No nodes. Start an agent with `herd up` or `herd agent`.");
-    else println(ctx.stdout, nodesTable(reply.items, ctx.now()));
-    return 0;
-  },
-};
-
 /** The version in herd's package.json. */
 export async function clientVersion(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
@@ -269,5 +245,7 @@ export const COMMANDS: CommandSpec[] = [
   eventsCommand,
   nodesCommand,
   consumersCommand,
+  instancesCommand,
+  quotaCommand,
   versionCommand,
 ];

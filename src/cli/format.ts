@@ -136,10 +136,14 @@ export function eventsTable(events: readonly Event[], now: number): string {
 export function nodesTable(nodes: readonly Node[], now: number): string {
   const rows = nodes.map((n) => [
     n.name,
-    n.schedulable ? n.state : `${n.state},unschedulable`,
+    n.draining ? `${n.state},draining` : n.schedulable ? n.state : `${n.state},cordoned`,
     n.address,
-    String(n.capacity.cpu),
-    formatBytes(n.capacity.memory),
+    n.allocatable.cpu === n.capacity.cpu
+      ? String(n.capacity.cpu)
+      : `${round2(n.allocatable.cpu)}/${n.capacity.cpu}`,
+    n.allocatable.memory === n.capacity.memory
+      ? formatBytes(n.capacity.memory)
+      : `${formatBytes(n.allocatable.memory)}/${formatBytes(n.capacity.memory)}`,
     n.isolation.cgroups === "none"
       ? `none${n.isolation.reason ? ` (${n.isolation.reason})` : ""}`
       : `cgroups ${n.isolation.cgroups}`,
@@ -147,6 +151,8 @@ export function nodesTable(nodes: readonly Node[], now: number): string {
   ]);
   return renderTable(["name", "state", "address", "cpu", "memory", "isolation", "last heartbeat"], rows);
 }
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
 
 /** One log line for people: `TIME SERVICE.INSTANCE | line`. */
 export function formatLogLine(entry: LogEntry): string {

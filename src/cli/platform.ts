@@ -8,11 +8,11 @@
  */
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, hostname } from "node:os";
+import { availableParallelism, hostname, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Agent } from "../agent/agent.ts";
+import { Agent, DEFAULT_RESERVE } from "../agent/agent.ts";
 import { ProcessDriver } from "../agent/process-driver.ts";
 import { startServer } from "../api/server.ts";
 import { packDirectory } from "../build/pack.ts";
@@ -26,6 +26,8 @@ import {
   spawnGatewayChild,
 } from "../gateway/cluster-child.ts";
 import { startGateway } from "../gateway/gateway.ts";
+import { parseBytes } from "../model/manifest.ts";
+import type { Taint } from "../model/objects.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -44,9 +46,13 @@ seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.`,
   agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
+       [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
-The token comes from --token or HERD_TOKEN.`,
+The token comes from --token or HERD_TOKEN. Labels are matched by services'
+placement.nodeSelector; a taint keeps off instances that do not tolerate it.
+--cpu and --memory override the machine's capacity; the reserve is kept back
+for the system (allocatable = capacity - reserve).`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N]
 
 Runs the gateway: routes requests by host and path to running instances.
@@ -289,6 +295,21 @@ function tokenFrom(v: Record<string, unknown>): string {
   return token;
 }
 
+const cpuFlag = (value: unknown, name: string): number => {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1024))
+    throw new HerdError("invalid", `--${name} must be a number of cores, got ${value}`);
+  return n;
+};
+
+const memoryFlag = (value: unknown, name: string): number => {
+  try {
+    return parseBytes(String(value));
+  } catch {
+    throw new HerdError("invalid", `--${name} must be a quantity like 512Mi or 4Gi, got ${value}`);
+  }
+};
+
 export async function runAgent(argv: string[]): Promise<number> {
   const v = flags("agent", argv, {
     server: { type: "string" },
@@ -297,6 +318,11 @@ export async function runAgent(argv: string[]): Promise<number> {
     data: { type: "string", default: ".herd-agent" },
     address: { type: "string", default: "127.0.0.1" },
     label: { type: "string", multiple: true },
+    taint: { type: "string", multiple: true },
+    cpu: { type: "string" },
+    memory: { type: "string" },
+    "reserve-cpu": { type: "string" },
+    "reserve-memory": { type: "string" },
   });
   if (!v) return 0;
   const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
@@ -307,6 +333,17 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!m) throw new HerdError("invalid", `--label must be key=value, got ${l}`);
     labels[m[1]] = m[2];
   }
+  const taints: Taint[] = ((v.taint as string[] | undefined) ?? []).map((t) => {
+    const m = /^([A-Za-z0-9._/-]{1,63})(?:=([A-Za-z0-9._-]{0,63}))?$/.exec(t);
+    if (!m) throw new HerdError("invalid", `--taint must be key or key=value, got ${t}`);
+    return m[2] === undefined ? { key: m[1] } : { key: m[1], value: m[2] };
+  });
+  const capacity = { cpu: availableParallelism(), memory: totalmem() };
+  if (v.cpu !== undefined) capacity.cpu = cpuFlag(v.cpu, "cpu");
+  if (v.memory !== undefined) capacity.memory = memoryFlag(v.memory, "memory");
+  const reserve = { ...DEFAULT_RESERVE };
+  if (v["reserve-cpu"] !== undefined) reserve.cpu = cpuFlag(v["reserve-cpu"], "reserve-cpu");
+  if (v["reserve-memory"] !== undefined) reserve.memory = memoryFlag(v["reserve-memory"], "reserve-memory");
   const logger = createLogger("herd");
   const dataDir = resolve(v.data as string);
   mkdirSync(dataDir, { recursive: true });
@@ -317,6 +354,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     dataDir,
     address: v.address as string,
     labels,
+    taints,
+    capacity,
+    reserve,
     logger: logger.child("agent"),
   });
   await agent.start();

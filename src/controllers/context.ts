@@ -5,6 +5,7 @@
 
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
+import type { Resources } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import type { DeployLogs } from "./deploy-log.ts";
 import type { EventRecorder } from "./events.ts";
@@ -27,6 +28,8 @@ export interface Settings {
   backoffMaxMs: number;
   /** Public address of the gateway, for the URLs deploys print. */
   gatewayUrl: string;
+  /** One resource unit: what `units: 1` in herd.yaml asks for, and what quotas count in. */
+  unit: Resources;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -39,6 +42,7 @@ export const DEFAULT_SETTINGS: Settings = {
   backoffBaseMs: 500,
   backoffMaxMs: 60_000,
   gatewayUrl: "http://127.0.0.1:8080",
+  unit: { cpu: 0.25, memory: 256 * 1024 * 1024 },
 };
 
 export interface Context {

@@ -9,13 +9,14 @@ import { after, test } from "node:test";
 import { ManualClock } from "../common/clock.ts";
 import { silentLogger } from "../common/log.ts";
 import { normalizeService } from "../model/manifest.ts";
-import type { App, Deploy, Instance, Service } from "../model/objects.ts";
+import type { App, Deploy, Instance, Node, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { type Context, DEFAULT_SETTINGS } from "./context.ts";
 import { DeployLogs } from "./deploy-log.ts";
 import { EventRecorder } from "./events.ts";
 import { ControllerManager } from "./manager.ts";
+import { checkQuota } from "./quota.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -57,6 +58,7 @@ async function agentReports(
   h: Harness,
   node: string,
   state: (i: { id: string }) => InstanceStatus["state"] | undefined,
+  base: Heartbeat = hb(),
 ) {
   // What the node was last told to run (the reply of the previous round trip).
   const now = h.clock.now();
@@ -66,7 +68,7 @@ async function agentReports(
     const s = run ? state(d) : "stopped";
     if (s) statuses.push({ id: d.id, generation: d.generation, state: s, port: 20000, pid: 100 });
   }
-  return h.m.nodes.handleHeartbeat(node, hb(statuses));
+  return h.m.nodes.handleHeartbeat(node, { ...base, instances: statuses });
 }
 
 async function settle(h: Harness, rounds = 4) {
@@ -363,4 +365,149 @@ test("a deploy whose route another app serves fails before making a release", as
   })();
   assert.match(failed?.message ?? "", /route hello\.localhost\/ of web is already served by hello\/web/);
   assert.equal((await h.store.list("release", { prefix: "default/other/" })).items.length, 0);
+});
+
+const GiB = 1024 ** 3;
+const small = (cpu: number, memory: number): Heartbeat => ({ ...hb(), capacity: { cpu, memory } });
+
+async function setNode(h: Harness, name: string, change: Partial<Node>) {
+  const o = (await h.store.get<Node>("node", name))!;
+  await h.store.put("node", name, { ...o.value, ...change }, { expectRevision: o.revision });
+}
+
+const running = async (h: Harness) =>
+  (await instancesOf(h)).filter((i) => i.desired === "running" && i.state === "running");
+
+test("drain replaces each cattle instance elsewhere before stopping it, never going below the count", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 2 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await setNode(h, "n1", { schedulable: false, draining: true });
+  await settle(h);
+  // Replacements are placed on n2 while both old ones keep running.
+  let all = await instancesOf(h);
+  assert.equal(all.filter((i) => i.node === "n2" && i.desired === "running").length, 2);
+  assert.equal((await running(h)).filter((i) => i.node === "n1").length, 2);
+  await agentReports(h, "n2", () => "healthy");
+  await settle(h);
+  all = await instancesOf(h);
+  assert.deepEqual(
+    all.filter((i) => i.desired === "running").map((i) => [i.node, i.state]),
+    [
+      ["n2", "running"],
+      ["n2", "running"],
+    ],
+  );
+  assert.ok(all.filter((i) => i.node === "n1").every((i) => i.desired === "stopped" && i.reason === "Moved"));
+});
+
+test("a drain with nowhere to put replacements waits, and the old instances keep running", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1, resources: { memory: "1Gi" } });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  await h.m.nodes.handleHeartbeat("n2", small(4, GiB / 2));
+  await setNode(h, "n1", { schedulable: false, draining: true });
+  await settle(h);
+  const all = await instancesOf(h);
+  assert.equal((await running(h)).length, 1, "the old instance keeps serving");
+  const waiting = all.find((i) => i.state === "pending");
+  assert.match(waiting?.message ?? "", /2 nodes: 1 cordoned, 1 insufficient memory/);
+});
+
+test("a critical service preempts a low one when capacity is short, with an event", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", small(1, 4 * GiB));
+  await h.store.put("app", "default/hello", {
+    tenant: "default",
+    name: "hello",
+    createdAt: new Date().toISOString(),
+    release: null,
+    latestVersion: 0,
+  } satisfies App);
+  const spec = (criticality: "low" | "critical", instances: number) =>
+    normalizeService(
+      "hello",
+      "x",
+      { command: "x", criticality, instances, resources: { cpu: 0.5 } },
+      undefined,
+    );
+  await h.m.deploys.startDeploy("default", "hello", async () => ({
+    source: "b".repeat(64),
+    slug: "a".repeat(64),
+    services: { batch: spec("low", 2) },
+    description: "low",
+  }));
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy", small(1, 4 * GiB));
+  await settle(h);
+  await h.m.deploys.startDeploy("default", "hello", async () => ({
+    source: "b".repeat(64),
+    slug: "c".repeat(64),
+    services: { batch: spec("low", 2), api: spec("critical", 1) },
+    description: "critical",
+  }));
+  await settle(h);
+  const all = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(all.filter((i) => i.service === "api" && i.node === "n1").length, 1);
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(
+    events.some((e) => e.reason === "Preempted" && /to make room for hello-api/.test(e.message)),
+    JSON.stringify(events.map((e) => [e.reason, e.message])),
+  );
+});
+
+test("a scale past the tenant's quota is refused; a deploy past it fails before a release", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await h.store.put("tenant", "default", { name: "default", createdAt: "", quota: { units: 3 } });
+  await deploy(h, { instances: 2 });
+  await settle(h);
+  await assert.rejects(
+    checkQuota(
+      h.store,
+      h.ctx.settings.unit,
+      "default",
+      "hello",
+      { web: { instances: 4, resources: { cpu: 0.25, memory: 256 * 1024 ** 2 } } },
+      false,
+    ),
+    /tenant default is over its quota: 2 units in use, this asks for 4 \(web: 4 × 1\) on top of 0 elsewhere, making 4; the limit is 3 units/,
+  );
+  const d = await deploy(h, { instances: 5 }, "e".repeat(64));
+  const failed = await (async () => {
+    for (let n = 0; n < 50; n++) {
+      const o = await deployState(h, d.id);
+      if (o.state === "failed") return o;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  assert.match(failed?.message ?? "", /over its quota/);
+  assert.equal((await instancesOf(h)).length, 2, "nothing changed");
+});
+
+test("an operator moves a pet to another node: same id, new node", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await deploy(h, { instances: 1, mode: "pet" });
+  await settle(h);
+  const pet = (await instancesOf(h))[0];
+  await agentReports(h, pet.node!, () => "healthy");
+  await settle(h);
+  const to = pet.node === "n1" ? "n2" : "n1";
+  const o = (await h.store.get<Instance>("instance", pet.id))!;
+  await h.store.put("instance", pet.id, { ...o.value, moving: { to } }, { expectRevision: o.revision });
+  await settle(h);
+  const moved = (await instancesOf(h))[0];
+  assert.deepEqual(
+    [moved.id, moved.node, moved.state, moved.moving],
+    [pet.id, to, "provisioning", undefined],
+  );
 });

@@ -24,6 +24,7 @@ import {
   serviceKey,
 } from "../model/objects.ts";
 import type { Context } from "./context.ts";
+import { checkQuota } from "./quota.ts";
 
 /** What a build produced: enough to make a release. */
 export interface BuildResult {
@@ -151,6 +152,32 @@ export class DeployController {
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
+    const previous = deploy.previous
+      ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
+      : undefined;
+    const existing = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
+    // Keep a count set by `herd scale` unless herd.yaml changed it.
+    const counts = new Map(
+      Object.entries(result.services).map(([name, spec]) => {
+        const cur = existing.find((o) => o.value.name === name);
+        const prevSpec = previous?.value.services[name];
+        const keep = cur && prevSpec && prevSpec.instances === spec.instances;
+        return [name, keep ? cur.value.instances : spec.instances];
+      }),
+    );
+    await checkQuota(
+      store,
+      this.#ctx.settings.unit,
+      tenant,
+      app,
+      Object.fromEntries(
+        Object.entries(result.services).map(([name, spec]) => [
+          name,
+          { instances: counts.get(name) ?? 0, resources: spec.resources },
+        ]),
+      ),
+      true,
+    );
     // Take the next version number (optimistic: retried on a concurrent deploy).
     let version = 0;
     for (;;) {
@@ -185,17 +212,10 @@ export class DeployController {
       message: `release v${version}: ${result.description}`,
     });
 
-    const previous = deploy.previous
-      ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
-      : undefined;
-    const existing = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
     for (const [name, spec] of Object.entries(result.services)) {
       const key = serviceKey(tenant, app, name);
       const cur = existing.find((o) => o.key === key);
-      // Keep a count set by `herd scale` unless herd.yaml changed it.
-      const prevSpec = previous?.value.services[name];
-      const instances =
-        cur && prevSpec && prevSpec.instances === spec.instances ? cur.value.instances : spec.instances;
+      const instances = counts.get(name) ?? spec.instances;
       const svc: Service = {
         tenant,
         app,

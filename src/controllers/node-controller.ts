@@ -42,7 +42,8 @@ export class NodeController {
       address: hb.address,
       labels: hb.labels,
       capacity: hb.capacity,
-      allocatable: hb.capacity,
+      allocatable: hb.allocatable ?? hb.capacity,
+      ...(hb.taints && hb.taints.length > 0 ? { taints: hb.taints } : {}),
       state: "ready",
       lastHeartbeat: nowIso,
       registeredAt: prev?.registeredAt ?? nowIso,
@@ -53,8 +54,22 @@ export class NodeController {
     const changed =
       prev?.state !== "ready" ||
       prev.address !== node.address ||
-      JSON.stringify([prev.labels, prev.capacity, prev.isolation, prev.agentVersion]) !==
-        JSON.stringify([node.labels, node.capacity, node.isolation, node.agentVersion]);
+      JSON.stringify([
+        prev.labels,
+        prev.capacity,
+        prev.allocatable,
+        prev.taints,
+        prev.isolation,
+        prev.agentVersion,
+      ]) !==
+        JSON.stringify([
+          node.labels,
+          node.capacity,
+          node.allocatable,
+          node.taints,
+          node.isolation,
+          node.agentVersion,
+        ]);
     if (changed || now - Date.parse(prev.lastHeartbeat) > PERSIST_HEARTBEAT_MS) {
       await store.put("node", name, node, { expectRevision: existing?.revision ?? 0 });
       if (!prev) {

@@ -19,8 +19,10 @@ import {
   type Release,
   releaseKey,
   type Service,
+  serviceKey,
 } from "../model/objects.ts";
-import { allocatedByNode, placeInstance } from "../scheduler/scheduler.ts";
+import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
+import { holdsResources, type PlacementRequest, Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { backoffMs, type Context } from "./context.ts";
 import type { EventInput } from "./events.ts";
@@ -42,6 +44,8 @@ const ALIVE: ReadonlySet<InstanceState> = new Set([
 
 export class ServiceController {
   readonly #ctx: Context;
+  /** Where the scheduler's next sampled scan of the nodes starts. */
+  #cursor = 0;
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
@@ -96,6 +100,18 @@ export class ServiceController {
     // 2. Heal: instances that crashed, never became healthy, or whose node is lost.
     for (const o of active) {
       const i = o.value;
+      if (i.mode === "pet" && i.moving && i.node) {
+        // An operator moves a pet: it leaves its node (and the data there) and starts on the new one.
+        await this.#transition(
+          o,
+          { node: null, state: "pending", generation: i.generation + 1, reason: "Moving", message: "" },
+          {
+            reason: "PetMoving",
+            message: `pet ${i.id} moves off ${i.node}${i.moving.to ? ` to ${i.moving.to}` : ""}; its data stays on ${i.node}`,
+          },
+        );
+        continue;
+      }
       const current = i.release === svc.release;
       if (i.state === "lost") {
         if (i.mode === "cattle") {
@@ -180,13 +196,17 @@ export class ServiceController {
       (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
     );
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
-    const current = active.filter((o) => o.value.release === svc.release);
-    const old = active.filter((o) => o.value.release !== svc.release);
+    const pets = svc.spec.mode === "pet";
+    // Cattle leaving a node (drained, or moved by an operator) are replaced first and retired after, like a rollout.
+    const draining = new Set(nodes.filter((n) => n.draining).map((n) => n.name));
+    const leaving = (i: Instance) =>
+      !pets && (i.moving !== undefined || (i.node !== null && draining.has(i.node)));
+    const current = active.filter((o) => o.value.release === svc.release && !leaving(o.value));
+    const old = active.filter((o) => o.value.release !== svc.release || leaving(o.value));
 
     // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
     //    pets count whatever release they run, since they are updated in place, never replaced.
     const failed = svc.state === "failed";
-    const pets = svc.spec.mode === "pet";
     const counted = pets ? active : current;
     const want = failed ? Math.min(svc.instances, counted.length) : svc.instances;
     if (counted.length < want) {
@@ -215,22 +235,19 @@ export class ServiceController {
       } else {
         const runningCurrent = current.filter((o) => o.value.state === "running").length;
         const runningOld = old.filter((o) => o.value.state === "running");
+        const why = (i: Instance) =>
+          leaving(i) ? `${i.id} moved off ${i.node}` : `${i.id} (v${i.release}) replaced by v${svc.release}`;
         for (const o of old) {
           if (o.value.state !== "running")
-            await this.#retire(
-              o,
-              "Superseded",
-              `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
-              0,
-            );
+            await this.#retire(o, leaving(o.value) ? "Moved" : "Superseded", why(o.value), 0);
         }
         const surplus = Math.min(runningOld.length, runningCurrent + runningOld.length - want);
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
         for (const o of oldest.slice(0, Math.max(0, surplus))) {
           await this.#retire(
             o,
-            "Superseded",
-            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+            leaving(o.value) ? "Moved" : "Superseded",
+            why(o.value),
             this.#ctx.settings.drainMs,
           );
         }
@@ -241,7 +258,8 @@ export class ServiceController {
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
       const everyone = (await store.list<Instance>("instance")).items;
-      await this.#place(pending, nodes, everyone);
+      const avoid = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
+      await this.#place(svc, pending, nodes, everyone, avoid);
       later(2000);
     }
 
@@ -302,22 +320,59 @@ export class ServiceController {
       };
       created.push(await this.#ctx.store.put("instance", id, instance, { expectRevision: 0 }));
     }
-    await this.#place(created, nodes, all);
+    await this.#place(svc, created, nodes, all);
   }
 
-  /** Assigns nodes to pending instances, or records why none fits. */
+  /**
+   * Assigns nodes to pending instances, or records why none fits. An instance
+   * that fits nowhere may preempt less critical ones (an event says which).
+   */
   async #place(
+    svc: Service,
     pending: StoredObject<Instance>[],
     nodes: Node[],
     all: StoredObject<Instance>[],
+    avoid: string[] = [],
   ): Promise<void> {
-    const used = allocatedByNode(all.map((o) => o.value));
-    for (const o of pending) {
+    const services = new Map(
+      (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
+    );
+    const criticality = (i: Instance) =>
+      services.get(serviceKey(i.tenant, i.app, i.service))?.spec.criticality ?? "normal";
+    const placed: PlacedInstance[] = [];
+    for (const o of all) {
       const i = o.value;
-      // Pets go back to the node that holds their data.
-      const candidates = i.mode === "pet" && i.node ? nodes.filter((n) => n.name === i.node) : nodes;
-      const placement = placeInstance(i.run.resources, candidates, used);
+      if (!i.node || !holdsResources(i)) continue;
+      placed.push({
+        id: i.id,
+        service: serviceKey(i.tenant, i.app, i.service),
+        node: i.node,
+        resources: i.run.resources,
+        criticality: criticality(i),
+        pet: i.mode === "pet",
+      });
+    }
+    const scheduler = new Scheduler(new ClusterState(nodes.map(schedulerNode), placed), this.#cursor);
+    const byId = new Map(all.map((o) => [o.value.id, o]));
+    // Largest first: a batch packs better, and big instances do not wait behind small ones.
+    const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
+    for (const o of queue) {
+      const i = o.value;
+      const placement = scheduler.place(
+        { ...placementRequest(svc, i), ...(avoid.length > 0 ? { avoid } : {}) },
+        { preempt: true },
+      );
       if (placement.node !== null) {
+        for (const victim of placement.preempted) {
+          const v = byId.get(victim.id);
+          if (v === undefined) continue;
+          await this.#retire(
+            v,
+            "Preempted",
+            `${victim.id} preempted on ${placement.node} to make room for ${i.id} (${svc.spec.criticality ?? "normal"})`,
+            0,
+          );
+        }
         await this.#transition(
           o,
           {
@@ -326,6 +381,7 @@ export class ServiceController {
             reason: "Scheduled",
             message: "",
             startedAt: this.#nowIso(),
+            moving: undefined,
           },
           { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
         );
@@ -341,6 +397,7 @@ export class ServiceController {
         );
       }
     }
+    this.#cursor = scheduler.cursor;
   }
 
   /** Tells an instance to stop: out of the gateway now, process stopped after `drainMs`. */
@@ -446,6 +503,28 @@ export class ServiceController {
       health: svc.spec.health,
     };
   }
+}
+
+/** What the scheduler needs to know of one instance of `svc`. */
+function placementRequest(svc: Service, i: Instance): PlacementRequest {
+  const p = svc.spec.placement;
+  const key = (name: string) => serviceKey(svc.tenant, svc.app, name);
+  const terms = (list: { service: string; required: boolean }[] | undefined) =>
+    list?.map((t) => ({ service: key(t.service), required: t.required }));
+  return {
+    id: i.id,
+    service: key(svc.name),
+    resources: i.run.resources,
+    criticality: svc.spec.criticality ?? "normal",
+    strategy: p?.strategy ?? "spread",
+    // Pets go back to the node that holds their data (or to where an operator moves them).
+    ...(i.mode === "pet" && (i.node ?? i.moving?.to) ? { node: i.node ?? i.moving?.to } : {}),
+    ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
+    ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
+    ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),
+    ...(p?.antiAffinity ? { antiAffinity: terms(p.antiAffinity) } : {}),
+    ...(p?.spreadBy ? { spreadBy: p.spreadBy } : {}),
+  };
 }
 
 function finish(requeue: number): ReconcileResult {

@@ -185,6 +185,25 @@ test("a WebSocket upgrade on an auth route needs the credential too, and gets X-
   }
 });
 
+test("an aggregation route checks the credential once and tells every part the consumer", async () => {
+  proxy.table = table([
+    {
+      host: "agg.test",
+      auth: { apiKey: { header: "x-api-key", hideCredentials: false } },
+      aggregate: {
+        headers: [],
+        parts: [{ name: "me", service: "web", path: "/me", query: false, timeoutMs: 2000 }],
+      },
+    },
+  ]);
+  assert.equal((await request(port, "agg.test", "/")).status, 401);
+  const r = await request(port, "agg.test", "/", {
+    headers: { "x-api-key": "bob-key-1", "x-consumer-name": "x" },
+  });
+  assert.equal(r.status, 200);
+  assert.equal(JSON.parse(r.body).me.headers["x-consumer-name"], "bob");
+});
+
 test("consumers' JWT credentials: HS256 and RS256 tokens map to their consumer", async () => {
   proxy.table = table([{ host: "shop.test", auth: { jwt: { claim: "sub", hideCredentials: false } } }]);
   const alice = await request(port, "shop.test", "/", {

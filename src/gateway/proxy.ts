@@ -15,6 +15,7 @@ import type { Duplex } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
+import { sendAggregate } from "./aggregate.ts";
 import { AuthFailure } from "./auth.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
@@ -338,6 +339,10 @@ export class GatewayProxy {
       sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
       return;
     }
+    if (route.aggregate !== null) {
+      sendAggregate(this, route, req, res, forwarded.headers, cors);
+      return;
+    }
     const backend =
       route.split === null
         ? route.backend
@@ -433,6 +438,10 @@ export class GatewayProxy {
         return;
       }
       consumer = verdict;
+    }
+    if (route.aggregate !== null) {
+      writeRawError(socket, 405, "method_not_allowed", "an aggregation route answers GET and HEAD");
+      return;
     }
     const backend = route.backend;
     const endpoint = backend.next();
@@ -997,3 +1006,6 @@ function writeRawError(socket: Duplex, status: number, code: string, message: st
   if (header !== undefined) head += `${header}\r\n`;
   socket.end(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
+
+// Shared with aggregate.ts, whose parts are admitted, balanced and answered the same way.
+export { CONNECTION_FAILURES, pickEndpoint, sendFallback, sendJson };

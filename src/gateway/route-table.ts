@@ -9,6 +9,7 @@
 
 import type { Logger } from "../common/log.ts";
 import {
+  type AggregateSpec,
   type BalanceSpec,
   type RateLimitSpec,
   type Route,
@@ -187,7 +188,29 @@ export interface RouteEntry {
   readonly limit: RouteLimit | null;
   /** The credentials the route requires (auth.ts), or null when it is open. */
   readonly auth: RouteAuth | null;
+  /** Answered by merging several services' JSON (aggregate.ts) instead of proxying to `backend`, or null. */
+  readonly aggregate: Aggregation | null;
   readonly backend: Backend;
+}
+
+/** An aggregation route, resolved when the table is built: each part's backend and its request. */
+export interface Aggregation {
+  readonly parts: readonly AggregatePart[];
+  /** Client headers (lowercase names) sent to every part. */
+  readonly headers: ReadonlySet<string>;
+}
+
+/** One part of an aggregation. */
+export interface AggregatePart {
+  readonly name: string;
+  /** `"name":`, JSON-encoded once for the merged body. */
+  readonly key: string;
+  readonly backend: Backend;
+  /** The path (and query) to request. */
+  readonly path: string;
+  /** What joins the client's query string to `path` (`?` or `&`), or null to not forward it. */
+  readonly queryJoin: string | null;
+  readonly timeoutMs: number;
 }
 
 /**
@@ -670,6 +693,7 @@ export function buildRouteTable(
           : null,
         limit,
         auth: route.auth ? authFor(route.auth, service.tenant) : null,
+        aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,
@@ -771,4 +795,32 @@ function buildMirror(
     return null;
   }
   return new Mirror(target, spec.percent);
+}
+
+function buildAggregation(
+  spec: AggregateSpec,
+  service: Service,
+  backends: Map<string, Backend>,
+  problems: string[],
+): Aggregation {
+  const parts = spec.parts.map((p): AggregatePart => {
+    const key = serviceKey(service.tenant, service.app, p.service);
+    let backend = backends.get(key);
+    if (backend === undefined) {
+      // The part stays in the answer (its key clients expect), always failing as unavailable.
+      problems.push(
+        `${service.app}/${service.name} aggregates part ${p.name} from ${p.service}, which does not exist`,
+      );
+      backend = new Backend(key, `${service.app}/${p.service}`, []);
+    }
+    return {
+      name: p.name,
+      key: `${JSON.stringify(p.name)}:`,
+      backend,
+      path: p.path,
+      queryJoin: p.query ? (p.path.includes("?") ? "&" : "?") : null,
+      timeoutMs: p.timeoutMs,
+    };
+  });
+  return { parts, headers: new Set(spec.headers) };
 }

@@ -39,6 +39,7 @@ test("health: http with a path, tcp for routed services, process for the rest", 
   assert.equal(normalizeService("a", "web", {}, "x").health.kind, "tcp");
   assert.equal(normalizeService("a", "worker", {}, "x").health.kind, "process");
   assert.equal(normalizeService("a", "web", { health: { tcp: false } }, "x").health.kind, "process");
+  assert.equal(normalizeService("a", "users", { health: { tcp: true } }, "x").health.kind, "tcp");
 });
 
 test("web gets the default route <app>.localhost; other services none", () => {
@@ -166,6 +167,132 @@ test("mirror: another service of the herd.yaml, 100% by default", () => {
     ).message,
     /mirror\.service: is this route's own service/,
   );
+});
+
+test("resources in units of the platform's unit; an explicit cpu or memory overrides its part", () => {
+  const unit = { cpu: 0.5, memory: 512 * 1024 ** 2 };
+  assert.deepEqual(normalizeService("a", "web", { resources: { units: 2 } }, "x", unit).resources, {
+    cpu: 1,
+    memory: 1024 ** 3,
+  });
+  const mixed = normalizeService("a", "web", { resources: { units: 2, memory: "100Mi" } }, "x");
+  assert.deepEqual(mixed.resources, { cpu: 0.5, memory: 100 * 1024 ** 2 });
+  assert.equal(mixed.units, 2);
+  assert.deepEqual(normalizeService("a", "web", {}, "x").resources, { cpu: 0.25, memory: 256 * 1024 ** 2 });
+});
+
+test("placement: replicas apart become a required anti-affinity; unknown services and values are named", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node a.js
+    placement:
+      strategy: binpack
+      replicas: apart
+      nodeSelector: { disk: ssd }
+      affinity: [ { service: db } ]
+      tolerations: [ { key: gpu } ]
+  db: { command: node db.js }
+`);
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).placement, {
+    strategy: "binpack",
+    nodeSelector: { disk: "ssd" },
+    affinity: [{ service: "db", required: false }],
+    antiAffinity: [{ service: "web", required: true }],
+    tolerations: [{ key: "gpu" }],
+  });
+  const unknown = problem(`services:
+  web:
+    command: node a.js
+    placement:
+      antiAffinity: [ { service: cache, required: true } ]
+`);
+  assert.match(
+    unknown.message,
+    /herd\.yaml:5: services\.web\.placement\.antiAffinity\.0\.service: no service cache/,
+  );
+  const bad = problem(`services:
+  web:
+    command: node a.js
+    placement: { strategy: pack }
+`);
+  assert.match(bad.message, /services\.web\.placement\.strategy/);
+});
+
+test("aggregate: parts of services of the herd.yaml, timeouts in seconds, headers lowercased", () => {
+  const m = parseManifest(`services:
+  web:
+    command: a
+    routes:
+      - host: shop.localhost
+        path: /dashboard
+        aggregate:
+          timeout: 0.5
+          parts:
+            user: { service: users, path: /me }
+            orders: { service: orders, path: "/orders?recent=1", query: true, timeout: 2 }
+            page: { service: web, path: /page }
+  users:
+    command: b
+  orders:
+    command: c
+`);
+  const route = normalizeService("shop", "web", m.services.web, undefined).routes[0];
+  assert.deepEqual(route.aggregate, {
+    headers: ["authorization", "cookie"],
+    parts: [
+      { name: "user", service: "users", path: "/me", query: false, timeoutMs: 500 },
+      { name: "orders", service: "orders", path: "/orders?recent=1", query: true, timeoutMs: 2000 },
+      { name: "page", service: "web", path: "/page", query: false, timeoutMs: 500 },
+    ],
+  });
+  const custom = parseManifest(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { headers: [ Authorization, X-User ], parts: { a: { service: web, path: / } } } }\n",
+  );
+  const spec = normalizeService("a", "web", custom.services.web, undefined).routes[0].aggregate;
+  assert.deepEqual(spec?.headers, ["authorization", "x-user"]);
+  assert.equal(spec?.parts[0].timeoutMs, 1000, "default: one second");
+});
+
+test("aggregate: bad input names the field", () => {
+  const route = (extra: string, parts = "a: { service: web, path: /x }") =>
+    problem(
+      `services:\n  web:\n    command: a\n    routes:\n      - host: a.test\n        ${extra}aggregate: { timeout: 1, parts: { ${parts} } }\n`,
+    );
+  assert.match(
+    route("", "a: { service: nope, path: /x }").message,
+    /herd\.yaml:6: services\.web\.routes\.0\.aggregate\.parts\.a\.service: no service nope in this herd\.yaml/,
+  );
+  assert.match(
+    route("split: { to: [ { service: web, weight: 10 } ] }\n        ").message,
+    /herd\.yaml:7: services\.web\.routes\.0\.aggregate: cannot be combined with split/,
+  );
+  assert.match(
+    route("mirror: { service: web }\n        ").message,
+    /services\.web\.routes\.0\.aggregate: cannot be combined with mirror/,
+  );
+  assert.match(
+    route("rewrite: /\n        ").message,
+    /services\.web\.routes\.0\.aggregate: cannot be combined with rewrite/,
+  );
+  assert.match(
+    route("methods: [ GET, POST ]\n        ").message,
+    /services\.web\.routes\.0\.methods: an aggregation answers only GET and HEAD, not POST/,
+  );
+  assert.match(
+    route("", "a: { service: web, path: /x, timeout: 0 }").message,
+    /services\.web\.routes\.0\.aggregate\.parts\.a\.timeout/,
+  );
+  assert.match(route("", "_errors: { service: web, path: /x }").message, /aggregate\.parts/);
+  assert.match(route("", "a: { service: web, path: x }").message, /aggregate\.parts\.a\.path/);
+  assert.match(route("", "").message, /services\.web\.routes\.0\.aggregate\.parts/);
+  const timeout = problem(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { timeout: 100, parts: { a: { service: web, path: / } } } }\n",
+  );
+  assert.match(timeout.message, /services\.web\.routes\.0\.aggregate\.timeout: .*0\.01 to 60/);
+  const header = problem(
+    "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { headers: [ Host ], parts: { a: { service: web, path: / } } } }\n",
+  );
+  assert.match(header.message, /aggregate\.headers\.0: Host is set by the gateway/);
 });
 
 test("auth: API key and JWT defaults filled in; bad settings refused naming the field", () => {

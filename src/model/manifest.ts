@@ -9,6 +9,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
+import { normalizePlacement, PlacementSchema, type PlacementSpec, placementServices } from "./placement.ts";
 
 /** Names of tenants, apps and services: DNS labels. */
 export const NAME_PATTERN = "^[a-z][a-z0-9-]{0,39}$";
@@ -39,6 +40,55 @@ const StickyKey = T.Union([
     { additionalProperties: false },
   ),
 ]);
+
+/** Seconds an aggregation part may take. */
+const PartTimeout = T.Number({ minimum: 0.01, maximum: 60, description: "seconds, 0.01 to 60" });
+
+/** An aggregation: one route answered by calling several services in parallel and merging their JSON. */
+const AggregateSchema = T.Object(
+  {
+    timeout: T.Optional(
+      T.Number({
+        minimum: 0.01,
+        maximum: 60,
+        description: "seconds each part may take, 0.01 to 60 (default 1)",
+      }),
+    ),
+    headers: T.Optional(
+      T.Array(T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }), {
+        maxItems: 32,
+        uniqueItems: true,
+        description: "client headers sent to every part (default: authorization, cookie)",
+      }),
+    ),
+    parts: T.Record(
+      T.String({ pattern: "^[A-Za-z][A-Za-z0-9_-]{0,63}$" }),
+      T.Object(
+        {
+          service: Name,
+          path: T.String({
+            pattern: "^/[^\\s#]*$",
+            maxLength: 1024,
+            description: "a path starting with /, may carry a query",
+          }),
+          query: T.Optional(T.Boolean({ description: "append the client's query string (default false)" })),
+          timeout: T.Optional(PartTimeout),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        minProperties: 1,
+        maxProperties: 16,
+        additionalProperties: false,
+        description: "1 to 16 parts; names are letters, digits, _ and -, starting with a letter",
+      },
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: "answer GET/HEAD with the merged JSON of several services' answers, called in parallel",
+  },
+);
 
 /** Who may use a route: consumers with an API key, and/or bearers of a JWT (see src/gateway/auth.ts). */
 const RouteAuthSchema = T.Object(
@@ -232,6 +282,7 @@ export const RouteSchema = T.Object(
         },
       ),
     ),
+    aggregate: T.Optional(AggregateSchema),
     rateLimit: T.Optional(
       T.Object(
         {
@@ -260,7 +311,18 @@ export const ServiceManifestSchema = T.Object(
     instances: T.Optional(T.Integer({ minimum: 0, maximum: 1000 })),
     resources: T.Optional(
       T.Object(
-        { cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })), memory: T.Optional(Quantity) },
+        {
+          units: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 1024,
+              description:
+                "resource units (default 1 unit = 0.25 CPU + 256 MiB); cpu or memory override their part",
+            }),
+          ),
+          cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })),
+          memory: T.Optional(Quantity),
+        },
         { additionalProperties: false },
       ),
     ),
@@ -294,6 +356,7 @@ export const ServiceManifestSchema = T.Object(
       ),
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+    placement: T.Optional(PlacementSchema),
     criticality: T.Optional(
       T.Union([T.Literal("critical"), T.Literal("normal"), T.Literal("low")], {
         description: "under overload the gateway sheds low first and critical last (default normal)",
@@ -397,6 +460,8 @@ export interface Route {
   mirror?: { service: string; percent: number };
   /** Shares of this route's requests that go to other services of the app; the rest stays. */
   split?: SplitSpec;
+  /** Answered by calling several services in parallel and merging their JSON; the route's service is not called. */
+  aggregate?: AggregateSpec;
   /** Credentials the route requires (API key and/or JWT); absent: open to all. */
   auth?: AuthSpec;
 }
@@ -414,6 +479,52 @@ export interface AuthSpec {
     hideCredentials: boolean;
   };
 }
+
+/** An aggregation route: its parts, called in parallel, each with its own time limit. */
+export interface AggregateSpec {
+  /** Client headers (lowercase names) sent to every part. */
+  headers: string[];
+  parts: AggregatePartSpec[];
+}
+
+/** One part of an aggregation: its answer becomes the value of `name` in the merged object. */
+export interface AggregatePartSpec {
+  name: string;
+  /** A service of the same app. */
+  service: string;
+  /** The path (and query) requested from it. */
+  path: string;
+  /** Append the client's query string to `path`. */
+  query: boolean;
+  timeoutMs: number;
+}
+
+/** Client headers an aggregation sends to its parts unless its `headers` says otherwise. */
+export const DEFAULT_AGGREGATE_HEADERS = ["authorization", "cookie"];
+
+/**
+ * Headers an aggregation may not forward: the gateway sets them itself per
+ * part (framing, tracing, X-Forwarded-*), they describe one connection, or
+ * they would let a part answer in a form the gateway cannot merge.
+ */
+const UNFORWARDABLE = new Set([
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "te",
+  "trailer",
+  "upgrade",
+  "proxy-authorization",
+  "proxy-connection",
+  "accept-encoding",
+  "traceparent",
+  "tracestate",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+]);
 
 export type StickySpec = { on: "ip" } | { on: "header" | "cookie"; name: string };
 
@@ -465,7 +576,12 @@ export function routeIdentity(r: Pick<Route, "host" | "path" | "match" | "method
 export interface ServiceSpec {
   command: string;
   instances: number;
+  /** Resolved with the default unit; the controller re-resolves `units` with the platform's unit size. */
   resources: Resources;
+  /** Resource units asked for, when given; an explicit cpu or memory overrides its part. */
+  units?: number;
+  /** Where instances may run and which nodes they prefer. */
+  placement?: PlacementSpec;
   health: HealthCheck;
   mode: "cattle" | "pet";
   env: Record<string, string>;
@@ -493,12 +609,25 @@ export function parseBytes(q: number | string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
+/** CPU and memory from units of `unit` (default one), with explicit cpu or memory taking precedence. */
+export function resolveResources(
+  r: { units?: number; cpu?: number; memory?: number | string } | undefined,
+  unit: Resources,
+): Resources {
+  const units = r?.units ?? 1;
+  return {
+    cpu: r?.cpu ?? unit.cpu * units,
+    memory: r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units),
+  };
+}
+
 /** Fills in defaults: the normalised spec a release stores. */
 export function normalizeService(
   app: string,
   name: string,
   s: ServiceManifest,
   fallbackCommand: string | undefined,
+  unit: Resources = DEFAULT_RESOURCES,
 ): ServiceSpec {
   const command = s.command ?? fallbackCommand;
   if (!command) {
@@ -550,6 +679,7 @@ export function normalizeService(
             },
           }
         : {}),
+      ...(r.aggregate ? { aggregate: aggregateSpec(r.aggregate) } : {}),
       ...(r.balance && r.balance !== "round_robin" ? { balance: balanceSpec(r.balance) } : {}),
       ...(r.rateLimit
         ? {
@@ -566,13 +696,17 @@ export function normalizeService(
   return {
     command,
     instances: s.instances ?? 1,
-    resources: {
-      cpu: s.resources?.cpu ?? DEFAULT_RESOURCES.cpu,
-      memory: s.resources?.memory !== undefined ? parseBytes(s.resources.memory) : DEFAULT_RESOURCES.memory,
-    },
+    resources: resolveResources(s.resources, unit),
+    ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
+    ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
-      kind: s.health?.path ? "http" : s.health?.tcp === false || routes.length === 0 ? "process" : "tcp",
+      // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
+      kind: s.health?.path
+        ? "http"
+        : s.health?.tcp === false || (routes.length === 0 && s.health?.tcp !== true)
+          ? "process"
+          : "tcp",
       path: s.health?.path,
       intervalMs: Math.round((s.health?.interval ?? 1) * 1000),
       timeoutMs: Math.round((s.health?.timeout ?? 2) * 1000),
@@ -607,6 +741,8 @@ export function validateManifest(
 ): Manifest {
   if (manifestCheck.Check(value)) {
     checkRouteClashes(value, file, lineOf);
+    // Before checkSplits: "aggregate cannot be combined with split" says more than a split's own problem.
+    checkAggregates(value, file, lineOf);
     checkSplits(value, file, lineOf);
     return value;
   }
@@ -730,6 +866,21 @@ function stickySpec(key: Static<typeof StickyKey>): StickySpec {
 /** A split names services of the same herd.yaml, and its shares add up to at most 100 %. */
 function checkSplits(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
+    placementServices(service.placement).forEach((target) => {
+      if (target in m.services) return;
+      const kind = service.placement?.affinity?.some((t) => t.service === target)
+        ? "affinity"
+        : "antiAffinity";
+      const list = service.placement?.[kind] ?? [];
+      const i = list.findIndex((t) => t.service === target);
+      const path = ["services", name, "placement", kind, String(i), "service"];
+      const field = path.join(".");
+      const line = lineOf?.(path);
+      const message = `no service ${target} in this herd.yaml`;
+      throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
+        { field, message, line },
+      ]);
+    });
     (service.routes ?? []).forEach((r, n) => {
       if (r.mirror && (!(r.mirror.service in m.services) || r.mirror.service === name)) {
         const field = `services.${name}.routes.${n}.mirror.service`;
@@ -766,6 +917,65 @@ function checkSplits(m: Manifest, file: string, lineOf?: (path: string[]) => num
         throw new HerdError("invalid", `${at.line ? `${file}:${at.line}` : file}: ${at.field}: ${message}`, [
           { ...at, message },
         ]);
+      }
+    });
+  }
+}
+
+type AggregateManifest = NonNullable<NonNullable<ServiceManifest["routes"]>[number]["aggregate"]>;
+
+function aggregateSpec(a: AggregateManifest): AggregateSpec {
+  const timeout = a.timeout ?? 1;
+  return {
+    headers: (a.headers ?? DEFAULT_AGGREGATE_HEADERS).map((h) => h.toLowerCase()),
+    parts: Object.entries(a.parts).map(([name, p]) => ({
+      name,
+      service: p.service,
+      path: p.path,
+      query: p.query ?? false,
+      timeoutMs: Math.round((p.timeout ?? timeout) * 1000),
+    })),
+  };
+}
+
+/**
+ * An aggregation's parts name services of the same herd.yaml, it forwards no
+ * header the gateway owns, and it does not mix with what needs one upstream
+ * service (split, mirror, rewrite) or with methods other than GET and HEAD.
+ */
+function checkAggregates(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+  for (const [name, service] of Object.entries(m.services)) {
+    (service.routes ?? []).forEach((r, n) => {
+      const a = r.aggregate;
+      if (!a) return;
+      const fail = (path: string[], message: string): never => {
+        const parts = ["services", name, "routes", String(n), ...path];
+        const field = parts.join(".");
+        const line = lineOf?.(parts);
+        throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
+          { field, message, line },
+        ]);
+      };
+      for (const other of ["split", "mirror", "rewrite"] as const) {
+        if (r[other] !== undefined) {
+          fail(
+            ["aggregate"],
+            `cannot be combined with ${other} (an aggregation calls its parts, not one service)`,
+          );
+        }
+      }
+      const methods = r.methods?.filter((x) => x !== "GET" && x !== "HEAD") ?? [];
+      if (methods.length > 0)
+        fail(["methods"], `an aggregation answers only GET and HEAD, not ${methods[0]}`);
+      (a.headers ?? []).forEach((h, i) => {
+        if (UNFORWARDABLE.has(h.toLowerCase())) {
+          fail(["aggregate", "headers", String(i)], `${h} is set by the gateway and cannot be forwarded`);
+        }
+      });
+      for (const [part, p] of Object.entries(a.parts)) {
+        if (!(p.service in m.services)) {
+          fail(["aggregate", "parts", part, "service"], `no service ${p.service} in this herd.yaml`);
+        }
       }
     });
   }

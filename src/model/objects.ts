@@ -36,6 +36,8 @@ export type Kind = (typeof KINDS)[number];
 export interface Tenant {
   name: string;
   createdAt: string;
+  /** Most resource units its services may hold (desired instances × units each); absent: no limit. */
+  quota?: { units: number };
 }
 
 /** Operations a service (or app) can be in; `running` is the steady state. */
@@ -178,6 +180,8 @@ export interface Instance {
   /** Last log lines when it crashed or failed. */
   logTail?: string[];
   exitCode?: number | null;
+  /** An operator asked to move it (`herd instances move`): cattle are replaced elsewhere first, pets restart on `to`. */
+  moving?: { to?: string };
 }
 
 /** The part of an instance the agent needs to start it. */
@@ -206,6 +210,16 @@ export interface Node {
   /** Whether instances get cgroup limits here, and why not when they don't. */
   isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
   schedulable: boolean;
+  /** Instances without a matching toleration are not placed here. */
+  taints?: Taint[];
+  /** `herd nodes drain`: cordoned, and its cattle are being replaced elsewhere. */
+  draining?: boolean;
+}
+
+/** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */
+export interface Taint {
+  key: string;
+  value?: string;
 }
 
 /** Append-only record of a state change and its reason. */

@@ -8,7 +8,7 @@
  *   POST /api/v1/logs                    body LogBatch    → 204
  */
 
-import type { InstanceRun, Resources } from "./objects.ts";
+import type { InstanceRun, Resources, Taint } from "./objects.ts";
 
 /** What the agent observes about one instance it runs (or ran). */
 export interface InstanceStatus {
@@ -41,6 +41,9 @@ export interface Heartbeat {
   address: string;
   labels: Record<string, string>;
   capacity: Resources;
+  /** Capacity minus the system reserve: what instances may use (absent: all of it). */
+  allocatable?: Resources;
+  taints?: Taint[];
   agentVersion: string;
   isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
   instances: InstanceStatus[];

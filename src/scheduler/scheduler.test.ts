@@ -1,51 +1,170 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Node } from "../model/objects.ts";
-import { placeInstance } from "./scheduler.ts";
+import { ClusterState, type PlacedInstance, type SchedulerNode } from "./cluster-state.ts";
+import { type PlacementRequest, SAMPLE, Scheduler } from "./scheduler.ts";
 
 const GiB = 1024 ** 3;
-const node = (name: string, over: Partial<Node> = {}): Node => ({
+const QUARTER = { cpu: 0.25, memory: GiB / 4 };
+
+const node = (name: string, over: Partial<SchedulerNode> = {}): SchedulerNode => ({
   name,
-  address: "127.0.0.1",
   labels: {},
-  capacity: { cpu: 2, memory: 4 * GiB },
   allocatable: { cpu: 2, memory: 4 * GiB },
-  state: "ready",
-  lastHeartbeat: "",
-  registeredAt: "",
-  agentVersion: "t",
-  isolation: { cgroups: "none" },
+  ready: true,
   schedulable: true,
   ...over,
 });
 
-test("new instances go to the node with the most free capacity", () => {
-  const used = new Map([["a", { cpu: 1, memory: 2 * GiB }]]);
-  const p = placeInstance({ cpu: 0.25, memory: 256 * 1024 ** 2 }, [node("a"), node("b")], used);
-  assert.deepEqual(p, { node: "b" });
-  // Placing updates the usage, so a batch spreads.
-  const q = placeInstance({ cpu: 0.25, memory: 256 * 1024 ** 2 }, [node("a"), node("b")], used);
-  assert.equal(q.node, "b");
-  assert.equal(used.get("b")?.cpu, 0.5);
+let ids = 0;
+const request = (over: Partial<PlacementRequest> = {}): PlacementRequest => ({
+  id: `i-${++ids}`,
+  service: "t/app/web",
+  resources: QUARTER,
+  ...over,
 });
 
-test("memory is never overcommitted, and a refusal explains itself per reason", () => {
-  const nodes = [
-    node("a"),
-    node("b", { state: "lost" }),
-    node("c", { allocatable: { cpu: 2, memory: GiB } }),
-    node("d", { schedulable: false }),
-  ];
-  const p = placeInstance(
-    { cpu: 0.25, memory: 2 * GiB },
-    nodes,
-    new Map([["a", { cpu: 0, memory: 3 * GiB }]]),
+const placed = (node: string, over: Partial<PlacedInstance> = {}): PlacedInstance => ({
+  id: `p-${++ids}`,
+  service: "t/app/other",
+  node,
+  resources: QUARTER,
+  criticality: "normal",
+  ...over,
+});
+
+const where = (s: Scheduler, r: PlacementRequest) => s.place(r).node;
+
+test("spread: a new instance goes to the node with the most free capacity, and a batch spreads", () => {
+  const s = new Scheduler(
+    new ClusterState([node("a"), node("b")], [placed("a", { resources: { cpu: 1, memory: 2 * GiB } })]),
   );
+  assert.equal(where(s, request()), "b");
+  assert.equal(where(s, request({ service: "t/app/worker" })), "b");
+  assert.ok(Math.abs(s.state.cpuFree[1] - 1.5) < 1e-9);
+});
+
+test("memory is never overcommitted, and a refusal counts each node under the first filter it fails", () => {
+  const state = new ClusterState(
+    [
+      node("a"),
+      node("b", { ready: false }),
+      node("c", { allocatable: { cpu: 2, memory: GiB } }),
+      node("d", { schedulable: false }),
+    ],
+    [placed("a", { resources: { cpu: 0, memory: 3 * GiB } })],
+  );
+  const p = new Scheduler(state).place(request({ resources: { cpu: 0.25, memory: 2 * GiB } }));
   assert.equal(p.node, null);
   if (p.node === null) {
     assert.deepEqual(p.reasons, { "not ready": 1, "insufficient memory": 2, cordoned: 1 });
     assert.equal(p.message, "4 nodes: 2 insufficient memory, 1 not ready, 1 cordoned");
   }
-  const none = placeInstance({ cpu: 0.25, memory: 1 }, [], new Map());
+  const none = new Scheduler(new ClusterState([])).place(request());
   assert.match(none.node === null ? none.message : "", /no nodes/);
+});
+
+test("node selectors and taints: only matching labels, only tolerated taints", () => {
+  const nodes = [
+    node("plain"),
+    node("ssd", { labels: { disk: "ssd" } }),
+    node("gpu", { labels: { disk: "ssd" }, taints: [{ key: "gpu", value: "a100" }] }),
+  ];
+  const s = new Scheduler(new ClusterState(nodes));
+  for (let n = 0; n < 4; n++) assert.equal(where(s, request({ nodeSelector: { disk: "ssd" } })), "ssd");
+  // Tolerating the taint opens the gpu node; a toleration with the wrong value does not.
+  assert.equal(where(s, request({ nodeSelector: { disk: "ssd" }, tolerations: [{ key: "gpu" }] })), "gpu");
+  const wrong = new Scheduler(new ClusterState([nodes[2]])).place(
+    request({ tolerations: [{ key: "gpu", value: "h100" }] }),
+  );
+  assert.equal(wrong.node === null && wrong.message, "1 node: 1 untolerated taint");
+  const unlabeled = new Scheduler(new ClusterState([node("plain")])).place(
+    request({ nodeSelector: { disk: "ssd" } }),
+  );
+  assert.equal(unlabeled.node === null && unlabeled.message, "1 node: 1 node selector");
+});
+
+test("required anti-affinity keeps replicas on different nodes and says so when it cannot", () => {
+  const s = new Scheduler(new ClusterState([node("a"), node("b"), node("c")]));
+  const apart = { antiAffinity: [{ service: "t/app/web", required: true }] };
+  const nodes = new Set([where(s, request(apart)), where(s, request(apart)), where(s, request(apart))]);
+  assert.equal(nodes.size, 3);
+  const fourth = s.place(request(apart));
+  assert.equal(fourth.node === null && fourth.message, "3 nodes: 3 anti-affinity");
+});
+
+test("required affinity places next to the named service; preferred affinity only scores", () => {
+  const state = new ClusterState([node("a"), node("b"), node("c")], [placed("c", { service: "t/app/db" })]);
+  const s = new Scheduler(state);
+  assert.equal(where(s, request({ affinity: [{ service: "t/app/db", required: true }] })), "c");
+  assert.equal(where(s, request({ affinity: [{ service: "t/app/db", required: false }] })), "c");
+  const none = new Scheduler(new ClusterState([node("a")])).place(
+    request({ affinity: [{ service: "t/app/db", required: true }] }),
+  );
+  assert.equal(none.node === null && none.message, "1 node: 1 affinity");
+});
+
+test("spreadBy spreads replicas over the zones before doubling up in one", () => {
+  const nodes = ["a", "b", "c", "d", "e", "f"].map((n, i) => node(n, { labels: { zone: `z${i % 3}` } }));
+  const s = new Scheduler(new ClusterState(nodes));
+  const zones = [0, 1, 2].map(() => {
+    const name = where(s, request({ spreadBy: "zone" }));
+    return nodes.find((n) => n.name === name)?.labels.zone;
+  });
+  assert.deepEqual([...new Set(zones)].sort(), ["z0", "z1", "z2"]);
+});
+
+test("binpack fills the fullest node that fits before opening another", () => {
+  const s = new Scheduler(new ClusterState([node("a"), node("b"), node("c")], [placed("b")]));
+  const binpack = { strategy: "binpack" as const, resources: { cpu: 0.5, memory: GiB } };
+  for (let n = 0; n < 3; n++) assert.equal(where(s, request(binpack)), "b");
+  // b has 0.25 CPU left now: the next one opens another node.
+  assert.notEqual(where(s, request(binpack)), "b");
+});
+
+test("a pet goes back to its own node, or waits with the reason", () => {
+  const s = new Scheduler(new ClusterState([node("a"), node("b", { ready: false })]));
+  assert.equal(where(s, request({ node: "a" })), "a");
+  const p = s.place(request({ node: "b" }));
+  assert.equal(p.node, null);
+  if (p.node === null) assert.equal(p.message, "2 nodes: 1 not ready, 1 not the pet's node");
+});
+
+test("preemption: a critical instance evicts the fewest, least critical instances; never pets or peers", () => {
+  const full = { cpu: 1, memory: 2 * GiB };
+  const state = new ClusterState(
+    [node("a"), node("b")],
+    [
+      placed("a", { id: "low-a1", criticality: "low", resources: full }),
+      placed("a", { id: "normal-a", criticality: "normal", resources: full }),
+      placed("b", { id: "low-b1", criticality: "low", resources: full }),
+      placed("b", { id: "pet-b", criticality: "low", resources: full, pet: true }),
+    ],
+  );
+  const s = new Scheduler(state);
+  // Normal may preempt low; without the option nothing is evicted.
+  assert.equal(s.place(request({ criticality: "critical", resources: full })).node, null);
+  const p = s.place(request({ criticality: "critical", resources: full }), { preempt: true });
+  assert.equal(p.node, "a");
+  if (p.node !== null)
+    assert.deepEqual(
+      p.preempted.map((v) => v.id),
+      ["low-a1"],
+    );
+  // Low never preempts; normal preempts low, but not normal or pets.
+  assert.equal(s.place(request({ criticality: "low", resources: full }), { preempt: true }).node, null);
+  const normal = s.place(request({ criticality: "normal", resources: full }), { preempt: true });
+  assert.deepEqual(normal.node === "b" && normal.preempted.map((v) => v.id), ["low-b1"]);
+  const again = s.place(request({ criticality: "normal", resources: full }), { preempt: true });
+  assert.equal(again.node, null);
+});
+
+test("at scale a spread scan samples, and the cursor gives every node its turn", () => {
+  const nodes = Array.from({ length: SAMPLE * 4 }, (_, i) => node(`n${i}`));
+  const s = new Scheduler(new ClusterState(nodes));
+  const used = new Set<string>();
+  for (let n = 0; n < SAMPLE * 4; n++) {
+    const name = where(s, request({ service: `t/app/s${n}` }));
+    if (name) used.add(name);
+  }
+  assert.equal(used.size, SAMPLE * 4);
 });

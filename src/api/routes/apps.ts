@@ -6,6 +6,7 @@
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { checkQuota } from "../../controllers/quota.ts";
 import {
   type App,
   appKey,
@@ -272,6 +273,22 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           unknown.map((n) => ({ field: `services.${n}`, message: "no such service" })),
         );
       }
+      await checkQuota(
+        store,
+        deps.settings.unit,
+        tenant,
+        o.value.name,
+        Object.fromEntries(
+          Object.entries(wanted).map(([name, count]) => [
+            name,
+            {
+              instances: count,
+              resources: services.find((s) => s.value.name === name)!.value.spec.resources,
+            },
+          ]),
+        ),
+        false,
+      );
       const items: Service[] = [];
       for (const [name, count] of Object.entries(wanted)) {
         const key = serviceKey(tenant, o.value.name, name);

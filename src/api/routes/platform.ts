@@ -11,6 +11,33 @@ import { EventsQuery, HeartbeatBody, LogBatchBody, NodeParams, WATCHABLE, WatchQ
 import type { ApiDeps } from "../server.ts";
 import { drained, streamNdjson } from "./apps.ts";
 
+/** How a drain is going: done, or what it waits for. */
+function drainStatus(here: Instance[], all: Instance[]): { done: boolean; message: string } {
+  if (here.length === 0) return { done: true, message: "drained" };
+  const waits = new Set<string>();
+  for (const i of here) {
+    if (i.mode === "pet") {
+      waits.add(`pet ${i.id} holds its data here: move it with herd instances move ${i.id}`);
+      continue;
+    }
+    const stuck = all.find(
+      (p) =>
+        p.tenant === i.tenant &&
+        p.app === i.app &&
+        p.service === i.service &&
+        p.desired === "running" &&
+        p.state === "pending" &&
+        p.message,
+    );
+    if (stuck) waits.add(`${i.app}/${i.service}: its replacement cannot be placed (${stuck.message})`);
+  }
+  const left = `${here.length} instance${here.length === 1 ? "" : "s"} left`;
+  return {
+    done: false,
+    message: waits.size > 0 ? `${left}; waiting: ${[...waits].join("; ")}` : `${left}, being replaced`,
+  };
+}
+
 export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;
 
@@ -20,10 +47,14 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   api.get("/nodes", { schema: { summary: "Nodes and their state", tags: ["nodes"] } }, async () => {
     const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
-    const items = (await store.list<Node>("node")).items.map((o) => ({
-      ...o.value,
-      instances: instances.filter((i) => i.node === o.value.name && i.desired === "running").length,
-    }));
+    const items = (await store.list<Node>("node")).items.map((o) => {
+      const here = instances.filter((i) => i.node === o.value.name && i.desired === "running");
+      return {
+        ...o.value,
+        instances: here.length,
+        ...(o.value.draining ? { drain: drainStatus(here, instances) } : {}),
+      };
+    });
     return { items };
   });
 

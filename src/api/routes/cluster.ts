@@ -1,0 +1,190 @@
+/**
+ * Operating the cluster: cordon, uncordon and drain nodes, move instances,
+ * and tenant quotas.
+ */
+
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { unitsInUse } from "../../controllers/quota.ts";
+import type { Instance, Node, Tenant } from "../../model/objects.ts";
+import type { StoredObject } from "../../store/store.ts";
+import { AppParams, NodeParams, TenantQuery } from "../schemas.ts";
+import type { ApiDeps } from "../server.ts";
+
+const TenantParams = T.Object({ name: T.String({ pattern: "^[a-z][a-z0-9-]{0,39}$" }) });
+const QuotaBody = T.Object(
+  {
+    units: T.Union([T.Null(), T.Number({ minimum: 0, maximum: 1_000_000 })], {
+      description: "most resource units the tenant's services may hold; null removes the limit",
+    }),
+  },
+  { additionalProperties: false },
+);
+const MoveBody = T.Object({ to: T.Optional(NodeParams.properties.name) }, { additionalProperties: false });
+const InstanceParams = T.Object({ app: AppParams.properties.app, id: T.String({ maxLength: 100 }) });
+
+export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const { store } = deps;
+
+  /** Applies `change` to a node, retrying on a concurrent write (heartbeats write nodes too). */
+  const updateNode = async (name: string, change: (n: Node) => Node): Promise<Node> => {
+    for (;;) {
+      const o = await store.get<Node>("node", name);
+      if (!o) throw notFound(`no node ${name}`);
+      const next = change(o.value);
+      try {
+        await store.put("node", name, next, { expectRevision: o.revision });
+        return next;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "conflict") throw err;
+      }
+    }
+  };
+
+  const nodeAction = (
+    action: string,
+    summary: string,
+    change: (n: Node) => Node,
+    event: (n: string) => string,
+  ) =>
+    api.post(
+      `/nodes/:name/${action}`,
+      { schema: { summary, tags: ["nodes"], params: NodeParams } },
+      async (req) => {
+        const { name } = req.params as { name: string };
+        const node = await updateNode(name, change);
+        await deps.events.record({
+          node: name,
+          reason: `Node${action[0].toUpperCase()}${action.slice(1)}`,
+          message: event(name),
+        });
+        return node;
+      },
+    );
+
+  nodeAction(
+    "cordon",
+    "Stop placing new instances on a node",
+    (n) => ({ ...n, schedulable: false }),
+    (n) => `node ${n} cordoned: nothing new is placed there`,
+  );
+  nodeAction(
+    "uncordon",
+    "Place instances on a node again (ends a drain)",
+    ({ draining: _, ...n }) => ({ ...n, schedulable: true }),
+    (n) => `node ${n} uncordoned`,
+  );
+  nodeAction(
+    "drain",
+    "Cordon a node and move its cattle elsewhere, each replaced before it stops",
+    (n) => ({ ...n, schedulable: false, draining: true }),
+    (n) => `node ${n} draining: its instances are being replaced elsewhere`,
+  );
+
+  api.post(
+    "/apps/:app/instances/:id/move",
+    {
+      schema: {
+        summary:
+          "Move an instance: cattle are replaced on another node first; a pet restarts on `to` (its data stays behind)",
+        tags: ["apps"],
+        params: InstanceParams,
+        querystring: TenantQuery,
+        body: MoveBody,
+      },
+    },
+    async (req) => {
+      const tenant = (req.query as { tenant?: string }).tenant ?? "default";
+      const { app, id } = req.params as { app: string; id: string };
+      const { to } = req.body as { to?: string };
+      const o = await store.get<Instance>("instance", id);
+      if (!o || o.value.tenant !== tenant || o.value.app !== app || o.value.desired !== "running") {
+        throw notFound(`app ${app} has no running instance ${id}`);
+      }
+      const i = o.value;
+      if (to !== undefined) {
+        if (i.mode !== "pet") {
+          throw new HerdError(
+            "invalid",
+            "only pets are moved to a chosen node; cattle go where the scheduler puts them",
+            [{ field: "to", message: "only for pets" }],
+          );
+        }
+        if (!(await store.get<Node>("node", to))) {
+          throw new HerdError("invalid", `no node ${to}`, [{ field: "to", message: "no such node" }]);
+        }
+        if (to === i.node)
+          throw new HerdError("invalid", `${id} is already on ${to}`, [
+            { field: "to", message: "same node" },
+          ]);
+      }
+      if (i.moving) throw conflict(`${id} is already moving`);
+      const moved: StoredObject<Instance> = await store.put(
+        "instance",
+        o.key,
+        { ...i, moving: to ? { to } : {} },
+        { expectRevision: o.revision },
+      );
+      await deps.events.record({
+        tenant,
+        app,
+        service: i.service,
+        instance: id,
+        node: i.node ?? undefined,
+        reason: "MoveRequested",
+        message: `${id} is moving off ${i.node ?? "its node"}${to ? ` to ${to}` : ""}`,
+      });
+      return moved.value;
+    },
+  );
+
+  api.get(
+    "/tenants/:name",
+    {
+      schema: {
+        summary: "A tenant, its quota and the units in use",
+        tags: ["tenants"],
+        params: TenantParams,
+      },
+    },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      const o = await store.get<Tenant>("tenant", name);
+      if (!o) throw notFound(`no tenant ${name}`);
+      return {
+        ...o.value,
+        usage: { units: await unitsInUse(store, name, deps.settings.unit) },
+        unit: deps.settings.unit,
+      };
+    },
+  );
+
+  api.put(
+    "/tenants/:name/quota",
+    {
+      schema: {
+        summary: "Set or remove a tenant's quota in resource units",
+        tags: ["tenants"],
+        params: TenantParams,
+        body: QuotaBody,
+      },
+    },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      const { units } = req.body as { units: number | null };
+      for (;;) {
+        const o = await store.get<Tenant>("tenant", name);
+        const base: Tenant = o?.value ?? { name, createdAt: new Date().toISOString() };
+        const { quota: _, ...rest } = base;
+        const next: Tenant = units === null ? rest : { ...rest, quota: { units } };
+        try {
+          await store.put("tenant", name, next, { expectRevision: o?.revision ?? 0 });
+          return { ...next, usage: { units: await unitsInUse(store, name, deps.settings.unit) } };
+        } catch (err) {
+          if ((err as { code?: string }).code !== "conflict") throw err;
+        }
+      }
+    },
+  );
+}

@@ -1,0 +1,120 @@
+/**
+ * Operating the cluster from the CLI: `herd nodes` (list, cordon, uncordon,
+ * drain), `herd instances move`, `herd quota`.
+ */
+
+import type { Instance, Node, Tenant } from "../model/objects.ts";
+import { resolveApp } from "./app-name.ts";
+import { UsageError } from "./args.ts";
+import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
+import { nodesTable } from "./format.ts";
+import type { Items } from "./types.ts";
+
+type NodeRow = Node & { instances?: number; drain?: { done: boolean; message: string } };
+
+const NODE_ACTIONS = ["cordon", "uncordon", "drain"] as const;
+
+/** `herd nodes`, `herd nodes cordon|uncordon|drain NAME`. */
+export const nodesCommand: CommandSpec = {
+  name: "nodes",
+  usage: "herd nodes\nherd nodes cordon|uncordon|drain NAME",
+  summary:
+    "List the machines running agents: state, capacity, what instances may use, isolation, heartbeat.\n" +
+    "cordon: place nothing new there. drain: cordon and move its cattle elsewhere, each replaced\n" +
+    "before it stops (a drain that cannot place replacements waits and says why; pets stay until\n" +
+    "moved with `herd instances move`). uncordon: take instances again (ends a drain).",
+  options: {},
+  async run(ctx, _values, positionals) {
+    const [action, name, ...extra] = positionals;
+    const client = await ctx.client();
+    if (action === undefined) {
+      const reply = await client.get<Items<NodeRow>>("/nodes");
+      if (ctx.flags.json) printJson(ctx.stdout, reply);
+      else if (reply.items.length === 0)
+        println(ctx.stdout, "No nodes. Start an agent with `herd up` or `herd agent`.");
+      else {
+        println(ctx.stdout, nodesTable(reply.items, ctx.now()));
+        for (const n of reply.items) if (n.drain) println(ctx.stdout, `${n.name}: ${n.drain.message}`);
+      }
+      return 0;
+    }
+    if (!(NODE_ACTIONS as readonly string[]).includes(action))
+      throw new UsageError(`unknown nodes action: ${action}`, "nodes");
+    if (!name) throw new UsageError(`nodes ${action} needs the node's name`, "nodes");
+    if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "nodes");
+    const node = await client.post<Node>(`/nodes/${encodeURIComponent(name)}/${action}`);
+    if (ctx.flags.json) printJson(ctx.stdout, node);
+    else
+      println(
+        ctx.stdout,
+        action === "drain"
+          ? `Draining ${name}: its instances are replaced elsewhere, then stopped. Follow with \`herd nodes\`.`
+          : `${name} ${action === "cordon" ? "cordoned: nothing new is placed there" : "takes instances again"}.`,
+      );
+    return 0;
+  },
+};
+
+/** `herd instances move ID [--to NODE]`. */
+export const instancesCommand: CommandSpec = {
+  name: "instances",
+  usage: "herd instances move ID [--to NODE] [--app NAME]",
+  summary:
+    "Move an instance off its node. Cattle are replaced elsewhere first, then stopped; a pet\n" +
+    "(--to NODE, or wherever it fits) restarts there with an empty data dir: its data stays behind.",
+  flags: [
+    ["--to NODE", "the node a pet moves to"],
+    ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
+  ],
+  options: { to: { type: "string" }, app: { type: "string" } },
+  async run(ctx, values, positionals) {
+    const [action, id, ...extra] = positionals;
+    if (action !== "move")
+      throw new UsageError(action ? `unknown instances action: ${action}` : "missing action", "instances");
+    if (!id) throw new UsageError("instances move needs the instance's id (see herd ps)", "instances");
+    if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "instances");
+    const app = await resolveApp(ctx, stringFlag(values, "app"), "instances");
+    const to = stringFlag(values, "to");
+    const client = await ctx.client();
+    const moved = await client.post<Instance>(
+      `/apps/${encodeURIComponent(app)}/instances/${encodeURIComponent(id)}/move`,
+      to ? { to } : {},
+    );
+    if (ctx.flags.json) printJson(ctx.stdout, moved);
+    else println(ctx.stdout, `Moving ${id} off ${moved.node ?? "its node"}${to ? ` to ${to}` : ""}.`);
+    return 0;
+  },
+};
+
+/** `herd quota`, `herd quota set UNITS|none`. */
+export const quotaCommand: CommandSpec = {
+  name: "quota",
+  usage: "herd quota [--tenant T]\nherd quota set UNITS|none [--tenant T]",
+  summary:
+    "Show or set the tenant's quota in resource units (1 unit = 0.25 CPU + 256 MiB unless the\n" +
+    "server says otherwise). A deploy or scale past it is refused with what is used and asked.",
+  options: {},
+  async run(ctx, _values, positionals) {
+    const [action, value, ...extra] = positionals;
+    const tenant = ctx.flags.tenant || ctx.env.HERD_TENANT || "default";
+    const client = await ctx.client();
+    const path = `/tenants/${encodeURIComponent(tenant)}`;
+    type Reply = Tenant & { usage: { units: number } };
+    let reply: Reply;
+    if (action === undefined) reply = await client.get<Reply>(path);
+    else if (action === "set") {
+      if (value === undefined) throw new UsageError("quota set needs a number of units, or none", "quota");
+      if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "quota");
+      const units = value === "none" ? null : Number(value);
+      if (units !== null && !(units >= 0)) throw new UsageError(`not a number of units: ${value}`, "quota");
+      reply = await client.put<Reply>(`${path}/quota`, { units });
+    } else throw new UsageError(`unknown quota action: ${action}`, "quota");
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else
+      println(
+        ctx.stdout,
+        `tenant ${tenant}: ${reply.usage.units} units in use, ${reply.quota ? `limit ${reply.quota.units}` : "no limit"}`,
+      );
+    return 0;
+  },
+};

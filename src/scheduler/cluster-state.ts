@@ -1,0 +1,123 @@
+/**
+ * What the scheduler knows of the cluster, in a shape built for scanning
+ * thousands of nodes per placement: free CPU and memory in typed arrays
+ * indexed by node, replicas per service per node in sparse maps, and the
+ * instances on each node (for preemption). Built once per scheduling pass
+ * from the store's nodes and instances, then updated as instances are placed.
+ */
+
+import type { Resources, Taint } from "../model/objects.ts";
+
+/** Lets an instance onto nodes with a matching taint (same key; same value when the toleration names one). */
+export interface Toleration {
+  key: string;
+  value?: string;
+}
+
+export type Criticality = "critical" | "normal" | "low";
+
+/** Higher outranks lower: a critical instance may preempt low ones. */
+export const RANK: Readonly<Record<Criticality, number>> = { low: 0, normal: 1, critical: 2 };
+
+/** A node as the scheduler sees it. */
+export interface SchedulerNode {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  allocatable: Resources;
+  /** Heartbeats arrive (state ready). */
+  ready: boolean;
+  /** Not cordoned. */
+  schedulable: boolean;
+  taints?: readonly Taint[];
+}
+
+/** An instance that holds resources on a node. */
+export interface PlacedInstance {
+  id: string;
+  /** `tenant/app/service`. */
+  service: string;
+  node: string;
+  resources: Resources;
+  criticality: Criticality;
+  /** Pets hold data on their node: never preempted. */
+  pet?: boolean;
+}
+
+export class ClusterState {
+  readonly nodes: readonly SchedulerNode[];
+  readonly #index = new Map<string, number>();
+  /** Allocatable minus what placed instances hold, per node index. */
+  readonly cpuFree: Float64Array;
+  readonly memoryFree: Float64Array;
+  /** Ready and schedulable, per node index (1) — the first check of every scan. */
+  readonly open: Uint8Array;
+  /** service → node index → replicas there. */
+  readonly #replicas = new Map<string, Map<number, number>>();
+  /** Instances per node index (preemption looks for victims here). */
+  readonly #onNode: PlacedInstance[][];
+  readonly #byId = new Map<string, { instance: PlacedInstance; node: number }>();
+
+  constructor(nodes: readonly SchedulerNode[], placed: Iterable<PlacedInstance> = []) {
+    this.nodes = nodes;
+    const n = nodes.length;
+    this.cpuFree = new Float64Array(n);
+    this.memoryFree = new Float64Array(n);
+    this.open = new Uint8Array(n);
+    this.#onNode = Array.from({ length: n }, () => []);
+    for (let i = 0; i < n; i++) {
+      const node = nodes[i];
+      this.#index.set(node.name, i);
+      this.cpuFree[i] = node.allocatable.cpu;
+      this.memoryFree[i] = node.allocatable.memory;
+      this.open[i] = node.ready && node.schedulable ? 1 : 0;
+    }
+    for (const p of placed) this.add(p);
+  }
+
+  indexOf(node: string): number | undefined {
+    return this.#index.get(node);
+  }
+
+  /** Records an instance as holding resources on its node (nodes the state does not know are ignored). */
+  add(instance: PlacedInstance): void {
+    const i = this.#index.get(instance.node);
+    if (i === undefined || this.#byId.has(instance.id)) return;
+    this.cpuFree[i] -= instance.resources.cpu;
+    this.memoryFree[i] -= instance.resources.memory;
+    let counts = this.#replicas.get(instance.service);
+    if (counts === undefined) {
+      counts = new Map();
+      this.#replicas.set(instance.service, counts);
+    }
+    counts.set(i, (counts.get(i) ?? 0) + 1);
+    this.#onNode[i].push(instance);
+    this.#byId.set(instance.id, { instance, node: i });
+  }
+
+  /** Frees what an instance held (stopped, preempted, moved). */
+  remove(id: string): void {
+    const entry = this.#byId.get(id);
+    if (entry === undefined) return;
+    const { instance, node: i } = entry;
+    this.#byId.delete(id);
+    this.cpuFree[i] += instance.resources.cpu;
+    this.memoryFree[i] += instance.resources.memory;
+    const counts = this.#replicas.get(instance.service);
+    const left = (counts?.get(i) ?? 1) - 1;
+    if (left > 0) counts?.set(i, left);
+    else counts?.delete(i);
+    const list = this.#onNode[i];
+    list.splice(list.indexOf(instance), 1);
+  }
+
+  /** Replicas of `service` per node index (absent: none). */
+  replicas(service: string): ReadonlyMap<number, number> {
+    return this.#replicas.get(service) ?? EMPTY;
+  }
+
+  instancesOn(node: number): readonly PlacedInstance[] {
+    return this.#onNode[node];
+  }
+}
+
+const EMPTY: ReadonlyMap<number, number> = new Map();
