@@ -28,6 +28,7 @@ import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { consumerRoutes } from "./routes/consumers.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { ErrorReply } from "./schemas.ts";
 
@@ -230,6 +231,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       platformRoutes(api, deps);
+      consumerRoutes(api, deps);
       clusterRoutes(api, deps);
     },
     { prefix: "/api/v1" },

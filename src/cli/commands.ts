@@ -10,6 +10,7 @@ import { resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
+import { consumersCommand } from "./consumers.ts";
 import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
@@ -243,6 +244,7 @@ export const COMMANDS: CommandSpec[] = [
   rollbackCommand,
   eventsCommand,
   nodesCommand,
+  consumersCommand,
   instancesCommand,
   quotaCommand,
   versionCommand,

@@ -35,6 +35,7 @@ process.on("message", (message: ConfigMessage | StopMessage) => {
     proxy.table = buildRouteTable(message.objects, message.revision, {
       previous: proxy.table,
       share: 1 / Math.max(1, settings.workers),
+      logger,
     });
     if (!listenStarted) {
       listenStarted = true;

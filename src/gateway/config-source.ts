@@ -14,15 +14,15 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../common/log.ts";
-import type { Instance, Node, Service } from "../model/objects.ts";
+import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
 import { buildRouteTable, type RouteObjects, type RouteTable } from "./route-table.ts";
 
 /** The kinds the gateway needs, as the `kinds` query parameter. */
-const KINDS_PARAM = "service,instance,node";
+const KINDS_PARAM = "service,instance,node,consumer";
 
 /** The kinds of object a table is built from. */
-type GatewayKind = "service" | "instance" | "node";
+type GatewayKind = "service" | "instance" | "node" | "consumer";
 
 /** File name of the disk cache inside the data dir. */
 export const CACHE_FILE = "gateway-cache.json";
@@ -72,6 +72,7 @@ export class ConfigSource {
     service: new Map(),
     instance: new Map(),
     node: new Map(),
+    consumer: new Map(),
   };
   readonly #stop = new AbortController();
   #revision = 0;
@@ -298,8 +299,9 @@ export class ConfigSource {
       services: valuesOf<Service>(this.#byKind.service),
       instances: valuesOf<Instance>(this.#byKind.instance),
       nodes: valuesOf<Node>(this.#byKind.node),
+      consumers: valuesOf<Consumer>(this.#byKind.consumer),
     };
-    const table = buildRouteTable(objects, this.#revision, { previous: this.#table });
+    const table = buildRouteTable(objects, this.#revision, { previous: this.#table, logger: this.#logger });
     this.#table = table;
     this.#options.onTable(table);
     this.#options.onObjects?.(objects, this.#revision);
@@ -338,13 +340,15 @@ export class ConfigSource {
         ...this.#byKind.service.values(),
         ...this.#byKind.instance.values(),
         ...this.#byKind.node.values(),
+        ...this.#byKind.consumer.values(),
       ],
     };
     // Write then rename, so a crash mid-write never leaves a half file where the cache was.
     const temp = `${this.#cacheFile}.${process.pid}.tmp`;
     try {
       await mkdir(this.#options.dataDir, { recursive: true });
-      await writeFile(temp, JSON.stringify(cache));
+      // Private: consumers carry HS256 secrets.
+      await writeFile(temp, JSON.stringify(cache), { mode: 0o600 });
       await rename(temp, this.#cacheFile);
     } catch (err) {
       this.#logger.warn("cannot write the gateway cache; a restart during an outage would start empty", {

@@ -16,6 +16,7 @@ import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
 import { sendAggregate } from "./aggregate.ts";
+import { AuthFailure } from "./auth.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
   type Backend,
@@ -82,6 +83,8 @@ const TRANSFER_ENCODING = 6;
 const CONNECTION = 7;
 /** traceparent: replaced by the gateway's own hop (trace-context.ts). */
 const TRACEPARENT = 8;
+/** X-Consumer-Name: set only by the gateway (auth.ts); a client's copy is dropped on every route. */
+const CONSUMER_NAME = 9;
 
 /** Header names as clients and upstreams spell them → their kind; the set of spellings in use is small. */
 const headerKinds = new Map<string, number>();
@@ -100,6 +103,7 @@ function headerKind(name: string): number {
     else if (lower === "transfer-encoding") kind = TRANSFER_ENCODING;
     else if (lower === "connection") kind = CONNECTION;
     else if (lower === "traceparent") kind = TRACEPARENT;
+    else if (lower === "x-consumer-name") kind = CONSUMER_NAME;
     else kind = HOP_BY_HOP.has(lower) ? HOP : PASS;
     if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(name, kind);
   }
@@ -274,7 +278,7 @@ export class GatewayProxy {
     // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
     const forwarded = forwardedRequest(req, false);
     const host = forwarded.host;
-    const url = req.url ?? "/";
+    let url = req.url ?? "/";
     const table = this.table;
     if (forwarded.duplicateHost) {
       sendJson(res, 400, { code: "invalid", message: "more than one Host header" });
@@ -310,8 +314,22 @@ export class GatewayProxy {
         if (allowed) cors = route.cors.responseHeaders(origin);
       }
     }
+    let consumer: string | null = null;
+    if (route.auth !== null) {
+      const verdict = route.auth.check(req, url, Date.now());
+      if (typeof verdict !== "string") {
+        if (verdict instanceof AuthFailure) sendUnauthorized(res, verdict, cors);
+        // JWKS keys are being fetched (an unknown kid): take the request again once they are in.
+        else void verdict.then(() => this.#onRequestAgain(req, res));
+        return;
+      }
+      consumer = verdict;
+      if (route.auth.hideApiKey || route.auth.hideAuthorization)
+        url = route.auth.hide(forwarded.headers, url);
+      forwarded.headers.push("X-Consumer-Name", consumer);
+    }
     if (route.limit !== null) {
-      const verdict = route.limit.take(clientOf(req.socket), Date.now());
+      const verdict = route.limit.take(clientOf(req.socket), Date.now(), consumer);
       if (!verdict.ok) {
         sendRateLimited(res, route.limit, verdict);
         return;
@@ -387,6 +405,10 @@ export class GatewayProxy {
     send(exchange);
   }
 
+  #onRequestAgain(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!res.writableEnded && !res.destroyed && !req.socket.destroyed) this.#onRequest(req, res);
+  }
+
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", destroyQuietly);
     const host = req.headers.host ?? "";
@@ -395,6 +417,27 @@ export class GatewayProxy {
     if (route === undefined) {
       writeRawError(socket, 404, "not_found", `no app serves host ${normalizeHost(host)}`);
       return;
+    }
+    let consumer: string | null = null;
+    if (route.auth !== null) {
+      const verdict = route.auth.check(req, url, Date.now());
+      if (typeof verdict !== "string") {
+        if (verdict instanceof AuthFailure) {
+          writeRawError(
+            socket,
+            401,
+            "unauthorized",
+            verdict.message,
+            `WWW-Authenticate: ${verdict.challenge}`,
+          );
+        } else {
+          void verdict.then(() => {
+            if (!socket.destroyed) this.#onUpgrade(req, socket, head);
+          });
+        }
+        return;
+      }
+      consumer = verdict;
     }
     if (route.aggregate !== null) {
       writeRawError(socket, 405, "method_not_allowed", "an aggregation route answers GET and HEAD");
@@ -407,13 +450,18 @@ export class GatewayProxy {
       return;
     }
     const headers = forwardedRequest(req, true).headers;
+    let target = url;
+    if (route.auth !== null && consumer !== null) {
+      if (route.auth.hideApiKey || route.auth.hideAuthorization) target = route.auth.hide(headers, url);
+      headers.push("X-Consumer-Name", consumer);
+    }
     headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
     // Its own connection: an upgraded socket leaves the pool for good.
     const upstream = http.request({
       host: endpoint.address,
       port: endpoint.port,
       method: req.method,
-      path: rewritePath(route, url),
+      path: rewritePath(route, target),
       headers,
       agent: false,
       timeout: this.upstreamTimeoutMs,
@@ -900,6 +948,13 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, retry
   res.end(text);
 }
 
+/** 401 with the route's WWW-Authenticate challenge (and its CORS headers, so a browser can read it). */
+function sendUnauthorized(res: http.ServerResponse, failure: AuthFailure, cors: string[] | null): void {
+  if (cors !== null) for (let i = 0; i < cors.length; i += 2) res.setHeader(cors[i], cors[i + 1]);
+  res.setHeader("www-authenticate", failure.challenge);
+  sendJson(res, 401, { code: "unauthorized", message: failure.message });
+}
+
 function sendMiss(res: http.ServerResponse, table: RouteTable, host: string, url: string): void {
   const name = normalizeHost(host);
   const message = table.servesHost(host)
@@ -942,12 +997,13 @@ function rawHead(res: http.IncomingMessage, close: boolean): string {
   return `${head}\r\n`;
 }
 
-function writeRawError(socket: Duplex, status: number, code: string, message: string): void {
+function writeRawError(socket: Duplex, status: number, code: string, message: string, header?: string): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ code, message });
   const reason = http.STATUS_CODES[status] ?? "Error";
   let head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`;
   if (status === 503) head += "Retry-After: 1\r\n";
+  if (header !== undefined) head += `${header}\r\n`;
   socket.end(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 

@@ -7,6 +7,7 @@
  * map hit or two and a short scan of prefixes.
  */
 
+import type { Logger } from "../common/log.ts";
 import {
   type AggregateSpec,
   type BalanceSpec,
@@ -15,8 +16,10 @@ import {
   routeIdentity,
   type StickySpec,
 } from "../model/manifest.ts";
-import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { type Consumer, type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
 import { Cors } from "./cors.ts";
+import type { JwksTiming } from "./jwks.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
@@ -183,6 +186,8 @@ export interface RouteEntry {
   readonly split: Split | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
+  /** The credentials the route requires (auth.ts), or null when it is open. */
+  readonly auth: RouteAuth | null;
   /** Answered by merging several services' JSON (aggregate.ts) instead of proxying to `backend`, or null. */
   readonly aggregate: Aggregation | null;
   readonly backend: Backend;
@@ -209,7 +214,8 @@ export interface AggregatePart {
 }
 
 /**
- * A route's rate limit: one bucket for the route, or one per client address.
+ * A route's rate limit: one bucket for the route, one per client address, or
+ * one per consumer (requests without one: per client address).
  * With several gateway workers each enforces its share of the rate (like a
  * local rate limit per proxy instance), so the total holds when clients'
  * connections spread over the workers.
@@ -221,17 +227,23 @@ export class RouteLimit {
   readonly burst: number;
   readonly #route: TokenBucket | null;
   readonly #perClient: KeyedLimiter | null;
+  /** Separate from the client buckets, so a consumer's name can never share an address's bucket. */
+  readonly #perConsumer: KeyedLimiter | null;
 
   constructor(spec: RateLimitSpec, share: number) {
     this.spec = JSON.stringify(spec);
     this.rate = spec.rate * share;
     this.burst = Math.max(1, Math.round(spec.burst * share));
     this.#route = spec.per === "route" ? new TokenBucket(this.rate, this.burst, Date.now()) : null;
-    this.#perClient = spec.per === "ip" ? new KeyedLimiter(this.rate, this.burst) : null;
+    this.#perClient = spec.per !== "route" ? new KeyedLimiter(this.rate, this.burst) : null;
+    this.#perConsumer = spec.per === "consumer" ? new KeyedLimiter(this.rate, this.burst) : null;
   }
 
-  take(client: string, now: number): TakeResult {
-    return this.#route !== null ? this.#route.take(now) : this.#perClient!.take(client, now);
+  /** `consumer` is the authenticated consumer's name, or null. */
+  take(client: string, now: number, consumer: string | null = null): TakeResult {
+    if (this.#route !== null) return this.#route.take(now);
+    if (consumer !== null && this.#perConsumer !== null) return this.#perConsumer.take(consumer, now);
+    return this.#perClient!.take(client, now);
   }
 }
 
@@ -317,6 +329,10 @@ export interface BuildOptions {
   previous?: RouteTable;
   /** This process's share of the traffic (1 / gateway workers); rate limits are scaled by it. */
   share?: number;
+  /** Where background work started by the table (JWKS fetches) reports failures. */
+  logger?: Logger;
+  /** JWKS cache timing (tests shorten it). */
+  jwks?: JwksTiming;
 }
 
 /** What a request carries that routes match on. */
@@ -363,6 +379,8 @@ export interface RouteObjects {
   services: Service[];
   instances: Instance[];
   nodes: Node[];
+  /** Consumers, for routes with `auth`. */
+  consumers?: Consumer[];
 }
 
 /** An immutable-by-convention routing table; swap in a new one on each change. */
@@ -377,6 +395,8 @@ export class RouteTable {
   readonly backends: ReadonlyMap<string, Backend>;
   /** Whether any route matches on headers (else callers need not pass them). */
   readonly matchesHeaders: boolean;
+  /** Parsed keys and JWKS caches, handed to the next table. */
+  readonly auth: AuthState;
   readonly #exact: Map<string, RouteEntry[]>;
   /** Keyed by the suffix after `*.`, e.g. `example.com`. */
   readonly #wildcard: Map<string, RouteEntry[]>;
@@ -388,8 +408,10 @@ export class RouteTable {
     backends: Map<string, Backend>,
     routeCount: number,
     problems: string[],
+    auth: AuthState = emptyAuthState(),
   ) {
     this.version = version;
+    this.auth = auth;
     this.#exact = exact;
     this.#wildcard = wildcard;
     this.backends = backends;
@@ -554,6 +576,20 @@ export function buildRouteTable(
     if (entry.limit !== null) previousLimits.set(`${entry.backend.service} ${entry.id}`, entry.limit);
   }
   const problems: string[] = [];
+  // Consumers are indexed once per tenant; routes with auth point at their tenant's index.
+  const authState = emptyAuthState();
+  let authContext: RouteAuthContext | null = null;
+  const authFor = (spec: NonNullable<Route["auth"]>, tenant: string): RouteAuth => {
+    authContext ??= {
+      consumers: indexConsumers(objects.consumers ?? [], authState, options.previous?.auth, problems),
+      state: authState,
+      previous: options.previous?.auth,
+      logger: options.logger,
+      jwksTiming: options.jwks,
+      problems,
+    };
+    return new RouteAuth(spec, tenant, authContext);
+  };
   const addresses = new Map<string, string>();
   for (const node of objects.nodes) addresses.set(node.name, node.address);
 
@@ -656,6 +692,7 @@ export function buildRouteTable(
             }
           : null,
         limit,
+        auth: route.auth ? authFor(route.auth, service.tenant) : null,
         aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
         prefix,
         exact: route.match === "exact",
@@ -670,7 +707,7 @@ export function buildRouteTable(
 
   for (const list of exact.values()) list.sort(byPrecedence);
   for (const list of wildcard.values()) list.sort(byPrecedence);
-  return new RouteTable(version, exact, wildcard, backends, owners.size, problems);
+  return new RouteTable(version, exact, wildcard, backends, owners.size, problems, authState);
 }
 
 function byInstance(a: Endpoint, b: Endpoint): number {

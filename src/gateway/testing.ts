@@ -4,10 +4,19 @@
  * servers. Used by the gateway's tests; not imported by the gateway itself.
  */
 
+import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Route } from "../model/manifest.ts";
-import type { Instance, InstanceState, Kind, Node, Service } from "../model/objects.ts";
+import type {
+  Consumer,
+  Instance,
+  InstanceState,
+  JwtCredential,
+  Kind,
+  Node,
+  Service,
+} from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
 
 /** A service with the given routes (paths default to `/`). */
@@ -69,6 +78,28 @@ export function testInstance(
     port,
     restarts: 0,
     createdAt: "2026-01-01T00:00:00.000Z",
+  };
+}
+
+/** A consumer of tenant `default` with these API keys (stored hashed, as the API does) and JWT credentials. */
+export function testConsumer(
+  name: string,
+  keys: string[],
+  jwt: Array<Omit<JwtCredential, "id" | "createdAt">> = [],
+  tenant = "default",
+): Consumer {
+  const createdAt = "2026-01-01T00:00:00.000Z";
+  return {
+    tenant,
+    name,
+    createdAt,
+    keys: keys.map((key, i) => ({
+      id: `k${i}`,
+      hash: createHash("sha256").update(key).digest("hex"),
+      hint: key.slice(0, 6),
+      createdAt,
+    })),
+    jwt: jwt.map((c, i) => ({ ...c, id: `j${i}`, createdAt })),
   };
 }
 

@@ -294,3 +294,39 @@ test("aggregate: bad input names the field", () => {
   );
   assert.match(header.message, /aggregate\.headers\.0: Host is set by the gateway/);
 });
+
+test("auth: API key and JWT defaults filled in; bad settings refused naming the field", () => {
+  const manifest = parseManifest(
+    [
+      "services:",
+      "  web:",
+      "    command: x",
+      "    routes:",
+      "      - host: a.test",
+      "        rateLimit: { rate: 10, per: consumer }",
+      "        auth:",
+      "          apiKey: { query: apikey }",
+      "          jwt: { jwks: { url: 'https://idp.test/.well-known/jwks.json' }, audience: shop }",
+      "",
+    ].join("\n"),
+  );
+  const web = normalizeService("a", "web", manifest.services.web, "x");
+  assert.deepEqual(web.routes[0].auth, {
+    apiKey: { header: "x-api-key", query: "apikey", hideCredentials: false },
+    jwt: {
+      jwks: { url: "https://idp.test/.well-known/jwks.json" },
+      audience: "shop",
+      claim: "sub",
+      hideCredentials: false,
+    },
+  });
+  assert.equal(web.routes[0].rateLimit?.per, "consumer");
+  const at = (auth: string) =>
+    problem(`services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        auth: ${auth}\n`)
+      .message;
+  assert.match(at("{}"), /herd\.yaml:6: services\.web\.routes\.0\.auth/);
+  assert.match(at("{ apiKey: { header: 'bad header' } }"), /services\.web\.routes\.0\.auth\.apiKey\.header/);
+  assert.match(at("{ jwt: { jwks: { file: relative.json } } }"), /services\.web\.routes\.0\.auth\.jwt\.jwks/);
+  assert.match(at("{ jwt: { jwks: { url: ftp://x } } }"), /services\.web\.routes\.0\.auth\.jwt\.jwks/);
+  assert.match(at("{ basic: {} }"), /services\.web\.routes\.0\.auth\.basic/);
+});

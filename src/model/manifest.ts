@@ -90,6 +90,79 @@ const AggregateSchema = T.Object(
   },
 );
 
+/** Who may use a route: consumers with an API key, and/or bearers of a JWT (see src/gateway/auth.ts). */
+const RouteAuthSchema = T.Object(
+  {
+    apiKey: T.Optional(
+      T.Object(
+        {
+          header: T.Optional(
+            T.String({
+              pattern: "^[A-Za-z0-9-]{1,64}$",
+              description: "header with the key (default x-api-key)",
+            }),
+          ),
+          query: T.Optional(
+            T.String({
+              pattern: "^[A-Za-z0-9_.-]{1,64}$",
+              description: "also accept the key in this query parameter, e.g. apikey",
+            }),
+          ),
+          hideCredentials: T.Optional(
+            T.Boolean({ description: "remove the key (header and query parameter) before forwarding" }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    jwt: T.Optional(
+      T.Object(
+        {
+          jwks: T.Optional(
+            T.Union(
+              [
+                T.Object(
+                  { file: T.String({ pattern: "^/", maxLength: 4096, description: "an absolute path" }) },
+                  { additionalProperties: false },
+                ),
+                T.Object(
+                  { url: T.String({ pattern: "^https?://[^\\s]+$", maxLength: 2048 }) },
+                  { additionalProperties: false },
+                ),
+              ],
+              {
+                description:
+                  "{ file: /absolute/path.json } or { url: https://issuer/.well-known/jwks.json }: keys of an identity provider (RS256)",
+              },
+            ),
+          ),
+          issuer: T.Optional(
+            T.String({ minLength: 1, maxLength: 1024, description: "JWKS tokens must have this iss" }),
+          ),
+          audience: T.Optional(
+            T.String({ minLength: 1, maxLength: 1024, description: "tokens must have this aud" }),
+          ),
+          claim: T.Optional(
+            T.String({
+              pattern: "^[A-Za-z0-9_.:-]{1,64}$",
+              description: "the claim of a JWKS token that names the consumer (default sub)",
+            }),
+          ),
+          hideCredentials: T.Optional(
+            T.Boolean({ description: "remove the Authorization header before forwarding" }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: "apiKey and/or jwt: requests need one of their credentials",
+  },
+);
+
 export const RouteSchema = T.Object(
   {
     host: Host,
@@ -218,14 +291,16 @@ export const RouteSchema = T.Object(
             T.Integer({ minimum: 1, maximum: 10_000_000, description: "default: one second's worth" }),
           ),
           per: T.Optional(
-            T.Union([T.Literal("route"), T.Literal("ip")], {
-              description: "route (one bucket for everyone, default) or ip (one per client address)",
+            T.Union([T.Literal("route"), T.Literal("ip"), T.Literal("consumer")], {
+              description:
+                "route (one bucket for everyone, default), ip (one per client address) or consumer (one per authenticated consumer; per ip without one)",
             }),
           ),
         },
         { additionalProperties: false },
       ),
     ),
+    auth: T.Optional(RouteAuthSchema),
   },
   { additionalProperties: false },
 );
@@ -387,6 +462,22 @@ export interface Route {
   split?: SplitSpec;
   /** Answered by calling several services in parallel and merging their JSON; the route's service is not called. */
   aggregate?: AggregateSpec;
+  /** Credentials the route requires (API key and/or JWT); absent: open to all. */
+  auth?: AuthSpec;
+}
+
+/** A route's authentication; a request passes with any one of the configured credentials. */
+export interface AuthSpec {
+  apiKey?: { header: string; query?: string; hideCredentials: boolean };
+  jwt?: {
+    /** An identity provider's keys; without it only consumers' own JWT credentials are accepted. */
+    jwks?: { file: string } | { url: string };
+    issuer?: string;
+    audience?: string;
+    /** The claim of a JWKS-signed token that names the consumer. */
+    claim: string;
+    hideCredentials: boolean;
+  };
 }
 
 /** An aggregation route: its parts, called in parallel, each with its own time limit. */
@@ -463,7 +554,7 @@ export type BalanceSpec =
 export interface RateLimitSpec {
   rate: number;
   burst: number;
-  per: "route" | "ip";
+  per: "route" | "ip" | "consumer";
 }
 
 /** What makes two routes the same route: two services may not both declare it. */
@@ -599,6 +690,7 @@ export function normalizeService(
             },
           }
         : {}),
+      ...(r.auth ? { auth: authSpec(r.auth) } : {}),
     }),
   );
   return {
@@ -731,6 +823,31 @@ function checkRouteClashes(m: Manifest, file: string, lineOf?: (path: string[]) 
       );
     });
   }
+}
+
+function authSpec(a: Static<typeof RouteAuthSchema>): AuthSpec {
+  return {
+    ...(a.apiKey
+      ? {
+          apiKey: {
+            header: (a.apiKey.header ?? "x-api-key").toLowerCase(),
+            ...(a.apiKey.query ? { query: a.apiKey.query } : {}),
+            hideCredentials: a.apiKey.hideCredentials ?? false,
+          },
+        }
+      : {}),
+    ...(a.jwt
+      ? {
+          jwt: {
+            ...(a.jwt.jwks ? { jwks: a.jwt.jwks } : {}),
+            ...(a.jwt.issuer ? { issuer: a.jwt.issuer } : {}),
+            ...(a.jwt.audience ? { audience: a.jwt.audience } : {}),
+            claim: a.jwt.claim ?? "sub",
+            hideCredentials: a.jwt.hideCredentials ?? false,
+          },
+        }
+      : {}),
+  };
 }
 
 function balanceSpec(b: NonNullable<Manifest["services"][string]["routes"]>[number]["balance"]): BalanceSpec {
