@@ -26,7 +26,9 @@ import { LogStore } from "../observe/log-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
+import { GatewayBook } from "./gateway-book.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { liveConfigRoutes } from "./routes/live-config.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { ErrorReply } from "./schemas.ts";
 
@@ -51,6 +53,8 @@ export interface ApiDeps {
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;
   logs: LogStore;
+  /** What each gateway has applied (live-config.ts routes). */
+  gateways: GatewayBook;
   maxUploadBytes: number;
   version: string;
   build(options: {
@@ -95,6 +99,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .catch(() => {});
   }
 
+  const gateways = new GatewayBook(store, logger.child("gateways"));
+  await gateways.start();
   const deps: ApiDeps = {
     store,
     controllers,
@@ -102,6 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     deployLogs,
     artifacts,
     logs,
+    gateways,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     build: async ({ source, app, log }) => {
@@ -144,6 +151,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       controllers.stop();
       await app.close();
+      await gateways.close();
       logs.close();
       await store.close();
     },
@@ -219,6 +227,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       platformRoutes(api, deps);
+      liveConfigRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );
