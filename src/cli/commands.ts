@@ -19,6 +19,7 @@ import {
   releasesTable,
   servicesTable,
 } from "./format.ts";
+import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { logsCommand } from "./logs.ts";
 import type { Items } from "./types.ts";
 
@@ -267,5 +268,7 @@ export const COMMANDS: CommandSpec[] = [
   rollbackCommand,
   eventsCommand,
   nodesCommand,
+  routesCommand,
+  gatewaysCommand,
   versionCommand,
 ];
