@@ -284,3 +284,12 @@ describe("gateway reports", () => {
     assert.equal((await call("GET", "/gateways")).body.items.length, 0);
   });
 });
+
+test("the OpenAPI document has the live-configuration routes and their schemas", async () => {
+  const { body } = await call("GET", "/openapi.json");
+  const put = body.paths["/api/v1/apps/{app}/routes/{name}"].put;
+  assert.ok(put.requestBody.content["application/json"].schema.properties.rateLimit);
+  assert.ok(body.paths["/api/v1/apps/{app}/services/{service}/traffic"].patch);
+  assert.ok(body.paths["/api/v1/gateways/{id}/status"].put);
+  assert.ok(body.paths["/api/v1/gateways"].get);
+});

@@ -226,6 +226,15 @@ describe("live configuration through the API", () => {
       }
     };
     const clients = Array.from({ length: 20 }, client);
+    // Counts the tables swapped in while the clients run (the test is only worth something if there are many).
+    let swaps = 0;
+    let seen = gateway.table();
+    const watcher = setInterval(() => {
+      if (gateway.table() !== seen) {
+        seen = gateway.table();
+        swaps++;
+      }
+    }, 1);
     try {
       let last = 0;
       for (let i = 0; i < 30; i++) {
@@ -249,9 +258,11 @@ describe("live configuration through the API", () => {
       await untilApplied(last);
     } finally {
       running = false;
+      clearInterval(watcher);
       await Promise.all(clients);
       agent.destroy();
     }
+    assert.ok(swaps >= 20, `only ${swaps} table swaps under load`);
     assert.ok(counts.ok > 200, `only ${counts.ok} requests went through`);
     assert.deepEqual(
       { other: counts.other, errors: counts.errors, first: failures.slice(0, 3) },
