@@ -14,6 +14,7 @@ import { consumersCommand } from "./consumers.ts";
 import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
+import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { logsCommand } from "./logs.ts";
 import type { Items } from "./types.ts";
 
@@ -247,5 +248,7 @@ export const COMMANDS: CommandSpec[] = [
   consumersCommand,
   instancesCommand,
   quotaCommand,
+  routesCommand,
+  gatewaysCommand,
   versionCommand,
 ];

@@ -53,12 +53,14 @@ The token comes from --token or HERD_TOKEN. Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve).`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
 follows the control plane (default: one per core); --workers 1 is a single
-process. The token comes from --token or HERD_TOKEN.`,
+process. It reports the config version it serves to the control plane
+(\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
+--token or HERD_TOKEN.`,
 };
 
 type Role = keyof typeof HELP;
@@ -391,6 +393,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
     workers: { type: "string", default: String(availableParallelism()) },
+    id: { type: "string" },
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -408,6 +411,7 @@ export async function runGateway(argv: string[]): Promise<number> {
       host: v.host as string,
       dataDir: resolve(v.data as string),
       logger,
+      id: v.id as string | undefined,
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =

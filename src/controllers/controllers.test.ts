@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { ManualClock } from "../common/clock.ts";
 import { silentLogger } from "../common/log.ts";
+import type { RouteObject } from "../model/live-config.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Node, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
@@ -542,4 +543,53 @@ test("heartbeats that jitter by up to 2 s never make a node not ready; silence m
     lostAfter > DEFAULT_SETTINGS.nodeLostMs - 3000 && lostAfter <= 10_500,
     `lost after ${lostAfter} ms`,
   );
+});
+
+test("a deploy whose route a route object (of any app) serves fails; API traffic overrides survive a deploy", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  assert.equal((await h.store.get<App>("app", "default/hello"))?.value.release, 1);
+  await h.store.put("route", "default/hello/beta", {
+    tenant: "default",
+    app: "hello",
+    name: "beta",
+    spec: { service: "web", host: "beta.localhost" },
+    createdAt: "",
+    updatedAt: "",
+  } satisfies RouteObject);
+  const web = (await h.store.get<Service>("service", "default/hello/web"))!;
+  await h.store.put("service", web.key, { ...web.value, traffic: { concurrency: 7, breaker: null } });
+  const d = await h.m.deploys.startDeploy("default", "hello", async () => ({
+    source: "c".repeat(64),
+    slug: "f".repeat(64),
+    services: {
+      web: normalizeService(
+        "hello",
+        "web",
+        { command: "x", routes: [{ host: "hello.localhost" }, { host: "beta.localhost" }] },
+        undefined,
+      ),
+    },
+    description: "clash with a route object",
+  }));
+  const failed = await (async () => {
+    for (let n = 0; n < 50; n++) {
+      const o = (await h.store.get<Deploy>("deploy", `default/hello/${d.id}`))!.value;
+      if (o.state === "failed") return o;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  assert.match(
+    failed?.message ?? "",
+    /route beta\.localhost\/ of web is already served by route hello\/beta/,
+  );
+
+  // A deploy that leaves the traffic policies alone keeps the overrides; one that changes the breaker drops that one.
+  await deploy(h, { instances: 1, breaker: { failures: 3 } });
+  const kept = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.deepEqual(kept.traffic, { concurrency: 7 });
 });

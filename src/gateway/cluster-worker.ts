@@ -11,7 +11,7 @@
 
 import cluster from "node:cluster";
 import { createLogger } from "../common/log.ts";
-import type { ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
+import type { AppliedMessage, ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
@@ -32,11 +32,22 @@ process.on("SIGINT", () => {});
 
 process.on("message", (message: ConfigMessage | StopMessage) => {
   if (message.type === "config") {
-    proxy.table = buildRouteTable(message.objects, message.revision, {
-      previous: proxy.table,
-      share: 1 / Math.max(1, settings.workers),
-      logger,
-    });
+    // The primary built this config already; a failure here is still refused, never half-applied.
+    try {
+      proxy.table = buildRouteTable(message.objects, message.revision, {
+        previous: proxy.table,
+        share: 1 / Math.max(1, settings.workers),
+        logger,
+      });
+      process.send?.({ type: "applied", revision: message.revision } satisfies AppliedMessage);
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      logger.warn("configuration refused; the last good table keeps serving", {
+        version: message.revision,
+        error,
+      });
+      process.send?.({ type: "applied", revision: message.revision, error } satisfies AppliedMessage);
+    }
     if (!listenStarted) {
       listenStarted = true;
       void listen();

@@ -9,6 +9,11 @@
  * watch per machine, not one per core, only the primary writes the cache,
  * and all workers switch to the same table version together.
  *
+ * Each worker answers every configuration with an ACK (built and serving it)
+ * or a NACK (refused, with the reason); the primary reports the gateway as a
+ * whole to the control plane (status-reporter.ts): a version counts as applied
+ * once every live worker serves it.
+ *
  * A worker that dies is forked again (backoff after quick repeated deaths).
  * Workers exit when their IPC channel to the primary closes, so a primary
  * killed with SIGKILL leaves no worker holding the port.
@@ -20,9 +25,11 @@ import net, { type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
+import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
-import type { Gateway, GatewayOptions } from "./gateway.ts";
+import { defaultGatewayId, type Gateway, type GatewayOptions, reportOf } from "./gateway.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
+import { StatusReporter } from "./status-reporter.ts";
 
 /** The worker's entry module. */
 const WORKER_MAIN = fileURLToPath(new URL("./cluster-worker.ts", import.meta.url));
@@ -57,6 +64,14 @@ export interface FailedMessage {
   message: string;
 }
 
+/** Worker → primary, after each config: serving it (ACK), or refused with the reason (NACK). */
+export interface AppliedMessage {
+  type: "applied";
+  revision: number;
+  /** Set when refused; the worker keeps its last good table. */
+  error?: string;
+}
+
 /** How a gateway cluster is started. */
 export interface GatewayClusterOptions extends GatewayOptions {
   /** Worker processes; at least 1. */
@@ -84,6 +99,10 @@ interface Slot {
   startedAt: number;
   quickDeaths: number;
   restartTimer: NodeJS.Timeout | undefined;
+  /** The version the worker serves (its last ACK); -1 before its first. */
+  applied: number;
+  /** Its last NACK, while no later version has been applied. */
+  refused: { revision: number; error: string } | undefined;
 }
 
 /**
@@ -107,6 +126,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   };
   const slots: Slot[] = [];
   let stopping = false;
+  let reporter: StatusReporter | undefined;
 
   const broadcast = (message: ConfigMessage | StopMessage): void => {
     for (const slot of slots) {
@@ -125,7 +145,34 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       latest = { type: "config", revision, objects };
       broadcast(latest);
     },
+    // A NACK of the primary's own build (the workers never get that config); ACKs wait for the workers.
+    onResult: () => reporter?.changed(),
   });
+
+  /** The gateway as a whole: a version is applied once every live worker serves it. */
+  const report = (url: string): GatewayReport | undefined => {
+    const result = source.lastResult;
+    if (result === undefined) return undefined;
+    const base = { url, workers: options.workers, routes: table.routeCount };
+    const live = slots.filter((slot) => slot.worker !== undefined && slot.applied >= 0);
+    const serving = live.length > 0 ? Math.min(...live.map((slot) => slot.applied)) : 0;
+    if (!result.applied) return { ...reportOf(result), ...base, serving };
+    const refused = live.find((slot) => slot.refused !== undefined);
+    if (refused?.refused !== undefined) {
+      const pid = refused.worker?.process.pid;
+      return {
+        ...base,
+        version: refused.refused.revision,
+        applied: false,
+        error: `worker ${pid}: ${refused.refused.error}`,
+        serving,
+      };
+    }
+    if (live.length === 0) {
+      return { ...base, version: result.version, applied: false, error: "no worker is serving", serving: 0 };
+    }
+    return { ...base, version: serving, applied: true, serving };
+  };
 
   // A fixed port for every worker, also for the ones forked later: with port 0
   // each fork could otherwise get another random port once all workers are gone.
@@ -149,8 +196,19 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
     slot.worker = worker;
     let failure: string | undefined;
-    worker.on("message", (message: FailedMessage) => {
+    slot.applied = -1;
+    slot.refused = undefined;
+    worker.on("message", (message: FailedMessage | AppliedMessage) => {
       if (message?.type === "failed") failure = message.message;
+      else if (message?.type === "applied" && slot.worker === worker) {
+        if (message.error === undefined) {
+          slot.applied = message.revision;
+          slot.refused = undefined;
+        } else {
+          slot.refused = { revision: message.revision, error: message.error };
+        }
+        reporter?.changed();
+      }
     });
     // Queued on the IPC channel until the worker reads it; it listens after its first config.
     worker.send(latest);
@@ -174,6 +232,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     if (slot.worker !== worker) return;
     slot.worker = undefined;
     if (stopping) return;
+    reporter?.changed();
     const uptime = performance.now() - slot.startedAt;
     slot.quickDeaths = uptime >= HEALTHY_UPTIME_MS ? 0 : slot.quickDeaths + 1;
     const delay =
@@ -192,6 +251,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
 
   const stop = async (): Promise<void> => {
     stopping = true;
+    await reporter?.close();
     const exits: Promise<unknown>[] = [];
     for (const slot of slots) {
       clearTimeout(slot.restartTimer);
@@ -211,7 +271,15 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   await source.loadCache();
   await source.start();
   for (let index = 0; index < options.workers; index++) {
-    slots.push({ index, worker: undefined, startedAt: 0, quickDeaths: 0, restartTimer: undefined });
+    slots.push({
+      index,
+      worker: undefined,
+      startedAt: 0,
+      quickDeaths: 0,
+      restartTimer: undefined,
+      applied: -1,
+      refused: undefined,
+    });
   }
   try {
     await Promise.all(slots.map(fork));
@@ -222,6 +290,15 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const reachable =
     host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   const url = `http://${reachable}:${port}`;
+  reporter = new StatusReporter({
+    server: options.server,
+    token: options.token,
+    id: options.id ?? defaultGatewayId(port),
+    logger,
+    intervalMs: options.statusIntervalMs,
+    current: () => report(url),
+  });
+  reporter.start();
   logger.info("gateway listening", {
     url,
     workers: options.workers,

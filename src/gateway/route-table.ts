@@ -8,6 +8,7 @@
  */
 
 import type { Logger } from "../common/log.ts";
+import { checkRouteBody, effectiveTraffic, normalizeRoute, type RouteObject } from "../model/live-config.ts";
 import {
   type AggregateSpec,
   type BalanceSpec,
@@ -354,7 +355,7 @@ export interface ServicePolicies {
 const NO_POLICIES: ServicePolicies = { spec: "", breaker: null, outlier: null, retries: new RetryBudget() };
 
 function servicePolicies(service: Service, previous: ServicePolicies | undefined): ServicePolicies {
-  const { breaker, outlier } = service.spec;
+  const { breaker, outlier } = effectiveTraffic(service);
   const spec = JSON.stringify({ breaker, outlier });
   // Every service gets its own state (its own retry budget even without other policies).
   if (previous !== undefined && previous !== NO_POLICIES && previous.spec === spec) return previous;
@@ -381,6 +382,8 @@ export interface RouteObjects {
   nodes: Node[];
   /** Consumers, for routes with `auth`. */
   consumers?: Consumer[];
+  /** Routes set through the API (live-config.ts); validated here, a bad one fails the whole build. */
+  routes?: RouteObject[];
 }
 
 /** An immutable-by-convention routing table; swap in a new one on each change. */
@@ -630,26 +633,36 @@ export function buildRouteTable(
   // Every service gets a backend (a split may send traffic to a service without routes of its own).
   for (const { key, service } of services) {
     const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
+    const traffic = effectiveTraffic(service);
     const backend = new Backend(
       key,
       `${service.app}/${service.name}`,
       endpoints,
       servicePolicies(service, options.previous?.backends.get(key)?.policies),
       {
-        shedAbove: SHED_ABOVE[service.spec.criticality ?? "normal"],
+        shedAbove: SHED_ABOVE[traffic.criticality ?? "normal"],
         // Each worker takes its share of a service's concurrency limit.
-        concurrency: service.spec.concurrency
-          ? Math.max(1, Math.floor(service.spec.concurrency * (options.share ?? 1)))
+        concurrency: traffic.concurrency
+          ? Math.max(1, Math.floor(traffic.concurrency * (options.share ?? 1)))
           : undefined,
       },
     );
     backends.set(key, backend);
   }
 
-  for (const { key, service } of services) {
-    const routes: Route[] = service.spec?.routes ?? [];
+  // herd.yaml's routes first, then route objects: a clash between them keeps the herd.yaml route.
+  const sources = [
+    ...services.map(({ key, service }) => ({
+      key,
+      service,
+      routes: (service.spec?.routes ?? []) as Route[],
+    })),
+    ...routeObjectSources(objects.routes ?? []),
+  ];
+  for (const { key, service, routes } of sources) {
     if (routes.length === 0) continue;
-    const backend = backends.get(key)!;
+    // A route object whose service is gone gets a backend without endpoints: 503, like a service scaled to 0.
+    const backend = backends.get(key) ?? new Backend(key, `${service.app}/${service.name}`, []);
     for (const route of routes) {
       const host = route.host.toLowerCase();
       const prefix = normalizePrefix(route.path);
@@ -708,6 +721,27 @@ export function buildRouteTable(
   for (const list of exact.values()) list.sort(byPrecedence);
   for (const list of wildcard.values()) list.sort(byPrecedence);
   return new RouteTable(version, exact, wildcard, backends, owners.size, problems, authState);
+}
+
+/**
+ * Route objects as routes of their services, sorted by key. Each is checked
+ * against the API's schema first: one that is not valid (written around the
+ * API, or by an older or newer control plane) fails the build, naming it.
+ */
+function routeObjectSources(objects: RouteObject[]): { key: string; service: Service; routes: Route[] }[] {
+  const out: { key: string; service: Service; routes: Route[]; name: string }[] = [];
+  for (const o of objects) {
+    const name = `${o.tenant}/${o.app}/${o.name}`;
+    if (typeof o.tenant !== "string" || typeof o.app !== "string" || typeof o.name !== "string") {
+      throw new Error(`route object ${name}: tenant, app and name must be strings`);
+    }
+    const spec = checkRouteBody(o.spec, `route ${name}`);
+    const key = serviceKey(o.tenant, o.app, spec.service);
+    // Only what splits, mirrors and messages read of the service.
+    const service = { tenant: o.tenant, app: o.app, name: spec.service } as Service;
+    out.push({ key, service, routes: [normalizeRoute(o.app, spec)], name });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 function byInstance(a: Endpoint, b: Endpoint): number {

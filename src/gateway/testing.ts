@@ -136,6 +136,8 @@ export interface TestControlPlane {
   dropWatches(): void;
   /** How many snapshot requests were answered. */
   snapshots(): number;
+  /** The last status report of each gateway (PUT /api/v1/gateways/:id/status), by id. */
+  reports(): Map<string, Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -147,6 +149,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
   let revision = 0;
   let compactedTo = 0;
   let snapshotCount = 0;
+  const reports = new Map<string, Record<string, unknown>>();
 
   const record = (type: "put" | "delete", kind: Kind, key: string, value: unknown): number => {
     revision++;
@@ -199,6 +202,21 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
       res.on("close", () => watchers.delete(res));
       return;
     }
+    const status = /^\/api\/v1\/gateways\/([^/]+)(\/status)?$/.exec(url.pathname);
+    if (status) {
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      req.on("end", () => {
+        const id = decodeURIComponent(status[1]);
+        if (req.method === "PUT" && status[2]) reports.set(id, JSON.parse(body));
+        else if (req.method === "DELETE") reports.delete(id);
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+      return;
+    }
     res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -218,6 +236,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
       watchers.clear();
     },
     snapshots: () => snapshotCount,
+    reports: () => reports,
     close: async () => {
       for (const res of watchers) res.destroy();
       server.closeAllConnections();

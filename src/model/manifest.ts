@@ -795,11 +795,11 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
   return validateManifest(doc.toJS(), file, lineOf);
 }
 
-function unescapePointer(s: string): string {
+export function unescapePointer(s: string): string {
   return s.replace(/~1/g, "/").replace(/~0/g, "~");
 }
 
-function describeError(message: string, schema: { description?: string }): string {
+export function describeError(message: string, schema: { description?: string }): string {
   return schema.description ? `${message} (${schema.description})` : message;
 }
 

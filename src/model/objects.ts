@@ -13,8 +13,10 @@
  *   event    `<time-ordered id>`
  *   token    `<sha256 of the token>`
  *   consumer `<tenant>/<consumer>`
+ *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  */
 
+import type { TrafficOverride } from "./live-config.ts";
 import type { ServiceSpec } from "./manifest.ts";
 
 /** Every kind of object the store holds. */
@@ -29,6 +31,7 @@ export const KINDS = [
   "event",
   "token",
   "consumer",
+  "route",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -81,6 +84,8 @@ export interface Service {
   crashes: number;
   /** Do not start a replacement before this time (crash-loop backoff), ISO. */
   backoffUntil?: string;
+  /** Traffic policies set through the API over the spec's (live-config.ts); kept across deploys. */
+  traffic?: TrafficOverride;
 }
 
 /** An immutable, numbered build of an app. A rollback is a new release pointing at old content. */
