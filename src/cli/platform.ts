@@ -26,11 +26,12 @@ import {
   spawnGatewayChild,
 } from "../gateway/cluster-child.ts";
 import { startGateway } from "../gateway/gateway.ts";
+import { DEFAULT_METRICS_PORT } from "../gateway/metrics-server.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -38,7 +39,9 @@ Runs the whole platform on this machine in the foreground: the control plane
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
-seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
+seconds without a heartbeat make a node lost (its cattle move elsewhere).
+The gateway's Prometheus metrics are at http://HOST:9180/metrics
+(--gateway-metrics-port; off to turn them off).`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
@@ -47,12 +50,14 @@ with \`herd agent --server URL\`; gateways follow it with \`herd gateway --serve
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The token comes from --token or HERD_TOKEN.`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--metrics-port 9180] [--metrics-host 127.0.0.1]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
 follows the control plane (default: one per core); --workers 1 is a single
-process. The token comes from --token or HERD_TOKEN.`,
+process. The token comes from --token or HERD_TOKEN. GET /metrics on
+--metrics-host:--metrics-port serves Prometheus metrics summed over all workers
+(--metrics-port 0 picks a free port, off turns it off).`,
 };
 
 type Role = keyof typeof HELP;
@@ -81,6 +86,10 @@ const portOf = (value: unknown, name: string): number => {
     throw new HerdError("invalid", `--${name} must be a port number (0-65535), got ${value}`);
   return n;
 };
+
+/** A metrics port flag: a port number, or `off` for no metrics listener (undefined). */
+const metricsPortOf = (value: unknown, name: string): number | undefined =>
+  value === "off" ? undefined : portOf(value, name);
 
 const megabytes = (value: unknown): number => {
   const n = Number(value);
@@ -128,6 +137,7 @@ export async function runUp(argv: string[]): Promise<number> {
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string", default: "8080" },
     "gateway-workers": { type: "string", default: String(availableParallelism()) },
+    "gateway-metrics-port": { type: "string", default: String(DEFAULT_METRICS_PORT) },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
@@ -139,6 +149,7 @@ export async function runUp(argv: string[]): Promise<number> {
   const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   const gatewayWorkers = workerCount(v["gateway-workers"]);
+  const gatewayMetricsPort = metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port");
   const host = v.host as string;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const server = await startServer({
@@ -174,6 +185,8 @@ export async function runUp(argv: string[]): Promise<number> {
       host,
       dataDir: join(dataDir, "gateway"),
       workers: gatewayWorkers,
+      metricsPort: gatewayMetricsPort ?? "off",
+      metricsHost: host,
     });
   } catch (err) {
     await gateway?.stop();
@@ -192,6 +205,7 @@ export async function runUp(argv: string[]): Promise<number> {
       "herd is up",
       `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
       `  gateway:      ${shownGateway}`,
+      `  metrics:      ${gateway.metricsUrl ?? "off (--gateway-metrics-port)"}`,
       `  admin token:  ${server.adminTokenFile}`,
       `  data:         ${dataDir}`,
       "",
@@ -334,6 +348,8 @@ export async function runGateway(argv: string[]): Promise<number> {
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
     workers: { type: "string", default: String(availableParallelism()) },
+    "metrics-port": { type: "string", default: String(DEFAULT_METRICS_PORT) },
+    "metrics-host": { type: "string", default: "127.0.0.1" },
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -351,14 +367,16 @@ export async function runGateway(argv: string[]): Promise<number> {
       host: v.host as string,
       dataDir: resolve(v.data as string),
       logger,
+      metricsPort: metricsPortOf(v["metrics-port"], "metrics-port"),
+      metricsHost: v["metrics-host"] as string,
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =
       workers === 1 ? await startGateway(options) : await startGatewayCluster({ ...options, workers });
-    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port });
+    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port, metricsUrl: gateway.metricsUrl });
     else
       process.stdout.write(
-        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"})\n`,
+        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"}); metrics: ${gateway.metricsUrl ?? "off"}\n`,
       );
     const parentGone = new Promise<void>((done) => {
       if (parent) process.once("disconnect", done);

@@ -11,8 +11,16 @@
 
 import cluster from "node:cluster";
 import { createLogger } from "../common/log.ts";
-import type { ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
+import type {
+  ConfigMessage,
+  FailedMessage,
+  MetricsReply,
+  MetricsRequest,
+  StopMessage,
+  WorkerSettings,
+} from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
+import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 
@@ -30,7 +38,7 @@ process.on("disconnect", () => process.exit(0));
 // Ctrl-C reaches the whole process group; the primary decides when workers stop.
 process.on("SIGINT", () => {});
 
-process.on("message", (message: ConfigMessage | StopMessage) => {
+process.on("message", (message: ConfigMessage | StopMessage | MetricsRequest) => {
   if (message.type === "config") {
     proxy.table = buildRouteTable(message.objects, message.revision, {
       previous: proxy.table,
@@ -40,6 +48,10 @@ process.on("message", (message: ConfigMessage | StopMessage) => {
       listenStarted = true;
       void listen();
     }
+  } else if (message.type === "metrics") {
+    void processFamilies(proxy).then((families) =>
+      process.send?.({ type: "metrics", id: message.id, families } satisfies MetricsReply),
+    );
   } else if (message.type === "stop") {
     void proxy.close().finally(() => process.exit(0));
   }

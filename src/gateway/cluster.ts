@@ -9,6 +9,9 @@
  * watch per machine, not one per core, only the primary writes the cache,
  * and all workers switch to the same table version together.
  *
+ * The primary also serves GET /metrics on its own port: at each scrape it
+ * asks every worker for its counters over IPC and adds them up.
+ *
  * A worker that dies is forked again (backoff after quick repeated deaths).
  * Workers exit when their IPC channel to the primary closes, so a primary
  * killed with SIGKILL leaves no worker holding the port.
@@ -22,6 +25,8 @@ import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
 import { ConfigSource } from "./config-source.ts";
 import type { Gateway, GatewayOptions } from "./gateway.ts";
+import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
 
 /** The worker's entry module. */
@@ -51,6 +56,19 @@ export interface StopMessage {
   type: "stop";
 }
 
+/** Primary → worker: send your metrics (a MetricsReply with the same id). */
+export interface MetricsRequest {
+  type: "metrics";
+  id: number;
+}
+
+/** Worker → primary: its request counters and gauges since it started. */
+export interface MetricsReply {
+  type: "metrics";
+  id: number;
+  families: Family[];
+}
+
 /** Worker → primary: it could not listen (or start); it exits after sending this. */
 export interface FailedMessage {
   type: "failed";
@@ -74,6 +92,9 @@ export interface GatewayCluster extends Gateway {
 /** A worker that lived this long before dying is replaced at once and its slot's backoff is reset. */
 const HEALTHY_UPTIME_MS = 10_000;
 
+/** How long a scrape waits for a worker's counters before using its previous answer. */
+const METRICS_TIMEOUT_MS = 2_000;
+
 /** How long workers get to close before they are killed. */
 const STOP_GRACE_MS = 5_000;
 
@@ -84,6 +105,8 @@ interface Slot {
   startedAt: number;
   quickDeaths: number;
   restartTimer: NodeJS.Timeout | undefined;
+  /** The worker's last answer to a scrape (its counters up to then). */
+  metrics: Family[] | undefined;
 }
 
 /**
@@ -107,6 +130,12 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   };
   const slots: Slot[] = [];
   let stopping = false;
+  let metrics: MetricsServer | undefined;
+  /** Counters of workers that died, as of their last answer, so the sums never go backwards. */
+  const retired = new Map<string, Family>();
+  /** Scrapes waiting for a worker's answer, by request id. */
+  const pendingScrapes = new Map<number, (families: Family[]) => void>();
+  let nextScrapeId = 0;
 
   const broadcast = (message: ConfigMessage | StopMessage): void => {
     for (const slot of slots) {
@@ -149,8 +178,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
     slot.worker = worker;
     let failure: string | undefined;
-    worker.on("message", (message: FailedMessage) => {
+    worker.on("message", (message: FailedMessage | MetricsReply) => {
       if (message?.type === "failed") failure = message.message;
+      else if (message?.type === "metrics") pendingScrapes.get(message.id)?.(message.families);
     });
     // Queued on the IPC channel until the worker reads it; it listens after its first config.
     worker.send(latest);
@@ -173,6 +203,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
+    // What it counted since its last answer is lost; what it counted before that stays in the sums.
+    if (slot.metrics !== undefined) mergeFamilies(retired, cumulativeOnly(slot.metrics));
+    slot.metrics = undefined;
     if (stopping) return;
     const uptime = performance.now() - slot.startedAt;
     slot.quickDeaths = uptime >= HEALTHY_UPTIME_MS ? 0 : slot.quickDeaths + 1;
@@ -190,6 +223,45 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     }, delay);
   };
 
+  /** One worker's counters now; its previous answer (counters only) when it does not answer in time. */
+  const askWorker = (slot: Slot): Promise<{ families: Family[]; fresh: boolean }> => {
+    const worker = slot.worker;
+    const stale = { families: cumulativeOnly(slot.metrics ?? []), fresh: false };
+    if (worker === undefined || !worker.isConnected()) return Promise.resolve(stale);
+    const id = nextScrapeId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        pendingScrapes.delete(id);
+        resolve(stale);
+      }, METRICS_TIMEOUT_MS);
+      pendingScrapes.set(id, (families) => {
+        clearTimeout(timer);
+        pendingScrapes.delete(id);
+        // An answer from a worker that has been replaced since is not this slot's.
+        if (slot.worker === worker) slot.metrics = families;
+        resolve({ families, fresh: true });
+      });
+      worker.send({ type: "metrics", id } satisfies MetricsRequest);
+    });
+  };
+
+  /** The whole gateway's metrics: every worker's, those of dead ones, and the table's. */
+  const renderMetrics = async (): Promise<string> => {
+    const answers = await Promise.all(slots.map(askWorker));
+    const merged = new Map<string, Family>();
+    mergeFamilies(merged, retired.values());
+    for (const answer of answers) mergeFamilies(merged, answer.families);
+    const alive = slots.filter((slot) => slot.worker !== undefined && !slot.worker.isDead()).length;
+    const missing: Family = {
+      name: "herd_gateway_metrics_stale_workers",
+      help: "Workers that did not answer this scrape in time: their counters are from their previous answer.",
+      type: "gauge",
+      merge: "max",
+      samples: [{ labels: "", value: answers.filter((a) => !a.fresh).length }],
+    };
+    return renderText([...merged.values(), ...tableFamilies(table, alive), missing]);
+  };
+
   const stop = async (): Promise<void> => {
     stopping = true;
     const exits: Promise<unknown>[] = [];
@@ -204,17 +276,32 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     const grace = setTimeout(() => {
       for (const slot of slots) if (slot.worker && !slot.worker.isDead()) slot.worker.process.kill("SIGKILL");
     }, STOP_GRACE_MS);
-    await Promise.all([Promise.all(exits), source.close()]);
+    await Promise.all([Promise.all(exits), source.close(), metrics?.close()]);
     clearTimeout(grace);
   };
 
   await source.loadCache();
   await source.start();
   for (let index = 0; index < options.workers; index++) {
-    slots.push({ index, worker: undefined, startedAt: 0, quickDeaths: 0, restartTimer: undefined });
+    slots.push({
+      index,
+      worker: undefined,
+      startedAt: 0,
+      quickDeaths: 0,
+      restartTimer: undefined,
+      metrics: undefined,
+    });
   }
   try {
     await Promise.all(slots.map(fork));
+    if (options.metricsPort !== undefined) {
+      metrics = await startMetricsServer({
+        port: options.metricsPort,
+        host: options.metricsHost ?? "127.0.0.1",
+        logger,
+        render: renderMetrics,
+      });
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -224,6 +311,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const url = `http://${reachable}:${port}`;
   logger.info("gateway listening", {
     url,
+    metrics: metrics?.url,
     workers: options.workers,
     version: table.version,
     routes: table.routeCount,
@@ -231,6 +319,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   return {
     port,
     url,
+    metricsUrl: metrics?.url,
     table: () => table,
     workerPids: () =>
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),

@@ -6,6 +6,8 @@
 
 import { createLogger, type Logger } from "../common/log.ts";
 import { ConfigSource } from "./config-source.ts";
+import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
 
@@ -24,6 +26,10 @@ export interface GatewayOptions {
   logger?: Logger;
   /** An upstream silent this long gets a 504. Default 60 s. */
   upstreamTimeoutMs?: number;
+  /** Port of the metrics listener (GET /metrics); 0 picks a free one; unset: none. `herd gateway` defaults to 9180. */
+  metricsPort?: number;
+  /** Address of the metrics listener: default 127.0.0.1 (route names stay private). */
+  metricsHost?: string;
 }
 
 /** A running gateway. */
@@ -31,6 +37,8 @@ export interface Gateway {
   port: number;
   /** Base URL to reach it from this machine. */
   url: string;
+  /** Where its metrics are (`http://…/metrics`), when it serves them. */
+  metricsUrl?: string;
   /** The table serving now. */
   table(): RouteTable;
   /** Stops serving, stops following the control plane, flushes the cache. */
@@ -58,16 +66,36 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const host = options.host ?? "0.0.0.0";
   const port = await proxy.listen(options.port ?? 8080, host);
   await source.start();
+  let metrics: MetricsServer | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      metrics = await startMetricsServer({
+        port: options.metricsPort,
+        host: options.metricsHost ?? "127.0.0.1",
+        logger,
+        render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
+      });
+    } catch (err) {
+      await Promise.all([proxy.close(), source.close()]);
+      throw err;
+    }
+  }
   const reachable =
     host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   const url = `http://${reachable}:${port}`;
-  logger.info("gateway listening", { url, version: proxy.table.version, routes: proxy.table.routeCount });
+  logger.info("gateway listening", {
+    url,
+    metrics: metrics?.url,
+    version: proxy.table.version,
+    routes: proxy.table.routeCount,
+  });
   return {
     port,
     url,
+    metricsUrl: metrics?.url,
     table: () => proxy.table,
     close: async () => {
-      await Promise.all([proxy.close(), source.close()]);
+      await Promise.all([proxy.close(), source.close(), metrics?.close()]);
     },
   };
 }

@@ -16,6 +16,7 @@ import {
 } from "../model/manifest.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { Cors } from "./cors.ts";
+import { RouteStats, routeLabel } from "./metrics.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
@@ -182,6 +183,8 @@ export interface RouteEntry {
   readonly split: Split | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
+  /** Request counters for /metrics. Kept across table rebuilds while the route and its service stay. */
+  readonly stats: RouteStats;
   readonly backend: Backend;
 }
 
@@ -527,8 +530,10 @@ export function buildRouteTable(
 ): RouteTable {
   const share = options.share ?? 1;
   const previousLimits = new Map<string, RouteLimit>();
+  const previousStats = new Map<string, RouteStats>();
   for (const entry of options.previous?.entries() ?? []) {
     if (entry.limit !== null) previousLimits.set(`${entry.backend.service} ${entry.id}`, entry.limit);
+    previousStats.set(`${entry.backend.service} ${entry.id}`, entry.stats);
   }
   const problems: string[] = [];
   const addresses = new Map<string, string>();
@@ -633,6 +638,8 @@ export function buildRouteTable(
             }
           : null,
         limit,
+        stats:
+          previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,
