@@ -4,6 +4,7 @@
  * servers. Used by the gateway's tests; not imported by the gateway itself.
  */
 
+import { execFileSync } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Route } from "../model/manifest.ts";
@@ -323,4 +324,16 @@ export async function scrape(url: string): Promise<{ samples: ScrapedSample[]; t
     throw new Error(`scrape of ${url}: content type ${type}`);
   const text = await res.text();
   return { samples: parseMetrics(text), text };
+}
+
+/** The pids of a process's children (a gateway primary's workers). */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .map((line) => Number(line.trim()))
+      .filter((n) => n > 0);
+  } catch {
+    return []; // ps exits 1 when there are none
+  }
 }
