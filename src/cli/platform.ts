@@ -40,8 +40,8 @@ first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).
-The gateway's Prometheus metrics are at http://HOST:9180/metrics
-(--gateway-metrics-port; off to turn them off).`,
+The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
+start; a free port when 9180 is taken; --gateway-metrics-port, off turns them off).`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
@@ -57,7 +57,8 @@ Runs the gateway: routes requests by host and path to running instances.
 follows the control plane (default: one per core); --workers 1 is a single
 process. The token comes from --token or HERD_TOKEN. GET /metrics on
 --metrics-host:--metrics-port serves Prometheus metrics summed over all workers
-(--metrics-port 0 picks a free port, off turns it off).`,
+(default 9180, or a free port when 9180 is taken; 0 picks a free port; off
+turns it off). The address is printed at start.`,
 };
 
 type Role = keyof typeof HELP;
@@ -87,9 +88,9 @@ const portOf = (value: unknown, name: string): number => {
   return n;
 };
 
-/** A metrics port flag: a port number, or `off` for no metrics listener (undefined). */
+/** A metrics port flag: a port number, or `off` for no metrics listener (undefined); unset: the default. */
 const metricsPortOf = (value: unknown, name: string): number | undefined =>
-  value === "off" ? undefined : portOf(value, name);
+  value === undefined ? DEFAULT_METRICS_PORT : value === "off" ? undefined : portOf(value, name);
 
 const megabytes = (value: unknown): number => {
   const n = Number(value);
@@ -137,7 +138,7 @@ export async function runUp(argv: string[]): Promise<number> {
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string", default: "8080" },
     "gateway-workers": { type: "string", default: String(availableParallelism()) },
-    "gateway-metrics-port": { type: "string", default: String(DEFAULT_METRICS_PORT) },
+    "gateway-metrics-port": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
@@ -149,7 +150,11 @@ export async function runUp(argv: string[]): Promise<number> {
   const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   const gatewayWorkers = workerCount(v["gateway-workers"]);
-  const gatewayMetricsPort = metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port");
+  // Unset: the gateway's own default (9180, or a free port when that is taken).
+  const gatewayMetricsPort =
+    v["gateway-metrics-port"] === undefined
+      ? undefined
+      : (metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port") ?? "off");
   const host = v.host as string;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const server = await startServer({
@@ -185,7 +190,7 @@ export async function runUp(argv: string[]): Promise<number> {
       host,
       dataDir: join(dataDir, "gateway"),
       workers: gatewayWorkers,
-      metricsPort: gatewayMetricsPort ?? "off",
+      metricsPort: gatewayMetricsPort,
       metricsHost: host,
     });
   } catch (err) {
@@ -348,7 +353,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
     workers: { type: "string", default: String(availableParallelism()) },
-    "metrics-port": { type: "string", default: String(DEFAULT_METRICS_PORT) },
+    "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
   });
   if (!v) return 0;
@@ -368,6 +373,8 @@ export async function runGateway(argv: string[]): Promise<number> {
       dataDir: resolve(v.data as string),
       logger,
       metricsPort: metricsPortOf(v["metrics-port"], "metrics-port"),
+      // The default port may be taken (another gateway here): then any free one, printed below.
+      metricsPortOrFree: v["metrics-port"] === undefined,
       metricsHost: v["metrics-host"] as string,
     };
     // One worker is the single-process gateway: no primary in front of it.

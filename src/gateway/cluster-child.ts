@@ -31,7 +31,7 @@ export interface GatewayChildOptions {
   dataDir: string;
   /** Worker processes (`--workers`). */
   workers: number;
-  /** Port of the metrics listener (`--metrics-port`): default 0 (a free one, reported back); `off`: none. */
+  /** Port of the metrics listener (`--metrics-port`), or `off`; unset: the gateway's default (9180, or a free port when taken). */
   metricsPort?: number | "off";
   /** Address of the metrics listener: default 127.0.0.1. */
   metricsHost?: string;
@@ -66,8 +66,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.dataDir,
       "--workers",
       String(options.workers),
-      "--metrics-port",
-      String(options.metricsPort ?? 0),
+      ...(options.metricsPort === undefined ? [] : ["--metrics-port", String(options.metricsPort)]),
       "--metrics-host",
       options.metricsHost ?? "127.0.0.1",
     ],

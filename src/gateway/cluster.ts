@@ -298,6 +298,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       metrics = await startMetricsServer({
         port: options.metricsPort,
         host: options.metricsHost ?? "127.0.0.1",
+        orFreePort: options.metricsPortOrFree,
         logger,
         render: renderMetrics,
       });

@@ -30,6 +30,8 @@ export interface GatewayOptions {
   metricsPort?: number;
   /** Address of the metrics listener: default 127.0.0.1 (route names stay private). */
   metricsHost?: string;
+  /** When `metricsPort` is taken, serve metrics on a free port (and warn) instead of failing. */
+  metricsPortOrFree?: boolean;
 }
 
 /** A running gateway. */
@@ -72,6 +74,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       metrics = await startMetricsServer({
         port: options.metricsPort,
         host: options.metricsHost ?? "127.0.0.1",
+        orFreePort: options.metricsPortOrFree,
         logger,
         render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
       });

@@ -188,6 +188,32 @@ describe("gateway /metrics (single process)", () => {
     checkHistograms(again);
   });
 
+  test("a metrics port in use fails the start, unless a free port may be taken instead", async () => {
+    assert.ok(gateway?.metricsUrl);
+    const taken = Number(new URL(gateway.metricsUrl).port);
+    const options = {
+      server: controlPlane.url,
+      token: TOKEN,
+      port: 0,
+      host: "127.0.0.1",
+      dataDir: await mkdtemp(join(tmpdir(), "herd-gateway-metrics-2-")),
+      logger: silentLogger,
+      metricsPort: taken,
+    };
+    try {
+      await assert.rejects(startGateway(options), /metrics port \d+ is in use/);
+      const second = await startGateway({ ...options, metricsPortOrFree: true });
+      try {
+        assert.ok(second.metricsUrl && Number(new URL(second.metricsUrl).port) !== taken);
+        assert.equal((await fetch(second.metricsUrl)).status, 200);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await rm(options.dataDir, { recursive: true, force: true });
+    }
+  });
+
   test("answers only GET /metrics on its port", async () => {
     assert.ok(gateway?.metricsUrl);
     assert.equal((await fetch(gateway.metricsUrl.replace("/metrics", "/other"))).status, 404);

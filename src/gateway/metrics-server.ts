@@ -25,10 +25,15 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves `render()` as GET /metrics on `host:port` (0: a free port). */
+/**
+ * Serves `render()` as GET /metrics on `host:port` (0: a free port). With
+ * `orFreePort` a port in use is not an error: it takes a free one and warns
+ * (for the default port, so a second gateway on a machine still starts).
+ */
 export async function startMetricsServer(options: {
   port: number;
   host: string;
+  orFreePort?: boolean;
   render: () => Promise<string>;
   logger: Logger;
 }): Promise<MetricsServer> {
@@ -60,16 +65,19 @@ export async function startMetricsServer(options: {
       },
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err: NodeJS.ErrnoException) => {
-      reject(
-        err.code === "EADDRINUSE"
-          ? new HerdError("unavailable", `metrics port ${options.port} is in use; pass --metrics-port`)
-          : err,
-      );
+  try {
+    await listen(server, options.port, options.host);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    if (!options.orFreePort) {
+      throw new HerdError("unavailable", `metrics port ${options.port} is in use; pass --metrics-port`);
+    }
+    await listen(server, 0, options.host);
+    options.logger.warn("metrics port in use; serving metrics on a free port instead", {
+      wanted: options.port,
+      port: (server.address() as AddressInfo).port,
     });
-    server.listen(options.port, options.host, () => resolve());
-  });
+  }
   const { port } = server.address() as AddressInfo;
   const host = options.host;
   const reachable =
@@ -82,4 +90,15 @@ export async function startMetricsServer(options: {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
 }
