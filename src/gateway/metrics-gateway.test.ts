@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -59,6 +60,12 @@ describe("gateway /metrics (single process)", () => {
     dataDir = await mkdtemp(join(tmpdir(), "herd-gateway-metrics-"));
     controlPlane = await startTestControlPlane(TOKEN);
     upstream = await startUpstream((req, res) => {
+      if (req.url === "/hang") return; // never answers (closed with the upstream)
+      if (req.url === "/partial") {
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.write("part of it"); // and never the rest
+        return;
+      }
       res.statusCode = req.url === "/fail" ? 500 : 200;
       res.end("ok");
     });
@@ -74,6 +81,10 @@ describe("gateway /metrics (single process)", () => {
         { host: "down.test", fallback: { status: 200, body: "{}", contentType: "application/json" } },
       ]),
       testService("default", "shop", "broken", [{ host: "broken.test", path: "/api" }]),
+      testService("default", "shop", "stable", [
+        { host: "split.test", split: { to: [{ service: "canary", weight: 25 }] } },
+      ]),
+      testService("default", "shop", "canary", []),
     ];
     for (const s of services) controlPlane.put("service", `default/shop/${s.name}`, s);
     controlPlane.put(
@@ -91,6 +102,13 @@ describe("gateway /metrics (single process)", () => {
       "i-broken",
       testInstance("i-broken", { app: "shop", service: "broken" }, "local", dead),
     );
+    for (const name of ["stable", "canary"]) {
+      controlPlane.put(
+        "instance",
+        `i-${name}`,
+        testInstance(`i-${name}`, { app: "shop", service: name }, "local", upstream.port),
+      );
+    }
     gateway = await startGateway({
       server: controlPlane.url,
       token: TOKEN,
@@ -124,6 +142,7 @@ describe("gateway /metrics (single process)", () => {
     await expect("down.test", "/", 200);
     await expect("broken.test", "/api/x", 502, { method: "POST", body: "x" });
     await expect("nobody.test", "/", 404);
+    for (let i = 0; i < 8; i++) await expect("split.test", "/", 200);
 
     const { samples, text } = await scrape(metricsUrl);
     const requests = (labels: Record<string, string>) =>
@@ -145,7 +164,10 @@ describe("gateway /metrics (single process)", () => {
       1,
     );
     assert.equal(requests({ route: "none", code: "404", outcome: "no_route" }), 1);
-    assert.equal(requests({}), 11, "nothing else counted");
+    // A split route: its series per service it sent to (25 % exactly, by smooth rotation).
+    assert.equal(requests({ ...series("split.test/", "stable"), code: "200", outcome: "upstream" }), 6);
+    assert.equal(requests({ ...series("split.test/", "canary"), code: "200", outcome: "upstream" }), 2);
+    assert.equal(requests({}), 19, "nothing else counted");
     // 5xx by who produced them.
     assert.equal(
       samples
@@ -161,7 +183,7 @@ describe("gateway /metrics (single process)", () => {
     );
     checkHistograms(samples);
 
-    assert.equal(metricSum(samples, "herd_gateway_routes"), 5);
+    assert.equal(metricSum(samples, "herd_gateway_routes"), 6);
     assert.equal(metricSum(samples, "herd_gateway_workers"), 1);
     assert.equal(metricSum(samples, "herd_gateway_table_version"), controlPlane.revision());
     assert.equal(metricSum(samples, "herd_gateway_inflight_requests"), 0);
@@ -186,6 +208,46 @@ describe("gateway /metrics (single process)", () => {
     );
     assert.equal(metricSum(again, "herd_gateway_endpoints", { app: "shop", service: "web" }), 2);
     checkHistograms(again);
+  });
+
+  test("a client that leaves is counted: 499 before any answer, incomplete after its head", async () => {
+    assert.ok(gateway?.metricsUrl);
+    const { port, metricsUrl } = gateway;
+    const leave = (path: string, when: "sent" | "head") =>
+      new Promise<void>((resolve) => {
+        const hits = upstream.hits;
+        const req = http.request({
+          host: "127.0.0.1",
+          port,
+          path,
+          headers: { host: "shop.test" },
+          agent: false,
+        });
+        req.on("error", () => resolve());
+        req.on("close", () => resolve());
+        if (when === "head") req.on("response", () => req.destroy());
+        else
+          void waitFor(() => upstream.hits > hits, 3000, "the upstream to get it").then(() => req.destroy());
+        req.end();
+      });
+    await leave("/hang", "sent");
+    await leave("/partial", "head");
+    const labels = series("shop.test/", "web");
+    const count = async (code: string, outcome: string) =>
+      metricSum((await scrape(metricsUrl)).samples, "herd_gateway_requests_total", {
+        ...labels,
+        code,
+        outcome,
+      });
+    // The gateway sees the client's close a moment later.
+    const deadline = Date.now() + 3000;
+    while ((await count("499", "client_closed")) + (await count("200", "incomplete")) < 2) {
+      assert.ok(Date.now() < deadline, "both counted within 3 s");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(await count("499", "client_closed"), 1);
+    assert.equal(await count("200", "incomplete"), 1);
+    assert.equal(metricSum((await scrape(metricsUrl)).samples, "herd_gateway_inflight_requests"), 0);
   });
 
   test("a metrics port in use fails the start, unless a free port may be taken instead", async () => {
