@@ -363,6 +363,9 @@ async function startGateway(
     "127.0.0.1",
     "--data",
     data,
+    // (c) and (d) run side by side: each gets its own metrics port.
+    "--metrics-port",
+    "0",
   ]);
   const url = `http://127.0.0.1:${port}/`;
   // "Host" as wrk spells it: wrk adds its own Host header unless this one matches its spelling.

@@ -26,13 +26,14 @@ import {
   spawnGatewayChild,
 } from "../gateway/cluster-child.ts";
 import { startGateway } from "../gateway/gateway.ts";
+import { DEFAULT_METRICS_PORT } from "../gateway/metrics-server.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -40,7 +41,9 @@ Runs the whole platform on this machine in the foreground: the control plane
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
-seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
+seconds without a heartbeat make a node lost (its cattle move elsewhere).
+The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
+start; a free port when 9180 is taken; --gateway-metrics-port, off turns them off).`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
@@ -53,14 +56,17 @@ The token comes from --token or HERD_TOKEN. Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve).`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
 follows the control plane (default: one per core); --workers 1 is a single
 process. It reports the config version it serves to the control plane
 (\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
---token or HERD_TOKEN.`,
+--token or HERD_TOKEN. GET /metrics on
+--metrics-host:--metrics-port serves Prometheus metrics summed over all workers
+(default 9180, or a free port when 9180 is taken; 0 picks a free port; off
+turns it off). The address is printed at start.`,
 };
 
 type Role = keyof typeof HELP;
@@ -89,6 +95,10 @@ const portOf = (value: unknown, name: string): number => {
     throw new HerdError("invalid", `--${name} must be a port number (0-65535), got ${value}`);
   return n;
 };
+
+/** A metrics port flag: a port number, or `off` for no metrics listener (undefined); unset: the default. */
+const metricsPortOf = (value: unknown, name: string): number | undefined =>
+  value === undefined ? DEFAULT_METRICS_PORT : value === "off" ? undefined : portOf(value, name);
 
 const megabytes = (value: unknown): number => {
   const n = Number(value);
@@ -136,6 +146,7 @@ export async function runUp(argv: string[]): Promise<number> {
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string", default: "8080" },
     "gateway-workers": { type: "string", default: String(availableParallelism()) },
+    "gateway-metrics-port": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
@@ -149,6 +160,11 @@ export async function runUp(argv: string[]): Promise<number> {
   const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   const gatewayWorkers = workerCount(v["gateway-workers"]);
+  // Unset: the gateway's own default (9180, or a free port when that is taken).
+  const gatewayMetricsPort =
+    v["gateway-metrics-port"] === undefined
+      ? undefined
+      : (metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port") ?? "off");
   const host = v.host as string;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const server = await startServer({
@@ -184,6 +200,8 @@ export async function runUp(argv: string[]): Promise<number> {
       host,
       dataDir: join(dataDir, "gateway"),
       workers: gatewayWorkers,
+      metricsPort: gatewayMetricsPort,
+      metricsHost: host,
     });
   } catch (err) {
     await gateway?.stop();
@@ -202,6 +220,7 @@ export async function runUp(argv: string[]): Promise<number> {
       "herd is up",
       `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
       `  gateway:      ${shownGateway}`,
+      `  metrics:      ${gateway.metricsUrl ?? "off (--gateway-metrics-port)"}`,
       `  admin token:  ${server.adminTokenFile}`,
       `  data:         ${dataDir}`,
       "",
@@ -394,6 +413,8 @@ export async function runGateway(argv: string[]): Promise<number> {
     data: { type: "string", default: ".herd-gateway" },
     workers: { type: "string", default: String(availableParallelism()) },
     id: { type: "string" },
+    "metrics-port": { type: "string" },
+    "metrics-host": { type: "string", default: "127.0.0.1" },
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -412,14 +433,18 @@ export async function runGateway(argv: string[]): Promise<number> {
       dataDir: resolve(v.data as string),
       logger,
       id: v.id as string | undefined,
+      metricsPort: metricsPortOf(v["metrics-port"], "metrics-port"),
+      // The default port may be taken (another gateway here): then any free one, printed below.
+      metricsPortOrFree: v["metrics-port"] === undefined,
+      metricsHost: v["metrics-host"] as string,
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =
       workers === 1 ? await startGateway(options) : await startGatewayCluster({ ...options, workers });
-    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port });
+    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port, metricsUrl: gateway.metricsUrl });
     else
       process.stdout.write(
-        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"})\n`,
+        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"}); metrics: ${gateway.metricsUrl ?? "off"}\n`,
       );
     const parentGone = new Promise<void>((done) => {
       if (parent) process.once("disconnect", done);

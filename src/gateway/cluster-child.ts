@@ -16,7 +16,9 @@ import { HerdError } from "../common/errors.ts";
 export const CHILD_ENV = "HERD_GATEWAY_CHILD";
 
 /** Child → parent: listening, or failed to start. */
-export type ChildMessage = { type: "ready"; url: string; port: number } | { type: "failed"; message: string };
+export type ChildMessage =
+  | { type: "ready"; url: string; port: number; metricsUrl?: string }
+  | { type: "failed"; message: string };
 
 /** How the child is started. */
 export interface GatewayChildOptions {
@@ -29,6 +31,10 @@ export interface GatewayChildOptions {
   dataDir: string;
   /** Worker processes (`--workers`). */
   workers: number;
+  /** Port of the metrics listener (`--metrics-port`), or `off`; unset: the gateway's default (9180, or a free port when taken). */
+  metricsPort?: number | "off";
+  /** Address of the metrics listener: default 127.0.0.1. */
+  metricsHost?: string;
 }
 
 /** A gateway running in a child process. */
@@ -36,6 +42,8 @@ export interface GatewayChild {
   pid: number;
   port: number;
   url: string;
+  /** Where the gateway's metrics are (`http://…/metrics`), when it serves them. */
+  metricsUrl?: string;
   /** SIGTERM, then SIGKILL after `graceMs` (default 10 s); resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -58,13 +66,16 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.dataDir,
       "--workers",
       String(options.workers),
+      ...(options.metricsPort === undefined ? [] : ["--metrics-port", String(options.metricsPort)]),
+      "--metrics-host",
+      options.metricsHost ?? "127.0.0.1",
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     },
   );
-  const ready = await new Promise<{ url: string; port: number }>((resolve, reject) => {
+  const ready = await new Promise<{ url: string; port: number; metricsUrl?: string }>((resolve, reject) => {
     let failure: string | undefined;
     child.on("message", (message: ChildMessage) => {
       if (message.type === "ready") resolve(message);
@@ -86,6 +97,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
     pid: child.pid ?? 0,
     port: ready.port,
     url: ready.url,
+    metricsUrl: ready.metricsUrl,
     stop: (graceMs) => stopChild(child, graceMs),
   };
 }

@@ -11,8 +11,17 @@
 
 import cluster from "node:cluster";
 import { createLogger } from "../common/log.ts";
-import type { AppliedMessage, ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
+import type {
+  AppliedMessage,
+  ConfigMessage,
+  FailedMessage,
+  MetricsReply,
+  MetricsRequest,
+  StopMessage,
+  WorkerSettings,
+} from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
+import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 
@@ -30,7 +39,7 @@ process.on("disconnect", () => process.exit(0));
 // Ctrl-C reaches the whole process group; the primary decides when workers stop.
 process.on("SIGINT", () => {});
 
-process.on("message", (message: ConfigMessage | StopMessage) => {
+process.on("message", (message: ConfigMessage | StopMessage | MetricsRequest) => {
   if (message.type === "config") {
     // The primary built this config already; a failure here is still refused, never half-applied.
     try {
@@ -52,6 +61,10 @@ process.on("message", (message: ConfigMessage | StopMessage) => {
       listenStarted = true;
       void listen();
     }
+  } else if (message.type === "metrics") {
+    void processFamilies(proxy).then((families) =>
+      process.send?.({ type: "metrics", id: message.id, families } satisfies MetricsReply),
+    );
   } else if (message.type === "stop") {
     void proxy.close().finally(() => process.exit(0));
   }

@@ -13,6 +13,8 @@
  * or a NACK (refused, with the reason); the primary reports the gateway as a
  * whole to the control plane (status-reporter.ts): a version counts as applied
  * once every live worker serves it.
+ * The primary also serves GET /metrics on its own port: at each scrape it
+ * asks every worker for its counters over IPC and adds them up.
  *
  * A worker that dies is forked again (backoff after quick repeated deaths).
  * Workers exit when their IPC channel to the primary closes, so a primary
@@ -28,6 +30,8 @@ import { createLogger } from "../common/log.ts";
 import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
 import { defaultGatewayId, type Gateway, type GatewayOptions, reportOf } from "./gateway.ts";
+import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
 
@@ -56,6 +60,19 @@ export interface ConfigMessage {
 /** Primary → worker: close and exit. */
 export interface StopMessage {
   type: "stop";
+}
+
+/** Primary → worker: send your metrics (a MetricsReply with the same id). */
+export interface MetricsRequest {
+  type: "metrics";
+  id: number;
+}
+
+/** Worker → primary: its request counters and gauges since it started. */
+export interface MetricsReply {
+  type: "metrics";
+  id: number;
+  families: Family[];
 }
 
 /** Worker → primary: it could not listen (or start); it exits after sending this. */
@@ -89,6 +106,9 @@ export interface GatewayCluster extends Gateway {
 /** A worker that lived this long before dying is replaced at once and its slot's backoff is reset. */
 const HEALTHY_UPTIME_MS = 10_000;
 
+/** How long a scrape waits for a worker's counters before using its previous answer. */
+const METRICS_TIMEOUT_MS = 2_000;
+
 /** How long workers get to close before they are killed. */
 const STOP_GRACE_MS = 5_000;
 
@@ -103,6 +123,8 @@ interface Slot {
   applied: number;
   /** Its last NACK, while no later version has been applied. */
   refused: { revision: number; error: string } | undefined;
+  /** The worker's last answer to a scrape (its counters up to then). */
+  metrics: Family[] | undefined;
 }
 
 /**
@@ -127,6 +149,12 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const slots: Slot[] = [];
   let stopping = false;
   let reporter: StatusReporter | undefined;
+  let metrics: MetricsServer | undefined;
+  /** Counters of workers that died, as of their last answer, so the sums never go backwards. */
+  const retired = new Map<string, Family>();
+  /** Scrapes waiting for a worker's answer, by request id. */
+  const pendingScrapes = new Map<number, (families: Family[]) => void>();
+  let nextScrapeId = 0;
 
   const broadcast = (message: ConfigMessage | StopMessage): void => {
     for (const slot of slots) {
@@ -198,8 +226,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     let failure: string | undefined;
     slot.applied = -1;
     slot.refused = undefined;
-    worker.on("message", (message: FailedMessage | AppliedMessage) => {
+    worker.on("message", (message: FailedMessage | AppliedMessage | MetricsReply) => {
       if (message?.type === "failed") failure = message.message;
+      else if (message?.type === "metrics") pendingScrapes.get(message.id)?.(message.families);
       else if (message?.type === "applied" && slot.worker === worker) {
         if (message.error === undefined) {
           slot.applied = message.revision;
@@ -231,6 +260,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
+    // What it counted since its last answer is lost; what it counted before that stays in the sums.
+    if (slot.metrics !== undefined) mergeFamilies(retired, cumulativeOnly(slot.metrics));
+    slot.metrics = undefined;
     if (stopping) return;
     reporter?.changed();
     const uptime = performance.now() - slot.startedAt;
@@ -249,6 +281,45 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     }, delay);
   };
 
+  /** One worker's counters now; its previous answer (counters only) when it does not answer in time. */
+  const askWorker = (slot: Slot): Promise<{ families: Family[]; fresh: boolean }> => {
+    const worker = slot.worker;
+    const stale = { families: cumulativeOnly(slot.metrics ?? []), fresh: false };
+    if (worker === undefined || !worker.isConnected()) return Promise.resolve(stale);
+    const id = nextScrapeId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        pendingScrapes.delete(id);
+        resolve(stale);
+      }, METRICS_TIMEOUT_MS);
+      pendingScrapes.set(id, (families) => {
+        clearTimeout(timer);
+        pendingScrapes.delete(id);
+        // An answer from a worker that has been replaced since is not this slot's.
+        if (slot.worker === worker) slot.metrics = families;
+        resolve({ families, fresh: true });
+      });
+      worker.send({ type: "metrics", id } satisfies MetricsRequest);
+    });
+  };
+
+  /** The whole gateway's metrics: every worker's, those of dead ones, and the table's. */
+  const renderMetrics = async (): Promise<string> => {
+    const answers = await Promise.all(slots.map(askWorker));
+    const merged = new Map<string, Family>();
+    mergeFamilies(merged, retired.values());
+    for (const answer of answers) mergeFamilies(merged, answer.families);
+    const alive = slots.filter((slot) => slot.worker !== undefined && !slot.worker.isDead()).length;
+    const missing: Family = {
+      name: "herd_gateway_metrics_stale_workers",
+      help: "Workers that did not answer this scrape in time: their counters are from their previous answer.",
+      type: "gauge",
+      merge: "max",
+      samples: [{ labels: "", value: answers.filter((a) => !a.fresh).length }],
+    };
+    return renderText([...merged.values(), ...tableFamilies(table, alive), missing]);
+  };
+
   const stop = async (): Promise<void> => {
     stopping = true;
     await reporter?.close();
@@ -264,7 +335,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     const grace = setTimeout(() => {
       for (const slot of slots) if (slot.worker && !slot.worker.isDead()) slot.worker.process.kill("SIGKILL");
     }, STOP_GRACE_MS);
-    await Promise.all([Promise.all(exits), source.close()]);
+    await Promise.all([Promise.all(exits), source.close(), metrics?.close()]);
     clearTimeout(grace);
   };
 
@@ -279,10 +350,20 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       restartTimer: undefined,
       applied: -1,
       refused: undefined,
+      metrics: undefined,
     });
   }
   try {
     await Promise.all(slots.map(fork));
+    if (options.metricsPort !== undefined) {
+      metrics = await startMetricsServer({
+        port: options.metricsPort,
+        host: options.metricsHost ?? "127.0.0.1",
+        orFreePort: options.metricsPortOrFree,
+        logger,
+        render: renderMetrics,
+      });
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -301,6 +382,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   reporter.start();
   logger.info("gateway listening", {
     url,
+    metrics: metrics?.url,
     workers: options.workers,
     version: table.version,
     routes: table.routeCount,
@@ -308,6 +390,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   return {
     port,
     url,
+    metricsUrl: metrics?.url,
     table: () => table,
     workerPids: () =>
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),

@@ -7,6 +7,8 @@
 import { hostname } from "node:os";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
+import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
@@ -30,6 +32,12 @@ export interface GatewayOptions {
   id?: string;
   /** How often it reports its status when nothing changes. Default 10 s. */
   statusIntervalMs?: number;
+  /** Port of the metrics listener (GET /metrics); 0 picks a free one; unset: none. `herd gateway` defaults to 9180. */
+  metricsPort?: number;
+  /** Address of the metrics listener: default 127.0.0.1 (route names stay private). */
+  metricsHost?: string;
+  /** When `metricsPort` is taken, serve metrics on a free port (and warn) instead of failing. */
+  metricsPortOrFree?: boolean;
 }
 
 /** The default gateway id: the machine and the port. */
@@ -40,6 +48,8 @@ export interface Gateway {
   port: number;
   /** Base URL to reach it from this machine. */
   url: string;
+  /** Where its metrics are (`http://…/metrics`), when it serves them. */
+  metricsUrl?: string;
   /** The table serving now. */
   table(): RouteTable;
   /** Stops serving, stops following the control plane, flushes the cache. */
@@ -84,13 +94,34 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   reporter.start();
   await source.start();
-  logger.info("gateway listening", { url, version: proxy.table.version, routes: proxy.table.routeCount });
+  let metrics: MetricsServer | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      metrics = await startMetricsServer({
+        port: options.metricsPort,
+        host: options.metricsHost ?? "127.0.0.1",
+        orFreePort: options.metricsPortOrFree,
+        logger,
+        render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
+      });
+    } catch (err) {
+      await Promise.all([proxy.close(), source.close(), reporter?.close()]);
+      throw err;
+    }
+  }
+  logger.info("gateway listening", {
+    url,
+    metrics: metrics?.url,
+    version: proxy.table.version,
+    routes: proxy.table.routeCount,
+  });
   return {
     port,
     url,
+    metricsUrl: metrics?.url,
     table: () => proxy.table,
     close: async () => {
-      await Promise.all([proxy.close(), source.close(), reporter?.close()]);
+      await Promise.all([proxy.close(), source.close(), reporter?.close(), metrics?.close()]);
     },
   };
 }

@@ -17,6 +17,7 @@ import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
 import { sendAggregate } from "./aggregate.ts";
 import { AuthFailure } from "./auth.ts";
+import * as metrics from "./metrics.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
   type Backend,
@@ -150,6 +151,10 @@ class Exchange {
   drainHooked = false;
   attempts = 0;
   state = WAITING;
+  /** Where the response is counted when it closes, when it began (performance.now()), and who answered. */
+  series: metrics.Series | undefined = undefined;
+  startedAt = 0;
+  outcome = metrics.UPSTREAM;
 
   constructor(
     proxy: GatewayProxy,
@@ -204,6 +209,8 @@ export class GatewayProxy {
   readonly maxInflight: number;
   /** Requests in flight through this process now. */
   inflight = 0;
+  /** Counters of requests no route took (metrics.ts). */
+  readonly unrouted = metrics.unroutedSeries();
   /** One keep-alive pool for all upstreams; it keeps a separate pool per address:port. */
   readonly agent: http.Agent;
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
@@ -240,7 +247,15 @@ export class GatewayProxy {
     this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
-    this.server.on("clientError", onClientError);
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const status = onClientError(err, socket);
+      if (status !== 0) this.unrouted.record(status, metrics.INVALID, 0);
+    });
+  }
+
+  /** Client connections open now (for /metrics). */
+  openConnections(): Promise<number> {
+    return new Promise((resolve) => this.server.getConnections((err, n) => resolve(err ? 0 : n)));
   }
 
   /** Listens; resolves with the port. A port in use is a HerdError that says so. */
@@ -275,6 +290,7 @@ export class GatewayProxy {
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const start = performance.now();
     // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
     const forwarded = forwardedRequest(req, false);
     const host = forwarded.host;
@@ -282,16 +298,19 @@ export class GatewayProxy {
     const table = this.table;
     if (forwarded.duplicateHost) {
       sendJson(res, 400, { code: "invalid", message: "more than one Host header" });
+      answered(this.unrouted, res, metrics.INVALID, start);
       return;
     }
     if (url === STATUS_PATH && isLocalHost(host)) {
       sendJson(res, 200, { version: table.version, routes: table.routeCount, problems: table.problems });
+      answered(this.unrouted, res, metrics.STATUS, start);
       return;
     }
     // `req.headers` is built only when some route matches on headers.
     const route = table.route(host, url, req.method ?? "GET", table.matchesHeaders ? req.headers : undefined);
     if (route === undefined) {
       sendMiss(res, table, host, url);
+      answered(this.unrouted, res, metrics.NO_ROUTE, start);
       return;
     }
     let cors: string[] | null = null;
@@ -309,6 +328,7 @@ export class GatewayProxy {
             );
             res.end();
           }
+          answered(route.stats.home, res, metrics.CORS_PREFLIGHT, start);
           return;
         }
         if (allowed) cors = route.cors.responseHeaders(origin);
@@ -318,7 +338,10 @@ export class GatewayProxy {
     if (route.auth !== null) {
       const verdict = route.auth.check(req, url, Date.now());
       if (typeof verdict !== "string") {
-        if (verdict instanceof AuthFailure) sendUnauthorized(res, verdict, cors);
+        if (verdict instanceof AuthFailure) {
+          sendUnauthorized(res, verdict, cors);
+          answered(route.stats.home, res, metrics.UNAUTHORIZED, start);
+        }
         // JWKS keys are being fetched (an unknown kid): take the request again once they are in.
         else void verdict.then(() => this.#onRequestAgain(req, res));
         return;
@@ -332,14 +355,18 @@ export class GatewayProxy {
       const verdict = route.limit.take(clientOf(req.socket), Date.now(), consumer);
       if (!verdict.ok) {
         sendRateLimited(res, route.limit, verdict);
+        answered(route.stats.home, res, metrics.RATE_LIMITED, start);
         return;
       }
     }
     if (forwarded.contentLength > this.maxBodyBytes) {
       sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
+      answered(route.stats.home, res, metrics.TOO_LARGE, start);
       return;
     }
     if (route.aggregate !== null) {
+      const home = route.stats.home;
+      res.once("close", () => answered(home, res, metrics.AGGREGATE, start));
       sendAggregate(this, route, req, res, forwarded.headers, cors);
       return;
     }
@@ -347,9 +374,11 @@ export class GatewayProxy {
       route.split === null
         ? route.backend
         : route.split.choose(route.split.sticky === null ? undefined : clientKey(route.split.sticky, req));
+    const series = route.split === null ? route.stats.home : route.stats.of(backend);
     if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "circuit_open");
+        answered(series, res, metrics.FALLBACK_CIRCUIT_OPEN, start);
         return;
       }
       const wait = Math.max(1, Math.ceil(backend.breaker.retryAfterMs(Date.now()) / 1000));
@@ -359,11 +388,13 @@ export class GatewayProxy {
         { code: "circuit_open", message: `${backend.name} is failing: its circuit breaker is open` },
         String(wait),
       );
+      answered(series, res, metrics.CIRCUIT_OPEN, start);
       return;
     }
     if (backend.inflight >= backend.concurrency || this.inflight >= this.maxInflight * backend.shedAbove) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "shed");
+        answered(series, res, metrics.FALLBACK_SHED, start);
         return;
       }
       sendJson(
@@ -372,19 +403,24 @@ export class GatewayProxy {
         { code: "overloaded", message: `${backend.name} is shedding load: try again shortly` },
         "1",
       );
+      answered(series, res, metrics.SHED, start);
       return;
     }
     const endpoint = pickEndpoint(route, backend, req);
     if (endpoint === undefined) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "unavailable");
+        answered(series, res, metrics.FALLBACK_UNAVAILABLE, start);
         return;
       }
       sendUnavailable(res, backend);
+      answered(series, res, metrics.UNAVAILABLE, start);
       return;
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
+    exchange.series = series;
+    exchange.startedAt = start;
     // Counted until the client's response closes (onClientClose).
     this.inflight++;
     backend.inflight++;
@@ -713,9 +749,11 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
     error: err,
   });
   if (exchange.fallback !== null) {
+    exchange.outcome = metrics.FALLBACK_BAD_GATEWAY;
     sendFallback(res, exchange.fallback, "bad_gateway");
     return;
   }
+  exchange.outcome = metrics.BAD_GATEWAY;
   sendJson(res, 502, {
     code: "bad_gateway",
     message: `instance ${exchange.endpoint.instance} did not answer (${err.code ?? err.message})`,
@@ -727,8 +765,10 @@ function onUpstreamTimeout(this: UpstreamRequest): void {
   if (exchange.state === WAITING) {
     recordOutcome(exchange, false);
     if (exchange.fallback !== null) {
+      exchange.outcome = metrics.FALLBACK_TIMEOUT;
       sendFallback(exchange.res, exchange.fallback, "timeout");
     } else {
+      exchange.outcome = metrics.TIMEOUT;
       sendJson(exchange.res, 504, {
         code: "timeout",
         message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,
@@ -748,6 +788,13 @@ function onClientClose(this: ClientResponse): void {
     exchange.proxy.inflight--;
     exchange.backend.inflight--;
   }
+  // Counted once, when the response is over; one cut short says so (499: the client left before any answer).
+  const finished = this.writableFinished;
+  exchange.series?.record(
+    finished || this.headersSent ? this.statusCode : 499,
+    finished ? exchange.outcome : this.headersSent ? metrics.INCOMPLETE : metrics.CLIENT_CLOSED,
+    performance.now() - exchange.startedAt,
+  );
   // A response that finished closes normally; one that did not means the client left.
   if (!this.writableFinished && exchange.state !== DONE) {
     exchange.state = DONE;
@@ -755,18 +802,22 @@ function onClientClose(this: ClientResponse): void {
   }
 }
 
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+/** Answers a request the HTTP parser refused; returns the status sent (0: none, the socket was gone). */
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): number {
   if (err.code === "ECONNRESET" || !socket.writable) {
     socket.destroy();
-    return;
+    return 0;
   }
   if (err.code === "HPE_HEADER_OVERFLOW") {
     writeRawError(socket, 431, "too_large", `request headers over ${MAX_HEADER_BYTES} bytes`);
-  } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
-    writeRawError(socket, 408, "timeout", "the request headers did not arrive in time");
-  } else {
-    writeRawError(socket, 400, "invalid", "malformed HTTP request");
+    return 431;
   }
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    writeRawError(socket, 408, "timeout", "the request headers did not arrive in time");
+    return 408;
+  }
+  writeRawError(socket, 400, "invalid", "malformed HTTP request");
+  return 400;
 }
 
 interface CountedRequest extends http.IncomingMessage {
@@ -784,6 +835,7 @@ function countBody(this: CountedRequest, chunk: Buffer): void {
   if (exchange.state === WAITING && !exchange.res.headersSent) {
     exchange.state = DONE;
     exchange.res.setHeader("connection", "close");
+    exchange.outcome = metrics.TOO_LARGE;
     sendJson(exchange.res, 413, {
       code: "too_large",
       message: `request body over ${exchange.proxy.maxBodyBytes} bytes`,
@@ -918,7 +970,11 @@ function isLocalHost(host: string): boolean {
   return name === "localhost" || name === "127.0.0.1" || name === "[::1]";
 }
 
-/** A JSON reply (errors are `{code, message}` like the control plane's). */
+/** Counts an answer the gateway gave itself (its status is on `res` once written). */
+function answered(series: metrics.Series, res: http.ServerResponse, outcome: number, start: number): void {
+  series.record(res.statusCode, outcome, performance.now() - start);
+}
+
 /** 429 with Retry-After and the IETF RateLimit headers (limit, remaining, reset in seconds). */
 function sendRateLimited(res: http.ServerResponse, limit: RouteLimit, verdict: TakeResult): void {
   const retryAfter = Math.max(1, Math.ceil(verdict.retryAfterMs / 1000));
@@ -932,6 +988,7 @@ function sendRateLimited(res: http.ServerResponse, limit: RouteLimit, verdict: T
   );
 }
 
+/** A JSON reply (errors are `{code, message}` like the control plane's). */
 function sendJson(res: http.ServerResponse, status: number, body: unknown, retryAfter?: string): void {
   if (res.headersSent) {
     res.destroy();

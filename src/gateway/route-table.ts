@@ -21,6 +21,7 @@ import { type Consumer, type Instance, type Node, type Service, serviceKey } fro
 import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
 import { Cors } from "./cors.ts";
 import type { JwksTiming } from "./jwks.ts";
+import { RouteStats, routeLabel } from "./metrics.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
@@ -191,6 +192,8 @@ export interface RouteEntry {
   readonly auth: RouteAuth | null;
   /** Answered by merging several services' JSON (aggregate.ts) instead of proxying to `backend`, or null. */
   readonly aggregate: Aggregation | null;
+  /** Request counters for /metrics. Kept across table rebuilds while the route and its service stay. */
+  readonly stats: RouteStats;
   readonly backend: Backend;
 }
 
@@ -575,8 +578,10 @@ export function buildRouteTable(
 ): RouteTable {
   const share = options.share ?? 1;
   const previousLimits = new Map<string, RouteLimit>();
+  const previousStats = new Map<string, RouteStats>();
   for (const entry of options.previous?.entries() ?? []) {
     if (entry.limit !== null) previousLimits.set(`${entry.backend.service} ${entry.id}`, entry.limit);
+    previousStats.set(`${entry.backend.service} ${entry.id}`, entry.stats);
   }
   const problems: string[] = [];
   // Consumers are indexed once per tenant; routes with auth point at their tenant's index.
@@ -707,6 +712,8 @@ export function buildRouteTable(
         limit,
         auth: route.auth ? authFor(route.auth, service.tenant) : null,
         aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
+        stats:
+          previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,

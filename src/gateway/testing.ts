@@ -4,6 +4,7 @@
  * servers. Used by the gateway's tests; not imported by the gateway itself.
  */
 
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -318,5 +319,71 @@ export async function waitFor(check: () => boolean, timeoutMs = 3000, what = "co
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** One sample of a Prometheus text scrape: its metric name (with _bucket/_sum/_count), labels and value. */
+export interface ScrapedSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text format (0.0.4) into samples; comment lines are skipped. Throws on a line it cannot read. */
+export function parseMetrics(text: string): ScrapedSample[] {
+  const samples: ScrapedSample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null) throw new Error(`not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    const pairs = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)/gy;
+    const body = m[2] ?? "";
+    let read = 0;
+    for (let p = pairs.exec(body); p !== null; p = pairs.exec(body)) {
+      labels[p[1]] = p[2].replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+      read = pairs.lastIndex;
+    }
+    if (read !== body.length) throw new Error(`unreadable labels: ${line}`);
+    const value = m[3] === "+Inf" ? Number.POSITIVE_INFINITY : m[3] === "-Inf" ? -Infinity : Number(m[3]);
+    samples.push({ name: m[1], labels, value });
+  }
+  return samples;
+}
+
+/** The sum of the samples named `name` whose labels include all of `labels`. */
+export function metricSum(
+  samples: ScrapedSample[],
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  let sum = 0;
+  for (const s of samples) {
+    if (s.name !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
+  }
+  return sum;
+}
+
+/** GETs a gateway's /metrics URL; checks the content type; returns the parsed samples and the text. */
+export async function scrape(url: string): Promise<{ samples: ScrapedSample[]; text: string }> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`scrape of ${url}: HTTP ${res.status}`);
+  const type = res.headers.get("content-type") ?? "";
+  if (!type.startsWith("text/plain; version=0.0.4"))
+    throw new Error(`scrape of ${url}: content type ${type}`);
+  const text = await res.text();
+  return { samples: parseMetrics(text), text };
+}
+
+/** The pids of a process's children (a gateway primary's workers). */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .map((line) => Number(line.trim()))
+      .filter((n) => n > 0);
+  } catch {
+    return []; // ps exits 1 when there are none
   }
 }
