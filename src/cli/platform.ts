@@ -3,7 +3,7 @@
  * `herd agent` and `herd gateway`. Each runs in the foreground until SIGINT
  * or SIGTERM.
  *
- *   herd up = server (API :7070) + agent (this machine, same protocol as a remote one) + gateway (:8080)
+ *   herd up = server (API :7070) + agent (this machine, same protocol as a remote one) + gateway (:8080, HTTPS :8443)
  *             + on the first start, a deploy of examples/hello
  */
 
@@ -25,12 +25,15 @@ import {
   type GatewayChild,
   spawnGatewayChild,
 } from "../gateway/cluster-child.ts";
-import { startGateway } from "../gateway/gateway.ts";
+import { type HttpsSettings, startGateway } from "../gateway/gateway.ts";
+import { ensureDevCertificate } from "../gateway/tls.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1]
+               [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
+               [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -38,7 +41,11 @@ Runs the whole platform on this machine in the foreground: the control plane
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
-seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
+seconds without a heartbeat make a node lost (its cattle move elsewhere).
+The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
+pairs given (picked by SNI; the first is the default), else with a
+self-signed certificate for localhost and *.localhost made once in
+DIR/tls/. --no-https serves HTTP only.`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 10]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
@@ -48,11 +55,15 @@ with \`herd agent --server URL\`; gateways follow it with \`herd gateway --serve
 Runs a node agent that joins the control plane at URL and runs instances here.
 The token comes from --token or HERD_TOKEN.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N]
+                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
 follows the control plane (default: one per core); --workers 1 is a single
-process. The token comes from --token or HERD_TOKEN.`,
+process. The token comes from --token or HERD_TOKEN.
+With --tls-cert/--tls-key (repeatable: picked by SNI, the first is the
+default) it serves HTTPS on --https-port (default 8443) too; --https-port
+without certificates uses a self-signed one for localhost made in DIR/tls/.`,
 };
 
 type Role = keyof typeof HELP;
@@ -133,9 +144,13 @@ export async function runUp(argv: string[]): Promise<number> {
     "keep-apps": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
     "node-lost-after": { type: "string", default: "10" },
+    ...HTTPS_FLAGS,
+    "no-https": { type: "boolean" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  // Checked (and the development certificate made) before anything starts.
+  const https = await httpsSettings(v, dataDir, true);
   const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   const gatewayWorkers = workerCount(v["gateway-workers"]);
@@ -174,6 +189,7 @@ export async function runUp(argv: string[]): Promise<number> {
       host,
       dataDir: join(dataDir, "gateway"),
       workers: gatewayWorkers,
+      https,
     });
   } catch (err) {
     await gateway?.stop();
@@ -181,10 +197,13 @@ export async function runUp(argv: string[]): Promise<number> {
     await server.close();
     throw err;
   }
-  const shownGateway = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${gateway.port}`;
+  const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
+  const shownGateway = `http://${shownHost}:${gateway.port}`;
+  const shownHttps =
+    gateway.httpsPort === undefined ? undefined : `https://${shownHost}:${gateway.httpsPort}`;
   writeFileSync(
     join(dataDir, "server.json"),
-    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway }, null, 2)}\n`,
+    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway, gatewayHttpsUrl: shownHttps }, null, 2)}\n`,
   );
   process.stdout.write(
     [
@@ -192,6 +211,9 @@ export async function runUp(argv: string[]): Promise<number> {
       "herd is up",
       `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
       `  gateway:      ${shownGateway}`,
+      ...(shownHttps === undefined
+        ? []
+        : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
       `  admin token:  ${server.adminTokenFile}`,
       `  data:         ${dataDir}`,
       "",
@@ -334,6 +356,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
     workers: { type: "string", default: String(availableParallelism()) },
+    ...HTTPS_FLAGS,
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -344,22 +367,33 @@ export async function runGateway(argv: string[]): Promise<number> {
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
     const workers = workerCount(v.workers);
     const logger = createLogger("herd");
+    const dataDir = resolve(v.data as string);
     const options = {
       server,
       token: tokenFrom(v),
       port: portOf(v.port, "port"),
       host: v.host as string,
-      dataDir: resolve(v.data as string),
+      dataDir,
       logger,
+      https: await httpsSettings(v, dataDir, false),
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =
       workers === 1 ? await startGateway(options) : await startGatewayCluster({ ...options, workers });
-    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port });
-    else
+    if (parent) {
+      tell({
+        type: "ready",
+        url: gateway.url,
+        port: gateway.port,
+        httpsUrl: gateway.httpsUrl,
+        httpsPort: gateway.httpsPort,
+      });
+    } else {
+      const secure = gateway.httpsUrl === undefined ? "" : ` and ${gateway.httpsUrl}`;
       process.stdout.write(
-        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"})\n`,
+        `herd gateway: ${gateway.url}${secure} (${workers} ${workers === 1 ? "process" : "workers"})\n`,
       );
+    }
     const parentGone = new Promise<void>((done) => {
       if (parent) process.once("disconnect", done);
     });
@@ -371,6 +405,47 @@ export async function runGateway(argv: string[]): Promise<number> {
     if (parent) tell({ type: "failed", message: err instanceof Error ? err.message : String(err) });
     throw err;
   }
+}
+
+/** The flags both `herd up` and `herd gateway` take for HTTPS. */
+const HTTPS_FLAGS = {
+  "https-port": { type: "string" },
+  "tls-cert": { type: "string", multiple: true },
+  "tls-key": { type: "string", multiple: true },
+} as const;
+
+/** The default HTTPS port of the gateway. */
+export const DEFAULT_HTTPS_PORT = 8443;
+
+/**
+ * HTTPS from the flags: the --tls-cert/--tls-key pairs in order, or the
+ * development certificate in `<dataDir>/tls` when none is given. `byDefault`:
+ * serve HTTPS without any flag (`herd up`; `herd gateway` needs one).
+ */
+async function httpsSettings(
+  v: Record<string, unknown>,
+  dataDir: string,
+  byDefault: boolean,
+): Promise<HttpsSettings | undefined> {
+  const certs = (v["tls-cert"] as string[] | undefined) ?? [];
+  const keys = (v["tls-key"] as string[] | undefined) ?? [];
+  if (v["no-https"]) {
+    if (certs.length > 0 || v["https-port"] !== undefined)
+      throw new HerdError("invalid", "--no-https cannot go with --https-port, --tls-cert or --tls-key");
+    return undefined;
+  }
+  if (certs.length !== keys.length)
+    throw new HerdError(
+      "invalid",
+      `each --tls-cert needs its --tls-key, in the same order: got ${certs.length} --tls-cert and ${keys.length} --tls-key`,
+    );
+  if (!byDefault && certs.length === 0 && v["https-port"] === undefined) return undefined;
+  const port = v["https-port"] === undefined ? DEFAULT_HTTPS_PORT : portOf(v["https-port"], "https-port");
+  const certificates =
+    certs.length > 0
+      ? certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) }))
+      : [await ensureDevCertificate(join(dataDir, "tls"))];
+  return { port, certificates };
 }
 
 function workerCount(value: unknown): number {

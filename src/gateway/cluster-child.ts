@@ -11,12 +11,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { HerdError } from "../common/errors.ts";
+import type { HttpsSettings } from "./gateway.ts";
 
 /** Set in the child's environment: report over IPC and stop when the parent goes away. */
 export const CHILD_ENV = "HERD_GATEWAY_CHILD";
 
 /** Child → parent: listening, or failed to start. */
-export type ChildMessage = { type: "ready"; url: string; port: number } | { type: "failed"; message: string };
+export type ChildMessage =
+  | { type: "ready"; url: string; port: number; httpsUrl?: string; httpsPort?: number }
+  | { type: "failed"; message: string };
 
 /** How the child is started. */
 export interface GatewayChildOptions {
@@ -29,6 +32,8 @@ export interface GatewayChildOptions {
   dataDir: string;
   /** Worker processes (`--workers`). */
   workers: number;
+  /** HTTPS beside HTTP (`--https-port`, `--tls-cert`, `--tls-key`); absent: HTTP only. */
+  https?: HttpsSettings;
 }
 
 /** A gateway running in a child process. */
@@ -36,6 +41,8 @@ export interface GatewayChild {
   pid: number;
   port: number;
   url: string;
+  httpsPort?: number;
+  httpsUrl?: string;
   /** SIGTERM, then SIGKILL after `graceMs` (default 10 s); resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -58,13 +65,14 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.dataDir,
       "--workers",
       String(options.workers),
+      ...httpsArgs(options.https),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     },
   );
-  const ready = await new Promise<{ url: string; port: number }>((resolve, reject) => {
+  const ready = await new Promise<Extract<ChildMessage, { type: "ready" }>>((resolve, reject) => {
     let failure: string | undefined;
     child.on("message", (message: ChildMessage) => {
       if (message.type === "ready") resolve(message);
@@ -86,8 +94,18 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
     pid: child.pid ?? 0,
     port: ready.port,
     url: ready.url,
+    httpsPort: ready.httpsPort,
+    httpsUrl: ready.httpsUrl,
     stop: (graceMs) => stopChild(child, graceMs),
   };
+}
+
+/** The flags for HTTPS: the port and each certificate/key pair, in order. */
+function httpsArgs(https: HttpsSettings | undefined): string[] {
+  if (https === undefined) return [];
+  const args = ["--https-port", String(https.port)];
+  for (const pair of https.certificates) args.push("--tls-cert", pair.cert, "--tls-key", pair.key);
+  return args;
 }
 
 async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {

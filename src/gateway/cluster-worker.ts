@@ -15,6 +15,7 @@ import type { ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "
 import { WORKER_ENV } from "./cluster.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
+import { loadCertificates, watchCertificates } from "./tls.ts";
 
 if (!cluster.isWorker || process.env[WORKER_ENV] === undefined) {
   throw new Error("cluster-worker.ts is started by the gateway primary (cluster.ts), not by hand");
@@ -48,6 +49,11 @@ process.on("message", (message: ConfigMessage | StopMessage) => {
 async function listen(): Promise<void> {
   try {
     await proxy.listen(settings.port, settings.host);
+    if (settings.https) {
+      const { port, certificates } = settings.https;
+      await proxy.listenHttps(port, settings.host, loadCertificates(certificates));
+      watchCertificates(certificates, logger, (next) => proxy.useCertificates(next));
+    }
   } catch (err) {
     process.send?.(
       { type: "failed", message: err instanceof Error ? err.message : String(err) } satisfies FailedMessage,

@@ -21,8 +21,9 @@ import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
 import { ConfigSource } from "./config-source.ts";
-import type { Gateway, GatewayOptions } from "./gateway.ts";
+import { type Gateway, type GatewayOptions, type HttpsSettings, reachableHost } from "./gateway.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
+import { loadCertificates } from "./tls.ts";
 
 /** The worker's entry module. */
 const WORKER_MAIN = fileURLToPath(new URL("./cluster-worker.ts", import.meta.url));
@@ -37,6 +38,8 @@ export interface WorkerSettings {
   upstreamTimeoutMs?: number;
   /** How many workers share the traffic (rate limits are split among them). */
   workers: number;
+  /** HTTPS beside HTTP (a fixed port here); each worker loads and watches the certificates itself. */
+  https?: HttpsSettings;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -130,11 +133,18 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   // A fixed port for every worker, also for the ones forked later: with port 0
   // each fork could otherwise get another random port once all workers are gone.
   const port = options.port === 0 ? await freePort(host) : (options.port ?? 8080);
+  // Bad certificate files fail here, with the flag named, rather than in every worker.
+  if (options.https) loadCertificates(options.https.certificates);
+  const https: HttpsSettings | undefined = options.https && {
+    ...options.https,
+    port: options.https.port === 0 ? await freePort(host) : options.https.port,
+  };
   const settings: WorkerSettings = {
     port,
     host,
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     workers: options.workers,
+    https,
   };
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
@@ -155,7 +165,11 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     // Queued on the IPC channel until the worker reads it; it listens after its first config.
     worker.send(latest);
     const listening = new Promise<void>((resolve, reject) => {
-      worker.once("listening", () => resolve());
+      // One "listening" per server: HTTP, and HTTPS when on.
+      let servers = https ? 2 : 1;
+      worker.on("listening", () => {
+        if (--servers === 0) resolve();
+      });
       worker.once("exit", (code, signal) =>
         reject(
           new HerdError(
@@ -219,11 +233,12 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     await stop();
     throw err;
   }
-  const reachable =
-    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
+  const httpsUrl = https ? `https://${reachable}:${https.port}` : undefined;
   logger.info("gateway listening", {
     url,
+    httpsUrl,
     workers: options.workers,
     version: table.version,
     routes: table.routeCount,
@@ -231,6 +246,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   return {
     port,
     url,
+    httpsPort: https?.port,
+    httpsUrl,
     table: () => table,
     workerPids: () =>
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from "../common/log.ts";
 import { ConfigSource } from "./config-source.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
+import { type CertificateFiles, loadCertificates, watchCertificates } from "./tls.ts";
 
 /** How a gateway is started. */
 export interface GatewayOptions {
@@ -24,6 +25,14 @@ export interface GatewayOptions {
   logger?: Logger;
   /** An upstream silent this long gets a 504. Default 60 s. */
   upstreamTimeoutMs?: number;
+  /** Serve HTTPS too: on this port (0 picks a free one) with these certificates (the first is the default). */
+  https?: HttpsSettings;
+}
+
+/** HTTPS beside HTTP: a port and certificate files, picked by SNI. */
+export interface HttpsSettings {
+  port: number;
+  certificates: CertificateFiles[];
 }
 
 /** A running gateway. */
@@ -31,6 +40,9 @@ export interface Gateway {
   port: number;
   /** Base URL to reach it from this machine. */
   url: string;
+  /** The HTTPS port and URL, when it serves HTTPS. */
+  httpsPort?: number;
+  httpsUrl?: string;
   /** The table serving now. */
   table(): RouteTable;
   /** Stops serving, stops following the control plane, flushes the cache. */
@@ -54,20 +66,46 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       proxy.table = table;
     },
   });
+  // Bad certificate files fail the start before anything listens.
+  const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;
   await source.loadCache();
   const host = options.host ?? "0.0.0.0";
   const port = await proxy.listen(options.port ?? 8080, host);
+  let httpsPort: number | undefined;
+  let unwatch = () => {};
+  if (options.https && certificates) {
+    try {
+      httpsPort = await proxy.listenHttps(options.https.port, host, certificates);
+    } catch (err) {
+      await proxy.close();
+      throw err;
+    }
+    unwatch = watchCertificates(options.https.certificates, logger, (next) => proxy.useCertificates(next));
+  }
   await source.start();
-  const reachable =
-    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
-  logger.info("gateway listening", { url, version: proxy.table.version, routes: proxy.table.routeCount });
+  const httpsUrl = httpsPort === undefined ? undefined : `https://${reachable}:${httpsPort}`;
+  logger.info("gateway listening", {
+    url,
+    httpsUrl,
+    version: proxy.table.version,
+    routes: proxy.table.routeCount,
+  });
   return {
     port,
     url,
+    httpsPort,
+    httpsUrl,
     table: () => proxy.table,
     close: async () => {
+      unwatch();
       await Promise.all([proxy.close(), source.close()]);
     },
   };
+}
+
+/** The address to reach a listening host from this machine. */
+export function reachableHost(host: string): string {
+  return host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
 }

@@ -48,32 +48,30 @@ function httpsRequest(
   options: { servername?: string; ca?: string | string[]; path?: string; verify?: boolean },
 ): Promise<TlsReply> {
   return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: options.path ?? "/",
-        headers: { host },
-        // "" sends no SNI at all.
-        servername: options.servername ?? "",
-        ca: options.ca,
-        rejectUnauthorized: options.verify ?? true,
-        // Offered as browsers do; the gateway must choose HTTP/1.1.
-        ALPNProtocols: ["h2", "http/1.1"],
-        agent: false,
-      },
-      (res) => {
-        const socket = res.socket as TLSSocket;
-        const peer = new X509Certificate(socket.getPeerCertificate().raw);
-        const alpn = socket.alpnProtocol;
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          body += chunk;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, peer, alpn }));
-      },
-    );
+    const requestOptions: https.RequestOptions & { ALPNProtocols: string[] } = {
+      host: "127.0.0.1",
+      port,
+      path: options.path ?? "/",
+      headers: { host },
+      // "" sends no SNI at all.
+      servername: options.servername ?? "",
+      ca: options.ca,
+      rejectUnauthorized: options.verify ?? true,
+      // Offered as browsers do; the gateway must choose HTTP/1.1.
+      ALPNProtocols: ["h2", "http/1.1"],
+      agent: false,
+    };
+    const req = https.request(requestOptions, (res) => {
+      const socket = res.socket as TLSSocket;
+      const peer = new X509Certificate(socket.getPeerCertificate().raw);
+      const alpn = socket.alpnProtocol;
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, peer, alpn }));
+    });
     req.on("error", reject);
     req.end();
   });
@@ -197,7 +195,7 @@ test("the development certificate is made once, for localhost, *.localhost and t
   const x509 = new X509Certificate(pem);
   assert.equal(
     x509.subjectAltName,
-    "DNS:localhost, DNS:*.localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1",
+    "DNS:localhost, DNS:*.localhost, DNS:hello.localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1",
   );
   const again = await ensureDevCertificate(join(dir, "tls"));
   assert.deepEqual(again, files);
@@ -205,14 +203,18 @@ test("the development certificate is made once, for localhost, *.localhost and t
 
   proxy.table = buildRouteTable(
     {
-      services: [testService("default", "hello", "web", [{ host: "localhost" }])],
+      services: [
+        testService("default", "hello", "web", [{ host: "localhost" }, { host: "hello.localhost" }]),
+      ],
       instances: [testInstance("h1", { app: "hello", service: "web" }, "local", upstream.port)],
       nodes: [testNode("local", "127.0.0.1")],
     },
     1,
   );
   const port = await proxy.listenHttps(0, "127.0.0.1", loadCertificates([files]));
-  const reply = await httpsRequest(port, "localhost", { servername: "localhost", ca: pem });
-  assert.equal(reply.status, 200);
-  assert.equal(reply.body, "https");
+  for (const name of ["localhost", "hello.localhost"]) {
+    const reply = await httpsRequest(port, name, { servername: name, ca: pem });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body, "https");
+  }
 });

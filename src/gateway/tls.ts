@@ -179,14 +179,20 @@ export function watchCertificates(
   };
 }
 
-/** The names the development certificate serves. */
-export const DEV_CERT_NAMES = ["localhost", "*.localhost"];
+/**
+ * The names the development certificate serves. TLS clients (OpenSSL, curl,
+ * Node, browsers) refuse a wildcard right under a top-level name, so
+ * `*.localhost` verifies for none of them; the quick start's example app gets
+ * its own name so that `curl --cacert` works for it. Other apps: `curl -k`,
+ * or certificates of your own.
+ */
+export const DEV_CERT_NAMES = ["localhost", "*.localhost", "hello.localhost"];
 const DEV_CERT_IPS = ["127.0.0.1", "::1"];
 
 /**
  * The development certificate in `dir` (`localhost-cert.pem`, and
  * `localhost-key.pem` readable by its owner only): made once, self-signed,
- * for localhost, *.localhost, 127.0.0.1 and ::1; made again when it is
+ * for localhost, *.localhost, hello.localhost, 127.0.0.1 and ::1; made again when it is
  * about to expire.
  */
 export async function ensureDevCertificate(dir: string): Promise<CertificateFiles> {
