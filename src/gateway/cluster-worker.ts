@@ -11,8 +11,9 @@
 
 import cluster from "node:cluster";
 import { createLogger } from "../common/log.ts";
-import type { ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
+import type { ConfigMessage, FailedMessage, HealthMessage, StopMessage, WorkerSettings } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
+import { markDown } from "./health-probe.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { loadCertificates, watchCertificates } from "./tls.ts";
@@ -25,22 +26,29 @@ const settings = JSON.parse(process.env[WORKER_ENV]) as WorkerSettings;
 const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?? process.pid}`);
 const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
 let listenStarted = false;
+/** The instances the primary's probes found down; applied to every table built here. */
+let down: ReadonlySet<string> = new Set();
 
 // The primary is gone: release the port now rather than serve a table nobody updates.
 process.on("disconnect", () => process.exit(0));
 // Ctrl-C reaches the whole process group; the primary decides when workers stop.
 process.on("SIGINT", () => {});
 
-process.on("message", (message: ConfigMessage | StopMessage) => {
+process.on("message", (message: ConfigMessage | HealthMessage | StopMessage) => {
   if (message.type === "config") {
-    proxy.table = buildRouteTable(message.objects, message.revision, {
+    const table = buildRouteTable(message.objects, message.revision, {
       previous: proxy.table,
       share: 1 / Math.max(1, settings.workers),
     });
+    markDown(table, down);
+    proxy.table = table;
     if (!listenStarted) {
       listenStarted = true;
       void listen();
     }
+  } else if (message.type === "health") {
+    down = new Set(message.down);
+    markDown(proxy.table, down);
   } else if (message.type === "stop") {
     void proxy.close().finally(() => process.exit(0));
   }

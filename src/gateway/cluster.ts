@@ -22,6 +22,7 @@ import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
 import { ConfigSource } from "./config-source.ts";
 import { type Gateway, type GatewayOptions, type HttpsSettings, reachableHost } from "./gateway.ts";
+import { ActiveProber } from "./health-probe.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
 import { loadCertificates } from "./tls.ts";
 
@@ -47,6 +48,12 @@ export interface ConfigMessage {
   type: "config";
   revision: number;
   objects: RouteObjects;
+}
+
+/** Primary → worker: the instances the active probes found down (all of them, each time). */
+export interface HealthMessage {
+  type: "health";
+  down: string[];
 }
 
 /** Primary → worker: close and exit. */
@@ -111,7 +118,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const slots: Slot[] = [];
   let stopping = false;
 
-  const broadcast = (message: ConfigMessage | StopMessage): void => {
+  let health: HealthMessage = { type: "health", down: [] };
+  const broadcast = (message: ConfigMessage | HealthMessage | StopMessage): void => {
     for (const slot of slots) {
       if (slot.worker?.isConnected()) slot.worker.send(message);
     }
@@ -123,10 +131,20 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     logger,
     onTable: (next) => {
       table = next;
+      prober.update(next);
     },
     onObjects: (objects, revision) => {
       latest = { type: "config", revision, objects };
       broadcast(latest);
+    },
+  });
+
+  // The primary probes, once for the machine; workers only apply its verdicts.
+  const prober = new ActiveProber({
+    logger,
+    onChange: (down) => {
+      health = { type: "health", down: [...down] };
+      broadcast(health);
     },
   });
 
@@ -164,6 +182,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     });
     // Queued on the IPC channel until the worker reads it; it listens after its first config.
     worker.send(latest);
+    if (health.down.length > 0) worker.send(health);
     const listening = new Promise<void>((resolve, reject) => {
       // One "listening" per server: HTTP, and HTTPS when on.
       let servers = https ? 2 : 1;
@@ -206,6 +225,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
 
   const stop = async (): Promise<void> => {
     stopping = true;
+    prober.close();
     const exits: Promise<unknown>[] = [];
     for (const slot of slots) {
       clearTimeout(slot.restartTimer);

@@ -6,6 +6,7 @@
 
 import { createLogger, type Logger } from "../common/log.ts";
 import { ConfigSource } from "./config-source.ts";
+import { ActiveProber, markDown } from "./health-probe.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
 import { type CertificateFiles, loadCertificates, watchCertificates } from "./tls.ts";
@@ -57,13 +58,17 @@ export interface Gateway {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = (options.logger ?? createLogger("herd")).child("gateway");
   const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: options.upstreamTimeoutMs });
+  // This process is the whole gateway: it probes the instances itself.
+  const prober = new ActiveProber({ logger, onChange: (down) => markDown(proxy.table, down) });
   const source = new ConfigSource({
     server: options.server.replace(/\/+$/, ""),
     token: options.token,
     dataDir: options.dataDir,
     logger,
     onTable: (table) => {
+      markDown(table, prober.down);
       proxy.table = table;
+      prober.update(table);
     },
   });
   // Bad certificate files fail the start before anything listens.
@@ -100,6 +105,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     table: () => proxy.table,
     close: async () => {
       unwatch();
+      prober.close();
       await Promise.all([proxy.close(), source.close()]);
     },
   };

@@ -981,8 +981,12 @@ function sendFallback(res: http.ServerResponse, fallback: Fallback, reason: stri
 }
 
 function sendUnavailable(res: http.ServerResponse, backend: Backend): void {
+  const message =
+    backend.down > 0
+      ? `every instance of ${backend.name} fails its health probe`
+      : `no running instance of ${backend.name}`;
   // Usually brief (a deploy or restart in progress), so tell clients to come back soon.
-  sendJson(res, 503, { code: "unavailable", message: `no running instance of ${backend.name}` }, "1");
+  sendJson(res, 503, { code: "unavailable", message }, "1");
 }
 
 /** The status line and headers of `res` as raw HTTP/1.1 text, for a socket outside the HTTP server. */
