@@ -226,6 +226,12 @@ export async function runUp(argv: string[]): Promise<number> {
       if (ok) {
         writeFileSync(marker, `${new Date().toISOString()}\n`);
         process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
+        if (gateway?.httpsPort !== undefined && https?.development) {
+          // The development certificate names hello.localhost (curl sends *.localhost to loopback itself).
+          process.stdout.write(
+            `  over HTTPS: curl --cacert ${https.certificates[0].cert} https://hello.localhost:${gateway.httpsPort}/\n`,
+          );
+        }
       }
     });
   }
@@ -426,7 +432,7 @@ async function httpsSettings(
   v: Record<string, unknown>,
   dataDir: string,
   byDefault: boolean,
-): Promise<HttpsSettings | undefined> {
+): Promise<(HttpsSettings & { development: boolean }) | undefined> {
   const certs = (v["tls-cert"] as string[] | undefined) ?? [];
   const keys = (v["tls-key"] as string[] | undefined) ?? [];
   if (v["no-https"]) {
@@ -445,7 +451,7 @@ async function httpsSettings(
     certs.length > 0
       ? certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) }))
       : [await ensureDevCertificate(join(dataDir, "tls"))];
-  return { port, certificates };
+  return { port, certificates, development: certs.length === 0 };
 }
 
 function workerCount(value: unknown): number {

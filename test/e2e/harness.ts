@@ -56,6 +56,8 @@ export async function startHerd(
       "0",
       "--gateway-port",
       "0",
+      "--https-port",
+      "0",
       "--no-example",
       ...(options.extraArgs ?? []),
     ],
