@@ -101,6 +101,10 @@ test("an instance failing its probes N times in a row gets no traffic until it p
     "eight probes of b",
   );
   assert.equal(sawDown, false, "one failure at a time does not take it out");
+  // Back to passing for a while, so the failures below are counted from zero.
+  bMode = "pass";
+  const passingFrom = b.counts.probes;
+  await waitFor(() => b.counts.probes >= passingFrom + 2, 5000, "two passing probes of b");
 
   // b starts failing: after two failed probes in a row it gets no traffic.
   bMode = "fail";
