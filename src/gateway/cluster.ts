@@ -29,11 +29,20 @@ import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
 import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
-import { defaultGatewayId, type Gateway, type GatewayOptions, reportOf } from "./gateway.ts";
+import {
+  defaultGatewayId,
+  type Gateway,
+  type GatewayOptions,
+  type HttpsSettings,
+  reachableHost,
+  reportOf,
+} from "./gateway.ts";
+import { ActiveProber } from "./health-probe.ts";
 import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
+import { loadCertificates } from "./tls.ts";
 
 /** The worker's entry module. */
 const WORKER_MAIN = fileURLToPath(new URL("./cluster-worker.ts", import.meta.url));
@@ -48,6 +57,8 @@ export interface WorkerSettings {
   upstreamTimeoutMs?: number;
   /** How many workers share the traffic (rate limits are split among them). */
   workers: number;
+  /** HTTPS beside HTTP (a fixed port here); each worker loads and watches the certificates itself. */
+  https?: HttpsSettings;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -55,6 +66,12 @@ export interface ConfigMessage {
   type: "config";
   revision: number;
   objects: RouteObjects;
+}
+
+/** Primary → worker: the instances the active probes found down (all of them, each time). */
+export interface HealthMessage {
+  type: "health";
+  down: string[];
 }
 
 /** Primary → worker: close and exit. */
@@ -156,7 +173,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const pendingScrapes = new Map<number, (families: Family[]) => void>();
   let nextScrapeId = 0;
 
-  const broadcast = (message: ConfigMessage | StopMessage): void => {
+  let health: HealthMessage = { type: "health", down: [] };
+  const broadcast = (message: ConfigMessage | HealthMessage | StopMessage): void => {
     for (const slot of slots) {
       if (slot.worker?.isConnected()) slot.worker.send(message);
     }
@@ -168,6 +186,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     logger,
     onTable: (next) => {
       table = next;
+      prober.update(next);
     },
     onObjects: (objects, revision) => {
       latest = { type: "config", revision, objects };
@@ -201,15 +220,30 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     }
     return { ...base, version: serving, applied: true, serving };
   };
+  // The primary probes, once for the machine; workers only apply its verdicts.
+  const prober = new ActiveProber({
+    logger,
+    onChange: (down) => {
+      health = { type: "health", down: [...down] };
+      broadcast(health);
+    },
+  });
 
   // A fixed port for every worker, also for the ones forked later: with port 0
   // each fork could otherwise get another random port once all workers are gone.
   const port = options.port === 0 ? await freePort(host) : (options.port ?? 8080);
+  // Bad certificate files fail here, with the flag named, rather than in every worker.
+  if (options.https) loadCertificates(options.https.certificates);
+  const https: HttpsSettings | undefined = options.https && {
+    ...options.https,
+    port: options.https.port === 0 ? await freePort(host) : options.https.port,
+  };
   const settings: WorkerSettings = {
     port,
     host,
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     workers: options.workers,
+    https,
   };
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
@@ -241,8 +275,13 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     });
     // Queued on the IPC channel until the worker reads it; it listens after its first config.
     worker.send(latest);
+    if (health.down.length > 0) worker.send(health);
     const listening = new Promise<void>((resolve, reject) => {
-      worker.once("listening", () => resolve());
+      // One "listening" per server: HTTP, and HTTPS when on.
+      let servers = https ? 2 : 1;
+      worker.on("listening", () => {
+        if (--servers === 0) resolve();
+      });
       worker.once("exit", (code, signal) =>
         reject(
           new HerdError(
@@ -323,6 +362,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const stop = async (): Promise<void> => {
     stopping = true;
     await reporter?.close();
+    prober.close();
     const exits: Promise<unknown>[] = [];
     for (const slot of slots) {
       clearTimeout(slot.restartTimer);
@@ -368,9 +408,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     await stop();
     throw err;
   }
-  const reachable =
-    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
+  const httpsUrl = https ? `https://${reachable}:${https.port}` : undefined;
   reporter = new StatusReporter({
     server: options.server,
     token: options.token,
@@ -382,6 +422,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   reporter.start();
   logger.info("gateway listening", {
     url,
+    httpsUrl,
     metrics: metrics?.url,
     workers: options.workers,
     version: table.version,
@@ -391,6 +432,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     port,
     url,
     metricsUrl: metrics?.url,
+    httpsPort: https?.port,
+    httpsUrl,
     table: () => table,
     workerPids: () =>
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),

@@ -7,11 +7,13 @@
 import { hostname } from "node:os";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
+import { ActiveProber, markDown } from "./health-probe.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
+import { type CertificateFiles, loadCertificates, watchCertificates } from "./tls.ts";
 
 /** How a gateway is started. */
 export interface GatewayOptions {
@@ -38,6 +40,14 @@ export interface GatewayOptions {
   metricsHost?: string;
   /** When `metricsPort` is taken, serve metrics on a free port (and warn) instead of failing. */
   metricsPortOrFree?: boolean;
+  /** Serve HTTPS too: on this port (0 picks a free one) with these certificates (the first is the default). */
+  https?: HttpsSettings;
+}
+
+/** HTTPS beside HTTP: a port and certificate files, picked by SNI. */
+export interface HttpsSettings {
+  port: number;
+  certificates: CertificateFiles[];
 }
 
 /** The default gateway id: the machine and the port. */
@@ -50,6 +60,9 @@ export interface Gateway {
   url: string;
   /** Where its metrics are (`http://…/metrics`), when it serves them. */
   metricsUrl?: string;
+  /** The HTTPS port and URL, when it serves HTTPS. */
+  httpsPort?: number;
+  httpsUrl?: string;
   /** The table serving now. */
   table(): RouteTable;
   /** Stops serving, stops following the control plane, flushes the cache. */
@@ -65,22 +78,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = (options.logger ?? createLogger("herd")).child("gateway");
   const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: options.upstreamTimeoutMs });
   let reporter: StatusReporter | undefined;
+  // This process is the whole gateway: it probes the instances itself.
+  const prober = new ActiveProber({ logger, onChange: (down) => markDown(proxy.table, down) });
   const source = new ConfigSource({
     server: options.server.replace(/\/+$/, ""),
     token: options.token,
     dataDir: options.dataDir,
     logger,
     onTable: (table) => {
+      markDown(table, prober.down);
       proxy.table = table;
+      prober.update(table);
     },
     onResult: () => reporter?.changed(),
   });
+  // Bad certificate files fail the start before anything listens.
+  const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;
   await source.loadCache();
   const host = options.host ?? "0.0.0.0";
   const port = await proxy.listen(options.port ?? 8080, host);
-  const reachable =
-    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  let httpsPort: number | undefined;
+  let unwatch = () => {};
+  if (options.https && certificates) {
+    try {
+      httpsPort = await proxy.listenHttps(options.https.port, host, certificates);
+    } catch (err) {
+      await proxy.close();
+      throw err;
+    }
+    unwatch = watchCertificates(options.https.certificates, logger, (next) => proxy.useCertificates(next));
+  }
+  const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
+  const httpsUrl = httpsPort === undefined ? undefined : `https://${reachable}:${httpsPort}`;
   reporter = new StatusReporter({
     server: options.server,
     token: options.token,
@@ -105,12 +135,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
       });
     } catch (err) {
+      unwatch();
+      prober.close();
       await Promise.all([proxy.close(), source.close(), reporter?.close()]);
       throw err;
     }
   }
   logger.info("gateway listening", {
     url,
+    httpsUrl,
     metrics: metrics?.url,
     version: proxy.table.version,
     routes: proxy.table.routeCount,
@@ -119,8 +152,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     port,
     url,
     metricsUrl: metrics?.url,
+    httpsPort,
+    httpsUrl,
     table: () => proxy.table,
     close: async () => {
+      unwatch();
+      prober.close();
       await Promise.all([proxy.close(), source.close(), reporter?.close(), metrics?.close()]);
     },
   };
@@ -141,4 +178,9 @@ export function reportOf(result: BuildResult): {
     serving: result.serving.version,
     routes: result.serving.routeCount,
   };
+}
+
+/** The address to reach a listening host from this machine. */
+export function reachableHost(host: string): string {
+  return host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
 }

@@ -10,8 +10,10 @@
  */
 
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
@@ -30,6 +32,7 @@ import {
   type RouteTable,
   rewritePath,
 } from "./route-table.ts";
+import type { CertificateStore } from "./tls.ts";
 import { nextTraceparent } from "./trace-context.ts";
 
 /** How the proxy is set up. */
@@ -203,6 +206,8 @@ export class GatewayProxy {
   /** The table every new request is matched against. Replace it whole; never mutate it. */
   table: RouteTable = EMPTY_TABLE;
   readonly server: http.Server;
+  /** The HTTPS server, once `listenHttps` made it; it shares every handler with `server`. */
+  httpsServer: https.Server | undefined;
   readonly logger: Logger;
   readonly upstreamTimeoutMs: number;
   readonly maxBodyBytes: number;
@@ -215,6 +220,9 @@ export class GatewayProxy {
   readonly agent: http.Agent;
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
   readonly #tunnels = new Set<Duplex>();
+  readonly #headersTimeoutMs: number;
+  /** The certificates HTTPS handshakes pick from (replaced whole on reload). */
+  #certificates: CertificateStore | undefined;
 
   constructor(options: ProxyOptions) {
     this.logger = options.logger;
@@ -232,67 +240,93 @@ export class GatewayProxy {
     });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.maxInflight = options.maxInflight ?? 10_000;
-    const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-    this.server = http.createServer(
+    this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    this.server = http.createServer(this.#serverOptions(), (req, res) => this.#onRequest(req, res, "http"));
+    this.#configure(this.server);
+  }
+
+  /** Options both servers share. */
+  #serverOptions(): http.ServerOptions {
+    return {
+      maxHeaderSize: MAX_HEADER_BYTES,
       // Node looks for late headers on this interval: a fraction of the timeout keeps the cut close to it.
-      {
-        maxHeaderSize: MAX_HEADER_BYTES,
-        connectionsCheckingInterval: Math.max(100, Math.floor(headersTimeout / 4)),
-      },
-      (req, res) => this.#onRequest(req, res),
-    );
-    this.server.headersTimeout = headersTimeout;
+      connectionsCheckingInterval: Math.max(100, Math.floor(this.#headersTimeoutMs / 4)),
+    };
+  }
+
+  /** Timeouts and handlers both servers share: HTTPS only adds TLS in front of the same proxy. */
+  #configure(server: http.Server): void {
+    server.headersTimeout = this.#headersTimeoutMs;
     // Bodies may take long (uploads); a slow body is the upstream's call, and its silence is cut by upstreamTimeoutMs.
-    this.server.requestTimeout = 0;
-    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    server.requestTimeout = 0;
+    server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
-    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
       const status = onClientError(err, socket);
       if (status !== 0) this.unrouted.record(status, metrics.INVALID, 0);
     });
   }
 
-  /** Client connections open now (for /metrics). */
-  openConnections(): Promise<number> {
-    return new Promise((resolve) => this.server.getConnections((err, n) => resolve(err ? 0 : n)));
+  /** Client connections open now, over HTTP and HTTPS (for /metrics). */
+  async openConnections(): Promise<number> {
+    const count = (server: http.Server | undefined) =>
+      new Promise<number>((resolve) =>
+        server === undefined ? resolve(0) : server.getConnections((err, n) => resolve(err ? 0 : n)),
+      );
+    return (await count(this.server)) + (await count(this.httpsServer));
   }
 
   /** Listens; resolves with the port. A port in use is a HerdError that says so. */
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        this.server.off("listening", onListening);
-        if (err.code === "EADDRINUSE") {
-          reject(new HerdError("unavailable", `port ${port} is in use by another program; pass --port`));
-        } else if (err.code === "EACCES") {
-          reject(new HerdError("unavailable", `no permission to listen on port ${port}; pass --port`));
-        } else reject(err);
-      };
-      const onListening = () => {
-        this.server.off("error", onError);
-        resolve((this.server.address() as AddressInfo).port);
-      };
-      this.server.once("error", onError);
-      this.server.once("listening", onListening);
-      this.server.listen(port, host);
-    });
+    return listenOn(this.server, port, host, "--port");
+  }
+
+  /**
+   * Serves HTTPS too, on its own port, with the same routes and handlers
+   * (HTTP/1.1 over TLS). Each handshake picks its certificate by SNI.
+   */
+  listenHttps(port: number, host: string, certificates: CertificateStore): Promise<number> {
+    if (this.httpsServer !== undefined) throw new Error("the gateway already serves HTTPS");
+    this.#certificates = certificates;
+    this.httpsServer = https.createServer(
+      {
+        ...this.#serverOptions(),
+        cert: certificates.default.cert,
+        key: certificates.default.key,
+        SNICallback: (servername, done) => done(null, this.#certificates?.pick(servername)),
+        ALPNProtocols: ["http/1.1"],
+      },
+      (req, res) => this.#onRequest(req, res, "https"),
+    );
+    this.#configure(this.httpsServer);
+    // A failed handshake (a client that does not trust the certificate) is the client's business.
+    this.httpsServer.on("tlsClientError", destroyQuietlySocket);
+    return listenOn(this.httpsServer, port, host, "--https-port");
+  }
+
+  /** Swaps in reloaded certificates: new handshakes use them, open connections keep theirs. */
+  useCertificates(certificates: CertificateStore): void {
+    this.#certificates = certificates;
+    this.httpsServer?.setSecureContext({ cert: certificates.default.cert, key: certificates.default.key });
   }
 
   /** Stops listening and cuts every open connection, client and upstream. */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
+    // Not waiting for the servers' "close": a TLS handshake in progress would hold it up to its own timeout.
+    for (const server of [this.server, this.httpsServer]) {
+      server?.close();
+      server?.closeAllConnections();
+    }
     for (const socket of this.#tunnels) socket.destroy();
     this.#tunnels.clear();
     this.agent.destroy();
-    if (this.server.listening) await closed;
   }
 
-  #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  #onRequest(req: http.IncomingMessage, res: http.ServerResponse, proto: "http" | "https"): void {
     const start = performance.now();
     // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
-    const forwarded = forwardedRequest(req, false);
+    const forwarded = forwardedRequest(req, false, proto);
     const host = forwarded.host;
     let url = req.url ?? "/";
     const table = this.table;
@@ -442,7 +476,9 @@ export class GatewayProxy {
   }
 
   #onRequestAgain(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (!res.writableEnded && !res.destroyed && !req.socket.destroyed) this.#onRequest(req, res);
+    if (!res.writableEnded && !res.destroyed && !req.socket.destroyed) {
+      this.#onRequest(req, res, (req.socket as TLSSocket).encrypted ? "https" : "http");
+    }
   }
 
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -485,7 +521,11 @@ export class GatewayProxy {
       writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
       return;
     }
-    const headers = forwardedRequest(req, true).headers;
+    const headers = forwardedRequest(
+      req,
+      true,
+      (req.socket as TLSSocket).encrypted ? "https" : "http",
+    ).headers;
     let target = url;
     if (route.auth !== null && consumer !== null) {
       if (route.auth.hideApiKey || route.auth.hideAuthorization) target = route.auth.hide(headers, url);
@@ -852,6 +892,31 @@ function destroyQuietly(this: Duplex): void {
   this.destroy();
 }
 
+function destroyQuietlySocket(_err: Error, socket: Duplex): void {
+  socket.destroy();
+}
+
+/** Listens on `port`; a port in use is a HerdError naming the flag that sets it. */
+function listenOn(server: http.Server, port: number, host: string, flag: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off("listening", onListening);
+      if (err.code === "EADDRINUSE") {
+        reject(new HerdError("unavailable", `port ${port} is in use by another program; pass ${flag}`));
+      } else if (err.code === "EACCES") {
+        reject(new HerdError("unavailable", `no permission to listen on port ${port}; pass ${flag}`));
+      } else reject(err);
+    };
+    const onListening = () => {
+      server.off("error", onError);
+      resolve((server.address() as AddressInfo).port);
+    };
+    server.once("error", onError);
+    server.once("listening", onListening);
+    server.listen(port, host);
+  });
+}
+
 /**
  * One pass over a request's raw headers: its Host, whether it has a body, and
  * the headers for the upstream as a raw [name, value, …] list, with hop-by-hop
@@ -859,7 +924,11 @@ function destroyQuietly(this: Duplex): void {
  * `Transfer-Encoding: chunked` so the upstream request is framed the same way;
  * an upgrade drops its body framing (`upgrade`), the tunnel carries the bytes.
  */
-function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): ForwardedRequest {
+function forwardedRequest(
+  req: http.IncomingMessage,
+  upgrade: boolean,
+  proto: "http" | "https",
+): ForwardedRequest {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
@@ -909,7 +978,7 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
     "X-Forwarded-For",
     forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
     "X-Forwarded-Proto",
-    "http",
+    proto,
     "X-Forwarded-Host",
     host ?? "",
     "traceparent",
@@ -1036,8 +1105,12 @@ function sendFallback(res: http.ServerResponse, fallback: Fallback, reason: stri
 }
 
 function sendUnavailable(res: http.ServerResponse, backend: Backend): void {
+  const message =
+    backend.down > 0
+      ? `every instance of ${backend.name} fails its health probe`
+      : `no running instance of ${backend.name}`;
   // Usually brief (a deploy or restart in progress), so tell clients to come back soon.
-  sendJson(res, 503, { code: "unavailable", message: `no running instance of ${backend.name}` }, "1");
+  sendJson(res, 503, { code: "unavailable", message }, "1");
 }
 
 /** The status line and headers of `res` as raw HTTP/1.1 text, for a socket outside the HTTP server. */

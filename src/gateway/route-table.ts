@@ -12,6 +12,7 @@ import { checkRouteBody, effectiveTraffic, normalizeRoute, type RouteObject } fr
 import {
   type AggregateSpec,
   type BalanceSpec,
+  type ProbeSpec,
   type RateLimitSpec,
   type Route,
   routeIdentity,
@@ -38,6 +39,8 @@ export interface Endpoint {
   inflight: number;
   /** Hash of the instance id, for rendezvous hashing. */
   seed: number;
+  /** It fails the service's active probes: no traffic until it passes them again (see health-probe.ts). */
+  down: boolean;
 }
 
 /** A routed service with its running endpoints and its round-robin cursor. */
@@ -53,8 +56,12 @@ export class Backend {
   readonly shedAbove: number;
   /** Most requests in flight to it from this process (Infinity: no limit). */
   readonly concurrency: number;
+  /** The gateway's active probe of its instances, or null. */
+  readonly probe: ProbeSpec | null;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
+  /** How many endpoints are down by the active probes; while 0, picking skips no one and checks nothing. */
+  down = 0;
   #cursor = 0;
 
   constructor(
@@ -62,7 +69,7 @@ export class Backend {
     name: string,
     endpoints: readonly Endpoint[],
     policies: ServicePolicies = NO_POLICIES,
-    load: { shedAbove?: number; concurrency?: number } = {},
+    load: { shedAbove?: number; concurrency?: number; probe?: ProbeSpec | null } = {},
   ) {
     this.service = service;
     this.name = name;
@@ -70,6 +77,7 @@ export class Backend {
     this.policies = policies;
     this.shedAbove = load.shedAbove ?? SHED_ABOVE.normal;
     this.concurrency = load.concurrency ?? Number.POSITIVE_INFINITY;
+    this.probe = load.probe ?? null;
   }
 
   get breaker(): CircuitBreaker | null {
@@ -80,14 +88,29 @@ export class Backend {
     const n = this.endpoints.length;
     if (n === 0) return undefined;
     const outlier = this.policies.outlier;
-    if (outlier === null || !outlier.anyEjected(Date.now())) return this.#advance(n);
-    // Skip ejected instances (the detector never ejects them all).
+    if (this.down === 0 && (outlier === null || !outlier.anyEjected(Date.now()))) return this.#advance(n);
+    return this.#nextAvailable(n, outlier);
+  }
+
+  /**
+   * Round robin past instances that are down (active probes) or ejected
+   * (outlier detection). None when every instance is down: the route's
+   * fallback or a 503 answers.
+   */
+  #nextAvailable(n: number, outlier: OutlierDetector | null): Endpoint | undefined {
+    if (this.down >= n) return undefined;
     const now = Date.now();
     for (let i = 0; i < n; i++) {
       const endpoint = this.#advance(n);
-      if (!outlier.isEjected(endpoint.instance, now)) return endpoint;
+      if (!endpoint.down && (outlier === null || !outlier.isEjected(endpoint.instance, now))) return endpoint;
     }
-    return this.#advance(n);
+    // Every instance that passes its probes is ejected (the detector never ejects them all, probes aside):
+    // take one that passes.
+    for (let i = 0; i < n; i++) {
+      const endpoint = this.#advance(n);
+      if (!endpoint.down) return endpoint;
+    }
+    return undefined;
   }
 
   /**
@@ -106,8 +129,9 @@ export class Backend {
       if (j >= i) j++;
       const a = this.endpoints[i];
       const b = this.endpoints[j];
-      const pick = a.inflight <= b.inflight ? a : b;
-      if (outlier === null || !outlier.isEjected(pick.instance, now)) return pick;
+      let pick = a.inflight <= b.inflight ? a : b;
+      if (this.down > 0 && pick.down) pick = pick === a ? b : a;
+      if (!pick.down && (outlier === null || !outlier.isEjected(pick.instance, now))) return pick;
     }
     return this.next();
   }
@@ -127,7 +151,7 @@ export class Backend {
     let bestScore = -1;
     for (let i = 0; i < n; i++) {
       const e = this.endpoints[i];
-      if (outlier?.isEjected(e.instance, now)) continue;
+      if (e.down || outlier?.isEjected(e.instance, now)) continue;
       const score = mix(h ^ e.seed);
       if (score > bestScore) {
         bestScore = score;
@@ -151,7 +175,8 @@ export class Backend {
   nextExcept(failed: Endpoint): Endpoint | undefined {
     const n = this.endpoints.length;
     for (let i = 0; i < n; i++) {
-      const endpoint = this.next()!;
+      const endpoint = this.next();
+      if (endpoint === undefined) return undefined;
       if (endpoint.port !== failed.port || endpoint.address !== failed.address) return endpoint;
     }
     return this.next();
@@ -621,7 +646,14 @@ export function buildRouteTable(
       list = [];
       endpointsByService.set(key, list);
     }
-    list.push({ instance: instance.id, address, port: instance.port, inflight: 0, seed: fnv1a(instance.id) });
+    list.push({
+      instance: instance.id,
+      address,
+      port: instance.port,
+      inflight: 0,
+      seed: fnv1a(instance.id),
+      down: false,
+    });
   }
 
   // Sorted by key so that the winner of a clash does not depend on arrival order.
@@ -650,6 +682,7 @@ export function buildRouteTable(
         concurrency: traffic.concurrency
           ? Math.max(1, Math.floor(traffic.concurrency * (options.share ?? 1)))
           : undefined,
+        probe: service.spec.probe ?? null,
       },
     );
     backends.set(key, backend);

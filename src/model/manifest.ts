@@ -397,6 +397,51 @@ export const ServiceManifestSchema = T.Object(
         { additionalProperties: false, description: "passive outlier ejection of failing instances" },
       ),
     ),
+    probe: T.Optional(
+      T.Object(
+        {
+          path: T.Optional(
+            T.String({
+              pattern: "^/",
+              maxLength: 1024,
+              description: "the path probed with GET (default: health.path, else /)",
+            }),
+          ),
+          interval: T.Optional(
+            T.Number({
+              minimum: 0.05,
+              maximum: 300,
+              description: "seconds between two probes of an instance (default 5)",
+            }),
+          ),
+          timeout: T.Optional(
+            T.Number({
+              minimum: 0.05,
+              maximum: 60,
+              description: "seconds a probe may take before it counts as failed (default 1)",
+            }),
+          ),
+          unhealthyAfter: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 100,
+              description: "failed probes in a row that take an instance out of the rotation (default 2)",
+            }),
+          ),
+          healthyAfter: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 100,
+              description: "passed probes in a row that bring it back (default 2)",
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "active health probes from the gateway to each instance (2xx or 3xx passes)",
+        },
+      ),
+    ),
     breaker: T.Optional(
       T.Object(
         {
@@ -594,6 +639,19 @@ export interface ServiceSpec {
   concurrency?: number;
   /** Passive outlier ejection of this service's instances, when set. */
   outlier?: { failures: number; ejectionMs: number; maxShare: number };
+  /** Active health probes from the gateway to each instance, when set. */
+  probe?: ProbeSpec;
+}
+
+/** The gateway's active health probe of a service's instances: GET `path`, 2xx or 3xx passes. */
+export interface ProbeSpec {
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Failed probes in a row that take an instance out of the rotation. */
+  unhealthyAfter: number;
+  /** Passed probes in a row that bring a down instance back. */
+  healthyAfter: number;
 }
 
 const manifestCheck = TypeCompiler.Compile(ManifestSchema);
@@ -724,6 +782,17 @@ export function normalizeService(
             failures: s.outlier.failures ?? 5,
             ejectionMs: Math.round((s.outlier.ejection ?? 30) * 1000),
             maxShare: s.outlier.maxShare ?? 0.5,
+          },
+        }
+      : {}),
+    ...(s.probe
+      ? {
+          probe: {
+            path: s.probe.path ?? s.health?.path ?? "/",
+            intervalMs: Math.round((s.probe.interval ?? 5) * 1000),
+            timeoutMs: Math.round((s.probe.timeout ?? 1) * 1000),
+            unhealthyAfter: s.probe.unhealthyAfter ?? 2,
+            healthyAfter: s.probe.healthyAfter ?? 2,
           },
         }
       : {}),

@@ -58,6 +58,8 @@ export async function startHerd(
       "0",
       "--gateway-metrics-port",
       "0",
+      "--https-port",
+      "0",
       "--no-example",
       ...(options.extraArgs ?? []),
     ],
