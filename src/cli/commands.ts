@@ -14,6 +14,7 @@ import { type CliContext, type CommandSpec, printJson, println, stringFlag } fro
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { logsCommand } from "./logs.ts";
+import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
 import type { Items } from "./types.ts";
 
 const APP_FLAG: [string, string] = ["--app NAME", "the app (default: `app:` in ./herd.yaml)"];
@@ -245,5 +246,9 @@ export const COMMANDS: CommandSpec[] = [
   nodesCommand,
   instancesCommand,
   quotaCommand,
+  tracesCommand,
+  traceCommand,
+  mapCommand,
+  topCommand,
   versionCommand,
 ];
