@@ -9,6 +9,7 @@ import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
 import { main } from "./main.ts";
+import { tracesOptionsFromFlags } from "./traces.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-cli-traces-"));
@@ -177,4 +178,28 @@ test("herd top orders by calls, latency or time; --watch refreshes until interru
     .map((l) => JSON.parse(l));
   assert.ok(frames.length >= 2, `${frames.length} refreshes`);
   assert.equal(frames[0].by, "calls");
+});
+
+test("the server's trace flags are checked and read", () => {
+  assert.deepEqual(
+    tracesOptionsFromFlags({
+      "traces-retention": "2h",
+      "traces-max-size": "1Gi",
+      "traces-forward": "http://collector:4318/v1/traces",
+      "traces-forward-header": ["Authorization=Bearer x=y"],
+    }),
+    {
+      maxAgeMs: 7_200_000,
+      maxBytes: 1024 ** 3,
+      forwardUrl: "http://collector:4318/v1/traces",
+      forwardHeaders: { Authorization: "Bearer x=y" },
+    },
+  );
+  assert.throws(() => tracesOptionsFromFlags({ "traces-retention": "5" }), /--traces-retention must be/);
+  assert.throws(() => tracesOptionsFromFlags({ "traces-max-size": "lots" }), /--traces-max-size must be/);
+  assert.throws(
+    () => tracesOptionsFromFlags({ "traces-forward": "collector:4318" }),
+    /--traces-forward must be/,
+  );
+  assert.throws(() => tracesOptionsFromFlags({ "traces-forward-header": ["nope"] }), /NAME=VALUE/);
 });
