@@ -153,19 +153,19 @@ export class SpanStore implements SpanSink {
       PRAGMA journal_size_limit = ${16 * MIB};
       PRAGMA cache_size = -32000;
       CREATE TABLE IF NOT EXISTS spans (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL,
         trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT,
         service TEXT NOT NULL, name TEXT NOT NULL, route TEXT NOT NULL, peer TEXT,
         kind INTEGER NOT NULL, start INTEGER NOT NULL, duration INTEGER NOT NULL,
         error INTEGER NOT NULL, status_code INTEGER, status_message TEXT,
         app TEXT, tenant TEXT, attributes TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS spans_start ON spans (start);
-      CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, span_id);
+      CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_key);
     `);
     this.#insert = this.#db.prepare(
-      `INSERT INTO spans (trace_id, span_id, parent_id, service, name, route, peer, kind, start, duration,
+      `INSERT INTO spans (trace_key, trace_id, span_id, parent_id, service, name, route, peer, kind, start, duration,
          error, status_code, status_message, app, tenant, attributes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const flushMs = options.flushMs ?? 100;
     if (flushMs > 0) {
@@ -233,6 +233,7 @@ export class SpanStore implements SpanSink {
       for (const batch of batches) {
         for (const s of batch) {
           insert.run(
+            traceKey(s.traceId),
             s.traceId,
             s.spanId,
             s.parentId,
@@ -356,8 +357,8 @@ export class SpanStore implements SpanSink {
   /** Every stored span of one trace, by start time. */
   trace(traceId: string): Span[] {
     const rows = this.#db
-      .prepare("SELECT * FROM spans WHERE trace_id = ? ORDER BY start, id")
-      .all(traceId.toLowerCase()) as unknown as StoredRow[];
+      .prepare("SELECT * FROM spans WHERE trace_key = ? AND trace_id = ? ORDER BY start, id")
+      .all(traceKey(traceId.toLowerCase()), traceId.toLowerCase()) as unknown as StoredRow[];
     return rows.map(toSpan);
   }
 
@@ -375,7 +376,8 @@ export class SpanStore implements SpanSink {
     const stmt = this.#db.prepare(`
       SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
              p.service AS parent_service
-      FROM spans c LEFT JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_id
+      FROM spans c LEFT JOIN spans p
+        ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id
       WHERE c.start >= ? AND c.start < ?`);
     let n = 0;
     for (const r of stmt.iterate(from, to) as Iterable<ScanRow>) {
@@ -415,6 +417,13 @@ export class SpanStore implements SpanSink {
     this.#db.close();
   }
 }
+
+/**
+ * The trace index's key: the trace id's last 13 hex digits as an integer.
+ * An integer index costs about half a text one per insert, and the low bits
+ * are the random ones (a 64-bit Zipkin id is zero-padded on the left).
+ */
+const traceKey = (traceId: string): number => Number.parseInt(traceId.slice(-13), 16);
 
 interface StoredRow {
   trace_id: string;
