@@ -6,6 +6,7 @@ import type { HerdError } from "../../common/errors.ts";
 import { parseOtlpTraces, toOtlpJson } from "./otlp.ts";
 import { formatMicros, parseDurationMicros } from "./span.ts";
 import { makeSpan } from "./testing.ts";
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "./trace-context.ts";
 import { parseZipkinSpans } from "./zipkin.ts";
 
 const otlp = (
@@ -211,4 +212,29 @@ test("durations read and print as people write them", () => {
   assert.equal(formatMicros(40_000), "40ms");
   assert.equal(formatMicros(1_250_000), "1.25s");
   assert.equal(formatMicros(200_000_000), "3m20s");
+});
+
+test("W3C traceparent: read, refused when malformed, written back", () => {
+  const h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  assert.deepEqual(parseTraceparent(h), {
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    parentId: "00f067aa0ba902b7",
+    sampled: true,
+  });
+  assert.equal(parseTraceparent(`${h}-extra`), null, "version 00 has four fields");
+  assert.equal(parseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x")?.sampled, false);
+  assert.equal(parseTraceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), null);
+  assert.equal(parseTraceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), null);
+  assert.equal(parseTraceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), null);
+  assert.equal(parseTraceparent(undefined), null);
+  const trace = newTraceId();
+  const span = newSpanId();
+  assert.match(trace, /^[0-9a-f]{32}$/);
+  assert.match(span, /^[0-9a-f]{16}$/);
+  assert.notEqual(newSpanId(), span);
+  assert.deepEqual(parseTraceparent(formatTraceparent(trace, span)), {
+    traceId: trace,
+    parentId: span,
+    sampled: true,
+  });
 });
