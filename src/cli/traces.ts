@@ -42,7 +42,9 @@ const noArgs = (positionals: string[], command: string) => {
 
 const percent = (rate: number) => `${Number((rate * 100).toFixed(1))}%`;
 const perSecond = (rate: number) =>
-  `${rate >= 100 ? Math.round(rate) : rate >= 1 || rate === 0 ? rate.toFixed(1) : rate.toFixed(2)}/s`;
+  rate > 0 && rate < 0.01
+    ? "<0.01/s"
+    : `${rate >= 100 ? Math.round(rate) : rate >= 1 || rate === 0 ? rate.toFixed(1) : rate.toFixed(2)}/s`;
 
 /** `herd traces`: one row per trace, newest first. */
 export function tracesTable(items: readonly TraceSummary[], nowMs: number): string {
