@@ -9,7 +9,7 @@ import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
 import { main } from "./main.ts";
-import { tracesOptionsFromFlags } from "./traces.ts";
+import { mapText, topText, tracesOptionsFromFlags } from "./traces.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-cli-traces-"));
@@ -202,4 +202,34 @@ test("the server's trace flags are checked and read", () => {
     /--traces-forward must be/,
   );
   assert.throws(() => tracesOptionsFromFlags({ "traces-forward-header": ["nope"] }), /NAME=VALUE/);
+});
+
+test("map and top say when a busy window was sampled", () => {
+  const map = {
+    from: 0,
+    to: 1,
+    nodes: [],
+    cycles: [],
+    sampledEvery: 4,
+    edges: [
+      {
+        from: "a",
+        to: "b",
+        calls: 8,
+        rate: 8,
+        errors: 0,
+        errorRate: 0,
+        p50: 1000,
+        p99: 2000,
+        totalTime: 8000,
+        inCycle: false,
+      },
+    ],
+  };
+  assert.match(mapText(map, "15m"), /\(estimated from 1 in 4 spans of a busy window\)$/);
+  assert.match(
+    topText({ from: 0, to: 1, by: "calls", services: [], routes: [], sampledEvery: 2 }, "5m"),
+    /^top by calls, last 5m \(estimated from 1 in 2 spans/,
+  );
+  assert.doesNotMatch(mapText({ ...map, sampledEvery: 1 }, "15m"), /estimated/);
 });

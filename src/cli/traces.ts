@@ -91,7 +91,11 @@ export function traceText(tree: TraceTree, barWidth = 30): string {
 }
 
 /** `herd map`: one line per edge, cycles marked, then the cycles themselves. */
-export function mapText(map: DependencyMap, window: string): string {
+/** A note when the server read a sample of a busy window. */
+const sampledNote = (every: number | undefined) =>
+  every !== undefined && every > 1 ? `(estimated from 1 in ${every} spans of a busy window)` : "";
+
+export function mapText(map: DependencyMap & { sampledEvery?: number }, window: string): string {
   if (map.edges.length === 0) {
     const services = map.nodes.map((n) => n.service).join(", ");
     return `no calls between services in the last ${window}${services ? ` (services seen: ${services})` : ""}`;
@@ -112,6 +116,8 @@ export function mapText(map: DependencyMap, window: string): string {
       .trimEnd(),
   );
   for (const c of map.cycles) lines.push(`cycle: ${[...c, c[0]].join(" → ")}`);
+  const note = sampledNote(map.sampledEvery);
+  if (note) lines.push(note);
   return lines.join("\n");
 }
 
@@ -128,11 +134,11 @@ function topRows(entries: readonly TopEntry[], withRoute: boolean): string[][] {
 }
 
 /** `herd top`: services, then routes, ordered by `top.by`. */
-export function topText(top: TopN, window: string): string {
+export function topText(top: TopN & { sampledEvery?: number }, window: string): string {
   const by = { calls: "calls", latency: "p99 latency", time: "total time spent" }[top.by];
   const cols = ["calls", "rate", "err", "p50", "p99", "time"];
   return [
-    `top by ${by}, last ${window}`,
+    `top by ${by}, last ${window} ${sampledNote(top.sampledEvery)}`.trimEnd(),
     "",
     top.services.length ? renderTable(["service", ...cols], topRows(top.services, false)) : "no requests",
     "",

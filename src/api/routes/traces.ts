@@ -195,8 +195,8 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new DependencyMapBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row));
-      return { ...builder.result(from, to), truncated: scanned.truncated };
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { parents: true });
+      return { ...builder.result(from, to), sampledEvery: scanned.sampledEvery };
     },
   );
 
@@ -215,7 +215,10 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new TopBuilder();
       const scanned = traces.store.scan(from, to, (row) => builder.add(row));
-      return { ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10), truncated: scanned.truncated };
+      return {
+        ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
+        sampledEvery: scanned.sampledEvery,
+      };
     },
   );
 

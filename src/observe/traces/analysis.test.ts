@@ -119,7 +119,10 @@ after(() => {
 
 test("the dependency map has one edge per calling pair with rate, error rate and p50/p99", () => {
   const b = new DependencyMapBuilder();
-  store.scan(T0, T0 + WINDOW, (r) => b.add(r));
+  assert.deepEqual(
+    store.scan(T0, T0 + WINDOW, (r) => b.add(r), { parents: true }),
+    { spans: 290, sampledEvery: 1 },
+  );
   const map = b.result(T0, T0 + WINDOW);
   const edge = (from: string, to: string) => map.edges.find((e) => e.from === from && e.to === to);
   assert.deepEqual(
@@ -153,6 +156,17 @@ test("the dependency map has one edge per calling pair with rate, error rate and
       ["web", 110, true],
     ],
   );
+});
+
+test("a window with more spans than the scan may read is sampled, and the counts still estimate the whole", () => {
+  const b = new DependencyMapBuilder();
+  const scanned = store.scan(T0, T0 + WINDOW, (r) => b.add(r), { parents: true, max: 100 });
+  assert.equal(scanned.sampledEvery, 3);
+  assert.ok(scanned.spans <= 100);
+  const gw = b.result(T0, T0 + WINDOW).edges.find((e) => e.from === "gateway" && e.to === "web");
+  // Every 3rd span by arrival, each weighing 3: about a third of web's 100 server spans stand for 100 calls.
+  assert.ok(gw && gw.calls >= 80 && gw.calls <= 120, `${gw?.calls} calls estimated`);
+  assert.ok(gw && gw.p50 > 30_000 && gw.p50 < 70_000);
 });
 
 test("cycles: strongly connected groups and self-calls; a chain has none", () => {

@@ -65,10 +65,10 @@ class StatsBuilder {
   total = 0;
   readonly samples = new Samples();
 
-  add(duration: number, error: boolean): void {
-    this.calls++;
-    if (error) this.errors++;
-    this.total += duration;
+  add(duration: number, error: boolean, weight: number): void {
+    this.calls += weight;
+    if (error) this.errors += weight;
+    this.total += duration * weight;
     this.samples.add(duration);
   }
 
@@ -115,38 +115,25 @@ export interface DependencyMap {
  * whose parent span is in A (latency and error are the child's), and for
  * every CLIENT/PRODUCER span of A naming a peer B that has no child span in
  * another service (an uninstrumented callee, e.g. a database; latency and
- * error are the client span's). A node's stats are its entry spans (server,
+ * error are the client span's; the store tells which have children). A node's stats are its entry spans (server,
  * consumer, roots).
  */
 export class DependencyMapBuilder {
   readonly #edges = new Map<string, { from: string; to: string; stats: StatsBuilder }>();
   readonly #nodes = new Map<string, StatsBuilder>();
-  /** Spans with a child in another service (their peer edge is already counted through the child). */
-  readonly #calledThrough = new Set<string>();
-  readonly #peerCalls: { key: string; from: string; to: string; duration: number; error: boolean }[] = [];
 
+  /** One span, read by SpanStore.scan with `parents: true`. */
   add(row: SpanRow): void {
-    if (isEntrySpan(row.kind, row.parentId)) this.#node(row.service).add(row.duration, row.error);
+    if (isEntrySpan(row.kind, row.parentId)) this.#node(row.service).add(row.duration, row.error, row.weight);
     if (row.parentService !== null && row.parentService !== row.service) {
-      this.#edge(row.parentService, row.service).add(row.duration, row.error);
-      this.#calledThrough.add(`${row.traceId}/${row.parentId}`);
+      this.#edge(row.parentService, row.service).add(row.duration, row.error, row.weight);
     }
-    if (row.peer !== null && (row.kind === "client" || row.kind === "producer")) {
-      this.#peerCalls.push({
-        key: `${row.traceId}/${row.spanId}`,
-        from: row.service,
-        to: row.peer,
-        duration: row.duration,
-        error: row.error,
-      });
+    if (row.peer !== null && !row.calledThrough && (row.kind === "client" || row.kind === "producer")) {
+      this.#edge(row.service, row.peer).add(row.duration, row.error, row.weight);
     }
   }
 
   result(from: number, to: number): DependencyMap {
-    for (const c of this.#peerCalls) {
-      if (!this.#calledThrough.has(c.key)) this.#edge(c.from, c.to).add(c.duration, c.error);
-    }
-    this.#peerCalls.length = 0;
     const seconds = Math.max(1e-6, (to - from) / 1e6);
     const services = new Set(this.#nodes.keys());
     for (const e of this.#edges.values()) {
@@ -297,14 +284,14 @@ export class TopBuilder {
       s = new StatsBuilder();
       this.#services.set(row.service, s);
     }
-    s.add(row.duration, row.error);
+    s.add(row.duration, row.error, row.weight);
     const key = `${row.service}\0${row.route}`;
     let r = this.#routes.get(key);
     if (!r) {
       r = { service: row.service, route: row.route, stats: new StatsBuilder() };
       this.#routes.set(key, r);
     }
-    r.stats.add(row.duration, row.error);
+    r.stats.add(row.duration, row.error, row.weight);
   }
 
   result(from: number, to: number, by: TopBy, limit: number): TopN {
