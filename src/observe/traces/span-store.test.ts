@@ -2,7 +2,7 @@
 // limit (oldest first), and search.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statfsSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -140,5 +140,18 @@ test("search: traces with a span matching every filter, newest first, up to the 
     assert.equal(t1.spans, 2);
     assert.equal(t1.duration, 200_000);
     assert.deepEqual(t1.services, ["gateway", "web"]);
+  });
+});
+
+test("the store gives way rather than eat the disk's reserve", () => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-spans-"));
+  const free = statfsSync(dir).bavail * statfsSync(dir).bsize;
+  rmSync(dir, { recursive: true, force: true });
+  // A reserve larger than the free space: nothing may be kept.
+  withStore({ reserveDiskBytes: free + 1024 ** 3 }, (store, clock) => {
+    store.recordSpans(Array.from({ length: 2000 }, (_, i) => makeSpan({ trace: i + 1, start: clock.now() * 1000 })));
+    store.flush();
+    assert.equal(store.stats().droppedBySize, 2000);
+    assert.equal(store.search({}).length, 0);
   });
 });

@@ -280,14 +280,18 @@ export class SpanStore implements SpanSink {
       }
     }
     const limit = Math.min(this.#maxBytes, this.#diskLimit(now));
-    for (let round = 0; round < 50 && this.#usedBytes() > limit; round++) {
+    for (let round = 0; round < 20; round++) {
+      const used = this.#usedBytes();
+      if (used <= limit) break;
       const { lo, hi } = this.#db.prepare("SELECT MIN(id) AS lo, MAX(id) AS hi FROM spans").get() as {
         lo: number | null;
         hi: number | null;
       };
       if (lo === null || hi === null) break;
-      // Rows are numbered in arrival order: dropping the lowest tenth drops the oldest spans.
-      const upTo = lo + Math.max(1, Math.ceil((hi - lo + 1) / 10));
+      // Rows are numbered in arrival order, so the lowest ids are the oldest spans. Drop the share
+      // that is over the limit (at least a tenth, so a store at the limit is not trimmed every flush).
+      const share = limit <= 0 ? 1 : Math.min(1, Math.max(0.1, (used - limit) / used + 0.02));
+      const upTo = lo + Math.max(1, Math.ceil((hi - lo + 1) * share));
       const r = this.#db.prepare("DELETE FROM spans WHERE id < ?").run(upTo);
       this.#stats.droppedBySize += Number(r.changes);
     }
