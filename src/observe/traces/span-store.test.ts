@@ -149,7 +149,9 @@ test("the store gives way rather than eat the disk's reserve", () => {
   rmSync(dir, { recursive: true, force: true });
   // A reserve larger than the free space: nothing may be kept.
   withStore({ reserveDiskBytes: free + 1024 ** 3 }, (store, clock) => {
-    store.recordSpans(Array.from({ length: 2000 }, (_, i) => makeSpan({ trace: i + 1, start: clock.now() * 1000 })));
+    store.recordSpans(
+      Array.from({ length: 2000 }, (_, i) => makeSpan({ trace: i + 1, start: clock.now() * 1000 })),
+    );
     store.flush();
     assert.equal(store.stats().droppedBySize, 2000);
     assert.equal(store.search({}).length, 0);
