@@ -95,6 +95,12 @@ test("OTLP JSON in, the trace out as a tree; also forwarded", async () => {
     [hexId(0xabc, 32)],
   );
   assert.equal((await call("GET", "/traces?service=web&minDuration=25ms")).body.items.length, 0);
+  const iso = (us: number) => encodeURIComponent(new Date(us / 1000).toISOString());
+  const inRange = await call("GET", `/traces?service=web&from=${iso(t - 1e6)}&to=${iso(t + 1e6)}`);
+  assert.equal(inRange.body.items.length, 1);
+  const before = await call("GET", `/traces?service=web&from=${iso(t - 9e6)}&to=${iso(t - 1e6)}`);
+  assert.equal(before.body.items.length, 0);
+  assert.equal((await call("GET", "/traces?from=yesterday")).status, 400);
   await server.traces.forwarder?.drain();
   const names = forwarded.flatMap((f) =>
     (f as { resourceSpans: { scopeSpans: { spans: { name: string }[] }[] }[] }).resourceSpans.flatMap((r) =>
