@@ -101,6 +101,11 @@ test("OTLP JSON in, the trace out as a tree; also forwarded", async () => {
   const before = await call("GET", `/traces?service=web&from=${iso(t - 9e6)}&to=${iso(t - 1e6)}`);
   assert.equal(before.body.items.length, 0);
   assert.equal((await call("GET", "/traces?from=yesterday")).status, 400);
+  assert.equal(
+    (await call("GET", "/traces?service=web&tenant=acme")).body.items.length,
+    0,
+    "no spans of tenant acme",
+  );
   await server.traces.forwarder?.drain();
   const names = forwarded.flatMap((f) =>
     (f as { resourceSpans: { scopeSpans: { spans: { name: string }[] }[] }[] }).resourceSpans.flatMap((r) =>

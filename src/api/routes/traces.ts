@@ -38,7 +38,9 @@ const SearchQuery = T.Object(
     from: T.Optional(T.String({ format: "date-time" })),
     to: T.Optional(T.String({ format: "date-time" })),
     limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
-    tenant: T.Optional(T.String()),
+    tenant: T.Optional(
+      T.String({ maxLength: 100, description: "only spans of this herd tenant (herd.tenant)" }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -47,7 +49,9 @@ const WindowQuery = T.Object(
     window: Duration("how far back, e.g. 15m (default 15m)"),
     by: T.Optional(T.Union([T.Literal("calls"), T.Literal("latency"), T.Literal("time")])),
     limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
-    tenant: T.Optional(T.String()),
+    tenant: T.Optional(
+      T.String({ maxLength: 100, description: "only spans of this herd tenant (herd.tenant)" }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -165,6 +169,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         from?: string;
         to?: string;
         limit?: number;
+        tenant?: string;
       };
       const to = q.to ? Date.parse(q.to) * 1000 : nowMicros();
       const from = q.from ? Date.parse(q.from) * 1000 : to - durationParam(q.since, "since", 3600e6);
@@ -176,6 +181,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         from,
         to,
         limit: q.limit ?? 20,
+        tenant: q.tenant,
       });
       return { items };
     },
@@ -191,11 +197,14 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const q = req.query as { window?: string };
+      const q = req.query as { window?: string; tenant?: string };
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new DependencyMapBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { parents: true });
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
+        parents: true,
+        tenant: q.tenant,
+      });
       return { ...builder.result(from, to), sampledEvery: scanned.sampledEvery };
     },
   );
@@ -210,11 +219,11 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const q = req.query as { window?: string; by?: TopBy; limit?: number };
+      const q = req.query as { window?: string; by?: TopBy; limit?: number; tenant?: string };
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new TopBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row));
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { tenant: q.tenant });
       return {
         ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
         sampledEvery: scanned.sampledEvery,

@@ -124,17 +124,19 @@ test("search: traces with a span matching every filter, newest first, up to the 
         duration: 2_000,
       }),
       makeSpan({ trace: 4, id: 1, service: "worker", start: now - 7200e6 }),
+      makeSpan({ trace: 5, id: 1, service: "worker", start: now - 3e6 - 1, tenant: "acme" }),
     ]);
     store.flush();
     const ids = (q: Parameters<SpanStore["search"]>[0]) =>
       store.search(q).map((t) => Number.parseInt(t.traceId, 16));
-    assert.deepEqual(ids({}), [3, 2, 1], "the last hour by default, newest first");
+    assert.deepEqual(ids({}), [3, 5, 2, 1], "the last hour by default, newest first");
+    assert.deepEqual(ids({ tenant: "acme" }), [5]);
     assert.deepEqual(ids({ service: "web", route: "/a" }), [3, 1]);
     assert.deepEqual(ids({ status: "error" }), [2]);
-    assert.deepEqual(ids({ status: "ok" }), [3, 1]);
+    assert.deepEqual(ids({ status: "ok" }), [3, 5, 1]);
     assert.deepEqual(ids({ minDuration: 100_000 }), [1]);
     assert.deepEqual(ids({ limit: 1 }), [3]);
-    assert.deepEqual(ids({ from: now - 8000e6 }), [3, 2, 1, 4]);
+    assert.deepEqual(ids({ from: now - 8000e6 }), [3, 5, 2, 1, 4]);
     const [t1] = store.search({ minDuration: 100_000 });
     assert.equal(t1.rootService, "gateway");
     assert.equal(t1.spans, 2);

@@ -89,6 +89,8 @@ export interface TraceSearch {
   to?: number;
   /** Default 20. */
   limit?: number;
+  /** Only spans of this herd tenant (resource attribute `herd.tenant`). */
+  tenant?: string;
 }
 
 /** One span as the map and Top-N read it, with its parent's service when the parent is stored. */
@@ -341,6 +343,10 @@ export class SpanStore implements SpanSink {
       args.push(q.route, q.route);
     }
     if (q.status === "error") where.push("error = 1");
+    if (q.tenant) {
+      where.push("tenant = ?");
+      args.push(q.tenant);
+    }
     if (q.minDuration !== undefined) {
       where.push("duration >= ?");
       args.push(q.minDuration);
@@ -382,14 +388,19 @@ export class SpanStore implements SpanSink {
     from: number,
     to: number,
     each: (row: SpanRow) => void,
-    options: { parents?: boolean; max?: number } = {},
+    options: { parents?: boolean; max?: number; tenant?: string } = {},
   ): { spans: number; sampledEvery: number } {
     const max = options.max ?? 200_000;
     const { n: total } = this.#db
       .prepare("SELECT COUNT(*) AS n FROM spans WHERE start >= ? AND start < ?")
       .get(from, to) as { n: number };
     const stride = Math.max(1, Math.ceil(Number(total) / max));
-    const sample = stride > 1 ? ` AND c.id % ${stride} = 0` : "";
+    const args: (string | number)[] = [from, to];
+    let sample = stride > 1 ? ` AND c.id % ${stride} = 0` : "";
+    if (options.tenant) {
+      sample += " AND c.tenant = ?";
+      args.push(options.tenant);
+    }
     const stmt = this.#db.prepare(
       options.parents
         ? `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
@@ -405,7 +416,7 @@ export class SpanStore implements SpanSink {
            FROM spans c WHERE c.start >= ? AND c.start < ?${sample}`,
     );
     let n = 0;
-    for (const r of stmt.iterate(from, to) as Iterable<ScanRow>) {
+    for (const r of stmt.iterate(...args) as Iterable<ScanRow>) {
       n++;
       each({
         traceId: r.trace_id,
