@@ -11,6 +11,7 @@ import {
   type BalanceSpec,
   type RateLimitSpec,
   type Route,
+  type RouteTimeouts,
   routeIdentity,
   type StickySpec,
 } from "../model/manifest.ts";
@@ -182,6 +183,8 @@ export interface RouteEntry {
   readonly split: Split | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
+  /** Upstream timeouts set on the route (ms; absent: the proxy's defaults), or null. */
+  readonly timeouts: RouteTimeouts | null;
   readonly backend: Backend;
 }
 
@@ -633,6 +636,7 @@ export function buildRouteTable(
             }
           : null,
         limit,
+        timeouts: route.timeouts ?? null,
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,

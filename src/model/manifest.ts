@@ -159,6 +159,34 @@ export const RouteSchema = T.Object(
         },
       ),
     ),
+    timeouts: T.Optional(
+      T.Object(
+        {
+          connect: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 300,
+              description: "seconds to open a connection to an instance (default 5)",
+            }),
+          ),
+          request: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 86400,
+              description: "seconds from sending the request to the end of the answer (default: none)",
+            }),
+          ),
+          idle: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 86400,
+              description: "seconds an instance may stay silent, before or within its answer (default 60)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "how long the gateway waits for the service" },
+      ),
+    ),
     rateLimit: T.Optional(
       T.Object(
         {
@@ -322,6 +350,18 @@ export interface Route {
   mirror?: { service: string; percent: number };
   /** Shares of this route's requests that go to other services of the app; the rest stays. */
   split?: SplitSpec;
+  /** How long the gateway waits for the service; absent fields take the gateway's defaults. */
+  timeouts?: RouteTimeouts;
+}
+
+/** A route's upstream timeouts in milliseconds; each absent one is the gateway's default. */
+export interface RouteTimeouts {
+  /** Opening a connection to an instance. */
+  connectMs?: number;
+  /** From sending the request to the end of the answer. */
+  requestMs?: number;
+  /** Silence of the instance, before its answer's head or between body chunks. */
+  idleMs?: number;
 }
 
 export type StickySpec = { on: "ip" } | { on: "header" | "cookie"; name: string };
@@ -460,6 +500,7 @@ export function normalizeService(
           }
         : {}),
       ...(r.balance && r.balance !== "round_robin" ? { balance: balanceSpec(r.balance) } : {}),
+      ...(r.timeouts ? { timeouts: routeTimeouts(r.timeouts) } : {}),
       ...(r.rateLimit
         ? {
             rateLimit: {
@@ -595,6 +636,15 @@ function checkRouteClashes(m: Manifest, file: string, lineOf?: (path: string[]) 
       );
     });
   }
+}
+
+function routeTimeouts(t: { connect?: number; request?: number; idle?: number }): RouteTimeouts {
+  const ms = (seconds: number) => Math.round(seconds * 1000);
+  return {
+    ...(t.connect !== undefined ? { connectMs: ms(t.connect) } : {}),
+    ...(t.request !== undefined ? { requestMs: ms(t.request) } : {}),
+    ...(t.idle !== undefined ? { idleMs: ms(t.idle) } : {}),
+  };
 }
 
 function balanceSpec(b: NonNullable<Manifest["services"][string]["routes"]>[number]["balance"]): BalanceSpec {
