@@ -199,6 +199,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   backend: Backend | undefined = undefined;
   /** The whole-request deadline's timer, or null (the route has none). */
   deadline: NodeJS.Timeout | null = null;
+  /** While a body is held for retries: the timer that gives up on a client that stopped sending it. */
+  stall: NodeJS.Timeout | null = null;
   /** The route's connect timeout (ms). */
   connectMs: number;
   /** A streamed body without a length, to count against the limit once it starts flowing. */
@@ -571,7 +573,7 @@ export class GatewayProxy {
       const held = req as HeldRequest;
       held.exchange = exchange;
       held.chunks = [];
-      held.stall = setTimeout(onBodyStall, idleMs, exchange, idleMs);
+      exchange.stall = setTimeout(onBodyStall, idleMs, exchange, idleMs);
       req.on("data", holdChunk);
       req.on("end", bodyHeld);
       return;
@@ -778,10 +780,15 @@ function abortUpstream(exchange: Exchange): void {
   if (abort !== null) abort(ABORTED);
 }
 
+/** Stops the exchange's timers (the request deadline, the held body's stall timer). */
 function clearDeadline(exchange: Exchange): void {
   if (exchange.deadline !== null) {
     clearTimeout(exchange.deadline);
     exchange.deadline = null;
+  }
+  if (exchange.stall !== null) {
+    clearTimeout(exchange.stall);
+    exchange.stall = null;
   }
 }
 
@@ -941,7 +948,6 @@ function countBody(this: CountedRequest, chunk: Buffer): void {
 interface HeldRequest extends http.IncomingMessage {
   exchange: Exchange;
   chunks: Buffer[];
-  stall: NodeJS.Timeout;
 }
 
 function holdChunk(this: HeldRequest, chunk: Buffer): void {
@@ -949,8 +955,11 @@ function holdChunk(this: HeldRequest, chunk: Buffer): void {
 }
 
 function bodyHeld(this: HeldRequest): void {
-  clearTimeout(this.stall);
   const exchange = this.exchange;
+  if (exchange.stall !== null) {
+    clearTimeout(exchange.stall);
+    exchange.stall = null;
+  }
   if (exchange.state === DONE) return;
   const chunks = this.chunks;
   exchange.options.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
@@ -959,6 +968,7 @@ function bodyHeld(this: HeldRequest): void {
 
 /** A client that stopped sending the body the gateway waits for: 408, and the connection closed. */
 function onBodyStall(exchange: Exchange, ms: number): void {
+  exchange.stall = null;
   if (exchange.state === DONE) return;
   exchange.state = DONE;
   clearDeadline(exchange);

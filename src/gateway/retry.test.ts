@@ -3,6 +3,7 @@
 // enough to hold), against real instances that refuse or drop connections.
 
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import { GatewayProxy, MAX_RETRY_BODY_BYTES } from "./proxy.ts";
@@ -115,4 +116,41 @@ test("an instance that closes the connection without answering: a GET is retried
   const plainPut = await request(port, "shop.test", "/x", { method: "PUT", body: "v" });
   assert.equal(plainPut.status, 502);
   assert.equal(dropper.hits, 3);
+});
+
+test("a held body that stops arriving gets 408 after the idle timeout; the instance never sees it", async (t) => {
+  const alive = await echo();
+  const proxy = new GatewayProxy({ logger: silentLogger, upstreamTimeoutMs: 300 });
+  t.after(async () => {
+    await proxy.close();
+    await alive.close();
+  });
+  const port = await proxy.listen(0, "127.0.0.1");
+  proxy.table = buildRouteTable(
+    {
+      services: [testService("default", "shop", "web", [{ host: "shop.test" }])],
+      instances: [testInstance("b-alive", WEB, "local", alive.port)],
+      nodes: [testNode("local", "127.0.0.1")],
+    },
+    1,
+  );
+  const started = Date.now();
+  const reply = await new Promise<string>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      // Ten bytes announced, three sent, then silence.
+      socket.write(
+        "POST /orders HTTP/1.1\r\nHost: shop.test\r\nIdempotency-Key: k\r\nContent-Length: 10\r\n\r\nabc",
+      );
+    });
+    let data = "";
+    socket.on("data", (d) => {
+      data += d;
+    });
+    socket.on("close", () => resolve(data));
+    socket.on("error", reject);
+  });
+  assert.match(reply, /^HTTP\/1\.1 408/);
+  assert.match(reply, /"code":"timeout"/);
+  assert.ok(Date.now() - started < 3000);
+  assert.equal(alive.hits, 0);
 });
