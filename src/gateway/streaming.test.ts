@@ -122,6 +122,8 @@ async function wsEcho(name: string, refuse = false): Promise<TestUpstream & { up
       }
     });
     socket.on("error", () => {});
+    // An upgraded socket of an http.Server is half-open on the peer's FIN: close it too.
+    socket.on("end", () => socket.end());
   });
   return server;
 }
