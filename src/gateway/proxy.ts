@@ -179,7 +179,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly proxy: GatewayProxy;
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
-  readonly host: string;
   /** undici's dispatch options (path, method, headers, timeouts, body), made once, reused on a retry. */
   readonly options: Dispatcher.DispatchOptions;
   /** Safe method or Idempotency-Key, and no body or a buffered one: may be sent again to another endpoint. */
@@ -216,7 +215,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     res: http.ServerResponse,
     endpoint: Endpoint,
     options: Dispatcher.DispatchOptions,
-    host: string,
     retryable: boolean,
     connectMs: number,
   ) {
@@ -225,7 +223,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.res = res;
     this.endpoint = endpoint;
     this.options = options;
-    this.host = host;
     this.retryable = retryable;
     this.connectMs = connectMs;
   }
@@ -550,7 +547,6 @@ export class GatewayProxy {
       res,
       endpoint,
       options,
-      host,
       mayRetry && (holdBody || !forwarded.hasBody),
       connectMs,
     );
