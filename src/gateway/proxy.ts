@@ -360,10 +360,13 @@ export class GatewayProxy {
   /** The keep-alive pool to an endpoint with a connect timeout, cached on the endpoint for the next request. */
   poolFor(endpoint: Endpoint, connectMs: number): Pool {
     const pooled = endpoint as PooledEndpoint;
-    if (pooled.pool !== undefined && pooled.poolConnectMs === connectMs) return pooled.pool;
+    const cached = pooled.pool;
+    // A pool is closed when a new table no longer routes to its address; a request that picked its
+    // endpoint from the old table (a body held for a retry arrives later) gets a fresh pool.
+    if (cached !== undefined && pooled.poolConnectMs === connectMs && !cached.closed) return cached;
     const key = `${endpoint.address}:${endpoint.port} ${connectMs}`;
     let pool = this.#pools.get(key);
-    if (pool === undefined) {
+    if (pool === undefined || pool.closed) {
       const host = endpoint.address.includes(":") ? `[${endpoint.address}]` : endpoint.address;
       pool = new Pool(`http://${host}:${endpoint.port}`, {
         connections: this.maxSocketsPerUpstream,
@@ -378,7 +381,7 @@ export class GatewayProxy {
       this.#pools.set(key, pool);
     }
     // The first route's timeout is the one cached; a route with another one looks its pool up.
-    if (pooled.pool === undefined) {
+    if (cached === undefined || cached.closed) {
       pooled.pool = pool;
       pooled.poolConnectMs = connectMs;
     }
