@@ -191,3 +191,58 @@ test("WebSocket upgrades follow the route's split, and a split target's open bre
   assert.equal(after.filter((a) => a === "error").length, 2);
   assert.equal(broken.upgrades, 1, "the second canary upgrade never reached it");
 });
+
+test("a client that stops reading pauses the upstream instead of filling the gateway's memory", {
+  timeout: 20_000,
+}, async (t) => {
+  const TOTAL = 64 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 120);
+  let written = 0;
+  const big = await startUpstream((_req, res) => {
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": TOTAL });
+    const pump = () => {
+      while (written < TOTAL) {
+        written += chunk.length;
+        if (!res.write(chunk)) {
+          res.once("drain", pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+  });
+  const proxy = new GatewayProxy({ logger: silentLogger });
+  t.after(async () => {
+    await proxy.close();
+    await big.close();
+  });
+  const port = await proxy.listen(0, "127.0.0.1");
+  proxy.table = buildRouteTable(
+    {
+      services: [testService("default", "shop", "web", [{ host: "shop.test" }])],
+      instances: [testInstance("w", { app: "shop", service: "web" }, "local", big.port)],
+      nodes,
+    },
+    1,
+  );
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.get({ port, path: "/big", headers: { host: "shop.test" }, agent: false }, resolve);
+    req.on("error", reject);
+  });
+  res.pause();
+  // Let the pipeline fill: socket buffers on both hops take a few MiB, then the upstream must wait.
+  let before = -1;
+  while (written !== before) {
+    before = written;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  assert.ok(written < TOTAL / 2, `the upstream was held back after ${written} bytes`);
+  let received = 0;
+  res.on("data", (c: Buffer) => {
+    received += c.length;
+  });
+  res.resume();
+  await new Promise((resolve) => res.on("end", resolve));
+  assert.equal(received, TOTAL);
+});
