@@ -31,9 +31,9 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
-import type { Service } from "../src/model/objects.ts";
 import type { StoredObject } from "../src/store/store.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const env = process.env;
@@ -247,6 +247,7 @@ async function startGateway(
   id: string,
   name: string,
   objects: StoredObject[],
+  extraHeaders: Record<string, string> = {},
 ): Promise<Target> {
   const controlPlane = await startBenchControlPlane(TOKEN, objects);
   closers.push(controlPlane.close);
@@ -256,26 +257,12 @@ async function startGateway(
     "gateway",
     ...["--server", controlPlane.url, "--token", TOKEN, "--port", String(port)],
     ...["--host", "127.0.0.1", "--data", join(base, `${id}-data`), "--workers", "1"],
+    ...["--metrics-port", "0"],
   ]);
   const url = `http://127.0.0.1:${port}/`;
-  const headers = { Host: BENCH_HOST };
+  const headers = { Host: BENCH_HOST, ...extraHeaders };
   await untilServes(url, headers, child);
   return { id, name, url, headers, child };
-}
-
-/** The policies of bench:gateway's target (d), set so that none triggers. */
-function withPolicies(objects: StoredObject[]): StoredObject[] {
-  return objects.map((o) => {
-    if (o.kind !== "service") return o;
-    const service = structuredClone(o.value) as Service;
-    service.spec.routes = service.spec.routes.map((r) => ({
-      ...r,
-      rateLimit: { rate: 1e6, burst: 1e6, per: "ip" },
-    }));
-    service.spec.breaker = { failures: 1000, openMs: 5000 };
-    service.spec.outlier = { failures: 1000, ejectionMs: 1000, maxShare: 0.5 };
-    return { ...o, value: service };
-  });
 }
 
 interface Load {
@@ -328,9 +315,10 @@ async function main(): Promise<void> {
   const targets = [
     await startNginx(tools.nginx, tempDir, upstreamPort),
     await startGateway(tempDir, "c", "herd gateway (1 worker)", objects),
-    await startGateway(tempDir, "d", "herd gateway + policies", withPolicies(objects)),
+    await startGateway(tempDir, "d", "herd gateway + policies", withPolicies(objects), POLICY_HEADERS),
     await startFastify(upstreamPort),
   ];
+  console.log(`note: ${POLICY_NOTE}`);
   console.log(
     `bench:gateway-cpu: wrk 1 thread, ${CONNECTIONS} connections, ${WARMUP} s warm-up + ${SECONDS} s per target, ` +
       `${ROUNDS} rounds; CPU of each proxy's processes (utime + stime) / requests`,
