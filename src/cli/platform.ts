@@ -39,7 +39,7 @@ const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [
 (oldest dropped first), and also send them to an OTLP/HTTP endpoint.`;
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--host 127.0.0.1]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
@@ -70,7 +70,7 @@ The token comes from --token or HERD_TOKEN. Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve).`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
 
 Runs the gateway: routes requests by host and path to running instances.
@@ -81,7 +81,9 @@ process. It reports the config version it serves to the control plane
 --token or HERD_TOKEN. GET /metrics on
 --metrics-host:--metrics-port serves Prometheus metrics summed over all workers
 (default 9180, or a free port when 9180 is taken; 0 picks a free port; off
-turns it off). The address is printed at start.
+turns it off). The address is printed at start. It records a span of every
+request and ships them to the control plane (herd traces, herd map);
+--trace-sample 0.1 records a tenth of new traces, 0 none.
 With --tls-cert/--tls-key (repeatable: picked by SNI, the first is the
 default) it serves HTTPS on --https-port (default 8443) too; --https-port
 without certificates uses a self-signed one for localhost made in DIR/tls/.`,
@@ -115,6 +117,15 @@ const portOf = (value: unknown, name: string): number => {
 };
 
 /** A metrics port flag: a port number, or `off` for no metrics listener (undefined); unset: the default. */
+/** A share from 0 to 1 (--trace-sample); undefined when the flag is absent. */
+const sampleOf = (value: unknown, name: string): number | undefined => {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1))
+    throw new HerdError("invalid", `--${name} must be a share from 0 to 1, got ${value}`);
+  return n;
+};
+
 const metricsPortOf = (value: unknown, name: string): number | undefined =>
   value === undefined ? DEFAULT_METRICS_PORT : value === "off" ? undefined : portOf(value, name);
 
@@ -165,6 +176,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "gateway-port": { type: "string", default: "8080" },
     "gateway-workers": { type: "string", default: String(availableParallelism()) },
     "gateway-metrics-port": { type: "string" },
+    "gateway-trace-sample": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
@@ -227,6 +239,7 @@ export async function runUp(argv: string[]): Promise<number> {
       metricsPort: gatewayMetricsPort,
       metricsHost: host,
       https,
+      traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
     });
   } catch (err) {
     await gateway?.stop();
@@ -454,6 +467,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     id: { type: "string" },
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
+    "trace-sample": { type: "string" },
     ...HTTPS_FLAGS,
   });
   if (!v) return 0;
@@ -479,6 +493,7 @@ export async function runGateway(argv: string[]): Promise<number> {
       metricsPortOrFree: v["metrics-port"] === undefined,
       metricsHost: v["metrics-host"] as string,
       https: await httpsSettings(v, dataDir, false),
+      traceSample: sampleOf(v["trace-sample"], "trace-sample"),
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =

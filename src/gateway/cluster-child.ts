@@ -38,6 +38,8 @@ export interface GatewayChildOptions {
   metricsHost?: string;
   /** HTTPS beside HTTP (`--https-port`, `--tls-cert`, `--tls-key`); absent: HTTP only. */
   https?: HttpsSettings;
+  /** Share of new traces whose spans it records (`--trace-sample`); unset: the gateway's default (1). */
+  traceSample?: number;
 }
 
 /** A gateway running in a child process. */
@@ -75,6 +77,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       "--metrics-host",
       options.metricsHost ?? "127.0.0.1",
       ...httpsArgs(options.https),
+      ...(options.traceSample === undefined ? [] : ["--trace-sample", String(options.traceSample)]),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },

@@ -22,6 +22,7 @@ import type {
   WorkerSettings,
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
+import { tracesFor } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -35,6 +36,8 @@ if (!cluster.isWorker || process.env[WORKER_ENV] === undefined) {
 const settings = JSON.parse(process.env[WORKER_ENV]) as WorkerSettings;
 const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?? process.pid}`);
 const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
+const traces = settings.traces && tracesFor({ ...settings.traces, traceSample: settings.traces.sample });
+proxy.spans = traces?.spans ?? null;
 let listenStarted = false;
 /** The instances the primary's probes found down; applied to every table built here. */
 let down: ReadonlySet<string> = new Set();
@@ -76,7 +79,7 @@ process.on("message", (message: ConfigMessage | HealthMessage | StopMessage | Me
     down = new Set(message.down);
     markDown(proxy.table, down);
   } else if (message.type === "stop") {
-    void proxy.close().finally(() => process.exit(0));
+    void Promise.all([proxy.close(), traces?.close()]).finally(() => process.exit(0));
   }
 });
 

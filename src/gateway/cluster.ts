@@ -59,6 +59,8 @@ export interface WorkerSettings {
   workers: number;
   /** HTTPS beside HTTP (a fixed port here); each worker loads and watches the certificates itself. */
   https?: HttpsSettings;
+  /** Where each worker ships its spans (the control plane), and the share of new traces recorded. */
+  traces?: { server: string; token: string; sample: number };
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -244,6 +246,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     workers: options.workers,
     https,
+    ...((options.traceSample ?? 1) > 0
+      ? { traces: { server: options.server, token: options.token, sample: options.traceSample ?? 1 } }
+      : {}),
   };
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to

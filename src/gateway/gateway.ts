@@ -12,6 +12,7 @@ import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
+import { shipSpans } from "./spans.ts";
 import { StatusReporter } from "./status-reporter.ts";
 import { type CertificateFiles, loadCertificates, watchCertificates } from "./tls.ts";
 
@@ -32,6 +33,8 @@ export interface GatewayOptions {
   upstreamTimeoutMs?: number;
   /** This gateway's id in the control plane's GET /api/v1/gateways. Default `<hostname>:<port>`. */
   id?: string;
+  /** Share of new traces whose spans are recorded and shipped to the control plane (0..1). Default 1; 0: none. */
+  traceSample?: number;
   /** How often it reports its status when nothing changes. Default 10 s. */
   statusIntervalMs?: number;
   /** Port of the metrics listener (GET /metrics); 0 picks a free one; unset: none. `herd gateway` defaults to 9180. */
@@ -77,6 +80,8 @@ export interface Gateway {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = (options.logger ?? createLogger("herd")).child("gateway");
   const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: options.upstreamTimeoutMs });
+  const traces = tracesFor(options);
+  proxy.spans = traces?.spans ?? null;
   let reporter: StatusReporter | undefined;
   // This process is the whole gateway: it probes the instances itself.
   const prober = new ActiveProber({ logger, onChange: (down) => markDown(proxy.table, down) });
@@ -158,7 +163,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     close: async () => {
       unwatch();
       prober.close();
-      await Promise.all([proxy.close(), source.close(), reporter?.close(), metrics?.close()]);
+      await Promise.all([
+        proxy.close(),
+        source.close(),
+        reporter?.close(),
+        metrics?.close(),
+        traces?.close(),
+      ]);
     },
   };
 }
@@ -178,6 +189,12 @@ export function reportOf(result: BuildResult): {
     serving: result.serving.version,
     routes: result.serving.routeCount,
   };
+}
+
+/** The gateway's span shipping, unless its sample rate is 0. */
+export function tracesFor(options: Pick<GatewayOptions, "server" | "token" | "traceSample">) {
+  const sample = options.traceSample ?? 1;
+  return sample > 0 ? shipSpans(options.server, options.token, sample) : undefined;
 }
 
 /** The address to reach a listening host from this machine. */

@@ -91,9 +91,14 @@ export class Series {
   /** Sum of durations, ms. */
   sumMs = 0;
   count = 0;
+  /** The route label and the `tenant/app/service` key ("" when none), for the spans of these requests. */
+  readonly route: string;
+  readonly service: string;
 
-  constructor(labels: string) {
+  constructor(labels: string, route = "none", service = "") {
     this.labels = labels;
+    this.route = route;
+    this.service = service;
   }
 
   /** Counts one response: its status code, outcome (an OUTCOMES index) and how long it took. */
@@ -136,7 +141,7 @@ export class RouteStats {
   constructor(route: string, serviceKey: string) {
     this.route = route;
     this.#service = serviceKey;
-    this.home = new Series(serviceLabels(route, serviceKey));
+    this.home = new Series(serviceLabels(route, serviceKey), route, serviceKey);
   }
 
   /** The series for requests this route sends to `backend` (another service only with a split). */
@@ -144,7 +149,7 @@ export class RouteStats {
     if (backend.service === this.#service) return this.home;
     let series = this.#others.get(backend.service);
     if (series === undefined) {
-      series = new Series(serviceLabels(this.route, backend.service));
+      series = new Series(serviceLabels(this.route, backend.service), this.route, backend.service);
       this.#others.set(backend.service, series);
     }
     return series;

@@ -39,6 +39,7 @@ import {
   type RouteTable,
   rewritePath,
 } from "./route-table.ts";
+import { type GatewaySpans, type TraceHop, upstreamTraceparent } from "./spans.ts";
 import type { CertificateStore } from "./tls.ts";
 import { nextTraceparent } from "./trace-context.ts";
 
@@ -309,10 +310,18 @@ interface ForwardedRequest {
   idempotencyKey: boolean;
   /** The headers for the upstream, as a raw [name, value, …] list. */
   headers: string[];
+  /** The request's place in its trace, when the gateway records spans. */
+  hop: TraceHop | null;
 }
 
 interface ClientResponse extends http.ServerResponse {
   exchange: Exchange;
+}
+
+/** A response whose request the gateway records spans of (spans.ts). */
+interface TracedResponse extends http.ServerResponse {
+  hop?: TraceHop;
+  spans?: GatewaySpans;
 }
 
 /** The gateway's reverse proxy. Assign `table` to reconfigure it. */
@@ -332,6 +341,8 @@ export class GatewayProxy {
   inflight = 0;
   /** Counters of requests no route took (metrics.ts). */
   readonly unrouted = metrics.unroutedSeries();
+  /** Records the spans of every request (spans.ts) when set; null: only traceparent is passed on. */
+  spans: GatewaySpans | null = null;
   /** Keep-alive connections for aggregation parts (aggregate.ts), which call through node:http. */
   readonly partsAgent = new http.Agent({
     keepAlive: true,
@@ -501,7 +512,11 @@ export class GatewayProxy {
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse, proto: "http" | "https"): void {
     const start = performance.now();
     // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
-    const forwarded = forwardedRequest(req, proto);
+    const forwarded = forwardedRequest(req, proto, this.spans);
+    if (forwarded.hop !== null) {
+      (res as TracedResponse).hop = forwarded.hop;
+      (res as TracedResponse).spans = this.spans ?? undefined;
+    }
     const host = forwarded.host;
     let url = req.url ?? "/";
     const table = this.table;
@@ -748,7 +763,11 @@ export class GatewayProxy {
       writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
       return;
     }
-    const headers = forwardedRequest(req, (req.socket as TLSSocket).encrypted ? "https" : "http").headers;
+    const headers = forwardedRequest(
+      req,
+      (req.socket as TLSSocket).encrypted ? "https" : "http",
+      null,
+    ).headers;
     let target = url;
     if (route.auth !== null && consumer !== null) {
       if (route.auth.hideApiKey || route.auth.hideAuthorization) target = route.auth.hide(headers, url);
@@ -1041,11 +1060,19 @@ function onClientClose(this: ClientResponse): void {
   }
   // Counted once, when the response is over; one cut short says so (499: the client left before any answer).
   const finished = this.writableFinished;
-  exchange.series?.record(
-    finished || this.headersSent ? this.statusCode : 499,
-    finished ? exchange.outcome : this.headersSent ? metrics.INCOMPLETE : metrics.CLIENT_CLOSED,
-    performance.now() - exchange.startedAt,
-  );
+  const end = performance.now();
+  const status = finished || this.headersSent ? this.statusCode : 499;
+  const outcome = finished ? exchange.outcome : this.headersSent ? metrics.INCOMPLETE : metrics.CLIENT_CLOSED;
+  const series = exchange.series;
+  if (series !== undefined) {
+    series.record(status, outcome, end - exchange.startedAt);
+    const { hop, spans } = this as TracedResponse;
+    if (hop !== undefined && spans !== undefined) {
+      const upstream = { instance: exchange.endpoint.instance, startMs: exchange.startedAt };
+      const method = exchange.req.method ?? "GET";
+      spans.record(hop, series, method, status, metrics.OUTCOMES[outcome], exchange.startedAt, end, upstream);
+    }
+  }
   // A response that finished closes normally; one that did not means the client left.
   if (!this.writableFinished && exchange.state !== DONE) {
     exchange.state = DONE;
@@ -1171,7 +1198,11 @@ function listenOn(server: http.Server, port: number, host: string, flag: string)
  * upstream client (undici chunks a body without a length itself); an upgrade
  * drops its body framing too, the tunnel carries the bytes.
  */
-function forwardedRequest(req: http.IncomingMessage, proto: "http" | "https"): ForwardedRequest {
+function forwardedRequest(
+  req: http.IncomingMessage,
+  proto: "http" | "https",
+  spans: GatewaySpans | null,
+): ForwardedRequest {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
@@ -1229,9 +1260,9 @@ function forwardedRequest(req: http.IncomingMessage, proto: "http" | "https"): F
     proto,
     "X-Forwarded-Host",
     host ?? "",
-    "traceparent",
-    nextTraceparent(traceparent),
   );
+  const hop = spans === null ? null : spans.hop(traceparent);
+  out.push("traceparent", hop === null ? nextTraceparent(traceparent) : upstreamTraceparent(hop));
   return {
     host: host ?? "",
     duplicateHost,
@@ -1240,6 +1271,7 @@ function forwardedRequest(req: http.IncomingMessage, proto: "http" | "https"): F
     hasBody,
     idempotencyKey,
     headers: out,
+    hop,
   };
 }
 
@@ -1294,7 +1326,21 @@ function isLocalHost(host: string): boolean {
 
 /** Counts an answer the gateway gave itself (its status is on `res` once written). */
 function answered(series: metrics.Series, res: http.ServerResponse, outcome: number, start: number): void {
-  series.record(res.statusCode, outcome, performance.now() - start);
+  const end = performance.now();
+  series.record(res.statusCode, outcome, end - start);
+  const { hop, spans } = res as TracedResponse;
+  if (hop !== undefined && spans !== undefined) {
+    spans.record(
+      hop,
+      series,
+      (res.req as http.IncomingMessage).method ?? "GET",
+      res.statusCode,
+      metrics.OUTCOMES[outcome],
+      start,
+      end,
+      null,
+    );
+  }
 }
 
 /** 429 with Retry-After and the IETF RateLimit headers (limit, remaining, reset in seconds). */
