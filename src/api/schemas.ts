@@ -144,3 +144,36 @@ export const WatchQuery = T.Object({
   ),
   from: T.Optional(T.Integer({ minimum: 0 })),
 });
+
+export const ConsumerParams = T.Object({ name: Name });
+export const CredentialParams = T.Object({
+  name: Name,
+  id: T.String({ pattern: "^[0-9a-z]{1,32}$", description: "the credential's id" }),
+});
+
+export const CreateConsumerBody = T.Object({ name: Name }, { additionalProperties: false });
+
+export const JwtCredentialBody = T.Object(
+  {
+    key: T.Optional(
+      T.String({
+        pattern: "^[\\x21-\\x7e]{1,256}$",
+        description: "matched against the tokens' iss claim; unique in the tenant (default: generated)",
+      }),
+    ),
+    algorithm: T.Optional(
+      T.Union([T.Literal("HS256"), T.Literal("RS256")], { description: "HS256 (default) or RS256" }),
+    ),
+    secret: T.Optional(
+      T.String({
+        minLength: 32,
+        maxLength: 1024,
+        description: "HS256: the shared secret, at least 32 characters (default: generated and shown once)",
+      }),
+    ),
+    publicKey: T.Optional(
+      T.String({ minLength: 1, maxLength: 16384, description: "RS256: the RSA public key in PEM" }),
+    ),
+  },
+  { additionalProperties: false },
+);

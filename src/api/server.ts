@@ -26,8 +26,11 @@ import { LogStore } from "../observe/log-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
+import { GatewayBook } from "./gateway-book.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { consumerRoutes } from "./routes/consumers.ts";
+import { liveConfigRoutes } from "./routes/live-config.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { ErrorReply } from "./schemas.ts";
 
@@ -52,6 +55,8 @@ export interface ApiDeps {
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;
   logs: LogStore;
+  /** What each gateway has applied (live-config.ts routes). */
+  gateways: GatewayBook;
   maxUploadBytes: number;
   version: string;
   /** The platform's settings (resource unit, timings). */
@@ -98,6 +103,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .catch(() => {});
   }
 
+  const gateways = new GatewayBook(store, logger.child("gateways"));
+  await gateways.start();
   const deps: ApiDeps = {
     store,
     controllers,
@@ -105,6 +112,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     deployLogs,
     artifacts,
     logs,
+    gateways,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
@@ -155,6 +163,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       controllers.stop();
       await app.close();
+      await gateways.close();
       logs.close();
       await store.close();
     },
@@ -230,7 +239,9 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       platformRoutes(api, deps);
+      consumerRoutes(api, deps);
       clusterRoutes(api, deps);
+      liveConfigRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

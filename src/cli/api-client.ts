@@ -3,7 +3,7 @@
  * streams and a streamed file upload. Every failure becomes an ApiError whose
  * message a person can act on.
  *
- *   get/post/delete ─► fetch ─► JSON reply │ {code, message, details} ─► ApiError
+ *   get/post/put/patch/delete ─► fetch ─► JSON reply │ {code, message, details} ─► ApiError
  *   stream          ─► fetch ─► readNdjson(body) ─► one object per line
  *   upload          ─► fetch(body = file chunks, onProgress) ─► JSON reply
  */
@@ -79,6 +79,11 @@ export class ApiClient {
   /** PUT a JSON body and read the JSON reply. */
   put<T>(path: string, body: unknown, query?: Query): Promise<T> {
     return this.#json<T>("PUT", path, query, body);
+  }
+
+  /** PATCH with a JSON body and read the JSON reply. */
+  patch<T>(path: string, body: unknown, query?: Query): Promise<T> {
+    return this.#json<T>("PATCH", path, query, body);
   }
 
   /** DELETE and read the JSON reply. */

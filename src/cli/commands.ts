@@ -10,9 +10,11 @@ import { resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
+import { consumersCommand } from "./consumers.ts";
 import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
+import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { logsCommand } from "./logs.ts";
 import type { Items } from "./types.ts";
 
@@ -243,7 +245,10 @@ export const COMMANDS: CommandSpec[] = [
   rollbackCommand,
   eventsCommand,
   nodesCommand,
+  consumersCommand,
   instancesCommand,
   quotaCommand,
+  routesCommand,
+  gatewaysCommand,
   versionCommand,
 ];

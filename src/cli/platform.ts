@@ -3,7 +3,7 @@
  * `herd agent` and `herd gateway`. Each runs in the foreground until SIGINT
  * or SIGTERM.
  *
- *   herd up = server (API :7070) + agent (this machine, same protocol as a remote one) + gateway (:8080)
+ *   herd up = server (API :7070) + agent (this machine, same protocol as a remote one) + gateway (:8080, HTTPS :8443)
  *             + on the first start, a deploy of examples/hello
  */
 
@@ -26,14 +26,18 @@ import {
   type GatewayChild,
   spawnGatewayChild,
 } from "../gateway/cluster-child.ts";
-import { startGateway } from "../gateway/gateway.ts";
+import { type HttpsSettings, startGateway } from "../gateway/gateway.ts";
+import { DEFAULT_METRICS_PORT } from "../gateway/metrics-server.ts";
+import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--host 127.0.0.1] [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 10]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--host 127.0.0.1]
+               [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
+               [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -41,8 +45,14 @@ Runs the whole platform on this machine in the foreground: the control plane
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps running; the next herd up re-adopts them).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
-seconds without a heartbeat make a node lost (its cattle move elsewhere).`,
-  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 10]
+seconds without a heartbeat make a node lost (its cattle move elsewhere).
+The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
+start; a free port when 9180 is taken; --gateway-metrics-port, off turns them off).
+The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
+pairs given (picked by SNI; the first is the default), else with a
+self-signed certificate for localhost and *.localhost made once in
+DIR/tls/. --no-https serves HTTP only.`,
+  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.`,
@@ -56,12 +66,21 @@ placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve). --ports is the range instance
 ports come from; agents sharing one machine each need their own.`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1]
+                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
 follows the control plane (default: one per core); --workers 1 is a single
-process. The token comes from --token or HERD_TOKEN.`,
+process. It reports the config version it serves to the control plane
+(\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
+--token or HERD_TOKEN. GET /metrics on
+--metrics-host:--metrics-port serves Prometheus metrics summed over all workers
+(default 9180, or a free port when 9180 is taken; 0 picks a free port; off
+turns it off). The address is printed at start.
+With --tls-cert/--tls-key (repeatable: picked by SNI, the first is the
+default) it serves HTTPS on --https-port (default 8443) too; --https-port
+without certificates uses a self-signed one for localhost made in DIR/tls/.`,
 };
 
 type Role = keyof typeof HELP;
@@ -90,6 +109,10 @@ const portOf = (value: unknown, name: string): number => {
     throw new HerdError("invalid", `--${name} must be a port number (0-65535), got ${value}`);
   return n;
 };
+
+/** A metrics port flag: a port number, or `off` for no metrics listener (undefined); unset: the default. */
+const metricsPortOf = (value: unknown, name: string): number | undefined =>
+  value === undefined ? DEFAULT_METRICS_PORT : value === "off" ? undefined : portOf(value, name);
 
 const megabytes = (value: unknown): number => {
   const n = Number(value);
@@ -137,17 +160,29 @@ export async function runUp(argv: string[]): Promise<number> {
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string", default: "8080" },
     "gateway-workers": { type: "string", default: String(availableParallelism()) },
+    "gateway-metrics-port": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
-    "node-lost-after": { type: "string", default: "10" },
+    "node-lost-after": { type: "string", default: "9" },
+    "unit-cpu": { type: "string", default: "0.25" },
+    "unit-memory": { type: "string", default: "256Mi" },
+    ...HTTPS_FLAGS,
+    "no-https": { type: "boolean" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  // Checked (and the development certificate made) before anything starts.
+  const https = await httpsSettings(v, dataDir, true);
   const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   const gatewayWorkers = workerCount(v["gateway-workers"]);
+  // Unset: the gateway's own default (9180, or a free port when that is taken).
+  const gatewayMetricsPort =
+    v["gateway-metrics-port"] === undefined
+      ? undefined
+      : (metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port") ?? "off");
   const host = v.host as string;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const server = await startServer({
@@ -155,7 +190,7 @@ export async function runUp(argv: string[]): Promise<number> {
     port: portOf(v.port, "port"),
     host,
     logger,
-    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]) },
+    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   const driver = new ProcessDriver({
@@ -183,6 +218,9 @@ export async function runUp(argv: string[]): Promise<number> {
       host,
       dataDir: join(dataDir, "gateway"),
       workers: gatewayWorkers,
+      metricsPort: gatewayMetricsPort,
+      metricsHost: host,
+      https,
     });
   } catch (err) {
     await gateway?.stop();
@@ -190,10 +228,13 @@ export async function runUp(argv: string[]): Promise<number> {
     await server.close();
     throw err;
   }
-  const shownGateway = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${gateway.port}`;
+  const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
+  const shownGateway = `http://${shownHost}:${gateway.port}`;
+  const shownHttps =
+    gateway.httpsPort === undefined ? undefined : `https://${shownHost}:${gateway.httpsPort}`;
   writeFileSync(
     join(dataDir, "server.json"),
-    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway }, null, 2)}\n`,
+    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway, gatewayHttpsUrl: shownHttps }, null, 2)}\n`,
   );
   process.stdout.write(
     [
@@ -201,6 +242,10 @@ export async function runUp(argv: string[]): Promise<number> {
       "herd is up",
       `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
       `  gateway:      ${shownGateway}`,
+      `  metrics:      ${gateway.metricsUrl ?? "off (--gateway-metrics-port)"}`,
+      ...(shownHttps === undefined
+        ? []
+        : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
       `  admin token:  ${server.adminTokenFile}`,
       `  data:         ${dataDir}`,
       "",
@@ -213,6 +258,12 @@ export async function runUp(argv: string[]): Promise<number> {
       if (ok) {
         writeFileSync(marker, `${new Date().toISOString()}\n`);
         process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
+        if (gateway?.httpsPort !== undefined && https?.development) {
+          // The development certificate names hello.localhost (curl sends *.localhost to loopback itself).
+          process.stdout.write(
+            `  over HTTPS: curl --cacert ${https.certificates[0].cert} https://hello.localhost:${gateway.httpsPort}/\n`,
+          );
+        }
       }
     });
   }
@@ -270,7 +321,9 @@ export async function runServer(argv: string[]): Promise<number> {
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
     "max-upload-mb": { type: "string", default: "200" },
-    "node-lost-after": { type: "string", default: "10" },
+    "node-lost-after": { type: "string", default: "9" },
+    "unit-cpu": { type: "string", default: "0.25" },
+    "unit-memory": { type: "string", default: "256Mi" },
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -279,7 +332,11 @@ export async function runServer(argv: string[]): Promise<number> {
     port: portOf(v.port, "port"),
     host: v.host as string,
     logger,
-    settings: { gatewayUrl: v["gateway-url"] as string, ...nodeTimeouts(v["node-lost-after"]) },
+    settings: {
+      gatewayUrl: v["gateway-url"] as string,
+      ...nodeTimeouts(v["node-lost-after"]),
+      unit: unitOf(v),
+    },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
@@ -311,6 +368,15 @@ const memoryFlag = (value: unknown, name: string): number => {
   } catch {
     throw new HerdError("invalid", `--${name} must be a quantity like 512Mi or 4Gi, got ${value}`);
   }
+};
+
+/** One resource unit, from --unit-cpu and --unit-memory. */
+const unitOf = (v: Record<string, unknown>) => {
+  const cpu = cpuFlag(v["unit-cpu"], "unit-cpu");
+  const memory = memoryFlag(v["unit-memory"], "unit-memory");
+  if (!(cpu > 0 && memory > 0))
+    throw new HerdError("invalid", "--unit-cpu and --unit-memory must be more than 0");
+  return { cpu, memory };
 };
 
 export async function runAgent(argv: string[]): Promise<number> {
@@ -379,6 +445,10 @@ export async function runGateway(argv: string[]): Promise<number> {
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
     workers: { type: "string", default: String(availableParallelism()) },
+    id: { type: "string" },
+    "metrics-port": { type: "string" },
+    "metrics-host": { type: "string", default: "127.0.0.1" },
+    ...HTTPS_FLAGS,
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -389,22 +459,39 @@ export async function runGateway(argv: string[]): Promise<number> {
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
     const workers = workerCount(v.workers);
     const logger = createLogger("herd");
+    const dataDir = resolve(v.data as string);
     const options = {
       server,
       token: tokenFrom(v),
       port: portOf(v.port, "port"),
       host: v.host as string,
-      dataDir: resolve(v.data as string),
+      dataDir,
       logger,
+      id: v.id as string | undefined,
+      metricsPort: metricsPortOf(v["metrics-port"], "metrics-port"),
+      // The default port may be taken (another gateway here): then any free one, printed below.
+      metricsPortOrFree: v["metrics-port"] === undefined,
+      metricsHost: v["metrics-host"] as string,
+      https: await httpsSettings(v, dataDir, false),
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =
       workers === 1 ? await startGateway(options) : await startGatewayCluster({ ...options, workers });
-    if (parent) tell({ type: "ready", url: gateway.url, port: gateway.port });
-    else
+    if (parent) {
+      tell({
+        type: "ready",
+        url: gateway.url,
+        port: gateway.port,
+        httpsUrl: gateway.httpsUrl,
+        httpsPort: gateway.httpsPort,
+        metricsUrl: gateway.metricsUrl,
+      });
+    } else {
+      const secure = gateway.httpsUrl === undefined ? "" : ` and ${gateway.httpsUrl}`;
       process.stdout.write(
-        `herd gateway: ${gateway.url} (${workers} ${workers === 1 ? "process" : "workers"})\n`,
+        `herd gateway: ${gateway.url}${secure} (${workers} ${workers === 1 ? "process" : "workers"}); metrics: ${gateway.metricsUrl ?? "off"}\n`,
       );
+    }
     const parentGone = new Promise<void>((done) => {
       if (parent) process.once("disconnect", done);
     });
@@ -416,6 +503,47 @@ export async function runGateway(argv: string[]): Promise<number> {
     if (parent) tell({ type: "failed", message: err instanceof Error ? err.message : String(err) });
     throw err;
   }
+}
+
+/** The flags both `herd up` and `herd gateway` take for HTTPS. */
+const HTTPS_FLAGS = {
+  "https-port": { type: "string" },
+  "tls-cert": { type: "string", multiple: true },
+  "tls-key": { type: "string", multiple: true },
+} as const;
+
+/** The default HTTPS port of the gateway. */
+export const DEFAULT_HTTPS_PORT = 8443;
+
+/**
+ * HTTPS from the flags: the --tls-cert/--tls-key pairs in order, or the
+ * development certificate in `<dataDir>/tls` when none is given. `byDefault`:
+ * serve HTTPS without any flag (`herd up`; `herd gateway` needs one).
+ */
+async function httpsSettings(
+  v: Record<string, unknown>,
+  dataDir: string,
+  byDefault: boolean,
+): Promise<(HttpsSettings & { development: boolean }) | undefined> {
+  const certs = (v["tls-cert"] as string[] | undefined) ?? [];
+  const keys = (v["tls-key"] as string[] | undefined) ?? [];
+  if (v["no-https"]) {
+    if (certs.length > 0 || v["https-port"] !== undefined)
+      throw new HerdError("invalid", "--no-https cannot go with --https-port, --tls-cert or --tls-key");
+    return undefined;
+  }
+  if (certs.length !== keys.length)
+    throw new HerdError(
+      "invalid",
+      `each --tls-cert needs its --tls-key, in the same order: got ${certs.length} --tls-cert and ${keys.length} --tls-key`,
+    );
+  if (!byDefault && certs.length === 0 && v["https-port"] === undefined) return undefined;
+  const port = v["https-port"] === undefined ? DEFAULT_HTTPS_PORT : portOf(v["https-port"], "https-port");
+  const certificates =
+    certs.length > 0
+      ? certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) }))
+      : [await ensureDevCertificate(join(dataDir, "tls"))];
+  return { port, certificates, development: certs.length === 0 };
 }
 
 function workerCount(value: unknown): number {

@@ -1,7 +1,8 @@
 /**
  * The app controller: takes a destroyed app apart. `herd apps destroy` marks
  * the app `destroying`; this scales its services to zero, waits until every
- * instance is gone, then deletes services, releases, deploys and the app.
+ * instance is gone, then deletes services, releases, deploys and the app
+ * (its route objects at once).
  */
 
 import type { App, Deploy, Instance, Release, Service } from "../model/objects.ts";
@@ -21,6 +22,8 @@ export class AppController {
     if (!o?.value.destroying) return false;
     const { tenant, name } = o.value;
     const prefix = `${key}/`;
+    // Route objects go first, so no gateway keeps a route to a service on its way out.
+    for (const r of (await store.list("route", { prefix })).items) await store.delete("route", r.key);
     const services = (await store.list<Service>("service", { prefix })).items;
     for (const s of services) {
       if (s.value.instances !== 0 || s.value.state !== "destroying") {

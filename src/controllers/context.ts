@@ -35,8 +35,8 @@ export interface Settings {
 export const DEFAULT_SETTINGS: Settings = {
   drainMs: 2000,
   heartbeatMs: 1000,
-  nodeNotReadyMs: 4000,
-  nodeLostMs: 10_000,
+  nodeNotReadyMs: 3_600,
+  nodeLostMs: 9_000,
   rolloutCrashLimit: 3,
   crashLoopLimit: 8,
   backoffBaseMs: 500,

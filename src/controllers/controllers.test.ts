@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { ManualClock } from "../common/clock.ts";
 import { silentLogger } from "../common/log.ts";
+import type { RouteObject } from "../model/live-config.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Node, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
@@ -518,4 +519,85 @@ test("an operator moves a pet to another node: same id, new node", async () => {
     [moved.id, moved.node, moved.state, moved.moving],
     [pet.id, to, "provisioning", undefined],
   );
+});
+
+test("heartbeats that jitter by up to 2 s never make a node not ready; silence makes it lost within 10 s", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  // A minute of heartbeats every 1 s ± 2 s (gaps of 1 to 3 s), checked every half second.
+  let next = 1000;
+  let seed = 7;
+  const jitter = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return 1000 + (seed / 2 ** 31) * 2000;
+  };
+  for (let t = 0; t < 60_000; t += 500) {
+    h.clock.advance(500);
+    if (t + 500 >= next) {
+      await h.m.nodes.handleHeartbeat("n1", hb());
+      next += jitter();
+    }
+    await h.m.nodes.checkNodes();
+    assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "ready", `at ${t} ms`);
+  }
+  // Then silence: lost once the timeout passes, checked every half second as the server does.
+  let lostAfter = 0;
+  while ((await h.store.get<Node>("node", "n1"))?.value.state !== "lost") {
+    h.clock.advance(500);
+    lostAfter += 500;
+    await h.m.nodes.checkNodes();
+  }
+  assert.ok(
+    lostAfter > DEFAULT_SETTINGS.nodeLostMs - 3000 && lostAfter <= 10_500,
+    `lost after ${lostAfter} ms`,
+  );
+});
+
+test("a deploy whose route a route object (of any app) serves fails; API traffic overrides survive a deploy", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  assert.equal((await h.store.get<App>("app", "default/hello"))?.value.release, 1);
+  await h.store.put("route", "default/hello/beta", {
+    tenant: "default",
+    app: "hello",
+    name: "beta",
+    spec: { service: "web", host: "beta.localhost" },
+    createdAt: "",
+    updatedAt: "",
+  } satisfies RouteObject);
+  const web = (await h.store.get<Service>("service", "default/hello/web"))!;
+  await h.store.put("service", web.key, { ...web.value, traffic: { concurrency: 7, breaker: null } });
+  const d = await h.m.deploys.startDeploy("default", "hello", async () => ({
+    source: "c".repeat(64),
+    slug: "f".repeat(64),
+    services: {
+      web: normalizeService(
+        "hello",
+        "web",
+        { command: "x", routes: [{ host: "hello.localhost" }, { host: "beta.localhost" }] },
+        undefined,
+      ),
+    },
+    description: "clash with a route object",
+  }));
+  const failed = await (async () => {
+    for (let n = 0; n < 50; n++) {
+      const o = (await h.store.get<Deploy>("deploy", `default/hello/${d.id}`))!.value;
+      if (o.state === "failed") return o;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  assert.match(
+    failed?.message ?? "",
+    /route beta\.localhost\/ of web is already served by route hello\/beta/,
+  );
+
+  // A deploy that leaves the traffic policies alone keeps the overrides; one that changes the breaker drops that one.
+  await deploy(h, { instances: 1, breaker: { failures: 3 } });
+  const kept = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.deepEqual(kept.traffic, { concurrency: 7 });
 });

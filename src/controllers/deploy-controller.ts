@@ -12,7 +12,8 @@
 
 import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import { routeIdentity, type ServiceSpec } from "../model/manifest.ts";
+import { keepTraffic } from "../model/live-config.ts";
+import type { ServiceSpec } from "../model/manifest.ts";
 import {
   type App,
   appKey,
@@ -25,6 +26,7 @@ import {
 } from "../model/objects.ts";
 import type { Context } from "./context.ts";
 import { checkQuota } from "./quota.ts";
+import { checkRouteFree, routeOwners } from "./route-owners.ts";
 
 /** What a build produced: enough to make a release. */
 export interface BuildResult {
@@ -228,6 +230,9 @@ export class DeployController {
         deploy: deploy.id,
         crashes: 0,
       };
+      // Traffic policies set through the API stay, unless this release changes them in herd.yaml.
+      const traffic = keepTraffic(cur?.value.traffic, previous?.value.services[name], spec);
+      if (traffic) svc.traffic = traffic;
       await store.put("service", key, svc, cur ? { expectRevision: cur.revision } : { expectRevision: 0 });
       step(`${name}: rolling out v${version} to ${instances} instance${instances === 1 ? "" : "s"}`);
     }
@@ -249,25 +254,19 @@ export class DeployController {
     }
   }
 
-  /** A route another app already serves makes the deploy fail before any release is made (409). */
+  /**
+   * A route another app, or a route object of any app, already serves makes
+   * the deploy fail before any release is made (409).
+   */
   async #checkRoutes(tenant: string, app: string, services: Record<string, ServiceSpec>): Promise<void> {
-    const taken = new Map<string, string>();
-    for (const o of (await this.#ctx.store.list<Service>("service")).items) {
-      const s = o.value;
-      if (s.tenant === tenant && s.app === app) continue;
-      for (const r of s.spec.routes)
-        taken.set(routeIdentity(r), `${s.tenant === tenant ? "" : `${s.tenant}/`}${s.app}/${s.name}`);
-    }
+    const owners = await routeOwners(
+      this.#ctx.store,
+      tenant,
+      (o) => o.source === "herd.yaml" && o.tenant === tenant && o.app === app,
+    );
     for (const [name, spec] of Object.entries(services)) {
       spec.routes.forEach((r, n) => {
-        const owner = taken.get(routeIdentity(r));
-        if (owner) {
-          throw new HerdError(
-            "conflict",
-            `route ${r.host}${r.path} of ${name} is already served by ${owner}`,
-            [{ field: `services.${name}.routes.${n}`, message: `already served by ${owner}` }],
-          );
-        }
+        checkRouteFree(owners, r, `services.${name}.routes.${n}`, ` of ${name}`);
       });
     }
   }

@@ -21,6 +21,8 @@ export class ControllerManager {
   readonly nodes: NodeController;
   readonly apps: AppController;
   readonly #ctx: Context;
+  /** Services with instances waiting for a node: looked at again whenever resources are freed. */
+  readonly #waiting = new Set<string>();
   readonly #serviceQueue: WorkQueue;
   readonly #deployQueue: WorkQueue;
   readonly #appQueue: WorkQueue;
@@ -72,7 +74,7 @@ export class ControllerManager {
       setInterval(
         () =>
           void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err })),
-        1000,
+        250,
       ),
     );
     for (const t of this.#timers) t.unref();
@@ -103,7 +105,7 @@ export class ControllerManager {
           signal: this.#abort.signal,
         })) {
           revision = ev.revision;
-          this.#route(ev.kind, ev.key, ev.object.value);
+          this.#route(ev.kind, ev.key, ev.object.value, ev.type === "delete");
         }
       } catch (err) {
         if (this.#abort.signal.aborted) return;
@@ -116,7 +118,7 @@ export class ControllerManager {
   }
 
   /** Which keys an object change concerns. */
-  #route(kind: string, key: string, value: unknown): void {
+  #route(kind: string, key: string, value: unknown, deleted: boolean): void {
     switch (kind) {
       case "service": {
         const s = value as Service;
@@ -127,8 +129,15 @@ export class ControllerManager {
       }
       case "instance": {
         const i = value as Instance;
-        this.#serviceQueue.add(`${i.tenant}/${i.app}/${i.service}`);
+        const service = `${i.tenant}/${i.app}/${i.service}`;
+        this.#serviceQueue.add(service);
         this.#appQueue.add(`${i.tenant}/${i.app}`);
+        if (i.state === "pending" && !i.node) this.#waiting.add(service);
+        else if (i.state === "provisioning") this.#waiting.delete(service);
+        // Resources freed: instances waiting for room elsewhere may fit now.
+        if (deleted || i.state === "stopped" || i.state === "failed") {
+          for (const w of this.#waiting) this.#serviceQueue.add(w);
+        }
         break;
       }
       case "deploy":

@@ -3,7 +3,7 @@
  *
  *   agent ──heartbeat(status)──► handleHeartbeat ──► Node + Instance states (+ Events)
  *         ◄──reply(desired)────┘
- *   every second: checkNodes ──► ready → not_ready → lost ──► instances lost (cattle replaced by the service controller)
+ *   every 250 ms: checkNodes ──► ready → not_ready → lost ──► instances lost (cattle replaced by the service controller)
  *
  * The time of the last heartbeat is kept in memory (a store write per
  * heartbeat would wake every watcher every second); the Node object is

@@ -48,6 +48,8 @@ const GATEWAY_HEADERS = new Set([
   "x-forwarded-host",
   "traceparent",
   "tracestate",
+  // Set by route auth (auth.ts); a client's own copy never gets this far.
+  "x-consumer-name",
 ]);
 
 /** One client request answered by an aggregation. */

@@ -11,12 +11,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { HerdError } from "../common/errors.ts";
+import type { HttpsSettings } from "./gateway.ts";
 
 /** Set in the child's environment: report over IPC and stop when the parent goes away. */
 export const CHILD_ENV = "HERD_GATEWAY_CHILD";
 
 /** Child → parent: listening, or failed to start. */
-export type ChildMessage = { type: "ready"; url: string; port: number } | { type: "failed"; message: string };
+export type ChildMessage =
+  | { type: "ready"; url: string; port: number; metricsUrl?: string; httpsUrl?: string; httpsPort?: number }
+  | { type: "failed"; message: string };
 
 /** How the child is started. */
 export interface GatewayChildOptions {
@@ -29,6 +32,12 @@ export interface GatewayChildOptions {
   dataDir: string;
   /** Worker processes (`--workers`). */
   workers: number;
+  /** Port of the metrics listener (`--metrics-port`), or `off`; unset: the gateway's default (9180, or a free port when taken). */
+  metricsPort?: number | "off";
+  /** Address of the metrics listener: default 127.0.0.1. */
+  metricsHost?: string;
+  /** HTTPS beside HTTP (`--https-port`, `--tls-cert`, `--tls-key`); absent: HTTP only. */
+  https?: HttpsSettings;
 }
 
 /** A gateway running in a child process. */
@@ -36,6 +45,10 @@ export interface GatewayChild {
   pid: number;
   port: number;
   url: string;
+  /** Where the gateway's metrics are (`http://…/metrics`), when it serves them. */
+  metricsUrl?: string;
+  httpsPort?: number;
+  httpsUrl?: string;
   /** SIGTERM, then SIGKILL after `graceMs` (default 10 s); resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -58,13 +71,17 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.dataDir,
       "--workers",
       String(options.workers),
+      ...(options.metricsPort === undefined ? [] : ["--metrics-port", String(options.metricsPort)]),
+      "--metrics-host",
+      options.metricsHost ?? "127.0.0.1",
+      ...httpsArgs(options.https),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     },
   );
-  const ready = await new Promise<{ url: string; port: number }>((resolve, reject) => {
+  const ready = await new Promise<Extract<ChildMessage, { type: "ready" }>>((resolve, reject) => {
     let failure: string | undefined;
     child.on("message", (message: ChildMessage) => {
       if (message.type === "ready") resolve(message);
@@ -86,8 +103,19 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
     pid: child.pid ?? 0,
     port: ready.port,
     url: ready.url,
+    metricsUrl: ready.metricsUrl,
+    httpsPort: ready.httpsPort,
+    httpsUrl: ready.httpsUrl,
     stop: (graceMs) => stopChild(child, graceMs),
   };
+}
+
+/** The flags for HTTPS: the port and each certificate/key pair, in order. */
+function httpsArgs(https: HttpsSettings | undefined): string[] {
+  if (https === undefined) return [];
+  const args = ["--https-port", String(https.port)];
+  for (const pair of https.certificates) args.push("--tls-cert", pair.cert, "--tls-key", pair.key);
+  return args;
 }
 
 async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {

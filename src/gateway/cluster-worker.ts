@@ -11,10 +11,22 @@
 
 import cluster from "node:cluster";
 import { createLogger } from "../common/log.ts";
-import type { ConfigMessage, FailedMessage, StopMessage, WorkerSettings } from "./cluster.ts";
+import type {
+  AppliedMessage,
+  ConfigMessage,
+  FailedMessage,
+  HealthMessage,
+  MetricsReply,
+  MetricsRequest,
+  StopMessage,
+  WorkerSettings,
+} from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
+import { markDown } from "./health-probe.ts";
+import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
+import { loadCertificates, watchCertificates } from "./tls.ts";
 
 if (!cluster.isWorker || process.env[WORKER_ENV] === undefined) {
   throw new Error("cluster-worker.ts is started by the gateway primary (cluster.ts), not by hand");
@@ -24,22 +36,45 @@ const settings = JSON.parse(process.env[WORKER_ENV]) as WorkerSettings;
 const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?? process.pid}`);
 const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
 let listenStarted = false;
+/** The instances the primary's probes found down; applied to every table built here. */
+let down: ReadonlySet<string> = new Set();
 
 // The primary is gone: release the port now rather than serve a table nobody updates.
 process.on("disconnect", () => process.exit(0));
 // Ctrl-C reaches the whole process group; the primary decides when workers stop.
 process.on("SIGINT", () => {});
 
-process.on("message", (message: ConfigMessage | StopMessage) => {
+process.on("message", (message: ConfigMessage | HealthMessage | StopMessage | MetricsRequest) => {
   if (message.type === "config") {
-    proxy.table = buildRouteTable(message.objects, message.revision, {
-      previous: proxy.table,
-      share: 1 / Math.max(1, settings.workers),
-    });
+    // The primary built this config already; a failure here is still refused, never half-applied.
+    try {
+      const table = buildRouteTable(message.objects, message.revision, {
+        previous: proxy.table,
+        share: 1 / Math.max(1, settings.workers),
+        logger,
+      });
+      markDown(table, down);
+      proxy.table = table;
+      process.send?.({ type: "applied", revision: message.revision } satisfies AppliedMessage);
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      logger.warn("configuration refused; the last good table keeps serving", {
+        version: message.revision,
+        error,
+      });
+      process.send?.({ type: "applied", revision: message.revision, error } satisfies AppliedMessage);
+    }
     if (!listenStarted) {
       listenStarted = true;
       void listen();
     }
+  } else if (message.type === "metrics") {
+    void processFamilies(proxy).then((families) =>
+      process.send?.({ type: "metrics", id: message.id, families } satisfies MetricsReply),
+    );
+  } else if (message.type === "health") {
+    down = new Set(message.down);
+    markDown(proxy.table, down);
   } else if (message.type === "stop") {
     void proxy.close().finally(() => process.exit(0));
   }
@@ -48,6 +83,11 @@ process.on("message", (message: ConfigMessage | StopMessage) => {
 async function listen(): Promise<void> {
   try {
     await proxy.listen(settings.port, settings.host);
+    if (settings.https) {
+      const { port, certificates } = settings.https;
+      await proxy.listenHttps(port, settings.host, loadCertificates(certificates));
+      watchCertificates(certificates, logger, (next) => proxy.useCertificates(next));
+    }
   } catch (err) {
     process.send?.(
       { type: "failed", message: err instanceof Error ? err.message : String(err) } satisfies FailedMessage,

@@ -9,6 +9,13 @@
  * watch per machine, not one per core, only the primary writes the cache,
  * and all workers switch to the same table version together.
  *
+ * Each worker answers every configuration with an ACK (built and serving it)
+ * or a NACK (refused, with the reason); the primary reports the gateway as a
+ * whole to the control plane (status-reporter.ts): a version counts as applied
+ * once every live worker serves it.
+ * The primary also serves GET /metrics on its own port: at each scrape it
+ * asks every worker for its counters over IPC and adds them up.
+ *
  * A worker that dies is forked again (backoff after quick repeated deaths).
  * Workers exit when their IPC channel to the primary closes, so a primary
  * killed with SIGKILL leaves no worker holding the port.
@@ -20,9 +27,22 @@ import net, { type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
+import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
-import type { Gateway, GatewayOptions } from "./gateway.ts";
+import {
+  defaultGatewayId,
+  type Gateway,
+  type GatewayOptions,
+  type HttpsSettings,
+  reachableHost,
+  reportOf,
+} from "./gateway.ts";
+import { ActiveProber } from "./health-probe.ts";
+import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
+import { StatusReporter } from "./status-reporter.ts";
+import { loadCertificates } from "./tls.ts";
 
 /** The worker's entry module. */
 const WORKER_MAIN = fileURLToPath(new URL("./cluster-worker.ts", import.meta.url));
@@ -37,6 +57,8 @@ export interface WorkerSettings {
   upstreamTimeoutMs?: number;
   /** How many workers share the traffic (rate limits are split among them). */
   workers: number;
+  /** HTTPS beside HTTP (a fixed port here); each worker loads and watches the certificates itself. */
+  https?: HttpsSettings;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -46,15 +68,42 @@ export interface ConfigMessage {
   objects: RouteObjects;
 }
 
+/** Primary → worker: the instances the active probes found down (all of them, each time). */
+export interface HealthMessage {
+  type: "health";
+  down: string[];
+}
+
 /** Primary → worker: close and exit. */
 export interface StopMessage {
   type: "stop";
+}
+
+/** Primary → worker: send your metrics (a MetricsReply with the same id). */
+export interface MetricsRequest {
+  type: "metrics";
+  id: number;
+}
+
+/** Worker → primary: its request counters and gauges since it started. */
+export interface MetricsReply {
+  type: "metrics";
+  id: number;
+  families: Family[];
 }
 
 /** Worker → primary: it could not listen (or start); it exits after sending this. */
 export interface FailedMessage {
   type: "failed";
   message: string;
+}
+
+/** Worker → primary, after each config: serving it (ACK), or refused with the reason (NACK). */
+export interface AppliedMessage {
+  type: "applied";
+  revision: number;
+  /** Set when refused; the worker keeps its last good table. */
+  error?: string;
 }
 
 /** How a gateway cluster is started. */
@@ -74,6 +123,9 @@ export interface GatewayCluster extends Gateway {
 /** A worker that lived this long before dying is replaced at once and its slot's backoff is reset. */
 const HEALTHY_UPTIME_MS = 10_000;
 
+/** How long a scrape waits for a worker's counters before using its previous answer. */
+const METRICS_TIMEOUT_MS = 2_000;
+
 /** How long workers get to close before they are killed. */
 const STOP_GRACE_MS = 5_000;
 
@@ -84,6 +136,12 @@ interface Slot {
   startedAt: number;
   quickDeaths: number;
   restartTimer: NodeJS.Timeout | undefined;
+  /** The version the worker serves (its last ACK); -1 before its first. */
+  applied: number;
+  /** Its last NACK, while no later version has been applied. */
+  refused: { revision: number; error: string } | undefined;
+  /** The worker's last answer to a scrape (its counters up to then). */
+  metrics: Family[] | undefined;
 }
 
 /**
@@ -107,8 +165,16 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   };
   const slots: Slot[] = [];
   let stopping = false;
+  let reporter: StatusReporter | undefined;
+  let metrics: MetricsServer | undefined;
+  /** Counters of workers that died, as of their last answer, so the sums never go backwards. */
+  const retired = new Map<string, Family>();
+  /** Scrapes waiting for a worker's answer, by request id. */
+  const pendingScrapes = new Map<number, (families: Family[]) => void>();
+  let nextScrapeId = 0;
 
-  const broadcast = (message: ConfigMessage | StopMessage): void => {
+  let health: HealthMessage = { type: "health", down: [] };
+  const broadcast = (message: ConfigMessage | HealthMessage | StopMessage): void => {
     for (const slot of slots) {
       if (slot.worker?.isConnected()) slot.worker.send(message);
     }
@@ -120,21 +186,64 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     logger,
     onTable: (next) => {
       table = next;
+      prober.update(next);
     },
     onObjects: (objects, revision) => {
       latest = { type: "config", revision, objects };
       broadcast(latest);
+    },
+    // A NACK of the primary's own build (the workers never get that config); ACKs wait for the workers.
+    onResult: () => reporter?.changed(),
+  });
+
+  /** The gateway as a whole: a version is applied once every live worker serves it. */
+  const report = (url: string): GatewayReport | undefined => {
+    const result = source.lastResult;
+    if (result === undefined) return undefined;
+    const base = { url, workers: options.workers, routes: table.routeCount };
+    const live = slots.filter((slot) => slot.worker !== undefined && slot.applied >= 0);
+    const serving = live.length > 0 ? Math.min(...live.map((slot) => slot.applied)) : 0;
+    if (!result.applied) return { ...reportOf(result), ...base, serving };
+    const refused = live.find((slot) => slot.refused !== undefined);
+    if (refused?.refused !== undefined) {
+      const pid = refused.worker?.process.pid;
+      return {
+        ...base,
+        version: refused.refused.revision,
+        applied: false,
+        error: `worker ${pid}: ${refused.refused.error}`,
+        serving,
+      };
+    }
+    if (live.length === 0) {
+      return { ...base, version: result.version, applied: false, error: "no worker is serving", serving: 0 };
+    }
+    return { ...base, version: serving, applied: true, serving };
+  };
+  // The primary probes, once for the machine; workers only apply its verdicts.
+  const prober = new ActiveProber({
+    logger,
+    onChange: (down) => {
+      health = { type: "health", down: [...down] };
+      broadcast(health);
     },
   });
 
   // A fixed port for every worker, also for the ones forked later: with port 0
   // each fork could otherwise get another random port once all workers are gone.
   const port = options.port === 0 ? await freePort(host) : (options.port ?? 8080);
+  // Bad certificate files fail here, with the flag named, rather than in every worker.
+  if (options.https) loadCertificates(options.https.certificates);
+  const https: HttpsSettings | undefined = options.https && {
+    ...options.https,
+    port: options.https.port === 0 ? await freePort(host) : options.https.port,
+  };
   const settings: WorkerSettings = {
     port,
     host,
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     workers: options.workers,
+    https,
   };
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
@@ -149,13 +258,30 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
     slot.worker = worker;
     let failure: string | undefined;
-    worker.on("message", (message: FailedMessage) => {
+    slot.applied = -1;
+    slot.refused = undefined;
+    worker.on("message", (message: FailedMessage | AppliedMessage | MetricsReply) => {
       if (message?.type === "failed") failure = message.message;
+      else if (message?.type === "metrics") pendingScrapes.get(message.id)?.(message.families);
+      else if (message?.type === "applied" && slot.worker === worker) {
+        if (message.error === undefined) {
+          slot.applied = message.revision;
+          slot.refused = undefined;
+        } else {
+          slot.refused = { revision: message.revision, error: message.error };
+        }
+        reporter?.changed();
+      }
     });
     // Queued on the IPC channel until the worker reads it; it listens after its first config.
     worker.send(latest);
+    if (health.down.length > 0) worker.send(health);
     const listening = new Promise<void>((resolve, reject) => {
-      worker.once("listening", () => resolve());
+      // One "listening" per server: HTTP, and HTTPS when on.
+      let servers = https ? 2 : 1;
+      worker.on("listening", () => {
+        if (--servers === 0) resolve();
+      });
       worker.once("exit", (code, signal) =>
         reject(
           new HerdError(
@@ -173,7 +299,11 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
+    // What it counted since its last answer is lost; what it counted before that stays in the sums.
+    if (slot.metrics !== undefined) mergeFamilies(retired, cumulativeOnly(slot.metrics));
+    slot.metrics = undefined;
     if (stopping) return;
+    reporter?.changed();
     const uptime = performance.now() - slot.startedAt;
     slot.quickDeaths = uptime >= HEALTHY_UPTIME_MS ? 0 : slot.quickDeaths + 1;
     const delay =
@@ -190,8 +320,49 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     }, delay);
   };
 
+  /** One worker's counters now; its previous answer (counters only) when it does not answer in time. */
+  const askWorker = (slot: Slot): Promise<{ families: Family[]; fresh: boolean }> => {
+    const worker = slot.worker;
+    const stale = { families: cumulativeOnly(slot.metrics ?? []), fresh: false };
+    if (worker === undefined || !worker.isConnected()) return Promise.resolve(stale);
+    const id = nextScrapeId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        pendingScrapes.delete(id);
+        resolve(stale);
+      }, METRICS_TIMEOUT_MS);
+      pendingScrapes.set(id, (families) => {
+        clearTimeout(timer);
+        pendingScrapes.delete(id);
+        // An answer from a worker that has been replaced since is not this slot's.
+        if (slot.worker === worker) slot.metrics = families;
+        resolve({ families, fresh: true });
+      });
+      worker.send({ type: "metrics", id } satisfies MetricsRequest);
+    });
+  };
+
+  /** The whole gateway's metrics: every worker's, those of dead ones, and the table's. */
+  const renderMetrics = async (): Promise<string> => {
+    const answers = await Promise.all(slots.map(askWorker));
+    const merged = new Map<string, Family>();
+    mergeFamilies(merged, retired.values());
+    for (const answer of answers) mergeFamilies(merged, answer.families);
+    const alive = slots.filter((slot) => slot.worker !== undefined && !slot.worker.isDead()).length;
+    const missing: Family = {
+      name: "herd_gateway_metrics_stale_workers",
+      help: "Workers that did not answer this scrape in time: their counters are from their previous answer.",
+      type: "gauge",
+      merge: "max",
+      samples: [{ labels: "", value: answers.filter((a) => !a.fresh).length }],
+    };
+    return renderText([...merged.values(), ...tableFamilies(table, alive), missing]);
+  };
+
   const stop = async (): Promise<void> => {
     stopping = true;
+    await reporter?.close();
+    prober.close();
     const exits: Promise<unknown>[] = [];
     for (const slot of slots) {
       clearTimeout(slot.restartTimer);
@@ -204,26 +375,55 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     const grace = setTimeout(() => {
       for (const slot of slots) if (slot.worker && !slot.worker.isDead()) slot.worker.process.kill("SIGKILL");
     }, STOP_GRACE_MS);
-    await Promise.all([Promise.all(exits), source.close()]);
+    await Promise.all([Promise.all(exits), source.close(), metrics?.close()]);
     clearTimeout(grace);
   };
 
   await source.loadCache();
   await source.start();
   for (let index = 0; index < options.workers; index++) {
-    slots.push({ index, worker: undefined, startedAt: 0, quickDeaths: 0, restartTimer: undefined });
+    slots.push({
+      index,
+      worker: undefined,
+      startedAt: 0,
+      quickDeaths: 0,
+      restartTimer: undefined,
+      applied: -1,
+      refused: undefined,
+      metrics: undefined,
+    });
   }
   try {
     await Promise.all(slots.map(fork));
+    if (options.metricsPort !== undefined) {
+      metrics = await startMetricsServer({
+        port: options.metricsPort,
+        host: options.metricsHost ?? "127.0.0.1",
+        orFreePort: options.metricsPortOrFree,
+        logger,
+        render: renderMetrics,
+      });
+    }
   } catch (err) {
     await stop();
     throw err;
   }
-  const reachable =
-    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
+  const httpsUrl = https ? `https://${reachable}:${https.port}` : undefined;
+  reporter = new StatusReporter({
+    server: options.server,
+    token: options.token,
+    id: options.id ?? defaultGatewayId(port),
+    logger,
+    intervalMs: options.statusIntervalMs,
+    current: () => report(url),
+  });
+  reporter.start();
   logger.info("gateway listening", {
     url,
+    httpsUrl,
+    metrics: metrics?.url,
     workers: options.workers,
     version: table.version,
     routes: table.routeCount,
@@ -231,6 +431,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   return {
     port,
     url,
+    metricsUrl: metrics?.url,
+    httpsPort: https?.port,
+    httpsUrl,
     table: () => table,
     workerPids: () =>
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),

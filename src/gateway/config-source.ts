@@ -8,21 +8,37 @@
  * compacted) means a new snapshot. Every applied state is also written to
  * `<dataDir>/gateway-cache.json`, so a gateway restarted during an outage
  * serves its last configuration.
+ *
+ * A configuration that cannot be built (buildRouteTable throws, e.g. on a
+ * route object that fails validation) is refused: the last good table keeps
+ * serving, the cache keeps the last good objects, and `onResult` reports the
+ * refusal with its reason (a NACK) until a later version builds.
  */
 
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../common/log.ts";
-import type { Instance, Node, Service } from "../model/objects.ts";
+import { GATEWAY_KINDS, type RouteObject } from "../model/live-config.ts";
+import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
-import { buildRouteTable, type RouteObjects, type RouteTable } from "./route-table.ts";
+import { buildRouteTable, EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
 
 /** The kinds the gateway needs, as the `kinds` query parameter. */
-const KINDS_PARAM = "service,instance,node";
+const KINDS_PARAM = GATEWAY_KINDS.join(",");
 
 /** The kinds of object a table is built from. */
-type GatewayKind = "service" | "instance" | "node";
+type GatewayKind = "service" | "instance" | "node" | "consumer" | "route";
+
+/** The outcome of one build: applied (ACK) or refused (NACK) with the reason. */
+export interface BuildResult {
+  /** The config version (revision) that was built. */
+  version: number;
+  applied: boolean;
+  error?: string;
+  /** The table serving now: the new one, or the last good one after a refusal. */
+  serving: RouteTable;
+}
 
 /** File name of the disk cache inside the data dir. */
 export const CACHE_FILE = "gateway-cache.json";
@@ -42,6 +58,8 @@ export interface ConfigSourceOptions {
    * own tables). Called right after `onTable`.
    */
   onObjects?(objects: RouteObjects, revision: number): void;
+  /** Receives the outcome of every build, applied or refused. */
+  onResult?(result: BuildResult): void;
   /** At most one rebuild per this many ms; the first change after a quiet spell applies at once. Default 10. */
   rebuildIntervalMs?: number;
   /** At most one cache write per this many ms. Default 1000. */
@@ -72,6 +90,8 @@ export class ConfigSource {
     service: new Map(),
     instance: new Map(),
     node: new Map(),
+    consumer: new Map(),
+    route: new Map(),
   };
   readonly #stop = new AbortController();
   #revision = 0;
@@ -84,6 +104,9 @@ export class ConfigSource {
   #lastCacheWrite = Number.NEGATIVE_INFINITY;
   #cacheTimer: NodeJS.Timeout | undefined;
   #cacheWrite: Promise<void> | undefined;
+  /** The objects of the last table that built: what the cache holds (never a refused configuration). */
+  #lastGood: CacheFile | undefined;
+  #lastResult: BuildResult | undefined;
   #following: Promise<void> | undefined;
 
   constructor(options: ConfigSourceOptions) {
@@ -95,6 +118,11 @@ export class ConfigSource {
   /** The revision of the last applied change (0 before any). */
   get revision(): number {
     return this.#revision;
+  }
+
+  /** The outcome of the last build (undefined before any). */
+  get lastResult(): BuildResult | undefined {
+    return this.#lastResult;
   }
 
   /**
@@ -122,7 +150,7 @@ export class ConfigSource {
       return false;
     }
     this.#replaceAll(cache);
-    this.#rebuild(false);
+    if (!this.#rebuild(false)) return false;
     this.#logger.info("serving the cached configuration until the control plane answers", {
       revision: cache.revision,
       objects: cache.items.length,
@@ -291,24 +319,64 @@ export class ConfigSource {
     }, wait);
   }
 
-  /** Builds and hands over a table; `persist` is false when the objects came from the cache itself. */
-  #rebuild(persist = true): void {
+  /**
+   * Builds and hands over a table; `persist` is false when the objects came
+   * from the cache itself. Returns whether it built; if not, the last good
+   * table keeps serving and the refusal is reported.
+   */
+  #rebuild(persist = true): boolean {
     this.#lastBuild = performance.now();
     const objects: RouteObjects = {
       services: valuesOf<Service>(this.#byKind.service),
       instances: valuesOf<Instance>(this.#byKind.instance),
       nodes: valuesOf<Node>(this.#byKind.node),
+      consumers: valuesOf<Consumer>(this.#byKind.consumer),
+      routes: valuesOf<RouteObject>(this.#byKind.route),
     };
-    const table = buildRouteTable(objects, this.#revision, { previous: this.#table });
+    let table: RouteTable;
+    try {
+      table = buildRouteTable(objects, this.#revision, { previous: this.#table, logger: this.#logger });
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      if (this.#lastResult?.applied !== false || this.#lastResult.error !== error) {
+        this.#logger.warn("configuration refused; the last good table keeps serving", {
+          version: this.#revision,
+          serving: this.#table?.version ?? 0,
+          error,
+        });
+      }
+      this.#lastResult = {
+        version: this.#revision,
+        applied: false,
+        error,
+        serving: this.#table ?? EMPTY_TABLE,
+      };
+      this.#options.onResult?.(this.#lastResult);
+      return false;
+    }
     this.#table = table;
+    this.#lastGood = { revision: this.#revision, items: this.#items() };
     this.#options.onTable(table);
     this.#options.onObjects?.(objects, this.#revision);
+    this.#lastResult = { version: this.#revision, applied: true, serving: table };
+    this.#options.onResult?.(this.#lastResult);
     const problems = table.problems.join("\n");
     if (problems !== this.#lastProblems) {
       for (const problem of table.problems) this.#logger.warn(problem, { version: table.version });
       this.#lastProblems = problems;
     }
     if (persist) this.#scheduleCacheWrite();
+    return true;
+  }
+
+  #items(): StoredObject[] {
+    return [
+      ...this.#byKind.service.values(),
+      ...this.#byKind.instance.values(),
+      ...this.#byKind.node.values(),
+      ...this.#byKind.consumer.values(),
+      ...this.#byKind.route.values(),
+    ];
   }
 
   #scheduleCacheWrite(): void {
@@ -332,19 +400,14 @@ export class ConfigSource {
   async #writeCache(): Promise<void> {
     this.#cacheDirty = false;
     this.#lastCacheWrite = performance.now();
-    const cache: CacheFile = {
-      revision: this.#revision,
-      items: [
-        ...this.#byKind.service.values(),
-        ...this.#byKind.instance.values(),
-        ...this.#byKind.node.values(),
-      ],
-    };
+    const cache = this.#lastGood;
+    if (cache === undefined) return;
     // Write then rename, so a crash mid-write never leaves a half file where the cache was.
     const temp = `${this.#cacheFile}.${process.pid}.tmp`;
     try {
       await mkdir(this.#options.dataDir, { recursive: true });
-      await writeFile(temp, JSON.stringify(cache));
+      // Private: consumers carry HS256 secrets.
+      await writeFile(temp, JSON.stringify(cache), { mode: 0o600 });
       await rename(temp, this.#cacheFile);
     } catch (err) {
       this.#logger.warn("cannot write the gateway cache; a restart during an outage would start empty", {

@@ -4,10 +4,16 @@
  * proxies requests to running instances (proxy.ts).
  */
 
+import { hostname } from "node:os";
 import { createLogger, type Logger } from "../common/log.ts";
-import { ConfigSource } from "./config-source.ts";
+import { type BuildResult, ConfigSource } from "./config-source.ts";
+import { ActiveProber, markDown } from "./health-probe.ts";
+import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
+import { StatusReporter } from "./status-reporter.ts";
+import { type CertificateFiles, loadCertificates, watchCertificates } from "./tls.ts";
 
 /** How a gateway is started. */
 export interface GatewayOptions {
@@ -24,13 +30,39 @@ export interface GatewayOptions {
   logger?: Logger;
   /** An upstream silent this long gets a 504. Default 60 s. */
   upstreamTimeoutMs?: number;
+  /** This gateway's id in the control plane's GET /api/v1/gateways. Default `<hostname>:<port>`. */
+  id?: string;
+  /** How often it reports its status when nothing changes. Default 10 s. */
+  statusIntervalMs?: number;
+  /** Port of the metrics listener (GET /metrics); 0 picks a free one; unset: none. `herd gateway` defaults to 9180. */
+  metricsPort?: number;
+  /** Address of the metrics listener: default 127.0.0.1 (route names stay private). */
+  metricsHost?: string;
+  /** When `metricsPort` is taken, serve metrics on a free port (and warn) instead of failing. */
+  metricsPortOrFree?: boolean;
+  /** Serve HTTPS too: on this port (0 picks a free one) with these certificates (the first is the default). */
+  https?: HttpsSettings;
 }
+
+/** HTTPS beside HTTP: a port and certificate files, picked by SNI. */
+export interface HttpsSettings {
+  port: number;
+  certificates: CertificateFiles[];
+}
+
+/** The default gateway id: the machine and the port. */
+export const defaultGatewayId = (port: number): string => `${hostname()}:${port}`;
 
 /** A running gateway. */
 export interface Gateway {
   port: number;
   /** Base URL to reach it from this machine. */
   url: string;
+  /** Where its metrics are (`http://…/metrics`), when it serves them. */
+  metricsUrl?: string;
+  /** The HTTPS port and URL, when it serves HTTPS. */
+  httpsPort?: number;
+  httpsUrl?: string;
   /** The table serving now. */
   table(): RouteTable;
   /** Stops serving, stops following the control plane, flushes the cache. */
@@ -45,29 +77,110 @@ export interface Gateway {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = (options.logger ?? createLogger("herd")).child("gateway");
   const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: options.upstreamTimeoutMs });
+  let reporter: StatusReporter | undefined;
+  // This process is the whole gateway: it probes the instances itself.
+  const prober = new ActiveProber({ logger, onChange: (down) => markDown(proxy.table, down) });
   const source = new ConfigSource({
     server: options.server.replace(/\/+$/, ""),
     token: options.token,
     dataDir: options.dataDir,
     logger,
     onTable: (table) => {
+      markDown(table, prober.down);
       proxy.table = table;
+      prober.update(table);
     },
+    onResult: () => reporter?.changed(),
   });
+  // Bad certificate files fail the start before anything listens.
+  const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;
   await source.loadCache();
   const host = options.host ?? "0.0.0.0";
   const port = await proxy.listen(options.port ?? 8080, host);
-  await source.start();
-  const reachable =
-    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  let httpsPort: number | undefined;
+  let unwatch = () => {};
+  if (options.https && certificates) {
+    try {
+      httpsPort = await proxy.listenHttps(options.https.port, host, certificates);
+    } catch (err) {
+      await proxy.close();
+      throw err;
+    }
+    unwatch = watchCertificates(options.https.certificates, logger, (next) => proxy.useCertificates(next));
+  }
+  const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
-  logger.info("gateway listening", { url, version: proxy.table.version, routes: proxy.table.routeCount });
+  const httpsUrl = httpsPort === undefined ? undefined : `https://${reachable}:${httpsPort}`;
+  reporter = new StatusReporter({
+    server: options.server,
+    token: options.token,
+    id: options.id ?? defaultGatewayId(port),
+    logger,
+    intervalMs: options.statusIntervalMs,
+    current: () => {
+      const result = source.lastResult;
+      return result && { ...reportOf(result), url, workers: 1 };
+    },
+  });
+  reporter.start();
+  await source.start();
+  let metrics: MetricsServer | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      metrics = await startMetricsServer({
+        port: options.metricsPort,
+        host: options.metricsHost ?? "127.0.0.1",
+        orFreePort: options.metricsPortOrFree,
+        logger,
+        render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
+      });
+    } catch (err) {
+      unwatch();
+      prober.close();
+      await Promise.all([proxy.close(), source.close(), reporter?.close()]);
+      throw err;
+    }
+  }
+  logger.info("gateway listening", {
+    url,
+    httpsUrl,
+    metrics: metrics?.url,
+    version: proxy.table.version,
+    routes: proxy.table.routeCount,
+  });
   return {
     port,
     url,
+    metricsUrl: metrics?.url,
+    httpsPort,
+    httpsUrl,
     table: () => proxy.table,
     close: async () => {
-      await Promise.all([proxy.close(), source.close()]);
+      unwatch();
+      prober.close();
+      await Promise.all([proxy.close(), source.close(), reporter?.close(), metrics?.close()]);
     },
   };
+}
+
+/** What a build's outcome says to the control plane (ACK or NACK). */
+export function reportOf(result: BuildResult): {
+  version: number;
+  applied: boolean;
+  error?: string;
+  serving: number;
+  routes: number;
+} {
+  return {
+    version: result.version,
+    applied: result.applied,
+    ...(result.error !== undefined ? { error: result.error } : {}),
+    serving: result.serving.version,
+    routes: result.serving.routeCount,
+  };
+}
+
+/** The address to reach a listening host from this machine. */
+export function reachableHost(host: string): string {
+  return host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
 }

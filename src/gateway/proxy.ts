@@ -10,12 +10,16 @@
  */
 
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
 import { sendAggregate } from "./aggregate.ts";
+import { AuthFailure } from "./auth.ts";
+import * as metrics from "./metrics.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
   type Backend,
@@ -28,6 +32,7 @@ import {
   type RouteTable,
   rewritePath,
 } from "./route-table.ts";
+import type { CertificateStore } from "./tls.ts";
 import { nextTraceparent } from "./trace-context.ts";
 
 /** How the proxy is set up. */
@@ -82,6 +87,8 @@ const TRANSFER_ENCODING = 6;
 const CONNECTION = 7;
 /** traceparent: replaced by the gateway's own hop (trace-context.ts). */
 const TRACEPARENT = 8;
+/** X-Consumer-Name: set only by the gateway (auth.ts); a client's copy is dropped on every route. */
+const CONSUMER_NAME = 9;
 
 /** Header names as clients and upstreams spell them → their kind; the set of spellings in use is small. */
 const headerKinds = new Map<string, number>();
@@ -100,6 +107,7 @@ function headerKind(name: string): number {
     else if (lower === "transfer-encoding") kind = TRANSFER_ENCODING;
     else if (lower === "connection") kind = CONNECTION;
     else if (lower === "traceparent") kind = TRACEPARENT;
+    else if (lower === "x-consumer-name") kind = CONSUMER_NAME;
     else kind = HOP_BY_HOP.has(lower) ? HOP : PASS;
     if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(name, kind);
   }
@@ -146,6 +154,10 @@ class Exchange {
   drainHooked = false;
   attempts = 0;
   state = WAITING;
+  /** Where the response is counted when it closes, when it began (performance.now()), and who answered. */
+  series: metrics.Series | undefined = undefined;
+  startedAt = 0;
+  outcome = metrics.UPSTREAM;
 
   constructor(
     proxy: GatewayProxy,
@@ -194,16 +206,23 @@ export class GatewayProxy {
   /** The table every new request is matched against. Replace it whole; never mutate it. */
   table: RouteTable = EMPTY_TABLE;
   readonly server: http.Server;
+  /** The HTTPS server, once `listenHttps` made it; it shares every handler with `server`. */
+  httpsServer: https.Server | undefined;
   readonly logger: Logger;
   readonly upstreamTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly maxInflight: number;
   /** Requests in flight through this process now. */
   inflight = 0;
+  /** Counters of requests no route took (metrics.ts). */
+  readonly unrouted = metrics.unroutedSeries();
   /** One keep-alive pool for all upstreams; it keeps a separate pool per address:port. */
   readonly agent: http.Agent;
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
   readonly #tunnels = new Set<Duplex>();
+  readonly #headersTimeoutMs: number;
+  /** The certificates HTTPS handshakes pick from (replaced whole on reload). */
+  #certificates: CertificateStore | undefined;
 
   constructor(options: ProxyOptions) {
     this.logger = options.logger;
@@ -221,73 +240,111 @@ export class GatewayProxy {
     });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.maxInflight = options.maxInflight ?? 10_000;
-    const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-    this.server = http.createServer(
+    this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    this.server = http.createServer(this.#serverOptions(), (req, res) => this.#onRequest(req, res, "http"));
+    this.#configure(this.server);
+  }
+
+  /** Options both servers share. */
+  #serverOptions(): http.ServerOptions {
+    return {
+      maxHeaderSize: MAX_HEADER_BYTES,
       // Node looks for late headers on this interval: a fraction of the timeout keeps the cut close to it.
-      {
-        maxHeaderSize: MAX_HEADER_BYTES,
-        connectionsCheckingInterval: Math.max(100, Math.floor(headersTimeout / 4)),
-      },
-      (req, res) => this.#onRequest(req, res),
-    );
-    this.server.headersTimeout = headersTimeout;
+      connectionsCheckingInterval: Math.max(100, Math.floor(this.#headersTimeoutMs / 4)),
+    };
+  }
+
+  /** Timeouts and handlers both servers share: HTTPS only adds TLS in front of the same proxy. */
+  #configure(server: http.Server): void {
+    server.headersTimeout = this.#headersTimeoutMs;
     // Bodies may take long (uploads); a slow body is the upstream's call, and its silence is cut by upstreamTimeoutMs.
-    this.server.requestTimeout = 0;
-    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    server.requestTimeout = 0;
+    server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
-    this.server.on("clientError", onClientError);
+    server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const status = onClientError(err, socket);
+      if (status !== 0) this.unrouted.record(status, metrics.INVALID, 0);
+    });
+  }
+
+  /** Client connections open now, over HTTP and HTTPS (for /metrics). */
+  async openConnections(): Promise<number> {
+    const count = (server: http.Server | undefined) =>
+      new Promise<number>((resolve) =>
+        server === undefined ? resolve(0) : server.getConnections((err, n) => resolve(err ? 0 : n)),
+      );
+    return (await count(this.server)) + (await count(this.httpsServer));
   }
 
   /** Listens; resolves with the port. A port in use is a HerdError that says so. */
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        this.server.off("listening", onListening);
-        if (err.code === "EADDRINUSE") {
-          reject(new HerdError("unavailable", `port ${port} is in use by another program; pass --port`));
-        } else if (err.code === "EACCES") {
-          reject(new HerdError("unavailable", `no permission to listen on port ${port}; pass --port`));
-        } else reject(err);
-      };
-      const onListening = () => {
-        this.server.off("error", onError);
-        resolve((this.server.address() as AddressInfo).port);
-      };
-      this.server.once("error", onError);
-      this.server.once("listening", onListening);
-      this.server.listen(port, host);
-    });
+    return listenOn(this.server, port, host, "--port");
+  }
+
+  /**
+   * Serves HTTPS too, on its own port, with the same routes and handlers
+   * (HTTP/1.1 over TLS). Each handshake picks its certificate by SNI.
+   */
+  listenHttps(port: number, host: string, certificates: CertificateStore): Promise<number> {
+    if (this.httpsServer !== undefined) throw new Error("the gateway already serves HTTPS");
+    this.#certificates = certificates;
+    this.httpsServer = https.createServer(
+      {
+        ...this.#serverOptions(),
+        cert: certificates.default.cert,
+        key: certificates.default.key,
+        SNICallback: (servername, done) => done(null, this.#certificates?.pick(servername)),
+        ALPNProtocols: ["http/1.1"],
+      },
+      (req, res) => this.#onRequest(req, res, "https"),
+    );
+    this.#configure(this.httpsServer);
+    // A failed handshake (a client that does not trust the certificate) is the client's business.
+    this.httpsServer.on("tlsClientError", destroyQuietlySocket);
+    return listenOn(this.httpsServer, port, host, "--https-port");
+  }
+
+  /** Swaps in reloaded certificates: new handshakes use them, open connections keep theirs. */
+  useCertificates(certificates: CertificateStore): void {
+    this.#certificates = certificates;
+    this.httpsServer?.setSecureContext({ cert: certificates.default.cert, key: certificates.default.key });
   }
 
   /** Stops listening and cuts every open connection, client and upstream. */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
+    // Not waiting for the servers' "close": a TLS handshake in progress would hold it up to its own timeout.
+    for (const server of [this.server, this.httpsServer]) {
+      server?.close();
+      server?.closeAllConnections();
+    }
     for (const socket of this.#tunnels) socket.destroy();
     this.#tunnels.clear();
     this.agent.destroy();
-    if (this.server.listening) await closed;
   }
 
-  #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  #onRequest(req: http.IncomingMessage, res: http.ServerResponse, proto: "http" | "https"): void {
+    const start = performance.now();
     // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
-    const forwarded = forwardedRequest(req, false);
+    const forwarded = forwardedRequest(req, false, proto);
     const host = forwarded.host;
-    const url = req.url ?? "/";
+    let url = req.url ?? "/";
     const table = this.table;
     if (forwarded.duplicateHost) {
       sendJson(res, 400, { code: "invalid", message: "more than one Host header" });
+      answered(this.unrouted, res, metrics.INVALID, start);
       return;
     }
     if (url === STATUS_PATH && isLocalHost(host)) {
       sendJson(res, 200, { version: table.version, routes: table.routeCount, problems: table.problems });
+      answered(this.unrouted, res, metrics.STATUS, start);
       return;
     }
     // `req.headers` is built only when some route matches on headers.
     const route = table.route(host, url, req.method ?? "GET", table.matchesHeaders ? req.headers : undefined);
     if (route === undefined) {
       sendMiss(res, table, host, url);
+      answered(this.unrouted, res, metrics.NO_ROUTE, start);
       return;
     }
     let cors: string[] | null = null;
@@ -305,23 +362,45 @@ export class GatewayProxy {
             );
             res.end();
           }
+          answered(route.stats.home, res, metrics.CORS_PREFLIGHT, start);
           return;
         }
         if (allowed) cors = route.cors.responseHeaders(origin);
       }
     }
+    let consumer: string | null = null;
+    if (route.auth !== null) {
+      const verdict = route.auth.check(req, url, Date.now());
+      if (typeof verdict !== "string") {
+        if (verdict instanceof AuthFailure) {
+          sendUnauthorized(res, verdict, cors);
+          answered(route.stats.home, res, metrics.UNAUTHORIZED, start);
+        }
+        // JWKS keys are being fetched (an unknown kid): take the request again once they are in.
+        else void verdict.then(() => this.#onRequestAgain(req, res));
+        return;
+      }
+      consumer = verdict;
+      if (route.auth.hideApiKey || route.auth.hideAuthorization)
+        url = route.auth.hide(forwarded.headers, url);
+      forwarded.headers.push("X-Consumer-Name", consumer);
+    }
     if (route.limit !== null) {
-      const verdict = route.limit.take(clientOf(req.socket), Date.now());
+      const verdict = route.limit.take(clientOf(req.socket), Date.now(), consumer);
       if (!verdict.ok) {
         sendRateLimited(res, route.limit, verdict);
+        answered(route.stats.home, res, metrics.RATE_LIMITED, start);
         return;
       }
     }
     if (forwarded.contentLength > this.maxBodyBytes) {
       sendJson(res, 413, { code: "too_large", message: `request body over ${this.maxBodyBytes} bytes` });
+      answered(route.stats.home, res, metrics.TOO_LARGE, start);
       return;
     }
     if (route.aggregate !== null) {
+      const home = route.stats.home;
+      res.once("close", () => answered(home, res, metrics.AGGREGATE, start));
       sendAggregate(this, route, req, res, forwarded.headers, cors);
       return;
     }
@@ -329,9 +408,11 @@ export class GatewayProxy {
       route.split === null
         ? route.backend
         : route.split.choose(route.split.sticky === null ? undefined : clientKey(route.split.sticky, req));
+    const series = route.split === null ? route.stats.home : route.stats.of(backend);
     if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "circuit_open");
+        answered(series, res, metrics.FALLBACK_CIRCUIT_OPEN, start);
         return;
       }
       const wait = Math.max(1, Math.ceil(backend.breaker.retryAfterMs(Date.now()) / 1000));
@@ -341,11 +422,13 @@ export class GatewayProxy {
         { code: "circuit_open", message: `${backend.name} is failing: its circuit breaker is open` },
         String(wait),
       );
+      answered(series, res, metrics.CIRCUIT_OPEN, start);
       return;
     }
     if (backend.inflight >= backend.concurrency || this.inflight >= this.maxInflight * backend.shedAbove) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "shed");
+        answered(series, res, metrics.FALLBACK_SHED, start);
         return;
       }
       sendJson(
@@ -354,19 +437,24 @@ export class GatewayProxy {
         { code: "overloaded", message: `${backend.name} is shedding load: try again shortly` },
         "1",
       );
+      answered(series, res, metrics.SHED, start);
       return;
     }
     const endpoint = pickEndpoint(route, backend, req);
     if (endpoint === undefined) {
       if (route.fallback !== null) {
         sendFallback(res, route.fallback, "unavailable");
+        answered(series, res, metrics.FALLBACK_UNAVAILABLE, start);
         return;
       }
       sendUnavailable(res, backend);
+      answered(series, res, metrics.UNAVAILABLE, start);
       return;
     }
     const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
     exchange.backend = backend;
+    exchange.series = series;
+    exchange.startedAt = start;
     // Counted until the client's response closes (onClientClose).
     this.inflight++;
     backend.inflight++;
@@ -387,6 +475,12 @@ export class GatewayProxy {
     send(exchange);
   }
 
+  #onRequestAgain(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!res.writableEnded && !res.destroyed && !req.socket.destroyed) {
+      this.#onRequest(req, res, (req.socket as TLSSocket).encrypted ? "https" : "http");
+    }
+  }
+
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", destroyQuietly);
     const host = req.headers.host ?? "";
@@ -395,6 +489,27 @@ export class GatewayProxy {
     if (route === undefined) {
       writeRawError(socket, 404, "not_found", `no app serves host ${normalizeHost(host)}`);
       return;
+    }
+    let consumer: string | null = null;
+    if (route.auth !== null) {
+      const verdict = route.auth.check(req, url, Date.now());
+      if (typeof verdict !== "string") {
+        if (verdict instanceof AuthFailure) {
+          writeRawError(
+            socket,
+            401,
+            "unauthorized",
+            verdict.message,
+            `WWW-Authenticate: ${verdict.challenge}`,
+          );
+        } else {
+          void verdict.then(() => {
+            if (!socket.destroyed) this.#onUpgrade(req, socket, head);
+          });
+        }
+        return;
+      }
+      consumer = verdict;
     }
     if (route.aggregate !== null) {
       writeRawError(socket, 405, "method_not_allowed", "an aggregation route answers GET and HEAD");
@@ -406,14 +521,23 @@ export class GatewayProxy {
       writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
       return;
     }
-    const headers = forwardedRequest(req, true).headers;
+    const headers = forwardedRequest(
+      req,
+      true,
+      (req.socket as TLSSocket).encrypted ? "https" : "http",
+    ).headers;
+    let target = url;
+    if (route.auth !== null && consumer !== null) {
+      if (route.auth.hideApiKey || route.auth.hideAuthorization) target = route.auth.hide(headers, url);
+      headers.push("X-Consumer-Name", consumer);
+    }
     headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
     // Its own connection: an upgraded socket leaves the pool for good.
     const upstream = http.request({
       host: endpoint.address,
       port: endpoint.port,
       method: req.method,
-      path: rewritePath(route, url),
+      path: rewritePath(route, target),
       headers,
       agent: false,
       timeout: this.upstreamTimeoutMs,
@@ -665,9 +789,11 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
     error: err,
   });
   if (exchange.fallback !== null) {
+    exchange.outcome = metrics.FALLBACK_BAD_GATEWAY;
     sendFallback(res, exchange.fallback, "bad_gateway");
     return;
   }
+  exchange.outcome = metrics.BAD_GATEWAY;
   sendJson(res, 502, {
     code: "bad_gateway",
     message: `instance ${exchange.endpoint.instance} did not answer (${err.code ?? err.message})`,
@@ -679,8 +805,10 @@ function onUpstreamTimeout(this: UpstreamRequest): void {
   if (exchange.state === WAITING) {
     recordOutcome(exchange, false);
     if (exchange.fallback !== null) {
+      exchange.outcome = metrics.FALLBACK_TIMEOUT;
       sendFallback(exchange.res, exchange.fallback, "timeout");
     } else {
+      exchange.outcome = metrics.TIMEOUT;
       sendJson(exchange.res, 504, {
         code: "timeout",
         message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,
@@ -700,6 +828,13 @@ function onClientClose(this: ClientResponse): void {
     exchange.proxy.inflight--;
     exchange.backend.inflight--;
   }
+  // Counted once, when the response is over; one cut short says so (499: the client left before any answer).
+  const finished = this.writableFinished;
+  exchange.series?.record(
+    finished || this.headersSent ? this.statusCode : 499,
+    finished ? exchange.outcome : this.headersSent ? metrics.INCOMPLETE : metrics.CLIENT_CLOSED,
+    performance.now() - exchange.startedAt,
+  );
   // A response that finished closes normally; one that did not means the client left.
   if (!this.writableFinished && exchange.state !== DONE) {
     exchange.state = DONE;
@@ -707,18 +842,22 @@ function onClientClose(this: ClientResponse): void {
   }
 }
 
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+/** Answers a request the HTTP parser refused; returns the status sent (0: none, the socket was gone). */
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): number {
   if (err.code === "ECONNRESET" || !socket.writable) {
     socket.destroy();
-    return;
+    return 0;
   }
   if (err.code === "HPE_HEADER_OVERFLOW") {
     writeRawError(socket, 431, "too_large", `request headers over ${MAX_HEADER_BYTES} bytes`);
-  } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
-    writeRawError(socket, 408, "timeout", "the request headers did not arrive in time");
-  } else {
-    writeRawError(socket, 400, "invalid", "malformed HTTP request");
+    return 431;
   }
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    writeRawError(socket, 408, "timeout", "the request headers did not arrive in time");
+    return 408;
+  }
+  writeRawError(socket, 400, "invalid", "malformed HTTP request");
+  return 400;
 }
 
 interface CountedRequest extends http.IncomingMessage {
@@ -736,6 +875,7 @@ function countBody(this: CountedRequest, chunk: Buffer): void {
   if (exchange.state === WAITING && !exchange.res.headersSent) {
     exchange.state = DONE;
     exchange.res.setHeader("connection", "close");
+    exchange.outcome = metrics.TOO_LARGE;
     sendJson(exchange.res, 413, {
       code: "too_large",
       message: `request body over ${exchange.proxy.maxBodyBytes} bytes`,
@@ -752,6 +892,31 @@ function destroyQuietly(this: Duplex): void {
   this.destroy();
 }
 
+function destroyQuietlySocket(_err: Error, socket: Duplex): void {
+  socket.destroy();
+}
+
+/** Listens on `port`; a port in use is a HerdError naming the flag that sets it. */
+function listenOn(server: http.Server, port: number, host: string, flag: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off("listening", onListening);
+      if (err.code === "EADDRINUSE") {
+        reject(new HerdError("unavailable", `port ${port} is in use by another program; pass ${flag}`));
+      } else if (err.code === "EACCES") {
+        reject(new HerdError("unavailable", `no permission to listen on port ${port}; pass ${flag}`));
+      } else reject(err);
+    };
+    const onListening = () => {
+      server.off("error", onError);
+      resolve((server.address() as AddressInfo).port);
+    };
+    server.once("error", onError);
+    server.once("listening", onListening);
+    server.listen(port, host);
+  });
+}
+
 /**
  * One pass over a request's raw headers: its Host, whether it has a body, and
  * the headers for the upstream as a raw [name, value, …] list, with hop-by-hop
@@ -759,7 +924,11 @@ function destroyQuietly(this: Duplex): void {
  * `Transfer-Encoding: chunked` so the upstream request is framed the same way;
  * an upgrade drops its body framing (`upgrade`), the tunnel carries the bytes.
  */
-function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): ForwardedRequest {
+function forwardedRequest(
+  req: http.IncomingMessage,
+  upgrade: boolean,
+  proto: "http" | "https",
+): ForwardedRequest {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
@@ -809,7 +978,7 @@ function forwardedRequest(req: http.IncomingMessage, upgrade: boolean): Forwarde
     "X-Forwarded-For",
     forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
     "X-Forwarded-Proto",
-    "http",
+    proto,
     "X-Forwarded-Host",
     host ?? "",
     "traceparent",
@@ -870,7 +1039,11 @@ function isLocalHost(host: string): boolean {
   return name === "localhost" || name === "127.0.0.1" || name === "[::1]";
 }
 
-/** A JSON reply (errors are `{code, message}` like the control plane's). */
+/** Counts an answer the gateway gave itself (its status is on `res` once written). */
+function answered(series: metrics.Series, res: http.ServerResponse, outcome: number, start: number): void {
+  series.record(res.statusCode, outcome, performance.now() - start);
+}
+
 /** 429 with Retry-After and the IETF RateLimit headers (limit, remaining, reset in seconds). */
 function sendRateLimited(res: http.ServerResponse, limit: RouteLimit, verdict: TakeResult): void {
   const retryAfter = Math.max(1, Math.ceil(verdict.retryAfterMs / 1000));
@@ -884,6 +1057,7 @@ function sendRateLimited(res: http.ServerResponse, limit: RouteLimit, verdict: T
   );
 }
 
+/** A JSON reply (errors are `{code, message}` like the control plane's). */
 function sendJson(res: http.ServerResponse, status: number, body: unknown, retryAfter?: string): void {
   if (res.headersSent) {
     res.destroy();
@@ -898,6 +1072,13 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, retry
   if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
   res.writeHead(status, headers);
   res.end(text);
+}
+
+/** 401 with the route's WWW-Authenticate challenge (and its CORS headers, so a browser can read it). */
+function sendUnauthorized(res: http.ServerResponse, failure: AuthFailure, cors: string[] | null): void {
+  if (cors !== null) for (let i = 0; i < cors.length; i += 2) res.setHeader(cors[i], cors[i + 1]);
+  res.setHeader("www-authenticate", failure.challenge);
+  sendJson(res, 401, { code: "unauthorized", message: failure.message });
 }
 
 function sendMiss(res: http.ServerResponse, table: RouteTable, host: string, url: string): void {
@@ -924,8 +1105,12 @@ function sendFallback(res: http.ServerResponse, fallback: Fallback, reason: stri
 }
 
 function sendUnavailable(res: http.ServerResponse, backend: Backend): void {
+  const message =
+    backend.down > 0
+      ? `every instance of ${backend.name} fails its health probe`
+      : `no running instance of ${backend.name}`;
   // Usually brief (a deploy or restart in progress), so tell clients to come back soon.
-  sendJson(res, 503, { code: "unavailable", message: `no running instance of ${backend.name}` }, "1");
+  sendJson(res, 503, { code: "unavailable", message }, "1");
 }
 
 /** The status line and headers of `res` as raw HTTP/1.1 text, for a socket outside the HTTP server. */
@@ -942,12 +1127,13 @@ function rawHead(res: http.IncomingMessage, close: boolean): string {
   return `${head}\r\n`;
 }
 
-function writeRawError(socket: Duplex, status: number, code: string, message: string): void {
+function writeRawError(socket: Duplex, status: number, code: string, message: string, header?: string): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ code, message });
   const reason = http.STATUS_CODES[status] ?? "Error";
   let head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`;
   if (status === 503) head += "Retry-After: 1\r\n";
+  if (header !== undefined) head += `${header}\r\n`;
   socket.end(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 

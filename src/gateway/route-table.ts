@@ -7,16 +7,22 @@
  * map hit or two and a short scan of prefixes.
  */
 
+import type { Logger } from "../common/log.ts";
+import { checkRouteBody, effectiveTraffic, normalizeRoute, type RouteObject } from "../model/live-config.ts";
 import {
   type AggregateSpec,
   type BalanceSpec,
+  type ProbeSpec,
   type RateLimitSpec,
   type Route,
   routeIdentity,
   type StickySpec,
 } from "../model/manifest.ts";
-import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { type Consumer, type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
 import { Cors } from "./cors.ts";
+import type { JwksTiming } from "./jwks.ts";
+import { RouteStats, routeLabel } from "./metrics.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
@@ -33,6 +39,8 @@ export interface Endpoint {
   inflight: number;
   /** Hash of the instance id, for rendezvous hashing. */
   seed: number;
+  /** It fails the service's active probes: no traffic until it passes them again (see health-probe.ts). */
+  down: boolean;
 }
 
 /** A routed service with its running endpoints and its round-robin cursor. */
@@ -48,8 +56,12 @@ export class Backend {
   readonly shedAbove: number;
   /** Most requests in flight to it from this process (Infinity: no limit). */
   readonly concurrency: number;
+  /** The gateway's active probe of its instances, or null. */
+  readonly probe: ProbeSpec | null;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
+  /** How many endpoints are down by the active probes; while 0, picking skips no one and checks nothing. */
+  down = 0;
   #cursor = 0;
 
   constructor(
@@ -57,7 +69,7 @@ export class Backend {
     name: string,
     endpoints: readonly Endpoint[],
     policies: ServicePolicies = NO_POLICIES,
-    load: { shedAbove?: number; concurrency?: number } = {},
+    load: { shedAbove?: number; concurrency?: number; probe?: ProbeSpec | null } = {},
   ) {
     this.service = service;
     this.name = name;
@@ -65,6 +77,7 @@ export class Backend {
     this.policies = policies;
     this.shedAbove = load.shedAbove ?? SHED_ABOVE.normal;
     this.concurrency = load.concurrency ?? Number.POSITIVE_INFINITY;
+    this.probe = load.probe ?? null;
   }
 
   get breaker(): CircuitBreaker | null {
@@ -75,14 +88,29 @@ export class Backend {
     const n = this.endpoints.length;
     if (n === 0) return undefined;
     const outlier = this.policies.outlier;
-    if (outlier === null || !outlier.anyEjected(Date.now())) return this.#advance(n);
-    // Skip ejected instances (the detector never ejects them all).
+    if (this.down === 0 && (outlier === null || !outlier.anyEjected(Date.now()))) return this.#advance(n);
+    return this.#nextAvailable(n, outlier);
+  }
+
+  /**
+   * Round robin past instances that are down (active probes) or ejected
+   * (outlier detection). None when every instance is down: the route's
+   * fallback or a 503 answers.
+   */
+  #nextAvailable(n: number, outlier: OutlierDetector | null): Endpoint | undefined {
+    if (this.down >= n) return undefined;
     const now = Date.now();
     for (let i = 0; i < n; i++) {
       const endpoint = this.#advance(n);
-      if (!outlier.isEjected(endpoint.instance, now)) return endpoint;
+      if (!endpoint.down && (outlier === null || !outlier.isEjected(endpoint.instance, now))) return endpoint;
     }
-    return this.#advance(n);
+    // Every instance that passes its probes is ejected (the detector never ejects them all, probes aside):
+    // take one that passes.
+    for (let i = 0; i < n; i++) {
+      const endpoint = this.#advance(n);
+      if (!endpoint.down) return endpoint;
+    }
+    return undefined;
   }
 
   /**
@@ -101,8 +129,9 @@ export class Backend {
       if (j >= i) j++;
       const a = this.endpoints[i];
       const b = this.endpoints[j];
-      const pick = a.inflight <= b.inflight ? a : b;
-      if (outlier === null || !outlier.isEjected(pick.instance, now)) return pick;
+      let pick = a.inflight <= b.inflight ? a : b;
+      if (this.down > 0 && pick.down) pick = pick === a ? b : a;
+      if (!pick.down && (outlier === null || !outlier.isEjected(pick.instance, now))) return pick;
     }
     return this.next();
   }
@@ -122,7 +151,7 @@ export class Backend {
     let bestScore = -1;
     for (let i = 0; i < n; i++) {
       const e = this.endpoints[i];
-      if (outlier?.isEjected(e.instance, now)) continue;
+      if (e.down || outlier?.isEjected(e.instance, now)) continue;
       const score = mix(h ^ e.seed);
       if (score > bestScore) {
         bestScore = score;
@@ -146,7 +175,8 @@ export class Backend {
   nextExcept(failed: Endpoint): Endpoint | undefined {
     const n = this.endpoints.length;
     for (let i = 0; i < n; i++) {
-      const endpoint = this.next()!;
+      const endpoint = this.next();
+      if (endpoint === undefined) return undefined;
       if (endpoint.port !== failed.port || endpoint.address !== failed.address) return endpoint;
     }
     return this.next();
@@ -183,8 +213,12 @@ export interface RouteEntry {
   readonly split: Split | null;
   /** The route's rate limit, or null. Kept across table rebuilds while its spec is unchanged. */
   readonly limit: RouteLimit | null;
+  /** The credentials the route requires (auth.ts), or null when it is open. */
+  readonly auth: RouteAuth | null;
   /** Answered by merging several services' JSON (aggregate.ts) instead of proxying to `backend`, or null. */
   readonly aggregate: Aggregation | null;
+  /** Request counters for /metrics. Kept across table rebuilds while the route and its service stay. */
+  readonly stats: RouteStats;
   readonly backend: Backend;
 }
 
@@ -209,7 +243,8 @@ export interface AggregatePart {
 }
 
 /**
- * A route's rate limit: one bucket for the route, or one per client address.
+ * A route's rate limit: one bucket for the route, one per client address, or
+ * one per consumer (requests without one: per client address).
  * With several gateway workers each enforces its share of the rate (like a
  * local rate limit per proxy instance), so the total holds when clients'
  * connections spread over the workers.
@@ -221,17 +256,23 @@ export class RouteLimit {
   readonly burst: number;
   readonly #route: TokenBucket | null;
   readonly #perClient: KeyedLimiter | null;
+  /** Separate from the client buckets, so a consumer's name can never share an address's bucket. */
+  readonly #perConsumer: KeyedLimiter | null;
 
   constructor(spec: RateLimitSpec, share: number) {
     this.spec = JSON.stringify(spec);
     this.rate = spec.rate * share;
     this.burst = Math.max(1, Math.round(spec.burst * share));
     this.#route = spec.per === "route" ? new TokenBucket(this.rate, this.burst, Date.now()) : null;
-    this.#perClient = spec.per === "ip" ? new KeyedLimiter(this.rate, this.burst) : null;
+    this.#perClient = spec.per !== "route" ? new KeyedLimiter(this.rate, this.burst) : null;
+    this.#perConsumer = spec.per === "consumer" ? new KeyedLimiter(this.rate, this.burst) : null;
   }
 
-  take(client: string, now: number): TakeResult {
-    return this.#route !== null ? this.#route.take(now) : this.#perClient!.take(client, now);
+  /** `consumer` is the authenticated consumer's name, or null. */
+  take(client: string, now: number, consumer: string | null = null): TakeResult {
+    if (this.#route !== null) return this.#route.take(now);
+    if (consumer !== null && this.#perConsumer !== null) return this.#perConsumer.take(consumer, now);
+    return this.#perClient!.take(client, now);
   }
 }
 
@@ -317,6 +358,10 @@ export interface BuildOptions {
   previous?: RouteTable;
   /** This process's share of the traffic (1 / gateway workers); rate limits are scaled by it. */
   share?: number;
+  /** Where background work started by the table (JWKS fetches) reports failures. */
+  logger?: Logger;
+  /** JWKS cache timing (tests shorten it). */
+  jwks?: JwksTiming;
 }
 
 /** What a request carries that routes match on. */
@@ -338,7 +383,7 @@ export interface ServicePolicies {
 const NO_POLICIES: ServicePolicies = { spec: "", breaker: null, outlier: null, retries: new RetryBudget() };
 
 function servicePolicies(service: Service, previous: ServicePolicies | undefined): ServicePolicies {
-  const { breaker, outlier } = service.spec;
+  const { breaker, outlier } = effectiveTraffic(service);
   const spec = JSON.stringify({ breaker, outlier });
   // Every service gets its own state (its own retry budget even without other policies).
   if (previous !== undefined && previous !== NO_POLICIES && previous.spec === spec) return previous;
@@ -363,6 +408,10 @@ export interface RouteObjects {
   services: Service[];
   instances: Instance[];
   nodes: Node[];
+  /** Consumers, for routes with `auth`. */
+  consumers?: Consumer[];
+  /** Routes set through the API (live-config.ts); validated here, a bad one fails the whole build. */
+  routes?: RouteObject[];
 }
 
 /** An immutable-by-convention routing table; swap in a new one on each change. */
@@ -377,6 +426,8 @@ export class RouteTable {
   readonly backends: ReadonlyMap<string, Backend>;
   /** Whether any route matches on headers (else callers need not pass them). */
   readonly matchesHeaders: boolean;
+  /** Parsed keys and JWKS caches, handed to the next table. */
+  readonly auth: AuthState;
   readonly #exact: Map<string, RouteEntry[]>;
   /** Keyed by the suffix after `*.`, e.g. `example.com`. */
   readonly #wildcard: Map<string, RouteEntry[]>;
@@ -388,8 +439,10 @@ export class RouteTable {
     backends: Map<string, Backend>,
     routeCount: number,
     problems: string[],
+    auth: AuthState = emptyAuthState(),
   ) {
     this.version = version;
+    this.auth = auth;
     this.#exact = exact;
     this.#wildcard = wildcard;
     this.backends = backends;
@@ -550,10 +603,26 @@ export function buildRouteTable(
 ): RouteTable {
   const share = options.share ?? 1;
   const previousLimits = new Map<string, RouteLimit>();
+  const previousStats = new Map<string, RouteStats>();
   for (const entry of options.previous?.entries() ?? []) {
     if (entry.limit !== null) previousLimits.set(`${entry.backend.service} ${entry.id}`, entry.limit);
+    previousStats.set(`${entry.backend.service} ${entry.id}`, entry.stats);
   }
   const problems: string[] = [];
+  // Consumers are indexed once per tenant; routes with auth point at their tenant's index.
+  const authState = emptyAuthState();
+  let authContext: RouteAuthContext | null = null;
+  const authFor = (spec: NonNullable<Route["auth"]>, tenant: string): RouteAuth => {
+    authContext ??= {
+      consumers: indexConsumers(objects.consumers ?? [], authState, options.previous?.auth, problems),
+      state: authState,
+      previous: options.previous?.auth,
+      logger: options.logger,
+      jwksTiming: options.jwks,
+      problems,
+    };
+    return new RouteAuth(spec, tenant, authContext);
+  };
   const addresses = new Map<string, string>();
   for (const node of objects.nodes) addresses.set(node.name, node.address);
 
@@ -577,7 +646,14 @@ export function buildRouteTable(
       list = [];
       endpointsByService.set(key, list);
     }
-    list.push({ instance: instance.id, address, port: instance.port, inflight: 0, seed: fnv1a(instance.id) });
+    list.push({
+      instance: instance.id,
+      address,
+      port: instance.port,
+      inflight: 0,
+      seed: fnv1a(instance.id),
+      down: false,
+    });
   }
 
   // Sorted by key so that the winner of a clash does not depend on arrival order.
@@ -594,26 +670,37 @@ export function buildRouteTable(
   // Every service gets a backend (a split may send traffic to a service without routes of its own).
   for (const { key, service } of services) {
     const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
+    const traffic = effectiveTraffic(service);
     const backend = new Backend(
       key,
       `${service.app}/${service.name}`,
       endpoints,
       servicePolicies(service, options.previous?.backends.get(key)?.policies),
       {
-        shedAbove: SHED_ABOVE[service.spec.criticality ?? "normal"],
+        shedAbove: SHED_ABOVE[traffic.criticality ?? "normal"],
         // Each worker takes its share of a service's concurrency limit.
-        concurrency: service.spec.concurrency
-          ? Math.max(1, Math.floor(service.spec.concurrency * (options.share ?? 1)))
+        concurrency: traffic.concurrency
+          ? Math.max(1, Math.floor(traffic.concurrency * (options.share ?? 1)))
           : undefined,
+        probe: service.spec.probe ?? null,
       },
     );
     backends.set(key, backend);
   }
 
-  for (const { key, service } of services) {
-    const routes: Route[] = service.spec?.routes ?? [];
+  // herd.yaml's routes first, then route objects: a clash between them keeps the herd.yaml route.
+  const sources = [
+    ...services.map(({ key, service }) => ({
+      key,
+      service,
+      routes: (service.spec?.routes ?? []) as Route[],
+    })),
+    ...routeObjectSources(objects.routes ?? []),
+  ];
+  for (const { key, service, routes } of sources) {
     if (routes.length === 0) continue;
-    const backend = backends.get(key)!;
+    // A route object whose service is gone gets a backend without endpoints: 503, like a service scaled to 0.
+    const backend = backends.get(key) ?? new Backend(key, `${service.app}/${service.name}`, []);
     for (const route of routes) {
       const host = route.host.toLowerCase();
       const prefix = normalizePrefix(route.path);
@@ -656,7 +743,10 @@ export function buildRouteTable(
             }
           : null,
         limit,
+        auth: route.auth ? authFor(route.auth, service.tenant) : null,
         aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
+        stats:
+          previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,
@@ -670,7 +760,28 @@ export function buildRouteTable(
 
   for (const list of exact.values()) list.sort(byPrecedence);
   for (const list of wildcard.values()) list.sort(byPrecedence);
-  return new RouteTable(version, exact, wildcard, backends, owners.size, problems);
+  return new RouteTable(version, exact, wildcard, backends, owners.size, problems, authState);
+}
+
+/**
+ * Route objects as routes of their services, sorted by key. Each is checked
+ * against the API's schema first: one that is not valid (written around the
+ * API, or by an older or newer control plane) fails the build, naming it.
+ */
+function routeObjectSources(objects: RouteObject[]): { key: string; service: Service; routes: Route[] }[] {
+  const out: { key: string; service: Service; routes: Route[]; name: string }[] = [];
+  for (const o of objects) {
+    const name = `${o.tenant}/${o.app}/${o.name}`;
+    if (typeof o.tenant !== "string" || typeof o.app !== "string" || typeof o.name !== "string") {
+      throw new Error(`route object ${name}: tenant, app and name must be strings`);
+    }
+    const spec = checkRouteBody(o.spec, `route ${name}`);
+    const key = serviceKey(o.tenant, o.app, spec.service);
+    // Only what splits, mirrors and messages read of the service.
+    const service = { tenant: o.tenant, app: o.app, name: spec.service } as Service;
+    out.push({ key, service, routes: [normalizeRoute(o.app, spec)], name });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 function byInstance(a: Endpoint, b: Endpoint): number {

@@ -4,10 +4,20 @@
  * servers. Used by the gateway's tests; not imported by the gateway itself.
  */
 
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Route } from "../model/manifest.ts";
-import type { Instance, InstanceState, Kind, Node, Service } from "../model/objects.ts";
+import type {
+  Consumer,
+  Instance,
+  InstanceState,
+  JwtCredential,
+  Kind,
+  Node,
+  Service,
+} from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
 
 /** A service with the given routes (paths default to `/`). */
@@ -72,6 +82,28 @@ export function testInstance(
   };
 }
 
+/** A consumer of tenant `default` with these API keys (stored hashed, as the API does) and JWT credentials. */
+export function testConsumer(
+  name: string,
+  keys: string[],
+  jwt: Array<Omit<JwtCredential, "id" | "createdAt">> = [],
+  tenant = "default",
+): Consumer {
+  const createdAt = "2026-01-01T00:00:00.000Z";
+  return {
+    tenant,
+    name,
+    createdAt,
+    keys: keys.map((key, i) => ({
+      id: `k${i}`,
+      hash: createHash("sha256").update(key).digest("hex"),
+      hint: key.slice(0, 6),
+      createdAt,
+    })),
+    jwt: jwt.map((c, i) => ({ ...c, id: `j${i}`, createdAt })),
+  };
+}
+
 /** A ready node at `address`. */
 export function testNode(name: string, address: string): Node {
   const capacity = { cpu: 4, memory: 8 * 1024 ** 3 };
@@ -105,6 +137,8 @@ export interface TestControlPlane {
   dropWatches(): void;
   /** How many snapshot requests were answered. */
   snapshots(): number;
+  /** The last status report of each gateway (PUT /api/v1/gateways/:id/status), by id. */
+  reports(): Map<string, Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -116,6 +150,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
   let revision = 0;
   let compactedTo = 0;
   let snapshotCount = 0;
+  const reports = new Map<string, Record<string, unknown>>();
 
   const record = (type: "put" | "delete", kind: Kind, key: string, value: unknown): number => {
     revision++;
@@ -168,6 +203,21 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
       res.on("close", () => watchers.delete(res));
       return;
     }
+    const status = /^\/api\/v1\/gateways\/([^/]+)(\/status)?$/.exec(url.pathname);
+    if (status) {
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      req.on("end", () => {
+        const id = decodeURIComponent(status[1]);
+        if (req.method === "PUT" && status[2]) reports.set(id, JSON.parse(body));
+        else if (req.method === "DELETE") reports.delete(id);
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+      return;
+    }
     res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -187,6 +237,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
       watchers.clear();
     },
     snapshots: () => snapshotCount,
+    reports: () => reports,
     close: async () => {
       for (const res of watchers) res.destroy();
       server.closeAllConnections();
@@ -268,5 +319,71 @@ export async function waitFor(check: () => boolean, timeoutMs = 3000, what = "co
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** One sample of a Prometheus text scrape: its metric name (with _bucket/_sum/_count), labels and value. */
+export interface ScrapedSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text format (0.0.4) into samples; comment lines are skipped. Throws on a line it cannot read. */
+export function parseMetrics(text: string): ScrapedSample[] {
+  const samples: ScrapedSample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null) throw new Error(`not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    const pairs = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)/gy;
+    const body = m[2] ?? "";
+    let read = 0;
+    for (let p = pairs.exec(body); p !== null; p = pairs.exec(body)) {
+      labels[p[1]] = p[2].replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+      read = pairs.lastIndex;
+    }
+    if (read !== body.length) throw new Error(`unreadable labels: ${line}`);
+    const value = m[3] === "+Inf" ? Number.POSITIVE_INFINITY : m[3] === "-Inf" ? -Infinity : Number(m[3]);
+    samples.push({ name: m[1], labels, value });
+  }
+  return samples;
+}
+
+/** The sum of the samples named `name` whose labels include all of `labels`. */
+export function metricSum(
+  samples: ScrapedSample[],
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  let sum = 0;
+  for (const s of samples) {
+    if (s.name !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
+  }
+  return sum;
+}
+
+/** GETs a gateway's /metrics URL; checks the content type; returns the parsed samples and the text. */
+export async function scrape(url: string): Promise<{ samples: ScrapedSample[]; text: string }> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`scrape of ${url}: HTTP ${res.status}`);
+  const type = res.headers.get("content-type") ?? "";
+  if (!type.startsWith("text/plain; version=0.0.4"))
+    throw new Error(`scrape of ${url}: content type ${type}`);
+  const text = await res.text();
+  return { samples: parseMetrics(text), text };
+}
+
+/** The pids of a process's children (a gateway primary's workers). */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .map((line) => Number(line.trim()))
+      .filter((n) => n > 0);
+  } catch {
+    return []; // ps exits 1 when there are none
   }
 }

@@ -294,3 +294,81 @@ test("aggregate: bad input names the field", () => {
   );
   assert.match(header.message, /aggregate\.headers\.0: Host is set by the gateway/);
 });
+
+test("auth: API key and JWT defaults filled in; bad settings refused naming the field", () => {
+  const manifest = parseManifest(
+    [
+      "services:",
+      "  web:",
+      "    command: x",
+      "    routes:",
+      "      - host: a.test",
+      "        rateLimit: { rate: 10, per: consumer }",
+      "        auth:",
+      "          apiKey: { query: apikey }",
+      "          jwt: { jwks: { url: 'https://idp.test/.well-known/jwks.json' }, audience: shop }",
+      "",
+    ].join("\n"),
+  );
+  const web = normalizeService("a", "web", manifest.services.web, "x");
+  assert.deepEqual(web.routes[0].auth, {
+    apiKey: { header: "x-api-key", query: "apikey", hideCredentials: false },
+    jwt: {
+      jwks: { url: "https://idp.test/.well-known/jwks.json" },
+      audience: "shop",
+      claim: "sub",
+      hideCredentials: false,
+    },
+  });
+  assert.equal(web.routes[0].rateLimit?.per, "consumer");
+  const at = (auth: string) =>
+    problem(`services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        auth: ${auth}\n`)
+      .message;
+  assert.match(at("{}"), /herd\.yaml:6: services\.web\.routes\.0\.auth/);
+  assert.match(at("{ apiKey: { header: 'bad header' } }"), /services\.web\.routes\.0\.auth\.apiKey\.header/);
+  assert.match(at("{ jwt: { jwks: { file: relative.json } } }"), /services\.web\.routes\.0\.auth\.jwt\.jwks/);
+  assert.match(at("{ jwt: { jwks: { url: ftp://x } } }"), /services\.web\.routes\.0\.auth\.jwt\.jwks/);
+  assert.match(at("{ basic: {} }"), /services\.web\.routes\.0\.auth\.basic/);
+});
+
+test("probe: seconds to milliseconds, path from health.path by default, bad values name the field", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node server.js
+    health: { path: /healthz }
+    probe: { interval: 2, timeout: 0.5, unhealthyAfter: 3 }
+  api:
+    command: node api.js
+    probe: { path: /ready }
+  other:
+    command: node other.js
+    probe: {}
+`);
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).probe, {
+    path: "/healthz",
+    intervalMs: 2000,
+    timeoutMs: 500,
+    unhealthyAfter: 3,
+    healthyAfter: 2,
+  });
+  assert.equal(normalizeService("a", "api", m.services.api, undefined).probe?.path, "/ready");
+  assert.deepEqual(normalizeService("a", "other", m.services.other, undefined).probe, {
+    path: "/",
+    intervalMs: 5000,
+    timeoutMs: 1000,
+    unhealthyAfter: 2,
+    healthyAfter: 2,
+  });
+  assert.equal(normalizeService("a", "web", {}, "x").probe, undefined);
+  const interval = problem("services:\n  web:\n    command: x\n    probe: { interval: 0 }\n");
+  assert.match(
+    interval.message,
+    /herd\.yaml:4: services\.web\.probe\.interval: .*seconds between two probes/,
+  );
+  const after = problem("services:\n  web:\n    command: x\n    probe: { unhealthyAfter: 1.5 }\n");
+  assert.match(after.message, /services\.web\.probe\.unhealthyAfter/);
+  const path = problem("services:\n  web:\n    command: x\n    probe: { path: healthz }\n");
+  assert.match(path.message, /services\.web\.probe\.path/);
+  const unknown = problem("services:\n  web:\n    command: x\n    probe: { every: 2 }\n");
+  assert.match(unknown.message, /services\.web\.probe/);
+});

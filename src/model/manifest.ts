@@ -90,6 +90,79 @@ const AggregateSchema = T.Object(
   },
 );
 
+/** Who may use a route: consumers with an API key, and/or bearers of a JWT (see src/gateway/auth.ts). */
+const RouteAuthSchema = T.Object(
+  {
+    apiKey: T.Optional(
+      T.Object(
+        {
+          header: T.Optional(
+            T.String({
+              pattern: "^[A-Za-z0-9-]{1,64}$",
+              description: "header with the key (default x-api-key)",
+            }),
+          ),
+          query: T.Optional(
+            T.String({
+              pattern: "^[A-Za-z0-9_.-]{1,64}$",
+              description: "also accept the key in this query parameter, e.g. apikey",
+            }),
+          ),
+          hideCredentials: T.Optional(
+            T.Boolean({ description: "remove the key (header and query parameter) before forwarding" }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    jwt: T.Optional(
+      T.Object(
+        {
+          jwks: T.Optional(
+            T.Union(
+              [
+                T.Object(
+                  { file: T.String({ pattern: "^/", maxLength: 4096, description: "an absolute path" }) },
+                  { additionalProperties: false },
+                ),
+                T.Object(
+                  { url: T.String({ pattern: "^https?://[^\\s]+$", maxLength: 2048 }) },
+                  { additionalProperties: false },
+                ),
+              ],
+              {
+                description:
+                  "{ file: /absolute/path.json } or { url: https://issuer/.well-known/jwks.json }: keys of an identity provider (RS256)",
+              },
+            ),
+          ),
+          issuer: T.Optional(
+            T.String({ minLength: 1, maxLength: 1024, description: "JWKS tokens must have this iss" }),
+          ),
+          audience: T.Optional(
+            T.String({ minLength: 1, maxLength: 1024, description: "tokens must have this aud" }),
+          ),
+          claim: T.Optional(
+            T.String({
+              pattern: "^[A-Za-z0-9_.:-]{1,64}$",
+              description: "the claim of a JWKS token that names the consumer (default sub)",
+            }),
+          ),
+          hideCredentials: T.Optional(
+            T.Boolean({ description: "remove the Authorization header before forwarding" }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: "apiKey and/or jwt: requests need one of their credentials",
+  },
+);
+
 export const RouteSchema = T.Object(
   {
     host: Host,
@@ -218,14 +291,16 @@ export const RouteSchema = T.Object(
             T.Integer({ minimum: 1, maximum: 10_000_000, description: "default: one second's worth" }),
           ),
           per: T.Optional(
-            T.Union([T.Literal("route"), T.Literal("ip")], {
-              description: "route (one bucket for everyone, default) or ip (one per client address)",
+            T.Union([T.Literal("route"), T.Literal("ip"), T.Literal("consumer")], {
+              description:
+                "route (one bucket for everyone, default), ip (one per client address) or consumer (one per authenticated consumer; per ip without one)",
             }),
           ),
         },
         { additionalProperties: false },
       ),
     ),
+    auth: T.Optional(RouteAuthSchema),
   },
   { additionalProperties: false },
 );
@@ -322,6 +397,51 @@ export const ServiceManifestSchema = T.Object(
         { additionalProperties: false, description: "passive outlier ejection of failing instances" },
       ),
     ),
+    probe: T.Optional(
+      T.Object(
+        {
+          path: T.Optional(
+            T.String({
+              pattern: "^/",
+              maxLength: 1024,
+              description: "the path probed with GET (default: health.path, else /)",
+            }),
+          ),
+          interval: T.Optional(
+            T.Number({
+              minimum: 0.05,
+              maximum: 300,
+              description: "seconds between two probes of an instance (default 5)",
+            }),
+          ),
+          timeout: T.Optional(
+            T.Number({
+              minimum: 0.05,
+              maximum: 60,
+              description: "seconds a probe may take before it counts as failed (default 1)",
+            }),
+          ),
+          unhealthyAfter: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 100,
+              description: "failed probes in a row that take an instance out of the rotation (default 2)",
+            }),
+          ),
+          healthyAfter: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 100,
+              description: "passed probes in a row that bring it back (default 2)",
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "active health probes from the gateway to each instance (2xx or 3xx passes)",
+        },
+      ),
+    ),
     breaker: T.Optional(
       T.Object(
         {
@@ -387,6 +507,22 @@ export interface Route {
   split?: SplitSpec;
   /** Answered by calling several services in parallel and merging their JSON; the route's service is not called. */
   aggregate?: AggregateSpec;
+  /** Credentials the route requires (API key and/or JWT); absent: open to all. */
+  auth?: AuthSpec;
+}
+
+/** A route's authentication; a request passes with any one of the configured credentials. */
+export interface AuthSpec {
+  apiKey?: { header: string; query?: string; hideCredentials: boolean };
+  jwt?: {
+    /** An identity provider's keys; without it only consumers' own JWT credentials are accepted. */
+    jwks?: { file: string } | { url: string };
+    issuer?: string;
+    audience?: string;
+    /** The claim of a JWKS-signed token that names the consumer. */
+    claim: string;
+    hideCredentials: boolean;
+  };
 }
 
 /** An aggregation route: its parts, called in parallel, each with its own time limit. */
@@ -463,7 +599,7 @@ export type BalanceSpec =
 export interface RateLimitSpec {
   rate: number;
   burst: number;
-  per: "route" | "ip";
+  per: "route" | "ip" | "consumer";
 }
 
 /** What makes two routes the same route: two services may not both declare it. */
@@ -503,6 +639,19 @@ export interface ServiceSpec {
   concurrency?: number;
   /** Passive outlier ejection of this service's instances, when set. */
   outlier?: { failures: number; ejectionMs: number; maxShare: number };
+  /** Active health probes from the gateway to each instance, when set. */
+  probe?: ProbeSpec;
+}
+
+/** The gateway's active health probe of a service's instances: GET `path`, 2xx or 3xx passes. */
+export interface ProbeSpec {
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Failed probes in a row that take an instance out of the rotation. */
+  unhealthyAfter: number;
+  /** Passed probes in a row that bring a down instance back. */
+  healthyAfter: number;
 }
 
 const manifestCheck = TypeCompiler.Compile(ManifestSchema);
@@ -599,6 +748,7 @@ export function normalizeService(
             },
           }
         : {}),
+      ...(r.auth ? { auth: authSpec(r.auth) } : {}),
     }),
   );
   return {
@@ -632,6 +782,17 @@ export function normalizeService(
             failures: s.outlier.failures ?? 5,
             ejectionMs: Math.round((s.outlier.ejection ?? 30) * 1000),
             maxShare: s.outlier.maxShare ?? 0.5,
+          },
+        }
+      : {}),
+    ...(s.probe
+      ? {
+          probe: {
+            path: s.probe.path ?? s.health?.path ?? "/",
+            intervalMs: Math.round((s.probe.interval ?? 5) * 1000),
+            timeoutMs: Math.round((s.probe.timeout ?? 1) * 1000),
+            unhealthyAfter: s.probe.unhealthyAfter ?? 2,
+            healthyAfter: s.probe.healthyAfter ?? 2,
           },
         }
       : {}),
@@ -703,11 +864,11 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
   return validateManifest(doc.toJS(), file, lineOf);
 }
 
-function unescapePointer(s: string): string {
+export function unescapePointer(s: string): string {
   return s.replace(/~1/g, "/").replace(/~0/g, "~");
 }
 
-function describeError(message: string, schema: { description?: string }): string {
+export function describeError(message: string, schema: { description?: string }): string {
   return schema.description ? `${message} (${schema.description})` : message;
 }
 
@@ -731,6 +892,31 @@ function checkRouteClashes(m: Manifest, file: string, lineOf?: (path: string[]) 
       );
     });
   }
+}
+
+function authSpec(a: Static<typeof RouteAuthSchema>): AuthSpec {
+  return {
+    ...(a.apiKey
+      ? {
+          apiKey: {
+            header: (a.apiKey.header ?? "x-api-key").toLowerCase(),
+            ...(a.apiKey.query ? { query: a.apiKey.query } : {}),
+            hideCredentials: a.apiKey.hideCredentials ?? false,
+          },
+        }
+      : {}),
+    ...(a.jwt
+      ? {
+          jwt: {
+            ...(a.jwt.jwks ? { jwks: a.jwt.jwks } : {}),
+            ...(a.jwt.issuer ? { issuer: a.jwt.issuer } : {}),
+            ...(a.jwt.audience ? { audience: a.jwt.audience } : {}),
+            claim: a.jwt.claim ?? "sub",
+            hideCredentials: a.jwt.hideCredentials ?? false,
+          },
+        }
+      : {}),
+  };
 }
 
 function balanceSpec(b: NonNullable<Manifest["services"][string]["routes"]>[number]["balance"]): BalanceSpec {

@@ -12,8 +12,11 @@
  *   node     `<node name>`
  *   event    `<time-ordered id>`
  *   token    `<sha256 of the token>`
+ *   consumer `<tenant>/<consumer>`
+ *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  */
 
+import type { TrafficOverride } from "./live-config.ts";
 import type { ServiceSpec } from "./manifest.ts";
 
 /** Every kind of object the store holds. */
@@ -27,6 +30,8 @@ export const KINDS = [
   "node",
   "event",
   "token",
+  "consumer",
+  "route",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -79,6 +84,8 @@ export interface Service {
   crashes: number;
   /** Do not start a replacement before this time (crash-loop backoff), ISO. */
   backoffUntil?: string;
+  /** Traffic policies set through the API over the spec's (live-config.ts); kept across deploys. */
+  traffic?: TrafficOverride;
 }
 
 /** An immutable, numbered build of an app. A rollback is a new release pointing at old content. */
@@ -245,6 +252,44 @@ export interface Token {
   tenant?: string;
   createdAt: string;
 }
+
+/**
+ * A client of a tenant's routes (like a Kong consumer): routes with `auth`
+ * let it in by one of its credentials, tell the app its name in
+ * `X-Consumer-Name`, and can rate-limit it on its own (`per: consumer`).
+ */
+export interface Consumer {
+  tenant: string;
+  name: string;
+  createdAt: string;
+  /** API keys; only their sha256 is kept (the key itself is shown once, at creation). */
+  keys: ApiKeyCredential[];
+  /** JWT credentials: tokens whose `iss` is a credential's `key` are checked with its secret or public key. */
+  jwt: JwtCredential[];
+}
+
+export interface ApiKeyCredential {
+  id: string;
+  /** sha256 (hex) of the key. */
+  hash: string;
+  /** The key's first characters, so people can tell keys apart. */
+  hint: string;
+  createdAt: string;
+}
+
+export interface JwtCredential {
+  id: string;
+  /** Matched against a token's `iss` claim; unique within the tenant. */
+  key: string;
+  algorithm: "HS256" | "RS256";
+  /** HS256: the shared secret (the gateway needs it to check signatures, so it is stored as is). */
+  secret?: string;
+  /** RS256: the PEM public key. */
+  publicKey?: string;
+  createdAt: string;
+}
+
+export const consumerKey = (tenant: string, name: string): string => `${tenant}/${name}`;
 
 export const RELEASE_PAD = 8;
 export const releaseKey = (tenant: string, app: string, version: number): string =>

@@ -1,0 +1,235 @@
+/**
+ * HTTPS termination for the gateway: certificate files loaded into TLS
+ * contexts, one picked per connection by the name the client asks for (SNI),
+ * and a self-signed development certificate for `localhost` that `herd up`
+ * makes once when no certificate is given.
+ *
+ * Names come from each certificate's subjectAltNames (its subject's CN when
+ * it has none): an exact name first, then wildcards (`*.example.com` serves
+ * `a.example.com`, one label deep, as TLS clients check it); a client that
+ * sends no name, or a name no certificate covers, gets the first certificate.
+ */
+
+import { X509Certificate } from "node:crypto";
+import {
+  chmodSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  type StatWatcher,
+  unwatchFile,
+  watchFile,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import tls, { type SecureContext } from "node:tls";
+import { generate } from "selfsigned";
+import { HerdError } from "../common/errors.ts";
+import type { Logger } from "../common/log.ts";
+
+/** One certificate chain file and its private key file (PEM). */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+}
+
+/** One loaded certificate: what the server needs for it and the names it serves. */
+interface LoadedCertificate {
+  cert: Buffer;
+  key: Buffer;
+  context: SecureContext;
+  names: string[];
+}
+
+/**
+ * The certificates a gateway serves, loaded once; `pick` runs per TLS
+ * handshake (a map lookup or two), never per request.
+ */
+export class CertificateStore {
+  /** The first certificate: for clients without SNI and names nothing else covers. */
+  readonly default: { cert: Buffer; key: Buffer };
+  /** Every name served, for logs (`*.x` for wildcards). */
+  readonly names: readonly string[];
+  readonly #defaultContext: SecureContext;
+  readonly #exact = new Map<string, SecureContext>();
+  /** Keyed by the suffix after `*.`. */
+  readonly #wildcard = new Map<string, SecureContext>();
+
+  constructor(certificates: LoadedCertificate[]) {
+    const first = certificates[0];
+    this.default = { cert: first.cert, key: first.key };
+    this.#defaultContext = first.context;
+    for (const c of certificates) {
+      for (const name of c.names) {
+        // The first certificate to name a host keeps it (like the order of the flags).
+        if (name.startsWith("*.")) {
+          if (!this.#wildcard.has(name.slice(2))) this.#wildcard.set(name.slice(2), c.context);
+        } else if (!this.#exact.has(name)) this.#exact.set(name, c.context);
+      }
+    }
+    this.names = certificates.flatMap((c) => c.names);
+  }
+
+  /** The context for a client's SNI name (lowercased here; the trailing dot ignored). */
+  pick(servername: string): SecureContext {
+    const name = servername.toLowerCase().replace(/\.$/, "");
+    const exact = this.#exact.get(name);
+    if (exact !== undefined) return exact;
+    const dot = name.indexOf(".");
+    if (dot !== -1) {
+      const wild = this.#wildcard.get(name.slice(dot + 1));
+      if (wild !== undefined) return wild;
+    }
+    return this.#defaultContext;
+  }
+}
+
+/**
+ * Reads certificate and key files; a missing, unreadable or mismatched file
+ * is a HerdError that names the flag and the file.
+ */
+export function loadCertificates(files: CertificateFiles[]): CertificateStore {
+  if (files.length === 0) throw new HerdError("invalid", "HTTPS needs at least one --tls-cert and --tls-key");
+  return new CertificateStore(files.map(loadCertificate));
+}
+
+function loadCertificate(files: CertificateFiles): LoadedCertificate {
+  const cert = readPem(files.cert, "--tls-cert");
+  const key = readPem(files.key, "--tls-key");
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (err) {
+    throw new HerdError(
+      "invalid",
+      `--tls-cert ${files.cert} is not a PEM certificate (${(err as Error).message})`,
+    );
+  }
+  let context: SecureContext;
+  try {
+    context = tls.createSecureContext({ cert, key });
+  } catch (err) {
+    const message = (err as Error).message;
+    throw new HerdError(
+      "invalid",
+      /mismatch/i.test(message)
+        ? `--tls-key ${files.key} is not the key of --tls-cert ${files.cert}`
+        : `--tls-cert ${files.cert} / --tls-key ${files.key}: ${message}`,
+    );
+  }
+  return { cert, key, context, names: certificateNames(x509) };
+}
+
+function readPem(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String(err);
+    throw new HerdError("invalid", `${flag} ${file}: ${why}`);
+  }
+}
+
+/** The DNS names a certificate serves: its subjectAltNames, else its subject's CN. */
+function certificateNames(x509: X509Certificate): string[] {
+  const names = (x509.subjectAltName ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith("DNS:"))
+    .map((s) => s.slice(4).toLowerCase());
+  if (names.length > 0) return names;
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)?.[1];
+  return cn ? [cn.toLowerCase()] : [];
+}
+
+/**
+ * Reloads the certificates when one of their files changes (polled every
+ * `intervalMs`, so it also sees a file replaced by a rename, as certbot
+ * does). A new set that does not load is logged and the old one kept.
+ * Returns a function that stops watching.
+ */
+export function watchCertificates(
+  files: CertificateFiles[],
+  logger: Logger,
+  onReload: (store: CertificateStore) => void,
+  intervalMs = 2_000,
+): () => void {
+  const paths = [...new Set(files.flatMap((f) => [f.cert, f.key]))];
+  let pending: NodeJS.Timeout | undefined;
+  const reload = () => {
+    // A cert and its key are usually rewritten together: wait for both.
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      try {
+        onReload(loadCertificates(files));
+        logger.info("TLS certificates reloaded", { files: paths });
+      } catch (err) {
+        logger.warn("TLS certificates changed but do not load; keeping the old ones", { error: err });
+      }
+    }, 200);
+    pending.unref();
+  };
+  const watchers: StatWatcher[] = [];
+  for (const path of paths) {
+    watchers.push(watchFile(path, { interval: intervalMs, persistent: false }, reload));
+  }
+  return () => {
+    clearTimeout(pending);
+    for (const path of paths) unwatchFile(path, reload);
+  };
+}
+
+/**
+ * The names the development certificate serves. TLS clients (OpenSSL, curl,
+ * Node, browsers) refuse a wildcard right under a top-level name, so
+ * `*.localhost` verifies for none of them; the quick start's example app gets
+ * its own name so that `curl --cacert` works for it. Other apps: `curl -k`,
+ * or certificates of your own.
+ */
+export const DEV_CERT_NAMES = ["localhost", "*.localhost", "hello.localhost"];
+const DEV_CERT_IPS = ["127.0.0.1", "::1"];
+
+/**
+ * The development certificate in `dir` (`localhost-cert.pem`, and
+ * `localhost-key.pem` readable by its owner only): made once, self-signed,
+ * for localhost, *.localhost, hello.localhost, 127.0.0.1 and ::1; made again when it is
+ * about to expire.
+ */
+export async function ensureDevCertificate(dir: string): Promise<CertificateFiles> {
+  const files = { cert: join(dir, "localhost-cert.pem"), key: join(dir, "localhost-key.pem") };
+  try {
+    const x509 = new X509Certificate(readFileSync(files.cert));
+    readFileSync(files.key);
+    if (x509.validToDate.getTime() > Date.now() + 7 * 86_400_000) return files;
+  } catch {
+    // Missing or damaged: make a new one.
+  }
+  const notBefore = new Date(Date.now() - 3_600_000); // an hour of slack for clocks behind
+  const pems = await generate([{ name: "commonName", value: "localhost" }], {
+    keyType: "ec",
+    algorithm: "sha256",
+    notBeforeDate: notBefore,
+    // 825 days: the longest validity Apple's clients accept for a server certificate.
+    notAfterDate: new Date(notBefore.getTime() + 825 * 86_400_000),
+    extensions: [
+      { name: "basicConstraints", cA: false, critical: true },
+      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: "extKeyUsage", serverAuth: true },
+      {
+        name: "subjectAltName",
+        altNames: [
+          ...DEV_CERT_NAMES.map((value) => ({ type: 2 as const, value })),
+          ...DEV_CERT_IPS.map((ip) => ({ type: 7 as const, ip })),
+        ],
+      },
+    ],
+  });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Written beside and renamed, so a reader never sees half a file; the key is private from the start.
+  writeFileSync(`${files.key}.tmp`, pems.private, { mode: 0o600 });
+  chmodSync(`${files.key}.tmp`, 0o600);
+  renameSync(`${files.key}.tmp`, files.key);
+  writeFileSync(`${files.cert}.tmp`, pems.cert, { mode: 0o644 });
+  renameSync(`${files.cert}.tmp`, files.cert);
+  return files;
+}
