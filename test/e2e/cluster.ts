@@ -273,6 +273,8 @@ export async function startCluster(options: {
       "127.0.0.1",
       "--workers",
       "1",
+      "--metrics-port",
+      "off",
       "--data",
       join(work, "gateway"),
     ]);
