@@ -15,16 +15,15 @@
 // second pass; default half of nginx's), BENCH_TIMEOUT_SECONDS (whole run, 300).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
-import type { Consumer, Service } from "../src/model/objects.ts";
 import type { StoredObject } from "../src/store/store.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
 import type { RateResult } from "./gateway-rate.ts";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -46,51 +45,7 @@ const TOKEN = "bench-token";
  * function that adds it to the bench's objects (and, for API-key auth, return
  * the header the load must send); (d) is then measured like (c).
  */
-/** The consumer whose API key the load of (d) sends. */
-const BENCH_API_KEY = "hk_bench-key-0123456789abcdefghijklmn";
-const BENCH_CONSUMER: StoredObject = {
-  kind: "consumer",
-  key: "default/bench",
-  revision: 1,
-  createRevision: 1,
-  value: {
-    tenant: "default",
-    name: "bench",
-    createdAt: new Date(0).toISOString(),
-    keys: [
-      {
-        id: "bench",
-        hash: createHash("sha256").update(BENCH_API_KEY).digest("hex"),
-        hint: "hk_benc",
-        createdAt: new Date(0).toISOString(),
-      },
-    ],
-    jwt: [],
-  } satisfies Consumer,
-};
-
-const POLICIES:
-  | { objects(base: StoredObject[]): StoredObject[]; headers?: Record<string, string>; note: string }
-  | undefined = {
-  // Every policy the gateway has today, set so that none triggers: the cost of checking them is what is measured.
-  objects: (base) =>
-    base
-      .map((o) => {
-        if (o.kind !== "service") return o;
-        const service = structuredClone(o.value) as Service;
-        service.spec.routes = service.spec.routes.map((r) => ({
-          ...r,
-          rateLimit: { rate: 1e6, burst: 1e6, per: "consumer" },
-          auth: { apiKey: { header: "x-api-key", hideCredentials: false } },
-        }));
-        service.spec.breaker = { failures: 1000, openMs: 5000 };
-        service.spec.outlier = { failures: 1000, ejectionMs: 1000, maxShare: 0.5 };
-        return { ...o, value: service };
-      })
-      .concat([BENCH_CONSUMER]),
-  headers: { "x-api-key": BENCH_API_KEY },
-  note: "(d) has API-key auth (a consumer's key, sha256 lookup), rate limiting per consumer, breaker, outlier ejection and the retry budget on; tracing and metrics are not built yet, so (d) does not include them",
-};
+const POLICIES = { objects: withPolicies, headers: POLICY_HEADERS, note: POLICY_NOTE };
 
 // ---------------------------------------------------------------- processes
 

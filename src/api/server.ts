@@ -23,6 +23,7 @@ import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { LogStore } from "../observe/log-store.ts";
+import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
@@ -32,6 +33,7 @@ import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
 
 export const VERSION = "0.1.0";
@@ -45,6 +47,8 @@ export interface ServerOptions {
   settings?: Partial<Settings>;
   /** Largest source upload accepted (default 200 MiB). */
   maxUploadBytes?: number;
+  /** Span retention, size limit and forwarding. */
+  traces?: TracesOptions;
 }
 
 /** What the routes are handed. */
@@ -57,6 +61,8 @@ export interface ApiDeps {
   logs: LogStore;
   /** What each gateway has applied (live-config.ts routes). */
   gateways: GatewayBook;
+  /** Spans: store, forwarder, ingest token. */
+  traces: Traces;
   maxUploadBytes: number;
   version: string;
   /** The platform's settings (resource unit, timings). */
@@ -77,6 +83,8 @@ export interface RunningServer {
   controllers: ControllerManager;
   /** The live settings (herd up fills in the gateway's address once it listens). */
   settings: Settings;
+  /** Spans; also the in-process SpanSink for a gateway in this process. */
+  traces: Traces;
   close(): Promise<void>;
 }
 
@@ -87,6 +95,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"));
+  const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
@@ -113,6 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     artifacts,
     logs,
     gateways,
+    traces,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
@@ -160,11 +170,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     controllers,
     settings,
+    traces,
     close: async () => {
       controllers.stop();
       await app.close();
       await gateways.close();
       logs.close();
+      await traces.close();
       await store.close();
     },
   };
@@ -242,8 +254,11 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       consumerRoutes(api, deps);
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);
+      traceRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );
+  // Span ingest has its own plugin: it also takes the write-only ingest token.
+  app.register(async (ingest) => traceIngestRoutes(ingest, deps, auth), { prefix: "/api/v1" });
   return app;
 }

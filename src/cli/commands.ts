@@ -16,6 +16,7 @@ import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { logsCommand } from "./logs.ts";
+import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
 import type { Items } from "./types.ts";
 
 const APP_FLAG: [string, string] = ["--app NAME", "the app (default: `app:` in ./herd.yaml)"];
@@ -250,5 +251,9 @@ export const COMMANDS: CommandSpec[] = [
   quotaCommand,
   routesCommand,
   gatewaysCommand,
+  tracesCommand,
+  traceCommand,
+  mapCommand,
+  topCommand,
   versionCommand,
 ];

@@ -31,8 +31,13 @@ import { DEFAULT_METRICS_PORT } from "../gateway/metrics-server.ts";
 import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
+import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [--traces-forward URL
+[--traces-forward-header NAME=VALUE]...] keep spans this long and at most this much
+(oldest dropped first), and also send them to an OTLP/HTTP endpoint.`;
 
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--host 127.0.0.1]
@@ -51,11 +56,13 @@ start; a free port when 9180 is taken; --gateway-metrics-port, off turns them of
 The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
 pairs given (picked by SNI; the first is the default), else with a
 self-signed certificate for localhost and *.localhost made once in
-DIR/tls/. --no-https serves HTTP only.`,
+DIR/tls/. --no-https serves HTTP only.
+${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
-with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.`,
+with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.
+${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
        [--ports 20000-29999]
@@ -170,6 +177,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "unit-memory": { type: "string", default: "256Mi" },
     ...HTTPS_FLAGS,
     "no-https": { type: "boolean" },
+    ...TRACE_SERVER_FLAGS,
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
@@ -192,6 +200,7 @@ export async function runUp(argv: string[]): Promise<number> {
     logger,
     settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
+    traces: tracesOptionsFromFlags(v),
   });
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),
@@ -324,6 +333,7 @@ export async function runServer(argv: string[]): Promise<number> {
     "node-lost-after": { type: "string", default: "9" },
     "unit-cpu": { type: "string", default: "0.25" },
     "unit-memory": { type: "string", default: "256Mi" },
+    ...TRACE_SERVER_FLAGS,
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -338,6 +348,7 @@ export async function runServer(argv: string[]): Promise<number> {
       unit: unitOf(v),
     },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
+    traces: tracesOptionsFromFlags(v),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
   await untilSignal();

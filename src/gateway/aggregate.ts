@@ -212,7 +212,7 @@ function send(pc: PartCall, endpoint: Endpoint): void {
     method: "GET",
     path: pc.path,
     headers: pc.call.headers,
-    agent: pc.call.proxy.agent,
+    agent: pc.call.proxy.partsAgent,
   }) as PartRequest;
   upstream.part = pc;
   pc.upstream = upstream;

@@ -5,8 +5,14 @@
  * The table is one reference, replaced whole (`proxy.table = next`), so a
  * request sees either the old or the new configuration, never a mix. Per
  * request the work is: one match, one header copy, one upstream request.
- * Event handlers are shared module functions that find their request's state
- * on the emitter, so no closures are created per request.
+ *
+ * Upstream requests go through undici's low-level `dispatch(options,
+ * handler)` on a keep-alive pool per instance: no ClientRequest, no response
+ * stream, no agent bookkeeping — the response arrives as calls on the handler,
+ * and the handler is the request's own state (the Exchange), so nothing is
+ * allocated per request for it. Client-side event handlers are shared module
+ * functions that find their request's state on the emitter, so no closures
+ * are created per request either.
  */
 
 import http from "node:http";
@@ -14,6 +20,7 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
+import { type Dispatcher, Pool } from "undici";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { StickySpec } from "../model/manifest.ts";
@@ -38,9 +45,15 @@ import { nextTraceparent } from "./trace-context.ts";
 /** How the proxy is set up. */
 export interface ProxyOptions {
   logger: Logger;
-  /** An upstream that sends nothing for this long gets a 504 (or, mid-response, the connection cut). Default 60 s. */
+  /**
+   * An upstream silent this long (before its answer's head, or between body
+   * chunks) gets a 504 (or, mid-response, the connection cut). Default 60 s;
+   * a route's `timeouts.idle` overrides it.
+   */
   upstreamTimeoutMs?: number;
-  /** Pooled idle connections per upstream address. Default 256 open at most, 64 idle. */
+  /** Time to open a connection to an instance. Default 5 s; a route's `timeouts.connect` overrides it. */
+  connectTimeoutMs?: number;
+  /** Connections per upstream instance at most (idle ones close after 4 s). Default 256. */
   maxSocketsPerUpstream?: number;
   /** Largest request body accepted (by Content-Length, or counted while streaming). Default 100 MiB. */
   maxBodyBytes?: number;
@@ -53,8 +66,15 @@ export interface ProxyOptions {
 /** Default limits: a slow or oversized client gets a clear error instead of holding a connection. */
 const DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024;
 const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 /** Request headers larger than this are refused with 431 (Node's parser limit). */
 export const MAX_HEADER_BYTES = 16 * 1024;
+/**
+ * Bodies up to this size of requests with an Idempotency-Key are held in
+ * memory so that they can be sent again; larger ones stream and are not retried.
+ */
+export const MAX_RETRY_BODY_BYTES = 64 * 1024;
 
 /** Headers that describe one connection, not the message; never forwarded (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -89,6 +109,10 @@ const CONNECTION = 7;
 const TRACEPARENT = 8;
 /** X-Consumer-Name: set only by the gateway (auth.ts); a client's copy is dropped on every route. */
 const CONSUMER_NAME = 9;
+/** Idempotency-Key: passed on; makes the request retryable. */
+const IDEMPOTENCY_KEY = 10;
+/** Expect: the gateway answers `100-continue` itself (Node's server does), so it is not passed on. */
+const EXPECT = 11;
 
 /** Header names as clients and upstreams spell them → their kind; the set of spellings in use is small. */
 const headerKinds = new Map<string, number>();
@@ -108,17 +132,35 @@ function headerKind(name: string): number {
     else if (lower === "connection") kind = CONNECTION;
     else if (lower === "traceparent") kind = TRACEPARENT;
     else if (lower === "x-consumer-name") kind = CONSUMER_NAME;
+    else if (lower === "idempotency-key") kind = IDEMPOTENCY_KEY;
+    else if (lower === "expect") kind = EXPECT;
     else kind = HOP_BY_HOP.has(lower) ? HOP : PASS;
     if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(name, kind);
   }
   return kind;
 }
 
-/** Methods safe to send twice when the first try never reached the upstream. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+/**
+ * Safe methods (RFC 9110 §9.2.1): sending one twice changes nothing, so a
+ * failed try may be repeated. Other methods only with an Idempotency-Key.
+ */
+const SAFE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
 
-/** Errors that mean no byte of the request was processed: the connection failed or was reset. */
-const CONNECTION_FAILURES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "EHOSTUNREACH", "ENETUNREACH"]);
+/**
+ * Errors that mean the request did not get an answer because the connection
+ * failed: refused, reset, closed by the instance, or not opened in time.
+ */
+const CONNECTION_FAILURES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  // undici: the instance closed the connection before answering.
+  "UND_ERR_SOCKET",
+  // undici: the connection did not open within the connect timeout.
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
 
 const STATUS_PATH = "/_herd/status";
 
@@ -127,19 +169,34 @@ const WAITING = 0;
 const RELAYING = 1;
 const DONE = 2;
 
-/** The state of one proxied request, found by the shared handlers on the emitters they are called on. */
-class Exchange {
+/** Why an exchange ends early; handed to undici's abort so its error says so. */
+const ABORTED = Object.assign(new Error("the gateway ended the upstream request"), { code: "HERD_ABORTED" });
+
+/** An endpoint with the keep-alive pool the proxy opened to it (set on first use). */
+interface PooledEndpoint extends Endpoint {
+  pool?: Pool;
+  /** The connect timeout the pool was made with. */
+  poolConnectMs?: number;
+}
+
+/**
+ * One proxied request: its state, and at the same time undici's handler for
+ * its upstream request (undici calls onConnect, onHeaders, onData,
+ * onComplete or onError on it), so no handler object or closure is made.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
   readonly proxy: GatewayProxy;
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
-  readonly host: string;
-  readonly headers: string[];
-  /** The path sent upstream (the route's rewrite applied). */
-  readonly path: string;
-  /** Bodiless and idempotent: may be sent again to another endpoint. */
-  readonly retryable: boolean;
+  /** undici's dispatch options (path, method, headers, timeouts, body), made once, reused on a retry. */
+  readonly options: Dispatcher.DispatchOptions;
+  /** Safe method or Idempotency-Key, and no body or a buffered one: may be sent again to another endpoint. */
+  retryable: boolean;
   endpoint: Endpoint;
-  upstream: http.ClientRequest | undefined;
+  /** Aborts the upstream request in flight (from undici's onConnect), or null before it is on a connection. */
+  abort: ((err: Error) => void) | null = null;
+  /** Resumes the upstream's paused response (from undici's onHeaders). */
+  resume: (() => void) | null = null;
   /** CORS headers to add to the response (raw [name, value, …]), or null. */
   cors: string[] | null = null;
   /** The route's degraded answer, for when the upstream fails. */
@@ -148,8 +205,14 @@ class Exchange {
   counted: Endpoint | undefined = undefined;
   /** The service it goes to (its breaker hears every outcome). */
   backend: Backend | undefined = undefined;
-  /** The upstream's response while it is relayed (paused when the client reads slower). */
-  upstreamResponse: http.IncomingMessage | undefined = undefined;
+  /** The whole-request deadline's timer, or null (the route has none). */
+  deadline: NodeJS.Timeout | null = null;
+  /** While a body is held for retries: the timer that gives up on a client that stopped sending it. */
+  stall: NodeJS.Timeout | null = null;
+  /** The route's connect timeout (ms). */
+  connectMs: number;
+  /** A streamed body without a length, to count against the limit once it starts flowing. */
+  countsBody = false;
   /** Whether `res` has the drain handler yet (added on the first full write only). */
   drainHooked = false;
   attempts = 0;
@@ -164,17 +227,72 @@ class Exchange {
     req: http.IncomingMessage,
     res: http.ServerResponse,
     endpoint: Endpoint,
-    request: ForwardedRequest,
-    path: string,
+    options: Dispatcher.DispatchOptions,
+    retryable: boolean,
+    connectMs: number,
   ) {
     this.proxy = proxy;
     this.req = req;
     this.res = res;
     this.endpoint = endpoint;
-    this.path = path;
-    this.host = request.host;
-    this.headers = request.headers;
-    this.retryable = !request.hasBody && IDEMPOTENT.has(req.method ?? "");
+    this.options = options;
+    this.retryable = retryable;
+    this.connectMs = connectMs;
+  }
+
+  /** undici: the request is on a connection; `abort` ends it (and closes that connection). */
+  onConnect(abort: (err?: Error) => void): void {
+    // Ended while it waited for a connection (client gone, deadline): end it now.
+    if (this.state === DONE) {
+      abort(ABORTED);
+      return;
+    }
+    this.abort = abort;
+    if (this.countsBody) {
+      // Only now: a `data` listener starts the body flowing, and bytes must not flow before undici,
+      // which attaches its own listener in this same tick, is there to forward them.
+      this.countsBody = false;
+      this.req.on("data", countBody);
+    }
+  }
+
+  /** undici: the upstream's status and headers (raw, as buffers). */
+  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.state === DONE) return false;
+    // 1xx interim answers (103 Early Hints) are not relayed: the final one follows.
+    if (status < 200) return true;
+    this.state = RELAYING;
+    this.resume = resume;
+    recordOutcome(this.backend, this.endpoint, status < 500);
+    const headers = responseHeaders(raw);
+    if (this.cors !== null) headers.push(...this.cors);
+    if (statusText === "") this.res.writeHead(status, headers);
+    else this.res.writeHead(status, statusText, headers);
+    return true;
+  }
+
+  /** undici: a chunk of the response body; false pauses the upstream until the client drains. */
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk) || this.state === DONE) return true;
+    // The client reads slower than the upstream sends: wait for it.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      this.res.on("drain", onClientDrain);
+    }
+    return false;
+  }
+
+  /** undici: the response is complete. */
+  onComplete(): void {
+    if (this.state === DONE) return;
+    this.state = DONE;
+    clearDeadline(this);
+    this.res.end();
+  }
+
+  /** undici: the request failed (connection, timeout, abort), before or during the response. */
+  onError(err: Error): void {
+    onUpstreamError(this, err as NodeJS.ErrnoException);
   }
 }
 
@@ -187,37 +305,44 @@ interface ForwardedRequest {
   /** Content-Length as a number; -1 when absent (chunked or no body). */
   contentLength: number;
   hasBody: boolean;
+  /** The client sent an Idempotency-Key: it may be retried whatever its method. */
+  idempotencyKey: boolean;
   /** The headers for the upstream, as a raw [name, value, …] list. */
   headers: string[];
 }
 
-interface UpstreamRequest extends http.ClientRequest {
-  exchange: Exchange;
-}
-interface UpstreamResponse extends http.IncomingMessage {
-  exchange: Exchange;
-}
 interface ClientResponse extends http.ServerResponse {
   exchange: Exchange;
 }
 
 /** The gateway's reverse proxy. Assign `table` to reconfigure it. */
 export class GatewayProxy {
-  /** The table every new request is matched against. Replace it whole; never mutate it. */
-  table: RouteTable = EMPTY_TABLE;
   readonly server: http.Server;
   /** The HTTPS server, once `listenHttps` made it; it shares every handler with `server`. */
   httpsServer: https.Server | undefined;
   readonly logger: Logger;
+  /** Default idle timeout of upstream requests (ms). */
   readonly upstreamTimeoutMs: number;
+  /** Default connect timeout of upstream connections (ms). */
+  readonly connectTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly maxInflight: number;
+  readonly maxSocketsPerUpstream: number;
   /** Requests in flight through this process now. */
   inflight = 0;
   /** Counters of requests no route took (metrics.ts). */
   readonly unrouted = metrics.unroutedSeries();
-  /** One keep-alive pool for all upstreams; it keeps a separate pool per address:port. */
-  readonly agent: http.Agent;
+  /** Keep-alive connections for aggregation parts (aggregate.ts), which call through node:http. */
+  readonly partsAgent = new http.Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 64,
+    scheduling: "lifo",
+    timeout: 4_000,
+  });
+  #table: RouteTable = EMPTY_TABLE;
+  /** Keep-alive pools by `address:port connectMs`; kept while some table routes to them. */
+  readonly #pools = new Map<string, Pool>();
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
   readonly #tunnels = new Set<Duplex>();
   readonly #headersTimeoutMs: number;
@@ -226,18 +351,9 @@ export class GatewayProxy {
 
   constructor(options: ProxyOptions) {
     this.logger = options.logger;
-    this.upstreamTimeoutMs = options.upstreamTimeoutMs ?? 60_000;
-    const maxSockets = options.maxSocketsPerUpstream ?? 256;
-    this.agent = new http.Agent({
-      keepAlive: true,
-      maxSockets,
-      maxFreeSockets: Math.min(64, maxSockets),
-      // LIFO reuses warm sockets and lets the rest idle out.
-      scheduling: "lifo",
-      // Idle sockets close before a typical upstream's keep-alive timeout (Node: 5 s); a server's
-      // `Keep-Alive: timeout=` hint shortens this further.
-      timeout: 4_000,
-    });
+    this.upstreamTimeoutMs = options.upstreamTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.maxSocketsPerUpstream = options.maxSocketsPerUpstream ?? 256;
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.maxInflight = options.maxInflight ?? 10_000;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
@@ -257,7 +373,8 @@ export class GatewayProxy {
   /** Timeouts and handlers both servers share: HTTPS only adds TLS in front of the same proxy. */
   #configure(server: http.Server): void {
     server.headersTimeout = this.#headersTimeoutMs;
-    // Bodies may take long (uploads); a slow body is the upstream's call, and its silence is cut by upstreamTimeoutMs.
+    // Bodies may take long (uploads); a body that stalls is cut by the upstream's idle timeout (the
+    // instance waits for it too) or, while the gateway holds a body to retry it, by the same timeout here.
     server.requestTimeout = 0;
     server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
@@ -275,6 +392,61 @@ export class GatewayProxy {
         server === undefined ? resolve(0) : server.getConnections((err, n) => resolve(err ? 0 : n)),
       );
     return (await count(this.server)) + (await count(this.httpsServer));
+  }
+
+  /** The table every new request is matched against. Replace it whole; never mutate it. */
+  get table(): RouteTable {
+    return this.#table;
+  }
+
+  set table(next: RouteTable) {
+    this.#table = next;
+    this.#closeUnusedPools(next);
+  }
+
+  /** The keep-alive pool to an endpoint with a connect timeout, cached on the endpoint for the next request. */
+  poolFor(endpoint: Endpoint, connectMs: number): Pool {
+    const pooled = endpoint as PooledEndpoint;
+    const cached = pooled.pool;
+    // A pool is closed when a new table no longer routes to its address; a request that picked its
+    // endpoint from the old table (a body held for a retry arrives later) gets a fresh pool.
+    if (cached !== undefined && pooled.poolConnectMs === connectMs && !cached.closed) return cached;
+    const key = `${endpoint.address}:${endpoint.port} ${connectMs}`;
+    let pool = this.#pools.get(key);
+    if (pool === undefined || pool.closed) {
+      const host = endpoint.address.includes(":") ? `[${endpoint.address}]` : endpoint.address;
+      pool = new Pool(`http://${host}:${endpoint.port}`, {
+        connections: this.maxSocketsPerUpstream,
+        // One request at a time per connection: a slow answer never holds up another request.
+        pipelining: 1,
+        // Idle connections close before a typical upstream's keep-alive timeout (Node: 5 s); a server's
+        // `Keep-Alive: timeout=` hint shortens this further.
+        keepAliveTimeout: 4_000,
+        keepAliveMaxTimeout: 4_000,
+        connect: { timeout: connectMs },
+      });
+      this.#pools.set(key, pool);
+    }
+    // The first route's timeout is the one cached; a route with another one looks its pool up.
+    if (cached === undefined || cached.closed) {
+      pooled.pool = pool;
+      pooled.poolConnectMs = connectMs;
+    }
+    return pool;
+  }
+
+  /** Closes (gracefully: requests in flight finish) the pools to addresses no route of `table` reaches. */
+  #closeUnusedPools(table: RouteTable): void {
+    if (this.#pools.size === 0) return;
+    const used = new Set<string>();
+    for (const backend of table.backends.values()) {
+      for (const e of backend.endpoints) used.add(`${e.address}:${e.port}`);
+    }
+    for (const [key, pool] of this.#pools) {
+      if (used.has(key.slice(0, key.indexOf(" ")))) continue;
+      this.#pools.delete(key);
+      pool.close().catch(() => {});
+    }
   }
 
   /** Listens; resolves with the port. A port in use is a HerdError that says so. */
@@ -320,13 +492,16 @@ export class GatewayProxy {
     }
     for (const socket of this.#tunnels) socket.destroy();
     this.#tunnels.clear();
-    this.agent.destroy();
+    this.partsAgent.destroy();
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((pool) => pool.destroy().catch(() => {})));
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse, proto: "http" | "https"): void {
     const start = performance.now();
     // One pass over the raw headers; `req.headers` (an object built on first use) is never read.
-    const forwarded = forwardedRequest(req, false, proto);
+    const forwarded = forwardedRequest(req, proto);
     const host = forwarded.host;
     let url = req.url ?? "/";
     const table = this.table;
@@ -404,10 +579,7 @@ export class GatewayProxy {
       sendAggregate(this, route, req, res, forwarded.headers, cors);
       return;
     }
-    const backend =
-      route.split === null
-        ? route.backend
-        : route.split.choose(route.split.sticky === null ? undefined : clientKey(route.split.sticky, req));
+    const backend = chooseBackend(route, req);
     const series = route.split === null ? route.stats.home : route.stats.of(backend);
     if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
       if (route.fallback !== null) {
@@ -451,7 +623,36 @@ export class GatewayProxy {
       answered(series, res, metrics.UNAVAILABLE, start);
       return;
     }
-    const exchange = new Exchange(this, req, res, endpoint, forwarded, rewritePath(route, url));
+    const method = req.method ?? "GET";
+    const timeouts = route.timeouts;
+    const idleMs = timeouts?.idleMs ?? this.upstreamTimeoutMs;
+    const options: Dispatcher.DispatchOptions = {
+      path: rewritePath(route, url),
+      method,
+      headers: forwarded.headers,
+      body: null,
+      headersTimeout: idleMs,
+      bodyTimeout: idleMs,
+    };
+    // Sent again after a connection failure: safe methods and requests with an Idempotency-Key, and
+    // of those with a body only the ones small enough to hold (a streamed body cannot be replayed).
+    const mayRetry = forwarded.idempotencyKey || SAFE.has(method);
+    const holdBody =
+      mayRetry &&
+      forwarded.hasBody &&
+      forwarded.contentLength >= 0 &&
+      forwarded.contentLength <= MAX_RETRY_BODY_BYTES;
+    if (forwarded.hasBody && !holdBody) options.body = req;
+    const connectMs = timeouts?.connectMs ?? this.connectTimeoutMs;
+    const exchange = new Exchange(
+      this,
+      req,
+      res,
+      endpoint,
+      options,
+      mayRetry && (holdBody || !forwarded.hasBody),
+      connectMs,
+    );
     exchange.backend = backend;
     exchange.series = series;
     exchange.startedAt = start;
@@ -459,19 +660,31 @@ export class GatewayProxy {
     this.inflight++;
     backend.inflight++;
     if (route.mirror !== null && !forwarded.hasBody && route.mirror.sample()) {
-      sendShadow(this, route.mirror.backend, req, forwarded.headers, exchange.path);
+      sendShadow(this, route.mirror.backend, options, connectMs);
     }
     exchange.fallback = route.fallback;
     exchange.cors = cors;
     backend.policies.retries.request(Date.now());
-    // A body without a length is counted as it streams.
+    (res as ClientResponse).exchange = exchange;
+    res.on("close", onClientClose);
+    const requestMs = timeouts?.requestMs;
+    if (requestMs !== undefined) exchange.deadline = setTimeout(onDeadline, requestMs, exchange, requestMs);
+    if (holdBody) {
+      // Sent once the whole (small) body is here; a client that stalls is cut by the idle timeout.
+      const held = req as HeldRequest;
+      held.exchange = exchange;
+      held.chunks = [];
+      exchange.stall = setTimeout(onBodyStall, idleMs, exchange, idleMs);
+      req.on("data", holdChunk);
+      req.on("end", bodyHeld);
+      return;
+    }
+    // A body without a length is counted as it streams (from onConnect, see there).
     if (forwarded.hasBody && forwarded.contentLength < 0) {
       (req as CountedRequest).exchange = exchange;
       (req as CountedRequest).bodyBytes = 0;
-      req.on("data", countBody);
+      exchange.countsBody = true;
     }
-    (res as ClientResponse).exchange = exchange;
-    res.on("close", onClientClose);
     send(exchange);
   }
 
@@ -481,6 +694,12 @@ export class GatewayProxy {
     }
   }
 
+  /**
+   * A WebSocket (any Upgrade) request: routed like any request (splits,
+   * balancing, the breaker and load shedding apply), then given its own
+   * upstream connection, and the two sockets are piped together. A tunnel
+   * does not count as a request in flight: it may live for hours.
+   */
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", destroyQuietly);
     const host = req.headers.host ?? "";
@@ -515,23 +734,28 @@ export class GatewayProxy {
       writeRawError(socket, 405, "method_not_allowed", "an aggregation route answers GET and HEAD");
       return;
     }
-    const backend = route.backend;
-    const endpoint = backend.next();
+    const backend = chooseBackend(route, req);
+    if (backend.breaker !== null && !backend.breaker.allow(Date.now())) {
+      writeRawError(socket, 503, "circuit_open", `${backend.name} is failing: its circuit breaker is open`);
+      return;
+    }
+    if (backend.inflight >= backend.concurrency || this.inflight >= this.maxInflight * backend.shedAbove) {
+      writeRawError(socket, 503, "overloaded", `${backend.name} is shedding load: try again shortly`);
+      return;
+    }
+    const endpoint = pickEndpoint(route, backend, req);
     if (endpoint === undefined) {
       writeRawError(socket, 503, "unavailable", `no running instance of ${backend.name}`);
       return;
     }
-    const headers = forwardedRequest(
-      req,
-      true,
-      (req.socket as TLSSocket).encrypted ? "https" : "http",
-    ).headers;
+    const headers = forwardedRequest(req, (req.socket as TLSSocket).encrypted ? "https" : "http").headers;
     let target = url;
     if (route.auth !== null && consumer !== null) {
       if (route.auth.hideApiKey || route.auth.hideAuthorization) target = route.auth.hide(headers, url);
       headers.push("X-Consumer-Name", consumer);
     }
     headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
+    const idleMs = route.timeouts?.idleMs ?? this.upstreamTimeoutMs;
     // Its own connection: an upgraded socket leaves the pool for good.
     const upstream = http.request({
       host: endpoint.address,
@@ -540,14 +764,19 @@ export class GatewayProxy {
       path: rewritePath(route, target),
       headers,
       agent: false,
-      timeout: this.upstreamTimeoutMs,
+      timeout: Math.min(idleMs, route.timeouts?.connectMs ?? this.connectTimeoutMs),
     });
     this.#tunnels.add(socket);
     socket.on("close", () => {
       this.#tunnels.delete(socket);
       upstream.destroy();
     });
+    upstream.on("socket", (upSocket: Socket) => {
+      // The connect timeout until connected; then the idle timeout until the answer.
+      upSocket.once("connect", () => upstream.setTimeout(idleMs));
+    });
     upstream.on("upgrade", (upRes: http.IncomingMessage, upSocket: Socket, upHead: Buffer) => {
+      recordOutcome(backend, endpoint, true);
       upSocket.setTimeout(0);
       upSocket.on("error", destroyQuietly);
       this.#tunnels.add(upSocket);
@@ -564,20 +793,18 @@ export class GatewayProxy {
     });
     // The upstream refused the upgrade: relay its answer and close.
     upstream.on("response", (upRes: http.IncomingMessage) => {
+      recordOutcome(backend, endpoint, (upRes.statusCode ?? 502) < 500);
       socket.write(rawHead(upRes, true));
       upRes.pipe(socket);
     });
     upstream.on("timeout", () => {
-      writeRawError(
-        socket,
-        504,
-        "timeout",
-        `${backend.name} did not answer within ${this.upstreamTimeoutMs} ms`,
-      );
+      recordOutcome(backend, endpoint, false);
+      writeRawError(socket, 504, "timeout", `${backend.name} did not answer in time`);
       upstream.destroy();
     });
     upstream.on("error", (err: NodeJS.ErrnoException) => {
       if (socket.destroyed) return;
+      recordOutcome(backend, endpoint, false);
       this.logger.warn("upgrade to upstream failed", {
         service: backend.name,
         endpoint: endpoint.instance,
@@ -594,83 +821,47 @@ export class GatewayProxy {
   }
 }
 
-/** Sends (or re-sends) an exchange's request to its endpoint. */
+/** The service a request goes to: the route's own, or the one its traffic split picks. */
+function chooseBackend(route: RouteEntry, req: http.IncomingMessage): Backend {
+  const split = route.split;
+  if (split === null) return route.backend;
+  return split.choose(split.sticky === null ? undefined : clientKey(split.sticky, req));
+}
+
+/** Sends (or re-sends) an exchange's request to its endpoint's pool; undici calls the exchange back. */
 function send(exchange: Exchange): void {
-  const { req, endpoint } = exchange;
+  const endpoint = exchange.endpoint;
   exchange.attempts++;
   endpoint.inflight++;
   exchange.counted = endpoint;
-  const upstream = http.request({
-    host: endpoint.address,
-    port: endpoint.port,
-    method: req.method,
-    path: exchange.path,
-    headers: exchange.headers,
-    agent: exchange.proxy.agent,
-    timeout: exchange.proxy.upstreamTimeoutMs,
-  }) as UpstreamRequest;
-  upstream.exchange = exchange;
-  exchange.upstream = upstream;
-  upstream.on("response", onUpstreamResponse);
-  upstream.on("error", onUpstreamError);
-  upstream.on("timeout", onUpstreamTimeout);
-  if (exchange.retryable) upstream.end();
-  else req.pipe(upstream);
+  exchange.abort = null;
+  exchange.proxy.poolFor(endpoint, exchange.connectMs).dispatch(exchange.options, exchange);
 }
 
-function onUpstreamResponse(this: UpstreamRequest, upRes: http.IncomingMessage): void {
-  const exchange = this.exchange;
-  if (exchange.state === DONE) {
-    upRes.resume();
-    return;
-  }
-  exchange.state = RELAYING;
-  exchange.upstreamResponse = upRes;
-  recordOutcome(exchange, (upRes.statusCode ?? 502) < 500);
-  const headers = responseHeaders(upRes.rawHeaders);
-  if (exchange.cors !== null) headers.push(...exchange.cors);
-  exchange.res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
-  (upRes as UpstreamResponse).exchange = exchange;
-  upRes.on("error", onUpstreamBodyError);
-  // What pipe() does, with shared handlers instead of the closures pipe() makes per call.
-  upRes.on("data", onUpstreamData);
-  upRes.on("end", onUpstreamEnd);
-}
+/** Drops the answer and the errors of a shadow copy. */
+const SHADOW_HANDLER: Dispatcher.DispatchHandler = {
+  onConnect() {},
+  onHeaders: () => true,
+  onData: () => true,
+  onComplete() {},
+  onError() {},
+};
 
 /**
- * A shadow copy of a request: same method, path and headers, to one instance
- * of the mirror service. Its answer and its errors are dropped; it never
- * delays or changes the real response.
+ * A shadow copy of a bodiless request: same method, path and headers (the
+ * real request's dispatch options), to one instance of the mirror service.
+ * Its answer and its errors are dropped; it never delays or changes the real response.
  */
 function sendShadow(
   proxy: GatewayProxy,
   backend: Backend,
-  req: http.IncomingMessage,
-  headers: string[],
-  path: string,
+  options: Dispatcher.DispatchOptions,
+  connectMs: number,
 ): void {
   const endpoint = backend.next();
   if (endpoint === undefined) return;
-  const shadow = http.request({
-    host: endpoint.address,
-    port: endpoint.port,
-    method: req.method,
-    path,
-    headers,
-    agent: proxy.agent,
-    timeout: proxy.upstreamTimeoutMs,
-  });
-  shadow.on("response", drainShadow);
-  shadow.on("error", ignoreShadowError);
-  shadow.on("timeout", shadow.destroy);
-  shadow.end();
+  proxy.poolFor(endpoint, connectMs).dispatch(options, SHADOW_HANDLER);
 }
-
-function drainShadow(res: http.IncomingMessage): void {
-  res.resume();
-}
-
-function ignoreShadowError(): void {}
 
 /** The instance for a request, by the route's balancing. */
 function pickEndpoint(route: RouteEntry, backend: Backend, req: http.IncomingMessage): Endpoint | undefined {
@@ -709,67 +900,71 @@ function releaseEndpoint(exchange: Exchange): void {
   }
 }
 
-/** Tells the service's breaker and outlier detector how an attempt went (5xx, refused and timeouts fail). */
-function recordOutcome(exchange: Exchange, success: boolean): void {
-  const backend = exchange.backend;
+/** Tells a service's breaker and outlier detector how an attempt went (5xx, refused and timeouts fail). */
+function recordOutcome(backend: Backend | undefined, endpoint: Endpoint, success: boolean): void {
   if (backend === undefined) return;
   const { breaker, outlier } = backend.policies;
   if (breaker === null && outlier === null) return;
   const now = Date.now();
   breaker?.record(success, now);
-  outlier?.record(exchange.endpoint.instance, success, now, backend.endpoints.length);
+  outlier?.record(endpoint.instance, success, now, backend.endpoints.length);
 }
 
-function onUpstreamData(this: UpstreamResponse, chunk: Buffer): void {
-  const exchange = this.exchange;
-  if (exchange.res.write(chunk) || exchange.state === DONE) return;
-  // The client reads slower than the upstream sends: wait for it.
-  this.pause();
-  if (!exchange.drainHooked) {
-    exchange.drainHooked = true;
-    exchange.res.on("drain", onClientDrain);
+/** Ends the upstream request in flight (undici closes its connection); one still queued ends on connect. */
+function abortUpstream(exchange: Exchange): void {
+  const abort = exchange.abort;
+  exchange.abort = null;
+  if (abort !== null) abort(ABORTED);
+}
+
+/** Stops the exchange's timers (the request deadline, the held body's stall timer). */
+function clearDeadline(exchange: Exchange): void {
+  if (exchange.deadline !== null) {
+    clearTimeout(exchange.deadline);
+    exchange.deadline = null;
+  }
+  if (exchange.stall !== null) {
+    clearTimeout(exchange.stall);
+    exchange.stall = null;
   }
 }
 
 function onClientDrain(this: ClientResponse): void {
-  this.exchange.upstreamResponse?.resume();
+  this.exchange.resume?.();
 }
 
-function onUpstreamEnd(this: UpstreamResponse): void {
-  this.exchange.res.end();
-}
+/** undici errors that mean the instance was too slow, not unreachable. */
+const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
 
-function onUpstreamBodyError(this: UpstreamResponse): void {
-  // The upstream went away mid-response: the client must not mistake the cut body for a whole one.
-  this.exchange.state = DONE;
-  this.exchange.res.destroy();
-}
-
-function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): void {
-  const exchange = this.exchange;
+function onUpstreamError(exchange: Exchange, err: NodeJS.ErrnoException): void {
   if (exchange.state === DONE) return;
+  const { proxy, res } = exchange;
   if (exchange.state === RELAYING) {
+    // The upstream went away mid-response (or went silent): the client must not mistake the cut body for a whole one.
     exchange.state = DONE;
-    exchange.res.destroy();
+    clearDeadline(exchange);
+    res.destroy();
     return;
   }
-  const { proxy, req, res } = exchange;
-  recordOutcome(exchange, false);
+  const code = err.code ?? "";
+  if (code === "UND_ERR_INVALID_ARG" || code === "UND_ERR_NOT_SUPPORTED") {
+    // The request itself cannot be sent as HTTP/1.1 (e.g. a request target that is not a path).
+    exchange.state = DONE;
+    clearDeadline(exchange);
+    sendJson(res, 400, { code: "invalid", message: `the request cannot be forwarded: ${err.message}` });
+    return;
+  }
+  recordOutcome(exchange.backend, exchange.endpoint, false);
   if (
     exchange.retryable &&
     exchange.attempts === 1 &&
-    CONNECTION_FAILURES.has(err.code ?? "") &&
+    CONNECTION_FAILURES.has(code) &&
     exchange.backend?.policies.retries.tryRetry(Date.now()) !== false
   ) {
-    // Match again: the table may have changed since, and the failed instance may be gone from it.
-    const table = proxy.table;
-    const route = table.route(
-      exchange.host,
-      req.url ?? "/",
-      req.method ?? "GET",
-      table.matchesHeaders ? req.headers : undefined,
-    );
-    const next = route?.backend.nextExcept(exchange.endpoint);
+    // The service's backend in the current table: the failed instance may be gone from it since.
+    const backend = exchange.backend;
+    const current = (backend && proxy.table.backends.get(backend.service)) ?? backend;
+    const next = current?.nextExcept(exchange.endpoint);
     if (next !== undefined) {
       proxy.logger.debug("retrying on another endpoint", {
         failed: exchange.endpoint.instance,
@@ -783,11 +978,21 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
     }
   }
   exchange.state = DONE;
+  clearDeadline(exchange);
+  const instance = exchange.endpoint.instance;
   proxy.logger.warn("upstream request failed", {
     endpoint: `${exchange.endpoint.address}:${exchange.endpoint.port}`,
-    instance: exchange.endpoint.instance,
+    instance,
     error: err,
   });
+  if (TIMEOUTS.has(code)) {
+    const message =
+      code === "UND_ERR_CONNECT_TIMEOUT"
+        ? `instance ${instance} did not accept a connection within ${exchange.connectMs} ms`
+        : `instance ${instance} did not answer within ${exchange.options.headersTimeout} ms`;
+    replyTimeout(exchange, message);
+    return;
+  }
   if (exchange.fallback !== null) {
     exchange.outcome = metrics.FALLBACK_BAD_GATEWAY;
     sendFallback(res, exchange.fallback, "bad_gateway");
@@ -796,34 +1001,40 @@ function onUpstreamError(this: UpstreamRequest, err: NodeJS.ErrnoException): voi
   exchange.outcome = metrics.BAD_GATEWAY;
   sendJson(res, 502, {
     code: "bad_gateway",
-    message: `instance ${exchange.endpoint.instance} did not answer (${err.code ?? err.message})`,
+    message: `instance ${instance} did not answer (${code || err.message})`,
   });
 }
 
-function onUpstreamTimeout(this: UpstreamRequest): void {
-  const exchange = this.exchange;
-  if (exchange.state === WAITING) {
-    recordOutcome(exchange, false);
-    if (exchange.fallback !== null) {
-      exchange.outcome = metrics.FALLBACK_TIMEOUT;
-      sendFallback(exchange.res, exchange.fallback, "timeout");
-    } else {
-      exchange.outcome = metrics.TIMEOUT;
-      sendJson(exchange.res, 504, {
-        code: "timeout",
-        message: `instance ${exchange.endpoint.instance} did not answer within ${exchange.proxy.upstreamTimeoutMs} ms`,
-      });
-    }
-  } else if (exchange.state === RELAYING) {
-    exchange.res.destroy();
+/** 504 `timeout` (or the route's fallback). */
+function replyTimeout(exchange: Exchange, message: string): void {
+  if (exchange.fallback !== null) {
+    exchange.outcome = metrics.FALLBACK_TIMEOUT;
+    sendFallback(exchange.res, exchange.fallback, "timeout");
+  } else {
+    exchange.outcome = metrics.TIMEOUT;
+    sendJson(exchange.res, 504, { code: "timeout", message });
   }
+}
+
+/** The route's whole-request deadline passed: 504 (or the fallback) before the answer, a cut during it. */
+function onDeadline(exchange: Exchange, ms: number): void {
+  exchange.deadline = null;
+  if (exchange.state === DONE) return;
+  const waiting = exchange.state === WAITING;
   exchange.state = DONE;
-  this.destroy();
+  abortUpstream(exchange);
+  if (!waiting) {
+    exchange.res.destroy();
+    return;
+  }
+  recordOutcome(exchange.backend, exchange.endpoint, false);
+  replyTimeout(exchange, `instance ${exchange.endpoint.instance} did not answer within the route's ${ms} ms`);
 }
 
 function onClientClose(this: ClientResponse): void {
   const exchange = this.exchange;
   releaseEndpoint(exchange);
+  clearDeadline(exchange);
   if (exchange.backend !== undefined) {
     exchange.proxy.inflight--;
     exchange.backend.inflight--;
@@ -838,7 +1049,7 @@ function onClientClose(this: ClientResponse): void {
   // A response that finished closes normally; one that did not means the client left.
   if (!this.writableFinished && exchange.state !== DONE) {
     exchange.state = DONE;
-    exchange.upstream?.destroy();
+    abortUpstream(exchange);
   }
 }
 
@@ -871,9 +1082,11 @@ function countBody(this: CountedRequest, chunk: Buffer): void {
   const exchange = this.exchange;
   if (this.bodyBytes <= exchange.proxy.maxBodyBytes || exchange.state === DONE) return;
   this.off("data", countBody);
-  exchange.upstream?.destroy();
-  if (exchange.state === WAITING && !exchange.res.headersSent) {
-    exchange.state = DONE;
+  const waiting = exchange.state === WAITING && !exchange.res.headersSent;
+  exchange.state = DONE;
+  clearDeadline(exchange);
+  abortUpstream(exchange);
+  if (waiting) {
     exchange.res.setHeader("connection", "close");
     exchange.outcome = metrics.TOO_LARGE;
     sendJson(exchange.res, 413, {
@@ -881,11 +1094,45 @@ function countBody(this: CountedRequest, chunk: Buffer): void {
       message: `request body over ${exchange.proxy.maxBodyBytes} bytes`,
     });
   } else {
-    exchange.state = DONE;
     exchange.res.destroy();
   }
   this.unpipe();
   this.resume();
+}
+
+/** A request whose (small) body is held so that it can be sent again. */
+interface HeldRequest extends http.IncomingMessage {
+  exchange: Exchange;
+  chunks: Buffer[];
+}
+
+function holdChunk(this: HeldRequest, chunk: Buffer): void {
+  this.chunks.push(chunk);
+}
+
+function bodyHeld(this: HeldRequest): void {
+  const exchange = this.exchange;
+  if (exchange.stall !== null) {
+    clearTimeout(exchange.stall);
+    exchange.stall = null;
+  }
+  if (exchange.state === DONE) return;
+  const chunks = this.chunks;
+  exchange.options.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  send(exchange);
+}
+
+/** A client that stopped sending the body the gateway waits for: 408, and the connection closed. */
+function onBodyStall(exchange: Exchange, ms: number): void {
+  exchange.stall = null;
+  if (exchange.state === DONE) return;
+  exchange.state = DONE;
+  clearDeadline(exchange);
+  exchange.res.setHeader("connection", "close");
+  sendJson(exchange.res, 408, {
+    code: "timeout",
+    message: `the request body did not arrive within ${ms} ms`,
+  });
 }
 
 function destroyQuietly(this: Duplex): void {
@@ -920,15 +1167,11 @@ function listenOn(server: http.Server, port: number, host: string, flag: string)
 /**
  * One pass over a request's raw headers: its Host, whether it has a body, and
  * the headers for the upstream as a raw [name, value, …] list, with hop-by-hop
- * headers dropped and X-Forwarded-* set. A request with a body keeps a
- * `Transfer-Encoding: chunked` so the upstream request is framed the same way;
- * an upgrade drops its body framing (`upgrade`), the tunnel carries the bytes.
+ * headers dropped and X-Forwarded-* set. The body's framing is left to the
+ * upstream client (undici chunks a body without a length itself); an upgrade
+ * drops its body framing too, the tunnel carries the bytes.
  */
-function forwardedRequest(
-  req: http.IncomingMessage,
-  upgrade: boolean,
-  proto: "http" | "https",
-): ForwardedRequest {
+function forwardedRequest(req: http.IncomingMessage, proto: "http" | "https"): ForwardedRequest {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
@@ -938,6 +1181,7 @@ function forwardedRequest(
   let connection: string | undefined;
   let forwardedFor: string | undefined;
   let traceparent: string | undefined;
+  let idempotencyKey = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
@@ -951,8 +1195,9 @@ function forwardedRequest(
         out.push(name, value);
         break;
       case CONTENT_LENGTH:
+        // One length only: the parser has refused conflicting ones, and the upstream client refuses two.
+        if (contentLength === undefined) out.push(name, value);
         contentLength ??= value;
-        out.push(name, value);
         break;
       case TRANSFER_ENCODING:
         chunked = true;
@@ -966,13 +1211,16 @@ function forwardedRequest(
       case X_FORWARDED_FOR:
         forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
         break;
-      // HOP and X_FORWARDED_OTHER are dropped.
+      case IDEMPOTENCY_KEY:
+        idempotencyKey = true;
+        out.push(name, value);
+        break;
+      // HOP, EXPECT and X_FORWARDED_OTHER are dropped.
     }
   }
   // Headers named in Connection are hop-by-hop too; the common values name none.
   if (connection !== undefined) dropListed(out, connection);
   const hasBody = chunked || (contentLength !== undefined && contentLength !== "0");
-  if (chunked && !upgrade) out.push("Transfer-Encoding", "chunked");
   const client = clientOf(req.socket);
   out.push(
     "X-Forwarded-For",
@@ -987,8 +1235,10 @@ function forwardedRequest(
   return {
     host: host ?? "",
     duplicateHost,
-    contentLength: contentLength === undefined ? -1 : Number(contentLength),
+    // A chunked body's length is unknown even if a Content-Length came along (the parser lets TE win).
+    contentLength: contentLength === undefined || chunked ? -1 : Number(contentLength),
     hasBody,
+    idempotencyKey,
     headers: out,
   };
 }
@@ -1007,12 +1257,15 @@ function dropListed(headers: string[], connection: string): void {
   headers.length = kept;
 }
 
-/** The upstream's response headers without hop-by-hop ones, as a raw list for writeHead. */
-function responseHeaders(raw: string[]): string[] {
+/** The upstream's response headers (raw buffers from undici) without hop-by-hop ones, as a raw list for writeHead. */
+function responseHeaders(raw: Buffer[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const kind = headerKind(raw[i]);
-    if (kind !== HOP && kind !== CONNECTION && kind !== TRANSFER_ENCODING) out.push(raw[i], raw[i + 1]);
+    const name = raw[i].toString("latin1");
+    const kind = headerKind(name);
+    if (kind !== HOP && kind !== CONNECTION && kind !== TRANSFER_ENCODING) {
+      out.push(name, raw[i + 1].toString("latin1"));
+    }
   }
   return out;
 }

@@ -15,6 +15,7 @@ import {
   type ProbeSpec,
   type RateLimitSpec,
   type Route,
+  type RouteTimeouts,
   routeIdentity,
   type StickySpec,
 } from "../model/manifest.ts";
@@ -219,6 +220,8 @@ export interface RouteEntry {
   readonly aggregate: Aggregation | null;
   /** Request counters for /metrics. Kept across table rebuilds while the route and its service stay. */
   readonly stats: RouteStats;
+  /** Upstream timeouts set on the route (ms; absent: the proxy's defaults), or null. */
+  readonly timeouts: RouteTimeouts | null;
   readonly backend: Backend;
 }
 
@@ -756,6 +759,7 @@ export function buildRouteTable(
         aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
         stats:
           previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
+        timeouts: route.timeouts ?? null,
         prefix,
         exact: route.match === "exact",
         methods: route.methods && route.methods.length > 0 ? new Set(route.methods) : null,

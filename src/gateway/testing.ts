@@ -387,3 +387,53 @@ export function childPids(pid: number): number[] {
     return []; // ps exits 1 when there are none
   }
 }
+
+/** A listening port whose connections never complete: for connect timeouts. */
+export interface Blackhole {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A port on 127.0.0.1 where a TCP connect hangs: a listener with a backlog of
+ * one, in a worker thread whose event loop is blocked (so it never accepts),
+ * and whose queue is filled by two connections of its own. The kernel then
+ * drops further SYNs, as a host that is down or overloaded would.
+ */
+export async function startBlackhole(): Promise<Blackhole> {
+  const { Worker } = await import("node:worker_threads");
+  const { connect } = await import("node:net");
+  const wake = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const net = require("node:net");
+     const { parentPort, workerData } = require("node:worker_threads");
+     const server = net.createServer();
+     server.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
+       parentPort.postMessage(server.address().port);
+       parentPort.once("message", () => {
+         parentPort.postMessage("blocked"); // no accept can run between this and the wait
+         Atomics.wait(workerData, 0, 0); // blocked: nothing is accepted until close()
+         server.close();
+         process.exit(0);
+       });
+     });`,
+    { eval: true, workerData: wake },
+  );
+  const port = await new Promise<number>((resolve) => worker.once("message", resolve));
+  worker.postMessage("block");
+  await new Promise((resolve) => worker.once("message", resolve));
+  const fill = [connect(port, "127.0.0.1"), connect(port, "127.0.0.1")];
+  for (const socket of fill) {
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("connect", resolve));
+  }
+  return {
+    port,
+    close: async () => {
+      for (const socket of fill) socket.destroy();
+      Atomics.store(wake, 0, 1);
+      Atomics.notify(wake, 0);
+      await new Promise((resolve) => worker.once("exit", resolve));
+    },
+  };
+}

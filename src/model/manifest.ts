@@ -283,6 +283,34 @@ export const RouteSchema = T.Object(
       ),
     ),
     aggregate: T.Optional(AggregateSchema),
+    timeouts: T.Optional(
+      T.Object(
+        {
+          connect: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 300,
+              description: "seconds to open a connection to an instance (default 5)",
+            }),
+          ),
+          request: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 86400,
+              description: "seconds from sending the request to the end of the answer (default: none)",
+            }),
+          ),
+          idle: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 86400,
+              description: "seconds an instance may stay silent, before or within its answer (default 60)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "how long the gateway waits for the service" },
+      ),
+    ),
     rateLimit: T.Optional(
       T.Object(
         {
@@ -509,6 +537,18 @@ export interface Route {
   aggregate?: AggregateSpec;
   /** Credentials the route requires (API key and/or JWT); absent: open to all. */
   auth?: AuthSpec;
+  /** How long the gateway waits for the service; absent fields take the gateway's defaults. */
+  timeouts?: RouteTimeouts;
+}
+
+/** A route's upstream timeouts in milliseconds; each absent one is the gateway's default. */
+export interface RouteTimeouts {
+  /** Opening a connection to an instance. */
+  connectMs?: number;
+  /** From sending the request to the end of the answer. */
+  requestMs?: number;
+  /** Silence of the instance, before its answer's head or between body chunks. */
+  idleMs?: number;
 }
 
 /** A route's authentication; a request passes with any one of the configured credentials. */
@@ -739,6 +779,7 @@ export function normalizeService(
         : {}),
       ...(r.aggregate ? { aggregate: aggregateSpec(r.aggregate) } : {}),
       ...(r.balance && r.balance !== "round_robin" ? { balance: balanceSpec(r.balance) } : {}),
+      ...(r.timeouts ? { timeouts: routeTimeouts(r.timeouts) } : {}),
       ...(r.rateLimit
         ? {
             rateLimit: {
@@ -916,6 +957,15 @@ function authSpec(a: Static<typeof RouteAuthSchema>): AuthSpec {
           },
         }
       : {}),
+  };
+}
+
+function routeTimeouts(t: { connect?: number; request?: number; idle?: number }): RouteTimeouts {
+  const ms = (seconds: number) => Math.round(seconds * 1000);
+  return {
+    ...(t.connect !== undefined ? { connectMs: ms(t.connect) } : {}),
+    ...(t.request !== undefined ? { requestMs: ms(t.request) } : {}),
+    ...(t.idle !== undefined ? { idleMs: ms(t.idle) } : {}),
   };
 }
 

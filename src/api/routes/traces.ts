@@ -1,0 +1,257 @@
+/**
+ * Traces: ingest (OTLP/HTTP JSON and Zipkin v2 JSON) and queries (search,
+ * one trace as a tree, the dependency map, Top-N).
+ *
+ *   POST /api/v1/traces/otlp/v1/traces       OTLP JSON  ─┐
+ *   POST /api/v1/traces/zipkin/api/v2/spans  Zipkin v2  ─┴─► Traces.recordSpans ─► 200/202 | 429 Retry-After
+ *   GET  /api/v1/traces?service=&route=&status=&minDuration=&since=&limit=
+ *   GET  /api/v1/traces/:id   GET /api/v1/traces/map   GET /api/v1/traces/top   GET /api/v1/traces/stats
+ *
+ * Ingest takes the API bearer token or the ingest token (a write-only
+ * secret in `<data>/traces/ingest-token`, the one to give apps).
+ */
+
+import type { Readable } from "node:stream";
+import { createGunzip, createInflate } from "node:zlib";
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { invalid, notFound } from "../../common/errors.ts";
+import { DependencyMapBuilder, TopBuilder, type TopBy, traceTree } from "../../observe/traces/analysis.ts";
+import { parseOtlpTraces } from "../../observe/traces/otlp.ts";
+import { parseDurationMicros, type Span } from "../../observe/traces/span.ts";
+import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
+import type { Authenticator } from "../auth.ts";
+import type { ApiDeps } from "../server.ts";
+
+/** Largest ingest request, after decompression. */
+const INGEST_BODY_LIMIT = 16 * 1024 * 1024;
+
+const Duration = (description: string) => T.Optional(T.String({ maxLength: 20, description }));
+
+const SearchQuery = T.Object(
+  {
+    service: T.Optional(T.String({ maxLength: 200 })),
+    route: T.Optional(T.String({ maxLength: 500, description: "http.route or span name" })),
+    status: T.Optional(T.Union([T.Literal("ok"), T.Literal("error")])),
+    minDuration: Duration("e.g. 100ms, 2s"),
+    since: Duration("how far back, e.g. 15m (default 1h)"),
+    from: T.Optional(T.String({ format: "date-time" })),
+    to: T.Optional(T.String({ format: "date-time" })),
+    limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
+    tenant: T.Optional(
+      T.String({ maxLength: 100, description: "only spans of this herd tenant (herd.tenant)" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+const WindowQuery = T.Object(
+  {
+    window: Duration("how far back, e.g. 15m (default 15m)"),
+    by: T.Optional(T.Union([T.Literal("calls"), T.Literal("latency"), T.Literal("time")])),
+    limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
+    tenant: T.Optional(
+      T.String({ maxLength: 100, description: "only spans of this herd tenant (herd.tenant)" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+const TraceParams = T.Object({ id: T.String({ pattern: "^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$" }) });
+
+/** A duration query parameter in µs; a 400 naming it when it is not one. */
+function durationParam(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const us = parseDurationMicros(value);
+  if (us === null) {
+    throw invalid(`querystring.${name}: must be a duration like 250ms, 2s, 15m or 1h, got ${value}`, [
+      { field: `querystring.${name}`, message: "must be a duration like 250ms, 2s, 15m or 1h" },
+    ]);
+  }
+  return us;
+}
+
+/**
+ * The ingest endpoints, in their own plugin: they take the ingest token as
+ * well as API tokens, read gzip/deflate bodies, and say 429 when full.
+ */
+export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
+  const { traces } = deps;
+  api.addHook("onRequest", async (req) => {
+    const header = req.headers.authorization;
+    if (header?.startsWith("Bearer ") && traces.isIngestToken(header.slice(7).trim())) return;
+    await auth.check(header);
+  });
+  // OTel SDKs may gzip (OTEL_EXPORTER_OTLP_COMPRESSION=gzip); the body limit applies after inflating.
+  api.addHook("preParsing", async (req, _reply, payload) => {
+    const encoding = req.headers["content-encoding"];
+    if (encoding !== "gzip" && encoding !== "deflate") return payload;
+    const inflated = payload.pipe(encoding === "gzip" ? createGunzip() : createInflate()) as Readable & {
+      receivedEncodedLength?: number;
+    };
+    inflated.receivedEncodedLength = 0;
+    payload.on("data", (chunk: Buffer) => {
+      inflated.receivedEncodedLength = (inflated.receivedEncodedLength ?? 0) + chunk.length;
+    });
+    payload.on("error", (err) => inflated.destroy(err));
+    return inflated;
+  });
+  api.addContentTypeParser(["application/x-protobuf", "application/protobuf"], (_req, _payload, done) =>
+    done(
+      Object.assign(
+        new Error(
+          "OTLP protobuf is not supported: send OTLP JSON (set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json)",
+        ),
+        { statusCode: 415 },
+      ),
+    ),
+  );
+
+  const accept = (reply: FastifyReply, spans: Span[], ok: () => unknown) => {
+    if (traces.recordSpans(spans)) return ok();
+    const wait = traces.store.retryAfterSeconds();
+    return reply
+      .code(429)
+      .header("retry-after", String(wait))
+      .send({
+        code: "too_many_requests",
+        message: `span ingest queue is full: ${spans.length} spans refused, retry after ${wait}s`,
+      });
+  };
+
+  api.post(
+    "/traces/otlp/v1/traces",
+    {
+      bodyLimit: INGEST_BODY_LIMIT,
+      schema: {
+        summary: "Ingest spans as OTLP/HTTP JSON (an ExportTraceServiceRequest)",
+        description:
+          "Point an OpenTelemetry SDK here with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json. 429 with Retry-After when the ingest queue is full.",
+        tags: ["traces"],
+      },
+    },
+    async (req, reply) =>
+      accept(reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
+  );
+
+  api.post(
+    "/traces/zipkin/api/v2/spans",
+    {
+      bodyLimit: INGEST_BODY_LIMIT,
+      schema: {
+        summary: "Ingest spans as Zipkin v2 JSON (an array of spans)",
+        tags: ["traces"],
+      },
+    },
+    async (req, reply) => accept(reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
+  );
+}
+
+/** Search, one trace, the dependency map, Top-N and the store's counters. */
+export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const { traces } = deps;
+  const nowMicros = () => Date.now() * 1000;
+
+  api.get(
+    "/traces",
+    {
+      schema: {
+        summary: "Search traces: those with a span matching every filter, newest first",
+        tags: ["traces"],
+        querystring: SearchQuery,
+      },
+    },
+    async (req) => {
+      const q = req.query as {
+        service?: string;
+        route?: string;
+        status?: "ok" | "error";
+        minDuration?: string;
+        since?: string;
+        from?: string;
+        to?: string;
+        limit?: number;
+        tenant?: string;
+      };
+      const to = q.to ? Date.parse(q.to) * 1000 : nowMicros();
+      const from = q.from ? Date.parse(q.from) * 1000 : to - durationParam(q.since, "since", 3600e6);
+      const items = traces.store.search({
+        service: q.service,
+        route: q.route,
+        status: q.status,
+        minDuration: q.minDuration === undefined ? undefined : durationParam(q.minDuration, "minDuration", 0),
+        from,
+        to,
+        limit: q.limit ?? 20,
+        tenant: q.tenant,
+      });
+      return { items };
+    },
+  );
+
+  api.get(
+    "/traces/map",
+    {
+      schema: {
+        summary: "Service dependency map: services, calls between them (rate, errors, p50/p99 in µs), cycles",
+        tags: ["traces"],
+        querystring: WindowQuery,
+      },
+    },
+    async (req) => {
+      const q = req.query as { window?: string; tenant?: string };
+      const to = nowMicros();
+      const from = to - durationParam(q.window, "window", 15 * 60e6);
+      const builder = new DependencyMapBuilder();
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
+        parents: true,
+        tenant: q.tenant,
+      });
+      return { ...builder.result(from, to), sampledEvery: scanned.sampledEvery };
+    },
+  );
+
+  api.get(
+    "/traces/top",
+    {
+      schema: {
+        summary: "Top-N services and routes by calls, p99 latency or total time spent (µs)",
+        tags: ["traces"],
+        querystring: WindowQuery,
+      },
+    },
+    async (req) => {
+      const q = req.query as { window?: string; by?: TopBy; limit?: number; tenant?: string };
+      const to = nowMicros();
+      const from = to - durationParam(q.window, "window", 15 * 60e6);
+      const builder = new TopBuilder();
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { tenant: q.tenant });
+      return {
+        ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
+        sampledEvery: scanned.sampledEvery,
+      };
+    },
+  );
+
+  api.get(
+    "/traces/stats",
+    { schema: { summary: "Span store and forwarder counters", tags: ["traces"] } },
+    async () => ({ store: traces.store.stats(), forwarder: traces.forwarder?.stats() ?? null }),
+  );
+
+  api.get(
+    "/traces/:id",
+    {
+      schema: {
+        summary: "One trace as a tree of spans with offsets and durations (µs)",
+        tags: ["traces"],
+        params: TraceParams,
+      },
+    },
+    async (req) => {
+      const raw = (req.params as { id: string }).id.toLowerCase();
+      const id = raw.length === 16 ? `0000000000000000${raw}` : raw;
+      const spans = traces.store.trace(id);
+      if (spans.length === 0) throw notFound(`no trace ${id} (it may be older than the retention)`);
+      return traceTree(id, spans);
+    },
+  );
+}

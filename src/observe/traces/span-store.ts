@@ -1,0 +1,544 @@
+/**
+ * Spans on disk: one SQLite file (`<data>/traces/spans.db`, WAL) fed by a
+ * bounded in-memory queue that is written in batches, trimmed by age and by
+ * size, and read by search, trace, map and Top-N.
+ *
+ *   recordSpans ─► queue (≤ maxQueueSpans / maxQueueBytes, else refused → 429)
+ *                    └─► flush (one transaction per batch, every flushMs or when big)
+ *                           └─► spans.db ─► trim: older than maxAgeMs, then oldest
+ *                                             first while over maxBytes
+ *
+ * Why SQLite and not our own files: one prepared INSERT per span inside a
+ * transaction costs a few µs, far below the JSON parsing in front of it, and
+ * it gives a trace-id index and time-range scans for free. Deleted pages are
+ * reused, so once the size limit is reached the file stops growing.
+ */
+
+import { mkdirSync, statfsSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { Clock } from "../../common/clock.ts";
+import {
+  type AttributeValue,
+  SPAN_KINDS,
+  type Span,
+  type SpanKind,
+  type SpanSink,
+  spanBytes,
+  spanPeer,
+  spanRoute,
+} from "./span.ts";
+
+export interface SpanStoreOptions {
+  /** Directory of the store (`<data>/traces`). */
+  dir: string;
+  clock: Clock;
+  /** Spans older than this are deleted (default 24 h). */
+  maxAgeMs?: number;
+  /** Hard limit of the stored spans' pages (default 512 MiB); the oldest go first. */
+  maxBytes?: number;
+  /** Free disk space always left alone (default 256 MiB): the store shrinks rather than fill the disk. */
+  reserveDiskBytes?: number;
+  /** Queue bounds; a batch that would pass either is refused (the API answers 429). */
+  maxQueueSpans?: number;
+  maxQueueBytes?: number;
+  /** How often queued spans are written (default 100 ms; 0 = only by flush(), for tests). */
+  flushMs?: number;
+  /** Also hand accepted spans to this sink (the OTLP forwarder). */
+  forward?: SpanSink;
+}
+
+/** Counters and sizes, for `GET /traces/stats` and metrics. */
+export interface SpanStoreStats {
+  accepted: number;
+  /** Spans refused because the queue was full. */
+  refused: number;
+  written: number;
+  queuedSpans: number;
+  queuedBytes: number;
+  droppedByAge: number;
+  droppedBySize: number;
+  writeErrors: number;
+  /** Bytes of pages holding spans (the size limit applies to this). */
+  bytes: number;
+  maxBytes: number;
+  maxAgeMs: number;
+}
+
+/** A trace found by search. Times in µs. */
+export interface TraceSummary {
+  traceId: string;
+  start: number;
+  duration: number;
+  rootService: string;
+  rootName: string;
+  spans: number;
+  errors: number;
+  services: string[];
+}
+
+export interface TraceSearch {
+  service?: string;
+  /** `http.route` or span name. */
+  route?: string;
+  status?: "ok" | "error";
+  /** µs. */
+  minDuration?: number;
+  /** µs since the epoch; default the last hour. */
+  from?: number;
+  to?: number;
+  /** Default 20. */
+  limit?: number;
+  /** Only spans of this herd tenant (resource attribute `herd.tenant`). */
+  tenant?: string;
+}
+
+/** One span as the map and Top-N read it, with its parent's service when the parent is stored. */
+export interface SpanRow {
+  traceId: string;
+  spanId: string;
+  parentId: string | null;
+  service: string;
+  route: string;
+  peer: string | null;
+  kind: SpanKind;
+  duration: number;
+  error: boolean;
+  /** The parent span's service, null when there is no parent or it is not stored (or not asked for). */
+  parentService: string | null;
+  /** A client/producer span with a child span in another service (its call is counted through the child). */
+  calledThrough: boolean;
+  /** How many spans this row stands for (more than 1 when a large window is sampled). */
+  weight: number;
+}
+
+const MIB = 1024 * 1024;
+
+export class SpanStore implements SpanSink {
+  readonly #db: DatabaseSync;
+  readonly #clock: Clock;
+  readonly #dir: string;
+  readonly #maxAgeMs: number;
+  readonly #maxBytes: number;
+  readonly #reserveDisk: number;
+  readonly #maxQueueSpans: number;
+  readonly #maxQueueBytes: number;
+  readonly #forward: SpanSink | undefined;
+  readonly #insert: StatementSync;
+  readonly #timer: NodeJS.Timeout | undefined;
+  #queue: Span[][] = [];
+  #queuedSpans = 0;
+  #queuedBytes = 0;
+  #flushSoon = false;
+  #lastAgeTrim = 0;
+  #lastDiskCheck = 0;
+  #diskBudget = Number.POSITIVE_INFINITY;
+  readonly #stats = {
+    accepted: 0,
+    refused: 0,
+    written: 0,
+    droppedByAge: 0,
+    droppedBySize: 0,
+    writeErrors: 0,
+  };
+
+  constructor(options: SpanStoreOptions) {
+    this.#dir = options.dir;
+    mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    this.#clock = options.clock;
+    this.#maxAgeMs = options.maxAgeMs ?? 24 * 3600_000;
+    this.#maxBytes = options.maxBytes ?? 512 * MIB;
+    this.#reserveDisk = options.reserveDiskBytes ?? 256 * MIB;
+    this.#maxQueueSpans = options.maxQueueSpans ?? 100_000;
+    this.#maxQueueBytes = options.maxQueueBytes ?? 64 * MIB;
+    this.#forward = options.forward;
+    this.#db = new DatabaseSync(join(options.dir, "spans.db"));
+    this.#db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      PRAGMA journal_size_limit = ${16 * MIB};
+      PRAGMA cache_size = -32000;
+      CREATE TABLE IF NOT EXISTS spans (
+        id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL,
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT,
+        service TEXT NOT NULL, name TEXT NOT NULL, route TEXT NOT NULL, peer TEXT,
+        kind INTEGER NOT NULL, start INTEGER NOT NULL, duration INTEGER NOT NULL,
+        error INTEGER NOT NULL, status_code INTEGER, status_message TEXT,
+        app TEXT, tenant TEXT, attributes TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS spans_start ON spans (start);
+      CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_key);
+    `);
+    this.#insert = this.#db.prepare(
+      `INSERT INTO spans (trace_key, trace_id, span_id, parent_id, service, name, route, peer, kind, start, duration,
+         error, status_code, status_message, app, tenant, attributes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const flushMs = options.flushMs ?? 100;
+    if (flushMs > 0) {
+      this.#timer = setInterval(() => this.flush(), flushMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** Queues spans for writing; false (nothing taken) when the queue is full. */
+  recordSpans(spans: readonly Span[]): boolean {
+    if (spans.length === 0) return true;
+    let bytes = 0;
+    for (const s of spans) bytes += spanBytes(s);
+    // An empty queue takes any batch, so one large batch is never refused forever.
+    if (
+      this.#queuedSpans > 0 &&
+      (this.#queuedSpans + spans.length > this.#maxQueueSpans ||
+        this.#queuedBytes + bytes > this.#maxQueueBytes)
+    ) {
+      this.#stats.refused += spans.length;
+      return false;
+    }
+    this.#queue.push(spans as Span[]);
+    this.#queuedSpans += spans.length;
+    this.#queuedBytes += bytes;
+    this.#stats.accepted += spans.length;
+    this.#forward?.recordSpans(spans);
+    // Big queues are written at once rather than at the next tick of the timer.
+    if (this.#queuedSpans >= 5000 && !this.#flushSoon && this.#timer) {
+      this.#flushSoon = true;
+      setImmediate(() => this.flush());
+    }
+    return true;
+  }
+
+  /** Seconds a refused client should wait: how long the queue takes to drain, at least 1. */
+  retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.#queuedSpans / 50_000));
+  }
+
+  /** Writes everything queued (one transaction), then trims by age and size. */
+  flush(): void {
+    this.#flushSoon = false;
+    if (this.#queuedSpans > 0) {
+      const batches = this.#queue;
+      const count = this.#queuedSpans;
+      this.#queue = [];
+      this.#queuedSpans = 0;
+      this.#queuedBytes = 0;
+      try {
+        this.#write(batches);
+        this.#stats.written += count;
+      } catch {
+        // Disk full, file deleted under us…: the batch is lost, counted; ingest goes on.
+        this.#stats.writeErrors += count;
+      }
+    }
+    this.trim();
+  }
+
+  #write(batches: Span[][]): void {
+    const insert = this.#insert;
+    this.#db.exec("BEGIN");
+    try {
+      for (const batch of batches) {
+        for (const s of batch) {
+          insert.run(
+            traceKey(s.traceId),
+            s.traceId,
+            s.spanId,
+            s.parentId,
+            s.service,
+            s.name,
+            spanRoute(s),
+            spanPeer(s),
+            SPAN_KINDS.indexOf(s.kind),
+            s.start,
+            s.duration,
+            s.status === "error" ? 1 : 0,
+            s.statusCode,
+            s.statusMessage ?? null,
+            s.app ?? null,
+            s.tenant ?? null,
+            JSON.stringify(s.attributes),
+          );
+        }
+      }
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  /** Deletes spans past their age (checked at most once a second), then the oldest while over the size limit. */
+  trim(): void {
+    const now = this.#clock.now();
+    if (now - this.#lastAgeTrim >= 1000) {
+      this.#lastAgeTrim = now;
+      const cutoff = (now - this.#maxAgeMs) * 1000;
+      for (;;) {
+        // In slices, so a large expiry never holds the event loop for long.
+        const r = this.#db
+          .prepare("DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start < ? LIMIT 20000)")
+          .run(cutoff);
+        this.#stats.droppedByAge += Number(r.changes);
+        if (Number(r.changes) < 20000) break;
+      }
+    }
+    const limit = Math.min(this.#maxBytes, this.#diskLimit(now));
+    for (let round = 0; round < 20; round++) {
+      const used = this.#usedBytes();
+      if (used <= limit) break;
+      const { lo, hi } = this.#db.prepare("SELECT MIN(id) AS lo, MAX(id) AS hi FROM spans").get() as {
+        lo: number | null;
+        hi: number | null;
+      };
+      if (lo === null || hi === null) break;
+      // Rows are numbered in arrival order, so the lowest ids are the oldest spans. Drop the share
+      // that is over the limit (at least a tenth, so a store at the limit is not trimmed every flush).
+      const share = limit <= 0 ? 1 : Math.min(1, Math.max(0.1, (used - limit) / used + 0.02));
+      const upTo = lo + Math.max(1, Math.ceil((hi - lo + 1) * share));
+      const r = this.#db.prepare("DELETE FROM spans WHERE id < ?").run(upTo);
+      this.#stats.droppedBySize += Number(r.changes);
+    }
+  }
+
+  /** Pages in use (the free list is reused before the file grows). */
+  #usedBytes(): number {
+    const page = this.#pragma("page_size");
+    return (this.#pragma("page_count") - this.#pragma("freelist_count")) * page;
+  }
+
+  #pragma(name: string): number {
+    return Number(Object.values(this.#db.prepare(`PRAGMA ${name}`).get() as object)[0]);
+  }
+
+  /** The most the store may hold without eating into the disk's reserve (statfs, every 5 s). */
+  #diskLimit(now: number): number {
+    if (now - this.#lastDiskCheck < 5000) return this.#diskBudget;
+    this.#lastDiskCheck = now;
+    try {
+      const fs = statfsSync(this.#dir);
+      const free = fs.bavail * fs.bsize;
+      this.#diskBudget =
+        this.#usedBytes() +
+        this.#pragma("freelist_count") * this.#pragma("page_size") +
+        free -
+        this.#reserveDisk;
+    } catch {
+      this.#diskBudget = Number.POSITIVE_INFINITY;
+    }
+    return this.#diskBudget;
+  }
+
+  /** Traces with a span matching every filter, newest first. */
+  search(q: TraceSearch): TraceSummary[] {
+    const to = q.to ?? this.#clock.now() * 1000;
+    const from = q.from ?? to - 3600e6;
+    const limit = q.limit ?? 20;
+    const where = ["start >= ?", "start <= ?"];
+    const args: (string | number)[] = [from, to];
+    if (q.service) {
+      where.push("service = ?");
+      args.push(q.service);
+    }
+    if (q.route) {
+      where.push("(route = ? OR name = ?)");
+      args.push(q.route, q.route);
+    }
+    if (q.status === "error") where.push("error = 1");
+    if (q.tenant) {
+      where.push("tenant = ?");
+      args.push(q.tenant);
+    }
+    if (q.minDuration !== undefined) {
+      where.push("duration >= ?");
+      args.push(q.minDuration);
+    }
+    const found: TraceSummary[] = [];
+    const seen = new Set<string>();
+    const stmt = this.#db.prepare(
+      `SELECT trace_id FROM spans WHERE ${where.join(" AND ")} ORDER BY start DESC`,
+    );
+    // Newest first, stopping at `limit` traces: a search reads only as far back as it needs.
+    for (const row of stmt.iterate(...args) as Iterable<{ trace_id: string }>) {
+      if (seen.has(row.trace_id)) continue;
+      seen.add(row.trace_id);
+      const summary = summarize(row.trace_id, this.trace(row.trace_id));
+      if (!summary || (q.status === "ok" && summary.errors > 0)) continue;
+      found.push(summary);
+      if (found.length >= limit) break;
+    }
+    return found;
+  }
+
+  /** Every stored span of one trace, by start time. */
+  trace(traceId: string): Span[] {
+    const rows = this.#db
+      .prepare("SELECT * FROM spans WHERE trace_key = ? AND trace_id = ? ORDER BY start, id")
+      .all(traceKey(traceId.toLowerCase()), traceId.toLowerCase()) as unknown as StoredRow[];
+    return rows.map(toSpan);
+  }
+
+  /**
+   * Calls `each` for the spans that started in [from, to) µs; with
+   * `parents`, each row also says its parent's service and whether a
+   * client span has a child in another service (both looked up by the trace
+   * index). A window holding more than `max` spans is sampled: every k-th
+   * span by arrival, each row weighing k, so the work stays bounded (about
+   * 10 µs a span) and rates stay estimates of the whole.
+   */
+  scan(
+    from: number,
+    to: number,
+    each: (row: SpanRow) => void,
+    options: { parents?: boolean; max?: number; tenant?: string } = {},
+  ): { spans: number; sampledEvery: number } {
+    const max = options.max ?? 200_000;
+    const { n: total } = this.#db
+      .prepare("SELECT COUNT(*) AS n FROM spans WHERE start >= ? AND start < ?")
+      .get(from, to) as { n: number };
+    const stride = Math.max(1, Math.ceil(Number(total) / max));
+    const args: (string | number)[] = [from, to];
+    let sample = stride > 1 ? ` AND c.id % ${stride} = 0` : "";
+    if (options.tenant) {
+      sample += " AND c.tenant = ?";
+      args.push(options.tenant);
+    }
+    const stmt = this.#db.prepare(
+      options.parents
+        ? `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
+             p.service AS parent_service,
+             CASE WHEN c.peer IS NOT NULL AND c.kind IN (3, 4) THEN EXISTS (
+               SELECT 1 FROM spans x WHERE x.trace_key = c.trace_key AND x.trace_id = c.trace_id
+                 AND x.parent_id = c.span_id AND x.service != c.service) ELSE 0 END AS called_through
+           FROM spans c LEFT JOIN spans p
+             ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id
+           WHERE c.start >= ? AND c.start < ?${sample}`
+        : `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
+             NULL AS parent_service, 0 AS called_through
+           FROM spans c WHERE c.start >= ? AND c.start < ?${sample}`,
+    );
+    let n = 0;
+    for (const r of stmt.iterate(...args) as Iterable<ScanRow>) {
+      n++;
+      each({
+        traceId: r.trace_id,
+        spanId: r.span_id,
+        parentId: r.parent_id,
+        service: r.service,
+        route: r.route,
+        peer: r.peer,
+        kind: SPAN_KINDS[r.kind] ?? "unspecified",
+        duration: r.duration,
+        error: r.error === 1,
+        parentService: r.parent_service,
+        calledThrough: r.called_through === 1,
+        weight: stride,
+      });
+    }
+    return { spans: n, sampledEvery: stride };
+  }
+
+  stats(): SpanStoreStats {
+    return {
+      ...this.#stats,
+      queuedSpans: this.#queuedSpans,
+      queuedBytes: this.#queuedBytes,
+      bytes: this.#usedBytes(),
+      maxBytes: this.#maxBytes,
+      maxAgeMs: this.#maxAgeMs,
+    };
+  }
+
+  /** Writes what is queued and closes the file. */
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.flush();
+    this.#db.close();
+  }
+}
+
+/**
+ * The trace index's key: the trace id's last 13 hex digits as an integer.
+ * An integer index costs about half a text one per insert, and the low bits
+ * are the random ones (a 64-bit Zipkin id is zero-padded on the left).
+ */
+const traceKey = (traceId: string): number => Number.parseInt(traceId.slice(-13), 16);
+
+interface StoredRow {
+  trace_id: string;
+  span_id: string;
+  parent_id: string | null;
+  service: string;
+  name: string;
+  kind: number;
+  start: number;
+  duration: number;
+  error: number;
+  status_code: number | null;
+  status_message: string | null;
+  app: string | null;
+  tenant: string | null;
+  attributes: string;
+}
+
+interface ScanRow {
+  trace_id: string;
+  span_id: string;
+  parent_id: string | null;
+  service: string;
+  route: string;
+  peer: string | null;
+  kind: number;
+  duration: number;
+  error: number;
+  parent_service: string | null;
+  called_through: number;
+}
+
+function toSpan(r: StoredRow): Span {
+  const span: Span = {
+    traceId: r.trace_id,
+    spanId: r.span_id,
+    parentId: r.parent_id,
+    service: r.service,
+    name: r.name,
+    kind: SPAN_KINDS[r.kind] ?? "unspecified",
+    start: r.start,
+    duration: r.duration,
+    status: r.error === 1 ? "error" : "ok",
+    statusCode: r.status_code,
+    attributes: JSON.parse(r.attributes) as Record<string, AttributeValue>,
+  };
+  if (r.status_message !== null) span.statusMessage = r.status_message;
+  if (r.app !== null) span.app = r.app;
+  if (r.tenant !== null) span.tenant = r.tenant;
+  return span;
+}
+
+/** A trace's summary from its spans: the root is the earliest span without a stored parent. */
+export function summarize(traceId: string, spans: readonly Span[]): TraceSummary | undefined {
+  if (spans.length === 0) return undefined;
+  const ids = new Set(spans.map((s) => s.spanId));
+  let root: Span | undefined;
+  let start = Number.POSITIVE_INFINITY;
+  let end = 0;
+  let errors = 0;
+  const services = new Set<string>();
+  for (const s of spans) {
+    if (s.start < start) start = s.start;
+    if (s.start + s.duration > end) end = s.start + s.duration;
+    if (s.status === "error") errors++;
+    services.add(s.service);
+    const isRoot = s.parentId === null || !ids.has(s.parentId);
+    if (isRoot && (!root || s.start < root.start)) root = s;
+  }
+  const r = root ?? spans[0];
+  return {
+    traceId,
+    start,
+    duration: end - start,
+    rootService: r.service,
+    rootName: r.name,
+    spans: spans.length,
+    errors,
+    services: [...services].sort(),
+  };
+}
