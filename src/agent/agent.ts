@@ -29,7 +29,7 @@ import type {
   LogLine,
 } from "../model/protocol.ts";
 import { INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
-import { PortAllocator } from "./ports.ts";
+import { PortAllocator, type PortRange } from "./ports.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { SlugCache } from "./slugs.ts";
@@ -57,6 +57,8 @@ export interface AgentOptions {
   logger?: Logger;
   /** Time between heartbeats when nothing changes; default 1000. */
   heartbeatMs?: number;
+  /** Where instance ports come from; default DEFAULT_PORT_RANGE. */
+  ports?: PortRange;
 }
 
 type State = InstanceStatus["state"];
@@ -114,7 +116,7 @@ export class Agent {
   readonly #driver: RuntimeDriver;
   readonly #ownsDriver: boolean;
   readonly #slugs: SlugCache;
-  readonly #ports = new PortAllocator();
+  readonly #ports: PortAllocator;
   readonly #heartbeatMs: number;
   readonly #instances = new Map<string, Managed>();
   /** From the last heartbeat reply; undefined until one arrived. */
@@ -139,6 +141,7 @@ export class Agent {
     this.#options = options;
     this.#log = (options.logger ?? silentLogger).child("agent");
     this.#heartbeatMs = options.heartbeatMs ?? 1000;
+    this.#ports = new PortAllocator(options.ports);
     this.#ownsDriver = options.driver === undefined;
     this.#driver =
       options.driver ??

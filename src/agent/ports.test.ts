@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:net";
 import { test } from "node:test";
 import { freePort } from "./driver.case.test.ts";
-import { isPortFree, PortAllocator } from "./ports.ts";
+import { isPortFree, PortAllocator, parsePortRange } from "./ports.ts";
 
 async function listen(port: number, host: string): Promise<Server> {
   const server = createServer();
@@ -38,4 +38,12 @@ test("allocate skips ports that are ours or held by others, and reuses released 
   );
   ports.release(a);
   assert.equal(await ports.allocate(), a);
+});
+
+test("--ports ranges: MIN-MAX within 1024-65535", () => {
+  assert.deepEqual(parsePortRange("21000-21999"), { min: 21000, max: 21999 });
+  assert.deepEqual(parsePortRange("30000-30000"), { min: 30000, max: 30000 });
+  for (const bad of ["21000", "2000-1000", "80-90", "60000-70000", "a-b", "1-2-3", ""]) {
+    assert.throws(() => parsePortRange(bad), /--ports must be MIN-MAX within 1024-65535/, bad);
+  }
 });

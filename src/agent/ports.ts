@@ -15,6 +15,24 @@ export interface PortRange {
 
 export const DEFAULT_PORT_RANGE: PortRange = { min: 20000, max: 29999 };
 
+/**
+ * "MIN-MAX" (e.g. 21000-21999) as a range, for `herd agent --ports`: agents
+ * sharing one machine need ranges of their own, since a port checked free by
+ * one can be taken by the other's instance before its own binds it.
+ */
+export function parsePortRange(text: string): PortRange {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  const min = Number(m?.[1]);
+  const max = Number(m?.[2]);
+  if (!m || min < 1024 || max > 65535 || min > max) {
+    throw new HerdError(
+      "invalid",
+      `--ports must be MIN-MAX within 1024-65535, like 21000-21999, got ${text}`,
+    );
+  }
+  return { min, max };
+}
+
 /** Hands out instance ports; remembers which are ours until released. */
 export class PortAllocator {
   readonly #range: PortRange;

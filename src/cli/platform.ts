@@ -13,6 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Agent, DEFAULT_RESERVE } from "../agent/agent.ts";
+import { parsePortRange } from "../agent/ports.ts";
 import { ProcessDriver } from "../agent/process-driver.ts";
 import { startServer } from "../api/server.ts";
 import { packDirectory } from "../build/pack.ts";
@@ -64,12 +65,14 @@ with \`herd agent --server URL\`; gateways follow it with \`herd gateway --serve
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
+       [--ports 20000-29999]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The token comes from --token or HERD_TOKEN. Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
-for the system (allocatable = capacity - reserve).`,
+for the system (allocatable = capacity - reserve). --ports is the range instance
+ports come from; agents sharing one machine each need their own.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
 
@@ -413,6 +416,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     memory: { type: "string" },
     "reserve-cpu": { type: "string" },
     "reserve-memory": { type: "string" },
+    ports: { type: "string" },
   });
   if (!v) return 0;
   const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
@@ -447,6 +451,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     taints,
     capacity,
     reserve,
+    ...(v.ports !== undefined ? { ports: parsePortRange(v.ports as string) } : {}),
     logger: logger.child("agent"),
   });
   await agent.start();

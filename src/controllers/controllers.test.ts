@@ -393,6 +393,14 @@ test("drain replaces each cattle instance elsewhere before stopping it, never go
   let all = await instancesOf(h);
   assert.equal(all.filter((i) => i.node === "n2" && i.desired === "running").length, 2);
   assert.equal((await running(h)).filter((i) => i.node === "n1").length, 2);
+  // n1's heartbeats go on during the drain, and rewrite its Node now and then: it stays draining.
+  h.clock.advance(6000);
+  await agentReports(h, "n1", () => "healthy");
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await settle(h);
+  const n1 = (await h.store.get<Node>("node", "n1"))!.value;
+  assert.equal(n1.draining, true, "a heartbeat keeps the node draining");
+  assert.equal(n1.schedulable, false);
   await agentReports(h, "n2", () => "healthy");
   await settle(h);
   all = await instancesOf(h);

@@ -49,7 +49,9 @@ export class NodeController {
       registeredAt: prev?.registeredAt ?? nowIso,
       agentVersion: hb.agentVersion,
       isolation: hb.isolation,
+      // Operator decisions (cordon, drain) outlive the heartbeats that rewrite the rest.
       schedulable: prev?.schedulable ?? true,
+      ...(prev?.draining ? { draining: true } : {}),
     };
     const changed =
       prev?.state !== "ready" ||

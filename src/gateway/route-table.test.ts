@@ -152,6 +152,37 @@ describe("route table", () => {
     ]);
   });
 
+  test("instances on a node whose heartbeats stopped get traffic only while the service has none elsewhere", () => {
+    const web = { app: "shop", service: "web" };
+    const api = { app: "shop", service: "api" };
+    const table = buildRouteTable(
+      {
+        services: [
+          testService("default", "shop", "web", [{ host: "shop.test" }]),
+          testService("default", "shop", "api", [{ host: "api.shop.test" }]),
+        ],
+        instances: [
+          testInstance("w1", web, "n1", 5001),
+          testInstance("w2", web, "n2", 5002),
+          testInstance("w3", web, "n3", 5003),
+          testInstance("a1", api, "n3", 5004),
+        ],
+        nodes: [...nodes, { ...testNode("n3", "10.0.0.3"), state: "not_ready" }],
+      },
+      1,
+    );
+    assert.deepEqual(
+      table.match("shop.test", "/")?.endpoints.map((e) => e.instance),
+      ["w1", "w2"],
+      "w3's node is not ready",
+    );
+    assert.deepEqual(
+      table.match("api.shop.test", "/")?.endpoints.map((e) => e.instance),
+      ["a1"],
+      "better a node that may be down than no instance at all",
+    );
+  });
+
   test("a routed service with no running instance matches with no endpoint", () => {
     const table = buildRouteTable(
       { services: [testService("default", "shop", "web", [{ host: "shop.test" }])], instances: [], nodes },

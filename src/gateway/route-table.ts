@@ -627,9 +627,17 @@ export function buildRouteTable(
     return new RouteAuth(spec, tenant, authContext);
   };
   const addresses = new Map<string, string>();
-  for (const node of objects.nodes) addresses.set(node.name, node.address);
+  // Nodes whose heartbeats stopped (not_ready) are probably dead: their instances are used only
+  // while a service has no instance elsewhere, so a dead machine's traffic moves off it within
+  // seconds instead of waiting for the node to be declared lost.
+  const unready = new Set<string>();
+  for (const node of objects.nodes) {
+    addresses.set(node.name, node.address);
+    if (node.state !== "ready") unready.add(node.name);
+  }
 
   const endpointsByService = new Map<string, Endpoint[]>();
+  const standbyByService = new Map<string, Endpoint[]>();
   for (const instance of objects.instances) {
     if (instance.state !== "running" || instance.node === null) continue;
     const address = addresses.get(instance.node);
@@ -644,10 +652,11 @@ export function buildRouteTable(
       continue;
     }
     const key = serviceKey(instance.tenant, instance.app, instance.service);
-    let list = endpointsByService.get(key);
+    const lists = unready.has(instance.node) ? standbyByService : endpointsByService;
+    let list = lists.get(key);
     if (list === undefined) {
       list = [];
-      endpointsByService.set(key, list);
+      lists.set(key, list);
     }
     list.push({
       instance: instance.id,
@@ -672,7 +681,7 @@ export function buildRouteTable(
 
   // Every service gets a backend (a split may send traffic to a service without routes of its own).
   for (const { key, service } of services) {
-    const endpoints = (endpointsByService.get(key) ?? []).sort(byInstance);
+    const endpoints = (endpointsByService.get(key) ?? standbyByService.get(key) ?? []).sort(byInstance);
     const traffic = effectiveTraffic(service);
     const backend = new Backend(
       key,

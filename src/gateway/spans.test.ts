@@ -20,7 +20,12 @@ import {
 } from "./testing.ts";
 
 const recorded: Span[] = [];
-const sink = { recordSpans: (spans: readonly Span[]) => (recorded.push(...spans), true) };
+const sink = {
+  recordSpans(spans: readonly Span[]): boolean {
+    recorded.push(...spans);
+    return true;
+  },
+};
 let proxy: GatewayProxy;
 let port: number;
 let upstream: TestUpstream;
