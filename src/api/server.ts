@@ -23,11 +23,13 @@ import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { LogStore } from "../observe/log-store.ts";
+import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { ErrorReply } from "./schemas.ts";
 
@@ -42,6 +44,8 @@ export interface ServerOptions {
   settings?: Partial<Settings>;
   /** Largest source upload accepted (default 200 MiB). */
   maxUploadBytes?: number;
+  /** Metrics storage and collection (retention, size limit, scrape interval, ingest queue). */
+  metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
 }
 
 /** What the routes are handed. */
@@ -52,6 +56,8 @@ export interface ApiDeps {
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;
   logs: LogStore;
+  /** Metrics storage, collection and the API server's own exporter. */
+  metrics: Metrics;
   maxUploadBytes: number;
   version: string;
   /** The platform's settings (resource unit, timings). */
@@ -82,6 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"));
+  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
@@ -105,6 +112,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     deployLogs,
     artifacts,
     logs,
+    metrics,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
@@ -142,6 +150,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
   await controllers.start();
+  metrics.selfUrl = url;
+  metrics.start();
   logger.info("control plane listening", { url });
 
   return {
@@ -155,6 +165,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       controllers.stop();
       await app.close();
+      metrics.close();
       logs.close();
       await store.close();
     },
@@ -222,6 +233,17 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
   );
 
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+  // The API server's own metrics, unauthenticated like /healthz so any Prometheus can scrape it:
+  // process figures and request counts only, nothing about tenants' data.
+  const self = deps.metrics.self;
+  app.addHook("onResponse", async (req, reply) => {
+    const route = req.routeOptions.url ?? "unmatched";
+    self.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    self.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+  app.get("/metrics", { schema: { hide: true } }, async (_req, reply) =>
+    reply.type(self.registry.contentType).send(await self.registry.metrics()),
+  );
   app.register(
     async (api) => {
       api.addHook("onRequest", async (req) => {
@@ -231,6 +253,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       appRoutes(api, deps);
       platformRoutes(api, deps);
       clusterRoutes(api, deps);
+      metricsRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

@@ -27,6 +27,7 @@ export const KINDS = [
   "node",
   "event",
   "token",
+  "scrape_target",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
