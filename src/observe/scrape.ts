@@ -68,10 +68,10 @@ export class Scraper {
   constructor(options: ScraperOptions) {
     const intervalMs = options.intervalMs ?? 15_000;
     this.#o = {
+      ...options,
       intervalMs,
       timeoutMs: Math.min(options.timeoutMs ?? 10_000, intervalMs),
       maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
-      ...options,
     };
   }
 
