@@ -14,6 +14,7 @@ import { type CliContext, type CommandSpec, printJson, println, stringFlag } fro
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { logsCommand } from "./logs.ts";
+import { metricsCommand } from "./metrics.ts";
 import type { Items } from "./types.ts";
 
 const APP_FLAG: [string, string] = ["--app NAME", "the app (default: `app:` in ./herd.yaml)"];
@@ -242,6 +243,7 @@ export const COMMANDS: CommandSpec[] = [
   releasesCommand,
   rollbackCommand,
   eventsCommand,
+  metricsCommand,
   nodesCommand,
   instancesCommand,
   quotaCommand,

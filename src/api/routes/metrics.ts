@@ -123,7 +123,14 @@ async function promHandler(reply: FastifyReply, answer: () => unknown): Promise<
     return { status: "success", data: answer() };
   } catch (err) {
     if (err instanceof PromBadData || err instanceof PromqlError || err instanceof QueryError) {
-      return reply.code(400).send({ status: "error", errorType: "bad_data", error: err.message });
+      // Prometheus clients read errorType/error; herd's own clients read code/message.
+      return reply.code(400).send({
+        status: "error",
+        errorType: "bad_data",
+        error: err.message,
+        code: "invalid",
+        message: err.message,
+      });
     }
     throw err;
   }
