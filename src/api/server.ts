@@ -76,6 +76,8 @@ export interface RunningServer {
   adminTokenFile: string;
   store: Store;
   controllers: ControllerManager;
+  /** Metrics storage and collection. */
+  metrics: Metrics;
   /** The live settings (herd up fills in the gateway's address once it listens). */
   settings: Settings;
   close(): Promise<void>;
@@ -161,6 +163,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     adminTokenFile: admin.file,
     store,
     controllers,
+    metrics,
     settings,
     close: async () => {
       controllers.stop();

@@ -20,7 +20,13 @@ import type { Instance, Node } from "../../model/objects.ts";
 import { IngestBusyError, parseJsonWrite, parseTextWrite, WriteError } from "../../observe/ingest.ts";
 import type { Metrics } from "../../observe/metrics.ts";
 import { TARGET_KIND } from "../../observe/metrics.ts";
-import { instantQuery, QueryError, rangeQuery, type Value } from "../../observe/promql/engine.ts";
+import {
+  instantQuery,
+  QueryError,
+  type RangeSeries,
+  rangeQuery,
+  type Value,
+} from "../../observe/promql/engine.ts";
 import { type Expr, PromqlError, parseDuration, parsePromql } from "../../observe/promql/parser.ts";
 import { type ScrapeTarget, targetLabels } from "../../observe/scrape.ts";
 import type { Labels, Matcher } from "../../observe/tsdb/labels.ts";
@@ -118,9 +124,34 @@ function matchSelectors(params: URLSearchParams): Matcher[][] {
   });
 }
 
+/** Data already serialized (range answers are large: written by hand, without a tuple per point). */
+class RawJson {
+  readonly json: string;
+  constructor(json: string) {
+    this.json = json;
+  }
+}
+
+/** `{"resultType":"matrix","result":[{"metric":{…},"values":[[sec,"v"],…]},…]}` */
+export function matrixJson(series: RangeSeries[]): string {
+  const parts: string[] = [];
+  for (const s of series) {
+    let values = "";
+    for (let i = 0; i < s.ts.length; i++) {
+      values += `${i === 0 ? "" : ","}[${(s.ts[i] as number) / 1000},"${formatValue(s.values[i] as number)}"]`;
+    }
+    parts.push(`{"metric":${JSON.stringify(s.labels)},"values":[${values}]}`);
+  }
+  return `{"resultType":"matrix","result":[${parts.join(",")}]}`;
+}
+
 async function promHandler(reply: FastifyReply, answer: () => unknown): Promise<unknown> {
   try {
-    return { status: "success", data: answer() };
+    const data = answer();
+    if (data instanceof RawJson) {
+      return reply.type("application/json").send(`{"status":"success","data":${data.json}}`);
+    }
+    return { status: "success", data };
   } catch (err) {
     if (err instanceof PromBadData || err instanceof PromqlError || err instanceof QueryError) {
       // Prometheus clients read errorType/error; herd's own clients read code/message.
@@ -282,14 +313,7 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
         throw new PromBadData(`invalid parameter "end": end timestamp must not be before start time`);
       const query = p.get("query");
       if (!query) throw new PromBadData(`missing parameter "query"`);
-      const series = rangeQuery(tsdb, query, start, end, step);
-      return {
-        resultType: "matrix",
-        result: series.map((s) => ({
-          metric: s.labels,
-          values: s.points.map(([t, v]) => [t / 1000, formatValue(v)]),
-        })),
-      };
+      return new RawJson(matrixJson(rangeQuery(tsdb, query, start, end, step)));
     }),
   );
   both("/series", "Series matching selectors", async (req, reply) =>

@@ -211,13 +211,10 @@ test("aggregations, binary operators, topk, offset and range queries", (t) => {
   assert.deepEqual(range, [
     {
       labels: { app: "blog" },
-      points: [
-        [T0 + 150_000, 10],
-        [T0 + 165_000, 11],
-        [T0 + 180_000, 12],
-      ],
+      ts: [T0 + 150_000, T0 + 165_000, T0 + 180_000],
+      values: [10, 11, 12],
     },
   ]);
   // A series stops being returned 5 minutes after its last sample (lookback).
-  assert.equal(rangeQuery(db, "mem", at + 4 * 60_000, at + 6 * 60_000, 60_000)[0]?.points.length, 1);
+  assert.equal(rangeQuery(db, "mem", at + 4 * 60_000, at + 6 * 60_000, 60_000)[0]?.ts.length, 1);
 });

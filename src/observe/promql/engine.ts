@@ -26,10 +26,11 @@ export type Value =
   | { type: "vector"; samples: Sample[] }
   | { type: "matrix"; series: { labels: Labels; ts: number[]; values: number[] }[] };
 
-/** A range query's answer: one series of [ms, value] points per label set. */
+/** A range query's answer: one series per label set, its points as parallel arrays (ms, value). */
 export interface RangeSeries {
   labels: Labels;
-  points: [number, number][];
+  ts: number[];
+  values: number[];
 }
 
 /** Evaluation problems (wrong argument types, unknown functions) are bad input too. */
@@ -47,10 +48,33 @@ interface Loaded {
 
 type Env = { loaded: Map<Expr, Loaded[]> };
 
+/**
+ * Labels without the metric name. Memoized by object: a series keeps the same
+ * labels object at every step of a range query, so the result's label sets
+ * (and their keys) are built once per series, not once per step.
+ */
+const withoutName = new WeakMap<Labels, Labels>();
 const dropName = (l: Labels): Labels => {
-  const { [NAME]: _, ...rest } = l;
-  return rest;
+  if (!(NAME in l)) return l;
+  let out = withoutName.get(l);
+  if (!out) {
+    const { [NAME]: _, ...rest } = l;
+    out = rest;
+    withoutName.set(l, out);
+  }
+  return out;
 };
+
+const keys = new WeakMap<Labels, string>();
+/** labelsKey, memoized by object (see dropName). */
+function keyOf(l: Labels): string {
+  let k = keys.get(l);
+  if (k === undefined) {
+    k = labelsKey(l);
+    keys.set(l, k);
+  }
+  return k;
+}
 
 /** Index of the first element > t. */
 function upperBound(ts: number[], t: number): number {
@@ -131,13 +155,14 @@ export function rangeQuery(
     const samples =
       v.type === "scalar" ? [{ labels: {}, value: v.value }] : v.type === "vector" ? v.samples : [];
     for (const s of samples) {
-      const key = labelsKey(s.labels);
+      const key = keyOf(s.labels);
       let series = out.get(key);
       if (!series) {
-        series = { labels: s.labels, points: [] };
+        series = { labels: s.labels, ts: [], values: [] };
         out.set(key, series);
       }
-      series.points.push([t, s.value]);
+      series.ts.push(t);
+      series.values.push(s.value);
     }
   }
   return [...out.values()];
@@ -215,6 +240,35 @@ function selectorAt(e: Extract<Expr, { type: "selector" }>, t: number, env: Env)
   return { type: "vector", samples };
 }
 
+/** One series' samples within a range window: indices [lo, hi) of its loaded arrays. */
+interface Window {
+  labels: Labels;
+  ts: number[];
+  values: number[];
+  lo: number;
+  hi: number;
+}
+
+/** The windows of a range selector at `t`, without copying samples (the hot path of rate() charts). */
+function rangeWindows(
+  e: Expr | undefined,
+  func: string,
+  t: number,
+  env: Env,
+): { windows: Window[]; start: number; end: number } {
+  if (!e || e.type !== "selector" || e.rangeMs === undefined) {
+    throw new QueryError(`${func}() needs a range vector such as x[5m], got ${e ? typeOf(e) : "nothing"}`);
+  }
+  const at = t - e.offsetMs;
+  const windows: Window[] = [];
+  for (const s of env.loaded.get(e) ?? []) {
+    const lo = upperBound(s.data.ts, at - e.rangeMs);
+    const hi = upperBound(s.data.ts, at);
+    if (hi > lo) windows.push({ labels: s.labels, ts: s.data.ts, values: s.data.values, lo, hi });
+  }
+  return { windows, start: at - e.rangeMs, end: at };
+}
+
 function expectMatrix(e: Expr, func: string, t: number, env: Env) {
   if (typeOf(e) !== "matrix")
     throw new QueryError(`${func}() needs a range vector such as x[5m], got ${typeOf(e)}`);
@@ -237,26 +291,26 @@ function expectScalar(e: Expr | undefined, func: string, t: number, env: Env): n
  * stop short of them by less than 1.1 sample intervals.
  */
 export function extrapolatedRate(
-  ts: number[],
-  values: number[],
+  w: { ts: number[]; values: number[]; lo: number; hi: number },
   rangeStart: number,
   rangeEnd: number,
   isCounter: boolean,
   isRate: boolean,
 ): number | undefined {
-  const n = ts.length;
+  const { ts, values, lo, hi } = w;
+  const n = hi - lo;
   if (n < 2) return undefined;
-  const first = values[0] as number;
-  const last = values[n - 1] as number;
+  const first = values[lo] as number;
+  const last = values[hi - 1] as number;
   let result = last - first;
   if (isCounter) {
-    for (let i = 1; i < n; i++) {
+    for (let i = lo + 1; i < hi; i++) {
       if ((values[i] as number) < (values[i - 1] as number)) result += values[i - 1] as number;
     }
   }
-  let durationToStart = ((ts[0] as number) - rangeStart) / 1000;
-  const durationToEnd = (rangeEnd - (ts[n - 1] as number)) / 1000;
-  const sampled = ((ts[n - 1] as number) - (ts[0] as number)) / 1000;
+  let durationToStart = ((ts[lo] as number) - rangeStart) / 1000;
+  const durationToEnd = (rangeEnd - (ts[hi - 1] as number)) / 1000;
+  const sampled = ((ts[hi - 1] as number) - (ts[lo] as number)) / 1000;
   const avgStep = sampled / (n - 1);
   if (isCounter && result > 0 && first >= 0) {
     // A counter does not go below zero: do not extrapolate past the time it would have been 0.
@@ -272,15 +326,31 @@ export function extrapolatedRate(
   return result;
 }
 
-const OVER_TIME: Record<string, (v: number[]) => number> = {
-  avg_over_time: (v) => v.reduce((a, b) => a + b, 0) / v.length,
-  sum_over_time: (v) => v.reduce((a, b) => a + b, 0),
-  min_over_time: (v) => v.reduce((a, b) => (b < a || Number.isNaN(a) ? b : a)),
-  max_over_time: (v) => v.reduce((a, b) => (b > a || Number.isNaN(a) ? b : a)),
-  count_over_time: (v) => v.length,
-  last_over_time: (v) => v[v.length - 1] as number,
-  stddev_over_time: (v) => Math.sqrt(variance(v)),
-  stdvar_over_time: (v) => variance(v),
+function sumOf(v: number[], lo: number, hi: number): number {
+  let sum = 0;
+  for (let i = lo; i < hi; i++) sum += v[i] as number;
+  return sum;
+}
+
+function extreme(v: number[], lo: number, hi: number, max: boolean): number {
+  let out = v[lo] as number;
+  for (let i = lo + 1; i < hi; i++) {
+    const x = v[i] as number;
+    if (Number.isNaN(out) || (max ? x > out : x < out)) out = x;
+  }
+  return out;
+}
+
+/** The *_over_time functions, over values[lo, hi) (never empty). */
+const OVER_TIME: Record<string, (v: number[], lo: number, hi: number) => number> = {
+  avg_over_time: (v, lo, hi) => sumOf(v, lo, hi) / (hi - lo),
+  sum_over_time: sumOf,
+  min_over_time: (v, lo, hi) => extreme(v, lo, hi, false),
+  max_over_time: (v, lo, hi) => extreme(v, lo, hi, true),
+  count_over_time: (_v, lo, hi) => hi - lo,
+  last_over_time: (v, _lo, hi) => v[hi - 1] as number,
+  stddev_over_time: (v, lo, hi) => Math.sqrt(variance(v.slice(lo, hi))),
+  stdvar_over_time: (v, lo, hi) => variance(v.slice(lo, hi)),
 };
 
 function variance(v: number[]): number {
@@ -311,28 +381,20 @@ function callFunction(e: Extract<Expr, { type: "call" }>, t: number, env: Env): 
   };
   if (func === "rate" || func === "increase" || func === "delta") {
     arity(1);
-    const sel = args[0] as Extract<Expr, { type: "selector" }>;
-    const at = t - sel.offsetMs;
+    const { windows, start, end } = rangeWindows(args[0], func, t, env);
     const samples: Sample[] = [];
-    for (const s of expectMatrix(args[0] as Expr, func, t, env)) {
-      const v = extrapolatedRate(
-        s.ts,
-        s.values,
-        at - (sel.rangeMs as number),
-        at,
-        func !== "delta",
-        func === "rate",
-      );
-      if (v !== undefined) samples.push({ labels: dropName(s.labels), value: v });
+    for (const w of windows) {
+      const v = extrapolatedRate(w, start, end, func !== "delta", func === "rate");
+      if (v !== undefined) samples.push({ labels: dropName(w.labels), value: v });
     }
     return { type: "vector", samples };
   }
   if (func === "irate" || func === "idelta") {
     arity(1);
     const samples: Sample[] = [];
-    for (const s of expectMatrix(args[0] as Expr, func, t, env)) {
-      const n = s.ts.length;
-      if (n < 2) continue;
+    for (const s of rangeWindows(args[0], func, t, env).windows) {
+      const n = s.hi;
+      if (n - s.lo < 2) continue;
       const last = s.values[n - 1] as number;
       const prev = s.values[n - 2] as number;
       let d = func === "irate" && last < prev ? last : last - prev;
@@ -344,18 +406,18 @@ function callFunction(e: Extract<Expr, { type: "call" }>, t: number, env: Env): 
   const overTime = OVER_TIME[func];
   if (overTime) {
     arity(1);
-    const samples = expectMatrix(args[0] as Expr, func, t, env).map((s) => ({
+    const samples = rangeWindows(args[0], func, t, env).windows.map((s) => ({
       labels: func === "last_over_time" ? s.labels : dropName(s.labels),
-      value: overTime(s.values),
+      value: overTime(s.values, s.lo, s.hi),
     }));
     return { type: "vector", samples };
   }
   if (func === "quantile_over_time") {
     arity(2);
     const q = expectScalar(args[0], func, t, env);
-    const samples = expectMatrix(args[1] as Expr, func, t, env).map((s) => ({
+    const samples = rangeWindows(args[1], func, t, env).windows.map((s) => ({
       labels: dropName(s.labels),
-      value: quantile(q, s.values),
+      value: quantile(q, s.values.slice(s.lo, s.hi)),
     }));
     return { type: "vector", samples };
   }
@@ -646,7 +708,7 @@ function arith(op: string, a: number, b: number): number {
 }
 
 function matchKey(labels: Labels, matching: { on: boolean; labels: string[] } | undefined): string {
-  if (!matching) return labelsKey(dropName(labels));
+  if (!matching) return keyOf(dropName(labels));
   return labelsKey(groupLabels(labels, matching.labels, !matching.on));
 }
 

@@ -152,3 +152,31 @@ for (;;) {
   assert.ok(values.length >= last + 1, `${values.length} samples stored, ${last + 1} acknowledged`);
   assert.deepEqual(values.slice(0, last + 1), acked);
 });
+
+test("compaction merges the chunks of a finished hour into one, data unchanged", (t) => {
+  const dir = tempDir(t);
+  let now = T0;
+  const db = new Tsdb({ dir, now: () => now });
+  const labels = { __name__: "g" };
+  // Three head flushes within the first hour, one in the second.
+  for (const minute of [0, 20, 40, 70]) {
+    now = T0 + minute * MIN;
+    db.append([
+      {
+        labels,
+        samples: [
+          [now, minute],
+          [now + 15_000, minute + 0.5],
+        ],
+      },
+    ]);
+    db.flushHead();
+  }
+  assert.equal(db.stats().chunks, 4);
+  db.maintain();
+  assert.equal(db.stats().chunks, 2, "hour 0 merged, hour 1 still open");
+  const id = db.select([{ name: "__name__", op: "=", value: "g" }])[0]?.id as number;
+  assert.deepEqual(db.read(id, T0, T0 + 2 * 3600_000).values, [0, 0.5, 20, 20.5, 40, 40.5, 70, 70.5]);
+  assert.deepEqual(db.read(id, T0 + 20 * MIN, T0 + 40 * MIN).values, [20, 20.5, 40]);
+  db.close();
+});

@@ -9,8 +9,9 @@
  * Why this shape: an insert into a B-tree keyed by (series, time) touches one
  * page per series per scrape; the head table is keyed by rowid, so every write
  * goes to the end of the file. Every few minutes the head is moved into one
- * blob per series (a "chunk": the samples of a series within one aligned
- * 10-minute window), so a 1-hour chart reads about six rows per series.
+ * blob per series (a "chunk": samples of a series within one aligned hour);
+ * once an hour is over, its chunks are merged into one (compaction), so a
+ * 1-hour chart reads two or three rows per series.
  *
  * Acknowledged write: `append` returns after its SQLite transaction committed
  * (WAL, synchronous=NORMAL). Killing the process (kill -9) then loses nothing
@@ -27,7 +28,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { compileMatcher, type Labels, labelsKey, type Matcher, NAME, normalizeLabels } from "./labels.ts";
 
 /** Chunks hold the samples of one series within one aligned window of this length. */
-export const CHUNK_WINDOW_MS = 10 * 60_000;
+export const CHUNK_WINDOW_MS = 3600_000;
 const MINUTE = 60_000;
 
 export interface TsdbOptions {
@@ -141,6 +142,8 @@ export class Tsdb {
   /** Rough bytes written since the size was last measured, so the limit holds between maintenance runs. */
   #writtenSince = 0;
   #bytesAtMeasure = 0;
+  /** Windows before this are compacted (one chunk per series); 0 = look at everything once. */
+  #compactedUpTo = 0;
   readonly #st: {
     insertSeries: StatementSync;
     insertHead: StatementSync;
@@ -192,6 +195,8 @@ export class Tsdb {
     this.#load();
     this.#lastFlush = this.#now();
     this.#bytesAtMeasure = this.usedBytes();
+    // Rows come back as arrays: no object per chunk on the query path.
+    this.#st.readChunks.setReturnArrays(true);
   }
 
   /** Loads the series index and replays the head table (what was written since the last flush). */
@@ -351,9 +356,19 @@ export class Tsdb {
     const rawFrom = Math.max(from, this.#rawFrom);
     if (rawFrom > to) return out;
     const firstWindow = Math.floor(rawFrom / CHUNK_WINDOW_MS) * CHUNK_WINDOW_MS;
-    for (const row of this.#st.readChunks.iterate(id, firstWindow, to, rawFrom)) {
-      const { ts, values } = decodeChunk((row as { data: Uint8Array }).data);
-      for (let i = 0; i < ts.length; i++) {
+    const rows = this.#st.readChunks.all(id, firstWindow, to, rawFrom) as unknown as [Uint8Array][];
+    for (const row of rows) {
+      const { ts, values } = decodeChunk(row[0]);
+      const n = ts.length;
+      if (n > 0 && (ts[0] as number) >= rawFrom && (ts[n - 1] as number) <= to) {
+        // The whole chunk is in range (the usual case): no per-sample checks.
+        for (let i = 0; i < n; i++) {
+          out.ts.push(ts[i] as number);
+          out.values.push(values[i] as number);
+        }
+        continue;
+      }
+      for (let i = 0; i < n; i++) {
         const t = ts[i] as number;
         if (t < rawFrom) continue;
         if (t > to) break;
@@ -401,10 +416,56 @@ export class Tsdb {
   maintain(): void {
     const now = this.#now();
     if (this.#headSamples > 0 && now - this.#lastFlush >= this.#headFlushMs) this.flushHead();
+    this.compact();
     const cutoff = Math.floor((now - this.rawRetentionMs) / MINUTE) * MINUTE;
     if (cutoff > this.#rawFrom) this.#downsample(cutoff);
     this.#db.prepare("DELETE FROM down WHERE ts < ?").run(now - this.downsampledRetentionMs);
     this.enforceSizeLimit();
+  }
+
+  /**
+   * Merges the chunks of each series within each finished window (one chunk
+   * per head flush) into one, so reads fetch one row per series per hour.
+   */
+  compact(): void {
+    const upTo = Math.floor(this.#lastFlush / CHUNK_WINDOW_MS) * CHUNK_WINDOW_MS;
+    if (upTo <= this.#compactedUpTo) return;
+    const groups = this.#db
+      .prepare(
+        `SELECT series, (mint / ${CHUNK_WINDOW_MS}) * ${CHUNK_WINDOW_MS} AS w, count(*) AS n FROM chunks
+         WHERE mint >= ? AND mint < ? GROUP BY series, w HAVING n > 1`,
+      )
+      .all(this.#compactedUpTo, upTo) as { series: number; w: number }[];
+    const read = this.#db.prepare(
+      "SELECT data FROM chunks WHERE series = ? AND mint >= ? AND mint < ? ORDER BY mint",
+    );
+    const del = this.#db.prepare("DELETE FROM chunks WHERE series = ? AND mint >= ? AND mint < ?");
+    this.#db.exec("BEGIN");
+    try {
+      for (const g of groups) {
+        const ts: number[] = [];
+        const values: number[] = [];
+        for (const row of read.iterate(g.series, g.w, g.w + CHUNK_WINDOW_MS)) {
+          const c = decodeChunk((row as { data: Uint8Array }).data);
+          for (let i = 0; i < c.ts.length; i++) {
+            ts.push(c.ts[i] as number);
+            values.push(c.values[i] as number);
+          }
+        }
+        del.run(g.series, g.w, g.w + CHUNK_WINDOW_MS);
+        this.#st.insertChunk.run(
+          g.series,
+          ts[0] as number,
+          ts[ts.length - 1] as number,
+          encodeChunk(ts, values),
+        );
+      }
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+    this.#compactedUpTo = upTo;
   }
 
   /** Moves raw samples before `cutoff` (a minute boundary) into 1-minute aggregates. */
