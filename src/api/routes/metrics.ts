@@ -135,10 +135,19 @@ class RawJson {
 /** `{"resultType":"matrix","result":[{"metric":{…},"values":[[sec,"v"],…]},…]}` */
 export function matrixJson(series: RangeSeries[]): string {
   const parts: string[] = [];
+  // Every series steps through the same times: write each `[sec,"` once.
+  const prefixes = new Map<number, string>();
   for (const s of series) {
     let values = "";
     for (let i = 0; i < s.ts.length; i++) {
-      values += `${i === 0 ? "" : ","}[${(s.ts[i] as number) / 1000},"${formatValue(s.values[i] as number)}"]`;
+      const t = s.ts[i] as number;
+      let prefix = prefixes.get(t);
+      if (prefix === undefined) {
+        prefix = `[${t / 1000},"`;
+        prefixes.set(t, prefix);
+      }
+      const v = s.values[i] as number;
+      values += `${i === 0 ? "" : ","}${prefix}${Number.isFinite(v) ? v : formatValue(v)}"]`;
     }
     parts.push(`{"metric":${JSON.stringify(s.labels)},"values":[${values}]}`);
   }

@@ -150,16 +150,22 @@ export function rangeQuery(
   const env: Env = { loaded: new Map() };
   load(db, expr, start, end, env);
   const out = new Map<string, RangeSeries>();
+  // Most steps hand back the same labels objects (see dropName): look those up by identity first.
+  const byObject = new Map<Labels, RangeSeries>();
   for (let t = start; t <= end; t += step) {
     const v = evaluate(expr, t, env);
     const samples =
       v.type === "scalar" ? [{ labels: {}, value: v.value }] : v.type === "vector" ? v.samples : [];
     for (const s of samples) {
-      const key = keyOf(s.labels);
-      let series = out.get(key);
+      let series = byObject.get(s.labels);
       if (!series) {
-        series = { labels: s.labels, ts: [], values: [] };
-        out.set(key, series);
+        const key = keyOf(s.labels);
+        series = out.get(key);
+        if (!series) {
+          series = { labels: s.labels, ts: [], values: [] };
+          out.set(key, series);
+        }
+        byObject.set(s.labels, series);
       }
       series.ts.push(t);
       series.values.push(s.value);
@@ -256,7 +262,7 @@ function rangeWindows(
   t: number,
   env: Env,
 ): { windows: Window[]; start: number; end: number } {
-  if (!e || e.type !== "selector" || e.rangeMs === undefined) {
+  if (e?.type !== "selector" || e.rangeMs === undefined) {
     throw new QueryError(`${func}() needs a range vector such as x[5m], got ${e ? typeOf(e) : "nothing"}`);
   }
   const at = t - e.offsetMs;
@@ -267,12 +273,6 @@ function rangeWindows(
     if (hi > lo) windows.push({ labels: s.labels, ts: s.data.ts, values: s.data.values, lo, hi });
   }
   return { windows, start: at - e.rangeMs, end: at };
-}
-
-function expectMatrix(e: Expr, func: string, t: number, env: Env) {
-  if (typeOf(e) !== "matrix")
-    throw new QueryError(`${func}() needs a range vector such as x[5m], got ${typeOf(e)}`);
-  return (evaluate(e, t, env) as Extract<Value, { type: "matrix" }>).series;
 }
 
 function expectVector(e: Expr | undefined, func: string, t: number, env: Env): Sample[] {
