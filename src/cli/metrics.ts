@@ -150,13 +150,13 @@ export const metricsCommand: CommandSpec = {
     if (!range) throw new UsageError(`--range ${rangeFlag}: give a duration such as 30m or 1h`, "metrics");
     const step = stepFlag ? parseDuration(stepFlag) : Math.max(15_000, Math.ceil(range / 60 / 1000) * 1000);
     if (!step) throw new UsageError(`--step ${stepFlag}: give a duration such as 15s`, "metrics");
-    // Points on multiples of the step read better (12:00:00, 12:00:15, …).
-    const last = Math.floor(end / (step / 1000)) * (step / 1000);
+    // Points on multiples of the step read better (12:00:00, 12:00:15, …); the last is at most `end`.
+    const stepSec = step / 1000;
     const reply = await client.get<PromReply<RangeResult>>("/prom/api/v1/query_range", {
       query,
-      start: last - range / 1000,
-      end: last,
-      step: step / 1000,
+      start: Math.floor((end - range / 1000) / stepSec) * stepSec,
+      end,
+      step: stepSec,
     });
     if (ctx.flags.json) printJson(ctx.stdout, reply.data);
     else println(ctx.stdout, rangeTable(reply.data.result));
