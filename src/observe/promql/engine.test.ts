@@ -218,3 +218,64 @@ test("aggregations, binary operators, topk, offset and range queries", (t) => {
   // A series stops being returned 5 minutes after its last sample (lookback).
   assert.equal(rangeQuery(db, "mem", at + 4 * 60_000, at + 6 * 60_000, 60_000)[0]?.ts.length, 1);
 });
+
+test("range queries give the same answers series by series (fast path) as step by step", (t) => {
+  const db = withDb(t);
+  const batch = [];
+  // Counters with a reset and a gap, gauges with NaN, and histogram buckets of two instances.
+  for (const inst of ["a", "b", "c"]) {
+    batch.push(
+      series({ __name__: "hits_total", inst, app: inst === "c" ? "y" : "x" }, 240, (i) =>
+        i < 100 ? i * 3 : (i - 100) * 2,
+      ),
+    );
+    const gauge = series({ __name__: "temp", inst }, 240, (i) =>
+      i % 37 === 0 ? Number.NaN : Math.sin(i) * 10,
+    );
+    gauge.samples = gauge.samples.filter((_, i) => i < 60 || i > 90);
+    batch.push(gauge);
+    for (const [le, per] of Object.entries({ "0.1": 2, "1": 5, "+Inf": 6 })) {
+      batch.push(series({ __name__: "dur_bucket", inst, le }, 240, (i) => i * per * (inst === "b" ? 2 : 1)));
+    }
+  }
+  db.append(batch);
+  const queries = [
+    "hits_total",
+    "rate(hits_total[5m])",
+    "irate(hits_total[1m] offset 2m)",
+    "increase(hits_total[2m])",
+    "delta(temp[3m])",
+    "sum by (app) (rate(hits_total[5m]))",
+    "avg without (inst) (temp)",
+    "max(temp) - 1",
+    "min by (inst) (temp)",
+    "count(temp > 0)",
+    "temp > bool 0",
+    "2 * -temp",
+    "group by (app) (hits_total)",
+    "avg_over_time(temp[5m])",
+    "max_over_time(temp[2m])",
+    "last_over_time(temp[2m])",
+    "count_over_time(temp[1m])",
+    "histogram_quantile(0.9, sum by (le) (rate(dur_bucket[5m])))",
+    "histogram_quantile(0.5, rate(dur_bucket[5m]))",
+    "1 + 2",
+  ];
+  const sorted = (r: ReturnType<typeof rangeQuery>) =>
+    JSON.stringify(
+      r
+        .map((s) => ({
+          ...s,
+          values: s.values.map((v) => (Number.isNaN(v) ? "NaN" : Math.round(v * 1e9) / 1e9)),
+        }))
+        .sort((a, b) => JSON.stringify(a.labels).localeCompare(JSON.stringify(b.labels))),
+    );
+  const start = T0 + 10 * 60_000;
+  const end = T0 + 59 * 60_000;
+  for (const q of queries) {
+    const fast = rangeQuery(db, q, start, end, 30_000);
+    const slow = rangeQuery(db, q, start, end, 30_000, { stepwise: true });
+    assert.ok(fast.length > 0, q);
+    assert.equal(sorted(fast), sorted(slow), q);
+  }
+});

@@ -12,6 +12,7 @@
 import { type Labels, labelsKey, NAME } from "../tsdb/labels.ts";
 import type { Samples, Tsdb } from "../tsdb/tsdb.ts";
 import { type Expr, isComparison, PromqlError, parsePromql } from "./parser.ts";
+import { fastRange } from "./range-fast.ts";
 
 /** How far back an instant selector looks for a sample (Prometheus' default). */
 export const LOOKBACK_MS = 5 * 60_000;
@@ -46,7 +47,8 @@ interface Loaded {
   data: Samples;
 }
 
-type Env = { loaded: Map<Expr, Loaded[]> };
+/** What a query has read: every selector's series, for the whole query range. */
+export type Env = { loaded: Map<Expr, Loaded[]> };
 
 /**
  * Labels without the metric name. Memoized by object: a series keeps the same
@@ -54,7 +56,7 @@ type Env = { loaded: Map<Expr, Loaded[]> };
  * (and their keys) are built once per series, not once per step.
  */
 const withoutName = new WeakMap<Labels, Labels>();
-const dropName = (l: Labels): Labels => {
+export const dropName = (l: Labels): Labels => {
   if (!(NAME in l)) return l;
   let out = withoutName.get(l);
   if (!out) {
@@ -128,13 +130,18 @@ export function instantQuery(db: Tsdb, query: string | Expr, t: number): Value {
   return evaluate(expr, t, env);
 }
 
-/** Evaluates at start, start+step, … ≤ end; the answer is a matrix (scalars become one series without labels). */
+/**
+ * Evaluates at start, start+step, … ≤ end; the answer is a matrix (scalars
+ * become one series without labels). Common chart expressions go series by
+ * series (range-fast.ts); `stepwise` forces the general path (tests compare both).
+ */
 export function rangeQuery(
   db: Tsdb,
   query: string | Expr,
   start: number,
   end: number,
   step: number,
+  options: { stepwise?: boolean } = {},
 ): RangeSeries[] {
   const expr = typeof query === "string" ? parsePromql(query) : query;
   if (step <= 0) throw new QueryError("step must be positive");
@@ -149,6 +156,12 @@ export function rangeQuery(
   }
   const env: Env = { loaded: new Map() };
   load(db, expr, start, end, env);
+  if (!options.stepwise) {
+    const steps: number[] = [];
+    for (let t = start; t <= end; t += step) steps.push(t);
+    const fast = fastRange(expr, steps, env);
+    if (fast) return fast;
+  }
   const out = new Map<string, RangeSeries>();
   // Most steps hand back the same labels objects (see dropName): look those up by identity first.
   const byObject = new Map<Labels, RangeSeries>();
@@ -342,7 +355,7 @@ function extreme(v: number[], lo: number, hi: number, max: boolean): number {
 }
 
 /** The *_over_time functions, over values[lo, hi) (never empty). */
-const OVER_TIME: Record<string, (v: number[], lo: number, hi: number) => number> = {
+export const OVER_TIME: Record<string, (v: number[], lo: number, hi: number) => number> = {
   avg_over_time: (v, lo, hi) => sumOf(v, lo, hi) / (hi - lo),
   sum_over_time: sumOf,
   min_over_time: (v, lo, hi) => extreme(v, lo, hi, false),
@@ -598,7 +611,7 @@ function histogramQuantileVector(q: number, samples: Sample[]): Value {
   };
 }
 
-function groupLabels(labels: Labels, grouping: string[], without: boolean): Labels {
+export function groupLabels(labels: Labels, grouping: string[], without: boolean): Labels {
   if (without) {
     const out: Labels = {};
     for (const [k, v] of Object.entries(labels)) if (k !== NAME && !grouping.includes(k)) out[k] = v;
@@ -675,7 +688,7 @@ function aggregate(e: Extract<Expr, { type: "aggregate" }>, t: number, env: Env)
   return { type: "vector", samples: out };
 }
 
-function arith(op: string, a: number, b: number): number {
+export function arith(op: string, a: number, b: number): number {
   switch (op) {
     case "+":
       return a + b;

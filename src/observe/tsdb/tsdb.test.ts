@@ -36,6 +36,7 @@ test("samples survive a head flush and a reopen; out-of-order and too-old sample
   db.flushHead();
   now += 15_000;
   db.append([{ labels: { job: "api", __name__: "up" }, samples: [[T0 + 15_000, 6]] }]);
+  db.append([{ labels: { __name__: "nan" }, samples: [[T0, Number.NaN]] }]);
   assert.deepEqual(
     db.read(db.select([{ name: "__name__", op: "=", value: "up" }])[0]?.id as number, T0 - MIN, T0 + MIN),
     {
@@ -51,6 +52,8 @@ test("samples survive a head flush and a reopen; out-of-order and too-old sample
   assert.deepEqual(again.read(s?.id as number, T0 - MIN, T0 + MIN).values, [1, 2, 6]);
   assert.equal(again.append([{ labels, samples: [[T0 + 15_000, 7]] }]).outOfOrder, 1);
   assert.deepEqual(again.labelValues("job"), ["api"]);
+  const nan = again.select([{ name: "__name__", op: "=", value: "nan" }])[0]?.id as number;
+  assert.ok(Number.isNaN(again.read(nan, T0, T0).values[0]), "NaN survives the head table");
   again.close();
 });
 

@@ -167,12 +167,13 @@ export class Tsdb {
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
       CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, labels TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS head (series INTEGER NOT NULL, ts INTEGER NOT NULL, v REAL NOT NULL);
+      -- SQLite stores NaN as NULL: value columns allow NULL, read back as NaN.
+      CREATE TABLE IF NOT EXISTS head (series INTEGER NOT NULL, ts INTEGER NOT NULL, v REAL);
       CREATE TABLE IF NOT EXISTS chunks (series INTEGER NOT NULL, mint INTEGER NOT NULL, maxt INTEGER NOT NULL,
         data BLOB NOT NULL, PRIMARY KEY (series, mint)) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS chunks_mint ON chunks (mint);
-      CREATE TABLE IF NOT EXISTS down (series INTEGER NOT NULL, ts INTEGER NOT NULL, last REAL NOT NULL,
-        min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,
+      CREATE TABLE IF NOT EXISTS down (series INTEGER NOT NULL, ts INTEGER NOT NULL, last REAL,
+        min REAL, max REAL, sum REAL, count INTEGER NOT NULL,
         PRIMARY KEY (series, ts)) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS down_ts ON down (ts);
       CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -216,12 +217,12 @@ export class Tsdb {
       if (s) s.last = r.t;
     }
     for (const row of this.#db.prepare("SELECT series, ts, v FROM head ORDER BY rowid").iterate()) {
-      const r = row as { series: number; ts: number; v: number };
+      const r = row as { series: number; ts: number; v: number | null };
       const s = this.#byId.get(r.series);
       if (!s) continue;
       s.head ??= { ts: [], values: [] };
       s.head.ts.push(r.ts);
-      s.head.values.push(r.v);
+      s.head.values.push(r.v ?? Number.NaN);
       s.last = r.ts;
       this.#headSamples++;
     }
@@ -348,9 +349,9 @@ export class Tsdb {
     const out: Samples = { ts: [], values: [] };
     if (from < this.#rawFrom) {
       for (const row of this.#st.readDown.iterate(id, from, Math.min(to, this.#rawFrom - 1))) {
-        const r = row as { ts: number; last: number };
+        const r = row as { ts: number; last: number | null };
         out.ts.push(r.ts);
-        out.values.push(r.last);
+        out.values.push(r.last ?? Number.NaN);
       }
     }
     const rawFrom = Math.max(from, this.#rawFrom);
