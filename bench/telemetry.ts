@@ -177,14 +177,18 @@ async function metricsSection(): Promise<Figure[]> {
     const points = first.data.result.reduce((n, s) => n + s.values.length, 0);
     for (let i = 0; i < 5; i++) await (await get()).text();
     const times: number[] = [];
+    const cpuTimes: number[] = [];
     const qEnd = Date.now() + SECONDS * 1000;
     while ((Date.now() < qEnd || times.length < 50) && times.length < 2000) {
       const t0 = performance.now();
+      const c0 = cpuSeconds();
       const res = await get();
       await res.text();
       times.push(performance.now() - t0);
+      cpuTimes.push((cpuSeconds() - c0) * 1000);
     }
     times.sort((a, b) => a - b);
+    cpuTimes.sort((a, b) => a - b);
     const p99 = percentile(times, 0.99);
     figures.push({
       name: `1-hour range chart over 100 series, rate()[5m] step 15 s (${fmt(points)} points, ${times.length} queries): p50 ${percentile(times, 0.5).toFixed(1)} ms, p99`,
@@ -192,6 +196,12 @@ async function metricsSection(): Promise<Figure[]> {
       unit: "ms",
       target: "≤ 50",
       ok: p99 <= 50,
+    });
+    // On a shared machine the wall-clock p99 mostly measures waiting for a core; the CPU time is the work.
+    figures.push({
+      name: `the same, CPU time per query (server and client, this process): p50 ${percentile(cpuTimes, 0.5).toFixed(1)} ms, p99`,
+      value: percentile(cpuTimes, 0.99),
+      unit: "ms",
     });
     return figures;
   });
