@@ -199,6 +199,10 @@ test("aggregations, binary operators, topk, offset and range queries", (t) => {
     { labels: { app: "shop" }, value: 0.25 },
   ]);
   assert.throws(
+    () => rangeQuery(db, "sum(mem)", T0, at, 15_000, { maxSamples: 100 }),
+    (e: unknown) => e instanceof QueryError && /reads more than 100 samples/.test(e.message),
+  );
+  assert.throws(
     () => instantQuery(db, "rate(mem)", at),
     (e: unknown) => e instanceof QueryError && /range vector/.test(e.message),
   );

@@ -48,7 +48,15 @@ interface Loaded {
 }
 
 /** What a query has read: every selector's series, for the whole query range. */
-export type Env = { loaded: Map<Expr, Loaded[]> };
+export type Env = { loaded: Map<Expr, Loaded[]>; samples: number; maxSamples: number };
+
+/** Most samples one query may read (about 16 bytes each in memory), like Prometheus' query.max-samples. */
+export const MAX_QUERY_SAMPLES = 10_000_000;
+
+export interface QueryOptions {
+  /** Refuse queries that read more samples than this (default MAX_QUERY_SAMPLES). */
+  maxSamples?: number;
+}
 
 /**
  * Labels without the metric name. Memoized by object: a series keeps the same
@@ -97,10 +105,18 @@ function load(db: Tsdb, expr: Expr, start: number, end: number, env: Env): void 
       const back = expr.rangeMs ?? LOOKBACK_MS;
       const from = start - expr.offsetMs - back;
       const to = end - expr.offsetMs;
-      env.loaded.set(
-        expr,
-        db.select(expr.matchers).map((s) => ({ labels: s.labels, data: db.read(s.id, from, to) })),
-      );
+      const loaded: Loaded[] = [];
+      for (const s of db.select(expr.matchers)) {
+        const data = db.read(s.id, from, to);
+        env.samples += data.ts.length;
+        if (env.samples > env.maxSamples) {
+          throw new QueryError(
+            `query reads more than ${env.maxSamples.toLocaleString("en-US")} samples: narrow the selectors or the range`,
+          );
+        }
+        loaded.push({ labels: s.labels, data });
+      }
+      env.loaded.set(expr, loaded);
       return;
     }
     case "call":
@@ -123,9 +139,9 @@ function load(db: Tsdb, expr: Expr, start: number, end: number, env: Env): void 
 }
 
 /** Evaluates at one instant `t` (ms). */
-export function instantQuery(db: Tsdb, query: string | Expr, t: number): Value {
+export function instantQuery(db: Tsdb, query: string | Expr, t: number, options: QueryOptions = {}): Value {
   const expr = typeof query === "string" ? parsePromql(query) : query;
-  const env: Env = { loaded: new Map() };
+  const env: Env = { loaded: new Map(), samples: 0, maxSamples: options.maxSamples ?? MAX_QUERY_SAMPLES };
   load(db, expr, t, t, env);
   return evaluate(expr, t, env);
 }
@@ -141,7 +157,7 @@ export function rangeQuery(
   start: number,
   end: number,
   step: number,
-  options: { stepwise?: boolean } = {},
+  options: QueryOptions & { stepwise?: boolean } = {},
 ): RangeSeries[] {
   const expr = typeof query === "string" ? parsePromql(query) : query;
   if (step <= 0) throw new QueryError("step must be positive");
@@ -154,7 +170,7 @@ export function rangeQuery(
   if (t0 !== "vector" && t0 !== "scalar") {
     throw new QueryError(`a range query needs an instant vector or scalar expression, got ${t0}`);
   }
-  const env: Env = { loaded: new Map() };
+  const env: Env = { loaded: new Map(), samples: 0, maxSamples: options.maxSamples ?? MAX_QUERY_SAMPLES };
   load(db, expr, start, end, env);
   if (!options.stepwise) {
     const steps: number[] = [];
