@@ -85,7 +85,12 @@ test("pushed points: JSON and text are stored; malformed input is 400 naming the
   });
   assert.equal(ok.status, 200);
   assert.deepEqual(ok.body, { accepted: 2, outOfOrder: 0, tooOld: 0 });
-  const text = await call("POST", "/metrics/write", 'pushed_temp{room="b"} 19\n', "text/plain");
+  const text = await call(
+    "POST",
+    "/metrics/write",
+    'pushed_temp{room="b"} 19\n',
+    "text/plain; version=0.0.4",
+  );
   assert.equal(text.status, 200);
   assert.equal(text.body.accepted, 1);
 
