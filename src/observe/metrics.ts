@@ -79,7 +79,10 @@ export class Metrics {
       tsdb: this.tsdb,
       targets: () => this.targets(),
       intervalMs: options.scrapeIntervalMs,
-      onError: (target, err) => this.#logger.debug("scrape failed", { target, err: err.message }),
+      onError: (target, err, kind) =>
+        kind === "scrape"
+          ? this.#logger.debug("scrape failed", { target, err: err.message })
+          : this.#logger.warn("metrics collection failed", { target, err: err.message }),
     });
   }
 

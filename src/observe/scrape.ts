@@ -47,7 +47,8 @@ export interface ScraperOptions {
   timeoutMs?: number;
   /** Largest body accepted from a target (16 MiB). */
   maxBytes?: number;
-  onError?: (target: string, err: Error) => void;
+  /** A target that failed (routine: "scrape") or the storage that failed ("store"). */
+  onError?: (target: string, err: Error, kind: "scrape" | "store") => void;
 }
 
 /** `job` and `instance` (host:port) labels for a target, the way Prometheus names them. */
@@ -94,7 +95,7 @@ export class Scraper {
     try {
       targets = await this.#o.targets();
     } catch (err) {
-      if (!this.#stopped) this.#o.onError?.("(target list)", err as Error);
+      if (!this.#stopped) this.#o.onError?.("(target list)", err as Error, "store");
       return;
     }
     if (this.#stopped) return;
@@ -135,7 +136,7 @@ export class Scraper {
           ? `timed out after ${this.#o.timeoutMs} ms`
           : (err as Error).message;
       series = [];
-      this.#o.onError?.(t.name, new Error(`scraping ${t.url}: ${error}`));
+      this.#o.onError?.(t.name, new Error(`scraping ${t.url}: ${error}`), "scrape");
     }
     const duration = Date.now() - started;
     const meta = (name: string, value: number): WriteSeries => ({
@@ -148,7 +149,13 @@ export class Scraper {
       meta("scrape_samples_scraped", error ? 0 : series.length),
     );
     if (this.#stopped) return this.#unknown(t);
-    this.#o.tsdb.append(series);
+    try {
+      this.#o.tsdb.append(series);
+    } catch (err) {
+      // A storage failure must not end the scrape loop (or the process): report it, keep scraping.
+      error = `storing the samples failed: ${(err as Error).message}`;
+      this.#o.onError?.(t.name, new Error(error), "store");
+    }
     const health: TargetHealth = {
       name: t.name,
       url: t.url,
