@@ -183,3 +183,28 @@ test("compaction merges the chunks of a finished hour into one, data unchanged",
   assert.deepEqual(db.read(id, T0 + 20 * MIN, T0 + 40 * MIN).values, [20, 20.5, 40]);
   db.close();
 });
+
+test("a failed append leaves nothing behind: no samples, no half-made series", (t) => {
+  const dir = tempDir(t);
+  const db = new Tsdb({ dir, now: () => T0 });
+  db.append([{ labels: { __name__: "old" }, samples: [[T0 - 1000, 1]] }]);
+  // The second sample cannot be bound: the whole transaction rolls back.
+  const bad = { __name__: "bad" };
+  assert.throws(() =>
+    db.append([
+      { labels: { __name__: "fresh" }, samples: [[T0, 1]] },
+      { labels: bad, samples: [[{} as unknown as number, 2]] },
+    ]),
+  );
+  assert.deepEqual(db.select([{ name: "__name__", op: "=~", value: "fresh|bad" }]), []);
+  db.append([
+    { labels: { __name__: "fresh" }, samples: [[T0, 5]] },
+    { labels: { __name__: "old" }, samples: [[T0, 2]] },
+  ]);
+  const fresh = db.select([{ name: "__name__", op: "=", value: "fresh" }]);
+  assert.equal(fresh.length, 1);
+  assert.deepEqual(db.read(fresh[0]?.id as number, 0, T0).values, [5]);
+  const old = db.select([{ name: "__name__", op: "=", value: "old" }])[0]?.id as number;
+  assert.deepEqual(db.read(old, 0, T0).values, [1, 2]);
+  db.close();
+});

@@ -237,7 +237,8 @@ export class Tsdb {
     else this.#byName.set(name, [s]);
   }
 
-  #intern(labels: Labels): MemSeries {
+  /** The series of a label set, created when new (and listed in `created`, to undo on rollback). */
+  #intern(labels: Labels, created: { s: MemSeries; key: string }[]): MemSeries {
     const key = labelsKey(labels);
     const found = this.#byKey.get(key);
     if (found) return found;
@@ -245,6 +246,7 @@ export class Tsdb {
     const row = this.#st.insertSeries.get(key, JSON.stringify(norm)) as { id: number };
     const s: MemSeries = { id: row.id, labels: norm, last: -Infinity, head: undefined };
     this.#index(s, key);
+    created.push({ s, key });
     this.#writtenSince += key.length * 2 + 16;
     return s;
   }
@@ -255,10 +257,11 @@ export class Tsdb {
     const oldest = Math.max(this.#rawFrom, this.#now() - this.rawRetentionMs);
     const added: { s: MemSeries; ts: number; v: number }[] = [];
     const lastBefore = new Map<MemSeries, number>();
+    const created: { s: MemSeries; key: string }[] = [];
     this.#db.exec("BEGIN");
     try {
       for (const w of batch) {
-        const s = this.#intern(w.labels);
+        const s = this.#intern(w.labels, created);
         if (!lastBefore.has(s)) lastBefore.set(s, s.last);
         for (const [ts, v] of w.samples) {
           if (ts < oldest) {
@@ -278,6 +281,13 @@ export class Tsdb {
     } catch (err) {
       this.#db.exec("ROLLBACK");
       for (const [s, last] of lastBefore) s.last = last;
+      // Their rows are gone with the transaction: SQLite would hand their ids out again.
+      for (const { s, key } of created) {
+        this.#byKey.delete(key);
+        this.#byId.delete(s.id);
+        const list = this.#byName.get(s.labels[NAME] ?? "");
+        if (list) list.splice(list.indexOf(s), 1);
+      }
       throw err;
     }
     for (const { s, ts, v } of added) {
