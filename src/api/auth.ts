@@ -40,6 +40,11 @@ export class Authenticator {
   }
 
   async check(header: string | undefined): Promise<Token> {
+    // Basic auth with the token as password, for data-source clients that only send that (promtool).
+    if (header?.startsWith("Basic ")) {
+      const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
+      header = `Bearer ${decoded.slice(decoded.indexOf(":") + 1)}`;
+    }
     if (!header?.startsWith("Bearer ")) {
       throw new HerdError(
         "unauthorized",

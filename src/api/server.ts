@@ -23,6 +23,7 @@ import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { LogStore } from "../observe/log-store.ts";
+import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
@@ -32,6 +33,7 @@ import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
@@ -49,6 +51,8 @@ export interface ServerOptions {
   maxUploadBytes?: number;
   /** Span retention, size limit and forwarding. */
   traces?: TracesOptions;
+  /** Metrics storage and collection (retention, size limit, scrape interval, ingest queue). */
+  metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
 }
 
 /** What the routes are handed. */
@@ -63,6 +67,8 @@ export interface ApiDeps {
   gateways: GatewayBook;
   /** Spans: store, forwarder, ingest token. */
   traces: Traces;
+  /** Metrics storage, collection and the API server's own exporter. */
+  metrics: Metrics;
   maxUploadBytes: number;
   version: string;
   /** The platform's settings (resource unit, timings). */
@@ -81,6 +87,8 @@ export interface RunningServer {
   adminTokenFile: string;
   store: Store;
   controllers: ControllerManager;
+  /** Metrics storage and collection. */
+  metrics: Metrics;
   /** The live settings (herd up fills in the gateway's address once it listens). */
   settings: Settings;
   /** Spans; also the in-process SpanSink for a gateway in this process. */
@@ -96,6 +104,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"));
   const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
+  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
@@ -123,6 +132,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     gateways,
     traces,
+    metrics,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
@@ -160,6 +170,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
   await controllers.start();
+  metrics.selfUrl = url;
+  metrics.start();
   logger.info("control plane listening", { url });
 
   return {
@@ -169,12 +181,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     adminTokenFile: admin.file,
     store,
     controllers,
+    metrics,
     settings,
     traces,
     close: async () => {
       controllers.stop();
       await app.close();
       await gateways.close();
+      metrics.close();
       logs.close();
       await traces.close();
       await store.close();
@@ -243,6 +257,17 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
   );
 
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+  // The API server's own metrics, unauthenticated like /healthz so any Prometheus can scrape it:
+  // process figures and request counts only, nothing about tenants' data.
+  const self = deps.metrics.self;
+  app.addHook("onResponse", async (req, reply) => {
+    const route = req.routeOptions.url ?? "unmatched";
+    self.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    self.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+  app.get("/metrics", { schema: { hide: true } }, async (_req, reply) =>
+    reply.type(self.registry.contentType).send(await self.registry.metrics()),
+  );
   app.register(
     async (api) => {
       api.addHook("onRequest", async (req) => {
@@ -255,6 +280,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);
       traceRoutes(api, deps);
+      metricsRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

@@ -16,6 +16,7 @@ import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { logsCommand } from "./logs.ts";
+import { metricsCommand } from "./metrics.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
 import type { Items } from "./types.ts";
 
@@ -245,6 +246,7 @@ export const COMMANDS: CommandSpec[] = [
   releasesCommand,
   rollbackCommand,
   eventsCommand,
+  metricsCommand,
   nodesCommand,
   consumersCommand,
   instancesCommand,

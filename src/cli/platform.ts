@@ -31,6 +31,7 @@ import { DEFAULT_METRICS_PORT } from "../gateway/metrics-server.ts";
 import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
+import { parseDuration } from "../observe/promql/parser.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -43,6 +44,7 @@ const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -57,8 +59,12 @@ The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
 pairs given (picked by SNI; the first is the default), else with a
 self-signed certificate for localhost and *.localhost made once in
 DIR/tls/. --no-https serves HTTP only.
+Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
+aggregates for --metrics-downsampled-retention, never more than
+--metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.
@@ -190,6 +196,10 @@ export async function runUp(argv: string[]): Promise<number> {
     ...HTTPS_FLAGS,
     "no-https": { type: "boolean" },
     ...TRACE_SERVER_FLAGS,
+    "metrics-max-size": { type: "string", default: "1Gi" },
+    "metrics-retention": { type: "string", default: "24h" },
+    "metrics-downsampled-retention": { type: "string", default: "30d" },
+    "scrape-interval": { type: "string", default: "15s" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
@@ -213,6 +223,7 @@ export async function runUp(argv: string[]): Promise<number> {
     settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
     traces: tracesOptionsFromFlags(v),
+    metrics: metricsOf(v),
   });
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),
@@ -347,6 +358,10 @@ export async function runServer(argv: string[]): Promise<number> {
     "unit-cpu": { type: "string", default: "0.25" },
     "unit-memory": { type: "string", default: "256Mi" },
     ...TRACE_SERVER_FLAGS,
+    "metrics-max-size": { type: "string", default: "1Gi" },
+    "metrics-retention": { type: "string", default: "24h" },
+    "metrics-downsampled-retention": { type: "string", default: "30d" },
+    "scrape-interval": { type: "string", default: "15s" },
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -362,6 +377,7 @@ export async function runServer(argv: string[]): Promise<number> {
     },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
     traces: tracesOptionsFromFlags(v),
+    metrics: metricsOf(v),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
   await untilSignal();
@@ -393,6 +409,31 @@ const memoryFlag = (value: unknown, name: string): number => {
     throw new HerdError("invalid", `--${name} must be a quantity like 512Mi or 4Gi, got ${value}`);
   }
 };
+
+const durationFlag = (value: unknown, name: string, minMs: number): number => {
+  const ms = parseDuration(String(value));
+  if (ms === undefined || ms < minMs) {
+    throw new HerdError(
+      "invalid",
+      `--${name} must be a duration like 15s, 24h or 30d (at least ${minMs / 1000}s), got ${value}`,
+    );
+  }
+  return ms;
+};
+
+/** Metrics storage and collection, from the --metrics-* and --scrape-interval flags. */
+const metricsOf = (v: Record<string, unknown>) => ({
+  storage: {
+    maxBytes: memoryFlag(v["metrics-max-size"], "metrics-max-size"),
+    rawRetentionMs: durationFlag(v["metrics-retention"], "metrics-retention", 60_000),
+    downsampledRetentionMs: durationFlag(
+      v["metrics-downsampled-retention"],
+      "metrics-downsampled-retention",
+      60_000,
+    ),
+  },
+  scrapeIntervalMs: durationFlag(v["scrape-interval"], "scrape-interval", 1000),
+});
 
 /** One resource unit, from --unit-cpu and --unit-memory. */
 const unitOf = (v: Record<string, unknown>) => {

@@ -32,6 +32,7 @@ export const KINDS = [
   "token",
   "consumer",
   "route",
+  "scrape_target",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

@@ -1,0 +1,115 @@
+/**
+ * The control plane's metrics: storage, collection, pushed points and the
+ * API server's own exporter, started and stopped together.
+ *
+ *   scraper ──┐
+ *   POST write ─► IngestQueue ─► Tsdb (<data>/metrics/) ◄── PromQL engine ◄── query API
+ *   maintenance timer ────────────┘   (flush, downsample, retention, size limit)
+ */
+
+import { join } from "node:path";
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import type { Logger } from "../common/log.ts";
+import type { Store } from "../store/store.ts";
+import { IngestQueue } from "./ingest.ts";
+import { Scraper, type ScrapeTarget } from "./scrape.ts";
+import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
+
+export interface MetricsOptions {
+  /** The data dir; metrics live in `<dataDir>/metrics/`. */
+  dataDir: string;
+  store: Store;
+  logger: Logger;
+  /** Retention, downsampling and size limit of the storage. */
+  storage?: Omit<TsdbOptions, "dir">;
+  /** How often targets are scraped (default 15 s). */
+  scrapeIntervalMs?: number;
+  /** Points that may wait to be written before pushes get 429 (default 500,000). */
+  ingestQueuePoints?: number;
+  /** How often retention, downsampling and the size limit run (default 60 s). */
+  maintainEveryMs?: number;
+}
+
+/** The store kind holding registered scrape targets. */
+export const TARGET_KIND = "scrape_target";
+
+/** The API server's own exporter: process metrics plus requests by route and status. */
+export class ApiSelfMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"method" | "route" | "status">;
+  readonly duration: Histogram<"method" | "route">;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({
+      name: "herd_api_requests_total",
+      help: "API requests answered, by method, route pattern and status code.",
+      labelNames: ["method", "route", "status"],
+      registers: [this.registry],
+    });
+    this.duration = new Histogram({
+      name: "herd_api_request_duration_seconds",
+      help: "Time to answer API requests, by method and route pattern.",
+      labelNames: ["method", "route"],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [this.registry],
+    });
+  }
+}
+
+export class Metrics {
+  readonly tsdb: Tsdb;
+  readonly queue: IngestQueue;
+  readonly scraper: Scraper;
+  readonly self = new ApiSelfMetrics();
+  readonly #store: Store;
+  readonly #logger: Logger;
+  readonly #maintainEveryMs: number;
+  #maintainTimer: NodeJS.Timeout | undefined;
+  /** The API server's base URL once it listens: herd's own scrape target. */
+  selfUrl: string | undefined;
+
+  constructor(options: MetricsOptions) {
+    this.#store = options.store;
+    this.#logger = options.logger;
+    this.tsdb = new Tsdb({ ...options.storage, dir: join(options.dataDir, "metrics") });
+    this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
+    this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
+    this.scraper = new Scraper({
+      tsdb: this.tsdb,
+      targets: () => this.targets(),
+      intervalMs: options.scrapeIntervalMs,
+      onError: (target, err, kind) =>
+        kind === "scrape"
+          ? this.#logger.debug("scrape failed", { target, err: err.message })
+          : this.#logger.warn("metrics collection failed", { target, err: err.message }),
+    });
+  }
+
+  /** Registered targets (store) plus herd's own API server. */
+  async targets(): Promise<ScrapeTarget[]> {
+    const registered = (await this.#store.list<ScrapeTarget>(TARGET_KIND)).items.map((o) => o.value);
+    const own: ScrapeTarget[] = this.selfUrl
+      ? [{ name: "herd-api", url: `${this.selfUrl}/metrics`, labels: { component: "api" }, createdAt: "" }]
+      : [];
+    return [...own, ...registered];
+  }
+
+  start(): void {
+    this.scraper.start();
+    this.#maintainTimer = setInterval(() => {
+      try {
+        this.tsdb.maintain();
+      } catch (err) {
+        this.#logger.error("metrics maintenance failed", { err });
+      }
+    }, this.#maintainEveryMs);
+    this.#maintainTimer.unref();
+  }
+
+  close(): void {
+    this.scraper.stop();
+    clearInterval(this.#maintainTimer);
+    this.tsdb.close();
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Collection: the control plane scrapes Prometheus text endpoints on an
+ * interval and writes what it finds into the Tsdb.
+ *
+ *   targets (herd's own + `scrape_target` objects in the store) ─► every interval: GET url ─► parseText ─► Tsdb.append
+ *
+ * Every scrape also writes `up` (1 or 0), `scrape_duration_seconds` and
+ * `scrape_samples_scraped` for the target, as Prometheus does, so a target
+ * that stops answering shows as `up == 0`.
+ */
+
+import type { Labels } from "./tsdb/labels.ts";
+import { parseText } from "./tsdb/text-format.ts";
+import type { Tsdb, WriteSeries } from "./tsdb/tsdb.ts";
+
+/** A registered scrape target (store kind `scrape_target`, key = name). */
+export interface ScrapeTarget {
+  name: string;
+  /** Full URL of the text endpoint, e.g. http://10.0.0.5:9100/metrics. */
+  url: string;
+  /** Added to every series scraped (job defaults to the target's name). */
+  labels: Record<string, string>;
+  /** Scrape interval in seconds (default: the collector's, 15). */
+  intervalSeconds?: number;
+  createdAt: string;
+}
+
+/** How the last scrape of a target went. */
+export interface TargetHealth {
+  name: string;
+  url: string;
+  labels: Labels;
+  health: "up" | "down" | "unknown";
+  lastScrape: string | null;
+  lastError: string | null;
+  lastDurationMs: number | null;
+  samples: number;
+}
+
+export interface ScraperOptions {
+  tsdb: Tsdb;
+  /** The current target list (read before every round; cheap). */
+  targets: () => Promise<ScrapeTarget[]>;
+  /** Default interval (15 s). */
+  intervalMs?: number;
+  /** Per-scrape timeout (10 s, at most the interval). */
+  timeoutMs?: number;
+  /** Largest body accepted from a target (16 MiB). */
+  maxBytes?: number;
+  /** A target that failed (routine: "scrape") or the storage that failed ("store"). */
+  onError?: (target: string, err: Error, kind: "scrape" | "store") => void;
+}
+
+/** `job` and `instance` (host:port) labels for a target, the way Prometheus names them. */
+export function targetLabels(t: ScrapeTarget): Labels {
+  const u = new URL(t.url);
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return { job: t.name, instance: `${u.hostname}:${port}`, ...t.labels };
+}
+
+export class Scraper {
+  readonly #o: Required<Omit<ScraperOptions, "onError">> & Pick<ScraperOptions, "onError">;
+  readonly #health = new Map<string, TargetHealth>();
+  readonly #due = new Map<string, number>();
+  readonly #running = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(options: ScraperOptions) {
+    const intervalMs = options.intervalMs ?? 15_000;
+    this.#o = {
+      ...options,
+      intervalMs,
+      timeoutMs: Math.min(options.timeoutMs ?? 10_000, intervalMs),
+      maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
+    };
+  }
+
+  /** Checks for due targets every second (or every interval, when shorter). */
+  start(): void {
+    const tick = Math.min(1000, this.#o.intervalMs);
+    this.#timer = setInterval(() => void this.#round(), tick);
+    this.#timer.unref();
+    void this.#round();
+  }
+
+  /** Stops scraping; a scrape still in flight stores nothing. */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+
+  async #round(): Promise<void> {
+    let targets: ScrapeTarget[];
+    try {
+      targets = await this.#o.targets();
+    } catch (err) {
+      if (!this.#stopped) this.#o.onError?.("(target list)", err as Error, "store");
+      return;
+    }
+    if (this.#stopped) return;
+    const now = Date.now();
+    const names = new Set(targets.map((t) => t.name));
+    for (const name of this.#health.keys()) if (!names.has(name)) this.#health.delete(name);
+    for (const t of targets) {
+      if (this.#running.has(t.name) || (this.#due.get(t.name) ?? 0) > now) continue;
+      this.#due.set(t.name, now + (t.intervalSeconds ? t.intervalSeconds * 1000 : this.#o.intervalMs));
+      this.#running.add(t.name);
+      void this.scrape(t).finally(() => this.#running.delete(t.name));
+    }
+  }
+
+  /** Scrapes one target now and stores what it returned (or up=0). */
+  async scrape(t: ScrapeTarget): Promise<TargetHealth> {
+    const base = targetLabels(t);
+    const started = Date.now();
+    let series: WriteSeries[] = [];
+    let error: string | null = null;
+    try {
+      const res = await fetch(t.url, {
+        headers: { accept: "text/plain;version=0.0.4;q=1,*/*;q=0.1" },
+        signal: AbortSignal.timeout(this.#o.timeoutMs),
+      });
+      if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
+      const length = Number(res.headers.get("content-length") ?? 0);
+      if (length > this.#o.maxBytes) throw new Error(`body of ${length} bytes is over the limit`);
+      const text = await res.text();
+      if (text.length > this.#o.maxBytes) throw new Error(`body of ${text.length} bytes is over the limit`);
+      series = parseText(text).samples.map((s) => ({
+        labels: { ...s.labels, ...base },
+        samples: [[s.timestamp ?? started, s.value]],
+      }));
+    } catch (err) {
+      error =
+        (err as Error).name === "TimeoutError"
+          ? `timed out after ${this.#o.timeoutMs} ms`
+          : (err as Error).message;
+      series = [];
+      this.#o.onError?.(t.name, new Error(`scraping ${t.url}: ${error}`), "scrape");
+    }
+    const duration = Date.now() - started;
+    const meta = (name: string, value: number): WriteSeries => ({
+      labels: { __name__: name, ...base },
+      samples: [[started, value]],
+    });
+    series.push(
+      meta("up", error ? 0 : 1),
+      meta("scrape_duration_seconds", duration / 1000),
+      meta("scrape_samples_scraped", error ? 0 : series.length),
+    );
+    if (this.#stopped) return this.#unknown(t);
+    try {
+      this.#o.tsdb.append(series);
+    } catch (err) {
+      // A storage failure must not end the scrape loop (or the process): report it, keep scraping.
+      error = `storing the samples failed: ${(err as Error).message}`;
+      this.#o.onError?.(t.name, new Error(error), "store");
+    }
+    const health: TargetHealth = {
+      name: t.name,
+      url: t.url,
+      labels: base,
+      health: error ? "down" : "up",
+      lastScrape: new Date(started).toISOString(),
+      lastError: error,
+      lastDurationMs: duration,
+      samples: error ? 0 : series.length - 3,
+    };
+    this.#health.set(t.name, health);
+    return health;
+  }
+
+  /** Targets with the outcome of their last scrape. */
+  health(targets: ScrapeTarget[]): TargetHealth[] {
+    return targets.map((t) => this.#health.get(t.name) ?? this.#unknown(t));
+  }
+
+  #unknown(t: ScrapeTarget): TargetHealth {
+    return {
+      name: t.name,
+      url: t.url,
+      labels: targetLabels(t),
+      health: "unknown",
+      lastScrape: null,
+      lastError: null,
+      lastDurationMs: null,
+      samples: 0,
+    };
+  }
+}
