@@ -56,15 +56,35 @@ export const RollbackBody = T.Object(
   { additionalProperties: false },
 );
 
-export const LogsQuery = T.Object({
+const LogLevelParam = T.Union(
+  ["trace", "debug", "info", "warn", "error", "fatal"].map((l) => T.Literal(l)),
+  { description: "this level and above (entries without a level are left out)" },
+);
+
+/** Filters of every log read: list, NDJSON follow and SSE. */
+const LogFilters = {
   tenant: T.Optional(Name),
   service: T.Optional(Name),
   instance: T.Optional(T.String({ maxLength: 100 })),
+  stream: T.Optional(
+    T.Union([T.Literal("stdout"), T.Literal("stderr"), T.Literal("event")], {
+      description: "stdout, stderr, or event (platform events)",
+    }),
+  ),
+  level: T.Optional(LogLevelParam),
+  text: T.Optional(
+    T.String({ minLength: 1, maxLength: 200, description: "substring of the line, any case" }),
+  ),
   tail: T.Optional(T.Integer({ minimum: 0, maximum: 10000 })),
   after: T.Optional(T.Integer({ minimum: 0, description: "cursor: the seq of the last entry seen" })),
   since: T.Optional(T.String({ format: "date-time" })),
   follow: T.Optional(T.Boolean()),
-});
+};
+
+export const LogsQuery = T.Object(LogFilters);
+
+/** The tenant-wide stream: every app's entries and the platform's events. */
+export const AllLogsQuery = T.Object({ ...LogFilters, app: T.Optional(Name) });
 
 export const EventsQuery = T.Object({
   tenant: T.Optional(Name),
@@ -124,7 +144,7 @@ export const LogBatchBody = T.Object({
   lines: T.Array(
     T.Object({
       instance: T.String({ maxLength: 100 }),
-      time: T.String({ maxLength: 40 }),
+      time: T.String({ format: "date-time", maxLength: 40 }),
       stream: T.Union([T.Literal("stdout"), T.Literal("stderr")]),
       line: T.String({ maxLength: 65536 }),
     }),

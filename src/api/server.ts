@@ -22,7 +22,7 @@ import { EventRecorder } from "../controllers/events.ts";
 import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
-import { LogStore } from "../observe/log-store.ts";
+import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
@@ -32,6 +32,7 @@ import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
+import { logRoutes } from "./routes/logs.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
@@ -49,6 +50,14 @@ export interface ServerOptions {
   maxUploadBytes?: number;
   /** Span retention, size limit and forwarding. */
   traces?: TracesOptions;
+  /** Log retention (age, size), ingest queue and the SSE heartbeat. */
+  logs?: LogsOptions;
+}
+
+/** How logs.db is bounded, and how often idle log streams get a heartbeat. */
+export interface LogsOptions extends Omit<LogStoreOptions, "clock"> {
+  /** A `: ping` comment on idle SSE streams this often (default 15 s). */
+  heartbeatMs?: number;
 }
 
 /** What the routes are handed. */
@@ -59,6 +68,8 @@ export interface ApiDeps {
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;
   logs: LogStore;
+  /** How often an idle log stream gets a heartbeat. */
+  logsHeartbeatMs: number;
   /** What each gateway has applied (live-config.ts routes). */
   gateways: GatewayBook;
   /** Spans: store, forwarder, ingest token. */
@@ -94,9 +105,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const settings: Settings = { ...DEFAULT_SETTINGS, ...options.settings };
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
-  const logs = new LogStore(join(dataDir, "logs.db"));
+  const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
   const events = new EventRecorder(store, systemClock, logger.child("events"));
+  // Every platform event is also an entry of the log stream, next to the apps' own lines.
+  events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
   const controllers = new ControllerManager(ctx);
@@ -121,6 +134,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     deployLogs,
     artifacts,
     logs,
+    logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
     traces,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
@@ -251,6 +265,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       platformRoutes(api, deps);
+      logRoutes(api, deps);
       consumerRoutes(api, deps);
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);
