@@ -96,6 +96,8 @@ export interface RunningServer {
   settings: Settings;
   /** Spans; also the in-process SpanSink for a gateway in this process. */
   traces: Traces;
+  /** The log stream's store. */
+  logs: LogStore;
   close(): Promise<void>;
 }
 
@@ -185,8 +187,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     controllers,
     settings,
     traces,
+    logs,
     close: async () => {
       controllers.stop();
+      // Open log streams end first: the HTTP server waits for every connection.
+      logs.endStreams();
       await app.close();
       await gateways.close();
       logs.close();

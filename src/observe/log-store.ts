@@ -133,6 +133,7 @@ export class LogStore {
   #lastAgeTrim = 0;
   #lastDiskCheck = Number.NEGATIVE_INFINITY;
   #diskBudget = Number.POSITIVE_INFINITY;
+  #ended = false;
 
   constructor(path: string, options: LogStoreOptions = {}) {
     this.#dir = dirname(path);
@@ -293,6 +294,17 @@ export class LogStore {
     if (this.#queue.length > 0) this.flush();
     const row = this.#db.prepare("SELECT MAX(seq) AS max FROM logs").get() as { max: number | null };
     return Number(row.max ?? 0);
+  }
+
+  /** Whether endStreams() was called: followers should finish. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Tells every follower to finish (the server is shutting down; open streams would hold it up). */
+  endStreams(): void {
+    this.#ended = true;
+    for (const w of this.#watchers) w();
   }
 
   /** Calls `listener` after every write until the returned function is called. */

@@ -203,6 +203,7 @@ export async function streamLogs(
   let dirty = true;
   const stopWatching = logs.watch(() => {
     dirty = true;
+    if (logs.ended) abort.abort();
     wake?.();
   });
   abort.signal.addEventListener("abort", () => wake?.());
