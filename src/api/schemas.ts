@@ -56,9 +56,13 @@ export const RollbackBody = T.Object(
   { additionalProperties: false },
 );
 
-const LogLevelParam = T.Union(
-  ["trace", "debug", "info", "warn", "error", "fatal"].map((l) => T.Literal(l)),
-  { description: "this level and above (entries without a level are left out)" },
+/** A string from a fixed list: one clear error ("must be equal to one of the allowed values") when it is not. */
+const OneOf = <V extends string>(values: readonly V[], description?: string) =>
+  T.Unsafe<V>({ type: "string", enum: values, ...(description ? { description } : {}) });
+
+const LogLevelParam = OneOf(
+  ["trace", "debug", "info", "warn", "error", "fatal"],
+  "this level and above (entries without a level are left out)",
 );
 
 /** Filters of every log read: list, NDJSON follow and SSE. */
@@ -66,11 +70,7 @@ const LogFilters = {
   tenant: T.Optional(Name),
   service: T.Optional(Name),
   instance: T.Optional(T.String({ maxLength: 100 })),
-  stream: T.Optional(
-    T.Union([T.Literal("stdout"), T.Literal("stderr"), T.Literal("event")], {
-      description: "stdout, stderr, or event (platform events)",
-    }),
-  ),
+  stream: T.Optional(OneOf(["stdout", "stderr", "event"], "stdout, stderr, or event (platform events)")),
   level: T.Optional(LogLevelParam),
   text: T.Optional(
     T.String({ minLength: 1, maxLength: 200, description: "substring of the line, any case" }),
@@ -145,7 +145,7 @@ export const LogBatchBody = T.Object({
     T.Object({
       instance: T.String({ maxLength: 100 }),
       time: T.String({ format: "date-time", maxLength: 40 }),
-      stream: T.Union([T.Literal("stdout"), T.Literal("stderr")]),
+      stream: OneOf(["stdout", "stderr"]),
       line: T.String({ maxLength: 65536 }),
     }),
     { maxItems: 10000 },
