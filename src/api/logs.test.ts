@@ -11,6 +11,7 @@ import { silentLogger } from "../common/log.ts";
 import type { Instance } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { openEventStream } from "./sse-testing.ts";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 let server: RunningServer;
@@ -74,72 +75,11 @@ const ship = (lines: { instance: string; stream?: string; line: string }[]) =>
     lines: lines.map((l) => ({ time: at(), stream: "stdout", ...l })),
   });
 
-/** Reads an SSE stream event by event; comments are collected apart. */
-function openSse(path: string, headers: Record<string, string> = {}) {
-  const controller = new AbortController();
-  const events: { id?: string; data: LogEntry }[] = [];
-  const comments: string[] = [];
-  let status = 0;
-  let contentType = "";
-  let wake: (() => void) | undefined;
-  const done = (async () => {
-    const res = await fetch(`${server.url}/api/v1${path}`, {
-      headers: { authorization: `Bearer ${server.adminToken}`, accept: "text/event-stream", ...headers },
-      signal: controller.signal,
-    });
-    status = res.status;
-    contentType = res.headers.get("content-type") ?? "";
-    let buffer = "";
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body!) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let end = buffer.indexOf("\n\n");
-        while (end >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const fields = block.split("\n");
-          const data = fields.filter((f) => f.startsWith("data: ")).map((f) => f.slice(6));
-          for (const f of fields) if (f.startsWith(":")) comments.push(f.slice(1).trim());
-          if (data.length > 0) {
-            const id = fields.find((f) => f.startsWith("id: "))?.slice(4);
-            events.push({ id, data: JSON.parse(data.join("\n")) as LogEntry });
-          }
-          end = buffer.indexOf("\n\n");
-        }
-        wake?.();
-      }
-    } catch {
-      // Aborted by the test.
-    }
-    wake?.();
-  })();
-  return {
-    events,
-    comments,
-    get status() {
-      return status;
-    },
-    get contentType() {
-      return contentType;
-    },
-    /** Resolves once `check` holds (re-checked as data arrives), or fails after 5 s. */
-    async until(check: () => boolean, what: string) {
-      const deadline = Date.now() + 5000;
-      while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise<void>((r) => {
-          wake = r;
-          setTimeout(r, 50);
-        });
-      }
-    },
-    async close() {
-      controller.abort();
-      await done;
-    },
-  };
-}
+const openSse = (path: string, headers: Record<string, string> = {}) =>
+  openEventStream<LogEntry>(`${server.url}/api/v1${path}`, {
+    authorization: `Bearer ${server.adminToken}`,
+    ...headers,
+  });
 
 describe("log ingest", () => {
   it("answers 400 naming the bad field of a malformed batch", async () => {
