@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { ManualClock } from "../common/clock.ts";
 import { type LogInput, LogStore } from "./log-store.ts";
@@ -188,6 +189,48 @@ describe("LogStore", () => {
       assert.match(kept.at(-1)!.line, /^59-99 /);
       assert.ok(!kept.some((e) => e.line.startsWith("0-0 ")));
       assert.ok(kept.length > 500);
+    } finally {
+      logs.close();
+    }
+  });
+
+  it("gives way rather than eat the disk's reserve", () => {
+    // A reserve larger than any disk: whatever is written goes again at once.
+    const logs = open({ reserveDiskBytes: Number.MAX_SAFE_INTEGER });
+    try {
+      logs.append([line("a"), line("b")]);
+      logs.flush();
+      assert.equal(logs.query({ tenant: "default", app: "shop" }).length, 0);
+      assert.equal(logs.stats().droppedBySize, 2);
+    } finally {
+      logs.close();
+    }
+  });
+
+  it("opens a logs.db from before levels and events, keeping its lines", () => {
+    const file = join(dir, "old.db");
+    const old = new DatabaseSync(file);
+    old.exec(`CREATE TABLE logs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL, tenant TEXT NOT NULL, app TEXT NOT NULL, service TEXT NOT NULL,
+        instance TEXT NOT NULL, stream TEXT NOT NULL, line TEXT NOT NULL);`);
+    old
+      .prepare(
+        "INSERT INTO logs (time, tenant, app, service, instance, stream, line) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      )
+      .run(new Date().toISOString(), "default", "shop", "web", "web-1", "stdout", "ERROR from before");
+    old.close();
+    const logs = new LogStore(file, { flushMs: 0 });
+    try {
+      logs.append([line("WARN after")]);
+      const got = logs.query({ tenant: "default", app: "shop" });
+      assert.deepEqual(
+        got.map((e) => [e.seq, e.line, e.level]),
+        [
+          [1, "ERROR from before", undefined],
+          [2, "WARN after", "warn"],
+        ],
+      );
     } finally {
       logs.close();
     }
