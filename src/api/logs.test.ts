@@ -110,6 +110,8 @@ describe("log ingest", () => {
     assert.ok(Number(refused.headers.get("retry-after")) >= 1);
     server.logs.flush();
     assert.equal((await ship([{ instance: "web-1", line: `second ${big}` }])).status, 204);
+    const stats = (await call("GET", "/logs/stats")).body;
+    assert.ok(stats.refused >= 1 && stats.maxBytes > 0, JSON.stringify(stats));
     const got = await call("GET", "/apps/shop/logs?text=zzzz&tail=10");
     assert.deepEqual(
       got.body.items.map((e: LogEntry) => e.line.slice(0, 6)),

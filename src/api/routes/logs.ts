@@ -7,6 +7,7 @@
  *   GET  /api/v1/apps/:app/logs[?follow=true]           ─► {items} │ NDJSON │ SSE (Accept: text/event-stream)
  *   GET  /api/v1/logs[?follow=true]                      ─► the same for the tenant's whole stream
  *   GET  /api/v1/logs/stream                             ─► always SSE
+ *   GET  /api/v1/logs/stats                              ─► store counters
  *
  * A follower pages through the store from its cursor (`after`, or SSE's
  * `Last-Event-ID`, which wins) and then waits for the store's next write:
@@ -106,6 +107,17 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => serveLogs(req, reply, deps, logQueryOf(req.query as LogsParams)),
+  );
+
+  api.get(
+    "/logs/stats",
+    {
+      schema: {
+        summary: "Log store counters: written, refused (429), dropped by age and size, bytes",
+        tags: ["logs"],
+      },
+    },
+    async () => deps.logs.stats(),
   );
 
   api.get(
