@@ -249,12 +249,16 @@ export async function streamLogs(
       if (dirty) {
         dirty = false;
         const page = logs.query({ ...q, since: undefined, after, limit: PAGE });
+        // Same tick as the page: when it is not full, nothing up to `newest` is left to match, so
+        // the next read starts there (a rare filter does not rescan everything since its last match).
+        const newest = page.length < PAGE ? logs.lastSeq() : 0;
         for (const e of page) {
           if (abort.signal.aborted) break;
           await write(encode(e));
           after = e.seq;
         }
         if (page.length === PAGE) dirty = true;
+        else after = Math.max(after, newest);
       }
       if (ping) {
         ping = false;
