@@ -137,7 +137,7 @@ export const logsCommand: CommandSpec = {
   usage:
     "herd logs [--app NAME | --all] [--follow|-f] [--service S] [--instance I] [--level L] [--grep TEXT] [--stream S] [--since T] [--tail N]",
   summary:
-    "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones.",
+    "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones. A line's trace id shows as `trace=ID`: `herd trace ID` opens the trace.",
   flags: [
     ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
     ["--all", "the tenant's whole stream: every app, and platform events (node lost, …)"],
