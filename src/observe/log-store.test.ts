@@ -68,6 +68,25 @@ describe("LogStore", () => {
     }
   });
 
+  it("matches text literally (% and _ are not wildcards) and folds non-ASCII case", () => {
+    const logs = open();
+    try {
+      logs.append([
+        line("disk 91% full"),
+        line("disk 91x full"),
+        line("user_id=7"),
+        line("userXid=7"),
+        line("Échec du paiement"),
+      ]);
+      const texts = (text: string) => logs.query({ tenant: "default", app: "shop", text }).map((e) => e.line);
+      assert.deepEqual(texts("91% FULL"), ["disk 91% full"]);
+      assert.deepEqual(texts("user_id"), ["user_id=7"]);
+      assert.deepEqual(texts("échec"), ["Échec du paiement"]);
+    } finally {
+      logs.close();
+    }
+  });
+
   it("keeps events in the same stream, platform events visible to every tenant", () => {
     const logs = open();
     try {

@@ -166,7 +166,7 @@ export class LogStore {
     ]) {
       if (!columns.has(name)) this.#db.exec(`ALTER TABLE logs ADD COLUMN ${name} ${type}`);
     }
-    // Unicode-aware, and the same test as live following uses.
+    // Unicode-aware case-insensitive substring, for text LIKE cannot fold.
     this.#db.function("herd_icontains", { deterministic: true }, (hay, needle) =>
       String(hay).toLowerCase().includes(String(needle)) ? 1 : 0,
     );
@@ -268,8 +268,15 @@ export class LogStore {
       args.push(LEVELS[q.level]);
     }
     if (q.text) {
-      where.push("herd_icontains(line, ?)");
-      args.push(q.text.toLowerCase());
+      // LIKE is case-insensitive for ASCII and runs in SQLite's C code; other text needs JavaScript's
+      // Unicode lower-casing.
+      if (/^[\x20-\x7e]+$/.test(q.text)) {
+        where.push("line LIKE ? ESCAPE '\\'");
+        args.push(`%${q.text.replace(/[\\%_]/g, "\\$&")}%`);
+      } else {
+        where.push("herd_icontains(line, ?)");
+        args.push(q.text.toLowerCase());
+      }
     }
     if (q.after !== undefined) {
       where.push("seq > ?");
