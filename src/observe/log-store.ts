@@ -13,12 +13,13 @@
  * they can be filtered on; a JSON line's fields are parsed again when read.
  */
 
-import { mkdirSync, statfsSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { type Clock, systemClock } from "../common/clock.ts";
 import type { Event } from "../model/objects.ts";
 import { jsonMessage, jsonObjectOf, LEVELS, type LogLevel, levelName, parseLine } from "./log-parse.ts";
+import { SizeBound } from "./size-bound.ts";
 
 /** Where an entry came from: the instance's stdout or stderr, or a platform event. */
 export type LogStream = "stdout" | "stderr" | "event";
@@ -115,9 +116,8 @@ export class LogStore {
   readonly #dir: string;
   readonly #clock: Clock;
   readonly #maxAgeMs: number;
-  readonly #maxBytes: number;
+  readonly #bound: SizeBound;
   readonly #maxQueueBytes: number;
-  readonly #reserveDisk: number;
   readonly #watchers = new Set<() => void>();
   readonly #insert: StatementSync;
   readonly #stats: LogStoreStats = {
@@ -131,8 +131,6 @@ export class LogStore {
   #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #lastAgeTrim = 0;
-  #lastDiskCheck = Number.NEGATIVE_INFINITY;
-  #diskBudget = Number.POSITIVE_INFINITY;
   #ended = false;
 
   constructor(path: string, options: LogStoreOptions = {}) {
@@ -140,10 +138,14 @@ export class LogStore {
     mkdirSync(this.#dir, { recursive: true });
     this.#clock = options.clock ?? systemClock;
     this.#maxAgeMs = options.maxAgeMs ?? 7 * DAY_MS;
-    this.#maxBytes = options.maxBytes ?? 256 * MIB;
     this.#maxQueueBytes = options.maxQueueBytes ?? 16 * MIB;
-    this.#reserveDisk = options.reserveDiskBytes ?? 256 * MIB;
     this.#db = new DatabaseSync(path);
+    this.#bound = new SizeBound(
+      this.#db,
+      this.#dir,
+      options.maxBytes ?? 256 * MIB,
+      options.reserveDiskBytes ?? 256 * MIB,
+    );
     this.#db.exec(`
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
@@ -324,8 +326,8 @@ export class LogStore {
     return {
       ...this.#stats,
       queuedBytes: this.#queuedBytes,
-      usedBytes: this.#usedBytes(),
-      maxBytes: this.#maxBytes,
+      usedBytes: this.#bound.usedBytes(),
+      maxBytes: this.#bound.maxBytes,
       maxAgeMs: this.#maxAgeMs,
     };
   }
@@ -349,21 +351,7 @@ export class LogStore {
         if (Number(r.changes) < 20000) break;
       }
     }
-    const limit = Math.min(this.#maxBytes, this.#diskLimit(now));
-    for (let round = 0; round < 20; round++) {
-      const used = this.#usedBytes();
-      if (used <= limit) break;
-      const { lo, hi } = this.#db.prepare("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM logs").get() as {
-        lo: number | null;
-        hi: number | null;
-      };
-      if (lo === null || hi === null) break;
-      // Drop the share that is over the limit, at least a tenth, so a full store is not trimmed on every flush.
-      const share = limit <= 0 ? 1 : Math.min(1, Math.max(0.1, (used - limit) / used + 0.02));
-      const upTo = lo + Math.max(1, Math.ceil((hi - lo + 1) * share));
-      const r = this.#db.prepare("DELETE FROM logs WHERE seq < ?").run(upTo);
-      this.#stats.droppedBySize += Number(r.changes);
-    }
+    this.#stats.droppedBySize += this.#bound.dropOldest("logs", "seq", now);
   }
 
   close(): void {
@@ -404,30 +392,6 @@ export class LogStore {
   }
 
   /** Pages in use (the free list is reused before the file grows, so the file stops at the limit). */
-  #usedBytes(): number {
-    return (this.#pragma("page_count") - this.#pragma("freelist_count")) * this.#pragma("page_size");
-  }
-
-  #pragma(name: string): number {
-    return Number(Object.values(this.#db.prepare(`PRAGMA ${name}`).get() as object)[0]);
-  }
-
-  /** The most the store may hold without eating into the disk's reserve (statfs, every 5 s). */
-  #diskLimit(now: number): number {
-    if (now - this.#lastDiskCheck < 5000) return this.#diskBudget;
-    this.#lastDiskCheck = now;
-    try {
-      const fs = statfsSync(this.#dir);
-      this.#diskBudget =
-        this.#usedBytes() +
-        this.#pragma("freelist_count") * this.#pragma("page_size") +
-        fs.bavail * fs.bsize -
-        this.#reserveDisk;
-    } catch {
-      this.#diskBudget = Number.POSITIVE_INFINITY;
-    }
-    return this.#diskBudget;
-  }
 }
 
 interface Row {

@@ -14,10 +14,11 @@
  * reused, so once the size limit is reached the file stops growing.
  */
 
-import { mkdirSync, statfsSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { Clock } from "../../common/clock.ts";
+import { SizeBound } from "../size-bound.ts";
 import {
   type AttributeValue,
   SPAN_KINDS,
@@ -119,8 +120,7 @@ export class SpanStore implements SpanSink {
   readonly #clock: Clock;
   readonly #dir: string;
   readonly #maxAgeMs: number;
-  readonly #maxBytes: number;
-  readonly #reserveDisk: number;
+  readonly #bound: SizeBound;
   readonly #maxQueueSpans: number;
   readonly #maxQueueBytes: number;
   readonly #forward: SpanSink | undefined;
@@ -131,8 +131,6 @@ export class SpanStore implements SpanSink {
   #queuedBytes = 0;
   #flushSoon = false;
   #lastAgeTrim = 0;
-  #lastDiskCheck = 0;
-  #diskBudget = Number.POSITIVE_INFINITY;
   readonly #stats = {
     accepted: 0,
     refused: 0,
@@ -147,12 +145,16 @@ export class SpanStore implements SpanSink {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     this.#clock = options.clock;
     this.#maxAgeMs = options.maxAgeMs ?? 24 * 3600_000;
-    this.#maxBytes = options.maxBytes ?? 512 * MIB;
-    this.#reserveDisk = options.reserveDiskBytes ?? 256 * MIB;
     this.#maxQueueSpans = options.maxQueueSpans ?? 100_000;
     this.#maxQueueBytes = options.maxQueueBytes ?? 64 * MIB;
     this.#forward = options.forward;
     this.#db = new DatabaseSync(join(options.dir, "spans.db"));
+    this.#bound = new SizeBound(
+      this.#db,
+      this.#dir,
+      options.maxBytes ?? 512 * MIB,
+      options.reserveDiskBytes ?? 256 * MIB,
+    );
     this.#db.exec(`
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
@@ -281,51 +283,10 @@ export class SpanStore implements SpanSink {
         if (Number(r.changes) < 20000) break;
       }
     }
-    const limit = Math.min(this.#maxBytes, this.#diskLimit(now));
-    for (let round = 0; round < 20; round++) {
-      const used = this.#usedBytes();
-      if (used <= limit) break;
-      const { lo, hi } = this.#db.prepare("SELECT MIN(id) AS lo, MAX(id) AS hi FROM spans").get() as {
-        lo: number | null;
-        hi: number | null;
-      };
-      if (lo === null || hi === null) break;
-      // Rows are numbered in arrival order, so the lowest ids are the oldest spans. Drop the share
-      // that is over the limit (at least a tenth, so a store at the limit is not trimmed every flush).
-      const share = limit <= 0 ? 1 : Math.min(1, Math.max(0.1, (used - limit) / used + 0.02));
-      const upTo = lo + Math.max(1, Math.ceil((hi - lo + 1) * share));
-      const r = this.#db.prepare("DELETE FROM spans WHERE id < ?").run(upTo);
-      this.#stats.droppedBySize += Number(r.changes);
-    }
+    this.#stats.droppedBySize += this.#bound.dropOldest("spans", "id", now);
   }
 
   /** Pages in use (the free list is reused before the file grows). */
-  #usedBytes(): number {
-    const page = this.#pragma("page_size");
-    return (this.#pragma("page_count") - this.#pragma("freelist_count")) * page;
-  }
-
-  #pragma(name: string): number {
-    return Number(Object.values(this.#db.prepare(`PRAGMA ${name}`).get() as object)[0]);
-  }
-
-  /** The most the store may hold without eating into the disk's reserve (statfs, every 5 s). */
-  #diskLimit(now: number): number {
-    if (now - this.#lastDiskCheck < 5000) return this.#diskBudget;
-    this.#lastDiskCheck = now;
-    try {
-      const fs = statfsSync(this.#dir);
-      const free = fs.bavail * fs.bsize;
-      this.#diskBudget =
-        this.#usedBytes() +
-        this.#pragma("freelist_count") * this.#pragma("page_size") +
-        free -
-        this.#reserveDisk;
-    } catch {
-      this.#diskBudget = Number.POSITIVE_INFINITY;
-    }
-    return this.#diskBudget;
-  }
 
   /** Traces with a span matching every filter, newest first. */
   search(q: TraceSearch): TraceSummary[] {
@@ -441,8 +402,8 @@ export class SpanStore implements SpanSink {
       ...this.#stats,
       queuedSpans: this.#queuedSpans,
       queuedBytes: this.#queuedBytes,
-      bytes: this.#usedBytes(),
-      maxBytes: this.#maxBytes,
+      bytes: this.#bound.usedBytes(),
+      maxBytes: this.#bound.maxBytes,
       maxAgeMs: this.#maxAgeMs,
     };
   }
