@@ -21,7 +21,7 @@ import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
 import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
-import type { Tenant } from "../model/objects.ts";
+import type { Release, Tenant } from "../model/objects.ts";
 import { LogStore } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
@@ -77,7 +77,7 @@ export interface ApiDeps {
     source: string;
     app: string;
     log: (line: string) => void;
-  }): Promise<{ slug: string; services: Record<string, ServiceSpec> }>;
+  }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
 }
 
 export interface RunningServer {
@@ -145,7 +145,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         log,
         unit: settings.unit,
       });
-      return { slug: r.slug, services: r.services };
+      return { slug: r.slug, services: r.services, ...(r.alerts ? { alerts: r.alerts } : {}) };
     },
   };
 
