@@ -177,7 +177,7 @@ export function matchesAll(matchers: SilenceMatcher[], labels: Record<string, st
         return v !== m.value;
       case "=~":
         return new RegExp(`^(?:${m.value})$`).test(v);
-      case "!~":
+      default:
         return !new RegExp(`^(?:${m.value})$`).test(v);
     }
   });
