@@ -114,6 +114,8 @@ const ruleKeyOf = (r: AlertRule): string =>
 
 export class AlertEvaluator {
   readonly notifier: WebhookNotifier;
+  /** Shown to receivers as externalURL (the server sets it once it listens). */
+  externalUrl: string;
   readonly #o: AlertEvaluatorOptions;
   readonly #active = new Map<string, ActiveAlert>();
   readonly #health = new Map<string, RuleHealth>();
@@ -126,6 +128,7 @@ export class AlertEvaluator {
 
   constructor(options: AlertEvaluatorOptions) {
     this.#o = options;
+    this.externalUrl = options.externalUrl ?? "";
     this.notifier = new WebhookNotifier({ ...options.notifier, onChange: () => this.#queueSave() });
     this.#load();
   }
@@ -342,7 +345,7 @@ export class AlertEvaluator {
       if (r.severities && !r.severities.includes(a.severity)) continue;
       this.notifier.enqueue(
         { key: `${r.tenant}/${r.name}`, url: r.url, headers: r.headers },
-        webhookPayload(r.name, status, a, now, this.#o.externalUrl ?? ""),
+        webhookPayload(r.name, status, a, now, this.externalUrl),
       );
     }
   }
