@@ -170,3 +170,18 @@ test("an alert from pushed points: GET /alerts shows it firing and the events sa
   r = await call("GET", "/events?limit=1000");
   assert.ok(r.body.items.some((e: { reason: string }) => e.reason === "AlertResolved"));
 });
+
+test("/metrics exports herd_service_crashes and herd_node_up for the built-in rules", async () => {
+  await server.store.put("service", "default/shop/web", {
+    tenant: "default",
+    app: "shop",
+    name: "web",
+    crashes: 4,
+  } as never);
+  await server.store.put("node", "n1", { name: "n1", state: "lost" } as never);
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(text, /herd_service_crashes\{tenant="default",app="shop",service="web"\} 4/);
+  assert.match(text, /herd_node_up\{node="n1"\} 0/);
+  await server.store.delete("service", "default/shop/web");
+  await server.store.delete("node", "n1");
+});

@@ -13,7 +13,7 @@ import { ManualClock } from "../../common/clock.ts";
 import { silentLogger } from "../../common/log.ts";
 import { EventRecorder } from "../../controllers/events.ts";
 import type { AlertRule, AlertRuleObject, Receiver, Silence } from "../../model/alerts.ts";
-import type { Event } from "../../model/objects.ts";
+import { type App, type Event, type Release, releaseKey } from "../../model/objects.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 import { Tsdb } from "../tsdb/tsdb.ts";
 import { AlertEvaluator, type AlertTransition } from "./evaluator.ts";
@@ -315,6 +315,39 @@ test("after a restart: firing alerts stay firing (no second event) and undeliver
   s.write("a", 41);
   await again.evaluate();
   assert.equal((await s.alertEvents()).length, 1, "still the one AlertFiring");
+});
+
+test("herd.yaml rules of the release an app serves are evaluated, labelled with the app", async (t) => {
+  const s = setup(t);
+  const app: App = { tenant: "acme", name: "shop", createdAt: "", release: 2, latestVersion: 2 };
+  await s.store.put("app", "acme/shop", app);
+  const release = (version: number, threshold: number): Release => ({
+    tenant: "acme",
+    app: "shop",
+    version,
+    createdAt: "",
+    description: "",
+    source: "",
+    slug: "",
+    services: {},
+    alerts: { warm: { expr: "temp", op: ">", threshold } },
+  });
+  await s.store.put("release", releaseKey("acme", "shop", 1), release(1, 100));
+  await s.store.put("release", releaseKey("acme", "shop", 2), release(2, 20));
+  s.write("a", 25);
+  await s.evaluator.evaluate();
+  const [a] = s.evaluator.active("acme");
+  assert.equal(a?.ruleKey, "app/acme/shop/warm");
+  assert.equal(a?.labels.app, "shop");
+  assert.equal(s.evaluator.active("default").length, 0, "another tenant sees nothing");
+  const [ev] = await s.events.list({ tenant: "acme", app: "shop" });
+  assert.equal(ev?.reason, "AlertFiring");
+  // Rolled back to v1 (threshold 100): the alert resolves.
+  await s.store.put("app", "acme/shop", { ...app, release: 1 });
+  s.clock.advance(15_000);
+  s.write("a", 26);
+  await s.evaluator.evaluate();
+  assert.equal(s.evaluator.active().length, 0);
 });
 
 async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
