@@ -36,7 +36,10 @@ test("built-in rules: error rate, latency burn, crash loop and node loss", (t) =
   const add = (labels: Record<string, string>, ts: number, v: number) => {
     const key = JSON.stringify(labels);
     let s = series.get(key);
-    if (!s) series.set(key, (s = { labels, samples: [] }));
+    if (!s) {
+      s = { labels, samples: [] };
+      series.set(key, s);
+    }
     s.samples.push([ts, v]);
   };
   const base = (route: string) => ({ tenant: "default", app: "shop", route, job: "gw", instance: "gw:1" });
