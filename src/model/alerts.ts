@@ -176,11 +176,23 @@ export function matchesAll(matchers: SilenceMatcher[], labels: Record<string, st
       case "!=":
         return v !== m.value;
       case "=~":
-        return new RegExp(`^(?:${m.value})$`).test(v);
+        return anchored(m.value).test(v);
       default:
-        return !new RegExp(`^(?:${m.value})$`).test(v);
+        return !anchored(m.value).test(v);
     }
   });
+}
+
+/** Compiled matcher regexes: silences are matched against every alert every round. */
+const REGEX_CACHE = new Map<string, RegExp>();
+function anchored(source: string): RegExp {
+  let re = REGEX_CACHE.get(source);
+  if (!re) {
+    if (REGEX_CACHE.size > 1000) REGEX_CACHE.clear();
+    re = new RegExp(`^(?:${source})$`);
+    REGEX_CACHE.set(source, re);
+  }
+  return re;
 }
 
 /** The expression a rule evaluates: `expr`, or `(expr) op threshold`. */

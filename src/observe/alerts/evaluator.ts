@@ -105,6 +105,8 @@ interface StateFile {
   outbox: Delivery[];
 }
 
+const EXPIRED_SILENCE_KEPT_MS = 24 * 3600_000;
+
 const ruleKeyOf = (r: AlertRule): string =>
   r.source === "default"
     ? `default/${r.name}`
@@ -214,9 +216,14 @@ export class AlertEvaluator {
     const { store, clock } = this.#o;
     const now = clock.now();
     const rules = await this.rules();
-    const silences = (await store.list<Silence>("alert_silence")).items
-      .map((o) => o.value)
-      .filter((s) => Date.parse(s.startsAt) <= now && now < Date.parse(s.until));
+    const silences: Silence[] = [];
+    for (const o of (await store.list<Silence>("alert_silence")).items) {
+      const until = Date.parse(o.value.until);
+      if (Date.parse(o.value.startsAt) <= now && now < until) silences.push(o.value);
+      // Expired silences stay listed for a day (what was silenced, and why), then go.
+      else if (until < now - EXPIRED_SILENCE_KEPT_MS)
+        await store.delete("alert_silence", o.key, { expectRevision: o.revision }).catch(() => {});
+    }
     const receivers = (await store.list<Receiver>("alert_receiver")).items.map((o) => o.value);
     const live = new Set<string>();
     let changed = false;
