@@ -85,6 +85,8 @@ const otherLabels = (l: Record<string, string>) =>
     .map(([k, v]) => `${k}=${v}`)
     .join(",") || "-";
 const num = (v: number) => (Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4))));
+/** Long expressions cut to keep the table readable (--json has them whole). */
+const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 const json = (ctx: CliContext, reply: unknown): number => {
   printJson(ctx.stdout, reply);
   return 0;
@@ -181,7 +183,7 @@ async function rules(ctx: CliContext, values: FlagValues, action: string | undef
       r.app ? `herd.yaml (${r.app})` : r.source,
       r.disabled ? "disabled" : r.replaced ? "replaced" : (r.severity ?? "warning"),
       r.for ?? "0s",
-      r.op ? `${r.expr} ${r.op} ${r.threshold}` : r.expr,
+      clip(r.op ? `${r.expr} ${r.op} ${r.threshold}` : r.expr, 70),
       String(r.active ?? 0),
       r.health?.lastError ?? "",
     ]);

@@ -18,6 +18,7 @@
  * platform (the `default` tenant's receivers and silences).
  */
 
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Clock } from "../../common/clock.ts";
@@ -46,7 +47,7 @@ import { type Delivery, type NotifierOptions, WebhookNotifier } from "./notifier
 
 /** One label set of one rule that is pending or firing. */
 export interface ActiveAlert {
-  /** The rule's scope and name plus the labels: stable while the alert lasts. */
+  /** Hash of the rule's key and the labels: the same label set of the same rule has the same one. */
   fingerprint: string;
   rule: string;
   /** Which rule: `default/NAME`, `api/TENANT/NAME`, `app/TENANT/APP/NAME`. */
@@ -259,7 +260,10 @@ export class AlertEvaluator {
           alertname: rule.name,
           severity: rule.severity ?? "warning",
         };
-        const fingerprint = `${rule.key}|${labelsKey(labels)}`;
+        const fingerprint = createHash("sha256")
+          .update(`${rule.key}|${labelsKey(labels)}`)
+          .digest("hex")
+          .slice(0, 16);
         live.add(fingerprint);
         let a = this.#active.get(fingerprint);
         if (!a) {
