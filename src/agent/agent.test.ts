@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +22,7 @@ import type {
   HeartbeatReply,
   InstanceStatus,
   LogBatch,
+  LogLine,
 } from "../model/protocol.ts";
 import { Agent, parseHeartbeatReply } from "./agent.ts";
 import { get, processAlive, waitFor } from "./driver.case.test.ts";
@@ -27,11 +36,26 @@ interface ControlPlane {
   desired: DesiredInstance[];
   heartbeats: Heartbeat[];
   logLines: string[];
+  /** Every line taken, with its stream. */
+  shipped: LogLine[];
+  /** Statuses to answer log posts with (front first) before taking them; e.g. 429. */
+  logRefusals: number[];
+  /** Log posts seen, taken or not. */
+  logPosts: number;
   server: Server;
 }
 
 async function startControlPlane(slugFile: string, digest: string): Promise<ControlPlane> {
-  const cp: ControlPlane = { url: "", desired: [], heartbeats: [], logLines: [], server: createServer() };
+  const cp: ControlPlane = {
+    url: "",
+    desired: [],
+    heartbeats: [],
+    logLines: [],
+    shipped: [],
+    logRefusals: [],
+    logPosts: 0,
+    server: createServer(),
+  };
   cp.server.on("request", async (req, res) => {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) {
       res.writeHead(401).end();
@@ -45,7 +69,14 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
       res.writeHead(200, { "content-type": "application/gzip" }).end(readFileSync(slugFile));
     } else if (req.method === "POST" && req.url === "/api/v1/logs") {
       const batch = JSON.parse(await readBody(req)) as LogBatch;
+      cp.logPosts++;
+      const refusal = cp.logRefusals.shift();
+      if (refusal) {
+        res.writeHead(refusal, { "retry-after": "1", "content-type": "application/json" }).end("{}");
+        return;
+      }
       for (const l of batch.lines) cp.logLines.push(`${l.instance} ${l.line}`);
+      cp.shipped.push(...batch.lines);
       res.writeHead(204).end();
     } else {
       res.writeHead(404).end();
@@ -242,4 +273,66 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     /instances\.0\.id/,
   );
   assert.throws(() => parseHeartbeatReply({ instances: "no" }), /instances: not an array/);
+});
+
+test("the agent ships stdout and stderr lines with their stream, and keeps them through 429s", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-logs-"));
+  const dataDir = join(root, "data");
+  let agent: Agent | undefined;
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  // An app that writes to both streams, then waits to be stopped.
+  const app = join(root, "app");
+  mkdirSync(app);
+  writeFileSync(
+    join(app, "talk.js"),
+    `for (let i = 0; i < 30; i++) { console.log("out " + i); console.error("err " + i); }
+console.log(JSON.stringify({ level: "warn", msg: "json line" }));
+console.log("x".repeat(70000));
+setInterval(() => {}, 1000);`,
+  );
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", app, "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  // The first two posts are refused as over capacity: the lines must come again, none lost.
+  cp.logRefusals = [429, 429];
+  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 200 });
+  await agent.start();
+  const d = desiredHello("talk1", digest, 1);
+  d.run.command = "node talk.js";
+  d.run.health = { kind: "process", intervalMs: 200, timeoutMs: 1000, failures: 3, startupMs: 30_000 };
+  cp.desired = [d];
+  await waitFor(() => (cp!.shipped.length >= 63 ? true : undefined), "every line shipped", 15_000);
+  assert.ok(cp.logPosts >= 3, `posts: ${cp.logPosts}`);
+  const of = (stream: string) => cp!.shipped.filter((l) => l.stream === stream).map((l) => l.line);
+  assert.deepEqual(
+    of("stderr"),
+    Array.from({ length: 30 }, (_, i) => `err ${i}`),
+  );
+  const out = of("stdout");
+  assert.deepEqual(out.slice(0, 31), [
+    ...Array.from({ length: 30 }, (_, i) => `out ${i}`),
+    JSON.stringify({ level: "warn", msg: "json line" }),
+  ]);
+  // A line longer than the server takes arrives in pieces.
+  assert.deepEqual(
+    out.slice(31).map((l) => l.length),
+    [65536, 70000 - 65536],
+  );
+  assert.equal(cp.shipped.length, 63);
 });

@@ -8,7 +8,7 @@
  *   slugs/<digest>.tar.gz            downloaded release tarballs
  *   driver/<id>.json                 the process driver's records
  *   instances/<id>/app               the unpacked slug, fresh for every start
- *   instances/<id>/state/output.log  stdout and stderr
+ *   instances/<id>/state/output.log  stdout (stderr.log beside it: stderr)
  *   instances/<id>/instance.json     the DesiredInstance last started (health check after adopt)
  *   instances/<id>/data              HERD_DATA_DIR of a cattle instance (goes with the instance)
  *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
@@ -28,7 +28,7 @@ import type {
   LogBatch,
   LogLine,
 } from "../model/protocol.ts";
-import { INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
+import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
 import { PortAllocator, type PortRange } from "./ports.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -85,7 +85,7 @@ interface Managed {
   /** Bumped to cancel the probe loop of an earlier start. */
   probeRun: number;
   probeTimer?: NodeJS.Timeout;
-  log: LogFollower;
+  log: InstanceLogs;
 }
 
 const RUNNING: ReadonlySet<State> = new Set(["up", "healthy", "unhealthy"]);
@@ -104,7 +104,10 @@ const FOLLOW_UP_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
 const LOG_SHIP_MS = 250;
 const LOG_BATCH_LINES = 1000;
-// Lines held while the server is away; older ones are dropped (and counted) beyond this.
+// A batch stays well under the server's 16 MiB body limit.
+const LOG_BATCH_BYTES = 4 * 1024 * 1024;
+// Lines held in memory while the server is away or busy; beyond this the agent stops reading the
+// files, so the log files themselves hold the rest (until rotation overtakes them).
 const LOG_BUFFER_LINES = 20_000;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -135,6 +138,8 @@ export class Agent {
   #logs: LogLine[] = [];
   #droppedLines = 0;
   #shipping = false;
+  /** Not before this time (ms): the server said 429 with Retry-After. */
+  #shipAfter = 0;
   #shipTimer: NodeJS.Timeout | undefined;
 
   constructor(options: AgentOptions) {
@@ -211,7 +216,7 @@ export class Agent {
       startedAt: p.startedAt,
       failures: 0,
       probeRun: 0,
-      log: new LogFollower(join(this.#instanceDir(p.id), "state", INSTANCE_LOG)),
+      log: new InstanceLogs(join(this.#instanceDir(p.id), "state")),
     };
     await inst.log.skipToEnd();
     this.#instances.set(p.id, inst);
@@ -330,7 +335,7 @@ export class Agent {
       state: "starting",
       failures: 0,
       probeRun: 0,
-      log: new LogFollower(join(dir, "state", INSTANCE_LOG)),
+      log: new InstanceLogs(join(dir, "state")),
     };
     Object.assign(inst, {
       desired: d,
@@ -405,7 +410,7 @@ export class Agent {
         state: "stopped",
         failures: 0,
         probeRun: 0,
-        log: new LogFollower(join(this.#instanceDir(id), "state", INSTANCE_LOG)),
+        log: new InstanceLogs(join(this.#instanceDir(id), "state")),
       });
       this.#changed();
       return;
@@ -430,7 +435,7 @@ export class Agent {
   async #remove(inst: Managed): Promise<void> {
     await this.#halt(inst);
     await this.#driver.remove(inst.id);
-    await this.#collectLogsOf(inst);
+    await this.#collectLogsOf(inst, true);
     this.#instances.delete(inst.id);
     // Pet volumes live outside the instance dir and survive this.
     await rm(this.#instanceDir(inst.id), { recursive: true, force: true });
@@ -539,13 +544,16 @@ export class Agent {
     for (const inst of this.#instances.values()) await this.#collectLogsOf(inst);
   }
 
-  async #collectLogsOf(inst: Managed): Promise<void> {
-    const lines = await inst.log.read().catch(() => []);
-    if (lines.length === 0) return;
+  async #collectLogsOf(inst: Managed, force = false): Promise<void> {
+    // A full buffer leaves new lines in the files (back-pressure) instead of dropping old ones; a
+    // removed instance's last lines are taken anyway, since its files go with it.
+    if (!force && this.#logs.length >= LOG_BUFFER_LINES) return;
     const time = new Date().toISOString();
-    // stdout and stderr share one file, so the stream is not known; stdout stands for both.
-    for (const line of lines) this.#logs.push({ instance: inst.id, time, stream: "stdout", line });
-    const excess = this.#logs.length - LOG_BUFFER_LINES;
+    for (const stream of ["stdout", "stderr"] as const) {
+      const lines = await inst.log[stream].read().catch(() => []);
+      for (const line of lines) this.#logs.push({ instance: inst.id, time, stream, line });
+    }
+    const excess = this.#logs.length - 2 * LOG_BUFFER_LINES;
     if (excess > 0) {
       this.#logs.splice(0, excess);
       this.#droppedLines += excess;
@@ -553,7 +561,7 @@ export class Agent {
   }
 
   async #shipLogs(): Promise<void> {
-    if (this.#shipping) return;
+    if (this.#shipping || Date.now() < this.#shipAfter) return;
     this.#shipping = true;
     try {
       await this.#collectLogs();
@@ -563,14 +571,43 @@ export class Agent {
     }
   }
 
+  /**
+   * Sends the buffer in batches. A line leaves the buffer only once the server
+   * took it: on 429 the agent waits Retry-After and sends the same lines
+   * again; when the server is away they wait. A 400 means the batch can never
+   * be taken: it is dropped with a warning naming the server's reason.
+   */
   async #sendLogs(): Promise<void> {
     while (this.#logs.length > 0) {
-      const lines = this.#logs.slice(0, LOG_BATCH_LINES);
+      let count = 0;
+      let bytes = 0;
+      while (count < Math.min(LOG_BATCH_LINES, this.#logs.length)) {
+        bytes += this.#logs[count].line.length + 100;
+        if (count > 0 && bytes > LOG_BATCH_BYTES) break;
+        count++;
+      }
+      const lines = this.#logs.slice(0, count);
       const batch: LogBatch = { node: this.#options.name, lines };
       try {
         const res = await this.#post("/api/v1/logs", batch);
-        await res.body?.cancel();
-        if (!res.ok) throw new Error(`answered ${res.status}`);
+        if (res.status === 429) {
+          await res.body?.cancel();
+          const wait = Number(res.headers.get("retry-after"));
+          this.#shipAfter =
+            Date.now() + (Number.isFinite(wait) && wait > 0 ? Math.min(wait, 60) * 1000 : 1000);
+          return;
+        }
+        if (res.status === 400 || res.status === 413) {
+          const reason = await res.text().catch(() => "");
+          this.#log.warn("the server refused a log batch as malformed; it is dropped", {
+            lines: lines.length,
+            status: res.status,
+            reason: reason.slice(0, 500),
+          });
+        } else {
+          await res.body?.cancel();
+          if (!res.ok) throw new Error(`answered ${res.status}`);
+        }
       } catch {
         // Kept for the next round; the buffer bound decides what is lost if the server stays away.
         return;
@@ -614,6 +651,23 @@ function toStatus(inst: Managed): InstanceStatus {
     status.logTail = inst.logTail;
   }
   return status;
+}
+
+/** The two log files of an instance, followed separately so each line keeps its stream. */
+class InstanceLogs {
+  readonly stdout: LogFollower;
+  readonly stderr: LogFollower;
+
+  constructor(stateDir: string) {
+    this.stdout = new LogFollower(join(stateDir, INSTANCE_LOG));
+    this.stderr = new LogFollower(join(stateDir, INSTANCE_ERR_LOG));
+  }
+
+  /** Starts following both from their current ends. */
+  async skipToEnd(): Promise<void> {
+    await this.stdout.skipToEnd();
+    await this.stderr.skipToEnd();
+  }
 }
 
 /**
@@ -660,12 +714,21 @@ class LogFollower {
     }
     const cut = lastNewline < 0 ? bytes.length : lastNewline + 1;
     this.#partial = bytes.subarray(cut);
-    return bytes.subarray(0, cut).toString("utf8").replace(/\n$/, "").split("\n");
+    const lines = bytes.subarray(0, cut).toString("utf8").replace(/\n$/, "").split("\n");
+    // The server takes lines up to 64 Ki characters: longer ones go in pieces.
+    return lines.some((l) => l.length > MAX_LINE) ? lines.flatMap(piecesOf) : lines;
   }
 }
 
 const MAX_READ = 1024 * 1024;
-const MAX_LINE = 16 * 1024;
+const MAX_LINE = 64 * 1024;
+
+function piecesOf(line: string): string[] {
+  if (line.length <= MAX_LINE) return [line];
+  const pieces: string[] = [];
+  for (let i = 0; i < line.length; i += MAX_LINE) pieces.push(line.slice(i, i + MAX_LINE));
+  return pieces;
+}
 
 async function sizeOf(file: string): Promise<number> {
   try {

@@ -11,7 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { InstanceProcess, RuntimeDriver, StartSpec } from "./driver.ts";
+import {
+  INSTANCE_ERR_LOG,
+  INSTANCE_LOG,
+  type InstanceProcess,
+  type RuntimeDriver,
+  type StartSpec,
+} from "./driver.ts";
 
 /** A node HTTP server that prints a line per request and can leave a grandchild behind that ignores SIGTERM. */
 const SERVER_SCRIPT = `
@@ -101,6 +107,21 @@ export function runDriverConformance(name: string, create: (stateRoot: string) =
       const exit = await waitFor(() => exits[0], "onExit");
       assert.equal(exit.exitCode, 7);
       assert.deepEqual(await driver.tail("quick1", 5), ["bye"]);
+    });
+
+    test("keeps stdout and stderr apart, in their two files", async (t) => {
+      const h = harness(t, create);
+      const driver = h.driver();
+      const exits: InstanceProcess[] = [];
+      driver.onExit((p) => exits.push(p));
+      const spec = await h.spec("streams1", "echo out1; echo err1 >&2; echo out2; echo err2 1>&2; exit 1");
+      await driver.start(spec);
+      await waitFor(() => exits[0], "onExit");
+      assert.equal(readFileSync(join(spec.stateDir, INSTANCE_LOG), "utf8"), "out1\nout2\n");
+      assert.equal(readFileSync(join(spec.stateDir, INSTANCE_ERR_LOG), "utf8"), "err1\nerr2\n");
+      // stdout's last lines, then stderr's; each keeps half the room.
+      assert.deepEqual(await driver.tail("streams1", 10), ["out1", "out2", "err1", "err2"]);
+      assert.deepEqual(await driver.tail("streams1", 2), ["out2", "err2"]);
     });
 
     test("rejects a start in a directory that does not exist and leaves nothing behind", async (t) => {

@@ -10,11 +10,18 @@
 import type { Resources } from "../model/objects.ts";
 
 /**
- * Every driver appends an instance's stdout and stderr to this file in
- * `StartSpec.stateDir` (rotated by copy-and-truncate to `<file>.1`); the agent
- * follows it to ship logs.
+ * Every driver appends an instance's stdout to this file in
+ * `StartSpec.stateDir`, and its stderr to INSTANCE_ERR_LOG beside it (each
+ * rotated by copy-and-truncate to `<file>.1`); the agent follows both to ship
+ * logs tagged with their stream. Two files keep the streams apart without a
+ * pipe, so an instance keeps writing while no agent runs; the price is that
+ * the order between an out line and an err line written in the same moment is
+ * not kept.
  */
 export const INSTANCE_LOG = "output.log";
+
+/** The instance's stderr, beside INSTANCE_LOG (instances started before it existed wrote both there). */
+export const INSTANCE_ERR_LOG = "stderr.log";
 
 /** Everything a driver needs to start one instance. */
 export interface StartSpec {
@@ -66,7 +73,12 @@ export interface RuntimeDriver {
   recover(): Promise<InstanceProcess[]>;
   /** Called once per exit of a started or adopted instance that was not stopped through stop(). */
   onExit(listener: (p: InstanceProcess) => void): void;
-  /** The last `lines` lines of its output (stdout and stderr interleaved as written). */
+  /**
+   * The last `lines` lines of its output: stdout's, then stderr's (a crash's
+   * message is usually the last thing written; with two files the exact
+   * interleaving is not known). Each stream gets at least half when both have
+   * that many.
+   */
   tail(id: string, lines: number): Promise<string[]>;
   /** Forgets an instance that is gone and removes its bookkeeping (not its dir). */
   remove(id: string): Promise<void>;

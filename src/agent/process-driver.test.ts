@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { detectCgroups, readMemoryLimit } from "./cgroups.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
-import { INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
+import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
 import { ProcessDriver } from "./process-driver.ts";
 
 runDriverConformance("process", (stateRoot) => new ProcessDriver({ stateRoot }));
@@ -84,7 +84,7 @@ test("usage without cgroups comes from /proc", async (t) => {
 test("a log past logMaxBytes is copied to .1 and truncated while the writer keeps appending", async (t) => {
   const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot, logMaxBytes: 4096 }));
   const driver = h.driver();
-  const writer = `"${process.execPath}" -e "let i = 0; setInterval(() => console.log('line ' + i++ + ' ' + 'x'.repeat(100)), 5)"`;
+  const writer = `"${process.execPath}" -e "let i = 0; setInterval(() => { console.log('line ' + i + ' ' + 'x'.repeat(100)); console.error('err ' + i++ + ' ' + 'y'.repeat(100)); }, 5)"`;
   const spec = await h.spec("rotate1", writer);
   await driver.start(spec);
   const log = join(spec.stateDir, INSTANCE_LOG);
@@ -93,7 +93,13 @@ test("a log past logMaxBytes is copied to .1 and truncated while the writer keep
   // Appends after truncation start at the beginning again: no hole of NUL bytes.
   await waitFor(() => (statSync(log).size > 0 ? true : undefined), "new output");
   assert.ok(!readFileSync(log, "utf8").includes("\0"));
-  const tail = await driver.tail("rotate1", 3);
-  assert.equal(tail.length, 3);
-  assert.match(tail[2], /^line \d+ x+$/);
+  // stderr has its own file, rotated the same way.
+  const err = join(spec.stateDir, INSTANCE_ERR_LOG);
+  await waitFor(() => existsSync(`${err}.1`) || undefined, "the rotated stderr log", 15_000);
+  assert.ok(!readFileSync(`${log}.1`, "utf8").includes("err "));
+  assert.match(readFileSync(`${err}.1`, "utf8"), /^err \d+ y+$/m);
+  const tail = await driver.tail("rotate1", 4);
+  assert.equal(tail.length, 4);
+  assert.match(tail[1], /^line \d+ x+$/);
+  assert.match(tail[3], /^err \d+ y+$/);
 });

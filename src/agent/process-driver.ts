@@ -1,12 +1,12 @@
 /**
  * The process driver: runs each instance as a detached `/bin/sh -c <command>`
- * in its own session and process group, output appended to one log file,
+ * in its own session and process group, stdout and stderr appended to two log files,
  * limits from a cgroup it joins before the command runs. Everything it needs
  * to find its instances again lives in one JSON record per instance under
  * stateRoot, so a restarted agent adopts what is still running.
  *
  *   start ─► cgroup herd/<id> ─► spawn sh wrapper (joins cgroup, exec command)
- *              │                        │ stdout+stderr ─► <stateDir>/output.log (O_APPEND fd)
+ *              │                        │ stdout ─► <stateDir>/output.log, stderr ─► stderr.log (O_APPEND fds)
  *              └── record <stateRoot>/<id>.json {pid, procStartTime, cgroup, …}
  *   exit  ◄── 'exit' event (own child) or a 250 ms poll (adopted: pid + start time)
  */
@@ -41,6 +41,7 @@ import {
   readCgroupUsage,
 } from "./cgroups.ts";
 import {
+  INSTANCE_ERR_LOG,
   INSTANCE_LOG,
   type InstanceProcess,
   type Isolation,
@@ -163,23 +164,25 @@ export class ProcessDriver implements RuntimeDriver {
 
     let child: ChildProcess;
     const logFd = openSync(join(spec.stateDir, INSTANCE_LOG), "a");
+    const errFd = openSync(join(spec.stateDir, INSTANCE_ERR_LOG), "a");
     try {
       const args = cgroup
         ? ["-c", WRAPPER, "herd-instance", spec.command, ...cgroupProcsFiles(cgroup)]
         : ["-c", spec.command];
       // detached: own session and process group, so signals to the agent's group never reach it.
-      // The log fd is inherited (no pipes), so the app keeps writing when the agent is gone.
+      // The log fds are inherited (no pipes), so the app keeps writing when the agent is gone.
       child = spawn("/bin/sh", args, {
         cwd: spec.dir,
         env: spec.env,
         detached: true,
-        stdio: ["ignore", logFd, logFd],
+        stdio: ["ignore", logFd, errFd],
       });
     } catch (err) {
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
       throw new HerdError("internal", `cannot start ${spec.id}: ${(err as Error).message}`);
     } finally {
       closeSync(logFd);
+      closeSync(errFd);
     }
     const pid = child.pid;
     if (pid === undefined) {
@@ -286,11 +289,14 @@ export class ProcessDriver implements RuntimeDriver {
   async tail(id: string, lines: number): Promise<string[]> {
     const t = this.#tracked.get(id);
     if (!t) throw notFound(`instance ${id} is not known to the process driver`);
-    const log = join(t.record.stateDir, INSTANCE_LOG);
-    const current = await tailFile(log, lines);
-    if (current.length >= lines) return current;
-    const rotated = await tailFile(`${log}.1`, lines - current.length);
-    return [...rotated, ...current];
+    const [out, err] = await Promise.all([
+      tailRotated(join(t.record.stateDir, INSTANCE_LOG), lines),
+      tailRotated(join(t.record.stateDir, INSTANCE_ERR_LOG), lines),
+    ]);
+    // Each stream keeps at least half of the room when both have that much to say.
+    const outCount = Math.min(out.length, Math.max(lines - err.length, Math.floor(lines / 2)));
+    const errCount = Math.min(err.length, lines - outCount);
+    return [...out.slice(out.length - outCount), ...err.slice(err.length - errCount)];
   }
 
   async remove(id: string): Promise<void> {
@@ -366,13 +372,17 @@ export class ProcessDriver implements RuntimeDriver {
   #rotateLogs(): void {
     for (const t of this.#tracked.values()) {
       if (t.record.exit) continue;
-      const log = join(t.record.stateDir, INSTANCE_LOG);
-      try {
-        if (statSync(log).size <= this.#logMaxBytes) continue;
-        copyFileSync(log, `${log}.1`);
-        truncateSync(log, 0);
-      } catch (err) {
-        this.#log.warn("cannot rotate the log", { id: t.record.id, err });
+      for (const name of [INSTANCE_LOG, INSTANCE_ERR_LOG]) {
+        const log = join(t.record.stateDir, name);
+        try {
+          if (statSync(log).size <= this.#logMaxBytes) continue;
+          copyFileSync(log, `${log}.1`);
+          truncateSync(log, 0);
+        } catch (err) {
+          // An instance started before stderr had its own file has none.
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+          this.#log.warn("cannot rotate the log", { id: t.record.id, file: name, err });
+        }
       }
     }
   }
@@ -455,6 +465,14 @@ function readOptional(file: string): string | undefined {
 }
 
 const TAIL_CHUNK = 64 * 1024;
+
+/** The last `lines` lines of a log and, when it has fewer, of its rotated copy before them. */
+async function tailRotated(log: string, lines: number): Promise<string[]> {
+  const current = await tailFile(log, lines);
+  if (current.length >= lines) return current;
+  const rotated = await tailFile(`${log}.1`, lines - current.length);
+  return [...rotated, ...current];
+}
 
 /** The last `lines` lines of a file ([] when it does not exist), reading only its end. */
 async function tailFile(file: string, lines: number): Promise<string[]> {

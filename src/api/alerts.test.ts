@@ -165,6 +165,13 @@ test("an alert from pushed points: GET /alerts shows it firing and the events sa
   r = await call("GET", "/events?limit=1000");
   const ev = r.body.items.find((e: { reason: string }) => e.reason === "AlertFiring");
   assert.match(ev.message, /alert deep-queue firing \[warning\]: queue mail holds 500/);
+  // …and in the log stream (herd logs -f), as an event entry.
+  for (let i = 0; ; i++) {
+    const logs = await call("GET", "/logs?tail=100");
+    if (logs.body.items.some((e: { reason?: string }) => e.reason === "AlertFiring")) break;
+    assert.ok(i < 100, "AlertFiring in the log stream");
+    await new Promise((res) => setTimeout(res, 20));
+  }
   await call("DELETE", "/alerts/rules/deep-queue");
   await server.alerts.evaluate();
   r = await call("GET", "/events?limit=1000");

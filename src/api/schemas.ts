@@ -56,15 +56,35 @@ export const RollbackBody = T.Object(
   { additionalProperties: false },
 );
 
-export const LogsQuery = T.Object({
+/** A string from a fixed list: one clear error ("must be equal to one of the allowed values") when it is not. */
+const OneOf = <V extends string>(values: readonly V[], description?: string) =>
+  T.Unsafe<V>({ type: "string", enum: values, ...(description ? { description } : {}) });
+
+const LogLevelParam = OneOf(
+  ["trace", "debug", "info", "warn", "error", "fatal"],
+  "this level and above (entries without a level are left out)",
+);
+
+/** Filters of every log read: list, NDJSON follow and SSE. */
+const LogFilters = {
   tenant: T.Optional(Name),
   service: T.Optional(Name),
   instance: T.Optional(T.String({ maxLength: 100 })),
+  stream: T.Optional(OneOf(["stdout", "stderr", "event"], "stdout, stderr, or event (platform events)")),
+  level: T.Optional(LogLevelParam),
+  text: T.Optional(
+    T.String({ minLength: 1, maxLength: 200, description: "substring of the line, any case" }),
+  ),
   tail: T.Optional(T.Integer({ minimum: 0, maximum: 10000 })),
   after: T.Optional(T.Integer({ minimum: 0, description: "cursor: the seq of the last entry seen" })),
   since: T.Optional(T.String({ format: "date-time" })),
   follow: T.Optional(T.Boolean()),
-});
+};
+
+export const LogsQuery = T.Object(LogFilters);
+
+/** The tenant-wide stream: every app's entries and the platform's events. */
+export const AllLogsQuery = T.Object({ ...LogFilters, app: T.Optional(Name) });
 
 export const EventsQuery = T.Object({
   tenant: T.Optional(Name),
@@ -124,8 +144,8 @@ export const LogBatchBody = T.Object({
   lines: T.Array(
     T.Object({
       instance: T.String({ maxLength: 100 }),
-      time: T.String({ maxLength: 40 }),
-      stream: T.Union([T.Literal("stdout"), T.Literal("stderr")]),
+      time: T.String({ format: "date-time", maxLength: 40 }),
+      stream: OneOf(["stdout", "stderr"]),
       line: T.String({ maxLength: 65536 }),
     }),
     { maxItems: 10000 },

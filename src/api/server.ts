@@ -23,7 +23,7 @@ import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Release, Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
-import { LogStore } from "../observe/log-store.ts";
+import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
@@ -35,6 +35,7 @@ import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
+import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -57,6 +58,14 @@ export interface ServerOptions {
   metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
   /** Alert evaluation interval (default 15 s) and webhook retries. */
   alerts?: Pick<AlertEvaluatorOptions, "intervalMs" | "notifier">;
+  /** Log retention (age, size), ingest queue and the SSE heartbeat. */
+  logs?: LogsOptions;
+}
+
+/** How logs.db is bounded, and how often idle log streams get a heartbeat. */
+export interface LogsOptions extends Omit<LogStoreOptions, "clock"> {
+  /** A `: ping` comment on idle SSE streams this often (default 15 s). */
+  heartbeatMs?: number;
 }
 
 /** What the routes are handed. */
@@ -67,6 +76,8 @@ export interface ApiDeps {
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;
   logs: LogStore;
+  /** How often an idle log stream gets a heartbeat. */
+  logsHeartbeatMs: number;
   /** What each gateway has applied (live-config.ts routes). */
   gateways: GatewayBook;
   /** Spans: store, forwarder, ingest token. */
@@ -101,6 +112,8 @@ export interface RunningServer {
   settings: Settings;
   /** Spans; also the in-process SpanSink for a gateway in this process. */
   traces: Traces;
+  /** The log stream's store. */
+  logs: LogStore;
   close(): Promise<void>;
 }
 
@@ -110,10 +123,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const settings: Settings = { ...DEFAULT_SETTINGS, ...options.settings };
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
-  const logs = new LogStore(join(dataDir, "logs.db"));
+  const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
   const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
+  // Every platform event is also an entry of the log stream, next to the apps' own lines.
+  events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
   const alerts = new AlertEvaluator({
@@ -147,6 +162,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     deployLogs,
     artifacts,
     logs,
+    logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
     traces,
     metrics,
@@ -205,9 +221,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     alerts,
     settings,
     traces,
+    logs,
     close: async () => {
       alerts.stop();
       controllers.stop();
+      // Open log streams end first: the HTTP server waits for every connection.
+      logs.endStreams();
       await app.close();
       await gateways.close();
       metrics.close();
@@ -298,6 +317,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       platformRoutes(api, deps);
+      logRoutes(api, deps);
       consumerRoutes(api, deps);
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);

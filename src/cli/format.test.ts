@@ -13,7 +13,7 @@ import {
   releasesTable,
   renderTable,
 } from "./format.ts";
-import { LogCursor } from "./logs.ts";
+import { LogCursor, logsOptionsFromFlags, sinceTime } from "./logs.ts";
 
 const NOW = Date.parse("2026-01-01T12:00:00Z");
 const ago = (seconds: number) => new Date(NOW - seconds * 1000).toISOString();
@@ -168,6 +168,69 @@ describe("log and deploy lines", () => {
       service: "web",
     };
     assert.equal(formatLogLine(entry), "2026-01-01T12:00:00.000Z web.i1 | hi");
+    assert.equal(formatLogLine(entry, true), "2026-01-01T12:00:00.000Z hello/web.i1 | hi");
+    assert.equal(
+      formatLogLine({ ...entry, stream: "stderr", line: "ERROR boom", level: "error" }),
+      "2026-01-01T12:00:00.000Z web.i1 err | ERROR boom",
+    );
+    const fields = { level: "warn", msg: "cart slow", ms: 812, path: "/a b", trace_id: "4bf9" };
+    assert.equal(
+      formatLogLine({
+        ...entry,
+        line: JSON.stringify(fields),
+        fields,
+        level: "warn",
+        msg: "cart slow",
+        traceId: "4bf9",
+      }),
+      '2026-01-01T12:00:00.000Z web.i1 | WARN cart slow ms=812 path="/a b"  trace=4bf9',
+    );
+  });
+  it("formats events in the log stream", () => {
+    const event = {
+      seq: 2,
+      instance: "i1",
+      time: "2026-01-01T12:00:00.000Z",
+      stream: "event" as const,
+      line: "i1 exited with code 1",
+      app: "hello",
+      service: "web",
+      level: "warn",
+      reason: "InstanceCrashed",
+    };
+    assert.equal(
+      formatLogLine(event),
+      "2026-01-01T12:00:00.000Z event web | WARN InstanceCrashed: i1 exited with code 1",
+    );
+    assert.equal(
+      formatLogLine({
+        ...event,
+        app: "",
+        service: "",
+        instance: "",
+        node: "n1",
+        reason: "NodeLost",
+        line: "lost",
+      }),
+      "2026-01-01T12:00:00.000Z event node n1 | WARN NodeLost: lost",
+    );
+  });
+  it("reads --since as a duration ago or a time", () => {
+    const now = Date.parse("2026-01-01T12:00:00Z");
+    assert.equal(sinceTime("10m", now), "2026-01-01T11:50:00.000Z");
+    assert.equal(sinceTime("2026-01-01T10:00:00Z", now), "2026-01-01T10:00:00.000Z");
+    assert.throws(() => sinceTime("yesterday", now), /--since must be/);
+    assert.throws(() => sinceTime("10", now), /--since must be/);
+  });
+  it("reads the log retention flags", () => {
+    assert.deepEqual(logsOptionsFromFlags({}), { maxAgeMs: 7 * 86_400_000, maxBytes: 256 * 1024 * 1024 });
+    assert.deepEqual(logsOptionsFromFlags({ "logs-retention": "2h", "logs-max-size": "1Gi" }), {
+      maxAgeMs: 7_200_000,
+      maxBytes: 1024 ** 3,
+    });
+    assert.throws(() => logsOptionsFromFlags({ "logs-retention": "5" }), /--logs-retention must be/);
+    assert.throws(() => logsOptionsFromFlags({ "logs-max-size": "lots" }), /--logs-max-size must be/);
+    assert.throws(() => logsOptionsFromFlags({ "logs-max-size": "10Ki" }), /at least 1Mi/);
   });
   it("formats deploy entries Heroku style", () => {
     assert.equal(formatDeployEntry({ time: "", type: "step", message: "Building" }), "-----> Building");

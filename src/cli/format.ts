@@ -154,7 +154,50 @@ export function nodesTable(nodes: readonly Node[], now: number): string {
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
 
-/** One log line for people: `TIME SERVICE.INSTANCE | line`. */
-export function formatLogLine(entry: LogEntry): string {
-  return `${entry.time} ${entry.service}.${entry.instance} | ${entry.line}`;
+/**
+ * One log entry for people: `TIME SERVICE.INSTANCE | line`, ` err` after the
+ * instance for stderr, a JSON line as `LEVEL message key=value…`, the trace
+ * id at the end (`herd trace ID` shows it), and events as
+ * `TIME event SERVICE | Reason: message`. withApp prefixes `APP/` (the
+ * tenant-wide stream).
+ */
+export function formatLogLine(entry: LogEntry, withApp = false): string {
+  const trace = entry.traceId ? `  trace=${entry.traceId}` : "";
+  const app = withApp && entry.app ? `${entry.app}/` : "";
+  if (entry.stream === "event") {
+    const who = entry.app
+      ? `event ${app}${entry.service ?? ""}`.trimEnd()
+      : `event node ${entry.node ?? "-"}`;
+    return `${entry.time} ${who} | ${entry.level === "warn" ? "WARN " : ""}${entry.reason}: ${entry.line}`;
+  }
+  const who = `${app}${entry.service}.${entry.instance}${entry.stream === "stderr" ? " err" : ""}`;
+  return `${entry.time} ${who} | ${entry.fields && entry.msg !== undefined ? jsonLine(entry) : entry.line}${trace}`;
+}
+
+/** Keys a JSON line's message, level, time and trace id come from: not repeated as fields. */
+const SHOWN_KEYS = new Set([
+  "msg",
+  "message",
+  "@message",
+  "level",
+  "severity",
+  "lvl",
+  "time",
+  "timestamp",
+  "ts",
+  "@timestamp",
+  "trace_id",
+  "traceId",
+  "traceID",
+]);
+
+/** A JSON line for people: `LEVEL message key=value …`. */
+function jsonLine(entry: LogEntry): string {
+  const rest = Object.entries(entry.fields ?? {})
+    .filter(([k]) => !SHOWN_KEYS.has(k))
+    .map(
+      ([k, v]) =>
+        `${k}=${typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`,
+    );
+  return [entry.level?.toUpperCase(), entry.msg, ...rest].filter(Boolean).join(" ");
 }

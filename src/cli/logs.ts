@@ -1,12 +1,18 @@
 /**
- * `herd logs`: print an app's recent log lines, or follow them. A followed
- * stream that drops is reopened with `after=<seq of the last line shown>`,
- * so nothing is missed and nothing repeats.
+ * `herd logs`: print an app's recent log lines and events (or the tenant's
+ * whole stream with --all), or follow them. A followed stream that drops is
+ * reopened with `after=<seq of the last entry shown>`, so nothing is missed
+ * and nothing repeats.
  *
- *   GET /apps/:app/logs?tail=&service=&instance=[&follow=true&after=seq] ─► NDJSON LogEntry ─► "TIME web.abc | line"
+ *   GET /apps/:app/logs?tail=&service=&instance=&level=&text=&stream=&since=[&follow=true&after=seq]
+ *     ─► NDJSON LogEntry ─► "TIME web.abc | line  trace=ID"
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
+import type { LogsOptions } from "../api/server.ts";
+import { HerdError } from "../common/errors.ts";
+import { parseBytes } from "../model/manifest.ts";
+import { parseDurationMicros } from "../observe/traces/span.ts";
 import { type ApiClient, ApiError, type Query } from "./api-client.ts";
 import { resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
@@ -44,6 +50,7 @@ export async function followLogs(
   query: Query,
   signal: AbortSignal,
   retryDelayMs = RECONNECT_DELAY_MS,
+  withApp = false,
 ): Promise<number> {
   const cursor = new LogCursor();
   let lost = false;
@@ -51,14 +58,14 @@ export async function followLogs(
     const q: Query =
       cursor.after === undefined
         ? { ...query, follow: true }
-        : { ...query, tail: undefined, follow: true, after: cursor.after };
+        : { ...query, tail: undefined, since: undefined, follow: true, after: cursor.after };
     try {
       for await (const entry of client.stream<Partial<LogEntry>>(path, q, signal)) {
         if (lost) {
           ctx.stderr.write("herd: reconnected\n");
           lost = false;
         }
-        if (cursor.accept(entry)) printEntry(ctx, entry);
+        if (cursor.accept(entry)) printEntry(ctx, entry, withApp);
       }
     } catch (err) {
       if (signal.aborted) break;
@@ -76,46 +83,116 @@ export async function followLogs(
   return 0;
 }
 
-function printEntry(ctx: CliContext, entry: LogEntry): void {
+function printEntry(ctx: CliContext, entry: LogEntry, withApp = false): void {
   if (ctx.flags.json) ctx.stdout.write(`${JSON.stringify(entry)}\n`);
-  else println(ctx.stdout, formatLogLine(entry));
+  else println(ctx.stdout, formatLogLine(entry, withApp));
 }
 
-/** `herd logs [--app NAME] [--follow] [--service S] [--instance I] [--tail N]`. */
+const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
+const STREAMS = ["stdout", "stderr", "event"];
+
+/** `--since 10m` (a duration back from now) or an ISO time; the ISO time the API takes. */
+export function sinceTime(value: string, now = Date.now()): string {
+  const us = parseDurationMicros(value);
+  if (us !== null && /[a-zµ]$/.test(value.trim())) return new Date(now - us / 1000).toISOString();
+  const t = Date.parse(value);
+  if (/^\d{4}-\d\d-\d\d/.test(value) && !Number.isNaN(t)) return new Date(t).toISOString();
+  throw new UsageError(
+    `--since must be a duration like 10m or 2h, or a time like 2026-01-01T12:00:00Z, got ${value}`,
+    "logs",
+  );
+}
+
+/** The server flags that bound logs.db: `--logs-retention 7d --logs-max-size 256Mi`. */
+export const LOG_SERVER_FLAGS = {
+  "logs-retention": { type: "string", default: "7d" },
+  "logs-max-size": { type: "string", default: "256Mi" },
+} as const;
+
+/** LogsOptions from those flags; a HerdError naming the flag when one is wrong. */
+export function logsOptionsFromFlags(v: Record<string, unknown>): LogsOptions {
+  const retention = parseDurationMicros(String(v["logs-retention"] ?? "7d"));
+  if (retention === null || retention < 60e6) {
+    throw new HerdError(
+      "invalid",
+      `--logs-retention must be a duration of at least 1m (e.g. 7d), got ${v["logs-retention"]}`,
+    );
+  }
+  let maxBytes: number;
+  try {
+    maxBytes = parseBytes(String(v["logs-max-size"] ?? "256Mi"));
+  } catch {
+    throw new HerdError(
+      "invalid",
+      `--logs-max-size must be a size like 256Mi or 2Gi, got ${v["logs-max-size"]}`,
+    );
+  }
+  if (maxBytes < 1024 * 1024) throw new HerdError("invalid", "--logs-max-size must be at least 1Mi");
+  return { maxAgeMs: retention / 1000, maxBytes };
+}
+
+/** `herd logs [--app NAME | --all] [--follow] [filters] [--tail N]`. */
 export const logsCommand: CommandSpec = {
   name: "logs",
-  usage: "herd logs [--app NAME] [--follow|-f] [--service S] [--instance I] [--tail N]",
+  usage:
+    "herd logs [--app NAME | --all] [--follow|-f] [--service S] [--instance I] [--level L] [--grep TEXT] [--stream S] [--since T] [--tail N]",
   summary:
-    "Print an app's recent log lines as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones.",
+    "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones. A line's trace id shows as `trace=ID`: `herd trace ID` opens the trace.",
   flags: [
     ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
+    ["--all", "the tenant's whole stream: every app, and platform events (node lost, …)"],
     ["-f, --follow", "keep the stream open, reconnecting if it drops; Ctrl-C stops"],
     ["--service S", "only this service"],
     ["--instance I", "only this instance"],
+    [
+      "--level L",
+      "this level and above: trace, debug, info, warn, error, fatal (lines without a level are left out)",
+    ],
+    ["--grep TEXT", "only lines containing TEXT, in any case"],
+    ["--stream S", "only stdout, stderr or event"],
+    ["--since T", "from a time ago (10m, 2h, 1d) or an ISO time"],
     ["--tail N", "start with the last N lines (server default 100)"],
   ],
   options: {
     app: { type: "string" },
+    all: { type: "boolean" },
     follow: { type: "boolean", short: "f" },
     service: { type: "string" },
     instance: { type: "string" },
+    level: { type: "string" },
+    grep: { type: "string" },
+    stream: { type: "string" },
+    since: { type: "string" },
     tail: { type: "string" },
   },
   async run(ctx, values, positionals) {
     if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "logs");
     const tailFlag = stringFlag(values, "tail");
     const tail = tailFlag === undefined ? undefined : parseCount(tailFlag, "tail", "logs");
-    const app = await resolveApp(ctx, stringFlag(values, "app"), "logs");
+    const level = stringFlag(values, "level")?.toLowerCase();
+    if (level !== undefined && !LEVELS.includes(level))
+      throw new UsageError(`--level must be one of ${LEVELS.join(", ")}, got ${level}`, "logs");
+    const stream = stringFlag(values, "stream");
+    if (stream !== undefined && !STREAMS.includes(stream))
+      throw new UsageError(`--stream must be one of ${STREAMS.join(", ")}, got ${stream}`, "logs");
+    const sinceFlag = stringFlag(values, "since");
+    const all = values.all === true;
+    if (all && stringFlag(values, "app")) throw new UsageError("--all and --app do not go together", "logs");
+    const app = all ? undefined : await resolveApp(ctx, stringFlag(values, "app"), "logs");
     const client = await ctx.client();
-    const path = `/apps/${encodeURIComponent(app)}/logs`;
+    const path = app === undefined ? "/logs" : `/apps/${encodeURIComponent(app)}/logs`;
     const query: Query = {
       service: stringFlag(values, "service"),
       instance: stringFlag(values, "instance"),
+      level,
+      text: stringFlag(values, "grep"),
+      stream,
+      since: sinceFlag === undefined ? undefined : sinceTime(sinceFlag),
       tail,
     };
-    if (values.follow) return followLogs(ctx, client, path, query, ctx.interrupt());
+    if (values.follow) return followLogs(ctx, client, path, query, ctx.interrupt(), RECONNECT_DELAY_MS, all);
     const { items } = await client.get<Items<LogEntry>>(path, query);
-    for (const entry of items) printEntry(ctx, entry);
+    for (const entry of items) printEntry(ctx, entry, all);
     return 0;
   },
 };

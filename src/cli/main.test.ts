@@ -203,4 +203,35 @@ describe("herd main", () => {
     assert.match(api.requests[0].url, /follow=true/);
     assert.match(api.requests[0].url, /service=web/);
   });
+
+  it("passes the log filters to the API and checks them first", async () => {
+    respond = (_req, res) => sendJson(res, 200, { items: [] });
+    const r = await run([
+      "logs",
+      "--app",
+      "hello",
+      "--level",
+      "WARN",
+      "--grep",
+      "cart slow",
+      "--stream",
+      "stderr",
+      "--since",
+      "1h",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const url = new URL(api.requests[0].url, "http://x");
+    assert.equal(url.pathname, "/api/v1/apps/hello/logs");
+    assert.equal(url.searchParams.get("level"), "warn");
+    assert.equal(url.searchParams.get("text"), "cart slow");
+    assert.equal(url.searchParams.get("stream"), "stderr");
+    assert.ok(Math.abs(Date.parse(url.searchParams.get("since")!) - (Date.now() - 3600_000)) < 60_000);
+    const all = await run(["logs", "--all"]);
+    assert.equal(all.code, 0, all.err);
+    assert.equal(new URL(api.requests[1].url, "http://x").pathname, "/api/v1/logs");
+    const bad = await run(["logs", "--app", "hello", "--level", "loud"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--level must be one of/);
+    assert.equal(api.requests.length, 2);
+  });
 });

@@ -32,13 +32,17 @@ import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
+import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [--traces-forward URL
 [--traces-forward-header NAME=VALUE]...] keep spans this long and at most this much
-(oldest dropped first), and also send them to an OTLP/HTTP endpoint.`;
+(oldest dropped first), and also send them to an OTLP/HTTP endpoint.
+Logs: [--logs-retention 7d] [--logs-max-size 256Mi] keep instance lines and
+events this long and at most this much (oldest dropped first; the disk's last
+256 MiB are never used).`;
 
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
@@ -202,6 +206,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
+    ...LOG_SERVER_FLAGS,
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
@@ -227,6 +232,7 @@ export async function runUp(argv: string[]): Promise<number> {
     traces: tracesOptionsFromFlags(v),
     metrics: metricsOf(v),
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
+    logs: logsOptionsFromFlags(v),
   });
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),
@@ -366,6 +372,7 @@ export async function runServer(argv: string[]): Promise<number> {
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
+    ...LOG_SERVER_FLAGS,
   });
   if (!v) return 0;
   const logger = createLogger("herd");
@@ -383,6 +390,7 @@ export async function runServer(argv: string[]): Promise<number> {
     traces: tracesOptionsFromFlags(v),
     metrics: metricsOf(v),
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
+    logs: logsOptionsFromFlags(v),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
   await untilSignal();

@@ -3,8 +3,19 @@
 import type { DeployState } from "../model/objects.ts";
 import type { LogLine } from "../model/protocol.ts";
 
-/** One line of `GET /apps/:app/logs` (NDJSON). */
-export type LogEntry = LogLine & { app: string; service: string; seq: number };
+/** One entry of `GET /apps/:app/logs` (NDJSON): an instance line or (stream `event`) a platform event. */
+export type LogEntry = Omit<LogLine, "stream"> & {
+  app: string;
+  service: string;
+  seq: number;
+  stream: LogLine["stream"] | "event";
+  node?: string;
+  level?: string;
+  msg?: string;
+  traceId?: string;
+  fields?: Record<string, unknown>;
+  reason?: string;
+};
 
 /** One line of `GET /apps/:app/deploys/:id/log` (NDJSON). */
 export interface DeployLogEntry {

@@ -1,16 +1,30 @@
 /**
- * Instance logs: every line agents ship, kept in their own SQLite file (not
- * the object store), bounded by a row limit, followed live by `herd logs -f`.
+ * Logs: every line agents ship and every platform event, in one stream kept
+ * in its own SQLite file (not the object store), bounded by size and age.
  *
- *   agent POST /logs ─► append ─► logs.db ─► query (tail, since cursor)
- *                          └──────► followers (live)
+ *   agent POST /logs ─► append ─► queue (≤ bytes; full → refused, 429) ─► flush every 100 ms ─► logs.db
+ *   EventRecorder ────► appendEvent ─┘ (never refused)                        │  trim: age, then size
+ *                                                                              └─► watchers woken
+ *   query(filters, after=seq | tail) ◄── GET …/logs, SSE and NDJSON followers
  *
- * Every entry has a `seq` cursor: a reader that reconnects with `after=seq`
- * gets exactly what it missed.
+ * Every entry has a `seq` cursor, in the order entries were stored: a reader
+ * that reconnects with `after=seq` gets exactly what it missed. Level and
+ * trace id are read out of each line at ingest (log-parse.ts) and stored, so
+ * they can be filtered on; a JSON line's fields are parsed again when read.
  */
 
-import { DatabaseSync } from "node:sqlite";
+import { mkdirSync, statfsSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { type Clock, systemClock } from "../common/clock.ts";
+import type { Event } from "../model/objects.ts";
+import { jsonMessage, jsonObjectOf, LEVELS, type LogLevel, levelName, parseLine } from "./log-parse.ts";
 
+/** Where an entry came from: the instance's stdout or stderr, or a platform event. */
+export type LogStream = "stdout" | "stderr" | "event";
+export const LOG_STREAMS: readonly LogStream[] = ["stdout", "stderr", "event"];
+
+/** One entry as readers see it. Platform events without an app have tenant and app "". */
 export interface LogEntry {
   seq: number;
   time: string;
@@ -18,31 +32,117 @@ export interface LogEntry {
   app: string;
   service: string;
   instance: string;
-  stream: "stdout" | "stderr";
+  node?: string;
+  stream: LogStream;
+  /** The line as written (for an event: its message). */
   line: string;
+  level?: LogLevel;
+  /** A JSON line's `msg`/`message`. */
+  msg?: string;
+  /** A trace id found in the line (32 lower-case hex): `herd trace ID` shows the trace. */
+  traceId?: string;
+  /** A JSON line's fields. */
+  fields?: Record<string, unknown>;
+  /** An event's reason (InstanceCrashed, NodeLost, …). */
+  reason?: string;
 }
 
-export interface LogQuery {
+/** What is appended; level and trace id are read out of the line unless given. */
+export interface LogInput {
+  time: string;
   tenant: string;
   app: string;
+  service: string;
+  instance: string;
+  node?: string;
+  stream: LogStream;
+  line: string;
+  level?: LogLevel;
+  reason?: string;
+}
+
+/** Filters; every one given must match. */
+export interface LogQuery {
+  tenant: string;
+  /** One app; without it, the tenant's whole stream plus the platform's own events. */
+  app?: string;
   service?: string;
   instance?: string;
-  /** Only entries after this cursor. */
+  stream?: LogStream;
+  /** This level and above; entries without a level never match. */
+  level?: LogLevel;
+  /** Substring of the line, case-insensitive. */
+  text?: string;
+  /** Only entries after this cursor (oldest first). */
   after?: number;
   /** Only entries at or after this ISO time. */
   since?: string;
   /** The last N entries (default 100) when no cursor is given. */
   tail?: number;
+  /** At most this many entries after a cursor (default 10,000). */
+  limit?: number;
 }
 
+export interface LogStoreOptions {
+  /** Entries older than this are dropped (default 7 days). */
+  maxAgeMs?: number;
+  /** The file's pages in use stay under this (default 256 MiB); oldest entries go first. */
+  maxBytes?: number;
+  /** Bytes of lines waiting to be written before append refuses (default 16 MiB). */
+  maxQueueBytes?: number;
+  /** How often the queue is written (default 100 ms); 0 = only on flush() and reads (tests). */
+  flushMs?: number;
+  /** Free disk space the store leaves alone (default 256 MiB). */
+  reserveDiskBytes?: number;
+  clock?: Clock;
+}
+
+/** Counters since start (for metrics and tests). */
+export interface LogStoreStats {
+  written: number;
+  refused: number;
+  droppedByAge: number;
+  droppedBySize: number;
+  writeErrors: number;
+}
+
+const MIB = 1024 * 1024;
+const DAY_MS = 86_400_000;
+
+/** Keeps log entries; see the file comment. */
 export class LogStore {
   readonly #db: DatabaseSync;
-  readonly #maxRows: number;
-  readonly #followers = new Set<(e: LogEntry) => void>();
-  #sinceTrim = 0;
-  readonly #insert;
+  readonly #dir: string;
+  readonly #clock: Clock;
+  readonly #maxAgeMs: number;
+  readonly #maxBytes: number;
+  readonly #maxQueueBytes: number;
+  readonly #reserveDisk: number;
+  readonly #watchers = new Set<() => void>();
+  readonly #insert: StatementSync;
+  readonly #stats: LogStoreStats = {
+    written: 0,
+    refused: 0,
+    droppedByAge: 0,
+    droppedBySize: 0,
+    writeErrors: 0,
+  };
+  #queue: LogInput[] = [];
+  #queuedBytes = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #lastAgeTrim = 0;
+  #lastDiskCheck = Number.NEGATIVE_INFINITY;
+  #diskBudget = Number.POSITIVE_INFINITY;
+  #ended = false;
 
-  constructor(path: string, maxRows = 500_000) {
+  constructor(path: string, options: LogStoreOptions = {}) {
+    this.#dir = dirname(path);
+    mkdirSync(this.#dir, { recursive: true });
+    this.#clock = options.clock ?? systemClock;
+    this.#maxAgeMs = options.maxAgeMs ?? 7 * DAY_MS;
+    this.#maxBytes = options.maxBytes ?? 256 * MIB;
+    this.#maxQueueBytes = options.maxQueueBytes ?? 16 * MIB;
+    this.#reserveDisk = options.reserveDiskBytes ?? 256 * MIB;
     this.#db = new DatabaseSync(path);
     this.#db.exec(`
       PRAGMA journal_mode = WAL;
@@ -53,45 +153,130 @@ export class LogStore {
         instance TEXT NOT NULL, stream TEXT NOT NULL, line TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS logs_app ON logs (tenant, app, seq);
     `);
-    this.#maxRows = maxRows;
-    this.#insert = this.#db.prepare(
-      "INSERT INTO logs (time, tenant, app, service, instance, stream, line) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+    // Files from before levels and events: add the columns (NULL for old rows).
+    const columns = new Set(
+      (this.#db.prepare("PRAGMA table_info(logs)").all() as { name: string }[]).map((c) => c.name),
     );
+    for (const [name, type] of [
+      ["node", "TEXT"],
+      ["level", "INTEGER"],
+      ["trace_id", "TEXT"],
+      ["json", "INTEGER"],
+      ["reason", "TEXT"],
+    ]) {
+      if (!columns.has(name)) this.#db.exec(`ALTER TABLE logs ADD COLUMN ${name} ${type}`);
+    }
+    // Unicode-aware case-insensitive substring, for text LIKE cannot fold.
+    this.#db.function("herd_icontains", { deterministic: true }, (hay, needle) =>
+      String(hay).toLowerCase().includes(String(needle)) ? 1 : 0,
+    );
+    this.#insert = this.#db.prepare(
+      `INSERT INTO logs (time, tenant, app, service, instance, node, stream, line, level, trace_id, json, reason)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const flushMs = options.flushMs ?? 100;
+    if (flushMs > 0) {
+      this.#timer = setInterval(() => this.flush(), flushMs);
+      this.#timer.unref();
+    }
   }
 
-  /** Appends lines (one transaction) and hands them to followers. */
-  append(entries: Omit<LogEntry, "seq">[]): void {
-    if (entries.length === 0) return;
-    const stored: LogEntry[] = [];
-    this.#db.exec("BEGIN");
-    try {
-      for (const e of entries) {
-        const row = this.#insert.get(e.time, e.tenant, e.app, e.service, e.instance, e.stream, e.line) as {
-          seq: number;
-        };
-        stored.push({ ...e, seq: Number(row.seq) });
+  /**
+   * Queues entries to be written; false (nothing queued) when the queue is
+   * over its byte limit — the caller answers 429 and the agent sends them
+   * again. A batch is always taken into an empty queue, so any batch fits.
+   */
+  append(entries: readonly LogInput[]): boolean {
+    if (entries.length === 0) return true;
+    let bytes = 0;
+    for (const e of entries) bytes += e.line.length + 100;
+    if (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#maxQueueBytes) {
+      this.#stats.refused += entries.length;
+      return false;
+    }
+    for (const e of entries) this.#queue.push(e);
+    this.#queuedBytes += bytes;
+    return true;
+  }
+
+  /** Seconds a refused sender should wait: about how long the queue takes to write. */
+  retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.#queuedBytes / (32 * MIB)));
+  }
+
+  /** Queues a platform event as an entry of stream `event` (never refused: events are few and matter). */
+  appendEvent(event: Event): void {
+    this.#queue.push({
+      time: event.time,
+      tenant: event.tenant ?? "",
+      app: event.app ?? "",
+      service: event.service ?? "",
+      instance: event.instance ?? "",
+      node: event.node,
+      stream: "event",
+      line: event.message,
+      level: event.type === "warning" ? "warn" : "info",
+      reason: event.reason,
+    });
+    this.#queuedBytes += event.message.length + 100;
+  }
+
+  /** Writes everything queued (one transaction), trims, and wakes the watchers. */
+  flush(): void {
+    if (this.#queue.length > 0) {
+      const entries = this.#queue;
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      try {
+        this.#write(entries);
+        this.#stats.written += entries.length;
+      } catch {
+        // Disk full, file gone…: the batch is lost and counted; ingest goes on.
+        this.#stats.writeErrors += entries.length;
       }
-      this.#db.exec("COMMIT");
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
+      this.trim();
+      for (const w of this.#watchers) w();
+    } else if (this.#clock.now() - this.#lastAgeTrim >= 60_000) {
+      this.trim();
     }
-    this.#sinceTrim += entries.length;
-    if (this.#sinceTrim > 10_000) this.#trim();
-    for (const f of this.#followers) for (const e of stored) f(e);
   }
 
-  /** Entries matching the query, oldest first. */
+  /** Entries matching the query, oldest first. Whatever is queued is written first. */
   query(q: LogQuery): LogEntry[] {
-    const where = ["tenant = ?", "app = ?"];
-    const args: (string | number)[] = [q.tenant, q.app];
-    if (q.service) {
-      where.push("service = ?");
-      args.push(q.service);
+    if (this.#queue.length > 0) this.flush();
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.app !== undefined) {
+      where.push("tenant = ?", "app = ?");
+      args.push(q.tenant, q.app);
+    } else {
+      where.push("tenant IN (?, '')");
+      args.push(q.tenant);
     }
-    if (q.instance) {
-      where.push("instance = ?");
-      args.push(q.instance);
+    for (const [column, value] of [
+      ["service", q.service],
+      ["instance", q.instance],
+      ["stream", q.stream],
+    ] as const) {
+      if (value) {
+        where.push(`${column} = ?`);
+        args.push(value);
+      }
+    }
+    if (q.level) {
+      where.push("level >= ?");
+      args.push(LEVELS[q.level]);
+    }
+    if (q.text) {
+      // LIKE is case-insensitive for ASCII and runs in SQLite's C code; other text needs JavaScript's
+      // Unicode lower-casing.
+      if (/^[\x20-\x7e]+$/.test(q.text)) {
+        where.push("line LIKE ? ESCAPE '\\'");
+        args.push(`%${q.text.replace(/[\\%_]/g, "\\$&")}%`);
+      } else {
+        where.push("herd_icontains(line, ?)");
+        args.push(q.text.toLowerCase());
+      }
     }
     if (q.after !== undefined) {
       where.push("seq > ?");
@@ -102,38 +287,192 @@ export class LogStore {
       args.push(q.since);
     }
     const cursorGiven = q.after !== undefined || q.since !== undefined;
-    const limit = cursorGiven ? 10_000 : (q.tail ?? 100);
+    const limit = cursorGiven ? (q.limit ?? 10_000) : (q.tail ?? 100);
     const order = cursorGiven ? "ASC" : "DESC";
     const rows = this.#db
       .prepare(`SELECT * FROM logs WHERE ${where.join(" AND ")} ORDER BY seq ${order} LIMIT ?`)
-      .all(...args, limit) as unknown as LogEntry[];
-    return order === "DESC" ? rows.reverse() : rows;
+      .all(...args, limit) as unknown as Row[];
+    if (order === "DESC") rows.reverse();
+    return rows.map(toEntry);
   }
 
-  /** Calls `listener` for every new entry until the returned function is called. */
-  follow(listener: (e: LogEntry) => void): () => void {
-    this.#followers.add(listener);
-    return () => this.#followers.delete(listener);
+  /** The newest entry's seq (0 when empty). */
+  lastSeq(): number {
+    if (this.#queue.length > 0) this.flush();
+    const row = this.#db.prepare("SELECT MAX(seq) AS max FROM logs").get() as { max: number | null };
+    return Number(row.max ?? 0);
   }
 
-  /** Whether an entry matches a query's filters (for live following). */
-  static matches(e: LogEntry, q: LogQuery): boolean {
-    return (
-      e.tenant === q.tenant &&
-      e.app === q.app &&
-      (!q.service || e.service === q.service) &&
-      (!q.instance || e.instance === q.instance)
-    );
+  /** Whether endStreams() was called: followers should finish. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Tells every follower to finish (the server is shutting down; open streams would hold it up). */
+  endStreams(): void {
+    this.#ended = true;
+    for (const w of this.#watchers) w();
+  }
+
+  /** Calls `listener` after every write until the returned function is called. */
+  watch(listener: () => void): () => void {
+    this.#watchers.add(listener);
+    return () => this.#watchers.delete(listener);
+  }
+
+  stats(): LogStoreStats & { queuedBytes: number; usedBytes: number; maxBytes: number; maxAgeMs: number } {
+    return {
+      ...this.#stats,
+      queuedBytes: this.#queuedBytes,
+      usedBytes: this.#usedBytes(),
+      maxBytes: this.#maxBytes,
+      maxAgeMs: this.#maxAgeMs,
+    };
+  }
+
+  /** Drops entries past their age, then the oldest while the file holds more than its limit. */
+  trim(): void {
+    const now = this.#clock.now();
+    if (now - this.#lastAgeTrim >= 1000) {
+      this.#lastAgeTrim = now;
+      const cutoff = new Date(now - this.#maxAgeMs).toISOString();
+      // Oldest first in seq order: the first entry young enough ends the expiry (a line an agent
+      // stamped with a skewed clock waits for its neighbours).
+      for (;;) {
+        const r = this.#db
+          .prepare(
+            `DELETE FROM logs WHERE seq IN (SELECT seq FROM logs ORDER BY seq LIMIT 20000)
+               AND seq < COALESCE((SELECT seq FROM logs WHERE time >= ? ORDER BY seq LIMIT 1), 9e18)`,
+          )
+          .run(cutoff);
+        this.#stats.droppedByAge += Number(r.changes);
+        if (Number(r.changes) < 20000) break;
+      }
+    }
+    const limit = Math.min(this.#maxBytes, this.#diskLimit(now));
+    for (let round = 0; round < 20; round++) {
+      const used = this.#usedBytes();
+      if (used <= limit) break;
+      const { lo, hi } = this.#db.prepare("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM logs").get() as {
+        lo: number | null;
+        hi: number | null;
+      };
+      if (lo === null || hi === null) break;
+      // Drop the share that is over the limit, at least a tenth, so a full store is not trimmed on every flush.
+      const share = limit <= 0 ? 1 : Math.min(1, Math.max(0.1, (used - limit) / used + 0.02));
+      const upTo = lo + Math.max(1, Math.ceil((hi - lo + 1) * share));
+      const r = this.#db.prepare("DELETE FROM logs WHERE seq < ?").run(upTo);
+      this.#stats.droppedBySize += Number(r.changes);
+    }
   }
 
   close(): void {
+    clearInterval(this.#timer);
+    this.flush();
+    this.#watchers.clear();
     this.#db.close();
   }
 
-  #trim(): void {
-    this.#sinceTrim = 0;
-    const row = this.#db.prepare("SELECT MAX(seq) AS max FROM logs").get() as { max: number | null };
-    if (row.max === null) return;
-    this.#db.prepare("DELETE FROM logs WHERE seq <= ?").run(Number(row.max) - this.#maxRows);
+  #write(entries: LogInput[]): void {
+    const insert = this.#insert;
+    this.#db.exec("BEGIN");
+    try {
+      for (const e of entries) {
+        const parsed =
+          e.stream === "event" ? { json: false, traceId: undefined, level: e.level } : parseLine(e.line);
+        const level = e.level ?? parsed.level;
+        insert.run(
+          e.time,
+          e.tenant,
+          e.app,
+          e.service,
+          e.instance,
+          e.node ?? null,
+          e.stream,
+          e.line,
+          level ? LEVELS[level] : null,
+          parsed.traceId ?? null,
+          parsed.json ? 1 : null,
+          e.reason ?? null,
+        );
+      }
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
   }
+
+  /** Pages in use (the free list is reused before the file grows, so the file stops at the limit). */
+  #usedBytes(): number {
+    return (this.#pragma("page_count") - this.#pragma("freelist_count")) * this.#pragma("page_size");
+  }
+
+  #pragma(name: string): number {
+    return Number(Object.values(this.#db.prepare(`PRAGMA ${name}`).get() as object)[0]);
+  }
+
+  /** The most the store may hold without eating into the disk's reserve (statfs, every 5 s). */
+  #diskLimit(now: number): number {
+    if (now - this.#lastDiskCheck < 5000) return this.#diskBudget;
+    this.#lastDiskCheck = now;
+    try {
+      const fs = statfsSync(this.#dir);
+      this.#diskBudget =
+        this.#usedBytes() +
+        this.#pragma("freelist_count") * this.#pragma("page_size") +
+        fs.bavail * fs.bsize -
+        this.#reserveDisk;
+    } catch {
+      this.#diskBudget = Number.POSITIVE_INFINITY;
+    }
+    return this.#diskBudget;
+  }
+}
+
+interface Row {
+  seq: number;
+  time: string;
+  tenant: string;
+  app: string;
+  service: string;
+  instance: string;
+  node: string | null;
+  stream: LogStream;
+  line: string;
+  level: number | null;
+  trace_id: string | null;
+  json: number | null;
+  reason: string | null;
+}
+
+function toEntry(r: Row): LogEntry {
+  const e: LogEntry = {
+    seq: Number(r.seq),
+    time: r.time,
+    tenant: r.tenant,
+    app: r.app,
+    service: r.service,
+    instance: r.instance,
+    stream: r.stream,
+    line: r.line,
+  };
+  if (r.node) e.node = r.node;
+  if (r.level !== null) e.level = levelName(r.level);
+  if (r.trace_id) e.traceId = r.trace_id;
+  if (r.reason) e.reason = r.reason;
+  if (r.json) {
+    const fields = jsonObjectOf(r.line);
+    if (fields) {
+      e.fields = fields;
+      const msg = jsonMessage(fields);
+      if (msg !== undefined) e.msg = msg;
+    }
+  }
+  return e;
+}
+
+/** Whether a string names a level filter (`warn`, `error`…). */
+export function isLogLevel(value: string): value is LogLevel {
+  return Object.hasOwn(LEVELS, value);
 }

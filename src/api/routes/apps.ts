@@ -16,7 +16,6 @@ import {
   type Service,
   serviceKey,
 } from "../../model/objects.ts";
-import { type LogQuery, LogStore } from "../../observe/log-store.ts";
 import {
   AppParams,
   CreateAppBody,
@@ -27,6 +26,7 @@ import {
   TenantQuery,
 } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
+import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
 
 type Q = { tenant?: string };
 const tenantOf = (q: Q): string => q.tenant ?? "default";
@@ -358,73 +358,23 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/apps/:app/logs",
     {
       schema: {
-        summary: "Instance logs; with follow=true an NDJSON stream that stays open",
+        summary:
+          "An app's logs: instance lines and its events; follow=true streams NDJSON, Accept: text/event-stream streams SSE",
         description:
-          "Each entry has a seq cursor: reconnect with after=<seq> to get exactly what was missed.",
+          "Each entry has a seq cursor: reconnect with after=<seq> (SSE: Last-Event-ID) to get exactly what was missed. Filters: service, instance, stream, level (and above), text (substring, any case), since.",
         tags: ["logs"],
         params: AppParams,
         querystring: LogsQuery,
       },
     },
     async (req, reply) => {
-      const query = req.query as {
-        tenant?: string;
-        service?: string;
-        instance?: string;
-        tail?: number;
-        after?: number;
-        since?: string;
-        follow?: boolean;
-      };
-      const o = await getApp(tenantOf(query), (req.params as { app: string }).app);
-      const q: LogQuery = {
+      const params = req.query as LogsParams;
+      const o = await getApp(params.tenant ?? "default", (req.params as { app: string }).app);
+      return serveLogs(req, reply, deps, {
+        ...logQueryOf(params),
         tenant: o.value.tenant,
         app: o.value.name,
-        service: query.service,
-        instance: query.instance,
-        tail: query.tail,
-        after: query.after,
-        since: query.since,
-      };
-      if (!query.follow) return { items: deps.logs.query(q) };
-      const abort = streamNdjson(reply);
-      let last = 0;
-      const pending: string[] = [];
-      let wake: (() => void) | undefined;
-      const stop = deps.logs.follow((e) => {
-        if (!LogStore.matches(e, q)) return;
-        pending.push(`${JSON.stringify(e)}\n`);
-        wake?.();
       });
-      abort.signal.addEventListener("abort", () => wake?.());
-      try {
-        for (const e of deps.logs.query(q)) {
-          last = e.seq;
-          reply.raw.write(`${JSON.stringify(e)}\n`);
-        }
-        const ping = setInterval(() => {
-          pending.push('{"type":"ping"}\n');
-          wake?.();
-        }, 10_000);
-        try {
-          while (!abort.signal.aborted) {
-            while (pending.length > 0) {
-              const line = pending.shift()!;
-              const seq = /"seq":(\d+)/.exec(line);
-              if (seq && Number(seq[1]) <= last) continue;
-              if (!reply.raw.write(line)) await drained(reply);
-            }
-            await new Promise<void>((r) => {
-              wake = r;
-            });
-          }
-        } finally {
-          clearInterval(ping);
-        }
-      } finally {
-        stop();
-        reply.raw.end();
-      }
     },
   );
 }

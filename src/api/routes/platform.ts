@@ -1,13 +1,13 @@
 /**
- * Platform-wide routes: nodes and the agent protocol (heartbeat, slugs, log
- * shipping), events, and the snapshot + watch that gateways follow.
+ * Platform-wide routes: nodes and the agent protocol (heartbeat, slugs; log
+ * shipping is in logs.ts), events, and the snapshot + watch that gateways follow.
  */
 
 import type { FastifyInstance } from "fastify";
 import { HerdError } from "../../common/errors.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
-import type { Heartbeat, LogBatch } from "../../model/protocol.ts";
-import { EventsQuery, HeartbeatBody, LogBatchBody, NodeParams, WATCHABLE, WatchQuery } from "../schemas.ts";
+import type { Heartbeat } from "../../model/protocol.ts";
+import { EventsQuery, HeartbeatBody, NodeParams, WATCHABLE, WatchQuery } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 import { drained, streamNdjson } from "./apps.ts";
 
@@ -90,33 +90,6 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);
       reply.header("content-type", "application/gzip");
       return reply.send(await deps.artifacts.open(digest));
-    },
-  );
-
-  // Instance ids → their app, for log lines (instances are deleted once stopped; their last lines still count).
-  const owners = new Map<string, { tenant: string; app: string; service: string }>();
-  api.post(
-    "/logs",
-    {
-      schema: { summary: "Agents ship instance log lines", tags: ["agent protocol"], body: LogBatchBody },
-      bodyLimit: 16 * 1024 * 1024,
-    },
-    async (req, reply) => {
-      const batch = req.body as LogBatch;
-      const entries = [];
-      for (const l of batch.lines) {
-        let owner = owners.get(l.instance);
-        if (!owner) {
-          const o = await store.get<Instance>("instance", l.instance);
-          if (!o) continue;
-          owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service };
-          if (owners.size > 100_000) owners.clear();
-          owners.set(l.instance, owner);
-        }
-        entries.push({ ...owner, instance: l.instance, time: l.time, stream: l.stream, line: l.line });
-      }
-      deps.logs.append(entries);
-      reply.code(204);
     },
   );
 
