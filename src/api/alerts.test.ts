@@ -101,6 +101,13 @@ test("built-in rules are listed; an API rule of the same name replaces one, dele
   assert.ok((await server.alerts.rules()).some((x) => x.name === "node-lost" && x.source === "default"));
 });
 
+test("the OpenAPI document includes the alert routes", async () => {
+  const r = await call("GET", "/openapi.json");
+  assert.equal(r.status, 200);
+  assert.ok(r.body.paths["/api/v1/alerts/rules/{name}"]?.put);
+  assert.ok(r.body.paths["/api/v1/alerts/silences"]?.post);
+});
+
 test("receivers and silences: CRUD, 400 naming the field", async () => {
   let r = await call("PUT", "/alerts/receivers/ops", { url: "ftp://x" });
   assert.equal(r.status, 400);

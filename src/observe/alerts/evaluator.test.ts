@@ -16,7 +16,7 @@ import type { AlertRule, AlertRuleObject, Receiver, Silence } from "../../model/
 import { type App, type Event, type Release, releaseKey } from "../../model/objects.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 import { Tsdb } from "../tsdb/tsdb.ts";
-import { AlertEvaluator, type AlertTransition } from "./evaluator.ts";
+import { AlertEvaluator, type AlertTransition, MAX_ALERTS_PER_RULE } from "./evaluator.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 
@@ -348,6 +348,15 @@ test("herd.yaml rules of the release an app serves are evaluated, labelled with 
   s.write("a", 26);
   await s.evaluator.evaluate();
   assert.equal(s.evaluator.active().length, 0);
+});
+
+test("a rule matching too many series makes at most MAX_ALERTS_PER_RULE alerts and says why", async (t) => {
+  const s = setup(t);
+  await s.store.put("alert_rule", "default/all", rule("all", {}));
+  for (let i = 0; i <= MAX_ALERTS_PER_RULE; i++) s.write(`r${i}`, 1);
+  await s.evaluator.evaluate();
+  assert.equal(s.evaluator.active().length, MAX_ALERTS_PER_RULE);
+  assert.match(s.evaluator.health("api/default/all")?.lastError ?? "", /returned 501 series/);
 });
 
 async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {

@@ -107,6 +107,8 @@ interface StateFile {
 }
 
 const EXPIRED_SILENCE_KEPT_MS = 24 * 3600_000;
+/** Most alerts one rule makes; past it the rule's health says so. */
+export const MAX_ALERTS_PER_RULE = 500;
 
 const ruleKeyOf = (r: AlertRule): string =>
   r.source === "default"
@@ -250,6 +252,12 @@ export class AlertEvaluator {
         });
         for (const a of this.#active.values()) if (a.ruleKey === rule.key) live.add(a.fingerprint);
         continue;
+      }
+      if (samples.length > MAX_ALERTS_PER_RULE) {
+        // A rule that matches everything must not flood the events and the receivers.
+        (this.#health.get(rule.key) as RuleHealth).lastError =
+          `returned ${samples.length} series; only the first ${MAX_ALERTS_PER_RULE} are alerts (aggregate with sum by/max by)`;
+        samples = samples.slice(0, MAX_ALERTS_PER_RULE);
       }
       const wait = forMs(rule);
       for (const s of samples) {
