@@ -223,7 +223,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     traces,
     logs,
     close: async () => {
-      alerts.stop();
+      await alerts.stop();
       controllers.stop();
       // Open log streams end first: the HTTP server waits for every connection.
       logs.endStreams();

@@ -41,7 +41,7 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
   evaluator.notifier.start();
   const evaluators = [evaluator];
   t.after(async () => {
-    for (const e of evaluators) e.stop();
+    for (const e of evaluators) await e.stop();
     tsdb.close();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -304,7 +304,7 @@ test("after a restart: firing alerts stay firing (no second event) and undeliver
   s.write("a", 40);
   await s.evaluator.evaluate();
   await waitUntil(() => hook.calls() >= 1);
-  s.evaluator.stop(); // "crash": the delivery is still in the outbox, written to the state file
+  await s.evaluator.stop(); // "crash": the delivery is still in the outbox, written to the state file
   up = true;
   const again = s.restart();
   assert.equal(again.active()[0]?.state, "firing");

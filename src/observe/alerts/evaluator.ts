@@ -130,6 +130,7 @@ export class AlertEvaluator {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #saveQueued = false;
+  #stopped = false;
 
   constructor(options: AlertEvaluatorOptions) {
     this.#o = options;
@@ -145,10 +146,13 @@ export class AlertEvaluator {
     this.#timer.unref();
   }
 
-  stop(): void {
+  /** Stops evaluating and delivering, lets a round in flight finish, writes the state one last time. */
+  async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.notifier.stop();
+    await this.#running;
     this.#save();
+    this.#stopped = true;
   }
 
   /** Calls `listener` for every alert that fires or resolves; returns the unsubscribe. */
@@ -395,7 +399,7 @@ export class AlertEvaluator {
   /** Writes the state file (write a copy, then rename: a crash leaves the old or the new one). */
   #save(): void {
     const file = this.#o.stateFile;
-    if (!file) return;
+    if (!file || this.#stopped) return;
     const state: StateFile = {
       version: 1,
       alerts: [...this.#active.values()],
