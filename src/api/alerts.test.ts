@@ -179,6 +179,8 @@ test("an alert from pushed points: GET /alerts shows it firing and the events sa
     assert.ok(i < 100, "AlertFiring in the log stream");
     await new Promise((res) => setTimeout(res, 20));
   }
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(text, /herd_alerts\{alertname="deep-queue",state="firing",severity="warning"\} 1/);
   await call("DELETE", "/alerts/rules/deep-queue");
   await server.alerts.evaluate();
   r = await call("GET", "/events?limit=1000");
@@ -196,6 +198,7 @@ test("/metrics exports herd_service_crashes and herd_node_up for the built-in ru
   const text = await (await fetch(`${server.url}/metrics`)).text();
   assert.match(text, /herd_service_crashes\{tenant="default",app="shop",service="web"\} 4/);
   assert.match(text, /herd_node_up\{node="n1"\} 0/);
+  assert.match(text, /# TYPE herd_alerts gauge/);
   await server.store.delete("service", "default/shop/web");
   await server.store.delete("node", "n1");
 });

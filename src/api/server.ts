@@ -139,6 +139,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock: systemClock,
     logger: logger.child("alerts"),
     stateFile: join(dataDir, "alerts", "state.json"),
+    registry: metrics.self.registry,
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);

@@ -21,6 +21,7 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { Gauge, type Registry } from "prom-client";
 import type { Clock } from "../../common/clock.ts";
 import type { Logger } from "../../common/log.ts";
 import type { EventInput } from "../../controllers/events.ts";
@@ -98,6 +99,8 @@ export interface AlertEvaluatorOptions {
   notifier?: NotifierOptions;
   /** Shown to receivers as externalURL. */
   externalUrl?: string;
+  /** Where to export herd_alerts and herd_alert_deliveries (the API server's /metrics). */
+  registry?: Registry;
 }
 
 interface StateFile {
@@ -137,6 +140,7 @@ export class AlertEvaluator {
     this.externalUrl = options.externalUrl ?? "";
     this.notifier = new WebhookNotifier({ ...options.notifier, onChange: () => this.#queueSave() });
     this.#load();
+    if (options.registry) this.#export(options.registry);
   }
 
   /** Evaluates every interval (default 15 s) and delivers notifications. */
@@ -371,6 +375,37 @@ export class AlertEvaluator {
         webhookPayload(r.name, status, a, now, this.externalUrl),
       );
     }
+  }
+
+  /** Gauges read when /metrics is scraped: active alerts, and deliveries per receiver. */
+  #export(registry: Registry): void {
+    const active = () => [...this.#active.values()];
+    new Gauge({
+      name: "herd_alerts",
+      help: "Active alerts by rule, state (pending, firing) and severity.",
+      labelNames: ["alertname", "state", "severity"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const a of active()) this.inc({ alertname: a.rule, state: a.state, severity: a.severity });
+      },
+    });
+    const notifier = this.notifier;
+    new Gauge({
+      name: "herd_alert_deliveries",
+      help: "Webhook deliveries per receiver (tenant/name) since the server started, by outcome: delivered, failed_attempts, dropped, queued.",
+      labelNames: ["receiver", "outcome"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [receiver, s] of notifier.statuses()) {
+          this.set({ receiver, outcome: "delivered" }, s.delivered);
+          this.set({ receiver, outcome: "failed_attempts" }, s.failedAttempts);
+          this.set({ receiver, outcome: "dropped" }, s.dropped);
+          this.set({ receiver, outcome: "queued" }, s.queued);
+        }
+      },
+    });
   }
 
   #load(): void {

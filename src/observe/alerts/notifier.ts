@@ -142,6 +142,11 @@ export class WebhookNotifier {
     return s;
   }
 
+  /** Every receiver's counts, by `<tenant>/<name>`. */
+  statuses(): [string, ReceiverStatus][] {
+    return [...this.#status.entries()];
+  }
+
   /** Forgets a deleted receiver: its deliveries and counts. */
   forget(receiver: string): void {
     const before = this.#outbox.length;
