@@ -4,11 +4,11 @@
 //   (a) direct to the upstream
 //   (b) nginx as a keep-alive reverse proxy (config written here, nginx from Debian)
 //   (c) the herd gateway, plain routing (`herd gateway` against a stand-in control plane)
-//   (d) the herd gateway with its policies on (not measured until policies exist)
+//   (d) the herd gateway with its policies on (bench/gateway-policies.ts)
 //   (e) @fastify/http-proxy, the Node peer
-// then a fixed-rate pass (bench/gateway-rate.ts, since Debian has no wrk2) at half
-// of nginx's rate against (a) and (c) for the added p99, and the ratios against
-// the issue's targets.
+// then a fixed-rate pass (h2load from Debian's nghttp2-client, bench/gateway-rate.ts)
+// at half of nginx's rate against (a), (c) and (d) for the added p99, and the
+// ratios against the issue's targets.
 //
 // Env: BENCH_SECONDS (10) per target, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (64),
 // BENCH_THREADS (2), BENCH_RATE_SECONDS (= BENCH_SECONDS), BENCH_RATE (req/s of the
@@ -24,7 +24,7 @@ import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import type { StoredObject } from "../src/store/store.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
 import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
-import type { RateResult } from "./gateway-rate.ts";
+import { h2loadArgs, type RateResult, rateResult } from "./gateway-rate.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const env = process.env;
@@ -393,23 +393,28 @@ async function runWrk(wrk: string, target: Started, seconds: number): Promise<Wr
   return parseWrk(child.output);
 }
 
-async function runRate(target: Started, rate: number, seconds: number): Promise<RateResult> {
-  const child = startChild("rate generator", process.execPath, [
-    join(ROOT, "bench/gateway-rate.ts"),
-    target.url,
-    String(rate),
-    String(seconds),
-    target.headers.host ?? "",
-    String(CONNECTIONS),
-    String(Math.max(1, WARMUP)),
-  ]);
+async function runRate(
+  h2load: string,
+  id: string,
+  target: Started,
+  rate: number,
+  seconds: number,
+): Promise<RateResult> {
+  const logFile = join(tempDir ?? tmpdir(), `h2load-${id}.log`);
+  const args = h2loadArgs({
+    url: target.url,
+    host: target.headers.host ?? "",
+    rate,
+    seconds,
+    warmupSeconds: Math.max(1, WARMUP),
+    connections: CONNECTIONS,
+    logFile,
+  });
+  const child = startChild("h2load", h2load, args);
   await child.exited;
-  const line = child.output.trim().split("\n").pop() ?? "";
-  try {
-    return JSON.parse(line) as RateResult;
-  } catch {
-    throw new Error(`the rate generator failed (${child.process.exitCode}):\n${child.output}`);
-  }
+  if (child.process.exitCode !== 0)
+    throw new Error(`h2load failed (${child.process.exitCode}):\n${child.output}`);
+  return rateResult(rate, seconds, child.output, logFile);
 }
 
 // ---------------------------------------------------------------- report
@@ -449,7 +454,7 @@ async function main(): Promise<number> {
   }, TIMEOUT * 1000);
   watchdog.unref();
 
-  const tools = await ensureDebianPackages({ nginx: "nginx", wrk: "wrk" });
+  const tools = await ensureDebianPackages({ nginx: "nginx", wrk: "wrk", h2load: "nghttp2-client" });
   tempDir = mkdtempSync(join(tmpdir(), "herd-bench-gateway-"));
   const base = tempDir;
 
@@ -515,15 +520,15 @@ async function main(): Promise<number> {
   const rate = env.BENCH_RATE ? Number(env.BENCH_RATE) : nginx ? Math.round(nginx.rps / 2) : Number.NaN;
   const rateResults = new Map<string, RateResult>();
   if (Number.isFinite(rate) && rate > 0) {
-    for (const id of ["a", "c"]) {
+    for (const id of ["a", "c", "d"]) {
       const s = started.get(id);
       if (!s) continue;
-      const r = await runRate(s, rate, RATE_SECONDS);
+      const r = await runRate(tools.h2load, id, s, rate, RATE_SECONDS);
       rateResults.set(id, r);
       console.log(
         `(${id}) at ${f0(rate)} req/s fixed rate: p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms, ` +
-          `${f0(r.achieved)} req/s answered, generator lag p99 ${f2(r.sendLagP99)} ms` +
-          (r.errors + r.non2xx ? `  ! ${r.non2xx} non-2xx, ${r.errors} errors/unanswered` : "") +
+          `${f0(r.achieved)} req/s answered` +
+          (r.errors + r.non2xx ? `  ! ${r.non2xx} non-2xx, ${r.errors} socket errors or timeouts` : "") +
           (r.reached ? "" : `  ! generator did not keep its rate: ${r.why}`),
       );
     }
@@ -587,24 +592,27 @@ async function main(): Promise<number> {
     );
   }
   const direct = rateResults.get("a");
-  const gw = rateResults.get("c");
   const addedName = "added p99 over direct";
-  if (!direct || !gw) {
-    console.log(
-      `${addedName.padEnd(22)} not measured (no nginx rate to halve, or a target failed)  [issue: ≤ 1 ms]`,
-    );
-  } else if (!direct.reached || !gw.reached) {
-    const r = !direct.reached ? direct : gw;
-    console.log(
-      `${addedName.padEnd(22)} not measured: the load generator could not hold ${f0(rate)} req/s ` +
-        `(${r.why}); p99 ${f2(gw.p99)} − ${f2(direct.p99)} ms would be misleading  [issue: ≤ 1 ms]`,
-    );
-  } else {
-    const added = gw.p99 - direct.p99;
-    console.log(
-      `${addedName.padEnd(22)} ${added >= 0 ? "+" : ""}${f2(added)} ms at ${f0(rate)} req/s (p99 ${f2(gw.p99)} vs ${f2(direct.p99)} ms)  ` +
-        `${verdict(added <= 1, gw.errors + gw.non2xx > 0)}  [issue: ≤ 1 ms at half of nginx's top rate]`,
-    );
+  for (const id of ["c", "d"]) {
+    const gw = rateResults.get(id);
+    const name = `(${id}) ${addedName}`;
+    if (!direct || !gw) {
+      console.log(
+        `${name.padEnd(26)} not measured (no nginx rate to halve, or a target failed)  [issue: ≤ 1 ms]`,
+      );
+    } else if (!direct.reached || !gw.reached) {
+      const r = !direct.reached ? direct : gw;
+      console.log(
+        `${name.padEnd(26)} not measured: ${f0(rate)} req/s was not held (${r.why}); ` +
+          `p99 ${f2(gw.p99)} − ${f2(direct.p99)} ms would be misleading  [issue: ≤ 1 ms]`,
+      );
+    } else {
+      const added = gw.p99 - direct.p99;
+      console.log(
+        `${name.padEnd(26)} ${added >= 0 ? "+" : ""}${f2(added)} ms at ${f0(rate)} req/s (p99 ${f2(gw.p99)} vs ${f2(direct.p99)} ms)  ` +
+          `${verdict(added <= 1, gw.errors + gw.non2xx > 0)}  [issue: ≤ 1 ms at half of nginx's top rate]`,
+      );
+    }
   }
   console.log(
     "note: everything (wrk, the upstream, the proxy under test) shares this machine's cores; wrk counts non-2xx/3xx statuses.",

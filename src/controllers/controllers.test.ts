@@ -601,3 +601,21 @@ test("a deploy whose route a route object (of any app) serves fails; API traffic
   const kept = (await h.store.get<Service>("service", "default/hello/web"))!.value;
   assert.deepEqual(kept.traffic, { concurrency: 7 });
 });
+
+test("a drain with nowhere to go stops instances down to minAvailable, no further", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 3, minAvailable: 2, resources: { memory: "1Gi" } });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  // n2 has room for no replacement.
+  await h.m.nodes.handleHeartbeat("n2", small(4, GiB / 2));
+  await setNode(h, "n1", { schedulable: false, draining: true });
+  await settle(h);
+  const all = await instancesOf(h);
+  const stillRunning = all.filter((i) => i.node === "n1" && i.desired === "running");
+  assert.equal(stillRunning.length, 2, "the budget keeps 2 running");
+  assert.equal(all.filter((i) => i.reason === "Moved").length, 1, "one stopped early");
+  assert.equal(all.filter((i) => i.state === "pending").length, 3, "replacements wait for room");
+});

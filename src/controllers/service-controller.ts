@@ -241,9 +241,17 @@ export class ServiceController {
           if (o.value.state !== "running")
             await this.#retire(o, leaving(o.value) ? "Moved" : "Superseded", why(o.value), 0);
         }
-        const surplus = Math.min(runningOld.length, runningCurrent + runningOld.length - want);
+        const surplus = Math.max(0, Math.min(runningOld.length, runningCurrent + runningOld.length - want));
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
-        for (const o of oldest.slice(0, Math.max(0, surplus))) {
+        // A disruption budget below the desired count lets instances leaving a node (drain, move) stop
+        // before their replacements run — when there is no room for the replacements, say.
+        const minAvailable = Math.min(want, svc.spec.minAvailable ?? want);
+        const room = runningCurrent + runningOld.length - surplus - minAvailable;
+        const early = oldest
+          .slice(surplus)
+          .filter((o) => leaving(o.value))
+          .slice(0, Math.max(0, room));
+        for (const o of [...oldest.slice(0, surplus), ...early]) {
           await this.#retire(
             o,
             leaving(o.value) ? "Moved" : "Superseded",

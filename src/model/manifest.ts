@@ -386,6 +386,14 @@ export const ServiceManifestSchema = T.Object(
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
     placement: T.Optional(PlacementSchema),
+    minAvailable: T.Optional(
+      T.Integer({
+        minimum: 0,
+        maximum: 1000,
+        description:
+          "disruption budget: running instances a drain or move keeps (default: all of them, so each is replaced before it stops)",
+      }),
+    ),
     criticality: T.Optional(
       T.Union([T.Literal("critical"), T.Literal("normal"), T.Literal("low")], {
         description: "under overload the gateway sheds low first and critical last (default normal)",
@@ -669,6 +677,8 @@ export interface ServiceSpec {
   units?: number;
   /** Where instances may run and which nodes they prefer. */
   placement?: PlacementSpec;
+  /** Disruption budget: running instances a drain or move keeps; absent: all of them. */
+  minAvailable?: number;
   health: HealthCheck;
   mode: "cattle" | "pet";
   env: Record<string, string>;
@@ -800,6 +810,7 @@ export function normalizeService(
     resources: resolveResources(s.resources, unit),
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
+    ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
       // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
