@@ -21,7 +21,8 @@ import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
 import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
-import type { Tenant } from "../model/objects.ts";
+import type { Release, Tenant } from "../model/objects.ts";
+import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
@@ -29,6 +30,7 @@ import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import { GatewayBook } from "./gateway-book.ts";
+import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
@@ -54,6 +56,8 @@ export interface ServerOptions {
   traces?: TracesOptions;
   /** Metrics storage and collection (retention, size limit, scrape interval, ingest queue). */
   metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
+  /** Alert evaluation interval (default 15 s) and webhook retries. */
+  alerts?: Pick<AlertEvaluatorOptions, "intervalMs" | "notifier">;
   /** Log retention (age, size), ingest queue and the SSE heartbeat. */
   logs?: LogsOptions;
 }
@@ -80,6 +84,8 @@ export interface ApiDeps {
   traces: Traces;
   /** Metrics storage, collection and the API server's own exporter. */
   metrics: Metrics;
+  /** Alert rules' evaluation, active alerts, webhook deliveries. */
+  alerts: AlertEvaluator;
   maxUploadBytes: number;
   version: string;
   /** The platform's settings (resource unit, timings). */
@@ -88,7 +94,7 @@ export interface ApiDeps {
     source: string;
     app: string;
     log: (line: string) => void;
-  }): Promise<{ slug: string; services: Record<string, ServiceSpec> }>;
+  }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
 }
 
 export interface RunningServer {
@@ -100,6 +106,8 @@ export interface RunningServer {
   controllers: ControllerManager;
   /** Metrics storage and collection. */
   metrics: Metrics;
+  /** Alerts: subscribe with `alerts.on(…)` to act on firing and resolved alerts. */
+  alerts: AlertEvaluator;
   /** The live settings (herd up fills in the gateway's address once it listens). */
   settings: Settings;
   /** Spans; also the in-process SpanSink for a gateway in this process. */
@@ -123,6 +131,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
+  const alerts = new AlertEvaluator({
+    ...options.alerts,
+    store,
+    tsdb: metrics.tsdb,
+    events,
+    clock: systemClock,
+    logger: logger.child("alerts"),
+    stateFile: join(dataDir, "alerts", "state.json"),
+    registry: metrics.self.registry,
+  });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
   if (!(await store.get<Tenant>("tenant", "default"))) {
@@ -149,6 +167,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     gateways,
     traces,
     metrics,
+    alerts,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
@@ -161,7 +180,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         log,
         unit: settings.unit,
       });
-      return { slug: r.slug, services: r.services };
+      return { slug: r.slug, services: r.services, ...(r.alerts ? { alerts: r.alerts } : {}) };
     },
   };
 
@@ -188,6 +207,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await controllers.start();
   metrics.selfUrl = url;
   metrics.start();
+  alerts.externalUrl = url;
+  alerts.start();
   logger.info("control plane listening", { url });
 
   return {
@@ -198,10 +219,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     controllers,
     metrics,
+    alerts,
     settings,
     traces,
     logs,
     close: async () => {
+      await alerts.stop();
       controllers.stop();
       // Open log streams end first: the HTTP server waits for every connection.
       logs.endStreams();
@@ -301,6 +324,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       liveConfigRoutes(api, deps);
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
+      alertRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

@@ -15,7 +15,7 @@ import { HerdError } from "../common/errors.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Resources } from "../model/objects.ts";
 import type { ArtifactStore } from "./artifact-store.ts";
-import { type AppKind, loadAppDefinition } from "./detect.ts";
+import { type AppDefinition, type AppKind, loadAppDefinition } from "./detect.ts";
 import { packAll } from "./pack.ts";
 import { unpackTarball } from "./unpack.ts";
 
@@ -45,6 +45,8 @@ export interface BuildResult {
   app: string;
   kind: AppKind;
   services: Record<string, ServiceSpec>;
+  /** herd.yaml's alert rules. */
+  alerts?: AppDefinition["alerts"];
 }
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;

@@ -24,6 +24,8 @@ export interface AppDefinition {
   app: string;
   kind: AppKind;
   services: Record<string, ServiceSpec>;
+  /** herd.yaml's `alerts:` rules, deployed with the release. */
+  alerts?: Manifest["alerts"];
 }
 
 /** The command of a static site's web service; the builder puts the server there. */
@@ -60,7 +62,7 @@ export async function loadAppDefinition(
     for (const [name, service] of Object.entries(manifest.services)) {
       services[name] = normalizeService(app, name, service, procfile?.get(name) ?? startScript, options.unit);
     }
-    return { app, kind: "manifest", services };
+    return { app, kind: "manifest", services, ...(manifest.alerts ? { alerts: manifest.alerts } : {}) };
   }
   // A Procfile names every process type, so it wins over the single start script (as on Heroku).
   if (procfile && procfile.size > 0) {

@@ -5,6 +5,7 @@
 
 import { readFile } from "node:fs/promises";
 import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
+import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
 import { resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
@@ -247,6 +248,7 @@ export const COMMANDS: CommandSpec[] = [
   rollbackCommand,
   eventsCommand,
   metricsCommand,
+  alertsCommand,
   nodesCommand,
   consumersCommand,
   instancesCommand,

@@ -48,7 +48,7 @@ const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
-       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s]
+       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -66,9 +66,10 @@ DIR/tls/. --no-https serves HTTP only.
 Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
 aggregates for --metrics-downsampled-retention, never more than
 --metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
+Alert rules are evaluated every --alert-interval (herd alerts; README "Alerts").
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
-       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s]
+       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.
@@ -204,6 +205,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "metrics-retention": { type: "string", default: "24h" },
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
+    "alert-interval": { type: "string", default: "15s" },
     ...LOG_SERVER_FLAGS,
   });
   if (!v) return 0;
@@ -229,6 +231,7 @@ export async function runUp(argv: string[]): Promise<number> {
     maxUploadBytes: megabytes(v["max-upload-mb"]),
     traces: tracesOptionsFromFlags(v),
     metrics: metricsOf(v),
+    alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
   });
   const driver = new ProcessDriver({
@@ -368,6 +371,7 @@ export async function runServer(argv: string[]): Promise<number> {
     "metrics-retention": { type: "string", default: "24h" },
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
+    "alert-interval": { type: "string", default: "15s" },
     ...LOG_SERVER_FLAGS,
   });
   if (!v) return 0;
@@ -385,6 +389,7 @@ export async function runServer(argv: string[]): Promise<number> {
     maxUploadBytes: megabytes(v["max-upload-mb"]),
     traces: tracesOptionsFromFlags(v),
     metrics: metricsOf(v),
+    alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);

@@ -33,6 +33,8 @@ export interface BuildResult {
   source: string;
   slug: string;
   services: Record<string, ServiceSpec>;
+  /** herd.yaml's alert rules, kept in the release. */
+  alerts?: Release["alerts"];
   description: string;
 }
 
@@ -110,6 +112,7 @@ export class DeployController {
           source: target.source,
           slug: target.slug,
           services: target.services,
+          ...(target.alerts ? { alerts: target.alerts } : {}),
           description: `Rollback to v${target.version}`,
         },
         true,
@@ -202,6 +205,7 @@ export class DeployController {
       source: result.source,
       slug: result.slug,
       services: result.services,
+      ...(result.alerts ? { alerts: result.alerts } : {}),
       ...(rollbackOf !== undefined ? { rollbackOf } : {}),
     };
     await store.put("release", releaseKey(tenant, app, version), release, { expectRevision: 0 });

@@ -8,6 +8,7 @@ import { type Static, Type as T } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
+import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, type PlacementSpec, placementServices } from "./placement.ts";
 
@@ -511,6 +512,7 @@ export const ManifestSchema = T.Object(
       additionalProperties: false,
       description: "service names are lowercase letters, digits and dashes, starting with a letter",
     }),
+    alerts: T.Optional(AlertsManifestSchema),
   },
   { additionalProperties: false },
 );
@@ -865,6 +867,7 @@ export function validateManifest(
     // Before checkSplits: "aggregate cannot be combined with split" says more than a split's own problem.
     checkAggregates(value, file, lineOf);
     checkSplits(value, file, lineOf);
+    checkAlerts(value, file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];
@@ -922,6 +925,21 @@ export function unescapePointer(s: string): string {
 
 export function describeError(message: string, schema: { description?: string }): string {
   return schema.description ? `${message} (${schema.description})` : message;
+}
+
+/** Alert rules: the expression parses, op and threshold come together (alerts.ts). */
+function checkAlerts(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+  for (const [name, rule] of Object.entries(m.alerts ?? {})) {
+    const problems = ruleProblems(rule, `alerts.${name}.`);
+    if (problems.length === 0) continue;
+    const details = problems.map((p) => ({ ...p, line: lineOf?.(p.field.split(".")) }));
+    const first = details[0] as FieldProblem;
+    throw new HerdError(
+      "invalid",
+      `${first.line ? `${file}:${first.line}` : file}: ${first.field}: ${first.message}`,
+      details,
+    );
+  }
 }
 
 /** Two services (or one twice) declaring the same route is an error: the gateway could serve only one. */

@@ -14,8 +14,10 @@
  *   token    `<sha256 of the token>`
  *   consumer `<tenant>/<consumer>`
  *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
+ *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
  */
 
+import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
 import type { ServiceSpec } from "./manifest.ts";
 
@@ -33,6 +35,9 @@ export const KINDS = [
   "consumer",
   "route",
   "scrape_target",
+  "alert_rule",
+  "alert_receiver",
+  "alert_silence",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -101,6 +106,8 @@ export interface Release {
   /** sha256 of the built slug tarball the agents unpack and run. */
   slug: string;
   services: Record<string, ServiceSpec>;
+  /** herd.yaml's alert rules (alerts.ts), evaluated while this release serves. */
+  alerts?: Record<string, AlertRuleBody>;
   /** For a rollback: the version whose content this release reuses. */
   rollbackOf?: number;
 }

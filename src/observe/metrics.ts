@@ -8,8 +8,9 @@
  */
 
 import { join } from "node:path";
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "../common/log.ts";
+import type { Node, Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { IngestQueue } from "./ingest.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
@@ -57,6 +58,35 @@ export class ApiSelfMetrics {
   }
 }
 
+/**
+ * Gauges read from the store when /metrics is scraped, so the built-in alert
+ * rules (observe/alerts/defaults.ts) stay PromQL: crash loops and node loss.
+ */
+function stateGauges(registry: Registry, store: Store): void {
+  new Gauge({
+    name: "herd_service_crashes",
+    help: "Consecutive crashes of a service's instances without reaching running (crash-loop backoff count).",
+    labelNames: ["tenant", "app", "service"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { value: s } of (await store.list<Service>("service")).items)
+        this.set({ tenant: s.tenant, app: s.app, service: s.name }, s.crashes);
+    },
+  });
+  new Gauge({
+    name: "herd_node_up",
+    help: "1 while the node's agent heartbeats (state ready), 0 when it is not ready or lost.",
+    labelNames: ["node"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { value: n } of (await store.list<Node>("node")).items)
+        this.set({ node: n.name }, n.state === "ready" ? 1 : 0);
+    },
+  });
+}
+
 export class Metrics {
   readonly tsdb: Tsdb;
   readonly queue: IngestQueue;
@@ -75,6 +105,7 @@ export class Metrics {
     this.tsdb = new Tsdb({ ...options.storage, dir: join(options.dataDir, "metrics") });
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
+    stateGauges(this.self.registry, options.store);
     this.scraper = new Scraper({
       tsdb: this.tsdb,
       targets: () => this.targets(),

@@ -1,0 +1,75 @@
+/**
+ * The built-in rules, evaluated for the whole platform. An API rule of the
+ * same name in the `default` tenant replaces one (`disabled: true` turns it
+ * off); deleting that rule brings the built-in back.
+ *
+ * Latency SLO burn (multi-window, as in Google's SRE workbook): the SLO is
+ * 99 % of a route's requests answered within 0.5 s, so the error budget is
+ * 1 %. Over a window w the share of slow requests is
+ *
+ *   slow(w) = 1 − rate(duration_bucket{le="0.5"}[w]) / rate(duration_count[w])
+ *
+ * and the burn rate is slow(w) / 0.01. The rule fires when the burn rate is
+ * above 14.4 (2 % of a 30-day budget gone in one hour) over both the last
+ * hour and the last 5 minutes: the long window says it is significant, the
+ * short one that it is still happening (so it resolves soon after it stops).
+ */
+
+import type { AlertRule } from "../../model/alerts.ts";
+
+const BY_ROUTE = "tenant, app, route";
+
+/** Share of slow requests (over 0.5 s) per route over `w`. */
+const slowShare = (w: string) =>
+  `(1 - sum by (${BY_ROUTE}) (rate(herd_gateway_request_duration_seconds_bucket{le="0.5"}[${w}])) / sum by (${BY_ROUTE}) (rate(herd_gateway_request_duration_seconds_count[${w}])))`;
+
+export const DEFAULT_RULES: readonly AlertRule[] = [
+  {
+    name: "instance-crash-loop",
+    source: "default",
+    // herd_service_crashes: consecutive crashes of a service's instances without reaching running.
+    expr: "max by (tenant, app, service) (herd_service_crashes)",
+    op: ">=",
+    threshold: 3,
+    for: "1m",
+    severity: "critical",
+    annotations: {
+      summary: "{{ $labels.app }}/{{ $labels.service }} is crash-looping ({{ $value }} crashes in a row)",
+    },
+  },
+  {
+    name: "node-lost",
+    source: "default",
+    // herd_node_up: 1 while the node's agent heartbeats (state ready), else 0.
+    expr: "max by (node) (herd_node_up)",
+    op: "==",
+    threshold: 0,
+    for: "1m",
+    severity: "critical",
+    annotations: { summary: "node {{ $labels.node }} is not ready (no heartbeat)" },
+  },
+  {
+    name: "route-error-rate",
+    source: "default",
+    expr: `sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total{code=~"5.."}[5m])) / sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total[5m]))`,
+    op: ">",
+    threshold: 0.05,
+    for: "5m",
+    severity: "warning",
+    annotations: {
+      summary:
+        "route {{ $labels.route }} of {{ $labels.app }}: {{ $value }} of requests fail with 5xx (over 5 %)",
+    },
+  },
+  {
+    name: "latency-slo-burn",
+    source: "default",
+    expr: `${slowShare("1h")} > 0.144 and ${slowShare("5m")} > 0.144`,
+    for: "2m",
+    severity: "critical",
+    annotations: {
+      summary:
+        "route {{ $labels.route }} of {{ $labels.app }} burns its latency budget fast: {{ $value }} of requests over 0.5 s in the last hour (SLO 99 %)",
+    },
+  },
+];
