@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import type { Logger } from "../common/log.ts";
 import type { Store } from "../store/store.ts";
+import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
@@ -62,6 +63,10 @@ export class Metrics {
   readonly queue: IngestQueue;
   readonly scraper: Scraper;
   readonly self = new ApiSelfMetrics();
+  /** Nodes' and instances' figures from the heartbeats, exported beside `self`. */
+  readonly fleet: FleetMetrics;
+  /** Targets found rather than registered (the gateways that report a metrics URL); set by the server. */
+  discovered: () => ScrapeTarget[] = () => [];
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #maintainEveryMs: number;
@@ -72,6 +77,7 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     this.#store = options.store;
     this.#logger = options.logger;
+    this.fleet = new FleetMetrics(options.store);
     this.tsdb = new Tsdb({ ...options.storage, dir: join(options.dataDir, "metrics") });
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
@@ -86,13 +92,22 @@ export class Metrics {
     });
   }
 
-  /** Registered targets (store) plus herd's own API server. */
+  /** Registered targets (store), herd's own API server, and the discovered ones (gateways). */
   async targets(): Promise<ScrapeTarget[]> {
     const registered = (await this.#store.list<ScrapeTarget>(TARGET_KIND)).items.map((o) => o.value);
+    // honorLabels: the fleet series name their herd instance in `instance`, which must not become host:port.
     const own: ScrapeTarget[] = this.selfUrl
-      ? [{ name: "herd-api", url: `${this.selfUrl}/metrics`, labels: { component: "api" }, createdAt: "" }]
+      ? [
+          {
+            name: "herd-api",
+            url: `${this.selfUrl}/metrics`,
+            labels: { component: "api" },
+            honorLabels: true,
+            createdAt: "",
+          },
+        ]
       : [];
-    return [...own, ...registered];
+    return [...own, ...this.discovered(), ...registered];
   }
 
   start(): void {
