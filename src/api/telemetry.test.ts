@@ -140,7 +140,7 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
   assert.match(bad.body.message, /body\.stats\.memory\.totalBytes/);
 });
 
-test("a gateway that reports its metrics URL is scraped, and dropped when it says goodbye", async () => {
+test("a gateway that reports its metrics URL is scraped, and dropped when it says goodbye; its spans reach the ingest", async () => {
   const gwDir = mkdtempSync(join(tmpdir(), "herd-telemetry-gw-"));
   const gateway = await startGateway({
     server: server.url,
@@ -151,7 +151,7 @@ test("a gateway that reports its metrics URL is scraped, and dropped when it say
     logger: silentLogger,
     id: "gw-test",
     metricsPort: 0,
-    traceSample: 0,
+    traceSample: 1,
   });
   try {
     assert.ok(gateway.metricsUrl);
@@ -172,10 +172,21 @@ test("a gateway that reports its metrics URL is scraped, and dropped when it say
     assert.equal(version[0]?.metric.component, "gateway");
     const gateways = (await call("GET", "/gateways")).body.items as { id: string; metricsUrl?: string }[];
     assert.equal(gateways.find((g) => g.id === "gw-test")?.metricsUrl, gateway.metricsUrl);
+    // A request no route takes still gets the gateway's server span, shipped as OTLP JSON to the real ingest.
+    const res = await fetch(`${gateway.url}/nothing-here`, { headers: { host: "nowhere.test" } });
+    assert.equal(res.status, 404);
+    await res.text();
   } finally {
     await gateway.close();
     rmSync(gwDir, { recursive: true, force: true });
   }
   const items = (await call("GET", "/metrics/targets")).body.items as { name: string }[];
   assert.ok(!items.some((i) => i.name === "herd-gateway/gw-test"), "goodbye drops the target");
+  // Closing flushed the batch; the ingest stores it within its flush interval.
+  const span = await waitFor("the gateway's span in the store", async () => {
+    server.traces.store.flush();
+    const found = await call("GET", "/traces?service=gateway");
+    return found.body?.items?.length > 0 ? found.body.items[0] : undefined;
+  });
+  assert.ok(span);
 });
