@@ -117,7 +117,12 @@ test("the OTLP JSON written at flush says what the Span objects say", () => {
   const objects: Span[] = [];
   let body = "";
   let count = 0;
-  const asObjects = new GatewaySpans({ recordSpans: (s) => (objects.push(...s), true) });
+  const asObjects = new GatewaySpans({
+    recordSpans: (s) => {
+      objects.push(...s);
+      return true;
+    },
+  });
   const asText = new GatewaySpans({
     postOtlp: (b, n) => {
       body = b;
