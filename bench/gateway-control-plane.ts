@@ -2,6 +2,8 @@
 // it answers the gateway's `GET /api/v1/snapshot` with fixed objects and keeps
 // `GET /api/v1/watch` open as an NDJSON stream of pings (nothing changes while
 // the bench measures). Objects are built with the gateway's own test factories.
+// With `spans`, the gateway's OTLP posts are relayed to a real control plane's
+// span ingest (bench/tracing-cost.ts), so its spans are stored for real.
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -43,6 +45,7 @@ export interface BenchControlPlane {
 export async function startBenchControlPlane(
   token: string,
   objects: StoredObject[],
+  spans?: { url: string; token: string },
 ): Promise<BenchControlPlane> {
   const revision = Math.max(0, ...objects.map((o) => o.revision));
   const watches = new Set<http.ServerResponse>();
@@ -67,6 +70,10 @@ export async function startBenchControlPlane(
       res.on("close", () => watches.delete(res));
       return;
     }
+    if (spans && req.method === "POST" && url.pathname === "/api/v1/traces/otlp/v1/traces") {
+      void relay(req, res, spans);
+      return;
+    }
     res.writeHead(404, { "content-type": "application/json" });
     res.end(JSON.stringify({ code: "not_found", message: `no route ${req.method} ${url.pathname}` }));
   });
@@ -85,4 +92,27 @@ export async function startBenchControlPlane(
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Passes an OTLP post on to the real ingest with its token, and its answer back. */
+async function relay(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  to: { url: string; token: string },
+): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  try {
+    const answer = await fetch(to.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${to.token}` },
+      body: Buffer.concat(chunks),
+    });
+    const body = await answer.text();
+    res.writeHead(answer.status, { "content-type": "application/json" });
+    res.end(body);
+  } catch (err) {
+    res.writeHead(502, { "content-type": "application/json" });
+    res.end(JSON.stringify({ code: "unavailable", message: (err as Error).message }));
+  }
 }

@@ -1,11 +1,16 @@
 // `npm run bench:telemetry`: telemetry figures, each in one bounded run on a
 // real control plane (in this process, its own temp data dir).
 //
-// Sections (run all, or name some: `node bench/telemetry.ts metrics`):
+// Sections (run all, or name some: `node bench/telemetry.ts metrics spans`):
 //   metrics — points ingested per second per core through POST /api/v1/metrics/write
 //             (target ≥ 50,000), the same straight into storage, and the p99 latency
 //             of a 1-hour range chart over 100 series through the Prometheus query API
 //             (target ≤ 50 ms).
+//   spans   — spans ingested per second per core through the OTLP/HTTP JSON ingest of a
+//             `herd server` in its own process (target ≥ 25,000; bench/traces.ts).
+//   tracing — the gateway's throughput cost of tracing: CPU per request of one gateway
+//             worker with --trace-sample 0 and 1, driven by wrk (target ≤ 5 %;
+//             bench/tracing-cost.ts).
 // To add a section: write a function returning Figure[] and list it in SECTIONS.
 //
 // "Per core": points divided by the CPU seconds this process used while
@@ -16,6 +21,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type RunningServer, startServer } from "../src/api/server.ts";
 import { silentLogger } from "../src/common/log.ts";
+import { cleanup } from "./harness.ts";
+import { measureSpanIngest } from "./traces.ts";
+import { measureTracingCost } from "./tracing-cost.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 
@@ -207,7 +215,64 @@ async function metricsSection(): Promise<Figure[]> {
   });
 }
 
-const SECTIONS: Section[] = [{ name: "metrics", run: metricsSection }];
+async function spansSection(): Promise<Figure[]> {
+  const r = await measureSpanIngest();
+  const figures: Figure[] = [
+    {
+      name: `spans/s per core via OTLP/HTTP JSON (${r.clients} clients, ${r.batch} spans = ${Math.round(r.kibPerRequest)} KiB per request; ${fmt(r.written)} spans in ${r.wallSeconds.toFixed(1)} s, server CPU ${r.cpuSeconds.toFixed(2)} s; OpenTelemetry Collector ≈ 12,000)`,
+      value: r.perCore,
+      unit: "spans/s",
+      target: "≥ 25,000",
+      ok: r.perCore >= 25_000,
+    },
+  ];
+  if (r.refused > 0 || r.failed > 0)
+    figures.push({ name: `requests refused (429) ${r.refused}, failed`, value: r.failed, unit: "requests" });
+  return figures;
+}
+
+async function tracingSection(): Promise<Figure[]> {
+  const r = await measureTracingCost();
+  // The headline is the median of the rounds' paired comparisons (each traced run against the
+  // untraced run just before it), not the best of each side: on a shared machine the best runs
+  // of the two sides need not come from the same conditions.
+  const paired = [...r.pairedCosts].sort((a, b) => a - b);
+  const cost = paired[Math.floor(paired.length / 2)] as number;
+  const bestCost = (r.on.usPerRequest / r.off.usPerRequest - 1) * 100;
+  const rpsDrop = (1 - r.on.rps / r.off.rps) * 100;
+  return [
+    { name: "gateway CPU per request, --trace-sample 0 (best round)", value: r.off.usPerRequest, unit: "µs" },
+    {
+      name: `gateway CPU per request, --trace-sample 1 (best round; ${bestCost.toFixed(1)} % over the untraced best)`,
+      value: r.on.usPerRequest,
+      unit: "µs",
+    },
+    { name: "req/s, --trace-sample 0 (wrk, 1 gateway worker)", value: r.off.rps, unit: "req/s" },
+    { name: "req/s, --trace-sample 1", value: r.on.rps, unit: "req/s" },
+    ...(r.ingestUsPerRequest === null
+      ? []
+      : [
+          {
+            name: "control plane CPU per traced request, about (OTLP ingest of 2 spans, SQLite, the relay; same cores)",
+            value: r.ingestUsPerRequest,
+            unit: "µs",
+          },
+        ]),
+    {
+      name: `throughput cost of tracing: the gateway's extra CPU per traced request, median of ${r.rounds} paired rounds of ${r.seconds} s (round by round: ${r.pairedCosts.map((c) => `${c.toFixed(0)} %`).join(", ")}; best-round req/s differ by ${rpsDrop.toFixed(1)} %; ${r.connections} connections; ${fmt(r.spansStored)} spans stored, ${fmt(r.spansRefused)} refused with 429${process.env.BENCH_INGEST === "off" ? "; BENCH_INGEST=off: span posts answered 404, not ingested" : ""})`,
+      value: cost,
+      unit: "%",
+      target: "≤ 5 %",
+      ok: cost <= 5,
+    },
+  ];
+}
+
+const SECTIONS: Section[] = [
+  { name: "metrics", run: metricsSection },
+  { name: "spans", run: spansSection },
+  { name: "tracing", run: tracingSection },
+];
 
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w));
@@ -218,14 +283,22 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 let missed = 0;
-for (const section of SECTIONS) {
-  if (wanted.length > 0 && !wanted.includes(section.name)) continue;
-  console.log(`${section.name} (bounded runs of ${SECONDS} s; BENCH_SECONDS changes it)`);
-  for (const f of await section.run()) {
-    const value = f.unit === "ms" ? f.value.toFixed(1) : fmt(f.value);
-    const target = f.target ? ` (target ${f.target}: ${f.ok ? "met" : "MISSED"})` : "";
-    if (f.target && !f.ok) missed++;
-    console.log(`  ${f.name}: ${value} ${f.unit}${target}`);
+try {
+  for (const section of SECTIONS) {
+    if (wanted.length > 0 && !wanted.includes(section.name)) continue;
+    console.log(`${section.name} (bounded runs of ${SECONDS} s; BENCH_SECONDS changes it)`);
+    for (const f of await section.run()) {
+      const value = f.unit === "ms" || f.unit === "µs" || f.unit === "%" ? f.value.toFixed(1) : fmt(f.value);
+      const target = f.target ? ` (target ${f.target}: ${f.ok ? "met" : "MISSED"})` : "";
+      if (f.target && !f.ok) missed++;
+      console.log(`  ${f.name}: ${value} ${f.unit}${target}`);
+    }
   }
+} catch (err) {
+  console.error(`bench:telemetry: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  missed++;
+} finally {
+  // Children (servers, gateways, wrk) and temp dirs of the sections.
+  await cleanup();
 }
-process.exitCode = missed > 0 ? 1 : 0;
+process.exit(missed > 0 ? 1 : 0);

@@ -1,4 +1,5 @@
-// Spans ingested per second per core, through the real HTTP ingest endpoint.
+// Spans ingested per second per core, through the real HTTP ingest endpoint:
+// the `spans` section of `npm run bench:telemetry` (bench/telemetry.ts).
 //
 // A real `herd server` runs in its own process; a few clients in this process
 // POST OTLP/HTTP JSON batches (100 spans each, realistic attributes, distinct
@@ -7,34 +8,18 @@
 // process's CPU seconds (utime + stime from /proc, so parsing, HTTP, the
 // queue, SQLite and its trims all count), measured until the queue is empty.
 //
-//   node bench/traces.ts            (BENCH_SECONDS=8, BENCH_CLIENTS=4, BENCH_BATCH=100)
+//   BENCH_SECONDS (5), BENCH_CLIENTS=4, BENCH_BATCH=100
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
+import { groupCpuSeconds as cpuSeconds, ROOT, startChild, stopChild } from "./harness.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
 const BATCH = Number(process.env.BENCH_BATCH ?? 100);
-const TARGET = 25_000;
-const COLLECTOR = 12_000;
-const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
-
-let child: ChildProcess | undefined;
-const dir = mkdtempSync(join(tmpdir(), "herd-bench-traces-"));
-
-/** CPU seconds (user + system) the process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 
 let seq = 0;
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
@@ -84,28 +69,47 @@ function makeBody(): string {
   return JSON.stringify({ resourceSpans });
 }
 
-async function main() {
-  child = spawn(
+/** What one bounded run measured. */
+export interface SpanIngest {
+  perCore: number;
+  written: number;
+  wallSeconds: number;
+  cpuSeconds: number;
+  clients: number;
+  batch: number;
+  kibPerRequest: number;
+  refused: number;
+  failed: number;
+  acknowledged: number;
+}
+
+/** Runs a real `herd server` in its own process, loads its ingest for a bounded time, and ends it. */
+export async function measureSpanIngest(): Promise<SpanIngest> {
+  const dir = mkdtempSync(join(tmpdir(), "herd-bench-traces-"));
+  const child = startChild(
+    "herd server",
     process.execPath,
     [join(ROOT, "src/cli/main.ts"), "server", "--data", dir, "--port", "0", "--traces-max-size", "2Gi"],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, HERD_LOG_LEVEL: "error" } },
+    { HERD_LOG_LEVEL: "error" },
   );
-  let output = "";
-  child.stdout?.on("data", (c: Buffer) => {
-    output += c.toString();
-  });
-  child.stderr?.on("data", (c: Buffer) => {
-    output += c.toString();
-  });
+  try {
+    return await load(child, dir);
+  } finally {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function load(child: ReturnType<typeof startChild>, dir: string): Promise<SpanIngest> {
   const deadline = Date.now() + 20_000;
   let url: string | undefined;
   while (!url) {
-    url = /herd server: (http:\/\/\S+)\/api\/v1/.exec(output)?.[1];
-    if (Date.now() > deadline || child.exitCode !== null)
-      throw new Error(`herd server did not start:\n${output}`);
+    url = /herd server: (http:\/\/\S+)\/api\/v1/.exec(child.output)?.[1];
+    if (Date.now() > deadline || child.process.exitCode !== null)
+      throw new Error(`herd server did not start:\n${child.output}`);
     await sleep(50);
   }
-  const pid = child.pid as number;
+  const pid = child.process.pid as number;
   const token = readFileSync(join(dir, "traces", "ingest-token"), "utf8").trim();
   const admin = readFileSync(join(dir, "admin-token"), "utf8").trim();
   const ingest = `${url}/api/v1/traces/otlp/v1/traces`;
@@ -164,44 +168,17 @@ async function main() {
   const wall = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   const written = s.written - writtenBefore;
-  const perCore = written / cpu;
-  console.log(
-    `spans ingested per second per core: ${Math.round(perCore).toLocaleString("en")} (target ≥ ${TARGET.toLocaleString("en")}; OpenTelemetry Collector ≈ ${COLLECTOR.toLocaleString("en")})`,
-  );
-  console.log(
-    `  ${written.toLocaleString("en")} spans in ${wall.toFixed(1)} s wall = ${Math.round(written / wall).toLocaleString("en")}/s, server CPU ${cpu.toFixed(2)} s (${((cpu / wall) * 100).toFixed(0)}% of a core); ` +
-      `${CLIENTS} clients, ${BATCH} spans (${Math.round(bytesPerRequest / 1024)} KiB OTLP JSON) per request; refused (429) ${refused}, failed ${failed}`,
-  );
-  if (written !== sent) console.log(`  note: ${sent} spans acknowledged, ${written} written`);
   await dispatcher.close();
-  return perCore >= TARGET ? 0 : 1;
+  return {
+    perCore: written / cpu,
+    written,
+    wallSeconds: wall,
+    cpuSeconds: cpu,
+    clients: CLIENTS,
+    batch: BATCH,
+    kibPerRequest: bytesPerRequest / 1024,
+    refused,
+    failed,
+    acknowledged: sent,
+  };
 }
-
-async function cleanup() {
-  if (child && child.exitCode === null) {
-    child.kill("SIGTERM");
-    await new Promise((r) => {
-      const t = setTimeout(() => {
-        child?.kill("SIGKILL");
-        r(undefined);
-      }, 5000);
-      child?.once("exit", () => {
-        clearTimeout(t);
-        r(undefined);
-      });
-    });
-  }
-  rmSync(dir, { recursive: true, force: true });
-}
-
-process.on("SIGINT", () => void cleanup().then(() => process.exit(130)));
-main()
-  .then(async (code) => {
-    await cleanup();
-    process.exitCode = code;
-  })
-  .catch(async (err) => {
-    console.error(err);
-    await cleanup();
-    process.exitCode = 1;
-  });

@@ -63,7 +63,11 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
     }
     if (req.method === "POST" && req.url === "/api/v1/nodes/node1/heartbeat") {
       cp.heartbeats.push(JSON.parse(await readBody(req)) as Heartbeat);
-      const reply: HeartbeatReply = { instances: cp.desired, intervalMs: 1000 };
+      const reply: HeartbeatReply = {
+        instances: cp.desired,
+        intervalMs: 1000,
+        traces: { ingestToken: "ingest-secret" },
+      };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
     } else if (req.method === "GET" && req.url === `/api/v1/slugs/${digest}`) {
       res.writeHead(200, { "content-type": "application/gzip" }).end(readFileSync(slugFile));
@@ -112,7 +116,8 @@ function desiredHello(
     run: {
       slug: digest,
       command: "node server.js",
-      env: { GREETING: "hi" },
+      // The service's own OTEL settings win over the agent's defaults.
+      env: { GREETING: "hi", OTEL_SERVICE_NAME: "shop-web", OTEL_RESOURCE_ATTRIBUTES: "team=a" },
       resources: { cpu: 0.25, memory: 128 * 1024 * 1024 },
       health: {
         kind: "http",
@@ -194,6 +199,10 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
     cp.heartbeats.length > 0 ? cp.heartbeats[0] : await waitFor(() => cp!.heartbeats[0], "a heartbeat");
   assert.ok(first.capacity.cpu >= 1 && first.capacity.memory > 0);
   assert.ok(["v1", "v2", "none"].includes(first.isolation.cgroups));
+  // The machine's own figures ride along (this is Linux: /proc and statfs are there).
+  assert.ok((first.stats?.cpuSeconds?.idle ?? 0) > 0, JSON.stringify(first.stats));
+  assert.ok((first.stats?.memory?.totalBytes ?? 0) > 0);
+  assert.ok((first.stats?.disk?.totalBytes ?? 0) > 0);
 
   // run → up → healthy, on a port that answers.
   cp.desired = [desiredHello("inst1", digest, 1)];
@@ -203,6 +212,21 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
   assert.equal(await get(healthy.port), "hi from inst1 (release 1)\n");
   assert.ok(cp.heartbeats.some((h) => h.instances.some((i) => i.id === "inst1" && i.state === "up")));
   assert.ok(existsSync(join(dataDir, "instances", "inst1", "data")));
+  assert.equal(typeof healthy.usage?.cpuSeconds, "number", "a running instance's usage is reported");
+  // OTEL defaults point the app's SDK at the control plane's ingest; the service's own values win.
+  const env = new Map(
+    readFileSync(`/proc/${healthy.pid}/environ`, "utf8")
+      .split("\0")
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
+  assert.equal(env.get("OTEL_SERVICE_NAME"), "shop-web");
+  assert.equal(
+    env.get("OTEL_RESOURCE_ATTRIBUTES"),
+    "team=a,herd.tenant=default,herd.app=hello,herd.service=web,herd.instance=inst1",
+  );
+  assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), `${cp.url}/api/v1/traces/otlp/v1/traces`);
+  assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS"), "authorization=Bearer%20ingest-secret");
+  assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), "http/json");
   await waitFor(
     () => cp!.logLines.includes(`inst1 hello listening on ${healthy.port}`) || undefined,
     "shipped log",

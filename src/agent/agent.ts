@@ -27,8 +27,10 @@ import type {
   InstanceStatus,
   LogBatch,
   LogLine,
+  NodeStats,
 } from "../model/protocol.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
+import { readNodeStats } from "./node-stats.ts";
 import { PortAllocator, type PortRange } from "./ports.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -57,11 +59,21 @@ export interface AgentOptions {
   logger?: Logger;
   /** Time between heartbeats when nothing changes; default 1000. */
   heartbeatMs?: number;
+  /** How often node stats and instance usage are read (heartbeats in between repeat them); default 5000. */
+  statsMs?: number;
   /** Where instance ports come from; default DEFAULT_PORT_RANGE. */
   ports?: PortRange;
 }
 
 type State = InstanceStatus["state"];
+
+/** One reading of the node's stats and its running instances' usage. */
+interface StatsReading {
+  /** performance.now() of the reading. */
+  at: number;
+  node: NodeStats;
+  usage: Map<string, InstanceStatus["usage"]>;
+}
 
 /** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
 export const DEFAULT_RESERVE: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
@@ -102,6 +114,7 @@ const STATUS_DEBOUNCE_MS = 20;
  */
 const FOLLOW_UP_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
+const STATS_MS = 5000;
 const LOG_SHIP_MS = 250;
 const LOG_BATCH_LINES = 1000;
 // A batch stays well under the server's 16 MiB body limit.
@@ -141,6 +154,10 @@ export class Agent {
   /** Not before this time (ms): the server said 429 with Retry-After. */
   #shipAfter = 0;
   #shipTimer: NodeJS.Timeout | undefined;
+  /** The last reading of node stats and instance usage, and when it was taken. */
+  #stats: StatsReading | undefined;
+  /** The span ingest token from the last heartbeat reply (for instances' OTEL_* defaults). */
+  #tracesToken: string | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -240,10 +257,12 @@ export class Agent {
 
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
+    const stats = await this.#readStats();
     const instances: InstanceStatus[] = [];
     for (const inst of this.#instances.values()) {
       const status = toStatus(inst);
-      if (RUNNING.has(inst.state)) status.usage = await this.#driver.usage(inst.id).catch(() => undefined);
+      const usage = RUNNING.has(inst.state) ? stats.usage.get(inst.id) : undefined;
+      if (usage) status.usage = usage;
       instances.push(status);
     }
     const capacity = this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
@@ -260,6 +279,7 @@ export class Agent {
       agentVersion: this.#agentVersion,
       isolation: this.#driver.isolation(),
       instances,
+      stats: stats.node,
     };
     const fingerprint = JSON.stringify(instances.map(({ usage: _, ...rest }) => rest));
     const changed = fingerprint !== this.#lastSent;
@@ -277,8 +297,32 @@ export class Agent {
     }
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
+    this.#tracesToken = reply.traces?.ingestToken;
     this.#reconcile(reply);
     return changed;
+  }
+
+  /**
+   * Node stats and the usage of running instances, read again when the last
+   * reading is older than `statsMs` or an instance started since (so a
+   * one-second heartbeat costs no file reads most of the time).
+   */
+  async #readStats(): Promise<StatsReading> {
+    const now = performance.now();
+    const last = this.#stats;
+    const fresh =
+      last !== undefined &&
+      now - last.at < (this.#options.statsMs ?? STATS_MS) &&
+      [...this.#instances.values()].every((i) => !RUNNING.has(i.state) || last.usage.has(i.id));
+    if (fresh) return last;
+    const usage = new Map<string, InstanceStatus["usage"]>();
+    for (const inst of this.#instances.values()) {
+      if (!RUNNING.has(inst.state)) continue;
+      usage.set(inst.id, await this.#driver.usage(inst.id).catch(() => undefined));
+    }
+    const node = await readNodeStats(this.#options.dataDir).catch(() => ({}));
+    this.#stats = { at: now, node, usage };
+    return this.#stats;
   }
 
   #reconcile(reply: HeartbeatReply): void {
@@ -360,8 +404,10 @@ export class Agent {
       const dataDir = d.mode === "pet" ? join(this.#options.dataDir, "volumes", d.id) : join(dir, "data");
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
+      // The defaults carry the ingest token: they go to the process only, never into a log line or file.
       const env: Record<string, string> = {
         ...d.run.env,
+        ...traceDefaults(d, this.#options.server, this.#tracesToken),
         PORT: String(port),
         HERD_INSTANCE: d.id,
         HERD_APP: d.app,
@@ -637,6 +683,49 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   return agent;
 }
 
+/**
+ * The OpenTelemetry SDK settings every instance gets unless its service's env
+ * sets them: its name as the gateway's client spans call it (`app/service`,
+ * so the dependency map joins the two), herd's resource attributes (merged
+ * into the service's own, whose keys win), and the control plane's OTLP/HTTP
+ * JSON ingest with the write-only ingest token. A service that names its own
+ * endpoint (traces or all signals) gets neither the endpoint, the token nor
+ * the protocol: its spans go where it says, without herd's secret.
+ */
+export function traceDefaults(
+  d: Pick<DesiredInstance, "id" | "app" | "service" | "tenant" | "run">,
+  server: string,
+  ingestToken: string | undefined,
+): Record<string, string> {
+  const own = d.run.env;
+  const out: Record<string, string> = {};
+  if (own.OTEL_SERVICE_NAME === undefined) out.OTEL_SERVICE_NAME = `${d.app}/${d.service}`;
+  const herd: Record<string, string> = {
+    "herd.tenant": d.tenant,
+    "herd.app": d.app,
+    "herd.service": d.service,
+    "herd.instance": d.id,
+  };
+  const given = (own.OTEL_RESOURCE_ATTRIBUTES ?? "").split(",").filter((pair) => pair.includes("="));
+  const givenKeys = new Set(given.map((pair) => pair.slice(0, pair.indexOf("=")).trim()));
+  const added = Object.entries(herd)
+    .filter(([key]) => !givenKeys.has(key))
+    .map(([key, value]) => `${key}=${encodeURIComponent(value)}`);
+  out.OTEL_RESOURCE_ATTRIBUTES = [...given, ...added].join(",");
+  const ownEndpoint =
+    own.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined || own.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined;
+  if (ingestToken === undefined || ownEndpoint) return out;
+  out.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${server.replace(/\/+$/, "")}/api/v1/traces/otlp/v1/traces`;
+  if (own.OTEL_EXPORTER_OTLP_TRACES_HEADERS === undefined && own.OTEL_EXPORTER_OTLP_HEADERS === undefined) {
+    // W3C baggage form: the value is percent-encoded (the space after Bearer).
+    out.OTEL_EXPORTER_OTLP_TRACES_HEADERS = `authorization=${encodeURIComponent(`Bearer ${ingestToken}`)}`;
+  }
+  if (own.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL === undefined && own.OTEL_EXPORTER_OTLP_PROTOCOL === undefined) {
+    out.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "http/json";
+  }
+  return out;
+}
+
 function toStatus(inst: Managed): InstanceStatus {
   const status: InstanceStatus = { id: inst.id, generation: inst.generation, state: inst.state };
   if (inst.port !== undefined && inst.state !== "exited") status.port = inst.port;
@@ -772,6 +861,8 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
   if (!isObject(value)) return fail("(root)", "not an object");
   if (!Array.isArray(value.instances)) return fail("instances", "not an array");
   if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
+  if (value.traces !== undefined && (!isObject(value.traces) || typeof value.traces.ingestToken !== "string"))
+    fail("traces", "not an object with a string ingestToken");
   for (const [i, d] of (value.instances as unknown[]).entries()) {
     const at = `instances.${i}`;
     if (!isObject(d)) return fail(at, "not an object");

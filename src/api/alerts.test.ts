@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import type { Node } from "../model/objects.ts";
 import { type RunningServer, startServer } from "./server.ts";
 
 let server: RunningServer;
@@ -194,7 +195,19 @@ test("/metrics exports herd_service_crashes and herd_node_up for the built-in ru
     name: "web",
     crashes: 4,
   } as never);
-  await server.store.put("node", "n1", { name: "n1", state: "lost" } as never);
+  await server.store.put("node", "n1", {
+    name: "n1",
+    address: "127.0.0.1",
+    labels: {},
+    capacity: { cpu: 1, memory: 1e9 },
+    allocatable: { cpu: 1, memory: 1e9 },
+    state: "lost",
+    lastHeartbeat: new Date().toISOString(),
+    registeredAt: new Date().toISOString(),
+    agentVersion: "t",
+    isolation: { cgroups: "none" },
+    schedulable: true,
+  } satisfies Node);
   const text = await (await fetch(`${server.url}/metrics`)).text();
   assert.match(text, /herd_service_crashes\{tenant="default",app="shop",service="web"\} 4/);
   assert.match(text, /herd_node_up\{node="n1"\} 0/);

@@ -4,6 +4,7 @@
  *   store watch (service, instance, node, route) ──► configVersion = revision of the last change
  *   PUT /gateways/:id/status (after each table change, and every 10 s) ──► entries
  *   GET /gateways ──► each entry with inSync = serving configVersion and nothing refused since
+ *   scrapeTargets() ──► the metrics URL of every gateway not silent (the metrics scraper's discovered targets)
  *
  * Reports are kept in memory, not in the store: they are observations, not
  * desired state (like metrics), they arrive every few seconds from every
@@ -14,6 +15,7 @@
 import { isCode } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { GATEWAY_KINDS, type GatewayReport, type GatewayStatus } from "../model/live-config.ts";
+import type { ScrapeTarget } from "../observe/scrape.ts";
 import type { Store } from "../store/store.ts";
 
 /** A gateway that has not reported for this long is shown `silent`. */
@@ -25,11 +27,35 @@ interface Entry {
   id: string;
   url?: string;
   workers?: number;
+  metricsUrl?: string;
   version: number;
   routes: number;
   rejectedVersion?: number;
   error?: string;
   lastSeen: number;
+}
+
+/**
+ * A gateway's metrics URL as the control plane reaches it: a loopback host
+ * (its listener on 0.0.0.0 shows as 127.0.0.1) from a gateway on another
+ * machine means that machine, so the report's source address stands in.
+ */
+export function metricsUrlFrom(
+  url: string | undefined,
+  remoteAddress: string | undefined,
+): string | undefined {
+  if (url === undefined || remoteAddress === undefined) return url;
+  const loopback = (host: string) => host === "localhost" || host === "[::1]" || /^127\./.test(host);
+  const remote = remoteAddress.replace(/^::ffff:/, "");
+  if (remote === "::1" || loopback(remote)) return url;
+  try {
+    const u = new URL(url);
+    if (!loopback(u.hostname)) return url;
+    u.hostname = remote.includes(":") ? `[${remote}]` : remote;
+    return u.toString();
+  } catch {
+    return url;
+  }
 }
 
 /** The gateways' reports and the config version they are compared with. */
@@ -71,6 +97,7 @@ export class GatewayBook {
     entry.routes = report.routes;
     if (report.url !== undefined) entry.url = report.url;
     if (report.workers !== undefined) entry.workers = report.workers;
+    if (report.metricsUrl !== undefined) entry.metricsUrl = report.metricsUrl;
     if (report.applied) {
       entry.version = report.version;
       if (entry.rejectedVersion !== undefined && report.version >= entry.rejectedVersion) {
@@ -91,6 +118,26 @@ export class GatewayBook {
     return this.#entries.delete(id);
   }
 
+  /**
+   * The metrics endpoint of every gateway that reports one and is not
+   * silent: a gateway that says goodbye or goes quiet stops being scraped
+   * (its series then go stale, as a vanished Prometheus target's do).
+   */
+  scrapeTargets(): ScrapeTarget[] {
+    const now = this.#now();
+    const out: ScrapeTarget[] = [];
+    for (const e of this.#entries.values()) {
+      if (e.metricsUrl === undefined || now - e.lastSeen > SILENT_AFTER_MS) continue;
+      out.push({
+        name: `herd-gateway/${e.id}`,
+        url: e.metricsUrl,
+        labels: { job: "herd-gateway", component: "gateway", gateway: e.id },
+        createdAt: "",
+      });
+    }
+    return out;
+  }
+
   /** Every gateway heard from in the last ten minutes, by id. */
   list(): GatewayStatus[] {
     const now = this.#now();
@@ -107,6 +154,7 @@ export class GatewayBook {
       id: e.id,
       ...(e.url !== undefined ? { url: e.url } : {}),
       ...(e.workers !== undefined ? { workers: e.workers } : {}),
+      ...(e.metricsUrl !== undefined ? { metricsUrl: e.metricsUrl } : {}),
       version: e.version,
       configVersion: this.#configVersion,
       inSync: e.rejectedVersion === undefined && e.version >= this.#configVersion,

@@ -130,10 +130,35 @@ export const HeartbeatBody = T.Object({
       logTail: T.Optional(T.Array(T.String())),
       startedAt: T.Optional(T.String()),
       usage: T.Optional(
-        T.Object({ cpuSeconds: T.Optional(T.Number()), memoryBytes: T.Optional(T.Number()) }),
+        T.Object({
+          cpuSeconds: T.Optional(T.Number({ minimum: 0 })),
+          memoryBytes: T.Optional(T.Number({ minimum: 0 })),
+        }),
       ),
     }),
     { maxItems: 10000 },
+  ),
+  stats: T.Optional(
+    T.Object(
+      {
+        cpuSeconds: T.Optional(
+          T.Record(T.String({ pattern: "^[a-z_]{1,20}$" }), T.Number({ minimum: 0 }), {
+            maxProperties: 20,
+            description: "CPU seconds since boot over all cores, by mode (user, system, idle, …)",
+          }),
+        ),
+        memory: T.Optional(
+          T.Object({ totalBytes: T.Number({ minimum: 0 }), availableBytes: T.Number({ minimum: 0 }) }),
+        ),
+        disk: T.Optional(
+          T.Object({ totalBytes: T.Number({ minimum: 0 }), freeBytes: T.Number({ minimum: 0 }) }),
+        ),
+        network: T.Optional(
+          T.Object({ receiveBytes: T.Number({ minimum: 0 }), transmitBytes: T.Number({ minimum: 0 }) }),
+        ),
+      },
+      { additionalProperties: false, description: "the machine's CPU, memory, disk and network" },
+    ),
   ),
 });
 

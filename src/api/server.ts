@@ -156,6 +156,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const gateways = new GatewayBook(store, logger.child("gateways"));
   await gateways.start();
+  // Every gateway that reports a metrics URL is scraped while it keeps reporting.
+  metrics.discovered = () => gateways.scrapeTargets();
   const deps: ApiDeps = {
     store,
     controllers,
@@ -307,9 +309,11 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
     self.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     self.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
   });
-  app.get("/metrics", { schema: { hide: true } }, async (_req, reply) =>
-    reply.type(self.registry.contentType).send(await self.registry.metrics()),
-  );
+  // Also the fleet: nodes' and instances' figures from the agents' heartbeats.
+  app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
+    const [own, fleet] = await Promise.all([self.registry.metrics(), deps.metrics.fleet.render()]);
+    return reply.type(self.registry.contentType).send(`${own}${own.endsWith("\n") ? "" : "\n"}${fleet}`);
+  });
   app.register(
     async (api) => {
       api.addHook("onRequest", async (req) => {

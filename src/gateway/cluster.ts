@@ -202,7 +202,12 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const report = (url: string): GatewayReport | undefined => {
     const result = source.lastResult;
     if (result === undefined) return undefined;
-    const base = { url, workers: options.workers, routes: table.routeCount };
+    const base = {
+      url,
+      workers: options.workers,
+      routes: table.routeCount,
+      ...(metrics ? { metricsUrl: metrics.url } : {}),
+    };
     const live = slots.filter((slot) => slot.worker !== undefined && slot.applied >= 0);
     const serving = live.length > 0 ? Math.min(...live.map((slot) => slot.applied)) : 0;
     if (!result.applied) return { ...reportOf(result), ...base, serving };

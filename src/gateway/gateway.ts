@@ -83,6 +83,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const traces = tracesFor(options);
   proxy.spans = traces?.spans ?? null;
   let reporter: StatusReporter | undefined;
+  let metrics: MetricsServer | undefined;
   // This process is the whole gateway: it probes the instances itself.
   const prober = new ActiveProber({ logger, onChange: (down) => markDown(proxy.table, down) });
   const source = new ConfigSource({
@@ -124,12 +125,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     intervalMs: options.statusIntervalMs,
     current: () => {
       const result = source.lastResult;
-      return result && { ...reportOf(result), url, workers: 1 };
+      // The metrics URL once it listens: the control plane scrapes it while this gateway reports.
+      return (
+        result && { ...reportOf(result), url, workers: 1, ...(metrics ? { metricsUrl: metrics.url } : {}) }
+      );
     },
   });
   reporter.start();
   await source.start();
-  let metrics: MetricsServer | undefined;
   if (options.metricsPort !== undefined) {
     try {
       metrics = await startMetricsServer({
@@ -139,6 +142,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         logger,
         render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
       });
+      reporter.changed();
     } catch (err) {
       unwatch();
       prober.close();

@@ -1068,9 +1068,9 @@ function onClientClose(this: ClientResponse): void {
     series.record(status, outcome, end - exchange.startedAt);
     const { hop, spans } = this as TracedResponse;
     if (hop !== undefined && spans !== undefined) {
-      const upstream = { instance: exchange.endpoint.instance, startMs: exchange.startedAt };
       const method = exchange.req.method ?? "GET";
-      spans.record(hop, series, method, status, metrics.OUTCOMES[outcome], exchange.startedAt, end, upstream);
+      const instance = exchange.endpoint.instance;
+      spans.record(hop, series, method, status, metrics.OUTCOMES[outcome], exchange.startedAt, end, instance);
     }
   }
   // A response that finished closes normally; one that did not means the client left.

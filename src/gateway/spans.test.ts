@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { parseOtlpTraces } from "../observe/traces/otlp.ts";
 import type { Span } from "../observe/traces/span.ts";
+import { Series } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { GatewaySpans } from "./spans.ts";
@@ -109,4 +111,69 @@ test("a caller that does not sample its trace gets no spans, but its trace goes 
   proxy.spans?.flush();
   assert.equal(recorded.length, 0);
   assert.match(seenTraceparent ?? "", /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-00$/);
+});
+
+test("the OTLP JSON written at flush says what the Span objects say", () => {
+  const objects: Span[] = [];
+  let body = "";
+  let count = 0;
+  const asObjects = new GatewaySpans({
+    recordSpans: (s) => {
+      objects.push(...s);
+      return true;
+    },
+  });
+  const asText = new GatewaySpans({
+    postOtlp: (b, n) => {
+      body = b;
+      count = n;
+      return true;
+    },
+  });
+  const web = new Series('route="shop.test/"', 'shop.test/"q"', "default/shop/web");
+  const none = new Series('route="none"');
+  for (const spans of [asObjects, asText]) {
+    const hop = {
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      parentId: "b7ad6b7169203331",
+      spanId: "1111111111111111",
+      clientId: "2222222222222222",
+      recorded: true,
+      flags: "01",
+    };
+    spans.record(hop, web, "GET", 502, "bad_gateway", 1000, 1012.5, "web-1");
+    spans.record(
+      { ...hop, parentId: null, spanId: "3333333333333333" },
+      none,
+      "POST",
+      404,
+      "no_route",
+      2000,
+      2001,
+      null,
+    );
+    spans.flush();
+  }
+  assert.equal(count, 3);
+  const parsed = parseOtlpTraces(JSON.parse(body));
+  const key = (s: Span) => s.spanId;
+  const pick = (s: Span) => [
+    s.traceId,
+    s.spanId,
+    s.parentId,
+    s.service,
+    s.name,
+    s.kind,
+    s.start,
+    s.duration,
+    s.status,
+    s.app,
+    s.tenant,
+    s.attributes,
+  ];
+  assert.deepEqual(
+    parsed.sort((a, b) => (key(a) < key(b) ? -1 : 1)).map(pick),
+    objects.sort((a, b) => (key(a) < key(b) ? -1 : 1)).map(pick),
+  );
+  assert.equal(parsed.find((s) => s.kind === "client")?.attributes["peer.service"], "shop/web");
 });

@@ -227,6 +227,14 @@ export const GatewayReportSchema = T.Object(
     routes: T.Integer({ minimum: 0, description: "routes in the table serving now" }),
     url: T.Optional(T.String({ maxLength: 300 })),
     workers: T.Optional(T.Integer({ minimum: 1, maximum: 1024 })),
+    metricsUrl: T.Optional(
+      T.String({
+        pattern: "^https?://[^\\s]+$",
+        maxLength: 300,
+        description:
+          "where the gateway serves GET /metrics: the control plane scrapes it while the gateway reports",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -237,6 +245,8 @@ export interface GatewayStatus {
   id: string;
   url?: string;
   workers?: number;
+  /** Where its metrics are; scraped while it reports. */
+  metricsUrl?: string;
   /** The config version serving now. */
   version: number;
   /** The control plane's config version: the revision of the last change gateways follow. */

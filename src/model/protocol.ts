@@ -33,8 +33,23 @@ export interface InstanceStatus {
   /** Last log lines, sent with exited/unhealthy/failed. */
   logTail?: string[];
   startedAt?: string;
-  /** Resource use, when known. */
+  /** Resource use, when known (read at most every few seconds; the last reading is repeated between). */
   usage?: { cpuSeconds?: number; memoryBytes?: number };
+}
+
+/**
+ * What the machine itself is doing, read from /proc and the data dir's
+ * filesystem at most every few seconds. Every part is optional: an agent
+ * that cannot read one leaves it out.
+ */
+export interface NodeStats {
+  /** CPU seconds since boot summed over all cores, by mode (user, nice, system, idle, iowait, irq, softirq, steal). */
+  cpuSeconds?: Record<string, number>;
+  memory?: { totalBytes: number; availableBytes: number };
+  /** The filesystem holding the agent's data dir (slugs, instances, pet volumes). */
+  disk?: { totalBytes: number; freeBytes: number };
+  /** Bytes through every interface but loopback since boot. */
+  network?: { receiveBytes: number; transmitBytes: number };
 }
 
 export interface Heartbeat {
@@ -47,6 +62,8 @@ export interface Heartbeat {
   agentVersion: string;
   isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
   instances: InstanceStatus[];
+  /** The node's own CPU, memory, disk and network (absent from older agents). */
+  stats?: NodeStats;
 }
 
 /** One instance the node should have, and what to do with it. */
@@ -68,6 +85,12 @@ export interface HeartbeatReply {
   instances: DesiredInstance[];
   /** Seconds between heartbeats the server expects. */
   intervalMs: number;
+  /**
+   * Where instances send spans: the agent gives each instance OTEL_* defaults
+   * pointing at the control plane (as the agent reaches it) with this
+   * write-only ingest token. Absent: no trace defaults.
+   */
+  traces?: { ingestToken: string };
 }
 
 export interface LogLine {

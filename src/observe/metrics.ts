@@ -10,8 +10,9 @@
 import { join } from "node:path";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "../common/log.ts";
-import type { Node, Service } from "../model/objects.ts";
+import type { Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
+import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
@@ -60,7 +61,8 @@ export class ApiSelfMetrics {
 
 /**
  * Gauges read from the store when /metrics is scraped, so the built-in alert
- * rules (observe/alerts/defaults.ts) stay PromQL: crash loops and node loss.
+ * rules (observe/alerts/defaults.ts) stay PromQL: crash loops (node loss is
+ * `herd_node_up`, from fleet-metrics.ts).
  */
 function stateGauges(registry: Registry, store: Store): void {
   new Gauge({
@@ -74,17 +76,6 @@ function stateGauges(registry: Registry, store: Store): void {
         this.set({ tenant: s.tenant, app: s.app, service: s.name }, s.crashes);
     },
   });
-  new Gauge({
-    name: "herd_node_up",
-    help: "1 while the node's agent heartbeats (state ready), 0 when it is not ready or lost.",
-    labelNames: ["node"],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const { value: n } of (await store.list<Node>("node")).items)
-        this.set({ node: n.name }, n.state === "ready" ? 1 : 0);
-    },
-  });
 }
 
 export class Metrics {
@@ -92,6 +83,10 @@ export class Metrics {
   readonly queue: IngestQueue;
   readonly scraper: Scraper;
   readonly self = new ApiSelfMetrics();
+  /** Nodes' and instances' figures from the heartbeats, exported beside `self`. */
+  readonly fleet: FleetMetrics;
+  /** Targets found rather than registered (the gateways that report a metrics URL); set by the server. */
+  discovered: () => ScrapeTarget[] = () => [];
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #maintainEveryMs: number;
@@ -102,6 +97,7 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     this.#store = options.store;
     this.#logger = options.logger;
+    this.fleet = new FleetMetrics(options.store);
     this.tsdb = new Tsdb({ ...options.storage, dir: join(options.dataDir, "metrics") });
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
@@ -117,13 +113,22 @@ export class Metrics {
     });
   }
 
-  /** Registered targets (store) plus herd's own API server. */
+  /** Registered targets (store), herd's own API server, and the discovered ones (gateways). */
   async targets(): Promise<ScrapeTarget[]> {
     const registered = (await this.#store.list<ScrapeTarget>(TARGET_KIND)).items.map((o) => o.value);
+    // honorLabels: the fleet series name their herd instance in `instance`, which must not become host:port.
     const own: ScrapeTarget[] = this.selfUrl
-      ? [{ name: "herd-api", url: `${this.selfUrl}/metrics`, labels: { component: "api" }, createdAt: "" }]
+      ? [
+          {
+            name: "herd-api",
+            url: `${this.selfUrl}/metrics`,
+            labels: { component: "api" },
+            honorLabels: true,
+            createdAt: "",
+          },
+        ]
       : [];
-    return [...own, ...registered];
+    return [...own, ...this.discovered(), ...registered];
   }
 
   start(): void {

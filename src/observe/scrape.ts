@@ -22,6 +22,12 @@ export interface ScrapeTarget {
   labels: Record<string, string>;
   /** Scrape interval in seconds (default: the collector's, 15). */
   intervalSeconds?: number;
+  /**
+   * As Prometheus's honor_labels: a scraped label wins over the target's
+   * (`job`, `instance`, …). Otherwise the target's win and a scraped one
+   * that differs is kept as `exported_<name>`.
+   */
+  honorLabels?: boolean;
   createdAt: string;
 }
 
@@ -56,6 +62,17 @@ export function targetLabels(t: ScrapeTarget): Labels {
   const u = new URL(t.url);
   const port = u.port || (u.protocol === "https:" ? "443" : "80");
   return { job: t.name, instance: `${u.hostname}:${port}`, ...t.labels };
+}
+
+/** The target's labels over the scraped ones; a scraped label that differs stays as `exported_<name>`. */
+function withTargetLabels(scraped: Labels, base: Labels): Labels {
+  const out: Labels = { ...scraped };
+  for (const [name, value] of Object.entries(base)) {
+    const had = out[name];
+    if (had !== undefined && had !== value) out[`exported_${name}`] = had;
+    out[name] = value;
+  }
+  return out;
 }
 
 export class Scraper {
@@ -127,7 +144,7 @@ export class Scraper {
       const text = await res.text();
       if (text.length > this.#o.maxBytes) throw new Error(`body of ${text.length} bytes is over the limit`);
       series = parseText(text).samples.map((s) => ({
-        labels: { ...s.labels, ...base },
+        labels: t.honorLabels ? { ...base, ...s.labels } : withTargetLabels(s.labels, base),
         samples: [[s.timestamp ?? started, s.value]],
       }));
     } catch (err) {

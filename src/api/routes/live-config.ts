@@ -16,6 +16,7 @@ import {
   checkRouteBody,
   checkTrafficBody,
   effectiveTraffic,
+  type GatewayReport,
   GatewayReportSchema,
   normalizeRoute,
   patchTraffic,
@@ -29,6 +30,7 @@ import {
 import { NAME_PATTERN } from "../../model/manifest.ts";
 import { type App, appKey, type Service, serviceKey } from "../../model/objects.ts";
 import type { StoredObject } from "../../store/store.ts";
+import { metricsUrlFrom } from "../gateway-book.ts";
 import type { ApiDeps } from "../server.ts";
 import { typeboxValidator } from "../validate.ts";
 
@@ -330,7 +332,14 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
       validatorCompiler: typeboxValidator({ params: GatewayParams, body: GatewayReportSchema }),
     },
-    async (req) => gateways.report((req.params as { id: string }).id, req.body as never),
+    async (req) => {
+      const body = req.body as GatewayReport;
+      const metricsUrl = metricsUrlFrom(body.metricsUrl, req.socket.remoteAddress);
+      return gateways.report((req.params as { id: string }).id, {
+        ...body,
+        ...(metricsUrl ? { metricsUrl } : {}),
+      });
+    },
   );
 
   api.delete(

@@ -68,8 +68,14 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
         body: HeartbeatBody,
       },
     },
-    async (req) =>
-      controllers.nodes.handleHeartbeat((req.params as { name: string }).name, req.body as Heartbeat),
+    async (req) => {
+      const name = (req.params as { name: string }).name;
+      const hb = req.body as Heartbeat;
+      const reply = await controllers.nodes.handleHeartbeat(name, hb);
+      deps.metrics.fleet.record(name, hb);
+      // The write-only span token, for the OTEL_* defaults the agent gives instances.
+      return { ...reply, traces: { ingestToken: deps.traces.ingestToken } };
+    },
   );
 
   api.get(

@@ -1,0 +1,228 @@
+// Shared by the benchmarks that drive real processes with wrk
+// (bench/gateway-cpu.ts, bench/telemetry.ts's tracing section): children in
+// their own process groups (so their CPU and their end cover every process
+// they fork), CPU seconds of a group from /proc, wrk runs, and one cleanup
+// that ends everything started (also on Ctrl-C).
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dirname, "..");
+/** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on Linux). */
+const TICKS = 100;
+
+export interface Child {
+  name: string;
+  process: ChildProcess;
+  output: string;
+  exited: Promise<void>;
+}
+
+const children = new Set<Child>();
+const closers: Array<() => Promise<void>> = [];
+const tempDirs: string[] = [];
+
+/** Runs `close` during cleanup(), before the children are ended. */
+export function onCleanup(close: () => Promise<void>): void {
+  closers.push(close);
+}
+
+/** Removes `dir` during cleanup(). */
+export function removeOnCleanup(dir: string): void {
+  tempDirs.push(dir);
+}
+
+/** A child in its own process group, so its CPU and its end cover all its processes. */
+export function startChild(
+  name: string,
+  command: string,
+  args: string[],
+  childEnv: NodeJS.ProcessEnv = {},
+): Child {
+  const proc = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...childEnv },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const child: Child = {
+    name,
+    process: proc,
+    output: "",
+    exited: new Promise((resolve) => proc.once("exit", () => resolve())),
+  };
+  const keep = (chunk: Buffer) => {
+    child.output = (child.output + chunk.toString()).slice(-8000);
+  };
+  proc.stdout?.on("data", keep);
+  proc.stderr?.on("data", keep);
+  proc.once("error", (err) => {
+    child.output += `\n${err.message}`;
+  });
+  children.add(child);
+  proc.once("exit", () => children.delete(child));
+  return child;
+}
+
+/** SIGTERM to the child's process group, SIGKILL after 3 s (and once more for stragglers). */
+export async function stopChild(child: Child): Promise<void> {
+  const pid = child.process.pid;
+  if (pid === undefined) return;
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // gone
+    }
+  };
+  signal("SIGTERM");
+  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref());
+  if (!(await Promise.race([child.exited.then(() => true), timer]))) signal("SIGKILL");
+  signal("SIGKILL");
+}
+
+let cleaning: Promise<void> | undefined;
+/** Closes what onCleanup registered, ends every child, removes the temp dirs. Once. */
+export function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const close of closers) await close().catch(() => {});
+    await Promise.all([...children].map(stopChild));
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+}
+
+/** CPU seconds (user + system) used so far by every process in process group `pgid`. */
+export function groupCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (entry.charCodeAt(0) > 57) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited meanwhile
+    }
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+    if (Number(fields[2]) !== pgid) continue;
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / TICKS;
+}
+
+/** The port a child prints as `{"port":N}`. */
+export function portOf(child: Child, timeoutMs = 20_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let buffer = "";
+    const timer = setTimeout(
+      () => reject(new Error(`${child.name} did not report its port:\n${child.output}`)),
+      timeoutMs,
+    );
+    child.process.stdout?.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const m = /\{"port":(\d+)\}/.exec(buffer);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+  });
+}
+
+export async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function get(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { headers, agent: false, timeout: 2000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", () => resolve(0));
+  });
+}
+
+/** Waits (up to 20 s) until `url` answers 200. */
+export async function untilServes(url: string, headers: Record<string, string>, child: Child): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if ((await get(url, headers)) === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${url} did not answer 200:\n${child.output}`);
+}
+
+/** Something wrk drives: its URL, the headers to send, and the child whose process group does the work. */
+export interface Target {
+  id: string;
+  name: string;
+  url: string;
+  headers: Record<string, string>;
+  child: Child;
+}
+
+export interface Load {
+  requests: number;
+  rps: number;
+  errors: number;
+}
+
+/** One wrk run (1 thread) against the target. */
+export async function runWrk(
+  wrk: string,
+  target: Target,
+  seconds: number,
+  connections: number,
+): Promise<Load> {
+  const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--timeout", "5s"];
+  for (const [k, v] of Object.entries(target.headers)) args.push("-H", `${k}: ${v}`);
+  args.push(target.url);
+  const child = startChild("wrk", wrk, args);
+  await child.exited;
+  const out = child.output;
+  const requests = /(\d+) requests in/.exec(out);
+  const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(out);
+  if (!requests || !rps) throw new Error(`cannot read wrk's output:\n${out}`);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    requests: Number(requests[1]),
+    rps: Number(rps[1]),
+    errors:
+      (non2xx ? Number(non2xx[1]) : 0) + (socket ? socket.slice(1).reduce((s, n) => s + Number(n), 0) : 0),
+  };
+}
+
+export interface Measured {
+  usPerRequest: number;
+  rps: number;
+  errors: number;
+}
+
+/** A warm-up run, then a measured one: the target's process-group CPU per request, and wrk's req/s. */
+export async function measure(
+  wrk: string,
+  target: Target,
+  run: { seconds: number; warmupSeconds: number; connections: number },
+): Promise<Measured> {
+  if (run.warmupSeconds > 0) await runWrk(wrk, target, run.warmupSeconds, run.connections);
+  const pgid = target.child.process.pid as number;
+  const before = groupCpuSeconds(pgid);
+  const load = await runWrk(wrk, target, run.seconds, run.connections);
+  const used = groupCpuSeconds(pgid) - before;
+  return { usPerRequest: (used * 1e6) / Math.max(1, load.requests), rps: load.rps, errors: load.errors };
+}

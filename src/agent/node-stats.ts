@@ -1,0 +1,77 @@
+/**
+ * The machine's own figures for the heartbeat: CPU time by mode
+ * (/proc/stat), memory (/proc/meminfo), the data dir's filesystem (statfs)
+ * and network bytes (/proc/net/dev). Four small reads; the agent does them at
+ * most every few seconds and repeats the last reading in between.
+ */
+
+import { readFile, statfs } from "node:fs/promises";
+import type { NodeStats } from "../model/protocol.ts";
+
+/** USER_HZ: the unit of /proc/stat (100 on every Linux architecture herd runs on). */
+const CLOCK_TICKS = 100;
+const CPU_MODES = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+
+/** Reads what it can; a part that cannot be read (not Linux, no /proc) is left out. */
+export async function readNodeStats(dataDir: string): Promise<NodeStats> {
+  const [stat, meminfo, netdev, fs] = await Promise.all([
+    readFile("/proc/stat", "utf8").catch(() => undefined),
+    readFile("/proc/meminfo", "utf8").catch(() => undefined),
+    readFile("/proc/net/dev", "utf8").catch(() => undefined),
+    statfs(dataDir).catch(() => undefined),
+  ]);
+  const stats: NodeStats = {};
+  const cpu = stat === undefined ? undefined : parseProcStat(stat);
+  if (cpu) stats.cpuSeconds = cpu;
+  const memory = meminfo === undefined ? undefined : parseMeminfo(meminfo);
+  if (memory) stats.memory = memory;
+  const network = netdev === undefined ? undefined : parseNetDev(netdev);
+  if (network) stats.network = network;
+  // bavail, not bfree: what is left for herd, without the blocks kept for root.
+  if (fs) stats.disk = { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bavail * fs.bsize };
+  return stats;
+}
+
+/** The `cpu` line of /proc/stat (all cores) → seconds by mode. */
+export function parseProcStat(text: string): Record<string, number> | undefined {
+  const line = text.split("\n").find((l) => l.startsWith("cpu "));
+  if (!line) return undefined;
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const out: Record<string, number> = {};
+  CPU_MODES.forEach((mode, i) => {
+    const t = ticks[i];
+    if (t !== undefined && Number.isFinite(t)) out[mode] = t / CLOCK_TICKS;
+  });
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** MemTotal and MemAvailable (kB in the file) → bytes. */
+export function parseMeminfo(text: string): { totalBytes: number; availableBytes: number } | undefined {
+  const total = /^MemTotal:\s+(\d+) kB$/m.exec(text);
+  const available = /^MemAvailable:\s+(\d+) kB$/m.exec(text);
+  if (!total || !available) return undefined;
+  return { totalBytes: Number(total[1]) * 1024, availableBytes: Number(available[1]) * 1024 };
+}
+
+/** Received and transmitted bytes summed over every interface but `lo`. */
+export function parseNetDev(text: string): { receiveBytes: number; transmitBytes: number } | undefined {
+  let receiveBytes = 0;
+  let transmitBytes = 0;
+  let found = false;
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim();
+    const fields = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit: bytes …
+    if (name === "lo" || fields.length < 16) continue;
+    receiveBytes += fields[0] ?? 0;
+    transmitBytes += fields[8] ?? 0;
+    found = true;
+  }
+  return found ? { receiveBytes, transmitBytes } : undefined;
+}

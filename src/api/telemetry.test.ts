@@ -1,0 +1,192 @@
+// The fleet's telemetry through the real control plane: an agent's heartbeat
+// with node stats and instance usage shows in /metrics with the labels that
+// link an instance to its app and node (and reaches the TSDB with them); a
+// real gateway that reports its metrics URL is scraped until it says goodbye.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { silentLogger } from "../common/log.ts";
+import { startGateway } from "../gateway/gateway.ts";
+import { normalizeService } from "../model/manifest.ts";
+import type { App, Instance } from "../model/objects.ts";
+import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
+import { type RunningServer, startServer } from "./server.ts";
+
+let server: RunningServer;
+const dir = mkdtempSync(join(tmpdir(), "herd-telemetry-api-"));
+
+before(async () => {
+  server = await startServer({
+    dataDir: dir,
+    port: 0,
+    logger: silentLogger,
+    metrics: { scrapeIntervalMs: 200 },
+  });
+});
+after(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function call(method: string, path: string, body?: unknown) {
+  const res = await fetch(`${server.url}/api/v1${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${server.adminToken}`,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const heartbeat = (instances: Heartbeat["instances"], stats?: Heartbeat["stats"]): Heartbeat => ({
+  address: "127.0.0.1",
+  labels: {},
+  capacity: { cpu: 2, memory: 4 * 1024 ** 3 },
+  agentVersion: "test",
+  isolation: { cgroups: "none", reason: "test" },
+  instances,
+  ...(stats ? { stats } : {}),
+});
+
+const query = async (q: string) =>
+  (await call("GET", `/prom/api/v1/query?query=${encodeURIComponent(q)}`)).body.data.result as {
+    metric: Record<string, string>;
+    value: [number, string];
+  }[];
+
+test("a heartbeat's node stats and instance usage are exported with linking labels and stored", async () => {
+  // A real deploy through the controllers (the build is skipped: the agent never runs it here).
+  const app: App = { tenant: "default", name: "shop", createdAt: "", release: null, latestVersion: 0 };
+  await server.store.put("app", "default/shop", app);
+  assert.equal((await call("POST", "/nodes/n1/heartbeat", heartbeat([]))).status, 200);
+  await server.controllers.deploys.startDeploy("default", "shop", async () => ({
+    source: "b".repeat(64),
+    slug: "a".repeat(64),
+    services: {
+      web: normalizeService("shop", "web", { command: "node server.js", instances: 1 }, undefined),
+    },
+    description: "test",
+  }));
+  const inst = await waitFor("the instance placed on n1", async () => {
+    const items = (await server.store.list<Instance>("instance")).items.map((o) => o.value);
+    return items.find((i) => i.node === "n1");
+  });
+
+  const stats: Heartbeat["stats"] = {
+    cpuSeconds: { user: 120.5, system: 30, idle: 900 },
+    memory: { totalBytes: 4e9, availableBytes: 3e9 },
+    disk: { totalBytes: 1e11, freeBytes: 4e10 },
+    network: { receiveBytes: 12345, transmitBytes: 678 },
+  };
+  const status = { id: inst.id, generation: inst.generation, pid: 4242, port: 20001 };
+  const res = await call(
+    "POST",
+    "/nodes/n1/heartbeat",
+    heartbeat([{ ...status, state: "healthy", usage: { cpuSeconds: 1.25, memoryBytes: 50_000_000 } }], stats),
+  );
+  assert.equal(res.status, 200);
+  // The reply carries the write-only span token for the instances' OTEL defaults.
+  assert.equal((res.body as HeartbeatReply).traces?.ingestToken, server.traces.ingestToken);
+
+  const text = await waitFor("the instance's usage in /metrics", async () => {
+    const t = await (await fetch(`${server.url}/metrics`)).text();
+    return t.includes("herd_instance_memory_bytes{") ? t : undefined;
+  });
+  const link = `tenant="default",app="shop",service="web",instance="${inst.id}",node="n1"`;
+  assert.match(text, new RegExp(`^herd_instance_cpu_seconds_total\\{${link}\\} 1.25$`, "m"));
+  assert.match(text, new RegExp(`^herd_instance_memory_bytes\\{${link}\\} 50000000$`, "m"));
+  assert.match(text, new RegExp(`^herd_instance_restarts_total\\{${link}\\} 0$`, "m"));
+  assert.match(text, /^herd_node_up\{node="n1"\} 1$/m);
+  assert.match(text, /^herd_node_state\{node="n1",state="ready"\} 1$/m);
+  assert.match(text, /^herd_node_state\{node="n1",state="lost"\} 0$/m);
+  assert.match(text, /^herd_node_cpu_seconds_total\{node="n1",mode="user"\} 120.5$/m);
+  assert.match(text, /^herd_node_memory_bytes\{node="n1",kind="available"\} 3000000000$/m);
+  assert.match(text, /^herd_node_disk_bytes\{node="n1",kind="free"\} 40000000000$/m);
+  assert.match(text, /^herd_node_network_bytes_total\{node="n1",direction="receive"\} 12345$/m);
+  assert.match(text, /^process_cpu_user_seconds_total \d/m, "the API's own metrics are still there");
+
+  // Scraped into the TSDB with the herd instance id kept in `instance` (not replaced by host:port).
+  const stored = await waitFor("the series in the TSDB", async () => {
+    const r = await query(`herd_instance_memory_bytes{app="shop"}`);
+    return r.length > 0 ? r : undefined;
+  });
+  assert.equal(stored[0]?.metric.instance, inst.id);
+  assert.equal(stored[0]?.metric.node, "n1");
+  assert.equal(stored[0]?.metric.job, "herd-api");
+
+  // Bad stats are refused naming the field.
+  const bad = await call(
+    "POST",
+    "/nodes/n1/heartbeat",
+    heartbeat([], { memory: { totalBytes: -1, availableBytes: 0 } } as Heartbeat["stats"]),
+  );
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.message, /body\.stats\.memory\.totalBytes/);
+});
+
+test("a gateway that reports its metrics URL is scraped, and dropped when it says goodbye; its spans reach the ingest", async () => {
+  const gwDir = mkdtempSync(join(tmpdir(), "herd-telemetry-gw-"));
+  const gateway = await startGateway({
+    server: server.url,
+    token: server.adminToken,
+    port: 0,
+    host: "127.0.0.1",
+    dataDir: gwDir,
+    logger: silentLogger,
+    id: "gw-test",
+    metricsPort: 0,
+    traceSample: 1,
+  });
+  try {
+    assert.ok(gateway.metricsUrl);
+    const target = await waitFor("the gateway's scrape target, up", async () => {
+      const items = (await call("GET", "/metrics/targets")).body.items as {
+        name: string;
+        url: string;
+        health: string;
+      }[];
+      const t = items.find((i) => i.name === "herd-gateway/gw-test");
+      return t?.health === "up" ? t : undefined;
+    });
+    assert.equal(target.url, gateway.metricsUrl);
+    const version = await waitFor("the gateway's series in the TSDB", async () => {
+      const r = await query(`herd_gateway_table_version{job="herd-gateway",gateway="gw-test"}`);
+      return r.length > 0 ? r : undefined;
+    });
+    assert.equal(version[0]?.metric.component, "gateway");
+    const gateways = (await call("GET", "/gateways")).body.items as { id: string; metricsUrl?: string }[];
+    assert.equal(gateways.find((g) => g.id === "gw-test")?.metricsUrl, gateway.metricsUrl);
+    // A request no route takes still gets the gateway's server span, shipped as OTLP JSON to the real ingest.
+    const res = await fetch(`${gateway.url}/nothing-here`, { headers: { host: "nowhere.test" } });
+    assert.equal(res.status, 404);
+    await res.text();
+  } finally {
+    await gateway.close();
+    rmSync(gwDir, { recursive: true, force: true });
+  }
+  const items = (await call("GET", "/metrics/targets")).body.items as { name: string }[];
+  assert.ok(!items.some((i) => i.name === "herd-gateway/gw-test"), "goodbye drops the target");
+  // Closing flushed the batch; the ingest stores it within its flush interval.
+  const span = await waitFor("the gateway's span in the store", async () => {
+    server.traces.store.flush();
+    const found = await call("GET", "/traces?service=gateway");
+    return found.body?.items?.length > 0 ? found.body.items[0] : undefined;
+  });
+  assert.ok(span);
+});
