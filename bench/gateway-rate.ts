@@ -31,7 +31,8 @@ export interface RateResult {
 /** The h2load arguments for `rate` req/s over `connections` connections. */
 export function h2loadArgs(options: {
   url: string;
-  host: string;
+  /** Request headers; Host becomes h2load's :authority. */
+  headers: Record<string, string>;
   rate: number;
   seconds: number;
   warmupSeconds: number;
@@ -45,7 +46,10 @@ export function h2loadArgs(options: {
     `--rps=${perClient}`,
     ...["-D", `${options.seconds}s`, `--warm-up-time=${options.warmupSeconds}s`],
     // h2load makes Host from :authority; a second Host header would be refused (400) by a proxy.
-    ...(options.host ? ["-H", `:authority: ${options.host}`] : []),
+    ...Object.entries(options.headers).flatMap(([name, value]) => [
+      "-H",
+      name.toLowerCase() === "host" ? `:authority: ${value}` : `${name}: ${value}`,
+    ]),
     `--log-file=${options.logFile}`,
     options.url,
   ];

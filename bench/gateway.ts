@@ -403,7 +403,7 @@ async function runRate(
   const logFile = join(tempDir ?? tmpdir(), `h2load-${id}.log`);
   const args = h2loadArgs({
     url: target.url,
-    host: target.headers.host ?? "",
+    headers: target.headers,
     rate,
     seconds,
     warmupSeconds: Math.max(1, WARMUP),
