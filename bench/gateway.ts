@@ -1,23 +1,5 @@
-// `npm run bench:gateway`: the traffic layer's benchmark (issue 3). One run on
-// this machine, one upstream (a tiny Node server answering `hello\n`), the same
-// wrk load (connections, threads, duration) for every target:
-//   (a) direct to the upstream
-//   (b) nginx as a keep-alive reverse proxy (config written here, nginx from Debian)
-//   (c) the herd gateway, plain routing (`herd gateway` against a stand-in control plane)
-//   (d) the herd gateway with its policies on (bench/gateway-policies.ts)
-//   (e) @fastify/http-proxy, the Node peer
-// then a fixed-rate pass (h2load from Debian's nghttp2-client, bench/gateway-rate.ts)
-// at half of nginx's rate against (a), (c) and (d) for the added p99, and the
-// ratios against the issue's targets.
-//
-// Env: BENCH_SECONDS (10) per target, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (64),
-// BENCH_THREADS (2), BENCH_RATE_SECONDS (= BENCH_SECONDS), BENCH_RATE (req/s of the
-// second pass; default half of nginx's), BENCH_TIMEOUT_SECONDS (whole run, 300).
-
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
@@ -25,8 +7,17 @@ import type { StoredObject } from "../src/store/store.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
 import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
 import { h2loadArgs, type RateResult, rateResult } from "./gateway-rate.ts";
+import {
+  cleanup,
+  freePort,
+  onCleanup,
+  portOf,
+  ROOT,
+  removeOnCleanup,
+  startChild,
+  untilServes,
+} from "./harness.ts";
 
-const ROOT = join(import.meta.dirname, "..");
 const env = process.env;
 const SECONDS = Number(env.BENCH_SECONDS ?? 10);
 const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
@@ -37,179 +28,15 @@ const TIMEOUT = Number(env.BENCH_TIMEOUT_SECONDS ?? 300);
 const CORES = availableParallelism();
 const TOKEN = "bench-token";
 
-/**
- * The policy configuration of target (d): rate limit (high enough not to
- * trigger), breaker, retries, tracing, metrics and API-key auth. The gateway
- * has no policies yet, so this is undefined and (d) is reported as not
- * measured. Once a policy config can be put in the snapshot, make this a
- * function that adds it to the bench's objects (and, for API-key auth, return
- * the header the load must send); (d) is then measured like (c).
- */
+/** Target (d): every gateway policy on, none triggering (bench/gateway-policies.ts). */
 const POLICIES = { objects: withPolicies, headers: POLICY_HEADERS, note: POLICY_NOTE };
 
 // ---------------------------------------------------------------- processes
 
-interface Child {
-  name: string;
-  process: ChildProcess;
-  output: string;
-  exited: Promise<void>;
-}
-
-const children = new Map<number, Child>();
 let tempDir: string | undefined;
 
-/** Starts a child in its own process group (so nginx's workers end with it); keeps its last output. */
-function startChild(name: string, command: string, args: string[], childEnv: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(command, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...childEnv },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  const child: Child = {
-    name,
-    process: proc,
-    output: "",
-    exited: new Promise((resolve) => proc.once("exit", () => resolve())),
-  };
-  const keep = (chunk: Buffer) => {
-    child.output = (child.output + chunk.toString()).slice(-8000);
-  };
-  proc.stdout?.on("data", keep);
-  proc.stderr?.on("data", keep);
-  proc.once("error", (err) => {
-    child.output += `\n${err.message}`;
-  });
-  if (proc.pid !== undefined) {
-    children.set(proc.pid, child);
-    const pid = proc.pid;
-    proc.once("exit", () => children.delete(pid));
-  }
-  return child;
-}
-
-/** Ends a child and its process group by pid: SIGTERM, then SIGKILL after 3 s. */
-async function stopChild(child: Child): Promise<void> {
-  const pid = child.process.pid;
-  if (pid === undefined || child.process.exitCode !== null || child.process.signalCode !== null) return;
-  const signal = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  signal("SIGTERM");
-  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000));
-  if (!(await Promise.race([child.exited.then(() => true), timer]))) {
-    signal("SIGKILL");
-    await child.exited;
-  }
-  // nginx's workers or a proxy's children may outlive the leader for a moment.
-  signal("SIGKILL");
-}
-
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await Promise.all([...children.values()].map(stopChild));
-    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => {
-    console.error(`\nbench:gateway: ${sig}, stopping everything it started`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-/** The first stdout line of `child` that is JSON with a port. */
-function portOf(child: Child, timeoutMs = 20_000): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let buffer = "";
-    const timer = setTimeout(() => fail(new Error(`${child.name} did not report its port`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      buffer += chunk.toString();
-      for (const line of buffer.split("\n").slice(0, -1)) {
-        try {
-          const port = (JSON.parse(line) as { port?: number }).port;
-          if (typeof port === "number") {
-            done();
-            resolve(port);
-            return;
-          }
-        } catch {
-          // not the port line
-        }
-      }
-    };
-    const onExit = () => fail(new Error(`${child.name} exited before listening`));
-    const done = () => {
-      clearTimeout(timer);
-      child.process.stdout?.off("data", onData);
-      child.process.off("exit", onExit);
-    };
-    const fail = (err: Error) => {
-      done();
-      reject(new Error(`${err.message}:\n${child.output}`));
-    };
-    child.process.stdout?.on("data", onData);
-    child.process.once("exit", onExit);
-  });
-}
-
-/** A TCP port of 127.0.0.1 that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** One GET; the status and body, or the error's message as status 0. */
-function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { headers, agent: false, timeout: 2000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => {
-        body += c;
-      });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on("error", (err) => resolve({ status: 0, body: err.message }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", (err) => resolve({ status: 0, body: err.message }));
-  });
-}
-
-/** Polls `url` until it answers 200 `hello\n`; fails with the child's output after `timeoutMs`. */
-async function untilServes(
-  url: string,
-  headers: Record<string, string>,
-  child: Child | undefined,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = { status: 0, body: "" };
-  while (Date.now() < deadline) {
-    last = await get(url, headers);
-    if (last.status === 200 && last.body === "hello\n") return;
-    if (child && child.process.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(
-    `${url} did not serve hello within ${timeoutMs} ms (last: ${last.status} ${last.body.slice(0, 200)})` +
-      (child ? `\n${child.name} output:\n${child.output}` : ""),
-  );
+  process.once(sig, () => console.error(`\nbench:gateway: ${sig}, stopping everything it started`));
 }
 
 // ---------------------------------------------------------------- targets
@@ -302,7 +129,7 @@ async function startGateway(
   extraHeaders: Record<string, string> = {},
 ): Promise<Started> {
   const controlPlane = await startBenchControlPlane(TOKEN, objects);
-  closers.push(controlPlane.close);
+  onCleanup(controlPlane.close);
   const port = await freePort();
   const data = join(base, `${name}-data`);
   const child = startChild(name, process.execPath, [
@@ -329,8 +156,6 @@ async function startGateway(
   for (let i = 0; i < 20; i++) await untilServes(url, headers, child);
   return { url, headers };
 }
-
-const closers: Array<() => Promise<void>> = [];
 
 // ---------------------------------------------------------------- wrk
 
@@ -456,6 +281,7 @@ async function main(): Promise<number> {
 
   const tools = await ensureDebianPackages({ nginx: "nginx", wrk: "wrk", h2load: "nghttp2-client" });
   tempDir = mkdtempSync(join(tmpdir(), "herd-bench-gateway-"));
+  removeOnCleanup(tempDir);
   const base = tempDir;
 
   const upstream = startChild("upstream", process.execPath, [join(ROOT, "bench/gateway-upstream.ts")]);
@@ -626,7 +452,6 @@ try {
 } catch (err) {
   console.error(`bench:gateway: ${err instanceof Error ? err.message : String(err)}`);
 } finally {
-  for (const close of closers) await close().catch(() => {});
   await cleanup();
 }
 process.exit(code);

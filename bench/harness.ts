@@ -1,5 +1,5 @@
 // Shared by the benchmarks that drive real processes with wrk
-// (bench/gateway-cpu.ts, bench/telemetry.ts's tracing section): children in
+// (bench/gateway.ts, bench/gateway-cpu.ts, bench/telemetry.ts's tracing section): children in
 // their own process groups (so their CPU and their end cover every process
 // they fork), CPU seconds of a group from /proc, wrk runs, and one cleanup
 // that ends everything started (also on Ctrl-C).
@@ -67,20 +67,28 @@ export function startChild(
   return child;
 }
 
-/** SIGTERM to the child's process group, SIGKILL after 3 s (and once more for stragglers). */
+/** Ends a child and its process group by pid: SIGTERM, then SIGKILL after 3 s. */
 export async function stopChild(child: Child): Promise<void> {
   const pid = child.process.pid;
-  if (pid === undefined) return;
+  if (pid === undefined || child.process.exitCode !== null || child.process.signalCode !== null) return;
   const signal = (sig: NodeJS.Signals) => {
     try {
       process.kill(-pid, sig);
     } catch {
-      // gone
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // already gone
+      }
     }
   };
   signal("SIGTERM");
-  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref());
-  if (!(await Promise.race([child.exited.then(() => true), timer]))) signal("SIGKILL");
+  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000));
+  if (!(await Promise.race([child.exited.then(() => true), timer]))) {
+    signal("SIGKILL");
+    await child.exited;
+  }
+  // nginx's workers or a proxy's children may outlive the leader for a moment.
   signal("SIGKILL");
 }
 
@@ -118,25 +126,42 @@ export function groupCpuSeconds(pgid: number): number {
   return ticks / TICKS;
 }
 
-/** The port a child prints as `{"port":N}`. */
+/** The first stdout line of `child` that is JSON with a port. */
 export function portOf(child: Child, timeoutMs = 20_000): Promise<number> {
   return new Promise((resolve, reject) => {
     let buffer = "";
-    const timer = setTimeout(
-      () => reject(new Error(`${child.name} did not report its port:\n${child.output}`)),
-      timeoutMs,
-    );
-    child.process.stdout?.on("data", (chunk: Buffer) => {
+    const timer = setTimeout(() => fail(new Error(`${child.name} did not report its port`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
       buffer += chunk.toString();
-      const m = /\{"port":(\d+)\}/.exec(buffer);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
+      for (const line of buffer.split("\n").slice(0, -1)) {
+        try {
+          const port = (JSON.parse(line) as { port?: number }).port;
+          if (typeof port === "number") {
+            done();
+            resolve(port);
+            return;
+          }
+        } catch {
+          // not the port line
+        }
       }
-    });
+    };
+    const onExit = () => fail(new Error(`${child.name} exited before listening`));
+    const done = () => {
+      clearTimeout(timer);
+      child.process.stdout?.off("data", onData);
+      child.process.off("exit", onExit);
+    };
+    const fail = (err: Error) => {
+      done();
+      reject(new Error(`${err.message}:\n${child.output}`));
+    };
+    child.process.stdout?.on("data", onData);
+    child.process.once("exit", onExit);
   });
 }
 
+/** A TCP port of 127.0.0.1 that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const server = http.createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -145,25 +170,45 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function get(url: string, headers: Record<string, string>): Promise<number> {
+/** One GET; the status and body, or the error's message as status 0. */
+export function get(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
     const req = http.get(url, { headers, agent: false, timeout: 2000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        body += c;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on("error", (err) => resolve({ status: 0, body: err.message }));
     });
     req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve(0));
+    req.on("error", (err) => resolve({ status: 0, body: err.message }));
   });
 }
 
-/** Waits (up to 20 s) until `url` answers 200. */
-export async function untilServes(url: string, headers: Record<string, string>, child: Child): Promise<void> {
-  const deadline = Date.now() + 20_000;
+/** Polls `url` until it answers 200 `hello\n`; fails with the child's output after `timeoutMs`. */
+export async function untilServes(
+  url: string,
+  headers: Record<string, string>,
+  child: Child | undefined,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = { status: 0, body: "" };
   while (Date.now() < deadline) {
-    if ((await get(url, headers)) === 200) return;
+    last = await get(url, headers);
+    if (last.status === 200 && last.body === "hello\n") return;
+    if (child && child.process.exitCode !== null) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${url} did not answer 200:\n${child.output}`);
+  throw new Error(
+    `${url} did not serve hello within ${timeoutMs} ms (last: ${last.status} ${last.body.slice(0, 200)})` +
+      (child ? `\n${child.name} output:\n${child.output}` : ""),
+  );
 }
 
 /** Something wrk drives: its URL, the headers to send, and the child whose process group does the work. */

@@ -200,9 +200,9 @@ test("webhooks: retried after a 500, a receiver that is down fails visibly, reso
     createdAt: "",
     updatedAt: "",
   });
-  // A receiver that is down: port 1 (tcpmux), where nothing listens, so connections are refused.
-  // (A port just closed could be taken meanwhile by another test running beside this one.)
-  const downPort = 1;
+  // A receiver that is down: port 2, where nothing listens, so connections are refused. (A port just
+  // closed could be taken meanwhile by a test running beside this one; fetch refuses to dial port 1.)
+  const downPort = 2;
   await s.store.put<Receiver>("alert_receiver", "default/down", {
     tenant: "default",
     name: "down",
