@@ -38,7 +38,7 @@ export interface MainIo {
 /** The overview printed by `herd`, `herd help` and `herd --help`. */
 export function overviewHelp(): string {
   const width = Math.max(...[...PLATFORM_COMMANDS, ...COMMANDS].map((c) => c.name.length)) + 3;
-  const line = (name: string, summary: string) => `  ${name.padEnd(width)}${summary.split("\n")[0]}`;
+  const line = (name: string, summary: string) => `  ${name.padEnd(width)}${firstSentence(summary)}`;
   return [
     "herd: a self-hosted PaaS",
     "",
@@ -199,4 +199,13 @@ if (import.meta.main) {
     cwd: process.cwd(),
     stdinIsTTY: Boolean(process.stdin.isTTY),
   });
+}
+
+/** A summary's first sentence on one line: its first line, or more lines up to a sentence's end. */
+function firstSentence(summary: string): string {
+  const lines = summary.split("\n");
+  let text = lines[0];
+  for (let i = 1; i < lines.length && !/\.$/.test(text); i++) text += ` ${lines[i].trim()}`;
+  const end = text.search(/\.\s+[A-Z]/);
+  return end < 0 ? text : text.slice(0, end + 1);
 }
