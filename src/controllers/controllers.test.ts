@@ -619,3 +619,27 @@ test("a drain with nowhere to go stops instances down to minAvailable, no furthe
   assert.equal(all.filter((i) => i.reason === "Moved").length, 1, "one stopped early");
   assert.equal(all.filter((i) => i.state === "pending").length, 3, "replacements wait for room");
 });
+
+test("an operator moves a cattle instance: a replacement starts on another node, then the old one stops", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  const old = (await instancesOf(h))[0];
+  await agentReports(h, old.node!, () => "healthy");
+  await settle(h);
+  const o = (await h.store.get<Instance>("instance", old.id))!;
+  await h.store.put("instance", old.id, { ...o.value, moving: {} }, { expectRevision: o.revision });
+  await settle(h);
+  let all = await instancesOf(h);
+  const replacement = all.find((i) => i.id !== old.id);
+  assert.ok(replacement, "a replacement was created");
+  assert.notEqual(replacement.node, old.node, "on another node");
+  assert.equal(all.find((i) => i.id === old.id)?.desired, "running", "the old one serves until then");
+  await agentReports(h, replacement.node!, () => "healthy");
+  await settle(h);
+  all = await instancesOf(h);
+  assert.equal(all.find((i) => i.id === old.id)?.desired, "stopped");
+  assert.equal(all.find((i) => i.id === old.id)?.reason, "Moved");
+});
