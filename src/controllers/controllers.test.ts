@@ -111,6 +111,15 @@ async function deploy(
   throw new Error("build did not finish");
 }
 
+/** The deploy once it has failed (undefined if it has not within a quarter second). */
+async function failedDeploy(h: Harness, app: string, id: string): Promise<Deploy | undefined> {
+  for (let n = 0; n < 50; n++) {
+    const o = (await h.store.get<Deploy>("deploy", `default/${app}/${id}`))!.value;
+    if (o.state === "failed") return o;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const deployState = async (h: Harness, id: string) =>
   (await h.store.get<Deploy>("deploy", `default/hello/${id}`))!.value;
 
@@ -357,13 +366,7 @@ test("a deploy whose route another app serves fails before making a release", as
     },
     description: "clash",
   }));
-  const failed = await (async () => {
-    for (let n = 0; n < 50; n++) {
-      const o = (await h.store.get<Deploy>("deploy", `default/other/${d.id}`))!.value;
-      if (o.state === "failed") return o;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
+  const failed = await failedDeploy(h, "other", d.id);
   assert.match(failed?.message ?? "", /route hello\.localhost\/ of web is already served by hello\/web/);
   assert.equal((await h.store.list("release", { prefix: "default/other/" })).items.length, 0);
 });
@@ -490,13 +493,7 @@ test("a scale past the tenant's quota is refused; a deploy past it fails before 
     /tenant default is over its quota: 2 units in use, this asks for 4 \(web: 4 × 1\) on top of 0 elsewhere, making 4; the limit is 3 units/,
   );
   const d = await deploy(h, { instances: 5 }, "e".repeat(64));
-  const failed = await (async () => {
-    for (let n = 0; n < 50; n++) {
-      const o = await deployState(h, d.id);
-      if (o.state === "failed") return o;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
+  const failed = await failedDeploy(h, "hello", d.id);
   assert.match(failed?.message ?? "", /over its quota/);
   assert.equal((await instancesOf(h)).length, 2, "nothing changed");
 });
@@ -584,13 +581,7 @@ test("a deploy whose route a route object (of any app) serves fails; API traffic
     },
     description: "clash with a route object",
   }));
-  const failed = await (async () => {
-    for (let n = 0; n < 50; n++) {
-      const o = (await h.store.get<Deploy>("deploy", `default/hello/${d.id}`))!.value;
-      if (o.state === "failed") return o;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
+  const failed = await failedDeploy(h, "hello", d.id);
   assert.match(
     failed?.message ?? "",
     /route beta\.localhost\/ of web is already served by route hello\/beta/,
