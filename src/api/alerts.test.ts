@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { Node } from "../model/objects.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-alerts-api-"));
@@ -29,18 +30,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
 
 test("rules: 400 names the field (expr, for, op/threshold, unknown field); 201, 200, 409 on a stale revision; delete", async () => {
   let r = await call("PUT", "/alerts/rules/slow", { expr: "sum(rate(x[5m]) " });

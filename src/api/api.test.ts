@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { Service } from "../model/objects.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-api-"));
@@ -21,18 +22,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, body?: unknown, token = server.adminToken) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown, token = server.adminToken) =>
+  apiCall(server, method, path, body, { token });
 
 test("the admin token file is private and only its hash is stored", async () => {
   assert.equal(statSync(server.adminTokenFile).mode & 0o777, 0o600);

@@ -16,6 +16,7 @@ import type { Consumer } from "../model/objects.ts";
 import type { StoredObject } from "../store/store.ts";
 import { hashToken } from "./auth.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-consumers-"));
@@ -28,18 +29,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
 
 test("consumers: create, list, show, 409 on a taken name, 400 naming the field, delete", async () => {
   const created = await call("POST", "/consumers", { name: "alice" });

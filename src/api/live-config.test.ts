@@ -10,22 +10,12 @@ import { silentLogger } from "../common/log.ts";
 import type { Route } from "../model/manifest.ts";
 import type { App, Service } from "../model/objects.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-live-config-"));
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
 
 /** An app with services as a deploy leaves them (no instances: the controllers have nothing to start). */
 async function seedApp(app: string, services: Record<string, Partial<Route>[]>): Promise<void> {

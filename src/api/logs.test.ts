@@ -12,6 +12,7 @@ import type { Instance } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { openEventStream } from "./sse-testing.ts";
+import { apiCall } from "./testing.ts";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 let server: RunningServer;
@@ -54,19 +55,8 @@ async function putInstance(id: string, tenant: string, app: string, service: str
   });
 }
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+  apiCall(server, method, path, body, { headers });
 
 const at = () => new Date().toISOString();
 const ship = (lines: { instance: string; stream?: string; line: string }[]) =>

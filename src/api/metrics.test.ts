@@ -13,6 +13,7 @@ import { silentLogger } from "../common/log.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { serviceDiscovery } from "./routes/metrics.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 let exporter: Server;
@@ -37,18 +38,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, body?: unknown, contentType = "application/json") {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": contentType } : {}),
-    },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
-}
+const call = (method: string, path: string, body?: unknown, contentType = "application/json") =>
+  apiCall(server, method, path, body, { contentType });
 
 async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;

@@ -14,6 +14,7 @@ import { normalizeService } from "../model/manifest.ts";
 import type { App, Instance } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-telemetry-api-"));
@@ -31,18 +32,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
 
 async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;

@@ -14,6 +14,7 @@ import { silentLogger } from "../common/log.ts";
 import { toOtlpJson } from "../observe/traces/otlp.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-api-traces-"));
@@ -43,19 +44,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-      ...headers,
-    },
-    body: body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+  apiCall(server, method, path, body, { headers });
 
 const now = () => Date.now() * 1000;
 const OTLP = "/traces/otlp/v1/traces";
