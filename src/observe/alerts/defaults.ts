@@ -51,14 +51,15 @@ export const DEFAULT_RULES: readonly AlertRule[] = [
   {
     name: "route-error-rate",
     source: "default",
-    expr: `sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total{code=~"5.."}[5m])) / sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total[5m]))`,
+    // Only routes with some traffic (30 requests in 5 minutes): two 503s while an app starts are not an outage.
+    expr: `sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total{code=~"5.."}[5m])) / sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total[5m])) and sum by (${BY_ROUTE}) (rate(herd_gateway_requests_total[5m])) > 0.1`,
     op: ">",
     threshold: 0.05,
     for: "5m",
     severity: "warning",
     annotations: {
       summary:
-        "route {{ $labels.route }} of {{ $labels.app }}: {{ $value }} of requests fail with 5xx (over 5 %)",
+        "route {{ $labels.route }} of {{ $labels.app }}: a share of {{ $value }} of its requests fail with 5xx (over 0.05)",
     },
   },
   {
