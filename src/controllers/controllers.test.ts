@@ -634,3 +634,21 @@ test("an operator moves a cattle instance: a replacement starts on another node,
   assert.equal(all.find((i) => i.id === old.id)?.desired, "stopped");
   assert.equal(all.find((i) => i.id === old.id)?.reason, "Moved");
 });
+
+test("a cattle instance moved off the only node: its replacement waits, saying why, and the old one keeps serving", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  const old = (await instancesOf(h))[0];
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const o = (await h.store.get<Instance>("instance", old.id))!;
+  await h.store.put("instance", old.id, { ...o.value, moving: {} }, { expectRevision: o.revision });
+  await settle(h);
+  const all = await instancesOf(h);
+  const replacement = all.find((i) => i.id !== old.id);
+  assert.equal(replacement?.state, "pending");
+  assert.equal(replacement?.message, "1 node: 1 being moved off");
+  assert.equal(all.find((i) => i.id === old.id)?.state, "running");
+});

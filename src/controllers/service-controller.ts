@@ -202,6 +202,8 @@ export class ServiceController {
     const leaving = (i: Instance) =>
       !pets && (i.moving !== undefined || (i.node !== null && draining.has(i.node)));
     const current = active.filter((o) => o.value.release === svc.release && !leaving(o.value));
+    // Nodes an operator is moving instances of this service off: their replacements go elsewhere.
+    const movingOff = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
     const old = active.filter((o) => o.value.release !== svc.release || leaving(o.value));
 
     // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
@@ -212,7 +214,7 @@ export class ServiceController {
     if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
-      else await this.#create(svc, want - counted.length, fresh, nodes, all);
+      else await this.#create(svc, want - counted.length, fresh, nodes, all, movingOff);
     } else if (counted.length > want) {
       const victims = [...counted]
         .sort(pets ? byOrdinalDescending : byRetirePreference)
@@ -266,8 +268,7 @@ export class ServiceController {
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
       const everyone = (await store.list<Instance>("instance")).items;
-      const avoid = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
-      await this.#place(svc, pending, nodes, everyone, avoid);
+      await this.#place(svc, pending, nodes, everyone, movingOff);
       later(2000);
     }
 
@@ -302,6 +303,7 @@ export class ServiceController {
     mine: StoredObject<Instance>[],
     nodes: Node[],
     all: StoredObject<Instance>[],
+    avoid: string[],
   ): Promise<void> {
     const now = new Date(this.#ctx.clock.now()).toISOString();
     const created: StoredObject<Instance>[] = [];
@@ -328,7 +330,7 @@ export class ServiceController {
       };
       created.push(await this.#ctx.store.put("instance", id, instance, { expectRevision: 0 }));
     }
-    await this.#place(svc, created, nodes, all);
+    await this.#place(svc, created, nodes, all, avoid);
   }
 
   /**
