@@ -26,6 +26,7 @@ import { tracesFor } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
+import { LeaseClient, type LeaseReply, type LeaseRequest } from "./rate-lease.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { loadCertificates, watchCertificates } from "./tls.ts";
 
@@ -38,6 +39,11 @@ const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?
 const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
 const traces = settings.traces && tracesFor({ ...settings.traces, traceSample: settings.traces.sample });
 proxy.spans = traces?.spans ?? null;
+// Rate-limit tokens come from the primary's buckets, so a limit holds for all workers together.
+const leases =
+  settings.workers > 1
+    ? new LeaseClient(settings.workers, (request: LeaseRequest) => process.send?.(request))
+    : undefined;
 let listenStarted = false;
 /** The instances the primary's probes found down; applied to every table built here. */
 let down: ReadonlySet<string> = new Set();
@@ -47,13 +53,17 @@ process.on("disconnect", () => process.exit(0));
 // Ctrl-C reaches the whole process group; the primary decides when workers stop.
 process.on("SIGINT", () => {});
 
-process.on("message", (message: ConfigMessage | HealthMessage | StopMessage | MetricsRequest) => {
-  if (message.type === "config") {
+type FromPrimary = ConfigMessage | HealthMessage | StopMessage | MetricsRequest | LeaseReply;
+
+process.on("message", (message: FromPrimary) => {
+  if (message.type === "lease") leases?.answer(message);
+  else if (message.type === "config") {
     // The primary built this config already; a failure here is still refused, never half-applied.
     try {
       const table = buildRouteTable(message.objects, message.revision, {
         previous: proxy.table,
         share: 1 / Math.max(1, settings.workers),
+        leases,
         logger,
       });
       markDown(table, down);

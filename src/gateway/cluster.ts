@@ -16,6 +16,9 @@
  * The primary also serves GET /metrics on its own port: at each scrape it
  * asks every worker for its counters over IPC and adds them up.
  *
+ * Rate limits hold for the gateway as a whole: the primary keeps the buckets
+ * (in its table's limits) and leases tokens to the workers (rate-lease.ts).
+ *
  * A worker that dies is forked again (backoff after quick repeated deaths).
  * Workers exit when their IPC channel to the primary closes, so a primary
  * killed with SIGKILL leaves no worker holding the port.
@@ -40,7 +43,8 @@ import {
 import { ActiveProber } from "./health-probe.ts";
 import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
-import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
+import { type LeaseRequest, LeaseServer } from "./rate-lease.ts";
+import { EMPTY_TABLE, RouteLimit, type RouteObjects, type RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
 import { loadCertificates } from "./tls.ts";
 
@@ -55,7 +59,7 @@ export interface WorkerSettings {
   port: number;
   host: string;
   upstreamTimeoutMs?: number;
-  /** How many workers share the traffic (rate limits are split among them). */
+  /** How many workers share the traffic (concurrency limits are split among them; rate limits are leased). */
   workers: number;
   /** HTTPS beside HTTP (a fixed port here); each worker loads and watches the certificates itself. */
   https?: HttpsSettings;
@@ -175,6 +179,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const pendingScrapes = new Map<number, (families: Family[]) => void>();
   let nextScrapeId = 0;
 
+  // The buckets of every rate limit, for the whole gateway; workers lease tokens from them.
+  const leases = new LeaseServer((spec, route) => new RouteLimit(JSON.parse(spec), 1, route));
   let health: HealthMessage = { type: "health", down: [] };
   const broadcast = (message: ConfigMessage | HealthMessage | StopMessage): void => {
     for (const slot of slots) {
@@ -189,6 +195,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     onTable: (next) => {
       table = next;
       prober.update(next);
+      leases.update([...next.entries()].flatMap((entry) => (entry.limit !== null ? [entry.limit] : [])));
     },
     onObjects: (objects, revision) => {
       latest = { type: "config", revision, objects };
@@ -270,8 +277,10 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     let failure: string | undefined;
     slot.applied = -1;
     slot.refused = undefined;
-    worker.on("message", (message: FailedMessage | AppliedMessage | MetricsReply) => {
-      if (message?.type === "failed") failure = message.message;
+    worker.on("message", (message: FailedMessage | AppliedMessage | MetricsReply | LeaseRequest) => {
+      if (message?.type === "lease") {
+        if (worker.isConnected()) worker.send(leases.grant(message, Date.now()));
+      } else if (message?.type === "failed") failure = message.message;
       else if (message?.type === "metrics") pendingScrapes.get(message.id)?.(message.families);
       else if (message?.type === "applied" && slot.worker === worker) {
         if (message.error === undefined) {

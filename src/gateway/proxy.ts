@@ -324,6 +324,11 @@ interface TracedResponse extends http.ServerResponse {
   spans?: GatewaySpans;
 }
 
+/** A request that waited for its rate-limit verdict (a worker's empty lease): taken again with it. */
+interface LimitedRequest extends http.IncomingMessage {
+  limitVerdict?: TakeResult;
+}
+
 /** The gateway's reverse proxy. Assign `table` to reconfigure it. */
 export class GatewayProxy {
   readonly server: http.Server;
@@ -576,7 +581,19 @@ export class GatewayProxy {
       forwarded.headers.push("X-Consumer-Name", consumer);
     }
     if (route.limit !== null) {
-      const verdict = route.limit.take(clientOf(req.socket), Date.now(), consumer);
+      // A request that waited for a worker's lease (rate-lease.ts) comes back with its verdict.
+      let verdict = (req as LimitedRequest).limitVerdict;
+      if (verdict === undefined) {
+        const taken = route.limit.take(clientOf(req.socket), Date.now(), consumer);
+        if (taken instanceof Promise) {
+          void taken.then((v) => {
+            (req as LimitedRequest).limitVerdict = v;
+            this.#onRequestAgain(req, res);
+          });
+          return;
+        }
+        verdict = taken;
+      }
       if (!verdict.ok) {
         sendRateLimited(res, route.limit, verdict);
         answered(route.stats.home, res, metrics.RATE_LIMITED, start);

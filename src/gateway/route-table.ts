@@ -27,7 +27,8 @@ import { RouteStats, routeLabel } from "./metrics.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
-import { KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
+import { type Grant, KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
+import { type LeaseClient, LeasedLimit } from "./rate-lease.ts";
 
 /** One running instance that traffic for a service can go to. */
 export interface Endpoint {
@@ -248,34 +249,66 @@ export interface AggregatePart {
 /**
  * A route's rate limit: one bucket for the route, one per client address, or
  * one per consumer (requests without one: per client address).
- * With several gateway workers each enforces its share of the rate (like a
- * local rate limit per proxy instance), so the total holds when clients'
- * connections spread over the workers.
+ * With several gateway workers the limit holds for the gateway as a whole:
+ * workers spend tokens leased from the primary's buckets (rate-lease.ts), and
+ * keep buckets of their share of the rate (1 / workers) only to fall back on
+ * when the primary does not answer. A single process uses its buckets alone.
  */
 export class RouteLimit {
   /** The spec it was made from, to tell whether a rebuilt table may keep it. */
   readonly spec: string;
+  /** The route's identity (`service id`), how the primary finds its copy. */
+  readonly route: string;
+  /** The limit as a client sees it (RateLimit headers): the whole gateway's. */
   readonly rate: number;
   readonly burst: number;
+  readonly #per: "route" | "ip" | "consumer";
   readonly #route: TokenBucket | null;
   readonly #perClient: KeyedLimiter | null;
   /** Separate from the client buckets, so a consumer's name can never share an address's bucket. */
   readonly #perConsumer: KeyedLimiter | null;
+  /** Set in a worker of several: tokens come from the primary. */
+  readonly #leased: LeasedLimit | null;
 
-  constructor(spec: RateLimitSpec, share: number) {
+  constructor(spec: RateLimitSpec, share: number, route = "", leases: LeaseClient | null = null) {
     this.spec = JSON.stringify(spec);
-    this.rate = spec.rate * share;
-    this.burst = Math.max(1, Math.round(spec.burst * share));
-    this.#route = spec.per === "route" ? new TokenBucket(this.rate, this.burst, Date.now()) : null;
-    this.#perClient = spec.per !== "route" ? new KeyedLimiter(this.rate, this.burst) : null;
-    this.#perConsumer = spec.per === "consumer" ? new KeyedLimiter(this.rate, this.burst) : null;
+    this.route = route;
+    this.#per = spec.per;
+    const rate = spec.rate * share;
+    const burst = Math.max(1, Math.round(spec.burst * share));
+    this.#leased = leases !== null && share < 1 ? new LeasedLimit(this, route, spec.burst, leases) : null;
+    this.rate = this.#leased !== null ? spec.rate : rate;
+    this.burst = this.#leased !== null ? spec.burst : burst;
+    this.#route = spec.per === "route" ? new TokenBucket(rate, burst, Date.now()) : null;
+    this.#perClient = spec.per !== "route" ? new KeyedLimiter(rate, burst) : null;
+    this.#perConsumer = spec.per === "consumer" ? new KeyedLimiter(rate, burst) : null;
   }
 
-  /** `consumer` is the authenticated consumer's name, or null. */
-  take(client: string, now: number, consumer: string | null = null): TakeResult {
+  /**
+   * `consumer` is the authenticated consumer's name, or null. A Promise only in
+   * a worker whose lease for the key is empty: the verdict once the primary answers.
+   */
+  take(client: string, now: number, consumer: string | null = null): TakeResult | Promise<TakeResult> {
+    if (this.#leased === null) return this.takeLocal(client, now, consumer);
+    if (this.#per === "route") return this.#leased.take("", client, consumer, now);
+    if (consumer !== null && this.#per === "consumer")
+      return this.#leased.take(`c${consumer}`, client, consumer, now);
+    return this.#leased.take(`a${client}`, client, consumer, now);
+  }
+
+  /** This process's own buckets. */
+  takeLocal(client: string, now: number, consumer: string | null): TakeResult {
     if (this.#route !== null) return this.#route.take(now);
     if (consumer !== null && this.#perConsumer !== null) return this.#perConsumer.take(consumer, now);
     return this.#perClient!.take(client, now);
+  }
+
+  /** Up to `max` tokens of the key at once: the primary's answer to a worker's lease. */
+  grant(client: string, consumer: string | null, max: number, now: number): Grant {
+    if (this.#route !== null) return this.#route.takeUpTo(max, now);
+    if (consumer !== null && this.#perConsumer !== null)
+      return this.#perConsumer.takeUpTo(consumer, max, now);
+    return this.#perClient!.takeUpTo(client, max, now);
   }
 }
 
@@ -359,8 +392,10 @@ export const SHED_ABOVE = { low: 0.6, normal: 0.8, critical: 1 } as const;
 export interface BuildOptions {
   /** The table this one replaces: rate-limit state of unchanged routes carries over. */
   previous?: RouteTable;
-  /** This process's share of the traffic (1 / gateway workers); rate limits are scaled by it. */
+  /** This process's share of the traffic (1 / gateway workers); concurrency limits are scaled by it. */
   share?: number;
+  /** A worker's link to the primary's rate-limit buckets (rate-lease.ts); without it limits are scaled by `share`. */
+  leases?: LeaseClient;
   /** Where background work started by the table (JWKS fetches) reports failures. */
   logger?: Logger;
   /** JWKS cache timing (tests shorten it). */
@@ -737,7 +772,9 @@ export function buildRouteTable(
       if (route.rateLimit) {
         const kept = previousLimits.get(`${key} ${id}`);
         limit =
-          kept?.spec === JSON.stringify(route.rateLimit) ? kept : new RouteLimit(route.rateLimit, share);
+          kept?.spec === JSON.stringify(route.rateLimit)
+            ? kept
+            : new RouteLimit(route.rateLimit, share, `${key} ${id}`, options.leases ?? null);
       }
       list.push({
         id,

@@ -14,6 +14,13 @@ export interface TakeResult {
   resetMs: number;
 }
 
+/** What a lease (rate-lease.ts) got: up to the tokens asked for; when none, how long until one is there. */
+export interface Grant {
+  granted: number;
+  retryAfterMs: number;
+  resetMs: number;
+}
+
 export class TokenBucket {
   readonly rate: number;
   readonly burst: number;
@@ -29,11 +36,7 @@ export class TokenBucket {
   }
 
   take(now: number): TakeResult {
-    const elapsed = now - this.#at;
-    if (elapsed > 0) {
-      this.#tokens = Math.min(this.burst, this.#tokens + (elapsed * this.rate) / 1000);
-      this.#at = now;
-    }
+    this.#refill(now);
     const perTokenMs = 1000 / this.rate;
     if (this.#tokens >= 1) {
       this.#tokens -= 1;
@@ -50,6 +53,27 @@ export class TokenBucket {
       retryAfterMs: Math.ceil((1 - this.#tokens) * perTokenMs),
       resetMs: Math.ceil((this.burst - this.#tokens) * perTokenMs),
     };
+  }
+
+  /** Takes up to `max` whole tokens at once, for a worker's lease; 0 when not even one is there. */
+  takeUpTo(max: number, now: number): Grant {
+    this.#refill(now);
+    const perTokenMs = 1000 / this.rate;
+    const granted = Math.min(max, Math.floor(this.#tokens));
+    this.#tokens -= granted;
+    return {
+      granted,
+      retryAfterMs: granted > 0 ? 0 : Math.ceil((1 - this.#tokens) * perTokenMs),
+      resetMs: Math.ceil((this.burst - this.#tokens) * perTokenMs),
+    };
+  }
+
+  #refill(now: number): void {
+    const elapsed = now - this.#at;
+    if (elapsed > 0) {
+      this.#tokens = Math.min(this.burst, this.#tokens + (elapsed * this.rate) / 1000);
+      this.#at = now;
+    }
   }
 }
 
@@ -71,6 +95,14 @@ export class KeyedLimiter {
   }
 
   take(key: string, now: number): TakeResult {
+    return this.#bucket(key, now).take(now);
+  }
+
+  takeUpTo(key: string, max: number, now: number): Grant {
+    return this.#bucket(key, now).takeUpTo(max, now);
+  }
+
+  #bucket(key: string, now: number): TokenBucket {
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {
       if (this.#buckets.size >= this.maxKeys)
@@ -81,7 +113,7 @@ export class KeyedLimiter {
       this.#buckets.delete(key);
     }
     this.#buckets.set(key, bucket);
-    return bucket.take(now);
+    return bucket;
   }
 
   get size(): number {

@@ -1,0 +1,177 @@
+// Rate limits of a gateway with worker processes (herd gateway --workers 2) hold for the gateway
+// as a whole (rate-lease.ts): one keep-alive client, all on one worker, gets the full rate, and
+// clients on both workers together get no more than it.
+
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, type TestContext, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
+import {
+  childPids,
+  request,
+  startTestControlPlane,
+  startUpstream,
+  type TestControlPlane,
+  type TestUpstream,
+  testInstance,
+  testNode,
+  testService,
+} from "./testing.ts";
+
+const TOKEN = "cluster-rate-limit-token";
+const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
+const RATE = 20;
+const BURST = 20;
+const RUN_MS = 3_000;
+
+/** A client on its own keep-alive connection. */
+class Client {
+  readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  readonly port: number;
+  constructor(port: number) {
+    this.port = port;
+  }
+
+  get(host: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
+    return new Promise((resolve, reject) => {
+      http
+        .get(
+          { host: "127.0.0.1", port: this.port, path: "/", headers: { host }, agent: this.agent },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+          },
+        )
+        .on("error", reject);
+    });
+  }
+
+  /** Requests one after another until `untilMs` (performance.now()); the admitted ones and a 429. */
+  async hammer(host: string, untilMs: number): Promise<{ ok: number; limited: http.IncomingHttpHeaders[] }> {
+    let ok = 0;
+    const limited: http.IncomingHttpHeaders[] = [];
+    while (performance.now() < untilMs) {
+      const reply = await this.get(host);
+      if (reply.status === 200) ok++;
+      else if (reply.status === 429) limited.push(reply.headers);
+      else assert.fail(`unexpected status ${reply.status}`);
+    }
+    return { ok, limited };
+  }
+}
+
+/** Within ±10 % of what one bucket admits in `elapsedMs`: its burst plus its rate. */
+function assertNearRate(t: TestContext, admitted: number, elapsedMs: number): void {
+  const expected = BURST + (RATE * elapsedMs) / 1000;
+  t.diagnostic(`admitted ${admitted} in ${Math.round(elapsedMs)} ms; one bucket: ${expected.toFixed(1)}`);
+  assert.ok(
+    Math.abs(admitted - expected) <= expected * 0.1,
+    `admitted ${admitted} in ${Math.round(elapsedMs)} ms, expected ${expected.toFixed(1)} ±10 %`,
+  );
+}
+
+describe("rate limits with worker processes (herd gateway --workers 2)", () => {
+  let dataDir: string;
+  let controlPlane: TestControlPlane;
+  let upstream: TestUpstream;
+  let gateway: GatewayChild;
+  const clients: Client[] = [];
+  /** Every pid this test saw, killed at the end whatever happened. */
+  const pids = new Set<number>();
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "herd-gateway-cluster-rate-"));
+    controlPlane = await startTestControlPlane(TOKEN);
+    upstream = await startUpstream((_req, res) => res.end("ok"));
+    controlPlane.put("node", "local", testNode("local", "127.0.0.1"));
+    controlPlane.put(
+      "service",
+      "default/shop/web",
+      testService("default", "shop", "web", [
+        { host: "route.test", rateLimit: { rate: RATE, burst: BURST, per: "route" } },
+        { host: "ip.test", rateLimit: { rate: RATE, burst: BURST, per: "ip" } },
+        { host: "free.test" },
+      ]),
+    );
+    controlPlane.put(
+      "instance",
+      "ia",
+      testInstance("ia", { app: "shop", service: "web" }, "local", upstream.port),
+    );
+    gateway = await spawnGatewayChild({
+      cli: CLI,
+      server: controlPlane.url,
+      token: TOKEN,
+      port: 0,
+      host: "127.0.0.1",
+      dataDir,
+      workers: 2,
+      metricsPort: "off",
+    });
+    pids.add(gateway.pid);
+    for (const pid of childPids(gateway.pid)) pids.add(pid);
+    // Every worker listens only once it has the table, so any answer means all routes are there.
+    assert.equal((await request(gateway.port, "free.test", "/")).status, 200);
+  });
+
+  after(async () => {
+    for (const client of clients) client.agent.destroy();
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await controlPlane.close();
+    await upstream.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("one keep-alive client (one worker) is admitted the route's full rate, not a worker's share", async (t) => {
+    const client = new Client(gateway.port);
+    clients.push(client);
+    assert.equal((await client.get("free.test")).status, 200, "the connection is open");
+    const start = performance.now();
+    const { ok, limited } = await client.hammer("route.test", start + RUN_MS);
+    assertNearRate(t, ok, performance.now() - start);
+    assert.ok(limited.length > 0, "the client asked for more than the rate");
+    // The 429 states the gateway's limit, not a worker's share of it.
+    const headers = limited[0] ?? {};
+    assert.match(String(headers.ratelimit), new RegExp(`^limit=${BURST}, remaining=0, reset=\\d+$`));
+    assert.match(String(headers["ratelimit-policy"]), new RegExp(`^${BURST};w=1$`));
+    assert.match(String(headers["retry-after"]), /^\d+$/);
+  });
+
+  test("clients on both workers share one bucket per client address", async (t) => {
+    const [a, b] = childPids(gateway.pid);
+    assert.ok(a && b, "two workers");
+    // A stopped worker accepts nothing (they share the listening socket): each client's connection
+    // opens on a known worker, the first on b, the second on a.
+    const one = new Client(gateway.port);
+    const two = new Client(gateway.port);
+    clients.push(one, two);
+    for (const [stopped, client] of [
+      [a, one],
+      [b, two],
+    ] as const) {
+      process.kill(stopped, "SIGSTOP");
+      try {
+        assert.equal((await client.get("free.test")).status, 200);
+      } finally {
+        process.kill(stopped, "SIGCONT");
+      }
+    }
+    const start = performance.now();
+    const [first, second] = await Promise.all([
+      one.hammer("ip.test", start + RUN_MS),
+      two.hammer("ip.test", start + RUN_MS),
+    ]);
+    assertNearRate(t, first.ok + second.ok, performance.now() - start);
+    assert.ok(first.ok > 0 && second.ok > 0, `both were admitted some: ${first.ok} and ${second.ok}`);
+  });
+});
