@@ -116,3 +116,20 @@ test("a primary that does not answer: fail open to the worker's share, at once w
   );
   assert.equal(asked.length, 1);
 });
+
+test("per consumer: a consumer's lease is its own, apart from its address's; the primary keys the same way", async () => {
+  const { limit, asked } = setup({ rate: 10, burst: 40, per: "consumer" }); // leases of 5
+  const now = Date.now();
+  assert.equal((await limit.take("10.0.0.1", now, "alice")).ok, true);
+  assert.equal((await limit.take("10.0.0.1", now, null)).ok, true, "no consumer: keyed on the address");
+  assert.equal((await limit.take("10.0.0.1", now, "bob")).ok, true);
+  assert.deepEqual(
+    asked.map((r) => r.consumer),
+    ["alice", null, "bob"],
+  );
+  for (let i = 0; i < 4; i++) {
+    const spent = limit.take("10.0.0.2", now, "alice");
+    assert.ok(!(spent instanceof Promise) && spent.ok, "alice's lease, from any address");
+  }
+  assert.ok(limit.take("10.0.0.2", now, "alice") instanceof Promise, "alice's five are spent");
+});
