@@ -12,14 +12,13 @@ import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
   childPids,
+  killAll,
+  putShop,
   request,
   startTestControlPlane,
   startUpstream,
   type TestControlPlane,
   type TestUpstream,
-  testInstance,
-  testNode,
-  testService,
 } from "./testing.ts";
 
 const TOKEN = "cluster-rate-limit-token";
@@ -87,21 +86,11 @@ describe("rate limits with worker processes (herd gateway --workers 2)", () => {
     dataDir = await mkdtemp(join(tmpdir(), "herd-gateway-cluster-rate-"));
     controlPlane = await startTestControlPlane(TOKEN);
     upstream = await startUpstream((_req, res) => res.end("ok"));
-    controlPlane.put("node", "local", testNode("local", "127.0.0.1"));
-    controlPlane.put(
-      "service",
-      "default/shop/web",
-      testService("default", "shop", "web", [
-        { host: "route.test", rateLimit: { rate: RATE, burst: BURST, per: "route" } },
-        { host: "ip.test", rateLimit: { rate: RATE, burst: BURST, per: "ip" } },
-        { host: "free.test" },
-      ]),
-    );
-    controlPlane.put(
-      "instance",
-      "ia",
-      testInstance("ia", { app: "shop", service: "web" }, "local", upstream.port),
-    );
+    putShop(controlPlane, upstream.port, [
+      { host: "route.test", rateLimit: { rate: RATE, burst: BURST, per: "route" } },
+      { host: "ip.test", rateLimit: { rate: RATE, burst: BURST, per: "ip" } },
+      { host: "free.test" },
+    ]);
     gateway = await spawnGatewayChild({
       cli: CLI,
       server: controlPlane.url,
@@ -120,13 +109,7 @@ describe("rate limits with worker processes (herd gateway --workers 2)", () => {
 
   after(async () => {
     for (const client of clients) client.agent.destroy();
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    killAll(pids);
     await controlPlane.close();
     await upstream.close();
     await rm(dataDir, { recursive: true, force: true });

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -8,30 +7,20 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
+  childPids,
+  killAll,
+  putShop,
   request,
   startTestControlPlane,
   startUpstream,
   type TestControlPlane,
   type TestUpstream,
   testInstance,
-  testNode,
   testService,
 } from "./testing.ts";
 
 const TOKEN = "cluster-token";
 const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
-
-/** The pids of a process's children (its gateway workers). */
-function childPids(pid: number): number[] {
-  try {
-    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
-      .split("\n")
-      .map((line) => Number(line.trim()))
-      .filter((n) => n > 0);
-  } catch {
-    return []; // ps exits 1 when there are none
-  }
-}
 
 /** Alive and not a zombie waiting to be reaped. */
 async function alive(pid: number): Promise<boolean> {
@@ -75,27 +64,11 @@ describe("gateway with worker processes (herd gateway --workers 2)", () => {
     dataDir = await mkdtemp(join(tmpdir(), "herd-gateway-cluster-"));
     controlPlane = await startTestControlPlane(TOKEN);
     upstream = await startUpstream((_req, res) => res.end(`served by ${process.pid}`));
-    controlPlane.put("node", "local", testNode("local", "127.0.0.1"));
-    controlPlane.put(
-      "service",
-      "default/shop/web",
-      testService("default", "shop", "web", [{ host: "shop.test" }]),
-    );
-    controlPlane.put(
-      "instance",
-      "ia",
-      testInstance("ia", { app: "shop", service: "web" }, "local", upstream.port),
-    );
+    putShop(controlPlane, upstream.port);
   });
 
   after(async () => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    killAll(pids);
     await controlPlane.close();
     await upstream.close();
     await rm(dataDir, { recursive: true, force: true });

@@ -7,16 +7,15 @@ import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
   childPids,
+  killAll,
   metricSum,
+  putShop,
   request,
   scrape,
   startTestControlPlane,
   startUpstream,
   type TestControlPlane,
   type TestUpstream,
-  testInstance,
-  testNode,
-  testService,
 } from "./testing.ts";
 
 const TOKEN = "metrics-cluster-token";
@@ -46,27 +45,11 @@ describe("gateway /metrics with worker processes (herd gateway --workers 2)", ()
       res.statusCode = req.url === "/fail" ? 500 : 200;
       res.end("ok");
     });
-    controlPlane.put("node", "local", testNode("local", "127.0.0.1"));
-    controlPlane.put(
-      "service",
-      "default/shop/web",
-      testService("default", "shop", "web", [{ host: "shop.test" }]),
-    );
-    controlPlane.put(
-      "instance",
-      "ia",
-      testInstance("ia", { app: "shop", service: "web" }, "local", upstream.port),
-    );
+    putShop(controlPlane, upstream.port);
   });
 
   after(async () => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    killAll(pids);
     await controlPlane.close();
     await upstream.close();
     await rm(dataDir, { recursive: true, force: true });

@@ -376,6 +376,31 @@ export async function scrape(url: string): Promise<{ samples: ScrapedSample[]; t
   return { samples: parseMetrics(text), text };
 }
 
+/**
+ * The usual cluster-test world: node `local`, service default/shop/web with
+ * `routes`, and its one instance `ia` answering on `port`.
+ */
+export function putShop(
+  controlPlane: TestControlPlane,
+  port: number,
+  routes: Array<Partial<Route> & { host: string }> = [{ host: "shop.test" }],
+): void {
+  controlPlane.put("node", "local", testNode("local", "127.0.0.1"));
+  controlPlane.put("service", "default/shop/web", testService("default", "shop", "web", routes));
+  controlPlane.put("instance", "ia", testInstance("ia", { app: "shop", service: "web" }, "local", port));
+}
+
+/** SIGKILL to every pid a test saw (gateway primaries and workers); those already gone are skipped. */
+export function killAll(pids: Iterable<number>): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** The pids of a process's children (a gateway primary's workers). */
 export function childPids(pid: number): number[] {
   try {
