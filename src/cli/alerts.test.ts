@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { main } from "./main.ts";
-import { type RecordedRequest, sendJson, startTestApi, type TestApi } from "./test-api.ts";
+import { type RecordedRequest, runCli, sendJson, startTestApi, type TestApi } from "./test-api.ts";
 
 const NOW = Date.parse("2026-01-01T12:00:00Z");
 let api: TestApi;
@@ -16,19 +15,9 @@ before(async () => {
 after(() => api.close());
 
 async function run(argv: string[]) {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { HERD_SERVER: api.url, HERD_TOKEN: "tok" },
-    cwd: "/",
-    home: "/nonexistent",
-    stdinIsTTY: false,
-    now: () => NOW,
-  });
+  const result = await runCli(argv, { server: api.url, token: "tok", now: NOW });
   const last = api.requests.at(-1);
-  return { code, out, err, last, body: last?.body.length ? JSON.parse(last.body.toString()) : undefined };
+  return { ...result, last, body: last?.body.length ? JSON.parse(last.body.toString()) : undefined };
 }
 
 test("herd alerts prints the active alerts", async () => {

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { main } from "./main.ts";
-import { type RecordedRequest, sendJson, startTestApi, type TestApi } from "./test-api.ts";
+import { type RecordedRequest, runCli, sendJson, startTestApi, type TestApi } from "./test-api.ts";
 
 const NOW = Date.parse("2026-01-01T12:00:07Z");
 let api: TestApi;
@@ -15,20 +14,7 @@ before(async () => {
 });
 after(() => api.close());
 
-async function run(argv: string[]) {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { HERD_SERVER: api.url, HERD_TOKEN: "tok" },
-    cwd: "/",
-    home: "/nonexistent",
-    stdinIsTTY: false,
-    now: () => NOW,
-  });
-  return { code, out, err };
-}
+const run = (argv: string[]) => runCli(argv, { server: api.url, token: "tok", now: NOW });
 
 test("an instant query prints one row per series", async () => {
   respond = () => [

@@ -57,3 +57,24 @@ export async function startTestApi(
       }),
   };
 }
+
+/** Runs the CLI in-process against `server` with `token`; what it printed and its exit code. */
+export async function runCli(
+  argv: string[],
+  options: { server: string; token: string; now: number; interrupt?: () => AbortSignal },
+): Promise<{ code: number; out: string; err: string }> {
+  const { main } = await import("./main.ts");
+  let out = "";
+  let err = "";
+  const code = await main(argv, {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s) },
+    env: { HERD_SERVER: options.server, HERD_TOKEN: options.token },
+    cwd: "/",
+    home: "/nonexistent",
+    stdinIsTTY: false,
+    now: () => options.now,
+    interrupt: options.interrupt,
+  });
+  return { code, out, err };
+}

@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
-import { main } from "./main.ts";
+import { runCli } from "./test-api.ts";
 import { mapText, topText, tracesOptionsFromFlags } from "./traces.ts";
 
 let server: RunningServer;
@@ -83,21 +83,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(argv: string[], interrupt?: () => AbortSignal) {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { HERD_SERVER: server.url, HERD_TOKEN: server.adminToken },
-    cwd: "/",
-    home: "/nonexistent",
-    stdinIsTTY: false,
-    now: () => NOW,
-    interrupt,
-  });
-  return { code, out, err };
-}
+const run = (argv: string[], interrupt?: () => AbortSignal) =>
+  runCli(argv, { server: server.url, token: server.adminToken, now: NOW, interrupt });
 
 test("herd traces filters and lists newest first", async () => {
   const slow = await run(["traces", "--service", "web", "--min-duration", "15ms", "--since", "1m"]);
