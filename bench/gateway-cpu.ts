@@ -15,7 +15,7 @@
 // Env: BENCH_SECONDS (8) per target, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
 // BENCH_ROUNDS (2: targets measured in turn, each round; the lowest figure is kept).
 
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
@@ -32,6 +32,7 @@ import {
   ROOT,
   removeOnCleanup,
   startChild,
+  startNginx,
   type Target,
   untilServes,
 } from "./harness.ts";
@@ -42,53 +43,6 @@ const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 2);
 const TOKEN = "bench-token";
-
-async function startNginx(nginx: string, base: string, upstreamPort: number): Promise<Target> {
-  const dir = join(base, "nginx");
-  mkdirSync(dir);
-  const asRoot = process.getuid?.() === 0;
-  if (asRoot) {
-    chmodSync(base, 0o711);
-    chownSync(dir, 65534, 65534);
-  }
-  const port = await freePort();
-  const conf = join(dir, "nginx.conf");
-  writeFileSync(
-    conf,
-    `${asRoot ? "user nobody nogroup;" : ""}
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-`,
-  );
-  const child = startChild("nginx", nginx, [
-    "-p",
-    `${dir}/`,
-    "-e",
-    `${dir}/error.log`,
-    "-c",
-    conf,
-    "-g",
-    "daemon off;",
-  ]);
-  const url = `http://127.0.0.1:${port}/`;
-  await untilServes(url, {}, child);
-  return { id: "b", name: "nginx (1 worker)", url, headers: {}, child };
-}
 
 async function startFastify(upstreamPort: number): Promise<Target> {
   const child = startChild("fastify", process.execPath, [join(ROOT, "bench/gateway-fastify.ts")], {
@@ -133,7 +87,12 @@ async function main(): Promise<void> {
   const upstreamPort = await portOf(upstream);
   const objects = benchObjects(upstreamPort);
   const targets = [
-    await startNginx(tools.nginx, tempDir, upstreamPort),
+    {
+      id: "b",
+      name: "nginx (1 worker)",
+      headers: {},
+      ...(await startNginx(tools.nginx, tempDir, upstreamPort, 1)),
+    },
     await startGateway(tempDir, "c", "herd gateway (1 worker)", objects),
     await startGateway(tempDir, "d", "herd gateway + policies", withPolicies(objects), POLICY_HEADERS),
     await startFastify(upstreamPort),

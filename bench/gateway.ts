@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import http from "node:http";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import {
   ROOT,
   removeOnCleanup,
   startChild,
+  startNginx,
   untilServes,
 } from "./harness.ts";
 
@@ -53,63 +54,6 @@ interface Target {
   start?: () => Promise<Started>;
   /** Why it is not measured. */
   missing?: string;
-}
-
-function nginxConfig(dir: string, port: number, upstreamPort: number, asRoot: boolean): string {
-  return `# written by bench/gateway.ts
-${asRoot ? "user nobody nogroup;" : ""}
-worker_processes ${CORES};
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream app {
-    server 127.0.0.1:${upstreamPort};
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`;
-}
-
-async function startNginx(nginx: string, base: string, upstreamPort: number): Promise<Started> {
-  const dir = join(base, "nginx");
-  mkdirSync(dir);
-  const asRoot = process.getuid?.() === 0;
-  if (asRoot) {
-    // The workers run as nobody: they need their own temp paths (and a way through the temp dir).
-    chmodSync(base, 0o711);
-    chownSync(dir, 65534, 65534);
-  }
-  const port = await freePort();
-  const conf = join(dir, "nginx.conf");
-  writeFileSync(conf, nginxConfig(dir, port, upstreamPort, asRoot));
-  const child = startChild("nginx", nginx, [
-    "-p",
-    `${dir}/`,
-    "-e",
-    `${dir}/error.log`,
-    "-c",
-    conf,
-    "-g",
-    "daemon off;",
-  ]);
-  const url = `http://127.0.0.1:${port}/`;
-  await untilServes(url, {}, child);
-  return { url, headers: {} };
 }
 
 async function startFastify(upstreamPort: number): Promise<Started> {
@@ -294,7 +238,14 @@ async function main(): Promise<number> {
       name: "direct",
       start: async () => ({ url: `http://127.0.0.1:${upstreamPort}/`, headers: {} }),
     },
-    { id: "b", name: "nginx", start: () => startNginx(tools.nginx, base, upstreamPort) },
+    {
+      id: "b",
+      name: "nginx",
+      start: async () => ({
+        url: (await startNginx(tools.nginx, base, upstreamPort, CORES)).url,
+        headers: {},
+      }),
+    },
     { id: "c", name: "herd gateway", start: () => startGateway(base, "gateway-c", objects) },
     POLICIES
       ? {

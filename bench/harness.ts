@@ -5,7 +5,7 @@
 // that ends everything started (also on Ctrl-C).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -270,4 +270,73 @@ export async function measure(
   const load = await runWrk(wrk, target, run.seconds, run.connections);
   const used = groupCpuSeconds(pgid) - before;
   return { usPerRequest: (used * 1e6) / Math.max(1, load.requests), rps: load.rps, errors: load.errors };
+}
+
+function nginxConfig(
+  dir: string,
+  port: number,
+  upstreamPort: number,
+  workers: number,
+  asRoot: boolean,
+): string {
+  return `# written by bench/harness.ts
+${asRoot ? "user nobody nogroup;" : ""}
+worker_processes ${workers};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream app {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+/** nginx from Debian as a keep-alive reverse proxy to `upstreamPort`, its files under `base`/nginx; resolves once it serves. */
+export async function startNginx(
+  nginx: string,
+  base: string,
+  upstreamPort: number,
+  workers: number,
+): Promise<{ url: string; child: Child }> {
+  const dir = join(base, "nginx");
+  mkdirSync(dir);
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    // The workers run as nobody: they need their own temp paths (and a way through the temp dir).
+    chmodSync(base, 0o711);
+    chownSync(dir, 65534, 65534);
+  }
+  const port = await freePort();
+  const conf = join(dir, "nginx.conf");
+  writeFileSync(conf, nginxConfig(dir, port, upstreamPort, workers, asRoot));
+  const child = startChild("nginx", nginx, [
+    "-p",
+    `${dir}/`,
+    "-e",
+    `${dir}/error.log`,
+    "-c",
+    conf,
+    "-g",
+    "daemon off;",
+  ]);
+  const url = `http://127.0.0.1:${port}/`;
+  await untilServes(url, {}, child);
+  return { url, child };
 }
