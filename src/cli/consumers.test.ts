@@ -11,7 +11,7 @@ import { hashToken } from "../api/auth.ts";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import type { Consumer } from "../model/objects.ts";
-import { main } from "./main.ts";
+import { runCli } from "./test-api.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-cli-consumers-"));
@@ -24,20 +24,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function herd(...argv: string[]) {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { HERD_SERVER: server.url, HERD_TOKEN: server.adminToken },
-    cwd: dir,
-    home: join(dir, "home"),
-    stdinIsTTY: false,
-    now: () => Date.now(),
-  });
-  return { code, out, err };
-}
+const herd = (...argv: string[]) => runCli(argv, { server: server.url, token: server.adminToken, cwd: dir });
 
 test("herd consumers: create, keys add prints the key once, jwt add, show, remove, delete", async () => {
   assert.match((await herd("consumers")).out, /No consumers/);

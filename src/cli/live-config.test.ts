@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import { testService } from "../gateway/testing.ts";
-import { main } from "./main.ts";
+import { runCli } from "./test-api.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-cli-live-"));
@@ -34,19 +34,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function herd(...argv: string[]) {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { HERD_SERVER: server.url, HERD_TOKEN: server.adminToken },
-    cwd: dir,
-    home: "/nonexistent",
-    stdinIsTTY: false,
-  });
-  return { code, out, err };
-}
+const herd = (...argv: string[]) => runCli(argv, { server: server.url, token: server.adminToken, cwd: dir });
 
 test("herd routes set / list / delete, and herd gateways", async () => {
   const set = await herd(

@@ -61,7 +61,7 @@ export async function startTestApi(
 /** Runs the CLI in-process against `server` with `token`; what it printed and its exit code. */
 export async function runCli(
   argv: string[],
-  options: { server: string; token: string; now: number; interrupt?: () => AbortSignal },
+  options: { server: string; token: string; now?: number; cwd?: string; interrupt?: () => AbortSignal },
 ): Promise<{ code: number; out: string; err: string }> {
   const { main } = await import("./main.ts");
   let out = "";
@@ -70,10 +70,10 @@ export async function runCli(
     stdout: { write: (s: string) => (out += s) },
     stderr: { write: (s: string) => (err += s) },
     env: { HERD_SERVER: options.server, HERD_TOKEN: options.token },
-    cwd: "/",
+    cwd: options.cwd ?? "/",
     home: "/nonexistent",
     stdinIsTTY: false,
-    now: () => options.now,
+    now: () => options.now ?? Date.now(),
     interrupt: options.interrupt,
   });
   return { code, out, err };
