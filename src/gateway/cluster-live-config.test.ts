@@ -12,7 +12,7 @@ import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import type { GatewayStatus } from "../model/live-config.ts";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
-import { request, startUpstream, type TestUpstream, testInstance, testNode, testService } from "./testing.ts";
+import { request, seedShop, startUpstream, type TestUpstream } from "./testing.ts";
 
 const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 
@@ -58,27 +58,7 @@ describe("gateway cluster reports to the control plane", () => {
       logger: silentLogger,
       settings: { nodeLostMs: 3_600_000, nodeNotReadyMs: 3_600_000 },
     });
-    await server.store.put("app", "default/shop", {
-      tenant: "default",
-      name: "shop",
-      createdAt: new Date().toISOString(),
-      release: 1,
-      latestVersion: 1,
-    });
-    await server.store.put("node", "local", {
-      ...testNode("local", "127.0.0.1"),
-      lastHeartbeat: new Date().toISOString(),
-    });
-    await server.store.put(
-      "service",
-      "default/shop/web",
-      testService("default", "shop", "web", [{ host: "shop.test" }]),
-    );
-    await server.store.put(
-      "instance",
-      "web-1",
-      testInstance("web-1", { app: "shop", service: "web" }, "local", upstream.port),
-    );
+    await seedShop(server.store, upstream.port);
     gateway = await spawnGatewayChild({
       cli: CLI,
       server: server.url,

@@ -14,9 +14,8 @@ import { after, before, describe, test } from "node:test";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import type { GatewayStatus } from "../model/live-config.ts";
-import type { App } from "../model/objects.ts";
 import { type Gateway, startGateway } from "./gateway.ts";
-import { request, startUpstream, type TestUpstream, testInstance, testNode, testService } from "./testing.ts";
+import { request, seedShop, startUpstream, type TestUpstream } from "./testing.ts";
 
 const GATEWAY_ID = "gw-live";
 
@@ -69,28 +68,7 @@ describe("live configuration through the API", () => {
       logger: silentLogger,
       settings: { nodeLostMs: 3_600_000, nodeNotReadyMs: 3_600_000 },
     });
-    const app: App = {
-      tenant: "default",
-      name: "shop",
-      createdAt: new Date().toISOString(),
-      release: 1,
-      latestVersion: 1,
-    };
-    await server.store.put("app", "default/shop", app);
-    await server.store.put("node", "local", {
-      ...testNode("local", "127.0.0.1"),
-      lastHeartbeat: new Date().toISOString(),
-    });
-    await server.store.put(
-      "service",
-      "default/shop/web",
-      testService("default", "shop", "web", [{ host: "shop.test" }]),
-    );
-    await server.store.put(
-      "instance",
-      "web-1",
-      testInstance("web-1", { app: "shop", service: "web" }, "local", upstream.port),
-    );
+    await seedShop(server.store, upstream.port);
     gateway = await startGateway({
       server: server.url,
       token: server.adminToken,

@@ -10,6 +10,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Route } from "../model/manifest.ts";
 import type {
+  App,
   Consumer,
   Instance,
   InstanceState,
@@ -18,7 +19,7 @@ import type {
   Node,
   Service,
 } from "../model/objects.ts";
-import type { StoredObject, WatchEvent } from "../store/store.ts";
+import type { Store, StoredObject, WatchEvent } from "../store/store.ts";
 
 /** A service with the given routes (paths default to `/`). */
 export function testService(
@@ -388,6 +389,25 @@ export function putShop(
   controlPlane.put("node", "local", testNode("local", "127.0.0.1"));
   controlPlane.put("service", "default/shop/web", testService("default", "shop", "web", routes));
   controlPlane.put("instance", "ia", testInstance("ia", { app: "shop", service: "web" }, "local", port));
+}
+
+/** The same world in a real control plane's store: app shop (release 1), a fresh node, web and its instance `web-1`. */
+export async function seedShop(store: Store, port: number): Promise<void> {
+  const now = new Date().toISOString();
+  await store.put("app", "default/shop", {
+    tenant: "default",
+    name: "shop",
+    createdAt: now,
+    release: 1,
+    latestVersion: 1,
+  } satisfies App);
+  await store.put("node", "local", { ...testNode("local", "127.0.0.1"), lastHeartbeat: now });
+  await store.put(
+    "service",
+    "default/shop/web",
+    testService("default", "shop", "web", [{ host: "shop.test" }]),
+  );
+  await store.put("instance", "web-1", testInstance("web-1", { app: "shop", service: "web" }, "local", port));
 }
 
 /** SIGKILL to every pid a test saw (gateway primaries and workers); those already gone are skipped. */
