@@ -75,40 +75,51 @@ export class FleetMetrics {
     // A node that stopped reporting has no current figures: its series end (and go stale) rather than freeze.
     const live = nodes.filter((n) => n.state === "ready" && this.#reports.has(n.name));
     const stats = (n: Node) => this.#reports.get(n.name)?.stats;
-    out.family("herd_node_cpu_seconds_total", "counter", "CPU seconds since boot over all cores, by mode.");
-    for (const n of live) {
-      for (const [mode, seconds] of Object.entries(stats(n)?.cpuSeconds ?? {}))
-        out.sample("herd_node_cpu_seconds_total", { node: n.name, mode }, seconds);
-    }
-    out.family("herd_node_memory_bytes", "gauge", "The node's memory: total, and available for new work.");
-    for (const n of live) {
-      const m = stats(n)?.memory;
-      if (!m) continue;
-      out.sample("herd_node_memory_bytes", { node: n.name, kind: "total" }, m.totalBytes);
-      out.sample("herd_node_memory_bytes", { node: n.name, kind: "available" }, m.availableBytes);
-    }
-    out.family(
+    /** One family of the live nodes' reported figures, a sample per key of `values` (its label is `label`). */
+    const figures = (
+      name: string,
+      type: "counter" | "gauge",
+      help: string,
+      label: string,
+      values: (s: NodeStats) => Record<string, number> | undefined,
+    ) => {
+      out.family(name, type, help);
+      for (const n of live) {
+        const report = stats(n);
+        const v = report && values(report);
+        if (v)
+          for (const [key, value] of Object.entries(v))
+            out.sample(name, { node: n.name, [label]: key }, value);
+      }
+    };
+    figures(
+      "herd_node_cpu_seconds_total",
+      "counter",
+      "CPU seconds since boot over all cores, by mode.",
+      "mode",
+      (s) => s.cpuSeconds,
+    );
+    figures(
+      "herd_node_memory_bytes",
+      "gauge",
+      "The node's memory: total, and available for new work.",
+      "kind",
+      (s) => s.memory && { total: s.memory.totalBytes, available: s.memory.availableBytes },
+    );
+    figures(
       "herd_node_disk_bytes",
       "gauge",
       "The filesystem of the agent's data dir: total and free bytes.",
+      "kind",
+      (s) => s.disk && { total: s.disk.totalBytes, free: s.disk.freeBytes },
     );
-    for (const n of live) {
-      const d = stats(n)?.disk;
-      if (!d) continue;
-      out.sample("herd_node_disk_bytes", { node: n.name, kind: "total" }, d.totalBytes);
-      out.sample("herd_node_disk_bytes", { node: n.name, kind: "free" }, d.freeBytes);
-    }
-    out.family(
+    figures(
       "herd_node_network_bytes_total",
       "counter",
       "Bytes through the node's interfaces (not loopback).",
+      "direction",
+      (s) => s.network && { receive: s.network.receiveBytes, transmit: s.network.transmitBytes },
     );
-    for (const n of live) {
-      const net = stats(n)?.network;
-      if (!net) continue;
-      out.sample("herd_node_network_bytes_total", { node: n.name, direction: "receive" }, net.receiveBytes);
-      out.sample("herd_node_network_bytes_total", { node: n.name, direction: "transmit" }, net.transmitBytes);
-    }
 
     const placed = instances.filter((i) => i.node && i.desired === "running");
     const labels = (i: Instance) => ({
