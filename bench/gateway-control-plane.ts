@@ -2,8 +2,8 @@
 // it answers the gateway's `GET /api/v1/snapshot` with fixed objects and keeps
 // `GET /api/v1/watch` open as an NDJSON stream of pings (nothing changes while
 // the bench measures). Objects are built with the gateway's own test factories.
-// With `spans`, the gateway's OTLP posts are relayed to a real control plane's
-// span ingest (bench/tracing-cost.ts), so its spans are stored for real.
+// With `spans`, the gateway's span batches are relayed to a real control
+// plane's span ingest (bench/tracing-cost.ts), so its spans are stored for real.
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -70,8 +70,8 @@ export async function startBenchControlPlane(
       res.on("close", () => watches.delete(res));
       return;
     }
-    if (spans && req.method === "POST" && url.pathname === "/api/v1/traces/otlp/v1/traces") {
-      void relay(req, res, spans);
+    if (spans && req.method === "POST" && url.pathname === "/api/v1/traces/gateway") {
+      relay(req, res, spans);
       return;
     }
     res.writeHead(404, { "content-type": "application/json" });
@@ -94,25 +94,29 @@ export async function startBenchControlPlane(
   };
 }
 
-/** Passes an OTLP post on to the real ingest with its token, and its answer back. */
-async function relay(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  to: { url: string; token: string },
-): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  try {
-    const answer = await fetch(to.url, {
+const relayAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+/** Streams a span post on to the real ingest with its token, and its answer back. */
+function relay(req: http.IncomingMessage, res: http.ServerResponse, to: { url: string; token: string }): void {
+  const out = http.request(
+    to.url,
+    {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${to.token}` },
-      body: Buffer.concat(chunks),
-    });
-    const body = await answer.text();
-    res.writeHead(answer.status, { "content-type": "application/json" });
-    res.end(body);
-  } catch (err) {
+      agent: relayAgent,
+      headers: {
+        "content-type": "application/json",
+        "content-length": req.headers["content-length"] ?? "",
+        authorization: `Bearer ${to.token}`,
+      },
+    },
+    (answer) => {
+      res.writeHead(answer.statusCode ?? 502, { "content-type": "application/json" });
+      answer.pipe(res);
+    },
+  );
+  out.on("error", (err) => {
     res.writeHead(502, { "content-type": "application/json" });
-    res.end(JSON.stringify({ code: "unavailable", message: (err as Error).message }));
-  }
+    res.end(JSON.stringify({ code: "unavailable", message: err.message }));
+  });
+  req.pipe(out);
 }

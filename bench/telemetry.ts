@@ -253,7 +253,7 @@ async function tracingSection(): Promise<Figure[]> {
       ? []
       : [
           {
-            name: "control plane CPU per traced request, about (OTLP ingest of 2 spans, SQLite, the relay; same cores)",
+            name: "control plane CPU per traced request, about (ingest of its span, SQLite, the relay; same cores)",
             value: r.ingestUsPerRequest,
             unit: "µs",
           },

@@ -3,8 +3,8 @@
 //
 // Two identical gateways (`herd gateway --workers 1`, each its own process
 // group) proxy to the same upstream; one with `--trace-sample 0`, one with
-// `--trace-sample 1` (a server and a client span per request, shipped in
-// batches to the OTLP ingest of a real control plane started in this process;
+// `--trace-sample 1` (a span per request, shipped in batches to the span
+// ingest of a real control plane started in this process;
 // the stand-in that feeds the gateways their routes relays the posts to it).
 // wrk drives them in turn, round after round; the figure per gateway is its
 // process group's CPU (utime + stime) per request; the cost is how much more
@@ -83,7 +83,7 @@ export async function measureTracingCost(): Promise<TracingCost> {
     TOKEN,
     benchObjects(await portOf(upstream)),
     ingest
-      ? { url: `${server.url}/api/v1/traces/otlp/v1/traces`, token: server.traces.ingestToken }
+      ? { url: `${server.url}/api/v1/traces/gateway`, token: server.traces.ingestToken }
       : undefined,
   );
   onCleanup(controlPlane.close);

@@ -235,12 +235,35 @@ test("the map and Top-N endpoints read the window", async () => {
   assert.equal((await call("GET", `/traces/${hexId(0xdead, 32)}`)).status, 404);
 });
 
+test("the gateway's span batches: 202 with the ingest token, read back as spans; a bad field is a 400 naming it", async () => {
+  const ingest = { authorization: `Bearer ${server.traces.ingestToken}` };
+  const traceId = `${Math.floor(Date.now() / 1000).toString(16)}${"0".repeat(23)}1`;
+  const batch = {
+    series: [["shop.test/", "default", "shop", "web"]],
+    spans: [[traceId, hexId(7), "", 0, "GET", 200, "upstream", now(), 1200, "web-1"]],
+  };
+  assert.equal((await call("POST", "/traces/gateway", batch, ingest)).status, 202);
+  server.traces.store.flush();
+  const trace = await call("GET", `/traces/${traceId}`);
+  assert.equal(trace.status, 200);
+  assert.equal(trace.body.spans, 1);
+  assert.deepEqual(
+    [trace.body.roots[0].service, trace.body.roots[0].name, trace.body.roots[0].children.length],
+    ["gateway", "GET shop.test/", 0],
+  );
+  const bad = await call("POST", "/traces/gateway", { ...batch, spans: [[traceId, "x"]] }, ingest);
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.details[0].field, "spans[0]");
+  assert.match(bad.body.message, /invalid gateway spans: spans\[0\]: must be an array of 10/);
+});
+
 test("ingest and query endpoints are in the OpenAPI document", async () => {
   const { body } = await call("GET", "/openapi.json");
   for (const p of [
     "/api/v1/traces",
     "/api/v1/traces/{id}",
     "/api/v1/traces/otlp/v1/traces",
+    "/api/v1/traces/gateway",
     "/api/v1/traces/map",
     "/api/v1/traces/top",
   ]) {

@@ -1,18 +1,18 @@
 /**
- * Ships the gateway's OTLP/HTTP JSON bodies (made by GatewaySpans at flush)
- * to the control plane's span ingest: node:http with one kept-alive
+ * Ships the gateway's span batches (JSON made by GatewaySpans at flush, read
+ * by observe/traces/gateway-batch.ts) to the control plane's span ingest: node:http with one kept-alive
  * connection, one post in flight, a bounded queue (the oldest bodies are
  * dropped and counted when the ingest is away), retries with backoff on 429,
  * 5xx and network errors. Cheaper per batch than fetch, which matters on the
  * proxy's event loop.
  *
- *   GatewaySpans.flush ─► postOtlp(body) ─► queue (≤ maxPendingSpans) ─► POST url ─► 2xx: done
+ *   GatewaySpans.flush ─► postBatch(body) ─► queue (≤ maxPendingSpans) ─► POST url ─► 2xx: done
  *                                                                               └► 429/5xx/error: retry, then drop
  */
 
 import http from "node:http";
 import https from "node:https";
-import type { OtlpBodySink } from "./spans.ts";
+import type { SpanBatchSink } from "./spans.ts";
 
 export interface ShipperStats {
   sent: number;
@@ -21,7 +21,7 @@ export interface ShipperStats {
   lastError: string | null;
 }
 
-export class OtlpShipper implements OtlpBodySink {
+export class SpanShipper implements SpanBatchSink {
   readonly #url: URL;
   readonly #headers: Record<string, string>;
   readonly #agent: http.Agent;
@@ -44,7 +44,7 @@ export class OtlpShipper implements OtlpBodySink {
   }
 
   /** Queues a body; drops the oldest past the bound. False once closed. */
-  postOtlp(body: string, spans: number): boolean {
+  postBatch(body: string, spans: number): boolean {
     if (this.#closed) return false;
     this.#queue.push({ body, spans });
     this.#queuedSpans += spans;

@@ -1,12 +1,14 @@
-// The gateway's spans: a server span per request and a client span naming
-// the upstream service for proxied ones, in the caller's trace, with the
-// client span's id as the parent the upstream sees.
+// The gateway's spans: one server span per request in the caller's trace,
+// naming the upstream service and instance for proxied ones, its id the
+// parent the upstream sees; written as the compact batch the control plane
+// reads (observe/traces/gateway-batch.ts).
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import { parseOtlpTraces } from "../observe/traces/otlp.ts";
+import { parseGatewayBatch } from "../observe/traces/gateway-batch.ts";
 import type { Span } from "../observe/traces/span.ts";
+import { spanFromColumns } from "../observe/traces/span-store.ts";
 import { Series } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
@@ -21,9 +23,14 @@ import {
   waitFor,
 } from "./testing.ts";
 
+/** A batch as the control plane reads it. */
+const read = (body: string): Span[] => parseGatewayBatch(JSON.parse(body)).map(spanFromColumns);
+
 const recorded: Span[] = [];
 const sink = {
-  recordSpans(spans: readonly Span[]): boolean {
+  postBatch(body: string, count: number): boolean {
+    const spans = read(body);
+    assert.equal(spans.length, count);
     recorded.push(...spans);
     return true;
   },
@@ -61,7 +68,7 @@ after(async () => {
 async function spansOf(send: () => Promise<unknown>, count: number): Promise<Span[]> {
   recorded.length = 0;
   await send();
-  // The client span is recorded when the client's response closes, a moment after the answer arrives.
+  // The span is recorded when the client's response closes, a moment after the answer arrives.
   await waitFor(
     () => {
       proxy.spans?.flush();
@@ -73,31 +80,54 @@ async function spansOf(send: () => Promise<unknown>, count: number): Promise<Spa
   return [...recorded];
 }
 
-test("a proxied request: a server span in the caller's trace and a client span the upstream sees as its parent", async () => {
+test("a proxied request: one server span in the caller's trace, naming the upstream, that the upstream sees as its parent", async () => {
   const caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-  const spans = await spansOf(() => request(port, "shop.test", "/", { headers: { traceparent: caller } }), 2);
-  const server = spans.find((s) => s.kind === "server");
-  const client = spans.find((s) => s.kind === "client");
-  assert.ok(server && client);
-  assert.equal(server.traceId, "0af7651916cd43dd8448eb211c80319c");
-  assert.equal(server.parentId, "b7ad6b7169203331");
-  assert.equal(server.service, "gateway");
-  assert.equal(server.attributes["http.route"], "shop.test/");
-  assert.equal(server.statusCode, 200);
-  assert.deepEqual([server.app, server.tenant], ["shop", "default"]);
-  assert.equal(client.parentId, server.spanId);
-  assert.equal(client.attributes["peer.service"], "shop/web");
-  assert.equal(seenTraceparent, `00-0af7651916cd43dd8448eb211c80319c-${client.spanId}-01`);
-  assert.ok(server.duration >= client.duration);
+  const [span, ...more] = await spansOf(
+    () => request(port, "shop.test", "/", { headers: { traceparent: caller } }),
+    1,
+  );
+  assert.ok(span);
+  assert.equal(more.length, 0, "one span per request");
+  assert.equal(span.kind, "server");
+  assert.equal(span.traceId, "0af7651916cd43dd8448eb211c80319c");
+  assert.equal(span.parentId, "b7ad6b7169203331");
+  assert.equal(span.service, "gateway");
+  assert.equal(span.name, "GET shop.test/");
+  assert.equal(span.attributes["http.route"], "shop.test/");
+  assert.equal(span.attributes["http.request.method"], "GET");
+  assert.equal(span.statusCode, 200);
+  assert.equal(span.attributes["herd.outcome"], "upstream");
+  assert.deepEqual([span.app, span.tenant], ["shop", "default"]);
+  assert.equal(span.attributes["peer.service"], "shop/web");
+  assert.equal(span.attributes["herd.instance"], "web0");
+  assert.equal(seenTraceparent, `00-0af7651916cd43dd8448eb211c80319c-${span.spanId}-01`);
+});
+
+test("a request without a traceparent starts a trace whose id begins with the time", async () => {
+  const before = Math.floor(Date.now() / 1000);
+  const [span] = await spansOf(() => request(port, "shop.test", "/"), 1);
+  assert.ok(span);
+  assert.equal(span.parentId, null);
+  const seconds = Number.parseInt(span.traceId.slice(0, 8), 16);
+  assert.ok(
+    seconds >= before && seconds <= Math.ceil(Date.now() / 1000),
+    `${span.traceId} starts with the time`,
+  );
 });
 
 test("an upstream 500 is an error span; a request no route takes gets a server span only", async () => {
-  const failed = await spansOf(() => request(port, "shop.test", "/fail"), 2);
+  const failed = await spansOf(() => request(port, "shop.test", "/fail"), 1);
   assert.ok(failed.every((s) => s.status === "error" && s.statusCode === 500));
   const missed = await spansOf(() => request(port, "nowhere.test", "/"), 1);
   assert.deepEqual(
-    missed.map((s) => [s.kind, s.attributes["http.route"], s.statusCode]),
-    [["server", "none", 404]],
+    missed.map((s) => [
+      s.kind,
+      s.attributes["http.route"],
+      s.statusCode,
+      s.attributes["peer.service"],
+      s.app,
+    ]),
+    [["server", "none", 404, undefined, undefined]],
   );
 });
 
@@ -113,67 +143,62 @@ test("a caller that does not sample its trace gets no spans, but its trace goes 
   assert.match(seenTraceparent ?? "", /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-00$/);
 });
 
-test("the OTLP JSON written at flush says what the Span objects say", () => {
-  const objects: Span[] = [];
+test("a batch carries every field of its requests, in order, and the control plane reads it back", () => {
   let body = "";
-  let count = 0;
-  const asObjects = new GatewaySpans({
-    recordSpans: (s) => {
-      objects.push(...s);
-      return true;
-    },
-  });
-  const asText = new GatewaySpans({
-    postOtlp: (b, n) => {
+  const spans = new GatewaySpans({
+    postBatch: (b, n) => {
       body = b;
-      count = n;
+      assert.equal(n, 2);
       return true;
     },
   });
   const web = new Series('route="shop.test/"', 'shop.test/"q"', "default/shop/web");
   const none = new Series('route="none"');
-  for (const spans of [asObjects, asText]) {
-    const hop = {
-      traceId: "0af7651916cd43dd8448eb211c80319c",
-      parentId: "b7ad6b7169203331",
-      spanId: "1111111111111111",
-      clientId: "2222222222222222",
-      recorded: true,
-      flags: "01",
-    };
-    spans.record(hop, web, "GET", 502, "bad_gateway", 1000, 1012.5, "web-1");
-    spans.record(
-      { ...hop, parentId: null, spanId: "3333333333333333" },
-      none,
-      "POST",
-      404,
-      "no_route",
-      2000,
-      2001,
-      null,
-    );
-    spans.flush();
-  }
-  assert.equal(count, 3);
-  const parsed = parseOtlpTraces(JSON.parse(body));
-  const key = (s: Span) => s.spanId;
-  const pick = (s: Span) => [
-    s.traceId,
-    s.spanId,
-    s.parentId,
-    s.service,
-    s.name,
-    s.kind,
-    s.start,
-    s.duration,
-    s.status,
-    s.app,
-    s.tenant,
-    s.attributes,
-  ];
-  assert.deepEqual(
-    parsed.sort((a, b) => (key(a) < key(b) ? -1 : 1)).map(pick),
-    objects.sort((a, b) => (key(a) < key(b) ? -1 : 1)).map(pick),
+  const hop = {
+    traceId: "0af7651916cd43dd8448eb211c80319c",
+    parentId: "b7ad6b7169203331",
+    spanId: "1111111111111111",
+    recorded: true,
+    flags: "01",
+  };
+  spans.record(hop, web, "GET", 502, "bad_gateway", 1000, 1012.5, "web-1");
+  spans.record(
+    { ...hop, parentId: null, spanId: "3333333333333333" },
+    none,
+    "POST",
+    404,
+    "no_route",
+    2000,
+    2001,
+    null,
   );
-  assert.equal(parsed.find((s) => s.kind === "client")?.attributes["peer.service"], "shop/web");
+  spans.flush();
+  const [proxied, missed] = read(body);
+  const start = Math.round((performance.timeOrigin + 1000) * 1000);
+  assert.deepEqual(proxied, {
+    traceId: hop.traceId,
+    spanId: "1111111111111111",
+    parentId: "b7ad6b7169203331",
+    service: "gateway",
+    name: 'GET shop.test/"q"',
+    kind: "server",
+    start,
+    duration: 12_500,
+    status: "error",
+    statusCode: 502,
+    attributes: {
+      "http.route": 'shop.test/"q"',
+      "http.request.method": "GET",
+      "http.response.status_code": 502,
+      "herd.outcome": "bad_gateway",
+      "peer.service": "shop/web",
+      "herd.instance": "web-1",
+    },
+    app: "shop",
+    tenant: "default",
+  });
+  assert.deepEqual(
+    [missed?.parentId, missed?.name, missed?.status, missed?.app, missed?.attributes["peer.service"]],
+    [null, "POST none", "ok", undefined, undefined],
+  );
 });

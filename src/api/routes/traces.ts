@@ -4,6 +4,7 @@
  *
  *   POST /api/v1/traces/otlp/v1/traces       OTLP JSON  ─┐
  *   POST /api/v1/traces/zipkin/api/v2/spans  Zipkin v2  ─┴─► Traces.recordSpans ─► 200/202 | 429 Retry-After
+ *   POST /api/v1/traces/gateway  the gateway's batches ─► SpanStore.recordColumns ─► 202 | 429
  *   GET  /api/v1/traces?service=&route=&status=&minDuration=&since=&limit=
  *   GET  /api/v1/traces/:id   GET /api/v1/traces/map   GET /api/v1/traces/top   GET /api/v1/traces/stats
  *
@@ -17,6 +18,7 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { invalid, notFound } from "../../common/errors.ts";
 import { DependencyMapBuilder, TopBuilder, type TopBy, traceTree } from "../../observe/traces/analysis.ts";
+import { parseGatewayBatch } from "../../observe/traces/gateway-batch.ts";
 import { parseOtlpTraces } from "../../observe/traces/otlp.ts";
 import { parseDurationMicros, type Span } from "../../observe/traces/span.ts";
 import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
@@ -105,17 +107,20 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Aut
     ),
   );
 
-  const accept = (reply: FastifyReply, spans: Span[], ok: () => unknown) => {
-    if (traces.recordSpans(spans)) return ok();
+  /** Stores or refuses (429, Retry-After) a parsed batch of `count` spans. */
+  const accept = (reply: FastifyReply, count: number, stored: boolean, ok: () => unknown) => {
+    if (stored) return ok();
     const wait = traces.store.retryAfterSeconds();
     return reply
       .code(429)
       .header("retry-after", String(wait))
       .send({
         code: "too_many_requests",
-        message: `span ingest queue is full: ${spans.length} spans refused, retry after ${wait}s`,
+        message: `span ingest queue is full: ${count} spans refused, retry after ${wait}s`,
       });
   };
+  const acceptSpans = (reply: FastifyReply, spans: Span[], ok: () => unknown) =>
+    accept(reply, spans.length, traces.recordSpans(spans), ok);
 
   api.post(
     "/traces/otlp/v1/traces",
@@ -129,7 +134,7 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Aut
       },
     },
     async (req, reply) =>
-      accept(reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
+      acceptSpans(reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
   );
 
   api.post(
@@ -141,7 +146,24 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Aut
         tags: ["traces"],
       },
     },
-    async (req, reply) => accept(reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
+    async (req, reply) => acceptSpans(reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
+  );
+
+  api.post(
+    "/traces/gateway",
+    {
+      bodyLimit: INGEST_BODY_LIMIT,
+      schema: {
+        summary: "Ingest the gateway's spans (herd's compact batch; see observe/traces/gateway-batch.ts)",
+        description:
+          "What `herd gateway` posts: one compact JSON batch of its request spans. Apps send OTLP or Zipkin instead.",
+        tags: ["traces"],
+      },
+    },
+    async (req, reply) => {
+      const rows = parseGatewayBatch(req.body);
+      return accept(reply, rows.length, traces.store.recordColumns(rows), () => reply.code(202).send());
+    },
   );
 }
 

@@ -286,3 +286,45 @@ test("percentiles are exact nearest-rank, and bounded past the cap", () => {
   const [p50] = capped.percentiles(50);
   assert.ok(p50 > 400 && p50 < 600, `p50 ${p50} of a uniform 0..999`);
 });
+
+test("a gateway span naming its upstream is the edge when the app sends no spans, and counted once when it does", () => {
+  const own = new SpanStore({ dir: mkdtempSync(join(tmpdir(), "herd-traces-gateway-")), clock, flushMs: 0 });
+  try {
+    const spans: Span[] = [];
+    for (let i = 1; i <= 20; i++) {
+      const start = T0 + i * 100_000;
+      const peer = i <= 10 ? "shop/web" : "shop/static";
+      // The gateway's one span per proxied request (gateway/spans.ts): SERVER, with peer.service.
+      spans.push(
+        makeSpan({
+          trace: i,
+          id: 1,
+          service: "gateway",
+          kind: "server",
+          attributes: { "peer.service": peer },
+          start,
+          duration: 2000,
+        }),
+      );
+      // shop/web sends spans, shop/static does not.
+      if (i <= 10)
+        spans.push(
+          makeSpan({ trace: i, id: 2, parent: 1, service: "shop/web", start: start + 100, duration: 1000 }),
+        );
+    }
+    own.recordSpans(spans);
+    own.flush();
+    const b = new DependencyMapBuilder();
+    own.scan(T0, T0 + WINDOW, (r) => b.add(r), { parents: true });
+    const map = b.result(T0, T0 + WINDOW);
+    assert.deepEqual(
+      map.edges.map((e) => [`${e.from}→${e.to}`, e.calls, e.p50]),
+      [
+        ["gateway→shop/static", 10, 2000],
+        ["gateway→shop/web", 10, 1000],
+      ],
+    );
+  } finally {
+    own.close();
+  }
+});

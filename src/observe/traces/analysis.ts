@@ -113,9 +113,11 @@ export interface DependencyMap {
 /**
  * Builds the dependency map. An edge A → B is counted for every span of B
  * whose parent span is in A (latency and error are the child's), and for
- * every CLIENT/PRODUCER span of A naming a peer B that has no child span in
- * another service (an uninstrumented callee, e.g. a database; latency and
- * error are the client span's; the store tells which have children). A node's stats are its entry spans (server,
+ * every span of A naming a peer B in `peer.service` (a client or producer
+ * span, or the gateway's span of a proxied request) that has no child span
+ * in another service (an uninstrumented callee, e.g. a database or an app
+ * that sends no spans; latency and error are the caller's span's; the store
+ * tells which have children). A node's stats are its entry spans (server,
  * consumer, roots).
  */
 export class DependencyMapBuilder {
@@ -128,7 +130,7 @@ export class DependencyMapBuilder {
     if (row.parentService !== null && row.parentService !== row.service) {
       this.#edge(row.parentService, row.service).add(row.duration, row.error, row.weight);
     }
-    if (row.peer !== null && !row.calledThrough && (row.kind === "client" || row.kind === "producer")) {
+    if (row.peer !== null && !row.calledThrough) {
       this.#edge(row.service, row.peer).add(row.duration, row.error, row.weight);
     }
   }

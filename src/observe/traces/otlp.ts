@@ -9,11 +9,8 @@
  * strings or numbers; kind and status code are enum numbers or their names.
  */
 
-import { type FieldProblem, invalid } from "../../common/errors.ts";
+import { Problems } from "./problems.ts";
 import { type AttributeValue, httpStatusOf, SPAN_KINDS, type Span, type SpanKind } from "./span.ts";
-
-/** Most problems listed in one 400 reply. */
-const MAX_PROBLEMS = 10;
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
 const HEX16 = /^[0-9a-fA-F]{16}$/;
@@ -33,27 +30,6 @@ const KIND_NAMES: Record<string, SpanKind> = {
 type Json = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** Collects field problems; stops the parse once there are enough to report. */
-class Problems {
-  readonly list: FieldProblem[] = [];
-  add(field: string, message: string): void {
-    if (this.list.length < MAX_PROBLEMS) this.list.push({ field, message });
-  }
-  get full(): boolean {
-    return this.list.length >= MAX_PROBLEMS;
-  }
-  /** Throws the 400 when anything was found. */
-  check(what: string): void {
-    if (this.list.length === 0) return;
-    const first = this.list[0];
-    const more =
-      this.list.length > 1
-        ? ` (and ${this.list.length - 1} more problem${this.list.length > 2 ? "s" : ""})`
-        : "";
-    throw invalid(`invalid ${what}: ${first.field}: ${first.message}${more}`, this.list);
-  }
-}
 
 /** Reads an OTLP JSON export request; throws a 400 HerdError naming each bad field. */
 export function parseOtlpTraces(body: unknown): Span[] {

@@ -5,10 +5,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, statfsSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { test } from "node:test";
 import { ManualClock } from "../../common/clock.ts";
-import { SpanStore } from "./span-store.ts";
+import { SpanStore, traceKey } from "./span-store.ts";
 import { hexId, makeSpan } from "./testing.ts";
+import { newTraceId } from "./trace-context.ts";
 
 function withStore(
   options: Partial<ConstructorParameters<typeof SpanStore>[0]>,
@@ -158,4 +160,32 @@ test("the store gives way rather than eat the disk's reserve", () => {
     assert.equal(store.stats().droppedBySize, 2000);
     assert.equal(store.search({}).length, 0);
   });
+});
+
+test("a store written with the old trace index keys is rekeyed once, and its traces are found", () => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-spans-"));
+  const clock = new ManualClock();
+  const id = "6921a3b0123456789abcdef0123456ff";
+  try {
+    let store = new SpanStore({ dir, clock, flushMs: 0 });
+    store.recordSpans([makeSpan({ traceId: id, start: clock.now() * 1000 })]);
+    store.close();
+    // As a version-0 store had it: the last 13 hex digits.
+    const db = new DatabaseSync(join(dir, "spans.db"));
+    db.prepare("UPDATE spans SET trace_key = ?").run(Number.parseInt(id.slice(-13), 16));
+    db.exec("PRAGMA user_version = 0");
+    db.close();
+    store = new SpanStore({ dir, clock, flushMs: 0 });
+    assert.equal(store.trace(id).length, 1);
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("trace ids herd makes key the index in time order", () => {
+  const a = newTraceId();
+  const later = `${(Number.parseInt(a.slice(0, 8), 16) + 1).toString(16)}${a.slice(8)}`;
+  assert.ok(traceKey(later) > traceKey(a));
+  assert.equal(traceKey(hexId(0xabc, 32)), 0xabc, "a zero-padded 64-bit id keys by its low digits");
 });
