@@ -162,7 +162,7 @@ test("a gateway that reports its metrics URL is scraped, and dropped when it say
     assert.equal(version[0]?.metric.component, "gateway");
     const gateways = (await call("GET", "/gateways")).body.items as { id: string; metricsUrl?: string }[];
     assert.equal(gateways.find((g) => g.id === "gw-test")?.metricsUrl, gateway.metricsUrl);
-    // A request no route takes still gets the gateway's server span, shipped as OTLP JSON to the real ingest.
+    // A request no route takes still gets the gateway's span, shipped in a batch to the real ingest.
     const res = await fetch(`${gateway.url}/nothing-here`, { headers: { host: "nowhere.test" } });
     assert.equal(res.status, 404);
     await res.text();

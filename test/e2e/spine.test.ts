@@ -63,6 +63,22 @@ test("the gateway round-robins, and answers 404 JSON for an unknown host", async
   assert.equal(JSON.parse(res.body).code, "not_found");
 });
 
+test("the gateway's spans: herd map draws gateway → hello/web, herd traces finds the requests", async () => {
+  const map = await waitFor("the gateway → hello/web edge", async () => {
+    const r = await herd.cli(["map", "--window", "5m", "--json"]);
+    const edges = JSON.parse(r.stdout).edges as { from: string; to: string; calls: number }[];
+    return edges.find((e) => e.from === "gateway" && e.to === "hello/web" && e.calls >= 10);
+  });
+  assert.ok(map);
+  const traces = await herd.cli(["traces", "--service", "gateway", "--since", "5m", "--json"]);
+  assert.equal(traces.code, 0, traces.stderr);
+  const items = JSON.parse(traces.stdout).items as { traceId: string; rootName: string }[];
+  assert.ok(items.some((t) => t.rootName === "GET hello.localhost/"), traces.stdout);
+  const one = await herd.cli(["trace", items[0]?.traceId ?? ""]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stdout, /gateway GET /);
+});
+
 test("kill -9 of an instance: it is replaced and traffic keeps flowing", async () => {
   const [victim] = await running();
   process.kill(victim.pid!, "SIGKILL");
