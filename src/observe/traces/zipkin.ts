@@ -10,10 +10,9 @@
  * HTTP status ≥ 500 makes the span an error.
  */
 
-import { type FieldProblem, invalid } from "../../common/errors.ts";
+import { Problems } from "./problems.ts";
 import { type AttributeValue, httpStatusOf, type Span, type SpanKind } from "./span.ts";
 
-const MAX_PROBLEMS = 10;
 const TRACE_ID = /^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$/;
 const SPAN_ID = /^[0-9a-fA-F]{16}$/;
 const KINDS: Record<string, SpanKind> = {
@@ -29,21 +28,19 @@ const isMicros = (v: unknown): v is number => typeof v === "number" && Number.is
 
 /** Reads a Zipkin v2 span list; throws a 400 HerdError naming each bad field. */
 export function parseZipkinSpans(body: unknown): Span[] {
-  const problems: FieldProblem[] = [];
-  const add = (field: string, message: string) => {
-    if (problems.length < MAX_PROBLEMS) problems.push({ field, message });
-  };
+  const problems = new Problems();
+  const add = (field: string, message: string) => problems.add(field, message);
   const spans: Span[] = [];
   if (!Array.isArray(body)) add("body", "must be a JSON array of Zipkin v2 spans");
   else {
-    for (let i = 0; i < body.length && problems.length < MAX_PROBLEMS; i++) {
+    for (let i = 0; i < body.length && !problems.full; i++) {
       const raw = body[i];
       const path = `[${i}]`;
       if (!isObject(raw)) {
         add(path, "must be an object");
         continue;
       }
-      const before = problems.length;
+      const before = problems.list.length;
       const traceId = raw.traceId;
       if (typeof traceId !== "string" || !TRACE_ID.test(traceId) || /^0+$/.test(traceId)) {
         add(`${path}.traceId`, "must be 16 or 32 hex characters, not all zero");
@@ -83,7 +80,7 @@ export function parseZipkinSpans(body: unknown): Span[] {
             else attributes[key] = v;
           }
       }
-      if (problems.length > before) continue;
+      if (problems.list.length > before) continue;
       const localService = isObject(local) && typeof local.serviceName === "string" ? local.serviceName : "";
       const remoteService =
         isObject(remote) && typeof remote.serviceName === "string" ? remote.serviceName : "";
@@ -110,9 +107,6 @@ export function parseZipkinSpans(body: unknown): Span[] {
       spans.push(span);
     }
   }
-  if (problems.length > 0) {
-    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
-    throw invalid(`invalid Zipkin spans: ${problems[0].field}: ${problems[0].message}${more}`, problems);
-  }
+  problems.check("Zipkin spans");
   return spans;
 }
