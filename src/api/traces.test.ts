@@ -132,6 +132,16 @@ test("Zipkin v2 JSON in (gzip, with the ingest token), found by search", async (
   assert.equal(found.body.items[0].rootName, "get /x");
   // A 64-bit id finds the padded trace.
   assert.equal((await call("GET", "/traces/00000000000000aa")).body.spans, 1);
+  // A body that is not what its content-encoding says: 400 saying so.
+  const garbled = await call("POST", ZIPKIN, Buffer.from("not gzip"), {
+    authorization: `Bearer ${server.traces.ingestToken}`,
+    "content-encoding": "gzip",
+  });
+  assert.equal(garbled.status, 400);
+  assert.match(
+    garbled.body.message,
+    /^the body is not valid gzip \(content-encoding: gzip\): incorrect header check/,
+  );
 });
 
 test("the ingest token sends spans and reads nothing", async () => {

@@ -84,7 +84,13 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Aut
   api.addHook("preParsing", async (req, _reply, payload) => {
     const encoding = req.headers["content-encoding"];
     if (encoding !== "gzip" && encoding !== "deflate") return payload;
-    const inflated = payload.pipe(encoding === "gzip" ? createGunzip() : createInflate()) as Readable & {
+    const inflate = encoding === "gzip" ? createGunzip() : createInflate();
+    // Registered before the body reader's listener, so its 400 names the problem.
+    inflate.on("error", (err: Error & { statusCode?: number }) => {
+      err.message = `the body is not valid ${encoding} (content-encoding: ${encoding}): ${err.message}`;
+      err.statusCode = 400;
+    });
+    const inflated = payload.pipe(inflate) as Readable & {
       receivedEncodedLength?: number;
     };
     inflated.receivedEncodedLength = 0;
