@@ -111,7 +111,10 @@ export function parseZipkinSpans(body: unknown): Span[] {
     }
   }
   if (problems.length > 0) {
-    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+    const more =
+      problems.length > 1
+        ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? "s" : ""})`
+        : "";
     throw invalid(`invalid Zipkin spans: ${problems[0].field}: ${problems[0].message}${more}`, problems);
   }
   return spans;
