@@ -56,8 +56,8 @@ export const RollbackBody = T.Object(
   { additionalProperties: false },
 );
 
-/** A string from a fixed list: one clear error ("must be equal to one of the allowed values") when it is not. */
-const OneOf = <V extends string>(values: readonly V[], description?: string) =>
+/** A string from a fixed list: one clear error ("must be one of a, b, c") when it is not. */
+export const OneOf = <V extends string>(values: readonly V[], description?: string) =>
   T.Unsafe<V>({ type: "string", enum: values, ...(description ? { description } : {}) });
 
 const LogLevelParam = OneOf(

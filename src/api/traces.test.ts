@@ -241,7 +241,13 @@ test("the map and Top-N endpoints read the window", async () => {
   assert.equal(top.status, 200);
   assert.equal(top.body.by, "latency");
   assert.equal(top.body.routes.length, 2);
-  assert.equal((await call("GET", "/traces/top?by=size")).status, 400);
+  const badBy = await call("GET", "/traces/top?by=size");
+  assert.equal(badBy.status, 400);
+  assert.equal(badBy.body.message, "invalid request: querystring.by must be one of calls, latency, time");
+  const badStatus = await call("GET", "/traces?status=bad");
+  assert.deepEqual(badStatus.body.details, [
+    { field: "querystring.status", message: "must be one of ok, error" },
+  ]);
   assert.equal((await call("GET", `/traces/${hexId(0xdead, 32)}`)).status, 404);
 });
 

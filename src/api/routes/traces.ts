@@ -21,6 +21,7 @@ import { parseOtlpTraces } from "../../observe/traces/otlp.ts";
 import { parseDurationMicros, type Span } from "../../observe/traces/span.ts";
 import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
 import type { Authenticator } from "../auth.ts";
+import { OneOf } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 
 /** Largest ingest request, after decompression. */
@@ -32,7 +33,7 @@ const SearchQuery = T.Object(
   {
     service: T.Optional(T.String({ maxLength: 200 })),
     route: T.Optional(T.String({ maxLength: 500, description: "http.route or span name" })),
-    status: T.Optional(T.Union([T.Literal("ok"), T.Literal("error")])),
+    status: T.Optional(OneOf(["ok", "error"])),
     minDuration: Duration("e.g. 100ms, 2s"),
     since: Duration("how far back, e.g. 15m (default 1h)"),
     from: T.Optional(T.String({ format: "date-time" })),
@@ -47,7 +48,7 @@ const SearchQuery = T.Object(
 const WindowQuery = T.Object(
   {
     window: Duration("how far back, e.g. 15m (default 15m)"),
-    by: T.Optional(T.Union([T.Literal("calls"), T.Literal("latency"), T.Literal("time")])),
+    by: T.Optional(OneOf(["calls", "latency", "time"])),
     limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
     tenant: T.Optional(
       T.String({ maxLength: 100, description: "only spans of this herd tenant (herd.tenant)" }),
