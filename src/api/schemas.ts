@@ -77,7 +77,13 @@ const LogFilters = {
   ),
   tail: T.Optional(T.Integer({ minimum: 0, maximum: 10000 })),
   after: T.Optional(T.Integer({ minimum: 0, description: "cursor: the seq of the last entry seen" })),
-  since: T.Optional(T.String({ format: "date-time" })),
+  since: T.Optional(
+    T.String({
+      minLength: 1,
+      maxLength: 40,
+      description: "an RFC 3339 time, or a duration back from now (10m, 2h)",
+    }),
+  ),
   follow: T.Optional(T.Boolean()),
 };
 
