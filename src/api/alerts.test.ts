@@ -46,6 +46,12 @@ test("rules: 400 names the field (expr, for, op/threshold, unknown field); 201, 
   assert.equal(r.body.details[0].field, "threshold");
   r = await call("PUT", "/alerts/rules/slow", { expr: "x", severity: "page" });
   assert.equal(r.body.details[0].field, "severity");
+  assert.equal(
+    r.body.details[0].message,
+    "Expected one of info, warning, critical (info, warning (default) or critical)",
+  );
+  r = await call("PUT", "/alerts/rules/slow", { expr: "x", op: "=>", threshold: 1 });
+  assert.match(r.body.message, /^op: Expected one of [^(]*>=/);
   r = await call("PUT", "/alerts/rules/slow", { expr: "x", treshold: 1 });
   assert.equal(r.status, 400);
   assert.match(r.body.details[0].field, /treshold/);

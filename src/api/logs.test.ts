@@ -155,7 +155,26 @@ describe("log reads", () => {
     );
     const bad = await call("GET", "/apps/shop/logs?level=loud");
     assert.equal(bad.status, 400);
-    assert.match(bad.body.message, /querystring\.level/);
+    assert.equal(
+      bad.body.message,
+      "invalid request: querystring.level must be one of trace, debug, info, warn, error, fatal",
+    );
+  });
+
+  it("takes since as a duration back from now or as a time with any offset", async () => {
+    await ship([{ instance: "web-1", line: "since me" }]);
+    const since = async (value: string) =>
+      (await call("GET", `/apps/shop/logs?text=since+me&since=${encodeURIComponent(value)}`)).body.items
+        .length;
+    assert.equal(await since("10m"), 1);
+    const soon = new Date(Date.now() + 60_000);
+    // One minute ahead, written in UTC-05:00: nothing yet (comparing the strings would have said 1).
+    const offset = new Date(soon.getTime() - 5 * 3600_000).toISOString().replace("Z", "-05:00");
+    assert.equal(await since(offset), 0);
+    assert.equal(await since(new Date(Date.now() - 60_000).toISOString()), 1);
+    const bad = await call("GET", "/apps/shop/logs?since=10x");
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.details[0].field, "querystring.since");
   });
 
   it("puts the app's events in its stream and platform events in the tenant-wide one", async () => {

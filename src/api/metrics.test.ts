@@ -108,10 +108,10 @@ test("pushed points: JSON and text are stored; malformed input is 400 naming the
   assert.match(badText.body.message, /line 2: /);
 
   const big = { series: [{ metric: "big", samples: Array.from({ length: 1001 }, (_, i) => [now + i, i]) }] };
-  const busy = await call("POST", "/metrics/write", big);
-  assert.equal(busy.status, 429);
-  assert.equal(busy.headers.get("retry-after"), "1");
-  assert.match(busy.body.message, /more than the ingest queue holds \(1000\)/);
+  const tooBig = await call("POST", "/metrics/write", big);
+  assert.equal(tooBig.status, 413);
+  assert.equal(tooBig.headers.get("retry-after"), null);
+  assert.match(tooBig.body.message, /more than the ingest queue holds \(1000\): split it/);
 });
 
 test("the Prometheus query API answers instant and range queries; parse errors are 400 with the position", async () => {

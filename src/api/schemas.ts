@@ -56,8 +56,8 @@ export const RollbackBody = T.Object(
   { additionalProperties: false },
 );
 
-/** A string from a fixed list: one clear error ("must be equal to one of the allowed values") when it is not. */
-const OneOf = <V extends string>(values: readonly V[], description?: string) =>
+/** A string from a fixed list: one clear error ("must be one of a, b, c") when it is not. */
+export const OneOf = <V extends string>(values: readonly V[], description?: string) =>
   T.Unsafe<V>({ type: "string", enum: values, ...(description ? { description } : {}) });
 
 const LogLevelParam = OneOf(
@@ -77,7 +77,13 @@ const LogFilters = {
   ),
   tail: T.Optional(T.Integer({ minimum: 0, maximum: 10000 })),
   after: T.Optional(T.Integer({ minimum: 0, description: "cursor: the seq of the last entry seen" })),
-  since: T.Optional(T.String({ format: "date-time" })),
+  since: T.Optional(
+    T.String({
+      minLength: 1,
+      maxLength: 40,
+      description: "an RFC 3339 time, or a duration back from now (10m, 2h)",
+    }),
+  ),
   follow: T.Optional(T.Boolean()),
 };
 

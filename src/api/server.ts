@@ -277,7 +277,13 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
         const extra = (v.params as { additionalProperty?: string }).additionalProperty;
         const path = v.instancePath.split("/").filter(Boolean).join(".");
         const field = [where, path, missing ?? extra].filter(Boolean).join(".");
-        return { field, message: extra ? "is not a known field" : (v.message ?? "is invalid") };
+        const allowed = (v.params as { allowedValues?: unknown[] }).allowedValues;
+        const message = extra
+          ? "is not a known field"
+          : v.keyword === "enum" && allowed
+            ? `must be one of ${allowed.join(", ")}`
+            : (v.message ?? "is invalid");
+        return { field, message };
       });
       return reply.code(400).send({
         code: "invalid",

@@ -132,6 +132,16 @@ test("Zipkin v2 JSON in (gzip, with the ingest token), found by search", async (
   assert.equal(found.body.items[0].rootName, "get /x");
   // A 64-bit id finds the padded trace.
   assert.equal((await call("GET", "/traces/00000000000000aa")).body.spans, 1);
+  // A body that is not what its content-encoding says: 400 saying so.
+  const garbled = await call("POST", ZIPKIN, Buffer.from("not gzip"), {
+    authorization: `Bearer ${server.traces.ingestToken}`,
+    "content-encoding": "gzip",
+  });
+  assert.equal(garbled.status, 400);
+  assert.match(
+    garbled.body.message,
+    /^the body is not valid gzip \(content-encoding: gzip\): incorrect header check/,
+  );
 });
 
 test("the ingest token sends spans and reads nothing", async () => {
@@ -231,7 +241,13 @@ test("the map and Top-N endpoints read the window", async () => {
   assert.equal(top.status, 200);
   assert.equal(top.body.by, "latency");
   assert.equal(top.body.routes.length, 2);
-  assert.equal((await call("GET", "/traces/top?by=size")).status, 400);
+  const badBy = await call("GET", "/traces/top?by=size");
+  assert.equal(badBy.status, 400);
+  assert.equal(badBy.body.message, "invalid request: querystring.by must be one of calls, latency, time");
+  const badStatus = await call("GET", "/traces?status=bad");
+  assert.deepEqual(badStatus.body.details, [
+    { field: "querystring.status", message: "must be one of ok, error" },
+  ]);
   assert.equal((await call("GET", `/traces/${hexId(0xdead, 32)}`)).status, 404);
 });
 

@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ApiClient, ApiError, readNdjson } from "./api-client.ts";
+import { ApiClient, ApiError, readNdjson, withDetails } from "./api-client.ts";
 import { sendJson, startTestApi, type TestApi } from "./test-api.ts";
 
 describe("ApiClient", () => {
@@ -114,3 +114,20 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+describe("withDetails", () => {
+  it("lists the problems under the message, except one the message already states", () => {
+    const details = [
+      { field: "alerts.a.expr", message: "parse error at position 3: unexpected end of input", line: 9 },
+      { field: "alerts.a.for", message: "must be a duration", line: 10 },
+    ];
+    assert.equal(
+      withDetails("herd.yaml:9: alerts.a.expr: parse error at position 3: unexpected end of input", details),
+      "herd.yaml:9: alerts.a.expr: parse error at position 3: unexpected end of input\n  alerts.a.for (line 10): must be a duration",
+    );
+    assert.equal(
+      withDetails("herd.yaml:10: alerts.a.for: must be a duration", [details[1]]),
+      "herd.yaml:10: alerts.a.for: must be a duration",
+    );
+  });
+});

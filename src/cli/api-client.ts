@@ -42,8 +42,10 @@ export class ApiError extends Error {
 
 /** A message followed by one indented line per field problem: `  field (line 7): message`. */
 export function withDetails(message: string, details: readonly FieldProblem[] | undefined): string {
-  if (!details?.length) return message;
-  const lines = details.map((d) => `  ${d.field}${d.line ? ` (line ${d.line})` : ""}: ${d.message}`);
+  // A problem the message already states (`herd.yaml:9: alerts.x.expr: …`) is not repeated under it.
+  const more = details?.filter((d) => !message.includes(`${d.field}: ${d.message}`));
+  if (!more?.length) return message;
+  const lines = more.map((d) => `  ${d.field}${d.line ? ` (line ${d.line})` : ""}: ${d.message}`);
   return [message, ...lines].join("\n");
 }
 

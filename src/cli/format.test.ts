@@ -185,6 +185,25 @@ describe("log and deploy lines", () => {
       }),
       '2026-01-01T12:00:00.000Z web.i1 | WARN cart slow ms=812 path="/a b"  trace=4bf9',
     );
+    // One line per entry, and the trace id once, whichever field it came from.
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const nested = { lvl: "crit", msg: "multi\nline", trace: { id: traceId }, user: "ann" };
+    assert.equal(
+      formatLogLine({
+        ...entry,
+        line: JSON.stringify(nested),
+        fields: nested,
+        level: "fatal",
+        msg: "multi\nline",
+        traceId,
+      }),
+      `2026-01-01T12:00:00.000Z web.i1 | FATAL multi\\nline user=ann  trace=${traceId}`,
+    );
+    const parent = { msg: "hi", traceparent: `00-${traceId}-00f067aa0ba902b7-01` };
+    assert.equal(
+      formatLogLine({ ...entry, line: JSON.stringify(parent), fields: parent, msg: "hi", traceId }),
+      `2026-01-01T12:00:00.000Z web.i1 | hi  trace=${traceId}`,
+    );
   });
   it("formats events in the log stream", () => {
     const event = {

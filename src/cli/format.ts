@@ -191,13 +191,25 @@ const SHOWN_KEYS = new Set([
   "traceID",
 ]);
 
-/** A JSON line for people: `LEVEL message key=value …`. */
+/** A field that only carries the trace id shown at the end (`trace.id`, `{"trace":{"id"}}`, a traceparent). */
+function holdsTraceId(value: unknown, traceId: string | undefined): boolean {
+  if (!traceId) return false;
+  if (typeof value === "string") return value.toLowerCase().includes(traceId);
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    const entries = Object.entries(value);
+    return entries.length === 1 && entries[0]?.[0] === "id" && holdsTraceId(entries[0][1], traceId);
+  }
+  return false;
+}
+
+/** A JSON line for people: `LEVEL message key=value …`, on one line (newlines in the message as \n). */
 function jsonLine(entry: LogEntry): string {
+  const msg = typeof entry.msg === "string" ? entry.msg.replace(/\r?\n/g, "\\n") : entry.msg;
   const rest = Object.entries(entry.fields ?? {})
-    .filter(([k]) => !SHOWN_KEYS.has(k))
+    .filter(([k, v]) => !SHOWN_KEYS.has(k) && !holdsTraceId(v, entry.traceId))
     .map(
       ([k, v]) =>
         `${k}=${typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`,
     );
-  return [entry.level?.toUpperCase(), entry.msg, ...rest].filter(Boolean).join(" ");
+  return [entry.level?.toUpperCase(), msg, ...rest].filter(Boolean).join(" ");
 }

@@ -60,7 +60,14 @@ describe("herd main", () => {
     assert.match(unknown.err, /^herd: unknown command: frobnicate\n/);
     const badFlag = await run(["ps", "--bogus"]);
     assert.equal(badFlag.code, 2);
-    assert.match(badFlag.err, /Unknown option '--bogus'[\s\S]*usage: herd ps/);
+    assert.match(badFlag.err, /^herd: unknown flag --bogus\n[\s\S]*usage: herd ps/);
+    const dashValue = await run(["logs", "--app", "hello", "--tail", "-3"]);
+    assert.equal(dashValue.code, 2);
+    assert.match(
+      dashValue.err,
+      /^herd: --tail needs a value; for one that starts with "-", write --tail=VALUE\n/,
+    );
+    assert.match((await run(["logs", "--app", "hello", "--grep"])).err, /^herd: --grep needs a value\n/);
   });
 
   it("rejects a bad scale before calling the server", async () => {

@@ -129,10 +129,24 @@ function parseFlags(spec: CommandSpec, args: string[]) {
     });
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      throw new UsageError((err as Error).message.split("\n")[0], spec.name);
+      throw new UsageError(flagProblem((err as Error).message), spec.name);
     }
     throw err;
   }
+}
+
+/** node:util's parseArgs messages, said the way herd says things (they talk of positionals and '-XYZ'). */
+function flagProblem(message: string): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown flag ${unknown[1]}`;
+  const ambiguous = /^Option '([^']+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    const flag = ambiguous[1];
+    return `${flag} needs a value; for one that starts with "-", write ${flag}=VALUE`;
+  }
+  const missing = /^Option '(\S+) <value>' argument missing/.exec(message);
+  if (missing) return `${missing[1]} needs a value`;
+  return message.split("\n")[0] as string;
 }
 
 async function showHelp(io: MainIo, topic: string | undefined): Promise<number> {

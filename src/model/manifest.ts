@@ -923,8 +923,14 @@ export function unescapePointer(s: string): string {
   return s.replace(/~1/g, "/").replace(/~0/g, "~");
 }
 
-export function describeError(message: string, schema: { description?: string }): string {
-  return schema.description ? `${message} (${schema.description})` : message;
+export function describeError(message: string, schema: { description?: string; anyOf?: unknown[] }): string {
+  // A union of literals (severity, op, mode…): say which values it takes.
+  const literals = schema.anyOf?.every((s) => typeof s === "object" && s !== null && "const" in s)
+    ? schema.anyOf.map((s) => String((s as { const: unknown }).const))
+    : undefined;
+  const text =
+    literals && message === "Expected union value" ? `Expected one of ${literals.join(", ")}` : message;
+  return schema.description ? `${text} (${schema.description})` : text;
 }
 
 /** Alert rules: the expression parses, op and threshold come together (alerts.ts). */

@@ -21,12 +21,14 @@ export class WriteError extends Error {
   }
 }
 
-/** The queue is full: come back later. */
+/** The queue is full: come back later (or, tooLarge, never: the write is bigger than the queue). */
 export class IngestBusyError extends Error {
   readonly retryAfterSeconds = 1;
-  constructor(message: string) {
+  readonly tooLarge: boolean;
+  constructor(message: string, tooLarge = false) {
     super(message);
     this.name = "IngestBusyError";
+    this.tooLarge = tooLarge;
   }
 }
 
@@ -134,11 +136,14 @@ export class IngestQueue {
     const points = countPoints(batch);
     if (this.#pending + points > this.capacity) {
       return Promise.reject(
-        new IngestBusyError(
-          points > this.capacity
-            ? `a write of ${points} points is more than the ingest queue holds (${this.capacity}): split it`
-            : `ingest queue full (${this.#pending} of ${this.capacity} points waiting): retry later`,
-        ),
+        points > this.capacity
+          ? new IngestBusyError(
+              `a write of ${points} points is more than the ingest queue holds (${this.capacity}): split it`,
+              true,
+            )
+          : new IngestBusyError(
+              `ingest queue full (${this.#pending} of ${this.capacity} points waiting): retry later`,
+            ),
       );
     }
     this.#pending += points;

@@ -21,6 +21,7 @@ import type { Instance } from "../../model/objects.ts";
 import type { LogBatch } from "../../model/protocol.ts";
 import type { LogLevel } from "../../observe/log-parse.ts";
 import type { LogEntry, LogInput, LogQuery, LogStore, LogStream } from "../../observe/log-store.ts";
+import { parseDurationMicros } from "../../observe/traces/span.ts";
 import { AllLogsQuery, LogBatchBody } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 import { drained } from "./apps.ts";
@@ -142,6 +143,23 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
   );
 }
 
+/**
+ * `since`: an RFC 3339 time (any offset) or a duration back from now (`10m`,
+ * as `herd logs --since` and `/traces?since=` take), as the UTC ISO string the
+ * store compares with.
+ */
+export function sinceParam(value: string, now = Date.now()): string {
+  const us = parseDurationMicros(value);
+  if (us !== null && /[a-zµ]$/.test(value.trim())) return new Date(now - us / 1000).toISOString();
+  const t = Date.parse(value);
+  if (/^\d{4}-\d\d-\d\dT/.test(value) && !Number.isNaN(t)) return new Date(t).toISOString();
+  throw new HerdError(
+    "invalid",
+    `querystring.since: must be a time like 2026-01-01T12:00:00Z or a duration back from now like 10m, got ${value}`,
+    [{ field: "querystring.since", message: "must be an RFC 3339 time or a duration like 10m" }],
+  );
+}
+
 /** The store query for validated parameters (tenant defaults to `default`). */
 export function logQueryOf(p: LogsParams): LogQuery {
   return {
@@ -154,7 +172,7 @@ export function logQueryOf(p: LogsParams): LogQuery {
     text: p.text,
     tail: p.tail,
     after: p.after,
-    since: p.since,
+    since: p.since === undefined ? undefined : sinceParam(p.since),
   };
 }
 

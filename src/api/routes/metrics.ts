@@ -2,7 +2,7 @@
  * Metrics routes: pushed points, scrape targets, storage stats, and the
  * Prometheus-compatible query API and HTTP service discovery under /prom.
  *
- *   POST /metrics/write                     JSON {series:[…]} or Prometheus text ─► 200 | 400 | 429
+ *   POST /metrics/write                     JSON {series:[…]} or Prometheus text ─► 200 | 400 | 413 | 429
  *   GET|PUT|DELETE /metrics/targets[/:name] what the control plane scrapes
  *   GET  /metrics/stats                     storage size, series, retention edge
  *   GET|POST /prom/api/v1/query|query_range|series|labels|label/:name/values   (Prometheus HTTP API)
@@ -221,6 +221,8 @@ function writeRoutes(api: FastifyInstance, metrics: Metrics): void {
         return result;
       } catch (err) {
         if (err instanceof IngestBusyError) {
+          // Retrying the same write would never help: 413, no Retry-After.
+          if (err.tooLarge) return reply.code(413).send({ code: "too_large", message: err.message });
           return reply
             .code(429)
             .header("retry-after", String(err.retryAfterSeconds))

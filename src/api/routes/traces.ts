@@ -23,6 +23,7 @@ import { parseOtlpTraces } from "../../observe/traces/otlp.ts";
 import { parseDurationMicros, type Span } from "../../observe/traces/span.ts";
 import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
 import type { Authenticator } from "../auth.ts";
+import { OneOf } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 
 /** Largest ingest request, after decompression. */
@@ -34,7 +35,7 @@ const SearchQuery = T.Object(
   {
     service: T.Optional(T.String({ maxLength: 200 })),
     route: T.Optional(T.String({ maxLength: 500, description: "http.route or span name" })),
-    status: T.Optional(T.Union([T.Literal("ok"), T.Literal("error")])),
+    status: T.Optional(OneOf(["ok", "error"])),
     minDuration: Duration("e.g. 100ms, 2s"),
     since: Duration("how far back, e.g. 15m (default 1h)"),
     from: T.Optional(T.String({ format: "date-time" })),
@@ -49,7 +50,7 @@ const SearchQuery = T.Object(
 const WindowQuery = T.Object(
   {
     window: Duration("how far back, e.g. 15m (default 15m)"),
-    by: T.Optional(T.Union([T.Literal("calls"), T.Literal("latency"), T.Literal("time")])),
+    by: T.Optional(OneOf(["calls", "latency", "time"])),
     limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
     tenant: T.Optional(
       T.String({ maxLength: 100, description: "only spans of this herd tenant (herd.tenant)" }),
@@ -86,7 +87,13 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Aut
   api.addHook("preParsing", async (req, _reply, payload) => {
     const encoding = req.headers["content-encoding"];
     if (encoding !== "gzip" && encoding !== "deflate") return payload;
-    const inflated = payload.pipe(encoding === "gzip" ? createGunzip() : createInflate()) as Readable & {
+    const inflate = encoding === "gzip" ? createGunzip() : createInflate();
+    // Registered before the body reader's listener, so its 400 names the problem.
+    inflate.on("error", (err: Error & { statusCode?: number }) => {
+      err.message = `the body is not valid ${encoding} (content-encoding: ${encoding}): ${err.message}`;
+      err.statusCode = 400;
+    });
+    const inflated = payload.pipe(inflate) as Readable & {
       receivedEncodedLength?: number;
     };
     inflated.receivedEncodedLength = 0;

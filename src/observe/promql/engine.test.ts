@@ -43,7 +43,10 @@ test("parse errors name the position and the problem", () => {
     ['{job=""}', /position 1: a selector needs at least one matcher/],
     ["topk(x)", /topk takes 2 arguments/],
     ['x{a=~"("}', /invalid regular expression/],
-    ["x @", /position 3: unexpected character "@"/],
+    ["x @ 100", /position 3: the @ modifier is not supported/],
+    ["x[5m:1m]", /position 5: subqueries are not supported/],
+    ["x[5m:]", /position 5: subqueries are not supported/],
+    ["rate(x[5m])[10m:1m]", /subqueries are not supported/],
     ["", /empty query/],
   ];
   for (const [q, re] of cases) {
@@ -209,6 +212,11 @@ test("aggregations, binary operators, topk, offset and range queries", (t) => {
   assert.throws(
     () => instantQuery(db, "mem + on(app) mem", at),
     (e: unknown) => e instanceof QueryError && /many-to-many|duplicate/.test(e.message),
+  );
+  assert.throws(
+    () => instantQuery(db, 'label_replace(mem, "x", "$1", "app", "(")', at),
+    (e: unknown) =>
+      e instanceof QueryError && /label_replace\(\): invalid regular expression/.test(e.message),
   );
 
   const range = rangeQuery(db, 'sum by (app) (mem{app="blog"})', T0 + 10 * 15_000, T0 + 12 * 15_000, 15_000);

@@ -530,7 +530,12 @@ function callFunction(e: Extract<Expr, { type: "call" }>, t: number, env: Env): 
         return a.value;
       }) as [string, string, string, string];
       const [dst, replacement, src, regex] = strs;
-      const re = new RegExp(`^(?:${regex})$`);
+      let re: RegExp;
+      try {
+        re = new RegExp(`^(?:${regex})$`);
+      } catch (err) {
+        throw new QueryError(`label_replace(): invalid regular expression: ${(err as Error).message}`);
+      }
       const samples = expectVector(args[0], func, t, env).map((s) => {
         const m = re.exec(s.labels[src] ?? "");
         if (!m) return s;

@@ -154,6 +154,7 @@ function lex(input: string): Token[] {
       i++;
       continue;
     }
+    if (c === "@") throw new PromqlError(start, "the @ modifier is not supported");
     const op = OPS.find((o) => input.startsWith(o, i));
     if (op) {
       out.push({ kind: "op", text: op, pos: start });
@@ -268,7 +269,9 @@ class Parser {
         const d = this.#next();
         if (d.kind !== "duration")
           throw new PromqlError(d.pos, `expected a duration such as 5m, found ${describe(d)}`);
-        if (this.#is(":")) throw new PromqlError(this.#peek.pos, "subqueries are not supported");
+        // `[5m:1m]` lexes `:1m` as one identifier (metric names may hold colons).
+        if (this.#peek.kind === "ident" && this.#peek.text.startsWith(":"))
+          throw new PromqlError(this.#peek.pos, "subqueries are not supported");
         this.#expect("]", '"]"');
         if ((d.value as number) <= 0) throw new PromqlError(d.pos, "range must be positive");
         expr = { ...expr, rangeMs: d.value as number };

@@ -190,7 +190,10 @@ test("Zipkin: problems name the span and field", () => {
         { traceId: "a".repeat(20), id: "b", timestamp: -1, kind: "SIDEWAYS", tags: { n: 1 } },
       ]),
     (err: HerdError) => {
-      assert.match(err.message, /^invalid Zipkin spans: \[1\]\.traceId: must be 16 or 32 hex/);
+      assert.match(
+        err.message,
+        /^invalid Zipkin spans: \[1\]\.traceId: must be 16 or 32 hex characters, not all zero \(and 4 more problems\)$/,
+      );
       assert.deepEqual(
         err.details?.map((d) => d.field),
         ["[1].traceId", "[1].id", "[1].kind", "[1].timestamp", "[1].tags.n"],
