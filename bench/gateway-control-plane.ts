@@ -97,7 +97,11 @@ export async function startBenchControlPlane(
 const relayAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
 
 /** Streams a span post on to the real ingest with its token, and its answer back. */
-function relay(req: http.IncomingMessage, res: http.ServerResponse, to: { url: string; token: string }): void {
+function relay(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  to: { url: string; token: string },
+): void {
   const out = http.request(
     to.url,
     {

@@ -82,9 +82,7 @@ export async function measureTracingCost(): Promise<TracingCost> {
   const controlPlane = await startBenchControlPlane(
     TOKEN,
     benchObjects(await portOf(upstream)),
-    ingest
-      ? { url: `${server.url}/api/v1/traces/gateway`, token: server.traces.ingestToken }
-      : undefined,
+    ingest ? { url: `${server.url}/api/v1/traces/gateway`, token: server.traces.ingestToken } : undefined,
   );
   onCleanup(controlPlane.close);
 

@@ -73,7 +73,10 @@ test("the gateway's spans: herd map draws gateway → hello/web, herd traces fin
   const traces = await herd.cli(["traces", "--service", "gateway", "--since", "5m", "--json"]);
   assert.equal(traces.code, 0, traces.stderr);
   const items = JSON.parse(traces.stdout).items as { traceId: string; rootName: string }[];
-  assert.ok(items.some((t) => t.rootName === "GET hello.localhost/"), traces.stdout);
+  assert.ok(
+    items.some((t) => t.rootName === "GET hello.localhost/"),
+    traces.stdout,
+  );
   const one = await herd.cli(["trace", items[0]?.traceId ?? ""]);
   assert.equal(one.code, 0, one.stderr);
   assert.match(one.stdout, /gateway GET /);
