@@ -5,7 +5,8 @@
 // that log; `reached` is false when fewer requests were answered than the
 // rate asks for (then the target, or the generator, could not keep up).
 
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { startChild } from "./harness.ts";
 
 export interface RateResult {
   /** Asked rate, req/s. */
@@ -89,4 +90,19 @@ export function rateResult(rate: number, seconds: number, output: string, logFil
     reached,
     ...(reached ? {} : { why: `${Math.round(achieved)} of ${Math.round(rate)} req/s answered` }),
   };
+}
+
+/** Runs h2load at `rate` req/s against `target` (warm-up first, not counted) and reads its result. */
+export async function runH2load(
+  h2load: string,
+  target: { url: string; headers: Record<string, string> },
+  options: { rate: number; seconds: number; warmupSeconds: number; connections: number; logFile: string },
+): Promise<RateResult> {
+  // h2load appends to its log file: a run's latencies must not count the last run's.
+  rmSync(options.logFile, { force: true });
+  const child = startChild("h2load", h2load, h2loadArgs({ ...options, ...target }));
+  await child.exited;
+  if (child.process.exitCode !== 0)
+    throw new Error(`h2load failed (${child.process.exitCode}):\n${child.output}`);
+  return rateResult(options.rate, options.seconds, child.output, options.logFile);
 }

@@ -6,7 +6,7 @@ import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import type { StoredObject } from "../src/store/store.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
 import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
-import { h2loadArgs, type RateResult, rateResult } from "./gateway-rate.ts";
+import { type RateResult, runH2load } from "./gateway-rate.ts";
 import {
   cleanup,
   freePort,
@@ -162,28 +162,14 @@ async function runWrk(wrk: string, target: Started, seconds: number): Promise<Wr
   return parseWrk(child.output);
 }
 
-async function runRate(
-  h2load: string,
-  id: string,
-  target: Started,
-  rate: number,
-  seconds: number,
-): Promise<RateResult> {
-  const logFile = join(tempDir ?? tmpdir(), `h2load-${id}.log`);
-  const args = h2loadArgs({
-    url: target.url,
-    headers: target.headers,
+function runRate(h2load: string, id: string, target: Started, rate: number, seconds: number) {
+  return runH2load(h2load, target, {
     rate,
     seconds,
     warmupSeconds: Math.max(1, WARMUP),
     connections: CONNECTIONS,
-    logFile,
+    logFile: join(tempDir ?? tmpdir(), `h2load-${id}.log`),
   });
-  const child = startChild("h2load", h2load, args);
-  await child.exited;
-  if (child.process.exitCode !== 0)
-    throw new Error(`h2load failed (${child.process.exitCode}):\n${child.output}`);
-  return rateResult(rate, seconds, child.output, logFile);
 }
 
 // ---------------------------------------------------------------- report

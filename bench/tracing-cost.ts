@@ -4,19 +4,26 @@
 // Two identical gateways (`herd gateway --workers 1`, each its own process
 // group) proxy to the same upstream; one with `--trace-sample 0`, one with
 // `--trace-sample 1` (a span per request, shipped in batches to the span
-// ingest of a real control plane started in this process;
-// the stand-in that feeds the gateways their routes relays the posts to it).
-// wrk drives them in turn, round after round; the figure per gateway is its
-// process group's CPU (utime + stime) per request; the cost is how much more
-// CPU a traced request takes, each traced run against the untraced run just
-// before it, the median over the rounds (the best of each side is shown too).
-// req/s is shown
-// too, but on a shared 2-core machine it mostly says who else had the cores —
-// among them the control plane ingesting the spans, whose CPU per traced
-// request (this process's CPU during the traced runs beyond the untraced ones:
-// the ingest, SQLite and the relay) is reported beside.
+// ingest of a real control plane started in this process; the stand-in that
+// feeds the gateways their routes relays the posts to it). Two passes, each
+// in rounds that take the two gateways in turn:
 //
-// Env: BENCH_SECONDS (5) per run, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32), BENCH_ROUNDS (3);
+// 1. Fixed rate (the headline): h2load sends RATE req/s to each (a 1 s
+//    warm-up, then SECONDS measured). The figure per gateway is its process
+//    group's CPU (utime + stime) per request. A gateway's throughput is its
+//    cores divided by its CPU per request, so the extra CPU a traced request
+//    takes is the throughput it costs; the median of the rounds' paired
+//    comparisons is the figure. At this rate the machine is not saturated, so
+//    the control plane storing the spans on the same cores does not
+//    stretch the gateway's own time; its CPU per traced request is reported
+//    beside.
+// 2. Saturated: wrk, as many requests as the machine serves. On a 2-core
+//    machine running the gateway, the upstream, wrk and the span store at
+//    once, this says what tracing costs the machine as a whole (the span
+//    store's work included): req/s and CPU per request of both gateways.
+//
+// Env: BENCH_SECONDS (5) per run, BENCH_WARMUP_SECONDS (2, the saturated pass), BENCH_CONNECTIONS (32),
+// BENCH_ROUNDS (7 fixed-rate, 3 saturated), BENCH_TRACING_RATE (2500 req/s);
 // BENCH_CPU_PROF=<dir>: the gateways write V8 CPU profiles there (node --cpu-prof) when they stop;
 // BENCH_INGEST=off: the stand-in answers the span posts 404 instead of relaying them (the gateway
 // still records, writes and posts every batch), to see the gateway's cost without the ingest's
@@ -29,8 +36,10 @@ import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import { startServer } from "../src/api/server.ts";
 import { silentLogger } from "../src/common/log.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import { runH2load } from "./gateway-rate.ts";
 import {
   freePort,
+  groupCpuSeconds,
   type Measured,
   measure,
   onCleanup,
@@ -46,28 +55,53 @@ const env = process.env;
 const SECONDS = Number(env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
-const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
+const RATE_ROUNDS = Number(env.BENCH_ROUNDS ?? 7);
+const SATURATED_ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
+const RATE = Number(env.BENCH_TRACING_RATE ?? 2500);
 const TOKEN = "bench-token";
 
-export interface TracingCost {
+/** One gateway's CPU per request in one run, and what the control plane (this process) used meanwhile. */
+interface Run {
+  usPerRequest: number;
+  rps: number;
+  errors: number;
+  /** This process's CPU per request of the run, µs. */
+  ownUsPerRequest: number;
+}
+
+/** One pass: both gateways, round after round. */
+export interface TracingPass {
+  /** The best run of each side. */
   off: Measured;
   on: Measured;
+  /** Per round: traced CPU per request over untraced − 1, in %. */
+  pairedCosts: number[];
+  /** Median of pairedCosts. */
+  cost: number;
+  /** Median over the rounds of the traced req/s under the untraced − 1, in %. */
+  rpsCost: number;
+  /** This process's (the control plane's) extra CPU per traced request, µs; null with BENCH_INGEST=off. */
+  ingestUsPerRequest: number | null;
+  rounds: number;
+}
+
+export interface TracingCost {
+  /** h2load at `rate` req/s: the headline. */
+  fixed: TracingPass;
+  rate: number;
+  /** wrk, saturating the machine. */
+  saturated: TracingPass;
   /** Spans the control plane stored from the traced gateway. */
   spansStored: number;
   /** Spans the ingest refused (429: its queue was full; the gateway retries those batches). */
   spansRefused: number;
-  /** Per round: traced CPU per request over untraced − 1, in %. */
-  pairedCosts: number[];
-  /** This process's (the control plane's) extra CPU per traced request, µs; null with BENCH_INGEST=off. */
-  ingestUsPerRequest: number | null;
-  rounds: number;
   seconds: number;
   connections: number;
 }
 
 /** Measures both gateways; everything it starts is ended by the harness's cleanup(). */
 export async function measureTracingCost(): Promise<TracingCost> {
-  const tools = await ensureDebianPackages({ wrk: "wrk" });
+  const tools = await ensureDebianPackages({ wrk: "wrk", h2load: "nghttp2-client" });
   const base = mkdtempSync(join(tmpdir(), "herd-bench-tracing-"));
   removeOnCleanup(base);
   const server = await startServer({
@@ -105,31 +139,66 @@ export async function measureTracingCost(): Promise<TracingCost> {
   const off = await gateway("off", 0);
   const on = await gateway("on", 1);
 
-  const run = { seconds: SECONDS, warmupSeconds: WARMUP, connections: CONNECTIONS };
-  const best = new Map<string, Measured>();
-  // This process's CPU per request during each gateway's runs (warm-up included on both sides).
-  const own = new Map<string, { cpu: number; requests: number }>();
-  const pairedCosts: number[] = [];
-  for (let round = 1; round <= ROUNDS; round++) {
-    const pair: number[] = [];
-    for (const target of [off, on]) {
-      const cpu0 = process.cpuUsage();
-      const m = await measure(tools.wrk, target, run);
-      const used = process.cpuUsage(cpu0);
-      const sum = own.get(target.id) ?? { cpu: 0, requests: 0 };
-      sum.cpu += used.user + used.system;
-      sum.requests += m.rps * (SECONDS + WARMUP);
-      own.set(target.id, sum);
-      console.log(
-        `    round ${round} ${target.name}: ${m.usPerRequest.toFixed(1)} µs CPU/request, ${Math.round(m.rps)} req/s` +
-          `${m.errors ? `  ! ${m.errors} errors` : ""}`,
-      );
-      pair.push(m.usPerRequest);
-      const kept = best.get(target.id);
-      if (!kept || m.usPerRequest < kept.usPerRequest) best.set(target.id, m);
+  const pass = async (
+    label: string,
+    rounds: number,
+    measureOne: (target: Target) => Promise<Measured>,
+  ): Promise<TracingPass> => {
+    const runs: Record<string, Run[]> = { off: [], on: [] };
+    for (let round = 1; round <= rounds; round++) {
+      for (const target of [off, on]) {
+        const cpu0 = process.cpuUsage();
+        const m = await measureOne(target);
+        const used = process.cpuUsage(cpu0);
+        const requests = Math.max(1, m.rps * SECONDS);
+        runs[target.id]?.push({ ...m, ownUsPerRequest: (used.user + used.system) / requests });
+        console.log(
+          `    ${label} round ${round} ${target.name}: ${m.usPerRequest.toFixed(1)} µs CPU/request, ${Math.round(m.rps)} req/s` +
+            `${m.errors ? `  ! ${m.errors} errors` : ""}`,
+        );
+      }
     }
-    pairedCosts.push(((pair[1] as number) / (pair[0] as number) - 1) * 100);
-  }
+    const offRuns = runs.off as Run[];
+    const onRuns = runs.on as Run[];
+    const paired = (f: (o: Run, n: Run) => number) => median(offRuns.map((o, i) => f(o, onRuns[i] as Run)));
+    const best = (rs: Run[]) => rs.reduce((a, b) => (b.usPerRequest < a.usPerRequest ? b : a));
+    return {
+      off: best(offRuns),
+      on: best(onRuns),
+      pairedCosts: offRuns.map((o, i) => ((onRuns[i] as Run).usPerRequest / o.usPerRequest - 1) * 100),
+      cost: paired((o, n) => (n.usPerRequest / o.usPerRequest - 1) * 100),
+      rpsCost: paired((o, n) => (1 - n.rps / o.rps) * 100),
+      ingestUsPerRequest: ingest ? paired((o, n) => n.ownUsPerRequest - o.ownUsPerRequest) : null,
+      rounds,
+    };
+  };
+
+  // 1. Fixed rate: a warm-up run, then the measured one, the gateway's CPU over the requests answered.
+  const fixed = await pass("fixed rate", RATE_ROUNDS, async (target) => {
+    const h2load = (seconds: number) =>
+      runH2load(tools.h2load, target, {
+        rate: RATE,
+        seconds,
+        warmupSeconds: 0,
+        connections: CONNECTIONS,
+        logFile: join(base, `h2load-${target.id}.log`),
+      });
+    await h2load(1);
+    const pgid = target.child.process.pid as number;
+    const before = groupCpuSeconds(pgid);
+    const r = await h2load(SECONDS);
+    const used = groupCpuSeconds(pgid) - before;
+    if (!r.reached) console.log(`    ! ${target.name}: ${r.why}`);
+    return {
+      usPerRequest: (used * 1e6) / Math.max(1, r.completed),
+      rps: r.achieved,
+      errors: r.errors + r.non2xx,
+    };
+  });
+  // 2. Saturated.
+  const run = { seconds: SECONDS, warmupSeconds: WARMUP, connections: CONNECTIONS };
+  const saturated = await pass("saturated", SATURATED_ROUNDS, (target) => measure(tools.wrk, target, run));
+
   // The spans made it: the batches left within a second or two, and the ingest stores them within its flush.
   let spansStored = 0;
   const deadline = Date.now() + 10_000;
@@ -140,19 +209,18 @@ export async function measureTracingCost(): Promise<TracingCost> {
       if (server.traces.store.stats().written === spansStored) break;
     } else await new Promise((r) => setTimeout(r, 200));
   }
-  const perRequest = (id: string) => {
-    const o = own.get(id) as { cpu: number; requests: number };
-    return o.cpu / Math.max(1, o.requests);
-  };
   return {
-    pairedCosts,
+    fixed,
+    rate: RATE,
+    saturated,
     spansRefused: server.traces.store.stats().refused,
-    ingestUsPerRequest: ingest ? perRequest("on") - perRequest("off") : null,
-    off: best.get("off") as Measured,
-    on: best.get("on") as Measured,
     spansStored,
-    rounds: ROUNDS,
     seconds: SECONDS,
     connections: CONNECTIONS,
   };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
