@@ -162,7 +162,19 @@ test("the store gives way rather than eat the disk's reserve", () => {
   });
 });
 
-test("a store written with the old trace index keys is rekeyed once, and its traces are found", () => {
+test("a span sent twice is stored once, and counted as a duplicate", () => {
+  withStore({}, (store, clock) => {
+    const spans = [1, 2].map((id) => makeSpan({ traceId: newTraceId(), id, start: clock.now() * 1000 }));
+    store.recordSpans(spans);
+    store.flush();
+    store.recordSpans([...spans, makeSpan({ traceId: spans[0]?.traceId, id: 3, start: clock.now() * 1000 })]);
+    store.flush();
+    assert.equal(store.trace(spans[0]?.traceId ?? "").length, 2);
+    assert.deepEqual([store.stats().written, store.stats().duplicates], [3, 2]);
+  });
+});
+
+test("a version-0 store (old trace keys, duplicates) is rekeyed and deduplicated once, and its traces are found", () => {
   const dir = mkdtempSync(join(tmpdir(), "herd-spans-"));
   const clock = new ManualClock();
   const id = "6921a3b0123456789abcdef0123456ff";
@@ -170,10 +182,13 @@ test("a store written with the old trace index keys is rekeyed once, and its tra
     let store = new SpanStore({ dir, clock, flushMs: 0 });
     store.recordSpans([makeSpan({ traceId: id, start: clock.now() * 1000 })]);
     store.close();
-    // As a version-0 store had it: the last 13 hex digits.
+    // As a version-0 store had it: keys of the last 13 hex digits, a plain index, a duplicate.
     const db = new DatabaseSync(join(dir, "spans.db"));
+    db.exec("DROP INDEX spans_span; CREATE INDEX spans_trace ON spans (trace_key); PRAGMA user_version = 0");
     db.prepare("UPDATE spans SET trace_key = ?").run(Number.parseInt(id.slice(-13), 16));
-    db.exec("PRAGMA user_version = 0");
+    db.exec(
+      "INSERT INTO spans SELECT NULL, trace_key, trace_id, span_id, parent_id, service, name, route, peer, kind, start, duration, error, status_code, status_message, app, tenant, attributes FROM spans",
+    );
     db.close();
     store = new SpanStore({ dir, clock, flushMs: 0 });
     assert.equal(store.trace(id).length, 1);

@@ -55,6 +55,8 @@ export interface SpanStoreStats {
   /** Spans refused because the queue was full. */
   refused: number;
   written: number;
+  /** Spans already stored (same trace and span id), not written again. */
+  duplicates: number;
   queuedSpans: number;
   queuedBytes: number;
   droppedByAge: number;
@@ -136,6 +138,7 @@ export class SpanStore implements SpanSink {
     accepted: 0,
     refused: 0,
     written: 0,
+    duplicates: 0,
     droppedByAge: 0,
     droppedBySize: 0,
     writeErrors: 0,
@@ -169,11 +172,11 @@ export class SpanStore implements SpanSink {
         error INTEGER NOT NULL, status_code INTEGER, status_message TEXT,
         app TEXT, tenant TEXT, attributes TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS spans_start ON spans (start);
-      CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_key);
     `);
-    migrateTraceKeys(this.#db);
+    migrate(this.#db);
+    // A span sent twice (an SDK retrying a post whose answer it missed) is kept once.
     this.#insert = this.#db.prepare(
-      `INSERT INTO spans (trace_key, ${COLUMNS}) VALUES (?, ${COLUMNS.replace(/\w+/g, "?")})`,
+      `INSERT OR IGNORE INTO spans (trace_key, ${COLUMNS}) VALUES (?, ${COLUMNS.replace(/\w+/g, "?")})`,
     );
     this.#byTrace = this.#db.prepare(
       `SELECT ${COLUMNS} FROM spans WHERE trace_key = ? AND trace_id = ? ORDER BY start, id`,
@@ -251,8 +254,9 @@ export class SpanStore implements SpanSink {
       this.#queuedSpans = 0;
       this.#queuedBytes = 0;
       try {
-        this.#write(batches);
-        this.#stats.written += count;
+        const written = this.#write(batches);
+        this.#stats.written += written;
+        this.#stats.duplicates += count - written;
       } catch {
         // Disk full, file deleted under us…: the batch is lost, counted; ingest goes on.
         this.#stats.writeErrors += count;
@@ -261,14 +265,17 @@ export class SpanStore implements SpanSink {
     this.trim();
   }
 
-  #write(batches: SpanColumns[][]): void {
+  /** Writes the batches in one transaction; returns how many spans were new. */
+  #write(batches: SpanColumns[][]): number {
     const insert = this.#insert;
+    let written = 0;
     this.#db.exec("BEGIN");
     try {
       for (const batch of batches) {
-        for (const c of batch) insert.run(traceKey(c[0]), ...c);
+        for (const c of batch) written += Number(insert.run(traceKey(c[0]), ...c).changes);
       }
       this.#db.exec("COMMIT");
+      return written;
     } catch (err) {
       this.#db.exec("ROLLBACK");
       throw err;
@@ -437,12 +444,24 @@ export const traceKey = (traceId: string): number =>
     ? Number.parseInt(traceId.slice(-13), 16)
     : Number.parseInt(traceId.slice(0, 11) + traceId.slice(-2), 16);
 
-/** Index keys before version 1 were the last 13 hex digits: recomputed once, in place. */
-function migrateTraceKeys(db: DatabaseSync): void {
+/**
+ * Brings a spans.db to version 1: the trace index is unique per (trace key,
+ * span id), so a span sent twice is stored once. A version-0 file (keys of
+ * the last 13 hex digits, duplicates allowed) is rekeyed and deduplicated
+ * once, in place.
+ */
+function migrate(db: DatabaseSync): void {
   const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
   if (version >= 1) return;
   db.function("herd_trace_key", { deterministic: true }, (id) => traceKey(String(id)));
-  db.exec("BEGIN; UPDATE spans SET trace_key = herd_trace_key(trace_id); PRAGMA user_version = 1; COMMIT;");
+  db.exec(`BEGIN;
+    DROP INDEX IF EXISTS spans_trace;
+    DROP INDEX IF EXISTS spans_span;
+    UPDATE spans SET trace_key = herd_trace_key(trace_id);
+    DELETE FROM spans WHERE id NOT IN (SELECT MIN(id) FROM spans GROUP BY trace_key, span_id);
+    CREATE UNIQUE INDEX spans_span ON spans (trace_key, span_id);
+    PRAGMA user_version = 1;
+    COMMIT;`);
 }
 
 /** The stored columns after trace_key, in the order of SpanColumns. */
