@@ -85,23 +85,34 @@ test("pushed points: JSON and text are stored; malformed input is 400 naming the
   assert.equal(text.status, 200);
   assert.equal(text.body.accepted, 1);
 
-  const bad: [unknown, RegExp][] = [
-    [{ series: [{ metric: "9x", samples: [[now, 1]] }] }, /series\[0\]\.metric must be a metric name/],
+  const bad: [unknown, RegExp, string][] = [
+    [
+      { series: [{ metric: "9x", samples: [[now, 1]] }] },
+      /series\[0\]\.metric: must be a metric name/,
+      "series[0].metric",
+    ],
     [
       { series: [{ metric: "x", samples: [[now, "high"]] }] },
       /series\[0\]\.samples\[0\]: the value must be a number/,
+      "series[0].samples[0]",
     ],
     [
       { series: [{ metric: "x", labels: { "a-b": "1" }, samples: [[now, 1]] }] },
       /"a-b" is not a valid label name/,
+      "series[0].labels",
     ],
-    [{ series: [{ metric: "x", samples: [[1.5, 1]] }] }, /timestamp must be an integer/],
-    [{ points: [] }, /body must be/],
+    [
+      { series: [{ metric: "x", samples: [[1.5, 1]] }] },
+      /timestamp must be an integer/,
+      "series[0].samples[0]",
+    ],
+    [{ points: [] }, /body: must be/, "body"],
   ];
-  for (const [body, re] of bad) {
+  for (const [body, re, field] of bad) {
     const r = await call("POST", "/metrics/write", body);
     assert.equal(r.status, 400, JSON.stringify(body));
     assert.match(r.body.message, re);
+    assert.equal(r.body.details?.[0]?.field, field, "the 400 names the field in details, like every API 400");
   }
   const badText = await call("POST", "/metrics/write", "ok 1\nbroken{ 2\n", "text/plain");
   assert.equal(badText.status, 400);

@@ -14,10 +14,15 @@ import { parseText } from "./tsdb/text-format.ts";
 import type { AppendResult, Tsdb, WriteSeries } from "./tsdb/tsdb.ts";
 
 /** Input that cannot be stored: the message names the field and the problem. */
+/** A bad write: `field` is where (`series[2].labels.job`, `body`), `problem` what is wrong with it. */
 export class WriteError extends Error {
-  constructor(message: string) {
-    super(message);
+  readonly field: string;
+  readonly problem: string;
+  constructor(field: string, problem: string) {
+    super(`${field}: ${problem}`);
     this.name = "WriteError";
+    this.field = field;
+    this.problem = problem;
   }
 }
 
@@ -37,7 +42,7 @@ function sampleValue(v: unknown, where: string): number {
   if (v === "NaN") return Number.NaN;
   if (v === "+Inf" || v === "Inf") return Number.POSITIVE_INFINITY;
   if (v === "-Inf") return Number.NEGATIVE_INFINITY;
-  throw new WriteError(`${where}: the value must be a number (or "NaN", "+Inf", "-Inf")`);
+  throw new WriteError(where, 'the value must be a number (or "NaN", "+Inf", "-Inf")');
 }
 
 /**
@@ -47,40 +52,39 @@ function sampleValue(v: unknown, where: string): number {
 export function parseJsonWrite(body: unknown): WriteSeries[] {
   if (typeof body !== "object" || body === null || !Array.isArray((body as { series?: unknown }).series)) {
     throw new WriteError(
-      'body must be {"series": [{"metric": …, "labels": {…}, "samples": [[ms, value], …]}]}',
+      "body",
+      'must be {"series": [{"metric": …, "labels": {…}, "samples": [[ms, value], …]}]}',
     );
   }
   const out: WriteSeries[] = [];
   (body as { series: unknown[] }).series.forEach((raw, i) => {
     const where = `series[${i}]`;
-    if (typeof raw !== "object" || raw === null) throw new WriteError(`${where} must be an object`);
+    if (typeof raw !== "object" || raw === null) throw new WriteError(where, "must be an object");
     const s = raw as { metric?: unknown; labels?: unknown; samples?: unknown };
     if (typeof s.metric !== "string" || !isMetricName(s.metric)) {
-      throw new WriteError(`${where}.metric must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)`);
+      throw new WriteError(`${where}.metric`, "must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
     }
     const labels: Labels = { [NAME]: s.metric };
     if (s.labels !== undefined) {
       if (typeof s.labels !== "object" || s.labels === null || Array.isArray(s.labels)) {
-        throw new WriteError(`${where}.labels must be an object of strings`);
+        throw new WriteError(`${where}.labels`, "must be an object of strings");
       }
       for (const [k, v] of Object.entries(s.labels)) {
         if (!isLabelName(k) || k === NAME)
-          throw new WriteError(`${where}.labels: "${k}" is not a valid label name`);
-        if (typeof v !== "string") throw new WriteError(`${where}.labels.${k} must be a string`);
+          throw new WriteError(`${where}.labels`, `"${k}" is not a valid label name`);
+        if (typeof v !== "string") throw new WriteError(`${where}.labels.${k}`, "must be a string");
         labels[k] = v;
       }
     }
     if (!Array.isArray(s.samples) || s.samples.length === 0) {
-      throw new WriteError(`${where}.samples must be a non-empty array of [ms, value]`);
+      throw new WriteError(`${where}.samples`, "must be a non-empty array of [ms, value]");
     }
     const samples: [number, number][] = s.samples.map((p, j) => {
       const at = `${where}.samples[${j}]`;
-      if (!Array.isArray(p) || p.length !== 2) throw new WriteError(`${at} must be [ms, value]`);
+      if (!Array.isArray(p) || p.length !== 2) throw new WriteError(at, "must be [ms, value]");
       const [ts, v] = p as [unknown, unknown];
       if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0) {
-        throw new WriteError(
-          `${at}: the timestamp must be an integer number of milliseconds since the epoch`,
-        );
+        throw new WriteError(at, "the timestamp must be an integer number of milliseconds since the epoch");
       }
       return [ts, sampleValue(v, at)];
     });
@@ -97,7 +101,7 @@ export function parseTextWrite(text: string, now: number): WriteSeries[] {
       samples: [[s.timestamp ?? now, s.value]],
     }));
   } catch (err) {
-    throw new WriteError((err as Error).message);
+    throw new WriteError("body", (err as Error).message);
   }
 }
 

@@ -213,7 +213,11 @@ function writeRoutes(api: FastifyInstance, metrics: Metrics): void {
         batch =
           typeof req.body === "string" ? parseTextWrite(req.body, Date.now()) : parseJsonWrite(req.body);
       } catch (err) {
-        if (err instanceof WriteError) throw invalid(`invalid metrics write: ${err.message}`);
+        if (err instanceof WriteError) {
+          throw invalid(`invalid metrics write: ${err.message}`, [
+            { field: err.field, message: err.problem },
+          ]);
+        }
         throw err;
       }
       try {
