@@ -67,8 +67,8 @@ test("a range query prints a time column and one column per series, labels they 
   );
   const q = new URL(api.requests.at(-1)?.url ?? "", api.url);
   assert.equal(q.pathname, "/api/v1/prom/api/v1/query_range");
-  // The start is aligned on the step (11:59:07 → 11:59:00); the end is now.
-  assert.equal(q.searchParams.get("start"), "1767268740");
+  // The points end at now (12:00:07), a whole number of steps after the start.
+  assert.equal(q.searchParams.get("start"), "1767268747");
   assert.equal(q.searchParams.get("end"), "1767268807");
   assert.equal(q.searchParams.get("step"), "30");
 });

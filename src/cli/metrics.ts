@@ -150,11 +150,12 @@ export const metricsCommand: CommandSpec = {
     if (!range) throw new UsageError(`--range ${rangeFlag}: give a duration such as 30m or 1h`, "metrics");
     const step = stepFlag ? parseDuration(stepFlag) : Math.max(15_000, Math.ceil(range / 60 / 1000) * 1000);
     if (!step) throw new UsageError(`--step ${stepFlag}: give a duration such as 15s`, "metrics");
-    // Points on multiples of the step read better (12:00:00, 12:00:15, …); the last is at most `end`.
+    // The last point is `end` itself, so the newest data shows whatever the step (a 12 h step
+    // aligned on the clock could end hours ago and, with the 5 m lookback, miss recent series).
     const stepSec = step / 1000;
     const reply = await client.get<PromReply<RangeResult>>("/prom/api/v1/query_range", {
       query,
-      start: Math.floor((end - range / 1000) / stepSec) * stepSec,
+      start: end - Math.floor(range / step) * stepSec,
       end,
       step: stepSec,
     });
