@@ -227,7 +227,9 @@ export class Agent {
       id: p.id,
       desired,
       generation: p.generation,
-      state: p.state === "running" ? "up" : "exited",
+      // Stopped on purpose (herd up shut down with its apps): it starts again at the same
+      // generation as soon as the control plane says it should run; no crash.
+      state: p.state === "running" ? "up" : p.state,
       port: p.port,
       pid: p.pid,
       startedAt: p.startedAt,
@@ -241,7 +243,7 @@ export class Agent {
       this.#ports.reserve(p.port);
       this.#startProbing(inst);
       this.#log.info("adopted", { id: p.id, pid: p.pid, port: p.port, generation: p.generation });
-    } else {
+    } else if (p.state === "exited") {
       inst.exitCode = p.exitCode ?? null;
       inst.signal = p.signal ?? null;
       inst.logTail = await this.#tail(p.id);

@@ -70,7 +70,7 @@ export function runDriverConformance(name: string, create: (stateRoot: string) =
       await driver.stop("srv1", 500);
       assert.ok(!processAlive(started.pid), "main process still alive after stop");
       await waitFor(() => !processAlive(grandchild) || undefined, "the grandchild to be gone");
-      assert.equal((await driver.inspect("srv1"))?.state, "exited");
+      assert.equal((await driver.inspect("srv1"))?.state, "stopped", "ended by stop(), not by itself");
       await sleep(300);
       assert.deepEqual(exits, [], "onExit fired for a stopped instance");
       await driver.stop("srv1", 500);

@@ -45,8 +45,12 @@ export interface InstanceProcess {
   pid: number;
   port: number;
   startedAt: string;
-  /** running, or exited with its code/signal when known (null for re-adopted processes). */
-  state: "running" | "exited";
+  /**
+   * running; stopped (ended by the driver's stop(), e.g. when `herd up` shut
+   * down with its apps); or exited by itself, with its code/signal when known
+   * (null for re-adopted processes).
+   */
+  state: "running" | "stopped" | "exited";
   exitCode?: number | null;
   signal?: string | null;
 }

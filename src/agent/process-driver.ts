@@ -395,7 +395,7 @@ function toProcess(r: InstanceRecord): InstanceProcess {
     pid: r.pid,
     port: r.port,
     startedAt: r.startedAt,
-    state: r.exit ? "exited" : "running",
+    state: r.exit ? (r.exit.stopped ? "stopped" : "exited") : "running",
   };
   if (r.exit) {
     p.exitCode = r.exit.code;

@@ -227,6 +227,40 @@ test("a crashed cattle instance is replaced by a new one; a crashed pet restarts
   assert.equal(again.restarts, 1);
 });
 
+test("an instance its node's herd stopped (herd up shutting down) restarts in place, counted as no crash", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, { instances: 1 });
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const [before] = await instancesOf(h);
+  // It ran for a while; the next herd up's agent adopts it as stopped, says so, and starts it again.
+  h.clock.advance(600_000);
+  await agentReports(h, "n1", () => "stopped");
+  await settle(h);
+  h.clock.advance(2000);
+  await settle(h);
+  const [stopped] = await instancesOf(h);
+  assert.deepEqual(
+    [stopped?.id, stopped?.state, stopped?.reason],
+    [before?.id, "provisioning", "Restarting"],
+  );
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const all = await instancesOf(h);
+  assert.deepEqual(
+    all.map((i) => [i.id, i.state, i.generation]),
+    [[before?.id, "running", before?.generation]],
+    "the same instance runs again: not replaced, not restarted as a crash",
+  );
+  const service = (await h.ctx.store.get<Service>("service", "default/hello/web"))?.value;
+  assert.equal(service?.crashes ?? 0, 0);
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "Restarting" && e.type === "normal"));
+  assert.ok(!events.some((e) => e.reason === "Replacing" || e.type === "warning"));
+});
+
 test("a release that never becomes healthy fails its deploy and the old one keeps serving", async () => {
   const h = setup();
   await h.m.nodes.handleHeartbeat("n1", hb());

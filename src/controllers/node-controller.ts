@@ -148,6 +148,8 @@ export class NodeController {
       const facts = { port: s.port ?? i.port, pid: s.pid ?? i.pid, startedAt: s.startedAt ?? i.startedAt };
       if (!next && facts.port === i.port && facts.pid === i.pid) return o;
       const updated: Instance = { ...i, ...facts };
+      // Its startup deadline counts from the restart, not from the start before.
+      if (next?.reason === "Restarting") updated.startedAt = new Date(this.#ctx.clock.now()).toISOString();
       if (next) {
         updated.state = next.state;
         updated.reason = next.reason;
@@ -264,7 +266,9 @@ export function nextState(
     case "failed":
       return to("crashed", "StartFailed", s.message ?? "could not be started");
     case "stopped":
-      return to("crashed", "Stopped", "stopped without being asked");
+      // Stopped by its node's herd, not by a crash (herd up shutting down with its apps): the
+      // agent starts a stopped instance again, same generation, once it hears it should run.
+      return to("provisioning", "Restarting", "stopped when herd on its node shut down; starting it again");
   }
 }
 

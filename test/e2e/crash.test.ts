@@ -72,6 +72,36 @@ test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphan
   assert.ok(!events.some((e) => e.reason === "Exited" || e.reason === "Replacing"), "nothing was restarted");
 });
 
+test("Ctrl-C of herd up stops its apps; the next herd up starts the same instances again, not as crashes", async () => {
+  const first = await startHerd();
+  herds.push(first);
+  dirs.push(first.dataDir);
+  const d = await first.cli(["deploy", join(ROOT, "examples/hello")]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const before = (await instances(first)).filter((i) => i.state === "running");
+  assert.equal(before.length, 2);
+
+  await first.stop();
+  for (const i of before) assert.ok(!alive(i.pid!), `${i.id} was stopped with herd`);
+
+  const second = await startHerd({ dataDir: first.dataDir });
+  herds.push(second);
+  const after = await waitFor("both instances running again", async () => {
+    const items = await instances(second);
+    return items.length === 2 && items.every((i) => i.state === "running") ? items : undefined;
+  });
+  assert.deepEqual(after.map((i) => i.id).sort(), before.map((i) => i.id).sort(), "the same instances");
+  assert.equal((await second.request("hello.localhost")).status, 200);
+  const events = (
+    await second.api<{ items: { reason: string; type: string }[] }>("GET", "/events?app=hello&limit=500")
+  ).body.items;
+  assert.equal(events.filter((e) => e.reason === "Restarting").length, 2);
+  assert.ok(
+    !events.some((e) => ["Exited", "Replacing", "BackOff", "CrashLoop"].includes(e.reason)),
+    "no crash: nothing replaced",
+  );
+});
+
 test("a second agent joins; killed, its instances move to the first node", async () => {
   const herd = await startHerd();
   herds.push(herd);
