@@ -19,6 +19,7 @@ import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { HerdError } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
+import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import type { Resources, Taint } from "../model/objects.ts";
 import type {
   DesiredInstance,
@@ -29,6 +30,7 @@ import type {
   LogLine,
   NodeStats,
 } from "../model/protocol.ts";
+import { AgentMetrics } from "./agent-metrics.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
 import { readNodeStats } from "./node-stats.ts";
 import { PortAllocator, type PortRange } from "./ports.ts";
@@ -63,6 +65,18 @@ export interface AgentOptions {
   statsMs?: number;
   /** Where instance ports come from; default DEFAULT_PORT_RANGE. */
   ports?: PortRange;
+  /**
+   * Serve this agent's metrics (agent-metrics.ts, with the process's own) at
+   * `http://metricsHost:metricsPort/metrics` and name the URL in heartbeats,
+   * so the control plane scrapes it and lists it for Prometheus (0: a free
+   * port). Absent: no listener, and no process metrics (herd up, where the
+   * agent shares the API server's process and /metrics).
+   */
+  metricsPort?: number;
+  /** Default 127.0.0.1. */
+  metricsHost?: string;
+  /** When metricsPort is taken, take a free port (and warn) instead of failing. */
+  metricsPortOrFree?: boolean;
 }
 
 type State = InstanceStatus["state"];
@@ -146,6 +160,9 @@ export class Agent {
   #wake: (() => void) | undefined;
   #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
+  /** This agent's own counters (agent-metrics.ts). */
+  readonly metrics: AgentMetrics;
+  #metricsServer: MetricsServer | undefined;
   /** The statuses the last heartbeat carried (without usage), to notice changes. */
   #lastSent = "";
   #logs: LogLine[] = [];
@@ -162,6 +179,7 @@ export class Agent {
   constructor(options: AgentOptions) {
     this.#options = options;
     this.#log = (options.logger ?? silentLogger).child("agent");
+    this.metrics = new AgentMetrics(options.name, () => this.statuses(), options.metricsPort !== undefined);
     this.#heartbeatMs = options.heartbeatMs ?? 1000;
     this.#ports = new PortAllocator(options.ports);
     this.#ownsDriver = options.driver === undefined;
@@ -174,6 +192,16 @@ export class Agent {
   /** Adopts what an earlier agent left running, then starts the heartbeat loop and log shipping. */
   async start(): Promise<void> {
     if (this.#running) return;
+    if (this.#options.metricsPort !== undefined) {
+      this.#metricsServer = await startMetricsServer({
+        port: this.#options.metricsPort,
+        host: this.#options.metricsHost ?? "127.0.0.1",
+        orFreePort: this.#options.metricsPortOrFree,
+        render: () => this.metrics.render(),
+        logger: this.#log,
+        component: "agent",
+      });
+    }
     this.#running = true;
     await mkdir(join(this.#options.dataDir, "instances"), { recursive: true });
     this.#agentVersion = await readAgentVersion();
@@ -213,7 +241,14 @@ export class Agent {
     await this.#collectLogs();
     await this.#sendLogs();
     if (this.#ownsDriver) this.#driver.close?.();
+    await this.#metricsServer?.close();
+    this.#metricsServer = undefined;
     this.#log.info("stopped; instances keep running", { node: this.#options.name });
+  }
+
+  /** Where this agent serves its metrics, while it does. */
+  get metricsUrl(): string | undefined {
+    return this.#metricsServer?.url;
   }
 
   /** What this agent reports for each instance it has (the body of the next heartbeat, without usage). */
@@ -282,16 +317,21 @@ export class Agent {
       isolation: this.#driver.isolation(),
       instances,
       stats: stats.node,
+      ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
     };
     const fingerprint = JSON.stringify(instances.map(({ usage: _, ...rest }) => rest));
     const changed = fingerprint !== this.#lastSent;
     this.#lastSent = fingerprint;
     let reply: HeartbeatReply;
+    const took = this.metrics.heartbeatSeconds.startTimer();
     try {
       const res = await this.#post(`/api/v1/nodes/${encodeURIComponent(this.#options.name)}/heartbeat`, body);
       if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
       reply = parseHeartbeatReply(await res.json());
+      took();
+      this.metrics.heartbeats.inc({ result: "ok" });
     } catch (err) {
+      this.metrics.heartbeats.inc({ result: "error" });
       // Everything keeps running as it is; the next heartbeat tries again.
       if (!this.#serverAway) this.#log.warn("heartbeat failed; instances keep running, retrying", { err });
       this.#serverAway = true;
@@ -437,7 +477,9 @@ export class Agent {
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
       this.#startProbing(inst);
       this.#log.info("started", { id: d.id, generation: d.generation, pid: p.pid, port: p.port });
+      this.metrics.instanceStarts.inc({ result: "ok" });
     } catch (err) {
+      this.metrics.instanceStarts.inc({ result: "failed" });
       if (port !== undefined) this.#ports.release(port);
       inst.state = "failed";
       inst.message = `cannot start: ${(err as Error).message}`;
@@ -497,6 +539,7 @@ export class Agent {
     this.#stopProbing(inst);
     if (inst.port !== undefined) this.#ports.release(inst.port);
     inst.state = "exited";
+    this.metrics.instanceExits.inc();
     inst.exitCode = p.exitCode ?? null;
     inst.signal = p.signal ?? null;
     inst.logTail = await this.#tail(p.id);
@@ -605,6 +648,7 @@ export class Agent {
     if (excess > 0) {
       this.#logs.splice(0, excess);
       this.#droppedLines += excess;
+      this.metrics.logLines.inc({ result: "dropped" }, excess);
     }
   }
 
@@ -647,6 +691,7 @@ export class Agent {
         }
         if (res.status === 400 || res.status === 413) {
           const reason = await res.text().catch(() => "");
+          this.metrics.logLines.inc({ result: "dropped" }, lines.length);
           this.#log.warn("the server refused a log batch as malformed; it is dropped", {
             lines: lines.length,
             status: res.status,
@@ -655,6 +700,7 @@ export class Agent {
         } else {
           await res.body?.cancel();
           if (!res.ok) throw new Error(`answered ${res.status}`);
+          this.metrics.logLines.inc({ result: "shipped" }, lines.length);
         }
       } catch {
         // Kept for the next round; the buffer bound decides what is lost if the server stays away.

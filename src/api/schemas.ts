@@ -117,6 +117,7 @@ export const HeartbeatBody = T.Object({
     ),
   ),
   agentVersion: T.String({ maxLength: 50 }),
+  metricsUrl: T.Optional(T.String({ format: "uri", pattern: "^https?://", maxLength: 500 })),
   isolation: T.Object({
     cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),
     reason: T.Optional(T.String()),

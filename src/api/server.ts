@@ -23,6 +23,7 @@ import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Release, Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
+import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
@@ -156,8 +157,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const gateways = new GatewayBook(store, logger.child("gateways"));
   await gateways.start();
-  // Every gateway that reports a metrics URL is scraped while it keeps reporting.
-  metrics.discovered = () => gateways.scrapeTargets();
+  // Every gateway and agent that reports a metrics URL is scraped while it keeps reporting.
+  metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
   const deps: ApiDeps = {
     store,
     controllers,
@@ -315,10 +316,17 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
     self.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     self.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
   });
-  // Also the fleet: nodes' and instances' figures from the agents' heartbeats.
+  // Also the fleet (nodes' and instances' figures from the agents' heartbeats) and components in
+  // this process (herd up's agent).
   app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
-    const [own, fleet] = await Promise.all([self.registry.metrics(), deps.metrics.fleet.render()]);
-    return reply.type(self.registry.contentType).send(`${own}${own.endsWith("\n") ? "" : "\n"}${fleet}`);
+    const texts = await Promise.all([
+      self.registry.metrics(),
+      deps.metrics.fleet.render(),
+      ...deps.metrics.alsoExport.map((render) => render()),
+    ]);
+    return reply
+      .type(self.registry.contentType)
+      .send(texts.map((t) => (t.endsWith("\n") || t === "" ? t : `${t}\n`)).join(""));
   });
   app.register(
     async (api) => {

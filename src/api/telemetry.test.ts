@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { Agent } from "../agent/agent.ts";
 import { silentLogger } from "../common/log.ts";
 import { startGateway } from "../gateway/gateway.ts";
 import { normalizeService } from "../model/manifest.ts";
@@ -179,4 +180,51 @@ test("a gateway that reports its metrics URL is scraped, and dropped when it say
     return found.body?.items?.length > 0 ? found.body.items[0] : undefined;
   });
   assert.ok(span);
+});
+
+test("an agent that serves its metrics is scraped as herd-agent and listed in service discovery", async () => {
+  const agentDir = mkdtempSync(join(tmpdir(), "herd-telemetry-agent-"));
+  const agent = new Agent({
+    server: server.url,
+    token: server.adminToken,
+    name: "metrics-node",
+    dataDir: agentDir,
+    heartbeatMs: 200,
+    metricsPort: 0,
+  });
+  try {
+    await agent.start();
+    assert.match(agent.metricsUrl ?? "", /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const own = await waitFor("a heartbeat counted on the agent's /metrics", async () => {
+      const text = await (await fetch(agent.metricsUrl as string)).text();
+      return /herd_agent_heartbeats_total\{result="ok",node="metrics-node"\} [1-9]/.test(text) ? text : undefined;
+    });
+    assert.match(own, /herd_agent_instances\{state="healthy",node="metrics-node"\} 0/);
+    assert.match(own, /process_cpu_seconds_total\{node="metrics-node"\}/, "the process's own figures");
+    const node = await waitFor("the node's metrics URL", async () => {
+      const n = (await call("GET", "/nodes")).body.items.find(
+        (i: { name: string }) => i.name === "metrics-node",
+      );
+      return n?.metricsUrl ? n : undefined;
+    });
+    assert.equal(node.metricsUrl, agent.metricsUrl);
+    await waitFor("the agent's target, up", async () => {
+      const items = (await call("GET", "/metrics/targets")).body.items as { name: string; health: string }[];
+      return items.find((i) => i.name === "herd-agent/metrics-node" && i.health === "up");
+    });
+    const stored = await waitFor("the agent's series in the TSDB", async () => {
+      const r = await query(`herd_agent_heartbeats_total{job="herd-agent",node="metrics-node",result="ok"}`);
+      return r.length > 0 ? r : undefined;
+    });
+    assert.equal(stored[0]?.metric.component, "agent");
+    const sd = (await call("GET", "/prom/sd")).body as {
+      targets: string[];
+      labels: Record<string, string>;
+    }[];
+    const group = sd.find((g) => g.labels.component === "agent");
+    assert.deepEqual(group?.targets, [new URL(agent.metricsUrl as string).host]);
+  } finally {
+    await agent.stop();
+    rmSync(agentDir, { recursive: true, force: true });
+  }
 });

@@ -19,6 +19,7 @@ import { startServer } from "../api/server.ts";
 import { packDirectory } from "../build/pack.ts";
 import { HerdError } from "../common/errors.ts";
 import { createLogger, type Logger } from "../common/log.ts";
+import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
 import { startGatewayCluster } from "../gateway/cluster.ts";
 import {
   CHILD_ENV,
@@ -27,7 +28,6 @@ import {
   spawnGatewayChild,
 } from "../gateway/cluster-child.ts";
 import { type HttpsSettings, startGateway } from "../gateway/gateway.ts";
-import { DEFAULT_METRICS_PORT } from "../gateway/metrics-server.ts";
 import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
@@ -76,14 +76,18 @@ with \`herd agent --server URL\`; gateways follow it with \`herd gateway --serve
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
-       [--ports 20000-29999]
+       [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The token comes from --token or HERD_TOKEN. Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve). --ports is the range instance
-ports come from; agents sharing one machine each need their own.`,
+ports come from; agents sharing one machine each need their own.
+--metrics-host:--metrics-port serves the agent's own Prometheus metrics
+(heartbeats, instance starts and exits, log shipping, process CPU and memory)
+at /metrics; a free port when 9181 is taken; off turns it off. The control
+plane scrapes it (job herd-agent) and lists it in its service discovery.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
 
@@ -140,8 +144,8 @@ const sampleOf = (value: unknown, name: string): number | undefined => {
   return n;
 };
 
-const metricsPortOf = (value: unknown, name: string): number | undefined =>
-  value === undefined ? DEFAULT_METRICS_PORT : value === "off" ? undefined : portOf(value, name);
+const metricsPortOf = (value: unknown, name: string, fallback = DEFAULT_METRICS_PORT): number | undefined =>
+  value === undefined ? fallback : value === "off" ? undefined : portOf(value, name);
 
 const megabytes = (value: unknown): number => {
   const n = Number(value);
@@ -249,6 +253,9 @@ export async function runUp(argv: string[]): Promise<number> {
       driver,
       logger: logger.child("agent"),
     });
+    // The agent shares this process: its metrics go on the API server's /metrics.
+    const inProcess = agent;
+    server.metrics.alsoExport.push(() => inProcess.metrics.render());
     await agent.start();
     // Its own processes, so proxying never waits on the control plane's event loop (or the reverse).
     gateway = await spawnGatewayChild({
@@ -471,6 +478,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     "reserve-cpu": { type: "string" },
     "reserve-memory": { type: "string" },
     ports: { type: "string" },
+    "metrics-port": { type: "string" },
+    "metrics-host": { type: "string", default: "127.0.0.1" },
   });
   if (!v) return 0;
   const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
@@ -506,10 +515,15 @@ export async function runAgent(argv: string[]): Promise<number> {
     capacity,
     reserve,
     ...(v.ports !== undefined ? { ports: parsePortRange(v.ports as string) } : {}),
+    metricsPort: metricsPortOf(v["metrics-port"], "metrics-port", DEFAULT_AGENT_METRICS_PORT),
+    metricsHost: v["metrics-host"] as string,
+    metricsPortOrFree: v["metrics-port"] === undefined,
     logger: logger.child("agent"),
   });
   await agent.start();
-  process.stdout.write(`herd agent ${(v.name as string | undefined) ?? hostname()} joined ${server}\n`);
+  process.stdout.write(
+    `herd agent ${(v.name as string | undefined) ?? hostname()} joined ${server}; metrics: ${agent.metricsUrl ?? "off"}\n`,
+  );
   await untilSignal();
   await agent.stop();
   return 0;

@@ -52,6 +52,7 @@ export class NodeController {
       // Operator decisions (cordon, drain) outlive the heartbeats that rewrite the rest.
       schedulable: prev?.schedulable ?? true,
       ...(prev?.draining ? { draining: true } : {}),
+      ...(hb.metricsUrl ? { metricsUrl: hb.metricsUrl } : {}),
     };
     const changed =
       prev?.state !== "ready" ||
@@ -63,6 +64,7 @@ export class NodeController {
         prev.taints,
         prev.isolation,
         prev.agentVersion,
+        prev.metricsUrl,
       ]) !==
         JSON.stringify([
           node.labels,
@@ -71,6 +73,7 @@ export class NodeController {
           node.taints,
           node.isolation,
           node.agentVersion,
+          node.metricsUrl,
         ]);
     if (changed || now - Date.parse(prev.lastHeartbeat) > PERSIST_HEARTBEAT_MS) {
       await store.put("node", name, node, { expectRevision: existing?.revision ?? 0 });

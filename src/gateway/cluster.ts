@@ -30,6 +30,7 @@ import net, { type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
+import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
 import {
@@ -42,7 +43,6 @@ import {
 } from "./gateway.ts";
 import { ActiveProber } from "./health-probe.ts";
 import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
-import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { type LeaseRequest, LeaseServer } from "./rate-lease.ts";
 import { EMPTY_TABLE, RouteLimit, type RouteObjects, type RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
@@ -420,6 +420,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
         host: options.metricsHost ?? "127.0.0.1",
         orFreePort: options.metricsPortOrFree,
         logger,
+        component: "gateway",
         render: renderMetrics,
       });
     }

@@ -6,10 +6,10 @@
 
 import { hostname } from "node:os";
 import { createLogger, type Logger } from "../common/log.ts";
+import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
-import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
 import { shipSpans } from "./spans.ts";
@@ -140,6 +140,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         host: options.metricsHost ?? "127.0.0.1",
         orFreePort: options.metricsPortOrFree,
         logger,
+        component: "gateway",
         render: async () => renderText([...(await processFamilies(proxy)), ...tableFamilies(proxy.table, 1)]),
       });
       reporter.changed();

@@ -227,6 +227,8 @@ export interface Node {
   taints?: Taint[];
   /** `herd nodes drain`: cordoned, and its cattle are being replaced elsewhere. */
   draining?: boolean;
+  /** Where its agent serves its own metrics, when it does (scraped as job herd-agent). */
+  metricsUrl?: string;
 }
 
 /** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */

@@ -64,6 +64,8 @@ export interface Heartbeat {
   instances: InstanceStatus[];
   /** The node's own CPU, memory, disk and network (absent from older agents). */
   stats?: NodeStats;
+  /** Where the agent serves its own metrics (`herd agent --metrics-port`), for the control plane to scrape. */
+  metricsUrl?: string;
 }
 
 /** One instance the node should have, and what to do with it. */

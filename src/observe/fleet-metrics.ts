@@ -13,6 +13,7 @@
 import type { Instance, Node, NodeState } from "../model/objects.ts";
 import type { Heartbeat, NodeStats } from "../model/protocol.ts";
 import type { Store } from "../store/store.ts";
+import type { ScrapeTarget } from "./scrape.ts";
 
 interface NodeReport {
   stats: NodeStats | undefined;
@@ -171,4 +172,22 @@ class TextWriter {
   text(): string {
     return this.#lines.length === 0 ? "" : `${this.#lines.join("\n")}\n`;
   }
+}
+
+/**
+ * The metrics endpoint of every ready node whose agent serves one (`herd agent
+ * --metrics-port`): scraped as job `herd-agent` while the node is ready.
+ */
+export async function agentScrapeTargets(store: Store): Promise<ScrapeTarget[]> {
+  const out: ScrapeTarget[] = [];
+  for (const { value: n } of (await store.list<Node>("node")).items) {
+    if (n.state !== "ready" || !n.metricsUrl) continue;
+    out.push({
+      name: `herd-agent/${n.name}`,
+      url: n.metricsUrl,
+      labels: { job: "herd-agent", component: "agent", node: n.name },
+      createdAt: "",
+    });
+  }
+  return out;
 }

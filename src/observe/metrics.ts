@@ -85,8 +85,10 @@ export class Metrics {
   readonly self = new ApiSelfMetrics();
   /** Nodes' and instances' figures from the heartbeats, exported beside `self`. */
   readonly fleet: FleetMetrics;
-  /** Targets found rather than registered (the gateways that report a metrics URL); set by the server. */
-  discovered: () => ScrapeTarget[] = () => [];
+  /** Components sharing this process whose metrics go on the API server's /metrics too (herd up's agent). */
+  readonly alsoExport: (() => Promise<string>)[] = [];
+  /** Targets found rather than registered (gateways and agents that report a metrics URL); set by the server. */
+  discovered: () => ScrapeTarget[] | Promise<ScrapeTarget[]> = () => [];
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #maintainEveryMs: number;
@@ -113,7 +115,7 @@ export class Metrics {
     });
   }
 
-  /** Registered targets (store), herd's own API server, and the discovered ones (gateways). */
+  /** Registered targets (store), herd's own API server, and the discovered ones (gateways, agents). */
   async targets(): Promise<ScrapeTarget[]> {
     const registered = (await this.#store.list<ScrapeTarget>(TARGET_KIND)).items.map((o) => o.value);
     // honorLabels: the fleet series name their herd instance in `instance`, which must not become host:port.
@@ -128,7 +130,7 @@ export class Metrics {
           },
         ]
       : [];
-    return [...own, ...this.discovered(), ...registered];
+    return [...own, ...(await this.discovered()), ...registered];
   }
 
   start(): void {

@@ -82,6 +82,14 @@ test("the gateway's spans: herd map draws gateway → hello/web, herd traces fin
   assert.match(one.stdout, /gateway GET /);
 });
 
+test("herd up's /metrics carries the API server's, the fleet's and its agent's figures", async () => {
+  const text = await (await fetch(`${herd.url}/metrics`)).text();
+  assert.match(text, /^herd_api_requests_total\{/m);
+  assert.match(text, /^herd_instance_memory_bytes\{/m);
+  assert.match(text, /^herd_agent_heartbeats_total\{result="ok",node="[^"]+"\} [1-9]/m);
+  assert.match(text, /^herd_agent_instances\{state="healthy",node="[^"]+"\} 2$/m);
+});
+
 test("kill -9 of an instance: it is replaced and traffic keeps flowing", async () => {
   const [victim] = await running();
   process.kill(victim.pid!, "SIGKILL");

@@ -7,6 +7,7 @@ import type { FastifyInstance } from "fastify";
 import { HerdError } from "../../common/errors.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
 import type { Heartbeat } from "../../model/protocol.ts";
+import { metricsUrlFrom } from "../gateway-book.ts";
 import { EventsQuery, HeartbeatBody, NodeParams, WATCHABLE, WatchQuery } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 import { drained, streamNdjson } from "./apps.ts";
@@ -70,7 +71,10 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const name = (req.params as { name: string }).name;
-      const hb = req.body as Heartbeat;
+      const body = req.body as Heartbeat;
+      // A loopback URL from an agent on another machine means that machine.
+      const metricsUrl = metricsUrlFrom(body.metricsUrl, req.socket.remoteAddress);
+      const hb: Heartbeat = { ...body, ...(metricsUrl ? { metricsUrl } : {}) };
       const reply = await controllers.nodes.handleHeartbeat(name, hb);
       deps.metrics.fleet.record(name, hb);
       // The write-only span token, for the OTEL_* defaults the agent gives instances.

@@ -1,21 +1,23 @@
 /**
- * The gateway's metrics listener: `GET /metrics` in Prometheus text format,
- * on its own port (not the proxy's), so scrapes never meet app routes and
- * the port can stay private (127.0.0.1 by default).
- *
- * With worker processes it runs in the primary, which asks every worker for
- * its counters at each scrape (cluster.ts); the single-process gateway runs
- * it beside its proxy (gateway.ts).
+ * A component's metrics listener: `GET /metrics` in Prometheus text format,
+ * on its own port, so scrapes never meet app routes and the port can stay
+ * private (127.0.0.1 by default). The gateway runs one (with worker processes,
+ * in the primary, which asks every worker for its counters at each scrape:
+ * gateway/cluster.ts), and so does a node agent (agent/agent.ts).
  */
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { HerdError } from "../common/errors.ts";
-import type { Logger } from "../common/log.ts";
-import { TEXT_CONTENT_TYPE } from "./metrics.ts";
+import { HerdError } from "./errors.ts";
+import type { Logger } from "./log.ts";
 
-/** Default port of the metrics listener (`--metrics-port`). */
+/** Prometheus text exposition format 0.0.4. */
+const TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** Default port of the gateway's metrics listener (`herd gateway --metrics-port`). */
 export const DEFAULT_METRICS_PORT = 9180;
+/** Default port of a node agent's metrics listener (`herd agent --metrics-port`). */
+export const DEFAULT_AGENT_METRICS_PORT = 9181;
 
 /** A running metrics listener. */
 export interface MetricsServer {
@@ -36,12 +38,14 @@ export async function startMetricsServer(options: {
   orFreePort?: boolean;
   render: () => Promise<string>;
   logger: Logger;
+  /** Whose metrics, for messages: "gateway", "agent". */
+  component: string;
 }): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-      res.end("not found: the gateway's metrics are at /metrics\n");
+      res.end(`not found: the ${options.component}'s metrics are at /metrics\n`);
       return;
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -59,7 +63,7 @@ export async function startMetricsServer(options: {
         res.end(req.method === "HEAD" ? undefined : text);
       },
       (err: Error) => {
-        options.logger.error("could not collect the gateway's metrics", { error: err });
+        options.logger.error(`could not collect the ${options.component}'s metrics`, { error: err });
         res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
         res.end(`could not collect metrics: ${err.message}\n`);
       },
