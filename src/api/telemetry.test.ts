@@ -197,7 +197,9 @@ test("an agent that serves its metrics is scraped as herd-agent and listed in se
     assert.match(agent.metricsUrl ?? "", /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     const own = await waitFor("a heartbeat counted on the agent's /metrics", async () => {
       const text = await (await fetch(agent.metricsUrl as string)).text();
-      return /herd_agent_heartbeats_total\{result="ok",node="metrics-node"\} [1-9]/.test(text) ? text : undefined;
+      return /herd_agent_heartbeats_total\{result="ok",node="metrics-node"\} [1-9]/.test(text)
+        ? text
+        : undefined;
     });
     assert.match(own, /herd_agent_instances\{state="healthy",node="metrics-node"\} 0/);
     assert.match(own, /process_cpu_seconds_total\{node="metrics-node"\}/, "the process's own figures");

@@ -47,6 +47,10 @@ test("herd.yaml alerts: errors name the field and its line", () => {
 
   p = problem(`${base}alerts:\n  bad:\n    expr: x\n    exprs: y\n`);
   assert.match(p.field ?? "", /^alerts\.bad/);
+
+  p = problem(`${base}alerts:\n  bad:\n    expr: x\n    labels:\n      alertname: other\n`);
+  assert.equal(p.field, "alerts.bad.labels.alertname");
+  assert.match(p.message, /is set by herd \(the rule's name\); use another label/);
 });
 
 test("matchers and templates", () => {

@@ -236,6 +236,14 @@ export function ruleProblems(rule: AlertRuleBody, at = ""): FieldProblem[] {
     });
   if (rule.for !== undefined && parseDuration(rule.for) === undefined)
     problems.push({ field: `${at}for`, message: `${JSON.stringify(rule.for)} is not a duration such as 5m` });
+  // herd sets these on every alert: a rule's own would be silently overridden.
+  for (const name of ["alertname", "severity"]) {
+    if (rule.labels?.[name] !== undefined)
+      problems.push({
+        field: `${at}labels.${name}`,
+        message: `is set by herd (${name === "alertname" ? "the rule's name" : "the rule's severity field"}); use another label`,
+      });
+  }
   return problems;
 }
 

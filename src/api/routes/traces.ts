@@ -60,13 +60,14 @@ const WindowQuery = T.Object(
 );
 const TraceParams = T.Object({ id: T.String({ pattern: "^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$" }) });
 
-/** A duration query parameter in µs; a 400 naming it when it is not one. */
-function durationParam(value: string | undefined, name: string, fallback: number): number {
+/** A duration query parameter in µs; a 400 naming it when it is not one (or is 0, for a window). */
+function durationParam(value: string | undefined, name: string, fallback: number, allowZero = false): number {
   if (value === undefined) return fallback;
   const us = parseDurationMicros(value);
-  if (us === null) {
-    throw invalid(`querystring.${name}: must be a duration like 250ms, 2s, 15m or 1h, got ${value}`, [
-      { field: `querystring.${name}`, message: "must be a duration like 250ms, 2s, 15m or 1h" },
+  if (us === null || (us === 0 && !allowZero)) {
+    const message = `must be a duration${allowZero ? "" : " above 0"} like 250ms, 2s, 15m or 1h`;
+    throw invalid(`querystring.${name}: ${message}, got ${value}`, [
+      { field: `querystring.${name}`, message },
     ]);
   }
   return us;
@@ -206,7 +207,8 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         service: q.service,
         route: q.route,
         status: q.status,
-        minDuration: q.minDuration === undefined ? undefined : durationParam(q.minDuration, "minDuration", 0),
+        minDuration:
+          q.minDuration === undefined ? undefined : durationParam(q.minDuration, "minDuration", 0, true),
         from,
         to,
         limit: q.limit ?? 20,
