@@ -171,6 +171,13 @@ test("a span sent twice is stored once, and counted as a duplicate", () => {
     store.flush();
     assert.equal(store.trace(spans[0]?.traceId ?? "").length, 2);
     assert.deepEqual([store.stats().written, store.stats().duplicates], [3, 2]);
+    // Same span id, trace ids alike in the digits the index key reads: two spans, both kept.
+    const a = "0123456789a0000000000000000000ff";
+    const b = "0123456789a1111111111111111111ff";
+    assert.equal(traceKey(a), traceKey(b));
+    store.recordSpans([a, b].map((traceId) => makeSpan({ traceId, id: 7, start: clock.now() * 1000 })));
+    store.flush();
+    assert.deepEqual([store.trace(a).length, store.trace(b).length], [1, 1]);
   });
 });
 

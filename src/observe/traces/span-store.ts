@@ -446,9 +446,10 @@ export const traceKey = (traceId: string): number =>
 
 /**
  * Brings a spans.db to version 1: the trace index is unique per (trace key,
- * span id), so a span sent twice is stored once. A version-0 file (keys of
- * the last 13 hex digits, duplicates allowed) is rekeyed and deduplicated
- * once, in place.
+ * span id, trace id), so a span sent twice is stored once (the trace id is
+ * in the key: ids that differ only between the digits the key reads must not
+ * look alike). A version-0 file (keys of the last 13 hex digits, duplicates
+ * allowed) is rekeyed and deduplicated once, in place.
  */
 function migrate(db: DatabaseSync): void {
   const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
@@ -458,8 +459,8 @@ function migrate(db: DatabaseSync): void {
     DROP INDEX IF EXISTS spans_trace;
     DROP INDEX IF EXISTS spans_span;
     UPDATE spans SET trace_key = herd_trace_key(trace_id);
-    DELETE FROM spans WHERE id NOT IN (SELECT MIN(id) FROM spans GROUP BY trace_key, span_id);
-    CREATE UNIQUE INDEX spans_span ON spans (trace_key, span_id);
+    DELETE FROM spans WHERE id NOT IN (SELECT MIN(id) FROM spans GROUP BY trace_key, span_id, trace_id);
+    CREATE UNIQUE INDEX spans_span ON spans (trace_key, span_id, trace_id);
     PRAGMA user_version = 1;
     COMMIT;`);
 }
