@@ -4,7 +4,7 @@
 // they fork), CPU seconds of a group from /proc, wrk runs, and one cleanup
 // that ends everything started (also on Ctrl-C).
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -106,9 +106,8 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.once(sig, () => void cleanup().finally(() => process.exit(130)));
 }
 
-/** CPU seconds (user + system) used so far by every process in process group `pgid`. */
-export function groupCpuSeconds(pgid: number): number {
-  let ticks = 0;
+/** Each process of process group `pgid`: its pid and `/proc/<pid>/stat` fields from field 3 (state) on. */
+function* groupProcesses(pgid: number): Generator<{ pid: number; fields: string[] }> {
   for (const entry of readdirSync("/proc")) {
     if (entry.charCodeAt(0) > 57) continue;
     let stat: string;
@@ -119,11 +118,27 @@ export function groupCpuSeconds(pgid: number): number {
     }
     // Fields after the command (which may hold spaces) start after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
-    if (Number(fields[2]) !== pgid) continue;
-    ticks += Number(fields[11]) + Number(fields[12]);
+    // fields[0] is field 3 (state): pgrp is field 5.
+    if (Number(fields[2]) === pgid) yield { pid: Number(entry), fields };
   }
+}
+
+/** CPU seconds (user + system) used so far by every process in process group `pgid`. */
+export function groupCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  // utime is field 14, stime 15.
+  for (const { fields } of groupProcesses(pgid)) ticks += Number(fields[11]) + Number(fields[12]);
   return ticks / TICKS;
+}
+
+/**
+ * Pins every thread of `pid` (and, with `group`, of every process in its
+ * process group) to the CPUs in `cpus` ("0", "1", "0-1") with taskset;
+ * children started later inherit it.
+ */
+export function pinCpus(pid: number, cpus: string, group = false): void {
+  const pids = group ? [...groupProcesses(pid)].map((p) => p.pid) : [pid];
+  for (const p of pids) execFileSync("taskset", ["-a", "-p", "-c", cpus, String(p)], { stdio: "ignore" });
 }
 
 /** The first stdout line of `child` that is JSON with a port. */

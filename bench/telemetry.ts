@@ -261,7 +261,7 @@ async function tracingSection(): Promise<Figure[]> {
     },
     ...ingest(r.fixed, "fixed rate"),
     {
-      name: `throughput cost of tracing: the gateway's extra CPU per traced request at a fixed ${fmt(r.rate)} req/s, median of ${r.fixed.rounds} paired rounds of ${r.seconds} s (round by round: ${rounds(r.fixed)}; ${fmt(r.spansStored)} spans stored over both passes, ${fmt(r.spansRefused)} refused with 429${ingestOff ? "; BENCH_INGEST=off: span posts answered 404, not ingested" : ""})`,
+      name: `throughput cost of tracing: the gateway's extra CPU per traced request at a fixed ${fmt(r.rate)} req/s${r.pinned ? " (gateways on CPU 0; span store, upstream and h2load on CPU 1)" : " (all on all cores)"}, median of ${r.fixed.rounds} paired rounds of ${r.seconds} s (round by round: ${rounds(r.fixed)}; ${fmt(r.spansStored)} spans stored over both passes, ${fmt(r.spansRefused)} refused with 429${ingestOff ? "; BENCH_INGEST=off: span posts answered 404, not ingested" : ""})`,
       value: r.fixed.cost,
       unit: "%",
       target: "≤ 5 %",

@@ -13,24 +13,26 @@
 //    group's CPU (utime + stime) per request. A gateway's throughput is its
 //    cores divided by its CPU per request, so the extra CPU a traced request
 //    takes is the throughput it costs; the median of the rounds' paired
-//    comparisons is the figure. At this rate the machine is not saturated, so
-//    the control plane storing the spans on the same cores does not
-//    stretch the gateway's own time; its CPU per traced request is reported
-//    beside.
+//    comparisons is the figure. The gateways are pinned to CPU 0 and
+//    everything else (this process with the control plane storing the spans,
+//    the upstream, h2load) to CPU 1, as when the control plane runs on its
+//    own machine: the span store works for real, but not on the gateway's
+//    core (BENCH_PIN=off shares both cores). The control plane's CPU per
+//    traced request is reported beside.
 // 2. Saturated: wrk, as many requests as the machine serves. On a 2-core
 //    machine running the gateway, the upstream, wrk and the span store at
 //    once, this says what tracing costs the machine as a whole (the span
 //    store's work included): req/s and CPU per request of both gateways.
 //
 // Env: BENCH_SECONDS (5) per run, BENCH_WARMUP_SECONDS (2, the saturated pass), BENCH_CONNECTIONS (32),
-// BENCH_ROUNDS (7 fixed-rate, 3 saturated), BENCH_TRACING_RATE (2500 req/s);
+// BENCH_ROUNDS (7 fixed-rate, 3 saturated), BENCH_TRACING_RATE (2500 req/s), BENCH_PIN=off;
 // BENCH_CPU_PROF=<dir>: the gateways write V8 CPU profiles there (node --cpu-prof) when they stop;
 // BENCH_INGEST=off: the stand-in answers the span posts 404 instead of relaying them (the gateway
 // still records, writes and posts every batch), to see the gateway's cost without the ingest's
 // competition for the cores.
 
 import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import { startServer } from "../src/api/server.ts";
@@ -43,6 +45,7 @@ import {
   type Measured,
   measure,
   onCleanup,
+  pinCpus,
   portOf,
   ROOT,
   removeOnCleanup,
@@ -89,6 +92,8 @@ export interface TracingCost {
   /** h2load at `rate` req/s: the headline. */
   fixed: TracingPass;
   rate: number;
+  /** Whether the fixed-rate pass had the gateways on CPU 0 and the rest on CPU 1. */
+  pinned: boolean;
   /** wrk, saturating the machine. */
   saturated: TracingPass;
   /** Spans the control plane stored from the traced gateway. */
@@ -174,19 +179,29 @@ export async function measureTracingCost(): Promise<TracingCost> {
   };
 
   // 1. Fixed rate: a warm-up run, then the measured one, the gateway's CPU over the requests answered.
+  const pinned = env.BENCH_PIN !== "off" && availableParallelism() >= 2;
+  const pin = (gateways: string, rest: string) => {
+    for (const g of [off, on]) pinCpus(g.child.process.pid as number, gateways, true);
+    pinCpus(upstream.process.pid as number, rest, true);
+    pinCpus(process.pid, rest);
+  };
+  const all = `0-${availableParallelism() - 1}`;
+  if (pinned) pin("0", "1");
+  const h2load = (target: Target, seconds: number) =>
+    runH2load(tools.h2load, target, {
+      rate: RATE,
+      seconds,
+      warmupSeconds: 0,
+      connections: CONNECTIONS,
+      logFile: join(base, `h2load-${target.id}.log`),
+    });
+  // Both gateways warm (JIT, pools, the span store's first pages) before the first round.
+  for (const target of [off, on]) await h2load(target, 3);
   const fixed = await pass("fixed rate", RATE_ROUNDS, async (target) => {
-    const h2load = (seconds: number) =>
-      runH2load(tools.h2load, target, {
-        rate: RATE,
-        seconds,
-        warmupSeconds: 0,
-        connections: CONNECTIONS,
-        logFile: join(base, `h2load-${target.id}.log`),
-      });
-    await h2load(1);
+    await h2load(target, 1);
     const pgid = target.child.process.pid as number;
     const before = groupCpuSeconds(pgid);
-    const r = await h2load(SECONDS);
+    const r = await h2load(target, SECONDS);
     const used = groupCpuSeconds(pgid) - before;
     if (!r.reached) console.log(`    ! ${target.name}: ${r.why}`);
     return {
@@ -195,7 +210,8 @@ export async function measureTracingCost(): Promise<TracingCost> {
       errors: r.errors + r.non2xx,
     };
   });
-  // 2. Saturated.
+  // 2. Saturated: every process may use every core again.
+  if (pinned) pin(all, all);
   const run = { seconds: SECONDS, warmupSeconds: WARMUP, connections: CONNECTIONS };
   const saturated = await pass("saturated", SATURATED_ROUNDS, (target) => measure(tools.wrk, target, run));
 
@@ -212,6 +228,7 @@ export async function measureTracingCost(): Promise<TracingCost> {
   return {
     fixed,
     rate: RATE,
+    pinned,
     saturated,
     spansRefused: server.traces.store.stats().refused,
     spansStored,
