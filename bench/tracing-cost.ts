@@ -8,8 +8,9 @@
 // feeds the gateways their routes relays the posts to it). Two passes, each
 // in rounds that take the two gateways in turn:
 //
-// 1. Fixed rate (the headline): h2load sends RATE req/s to each (a 1 s
-//    warm-up, then SECONDS measured). The figure per gateway is its process
+// 1. Fixed rate (the headline): h2load sends RATE req/s to both at once (a
+//    1 s warm-up, then SECONDS measured), so whatever slows the machine for a
+//    moment slows both alike. The figure per gateway is its process
 //    group's CPU (utime + stime) per request. A gateway's throughput is its
 //    cores divided by its CPU per request, so the extra CPU a traced request
 //    takes is the throughput it costs; the median of the rounds' paired
@@ -144,27 +145,28 @@ export async function measureTracingCost(): Promise<TracingCost> {
   const off = await gateway("off", 0);
   const on = await gateway("on", 1);
 
+  /** Rounds of `measureRound`, which measures both gateways (one after the other, or at once). */
   const pass = async (
     label: string,
     rounds: number,
-    measureOne: (target: Target) => Promise<Measured>,
+    measureRound: () => Promise<{ off: Run; on: Run }>,
   ): Promise<TracingPass> => {
-    const runs: Record<string, Run[]> = { off: [], on: [] };
+    const offRuns: Run[] = [];
+    const onRuns: Run[] = [];
     for (let round = 1; round <= rounds; round++) {
-      for (const target of [off, on]) {
-        const cpu0 = process.cpuUsage();
-        const m = await measureOne(target);
-        const used = process.cpuUsage(cpu0);
-        const requests = Math.max(1, m.rps * SECONDS);
-        runs[target.id]?.push({ ...m, ownUsPerRequest: (used.user + used.system) / requests });
+      const both = await measureRound();
+      offRuns.push(both.off);
+      onRuns.push(both.on);
+      for (const [target, m] of [
+        [off, both.off],
+        [on, both.on],
+      ] as const) {
         console.log(
           `    ${label} round ${round} ${target.name}: ${m.usPerRequest.toFixed(1)} µs CPU/request, ${Math.round(m.rps)} req/s` +
             `${m.errors ? `  ! ${m.errors} errors` : ""}`,
         );
       }
     }
-    const offRuns = runs.off as Run[];
-    const onRuns = runs.on as Run[];
     const paired = (f: (o: Run, n: Run) => number) => median(offRuns.map((o, i) => f(o, onRuns[i] as Run)));
     const best = (rs: Run[]) => rs.reduce((a, b) => (b.usPerRequest < a.usPerRequest ? b : a));
     return {
@@ -177,8 +179,16 @@ export async function measureTracingCost(): Promise<TracingCost> {
       rounds,
     };
   };
+  /** `measure` of one gateway, with this process's CPU per request meanwhile. */
+  const withOwnCpu = async (m: () => Promise<Measured>): Promise<Run> => {
+    const cpu0 = process.cpuUsage();
+    const r = await m();
+    const used = process.cpuUsage(cpu0);
+    return { ...r, ownUsPerRequest: (used.user + used.system) / Math.max(1, r.rps * SECONDS) };
+  };
 
-  // 1. Fixed rate: a warm-up run, then the measured one, the gateway's CPU over the requests answered.
+  // 1. Fixed rate, both gateways at once (so a slower moment of the machine hits both alike):
+  //    a warm-up, then the measured window, each gateway's CPU over the requests it answered.
   const pinned = env.BENCH_PIN !== "off" && availableParallelism() >= 2;
   const pin = (gateways: string, rest: string) => {
     for (const g of [off, on]) pinCpus(g.child.process.pid as number, gateways, true);
@@ -195,10 +205,7 @@ export async function measureTracingCost(): Promise<TracingCost> {
       connections: CONNECTIONS,
       logFile: join(base, `h2load-${target.id}.log`),
     });
-  // Both gateways warm (JIT, pools, the span store's first pages) before the first round.
-  for (const target of [off, on]) await h2load(target, 3);
-  const fixed = await pass("fixed rate", RATE_ROUNDS, async (target) => {
-    await h2load(target, 1);
+  const atRate = async (target: Target): Promise<Measured> => {
     const pgid = target.child.process.pid as number;
     const before = groupCpuSeconds(pgid);
     const r = await h2load(target, SECONDS);
@@ -209,11 +216,25 @@ export async function measureTracingCost(): Promise<TracingCost> {
       rps: r.achieved,
       errors: r.errors + r.non2xx,
     };
+  };
+  // Both gateways warm (JIT, pools, the span store's first pages) before the first round.
+  await Promise.all([off, on].map((target) => h2load(target, 3)));
+  const fixed = await pass("fixed rate", RATE_ROUNDS, async () => {
+    await Promise.all([off, on].map((target) => h2load(target, 1)));
+    // This process's CPU in the window is the traced gateway's ingest (the untraced one sends nothing).
+    const cpu0 = process.cpuUsage();
+    const [offRun, onRun] = await Promise.all([atRate(off), atRate(on)]);
+    const used = process.cpuUsage(cpu0);
+    const own = (used.user + used.system) / Math.max(1, onRun.rps * SECONDS);
+    return { off: { ...offRun, ownUsPerRequest: 0 }, on: { ...onRun, ownUsPerRequest: own } };
   });
   // 2. Saturated: every process may use every core again.
   if (pinned) pin(all, all);
   const run = { seconds: SECONDS, warmupSeconds: WARMUP, connections: CONNECTIONS };
-  const saturated = await pass("saturated", SATURATED_ROUNDS, (target) => measure(tools.wrk, target, run));
+  const saturated = await pass("saturated", SATURATED_ROUNDS, async () => ({
+    off: await withOwnCpu(() => measure(tools.wrk, off, run)),
+    on: await withOwnCpu(() => measure(tools.wrk, on, run)),
+  }));
 
   // The spans made it: the batches left within a second or two, and the ingest stores them within its flush.
   let spansStored = 0;

@@ -324,6 +324,17 @@ interface TracedResponse extends http.ServerResponse {
   spans?: GatewaySpans;
 }
 
+/**
+ * The servers' response class: the fields the proxy sets per request exist
+ * from construction, so every response keeps one hidden class; added on the
+ * fly they would change the shape of Node's own objects under its hot code.
+ */
+class GatewayResponse extends http.ServerResponse {
+  exchange: Exchange | undefined = undefined;
+  hop: TraceHop | undefined = undefined;
+  spans: GatewaySpans | undefined = undefined;
+}
+
 /** A request that waited for its rate-limit verdict (a worker's empty lease): taken again with it. */
 interface LimitedRequest extends http.IncomingMessage {
   limitVerdict?: TakeResult;
@@ -378,8 +389,9 @@ export class GatewayProxy {
   }
 
   /** Options both servers share. */
-  #serverOptions(): http.ServerOptions {
+  #serverOptions(): http.ServerOptions<typeof http.IncomingMessage, typeof GatewayResponse> {
     return {
+      ServerResponse: GatewayResponse,
       maxHeaderSize: MAX_HEADER_BYTES,
       // Node looks for late headers on this interval: a fraction of the timeout keeps the cut close to it.
       connectionsCheckingInterval: Math.max(100, Math.floor(this.#headersTimeoutMs / 4)),

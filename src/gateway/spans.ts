@@ -54,8 +54,10 @@ export class GatewaySpans {
    * `#times` (unboxed). References and small integers only: the spans are
    * written when flushed, not per request.
    */
-  #rows: unknown[] = [];
-  #times = new Float64Array(BATCH * 2);
+  #rows: unknown[] = new Array(BATCH * ROW).fill(null);
+  /** Requests in `#rows` (the buffers are reused: a batch is written out as text at once). */
+  #count = 0;
+  readonly #times = new Float64Array(BATCH * 2);
   #timer: NodeJS.Timeout | undefined;
   /** Each series' entry of the batch's `series` list, made once per series. */
   readonly #seriesJson = new Map<Series, string>();
@@ -97,11 +99,17 @@ export class GatewaySpans {
   ): void {
     if (!hop.recorded) return;
     const rows = this.#rows;
-    const at = (rows.length / ROW) * 2;
-    this.#times[at] = startMs;
-    this.#times[at + 1] = endMs;
-    rows.push(hop, series, method, status, outcome, upstreamInstance);
-    if (rows.length >= BATCH * ROW) this.flush();
+    const n = this.#count++;
+    const at = n * ROW;
+    rows[at] = hop;
+    rows[at + 1] = series;
+    rows[at + 2] = method;
+    rows[at + 3] = status;
+    rows[at + 4] = outcome;
+    rows[at + 5] = upstreamInstance;
+    this.#times[n * 2] = startMs;
+    this.#times[n * 2 + 1] = endMs;
+    if (this.#count >= BATCH) this.flush();
     else if (this.#timer === undefined) {
       this.#timer = setTimeout(() => this.flush(), 1000);
       this.#timer.unref();
@@ -112,11 +120,11 @@ export class GatewaySpans {
   flush(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#rows.length === 0) return;
-    const rows = this.#rows;
-    this.#rows = [];
-    const spans = rows.length / ROW;
-    if (!this.#sink.postBatch(this.#batch(rows, this.#times), spans)) this.dropped += spans;
+    const spans = this.#count;
+    if (spans === 0) return;
+    const body = this.#batch(this.#rows, spans, this.#times);
+    this.#count = 0;
+    if (!this.#sink.postBatch(body, spans)) this.dropped += spans;
   }
 
   /** `[route, tenant, app, service]` of a series, as JSON. */
@@ -133,11 +141,11 @@ export class GatewaySpans {
   }
 
   /** The batch as JSON text, written directly: no objects per span. */
-  #batch(rows: unknown[], times: Float64Array): string {
+  #batch(rows: unknown[], count: number, times: Float64Array): string {
     const index = new Map<Series, number>();
     const series: string[] = [];
     const spans: string[] = [];
-    for (let i = 0; i < rows.length; i += ROW) {
+    for (let i = 0; i < count * ROW; i += ROW) {
       const hop = rows[i] as TraceHop;
       const one = rows[i + 1] as Series;
       let s = index.get(one);
