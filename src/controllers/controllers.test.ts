@@ -112,6 +112,17 @@ async function deploy(
 }
 
 /** The deploy once it has failed (undefined if it has not within a quarter second). */
+/** A harness whose node n1 runs `spec`'s instances, deployed and reported healthy. */
+async function runningOnN1(spec: Parameters<typeof deploy>[1]): Promise<Harness> {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deploy(h, spec);
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  return h;
+}
+
 async function failedDeploy(h: Harness, app: string, id: string): Promise<Deploy | undefined> {
   for (let n = 0; n < 50; n++) {
     const o = (await h.store.get<Deploy>("deploy", `default/${app}/${id}`))!.value;
@@ -143,12 +154,7 @@ test("a deploy places instances, they become running, the deploy succeeds", asyn
 });
 
 test("a new release keeps the old instances until the new ones run, then drains them", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 2 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 2 });
   const v1 = (await instancesOf(h)).map((i) => i.id);
 
   const d2 = await deploy(h, { instances: 2, env: { V: "2" } }, "c".repeat(64));
@@ -191,12 +197,7 @@ test("a new release keeps the old instances until the new ones run, then drains 
 });
 
 test("a crashed cattle instance is replaced by a new one; a crashed pet restarts in place", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 1 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 1 });
   const [first] = await instancesOf(h);
   await agentReports(h, "n1", () => "exited");
   await settle(h);
@@ -208,12 +209,7 @@ test("a crashed cattle instance is replaced by a new one; a crashed pet restarts
   const events = await h.ctx.events.list({ app: "hello" });
   assert.ok(events.some((e) => e.reason === "Replacing"));
 
-  const p = setup();
-  await p.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(p, { instances: 1, mode: "pet" });
-  await settle(p);
-  await agentReports(p, "n1", () => "healthy");
-  await settle(p);
+  const p = await runningOnN1({ instances: 1, mode: "pet" });
   const [pet] = await instancesOf(p);
   assert.equal(pet.id, "hello-web-0");
   await agentReports(p, "n1", () => "exited");
@@ -228,12 +224,7 @@ test("a crashed cattle instance is replaced by a new one; a crashed pet restarts
 });
 
 test("an instance its node's herd stopped (herd up shutting down) restarts in place, counted as no crash", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 1 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 1 });
   const [before] = await instancesOf(h);
   // It ran for a while; the next herd up's agent adopts it as stopped, says so, and starts it again.
   h.clock.advance(600_000);
@@ -262,12 +253,7 @@ test("an instance its node's herd stopped (herd up shutting down) restarts in pl
 });
 
 test("a release that never becomes healthy fails its deploy and the old one keeps serving", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 1 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 1 });
   const [v1] = await instancesOf(h);
   const d2 = await deploy(h, { instances: 1, command: "exit 1" }, "d".repeat(64));
   for (let n = 0; n < 6; n++) {
@@ -289,12 +275,7 @@ test("a release that never becomes healthy fails its deploy and the old one keep
 });
 
 test("a lost node's cattle move to another node", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 2 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 2 });
   await h.m.nodes.handleHeartbeat("n2", hb());
   h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
   await h.m.nodes.handleHeartbeat("n2", hb());
@@ -311,12 +292,7 @@ test("a lost node's cattle move to another node", async () => {
 });
 
 test("scaling to zero and back", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 3 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 3 });
   const o = (await h.store.get<Service>("service", "default/hello/web"))!;
   await h.store.put("service", o.key, { ...o.value, instances: 1, state: "scaling" });
   await settle(h);
@@ -325,12 +301,7 @@ test("scaling to zero and back", async () => {
 });
 
 test("a new release updates pets in place, one at a time", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 2, mode: "pet" });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 2, mode: "pet" });
   const d2 = await deploy(h, { instances: 2, mode: "pet", env: { V: "2" } }, "e".repeat(64));
   await settle(h);
   let pets = await instancesOf(h);
@@ -346,12 +317,7 @@ test("a new release updates pets in place, one at a time", async () => {
 });
 
 test("pets on a lost node wait for it and run there again when it returns", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 1, mode: "pet" });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 1, mode: "pet" });
   await h.m.nodes.handleHeartbeat("n2", hb());
   h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
   await h.m.nodes.handleHeartbeat("n2", hb());
@@ -417,12 +383,7 @@ const running = async (h: Harness) =>
   (await instancesOf(h)).filter((i) => i.desired === "running" && i.state === "running");
 
 test("drain replaces each cattle instance elsewhere before stopping it, never going below the count", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 2 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 2 });
   await h.m.nodes.handleHeartbeat("n2", hb());
   await setNode(h, "n1", { schedulable: false, draining: true });
   await settle(h);
@@ -452,12 +413,7 @@ test("drain replaces each cattle instance elsewhere before stopping it, never go
 });
 
 test("a drain with nowhere to put replacements waits, and the old instances keep running", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 1, resources: { memory: "1Gi" } });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 1, resources: { memory: "1Gi" } });
   await h.m.nodes.handleHeartbeat("n2", small(4, GiB / 2));
   await setNode(h, "n1", { schedulable: false, draining: true });
   await settle(h);
@@ -585,12 +541,7 @@ test("heartbeats that jitter by up to 2 s never make a node not ready; silence m
 });
 
 test("a deploy whose route a route object (of any app) serves fails; API traffic overrides survive a deploy", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 1 });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 1 });
   assert.equal((await h.store.get<App>("app", "default/hello"))?.value.release, 1);
   await h.store.put("route", "default/hello/beta", {
     tenant: "default",
@@ -628,12 +579,7 @@ test("a deploy whose route a route object (of any app) serves fails; API traffic
 });
 
 test("a drain with nowhere to go stops instances down to minAvailable, no further", async () => {
-  const h = setup();
-  await h.m.nodes.handleHeartbeat("n1", hb());
-  await deploy(h, { instances: 3, minAvailable: 2, resources: { memory: "1Gi" } });
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  const h = await runningOnN1({ instances: 3, minAvailable: 2, resources: { memory: "1Gi" } });
   // n2 has room for no replacement.
   await h.m.nodes.handleHeartbeat("n2", small(4, GiB / 2));
   await setNode(h, "n1", { schedulable: false, draining: true });

@@ -38,7 +38,8 @@ function direct(port: number): Promise<number> {
   });
 }
 
-test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphans or duplicates", async () => {
+/** A new herd up (cleaned up after the tests) serving examples/hello, and its two running instances. */
+async function helloOnNewHerd(): Promise<{ first: Herd; before: Instance[] }> {
   const first = await startHerd();
   herds.push(first);
   dirs.push(first.dataDir);
@@ -46,6 +47,11 @@ test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphan
   assert.equal(d.code, 0, d.stdout + d.stderr);
   const before = (await instances(first)).filter((i) => i.state === "running");
   assert.equal(before.length, 2);
+  return { first, before };
+}
+
+test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphans or duplicates", async () => {
+  const { first, before } = await helloOnNewHerd();
 
   await first.kill9();
   for (const i of before) {
@@ -73,13 +79,7 @@ test("kill -9 of herd up: apps keep serving; a restart re-adopts them, no orphan
 });
 
 test("Ctrl-C of herd up stops its apps; the next herd up starts the same instances again, not as crashes", async () => {
-  const first = await startHerd();
-  herds.push(first);
-  dirs.push(first.dataDir);
-  const d = await first.cli(["deploy", join(ROOT, "examples/hello")]);
-  assert.equal(d.code, 0, d.stdout + d.stderr);
-  const before = (await instances(first)).filter((i) => i.state === "running");
-  assert.equal(before.length, 2);
+  const { first, before } = await helloOnNewHerd();
 
   await first.stop();
   for (const i of before) assert.ok(!alive(i.pid!), `${i.id} was stopped with herd`);
