@@ -113,7 +113,7 @@ test("herd trace prints the tree with timing bars", async () => {
   assert.equal(lines[0], `trace ${hexId(20, 32)}  40ms  6 spans  3 services  1 error`);
   assert.match(lines[1], /^gateway proxy\s+\|█{30}\| 40ms$/);
   assert.match(lines[2], /^ {2}web GET \/users\/:id\s+\| {7}█{15} {8}\| 20ms {2}500 {2}ERROR$/);
-  assert.match(lines[3], /^ {4}web GET \/check/);
+  assert.match(lines[3], /^ {4}web GET \/check → auth\s+\|/);
   assert.match(lines[4], /^ {6}auth GET \/check/);
   assert.match(lines[6], /^ {10}web GET \/me\s+\|/);
   assert.equal((await run(["trace", "xyz"])).code, 2);

@@ -70,7 +70,10 @@ export function tracesTable(items: readonly TraceSummary[], nowMs: number): stri
 export function traceText(tree: TraceTree, barWidth = 30): string {
   const lines: { label: string; span: SpanNode }[] = [];
   const walk = (n: SpanNode) => {
-    lines.push({ label: `${"  ".repeat(n.depth)}${n.service} ${n.name}`, span: n });
+    // A span that names whom it called (a client span, the gateway's span of a proxied request) says so.
+    const peer = n.attributes["peer.service"];
+    const to = typeof peer === "string" && peer !== "" ? ` → ${peer}` : "";
+    lines.push({ label: `${"  ".repeat(n.depth)}${n.service} ${n.name}${to}`, span: n });
     for (const c of n.children) walk(c);
   };
   for (const r of tree.roots) walk(r);
