@@ -13,6 +13,21 @@ export const Name = T.String({
 });
 
 export const TenantQuery = T.Object({ tenant: T.Optional(Name) });
+/** A tenant and an optional expected revision, for writes with optimistic concurrency. */
+export const RevisionQuery = T.Object({
+  tenant: T.Optional(Name),
+  revision: T.Optional(
+    T.Integer({
+      minimum: 0,
+      description:
+        "optimistic concurrency: 409 unless the object is at this revision (0: must not exist yet)",
+    }),
+  ),
+});
+/** The querystring of TenantQuery or RevisionQuery, as read. */
+export type TenantQ = { tenant?: string; revision?: number };
+/** The tenant a request names, `default` when it names none. */
+export const tenantOf = (q: TenantQ): string => q.tenant ?? "default";
 export const DestroyQuery = T.Object({
   tenant: T.Optional(Name),
   revision: T.Optional(T.Integer({ minimum: 1, description: "409 unless the app is at this revision" })),

@@ -28,14 +28,13 @@ import {
   SilenceBodySchema,
   type SilenceMatcher,
 } from "../../model/alerts.ts";
-import { NAME_PATTERN } from "../../model/manifest.ts";
 import { DEFAULT_RULES } from "../../observe/alerts/defaults.ts";
 import type { ActiveAlert } from "../../observe/alerts/evaluator.ts";
 import type { StoredObject } from "../../store/store.ts";
+import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 import { typeboxValidator } from "../validate.ts";
 
-const Name = T.String({ pattern: NAME_PATTERN, description: "lowercase letters, digits and dashes" });
 const RuleName = T.String({
   pattern: "^[a-z][a-z0-9-]{0,62}$",
   description: "lowercase letters, digits and dashes",
@@ -43,20 +42,7 @@ const RuleName = T.String({
 const RuleParams = T.Object({ name: RuleName });
 const ReceiverParams = T.Object({ name: Name });
 const SilenceParams = T.Object({ id: T.String({ pattern: "^[A-Za-z0-9]{1,32}$" }) });
-const TenantQuery = T.Object({ tenant: T.Optional(Name) });
-const RevisionQuery = T.Object({
-  tenant: T.Optional(Name),
-  revision: T.Optional(
-    T.Integer({
-      minimum: 0,
-      description:
-        "optimistic concurrency: 409 unless the object is at this revision (0: must not exist yet)",
-    }),
-  ),
-});
-
-type Q = { tenant?: string; revision?: number };
-const tenantOf = (q: Q): string => q.tenant ?? "default";
+type Q = TenantQ;
 
 /** An active alert as the API shows it. */
 export function alertView(a: ActiveAlert) {

@@ -23,13 +23,14 @@ import {
   LogsQuery,
   RollbackBody,
   ScaleBody,
+  type TenantQ,
   TenantQuery,
+  tenantOf,
 } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
 
-type Q = { tenant?: string };
-const tenantOf = (q: Q): string => q.tenant ?? "default";
+type Q = TenantQ;
 
 export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;

@@ -27,34 +27,20 @@ import {
   routeTargetProblems,
   TrafficBodySchema,
 } from "../../model/live-config.ts";
-import { NAME_PATTERN } from "../../model/manifest.ts";
 import { type App, appKey, type Service, serviceKey } from "../../model/objects.ts";
 import type { StoredObject } from "../../store/store.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
+import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
 import type { ApiDeps } from "../server.ts";
 import { typeboxValidator } from "../validate.ts";
 
-const Name = T.String({ pattern: NAME_PATTERN, description: "lowercase letters, digits and dashes" });
 const AppParams = T.Object({ app: Name });
 const RouteParams = T.Object({ app: Name, name: Name });
 const ServiceParams = T.Object({ app: Name, service: Name });
 const GatewayParams = T.Object({
   id: T.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description: "the gateway's id" }),
 });
-const TenantQuery = T.Object({ tenant: T.Optional(Name) });
-const RevisionQuery = T.Object({
-  tenant: T.Optional(Name),
-  revision: T.Optional(
-    T.Integer({
-      minimum: 0,
-      description:
-        "optimistic concurrency: 409 unless the object is at this revision (0: must not exist yet)",
-    }),
-  ),
-});
-
-type Q = { tenant?: string; revision?: number };
-const tenantOf = (q: Q): string => q.tenant ?? "default";
+type Q = TenantQ;
 
 /** One route of an app as GET /apps/:app/routes lists it. */
 interface ListedRoute {
