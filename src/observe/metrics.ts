@@ -3,7 +3,9 @@
  * API server's own exporter, started and stopped together.
  *
  *   scraper ──┐
- *   POST write ─► IngestQueue ─► Tsdb (<data>/metrics/) ◄── PromQL engine ◄── query API
+ *   POST write ─► IngestQueue ─► Tsdb (<data>/metrics/) ◄── PromQL engine ◄── alert rules
+ *                                        ▲ (read-only, own threads)
+ *                                 QueryPool workers ◄── query API
  *   maintenance timer ────────────┘   (flush, downsample, retention, size limit)
  */
 
@@ -14,6 +16,7 @@ import type { Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
+import { type QueryLimits, QueryPool } from "./promql/pool.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
 
@@ -30,6 +33,8 @@ export interface MetricsOptions {
   ingestQueuePoints?: number;
   /** How often retention, downsampling and the size limit run (default 60 s). */
   maintainEveryMs?: number;
+  /** Timeout, concurrency and sample limits of the query API (promql/pool.ts). */
+  query?: QueryLimits;
 }
 
 /** The store kind holding registered scrape targets. */
@@ -81,6 +86,8 @@ function stateGauges(registry: Registry, store: Store): void {
 export class Metrics {
   readonly tsdb: Tsdb;
   readonly queue: IngestQueue;
+  /** The query API's PromQL: worker threads with a timeout, a concurrency and a sample limit. */
+  readonly queries: QueryPool;
   readonly scraper: Scraper;
   readonly self = new ApiSelfMetrics();
   /** Nodes' and instances' figures from the heartbeats, exported beside `self`. */
@@ -100,7 +107,9 @@ export class Metrics {
     this.#store = options.store;
     this.#logger = options.logger;
     this.fleet = new FleetMetrics(options.store);
-    this.tsdb = new Tsdb({ ...options.storage, dir: join(options.dataDir, "metrics") });
+    const dir = join(options.dataDir, "metrics");
+    this.tsdb = new Tsdb({ ...options.storage, dir });
+    this.queries = new QueryPool(dir, options.query);
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
     stateGauges(this.self.registry, options.store);
@@ -148,6 +157,7 @@ export class Metrics {
   close(): void {
     this.scraper.stop();
     clearInterval(this.#maintainTimer);
+    void this.queries.close();
     this.tsdb.close();
   }
 }
