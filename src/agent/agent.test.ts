@@ -66,7 +66,7 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
       const reply: HeartbeatReply = {
         instances: cp.desired,
         intervalMs: 1000,
-        traces: { ingestToken: "ingest-secret" },
+        traces: { ingestTokens: { default: "ingest-secret" } },
       };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
     } else if (req.method === "GET" && req.url === `/api/v1/slugs/${digest}`) {

@@ -33,6 +33,7 @@ import { AuditLog, verbOf } from "./audit.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
+import { IngestTokens } from "./ingest-tokens.ts";
 import { type Decision, decide, type Permission, type Principal, ROUTES, routeKey } from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -149,6 +150,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
     traces,
+    ingestTokens: new IngestTokens(dataDir, store),
     metrics,
     alerts,
     audit,
@@ -168,11 +170,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 
-  const auth = new Authenticator(store, {
-    logger: logger.child("auth"),
-    // The write-only span token apps get (OTEL_* defaults) stands for an ingest identity.
-    extra: (secret) => (traces.isIngestToken(secret) ? TRACES_INGEST : undefined),
-  });
+  const auth = new Authenticator(store, { logger: logger.child("auth") });
   await auth.start();
   const app = buildApi(deps, auth, logger);
   await app
@@ -229,14 +227,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 }
-
-/** The shared traces ingest token's principal: writes spans, nothing else. */
-const TRACES_INGEST: Principal = {
-  token: { id: "traces", name: "traces ingest token", kind: "ingest", createdAt: "1970-01-01T00:00:00.000Z" },
-  label: "the traces ingest token",
-  admin: false,
-  roles: new Map(),
-};
 
 /** Machines' protocol writes: telemetry, not changes people make. */
 const UNAUDITED: ReadonlySet<Permission> = new Set<Permission>([

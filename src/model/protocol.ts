@@ -89,10 +89,11 @@ export interface HeartbeatReply {
   intervalMs: number;
   /**
    * Where instances send spans: the agent gives each instance OTEL_* defaults
-   * pointing at the control plane (as the agent reaches it) with this
-   * write-only ingest token. Absent: no trace defaults.
+   * pointing at the control plane (as the agent reaches it) with its tenant's
+   * write-only ingest token (`ingestTokens[tenant]`, one per tenant of the
+   * instances listed). Absent: no trace defaults.
    */
-  traces?: { ingestToken: string };
+  traces?: { ingestTokens: Record<string, string> };
 }
 
 export interface LogLine {

@@ -8,14 +8,16 @@
  *   GET  /api/v1/traces?service=&route=&status=&minDuration=&since=&limit=
  *   GET  /api/v1/traces/:id   GET /api/v1/traces/map   GET /api/v1/traces/top   GET /api/v1/traces/stats
  *
- * Ingest takes the API bearer token or the ingest token (a write-only
- * secret in `<data>/traces/ingest-token`, the one to give apps).
+ * Ingest takes a token with telemetry:write: a tenant's ingest token (the
+ * one the agent gives its instances, see observe/ingest-tokens.ts) or a
+ * member's; the spans are stamped with that tenant. Reads show a tenant
+ * its own spans only (a platform admin naming no tenant sees all).
  */
 
 import type { Readable } from "node:stream";
 import { createGunzip, createInflate } from "node:zlib";
 import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { invalid, notFound } from "../../common/errors.ts";
 import { DependencyMapBuilder, TopBuilder, type TopBy, traceTree } from "../../observe/traces/analysis.ts";
 import { parseGatewayBatch } from "../../observe/traces/gateway-batch.ts";
@@ -121,8 +123,16 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
         message: `span ingest queue is full: ${count} spans refused, retry after ${wait}s`,
       });
   };
-  const acceptSpans = (reply: FastifyReply, spans: Span[], ok: () => unknown) =>
-    accept(reply, spans.length, traces.recordSpans(spans), ok);
+  /**
+   * Spans sent with a tenant's credential (an ingest token, a member's token,
+   * or a platform admin naming a tenant) are that tenant's, whatever their
+   * `herd.tenant` resource attribute says; a platform admin naming none sends them as they are.
+   */
+  const acceptSpans = (req: FastifyRequest, reply: FastifyReply, spans: Span[], ok: () => unknown) => {
+    const tenant = telemetryTenant(req);
+    if (tenant !== undefined) for (const s of spans) s.tenant = tenant;
+    return accept(reply, spans.length, traces.recordSpans(spans), ok);
+  };
 
   api.post(
     "/traces/otlp/v1/traces",
@@ -136,7 +146,7 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) =>
-      acceptSpans(reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
+      acceptSpans(req, reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
   );
 
   api.post(
@@ -148,7 +158,7 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
         tags: ["traces"],
       },
     },
-    async (req, reply) => acceptSpans(reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
+    async (req, reply) => acceptSpans(req, reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
   );
 
   api.post(
@@ -248,7 +258,9 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new TopBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { tenant: telemetryTenant(req) });
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
+        tenant: telemetryTenant(req),
+      });
       return {
         ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
         sampledEvery: scanned.sampledEvery,
@@ -274,7 +286,9 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const raw = (req.params as { id: string }).id.toLowerCase();
       const id = raw.length === 16 ? `0000000000000000${raw}` : raw;
-      const spans = traces.store.trace(id);
+      const tenant = telemetryTenant(req);
+      // A tenant sees its own spans of a trace (a trace may cross tenants through the gateway).
+      const spans = traces.store.trace(id).filter((s) => tenant === undefined || s.tenant === tenant);
       if (spans.length === 0) throw notFound(`no trace ${id} (it may be older than the retention)`);
       return traceTree(id, spans);
     },

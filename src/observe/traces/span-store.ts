@@ -335,7 +335,9 @@ export class SpanStore implements SpanSink {
     for (const row of stmt.iterate(...args) as Iterable<{ trace_id: string }>) {
       if (seen.has(row.trace_id)) continue;
       seen.add(row.trace_id);
-      const summary = summarize(row.trace_id, this.trace(row.trace_id));
+      const spans = this.trace(row.trace_id);
+      // A tenant's search sums up its own spans of each trace only.
+      const summary = summarize(row.trace_id, q.tenant ? spans.filter((s) => s.tenant === q.tenant) : spans);
       if (!summary || (q.status === "ok" && summary.errors > 0)) continue;
       found.push(summary);
       if (found.length >= limit) break;
@@ -371,6 +373,9 @@ export class SpanStore implements SpanSink {
     const stride = Math.max(1, Math.ceil(Number(total) / max));
     const args: (string | number)[] = [from, to];
     let sample = stride > 1 ? ` AND c.id % ${stride} = 0` : "";
+    // A tenant's scan joins only its own parents and children too: another tenant's service names stay hidden.
+    const own = options.tenant ? " AND p.tenant = c.tenant" : "";
+    const ownChild = options.tenant ? " AND x.tenant = c.tenant" : "";
     if (options.tenant) {
       sample += " AND c.tenant = ?";
       args.push(options.tenant);
@@ -381,9 +386,9 @@ export class SpanStore implements SpanSink {
              p.service AS parent_service,
              CASE WHEN c.peer IS NOT NULL THEN EXISTS (
                SELECT 1 FROM spans x WHERE x.trace_key = c.trace_key AND x.trace_id = c.trace_id
-                 AND x.parent_id = c.span_id AND x.service != c.service) ELSE 0 END AS called_through
+                 AND x.parent_id = c.span_id AND x.service != c.service${ownChild}) ELSE 0 END AS called_through
            FROM spans c LEFT JOIN spans p
-             ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id
+             ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id${own}
            WHERE c.start >= ? AND c.start < ?${sample}`
         : `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
              NULL AS parent_service, 0 AS called_through

@@ -1,14 +1,13 @@
 /**
- * The traces part of the control plane: the span store, the optional OTLP
- * forwarder and the ingest token, opened together from the data dir.
+ * The traces part of the control plane: the span store and the optional OTLP
+ * forwarder, opened together from the data dir.
  *
  *   <data>/traces/spans.db      the spans (SpanStore)
- *   <data>/traces/ingest-token  a secret that may only send spans (mode 0600)
+ *
+ * Apps send spans with their tenant's ingest token (api/ingest-tokens.ts).
  */
 
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync } from "node:fs";
 import type { Clock } from "../../common/clock.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import type { Span, SpanSink } from "./span.ts";
@@ -34,10 +33,6 @@ export interface TracesOptions {
 export class Traces implements SpanSink {
   readonly store: SpanStore;
   readonly forwarder: OtlpForwarder | undefined;
-  /** The secret in `ingest-token`: accepted by the ingest endpoints only. */
-  readonly ingestToken: string;
-  readonly ingestTokenFile: string;
-
   constructor(dir: string, clock: Clock, options: TracesOptions = {}) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.forwarder = options.forwardUrl
@@ -54,25 +49,11 @@ export class Traces implements SpanSink {
       forward: this.forwarder,
     };
     this.store = new SpanStore(storeOptions);
-    this.ingestTokenFile = join(dir, "ingest-token");
-    if (existsSync(this.ingestTokenFile))
-      this.ingestToken = readFileSync(this.ingestTokenFile, "utf8").trim();
-    else {
-      this.ingestToken = `herd_ingest_${randomBytes(24).toString("base64url")}`;
-      writeFileSync(this.ingestTokenFile, `${this.ingestToken}\n`, { mode: 0o600 });
-    }
   }
 
   /** The in-process sink (the gateway's spans): false when the ingest queue is full. */
   recordSpans(spans: readonly Span[]): boolean {
     return this.store.recordSpans(spans);
-  }
-
-  /** Whether `secret` is the ingest token (constant time). */
-  isIngestToken(secret: string): boolean {
-    const a = Buffer.from(secret);
-    const b = Buffer.from(this.ingestToken);
-    return a.length === b.length && timingSafeEqual(a, b);
   }
 
   async close(): Promise<void> {
