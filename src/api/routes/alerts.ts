@@ -29,7 +29,7 @@ import {
   type SilenceMatcher,
 } from "../../model/alerts.ts";
 import { DEFAULT_RULES } from "../../observe/alerts/defaults.ts";
-import type { ActiveAlert } from "../../observe/alerts/evaluator.ts";
+import { type ActiveAlert, MAX_RULES_PER_TENANT } from "../../observe/alerts/evaluator.ts";
 import type { StoredObject } from "../../store/store.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
@@ -178,6 +178,15 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const key = `${tenant}/${name}`;
       const current = await store.get<AlertRuleObject>("alert_rule", key);
       checkRevision(`rule ${name}`, q, current);
+      if (!current) {
+        const count = (await store.list<AlertRuleObject>("alert_rule", { prefix: `${tenant}/` })).items
+          .length;
+        if (count >= MAX_RULES_PER_TENANT) {
+          throw conflict(
+            `tenant ${tenant} has ${count} alert rules, the most a tenant may have (${MAX_RULES_PER_TENANT}): delete one or change an existing rule`,
+          );
+        }
+      }
       const now = new Date().toISOString();
       const value: AlertRuleObject = {
         ...body,
