@@ -15,6 +15,9 @@ import type { QueryJob, WorkerReply } from "./pool.ts";
 const port = parentPort;
 if (!port) throw new Error("promql/worker.ts runs as a worker thread (see pool.ts)");
 const reader = new TsdbReader((workerData as { dir: string }).dir);
+// Mirror the series index and the head now, so the first query does not wait for it.
+reader.snapshot();
+reader.release();
 
 port.on("message", ({ id, job }: { id: number; job: QueryJob }) => {
   let reply: WorkerReply;

@@ -57,6 +57,7 @@ export class TsdbReader {
       rawFrom: this.#db.prepare("SELECT v FROM meta WHERE k = 'raw_from'"),
     };
     this.#st.readChunks.setReturnArrays(true);
+    this.#st.newHead.setReturnArrays(true);
   }
 
   /** Starts one consistent read and brings the mirror up to it. */
@@ -83,17 +84,27 @@ export class TsdbReader {
         this.#lastHead = undefined;
       }
     }
-    for (const row of this.#st.newHead.iterate(this.#lastHead?.rowid ?? 0)) {
-      const r = row as { rowid: number; series: number; ts: number; v: number | null };
-      let h = this.#head.get(r.series);
-      if (!h) {
-        h = { ts: [], values: [] };
-        this.#head.set(r.series, h);
+    // Rows as arrays, the series' head looked up only when the series changes: this is the slow part of a first snapshot.
+    let h: Head | undefined;
+    let hSeries = -1;
+    let lastRow: [number, number, number, number | null] | undefined;
+    for (const row of this.#st.newHead.iterate(this.#lastHead?.rowid ?? 0) as Iterable<
+      [number, number, number, number | null]
+    >) {
+      const series = row[1];
+      if (series !== hSeries) {
+        h = this.#head.get(series);
+        if (!h) {
+          h = { ts: [], values: [] };
+          this.#head.set(series, h);
+        }
+        hSeries = series;
       }
-      h.ts.push(r.ts);
-      h.values.push(r.v ?? Number.NaN);
-      this.#lastHead = { rowid: r.rowid, series: r.series, ts: r.ts };
+      (h as Head).ts.push(row[2]);
+      (h as Head).values.push(row[3] ?? Number.NaN);
+      lastRow = row;
     }
+    if (lastRow) this.#lastHead = { rowid: lastRow[0], series: lastRow[1], ts: lastRow[2] };
     this.#rawFrom = (this.#st.rawFrom.get() as { v: number } | undefined)?.v ?? 0;
   }
 
