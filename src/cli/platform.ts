@@ -42,7 +42,10 @@ const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [
 (oldest dropped first), and also send them to an OTLP/HTTP endpoint.
 Logs: [--logs-retention 7d] [--logs-max-size 256Mi] keep instance lines and
 events this long and at most this much (oldest dropped first; the disk's last
-256 MiB are never used).`;
+256 MiB are never used).
+Queries: [--query-timeout 30s] [--query-concurrency N] [--query-max-samples 10000000]
+PromQL through the API runs in N worker threads (default 2 to 4 by CPU count), at
+most --query-timeout each, loading at most --query-max-samples (docs/telemetry-tenancy.md).`;
 
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
@@ -210,6 +213,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
+    ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
   });
   if (!v) return 0;
@@ -379,6 +383,7 @@ export async function runServer(argv: string[]): Promise<number> {
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
+    ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
   });
   if (!v) return 0;
@@ -453,7 +458,28 @@ const metricsOf = (v: Record<string, unknown>) => ({
     ),
   },
   scrapeIntervalMs: durationFlag(v["scrape-interval"], "scrape-interval", 1000),
+  query: {
+    timeoutMs: durationFlag(v["query-timeout"], "query-timeout", 1000),
+    ...(v["query-concurrency"] === undefined
+      ? {}
+      : { concurrency: wholeFlag(v["query-concurrency"], "query-concurrency", 64) }),
+    maxSamples: wholeFlag(v["query-max-samples"], "query-max-samples", 1e9),
+  },
 });
+
+const QUERY_FLAGS = {
+  "query-timeout": { type: "string", default: "30s" },
+  "query-concurrency": { type: "string" },
+  "query-max-samples": { type: "string", default: "10000000" },
+} as const;
+
+/** A whole number flag from 1 to `max`; a HerdError naming the flag otherwise. */
+function wholeFlag(value: unknown, name: string, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new HerdError("invalid", `--${name} must be a whole number from 1 to ${max}, got ${value}`);
+  return n;
+}
 
 /** One resource unit, from --unit-cpu and --unit-memory. */
 const unitOf = (v: Record<string, unknown>) => {
