@@ -15,10 +15,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Token } from "../model/identity.ts";
+import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Store } from "../store/store.ts";
 import { createToken, hashToken } from "./auth.ts";
 
 const RECHECK_MS = 10_000;
+const TENANT_NAME = new RegExp(NAME_PATTERN);
 
 export class IngestTokens {
   readonly dir: string;
@@ -45,15 +47,17 @@ export class IngestTokens {
     return p;
   }
 
-  /** Secrets of several tenants, as `{tenant: secret}`. */
+  /** Secrets of several tenants, as `{tenant: secret}` (a name that is not a tenant name is left out). */
   async forTenants(tenants: Iterable<string>): Promise<Record<string, string>> {
-    const names = [...new Set(tenants)].sort();
+    const names = [...new Set(tenants)].filter((t) => TENANT_NAME.test(t)).sort();
     const secrets = await Promise.all(names.map((t) => this.forTenant(t)));
     return Object.fromEntries(names.map((t, i) => [t, secrets[i] as string]));
   }
 
   async #load(tenant: string): Promise<string> {
-    if (!/^[a-z][a-z0-9-]*$/.test(tenant)) throw new Error(`ingest token: bad tenant name ${tenant}`);
+    // The name becomes a file name: only tenant names.
+    if (!TENANT_NAME.test(tenant))
+      throw new Error(`ingest token: ${JSON.stringify(tenant)} is not a tenant name`);
     const file = join(this.dir, tenant);
     const kept =
       this.#known.get(tenant)?.secret ?? (existsSync(file) ? readFileSync(file, "utf8").trim() : "");

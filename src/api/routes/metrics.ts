@@ -231,6 +231,13 @@ function writeRoutes(api: FastifyInstance, metrics: Metrics): void {
       rawRetentionMs: metrics.tsdb.rawRetentionMs,
       downsampledRetentionMs: metrics.tsdb.downsampledRetentionMs,
       ingestQueue: { pending: metrics.queue.pending, capacity: metrics.queue.capacity },
+      queries: {
+        ...metrics.queries.load,
+        ...metrics.queries.counts,
+        concurrency: metrics.queries.concurrency,
+        timeoutMs: metrics.queries.timeoutMs,
+        maxSamples: metrics.queries.maxSamples,
+      },
     }),
   );
 }
