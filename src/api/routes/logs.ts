@@ -48,7 +48,7 @@ const NDJSON_PING_MS = 10_000;
 
 export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
   // Instance ids → their app, for log lines (instances are deleted once stopped; their last lines still count).
-  const owners = new Map<string, { tenant: string; app: string; service: string }>();
+  const owners = new Map<string, { tenant: string; app: string; service: string; node: string | null }>();
   api.post(
     "/logs",
     {
@@ -63,18 +63,26 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const batch = req.body as LogBatch;
+      // An agent ships its own node's lines only: no writing into another node's (another tenant's) instances.
+      const { token } = req.herd.principal;
+      const agentNode = token.kind === "agent" ? token.node : undefined;
+      if (agentNode !== undefined && batch.node !== agentNode) {
+        throw new HerdError("forbidden", `this agent token belongs to node ${agentNode}, not ${batch.node}`);
+      }
       const entries: LogInput[] = [];
       for (const l of batch.lines) {
         let owner = owners.get(l.instance);
         if (!owner) {
           const o = await deps.store.get<Instance>("instance", l.instance);
           if (!o) continue;
-          owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service };
+          owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service, node: o.value.node };
           if (owners.size > 100_000) owners.clear();
           owners.set(l.instance, owner);
         }
+        if (agentNode !== undefined && owner.node !== agentNode) continue;
+        const { node: _node, ...who } = owner;
         entries.push({
-          ...owner,
+          ...who,
           instance: l.instance,
           node: batch.node,
           time: l.time,
