@@ -236,7 +236,7 @@ test("queries run off the event loop with a timeout, a concurrency limit and a s
     query: "count by (g) (heavy > 100) / count by (g) (heavy)",
     start: String(start / 1000),
     end: String(now / 1000),
-    step: "15",
+    step: "10",
   };
   // /healthz answers while a heavy query works.
   const began = performance.now();
@@ -259,7 +259,7 @@ test("queries run off the event loop with a timeout, a concurrency limit and a s
   console.log(
     `heavy query ${queryMs.toFixed(0)} ms; /healthz during it: ${pings.length} answers, worst ${worst.toFixed(1)} ms (${((worst / queryMs) * 100).toFixed(1)}% of the query's time)`,
   );
-  assert.ok(queryMs > 500, `the query must be heavy enough to tell (took ${queryMs.toFixed(0)} ms)`);
+  assert.ok(queryMs > 300, `the query must be heavy enough to tell (took ${queryMs.toFixed(0)} ms)`);
   assert.ok(pings.length >= 5 && worst < queryMs / 4, `/healthz waited ${worst.toFixed(0)} ms`);
 
   // A timeout (?timeout= lowers the server's limit): 503 errorType timeout; the next query works.

@@ -16,7 +16,8 @@ import type { Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
-import { type QueryLimits, QueryPool } from "./promql/pool.ts";
+import { promqlPool } from "./promql/jobs.ts";
+import type { QueryLimits, QueryPool } from "./query-pool.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
 
@@ -33,7 +34,7 @@ export interface MetricsOptions {
   ingestQueuePoints?: number;
   /** How often retention, downsampling and the size limit run (default 60 s). */
   maintainEveryMs?: number;
-  /** Timeout, concurrency and sample limits of the query API (promql/pool.ts). */
+  /** Timeout, concurrency and sample limits of the query API (query-pool.ts). */
   query?: QueryLimits;
 }
 
@@ -109,7 +110,7 @@ export class Metrics {
     this.fleet = new FleetMetrics(options.store);
     const dir = join(options.dataDir, "metrics");
     this.tsdb = new Tsdb({ ...options.storage, dir });
-    this.queries = new QueryPool(dir, options.query);
+    this.queries = promqlPool(dir, options.query);
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
     stateGauges(this.self.registry, options.store);

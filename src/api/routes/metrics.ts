@@ -21,9 +21,10 @@ import { IngestBusyError, parseJsonWrite, parseTextWrite, WriteError } from "../
 import type { Metrics } from "../../observe/metrics.ts";
 import { TARGET_KIND } from "../../observe/metrics.ts";
 import { QueryError, TooManySamplesError, typeOf } from "../../observe/promql/engine.ts";
+import type { PromqlJob } from "../../observe/promql/jobs.ts";
 import { type Expr, PromqlError, parseDuration, parsePromql } from "../../observe/promql/parser.ts";
-import { QueryBusyError, type QueryJob, QueryTimeoutError } from "../../observe/promql/pool.ts";
 import { scopeToTenant, TENANT_LABEL, tenantMatchers } from "../../observe/promql/tenancy.ts";
+import { QueryBusyError, QueryTimeoutError } from "../../observe/query-pool.ts";
 import { type ScrapeTarget, targetLabels } from "../../observe/scrape.ts";
 import type { Labels, Matcher } from "../../observe/tsdb/labels.ts";
 import type { ApiDeps } from "../deps.ts";
@@ -304,7 +305,7 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
     api.post(`/prom/api/v1${path}`, { schema: { summary, tags: ["prometheus api"] } }, handler);
   };
   /** Runs a query in the pool, as the tenant's (a platform admin's without one share a line). */
-  const run = async (p: URLSearchParams, job: QueryJob, tenant: string | undefined) =>
+  const run = async (p: URLSearchParams, job: PromqlJob, tenant: string | undefined) =>
     new RawJson(await queries.run(job, tenant ?? "", parseTimeout(p.get("timeout"))));
   both(
     "/query",

@@ -1,5 +1,5 @@
 /**
- * A query worker (a node:worker_threads thread started by pool.ts): reads the
+ * A PromQL worker (a node:worker_threads thread of a QueryPool, jobs.ts): reads the
  * Tsdb's file through a TsdbReader and evaluates one query at a time, so a
  * heavy query never holds the API's event loop.
  *
@@ -7,19 +7,20 @@
  */
 
 import { parentPort, workerData } from "node:worker_threads";
+import type { WorkerReply } from "../query-pool.ts";
 import { TsdbReader } from "../tsdb/reader.ts";
 import { instantQuery, rangeQuery } from "./engine.ts";
 import { matrixJson, valueJson } from "./format.ts";
-import type { QueryJob, WorkerReply } from "./pool.ts";
+import type { PromqlJob } from "./jobs.ts";
 
 const port = parentPort;
-if (!port) throw new Error("promql/worker.ts runs as a worker thread (see pool.ts)");
+if (!port) throw new Error("promql/worker.ts runs as a worker thread (see jobs.ts)");
 const reader = new TsdbReader((workerData as { dir: string }).dir);
 // Mirror the series index and the head now, so the first query does not wait for it.
 reader.snapshot();
 reader.release();
 
-port.on("message", ({ id, job }: { id: number; job: QueryJob }) => {
+port.on("message", ({ id, job }: { id: number; job: PromqlJob }) => {
   let reply: WorkerReply;
   try {
     reader.snapshot();

@@ -1,17 +1,19 @@
 /**
- * The traces part of the control plane: the span store and the optional OTLP
- * forwarder, opened together from the data dir.
+ * The traces part of the control plane: the span store, the optional OTLP
+ * forwarder and the query workers, opened together from the data dir.
  *
- *   <data>/traces/spans.db      the spans (SpanStore)
+ *   <data>/traces/spans.db      the spans (SpanStore; read by query-worker.ts threads)
  *
  * Apps send spans with their tenant's ingest token (api/ingest-tokens.ts).
  */
 
 import { mkdirSync } from "node:fs";
 import type { Clock } from "../../common/clock.ts";
+import { type QueryLimits, QueryPool } from "../query-pool.ts";
+import type { TopBy } from "./analysis.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import type { Span, SpanSink } from "./span.ts";
-import { SpanStore, type SpanStoreOptions } from "./span-store.ts";
+import { SpanStore, type SpanStoreOptions, type TraceSearch } from "./span-store.ts";
 
 /** Settings of `herd server` for traces. */
 export interface TracesOptions {
@@ -28,11 +30,22 @@ export interface TracesOptions {
   maxQueueBytes?: number;
   /** See SpanStoreOptions.flushMs. */
   flushMs?: number;
+  /** Timeout and concurrency of trace queries (search, trace, map, Top-N). */
+  query?: QueryLimits;
 }
+
+/** A trace query for a worker (query-worker.ts); times in µs; `tenant` limits it to one tenant's spans. */
+export type TraceJob =
+  | { kind: "search"; query: TraceSearch }
+  | { kind: "trace"; id: string; tenant?: string }
+  | { kind: "map"; from: number; to: number; tenant?: string }
+  | { kind: "top"; from: number; to: number; by: TopBy; limit: number; tenant?: string };
 
 export class Traces implements SpanSink {
   readonly store: SpanStore;
   readonly forwarder: OtlpForwarder | undefined;
+  /** Where the API's trace queries run, off its event loop. */
+  readonly queries: QueryPool;
   constructor(dir: string, clock: Clock, options: TracesOptions = {}) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.forwarder = options.forwardUrl
@@ -49,6 +62,7 @@ export class Traces implements SpanSink {
       forward: this.forwarder,
     };
     this.store = new SpanStore(storeOptions);
+    this.queries = new QueryPool(new URL("./query-worker.ts", import.meta.url), { dir }, options.query);
   }
 
   /** The in-process sink (the gateway's spans): false when the ingest queue is full. */
@@ -57,6 +71,7 @@ export class Traces implements SpanSink {
   }
 
   async close(): Promise<void> {
+    await this.queries.close();
     this.store.close();
     await this.forwarder?.close();
   }

@@ -1,6 +1,6 @@
 /**
  * A read-only view of a Tsdb's file, for another thread (the PromQL query
- * workers, promql/pool.ts): it opens `metrics.db` read-only and mirrors what
+ * workers, promql/jobs.ts): it opens `metrics.db` read-only and mirrors what
  * the writer keeps in memory (the series index and the head).
  *
  *   snapshot(): BEGIN (one consistent read of the WAL) ─► new series (id > last seen)

@@ -1,6 +1,7 @@
 /**
- * Where the query API's PromQL runs: a few worker threads (worker.ts), each
- * reading the Tsdb's file on its own, so the API's event loop keeps
+ * Where the API's queries run: a few worker threads, each reading its store's
+ * file on its own (PromQL: promql/worker.ts on the Tsdb; traces:
+ * traces/query-worker.ts on spans.db), so the API's event loop keeps
  * answering while a query works. Limits, as Prometheus has them:
  *
  *   run(job) ─► a free worker? ─► evaluate ─► JSON text
@@ -16,9 +17,7 @@
 
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { MAX_QUERY_SAMPLES, QueryError, TooManySamplesError } from "./engine.ts";
-import type { Expr } from "./parser.ts";
-import { PromqlError } from "./parser.ts";
+import { MAX_QUERY_SAMPLES, QueryError } from "./promql/engine.ts";
 
 /** Settings of `herd server` for queries. */
 export interface QueryLimits {
@@ -35,10 +34,6 @@ export interface QueryLimits {
   /** Heap limit of a worker thread in MiB (default 1024). */
   workerHeapMb?: number;
 }
-
-export type QueryJob =
-  | { kind: "instant"; expr: Expr; time: number; maxSamples: number }
-  | { kind: "range"; expr: Expr; start: number; end: number; step: number; maxSamples: number };
 
 export type WorkerReply =
   | { id: number; json: string }
@@ -64,7 +59,7 @@ export class QueryTimeoutError extends Error {
 }
 
 interface Waiting {
-  job: QueryJob;
+  job: unknown;
   tenant: string;
   timeoutMs: number;
   resolve: (json: string) => void;
@@ -77,13 +72,19 @@ interface Slot {
   task: (Waiting & { id: number; timer: NodeJS.Timeout }) | undefined;
 }
 
+/**
+ * A pool of one kind of worker: `script` answers `{id, job}` messages with
+ * `{id, json}` or `{id, error: {name, message}}` (WorkerReply).
+ */
 export class QueryPool {
   readonly timeoutMs: number;
   readonly maxSamples: number;
   readonly concurrency: number;
   readonly queueMax: number;
   readonly perTenantQueue: number;
-  readonly #dir: string;
+  readonly #script: URL;
+  readonly #workerData: unknown;
+  readonly #rebuild: (e: { name: string; message: string }) => Error;
   readonly #heapMb: number;
   readonly #slots = new Set<Slot>();
   readonly #waiting: Waiting[] = [];
@@ -92,9 +93,19 @@ export class QueryPool {
   /** Counters since the start, for /metrics/stats. */
   readonly counts = { done: 0, failed: 0, timedOut: 0, refused: 0 };
 
-  /** `dir` is the Tsdb's directory. */
-  constructor(dir: string, limits: QueryLimits = {}) {
-    this.#dir = dir;
+  /**
+   * `script`: the worker's module; `workerData`: what it starts with (its
+   * store's directory); `rebuild`: a worker's error as the class the API maps to a status.
+   */
+  constructor(
+    script: URL,
+    workerData: unknown,
+    limits: QueryLimits = {},
+    rebuild: (e: { name: string; message: string }) => Error = (e) => new Error(e.message),
+  ) {
+    this.#script = script;
+    this.#workerData = workerData;
+    this.#rebuild = rebuild;
     this.timeoutMs = limits.timeoutMs ?? 30_000;
     this.maxSamples = limits.maxSamples ?? MAX_QUERY_SAMPLES;
     this.concurrency = limits.concurrency ?? Math.max(2, Math.min(4, availableParallelism()));
@@ -115,7 +126,7 @@ export class QueryPool {
    * `tenant` is whose query it is (its share of the line); `timeoutMs` is
    * capped by the pool's.
    */
-  run(job: QueryJob, tenant: string, timeoutMs = this.timeoutMs): Promise<string> {
+  run(job: unknown, tenant: string, timeoutMs = this.timeoutMs): Promise<string> {
     if (this.#closed) return Promise.reject(new QueryBusyError(503, "the query engine is shutting down"));
     const { running, waiting } = this.load;
     if (running >= this.concurrency) {
@@ -184,8 +195,8 @@ export class QueryPool {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), {
-      workerData: { dir: this.#dir },
+    const worker = new Worker(this.#script, {
+      workerData: this.#workerData,
       resourceLimits: { maxOldGenerationSizeMb: this.#heapMb },
     });
     worker.unref();
@@ -201,7 +212,7 @@ export class QueryPool {
         task.resolve(reply.json);
       } else {
         this.counts.failed++;
-        task.reject(rebuild(reply.error));
+        task.reject(this.#rebuild(reply.error));
       }
       this.#dispatch();
     });
@@ -247,16 +258,4 @@ export class QueryPool {
     });
     await Promise.all(ending);
   }
-}
-
-/** The error a worker reported, as the class the API maps to a status. */
-function rebuild(e: { name: string; message: string }): Error {
-  if (e.name === "TooManySamplesError") {
-    const err = new TooManySamplesError(0);
-    err.message = e.message;
-    return err;
-  }
-  if (e.name === "QueryError") return new QueryError(e.message);
-  if (e.name === "PromqlError") return Object.assign(new PromqlError(0, ""), { message: e.message });
-  return new Error(e.message);
 }
