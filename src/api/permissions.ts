@@ -259,8 +259,8 @@ export function decide(
   return { permission };
 }
 
-/** The tenant a tenant-scoped request acts in. */
-function tenantFor(who: Principal, named: string | undefined): string {
+/** The tenant a tenant-scoped request acts in (throws when it cannot be told or is refused). */
+export function tenantFor(who: Principal, named: string | undefined): string {
   if (who.token.kind === "ingest") {
     if (named !== undefined && named !== who.token.tenant) {
       throw forbidden(`this ingest token writes for tenant ${who.token.tenant}, not ${named}`);

@@ -33,7 +33,16 @@ import { AuditLog, verbOf } from "./audit.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
-import { type Decision, decide, type Permission, type Principal, ROUTES, routeKey } from "./permissions.ts";
+import {
+  type Decision,
+  decide,
+  type Permission,
+  type Principal,
+  ROUTES,
+  routeKey,
+  TENANT_PERMISSIONS,
+  tenantFor,
+} from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
@@ -323,8 +332,16 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
         [{ field: "querystring.tenant", message: "must be a name" }],
       );
     }
-    // Set before the decision, so that a refused write is audited with who tried it.
-    req.herd = { permission, principal, ...(named ? { tenant: named } : {}) };
+    // Set before the decision, so that a refused write is audited with who tried it and where.
+    let tenant = named;
+    if (tenant === undefined && TENANT_PERMISSIONS.has(permission)) {
+      try {
+        tenant = tenantFor(principal, undefined);
+      } catch {
+        // decide() says why
+      }
+    }
+    req.herd = { permission, principal, ...(tenant ? { tenant } : {}) };
     const decision = decide(principal, permission, { tenant: named, node });
     if (decision.tenant !== undefined && !(await auth.tenantExists(decision.tenant))) {
       // A member never sees this for its own tenants; an admin learns the tenant is missing.

@@ -7,6 +7,7 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
 import { unitsInUse } from "../../controllers/quota.ts";
+import { underDomain } from "../../controllers/route-owners.ts";
 import { type Member, ROLES, type Role, type User } from "../../model/identity.ts";
 import type { Tenant } from "../../model/objects.ts";
 import type { AuditQuery } from "../audit.ts";
@@ -53,10 +54,6 @@ const AuditQueryS = T.Object({
   until: T.Optional(T.String({ format: "date-time" })),
   limit: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
 });
-
-/** Whether `host` is `domain` or under it. */
-export const underDomain = (host: string, domain: string): boolean =>
-  host === domain || host.endsWith(`.${domain}`);
 
 export function tenantRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store } = deps;
