@@ -4,6 +4,7 @@
  */
 
 import type { ArtifactStore } from "../build/artifact-store.ts";
+import type { UnpackLimits } from "../build/unpack.ts";
 import type { Settings } from "../controllers/context.ts";
 import type { DeployLogs } from "../controllers/deploy-log.ts";
 import type { EventRecorder } from "../controllers/events.ts";
@@ -46,5 +47,7 @@ export interface ApiDeps {
     source: string;
     app: string;
     log: (line: string) => void;
+    /** The tenant's unpack limits. */
+    unpack?: UnpackLimits;
   }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
 }

@@ -218,3 +218,19 @@ test("hosts belong to tenants: another tenant's domain, app host or used host is
   await check("b", "b.localhost");
   await check("b", "free.example.org");
 });
+
+test("deploy limits per tenant: an upload over the tenant's limit is a 413, other tenants keep the server's", async () => {
+  assert.equal((await call("PUT", "/tenants/a/limits", { uploadBytes: 2048 }, "alice")).status, 403);
+  const set = await call("PUT", "/tenants/a/limits", { uploadBytes: 2048, unpackEntries: 100 });
+  assert.equal(set.status, 200);
+  assert.deepEqual(set.body.limits, { uploadBytes: 2048, unpackEntries: 100 });
+  assert.equal((await call("PUT", "/tenants/a/limits", { uploadBytes: "big" })).status, 400);
+  const big = Buffer.alloc(4096);
+  const res = await apiCall(server, "POST", "/apps/shop/deploys", big, {
+    token: tokens.alice,
+    contentType: "application/gzip",
+  });
+  assert.equal(res.status, 413);
+  assert.match(res.body.message, /the limit is 2048 bytes/);
+  assert.equal((await call("PUT", "/tenants/a/limits", {})).body.limits, undefined);
+});

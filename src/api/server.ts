@@ -164,10 +164,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
-    build: async ({ source, app, log }) => {
+    build: async ({ source, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
         source,
+        unpack,
         workDir: join(dataDir, "builds"),
         app,
         log,

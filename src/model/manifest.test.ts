@@ -372,3 +372,8 @@ test("probe: seconds to milliseconds, path from health.path by default, bad valu
   const unknown = problem("services:\n  web:\n    command: x\n    probe: { every: 2 }\n");
   assert.match(unknown.message, /services\.web\.probe/);
 });
+
+test("a herd.yaml over 256 KiB is refused before it is parsed", () => {
+  const big = `services:\n  web:\n    command: node server.js\n# ${"x".repeat(256 * 1024)}\n`;
+  assert.throws(() => parseManifest(big), /herd.yaml is \d+ bytes; the limit is 256 KiB/);
+});

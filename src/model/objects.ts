@@ -54,6 +54,18 @@ export interface Tenant {
    * hosts and their subdomains (`shop.example.com` covers `a.shop.example.com`).
    */
   domains?: string[];
+  /** Per-tenant deploy limits a platform admin set (defaults: the server's). */
+  limits?: TenantLimits;
+}
+
+/** How big a tenant's deploys may be. */
+export interface TenantLimits {
+  /** Largest source upload, bytes. */
+  uploadBytes?: number;
+  /** Most bytes the source may unpack to. */
+  unpackBytes?: number;
+  /** Most files and directories in the source. */
+  unpackEntries?: number;
 }
 
 /** Operations a service (or app) can be in; `running` is the steady state. */
