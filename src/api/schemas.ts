@@ -199,8 +199,8 @@ export const LogBatchBody = T.Object({
   ),
 });
 
-/** Kinds a snapshot or watch may ask for (tokens never leave the server). */
-export const WATCHABLE: readonly Kind[] = KINDS.filter((k) => k !== "token");
+/** Kinds a snapshot or watch may ask for (tokens and secrets, even encrypted, never leave the server). */
+export const WATCHABLE: readonly Kind[] = KINDS.filter((k) => k !== "token" && k !== "secret");
 
 export const WatchQuery = T.Object({
   kinds: T.Optional(

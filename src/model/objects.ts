@@ -15,6 +15,7 @@
  *   consumer `<tenant>/<consumer>`
  *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
+ *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -38,6 +39,7 @@ export const KINDS = [
   "alert_rule",
   "alert_receiver",
   "alert_silence",
+  "secret",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -110,6 +112,8 @@ export interface Release {
   alerts?: Record<string, AlertRuleBody>;
   /** For a rollback: the version whose content this release reuses. */
   rollbackOf?: number;
+  /** The version of each secret its services' env refers to (by secret name); never the values. */
+  secrets?: Record<string, number>;
 }
 
 export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
@@ -202,8 +206,16 @@ export interface InstanceRun {
   slug: string;
   command: string;
   env: Record<string, string>;
+  /** Env variables whose values are secrets: the agent gets them in the heartbeat reply, never stored here. */
+  secrets?: Record<string, SecretPin>;
   resources: Resources;
   health: HealthCheck;
+}
+
+/** A secret of the app, by name and the version a release pinned. */
+export interface SecretPin {
+  secret: string;
+  version: number;
 }
 
 export type NodeState = "ready" | "not_ready" | "lost";
