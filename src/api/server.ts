@@ -21,12 +21,13 @@ import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
 import { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
-import type { Release, Tenant } from "../model/objects.ts";
+import type { Release, Tenant, Token } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
@@ -39,6 +40,7 @@ import { liveConfigRoutes } from "./routes/live-config.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { secretRoutes } from "./routes/secrets.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
 
@@ -91,6 +93,8 @@ export interface ApiDeps {
   version: string;
   /** The platform's settings (resource unit, timings). */
   settings: Settings;
+  /** Encrypted secrets: apps', receivers' headers, consumers' HS256 secrets. */
+  secrets: SecretStore;
   build(options: {
     source: string;
     app: string;
@@ -131,7 +135,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
+  const secrets = await SecretStore.open(store, dataDir);
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     store,
@@ -174,6 +179,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
+    secrets,
     build: async ({ source, app, log }) => {
       const r = await buildSlug({
         artifacts,
@@ -331,7 +337,8 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
   app.register(
     async (api) => {
       api.addHook("onRequest", async (req) => {
-        await auth.check(req.headers.authorization);
+        // Kept for the routes that record who changed something (secrets).
+        (req as { token?: Token }).token = await auth.check(req.headers.authorization);
       });
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
@@ -343,6 +350,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      secretRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

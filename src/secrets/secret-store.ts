@@ -217,7 +217,7 @@ export class SecretStore {
         while (o) {
           const stale = o.value.versions.filter((v) => v.keyId !== current);
           if (stale.length === 0) break;
-          const key = o.key;
+          const key: string = o.key;
           const next: SecretObject = {
             ...o.value,
             versions: o.value.versions.map((v) => {

@@ -1,0 +1,202 @@
+// Apps' secrets through the real control plane: values go in and never come
+// out of the API; releases pin versions; only the heartbeat reply to the
+// node running an instance carries the values; a change rolls out.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { silentLogger } from "../common/log.ts";
+import { normalizeService } from "../model/manifest.ts";
+import type { Deploy, Instance, Release } from "../model/objects.ts";
+import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
+import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
+
+let server: RunningServer;
+const dir = mkdtempSync(join(tmpdir(), "herd-secrets-api-"));
+
+before(async () => {
+  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+});
+after(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
+
+async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const heartbeat = (instances: Heartbeat["instances"] = []): Heartbeat => ({
+  address: "127.0.0.1",
+  labels: {},
+  capacity: { cpu: 4, memory: 8 * 1024 ** 3 },
+  agentVersion: "test",
+  isolation: { cgroups: "none", reason: "test" },
+  instances,
+});
+
+/** A deploy through the controllers with a web service whose env refers to `secrets` (build skipped). */
+async function deploy(app: string, env: Record<string, string | { secret: string }>): Promise<Deploy> {
+  const d = await server.controllers.deploys.startDeploy("default", app, async () => ({
+    source: "b".repeat(64),
+    slug: "a".repeat(64),
+    services: { web: normalizeService(app, "web", { command: "node server.js", env }, undefined) },
+    description: "test",
+  }));
+  return waitFor("the deploy past its build", async () => {
+    const o = (await call("GET", `/apps/${app}/deploys/${d.id}`)).body as Deploy;
+    return o.state === "building" ? undefined : o;
+  });
+}
+
+test("set, list, unset: the API answers names, versions and who, never the value; 400s name the field", async () => {
+  const put = await call("PUT", "/apps/vault/secrets/api-key", { value: "s3cr3t-value-one" });
+  assert.equal(put.status, 201);
+  assert.deepEqual(Object.keys(put.body.secret).sort(), [
+    "createdAt",
+    "name",
+    "updatedAt",
+    "updatedBy",
+    "version",
+  ]);
+  assert.equal(put.body.secret.version, 1);
+  assert.equal(put.body.secret.updatedBy, "admin");
+  assert.equal(put.body.deploy, undefined, "no release refers to it: nothing to roll out");
+  const again = await call("PUT", "/apps/vault/secrets/api-key", { value: "s3cr3t-value-two" });
+  assert.equal(again.status, 200);
+  assert.equal(again.body.secret.version, 2);
+
+  const list = await call("GET", "/apps/vault/secrets");
+  assert.equal(list.status, 200);
+  assert.deepEqual(
+    list.body.items.map((s: { name: string; version: number }) => [s.name, s.version]),
+    [["api-key", 2]],
+  );
+  assert.ok(!JSON.stringify(list.body).includes("s3cr3t"));
+
+  const bad = await call("PUT", "/apps/vault/secrets/api-key", { value: "" });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.details[0].field, "body.value");
+  const missing = await call("PUT", "/apps/vault/secrets/api-key", {});
+  assert.equal(missing.body.details[0].field, "body.value");
+  const extra = await call("PUT", "/apps/vault/secrets/api-key", { value: "x", note: "y" });
+  assert.equal(extra.status, 400);
+  assert.equal(extra.body.details[0].field, "body.note");
+  const name = await call("PUT", "/apps/vault/secrets/9lives", { value: "x" });
+  assert.equal(name.status, 400);
+  assert.equal(name.body.details[0].field, "params.name");
+
+  const del = await call("DELETE", "/apps/vault/secrets/api-key");
+  assert.equal(del.status, 200);
+  assert.equal(del.body.deleted.name, "api-key");
+  assert.equal((await call("DELETE", "/apps/vault/secrets/api-key")).status, 404);
+  assert.deepEqual((await call("GET", "/apps/vault/secrets")).body.items, []);
+});
+
+test("secrets are never snapshotted or watched, even encrypted", async () => {
+  await call("PUT", "/apps/vault/secrets/other", { value: "x-never-shown" });
+  for (const path of ["/snapshot?kinds=secret", "/watch?kinds=service,secret"]) {
+    const res = await call("GET", path);
+    assert.equal(res.status, 400, path);
+    assert.equal(res.body.details[0].field, "querystring.kinds");
+  }
+  const all = await call("GET", "/snapshot");
+  assert.ok(!all.body.items.some((o: { kind: string }) => o.kind === "secret"));
+});
+
+test("a deploy whose env refers to a missing secret fails, naming the variable and the secret", async () => {
+  await server.store.put("app", "default/lost", {
+    tenant: "default",
+    name: "lost",
+    createdAt: "",
+    release: null,
+    latestVersion: 0,
+  });
+  const d = await deploy("lost", { DB_PASSWORD: { secret: "db-password" } });
+  assert.equal(d.state, "failed");
+  assert.match(d.message, /services\.web\.env\.DB_PASSWORD: secret db-password is not set for app lost/);
+  assert.match(d.message, /herd secrets set db-password --app lost/);
+});
+
+test("a release pins versions; only the heartbeat reply carries values; a change rolls out; unset in use is 409", async () => {
+  const value1 = "pg-password-first-7f3a";
+  const value2 = "pg-password-second-91bc";
+  assert.equal((await call("PUT", "/apps/shop/secrets/db-password", { value: value1 })).status, 201);
+  assert.equal((await call("POST", "/nodes/n1/heartbeat", heartbeat())).status, 200);
+  await server.store.put("app", "default/shop", {
+    tenant: "default",
+    name: "shop",
+    createdAt: "",
+    release: null,
+    latestVersion: 0,
+  });
+  const d = await deploy("shop", { GREETING: "hi", DB_PASSWORD: { secret: "db-password" } });
+  assert.equal(d.state, "rolling_out", d.message);
+
+  const releases = (await call("GET", "/apps/shop/releases")).body.items as Release[];
+  assert.deepEqual(releases[0]!.secrets, { "db-password": 1 });
+  assert.deepEqual(releases[0]!.services.web!.secrets, { DB_PASSWORD: "db-password" });
+  assert.deepEqual(releases[0]!.services.web!.env, { GREETING: "hi" });
+
+  const inst = await waitFor("the instance on n1", async () =>
+    (await server.store.list<Instance>("instance")).items.map((o) => o.value).find((i) => i.node === "n1"),
+  );
+  assert.deepEqual(inst.run.secrets, { DB_PASSWORD: { secret: "db-password", version: 1 } });
+  const reply = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
+  const desired = reply.instances.find((i) => i.id === inst.id)!;
+  assert.deepEqual(desired.secretEnv, { DB_PASSWORD: value1 });
+  assert.equal(desired.run.env.DB_PASSWORD, undefined);
+
+  // Nothing the API shows holds the value.
+  for (const path of [
+    "/apps/shop",
+    "/apps/shop/releases",
+    "/apps/shop/instances",
+    "/apps/shop/secrets",
+    "/events?limit=2000",
+    "/snapshot",
+  ]) {
+    const text = JSON.stringify((await call("GET", path)).body);
+    assert.ok(!text.includes(value1), `${path} does not show the value`);
+  }
+
+  // A new value: a new release with version 2 rolls out.
+  const put = await call("PUT", "/apps/shop/secrets/db-password", { value: value2 });
+  assert.equal(put.status, 200);
+  assert.ok(put.body.deploy, "the change started a deploy");
+  const rel = (await call("GET", "/apps/shop/releases")).body.items as Release[];
+  assert.equal(rel[0]!.version, 2);
+  assert.deepEqual(rel[0]!.secrets, { "db-password": 2 });
+  assert.match(rel[0]!.description, /Secret db-password changed/);
+  const next = await waitFor("an instance of v2", async () =>
+    (await server.store.list<Instance>("instance")).items.map((o) => o.value).find((i) => i.release === 2),
+  );
+  const reply2 = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
+  assert.deepEqual(reply2.instances.find((i) => i.id === next.id)!.secretEnv, { DB_PASSWORD: value2 });
+  // The v1 instance never ran (no agent here), so the rollout replaced it: a stop carries no values.
+  const old = reply2.instances.find((i) => i.id === inst.id)!;
+  assert.equal(old.action, "stop");
+  assert.equal(old.secretEnv, undefined);
+
+  const del = await call("DELETE", "/apps/shop/secrets/db-password");
+  assert.equal(del.status, 409);
+  assert.match(del.body.message, /release v2 gives it to web as DB_PASSWORD/);
+
+  // A key rotation changes nothing the agents get.
+  const rotated = await call("POST", "/secrets/rotate-key");
+  assert.equal(rotated.status, 200);
+  assert.equal(rotated.body.droppedKeys.length, 1);
+  const reply3 = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
+  assert.deepEqual(reply3.instances.find((i) => i.id === next.id)!.secretEnv, { DB_PASSWORD: value2 });
+});
