@@ -119,6 +119,8 @@ export interface RunningServer {
   traces: Traces;
   /** The log stream's store. */
   logs: LogStore;
+  /** Encrypted secrets. */
+  secrets: SecretStore;
   close(): Promise<void>;
 }
 
@@ -232,6 +234,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     traces,
     logs,
+    secrets,
     close: async () => {
       await alerts.stop();
       controllers.stop();
