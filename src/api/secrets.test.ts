@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { ConfigSource } from "../gateway/config-source.ts";
 import { normalizeService } from "../model/manifest.ts";
-import type { Deploy, Instance, Release } from "../model/objects.ts";
+import type { Consumer, Deploy, Instance, Release } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
@@ -199,4 +200,90 @@ test("a release pins versions; only the heartbeat reply carries values; a change
   assert.equal(rotated.body.droppedKeys.length, 1);
   const reply3 = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
   assert.deepEqual(reply3.instances.find((i) => i.id === next.id)!.secretEnv, { DB_PASSWORD: value2 });
+});
+
+test("alert receivers: header values go to the secret store; GET and /snapshot show references", async () => {
+  const value = "Bearer hook-token-3c9d";
+  const dup = await call("PUT", "/alerts/receivers/ops", {
+    url: "http://127.0.0.1:1/hook",
+    headers: { Authorization: "a", authorization: "b" },
+  });
+  assert.equal(dup.status, 400);
+  assert.equal(dup.body.details[0].field, "headers.authorization");
+
+  const put = await call("PUT", "/alerts/receivers/ops", {
+    url: "http://127.0.0.1:1/hook",
+    headers: { Authorization: value, "X-Team": "ops-team-7" },
+  });
+  assert.equal(put.status, 201);
+  assert.deepEqual(put.body.headers, {
+    Authorization: { secret: "authorization", version: 1 },
+    "X-Team": { secret: "x-team", version: 1 },
+  });
+  for (const path of ["/alerts/receivers", "/snapshot?kinds=alert_receiver", "/events?limit=2000"]) {
+    assert.ok(!JSON.stringify((await call("GET", path)).body).includes(value), path);
+  }
+  assert.equal(await server.secrets.value("default", "_receiver.ops", "authorization"), value);
+
+  // Replaced without X-Team: its secret goes; deleted: all of them go.
+  await call("PUT", "/alerts/receivers/ops", {
+    url: "http://127.0.0.1:1/hook",
+    headers: { Authorization: value },
+  });
+  assert.deepEqual(
+    (await server.secrets.list("default", "_receiver.ops")).map((s) => [s.name, s.version]),
+    [["authorization", 2]],
+  );
+  assert.equal((await call("DELETE", "/alerts/receivers/ops")).status, 200);
+  assert.deepEqual(await server.secrets.list("default", "_receiver.ops"), []);
+});
+
+test("consumers' HS256 secrets: in the secret store, not in GET or /snapshot; gateways fetch them", async () => {
+  const secret = "h".repeat(20) + "s256-shared-secret-e1";
+  await call("POST", "/consumers", { name: "mobile" });
+  const added = await call("POST", "/consumers/mobile/jwt", { key: "mobile-app", secret });
+  assert.equal(added.status, 201);
+  for (const path of ["/consumers/mobile", "/consumers", "/snapshot?kinds=consumer"]) {
+    assert.ok(!JSON.stringify((await call("GET", path)).body).includes(secret), path);
+  }
+  const stored = await server.store.get<{ jwt: { secretRef?: unknown; secret?: string }[] }>(
+    "consumer",
+    "default/mobile",
+  );
+  assert.equal(stored?.value.jwt[0]?.secret, undefined);
+  assert.deepEqual(stored?.value.jwt[0]?.secretRef, { secret: added.body.id, version: 1 });
+
+  const forGateways = await call("GET", "/gateways/jwt-secrets");
+  assert.deepEqual(forGateways.body.items, [
+    { tenant: "default", consumer: "mobile", id: added.body.id, secret },
+  ]);
+
+  // A gateway following this control plane gets the secret filled in, from that endpoint only.
+  const gwDir = mkdtempSync(join(tmpdir(), "herd-secrets-gw-"));
+  let consumers: Consumer[] = [];
+  const source = new ConfigSource({
+    server: server.url,
+    token: server.adminToken,
+    dataDir: gwDir,
+    logger: silentLogger,
+    cacheIntervalMs: 0,
+    onTable: () => {},
+    onObjects: (objects) => {
+      consumers = objects.consumers as Consumer[];
+    },
+  });
+  try {
+    await source.start();
+    await waitFor("the consumer with its secret", async () =>
+      consumers.find((c) => c.name === "mobile")?.jwt[0]?.secret === secret ? true : undefined,
+    );
+  } finally {
+    await source.close();
+    rmSync(gwDir, { recursive: true, force: true });
+  }
+
+  const removed = await call("DELETE", `/consumers/mobile/jwt/${added.body.id}`);
+  assert.equal(removed.status, 200);
+  assert.deepEqual((await call("GET", "/gateways/jwt-secrets")).body.items, []);
+  assert.deepEqual(await server.secrets.list("default", "_consumer.mobile"), []);
 });

@@ -27,6 +27,8 @@ import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
+import { migratePlainSecrets } from "../secrets/migrate.ts";
+import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
@@ -138,6 +140,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const secrets = await SecretStore.open(store, dataDir);
+  await migratePlainSecrets(store, secrets);
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
@@ -148,6 +151,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: logger.child("alerts"),
     stateFile: join(dataDir, "alerts", "state.json"),
     registry: metrics.self.registry,
+    receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);

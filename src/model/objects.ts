@@ -304,7 +304,12 @@ export interface JwtCredential {
   /** Matched against a token's `iss` claim; unique within the tenant. */
   key: string;
   algorithm: "HS256" | "RS256";
-  /** HS256: the shared secret (the gateway needs it to check signatures, so it is stored as is). */
+  /** HS256, as stored: the shared secret's place in the secret store (scope `_consumer.<name>`, named by the credential's id). */
+  secretRef?: SecretPin;
+  /**
+   * HS256, inside a gateway only: the shared secret, filled in from
+   * GET /gateways/jwt-secrets (never stored in the object, never in a snapshot or watch).
+   */
   secret?: string;
   /** RS256: the PEM public key. */
   publicKey?: string;
