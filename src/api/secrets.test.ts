@@ -200,6 +200,36 @@ test("a release pins versions; only the heartbeat reply carries values; a change
   assert.equal(rotated.body.droppedKeys.length, 1);
   const reply3 = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
   assert.deepEqual(reply3.instances.find((i) => i.id === next.id)!.secretEnv, { DB_PASSWORD: value2 });
+
+  // v2 comes up healthy and serves; a rollback is v1's content with the secret version v1 pinned.
+  const healthy = {
+    id: next.id,
+    generation: next.generation,
+    state: "healthy" as const,
+    pid: 4242,
+    port: 20001,
+  };
+  await waitFor("v2 serving", async () => {
+    await call("POST", "/nodes/n1/heartbeat", heartbeat([healthy]));
+    return (await call("GET", "/apps/shop")).body.app.release === 2 ? true : undefined;
+  });
+  const back = await call("POST", "/apps/shop/rollback", { version: 1 });
+  assert.equal(back.status, 202, JSON.stringify(back.body));
+  const rolled = (await call("GET", "/apps/shop/releases")).body.items as Release[];
+  assert.equal(rolled[0]!.rollbackOf, 1);
+  assert.deepEqual(rolled[0]!.secrets, { "db-password": 1 });
+  const v3 = await waitFor("an instance of v3", async () =>
+    (await server.store.list<Instance>("instance")).items.map((o) => o.value).find((i) => i.release === 3),
+  );
+  const reply4 = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
+  assert.deepEqual(reply4.instances.find((i) => i.id === v3.id)!.secretEnv, { DB_PASSWORD: value1 });
+
+  // A secret gone from under an instance: the agent is told why, and fails the start with it.
+  await server.store.delete("secret", "default/shop/db-password");
+  const reply5 = (await call("POST", "/nodes/n1/heartbeat", heartbeat())).body as HeartbeatReply;
+  const broken = reply5.instances.find((i) => i.id === v3.id)!;
+  assert.equal(broken.secretEnv, undefined);
+  assert.equal(broken.secretError, "env DB_PASSWORD: secret db-password is not set");
 });
 
 test("alert receivers: header values go to the secret store; GET and /snapshot show references", async () => {
