@@ -102,8 +102,7 @@ async function readValue(ctx: CliContext, file: string | undefined): Promise<str
       );
     }
   }
-  if (process.stdin.isTTY)
-    println(ctx.stderr, "Type the value, then Ctrl-D (it is not echoed anywhere else):");
+  if (process.stdin.isTTY) println(ctx.stderr, "Type the value, then Ctrl-D:");
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   const value = Buffer.concat(chunks)
