@@ -15,6 +15,7 @@ import type { Instance } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, ROOT, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
+const herds: Herd[] = [];
 const work = mkdtempSync(join(tmpdir(), "herd-secrets-e2e-"));
 const appDir = join(work, "vault");
 const FIRST = `first-${createHash("sha256").update(String(Math.random())).digest("hex").slice(0, 24)}`;
@@ -23,6 +24,7 @@ const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 
 before(async () => {
   herd = await startHerd();
+  herds.push(herd);
   mkdirSync(appDir);
   writeFileSync(
     join(appDir, "herd.yaml"),
@@ -49,7 +51,8 @@ createServer((req, res) => {
   );
 });
 after(async () => {
-  await cleanupHerd(herd);
+  for (const h of herds) await cleanupHerd(h, { keepDir: true });
+  rmSync(herd.dataDir, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -163,4 +166,21 @@ test("a new value makes a release that rolls out; a key rotation keeps it workin
   });
   assert.deepEqual(filesContaining(herd.dataDir, SECOND), []);
   assert.deepEqual(filesContaining(herd.dataDir, FIRST), []);
+});
+
+test("kill -9 of herd up: the adopted app keeps its env; a replacement after the restart gets the value", async () => {
+  const before = await waitFor("v2's pid", () => runningPid(2));
+  await herd.kill9();
+  herd = await startHerd({ dataDir: herd.dataDir });
+  herds.push(herd);
+  assert.equal((await herd.request("vault.localhost")).body, sha(SECOND), "the adopted process still has it");
+  assert.equal(await waitFor("v2 running again", () => runningPid(2)), before, "adopted, not restarted");
+  process.kill(before, "SIGKILL");
+  await waitFor("a replacement serving the value", async () => {
+    const next = await runningPid(2);
+    return (
+      next !== undefined && next !== before && (await herd.request("vault.localhost")).body === sha(SECOND)
+    );
+  });
+  assert.deepEqual(filesContaining(herd.dataDir, SECOND), []);
 });
