@@ -72,7 +72,7 @@ test("set, list, unset: the API answers names, versions and who, never the value
     "version",
   ]);
   assert.equal(put.body.secret.version, 1);
-  assert.equal(put.body.secret.updatedBy, "admin");
+  assert.equal(put.body.secret.updatedBy, "user admin");
   assert.equal(put.body.deploy, undefined, "no release refers to it: nothing to roll out");
   const again = await call("PUT", "/apps/vault/secrets/api-key", { value: "s3cr3t-value-two" });
   assert.equal(again.status, 200);

@@ -38,7 +38,7 @@ test("herd secrets: set from a file, list shows no value, unset, rotate-key", as
 
   const list = await herd("secrets", "list", "--app", "shop");
   assert.equal(list.code, 0, list.err);
-  assert.match(list.out, /db-password\s+v1\s+admin/);
+  assert.match(list.out, /db-password\s+v1\s+user admin/);
   assert.ok(!list.out.includes("horse"));
   const json = await herd("--json", "secrets", "--app", "shop");
   assert.ok(!json.out.includes("horse"));

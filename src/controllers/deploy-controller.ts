@@ -28,7 +28,7 @@ import {
 } from "../model/objects.ts";
 import type { Context } from "./context.ts";
 import { checkQuota } from "./quota.ts";
-import { checkRouteFree, routeOwners } from "./route-owners.ts";
+import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 
 /** What a build produced: enough to make a release. */
 export interface BuildResult {
@@ -367,11 +367,14 @@ export class DeployController {
       tenant,
       (o) => o.source === "herd.yaml" && o.tenant === tenant && o.app === app,
     );
+    const hosts: { host: string; field: string }[] = [];
     for (const [name, spec] of Object.entries(services)) {
       spec.routes.forEach((r, n) => {
         checkRouteFree(owners, r, `services.${name}.routes.${n}`, ` of ${name}`);
+        hosts.push({ host: r.host, field: `services.${name}.routes.${n}.host` });
       });
     }
+    await checkHostsOwned(this.#ctx.store, tenant, hosts);
   }
 
   /** Level-based: decides whether a rolling-out deploy has succeeded or failed. */

@@ -407,3 +407,8 @@ test("env refers to secrets by name: kept apart from plain values; a missing one
   assert.match(bad.message, /herd\.yaml:4: services\.web\.env\.DB_PASSWORD/);
   assert.match(bad.message, /\{ secret: NAME \}/);
 });
+
+test("a herd.yaml over 256 KiB is refused before it is parsed", () => {
+  const big = `services:\n  web:\n    command: node server.js\n# ${"x".repeat(256 * 1024)}\n`;
+  assert.throws(() => parseManifest(big), /herd.yaml is \d+ bytes; the limit is 256 KiB/);
+});

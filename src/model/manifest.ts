@@ -944,8 +944,19 @@ export function validateManifest(
   throw new HerdError("invalid", `${where}: ${first.field}: ${first.message}`, details);
 }
 
+/** The largest herd.yaml accepted: a manifest, not a place for data. */
+export const MAX_MANIFEST_BYTES = 256 * 1024;
+
 /** Parses herd.yaml text. Errors carry the file, the field and the line. */
 export function parseManifest(text: string, file = "herd.yaml"): Manifest {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_MANIFEST_BYTES) {
+    throw new HerdError(
+      "invalid",
+      `${file} is ${size} bytes; the limit is ${MAX_MANIFEST_BYTES / 1024} KiB`,
+      [{ field: "(file)", message: `larger than ${MAX_MANIFEST_BYTES / 1024} KiB` }],
+    );
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -11,7 +11,7 @@
  *   instance `<instance id>`                                   (ids are global)
  *   node     `<node name>`
  *   event    `<time-ordered id>`
- *   token    `<sha256 of the token>`
+ *   token    `<sha256 of the token>`, user `<name>`, member `<tenant>/<user>` (identity.ts)
  *   consumer `<tenant>/<consumer>`
  *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
@@ -33,6 +33,8 @@ export const KINDS = [
   "node",
   "event",
   "token",
+  "user",
+  "member",
   "consumer",
   "route",
   "scrape_target",
@@ -49,6 +51,23 @@ export interface Tenant {
   createdAt: string;
   /** Most resource units its services may hold (desired instances × units each); absent: no limit. */
   quota?: { units: number };
+  /**
+   * Domains a platform admin gave this tenant: only its routes may use these
+   * hosts and their subdomains (`shop.example.com` covers `a.shop.example.com`).
+   */
+  domains?: string[];
+  /** Per-tenant deploy limits a platform admin set (defaults: the server's). */
+  limits?: TenantLimits;
+}
+
+/** How big a tenant's deploys may be. */
+export interface TenantLimits {
+  /** Largest source upload, bytes. */
+  uploadBytes?: number;
+  /** Most bytes the source may unpack to. */
+  unpackBytes?: number;
+  /** Most files and directories in the source. */
+  unpackEntries?: number;
 }
 
 /** Operations a service (or app) can be in; `running` is the steady state. */
@@ -265,14 +284,6 @@ export interface Event {
   type: "normal" | "warning";
   /** e.g. the last log lines of a crashed instance. */
   details?: string[];
-}
-
-/** An API token (stored hashed; the key is the sha256 hex of the secret). */
-export interface Token {
-  name: string;
-  role: "admin" | "agent";
-  tenant?: string;
-  createdAt: string;
 }
 
 /**

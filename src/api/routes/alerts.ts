@@ -33,8 +33,8 @@ import type { ActiveAlert } from "../../observe/alerts/evaluator.ts";
 import { dropReceiverHeaders, sealReceiverHeaders } from "../../secrets/receiver-headers.ts";
 import { receiverScope } from "../../secrets/secret-store.ts";
 import type { StoredObject } from "../../store/store.ts";
+import type { ApiDeps } from "../deps.ts";
 import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
 import { typeboxValidator } from "../validate.ts";
 import { actorOf } from "./secrets.ts";
 
@@ -87,7 +87,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: { summary: "Active alerts (pending and firing)", tags: ["alerts"], querystring: TenantQuery },
       ...typebox({ querystring: TenantQuery }),
     },
-    async (req) => ({ items: alerts.active(tenantOf(req.query as Q)).map(alertView) }),
+    async (req) => ({ items: alerts.active(tenantOf(req)).map(alertView) }),
   );
 
   api.get(
@@ -102,7 +102,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const stored = (await store.list<AlertRuleObject>("alert_rule", { prefix: `${tenant}/` })).items;
       const inForce = await alerts.rules();
       const count = (key: string) => alerts.active().filter((a) => a.ruleKey === key).length;
@@ -149,7 +149,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name } = req.params as { name: string };
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const o = await store.get<AlertRuleObject>("alert_rule", `${tenant}/${name}`);
       if (o) return { ...o.value, source: "api", revision: o.revision };
       const builtin = DEFAULT_RULES.find((r) => r.name === name);
@@ -174,7 +174,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { name } = req.params as { name: string };
       const body = req.body as AlertRuleBody;
       fieldProblems(ruleProblems(body));
@@ -209,7 +209,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const q = req.query as Q;
       const { name } = req.params as { name: string };
-      const key = `${tenantOf(q)}/${name}`;
+      const key = `${tenantOf(req)}/${name}`;
       const current = await store.get<AlertRuleObject>("alert_rule", key);
       if (!current)
         throw notFound(`no alert rule ${name} set through the API (herd alerts rules lists them)`);
@@ -230,7 +230,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const items = (await store.list<Receiver>("alert_receiver", { prefix: `${tenant}/` })).items;
       return {
         items: items.map((o) => ({
@@ -256,7 +256,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { name } = req.params as { name: string };
       const body = req.body as ReceiverBody;
       try {
@@ -316,12 +316,12 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const q = req.query as Q;
       const { name } = req.params as { name: string };
-      const key = `${tenantOf(q)}/${name}`;
+      const key = `${tenantOf(req)}/${name}`;
       const current = await store.get<Receiver>("alert_receiver", key);
       if (!current) throw notFound(`no receiver ${name} (herd alerts receivers lists them)`);
       checkRevision(`receiver ${name}`, q, current);
       await store.delete("alert_receiver", key, { expectRevision: current.revision });
-      await deps.secrets.removeScope(tenantOf(q), receiverScope(name));
+      await deps.secrets.removeScope(tenantOf(req), receiverScope(name));
       alerts.notifier.forget(key);
       return { deleted: { ...current.value, revision: current.revision } };
     },
@@ -334,7 +334,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const now = Date.now();
       const items = (await store.list<Silence>("alert_silence", { prefix: `${tenant}/` })).items.map((o) => ({
         ...o.value,
@@ -357,7 +357,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery, body: SilenceBodySchema }),
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const body = req.body as SilenceBody;
       const problems: FieldProblem[] = [];
       const matchers: SilenceMatcher[] = [];
@@ -400,7 +400,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { id } = req.params as { id: string };
-      const key = `${tenantOf(req.query as Q)}/${id}`;
+      const key = `${tenantOf(req)}/${id}`;
       const current = await store.get<Silence>("alert_silence", key);
       if (!current) throw notFound(`no silence ${id} (herd alerts silences lists them)`);
       await store.delete("alert_silence", key);

@@ -16,18 +16,16 @@ import { type Consumer, consumerKey, type JwtCredential } from "../../model/obje
 import { consumerScope } from "../../secrets/secret-store.ts";
 import type { StoredObject } from "../../store/store.ts";
 import { hashToken } from "../auth.ts";
+import type { ApiDeps } from "../deps.ts";
 import {
   ConsumerParams,
   CreateConsumerBody,
   CredentialParams,
   JwtCredentialBody,
   TenantQuery,
+  tenantOf,
 } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
 import { actorOf } from "./secrets.ts";
-
-type Q = { tenant?: string };
-const tenantOf = (q: Q): string => q.tenant ?? "default";
 
 /** A consumer as the API shows it: no key hashes, no secrets. */
 export function consumerView(c: Consumer) {
@@ -77,7 +75,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/consumers",
     { schema: { summary: "List consumers", tags: ["consumers"], querystring: TenantQuery } },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const items = (await store.list<Consumer>("consumer", { prefix: `${tenant}/` })).items;
       return { items: items.map((o) => consumerView(o.value)) };
     },
@@ -94,7 +92,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const { name } = req.body as { name: string };
       const consumer: Consumer = { tenant, name, createdAt: new Date().toISOString(), keys: [], jwt: [] };
       try {
@@ -120,7 +118,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name } = req.params as { name: string };
-      return consumerView((await getConsumer(tenantOf(req.query as Q), name)).value);
+      return consumerView((await getConsumer(tenantOf(req), name)).value);
     },
   );
 
@@ -136,7 +134,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name } = req.params as { name: string };
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const o = await getConsumer(tenant, name);
       await store.delete("consumer", o.key);
       await secrets.removeScope(tenant, consumerScope(name));
@@ -163,7 +161,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
         hint: key.slice(0, 7),
         createdAt: new Date().toISOString(),
       };
-      await update(tenantOf(req.query as Q), name, (c) => ({ ...c, keys: [...c.keys, credential] }));
+      await update(tenantOf(req), name, (c) => ({ ...c, keys: [...c.keys, credential] }));
       reply.code(201);
       return { consumer: name, id: credential.id, key, createdAt: credential.createdAt };
     },
@@ -181,7 +179,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name, id } = req.params as { name: string; id: string };
-      const next = await update(tenantOf(req.query as Q), name, (c) => {
+      const next = await update(tenantOf(req), name, (c) => {
         if (!c.keys.some((k) => k.id === id)) throw notFound(`consumer ${name} has no API key ${id}`);
         return { ...c, keys: c.keys.filter((k) => k.id !== id) };
       });
@@ -204,7 +202,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const { name } = req.params as { name: string };
       const body = req.body as {
         key?: string;
@@ -256,7 +254,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name, id } = req.params as { name: string; id: string };
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const next = await update(tenant, name, (c) => {
         if (!c.jwt.some((j) => j.id === id)) throw notFound(`consumer ${name} has no JWT credential ${id}`);
         return { ...c, jwt: c.jwt.filter((j) => j.id !== id) };

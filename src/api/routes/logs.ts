@@ -22,8 +22,8 @@ import type { LogBatch } from "../../model/protocol.ts";
 import type { LogLevel } from "../../observe/log-parse.ts";
 import type { LogEntry, LogInput, LogQuery, LogStore, LogStream } from "../../observe/log-store.ts";
 import { parseDurationMicros } from "../../observe/traces/span.ts";
-import { AllLogsQuery, LogBatchBody } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import type { ApiDeps } from "../deps.ts";
+import { AllLogsQuery, LogBatchBody, tenantOf } from "../schemas.ts";
 import { drained } from "./apps.ts";
 
 /** Query parameters of a log read (validated by the schemas). */
@@ -107,7 +107,7 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: AllLogsQuery,
       },
     },
-    async (req, reply) => serveLogs(req, reply, deps, logQueryOf(req.query as LogsParams)),
+    async (req, reply) => serveLogs(req, reply, deps, logQueryOf(req.query as LogsParams, tenantOf(req))),
   );
 
   api.get(
@@ -135,7 +135,7 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
         req,
         reply,
         deps.logs,
-        logQueryOf(req.query as LogsParams),
+        logQueryOf(req.query as LogsParams, tenantOf(req)),
         "sse",
         deps.logsHeartbeatMs,
       );
@@ -160,10 +160,10 @@ export function sinceParam(value: string, now = Date.now()): string {
   );
 }
 
-/** The store query for validated parameters (tenant defaults to `default`). */
-export function logQueryOf(p: LogsParams): LogQuery {
+/** The store query for validated parameters, in the request's tenant. */
+export function logQueryOf(p: LogsParams, tenant: string): LogQuery {
   return {
-    tenant: p.tenant ?? "default",
+    tenant,
     app: p.app,
     service: p.service,
     instance: p.instance,

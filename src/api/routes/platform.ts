@@ -7,9 +7,9 @@ import type { FastifyInstance } from "fastify";
 import { HerdError } from "../../common/errors.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
 import type { Heartbeat } from "../../model/protocol.ts";
+import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
-import { EventsQuery, HeartbeatBody, NodeParams, WATCHABLE, WatchQuery } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import { EventsQuery, HeartbeatBody, NodeParams, tenantOf, WATCHABLE, WatchQuery } from "../schemas.ts";
 import { drained, streamNdjson } from "./apps.ts";
 
 /** How a drain is going: done, or what it waits for. */
@@ -114,7 +114,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const q = req.query as { tenant?: string; app?: string; limit?: number };
-      return { items: await deps.events.list({ tenant: q.tenant ?? "default", app: q.app, limit: q.limit }) };
+      return { items: await deps.events.list({ tenant: tenantOf(req), app: q.app, limit: q.limit }) };
     },
   );
 

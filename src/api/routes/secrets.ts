@@ -13,9 +13,9 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { conflict, notFound } from "../../common/errors.ts";
 import { SECRET_NAME_PATTERN } from "../../model/manifest.ts";
-import { type App, appKey, type Token } from "../../model/objects.ts";
-import { AppParams, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import { type App, appKey } from "../../model/objects.ts";
+import type { ApiDeps } from "../deps.ts";
+import { AppParams, TenantQuery, tenantOf } from "../schemas.ts";
 
 const SecretParams = T.Object({
   app: AppParams.properties.app,
@@ -41,8 +41,8 @@ const SetSecretBody = T.Object(
   { additionalProperties: false },
 );
 
-/** Who made the request, as secrets record it: the token's name. */
-export const actorOf = (req: FastifyRequest): string => (req as { token?: Token }).token?.name ?? "unknown";
+/** Who made the request, as secrets record it: the principal's label (`user alice`, `gateway`…). */
+export const actorOf = (req: FastifyRequest): string => req.herd?.principal.label ?? "unknown";
 
 export function secretRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { secrets, store, controllers } = deps;
@@ -65,7 +65,7 @@ export function secretRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { app } = req.params as { app: string };
-      return { items: await secrets.list(tenantOf(req.query as TenantQ), app) };
+      return { items: await secrets.list(tenantOf(req), app) };
     },
   );
 
@@ -83,7 +83,7 @@ export function secretRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as TenantQ);
+      const tenant = tenantOf(req);
       const { app, name } = req.params as { app: string; name: string };
       await liveApp(tenant, app);
       const secret = await secrets.set(
@@ -116,7 +116,7 @@ export function secretRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const tenant = tenantOf(req.query as TenantQ);
+      const tenant = tenantOf(req);
       const { app, name } = req.params as { app: string; name: string };
       const used = await controllers.deploys.secretInUse(tenant, app, name);
       if (used) {
