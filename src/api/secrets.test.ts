@@ -317,3 +317,41 @@ test("consumers' HS256 secrets: in the secret store, not in GET or /snapshot; ga
   assert.deepEqual((await call("GET", "/gateways/jwt-secrets")).body.items, []);
   assert.deepEqual(await server.secrets.list("default", "_consumer.mobile"), []);
 });
+
+test("who may: viewers list names, deployers set, only admins rotate, only gateways and admins read HS256 secrets", async () => {
+  assert.equal((await call("POST", "/tenants", { name: "team" })).status, 201);
+  const tokens: Record<string, string> = {};
+  for (const [name, role] of [
+    ["vic", "viewer"],
+    ["dee", "deployer"],
+  ] as const) {
+    assert.equal((await call("POST", "/users", { name })).status, 201);
+    assert.equal((await call("PUT", `/tenants/team/members/${name}`, { role })).status, 200);
+    tokens[name] = (await call("POST", "/tokens", { name: `${name}'s`, user: name })).body.token;
+  }
+  tokens.gw = (await call("POST", "/tokens", { name: "gw", kind: "gateway" })).body.token;
+  const as = (who: string, method: string, path: string, body?: unknown) =>
+    apiCall(server, method, path, body, { token: tokens[who] });
+
+  const set = await as("dee", "PUT", "/apps/web/secrets/token", { value: "team-secret-value" });
+  assert.equal(set.status, 201);
+  assert.equal(set.body.secret.updatedBy, "user dee");
+  assert.equal(
+    await server.secrets.value("team", "web", "token"),
+    "team-secret-value",
+    "in the token's tenant",
+  );
+  const listed = await as("vic", "GET", "/apps/web/secrets");
+  assert.equal(listed.status, 200);
+  assert.deepEqual(
+    listed.body.items.map((s: { name: string }) => s.name),
+    ["token"],
+  );
+  assert.equal((await as("vic", "PUT", "/apps/web/secrets/token", { value: "x" })).status, 403);
+  assert.equal((await as("vic", "DELETE", "/apps/web/secrets/token")).status, 403);
+  assert.equal((await as("dee", "GET", "/apps/shop/secrets?tenant=default")).status, 403, "another tenant");
+  assert.equal((await as("dee", "POST", "/secrets/rotate-key")).status, 403);
+  assert.equal((await as("dee", "GET", "/gateways/jwt-secrets")).status, 403);
+  assert.equal((await as("gw", "GET", "/gateways/jwt-secrets")).status, 200);
+  assert.equal((await as("gw", "GET", "/apps/web/secrets?tenant=team")).status, 403);
+});
