@@ -240,6 +240,8 @@ test("webhooks: retried after a 500, a receiver that is down fails visibly, reso
   assert.equal(flaky.calls(), 3, "one 500, then two deliveries; pager (critical only) got nothing");
   assert.equal(flaky.bodies[0]?.auth, "Bearer hook");
   assert.deepEqual(flaky.bodies[0]?.alerts[0]?.labels, { room: "a", alertname: "hot", severity: "warning" });
+  // The receiver has the body before the notifier has read its answer.
+  await waitUntil(() => s.evaluator.notifier.status("default/ops").delivered === 2);
   const ops = s.evaluator.notifier.status("default/ops");
   assert.equal(ops.delivered, 2);
   assert.equal(ops.failedAttempts, 1);
