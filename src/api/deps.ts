@@ -15,6 +15,7 @@ import type { AlertEvaluator } from "../observe/alerts/evaluator.ts";
 import type { LogStore } from "../observe/log-store.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Traces } from "../observe/traces/traces.ts";
+import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import type { AuditLog } from "./audit.ts";
 import type { GatewayBook } from "./gateway-book.ts";
@@ -43,6 +44,8 @@ export interface ApiDeps {
   version: string;
   /** The platform's settings (resource unit, timings). */
   settings: Settings;
+  /** Encrypted secrets: apps', receivers' header values, consumers' HS256 secrets. */
+  secrets: SecretStore;
   build(options: {
     source: string;
     app: string;

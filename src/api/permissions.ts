@@ -135,6 +135,14 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/consumers/:name/jwt": "apps:write",
   "DELETE /api/v1/consumers/:name/jwt/:id": "apps:write",
 
+  // secrets (routes/secrets.ts; consumers' HS256 secrets in routes/consumers.ts): values go in, never out,
+  // but to the agent running an instance (heartbeat) and to gateways checking JWTs
+  "GET /api/v1/apps/:app/secrets": "secrets:read",
+  "PUT /api/v1/apps/:app/secrets/:name": "secrets:write",
+  "DELETE /api/v1/apps/:app/secrets/:name": "secrets:write",
+  "POST /api/v1/secrets/rotate-key": "platform:write",
+  "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
+
   // nodes and the agent protocol (routes/platform.ts, cluster.ts, logs.ts)
   "GET /api/v1/nodes": "platform:read",
   "POST /api/v1/nodes/:name/cordon": "platform:write",

@@ -27,6 +27,9 @@ import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
+import { migratePlainSecrets } from "../secrets/migrate.ts";
+import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -52,6 +55,7 @@ import { liveConfigRoutes } from "./routes/live-config.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
@@ -102,6 +106,8 @@ export interface RunningServer {
   traces: Traces;
   /** The log stream's store. */
   logs: LogStore;
+  /** Encrypted secrets. */
+  secrets: SecretStore;
   close(): Promise<void>;
 }
 
@@ -120,7 +126,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
+  const secrets = await SecretStore.open(store, dataDir);
+  await migratePlainSecrets(store, secrets);
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     store,
@@ -130,6 +138,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: logger.child("alerts"),
     stateFile: join(dataDir, "alerts", "state.json"),
     registry: metrics.self.registry,
+    receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
@@ -164,6 +173,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
+    secrets,
     build: async ({ source, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
@@ -223,6 +233,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     traces,
     logs,
+    secrets,
     close: async () => {
       auth.stop();
       await alerts.stop();
@@ -447,6 +458,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      secretRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
     },
