@@ -9,7 +9,7 @@
  *   driver/<id>.json                 the process driver's records
  *   instances/<id>/app               the unpacked slug, fresh for every start
  *   instances/<id>/state/output.log  stdout (stderr.log beside it: stderr)
- *   instances/<id>/instance.json     the DesiredInstance last started (health check after adopt)
+ *   instances/<id>/instance.json     the DesiredInstance last started, without secret values (health check after adopt)
  *   instances/<id>/data              HERD_DATA_DIR of a cattle instance (goes with the instance)
  *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
  */
@@ -442,13 +442,19 @@ export class Agent {
     try {
       const appDir = join(dir, "app");
       await this.#slugs.unpack(d.run.slug, appDir);
-      await writeFile(join(dir, "instance.json"), JSON.stringify(d));
+      // Secret values go to the process only: instance.json keeps their names (run.secrets), and a
+      // restart takes them from the current heartbeat reply.
+      await writeFile(join(dir, "instance.json"), JSON.stringify({ ...d, secretEnv: undefined }));
+      const missing = Object.keys(d.run.secrets ?? {}).filter((v) => d.secretEnv?.[v] === undefined);
+      if (missing.length > 0)
+        throw new Error(d.secretError ?? `no value for the secret env ${missing.join(", ")}`);
       const dataDir = d.mode === "pet" ? join(this.#options.dataDir, "volumes", d.id) : join(dir, "data");
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
       // The defaults carry the ingest token: they go to the process only, never into a log line or file.
       const env: Record<string, string> = {
         ...d.run.env,
+        ...d.secretEnv,
         ...traceDefaults(d, this.#options.server, this.#ingestTokens[d.tenant]),
         PORT: String(port),
         HERD_INSTANCE: d.id,
@@ -933,6 +939,13 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
     if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
       fail(`${at}.run.env`, "not a map of strings");
     }
+    if (
+      d.secretEnv !== undefined &&
+      !(isObject(d.secretEnv) && Object.values(d.secretEnv).every((v) => typeof v === "string"))
+    )
+      fail(`${at}.secretEnv`, "not a map of strings");
+    if (d.secretError !== undefined && typeof d.secretError !== "string")
+      fail(`${at}.secretError`, "not a string");
     const resources = run.resources;
     if (!isObject(resources) || typeof resources.cpu !== "number" || typeof resources.memory !== "number") {
       fail(`${at}.run.resources`, "needs numbers cpu and memory");

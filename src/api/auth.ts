@@ -7,7 +7,8 @@
  *
  * Principals are cached per token hash for 10 s and dropped at once when a
  * token, user, membership or tenant changes (a store watch). Unknown tokens are
- * never cached; failed attempts are limited per client address (429).
+ * never cached; failed attempts are limited per client address: past the
+ * limit, a token that is not in the cache gets a 429 before the store is read.
  */
 
 import { createHash, randomBytes } from "node:crypto";
@@ -118,13 +119,15 @@ export class Authenticator {
     const from = await this.#store.revision();
     const follow = async () => {
       try {
-        for await (const _ of this.#store.watch({
+        for await (const e of this.#store.watch({
           kinds: ["token", "user", "member", "tenant"],
           fromRevision: from,
           signal: this.#stop.signal,
         })) {
-          this.#cache.clear();
-          this.#tenants.clear();
+          // A token's change (revoked, last use) touches that token only.
+          if (e.kind === "token") this.#cache.delete(e.key);
+          else if (e.kind === "tenant") this.#tenants.delete(e.key);
+          else this.#cache.clear();
         }
       } catch (err) {
         if (this.#stop.signal.aborted) return;
@@ -140,14 +143,12 @@ export class Authenticator {
 
   /** The principal behind an Authorization header; 401 when there is none, 429 after too many failures. */
   async check(header: string | undefined, address = "unknown"): Promise<Principal> {
-    this.#limitFailures(address, false);
     // Basic auth with the token as password, for data-source clients that only send that (promtool).
     if (header?.startsWith("Basic ")) {
       const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
       header = `Bearer ${decoded.slice(decoded.indexOf(":") + 1)}`;
     }
     if (!header?.startsWith("Bearer ")) {
-      this.#limitFailures(address, true);
       throw new HerdError(
         "unauthorized",
         "missing bearer token: pass `Authorization: Bearer <token>` (herd login, or the admin token in the data dir's admin-token file)",
@@ -157,6 +158,8 @@ export class Authenticator {
     const hash = hashToken(secret);
     const hit = this.#cache.get(hash);
     if (hit && Date.now() - hit.at < CACHE_MS) return this.#touch(hash, hit.principal);
+    // Only what reaches the store is limited: a known, cached token always gets in.
+    this.#limitFailures(address, false);
     const principal = await this.#load(hash);
     if (!principal) {
       this.#cache.delete(hash);

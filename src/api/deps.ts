@@ -4,6 +4,7 @@
  */
 
 import type { ArtifactStore } from "../build/artifact-store.ts";
+import type { UnpackLimits } from "../build/unpack.ts";
 import type { Settings } from "../controllers/context.ts";
 import type { DeployLogs } from "../controllers/deploy-log.ts";
 import type { EventRecorder } from "../controllers/events.ts";
@@ -14,6 +15,7 @@ import type { AlertEvaluator } from "../observe/alerts/evaluator.ts";
 import type { LogStore } from "../observe/log-store.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Traces } from "../observe/traces/traces.ts";
+import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import type { AuditLog } from "./audit.ts";
 import type { GatewayBook } from "./gateway-book.ts";
@@ -45,9 +47,13 @@ export interface ApiDeps {
   version: string;
   /** The platform's settings (resource unit, timings). */
   settings: Settings;
+  /** Encrypted secrets: apps', receivers' header values, consumers' HS256 secrets. */
+  secrets: SecretStore;
   build(options: {
     source: string;
     app: string;
     log: (line: string) => void;
+    /** The tenant's unpack limits. */
+    unpack?: UnpackLimits;
   }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
 }

@@ -4,35 +4,37 @@
  * stamped with their own tenant and nobody else's.
  *
  *   heartbeat ─► tenants of the node's instances ─► forTenant(t)
- *      ─► memory (rechecked every 10 s) ─► <data>/ingest-tokens/<t> (0600, dir 0700)
- *      ─► else createToken({kind: "ingest", tenant: t}) and write the file
+ *      ─► memory (rechecked every 10 s) ─► secret store: `<t>/_ingest/token` (encrypted)
+ *      ─► else createToken({kind: "ingest", tenant: t}) and keep its secret there
  *
- * Only a token's hash is in the store, so the secret is kept in the file to
- * hand it out again. A revoked or expired token is replaced by a new one on
- * the next heartbeat.
+ * Only a token's hash is in the store's `token` objects, so the secret itself
+ * is kept in the secret store to hand it out again. A revoked or expired
+ * token is replaced by a new one on the next look-up.
  */
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { isCode } from "../common/errors.ts";
 import type { Token } from "../model/identity.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
+import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import { createToken, hashToken } from "./auth.ts";
 
 const RECHECK_MS = 10_000;
 const TENANT_NAME = new RegExp(NAME_PATTERN);
+/** Where a tenant's ingest secret is in the secret store (a leading `_` is never an app's scope). */
+export const INGEST_SCOPE = "_ingest";
+const NAME = "token";
 
 export class IngestTokens {
-  readonly dir: string;
   readonly #store: Store;
+  readonly #secrets: SecretStore;
   readonly #known = new Map<string, { secret: string; checkedAt: number }>();
   /** One look-up or creation per tenant at a time. */
   readonly #pending = new Map<string, Promise<string>>();
 
-  constructor(dataDir: string, store: Store) {
-    // TODO(secrets): these files move to the encrypted secret store (src/secrets/) once it is on main.
-    this.dir = join(dataDir, "ingest-tokens");
+  constructor(store: Store, secrets: SecretStore) {
     this.#store = store;
+    this.#secrets = secrets;
   }
 
   /** The tenant's ingest token's secret, created on first use. */
@@ -55,26 +57,32 @@ export class IngestTokens {
   }
 
   async #load(tenant: string): Promise<string> {
-    // The name becomes a file name: only tenant names.
     if (!TENANT_NAME.test(tenant))
       throw new Error(`ingest token: ${JSON.stringify(tenant)} is not a tenant name`);
-    const file = join(this.dir, tenant);
-    const kept =
-      this.#known.get(tenant)?.secret ?? (existsSync(file) ? readFileSync(file, "utf8").trim() : "");
+    const kept = this.#known.get(tenant)?.secret ?? (await this.#kept(tenant));
     if (kept && (await this.#usable(kept, tenant))) {
       this.#known.set(tenant, { secret: kept, checkedAt: Date.now() });
       return kept;
     }
+    // Token first, then its secret: a crash between leaves an unused token (listed, revocable), never a secret without one.
     const { secret } = await createToken(this.#store, {
       name: `ingest for tenant ${tenant} (given to its instances by the agents)`,
       kind: "ingest",
       tenant,
       createdBy: "herd",
     });
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    await this.#secrets.set(tenant, INGEST_SCOPE, NAME, secret, "herd");
     this.#known.set(tenant, { secret, checkedAt: Date.now() });
     return secret;
+  }
+
+  async #kept(tenant: string): Promise<string | undefined> {
+    try {
+      return await this.#secrets.value(tenant, INGEST_SCOPE, NAME);
+    } catch (err) {
+      if (isCode(err, "not_found")) return undefined;
+      throw err;
+    }
   }
 
   /** Whether the store still holds the token, not revoked nor expired, for this tenant. */

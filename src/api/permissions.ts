@@ -92,6 +92,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/tenants/:name": "tenant:read",
   "PUT /api/v1/tenants/:name/quota": "platform:write",
   "PUT /api/v1/tenants/:name/domains": "platform:write",
+  "PUT /api/v1/tenants/:name/limits": "platform:write",
   "GET /api/v1/tenants/:name/members": "members:read",
   "PUT /api/v1/tenants/:name/members/:user": "members:write",
   "DELETE /api/v1/tenants/:name/members/:user": "members:write",
@@ -133,6 +134,14 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "DELETE /api/v1/consumers/:name/keys/:id": "apps:write",
   "POST /api/v1/consumers/:name/jwt": "apps:write",
   "DELETE /api/v1/consumers/:name/jwt/:id": "apps:write",
+
+  // secrets (routes/secrets.ts; consumers' HS256 secrets in routes/consumers.ts): values go in, never out,
+  // but to the agent running an instance (heartbeat) and to gateways checking JWTs
+  "GET /api/v1/apps/:app/secrets": "secrets:read",
+  "PUT /api/v1/apps/:app/secrets/:name": "secrets:write",
+  "DELETE /api/v1/apps/:app/secrets/:name": "secrets:write",
+  "POST /api/v1/secrets/rotate-key": "platform:write",
+  "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
 
   // nodes and the agent protocol (routes/platform.ts, cluster.ts, logs.ts)
   "GET /api/v1/nodes": "platform:read",
@@ -259,8 +268,8 @@ export function decide(
   return { permission };
 }
 
-/** The tenant a tenant-scoped request acts in. */
-function tenantFor(who: Principal, named: string | undefined): string {
+/** The tenant a tenant-scoped request acts in (throws when it cannot be told or is refused). */
+export function tenantFor(who: Principal, named: string | undefined): string {
   if (who.token.kind === "ingest") {
     if (named !== undefined && named !== who.token.tenant) {
       throw forbidden(`this ingest token writes for tenant ${who.token.tenant}, not ${named}`);

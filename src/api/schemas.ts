@@ -216,9 +216,9 @@ export const LogBatchBody = T.Object({
   ),
 });
 
-/** What gateways and admins may snapshot and watch: never tokens, users or memberships. */
+/** What gateways and admins may snapshot and watch: never tokens, users, memberships or secrets (even encrypted). */
 export const WATCHABLE: readonly Kind[] = KINDS.filter(
-  (k) => k !== "token" && k !== "user" && k !== "member",
+  (k) => k !== "token" && k !== "user" && k !== "member" && k !== "secret",
 );
 
 export const WatchQuery = T.Object({

@@ -27,6 +27,9 @@ import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
+import { migratePlainSecrets } from "../secrets/migrate.ts";
+import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -34,7 +37,16 @@ import { Authenticator, ensureAdminToken } from "./auth.ts";
 import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
-import { type Decision, decide, type Permission, type Principal, ROUTES, routeKey } from "./permissions.ts";
+import {
+  type Decision,
+  decide,
+  type Permission,
+  type Principal,
+  ROUTES,
+  routeKey,
+  TENANT_PERMISSIONS,
+  tenantFor,
+} from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
@@ -44,6 +56,7 @@ import { liveConfigRoutes } from "./routes/live-config.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
@@ -94,6 +107,8 @@ export interface RunningServer {
   traces: Traces;
   /** The log stream's store. */
   logs: LogStore;
+  /** Encrypted secrets. */
+  secrets: SecretStore;
   close(): Promise<void>;
 }
 
@@ -112,7 +127,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
+  const secrets = await SecretStore.open(store, dataDir);
+  await migratePlainSecrets(store, secrets);
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     store,
@@ -122,6 +139,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: logger.child("alerts"),
     stateFile: join(dataDir, "alerts", "state.json"),
     registry: metrics.self.registry,
+    receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
@@ -150,17 +168,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
     traces,
-    ingestTokens: new IngestTokens(dataDir, store),
+    ingestTokens: new IngestTokens(store, secrets),
     metrics,
     alerts,
     audit,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
-    build: async ({ source, app, log }) => {
+    secrets,
+    build: async ({ source, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
         source,
+        unpack,
         workDir: join(dataDir, "builds"),
         app,
         log,
@@ -211,6 +231,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     traces,
     logs,
+    secrets,
     close: async () => {
       auth.stop();
       await alerts.stop();
@@ -313,8 +334,16 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
         [{ field: "querystring.tenant", message: "must be a name" }],
       );
     }
-    // Set before the decision, so that a refused write is audited with who tried it.
-    req.herd = { permission, principal, ...(named ? { tenant: named } : {}) };
+    // Set before the decision, so that a refused write is audited with who tried it and where.
+    let tenant = named;
+    if (tenant === undefined && TENANT_PERMISSIONS.has(permission)) {
+      try {
+        tenant = tenantFor(principal, undefined);
+      } catch {
+        // decide() says why
+      }
+    }
+    req.herd = { permission, principal, ...(tenant ? { tenant } : {}) };
     const decision = decide(principal, permission, { tenant: named, node });
     if (decision.tenant !== undefined && !(await auth.tenantExists(decision.tenant))) {
       // A member never sees this for its own tenants; an admin learns the tenant is missing.
@@ -419,6 +448,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      secretRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
     },

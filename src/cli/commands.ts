@@ -18,6 +18,7 @@ import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } 
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
+import { secretsCommand } from "./secrets.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
 import type { Items } from "./types.ts";
 
@@ -251,6 +252,7 @@ export const COMMANDS: CommandSpec[] = [
   alertsCommand,
   nodesCommand,
   consumersCommand,
+  secretsCommand,
   instancesCommand,
   quotaCommand,
   routesCommand,

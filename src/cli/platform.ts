@@ -69,7 +69,7 @@ DIR/tls/. --no-https serves HTTP only.
 Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
 aggregates for --metrics-downsampled-retention, never more than
 --metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
-Alert rules are evaluated every --alert-interval (herd alerts; README "Alerts").
+Alert rules are evaluated every --alert-interval (herd alerts; docs/alerts.md).
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]

@@ -15,6 +15,7 @@
  *   consumer `<tenant>/<consumer>`
  *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
+ *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -40,6 +41,7 @@ export const KINDS = [
   "alert_rule",
   "alert_receiver",
   "alert_silence",
+  "secret",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -54,6 +56,18 @@ export interface Tenant {
    * hosts and their subdomains (`shop.example.com` covers `a.shop.example.com`).
    */
   domains?: string[];
+  /** Per-tenant deploy limits a platform admin set (defaults: the server's). */
+  limits?: TenantLimits;
+}
+
+/** How big a tenant's deploys may be. */
+export interface TenantLimits {
+  /** Largest source upload, bytes. */
+  uploadBytes?: number;
+  /** Most bytes the source may unpack to. */
+  unpackBytes?: number;
+  /** Most files and directories in the source. */
+  unpackEntries?: number;
 }
 
 /** Operations a service (or app) can be in; `running` is the steady state. */
@@ -117,6 +131,8 @@ export interface Release {
   alerts?: Record<string, AlertRuleBody>;
   /** For a rollback: the version whose content this release reuses. */
   rollbackOf?: number;
+  /** The version of each secret its services' env refers to (by secret name); never the values. */
+  secrets?: Record<string, number>;
 }
 
 export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
@@ -209,8 +225,16 @@ export interface InstanceRun {
   slug: string;
   command: string;
   env: Record<string, string>;
+  /** Env variables whose values are secrets: the agent gets them in the heartbeat reply, never stored here. */
+  secrets?: Record<string, SecretPin>;
   resources: Resources;
   health: HealthCheck;
+}
+
+/** A secret of the app, by name and the version a release pinned. */
+export interface SecretPin {
+  secret: string;
+  version: number;
 }
 
 export type NodeState = "ready" | "not_ready" | "lost";
@@ -291,7 +315,12 @@ export interface JwtCredential {
   /** Matched against a token's `iss` claim; unique within the tenant. */
   key: string;
   algorithm: "HS256" | "RS256";
-  /** HS256: the shared secret (the gateway needs it to check signatures, so it is stored as is). */
+  /** HS256, as stored: the shared secret's place in the secret store (scope `_consumer.<name>`, named by the credential's id). */
+  secretRef?: SecretPin;
+  /**
+   * HS256, inside a gateway only: the shared secret, filled in from
+   * GET /gateways/jwt-secrets (never stored in the object, never in a snapshot or watch).
+   */
   secret?: string;
   /** RS256: the PEM public key. */
   publicKey?: string;

@@ -6,7 +6,7 @@
  *
  *   GET /alerts                                     active (pending, firing) alerts
  *   GET /alerts/rules  GET|PUT|DELETE /alerts/rules/:name
- *   GET /alerts/receivers  PUT|DELETE /alerts/receivers/:name
+ *   GET /alerts/receivers  PUT|DELETE /alerts/receivers/:name   (header values are secrets: in, never out)
  *   GET|POST /alerts/silences  DELETE /alerts/silences/:id
  */
 
@@ -30,10 +30,13 @@ import {
 } from "../../model/alerts.ts";
 import { DEFAULT_RULES } from "../../observe/alerts/defaults.ts";
 import { type ActiveAlert, MAX_RULES_PER_TENANT } from "../../observe/alerts/evaluator.ts";
+import { dropReceiverHeaders, sealReceiverHeaders } from "../../secrets/receiver-headers.ts";
+import { receiverScope } from "../../secrets/secret-store.ts";
 import type { StoredObject } from "../../store/store.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
 import { typeboxValidator } from "../validate.ts";
+import { actorOf } from "./secrets.ts";
 
 const RuleName = T.String({
   pattern: "^[a-z][a-z0-9-]{0,62}$",
@@ -270,18 +273,39 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       } catch {
         fieldProblems([{ field: "url", message: "is not a URL" }]);
       }
+      const seen = new Map<string, string>();
+      for (const header of Object.keys(body.headers ?? {})) {
+        const other = seen.get(header.toLowerCase());
+        if (other !== undefined)
+          fieldProblems([{ field: `headers.${header}`, message: `is the same header as ${other}` }]);
+        seen.set(header.toLowerCase(), header);
+      }
       const key = `${tenant}/${name}`;
       const current = await store.get<Receiver>("alert_receiver", key);
       checkRevision(`receiver ${name}`, q, current);
       const now = new Date().toISOString();
+      // Header values go to the secret store first; the receiver keeps only their names and versions.
+      const { headers, ...rest } = body;
+      const refs = headers
+        ? await sealReceiverHeaders(deps.secrets, tenant, name, headers, actorOf(req))
+        : {};
       const value: Receiver = {
-        ...body,
+        ...rest,
+        ...(headers ? { headers: refs } : {}),
         tenant,
         name,
         createdAt: current?.value.createdAt ?? now,
         updatedAt: now,
       };
       const saved = await store.put("alert_receiver", key, value, { expectRevision: current?.revision ?? 0 });
+      await dropReceiverHeaders(
+        deps.secrets,
+        tenant,
+        name,
+        current?.value.headers,
+        value.headers,
+        actorOf(req),
+      );
       reply.code(current ? 200 : 201);
       return { ...saved.value, revision: saved.revision };
     },
@@ -306,6 +330,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if (!current) throw notFound(`no receiver ${name} (herd alerts receivers lists them)`);
       checkRevision(`receiver ${name}`, q, current);
       await store.delete("alert_receiver", key, { expectRevision: current.revision });
+      await deps.secrets.removeScope(tenantOf(req), receiverScope(name));
       alerts.notifier.forget(key);
       return { deleted: { ...current.value, revision: current.revision } };
     },

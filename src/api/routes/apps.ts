@@ -15,6 +15,7 @@ import {
   type Release,
   type Service,
   serviceKey,
+  type Tenant,
 } from "../../model/objects.ts";
 import type { ApiDeps } from "../deps.ts";
 import {
@@ -152,19 +153,22 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           [{ field: "content-type", message: `is ${type || "missing"}` }],
         );
       }
+      const limits = (await store.get<Tenant>("tenant", tenant))?.value.limits ?? {};
+      const maxUpload = limits.uploadBytes ?? deps.maxUploadBytes;
       const length = Number(req.headers["content-length"] ?? 0);
-      if (length > deps.maxUploadBytes) {
+      if (length > maxUpload) {
         throw new HerdError(
           "too_large",
-          `upload is ${length} bytes, the limit is ${deps.maxUploadBytes} bytes (use .herdignore to leave files out)`,
+          `upload is ${length} bytes, the limit is ${maxUpload} bytes (use .herdignore to leave files out)`,
         );
       }
       const existing = await store.get<App>("app", appKey(tenant, app));
       if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
-      const { digest } = await deps.artifacts.put(req.body as Readable, deps.maxUploadBytes);
+      const { digest } = await deps.artifacts.put(req.body as Readable, maxUpload);
       if (!existing) await createApp(tenant, app);
+      const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
       const deploy = await controllers.deploys.startDeploy(tenant, app, async (log) => {
-        const built = await deps.build({ source: digest, app, log });
+        const built = await deps.build({ source: digest, app, log, unpack });
         return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
       });
       reply.code(202);

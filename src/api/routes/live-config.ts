@@ -11,7 +11,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
-import { checkRouteFree, routeOwners } from "../../controllers/route-owners.ts";
+import { checkHostsOwned, checkRouteFree, routeOwners } from "../../controllers/route-owners.ts";
 import {
   checkRouteBody,
   checkTrafficBody,
@@ -180,6 +180,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
           (o) => o.source === "api" && o.tenant === tenant && o.app === app && o.name === name,
         );
         checkRouteFree(owners, route, "host");
+        await checkHostsOwned(store, tenant, [{ host: route.host, field: "host" }]);
         const current = await store.get<RouteObject>("route", key);
         if (q.revision !== undefined && q.revision !== (current?.revision ?? 0)) {
           throw conflict(

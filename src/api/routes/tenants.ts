@@ -7,8 +7,9 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
 import { unitsInUse } from "../../controllers/quota.ts";
+import { underDomain } from "../../controllers/route-owners.ts";
 import { type Member, ROLES, type Role, type User } from "../../model/identity.ts";
-import type { Tenant } from "../../model/objects.ts";
+import type { Tenant, TenantLimits } from "../../model/objects.ts";
 import type { AuditQuery } from "../audit.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, OneOf } from "../schemas.ts";
@@ -38,6 +39,20 @@ const CreateTenantBody = T.Object(
   },
   { additionalProperties: false },
 );
+const LimitsBody = T.Object(
+  {
+    uploadBytes: T.Optional(
+      T.Integer({ minimum: 1024, maximum: 64 * 1024 ** 3, description: "largest source upload" }),
+    ),
+    unpackBytes: T.Optional(
+      T.Integer({ minimum: 1024, maximum: 256 * 1024 ** 3, description: "most bytes a source unpacks to" }),
+    ),
+    unpackEntries: T.Optional(
+      T.Integer({ minimum: 1, maximum: 10_000_000, description: "most files in a source" }),
+    ),
+  },
+  { additionalProperties: false },
+);
 const DomainsBody = T.Object(
   { domains: T.Array(Domain, { maxItems: 100 }) },
   { additionalProperties: false },
@@ -53,10 +68,6 @@ const AuditQueryS = T.Object({
   until: T.Optional(T.String({ format: "date-time" })),
   limit: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
 });
-
-/** Whether `host` is `domain` or under it. */
-export const underDomain = (host: string, domain: string): boolean =>
-  host === domain || host.endsWith(`.${domain}`);
 
 export function tenantRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store } = deps;
@@ -168,6 +179,27 @@ export function tenantRoutes(api: FastifyInstance, deps: ApiDeps): void {
         name,
         ({ quota: _, ...rest }) => (units === null ? rest : { ...rest, quota: { units } }),
         true,
+      );
+      return tenantView(next);
+    },
+  );
+
+  api.put(
+    "/tenants/:name/limits",
+    {
+      schema: {
+        summary:
+          "Set a tenant's deploy limits (upload and unpacked size, file count); {} returns to the server's",
+        tags: ["tenants"],
+        params: TenantParams,
+        body: LimitsBody,
+      },
+    },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      const limits = req.body as TenantLimits;
+      const next = await updateTenant(name, ({ limits: _, ...rest }) =>
+        Object.keys(limits).length ? { ...rest, limits } : rest,
       );
       return tenantView(next);
     },
