@@ -121,7 +121,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
   audit.start();
-  const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
+  // Trace queries get the same timeout and concurrency as PromQL (--query-*).
+  const traces = new Traces(join(dataDir, "traces"), systemClock, {
+    query: options.metrics?.query,
+    ...options.traces,
+  });
   const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
