@@ -339,7 +339,7 @@ export class Agent {
     }
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
-    this.#ingestTokens = reply.traces?.ingestTokens ?? {};
+    this.#ingestTokens = reply.ingestTokens ?? {};
     this.#reconcile(reply);
     return changed;
   }
@@ -916,12 +916,10 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
   if (!Array.isArray(value.instances)) return fail("instances", "not an array");
   if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
   if (
-    value.traces !== undefined &&
-    (!isObject(value.traces) ||
-      !isObject(value.traces.ingestTokens) ||
-      Object.values(value.traces.ingestTokens).some((t) => typeof t !== "string"))
+    value.ingestTokens !== undefined &&
+    (!isObject(value.ingestTokens) || Object.values(value.ingestTokens).some((t) => typeof t !== "string"))
   )
-    fail("traces", "not an object with ingestTokens {tenant: string}");
+    fail("ingestTokens", "not an object of strings {tenant: token}");
   for (const [i, d] of (value.instances as unknown[]).entries()) {
     const at = `instances.${i}`;
     if (!isObject(d)) return fail(at, "not an object");

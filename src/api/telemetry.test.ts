@@ -93,7 +93,7 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
   );
   assert.equal(res.status, 200);
   // The reply carries the instance's tenant's write-only ingest token for its OTEL defaults.
-  const tokens = (res.body as HeartbeatReply).traces?.ingestTokens ?? {};
+  const tokens = (res.body as HeartbeatReply).ingestTokens ?? {};
   assert.deepEqual(Object.keys(tokens), [inst.tenant]);
   assert.match(tokens[inst.tenant] as string, /^herd_/);
   const again = await call(
@@ -101,7 +101,7 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
     "/nodes/n1/heartbeat",
     heartbeat([{ ...status, state: "healthy", usage: { cpuSeconds: 1.25, memoryBytes: 50_000_000 } }], stats),
   );
-  assert.equal((again.body as HeartbeatReply).traces?.ingestTokens[inst.tenant], tokens[inst.tenant], "kept");
+  assert.equal((again.body as HeartbeatReply).ingestTokens?.[inst.tenant], tokens[inst.tenant], "kept");
 
   const text = await waitFor("the instance's usage in /metrics", async () => {
     const t = await (await fetch(`${server.url}/metrics`)).text();

@@ -79,7 +79,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       deps.metrics.fleet.record(name, hb);
       // Each tenant's write-only ingest token, for the OTEL_* defaults the agent gives its instances.
       const tenants = reply.instances.map((i) => i.tenant);
-      return { ...reply, traces: { ingestTokens: await deps.ingestTokens.forTenants(tenants) } };
+      return { ...reply, ingestTokens: await deps.ingestTokens.forTenants(tenants) };
     },
   );
 
