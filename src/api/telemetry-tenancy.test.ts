@@ -183,7 +183,22 @@ test("spans sent with a tenant's credential carry that tenant; a tenant reads on
     makeSpan({ trace: onlyB, id: 3, service: "ledger", tenant: "b", start: t + 20 }),
   ]);
   assert.equal((await call("POST", "/traces/otlp/v1/traces", fromB)).status, 200);
+  // Zipkin too: a's token, stamped a (Zipkin spans carry no tenant of their own).
+  const zipkin = [
+    {
+      traceId: hexId(0x21b, 32),
+      id: hexId(9),
+      name: "get /z",
+      kind: "SERVER",
+      timestamp: t,
+      duration: 10,
+      localEndpoint: { serviceName: "zpay" },
+    },
+  ];
+  assert.equal((await call("POST", "/traces/zipkin/api/v2/spans", zipkin, tok.aIngest)).status, 202);
   server.traces.store.flush();
+  assert.equal((await call("GET", `/traces/${hexId(0x21b, 32)}`, undefined, tok.aViewer)).status, 200);
+  assert.equal((await call("GET", `/traces/${hexId(0x21b, 32)}`, undefined, tok.bViewer)).status, 404);
   const sharedId = hexId(shared, 32);
   const bId = hexId(onlyB, 32);
   const aTrace = await call("GET", `/traces/${sharedId}`, undefined, tok.aViewer);
@@ -194,8 +209,8 @@ test("spans sent with a tenant's credential carry that tenant; a tenant reads on
   assert.equal((await call("GET", `/traces/${bId}`, undefined, tok.aViewer)).status, 404);
   const search = await call("GET", "/traces?since=1h", undefined, tok.aViewer);
   assert.deepEqual(
-    search.body.items.map((i: { traceId: string }) => i.traceId),
-    [sharedId],
+    search.body.items.map((i: { traceId: string }) => i.traceId).sort(),
+    [hexId(0x21b, 32), sharedId].sort(),
   );
   assert.equal((await call("GET", "/traces?since=1h", undefined, tok.bViewer)).body.items.length, 2);
   for (const path of ["/traces/map?window=1h", "/traces/top?window=1h"]) {
