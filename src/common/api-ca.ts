@@ -8,8 +8,9 @@
 
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import tls from "node:tls";
-import { Agent, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { HerdError } from "./errors.ts";
 
 /** The PEM text of a CA certificate file; a HerdError naming `flag` and the file when it is not one. */
@@ -34,6 +35,8 @@ export function readCa(file: string, flag = "--ca"): string {
  * by herd's CA, never by a public one). Pass it as `fetch(url, { dispatcher })`.
  */
 export function caDispatcher(ca: string): Dispatcher {
+  // Loaded here, not at the top: undici takes ~0.3 s to load, and most CLI runs have no CA.
+  const { Agent } = createRequire(import.meta.url)("undici") as typeof import("undici");
   return new Agent({ connect: { ca } });
 }
 
