@@ -81,6 +81,16 @@ test("an agent joins over https with the CA and keeps its credential", async () 
     agentToken({ ...sources, name: "other-name" }),
     /holds the credential of node tls-node/,
   );
+  // Neither a credential nor a join token: the error says what to pass.
+  await assert.rejects(
+    agentToken({ ...sources, dataDir: join(dir, "empty"), joinToken: undefined }),
+    /pass --join-token/,
+  );
+  // The join token is used up: a second node cannot join with it.
+  await assert.rejects(
+    agentToken({ ...sources, name: "second", dataDir: join(dir, "second") }),
+    /refused \(401\): join token .* used up/,
+  );
 });
 
 test("a restart keeps the CA and the certificate", async () => {
