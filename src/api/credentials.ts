@@ -64,14 +64,8 @@ async function takeUse(store: Store, id: string): Promise<void> {
     }
     if (o.value.usesLeft === undefined) return;
     try {
-      await store.put(
-        "token",
-        o.key,
-        { ...o.value, usesLeft: o.value.usesLeft - 1 },
-        {
-          expectRevision: o.revision,
-        },
-      );
+      const next: Token = { ...o.value, usesLeft: o.value.usesLeft - 1 };
+      await store.put("token", o.key, next, { expectRevision: o.revision });
       return;
     } catch (err) {
       if ((err as { code?: string }).code !== "conflict") throw err;
