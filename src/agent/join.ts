@@ -4,9 +4,10 @@
  * agent keeps that in its data dir and uses it from then on, so a restart
  * needs no join token.
  *
- *   --token / HERD_TOKEN  ─► used as given (an agent token made by an admin, or the admin token)
+ *   --token ─► used as given (an agent token made by an admin, or the admin token)
  *   <dataDir>/credential.json {node, token} (0600) ─► reused when it is this node's
  *   --join-token ─► POST /api/v1/nodes/:name/join ─► {token} ─► credential.json
+ *   HERD_TOKEN ─► used as given (last: a shell's HERD_TOKEN must not override a join)
  */
 
 import { readFileSync } from "node:fs";
@@ -21,10 +22,12 @@ export interface CredentialSources {
   /** This node's name. */
   name: string;
   dataDir: string;
-  /** A token to use as is (`--token`, HERD_TOKEN). */
+  /** A token to use as is (`--token`). */
   token?: string;
   /** A join token (`--join-token`, HERD_JOIN_TOKEN), used when the data dir holds no credential. */
   joinToken?: string;
+  /** A token to use as is when there is neither a credential nor a join token (HERD_TOKEN). */
+  envToken?: string;
   /** fetch options that trust the control plane's CA (common/api-ca.ts). */
   trust?: RequestInit;
 }
@@ -33,8 +36,8 @@ export interface CredentialSources {
 export const credentialFile = (dataDir: string): string => join(dataDir, "credential.json");
 
 /**
- * The token this agent uses: a given one, else the node credential in its
- * data dir, else a new one bought with the join token (and kept).
+ * The token this agent uses: --token, else the node credential in its data
+ * dir, else a new one bought with the join token (and kept), else HERD_TOKEN.
  */
 export async function agentToken(s: CredentialSources): Promise<string> {
   if (s.token) return s.token;
@@ -49,6 +52,7 @@ export async function agentToken(s: CredentialSources): Promise<string> {
     }
     return kept.token;
   }
+  if (!s.joinToken && s.envToken) return s.envToken;
   if (!s.joinToken) {
     throw new HerdError(
       "invalid",

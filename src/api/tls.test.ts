@@ -86,6 +86,12 @@ test("an agent joins over https with the CA and keeps its credential", async () 
     agentToken({ ...sources, dataDir: join(dir, "empty"), joinToken: undefined }),
     /pass --join-token/,
   );
+  // HERD_TOKEN does not override the kept credential, nor a join token.
+  assert.equal(await agentToken({ ...sources, envToken: "from-the-shell" }), token);
+  await assert.rejects(
+    agentToken({ ...sources, name: "second", dataDir: join(dir, "second"), envToken: "from-the-shell" }),
+    /used up/,
+  );
   // The join token is used up: a second node cannot join with it.
   await assert.rejects(
     agentToken({ ...sources, name: "second", dataDir: join(dir, "second") }),

@@ -91,8 +91,8 @@ ${TRACES_HELP}`,
 Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
 join-token\`) for this node's credential and keeps it in DIR/credential.json
-(mode 0600); later starts use that. --token (or HERD_TOKEN) is used as given
-instead. --ca FILE (or HERD_CA): the CA that signed an https server's
+(mode 0600); later starts use that. --token is used as given instead
+(HERD_TOKEN too, when there is neither a credential nor a join token). --ca FILE (or HERD_CA): the CA that signed an https server's
 certificate (the control plane's DIR/tls/ca-cert.pem). Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
@@ -550,8 +550,9 @@ export async function runAgent(argv: string[]): Promise<number> {
       server,
       name,
       dataDir,
-      token: (v.token as string | undefined) ?? process.env.HERD_TOKEN,
+      token: v.token as string | undefined,
       joinToken: (v["join-token"] as string | undefined) ?? process.env.HERD_JOIN_TOKEN,
+      envToken: process.env.HERD_TOKEN,
       trust: trusting(ca === undefined ? undefined : caDispatcher(ca)),
     }),
     ...(ca === undefined ? {} : { ca }),
