@@ -92,8 +92,9 @@ Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
 join-token\`) for this node's credential and keeps it in DIR/credential.json
 (mode 0600); later starts use that. --token is used as given instead
-(HERD_TOKEN too, when there is neither a credential nor a join token). --ca FILE (or HERD_CA): the CA that signed an https server's
-certificate (the control plane's DIR/tls/ca-cert.pem). Labels are matched by services'
+(HERD_TOKEN too, when there is neither a credential nor a join token).
+--ca FILE (or HERD_CA): the CA that signed an https server's certificate (the
+control plane's DIR/tls/ca-cert.pem). Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve). --ports is the range instance
