@@ -13,6 +13,7 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { buildSlug } from "../build/builder.ts";
+import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
@@ -59,6 +60,7 @@ import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
+import { ensureApiTls } from "./tls.ts";
 
 export const VERSION = "0.1.0";
 
@@ -81,6 +83,8 @@ export interface ServerOptions {
   logs?: LogsOptions;
   /** How long audit entries are kept (default 90 days). */
   auditRetentionMs?: number;
+  /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
+  tls?: boolean;
 }
 
 /** How logs.db is bounded, and how often idle log streams get a heartbeat. */
@@ -94,6 +98,8 @@ export interface RunningServer {
   port: number;
   adminToken: string;
   adminTokenFile: string;
+  /** With tls: the CA certificate clients verify the API with. */
+  caFile?: string;
   store: Store;
   controllers: ControllerManager;
   /** Metrics storage and collection. */
@@ -194,7 +200,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     extra: (secret) => (traces.isIngestToken(secret) ? TRACES_INGEST : undefined),
   });
   await auth.start();
-  const app = buildApi(deps, auth, logger);
+  const tls = options.tls ? await ensureApiTls(join(dataDir, "tls"), options.host ?? "127.0.0.1") : undefined;
+  // The control plane calls itself too (its /metrics scrape): it trusts the CA it holds the key of.
+  if (tls) trustCaInProcess(tls.ca);
+  const app = buildApi(deps, auth, logger, tls);
   await app
     .listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" })
     .catch((err: NodeJS.ErrnoException) => {
@@ -209,7 +218,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (options.port ?? 7070);
   const host = options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1";
-  const url = `http://${host}:${port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${port}`;
   writeFileSync(
     join(dataDir, "server.json"),
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
@@ -226,6 +235,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     adminToken: admin.token,
     adminTokenFile: admin.file,
+    ...(tls ? { caFile: tls.caFile } : {}),
     store,
     controllers,
     metrics,
@@ -288,8 +298,14 @@ declare module "fastify" {
 }
 
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
-export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): FastifyInstance {
+export function buildApi(
+  deps: ApiDeps,
+  auth: Authenticator,
+  logger: Logger,
+  https?: { cert: string; key: string },
+): FastifyInstance {
   const app = Fastify({
+    ...(https ? { https: { cert: https.cert, key: https.key } } : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },

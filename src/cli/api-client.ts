@@ -9,6 +9,7 @@
  */
 
 import { createReadStream } from "node:fs";
+import { caDispatcher, trusting } from "../common/api-ca.ts";
 import type { FieldProblem } from "../common/errors.ts";
 
 /** Query parameters; undefined values are left out. */
@@ -21,6 +22,8 @@ export interface ApiClientOptions {
   token: string;
   /** Sent as ?tenant= on every call when set. */
   tenant?: string;
+  /** The CA certificate (PEM) an https server's certificate must be signed by. */
+  ca?: string;
 }
 
 /** An API error reply, or a failure to reach the server. */
@@ -61,11 +64,13 @@ export class ApiClient {
   readonly url: string;
   readonly #token: string;
   readonly #tenant: string | undefined;
+  readonly #trust: RequestInit;
 
   constructor(options: ApiClientOptions) {
     this.url = options.url.replace(/\/+$/, "");
     this.#token = options.token;
     this.#tenant = options.tenant;
+    this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
   }
 
   /** GET a JSON reply. */
@@ -159,6 +164,7 @@ export class ApiClient {
   ): Promise<Response> {
     try {
       return await fetch(this.urlFor(path, query), {
+        ...this.#trust,
         method,
         body: init.body,
         signal: init.signal,

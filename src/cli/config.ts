@@ -6,6 +6,7 @@
  *   data dir = $HERD_DATA, else the nearest ./.herd (walking up), else ~/.herd
  *   data dir/server.json  { "url": "http://127.0.0.1:7070", "gatewayUrl": "…" }
  *   data dir/admin-token  the token text
+ *   data dir/tls/ca-cert.pem  the CA of an https server (else HERD_CA names the file)
  */
 
 import { readFile, stat } from "node:fs/promises";
@@ -21,6 +22,8 @@ export interface ServerConfig {
   gatewayUrl?: string;
   /** Where the url came from, for error messages: "--server", "HERD_SERVER" or a server.json path. */
   source: string;
+  /** The CA certificate file an https server's certificate is checked against. */
+  ca?: string;
 }
 
 /** Inputs of the lookup, passed in so tests can control them. */
@@ -91,7 +94,12 @@ export async function resolveServerConfig(sources: ConfigSources): Promise<Serve
       `no token for the herd server at ${url}: pass --token or HERD_TOKEN (on the server's machine it is in ${tokenFile})`,
     );
   }
-  return { url: url.replace(/\/+$/, ""), token, gatewayUrl, source };
+  // An https server of this data dir is signed by its CA (api/tls.ts); another one's: HERD_CA.
+  let ca = sources.env.HERD_CA ? resolve(sources.cwd, sources.env.HERD_CA) : undefined;
+  const localCa = join(dataDir, "tls", "ca-cert.pem");
+  if (!ca && url.startsWith("https:") && local && sameServer(url, local.url) && (await readText(localCa)))
+    ca = localCa;
+  return { url: url.replace(/\/+$/, ""), token, gatewayUrl, source, ...(ca ? { ca } : {}) };
 }
 
 async function readServerFile(file: string): Promise<{ url: string; gatewayUrl?: string } | undefined> {

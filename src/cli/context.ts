@@ -4,6 +4,7 @@
  */
 
 import type { ParseArgsOptionsConfig } from "node:util";
+import { readCa } from "../common/api-ca.ts";
 import { ApiClient } from "./api-client.ts";
 import { resolveServerConfig, type ServerConfig } from "./config.ts";
 
@@ -104,6 +105,7 @@ export function createContext(options: ContextOptions): CliContext {
           new ApiClient({
             url: c.url,
             token: c.token,
+            ...(c.ca ? { ca: readCa(c.ca, "HERD_CA") } : {}),
             tenant: options.flags.tenant || options.env.HERD_TENANT,
           }),
       );
