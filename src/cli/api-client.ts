@@ -24,6 +24,8 @@ export interface ApiClientOptions {
   tenant?: string;
   /** The CA certificate (PEM) an https server's certificate must be signed by. */
   ca?: string;
+  /** Added to the message of a 401 (where the token came from, how to get another). */
+  authHint?: string;
 }
 
 /** An API error reply, or a failure to reach the server. */
@@ -65,12 +67,14 @@ export class ApiClient {
   readonly #token: string;
   readonly #tenant: string | undefined;
   readonly #trust: RequestInit;
+  readonly #authHint: string | undefined;
 
   constructor(options: ApiClientOptions) {
     this.url = options.url.replace(/\/+$/, "");
     this.#token = options.token;
     this.#tenant = options.tenant;
     this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
+    this.#authHint = options.authHint;
   }
 
   /** GET a JSON reply. */
@@ -162,8 +166,9 @@ export class ApiClient {
       signal?: AbortSignal;
     },
   ): Promise<Response> {
+    let res: Response;
     try {
-      return await fetch(this.urlFor(path, query), {
+      res = await fetch(this.urlFor(path, query), {
         ...this.#trust,
         method,
         body: init.body,
@@ -175,6 +180,11 @@ export class ApiClient {
     } catch (err) {
       throw unreachable(this.url, err);
     }
+    if (res.status === 401 && this.#authHint) {
+      const err = await errorFromResponse(res);
+      throw new ApiError(401, err.code, `${err.message} (${this.#authHint})`, err.details);
+    }
+    return res;
   }
 }
 

@@ -8,6 +8,7 @@ import { resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { nodesTable } from "./format.ts";
+import { currentTenant } from "./login.ts";
 import type { Items } from "./types.ts";
 
 type NodeRow = Node & { instances?: number; drain?: { done: boolean; message: string } };
@@ -124,11 +125,12 @@ export const quotaCommand: CommandSpec = {
   usage: "herd quota [--tenant T]\nherd quota set UNITS|none [--tenant T]",
   summary:
     "Show or set the tenant's quota in resource units (1 unit = 0.25 CPU + 256 MiB unless the\n" +
-    "server says otherwise). A deploy or scale past it is refused with what is used and asked.",
+    "server says otherwise). A deploy or scale past it is refused with what is used and asked.\n" +
+    "Setting it is for platform admins (also: herd tenants create NAME --quota UNITS).",
   options: {},
   async run(ctx, _values, positionals) {
     const [action, value, ...extra] = positionals;
-    const tenant = ctx.flags.tenant || ctx.env.HERD_TENANT || "default";
+    const tenant = await currentTenant(ctx, "quota");
     const client = await ctx.client();
     const path = `/tenants/${encodeURIComponent(tenant)}`;
     type Reply = Tenant & { usage: { units: number } };

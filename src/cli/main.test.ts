@@ -110,7 +110,7 @@ describe("herd main", () => {
   it("refuses to destroy without confirmation when stdin is not a terminal", async () => {
     const refused = await run(["apps", "destroy", "hello"]);
     assert.equal(refused.code, 2);
-    assert.match(refused.err, /refusing to destroy hello without confirmation: pass --confirm hello/);
+    assert.match(refused.err, /refusing to destroy the app hello without confirmation: pass --confirm hello/);
     const mismatch = await run(["apps", "destroy", "hello", "--confirm", "other"]);
     assert.equal(mismatch.code, 2);
     assert.equal(api.requests.length, 0);
