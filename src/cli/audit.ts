@@ -20,8 +20,8 @@ export const auditCommand: CommandSpec = {
   usage:
     "herd audit [--tenant T] [--actor A] [--app A] [--verb create|update|delete] [--since 1h|TIME] [--limit N]",
   summary:
-    "Show the audit trail: every write through the API, refused ones too, with who made it, the\n" +
-    "request, tenant and app, status, client address and the error. Oldest first, the newest\n" +
+    "Show the audit trail of writes, refused ones too. Each says who made it, the request,\n" +
+    "tenant and app, status, client address and the error. Oldest first, the newest\n" +
     "--limit (default 100). For tenant owners (their tenant) and platform admins (every tenant).",
   flags: [
     ["--actor A", "only this actor: a user's name (alice), or `service account ci`, `agent n1`"],

@@ -32,8 +32,9 @@ export const loginCommand: CommandSpec = {
   name: "login",
   usage: "herd login [--server URL] [--tenant T]\necho $TOKEN | herd login --server URL [--tenant T]",
   summary:
-    "Sign in: asks for a token (typed without echo, or piped on stdin), checks it with the server,\n" +
-    "and saves the server, the token and a default tenant in ~/.config/herd/config.json\n" +
+    "Sign in with a token; later commands use it. Asks for the token (typed without echo, or\n" +
+    "piped on stdin), checks it with the server, and saves the server, the token and a default\n" +
+    "tenant in ~/.config/herd/config.json\n" +
     "($XDG_CONFIG_HOME/herd/config.json when set; mode 0600). Later commands use them unless\n" +
     "--server/--token/--tenant or HERD_SERVER/HERD_TOKEN/HERD_TENANT say otherwise.",
   flags: [
@@ -156,8 +157,7 @@ export const logoutCommand: CommandSpec = {
 export const whoamiCommand: CommandSpec = {
   name: "whoami",
   usage: "herd whoami",
-  summary:
-    "Show who the current token stands for, its roles per tenant, and where server and token come from.",
+  summary: "Show who the current token stands for and its roles. Also where the server and token come from.",
   options: {},
   async run(ctx, _values, positionals) {
     if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "whoami");

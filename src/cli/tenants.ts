@@ -43,9 +43,9 @@ export const tenantsCommand: CommandSpec = {
     "herd tenants show [NAME]\n" +
     "herd tenants domains NAME D… | --none",
   summary:
-    "List the tenants you are in (a platform admin: all), create one, show one's quota, usage\n" +
-    "and domains, or give one its domains: only its routes may then use those hosts and their\n" +
-    "subdomains. Creating tenants and setting domains is for platform admins.",
+    "List, create or show tenants, or give one its domains. The list holds the tenants you are\n" +
+    "in (a platform admin: all); show prints quota, usage and domains. Only a tenant's routes may\n" +
+    "use its domains and their subdomains. Creating tenants and setting domains is for platform admins.",
   flags: [
     ["--quota UNITS", "create: the most resource units its services may hold"],
     ["--domain D", "create: a domain it owns (repeat for more)"],
@@ -157,8 +157,8 @@ export const membersCommand: CommandSpec = {
     "herd members add USER --role owner|deployer|viewer [--tenant T]\n" +
     "herd members remove USER [--tenant T]",
   summary:
-    "List a tenant's members and their roles, give a user a role (add again to change it), or\n" +
-    "take it away. For the tenant's owners and platform admins; a tenant keeps at least one owner.",
+    "List a tenant's members and roles, give a user a role, or take it away. Adding it again\n" +
+    "changes the role. For the tenant's owners and platform admins; a tenant keeps at least one owner.",
   flags: [ROLE_FLAG],
   options: { role: { type: "string" } },
   async run(ctx, values, positionals) {
@@ -217,7 +217,7 @@ export const serviceAccountsCommand: CommandSpec = {
     "herd service-accounts create NAME --role owner|deployer|viewer [--tenant T]\n" +
     "herd service-accounts delete NAME [--tenant T]",
   summary:
-    "Accounts for programs (CI, bots) that belong to one tenant, with a role in it. Its owners\n" +
+    "Manage a tenant's accounts for programs (CI, bots), each with a role in it. Its owners\n" +
     "create them, then a token: `herd tokens create ci --user NAME --expires 90d`.\n" +
     "delete removes the account and revokes its tokens.",
   flags: [ROLE_FLAG],

@@ -19,8 +19,8 @@ export const usersCommand: CommandSpec = {
   name: "users",
   usage: "herd users\nherd users create NAME [--admin]\nherd users delete NAME [--confirm NAME]",
   summary:
-    "List users and service accounts with their roles, create a user, or delete one (its roles\n" +
-    "go and its tokens are revoked). For platform admins. A new user gets roles with\n" +
+    "List, create or delete users (platform admins). The list shows service accounts too, with\n" +
+    "every role; deleting a user takes its roles and revokes its tokens. A new user gets roles with\n" +
     "`herd members add` and a token with `herd tokens create NAME --user USER`.",
   flags: [
     ["--admin", "create: a platform admin (every tenant, nodes, quotas, domains, users)"],
