@@ -20,7 +20,7 @@ import {
   println,
   stringFlag,
 } from "./context.ts";
-import { formatAge, renderTable } from "./format.ts";
+import { formatAge, formatBytes, renderTable } from "./format.ts";
 import { currentTenant } from "./login.ts";
 import type { Items } from "./types.ts";
 
@@ -142,6 +142,15 @@ async function showTenant(ctx: CliContext, name: string): Promise<number> {
   println(ctx.stdout, `tenant:  ${t.name}`);
   println(ctx.stdout, `quota:   ${used} units in use, ${t.quota ? `limit ${t.quota.units}` : "no limit"}`);
   println(ctx.stdout, `domains: ${t.domains?.join(", ") || "none (its apps are served on APP.localhost)"}`);
+  if (t.limits) {
+    const { uploadBytes, unpackBytes, unpackEntries } = t.limits;
+    const limits = [
+      uploadBytes === undefined ? "" : `upload ${formatBytes(uploadBytes)}`,
+      unpackBytes === undefined ? "" : `unpacked ${formatBytes(unpackBytes)}`,
+      unpackEntries === undefined ? "" : `${unpackEntries} files`,
+    ];
+    println(ctx.stdout, `limits:  ${limits.filter(Boolean).join(", ")} (for its deploys)`);
+  }
   println(ctx.stdout, `created: ${t.createdAt}`);
   return 0;
 }
