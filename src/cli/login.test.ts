@@ -56,7 +56,7 @@ describe("herd login", () => {
         `Logged in to ${server.url} as user alice.`,
         "Tenants: a (owner), b (viewer)",
         "Default tenant: a",
-        `Token ${alice.slice(9, 17)} (laptop) expires: in 29d`,
+        `Token ${alice.slice(9, 17)} (laptop) expires: in 30d`,
         `Saved in ${configFile}.`,
         "",
       ].join("\n"),

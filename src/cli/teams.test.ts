@@ -60,14 +60,14 @@ describe("herd tokens", () => {
     const out = await ok(asAlice("tokens", "create", "ci", "--expires", "30d"));
     const secret = /^ {2}(herd_pat_\S+)$/m.exec(out)?.[1] ?? "";
     const id = secret.slice(9, 17);
-    assert.match(out, new RegExp(`^Created user token ${id} \\(ci\\) for user alice, expires: in 29d\\.\\n`));
+    assert.match(out, new RegExp(`^Created user token ${id} \\(ci\\) for user alice, expires: in 30d\\.\\n`));
     assert.match(out, /This is the only time it is shown \(herd keeps only its hash\); store it now:/);
     assert.match(out, /Sign in with it: herd login --server http/);
     assert.equal((await apiCall(server, "GET", "/whoami", undefined, { token: secret })).status, 200);
 
     const list = await ok(asAlice("tokens"));
     assert.match(list, /^ID +NAME +KIND +FOR +CREATED +EXPIRES +LAST USED +REVOKED\n/);
-    assert.match(list, new RegExp(`${id} +ci +user +user alice +\\d+s ago +in 29d +\\d+s ago +-`));
+    assert.match(list, new RegExp(`${id} +ci +user +user alice +\\d+s ago +in 30d +\\d+s ago +-`));
     const json = JSON.parse(await ok(asAlice("tokens", "--json")));
     assert.deepEqual(json.items.map((t: { name: string }) => t.name).sort(), ["ci", "laptop"]);
     assert.ok(
