@@ -197,11 +197,20 @@ describe("herd tenants", () => {
     );
     assert.equal(await ok(root("tenants", "domains", "c", "--none")), "Tenant c owns no domains now.\n");
     assert.equal((await root("tenants", "domains", "c")).code, 2);
-    await admin("PUT", "/tenants/c/limits", { uploadBytes: 10 * 1024 * 1024, unpackEntries: 500 });
+    assert.equal(
+      await ok(root("tenants", "limits", "c", "--upload", "10Mi", "--files", "500")),
+      "Tenant c's deploys: upload 10 MiB, 500 files.\n",
+    );
+    assert.match(
+      (await root("tenants", "limits", "c", "--upload", "lots")).err,
+      /--upload lots: expected a size/,
+    );
     assert.match(
       await ok(root("tenants", "show", "c")),
       /\nlimits: {2}upload 10 MiB, 500 files \(for its deploys\)\n/,
     );
+    assert.equal(await ok(root("tenants", "limits", "c")), "Tenant c has the server's deploy limits.\n");
+    assert.doesNotMatch(await ok(root("tenants", "show", "c")), /limits:/);
 
     const mine = await ok(asAlice("tenants"));
     assert.match(mine, /^NAME +ROLE +QUOTA +DOMAINS +CREATED\na +owner +none +- +\d+s ago\n$/);

@@ -4,13 +4,14 @@
  * delete). Creating tenants and giving them domains is for platform admins;
  * members and service accounts are for the tenant's owners.
  *
- *   tenants            ─► GET/POST /tenants, GET /tenants/:name, PUT /tenants/:name/domains
+ *   tenants            ─► GET/POST /tenants, GET /tenants/:name, PUT /tenants/:name/domains|limits
  *   members            ─► GET /tenants/:name/members, PUT/DELETE /tenants/:name/members/:user
  *   service-accounts   ─► POST /tenants/:name/service-accounts (then POST /tokens {user})
  */
 
 import type { Member, Role } from "../model/identity.ts";
-import type { Tenant } from "../model/objects.ts";
+import { parseBytes } from "../model/manifest.ts";
+import type { Tenant, TenantLimits } from "../model/objects.ts";
 import { parseCount, UsageError } from "./args.ts";
 import {
   type CliContext,
@@ -41,20 +42,29 @@ export const tenantsCommand: CommandSpec = {
     "herd tenants\n" +
     "herd tenants create NAME [--quota UNITS] [--domain D]…\n" +
     "herd tenants show [NAME]\n" +
-    "herd tenants domains NAME D… | --none",
+    "herd tenants domains NAME D… | --none\n" +
+    "herd tenants limits NAME [--upload SIZE] [--unpacked SIZE] [--files N]",
   summary:
     "List, create or show tenants, or give one its domains. The list holds the tenants you are\n" +
     "in (a platform admin: all); show prints quota, usage and domains. Only a tenant's routes may\n" +
-    "use its domains and their subdomains. Creating tenants and setting domains is for platform admins.",
+    "use its domains and their subdomains. limits bounds its deploys (upload size, unpacked size,\n" +
+    "file count); a limit not given is the server's again. Creating tenants, setting domains and\n" +
+    "limits is for platform admins.",
   flags: [
     ["--quota UNITS", "create: the most resource units its services may hold"],
     ["--domain D", "create: a domain it owns (repeat for more)"],
     ["--none", "domains: take every domain away"],
+    ["--upload SIZE", "limits: largest source upload, e.g. 200Mi"],
+    ["--unpacked SIZE", "limits: most bytes a source unpacks to, e.g. 1Gi"],
+    ["--files N", "limits: most files and directories in a source"],
   ],
   options: {
     quota: { type: "string" },
     domain: { type: "string", multiple: true },
     none: { type: "boolean" },
+    upload: { type: "string" },
+    unpacked: { type: "string" },
+    files: { type: "string" },
   },
   async run(ctx, values, positionals) {
     const [action, name, ...rest] = positionals;
@@ -66,13 +76,13 @@ export const tenantsCommand: CommandSpec = {
       if (rest.length > 0) throw new UsageError(`unexpected argument: ${rest[0]}`, "tenants");
       return showTenant(ctx, name ?? (await currentTenant(ctx, "tenants")));
     }
-    if (action !== "create" && action !== "domains")
+    if (action !== "create" && action !== "domains" && action !== "limits")
       throw new UsageError(`unknown tenants action: ${action}`, "tenants");
     if (!name) throw new UsageError(`tenants ${action} needs the tenant's name`, "tenants");
-    if (action === "create") {
-      if (rest.length > 0) throw new UsageError(`unexpected argument: ${rest[0]}`, "tenants");
-      return createTenant(ctx, name, values);
-    }
+    if (action !== "domains" && rest.length > 0)
+      throw new UsageError(`unexpected argument: ${rest[0]}`, "tenants");
+    if (action === "create") return createTenant(ctx, name, values);
+    if (action === "limits") return setLimits(ctx, name, values);
     if (rest.length === 0 && values.none !== true)
       throw new UsageError(
         "name the domains (herd tenants domains NAME shop.example.com), or --none",
@@ -94,6 +104,45 @@ export const tenantsCommand: CommandSpec = {
     return 0;
   },
 };
+
+async function setLimits(ctx: CliContext, name: string, values: FlagValues): Promise<number> {
+  const size = (flag: string) => {
+    const v = stringFlag(values, flag);
+    if (v === undefined) return undefined;
+    try {
+      return parseBytes(v);
+    } catch {
+      throw new UsageError(`--${flag} ${v}: expected a size such as 200Mi or 1Gi`, "tenants");
+    }
+  };
+  const files = stringFlag(values, "files");
+  const limits: TenantLimits = {
+    uploadBytes: size("upload"),
+    unpackBytes: size("unpacked"),
+    unpackEntries: files === undefined ? undefined : parseCount(files, "files", "tenants", 1),
+  };
+  const reply = await (await ctx.client()).put<TenantView>(`${tenantPath(name)}/limits`, limits);
+  if (ctx.flags.json) printJson(ctx.stdout, reply);
+  else
+    println(
+      ctx.stdout,
+      reply.limits
+        ? `Tenant ${name}'s deploys: ${limitsText(reply.limits)}.`
+        : `Tenant ${name} has the server's deploy limits.`,
+    );
+  return 0;
+}
+
+/** `upload 10 MiB, unpacked 1 GiB, 500 files`, naming only the limits set. */
+function limitsText(l: TenantLimits): string {
+  return [
+    l.uploadBytes === undefined ? "" : `upload ${formatBytes(l.uploadBytes)}`,
+    l.unpackBytes === undefined ? "" : `unpacked ${formatBytes(l.unpackBytes)}`,
+    l.unpackEntries === undefined ? "" : `${l.unpackEntries} files`,
+  ]
+    .filter(Boolean)
+    .join(", ");
+}
 
 async function listTenants(ctx: CliContext): Promise<number> {
   const reply = await (await ctx.client()).get<Items<TenantView>>("/tenants");
@@ -142,15 +191,7 @@ async function showTenant(ctx: CliContext, name: string): Promise<number> {
   println(ctx.stdout, `tenant:  ${t.name}`);
   println(ctx.stdout, `quota:   ${used} units in use, ${t.quota ? `limit ${t.quota.units}` : "no limit"}`);
   println(ctx.stdout, `domains: ${t.domains?.join(", ") || "none (its apps are served on APP.localhost)"}`);
-  if (t.limits) {
-    const { uploadBytes, unpackBytes, unpackEntries } = t.limits;
-    const limits = [
-      uploadBytes === undefined ? "" : `upload ${formatBytes(uploadBytes)}`,
-      unpackBytes === undefined ? "" : `unpacked ${formatBytes(unpackBytes)}`,
-      unpackEntries === undefined ? "" : `${unpackEntries} files`,
-    ];
-    println(ctx.stdout, `limits:  ${limits.filter(Boolean).join(", ")} (for its deploys)`);
-  }
+  if (t.limits) println(ctx.stdout, `limits:  ${limitsText(t.limits)} (for its deploys)`);
   println(ctx.stdout, `created: ${t.createdAt}`);
   return 0;
 }
