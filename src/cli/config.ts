@@ -143,7 +143,8 @@ export async function loginServerUrl(sources: ConfigSources): Promise<string | u
   const url =
     sources.server ||
     sources.env.HERD_SERVER ||
-    (await readUserConfig(userConfigPath(sources)))?.server ||
+    // A damaged login config is about to be replaced: it does not stop a new login.
+    (await readUserConfig(userConfigPath(sources)).catch(() => undefined))?.server ||
     (await readServerFile(join(await findDataDir(sources), "server.json")))?.url;
   if (url && !/^https?:\/\//.test(url)) throw new Error(`not an http(s) URL: ${url}`);
   return url?.replace(/\/+$/, "");

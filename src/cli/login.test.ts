@@ -189,6 +189,13 @@ describe("herd login", () => {
       revoked: true,
     });
     assert.equal((await apiCall(server, "GET", "/whoami", undefined, { token: spare.token })).status, 401);
+    // A token that no longer works is still signed out of.
+    const doomed = (await apiCall(server, "POST", "/tokens", { name: "doomed" }, { token: bob })).body;
+    assert.equal((await herd(["login", "--server", server.url, "--token", doomed.token])).code, 0);
+    await apiCall(server, "DELETE", `/tokens/${doomed.id}`);
+    const gone = await herd(["logout", "--revoke"]);
+    assert.equal(gone.code, 0, gone.err);
+    assert.match(gone.out, /no longer worked \(revoked or expired\)/);
   });
 
   it("a damaged config file is named, with what to do", async () => {
@@ -196,5 +203,13 @@ describe("herd login", () => {
     const r = await herd(["apps"]);
     assert.equal(r.code, 1);
     assert.match(r.err, /config\.json: not valid JSON .*sign in again with `herd login`/);
+    // herd login replaces it, and herd logout removes it.
+    assert.equal((await herd(["login", "--server", server.url], { stdin: bob })).code, 0);
+    assert.equal((await herd(["whoami", "--json"])).code, 0);
+    writeFileSync(configFile, "not json");
+    const out = await herd(["logout"]);
+    assert.equal(out.code, 0, out.err);
+    assert.match(out.out, /^Removed .*config\.json \(.*not valid JSON/);
+    assert.throws(() => statSync(configFile), { code: "ENOENT" });
   });
 });

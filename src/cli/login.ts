@@ -122,7 +122,17 @@ export const logoutCommand: CommandSpec = {
   options: { revoke: { type: "boolean" } },
   async run(ctx, values, positionals) {
     if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "logout");
-    const saved = await readUserConfig(ctx.loginFile);
+    let saved: Awaited<ReturnType<typeof readUserConfig>>;
+    try {
+      saved = await readUserConfig(ctx.loginFile);
+    } catch (err) {
+      // Damaged: nothing in it can be used or revoked, so it just goes.
+      await removeUserConfig(ctx.loginFile);
+      if (ctx.flags.json)
+        printJson(ctx.stdout, { loggedOut: true, server: null, token: null, revoked: false });
+      else println(ctx.stdout, `Removed ${ctx.loginFile} (${(err as Error).message.split(";")[0]}).`);
+      return 0;
+    }
     if (!saved) {
       if (ctx.flags.json) printJson(ctx.stdout, { loggedOut: false });
       else println(ctx.stdout, `Not logged in (there is no ${ctx.loginFile}).`);
@@ -147,8 +157,9 @@ export const logoutCommand: CommandSpec = {
     }
     println(ctx.stdout, `Logged out of ${saved.server}: removed ${ctx.loginFile}.`);
     if (revoked) println(ctx.stdout, `Token ${id} is revoked.`);
-    else if (values.revoke !== true && id)
-      println(ctx.stdout, `Token ${id} still works until revoked: herd tokens revoke ${id}`);
+    else if (values.revoke === true)
+      println(ctx.stdout, `Token ${id} no longer worked (revoked or expired).`);
+    else if (id) println(ctx.stdout, `Token ${id} still works until revoked: herd tokens revoke ${id}`);
     return 0;
   },
 };
