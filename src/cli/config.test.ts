@@ -160,6 +160,24 @@ describe("server config", () => {
       resolveServerConfig({ server: "http://third:4", env, cwd: project, home }),
       /no token for the herd server at http:\/\/third:4: sign in with `herd login --server http:\/\/third:4`/,
     );
+    // An https server's CA: HERD_CA, else the login's for its own server, else the data dir's.
+    const tlsXdg = join(root, "tls-login");
+    await writeUserConfig(join(tlsXdg, "herd", "config.json"), {
+      server: "https://login:3",
+      token: "t",
+      ca: "/etc/herd/ca.pem",
+    });
+    const tlsEnv = { XDG_CONFIG_HOME: tlsXdg };
+    assert.equal((await resolveServerConfig({ env: tlsEnv, cwd: project, home })).ca, "/etc/herd/ca.pem");
+    assert.equal(
+      (await resolveServerConfig({ env: { ...tlsEnv, HERD_CA: "my-ca.pem" }, cwd: project, home })).ca,
+      join(project, "my-ca.pem"),
+    );
+    assert.equal(
+      (await resolveServerConfig({ server: "https://else:4", token: "x", env: tlsEnv, cwd: project, home }))
+        .ca,
+      undefined,
+    );
     // herd login signs in again to the last server unless told otherwise.
     assert.equal(await loginServerUrl({ env, cwd: project, home }), "http://login:3");
     assert.equal(await loginServerUrl({ env: {}, cwd: project, home }), "http://127.0.0.1:7070");

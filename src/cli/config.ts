@@ -10,7 +10,7 @@
  *   data dir = $HERD_DATA, else the nearest ./.herd (walking up), else ~/.herd
  *   data dir/server.json  { "url": "http://127.0.0.1:7070", "gatewayUrl": "…" }
  *   data dir/admin-token  the token text
- *   data dir/tls/ca-cert.pem  the CA of an https server (else HERD_CA names the file)
+ *   data dir/tls/ca-cert.pem  the CA of an https server (else HERD_CA or the login's names the file)
  *
  * A token (or default tenant) from the login config or the data dir is used only
  * for the server it belongs to.
@@ -56,6 +56,8 @@ export interface UserConfig {
   server: string;
   token: string;
   tenant?: string;
+  /** The CA file an https server's certificate is checked against (HERD_CA at login). */
+  ca?: string;
 }
 
 /** The login config's path: `$XDG_CONFIG_HOME/herd/config.json`, else `~/.config/herd/config.json`. */
@@ -75,11 +77,16 @@ export async function readUserConfig(file: string): Promise<UserConfig | undefin
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message}); sign in again with \`herd login\``);
   }
-  const { server, token, tenant } = parsed ?? {};
+  const { server, token, tenant, ca } = parsed ?? {};
   if (typeof server !== "string" || typeof token !== "string") {
     throw new Error(`${file}: needs "server" and "token"; sign in again with \`herd login\``);
   }
-  return { server, token, ...(typeof tenant === "string" && tenant ? { tenant } : {}) };
+  return {
+    server,
+    token,
+    ...(typeof tenant === "string" && tenant ? { tenant } : {}),
+    ...(typeof ca === "string" && ca ? { ca } : {}),
+  };
 }
 
 /**
@@ -151,6 +158,26 @@ export async function loginServerUrl(sources: ConfigSources): Promise<string | u
 }
 
 /**
+ * The CA file an https server's certificate is checked against: HERD_CA, else
+ * the login's (for its own server), else the data dir's `tls/ca-cert.pem` (for
+ * the data dir's own server, api/tls.ts); undefined for a publicly signed one.
+ */
+export async function caFileFor(
+  sources: ConfigSources,
+  url: string,
+  login?: UserConfig,
+): Promise<string | undefined> {
+  if (sources.env.HERD_CA) return resolve(sources.cwd, sources.env.HERD_CA);
+  if (!url.startsWith("https:")) return undefined;
+  if (login?.ca && sameServer(url, login.server)) return login.ca;
+  const dataDir = await findDataDir(sources);
+  const local = await readServerFile(join(dataDir, "server.json"));
+  const localCa = join(dataDir, "tls", "ca-cert.pem");
+  if (local && sameServer(url, local.url) && (await readText(localCa))) return localCa;
+  return undefined;
+}
+
+/**
  * Resolves the server URL, token and tenant, each independently: flag, then
  * environment, then the login config, then the data dir. Throws with a message
  * saying what to do when the URL or token is missing.
@@ -203,11 +230,7 @@ export async function resolveServerConfig(sources: ConfigSources): Promise<Serve
       `no token for the herd server at ${url}: sign in with \`herd login --server ${url}\`, or pass --token or HERD_TOKEN (on the server's machine the admin's is in ${tokenFile})`,
     );
   }
-  // An https server of this data dir is signed by its CA (api/tls.ts); another one's: HERD_CA.
-  let ca = sources.env.HERD_CA ? resolve(sources.cwd, sources.env.HERD_CA) : undefined;
-  const localCa = join(dataDir, "tls", "ca-cert.pem");
-  if (!ca && url.startsWith("https:") && local && sameServer(url, local.url) && (await readText(localCa)))
-    ca = localCa;
+  const ca = await caFileFor(sources, url, login);
   return {
     url: url.replace(/\/+$/, ""),
     token,

@@ -213,3 +213,30 @@ describe("herd login", () => {
     assert.throws(() => statSync(configFile), { code: "ENOENT" });
   });
 });
+
+describe("herd login over https", () => {
+  let tls: RunningServer;
+  before(async () => {
+    tls = await startServer({ dataDir: join(dir, "tls"), port: 0, logger: silentLogger, tls: true });
+  });
+  after(() => tls.close());
+
+  it("checks the server with HERD_CA and keeps the CA file with the login", async () => {
+    rmSync(configFile, { force: true });
+    const missing = await herd(["login", "--server", tls.url], {
+      stdin: tls.adminToken,
+      env: { HERD_CA: join(dir, "nope.pem") },
+    });
+    assert.equal(missing.code, 1);
+    assert.equal(missing.err, `herd: HERD_CA ${join(dir, "nope.pem")}: no such file\n`);
+    const r = await herd(["login", "--server", tls.url], {
+      stdin: tls.adminToken,
+      env: { HERD_CA: tls.caFile ?? "" },
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.equal(JSON.parse(await readFile(configFile, "utf8")).ca, tls.caFile);
+    const who = await herd(["whoami", "--json"]);
+    assert.equal(who.code, 0, who.err);
+    assert.equal(JSON.parse(who.out).admin, true);
+  });
+});

@@ -6,9 +6,10 @@
  *   token (terminal without echo │ piped stdin │ --token) ─► GET /whoami ─► config.json (0600)
  */
 
+import { readCa } from "../common/api-ca.ts";
 import { ApiClient, ApiError } from "./api-client.ts";
 import { UsageError } from "./args.ts";
-import { loginServerUrl, readUserConfig, removeUserConfig, writeUserConfig } from "./config.ts";
+import { caFileFor, loginServerUrl, readUserConfig, removeUserConfig, writeUserConfig } from "./config.ts";
 import { type CliContext, type CommandSpec, printJson, println } from "./context.ts";
 import { formatExpiry, renderTable } from "./format.ts";
 import type { WhoAmI } from "./types.ts";
@@ -41,6 +42,7 @@ export const loginCommand: CommandSpec = {
     ["--server URL", "the server (default: HERD_SERVER, the last login's, or the data dir's)"],
     ["--tenant T", "the tenant commands use when none is named (you must hold a role in it)"],
     ["--token TOKEN", "the token, instead of asking (it then shows in your shell history)"],
+    ["HERD_CA=FILE", "an https server's CA certificate (herd server --tls); saved with the login"],
   ],
   options: {},
   async run(ctx, _values, positionals) {
@@ -59,7 +61,10 @@ export const loginCommand: CommandSpec = {
         "login",
       );
     }
-    const me = await whoIs(server, token);
+    const sources = { env: ctx.env, cwd: ctx.cwd, home: ctx.home };
+    const previous = await readUserConfig(ctx.loginFile).catch(() => undefined);
+    const caFile = await caFileFor(sources, server, previous);
+    const me = await whoIs(server, token, caFile);
     if (me.kind !== "user") {
       throw new Error(
         `this token stands for ${me.name}, a machine; herd login takes a user's or service account's token. Nothing was saved.`,
@@ -73,7 +78,12 @@ export const loginCommand: CommandSpec = {
           : `${me.name} holds no role in tenant ${tenant}${me.tenants.length ? `; its tenants: ${tenantList(me)}` : ""}. Nothing was saved.`,
       );
     }
-    await writeUserConfig(ctx.loginFile, { server, token, ...(tenant ? { tenant } : {}) });
+    await writeUserConfig(ctx.loginFile, {
+      server,
+      token,
+      ...(tenant ? { tenant } : {}),
+      ...(caFile ? { ca: caFile } : {}),
+    });
     if (ctx.flags.json) printJson(ctx.stdout, { server, ...(tenant ? { tenant } : {}), whoami: me });
     else {
       println(ctx.stdout, `Logged in to ${server} as ${describe(me)}.`);
@@ -100,15 +110,20 @@ export const loginCommand: CommandSpec = {
 };
 
 /** GET /whoami with a token that is not saved yet; a refusal says nothing was saved. */
-async function whoIs(server: string, token: string): Promise<WhoAmI> {
+async function whoIs(server: string, token: string, caFile: string | undefined): Promise<WhoAmI> {
   try {
-    return await new ApiClient({ url: server, token }).get<WhoAmI>("/whoami");
+    return await clientFor(server, token, caFile).get<WhoAmI>("/whoami");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
       throw new Error(`the server at ${server} refused the token: ${err.message}. Nothing was saved.`);
     }
     throw err;
   }
+}
+
+/** A client for a server and token that are not (or no longer) the resolved ones. */
+function clientFor(url: string, token: string, caFile: string | undefined): ApiClient {
+  return new ApiClient({ url, token, ...(caFile ? { ca: readCa(caFile, "HERD_CA") } : {}) });
 }
 
 /** `herd logout [--revoke]`. */
@@ -143,7 +158,7 @@ export const logoutCommand: CommandSpec = {
     if (values.revoke === true) {
       if (!id) throw new Error("the saved token has no id to revoke; nothing was changed");
       try {
-        await new ApiClient({ url: saved.server, token: saved.token }).delete(`/tokens/${id}`);
+        await clientFor(saved.server, saved.token, saved.ca).delete(`/tokens/${id}`);
         revoked = true;
       } catch (err) {
         // Already revoked or expired: it no longer works anyway, so signing out goes on.
