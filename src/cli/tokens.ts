@@ -153,7 +153,7 @@ async function createToken(ctx: CliContext, name: string, values: FlagValues): P
     agent: `Start the agent with it: HERD_TOKEN=… herd agent --server ${client.url} --name ${reply.node}`,
     gateway: `Start a gateway with it: HERD_TOKEN=… herd gateway --server ${client.url}`,
     ingest: `Push metrics and spans for tenant ${reply.tenant} with it (Authorization: Bearer …).`,
-    join: "A node joins with it once.",
+    join: `A new machine joins with it: herd agent --server ${client.url} --join-token … --name NAME (also: herd nodes join-token)`,
   };
   println(ctx.stdout, use[reply.kind]);
   return 0;
