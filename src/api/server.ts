@@ -289,6 +289,8 @@ const messageOf = (payload: string): string | undefined => {
 /** What the permission check found for a request: who, and the tenant it acts in. */
 export interface RequestAuth extends Decision {
   principal: Principal;
+  /** The tenant a platform-wide request names (`PUT /tenants/:name/quota`): for the audit trail only. */
+  named?: string;
 }
 
 declare module "fastify" {
@@ -369,13 +371,13 @@ export function buildApi(
         // decide() says why
       }
     }
-    req.herd = { permission, principal, ...(tenant ? { tenant } : {}) };
+    req.herd = { permission, principal, ...(tenant ? { tenant } : {}), ...(named ? { named } : {}) };
     const decision = decide(principal, permission, { tenant: named, node });
     if (decision.tenant !== undefined && !(await auth.tenantExists(decision.tenant))) {
       // A member never sees this for its own tenants; an admin learns the tenant is missing.
       throw new HerdError("not_found", `no tenant ${decision.tenant} (herd tenants lists them)`);
     }
-    req.herd = { ...decision, principal };
+    req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
   });
   // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
   app.addHook("onSend", async (req, reply, payload) => {
@@ -388,7 +390,7 @@ export function buildApi(
       at: new Date().toISOString(),
       actor: req.herd.principal.label,
       token: req.herd.principal.token.id,
-      ...(req.herd.tenant ? { tenant: req.herd.tenant } : {}),
+      ...(req.herd.tenant || req.herd.named ? { tenant: req.herd.tenant ?? req.herd.named } : {}),
       ...(app ? { app } : {}),
       verb,
       route: routeKey(req.method, url),
