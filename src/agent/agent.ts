@@ -17,6 +17,7 @@
 import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
+import { caDispatcher, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
@@ -42,8 +43,10 @@ import { SlugCache } from "./slugs.ts";
 export interface AgentOptions {
   /** Control-plane base URL, e.g. http://127.0.0.1:7000 */
   server: string;
-  /** An agent token. */
+  /** This node's credential (agent/join.ts), or another token that may act as it. */
   token: string;
+  /** The CA certificate (PEM) an https server's certificate must be signed by (`herd agent --ca`). */
+  ca?: string;
   /** This node's name. */
   name: string;
   dataDir: string;
@@ -175,6 +178,8 @@ export class Agent {
   #stats: StatsReading | undefined;
   /** Each tenant's ingest token (from the heartbeat reply), for its instances' OTEL_* defaults. */
   #ingestTokens: Record<string, string> = {};
+  /** fetch options that trust the control plane's CA (empty without one). */
+  readonly #trust: RequestInit;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -186,7 +191,13 @@ export class Agent {
     this.#driver =
       options.driver ??
       new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger });
-    this.#slugs = new SlugCache({ server: options.server, token: options.token, dataDir: options.dataDir });
+    this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
+    this.#slugs = new SlugCache({
+      server: options.server,
+      token: options.token,
+      dataDir: options.dataDir,
+      trust: this.#trust,
+    });
   }
 
   /** Adopts what an earlier agent left running, then starts the heartbeat loop and log shipping. */
@@ -722,6 +733,7 @@ export class Agent {
 
   #post(path: string, body: unknown): Promise<Response> {
     return fetch(`${this.#options.server.replace(/\/$/, "")}${path}`, {
+      ...this.#trust,
       method: "POST",
       headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
       body: JSON.stringify(body),

@@ -189,6 +189,7 @@ export class Authenticator {
     if (token.expiresAt && Date.parse(token.expiresAt) <= Date.now()) {
       throw new HerdError("unauthorized", `token ${token.id} expired at ${token.expiresAt}`);
     }
+    if (token.usesLeft === 0) throw new HerdError("unauthorized", `join token ${token.id} is used up`);
     if (token.kind !== "user") {
       const label =
         token.kind === "agent"

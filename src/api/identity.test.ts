@@ -168,6 +168,11 @@ test("the audit trail records writes, refused ones too, and owners see only thei
   const all = await call("GET", "/audit?limit=1000", undefined, "alice");
   assert.ok(all.body.items.every((e: { tenant?: string }) => e.tenant === "a"));
   assert.ok(!all.body.items.some((e: { path: string }) => e.path.includes("/tenants/b")));
+  const quota = await call("GET", "/audit?limit=1000", undefined, "alice");
+  assert.ok(
+    quota.body.items.some((e: { path: string }) => e.path === "/api/v1/tenants/a/domains"),
+    "an admin's change to tenant a is in a's trail",
+  );
   const admin = await call("GET", "/audit?limit=1000");
   assert.ok(admin.body.items.some((e: { path: string }) => e.path === "/api/v1/tenants/b/domains"));
   assert.equal((await call("GET", "/audit", undefined, "bob")).status, 403);

@@ -33,6 +33,7 @@ export type Permission =
   | "platform:write" // nodes, tenants, quotas, domains, users, scrape targets, key rotation
   // machines
   | "node:agent" // an agent's protocol: heartbeat as its own node, ship logs, fetch slugs
+  | "node:join" // trade a join token for a node credential (api/credentials.ts)
   | "gateway:sync" // a gateway's routing config (snapshot, watch), its status and its span batches
   // anyone signed in
   | "self"; // version, OpenAPI, whoami, one's own tokens
@@ -66,7 +67,7 @@ export const MACHINE_PERMISSIONS: Record<Exclude<Token["kind"], "user">, Readonl
   agent: new Set<Permission>(["node:agent", "self"]),
   gateway: new Set<Permission>(["gateway:sync", "self"]),
   ingest: new Set<Permission>(["telemetry:write"]),
-  join: new Set<Permission>(),
+  join: new Set<Permission>(["node:join"]),
 };
 
 /**
@@ -148,6 +149,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/nodes/:name/cordon": "platform:write",
   "POST /api/v1/nodes/:name/uncordon": "platform:write",
   "POST /api/v1/nodes/:name/drain": "platform:write",
+  "POST /api/v1/nodes/:name/join": "node:join",
   "POST /api/v1/nodes/:name/heartbeat": "node:agent",
   "GET /api/v1/slugs/:digest": "node:agent",
   "POST /api/v1/logs": "node:agent",

@@ -13,6 +13,7 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { buildSlug } from "../build/builder.ts";
+import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
@@ -60,6 +61,7 @@ import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
+import { ensureApiTls } from "./tls.ts";
 
 export const VERSION = "0.1.0";
 
@@ -82,6 +84,8 @@ export interface ServerOptions {
   logs?: LogsOptions;
   /** How long audit entries are kept (default 90 days). */
   auditRetentionMs?: number;
+  /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
+  tls?: boolean;
 }
 
 /** How logs.db is bounded, and how often idle log streams get a heartbeat. */
@@ -95,6 +99,8 @@ export interface RunningServer {
   port: number;
   adminToken: string;
   adminTokenFile: string;
+  /** With tls: the CA certificate clients verify the API with. */
+  caFile?: string;
   store: Store;
   controllers: ControllerManager;
   /** Metrics storage and collection. */
@@ -196,7 +202,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const auth = new Authenticator(store, { logger: logger.child("auth") });
   await auth.start();
-  const app = buildApi(deps, auth, logger);
+  const tls = options.tls ? await ensureApiTls(join(dataDir, "tls"), options.host ?? "127.0.0.1") : undefined;
+  // The control plane calls itself too (its /metrics scrape): it trusts the CA it holds the key of.
+  if (tls) trustCaInProcess(tls.ca);
+  const app = buildApi(deps, auth, logger, tls);
   await app
     .listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" })
     .catch((err: NodeJS.ErrnoException) => {
@@ -211,7 +220,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (options.port ?? 7070);
   const host = options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1";
-  const url = `http://${host}:${port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${port}`;
   writeFileSync(
     join(dataDir, "server.json"),
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
@@ -228,6 +237,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     adminToken: admin.token,
     adminTokenFile: admin.file,
+    ...(tls ? { caFile: tls.caFile } : {}),
     store,
     controllers,
     metrics,
@@ -273,6 +283,8 @@ const messageOf = (payload: string): string | undefined => {
 /** What the permission check found for a request: who, and the tenant it acts in. */
 export interface RequestAuth extends Decision {
   principal: Principal;
+  /** The tenant a platform-wide request names (`PUT /tenants/:name/quota`): for the audit trail only. */
+  named?: string;
 }
 
 declare module "fastify" {
@@ -282,8 +294,14 @@ declare module "fastify" {
 }
 
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
-export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): FastifyInstance {
+export function buildApi(
+  deps: ApiDeps,
+  auth: Authenticator,
+  logger: Logger,
+  https?: { cert: string; key: string },
+): FastifyInstance {
   const app = Fastify({
+    ...(https ? { https: { cert: https.cert, key: https.key } } : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
@@ -347,13 +365,13 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
         // decide() says why
       }
     }
-    req.herd = { permission, principal, ...(tenant ? { tenant } : {}) };
+    req.herd = { permission, principal, ...(tenant ? { tenant } : {}), ...(named ? { named } : {}) };
     const decision = decide(principal, permission, { tenant: named, node });
     if (decision.tenant !== undefined && !(await auth.tenantExists(decision.tenant))) {
       // A member never sees this for its own tenants; an admin learns the tenant is missing.
       throw new HerdError("not_found", `no tenant ${decision.tenant} (herd tenants lists them)`);
     }
-    req.herd = { ...decision, principal };
+    req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
   });
   // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
   app.addHook("onSend", async (req, reply, payload) => {
@@ -366,7 +384,7 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       at: new Date().toISOString(),
       actor: req.herd.principal.label,
       token: req.herd.principal.token.id,
-      ...(req.herd.tenant ? { tenant: req.herd.tenant } : {}),
+      ...(req.herd.tenant || req.herd.named ? { tenant: req.herd.tenant ?? req.herd.named } : {}),
       ...(app ? { app } : {}),
       verb,
       route: routeKey(req.method, url),

@@ -4,8 +4,9 @@
  *
  * The child gets an IPC channel: it reports its address over it once it
  * listens (or why it could not start), and it stops when the channel closes,
- * so a parent killed with SIGKILL leaves no gateway behind. The admin token
- * travels in the environment (HERD_TOKEN), never on the command line.
+ * so a parent killed with SIGKILL leaves no gateway behind. Its token (herd
+ * up's gateway credential) travels in the environment (HERD_TOKEN), never on
+ * the command line.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -40,6 +41,8 @@ export interface GatewayChildOptions {
   https?: HttpsSettings;
   /** Share of new traces whose spans it records (`--trace-sample`); unset: the gateway's default (1). */
   traceSample?: number;
+  /** The CA file the control plane's certificate is signed by (`--ca`), when it serves HTTPS. */
+  ca?: string;
 }
 
 /** A gateway running in a child process. */
@@ -78,6 +81,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.metricsHost ?? "127.0.0.1",
       ...httpsArgs(options.https),
       ...(options.traceSample === undefined ? [] : ["--trace-sample", String(options.traceSample)]),
+      ...(options.ca === undefined ? [] : ["--ca", options.ca]),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },

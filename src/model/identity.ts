@@ -68,6 +68,8 @@ export interface Token {
   createdBy?: string;
   /** After this time the token is refused. */
   expiresAt?: string;
+  /** kind join: how many more nodes it may join; absent: any number until it expires. */
+  usesLeft?: number;
   /** Set when revoked; the record stays for the audit trail. */
   revokedAt?: string;
   revokedBy?: string;

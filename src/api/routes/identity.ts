@@ -33,6 +33,7 @@ const CreateTokenBody = T.Object(
         description: "lifetime, e.g. 30d or 12h; default: no expiry",
       }),
     ),
+    uses: T.Optional(T.Integer({ minimum: 1, description: "join tokens: how many nodes it may join" })),
   },
   { additionalProperties: false },
 );
@@ -43,6 +44,7 @@ type CreateToken = {
   node?: string;
   tenant?: string;
   expiresIn?: string;
+  uses?: number;
 };
 const TokenParams = T.Object({ id: T.String({ pattern: "^[0-9a-f]{8}$" }) });
 const TokensQuery = T.Object({
@@ -146,6 +148,10 @@ export function identityRoutes(api: FastifyInstance, deps: ApiDeps): void {
       }
       const field = (name: string, message: string) =>
         new HerdError("invalid", `body.${name} ${message}`, [{ field: `body.${name}`, message }]);
+      if (body.uses !== undefined) {
+        if (kind !== "join") throw field("uses", "is only for join tokens");
+        fields.usesLeft = body.uses;
+      }
       if (kind === "user") {
         if (body.node !== undefined) throw field("node", "is only for agent tokens");
         if (body.tenant !== undefined) throw field("tenant", "is only for ingest tokens");

@@ -63,26 +63,26 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const batch = req.body as LogBatch;
-      // An agent ships its own node's lines only: no writing into another node's (another tenant's) instances.
-      const { token } = req.herd.principal;
-      const agentNode = token.kind === "agent" ? token.node : undefined;
-      if (agentNode !== undefined && batch.node !== agentNode) {
-        throw new HerdError("forbidden", `this agent token belongs to node ${agentNode}, not ${batch.node}`);
-      }
+      // An agent ships lines of its own node's instances only (others are dropped), under its own name.
+      const agent = req.herd.principal.token.kind === "agent" ? req.herd.principal.token.node : undefined;
+      if (agent !== undefined && batch.node !== agent)
+        throw new HerdError("forbidden", `this agent token belongs to node ${agent}, not ${batch.node}`);
       const entries: LogInput[] = [];
       for (const l of batch.lines) {
         let owner = owners.get(l.instance);
-        if (!owner) {
+        // A pet moved to another node keeps its id: the cached node is read again before a line is dropped.
+        if (!owner || (agent !== undefined && owner.node !== agent)) {
           const o = await deps.store.get<Instance>("instance", l.instance);
           if (!o) continue;
           owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service, node: o.value.node };
           if (owners.size > 100_000) owners.clear();
           owners.set(l.instance, owner);
         }
-        if (agentNode !== undefined && owner.node !== agentNode) continue;
-        const { node: _node, ...who } = owner;
+        if (agent !== undefined && owner.node !== agent) continue;
         entries.push({
-          ...who,
+          tenant: owner.tenant,
+          app: owner.app,
+          service: owner.service,
           instance: l.instance,
           node: batch.node,
           time: l.time,
