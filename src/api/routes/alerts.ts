@@ -178,6 +178,12 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const { name } = req.params as { name: string };
       const body = req.body as AlertRuleBody;
       fieldProblems(ruleProblems(body));
+      if (tenant === "default" && DEFAULT_RULES.some((r) => r.name === name) && !req.herd.principal.admin) {
+        throw new HerdError(
+          "forbidden",
+          `${name} is a built-in rule, which sees every tenant: only a platform admin replaces it`,
+        );
+      }
       const key = `${tenant}/${name}`;
       const current = await store.get<AlertRuleObject>("alert_rule", key);
       checkRevision(`rule ${name}`, q, current);

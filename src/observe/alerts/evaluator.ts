@@ -118,18 +118,24 @@ const EXPIRED_SILENCE_KEPT_MS = 24 * 3600_000;
 export const MAX_ALERTS_PER_RULE = 500;
 /** Most rules a tenant may have (API and herd.yaml together); past it the API says 409 and the rest are not evaluated. */
 export const MAX_RULES_PER_TENANT = 100;
-/** The platform's tenant: its rules (and the built-ins) see every tenant's series. */
+/** The platform's tenant: a built-in rule replaced there (by a platform admin) still sees every tenant. */
 const PLATFORM_TENANT = "default";
+const BUILT_IN = new Set(DEFAULT_RULES.map((r) => r.name));
 
 /**
  * What a rule evaluates: a tenant's rules see only the tenant's series (every
- * selector gets `tenant="…"`); the built-ins and the platform tenant's rules see all.
+ * selector gets `tenant="…"`); the `default` tenant's rules also see the
+ * platform's own series (no tenant label), never another tenant's; the
+ * built-ins, and a built-in replaced in `default` by a platform admin, see all.
  */
 export function ruleQuery(rule: AlertRule): Expr {
   const expr = ruleExpr(rule);
-  return rule.source === "default" || !rule.tenant || rule.tenant === PLATFORM_TENANT
-    ? expr
-    : scopeToTenant(expr, rule.tenant);
+  const platform =
+    rule.source === "default" ||
+    !rule.tenant ||
+    (rule.tenant === PLATFORM_TENANT && rule.source === "api" && BUILT_IN.has(rule.name));
+  if (platform) return expr;
+  return scopeToTenant(expr, rule.tenant as string, rule.tenant === PLATFORM_TENANT);
 }
 
 const ruleKeyOf = (r: AlertRule): string =>

@@ -17,30 +17,39 @@ import type { Expr } from "./parser.ts";
 /** The series label that says whose a series is. */
 export const TENANT_LABEL = "tenant";
 
-/** `matchers` with the tenant's equality matcher instead of any tenant matcher given. */
-export function tenantMatchers(matchers: readonly Matcher[], tenant: string): Matcher[] {
-  return [...matchers.filter((m) => m.name !== TENANT_LABEL), { name: TENANT_LABEL, op: "=", value: tenant }];
+/**
+ * `matchers` with the tenant's equality matcher instead of any tenant matcher
+ * given; with `platform`, series without a tenant (herd's own) match too.
+ */
+export function tenantMatchers(matchers: readonly Matcher[], tenant: string, platform = false): Matcher[] {
+  const own: Matcher = platform
+    ? { name: TENANT_LABEL, op: "=~", value: `${tenant.replace(/[^a-z0-9-]/g, "")}|` }
+    : { name: TENANT_LABEL, op: "=", value: tenant };
+  return [...matchers.filter((m) => m.name !== TENANT_LABEL), own];
 }
 
-/** A copy of `e` whose every selector reads only `tenant`'s series. */
-export function scopeToTenant(e: Expr, tenant: string): Expr {
+/**
+ * A copy of `e` whose every selector reads only `tenant`'s series (and, with
+ * `platform`, the series that belong to no tenant).
+ */
+export function scopeToTenant(e: Expr, tenant: string, platform = false): Expr {
   switch (e.type) {
     case "number":
     case "string":
       return e;
     case "selector":
-      return { ...e, matchers: tenantMatchers(e.matchers, tenant) };
+      return { ...e, matchers: tenantMatchers(e.matchers, tenant, platform) };
     case "call":
-      return { ...e, args: e.args.map((a) => scopeToTenant(a, tenant)) };
+      return { ...e, args: e.args.map((a) => scopeToTenant(a, tenant, platform)) };
     case "aggregate":
       return {
         ...e,
-        expr: scopeToTenant(e.expr, tenant),
-        ...(e.param ? { param: scopeToTenant(e.param, tenant) } : {}),
+        expr: scopeToTenant(e.expr, tenant, platform),
+        ...(e.param ? { param: scopeToTenant(e.param, tenant, platform) } : {}),
       };
     case "binary":
-      return { ...e, lhs: scopeToTenant(e.lhs, tenant), rhs: scopeToTenant(e.rhs, tenant) };
+      return { ...e, lhs: scopeToTenant(e.lhs, tenant, platform), rhs: scopeToTenant(e.rhs, tenant, platform) };
     case "neg":
-      return { ...e, expr: scopeToTenant(e.expr, tenant) };
+      return { ...e, expr: scopeToTenant(e.expr, tenant, platform) };
   }
 }
