@@ -8,6 +8,7 @@
  */
 
 import type { Logger } from "../common/log.ts";
+import type { UrlGuard } from "../common/url-guard.ts";
 import { checkRouteBody, effectiveTraffic, normalizeRoute, type RouteObject } from "../model/live-config.ts";
 import {
   type AggregateSpec,
@@ -400,6 +401,10 @@ export interface BuildOptions {
   logger?: Logger;
   /** JWKS cache timing (tests shorten it). */
   jwks?: JwksTiming;
+  /** The only directory route JWKS files may be in (unset: none may be read). */
+  jwksDir?: string;
+  /** Checks route JWKS URLs (default: no internal address allowed). */
+  guard?: UrlGuard;
 }
 
 /** What a request carries that routes match on. */
@@ -657,6 +662,8 @@ export function buildRouteTable(
       previous: options.previous?.auth,
       logger: options.logger,
       jwksTiming: options.jwks,
+      jwksDir: options.jwksDir ?? null,
+      guard: options.guard,
       problems,
     };
     return new RouteAuth(spec, tenant, authContext);

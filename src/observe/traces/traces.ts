@@ -10,6 +10,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Clock } from "../../common/clock.ts";
+import type { UrlGuard } from "../../common/url-guard.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import type { Span, SpanSink } from "./span.ts";
 import { SpanStore, type SpanStoreOptions } from "./span-store.ts";
@@ -24,6 +25,8 @@ export interface TracesOptions {
   forwardUrl?: string;
   /** Headers for the forward endpoint. */
   forwardHeaders?: Record<string, string>;
+  /** Checks the forward URL's address (default: no internal address allowed). */
+  forwardGuard?: UrlGuard;
   /** Ingest queue bounds (see SpanStoreOptions). */
   maxQueueSpans?: number;
   maxQueueBytes?: number;
@@ -41,7 +44,11 @@ export class Traces implements SpanSink {
   constructor(dir: string, clock: Clock, options: TracesOptions = {}) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.forwarder = options.forwardUrl
-      ? new OtlpForwarder({ url: options.forwardUrl, headers: options.forwardHeaders })
+      ? new OtlpForwarder({
+          url: options.forwardUrl,
+          headers: options.forwardHeaders,
+          guard: options.forwardGuard,
+        })
       : undefined;
     const storeOptions: SpanStoreOptions = {
       dir,
