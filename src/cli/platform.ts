@@ -20,6 +20,7 @@ import { packDirectory } from "../build/pack.ts";
 import { HerdError } from "../common/errors.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { startGatewayCluster } from "../gateway/cluster.ts";
 import {
   CHILD_ENV,
@@ -44,6 +45,11 @@ Logs: [--logs-retention 7d] [--logs-max-size 256Mi] keep instance lines and
 events this long and at most this much (oldest dropped first; the disk's last
 256 MiB are never used).`;
 
+const FETCH_HELP = `--allow-fetch 127.0.0.0/8,10.0.0.0/8 (repeatable) lets alert webhooks,
+registered scrape targets, trace forwarding and route JWKS URLs reach these
+internal addresses; by default herd fetches no loopback, private, link-local
+or other internal address (docs/security-hardening.md).`;
+
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
@@ -67,12 +73,15 @@ Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
 aggregates for --metrics-downsampled-retention, never more than
 --metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
 Alert rules are evaluated every --alert-interval (herd alerts; docs/alerts.md).
+Route JWKS files are read only from --jwks-dir (default DIR/jwks).
+${FETCH_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.
+${FETCH_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
@@ -96,7 +105,9 @@ Runs the gateway: routes requests by host and path to running instances.
 follows the control plane (default: one per core); --workers 1 is a single
 process. It reports the config version it serves to the control plane
 (\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
---token or HERD_TOKEN. GET /metrics on
+--token or HERD_TOKEN. Route JWKS files are read only from --jwks-dir
+(default DIR/jwks); ${FETCH_HELP}
+GET /metrics on
 --metrics-host:--metrics-port serves Prometheus metrics summed over all workers
 (default 9180, or a free port when 9180 is taken; 0 picks a free port; off
 turns it off). The address is printed at start. It records a span of every
@@ -211,9 +222,12 @@ export async function runUp(argv: string[]): Promise<number> {
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
     ...LOG_SERVER_FLAGS,
+    ...FETCH_FLAGS,
+    "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  const allowFetch = allowFetchOf(v);
   // Checked (and the development certificate made) before anything starts.
   const https = await httpsSettings(v, dataDir, true);
   const logger = createLogger("herd");
@@ -237,6 +251,7 @@ export async function runUp(argv: string[]): Promise<number> {
     metrics: metricsOf(v),
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
+    allowFetch,
   });
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),
@@ -270,6 +285,8 @@ export async function runUp(argv: string[]): Promise<number> {
       metricsHost: host,
       https,
       traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
+      allowFetch,
+      jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
     });
   } catch (err) {
     await gateway?.stop();
@@ -380,8 +397,10 @@ export async function runServer(argv: string[]): Promise<number> {
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
     ...LOG_SERVER_FLAGS,
+    ...FETCH_FLAGS,
   });
   if (!v) return 0;
+  const allowFetch = allowFetchOf(v);
   const logger = createLogger("herd");
   const server = await startServer({
     dataDir: resolve(v.data as string),
@@ -398,6 +417,7 @@ export async function runServer(argv: string[]): Promise<number> {
     metrics: metricsOf(v),
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
+    allowFetch,
   });
   process.stdout.write(`herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n`);
   await untilSignal();
@@ -542,6 +562,8 @@ export async function runGateway(argv: string[]): Promise<number> {
     "metrics-host": { type: "string", default: "127.0.0.1" },
     "trace-sample": { type: "string" },
     ...HTTPS_FLAGS,
+    ...FETCH_FLAGS,
+    "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -567,6 +589,8 @@ export async function runGateway(argv: string[]): Promise<number> {
       metricsHost: v["metrics-host"] as string,
       https: await httpsSettings(v, dataDir, false),
       traceSample: sampleOf(v["trace-sample"], "trace-sample"),
+      allowFetch: allowFetchOf(v),
+      jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =
@@ -598,6 +622,12 @@ export async function runGateway(argv: string[]): Promise<number> {
     throw err;
   }
 }
+
+/** `--allow-fetch`: internal ranges herd may fetch from (herd up, server, gateway). */
+const FETCH_FLAGS = { "allow-fetch": { type: "string", multiple: true } } as const;
+
+const allowFetchOf = (v: Record<string, unknown>): string[] =>
+  UrlGuard.parseAllowList((v["allow-fetch"] as string[] | undefined) ?? []);
 
 /** The flags both `herd up` and `herd gateway` take for HTTPS. */
 const HTTPS_FLAGS = {

@@ -40,6 +40,10 @@ export interface GatewayChildOptions {
   https?: HttpsSettings;
   /** Share of new traces whose spans it records (`--trace-sample`); unset: the gateway's default (1). */
   traceSample?: number;
+  /** Internal ranges route JWKS URLs may reach (`--allow-fetch`). */
+  allowFetch?: readonly string[];
+  /** The directory route JWKS files are read from (`--jwks-dir`); unset: the gateway's default. */
+  jwksDir?: string;
 }
 
 /** A gateway running in a child process. */
@@ -78,6 +82,8 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.metricsHost ?? "127.0.0.1",
       ...httpsArgs(options.https),
       ...(options.traceSample === undefined ? [] : ["--trace-sample", String(options.traceSample)]),
+      ...(options.allowFetch?.length ? ["--allow-fetch", options.allowFetch.join(",")] : []),
+      ...(options.jwksDir === undefined ? [] : ["--jwks-dir", options.jwksDir]),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },

@@ -84,7 +84,7 @@ function inside(path: string, dir: string): boolean {
   try {
     root = realpathSync(dir);
   } catch {
-    return false;
+    throw new Error(`cannot be read: the gateway's JWKS directory ${dir} (--jwks-dir) does not exist`);
   }
   const rel = relative(root, path);
   return rel !== "" && !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
