@@ -30,6 +30,7 @@ import { OutlierDetector } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
 import { type Grant, KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
 import { type LeaseClient, LeasedLimit } from "./rate-lease.ts";
+import { compileStages } from "./stages.ts";
 
 /** One running instance that traffic for a service can go to. */
 export interface Endpoint {
@@ -225,6 +226,8 @@ export interface RouteEntry {
   /** Upstream timeouts set on the route (ms; absent: the proxy's defaults), or null. */
   readonly timeouts: RouteTimeouts | null;
   readonly backend: Backend;
+  /** The stages its requests pass, in order (stages.ts), compiled with the table. */
+  readonly stages: Uint8Array;
 }
 
 /** An aggregation route, resolved when the table is built: each part's backend and its request. */
@@ -783,10 +786,15 @@ export function buildRouteTable(
             ? kept
             : new RouteLimit(route.rateLimit, share, `${key} ${id}`, options.leases ?? null);
       }
+      const cors = route.cors ? new Cors(route.cors) : null;
+      const auth = route.auth ? authFor(route.auth, service.tenant) : null;
+      const aggregate = route.aggregate
+        ? buildAggregation(route.aggregate, service, backends, problems)
+        : null;
       list.push({
         id,
         balance: route.balance ?? ROUND_ROBIN,
-        cors: route.cors ? new Cors(route.cors) : null,
+        cors,
         mirror: buildMirror(route.mirror, service, backends, problems),
         split: route.split
           ? buildSplit(backend, route.split.to, route.split.sticky, service, backends, problems)
@@ -799,8 +807,9 @@ export function buildRouteTable(
             }
           : null,
         limit,
-        auth: route.auth ? authFor(route.auth, service.tenant) : null,
-        aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
+        auth,
+        aggregate,
+        stages: compileStages({ cors, auth, limit, aggregate }),
         stats:
           previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
         timeouts: route.timeouts ?? null,
