@@ -14,6 +14,8 @@
 //
 // Env: BENCH_SECONDS (8) per target, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
 // BENCH_ROUNDS (2: targets measured in turn, each round; the lowest figure is kept).
+// BENCH_BASELINE=DIR also runs (c) and (d) from another checkout of herd (e.g. the main branch) as
+// (c0) and (d0), in the same rounds, and prints each gateway's ratio to its baseline.
 
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,6 +45,7 @@ const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 2);
 const TOKEN = "bench-token";
+const BASELINE = env.BENCH_BASELINE;
 
 async function startFastify(upstreamPort: number): Promise<Target> {
   const child = startChild("fastify", process.execPath, [join(ROOT, "bench/gateway-fastify.ts")], {
@@ -59,12 +62,13 @@ async function startGateway(
   name: string,
   objects: StoredObject[],
   extraHeaders: Record<string, string> = {},
+  root = ROOT,
 ): Promise<Target> {
   const controlPlane = await startBenchControlPlane(TOKEN, objects);
   onCleanup(controlPlane.close);
   const port = await freePort();
   const child = startChild(name, process.execPath, [
-    join(ROOT, "src/cli/main.ts"),
+    join(root, "src/cli/main.ts"),
     "gateway",
     ...["--server", controlPlane.url, "--token", TOKEN, "--port", String(port)],
     ...["--host", "127.0.0.1", "--data", join(base, `${id}-data`), "--workers", "1"],
@@ -96,6 +100,19 @@ async function main(): Promise<void> {
     await startGateway(tempDir, "c", "herd gateway (1 worker)", objects),
     await startGateway(tempDir, "d", "herd gateway + policies", withPolicies(objects), POLICY_HEADERS),
     await startFastify(upstreamPort),
+    ...(BASELINE === undefined
+      ? []
+      : [
+          await startGateway(tempDir, "c0", "(c) from BENCH_BASELINE", objects, {}, BASELINE),
+          await startGateway(
+            tempDir,
+            "d0",
+            "(d) from BENCH_BASELINE",
+            withPolicies(objects),
+            POLICY_HEADERS,
+            BASELINE,
+          ),
+        ]),
   ];
   console.log(`note: ${POLICY_NOTE}`);
   console.log(
@@ -134,6 +151,10 @@ async function main(): Promise<void> {
     `(d) vs fastify: ${(us("e") / us("d")).toFixed(2)}× the Node peer's requests per CPU second  [issue: ≥ 1.5×]`,
   );
   console.log(`(d) vs (c):     ${(us("c") / us("d")).toFixed(2)}×  [issue: within 10%]`);
+  if (BASELINE !== undefined) {
+    console.log(`(c) vs (c0):    ${(us("c0") / us("c")).toFixed(2)}× the baseline's requests per CPU second`);
+    console.log(`(d) vs (d0):    ${(us("d0") / us("d")).toFixed(2)}× the baseline's requests per CPU second`);
+  }
 }
 
 let code = 1;
