@@ -55,6 +55,7 @@ const HELP = {
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -78,6 +79,7 @@ ${FETCH_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--allow-fetch CIDR[,CIDR]...]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.
@@ -98,7 +100,7 @@ ports come from; agents sharing one machine each need their own.
 at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
-                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
+                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
