@@ -51,6 +51,8 @@ const ABORTED = Object.assign(new Error("the gateway ended the upstream request"
 /** Placeholders until the endpoint stage sets the real ones, so the fields keep one type. */
 const NO_ENDPOINT: Endpoint = { instance: "", address: "", port: 0, inflight: 0, seed: 0, down: false };
 const NO_OPTIONS: Dispatcher.DispatchOptions = { path: "/", method: "GET" };
+/** Replaced by forwardedRequest before anything reads it; never written to. */
+const NO_HEADERS: string[] = [];
 
 /**
  * One request: what its headers said, what the stages decided, and — once
@@ -74,7 +76,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
   contentLength = -1;
   hasBody = false;
   idempotencyKey = false;
-  headers: string[] = [];
+  headers: string[] = NO_HEADERS;
   hop: TraceHop | null = null;
   /** The request target; auth may strip a credential from its query. */
   url: string;
