@@ -98,12 +98,14 @@ async function main(): Promise<void> {
       ...(await startNginx(tools.nginx, tempDir, upstreamPort, 1)),
     },
     await startGateway(tempDir, "c", "herd gateway (1 worker)", objects),
+    // Each baseline right after its counterpart, so a pair sees the same moment of a busy machine.
+    ...(BASELINE === undefined
+      ? []
+      : [await startGateway(tempDir, "c0", "(c) from BENCH_BASELINE", objects, {}, BASELINE)]),
     await startGateway(tempDir, "d", "herd gateway + policies", withPolicies(objects), POLICY_HEADERS),
-    await startFastify(upstreamPort),
     ...(BASELINE === undefined
       ? []
       : [
-          await startGateway(tempDir, "c0", "(c) from BENCH_BASELINE", objects, {}, BASELINE),
           await startGateway(
             tempDir,
             "d0",
@@ -113,6 +115,7 @@ async function main(): Promise<void> {
             BASELINE,
           ),
         ]),
+    await startFastify(upstreamPort),
   ];
   console.log(`note: ${POLICY_NOTE}`);
   console.log(
@@ -120,13 +123,17 @@ async function main(): Promise<void> {
       `${ROUNDS} rounds; CPU of each proxy's processes (utime + stime) / requests`,
   );
   const best = new Map<string, Measured>();
+  /** Each round's figure per target, for the paired baseline ratios. */
+  const rounds: Map<string, number>[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
+    rounds.push(new Map());
     for (const target of targets) {
       const m = await measure(tools.wrk, target);
       console.log(
         `round ${round} (${target.id}) ${target.name}: ${m.usPerRequest.toFixed(1)} µs CPU/request, ` +
           `${Math.round(m.rps)} req/s${m.errors ? `  ! ${m.errors} errors` : ""}`,
       );
+      rounds[round - 1].set(target.id, m.usPerRequest);
       const kept = best.get(target.id);
       if (!kept || m.usPerRequest < kept.usPerRequest) best.set(target.id, m);
     }
@@ -152,8 +159,16 @@ async function main(): Promise<void> {
   );
   console.log(`(d) vs (c):     ${(us("c") / us("d")).toFixed(2)}×  [issue: within 10%]`);
   if (BASELINE !== undefined) {
-    console.log(`(c) vs (c0):    ${(us("c0") / us("c")).toFixed(2)}× the baseline's requests per CPU second`);
-    console.log(`(d) vs (d0):    ${(us("d0") / us("d")).toFixed(2)}× the baseline's requests per CPU second`);
+    // The ratio of each round's adjacent pair, then their median: steadier than best against best
+    // when other work comes and goes.
+    const paired = (id: string) => {
+      const ratios = rounds.map((r) => (r.get(`${id}0`) ?? 0) / (r.get(id) ?? 1)).sort((a, b) => a - b);
+      const mid = ratios.length >> 1;
+      const median = ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
+      return `best ${(us(`${id}0`) / us(id)).toFixed(2)}×, median of rounds ${median.toFixed(2)}× (${ratios.map((x) => x.toFixed(2)).join(" ")})`;
+    };
+    console.log(`(c) vs (c0):    ${paired("c")} the baseline's requests per CPU second`);
+    console.log(`(d) vs (d0):    ${paired("d")} the baseline's requests per CPU second`);
   }
 }
 

@@ -141,6 +141,14 @@ test("a loopback URL is refused before any connection; allowed, it is fetched", 
     return true;
   });
   await assert.rejects(new UrlGuard().fetch(`http://[::ffff:127.0.0.1]:${port}/x`), /loopback/);
+  // Other spellings of 127.0.0.1 (the URL parser normalises them) are the same address.
+  for (const host of ["2130706433", "0x7f.0.0.1", "0177.0.0.1", "127.1"]) {
+    await assert.rejects(
+      new UrlGuard().fetch(`http://${host}:${port}/x`),
+      /127\.0\.0\.1 is a loopback/,
+      host,
+    );
+  }
   // A name is resolved, and refused for what it resolves to.
   await assert.rejects(
     new UrlGuard().fetch(`http://localhost:${port}/x`),
