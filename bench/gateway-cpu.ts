@@ -127,7 +127,9 @@ async function main(): Promise<void> {
   const rounds: Map<string, number>[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     rounds.push(new Map());
-    for (const target of targets) {
+    // With a baseline, every other round measures the pair the other way round, so neither side
+    // always runs first.
+    for (const target of round % 2 === 0 ? swapPairs(targets) : targets) {
       const m = await measure(tools.wrk, target);
       console.log(
         `round ${round} (${target.id}) ${target.name}: ${m.usPerRequest.toFixed(1)} µs CPU/request, ` +
@@ -170,6 +172,15 @@ async function main(): Promise<void> {
     console.log(`(c) vs (c0):    ${paired("c")} the baseline's requests per CPU second`);
     console.log(`(d) vs (d0):    ${paired("d")} the baseline's requests per CPU second`);
   }
+}
+
+/** The targets with each baseline (`c0`) moved before its counterpart (`c`). */
+function swapPairs(targets: Target[]): Target[] {
+  const out = [...targets];
+  for (let i = 1; i < out.length; i++) {
+    if (out[i].id === `${out[i - 1].id}0`) [out[i - 1], out[i]] = [out[i], out[i - 1]];
+  }
+  return out;
 }
 
 let code = 1;
