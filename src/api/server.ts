@@ -17,6 +17,7 @@ import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
@@ -86,6 +87,12 @@ export interface ServerOptions {
   auditRetentionMs?: number;
   /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
   tls?: boolean;
+  /**
+   * Internal addresses and ranges (CIDR) that webhooks, registered scrape
+   * targets and trace forwarding may reach (`--allow-fetch`); default none.
+   * herd's own components (gateways, agents) are scraped wherever they are.
+   */
+  allowFetch?: readonly string[];
 }
 
 /** How logs.db is bounded, and how often idle log streams get a heartbeat. */
@@ -127,12 +134,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
   audit.start();
+  // One guard for every URL fetched on a user's say-so (common/url-guard.ts).
+  const guard = new UrlGuard({ allow: options.allowFetch });
   // Trace queries get the same timeout and concurrency as PromQL (--query-*).
   const traces = new Traces(join(dataDir, "traces"), systemClock, {
     query: options.metrics?.query,
     ...options.traces,
+    forwardGuard: guard,
   });
-  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
+  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics"), guard });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
@@ -142,6 +152,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
+    notifier: { ...options.alerts?.notifier, guard },
     store,
     tsdb: metrics.tsdb,
     events,

@@ -33,6 +33,8 @@ before(async () => {
   await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
   const port = (receiver.address() as AddressInfo).port;
   server = await startServer({
+    // Test receivers, targets and collectors listen on 127.0.0.1.
+    allowFetch: ["127.0.0.0/8"],
     dataDir: dir,
     port: 0,
     logger: silentLogger,

@@ -23,6 +23,7 @@ import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-
 import { HerdError } from "../common/errors.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { startGatewayCluster } from "../gateway/cluster.ts";
 import {
   CHILD_ENV,
@@ -50,11 +51,17 @@ Queries: [--query-timeout 30s] [--query-concurrency N] [--query-max-samples 1000
 PromQL through the API runs in N worker threads (default 2 to 4 by CPU count), at
 most --query-timeout each, loading at most --query-max-samples (docs/telemetry-tenancy.md).`;
 
+const FETCH_HELP = `--allow-fetch 127.0.0.0/8,10.0.0.0/8 (repeatable) lets alert webhooks,
+registered scrape targets, trace forwarding and route JWKS URLs reach these
+internal addresses; by default herd fetches no loopback, private, link-local
+or other internal address (docs/security-hardening.md).`;
+
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -77,15 +84,19 @@ The agent and the gateway use credentials of their own (DIR/credentials), not
 the admin token. --tls serves the API over HTTPS with a certificate signed by
 a CA made in DIR/tls (ca-cert.pem: give it to agents and gateways with --ca);
 off by default (docs/nodes-and-credentials.md).
+Route JWKS files are read only from --jwks-dir (default DIR/jwks).
+${FETCH_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--allow-fetch CIDR[,CIDR]...]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\`);
 gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
+${FETCH_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
@@ -107,7 +118,7 @@ ports come from; agents sharing one machine each need their own.
 at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
-                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]...
+                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
@@ -116,7 +127,9 @@ process. It reports the config version it serves to the control plane
 (\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
 --token or HERD_TOKEN: a gateway credential (\`herd tokens create gw1 --kind
 gateway\`). --ca FILE (or HERD_CA): the CA that signed an https server's
-certificate. GET /metrics on
+certificate. Route JWKS files are read only from --jwks-dir (default
+DIR/jwks); ${FETCH_HELP}
+GET /metrics on
 --metrics-host:--metrics-port serves Prometheus metrics summed over all workers
 (default 9180, or a free port when 9180 is taken; 0 picks a free port; off
 turns it off). The address is printed at start. It records a span of every
@@ -233,9 +246,12 @@ export async function runUp(argv: string[]): Promise<number> {
     "alert-interval": { type: "string", default: "15s" },
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
+    ...FETCH_FLAGS,
+    "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  const allowFetch = allowFetchOf(v);
   // Checked (and the development certificate made) before anything starts.
   const https = await httpsSettings(v, dataDir, true);
   const logger = createLogger("herd");
@@ -260,6 +276,7 @@ export async function runUp(argv: string[]): Promise<number> {
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
     tls: v.tls === true,
+    allowFetch,
   });
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),
@@ -300,6 +317,8 @@ export async function runUp(argv: string[]): Promise<number> {
       metricsHost: host,
       https,
       traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
+      allowFetch,
+      jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
     });
   } catch (err) {
     await gateway?.stop();
@@ -413,8 +432,10 @@ export async function runServer(argv: string[]): Promise<number> {
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
     tls: { type: "boolean" },
+    ...FETCH_FLAGS,
   });
   if (!v) return 0;
+  const allowFetch = allowFetchOf(v);
   const logger = createLogger("herd");
   const server = await startServer({
     dataDir: resolve(v.data as string),
@@ -432,6 +453,7 @@ export async function runServer(argv: string[]): Promise<number> {
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
     tls: v.tls === true,
+    allowFetch,
   });
   process.stdout.write(
     `herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n${server.caFile ? `API CA: ${server.caFile}\n` : ""}`,
@@ -617,6 +639,8 @@ export async function runGateway(argv: string[]): Promise<number> {
     "trace-sample": { type: "string" },
     ca: { type: "string" },
     ...HTTPS_FLAGS,
+    ...FETCH_FLAGS,
+    "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
   // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
@@ -645,6 +669,8 @@ export async function runGateway(argv: string[]): Promise<number> {
       metricsHost: v["metrics-host"] as string,
       https: await httpsSettings(v, dataDir, false),
       traceSample: sampleOf(v["trace-sample"], "trace-sample"),
+      allowFetch: allowFetchOf(v),
+      jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
     };
     // One worker is the single-process gateway: no primary in front of it.
     const gateway =
@@ -676,6 +702,12 @@ export async function runGateway(argv: string[]): Promise<number> {
     throw err;
   }
 }
+
+/** `--allow-fetch`: internal ranges herd may fetch from (herd up, server, gateway). */
+const FETCH_FLAGS = { "allow-fetch": { type: "string", multiple: true } } as const;
+
+const allowFetchOf = (v: Record<string, unknown>): string[] =>
+  UrlGuard.parseAllowList((v["allow-fetch"] as string[] | undefined) ?? []);
 
 /** The flags both `herd up` and `herd gateway` take for HTTPS. */
 const HTTPS_FLAGS = {

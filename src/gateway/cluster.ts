@@ -38,6 +38,7 @@ import {
   type Gateway,
   type GatewayOptions,
   type HttpsSettings,
+  jwksSettings,
   reachableHost,
   reportOf,
 } from "./gateway.ts";
@@ -65,6 +66,9 @@ export interface WorkerSettings {
   https?: HttpsSettings;
   /** Where each worker ships its spans (the control plane), and the share of new traces recorded. */
   traces?: { server: string; token: string; sample: number };
+  /** Route JWKS: internal ranges URLs may reach (`--allow-fetch`), the JWKS directory (`--jwks-dir`). */
+  allowFetch?: readonly string[];
+  jwksDir?: string;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -192,6 +196,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     token: options.token,
     dataDir: options.dataDir,
     logger,
+    build: jwksSettings(options),
     onTable: (next) => {
       table = next;
       prober.update(next);
@@ -258,6 +263,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     workers: options.workers,
     https,
+    allowFetch: options.allowFetch,
+    jwksDir: jwksSettings(options).jwksDir,
     ...((options.traceSample ?? 1) > 0
       ? { traces: { server: options.server, token: options.token, sample: options.traceSample ?? 1 } }
       : {}),

@@ -5,8 +5,10 @@
  */
 
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
@@ -45,6 +47,21 @@ export interface GatewayOptions {
   metricsPortOrFree?: boolean;
   /** Serve HTTPS too: on this port (0 picks a free one) with these certificates (the first is the default). */
   https?: HttpsSettings;
+  /** Internal addresses and CIDR ranges route JWKS URLs may reach (`--allow-fetch`); default none. */
+  allowFetch?: readonly string[];
+  /** The only directory route JWKS files are read from (`--jwks-dir`); default `<dataDir>/jwks`. */
+  jwksDir?: string;
+}
+
+/** How this gateway's tables fetch and read route JWKS: the URL guard and the JWKS directory. */
+export function jwksSettings(options: Pick<GatewayOptions, "allowFetch" | "jwksDir" | "dataDir">): {
+  guard: UrlGuard;
+  jwksDir: string;
+} {
+  return {
+    guard: new UrlGuard({ allow: options.allowFetch }),
+    jwksDir: options.jwksDir ?? join(options.dataDir, "jwks"),
+  };
 }
 
 /** HTTPS beside HTTP: a port and certificate files, picked by SNI. */
@@ -97,6 +114,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       prober.update(table);
     },
     onResult: () => reporter?.changed(),
+    build: jwksSettings(options),
   });
   // Bad certificate files fail the start before anything listens.
   const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;

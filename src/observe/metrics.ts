@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "../common/log.ts";
+import type { UrlGuard } from "../common/url-guard.ts";
 import type { Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { FleetMetrics } from "./fleet-metrics.ts";
@@ -36,6 +37,8 @@ export interface MetricsOptions {
   maintainEveryMs?: number;
   /** Timeout, concurrency and sample limits of the query API (query-pool.ts). */
   query?: QueryLimits;
+  /** Checks registered scrape targets' URLs (default: no internal address allowed). */
+  guard?: UrlGuard;
 }
 
 /** The store kind holding registered scrape targets. */
@@ -118,6 +121,7 @@ export class Metrics {
       tsdb: this.tsdb,
       targets: () => this.targets(),
       intervalMs: options.scrapeIntervalMs,
+      guard: options.guard,
       onError: (target, err, kind) =>
         kind === "scrape"
           ? this.#logger.debug("scrape failed", { target, err: err.message })
@@ -137,10 +141,13 @@ export class Metrics {
             labels: { component: "api" },
             honorLabels: true,
             createdAt: "",
+            trusted: true,
           },
         ]
       : [];
-    return [...own, ...(await this.discovered()), ...registered];
+    // What herd found itself may be on loopback or a private network; registered targets pass the guard.
+    const found = (await this.discovered()).map((t) => ({ ...t, trusted: true }));
+    return [...own, ...found, ...registered.map(({ trusted: _, ...t }) => t)];
   }
 
   start(): void {

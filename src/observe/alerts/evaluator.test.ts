@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { ManualClock } from "../../common/clock.ts";
 import { silentLogger } from "../../common/log.ts";
+import { UrlGuard } from "../../common/url-guard.ts";
 import { EventRecorder } from "../../controllers/events.ts";
 import type { AlertRule, AlertRuleObject, Receiver, Silence } from "../../model/alerts.ts";
 import { type App, type Event, type Release, releaseKey } from "../../model/objects.ts";
@@ -44,7 +45,15 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
       logger: silentLogger,
       stateFile: join(dir, "alerts", "state.json"),
       defaults,
-      notifier: { backoffMs: 30, maxBackoffMs: 100, tickMs: 10, maxAttempts: 3, timeoutMs: 1000 },
+      notifier: {
+        backoffMs: 30,
+        maxBackoffMs: 100,
+        tickMs: 10,
+        maxAttempts: 3,
+        timeoutMs: 1000,
+        // The test's receivers listen on 127.0.0.1.
+        guard: new UrlGuard({ allow: ["127.0.0.0/8"] }),
+      },
       receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
     });
   const evaluator = make();

@@ -48,7 +48,11 @@ export function scopeToTenant(e: Expr, tenant: string, platform = false): Expr {
         ...(e.param ? { param: scopeToTenant(e.param, tenant, platform) } : {}),
       };
     case "binary":
-      return { ...e, lhs: scopeToTenant(e.lhs, tenant, platform), rhs: scopeToTenant(e.rhs, tenant, platform) };
+      return {
+        ...e,
+        lhs: scopeToTenant(e.lhs, tenant, platform),
+        rhs: scopeToTenant(e.rhs, tenant, platform),
+      };
     case "neg":
       return { ...e, expr: scopeToTenant(e.expr, tenant, platform) };
   }

@@ -9,6 +9,7 @@
 
 import { mkdirSync } from "node:fs";
 import type { Clock } from "../../common/clock.ts";
+import type { UrlGuard } from "../../common/url-guard.ts";
 import { type QueryLimits, QueryPool } from "../query-pool.ts";
 import type { TopBy } from "./analysis.ts";
 import { OtlpForwarder } from "./forwarder.ts";
@@ -25,6 +26,8 @@ export interface TracesOptions {
   forwardUrl?: string;
   /** Headers for the forward endpoint. */
   forwardHeaders?: Record<string, string>;
+  /** Checks the forward URL's address (default: no internal address allowed). */
+  forwardGuard?: UrlGuard;
   /** Ingest queue bounds (see SpanStoreOptions). */
   maxQueueSpans?: number;
   maxQueueBytes?: number;
@@ -49,7 +52,11 @@ export class Traces implements SpanSink {
   constructor(dir: string, clock: Clock, options: TracesOptions = {}) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.forwarder = options.forwardUrl
-      ? new OtlpForwarder({ url: options.forwardUrl, headers: options.forwardHeaders })
+      ? new OtlpForwarder({
+          url: options.forwardUrl,
+          headers: options.forwardHeaders,
+          guard: options.forwardGuard,
+        })
       : undefined;
     const storeOptions: SpanStoreOptions = {
       dir,
