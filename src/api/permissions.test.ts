@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import { ROUTES } from "./permissions.ts";
+import { decide, type Principal, ROUTES } from "./permissions.ts";
 import { type RunningServer, startServer } from "./server.ts";
 
 /** Routes left out of the OpenAPI document (`schema.hide`). */
@@ -70,4 +70,21 @@ test("a path that is no route is the 404 handler's, with the JSON error shape", 
   });
   assert.equal(res.status, 404);
   assert.deepEqual(await res.json(), { code: "not_found", message: "no route GET /api/v1/no-such-route" });
+});
+
+test("an ingest token writes its tenant's telemetry and nothing else, not even whoami", () => {
+  const ingest: Principal = {
+    token: { id: "i", name: "ingest", kind: "ingest", tenant: "a", createdAt: "2026-01-01T00:00:00Z" },
+    label: "ingest a",
+    admin: false,
+    roles: new Map(),
+  };
+  assert.deepEqual(decide(ingest, "telemetry:write", {}), { permission: "telemetry:write", tenant: "a" });
+  for (const permission of ["self", "telemetry:read", "apps:read"] as const) {
+    assert.throws(() => decide(ingest, permission, {}), { code: "forbidden" }, permission);
+  }
+  const agent: Principal = { ...ingest, token: { ...ingest.token, kind: "agent", node: "n1" } };
+  assert.deepEqual(decide(agent, "self", {}), { permission: "self" });
+  const join: Principal = { ...ingest, token: { ...ingest.token, kind: "join" } };
+  assert.throws(() => decide(join, "self", {}), /only joins a node/);
 });

@@ -257,10 +257,9 @@ export function decide(
     return { permission, tenant };
   }
   if (who.admin) return { permission };
-  if (permission === "self") {
-    if (kind === "join") throw forbidden("a join token only joins a node (herd agent --join-token)");
-    return { permission };
-  }
+  if (permission === "self" && kind === "user") return { permission };
+  if (kind === "join") throw forbidden("a join token only joins a node (herd agent --join-token)");
+  // Machines hold "self" only where MACHINE_PERMISSIONS says so: an ingest token only writes telemetry.
   if (kind === "user") throw forbidden(`${permission} is for platform admins; ${who.label} is not one`);
   if (!MACHINE_PERMISSIONS[kind].has(permission))
     throw forbidden(`a ${kind} token may not use ${permission}`);

@@ -12,6 +12,8 @@ export interface TestTokens {
   ownerA: string;
   deployerA: string;
   viewerA: string;
+  /** A user who is an owner of a and a viewer of b. */
+  ownerAViewerB: string;
   /** A service account of tenant a with the deployer role. */
   serviceA: string;
   /** The agent of node n1. */
@@ -27,7 +29,7 @@ export interface TestTokens {
 }
 
 /** The users the helper creates (fuzzers must not delete them). */
-export const TEST_USERS = ["owner-a", "deployer-a", "viewer-a", "service-a"] as const;
+export const TEST_USERS = ["owner-a", "deployer-a", "viewer-a", "owner-a-viewer-b", "service-a"] as const;
 
 /** Creates tenants a and b, the users and members of a, and the tokens; returns their secrets. */
 export async function createTestTokens(url: string, admin: string): Promise<TestTokens> {
@@ -47,6 +49,9 @@ export async function createTestTokens(url: string, admin: string): Promise<Test
     await call("POST", "/users", { name: `${role}-a` });
     await call("PUT", `/tenants/a/members/${role}-a`, { role });
   }
+  await call("POST", "/users", { name: "owner-a-viewer-b" });
+  await call("PUT", "/tenants/a/members/owner-a-viewer-b", { role: "owner" });
+  await call("PUT", "/tenants/b/members/owner-a-viewer-b", { role: "viewer" });
   await call("POST", "/tenants/a/service-accounts", { name: "service-a", role: "deployer" });
   const revoked = await call("POST", "/tokens", { name: "revoked", user: "viewer-a" });
   await call("DELETE", `/tokens/${revoked.id}`, {});
@@ -57,6 +62,7 @@ export async function createTestTokens(url: string, admin: string): Promise<Test
     ownerA: await token({ name: "owner", user: "owner-a" }),
     deployerA: await token({ name: "deployer", user: "deployer-a" }),
     viewerA: await token({ name: "viewer", user: "viewer-a" }),
+    ownerAViewerB: await token({ name: "two tenants", user: "owner-a-viewer-b" }),
     serviceA: await token({ name: "ci", user: "service-a" }),
     agentN1: await token({ name: "agent n1", kind: "agent", node: "n1" }),
     gateway: await token({ name: "gateway", kind: "gateway" }),
