@@ -42,7 +42,9 @@ export const telemetryTenant = (req: {
   herd: { tenant?: string; principal: { admin: boolean } };
   query: unknown;
 }): string | undefined =>
-  req.herd.principal.admin && (req.query as { tenant?: string }).tenant === undefined ? undefined : tenantOf(req);
+  req.herd.principal.admin && (req.query as { tenant?: string }).tenant === undefined
+    ? undefined
+    : tenantOf(req);
 export const DestroyQuery = T.Object({
   tenant: T.Optional(Name),
   revision: T.Optional(T.Integer({ minimum: 1, description: "409 unless the app is at this revision" })),

@@ -248,7 +248,9 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new TopBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { tenant: telemetryTenant(req) });
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
+        tenant: telemetryTenant(req),
+      });
       return {
         ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
         sampledEvery: scanned.sampledEvery,
