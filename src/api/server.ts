@@ -8,7 +8,9 @@
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
+import { STATUS_CODES } from "node:http";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
@@ -299,6 +301,27 @@ declare module "fastify" {
   }
 }
 
+/**
+ * Requests Node's HTTP parser refuses (headers over 16 KiB, malformed lines, a
+ * slow sender) get the same JSON `{code, message}` as every other error.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "too_large", "the request's headers (the URL and query included) are over 16 KiB"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "invalid", "the request took too long to arrive"]
+        : [400, "invalid", `malformed HTTP request (${err.code ?? "unknown"})`];
+  const body = JSON.stringify({ code, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
 export function buildApi(
   deps: ApiDeps,
@@ -311,6 +334,7 @@ export function buildApi(
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
+    clientErrorHandler: answerClientError,
   });
   app.addContentTypeParser(
     ["application/gzip", "application/x-gzip", "application/octet-stream"],

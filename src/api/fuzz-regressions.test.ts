@@ -1,0 +1,73 @@
+// What the fuzzer found, fixed, and kept fixed: each test is one finding.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "./server.ts";
+import { apiCall } from "./testing.ts";
+
+let server: RunningServer;
+const dir = mkdtempSync(join(tmpdir(), "herd-fuzz-regressions-"));
+before(async () => {
+  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+});
+after(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes raw bytes to the server and returns what it answers before closing. */
+function raw(text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(server.port, "127.0.0.1", () => socket.write(text));
+    let got = "";
+    socket.on("data", (d) => {
+      got += d.toString();
+    });
+    socket.on("close", () => resolve(got));
+    socket.on("error", reject);
+  });
+}
+
+test("headers over 16 KiB (a long query string) are a 431 with the JSON error shape", async () => {
+  const res = await fetch(`${server.url}/api/v1/apps?tenant=${"x".repeat(70_000)}`, {
+    headers: { authorization: `Bearer ${server.adminToken}` },
+  });
+  assert.equal(res.status, 431);
+  const body = (await res.json()) as { code: string; message: string };
+  assert.equal(body.code, "too_large");
+  assert.match(body.message, /16 KiB/);
+});
+
+test("a malformed request line is a 400 with the JSON error shape", async () => {
+  const reply = await raw("GET /api/v1/apps HTTP/9.9 junk\r\n\r\n");
+  assert.match(reply, /^HTTP\/1\.1 400 /);
+  const body = JSON.parse(reply.slice(reply.indexOf("\r\n\r\n") + 4));
+  assert.equal(body.code, "invalid");
+});
+
+test("a deploy whose body is not gzip is a 400 before any app, deploy or artifact exists", async () => {
+  for (const junk of [Buffer.alloc(0), Buffer.from("not a tarball"), Buffer.from([0x1f, 0x8b])]) {
+    const res = await apiCall(server, "POST", "/apps/junk/deploys", junk, {
+      contentType: "application/gzip",
+    });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.code, "invalid");
+    assert.equal(res.body.details[0].field, "body");
+  }
+  assert.equal((await apiCall(server, "GET", "/apps/junk")).status, 404);
+  assert.equal((await server.store.list("deploy")).items.length, 0);
+  const stored = join(dir, "artifacts", "sha256");
+  const files = (() => {
+    try {
+      return readdirSync(stored, { recursive: true }).filter((f) => String(f).endsWith(".tar.gz"));
+    } catch {
+      return [];
+    }
+  })();
+  assert.deepEqual(files, []);
+});
