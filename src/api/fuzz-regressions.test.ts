@@ -71,3 +71,16 @@ test("a deploy whose body is not gzip is a 400 before any app, deploy or artifac
   })();
   assert.deepEqual(files, []);
 });
+
+test("numbers too big for a double (1e309, Infinity) are a 400 naming the field, not a 500", async () => {
+  for (const path of ["/audit?limit=1e309", "/events?limit=1e309", "/logs?tail=-1e400"]) {
+    const res = await apiCall(server, "GET", path);
+    assert.equal(res.status, 400, path);
+    assert.match(res.body.details[0].field, /^querystring\.(limit|tail)$/, path);
+  }
+  const quota = await apiCall(server, "PUT", "/tenants/default/quota", '{"units": 1e309}', {
+    contentType: "application/json",
+  });
+  assert.equal(quota.status, 400);
+  assert.equal(quota.body.code, "invalid");
+});

@@ -12,7 +12,7 @@ import { STATUS_CODES } from "node:http";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { buildSlug } from "../build/builder.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
@@ -322,6 +322,25 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   socket.destroy();
 }
 
+/**
+ * Ajv coerces `?limit=1e309` to Infinity and lets it through integer and
+ * maximum checks; no query or path number may be infinite.
+ */
+async function finiteNumbers(req: FastifyRequest): Promise<void> {
+  for (const [where, values] of [
+    ["querystring", req.query],
+    ["params", req.params],
+  ] as const) {
+    for (const [key, value] of Object.entries((values ?? {}) as Record<string, unknown>)) {
+      if ([value].flat().some((v) => typeof v === "number" && !Number.isFinite(v))) {
+        throw new HerdError("invalid", `invalid request: ${where}.${key} must be a finite number`, [
+          { field: `${where}.${key}`, message: "must be a finite number" },
+        ]);
+      }
+    }
+  }
+}
+
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
 export function buildApi(
   deps: ApiDeps,
@@ -333,7 +352,10 @@ export function buildApi(
     ...(https ? { https: { cert: https.cert, key: https.key } } : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
+    ajv: {
+      // strictNumbers: a JSON 1e309 (Infinity) is not a number; see finiteNumbers for query strings.
+      customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false, strictNumbers: true },
+    },
     clientErrorHandler: answerClientError,
   });
   app.addContentTypeParser(
@@ -403,6 +425,7 @@ export function buildApi(
     }
     req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
   });
+  app.addHook("preHandler", finiteNumbers);
   // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
   app.addHook("onSend", async (req, reply, payload) => {
     const verb = verbOf(req.method);
