@@ -56,7 +56,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const dir = mkdtempSync(join(tmpdir(), "herd-fuzz-"));
   const serverLog: string[] = [];
   const child = spawn(process.execPath, [join(import.meta.dirname, "server.ts"), join(dir, "data")], {
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe"],
   });
   createInterface({ input: child.stderr! }).on("line", (line) => {
     serverLog.push(line);

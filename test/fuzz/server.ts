@@ -1,7 +1,8 @@
 /**
  * The fuzzer's server: a control plane in its own process (so that a crash is
  * seen as one), with its data in the directory given as the first argument.
- * Prints one JSON line `{url, adminToken, spans}` once it listens; stops on SIGTERM.
+ * Prints one JSON line `{url, adminToken, spans}` once it listens; stops on SIGTERM
+ * or when its stdin closes.
  * Errors it logs go to stderr, where the fuzzer reads them.
  */
 
@@ -18,6 +19,7 @@ const server = await startServer({
 process.stdout.write(
   `${JSON.stringify({ url: server.url, adminToken: server.adminToken, spans: server.traces.ingestToken })}\n`,
 );
-process.on("SIGTERM", () => {
-  void server.close().finally(() => process.exit(0));
-});
+const stop = () => void server.close().finally(() => process.exit(0));
+process.on("SIGTERM", stop);
+// The fuzzer holds our stdin: if it dies without a SIGTERM, this server stops too.
+process.stdin.on("end", stop).resume();
