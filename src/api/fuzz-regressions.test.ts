@@ -84,3 +84,29 @@ test("numbers too big for a double (1e309, Infinity) are a 400 naming the field,
   assert.equal(quota.status, 400);
   assert.equal(quota.body.code, "invalid");
 });
+
+test("maps with patterned keys refuse other keys: receiver headers, rule labels, scrape target labels", async () => {
+  // A header name the pattern refuses, with a number for its value, was a 500 from the secret store.
+  const receiver = await apiCall(server, "PUT", "/alerts/receivers/hook", {
+    url: "http://127.0.0.1:1/hook",
+    headers: { "not a header": 1e308 },
+  });
+  assert.equal(receiver.status, 400);
+  assert.equal(receiver.body.code, "invalid");
+  assert.match(JSON.stringify(receiver.body.details), /headers/);
+  const rule = await apiCall(server, "PUT", "/alerts/rules/r1", { expr: "up", labels: { "a b": 1 } });
+  assert.equal(rule.status, 400);
+  assert.match(JSON.stringify(rule.body.details), /labels/);
+  const target = await apiCall(server, "PUT", "/metrics/targets/t1", {
+    url: "http://127.0.0.1:1/metrics",
+    labels: { "a-b": 1 },
+  });
+  assert.equal(target.status, 400);
+  assert.match(JSON.stringify(target.body.details), /labels/);
+  // Keys that match still pass.
+  const good = await apiCall(server, "PUT", "/alerts/receivers/hook", {
+    url: "http://127.0.0.1:1/hook",
+    headers: { "X-Token": "v" },
+  });
+  assert.equal(good.status, 201);
+});
