@@ -64,8 +64,8 @@ function expected(c: Caller, permission: Permission | null, pathNode: string | u
   const who = c.who;
   if (who.kind === "none" || who.kind === "revoked" || who.kind === "expired") return "unauthenticated";
   if (who.kind === "admin") return "allow"; // all tenants, nodes, quotas, domains
-  if (who.kind === "join") return "deny"; // it only turns into an agent token
   const allow = (yes: boolean): Outcome => (yes ? "allow" : "deny");
+  if (who.kind === "join") return allow(permission === "node:join"); // it only turns into an agent token
   switch (who.kind) {
     case "agent": // its own node only
       return allow(

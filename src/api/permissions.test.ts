@@ -87,4 +87,5 @@ test("an ingest token writes its tenant's telemetry and nothing else, not even w
   assert.deepEqual(decide(agent, "self", {}), { permission: "self" });
   const join: Principal = { ...ingest, token: { ...ingest.token, kind: "join" } };
   assert.throws(() => decide(join, "self", {}), /only joins a node/);
+  assert.deepEqual(decide(join, "node:join", { node: "n1" }), { permission: "node:join" });
 });
