@@ -8,9 +8,11 @@
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
+import { STATUS_CODES } from "node:http";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { buildSlug } from "../build/builder.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
@@ -120,6 +122,8 @@ export interface RunningServer {
   traces: Traces;
   /** The log stream's store. */
   logs: LogStore;
+  /** Each tenant's ingest token (the one its instances get). */
+  ingestTokens: IngestTokens;
   /** Encrypted secrets. */
   secrets: SecretStore;
   close(): Promise<void>;
@@ -179,6 +183,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await gateways.start();
   // Every gateway and agent that reports a metrics URL is scraped while it keeps reporting.
   metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
+  const ingestTokens = new IngestTokens(store, secrets);
   const deps: ApiDeps = {
     store,
     controllers,
@@ -189,7 +194,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
     traces,
-    ingestTokens: new IngestTokens(store, secrets),
+    ingestTokens,
     metrics,
     alerts,
     audit,
@@ -256,6 +261,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     traces,
     logs,
+    ingestTokens,
     secrets,
     close: async () => {
       auth.stop();
@@ -304,6 +310,46 @@ declare module "fastify" {
   }
 }
 
+/**
+ * Requests Node's HTTP parser refuses (headers over 16 KiB, malformed lines, a
+ * slow sender) get the same JSON `{code, message}` as every other error.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "too_large", "the request's headers (the URL and query included) are over 16 KiB"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "invalid", "the request took too long to arrive"]
+        : [400, "invalid", `malformed HTTP request (${err.code ?? "unknown"})`];
+  const body = JSON.stringify({ code, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/**
+ * Ajv coerces `?limit=1e309` to Infinity and lets it through integer and
+ * maximum checks; no query or path number may be infinite.
+ */
+async function finiteNumbers(req: FastifyRequest): Promise<void> {
+  for (const [where, values] of [
+    ["querystring", req.query],
+    ["params", req.params],
+  ] as const) {
+    for (const [key, value] of Object.entries((values ?? {}) as Record<string, unknown>)) {
+      if ([value].flat().some((v) => typeof v === "number" && !Number.isFinite(v))) {
+        throw new HerdError("invalid", `invalid request: ${where}.${key} must be a finite number`, [
+          { field: `${where}.${key}`, message: "must be a finite number" },
+        ]);
+      }
+    }
+  }
+}
+
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
 export function buildApi(
   deps: ApiDeps,
@@ -315,7 +361,11 @@ export function buildApi(
     ...(https ? { https: { cert: https.cert, key: https.key } } : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
+    ajv: {
+      // strictNumbers: a JSON 1e309 (Infinity) is not a number; see finiteNumbers for query strings.
+      customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false, strictNumbers: true },
+    },
+    clientErrorHandler: answerClientError,
   });
   app.addContentTypeParser(
     ["application/gzip", "application/x-gzip", "application/octet-stream"],
@@ -384,6 +434,7 @@ export function buildApi(
     }
     req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
   });
+  app.addHook("preHandler", finiteNumbers);
   // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
   app.addHook("onSend", async (req, reply, payload) => {
     const verb = verbOf(req.method);

@@ -38,6 +38,7 @@ const TargetBody = T.Object(
     }),
     labels: T.Optional(
       T.Record(T.String({ pattern: "^[a-zA-Z_][a-zA-Z0-9_]*$" }), T.String(), {
+        additionalProperties: false,
         description: "added to every series scraped from it",
       }),
     ),
