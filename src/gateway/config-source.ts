@@ -108,6 +108,8 @@ export class ConfigSource {
   #lastGood: CacheFile | undefined;
   #lastResult: BuildResult | undefined;
   #following: Promise<void> | undefined;
+  /** The watch connection open now (reconnect() aborts it). */
+  #connection: AbortController | undefined;
 
   constructor(options: ConfigSourceOptions) {
     this.#options = options;
@@ -166,6 +168,15 @@ export class ConfigSource {
     return new Promise((resolve) => {
       this.#following = this.#follow(resolve);
     });
+  }
+
+  /**
+   * Drops the watch connection now; following goes on with the next attempt
+   * (after the usual backoff). A control plane that is closing waits for
+   * every open connection, and a watch never ends by itself.
+   */
+  reconnect(): void {
+    this.#connection?.abort(new Error("asked to reconnect"));
   }
 
   /** Stops following and writes any pending cache update. */
@@ -232,6 +243,7 @@ export class ConfigSource {
    */
   async #watch(): Promise<boolean> {
     const connection = new AbortController();
+    this.#connection = connection;
     const idleMs = this.#options.watchIdleMs ?? 30_000;
     // A half-open connection never ends by itself; silence longer than the ping interval ends it.
     const idle = setTimeout(
