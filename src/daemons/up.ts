@@ -23,7 +23,7 @@ import { type ServerOptions, startServer } from "../api/server.ts";
 import { createLogger } from "../common/log.ts";
 import type { HttpsSettings } from "../gateway/gateway.ts";
 import { deployExample } from "./example.ts";
-import { ensurePlatformGateway, type PlatformGateway } from "./platform-gateway.ts";
+import { ensurePlatformGateway, type PlatformGateway, runningGateway } from "./platform-gateway.ts";
 import { isRunning, type ProcessRecord, recordOf, removeRecord, writeRecord } from "./process-record.ts";
 import { untilSignal } from "./signals.ts";
 
@@ -120,7 +120,9 @@ export async function runUp(options: UpOptions): Promise<number> {
     // A gateway found running stays (it was serving before this start); one started now goes.
     if (gateway?.how !== "adopted") await gateway?.stop();
     await agent?.stop();
-    await server.close();
+    const serving = runningGateway(join(dataDir, "gateway"));
+    if (serving === undefined) await server.close();
+    else await closeWhileGatewayFollows(server, serving);
     removeRecord(join(dataDir, UP_RECORD), upRecord);
     throw err;
   }

@@ -1,9 +1,10 @@
 /**
  * A graceful stop of the gateway's listeners, as nginx's old master does in a
  * binary upgrade: stop accepting (a successor bound to the same port with
- * SO_REUSEPORT takes the new connections), answer every request still in
- * flight or arriving on an open connection with `Connection: close` so the
- * client reconnects (to the successor), then close what stays idle.
+ * SO_REUSEPORT takes the new connections), finish the requests in flight,
+ * answer every request arriving on an open connection with
+ * `Connection: close` so the client reconnects (to the successor), then close
+ * what stays idle.
  *
  *   drain ─► listener closed ─► each later response: Connection: close ─► socket ends
  *            └─ after idleGraceMs: idle keep-alive connections closed (every 250 ms)
