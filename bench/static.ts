@@ -185,13 +185,25 @@ async function instanceDiesWhileAway(): Promise<void> {
   const { herd, traffic } = await helloUnderTraffic([]);
   const items = (await herd.api<{ items: Instance[] }>("GET", "/apps/hello/instances")).body.items;
   const victim = items[0];
+  // POSTs too: a refused GET is retried on another instance, a POST never is, so these fail until the ejection.
+  const posts = steadyTraffic(herd.gatewayUrl, "hello.localhost", {
+    rate: RATE / 10,
+    connections: 2,
+    maxSeconds: 300,
+    method: "POST",
+  });
+  loads.push(posts);
+  await sleep(1000);
   const crashAt = traffic.elapsed();
   await herd.kill9();
   await sleep(1000);
   const killedAt = traffic.elapsed();
+  const postsKilledAt = posts.elapsed() - (traffic.elapsed() - killedAt);
   process.kill(-(victim.pid ?? 0), "SIGKILL");
   await sleep((AWAY_LONG_S - 1) * 1000);
   const counts = await traffic.stop();
+  const postCounts = await posts.stop();
+  const lastPost = postCounts.failedAt.filter((t) => t >= postsKilledAt).at(-1);
   const last = counts.failedAt.filter((t) => t >= killedAt).at(-1);
   const metricsUrl = gatewayRecord(herd.dataDir).metricsUrl;
   const metrics = metricsUrl ? await (await fetch(metricsUrl)).text() : "";
@@ -203,6 +215,11 @@ async function instanceDiesWhileAway(): Promise<void> {
     [
       `failed after the instance died: ${counts.failedAt.filter((t) => t >= killedAt).length}` +
         (last === undefined ? "" : `, the last ${(last - killedAt).toFixed(0)} ms after its death`),
+      `POSTs beside (never retried by the gateway): ${postCounts.failed} of ${postCounts.total} failed` +
+        (lastPost === undefined
+          ? ""
+          : `, the last ${(lastPost - postsKilledAt).toFixed(0)} ms after the death`) +
+        ` (each of the gateway's worker processes ejects after 3 refused connections in a row)`,
       `ejected instances (gateway metrics): ${ejected}`,
     ],
   );

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Instance } from "../../src/model/objects.ts";
@@ -144,15 +145,36 @@ test("herd up --keep-apps stopped and started on newer code: the new gateway tak
 test("an app instance dies while the control plane is away: the gateway ejects it; failures stop there", async () => {
   const { herd, traffic } = await helloUnderTraffic();
   const [victim, survivor] = await instances(herd);
+  // POSTs too: the gateway retries a refused GET on another instance, never a POST, so these show
+  // what fails until the ejection (each gateway process ejects after 3 refusals in a row).
+  const posts = steadyTraffic(herd.gatewayUrl, "hello.localhost", {
+    rate: 50,
+    connections: 2,
+    maxSeconds: 60,
+    method: "POST",
+  });
+  loads.push(posts);
   await herd.kill9();
   await sleep(1000);
 
   const killedAt = traffic.elapsed();
   process.kill(-victim.pid!, "SIGKILL");
   await sleep(6000);
+  const postsKilledAt = posts.elapsed() - (traffic.elapsed() - killedAt);
   const counts = await traffic.stop();
   const late = counts.failedAt.filter((t) => t > killedAt + 1000);
   assert.deepEqual(late, [], `no failure later than 1 s after the kill (${summary(counts)})`);
+  const postCounts = await posts.stop();
+  assert.deepEqual(
+    postCounts.failedAt.filter((t) => t > postsKilledAt + 1000),
+    [],
+    `no POST failed later than 1 s after the kill (${summary(postCounts)})`,
+  );
+  const workers = availableParallelism(); // herd up's default --gateway-workers
+  assert.ok(
+    postCounts.failed <= 3 * workers,
+    `at most 3 refusals per gateway worker: ${summary(postCounts)}`,
+  );
   // The whole seconds after the kill (the last one is cut short by the stop).
   const after = counts.perSecond.slice(Math.ceil(killedAt / 1000) + 1, -1);
   assert.ok(

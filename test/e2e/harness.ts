@@ -383,11 +383,12 @@ export interface Traffic {
  * soon as the last one is answered, paced so all together send about `rate`
  * requests a second. Bounded: it stops by itself after `maxSeconds`.
  * Nothing is retried: every request that does not get a 200 counts as failed.
+ * `method` POST: requests the gateway never retries on another instance either.
  */
 export function steadyTraffic(
   gatewayUrl: string,
   host: string,
-  options: { connections?: number; rate?: number; maxSeconds?: number; path?: string } = {},
+  options: { connections?: number; rate?: number; maxSeconds?: number; path?: string; method?: string } = {},
 ): Traffic {
   const connections = options.connections ?? 8;
   const gapMs = options.rate ? (1000 * connections) / options.rate : 0;
@@ -425,6 +426,7 @@ export function steadyTraffic(
           host: u.hostname,
           port: u.port,
           path: options.path ?? "/",
+          method: options.method ?? "GET",
           headers: { host },
           agent,
           timeout: 10_000,
