@@ -118,6 +118,7 @@ function desiredHello(
       command: "node server.js",
       // The service's own OTEL settings win over the agent's defaults.
       env: { GREETING: "hi", OTEL_SERVICE_NAME: "shop-web", OTEL_RESOURCE_ATTRIBUTES: "team=a" },
+      secrets: { DB_PASSWORD: { secret: "db-password", version: 1 } },
       resources: { cpu: 0.25, memory: 128 * 1024 * 1024 },
       health: {
         kind: "http",
@@ -128,7 +129,20 @@ function desiredHello(
         startupMs: 30_000,
       },
     },
+    ...(action === "run" ? { secretEnv: { DB_PASSWORD: SECRET_VALUE } } : {}),
   };
+}
+
+/** A secret's value: in the process's env, never in a file of the agent. */
+const SECRET_VALUE = "pw-in-env-only-5d1e";
+
+/** The environment of a live process. */
+function environOf(pid: number): Map<string, string> {
+  return new Map(
+    readFileSync(`/proc/${pid}/environ`, "utf8")
+      .split("\0")
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
 }
 
 /** The status of id in the newest heartbeat that satisfies check. */
@@ -214,11 +228,11 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
   assert.ok(existsSync(join(dataDir, "instances", "inst1", "data")));
   assert.equal(typeof healthy.usage?.cpuSeconds, "number", "a running instance's usage is reported");
   // OTEL defaults point the app's SDK at the control plane's ingest; the service's own values win.
-  const env = new Map(
-    readFileSync(`/proc/${healthy.pid}/environ`, "utf8")
-      .split("\0")
-      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
-  );
+  const env = environOf(healthy.pid!);
+  // Secret values reach the process, and no file: instance.json keeps only their names.
+  assert.equal(env.get("DB_PASSWORD"), SECRET_VALUE);
+  const saved = readFileSync(join(dataDir, "instances", "inst1", "instance.json"), "utf8");
+  assert.ok(!saved.includes(SECRET_VALUE) && saved.includes("db-password"), saved);
   assert.equal(env.get("OTEL_SERVICE_NAME"), "shop-web");
   assert.equal(
     env.get("OTEL_RESOURCE_ATTRIBUTES"),
@@ -285,6 +299,16 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
   assert.deepEqual(processesOf("inst2").sort(), runningBefore, "the second agent started another copy");
   assert.equal(await get(before.port!), "hi from inst2 (release 1)\n");
 
+  // A restart of an adopted instance takes the secret values from the current reply.
+  cp.desired = [desiredHello("inst2", digest, 2)];
+  const again = await reported(
+    cp,
+    "inst2",
+    (s) => s.state === "healthy" && s.generation === 2,
+    "inst2 gen 2",
+  );
+  assert.equal(environOf(again.pid!).get("DB_PASSWORD"), SECRET_VALUE);
+
   // The adopted instance is still the agent's to remove.
   cp.desired = [];
   await waitFor(() => (processesOf("inst2").length === 0 ? true : undefined), "inst2 gone");
@@ -297,6 +321,11 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     /instances\.0\.id/,
   );
   assert.throws(() => parseHeartbeatReply({ instances: "no" }), /instances: not an array/);
+  const withSecrets = { ...desiredHello("i1", "d", 1), secretEnv: { DB_PASSWORD: 42 } };
+  assert.throws(
+    () => parseHeartbeatReply({ instances: [withSecrets], intervalMs: 1000 }),
+    /instances\.0\.secretEnv: not a map of strings/,
+  );
 });
 
 test("the agent ships stdout and stderr lines with their stream, and keeps them through 429s", async (t) => {

@@ -9,7 +9,7 @@
  *   driver/<id>.json                 the process driver's records
  *   instances/<id>/app               the unpacked slug, fresh for every start
  *   instances/<id>/state/output.log  stdout (stderr.log beside it: stderr)
- *   instances/<id>/instance.json     the DesiredInstance last started (health check after adopt)
+ *   instances/<id>/instance.json     the DesiredInstance last started, without secret values (health check after adopt)
  *   instances/<id>/data              HERD_DATA_DIR of a cattle instance (goes with the instance)
  *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
  */
@@ -17,6 +17,7 @@
 import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
+import { caDispatcher, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
@@ -42,8 +43,10 @@ import { SlugCache } from "./slugs.ts";
 export interface AgentOptions {
   /** Control-plane base URL, e.g. http://127.0.0.1:7000 */
   server: string;
-  /** An agent token. */
+  /** This node's credential (agent/join.ts), or another token that may act as it. */
   token: string;
+  /** The CA certificate (PEM) an https server's certificate must be signed by (`herd agent --ca`). */
+  ca?: string;
   /** This node's name. */
   name: string;
   dataDir: string;
@@ -175,6 +178,8 @@ export class Agent {
   #stats: StatsReading | undefined;
   /** The span ingest token from the last heartbeat reply (for instances' OTEL_* defaults). */
   #tracesToken: string | undefined;
+  /** fetch options that trust the control plane's CA (empty without one). */
+  readonly #trust: RequestInit;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -186,7 +191,13 @@ export class Agent {
     this.#driver =
       options.driver ??
       new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger });
-    this.#slugs = new SlugCache({ server: options.server, token: options.token, dataDir: options.dataDir });
+    this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
+    this.#slugs = new SlugCache({
+      server: options.server,
+      token: options.token,
+      dataDir: options.dataDir,
+      trust: this.#trust,
+    });
   }
 
   /** Adopts what an earlier agent left running, then starts the heartbeat loop and log shipping. */
@@ -442,13 +453,19 @@ export class Agent {
     try {
       const appDir = join(dir, "app");
       await this.#slugs.unpack(d.run.slug, appDir);
-      await writeFile(join(dir, "instance.json"), JSON.stringify(d));
+      // Secret values go to the process only: instance.json keeps their names (run.secrets), and a
+      // restart takes them from the current heartbeat reply.
+      await writeFile(join(dir, "instance.json"), JSON.stringify({ ...d, secretEnv: undefined }));
+      const missing = Object.keys(d.run.secrets ?? {}).filter((v) => d.secretEnv?.[v] === undefined);
+      if (missing.length > 0)
+        throw new Error(d.secretError ?? `no value for the secret env ${missing.join(", ")}`);
       const dataDir = d.mode === "pet" ? join(this.#options.dataDir, "volumes", d.id) : join(dir, "data");
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
       // The defaults carry the ingest token: they go to the process only, never into a log line or file.
       const env: Record<string, string> = {
         ...d.run.env,
+        ...d.secretEnv,
         ...traceDefaults(d, this.#options.server, this.#tracesToken),
         PORT: String(port),
         HERD_INSTANCE: d.id,
@@ -716,6 +733,7 @@ export class Agent {
 
   #post(path: string, body: unknown): Promise<Response> {
     return fetch(`${this.#options.server.replace(/\/$/, "")}${path}`, {
+      ...this.#trust,
       method: "POST",
       headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
       body: JSON.stringify(body),
@@ -928,6 +946,13 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
     if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
       fail(`${at}.run.env`, "not a map of strings");
     }
+    if (
+      d.secretEnv !== undefined &&
+      !(isObject(d.secretEnv) && Object.values(d.secretEnv).every((v) => typeof v === "string"))
+    )
+      fail(`${at}.secretEnv`, "not a map of strings");
+    if (d.secretError !== undefined && typeof d.secretError !== "string")
+      fail(`${at}.secretError`, "not a string");
     const resources = run.resources;
     if (!isObject(resources) || typeof resources.cpu !== "number" || typeof resources.memory !== "number") {
       fail(`${at}.run.resources`, "needs numbers cpu and memory");

@@ -21,6 +21,8 @@ export interface SlugCacheOptions {
   server: string;
   token: string;
   dataDir: string;
+  /** fetch options that trust the control plane's CA (common/api-ca.ts). */
+  trust?: RequestInit;
   /** Give up on one download after this long; default 5 minutes. */
   timeoutMs?: number;
 }
@@ -64,6 +66,7 @@ export class SlugCache {
     await mkdir(this.#dir, { recursive: true });
     const url = `${this.#options.server.replace(/\/$/, "")}/api/v1/slugs/${digest}`;
     const res = await fetch(url, {
+      ...this.#options.trust,
       headers: { authorization: `Bearer ${this.#options.token}` },
       signal: AbortSignal.timeout(this.#options.timeoutMs ?? 300_000),
     }).catch((err: Error) => {

@@ -1,45 +1,150 @@
 /**
- * Bearer tokens. The first start creates an admin token, writes it to
- * `<data>/admin-token` (mode 0600) for the CLI on this machine, and stores
- * only its sha256 in the database.
+ * Tokens and who they stand for. The first start creates the platform admin
+ * user `admin` and a token for it in `<data>/admin-token` (mode 0600) for the
+ * CLI on this machine. Only a token's sha256 is stored.
+ *
+ *   Authorization: Bearer herd_pat_<id>_<secret> ─► sha256 ─► Token ─► User + memberships ─► Principal
+ *
+ * Principals are cached per token hash for 10 s and dropped at once when a
+ * token, user, membership or tenant changes (a store watch). Unknown tokens are
+ * never cached; failed attempts are limited per client address: past the
+ * limit, a token that is not in the cache gets a 429 before the store is read.
  */
 
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HerdError } from "../common/errors.ts";
-import type { Token } from "../model/objects.ts";
+import type { Logger } from "../common/log.ts";
+import {
+  type Member,
+  type Role,
+  TOKEN_PREFIX,
+  type Token,
+  type TokenKind,
+  type User,
+} from "../model/identity.ts";
+import type { Tenant } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
+import type { Principal } from "./permissions.ts";
 
 export const hashToken = (secret: string): string => createHash("sha256").update(secret).digest("hex");
 
-/** Makes sure an admin token exists; returns its secret and the file that holds it. */
+/** A new token's secret text, its public id and the hash it is stored under. */
+export function mintToken(kind: TokenKind): { secret: string; id: string; hash: string } {
+  const id = randomBytes(4).toString("hex");
+  const secret = `${TOKEN_PREFIX[kind]}${id}_${randomBytes(24).toString("base64url")}`;
+  return { secret, id, hash: hashToken(secret) };
+}
+
+/** Stores a new token; returns its secret, shown once. */
+export async function createToken(
+  store: Store,
+  fields: Omit<Token, "id" | "createdAt">,
+): Promise<{ secret: string; token: Token }> {
+  const { secret, id, hash } = mintToken(fields.kind);
+  const token: Token = { id, createdAt: new Date().toISOString(), ...fields };
+  await store.put("token", hash, token, { expectRevision: 0 });
+  return { secret, token };
+}
+
+/**
+ * Makes sure the platform admin user and its token exist; returns the token's
+ * secret and the file that holds it. Tokens stored before users existed (no
+ * `kind`) become the admin user's.
+ */
 export async function ensureAdminToken(
   store: Store,
   dataDir: string,
 ): Promise<{ token: string; file: string }> {
+  if (!(await store.get<User>("user", "admin"))) {
+    await store
+      .put<User>(
+        "user",
+        "admin",
+        { name: "admin", admin: true, createdAt: new Date().toISOString() },
+        { expectRevision: 0 },
+      )
+      .catch(() => {});
+  }
+  for (const o of (await store.list<Token>("token")).items) {
+    if ((o.value as Partial<Token>).kind) continue;
+    const legacy = o.value as unknown as { name: string; createdAt: string };
+    await store.put<Token>("token", o.key, {
+      id: o.key.slice(0, 8),
+      name: legacy.name,
+      kind: "user",
+      user: "admin",
+      createdAt: legacy.createdAt,
+    });
+  }
   const file = join(dataDir, "admin-token");
   if (existsSync(file)) {
     const token = readFileSync(file, "utf8").trim();
     if (await store.get("token", hashToken(token))) return { token, file };
   }
-  const token = `herd_${randomBytes(24).toString("base64url")}`;
-  const value: Token = { name: "admin", role: "admin", createdAt: new Date().toISOString() };
-  await store.put("token", hashToken(token), value);
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return { token, file };
+  const { secret } = await createToken(store, { name: "admin (herd up)", kind: "user", user: "admin" });
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return { token: secret, file };
 }
 
-/** Checks an Authorization header; returns the token's record. Cached: tokens are few and rarely change. */
+const CACHE_MS = 10_000;
+const CACHE_MAX = 10_000;
+/** Failed sign-ins a client address may make: a burst, then this many a second. */
+const FAILURES_BURST = 20;
+const FAILURES_PER_S = 5;
+
+export interface AuthenticatorOptions {
+  logger?: Logger;
+  /** A secret that is not a stored token but stands for a principal (the traces ingest token). */
+  extra?: (secret: string) => Principal | undefined;
+}
+
+/** Checks an Authorization header and says who it is. */
 export class Authenticator {
   readonly #store: Store;
-  readonly #cache = new Map<string, { token: Token | undefined; at: number }>();
+  readonly #options: AuthenticatorOptions;
+  readonly #cache = new Map<string, { principal: Principal; at: number }>();
+  readonly #tenants = new Map<string, { exists: boolean; at: number }>();
+  readonly #failures = new Map<string, { tokens: number; at: number }>();
+  /** When each token's last use was written (ms). */
+  readonly #lastUse = new Map<string, number>();
+  readonly #stop = new AbortController();
 
-  constructor(store: Store) {
+  constructor(store: Store, options: AuthenticatorOptions = {}) {
     this.#store = store;
+    this.#options = options;
   }
 
-  async check(header: string | undefined): Promise<Token> {
+  /** Follows the store so that a revoked token or a removed member stops working at once. */
+  async start(): Promise<void> {
+    const from = await this.#store.revision();
+    const follow = async () => {
+      try {
+        for await (const e of this.#store.watch({
+          kinds: ["token", "user", "member", "tenant"],
+          fromRevision: from,
+          signal: this.#stop.signal,
+        })) {
+          // A token's change (revoked, last use) touches that token only.
+          if (e.kind === "token") this.#cache.delete(e.key);
+          else if (e.kind === "tenant") this.#tenants.delete(e.key);
+          else this.#cache.clear();
+        }
+      } catch (err) {
+        if (this.#stop.signal.aborted) return;
+        this.#options.logger?.warn("auth cache watch ended; caching for 10 s at most", { err });
+      }
+    };
+    void follow();
+  }
+
+  stop(): void {
+    this.#stop.abort();
+  }
+
+  /** The principal behind an Authorization header; 401 when there is none, 429 after too many failures. */
+  async check(header: string | undefined, address = "unknown"): Promise<Principal> {
     // Basic auth with the token as password, for data-source clients that only send that (promtool).
     if (header?.startsWith("Basic ")) {
       const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
@@ -48,17 +153,116 @@ export class Authenticator {
     if (!header?.startsWith("Bearer ")) {
       throw new HerdError(
         "unauthorized",
-        "missing bearer token: pass `Authorization: Bearer <token>` (the admin token is in the data dir's admin-token file)",
+        "missing bearer token: pass `Authorization: Bearer <token>` (herd login, or the admin token in the data dir's admin-token file)",
       );
     }
-    const hash = hashToken(header.slice(7).trim());
+    const secret = header.slice(7).trim();
+    const extra = this.#options.extra?.(secret);
+    if (extra) return extra;
+    const hash = hashToken(secret);
     const hit = this.#cache.get(hash);
-    let token = hit && Date.now() - hit.at < 10_000 ? hit.token : undefined;
-    if (!hit || Date.now() - hit.at >= 10_000) {
-      token = (await this.#store.get<Token>("token", hash))?.value;
-      this.#cache.set(hash, { token, at: Date.now() });
+    if (hit && Date.now() - hit.at < CACHE_MS) return this.#touch(hash, hit.principal);
+    // Only what reaches the store is limited: a known, cached token always gets in.
+    this.#limitFailures(address, false);
+    const principal = await this.#load(hash);
+    if (!principal) {
+      this.#cache.delete(hash);
+      this.#limitFailures(address, true);
+      throw new HerdError("unauthorized", "unknown token");
     }
-    if (!token) throw new HerdError("unauthorized", "unknown token");
-    return token;
+    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value as string);
+    this.#cache.set(hash, { principal, at: Date.now() });
+    return this.#touch(hash, principal);
+  }
+
+  /** Whether a tenant exists (cached like principals). */
+  async tenantExists(name: string): Promise<boolean> {
+    const hit = this.#tenants.get(name);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.exists;
+    const exists = (await this.#store.get<Tenant>("tenant", name)) !== undefined;
+    if (this.#tenants.size >= CACHE_MAX) this.#tenants.clear();
+    this.#tenants.set(name, { exists, at: Date.now() });
+    return exists;
+  }
+
+  /** The principal of a stored token, or undefined when it is unknown. Throws 401 for expired or revoked. */
+  async #load(hash: string): Promise<Principal | undefined> {
+    const token = (await this.#store.get<Token>("token", hash))?.value;
+    if (!token) return undefined;
+    if (token.revokedAt) throw new HerdError("unauthorized", `token ${token.id} was revoked`);
+    if (token.expiresAt && Date.parse(token.expiresAt) <= Date.now()) {
+      throw new HerdError("unauthorized", `token ${token.id} expired at ${token.expiresAt}`);
+    }
+    if (token.usesLeft === 0) throw new HerdError("unauthorized", `join token ${token.id} is used up`);
+    if (token.kind !== "user") {
+      const label =
+        token.kind === "agent"
+          ? `agent ${token.node}`
+          : token.kind === "ingest"
+            ? `ingest ${token.tenant}`
+            : token.kind;
+      return { token, label, admin: false, roles: new Map() };
+    }
+    const user = (await this.#store.get<User>("user", token.user ?? ""))?.value;
+    if (!user)
+      throw new HerdError("unauthorized", `token ${token.id}: its user ${token.user} no longer exists`);
+    const roles = new Map<string, Role>();
+    for (const o of (await this.#store.list<Member>("member")).items) {
+      if (o.value.user === user.name) roles.set(o.value.tenant, o.value.role);
+    }
+    return {
+      token,
+      label: `${user.tenant ? "service account" : "user"} ${user.name}`,
+      admin: user.admin === true,
+      roles,
+    };
+  }
+
+  /** The expiry still applies to a cached principal; last use is written at most once a minute. */
+  #touch(hash: string, principal: Principal): Principal {
+    const { token } = principal;
+    if (token.expiresAt && Date.parse(token.expiresAt) <= Date.now()) {
+      this.#cache.delete(hash);
+      throw new HerdError("unauthorized", `token ${token.id} expired at ${token.expiresAt}`);
+    }
+    const now = Date.now();
+    const last = this.#lastUse.get(hash) ?? (token.lastUsedAt ? Date.parse(token.lastUsedAt) : 0);
+    if (now - last > 60_000) {
+      if (this.#lastUse.size >= CACHE_MAX) this.#lastUse.clear();
+      this.#lastUse.set(hash, now);
+      void this.#recordUse(hash, new Date(now).toISOString());
+    }
+    return principal;
+  }
+
+  async #recordUse(hash: string, at: string): Promise<void> {
+    try {
+      const o = await this.#store.get<Token>("token", hash);
+      if (!o || o.value.revokedAt) return;
+      await this.#store.put("token", hash, { ...o.value, lastUsedAt: at }, { expectRevision: o.revision });
+    } catch {
+      // A concurrent change (a revoke) wins; the next use records the time again.
+    }
+  }
+
+  /** A token bucket of failed attempts per address: `failed` takes one; an empty bucket is a 429. */
+  #limitFailures(address: string, failed: boolean): void {
+    const now = Date.now();
+    const b = this.#failures.get(address) ?? { tokens: FAILURES_BURST, at: now };
+    b.tokens = Math.min(FAILURES_BURST, b.tokens + ((now - b.at) / 1000) * FAILURES_PER_S);
+    b.at = now;
+    if (b.tokens < 1) {
+      throw new HerdError(
+        "too_many",
+        "too many failed sign-ins from this address: wait a second and try again",
+      );
+    }
+    if (!failed) {
+      if (b.tokens >= FAILURES_BURST) this.#failures.delete(address);
+      return;
+    }
+    b.tokens -= 1;
+    if (this.#failures.size >= CACHE_MAX) this.#failures.clear();
+    this.#failures.set(address, b);
   }
 }

@@ -61,6 +61,7 @@ test("consumers: create, list, show, 409 on a taken name, 400 naming the field, 
     (await call("GET", "/consumers")).body.items.map((c: { name: string }) => c.name),
     ["alice", "bob"],
   );
+  assert.equal((await call("POST", "/tenants", { name: "other" })).status, 201);
   assert.equal((await call("GET", "/consumers?tenant=other")).body.items.length, 0, "per tenant");
   assert.equal((await call("GET", "/consumers/bob")).body.name, "bob");
   assert.equal((await call("DELETE", "/consumers/bob")).status, 200);

@@ -28,6 +28,7 @@ before(async () => {
   });
   // Nothing here runs instances: controllers would clean up the hand-made ones below.
   server.controllers.stop();
+  assert.equal((await call("POST", "/tenants", { name: "acme" })).status, 201);
   for (const [tenant, app] of [
     ["default", "shop"],
     ["acme", "shop"],

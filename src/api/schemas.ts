@@ -26,8 +26,25 @@ export const RevisionQuery = T.Object({
 });
 /** The querystring of TenantQuery or RevisionQuery, as read. */
 export type TenantQ = { tenant?: string; revision?: number };
-/** The tenant a request names, `default` when it names none. */
-export const tenantOf = (q: TenantQ): string => q.tenant ?? "default";
+/**
+ * The tenant a request acts in: resolved by the permission check from the
+ * token and `?tenant=` (only a platform admin or a member may name one).
+ */
+export const tenantOf = (req: { herd: { tenant?: string } }): string => {
+  if (!req.herd.tenant) throw new Error("tenantOf: the route's permission is not tenant-scoped");
+  return req.herd.tenant;
+};
+/**
+ * The tenant a telemetry read is limited to: the request's, except a platform
+ * admin who names none sees every tenant's (undefined).
+ */
+export const telemetryTenant = (req: {
+  herd: { tenant?: string; principal: { admin: boolean } };
+  query: unknown;
+}): string | undefined =>
+  req.herd.principal.admin && (req.query as { tenant?: string }).tenant === undefined
+    ? undefined
+    : tenantOf(req);
 export const DestroyQuery = T.Object({
   tenant: T.Optional(Name),
   revision: T.Optional(T.Integer({ minimum: 1, description: "409 unless the app is at this revision" })),
@@ -199,8 +216,10 @@ export const LogBatchBody = T.Object({
   ),
 });
 
-/** Kinds a snapshot or watch may ask for (tokens never leave the server). */
-export const WATCHABLE: readonly Kind[] = KINDS.filter((k) => k !== "token");
+/** What gateways and admins may snapshot and watch: never tokens, users, memberships or secrets (even encrypted). */
+export const WATCHABLE: readonly Kind[] = KINDS.filter(
+  (k) => k !== "token" && k !== "user" && k !== "member" && k !== "secret",
+);
 
 export const WatchQuery = T.Object({
   kinds: T.Optional(

@@ -13,6 +13,7 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { buildSlug } from "../build/builder.ts";
+import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
@@ -20,27 +21,46 @@ import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/co
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
 import { ControllerManager } from "../controllers/manager.ts";
-import type { ServiceSpec } from "../model/manifest.ts";
-import type { Release, Tenant } from "../model/objects.ts";
+import { NAME_PATTERN } from "../model/manifest.ts";
+import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
+import { migratePlainSecrets } from "../secrets/migrate.ts";
+import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
+import { AuditLog, verbOf } from "./audit.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
+import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
+import {
+  type Decision,
+  decide,
+  type Permission,
+  type Principal,
+  ROUTES,
+  routeKey,
+  TENANT_PERMISSIONS,
+  tenantFor,
+} from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
+import { identityRoutes } from "./routes/identity.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { secretRoutes } from "./routes/secrets.ts";
+import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { ErrorReply } from "./schemas.ts";
+import { ensureApiTls } from "./tls.ts";
 
 export const VERSION = "0.1.0";
 
@@ -61,6 +81,10 @@ export interface ServerOptions {
   alerts?: Pick<AlertEvaluatorOptions, "intervalMs" | "notifier">;
   /** Log retention (age, size), ingest queue and the SSE heartbeat. */
   logs?: LogsOptions;
+  /** How long audit entries are kept (default 90 days). */
+  auditRetentionMs?: number;
+  /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
+  tls?: boolean;
 }
 
 /** How logs.db is bounded, and how often idle log streams get a heartbeat. */
@@ -69,40 +93,13 @@ export interface LogsOptions extends Omit<LogStoreOptions, "clock"> {
   heartbeatMs?: number;
 }
 
-/** What the routes are handed. */
-export interface ApiDeps {
-  store: Store;
-  controllers: ControllerManager;
-  events: EventRecorder;
-  deployLogs: DeployLogs;
-  artifacts: ArtifactStore;
-  logs: LogStore;
-  /** How often an idle log stream gets a heartbeat. */
-  logsHeartbeatMs: number;
-  /** What each gateway has applied (live-config.ts routes). */
-  gateways: GatewayBook;
-  /** Spans: store, forwarder, ingest token. */
-  traces: Traces;
-  /** Metrics storage, collection and the API server's own exporter. */
-  metrics: Metrics;
-  /** Alert rules' evaluation, active alerts, webhook deliveries. */
-  alerts: AlertEvaluator;
-  maxUploadBytes: number;
-  version: string;
-  /** The platform's settings (resource unit, timings). */
-  settings: Settings;
-  build(options: {
-    source: string;
-    app: string;
-    log: (line: string) => void;
-  }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
-}
-
 export interface RunningServer {
   url: string;
   port: number;
   adminToken: string;
   adminTokenFile: string;
+  /** With tls: the CA certificate clients verify the API with. */
+  caFile?: string;
   store: Store;
   controllers: ControllerManager;
   /** Metrics storage and collection. */
@@ -115,6 +112,8 @@ export interface RunningServer {
   traces: Traces;
   /** The log stream's store. */
   logs: LogStore;
+  /** Encrypted secrets. */
+  secrets: SecretStore;
   close(): Promise<void>;
 }
 
@@ -125,13 +124,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
+  const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
+  audit.start();
   const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
   const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings };
+  const secrets = await SecretStore.open(store, dataDir);
+  await migratePlainSecrets(store, secrets);
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     store,
@@ -141,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: logger.child("alerts"),
     stateFile: join(dataDir, "alerts", "state.json"),
     registry: metrics.self.registry,
+    receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
@@ -171,13 +175,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     traces,
     metrics,
     alerts,
+    audit,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
-    build: async ({ source, app, log }) => {
+    secrets,
+    build: async ({ source, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
         source,
+        unpack,
         workDir: join(dataDir, "builds"),
         app,
         log,
@@ -187,7 +194,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 
-  const app = buildApi(deps, new Authenticator(store), logger);
+  const auth = new Authenticator(store, {
+    logger: logger.child("auth"),
+    // The write-only span token apps get (OTEL_* defaults) stands for an ingest identity.
+    extra: (secret) => (traces.isIngestToken(secret) ? TRACES_INGEST : undefined),
+  });
+  await auth.start();
+  const tls = options.tls ? await ensureApiTls(join(dataDir, "tls"), options.host ?? "127.0.0.1") : undefined;
+  // The control plane calls itself too (its /metrics scrape): it trusts the CA it holds the key of.
+  if (tls) trustCaInProcess(tls.ca);
+  const app = buildApi(deps, auth, logger, tls);
   await app
     .listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" })
     .catch((err: NodeJS.ErrnoException) => {
@@ -202,7 +218,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (options.port ?? 7070);
   const host = options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1";
-  const url = `http://${host}:${port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${port}`;
   writeFileSync(
     join(dataDir, "server.json"),
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
@@ -219,6 +235,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     adminToken: admin.token,
     adminTokenFile: admin.file,
+    ...(tls ? { caFile: tls.caFile } : {}),
     store,
     controllers,
     metrics,
@@ -226,7 +243,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     traces,
     logs,
+    secrets,
     close: async () => {
+      auth.stop();
       await alerts.stop();
       controllers.stop();
       // Open log streams end first: the HTTP server waits for every connection.
@@ -235,15 +254,60 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await gateways.close();
       metrics.close();
       logs.close();
+      audit.close();
       await traces.close();
       await store.close();
     },
   };
 }
 
+/** The shared traces ingest token's principal: writes spans, nothing else. */
+const TRACES_INGEST: Principal = {
+  token: { id: "traces", name: "traces ingest token", kind: "ingest", createdAt: "1970-01-01T00:00:00.000Z" },
+  label: "the traces ingest token",
+  admin: false,
+  roles: new Map(),
+};
+
+/** Machines' protocol writes: telemetry, not changes people make. */
+const UNAUDITED: ReadonlySet<Permission> = new Set<Permission>([
+  "node:agent",
+  "gateway:sync",
+  "telemetry:write",
+]);
+
+const NAME = new RegExp(NAME_PATTERN);
+
+const messageOf = (payload: string): string | undefined => {
+  try {
+    return (JSON.parse(payload) as { message?: string }).message;
+  } catch {
+    return undefined;
+  }
+};
+
+/** What the permission check found for a request: who, and the tenant it acts in. */
+export interface RequestAuth extends Decision {
+  principal: Principal;
+  /** The tenant a platform-wide request names (`PUT /tenants/:name/quota`): for the audit trail only. */
+  named?: string;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    herd: RequestAuth;
+  }
+}
+
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
-export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): FastifyInstance {
+export function buildApi(
+  deps: ApiDeps,
+  auth: Authenticator,
+  logger: Logger,
+  https?: { cert: string; key: string },
+): FastifyInstance {
   const app = Fastify({
+    ...(https ? { https: { cert: https.cert, key: https.key } } : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
@@ -265,6 +329,78 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
     },
   });
   app.addSchema(ErrorReply);
+
+  // Every route declares its permission in permissions.ts; one that does not stops the server here.
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat()) {
+      const m = method === "HEAD" ? "GET" : method;
+      if (!(routeKey(m, route.url) in ROUTES)) {
+        throw new Error(
+          `route ${m} ${route.url} declares no permission: add it to ROUTES in api/permissions.ts`,
+        );
+      }
+    }
+  });
+  app.decorateRequest("herd", null as unknown as RequestAuth);
+  app.addHook("onRequest", async (req) => {
+    const url = req.routeOptions.url;
+    if (url === undefined) return; // no such route: the 404 handler answers
+    const permission = ROUTES[routeKey(req.method === "HEAD" ? "GET" : req.method, url)];
+    if (permission === null) return;
+    if (permission === undefined)
+      throw new HerdError("internal", `route ${req.method} ${url} has no permission`);
+    const principal = await auth.check(req.headers.authorization, req.socket.remoteAddress);
+    const params = (req.params ?? {}) as { name?: string };
+    const query = (req.query ?? {}) as { tenant?: unknown };
+    const inPath = url.startsWith("/api/v1/tenants/:name") ? params.name : undefined;
+    const named = inPath ?? (typeof query.tenant === "string" ? query.tenant : undefined);
+    const node = url.startsWith("/api/v1/nodes/:name") ? params.name : undefined;
+    if (named !== undefined && !NAME.test(named)) {
+      throw new HerdError(
+        "invalid",
+        `invalid request: querystring.tenant must be a name (lowercase letters, digits and dashes), got ${JSON.stringify(named).slice(0, 60)}`,
+        [{ field: "querystring.tenant", message: "must be a name" }],
+      );
+    }
+    // Set before the decision, so that a refused write is audited with who tried it and where.
+    let tenant = named;
+    if (tenant === undefined && TENANT_PERMISSIONS.has(permission)) {
+      try {
+        tenant = tenantFor(principal, undefined);
+      } catch {
+        // decide() says why
+      }
+    }
+    req.herd = { permission, principal, ...(tenant ? { tenant } : {}), ...(named ? { named } : {}) };
+    const decision = decide(principal, permission, { tenant: named, node });
+    if (decision.tenant !== undefined && !(await auth.tenantExists(decision.tenant))) {
+      // A member never sees this for its own tenants; an admin learns the tenant is missing.
+      throw new HerdError("not_found", `no tenant ${decision.tenant} (herd tenants lists them)`);
+    }
+    req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
+  });
+  // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
+  app.addHook("onSend", async (req, reply, payload) => {
+    const verb = verbOf(req.method);
+    const url = req.routeOptions.url;
+    if (!verb || url === undefined || !req.herd || UNAUDITED.has(req.herd.permission)) return payload;
+    const failed = reply.statusCode >= 400 && typeof payload === "string" ? messageOf(payload) : undefined;
+    const app = (req.params as { app?: string } | undefined)?.app;
+    deps.audit.append({
+      at: new Date().toISOString(),
+      actor: req.herd.principal.label,
+      token: req.herd.principal.token.id,
+      ...(req.herd.tenant || req.herd.named ? { tenant: req.herd.tenant ?? req.herd.named } : {}),
+      ...(app ? { app } : {}),
+      verb,
+      route: routeKey(req.method, url),
+      path: req.url.split("?")[0],
+      status: reply.statusCode,
+      address: req.socket.remoteAddress ?? "unknown",
+      ...(failed ? { message: failed } : {}),
+    });
+    return payload;
+  });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof HerdError) {
@@ -330,9 +466,6 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
   });
   app.register(
     async (api) => {
-      api.addHook("onRequest", async (req) => {
-        await auth.check(req.headers.authorization);
-      });
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       platformRoutes(api, deps);
@@ -343,10 +476,13 @@ export function buildApi(deps: ApiDeps, auth: Authenticator, logger: Logger): Fa
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      secretRoutes(api, deps);
+      identityRoutes(api, deps);
+      tenantRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );
-  // Span ingest has its own plugin: it also takes the write-only ingest token.
-  app.register(async (ingest) => traceIngestRoutes(ingest, deps, auth), { prefix: "/api/v1" });
+  // Span ingest has its own plugin: it reads gzip and deflate bodies.
+  app.register(async (ingest) => traceIngestRoutes(ingest, deps), { prefix: "/api/v1" });
   return app;
 }

@@ -91,6 +91,7 @@ test("OTLP JSON in, the trace out as a tree; also forwarded", async () => {
   const before = await call("GET", `/traces?service=web&from=${iso(t - 9e6)}&to=${iso(t - 1e6)}`);
   assert.equal(before.body.items.length, 0);
   assert.equal((await call("GET", "/traces?from=yesterday")).status, 400);
+  assert.equal((await call("POST", "/tenants", { name: "acme" })).status, 201);
   assert.equal(
     (await call("GET", "/traces?service=web&tenant=acme")).body.items.length,
     0,
@@ -146,8 +147,8 @@ test("Zipkin v2 JSON in (gzip, with the ingest token), found by search", async (
 
 test("the ingest token sends spans and reads nothing", async () => {
   const ingest = { authorization: `Bearer ${server.traces.ingestToken}` };
-  assert.equal((await call("GET", "/traces", undefined, ingest)).status, 401);
-  assert.equal((await call("GET", "/apps", undefined, ingest)).status, 401);
+  assert.equal((await call("GET", "/traces", undefined, ingest)).status, 403);
+  assert.equal((await call("GET", "/apps", undefined, ingest)).status, 403);
   assert.equal((await call("POST", OTLP, {}, { authorization: "Bearer nope" })).status, 401);
   assert.equal((await call("POST", OTLP, {}, ingest)).status, 200);
 });
@@ -251,8 +252,9 @@ test("the map and Top-N endpoints read the window", async () => {
   assert.equal((await call("GET", `/traces/${hexId(0xdead, 32)}`)).status, 404);
 });
 
-test("the gateway's span batches: 202 with the ingest token, read back as spans; a bad field is a 400 naming it", async () => {
-  const ingest = { authorization: `Bearer ${server.traces.ingestToken}` };
+test("the gateway's span batches: 202 with a gateway's credential, read back as spans; a bad field is a 400 naming it", async () => {
+  const ingest = { authorization: `Bearer ${server.adminToken}` };
+  const apps = { authorization: `Bearer ${server.traces.ingestToken}` };
   const traceId = `${Math.floor(Date.now() / 1000).toString(16)}${"0".repeat(23)}1`;
   const batch = {
     series: [["shop.test/", "default", "shop", "web"]],
@@ -271,6 +273,8 @@ test("the gateway's span batches: 202 with the ingest token, read back as spans;
   assert.equal(bad.status, 400);
   assert.equal(bad.body.details[0].field, "spans[0]");
   assert.match(bad.body.message, /invalid gateway spans: spans\[0\]: must be an array of 10/);
+  // The apps' span token cannot post the gateway's batches (they name any tenant).
+  assert.equal((await call("POST", "/traces/gateway", batch, apps)).status, 403);
 });
 
 test("ingest and query endpoints are in the OpenAPI document", async () => {

@@ -17,7 +17,7 @@ import type { Resources } from "../model/objects.ts";
 import type { ArtifactStore } from "./artifact-store.ts";
 import { type AppDefinition, type AppKind, loadAppDefinition } from "./detect.ts";
 import { packAll } from "./pack.ts";
-import { unpackTarball } from "./unpack.ts";
+import { type UnpackLimits, unpackTarball } from "./unpack.ts";
 
 /** What buildSlug needs. */
 export interface BuildOptions {
@@ -37,6 +37,8 @@ export interface BuildOptions {
   signal?: AbortSignal;
   /** Time limit for each install command; default 10 minutes. */
   timeoutMs?: number;
+  /** How much the source may unpack to (the tenant's limits; defaults in unpack.ts). */
+  unpack?: UnpackLimits;
 }
 
 /** A finished build: the slug's digest and what it runs. */
@@ -75,7 +77,7 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
   const appDir = join(buildDir, "app");
   try {
     log(`-----> Unpacking source ${options.source.slice(0, 12)}`);
-    await unpackTarball(await artifacts.path(options.source), appDir);
+    await unpackTarball(await artifacts.path(options.source), appDir, options.unpack);
 
     const definition = await loadAppDefinition(appDir, { app: options.app, unit: options.unit });
     log(

@@ -9,6 +9,7 @@
  */
 
 import { createReadStream } from "node:fs";
+import { caDispatcher, trusting } from "../common/api-ca.ts";
 import type { FieldProblem } from "../common/errors.ts";
 
 /** Query parameters; undefined values are left out. */
@@ -21,6 +22,10 @@ export interface ApiClientOptions {
   token: string;
   /** Sent as ?tenant= on every call when set. */
   tenant?: string;
+  /** The CA certificate (PEM) an https server's certificate must be signed by. */
+  ca?: string;
+  /** Added to the message of a 401 (where the token came from, how to get another). */
+  authHint?: string;
 }
 
 /** An API error reply, or a failure to reach the server. */
@@ -61,11 +66,15 @@ export class ApiClient {
   readonly url: string;
   readonly #token: string;
   readonly #tenant: string | undefined;
+  readonly #trust: RequestInit;
+  readonly #authHint: string | undefined;
 
   constructor(options: ApiClientOptions) {
     this.url = options.url.replace(/\/+$/, "");
     this.#token = options.token;
     this.#tenant = options.tenant;
+    this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
+    this.#authHint = options.authHint;
   }
 
   /** GET a JSON reply. */
@@ -157,8 +166,10 @@ export class ApiClient {
       signal?: AbortSignal;
     },
   ): Promise<Response> {
+    let res: Response;
     try {
-      return await fetch(this.urlFor(path, query), {
+      res = await fetch(this.urlFor(path, query), {
+        ...this.#trust,
         method,
         body: init.body,
         signal: init.signal,
@@ -169,6 +180,11 @@ export class ApiClient {
     } catch (err) {
       throw unreachable(this.url, err);
     }
+    if (res.status === 401 && this.#authHint) {
+      const err = await errorFromResponse(res);
+      throw new ApiError(401, err.code, `${err.message} (${this.#authHint})`, err.details);
+    }
+    return res;
   }
 }
 

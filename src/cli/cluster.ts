@@ -1,6 +1,6 @@
 /**
  * Operating the cluster from the CLI: `herd nodes` (list, cordon, uncordon,
- * drain), `herd instances move`, `herd quota`.
+ * drain, join-token), `herd instances move`, `herd quota`.
  */
 
 import type { Instance, Node, Tenant } from "../model/objects.ts";
@@ -8,25 +8,58 @@ import { resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { nodesTable } from "./format.ts";
+import { currentTenant } from "./login.ts";
 import type { Items } from "./types.ts";
 
 type NodeRow = Node & { instances?: number; drain?: { done: boolean; message: string } };
 
 const NODE_ACTIONS = ["cordon", "uncordon", "drain"] as const;
 
-/** `herd nodes`, `herd nodes cordon|uncordon|drain NAME`. */
+/** `herd nodes`, `herd nodes cordon|uncordon|drain NAME`, `herd nodes join-token`. */
 export const nodesCommand: CommandSpec = {
   name: "nodes",
-  usage: "herd nodes\nherd nodes cordon|uncordon|drain NAME",
+  usage: "herd nodes\nherd nodes cordon|uncordon|drain NAME\nherd nodes join-token [--ttl 1h] [--uses N]",
   summary:
     "List the machines running agents: state, capacity, what instances may use, isolation, heartbeat.\n" +
     "cordon: place nothing new there. drain: cordon and move its cattle elsewhere, each replaced\n" +
     "before it stops (a drain that cannot place replacements waits and says why; pets stay until\n" +
-    "moved with `herd instances move`). uncordon: take instances again (ends a drain).",
-  options: {},
-  async run(ctx, _values, positionals) {
+    "moved with `herd instances move`). uncordon: take instances again (ends a drain).\n" +
+    "join-token (platform admins): a token a new machine's agent trades once for its node's own\n" +
+    "credential (`herd agent --server URL --join-token T --name NAME`); valid for --ttl, for any\n" +
+    "number of machines or --uses of them.",
+  flags: [
+    ["--ttl DURATION", "join-token: how long it may be used (default 1h)"],
+    ["--uses N", "join-token: how many machines may join with it (default: any number until it expires)"],
+  ],
+  options: { ttl: { type: "string" }, uses: { type: "string" } },
+  async run(ctx, values, positionals) {
     const [action, name, ...extra] = positionals;
     const client = await ctx.client();
+    if (action === "join-token") {
+      if (name !== undefined) throw new UsageError(`unexpected argument: ${name}`, "nodes");
+      const uses = stringFlag(values, "uses");
+      if (uses !== undefined && !/^[1-9][0-9]{0,8}$/.test(uses))
+        throw new UsageError(`--uses must be a whole number of at least 1, got ${uses}`, "nodes");
+      const reply = await client.post<{ token: string; id: string; expiresAt?: string; usesLeft?: number }>(
+        "/tokens",
+        {
+          name: "join",
+          kind: "join",
+          expiresIn: stringFlag(values, "ttl") ?? "1h",
+          ...(uses === undefined ? {} : { uses: Number(uses) }),
+        },
+      );
+      if (ctx.flags.json) printJson(ctx.stdout, reply);
+      else {
+        println(ctx.stdout, reply.token);
+        const limit =
+          reply.usesLeft === undefined ? "any number of machines" : `${reply.usesLeft} machine(s)`;
+        ctx.stderr.write(
+          `join token ${reply.id}: ${limit} until ${reply.expiresAt}; on the new machine: herd agent --server ${client.url} --join-token <token> --name NAME\n`,
+        );
+      }
+      return 0;
+    }
     if (action === undefined) {
       const reply = await client.get<Items<NodeRow>>("/nodes");
       if (ctx.flags.json) printJson(ctx.stdout, reply);
@@ -92,11 +125,12 @@ export const quotaCommand: CommandSpec = {
   usage: "herd quota [--tenant T]\nherd quota set UNITS|none [--tenant T]",
   summary:
     "Show or set the tenant's quota in resource units (1 unit = 0.25 CPU + 256 MiB unless the\n" +
-    "server says otherwise). A deploy or scale past it is refused with what is used and asked.",
+    "server says otherwise). A deploy or scale past it is refused with what is used and asked.\n" +
+    "Setting it is for platform admins (also: herd tenants create NAME --quota UNITS).",
   options: {},
   async run(ctx, _values, positionals) {
     const [action, value, ...extra] = positionals;
-    const tenant = ctx.flags.tenant || ctx.env.HERD_TENANT || "default";
+    const tenant = await currentTenant(ctx, "quota");
     const client = await ctx.client();
     const path = `/tenants/${encodeURIComponent(tenant)}`;
     type Reply = Tenant & { usage: { units: number } };

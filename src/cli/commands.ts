@@ -1,6 +1,7 @@
 /**
  * The subcommands that talk to the API and print tables, and the registry of
- * every subcommand (these, deploy, rollback, logs, and the platform roles).
+ * every subcommand (these, deploy, rollback, logs, the identity and tenant
+ * commands, and the platform roles).
  */
 
 import { readFile } from "node:fs/promises";
@@ -9,17 +10,30 @@ import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
 import { resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
+import { auditCommand } from "./audit.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
 import { consumersCommand } from "./consumers.ts";
-import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
+import {
+  type CliContext,
+  type CommandSpec,
+  confirmDestroy,
+  printJson,
+  println,
+  stringFlag,
+} from "./context.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
+import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
+import { secretsCommand } from "./secrets.ts";
+import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
+import { tokensCommand } from "./tokens.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
 import type { Items } from "./types.ts";
+import { usersCommand } from "./users.ts";
 
 const APP_FLAG: [string, string] = ["--app NAME", "the app (default: `app:` in ./herd.yaml)"];
 const appPath = (app: string) => `/apps/${encodeURIComponent(app)}`;
@@ -48,35 +62,23 @@ export const appsCommand: CommandSpec = {
         println(ctx.stdout, `Created app ${app.name}. Deploy to it with \`herd deploy --app ${app.name}\`.`);
       return 0;
     }
-    await confirmDestroy(ctx, name, stringFlag(values, "confirm"));
+    await confirmDestroy(
+      ctx,
+      {
+        kind: "app",
+        name,
+        verb: "destroy",
+        command: "apps",
+        warning: `This destroys the app ${name} and stops all its instances.`,
+      },
+      stringFlag(values, "confirm"),
+    );
     const reply = await client.delete<unknown>(appPath(name));
     if (ctx.flags.json) printJson(ctx.stdout, reply);
     else println(ctx.stdout, `Destroying ${name}: its instances stop, then the app is gone.`);
     return 0;
   },
 };
-
-/**
- * Heroku-style confirmation: --confirm must repeat the name; without it, a
- * terminal is asked to type the name, and anything else is refused.
- */
-export async function confirmDestroy(
-  ctx: CliContext,
-  name: string,
-  confirm: string | undefined,
-): Promise<void> {
-  if (confirm !== undefined) {
-    if (confirm !== name) throw new UsageError(`--confirm ${confirm} does not match the app ${name}`, "apps");
-    return;
-  }
-  if (!ctx.prompt) {
-    throw new UsageError(`refusing to destroy ${name} without confirmation: pass --confirm ${name}`, "apps");
-  }
-  const answer = await ctx.prompt(
-    `This destroys the app ${name} and stops all its instances.\nType the app's name to confirm: `,
-  );
-  if (answer.trim() !== name) throw new Error(`not confirmed: ${name} is left as it is`);
-}
 
 async function listApps(ctx: CliContext): Promise<number> {
   const client = await ctx.client();
@@ -238,8 +240,8 @@ export const PLATFORM_COMMANDS: PlatformCommand[] = [
   { name: "down", summary: "Stop the platform of a data dir (gateway, apps), also when its herd up is gone" },
 ];
 
-/** Every API subcommand, in help order. */
-export const COMMANDS: CommandSpec[] = [
+/** The subcommands that work with apps, in help order. */
+export const APP_COMMANDS: CommandSpec[] = [
   deployCommand,
   appsCommand,
   psCommand,
@@ -252,6 +254,7 @@ export const COMMANDS: CommandSpec[] = [
   alertsCommand,
   nodesCommand,
   consumersCommand,
+  secretsCommand,
   instancesCommand,
   quotaCommand,
   routesCommand,
@@ -262,3 +265,19 @@ export const COMMANDS: CommandSpec[] = [
   topCommand,
   versionCommand,
 ];
+
+/** Identities, tenants and the audit trail, in help order. */
+export const TEAM_COMMANDS: CommandSpec[] = [
+  loginCommand,
+  logoutCommand,
+  whoamiCommand,
+  tokensCommand,
+  usersCommand,
+  tenantsCommand,
+  membersCommand,
+  serviceAccountsCommand,
+  auditCommand,
+];
+
+/** Every API subcommand. */
+export const COMMANDS: CommandSpec[] = [...APP_COMMANDS, ...TEAM_COMMANDS];

@@ -1,9 +1,18 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { findDataDir, NO_SERVER_MESSAGE, resolveServerConfig } from "./config.ts";
+import {
+  findDataDir,
+  loginServerUrl,
+  NO_SERVER_MESSAGE,
+  readUserConfig,
+  removeUserConfig,
+  resolveServerConfig,
+  userConfigPath,
+  writeUserConfig,
+} from "./config.ts";
 
 describe("server config", () => {
   let root: string;
@@ -34,6 +43,7 @@ describe("server config", () => {
       token: "secret",
       gatewayUrl: "http://127.0.0.1:8080",
       source: join(project, ".herd", "server.json"),
+      tokenSource: join(project, ".herd", "admin-token"),
     });
   });
 
@@ -71,5 +81,107 @@ describe("server config", () => {
       resolveServerConfig({ server: "http://other:7070", env: {}, cwd: project, home }),
       /pass --token or HERD_TOKEN/,
     );
+  });
+
+  it("keeps the login config at XDG_CONFIG_HOME or ~/.config, private to its owner", async () => {
+    assert.equal(userConfigPath({ env: {}, home }), join(home, ".config", "herd", "config.json"));
+    assert.equal(
+      userConfigPath({ env: { XDG_CONFIG_HOME: join(root, "xdg") }, home }),
+      join(root, "xdg", "herd", "config.json"),
+    );
+    // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says.
+    assert.equal(
+      userConfigPath({ env: { XDG_CONFIG_HOME: "rel" }, home }),
+      join(home, ".config", "herd", "config.json"),
+    );
+    const file = join(root, "private", "herd", "config.json");
+    await mkdir(join(root, "private", "herd"), { recursive: true, mode: 0o755 });
+    await writeUserConfig(file, { server: "http://a:1", token: "t1", tenant: "shop" });
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(root, "private", "herd"))).mode & 0o777, 0o700);
+    assert.deepEqual(await readUserConfig(file), { server: "http://a:1", token: "t1", tenant: "shop" });
+    assert.deepEqual(JSON.parse(await readFile(file, "utf8")).token, "t1");
+    assert.equal(await removeUserConfig(file), true);
+    assert.equal(await removeUserConfig(file), false);
+    assert.equal(await readUserConfig(file), undefined);
+    await writeFile(file, "{nope");
+    await assert.rejects(readUserConfig(file), /config\.json: not valid JSON.*herd login/);
+    await writeFile(file, "{}");
+    await assert.rejects(readUserConfig(file), /needs "server" and "token"/);
+    await rm(file);
+  });
+
+  it("resolves flags > env > login config > data dir, each of server, token and tenant", async () => {
+    const xdg = join(root, "order");
+    const env = { XDG_CONFIG_HOME: xdg };
+    await writeUserConfig(join(xdg, "herd", "config.json"), {
+      server: "http://login:3",
+      token: "logintoken",
+      tenant: "shop",
+    });
+    // The login config beats the data dir of the current directory.
+    const login = await resolveServerConfig({ env, cwd: project, home });
+    assert.equal(login.url, "http://login:3");
+    assert.equal(login.token, "logintoken");
+    assert.equal(login.tenant, "shop");
+    assert.equal(login.tokenSource, join(xdg, "herd", "config.json"));
+    assert.equal(login.gatewayUrl, undefined);
+    // The environment beats it, one setting at a time.
+    const envToken = await resolveServerConfig({
+      env: { ...env, HERD_TOKEN: "envtoken" },
+      cwd: project,
+      home,
+    });
+    assert.equal(envToken.url, "http://login:3");
+    assert.equal(envToken.token, "envtoken");
+    assert.equal(envToken.tokenSource, "HERD_TOKEN");
+    const envTenant = await resolveServerConfig({
+      env: { ...env, HERD_TENANT: "other" },
+      cwd: project,
+      home,
+    });
+    assert.equal(envTenant.tenant, "other");
+    // Flags beat the environment.
+    const flags = await resolveServerConfig({
+      tenant: "flagged",
+      token: "flagtoken",
+      env: { ...env, HERD_TENANT: "other", HERD_TOKEN: "envtoken" },
+      cwd: project,
+      home,
+    });
+    assert.deepEqual([flags.token, flags.tenant, flags.tokenSource], ["flagtoken", "flagged", "--token"]);
+    // Another server: neither the login's token nor its tenant go with it; the data dir's server
+    // gets the data dir's token.
+    const local = await resolveServerConfig({ server: "http://127.0.0.1:7070", env, cwd: project, home });
+    assert.equal(local.token, "secret");
+    assert.equal(local.tenant, undefined);
+    assert.equal(local.gatewayUrl, "http://127.0.0.1:8080");
+    await assert.rejects(
+      resolveServerConfig({ server: "http://third:4", env, cwd: project, home }),
+      /no token for the herd server at http:\/\/third:4: sign in with `herd login --server http:\/\/third:4`/,
+    );
+    // An https server's CA: HERD_CA, else the login's for its own server, else the data dir's.
+    const tlsXdg = join(root, "tls-login");
+    await writeUserConfig(join(tlsXdg, "herd", "config.json"), {
+      server: "https://login:3",
+      token: "t",
+      ca: "/etc/herd/ca.pem",
+    });
+    const tlsEnv = { XDG_CONFIG_HOME: tlsXdg };
+    assert.equal((await resolveServerConfig({ env: tlsEnv, cwd: project, home })).ca, "/etc/herd/ca.pem");
+    assert.equal(
+      (await resolveServerConfig({ env: { ...tlsEnv, HERD_CA: "my-ca.pem" }, cwd: project, home })).ca,
+      join(project, "my-ca.pem"),
+    );
+    assert.equal(
+      (await resolveServerConfig({ server: "https://else:4", token: "x", env: tlsEnv, cwd: project, home }))
+        .ca,
+      undefined,
+    );
+    // herd login signs in again to the last server unless told otherwise.
+    assert.equal(await loginServerUrl({ env, cwd: project, home }), "http://login:3");
+    assert.equal(await loginServerUrl({ env: {}, cwd: project, home }), "http://127.0.0.1:7070");
+    assert.equal(await loginServerUrl({ server: "http://x:9/", env, cwd: project, home }), "http://x:9");
+    assert.equal(await loginServerUrl({ env: {}, cwd: home, home }), undefined);
   });
 });

@@ -4,8 +4,10 @@
  */
 
 import type { ParseArgsOptionsConfig } from "node:util";
+import { readCa } from "../common/api-ca.ts";
 import { ApiClient } from "./api-client.ts";
-import { resolveServerConfig, type ServerConfig } from "./config.ts";
+import { UsageError } from "./args.ts";
+import { resolveServerConfig, type ServerConfig, userConfigPath } from "./config.ts";
 
 /** Somewhere to write text; process.stdout and process.stderr fit. */
 export interface Output {
@@ -26,14 +28,20 @@ export interface CliContext {
   flags: GlobalFlags;
   cwd: string;
   env: Record<string, string | undefined>;
+  /** The home directory, when not the process's (tests). */
+  home?: string;
   stdout: Output;
   stderr: Output;
   /** Reads one line from the terminal (for confirmations); undefined when stdin is not a TTY. */
   prompt?: (question: string) => Promise<string>;
+  /** Reads a secret: asked on the terminal without echo, or all of stdin when it is piped. */
+  readSecret(question: string): Promise<string>;
+  /** Where `herd login` keeps the server, token and default tenant. */
+  loginFile: string;
   now(): number;
   /** Aborts on Ctrl-C (SIGINT) or SIGTERM from the moment it is first called; for commands that run until stopped. */
   interrupt(): AbortSignal;
-  /** The server's address and token (flags > env > data dir); cached. */
+  /** The server's address, token and tenant (flags > env > login config > data dir); cached. */
   serverConfig(): Promise<ServerConfig>;
   /** A client for the server; cached. */
   client(): Promise<ApiClient>;
@@ -47,6 +55,7 @@ export interface ContextOptions {
   stdout: Output;
   stderr: Output;
   prompt?: (question: string) => Promise<string>;
+  readSecret?: (question: string) => Promise<string>;
   now?: () => number;
   home?: string;
   /** Replaces the SIGINT/SIGTERM listener (tests). */
@@ -82,6 +91,7 @@ export function createContext(options: ContextOptions): CliContext {
     config ??= resolveServerConfig({
       server: options.flags.server,
       token: options.flags.token,
+      tenant: options.flags.tenant,
       env: options.env,
       cwd: options.cwd,
       home: options.home,
@@ -92,9 +102,13 @@ export function createContext(options: ContextOptions): CliContext {
     flags: options.flags,
     cwd: options.cwd,
     env: options.env,
+    home: options.home,
     stdout: options.stdout,
     stderr: options.stderr,
     prompt: options.prompt,
+    readSecret:
+      options.readSecret ?? (() => Promise.reject(new Error("there is no input to read a token from"))),
+    loginFile: userConfigPath({ env: options.env, home: options.home }),
     now: options.now ?? Date.now,
     interrupt: options.interrupt ?? signalOnInterrupt,
     serverConfig,
@@ -104,7 +118,9 @@ export function createContext(options: ContextOptions): CliContext {
           new ApiClient({
             url: c.url,
             token: c.token,
-            tenant: options.flags.tenant || options.env.HERD_TENANT,
+            ...(c.ca ? { ca: readCa(c.ca, "HERD_CA") } : {}),
+            tenant: c.tenant,
+            authHint: `the token came from ${c.tokenSource}; sign in with \`herd login\` or pass --token`,
           }),
       );
       return client;
@@ -142,4 +158,40 @@ export interface CommandSpec {
 export function stringFlag(values: FlagValues, name: string): string | undefined {
   const v = values[name];
   return typeof v === "string" ? v : undefined;
+}
+
+/** What a confirmation is about: `app hello` in `herd apps`, and what deleting it does. */
+export interface Doomed {
+  kind: string;
+  name: string;
+  /** destroy, delete. */
+  verb: string;
+  command: string;
+  /** e.g. "This destroys the app hello and stops all its instances." */
+  warning: string;
+}
+
+/**
+ * Heroku-style confirmation: --confirm must repeat the name; without it, a
+ * terminal is asked to type the name, and anything else is refused.
+ */
+export async function confirmDestroy(
+  ctx: CliContext,
+  doomed: Doomed,
+  confirm: string | undefined,
+): Promise<void> {
+  const { kind, name, command } = doomed;
+  if (confirm !== undefined) {
+    if (confirm !== name)
+      throw new UsageError(`--confirm ${confirm} does not match the ${kind} ${name}`, command);
+    return;
+  }
+  if (!ctx.prompt) {
+    throw new UsageError(
+      `refusing to ${doomed.verb} the ${kind} ${name} without confirmation: pass --confirm ${name}`,
+      command,
+    );
+  }
+  const answer = await ctx.prompt(`${doomed.warning}\nType the ${kind}'s name to confirm: `);
+  if (answer.trim() !== name) throw new Error(`not confirmed: ${name} is left as it is`);
 }

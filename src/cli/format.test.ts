@@ -7,7 +7,9 @@ import {
   eventsTable,
   formatAge,
   formatBytes,
+  formatExpiry,
   formatLogLine,
+  formatTime,
   instancesTable,
   nodesTable,
   releasesTable,
@@ -277,4 +279,15 @@ describe("log and deploy lines", () => {
     assert.equal(cursor.accept(at(2, "b")), false);
     assert.equal(cursor.accept(at(3, "c")), true);
   });
+});
+
+it("expiries: ahead rounded to the nearest unit, past as an age, none as never", () => {
+  const now = Date.parse("2026-01-01T12:00:00Z");
+  const at = (ms: number) => new Date(now + ms).toISOString();
+  assert.equal(formatExpiry(at(30 * 86400_000 - 500), now), "in 30d");
+  assert.equal(formatExpiry(at(90 * 60_000), now), "in 2h");
+  assert.equal(formatExpiry(at(45_000), now), "in 45s");
+  assert.equal(formatExpiry(at(-3 * 3600_000), now), "expired 3h ago");
+  assert.equal(formatExpiry(undefined, now), "never");
+  assert.equal(formatTime("2026-01-01T12:00:05.123Z"), "2026-01-01 12:00:05");
 });

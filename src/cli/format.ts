@@ -22,11 +22,30 @@ export function formatAge(iso: string | undefined | null, now: number): string {
   if (!iso) return "-";
   const then = Date.parse(iso);
   if (Number.isNaN(then)) return "-";
-  const s = Math.max(0, Math.floor((now - then) / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h ago`;
-  return `${Math.floor(s / 86400)}d ago`;
+  return `${formatSpan(now - then)} ago`;
+}
+
+/** A stretch of time in its largest unit: "3s", "5m", "2h", "4d" (rounded down unless told). */
+function formatSpan(ms: number, round: (n: number) => number = Math.floor): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${round(s / 60)}m`;
+  if (s < 48 * 3600) return `${round(s / 3600)}h`;
+  return `${round(s / 86400)}d`;
+}
+
+/** A time still ahead: "in 5m", "in 30d"; "expired 3h ago" once past; "never" without one. */
+export function formatExpiry(iso: string | undefined | null, now: number): string {
+  if (!iso) return "never";
+  const then = Date.parse(iso);
+  if (Number.isNaN(then)) return "-";
+  // Rounded to the nearest unit: a token made to last 30d says "in 30d" (floored, it would say 29d).
+  return then <= now ? `expired ${formatSpan(now - then)} ago` : `in ${formatSpan(then - now, Math.round)}`;
+}
+
+/** An exact UTC time for records people compare (the audit trail): `2026-01-01 12:00:05`. */
+export function formatTime(iso: string): string {
+  return /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(iso) ? `${iso.slice(0, 10)} ${iso.slice(11, 19)}` : iso;
 }
 
 /** Bytes for people: "512 B", "1.5 KiB", "128 MiB", "7.6 GiB". */

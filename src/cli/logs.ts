@@ -92,14 +92,14 @@ const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
 const STREAMS = ["stdout", "stderr", "event"];
 
 /** `--since 10m` (a duration back from now) or an ISO time; the ISO time the API takes. */
-export function sinceTime(value: string, now = Date.now()): string {
+export function sinceTime(value: string, now = Date.now(), command = "logs"): string {
   const us = parseDurationMicros(value);
   if (us !== null && /[a-zµ]$/.test(value.trim())) return new Date(now - us / 1000).toISOString();
   const t = Date.parse(value);
   if (/^\d{4}-\d\d-\d\d/.test(value) && !Number.isNaN(t)) return new Date(t).toISOString();
   throw new UsageError(
     `--since must be a duration like 10m or 2h, or a time like 2026-01-01T12:00:00Z, got ${value}`,
-    "logs",
+    command,
   );
 }
 

@@ -51,6 +51,23 @@ describe("herd main", () => {
 
   it("prints help and rejects unknown commands with exit 2", async () => {
     assert.match((await run([])).out, /Usage: herd COMMAND/);
+    const overview = (await run(["help"])).out;
+    assert.match(overview, /\nTeams and access:\n {2}login +Sign in with a token; later commands use it\.\n/);
+    for (const name of [
+      "logout",
+      "whoami",
+      "tokens",
+      "users",
+      "tenants",
+      "members",
+      "service-accounts",
+      "audit",
+    ])
+      assert.match(overview, new RegExp(`\\n {2}${name} +[A-Z]`), name);
+    assert.match(
+      (await run(["help", "members"])).out,
+      /^Usage: herd members \[--tenant T\]\n +herd members add USER --role/,
+    );
     const help = await run(["scale", "--help"]);
     assert.equal(help.code, 0);
     assert.match(help.out, /^Usage: herd scale SERVICE=COUNT… \[--app NAME\]/);
@@ -110,7 +127,7 @@ describe("herd main", () => {
   it("refuses to destroy without confirmation when stdin is not a terminal", async () => {
     const refused = await run(["apps", "destroy", "hello"]);
     assert.equal(refused.code, 2);
-    assert.match(refused.err, /refusing to destroy hello without confirmation: pass --confirm hello/);
+    assert.match(refused.err, /refusing to destroy the app hello without confirmation: pass --confirm hello/);
     const mismatch = await run(["apps", "destroy", "hello", "--confirm", "other"]);
     assert.equal(mismatch.code, 2);
     assert.equal(api.requests.length, 0);

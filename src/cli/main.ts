@@ -11,13 +11,22 @@ import { parseArgs } from "node:util";
 import { HerdError } from "../common/errors.ts";
 import { withDetails } from "./api-client.ts";
 import { GLOBAL_OPTIONS, splitCommand, UsageError } from "./args.ts";
-import { COMMANDS, PLATFORM_COMMANDS, type PlatformCommand } from "./commands.ts";
+import {
+  APP_COMMANDS,
+  COMMANDS,
+  PLATFORM_COMMANDS,
+  type PlatformCommand,
+  TEAM_COMMANDS,
+} from "./commands.ts";
 import { type CommandSpec, createContext, type Output } from "./context.ts";
 
 const GLOBAL_FLAG_HELP: [string, string][] = [
-  ["--server URL", "the herd server (default: HERD_SERVER, else server.json in the data dir)"],
-  ["--token TOKEN", "the API token (default: HERD_TOKEN, else admin-token in the data dir)"],
-  ["--tenant NAME", "the tenant (default: HERD_TENANT, else the server's default)"],
+  ["--server URL", "the herd server (default: HERD_SERVER, else `herd login`'s, else the data dir's)"],
+  [
+    "--token TOKEN",
+    "the API token (default: HERD_TOKEN, else `herd login`'s, else the data dir's admin-token)",
+  ],
+  ["--tenant NAME", "the tenant (default: HERD_TENANT, else `herd login --tenant`, else your only one)"],
   ["--json", "print the API's JSON instead of tables"],
   ["-h, --help", "show help"],
 ];
@@ -30,6 +39,8 @@ export interface MainIo {
   cwd: string;
   /** Whether stdin is a terminal (destroy confirmations ask there). */
   stdinIsTTY: boolean;
+  /** Reads a secret (herd login's token); default: the terminal without echo, or piped stdin. */
+  readSecret?: (question: string) => Promise<string>;
   now?: () => number;
   home?: string;
   interrupt?: () => AbortSignal;
@@ -48,7 +59,10 @@ export function overviewHelp(): string {
     ...PLATFORM_COMMANDS.map((c) => line(c.name, c.summary)),
     "",
     "Work with apps:",
-    ...COMMANDS.map((c) => line(c.name, c.summary)),
+    ...APP_COMMANDS.map((c) => line(c.name, c.summary)),
+    "",
+    "Teams and access:",
+    ...TEAM_COMMANDS.map((c) => line(c.name, c.summary)),
     `  ${"help".padEnd(width)}Show help for a command: herd help COMMAND`,
     "",
     "Global flags:",
@@ -109,6 +123,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
       stdout: io.stdout,
       stderr: io.stderr,
       prompt: io.stdinIsTTY ? askTerminal : undefined,
+      readSecret: io.readSecret ?? (io.stdinIsTTY ? askSecret : readPipedLine),
       now: io.now,
       home: io.home,
       interrupt: io.interrupt,
@@ -199,6 +214,43 @@ async function askTerminal(question: string): Promise<string> {
   } finally {
     rl.close();
   }
+}
+
+/** Asks on the terminal and reads a line without echoing it (a token being typed or pasted). */
+async function askSecret(question: string): Promise<string> {
+  const { stdin, stderr } = process;
+  stderr.write(question);
+  stdin.setRawMode(true);
+  stdin.setEncoding("utf8");
+  stdin.resume();
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let text = "";
+      stdin.on("data", (chunk: string) => {
+        for (const ch of chunk) {
+          if (ch === "\r" || ch === "\n" || ch === "\u0004") return resolve(text);
+          if (ch === "\u0003") return reject(new Error("cancelled"));
+          if (ch === "\u007f" || ch === "\b") text = text.slice(0, -1);
+          else text += ch;
+        }
+      });
+    });
+  } finally {
+    stdin.removeAllListeners("data");
+    stdin.setRawMode(false);
+    stdin.pause();
+    stderr.write("\n");
+  }
+}
+
+/** The first line of stdin when it is piped (`echo $TOKEN | herd login`). */
+async function readPipedLine(): Promise<string> {
+  let text = "";
+  for await (const chunk of process.stdin) {
+    text += chunk;
+    if (text.includes("\n")) break;
+  }
+  return text.split("\n")[0] ?? "";
 }
 
 if (import.meta.main) {

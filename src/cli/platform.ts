@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_RESERVE } from "../agent/agent.ts";
 import { parsePortRange } from "../agent/ports.ts";
+import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
 import { runAgent as runAgentDaemon } from "../daemons/agent.ts";
@@ -36,7 +37,7 @@ events this long and at most this much (oldest dropped first; the disk's last
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
-               [--no-example] [--keep-apps] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+               [--no-example] [--keep-apps] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
 
 Runs the whole platform on this machine in the foreground: the control plane
@@ -59,20 +60,32 @@ DIR/tls/. --no-https serves HTTP only.
 Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
 aggregates for --metrics-downsampled-retention, never more than
 --metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
-Alert rules are evaluated every --alert-interval (herd alerts; README "Alerts").
+Alert rules are evaluated every --alert-interval (herd alerts; docs/alerts.md).
+The agent and the gateway use credentials of their own (DIR/credentials), not
+the admin token. --tls serves the API over HTTPS with a certificate signed by
+a CA made in DIR/tls (ca-cert.pem: give it to agents and gateways with --ca);
+off by default (docs/nodes-and-credentials.md).
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
-with \`herd agent --server URL\`; gateways follow it with \`herd gateway --server URL\`.
+with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\`);
+gateways follow it with \`herd gateway --server URL --token T\` (T from
+\`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
+signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
 ${TRACES_HELP}`,
-  agent: `Usage: herd agent --server URL [--token TOKEN] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
+  agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
        [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
-The token comes from --token or HERD_TOKEN. Labels are matched by services'
+The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
+join-token\`) for this node's credential and keeps it in DIR/credential.json
+(mode 0600); later starts use that. --token is used as given instead
+(HERD_TOKEN too, when there is neither a credential nor a join token).
+--ca FILE (or HERD_CA): the CA that signed an https server's certificate (the
+control plane's DIR/tls/ca-cert.pem). Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve). --ports is the range instance
@@ -81,7 +94,7 @@ ports come from; agents sharing one machine each need their own.
 (heartbeats, instance starts and exits, log shipping, process CPU and memory)
 at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
+  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--reuse-port] [--drain-timeout 10s]
 
 Runs the gateway: routes requests by host and path to running instances.
@@ -89,7 +102,9 @@ Runs the gateway: routes requests by host and path to running instances.
 follows the control plane (default: one per core); --workers 1 is a single
 process. It reports the config version it serves to the control plane
 (\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
---token or HERD_TOKEN. GET /metrics on
+--token or HERD_TOKEN: a gateway credential (\`herd tokens create gw1 --kind
+gateway\`). --ca FILE (or HERD_CA): the CA that signed an https server's
+certificate. GET /metrics on
 --metrics-host:--metrics-port serves Prometheus metrics summed over all workers
 (default 9180, or a free port when 9180 is taken; 0 picks a free port; off
 turns it off). The address is printed at start. It records a span of every
@@ -184,6 +199,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "unit-memory": { type: "string", default: "256Mi" },
     ...HTTPS_FLAGS,
     "no-https": { type: "boolean" },
+    tls: { type: "boolean" },
     ...TRACE_SERVER_FLAGS,
     "metrics-max-size": { type: "string", default: "1Gi" },
     "metrics-retention": { type: "string", default: "24h" },
@@ -210,6 +226,7 @@ export async function runUp(argv: string[]): Promise<number> {
       metrics: metricsOf(v),
       alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
       logs: logsOptionsFromFlags(v),
+      tls: v.tls === true,
     },
     gateway: {
       port: gatewayPort,
@@ -246,6 +263,7 @@ export async function runServer(argv: string[]): Promise<number> {
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
     ...LOG_SERVER_FLAGS,
+    tls: { type: "boolean" },
   });
   if (!v) return 0;
   return runServerDaemon({
@@ -262,7 +280,14 @@ export async function runServer(argv: string[]): Promise<number> {
     metrics: metricsOf(v),
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
+    tls: v.tls === true,
   });
+}
+
+/** The CA certificate (PEM) the API's certificate must be signed by: --ca or HERD_CA. */
+function caFrom(v: Record<string, unknown>): string | undefined {
+  const file = (v.ca as string | undefined) ?? process.env.HERD_CA;
+  return file === undefined ? undefined : readCa(file);
 }
 
 function tokenFrom(v: Record<string, unknown>): string {
@@ -328,6 +353,8 @@ export async function runAgent(argv: string[]): Promise<number> {
   const v = flags("agent", argv, {
     server: { type: "string" },
     token: { type: "string" },
+    "join-token": { type: "string" },
+    ca: { type: "string" },
     name: { type: "string" },
     data: { type: "string", default: ".herd-agent" },
     address: { type: "string", default: "127.0.0.1" },
@@ -361,9 +388,16 @@ export async function runAgent(argv: string[]): Promise<number> {
   const reserve = { ...DEFAULT_RESERVE };
   if (v["reserve-cpu"] !== undefined) reserve.cpu = cpuFlag(v["reserve-cpu"], "reserve-cpu");
   if (v["reserve-memory"] !== undefined) reserve.memory = memoryFlag(v["reserve-memory"], "reserve-memory");
+  const ca = caFrom(v);
   return runAgentDaemon({
     server,
-    token: tokenFrom(v),
+    credentials: {
+      token: v.token as string | undefined,
+      joinToken: (v["join-token"] as string | undefined) ?? process.env.HERD_JOIN_TOKEN,
+      envToken: process.env.HERD_TOKEN,
+      trust: trusting(ca === undefined ? undefined : caDispatcher(ca)),
+    },
+    ...(ca === undefined ? {} : { ca }),
     name: (v.name as string | undefined) ?? hostname(),
     dataDir: resolve(v.data as string),
     address: v.address as string,
@@ -390,6 +424,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
     "trace-sample": { type: "string" },
+    ca: { type: "string" },
     "reuse-port": { type: "boolean" },
     "drain-timeout": { type: "string", default: `${DEFAULT_DRAIN_MS / 1000}s` },
     ...HTTPS_FLAGS,
@@ -399,6 +434,9 @@ export async function runGateway(argv: string[]): Promise<number> {
   return runGatewayDaemon(async () => {
     const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
+    // Its calls to the control plane run in this process and in its workers: they all trust the CA.
+    const caFile = (v.ca as string | undefined) ?? process.env.HERD_CA;
+    if (caFile !== undefined) trustCaInProcess(readCa(caFile), resolve(caFile));
     const dataDir = resolve(v.data as string);
     return {
       server,

@@ -58,21 +58,40 @@ export async function startTestApi(
   };
 }
 
-/** Runs the CLI in-process against `server` with `token`; what it printed and its exit code. */
+/** How runCli runs the CLI: HERD_SERVER/HERD_TOKEN (when given) and more environment. */
+export interface RunCliOptions {
+  server?: string;
+  token?: string;
+  /** More environment (XDG_CONFIG_HOME, HERD_TENANT, …). */
+  env?: Record<string, string>;
+  /** The home directory (default: one that does not exist, so no login config is read). */
+  home?: string;
+  /** What stdin holds when a secret is read (herd login). */
+  stdin?: string;
+  now?: number;
+  cwd?: string;
+  interrupt?: () => AbortSignal;
+}
+
+/** Runs the CLI in-process; what it printed and its exit code. */
 export async function runCli(
   argv: string[],
-  options: { server: string; token: string; now?: number; cwd?: string; interrupt?: () => AbortSignal },
+  options: RunCliOptions,
 ): Promise<{ code: number; out: string; err: string }> {
   const { main } = await import("./main.ts");
   let out = "";
   let err = "";
+  const env: Record<string, string> = { ...options.env };
+  if (options.server !== undefined) env.HERD_SERVER = options.server;
+  if (options.token !== undefined) env.HERD_TOKEN = options.token;
   const code = await main(argv, {
     stdout: { write: (s: string) => (out += s) },
     stderr: { write: (s: string) => (err += s) },
-    env: { HERD_SERVER: options.server, HERD_TOKEN: options.token },
+    env,
     cwd: options.cwd ?? "/",
-    home: "/nonexistent",
+    home: options.home ?? "/nonexistent",
     stdinIsTTY: false,
+    readSecret: async () => (options.stdin ?? "").split("\n")[0] ?? "",
     now: () => options.now ?? Date.now(),
     interrupt: options.interrupt,
   });

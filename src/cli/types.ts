@@ -29,3 +29,34 @@ export interface DeployLogEntry {
 export interface Items<T> {
   items: T[];
 }
+
+/** `GET /whoami`: who a token stands for and its roles. */
+export interface WhoAmI {
+  /** `user alice`, `service account ci`, `agent n1`, … */
+  name: string;
+  kind: string;
+  user?: string;
+  node?: string;
+  admin: boolean;
+  /** A platform admin's role is `admin` in every tenant. */
+  tenants: { tenant: string; role: string }[];
+  token: { id: string; name: string; expiresAt?: string };
+}
+
+/** One entry of `GET /audit`: a write, who made it, from where, and its result. */
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  actor: string;
+  /** The id of the token used. */
+  token: string;
+  tenant?: string;
+  app?: string;
+  verb: string;
+  /** e.g. `POST /api/v1/apps/:app/scale`. */
+  route: string;
+  path: string;
+  status: number;
+  address: string;
+  message?: string;
+}

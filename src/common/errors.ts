@@ -11,6 +11,7 @@ export const ERRORS = {
   conflict: 409, // stale revision, name taken
   gone: 410, // watch revision compacted: relist
   too_large: 413,
+  too_many: 429, // slow down: Retry-After says when
   unavailable: 503,
   internal: 500,
 } as const;

@@ -1,8 +1,8 @@
 /**
  * The app controller: takes a destroyed app apart. `herd apps destroy` marks
  * the app `destroying`; this scales its services to zero, waits until every
- * instance is gone, then deletes services, releases, deploys and the app
- * (its route objects at once).
+ * instance is gone, then deletes services, releases, deploys, secrets and
+ * the app (its route objects at once).
  */
 
 import type { App, Deploy, Instance, Release, Service } from "../model/objects.ts";
@@ -44,6 +44,8 @@ export class AppController {
       await store.delete("release", r.key);
     for (const d of (await store.list<Deploy>("deploy", { prefix })).items)
       await store.delete("deploy", d.key);
+    // Its secrets go with it (tombstones too: a new app of that name starts at version 1).
+    await this.#ctx.secrets.removeScope(tenant, name);
     await store.delete("app", key);
     await events.record({ tenant, app: name, reason: "AppDestroyed", message: `app ${name} destroyed` });
     return false;

@@ -1,11 +1,12 @@
 /**
  * What every controller is handed: the store, a clock, the event recorder,
- * the deploy logs and the platform's timing settings. No globals.
+ * the deploy logs, the secret store and the platform's timing settings. No globals.
  */
 
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
 import type { Resources } from "../model/objects.ts";
+import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import type { DeployLogs } from "./deploy-log.ts";
 import type { EventRecorder } from "./events.ts";
@@ -52,6 +53,8 @@ export interface Context {
   events: EventRecorder;
   deployLogs: DeployLogs;
   settings: Settings;
+  /** Apps' secrets: releases pin their versions, heartbeat replies carry their values. */
+  secrets: SecretStore;
 }
 
 /** Crash-loop backoff after `crashes` consecutive crashes: the first is retried at once, then 0.5 s, 1 s, 2 s, … capped. */

@@ -12,6 +12,8 @@ import type { RouteObject } from "../model/live-config.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Node, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
+import { Keyring } from "../secrets/keyring.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { type Context, DEFAULT_SETTINGS } from "./context.ts";
 import { DeployLogs } from "./deploy-log.ts";
@@ -36,6 +38,7 @@ function setup() {
     events: new EventRecorder(store, clock, silentLogger),
     deployLogs: new DeployLogs(dir),
     settings: { ...DEFAULT_SETTINGS },
+    secrets: new SecretStore(store, Keyring.open(dir)),
   };
   const m = new ControllerManager(ctx);
   return { store, clock, ctx, m };

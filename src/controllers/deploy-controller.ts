@@ -7,13 +7,15 @@
  *                      a service failed        → failed; services back to the previous release
  *
  * A rollback is the same path without the build: a new release that reuses an
- * old release's slug and spec.
+ * old release's slug and spec (and the secret versions it pinned). A secret
+ * change is that path too: a new release of the running content with the
+ * secret's new version.
  */
 
 import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
 import { keepTraffic } from "../model/live-config.ts";
-import type { ServiceSpec } from "../model/manifest.ts";
+import { missingSecrets, referencedSecrets, type ServiceSpec } from "../model/manifest.ts";
 import {
   type App,
   appKey,
@@ -26,7 +28,7 @@ import {
 } from "../model/objects.ts";
 import type { Context } from "./context.ts";
 import { checkQuota } from "./quota.ts";
-import { checkRouteFree, routeOwners } from "./route-owners.ts";
+import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 
 /** What a build produced: enough to make a release. */
 export interface BuildResult {
@@ -36,6 +38,8 @@ export interface BuildResult {
   /** herd.yaml's alert rules, kept in the release. */
   alerts?: Release["alerts"];
   description: string;
+  /** The secret versions to pin (a rollback keeps its target's); absent: each secret's latest. */
+  secrets?: Release["secrets"];
 }
 
 export class DeployController {
@@ -113,6 +117,7 @@ export class DeployController {
           slug: target.slug,
           services: target.services,
           ...(target.alerts ? { alerts: target.alerts } : {}),
+          ...(target.secrets ? { secrets: target.secrets } : {}),
           description: `Rollback to v${target.version}`,
         },
         true,
@@ -122,6 +127,98 @@ export class DeployController {
       this.#building.delete(deploy.id);
     }
     return (await this.#ctx.store.get<Deploy>("deploy", deployKey(deploy)))!.value;
+  }
+
+  /**
+   * A secret of the app changed. When the release its services are on refers
+   * to it, a new release of the same content with the secret's latest version
+   * rolls out (like a config change); otherwise nothing happens (undefined).
+   */
+  async secretChanged(tenant: string, app: string, secret: string): Promise<Deploy | undefined> {
+    const { store } = this.#ctx;
+    const appObj = await store.get<App>("app", appKey(tenant, app));
+    if (!appObj || appObj.value.destroying) return undefined;
+    const base = await this.#desiredRelease(tenant, app, appObj.value.release);
+    if (!base || !referencedSecrets(base.services).includes(secret)) return undefined;
+    const deploy = await this.#newDeploy(appObj.value, { message: `secret ${secret} changed` });
+    try {
+      await this.#release(
+        deploy,
+        {
+          source: base.source,
+          slug: base.slug,
+          services: base.services,
+          ...(base.alerts ? { alerts: base.alerts } : {}),
+          description: `Secret ${secret} changed (content of v${base.version})`,
+        },
+        false,
+      );
+    } catch (err) {
+      await this.#finish(deploy.id, tenant, app, "failed", (err as Error).message);
+      throw err;
+    } finally {
+      this.#building.delete(deploy.id);
+    }
+    return (await store.get<Deploy>("deploy", deployKey(deploy)))!.value;
+  }
+
+  /** Whether the release an app's services are on refers to `secret` (an unset must not pull it away). */
+  async secretInUse(tenant: string, app: string, secret: string): Promise<string | undefined> {
+    const a = await this.#ctx.store.get<App>("app", appKey(tenant, app));
+    const base = a ? await this.#desiredRelease(tenant, app, a.value.release) : undefined;
+    if (!base) return undefined;
+    for (const [name, spec] of Object.entries(base.services)) {
+      const variable = Object.entries(spec.secrets ?? {}).find(([, s]) => s === secret)?.[0];
+      if (variable) return `release v${base.version} gives it to ${name} as ${variable}`;
+    }
+    return undefined;
+  }
+
+  /** The release the app's services point to (the one rolling out, else the serving one). */
+  async #desiredRelease(tenant: string, app: string, serving: number | null): Promise<Release | undefined> {
+    const { store } = this.#ctx;
+    const services = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
+    const version = Math.max(serving ?? 0, ...services.map((s) => s.value.release));
+    if (version === 0) return undefined;
+    return (await store.get<Release>("release", releaseKey(tenant, app, version)))?.value;
+  }
+
+  /**
+   * The secret versions a release pins: the given ones (a rollback's), which
+   * must still be kept, or each referenced secret's latest. A secret that is
+   * not set fails the deploy, naming the env variable and the secret.
+   */
+  async #pinSecrets(
+    tenant: string,
+    app: string,
+    services: Record<string, ServiceSpec>,
+    given: Release["secrets"],
+  ): Promise<Release["secrets"]> {
+    const names = referencedSecrets(services);
+    if (names.length === 0) return undefined;
+    const { secrets } = this.#ctx;
+    const pins: Record<string, number> = {};
+    const missing = new Set<string>();
+    for (const name of names) {
+      const info = await secrets.info(tenant, app, name);
+      if (!info) missing.add(name);
+      else pins[name] = given?.[name] ?? info.version;
+    }
+    const problems = missingSecrets(app, services, (name) => !missing.has(name));
+    if (problems.length > 0) {
+      const first = problems[0]!;
+      throw new HerdError("invalid", `${first.field}: ${first.message}`, problems);
+    }
+    if (given) {
+      for (const [name, version] of Object.entries(pins)) {
+        await secrets.value(tenant, app, name, version).catch((err: Error) => {
+          throw new HerdError("invalid", `${err.message}: set it again, or deploy`, [
+            { field: `secrets.${name}`, message: err.message },
+          ]);
+        });
+      }
+    }
+    return pins;
   }
 
   /** The app, which must exist and not be on its way out. */
@@ -157,6 +254,7 @@ export class DeployController {
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
+    const secrets = await this.#pinSecrets(tenant, app, result.services, result.secrets);
     const previous = deploy.previous
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
       : undefined;
@@ -207,6 +305,7 @@ export class DeployController {
       services: result.services,
       ...(result.alerts ? { alerts: result.alerts } : {}),
       ...(rollbackOf !== undefined ? { rollbackOf } : {}),
+      ...(secrets ? { secrets } : {}),
     };
     await store.put("release", releaseKey(tenant, app, version), release, { expectRevision: 0 });
     step(`Release v${version} created (${result.description})`);
@@ -268,11 +367,14 @@ export class DeployController {
       tenant,
       (o) => o.source === "herd.yaml" && o.tenant === tenant && o.app === app,
     );
+    const hosts: { host: string; field: string }[] = [];
     for (const [name, spec] of Object.entries(services)) {
       spec.routes.forEach((r, n) => {
         checkRouteFree(owners, r, `services.${name}.routes.${n}`, ` of ${name}`);
+        hosts.push({ host: r.host, field: `services.${name}.routes.${n}.host` });
       });
     }
+    await checkHostsOwned(this.#ctx.store, tenant, hosts);
   }
 
   /** Level-based: decides whether a rolling-out deploy has succeeded or failed. */

@@ -122,6 +122,7 @@ export class NodeController {
       const i = o.value;
       const draining =
         i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;
+      const action = i.desired === "running" || draining ? "run" : "stop";
       reply.push({
         id: i.id,
         app: i.app,
@@ -130,11 +131,28 @@ export class NodeController {
         release: i.release,
         mode: i.mode,
         generation: i.generation,
-        action: i.desired === "running" || draining ? "run" : "stop",
+        action,
         run: i.run,
+        ...(action === "run" && i.run.secrets ? await this.#secretEnv(i) : {}),
       });
     }
     return { instances: reply, intervalMs: this.#ctx.settings.heartbeatMs };
+  }
+
+  /**
+   * The values of an instance's secrets, decrypted for its agent (the caller
+   * is this node's authenticated agent): they travel in this reply only.
+   */
+  async #secretEnv(i: Instance): Promise<Pick<DesiredInstance, "secretEnv" | "secretError">> {
+    const env: Record<string, string> = {};
+    for (const [variable, pin] of Object.entries(i.run.secrets ?? {})) {
+      try {
+        env[variable] = await this.#ctx.secrets.value(i.tenant, i.app, pin.secret, pin.version);
+      } catch (err) {
+        return { secretError: `env ${variable}: ${(err as Error).message}` };
+      }
+    }
+    return { secretEnv: env };
   }
 
   /** Moves an instance's state to what its agent saw; records the transition. */

@@ -9,7 +9,7 @@
 import { HerdError } from "../common/errors.ts";
 import { normalizeRoute, type RouteObject } from "../model/live-config.ts";
 import { type Route, routeIdentity } from "../model/manifest.ts";
-import type { Service } from "../model/objects.ts";
+import type { App, Service, Tenant } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 
 /** One route someone serves, by routeIdentity. */
@@ -74,4 +74,54 @@ export function checkRouteFree(owners: Map<string, RouteOwner>, route: Route, fi
     `route ${route.host}${route.path}${of} is already served by ${owner.label}`,
     [{ field, message: `already served by ${owner.label}` }],
   );
+}
+
+/** Whether `host` is `domain` or one of its subdomains. */
+export const underDomain = (host: string, domain: string): boolean =>
+  host === domain || host.endsWith(`.${domain}`);
+
+/**
+ * Hosts belong to tenants. Throws 409 when a host of `routes` is under a
+ * domain a platform admin gave another tenant, is `<app>.localhost` of another
+ * tenant's app, or is already used by another tenant's routes (any path).
+ */
+export async function checkHostsOwned(
+  store: Store,
+  tenant: string,
+  routes: { host: string; field: string }[],
+): Promise<void> {
+  if (routes.length === 0) return;
+  const tenants = (await store.list<Tenant>("tenant")).items.map((o) => o.value);
+  const apps = (await store.list<App>("app")).items.map((o) => o.value);
+  const used = new Map<string, string>();
+  for (const o of (await store.list<Service>("service")).items) {
+    if (o.value.tenant === tenant) continue;
+    for (const r of o.value.spec.routes) used.set(r.host.toLowerCase(), o.value.tenant);
+  }
+  for (const o of (await store.list<RouteObject>("route")).items) {
+    if (o.value.tenant === tenant) continue;
+    try {
+      used.set(normalizeRoute(o.value.app, o.value.spec).host.toLowerCase(), o.value.tenant);
+    } catch {
+      // A damaged route object claims nothing.
+    }
+  }
+  const refuse = (field: string, message: string) => {
+    throw new HerdError("conflict", message, [{ field, message }]);
+  };
+  for (const { host: raw, field } of routes) {
+    const host = raw.toLowerCase().replace(/^\*\./, "");
+    for (const t of tenants) {
+      if (t.name === tenant) continue;
+      const domain = (t.domains ?? []).find((d) => underDomain(host, d));
+      if (domain) refuse(field, `host ${raw} is under domain ${domain}, which belongs to tenant ${t.name}`);
+    }
+    const local = /^(?:.*\.)?([a-z][a-z0-9-]*)\.localhost$/.exec(host)?.[1];
+    if (local && !apps.some((a) => a.tenant === tenant && a.name === local)) {
+      const other = apps.find((a) => a.name === local);
+      if (other) refuse(field, `host ${raw} belongs to app ${local} of another tenant`);
+    }
+    const user = used.get(raw.toLowerCase());
+    if (user !== undefined) refuse(field, `host ${raw} is already used by another tenant's routes`);
+  }
 }

@@ -505,10 +505,16 @@ export class ServiceController {
       releaseKey(svc.tenant, svc.app, svc.release),
     );
     if (!release) throw new Error(`release v${svc.release} of ${svc.app} is missing`);
+    // Secrets by name and the version the release pinned: the values reach only the agent.
+    const pins = Object.entries(svc.spec.secrets ?? {}).map(([variable, secret]) => [
+      variable,
+      { secret, version: release.value.secrets?.[secret] ?? 0 },
+    ]);
     return {
       slug: release.value.slug,
       command: svc.spec.command,
       env: svc.spec.env,
+      ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
       resources: svc.spec.resources,
       health: svc.spec.health,
     };

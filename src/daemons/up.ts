@@ -19,7 +19,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent } from "../agent/agent.ts";
 import { ProcessDriver } from "../agent/process-driver.ts";
+import { ensureComponentCredential } from "../api/credentials.ts";
 import { type ServerOptions, startServer } from "../api/server.ts";
+import { readCa } from "../common/api-ca.ts";
 import { createLogger } from "../common/log.ts";
 import type { HttpsSettings } from "../gateway/gateway.ts";
 import { deployExample } from "./example.ts";
@@ -86,9 +88,15 @@ export async function runUp(options: UpOptions): Promise<number> {
   let agent: Agent | undefined;
   let gateway: PlatformGateway | undefined;
   try {
+    // Its own credentials, kept in DIR/credentials: no component holds the admin token.
+    const credentials = join(dataDir, "credentials");
     agent = new Agent({
       server: server.url,
-      token: server.adminToken,
+      token: await ensureComponentCredential(server.store, join(credentials, "agent"), {
+        kind: "agent",
+        node: hostname(),
+      }),
+      ...(server.caFile ? { ca: readCa(server.caFile) } : {}),
       name: hostname(),
       dataDir: join(dataDir, "agent"),
       driver,
@@ -102,7 +110,8 @@ export async function runUp(options: UpOptions): Promise<number> {
     gateway = await ensurePlatformGateway({
       cli: fileURLToPath(new URL("../cli/main.ts", import.meta.url)),
       server: server.url,
-      token: server.adminToken,
+      token: await ensureComponentCredential(server.store, join(credentials, "gateway"), { kind: "gateway" }),
+      ca: server.caFile,
       port: options.gateway.port,
       host: options.gateway.host,
       dataDir: join(dataDir, "gateway"),
@@ -153,6 +162,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         ? []
         : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
       `  admin token:  ${server.adminTokenFile}`,
+      ...(server.caFile ? [`  API CA:       ${server.caFile}   (herd agent/gateway --ca)`] : []),
       `  data:         ${dataDir}`,
       "",
       "",

@@ -8,8 +8,8 @@
  * A detached one (`herd up`'s: the data plane outlives the control plane) gets
  * its own session and process group, and the channel is closed once it
  * listens: from then on it serves until it is told to stop (SIGTERM: drain),
- * whatever happens to its parent. The admin token travels in the environment
- * (HERD_TOKEN), never on the command line.
+ * whatever happens to its parent. Its token (herd up's gateway credential)
+ * travels in the environment (HERD_TOKEN), never on the command line.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -51,6 +51,8 @@ export interface GatewayChildOptions {
   reusePort?: boolean;
   /** Its own session, and no tie to this process once it listens (see above). */
   detached?: boolean;
+  /** The CA file the control plane's certificate is signed by (`--ca`), when it serves HTTPS. */
+  ca?: string;
 }
 
 /** A gateway running in a child process. */
@@ -90,6 +92,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       ...httpsArgs(options.https),
       ...(options.traceSample === undefined ? [] : ["--trace-sample", String(options.traceSample)]),
       ...(options.reusePort ? ["--reuse-port"] : []),
+      ...(options.ca === undefined ? [] : ["--ca", options.ca]),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: options.detached ? "detached" : "1" },

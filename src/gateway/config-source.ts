@@ -13,6 +13,11 @@
  * route object that fails validation) is refused: the last good table keeps
  * serving, the cache keeps the last good objects, and `onResult` reports the
  * refusal with its reason (a NACK) until a later version builds.
+ *
+ * Consumers' HS256 secrets are not in the snapshot or the watch: a consumer
+ * holds only a reference (`secretRef`). When one is new to this gateway, the
+ * gateway fetches the values (GET /gateways/jwt-secrets, with its own
+ * credential) and fills them in before the table is built.
  */
 
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
@@ -76,6 +81,8 @@ export interface ConfigSourceOptions {
 interface CacheFile {
   revision: number;
   items: StoredObject[];
+  /** HS256 secrets by `<tenant>/<consumer>/<credential id>` (the cache file is private: mode 0600). */
+  jwtSecrets?: Record<string, string>;
 }
 
 /** The control plane answered 410: the revision we watch from is compacted. */
@@ -110,6 +117,8 @@ export class ConfigSource {
   #following: Promise<void> | undefined;
   /** The watch connection open now (reconnect() aborts it). */
   #connection: AbortController | undefined;
+  /** HS256 secrets fetched from the control plane, by `<tenant>/<consumer>/<credential id>`. */
+  #jwtSecrets = new Map<string, string>();
 
   constructor(options: ConfigSourceOptions) {
     this.#options = options;
@@ -233,6 +242,7 @@ export class ConfigSource {
     if (!res.ok) throw new Error(`snapshot: HTTP ${res.status}: ${await errorText(res)}`);
     const snapshot = parseSnapshot(await res.json());
     this.#replaceAll(snapshot);
+    if (this.#missingJwtSecrets()) await this.#fetchJwtSecrets();
     this.#logger.info("applied snapshot", { revision: snapshot.revision, objects: snapshot.items.length });
     this.#changed();
   }
@@ -242,6 +252,11 @@ export class ConfigSource {
    * the caller resets its backoff); throws WatchGone on 410.
    */
   async #watch(): Promise<boolean> {
+    // Secrets a failed fetch left missing are fetched before following again.
+    if (this.#missingJwtSecrets()) {
+      await this.#fetchJwtSecrets();
+      this.#changed();
+    }
     const connection = new AbortController();
     this.#connection = connection;
     const idleMs = this.#options.watchIdleMs ?? 30_000;
@@ -277,6 +292,7 @@ export class ConfigSource {
           if (this.#applyLine(line)) changed = true;
         }
         pending = pending.slice(start);
+        if (changed && this.#missingJwtSecrets()) await this.#fetchJwtSecrets();
         // One chunk is one batch: the events that arrived together make one table.
         if (changed) this.#changed();
       }
@@ -315,6 +331,48 @@ export class ConfigSource {
     for (const map of Object.values(this.#byKind)) map.clear();
     for (const item of snapshot.items) this.#byKind[item.kind as GatewayKind]?.set(item.key, item);
     this.#revision = snapshot.revision;
+    if (snapshot.jwtSecrets) this.#jwtSecrets = new Map(Object.entries(snapshot.jwtSecrets));
+  }
+
+  /** Whether a consumer has an HS256 credential whose secret this gateway has not fetched yet. */
+  #missingJwtSecrets(): boolean {
+    for (const o of this.#byKind.consumer.values()) {
+      const c = o.value as Consumer;
+      if (c.jwt?.some((j) => j.secretRef && !this.#jwtSecrets.has(`${c.tenant}/${c.name}/${j.id}`)))
+        return true;
+    }
+    return false;
+  }
+
+  /** Fetches every consumer's HS256 secret (the one read of secret values, for gateways and admins only). */
+  async #fetchJwtSecrets(): Promise<void> {
+    const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
+    const res = await fetch(`${this.#options.server}/api/v1/gateways/jwt-secrets`, {
+      headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
+      signal: AbortSignal.any([this.#stop.signal, timeout]),
+    });
+    if (!res.ok) throw new Error(`jwt secrets: HTTP ${res.status}: ${await errorText(res)}`);
+    const body = (await res.json()) as {
+      items?: { tenant: string; consumer: string; id: string; secret: string }[];
+    };
+    if (!Array.isArray(body.items)) throw new Error("jwt secrets: expected {items: [...]}");
+    this.#jwtSecrets = new Map(
+      body.items
+        .filter((i) => typeof i?.secret === "string")
+        .map((i) => [`${i.tenant}/${i.consumer}/${i.id}`, i.secret]),
+    );
+  }
+
+  /** A consumer with its HS256 secrets filled in (the table checks signatures with them). */
+  #withSecrets(c: Consumer): Consumer {
+    if (!c.jwt?.some((j) => j.secretRef)) return c;
+    return {
+      ...c,
+      jwt: c.jwt.map((j) => {
+        const secret = j.secretRef ? this.#jwtSecrets.get(`${c.tenant}/${c.name}/${j.id}`) : undefined;
+        return secret === undefined ? j : { ...j, secret };
+      }),
+    };
   }
 
   /** A change arrived: rebuild now if the last rebuild is old enough, else once the interval is up. */
@@ -342,7 +400,7 @@ export class ConfigSource {
       services: valuesOf<Service>(this.#byKind.service),
       instances: valuesOf<Instance>(this.#byKind.instance),
       nodes: valuesOf<Node>(this.#byKind.node),
-      consumers: valuesOf<Consumer>(this.#byKind.consumer),
+      consumers: valuesOf<Consumer>(this.#byKind.consumer).map((c) => this.#withSecrets(c)),
       routes: valuesOf<RouteObject>(this.#byKind.route),
     };
     let table: RouteTable;
@@ -367,7 +425,11 @@ export class ConfigSource {
       return false;
     }
     this.#table = table;
-    this.#lastGood = { revision: this.#revision, items: this.#items() };
+    this.#lastGood = {
+      revision: this.#revision,
+      items: this.#items(),
+      ...(this.#jwtSecrets.size > 0 ? { jwtSecrets: Object.fromEntries(this.#jwtSecrets) } : {}),
+    };
     this.#options.onTable(table);
     this.#options.onObjects?.(objects, this.#revision);
     this.#lastResult = { version: this.#revision, applied: true, serving: table };
@@ -451,7 +513,12 @@ function parseSnapshot(body: unknown): CacheFile {
       typeof item.value === "object" &&
       item.value !== null,
   );
-  return { revision: candidate.revision, items };
+  const secrets = candidate.jwtSecrets;
+  const jwtSecrets =
+    typeof secrets === "object" && secrets !== null
+      ? Object.fromEntries(Object.entries(secrets).filter(([, v]) => typeof v === "string"))
+      : undefined;
+  return { revision: candidate.revision, items, ...(jwtSecrets ? { jwtSecrets } : {}) };
 }
 
 async function errorText(res: Response): Promise<string> {

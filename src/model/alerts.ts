@@ -10,6 +10,7 @@
 import { type Static, Type as T } from "@sinclair/typebox";
 import type { FieldProblem } from "../common/errors.ts";
 import { type Expr, PromqlError, parseDuration, parsePromql } from "../observe/promql/parser.ts";
+import type { SecretPin } from "./objects.ts";
 
 export const SEVERITIES = ["info", "warning", "critical"] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -102,8 +103,9 @@ function LabelMapLoose() {
   });
 }
 
-/** A webhook receiver as stored. */
-export interface Receiver extends ReceiverBody {
+/** A webhook receiver as stored: its headers' values are secrets (src/secrets/), referred to by name and version. */
+export interface Receiver extends Omit<ReceiverBody, "headers"> {
+  headers?: Record<string, SecretPin>;
   tenant: string;
   name: string;
   createdAt: string;

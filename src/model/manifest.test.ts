@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { HerdError } from "../common/errors.ts";
-import { normalizeService, parseBytes, parseManifest } from "./manifest.ts";
+import {
+  missingSecrets,
+  normalizeService,
+  parseBytes,
+  parseManifest,
+  referencedSecrets,
+} from "./manifest.ts";
 
 const problem = (text: string) => {
   try {
@@ -371,4 +377,38 @@ test("probe: seconds to milliseconds, path from health.path by default, bad valu
   assert.match(path.message, /services\.web\.probe\.path/);
   const unknown = problem("services:\n  web:\n    command: x\n    probe: { every: 2 }\n");
   assert.match(unknown.message, /services\.web\.probe/);
+});
+
+test("env refers to secrets by name: kept apart from plain values; a missing one names the variable", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node server.js
+    env: { GREETING: hi, DB_PASSWORD: { secret: db-password }, API_KEY: { secret: api-key } }
+`);
+  const web = normalizeService("shop", "web", m.services.web, undefined);
+  assert.deepEqual(web.env, { GREETING: "hi" });
+  assert.deepEqual(web.secrets, { DB_PASSWORD: "db-password", API_KEY: "api-key" });
+  assert.deepEqual(referencedSecrets({ web }), ["api-key", "db-password"]);
+  assert.equal(normalizeService("shop", "web", { env: { A: "1" } }, "x").secrets, undefined);
+  assert.deepEqual(
+    missingSecrets("shop", { web }, (s) => s === "api-key"),
+    [
+      {
+        field: "services.web.env.DB_PASSWORD",
+        message: "secret db-password is not set for app shop (herd secrets set db-password --app shop)",
+      },
+    ],
+  );
+  const bad = problem(`services:
+  web:
+    command: x
+    env: { DB_PASSWORD: { secret: "no spaces" } }
+`);
+  assert.match(bad.message, /herd\.yaml:4: services\.web\.env\.DB_PASSWORD/);
+  assert.match(bad.message, /\{ secret: NAME \}/);
+});
+
+test("a herd.yaml over 256 KiB is refused before it is parsed", () => {
+  const big = `services:\n  web:\n    command: node server.js\n# ${"x".repeat(256 * 1024)}\n`;
+  assert.throws(() => parseManifest(big), /herd.yaml is \d+ bytes; the limit is 256 KiB/);
 });

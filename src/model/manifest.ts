@@ -42,6 +42,13 @@ const StickyKey = T.Union([
   ),
 ]);
 
+/** Names of secrets (herd secrets set NAME). */
+export const SECRET_NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
+const SecretName = T.String({
+  pattern: SECRET_NAME_PATTERN,
+  description: "letters, digits, _ and -, starting with a letter; at most 64",
+});
+
 /** Seconds an aggregation part may take. */
 const PartTimeout = T.Number({ minimum: 0.01, maximum: 60, description: "seconds, 0.01 to 60" });
 
@@ -377,7 +384,18 @@ export const ServiceManifestSchema = T.Object(
     env: T.Optional(
       T.Record(
         T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }),
-        T.Union([T.String(), T.Number(), T.Boolean()]),
+        T.Union(
+          [
+            T.String(),
+            T.Number(),
+            T.Boolean(),
+            T.Object({ secret: SecretName }, { additionalProperties: false }),
+          ],
+          {
+            description:
+              "a string, number or boolean, or { secret: NAME }: the value of the app's secret NAME (herd secrets set)",
+          },
+        ),
         {
           additionalProperties: false,
           description: "variable names are letters, digits and _, not starting with a digit",
@@ -681,7 +699,10 @@ export interface ServiceSpec {
   minAvailable?: number;
   health: HealthCheck;
   mode: "cattle" | "pet";
+  /** Plain env values (not secret: stored and shown as they are). */
   env: Record<string, string>;
+  /** Env variables whose values are the app's secrets: variable → secret name. */
+  secrets?: Record<string, string>;
   routes: Route[];
   /** Circuit breaker in the gateway in front of this service, when set. */
   breaker?: { failures: number; openMs: number };
@@ -826,7 +847,10 @@ export function normalizeService(
       startupMs: Math.round((s.health?.startup ?? 30) * 1000),
     },
     mode: s.mode ?? "cattle",
-    env: Object.fromEntries(Object.entries(s.env ?? {}).map(([k, v]) => [k, String(v)])),
+    env: Object.fromEntries(
+      Object.entries(s.env ?? {}).flatMap(([k, v]) => (typeof v === "object" ? [] : [[k, String(v)]])),
+    ),
+    ...secretEnv(s.env),
     routes,
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
@@ -854,6 +878,42 @@ export function normalizeService(
       ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
       : {}),
   };
+}
+
+/** `secrets: { VAR: secret }` for the env variables that refer to a secret; nothing when none does. */
+function secretEnv(env: ServiceManifest["env"]): { secrets?: Record<string, string> } {
+  const refs = Object.entries(env ?? {}).flatMap(([k, v]) => (typeof v === "object" ? [[k, v.secret]] : []));
+  return refs.length > 0 ? { secrets: Object.fromEntries(refs) } : {};
+}
+
+/** Every secret the services' env refers to, by name. */
+export function referencedSecrets(services: Record<string, Pick<ServiceSpec, "secrets">>): string[] {
+  const names = new Set<string>();
+  for (const spec of Object.values(services))
+    for (const name of Object.values(spec.secrets ?? {})) names.add(name);
+  return [...names].sort();
+}
+
+/**
+ * The env variables that refer to a secret the app does not have: one
+ * problem each, naming the variable's field and the secret.
+ */
+export function missingSecrets(
+  app: string,
+  services: Record<string, Pick<ServiceSpec, "secrets">>,
+  has: (secret: string) => boolean,
+): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  for (const [service, spec] of Object.entries(services)) {
+    for (const [variable, secret] of Object.entries(spec.secrets ?? {})) {
+      if (has(secret)) continue;
+      problems.push({
+        field: `services.${service}.env.${variable}`,
+        message: `secret ${secret} is not set for app ${app} (herd secrets set ${secret} --app ${app})`,
+      });
+    }
+  }
+  return problems;
 }
 
 /** Validates an already-parsed manifest object; problems name the field. */
@@ -884,8 +944,19 @@ export function validateManifest(
   throw new HerdError("invalid", `${where}: ${first.field}: ${first.message}`, details);
 }
 
+/** The largest herd.yaml accepted: a manifest, not a place for data. */
+export const MAX_MANIFEST_BYTES = 256 * 1024;
+
 /** Parses herd.yaml text. Errors carry the file, the field and the line. */
 export function parseManifest(text: string, file = "herd.yaml"): Manifest {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_MANIFEST_BYTES) {
+    throw new HerdError(
+      "invalid",
+      `${file} is ${size} bytes; the limit is ${MAX_MANIFEST_BYTES / 1024} KiB`,
+      [{ field: "(file)", message: `larger than ${MAX_MANIFEST_BYTES / 1024} KiB` }],
+    );
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -11,10 +11,11 @@
  *   instance `<instance id>`                                   (ids are global)
  *   node     `<node name>`
  *   event    `<time-ordered id>`
- *   token    `<sha256 of the token>`
+ *   token    `<sha256 of the token>`, user `<name>`, member `<tenant>/<user>` (identity.ts)
  *   consumer `<tenant>/<consumer>`
  *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
+ *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -32,12 +33,15 @@ export const KINDS = [
   "node",
   "event",
   "token",
+  "user",
+  "member",
   "consumer",
   "route",
   "scrape_target",
   "alert_rule",
   "alert_receiver",
   "alert_silence",
+  "secret",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -47,6 +51,23 @@ export interface Tenant {
   createdAt: string;
   /** Most resource units its services may hold (desired instances × units each); absent: no limit. */
   quota?: { units: number };
+  /**
+   * Domains a platform admin gave this tenant: only its routes may use these
+   * hosts and their subdomains (`shop.example.com` covers `a.shop.example.com`).
+   */
+  domains?: string[];
+  /** Per-tenant deploy limits a platform admin set (defaults: the server's). */
+  limits?: TenantLimits;
+}
+
+/** How big a tenant's deploys may be. */
+export interface TenantLimits {
+  /** Largest source upload, bytes. */
+  uploadBytes?: number;
+  /** Most bytes the source may unpack to. */
+  unpackBytes?: number;
+  /** Most files and directories in the source. */
+  unpackEntries?: number;
 }
 
 /** Operations a service (or app) can be in; `running` is the steady state. */
@@ -110,6 +131,8 @@ export interface Release {
   alerts?: Record<string, AlertRuleBody>;
   /** For a rollback: the version whose content this release reuses. */
   rollbackOf?: number;
+  /** The version of each secret its services' env refers to (by secret name); never the values. */
+  secrets?: Record<string, number>;
 }
 
 export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
@@ -202,8 +225,16 @@ export interface InstanceRun {
   slug: string;
   command: string;
   env: Record<string, string>;
+  /** Env variables whose values are secrets: the agent gets them in the heartbeat reply, never stored here. */
+  secrets?: Record<string, SecretPin>;
   resources: Resources;
   health: HealthCheck;
+}
+
+/** A secret of the app, by name and the version a release pinned. */
+export interface SecretPin {
+  secret: string;
+  version: number;
 }
 
 export type NodeState = "ready" | "not_ready" | "lost";
@@ -255,14 +286,6 @@ export interface Event {
   details?: string[];
 }
 
-/** An API token (stored hashed; the key is the sha256 hex of the secret). */
-export interface Token {
-  name: string;
-  role: "admin" | "agent";
-  tenant?: string;
-  createdAt: string;
-}
-
 /**
  * A client of a tenant's routes (like a Kong consumer): routes with `auth`
  * let it in by one of its credentials, tell the app its name in
@@ -292,7 +315,12 @@ export interface JwtCredential {
   /** Matched against a token's `iss` claim; unique within the tenant. */
   key: string;
   algorithm: "HS256" | "RS256";
-  /** HS256: the shared secret (the gateway needs it to check signatures, so it is stored as is). */
+  /** HS256, as stored: the shared secret's place in the secret store (scope `_consumer.<name>`, named by the credential's id). */
+  secretRef?: SecretPin;
+  /**
+   * HS256, inside a gateway only: the shared secret, filled in from
+   * GET /gateways/jwt-secrets (never stored in the object, never in a snapshot or watch).
+   */
   secret?: string;
   /** RS256: the PEM public key. */
   publicKey?: string;

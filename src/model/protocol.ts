@@ -80,6 +80,14 @@ export interface DesiredInstance {
   /** run: keep it running (start it if absent or at an older generation); stop: stop it, keep nothing but pet data. */
   action: "run" | "stop";
   run: InstanceRun;
+  /**
+   * The values of `run.secrets` (env variable → value), for action run only:
+   * the agent puts them in the process's env and never on disk (not in
+   * instance.json). Absent when the instance has no secrets.
+   */
+  secretEnv?: Record<string, string>;
+  /** Why `secretEnv` is missing although `run.secrets` names some (e.g. the secret was unset): the agent fails the start with it. */
+  secretError?: string;
 }
 
 export interface HeartbeatReply {

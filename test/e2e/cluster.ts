@@ -9,7 +9,10 @@
  *            └── veth ── netns herdt-<id>-3: …
  *
  * The gateway reaches instances over the bridge, as it would reach other
- * machines. Agents join their namespace with `nsenter --net` (only the network
+ * machines. No component holds the admin token: the gateway gets a gateway
+ * credential and the agents join with one join token (one use each), keeping
+ * their node credentials in their data dirs. With `tls` the API serves HTTPS
+ * and everything (agents, gateway, CLI, `api`) verifies it with its CA. Agents join their namespace with `nsenter --net` (only the network
  * namespace: `ip netns exec` also remounts /sys, which hides the cgroup tree).
  * Without root (or without netns support) every agent runs on loopback with
  * its own data dir and ports, and `partitioned` is false: tests that cut a
@@ -25,6 +28,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
 import { gatewayRequest, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
 
 const NODE = process.execPath;
@@ -62,6 +66,8 @@ export interface Cluster {
   url: string;
   gatewayUrl: string;
   token: string;
+  /** With `tls`: the CA file of the API's certificate. */
+  caFile?: string;
   /** True when the agents run in network namespaces (root), so links can be cut. */
   partitioned: boolean;
   nodes: ClusterNode[];
@@ -155,6 +161,8 @@ export async function startCluster(options: {
   agents: AgentSpec[];
   /** `herd server --node-lost-after` in seconds; default: the server's own default. */
   nodeLostAfter?: number;
+  /** The API over HTTPS (`herd server --tls`), verified with its CA by every client. */
+  tls?: boolean;
 }): Promise<Cluster> {
   const id = randomBytes(3).toString("hex");
   const work = mkdtempSync(join(tmpdir(), "herd-nodes-"));
@@ -253,11 +261,42 @@ export async function startCluster(options: {
       "--host",
       serverHost,
       ...(options.nodeLostAfter !== undefined ? ["--node-lost-after", String(options.nodeLostAfter)] : []),
+      ...(options.tls ? ["--tls"] : []),
     ]);
     const url = (
-      await until(server.proc, server.output, /herd server: (http:\/\/\S+)\/api\/v1/, "herd server")
+      await until(server.proc, server.output, /herd server: (https?:\/\/\S+)\/api\/v1/, "herd server")
     )[1];
     const token = readFileSync(join(serverDir, "admin-token"), "utf8").trim();
+    const caFile = options.tls ? join(serverDir, "tls", "ca-cert.pem") : undefined;
+    const caFlag = caFile ? ["--ca", caFile] : [];
+    const trust = trusting(caFile ? caDispatcher(readFileSync(caFile, "utf8")) : undefined);
+
+    const api = async <T>(method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${url}/api/v1${path}`, {
+        ...trust,
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+    };
+    const credential = async (body: Record<string, unknown>): Promise<string> => {
+      const r = await api<{ token: string }>("POST", "/tokens", body);
+      if (r.status !== 201)
+        throw new Error(`POST /tokens ${JSON.stringify(body)}: ${JSON.stringify(r.body)}`);
+      return r.body.token;
+    };
+    const gatewayToken = await credential({ name: "e2e gateway", kind: "gateway" });
+    const joinToken = await credential({
+      name: "e2e join",
+      kind: "join",
+      expiresIn: "1h",
+      uses: options.agents.length,
+    });
 
     const gateway = spawnLogged(NODE, [
       "--no-warnings",
@@ -266,7 +305,8 @@ export async function startCluster(options: {
       "--server",
       url,
       "--token",
-      token,
+      gatewayToken,
+      ...caFlag,
       "--port",
       "0",
       "--host",
@@ -281,19 +321,6 @@ export async function startCluster(options: {
     const gatewayUrl = (
       await until(gateway.proc, gateway.output, /herd gateway: (http:\/\/\S+)/, "herd gateway")
     )[1];
-
-    const api = async <T>(method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${url}/api/v1${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body !== undefined ? { "content-type": "application/json" } : {}),
-        },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-      });
-      const text = await res.text();
-      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-    };
 
     for (let n = 1; n <= options.agents.length; n++) {
       const name = `node-${n}`;
@@ -336,8 +363,10 @@ export async function startCluster(options: {
             "agent",
             "--server",
             url,
-            "--token",
-            token,
+            // The first start joins; later ones use the credential kept in the data dir.
+            "--join-token",
+            joinToken,
+            ...caFlag,
             "--name",
             name,
             "--data",
@@ -405,12 +434,13 @@ export async function startCluster(options: {
       url,
       gatewayUrl,
       token,
+      ...(caFile ? { caFile } : {}),
       partitioned,
       nodes,
       cli: (args, o = {}) =>
         runCli(args, {
           cwd: o.cwd ?? ROOT,
-          env: { HERD_SERVER: url, HERD_TOKEN: token },
+          env: { HERD_SERVER: url, HERD_TOKEN: token, ...(caFile ? { HERD_CA: caFile } : {}) },
           timeoutMs: o.timeoutMs,
         }),
       api,

@@ -22,6 +22,7 @@ import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = process.execPath;
@@ -103,6 +104,9 @@ export async function startHerd(
   }
   const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
   const { url, gatewayUrl } = info;
+  // `herd up --tls`: the CLI and api() verify the API with the data dir's CA.
+  const caFile = url.startsWith("https:") ? join(dataDir, "tls", "ca-cert.pem") : undefined;
+  const trust = trusting(caFile ? caDispatcher(readFileSync(caFile, "utf8")) : undefined);
 
   const herd: Herd = {
     dataDir,
@@ -114,11 +118,12 @@ export async function startHerd(
     cli: (args, o = {}) =>
       runCli(args, {
         cwd: o.cwd ?? ROOT,
-        env: { HERD_SERVER: url, HERD_TOKEN: token },
+        env: { HERD_SERVER: url, HERD_TOKEN: token, ...(caFile ? { HERD_CA: caFile } : {}) },
         timeoutMs: o.timeoutMs,
       }),
     api: async (method, path, body) => {
       const res = await fetch(`${url}/api/v1${path}`, {
+        ...trust,
         method,
         headers: {
           authorization: `Bearer ${token}`,

@@ -6,7 +6,7 @@
  *
  *   GET /alerts                                     active (pending, firing) alerts
  *   GET /alerts/rules  GET|PUT|DELETE /alerts/rules/:name
- *   GET /alerts/receivers  PUT|DELETE /alerts/receivers/:name
+ *   GET /alerts/receivers  PUT|DELETE /alerts/receivers/:name   (header values are secrets: in, never out)
  *   GET|POST /alerts/silences  DELETE /alerts/silences/:id
  */
 
@@ -30,10 +30,13 @@ import {
 } from "../../model/alerts.ts";
 import { DEFAULT_RULES } from "../../observe/alerts/defaults.ts";
 import type { ActiveAlert } from "../../observe/alerts/evaluator.ts";
+import { dropReceiverHeaders, sealReceiverHeaders } from "../../secrets/receiver-headers.ts";
+import { receiverScope } from "../../secrets/secret-store.ts";
 import type { StoredObject } from "../../store/store.ts";
+import type { ApiDeps } from "../deps.ts";
 import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
 import { typeboxValidator } from "../validate.ts";
+import { actorOf } from "./secrets.ts";
 
 const RuleName = T.String({
   pattern: "^[a-z][a-z0-9-]{0,62}$",
@@ -84,7 +87,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: { summary: "Active alerts (pending and firing)", tags: ["alerts"], querystring: TenantQuery },
       ...typebox({ querystring: TenantQuery }),
     },
-    async (req) => ({ items: alerts.active(tenantOf(req.query as Q)).map(alertView) }),
+    async (req) => ({ items: alerts.active(tenantOf(req)).map(alertView) }),
   );
 
   api.get(
@@ -99,7 +102,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const stored = (await store.list<AlertRuleObject>("alert_rule", { prefix: `${tenant}/` })).items;
       const inForce = await alerts.rules();
       const count = (key: string) => alerts.active().filter((a) => a.ruleKey === key).length;
@@ -146,7 +149,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name } = req.params as { name: string };
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const o = await store.get<AlertRuleObject>("alert_rule", `${tenant}/${name}`);
       if (o) return { ...o.value, source: "api", revision: o.revision };
       const builtin = DEFAULT_RULES.find((r) => r.name === name);
@@ -171,7 +174,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { name } = req.params as { name: string };
       const body = req.body as AlertRuleBody;
       fieldProblems(ruleProblems(body));
@@ -206,7 +209,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const q = req.query as Q;
       const { name } = req.params as { name: string };
-      const key = `${tenantOf(q)}/${name}`;
+      const key = `${tenantOf(req)}/${name}`;
       const current = await store.get<AlertRuleObject>("alert_rule", key);
       if (!current)
         throw notFound(`no alert rule ${name} set through the API (herd alerts rules lists them)`);
@@ -227,7 +230,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const items = (await store.list<Receiver>("alert_receiver", { prefix: `${tenant}/` })).items;
       return {
         items: items.map((o) => ({
@@ -253,7 +256,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { name } = req.params as { name: string };
       const body = req.body as ReceiverBody;
       try {
@@ -261,18 +264,39 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       } catch {
         fieldProblems([{ field: "url", message: "is not a URL" }]);
       }
+      const seen = new Map<string, string>();
+      for (const header of Object.keys(body.headers ?? {})) {
+        const other = seen.get(header.toLowerCase());
+        if (other !== undefined)
+          fieldProblems([{ field: `headers.${header}`, message: `is the same header as ${other}` }]);
+        seen.set(header.toLowerCase(), header);
+      }
       const key = `${tenant}/${name}`;
       const current = await store.get<Receiver>("alert_receiver", key);
       checkRevision(`receiver ${name}`, q, current);
       const now = new Date().toISOString();
+      // Header values go to the secret store first; the receiver keeps only their names and versions.
+      const { headers, ...rest } = body;
+      const refs = headers
+        ? await sealReceiverHeaders(deps.secrets, tenant, name, headers, actorOf(req))
+        : {};
       const value: Receiver = {
-        ...body,
+        ...rest,
+        ...(headers ? { headers: refs } : {}),
         tenant,
         name,
         createdAt: current?.value.createdAt ?? now,
         updatedAt: now,
       };
       const saved = await store.put("alert_receiver", key, value, { expectRevision: current?.revision ?? 0 });
+      await dropReceiverHeaders(
+        deps.secrets,
+        tenant,
+        name,
+        current?.value.headers,
+        value.headers,
+        actorOf(req),
+      );
       reply.code(current ? 200 : 201);
       return { ...saved.value, revision: saved.revision };
     },
@@ -292,11 +316,12 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const q = req.query as Q;
       const { name } = req.params as { name: string };
-      const key = `${tenantOf(q)}/${name}`;
+      const key = `${tenantOf(req)}/${name}`;
       const current = await store.get<Receiver>("alert_receiver", key);
       if (!current) throw notFound(`no receiver ${name} (herd alerts receivers lists them)`);
       checkRevision(`receiver ${name}`, q, current);
       await store.delete("alert_receiver", key, { expectRevision: current.revision });
+      await deps.secrets.removeScope(tenantOf(req), receiverScope(name));
       alerts.notifier.forget(key);
       return { deleted: { ...current.value, revision: current.revision } };
     },
@@ -309,7 +334,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const now = Date.now();
       const items = (await store.list<Silence>("alert_silence", { prefix: `${tenant}/` })).items.map((o) => ({
         ...o.value,
@@ -332,7 +357,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ...typebox({ querystring: TenantQuery, body: SilenceBodySchema }),
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const body = req.body as SilenceBody;
       const problems: FieldProblem[] = [];
       const matchers: SilenceMatcher[] = [];
@@ -375,7 +400,7 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { id } = req.params as { id: string };
-      const key = `${tenantOf(req.query as Q)}/${id}`;
+      const key = `${tenantOf(req)}/${id}`;
       const current = await store.get<Silence>("alert_silence", key);
       if (!current) throw notFound(`no silence ${id} (herd alerts silences lists them)`);
       await store.delete("alert_silence", key);

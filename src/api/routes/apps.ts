@@ -15,7 +15,9 @@ import {
   type Release,
   type Service,
   serviceKey,
+  type Tenant,
 } from "../../model/objects.ts";
+import type { ApiDeps } from "../deps.ts";
 import {
   AppParams,
   CreateAppBody,
@@ -27,7 +29,6 @@ import {
   TenantQuery,
   tenantOf,
 } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
 import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
 
 type Q = TenantQ;
@@ -57,7 +58,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/apps",
     { schema: { summary: "List apps", tags: ["apps"], querystring: TenantQuery } },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const apps = (await store.list<App>("app", { prefix: `${tenant}/` })).items.map((o) => o.value);
       const services = (await store.list<Service>("service", { prefix: `${tenant}/` })).items.map(
         (o) => o.value,
@@ -70,7 +71,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/apps",
     { schema: { summary: "Create an app", tags: ["apps"], querystring: TenantQuery, body: CreateAppBody } },
     async (req, reply) => {
-      const app = await createApp(tenantOf(req.query as Q), (req.body as { name: string }).name);
+      const app = await createApp(tenantOf(req), (req.body as { name: string }).name);
       reply.code(201);
       return app;
     },
@@ -87,7 +88,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const { app } = req.params as { app: string };
       const o = await getApp(tenant, app);
       const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items.map((s) => ({
@@ -110,7 +111,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const q = req.query as Q & { revision?: number };
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const o = await getApp(tenant, (req.params as { app: string }).app);
       if (q.revision !== undefined && q.revision !== o.revision) {
         throw conflict(`app ${o.value.name} changed since revision ${q.revision} (it is at ${o.revision})`);
@@ -142,7 +143,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const { app } = req.params as { app: string };
       const type = req.headers["content-type"] ?? "";
       if (!/^application\/(gzip|x-gzip|octet-stream)\b/.test(type)) {
@@ -152,19 +153,22 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           [{ field: "content-type", message: `is ${type || "missing"}` }],
         );
       }
+      const limits = (await store.get<Tenant>("tenant", tenant))?.value.limits ?? {};
+      const maxUpload = limits.uploadBytes ?? deps.maxUploadBytes;
       const length = Number(req.headers["content-length"] ?? 0);
-      if (length > deps.maxUploadBytes) {
+      if (length > maxUpload) {
         throw new HerdError(
           "too_large",
-          `upload is ${length} bytes, the limit is ${deps.maxUploadBytes} bytes (use .herdignore to leave files out)`,
+          `upload is ${length} bytes, the limit is ${maxUpload} bytes (use .herdignore to leave files out)`,
         );
       }
       const existing = await store.get<App>("app", appKey(tenant, app));
       if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
-      const { digest } = await deps.artifacts.put(req.body as Readable, deps.maxUploadBytes);
+      const { digest } = await deps.artifacts.put(req.body as Readable, maxUpload);
       if (!existing) await createApp(tenant, app);
+      const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
       const deploy = await controllers.deploys.startDeploy(tenant, app, async (log) => {
-        const built = await deps.build({ source: digest, app, log });
+        const built = await deps.build({ source: digest, app, log, unpack });
         return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
       });
       reply.code(202);
@@ -179,7 +183,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { app, id } = req.params as { app: string; id: string };
-      const o = await store.get<Deploy>("deploy", `${tenantOf(req.query as Q)}/${app}/${id}`);
+      const o = await store.get<Deploy>("deploy", `${tenantOf(req)}/${app}/${id}`);
       if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
       return o.value;
     },
@@ -197,7 +201,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const { app, id } = req.params as { app: string; id: string };
-      const o = await store.get<Deploy>("deploy", `${tenantOf(req.query as Q)}/${app}/${id}`);
+      const o = await store.get<Deploy>("deploy", `${tenantOf(req)}/${app}/${id}`);
       if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
       const abort = streamNdjson(reply);
       for await (const entry of deps.deployLogs.follow(id, abort.signal)) {
@@ -218,7 +222,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const o = await getApp(tenantOf(req.query as Q), (req.params as { app: string }).app);
+      const o = await getApp(tenantOf(req), (req.params as { app: string }).app);
       const items = (await store.list<Release>("release", { prefix: `${o.key}/` })).items.map((r) => ({
         ...r.value,
         current: r.value.version === o.value.release,
@@ -241,7 +245,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req, reply) => {
       const { app } = req.params as { app: string };
       const body = (req.body ?? {}) as { version?: number };
-      const deploy = await controllers.deploys.rollback(tenantOf(req.query as Q), app, body.version);
+      const deploy = await controllers.deploys.rollback(tenantOf(req), app, body.version);
       reply.code(202);
       return deploy;
     },
@@ -259,7 +263,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const o = await getApp(tenant, (req.params as { app: string }).app);
       const { services: wanted, revisions = {} } = req.body as {
         services: Record<string, number>;
@@ -345,7 +349,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const o = await getApp(tenant, (req.params as { app: string }).app);
       const items = (await store.list<Instance>("instance")).items
         .map((i) => i.value)
@@ -370,9 +374,9 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const params = req.query as LogsParams;
-      const o = await getApp(params.tenant ?? "default", (req.params as { app: string }).app);
+      const o = await getApp(tenantOf(req), (req.params as { app: string }).app);
       return serveLogs(req, reply, deps, {
-        ...logQueryOf(params),
+        ...logQueryOf(params, o.value.tenant),
         tenant: o.value.tenant,
         app: o.value.name,
       });

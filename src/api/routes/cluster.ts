@@ -1,26 +1,16 @@
 /**
- * Operating the cluster: cordon, uncordon and drain nodes, move instances,
- * and tenant quotas.
+ * Operating the cluster: cordon, uncordon and drain nodes, move instances.
+ * Tenants and their quotas are in tenants.ts.
  */
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
-import { unitsInUse } from "../../controllers/quota.ts";
-import type { Instance, Node, Tenant } from "../../model/objects.ts";
+import type { Instance, Node } from "../../model/objects.ts";
 import type { StoredObject } from "../../store/store.ts";
-import { AppParams, NodeParams, TenantQuery } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import type { ApiDeps } from "../deps.ts";
+import { AppParams, NodeParams, TenantQuery, tenantOf } from "../schemas.ts";
 
-const TenantParams = T.Object({ name: T.String({ pattern: "^[a-z][a-z0-9-]{0,39}$" }) });
-const QuotaBody = T.Object(
-  {
-    units: T.Union([T.Null(), T.Number({ minimum: 0, maximum: 1_000_000 })], {
-      description: "most resource units the tenant's services may hold; null removes the limit",
-    }),
-  },
-  { additionalProperties: false },
-);
 const MoveBody = T.Object({ to: T.Optional(NodeParams.properties.name) }, { additionalProperties: false });
 const InstanceParams = T.Object({ app: AppParams.properties.app, id: T.String({ maxLength: 100 }) });
 
@@ -95,7 +85,7 @@ export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const tenant = (req.query as { tenant?: string }).tenant ?? "default";
+      const tenant = tenantOf(req);
       const { app, id } = req.params as { app: string; id: string };
       const { to } = req.body as { to?: string };
       const o = await store.get<Instance>("instance", id);
@@ -136,55 +126,6 @@ export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
         message: `${id} is moving off ${i.node ?? "its node"}${to ? ` to ${to}` : ""}`,
       });
       return moved.value;
-    },
-  );
-
-  api.get(
-    "/tenants/:name",
-    {
-      schema: {
-        summary: "A tenant, its quota and the units in use",
-        tags: ["tenants"],
-        params: TenantParams,
-      },
-    },
-    async (req) => {
-      const { name } = req.params as { name: string };
-      const o = await store.get<Tenant>("tenant", name);
-      if (!o) throw notFound(`no tenant ${name}`);
-      return {
-        ...o.value,
-        usage: { units: await unitsInUse(store, name, deps.settings.unit) },
-        unit: deps.settings.unit,
-      };
-    },
-  );
-
-  api.put(
-    "/tenants/:name/quota",
-    {
-      schema: {
-        summary: "Set or remove a tenant's quota in resource units",
-        tags: ["tenants"],
-        params: TenantParams,
-        body: QuotaBody,
-      },
-    },
-    async (req) => {
-      const { name } = req.params as { name: string };
-      const { units } = req.body as { units: number | null };
-      for (;;) {
-        const o = await store.get<Tenant>("tenant", name);
-        const base: Tenant = o?.value ?? { name, createdAt: new Date().toISOString() };
-        const { quota: _, ...rest } = base;
-        const next: Tenant = units === null ? rest : { ...rest, quota: { units } };
-        try {
-          await store.put("tenant", name, next, { expectRevision: o?.revision ?? 0 });
-          return { ...next, usage: { units: await unitsInUse(store, name, deps.settings.unit) } };
-        } catch (err) {
-          if ((err as { code?: string }).code !== "conflict") throw err;
-        }
-      }
     },
   );
 }

@@ -3,7 +3,9 @@
  * credentials. API keys are generated here and shown once; only their sha256
  * is stored. JWT credentials bind a key (the tokens' `iss`) to an HS256
  * secret or an RS256 public key. Gateways follow the `consumer` kind through
- * the watch; secrets are never shown again by these routes.
+ * the watch; HS256 secrets live encrypted in the secret store (the consumer
+ * keeps a reference), are never shown again by these routes, and reach
+ * gateways only through GET /gateways/jwt-secrets.
  */
 
 import { createPublicKey, randomBytes } from "node:crypto";
@@ -11,19 +13,19 @@ import type { FastifyInstance } from "fastify";
 import { conflict, invalid, notFound } from "../../common/errors.ts";
 import { newId } from "../../common/ids.ts";
 import { type Consumer, consumerKey, type JwtCredential } from "../../model/objects.ts";
+import { consumerScope } from "../../secrets/secret-store.ts";
 import type { StoredObject } from "../../store/store.ts";
 import { hashToken } from "../auth.ts";
+import type { ApiDeps } from "../deps.ts";
 import {
   ConsumerParams,
   CreateConsumerBody,
   CredentialParams,
   JwtCredentialBody,
   TenantQuery,
+  tenantOf,
 } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
-
-type Q = { tenant?: string };
-const tenantOf = (q: Q): string => q.tenant ?? "default";
+import { actorOf } from "./secrets.ts";
 
 /** A consumer as the API shows it: no key hashes, no secrets. */
 export function consumerView(c: Consumer) {
@@ -43,7 +45,7 @@ export function consumerView(c: Consumer) {
 }
 
 export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
-  const { store } = deps;
+  const { store, secrets } = deps;
 
   const getConsumer = async (tenant: string, name: string): Promise<StoredObject<Consumer>> => {
     const o = await store.get<Consumer>("consumer", consumerKey(tenant, name));
@@ -73,7 +75,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/consumers",
     { schema: { summary: "List consumers", tags: ["consumers"], querystring: TenantQuery } },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const items = (await store.list<Consumer>("consumer", { prefix: `${tenant}/` })).items;
       return { items: items.map((o) => consumerView(o.value)) };
     },
@@ -90,7 +92,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const { name } = req.body as { name: string };
       const consumer: Consumer = { tenant, name, createdAt: new Date().toISOString(), keys: [], jwt: [] };
       try {
@@ -116,7 +118,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name } = req.params as { name: string };
-      return consumerView((await getConsumer(tenantOf(req.query as Q), name)).value);
+      return consumerView((await getConsumer(tenantOf(req), name)).value);
     },
   );
 
@@ -132,8 +134,10 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name } = req.params as { name: string };
-      const o = await getConsumer(tenantOf(req.query as Q), name);
+      const tenant = tenantOf(req);
+      const o = await getConsumer(tenant, name);
       await store.delete("consumer", o.key);
+      await secrets.removeScope(tenant, consumerScope(name));
       return consumerView(o.value);
     },
   );
@@ -157,7 +161,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
         hint: key.slice(0, 7),
         createdAt: new Date().toISOString(),
       };
-      await update(tenantOf(req.query as Q), name, (c) => ({ ...c, keys: [...c.keys, credential] }));
+      await update(tenantOf(req), name, (c) => ({ ...c, keys: [...c.keys, credential] }));
       reply.code(201);
       return { consumer: name, id: credential.id, key, createdAt: credential.createdAt };
     },
@@ -175,7 +179,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name, id } = req.params as { name: string; id: string };
-      const next = await update(tenantOf(req.query as Q), name, (c) => {
+      const next = await update(tenantOf(req), name, (c) => {
         if (!c.keys.some((k) => k.id === id)) throw notFound(`consumer ${name} has no API key ${id}`);
         return { ...c, keys: c.keys.filter((k) => k.id !== id) };
       });
@@ -198,7 +202,7 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const { name } = req.params as { name: string };
       const body = req.body as {
         key?: string;
@@ -206,15 +210,26 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
         secret?: string;
         publicKey?: string;
       };
-      const credential = jwtCredential(body);
-      const generatedSecret =
-        body.algorithm !== "RS256" && body.secret === undefined ? credential.secret : undefined;
+      const { secret, ...credential } = jwtCredential(body);
+      const generatedSecret = body.algorithm !== "RS256" && body.secret === undefined ? secret : undefined;
       // A key names one credential in the tenant, or the gateway could not tell whose token it is.
       const others = (await store.list<Consumer>("consumer", { prefix: `${tenant}/` })).items;
       const owner = others.find((o) => o.value.jwt.some((j) => j.key === credential.key));
       if (owner)
         throw conflict(`JWT credential key ${credential.key} is taken by consumer ${owner.value.name}`);
-      await update(tenant, name, (c) => ({ ...c, jwt: [...c.jwt, credential] }));
+      await getConsumer(tenant, name);
+      // The secret goes to the secret store first; the consumer keeps only where it is.
+      if (secret !== undefined) {
+        const info = await secrets.set(tenant, consumerScope(name), credential.id, secret, actorOf(req));
+        credential.secretRef = { secret: credential.id, version: info.version };
+      }
+      try {
+        await update(tenant, name, (c) => ({ ...c, jwt: [...c.jwt, credential] }));
+      } catch (err) {
+        if (secret !== undefined)
+          await secrets.unset(tenant, consumerScope(name), credential.id, actorOf(req));
+        throw err;
+      }
       reply.code(201);
       return {
         consumer: name,
@@ -239,11 +254,42 @@ export function consumerRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { name, id } = req.params as { name: string; id: string };
-      const next = await update(tenantOf(req.query as Q), name, (c) => {
+      const tenant = tenantOf(req);
+      const next = await update(tenant, name, (c) => {
         if (!c.jwt.some((j) => j.id === id)) throw notFound(`consumer ${name} has no JWT credential ${id}`);
         return { ...c, jwt: c.jwt.filter((j) => j.id !== id) };
       });
+      await secrets.unset(tenant, consumerScope(name), id, actorOf(req));
       return consumerView(next);
+    },
+  );
+
+  api.get(
+    "/gateways/jwt-secrets",
+    {
+      schema: {
+        summary: "Every consumer's HS256 secret, decrypted: for gateways checking JWT signatures",
+        description:
+          "Gateways call this when the consumers they watch have HS256 credentials. Only gateway and platform-admin credentials may call it: it is the one read of secret values.",
+        tags: ["consumers", "gateways"],
+      },
+    },
+    async () => {
+      const items: { tenant: string; consumer: string; id: string; secret: string }[] = [];
+      for (const o of (await store.list<Consumer>("consumer")).items) {
+        const c = o.value;
+        for (const j of c.jwt) {
+          if (!j.secretRef) continue;
+          const secret = await secrets.value(
+            c.tenant,
+            consumerScope(c.name),
+            j.secretRef.secret,
+            j.secretRef.version,
+          );
+          items.push({ tenant: c.tenant, consumer: c.name, id: j.id, secret });
+        }
+      }
+      return { items };
     },
   );
 }

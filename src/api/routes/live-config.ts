@@ -11,7 +11,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
-import { checkRouteFree, routeOwners } from "../../controllers/route-owners.ts";
+import { checkHostsOwned, checkRouteFree, routeOwners } from "../../controllers/route-owners.ts";
 import {
   checkRouteBody,
   checkTrafficBody,
@@ -29,9 +29,9 @@ import {
 } from "../../model/live-config.ts";
 import { type App, appKey, type Service, serviceKey } from "../../model/objects.ts";
 import type { StoredObject } from "../../store/store.ts";
+import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
 import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
 import { typeboxValidator } from "../validate.ts";
 
 const AppParams = T.Object({ app: Name });
@@ -87,7 +87,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
       validatorCompiler: typeboxValidator({ params: AppParams, querystring: TenantQuery }),
     },
     async (req) => {
-      const tenant = tenantOf(req.query as Q);
+      const tenant = tenantOf(req);
       const app = await liveApp(tenant, (req.params as { app: string }).app);
       const items: ListedRoute[] = [];
       for (const s of await servicesOf(tenant, app.value.name)) {
@@ -128,7 +128,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const { app, name } = req.params as { app: string; name: string };
-      const o = await store.get<RouteObject>("route", routeObjectKey(tenantOf(req.query as Q), app, name));
+      const o = await store.get<RouteObject>("route", routeObjectKey(tenantOf(req), app, name));
       if (!o) throw notFound(`app ${app} has no route ${name} (herd routes ${app} lists them)`);
       return shown(o);
     },
@@ -154,7 +154,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { app, name } = req.params as { app: string; name: string };
       const spec = checkRouteBody(req.body);
       return serialized(async () => {
@@ -180,6 +180,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
           (o) => o.source === "api" && o.tenant === tenant && o.app === app && o.name === name,
         );
         checkRouteFree(owners, route, "host");
+        await checkHostsOwned(store, tenant, [{ host: route.host, field: "host" }]);
         const current = await store.get<RouteObject>("route", key);
         if (q.revision !== undefined && q.revision !== (current?.revision ?? 0)) {
           throw conflict(
@@ -224,7 +225,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { app, name } = req.params as { app: string; name: string };
       return serialized(async () => {
         const key = routeObjectKey(tenant, app, name);
@@ -269,7 +270,7 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const q = req.query as Q;
-      const tenant = tenantOf(q);
+      const tenant = tenantOf(req);
       const { app, service } = req.params as { app: string; service: string };
       const body = checkTrafficBody(req.body);
       const key = serviceKey(tenant, app, service);

@@ -22,8 +22,8 @@ import type { LogBatch } from "../../model/protocol.ts";
 import type { LogLevel } from "../../observe/log-parse.ts";
 import type { LogEntry, LogInput, LogQuery, LogStore, LogStream } from "../../observe/log-store.ts";
 import { parseDurationMicros } from "../../observe/traces/span.ts";
-import { AllLogsQuery, LogBatchBody } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import type { ApiDeps } from "../deps.ts";
+import { AllLogsQuery, LogBatchBody, tenantOf } from "../schemas.ts";
 import { drained } from "./apps.ts";
 
 /** Query parameters of a log read (validated by the schemas). */
@@ -48,7 +48,7 @@ const NDJSON_PING_MS = 10_000;
 
 export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
   // Instance ids → their app, for log lines (instances are deleted once stopped; their last lines still count).
-  const owners = new Map<string, { tenant: string; app: string; service: string }>();
+  const owners = new Map<string, { tenant: string; app: string; service: string; node: string | null }>();
   api.post(
     "/logs",
     {
@@ -63,18 +63,26 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const batch = req.body as LogBatch;
+      // An agent ships lines of its own node's instances only (others are dropped), under its own name.
+      const agent = req.herd.principal.token.kind === "agent" ? req.herd.principal.token.node : undefined;
+      if (agent !== undefined && batch.node !== agent)
+        throw new HerdError("forbidden", `this agent token belongs to node ${agent}, not ${batch.node}`);
       const entries: LogInput[] = [];
       for (const l of batch.lines) {
         let owner = owners.get(l.instance);
-        if (!owner) {
+        // A pet moved to another node keeps its id: the cached node is read again before a line is dropped.
+        if (!owner || (agent !== undefined && owner.node !== agent)) {
           const o = await deps.store.get<Instance>("instance", l.instance);
           if (!o) continue;
-          owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service };
+          owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service, node: o.value.node };
           if (owners.size > 100_000) owners.clear();
           owners.set(l.instance, owner);
         }
+        if (agent !== undefined && owner.node !== agent) continue;
         entries.push({
-          ...owner,
+          tenant: owner.tenant,
+          app: owner.app,
+          service: owner.service,
           instance: l.instance,
           node: batch.node,
           time: l.time,
@@ -107,7 +115,7 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: AllLogsQuery,
       },
     },
-    async (req, reply) => serveLogs(req, reply, deps, logQueryOf(req.query as LogsParams)),
+    async (req, reply) => serveLogs(req, reply, deps, logQueryOf(req.query as LogsParams, tenantOf(req))),
   );
 
   api.get(
@@ -135,7 +143,7 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
         req,
         reply,
         deps.logs,
-        logQueryOf(req.query as LogsParams),
+        logQueryOf(req.query as LogsParams, tenantOf(req)),
         "sse",
         deps.logsHeartbeatMs,
       );
@@ -160,10 +168,10 @@ export function sinceParam(value: string, now = Date.now()): string {
   );
 }
 
-/** The store query for validated parameters (tenant defaults to `default`). */
-export function logQueryOf(p: LogsParams): LogQuery {
+/** The store query for validated parameters, in the request's tenant. */
+export function logQueryOf(p: LogsParams, tenant: string): LogQuery {
   return {
-    tenant: p.tenant ?? "default",
+    tenant,
     app: p.app,
     service: p.service,
     instance: p.instance,

@@ -30,8 +30,8 @@ import {
 import { type Expr, PromqlError, parseDuration, parsePromql } from "../../observe/promql/parser.ts";
 import { type ScrapeTarget, targetLabels } from "../../observe/scrape.ts";
 import type { Labels, Matcher } from "../../observe/tsdb/labels.ts";
+import type { ApiDeps } from "../deps.ts";
 import { Name } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
 
 const TargetBody = T.Object(
   {

@@ -1,15 +1,16 @@
 /**
- * Platform-wide routes: nodes and the agent protocol (heartbeat, slugs; log
- * shipping is in logs.ts), events, and the snapshot + watch that gateways follow.
+ * Platform-wide routes: nodes and the agent protocol (join, heartbeat, slugs;
+ * log shipping is in logs.ts), events, and the snapshot + watch that gateways follow.
  */
 
 import type { FastifyInstance } from "fastify";
 import { HerdError } from "../../common/errors.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
 import type { Heartbeat } from "../../model/protocol.ts";
+import { joinNode } from "../credentials.ts";
+import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
-import { EventsQuery, HeartbeatBody, NodeParams, WATCHABLE, WatchQuery } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import { EventsQuery, HeartbeatBody, NodeParams, tenantOf, WATCHABLE, WatchQuery } from "../schemas.ts";
 import { drained, streamNdjson } from "./apps.ts";
 
 /** How a drain is going: done, or what it waits for. */
@@ -59,6 +60,29 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
     return { items };
   });
 
+  // One join at a time: the check for a live credential and the new token are two writes.
+  let joining: Promise<unknown> = Promise.resolve();
+  api.post(
+    "/nodes/:name/join",
+    {
+      schema: {
+        summary: "Trade a join token for this node's credential (once per node name)",
+        description:
+          "The reply's token is an agent token bound to the node; the agent keeps it. 409 when the node already has a live credential; 401 when the join token is expired, revoked or used up.",
+        tags: ["agent protocol"],
+        params: NodeParams,
+      },
+    },
+    async (req, reply) => {
+      const name = (req.params as { name: string }).name;
+      const joined = joining.then(() => joinNode(store, name, req.herd.principal));
+      joining = joined.catch(() => {});
+      const { secret, token } = await joined;
+      reply.code(201);
+      return { token: secret, id: token.id, kind: token.kind, node: name, createdAt: token.createdAt };
+    },
+  );
+
   api.post(
     "/nodes/:name/heartbeat",
     {
@@ -97,6 +121,14 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const { digest } = req.params as { digest: string };
+      const who = req.herd.principal.token;
+      // An agent fetches only what its own node runs: a slug another node's instances use is no business of it.
+      if (who.kind === "agent") {
+        const mine = (await store.list<Instance>("instance")).items.some(
+          (o) => o.value.node === who.node && o.value.run.slug === digest,
+        );
+        if (!mine) throw new HerdError("not_found", `no slug ${digest} for an instance on node ${who.node}`);
+      }
       if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);
       reply.header("content-type", "application/gzip");
       return reply.send(await deps.artifacts.open(digest));
@@ -114,7 +146,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const q = req.query as { tenant?: string; app?: string; limit?: number };
-      return { items: await deps.events.list({ tenant: q.tenant ?? "default", app: q.app, limit: q.limit }) };
+      return { items: await deps.events.list({ tenant: tenantOf(req), app: q.app, limit: q.limit }) };
     },
   );
 

@@ -22,9 +22,8 @@ import { parseGatewayBatch } from "../../observe/traces/gateway-batch.ts";
 import { parseOtlpTraces } from "../../observe/traces/otlp.ts";
 import { parseDurationMicros, type Span } from "../../observe/traces/span.ts";
 import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
-import type { Authenticator } from "../auth.ts";
-import { OneOf } from "../schemas.ts";
-import type { ApiDeps } from "../server.ts";
+import type { ApiDeps } from "../deps.ts";
+import { OneOf, telemetryTenant } from "../schemas.ts";
 
 /** Largest ingest request, after decompression. */
 const INGEST_BODY_LIMIT = 16 * 1024 * 1024;
@@ -77,13 +76,8 @@ function durationParam(value: string | undefined, name: string, fallback: number
  * The ingest endpoints, in their own plugin: they take the ingest token as
  * well as API tokens, read gzip/deflate bodies, and say 429 when full.
  */
-export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
+export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { traces } = deps;
-  api.addHook("onRequest", async (req) => {
-    const header = req.headers.authorization;
-    if (header?.startsWith("Bearer ") && traces.isIngestToken(header.slice(7).trim())) return;
-    await auth.check(header);
-  });
   // OTel SDKs may gzip (OTEL_EXPORTER_OTLP_COMPRESSION=gzip); the body limit applies after inflating.
   api.addHook("preParsing", async (req, _reply, payload) => {
     const encoding = req.headers["content-encoding"];
@@ -212,7 +206,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         from,
         to,
         limit: q.limit ?? 20,
-        tenant: q.tenant,
+        tenant: telemetryTenant(req),
       });
       return { items };
     },
@@ -234,7 +228,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const builder = new DependencyMapBuilder();
       const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
         parents: true,
-        tenant: q.tenant,
+        tenant: telemetryTenant(req),
       });
       return { ...builder.result(from, to), sampledEvery: scanned.sampledEvery };
     },
@@ -254,7 +248,9 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
       const builder = new TopBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row), { tenant: q.tenant });
+      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
+        tenant: telemetryTenant(req),
+      });
       return {
         ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
         sampledEvery: scanned.sampledEvery,

@@ -3,7 +3,7 @@
 // 500, a receiver that is down); silences; the state file across a restart.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -14,6 +14,9 @@ import { silentLogger } from "../../common/log.ts";
 import { EventRecorder } from "../../controllers/events.ts";
 import type { AlertRule, AlertRuleObject, Receiver, Silence } from "../../model/alerts.ts";
 import { type App, type Event, type Release, releaseKey } from "../../model/objects.ts";
+import { Keyring } from "../../secrets/keyring.ts";
+import { receiverHeaderValues } from "../../secrets/receiver-headers.ts";
+import { receiverScope, SecretStore } from "../../secrets/secret-store.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 import { Tsdb } from "../tsdb/tsdb.ts";
 import { AlertEvaluator, type AlertTransition, MAX_ALERTS_PER_RULE } from "./evaluator.ts";
@@ -26,6 +29,7 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
   const store = new MemoryStore();
   const tsdb = new Tsdb({ dir: join(dir, "metrics"), now: () => clock.now() });
   const events = new EventRecorder(store, clock, silentLogger);
+  const secrets = new SecretStore(store, Keyring.open(dir));
   const make = () =>
     new AlertEvaluator({
       store,
@@ -36,6 +40,7 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
       stateFile: join(dir, "alerts", "state.json"),
       defaults,
       notifier: { backoffMs: 30, maxBackoffMs: 100, tickMs: 10, maxAttempts: 3, timeoutMs: 1000 },
+      receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
     });
   const evaluator = make();
   evaluator.notifier.start();
@@ -57,7 +62,7 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
     evaluators.push(e);
     return e;
   };
-  return { dir, clock, store, tsdb, events, evaluator, write, alertEvents, restart };
+  return { dir, clock, store, tsdb, events, secrets, evaluator, write, alertEvents, restart };
 }
 
 const rule = (name: string, body: Partial<AlertRuleObject>): AlertRuleObject => ({
@@ -192,11 +197,13 @@ test("built-in rules: replaced or disabled by an API rule of the same name in th
 test("webhooks: retried after a 500, a receiver that is down fails visibly, resolved follows firing", async (t) => {
   const s = setup(t);
   const flaky = await startReceiver(t, (n) => (n === 0 ? 500 : 200));
+  // Its header's value is a secret: the notifier gets it decrypted for each attempt.
+  await s.secrets.set("default", receiverScope("ops"), "authorization", "Bearer hook", "test");
   await s.store.put<Receiver>("alert_receiver", "default/ops", {
     tenant: "default",
     name: "ops",
     url: flaky.url,
-    headers: { authorization: "Bearer hook" },
+    headers: { authorization: { secret: "authorization", version: 1 } },
     createdAt: "",
     updatedAt: "",
   });
@@ -233,6 +240,8 @@ test("webhooks: retried after a 500, a receiver that is down fails visibly, reso
   assert.equal(flaky.calls(), 3, "one 500, then two deliveries; pager (critical only) got nothing");
   assert.equal(flaky.bodies[0]?.auth, "Bearer hook");
   assert.deepEqual(flaky.bodies[0]?.alerts[0]?.labels, { room: "a", alertname: "hot", severity: "warning" });
+  // The receiver has the body before the notifier has read its answer.
+  await waitUntil(() => s.evaluator.notifier.status("default/ops").delivered === 2);
   const ops = s.evaluator.notifier.status("default/ops");
   assert.equal(ops.delivered, 2);
   assert.equal(ops.failedAttempts, 1);
@@ -291,10 +300,12 @@ test("after a restart: firing alerts stay firing (no second event) and undeliver
   const s = setup(t);
   let up = false;
   const hook = await startReceiver(t, () => (up ? 200 : 503));
+  await s.secrets.set("default", receiverScope("ops"), "authorization", "Bearer kept-out-of-files", "test");
   await s.store.put<Receiver>("alert_receiver", "default/ops", {
     tenant: "default",
     name: "ops",
     url: hook.url,
+    headers: { Authorization: { secret: "authorization", version: 1 } },
     createdAt: "",
     updatedAt: "",
   });
@@ -303,12 +314,15 @@ test("after a restart: firing alerts stay firing (no second event) and undeliver
   await s.evaluator.evaluate();
   await waitUntil(() => hook.calls() >= 1);
   await s.evaluator.stop(); // "crash": the delivery is still in the outbox, written to the state file
+  const state = readFileSync(join(s.dir, "alerts", "state.json"), "utf8");
+  assert.ok(state.includes("default/ops") && !state.includes("kept-out-of-files"), "no header value on disk");
   up = true;
   const again = s.restart();
   assert.equal(again.active()[0]?.state, "firing");
   await again.notifier.drained();
   assert.equal(hook.bodies.length, 1);
   assert.equal(hook.bodies[0]?.status, "firing");
+  assert.equal(hook.bodies[0]?.auth, "Bearer kept-out-of-files", "the header is decrypted for the delivery");
   s.clock.advance(15_000);
   s.write("a", 41);
   await again.evaluate();

@@ -97,6 +97,8 @@ export interface AlertEvaluatorOptions {
   /** The built-in rules (default DEFAULT_RULES). */
   defaults?: readonly AlertRule[];
   notifier?: NotifierOptions;
+  /** A receiver's (`<tenant>/<name>`) webhook headers with their values, decrypted for one delivery. */
+  receiverHeaders?: (receiver: string) => Promise<Record<string, string>>;
   /** Shown to receivers as externalURL. */
   externalUrl?: string;
   /** Where to export herd_alerts and herd_alert_deliveries (the API server's /metrics). */
@@ -138,7 +140,11 @@ export class AlertEvaluator {
   constructor(options: AlertEvaluatorOptions) {
     this.#o = options;
     this.externalUrl = options.externalUrl ?? "";
-    this.notifier = new WebhookNotifier({ ...options.notifier, onChange: () => this.#queueSave() });
+    this.notifier = new WebhookNotifier({
+      ...options.notifier,
+      onChange: () => this.#queueSave(),
+      headers: options.receiverHeaders,
+    });
     this.#load();
     if (options.registry) this.#export(options.registry);
   }
@@ -371,7 +377,7 @@ export class AlertEvaluator {
       if (r.tenant !== tenant) continue;
       if (r.severities && !r.severities.includes(a.severity)) continue;
       this.notifier.enqueue(
-        { key: `${r.tenant}/${r.name}`, url: r.url, headers: r.headers },
+        { key: `${r.tenant}/${r.name}`, url: r.url },
         webhookPayload(r.name, status, a, now, this.externalUrl),
       );
     }

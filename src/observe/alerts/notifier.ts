@@ -9,6 +9,8 @@
  *
  * The outbox is handed to the evaluator's state file on every change
  * (`onChange`), so deliveries not made before a restart are made after it.
+ * It holds no header values: a receiver's headers (secrets) are asked for
+ * (`headers`) at each attempt and go only into the request.
  */
 
 import { newId } from "../../common/ids.ts";
@@ -19,7 +21,6 @@ export interface Delivery {
   /** `<tenant>/<name>` of the receiver. */
   receiver: string;
   url: string;
-  headers: Record<string, string>;
   body: unknown;
   attempts: number;
   /** Not before this time (ms). */
@@ -54,10 +55,13 @@ export interface NotifierOptions {
   tickMs?: number;
   /** The outbox changed (persist it). */
   onChange?: () => void;
+  /** A receiver's headers with their values, decrypted for one attempt (default: none). */
+  headers?: (receiver: string) => Promise<Record<string, string>>;
 }
 
 export class WebhookNotifier {
-  readonly #o: Required<Omit<NotifierOptions, "onChange">> & Pick<NotifierOptions, "onChange">;
+  readonly #o: Required<Omit<NotifierOptions, "onChange" | "headers">> &
+    Pick<NotifierOptions, "onChange" | "headers">;
   #outbox: Delivery[] = [];
   readonly #inFlight = new Set<string>();
   readonly #status = new Map<string, ReceiverStatus>();
@@ -73,6 +77,7 @@ export class WebhookNotifier {
       timeoutMs: options.timeoutMs ?? 5000,
       tickMs: options.tickMs ?? 250,
       onChange: options.onChange,
+      headers: options.headers,
     };
   }
 
@@ -88,7 +93,7 @@ export class WebhookNotifier {
   }
 
   /** Queues a POST of `body` to the receiver. */
-  enqueue(receiver: { key: string; url: string; headers?: Record<string, string> }, body: unknown): void {
+  enqueue(receiver: { key: string; url: string }, body: unknown): void {
     while (this.#outbox.length >= this.#o.maxQueue) {
       const i = this.#outbox.findIndex((d) => !this.#inFlight.has(d.id));
       if (i < 0) break;
@@ -100,7 +105,6 @@ export class WebhookNotifier {
       id: newId(12),
       receiver: receiver.key,
       url: receiver.url,
-      headers: receiver.headers ?? {},
       body,
       attempts: 0,
       nextAt: now,
@@ -119,7 +123,9 @@ export class WebhookNotifier {
   /** Puts deliveries left from before a restart back in the outbox. */
   restore(deliveries: Delivery[]): void {
     for (const d of deliveries.slice(-this.#o.maxQueue)) {
-      this.#outbox.push({ ...d, nextAt: Math.min(d.nextAt, Date.now()) });
+      // A state file from before secrets kept header values: they are dropped, not carried on.
+      const { headers: _, ...kept } = d as Delivery & { headers?: unknown };
+      this.#outbox.push({ ...kept, nextAt: Math.min(d.nextAt, Date.now()) });
       this.status(d.receiver).queued++;
     }
   }
@@ -183,9 +189,10 @@ export class WebhookNotifier {
     let error: string | undefined;
     let retry = true;
     try {
+      const headers = (await this.#o.headers?.(d.receiver)) ?? {};
       const res = await fetch(d.url, {
         method: "POST",
-        headers: { "content-type": "application/json", "user-agent": "herd-alerts", ...d.headers },
+        headers: { "content-type": "application/json", "user-agent": "herd-alerts", ...headers },
         body: JSON.stringify(d.body),
         signal: AbortSignal.timeout(this.#o.timeoutMs),
       });

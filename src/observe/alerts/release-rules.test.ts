@@ -14,6 +14,8 @@ import { DeployLogs } from "../../controllers/deploy-log.ts";
 import { EventRecorder } from "../../controllers/events.ts";
 import { ControllerManager } from "../../controllers/manager.ts";
 import { type App, type Deploy, type Release, releaseKey } from "../../model/objects.ts";
+import { Keyring } from "../../secrets/keyring.ts";
+import { SecretStore } from "../../secrets/secret-store.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 
 test("herd.yaml alerts are detected, kept in the release, and copied by a rollback", async (t) => {
@@ -38,6 +40,7 @@ test("herd.yaml alerts are detected, kept in the release, and copied by a rollba
     events: new EventRecorder(store, clock, silentLogger),
     deployLogs: new DeployLogs(join(dir, "deploys")),
     settings: { ...DEFAULT_SETTINGS },
+    secrets: new SecretStore(store, Keyring.open(dir)),
   });
   const app: App = { tenant: "default", name: "shop", createdAt: "", release: null, latestVersion: 0 };
   await store.put("app", "default/shop", app);

@@ -1,0 +1,56 @@
+/**
+ * What the route files are handed: the control plane's parts. Its own small
+ * module so that routes depend on this, not on the server that assembles them.
+ */
+
+import type { ArtifactStore } from "../build/artifact-store.ts";
+import type { UnpackLimits } from "../build/unpack.ts";
+import type { Settings } from "../controllers/context.ts";
+import type { DeployLogs } from "../controllers/deploy-log.ts";
+import type { EventRecorder } from "../controllers/events.ts";
+import type { ControllerManager } from "../controllers/manager.ts";
+import type { ServiceSpec } from "../model/manifest.ts";
+import type { Release } from "../model/objects.ts";
+import type { AlertEvaluator } from "../observe/alerts/evaluator.ts";
+import type { LogStore } from "../observe/log-store.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { Traces } from "../observe/traces/traces.ts";
+import type { SecretStore } from "../secrets/secret-store.ts";
+import type { Store } from "../store/store.ts";
+import type { AuditLog } from "./audit.ts";
+import type { GatewayBook } from "./gateway-book.ts";
+
+/** What the routes are handed. */
+export interface ApiDeps {
+  store: Store;
+  controllers: ControllerManager;
+  events: EventRecorder;
+  deployLogs: DeployLogs;
+  artifacts: ArtifactStore;
+  logs: LogStore;
+  /** How often an idle log stream gets a heartbeat. */
+  logsHeartbeatMs: number;
+  /** What each gateway has applied (live-config.ts routes). */
+  gateways: GatewayBook;
+  /** Spans: store, forwarder, ingest token. */
+  traces: Traces;
+  /** Metrics storage, collection and the API server's own exporter. */
+  metrics: Metrics;
+  /** Alert rules' evaluation, active alerts, webhook deliveries. */
+  alerts: AlertEvaluator;
+  /** Every write's who, what, when and result. */
+  audit: AuditLog;
+  maxUploadBytes: number;
+  version: string;
+  /** The platform's settings (resource unit, timings). */
+  settings: Settings;
+  /** Encrypted secrets: apps', receivers' header values, consumers' HS256 secrets. */
+  secrets: SecretStore;
+  build(options: {
+    source: string;
+    app: string;
+    log: (line: string) => void;
+    /** The tenant's unpack limits. */
+    unpack?: UnpackLimits;
+  }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
+}
