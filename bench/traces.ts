@@ -113,8 +113,14 @@ async function load(child: ReturnType<typeof startChild>, dir: string): Promise<
     await sleep(50);
   }
   const pid = child.process.pid as number;
-  const token = readFileSync(join(dir, "traces", "ingest-token"), "utf8").trim();
   const admin = readFileSync(join(dir, "admin-token"), "utf8").trim();
+  // What an app gets from its agent: its tenant's ingest token.
+  const created = await fetch(`${url}/api/v1/tokens`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "bench", kind: "ingest", tenant: "default" }),
+  });
+  const token = ((await created.json()) as { token: string }).token;
   const ingest = `${url}/api/v1/traces/otlp/v1/traces`;
   const dispatcher = new Agent({ connections: CLIENTS, pipelining: 1 });
 

@@ -36,6 +36,7 @@ import { mkdtempSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
+import { createToken } from "../src/api/auth.ts";
 import { startServer } from "../src/api/server.ts";
 import { silentLogger } from "../src/common/log.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
@@ -122,7 +123,12 @@ export async function measureTracingCost(): Promise<TracingCost> {
   const controlPlane = await startBenchControlPlane(
     TOKEN,
     benchObjects(await portOf(upstream)),
-    ingest ? { url: `${server.url}/api/v1/traces/gateway`, token: server.traces.ingestToken } : undefined,
+    ingest
+      ? {
+          url: `${server.url}/api/v1/traces/gateway`,
+          token: (await createToken(server.store, { name: "bench", kind: "gateway" })).secret,
+        }
+      : undefined,
   );
   onCleanup(controlPlane.close);
 

@@ -66,7 +66,7 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
       const reply: HeartbeatReply = {
         instances: cp.desired,
         intervalMs: 1000,
-        traces: { ingestToken: "ingest-secret" },
+        ingestTokens: { default: "ingest-secret" },
       };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
     } else if (req.method === "GET" && req.url === `/api/v1/slugs/${digest}`) {
@@ -326,6 +326,13 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     () => parseHeartbeatReply({ instances: [withSecrets], intervalMs: 1000 }),
     /instances\.0\.secretEnv: not a map of strings/,
   );
+  assert.throws(
+    () => parseHeartbeatReply({ instances: [], intervalMs: 1000, ingestTokens: { acme: 7 } }),
+    /ingestTokens: not an object of strings/,
+  );
+  // An older server's one shared token (traces.ingestToken) is ignored: no trace defaults, no error.
+  const old = parseHeartbeatReply({ instances: [], intervalMs: 1000, traces: { ingestToken: "x" } });
+  assert.equal(old.ingestTokens, undefined);
 });
 
 test("the agent ships stdout and stderr lines with their stream, and keeps them through 429s", async (t) => {

@@ -176,8 +176,8 @@ export class Agent {
   #shipTimer: NodeJS.Timeout | undefined;
   /** The last reading of node stats and instance usage, and when it was taken. */
   #stats: StatsReading | undefined;
-  /** The span ingest token from the last heartbeat reply (for instances' OTEL_* defaults). */
-  #tracesToken: string | undefined;
+  /** Each tenant's ingest token (from the heartbeat reply), for its instances' OTEL_* defaults. */
+  #ingestTokens: Record<string, string> = {};
   /** fetch options that trust the control plane's CA (empty without one). */
   readonly #trust: RequestInit;
 
@@ -350,7 +350,7 @@ export class Agent {
     }
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
-    this.#tracesToken = reply.traces?.ingestToken;
+    this.#ingestTokens = reply.ingestTokens ?? {};
     this.#reconcile(reply);
     return changed;
   }
@@ -466,7 +466,7 @@ export class Agent {
       const env: Record<string, string> = {
         ...d.run.env,
         ...d.secretEnv,
-        ...traceDefaults(d, this.#options.server, this.#tracesToken),
+        ...traceDefaults(d, this.#options.server, this.#ingestTokens[d.tenant]),
         PORT: String(port),
         HERD_INSTANCE: d.id,
         HERD_APP: d.app,
@@ -927,8 +927,11 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
   if (!isObject(value)) return fail("(root)", "not an object");
   if (!Array.isArray(value.instances)) return fail("instances", "not an array");
   if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
-  if (value.traces !== undefined && (!isObject(value.traces) || typeof value.traces.ingestToken !== "string"))
-    fail("traces", "not an object with a string ingestToken");
+  if (
+    value.ingestTokens !== undefined &&
+    (!isObject(value.ingestTokens) || Object.values(value.ingestTokens).some((t) => typeof t !== "string"))
+  )
+    fail("ingestTokens", "not an object of strings {tenant: token}");
   for (const [i, d] of (value.instances as unknown[]).entries()) {
     const at = `instances.${i}`;
     if (!isObject(d)) return fail(at, "not an object");

@@ -18,6 +18,8 @@ const dir = mkdtempSync(join(tmpdir(), "herd-alerts-api-"));
 before(async () => {
   // Evaluation is driven by the test (server.alerts.evaluate()), not the timer.
   server = await startServer({
+    // Test receivers, targets and collectors listen on 127.0.0.1.
+    allowFetch: ["127.0.0.0/8"],
     dataDir: dir,
     port: 0,
     logger: silentLogger,

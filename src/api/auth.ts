@@ -96,8 +96,6 @@ const FAILURES_PER_S = 5;
 
 export interface AuthenticatorOptions {
   logger?: Logger;
-  /** A secret that is not a stored token but stands for a principal (the traces ingest token). */
-  extra?: (secret: string) => Principal | undefined;
 }
 
 /** Checks an Authorization header and says who it is. */
@@ -157,8 +155,6 @@ export class Authenticator {
       );
     }
     const secret = header.slice(7).trim();
-    const extra = this.#options.extra?.(secret);
-    if (extra) return extra;
     const hash = hashToken(secret);
     const hit = this.#cache.get(hash);
     if (hit && Date.now() - hit.at < CACHE_MS) return this.#touch(hash, hit.principal);

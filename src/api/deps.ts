@@ -19,6 +19,7 @@ import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import type { AuditLog } from "./audit.ts";
 import type { GatewayBook } from "./gateway-book.ts";
+import type { IngestTokens } from "./ingest-tokens.ts";
 
 /** What the routes are handed. */
 export interface ApiDeps {
@@ -32,8 +33,10 @@ export interface ApiDeps {
   logsHeartbeatMs: number;
   /** What each gateway has applied (live-config.ts routes). */
   gateways: GatewayBook;
-  /** Spans: store, forwarder, ingest token. */
+  /** Spans: store and forwarder. */
   traces: Traces;
+  /** Each tenant's ingest token, handed to agents for the tenant's instances. */
+  ingestTokens: IngestTokens;
   /** Metrics storage, collection and the API server's own exporter. */
   metrics: Metrics;
   /** Alert rules' evaluation, active alerts, webhook deliveries. */

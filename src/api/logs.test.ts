@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { Instance } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
+import { createToken } from "./auth.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { openEventStream } from "./sse-testing.ts";
 import { apiCall } from "./testing.ts";
@@ -89,6 +90,30 @@ describe("log ingest", () => {
     const missing = await call("POST", "/logs", { node: "n1" });
     assert.equal(missing.status, 400);
     assert.match(missing.body.message, /body\.lines/);
+  });
+
+  it("takes an agent's lines for its own node's instances only", async () => {
+    await putInstance("other-node-1", "acme", "shop", "web");
+    const o = await server.store.get<Instance>("instance", "other-node-1");
+    await server.store.put("instance", "other-node-1", { ...(o?.value as Instance), node: "n2" });
+    const agent = (await createToken(server.store, { name: "n1", kind: "agent", node: "n1" })).secret;
+    const as = (node: string, instance: string, line: string) =>
+      apiCall(
+        server,
+        "POST",
+        "/logs",
+        { node, lines: [{ instance, time: at(), stream: "stdout", line }] },
+        { token: agent },
+      );
+    assert.equal((await as("n2", "other-node-1", "forged-by-n1")).status, 403, "another node's batch");
+    assert.equal((await as("n1", "other-node-1", "forged-by-n1")).status, 204, "taken, the line dropped");
+    assert.equal((await as("n1", "acme-1", "own-line-of-n1")).status, 204);
+    server.logs.flush();
+    const lines = (await call("GET", "/apps/shop/logs?tenant=acme&tail=100")).body.items.map(
+      (e: LogEntry) => e.line,
+    );
+    assert.ok(lines.includes("own-line-of-n1"));
+    assert.ok(!lines.includes("forged-by-n1"));
   });
 
   it("answers 429 with Retry-After when the queue is full, and takes the batch once it drained", async () => {

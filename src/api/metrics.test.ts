@@ -21,6 +21,8 @@ const dir = mkdtempSync(join(tmpdir(), "herd-metrics-api-"));
 
 before(async () => {
   server = await startServer({
+    // Test receivers, targets and collectors listen on 127.0.0.1.
+    allowFetch: ["127.0.0.0/8"],
     dataDir: dir,
     port: 0,
     logger: silentLogger,

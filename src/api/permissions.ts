@@ -257,13 +257,16 @@ export function decide(
     return { permission, tenant };
   }
   if (who.admin) return { permission };
-  if (permission === "self") {
-    if (kind === "join") throw forbidden("a join token only joins a node (herd agent --join-token)");
-    return { permission };
-  }
+  if (permission === "self" && kind === "user") return { permission };
   if (kind === "user") throw forbidden(`${permission} is for platform admins; ${who.label} is not one`);
-  if (!MACHINE_PERMISSIONS[kind].has(permission))
-    throw forbidden(`a ${kind} token may not use ${permission}`);
+  // Machines hold "self" only where MACHINE_PERMISSIONS says so: an ingest token only writes telemetry.
+  if (!MACHINE_PERMISSIONS[kind].has(permission)) {
+    throw forbidden(
+      kind === "join"
+        ? "a join token only joins a node (herd agent --join-token)"
+        : `a ${kind} token may not use ${permission}`,
+    );
+  }
   if (permission === "node:agent" && named.node !== undefined && named.node !== who.token.node) {
     throw forbidden(`this agent token belongs to node ${who.token.node}, not ${named.node}`);
   }

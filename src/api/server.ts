@@ -8,15 +8,18 @@
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
+import { STATUS_CODES } from "node:http";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { buildSlug } from "../build/builder.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
@@ -37,6 +40,7 @@ import { AuditLog, verbOf } from "./audit.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
+import { IngestTokens } from "./ingest-tokens.ts";
 import {
   type Decision,
   decide,
@@ -85,6 +89,12 @@ export interface ServerOptions {
   auditRetentionMs?: number;
   /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
   tls?: boolean;
+  /**
+   * Internal addresses and ranges (CIDR) that webhooks, registered scrape
+   * targets and trace forwarding may reach (`--allow-fetch`); default none.
+   * herd's own components (gateways, agents) are scraped wherever they are.
+   */
+  allowFetch?: readonly string[];
 }
 
 /** How logs.db is bounded, and how often idle log streams get a heartbeat. */
@@ -112,6 +122,8 @@ export interface RunningServer {
   traces: Traces;
   /** The log stream's store. */
   logs: LogStore;
+  /** Each tenant's ingest token (the one its instances get). */
+  ingestTokens: IngestTokens;
   /** Encrypted secrets. */
   secrets: SecretStore;
   close(): Promise<void>;
@@ -126,8 +138,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
   audit.start();
-  const traces = new Traces(join(dataDir, "traces"), systemClock, options.traces);
-  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics") });
+  // One guard for every URL fetched on a user's say-so (common/url-guard.ts).
+  const guard = new UrlGuard({ allow: options.allowFetch });
+  // Trace queries get the same timeout and concurrency as PromQL (--query-*).
+  const traces = new Traces(join(dataDir, "traces"), systemClock, {
+    query: options.metrics?.query,
+    ...options.traces,
+    forwardGuard: guard,
+  });
+  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics"), guard });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
@@ -137,6 +156,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
   const alerts = new AlertEvaluator({
     ...options.alerts,
+    notifier: { ...options.alerts?.notifier, guard },
     store,
     tsdb: metrics.tsdb,
     events,
@@ -163,6 +183,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await gateways.start();
   // Every gateway and agent that reports a metrics URL is scraped while it keeps reporting.
   metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
+  const ingestTokens = new IngestTokens(store, secrets);
   const deps: ApiDeps = {
     store,
     controllers,
@@ -173,6 +194,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
     traces,
+    ingestTokens,
     metrics,
     alerts,
     audit,
@@ -194,11 +216,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 
-  const auth = new Authenticator(store, {
-    logger: logger.child("auth"),
-    // The write-only span token apps get (OTEL_* defaults) stands for an ingest identity.
-    extra: (secret) => (traces.isIngestToken(secret) ? TRACES_INGEST : undefined),
-  });
+  const auth = new Authenticator(store, { logger: logger.child("auth") });
   await auth.start();
   const tls = options.tls ? await ensureApiTls(join(dataDir, "tls"), options.host ?? "127.0.0.1") : undefined;
   // The control plane calls itself too (its /metrics scrape): it trusts the CA it holds the key of.
@@ -243,6 +261,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     traces,
     logs,
+    ingestTokens,
     secrets,
     close: async () => {
       auth.stop();
@@ -260,14 +279,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 }
-
-/** The shared traces ingest token's principal: writes spans, nothing else. */
-const TRACES_INGEST: Principal = {
-  token: { id: "traces", name: "traces ingest token", kind: "ingest", createdAt: "1970-01-01T00:00:00.000Z" },
-  label: "the traces ingest token",
-  admin: false,
-  roles: new Map(),
-};
 
 /** Machines' protocol writes: telemetry, not changes people make. */
 const UNAUDITED: ReadonlySet<Permission> = new Set<Permission>([
@@ -299,6 +310,46 @@ declare module "fastify" {
   }
 }
 
+/**
+ * Requests Node's HTTP parser refuses (headers over 16 KiB, malformed lines, a
+ * slow sender) get the same JSON `{code, message}` as every other error.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "too_large", "the request's headers (the URL and query included) are over 16 KiB"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "invalid", "the request took too long to arrive"]
+        : [400, "invalid", `malformed HTTP request (${err.code ?? "unknown"})`];
+  const body = JSON.stringify({ code, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/**
+ * Ajv coerces `?limit=1e309` to Infinity and lets it through integer and
+ * maximum checks; no query or path number may be infinite.
+ */
+async function finiteNumbers(req: FastifyRequest): Promise<void> {
+  for (const [where, values] of [
+    ["querystring", req.query],
+    ["params", req.params],
+  ] as const) {
+    for (const [key, value] of Object.entries((values ?? {}) as Record<string, unknown>)) {
+      if ([value].flat().some((v) => typeof v === "number" && !Number.isFinite(v))) {
+        throw new HerdError("invalid", `invalid request: ${where}.${key} must be a finite number`, [
+          { field: `${where}.${key}`, message: "must be a finite number" },
+        ]);
+      }
+    }
+  }
+}
+
 /** The Fastify app: auth, errors, OpenAPI and the routes under /api/v1. */
 export function buildApi(
   deps: ApiDeps,
@@ -310,7 +361,11 @@ export function buildApi(
     ...(https ? { https: { cert: https.cert, key: https.key } } : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false } },
+    ajv: {
+      // strictNumbers: a JSON 1e309 (Infinity) is not a number; see finiteNumbers for query strings.
+      customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false, strictNumbers: true },
+    },
+    clientErrorHandler: answerClientError,
   });
   app.addContentTypeParser(
     ["application/gzip", "application/x-gzip", "application/octet-stream"],
@@ -379,6 +434,7 @@ export function buildApi(
     }
     req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
   });
+  app.addHook("preHandler", finiteNumbers);
   // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
   app.addHook("onSend", async (req, reply, payload) => {
     const verb = verbOf(req.method);

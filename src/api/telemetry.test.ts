@@ -22,6 +22,8 @@ const dir = mkdtempSync(join(tmpdir(), "herd-telemetry-api-"));
 
 before(async () => {
   server = await startServer({
+    // Test receivers, targets and collectors listen on 127.0.0.1.
+    allowFetch: ["127.0.0.0/8"],
     dataDir: dir,
     port: 0,
     logger: silentLogger,
@@ -92,8 +94,16 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
     heartbeat([{ ...status, state: "healthy", usage: { cpuSeconds: 1.25, memoryBytes: 50_000_000 } }], stats),
   );
   assert.equal(res.status, 200);
-  // The reply carries the write-only span token for the instances' OTEL defaults.
-  assert.equal((res.body as HeartbeatReply).traces?.ingestToken, server.traces.ingestToken);
+  // The reply carries the instance's tenant's write-only ingest token for its OTEL defaults.
+  const tokens = (res.body as HeartbeatReply).ingestTokens ?? {};
+  assert.deepEqual(Object.keys(tokens), [inst.tenant]);
+  assert.match(tokens[inst.tenant] as string, /^herd_/);
+  const again = await call(
+    "POST",
+    "/nodes/n1/heartbeat",
+    heartbeat([{ ...status, state: "healthy", usage: { cpuSeconds: 1.25, memoryBytes: 50_000_000 } }], stats),
+  );
+  assert.equal((again.body as HeartbeatReply).ingestTokens?.[inst.tenant], tokens[inst.tenant], "kept");
 
   const text = await waitFor("the instance's usage in /metrics", async () => {
     const t = await (await fetch(`${server.url}/metrics`)).text();

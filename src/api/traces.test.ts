@@ -13,10 +13,13 @@ import { gzipSync } from "node:zlib";
 import { silentLogger } from "../common/log.ts";
 import { toOtlpJson } from "../observe/traces/otlp.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
+import { createToken } from "./auth.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;
+/** The default tenant's ingest token, as the agent hands it to the tenant's instances. */
+let ingestToken: string;
 const dir = mkdtempSync(join(tmpdir(), "herd-api-traces-"));
 const forwarded: unknown[] = [];
 const receiver = createServer(async (req, res) => {
@@ -30,12 +33,15 @@ before(async () => {
   await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
   const port = (receiver.address() as AddressInfo).port;
   server = await startServer({
+    // Test receivers, targets and collectors listen on 127.0.0.1.
+    allowFetch: ["127.0.0.0/8"],
     dataDir: dir,
     port: 0,
     logger: silentLogger,
     // The test writes the queue itself (flush()), so nothing depends on timing.
     traces: { flushMs: 0, maxQueueSpans: 50, forwardUrl: `http://127.0.0.1:${port}/v1/traces` },
   });
+  ingestToken = (await createToken(server.store, { name: "test", kind: "ingest", tenant: "default" })).secret;
 });
 after(async () => {
   await server.close();
@@ -123,7 +129,7 @@ test("Zipkin v2 JSON in (gzip, with the ingest token), found by search", async (
     ]),
   );
   const res = await call("POST", ZIPKIN, body, {
-    authorization: `Bearer ${server.traces.ingestToken}`,
+    authorization: `Bearer ${ingestToken}`,
     "content-encoding": "gzip",
   });
   assert.equal(res.status, 202);
@@ -135,7 +141,7 @@ test("Zipkin v2 JSON in (gzip, with the ingest token), found by search", async (
   assert.equal((await call("GET", "/traces/00000000000000aa")).body.spans, 1);
   // A body that is not what its content-encoding says: 400 saying so.
   const garbled = await call("POST", ZIPKIN, Buffer.from("not gzip"), {
-    authorization: `Bearer ${server.traces.ingestToken}`,
+    authorization: `Bearer ${ingestToken}`,
     "content-encoding": "gzip",
   });
   assert.equal(garbled.status, 400);
@@ -146,7 +152,7 @@ test("Zipkin v2 JSON in (gzip, with the ingest token), found by search", async (
 });
 
 test("the ingest token sends spans and reads nothing", async () => {
-  const ingest = { authorization: `Bearer ${server.traces.ingestToken}` };
+  const ingest = { authorization: `Bearer ${ingestToken}` };
   assert.equal((await call("GET", "/traces", undefined, ingest)).status, 403);
   assert.equal((await call("GET", "/apps", undefined, ingest)).status, 403);
   assert.equal((await call("POST", OTLP, {}, { authorization: "Bearer nope" })).status, 401);
@@ -254,7 +260,7 @@ test("the map and Top-N endpoints read the window", async () => {
 
 test("the gateway's span batches: 202 with a gateway's credential, read back as spans; a bad field is a 400 naming it", async () => {
   const ingest = { authorization: `Bearer ${server.adminToken}` };
-  const apps = { authorization: `Bearer ${server.traces.ingestToken}` };
+  const apps = { authorization: `Bearer ${ingestToken}` };
   const traceId = `${Math.floor(Date.now() / 1000).toString(16)}${"0".repeat(23)}1`;
   const batch = {
     series: [["shop.test/", "default", "shop", "web"]],

@@ -13,6 +13,7 @@ import { parsePortRange } from "../agent/ports.ts";
 import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { runAgent as runAgentDaemon } from "../daemons/agent.ts";
 import { stopPlatform } from "../daemons/down.ts";
 import { runGateway as runGatewayDaemon } from "../daemons/gateway.ts";
@@ -32,13 +33,22 @@ const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [
 (oldest dropped first), and also send them to an OTLP/HTTP endpoint.
 Logs: [--logs-retention 7d] [--logs-max-size 256Mi] keep instance lines and
 events this long and at most this much (oldest dropped first; the disk's last
-256 MiB are never used).`;
+256 MiB are never used).
+Queries: [--query-timeout 30s] [--query-concurrency N] [--query-max-samples 10000000]
+PromQL through the API runs in N worker threads (default 2 to 4 by CPU count), at
+most --query-timeout each, loading at most --query-max-samples (docs/telemetry-tenancy.md).`;
+
+const FETCH_HELP = `--allow-fetch 127.0.0.0/8,10.0.0.0/8 (repeatable) lets alert webhooks,
+registered scrape targets, trace forwarding and route JWKS URLs reach these
+internal addresses; by default herd fetches no loopback, private, link-local
+or other internal address (docs/security-hardening.md).`;
 
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
@@ -65,15 +75,19 @@ The agent and the gateway use credentials of their own (DIR/credentials), not
 the admin token. --tls serves the API over HTTPS with a certificate signed by
 a CA made in DIR/tls (ca-cert.pem: give it to agents and gateways with --ca);
 off by default (docs/nodes-and-credentials.md).
+Route JWKS files are read only from --jwks-dir (default DIR/jwks).
+${FETCH_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--allow-fetch CIDR[,CIDR]...]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\`);
 gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
+${FETCH_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
@@ -95,7 +109,8 @@ ports come from; agents sharing one machine each need their own.
 at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
-                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--reuse-port] [--drain-timeout 10s]
+                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
+                    [--reuse-port] [--drain-timeout 10s]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
@@ -104,7 +119,9 @@ process. It reports the config version it serves to the control plane
 (\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
 --token or HERD_TOKEN: a gateway credential (\`herd tokens create gw1 --kind
 gateway\`). --ca FILE (or HERD_CA): the CA that signed an https server's
-certificate. GET /metrics on
+certificate. Route JWKS files are read only from --jwks-dir (default
+DIR/jwks); ${FETCH_HELP}
+GET /metrics on
 --metrics-host:--metrics-port serves Prometheus metrics summed over all workers
 (default 9180, or a free port when 9180 is taken; 0 picks a free port; off
 turns it off). The address is printed at start. It records a span of every
@@ -206,10 +223,14 @@ export async function runUp(argv: string[]): Promise<number> {
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
+    ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
+    ...FETCH_FLAGS,
+    "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  const allowFetch = allowFetchOf(v);
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   return runUpDaemon({
     dataDir,
@@ -227,6 +248,7 @@ export async function runUp(argv: string[]): Promise<number> {
       alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
       logs: logsOptionsFromFlags(v),
       tls: v.tls === true,
+      allowFetch,
     },
     gateway: {
       port: gatewayPort,
@@ -240,6 +262,8 @@ export async function runUp(argv: string[]): Promise<number> {
       // Checked (and the development certificate made) before anything starts.
       https: await httpsSettings(v, dataDir, true),
       traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
+      allowFetch,
+      jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
     },
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),
@@ -262,10 +286,13 @@ export async function runServer(argv: string[]): Promise<number> {
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
     "alert-interval": { type: "string", default: "15s" },
+    ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
     tls: { type: "boolean" },
+    ...FETCH_FLAGS,
   });
   if (!v) return 0;
+  const allowFetch = allowFetchOf(v);
   return runServerDaemon({
     dataDir: resolve(v.data as string),
     port: portOf(v.port, "port"),
@@ -281,6 +308,7 @@ export async function runServer(argv: string[]): Promise<number> {
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
     tls: v.tls === true,
+    allowFetch,
   });
 }
 
@@ -338,7 +366,28 @@ const metricsOf = (v: Record<string, unknown>) => ({
     ),
   },
   scrapeIntervalMs: durationFlag(v["scrape-interval"], "scrape-interval", 1000),
+  query: {
+    timeoutMs: durationFlag(v["query-timeout"], "query-timeout", 1000),
+    ...(v["query-concurrency"] === undefined
+      ? {}
+      : { concurrency: wholeFlag(v["query-concurrency"], "query-concurrency", 64) }),
+    maxSamples: wholeFlag(v["query-max-samples"], "query-max-samples", 1e9),
+  },
 });
+
+const QUERY_FLAGS = {
+  "query-timeout": { type: "string", default: "30s" },
+  "query-concurrency": { type: "string" },
+  "query-max-samples": { type: "string", default: "10000000" },
+} as const;
+
+/** A whole number flag from 1 to `max`; a HerdError naming the flag otherwise. */
+function wholeFlag(value: unknown, name: string, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new HerdError("invalid", `--${name} must be a whole number from 1 to ${max}, got ${value}`);
+  return n;
+}
 
 /** One resource unit, from --unit-cpu and --unit-memory. */
 const unitOf = (v: Record<string, unknown>) => {
@@ -428,6 +477,8 @@ export async function runGateway(argv: string[]): Promise<number> {
     "reuse-port": { type: "boolean" },
     "drain-timeout": { type: "string", default: `${DEFAULT_DRAIN_MS / 1000}s` },
     ...HTTPS_FLAGS,
+    ...FETCH_FLAGS,
+    "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
   // Flag mistakes too are reported to a parent herd process (cluster-child.ts), so they are checked inside.
@@ -454,6 +505,8 @@ export async function runGateway(argv: string[]): Promise<number> {
       traceSample: sampleOf(v["trace-sample"], "trace-sample"),
       reusePort: Boolean(v["reuse-port"]),
       drainMs: durationFlag(v["drain-timeout"], "drain-timeout", 0),
+      allowFetch: allowFetchOf(v),
+      jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
     };
   });
 }
@@ -477,6 +530,12 @@ export async function runDown(argv: string[]): Promise<number> {
   );
   return 0;
 }
+
+/** `--allow-fetch`: internal ranges herd may fetch from (herd up, server, gateway). */
+const FETCH_FLAGS = { "allow-fetch": { type: "string", multiple: true } } as const;
+
+const allowFetchOf = (v: Record<string, unknown>): string[] =>
+  UrlGuard.parseAllowList((v["allow-fetch"] as string[] | undefined) ?? []);
 
 /** The flags both `herd up` and `herd gateway` take for HTTPS. */
 const HTTPS_FLAGS = {

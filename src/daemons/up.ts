@@ -45,6 +45,10 @@ export interface UpOptions {
     metricsPort?: number | "off";
     https?: HttpsSettings & { development: boolean };
     traceSample?: number;
+    /** Internal ranges route JWKS URLs may reach (`--allow-fetch`). */
+    allowFetch?: readonly string[];
+    /** The directory route JWKS files are read from (`--jwks-dir`). */
+    jwksDir?: string;
   };
   /** Deploy examples/hello on the first start. */
   example: boolean;
@@ -123,6 +127,8 @@ export async function runUp(options: UpOptions): Promise<number> {
         certificates: options.gateway.https.certificates,
       },
       traceSample: options.gateway.traceSample,
+      allowFetch: options.gateway.allowFetch,
+      jwksDir: options.gateway.jwksDir,
       logger,
     });
   } catch (err) {

@@ -12,17 +12,19 @@
  * and explained under `"_errors"`; the answer is 200 while one part succeeded,
  * else 504 (every part timed out) or 502, or the route's fallback.
  *
- *   client ─GET─► proxy.ts #onRequest ─(route.aggregate)─► sendAggregate
+ *   client ─GET─► chain.ts AGGREGATE stage ─► sendAggregate
  *                                                            ├─► part 1 ─► service A ┐ each: its timer,
  *                                                            └─► part 2 ─► service B ┘ its body limit
  *                           merged JSON ◄── finish() when the last part settles ◄─┘
  *
- * As in proxy.ts, handlers are module functions that find their state on the
+ * As in exchange.ts, handlers are module functions that find their state on the
  * emitter (or get it as the timer's argument), so no closures per request.
  */
 
 import http from "node:http";
-import { CONNECTION_FAILURES, type GatewayProxy, pickEndpoint, sendFallback, sendJson } from "./proxy.ts";
+import { CONNECTION_FAILURES, pickEndpoint } from "./pick.ts";
+import type { ProxyContext } from "./proxy-context.ts";
+import { sendFallback, sendJson } from "./replies.ts";
 import type { AggregatePart, Aggregation, Endpoint, RouteEntry } from "./route-table.ts";
 
 /** A part's body is cut at this size and the part fails as `too_large`. */
@@ -40,7 +42,7 @@ export interface PartError {
   status?: number;
 }
 
-/** Headers the gateway sets itself (proxy.ts's forwardedRequest) that every part gets. */
+/** Headers the gateway sets itself (forwarded.ts's forwardedRequest) that every part gets. */
 const GATEWAY_HEADERS = new Set([
   "host",
   "x-forwarded-for",
@@ -54,7 +56,7 @@ const GATEWAY_HEADERS = new Set([
 
 /** One client request answered by an aggregation. */
 class AggregateCall {
-  readonly proxy: GatewayProxy;
+  readonly proxy: ProxyContext;
   readonly route: RouteEntry;
   readonly aggregation: Aggregation;
   readonly req: http.IncomingMessage;
@@ -73,7 +75,7 @@ class AggregateCall {
   done = false;
 
   constructor(
-    proxy: GatewayProxy,
+    proxy: ProxyContext,
     route: RouteEntry,
     req: http.IncomingMessage,
     res: http.ServerResponse,
@@ -133,12 +135,12 @@ interface AggregateResponse extends http.ServerResponse {
 
 /**
  * Answers a request that matched an aggregation route. `forwarded` is the
- * header list proxy.ts built for an upstream (X-Forwarded-*, the new
+ * header list forwarded.ts built for an upstream (X-Forwarded-*, the new
  * traceparent); the parts get its gateway-set headers and the client headers
  * the aggregation names, nothing else (no Accept-Encoding: bodies are merged).
  */
 export function sendAggregate(
-  proxy: GatewayProxy,
+  proxy: ProxyContext,
   route: RouteEntry,
   req: http.IncomingMessage,
   res: http.ServerResponse,
@@ -169,7 +171,7 @@ export function sendAggregate(
   }
 }
 
-/** Admits a part as #onRequest admits a request (breaker, shedding, an instance), then sends it. */
+/** Admits a part as the chain admits a request (breaker, shedding, an instance), then sends it. */
 function startPart(pc: PartCall): void {
   const { call, part } = pc;
   const { backend } = part;
@@ -303,7 +305,7 @@ function onPartError(this: PartRequest, err: NodeJS.ErrnoException): void {
   recordOutcome(pc, false);
   const { backend } = pc.part;
   const failed = pc.endpoint!;
-  // As in proxy.ts: a GET that never reached an instance gets one more try elsewhere, within the budget.
+  // As in exchange.ts: a GET that never reached an instance gets one more try elsewhere, within the budget.
   if (
     pc.attempts === 1 &&
     CONNECTION_FAILURES.has(err.code ?? "") &&

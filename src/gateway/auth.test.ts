@@ -3,16 +3,18 @@
 // expired tokens, X-Consumer-Name, and per-consumer rate limits.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
-import { silentLogger } from "../common/log.ts";
+import { createLogger, silentLogger } from "../common/log.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import type { Route } from "../model/manifest.ts";
 import type { Consumer } from "../model/objects.ts";
+import { RemoteJwks } from "./jwks.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable, type RouteObjects, type RouteTable } from "./route-table.ts";
 import {
@@ -82,14 +84,26 @@ const CONSUMERS = (): Consumer[] => [
   testConsumer("mallory", ["other-tenant-key"], [], "other"),
 ];
 
-function table(routes: Array<Partial<Route> & { host: string }>, previous?: RouteTable): RouteTable {
+/** The test's JWKS server is on 127.0.0.1: allowed here, as `--allow-fetch 127.0.0.0/8` would. */
+const LOCAL_FETCH = new UrlGuard({ allow: ["127.0.0.0/8"] });
+
+function table(
+  routes: Array<Partial<Route> & { host: string }>,
+  previous?: RouteTable,
+  fetching: { guard?: UrlGuard; jwksDir?: string } = { guard: LOCAL_FETCH, jwksDir: dir },
+): RouteTable {
   const objects: RouteObjects = {
     services: [testService("default", "shop", "web", routes)],
     instances: [testInstance("w", { app: "shop", service: "web" }, "local", upstream.port)],
     nodes: [testNode("local", "127.0.0.1")],
     consumers: CONSUMERS(),
   };
-  return buildRouteTable(objects, 1, { previous, logger: silentLogger, jwks: { cooldownMs: 1000 } });
+  return buildRouteTable(objects, 1, {
+    previous,
+    logger: silentLogger,
+    jwks: { cooldownMs: 1000 },
+    ...fetching,
+  });
 }
 
 function echoed(r: { body: string }): { url: string; headers: Record<string, string> } {
@@ -373,4 +387,69 @@ test("rateLimit per consumer: one bucket each; requests without a consumer are l
   assert.equal((await as("bob-key-1")).status, 429);
   const open = () => request(port, "open.test", "/").then((r) => r.status);
   assert.deepEqual([await open(), await open(), await open()], [200, 200, 429]);
+});
+
+test("JWKS files: only inside the JWKS directory; a problem never quotes the file", () => {
+  const jwt = (file: string) => ({ jwt: { jwks: { file }, claim: "sub", hideCredentials: false } });
+  const outside = mkdtempSync(join(tmpdir(), "herd-auth-outside-"));
+  try {
+    const secret = join(outside, "secret.json");
+    writeFileSync(secret, "TOP-SECRET-LINE not json");
+    const problemsOf = (file: string, jwksDir: string | null = dir) =>
+      table([{ host: "shop.test", auth: jwt(file) }], undefined, {
+        guard: LOCAL_FETCH,
+        jwksDir: jwksDir ?? undefined,
+      }).problems;
+
+    const away = problemsOf(secret);
+    assert.ok(
+      away.some((p) => /outside the gateway's JWKS directory/.test(p)),
+      away.join("; "),
+    );
+    // A link inside the directory to a file outside it is outside too.
+    const link = join(dir, "link.json");
+    symlinkSync(secret, link);
+    const linked = problemsOf(link);
+    assert.ok(
+      linked.some((p) => /link\.json.*outside/.test(p)),
+      linked.join("; "),
+    );
+    assert.ok(problemsOf(join(dir, "..", "x", "jwks.json")).some((p) => /cannot be read|outside/.test(p)));
+    // No directory configured: no file at all.
+    assert.ok(problemsOf(jwksFile, null).some((p) => /--jwks-dir/.test(p)));
+    // Inside, but not JSON: said, and the text is not repeated.
+    const bad = join(dir, "bad.json");
+    writeFileSync(bad, "TOP-SECRET-LINE not json");
+    const broken = problemsOf(bad);
+    assert.ok(
+      broken.some((p) => /bad\.json.*not JSON/.test(p)),
+      broken.join("; "),
+    );
+    for (const p of [...away, ...linked, ...broken]) assert.doesNotMatch(p, /TOP-SECRET/);
+  } finally {
+    rmSync(outside, { recursive: true, force: true });
+  }
+});
+
+test("a JWKS URL on loopback is not fetched unless allowed", async () => {
+  const spec = { jwt: { jwks: { url: jwksUrl }, claim: "sub", hideCredentials: false } };
+  const fetchesBefore = served.fetches;
+  proxy.table = table([{ host: "shop.test", auth: spec }], undefined, {
+    guard: new UrlGuard(),
+    jwksDir: dir,
+  });
+  const claims = { sub: "user-7", exp: inAMinute() };
+  const r = await request(port, "shop.test", "/", { headers: bearer(await rs256(idp.a, claims, "a")) });
+  assert.equal(r.status, 401);
+  assert.equal(served.fetches, fetchesBefore, "the JWKS server was never asked");
+  // The refusal is logged with its reason.
+  const lines: string[] = [];
+  const logger = createLogger("test", "warn", (line) => lines.push(line));
+  const remote = new RemoteJwks(jwksUrl, logger, {}, new UrlGuard());
+  await remote.key("a", Date.now());
+  assert.ok(
+    lines.some((l) => /127\.0\.0\.1 is a loopback address.*--allow-fetch/.test(l)),
+    lines.join("\n"),
+  );
+  assert.equal(served.fetches, fetchesBefore);
 });

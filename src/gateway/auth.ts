@@ -15,6 +15,7 @@
 import { createPublicKey, hash, type KeyObject } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Logger } from "../common/log.ts";
+import type { UrlGuard } from "../common/url-guard.ts";
 import type { AuthSpec } from "../model/manifest.ts";
 import type { Consumer } from "../model/objects.ts";
 import { FileJwks, type Jwks, type JwksTiming, RemoteJwks } from "./jwks.ts";
@@ -117,14 +118,8 @@ function jwtKey(
 }
 
 /** The JWKS for a route: from the previous table when the source is the same (a file only if unchanged). */
-function jwksFor(
-  spec: { file: string } | { url: string },
-  state: AuthState,
-  previous: AuthState | undefined,
-  logger: Logger | undefined,
-  timing: JwksTiming | undefined,
-  problems: string[],
-): Jwks | null {
+function jwksFor(spec: { file: string } | { url: string }, ctx: RouteAuthContext): Jwks | null {
+  const { state, previous, problems } = ctx;
   const id = "file" in spec ? `file:${spec.file}` : `url:${spec.url}`;
   const built = state.jwks.get(id);
   if (built !== undefined) return built;
@@ -132,13 +127,14 @@ function jwksFor(
   let jwks: Jwks;
   if ("file" in spec) {
     try {
-      jwks = FileJwks.load(spec.file, kept as FileJwks | undefined);
+      jwks = FileJwks.load(spec.file, ctx.jwksDir, kept as FileJwks | undefined);
     } catch (err) {
       problems.push(`JWKS file ${spec.file} cannot be used: ${(err as Error).message}`);
       return null;
     }
   } else {
-    const remote = (kept as RemoteJwks | undefined) ?? new RemoteJwks(spec.url, logger, timing);
+    const remote =
+      (kept as RemoteJwks | undefined) ?? new RemoteJwks(spec.url, ctx.logger, ctx.jwksTiming, ctx.guard);
     remote.prefetch(Date.now());
     jwks = remote;
   }
@@ -153,6 +149,10 @@ export interface RouteAuthContext {
   previous: AuthState | undefined;
   logger: Logger | undefined;
   jwksTiming: JwksTiming | undefined;
+  /** The only directory JWKS files are read from (null: none are). */
+  jwksDir: string | null;
+  /** Checks JWKS URLs (internal addresses, redirects, size). */
+  guard: UrlGuard | undefined;
   problems: string[];
 }
 
@@ -184,9 +184,7 @@ export class RouteAuth {
     this.hideApiKey = spec.apiKey?.hideCredentials ?? false;
     this.hideAuthorization = spec.jwt?.hideCredentials ?? false;
     this.#consumers = ctx.consumers.get(tenant) ?? EMPTY_INDEX;
-    this.#jwks = spec.jwt?.jwks
-      ? jwksFor(spec.jwt.jwks, ctx.state, ctx.previous, ctx.logger, ctx.jwksTiming, ctx.problems)
-      : null;
+    this.#jwks = spec.jwt?.jwks ? jwksFor(spec.jwt.jwks, ctx) : null;
     this.#issuer = spec.jwt?.issuer;
     this.#audience = spec.jwt?.audience;
     this.#claim = spec.jwt?.claim ?? "sub";

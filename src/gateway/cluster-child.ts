@@ -53,6 +53,10 @@ export interface GatewayChildOptions {
   detached?: boolean;
   /** The CA file the control plane's certificate is signed by (`--ca`), when it serves HTTPS. */
   ca?: string;
+  /** Internal ranges route JWKS URLs may reach (`--allow-fetch`). */
+  allowFetch?: readonly string[];
+  /** The directory route JWKS files are read from (`--jwks-dir`); unset: the gateway's default. */
+  jwksDir?: string;
 }
 
 /** A gateway running in a child process. */
@@ -93,6 +97,8 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       ...(options.traceSample === undefined ? [] : ["--trace-sample", String(options.traceSample)]),
       ...(options.reusePort ? ["--reuse-port"] : []),
       ...(options.ca === undefined ? [] : ["--ca", options.ca]),
+      ...(options.allowFetch?.length ? ["--allow-fetch", options.allowFetch.join(",")] : []),
+      ...(options.jwksDir === undefined ? [] : ["--jwks-dir", options.jwksDir]),
     ],
     {
       env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: options.detached ? "detached" : "1" },

@@ -24,7 +24,7 @@ import type {
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
 import { drainServers } from "./drain.ts";
-import { listeners, tracesFor } from "./gateway.ts";
+import { jwksSettings, listeners, tracesFor } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -46,6 +46,8 @@ const leases =
   settings.workers > 1
     ? new LeaseClient(settings.workers, (request: LeaseRequest) => process.send?.(request))
     : undefined;
+/** How route JWKS are fetched and read here: the same settings as the primary's. */
+const jwks = jwksSettings({ allowFetch: settings.allowFetch, jwksDir: settings.jwksDir, dataDir: "" });
 let listenStarted = false;
 /** The instances the primary's probes found down; applied to every table built here. */
 let down: ReadonlySet<string> = new Set();
@@ -69,6 +71,7 @@ process.on("message", (message: FromPrimary) => {
         share: 1 / Math.max(1, settings.workers),
         leases,
         logger,
+        ...jwks,
       });
       markDown(table, down);
       proxy.table = table;

@@ -39,6 +39,7 @@ import {
   type Gateway,
   type GatewayOptions,
   type HttpsSettings,
+  jwksSettings,
   reachableHost,
   reportOf,
 } from "./gateway.ts";
@@ -68,6 +69,9 @@ export interface WorkerSettings {
   traces?: { server: string; token: string; sample: number };
   /** Each worker binds its own socket with SO_REUSEPORT (a successor gateway can bind beside them). */
   reusePort?: boolean;
+  /** Route JWKS: internal ranges URLs may reach (`--allow-fetch`), the JWKS directory (`--jwks-dir`). */
+  allowFetch?: readonly string[];
+  jwksDir?: string;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -204,6 +208,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     token: options.token,
     dataDir: options.dataDir,
     logger,
+    build: jwksSettings(options),
     onTable: (next) => {
       table = next;
       prober.update(next);
@@ -270,6 +275,8 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     workers: options.workers,
     https,
+    allowFetch: options.allowFetch,
+    jwksDir: jwksSettings(options).jwksDir,
     ...((options.traceSample ?? 1) > 0
       ? { traces: { server: options.server, token: options.token, sample: options.traceSample ?? 1 } }
       : {}),

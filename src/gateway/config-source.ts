@@ -27,7 +27,13 @@ import type { Logger } from "../common/log.ts";
 import { GATEWAY_KINDS, type RouteObject } from "../model/live-config.ts";
 import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
-import { buildRouteTable, EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
+import {
+  type BuildOptions,
+  buildRouteTable,
+  EMPTY_TABLE,
+  type RouteObjects,
+  type RouteTable,
+} from "./route-table.ts";
 
 /** The kinds the gateway needs, as the `kinds` query parameter. */
 const KINDS_PARAM = GATEWAY_KINDS.join(",");
@@ -75,6 +81,8 @@ export interface ConfigSourceOptions {
   snapshotTimeoutMs?: number;
   /** Reconnect delays double from the first to the last. Default 100 ms and 5 s. */
   backoffMs?: { first: number; max: number };
+  /** How route JWKS are fetched and read (the URL guard, the JWKS directory). */
+  build?: Pick<BuildOptions, "guard" | "jwksDir">;
 }
 
 /** What the disk cache holds: the objects as the control plane stored them. */
@@ -405,7 +413,11 @@ export class ConfigSource {
     };
     let table: RouteTable;
     try {
-      table = buildRouteTable(objects, this.#revision, { previous: this.#table, logger: this.#logger });
+      table = buildRouteTable(objects, this.#revision, {
+        ...this.#options.build,
+        previous: this.#table,
+        logger: this.#logger,
+      });
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       if (this.#lastResult?.applied !== false || this.#lastResult.error !== error) {

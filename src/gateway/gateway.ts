@@ -6,8 +6,10 @@
 
 import type http from "node:http";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
@@ -47,6 +49,10 @@ export interface GatewayOptions {
   metricsPortOrFree?: boolean;
   /** Serve HTTPS too: on this port (0 picks a free one) with these certificates (the first is the default). */
   https?: HttpsSettings;
+  /** Internal addresses and CIDR ranges route JWKS URLs may reach (`--allow-fetch`); default none. */
+  allowFetch?: readonly string[];
+  /** The only directory route JWKS files are read from (`--jwks-dir`); default `<dataDir>/jwks`. */
+  jwksDir?: string;
   /**
    * Bind with SO_REUSEPORT, so a successor (an upgraded gateway) can bind the
    * same ports while this one still serves, and this one then drains.
@@ -58,8 +64,8 @@ export interface GatewayOptions {
 export interface CloseOptions {
   /**
    * Drain first for up to this long (drain.ts): stop accepting, let requests
-   * in flight finish with `Connection: close`, then cut what is left. 0 (the
-   * default): cut every connection at once.
+   * in flight finish, answer later ones with `Connection: close`, then cut
+   * what is left. 0 (the default): cut every connection at once.
    */
   drainMs?: number;
   /**
@@ -67,6 +73,17 @@ export interface CloseOptions {
    * successor with the same id serves on: its reports must not be undone.
    */
   goodbye?: boolean;
+}
+
+/** How this gateway's tables fetch and read route JWKS: the URL guard and the JWKS directory. */
+export function jwksSettings(options: Pick<GatewayOptions, "allowFetch" | "jwksDir" | "dataDir">): {
+  guard: UrlGuard;
+  jwksDir: string;
+} {
+  return {
+    guard: new UrlGuard({ allow: options.allowFetch }),
+    jwksDir: options.jwksDir ?? join(options.dataDir, "jwks"),
+  };
 }
 
 /** HTTPS beside HTTP: a port and certificate files, picked by SNI. */
@@ -121,6 +138,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       prober.update(table);
     },
     onResult: () => reporter?.changed(),
+    build: jwksSettings(options),
   });
   // Bad certificate files fail the start before anything listens.
   const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;

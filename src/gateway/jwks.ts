@@ -7,17 +7,28 @@
  *   request: kid known ──► key (if the keys are older than 5 min, a refresh starts in the background)
  *            kid unknown ─► a refetch, at most every 30 s; the request waits for it
  *                           (a key rotation is picked up on the first token signed with the new key)
+ *
+ * A file must be inside the gateway's JWKS directory (`--jwks-dir`, default
+ * `<data>/jwks/`; symbolic links are resolved first), and a URL is fetched
+ * through the URL guard (common/url-guard.ts: no internal address unless
+ * `--allow-fetch` allows it, no redirects, at most 1 MiB). No error quotes
+ * what a file or an answer contains: a route's problems are shown to whoever
+ * may read routes, and a file's text may be anything.
  */
 
 import { createPublicKey, type JsonWebKeyInput, type KeyObject } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
+import { isAbsolute, relative, sep } from "node:path";
 import type { Logger } from "../common/log.ts";
+import { UrlGuard } from "../common/url-guard.ts";
 
 /** Keys older than this are refreshed (in the background; the old ones serve meanwhile). */
 export const JWKS_MAX_AGE_MS = 5 * 60_000;
 /** An unknown `kid` refetches the set at most this often. */
 export const JWKS_COOLDOWN_MS = 30_000;
 const FETCH_TIMEOUT_MS = 5_000;
+/** A JWKS (file or answer) larger than this is refused: real ones are a few KiB. */
+export const JWKS_MAX_BYTES = 1024 * 1024;
 
 /** How long fetched keys stay fresh, and how often an unknown kid may refetch (defaults above). */
 export interface JwksTiming {
@@ -56,6 +67,29 @@ export function parseJwks(document: unknown): KeySet {
   return { byKid, only: all.length === 1 ? all[0] : null };
 }
 
+/** Parses a JWKS document's text; a parse error says what is wrong, never what the text was. */
+function parseJwksText(text: string): KeySet {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    throw new Error("is not JSON");
+  }
+  return parseJwks(document);
+}
+
+/** Whether `path` (real, absolute) is inside the directory `dir` (resolved to its real path). */
+function inside(path: string, dir: string): boolean {
+  let root: string;
+  try {
+    root = realpathSync(dir);
+  } catch {
+    throw new Error(`cannot be read: the gateway's JWKS directory ${dir} (--jwks-dir) does not exist`);
+  }
+  const rel = relative(root, path);
+  return rel !== "" && !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
+}
+
 /** A JWKS source: where a route's identity-provider keys come from. */
 export interface Jwks {
   /** What it reads, for messages. */
@@ -84,12 +118,26 @@ export class FileJwks implements Jwks {
     this.keys = keys;
   }
 
-  /** Reads `path`, or reuses `previous` when the file has not changed. Throws with what is wrong. */
-  static load(path: string, previous: FileJwks | undefined): FileJwks {
-    const mtimeMs = statSync(path).mtimeMs;
-    if (previous !== undefined && previous.mtimeMs === mtimeMs) return previous;
-    const keys = parseJwks(JSON.parse(readFileSync(path, "utf8")));
-    return new FileJwks(path, mtimeMs, keys);
+  /**
+   * Reads `path`, which must be inside `dir` (null: no directory is
+   * configured, so no file is read), or reuses `previous` when the file has
+   * not changed. Throws with what is wrong, never with the file's content.
+   */
+  static load(path: string, dir: string | null, previous: FileJwks | undefined): FileJwks {
+    if (dir === null)
+      throw new Error("JWKS files are read only from the gateway's --jwks-dir, and none is set");
+    let real: string;
+    try {
+      real = realpathSync(path);
+    } catch (err) {
+      throw new Error(`cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+    }
+    if (!inside(real, dir)) throw new Error(`is outside the gateway's JWKS directory ${dir} (--jwks-dir)`);
+    const stat = statSync(real);
+    if (!stat.isFile()) throw new Error("is not a file");
+    if (stat.size > JWKS_MAX_BYTES) throw new Error(`is larger than ${JWKS_MAX_BYTES} bytes`);
+    if (previous !== undefined && previous.mtimeMs === stat.mtimeMs) return previous;
+    return new FileJwks(path, stat.mtimeMs, parseJwksText(readFileSync(real, "utf8")));
   }
 
   key(kid: string | undefined): KeyObject | undefined {
@@ -110,8 +158,11 @@ export class RemoteJwks implements Jwks {
   #attemptAt = Number.NEGATIVE_INFINITY;
   #inflight: Promise<void> | null = null;
 
-  constructor(url: string, logger?: Logger, timing: JwksTiming = {}) {
+  readonly #guard: UrlGuard;
+
+  constructor(url: string, logger?: Logger, timing: JwksTiming = {}, guard: UrlGuard = new UrlGuard()) {
     this.source = url;
+    this.#guard = guard;
     this.#logger = logger;
     this.#maxAgeMs = timing.maxAgeMs ?? JWKS_MAX_AGE_MS;
     this.#cooldownMs = timing.cooldownMs ?? JWKS_COOLDOWN_MS;
@@ -138,12 +189,13 @@ export class RemoteJwks implements Jwks {
     this.#attemptAt = now;
     this.#inflight = (async () => {
       try {
-        const res = await fetch(this.source, {
+        const res = await this.#guard.fetch(this.source, {
           headers: { accept: "application/json" },
-          signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+          timeoutMs: FETCH_TIMEOUT_MS,
+          maxBytes: JWKS_MAX_BYTES,
         });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        this.#keys = parseJwks(await res.json());
+        if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+        this.#keys = parseJwksText(res.body.toString("utf8"));
         this.#fetchedAt = Date.now();
       } catch (err) {
         this.#logger?.warn("cannot fetch the JWKS; tokens signed with keys not seen yet are refused", {

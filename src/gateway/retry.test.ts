@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import { GatewayProxy, MAX_RETRY_BODY_BYTES } from "./proxy.ts";
+import { MAX_RETRY_BODY_BYTES } from "./exchange.ts";
+import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 import {
   closedPort,

@@ -8,6 +8,7 @@
  */
 
 import type { Logger } from "../common/log.ts";
+import type { UrlGuard } from "../common/url-guard.ts";
 import { checkRouteBody, effectiveTraffic, normalizeRoute, type RouteObject } from "../model/live-config.ts";
 import {
   type AggregateSpec,
@@ -29,6 +30,7 @@ import { OutlierDetector, UNREACHABLE_OUTLIER } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
 import { type Grant, KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
 import { type LeaseClient, LeasedLimit } from "./rate-lease.ts";
+import { compileStages } from "./stages.ts";
 
 /** One running instance that traffic for a service can go to. */
 export interface Endpoint {
@@ -224,6 +226,8 @@ export interface RouteEntry {
   /** Upstream timeouts set on the route (ms; absent: the proxy's defaults), or null. */
   readonly timeouts: RouteTimeouts | null;
   readonly backend: Backend;
+  /** The stages its requests pass, in order (stages.ts), compiled with the table. */
+  readonly stages: Uint8Array;
 }
 
 /** An aggregation route, resolved when the table is built: each part's backend and its request. */
@@ -400,6 +404,10 @@ export interface BuildOptions {
   logger?: Logger;
   /** JWKS cache timing (tests shorten it). */
   jwks?: JwksTiming;
+  /** The only directory route JWKS files may be in (unset: none may be read). */
+  jwksDir?: string;
+  /** Checks route JWKS URLs (default: no internal address allowed). */
+  guard?: UrlGuard;
 }
 
 /** What a request carries that routes match on. */
@@ -662,6 +670,8 @@ export function buildRouteTable(
       previous: options.previous?.auth,
       logger: options.logger,
       jwksTiming: options.jwks,
+      jwksDir: options.jwksDir ?? null,
+      guard: options.guard,
       problems,
     };
     return new RouteAuth(spec, tenant, authContext);
@@ -781,10 +791,15 @@ export function buildRouteTable(
             ? kept
             : new RouteLimit(route.rateLimit, share, `${key} ${id}`, options.leases ?? null);
       }
+      const cors = route.cors ? new Cors(route.cors) : null;
+      const auth = route.auth ? authFor(route.auth, service.tenant) : null;
+      const aggregate = route.aggregate
+        ? buildAggregation(route.aggregate, service, backends, problems)
+        : null;
       list.push({
         id,
         balance: route.balance ?? ROUND_ROBIN,
-        cors: route.cors ? new Cors(route.cors) : null,
+        cors,
         mirror: buildMirror(route.mirror, service, backends, problems),
         split: route.split
           ? buildSplit(backend, route.split.to, route.split.sticky, service, backends, problems)
@@ -797,8 +812,9 @@ export function buildRouteTable(
             }
           : null,
         limit,
-        auth: route.auth ? authFor(route.auth, service.tenant) : null,
-        aggregate: route.aggregate ? buildAggregation(route.aggregate, service, backends, problems) : null,
+        auth,
+        aggregate,
+        stages: compileStages({ cors, auth, limit, aggregate }),
         stats:
           previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
         timeouts: route.timeouts ?? null,

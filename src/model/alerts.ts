@@ -16,7 +16,9 @@ export const SEVERITIES = ["info", "warning", "critical"] as const;
 export type Severity = (typeof SEVERITIES)[number];
 export const COMPARISON_OPS = [">", ">=", "<", "<=", "==", "!="] as const;
 
+// additionalProperties: a key the pattern does not match is refused (TypeBox leaves it unchecked otherwise).
 const LabelMap = T.Record(T.String({ pattern: "^[a-zA-Z_][a-zA-Z0-9_]*$" }), T.String({ maxLength: 1024 }), {
+  additionalProperties: false,
   description: "label names are letters, digits and _",
 });
 
@@ -99,6 +101,7 @@ export type ReceiverBody = Static<typeof ReceiverBodySchema>;
 
 function LabelMapLoose() {
   return T.Record(T.String({ pattern: "^[A-Za-z0-9-]+$" }), T.String({ maxLength: 4096 }), {
+    additionalProperties: false,
     description: "HTTP header names and values",
   });
 }

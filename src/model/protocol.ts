@@ -96,11 +96,14 @@ export interface HeartbeatReply {
   /** Seconds between heartbeats the server expects. */
   intervalMs: number;
   /**
-   * Where instances send spans: the agent gives each instance OTEL_* defaults
-   * pointing at the control plane (as the agent reaches it) with this
-   * write-only ingest token. Absent: no trace defaults.
+   * Each tenant's write-only ingest token, `{tenant: secret}`, for the tenants
+   * of the instances listed: the agent gives each instance OTEL_* defaults
+   * pointing at the control plane (as the agent reaches it) with its own
+   * tenant's token. Absent for a tenant: no trace defaults. (It replaced
+   * `traces.ingestToken`, one token for every tenant: an older agent finds no
+   * `traces` and gives no defaults, rather than one tenant's token to all.)
    */
-  traces?: { ingestToken: string };
+  ingestTokens?: Record<string, string>;
 }
 
 export interface LogLine {

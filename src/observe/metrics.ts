@@ -3,17 +3,22 @@
  * API server's own exporter, started and stopped together.
  *
  *   scraper ──┐
- *   POST write ─► IngestQueue ─► Tsdb (<data>/metrics/) ◄── PromQL engine ◄── query API
+ *   POST write ─► IngestQueue ─► Tsdb (<data>/metrics/) ◄── PromQL engine ◄── alert rules
+ *                                        ▲ (read-only, own threads)
+ *                                 QueryPool workers ◄── query API
  *   maintenance timer ────────────┘   (flush, downsample, retention, size limit)
  */
 
 import { join } from "node:path";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "../common/log.ts";
+import type { UrlGuard } from "../common/url-guard.ts";
 import type { Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
+import { promqlPool } from "./promql/jobs.ts";
+import type { QueryLimits, QueryPool } from "./query-pool.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
 
@@ -30,6 +35,10 @@ export interface MetricsOptions {
   ingestQueuePoints?: number;
   /** How often retention, downsampling and the size limit run (default 60 s). */
   maintainEveryMs?: number;
+  /** Timeout, concurrency and sample limits of the query API (query-pool.ts). */
+  query?: QueryLimits;
+  /** Checks registered scrape targets' URLs (default: no internal address allowed). */
+  guard?: UrlGuard;
 }
 
 /** The store kind holding registered scrape targets. */
@@ -81,6 +90,8 @@ function stateGauges(registry: Registry, store: Store): void {
 export class Metrics {
   readonly tsdb: Tsdb;
   readonly queue: IngestQueue;
+  /** The query API's PromQL: worker threads with a timeout, a concurrency and a sample limit. */
+  readonly queries: QueryPool;
   readonly scraper: Scraper;
   readonly self = new ApiSelfMetrics();
   /** Nodes' and instances' figures from the heartbeats, exported beside `self`. */
@@ -100,7 +111,9 @@ export class Metrics {
     this.#store = options.store;
     this.#logger = options.logger;
     this.fleet = new FleetMetrics(options.store);
-    this.tsdb = new Tsdb({ ...options.storage, dir: join(options.dataDir, "metrics") });
+    const dir = join(options.dataDir, "metrics");
+    this.tsdb = new Tsdb({ ...options.storage, dir });
+    this.queries = promqlPool(dir, options.query);
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
     stateGauges(this.self.registry, options.store);
@@ -108,6 +121,7 @@ export class Metrics {
       tsdb: this.tsdb,
       targets: () => this.targets(),
       intervalMs: options.scrapeIntervalMs,
+      guard: options.guard,
       onError: (target, err, kind) =>
         kind === "scrape"
           ? this.#logger.debug("scrape failed", { target, err: err.message })
@@ -127,10 +141,13 @@ export class Metrics {
             labels: { component: "api" },
             honorLabels: true,
             createdAt: "",
+            trusted: true,
           },
         ]
       : [];
-    return [...own, ...(await this.discovered()), ...registered];
+    // What herd found itself may be on loopback or a private network; registered targets pass the guard.
+    const found = (await this.discovered()).map((t) => ({ ...t, trusted: true }));
+    return [...own, ...found, ...registered.map(({ trusted: _, ...t }) => t)];
   }
 
   start(): void {
@@ -148,6 +165,7 @@ export class Metrics {
   close(): void {
     this.scraper.stop();
     clearInterval(this.#maintainTimer);
+    void this.queries.close();
     this.tsdb.close();
   }
 }

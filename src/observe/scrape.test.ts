@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { UrlGuard } from "../common/url-guard.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb } from "./tsdb/tsdb.ts";
 
@@ -29,6 +30,8 @@ test("a scrape stores samples with job/instance and up; a bad body or a broken s
   const scraper = new Scraper({
     tsdb: db,
     targets: async () => [target],
+    // The test's target listens on 127.0.0.1.
+    guard: new UrlGuard({ allow: ["127.0.0.0/8"] }),
     onError: (_t, err, kind) => errors.push(`${kind}: ${err.message}`),
   });
 
@@ -60,4 +63,37 @@ test("a scrape stores samples with job/instance and up; a bad body or a broken s
     errors.some((e) => e.startsWith("store: storing the samples failed")),
     errors.join("\n"),
   );
+});
+
+test("a registered target on loopback is refused unless allowed; one herd found itself is scraped", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-scrape-"));
+  let asked = 0;
+  const server = createServer((_req, res) => {
+    asked++;
+    res.end("up_total 1\n");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const db = new Tsdb({ dir });
+  t.after(async () => {
+    db.close();
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+  const target: ScrapeTarget = { name: "mine", url, labels: {}, createdAt: "" };
+  const scraper = new Scraper({ tsdb: db, targets: async () => [] });
+  const refused = await scraper.scrape(target);
+  assert.equal(refused.health, "down");
+  assert.match(refused.lastError ?? "", /127\.0\.0\.1 is a loopback address.*--allow-fetch/);
+  assert.equal(asked, 0, "the target was never asked");
+  // Gateways' and agents' own metrics URLs (found from their reports) are trusted.
+  assert.equal((await scraper.scrape({ ...target, trusted: true })).health, "up");
+  assert.equal(asked, 1);
+  // Allowed, a registered one is scraped too.
+  const allowing = new Scraper({
+    tsdb: db,
+    targets: async () => [],
+    guard: new UrlGuard({ allow: ["127.0.0.1"] }),
+  });
+  assert.equal((await allowing.scrape(target)).health, "up");
 });

@@ -4,11 +4,18 @@
  *
  *   targets (herd's own + `scrape_target` objects in the store) ─► every interval: GET url ─► parseText ─► Tsdb.append
  *
+ * Registered targets are fetched through the URL guard (common/url-guard.ts:
+ * no internal address unless allowed, no redirects, a byte cap); the ones
+ * herd found itself (`trusted`: its API, gateways and agents that report a
+ * metrics URL) may be on loopback or a private network, and only skip the
+ * address check.
+ *
  * Every scrape also writes `up` (1 or 0), `scrape_duration_seconds` and
  * `scrape_samples_scraped` for the target, as Prometheus does, so a target
  * that stops answering shows as `up == 0`.
  */
 
+import { UrlGuard } from "../common/url-guard.ts";
 import type { Labels } from "./tsdb/labels.ts";
 import { parseText } from "./tsdb/text-format.ts";
 import type { Tsdb, WriteSeries } from "./tsdb/tsdb.ts";
@@ -29,6 +36,12 @@ export interface ScrapeTarget {
    */
   honorLabels?: boolean;
   createdAt: string;
+  /**
+   * Set only by herd, in memory, on targets it found itself (its API server,
+   * gateways' and agents' reported metrics URLs): their address is not checked
+   * against the URL guard's ranges. Never stored; registered targets never have it.
+   */
+  trusted?: boolean;
 }
 
 /** How the last scrape of a target went. */
@@ -53,6 +66,8 @@ export interface ScraperOptions {
   timeoutMs?: number;
   /** Largest body accepted from a target (16 MiB). */
   maxBytes?: number;
+  /** Checks registered targets' URLs (default: a guard that allows no internal address). */
+  guard?: UrlGuard;
   /** A target that failed (routine: "scrape") or the storage that failed ("store"). */
   onError?: (target: string, err: Error, kind: "scrape" | "store") => void;
 }
@@ -75,6 +90,9 @@ function withTargetLabels(scraped: Labels, base: Labels): Labels {
   return out;
 }
 
+/** For herd's own targets: any address, still no redirects and the byte cap. */
+const OWN_TARGETS = new UrlGuard({ allow: ["0.0.0.0/0", "::/0"] });
+
 export class Scraper {
   readonly #o: Required<Omit<ScraperOptions, "onError">> & Pick<ScraperOptions, "onError">;
   readonly #health = new Map<string, TargetHealth>();
@@ -90,6 +108,7 @@ export class Scraper {
       intervalMs,
       timeoutMs: Math.min(options.timeoutMs ?? 10_000, intervalMs),
       maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
+      guard: options.guard ?? new UrlGuard(),
     };
   }
 
@@ -134,15 +153,13 @@ export class Scraper {
     let series: WriteSeries[] = [];
     let error: string | null = null;
     try {
-      const res = await fetch(t.url, {
+      const res = await (t.trusted ? OWN_TARGETS : this.#o.guard).fetch(t.url, {
         headers: { accept: "text/plain;version=0.0.4;q=1,*/*;q=0.1" },
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
+        timeoutMs: this.#o.timeoutMs,
+        maxBytes: this.#o.maxBytes,
       });
       if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
-      const length = Number(res.headers.get("content-length") ?? 0);
-      if (length > this.#o.maxBytes) throw new Error(`body of ${length} bytes is over the limit`);
-      const text = await res.text();
-      if (text.length > this.#o.maxBytes) throw new Error(`body of ${text.length} bytes is over the limit`);
+      const text = res.body.toString("utf8");
       series = parseText(text).samples.map((s) => ({
         labels: t.honorLabels ? { ...base, ...s.labels } : withTargetLabels(s.labels, base),
         samples: [[s.timestamp ?? started, s.value]],

@@ -50,7 +50,13 @@ async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 60
 
 before(async () => {
   tools = await ensureDebianPackages({ prometheus: "prometheus", promtool: "prometheus" });
-  herd = await startServer({ dataDir: join(dir, "herd"), port: 0, logger: silentLogger });
+  // The test's targets listen on 127.0.0.1, as `herd server --allow-fetch 127.0.0.0/8` allows.
+  herd = await startServer({
+    dataDir: join(dir, "herd"),
+    port: 0,
+    logger: silentLogger,
+    allowFetch: ["127.0.0.0/8"],
+  });
   exporter = createServer((_req, res) => res.end("# TYPE e2e_widgets gauge\ne2e_widgets 7\n"));
   await new Promise<void>((r) => exporter.listen(0, "127.0.0.1", r));
 });

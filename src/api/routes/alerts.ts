@@ -29,7 +29,7 @@ import {
   type SilenceMatcher,
 } from "../../model/alerts.ts";
 import { DEFAULT_RULES } from "../../observe/alerts/defaults.ts";
-import type { ActiveAlert } from "../../observe/alerts/evaluator.ts";
+import { type ActiveAlert, MAX_RULES_PER_TENANT } from "../../observe/alerts/evaluator.ts";
 import { dropReceiverHeaders, sealReceiverHeaders } from "../../secrets/receiver-headers.ts";
 import { receiverScope } from "../../secrets/secret-store.ts";
 import type { StoredObject } from "../../store/store.ts";
@@ -178,9 +178,24 @@ export function alertRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const { name } = req.params as { name: string };
       const body = req.body as AlertRuleBody;
       fieldProblems(ruleProblems(body));
+      if (tenant === "default" && DEFAULT_RULES.some((r) => r.name === name) && !req.herd.principal.admin) {
+        throw new HerdError(
+          "forbidden",
+          `${name} is a built-in rule, which sees every tenant: only a platform admin replaces it`,
+        );
+      }
       const key = `${tenant}/${name}`;
       const current = await store.get<AlertRuleObject>("alert_rule", key);
       checkRevision(`rule ${name}`, q, current);
+      if (!current) {
+        const count = (await store.list<AlertRuleObject>("alert_rule", { prefix: `${tenant}/` })).items
+          .length;
+        if (count >= MAX_RULES_PER_TENANT) {
+          throw conflict(
+            `tenant ${tenant} has ${count} alert rules, the most a tenant may have (${MAX_RULES_PER_TENANT}): delete one or change an existing rule`,
+          );
+        }
+      }
       const now = new Date().toISOString();
       const value: AlertRuleObject = {
         ...body,

@@ -3,6 +3,7 @@
  * instances (ps) and logs.
  */
 
+import { open, rm } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
@@ -165,6 +166,14 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const existing = await store.get<App>("app", appKey(tenant, app));
       if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
       const { digest } = await deps.artifacts.put(req.body as Readable, maxUpload);
+      // Junk fails here, fast: no app, no deploy, no build, nothing kept.
+      const path = await deps.artifacts.path(digest);
+      if (!(await startsWithGzip(path))) {
+        await rm(path, { force: true });
+        throw new HerdError("invalid", "the deploy body is not a gzip tarball (herd deploy packs one)", [
+          { field: "body", message: "does not start with gzip's magic bytes" },
+        ]);
+      }
       if (!existing) await createApp(tenant, app);
       const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
       const deploy = await controllers.deploys.startDeploy(tenant, app, async (log) => {
@@ -390,6 +399,17 @@ function DeployParams() {
     properties: { app: AppParams.properties.app, id: { type: "string", pattern: "^[a-z0-9]{1,40}$" } },
     required: ["app", "id"],
   };
+}
+
+/** Whether a file starts as gzip does (1f 8b, deflate). */
+async function startsWithGzip(path: string): Promise<boolean> {
+  const file = await open(path, "r");
+  try {
+    const { bytesRead, buffer } = await file.read(Buffer.alloc(3), 0, 3, 0);
+    return bytesRead === 3 && buffer[0] === 0x1f && buffer[1] === 0x8b && buffer[2] === 0x08;
+  } finally {
+    await file.close();
+  }
 }
 
 /** Takes over the reply for an NDJSON stream; the signal aborts when the client goes. */

@@ -20,18 +20,15 @@ import type { Instance, Node } from "../../model/objects.ts";
 import { IngestBusyError, parseJsonWrite, parseTextWrite, WriteError } from "../../observe/ingest.ts";
 import type { Metrics } from "../../observe/metrics.ts";
 import { TARGET_KIND } from "../../observe/metrics.ts";
-import {
-  instantQuery,
-  QueryError,
-  type RangeSeries,
-  rangeQuery,
-  type Value,
-} from "../../observe/promql/engine.ts";
+import { QueryError, TooManySamplesError, typeOf } from "../../observe/promql/engine.ts";
+import type { PromqlJob } from "../../observe/promql/jobs.ts";
 import { type Expr, PromqlError, parseDuration, parsePromql } from "../../observe/promql/parser.ts";
+import { scopeToTenant, TENANT_LABEL, tenantMatchers } from "../../observe/promql/tenancy.ts";
+import { QueryBusyError, QueryTimeoutError } from "../../observe/query-pool.ts";
 import { type ScrapeTarget, targetLabels } from "../../observe/scrape.ts";
 import type { Labels, Matcher } from "../../observe/tsdb/labels.ts";
 import type { ApiDeps } from "../deps.ts";
-import { Name } from "../schemas.ts";
+import { Name, telemetryTenant } from "../schemas.ts";
 
 const TargetBody = T.Object(
   {
@@ -41,6 +38,7 @@ const TargetBody = T.Object(
     }),
     labels: T.Optional(
       T.Record(T.String({ pattern: "^[a-zA-Z_][a-zA-Z0-9_]*$" }), T.String(), {
+        additionalProperties: false,
         description: "added to every series scraped from it",
       }),
     ),
@@ -82,49 +80,41 @@ function parseStep(value: string | null): number {
   return ms;
 }
 
-/** How Prometheus writes a float in JSON: a string, with NaN and ±Inf spelled its way. */
-export function formatValue(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  return String(v);
-}
-
-function promResult(v: Value, t: number): unknown {
-  const sec = t / 1000;
-  switch (v.type) {
-    case "scalar":
-      return { resultType: "scalar", result: [sec, formatValue(v.value)] };
-    case "string":
-      return { resultType: "string", result: [sec, v.value] };
-    case "vector":
-      return {
-        resultType: "vector",
-        result: v.samples.map((s) => ({ metric: s.labels, value: [sec, formatValue(s.value)] })),
-      };
-    case "matrix":
-      return {
-        resultType: "matrix",
-        result: v.series.map((s) => ({
-          metric: s.labels,
-          values: s.ts.map((ts, i) => [ts / 1000, formatValue(s.values[i] as number)]),
-        })),
-      };
-  }
-}
-
-/** The matchers of each `match[]` selector. */
-function matchSelectors(params: URLSearchParams): Matcher[][] {
-  return params.getAll("match[]").map((m) => {
+/**
+ * The matchers of each `match[]` selector, limited to `tenant`'s series when
+ * there is one (then no `match[]` means all of the tenant's series).
+ */
+function matchSelectors(params: URLSearchParams, tenant: string | undefined): Matcher[][] {
+  const sets = params.getAll("match[]").map((m) => {
     const e: Expr = parsePromql(m);
     if (e.type !== "selector" || e.rangeMs !== undefined) {
       throw new PromBadData(`match[] must be a series selector such as up{job="api"}, got "${m}"`);
     }
-    return e.matchers;
+    return tenant === undefined ? e.matchers : tenantMatchers(e.matchers, tenant);
   });
+  if (sets.length === 0 && tenant !== undefined) sets.push(tenantMatchers([], tenant));
+  return sets;
 }
 
-/** Data already serialized (range answers are large: written by hand, without a tuple per point). */
+/** `?timeout=`: seconds or a duration like 10s (the server's limit caps it). */
+function parseTimeout(value: string | null): number | undefined {
+  if (value === null || value === "") return undefined;
+  const ms = /^\d+(\.\d+)?$/.test(value) ? Math.round(Number(value) * 1000) : parseDuration(value);
+  if (ms === undefined || ms <= 0) {
+    throw new PromBadData(`invalid parameter "timeout": cannot parse "${value}" to a valid duration`);
+  }
+  return ms;
+}
+
+/** The parsed query, with every selector limited to `tenant`'s series when there is one. */
+function scopedQuery(params: URLSearchParams, tenant: string | undefined): Expr {
+  const query = params.get("query");
+  if (!query) throw new PromBadData(`missing parameter "query"`);
+  const expr = parsePromql(query);
+  return tenant === undefined ? expr : scopeToTenant(expr, tenant);
+}
+
+/** Data already serialized by a query worker: the `data` member's JSON. */
 class RawJson {
   readonly json: string;
   constructor(json: string) {
@@ -132,45 +122,35 @@ class RawJson {
   }
 }
 
-/** `{"resultType":"matrix","result":[{"metric":{…},"values":[[sec,"v"],…]},…]}` */
-export function matrixJson(series: RangeSeries[]): string {
-  const parts: string[] = [];
-  // Every series steps through the same times: write each `[sec,"` once.
-  const prefixes = new Map<number, string>();
-  for (const s of series) {
-    let values = "";
-    for (let i = 0; i < s.ts.length; i++) {
-      const t = s.ts[i] as number;
-      let prefix = prefixes.get(t);
-      if (prefix === undefined) {
-        prefix = `[${t / 1000},"`;
-        prefixes.set(t, prefix);
-      }
-      const v = s.values[i] as number;
-      values += `${i === 0 ? "" : ","}${prefix}${Number.isFinite(v) ? v : formatValue(v)}"]`;
-    }
-    parts.push(`{"metric":${JSON.stringify(s.labels)},"values":[${values}]}`);
-  }
-  return `{"resultType":"matrix","result":[${parts.join(",")}]}`;
+/** A Prometheus API error: errorType/error for Prometheus clients, code/message for herd's. */
+function promError(reply: FastifyReply, status: number, errorType: string, code: string, message: string) {
+  return reply.code(status).send({ status: "error", errorType, error: message, code, message });
 }
 
 async function promHandler(reply: FastifyReply, answer: () => unknown): Promise<unknown> {
   try {
-    const data = answer();
+    const data = await answer();
     if (data instanceof RawJson) {
       return reply.type("application/json").send(`{"status":"success","data":${data.json}}`);
     }
     return { status: "success", data };
   } catch (err) {
+    const message = (err as Error).message;
+    // Statuses as Prometheus answers them: 422 for a query it could not execute, 503 for a timeout.
+    if (err instanceof TooManySamplesError) return promError(reply, 422, "execution", "invalid", message);
+    if (err instanceof QueryTimeoutError) return promError(reply, 503, "timeout", "unavailable", message);
+    if (err instanceof QueryBusyError) {
+      reply.header("retry-after", "1");
+      return promError(
+        reply,
+        err.status,
+        "unavailable",
+        err.status === 429 ? "too_many" : "unavailable",
+        message,
+      );
+    }
     if (err instanceof PromBadData || err instanceof PromqlError || err instanceof QueryError) {
-      // Prometheus clients read errorType/error; herd's own clients read code/message.
-      return reply.code(400).send({
-        status: "error",
-        errorType: "bad_data",
-        error: err.message,
-        code: "invalid",
-        message: err.message,
-      });
+      return promError(reply, 400, "bad_data", "invalid", message);
     }
     throw err;
   }
@@ -196,6 +176,11 @@ export function metricsRoutes(api: FastifyInstance, deps: ApiDeps): void {
   });
 }
 
+/**
+ * Points pushed with a tenant's credential (or by a platform admin naming a
+ * tenant) are that tenant's: the `tenant` label is set on every series,
+ * whatever the body said. A platform admin naming none writes as given.
+ */
 function writeRoutes(api: FastifyInstance, metrics: Metrics): void {
   api.post(
     "/metrics/write",
@@ -219,6 +204,10 @@ function writeRoutes(api: FastifyInstance, metrics: Metrics): void {
           ]);
         }
         throw err;
+      }
+      const tenant = telemetryTenant(req);
+      if (tenant !== undefined) {
+        batch = batch.map((series) => ({ ...series, labels: { ...series.labels, [TENANT_LABEL]: tenant } }));
       }
       try {
         const result = await metrics.queue.submit(batch);
@@ -244,6 +233,13 @@ function writeRoutes(api: FastifyInstance, metrics: Metrics): void {
       rawRetentionMs: metrics.tsdb.rawRetentionMs,
       downsampledRetentionMs: metrics.tsdb.downsampledRetentionMs,
       ingestQueue: { pending: metrics.queue.pending, capacity: metrics.queue.capacity },
+      queries: {
+        ...metrics.queries.load,
+        ...metrics.queries.counts,
+        concurrency: metrics.queries.concurrency,
+        timeoutMs: metrics.queries.timeoutMs,
+        maxSamples: metrics.queries.maxSamples,
+      },
     }),
   );
 }
@@ -300,7 +296,7 @@ function targetRoutes(api: FastifyInstance, deps: ApiDeps): void {
 }
 
 function promRoutes(api: FastifyInstance, metrics: Metrics): void {
-  const { tsdb } = metrics;
+  const { tsdb, queries } = metrics;
   const both = (
     path: string,
     summary: string,
@@ -309,32 +305,52 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
     api.get(`/prom/api/v1${path}`, { schema: { summary, tags: ["prometheus api"] } }, handler);
     api.post(`/prom/api/v1${path}`, { schema: { summary, tags: ["prometheus api"] } }, handler);
   };
-  both("/query", "PromQL instant query", async (req, reply) =>
-    promHandler(reply, () => {
-      const p = promParams(req);
-      const t = parseTime(p.get("time"), "time", Date.now());
-      const query = p.get("query");
-      if (!query) throw new PromBadData(`missing parameter "query"`);
-      return promResult(instantQuery(tsdb, query, t), t);
-    }),
+  /** Runs a query in the pool, as the tenant's (a platform admin's without one share a line). */
+  const run = async (p: URLSearchParams, job: PromqlJob, tenant: string | undefined) =>
+    new RawJson(await queries.run(job, tenant ?? "", parseTimeout(p.get("timeout"))));
+  both(
+    "/query",
+    "PromQL instant query (a tenant's series only, unless a platform admin names none)",
+    async (req, reply) =>
+      promHandler(reply, () => {
+        const p = promParams(req);
+        const tenant = telemetryTenant(req);
+        const time = parseTime(p.get("time"), "time", Date.now());
+        const expr = scopedQuery(p, tenant);
+        return run(p, { kind: "instant", expr, time, maxSamples: queries.maxSamples }, tenant);
+      }),
   );
-  both("/query_range", "PromQL range query", async (req, reply) =>
-    promHandler(reply, () => {
-      const p = promParams(req);
-      const start = parseTime(p.get("start"), "start");
-      const end = parseTime(p.get("end"), "end");
-      const step = parseStep(p.get("step"));
-      if (end < start)
-        throw new PromBadData(`invalid parameter "end": end timestamp must not be before start time`);
-      const query = p.get("query");
-      if (!query) throw new PromBadData(`missing parameter "query"`);
-      return new RawJson(matrixJson(rangeQuery(tsdb, query, start, end, step)));
-    }),
+  both(
+    "/query_range",
+    "PromQL range query (a tenant's series only, unless a platform admin names none)",
+    async (req, reply) =>
+      promHandler(reply, () => {
+        const p = promParams(req);
+        const tenant = telemetryTenant(req);
+        const start = parseTime(p.get("start"), "start");
+        const end = parseTime(p.get("end"), "end");
+        const step = parseStep(p.get("step"));
+        if (end < start)
+          throw new PromBadData(`invalid parameter "end": end timestamp must not be before start time`);
+        const expr = scopedQuery(p, tenant);
+        // Checked here too (the worker checks again), so a bad query costs no worker.
+        if ((end - start) / step > 11_000) {
+          throw new PromBadData(
+            "exceeded maximum resolution of 11,000 points per series: use a larger step or a shorter range",
+          );
+        }
+        const t0 = typeOf(expr);
+        if (t0 !== "vector" && t0 !== "scalar") {
+          throw new PromBadData(`a range query needs an instant vector or scalar expression, got ${t0}`);
+        }
+        return run(p, { kind: "range", expr, start, end, step, maxSamples: queries.maxSamples }, tenant);
+      }),
   );
   both("/series", "Series matching selectors", async (req, reply) =>
     promHandler(reply, () => {
-      const sets = matchSelectors(promParams(req));
-      if (sets.length === 0) throw new PromBadData("no match[] parameter provided");
+      const p = promParams(req);
+      if (p.getAll("match[]").length === 0) throw new PromBadData("no match[] parameter provided");
+      const sets = matchSelectors(p, telemetryTenant(req));
       const seen = new Map<number, Labels>();
       for (const m of sets) for (const s of tsdb.select(m)) seen.set(s.id, s.labels);
       return [...seen.values()];
@@ -342,7 +358,7 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
   );
   both("/labels", "Label names", async (req, reply) =>
     promHandler(reply, () => {
-      const sets = matchSelectors(promParams(req));
+      const sets = matchSelectors(promParams(req), telemetryTenant(req));
       if (sets.length === 0) return tsdb.labelNames();
       return [...new Set(sets.flatMap((m) => tsdb.labelNames(m)))].sort();
     }),
@@ -353,7 +369,7 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
     async (req, reply) =>
       promHandler(reply, () => {
         const { name } = req.params as { name: string };
-        const sets = matchSelectors(promParams(req));
+        const sets = matchSelectors(promParams(req), telemetryTenant(req));
         if (sets.length === 0) return tsdb.labelValues(name);
         return [...new Set(sets.flatMap((m) => tsdb.labelValues(name, m)))].sort();
       }),

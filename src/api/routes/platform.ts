@@ -101,8 +101,9 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const hb: Heartbeat = { ...body, ...(metricsUrl ? { metricsUrl } : {}) };
       const reply = await controllers.nodes.handleHeartbeat(name, hb);
       deps.metrics.fleet.record(name, hb);
-      // The write-only span token, for the OTEL_* defaults the agent gives instances.
-      return { ...reply, traces: { ingestToken: deps.traces.ingestToken } };
+      // Each tenant's write-only ingest token, for the OTEL_* defaults the agent gives its instances.
+      const tenants = reply.instances.map((i) => i.tenant);
+      return { ...reply, ingestTokens: await deps.ingestTokens.forTenants(tenants) };
     },
   );
 

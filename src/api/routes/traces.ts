@@ -8,19 +8,24 @@
  *   GET  /api/v1/traces?service=&route=&status=&minDuration=&since=&limit=
  *   GET  /api/v1/traces/:id   GET /api/v1/traces/map   GET /api/v1/traces/top   GET /api/v1/traces/stats
  *
- * Ingest takes the API bearer token or the ingest token (a write-only
- * secret in `<data>/traces/ingest-token`, the one to give apps).
+ * Ingest takes a token with telemetry:write: a tenant's ingest token (the
+ * one the agent gives its instances, see observe/ingest-tokens.ts) or a
+ * member's; the spans are stamped with that tenant. Reads show a tenant
+ * its own spans only (a platform admin naming no tenant sees all).
  */
 
 import type { Readable } from "node:stream";
 import { createGunzip, createInflate } from "node:zlib";
 import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance, FastifyReply } from "fastify";
-import { invalid, notFound } from "../../common/errors.ts";
-import { DependencyMapBuilder, TopBuilder, type TopBy, traceTree } from "../../observe/traces/analysis.ts";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { HerdError, invalid, notFound } from "../../common/errors.ts";
+import { QueryBusyError, QueryTimeoutError } from "../../observe/query-pool.ts";
+import type { TopBy } from "../../observe/traces/analysis.ts";
 import { parseGatewayBatch } from "../../observe/traces/gateway-batch.ts";
 import { parseOtlpTraces } from "../../observe/traces/otlp.ts";
 import { parseDurationMicros, type Span } from "../../observe/traces/span.ts";
+import type { TraceSearch } from "../../observe/traces/span-store.ts";
+import type { TraceJob } from "../../observe/traces/traces.ts";
 import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
 import type { ApiDeps } from "../deps.ts";
 import { OneOf, telemetryTenant } from "../schemas.ts";
@@ -121,8 +126,16 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
         message: `span ingest queue is full: ${count} spans refused, retry after ${wait}s`,
       });
   };
-  const acceptSpans = (reply: FastifyReply, spans: Span[], ok: () => unknown) =>
-    accept(reply, spans.length, traces.recordSpans(spans), ok);
+  /**
+   * Spans sent with a tenant's credential (an ingest token, a member's token,
+   * or a platform admin naming a tenant) are that tenant's, whatever their
+   * `herd.tenant` resource attribute says; a platform admin naming none sends them as they are.
+   */
+  const acceptSpans = (req: FastifyRequest, reply: FastifyReply, spans: Span[], ok: () => unknown) => {
+    const tenant = telemetryTenant(req);
+    if (tenant !== undefined) for (const s of spans) s.tenant = tenant;
+    return accept(reply, spans.length, traces.recordSpans(spans), ok);
+  };
 
   api.post(
     "/traces/otlp/v1/traces",
@@ -136,7 +149,7 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) =>
-      acceptSpans(reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
+      acceptSpans(req, reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
   );
 
   api.post(
@@ -148,7 +161,7 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
         tags: ["traces"],
       },
     },
-    async (req, reply) => acceptSpans(reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
+    async (req, reply) => acceptSpans(req, reply, parseZipkinSpans(req.body), () => reply.code(202).send()),
   );
 
   api.post(
@@ -169,6 +182,32 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
   );
 }
 
+/**
+ * Runs a trace query in a worker (observe/traces/query-worker.ts) and sends
+ * its JSON: 503 after the timeout or when too many queries wait (429 when it
+ * is the tenant's share of the line), with Retry-After.
+ */
+async function sendQuery(
+  reply: FastifyReply,
+  traces: ApiDeps["traces"],
+  job: TraceJob,
+  tenant: string | undefined,
+  ok: (json: string) => unknown = (json) => reply.type("application/json").send(json),
+): Promise<unknown> {
+  let json: string;
+  try {
+    json = await traces.queries.run(job, tenant ?? "");
+  } catch (err) {
+    if (err instanceof QueryTimeoutError) throw new HerdError("unavailable", err.message);
+    if (err instanceof QueryBusyError) {
+      reply.header("retry-after", "1");
+      throw new HerdError(err.status === 429 ? "too_many" : "unavailable", err.message);
+    }
+    throw err;
+  }
+  return ok(json);
+}
+
 /** Search, one trace, the dependency map, Top-N and the store's counters. */
 export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { traces } = deps;
@@ -183,7 +222,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: SearchQuery,
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query as {
         service?: string;
         route?: string;
@@ -197,7 +236,8 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       };
       const to = q.to ? Date.parse(q.to) * 1000 : nowMicros();
       const from = q.from ? Date.parse(q.from) * 1000 : to - durationParam(q.since, "since", 3600e6);
-      const items = traces.store.search({
+      const tenant = telemetryTenant(req);
+      const query: TraceSearch = {
         service: q.service,
         route: q.route,
         status: q.status,
@@ -206,9 +246,9 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         from,
         to,
         limit: q.limit ?? 20,
-        tenant: telemetryTenant(req),
-      });
-      return { items };
+        tenant,
+      };
+      return sendQuery(reply, traces, { kind: "search", query }, tenant);
     },
   );
 
@@ -221,16 +261,12 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: WindowQuery,
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query as { window?: string; tenant?: string };
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
-      const builder = new DependencyMapBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
-        parents: true,
-        tenant: telemetryTenant(req),
-      });
-      return { ...builder.result(from, to), sampledEvery: scanned.sampledEvery };
+      const tenant = telemetryTenant(req);
+      return sendQuery(reply, traces, { kind: "map", from, to, tenant }, tenant);
     },
   );
 
@@ -243,18 +279,13 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: WindowQuery,
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query as { window?: string; by?: TopBy; limit?: number; tenant?: string };
       const to = nowMicros();
       const from = to - durationParam(q.window, "window", 15 * 60e6);
-      const builder = new TopBuilder();
-      const scanned = traces.store.scan(from, to, (row) => builder.add(row), {
-        tenant: telemetryTenant(req),
-      });
-      return {
-        ...builder.result(from, to, q.by ?? "calls", q.limit ?? 10),
-        sampledEvery: scanned.sampledEvery,
-      };
+      const tenant = telemetryTenant(req);
+      const job: TraceJob = { kind: "top", from, to, by: q.by ?? "calls", limit: q.limit ?? 10, tenant };
+      return sendQuery(reply, traces, job, tenant);
     },
   );
 
@@ -273,12 +304,15 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
         params: TraceParams,
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const raw = (req.params as { id: string }).id.toLowerCase();
       const id = raw.length === 16 ? `0000000000000000${raw}` : raw;
-      const spans = traces.store.trace(id);
-      if (spans.length === 0) throw notFound(`no trace ${id} (it may be older than the retention)`);
-      return traceTree(id, spans);
+      const tenant = telemetryTenant(req);
+      // The worker keeps a tenant's own spans of the trace only; none at all is a 404.
+      return sendQuery(reply, traces, { kind: "trace", id, tenant }, tenant, (json) => {
+        if (json === "null") throw notFound(`no trace ${id} (it may be older than the retention)`);
+        return reply.type("application/json").send(json);
+      });
     },
   );
 }

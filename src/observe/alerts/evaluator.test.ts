@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { ManualClock } from "../../common/clock.ts";
 import { silentLogger } from "../../common/log.ts";
+import { UrlGuard } from "../../common/url-guard.ts";
 import { EventRecorder } from "../../controllers/events.ts";
 import type { AlertRule, AlertRuleObject, Receiver, Silence } from "../../model/alerts.ts";
 import { type App, type Event, type Release, releaseKey } from "../../model/objects.ts";
@@ -19,7 +20,12 @@ import { receiverHeaderValues } from "../../secrets/receiver-headers.ts";
 import { receiverScope, SecretStore } from "../../secrets/secret-store.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 import { Tsdb } from "../tsdb/tsdb.ts";
-import { AlertEvaluator, type AlertTransition, MAX_ALERTS_PER_RULE } from "./evaluator.ts";
+import {
+  AlertEvaluator,
+  type AlertTransition,
+  MAX_ALERTS_PER_RULE,
+  MAX_RULES_PER_TENANT,
+} from "./evaluator.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 
@@ -39,7 +45,15 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
       logger: silentLogger,
       stateFile: join(dir, "alerts", "state.json"),
       defaults,
-      notifier: { backoffMs: 30, maxBackoffMs: 100, tickMs: 10, maxAttempts: 3, timeoutMs: 1000 },
+      notifier: {
+        backoffMs: 30,
+        maxBackoffMs: 100,
+        tickMs: 10,
+        maxAttempts: 3,
+        timeoutMs: 1000,
+        // The test's receivers listen on 127.0.0.1.
+        guard: new UrlGuard({ allow: ["127.0.0.0/8"] }),
+      },
       receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
     });
   const evaluator = make();
@@ -51,9 +65,11 @@ function setup(t: { after(fn: () => void | Promise<void>): void }, defaults: Ale
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  /** Writes `temp{room}` = value at the clock's now. */
-  const write = (room: string, value: number) =>
-    tsdb.append([{ labels: { __name__: "temp", room }, samples: [[clock.now(), value]] }]);
+  /** Writes `temp{room}` (of a tenant, when given) = value at the clock's now. */
+  const write = (room: string, value: number, tenant?: string) =>
+    tsdb.append([
+      { labels: { __name__: "temp", room, ...(tenant ? { tenant } : {}) }, samples: [[clock.now(), value]] },
+    ]);
   const alertEvents = async () =>
     (await events.list({ limit: 1000 })).filter((e: Event) => e.reason.startsWith("Alert"));
   const restart = () => {
@@ -346,7 +362,7 @@ test("herd.yaml rules of the release an app serves are evaluated, labelled with 
   });
   await s.store.put("release", releaseKey("acme", "shop", 1), release(1, 100));
   await s.store.put("release", releaseKey("acme", "shop", 2), release(2, 20));
-  s.write("a", 25);
+  s.write("a", 25, "acme");
   await s.evaluator.evaluate();
   const [a] = s.evaluator.active("acme");
   assert.equal(a?.ruleKey, "app/acme/shop/warm");
@@ -357,9 +373,63 @@ test("herd.yaml rules of the release an app serves are evaluated, labelled with 
   // Rolled back to v1 (threshold 100): the alert resolves.
   await s.store.put("app", "acme/shop", { ...app, release: 1 });
   s.clock.advance(15_000);
-  s.write("a", 26);
+  s.write("a", 26, "acme");
   await s.evaluator.evaluate();
   assert.equal(s.evaluator.active().length, 0);
+});
+
+test("a tenant's rules see only the tenant's series; the default tenant's also the platform's, never another tenant's", async (t) => {
+  const s = setup(t);
+  const hot = { expr: "temp", op: ">" as const, threshold: 20 };
+  await s.store.put("alert_rule", "acme/hot", rule("hot", { ...hot, tenant: "acme" }));
+  await s.store.put("alert_rule", "default/hot", rule("hot", hot));
+  // Another tenant's series and a platform series (no tenant label) are hot; acme's is not.
+  s.write("a", 10, "acme");
+  s.write("b", 99, "evil");
+  s.write("c", 99);
+  // A rule naming another tenant still reads its own tenant's series only.
+  await s.store.put(
+    "alert_rule",
+    "acme/sneaky",
+    rule("sneaky", { expr: 'temp{tenant="evil"} or absent(temp{tenant="evil"})', tenant: "acme" }),
+  );
+  await s.evaluator.evaluate();
+  assert.deepEqual(
+    s.evaluator.active("acme").map((a) => [a.rule, a.labels.room, a.labels.tenant]),
+    [["sneaky", "a", "acme"]],
+  );
+  assert.deepEqual(
+    s.evaluator
+      .active("default")
+      .map((a) => a.labels.room)
+      .sort(),
+    ["c"],
+    "the default tenant's rule sees the platform's series, not tenant evil's",
+  );
+  s.clock.advance(15_000);
+  s.write("a", 25, "acme");
+  await s.evaluator.evaluate();
+  assert.deepEqual(
+    s.evaluator
+      .active("acme")
+      .filter((a) => a.rule === "hot" && a.ruleKey === "api/acme/hot")
+      .map((a) => a.labels.room),
+    ["a"],
+  );
+});
+
+test("past MAX_RULES_PER_TENANT a tenant's further rules are not evaluated, and say why", async (t) => {
+  const s = setup(t);
+  for (let i = 0; i <= MAX_RULES_PER_TENANT; i++) {
+    await s.store.put("alert_rule", `acme/r${String(i).padStart(3, "0")}`, rule(`r${i}`, { tenant: "acme" }));
+  }
+  s.write("a", 1, "acme");
+  await s.evaluator.evaluate();
+  assert.equal(s.evaluator.active("acme").length, MAX_RULES_PER_TENANT);
+  assert.match(
+    s.evaluator.health(`api/acme/r${MAX_RULES_PER_TENANT}`)?.lastError ?? "",
+    /not evaluated: tenant acme has more than 100 rules/,
+  );
 });
 
 test("a rule matching too many series makes at most MAX_ALERTS_PER_RULE alerts and says why", async (t) => {

@@ -41,6 +41,8 @@ import type { App, Release } from "../../model/objects.ts";
 import { releaseKey } from "../../model/objects.ts";
 import type { Store } from "../../store/store.ts";
 import { dropName, instantQuery, type Sample } from "../promql/engine.ts";
+import type { Expr } from "../promql/parser.ts";
+import { scopeToTenant } from "../promql/tenancy.ts";
 import { type Labels, labelsKey } from "../tsdb/labels.ts";
 import type { Tsdb } from "../tsdb/tsdb.ts";
 import { DEFAULT_RULES } from "./defaults.ts";
@@ -114,6 +116,27 @@ interface StateFile {
 const EXPIRED_SILENCE_KEPT_MS = 24 * 3600_000;
 /** Most alerts one rule makes; past it the rule's health says so. */
 export const MAX_ALERTS_PER_RULE = 500;
+/** Most rules a tenant may have (API and herd.yaml together); past it the API says 409 and the rest are not evaluated. */
+export const MAX_RULES_PER_TENANT = 100;
+/** The platform's tenant: a built-in rule replaced there (by a platform admin) still sees every tenant. */
+const PLATFORM_TENANT = "default";
+const BUILT_IN = new Set(DEFAULT_RULES.map((r) => r.name));
+
+/**
+ * What a rule evaluates: a tenant's rules see only the tenant's series (every
+ * selector gets `tenant="…"`); the `default` tenant's rules also see the
+ * platform's own series (no tenant label), never another tenant's; the
+ * built-ins, and a built-in replaced in `default` by a platform admin, see all.
+ */
+export function ruleQuery(rule: AlertRule): Expr {
+  const expr = ruleExpr(rule);
+  const platform =
+    rule.source === "default" ||
+    !rule.tenant ||
+    (rule.tenant === PLATFORM_TENANT && rule.source === "api" && BUILT_IN.has(rule.name));
+  if (platform) return expr;
+  return scopeToTenant(expr, rule.tenant as string, rule.tenant === PLATFORM_TENANT);
+}
 
 const ruleKeyOf = (r: AlertRule): string =>
   r.source === "default"
@@ -182,7 +205,7 @@ export class AlertEvaluator {
   }
 
   /** Every rule in force: built-ins (minus those replaced), API rules, herd.yaml rules of serving releases. */
-  async rules(): Promise<(AlertRule & { key: string })[]> {
+  async rules(): Promise<(AlertRule & { key: string; overLimit?: boolean })[]> {
     const { store } = this.#o;
     const api = (await store.list<AlertRuleObject>("alert_rule")).items.map((o) => o.value);
     const replaced = new Set(api.filter((r) => r.tenant === "default").map((r) => r.name));
@@ -214,7 +237,16 @@ export class AlertEvaluator {
       out.push(...cached.rules);
     }
     for (const k of this.#releaseRules.keys()) if (!seen.has(k)) this.#releaseRules.delete(k);
-    return out.filter((r) => !r.disabled).map((r) => ({ ...r, key: ruleKeyOf(r) }));
+    // A tenant's rules past the limit (API rules first, then herd.yaml in order) are kept but not evaluated.
+    const perTenant = new Map<string, number>();
+    return out
+      .filter((r) => !r.disabled)
+      .map((r) => {
+        if (r.source === "default" || !r.tenant) return { ...r, key: ruleKeyOf(r) };
+        const n = (perTenant.get(r.tenant) ?? 0) + 1;
+        perTenant.set(r.tenant, n);
+        return { ...r, key: ruleKeyOf(r), ...(n > MAX_RULES_PER_TENANT ? { overLimit: true } : {}) };
+      });
   }
 
   /** One evaluation round at the clock's now; rounds never overlap. */
@@ -249,7 +281,12 @@ export class AlertEvaluator {
       const started = Date.now();
       let samples: Sample[];
       try {
-        const v = instantQuery(this.#o.tsdb, ruleExpr(rule), now);
+        if (rule.overLimit) {
+          throw new Error(
+            `not evaluated: tenant ${rule.tenant} has more than ${MAX_RULES_PER_TENANT} rules (API and herd.yaml)`,
+          );
+        }
+        const v = instantQuery(this.#o.tsdb, ruleQuery(rule), now);
         samples =
           v.type === "vector" ? v.samples : v.type === "scalar" ? [{ labels: {}, value: v.value }] : [];
         this.#health.set(rule.key, {

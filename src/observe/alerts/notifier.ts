@@ -11,9 +11,15 @@
  * (`onChange`), so deliveries not made before a restart are made after it.
  * It holds no header values: a receiver's headers (secrets) are asked for
  * (`headers`) at each attempt and go only into the request.
+ *
+ * Every POST goes through the URL guard (common/url-guard.ts): a receiver on
+ * a loopback or private address is refused unless its range is allowed, a
+ * redirect is a failure, and at most 64 KiB of the answer is read.
  */
 
+import { HerdError } from "../../common/errors.ts";
 import { newId } from "../../common/ids.ts";
+import { UrlGuard } from "../../common/url-guard.ts";
 
 /** One POST waiting to be made. */
 export interface Delivery {
@@ -57,7 +63,12 @@ export interface NotifierOptions {
   onChange?: () => void;
   /** A receiver's headers with their values, decrypted for one attempt (default: none). */
   headers?: (receiver: string) => Promise<Record<string, string>>;
+  /** Checks receivers' URLs (default: no internal address allowed). */
+  guard?: UrlGuard;
 }
+
+/** Receivers' answers are read up to this size (they are not used; reading keeps the connection sane). */
+const MAX_ANSWER_BYTES = 64 * 1024;
 
 export class WebhookNotifier {
   readonly #o: Required<Omit<NotifierOptions, "onChange" | "headers">> &
@@ -78,6 +89,7 @@ export class WebhookNotifier {
       tickMs: options.tickMs ?? 250,
       onChange: options.onChange,
       headers: options.headers,
+      guard: options.guard ?? new UrlGuard(),
     };
   }
 
@@ -190,13 +202,13 @@ export class WebhookNotifier {
     let retry = true;
     try {
       const headers = (await this.#o.headers?.(d.receiver)) ?? {};
-      const res = await fetch(d.url, {
+      const res = await this.#o.guard.fetch(d.url, {
         method: "POST",
         headers: { "content-type": "application/json", "user-agent": "herd-alerts", ...headers },
         body: JSON.stringify(d.body),
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
+        timeoutMs: this.#o.timeoutMs,
+        maxBytes: MAX_ANSWER_BYTES,
       });
-      await res.arrayBuffer().catch(() => {});
       if (res.status >= 200 && res.status < 300) {
         this.#remove(d);
         const s = this.status(d.receiver);
@@ -209,6 +221,8 @@ export class WebhookNotifier {
     } catch (err) {
       error =
         (err as Error).name === "TimeoutError" ? `timed out after ${this.#o.timeoutMs} ms` : errorText(err);
+      // A refused address or redirect, or an oversized answer, stays so: trying again cannot help.
+      if (err instanceof HerdError) retry = false;
     }
     if (!this.#outbox.includes(d)) return; // forgotten meanwhile
     const giveUp = !retry || d.attempts >= this.#o.maxAttempts;
@@ -237,8 +251,9 @@ export class WebhookNotifier {
   }
 }
 
-/** fetch's "fetch failed" hides the reason (ECONNREFUSED…) in `cause`. */
+/** The reason in a word when there is one (ECONNREFUSED…); a refusal by the guard says itself. */
 function errorText(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  return e.cause?.code ?? e.cause?.message ?? e.message;
+  if (err instanceof HerdError) return err.message;
+  const e = err as Error & { code?: unknown; cause?: { code?: string; message?: string } };
+  return e.cause?.code ?? (typeof e.code === "string" && /^E[A-Z]+$/.test(e.code) ? e.code : e.message);
 }

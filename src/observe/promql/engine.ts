@@ -11,6 +11,10 @@
 
 import { type Labels, labelsKey, NAME } from "../tsdb/labels.ts";
 import type { Samples, Tsdb } from "../tsdb/tsdb.ts";
+
+/** What a query reads from: the Tsdb itself, or a TsdbReader in a query worker. */
+export type SeriesSource = Pick<Tsdb, "select" | "read">;
+
 import { type Expr, isComparison, PromqlError, parsePromql } from "./parser.ts";
 import { fastRange } from "./range-fast.ts";
 
@@ -39,6 +43,16 @@ export class QueryError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "QueryError";
+  }
+}
+
+/** Prometheus' words (its --query.max-samples), and the limit. */
+export class TooManySamplesError extends QueryError {
+  constructor(max: number) {
+    super(
+      `query processing would load too many samples into memory in query execution (more than ${max.toLocaleString("en-US")}): narrow the selectors or the range`,
+    );
+    this.name = "TooManySamplesError";
   }
 }
 
@@ -99,7 +113,7 @@ function upperBound(ts: number[], t: number): number {
 }
 
 /** Reads every selector's series once for [start, end] (plus its range, lookback and offset). */
-function load(db: Tsdb, expr: Expr, start: number, end: number, env: Env): void {
+function load(db: SeriesSource, expr: Expr, start: number, end: number, env: Env): void {
   switch (expr.type) {
     case "selector": {
       const back = expr.rangeMs ?? LOOKBACK_MS;
@@ -110,9 +124,7 @@ function load(db: Tsdb, expr: Expr, start: number, end: number, env: Env): void 
         const data = db.read(s.id, from, to);
         env.samples += data.ts.length;
         if (env.samples > env.maxSamples) {
-          throw new QueryError(
-            `query reads more than ${env.maxSamples.toLocaleString("en-US")} samples: narrow the selectors or the range`,
-          );
+          throw new TooManySamplesError(env.maxSamples);
         }
         loaded.push({ labels: s.labels, data });
       }
@@ -139,7 +151,12 @@ function load(db: Tsdb, expr: Expr, start: number, end: number, env: Env): void 
 }
 
 /** Evaluates at one instant `t` (ms). */
-export function instantQuery(db: Tsdb, query: string | Expr, t: number, options: QueryOptions = {}): Value {
+export function instantQuery(
+  db: SeriesSource,
+  query: string | Expr,
+  t: number,
+  options: QueryOptions = {},
+): Value {
   const expr = typeof query === "string" ? parsePromql(query) : query;
   const env: Env = { loaded: new Map(), samples: 0, maxSamples: options.maxSamples ?? MAX_QUERY_SAMPLES };
   load(db, expr, t, t, env);
@@ -152,7 +169,7 @@ export function instantQuery(db: Tsdb, query: string | Expr, t: number, options:
  * series (range-fast.ts); `stepwise` forces the general path (tests compare both).
  */
 export function rangeQuery(
-  db: Tsdb,
+  db: SeriesSource,
   query: string | Expr,
   start: number,
   end: number,

@@ -5,10 +5,14 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { UrlGuard } from "../../common/url-guard.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import { parseOtlpTraces } from "./otlp.ts";
 import type { Span } from "./span.ts";
 import { makeSpan } from "./testing.ts";
+
+/** The test's collectors listen on 127.0.0.1. */
+const LOCAL = new UrlGuard({ allow: ["127.0.0.0/8"] });
 
 /** A receiver that answers each request with the next status in `statuses` (then 200), keeping what it accepted. */
 async function receiver(statuses: number[]) {
@@ -43,6 +47,7 @@ test("spans are sent in batches; 503 and 429 are retried until accepted", async 
   const rx = await receiver([503, 429]);
   const fwd = new OtlpForwarder({
     url: rx.url,
+    guard: LOCAL,
     batchSpans: 4,
     retryBaseMs: 5,
     flushMs: 5,
@@ -80,7 +85,7 @@ test("spans are sent in batches; 503 and 429 are retried until accepted", async 
 
 test("a 400 is not retried; a down endpoint costs a bounded number of tries, then a count", async (t) => {
   const rx = await receiver([400]);
-  const fwd = new OtlpForwarder({ url: rx.url, retryBaseMs: 5, flushMs: 5 });
+  const fwd = new OtlpForwarder({ url: rx.url, retryBaseMs: 5, flushMs: 5, guard: LOCAL });
   t.after(() => rx.close());
   fwd.recordSpans(spans(3));
   await fwd.drain();
@@ -91,6 +96,7 @@ test("a 400 is not retried; a down endpoint costs a bounded number of tries, the
   // Nothing listens on this port any more.
   const down = new OtlpForwarder({
     url: rx.url,
+    guard: LOCAL,
     retryBaseMs: 5,
     flushMs: 5,
     maxAttempts: 3,

@@ -10,9 +10,15 @@
  *
  * The same class serves any process that must ship spans to herd itself
  * (e.g. the gateway): point it at herd's OTLP ingest URL.
+ *
+ * Posts go through the URL guard (common/url-guard.ts): a collector on a
+ * loopback or private address needs its range allowed (`--allow-fetch`);
+ * redirects are refused; answers are read up to 64 KiB.
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
+import { HerdError } from "../../common/errors.ts";
+import { UrlGuard } from "../../common/url-guard.ts";
 import { toOtlpJson } from "./otlp.ts";
 import type { Span, SpanSink } from "./span.ts";
 
@@ -33,7 +39,12 @@ export interface OtlpForwarderOptions {
   retryBaseMs?: number;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number;
+  /** Checks the URL (default: no internal address allowed). */
+  guard?: UrlGuard;
 }
+
+/** The collector's answers are read up to this size. */
+const MAX_ANSWER_BYTES = 64 * 1024;
 
 export interface ForwarderStats {
   sent: number;
@@ -54,6 +65,7 @@ export class OtlpForwarder implements SpanSink {
   readonly #maxAttempts: number;
   readonly #retryBaseMs: number;
   readonly #timeoutMs: number;
+  readonly #guard: UrlGuard;
   #pending: Span[] = [];
   #running: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -70,6 +82,7 @@ export class OtlpForwarder implements SpanSink {
     this.#maxAttempts = options.maxAttempts ?? 5;
     this.#retryBaseMs = options.retryBaseMs ?? 500;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#guard = options.guard ?? new UrlGuard();
   }
 
   /** Queues spans; always takes them, dropping the oldest past the bound. */
@@ -142,23 +155,26 @@ export class OtlpForwarder implements SpanSink {
     for (let attempt = 1; ; attempt++) {
       let retryAfterMs: number | undefined;
       try {
-        const res = await fetch(this.#url, {
+        const res = await this.#guard.fetch(this.#url, {
           method: "POST",
           headers: this.#headers,
           body,
-          signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#timeoutMs)]),
+          signal: this.#abort.signal,
+          timeoutMs: this.#timeoutMs,
+          maxBytes: MAX_ANSWER_BYTES,
         });
-        await res.arrayBuffer().catch(() => {});
-        if (res.ok) {
+        if (res.status >= 200 && res.status < 300) {
           this.#stats.sent += batch.length;
           return;
         }
         this.#stats.lastError = `${this.#url} answered ${res.status}`;
         if (res.status !== 429 && res.status !== 408 && res.status < 500) break;
-        const ra = Number(res.headers.get("retry-after"));
+        const ra = Number(res.headers["retry-after"]);
         if (ra > 0) retryAfterMs = Math.min(ra, 60) * 1000;
       } catch (err) {
         this.#stats.lastError = `${this.#url}: ${(err as Error).message}`;
+        // Refused by the guard (an internal address, a redirect): the same next time.
+        if (err instanceof HerdError) break;
       }
       if (attempt >= this.#maxAttempts || this.#abort.signal.aborted) break;
       this.#stats.retries++;

@@ -127,7 +127,7 @@ export class SpanStore implements SpanSink {
   readonly #maxQueueBytes: number;
   readonly #forward: SpanSink | undefined;
   readonly #insert: StatementSync;
-  readonly #byTrace: StatementSync;
+  readonly #reader: SpanReader;
   readonly #timer: NodeJS.Timeout | undefined;
   #queue: SpanColumns[][] = [];
   #queuedSpans = 0;
@@ -178,10 +178,7 @@ export class SpanStore implements SpanSink {
     this.#insert = this.#db.prepare(
       `INSERT OR IGNORE INTO spans (trace_key, ${COLUMNS}) VALUES (?, ${COLUMNS.replace(/\w+/g, "?")})`,
     );
-    this.#byTrace = this.#db.prepare(
-      `SELECT ${COLUMNS} FROM spans WHERE trace_key = ? AND trace_id = ? ORDER BY start, id`,
-    );
-    this.#byTrace.setReturnArrays(true);
+    this.#reader = new SpanReader(this.#db, () => this.#clock.now());
     const flushMs = options.flushMs ?? 100;
     if (flushMs > 0) {
       this.#timer = setInterval(() => this.flush(), flushMs);
@@ -304,110 +301,22 @@ export class SpanStore implements SpanSink {
 
   /** Traces with a span matching every filter, newest first. */
   search(q: TraceSearch): TraceSummary[] {
-    const to = q.to ?? this.#clock.now() * 1000;
-    const from = q.from ?? to - 3600e6;
-    const limit = q.limit ?? 20;
-    const where = ["start >= ?", "start <= ?"];
-    const args: (string | number)[] = [from, to];
-    if (q.service) {
-      where.push("service = ?");
-      args.push(q.service);
-    }
-    if (q.route) {
-      where.push("(route = ? OR name = ?)");
-      args.push(q.route, q.route);
-    }
-    if (q.status === "error") where.push("error = 1");
-    if (q.tenant) {
-      where.push("tenant = ?");
-      args.push(q.tenant);
-    }
-    if (q.minDuration !== undefined) {
-      where.push("duration >= ?");
-      args.push(q.minDuration);
-    }
-    const found: TraceSummary[] = [];
-    const seen = new Set<string>();
-    const stmt = this.#db.prepare(
-      `SELECT trace_id FROM spans WHERE ${where.join(" AND ")} ORDER BY start DESC`,
-    );
-    // Newest first, stopping at `limit` traces: a search reads only as far back as it needs.
-    for (const row of stmt.iterate(...args) as Iterable<{ trace_id: string }>) {
-      if (seen.has(row.trace_id)) continue;
-      seen.add(row.trace_id);
-      const summary = summarize(row.trace_id, this.trace(row.trace_id));
-      if (!summary || (q.status === "ok" && summary.errors > 0)) continue;
-      found.push(summary);
-      if (found.length >= limit) break;
-    }
-    return found;
+    return this.#reader.search(q);
   }
 
   /** Every stored span of one trace, by start time. */
   trace(traceId: string): Span[] {
-    const id = traceId.toLowerCase();
-    const rows = this.#byTrace.all(traceKey(id), id) as unknown as SpanColumns[];
-    return rows.map(spanFromColumns);
+    return this.#reader.trace(traceId);
   }
 
-  /**
-   * Calls `each` for the spans that started in [from, to) µs; with
-   * `parents`, each row also says its parent's service and whether a
-   * client span has a child in another service (both looked up by the trace
-   * index). A window holding more than `max` spans is sampled: every k-th
-   * span by arrival, each row weighing k, so the work stays bounded (about
-   * 10 µs a span) and rates stay estimates of the whole.
-   */
+  /** See SpanReader.scan. */
   scan(
     from: number,
     to: number,
     each: (row: SpanRow) => void,
     options: { parents?: boolean; max?: number; tenant?: string } = {},
   ): { spans: number; sampledEvery: number } {
-    const max = options.max ?? 200_000;
-    const { n: total } = this.#db
-      .prepare("SELECT COUNT(*) AS n FROM spans WHERE start >= ? AND start < ?")
-      .get(from, to) as { n: number };
-    const stride = Math.max(1, Math.ceil(Number(total) / max));
-    const args: (string | number)[] = [from, to];
-    let sample = stride > 1 ? ` AND c.id % ${stride} = 0` : "";
-    if (options.tenant) {
-      sample += " AND c.tenant = ?";
-      args.push(options.tenant);
-    }
-    const stmt = this.#db.prepare(
-      options.parents
-        ? `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
-             p.service AS parent_service,
-             CASE WHEN c.peer IS NOT NULL THEN EXISTS (
-               SELECT 1 FROM spans x WHERE x.trace_key = c.trace_key AND x.trace_id = c.trace_id
-                 AND x.parent_id = c.span_id AND x.service != c.service) ELSE 0 END AS called_through
-           FROM spans c LEFT JOIN spans p
-             ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id
-           WHERE c.start >= ? AND c.start < ?${sample}`
-        : `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
-             NULL AS parent_service, 0 AS called_through
-           FROM spans c WHERE c.start >= ? AND c.start < ?${sample}`,
-    );
-    let n = 0;
-    for (const r of stmt.iterate(...args) as Iterable<ScanRow>) {
-      n++;
-      each({
-        traceId: r.trace_id,
-        spanId: r.span_id,
-        parentId: r.parent_id,
-        service: r.service,
-        route: r.route,
-        peer: r.peer,
-        kind: SPAN_KINDS[r.kind] ?? "unspecified",
-        duration: r.duration,
-        error: r.error === 1,
-        parentService: r.parent_service,
-        calledThrough: r.called_through === 1,
-        weight: stride,
-      });
-    }
-    return { spans: n, sampledEvery: stride };
+    return this.#reader.scan(from, to, each, options);
   }
 
   stats(): SpanStoreStats {
@@ -580,4 +489,145 @@ export function summarize(traceId: string, spans: readonly Span[]): TraceSummary
     errors,
     services: [...services].sort(),
   };
+}
+
+/**
+ * The queries of spans.db: on the writer's connection (SpanStore), or on a
+ * read-only one in a query worker (query-worker.ts), so a search or a map of
+ * a busy hour does not hold the API's event loop.
+ */
+export class SpanReader {
+  readonly #db: DatabaseSync;
+  readonly #byTrace: StatementSync;
+  /** ms since the epoch. */
+  readonly #now: () => number;
+
+  constructor(db: DatabaseSync, now: () => number) {
+    this.#db = db;
+    this.#now = now;
+    this.#byTrace = this.#db.prepare(
+      `SELECT ${COLUMNS} FROM spans WHERE trace_key = ? AND trace_id = ? ORDER BY start, id`,
+    );
+    this.#byTrace.setReturnArrays(true);
+  }
+
+  /** `<dir>/spans.db` opened read-only (the SpanStore made and migrated it). */
+  static open(dir: string, now: () => number): SpanReader {
+    const db = new DatabaseSync(join(dir, "spans.db"), { readOnly: true });
+    db.exec("PRAGMA busy_timeout = 5000");
+    return new SpanReader(db, now);
+  }
+
+  /** Traces with a span matching every filter, newest first. */
+  search(q: TraceSearch): TraceSummary[] {
+    const to = q.to ?? this.#now() * 1000;
+    const from = q.from ?? to - 3600e6;
+    const limit = q.limit ?? 20;
+    const where = ["start >= ?", "start <= ?"];
+    const args: (string | number)[] = [from, to];
+    if (q.service) {
+      where.push("service = ?");
+      args.push(q.service);
+    }
+    if (q.route) {
+      where.push("(route = ? OR name = ?)");
+      args.push(q.route, q.route);
+    }
+    if (q.status === "error") where.push("error = 1");
+    if (q.tenant) {
+      where.push("tenant = ?");
+      args.push(q.tenant);
+    }
+    if (q.minDuration !== undefined) {
+      where.push("duration >= ?");
+      args.push(q.minDuration);
+    }
+    const found: TraceSummary[] = [];
+    const seen = new Set<string>();
+    const stmt = this.#db.prepare(
+      `SELECT trace_id FROM spans WHERE ${where.join(" AND ")} ORDER BY start DESC`,
+    );
+    // Newest first, stopping at `limit` traces: a search reads only as far back as it needs.
+    for (const row of stmt.iterate(...args) as Iterable<{ trace_id: string }>) {
+      if (seen.has(row.trace_id)) continue;
+      seen.add(row.trace_id);
+      const spans = this.trace(row.trace_id);
+      // A tenant's search sums up its own spans of each trace only.
+      const summary = summarize(row.trace_id, q.tenant ? spans.filter((s) => s.tenant === q.tenant) : spans);
+      if (!summary || (q.status === "ok" && summary.errors > 0)) continue;
+      found.push(summary);
+      if (found.length >= limit) break;
+    }
+    return found;
+  }
+
+  /** Every stored span of one trace, by start time. */
+  trace(traceId: string): Span[] {
+    const id = traceId.toLowerCase();
+    const rows = this.#byTrace.all(traceKey(id), id) as unknown as SpanColumns[];
+    return rows.map(spanFromColumns);
+  }
+
+  /**
+   * Calls `each` for the spans that started in [from, to) µs; with
+   * `parents`, each row also says its parent's service and whether a
+   * client span has a child in another service (both looked up by the trace
+   * index). A window holding more than `max` spans is sampled: every k-th
+   * span by arrival, each row weighing k, so the work stays bounded (about
+   * 10 µs a span) and rates stay estimates of the whole.
+   */
+  scan(
+    from: number,
+    to: number,
+    each: (row: SpanRow) => void,
+    options: { parents?: boolean; max?: number; tenant?: string } = {},
+  ): { spans: number; sampledEvery: number } {
+    const max = options.max ?? 200_000;
+    const { n: total } = this.#db
+      .prepare("SELECT COUNT(*) AS n FROM spans WHERE start >= ? AND start < ?")
+      .get(from, to) as { n: number };
+    const stride = Math.max(1, Math.ceil(Number(total) / max));
+    const args: (string | number)[] = [from, to];
+    let sample = stride > 1 ? ` AND c.id % ${stride} = 0` : "";
+    // A tenant's scan joins only its own parents and children too: another tenant's service names stay hidden.
+    const own = options.tenant ? " AND p.tenant = c.tenant" : "";
+    const ownChild = options.tenant ? " AND x.tenant = c.tenant" : "";
+    if (options.tenant) {
+      sample += " AND c.tenant = ?";
+      args.push(options.tenant);
+    }
+    const stmt = this.#db.prepare(
+      options.parents
+        ? `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
+             p.service AS parent_service,
+             CASE WHEN c.peer IS NOT NULL THEN EXISTS (
+               SELECT 1 FROM spans x WHERE x.trace_key = c.trace_key AND x.trace_id = c.trace_id
+                 AND x.parent_id = c.span_id AND x.service != c.service${ownChild}) ELSE 0 END AS called_through
+           FROM spans c LEFT JOIN spans p
+             ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id${own}
+           WHERE c.start >= ? AND c.start < ?${sample}`
+        : `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
+             NULL AS parent_service, 0 AS called_through
+           FROM spans c WHERE c.start >= ? AND c.start < ?${sample}`,
+    );
+    let n = 0;
+    for (const r of stmt.iterate(...args) as Iterable<ScanRow>) {
+      n++;
+      each({
+        traceId: r.trace_id,
+        spanId: r.span_id,
+        parentId: r.parent_id,
+        service: r.service,
+        route: r.route,
+        peer: r.peer,
+        kind: SPAN_KINDS[r.kind] ?? "unspecified",
+        duration: r.duration,
+        error: r.error === 1,
+        parentService: r.parent_service,
+        calledThrough: r.called_through === 1,
+        weight: stride,
+      });
+    }
+    return { spans: n, sampledEvery: stride };
+  }
 }

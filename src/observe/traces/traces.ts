@@ -1,18 +1,20 @@
 /**
  * The traces part of the control plane: the span store, the optional OTLP
- * forwarder and the ingest token, opened together from the data dir.
+ * forwarder and the query workers, opened together from the data dir.
  *
- *   <data>/traces/spans.db      the spans (SpanStore)
- *   <data>/traces/ingest-token  a secret that may only send spans (mode 0600)
+ *   <data>/traces/spans.db      the spans (SpanStore; read by query-worker.ts threads)
+ *
+ * Apps send spans with their tenant's ingest token (api/ingest-tokens.ts).
  */
 
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync } from "node:fs";
 import type { Clock } from "../../common/clock.ts";
+import type { UrlGuard } from "../../common/url-guard.ts";
+import { type QueryLimits, QueryPool } from "../query-pool.ts";
+import type { TopBy } from "./analysis.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import type { Span, SpanSink } from "./span.ts";
-import { SpanStore, type SpanStoreOptions } from "./span-store.ts";
+import { SpanStore, type SpanStoreOptions, type TraceSearch } from "./span-store.ts";
 
 /** Settings of `herd server` for traces. */
 export interface TracesOptions {
@@ -24,24 +26,37 @@ export interface TracesOptions {
   forwardUrl?: string;
   /** Headers for the forward endpoint. */
   forwardHeaders?: Record<string, string>;
+  /** Checks the forward URL's address (default: no internal address allowed). */
+  forwardGuard?: UrlGuard;
   /** Ingest queue bounds (see SpanStoreOptions). */
   maxQueueSpans?: number;
   maxQueueBytes?: number;
   /** See SpanStoreOptions.flushMs. */
   flushMs?: number;
+  /** Timeout and concurrency of trace queries (search, trace, map, Top-N). */
+  query?: QueryLimits;
 }
+
+/** A trace query for a worker (query-worker.ts); times in µs; `tenant` limits it to one tenant's spans. */
+export type TraceJob =
+  | { kind: "search"; query: TraceSearch }
+  | { kind: "trace"; id: string; tenant?: string }
+  | { kind: "map"; from: number; to: number; tenant?: string }
+  | { kind: "top"; from: number; to: number; by: TopBy; limit: number; tenant?: string };
 
 export class Traces implements SpanSink {
   readonly store: SpanStore;
   readonly forwarder: OtlpForwarder | undefined;
-  /** The secret in `ingest-token`: accepted by the ingest endpoints only. */
-  readonly ingestToken: string;
-  readonly ingestTokenFile: string;
-
+  /** Where the API's trace queries run, off its event loop. */
+  readonly queries: QueryPool;
   constructor(dir: string, clock: Clock, options: TracesOptions = {}) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.forwarder = options.forwardUrl
-      ? new OtlpForwarder({ url: options.forwardUrl, headers: options.forwardHeaders })
+      ? new OtlpForwarder({
+          url: options.forwardUrl,
+          headers: options.forwardHeaders,
+          guard: options.forwardGuard,
+        })
       : undefined;
     const storeOptions: SpanStoreOptions = {
       dir,
@@ -54,13 +69,7 @@ export class Traces implements SpanSink {
       forward: this.forwarder,
     };
     this.store = new SpanStore(storeOptions);
-    this.ingestTokenFile = join(dir, "ingest-token");
-    if (existsSync(this.ingestTokenFile))
-      this.ingestToken = readFileSync(this.ingestTokenFile, "utf8").trim();
-    else {
-      this.ingestToken = `herd_ingest_${randomBytes(24).toString("base64url")}`;
-      writeFileSync(this.ingestTokenFile, `${this.ingestToken}\n`, { mode: 0o600 });
-    }
+    this.queries = new QueryPool(new URL("./query-worker.ts", import.meta.url), { dir }, options.query);
   }
 
   /** The in-process sink (the gateway's spans): false when the ingest queue is full. */
@@ -68,14 +77,8 @@ export class Traces implements SpanSink {
     return this.store.recordSpans(spans);
   }
 
-  /** Whether `secret` is the ingest token (constant time). */
-  isIngestToken(secret: string): boolean {
-    const a = Buffer.from(secret);
-    const b = Buffer.from(this.ingestToken);
-    return a.length === b.length && timingSafeEqual(a, b);
-  }
-
   async close(): Promise<void> {
+    await this.queries.close();
     this.store.close();
     await this.forwarder?.close();
   }

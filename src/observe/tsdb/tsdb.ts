@@ -87,7 +87,7 @@ export interface TsdbStats {
   oldest: number | null;
 }
 
-interface Head {
+export interface Head {
   ts: number[];
   values: number[];
 }
@@ -182,12 +182,8 @@ export class Tsdb {
       insertSeries: this.#db.prepare("INSERT INTO series (key, labels) VALUES (?, ?) RETURNING id"),
       insertHead: this.#db.prepare("INSERT INTO head (series, ts, v) VALUES (?, ?, ?)"),
       insertChunk: this.#db.prepare("INSERT INTO chunks (series, mint, maxt, data) VALUES (?, ?, ?, ?)"),
-      readChunks: this.#db.prepare(
-        "SELECT data FROM chunks WHERE series = ? AND mint >= ? AND mint <= ? AND maxt >= ? ORDER BY mint",
-      ),
-      readDown: this.#db.prepare(
-        "SELECT ts, last FROM down WHERE series = ? AND ts >= ? AND ts <= ? ORDER BY ts",
-      ),
+      readChunks: this.#db.prepare(READ_CHUNKS_SQL),
+      readDown: this.#db.prepare(READ_DOWN_SQL),
     };
     const meta = this.#db.prepare("SELECT v FROM meta WHERE k = 'raw_from'").get() as
       | { v: number }
@@ -339,16 +335,7 @@ export class Tsdb {
 
   /** Series whose labels match every matcher. */
   select(matchers: Matcher[]): SeriesRef[] {
-    const nameEq = matchers.find((m) => m.name === NAME && m.op === "=");
-    const candidates: Iterable<MemSeries> = nameEq
-      ? (this.#byName.get(nameEq.value) ?? [])
-      : this.#byId.values();
-    const tests = matchers.filter((m) => m !== nameEq).map(compileMatcher);
-    const out: SeriesRef[] = [];
-    for (const s of candidates) {
-      if (tests.every((t) => t(s.labels))) out.push({ id: s.id, labels: s.labels });
-    }
-    return out;
+    return selectSeries(this.#byName, this.#byId, matchers);
   }
 
   /**
@@ -356,48 +343,7 @@ export class Tsdb {
    * the points are 1-minute aggregates (their last value, at the minute's start).
    */
   read(id: number, from: number, to: number): Samples {
-    const out: Samples = { ts: [], values: [] };
-    if (from < this.#rawFrom) {
-      for (const row of this.#st.readDown.iterate(id, from, Math.min(to, this.#rawFrom - 1))) {
-        const r = row as { ts: number; last: number | null };
-        out.ts.push(r.ts);
-        out.values.push(r.last ?? Number.NaN);
-      }
-    }
-    const rawFrom = Math.max(from, this.#rawFrom);
-    if (rawFrom > to) return out;
-    const firstWindow = Math.floor(rawFrom / CHUNK_WINDOW_MS) * CHUNK_WINDOW_MS;
-    const rows = this.#st.readChunks.all(id, firstWindow, to, rawFrom) as unknown as [Uint8Array][];
-    for (const row of rows) {
-      const { ts, values } = decodeChunk(row[0]);
-      const n = ts.length;
-      if (n > 0 && (ts[0] as number) >= rawFrom && (ts[n - 1] as number) <= to) {
-        // The whole chunk is in range (the usual case): no per-sample checks.
-        for (let i = 0; i < n; i++) {
-          out.ts.push(ts[i] as number);
-          out.values.push(values[i] as number);
-        }
-        continue;
-      }
-      for (let i = 0; i < n; i++) {
-        const t = ts[i] as number;
-        if (t < rawFrom) continue;
-        if (t > to) break;
-        out.ts.push(t);
-        out.values.push(values[i] as number);
-      }
-    }
-    const h = this.#byId.get(id)?.head;
-    if (h) {
-      for (let i = 0; i < h.ts.length; i++) {
-        const t = h.ts[i] as number;
-        if (t < rawFrom) continue;
-        if (t > to) break;
-        out.ts.push(t);
-        out.values.push(h.values[i] as number);
-      }
-    }
-    return out;
+    return readSamples(this.#st, this.#rawFrom, this.#byId.get(id)?.head, id, from, to);
   }
 
   /** Label names in use (of series matching, when matchers are given). */
@@ -606,4 +552,85 @@ export class Tsdb {
   close(): void {
     this.#db.close();
   }
+}
+
+/** The statements a read needs (prepared on the writer's connection or a reader's). */
+export interface ReadStatements {
+  readChunks: StatementSync;
+  readDown: StatementSync;
+}
+
+export const READ_CHUNKS_SQL =
+  "SELECT data FROM chunks WHERE series = ? AND mint >= ? AND mint <= ? AND maxt >= ? ORDER BY mint";
+export const READ_DOWN_SQL = "SELECT ts, last FROM down WHERE series = ? AND ts >= ? AND ts <= ? ORDER BY ts";
+
+/** Series whose labels match every matcher, found through the by-name index when the name is given. */
+export function selectSeries(
+  byName: ReadonlyMap<string, readonly SeriesRef[]>,
+  byId: ReadonlyMap<number, SeriesRef>,
+  matchers: Matcher[],
+): SeriesRef[] {
+  const nameEq = matchers.find((m) => m.name === NAME && m.op === "=");
+  const candidates: Iterable<SeriesRef> = nameEq ? (byName.get(nameEq.value) ?? []) : byId.values();
+  const tests = matchers.filter((m) => m !== nameEq).map(compileMatcher);
+  const out: SeriesRef[] = [];
+  for (const s of candidates) {
+    if (tests.every((t) => t(s.labels))) out.push({ id: s.id, labels: s.labels });
+  }
+  return out;
+}
+
+/**
+ * Samples of a series with from ≤ t ≤ to: aggregates before `rawFrom`,
+ * then chunks, then the head (samples not yet in chunks).
+ */
+export function readSamples(
+  st: ReadStatements,
+  rawFromEdge: number,
+  head: Head | undefined,
+  id: number,
+  from: number,
+  to: number,
+): Samples {
+  const out: Samples = { ts: [], values: [] };
+  if (from < rawFromEdge) {
+    for (const row of st.readDown.iterate(id, from, Math.min(to, rawFromEdge - 1))) {
+      const r = row as { ts: number; last: number | null };
+      out.ts.push(r.ts);
+      out.values.push(r.last ?? Number.NaN);
+    }
+  }
+  const rawFrom = Math.max(from, rawFromEdge);
+  if (rawFrom > to) return out;
+  const firstWindow = Math.floor(rawFrom / CHUNK_WINDOW_MS) * CHUNK_WINDOW_MS;
+  const rows = st.readChunks.all(id, firstWindow, to, rawFrom) as unknown as [Uint8Array][];
+  for (const row of rows) {
+    const { ts, values } = decodeChunk(row[0]);
+    const n = ts.length;
+    if (n > 0 && (ts[0] as number) >= rawFrom && (ts[n - 1] as number) <= to) {
+      // The whole chunk is in range (the usual case): no per-sample checks.
+      for (let i = 0; i < n; i++) {
+        out.ts.push(ts[i] as number);
+        out.values.push(values[i] as number);
+      }
+      continue;
+    }
+    for (let i = 0; i < n; i++) {
+      const t = ts[i] as number;
+      if (t < rawFrom) continue;
+      if (t > to) break;
+      out.ts.push(t);
+      out.values.push(values[i] as number);
+    }
+  }
+  if (head) {
+    for (let i = 0; i < head.ts.length; i++) {
+      const t = head.ts[i] as number;
+      if (t < rawFrom) continue;
+      if (t > to) break;
+      out.ts.push(t);
+      out.values.push(head.values[i] as number);
+    }
+  }
+  return out;
 }
