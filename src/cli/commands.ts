@@ -227,7 +227,7 @@ export const versionCommand: CommandSpec = {
 
 /** A subcommand that runs a platform role (platform.ts); it parses its own flags. */
 export interface PlatformCommand {
-  name: "up" | "server" | "agent" | "gateway";
+  name: "up" | "server" | "agent" | "gateway" | "down";
   summary: string;
 }
 
@@ -237,6 +237,7 @@ export const PLATFORM_COMMANDS: PlatformCommand[] = [
   { name: "server", summary: "Run the control plane (API, store, controllers)" },
   { name: "agent", summary: "Run a node agent: herd agent --server URL --name NAME --data DIR" },
   { name: "gateway", summary: "Run the gateway (reverse proxy to running instances)" },
+  { name: "down", summary: "Stop the platform of a data dir (gateway, apps), also when its herd up is gone" },
 ];
 
 /** The subcommands that work with apps, in help order. */

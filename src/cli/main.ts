@@ -2,7 +2,7 @@
  * The `herd` command: finds the subcommand, parses its flags, runs it, and
  * turns failures into `herd: <message>` on stderr (exit 1; usage mistakes exit 2).
  *
- *   argv ─► splitCommand ─► up/server/agent/gateway ─► platform.ts (own flags)
+ *   argv ─► splitCommand ─► up/server/agent/gateway/down ─► platform.ts (own flags) ─► daemons/
  *                       └─► deploy, apps, ps, … ─► parseArgs ─► CommandSpec.run(ctx)
  */
 
@@ -185,6 +185,7 @@ async function runPlatform(command: PlatformCommand, args: string[]): Promise<nu
     server: platform.runServer,
     agent: platform.runAgent,
     gateway: platform.runGateway,
+    down: platform.runDown,
   }[command.name];
   return run(args);
 }

@@ -1,45 +1,32 @@
 /**
- * The platform roles: `herd up` (everything on this machine), `herd server`,
- * `herd agent` and `herd gateway`. Each runs in the foreground until SIGINT
- * or SIGTERM.
- *
- *   herd up = server (API :7070) + agent (this machine, same protocol as a remote one) + gateway (:8080, HTTPS :8443)
- *             + on the first start, a deploy of examples/hello
+ * The flags of the platform roles: `herd up` (everything on this machine),
+ * `herd server`, `herd agent`, `herd gateway` and `herd down`. Each is parsed
+ * and checked here, then run by its daemon (src/daemons/), in the foreground
+ * until SIGINT or SIGTERM.
  */
 
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, hostname, totalmem } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Agent, DEFAULT_RESERVE } from "../agent/agent.ts";
-import { agentToken } from "../agent/join.ts";
+import { DEFAULT_RESERVE } from "../agent/agent.ts";
 import { parsePortRange } from "../agent/ports.ts";
-import { ProcessDriver } from "../agent/process-driver.ts";
-import { ensureComponentCredential } from "../api/credentials.ts";
-import { startServer } from "../api/server.ts";
-import { packDirectory } from "../build/pack.ts";
 import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
-import { createLogger, type Logger } from "../common/log.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
-import { startGatewayCluster } from "../gateway/cluster.ts";
-import {
-  CHILD_ENV,
-  type ChildMessage,
-  type GatewayChild,
-  spawnGatewayChild,
-} from "../gateway/cluster-child.ts";
-import { type HttpsSettings, startGateway } from "../gateway/gateway.ts";
+import { runAgent as runAgentDaemon } from "../daemons/agent.ts";
+import { stopPlatform } from "../daemons/down.ts";
+import { runGateway as runGatewayDaemon } from "../daemons/gateway.ts";
+import { runServer as runServerDaemon } from "../daemons/server.ts";
+import { runUp as runUpDaemon } from "../daemons/up.ts";
+import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
+import type { HttpsSettings } from "../gateway/gateway.ts";
 import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
 import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [--traces-forward URL
 [--traces-forward-header NAME=VALUE]...] keep spans this long and at most this much
@@ -67,7 +54,11 @@ Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
 --gateway-workers workers, default one per core). Data lives in DIR (default ./.herd). On the
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
-(--keep-apps leaves the apps running; the next herd up re-adopts them).
+(--keep-apps leaves the apps and the gateway running; the next herd up takes
+them over). The gateway outlives a crash of herd up and keeps serving; the
+next herd up adopts it, or, on newer code or other flags, starts the new one
+on the same ports and lets the old one drain (no request dropped). herd down
+stops a platform whose herd up is gone (docs/availability.md).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).
 The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
@@ -119,6 +110,7 @@ at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.`,
   gateway: `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
+                    [--reuse-port] [--drain-timeout 10s]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
@@ -137,7 +129,16 @@ request and ships them to the control plane (herd traces, herd map);
 --trace-sample 0.1 records a tenth of new traces, 0 none.
 With --tls-cert/--tls-key (repeatable: picked by SNI, the first is the
 default) it serves HTTPS on --https-port (default 8443) too; --https-port
-without certificates uses a self-signed one for localhost made in DIR/tls/.`,
+without certificates uses a self-signed one for localhost made in DIR/tls/.
+SIGTERM or SIGINT drains: it stops accepting, answers what is in flight with
+Connection: close, and cuts what is left after --drain-timeout. --reuse-port
+binds with SO_REUSEPORT, so a newer gateway can bind the same ports while this
+one drains (an upgrade without a gap).`,
+  down: `Usage: herd down [--data DIR]
+
+Stops the platform whose data lives in DIR (default ./.herd): its herd up if
+that still runs, the gateway, and the apps, also when herd up is gone (killed,
+crashed, or stopped with --keep-apps). The apps start again with the next herd up.`,
 };
 
 type Role = keyof typeof HELP;
@@ -198,28 +199,6 @@ const nodeTimeouts = (value: unknown): { nodeLostMs: number; nodeNotReadyMs: num
   return { nodeLostMs: seconds * 1000, nodeNotReadyMs: seconds * 400 };
 };
 
-/**
- * Waits for SIGINT or SIGTERM. Later signals are absorbed while shutting down
- * (one Ctrl-C often arrives twice: from the terminal and from a wrapper that
- * forwards it); a signal more than 2 s after the first forces an exit.
- */
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    let first = 0;
-    const on = (sig: string) => {
-      if (first === 0) {
-        first = Date.now();
-        resolve(sig);
-      } else if (Date.now() - first > 2000) {
-        process.stderr.write(`${sig} again: exiting now\n`);
-        process.exit(130);
-      }
-    };
-    process.on("SIGINT", on);
-    process.on("SIGTERM", on);
-  });
-}
-
 export async function runUp(argv: string[]): Promise<number> {
   const v = flags("up", argv, {
     data: { type: "string", default: ".herd" },
@@ -252,165 +231,43 @@ export async function runUp(argv: string[]): Promise<number> {
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
   const allowFetch = allowFetchOf(v);
-  // Checked (and the development certificate made) before anything starts.
-  const https = await httpsSettings(v, dataDir, true);
-  const logger = createLogger("herd");
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
-  const gatewayWorkers = workerCount(v["gateway-workers"]);
-  // Unset: the gateway's own default (9180, or a free port when that is taken).
-  const gatewayMetricsPort =
-    v["gateway-metrics-port"] === undefined
-      ? undefined
-      : (metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port") ?? "off");
-  const host = v.host as string;
-  const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-  const server = await startServer({
+  return runUpDaemon({
     dataDir,
-    port: portOf(v.port, "port"),
-    host,
-    logger,
-    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
-    maxUploadBytes: megabytes(v["max-upload-mb"]),
-    traces: tracesOptionsFromFlags(v),
-    metrics: metricsOf(v),
-    alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
-    logs: logsOptionsFromFlags(v),
-    tls: v.tls === true,
-    allowFetch,
-  });
-  const driver = new ProcessDriver({
-    stateRoot: join(dataDir, "agent", "driver"),
-    logger: logger.child("driver"),
-  });
-  let agent: Agent | undefined;
-  let gateway: GatewayChild | undefined;
-  try {
-    // Its own credentials, kept in DIR/credentials: no component holds the admin token.
-    const credentials = join(dataDir, "credentials");
-    agent = new Agent({
-      server: server.url,
-      token: await ensureComponentCredential(server.store, join(credentials, "agent"), {
-        kind: "agent",
-        node: hostname(),
-      }),
-      ...(server.caFile ? { ca: readCa(server.caFile) } : {}),
-      name: hostname(),
-      dataDir: join(dataDir, "agent"),
-      driver,
-      logger: logger.child("agent"),
-    });
-    // The agent shares this process: its metrics go on the API server's /metrics.
-    const inProcess = agent;
-    server.metrics.alsoExport.push(() => inProcess.metrics.render());
-    await agent.start();
-    // Its own processes, so proxying never waits on the control plane's event loop (or the reverse).
-    gateway = await spawnGatewayChild({
-      cli: fileURLToPath(new URL("./main.ts", import.meta.url)),
-      server: server.url,
-      token: await ensureComponentCredential(server.store, join(credentials, "gateway"), { kind: "gateway" }),
-      ca: server.caFile,
+    server: {
+      port: portOf(v.port, "port"),
+      host: v.host as string,
+      settings: {
+        gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+        ...nodeTimeouts(v["node-lost-after"]),
+        unit: unitOf(v),
+      },
+      maxUploadBytes: megabytes(v["max-upload-mb"]),
+      traces: tracesOptionsFromFlags(v),
+      metrics: metricsOf(v),
+      alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
+      logs: logsOptionsFromFlags(v),
+      tls: v.tls === true,
+      allowFetch,
+    },
+    gateway: {
       port: gatewayPort,
-      host,
-      dataDir: join(dataDir, "gateway"),
-      workers: gatewayWorkers,
-      metricsPort: gatewayMetricsPort,
-      metricsHost: host,
-      https,
+      host: v.host as string,
+      workers: workerCount(v["gateway-workers"]),
+      // Unset: the gateway's own default (9180, or a free port when that is taken).
+      metricsPort:
+        v["gateway-metrics-port"] === undefined
+          ? undefined
+          : (metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port") ?? "off"),
+      // Checked (and the development certificate made) before anything starts.
+      https: await httpsSettings(v, dataDir, true),
       traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
       allowFetch,
       jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
-    });
-  } catch (err) {
-    await gateway?.stop();
-    await agent?.stop();
-    await server.close();
-    throw err;
-  }
-  const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
-  const shownGateway = `http://${shownHost}:${gateway.port}`;
-  const shownHttps =
-    gateway.httpsPort === undefined ? undefined : `https://${shownHost}:${gateway.httpsPort}`;
-  writeFileSync(
-    join(dataDir, "server.json"),
-    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway, gatewayHttpsUrl: shownHttps }, null, 2)}\n`,
-  );
-  process.stdout.write(
-    [
-      "",
-      "herd is up",
-      `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
-      `  gateway:      ${shownGateway}`,
-      `  metrics:      ${gateway.metricsUrl ?? "off (--gateway-metrics-port)"}`,
-      ...(shownHttps === undefined
-        ? []
-        : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
-      `  admin token:  ${server.adminTokenFile}`,
-      ...(server.caFile ? [`  API CA:       ${server.caFile}   (herd agent/gateway --ca)`] : []),
-      `  data:         ${dataDir}`,
-      "",
-      "",
-    ].join("\n"),
-  );
-  const marker = join(dataDir, "example-deployed");
-  if (!v["no-example"] && !existsSync(marker)) {
-    void deployExample(server.url, server.adminToken, logger).then((ok) => {
-      if (ok) {
-        writeFileSync(marker, `${new Date().toISOString()}\n`);
-        process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
-        if (gateway?.httpsPort !== undefined && https?.development) {
-          // The development certificate names hello.localhost (curl sends *.localhost to loopback itself).
-          process.stdout.write(
-            `  over HTTPS: curl --cacert ${https.certificates[0].cert} https://hello.localhost:${gateway.httpsPort}/\n`,
-          );
-        }
-      }
-    });
-  }
-  const signal = await untilSignal();
-  process.stdout.write(
-    `\n${signal}: stopping herd${v["keep-apps"] ? " (apps keep running)" : " and its apps"}\n`,
-  );
-  await gateway.stop();
-  await agent.stop();
-  if (!v["keep-apps"]) await Promise.all((await driver.list()).map((p) => driver.stop(p.id, 10_000)));
-  await server.close();
-  return 0;
-}
-
-/** Deploys examples/hello through the API, as `herd deploy` would. */
-async function deployExample(url: string, token: string, logger: Logger): Promise<boolean> {
-  const dir = join(ROOT, "examples", "hello");
-  const log = logger.child("example");
-  try {
-    const pack = await packDirectory(dir);
-    try {
-      const res = await fetch(`${url}/api/v1/apps/hello/deploys`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/gzip" },
-        body: readFileSync(pack.file),
-      });
-      if (!res.ok) throw new Error(`deploy of examples/hello refused: ${await res.text()}`);
-      const deploy = (await res.json()) as { id: string };
-      log.info("deploying examples/hello", { deploy: deploy.id });
-      const follow = await fetch(`${url}/api/v1/apps/hello/deploys/${deploy.id}/log`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      const text = await follow.text();
-      const done = text
-        .trim()
-        .split("\n")
-        .map((l) => JSON.parse(l) as { type: string; state?: string; message: string })
-        .find((e) => e.type === "done");
-      if (done?.state !== "succeeded")
-        throw new Error(`deploy of examples/hello failed: ${done?.message ?? "no result"}`);
-      return true;
-    } finally {
-      rmSync(pack.file, { force: true });
-    }
-  } catch (err) {
-    log.error("could not deploy examples/hello", { err });
-    return false;
-  }
+    },
+    example: !v["no-example"],
+    keepApps: Boolean(v["keep-apps"]),
+  });
 }
 
 export async function runServer(argv: string[]): Promise<number> {
@@ -436,12 +293,10 @@ export async function runServer(argv: string[]): Promise<number> {
   });
   if (!v) return 0;
   const allowFetch = allowFetchOf(v);
-  const logger = createLogger("herd");
-  const server = await startServer({
+  return runServerDaemon({
     dataDir: resolve(v.data as string),
     port: portOf(v.port, "port"),
     host: v.host as string,
-    logger,
     settings: {
       gatewayUrl: v["gateway-url"] as string,
       ...nodeTimeouts(v["node-lost-after"]),
@@ -455,12 +310,6 @@ export async function runServer(argv: string[]): Promise<number> {
     tls: v.tls === true,
     allowFetch,
   });
-  process.stdout.write(
-    `herd server: ${server.url}/api/v1\nadmin token: ${server.adminTokenFile}\n${server.caFile ? `API CA: ${server.caFile}\n` : ""}`,
-  );
-  await untilSignal();
-  await server.close();
-  return 0;
 }
 
 /** The CA certificate (PEM) the API's certificate must be signed by: --ca or HERD_CA. */
@@ -588,25 +437,18 @@ export async function runAgent(argv: string[]): Promise<number> {
   const reserve = { ...DEFAULT_RESERVE };
   if (v["reserve-cpu"] !== undefined) reserve.cpu = cpuFlag(v["reserve-cpu"], "reserve-cpu");
   if (v["reserve-memory"] !== undefined) reserve.memory = memoryFlag(v["reserve-memory"], "reserve-memory");
-  const logger = createLogger("herd");
-  const dataDir = resolve(v.data as string);
-  mkdirSync(dataDir, { recursive: true });
-  const name = (v.name as string | undefined) ?? hostname();
   const ca = caFrom(v);
-  const agent = new Agent({
+  return runAgentDaemon({
     server,
-    token: await agentToken({
-      server,
-      name,
-      dataDir,
+    credentials: {
       token: v.token as string | undefined,
       joinToken: (v["join-token"] as string | undefined) ?? process.env.HERD_JOIN_TOKEN,
       envToken: process.env.HERD_TOKEN,
       trust: trusting(ca === undefined ? undefined : caDispatcher(ca)),
-    }),
+    },
     ...(ca === undefined ? {} : { ca }),
-    name,
-    dataDir,
+    name: (v.name as string | undefined) ?? hostname(),
+    dataDir: resolve(v.data as string),
     address: v.address as string,
     labels,
     taints,
@@ -616,13 +458,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     metricsPort: metricsPortOf(v["metrics-port"], "metrics-port", DEFAULT_AGENT_METRICS_PORT),
     metricsHost: v["metrics-host"] as string,
     metricsPortOrFree: v["metrics-port"] === undefined,
-    logger: logger.child("agent"),
   });
-  await agent.start();
-  process.stdout.write(`herd agent ${name} joined ${server}; metrics: ${agent.metricsUrl ?? "off"}\n`);
-  await untilSignal();
-  await agent.stop();
-  return 0;
 }
 
 export async function runGateway(argv: string[]): Promise<number> {
@@ -638,69 +474,61 @@ export async function runGateway(argv: string[]): Promise<number> {
     "metrics-host": { type: "string", default: "127.0.0.1" },
     "trace-sample": { type: "string" },
     ca: { type: "string" },
+    "reuse-port": { type: "boolean" },
+    "drain-timeout": { type: "string", default: `${DEFAULT_DRAIN_MS / 1000}s` },
     ...HTTPS_FLAGS,
     ...FETCH_FLAGS,
     "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
-  // Started by `herd up` (cluster-child.ts): report over IPC, and stop when that parent is gone.
-  const parent = process.env[CHILD_ENV] === "1" && process.send !== undefined;
-  const tell = (message: ChildMessage) => process.send?.(message);
-  try {
+  // Flag mistakes too are reported to a parent herd process (cluster-child.ts), so they are checked inside.
+  return runGatewayDaemon(async () => {
     const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
-    const workers = workerCount(v.workers);
     // Its calls to the control plane run in this process and in its workers: they all trust the CA.
     const caFile = (v.ca as string | undefined) ?? process.env.HERD_CA;
     if (caFile !== undefined) trustCaInProcess(readCa(caFile), resolve(caFile));
-    const logger = createLogger("herd");
     const dataDir = resolve(v.data as string);
-    const options = {
+    return {
       server,
       token: tokenFrom(v),
       port: portOf(v.port, "port"),
       host: v.host as string,
       dataDir,
-      logger,
+      workers: workerCount(v.workers),
       id: v.id as string | undefined,
       metricsPort: metricsPortOf(v["metrics-port"], "metrics-port"),
-      // The default port may be taken (another gateway here): then any free one, printed below.
+      // The default port may be taken (another gateway here): then any free one, printed at start.
       metricsPortOrFree: v["metrics-port"] === undefined,
       metricsHost: v["metrics-host"] as string,
       https: await httpsSettings(v, dataDir, false),
       traceSample: sampleOf(v["trace-sample"], "trace-sample"),
+      reusePort: Boolean(v["reuse-port"]),
+      drainMs: durationFlag(v["drain-timeout"], "drain-timeout", 0),
       allowFetch: allowFetchOf(v),
       jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
     };
-    // One worker is the single-process gateway: no primary in front of it.
-    const gateway =
-      workers === 1 ? await startGateway(options) : await startGatewayCluster({ ...options, workers });
-    if (parent) {
-      tell({
-        type: "ready",
-        url: gateway.url,
-        port: gateway.port,
-        httpsUrl: gateway.httpsUrl,
-        httpsPort: gateway.httpsPort,
-        metricsUrl: gateway.metricsUrl,
-      });
-    } else {
-      const secure = gateway.httpsUrl === undefined ? "" : ` and ${gateway.httpsUrl}`;
-      process.stdout.write(
-        `herd gateway: ${gateway.url}${secure} (${workers} ${workers === 1 ? "process" : "workers"}); metrics: ${gateway.metricsUrl ?? "off"}\n`,
-      );
-    }
-    const parentGone = new Promise<void>((done) => {
-      if (parent) process.once("disconnect", done);
-    });
-    await Promise.race([untilSignal(), parentGone]);
-    await gateway.close();
-    if (process.connected) process.disconnect?.();
-    return 0;
-  } catch (err) {
-    if (parent) tell({ type: "failed", message: err instanceof Error ? err.message : String(err) });
-    throw err;
-  }
+  });
+}
+
+export async function runDown(argv: string[]): Promise<number> {
+  const v = flags("down", argv, { data: { type: "string", default: ".herd" } });
+  if (!v) return 0;
+  const dataDir = resolve(v.data as string);
+  const stopped = await stopPlatform(dataDir);
+  const parts = [
+    ...(stopped.up ? ["herd up"] : []),
+    ...(stopped.gateway ? ["the gateway"] : []),
+    ...(stopped.instances > 0
+      ? [`${stopped.instances} app instance${stopped.instances === 1 ? "" : "s"}`]
+      : []),
+  ];
+  process.stdout.write(
+    parts.length === 0
+      ? `herd down: nothing was running in ${dataDir}\n`
+      : `herd down: stopped ${parts.join(", ")}\n`,
+  );
+  return 0;
 }
 
 /** `--allow-fetch`: internal ranges herd may fetch from (herd up, server, gateway). */

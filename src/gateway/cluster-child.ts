@@ -1,12 +1,15 @@
 /**
- * Runs `herd gateway` as a child process of another herd process (`herd up`),
- * so the gateway does not share an event loop with the control plane.
+ * Runs `herd gateway` as a child process of another herd process (`herd up`,
+ * tests), so the gateway does not share an event loop with the control plane.
  *
  * The child gets an IPC channel: it reports its address over it once it
- * listens (or why it could not start), and it stops when the channel closes,
- * so a parent killed with SIGKILL leaves no gateway behind. Its token (herd
- * up's gateway credential) travels in the environment (HERD_TOKEN), never on
- * the command line.
+ * listens (or why it could not start). An attached child stops when the
+ * channel closes, so a parent killed with SIGKILL leaves no gateway behind.
+ * A detached one (`herd up`'s: the data plane outlives the control plane) gets
+ * its own session and process group, and the channel is closed once it
+ * listens: from then on it serves until it is told to stop (SIGTERM: drain),
+ * whatever happens to its parent. Its token (herd up's gateway credential)
+ * travels in the environment (HERD_TOKEN), never on the command line.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -14,7 +17,10 @@ import { once } from "node:events";
 import { HerdError } from "../common/errors.ts";
 import type { HttpsSettings } from "./gateway.ts";
 
-/** Set in the child's environment: report over IPC and stop when the parent goes away. */
+/**
+ * Set in the child's environment: `1`: report over IPC and stop when the
+ * parent goes away; `detached`: report over IPC, then live on without it.
+ */
 export const CHILD_ENV = "HERD_GATEWAY_CHILD";
 
 /** Child → parent: listening, or failed to start. */
@@ -41,6 +47,10 @@ export interface GatewayChildOptions {
   https?: HttpsSettings;
   /** Share of new traces whose spans it records (`--trace-sample`); unset: the gateway's default (1). */
   traceSample?: number;
+  /** Bind with SO_REUSEPORT (`--reuse-port`): a successor may bind the same ports. */
+  reusePort?: boolean;
+  /** Its own session, and no tie to this process once it listens (see above). */
+  detached?: boolean;
   /** The CA file the control plane's certificate is signed by (`--ca`), when it serves HTTPS. */
   ca?: string;
   /** Internal ranges route JWKS URLs may reach (`--allow-fetch`). */
@@ -85,13 +95,15 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       options.metricsHost ?? "127.0.0.1",
       ...httpsArgs(options.https),
       ...(options.traceSample === undefined ? [] : ["--trace-sample", String(options.traceSample)]),
+      ...(options.reusePort ? ["--reuse-port"] : []),
       ...(options.ca === undefined ? [] : ["--ca", options.ca]),
       ...(options.allowFetch?.length ? ["--allow-fetch", options.allowFetch.join(",")] : []),
       ...(options.jwksDir === undefined ? [] : ["--jwks-dir", options.jwksDir]),
     ],
     {
-      env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: "1" },
+      env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: options.detached ? "detached" : "1" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
+      detached: options.detached ?? false,
     },
   );
   const ready = await new Promise<Extract<ChildMessage, { type: "ready" }>>((resolve, reject) => {
@@ -110,8 +122,14 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       ),
     );
   });
-  // The channel stays open only to tell the child when we are gone; it must not keep us alive.
-  child.channel?.unref();
+  if (options.detached) {
+    // Nothing ties it to us any more: it outlives this process (and is not waited for).
+    child.disconnect();
+    child.unref();
+  } else {
+    // The channel stays open only to tell the child when we are gone; it must not keep us alive.
+    child.channel?.unref();
+  }
   return {
     pid: child.pid ?? 0,
     port: ready.port,

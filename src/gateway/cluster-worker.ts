@@ -16,13 +16,15 @@ import type {
   ConfigMessage,
   FailedMessage,
   HealthMessage,
+  ListeningMessage,
   MetricsReply,
   MetricsRequest,
   StopMessage,
   WorkerSettings,
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
-import { jwksSettings, tracesFor } from "./gateway.ts";
+import { drainServers } from "./drain.ts";
+import { jwksSettings, listeners, tracesFor } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -52,8 +54,10 @@ let down: ReadonlySet<string> = new Set();
 
 // The primary is gone: release the port now rather than serve a table nobody updates.
 process.on("disconnect", () => process.exit(0));
-// Ctrl-C reaches the whole process group; the primary decides when workers stop.
+// Ctrl-C (or a SIGTERM to the group) reaches every process of it; the primary decides when
+// workers stop, and drains them first.
 process.on("SIGINT", () => {});
+process.on("SIGTERM", () => {});
 
 type FromPrimary = ConfigMessage | HealthMessage | StopMessage | MetricsRequest | LeaseReply;
 
@@ -92,16 +96,20 @@ process.on("message", (message: FromPrimary) => {
     down = new Set(message.down);
     markDown(proxy.table, down);
   } else if (message.type === "stop") {
-    void Promise.all([proxy.close(), traces?.close()]).finally(() => process.exit(0));
+    const drained = message.drainMs ? drainServers(listeners(proxy), message.drainMs) : Promise.resolve();
+    void drained.then(() => Promise.all([proxy.close(), traces?.close()])).finally(() => process.exit(0));
   }
 });
 
 async function listen(): Promise<void> {
   try {
-    await proxy.listen(settings.port, settings.host);
+    const reusePort = settings.reusePort ?? false;
+    await proxy.listen(settings.port, settings.host, reusePort);
+    process.send?.({ type: "listening" } satisfies ListeningMessage);
     if (settings.https) {
       const { port, certificates } = settings.https;
-      await proxy.listenHttps(port, settings.host, loadCertificates(certificates));
+      await proxy.listenHttps(port, settings.host, loadCertificates(certificates), reusePort);
+      process.send?.({ type: "listening" } satisfies ListeningMessage);
       watchCertificates(certificates, logger, (next) => proxy.useCertificates(next));
     }
   } catch (err) {

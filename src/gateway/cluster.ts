@@ -34,6 +34,7 @@ import { type MetricsServer, startMetricsServer } from "../common/metrics-server
 import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
 import {
+  type CloseOptions,
   defaultGatewayId,
   type Gateway,
   type GatewayOptions,
@@ -66,6 +67,8 @@ export interface WorkerSettings {
   https?: HttpsSettings;
   /** Where each worker ships its spans (the control plane), and the share of new traces recorded. */
   traces?: { server: string; token: string; sample: number };
+  /** Each worker binds its own socket with SO_REUSEPORT (a successor gateway can bind beside them). */
+  reusePort?: boolean;
   /** Route JWKS: internal ranges URLs may reach (`--allow-fetch`), the JWKS directory (`--jwks-dir`). */
   allowFetch?: readonly string[];
   jwksDir?: string;
@@ -84,9 +87,15 @@ export interface HealthMessage {
   down: string[];
 }
 
-/** Primary → worker: close and exit. */
+/** Primary → worker: close and exit, draining first for `drainMs` when set (drain.ts). */
 export interface StopMessage {
   type: "stop";
+  drainMs?: number;
+}
+
+/** Worker → primary: one of its servers (HTTP, HTTPS) listens. */
+export interface ListeningMessage {
+  type: "listening";
 }
 
 /** Primary → worker: send your metrics (a MetricsReply with the same id). */
@@ -115,6 +124,9 @@ export interface AppliedMessage {
   /** Set when refused; the worker keeps its last good table. */
   error?: string;
 }
+
+/** Worker → primary. */
+type WorkerMessage = FailedMessage | AppliedMessage | MetricsReply | LeaseRequest | ListeningMessage;
 
 /** How a gateway cluster is started. */
 export interface GatewayClusterOptions extends GatewayOptions {
@@ -268,6 +280,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     ...((options.traceSample ?? 1) > 0
       ? { traces: { server: options.server, token: options.token, sample: options.traceSample ?? 1 } }
       : {}),
+    reusePort: options.reusePort ?? false,
   };
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
@@ -284,8 +297,14 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     let failure: string | undefined;
     slot.applied = -1;
     slot.refused = undefined;
-    worker.on("message", (message: FailedMessage | AppliedMessage | MetricsReply | LeaseRequest) => {
-      if (message?.type === "lease") {
+    let servers = https ? 2 : 1;
+    let listened: () => void = () => {};
+    worker.on("message", (message: WorkerMessage) => {
+      if (message?.type === "listening") {
+        // One per server: HTTP, and HTTPS when on. (A worker that binds with SO_REUSEPORT listens
+        // on its own socket, so node:cluster emits no "listening" for it: the worker says so itself.)
+        if (--servers === 0) listened();
+      } else if (message?.type === "lease") {
         if (worker.isConnected()) worker.send(leases.grant(message, Date.now()));
       } else if (message?.type === "failed") failure = message.message;
       else if (message?.type === "metrics") pendingScrapes.get(message.id)?.(message.families);
@@ -303,11 +322,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     worker.send(latest);
     if (health.down.length > 0) worker.send(health);
     const listening = new Promise<void>((resolve, reject) => {
-      // One "listening" per server: HTTP, and HTTPS when on.
-      let servers = https ? 2 : 1;
-      worker.on("listening", () => {
-        if (--servers === 0) resolve();
-      });
+      listened = resolve;
       worker.once("exit", (code, signal) =>
         reject(
           new HerdError(
@@ -385,9 +400,9 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     return renderText([...merged.values(), ...tableFamilies(table, alive), missing]);
   };
 
-  const stop = async (): Promise<void> => {
+  const stop = async ({ drainMs = 0, goodbye = true }: CloseOptions = {}): Promise<void> => {
     stopping = true;
-    await reporter?.close();
+    await reporter?.close(goodbye);
     prober.close();
     const exits: Promise<unknown>[] = [];
     for (const slot of slots) {
@@ -395,12 +410,12 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       const worker = slot.worker;
       if (worker === undefined || worker.isDead()) continue;
       exits.push(once(worker, "exit"));
-      if (worker.isConnected()) worker.send({ type: "stop" } satisfies StopMessage);
+      if (worker.isConnected()) worker.send({ type: "stop", drainMs } satisfies StopMessage);
       else worker.process.kill("SIGTERM");
     }
     const grace = setTimeout(() => {
       for (const slot of slots) if (slot.worker && !slot.worker.isDead()) slot.worker.process.kill("SIGKILL");
-    }, STOP_GRACE_MS);
+    }, STOP_GRACE_MS + drainMs);
     await Promise.all([Promise.all(exits), source.close(), metrics?.close()]);
     clearTimeout(grace);
   };
@@ -462,6 +477,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     httpsPort: https?.port,
     httpsUrl,
     table: () => table,
+    reconnect: () => source.reconnect(),
     workerPids: () =>
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),
     close: stop,

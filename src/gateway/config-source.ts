@@ -123,6 +123,8 @@ export class ConfigSource {
   #lastGood: CacheFile | undefined;
   #lastResult: BuildResult | undefined;
   #following: Promise<void> | undefined;
+  /** The watch connection open now (reconnect() aborts it). */
+  #connection: AbortController | undefined;
   /** HS256 secrets fetched from the control plane, by `<tenant>/<consumer>/<credential id>`. */
   #jwtSecrets = new Map<string, string>();
 
@@ -183,6 +185,15 @@ export class ConfigSource {
     return new Promise((resolve) => {
       this.#following = this.#follow(resolve);
     });
+  }
+
+  /**
+   * Drops the watch connection now; following goes on with the next attempt
+   * (after the usual backoff). A control plane that is closing waits for
+   * every open connection, and a watch never ends by itself.
+   */
+  reconnect(): void {
+    this.#connection?.abort(new Error("asked to reconnect"));
   }
 
   /** Stops following and writes any pending cache update. */
@@ -255,6 +266,7 @@ export class ConfigSource {
       this.#changed();
     }
     const connection = new AbortController();
+    this.#connection = connection;
     const idleMs = this.#options.watchIdleMs ?? 30_000;
     // A half-open connection never ends by itself; silence longer than the ping interval ends it.
     const idle = setTimeout(

@@ -360,6 +360,10 @@ function onUpstreamError(x: Exchange, err: NodeJS.ErrnoException): void {
     return;
   }
   recordOutcome(x.backend, x.endpoint, false);
+  if (CONNECTION_FAILURES.has(code) && x.backend !== undefined) {
+    // A service without an outlier policy still ejects an instance that is not there (UNREACHABLE_OUTLIER).
+    x.backend.policies.outlier?.unreachable(x.endpoint.instance, Date.now(), x.backend.endpoints.length);
+  }
   if (
     x.retryable &&
     x.attempts === 1 &&

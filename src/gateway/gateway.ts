@@ -4,12 +4,14 @@
  * proxies requests to running instances (proxy.ts).
  */
 
+import type http from "node:http";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
+import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -51,6 +53,26 @@ export interface GatewayOptions {
   allowFetch?: readonly string[];
   /** The only directory route JWKS files are read from (`--jwks-dir`); default `<dataDir>/jwks`. */
   jwksDir?: string;
+  /**
+   * Bind with SO_REUSEPORT, so a successor (an upgraded gateway) can bind the
+   * same ports while this one still serves, and this one then drains.
+   */
+  reusePort?: boolean;
+}
+
+/** How a gateway stops. */
+export interface CloseOptions {
+  /**
+   * Drain first for up to this long (drain.ts): stop accepting, let requests
+   * in flight finish, answer later ones with `Connection: close`, then cut
+   * what is left. 0 (the default): cut every connection at once.
+   */
+  drainMs?: number;
+  /**
+   * Tell the control plane this gateway is gone (default true). False when a
+   * successor with the same id serves on: its reports must not be undone.
+   */
+  goodbye?: boolean;
 }
 
 /** How this gateway's tables fetch and read route JWKS: the URL guard and the JWKS directory. */
@@ -85,8 +107,10 @@ export interface Gateway {
   httpsUrl?: string;
   /** The table serving now. */
   table(): RouteTable;
-  /** Stops serving, stops following the control plane, flushes the cache. */
-  close(): Promise<void>;
+  /** Drops the connection to the control plane and opens a new one (ConfigSource.reconnect). */
+  reconnect(): void;
+  /** Stops serving (draining first when asked), stops following the control plane, flushes the cache. */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 /**
@@ -120,12 +144,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;
   await source.loadCache();
   const host = options.host ?? "0.0.0.0";
-  const port = await proxy.listen(options.port ?? 8080, host);
+  const reusePort = options.reusePort ?? false;
+  const port = await proxy.listen(options.port ?? 8080, host, reusePort);
   let httpsPort: number | undefined;
   let unwatch = () => {};
   if (options.https && certificates) {
     try {
-      httpsPort = await proxy.listenHttps(options.https.port, host, certificates);
+      httpsPort = await proxy.listenHttps(options.https.port, host, certificates, reusePort);
     } catch (err) {
       await proxy.close();
       throw err;
@@ -183,18 +208,25 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     httpsPort,
     httpsUrl,
     table: () => proxy.table,
-    close: async () => {
+    reconnect: () => source.reconnect(),
+    close: async ({ drainMs = 0, goodbye = true } = {}) => {
+      if (drainMs > 0) await drainServers(listeners(proxy), drainMs);
       unwatch();
       prober.close();
       await Promise.all([
         proxy.close(),
         source.close(),
-        reporter?.close(),
+        reporter?.close(goodbye),
         metrics?.close(),
         traces?.close(),
       ]);
     },
   };
+}
+
+/** The proxy's listening servers: HTTP, and HTTPS when it serves that. */
+export function listeners(proxy: GatewayProxy): http.Server[] {
+  return proxy.httpsServer === undefined ? [proxy.server] : [proxy.server, proxy.httpsServer];
 }
 
 /** What a build's outcome says to the control plane (ACK or NACK). */

@@ -212,16 +212,24 @@ export class GatewayProxy implements ProxyContext {
     }
   }
 
-  /** Listens; resolves with the port. A port in use is a HerdError that says so. */
-  listen(port: number, host: string): Promise<number> {
-    return listenOn(this.server, port, host, "--port");
+  /**
+   * Listens; resolves with the port. A port in use is a HerdError that says so.
+   * `reusePort`: SO_REUSEPORT, so a successor can bind the same port before this one lets go.
+   */
+  listen(port: number, host: string, reusePort = false): Promise<number> {
+    return listenOn(this.server, port, host, "--port", reusePort);
   }
 
   /**
    * Serves HTTPS too, on its own port, with the same routes and handlers
    * (HTTP/1.1 over TLS). Each handshake picks its certificate by SNI.
    */
-  listenHttps(port: number, host: string, certificates: CertificateStore): Promise<number> {
+  listenHttps(
+    port: number,
+    host: string,
+    certificates: CertificateStore,
+    reusePort = false,
+  ): Promise<number> {
     if (this.httpsServer !== undefined) throw new Error("the gateway already serves HTTPS");
     this.#certificates = certificates;
     this.httpsServer = https.createServer(
@@ -237,7 +245,7 @@ export class GatewayProxy implements ProxyContext {
     this.#configure(this.httpsServer);
     // A failed handshake (a client that does not trust the certificate) is the client's business.
     this.httpsServer.on("tlsClientError", destroyQuietlySocket);
-    return listenOn(this.httpsServer, port, host, "--https-port");
+    return listenOn(this.httpsServer, port, host, "--https-port", reusePort);
   }
 
   /** Swaps in reloaded certificates: new handshakes use them, open connections keep theirs. */
@@ -308,7 +316,13 @@ function destroyQuietlySocket(_err: Error, socket: Duplex): void {
 }
 
 /** Listens on `port`; a port in use is a HerdError naming the flag that sets it. */
-function listenOn(server: http.Server, port: number, host: string, flag: string): Promise<number> {
+function listenOn(
+  server: http.Server,
+  port: number,
+  host: string,
+  flag: string,
+  reusePort: boolean,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off("listening", onListening);
@@ -324,6 +338,6 @@ function listenOn(server: http.Server, port: number, host: string, flag: string)
     };
     server.once("error", onError);
     server.once("listening", onListening);
-    server.listen(port, host);
+    server.listen({ port, host, reusePort });
   });
 }

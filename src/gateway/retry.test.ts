@@ -46,7 +46,10 @@ async function setup(
   const port = await proxy.listen(0, "127.0.0.1");
   proxy.table = buildRouteTable(
     {
-      services: [testService("default", "shop", "web", [{ host: "shop.test" }])],
+      // Ejection off (PATCH …/traffic {outlier: false}): the refusing instance keeps its turns.
+      services: [
+        { ...testService("default", "shop", "web", [{ host: "shop.test" }]), traffic: { outlier: null } },
+      ],
       // Round robin: every other request goes first to "a-first".
       instances: [
         testInstance("a-first", WEB, "local", firstPort),

@@ -26,7 +26,7 @@ import { Cors } from "./cors.ts";
 import type { JwksTiming } from "./jwks.ts";
 import { RouteStats, routeLabel } from "./metrics.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
-import { OutlierDetector } from "./policies/outlier.ts";
+import { OutlierDetector, UNREACHABLE_OUTLIER } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
 import { type Grant, KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
 import { type LeaseClient, LeasedLimit } from "./rate-lease.ts";
@@ -430,7 +430,9 @@ const NO_POLICIES: ServicePolicies = { spec: "", breaker: null, outlier: null, r
 
 function servicePolicies(service: Service, previous: ServicePolicies | undefined): ServicePolicies {
   const { breaker, outlier } = effectiveTraffic(service);
-  const spec = JSON.stringify({ breaker, outlier });
+  // Outlier ejection turned off through the API (`false`): not even unreachable instances are ejected.
+  const off = service.traffic?.outlier === null;
+  const spec = JSON.stringify({ breaker, outlier, off });
   // Every service gets its own state (its own retry budget even without other policies).
   if (previous !== undefined && previous !== NO_POLICIES && previous.spec === spec) return previous;
   return {
@@ -438,13 +440,16 @@ function servicePolicies(service: Service, previous: ServicePolicies | undefined
     breaker: breaker
       ? new CircuitBreaker({ failureThreshold: breaker.failures, openMs: breaker.openMs })
       : null,
+    // Without a policy, only instances that refuse connections are ejected (a dead one, even with no control plane).
     outlier: outlier
       ? new OutlierDetector({
           consecutiveFailures: outlier.failures,
           baseEjectionMs: outlier.ejectionMs,
           maxEjectedShare: outlier.maxShare,
         })
-      : null,
+      : off
+        ? null
+        : new OutlierDetector(UNREACHABLE_OUTLIER),
     retries: new RetryBudget(),
   };
 }

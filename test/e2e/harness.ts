@@ -6,8 +6,20 @@
  */
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
+import {
+  appendFileSync,
+  cpSync,
+  type Dirent,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+} from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
@@ -39,17 +51,21 @@ export interface Herd {
   stop(): Promise<void>;
 }
 
-/** Starts `herd up` in a new (or the given) data dir on free ports. */
+/**
+ * Starts `herd up` in a new (or the given) data dir on free ports; from
+ * `root` (a checkout, default this one) when given.
+ */
 export async function startHerd(
-  options: { dataDir?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
+  options: { dataDir?: string; extraArgs?: string[]; env?: Record<string, string>; root?: string } = {},
 ): Promise<Herd> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "herd-e2e-"));
   rmSync(join(dataDir, "server.json"), { force: true });
   let out = "";
+  const root = options.root ?? ROOT;
   const proc = spawn(
     NODE,
     [
-      MAIN,
+      join(root, "src/cli/main.ts"),
       "up",
       "--data",
       dataDir,
@@ -65,7 +81,7 @@ export async function startHerd(
       ...(options.extraArgs ?? []),
     ],
     {
-      cwd: ROOT,
+      cwd: root,
       env: { ...process.env, HERD_LOG_LEVEL: "info", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -285,6 +301,49 @@ function exited(proc: ChildProcess): Promise<void> {
   return new Promise((r) => proc.once("exit", () => r()));
 }
 
+/**
+ * A newer checkout of herd in a new temp dir (removed by the caller): this
+ * one's src/, examples/ and package.json, its node_modules linked, and one
+ * gateway file changed, so its gateway's code differs from this one's.
+ */
+export function newerCheckout(): string {
+  const checkout = mkdtempSync(join(tmpdir(), "herd-checkout-"));
+  for (const part of ["src", "examples", "package.json"])
+    cpSync(join(ROOT, part), join(checkout, part), { recursive: true });
+  symlinkSync(join(ROOT, "node_modules"), join(checkout, "node_modules"));
+  appendFileSync(join(checkout, "src/gateway/gateway.ts"), "\n// a newer gateway\n");
+  return checkout;
+}
+
+/** The gateway record herd up keeps in a data dir (src/daemons/platform-gateway.ts). */
+export function gatewayRecord(dataDir: string): { pid: number; metricsUrl?: string } {
+  return JSON.parse(readFileSync(join(dataDir, "gateway", "process.json"), "utf8"));
+}
+
+/** A TCP port free on 127.0.0.1 now (for a control plane that must keep its address across restarts). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolvePromise) => server.listen(0, "127.0.0.1", resolvePromise));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolvePromise) => server.close(() => resolvePromise()));
+  return port;
+}
+
+/** The pids of the `herd gateway` processes (primaries) serving the data dir `dataDir`. */
+export function gatewayPids(dataDir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (args.includes("gateway") && args.includes(join(dataDir, "gateway"))) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
 /** Whether a pid is alive. */
 export function alive(pid: number): boolean {
   try {
@@ -298,4 +357,118 @@ export function alive(pid: number): boolean {
 /** Synchronous best-effort check that nothing listens on a port (for leak checks). */
 export function listening(port: number): boolean {
   return spawnSync("sh", ["-c", `ss -ltn 'sport = :${port}' | grep -q LISTEN`]).status === 0;
+}
+
+/** What steady traffic saw: answers by outcome, and when each failure happened. */
+export interface TrafficCounts {
+  /** Requests sent and answered (any outcome). */
+  total: number;
+  ok: number;
+  /** Not 200, or no answer (an error, a timeout). */
+  failed: number;
+  /** Failures by status code or error code. */
+  failures: Record<string, number>;
+  /** When each failure happened, in ms since the traffic began. */
+  failedAt: number[];
+  /** Answered requests per whole second since the traffic began. */
+  perSecond: number[];
+}
+
+/** A running load: read its counts at any time, stop it to get the final ones. */
+export interface Traffic {
+  counts(): TrafficCounts;
+  /** Ms since the traffic began. */
+  elapsed(): number;
+  stop(): Promise<TrafficCounts>;
+}
+
+/**
+ * Steady traffic through the gateway, as many clients would send it:
+ * `connections` keep-alive connections, each sending its next request as
+ * soon as the last one is answered, paced so all together send about `rate`
+ * requests a second. Bounded: it stops by itself after `maxSeconds`.
+ * Nothing is retried: every request that does not get a 200 counts as failed.
+ * `method` POST: requests the gateway never retries on another instance either.
+ */
+export function steadyTraffic(
+  gatewayUrl: string,
+  host: string,
+  options: { connections?: number; rate?: number; maxSeconds?: number; path?: string; method?: string } = {},
+): Traffic {
+  const connections = options.connections ?? 8;
+  const gapMs = options.rate ? (1000 * connections) / options.rate : 0;
+  const u = new URL(gatewayUrl);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const began = performance.now();
+  const until = began + (options.maxSeconds ?? 300) * 1000;
+  const counts: TrafficCounts = { total: 0, ok: 0, failed: 0, failures: {}, failedAt: [], perSecond: [] };
+  let stopping = false;
+  const elapsed = () => performance.now() - began;
+  const answered = (outcome: string | undefined) => {
+    const second = Math.floor(elapsed() / 1000);
+    while (counts.perSecond.length <= second) counts.perSecond.push(0);
+    counts.perSecond[second]++;
+    counts.total++;
+    if (outcome === undefined) counts.ok++;
+    else {
+      counts.failed++;
+      counts.failures[outcome] = (counts.failures[outcome] ?? 0) + 1;
+      counts.failedAt.push(Math.round(elapsed()));
+    }
+  };
+  const one = () =>
+    new Promise<void>((done) => {
+      let settled = false;
+      const finish = (outcome: string | undefined) => {
+        if (settled) return;
+        settled = true;
+        answered(outcome);
+        done();
+      };
+      const failedWith = (err: NodeJS.ErrnoException) => finish(err.code ?? err.message);
+      const req = http.request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: options.path ?? "/",
+          method: options.method ?? "GET",
+          headers: { host },
+          agent,
+          timeout: 10_000,
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => finish(res.statusCode === 200 ? undefined : String(res.statusCode)));
+          res.on("error", failedWith);
+        },
+      );
+      req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "timeout" })));
+      req.on("error", failedWith);
+      req.end();
+    });
+  const loop = async () => {
+    while (!stopping && performance.now() < until) {
+      const next = performance.now() + gapMs;
+      await one();
+      const wait = next - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+  };
+  const loops = Promise.all(Array.from({ length: connections }, loop));
+  const snapshot = (): TrafficCounts => ({
+    ...counts,
+    failures: { ...counts.failures },
+    failedAt: [...counts.failedAt],
+    perSecond: [...counts.perSecond],
+  });
+  return {
+    counts: snapshot,
+    elapsed,
+    stop: async () => {
+      stopping = true;
+      await loops;
+      agent.destroy();
+      return snapshot();
+    },
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * Passive outlier ejection: an endpoint that fails `consecutiveFailures` times
- * in a row (5xx or connection failures) is taken out of the rotation for
+ * in a row (5xx or connection failures; with `unreachableOnly`, connection
+ * failures only) is taken out of the rotation for
  * `baseEjectionMs × number of times it was ejected` (capped), but never more
  * than `maxEjectedShare` of a service's endpoints at once (at least one of
  * two or more; never a lone endpoint). Readmission is by
@@ -13,6 +14,14 @@ export interface OutlierOptions {
   maxEjectionMs: number;
   /** 0..1: the largest share of endpoints ejected at the same time. */
   maxEjectedShare: number;
+  /**
+   * Count only connections refused, reset or unreachable (`unreachable()`),
+   * not 5xx or timeouts: an instance that is not there, not one that answers
+   * badly. Every service without an `outlier` policy has such a detector
+   * (UNREACHABLE_OUTLIER), so a gateway stops sending to a dead instance on
+   * its own, also while the control plane is away.
+   */
+  unreachableOnly?: boolean;
 }
 
 export const DEFAULT_OUTLIER: OutlierOptions = {
@@ -20,6 +29,15 @@ export const DEFAULT_OUTLIER: OutlierOptions = {
   baseEjectionMs: 30_000,
   maxEjectionMs: 300_000,
   maxEjectedShare: 0.5,
+};
+
+/** The detector of a service without an `outlier` policy: 3 refused connections in a row eject for 10 s (then 20 s, …). */
+export const UNREACHABLE_OUTLIER: OutlierOptions = {
+  consecutiveFailures: 3,
+  baseEjectionMs: 10_000,
+  maxEjectionMs: 300_000,
+  maxEjectedShare: 0.5,
+  unreachableOnly: true,
 };
 
 interface EndpointHealth {
@@ -54,6 +72,21 @@ export class OutlierDetector {
    * service has (for the ejection cap). Returns true when this ejected it.
    */
   record(endpoint: string, success: boolean, now: number, total: number): boolean {
+    // An unreachable-only detector hears of its failures through unreachable().
+    if (!success && this.options.unreachableOnly) return false;
+    return this.#record(endpoint, success, now, total);
+  }
+
+  /**
+   * Records a connection to the endpoint that failed (refused, reset,
+   * unreachable). Only an unreachable-only detector counts it here; a full
+   * one has counted it through record() already.
+   */
+  unreachable(endpoint: string, now: number, total: number): boolean {
+    return this.options.unreachableOnly === true && this.#record(endpoint, false, now, total);
+  }
+
+  #record(endpoint: string, success: boolean, now: number, total: number): boolean {
     let h = this.#endpoints.get(endpoint);
     if (h === undefined) {
       if (success) return false;

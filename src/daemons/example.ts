@@ -1,0 +1,45 @@
+/** examples/hello, deployed by `herd up` on its first start. */
+
+import { readFileSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { packDirectory } from "../build/pack.ts";
+import type { Logger } from "../common/log.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Deploys examples/hello through the API, as `herd deploy` would. */
+export async function deployExample(url: string, token: string, logger: Logger): Promise<boolean> {
+  const dir = join(ROOT, "examples", "hello");
+  const log = logger.child("example");
+  try {
+    const pack = await packDirectory(dir);
+    try {
+      const res = await fetch(`${url}/api/v1/apps/hello/deploys`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/gzip" },
+        body: readFileSync(pack.file),
+      });
+      if (!res.ok) throw new Error(`deploy of examples/hello refused: ${await res.text()}`);
+      const deploy = (await res.json()) as { id: string };
+      log.info("deploying examples/hello", { deploy: deploy.id });
+      const follow = await fetch(`${url}/api/v1/apps/hello/deploys/${deploy.id}/log`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const text = await follow.text();
+      const done = text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; state?: string; message: string })
+        .find((e) => e.type === "done");
+      if (done?.state !== "succeeded")
+        throw new Error(`deploy of examples/hello failed: ${done?.message ?? "no result"}`);
+      return true;
+    } finally {
+      rmSync(pack.file, { force: true });
+    }
+  } catch (err) {
+    log.error("could not deploy examples/hello", { err });
+    return false;
+  }
+}

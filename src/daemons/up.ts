@@ -1,0 +1,211 @@
+/**
+ * `herd up`: the whole platform on this machine.
+ *
+ *   herd up ─► control plane (API, store, controllers; this process)
+ *           ─► agent (this process; instances in their own process groups, adopted after a crash)
+ *           ─► gateway (its own session: outlives this process; adopted or handed off, platform-gateway.ts)
+ *           ─► on the first start, a deploy of examples/hello
+ *
+ * Stopping on purpose (SIGINT, SIGTERM) stops all three and the apps; with
+ * `keepApps` the apps and the gateway keep running (traffic keeps flowing)
+ * and the next `herd up` adopts them or hands off to a newer gateway. A crash
+ * of this process leaves both running as well. `herd down` (down.ts) stops a
+ * platform whose `herd up` is gone.
+ */
+
+import { existsSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Agent } from "../agent/agent.ts";
+import { ProcessDriver } from "../agent/process-driver.ts";
+import { ensureComponentCredential } from "../api/credentials.ts";
+import { type ServerOptions, startServer } from "../api/server.ts";
+import { readCa } from "../common/api-ca.ts";
+import { createLogger } from "../common/log.ts";
+import type { HttpsSettings } from "../gateway/gateway.ts";
+import { deployExample } from "./example.ts";
+import { ensurePlatformGateway, type PlatformGateway, runningGateway } from "./platform-gateway.ts";
+import { isRunning, type ProcessRecord, recordOf, removeRecord, writeRecord } from "./process-record.ts";
+import { untilSignal } from "./signals.ts";
+
+/** Where `herd up` records its own process (for `herd down`). */
+export const UP_RECORD = "server-process.json";
+
+/** How `herd up` runs. */
+export interface UpOptions {
+  dataDir: string;
+  /** The control plane's options, less what herd up sets itself. */
+  server: Omit<ServerOptions, "dataDir" | "logger">;
+  gateway: {
+    port: number;
+    host: string;
+    workers: number;
+    /** Unset: the gateway's default (9180, or a free port when taken). */
+    metricsPort?: number | "off";
+    https?: HttpsSettings & { development: boolean };
+    traceSample?: number;
+    /** Internal ranges route JWKS URLs may reach (`--allow-fetch`). */
+    allowFetch?: readonly string[];
+    /** The directory route JWKS files are read from (`--jwks-dir`). */
+    jwksDir?: string;
+  };
+  /** Deploy examples/hello on the first start. */
+  example: boolean;
+  /** On SIGINT/SIGTERM leave the apps and the gateway running. */
+  keepApps: boolean;
+}
+
+/**
+ * Closes the control plane while the gateway keeps running: the HTTP server
+ * waits for every open connection, and the gateway's watch never ends by
+ * itself, so the gateway is asked (SIGHUP, every 250 ms until the server is
+ * closed) to drop it; its next attempt finds the port closed, and it serves
+ * its last table until a control plane is back.
+ */
+async function closeWhileGatewayFollows(
+  server: { close(): Promise<void> },
+  gateway: ProcessRecord,
+): Promise<void> {
+  const hangUp = () => {
+    if (isRunning(gateway)) process.kill(gateway.pid, "SIGHUP");
+  };
+  const timer = setInterval(hangUp, 250);
+  try {
+    await server.close();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Runs the platform until SIGINT or SIGTERM; resolves with the exit code. */
+export async function runUp(options: UpOptions): Promise<number> {
+  const { dataDir } = options;
+  const logger = createLogger("herd");
+  const server = await startServer({ ...options.server, dataDir, logger });
+  const upRecord = recordOf(process.pid);
+  writeRecord(join(dataDir, UP_RECORD), upRecord);
+  const driver = new ProcessDriver({
+    stateRoot: join(dataDir, "agent", "driver"),
+    logger: logger.child("driver"),
+  });
+  let agent: Agent | undefined;
+  let gateway: PlatformGateway | undefined;
+  try {
+    // Its own credentials, kept in DIR/credentials: no component holds the admin token.
+    const credentials = join(dataDir, "credentials");
+    agent = new Agent({
+      server: server.url,
+      token: await ensureComponentCredential(server.store, join(credentials, "agent"), {
+        kind: "agent",
+        node: hostname(),
+      }),
+      ...(server.caFile ? { ca: readCa(server.caFile) } : {}),
+      name: hostname(),
+      dataDir: join(dataDir, "agent"),
+      driver,
+      logger: logger.child("agent"),
+    });
+    // The agent shares this process: its metrics go on the API server's /metrics.
+    const inProcess = agent;
+    server.metrics.alsoExport.push(() => inProcess.metrics.render());
+    await agent.start();
+    // Its own processes, so proxying never waits on the control plane's event loop (or the reverse).
+    gateway = await ensurePlatformGateway({
+      cli: fileURLToPath(new URL("../cli/main.ts", import.meta.url)),
+      server: server.url,
+      token: await ensureComponentCredential(server.store, join(credentials, "gateway"), { kind: "gateway" }),
+      ca: server.caFile,
+      port: options.gateway.port,
+      host: options.gateway.host,
+      dataDir: join(dataDir, "gateway"),
+      workers: options.gateway.workers,
+      metricsPort: options.gateway.metricsPort,
+      metricsHost: options.gateway.host,
+      https: options.gateway.https && {
+        port: options.gateway.https.port,
+        certificates: options.gateway.https.certificates,
+      },
+      traceSample: options.gateway.traceSample,
+      allowFetch: options.gateway.allowFetch,
+      jwksDir: options.gateway.jwksDir,
+      logger,
+    });
+  } catch (err) {
+    // A gateway found running stays (it was serving before this start); one started now goes.
+    if (gateway?.how !== "adopted") await gateway?.stop();
+    await agent?.stop();
+    const serving = runningGateway(join(dataDir, "gateway"));
+    if (serving === undefined) await server.close();
+    else await closeWhileGatewayFollows(server, serving);
+    removeRecord(join(dataDir, UP_RECORD), upRecord);
+    throw err;
+  }
+  const { record } = gateway;
+  const https = options.gateway.https;
+  const host = options.gateway.host;
+  const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
+  const shownGateway = `http://${shownHost}:${record.port}`;
+  const shownHttps = record.httpsPort === undefined ? undefined : `https://${shownHost}:${record.httpsPort}`;
+  server.settings.gatewayUrl = `http://127.0.0.1:${record.port}`;
+  writeFileSync(
+    join(dataDir, "server.json"),
+    `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway, gatewayHttpsUrl: shownHttps }, null, 2)}\n`,
+  );
+  const how = {
+    started: "",
+    adopted: ", adopted: it kept serving",
+    "handed-off": ", took over from the last one",
+  };
+  process.stdout.write(
+    [
+      "",
+      "herd is up",
+      `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
+      `  gateway:      ${shownGateway}   (pid ${record.pid}${how[gateway.how]})`,
+      `  metrics:      ${record.metricsUrl ?? "off (--gateway-metrics-port)"}`,
+      ...(shownHttps === undefined
+        ? []
+        : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
+      `  admin token:  ${server.adminTokenFile}`,
+      ...(server.caFile ? [`  API CA:       ${server.caFile}   (herd agent/gateway --ca)`] : []),
+      `  data:         ${dataDir}`,
+      "",
+      "",
+    ].join("\n"),
+  );
+  const marker = join(dataDir, "example-deployed");
+  if (options.example && !existsSync(marker)) {
+    void deployExample(server.url, server.adminToken, logger).then((ok) => {
+      if (ok) {
+        writeFileSync(marker, `${new Date().toISOString()}\n`);
+        process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
+        if (record.httpsPort !== undefined && https?.development) {
+          // The development certificate names hello.localhost (curl sends *.localhost to loopback itself).
+          process.stdout.write(
+            `  over HTTPS: curl --cacert ${https.certificates[0].cert} https://hello.localhost:${record.httpsPort}/\n`,
+          );
+        }
+      }
+    });
+  }
+  const signal = await untilSignal();
+  if (options.keepApps) {
+    process.stdout.write(
+      `\n${signal}: stopping herd; the apps and the gateway (pid ${record.pid}) keep running ` +
+        `(the next herd up takes them over; herd down stops them)\n`,
+    );
+    await agent.stop();
+    await closeWhileGatewayFollows(server, record);
+    removeRecord(join(dataDir, UP_RECORD), upRecord);
+    return 0;
+  } else {
+    process.stdout.write(`\n${signal}: stopping herd and its apps\n`);
+    await gateway.stop();
+    await agent.stop();
+    await Promise.all((await driver.list()).map((p) => driver.stop(p.id, 10_000)));
+  }
+  await server.close();
+  removeRecord(join(dataDir, UP_RECORD), upRecord);
+  return 0;
+}
