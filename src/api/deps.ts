@@ -41,6 +41,8 @@ export interface ApiDeps {
   metrics: Metrics;
   /** Alert rules' evaluation, active alerts, webhook deliveries. */
   alerts: AlertEvaluator;
+  /** Aborted when the server starts closing: long streams (watch, deploy logs) end. */
+  shutdown: AbortSignal;
   /** Every write's who, what, when and result. */
   audit: AuditLog;
   maxUploadBytes: number;

@@ -184,6 +184,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Every gateway and agent that reports a metrics URL is scraped while it keeps reporting.
   metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
   const ingestTokens = new IngestTokens(store, secrets);
+  const shutdown = new AbortController();
   const deps: ApiDeps = {
     store,
     controllers,
@@ -198,6 +199,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metrics,
     alerts,
     audit,
+    shutdown: shutdown.signal,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
     version: VERSION,
     settings,
@@ -267,7 +269,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       auth.stop();
       await alerts.stop();
       controllers.stop();
-      // Open log streams end first: the HTTP server waits for every connection.
+      // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
+      shutdown.abort();
       logs.endStreams();
       await app.close();
       await gateways.close();

@@ -25,8 +25,8 @@ import { readCa } from "../common/api-ca.ts";
 import { createLogger } from "../common/log.ts";
 import type { HttpsSettings } from "../gateway/gateway.ts";
 import { deployExample } from "./example.ts";
-import { ensurePlatformGateway, type PlatformGateway, runningGateway } from "./platform-gateway.ts";
-import { isRunning, type ProcessRecord, recordOf, removeRecord, writeRecord } from "./process-record.ts";
+import { ensurePlatformGateway, type PlatformGateway } from "./platform-gateway.ts";
+import { recordOf, removeRecord, writeRecord } from "./process-record.ts";
 import { untilSignal } from "./signals.ts";
 
 /** Where `herd up` records its own process (for `herd down`). */
@@ -54,28 +54,6 @@ export interface UpOptions {
   example: boolean;
   /** On SIGINT/SIGTERM leave the apps and the gateway running. */
   keepApps: boolean;
-}
-
-/**
- * Closes the control plane while the gateway keeps running: the HTTP server
- * waits for every open connection, and the gateway's watch never ends by
- * itself, so the gateway is asked (SIGHUP, every 250 ms until the server is
- * closed) to drop it; its next attempt finds the port closed, and it serves
- * its last table until a control plane is back.
- */
-async function closeWhileGatewayFollows(
-  server: { close(): Promise<void> },
-  gateway: ProcessRecord,
-): Promise<void> {
-  const hangUp = () => {
-    if (isRunning(gateway)) process.kill(gateway.pid, "SIGHUP");
-  };
-  const timer = setInterval(hangUp, 250);
-  try {
-    await server.close();
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 /** Runs the platform until SIGINT or SIGTERM; resolves with the exit code. */
@@ -135,9 +113,8 @@ export async function runUp(options: UpOptions): Promise<number> {
     // A gateway found running stays (it was serving before this start); one started now goes.
     if (gateway?.how !== "adopted") await gateway?.stop();
     await agent?.stop();
-    const serving = runningGateway(join(dataDir, "gateway"));
-    if (serving === undefined) await server.close();
-    else await closeWhileGatewayFollows(server, serving);
+    // The server ends its streams (a running gateway's watch too) as it closes.
+    await server.close();
     removeRecord(join(dataDir, UP_RECORD), upRecord);
     throw err;
   }
@@ -196,7 +173,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         `(the next herd up takes them over; herd down stops them)\n`,
     );
     await agent.stop();
-    await closeWhileGatewayFollows(server, record);
+    await server.close();
     removeRecord(join(dataDir, UP_RECORD), upRecord);
     return 0;
   } else {

@@ -212,7 +212,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const { app, id } = req.params as { app: string; id: string };
       const o = await store.get<Deploy>("deploy", `${tenantOf(req)}/${app}/${id}`);
       if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
-      const abort = streamNdjson(reply);
+      const abort = streamNdjson(reply, deps.shutdown);
       for await (const entry of deps.deployLogs.follow(id, abort.signal)) {
         if (!reply.raw.write(`${JSON.stringify(entry)}\n`)) await drained(reply);
       }
@@ -413,7 +413,7 @@ async function startsWithGzip(path: string): Promise<boolean> {
 }
 
 /** Takes over the reply for an NDJSON stream; the signal aborts when the client goes. */
-export function streamNdjson(reply: FastifyReply): AbortController {
+export function streamNdjson(reply: FastifyReply, shutdown?: AbortSignal): AbortController {
   reply.hijack();
   reply.raw.writeHead(200, {
     "content-type": "application/x-ndjson",
@@ -423,6 +423,8 @@ export function streamNdjson(reply: FastifyReply): AbortController {
   reply.raw.flushHeaders();
   const abort = new AbortController();
   reply.raw.on("close", () => abort.abort());
+  // The server is closing: end the stream (the client reconnects to whoever serves next).
+  shutdown?.addEventListener("abort", () => abort.abort(), { once: true });
   return abort;
 }
 

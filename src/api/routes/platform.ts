@@ -192,7 +192,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
         first.then((r) => ({ r })),
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 20)),
       ]);
-      const abort = streamNdjson(reply);
+      const abort = streamNdjson(reply, deps.shutdown);
       abort.signal.addEventListener("abort", () => signal.abort());
       const ping = setInterval(() => reply.raw.write('{"type":"ping"}\n'), 10_000);
       try {
