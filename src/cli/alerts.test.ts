@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { type RecordedRequest, runCli, sendJson, startTestApi, type TestApi } from "./test-api.ts";
 
@@ -148,4 +151,20 @@ test("herd alerts silence posts matchers and an end time; receivers list their d
     headers: { Authorization: "Bearer t" },
     severities: ["critical"],
   });
+
+  // A secret header from a file: not on the command line.
+  const file = join(mkdtempSync(join(tmpdir(), "herd-header-")), "token");
+  writeFileSync(file, "Bearer from-file\n", { mode: 0o600 });
+  r = await run([
+    "alerts",
+    "receivers",
+    "set",
+    "ops",
+    "--url",
+    "http://hooks/x",
+    "--header-file",
+    `Authorization: ${file}`,
+  ]);
+  assert.deepEqual(r.body, { url: "http://hooks/x", headers: { Authorization: "Bearer from-file" } });
+  rmSync(dirname(file), { recursive: true, force: true });
 });

@@ -7,6 +7,7 @@
  *   herd alerts receivers [set|delete]  GET|PUT|DELETE /alerts/receivers[/:name]
  */
 
+import { readFile } from "node:fs/promises";
 import { parseDuration } from "../observe/promql/parser.ts";
 import { UsageError } from "./args.ts";
 import {
@@ -73,7 +74,7 @@ const USAGE = [
   "herd alerts silences",
   "herd alerts unsilence ID",
   "herd alerts receivers",
-  "herd alerts receivers set NAME --url URL [--severity S]… [--header 'Name: value']…",
+  "herd alerts receivers set NAME --url URL [--severity S]… [--header 'Name: value']… [--header-file 'Name: FILE']…",
   "herd alerts receivers delete NAME",
 ].join("\n");
 
@@ -113,6 +114,10 @@ export const alertsCommand: CommandSpec = {
     ["--comment TEXT", "silence: why"],
     ["--url URL", "receivers set: where to POST"],
     ["--header 'N: V'", "receivers set: an HTTP header to send (repeat)"],
+    [
+      "--header-file 'N: FILE'",
+      "receivers set: a header whose value is a file's content, for secrets (repeat)",
+    ],
   ],
   options: {
     expr: { type: "string" },
@@ -126,6 +131,7 @@ export const alertsCommand: CommandSpec = {
     comment: { type: "string" },
     url: { type: "string" },
     header: { type: "string", multiple: true },
+    "header-file": { type: "string", multiple: true },
   },
   async run(ctx, values, positionals) {
     const [what, action, ...rest] = positionals;
@@ -307,6 +313,17 @@ async function receivers(ctx: CliContext, values: FlagValues, action: string | u
     const i = h.indexOf(":");
     if (i < 1) throw new UsageError(`--header ${h}: give 'Name: value'`, "alerts");
     headers[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+  }
+  // A secret header's value from a file, so it is in no shell history or process list.
+  for (const h of list(values, "header-file")) {
+    const i = h.indexOf(":");
+    if (i < 1) throw new UsageError(`--header-file ${h}: give 'Name: FILE'`, "alerts");
+    const file = h.slice(i + 1).trim();
+    try {
+      headers[h.slice(0, i).trim()] = (await readFile(file, "utf8")).replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    }
   }
   const severities = list(values, "severity");
   const reply = await client.put<{ revision: number }>(`/alerts/receivers/${enc(name)}`, {

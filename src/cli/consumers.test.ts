@@ -77,7 +77,9 @@ test("herd consumers: create, keys add prints the key once, jwt add, show, remov
   const badAlg = await herd("consumers", "jwt", "add", "mobile", "--algorithm", "ES256");
   assert.equal(badAlg.code, 2);
   assert.match(badAlg.err, /--algorithm must be HS256 or RS256/);
-  const badSecret = await herd("consumers", "jwt", "add", "mobile", "--secret", "short");
+  const secretFile = join(mkdtempSync(join(tmpdir(), "herd-secret-")), "hs256");
+  writeFileSync(secretFile, "short\n", { mode: 0o600 });
+  const badSecret = await herd("consumers", "jwt", "add", "mobile", "--secret-file", secretFile);
   assert.equal(badSecret.code, 1);
   assert.match(badSecret.err, /body\.secret/);
   assert.equal((await herd("consumers", "frob")).code, 2);

@@ -32,7 +32,7 @@ const USAGE = [
   "herd consumers delete NAME",
   "herd consumers keys add NAME",
   "herd consumers keys remove NAME ID",
-  "herd consumers jwt add NAME [--key ISS] [--algorithm HS256|RS256] [--secret S | --public-key FILE]",
+  "herd consumers jwt add NAME [--key ISS] [--algorithm HS256|RS256] [--secret-file FILE | --public-key FILE]",
   "herd consumers jwt remove NAME ID",
 ].join("\n");
 
@@ -47,13 +47,16 @@ export const consumersCommand: CommandSpec = {
   flags: [
     ["--key ISS", "jwt add: the credential's key, matched against the tokens' iss (default: generated)"],
     ["--algorithm ALG", "jwt add: HS256 (default, a shared secret) or RS256 (a public key)"],
-    ["--secret S", "jwt add: the HS256 secret, at least 32 characters (default: generated)"],
+    [
+      "--secret-file FILE",
+      "jwt add: the HS256 secret, at least 32 characters, from a file (default: generated; never on the command line)",
+    ],
     ["--public-key FILE", "jwt add: the RS256 public key, a PEM file"],
   ],
   options: {
     key: { type: "string" },
     algorithm: { type: "string" },
-    secret: { type: "string" },
+    "secret-file": { type: "string" },
     "public-key": { type: "string" },
   },
   async run(ctx, values, positionals) {
@@ -142,10 +145,21 @@ async function addJwt(ctx: CliContext, name: string, values: FlagValues): Promis
       throw new Error(`cannot read the public key ${file}: ${(err as Error).message}`);
     }
   }
+  const secretFile = stringFlag(values, "secret-file");
+  let secret: string | undefined;
+  if (secretFile !== undefined) {
+    try {
+      secret = (await readFile(secretFile, "utf8")).replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new Error(
+        `cannot read the secret file ${secretFile}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+      );
+    }
+  }
   const body = {
     algorithm,
     ...(stringFlag(values, "key") ? { key: stringFlag(values, "key") } : {}),
-    ...(stringFlag(values, "secret") ? { secret: stringFlag(values, "secret") } : {}),
+    ...(secret !== undefined ? { secret } : {}),
     ...(publicKey !== undefined ? { publicKey } : {}),
   };
   const reply = await (await ctx.client()).post<{
