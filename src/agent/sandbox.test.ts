@@ -25,7 +25,7 @@ test("paths under bound directories are rewritten to their views, also inside PA
   });
 });
 
-test("without a sandbox the wrapper only joins the cgroups, then runs the command", () => {
+test("the wrapper joins the cgroups, then runs the command directly or in the sandbox", () => {
   const args = launchArgs("node server.js", ["/cg/memory/herd/i1/cgroup.procs"]);
   assert.deepEqual(args.slice(2), [
     "herd-instance",
@@ -45,16 +45,13 @@ test("without a sandbox the wrapper only joins the cgroups, then runs the comman
     },
   });
   assert.deepEqual(sandboxed.slice(3, 8), ["0", "/usr/bin/unshare", "--mount", "--propagation", "private"]);
-  assert.deepEqual(
-    sandboxed.slice(-8),
-    [
-      "node server.js",
-      "1234",
-      String(64 * 1024 * 1024),
-      VIEW_APP,
-      "/usr/bin/setpriv",
-      "/h/app",
-      VIEW_APP,
-    ].slice(-8),
-  );
+  assert.deepEqual(sandboxed.slice(-7), [
+    "node server.js",
+    "1234",
+    String(64 * 1024 * 1024),
+    VIEW_APP,
+    "/usr/bin/setpriv",
+    "/h/app",
+    VIEW_APP,
+  ]);
 });
