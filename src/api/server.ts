@@ -14,6 +14,7 @@ import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
+import { BuildRunner } from "../build/build-runner.ts";
 import { buildSlug } from "../build/builder.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
@@ -168,6 +169,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
+  // One queue, one sandbox and one set of limits for every build of this control plane.
+  const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
   if (!(await store.get<Tenant>("tenant", "default"))) {
     await store
       .put<Tenant>(
@@ -210,6 +213,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         source,
         unpack,
         workDir: join(dataDir, "builds"),
+        runner: builds,
         app,
         log,
         unit: settings.unit,
