@@ -7,7 +7,7 @@
  *                              └─► artifacts + builder (deploys)
  */
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -133,6 +133,8 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { dataDir, logger } = options;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Also when it existed: tokens, state.db and every tenant's sources are below it (docs/isolation.md).
+  chmodSync(dataDir, 0o700);
   const settings: Settings = { ...DEFAULT_SETTINGS, ...options.settings };
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
