@@ -36,6 +36,7 @@ import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import {
   type CgroupSupport,
+  cgroupPids,
   cgroupProcsFiles,
   createInstanceCgroup,
   destroyInstanceCgroup,
@@ -309,7 +310,8 @@ export class ProcessDriver implements RuntimeDriver {
       await chownTree(spec.dataDir, uid);
       binds.push({ host: spec.dataDir, view: VIEW_DATA });
     }
-    return { uid, binds, cwd: VIEW_APP, tmpBytes: spec.resources.memory };
+    // Half the memory limit: a full /tmp ends in ENOSPC before its pages (charged to the cgroup) end the app.
+    return { uid, binds, cwd: VIEW_APP, tmpBytes: spec.resources.memory / 2 };
   }
 
   async stop(id: string, graceMs: number): Promise<void> {
@@ -324,7 +326,9 @@ export class ProcessDriver implements RuntimeDriver {
     const deadline = Date.now() + graceMs;
     signalGroup(pid, "SIGTERM");
     // Grace covers the whole group: a child that ignores SIGTERM gets SIGKILL at the deadline too.
-    while (Date.now() < deadline && (!t.record.exit || groupAlive(pid))) await sleep(25);
+    // The cgroup's member list is one read; scanning /proc costs a read per process (a fork bomb has 1,000s).
+    const alive = () => (cgroup ? cgroupPids(cgroup).length > 0 : groupAlive(pid));
+    while (Date.now() < deadline && (!t.record.exit || alive())) await sleep(25);
     signalGroup(pid, "SIGKILL");
     if (cgroup) killCgroup(cgroup);
     await t.gone;
