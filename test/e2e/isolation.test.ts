@@ -38,7 +38,8 @@ http.createServer(async (req, res) => {
   const spec = JSON.parse(url.searchParams.get("spec"));
   const r = { instance: process.env.HERD_INSTANCE, uid: process.getuid(), read: {}, connect: {} };
   for (const [name, file] of Object.entries(spec.read)) r.read[name] = outcome(() => fs.readFileSync(file));
-  r.signal = outcome(() => process.kill(spec.signal, "SIGKILL"));
+  // Never pid 0 or less: that would be its own process group.
+  r.signal = spec.signal > 0 ? outcome(() => process.kill(spec.signal, "SIGKILL")) : "not tried";
   for (const [name, port] of Object.entries(spec.connect)) r.connect[name] = await connect(port);
   res.setHeader("content-type", "application/json");
   res.end(JSON.stringify(r));
@@ -68,9 +69,39 @@ interface ProbeResult {
   connect: Record<string, string>;
 }
 
-async function instances(app: string, tenant: string): Promise<Instance[]> {
-  const { body } = await herd!.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
+async function instances(app: string, tenant: string, h = herd!): Promise<Instance[]> {
+  const { body } = await h.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
   return body.items.filter((i) => i.state === "running" && i.pid !== undefined && i.port !== undefined);
+}
+
+/** Deploys the prober (2 instances) into tenant a. */
+async function deployProber(h: Herd): Promise<void> {
+  const dir = join(work, "prober");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "server.js"), PROBER);
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "prober", private: true }));
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: prober",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 2",
+      "    resources: { cpu: 0.25, memory: 128Mi }",
+      "    routes: [{ host: prober.localhost, path: / }]",
+      "",
+    ].join("\n"),
+  );
+  const a = await h.cli(["deploy", "--tenant", "a", dir]);
+  assert.equal(a.code, 0, a.stdout + a.stderr);
+}
+
+/** The tables nft lists now. */
+function nftTables(): string {
+  const list = spawnSync("nft", ["list", "tables"], { encoding: "utf8" });
+  assert.equal(list.status, 0, list.stderr);
+  return list.stdout;
 }
 
 let node: Node | undefined;
@@ -89,25 +120,7 @@ test("the node reports its sandbox and firewall, and two tenants deploy", { skip
 
   const b = await h.cli(["deploy", "--tenant", "b", join(ROOT, "examples/hello")]);
   assert.equal(b.code, 0, b.stdout + b.stderr);
-  const dir = join(work, "prober");
-  mkdirSync(dir);
-  writeFileSync(join(dir, "server.js"), PROBER);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "prober", private: true }));
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      "app: prober",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 2",
-      "    resources: { cpu: 0.25, memory: 128Mi }",
-      "    routes: [{ host: prober.localhost, path: / }]",
-      "",
-    ].join("\n"),
-  );
-  const a = await h.cli(["deploy", "--tenant", "a", dir]);
-  assert.equal(a.code, 0, a.stdout + a.stderr);
+  await deployProber(h);
   target = (await waitFor("b's hello instances", async () => (await instances("hello", "b"))[0]))!;
   probers = await waitFor("both prober instances", async () => {
     const list = await instances("prober", "a");
@@ -177,7 +190,39 @@ test("stopping herd removes its firewall table", { skip: notRoot }, async () => 
   const h = herd!;
   await h.stop();
   const table = firewallTable(resolve(h.dataDir, "agent", "driver"));
-  const list = spawnSync("nft", ["list", "tables"], { encoding: "utf8" });
-  assert.equal(list.status, 0, list.stderr);
-  assert.ok(!list.stdout.includes(table), list.stdout);
+  assert.ok(!nftTables().includes(table));
+});
+
+test("with --keep-apps, apps stay sandboxed across herd restarts: adopted, same uid, the new API port closed", {
+  skip: notRoot,
+}, async (t) => {
+  await cleanupHerd(herd);
+  const dataDir = mkdtempSync("/var/tmp/herd-isolation-");
+  herd = await startHerd({ dataDir, extraArgs: ["--keep-apps"] });
+  await deployProber(herd);
+  const before = await waitFor("both probers", async () => {
+    const list = await instances("prober", "a");
+    return list.length === 2 ? list : undefined;
+  });
+  const table = firewallTable(resolve(dataDir, "agent", "driver"));
+  await herd.stop();
+  // The apps run on without herd, and so do their rules.
+  assert.ok(nftTables().includes(table), "the table went with herd while its apps run");
+
+  herd = await startHerd({ dataDir, extraArgs: ["--keep-apps"] });
+  const h = herd;
+  const after = await waitFor("both probers adopted", async () => {
+    const list = await instances("prober", "a");
+    return list.length === 2 ? list : undefined;
+  });
+  assert.deepEqual(after.map((i) => i.pid).sort(), before.map((i) => i.pid).sort(), "adopted, not restarted");
+  const spec = { read: {}, signal: 0, connect: { api: Number(new URL(h.url).port) } };
+  const res = await waitFor("the prober through the gateway", async () => {
+    const r = await h.request("prober.localhost", `/probe?spec=${encodeURIComponent(JSON.stringify(spec))}`);
+    return r.status === 200 ? r : undefined;
+  });
+  const r = JSON.parse(res.body) as ProbeResult;
+  t.diagnostic(`probe after the restart: ${res.body}`);
+  assert.ok(r.uid >= 1_000_000_000, `uid ${r.uid}`);
+  assert.equal(r.connect.api, "ECONNREFUSED", "the restarted API's port is open to adopted apps");
 });
