@@ -107,6 +107,10 @@ async function main(): Promise<void> {
     const node = (await h.api<{ items: Node[] }>("GET", "/nodes")).body.items[0];
     console.log(`node isolation: ${JSON.stringify(node.isolation)}`);
 
+    for (const name of ["a", "b"]) {
+      const r = await h.api("POST", "/tenants", { name });
+      if (r.status !== 201) throw new Error(`creating tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+    }
     const b = await h.cli(["deploy", "--tenant", "b", join(ROOT, "examples/hello")]);
     if (b.code !== 0) throw new Error(`deploying B failed: ${b.stdout}${b.stderr}`);
     await waitFor("B to serve", async () => (await h.request("hello.localhost")).status === 200);

@@ -74,8 +74,18 @@ async function instances(app: string, tenant: string, h = herd!): Promise<Instan
   return body.items.filter((i) => i.state === "running" && i.pid !== undefined && i.port !== undefined);
 }
 
+/** Creates a tenant (the API refuses deploys into unknown ones). */
+async function createTenant(h: Herd, name: string): Promise<void> {
+  const r = await h.api("POST", "/tenants", { name });
+  assert.ok(
+    r.status === 201 || r.status === 409,
+    `creating tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`,
+  );
+}
+
 /** Deploys the prober (2 instances) into tenant a. */
 async function deployProber(h: Herd): Promise<void> {
+  await createTenant(h, "a");
   const dir = join(work, "prober");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "server.js"), PROBER);
@@ -118,6 +128,7 @@ test("the node reports its sandbox and firewall, and two tenants deploy", { skip
   const table = await h.cli(["nodes"]);
   assert.match(table.stdout, /sandbox uid, network nftables/);
 
+  await createTenant(h, "b");
   const b = await h.cli(["deploy", "--tenant", "b", join(ROOT, "examples/hello")]);
   assert.equal(b.code, 0, b.stdout + b.stderr);
   await deployProber(h);
