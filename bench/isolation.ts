@@ -18,7 +18,12 @@ import type { Event, Instance, Node } from "../src/model/objects.ts";
 import { cleanupHerd, type Herd, ROOT, sleep, startHerd, waitFor } from "../test/e2e/harness.ts";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "10" }, rate: { type: "string", default: "200" } },
+  options: {
+    seconds: { type: "string", default: "10" },
+    rate: { type: "string", default: "200" },
+    // One attack alone (bomb, memory or disk), to see what each costs.
+    only: { type: "string" },
+  },
 });
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
@@ -42,21 +47,24 @@ try { for (;;) { fs.writeSync(fd, chunk); tmp++; } } catch (err) { console.log("
 setInterval(() => {}, 60000);
 `;
 
-const HOGS = [
-  "app: hogs",
-  "services:",
-  "  bomb:",
-  "    command: sh -c 'bomb() { bomb | bomb & }; bomb; sleep 3600'",
-  "    resources: { cpu: 0.25, memory: 128Mi }",
-  "  memory:",
-  // Up for 3 s first, so the deploy passes; then killed at its limit, replaced, killed again: a crash loop.
-  `    command: node -e "const a = []; setTimeout(() => setInterval(() => a.push(Buffer.alloc(16 << 20, 1)), 50), 3000)"`,
-  "    resources: { cpu: 0.25, memory: 128Mi }",
-  "  disk:",
-  "    command: node fill.js",
-  "    resources: { cpu: 0.25, memory: 128Mi }",
-  "",
-].join("\n");
+const ATTACKS: Record<string, string[]> = {
+  bomb: [
+    "  bomb:",
+    "    command: sh -c 'bomb() { bomb | bomb & }; bomb; sleep 3600'",
+    "    resources: { cpu: 0.25, memory: 128Mi }",
+  ],
+  memory: [
+    "  memory:",
+    // Up for 3 s first, so the deploy passes; then killed at its limit, replaced, killed again: a crash loop.
+    `    command: node -e "const a = []; setTimeout(() => setInterval(() => a.push(Buffer.alloc(16 << 20, 1)), 50), 3000)"`,
+    "    resources: { cpu: 0.25, memory: 128Mi }",
+  ],
+  disk: ["  disk:", "    command: node fill.js", "    resources: { cpu: 0.25, memory: 128Mi }"],
+};
+const chosen = values.only ? [values.only] : Object.keys(ATTACKS);
+if (!chosen.every((c) => c in ATTACKS))
+  throw new Error(`--only takes one of ${Object.keys(ATTACKS).join(", ")}`);
+const HOGS = ["app: hogs", "services:", ...chosen.flatMap((c) => ATTACKS[c]), ""].join("\n");
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -139,11 +147,11 @@ async function main(): Promise<void> {
         (i) => i.desired === "running",
       );
     await waitFor(
-      "A's three services to start",
-      async () => (await hogs()).filter((i) => i.pid).length === 3,
+      "A's services to start",
+      async () => (await hogs()).filter((i) => i.pid).length === chosen.length,
     );
     await sleep(3000);
-    console.log("A: fork bomb, memory hog and disk fill running");
+    console.log(`A: ${chosen.join(", ")} running`);
     const during = await measure(h);
 
     const show = (name: string, m: typeof base) =>
@@ -161,10 +169,12 @@ async function main(): Promise<void> {
     for (const i of await hogs()) {
       const pids = `/sys/fs/cgroup/pids/herd/${i.id}/pids.current`;
       const limit = `/sys/fs/cgroup/pids/herd/${i.id}/pids.max`;
+      // "max N": how many forks the limit refused.
+      const pidsEvents = `/sys/fs/cgroup/pids/herd/${i.id}/pids.events`;
       if (i.service === "bomb") {
         console.log(
           existsSync(pids)
-            ? `fork bomb: ${readFileSync(pids, "utf8").trim()} processes in its cgroup (pids.max ${readFileSync(limit, "utf8").trim()})`
+            ? `fork bomb: ${readFileSync(pids, "utf8").trim()} processes in its cgroup now, forks refused at pids.max ${readFileSync(limit, "utf8").trim()}: ${/max (\d+)/.exec(readFileSync(pidsEvents, "utf8"))?.[1] ?? "?"} times`
             : "fork bomb: no pids cgroup (not root?): it was held by nothing but the machine",
         );
       } else if (i.service === "memory") {
