@@ -19,7 +19,7 @@ import { cleanupHerd, type Herd, ROOT, sleep, startHerd, waitFor } from "../test
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: "string", default: "10" },
+    seconds: { type: "string", default: "15" },
     rate: { type: "string", default: "200" },
     // One attack alone (bomb, memory or disk), to see what each costs.
     only: { type: "string" },
@@ -47,12 +47,15 @@ try { for (;;) { fs.writeSync(fd, chunk); tmp++; } } catch (err) { console.log("
 setInterval(() => {}, 60000);
 `;
 
+// A shell fork bomb, lit again every 50 ms by a process that survives failing forks: the cgroup
+// stays at its pids limit for as long as the attack runs.
+const BOMB = `
+const { spawn } = require("node:child_process");
+setInterval(() => spawn("sh", ["-c", "b() { b | b & }; b"], { stdio: "ignore" }).on("error", () => {}), 50);
+`;
+
 const ATTACKS: Record<string, string[]> = {
-  bomb: [
-    "  bomb:",
-    "    command: sh -c 'bomb() { bomb | bomb & }; bomb; sleep 3600'",
-    "    resources: { cpu: 0.25, memory: 128Mi }",
-  ],
+  bomb: ["  bomb:", "    command: node bomb.js", "    resources: { cpu: 0.25, memory: 128Mi }"],
   memory: [
     "  memory:",
     // Up for 3 s first, so the deploy passes; then killed at its limit, replaced, killed again: a crash loop.
@@ -74,10 +77,16 @@ const quantile = (xs: number[], q: number): number => {
 /** Steady load on B through the gateway, and the API polled meanwhile. */
 async function measure(
   h: Herd,
-): Promise<{ p99: number; p50: number; errors: number; api: number[]; apiErrors: number }> {
+  pidsFile?: string,
+): Promise<{ p99: number; p50: number; errors: number; api: number[]; apiErrors: number; pids: number[] }> {
   const api: number[] = [];
+  const pids: number[] = [];
   let apiErrors = 0;
   let polling = true;
+  // How many processes the fork bomb held through the window (it was there all along, or not).
+  const sampler = setInterval(() => {
+    if (pidsFile && existsSync(pidsFile)) pids.push(Number(readFileSync(pidsFile, "utf8")));
+  }, 100);
   const poller = (async () => {
     while (polling) {
       const t0 = performance.now();
@@ -99,8 +108,16 @@ async function measure(
     duration: SECONDS,
   });
   polling = false;
+  clearInterval(sampler);
   await poller;
-  return { p99: r.latency.p99, p50: r.latency.p50, errors: r.errors + r.non2xx + r.timeouts, api, apiErrors };
+  return {
+    p99: r.latency.p99,
+    p50: r.latency.p50,
+    errors: r.errors + r.non2xx + r.timeouts,
+    api,
+    apiErrors,
+    pids,
+  };
 }
 
 async function main(): Promise<void> {
@@ -139,6 +156,7 @@ async function main(): Promise<void> {
     mkdirSync(dir);
     writeFileSync(join(dir, "herd.yaml"), HOGS);
     writeFileSync(join(dir, "fill.js"), FILL);
+    writeFileSync(join(dir, "bomb.js"), BOMB);
     writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "hogs", private: true }));
     const a = await h.cli(["deploy", "--tenant", "a", dir]);
     if (a.code !== 0) throw new Error(`deploying A failed: ${a.stdout}${a.stderr}`);
@@ -152,7 +170,8 @@ async function main(): Promise<void> {
     );
     await sleep(3000);
     console.log(`A: ${chosen.join(", ")} running`);
-    const during = await measure(h);
+    const bomb = (await hogs()).find((i) => i.service === "bomb");
+    const during = await measure(h, bomb && `/sys/fs/cgroup/pids/herd/${bomb.id}/pids.current`);
 
     const show = (name: string, m: typeof base) =>
       `${name.padEnd(13)} B p50 ${String(m.p50).padStart(4)} ms  p99 ${String(m.p99).padStart(4)} ms  errors ${m.errors}   API p99 ${quantile(m.api, 0.99).toFixed(1).padStart(6)} ms  max ${Math.max(...m.api).toFixed(1)} ms  (${m.api.length} calls, ${m.apiErrors} failed)`;
@@ -165,6 +184,12 @@ async function main(): Promise<void> {
     const apiRatio = quantile(during.api, 0.99) / quantile(base.api, 0.99);
     console.log(`API p99 under attack / baseline: ${apiRatio.toFixed(2)}×, ${during.apiErrors} failed calls`);
 
+    if (during.pids.length > 0) {
+      const mean = during.pids.reduce((x, y) => x + y, 0) / during.pids.length;
+      console.log(
+        `fork bomb during the window: ${Math.max(...during.pids)} processes at most, ${mean.toFixed(0)} on average`,
+      );
+    }
     // What held each attack.
     for (const i of await hogs()) {
       const pids = `/sys/fs/cgroup/pids/herd/${i.id}/pids.current`;

@@ -52,7 +52,7 @@ const V2_CONTROLLERS = ["memory", "cpu", "pids"];
 const CPU_PERIOD_US = 100_000;
 // The kernel refuses quotas under 1 ms.
 const MIN_CPU_QUOTA_US = 1_000;
-export const DEFAULT_PIDS_LIMIT = 1024;
+export const DEFAULT_PIDS_LIMIT = 256;
 
 /**
  * Detects what this machine offers and prepares the `herd` parent cgroup:
