@@ -40,6 +40,7 @@ import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { SlugCache } from "./slugs.ts";
+import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 
 /** How to reach the control plane and where to keep things. */
 export interface AgentOptions {
@@ -182,6 +183,8 @@ export class Agent {
   #ingestTokens: Record<string, string> = {};
   /** fetch options that trust the control plane's CA (empty without one). */
   readonly #trust: RequestInit;
+  /** Where instances send spans and points (the API's port is closed to them). */
+  #relay: TelemetryRelay | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -220,6 +223,12 @@ export class Agent {
     await mkdir(this.#options.dataDir, { recursive: true, mode: 0o700 });
     await chmod(this.#options.dataDir, 0o700);
     await mkdir(join(this.#options.dataDir, "instances"), { recursive: true });
+    this.#relay = await startTelemetryRelay({
+      server: this.#options.server,
+      trust: this.#trust as Record<string, unknown>,
+      dataDir: this.#options.dataDir,
+      logger: this.#log,
+    });
     this.#driver.setNetworkPolicy?.({
       ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
       protect: this.#protectedEndpoints(),
@@ -262,6 +271,8 @@ export class Agent {
     await this.#sendLogs();
     if (this.#ownsDriver) this.#driver.close?.();
     await this.#metricsServer?.close();
+    await this.#relay?.close();
+    this.#relay = undefined;
     this.#metricsServer = undefined;
     this.#log.info("stopped; instances keep running", { node: this.#options.name });
   }
@@ -496,7 +507,7 @@ export class Agent {
       const env: Record<string, string> = {
         ...d.run.env,
         ...d.secretEnv,
-        ...traceDefaults(d, this.#options.server, this.#ingestTokens[d.tenant]),
+        ...traceDefaults(d, this.#relay?.url ?? this.#options.server, this.#ingestTokens[d.tenant]),
         PORT: String(port),
         HERD_INSTANCE: d.id,
         HERD_APP: d.app,
@@ -786,7 +797,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
  * sets them: its name as the gateway's client spans call it (`app/service`,
  * so the dependency map joins the two), herd's resource attributes (merged
  * into the service's own, whose keys win), and the control plane's OTLP/HTTP
- * JSON ingest with the write-only ingest token. A service that names its own
+ * JSON ingest (through the agent's telemetry relay: the API's port is closed
+ * to instances) with the write-only ingest token. A service that names its own
  * endpoint (traces or all signals) gets neither the endpoint, the token nor
  * the protocol: its spans go where it says, without herd's secret.
  */
