@@ -7,6 +7,8 @@ declare module "autocannon" {
     amount?: number;
     headers?: Record<string, string>;
     pipelining?: number;
+    /** Requests per second across all connections (per worker). */
+    overallRate?: number;
   }
   export interface Histogram {
     average: number;

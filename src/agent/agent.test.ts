@@ -227,7 +227,7 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
   assert.ok(cp.heartbeats.some((h) => h.instances.some((i) => i.id === "inst1" && i.state === "up")));
   assert.ok(existsSync(join(dataDir, "instances", "inst1", "data")));
   assert.equal(typeof healthy.usage?.cpuSeconds, "number", "a running instance's usage is reported");
-  // OTEL defaults point the app's SDK at the control plane's ingest; the service's own values win.
+  // OTEL defaults point the app's SDK at the control plane's ingest (relayed); the service's own values win.
   const env = environOf(healthy.pid!);
   // Secret values reach the process, and no file: instance.json keeps only their names.
   assert.equal(env.get("DB_PASSWORD"), SECRET_VALUE);
@@ -238,7 +238,12 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
     env.get("OTEL_RESOURCE_ATTRIBUTES"),
     "team=a,herd.tenant=default,herd.app=hello,herd.service=web,herd.instance=inst1",
   );
-  assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), `${cp.url}/api/v1/traces/otlp/v1/traces`);
+  // Through the agent's telemetry relay (the API's port is closed to instances), on the port it keeps.
+  const relay = JSON.parse(readFileSync(join(dataDir, "relay.json"), "utf8")) as { port: number };
+  assert.equal(
+    env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    `http://127.0.0.1:${relay.port}/api/v1/traces/otlp/v1/traces`,
+  );
   assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS"), "authorization=Bearer%20ingest-secret");
   assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), "http/json");
   await waitFor(

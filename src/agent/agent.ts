@@ -14,7 +14,8 @@
  *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
  */
 
-import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { caDispatcher, trusting } from "../common/api-ca.ts";
@@ -33,11 +34,13 @@ import type {
 } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
+import type { ProtectedEndpoint } from "./firewall.ts";
 import { readNodeStats } from "./node-stats.ts";
-import { PortAllocator, type PortRange } from "./ports.ts";
+import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { SlugCache } from "./slugs.ts";
+import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 
 /** How to reach the control plane and where to keep things. */
 export interface AgentOptions {
@@ -180,6 +183,8 @@ export class Agent {
   #ingestTokens: Record<string, string> = {};
   /** fetch options that trust the control plane's CA (empty without one). */
   readonly #trust: RequestInit;
+  /** Where instances send spans and points (the API's port is closed to them). */
+  #relay: TelemetryRelay | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -214,7 +219,20 @@ export class Agent {
       });
     }
     this.#running = true;
+    // Root only: instances (sandboxed) see their own app and data dirs through bind mounts, never this tree.
+    await mkdir(this.#options.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(this.#options.dataDir, 0o700);
     await mkdir(join(this.#options.dataDir, "instances"), { recursive: true });
+    this.#relay = await startTelemetryRelay({
+      server: this.#options.server,
+      trust: this.#trust as Record<string, unknown>,
+      dataDir: this.#options.dataDir,
+      logger: this.#log,
+    });
+    this.#driver.setNetworkPolicy?.({
+      ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
+      protect: this.#protectedEndpoints(),
+    });
     this.#agentVersion = await readAgentVersion();
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
@@ -253,8 +271,29 @@ export class Agent {
     await this.#sendLogs();
     if (this.#ownsDriver) this.#driver.close?.();
     await this.#metricsServer?.close();
+    await this.#relay?.close();
+    this.#relay = undefined;
     this.#metricsServer = undefined;
     this.#log.info("stopped; instances keep running", { node: this.#options.name });
+  }
+
+  /** The control plane's API and this agent's metrics listener: not for instances to connect to. */
+  #protectedEndpoints(): ProtectedEndpoint[] {
+    const out: ProtectedEndpoint[] = [];
+    const server = new URL(this.#options.server);
+    const port = Number(server.port || (server.protocol === "https:" ? 443 : 80));
+    const host = server.hostname.replace(/^\[|\]$/g, "");
+    if (isIP(host) !== 0 || host === "localhost") out.push({ address: host, port });
+    else {
+      // A name is not resolved here: its port is closed on this machine's addresses only.
+      this.#log.warn("the server is a host name: instances are kept from its port on this machine only", {
+        host,
+      });
+      out.push({ port });
+    }
+    const metrics = this.#metricsServer?.url;
+    if (metrics) out.push({ port: Number(new URL(metrics).port) });
+    return out;
   }
 
   /** Where this agent serves its metrics, while it does. */
@@ -454,8 +493,10 @@ export class Agent {
       const appDir = join(dir, "app");
       await this.#slugs.unpack(d.run.slug, appDir);
       // Secret values go to the process only: instance.json keeps their names (run.secrets), and a
-      // restart takes them from the current heartbeat reply.
-      await writeFile(join(dir, "instance.json"), JSON.stringify({ ...d, secretEnv: undefined }));
+      // restart takes them from the current heartbeat reply. It holds the rest of the env: root only.
+      await writeFile(join(dir, "instance.json"), JSON.stringify({ ...d, secretEnv: undefined }), {
+        mode: 0o600,
+      });
       const missing = Object.keys(d.run.secrets ?? {}).filter((v) => d.secretEnv?.[v] === undefined);
       if (missing.length > 0)
         throw new Error(d.secretError ?? `no value for the secret env ${missing.join(", ")}`);
@@ -466,7 +507,7 @@ export class Agent {
       const env: Record<string, string> = {
         ...d.run.env,
         ...d.secretEnv,
-        ...traceDefaults(d, this.#options.server, this.#ingestTokens[d.tenant]),
+        ...traceDefaults(d, this.#relay?.url ?? this.#options.server, this.#ingestTokens[d.tenant]),
         PORT: String(port),
         HERD_INSTANCE: d.id,
         HERD_APP: d.app,
@@ -490,6 +531,8 @@ export class Agent {
         env,
         port,
         resources: d.run.resources,
+        tenant: d.tenant,
+        dataDir,
       });
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
       this.#startProbing(inst);
@@ -754,7 +797,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
  * sets them: its name as the gateway's client spans call it (`app/service`,
  * so the dependency map joins the two), herd's resource attributes (merged
  * into the service's own, whose keys win), and the control plane's OTLP/HTTP
- * JSON ingest with the write-only ingest token. A service that names its own
+ * JSON ingest (through the agent's telemetry relay: the API's port is closed
+ * to instances) with the write-only ingest token. A service that names its own
  * endpoint (traces or all signals) gets neither the endpoint, the token nor
  * the protocol: its spans go where it says, without herd's secret.
  */

@@ -43,7 +43,7 @@ export interface CgroupLimits {
   memoryBytes: number;
   /** CPU cores, e.g. 0.25. */
   cpuCores: number;
-  /** Most processes and threads at once; default 1024. */
+  /** Most processes and threads at once; default DEFAULT_PIDS_LIMIT (256). */
   pids?: number;
 }
 
@@ -52,7 +52,12 @@ const V2_CONTROLLERS = ["memory", "cpu", "pids"];
 const CPU_PERIOD_US = 100_000;
 // The kernel refuses quotas under 1 ms.
 const MIN_CPU_QUOTA_US = 1_000;
-export const DEFAULT_PIDS_LIMIT = 1024;
+/**
+ * Processes and threads per instance, as on a standard Heroku dyno. A Node
+ * service uses about a dozen; at 1,024 a sustained fork bomb's churn cost its
+ * neighbours a 5× p99 in bench:isolation (docs/isolation.md).
+ */
+export const DEFAULT_PIDS_LIMIT = 256;
 
 /**
  * Detects what this machine offers and prepares the `herd` parent cgroup:

@@ -42,10 +42,11 @@ export function runDriverConformance(name: string, create: (stateRoot: string) =
       const driver = h.driver();
       const exits: InstanceProcess[] = [];
       driver.onExit((p) => exits.push(p));
-      const grandchildFile = join(h.root, "grandchild.pid");
+      // Relative to its working directory: a sandboxed instance sees nothing else of the host's paths.
       const spec = await h.spec("srv1", `"${process.execPath}" server.cjs`, {
-        GRANDCHILD_PID_FILE: grandchildFile,
+        GRANDCHILD_PID_FILE: "grandchild.pid",
       });
+      const grandchildFile = join(spec.dir, "grandchild.pid");
       const started = await driver.start(spec);
       assert.equal(started.state, "running");
       assert.equal(started.port, spec.port);

@@ -8,6 +8,7 @@
  */
 
 import type { Resources } from "../model/objects.ts";
+import type { ProtectedEndpoint } from "./firewall.ts";
 
 /**
  * Every driver appends an instance's stdout to this file in
@@ -37,6 +38,10 @@ export interface StartSpec {
   env: Record<string, string>;
   port: number;
   resources: Resources;
+  /** Its tenant: instances of one tenant share one unprivileged uid where the driver sandboxes; default "default". */
+  tenant?: string;
+  /** HERD_DATA_DIR on the host, when it has one: owned by the instance's uid and bound into its sandbox. */
+  dataDir?: string;
 }
 
 export interface InstanceProcess {
@@ -59,6 +64,21 @@ export interface Isolation {
   cgroups: "v1" | "v2" | "none";
   /** Why there are no limits, when cgroups is none. */
   reason?: string;
+  /**
+   * uid: each tenant's instances run as their own unprivileged uid in a mount
+   * namespace (own files only, private /proc and /tmp); none: as the agent's user.
+   */
+  sandbox?: "uid" | "none";
+  /** nftables: instances cannot connect to other tenants' ports nor to the platform's; none: they can. */
+  network?: "nftables" | "none";
+  /** One line per layer that is not in force, with the reason. */
+  missing?: string[];
+}
+
+/** What instances must not connect to: the platform's endpoints, and the range other tenants' ports come from. */
+export interface NetworkPolicy {
+  ports: { min: number; max: number };
+  protect: ProtectedEndpoint[];
 }
 
 export interface RuntimeDriver {
@@ -90,4 +110,6 @@ export interface RuntimeDriver {
   usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined>;
   /** Stops watching (timers, listeners) and leaves every instance running; a later recover() finds them. */
   close?(): void;
+  /** Tells a driver that firewalls instances what to close to them (the agent calls it before recover). */
+  setNetworkPolicy?(policy: NetworkPolicy): void;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -7,8 +8,16 @@ import { detectCgroups, readMemoryLimit } from "./cgroups.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
 import { ProcessDriver } from "./process-driver.ts";
+import { detectSandbox } from "./sandbox.ts";
 
 runDriverConformance("process", (stateRoot) => new ProcessDriver({ stateRoot }));
+// As root the default is sandboxed; the plain way (not root, or turned off) passes the same suite.
+if (detectSandbox().enabled) {
+  runDriverConformance(
+    "process without sandbox",
+    (stateRoot) => new ProcessDriver({ stateRoot, sandbox: false }),
+  );
+}
 
 const support = detectCgroups();
 const noCgroups = support.version === "none" ? `no cgroups here: ${support.reason}` : false;
@@ -16,10 +25,16 @@ const noCgroups = support.version === "none" ? `no cgroups here: ${support.reaso
 test("isolation says what this machine gives and why not", (t) => {
   const stateRoot = mkdtempSync(join(tmpdir(), "herd-isolation-"));
   t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
-  const driver = new ProcessDriver({ stateRoot, cgroups: false });
+  const driver = new ProcessDriver({ stateRoot, cgroups: false, sandbox: false });
   assert.deepEqual(driver.isolation(), {
     cgroups: "none",
     reason: "cgroups turned off in the agent's options",
+    sandbox: "none",
+    network: "none",
+    missing: [
+      "sandbox: sandbox turned off in the agent's options",
+      "network: instances run as the agent's user (no sandbox), so no uid to match",
+    ],
   });
   const auto = new ProcessDriver({ stateRoot });
   assert.equal(auto.isolation().cgroups, support.version);
@@ -102,4 +117,92 @@ test("a log past logMaxBytes is copied to .1 and truncated while the writer keep
   assert.equal(tail.length, 4);
   assert.match(tail[1], /^line \d+ x+$/);
   assert.match(tail[3], /^err \d+ y+$/);
+});
+
+const sandbox = detectSandbox();
+const noSandbox = sandbox.enabled ? false : `no sandbox here: ${sandbox.reason}`;
+
+// Run inside an instance: tries what a hostile app would, prints one JSON line of outcomes.
+const PROBE = `
+const fs = require("node:fs");
+const net = require("node:net");
+const outcome = (fn) => { try { fn(); return "allowed"; } catch (err) { return err.code || String(err); } };
+const connect = (port) => new Promise((resolve) => {
+  const s = net.connect(Number(port), "127.0.0.1");
+  s.on("connect", () => { s.destroy(); resolve("allowed"); });
+  s.on("error", (err) => resolve(err.code));
+  setTimeout(() => { s.destroy(); resolve("timeout"); }, 3000);
+});
+(async () => {
+  const r = {
+    uid: process.getuid(),
+    cwd: process.cwd(),
+    home: process.env.HOME,
+    secret: outcome(() => fs.readFileSync(process.env.SECRET_FILE)),
+    environ: outcome(() => fs.readFileSync("/proc/" + process.env.OTHER_PID + "/environ")),
+    signal: outcome(() => process.kill(Number(process.env.OTHER_PID), "SIGTERM")),
+    otherTenant: await connect(process.env.OTHER_PORT),
+    sameTenant: await connect(process.env.SIBLING_PORT),
+    platform: await connect(process.env.PLATFORM_PORT),
+  };
+  console.log(JSON.stringify(r));
+})();
+`;
+
+test("a sandboxed instance runs as its tenant's uid and reaches nothing of the host or other tenants", {
+  skip: noSandbox,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver() as ProcessDriver;
+  const platform = createServer((s) => s.end());
+  await new Promise<void>((resolve) => platform.listen(0, "127.0.0.1", resolve));
+  t.after(() => platform.close());
+  const platformPort = (platform.address() as AddressInfo).port;
+  // Ports of the test come from the kernel's ephemeral range: the policy treats all of it as instance ports.
+  driver.setNetworkPolicy({ ports: { min: 1024, max: 65535 }, protect: [{ port: platformPort }] });
+  const secret = join(h.root, "admin-token");
+  writeFileSync(secret, "s3cret", { mode: 0o600 });
+
+  const other = { ...(await h.spec("other1", `"${process.execPath}" server.cjs`)), tenant: "b" };
+  const sibling = { ...(await h.spec("sibling1", `"${process.execPath}" server.cjs`)), tenant: "a" };
+  const otherP = await driver.start(other);
+  await driver.start(sibling);
+  await waitFor(() => get(other.port), "the other tenant's server");
+  await waitFor(() => get(sibling.port), "the sibling's server");
+
+  const probe = await h.spec("probe1", `"${process.execPath}" probe.cjs`, {
+    SECRET_FILE: secret,
+    OTHER_PID: String(otherP.pid),
+    OTHER_PORT: String(other.port),
+    SIBLING_PORT: String(sibling.port),
+    PLATFORM_PORT: String(platformPort),
+  });
+  writeFileSync(join(probe.dir, "probe.cjs"), PROBE);
+  await driver.start({ ...probe, tenant: "a", dataDir: join(h.root, "probe1", "data") });
+  const line = await waitFor(
+    async () => (await driver.tail("probe1", 5)).find((l) => l.startsWith("{")),
+    "the probe",
+  );
+  const r = JSON.parse(line);
+  const uidA = r.uid as number;
+  assert.ok(uidA >= 1_000_000_000, `uid ${uidA}`);
+  assert.equal(r.cwd, "/run/herd-sandbox/app");
+  assert.equal(r.home, "/run/herd-sandbox/data");
+  // Under /tmp here (private inside: ENOENT); in a data dir elsewhere, EACCES.
+  assert.ok(["EACCES", "ENOENT"].includes(r.secret), `reading a root file: ${r.secret}`);
+  assert.equal(r.environ, "ENOENT", "another tenant's process is visible in /proc");
+  assert.equal(r.signal, "EPERM");
+  assert.equal(r.sameTenant, "allowed");
+  const network = driver.isolation().network === "nftables";
+  if (network) {
+    assert.equal(r.otherTenant, "ECONNREFUSED");
+    assert.equal(r.platform, "ECONNREFUSED");
+  } else {
+    t.diagnostic(`network checks skipped: ${driver.isolation().missing?.join("; ")}`);
+  }
+  assert.equal(await get(other.port), "hello from other1\n", "the other tenant's server was hurt");
+  // Same tenant, same uid; the files it got are its own.
+  assert.equal(statSync(probe.dir).uid, uidA);
+  assert.equal(statSync(sibling.dir).uid, uidA);
+  assert.notEqual(statSync(other.dir).uid, uidA);
 });

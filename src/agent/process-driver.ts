@@ -1,13 +1,17 @@
 /**
  * The process driver: runs each instance as a detached `/bin/sh -c <command>`
  * in its own session and process group, stdout and stderr appended to two log files,
- * limits from a cgroup it joins before the command runs. Everything it needs
+ * limits from a cgroup it joins before the command runs. Where the machine
+ * allows (root), the command runs sandboxed as its tenant's uid (sandbox.ts)
+ * behind the node firewall (firewall.ts). Everything it needs
  * to find its instances again lives in one JSON record per instance under
  * stateRoot, so a restarted agent adopts what is still running.
  *
- *   start ─► cgroup herd/<id> ─► spawn sh wrapper (joins cgroup, exec command)
+ *   start ─► uid of the tenant (uids.json), chown app and data ─► cgroup herd/<id>
+ *         ─► spawn sh wrapper (joins cgroup, enters the sandbox, exec command as the uid)
  *              │                        │ stdout ─► <stateDir>/output.log, stderr ─► stderr.log (O_APPEND fds)
- *              └── record <stateRoot>/<id>.json {pid, procStartTime, cgroup, …}
+ *              ├── record <stateRoot>/<id>.json {pid, procStartTime, cgroup, uid, …}
+ *              └── firewall table replaced with the running instances' (uid, port) pairs
  *   exit  ◄── 'exit' event (own child) or a 250 ms poll (adopted: pid + start time)
  */
 
@@ -26,12 +30,13 @@ import {
   writeFileSync,
 } from "node:fs";
 import { open, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import {
   type CgroupSupport,
+  cgroupPids,
   cgroupProcsFiles,
   createInstanceCgroup,
   destroyInstanceCgroup,
@@ -45,9 +50,30 @@ import {
   INSTANCE_LOG,
   type InstanceProcess,
   type Isolation,
+  type NetworkPolicy,
   type RuntimeDriver,
   type StartSpec,
 } from "./driver.ts";
+import {
+  detectFirewall,
+  type FirewallSupport,
+  firewallRemoveScript,
+  firewallScript,
+  firewallTable,
+  runNft,
+} from "./firewall.ts";
+import { DEFAULT_PORT_RANGE } from "./ports.ts";
+import {
+  chownTree,
+  detectSandbox,
+  launchArgs,
+  type SandboxSpec,
+  type SandboxSupport,
+  VIEW_APP,
+  VIEW_DATA,
+  viewEnv,
+} from "./sandbox.ts";
+import { UidMap, uidRangeFor } from "./uids.ts";
 
 /** Options of the process driver. */
 export interface ProcessDriverOptions {
@@ -58,6 +84,10 @@ export interface ProcessDriverOptions {
   cgroups?: boolean;
   /** Rotate an instance's log when it passes this size; default 10 MiB. */
   logMaxBytes?: number;
+  /** Run instances as their tenant's uid in a mount namespace; default: when the machine allows. */
+  sandbox?: boolean;
+  /** Firewall sandboxed instances with nftables; default: when the machine has nft. */
+  firewall?: boolean;
 }
 
 /** What the driver keeps on disk about one instance. */
@@ -71,6 +101,8 @@ interface InstanceRecord {
   procStartTime: string;
   stateDir: string;
   cgroup: InstanceCgroup | null;
+  /** The uid it runs as, when sandboxed. */
+  uid?: number;
   /** Set once it is gone. */
   exit?: { code: number | null; signal: string | null; stopped: boolean };
 }
@@ -93,13 +125,7 @@ const ROTATE_CHECK_MS = 1000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 // Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream architecture.
 const CLOCK_TICKS = 100;
-// Exit status of the wrapper when it cannot join the cgroup (125: "the wrapper failed", as in env/nohup).
-const JOIN_FAILED = 125;
-
-// Joins every cgroup.procs file given after the command, then becomes the command.
-const WRAPPER = `cmd=$1; shift
-for f do echo $$ > "$f" || { echo "herd: cannot join cgroup $f" >&2; exit ${JOIN_FAILED}; }; done
-exec /bin/sh -c "$cmd"`;
+const DEFAULT_TENANT = "default";
 
 /** Runs instances as detached process groups on this machine, with cgroup limits when root. */
 export class ProcessDriver implements RuntimeDriver {
@@ -107,6 +133,15 @@ export class ProcessDriver implements RuntimeDriver {
   readonly #stateRoot: string;
   readonly #log: Logger;
   readonly #support: CgroupSupport;
+  readonly #sandbox: SandboxSupport;
+  readonly #firewall: FirewallSupport;
+  readonly #firewallTable: string;
+  /** Whether the firewall table may exist (set when applied, and at recover to clear a leftover). */
+  #firewallUp = false;
+  /** The last firewall failure, reported in isolation() until rules apply again. */
+  #firewallError: string | undefined;
+  #policy: NetworkPolicy = { ports: DEFAULT_PORT_RANGE, protect: [] };
+  readonly #uids: UidMap;
   readonly #logMaxBytes: number;
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
@@ -121,13 +156,43 @@ export class ProcessDriver implements RuntimeDriver {
       options.cgroups === false
         ? { version: "none", reason: "cgroups turned off in the agent's options", parents: [] }
         : detectCgroups();
-    mkdirSync(this.#stateRoot, { recursive: true });
+    this.#sandbox =
+      options.sandbox === false
+        ? { enabled: false, reason: "sandbox turned off in the agent's options" }
+        : detectSandbox();
+    this.#firewall =
+      options.firewall === false
+        ? { tool: "none", reason: "firewall turned off in the agent's options" }
+        : !this.#sandbox.enabled
+          ? { tool: "none", reason: "instances run as the agent's user (no sandbox), so no uid to match" }
+          : detectFirewall();
+    // Records hold instances' environments: root only.
+    mkdirSync(this.#stateRoot, { recursive: true, mode: 0o700 });
+    const root = resolve(this.#stateRoot);
+    this.#uids = new UidMap(join(this.#stateRoot, "uids.json"), uidRangeFor(root));
+    this.#firewallTable = firewallTable(root);
   }
 
   isolation(): Isolation {
-    return this.#support.version === "none"
-      ? { cgroups: "none", reason: this.#support.reason }
-      : { cgroups: this.#support.version };
+    const cgroups: Isolation =
+      this.#support.version === "none"
+        ? { cgroups: "none", reason: this.#support.reason }
+        : { cgroups: this.#support.version };
+    const missing: string[] = [];
+    if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
+    if (this.#firewall.tool === "none") missing.push(`network: ${this.#firewall.reason}`);
+    else if (this.#firewallError) missing.push(`network: ${this.#firewallError}`);
+    return {
+      ...cgroups,
+      sandbox: this.#sandbox.enabled ? "uid" : "none",
+      network: this.#firewall.tool === "nftables" && !this.#firewallError ? "nftables" : "none",
+      ...(missing.length > 0 ? { missing } : {}),
+    };
+  }
+
+  setNetworkPolicy(policy: NetworkPolicy): void {
+    this.#policy = policy;
+    this.#syncFirewall();
   }
 
   async start(spec: StartSpec): Promise<InstanceProcess> {
@@ -150,6 +215,18 @@ export class ProcessDriver implements RuntimeDriver {
     }
     mkdirSync(spec.stateDir, { recursive: true });
 
+    let sandbox: SandboxSpec | undefined;
+    if (this.#sandbox.enabled) {
+      try {
+        sandbox = await this.#prepareSandbox(spec);
+      } catch (err) {
+        throw new HerdError(
+          "internal",
+          `cannot prepare the sandbox of ${spec.id}: ${(err as Error).message}`,
+        );
+      }
+    }
+
     let cgroup: InstanceCgroup | null = null;
     if (this.#support.version !== "none") {
       try {
@@ -166,14 +243,16 @@ export class ProcessDriver implements RuntimeDriver {
     const logFd = openSync(join(spec.stateDir, INSTANCE_LOG), "a");
     const errFd = openSync(join(spec.stateDir, INSTANCE_ERR_LOG), "a");
     try {
-      const args = cgroup
-        ? ["-c", WRAPPER, "herd-instance", spec.command, ...cgroupProcsFiles(cgroup)]
-        : ["-c", spec.command];
+      const procs = cgroup ? cgroupProcsFiles(cgroup) : [];
+      const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;
+      const args = launchArgs(spec.command, procs, sandbox && enabled && { support: enabled, spec: sandbox });
+      // Inside, paths are the views; HOME is the data dir unless the service set one.
+      const env = sandbox ? { HOME: VIEW_DATA, ...viewEnv(spec.env, sandbox.binds) } : spec.env;
       // detached: own session and process group, so signals to the agent's group never reach it.
       // The log fds are inherited (no pipes), so the app keeps writing when the agent is gone.
       child = spawn("/bin/sh", args, {
         cwd: spec.dir,
-        env: spec.env,
+        env,
         detached: true,
         stdio: ["ignore", logFd, errFd],
       });
@@ -203,19 +282,36 @@ export class ProcessDriver implements RuntimeDriver {
       procStartTime,
       stateDir: spec.stateDir,
       cgroup,
+      ...(sandbox ? { uid: sandbox.uid } : {}),
     };
     const tracked = this.#track(record);
     tracked.child = child;
     child.once("exit", (code, signal) => this.#exited(tracked, code, signal));
     this.#writeRecord(record);
+    this.#syncFirewall();
     this.#log.info("started", {
       id: spec.id,
       generation: spec.generation,
       pid,
       port: spec.port,
       cgroup: cgroup?.version,
+      uid: sandbox?.uid,
     });
     return toProcess(record);
+  }
+
+  /** The tenant's uid, which then owns the app and data dirs; what the sandbox binds where. */
+  async #prepareSandbox(spec: StartSpec): Promise<SandboxSpec> {
+    const uid = this.#uids.uidOf(spec.tenant ?? DEFAULT_TENANT);
+    const binds = [{ host: spec.dir, view: VIEW_APP }];
+    await chownTree(spec.dir, uid);
+    if (spec.dataDir) {
+      mkdirSync(spec.dataDir, { recursive: true });
+      await chownTree(spec.dataDir, uid);
+      binds.push({ host: spec.dataDir, view: VIEW_DATA });
+    }
+    // Half the memory limit: a full /tmp ends in ENOSPC before its pages (charged to the cgroup) end the app.
+    return { uid, binds, cwd: VIEW_APP, tmpBytes: spec.resources.memory / 2 };
   }
 
   async stop(id: string, graceMs: number): Promise<void> {
@@ -230,13 +326,16 @@ export class ProcessDriver implements RuntimeDriver {
     const deadline = Date.now() + graceMs;
     signalGroup(pid, "SIGTERM");
     // Grace covers the whole group: a child that ignores SIGTERM gets SIGKILL at the deadline too.
-    while (Date.now() < deadline && (!t.record.exit || groupAlive(pid))) await sleep(25);
+    // The cgroup's member list is one read; scanning /proc costs a read per process (a fork bomb has 1,000s).
+    const alive = () => (cgroup ? cgroupPids(cgroup).length > 0 : groupAlive(pid));
+    while (Date.now() < deadline && (!t.record.exit || alive())) await sleep(25);
     signalGroup(pid, "SIGKILL");
     if (cgroup) killCgroup(cgroup);
     await t.gone;
     // Members that were still starting when the group was signalled.
     signalGroup(pid, "SIGKILL");
     if (cgroup) await destroyInstanceCgroup(cgroup);
+    this.#syncFirewall();
     this.#log.info("stopped", { id, pid });
   }
 
@@ -250,8 +349,10 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   async recover(): Promise<InstanceProcess[]> {
+    // A table left by an agent that crashed after its last instance died is removed by the sync below.
+    this.#firewallUp = true;
     for (const file of readdirSync(this.#stateRoot)) {
-      if (!file.endsWith(".json")) continue;
+      if (!file.endsWith(".json") || file === "uids.json") continue;
       const id = file.slice(0, -".json".length);
       if (this.#tracked.has(id) || !SAFE_ID.test(id)) continue;
       let record: InstanceRecord;
@@ -279,6 +380,7 @@ export class ProcessDriver implements RuntimeDriver {
         this.#log.info("found exited", { id, pid: record.pid });
       }
     }
+    this.#syncFirewall();
     return this.list();
   }
 
@@ -349,6 +451,7 @@ export class ProcessDriver implements RuntimeDriver {
     t.record.exit = { code, signal, stopped: t.stopping };
     this.#writeRecord(t.record);
     t.markGone();
+    this.#syncFirewall();
     if (t.stopping) return;
     // The main process is the instance: take whatever it left behind with it, so nothing holds its port.
     signalGroup(t.record.pid, "SIGKILL");
@@ -360,6 +463,37 @@ export class ProcessDriver implements RuntimeDriver {
     this.#log.info("exited", { id: t.record.id, pid: t.record.pid, code, signal });
     const p = toProcess(t.record);
     for (const listener of this.#listeners) listener(p);
+  }
+
+  /**
+   * Makes the firewall match the running sandboxed instances: their table
+   * replaced at once, or removed when none is left. A failure is logged and
+   * reported in isolation(); instances run on without it.
+   */
+  #syncFirewall(): void {
+    if (this.#firewall.tool !== "nftables" || this.#closed) return;
+    const instances = [...this.#tracked.values()]
+      .filter((t) => !t.record.exit && t.record.uid !== undefined)
+      .map((t) => ({ uid: t.record.uid as number, port: t.record.port }));
+    if (instances.length === 0 && !this.#firewallUp) return;
+    const script =
+      instances.length === 0
+        ? firewallRemoveScript(this.#firewallTable)
+        : firewallScript({
+            table: this.#firewallTable,
+            uids: this.#uids.range,
+            instances,
+            ports: this.#policy.ports,
+            protect: this.#policy.protect,
+          });
+    const err = runNft(this.#firewall.nft, script);
+    if (err) {
+      if (this.#firewallError === undefined) this.#log.warn("cannot apply the firewall", { err });
+      this.#firewallError = `nft failed: ${err}`;
+      return;
+    }
+    this.#firewallError = undefined;
+    this.#firewallUp = instances.length > 0;
   }
 
   #writeRecord(record: InstanceRecord): void {

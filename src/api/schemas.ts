@@ -152,7 +152,10 @@ export const HeartbeatBody = T.Object({
   metricsUrl: T.Optional(T.String({ format: "uri", pattern: "^https?://", maxLength: 500 })),
   isolation: T.Object({
     cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),
-    reason: T.Optional(T.String()),
+    reason: T.Optional(T.String({ maxLength: 1000 })),
+    sandbox: T.Optional(T.Union([T.Literal("uid"), T.Literal("none")])),
+    network: T.Optional(T.Union([T.Literal("nftables"), T.Literal("none")])),
+    missing: T.Optional(T.Array(T.String({ maxLength: 1000 }), { maxItems: 10 })),
   }),
   instances: T.Array(
     T.Object({

@@ -7,13 +7,14 @@
  *                              └─► artifacts + builder (deploys)
  */
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { ArtifactStore } from "../build/artifact-store.ts";
+import { BuildRunner } from "../build/build-runner.ts";
 import { buildSlug } from "../build/builder.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
@@ -132,6 +133,8 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { dataDir, logger } = options;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Also when it existed: tokens, state.db and every tenant's sources are below it (docs/isolation.md).
+  chmodSync(dataDir, 0o700);
   const settings: Settings = { ...DEFAULT_SETTINGS, ...options.settings };
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
@@ -168,6 +171,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const controllers = new ControllerManager(ctx);
   const admin = await ensureAdminToken(store, dataDir);
+  // One queue, one sandbox and one set of limits for every build of this control plane.
+  const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
   if (!(await store.get<Tenant>("tenant", "default"))) {
     await store
       .put<Tenant>(
@@ -210,6 +215,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         source,
         unpack,
         workDir: join(dataDir, "builds"),
+        runner: builds,
         app,
         log,
         unit: settings.unit,

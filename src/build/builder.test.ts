@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { detectSandbox } from "../agent/sandbox.ts";
 import { HerdError } from "../common/errors.ts";
 import { ArtifactStore } from "./artifact-store.ts";
+import { BuildRunner } from "./build-runner.ts";
 import { type BuildOptions, buildSlug } from "./builder.ts";
 import { packDirectory } from "./pack.ts";
 import { unpackTarball } from "./unpack.ts";
@@ -18,11 +20,15 @@ describe("buildSlug", { timeout: 120_000 }, () => {
   let root: string;
   let artifacts: ArtifactStore;
   let workDir: string;
+  let scratch: string;
+  let runner: BuildRunner;
   const children: ChildProcess[] = [];
   before(async () => {
     root = await mkdtemp(join(tmpdir(), "herd-builder-"));
     artifacts = new ArtifactStore(join(root, "artifacts"));
     workDir = join(root, "work");
+    scratch = join(root, "scratch");
+    runner = new BuildRunner({ cacheDir: workDir, scratchDir: scratch });
   });
   after(async () => {
     for (const child of children)
@@ -49,6 +55,7 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       artifacts,
       source: source.digest,
       workDir,
+      runner,
       log: (l) => lines.push(l),
       ...extra,
     });
@@ -65,9 +72,11 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     const packed = await packDirectory(dir);
     const source = await artifacts.putFile(packed.file).finally(() => rm(packed.file, { force: true }));
     let caught: unknown;
-    await buildSlug({ artifacts, source: source.digest, workDir, log: () => {}, ...extra }).catch((err) => {
-      caught = err;
-    });
+    await buildSlug({ artifacts, source: source.digest, workDir, runner, log: () => {}, ...extra }).catch(
+      (err) => {
+        caught = err;
+      },
+    );
     assert.ok(caught instanceof HerdError, String(caught));
     assert.equal(caught.code, "invalid");
     assert.match(caught.message, pattern);
@@ -86,8 +95,8 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       await readFile(join(slugDir, "server.js"), "utf8"),
       await readFile(join(hello, "server.js"), "utf8"),
     );
-    // The work dir holds nothing once the build is done.
-    assert.deepEqual(await readdir(workDir), []);
+    // The build's throwaway directory is gone once the build is done.
+    assert.deepEqual(await readdir(scratch), []);
   });
 
   it("installs a local file: dependency with npm install, and the slug carries it", async () => {
@@ -152,7 +161,7 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       (err.details ?? []).some((d) => d.message.includes("compile error in foo")),
       JSON.stringify(err.details),
     );
-    assert.deepEqual(await readdir(workDir), []);
+    assert.deepEqual(await readdir(scratch), []);
   });
 
   it("stops a build that runs past its time limit", async () => {
@@ -178,6 +187,83 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       timeoutMs: 2000,
     });
     assert.ok(Date.now() - started < 20_000);
+  });
+
+  it("runs install scripts as the app's build uid, with a clean env, seeing neither the data dir nor the host's /proc", {
+    skip: detectSandbox().enabled ? false : "no sandbox here (needs root, unshare and setpriv)",
+  }, async () => {
+    process.env.HERD_TEST_CONTROL_PLANE_SECRET = "do-not-leak";
+    await writeFile(join(workDir, "..", "admin-token"), "s3cret", { mode: 0o600 });
+    const probe = [
+      "const fs = require('fs');",
+      "const tryRead = (f) => { try { fs.readFileSync(f); return 'read'; } catch (e) { return e.code; } };",
+      "fs.writeFileSync('probe.json', JSON.stringify({ uid: process.getuid(), cwd: process.cwd(),",
+      `  env: Object.keys(process.env), token: tryRead(${JSON.stringify(join(root, "admin-token"))}),`,
+      "  init: tryRead('/proc/1/environ') }));",
+    ].join(" ");
+    const pkg = (name: string) => ({
+      name,
+      version: "1.0.0",
+      dependencies: { greet: "file:vendor/greet" },
+      scripts: { start: "node index.js", install: `node -e ${JSON.stringify(probe)}` },
+    });
+    const files = (name: string) => ({
+      "package.json": JSON.stringify(pkg(name)),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+    });
+    try {
+      const { slugDir, lines } = await build(await writeApp(files("probed")), { tenant: "acme" });
+      assert.ok(
+        lines.some((l) => /^ +isolation: sandbox uid, cgroups/.test(l)),
+        lines.join("\n"),
+      );
+      const p = JSON.parse(await readFile(join(slugDir, "probe.json"), "utf8"));
+      assert.ok(p.uid >= 1_000_000_000, `uid ${p.uid}`);
+      assert.equal(p.cwd, "/run/herd-sandbox/app");
+      assert.ok(!p.env.includes("HERD_TEST_CONTROL_PLANE_SECRET"), p.env.join(" "));
+      assert.ok(["EACCES", "ENOENT"].includes(p.token), p.token);
+      assert.equal(p.init, "ENOENT");
+      // The app's cache is kept, owned by its build uid; another app of the tenant gets another uid.
+      const cache = join(workDir, "apps", "acme", "probed");
+      assert.equal((await stat(cache)).uid, p.uid);
+      const other = await build(await writeApp(files("second")), { tenant: "acme" });
+      const q = JSON.parse(await readFile(join(other.slugDir, "probe.json"), "utf8"));
+      assert.notEqual(q.uid, p.uid);
+    } finally {
+      delete process.env.HERD_TEST_CONTROL_PLANE_SECRET;
+    }
+  });
+
+  it("runs a bounded number of builds at once; the rest wait for a slot", async () => {
+    const one = new BuildRunner({ cacheDir: workDir, scratchDir: scratch, concurrency: 1 });
+    const slow = (name: string) =>
+      writeApp({
+        "package.json": JSON.stringify({
+          name,
+          version: "1.0.0",
+          scripts: { start: "node index.js", install: 'node -e "setTimeout(() => {}, 700)"' },
+          dependencies: {},
+        }),
+        "package-lock.json": JSON.stringify({
+          name,
+          version: "1.0.0",
+          lockfileVersion: 3,
+          requires: true,
+          packages: { "": { name, version: "1.0.0", hasInstallScript: true } },
+        }),
+        "index.js": "",
+      });
+    const [a, b] = await Promise.all([slow("first"), slow("second")]);
+    const started = Date.now();
+    const [ra, rb] = await Promise.all([build(a, { runner: one }), build(b, { runner: one })]);
+    // Whichever asked second (uploads race) waited for the first.
+    const waited = [ra, rb].filter((r) =>
+      r.lines.some((l) => l.startsWith("-----> Waiting for a build slot (1 running")),
+    );
+    assert.equal(waited.length, 1, [...ra.lines, ...rb.lines].join("\n"));
+    assert.ok(Date.now() - started >= 1400, `two 700 ms installs took ${Date.now() - started} ms`);
+    assert.deepEqual(one.load, { running: 0, waiting: 0 });
   });
 
   it("rejects a source with nothing to run", async () => {

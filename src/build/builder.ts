@@ -3,18 +3,22 @@
  * a slug, a tarball an agent unpacks and runs as is. Dependencies are
  * installed here, once, not on every node.
  *
- *   source digest → unpack → detect → install (npm) / add static server → packAll → slug digest
+ *   slot → source digest → unpack → detect → install (npm, in the build sandbox) / add static server
+ *        → packAll → slug digest
+ *
+ * Installing runs the app's own code (install scripts): BuildRunner
+ * (build-runner.ts) runs it as the app's build uid, in a throwaway directory
+ * outside the data dir, with a clean environment and limits.
  */
 
-import { spawn } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { delimiter, dirname, join } from "node:path";
-import { createInterface } from "node:readline";
+import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Resources } from "../model/objects.ts";
 import type { ArtifactStore } from "./artifact-store.ts";
+import { BuildRunner } from "./build-runner.ts";
 import { type AppDefinition, type AppKind, loadAppDefinition } from "./detect.ts";
 import { packAll } from "./pack.ts";
 import { type UnpackLimits, unpackTarball } from "./unpack.ts";
@@ -25,17 +29,24 @@ export interface BuildOptions {
   artifacts: ArtifactStore;
   /** Digest of the uploaded source tarball. */
   source: string;
-  /** A directory for scratch space; each build makes (and removes) its own subdirectory. */
+  /**
+   * The builder's own directory (root only): per-app npm caches and build
+   * uids. The build itself runs in a throwaway directory of the runner's.
+   */
   workDir: string;
+  /** Bounds, limits and sandbox shared by the control plane's builds; default: one for this build alone. */
+  runner?: BuildRunner;
   /** App name to use instead of the detected one. */
   app?: string;
+  /** The app's tenant: its build uid and cache are its own. */
+  tenant?: string;
   /** The platform's resource unit (services ask for `units` of it). */
   unit?: Resources;
   /** Receives the build log, one line at a time. */
   log: (line: string) => void;
   /** Stops the build (and any running npm) when aborted; buildSlug then rejects with the abort reason. */
   signal?: AbortSignal;
-  /** Time limit for each install command; default 10 minutes. */
+  /** Time limit for each install command; default the runner's (10 minutes). */
   timeoutMs?: number;
   /** How much the source may unpack to (the tenant's limits; defaults in unpack.ts). */
   unpack?: UnpackLimits;
@@ -51,7 +62,6 @@ export interface BuildResult {
   alerts?: AppDefinition["alerts"];
 }
 
-const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 /** Lines of command output kept for the error of a failed build. */
 const TAIL_LINES = 20;
 const STATIC_SERVER = fileURLToPath(new URL("./static-server.mjs", import.meta.url));
@@ -72,8 +82,16 @@ const DETECTED: Record<AppKind, string> = {
 export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
   const { artifacts, log, signal } = options;
   signal?.throwIfAborted();
-  await mkdir(options.workDir, { recursive: true });
-  const buildDir = await mkdtemp(join(options.workDir, "build-"));
+  await mkdir(options.workDir, { recursive: true, mode: 0o700 });
+  const runner = options.runner ?? new BuildRunner({ cacheDir: options.workDir });
+  const { running, waiting } = runner.load;
+  if (waiting > 0 || running > 0)
+    log(`-----> Waiting for a build slot (${running} running, ${waiting} waiting)`);
+  const release = await runner.slot(signal);
+  const buildDir = await runner.scratch().catch((err) => {
+    release();
+    throw err;
+  });
   const appDir = join(buildDir, "app");
   try {
     log(`-----> Unpacking source ${options.source.slice(0, 12)}`);
@@ -85,7 +103,7 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     );
 
     signal?.throwIfAborted();
-    await installDependencies(appDir, options);
+    await installDependencies(appDir, definition.app, runner, options);
 
     if (definition.kind === "static") {
       log("-----> Adding the static file server as .herd/static-server.mjs");
@@ -106,11 +124,17 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     }
   } finally {
     await rm(buildDir, { recursive: true, force: true });
+    release();
   }
 }
 
 /** npm ci with a lockfile, npm install without; nothing when there is nothing to install. */
-async function installDependencies(appDir: string, options: BuildOptions): Promise<void> {
+async function installDependencies(
+  appDir: string,
+  app: string,
+  runner: BuildRunner,
+  options: BuildOptions,
+): Promise<void> {
   const pkgText = await readFile(join(appDir, "package.json"), "utf8").catch(() => undefined);
   if (pkgText === undefined) return;
   // detect.ts has already rejected a package.json that is not a JSON object.
@@ -124,75 +148,47 @@ async function installDependencies(appDir: string, options: BuildOptions): Promi
   }
   const args = [hasLock ? "ci" : "install", "--omit=dev", "--no-audit", "--no-fund"];
   options.log(`-----> Installing dependencies with npm ${hasLock ? "ci" : "install"}`);
-  await runCommand("npm", args, appDir, options);
+  const isolation = runner.isolation();
+  options.log(`       isolation: sandbox ${isolation.sandbox}, cgroups ${isolation.cgroups}`);
+  for (const missing of isolation.missing) options.log(`       warning: no build ${missing}`);
+  await runCommand("npm", args, appDir, app, runner, options);
 }
 
-/** Runs a build command with the pinned Node first in PATH, streaming its output to the log. */
+/** Runs a build command through the runner, streaming its output to the log; a failure names the command. */
 async function runCommand(
   command: string,
   args: string[],
-  cwd: string,
+  appDir: string,
+  app: string,
+  runner: BuildRunner,
   options: BuildOptions,
 ): Promise<void> {
-  const { log, signal } = options;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const display = [command, ...args].join(" ");
-  // npm's `#!/usr/bin/env node` then runs on the same Node as herd, and so do install scripts.
-  const path = [dirname(process.execPath), process.env.PATH ?? ""].join(delimiter);
-  const child = spawn(command, args, {
-    cwd,
-    env: { ...process.env, PATH: path, NODE_ENV: "production", npm_config_update_notifier: "false" },
-    stdio: ["ignore", "pipe", "pipe"],
-    // Its own process group, so a timeout also stops what npm started (install scripts).
-    detached: true,
-  });
   const tail: string[] = [];
   const onLine = (line: string): void => {
-    log(`       ${line}`);
+    options.log(`       ${line}`);
     tail.push(line);
     if (tail.length > TAIL_LINES) tail.shift();
   };
-  const streams = [child.stdout, child.stderr].map((s) => {
-    const lines = createInterface({ input: s, crlfDelay: Number.POSITIVE_INFINITY });
-    lines.on("line", onLine);
-    return new Promise<void>((resolve) => lines.on("close", resolve));
+  const { code, timedOut, timeoutMs } = await runner.run({
+    command,
+    args,
+    appDir,
+    app,
+    tenant: options.tenant,
+    onLine,
+    signal: options.signal,
+    timeoutMs: options.timeoutMs,
   });
-
-  let stoppedBy: "timeout" | "abort" | undefined;
-  const stop = (why: "timeout" | "abort"): void => {
-    stoppedBy ??= why;
-    try {
-      if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  };
-  const timer = setTimeout(() => stop("timeout"), timeoutMs);
-  const onAbort = (): void => stop("abort");
-  signal?.addEventListener("abort", onAbort, { once: true });
-
-  try {
-    const code = await new Promise<number | string>((resolve, reject) => {
-      child.on("error", reject);
-      child.on("close", (exitCode, exitSignal) => resolve(exitCode ?? `signal ${exitSignal}`));
-    }).catch((err: NodeJS.ErrnoException) => {
-      throw new HerdError("invalid", `build failed: cannot run ${command}: ${err.message}`);
-    });
-    await Promise.all(streams);
-    if (stoppedBy === "abort") throw signal?.reason ?? new Error("build cancelled");
-    const details = tail.map((line) => ({ field: "build", message: line }));
-    if (stoppedBy === "timeout") {
-      throw new HerdError(
-        "invalid",
-        `build failed: ${display} timed out after ${Math.round(timeoutMs / 1000)} s`,
-        details,
-      );
-    }
-    if (code !== 0) throw new HerdError("invalid", `build failed: ${display} exited with ${code}`, details);
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", onAbort);
+  const details = tail.map((line) => ({ field: "build", message: line }));
+  if (timedOut) {
+    throw new HerdError(
+      "invalid",
+      `build failed: ${display} timed out after ${Math.round(timeoutMs / 1000)} s`,
+      details,
+    );
   }
+  if (code !== 0) throw new HerdError("invalid", `build failed: ${display} exited with ${code}`, details);
 }
 
 async function isFile(path: string): Promise<boolean> {

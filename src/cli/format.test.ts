@@ -11,6 +11,7 @@ import {
   formatLogLine,
   formatTime,
   instancesTable,
+  isolationText,
   nodesTable,
   releasesTable,
   renderTable,
@@ -153,8 +154,22 @@ describe("nodesTable", () => {
       schedulable: true,
     } as Node;
     const lines = nodesTable([node], NOW).split("\n");
-    assert.equal(lines[0], "NAME    STATE   ADDRESS     CPU   MEMORY   ISOLATION         LAST HEARTBEAT");
-    assert.equal(lines[1], "local   ready   127.0.0.1   4     8 GiB    none (not root)   1s ago");
+    assert.equal(
+      lines[0],
+      "NAME    STATE   ADDRESS     CPU   MEMORY   ISOLATION                 LAST HEARTBEAT",
+    );
+    assert.equal(lines[1], "local   ready   127.0.0.1   4     8 GiB    cgroups none (not root)   1s ago");
+  });
+
+  it("names each isolation layer and why one is missing", () => {
+    assert.equal(
+      isolationText({ cgroups: "v1", sandbox: "uid", network: "nftables" }),
+      "cgroups v1, sandbox uid, network nftables",
+    );
+    assert.equal(
+      isolationText({ cgroups: "v2", sandbox: "uid", network: "none", missing: ["network: nft not found"] }),
+      "cgroups v2, sandbox uid, network none; missing: network: nft not found",
+    );
   });
 });
 

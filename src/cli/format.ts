@@ -163,15 +163,24 @@ export function nodesTable(nodes: readonly Node[], now: number): string {
     n.allocatable.memory === n.capacity.memory
       ? formatBytes(n.capacity.memory)
       : `${formatBytes(n.allocatable.memory)}/${formatBytes(n.capacity.memory)}`,
-    n.isolation.cgroups === "none"
-      ? `none${n.isolation.reason ? ` (${n.isolation.reason})` : ""}`
-      : `cgroups ${n.isolation.cgroups}`,
+    isolationText(n.isolation),
     formatAge(n.lastHeartbeat, now),
   ]);
   return renderTable(["name", "state", "address", "cpu", "memory", "isolation", "last heartbeat"], rows);
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
+
+/** `cgroups v1, sandbox uid, network nftables`; each layer not in force says why (docs/isolation.md). */
+export function isolationText(i: Node["isolation"]): string {
+  const parts = [
+    i.cgroups === "none" ? `cgroups none${i.reason ? ` (${i.reason})` : ""}` : `cgroups ${i.cgroups}`,
+  ];
+  if (i.sandbox) parts.push(`sandbox ${i.sandbox}`);
+  if (i.network) parts.push(`network ${i.network}`);
+  const text = parts.join(", ");
+  return i.missing?.length ? `${text}; missing: ${i.missing.join("; ")}` : text;
+}
 
 /**
  * One log entry for people: `TIME SERVICE.INSTANCE | line`, ` err` after the

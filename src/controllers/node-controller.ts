@@ -91,6 +91,14 @@ export class NodeController {
             message: `node ${name}: instances run without resource limits (${hb.isolation.reason ?? "no cgroups"})`,
           });
         }
+        if (hb.isolation.missing?.length) {
+          await events.record({
+            node: name,
+            reason: "NoSandbox",
+            type: "warning",
+            message: `node ${name}: instances are not kept from each other or the platform (${hb.isolation.missing.join("; ")})`,
+          });
+        }
       } else if (prev.state !== "ready") {
         await events.record({
           node: name,

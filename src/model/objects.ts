@@ -239,6 +239,21 @@ export interface SecretPin {
 
 export type NodeState = "ready" | "not_ready" | "lost";
 
+/**
+ * What keeps instances on a node in bounds: cgroup limits; a sandbox (each
+ * tenant's own uid, own files, private /proc and /tmp); a firewall (no
+ * connections to other tenants' ports or the platform's). `missing` says why
+ * a layer is not in force. Agents older than the sandbox report cgroups only.
+ */
+export interface NodeIsolation {
+  cgroups: "v1" | "v2" | "none";
+  /** Why there are no limits, when cgroups is none. */
+  reason?: string;
+  sandbox?: "uid" | "none";
+  network?: "nftables" | "none";
+  missing?: string[];
+}
+
 /** A machine with an agent. */
 export interface Node {
   name: string;
@@ -251,8 +266,8 @@ export interface Node {
   lastHeartbeat: string;
   registeredAt: string;
   agentVersion: string;
-  /** Whether instances get cgroup limits here, and why not when they don't. */
-  isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
+  /** What isolation instances get here, and why not when they don't (docs/isolation.md). */
+  isolation: NodeIsolation;
   schedulable: boolean;
   /** Instances without a matching toleration are not placed here. */
   taints?: Taint[];

@@ -8,7 +8,7 @@
  *   POST /api/v1/logs                    body LogBatch    → 204
  */
 
-import type { InstanceRun, Resources, Taint } from "./objects.ts";
+import type { InstanceRun, NodeIsolation, Resources, Taint } from "./objects.ts";
 
 /** What the agent observes about one instance it runs (or ran). */
 export interface InstanceStatus {
@@ -60,7 +60,7 @@ export interface Heartbeat {
   allocatable?: Resources;
   taints?: Taint[];
   agentVersion: string;
-  isolation: { cgroups: "v1" | "v2" | "none"; reason?: string };
+  isolation: NodeIsolation;
   instances: InstanceStatus[];
   /** The node's own CPU, memory, disk and network (absent from older agents). */
   stats?: NodeStats;

@@ -21,7 +21,8 @@ import {
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { findExecutable, firewallRemoveScript, firewallTable } from "../../src/agent/firewall.ts";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -161,8 +162,13 @@ export async function cleanupHerd(
   if (!options.keepDir) rmSync(herd.dataDir, { recursive: true, force: true });
 }
 
-/** Kills the process groups of instances recorded under a data dir (safety net after a failed test). */
+/**
+ * Kills the process groups of instances recorded under a data dir (safety net
+ * after a failed test), and removes the firewall tables of their agents (a
+ * killed agent leaves its table for the instances it left running).
+ */
 export function killRecordedInstances(dataDir: string): void {
+  const driverDirs = new Set<string>();
   for (const file of findFiles(
     dataDir,
     (name) => name.endsWith(".json") && !name.startsWith("server") && !name.startsWith("gateway"),
@@ -174,6 +180,7 @@ export function killRecordedInstances(dataDir: string): void {
         cgroup?: { dirs?: string[] } | null;
       };
       if (typeof rec.pid !== "number" || rec.procStartTime === undefined) continue;
+      driverDirs.add(dirname(file));
       if (procStartTime(rec.pid) === String(rec.procStartTime)) {
         try {
           process.kill(-rec.pid, "SIGKILL");
@@ -186,6 +193,10 @@ export function killRecordedInstances(dataDir: string): void {
     } catch {
       // not a record, or already gone
     }
+  }
+  const nft = findExecutable("nft");
+  for (const dir of driverDirs) {
+    if (nft) spawnSync(nft, ["-f", "-"], { input: firewallRemoveScript(firewallTable(resolve(dir))) });
   }
 }
 

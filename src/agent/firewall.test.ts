@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { firewallRemoveScript, firewallScript, firewallTable } from "./firewall.ts";
+
+test("the rules let each tenant reach its own ports only, and close the platform's endpoints", () => {
+  const script = firewallScript({
+    table: "herd_t1",
+    uids: { first: 1000, count: 10 },
+    instances: [
+      { uid: 1001, port: 20005 },
+      { uid: 1000, port: 20002 },
+      { uid: 1001, port: 20001 },
+      { uid: 1001, port: 20001 },
+    ],
+    ports: { min: 20000, max: 29999 },
+    protect: [{ address: "127.0.0.1", port: 7070 }, { port: 9100 }, { address: "10.1.2.3", port: 7070 }],
+  });
+  assert.equal(
+    script,
+    [
+      "table inet herd_t1 {}",
+      "delete table inet herd_t1",
+      "table inet herd_t1 {",
+      "  chain output {",
+      "    type filter hook output priority filter; policy accept;",
+      "    meta skuid 1000-1009 tcp flags & (syn | ack) == syn jump sandbox",
+      "  }",
+      "  chain sandbox {",
+      '    oifname "lo" meta skuid 1000 tcp dport { 20002 } accept',
+      '    oifname "lo" meta skuid 1001 tcp dport { 20001, 20005 } accept',
+      '    oifname "lo" tcp dport 20000-29999 reject with tcp reset',
+      '    oifname "lo" tcp dport 7070 reject with tcp reset',
+      '    oifname "lo" tcp dport 9100 reject with tcp reset',
+      "    ip daddr 10.1.2.3 tcp dport 7070 reject with tcp reset",
+      "  }",
+      "}",
+      "",
+    ].join("\n"),
+  );
+});
+
+test("an IPv6 endpoint is matched as such, a host name is refused, and removal tolerates a missing table", () => {
+  const base = { table: "herd_t2", uids: { first: 1, count: 1 }, instances: [], ports: { min: 1, max: 2 } };
+  assert.match(
+    firewallScript({ ...base, protect: [{ address: "fd00::1", port: 80 }] }),
+    /ip6 daddr fd00::1 tcp dport 80/,
+  );
+  assert.throws(
+    () => firewallScript({ ...base, protect: [{ address: "api.example", port: 80 }] }),
+    /not an IP/,
+  );
+  assert.equal(firewallRemoveScript("herd_t2"), "table inet herd_t2 {}\ndelete table inet herd_t2\n");
+});
+
+test("each state root gets its own table name", () => {
+  assert.match(firewallTable("/a/driver"), /^herd_[0-9a-f]{10}$/);
+  assert.equal(firewallTable("/a/driver"), firewallTable("/a/driver"));
+  assert.notEqual(firewallTable("/a/driver"), firewallTable("/b/driver"));
+});

@@ -1,0 +1,130 @@
+/**
+ * The node firewall for instances: one nftables table per agent
+ * (`inet herd_<tag>`), matching new TCP connections made by sockets of the
+ * agent's instance uids only (the gateway, probes and everything else on the
+ * machine are untouched):
+ *
+ *   output hook ─► uid in the agent's range and a SYN ─► chain sandbox:
+ *     to an instance port of the same tenant (same uid)    accept
+ *     to any other port of the instance range             reject (tcp reset)
+ *     to a platform endpoint (API, agent metrics)          reject (tcp reset)
+ *     anything else                                        accept (the gateway's routes, the internet)
+ *
+ * The whole table is replaced in one `nft -f` transaction on every change, so
+ * there is never a moment with half the rules. It exists while instances of
+ * the agent run, and is deleted when the last one is gone.
+ */
+
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { accessSync, constants } from "node:fs";
+import { isIP } from "node:net";
+import { delimiter, join } from "node:path";
+import { lastUid, type UidRange } from "./uids.ts";
+
+/** An address and port instances must not connect to; no address (or a loopback one): this machine. */
+export interface ProtectedEndpoint {
+  address?: string;
+  port: number;
+}
+
+/** Everything the rules are made of. */
+export interface FirewallState {
+  /** nftables table name (family inet). */
+  table: string;
+  /** The uids of this agent's instances. */
+  uids: UidRange;
+  /** Running instances: the uid they run as (one per tenant) and the port they serve on. */
+  instances: { uid: number; port: number }[];
+  /** Where instance ports come from: each is closed to the other tenants' uids. */
+  ports: { min: number; max: number };
+  protect: ProtectedEndpoint[];
+}
+
+/** What this machine offers for the firewall. */
+export type FirewallSupport = { tool: "nftables"; nft: string } | { tool: "none"; reason: string };
+
+const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+/** The table name of the agent whose driver state lives at `path`. */
+export function firewallTable(path: string): string {
+  return `herd_${createHash("sha256").update(path).digest("hex").slice(0, 10)}`;
+}
+
+/** The nft script that replaces the table with the rules for `state`, atomically. */
+export function firewallScript(state: FirewallState): string {
+  const t = `inet ${state.table}`;
+  const byUid = new Map<number, number[]>();
+  for (const i of state.instances) byUid.set(i.uid, [...(byUid.get(i.uid) ?? []), i.port]);
+  const lines = [
+    // Creating it first makes the delete valid when it did not exist; the three run as one transaction.
+    `table ${t} {}`,
+    `delete table ${t}`,
+    `table ${t} {`,
+    "  chain output {",
+    "    type filter hook output priority filter; policy accept;",
+    `    meta skuid ${state.uids.first}-${lastUid(state.uids)} tcp flags & (syn | ack) == syn jump sandbox`,
+    "  }",
+    "  chain sandbox {",
+  ];
+  for (const [uid, ports] of [...byUid].sort((a, b) => a[0] - b[0])) {
+    const set = [...new Set(ports)].sort((a, b) => a - b).join(", ");
+    lines.push(`    oifname "lo" meta skuid ${uid} tcp dport { ${set} } accept`);
+  }
+  lines.push(`    oifname "lo" tcp dport ${state.ports.min}-${state.ports.max} reject with tcp reset`);
+  for (const e of state.protect)
+    lines.push(`    ${endpointMatch(e)} tcp dport ${e.port} reject with tcp reset`);
+  lines.push("  }", "}", "");
+  return lines.join("\n");
+}
+
+function endpointMatch(e: ProtectedEndpoint): string {
+  const a = e.address;
+  if (!a || a === "localhost" || a.startsWith("127.") || a === "::1" || a === "0.0.0.0" || a === "::") {
+    return 'oifname "lo"';
+  }
+  if (isIP(a) === 4) return `ip daddr ${a}`;
+  if (isIP(a) === 6) return `ip6 daddr ${a}`;
+  throw new Error(`protected endpoint address ${a} is not an IP address`);
+}
+
+/** The script that removes the table (and does not fail when it is already gone). */
+export function firewallRemoveScript(table: string): string {
+  return `table inet ${table} {}\ndelete table inet ${table}\n`;
+}
+
+/**
+ * Whether nftables can be used here: root, an `nft` binary, and a kernel that
+ * takes a table (checked by creating and deleting one). Nothing is installed:
+ * the agent reports what is missing instead.
+ */
+export function detectFirewall(): FirewallSupport {
+  if (process.getuid?.() !== 0) return { tool: "none", reason: "not running as root" };
+  const nft = findExecutable("nft");
+  if (!nft) return { tool: "none", reason: "nft not found (Debian package nftables)" };
+  const probe = `herd_probe_${process.pid}`;
+  const r = runNft(nft, `table inet ${probe} {}\ndelete table inet ${probe}\n`);
+  if (r) return { tool: "none", reason: `nft cannot create a table: ${r}` };
+  return { tool: "nftables", nft };
+}
+
+/** Runs an nft script; returns its error text, or undefined when it worked. */
+export function runNft(nft: string, script: string): string | undefined {
+  const r = spawnSync(nft, ["-f", "-"], { input: script, encoding: "utf8", timeout: 10_000 });
+  if (r.error) return r.error.message;
+  if (r.status !== 0) return (r.stderr || `exited with ${r.status}`).trim().split("\n").slice(0, 3).join(" ");
+  return undefined;
+}
+
+/** A binary on PATH or in the sbin directories (where Debian puts nft). */
+export function findExecutable(name: string): string | undefined {
+  for (const dir of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...SBIN]) {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}

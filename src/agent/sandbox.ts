@@ -1,0 +1,173 @@
+/**
+ * The process sandbox: how an instance (or a build) runs as an unprivileged
+ * uid that sees only its own files and processes.
+ *
+ *   sh (root) ─ joins the cgroup(s) ─► exec unshare --mount (root, new mount namespace)
+ *     ─► bind its app and data directories at VIEW_APP, VIEW_DATA (the data dir stays 0700 root: never reachable)
+ *     ─► private /proc (hidepid=2: only its own uid's processes), /tmp and /dev/shm (tmpfs)
+ *     ─► cd; exec setpriv --reuid U --regid U --clear-groups --no-new-privs /bin/sh -c <command>
+ *
+ * Every step execs, so the pid the driver records is the command's own, as
+ * without the sandbox; adoption after an agent restart works unchanged.
+ * Needs root, util-linux's unshare and setpriv, and a kernel that lets root
+ * mount inside a mount namespace; detectSandbox checks all three by doing it.
+ */
+
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { lchown, readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { findExecutable } from "./firewall.ts";
+
+/** Root of what a sandboxed process sees of herd's directories (empty root-owned mount points on the host). */
+export const SANDBOX_VIEW = "/run/herd-sandbox";
+/** Where a sandboxed process sees its working directory (an instance's app, a build's source). */
+export const VIEW_APP = `${SANDBOX_VIEW}/app`;
+/** Where it sees its data directory (HERD_DATA_DIR; a build's HOME and npm cache). */
+export const VIEW_DATA = `${SANDBOX_VIEW}/data`;
+
+/** Exit status when the wrapper cannot set up (125: "the wrapper failed", as in env and nohup). */
+export const WRAPPER_FAILED = 125;
+
+/** What this machine offers for sandboxing. */
+export type SandboxSupport =
+  | { enabled: true; unshare: string; setpriv: string }
+  | { enabled: false; reason: string };
+
+/** One sandboxed process: who it runs as and what it sees. */
+export interface SandboxSpec {
+  uid: number;
+  /** Host directories bound inside, in order (a later view may lie inside an earlier one). */
+  binds: { host: string; view: string }[];
+  /** Working directory, as seen inside. */
+  cwd: string;
+  /** Size of the private /tmp and /dev/shm; their pages count against the memory cgroup. */
+  tmpBytes: number;
+}
+
+// Stage 1, on the host as root: join each cgroup.procs file, then become the rest of the arguments.
+const JOIN_CGROUPS = `n=$1; shift
+while [ "$n" -gt 0 ]; do
+  echo $$ > "$1" || { echo "herd: cannot join cgroup $1" >&2; exit ${WRAPPER_FAILED}; }
+  shift; n=$((n - 1))
+done
+exec "$@"`;
+
+// Stage 2, as root inside the new mount namespace: mounts, then the command as the uid.
+const ENTER_SANDBOX = `cmd=$1 uid=$2 tmp=$3 cwd=$4 setpriv=$5; shift 5
+fail() { echo "herd: sandbox: $1" >&2; exit ${WRAPPER_FAILED}; }
+while [ $# -gt 0 ]; do mount --bind "$1" "$2" || fail "cannot bind $1"; shift 2; done
+mount -t proc -o hidepid=2 proc /proc || fail "cannot mount a private /proc"
+mount -t tmpfs -o size=$tmp,mode=1777,nosuid,nodev herd-tmp /tmp || fail "cannot mount a private /tmp"
+if [ -d /dev/shm ]; then mount -t tmpfs -o size=$tmp,mode=1777,nosuid,nodev herd-shm /dev/shm || fail "cannot mount /dev/shm"; fi
+cd "$cwd" || fail "cannot enter $cwd"
+exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs /bin/sh -c "$cmd"`;
+
+/**
+ * The arguments for `/bin/sh` that run `command` in the given cgroups and,
+ * when `sandbox` is given, inside the sandbox. Spawn it with the command's env
+ * (and, without a sandbox, its cwd).
+ */
+export function launchArgs(
+  command: string,
+  cgroupProcs: string[],
+  sandbox?: { support: Extract<SandboxSupport, { enabled: true }>; spec: SandboxSpec },
+): string[] {
+  const run = sandbox
+    ? [
+        sandbox.support.unshare,
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        ENTER_SANDBOX,
+        "herd-sandbox",
+        command,
+        String(sandbox.spec.uid),
+        String(Math.max(1024 * 1024, Math.round(sandbox.spec.tmpBytes))),
+        sandbox.spec.cwd,
+        sandbox.support.setpriv,
+        ...sandbox.spec.binds.flatMap((b) => [b.host, b.view]),
+      ]
+    : ["/bin/sh", "-c", command];
+  return ["-c", JOIN_CGROUPS, "herd-instance", String(cgroupProcs.length), ...cgroupProcs, ...run];
+}
+
+/**
+ * Whether this machine can sandbox: root, unshare and setpriv, and a mount
+ * namespace where root may bind, mount proc with hidepid and a tmpfs, and drop
+ * to an unprivileged uid (tried once, for real).
+ */
+export function detectSandbox(): SandboxSupport {
+  if (process.getuid?.() !== 0) return { enabled: false, reason: "not running as root" };
+  const unshare = findExecutable("unshare");
+  const setpriv = findExecutable("setpriv");
+  if (!unshare || !setpriv) {
+    return { enabled: false, reason: "unshare or setpriv not found (Debian package util-linux)" };
+  }
+  const support = { enabled: true as const, unshare, setpriv };
+  const probeDir = mkdtempSync(join(tmpdir(), "herd-sandbox-probe-"));
+  try {
+    for (const dir of [VIEW_APP, VIEW_DATA]) mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const spec: SandboxSpec = {
+      uid: 65534,
+      binds: [{ host: probeDir, view: VIEW_APP }],
+      cwd: VIEW_APP,
+      tmpBytes: 1 << 20,
+    };
+    // As nobody: only its own processes are in /proc (not pid 1), /tmp is writable, and herd's
+    // node runs (instances start with it; a node under root's 0700 home would fail every app).
+    const check = `test ! -e /proc/1/environ && test -w /tmp && "${process.execPath}" -e 0`;
+    const r = spawnSync("/bin/sh", launchArgs(check, [], { support, spec }), {
+      encoding: "utf8",
+      timeout: 10_000,
+    });
+    if (r.status !== 0) {
+      const why = (r.stderr || r.error?.message || `exited with ${r.status}`).trim().split("\n")[0];
+      return {
+        enabled: false,
+        reason: `a test run as uid 65534 in a mount namespace failed (${why}); is ${process.execPath} readable by other users?`,
+      };
+    }
+    return support;
+  } catch (err) {
+    return { enabled: false, reason: `cannot prepare ${SANDBOX_VIEW}: ${(err as Error).message}` };
+  } finally {
+    rmSync(probeDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Gives `dir` and everything below it to uid (group uid too). Symlinks
+ * themselves are changed, never what they point at.
+ */
+export async function chownTree(dir: string, uid: number): Promise<void> {
+  await lchown(dir, uid, uid);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(path, uid);
+    else await lchown(path, uid, uid);
+  }
+}
+
+/**
+ * The environment as the sandboxed process sees it: every path element
+ * (values split at ':', as in PATH) under a bound host directory is rewritten
+ * to where that directory appears inside.
+ */
+export function viewEnv(env: Record<string, string>, binds: SandboxSpec["binds"]): Record<string, string> {
+  // Longest host path first, so a bind inside another (a pet's volume) wins.
+  const ordered = [...binds].sort((a, b) => b.host.length - a.host.length);
+  const mapOne = (element: string): string => {
+    for (const b of ordered) {
+      if (element === b.host) return b.view;
+      if (element.startsWith(`${b.host}/`)) return b.view + element.slice(b.host.length);
+    }
+    return element;
+  };
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) out[key] = value.split(":").map(mapOne).join(":");
+  return out;
+}

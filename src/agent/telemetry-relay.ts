@@ -1,0 +1,142 @@
+/**
+ * The telemetry relay: the one way an instance reaches the control plane. The
+ * firewall closes the API's port to instances (firewall.ts); the agent listens
+ * on 127.0.0.1, outside the instance port range, and passes on the ingest
+ * routes only, with the instance's own Authorization (its tenant's ingest
+ * token, from its OTEL_* env). Everything else is a 403.
+ *
+ *   instance ─ POST /api/v1/traces/otlp/v1/traces ─► relay ─► control plane (same path and query)
+ *   instance ─ POST /api/v1/metrics/write          ─► relay ─► control plane
+ *   instance ─ anything else                       ─► 403 {code: "forbidden"}
+ *
+ * The port is kept in `<dataDir>/relay.json` and taken again by the next
+ * agent, so instances it adopts keep a working endpoint.
+ */
+
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "../common/log.ts";
+
+/** The requests the relay passes on: the telemetry:write routes of the API. */
+export const RELAYED_ROUTES: ReadonlySet<string> = new Set([
+  "POST /api/v1/traces/otlp/v1/traces",
+  "POST /api/v1/metrics/write",
+]);
+
+/** The API's own body limit. */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+const FORWARD_TIMEOUT_MS = 10_000;
+const PASSED_HEADERS = ["authorization", "content-type", "content-encoding"];
+
+export interface TelemetryRelayOptions {
+  /** The control plane's base URL. */
+  server: string;
+  /** fetch options that trust the control plane's CA. */
+  trust: Record<string, unknown>;
+  /** Where the chosen port is kept between agents. */
+  dataDir: string;
+  logger: Logger;
+}
+
+export interface TelemetryRelay {
+  /** Base URL for instances, e.g. http://127.0.0.1:41234 */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Starts the relay on the port an earlier agent used (or a free one). */
+export async function startTelemetryRelay(options: TelemetryRelayOptions): Promise<TelemetryRelay> {
+  const server = createServer((req, res) => {
+    relay(req, res, options).catch((err) => {
+      options.logger.warn("telemetry relay failed", { err });
+      if (!res.headersSent) answer(res, 502, "unavailable", "the control plane did not answer");
+      else res.destroy();
+    });
+  });
+  const stateFile = join(options.dataDir, "relay.json");
+  const saved = readPort(stateFile);
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  try {
+    await listen(saved ?? 0);
+  } catch (err) {
+    if (saved === undefined || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    options.logger.warn("the relay's earlier port is taken; adopted instances' spans fail until restarted", {
+      port: saved,
+    });
+    await listen(0);
+  }
+  const port = (server.address() as AddressInfo).port;
+  writeFileSync(`${stateFile}.tmp`, JSON.stringify({ port }));
+  renameSync(`${stateFile}.tmp`, stateFile);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function relay(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: TelemetryRelayOptions,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://relay");
+  if (!RELAYED_ROUTES.has(`${req.method} ${url.pathname}`)) {
+    req.resume();
+    answer(res, 403, "forbidden", `instances reach only ${[...RELAYED_ROUTES].join(" and ")} from here`);
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      answer(res, 413, "too_large", `the body is over ${MAX_BODY_BYTES} bytes`);
+      req.destroy();
+      return;
+    }
+    chunks.push(chunk);
+  }
+  const headers: Record<string, string> = {};
+  for (const name of PASSED_HEADERS) {
+    const value = req.headers[name];
+    if (typeof value === "string") headers[name] = value;
+  }
+  const upstream = await fetch(`${options.server.replace(/\/+$/, "")}${url.pathname}${url.search}`, {
+    ...options.trust,
+    method: "POST",
+    headers,
+    body: Buffer.concat(chunks),
+    signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+  });
+  const body = Buffer.from(await upstream.arrayBuffer());
+  res.writeHead(upstream.status, {
+    "content-type": upstream.headers.get("content-type") ?? "application/json",
+    "content-length": body.length,
+  });
+  res.end(body);
+}
+
+function answer(res: ServerResponse, status: number, code: string, message: string): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify({ code, message }));
+}
+
+function readPort(file: string): number | undefined {
+  try {
+    const port = (JSON.parse(readFileSync(file, "utf8")) as { port?: unknown }).port;
+    return Number.isInteger(port) && (port as number) > 0 && (port as number) < 65536
+      ? (port as number)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

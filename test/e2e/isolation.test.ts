@@ -1,0 +1,239 @@
+// Apps cannot reach the platform or each other: a deployed app of tenant "a"
+// tries to read the admin token, state.db, an instance's files and
+// environment of tenant "b", to kill that instance, and to connect to the API
+// and to b's instance port. Each attempt must fail; the same app may still
+// reach its own tenant's sibling and the gateway. Needs root (and nftables for
+// the network checks); without them each check says why it was skipped.
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { firewallTable } from "../../src/agent/firewall.ts";
+import type { Instance, Node } from "../../src/model/objects.ts";
+import { cleanupHerd, type Herd, ROOT, startHerd, waitFor } from "./harness.ts";
+
+const root = process.getuid?.() === 0;
+const notRoot = root ? false : "needs root: instances run as the agent's user otherwise";
+
+// The hostile app: GET /probe?spec=<json> tries each thing and answers what happened.
+const PROBER = `
+const fs = require("node:fs");
+const http = require("node:http");
+const net = require("node:net");
+const outcome = (fn) => { try { fn(); return "allowed"; } catch (err) { return err.code || String(err); } };
+const connect = (port) => new Promise((resolve) => {
+  const s = net.connect(Number(port), "127.0.0.1");
+  const done = (r) => { s.destroy(); resolve(r); };
+  s.on("connect", () => done("allowed"));
+  s.on("error", (err) => done(err.code));
+  setTimeout(() => done("timeout"), 3000);
+});
+http.createServer(async (req, res) => {
+  const url = new URL(req.url, "http://x");
+  if (url.pathname !== "/probe") return res.end("ok");
+  const spec = JSON.parse(url.searchParams.get("spec"));
+  const r = { instance: process.env.HERD_INSTANCE, uid: process.getuid(), read: {}, connect: {} };
+  for (const [name, file] of Object.entries(spec.read)) r.read[name] = outcome(() => fs.readFileSync(file));
+  // Never pid 0 or less: that would be its own process group.
+  r.signal = spec.signal > 0 ? outcome(() => process.kill(spec.signal, "SIGKILL")) : "not tried";
+  for (const [name, port] of Object.entries(spec.connect)) r.connect[name] = await connect(port);
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify(r));
+}).listen(Number(process.env.PORT), "127.0.0.1");
+`;
+
+let herd: Herd | undefined;
+const work = mkdtempSync(join(tmpdir(), "herd-isolation-"));
+
+before(async () => {
+  if (!root) return;
+  // The network layer needs nft on the node; the agent only reports its absence, the test installs it.
+  await ensureDebianPackages({ nft: "nftables" });
+  // Not under /tmp: the sandbox's /tmp is private, so that would hide the data dir however its modes were.
+  herd = await startHerd({ dataDir: mkdtempSync("/var/tmp/herd-isolation-") });
+});
+after(async () => {
+  await cleanupHerd(herd);
+  rmSync(work, { recursive: true, force: true });
+});
+
+interface ProbeResult {
+  instance: string;
+  uid: number;
+  read: Record<string, string>;
+  signal: string;
+  connect: Record<string, string>;
+}
+
+async function instances(app: string, tenant: string, h = herd!): Promise<Instance[]> {
+  const { body } = await h.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
+  return body.items.filter((i) => i.state === "running" && i.pid !== undefined && i.port !== undefined);
+}
+
+/** Creates a tenant (the API refuses deploys into unknown ones). */
+async function createTenant(h: Herd, name: string): Promise<void> {
+  const r = await h.api("POST", "/tenants", { name });
+  assert.ok(
+    r.status === 201 || r.status === 409,
+    `creating tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`,
+  );
+}
+
+/** Deploys the prober (2 instances) into tenant a. */
+async function deployProber(h: Herd): Promise<void> {
+  await createTenant(h, "a");
+  const dir = join(work, "prober");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "server.js"), PROBER);
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "prober", private: true }));
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: prober",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 2",
+      "    resources: { cpu: 0.25, memory: 128Mi }",
+      "    routes: [{ host: prober.localhost, path: / }]",
+      "",
+    ].join("\n"),
+  );
+  const a = await h.cli(["deploy", "--tenant", "a", dir]);
+  assert.equal(a.code, 0, a.stdout + a.stderr);
+}
+
+/** The tables nft lists now. */
+function nftTables(): string {
+  const list = spawnSync("nft", ["list", "tables"], { encoding: "utf8" });
+  assert.equal(list.status, 0, list.stderr);
+  return list.stdout;
+}
+
+let node: Node | undefined;
+let target: Instance;
+let probers: Instance[];
+let result: ProbeResult;
+
+test("the node reports its sandbox and firewall, and two tenants deploy", { skip: notRoot }, async (t) => {
+  const h = herd!;
+  const nodes = await h.api<{ items: Node[] }>("GET", "/nodes");
+  node = nodes.body.items[0];
+  assert.equal(node.isolation.sandbox, "uid", JSON.stringify(node.isolation));
+  assert.equal(node.isolation.network, "nftables", JSON.stringify(node.isolation));
+  const table = await h.cli(["nodes"]);
+  assert.match(table.stdout, /sandbox uid, network nftables/);
+
+  await createTenant(h, "b");
+  const b = await h.cli(["deploy", "--tenant", "b", join(ROOT, "examples/hello")]);
+  assert.equal(b.code, 0, b.stdout + b.stderr);
+  await deployProber(h);
+  target = (await waitFor("b's hello instances", async () => (await instances("hello", "b"))[0]))!;
+  probers = await waitFor("both prober instances", async () => {
+    const list = await instances("prober", "a");
+    return list.length === 2 ? list : undefined;
+  });
+
+  const spec = {
+    read: {
+      adminToken: join(h.dataDir, "admin-token"),
+      stateDb: join(h.dataDir, "state.db"),
+      otherInstanceFile: join(h.dataDir, "agent", "instances", target.id, "app", "server.js"),
+      otherInstanceEnviron: `/proc/${target.pid}/environ`,
+      platformEnviron: `/proc/${h.proc.pid}/environ`,
+    },
+    signal: target.pid,
+    connect: {
+      api: Number(new URL(h.url).port),
+      otherTenant: target.port,
+      gateway: Number(new URL(h.gatewayUrl).port),
+      ...Object.fromEntries(probers.map((p) => [p.id, p.port])),
+    },
+  };
+  const res = await h.request("prober.localhost", `/probe?spec=${encodeURIComponent(JSON.stringify(spec))}`);
+  assert.equal(res.status, 200, res.body);
+  result = JSON.parse(res.body) as ProbeResult;
+  t.diagnostic(`probe: ${res.body}`);
+});
+
+test("an app runs as its tenant's own unprivileged uid", { skip: notRoot }, () => {
+  assert.ok(result.uid >= 1_000_000_000, `uid ${result.uid}`);
+});
+
+test("it cannot read the admin token, state.db, nor another tenant's files", { skip: notRoot }, () => {
+  // The data dir is 0700 root: nothing below it can be opened.
+  for (const name of ["adminToken", "stateDb", "otherInstanceFile"]) {
+    assert.equal(result.read[name], "EACCES", name);
+  }
+});
+
+test("it cannot see other processes' environment (hidepid /proc), nor signal them", {
+  skip: notRoot,
+}, async () => {
+  assert.equal(result.read.otherInstanceEnviron, "ENOENT");
+  assert.equal(result.read.platformEnviron, "ENOENT");
+  assert.equal(result.signal, "EPERM");
+  // The target lives on, same pid.
+  const [still] = await instances("hello", "b");
+  assert.equal(still?.pid, target.pid);
+  assert.equal((await herd!.request("hello.localhost")).status, 200);
+});
+
+test("it cannot connect to the API nor to another tenant's port; its own tenant and the gateway it can", {
+  skip: notRoot,
+}, (t) => {
+  if (node?.isolation.network !== "nftables") {
+    t.skip(`no firewall on this node: ${node?.isolation.missing?.join("; ")}`);
+    return;
+  }
+  assert.equal(result.connect.api, "ECONNREFUSED");
+  assert.equal(result.connect.otherTenant, "ECONNREFUSED");
+  assert.equal(result.connect.gateway, "allowed");
+  const sibling = probers.find((p) => p.id !== result.instance)!;
+  assert.equal(result.connect[sibling.id], "allowed", "the same tenant's sibling");
+});
+
+test("stopping herd removes its firewall table", { skip: notRoot }, async () => {
+  const h = herd!;
+  await h.stop();
+  const table = firewallTable(resolve(h.dataDir, "agent", "driver"));
+  assert.ok(!nftTables().includes(table));
+});
+
+test("with --keep-apps, apps stay sandboxed across herd restarts: adopted, same uid, the new API port closed", {
+  skip: notRoot,
+}, async (t) => {
+  await cleanupHerd(herd);
+  const dataDir = mkdtempSync("/var/tmp/herd-isolation-");
+  herd = await startHerd({ dataDir, extraArgs: ["--keep-apps"] });
+  await deployProber(herd);
+  const before = await waitFor("both probers", async () => {
+    const list = await instances("prober", "a");
+    return list.length === 2 ? list : undefined;
+  });
+  const table = firewallTable(resolve(dataDir, "agent", "driver"));
+  await herd.stop();
+  // The apps run on without herd, and so do their rules.
+  assert.ok(nftTables().includes(table), "the table went with herd while its apps run");
+
+  herd = await startHerd({ dataDir, extraArgs: ["--keep-apps"] });
+  const h = herd;
+  const after = await waitFor("both probers adopted", async () => {
+    const list = await instances("prober", "a");
+    return list.length === 2 ? list : undefined;
+  });
+  assert.deepEqual(after.map((i) => i.pid).sort(), before.map((i) => i.pid).sort(), "adopted, not restarted");
+  const spec = { read: {}, signal: 0, connect: { api: Number(new URL(h.url).port) } };
+  const res = await waitFor("the prober through the gateway", async () => {
+    const r = await h.request("prober.localhost", `/probe?spec=${encodeURIComponent(JSON.stringify(spec))}`);
+    return r.status === 200 ? r : undefined;
+  });
+  const r = JSON.parse(res.body) as ProbeResult;
+  t.diagnostic(`probe after the restart: ${res.body}`);
+  assert.ok(r.uid >= 1_000_000_000, `uid ${r.uid}`);
+  assert.equal(r.connect.api, "ECONNREFUSED", "the restarted API's port is open to adopted apps");
+});
