@@ -53,6 +53,8 @@ export interface ApiDeps {
   secrets: SecretStore;
   build(options: {
     source: string;
+    /** The app's tenant: its build uid and npm cache are its own. */
+    tenant: string;
     app: string;
     log: (line: string) => void;
     /** The tenant's unpack limits. */

@@ -209,10 +209,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     settings,
     secrets,
-    build: async ({ source, app, log, unpack }) => {
+    build: async ({ source, tenant, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
         source,
+        tenant,
         unpack,
         workDir: join(dataDir, "builds"),
         runner: builds,

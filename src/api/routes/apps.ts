@@ -177,7 +177,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if (!existing) await createApp(tenant, app);
       const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
       const deploy = await controllers.deploys.startDeploy(tenant, app, async (log) => {
-        const built = await deps.build({ source: digest, app, log, unpack });
+        const built = await deps.build({ source: digest, tenant, app, log, unpack });
         return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
       });
       reply.code(202);
