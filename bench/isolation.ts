@@ -154,7 +154,9 @@ async function main(): Promise<void> {
     // before the attack cannot make the attack look cheap.
     const bases = [await measure(h), await measure(h)];
     const base = bases[0].p99 <= bases[1].p99 ? bases[0] : bases[1];
-    console.log(`baseline windows: B p99 ${bases.map((m) => `${m.p99} ms`).join(", ")} (the lower is the baseline)`);
+    console.log(
+      `baseline windows: B p99 ${bases.map((m) => `${m.p99} ms`).join(", ")} (the lower is the baseline)`,
+    );
 
     const dir = join(work, "hogs");
     mkdirSync(dir);
