@@ -45,13 +45,19 @@ test("the wrapper joins the cgroups, then runs the command directly or in the sa
     },
   });
   assert.deepEqual(sandboxed.slice(3, 8), ["0", "/usr/bin/unshare", "--mount", "--propagation", "private"]);
-  assert.deepEqual(sandboxed.slice(-7), [
+  const keep = sandboxed.at(-3) as string;
+  assert.deepEqual(sandboxed.slice(-8), [
     "node server.js",
     "1234",
     String(64 * 1024 * 1024),
     VIEW_APP,
     "/usr/bin/setpriv",
+    keep,
     "/h/app",
     VIEW_APP,
   ]);
+  // herd's own directories under /tmp (where a checkout may live) stay visible through the private /tmp.
+  for (const dir of keep ? keep.split(":") : []) assert.match(dir, /^\/tmp\//);
+  const under = import.meta.dirname.startsWith("/tmp/");
+  assert.equal(keep !== "", under, `herd under /tmp: ${under}, kept: ${keep}`);
 });

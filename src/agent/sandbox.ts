@@ -14,10 +14,10 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { lchown, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { findExecutable } from "./firewall.ts";
 
 /** Root of what a sandboxed process sees of herd's directories (empty root-owned mount points on the host). */
@@ -26,6 +26,15 @@ export const SANDBOX_VIEW = "/run/herd-sandbox";
 export const VIEW_APP = `${SANDBOX_VIEW}/app`;
 /** Where it sees its data directory (HERD_DATA_DIR; a build's HOME and npm cache). */
 export const VIEW_DATA = `${SANDBOX_VIEW}/data`;
+/** Where the host's /tmp is staged for a moment while the private one is mounted. */
+const VIEW_HOST_TMP = `${SANDBOX_VIEW}/host-tmp`;
+/**
+ * herd's own directories a sandboxed command needs (the node binary, the
+ * static server) when they are under /tmp, which the private /tmp would hide.
+ */
+const KEEP_UNDER_TMP = [
+  ...new Set([resolve(import.meta.dirname, "../.."), dirname(realpathSync(process.execPath))]),
+].filter((d) => d.startsWith("/tmp/") && !d.includes(":"));
 
 /** Exit status when the wrapper cannot set up (125: "the wrapper failed", as in env and nohup). */
 export const WRAPPER_FAILED = 125;
@@ -55,11 +64,22 @@ done
 exec "$@"`;
 
 // Stage 2, as root inside the new mount namespace: mounts, then the command as the uid.
-const ENTER_SANDBOX = `cmd=$1 uid=$2 tmp=$3 cwd=$4 setpriv=$5; shift 5
+// $keep: directories under /tmp that stay visible through the private /tmp (herd itself, when
+// it is installed there: its node binary and static server); the rest of the host's /tmp is gone.
+const ENTER_SANDBOX = `cmd=$1 uid=$2 tmp=$3 cwd=$4 setpriv=$5 keep=$6; shift 6
 fail() { echo "herd: sandbox: $1" >&2; exit ${WRAPPER_FAILED}; }
 while [ $# -gt 0 ]; do mount --bind "$1" "$2" || fail "cannot bind $1"; shift 2; done
 mount -t proc -o hidepid=2 proc /proc || fail "cannot mount a private /proc"
+if [ -n "$keep" ]; then mount --bind /tmp ${VIEW_HOST_TMP} || fail "cannot stage /tmp"; fi
 mount -t tmpfs -o size=$tmp,mode=1777,nosuid,nodev herd-tmp /tmp || fail "cannot mount a private /tmp"
+if [ -n "$keep" ]; then
+  IFS=:
+  for p in $keep; do
+    mkdir -p "$p" && mount --bind "${VIEW_HOST_TMP}\${p#/tmp}" "$p" || fail "cannot keep $p"
+  done
+  unset IFS
+  umount -l ${VIEW_HOST_TMP} || fail "cannot unstage /tmp"
+fi
 if [ -d /dev/shm ]; then mount -t tmpfs -o size=$tmp,mode=1777,nosuid,nodev herd-shm /dev/shm || fail "cannot mount /dev/shm"; fi
 cd "$cwd" || fail "cannot enter $cwd"
 exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs /bin/sh -c "$cmd"`;
@@ -89,6 +109,7 @@ export function launchArgs(
         String(Math.max(1024 * 1024, Math.round(sandbox.spec.tmpBytes))),
         sandbox.spec.cwd,
         sandbox.support.setpriv,
+        KEEP_UNDER_TMP.join(":"),
         ...sandbox.spec.binds.flatMap((b) => [b.host, b.view]),
       ]
     : ["/bin/sh", "-c", command];
@@ -110,7 +131,7 @@ export function detectSandbox(): SandboxSupport {
   const support = { enabled: true as const, unshare, setpriv };
   const probeDir = mkdtempSync(join(tmpdir(), "herd-sandbox-probe-"));
   try {
-    for (const dir of [VIEW_APP, VIEW_DATA]) mkdirSync(dir, { recursive: true, mode: 0o755 });
+    for (const dir of [VIEW_APP, VIEW_DATA, VIEW_HOST_TMP]) mkdirSync(dir, { recursive: true, mode: 0o755 });
     const spec: SandboxSpec = {
       uid: 65534,
       binds: [{ host: probeDir, view: VIEW_APP }],
