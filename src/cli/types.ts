@@ -44,19 +44,4 @@ export interface WhoAmI {
 }
 
 /** One entry of `GET /audit`: a write, who made it, from where, and its result. */
-export interface AuditEntry {
-  seq: number;
-  at: string;
-  actor: string;
-  /** The id of the token used. */
-  token: string;
-  tenant?: string;
-  app?: string;
-  verb: string;
-  /** e.g. `POST /api/v1/apps/:app/scale`. */
-  route: string;
-  path: string;
-  status: number;
-  address: string;
-  message?: string;
-}
+export type { AuditEntry } from "../api/audit.ts";
