@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { hashToken } from "../api/auth.ts";
 import { type RunningServer, startServer } from "../api/server.ts";
@@ -80,6 +80,7 @@ test("herd consumers: create, keys add prints the key once, jwt add, show, remov
   const secretFile = join(mkdtempSync(join(tmpdir(), "herd-secret-")), "hs256");
   writeFileSync(secretFile, "short\n", { mode: 0o600 });
   const badSecret = await herd("consumers", "jwt", "add", "mobile", "--secret-file", secretFile);
+  rmSync(dirname(secretFile), { recursive: true, force: true });
   assert.equal(badSecret.code, 1);
   assert.match(badSecret.err, /body\.secret/);
   assert.equal((await herd("consumers", "frob")).code, 2);

@@ -288,7 +288,8 @@ test("percentiles are exact nearest-rank, and bounded past the cap", () => {
 });
 
 test("a gateway span naming its upstream is the edge when the app sends no spans, and counted once when it does", () => {
-  const own = new SpanStore({ dir: mkdtempSync(join(tmpdir(), "herd-traces-gateway-")), clock, flushMs: 0 });
+  const ownDir = mkdtempSync(join(tmpdir(), "herd-traces-gateway-"));
+  const own = new SpanStore({ dir: ownDir, clock, flushMs: 0 });
   try {
     const spans: Span[] = [];
     for (let i = 1; i <= 20; i++) {
@@ -326,5 +327,6 @@ test("a gateway span naming its upstream is the edge when the app sends no spans
     );
   } finally {
     own.close();
+    rmSync(ownDir, { recursive: true, force: true });
   }
 });
