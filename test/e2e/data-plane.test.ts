@@ -165,10 +165,13 @@ test("an app instance dies while the control plane is away: the gateway ejects i
   const late = counts.failedAt.filter((t) => t > killedAt + 1000);
   assert.deepEqual(late, [], `no failure later than 1 s after the kill (${summary(counts)})`);
   const postCounts = await posts.stop();
+  // A POST is not retried: each gateway worker fails the POSTs it sends to the dead instance until
+  // its own third refusal ejects it. A worker that gets its first POST connection late (a client
+  // reconnects after a 502) ejects late, so the bound is the count per worker, and none after 4 s.
   assert.deepEqual(
-    postCounts.failedAt.filter((t) => t > postsKilledAt + 1000),
+    postCounts.failedAt.filter((t) => t > postsKilledAt + 4000),
     [],
-    `no POST failed later than 1 s after the kill (${summary(postCounts)})`,
+    `no POST failed later than 4 s after the kill (${summary(postCounts)})`,
   );
   const workers = availableParallelism(); // herd up's default --gateway-workers
   assert.ok(
