@@ -234,22 +234,7 @@ export async function runUp(argv: string[]): Promise<number> {
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
   return runUpDaemon({
     dataDir,
-    server: {
-      port: portOf(v.port, "port"),
-      host: v.host as string,
-      settings: {
-        gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
-        ...nodeTimeouts(v["node-lost-after"]),
-        unit: unitOf(v),
-      },
-      maxUploadBytes: megabytes(v["max-upload-mb"]),
-      traces: tracesOptionsFromFlags(v),
-      metrics: metricsOf(v),
-      alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
-      logs: logsOptionsFromFlags(v),
-      tls: v.tls === true,
-      allowFetch,
-    },
+    server: serverOptionsOf(v, `http://127.0.0.1:${gatewayPort}`, allowFetch),
     gateway: {
       port: gatewayPort,
       host: v.host as string,
@@ -295,20 +280,7 @@ export async function runServer(argv: string[]): Promise<number> {
   const allowFetch = allowFetchOf(v);
   return runServerDaemon({
     dataDir: resolve(v.data as string),
-    port: portOf(v.port, "port"),
-    host: v.host as string,
-    settings: {
-      gatewayUrl: v["gateway-url"] as string,
-      ...nodeTimeouts(v["node-lost-after"]),
-      unit: unitOf(v),
-    },
-    maxUploadBytes: megabytes(v["max-upload-mb"]),
-    traces: tracesOptionsFromFlags(v),
-    metrics: metricsOf(v),
-    alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
-    logs: logsOptionsFromFlags(v),
-    tls: v.tls === true,
-    allowFetch,
+    ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
 }
 
@@ -583,4 +555,24 @@ function workerCount(value: unknown): number {
   if (!Number.isInteger(n) || n < 1 || n > 1024)
     throw new HerdError("invalid", `--workers must be a whole number from 1 to 1024, got ${value}`);
   return n;
+}
+
+/** The control plane's options from the flags `herd up` and `herd server` share. */
+function serverOptionsOf(
+  v: Record<string, unknown>,
+  gatewayUrl: string,
+  allowFetch: readonly string[] | undefined,
+) {
+  return {
+    port: portOf(v.port, "port"),
+    host: v.host as string,
+    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
+    maxUploadBytes: megabytes(v["max-upload-mb"]),
+    traces: tracesOptionsFromFlags(v),
+    metrics: metricsOf(v),
+    alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
+    logs: logsOptionsFromFlags(v),
+    tls: v.tls === true,
+    allowFetch,
+  };
 }
