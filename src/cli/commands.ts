@@ -22,6 +22,7 @@ import {
   println,
   stringFlag,
 } from "./context.ts";
+import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
@@ -270,6 +271,7 @@ export const APP_COMMANDS: CommandSpec[] = [
 export const TEAM_COMMANDS: CommandSpec[] = [
   loginCommand,
   logoutCommand,
+  contextCommand,
   whoamiCommand,
   tokensCommand,
   usersCommand,
