@@ -174,7 +174,9 @@ export async function writeUserConfig(file: string, config: UserConfig): Promise
   await chmod(dir, 0o700);
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    // The current context first: what a person opening the file looks for.
+    const ordered = { ...(config.current ? { current: config.current } : {}), contexts: config.contexts };
+    await writeFile(tmp, `${JSON.stringify(ordered, null, 2)}\n`, { mode: 0o600 });
     await chmod(tmp, 0o600);
     await rename(tmp, file);
   } catch (err) {
