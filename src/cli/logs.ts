@@ -15,7 +15,7 @@ import { parseBytes } from "../model/manifest.ts";
 import type { App, Instance, Service } from "../model/objects.ts";
 import { parseDurationMicros } from "../observe/traces/span.ts";
 import { type ApiClient, ApiError, type Query } from "./api-client.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
 import { type CliContext, type CommandSpec, println, stringFlag } from "./context.ts";
 import { formatLogLine } from "./format.ts";
@@ -224,7 +224,7 @@ export const logsCommand: CommandSpec = {
   summary:
     "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones. A line's trace id shows as `trace=ID`: `herd trace ID` opens the trace.",
   flags: [
-    ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
+    APP_FLAG_HELP,
     ["--all", "the tenant's whole stream: every app, and platform events (node lost, …)"],
     ["-f, --follow", "keep the stream open, reconnecting if it drops; Ctrl-C stops"],
     ["--service S", "only this service"],
