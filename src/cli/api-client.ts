@@ -47,8 +47,11 @@ export class ApiError extends Error {
 
 /** A message followed by one indented line per field problem: `  field (line 7): message`. */
 export function withDetails(message: string, details: readonly FieldProblem[] | undefined): string {
-  // A problem the message already states (`herd.yaml:9: alerts.x.expr: …`) is not repeated under it.
-  const more = details?.filter((d) => !message.includes(`${d.field}: ${d.message}`));
+  // A problem the message already states (`herd.yaml:9: alerts.x.expr: …`, or a YAML syntax error
+  // `herd.yaml:5: bad indentation: …`) is not repeated under it.
+  const stated = (d: FieldProblem) =>
+    message.includes(`${d.field}: ${d.message}`) || (d.field === "(yaml)" && message.includes(d.message));
+  const more = details?.filter((d) => !stated(d));
   if (!more?.length) return message;
   const lines = more.map((d) => `  ${d.field}${d.line ? ` (line ${d.line})` : ""}: ${d.message}`);
   return [message, ...lines].join("\n");
