@@ -127,6 +127,7 @@ export function createContext(options: ContextOptions): CliContext {
             ...(c.ca ? { ca: readCa(c.ca, c.caSource) } : {}),
             tenant: c.tenant,
             authHint: `the token came from ${c.tokenSource}; sign in with \`herd login\` or pass --token`,
+            source: c.source,
           }),
       );
       return client;

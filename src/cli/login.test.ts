@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -292,6 +293,27 @@ describe("herd context", () => {
     assert.match(current.err, /^herd: no current context: herd context use NAME/);
     assert.equal((await herd(["context", "delete", "b-ctx"])).code, 0);
     assert.throws(() => statSync(configFile), { code: "ENOENT" });
+  });
+
+  it("a context whose server is gone says so, and where the server came from", async () => {
+    // A port nothing listens on: a server that stopped.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        current: "old",
+        contexts: { old: { server: `http://127.0.0.1:${port}`, token: "t" } },
+      }),
+    );
+    const r = await herd(["apps"]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.err,
+      `herd: cannot reach the herd server at http://127.0.0.1:${port} (from context old in ${configFile}; herd context lists the others): is \`herd up\` running?\n`,
+    );
   });
 
   it("logout removes the current context only and names the others", async () => {
