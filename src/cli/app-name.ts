@@ -29,7 +29,7 @@ export async function resolveApp(
   const found = await Promise.all(APP_FILES.map((f) => exists(join(ctx.cwd, f))));
   if (!found.includes(true)) {
     throw new UsageError(
-      `which app? pass --app NAME (or run this in an app's directory: one with a ${APP_FILES.join(", ")})`,
+      `which app? pass --app NAME (or run this in an app's directory: one with a ${APP_FILES.slice(0, -1).join(", ")} or ${APP_FILES.at(-1)})`,
       command,
     );
   }
