@@ -28,10 +28,7 @@ const GLOBAL_FLAG_HELP: [string, string][] = [
   ],
   ["--tenant NAME", "the tenant (default: HERD_TENANT, else the context's, else your only one)"],
   ["--context NAME", "a saved context (herd context) instead of the current one (default: HERD_CONTEXT)"],
-  [
-    "--ca FILE",
-    "the CA certificate an https server's is checked against (default: HERD_CA, else the context's)",
-  ],
+  ["--ca FILE", "the CA that signed an https server's certificate (default: HERD_CA, else the context's)"],
   ["--json", "print the API's JSON instead of tables"],
   ["-h, --help", "show help"],
 ];
