@@ -60,10 +60,11 @@ the context "local" in ~/.config/herd/config.json, made current unless you
 chose another one (herd context; --no-login leaves that file alone).
 Ctrl-C stops the gateway, the agent, the apps' instances and the control
 plane (the next herd up starts the apps again); --keep-apps leaves the apps
-and the gateway running (the next herd up takes them over). The gateway outlives a crash of herd up and keeps serving; the
-next herd up adopts it, or, on newer code or other flags, starts the new one
-on the same ports and lets the old one drain (no request dropped). herd down
-stops a platform whose herd up is gone (docs/availability.md).
+and the gateway running (the next herd up takes them over). The gateway
+outlives a crash of herd up and keeps serving; the next herd up adopts it,
+or, on newer code or other flags, starts the new one on the same ports and
+lets the old one drain (no request dropped). herd down stops a platform
+whose herd up is gone (docs/availability.md).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).
 The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
@@ -528,8 +529,8 @@ export async function runDown(argv: string[]): Promise<number> {
     throw new HerdError(
       "invalid",
       v.data === undefined
-        ? `herd down: found no data dir (no .herd in ${process.cwd()} or a parent, no HERD_DATA, no ~/.herd): say which with --data DIR`
-        : `herd down: ${dataDir} does not exist: say which data dir with --data DIR`,
+        ? `found no data dir (no .herd in ${process.cwd()} or a parent, no HERD_DATA, no ~/.herd): say which with --data DIR`
+        : `${dataDir} does not exist: say which data dir with --data DIR`,
     );
   }
   const stopped = await stopPlatform(dataDir);
