@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Deploy } from "../model/objects.ts";
 import { type ApiClient, ApiError } from "./api-client.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseVersion, UsageError } from "./args.ts";
 import { type CliContext, type CommandSpec, type Output, println, stringFlag } from "./context.ts";
 import { formatBytes } from "./format.ts";
@@ -111,7 +111,12 @@ export const deployCommand: CommandSpec = {
   summary:
     "Validate, pack and upload DIR (default .), follow the build and rollout, and print the app's URL.\n" +
     "Exits 0 only when the new release serves.",
-  flags: [["--app NAME", "the app (default: `app:` in DIR/herd.yaml, else the directory name)"]],
+  flags: [
+    [
+      "--app NAME",
+      "the app (default: herd.yaml's `app:` in DIR, else DIR/package.json's name, else DIR's name)",
+    ],
+  ],
   options: { app: { type: "string" } },
   async run(ctx, values, positionals) {
     if (positionals.length > 1) throw new UsageError("deploy takes one directory", "deploy");
@@ -157,7 +162,7 @@ export const rollbackCommand: CommandSpec = {
   usage: "herd rollback [vN] [--app NAME]",
   summary:
     "Roll back to release vN (default: the one before the current), as a new release, and follow the rollout.",
-  flags: [["--app NAME", "the app (default: `app:` in ./herd.yaml)"]],
+  flags: [APP_FLAG_HELP],
   options: { app: { type: "string" } },
   async run(ctx, values, positionals) {
     if (positionals.length > 1) throw new UsageError("rollback takes at most one version", "rollback");
