@@ -1,4 +1,4 @@
-// Runs every test: unit tests beside the code (in parallel), then the
+// Runs every test: unit tests beside the code (src/, scripts/; in parallel), then the
 // end-to-end tests in test/e2e (one at a time: each runs a whole platform).
 // Usage: node scripts/test.ts [--unit | --e2e] [extra node --test flags]
 //
@@ -61,7 +61,7 @@ function mountsUnder(dir: string): string[] {
 const args = process.argv.slice(2);
 const only = args.find((a) => a === "--unit" || a === "--e2e");
 const extra = args.filter((a) => a !== only);
-const unit = find(join(root, "src"));
+const unit = [...find(join(root, "src")), ...find(join(root, "scripts"))];
 const e2e = find(join(root, "test"));
 
 const sharedBefore = herdTempEntries();
