@@ -1,9 +1,19 @@
-// Runs every test: unit tests beside the code (in parallel), then the
+// Runs every test: unit tests beside the code (src/, scripts/; in parallel), then the
 // end-to-end tests in test/e2e (one at a time: each runs a whole platform).
 // Usage: node scripts/test.ts [--unit | --e2e] [extra node --test flags]
+//
+// Temp files: the tests run with TMPDIR set to a directory of this run's own
+// (os.tmpdir() in a test, and in every herd process it starts, points there),
+// so whatever a test leaves behind is this run's, not another process's. When
+// the run ends, anything left in it is listed and the run fails; the
+// directory is then removed (unless something is still mounted in it). herd's
+// directories made outside TMPDIR (/tmp/herd-*, /var/tmp/herd-*) are compared
+// before and after and new ones are listed too (they may belong to another
+// process running at the same time, so they are a warning only).
 
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
 const root = join(import.meta.dirname, "..");
@@ -19,11 +29,43 @@ function find(dir: string): string[] {
   return out.sort();
 }
 
+/** herd's directories and files in the shared temp dirs (`herd-*`), full paths. */
+function herdTempEntries(dirs: readonly string[] = ["/tmp", "/var/tmp"]): Set<string> {
+  const out = new Set<string>();
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith("herd-")) out.add(join(dir, n));
+  }
+  return out;
+}
+
+/** Mount points at or under `dir` (from /proc/self/mountinfo; none where there is no such file). */
+function mountsUnder(dir: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return [];
+  }
+  return text
+    .split("\n")
+    .map((line) => line.split(" ")[4]?.replace(/\\040/g, " ") ?? "")
+    .filter((m) => m === dir || m.startsWith(`${dir}/`));
+}
+
 const args = process.argv.slice(2);
 const only = args.find((a) => a === "--unit" || a === "--e2e");
 const extra = args.filter((a) => a !== only);
-const unit = find(join(root, "src"));
+const unit = [...find(join(root, "src")), ...find(join(root, "scripts"))];
 const e2e = find(join(root, "test"));
+
+const sharedBefore = herdTempEntries();
+const runTmp = mkdtempSync(join(tmpdir(), "herd-test-run-"));
 
 function run(files: string[], concurrency: number): number {
   if (files.length === 0) return 0;
@@ -33,6 +75,7 @@ function run(files: string[], concurrency: number): number {
     {
       cwd: root,
       stdio: "inherit",
+      env: { ...process.env, TMPDIR: runTmp },
     },
   );
   return r.status ?? 1;
@@ -41,4 +84,28 @@ function run(files: string[], concurrency: number): number {
 let status = 0;
 if (only !== "--e2e") status ||= run(unit, 2);
 if (only !== "--unit") status ||= run(e2e, 1);
+
+const left = readdirSync(runTmp).sort();
+if (left.length > 0) {
+  console.error(
+    `\n!!! The tests left ${left.length} temp entr${left.length === 1 ? "y" : "ies"} behind (in ${runTmp}):`,
+  );
+  for (const n of left) console.error(`!!!   ${n}`);
+  console.error("!!! Each test must remove what it creates, also when it fails (t.after / finally).");
+  status ||= 1;
+}
+const mounted = mountsUnder(runTmp);
+if (mounted.length > 0) {
+  console.error(`!!! Still mounted, so ${runTmp} is kept: ${mounted.join(", ")}`);
+  status ||= 1;
+} else {
+  rmSync(runTmp, { recursive: true, force: true });
+}
+const sharedNew = [...herdTempEntries()].filter((p) => !sharedBefore.has(p) && p !== runTmp);
+if (sharedNew.length > 0) {
+  console.error(
+    `\n!!! New herd temp entries outside TMPDIR (this run's, or another process's running meanwhile):`,
+  );
+  for (const p of sharedNew.sort()) console.error(`!!!   ${p}`);
+}
 process.exit(status);

@@ -89,7 +89,14 @@ test("rules: 400 names the field (expr, for, op/threshold, unknown field); 201, 
 test("built-in rules are listed; an API rule of the same name replaces one, deleting it brings it back", async () => {
   let r = await call("GET", "/alerts/rules");
   const names = r.body.items.map((i: { name: string; source: string }) => `${i.source}:${i.name}`);
-  for (const n of ["instance-crash-loop", "node-lost", "route-error-rate", "latency-slo-burn"])
+  for (const n of [
+    "instance-crash-loop",
+    "health-check-failing",
+    "service-failed",
+    "node-lost",
+    "route-error-rate",
+    "latency-slo-burn",
+  ])
     assert.ok(names.includes(`default:${n}`), n);
   r = await call("PUT", "/alerts/rules/node-lost", { expr: "herd_node_up", disabled: true });
   assert.equal(r.status, 201);
@@ -186,12 +193,15 @@ test("an alert from pushed points: GET /alerts shows it firing and the events sa
   assert.ok(r.body.items.some((e: { reason: string }) => e.reason === "AlertResolved"));
 });
 
-test("/metrics exports herd_service_crashes and herd_node_up for the built-in rules", async () => {
+test("/metrics exports the service gauges and herd_node_up for the built-in rules", async () => {
+  // Four failures in a row, one of them a failed health check; herd gave up.
   await server.store.put("service", "default/shop/web", {
     tenant: "default",
     app: "shop",
     name: "web",
     crashes: 4,
+    unhealthy: 1,
+    state: "failed",
   } as never);
   await server.store.put("node", "n1", {
     name: "n1",
@@ -207,7 +217,9 @@ test("/metrics exports herd_service_crashes and herd_node_up for the built-in ru
     schedulable: true,
   } satisfies Node);
   const text = await (await fetch(`${server.url}/metrics`)).text();
-  assert.match(text, /herd_service_crashes\{tenant="default",app="shop",service="web"\} 4/);
+  assert.match(text, /herd_service_crashes\{tenant="default",app="shop",service="web"\} 3/);
+  assert.match(text, /herd_service_unhealthy\{tenant="default",app="shop",service="web"\} 1/);
+  assert.match(text, /herd_service_failed\{tenant="default",app="shop",service="web"\} 1/);
   assert.match(text, /herd_node_up\{node="n1"\} 0/);
   assert.match(text, /# TYPE herd_alerts gauge/);
   await server.store.delete("service", "default/shop/web");

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
+import { parseGatewayBatch } from "../observe/traces/gateway-batch.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
 import { runCli } from "./test-api.ts";
 import { mapText, topText, tracesOptionsFromFlags } from "./traces.ts";
@@ -104,6 +105,50 @@ test("herd traces filters and lists newest first", async () => {
   const bad = await run(["traces", "--min-duration", "soon"]);
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--min-duration soon: expected a duration/);
+});
+
+test("herd traces --app and --service find the gateway's spans of requests routed there", async () => {
+  // Half an hour ago (outside the other tests' windows): the gateway proxied two requests to shop/api,
+  // which sends no spans of its own, and one to blog/web.
+  const start = NOW * 1000 - 1800e6;
+  const batch = {
+    series: [
+      ["shop.test/api", "default", "shop", "api"],
+      ["blog.test/", "default", "blog", "web"],
+    ],
+    spans: [
+      [hexId(101, 32), hexId(1), "", 0, "GET", 200, "upstream", start, 12_000, "shop-api-1"],
+      [hexId(102, 32), hexId(2), "", 0, "POST", 201, "upstream", start + 1e6, 8000, "shop-api-1"],
+      [hexId(103, 32), hexId(3), "", 1, "GET", 200, "upstream", start + 2e6, 3000, "blog-web-1"],
+    ],
+  };
+  assert.ok(server.traces.store.recordColumns(parseGatewayBatch(batch)));
+  server.traces.store.flush();
+  const app = await run(["traces", "--app", "shop"]);
+  assert.equal(app.code, 0, app.err);
+  const lines = app.out.trim().split("\n");
+  assert.equal(lines.length, 1 + 2);
+  assert.match(
+    lines[1],
+    new RegExp(
+      `^${hexId(102, 32)}\\s+gateway: POST shop.test/api\\s+8ms\\s+1\\s+-\\s+gateway,shop/api\\s+29m59s ago`,
+    ),
+  );
+  const service = await run(["traces", "--app", "shop", "--service", "api", "--json"]);
+  assert.deepEqual(
+    JSON.parse(service.out).items.map((t: { traceId: string }) => t.traceId),
+    [hexId(102, 32), hexId(101, 32)],
+  );
+  const blog = await run(["traces", "--service", "blog/web", "--json"]);
+  assert.deepEqual(
+    JSON.parse(blog.out).items.map((t: { traceId: string; services: string[] }) => [t.traceId, t.services]),
+    [[hexId(103, 32), ["blog/web", "gateway"]]],
+  );
+  const top = await run(["top", "--window", "1h", "--json"]);
+  const calls = Object.fromEntries(
+    JSON.parse(top.out).services.map((s: { service: string; calls: number }) => [s.service, s.calls]),
+  );
+  assert.deepEqual([calls["shop/api"], calls["blog/web"]], [2, 1], "herd top shows the upstream services");
 });
 
 test("herd trace prints the tree with timing bars", async () => {

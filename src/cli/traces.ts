@@ -2,7 +2,7 @@
  * `herd traces`, `herd trace ID`, `herd map` and `herd top`: reading the
  * spans herd keeps. Pure formatters (reply in, text out) plus the commands.
  *
- *   herd traces ─► GET /traces?service=&route=&status=&minDuration=&since=   ─► table
+ *   herd traces ─► GET /traces?service=&app=&route=&status=&minDuration=&since= ─► table
  *   herd trace  ─► GET /traces/:id                                           ─► indented tree + timing bars
  *   herd map    ─► GET /traces/map?window=                                   ─► "a → b  12.0/s  err 0.5%  p50 3ms  p99 40ms"
  *   herd top    ─► GET /traces/top?by=&window=&limit= (again every --interval with --watch)
@@ -151,14 +151,20 @@ export function topText(top: TopN & { sampledEvery?: number }, window: string): 
     .trimEnd();
 }
 
-/** `herd traces [--service S] [--route R] [--min-duration 100ms] [--errors] [--since 15m] [--limit N]`. */
+/** `herd traces [--app A] [--service APP/SVC] [--route R] [--min-duration 100ms] [--errors] [--since 15m] [--limit N]`. */
 export const tracesCommand: CommandSpec = {
   name: "traces",
-  usage: "herd traces [--service S] [--route R] [--min-duration 100ms] [--errors] [--since 15m] [--limit N]",
+  usage:
+    "herd traces [--app A] [--service APP/SVC] [--route R] [--min-duration 100ms] [--errors] [--since 15m] [--limit N]",
   summary:
-    "Search traces: those with a span matching every filter, newest first. Show one with `herd trace ID`.",
+    "Search traces: those with a span matching every filter, newest first. Show one with `herd trace ID`.\n" +
+    "--app and --service also find the gateway's spans of requests routed there (apps that send no spans).",
   flags: [
-    ["--service S", "a span of this service"],
+    ["--app A", "a span of this app, or of a request the gateway routed to it"],
+    [
+      "--service S",
+      "a span of this service (app/service, or with --app the service's name), or of a request sent to it",
+    ],
     ["--route R", "a span with this http.route or name"],
     ["--min-duration D", "a span at least this long (250ms, 2s)"],
     ["--errors", "a span that failed"],
@@ -166,6 +172,7 @@ export const tracesCommand: CommandSpec = {
     ["--limit N", "at most N traces (default 20)"],
   ],
   options: {
+    app: { type: "string" },
     service: { type: "string" },
     route: { type: "string" },
     "min-duration": { type: "string" },
@@ -176,8 +183,13 @@ export const tracesCommand: CommandSpec = {
   async run(ctx, values, positionals) {
     noArgs(positionals, "traces");
     const limit = stringFlag(values, "limit");
+    const app = stringFlag(values, "app");
+    const service = stringFlag(values, "service");
     const query: Query = {
-      service: stringFlag(values, "service"),
+      app,
+      // `--app shop --service web` is shop/web, as in herd logs.
+      service:
+        app !== undefined && service !== undefined && !service.includes("/") ? `${app}/${service}` : service,
       route: stringFlag(values, "route"),
       minDuration: durationFlag(values, "min-duration", "traces"),
       status: values.errors ? "error" : undefined,

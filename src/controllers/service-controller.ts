@@ -135,11 +135,16 @@ export class ServiceController {
           ? i.message || "crashed"
           : `not healthy within ${Math.round(i.run.health.startupMs / 1000)}s of starting`;
       const crashes = svc.crashes + 1;
+      // How many of the crashes in a row were failed health checks (process up, never or no longer healthy).
+      const unhealthy =
+        (svc.crashes > 0 ? (svc.unhealthy ?? 0) : 0) +
+        (i.state === "crashed" && i.reason !== "Unhealthy" ? 0 : 1);
       const backoffUntil = new Date(now + backoffMs(this.#ctx.settings, crashes)).toISOString();
       if (rollingOut && current && crashes >= this.#ctx.settings.rolloutCrashLimit) {
         await saveService({
           ...svc,
           crashes,
+          unhealthy,
           state: "failed",
           message: `v${svc.release} did not become healthy: ${why}`,
         });
@@ -158,7 +163,7 @@ export class ServiceController {
         continue;
       }
       if (crashes >= this.#ctx.settings.crashLoopLimit) {
-        await saveService({ ...svc, crashes, state: "failed", message: `crash loop: ${why}` });
+        await saveService({ ...svc, crashes, unhealthy, state: "failed", message: `crash loop: ${why}` });
         await this.#ctx.events.record({
           tenant,
           app,
@@ -172,7 +177,7 @@ export class ServiceController {
         await this.#retire(o, "CrashLoop", "crash loop", 0, "failed");
         continue;
       }
-      await saveService({ ...svc, crashes, backoffUntil });
+      await saveService({ ...svc, crashes, unhealthy, backoffUntil });
       if (i.mode === "pet") {
         const inSeconds = Math.round((Date.parse(backoffUntil) - now) / 100) / 10;
         await this.#transition(
@@ -290,7 +295,14 @@ export class ServiceController {
       settled &&
       (svc.state !== "running" || svc.crashes > 0 || svc.message)
     ) {
-      await saveService({ ...svc, state: "running", crashes: 0, backoffUntil: undefined, message: "" });
+      await saveService({
+        ...svc,
+        state: "running",
+        crashes: 0,
+        unhealthy: 0,
+        backoffUntil: undefined,
+        message: "",
+      });
     }
     if (!settled) later(5000);
     return finish(requeue);

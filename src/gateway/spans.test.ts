@@ -191,6 +191,7 @@ test("a batch carries every field of its requests, in order, and the control pla
       "http.request.method": "GET",
       "http.response.status_code": 502,
       "herd.outcome": "bad_gateway",
+      "herd.service": "web",
       "peer.service": "shop/web",
       "herd.instance": "web-1",
     },

@@ -109,6 +109,8 @@ export interface Service {
   deploy?: string;
   /** Consecutive crashes without reaching running; drives crash-loop backoff. */
   crashes: number;
+  /** How many of `crashes` were failed health checks rather than exits (read only while crashes > 0). */
+  unhealthy?: number;
   /** Do not start a replacement before this time (crash-loop backoff), ISO. */
   backoffUntil?: string;
   /** Traffic policies set through the API over the spec's (live-config.ts); kept across deploys. */

@@ -70,19 +70,43 @@ export class ApiSelfMetrics {
 
 /**
  * Gauges read from the store when /metrics is scraped, so the built-in alert
- * rules (observe/alerts/defaults.ts) stay PromQL: crash loops (node loss is
- * `herd_node_up`, from fleet-metrics.ts).
+ * rules (observe/alerts/defaults.ts) stay PromQL: crash loops, failing
+ * health checks and failed services (node loss is `herd_node_up`, from
+ * fleet-metrics.ts).
  */
-function stateGauges(registry: Registry, store: Store): void {
+export function stateGauges(registry: Registry, store: Store): void {
+  const services = async () => (await store.list<Service>("service")).items.map((o) => o.value);
+  const labels = (s: Service) => ({ tenant: s.tenant, app: s.app, service: s.name });
+  /** Of a service's failures in a row, those that were failed health checks (the rest are crashes). */
+  const unhealthy = (s: Service) => (s.crashes > 0 ? Math.min(s.crashes, s.unhealthy ?? 0) : 0);
   new Gauge({
     name: "herd_service_crashes",
-    help: "Consecutive crashes of a service's instances without reaching running (crash-loop backoff count).",
+    help: "Crashes (the process exited or could not start) among the service's failures in a row without reaching running.",
     labelNames: ["tenant", "app", "service"],
     registers: [registry],
     async collect() {
       this.reset();
-      for (const { value: s } of (await store.list<Service>("service")).items)
-        this.set({ tenant: s.tenant, app: s.app, service: s.name }, s.crashes);
+      for (const s of await services()) this.set(labels(s), s.crashes - unhealthy(s));
+    },
+  });
+  new Gauge({
+    name: "herd_service_unhealthy",
+    help: "Failed health checks (never healthy within the startup time, or unhealthy after running) among the service's failures in a row without reaching running.",
+    labelNames: ["tenant", "app", "service"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const s of await services()) this.set(labels(s), unhealthy(s));
+    },
+  });
+  new Gauge({
+    name: "herd_service_failed",
+    help: "1 while herd has given up on the service (state failed: crash loop or failed rollout), else 0.",
+    labelNames: ["tenant", "app", "service"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const s of await services()) this.set(labels(s), s.state === "failed" ? 1 : 0);
     },
   });
 }

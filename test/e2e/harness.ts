@@ -66,6 +66,7 @@ export async function startHerd(
     uid?: number;
   } = {},
 ): Promise<Herd> {
+  const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "herd-e2e-"));
   rmSync(join(dataDir, "server.json"), { force: true });
   let out = "";
@@ -106,18 +107,23 @@ export async function startHerd(
   proc.stderr!.on("data", (d) => (out += d));
   const deadline = Date.now() + 60_000;
   let info: { url: string; gatewayUrl: string } | undefined;
+  // A herd up that never comes up is no test's to clean: its processes and (new) data dir go here.
+  const giveUp = async (why: string): Promise<never> => {
+    proc.kill("SIGKILL");
+    await exited(proc);
+    killRecordedInstances(dataDir);
+    if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    throw new Error(`${why}:\n${out}`);
+  };
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`herd up exited with ${proc.exitCode}:\n${out}`);
+    if (proc.exitCode !== null) return giveUp(`herd up exited with ${proc.exitCode}`);
     if (/herd is up/.test(out) && existsSync(join(dataDir, "server.json"))) {
       info = JSON.parse(readFileSync(join(dataDir, "server.json"), "utf8"));
       break;
     }
     await sleep(100);
   }
-  if (!info) {
-    proc.kill("SIGKILL");
-    throw new Error(`herd up did not come up within 60s:\n${out}`);
-  }
+  if (!info) return giveUp("herd up did not come up within 60s");
   const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
   const { url, gatewayUrl } = info;
   // `herd up --tls`: the CLI and api() verify the API with the data dir's CA.

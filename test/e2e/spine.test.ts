@@ -80,6 +80,23 @@ test("the gateway's spans: herd map draws gateway → hello/web, herd traces fin
   const one = await herd.cli(["trace", items[0]?.traceId ?? ""]);
   assert.equal(one.code, 0, one.stderr);
   assert.match(one.stdout, /gateway GET /);
+  // By the app and service the requests were routed to; SERVICES and herd top name the upstream.
+  for (const filter of [
+    ["--app", "hello"],
+    ["--service", "hello/web"],
+  ]) {
+    const r = await herd.cli(["traces", ...filter, "--since", "5m", "--json"]);
+    const found = JSON.parse(r.stdout).items as { rootName: string; services: string[] }[];
+    assert.ok(
+      found.some((t) => t.rootName === "GET hello.localhost/" && t.services.includes("hello/web")),
+      `${filter.join(" ")}: ${r.stdout}`,
+    );
+  }
+  const top = JSON.parse((await herd.cli(["top", "--window", "5m", "--json"])).stdout);
+  assert.ok(
+    top.services.some((s: { service: string; calls: number }) => s.service === "hello/web" && s.calls > 0),
+    JSON.stringify(top.services),
+  );
 });
 
 test("herd up's /metrics carries the API server's, the fleet's and its agent's figures", async () => {

@@ -5,7 +5,7 @@
  *   POST /api/v1/traces/otlp/v1/traces       OTLP JSON  ─┐
  *   POST /api/v1/traces/zipkin/api/v2/spans  Zipkin v2  ─┴─► Traces.recordSpans ─► 200/202 | 429 Retry-After
  *   POST /api/v1/traces/gateway  the gateway's batches ─► SpanStore.recordColumns ─► 202 | 429
- *   GET  /api/v1/traces?service=&route=&status=&minDuration=&since=&limit=
+ *   GET  /api/v1/traces?service=&app=&route=&status=&minDuration=&since=&limit=
  *   GET  /api/v1/traces/:id   GET /api/v1/traces/map   GET /api/v1/traces/top   GET /api/v1/traces/stats
  *
  * Ingest takes a token with telemetry:write: a tenant's ingest token (the
@@ -37,7 +37,19 @@ const Duration = (description: string) => T.Optional(T.String({ maxLength: 20, d
 
 const SearchQuery = T.Object(
   {
-    service: T.Optional(T.String({ maxLength: 200 })),
+    service: T.Optional(
+      T.String({
+        maxLength: 200,
+        description:
+          "spans of this service and of requests sent to it (app/service: the gateway's spans of requests routed to it)",
+      }),
+    ),
+    app: T.Optional(
+      T.String({
+        maxLength: 100,
+        description: "spans of this app's services and the gateway's spans of requests routed to them",
+      }),
+    ),
     route: T.Optional(T.String({ maxLength: 500, description: "http.route or span name" })),
     status: T.Optional(OneOf(["ok", "error"])),
     minDuration: Duration("e.g. 100ms, 2s"),
@@ -225,6 +237,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req, reply) => {
       const q = req.query as {
         service?: string;
+        app?: string;
         route?: string;
         status?: "ok" | "error";
         minDuration?: string;
@@ -239,6 +252,7 @@ export function traceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const tenant = telemetryTenant(req);
       const query: TraceSearch = {
         service: q.service,
+        app: q.app,
         route: q.route,
         status: q.status,
         minDuration:

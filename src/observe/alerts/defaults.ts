@@ -27,7 +27,8 @@ export const DEFAULT_RULES: readonly AlertRule[] = [
   {
     name: "instance-crash-loop",
     source: "default",
-    // herd_service_crashes: consecutive crashes of a service's instances without reaching running.
+    // herd_service_crashes: of a service's failures in a row (without reaching running), those where the
+    // process exited or could not start. A failing health check is health-check-failing, not a crash.
     expr: "max by (tenant, app, service) (herd_service_crashes)",
     op: ">=",
     threshold: 3,
@@ -35,6 +36,36 @@ export const DEFAULT_RULES: readonly AlertRule[] = [
     severity: "critical",
     annotations: {
       summary: "{{ $labels.app }}/{{ $labels.service }} is crash-looping ({{ $value }} crashes in a row)",
+    },
+  },
+  {
+    name: "health-check-failing",
+    source: "default",
+    // herd_service_unhealthy: of those failures, the ones where the process ran but never passed (or stopped
+    // passing) its health check.
+    expr: "max by (tenant, app, service) (herd_service_unhealthy)",
+    op: ">=",
+    threshold: 3,
+    for: "1m",
+    severity: "critical",
+    annotations: {
+      summary:
+        "{{ $labels.app }}/{{ $labels.service }} fails its health check ({{ $value }} instances in a row were not healthy)",
+    },
+  },
+  {
+    name: "service-failed",
+    source: "default",
+    // herd_service_failed: 1 while herd has given up on the service (crash loop, failed rollout). It fires
+    // once and stays firing until a deploy or `herd scale` retries (or the app is destroyed).
+    expr: "max by (tenant, app, service) (herd_service_failed)",
+    op: "==",
+    threshold: 1,
+    for: "0s",
+    severity: "critical",
+    annotations: {
+      summary:
+        "{{ $labels.app }}/{{ $labels.service }} has failed: herd stopped retrying (see herd status; a deploy or herd scale retries)",
     },
   },
   {

@@ -15,7 +15,9 @@
  *
  * Where an alert belongs: an API or herd.yaml rule's tenant; a built-in
  * rule's alerts belong to the tenant in their `tenant` label, else to the
- * platform (the `default` tenant's receivers and silences).
+ * platform (the `default` tenant's receivers and silences). A built-in
+ * rule's alert naming an app that is destroyed (or being destroyed) is
+ * resolved at once, without waiting for its series to age out.
  */
 
 import { createHash } from "node:crypto";
@@ -122,6 +124,11 @@ export const MAX_RULES_PER_TENANT = 100;
 const PLATFORM_TENANT = "default";
 const BUILT_IN = new Set(DEFAULT_RULES.map((r) => r.name));
 
+/** A built-in rule, or one that replaces a built-in for the platform. */
+const isBuiltIn = (rule: AlertRule): boolean =>
+  rule.source === "default" ||
+  (rule.tenant === PLATFORM_TENANT && rule.source === "api" && BUILT_IN.has(rule.name));
+
 /**
  * What a rule evaluates: a tenant's rules see only the tenant's series (every
  * selector gets `tenant="…"`); the `default` tenant's rules also see the
@@ -130,10 +137,7 @@ const BUILT_IN = new Set(DEFAULT_RULES.map((r) => r.name));
  */
 export function ruleQuery(rule: AlertRule): Expr {
   const expr = ruleExpr(rule);
-  const platform =
-    rule.source === "default" ||
-    !rule.tenant ||
-    (rule.tenant === PLATFORM_TENANT && rule.source === "api" && BUILT_IN.has(rule.name));
+  const platform = isBuiltIn(rule) || !rule.tenant;
   if (platform) return expr;
   return scopeToTenant(expr, rule.tenant as string, rule.tenant === PLATFORM_TENANT);
 }
@@ -274,6 +278,10 @@ export class AlertEvaluator {
         await store.delete("alert_silence", o.key, { expectRevision: o.revision }).catch(() => {});
     }
     const receivers = (await store.list<Receiver>("alert_receiver")).items.map((o) => o.value);
+    // A destroyed app's series linger for the lookback (5 min): its built-in alerts resolve at once instead.
+    const apps = new Set(
+      (await store.list<App>("app")).items.filter((o) => !o.value.destroying).map((o) => o.key),
+    );
     const live = new Set<string>();
     let changed = false;
 
@@ -319,6 +327,8 @@ export class AlertEvaluator {
           alertname: rule.name,
           severity: rule.severity ?? "warning",
         };
+        if (isBuiltIn(rule) && labels.app && labels.tenant && !apps.has(`${labels.tenant}/${labels.app}`))
+          continue;
         const fingerprint = createHash("sha256")
           .update(`${rule.key}|${labelsKey(labels)}`)
           .digest("hex")

@@ -8,7 +8,7 @@
  *   Span[]   ─► traceTree                ─► roots with children and offsets
  */
 
-import { isEntrySpan, type Span } from "./span.ts";
+import { isEntrySpan, type Span, spanPeer } from "./span.ts";
 import type { SpanRow } from "./span-store.ts";
 
 /** Latency samples of one series: exact up to `cap`, then a uniform reservoir. */
@@ -274,23 +274,35 @@ export interface TopN {
   routes: TopEntry[];
 }
 
-/** Top-N over entry spans (server, consumer, roots): by calls, by p99 latency, or by total time spent. */
+/**
+ * Top-N over entry spans (server, consumer, roots): by calls, by p99 latency,
+ * or by total time spent. An entry span naming the peer it called with no
+ * child span there (the gateway's span of a request proxied to an app that
+ * sends no spans of its own) counts for that peer too, under the same route:
+ * it is the only record of the peer's call. Rows come from SpanStore.scan
+ * with `calledThrough: true`.
+ */
 export class TopBuilder {
   readonly #services = new Map<string, StatsBuilder>();
   readonly #routes = new Map<string, { service: string; route: string; stats: StatsBuilder }>();
 
   add(row: SpanRow): void {
     if (!isEntrySpan(row.kind, row.parentId)) return;
-    let s = this.#services.get(row.service);
+    this.#count(row.service, row);
+    if (row.peer !== null && row.peer !== row.service && !row.calledThrough) this.#count(row.peer, row);
+  }
+
+  #count(service: string, row: SpanRow): void {
+    let s = this.#services.get(service);
     if (!s) {
       s = new StatsBuilder();
-      this.#services.set(row.service, s);
+      this.#services.set(service, s);
     }
     s.add(row.duration, row.error, row.weight);
-    const key = `${row.service}\0${row.route}`;
+    const key = `${service}\0${row.route}`;
     let r = this.#routes.get(key);
     if (!r) {
-      r = { service: row.service, route: row.route, stats: new StatsBuilder() };
+      r = { service, route: row.route, stats: new StatsBuilder() };
       this.#routes.set(key, r);
     }
     r.stats.add(row.duration, row.error, row.weight);
@@ -379,7 +391,8 @@ export function traceTree(traceId: string, spans: readonly Span[]): TraceTree {
     duration: spans.length ? end - start : 0,
     spans: spans.length,
     errors: spans.filter((s) => s.status === "error").length,
-    services: [...new Set(spans.map((s) => s.service))].sort(),
+    // The services it went through: each span's own, and the peer a span called (the gateway's upstream).
+    services: [...new Set(spans.flatMap((s) => [s.service, spanPeer(s) ?? s.service]))].sort(),
     roots,
   };
 }

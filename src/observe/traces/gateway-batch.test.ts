@@ -53,6 +53,7 @@ test("a batch becomes one server span per request, with the series' route, app a
       "http.request.method": "GET",
       "http.response.status_code": 200,
       "herd.outcome": "upstream",
+      "herd.service": "web",
       "peer.service": "shop/web",
       "herd.instance": "web-1",
     },

@@ -17,6 +17,9 @@
  *   `outcome`: how the gateway ended it (`ok`, `bad_gateway`, `no_route`…);
  * - `start` µs since the epoch, `duration` µs;
  * - `instance`: the upstream instance it was proxied to, or "" when none.
+ *   A span of a request routed to a service carries its app (the `app`
+ *   column) and `herd.service`, proxied or not (`herd traces --service
+ *   app/svc` finds a 503 that reached no instance too).
  *   A proxied span carries `peer.service` (`app/service`) and `herd.instance`,
  *   and the upstream sees it as its parent, so the dependency map has the
  *   gateway → service edge whether or not the app sends spans of its own.
@@ -42,6 +45,8 @@ interface SeriesColumns {
   peer: string | null;
   /** `,"peer.service":"…"`, or "" for no service. */
   peerJson: string;
+  /** `,"herd.service":"…"` (the service routed to, proxied or not), or "" for no service. */
+  serviceJson: string;
   app: string | null;
   tenant: string | null;
 }
@@ -104,7 +109,7 @@ export function parseGatewayBatch(body: unknown): SpanColumns[] {
     const code = status as number;
     const error = code >= 500 || code === 0 ? 1 : 0;
     const proxied = instance !== "" && c.peer !== null;
-    const attributes = `{${c.routeJson},"http.request.method":"${method}","http.response.status_code":${code},"herd.outcome":"${outcome}"${
+    const attributes = `{${c.routeJson},"http.request.method":"${method}","http.response.status_code":${code},"herd.outcome":"${outcome}"${c.serviceJson}${
       proxied ? `${c.peerJson},"herd.instance":${JSON.stringify(instance)}` : ""
     }}`;
     out[i] = [
@@ -131,7 +136,15 @@ export function parseGatewayBatch(body: unknown): SpanColumns[] {
 }
 
 function readSeries(raw: unknown, path: string, problems: Problems): SeriesColumns {
-  const none: SeriesColumns = { route: "", routeJson: "", peer: null, peerJson: "", app: null, tenant: null };
+  const none: SeriesColumns = {
+    route: "",
+    routeJson: "",
+    peer: null,
+    peerJson: "",
+    serviceJson: "",
+    app: null,
+    tenant: null,
+  };
   if (!Array.isArray(raw) || raw.length !== 4 || !raw.every((v) => isString(v, 1000))) {
     problems.add(path, "must be an array of 4 strings: route, tenant, app, service");
     return none;
@@ -151,6 +164,7 @@ function readSeries(raw: unknown, path: string, problems: Problems): SeriesColum
     routeJson: `"http.route":${JSON.stringify(route)}`,
     peer,
     peerJson: peer === null ? "" : `,"peer.service":${JSON.stringify(peer)}`,
+    serviceJson: peer === null ? "" : `,"herd.service":${JSON.stringify(service)}`,
     app: app === "" ? null : app,
     tenant: app === "" ? null : tenant,
   };

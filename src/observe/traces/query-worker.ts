@@ -33,7 +33,10 @@ function answer(job: TraceJob): unknown {
     }
     case "top": {
       const builder = new TopBuilder();
-      const scanned = reader.scan(job.from, job.to, (row) => builder.add(row), { tenant: job.tenant });
+      const scanned = reader.scan(job.from, job.to, (row) => builder.add(row), {
+        calledThrough: true,
+        tenant: job.tenant,
+      });
       return { ...builder.result(job.from, job.to, job.by, job.limit), sampledEvery: scanned.sampledEvery };
     }
   }

@@ -81,7 +81,16 @@ export interface TraceSummary {
 }
 
 export interface TraceSearch {
+  /**
+   * Spans of this service (`service.name`), and the spans of requests sent to
+   * it: those naming it as their peer (the gateway's span of a proxied
+   * request, a client span), and, for `app/service`, the gateway's spans of
+   * requests routed to it that reached no instance (`herd.app` and
+   * `herd.service`).
+   */
   service?: string;
+  /** Spans of this herd app (`herd.app`, or a service named `app/…`), the gateway's spans of requests routed to it included. */
+  app?: string;
   /** `http.route` or span name. */
   route?: string;
   status?: "ok" | "error";
@@ -93,6 +102,14 @@ export interface TraceSearch {
   /** Default 20. */
   limit?: number;
   /** Only spans of this herd tenant (resource attribute `herd.tenant`). */
+  tenant?: string;
+}
+
+/** What SpanReader.scan looks up besides each span (see there), how much it reads, whose spans. */
+export interface ScanOptions {
+  parents?: boolean;
+  calledThrough?: boolean;
+  max?: number;
   tenant?: string;
 }
 
@@ -314,7 +331,7 @@ export class SpanStore implements SpanSink {
     from: number,
     to: number,
     each: (row: SpanRow) => void,
-    options: { parents?: boolean; max?: number; tenant?: string } = {},
+    options: ScanOptions = {},
   ): { spans: number; sampledEvery: number } {
     return this.#reader.scan(from, to, each, options);
   }
@@ -475,6 +492,9 @@ export function summarize(traceId: string, spans: readonly Span[]): TraceSummary
     if (s.start + s.duration > end) end = s.start + s.duration;
     if (s.status === "error") errors++;
     services.add(s.service);
+    // The service a span called (the gateway's span of a proxied request): the trace went there too.
+    const peer = spanPeer(s);
+    if (peer !== null) services.add(peer);
     const isRoot = s.parentId === null || !ids.has(s.parentId);
     if (isRoot && (!root || s.start < root.start)) root = s;
   }
@@ -526,8 +546,20 @@ export class SpanReader {
     const where = ["start >= ?", "start <= ?"];
     const args: (string | number)[] = [from, to];
     if (q.service) {
-      where.push("service = ?");
-      args.push(q.service);
+      const slash = q.service.indexOf("/");
+      if (slash > 0) {
+        where.push(
+          `(service = ? OR peer = ? OR (app = ? AND json_extract(attributes, '$."herd.service"') = ?))`,
+        );
+        args.push(q.service, q.service, q.service.slice(0, slash), q.service.slice(slash + 1));
+      } else {
+        where.push("(service = ? OR peer = ?)");
+        args.push(q.service, q.service);
+      }
+    }
+    if (q.app) {
+      where.push("(app = ? OR substr(service, 1, ?) = ?)");
+      args.push(q.app, q.app.length + 1, `${q.app}/`);
     }
     if (q.route) {
       where.push("(route = ? OR name = ?)");
@@ -570,17 +602,18 @@ export class SpanReader {
 
   /**
    * Calls `each` for the spans that started in [from, to) µs; with
-   * `parents`, each row also says its parent's service and whether a
-   * client span has a child in another service (both looked up by the trace
-   * index). A window holding more than `max` spans is sampled: every k-th
-   * span by arrival, each row weighing k, so the work stays bounded (about
-   * 10 µs a span) and rates stay estimates of the whole.
+   * `parents`, each row also says its parent's service; with `parents` or
+   * `calledThrough`, whether a span naming a peer has a child in another
+   * service (both looked up by the trace index). A window holding more than
+   * `max` spans is sampled: every k-th span by arrival, each row weighing k,
+   * so the work stays bounded (about 10 µs a span) and rates stay estimates
+   * of the whole.
    */
   scan(
     from: number,
     to: number,
     each: (row: SpanRow) => void,
-    options: { parents?: boolean; max?: number; tenant?: string } = {},
+    options: ScanOptions = {},
   ): { spans: number; sampledEvery: number } {
     const max = options.max ?? 200_000;
     const { n: total } = this.#db
@@ -596,18 +629,21 @@ export class SpanReader {
       sample += " AND c.tenant = ?";
       args.push(options.tenant);
     }
+    const calledThrough =
+      options.parents || options.calledThrough
+        ? `CASE WHEN c.peer IS NOT NULL THEN EXISTS (
+               SELECT 1 FROM spans x WHERE x.trace_key = c.trace_key AND x.trace_id = c.trace_id
+                 AND x.parent_id = c.span_id AND x.service != c.service${ownChild}) ELSE 0 END`
+        : "0";
     const stmt = this.#db.prepare(
       options.parents
         ? `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
-             p.service AS parent_service,
-             CASE WHEN c.peer IS NOT NULL THEN EXISTS (
-               SELECT 1 FROM spans x WHERE x.trace_key = c.trace_key AND x.trace_id = c.trace_id
-                 AND x.parent_id = c.span_id AND x.service != c.service${ownChild}) ELSE 0 END AS called_through
+             p.service AS parent_service, ${calledThrough} AS called_through
            FROM spans c LEFT JOIN spans p
              ON p.trace_key = c.trace_key AND p.trace_id = c.trace_id AND p.span_id = c.parent_id${own}
            WHERE c.start >= ? AND c.start < ?${sample}`
         : `SELECT c.trace_id, c.span_id, c.parent_id, c.service, c.route, c.peer, c.kind, c.duration, c.error,
-             NULL AS parent_service, 0 AS called_through
+             NULL AS parent_service, ${calledThrough} AS called_through
            FROM spans c WHERE c.start >= ? AND c.start < ?${sample}`,
     );
     let n = 0;
