@@ -307,8 +307,9 @@ async function main(): Promise<number> {
     }
   };
   await fixedRate(rateResults, ["a", "c", "d"], rate, "half of nginx's top");
-  // Direct and (d) back to back: the pair sees the same moment of a busy machine.
-  await fixedRate(ownRateResults, ["a", "d"], ownRate, "half of (d)'s top");
+  // Direct, nginx and (d) back to back: the three see about the same moment of a busy machine, and nginx's
+  // added p99 at the same rate shows how much of (d)'s is the machine's (each hop waits for a core).
+  await fixedRate(ownRateResults, ["a", "b", "d"], ownRate, "half of (d)'s top");
 
   // The table.
   console.log("");
@@ -404,6 +405,13 @@ async function main(): Promise<number> {
       "≤ 1 ms at half of nginx's top rate",
     );
   }
+  added(
+    "(b) nginx, same rate",
+    ownRateResults.get("a"),
+    ownRateResults.get("b"),
+    ownRate,
+    "the peer at (d)'s own half rate, for comparison",
+  );
   added(
     "(d) added p99, own half",
     ownRateResults.get("a"),
