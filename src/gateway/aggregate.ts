@@ -22,6 +22,7 @@
  */
 
 import http from "node:http";
+import { CONNECT_FAILURES } from "./node-health.ts";
 import { CONNECTION_FAILURES, pickEndpoint } from "./pick.ts";
 import type { ProxyContext } from "./proxy-context.ts";
 import { sendFallback, sendJson } from "./replies.ts";
@@ -305,6 +306,7 @@ function onPartError(this: PartRequest, err: NodeJS.ErrnoException): void {
   recordOutcome(pc, false);
   const { backend } = pc.part;
   const failed = pc.endpoint!;
+  if (CONNECT_FAILURES.has(err.code ?? "")) failed.node.suspect(Date.now());
   // As in exchange.ts: a GET that never reached an instance gets one more try elsewhere, within the budget.
   if (
     pc.attempts === 1 &&

@@ -153,6 +153,35 @@ test("API keys: the right key passes as its consumer; a missing or wrong one is 
   assert.equal(upstream.hits, 3, "refused requests never reach the upstream");
 });
 
+test("a key found once is looked up without hashing; a key removed from its consumer fails with the next table", async () => {
+  const routes = [{ host: "shop.test", auth: { apiKey: { header: "x-api-key", hideCredentials: false } } }];
+  const first = table(routes);
+  proxy.table = first;
+  for (let i = 0; i < 3; i++) {
+    const r = await request(port, "shop.test", "/", { headers: { "x-api-key": "alice-key-1" } });
+    assert.equal(r.status, 200);
+    assert.equal(echoed(r).headers["x-consumer-name"], "alice");
+  }
+  const wrong = await request(port, "shop.test", "/", { headers: { "x-api-key": "alice-key-9" } });
+  assert.equal(wrong.status, 401);
+  // alice's key is revoked: the next table is built without it, and what the last one remembered goes with it.
+  proxy.table = buildRouteTable(
+    {
+      services: [testService("default", "shop", "web", routes)],
+      instances: [testInstance("w", { app: "shop", service: "web" }, "local", upstream.port)],
+      nodes: [testNode("local", "127.0.0.1")],
+      consumers: [testConsumer("alice", ["alice-key-2"], [])],
+    },
+    2,
+    { previous: first, logger: silentLogger },
+  );
+  const revoked = await request(port, "shop.test", "/", { headers: { "x-api-key": "alice-key-1" } });
+  assert.equal(revoked.status, 401);
+  assert.equal(JSON.parse(revoked.body).message, "unknown API key");
+  const rotated = await request(port, "shop.test", "/", { headers: { "x-api-key": "alice-key-2" } });
+  assert.equal(rotated.status, 200);
+});
+
 test("a WebSocket upgrade on an auth route needs the credential too, and gets X-Consumer-Name", async () => {
   proxy.table = table([
     { host: "shop.test", auth: { apiKey: { header: "x-api-key", query: "apikey", hideCredentials: true } } },

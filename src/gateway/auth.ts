@@ -39,11 +39,20 @@ export type AuthVerdict = string | AuthFailure | Promise<void>;
 export class ConsumerIndex {
   /** sha256 hex of an API key → consumer name. */
   readonly byKeyHash = new Map<string, string>();
+  /**
+   * API keys already found → consumer name, so a known key costs a map
+   * lookup instead of a sha256 per request (about 4 µs). Only keys that
+   * matched are kept, at most KNOWN_KEYS (then it starts over); the index is
+   * made anew with every table, so a revoked key leaves with the table that had it.
+   */
+  readonly knownKeys = new Map<string, string>();
   /** A JWT credential's key (the tokens' `iss`) → its consumer and verification key. */
   readonly byIssuer = new Map<string, { consumer: string; key: JwtKey }>();
 }
 
 const EMPTY_INDEX = new ConsumerIndex();
+/** Most API keys a consumer index remembers in plain (knownKeys). */
+const KNOWN_KEYS = 4096;
 
 /** What auth carries from one table to the next: parsed keys and JWKS caches, so a rebuild redoes no work. */
 export interface AuthState {
@@ -217,8 +226,14 @@ export class RouteAuth {
       let key = rawHeader(raw, this.apiKeyHeader);
       if (key === undefined && this.apiKeyQuery !== null) key = queryParam(url, this.apiKeyQuery);
       if (key !== undefined) {
-        const consumer = this.#consumers.byKeyHash.get(hash("sha256", key, "hex"));
-        return consumer ?? this.#unknownKey;
+        const index = this.#consumers;
+        const known = index.knownKeys.get(key);
+        if (known !== undefined) return known;
+        const consumer = index.byKeyHash.get(hash("sha256", key, "hex"));
+        if (consumer === undefined) return this.#unknownKey;
+        if (index.knownKeys.size >= KNOWN_KEYS) index.knownKeys.clear();
+        index.knownKeys.set(key, consumer);
+        return consumer;
       }
     }
     if (this.jwt) {

@@ -21,6 +21,7 @@ import type { Dispatcher } from "undici";
 import type { ForwardedRequest } from "./forwarded.ts";
 import { responseHeaders } from "./forwarded.ts";
 import * as metrics from "./metrics.ts";
+import { CONNECT_FAILURES, NodeBook } from "./node-health.ts";
 import { CONNECTION_FAILURES, recordOutcome } from "./pick.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import type { ProxyContext } from "./proxy-context.ts";
@@ -35,10 +36,20 @@ import type { GatewaySpans, TraceHop } from "./spans.ts";
 export const MAX_RETRY_BODY_BYTES = 64 * 1024;
 
 /**
- * Safe methods (RFC 9110 §9.2.1): sending one twice changes nothing, so a
- * failed try may be repeated. Other methods only with an Idempotency-Key.
+ * Idempotent methods (RFC 9110 §9.2.2): sending one twice has the effect of
+ * sending it once, so a try cut by any connection failure may be repeated.
+ * Other methods only with an Idempotency-Key, or when the connection could not
+ * be opened at all (the instance never saw the request).
  */
-const SAFE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** What an exchange may be sent again after: nothing, a connection that did not open, any connection failure. */
+const NO_RETRY = 0;
+const RETRY_UNOPENED = 1;
+const RETRY_ANY = 2;
+
+/** Tries of one request at most (the first and two retries, each on another instance, within the retry budget). */
+const MAX_ATTEMPTS = 3;
 
 /** Where an exchange is: waiting for the upstream, relaying its response, or finished. */
 const WAITING = 0;
@@ -49,7 +60,15 @@ const DONE = 2;
 const ABORTED = Object.assign(new Error("the gateway ended the upstream request"), { code: "HERD_ABORTED" });
 
 /** Placeholders until the endpoint stage sets the real ones, so the fields keep one type. */
-const NO_ENDPOINT: Endpoint = { instance: "", address: "", port: 0, inflight: 0, seed: 0, down: false };
+const NO_ENDPOINT: Endpoint = {
+  instance: "",
+  address: "",
+  port: 0,
+  inflight: 0,
+  seed: 0,
+  down: false,
+  node: new NodeBook().of(""),
+};
 const NO_OPTIONS: Dispatcher.DispatchOptions = { path: "/", method: "GET" };
 /** Replaced by forwardedRequest before anything reads it; never written to. */
 const NO_HEADERS: string[] = [];
@@ -96,8 +115,11 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
   series: metrics.Series | undefined = undefined;
   /** undici's dispatch options (path, method, headers, timeouts, body), made once, reused on a retry. */
   options: Dispatcher.DispatchOptions = NO_OPTIONS;
-  /** Safe method or Idempotency-Key, and no body or a buffered one: may be sent again to another endpoint. */
-  retryable = false;
+  /**
+   * What it may be sent again to another endpoint after (no body or a held one):
+   * any connection failure (idempotent method or Idempotency-Key), or only a connection that did not open.
+   */
+  retryable = NO_RETRY;
   endpoint: Endpoint = NO_ENDPOINT;
   /** Aborts the upstream request in flight (from undici's onConnect), or null before it is on a connection. */
   abort: ((err: Error) => void) | null = null;
@@ -162,6 +184,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
     if (status < 200) return true;
     this.state = RELAYING;
     this.resume = resume;
+    const node = this.endpoint.node;
+    if (node.suspectUntil !== 0) node.answered();
     recordOutcome(this.backend, this.endpoint, status < 500);
     const headers = responseHeaders(raw);
     if (this.cors !== null) headers.push(...this.cors);
@@ -230,15 +254,16 @@ export function proxyTo(x: Exchange, endpoint: Endpoint): void {
     headersTimeout: idleMs,
     bodyTimeout: idleMs,
   };
-  // Sent again after a connection failure: safe methods and requests with an Idempotency-Key, and
-  // of those with a body only the ones small enough to hold (a streamed body cannot be replayed).
-  const mayRetry = x.idempotencyKey || SAFE.has(method);
+  // Sent again after a connection failure: idempotent methods and requests with an Idempotency-Key, and
+  // of those with a body only the ones small enough to hold (a streamed body cannot be replayed). Any
+  // request without a body is sent again when its connection did not open.
+  const mayRetry = x.idempotencyKey || IDEMPOTENT.has(method);
   const holdBody = mayRetry && x.hasBody && x.contentLength >= 0 && x.contentLength <= MAX_RETRY_BODY_BYTES;
   if (x.hasBody && !holdBody) options.body = req;
   const connectMs = timeouts?.connectMs ?? proxy.connectTimeoutMs;
   x.endpoint = endpoint;
   x.options = options;
-  x.retryable = mayRetry && (holdBody || !x.hasBody);
+  x.retryable = x.hasBody && !holdBody ? NO_RETRY : mayRetry ? RETRY_ANY : RETRY_UNOPENED;
   x.connectMs = connectMs;
   // Counted until the client's response closes (onClientClose).
   proxy.inflight++;
@@ -360,23 +385,29 @@ function onUpstreamError(x: Exchange, err: NodeJS.ErrnoException): void {
     return;
   }
   recordOutcome(x.backend, x.endpoint, false);
+  const now = Date.now();
+  const unopened = CONNECT_FAILURES.has(code);
+  // The first sign that the instance's machine may be gone: its other endpoints, in every service, go last.
+  if (unopened) x.endpoint.node.suspect(now);
   if (CONNECTION_FAILURES.has(code) && x.backend !== undefined) {
     // A service without an outlier policy still ejects an instance that is not there (UNREACHABLE_OUTLIER).
-    x.backend.policies.outlier?.unreachable(x.endpoint.instance, Date.now(), x.backend.endpoints.length);
+    x.backend.policies.outlier?.unreachable(x.endpoint.instance, now, x.backend.endpoints.length);
   }
-  if (
-    x.retryable &&
-    x.attempts === 1 &&
-    CONNECTION_FAILURES.has(code) &&
-    x.backend?.policies.retries.tryRetry(Date.now()) !== false
-  ) {
+  const backend = x.backend;
+  const retryOn =
+    x.retryable === RETRY_ANY ? CONNECTION_FAILURES.has(code) : x.retryable === RETRY_UNOPENED && unopened;
+  if (retryOn && x.attempts < MAX_ATTEMPTS && backend?.policies.retries.tryRetry(now) === true) {
     // The service's backend in the current table: the failed instance may be gone from it since.
-    const backend = x.backend;
-    const current = (backend && proxy.table.backends.get(backend.service)) ?? backend;
-    const next = current?.nextExcept(x.endpoint);
-    if (next !== undefined) {
+    const current = proxy.table.backends.get(backend.service) ?? backend;
+    const failed = x.endpoint;
+    const next = current.nextExcept(failed);
+    // A second retry only to another instance (the first may go back to a lone one: a reset keep-alive socket).
+    if (
+      next !== undefined &&
+      (x.attempts === 1 || next.port !== failed.port || next.address !== failed.address)
+    ) {
       proxy.logger.debug("retrying on another endpoint", {
-        failed: x.endpoint.instance,
+        failed: failed.instance,
         next: next.instance,
         error: err,
       });

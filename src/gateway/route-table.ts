@@ -25,6 +25,7 @@ import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAu
 import { Cors } from "./cors.ts";
 import type { JwksTiming } from "./jwks.ts";
 import { RouteStats, routeLabel } from "./metrics.ts";
+import { NodeBook, type NodeHealth } from "./node-health.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
 import { OutlierDetector, UNREACHABLE_OUTLIER } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
@@ -45,6 +46,8 @@ export interface Endpoint {
   seed: number;
   /** It fails the service's active probes: no traffic until it passes them again (see health-probe.ts). */
   down: boolean;
+  /** The node it runs on, shared by every endpoint there: suspect nodes are tried last (node-health.ts). */
+  node: NodeHealth;
 }
 
 /** A routed service with its running endpoints and its round-robin cursor. */
@@ -62,6 +65,8 @@ export class Backend {
   readonly concurrency: number;
   /** The gateway's active probe of its instances, or null. */
   readonly probe: ProbeSpec | null;
+  /** The health of the nodes its endpoints run on (the table's, shared by every backend). */
+  readonly nodes: NodeBook;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
   /** How many endpoints are down by the active probes; while 0, picking skips no one and checks nothing. */
@@ -73,7 +78,7 @@ export class Backend {
     name: string,
     endpoints: readonly Endpoint[],
     policies: ServicePolicies = NO_POLICIES,
-    load: { shedAbove?: number; concurrency?: number; probe?: ProbeSpec | null } = {},
+    load: { shedAbove?: number; concurrency?: number; probe?: ProbeSpec | null; nodes?: NodeBook } = {},
   ) {
     this.service = service;
     this.name = name;
@@ -82,6 +87,7 @@ export class Backend {
     this.shedAbove = load.shedAbove ?? SHED_ABOVE.normal;
     this.concurrency = load.concurrency ?? Number.POSITIVE_INFINITY;
     this.probe = load.probe ?? null;
+    this.nodes = load.nodes ?? new NodeBook();
   }
 
   get breaker(): CircuitBreaker | null {
@@ -92,29 +98,67 @@ export class Backend {
     const n = this.endpoints.length;
     if (n === 0) return undefined;
     const outlier = this.policies.outlier;
-    if (this.down === 0 && (outlier === null || !outlier.anyEjected(Date.now()))) return this.#advance(n);
-    return this.#nextAvailable(n, outlier);
+    const now = Date.now();
+    if (
+      this.down === 0 &&
+      now >= this.nodes.suspectEndsAt &&
+      (outlier === null || !outlier.anyEjected(now))
+    ) {
+      return this.#advance(n);
+    }
+    return this.#nextAvailable(n, outlier, now, null);
   }
 
   /**
-   * Round robin past instances that are down (active probes) or ejected
-   * (outlier detection). None when every instance is down: the route's
-   * fallback or a 503 answers.
+   * Round robin past instances that are down (active probes), ejected
+   * (outlier detection) or on a suspect node (node-health.ts), and past
+   * `avoid`'s node. None when every instance is down: the route's fallback
+   * or a 503 answers.
    */
-  #nextAvailable(n: number, outlier: OutlierDetector | null): Endpoint | undefined {
+  #nextAvailable(
+    n: number,
+    outlier: OutlierDetector | null,
+    now: number,
+    avoid: Endpoint | null,
+  ): Endpoint | undefined {
     if (this.down >= n) return undefined;
-    const now = Date.now();
     for (let i = 0; i < n; i++) {
       const endpoint = this.#advance(n);
-      if (!endpoint.down && (outlier === null || !outlier.isEjected(endpoint.instance, now))) return endpoint;
+      if (
+        !endpoint.down &&
+        !endpoint.node.isSuspect(now) &&
+        (avoid === null || endpoint.node !== avoid.node) &&
+        (outlier === null || !outlier.isEjected(endpoint.instance, now))
+      ) {
+        return endpoint;
+      }
     }
-    // Every instance that passes its probes is ejected (the detector never ejects them all, probes aside):
-    // take one that passes.
+    // Every instance that passes its probes is ejected or on a suspect node (the detector never ejects
+    // them all, probes aside): one that is not ejected, then any that passes its probes, first not `avoid`.
     for (let i = 0; i < n; i++) {
       const endpoint = this.#advance(n);
-      if (!endpoint.down) return endpoint;
+      if (
+        !endpoint.down &&
+        !sameAddress(endpoint, avoid) &&
+        (outlier === null || !outlier.isEjected(endpoint.instance, now))
+      ) {
+        return endpoint;
+      }
     }
-    return undefined;
+    for (let i = 0; i < n; i++) {
+      const endpoint = this.#advance(n);
+      if (!endpoint.down && !sameAddress(endpoint, avoid)) return endpoint;
+    }
+    return avoid === null ? undefined : this.endpoints.find((e) => !e.down && sameAddress(e, avoid));
+  }
+
+  /** Whether an endpoint may take a request now: passes its probes, not ejected, not on a suspect node. */
+  #available(endpoint: Endpoint, outlier: OutlierDetector | null, now: number): boolean {
+    return (
+      !endpoint.down &&
+      !endpoint.node.isSuspect(now) &&
+      (outlier === null || !outlier.isEjected(endpoint.instance, now))
+    );
   }
 
   /**
@@ -134,8 +178,8 @@ export class Backend {
       const a = this.endpoints[i];
       const b = this.endpoints[j];
       let pick = a.inflight <= b.inflight ? a : b;
-      if (this.down > 0 && pick.down) pick = pick === a ? b : a;
-      if (!pick.down && (outlier === null || !outlier.isEjected(pick.instance, now))) return pick;
+      if (!this.#available(pick, outlier, now)) pick = pick === a ? b : a;
+      if (this.#available(pick, outlier, now)) return pick;
     }
     return this.next();
   }
@@ -155,7 +199,7 @@ export class Backend {
     let bestScore = -1;
     for (let i = 0; i < n; i++) {
       const e = this.endpoints[i];
-      if (e.down || outlier?.isEjected(e.instance, now)) continue;
+      if (!this.#available(e, outlier, now)) continue;
       const score = mix(h ^ e.seed);
       if (score > bestScore) {
         bestScore = score;
@@ -172,19 +216,22 @@ export class Backend {
   }
 
   /**
-   * The next endpoint that is not at `failed`'s address (for a retry); the
-   * same address when it is the only one, since a reset keep-alive socket is
-   * worth one more try there.
+   * The endpoint to retry a request on after a connection to `failed`
+   * failed: the next available one on another node (a dead instance's
+   * neighbours are likely dead too), else the next at another address, else
+   * `failed` itself when it is the only one left, since a reset keep-alive
+   * socket is worth one more try there.
    */
   nextExcept(failed: Endpoint): Endpoint | undefined {
     const n = this.endpoints.length;
-    for (let i = 0; i < n; i++) {
-      const endpoint = this.next();
-      if (endpoint === undefined) return undefined;
-      if (endpoint.port !== failed.port || endpoint.address !== failed.address) return endpoint;
-    }
-    return this.next();
+    if (n === 0) return undefined;
+    return this.#nextAvailable(n, this.policies.outlier, Date.now(), failed);
   }
+}
+
+/** Whether two endpoints (maybe from different tables) are the same address and port. */
+function sameAddress(a: Endpoint, b: Endpoint | null): boolean {
+  return b !== null && a.port === b.port && a.address === b.address;
 }
 
 /**
@@ -479,6 +526,8 @@ export class RouteTable {
   readonly matchesHeaders: boolean;
   /** Parsed keys and JWKS caches, handed to the next table. */
   readonly auth: AuthState;
+  /** What this gateway suspects about the nodes (node-health.ts), handed to the next table. */
+  readonly nodes: NodeBook;
   readonly #exact: Map<string, RouteEntry[]>;
   /** Keyed by the suffix after `*.`, e.g. `example.com`. */
   readonly #wildcard: Map<string, RouteEntry[]>;
@@ -491,9 +540,11 @@ export class RouteTable {
     routeCount: number,
     problems: string[],
     auth: AuthState = emptyAuthState(),
+    nodes: NodeBook = new NodeBook(),
   ) {
     this.version = version;
     this.auth = auth;
+    this.nodes = nodes;
     this.#exact = exact;
     this.#wildcard = wildcard;
     this.backends = backends;
@@ -677,6 +728,9 @@ export function buildRouteTable(
     return new RouteAuth(spec, tenant, authContext);
   };
   const addresses = new Map<string, string>();
+  // What this gateway learnt about the nodes (suspect after a refused connection) carries over.
+  const nodeBook = options.previous?.nodes ?? new NodeBook();
+  nodeBook.keepOnly(new Set(objects.nodes.map((node) => node.name)));
   // Nodes whose heartbeats stopped (not_ready) are probably dead: their instances are used only
   // while a service has no instance elsewhere, so a dead machine's traffic moves off it within
   // seconds instead of waiting for the node to be declared lost.
@@ -715,6 +769,7 @@ export function buildRouteTable(
       inflight: 0,
       seed: fnv1a(instance.id),
       down: false,
+      node: nodeBook.of(instance.node),
     });
   }
 
@@ -745,6 +800,7 @@ export function buildRouteTable(
           ? Math.max(1, Math.floor(traffic.concurrency * (options.share ?? 1)))
           : undefined,
         probe: service.spec.probe ?? null,
+        nodes: nodeBook,
       },
     );
     backends.set(key, backend);
@@ -831,7 +887,7 @@ export function buildRouteTable(
 
   for (const list of exact.values()) list.sort(byPrecedence);
   for (const list of wildcard.values()) list.sort(byPrecedence);
-  return new RouteTable(version, exact, wildcard, backends, owners.size, problems, authState);
+  return new RouteTable(version, exact, wildcard, backends, owners.size, problems, authState, nodeBook);
 }
 
 /**

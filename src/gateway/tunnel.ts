@@ -13,6 +13,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Exchange } from "./exchange.ts";
 import { rawHead } from "./forwarded.ts";
+import { CONNECT_FAILURES } from "./node-health.ts";
 import { recordOutcome } from "./pick.ts";
 import { writeRawError } from "./replies.ts";
 import { type Backend, type Endpoint, type RouteEntry, rewritePath } from "./route-table.ts";
@@ -74,6 +75,8 @@ export function openTunnel(x: Exchange, endpoint: Endpoint): void {
     upstream.destroy();
   });
   upstream.on("error", (err: NodeJS.ErrnoException) => {
+    // As for a proxied request: a connection that could not be opened makes the whole node suspect.
+    if (CONNECT_FAILURES.has(err.code ?? "")) endpoint.node.suspect(Date.now());
     if (socket.destroyed) return;
     recordOutcome(backend, endpoint, false);
     proxy.logger.warn("upgrade to upstream failed", {

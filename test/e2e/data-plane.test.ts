@@ -145,8 +145,8 @@ test("herd up --keep-apps stopped and started on newer code: the new gateway tak
 test("an app instance dies while the control plane is away: the gateway ejects it; failures stop there", async () => {
   const { herd, traffic } = await helloUnderTraffic();
   const [victim, survivor] = await instances(herd);
-  // POSTs too: the gateway retries a refused GET on another instance, never a POST, so these show
-  // what fails until the ejection (each gateway process ejects after 3 refusals in a row).
+  // POSTs with a body too: the gateway retries a refused GET on another instance, never such a POST,
+  // so these show what fails until the ejection (each gateway process ejects after 3 refusals in a row).
   const posts = steadyTraffic(herd.gatewayUrl, "hello.localhost", {
     rate: 50,
     connections: 2,

@@ -420,7 +420,8 @@ export interface Traffic {
  * soon as the last one is answered, paced so all together send about `rate`
  * requests a second. Bounded: it stops by itself after `maxSeconds`.
  * Nothing is retried: every request that does not get a 200 counts as failed.
- * `method` POST: requests the gateway never retries on another instance either.
+ * `method` POST: each with a small body, which the gateway never sends twice
+ * (a bodiless POST is retried when its connection was refused).
  */
 export function steadyTraffic(
   gatewayUrl: string,
@@ -464,7 +465,7 @@ export function steadyTraffic(
           port: u.port,
           path: options.path ?? "/",
           method: options.method ?? "GET",
-          headers: { host },
+          headers: options.method === "POST" ? { host, "content-length": 2 } : { host },
           agent,
           timeout: 10_000,
         },
@@ -476,7 +477,7 @@ export function steadyTraffic(
       );
       req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "timeout" })));
       req.on("error", failedWith);
-      req.end();
+      req.end(options.method === "POST" ? "{}" : undefined);
     });
   const loop = async () => {
     while (!stopping && performance.now() < until) {
