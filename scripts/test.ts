@@ -66,6 +66,8 @@ const e2e = find(join(root, "test"));
 
 const sharedBefore = herdTempEntries();
 const runTmp = mkdtempSync(join(tmpdir(), "herd-test-run-"));
+// The CLI's user config (contexts, tokens) of the tests, never the person's own ~/.config/herd.
+const configHome = mkdtempSync(join(tmpdir(), "herd-test-config-"));
 
 function run(files: string[], concurrency: number): number {
   if (files.length === 0) return 0;
@@ -75,7 +77,7 @@ function run(files: string[], concurrency: number): number {
     {
       cwd: root,
       stdio: "inherit",
-      env: { ...process.env, TMPDIR: runTmp },
+      env: { ...process.env, TMPDIR: runTmp, XDG_CONFIG_HOME: configHome },
     },
   );
   return r.status ?? 1;
@@ -84,6 +86,7 @@ function run(files: string[], concurrency: number): number {
 let status = 0;
 if (only !== "--e2e") status ||= run(unit, 2);
 if (only !== "--unit") status ||= run(e2e, 1);
+rmSync(configHome, { recursive: true, force: true });
 
 const left = readdirSync(runTmp).sort();
 if (left.length > 0) {
