@@ -110,7 +110,7 @@ test("repeats are summed up at most every REPEAT_MS, and at once when another ou
   await probeLog.record("n1", { instances: [status([failing(1, 39), refused, passed])] });
   assert.deepEqual(lines(logs).slice(2), [
     "health web shop-web-a1: checks 31–39 failed the same way (39 in a row over 7.6 s)",
-    "health web shop-web-a1: check 40 failed: connect ECONNREFUSED (no log lines yet)",
+    "health web shop-web-a1: check 40 failed: connect ECONNREFUSED",
     "health web shop-web-a1: check 41 failed the same way (2 in a row over 0.2 s)",
     "health web shop-web-a1: check 42 passed (200)",
   ]);

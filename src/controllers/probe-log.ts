@@ -114,7 +114,7 @@ export class ProbeLog {
 /** "check 1 failed: GET /health answered 500: db not ready" and the log lines under it. */
 function firstLine(r: ProbeAttempt): string {
   const head = `check ${r.attempt} failed: ${r.message}${r.body ? `: ${r.body}` : ""}`;
-  if (!r.logTail?.length) return `${head} (no log lines yet)`;
+  if (!r.logTail?.length) return head;
   return [`${head}; its last log lines:`, ...r.logTail.map((l) => `  ${l}`)].join("\n");
 }
 
