@@ -131,6 +131,8 @@ const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
 const TAIL_LINES = 20;
 /** Log lines a failing probe attempt carries (the start of a new outcome only). */
 const PROBE_TAIL_LINES = 5;
+/** Characters kept of each of those lines. */
+const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
 /**
  * After a heartbeat that reported a change, the next one comes this soon: the
@@ -647,7 +649,10 @@ export class Agent {
         if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
         const { attempt, fresh } = inst.probes.record(result, Date.now());
         if (fresh && !result.ok) {
-          attempt.logTail = (await this.#tail(inst.id)).slice(-PROBE_TAIL_LINES);
+          // Each line cut short: the records ride every heartbeat while the check fails.
+          attempt.logTail = (await this.#tail(inst.id))
+            .slice(-PROBE_TAIL_LINES)
+            .map((l) => (l.length > PROBE_LINE_CHARS ? `${l.slice(0, PROBE_LINE_CHARS)}…` : l));
           if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
         }
         // A new outcome goes up at once: a deploy shows each as it happens.

@@ -14,6 +14,8 @@ import type { ProbeResult } from "./probes.ts";
 
 /** How long after its first pass a record is still sent (the control plane learns that it passed). */
 export const PASSED_RECENTLY_MS = 15_000;
+/** Characters kept of a probe's message. */
+const MESSAGE_CHARS = 1000;
 
 export class ProbeAttempts {
   #records: ProbeAttempt[] = [];
@@ -25,7 +27,8 @@ export class ProbeAttempts {
   record(result: ProbeResult, at: number): { attempt: ProbeAttempt; fresh: boolean } {
     const last = this.#records.at(-1);
     const iso = new Date(at).toISOString();
-    const message = result.message ?? (result.ok ? "passed" : "failed");
+    // Cut to what the heartbeat schema takes (a long health path makes a long message).
+    const message = (result.message ?? (result.ok ? "passed" : "failed")).slice(0, MESSAGE_CHARS);
     if (
       last &&
       last.ok === result.ok &&

@@ -192,7 +192,7 @@ export const HeartbeatBody = T.Object({
             message: T.String({ maxLength: 2000 }),
             status: T.Optional(T.Integer({ minimum: 0, maximum: 999 })),
             body: T.Optional(T.String({ maxLength: 1000 })),
-            logTail: T.Optional(T.Array(T.String({ maxLength: 65536 }), { maxItems: 20 })),
+            logTail: T.Optional(T.Array(T.String({ maxLength: 1000 }), { maxItems: 20 })),
           }),
           { maxItems: PROBE_ATTEMPTS_KEPT, description: "the instance's recent health-check outcomes" },
         ),
