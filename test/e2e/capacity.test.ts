@@ -16,6 +16,8 @@ import { cleanupHerd, type Herd, ROOT, startHerd, waitFor } from "./harness.ts";
 
 const herds: Herd[] = [];
 const work = mkdtempSync(join(tmpdir(), "herd-e2e-capacity-"));
+// The CLI of these tests reads no login config of the machine's user (an empty config dir of our own).
+process.env.XDG_CONFIG_HOME = join(work, "config");
 after(async () => {
   // Newest first: a restarted herd shares its data dir with the one before it.
   for (const h of [...herds].reverse()) await cleanupHerd(h);
