@@ -625,10 +625,8 @@ export class Agent {
     inst.signal = p.signal ?? null;
     // Only a parent learns how its child ended: an adopted process (started by an earlier agent) is
     // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
-    inst.message =
-      inst.exitCode === null && inst.signal === null
-        ? "exit status unknown (adopted: started by an earlier agent, so not this agent's child)"
-        : undefined;
+    if (inst.exitCode === null && inst.signal === null)
+      inst.message = "exit status unknown (adopted: started by an earlier agent, so not this agent's child)";
     inst.logTail = await this.#tail(p.id);
     this.#log.info("exited", { id: p.id, code: inst.exitCode, signal: inst.signal });
     this.#changed();
