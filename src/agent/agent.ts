@@ -619,6 +619,9 @@ export class Agent {
     if (!this.#running || !inst || inst.pid !== p.pid || inst.generation !== p.generation) return;
     this.#stopProbing(inst);
     if (inst.port !== undefined) this.#ports.release(inst.port);
+    // The last lines first, so that no heartbeat says exited without them.
+    const tail = await this.#tail(p.id);
+    if (inst.pid !== p.pid || inst.generation !== p.generation || !RUNNING.has(inst.state)) return;
     inst.state = "exited";
     this.metrics.instanceExits.inc();
     inst.exitCode = p.exitCode ?? null;
@@ -627,7 +630,7 @@ export class Agent {
     // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
     if (inst.exitCode === null && inst.signal === null)
       inst.message = "exit status unknown (adopted: started by an earlier agent, so not this agent's child)";
-    inst.logTail = await this.#tail(p.id);
+    inst.logTail = tail;
     this.#log.info("exited", { id: p.id, code: inst.exitCode, signal: inst.signal });
     this.#changed();
   }
