@@ -401,3 +401,75 @@ setInterval(() => {}, 1000);`,
   );
   assert.equal(cp.shipped.length, 63);
 });
+
+test("a failing health check: each new outcome goes up at once with its status, body and log lines; usage has cores", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-probes-"));
+  const dataDir = join(root, "data");
+  let agent: Agent | undefined;
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  // A long interval between regular heartbeats: a new outcome must not wait for it.
+  agent = new Agent({
+    server: cp.url,
+    token: TOKEN,
+    name: "node1",
+    dataDir,
+    heartbeatMs: 5000,
+    statsMs: 300,
+  });
+  await agent.start();
+  const sick = desiredHello("sick1", digest, 1);
+  sick.run.command =
+    `node -e 'console.log("sick app: waiting for the database"); ` +
+    `require("node:http").createServer((q, r) => { r.statusCode = 503; r.end("database\\n not ready"); })` +
+    `.listen(Number(process.env.PORT))'`;
+  cp.desired = [sick];
+  await reported(cp, "sick1", (s) => s.state === "up", "sick1 up");
+  const upAt = Date.now();
+  const status = await reported(
+    cp,
+    "sick1",
+    (s) => s.probes?.some((p) => p.status === 503) === true,
+    "a 503 reported",
+  );
+  const answered = status.probes!.find((p) => p.status === 503)!;
+  assert.equal(answered.ok, false);
+  assert.equal(answered.message, "GET /healthz answered 503");
+  assert.equal(answered.body, "database not ready");
+  assert.deepEqual(answered.logTail, ["sick app: waiting for the database"]);
+  assert.equal(status.state, "up", "still not healthy");
+  assert.ok(
+    Date.now() - upAt < 3000,
+    `reported ${Date.now() - upAt} ms after up, not at the next 5 s heartbeat`,
+  );
+  // Repeats count up in the same record; every heartbeat carries the records while it fails.
+  const later = await reported(
+    cp,
+    "sick1",
+    (s) => (s.probes?.find((p) => p.attempt === answered.attempt)?.count ?? 0) >= 5,
+    "the same outcome counted",
+  );
+  assert.equal(later.probes!.filter((p) => p.status === 503).length, 1, "one record for the repeats");
+  assert.ok(later.probes!.length <= 5);
+  const cores = await reported(cp, "sick1", (s) => s.usage?.cpuCores !== undefined, "CPU cores measured");
+  assert.ok(cores.usage!.cpuCores! >= 0 && cores.usage!.cpuCores! < 64);
+  assert.ok((cp.heartbeats.at(-1)?.stats?.cpuBusyCores ?? -1) >= 0, "the machine's busy cores");
+});

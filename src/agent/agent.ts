@@ -28,6 +28,7 @@ import type {
   Heartbeat,
   HeartbeatReply,
   InstanceStatus,
+  InstanceUsage,
   LogBatch,
   LogLine,
   NodeStats,
@@ -37,6 +38,7 @@ import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess, type RuntimeDrive
 import type { ProtectedEndpoint } from "./firewall.ts";
 import { readNodeStats } from "./node-stats.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
+import { ProbeAttempts } from "./probe-attempts.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
@@ -92,7 +94,7 @@ interface StatsReading {
   /** performance.now() of the reading. */
   at: number;
   node: NodeStats;
-  usage: Map<string, InstanceStatus["usage"]>;
+  usage: Map<string, InstanceUsage | undefined>;
 }
 
 /** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
@@ -114,6 +116,8 @@ interface Managed {
   logTail?: string[];
   /** Probes in a row that failed. */
   failures: number;
+  /** Its recent probe outcomes, for the status (probe-attempts.ts). */
+  probes: ProbeAttempts;
   /** Bumped to cancel the probe loop of an earlier start. */
   probeRun: number;
   probeTimer?: NodeJS.Timeout;
@@ -125,6 +129,10 @@ const STOP_GRACE_MS = 10_000;
 // How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
 const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
 const TAIL_LINES = 20;
+/** Log lines a failing probe attempt carries (the start of a new outcome only). */
+const PROBE_TAIL_LINES = 5;
+/** Characters kept of each of those lines. */
+const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
 /**
  * After a heartbeat that reported a change, the next one comes this soon: the
@@ -322,6 +330,7 @@ export class Agent {
       startedAt: p.startedAt,
       failures: 0,
       probeRun: 0,
+      probes: new ProbeAttempts(),
       log: new InstanceLogs(join(this.#instanceDir(p.id), "state")),
     };
     await inst.log.skipToEnd();
@@ -333,6 +342,8 @@ export class Agent {
     } else if (p.state === "exited") {
       inst.exitCode = p.exitCode ?? null;
       inst.signal = p.signal ?? null;
+      if (inst.exitCode === null && inst.signal === null)
+        inst.message = "exit status unknown: it ended while no agent was running";
       inst.logTail = await this.#tail(p.id);
     }
   }
@@ -371,7 +382,8 @@ export class Agent {
       stats: stats.node,
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
     };
-    const fingerprint = JSON.stringify(instances.map(({ usage: _, ...rest }) => rest));
+    // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.
+    const fingerprint = JSON.stringify(instances.map(({ usage: _, probes: __, ...rest }) => rest));
     const changed = fingerprint !== this.#lastSent;
     this.#lastSent = fingerprint;
     let reply: HeartbeatReply;
@@ -409,12 +421,18 @@ export class Agent {
       now - last.at < (this.#options.statsMs ?? STATS_MS) &&
       [...this.#instances.values()].every((i) => !RUNNING.has(i.state) || last.usage.has(i.id));
     if (fresh) return last;
-    const usage = new Map<string, InstanceStatus["usage"]>();
+    const usage = new Map<string, InstanceUsage | undefined>();
     for (const inst of this.#instances.values()) {
       if (!RUNNING.has(inst.state)) continue;
-      usage.set(inst.id, await this.#driver.usage(inst.id).catch(() => undefined));
+      const read: InstanceUsage | undefined = await this.#driver.usage(inst.id).catch(() => undefined);
+      const before = last?.usage.get(inst.id)?.cpuSeconds;
+      const cores = read && last && coresBetween(before, read.cpuSeconds, now - last.at);
+      usage.set(inst.id, read && cores !== undefined ? { ...read, cpuCores: cores } : read);
     }
-    const node = await readNodeStats(this.#options.dataDir).catch(() => ({}));
+    const node: NodeStats = await readNodeStats(this.#options.dataDir).catch(() => ({}));
+    const busy =
+      last && coresBetween(busySeconds(last.node.cpuSeconds), busySeconds(node.cpuSeconds), now - last.at);
+    if (busy !== undefined) node.cpuBusyCores = busy;
     this.#stats = { at: now, node, usage };
     return this.#stats;
   }
@@ -473,6 +491,7 @@ export class Agent {
       state: "starting",
       failures: 0,
       probeRun: 0,
+      probes: new ProbeAttempts(),
       log: new InstanceLogs(join(dir, "state")),
     };
     Object.assign(inst, {
@@ -488,6 +507,7 @@ export class Agent {
       logTail: undefined,
       failures: 0,
     });
+    inst.probes.clear();
     this.#instances.set(d.id, inst);
     this.#changed();
     let port: number | undefined;
@@ -566,6 +586,7 @@ export class Agent {
         state: "stopped",
         failures: 0,
         probeRun: 0,
+        probes: new ProbeAttempts(),
         log: new InstanceLogs(join(this.#instanceDir(id), "state")),
       });
       this.#changed();
@@ -604,11 +625,18 @@ export class Agent {
     if (!this.#running || !inst || inst.pid !== p.pid || inst.generation !== p.generation) return;
     this.#stopProbing(inst);
     if (inst.port !== undefined) this.#ports.release(inst.port);
+    // The last lines first, so that no heartbeat says exited without them.
+    const tail = await this.#tail(p.id);
+    if (inst.pid !== p.pid || inst.generation !== p.generation || !RUNNING.has(inst.state)) return;
     inst.state = "exited";
     this.metrics.instanceExits.inc();
     inst.exitCode = p.exitCode ?? null;
     inst.signal = p.signal ?? null;
-    inst.logTail = await this.#tail(p.id);
+    // Only a parent learns how its child ended: an adopted process (started by an earlier agent) is
+    // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
+    if (inst.exitCode === null && inst.signal === null)
+      inst.message = "exit status unknown (adopted: started by an earlier agent, so not this agent's child)";
+    inst.logTail = tail;
     this.#log.info("exited", { id: p.id, code: inst.exitCode, signal: inst.signal });
     this.#changed();
   }
@@ -626,6 +654,16 @@ export class Agent {
             ? { ok: true }
             : await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
         if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
+        const { attempt, fresh } = inst.probes.record(result, Date.now());
+        if (fresh && !result.ok) {
+          // Each line cut short: the records ride every heartbeat while the check fails.
+          attempt.logTail = (await this.#tail(inst.id))
+            .slice(-PROBE_TAIL_LINES)
+            .map((l) => (l.length > PROBE_LINE_CHARS ? `${l.slice(0, PROBE_LINE_CHARS)}…` : l));
+          if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
+        }
+        // A new outcome goes up at once: a deploy shows each as it happens.
+        if (fresh) this.#changed();
         if (result.ok) {
           inst.failures = 0;
           if (inst.state !== "healthy") {
@@ -871,7 +909,30 @@ function toStatus(inst: Managed): InstanceStatus {
   if (inst.logTail && (inst.state === "exited" || inst.state === "unhealthy" || inst.state === "failed")) {
     status.logTail = inst.logTail;
   }
+  const probes = RUNNING.has(inst.state) ? inst.probes.recent(Date.now()) : undefined;
+  if (probes) status.probes = probes;
   return status;
+}
+
+/** CPU cores used on average between two readings of a CPU-seconds counter `ms` apart; undefined when unknown. */
+export function coresBetween(
+  before: number | undefined,
+  after: number | undefined,
+  ms: number,
+): number | undefined {
+  if (before === undefined || after === undefined || ms <= 0 || after < before) return undefined;
+  return Math.round(((after - before) / (ms / 1000)) * 1000) / 1000;
+}
+
+/** Modes in which a CPU is not doing this machine's work. */
+const NOT_BUSY = new Set(["idle", "iowait", "steal"]);
+
+/** CPU seconds in the modes in which the machine was busy (user, nice, system, irq, softirq). */
+function busySeconds(byMode: Record<string, number> | undefined): number | undefined {
+  if (!byMode) return undefined;
+  let sum = 0;
+  for (const [mode, seconds] of Object.entries(byMode)) if (!NOT_BUSY.has(mode)) sum += seconds;
+  return sum;
 }
 
 /** The two log files of an instance, followed separately so each line keeps its stream. */

@@ -221,6 +221,21 @@ export function readCgroupUsage(cg: InstanceCgroup): { memoryBytes?: number; cpu
   return usage;
 }
 
+/**
+ * How many processes of the cgroup the kernel's OOM killer ended (v2
+ * `memory.events`, v1 `memory.oom_control`, kernel 4.13 or later), or
+ * undefined when the kernel does not say. It kills with SIGKILL.
+ */
+export function readOomKills(cg: InstanceCgroup): number | undefined {
+  const file = cg.version === "v2" ? "memory.events" : "memory.oom_control";
+  for (const d of cg.dirs) {
+    const text = readOptional(join(d, file));
+    const count = text && /^oom_kill (\d+)$/m.exec(text);
+    if (count) return Number(count[1]);
+  }
+  return undefined;
+}
+
 /** Pids of every process in the cgroup (all v1 trees together). */
 export function cgroupPids(cg: InstanceCgroup): number[] {
   const pids = new Set<number>();

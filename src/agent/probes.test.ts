@@ -3,14 +3,15 @@ import { createServer } from "node:http";
 import { createServer as createTcpServer } from "node:net";
 import { test } from "node:test";
 import { freePort } from "./driver.case.test.ts";
-import { probe } from "./probes.ts";
+import { BODY_START, probe } from "./probes.ts";
 
 test("HTTP probes pass on 2xx and 3xx, fail on 5xx, silence and refusal", async (t) => {
   const server = createServer((req, res) => {
     if (req.url === "/ok") res.writeHead(204).end();
     else if (req.url === "/moved") res.writeHead(302, { location: "/ok" }).end();
     else if (req.url === "/hang") return;
-    else res.writeHead(503).end();
+    else if (req.url === "/long") res.writeHead(500).end("x".repeat(100_000));
+    else res.writeHead(503).end("database\n  not ready\n");
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   t.after(() => {
@@ -19,11 +20,17 @@ test("HTTP probes pass on 2xx and 3xx, fail on 5xx, silence and refusal", async 
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
-  assert.deepEqual(await probe({ port, path: "/ok", timeoutMs: 1000 }), { ok: true });
-  assert.deepEqual(await probe({ port, path: "/moved", timeoutMs: 1000 }), { ok: true });
+  assert.deepEqual(await probe({ port, path: "/ok", timeoutMs: 1000 }), { ok: true, status: 204 });
+  assert.deepEqual(await probe({ port, path: "/moved", timeoutMs: 1000 }), { ok: true, status: 302 });
   const broken = await probe({ port, path: "/broken", timeoutMs: 1000 });
-  assert.equal(broken.ok, false);
-  assert.match(broken.message ?? "", /503/);
+  assert.deepEqual(broken, {
+    ok: false,
+    status: 503,
+    message: "GET /broken answered 503",
+    body: "database not ready",
+  });
+  const long = await probe({ port, path: "/long", timeoutMs: 1000 });
+  assert.equal(long.body, "x".repeat(BODY_START), "only the start of a long body");
   const hung = await probe({ port, path: "/hang", timeoutMs: 200 });
   assert.equal(hung.ok, false);
   assert.match(hung.message ?? "", /200 ms/);

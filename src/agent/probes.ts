@@ -1,7 +1,8 @@
 /**
  * Health probes: HTTP GET of the health path on 127.0.0.1:<port> (2xx and 3xx
  * pass), or a TCP connect when the service has no path. One probe, one answer;
- * the agent counts failures in a row.
+ * the agent counts failures in a row and reports each different outcome
+ * (probe-attempts.ts).
  */
 
 import { request } from "node:http";
@@ -21,7 +22,16 @@ export interface ProbeTarget {
 export interface ProbeResult {
   ok: boolean;
   message?: string;
+  /** The HTTP status, when the app answered. */
+  status?: number;
+  /** The start of a failing answer's body (at most BODY_START characters, one line). */
+  body?: string;
 }
+
+/** How much of a failing answer's body a probe keeps. */
+export const BODY_START = 200;
+// Read a little more than is kept, so a multi-byte character cut at the end does not matter.
+const BODY_READ_BYTES = BODY_START * 4;
 
 /** Runs one health probe; never rejects. */
 export function probe(target: ProbeTarget): Promise<ProbeResult> {
@@ -36,12 +46,35 @@ function probeHttp(target: ProbeTarget, path: string): Promise<ProbeResult> {
       { host, port: target.port, path, method: "GET", agent: false, timeout: target.timeoutMs },
       (res) => {
         const status = res.statusCode ?? 0;
-        res.resume();
-        resolve(
-          status >= 200 && status < 400
-            ? { ok: true }
-            : { ok: false, message: `GET ${path} answered ${status}` },
-        );
+        if (status >= 200 && status < 400) {
+          res.resume();
+          resolve({ ok: true, status });
+          return;
+        }
+        // The start of the body usually says why ("database not ready"): keep it, then hang up.
+        const chunks: Buffer[] = [];
+        let size = 0;
+        let finished = false;
+        const done = () => {
+          if (finished) return;
+          finished = true;
+          res.removeAllListeners("data");
+          req.destroy();
+          const body = oneLine(Buffer.concat(chunks).toString("utf8")).slice(0, BODY_START);
+          resolve({
+            ok: false,
+            status,
+            message: `GET ${path} answered ${status}`,
+            ...(body ? { body } : {}),
+          });
+        };
+        res.on("data", (chunk: Buffer) => {
+          chunks.push(chunk);
+          size += chunk.length;
+          if (size >= BODY_READ_BYTES) done();
+        });
+        res.once("end", done);
+        res.once("error", done);
       },
     );
     req.on("timeout", () => req.destroy(new Error(`no answer within ${target.timeoutMs} ms`)));
@@ -65,4 +98,9 @@ function probeTcp(target: ProbeTarget): Promise<ProbeResult> {
       resolve({ ok: false, message: `connect to port ${target.port}: ${err.message}` }),
     );
   });
+}
+
+/** Whitespace runs (newlines included) as one space, trimmed. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ").trim();
 }

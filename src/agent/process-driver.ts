@@ -44,6 +44,7 @@ import {
   type InstanceCgroup,
   killCgroup,
   readCgroupUsage,
+  readOomKills,
 } from "./cgroups.ts";
 import {
   INSTANCE_ERR_LOG,
@@ -370,13 +371,16 @@ export class ProcessDriver implements RuntimeDriver {
         t.markGone();
       } else if (isOurProcess(record.pid, record.procStartTime)) {
         t.poll = setInterval(() => {
-          if (!isOurProcess(record.pid, record.procStartTime)) this.#exited(t, null, null);
+          // Not our child: its code and signal went to its parent. Only an OOM kill leaves a trace.
+          if (!isOurProcess(record.pid, record.procStartTime))
+            this.#exited(t, null, oomSignal(record.cgroup));
         }, ADOPTED_POLL_MS);
         t.poll.unref();
         this.#log.info("adopted", { id, pid: record.pid, port: record.port });
       } else {
-        // Died while no agent was watching: exit code unknown. Clear what it left in its cgroup.
-        record.exit = { code: null, signal: null, stopped: false };
+        // Died while no agent was watching: exit code unknown (unless the OOM killer left a trace).
+        // Clear what it left in its cgroup.
+        record.exit = { code: null, signal: oomSignal(record.cgroup), stopped: false };
         t.markGone();
         this.#writeRecord(record);
         if (record.cgroup) await destroyInstanceCgroup(record.cgroup).catch(() => {});
@@ -523,6 +527,15 @@ export class ProcessDriver implements RuntimeDriver {
       }
     }
   }
+}
+
+/**
+ * SIGKILL when the kernel's OOM killer ended a process of the cgroup (it kills
+ * with SIGKILL), else null: what can be known of how a process that is not our
+ * child ended.
+ */
+function oomSignal(cgroup: InstanceCgroup | null): string | null {
+  return cgroup && (readOomKills(cgroup) ?? 0) > 0 ? "SIGKILL" : null;
 }
 
 function toProcess(r: InstanceRecord): InstanceProcess {

@@ -99,6 +99,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "DELETE /api/v1/tenants/:name/members/:user": "members:write",
   "POST /api/v1/tenants/:name/service-accounts": "members:write",
   "GET /api/v1/audit": "audit:read",
+  // every node's totals and the tenant's own figures; all tenants for a platform admin naming none (routes/capacity.ts)
+  "GET /api/v1/capacity": "tenant:read",
 
   // apps (routes/apps.ts, cluster.ts)
   "GET /api/v1/apps": "apps:read",

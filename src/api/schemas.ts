@@ -6,6 +6,7 @@
 import { Type as T } from "@sinclair/typebox";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import { KINDS, type Kind } from "../model/objects.ts";
+import { PROBE_ATTEMPTS_KEPT } from "../model/protocol.ts";
 
 export const Name = T.String({
   pattern: NAME_PATTERN,
@@ -166,16 +167,35 @@ export const HeartbeatBody = T.Object({
       ),
       port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
       pid: T.Optional(T.Integer({ minimum: 1 })),
-      exitCode: T.Optional(T.Union([T.Integer(), T.Null()])),
-      signal: T.Optional(T.Union([T.String(), T.Null()])),
+      // One type list, not anyOf: Ajv's coercion would turn null into 0 and "" in an anyOf's first
+      // branch, and an unknown exit would read "exited with code 0".
+      exitCode: T.Optional(T.Unsafe<number | null>({ type: ["integer", "null"] })),
+      signal: T.Optional(T.Unsafe<string | null>({ type: ["string", "null"], maxLength: 20 })),
       message: T.Optional(T.String()),
       logTail: T.Optional(T.Array(T.String())),
       startedAt: T.Optional(T.String()),
       usage: T.Optional(
         T.Object({
           cpuSeconds: T.Optional(T.Number({ minimum: 0 })),
+          cpuCores: T.Optional(T.Number({ minimum: 0 })),
           memoryBytes: T.Optional(T.Number({ minimum: 0 })),
         }),
+      ),
+      probes: T.Optional(
+        T.Array(
+          T.Object({
+            attempt: T.Integer({ minimum: 1 }),
+            count: T.Integer({ minimum: 1 }),
+            firstAt: T.String({ format: "date-time", maxLength: 40 }),
+            lastAt: T.String({ format: "date-time", maxLength: 40 }),
+            ok: T.Boolean(),
+            message: T.String({ maxLength: 2000 }),
+            status: T.Optional(T.Integer({ minimum: 0, maximum: 999 })),
+            body: T.Optional(T.String({ maxLength: 1000 })),
+            logTail: T.Optional(T.Array(T.String({ maxLength: 1000 }), { maxItems: 20 })),
+          }),
+          { maxItems: PROBE_ATTEMPTS_KEPT, description: "the instance's recent health-check outcomes" },
+        ),
       ),
     }),
     { maxItems: 10000 },
@@ -198,6 +218,7 @@ export const HeartbeatBody = T.Object({
         network: T.Optional(
           T.Object({ receiveBytes: T.Number({ minimum: 0 }), transmitBytes: T.Number({ minimum: 0 }) }),
         ),
+        cpuBusyCores: T.Optional(T.Number({ minimum: 0 })),
       },
       { additionalProperties: false, description: "the machine's CPU, memory, disk and network" },
     ),

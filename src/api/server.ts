@@ -55,6 +55,7 @@ import {
 } from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { capacityRoutes } from "./routes/capacity.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
@@ -550,6 +551,7 @@ export function buildApi(
       secretRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
+      capacityRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

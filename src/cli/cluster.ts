@@ -3,7 +3,9 @@
  * drain, join-token), `herd instances move`, `herd quota`.
  */
 
+import type { CapacityReport, NodeCapacity } from "../api/capacity.ts";
 import type { Instance, Node, Tenant } from "../model/objects.ts";
+import { type ApiClient, ApiError } from "./api-client.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
@@ -20,7 +22,9 @@ export const nodesCommand: CommandSpec = {
   name: "nodes",
   usage: "herd nodes\nherd nodes cordon|uncordon|drain NAME\nherd nodes join-token [--ttl 1h] [--uses N]",
   summary:
-    "List the machines running agents: state, capacity, what instances may use, isolation, heartbeat.\n" +
+    "List the machines running agents: state, instances, CPU and memory used (as measured) / free\n" +
+    "(allocatable minus what placed instances asked for) / allocatable, isolation, heartbeat.\n" +
+    "herd capacity shows the same figures in full, and per tenant.\n" +
     "cordon: place nothing new there. drain: cordon and move its cattle elsewhere, each replaced\n" +
     "before it stops (a drain that cannot place replacements waits and says why; pets stay until\n" +
     "moved with `herd instances move`). uncordon: take instances again (ends a drain).\n" +
@@ -62,11 +66,18 @@ export const nodesCommand: CommandSpec = {
     }
     if (action === undefined) {
       const reply = await client.get<Items<NodeRow>>("/nodes");
-      if (ctx.flags.json) printJson(ctx.stdout, reply);
+      const figures = await nodeFigures(client);
+      if (ctx.flags.json)
+        printJson(ctx.stdout, {
+          items: reply.items.map((n) => {
+            const f = figures?.get(n.name);
+            return f ? { ...n, requested: f.requested, free: f.free, used: f.used, machine: f.machine } : n;
+          }),
+        });
       else if (reply.items.length === 0)
         println(ctx.stdout, "No nodes. Start an agent with `herd up` or `herd agent`.");
       else {
-        println(ctx.stdout, nodesTable(reply.items, ctx.now()));
+        println(ctx.stdout, nodesTable(reply.items, ctx.now(), figures));
         for (const n of reply.items) if (n.drain) println(ctx.stdout, `${n.name}: ${n.drain.message}`);
       }
       return 0;
@@ -87,6 +98,17 @@ export const nodesCommand: CommandSpec = {
     return 0;
   },
 };
+
+/** Each node's capacity figures (GET /capacity), or undefined from a server older than that route. */
+async function nodeFigures(client: ApiClient): Promise<Map<string, NodeCapacity> | undefined> {
+  try {
+    const report = await client.get<CapacityReport>("/capacity");
+    return new Map(report.nodes.map((n) => [n.name, n]));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return undefined;
+    throw err;
+  }
+}
 
 /** `herd instances move ID [--to NODE]`. */
 export const instancesCommand: CommandSpec = {

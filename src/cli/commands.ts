@@ -11,6 +11,7 @@ import { ApiError } from "./api-client.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
+import { capacityCommand } from "./capacity.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
 import { consumersCommand } from "./consumers.ts";
@@ -254,6 +255,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   metricsCommand,
   alertsCommand,
   nodesCommand,
+  capacityCommand,
   consumersCommand,
   secretsCommand,
   instancesCommand,

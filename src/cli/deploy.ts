@@ -28,6 +28,8 @@ export function formatDeployEntry(entry: DeployLogEntry): string {
   // The builder marks its own steps Heroku style ("-----> Installing…"); everything else it prints is indented.
   if (entry.type === "build")
     return lines.map((l) => (l.startsWith("-----> ") ? l : `       ${l}`)).join("\n");
+  // A health check's outcome belongs to the rollout step above it.
+  if (entry.type === "health") return lines.map((l) => `       ${l}`).join("\n");
   return [`-----> ${lines[0]}`, ...lines.slice(1).map((l) => `       ${l}`)].join("\n");
 }
 

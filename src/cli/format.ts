@@ -3,6 +3,7 @@
  * per object the API returns. Pure functions: objects and a time in, text out.
  */
 
+import type { NodeCapacity } from "../api/capacity.ts";
 import type { App, Event, Instance, Node, Release, Service } from "../model/objects.ts";
 import type { LogEntry } from "./types.ts";
 
@@ -151,22 +152,74 @@ export function eventsTable(events: readonly Event[], now: number): string {
   return out.join("\n");
 }
 
-/** `herd nodes`. */
-export function nodesTable(nodes: readonly Node[], now: number): string {
-  const rows = nodes.map((n) => [
-    n.name,
-    n.draining ? `${n.state},draining` : n.schedulable ? n.state : `${n.state},cordoned`,
-    n.address,
-    n.allocatable.cpu === n.capacity.cpu
-      ? String(n.capacity.cpu)
-      : `${round2(n.allocatable.cpu)}/${n.capacity.cpu}`,
-    n.allocatable.memory === n.capacity.memory
-      ? formatBytes(n.capacity.memory)
-      : `${formatBytes(n.allocatable.memory)}/${formatBytes(n.capacity.memory)}`,
-    isolationText(n.isolation),
-    formatAge(n.lastHeartbeat, now),
-  ]);
-  return renderTable(["name", "state", "address", "cpu", "memory", "isolation", "last heartbeat"], rows);
+/**
+ * `herd nodes`. With the capacity figures of GET /capacity (absent from older
+ * servers): instances, and CPU and memory as used (measured) / free / allocatable.
+ */
+export function nodesTable(
+  nodes: readonly Node[],
+  now: number,
+  figures?: ReadonlyMap<string, NodeCapacity>,
+): string {
+  if (!figures) {
+    const rows = nodes.map((n) => [
+      n.name,
+      nodeState(n),
+      n.address,
+      n.allocatable.cpu === n.capacity.cpu
+        ? String(n.capacity.cpu)
+        : `${round2(n.allocatable.cpu)}/${n.capacity.cpu}`,
+      n.allocatable.memory === n.capacity.memory
+        ? formatBytes(n.capacity.memory)
+        : `${formatBytes(n.allocatable.memory)}/${formatBytes(n.capacity.memory)}`,
+      isolationText(n.isolation),
+      formatAge(n.lastHeartbeat, now),
+    ]);
+    return renderTable(["name", "state", "address", "cpu", "memory", "isolation", "last heartbeat"], rows);
+  }
+  const rows = nodes.map((n) => {
+    const f = figures.get(n.name);
+    return [
+      n.name,
+      nodeState(n),
+      n.address,
+      f ? String(f.instances) : "-",
+      f ? `${formatCores(f.used.cpu)}/${formatCores(f.free.cpu)}/${formatCores(f.allocatable.cpu)}` : "-",
+      f
+        ? `${formatMemory(f.used.memory)}/${formatMemory(f.free.memory)}/${formatMemory(f.allocatable.memory)}`
+        : "-",
+      isolationText(n.isolation),
+      formatAge(n.lastHeartbeat, now),
+    ];
+  });
+  return renderTable(
+    [
+      "name",
+      "state",
+      "address",
+      "instances",
+      "cpu used/free/alloc",
+      "memory used/free/alloc",
+      "isolation",
+      "last heartbeat",
+    ],
+    rows,
+  );
+}
+
+function nodeState(n: Node): string {
+  return n.draining ? `${n.state},draining` : n.schedulable ? n.state : `${n.state},cordoned`;
+}
+
+/** CPU cores for people: "0.25", "1.9", "-" when not measured. */
+export function formatCores(cores: number | undefined): string {
+  return cores === undefined ? "-" : String(round2(cores));
+}
+
+/** Memory for people, "-" when not measured, a minus sign when overcommitted. */
+export function formatMemory(bytes: number | undefined): string {
+  if (bytes === undefined) return "-";
+  return bytes < 0 ? `-${formatBytes(-bytes)}` : formatBytes(bytes);
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;

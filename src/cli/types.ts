@@ -20,7 +20,8 @@ export type LogEntry = Omit<LogLine, "stream"> & {
 /** One line of `GET /apps/:app/deploys/:id/log` (NDJSON). */
 export interface DeployLogEntry {
   time: string;
-  type: "build" | "step" | "done";
+  /** health: an outcome of a new instance's health check during the rollout. */
+  type: "build" | "step" | "health" | "done";
   message: string;
   state?: DeployState;
 }

@@ -1,6 +1,7 @@
 /**
  * Deploy logs: what `herd deploy` shows while it waits — build output, rollout
- * steps, and a final `done` entry. Kept as NDJSON files in the data dir so a
+ * steps, new instances' health checks as they happen (probe-log.ts), and a
+ * final `done` entry. Kept as NDJSON files in the data dir so a
  * reconnecting client (or a restarted server) can replay them.
  */
 
@@ -10,7 +11,8 @@ import type { DeployState } from "../model/objects.ts";
 
 export interface DeployLogEntry {
   time: string;
-  type: "build" | "step" | "done";
+  /** health: an outcome of a new instance's health check (probe-log.ts). */
+  type: "build" | "step" | "health" | "done";
   message: string;
   state?: DeployState;
 }

@@ -303,6 +303,7 @@ export function nextState(
 
 function describeExit(s: InstanceStatus): string {
   if (s.signal) return `killed by ${s.signal}`;
-  if (s.exitCode === null || s.exitCode === undefined) return "exited";
+  // Unknown (an adopted process is not the agent's child): the agent's message says why.
+  if (s.exitCode === null || s.exitCode === undefined) return s.message ?? "exit status unknown";
   return `exited with code ${s.exitCode}`;
 }

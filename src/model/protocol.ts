@@ -34,7 +34,50 @@ export interface InstanceStatus {
   logTail?: string[];
   startedAt?: string;
   /** Resource use, when known (read at most every few seconds; the last reading is repeated between). */
-  usage?: { cpuSeconds?: number; memoryBytes?: number };
+  usage?: InstanceUsage;
+  /**
+   * Its health checks lately: each different outcome once, identical ones in a
+   * row counted (agent/probe-attempts.ts) (at most PROBE_ATTEMPTS_KEPT, oldest first). Sent while it is
+   * not healthy and for a little while after, so a deploy can show every
+   * attempt as it happens (controllers/probe-log.ts).
+   */
+  probes?: ProbeAttempt[];
+}
+
+/** An instance's resource use as its agent measured it. */
+export interface InstanceUsage {
+  /** CPU seconds its processes used, in all. */
+  cpuSeconds?: number;
+  /** CPU cores it used on average between the agent's last two readings. */
+  cpuCores?: number;
+  memoryBytes?: number;
+}
+
+/** How many probe attempt records a status carries at most. */
+export const PROBE_ATTEMPTS_KEPT = 5;
+
+/**
+ * One outcome of an instance's health check, and how many checks in a row
+ * had it. A different outcome starts a new record; the same one again only
+ * counts up.
+ */
+export interface ProbeAttempt {
+  /** The number of its first check since the instance started (1: the first check); the next record's is attempt + count. */
+  attempt: number;
+  /** Checks in a row with this outcome. */
+  count: number;
+  /** When the first and the latest of them ran (ISO). */
+  firstAt: string;
+  lastAt: string;
+  ok: boolean;
+  /** What happened: "GET /health answered 500", "connect to port 20001: connect ECONNREFUSED 127.0.0.1:20001". */
+  message: string;
+  /** The HTTP status, when the app answered. */
+  status?: number;
+  /** The start of a failing answer's body. */
+  body?: string;
+  /** The instance's last log lines when the record began (a failing one only). */
+  logTail?: string[];
 }
 
 /**
@@ -50,6 +93,8 @@ export interface NodeStats {
   disk?: { totalBytes: number; freeBytes: number };
   /** Bytes through every interface but loopback since boot. */
   network?: { receiveBytes: number; transmitBytes: number };
+  /** CPU cores busy (every mode but idle, iowait and steal) on average between the agent's last two readings. */
+  cpuBusyCores?: number;
 }
 
 export interface Heartbeat {

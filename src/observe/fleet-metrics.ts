@@ -11,14 +11,15 @@
  */
 
 import type { Instance, Node, NodeState } from "../model/objects.ts";
-import type { Heartbeat, NodeStats } from "../model/protocol.ts";
+import type { Heartbeat, InstanceUsage, NodeStats } from "../model/protocol.ts";
 import type { Store } from "../store/store.ts";
 import type { ScrapeTarget } from "./scrape.ts";
 
-interface NodeReport {
+/** A node's last heartbeat figures. */
+export interface NodeReport {
   stats: NodeStats | undefined;
   /** Instance id → its last usage. */
-  usage: Map<string, { cpuSeconds?: number; memoryBytes?: number }>;
+  usage: ReadonlyMap<string, InstanceUsage>;
 }
 
 const NODE_STATES: readonly NodeState[] = ["ready", "not_ready", "lost"];
@@ -35,9 +36,14 @@ export class FleetMetrics {
 
   /** Keeps a heartbeat's node stats and instance usage (replacing the node's last report). */
   record(node: string, hb: Pick<Heartbeat, "stats" | "instances">): void {
-    const usage = new Map<string, { cpuSeconds?: number; memoryBytes?: number }>();
+    const usage = new Map<string, InstanceUsage>();
     for (const s of hb.instances) if (s.usage) usage.set(s.id, s.usage);
     this.#reports.set(node, { stats: hb.stats, usage });
+  }
+
+  /** A node's last reported figures (also read by `GET /capacity`), while the node is known. */
+  report(node: string): NodeReport | undefined {
+    return this.#reports.get(node);
   }
 
   /** The fleet's series in Prometheus text format (0.0.4). */

@@ -5,7 +5,9 @@
 
 import { createReadStream } from "node:fs";
 import type { FastifyInstance } from "fastify";
+import { systemClock } from "../../common/clock.ts";
 import { HerdError } from "../../common/errors.ts";
+import { ProbeLog } from "../../controllers/probe-log.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
 import type { Heartbeat } from "../../model/protocol.ts";
 import { joinNode } from "../credentials.ts";
@@ -43,6 +45,8 @@ function drainStatus(here: Instance[], all: Instance[]): { done: boolean; messag
 
 export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;
+  // New instances' health checks, into the log of the deploy that rolls them out.
+  const probeLog = new ProbeLog(store, deps.deployLogs, systemClock);
 
   api.get("/version", { schema: { summary: "Server version", tags: ["platform"] } }, async () => ({
     version: deps.version,
@@ -102,6 +106,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const hb: Heartbeat = { ...body, ...(metricsUrl ? { metricsUrl } : {}) };
       const reply = await controllers.nodes.handleHeartbeat(name, hb);
       deps.metrics.fleet.record(name, hb);
+      await probeLog.record(name, hb);
       // Each tenant's write-only ingest token, for the OTEL_* defaults the agent gives its instances.
       const tenants = reply.instances.map((i) => i.tenant);
       return { ...reply, ingestTokens: await deps.ingestTokens.forTenants(tenants) };
