@@ -164,6 +164,8 @@ test("quotas: set, shown with the units in use, enforced on scale with 403; bad 
   const bad = await call("PUT", "/tenants/default/quota", { units: -1 });
   assert.equal(bad.status, 400);
   assert.match(JSON.stringify(bad.body), /units/);
+  // 0 is a quota of zero units, not "no quota" (a union schema once coerced 0 to null).
+  assert.deepEqual((await call("PUT", "/tenants/default/quota", { units: 0 })).body.quota, { units: 0 });
   assert.equal((await call("PUT", "/tenants/default/quota", { units: null })).body.quota, undefined);
   await server.store.delete("service", "default/quota/web");
 });

@@ -19,7 +19,11 @@ const TenantParams = T.Object({ name: Name });
 const MemberParams = T.Object({ name: Name, user: Name });
 const QuotaBody = T.Object(
   {
-    units: T.Union([T.Null(), T.Number({ minimum: 0, maximum: 1_000_000 })], {
+    // One type list, not a union: Ajv's coercion would turn 0 into null inside an anyOf.
+    units: T.Unsafe<number | null>({
+      type: ["number", "null"],
+      minimum: 0,
+      maximum: 1_000_000,
       description: "most resource units the tenant's services may hold; null removes the limit",
     }),
   },
