@@ -36,3 +36,38 @@ test("close() ends an open watch stream instead of waiting for its client", asyn
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a watch that reaches the server while it closes ends too (close() does not wait for it)", async () => {
+  // close() at several moments after the request is sent: some land before the handler starts
+  // its stream, where an abort already fired must still end the stream.
+  for (const delay of [0, 2, 4, 6, 8, 10, 15, 20, 30]) {
+    const dir = mkdtempSync(join(tmpdir(), "herd-shutdown-"));
+    try {
+      const server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+      const ended = new Promise<void>((resolve) => {
+        const req = http.get(
+          `${server.url}/api/v1/watch`,
+          { headers: { authorization: `Bearer ${server.adminToken}` } },
+          (res) => {
+            res.resume();
+            res.on("close", () => resolve());
+          },
+        );
+        req.on("error", () => resolve());
+      });
+      await new Promise((r) => setTimeout(r, delay));
+      const started = Date.now();
+      const closed = await Promise.race([
+        server
+          .close()
+          .then(() => ended)
+          .then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 5000).unref()),
+      ]);
+      assert.ok(closed, `close() ${delay} ms after the request did not end within 5 s`);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});

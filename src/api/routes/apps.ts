@@ -419,12 +419,16 @@ export function streamNdjson(reply: FastifyReply, shutdown?: AbortSignal): Abort
     "content-type": "application/x-ndjson",
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
+    // Begun while the server closes: the connection must not stay open as an idle keep-alive.
+    ...(shutdown?.aborted ? { connection: "close" } : {}),
   });
   reply.raw.flushHeaders();
   const abort = new AbortController();
   reply.raw.on("close", () => abort.abort());
   // The server is closing: end the stream (the client reconnects to whoever serves next).
-  shutdown?.addEventListener("abort", () => abort.abort(), { once: true });
+  // A stream that starts while it closes ends at once: its abort event has already fired.
+  if (shutdown?.aborted) abort.abort();
+  else shutdown?.addEventListener("abort", () => abort.abort(), { once: true });
   return abort;
 }
 

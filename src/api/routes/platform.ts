@@ -222,7 +222,8 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 20)),
       ]);
       const abort = streamNdjson(reply, deps.shutdown);
-      abort.signal.addEventListener("abort", () => signal.abort());
+      if (abort.signal.aborted) signal.abort();
+      else abort.signal.addEventListener("abort", () => signal.abort());
       const ping = setInterval(() => reply.raw.write('{"type":"ping"}\n'), 10_000);
       try {
         if (early) {
