@@ -452,10 +452,18 @@ test("a critical service preempts a low one when capacity is short, with an even
   await settle(h);
   await agentReports(h, "n1", () => "healthy", small(1, 4 * GiB));
   await settle(h);
-  await h.m.deploys.startDeploy("default", "hello", async () => ({
+  // Another app's critical service (a deploy of batch and api together could never finish: it fails at once).
+  await h.store.put("app", "default/shop", {
+    tenant: "default",
+    name: "shop",
+    createdAt: new Date().toISOString(),
+    release: null,
+    latestVersion: 0,
+  } satisfies App);
+  await h.m.deploys.startDeploy("default", "shop", async () => ({
     source: "b".repeat(64),
     slug: "c".repeat(64),
-    services: { batch: spec("low", 2), api: spec("critical", 1) },
+    services: { api: spec("critical", 1) },
     description: "critical",
   }));
   await settle(h);
@@ -463,7 +471,7 @@ test("a critical service preempts a low one when capacity is short, with an even
   assert.equal(all.filter((i) => i.service === "api" && i.node === "n1").length, 1);
   const events = await h.ctx.events.list({ app: "hello" });
   assert.ok(
-    events.some((e) => e.reason === "Preempted" && /to make room for hello-api/.test(e.message)),
+    events.some((e) => e.reason === "Preempted" && /to make room for shop-api/.test(e.message)),
     JSON.stringify(events.map((e) => [e.reason, e.message])),
   );
 });

@@ -21,9 +21,11 @@ import {
   type Service,
   serviceKey,
 } from "../model/objects.ts";
-import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
-import { holdsResources, type PlacementRequest, Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
+import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
+import { ClusterState } from "../scheduler/cluster-state.ts";
+import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
+import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { backoffMs, type Context } from "./context.ts";
 import type { EventInput } from "./events.ts";
 
@@ -191,8 +193,10 @@ export class ServiceController {
       }
     }
 
-    // Re-read what is still active after healing.
-    const fresh = (await store.list<Instance>("instance")).items.filter(
+    // Re-read what is still active after healing: placement must see the share of a crashed or
+    // retired instance freed, or its replacement is refused room that is there.
+    const healed = (await store.list<Instance>("instance")).items;
+    const fresh = healed.filter(
       (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
     );
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
@@ -214,7 +218,7 @@ export class ServiceController {
     if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
-      else await this.#create(svc, want - counted.length, fresh, nodes, all, movingOff);
+      else await this.#create(svc, want - counted.length, fresh, nodes, healed, movingOff);
     } else if (counted.length > want) {
       const victims = [...counted]
         .sort(pets ? byOrdinalDescending : byRetirePreference)
@@ -272,8 +276,65 @@ export class ServiceController {
       later(2000);
     }
 
-    // 6. The service's state: back to running once desired == actual.
-    const after = (await store.list<Instance>("instance")).items.filter(
+    // 6. A rollout that cannot be placed on today's nodes fails now; one that stops making progress
+    //    fails at its deadline. Either way the deploy controller points the service back at the old release.
+    const everyone = (await store.list<Instance>("instance")).items;
+    if (!failed && (svc.state === "updating" || svc.state === "rolling_back")) {
+      const current = everyone
+        .map((o) => o.value)
+        .filter(
+          (i) =>
+            i.tenant === tenant &&
+            i.app === app &&
+            i.service === service &&
+            i.desired === "running" &&
+            ALIVE.has(i.state) &&
+            i.release === svc.release,
+        );
+      let verdict: { reason: string; message: string } | undefined;
+      if (current.some((i) => i.state === "pending" && !i.node)) {
+        const services = new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value]));
+        const short = serviceShortfall(
+          svc,
+          svc.instances,
+          nodes,
+          everyone.map((o) => o.value),
+          services,
+        );
+        if (short) verdict = { reason: "RolloutUnschedulable", message: `v${svc.release}: ${short.message}` };
+      }
+      if (!verdict) {
+        const best =
+          current.filter((i) => i.node).length + current.filter((i) => i.state === "running").length;
+        const deadlineMs =
+          svc.rollout?.deadlineMs ?? serviceDeadlineMs(svc.spec, this.#ctx.settings.rolloutDeadlineMs);
+        const since = svc.rollout ? Date.parse(svc.rollout.since) : now;
+        if (!svc.rollout || best > svc.rollout.best) {
+          await saveService({ ...svc, rollout: { deadlineMs, best, since: this.#nowIso() } });
+          later(deadlineMs);
+        } else if (now - since >= deadlineMs) {
+          verdict = {
+            reason: "ProgressDeadlineExceeded",
+            message: `v${svc.release} made no progress for ${formatDeadline(deadlineMs)} (its rollout deadline): ${progressSummary(current, svc.instances)}`,
+          };
+        } else later(since + deadlineMs - now);
+      }
+      if (verdict) {
+        await saveService({ ...svc, state: "failed", message: verdict.message });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          deploy: svc.deploy,
+          reason: verdict.reason,
+          type: "warning",
+          message: `${service}: ${verdict.message}; rollout stopped`,
+        });
+      }
+    }
+
+    // 7. The service's state: back to running once desired == actual.
+    const after = everyone.filter(
       (o) =>
         o.value.tenant === tenant &&
         o.value.app === app &&
@@ -285,7 +346,7 @@ export class ServiceController {
       after.length === svc.instances &&
       after.every((o) => o.value.release === svc.release && o.value.state === "running");
     if (
-      !failed &&
+      svc.state !== "failed" &&
       svc.state !== "destroying" &&
       settled &&
       (svc.state !== "running" || svc.crashes > 0 || svc.message)
@@ -347,21 +408,10 @@ export class ServiceController {
     const services = new Map(
       (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
     );
-    const criticality = (i: Instance) =>
-      services.get(serviceKey(i.tenant, i.app, i.service))?.spec.criticality ?? "normal";
-    const placed: PlacedInstance[] = [];
-    for (const o of all) {
-      const i = o.value;
-      if (!i.node || !holdsResources(i)) continue;
-      placed.push({
-        id: i.id,
-        service: serviceKey(i.tenant, i.app, i.service),
-        node: i.node,
-        resources: i.run.resources,
-        criticality: criticality(i),
-        pet: i.mode === "pet",
-      });
-    }
+    const placed = placedInstances(
+      all.map((o) => o.value),
+      services,
+    );
     const scheduler = new Scheduler(new ClusterState(nodes.map(schedulerNode), placed), this.#cursor);
     const byId = new Map(all.map((o) => [o.value.id, o]));
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
@@ -369,7 +419,10 @@ export class ServiceController {
     for (const o of queue) {
       const i = o.value;
       const placement = scheduler.place(
-        { ...placementRequest(svc, i), ...(avoid.length > 0 ? { avoid } : {}) },
+        {
+          ...placementRequest(svc, { ...i, resources: i.run.resources }),
+          ...(avoid.length > 0 ? { avoid } : {}),
+        },
         { preempt: true },
       );
       if (placement.node !== null) {
@@ -521,26 +574,21 @@ export class ServiceController {
   }
 }
 
-/** What the scheduler needs to know of one instance of `svc`. */
-function placementRequest(svc: Service, i: Instance): PlacementRequest {
-  const p = svc.spec.placement;
-  const key = (name: string) => serviceKey(svc.tenant, svc.app, name);
-  const terms = (list: { service: string; required: boolean }[] | undefined) =>
-    list?.map((t) => ({ service: key(t.service), required: t.required }));
-  return {
-    id: i.id,
-    service: key(svc.name),
-    resources: i.run.resources,
-    criticality: svc.spec.criticality ?? "normal",
-    strategy: p?.strategy ?? "spread",
-    // Pets go back to the node that holds their data (or to where an operator moves them).
-    ...(i.mode === "pet" && (i.node ?? i.moving?.to) ? { node: i.node ?? i.moving?.to } : {}),
-    ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
-    ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
-    ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),
-    ...(p?.antiAffinity ? { antiAffinity: terms(p.antiAffinity) } : {}),
-    ...(p?.spreadBy ? { spreadBy: p.spreadBy } : {}),
-  };
+/** "3 of 12 instances running, 2 starting, 7 pending (1 node: 1 insufficient cpu)" */
+function progressSummary(current: Instance[], want: number): string {
+  const count = (states: InstanceState[]) => current.filter((i) => states.includes(i.state)).length;
+  const running = count(["running"]);
+  const parts = [`${running} of ${want} instance${want === 1 ? "" : "s"} running`];
+  const starting = count(["provisioning", "ready"]);
+  if (starting > 0) parts.push(`${starting} starting`);
+  const crashed = count(["crashed"]);
+  if (crashed > 0) parts.push(`${crashed} crashed`);
+  const pending = current.filter((i) => i.state === "pending");
+  if (pending.length > 0) {
+    const why = pending.find((i) => i.message)?.message;
+    parts.push(`${pending.length} pending${why ? ` (${why})` : ""}`);
+  }
+  return parts.join(", ");
 }
 
 function finish(requeue: number): ReconcileResult {
