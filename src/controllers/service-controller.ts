@@ -19,7 +19,6 @@ import {
   type Release,
   releaseKey,
   type Service,
-  serviceKey,
 } from "../model/objects.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
