@@ -11,6 +11,7 @@ import { type Instance, type Node, type Service, serviceKey } from "../model/obj
 import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
 import { holdsResources, type PlacementRequest, schedulerNode } from "../scheduler/scheduler.ts";
 import { findShortfall, type Shortfall } from "../scheduler/shortfall.ts";
+import type { Store } from "../store/store.ts";
 
 /** The part of an instance placement looks at (a planned one has no node yet). */
 export type PlacementSubject = Pick<Instance, "id" | "mode" | "node" | "moving"> & {
@@ -112,4 +113,32 @@ export function serviceShortfall(
     );
   }
   return findShortfall(state, requests);
+}
+
+/** One service's instances that cannot be placed (the reply of a scale). */
+export interface Unplaced extends Shortfall {
+  service: string;
+}
+
+/**
+ * For each named service of an app, how many of its desired instances
+ * cannot be placed on today's nodes and why (services that fit are left out).
+ */
+export async function appShortfalls(
+  store: Store,
+  tenant: string,
+  app: string,
+  names: string[],
+): Promise<Unplaced[]> {
+  const services = new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value]));
+  const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+  const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+  const out: Unplaced[] = [];
+  for (const name of names) {
+    const svc = services.get(serviceKey(tenant, app, name));
+    if (!svc) continue;
+    const short = serviceShortfall(svc, svc.instances, nodes, instances, services);
+    if (short) out.push({ service: name, ...short });
+  }
+  return out;
 }

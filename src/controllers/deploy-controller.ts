@@ -361,7 +361,13 @@ export class DeployController {
       await store.put(
         "deploy",
         d.key,
-        { ...d.value, state: "rolling_out", release: version, message: `rolling out v${version}` },
+        {
+          ...d.value,
+          state: "rolling_out",
+          release: version,
+          message: `rolling out v${version}`,
+          previousInstances: Object.fromEntries(existing.map((o) => [o.value.name, o.value.instances])),
+        },
         {
           expectRevision: d.revision,
         },
@@ -489,6 +495,8 @@ export class DeployController {
             ...o.value,
             release: previous.version,
             spec,
+            // Back to the count that ran before (herd.yaml's or a scale's), not the failed release's.
+            instances: d.previousInstances?.[o.value.name] ?? spec.instances,
             state: "running",
             deploy: undefined,
             rollout: undefined,

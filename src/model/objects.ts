@@ -159,6 +159,8 @@ export interface Deploy {
   release?: number;
   /** The release that served before; restored when the rollout fails. */
   previous?: number | null;
+  /** Instance counts of the services before this deploy (by service name); restored with `previous`. */
+  previousInstances?: Record<string, number>;
   rollback?: boolean;
   /** The progress deadline this deploy asked for (`herd deploy --deadline`), over herd.yaml's. */
   deadlineMs?: number;

@@ -75,7 +75,7 @@ export function findShortfall(
     const r = first.request.resources;
     const short = "insufficient cpu" in first.reasons ? "cpu" : "memory";
     parts.push(
-      `each needs ${short === "cpu" ? `${cores(r.cpu)} CPU` : bytes(r.memory)}, more than is free on any one node ${on}: ${listNodes(state, nodes, short === "cpu" ? cpuFree : memoryFree, short)}`,
+      `each needs ${short === "cpu" ? `${cores(r.cpu)} CPU` : bytes(r.memory)}, more than ${nodes.length === 1 ? "the 1 node" : `any of ${nodes.length} nodes`} has free: ${listNodes(state, nodes, short === "cpu" ? cpuFree : memoryFree, short)}`,
     );
   }
   return { unplaced: failed.length, of: requests.length, message: `${head}: ${parts.join("; ")}` };
