@@ -201,7 +201,10 @@ test("a shortfall of memory, of room on any one node, and of anything but resour
   // 0.6 CPU free in all, 0.3 on each node: one instance of 0.5 fits on neither.
   const split = new ClusterState(
     [node("a"), node("b")],
-    [placed("a", { resources: { cpu: 1.7, memory: 0 } }), placed("b", { resources: { cpu: 1.7, memory: 0 } })],
+    [
+      placed("a", { resources: { cpu: 1.7, memory: 0 } }),
+      placed("b", { resources: { cpu: 1.7, memory: 0 } }),
+    ],
   );
   assert.equal(
     findShortfall(split, [request({ resources: { cpu: 0.5, memory: 0 } })])?.message,
