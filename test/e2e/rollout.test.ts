@@ -28,7 +28,7 @@ before(async () => {
     join(app, "server.js"),
     [
       'import { createServer } from "node:http";',
-      "createServer((req, res) => res.end(`release ${process.env.HERD_RELEASE}`)).listen(Number(process.env.PORT));",
+      'createServer((req, res) => res.end("release " + process.env.HERD_RELEASE)).listen(Number(process.env.PORT));',
     ].join("\n"),
   );
 });
