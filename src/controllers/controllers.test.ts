@@ -796,3 +796,23 @@ test("the replacement of a killed instance is placed in the room it left, withou
     [],
   );
 });
+
+test("a service that fills its node rolls out when minAvailable lets it stop an old instance first", async () => {
+  const { h, base } = await fullNode(1, { instances: 4 });
+  const d2 = await deploy(h, { instances: 4, env: { V: "2" }, minAvailable: 3 }, "c".repeat(64));
+  let lowest = 4;
+  for (let round = 0; round < 12 && (await deployState(h, d2.id)).state === "rolling_out"; round++) {
+    await settle(h);
+    lowest = Math.min(lowest, (await instancesOf(h)).filter((i) => i.state === "running").length);
+    h.clock.advance(DEFAULT_SETTINGS.drainMs + 1);
+    await agentReports(h, "n1", () => "healthy", base);
+  }
+  await settle(h);
+  assert.equal((await deployState(h, d2.id)).state, "succeeded");
+  assert.equal(lowest, 3, "never below minAvailable running");
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.deepEqual(
+    alive.map((i) => [i.release, i.state]),
+    Array.from({ length: 4 }, () => [2, "running"]),
+  );
+});

@@ -249,13 +249,20 @@ export class ServiceController {
         const surplus = Math.max(0, Math.min(runningOld.length, runningCurrent + runningOld.length - want));
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
         // A disruption budget below the desired count lets instances leaving a node (drain, move) stop
-        // before their replacements run — when there is no room for the replacements, say.
+        // before their replacements run — when there is no room for the replacements, say — and lets a
+        // rollout stop an old instance for each new one that waits for a node (the room the old ones hold).
         const minAvailable = Math.min(want, svc.spec.minAvailable ?? want);
-        const room = runningCurrent + runningOld.length - surplus - minAvailable;
-        const early = oldest
+        const room = Math.max(0, runningCurrent + runningOld.length - surplus - minAvailable);
+        const waiting = current.filter((o) => o.value.state === "pending" && !o.value.node).length;
+        const moved = oldest
           .slice(surplus)
           .filter((o) => leaving(o.value))
-          .slice(0, Math.max(0, room));
+          .slice(0, room);
+        const superseded = oldest
+          .slice(surplus)
+          .filter((o) => !leaving(o.value))
+          .slice(0, Math.min(waiting, room - moved.length));
+        const early = [...moved, ...superseded];
         for (const o of [...oldest.slice(0, surplus), ...early]) {
           await this.#retire(
             o,

@@ -423,7 +423,7 @@ export const ServiceManifestSchema = T.Object(
         minimum: 0,
         maximum: 1000,
         description:
-          "disruption budget: running instances a drain or move keeps (default: all of them, so each is replaced before it stops)",
+          "disruption budget: running instances a drain, a move or a rollout without room keeps (default: all of them, so each is replaced before it stops)",
       }),
     ),
     criticality: T.Optional(
@@ -709,7 +709,7 @@ export interface ServiceSpec {
   units?: number;
   /** Where instances may run and which nodes they prefer. */
   placement?: PlacementSpec;
-  /** Disruption budget: running instances a drain or move keeps; absent: all of them. */
+  /** Disruption budget: running instances a drain, a move or a rollout without room keeps; absent: all of them. */
   minAvailable?: number;
   /** How long a rollout may make no progress before its deploy fails (model/rollout.ts); absent: the default. */
   rollout?: { deadlineMs: number };
