@@ -21,6 +21,7 @@ import { DeployLogs } from "./deploy-log.ts";
 import { EventRecorder } from "./events.ts";
 import { ControllerManager } from "./manager.ts";
 import { checkQuota } from "./quota.ts";
+import { judgeRollout } from "./service-controller.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -815,4 +816,46 @@ test("a service that fills its node rolls out when minAvailable lets it stop an 
     alive.map((i) => [i.release, i.state]),
     Array.from({ length: 4 }, () => [2, "running"]),
   );
+});
+
+test("judgeRollout, as data: progress is recorded, silence fails at the deadline, a shortfall fails at once", () => {
+  const spec = normalizeService("hello", "web", { command: "x", instances: 2 }, undefined);
+  const t0 = Date.parse("2026-01-01T00:00:00Z");
+  const svc: Service = {
+    tenant: "default",
+    app: "hello",
+    name: "web",
+    release: 2,
+    spec,
+    instances: 2,
+    state: "updating",
+    message: "",
+    crashes: 0,
+    rollout: { deadlineMs: 60_000, best: 1, since: new Date(t0).toISOString() },
+  };
+  const inst = (state: Instance["state"], node: string | null): Instance =>
+    ({ id: `i-${state}-${node}`, state, node, release: 2, message: "" }) as Instance;
+  const placedOne = [inst("provisioning", "n1"), inst("pending", null)];
+  assert.deepEqual(judgeRollout(svc, placedOne, t0 + 59_000, 120_000), { recheckMs: 1000 });
+  assert.deepEqual(judgeRollout(svc, [inst("running", "n1"), inst("pending", null)], t0 + 59_000, 120_000), {
+    progress: { deadlineMs: 60_000, best: 2, since: new Date(t0 + 59_000).toISOString() },
+    recheckMs: 60_000,
+  });
+  assert.deepEqual(judgeRollout(svc, placedOne, t0 + 60_000, 120_000), {
+    fail: {
+      reason: "ProgressDeadlineExceeded",
+      message:
+        "v2 made no progress for 60s (its rollout deadline): 0 of 2 instances running, 1 starting, 1 pending",
+    },
+  });
+  const short = { unplaced: 1, of: 2, message: "1 of 2 instances cannot be placed: 1 node: 1 cordoned" };
+  assert.deepEqual(judgeRollout(svc, placedOne, t0, 120_000, short), {
+    fail: { reason: "RolloutUnschedulable", message: `v2: ${short.message}` },
+  });
+  // A service without a recorded rollout (one from before the deadline existed) starts its clock now.
+  const { rollout: _, ...fresh } = svc;
+  assert.deepEqual(judgeRollout(fresh, placedOne, t0, 120_000), {
+    progress: { deadlineMs: 120_000, best: 1, since: new Date(t0).toISOString() },
+    recheckMs: 120_000,
+  });
 });

@@ -17,12 +17,14 @@ import {
   type InstanceState,
   type Node,
   type Release,
+  type RolloutProgress,
   releaseKey,
   type Service,
 } from "../model/objects.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
+import type { Shortfall } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { backoffMs, type Context } from "./context.ts";
@@ -297,45 +299,30 @@ export class ServiceController {
             ALIVE.has(i.state) &&
             i.release === svc.release,
         );
-      let verdict: { reason: string; message: string } | undefined;
-      if (current.some((i) => i.state === "pending" && !i.node)) {
-        const services = new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value]));
-        const short = serviceShortfall(
-          svc,
-          svc.instances,
-          nodes,
-          everyone.map((o) => o.value),
-          services,
-        );
-        if (short) verdict = { reason: "RolloutUnschedulable", message: `v${svc.release}: ${short.message}` };
-      }
-      if (!verdict) {
-        const best =
-          current.filter((i) => i.node).length + current.filter((i) => i.state === "running").length;
-        const deadlineMs =
-          svc.rollout?.deadlineMs ?? serviceDeadlineMs(svc.spec, this.#ctx.settings.rolloutDeadlineMs);
-        const since = svc.rollout ? Date.parse(svc.rollout.since) : now;
-        if (!svc.rollout || best > svc.rollout.best) {
-          await saveService({ ...svc, rollout: { deadlineMs, best, since: this.#nowIso() } });
-          later(deadlineMs);
-        } else if (now - since >= deadlineMs) {
-          verdict = {
-            reason: "ProgressDeadlineExceeded",
-            message: `v${svc.release} made no progress for ${formatDeadline(deadlineMs)} (its rollout deadline): ${progressSummary(current, svc.instances)}`,
-          };
-        } else later(since + deadlineMs - now);
-      }
-      if (verdict) {
-        await saveService({ ...svc, state: "failed", message: verdict.message });
+      const short = current.some((i) => i.state === "pending" && !i.node)
+        ? serviceShortfall(
+            svc,
+            svc.instances,
+            nodes,
+            everyone.map((o) => o.value),
+            new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value])),
+          )
+        : undefined;
+      const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
+      if ("fail" in verdict) {
+        await saveService({ ...svc, state: "failed", message: verdict.fail.message });
         await this.#ctx.events.record({
           tenant,
           app,
           service,
           deploy: svc.deploy,
-          reason: verdict.reason,
+          reason: verdict.fail.reason,
           type: "warning",
-          message: `${service}: ${verdict.message}; rollout stopped`,
+          message: `${service}: ${verdict.fail.message}; rollout stopped`,
         });
+      } else {
+        if (verdict.progress) await saveService({ ...svc, rollout: verdict.progress });
+        later(verdict.recheckMs);
       }
     }
 
@@ -580,8 +567,43 @@ export class ServiceController {
   }
 }
 
+/** A rollout's verdict on one pass: fail it, or (record its progress and) look again in `recheckMs`. */
+export type RolloutVerdict =
+  | { fail: { reason: string; message: string } }
+  | { progress?: RolloutProgress; recheckMs: number };
+
+/**
+ * Pure: whether a rollout fails now — its release cannot be placed on today's
+ * nodes (`shortfall`), or it made no progress for its deadline — from the
+ * release's live instances (`current`) and the time. Progress is new-release
+ * instances placed plus those running; it must grow within the deadline.
+ */
+export function judgeRollout(
+  svc: Service,
+  current: readonly Instance[],
+  now: number,
+  defaultDeadlineMs: number,
+  shortfall?: Shortfall,
+): RolloutVerdict {
+  if (shortfall)
+    return { fail: { reason: "RolloutUnschedulable", message: `v${svc.release}: ${shortfall.message}` } };
+  const best = current.filter((i) => i.node).length + current.filter((i) => i.state === "running").length;
+  const deadlineMs = svc.rollout?.deadlineMs ?? serviceDeadlineMs(svc.spec, defaultDeadlineMs);
+  if (!svc.rollout || best > svc.rollout.best) {
+    return { progress: { deadlineMs, best, since: new Date(now).toISOString() }, recheckMs: deadlineMs };
+  }
+  const since = Date.parse(svc.rollout.since);
+  if (now - since < deadlineMs) return { recheckMs: since + deadlineMs - now };
+  return {
+    fail: {
+      reason: "ProgressDeadlineExceeded",
+      message: `v${svc.release} made no progress for ${formatDeadline(deadlineMs)} (its rollout deadline): ${progressSummary(current, svc.instances)}`,
+    },
+  };
+}
+
 /** "3 of 12 instances running, 2 starting, 7 pending (1 node: 1 insufficient cpu)" */
-function progressSummary(current: Instance[], want: number): string {
+function progressSummary(current: readonly Instance[], want: number): string {
   const count = (states: InstanceState[]) => current.filter((i) => states.includes(i.state)).length;
   const running = count(["running"]);
   const parts = [`${running} of ${want} instance${want === 1 ? "" : "s"} running`];
