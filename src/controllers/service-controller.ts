@@ -299,15 +299,17 @@ export class ServiceController {
             ALIVE.has(i.state) &&
             i.release === svc.release,
         );
-      const short = current.some((i) => i.state === "pending" && !i.node)
-        ? serviceShortfall(
-            svc,
-            svc.instances,
-            nodes,
-            everyone.map((o) => o.value),
-            new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value])),
-          )
-        : undefined;
+      // With no node at all (a control plane whose agents have not checked in yet), wait for the deadline.
+      const short =
+        nodes.length > 0 && current.some((i) => i.state === "pending" && !i.node)
+          ? serviceShortfall(
+              svc,
+              svc.instances,
+              nodes,
+              everyone.map((o) => o.value),
+              new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value])),
+            )
+          : undefined;
       const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
       if ("fail" in verdict) {
         await saveService({ ...svc, state: "failed", message: verdict.fail.message });
