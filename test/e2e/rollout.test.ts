@@ -1,16 +1,17 @@
 // Deploys that cannot finish end, and say why: a release that cannot be placed
 // on this machine fails its deploy at once with the reason in numbers, while
 // the old release keeps serving every request; `herd scale` says how many of
-// the asked instances cannot be placed.
+// the asked instances cannot be placed; an instance killed on a full node is
+// replaced in the room it left.
 
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { Node, Service } from "../../src/model/objects.ts";
+import type { Event, Instance, Node, Service } from "../../src/model/objects.ts";
 import { cores } from "../../src/scheduler/shortfall.ts";
-import { cleanupHerd, type Herd, sleep, startHerd } from "./harness.ts";
+import { cleanupHerd, type Herd, sleep, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-rollout-"));
@@ -37,19 +38,19 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** herd.yaml for `instances` of web at `cpu` each. */
-function manifest(instances: number, cpu: number): void {
+/** herd.yaml for `instances` of web at `cpu` each (in `dir`, app `name`). */
+function manifest(instances: number, cpu: number, dir = app, name = "slow", host = HOST): void {
   writeFileSync(
-    join(app, "herd.yaml"),
+    join(dir, "herd.yaml"),
     [
-      "app: slow",
+      `app: ${name}`,
       "services:",
       "  web:",
       "    command: node server.js",
       `    instances: ${instances}`,
       `    resources: { cpu: ${cpu}, memory: 32Mi }`,
       "    health: { path: / }",
-      `    routes: [{ host: ${HOST} }]`,
+      `    routes: [{ host: ${host} }]`,
       "",
     ].join("\n"),
   );
@@ -134,4 +135,45 @@ test("a deadline that is not a duration in range is refused before anything is u
   assert.equal(api.status, 400);
   const body = (await api.json()) as { details: { field: string }[] };
   assert.equal(body.details[0]?.field, "querystring.deadline");
+});
+
+test("kill -9 of an instance on a full node: its replacement takes the room it left, with no FailedScheduling", async () => {
+  // A second app whose 3 instances fill what the node has left.
+  const full = join(work, "full");
+  mkdirSync(full);
+  for (const f of ["package.json", "server.js"]) writeFileSync(join(full, f), readFileSync(join(app, f)));
+  const [node] = (await herd.api<{ items: Node[] }>("GET", "/nodes")).body.items;
+  const instances = async (name: string) =>
+    (await herd.api<{ items?: Instance[] }>("GET", `/apps/${name}/instances`)).body.items ?? [];
+  // What the first test left running (nothing when this test runs alone).
+  const held = (await instances("slow"))
+    .filter((i) => i.desired === "running")
+    .reduce((sum, i) => sum + i.run.resources.cpu, 0);
+  const share = Math.floor(((node!.allocatable.cpu - held) / 3) * 100) / 100;
+  manifest(3, share, full, "full", "full.localhost");
+  const d = await herd.cli(["deploy", full]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const before = (await instances("full")).filter((i) => i.state === "running");
+  assert.equal(before.length, 3);
+
+  const victim = before[0]!;
+  process.kill(victim.pid!, "SIGKILL");
+  const after = await waitFor(
+    "a replacement running",
+    async () => {
+      const now = (await instances("full")).filter((i) => i.state === "running" && i.desired === "running");
+      return now.length === 3 && !now.some((i) => i.id === victim.id) && now;
+    },
+    60_000,
+  );
+  assert.equal(after.filter((i) => !before.some((b) => b.id === i.id)).length, 1, "one replacement");
+  const events = (await herd.api<{ items: Event[] }>("GET", "/events?app=full&limit=500")).body.items;
+  assert.ok(
+    events.some((e) => e.reason === "Replacing" && e.instance === victim.id),
+    JSON.stringify(events.map((e) => e.reason)),
+  );
+  assert.deepEqual(
+    events.filter((e) => e.reason === "FailedScheduling").map((e) => e.message),
+    [],
+  );
 });
