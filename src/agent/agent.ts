@@ -274,7 +274,8 @@ export class Agent {
     await this.#relay?.close();
     this.#relay = undefined;
     this.#metricsServer = undefined;
-    this.#log.info("stopped; instances keep running", { node: this.#options.name });
+    // Whether its instances keep running is the caller's to say: herd agent leaves them, herd up stops them next.
+    this.#log.info("stopped", { node: this.#options.name, instances: this.#instances.size });
   }
 
   /** The control plane's API and this agent's metrics listener: not for instances to connect to. */

@@ -26,6 +26,8 @@ export interface ApiClientOptions {
   ca?: string;
   /** Added to the message of a 401 (where the token came from, how to get another). */
   authHint?: string;
+  /** Where the URL came from, said when the server cannot be reached (`context local in …`). */
+  source?: string;
 }
 
 /** An API error reply, or a failure to reach the server. */
@@ -47,8 +49,11 @@ export class ApiError extends Error {
 
 /** A message followed by one indented line per field problem: `  field (line 7): message`. */
 export function withDetails(message: string, details: readonly FieldProblem[] | undefined): string {
-  // A problem the message already states (`herd.yaml:9: alerts.x.expr: …`) is not repeated under it.
-  const more = details?.filter((d) => !message.includes(`${d.field}: ${d.message}`));
+  // A problem the message already states (`herd.yaml:9: alerts.x.expr: …`, or a YAML syntax error
+  // `herd.yaml:5: bad indentation: …`) is not repeated under it.
+  const stated = (d: FieldProblem) =>
+    message.includes(`${d.field}: ${d.message}`) || (d.field === "(yaml)" && message.includes(d.message));
+  const more = details?.filter((d) => !stated(d));
   if (!more?.length) return message;
   const lines = more.map((d) => `  ${d.field}${d.line ? ` (line ${d.line})` : ""}: ${d.message}`);
   return [message, ...lines].join("\n");
@@ -68,6 +73,7 @@ export class ApiClient {
   readonly #tenant: string | undefined;
   readonly #trust: RequestInit;
   readonly #authHint: string | undefined;
+  readonly #source: string | undefined;
 
   constructor(options: ApiClientOptions) {
     this.url = options.url.replace(/\/+$/, "");
@@ -75,6 +81,7 @@ export class ApiClient {
     this.#tenant = options.tenant;
     this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
     this.#authHint = options.authHint;
+    this.#source = options.source;
   }
 
   /** GET a JSON reply. */
@@ -178,7 +185,7 @@ export class ApiClient {
         ...(typeof init.body === "object" ? { duplex: "half" } : {}),
       } as RequestInit);
     } catch (err) {
-      throw unreachable(this.url, err);
+      throw unreachable(this.url, err, this.#source);
     }
     if (res.status === 401 && this.#authHint) {
       const err = await errorFromResponse(res);
@@ -189,14 +196,20 @@ export class ApiClient {
 }
 
 /** Turns a fetch failure into a message that says what to do. */
-export function unreachable(url: string, err: unknown): Error {
+export function unreachable(url: string, err: unknown, source?: string): Error {
   if ((err as Error)?.name === "AbortError") return err as Error;
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  // A saved context can outlive its server: say where the URL came from and how to choose another.
+  const from = source?.startsWith("context ") ? ` (from ${source}; herd context lists the others)` : "";
   if (cause?.code === "ECONNREFUSED") {
-    return new ApiError(0, "unreachable", `cannot reach the herd server at ${url}: is \`herd up\` running?`);
+    return new ApiError(
+      0,
+      "unreachable",
+      `cannot reach the herd server at ${url}${from}: is \`herd up\` running?`,
+    );
   }
   const why = cause?.message ?? (err as Error)?.message ?? String(err);
-  return new ApiError(0, "unreachable", `cannot reach the herd server at ${url}: ${why}`);
+  return new ApiError(0, "unreachable", `cannot reach the herd server at ${url}${from}: ${why}`);
 }
 
 async function readJson<T>(res: Response): Promise<T> {

@@ -23,6 +23,8 @@ export const GLOBAL_OPTIONS = {
   server: { type: "string" },
   token: { type: "string" },
   tenant: { type: "string" },
+  ca: { type: "string" },
+  context: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsOptionsConfig;
@@ -32,7 +34,7 @@ export const GLOBAL_OPTIONS = {
  * word that is neither a flag nor the value of a global flag that takes one.
  */
 export function splitCommand(argv: readonly string[]): { command: string | undefined; rest: string[] } {
-  const takesValue = new Set(["--server", "--token", "--tenant"]);
+  const takesValue = new Set(["--server", "--token", "--tenant", "--ca", "--context"]);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--") break;

@@ -4,7 +4,7 @@
  */
 
 import type { Instance, Node, Tenant } from "../model/objects.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { nodesTable } from "./format.ts";
@@ -95,10 +95,7 @@ export const instancesCommand: CommandSpec = {
   summary:
     "Move an instance off its node. Cattle are replaced elsewhere first, then stopped; a pet\n" +
     "(--to NODE, or wherever it fits) restarts there with an empty data dir: its data stays behind.",
-  flags: [
-    ["--to NODE", "the node a pet moves to"],
-    ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
-  ],
+  flags: [["--to NODE", "the node a pet moves to"], APP_FLAG_HELP],
   options: { to: { type: "string" }, app: { type: "string" } },
   async run(ctx, values, positionals) {
     const [action, id, ...extra] = positionals;

@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
 import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
@@ -22,6 +22,7 @@ import {
   println,
   stringFlag,
 } from "./context.ts";
+import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
@@ -35,7 +36,7 @@ import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts
 import type { Items } from "./types.ts";
 import { usersCommand } from "./users.ts";
 
-const APP_FLAG: [string, string] = ["--app NAME", "the app (default: `app:` in ./herd.yaml)"];
+const APP_FLAG = APP_FLAG_HELP;
 const appPath = (app: string) => `/apps/${encodeURIComponent(app)}`;
 
 /** `herd apps`, `herd apps create NAME`, `herd apps destroy NAME [--confirm NAME]`. */
@@ -292,6 +293,7 @@ export const APP_COMMANDS: CommandSpec[] = [
 export const TEAM_COMMANDS: CommandSpec[] = [
   loginCommand,
   logoutCommand,
+  contextCommand,
   whoamiCommand,
   tokensCommand,
   usersCommand,

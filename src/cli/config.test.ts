@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   findDataDir,
@@ -10,6 +10,7 @@ import {
   readUserConfig,
   removeUserConfig,
   resolveServerConfig,
+  saveLocalContext,
   userConfigPath,
   writeUserConfig,
 } from "./config.ts";
@@ -96,35 +97,43 @@ describe("server config", () => {
     );
     const file = join(root, "private", "herd", "config.json");
     await mkdir(join(root, "private", "herd"), { recursive: true, mode: 0o755 });
-    await writeUserConfig(file, { server: "http://a:1", token: "t1", tenant: "shop" });
+    const one = { current: "a", contexts: { a: { server: "http://a:1", token: "t1", tenant: "shop" } } };
+    await writeUserConfig(file, one);
     assert.equal((await stat(file)).mode & 0o777, 0o600);
     assert.equal((await stat(join(root, "private", "herd"))).mode & 0o777, 0o700);
-    assert.deepEqual(await readUserConfig(file), { server: "http://a:1", token: "t1", tenant: "shop" });
-    assert.deepEqual(JSON.parse(await readFile(file, "utf8")).token, "t1");
+    assert.deepEqual(await readUserConfig(file), one);
+    assert.deepEqual(JSON.parse(await readFile(file, "utf8")).contexts.a.token, "t1");
     assert.equal(await removeUserConfig(file), true);
     assert.equal(await removeUserConfig(file), false);
     assert.equal(await readUserConfig(file), undefined);
     await writeFile(file, "{nope");
     await assert.rejects(readUserConfig(file), /config\.json: not valid JSON.*herd login/);
     await writeFile(file, "{}");
-    await assert.rejects(readUserConfig(file), /needs "server" and "token"/);
-    await rm(file);
+    await assert.rejects(readUserConfig(file), /the login needs "server" \(an http\(s\) URL\) and "token"/);
+    await writeFile(file, JSON.stringify({ contexts: { prod: { server: "http://p" } } }));
+    await assert.rejects(
+      readUserConfig(file),
+      /context prod needs "server" \(an http\(s\) URL\) and "token"; herd context delete prod/,
+    );
+    // A config left without contexts is removed, not written empty.
+    await writeUserConfig(file, { contexts: {} });
+    await assert.rejects(stat(file), { code: "ENOENT" });
   });
 
   it("resolves flags > env > login config > data dir, each of server, token and tenant", async () => {
     const xdg = join(root, "order");
     const env = { XDG_CONFIG_HOME: xdg };
     await writeUserConfig(join(xdg, "herd", "config.json"), {
-      server: "http://login:3",
-      token: "logintoken",
-      tenant: "shop",
+      current: "login",
+      contexts: { login: { server: "http://login:3", token: "logintoken", tenant: "shop" } },
     });
     // The login config beats the data dir of the current directory.
     const login = await resolveServerConfig({ env, cwd: project, home });
     assert.equal(login.url, "http://login:3");
     assert.equal(login.token, "logintoken");
     assert.equal(login.tenant, "shop");
-    assert.equal(login.tokenSource, join(xdg, "herd", "config.json"));
+    assert.equal(login.tokenSource, `context login in ${join(xdg, "herd", "config.json")}`);
+    assert.equal(login.context, "login");
     assert.equal(login.gatewayUrl, undefined);
     // The environment beats it, one setting at a time.
     const envToken = await resolveServerConfig({
@@ -163,9 +172,8 @@ describe("server config", () => {
     // An https server's CA: HERD_CA, else the login's for its own server, else the data dir's.
     const tlsXdg = join(root, "tls-login");
     await writeUserConfig(join(tlsXdg, "herd", "config.json"), {
-      server: "https://login:3",
-      token: "t",
-      ca: "/etc/herd/ca.pem",
+      current: "tls",
+      contexts: { tls: { server: "https://login:3", token: "t", ca: "/etc/herd/ca.pem" } },
     });
     const tlsEnv = { XDG_CONFIG_HOME: tlsXdg };
     assert.equal((await resolveServerConfig({ env: tlsEnv, cwd: project, home })).ca, "/etc/herd/ca.pem");
@@ -183,5 +191,92 @@ describe("server config", () => {
     assert.equal(await loginServerUrl({ env: {}, cwd: project, home }), "http://127.0.0.1:7070");
     assert.equal(await loginServerUrl({ server: "http://x:9/", env, cwd: project, home }), "http://x:9");
     assert.equal(await loginServerUrl({ env: {}, cwd: home, home }), undefined);
+  });
+
+  it("reads the single login of older herds as one current context named after its server", async () => {
+    const xdg = join(root, "old");
+    const file = join(xdg, "herd", "config.json");
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(
+      file,
+      JSON.stringify({ server: "https://herd.example.com", token: "old", tenant: "shop" }),
+    );
+    assert.deepEqual(await readUserConfig(file), {
+      current: "herd.example.com",
+      contexts: { "herd.example.com": { server: "https://herd.example.com", token: "old", tenant: "shop" } },
+    });
+    const config = await resolveServerConfig({ env: { XDG_CONFIG_HOME: xdg }, cwd: home, home });
+    assert.deepEqual(
+      [config.url, config.token, config.tenant, config.context],
+      ["https://herd.example.com", "old", "shop", "herd.example.com"],
+    );
+  });
+
+  it("uses --context, else HERD_CONTEXT, else the current context; an unknown one names the others", async () => {
+    const xdg = join(root, "several");
+    await writeUserConfig(join(xdg, "herd", "config.json"), {
+      current: "prod",
+      contexts: {
+        prod: { server: "https://prod:1", token: "p" },
+        staging: { server: "https://staging:1", token: "s", tenant: "qa" },
+      },
+    });
+    const env = { XDG_CONFIG_HOME: xdg };
+    assert.equal((await resolveServerConfig({ env, cwd: home, home })).token, "p");
+    const staging = await resolveServerConfig({ env: { ...env, HERD_CONTEXT: "staging" }, cwd: home, home });
+    assert.deepEqual([staging.url, staging.token, staging.tenant], ["https://staging:1", "s", "qa"]);
+    const flag = await resolveServerConfig({
+      context: "prod",
+      env: { ...env, HERD_CONTEXT: "staging" },
+      cwd: home,
+      home,
+    });
+    assert.equal(flag.token, "p");
+    await assert.rejects(resolveServerConfig({ context: "nope", env, cwd: home, home }), {
+      message: "no context nope; the contexts are: prod, staging",
+    });
+    await assert.rejects(
+      resolveServerConfig({ context: "nope", env: {}, cwd: home, home }),
+      /no context nope: none is saved yet/,
+    );
+    // --ca beats HERD_CA; both are resolved from the current directory.
+    const ca = await resolveServerConfig({ ca: "a.pem", env: { ...env, HERD_CA: "b.pem" }, cwd: home, home });
+    assert.deepEqual([ca.ca, ca.caSource], [join(home, "a.pem"), "--ca"]);
+  });
+
+  it("herd up saves the context local and makes it current only when no other context is", async () => {
+    const file = join(root, "up", "herd", "config.json");
+    const up = { server: "http://127.0.0.1:7070", token: "admin1", dataDir: "/src/app/.herd" };
+    // Nothing saved yet: local, current.
+    assert.deepEqual(await saveLocalContext(file, up), { name: "local", current: true });
+    assert.deepEqual(await readUserConfig(file), {
+      current: "local",
+      contexts: { local: { ...up, server: up.server, user: "user admin" } },
+    });
+    // Started again (a new token, --tls now): updated, still current.
+    const again = { ...up, token: "admin2", ca: "/src/app/.herd/tls/ca-cert.pem" };
+    assert.deepEqual(await saveLocalContext(file, again), { name: "local", current: true });
+    assert.equal((await readUserConfig(file))?.contexts.local.ca, again.ca);
+    // The user chose another context: local is saved, the choice stays.
+    const config = (await readUserConfig(file)) ?? { contexts: {} };
+    config.contexts.prod = { server: "https://prod:1", token: "p" };
+    config.current = "prod";
+    await writeUserConfig(file, config);
+    assert.deepEqual(await saveLocalContext(file, { ...up, token: "admin3" }), {
+      name: "local",
+      current: false,
+      other: "prod",
+    });
+    const after3 = await readUserConfig(file);
+    assert.deepEqual([after3?.current, after3?.contexts.local.token], ["prod", "admin3"]);
+    // A context named local that herd login saved is the user's: left alone.
+    await writeUserConfig(file, {
+      current: "local",
+      contexts: { local: { server: "http://127.0.0.1:7070", token: "alice", user: "user alice" } },
+    });
+    const skipped = await saveLocalContext(file, up);
+    assert.equal(skipped.name, undefined);
+    assert.match(skipped.skipped ?? "", /the context local is one you saved with herd login/);
+    assert.equal((await readUserConfig(file))?.contexts.local.token, "alice");
   });
 });

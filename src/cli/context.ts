@@ -20,6 +20,10 @@ export interface GlobalFlags {
   server?: string;
   token?: string;
   tenant?: string;
+  /** --ca FILE: the CA an https server's certificate is checked against. */
+  ca?: string;
+  /** --context NAME: a saved context instead of the current one. */
+  context?: string;
   json: boolean;
 }
 
@@ -36,12 +40,12 @@ export interface CliContext {
   prompt?: (question: string) => Promise<string>;
   /** Reads a secret: asked on the terminal without echo, or all of stdin when it is piped. */
   readSecret(question: string): Promise<string>;
-  /** Where `herd login` keeps the server, token and default tenant. */
+  /** The user-level config: the contexts `herd login` and `herd up` save (server, token, tenant). */
   loginFile: string;
   now(): number;
   /** Aborts on Ctrl-C (SIGINT) or SIGTERM from the moment it is first called; for commands that run until stopped. */
   interrupt(): AbortSignal;
-  /** The server's address, token and tenant (flags > env > login config > data dir); cached. */
+  /** The server's address, token and tenant (flags > env > context > data dir); cached. */
   serverConfig(): Promise<ServerConfig>;
   /** A client for the server; cached. */
   client(): Promise<ApiClient>;
@@ -92,6 +96,8 @@ export function createContext(options: ContextOptions): CliContext {
       server: options.flags.server,
       token: options.flags.token,
       tenant: options.flags.tenant,
+      ca: options.flags.ca,
+      context: options.flags.context,
       env: options.env,
       cwd: options.cwd,
       home: options.home,
@@ -118,9 +124,10 @@ export function createContext(options: ContextOptions): CliContext {
           new ApiClient({
             url: c.url,
             token: c.token,
-            ...(c.ca ? { ca: readCa(c.ca, "HERD_CA") } : {}),
+            ...(c.ca ? { ca: readCa(c.ca, c.caSource) } : {}),
             tenant: c.tenant,
             authHint: `the token came from ${c.tokenSource}; sign in with \`herd login\` or pass --token`,
+            source: c.source,
           }),
       );
       return client;

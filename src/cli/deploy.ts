@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Deploy } from "../model/objects.ts";
 import { DEADLINE_HELP, parseDeadline } from "../model/rollout.ts";
 import { type ApiClient, ApiError } from "./api-client.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseVersion, UsageError } from "./args.ts";
 import { type CliContext, type CommandSpec, type Output, println, stringFlag } from "./context.ts";
 import { formatBytes } from "./format.ts";
@@ -114,7 +114,10 @@ export const deployCommand: CommandSpec = {
     "Exits 0 only when the new release serves. A rollout that cannot be placed on today's nodes fails\n" +
     "at once; one that makes no progress for its deadline fails then. Either way the old release keeps serving.",
   flags: [
-    ["--app NAME", "the app (default: `app:` in DIR/herd.yaml, else the directory name)"],
+    [
+      "--app NAME",
+      "the app (default: herd.yaml's `app:` in DIR, else DIR/package.json's name, else DIR's name)",
+    ],
     [
       "--deadline DURATION",
       "fail the rollout after this long without progress, e.g. 60s or 5m (default: herd.yaml's rollout.deadline, else 120s)",
@@ -168,7 +171,7 @@ export const rollbackCommand: CommandSpec = {
   usage: "herd rollback [vN] [--app NAME]",
   summary:
     "Roll back to release vN (default: the one before the current), as a new release, and follow the rollout.",
-  flags: [["--app NAME", "the app (default: `app:` in ./herd.yaml)"]],
+  flags: [APP_FLAG_HELP],
   options: { app: { type: "string" } },
   async run(ctx, values, positionals) {
     if (positionals.length > 1) throw new UsageError("rollback takes at most one version", "rollback");

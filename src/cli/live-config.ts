@@ -14,7 +14,7 @@ import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { GatewayStatus, RouteBody } from "../model/live-config.ts";
 import type { Route } from "../model/manifest.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
 import {
   type CliContext,
@@ -61,7 +61,7 @@ export const routesCommand: CommandSpec = {
     ["--burst N", "rate limit: at once (default: one second's worth)"],
     ["--per route|ip", "rate limit: one bucket for the route, or one per client address"],
     ["--revision N", "only if the route is at this revision (0: only if it does not exist yet); else 409"],
-    ["--app NAME", "the app (for the list; default: `app:` in ./herd.yaml)"],
+    ["--app NAME", `for the list: ${APP_FLAG_HELP[1]}`],
   ],
   options: {
     file: { type: "string", short: "f" },

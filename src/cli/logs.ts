@@ -12,9 +12,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { LogsOptions } from "../api/server.ts";
 import { HerdError } from "../common/errors.ts";
 import { parseBytes } from "../model/manifest.ts";
+import type { App, Instance, Service } from "../model/objects.ts";
 import { parseDurationMicros } from "../observe/traces/span.ts";
 import { type ApiClient, ApiError, type Query } from "./api-client.ts";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
 import { type CliContext, type CommandSpec, println, stringFlag } from "./context.ts";
 import { formatLogLine } from "./format.ts";
@@ -131,6 +132,90 @@ export function logsOptionsFromFlags(v: Record<string, unknown>): LogsOptions {
   return { maxAgeMs: retention / 1000, maxBytes };
 }
 
+/** The services and instances there are: of one app, or of every app of the tenant (`app` undefined). */
+async function whatExists(
+  client: ApiClient,
+  app: string | undefined,
+): Promise<{ services: string[]; instances: Instance[] }> {
+  const apps = app === undefined ? (await client.get<Items<App>>("/apps")).items.map((a) => a.name) : [app];
+  const services: string[] = [];
+  const instances: Instance[] = [];
+  for (const name of apps) {
+    const appPath = `/apps/${encodeURIComponent(name)}`;
+    const [detail, running] = await Promise.all([
+      client.get<{ services: Service[] }>(appPath),
+      client.get<Items<Instance>>(`${appPath}/instances`),
+    ]);
+    services.push(...detail.services.map((s) => (app === undefined ? `${name}/${s.name}` : s.name)));
+    instances.push(...running.items);
+  }
+  return { services, instances };
+}
+
+/** `a, b, c`, or the first ten and how many more. */
+function listed(names: string[], more: string): string {
+  if (names.length === 0) return "none";
+  if (names.length <= 10) return names.join(", ");
+  return `${names.slice(0, 10).join(", ")} and ${names.length - 10} more (${more})`;
+}
+
+/**
+ * --service and --instance must name something there is: a service or an
+ * instance of the app (of any app with --all), or one that is gone but left
+ * lines in the log. Else an error naming what there is, instead of an empty
+ * answer (or a follow that never prints). `web.hello-web-x1` (as log lines
+ * show an instance) is taken for `hello-web-x1`.
+ */
+export async function checkLogFilters(
+  client: ApiClient,
+  app: string | undefined,
+  path: string,
+  filters: { service?: string; instance?: string },
+): Promise<{ service?: string; instance?: string }> {
+  if (filters.service === undefined && filters.instance === undefined) return filters;
+  let there: Awaited<ReturnType<typeof whatExists>>;
+  try {
+    there = await whatExists(client, app);
+  } catch (err) {
+    // A token that may read logs but not apps: the server's answer is all there is to go by.
+    if (err instanceof ApiError && err.status === 403) return filters;
+    throw err;
+  }
+  const out = { ...filters };
+  const ids = there.instances.map((i) => i.id);
+  if (out.instance !== undefined && !ids.includes(out.instance)) {
+    const dot = out.instance.indexOf(".");
+    if (dot > 0 && ids.includes(out.instance.slice(dot + 1))) out.instance = out.instance.slice(dot + 1);
+  }
+  const hasLines = async (q: Query) =>
+    (await client.get<Items<LogEntry>>(path, { ...q, tail: 1 })).items.length > 0;
+  const scope = app === undefined ? "any app" : `app ${app}`;
+  const serviceNames = app === undefined ? there.services.map((s) => s.split("/")[1]) : there.services;
+  if (
+    out.service !== undefined &&
+    !serviceNames.includes(out.service) &&
+    !(await hasLines({ service: out.service }))
+  ) {
+    throw new Error(
+      `no service ${out.service} in ${scope} (nor log lines from one); the services: ${listed(there.services, "herd apps")}`,
+    );
+  }
+  if (
+    out.instance !== undefined &&
+    !ids.includes(out.instance) &&
+    !(await hasLines({ instance: out.instance }))
+  ) {
+    const shown = there.instances
+      .filter((i) => out.service === undefined || i.service === out.service)
+      .map((i) => `${i.id} (${app === undefined ? `${i.app}/` : ""}${i.service})`);
+    const of = out.service === undefined ? "" : ` of ${out.service}`;
+    throw new Error(
+      `no instance ${out.instance} in ${scope} (nor log lines from one); the instances${of}: ${listed(shown, "herd ps")}`,
+    );
+  }
+  return out;
+}
+
 /** `herd logs [--app NAME | --all] [--follow] [filters] [--tail N]`. */
 export const logsCommand: CommandSpec = {
   name: "logs",
@@ -139,7 +224,7 @@ export const logsCommand: CommandSpec = {
   summary:
     "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones. A line's trace id shows as `trace=ID`: `herd trace ID` opens the trace.",
   flags: [
-    ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
+    APP_FLAG_HELP,
     ["--all", "the tenant's whole stream: every app, and platform events (node lost, …)"],
     ["-f, --follow", "keep the stream open, reconnecting if it drops; Ctrl-C stops"],
     ["--service S", "only this service"],
@@ -181,9 +266,13 @@ export const logsCommand: CommandSpec = {
     const app = all ? undefined : await resolveApp(ctx, stringFlag(values, "app"), "logs");
     const client = await ctx.client();
     const path = app === undefined ? "/logs" : `/apps/${encodeURIComponent(app)}/logs`;
-    const query: Query = {
+    const { service, instance } = await checkLogFilters(client, app, path, {
       service: stringFlag(values, "service"),
       instance: stringFlag(values, "instance"),
+    });
+    const query: Query = {
+      service,
+      instance,
       level,
       text: stringFlag(values, "grep"),
       stream,

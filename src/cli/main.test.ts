@@ -214,6 +214,8 @@ describe("herd main", () => {
       });
     let calls = 0;
     respond = (req, res) => {
+      // --service web is checked first: the app has it.
+      if (appDetail(req, res, ["web"], [])) return;
       calls++;
       res.writeHead(200, { "content-type": "application/x-ndjson" });
       if (calls === 1) {
@@ -241,8 +243,90 @@ describe("herd main", () => {
       "2026-01-01T12:00:01.000Z web.i1 | one\n2026-01-01T12:00:02.000Z web.i1 | two\n2026-01-01T12:00:03.000Z web.i1 | three\n",
     );
     assert.match(result.err, /reconnecting/);
-    assert.match(api.requests[0].url, /follow=true/);
-    assert.match(api.requests[0].url, /service=web/);
+    const logs = api.requests.filter((r) => r.url.startsWith("/api/v1/apps/hello/logs"));
+    assert.match(logs[0].url, /follow=true/);
+    assert.match(logs[0].url, /service=web/);
+  });
+
+  /** Answers GET /apps/hello and its instances (herd logs checks --service and --instance there); false for other requests. */
+  function appDetail(req: RecordedRequest, res: ServerResponse, services: string[], instances: string[][]) {
+    const path = new URL(req.url, "http://x").pathname;
+    if (path === "/api/v1/apps") {
+      sendJson(res, 200, { items: [{ name: "hello" }] });
+      return true;
+    }
+    if (path === "/api/v1/apps/hello") {
+      sendJson(res, 200, { app: { name: "hello" }, services: services.map((name) => ({ name })) });
+      return true;
+    }
+    if (path === "/api/v1/apps/hello/instances") {
+      sendJson(res, 200, { items: instances.map(([id, service]) => ({ id, service, app: "hello" })) });
+      return true;
+    }
+    return false;
+  }
+
+  it("logs --service and --instance that name nothing are errors naming what there is", async () => {
+    const withLines = new Set(["gone-1"]);
+    respond = (req, res) => {
+      if (
+        appDetail(
+          req,
+          res,
+          ["web", "worker"],
+          [
+            ["hello-web-a1", "web"],
+            ["hello-worker-b2", "worker"],
+          ],
+        )
+      )
+        return;
+      const q = new URL(req.url, "http://x").searchParams;
+      const lines = withLines.has(q.get("instance") ?? "")
+        ? [
+            {
+              seq: 1,
+              time: "t",
+              line: "bye",
+              instance: "gone-1",
+              service: "web",
+              app: "hello",
+              stream: "stdout",
+            },
+          ]
+        : [];
+      sendJson(res, 200, { items: lines });
+    };
+    const service = await run(["logs", "--app", "hello", "--service", "nope"]);
+    assert.equal(service.code, 1);
+    assert.equal(
+      service.err,
+      "herd: no service nope in app hello (nor log lines from one); the services: web, worker\n",
+    );
+    const instance = await run(["logs", "--app", "hello", "--instance", "nope", "-f"]);
+    assert.equal(instance.code, 1);
+    assert.equal(
+      instance.err,
+      "herd: no instance nope in app hello (nor log lines from one); the instances: hello-web-a1 (web), hello-worker-b2 (worker)\n",
+    );
+    const all = await run(["logs", "--all", "--service", "nope"]);
+    assert.equal(
+      all.err,
+      "herd: no service nope in any app (nor log lines from one); the services: hello/web, hello/worker\n",
+    );
+    const ofService = await run(["logs", "--app", "hello", "--service", "web", "--instance", "nope"]);
+    assert.match(ofService.err, /the instances of web: hello-web-a1 \(web\)\n$/);
+    // An instance that is gone but left lines is fine; one written as log lines show it (web.ID) too.
+    const gone = await run(["logs", "--app", "hello", "--instance", "gone-1"]);
+    assert.equal(gone.code, 0, gone.err);
+    assert.match(gone.out, /web\.gone-1 \| bye/);
+    api.requests.length = 0;
+    const dotted = await run(["logs", "--app", "hello", "--instance", "web.hello-web-a1"]);
+    assert.equal(dotted.code, 0, dotted.err);
+    assert.equal(
+      new URL(api.requests.at(-1)?.url ?? "", "http://x").searchParams.get("instance"),
+      "hello-web-a1",
+    );
   });
 
   it("passes the log filters to the API and checks them first", async () => {

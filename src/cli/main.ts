@@ -21,12 +21,14 @@ import {
 import { type CommandSpec, createContext, type Output } from "./context.ts";
 
 const GLOBAL_FLAG_HELP: [string, string][] = [
-  ["--server URL", "the herd server (default: HERD_SERVER, else `herd login`'s, else the data dir's)"],
+  ["--server URL", "the herd server (default: HERD_SERVER, else the context's, else the data dir's)"],
   [
     "--token TOKEN",
-    "the API token (default: HERD_TOKEN, else `herd login`'s, else the data dir's admin-token)",
+    "the API token (default: HERD_TOKEN, else the context's, else the data dir's admin-token)",
   ],
-  ["--tenant NAME", "the tenant (default: HERD_TENANT, else `herd login --tenant`, else your only one)"],
+  ["--tenant NAME", "the tenant (default: HERD_TENANT, else the context's, else your only one)"],
+  ["--context NAME", "a saved context (herd context) instead of the current one (default: HERD_CONTEXT)"],
+  ["--ca FILE", "the CA that signed an https server's certificate (default: HERD_CA, else the context's)"],
   ["--json", "print the API's JSON instead of tables"],
   ["-h, --help", "show help"],
 ];
@@ -116,6 +118,8 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
         server: values.server as string | undefined,
         token: values.token as string | undefined,
         tenant: values.tenant as string | undefined,
+        ca: values.ca as string | undefined,
+        context: values.context as string | undefined,
         json: values.json === true,
       },
       cwd: io.cwd,

@@ -5,6 +5,7 @@
  * until SIGINT or SIGTERM.
  */
 
+import { existsSync } from "node:fs";
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -25,6 +26,7 @@ import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
+import { findDataDir, saveLocalContext, userConfigPath } from "./config.ts";
 import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
 
@@ -46,19 +48,23 @@ or other internal address (docs/security-hardening.md).`;
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
-               [--no-example] [--keep-apps] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: a primary and
 --gateway-workers workers, default one per core). Data lives in DIR (default ./.herd). On the
-first start it deploys examples/hello. Ctrl-C stops the platform and its apps
-(--keep-apps leaves the apps and the gateway running; the next herd up takes
-them over). The gateway outlives a crash of herd up and keeps serving; the
-next herd up adopts it, or, on newer code or other flags, starts the new one
-on the same ports and lets the old one drain (no request dropped). herd down
-stops a platform whose herd up is gone (docs/availability.md).
+first start it deploys examples/hello. It signs the CLI in to this server:
+the context "local" in ~/.config/herd/config.json, made current unless you
+chose another one (herd context; --no-login leaves that file alone).
+Ctrl-C stops the gateway, the agent, the apps' instances and the control
+plane (the next herd up starts the apps again); --keep-apps leaves the apps
+and the gateway running (the next herd up takes them over). The gateway
+outlives a crash of herd up and keeps serving; the next herd up adopts it,
+or, on newer code or other flags, starts the new one on the same ports and
+lets the old one drain (no request dropped). herd down stops a platform
+whose herd up is gone (docs/availability.md).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).
 The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
@@ -136,7 +142,8 @@ binds with SO_REUSEPORT, so a newer gateway can bind the same ports while this
 one drains (an upgrade without a gap).`,
   down: `Usage: herd down [--data DIR]
 
-Stops the platform whose data lives in DIR (default ./.herd): its herd up if
+Stops the platform whose data lives in DIR (default: HERD_DATA, else the
+nearest .herd in this directory or a parent, as other commands find it): its herd up if
 that still runs, the gateway, and the apps, also when herd up is gone (killed,
 crashed, or stopped with --keep-apps). The apps start again with the next herd up.`,
 };
@@ -210,6 +217,7 @@ export async function runUp(argv: string[]): Promise<number> {
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
+    "no-login": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
     "node-lost-after": { type: "string", default: "9" },
     "unit-cpu": { type: "string", default: "0.25" },
@@ -252,7 +260,33 @@ export async function runUp(argv: string[]): Promise<number> {
     },
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),
+    ...(v["no-login"] ? {} : { signIn: (server) => signInCli(dataDir, server) }),
   });
+}
+
+/**
+ * Signs the CLI in to herd up's own server (the context `local`, config.ts),
+ * so `herd ps` works from any directory; the line herd up prints about it.
+ * A failure to write the config is reported there, and does not stop herd up.
+ */
+async function signInCli(
+  dataDir: string,
+  server: { url: string; token: string; ca?: string },
+): Promise<string> {
+  const file = userConfigPath({ env: process.env });
+  try {
+    const r = await saveLocalContext(file, {
+      server: server.url,
+      token: server.token,
+      ca: server.ca,
+      dataDir,
+    });
+    if (r.name === undefined) return `not signed in: ${r.skipped} (--no-login leaves the CLI's config alone)`;
+    if (r.current) return `signed in as admin (context ${r.name} in ${file})`;
+    return `context ${r.name} saved in ${file}; the current one is ${r.other}: herd context use ${r.name}`;
+  } catch (err) {
+    return `not signed in: ${(err as Error).message}`;
+  }
 }
 
 export async function runServer(argv: string[]): Promise<number> {
@@ -484,9 +518,21 @@ export async function runGateway(argv: string[]): Promise<number> {
 }
 
 export async function runDown(argv: string[]): Promise<number> {
-  const v = flags("down", argv, { data: { type: "string", default: ".herd" } });
+  const v = flags("down", argv, { data: { type: "string" } });
   if (!v) return 0;
-  const dataDir = resolve(v.data as string);
+  // As other commands find it: HERD_DATA, else the nearest .herd here or above.
+  const dataDir =
+    v.data === undefined
+      ? await findDataDir({ env: process.env, cwd: process.cwd() })
+      : resolve(v.data as string);
+  if (!existsSync(dataDir)) {
+    throw new HerdError(
+      "invalid",
+      v.data === undefined
+        ? `found no data dir (no .herd in ${process.cwd()} or a parent, no HERD_DATA, no ~/.herd): say which with --data DIR`
+        : `${dataDir} does not exist: say which data dir with --data DIR`,
+    );
+  }
   const stopped = await stopPlatform(dataDir);
   const parts = [
     ...(stopped.up ? ["herd up"] : []),

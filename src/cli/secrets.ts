@@ -6,7 +6,7 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { resolveApp } from "./app-name.ts";
+import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CliContext, type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { formatAge, renderTable } from "./format.ts";
@@ -37,10 +37,7 @@ export const secretsCommand: CommandSpec = {
     "Manage an app's secrets: herd.yaml's env refers to them as { secret: NAME }; they are encrypted at rest.\n" +
     "set reads the value from stdin (one trailing newline dropped) or --from-file (as is), never from the command line.\n" +
     "A change to a secret the running release uses rolls out a new release. rotate-key re-encrypts every secret (platform admin).",
-  flags: [
-    ["--app NAME", "the app (default: `app:` in ./herd.yaml)"],
-    ["--from-file FILE", "set: the value is this file's content, exactly"],
-  ],
+  flags: [APP_FLAG_HELP, ["--from-file FILE", "set: the value is this file's content, exactly"]],
   options: { app: { type: "string" }, "from-file": { type: "string" } },
   async run(ctx, values, positionals) {
     const [action = "list", name, ...extra] = positionals;

@@ -30,7 +30,8 @@ export async function runAgent(
   process.stdout.write(
     `herd agent ${options.name} joined ${options.server}; metrics: ${agent.metricsUrl ?? "off"}\n`,
   );
-  await untilSignal();
+  const signal = await untilSignal();
   await agent.stop();
+  process.stdout.write(`${signal}: herd agent stopped; its instances keep running\n`);
   return 0;
 }

@@ -54,6 +54,8 @@ export interface UpOptions {
   example: boolean;
   /** On SIGINT/SIGTERM leave the apps and the gateway running. */
   keepApps: boolean;
+  /** Signs the CLI in to this server (cli/config.ts); says how, for the start banner. */
+  signIn?: (server: { url: string; token: string; ca?: string }) => Promise<string>;
 }
 
 /** Runs the platform until SIGINT or SIGTERM; resolves with the exit code. */
@@ -129,6 +131,7 @@ export async function runUp(options: UpOptions): Promise<number> {
     join(dataDir, "server.json"),
     `${JSON.stringify({ url: server.url, gatewayUrl: shownGateway, gatewayHttpsUrl: shownHttps }, null, 2)}\n`,
   );
+  const signedIn = await options.signIn?.({ url: server.url, token: server.adminToken, ca: server.caFile });
   const how = {
     started: "",
     adopted: ", adopted: it kept serving",
@@ -145,6 +148,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         ? []
         : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
       `  admin token:  ${server.adminTokenFile}`,
+      ...(signedIn ? [`  CLI:          ${signedIn}`] : []),
       ...(server.caFile ? [`  API CA:       ${server.caFile}   (herd agent/gateway --ca)`] : []),
       `  data:         ${dataDir}`,
       "",
@@ -177,10 +181,16 @@ export async function runUp(options: UpOptions): Promise<number> {
     removeRecord(join(dataDir, UP_RECORD), upRecord);
     return 0;
   } else {
-    process.stdout.write(`\n${signal}: stopping herd and its apps\n`);
+    process.stdout.write(
+      `\n${signal}: stopping herd: the gateway, the agent, the apps' instances, the API\n`,
+    );
     await gateway.stop();
     await agent.stop();
-    await Promise.all((await driver.list()).map((p) => driver.stop(p.id, 10_000)));
+    const instances = await driver.list();
+    await Promise.all(instances.map((p) => driver.stop(p.id, 10_000)));
+    process.stdout.write(
+      `herd stopped ${instances.length} app instance${instances.length === 1 ? "" : "s"}; the next herd up starts them again\n`,
+    );
   }
   await server.close();
   removeRecord(join(dataDir, UP_RECORD), upRecord);

@@ -72,6 +72,41 @@ test("bad YAML says where", () => {
   assert.match(e.message, /herd\.yaml:\d+: not valid YAML/);
 });
 
+test("an indentation mistake is one message on the line to fix", () => {
+  const deeper = problem("app: hello\nservices:\n  web:\n    port: 3000\n      instances: 2\n");
+  assert.equal(
+    deeper.message,
+    'herd.yaml:5: bad indentation: "instances: 2" is indented more than "port: 3000", which already has a value; start it in the same column as "port:"',
+  );
+  assert.deepEqual(deeper.details, [{ field: "(yaml)", message: deeper.message.slice(13), line: 5 }]);
+  const shallower = problem("app: hello\nservices:\n  web:\n    port: 3000\n   instances: 2\n");
+  assert.equal(
+    shallower.message,
+    'herd.yaml:5: bad indentation: "instances: 2" must start in the same column as the keys it belongs with',
+  );
+  const tab = problem("app: hello\nservices:\n\tweb:\n    port: 3000\n");
+  assert.equal(tab.message, "herd.yaml:3: a tab indents this line: YAML indents with spaces only");
+  // Other syntax errors keep the parser's words, without its excerpt.
+  const dup = problem("app: hello\napp: x\n");
+  assert.equal(dup.message, "herd.yaml:2: not valid YAML (column 1): Map keys must be unique");
+});
+
+test("a memory quantity in another tool's units says which units herd takes", () => {
+  const mb = problem("app: hello\nservices:\n  web:\n    resources:\n      memory: 128MB\n");
+  assert.equal(
+    mb.message,
+    'herd.yaml:5: services.web.resources.memory: must be a number of bytes, or one with a unit: Ki, Mi, Gi (powers of 1024) or K, M, G (powers of 1000), e.g. 128Mi; "128MB": did you mean 128Mi (powers of 1024) or 128M (powers of 1000)?',
+  );
+  assert.match(
+    problem("services:\n  web:\n    resources:\n      memory: 1gib\n").message,
+    /"1gib": did you mean 1Gi\?$/,
+  );
+  assert.match(
+    problem("services:\n  web:\n    resources:\n      memory: lots\n").message,
+    /must be a number of bytes, or one with a unit: Ki, Mi, Gi .*e\.g\. 128Mi$/,
+  );
+});
+
 test("a service without a command and nothing to fall back on is an error", () => {
   assert.throws(() => normalizeService("a", "web", {}, undefined), /no command/);
 });

@@ -83,7 +83,13 @@ export async function startHerd(
     ],
     {
       cwd: root,
-      env: { ...process.env, HERD_LOG_LEVEL: "info", ...options.env },
+      // herd up signs the CLI in (a context in XDG_CONFIG_HOME): the test's, never the user's.
+      env: {
+        ...process.env,
+        HERD_LOG_LEVEL: "info",
+        XDG_CONFIG_HOME: join(dataDir, "cli-config"),
+        ...options.env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
