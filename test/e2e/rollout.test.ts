@@ -145,10 +145,12 @@ test("kill -9 of an instance on a full node: its replacement takes the room it l
   const [node] = (await herd.api<{ items: Node[] }>("GET", "/nodes")).body.items;
   const instances = async (name: string) =>
     (await herd.api<{ items?: Instance[] }>("GET", `/apps/${name}/instances`)).body.items ?? [];
-  // What the first test left running (nothing when this test runs alone).
-  const held = (await instances("slow"))
-    .filter((i) => i.desired === "running")
-    .reduce((sum, i) => sum + i.run.resources.cpu, 0);
+  // What the first test left running (nothing when this test runs alone), once its scale-down is done.
+  const left = await waitFor("the first app's scale-down to finish", async () => {
+    const all = await instances("slow");
+    return all.every((i) => i.desired === "running") && all;
+  });
+  const held = left.reduce((sum, i) => sum + i.run.resources.cpu, 0);
   const share = Math.floor(((node!.allocatable.cpu - held) / 3) * 100) / 100;
   manifest(3, share, full, "full", "full.localhost");
   const d = await herd.cli(["deploy", full]);
@@ -157,6 +159,7 @@ test("kill -9 of an instance on a full node: its replacement takes the room it l
   assert.equal(before.length, 3);
 
   const victim = before[0]!;
+  const killedAt = new Date().toISOString();
   process.kill(victim.pid!, "SIGKILL");
   const after = await waitFor(
     "a replacement running",
@@ -173,7 +176,7 @@ test("kill -9 of an instance on a full node: its replacement takes the room it l
     JSON.stringify(events.map((e) => e.reason)),
   );
   assert.deepEqual(
-    events.filter((e) => e.reason === "FailedScheduling").map((e) => e.message),
+    events.filter((e) => e.reason === "FailedScheduling" && e.time >= killedAt).map((e) => e.message),
     [],
   );
 });
