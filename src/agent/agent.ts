@@ -39,7 +39,7 @@ import { readNodeStats } from "./node-stats.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
-import { SlugCache } from "./slugs.ts";
+import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 
 /** How to reach the control plane and where to keep things. */
@@ -152,6 +152,7 @@ export class Agent {
   readonly #driver: RuntimeDriver;
   readonly #ownsDriver: boolean;
   readonly #slugs: SlugCache;
+  #warnedNodeModules = false;
   readonly #ports: PortAllocator;
   readonly #heartbeatMs: number;
   readonly #instances = new Map<string, Managed>();
@@ -493,6 +494,9 @@ export class Agent {
     try {
       const appDir = join(dir, "app");
       await this.#slugs.unpack(d.run.slug, appDir);
+      await this.#isolateModuleScope(dir);
+      // The Node the app chose (engines.node), else the one that runs herd.
+      const node = await this.#slugs.node(appDir);
       // Secret values go to the process only: instance.json keeps their names (run.secrets), and a
       // restart takes them from the current heartbeat reply. It holds the rest of the env: root only.
       await writeFile(join(dir, "instance.json"), JSON.stringify({ ...d, secretEnv: undefined }), {
@@ -515,10 +519,10 @@ export class Agent {
         HERD_SERVICE: d.service,
         HERD_RELEASE: String(d.release),
         HERD_DATA_DIR: dataDir,
-        // The app's own tools first, then the node that runs herd, so `node server.js` means a known node.
+        // The app's own tools first, then its chosen node (else herd's), so `node server.js` means a known node.
         PATH: [
           join(appDir, "node_modules", ".bin"),
-          dirname(process.execPath),
+          node ? join(node, "bin") : dirname(process.execPath),
           d.run.env.PATH ?? DEFAULT_PATH,
         ].join(":"),
       };
@@ -534,6 +538,7 @@ export class Agent {
         resources: d.run.resources,
         tenant: d.tenant,
         dataDir,
+        ...(node ? { node } : {}),
       });
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
       this.#startProbing(inst);
@@ -658,6 +663,22 @@ export class Agent {
 
   async #tail(id: string): Promise<string[]> {
     return this.#driver.tail(id, TAIL_LINES).catch(() => []);
+  }
+
+  /** See isolateModuleScope; says once when apps here can resolve packages from above the data dir. */
+  async #isolateModuleScope(dir: string): Promise<void> {
+    const { nodeModulesAbove } = await isolateModuleScope(dir);
+    if (
+      nodeModulesAbove.length === 0 ||
+      this.#warnedNodeModules ||
+      this.#driver.isolation().sandbox === "uid"
+    )
+      return;
+    this.#warnedNodeModules = true;
+    this.#log.warn(
+      "apps on this node can require() packages they do not ship from node_modules above the data dir (no sandbox: not root); keep the data dir outside Node projects",
+      { nodeModules: nodeModulesAbove },
+    );
   }
 
   #instanceDir(id: string): string {

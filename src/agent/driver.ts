@@ -42,6 +42,8 @@ export interface StartSpec {
   tenant?: string;
   /** HERD_DATA_DIR on the host, when it has one: owned by the instance's uid and bound into its sandbox. */
   dataDir?: string;
+  /** The Node installation the app chose (its bin/ is in env PATH): readable and runnable by the instance, never writable. */
+  node?: string;
 }
 
 export interface InstanceProcess {

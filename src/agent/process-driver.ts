@@ -71,6 +71,7 @@ import {
   type SandboxSupport,
   VIEW_APP,
   VIEW_DATA,
+  VIEW_NODE,
   viewEnv,
 } from "./sandbox.ts";
 import { UidMap, uidRangeFor } from "./uids.ts";
@@ -310,6 +311,8 @@ export class ProcessDriver implements RuntimeDriver {
       await chownTree(spec.dataDir, uid);
       binds.push({ host: spec.dataDir, view: VIEW_DATA });
     }
+    // Root's files, not chowned: every instance using this Node runs the same, unaltered binary.
+    if (spec.node) binds.push({ host: spec.node, view: VIEW_NODE });
     // Half the memory limit: a full /tmp ends in ENOSPC before its pages (charged to the cgroup) end the app.
     return { uid, binds, cwd: VIEW_APP, tmpBytes: spec.resources.memory / 2 };
   }

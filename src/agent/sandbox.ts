@@ -26,6 +26,8 @@ export const SANDBOX_VIEW = "/run/herd-sandbox";
 export const VIEW_APP = `${SANDBOX_VIEW}/app`;
 /** Where it sees its data directory (HERD_DATA_DIR; a build's HOME and npm cache). */
 export const VIEW_DATA = `${SANDBOX_VIEW}/data`;
+/** Where it sees the Node installation the app chose (engines.node), read-only: root owns it. */
+export const VIEW_NODE = `${SANDBOX_VIEW}/node`;
 /** Where the host's /tmp is staged for a moment while the private one is mounted. */
 const VIEW_HOST_TMP = `${SANDBOX_VIEW}/host-tmp`;
 /**
@@ -131,7 +133,8 @@ export function detectSandbox(): SandboxSupport {
   const support = { enabled: true as const, unshare, setpriv };
   const probeDir = mkdtempSync(join(tmpdir(), "herd-sandbox-probe-"));
   try {
-    for (const dir of [VIEW_APP, VIEW_DATA, VIEW_HOST_TMP]) mkdirSync(dir, { recursive: true, mode: 0o755 });
+    for (const dir of [VIEW_APP, VIEW_DATA, VIEW_NODE, VIEW_HOST_TMP])
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
     const spec: SandboxSpec = {
       uid: 65534,
       binds: [{ host: probeDir, view: VIEW_APP }],

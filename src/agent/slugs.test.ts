@@ -1,12 +1,20 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { SlugCache } from "./slugs.ts";
+import { isolateModuleScope, SlugCache } from "./slugs.ts";
 
 test("slugs are downloaded once with the token, verified, and unpacked fresh", async (t) => {
   const root = mkdtempSync(join(tmpdir(), "herd-slugs-"));
@@ -46,4 +54,88 @@ test("slugs are downloaded once with the token, verified, and unpacked fresh", a
   await assert.rejects(cache.fetch("f".repeat(64)), /404/);
   await assert.rejects(cache.fetch("../../etc/passwd"), /not a sha256/);
   assert.deepEqual(readdirSync(join(dataDir, "slugs")), [`${digest}.tar.gz`]);
+});
+
+test("the Node a slug names is downloaded once from /runtimes, verified, unpacked; a wrong platform is refused", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-runtimes-"));
+  const pkg = join(root, "pkg", "package", "bin");
+  mkdirSync(pkg, { recursive: true });
+  writeFileSync(join(pkg, "node"), "#!/bin/sh\necho v22.10.2\n", { mode: 0o755 });
+  const tarball = join(root, "node.tgz");
+  execFileSync("tar", ["-czf", tarball, "-C", join(root, "pkg"), "package"]);
+  const body = readFileSync(tarball);
+  const digest = createHash("sha256").update(body).digest("hex");
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    requests.push(req.url ?? "");
+    if (req.url === `/api/v1/runtimes/${digest}`) res.end(body);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => {
+    server.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const address = server.address();
+  const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const dataDir = join(root, "data");
+  const cache = new SlugCache({ server: url, token: "tok", dataDir });
+  const app = (ref: unknown): string => {
+    const dir = mkdtempSync(join(root, "app-"));
+    if (ref !== undefined) {
+      mkdirSync(join(dir, ".herd"));
+      writeFileSync(join(dir, ".herd", "node.json"), JSON.stringify(ref));
+    }
+    return dir;
+  };
+  const platform = `${process.platform}-${process.arch}`;
+
+  assert.equal(await cache.node(app(undefined)), undefined, "no reference: herd's own Node");
+  const ref = { version: "22.10.2", platform, digest };
+  const [a, b] = await Promise.all([cache.node(app(ref)), cache.node(app(ref))]);
+  assert.equal(a, join(dataDir, "runtimes", digest, "package"));
+  assert.equal(b, a);
+  assert.equal(execFileSync(join(a as string, "bin", "node"), { encoding: "utf8" }), "v22.10.2\n");
+  assert.equal(await cache.node(app(ref)), a);
+  assert.deepEqual(requests, [`/api/v1/runtimes/${digest}`], "downloaded once");
+  // The tarball goes once it is unpacked.
+  assert.deepEqual(readdirSync(join(dataDir, "runtimes")), [digest]);
+
+  await assert.rejects(
+    cache.node(app({ ...ref, platform: "linux-s390x" })),
+    /built for linux-s390x; this node is/,
+  );
+  await assert.rejects(cache.node(app({ ...ref, digest: "../../x" })), /names no Node runtime/);
+  await assert.rejects(cache.node(app({ ...ref, digest: "f".repeat(64) })), /404/);
+});
+
+test("an instance dir ends Node's package.json lookup only when a package.json lies above it", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-scope-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const instance = join(root, "project", "data", "instances", "web-1");
+  mkdirSync(join(instance, "app"), { recursive: true });
+  writeFileSync(join(instance, "app", "server.js"), "module.exports = typeof require;\n");
+
+  // Nothing above: no file added, the app sees what it would see elsewhere.
+  assert.deepEqual((await isolateModuleScope(instance)).nodeModulesAbove, []);
+  assert.equal(existsSync(join(instance, "package.json")), false);
+
+  // A data dir inside a "type": "module" project (herd's own checkout is one).
+  writeFileSync(join(root, "project", "package.json"), JSON.stringify({ type: "module" }));
+  mkdirSync(join(root, "project", "node_modules"));
+  const { nodeModulesAbove } = await isolateModuleScope(instance);
+  assert.deepEqual(nodeModulesAbove, [join(root, "project", "node_modules")]);
+  const out = execFileSync(
+    process.execPath,
+    ["-p", `require(${JSON.stringify(join(instance, "app", "server.js"))})`],
+    {
+      encoding: "utf8",
+    },
+  );
+  assert.equal(out.trim(), "function", "server.js runs as CommonJS");
+  assert.equal(JSON.parse(readFileSync(join(instance, "package.json"), "utf8")).type, undefined);
+
+  rmSync(join(root, "project", "package.json"));
+  await isolateModuleScope(instance);
+  assert.equal(existsSync(join(instance, "package.json")), false, "removed once nothing above needs it");
 });

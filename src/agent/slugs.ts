@@ -1,17 +1,21 @@
 /**
  * The slug cache of a node: built release tarballs, downloaded once from the
- * control plane by content digest, verified, and unpacked fresh for every start.
+ * control plane by content digest, verified, and unpacked fresh for every start;
+ * and the Node runtimes slugs name (`.herd/node.json`, from engines.node),
+ * downloaded and unpacked once, shared read-only by every instance using them.
  *
  *   GET {server}/api/v1/slugs/{digest} ─► <dataDir>/slugs/.<digest>.<random>.tmp (sha256 while writing)
  *                                      ─► rename to <dataDir>/slugs/<digest>.tar.gz ─► unpackTarball(app dir)
+ *   GET {server}/api/v1/runtimes/{digest} ─► (verified the same way) ─► <dataDir>/runtimes/<digest>/package/bin/node
  */
 
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { access, mkdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { access, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { NODE_REF_FILE, type NodeRef } from "../build/node-runtime.ts";
 import { unpackTarball } from "../build/unpack.ts";
 import { HerdError } from "../common/errors.ts";
 
@@ -28,6 +32,9 @@ export interface SlugCacheOptions {
 }
 
 const DIGEST = /^[0-9a-f]{64}$/;
+const VERSION = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
+/** This machine, as runtimes name their platform. */
+const PLATFORM = `${process.platform}-${process.arch}`;
 
 /** Downloads slugs once per digest and unpacks them into app directories. */
 export class SlugCache {
@@ -35,6 +42,7 @@ export class SlugCache {
   readonly #dir: string;
   // One download per digest even when several instances of a release start at once.
   readonly #downloads = new Map<string, Promise<string>>();
+  readonly #runtimes = new Map<string, Promise<string>>();
 
   constructor(options: SlugCacheOptions) {
     this.#options = options;
@@ -49,7 +57,7 @@ export class SlugCache {
     if (await exists(file)) return file;
     let download = this.#downloads.get(digest);
     if (!download) {
-      download = this.#download(digest, file).finally(() => this.#downloads.delete(digest));
+      download = this.#download("slugs", digest, file).finally(() => this.#downloads.delete(digest));
       this.#downloads.set(digest, download);
     }
     return download;
@@ -62,15 +70,64 @@ export class SlugCache {
     await unpackTarball(file, dest);
   }
 
-  async #download(digest: string, file: string): Promise<string> {
-    await mkdir(this.#dir, { recursive: true });
-    const url = `${this.#options.server.replace(/\/$/, "")}/api/v1/slugs/${digest}`;
+  /**
+   * The Node installation (its `bin/node`) the app unpacked in appDir chose,
+   * downloaded and unpacked first when this node does not have it; undefined
+   * when the slug names none (the app runs on herd's own Node).
+   */
+  async node(appDir: string): Promise<string | undefined> {
+    const text = await readFile(join(appDir, NODE_REF_FILE), "utf8").catch(() => undefined);
+    if (text === undefined) return undefined;
+    let ref: NodeRef;
+    try {
+      ref = JSON.parse(text) as NodeRef;
+    } catch (err) {
+      throw new HerdError("invalid", `${NODE_REF_FILE} in the slug: ${(err as Error).message}`);
+    }
+    if (!DIGEST.test(String(ref.digest)) || !VERSION.test(String(ref.version)))
+      throw new HerdError("invalid", `${NODE_REF_FILE} in the slug names no Node runtime: ${text.trim()}`);
+    if (ref.platform !== PLATFORM) {
+      throw new HerdError(
+        "invalid",
+        `the app's Node v${ref.version} was built for ${ref.platform}; this node is ${PLATFORM}`,
+      );
+    }
+    const dir = join(this.#options.dataDir, "runtimes", ref.digest);
+    let unpacking = this.#runtimes.get(ref.digest);
+    if (!unpacking) {
+      unpacking = this.#unpackRuntime(ref.digest, dir).finally(() => this.#runtimes.delete(ref.digest));
+      this.#runtimes.set(ref.digest, unpacking);
+    }
+    return unpacking;
+  }
+
+  async #unpackRuntime(digest: string, dir: string): Promise<string> {
+    const installed = join(dir, "package");
+    if (await exists(join(installed, "bin", "node"))) return installed;
+    const tarballs = join(this.#options.dataDir, "runtimes");
+    const file = join(tarballs, `${digest}.tgz`);
+    await this.#download("runtimes", digest, file);
+    try {
+      await rm(dir, { recursive: true, force: true });
+      await unpackTarball(file, dir);
+    } finally {
+      // Unpacked, the tarball is no longer needed; a failed unpack is downloaded again next time.
+      await rm(file, { force: true });
+    }
+    return installed;
+  }
+
+  async #download(kind: "slugs" | "runtimes", digest: string, file: string): Promise<string> {
+    const dir = dirname(file);
+    await mkdir(dir, { recursive: true });
+    const url = `${this.#options.server.replace(/\/$/, "")}/api/v1/${kind}/${digest}`;
+    const what = kind === "slugs" ? "slug" : "Node runtime";
     const res = await fetch(url, {
       ...this.#options.trust,
       headers: { authorization: `Bearer ${this.#options.token}` },
       signal: AbortSignal.timeout(this.#options.timeoutMs ?? 300_000),
     }).catch((err: Error) => {
-      throw new HerdError("unavailable", `cannot download slug ${digest}: ${err.message}`);
+      throw new HerdError("unavailable", `cannot download ${what} ${digest}: ${err.message}`);
     });
     if (!res.ok || !res.body) {
       await res.body?.cancel();
@@ -79,7 +136,7 @@ export class SlugCache {
         `GET ${url} answered ${res.status}`,
       );
     }
-    const tmp = join(this.#dir, `.${digest}.${randomBytes(4).toString("hex")}.tmp`);
+    const tmp = join(dir, `.${digest}.${randomBytes(4).toString("hex")}.tmp`);
     const hash = createHash("sha256");
     const hashing = new Transform({
       transform(chunk: Buffer, _encoding, done) {
@@ -91,16 +148,43 @@ export class SlugCache {
       await pipeline(Readable.fromWeb(res.body), hashing, createWriteStream(tmp));
       const actual = hash.digest("hex");
       if (actual !== digest)
-        throw new HerdError("invalid", `slug ${digest} arrived with sha256 ${actual}; discarded`);
+        throw new HerdError("invalid", `${what} ${digest} arrived with sha256 ${actual}; discarded`);
       await rename(tmp, file);
     } catch (err) {
       await rm(tmp, { force: true });
       if (err instanceof HerdError) throw err;
-      throw new HerdError("unavailable", `cannot download slug ${digest}: ${(err as Error).message}`);
+      throw new HerdError("unavailable", `cannot download ${what} ${digest}: ${(err as Error).message}`);
     }
     return file;
   }
 }
+
+/**
+ * Makes the module type of the app under instanceDir its own: when a
+ * package.json lies above instanceDir (a data dir inside a Node project, e.g.
+ * herd's own checkout with "type": "module"), Node would take its "type" for
+ * an app that has no package.json; an empty package.json in instanceDir ends
+ * the lookup there, as if nothing were above. Removed again when nothing is.
+ * Returns the node_modules directories above instanceDir: those no file can
+ * hide; only the sandbox's own view of the app (/run/herd-sandbox/app) does.
+ */
+export async function isolateModuleScope(instanceDir: string): Promise<{ nodeModulesAbove: string[] }> {
+  const nodeModulesAbove: string[] = [];
+  let packageAbove = false;
+  for (let dir = dirname(instanceDir); ; dir = dirname(dir)) {
+    if (await exists(join(dir, "package.json"))) packageAbove = true;
+    if (await exists(join(dir, "node_modules"))) nodeModulesAbove.push(join(dir, "node_modules"));
+    if (dirname(dir) === dir) break;
+  }
+  const boundary = join(instanceDir, "package.json");
+  if (packageAbove) await writeFile(boundary, `${JSON.stringify(BOUNDARY)}\n`);
+  else await rm(boundary, { force: true });
+  return { nodeModulesAbove };
+}
+
+const BOUNDARY = {
+  "//": "herd: ends Node's package.json lookup here, so files above the data dir do not set this app's module type",
+};
 
 async function exists(file: string): Promise<boolean> {
   try {

@@ -4,6 +4,7 @@
  */
 
 import type { ArtifactStore } from "../build/artifact-store.ts";
+import type { NodeRuntimes } from "../build/node-runtime.ts";
 import type { UnpackLimits } from "../build/unpack.ts";
 import type { Settings } from "../controllers/context.ts";
 import type { DeployLogs } from "../controllers/deploy-log.ts";
@@ -51,6 +52,8 @@ export interface ApiDeps {
   settings: Settings;
   /** Encrypted secrets: apps', receivers' header values, consumers' HS256 secrets. */
   secrets: SecretStore;
+  /** The Node versions builds fetched for apps (engines.node); agents download them by digest. */
+  runtimes: NodeRuntimes;
   build(options: {
     source: string;
     /** The app's tenant: its build uid and npm cache are its own. */

@@ -152,6 +152,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/nodes/:name/join": "node:join",
   "POST /api/v1/nodes/:name/heartbeat": "node:agent",
   "GET /api/v1/slugs/:digest": "node:agent",
+  "GET /api/v1/runtimes/:digest": "node:agent",
   "POST /api/v1/logs": "node:agent",
   "GET /api/v1/snapshot": "gateway:sync",
   "GET /api/v1/watch": "gateway:sync",

@@ -16,6 +16,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest }
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { BuildRunner } from "../build/build-runner.ts";
 import { buildSlug } from "../build/builder.ts";
+import { NodeRuntimes } from "../build/node-runtime.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
@@ -173,6 +174,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
+  // The Node versions apps chose (engines.node), fetched once, served to agents.
+  const runtimes = new NodeRuntimes({ dir: join(dataDir, "builds", "node") });
   if (!(await store.get<Tenant>("tenant", "default"))) {
     await store
       .put<Tenant>(
@@ -209,6 +212,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     settings,
     secrets,
+    runtimes,
     build: async ({ source, tenant, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
@@ -217,6 +221,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         unpack,
         workDir: join(dataDir, "builds"),
         runner: builds,
+        runtimes,
         app,
         log,
         unit: settings.unit,

@@ -37,6 +37,7 @@ import {
   type SandboxSupport,
   VIEW_APP,
   VIEW_DATA,
+  VIEW_NODE,
 } from "../agent/sandbox.ts";
 import { UidMap, uidRangeFor } from "../agent/uids.ts";
 import { HerdError } from "../common/errors.ts";
@@ -81,6 +82,8 @@ export interface BuildCommand {
   onLine: (line: string) => void;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** A Node installation (`bin/node`) first in PATH instead of herd's own; seen at VIEW_NODE in the sandbox. */
+  node?: string;
 }
 
 /** What a build got, for the build log. */
@@ -184,6 +187,7 @@ export class BuildRunner {
       const binds = [
         { host: c.appDir, view: VIEW_APP },
         { host: cache, view: VIEW_DATA },
+        ...(c.node ? [{ host: c.node, view: VIEW_NODE }] : []),
       ];
       sandbox = { uid, binds, cwd: VIEW_APP, tmpBytes: this.#limits.memoryBytes / 4 };
     }
@@ -196,9 +200,10 @@ export class BuildRunner {
       });
     }
     const home = sandbox ? VIEW_DATA : cache;
-    // Nothing of the control plane's own environment: herd's node first, so npm and install scripts run on it.
+    // Nothing of the control plane's own environment: the app's node (else herd's) first, so install scripts run on it.
+    const nodeBin = c.node ? join(sandbox ? VIEW_NODE : c.node, "bin") : dirname(process.execPath);
     const env = {
-      PATH: `${dirname(process.execPath)}:${BASE_PATH}`,
+      PATH: `${nodeBin}:${BASE_PATH}`,
       HOME: home,
       LANG: "C.UTF-8",
       NODE_ENV: "production",

@@ -5,12 +5,14 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { create } from "tar";
 import { detectSandbox } from "../agent/sandbox.ts";
 import { HerdError } from "../common/errors.ts";
 import { ArtifactStore } from "./artifact-store.ts";
 import { BuildRunner } from "./build-runner.ts";
 import { type BuildOptions, buildSlug } from "./builder.ts";
-import { packDirectory } from "./pack.ts";
+import { NODE_REF_FILE, NodeRuntimes, type NpmRunner } from "./node-runtime.ts";
+import { packAll, packDirectory } from "./pack.ts";
 import { unpackTarball } from "./unpack.ts";
 
 const run = promisify(execFile);
@@ -118,6 +120,88 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     assert.ok(lines.includes("-----> Installing dependencies with npm install"), lines.join("\n"));
     const { stdout } = await run(process.execPath, ["index.js"], { cwd: slugDir });
     assert.equal(stdout, "hello slug\n");
+  });
+
+  /** npm as the registry would answer for 22.x, its "Node" a script that prints its version. */
+  const fakeNpm: NpmRunner = async (args) => {
+    if (args[0] === "view") {
+      if (args[1] !== "node@22.x") throw new HerdError("invalid", `npm view ${args[1]}: 404 No match found`);
+      return JSON.stringify(["22.1.0", "22.10.2", "22.9.0"]);
+    }
+    const dest = args[3];
+    await mkdir(join(dest, "build", "package", "bin"), { recursive: true });
+    await writeFile(join(dest, "build", "package", "bin", "node"), "#!/bin/sh\necho v22.10.2\n", {
+      mode: 0o755,
+    });
+    await create({ gzip: true, cwd: join(dest, "build"), file: join(dest, "n.tgz"), portable: true }, [
+      "package",
+    ]);
+    return JSON.stringify([{ filename: "n.tgz" }]);
+  };
+
+  it("engines.node: install scripts run on the chosen Node and the slug names it; herd's own Node otherwise", async () => {
+    const runtimes = new NodeRuntimes({ dir: join(root, "node"), npm: fakeNpm, platform: "linux-x64" });
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "pinned",
+        version: "1.0.0",
+        engines: { node: "22.x" },
+        dependencies: { greet: "file:vendor/greet" },
+        scripts: { start: "node index.js", install: "node --version > installed-on.txt" },
+      }),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+    });
+    const { result, lines, slugDir } = await build(dir, { runtimes });
+    assert.equal(result.node, "22.10.2");
+    assert.ok(lines.includes('-----> Node v22.10.2 (engines.node "22.x")'), lines.join("\n"));
+    assert.ok(lines.includes("       install scripts run on Node v22.10.2"), lines.join("\n"));
+    assert.equal(await readFile(join(slugDir, "installed-on.txt"), "utf8"), "v22.10.2\n");
+    const ref = JSON.parse(await readFile(join(slugDir, NODE_REF_FILE), "utf8"));
+    assert.deepEqual(Object.keys(ref).sort(), ["digest", "platform", "version"]);
+    assert.equal(ref.version, "22.10.2");
+    assert.ok(await runtimes.tarball(ref.digest), "the slug names a runtime agents can download");
+
+    const plain = await build(hello, { runtimes });
+    assert.equal(plain.result.node, undefined);
+    assert.ok(
+      plain.lines.includes(
+        `-----> Node ${process.version}, herd's own (package.json's engines.node chooses another)`,
+      ),
+    );
+    await assert.rejects(stat(join(plain.slugDir, NODE_REF_FILE)), { code: "ENOENT" });
+  });
+
+  it("engines.node nothing satisfies, or not a string, fails the build naming engines.node", async () => {
+    const runtimes = new NodeRuntimes({ dir: join(root, "node"), npm: fakeNpm, platform: "linux-x64" });
+    const app = (node: unknown) =>
+      writeApp({
+        "package.json": JSON.stringify({ name: "x", engines: { node }, scripts: { start: "node ." } }),
+      });
+    const none = await buildFails(
+      await app("99.x"),
+      /no published Node version satisfies engines\.node "99\.x"/,
+      {
+        runtimes,
+      },
+    );
+    assert.equal(none.details?.[0].field, "engines.node");
+    await buildFails(await app(22), /engines\.node in package\.json must be a string/, { runtimes });
+  });
+
+  it("drops a .herd/ directory of the source: what it holds in a slug is herd's own", async () => {
+    const dir = await writeApp({
+      "server.js": "",
+      Procfile: "web: node server.js\n",
+      [NODE_REF_FILE]: JSON.stringify({ version: "1.0.0", platform: "linux-x64", digest: "a".repeat(64) }),
+    });
+    // Not packDirectory: `herd deploy` leaves .herd out, a hand-made upload may not.
+    const packed = await packAll(dir);
+    const source = await artifacts.putFile(packed.file).finally(() => rm(packed.file, { force: true }));
+    const result = await buildSlug({ artifacts, source: source.digest, workDir, runner, log: () => {} });
+    const slugDir = join(root, `slug${++count}`);
+    await unpackTarball(await artifacts.path(result.slug), slugDir);
+    await assert.rejects(stat(join(slugDir, ".herd")), { code: "ENOENT" });
   });
 
   it("uses npm ci when there is a lockfile", async () => {

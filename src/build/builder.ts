@@ -11,15 +11,18 @@
  * outside the data dir, with a clean environment and limits.
  */
 
-import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { realpathSync } from "node:fs";
+import { copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findExecutable } from "../agent/firewall.ts";
 import { HerdError } from "../common/errors.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Resources } from "../model/objects.ts";
 import type { ArtifactStore } from "./artifact-store.ts";
 import { BuildRunner } from "./build-runner.ts";
 import { type AppDefinition, type AppKind, loadAppDefinition } from "./detect.ts";
+import { NODE_REF_FILE, type NodeRef, type NodeRuntime, NodeRuntimes } from "./node-runtime.ts";
 import { packAll } from "./pack.ts";
 import { type UnpackLimits, unpackTarball } from "./unpack.ts";
 
@@ -36,6 +39,8 @@ export interface BuildOptions {
   workDir: string;
   /** Bounds, limits and sandbox shared by the control plane's builds; default: one for this build alone. */
   runner?: BuildRunner;
+  /** The Node versions apps choose (engines.node), kept for every build; default: under workDir. */
+  runtimes?: NodeRuntimes;
   /** App name to use instead of the detected one. */
   app?: string;
   /** The app's tenant: its build uid and cache are its own. */
@@ -60,6 +65,8 @@ export interface BuildResult {
   services: Record<string, ServiceSpec>;
   /** herd.yaml's alert rules. */
   alerts?: AppDefinition["alerts"];
+  /** The Node version engines.node chose; absent: herd's own. */
+  node?: string;
 }
 
 /** Lines of command output kept for the error of a failed build. */
@@ -96,6 +103,8 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
   try {
     log(`-----> Unpacking source ${options.source.slice(0, 12)}`);
     await unpackTarball(await artifacts.path(options.source), appDir, options.unpack);
+    // .herd/ in a slug is herd's (the static server, the Node reference); `herd deploy` never sends one.
+    await rm(join(appDir, ".herd"), { recursive: true, force: true });
 
     const definition = await loadAppDefinition(appDir, { app: options.app, unit: options.unit });
     log(
@@ -103,7 +112,14 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     );
 
     signal?.throwIfAborted();
-    await installDependencies(appDir, definition.app, runner, options);
+    const runtimes = options.runtimes ?? new NodeRuntimes({ dir: join(options.workDir, "node") });
+    const node = await chooseNode(appDir, runtimes, options);
+    await installDependencies(appDir, definition.app, runner, options, node);
+    if (node) {
+      const ref: NodeRef = { version: node.version, platform: node.platform, digest: node.digest };
+      await mkdir(join(appDir, ".herd"), { recursive: true });
+      await writeFile(join(appDir, NODE_REF_FILE), `${JSON.stringify(ref)}\n`);
+    }
 
     if (definition.kind === "static") {
       log("-----> Adding the static file server as .herd/static-server.mjs");
@@ -118,7 +134,7 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
       const stored = await artifacts.putFile(packed.file);
       for (const [name, spec] of Object.entries(definition.services)) log(`       ${name}: ${spec.command}`);
       log(`-----> Slug ${stored.digest.slice(0, 12)} ready`);
-      return { slug: stored.digest, ...definition };
+      return { slug: stored.digest, ...definition, ...(node ? { node: node.version } : {}) };
     } finally {
       await rm(packed.file, { force: true });
     }
@@ -128,12 +144,42 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
   }
 }
 
+/**
+ * The Node the app asked for with package.json's engines.node, resolved and
+ * fetched (or found on this server); undefined: herd's own Node.
+ */
+async function chooseNode(
+  appDir: string,
+  runtimes: NodeRuntimes,
+  options: BuildOptions,
+): Promise<NodeRuntime | undefined> {
+  const pkgText = await readFile(join(appDir, "package.json"), "utf8").catch(() => undefined);
+  // detect.ts has already rejected a package.json that is not a JSON object.
+  const engines = pkgText === undefined ? undefined : (JSON.parse(pkgText) as { engines?: unknown }).engines;
+  const range =
+    typeof engines === "object" && engines !== null ? (engines as { node?: unknown }).node : undefined;
+  if (range === undefined) {
+    options.log(`-----> Node ${process.version}, herd's own (package.json's engines.node chooses another)`);
+    return undefined;
+  }
+  if (typeof range !== "string") {
+    throw new HerdError("invalid", "engines.node in package.json must be a string (a semver range)", [
+      { field: "engines.node", message: `is ${JSON.stringify(range)}` },
+    ]);
+  }
+  const { version, offline } = await runtimes.resolve(range, options.signal);
+  const from = offline ? ", from npm's cache: the registry cannot be reached" : "";
+  options.log(`-----> Node v${version} (engines.node ${JSON.stringify(range)}${from})`);
+  return runtimes.ensure(version, { log: options.log, signal: options.signal });
+}
+
 /** npm ci with a lockfile, npm install without; nothing when there is nothing to install. */
 async function installDependencies(
   appDir: string,
   app: string,
   runner: BuildRunner,
   options: BuildOptions,
+  node: NodeRuntime | undefined,
 ): Promise<void> {
   const pkgText = await readFile(join(appDir, "package.json"), "utf8").catch(() => undefined);
   if (pkgText === undefined) return;
@@ -151,19 +197,33 @@ async function installDependencies(
   const isolation = runner.isolation();
   options.log(`       isolation: sandbox ${isolation.sandbox}, cgroups ${isolation.cgroups}`);
   for (const missing of isolation.missing) options.log(`       warning: no build ${missing}`);
-  await runCommand("npm", args, appDir, app, runner, options);
+  if (!node) {
+    await runNpm("npm", args, appDir, app, runner, options);
+    return;
+  }
+  // npm itself on herd's Node (any npm runs there); install scripts and native builds on the app's, first in PATH.
+  const npm = findExecutable("npm");
+  if (!npm) throw new HerdError("unavailable", "build failed: npm is not installed on the control plane");
+  options.log(`       install scripts run on Node v${node.version}`);
+  const command = `${shellQuote(process.execPath)} ${shellQuote(realpathSync(npm))}`;
+  await runNpm(command, args, appDir, app, runner, options, node.dir);
 }
 
-/** Runs a build command through the runner, streaming its output to the log; a failure names the command. */
-async function runCommand(
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Runs npm (`command`: how to start it) through the runner, streaming its output to the log; a failure names the command. */
+async function runNpm(
   command: string,
   args: string[],
   appDir: string,
   app: string,
   runner: BuildRunner,
   options: BuildOptions,
+  node?: string,
 ): Promise<void> {
-  const display = [command, ...args].join(" ");
+  const display = ["npm", ...args].join(" ");
   const tail: string[] = [];
   const onLine = (line: string): void => {
     options.log(`       ${line}`);
@@ -179,6 +239,7 @@ async function runCommand(
     onLine,
     signal: options.signal,
     timeoutMs: options.timeoutMs,
+    node,
   });
   const details = tail.map((line) => ({ field: "build", message: line }));
   if (timedOut) {

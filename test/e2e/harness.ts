@@ -54,10 +54,17 @@ export interface Herd {
 
 /**
  * Starts `herd up` in a new (or the given) data dir on free ports; from
- * `root` (a checkout, default this one) when given.
+ * `root` (a checkout, default this one) when given; as the unprivileged
+ * `uid` (which must own the data dir) when given, as a user without root would.
  */
 export async function startHerd(
-  options: { dataDir?: string; extraArgs?: string[]; env?: Record<string, string>; root?: string } = {},
+  options: {
+    dataDir?: string;
+    extraArgs?: string[];
+    env?: Record<string, string>;
+    root?: string;
+    uid?: number;
+  } = {},
 ): Promise<Herd> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "herd-e2e-"));
   rmSync(join(dataDir, "server.json"), { force: true });
@@ -88,9 +95,11 @@ export async function startHerd(
         ...process.env,
         HERD_LOG_LEVEL: "info",
         XDG_CONFIG_HOME: join(dataDir, "cli-config"),
+        ...(options.uid !== undefined ? { HOME: dataDir } : {}),
         ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
+      ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
     },
   );
   proc.stdout!.on("data", (d) => (out += d));

@@ -3,6 +3,7 @@
  * log shipping is in logs.ts), events, and the snapshot + watch that gateways follow.
  */
 
+import { createReadStream } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { HerdError } from "../../common/errors.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
@@ -133,6 +134,29 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);
       reply.header("content-type", "application/gzip");
       return reply.send(await deps.artifacts.open(digest));
+    },
+  );
+
+  api.get(
+    "/runtimes/:digest",
+    {
+      schema: {
+        summary: "A Node runtime an app chose with engines.node (the npm package's tarball) by its sha256",
+        tags: ["agent protocol"],
+        params: {
+          type: "object",
+          properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } },
+          required: ["digest"],
+        },
+      },
+    },
+    async (req, reply) => {
+      const { digest } = req.params as { digest: string };
+      // Public npm packages, no tenant's data: any agent may fetch any runtime this server keeps.
+      const file = await deps.runtimes.tarball(digest);
+      if (!file) throw new HerdError("not_found", `no Node runtime ${digest}`);
+      reply.header("content-type", "application/gzip");
+      return reply.send(createReadStream(file));
     },
   );
 
