@@ -7,6 +7,7 @@ import { Type as T } from "@sinclair/typebox";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import { KINDS, type Kind } from "../model/objects.ts";
 import { PROBE_ATTEMPTS_KEPT } from "../model/protocol.ts";
+import { DEADLINE_HELP, DEADLINE_PATTERN } from "../model/rollout.ts";
 
 export const Name = T.String({
   pattern: NAME_PATTERN,
@@ -22,6 +23,16 @@ export const RevisionQuery = T.Object({
       minimum: 0,
       description:
         "optimistic concurrency: 409 unless the object is at this revision (0: must not exist yet)",
+    }),
+  ),
+});
+/** A deploy's querystring: the tenant and the rollout's progress deadline. */
+export const DeployQuery = T.Object({
+  tenant: T.Optional(Name),
+  deadline: T.Optional(
+    T.String({
+      pattern: DEADLINE_PATTERN,
+      description: `the rollout's progress deadline, over herd.yaml's: ${DEADLINE_HELP}`,
     }),
   ),
 });

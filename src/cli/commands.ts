@@ -128,20 +128,42 @@ export const psCommand: CommandSpec = {
   },
 };
 
-/** `herd scale web=3 [worker=1 …] [--app NAME]`. */
+/** A service's instances that cannot be placed on today's nodes, as the scale API answers. */
+interface Unplaced {
+  service: string;
+  unplaced: number;
+  of: number;
+  message: string;
+}
+
+/**
+ * `herd scale web=3 [worker=1 …] [--app NAME]`. Like `kubectl scale`, it exits 0 once the
+ * new counts are recorded, also when some instances cannot be placed yet: it says how many
+ * and why on stderr, and they wait as pending until there is room.
+ */
 export const scaleCommand: CommandSpec = {
   name: "scale",
   usage: "herd scale SERVICE=COUNT… [--app NAME]",
-  summary: "Set how many instances of each service run, e.g. `herd scale web=3 worker=1 --app hello`.",
+  summary:
+    "Set how many instances of each service run, e.g. `herd scale web=3 worker=1 --app hello`.\n" +
+    "Instances that cannot be placed on today's nodes are counted, with the reason; they wait as\n" +
+    "pending until there is room. Exits 0 once the counts are recorded (as kubectl scale does).",
   flags: [APP_FLAG],
   options: { app: { type: "string" } },
   async run(ctx, values, positionals) {
     const services = parseScaleArgs(positionals);
     const app = await resolveApp(ctx, stringFlag(values, "app"), "scale");
     const client = await ctx.client();
-    const reply = await client.post<Items<Service>>(`${appPath(app)}/scale`, { services });
+    const reply = await client.post<Items<Service> & { unplaced?: Unplaced[] }>(`${appPath(app)}/scale`, {
+      services,
+    });
     if (ctx.flags.json) printJson(ctx.stdout, reply);
     else println(ctx.stdout, servicesTable(reply.items));
+    for (const u of reply.unplaced ?? []) {
+      ctx.stderr.write(
+        `herd: ${u.service}: ${u.message}. They wait as pending until there is room (herd ps shows them).\n`,
+      );
+    }
     return 0;
   },
 };

@@ -10,6 +10,7 @@ import { rm, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Deploy } from "../model/objects.ts";
+import { DEADLINE_HELP, parseDeadline } from "../model/rollout.ts";
 import { type ApiClient, ApiError } from "./api-client.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseVersion, UsageError } from "./args.ts";
@@ -106,22 +107,30 @@ export function uploadProgress(out: Output, size: number): { update(sent: number
   };
 }
 
-/** `herd deploy [DIR] [--app NAME]`. */
+/** `herd deploy [DIR] [--app NAME] [--deadline 60s]`. */
 export const deployCommand: CommandSpec = {
   name: "deploy",
-  usage: "herd deploy [DIR] [--app NAME]",
+  usage: "herd deploy [DIR] [--app NAME] [--deadline DURATION]",
   summary:
     "Validate, pack and upload DIR (default .), follow the build and rollout, and print the app's URL.\n" +
-    "Exits 0 only when the new release serves.",
+    "Exits 0 only when the new release serves. A rollout that cannot be placed on today's nodes fails\n" +
+    "at once; one that makes no progress for its deadline fails then. Either way the old release keeps serving.",
   flags: [
     [
       "--app NAME",
       "the app (default: herd.yaml's `app:` in DIR, else DIR/package.json's name, else DIR's name)",
     ],
+    [
+      "--deadline DURATION",
+      "fail the rollout after this long without progress, e.g. 60s or 5m (default: herd.yaml's rollout.deadline, else 120s)",
+    ],
   ],
-  options: { app: { type: "string" } },
+  options: { app: { type: "string" }, deadline: { type: "string" } },
   async run(ctx, values, positionals) {
     if (positionals.length > 1) throw new UsageError("deploy takes one directory", "deploy");
+    const deadline = stringFlag(values, "deadline");
+    if (deadline !== undefined && parseDeadline(deadline) === undefined)
+      throw new UsageError(`--deadline must be ${DEADLINE_HELP}, got ${deadline}`, "deploy");
     const dir = resolve(ctx.cwd, positionals[0] ?? ".");
     const info = await stat(dir).catch(() => undefined);
     if (!info?.isDirectory()) throw new Error(`${positionals[0] ?? "."}: no such directory`);
@@ -141,7 +150,7 @@ export const deployCommand: CommandSpec = {
       const progress = uploadProgress(progressOut, packed.size);
       uploading = true;
       deploy = await client.upload<Deploy>(
-        `/apps/${encodeURIComponent(definition.app)}/deploys`,
+        `/apps/${encodeURIComponent(definition.app)}/deploys${deadline === undefined ? "" : `?deadline=${encodeURIComponent(deadline)}`}`,
         { path: packed.file, size: packed.size, contentType: "application/gzip" },
         (sent) => progress.update(sent),
       );

@@ -112,6 +112,23 @@ describe("herd main", () => {
     assert.match(r.out, /^SERVICE +INSTANCES +RELEASE +STATE +MESSAGE\nweb +3 +v2 +scaling +-\n$/);
   });
 
+  it("says how many of the asked instances cannot be placed, and why; the scale itself succeeded", async () => {
+    const message =
+      "8 of 12 instances cannot be placed: needs 3.0 CPU, 1.0 free on 1 node: vm 1.0 free of 1.0";
+    respond = (_req, res) =>
+      sendJson(res, 200, {
+        items: [{ name: "web", instances: 12, release: 2, state: "scaling", message: "" }],
+        unplaced: [{ service: "web", unplaced: 8, of: 12, message }],
+      });
+    const r = await run(["scale", "web=12", "--app", "hello"]);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^SERVICE +INSTANCES +RELEASE +STATE +MESSAGE\nweb +12 +v2 +scaling +-\n$/);
+    assert.equal(
+      r.err,
+      `herd: web: ${message}. They wait as pending until there is room (herd ps shows them).\n`,
+    );
+  });
+
   it("prints the API's JSON with --json and its errors on stderr", async () => {
     const reply = { items: [] };
     respond = (_req, res) => sendJson(res, 200, reply);

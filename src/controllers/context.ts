@@ -6,6 +6,7 @@
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
 import type { Resources } from "../model/objects.ts";
+import { DEFAULT_DEADLINE_MS } from "../model/rollout.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import type { DeployLogs } from "./deploy-log.ts";
@@ -22,6 +23,8 @@ export interface Settings {
   nodeLostMs: number;
   /** Crashes of a new release's instances that fail its rollout. */
   rolloutCrashLimit: number;
+  /** How long a rollout may make no progress before its deploy fails, unless herd.yaml or the deploy says otherwise. */
+  rolloutDeadlineMs: number;
   /** Consecutive crashes after which a service is marked failed. */
   crashLoopLimit: number;
   /** Crash-loop backoff: first delay and cap. */
@@ -39,6 +42,7 @@ export const DEFAULT_SETTINGS: Settings = {
   nodeNotReadyMs: 3_600,
   nodeLostMs: 9_000,
   rolloutCrashLimit: 3,
+  rolloutDeadlineMs: DEFAULT_DEADLINE_MS,
   crashLoopLimit: 8,
   backoffBaseMs: 500,
   backoffMaxMs: 60_000,

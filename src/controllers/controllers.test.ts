@@ -15,11 +15,13 @@ import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import { Keyring } from "../secrets/keyring.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { MemoryStore } from "../store/memory-store.ts";
+import { appShortfalls } from "./capacity-check.ts";
 import { type Context, DEFAULT_SETTINGS } from "./context.ts";
 import { DeployLogs } from "./deploy-log.ts";
 import { EventRecorder } from "./events.ts";
 import { ControllerManager } from "./manager.ts";
 import { checkQuota } from "./quota.ts";
+import { judgeRollout } from "./service-controller.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -89,6 +91,7 @@ async function deploy(
   h: Harness,
   spec: Partial<Parameters<typeof normalizeService>[2]>,
   slug = "a".repeat(64),
+  options: { deadlineMs?: number } = {},
 ): Promise<Deploy> {
   if (!(await h.store.get("app", "default/hello"))) {
     const app: App = {
@@ -100,12 +103,17 @@ async function deploy(
     };
     await h.store.put("app", "default/hello", app);
   }
-  const d = await h.m.deploys.startDeploy("default", "hello", async () => ({
-    source: "b".repeat(64),
-    slug,
-    services: { web: normalizeService("hello", "web", { command: "node server.js", ...spec }, undefined) },
-    description: "test",
-  }));
+  const d = await h.m.deploys.startDeploy(
+    "default",
+    "hello",
+    async () => ({
+      source: "b".repeat(64),
+      slug,
+      services: { web: normalizeService("hello", "web", { command: "node server.js", ...spec }, undefined) },
+      description: "test",
+    }),
+    options,
+  );
   for (let n = 0; n < 50; n++) {
     const o = await h.store.get<Deploy>("deploy", `default/hello/${d.id}`);
     if (o?.value.state !== "building") return o!.value;
@@ -452,10 +460,18 @@ test("a critical service preempts a low one when capacity is short, with an even
   await settle(h);
   await agentReports(h, "n1", () => "healthy", small(1, 4 * GiB));
   await settle(h);
-  await h.m.deploys.startDeploy("default", "hello", async () => ({
+  // Another app's critical service (a deploy of batch and api together could never finish: it fails at once).
+  await h.store.put("app", "default/shop", {
+    tenant: "default",
+    name: "shop",
+    createdAt: new Date().toISOString(),
+    release: null,
+    latestVersion: 0,
+  } satisfies App);
+  await h.m.deploys.startDeploy("default", "shop", async () => ({
     source: "b".repeat(64),
     slug: "c".repeat(64),
-    services: { batch: spec("low", 2), api: spec("critical", 1) },
+    services: { api: spec("critical", 1) },
     description: "critical",
   }));
   await settle(h);
@@ -463,7 +479,7 @@ test("a critical service preempts a low one when capacity is short, with an even
   assert.equal(all.filter((i) => i.service === "api" && i.node === "n1").length, 1);
   const events = await h.ctx.events.list({ app: "hello" });
   assert.ok(
-    events.some((e) => e.reason === "Preempted" && /to make room for hello-api/.test(e.message)),
+    events.some((e) => e.reason === "Preempted" && /to make room for shop-api/.test(e.message)),
     JSON.stringify(events.map((e) => [e.reason, e.message])),
   );
 });
@@ -634,4 +650,212 @@ test("a cattle instance moved off the only node: its replacement waits, saying w
   assert.equal(replacement?.state, "pending");
   assert.equal(replacement?.message, "1 node: 1 being moved off");
   assert.equal(all.find((i) => i.id === old.id)?.state, "running");
+});
+
+/** A harness whose node n1 (`cpu` cores) runs `instances` of web v1, healthy. */
+async function fullNode(cpu: number, spec: Parameters<typeof deploy>[1]) {
+  const h = setup();
+  const base = small(cpu, 8 * GiB);
+  await h.m.nodes.handleHeartbeat("n1", base);
+  await deploy(h, spec);
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy", base);
+  await settle(h);
+  return { h, base };
+}
+
+test("a deploy that cannot be placed on today's nodes fails at once, with the reason in numbers; the old release keeps serving", async () => {
+  const { h } = await fullNode(1.9, { instances: 1 });
+  const [v1] = await instancesOf(h);
+  assert.equal(v1?.state, "running");
+  const d2 = await deploy(h, { instances: 12, resources: { cpu: 0.5 } }, "c".repeat(64));
+  await settle(h); // no time passes
+  const d = await deployState(h, d2.id);
+  assert.equal(d.state, "failed");
+  assert.equal(
+    d.message,
+    "web: v2: 9 of 12 instances cannot be placed: needs 6.0 CPU, 1.9 free on 1 node: n1 1.9 free of 1.9. v1 keeps serving.",
+  );
+  const svc = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.deepEqual([svc.release, svc.state, svc.rollout], [1, "running", undefined]);
+  assert.deepEqual(
+    (await instancesOf(h)).filter((i) => i.desired === "running").map((i) => [i.id, i.state]),
+    [[v1.id, "running"]],
+    "v1 serves; v2's instances are gone",
+  );
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "RolloutUnschedulable" && e.deploy === d2.id));
+});
+
+test("a rollout without progress fails at its deadline: 120 s by default, herd.yaml's, the deploy's; the old release keeps serving", async () => {
+  // n1 has room for the 4 running v1 instances only: v2's cannot start beside them, and v1's stay until v2's run.
+  const { h } = await fullNode(1, { instances: 4 });
+  const v1 = (await running(h)).map((i) => i.id).sort();
+  assert.equal(v1.length, 4);
+  const serving = async () => (await running(h)).map((i) => i.id).sort();
+
+  const d2 = await deploy(h, { instances: 4, env: { V: "2" } }, "c".repeat(64));
+  await settle(h);
+  assert.equal(
+    (await deployState(h, d2.id)).state,
+    "rolling_out",
+    "it could fit once v1 is gone: no fail-fast",
+  );
+  h.clock.advance(119_000);
+  await settle(h);
+  assert.equal((await deployState(h, d2.id)).state, "rolling_out");
+  h.clock.advance(2000);
+  await settle(h);
+  const failed = await deployState(h, d2.id);
+  assert.equal(failed.state, "failed");
+  assert.equal(
+    failed.message,
+    "web: v2 made no progress for 120s (its rollout deadline): 0 of 4 instances running, 4 pending (1 node: 1 insufficient cpu). v1 keeps serving.",
+  );
+  assert.deepEqual(await serving(), v1);
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "ProgressDeadlineExceeded" && e.deploy === d2.id));
+
+  // herd.yaml's deadline.
+  const d3 = await deploy(h, { instances: 4, env: { V: "3" }, rollout: { deadline: "30s" } }, "d".repeat(64));
+  await settle(h);
+  h.clock.advance(29_000);
+  await settle(h);
+  assert.equal((await deployState(h, d3.id)).state, "rolling_out");
+  h.clock.advance(2000);
+  await settle(h);
+  assert.match((await deployState(h, d3.id)).message, /^web: v3 made no progress for 30s/);
+
+  // The deploy's deadline wins over herd.yaml's.
+  const d4 = await deploy(
+    h,
+    { instances: 4, env: { V: "4" }, rollout: { deadline: "30s" } },
+    "e".repeat(64),
+    {
+      deadlineMs: 10_000,
+    },
+  );
+  await settle(h);
+  h.clock.advance(11_000);
+  await settle(h);
+  assert.match((await deployState(h, d4.id)).message, /^web: v4 made no progress for 10s/);
+  assert.deepEqual(await serving(), v1, "v1 served throughout");
+});
+
+test("a slow rollout that keeps making progress outlives its deadline", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  const spec = { instances: 2, health: { startup: 200 }, rollout: { deadline: 100 } };
+  const d = await deploy(h, spec);
+  await settle(h); // both placed
+  const [a, b] = await instancesOf(h);
+  h.clock.advance(90_000);
+  await agentReports(h, "n1", (i) => (i.id === a?.id ? "healthy" : "up"));
+  await settle(h);
+  h.clock.advance(90_000);
+  await settle(h);
+  assert.equal((await deployState(h, d.id)).state, "rolling_out", "90 s since the last progress");
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  assert.equal((await deployState(h, d.id)).state, "succeeded", `${b?.id} ran 180 s after the start`);
+});
+
+test("a scale says how many of the asked instances cannot be placed, and why; they wait for room", async () => {
+  const { h } = await fullNode(1, { instances: 1 });
+  const o = (await h.store.get<Service>("service", "default/hello/web"))!;
+  await h.store.put("service", o.key, { ...o.value, instances: 12, state: "scaling" });
+  assert.deepEqual(await appShortfalls(h.store, "default", "hello", ["web"]), [
+    {
+      service: "web",
+      unplaced: 8,
+      of: 12,
+      message: "8 of 12 instances cannot be placed: needs 3.0 CPU, 1.0 free on 1 node: n1 1.0 free of 1.0",
+    },
+  ]);
+  await settle(h);
+  const all = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(all.filter((i) => i.node === "n1").length, 4);
+  assert.equal(all.filter((i) => i.state === "pending").length, 8, "a scale is not failed: the rest wait");
+  assert.deepEqual(await appShortfalls(h.store, "default", "hello", ["web"]).then((s) => s.length), 1);
+  const svc = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.equal(svc.state, "scaling");
+});
+
+test("the replacement of a killed instance is placed in the room it left, without a FailedScheduling event", async () => {
+  // n1 is full with 4 instances of 0.25 CPU.
+  const { h, base } = await fullNode(1, { instances: 4 });
+  const [victim] = await running(h);
+  await agentReports(h, "n1", (i) => (i.id === victim?.id ? "exited" : "healthy"), base);
+  await settle(h);
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(alive.length, 4);
+  assert.ok(alive.every((i) => i.node === "n1" && i.id !== victim?.id));
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "Replacing"));
+  assert.deepEqual(
+    events.filter((e) => e.reason === "FailedScheduling").map((e) => e.message),
+    [],
+  );
+});
+
+test("a service that fills its node rolls out when minAvailable lets it stop an old instance first", async () => {
+  const { h, base } = await fullNode(1, { instances: 4 });
+  const d2 = await deploy(h, { instances: 4, env: { V: "2" }, minAvailable: 3 }, "c".repeat(64));
+  let lowest = 4;
+  for (let round = 0; round < 12 && (await deployState(h, d2.id)).state === "rolling_out"; round++) {
+    await settle(h);
+    lowest = Math.min(lowest, (await instancesOf(h)).filter((i) => i.state === "running").length);
+    h.clock.advance(DEFAULT_SETTINGS.drainMs + 1);
+    await agentReports(h, "n1", () => "healthy", base);
+  }
+  await settle(h);
+  assert.equal((await deployState(h, d2.id)).state, "succeeded");
+  assert.equal(lowest, 3, "never below minAvailable running");
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.deepEqual(
+    alive.map((i) => [i.release, i.state]),
+    Array.from({ length: 4 }, () => [2, "running"]),
+  );
+});
+
+test("judgeRollout, as data: progress is recorded, silence fails at the deadline, a shortfall fails at once", () => {
+  const spec = normalizeService("hello", "web", { command: "x", instances: 2 }, undefined);
+  const t0 = Date.parse("2026-01-01T00:00:00Z");
+  const svc: Service = {
+    tenant: "default",
+    app: "hello",
+    name: "web",
+    release: 2,
+    spec,
+    instances: 2,
+    state: "updating",
+    message: "",
+    crashes: 0,
+    rollout: { deadlineMs: 60_000, best: 1, since: new Date(t0).toISOString() },
+  };
+  const inst = (state: Instance["state"], node: string | null): Instance =>
+    ({ id: `i-${state}-${node}`, state, node, release: 2, message: "" }) as Instance;
+  const placedOne = [inst("provisioning", "n1"), inst("pending", null)];
+  assert.deepEqual(judgeRollout(svc, placedOne, t0 + 59_000, 120_000), { recheckMs: 1000 });
+  assert.deepEqual(judgeRollout(svc, [inst("running", "n1"), inst("pending", null)], t0 + 59_000, 120_000), {
+    progress: { deadlineMs: 60_000, best: 2, since: new Date(t0 + 59_000).toISOString() },
+    recheckMs: 60_000,
+  });
+  assert.deepEqual(judgeRollout(svc, placedOne, t0 + 60_000, 120_000), {
+    fail: {
+      reason: "ProgressDeadlineExceeded",
+      message:
+        "v2 made no progress for 60s (its rollout deadline): 0 of 2 instances running, 1 starting, 1 pending",
+    },
+  });
+  const short = { unplaced: 1, of: 2, message: "1 of 2 instances cannot be placed: 1 node: 1 cordoned" };
+  assert.deepEqual(judgeRollout(svc, placedOne, t0, 120_000, short), {
+    fail: { reason: "RolloutUnschedulable", message: `v2: ${short.message}` },
+  });
+  // A service without a recorded rollout (one from before the deadline existed) starts its clock now.
+  const { rollout: _, ...fresh } = svc;
+  assert.deepEqual(judgeRollout(fresh, placedOne, t0, 120_000), {
+    progress: { deadlineMs: 120_000, best: 1, since: new Date(t0).toISOString() },
+    recheckMs: 120_000,
+  });
 });

@@ -26,6 +26,7 @@ import {
   type Service,
   serviceKey,
 } from "../model/objects.ts";
+import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
@@ -56,9 +57,13 @@ export class DeployController {
     tenant: string,
     app: string,
     build: (log: (line: string) => void) => Promise<BuildResult>,
+    options: { deadlineMs?: number } = {},
   ): Promise<Deploy> {
     const appObj = await this.#liveApp(tenant, app);
-    const deploy = await this.#newDeploy(appObj.value, { message: "building" });
+    const deploy = await this.#newDeploy(appObj.value, {
+      message: "building",
+      ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}),
+    });
     const log = (line: string) => this.#ctx.deployLogs.append(deploy.id, "build", line);
     void (async () => {
       try {
@@ -232,7 +237,7 @@ export class DeployController {
   /** Stores a new deploy in state building, remembered as in progress in this process. */
   async #newDeploy(
     app: App,
-    extra: Pick<Deploy, "message"> & Partial<Pick<Deploy, "rollback">>,
+    extra: Pick<Deploy, "message"> & Partial<Pick<Deploy, "rollback" | "deadlineMs">>,
   ): Promise<Deploy> {
     const deploy: Deploy = {
       id: newId(10),
@@ -332,12 +337,19 @@ export class DeployController {
         message: `rolling out v${version}`,
         deploy: deploy.id,
         crashes: 0,
+        rollout: {
+          deadlineMs: deploy.deadlineMs ?? serviceDeadlineMs(spec, this.#ctx.settings.rolloutDeadlineMs),
+          best: 0,
+          since: new Date(clock.now()).toISOString(),
+        },
       };
       // Traffic policies set through the API stay, unless this release changes them in herd.yaml.
       const traffic = keepTraffic(cur?.value.traffic, previous?.value.services[name], spec);
       if (traffic) svc.traffic = traffic;
       await store.put("service", key, svc, cur ? { expectRevision: cur.revision } : { expectRevision: 0 });
-      step(`${name}: rolling out v${version} to ${instances} instance${instances === 1 ? "" : "s"}`);
+      step(
+        `${name}: rolling out v${version} to ${instances} instance${instances === 1 ? "" : "s"} (fails after ${formatDeadline(svc.rollout!.deadlineMs)} without progress)`,
+      );
     }
     for (const o of existing) {
       if (o.value.name in result.services) continue;
@@ -349,7 +361,13 @@ export class DeployController {
       await store.put(
         "deploy",
         d.key,
-        { ...d.value, state: "rolling_out", release: version, message: `rolling out v${version}` },
+        {
+          ...d.value,
+          state: "rolling_out",
+          release: version,
+          message: `rolling out v${version}`,
+          previousInstances: Object.fromEntries(existing.map((o) => [o.value.name, o.value.instances])),
+        },
         {
           expectRevision: d.revision,
         },
@@ -435,7 +453,7 @@ export class DeployController {
       await store.put(
         "service",
         s.key,
-        { ...s.value, deploy: undefined, message: "" },
+        { ...s.value, deploy: undefined, rollout: undefined, message: "" },
         { expectRevision: s.revision },
       );
     }
@@ -477,8 +495,11 @@ export class DeployController {
             ...o.value,
             release: previous.version,
             spec,
+            // Back to the count that ran before (herd.yaml's or a scale's), not the failed release's.
+            instances: d.previousInstances?.[o.value.name] ?? spec.instances,
             state: "running",
             deploy: undefined,
+            rollout: undefined,
             crashes: 0,
             backoffUntil: undefined,
             message: `v${d.release} failed to roll out; serving v${previous.version}`,
@@ -488,7 +509,12 @@ export class DeployController {
       } else if (previous) {
         await store.delete("service", key);
       } else {
-        await store.put("service", key, { ...o.value, deploy: undefined }, { expectRevision: o.revision });
+        await store.put(
+          "service",
+          key,
+          { ...o.value, deploy: undefined, rollout: undefined },
+          { expectRevision: o.revision },
+        );
       }
     }
   }

@@ -17,13 +17,16 @@ import {
   type InstanceState,
   type Node,
   type Release,
+  type RolloutProgress,
   releaseKey,
   type Service,
-  serviceKey,
 } from "../model/objects.ts";
-import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
-import { holdsResources, type PlacementRequest, Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
+import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
+import { ClusterState } from "../scheduler/cluster-state.ts";
+import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
+import type { Shortfall } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
+import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { backoffMs, type Context } from "./context.ts";
 import type { EventInput } from "./events.ts";
 
@@ -196,8 +199,10 @@ export class ServiceController {
       }
     }
 
-    // Re-read what is still active after healing.
-    const fresh = (await store.list<Instance>("instance")).items.filter(
+    // Re-read what is still active after healing: placement must see the share of a crashed or
+    // retired instance freed, or its replacement is refused room that is there.
+    const healed = (await store.list<Instance>("instance")).items;
+    const fresh = healed.filter(
       (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
     );
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
@@ -219,7 +224,7 @@ export class ServiceController {
     if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
-      else await this.#create(svc, want - counted.length, fresh, nodes, all, movingOff);
+      else await this.#create(svc, want - counted.length, fresh, nodes, healed, movingOff);
     } else if (counted.length > want) {
       const victims = [...counted]
         .sort(pets ? byOrdinalDescending : byRetirePreference)
@@ -251,13 +256,20 @@ export class ServiceController {
         const surplus = Math.max(0, Math.min(runningOld.length, runningCurrent + runningOld.length - want));
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
         // A disruption budget below the desired count lets instances leaving a node (drain, move) stop
-        // before their replacements run — when there is no room for the replacements, say.
+        // before their replacements run — when there is no room for the replacements, say — and lets a
+        // rollout stop an old instance for each new one that waits for a node (the room the old ones hold).
         const minAvailable = Math.min(want, svc.spec.minAvailable ?? want);
-        const room = runningCurrent + runningOld.length - surplus - minAvailable;
-        const early = oldest
+        const room = Math.max(0, runningCurrent + runningOld.length - surplus - minAvailable);
+        const waiting = current.filter((o) => o.value.state === "pending" && !o.value.node).length;
+        const moved = oldest
           .slice(surplus)
           .filter((o) => leaving(o.value))
-          .slice(0, Math.max(0, room));
+          .slice(0, room);
+        const superseded = oldest
+          .slice(surplus)
+          .filter((o) => !leaving(o.value))
+          .slice(0, Math.min(waiting, room - moved.length));
+        const early = [...moved, ...superseded];
         for (const o of [...oldest.slice(0, surplus), ...early]) {
           await this.#retire(
             o,
@@ -277,8 +289,52 @@ export class ServiceController {
       later(2000);
     }
 
-    // 6. The service's state: back to running once desired == actual.
-    const after = (await store.list<Instance>("instance")).items.filter(
+    // 6. A rollout that cannot be placed on today's nodes fails now; one that stops making progress
+    //    fails at its deadline. Either way the deploy controller points the service back at the old release.
+    const everyone = (await store.list<Instance>("instance")).items;
+    if (!failed && (svc.state === "updating" || svc.state === "rolling_back")) {
+      const current = everyone
+        .map((o) => o.value)
+        .filter(
+          (i) =>
+            i.tenant === tenant &&
+            i.app === app &&
+            i.service === service &&
+            i.desired === "running" &&
+            ALIVE.has(i.state) &&
+            i.release === svc.release,
+        );
+      // With no node at all (a control plane whose agents have not checked in yet), wait for the deadline.
+      const short =
+        nodes.length > 0 && current.some((i) => i.state === "pending" && !i.node)
+          ? serviceShortfall(
+              svc,
+              svc.instances,
+              nodes,
+              everyone.map((o) => o.value),
+              new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value])),
+            )
+          : undefined;
+      const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
+      if ("fail" in verdict) {
+        await saveService({ ...svc, state: "failed", message: verdict.fail.message });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          deploy: svc.deploy,
+          reason: verdict.fail.reason,
+          type: "warning",
+          message: `${service}: ${verdict.fail.message}; rollout stopped`,
+        });
+      } else {
+        if (verdict.progress) await saveService({ ...svc, rollout: verdict.progress });
+        later(verdict.recheckMs);
+      }
+    }
+
+    // 7. The service's state: back to running once desired == actual.
+    const after = everyone.filter(
       (o) =>
         o.value.tenant === tenant &&
         o.value.app === app &&
@@ -290,7 +346,7 @@ export class ServiceController {
       after.length === svc.instances &&
       after.every((o) => o.value.release === svc.release && o.value.state === "running");
     if (
-      !failed &&
+      svc.state !== "failed" &&
       svc.state !== "destroying" &&
       settled &&
       (svc.state !== "running" || svc.crashes > 0 || svc.message)
@@ -359,21 +415,10 @@ export class ServiceController {
     const services = new Map(
       (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
     );
-    const criticality = (i: Instance) =>
-      services.get(serviceKey(i.tenant, i.app, i.service))?.spec.criticality ?? "normal";
-    const placed: PlacedInstance[] = [];
-    for (const o of all) {
-      const i = o.value;
-      if (!i.node || !holdsResources(i)) continue;
-      placed.push({
-        id: i.id,
-        service: serviceKey(i.tenant, i.app, i.service),
-        node: i.node,
-        resources: i.run.resources,
-        criticality: criticality(i),
-        pet: i.mode === "pet",
-      });
-    }
+    const placed = placedInstances(
+      all.map((o) => o.value),
+      services,
+    );
     const scheduler = new Scheduler(new ClusterState(nodes.map(schedulerNode), placed), this.#cursor);
     const byId = new Map(all.map((o) => [o.value.id, o]));
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
@@ -381,7 +426,10 @@ export class ServiceController {
     for (const o of queue) {
       const i = o.value;
       const placement = scheduler.place(
-        { ...placementRequest(svc, i), ...(avoid.length > 0 ? { avoid } : {}) },
+        {
+          ...placementRequest(svc, { ...i, resources: i.run.resources }),
+          ...(avoid.length > 0 ? { avoid } : {}),
+        },
         { preempt: true },
       );
       if (placement.node !== null) {
@@ -533,26 +581,56 @@ export class ServiceController {
   }
 }
 
-/** What the scheduler needs to know of one instance of `svc`. */
-function placementRequest(svc: Service, i: Instance): PlacementRequest {
-  const p = svc.spec.placement;
-  const key = (name: string) => serviceKey(svc.tenant, svc.app, name);
-  const terms = (list: { service: string; required: boolean }[] | undefined) =>
-    list?.map((t) => ({ service: key(t.service), required: t.required }));
+/** A rollout's verdict on one pass: fail it, or (record its progress and) look again in `recheckMs`. */
+export type RolloutVerdict =
+  | { fail: { reason: string; message: string } }
+  | { progress?: RolloutProgress; recheckMs: number };
+
+/**
+ * Pure: whether a rollout fails now — its release cannot be placed on today's
+ * nodes (`shortfall`), or it made no progress for its deadline — from the
+ * release's live instances (`current`) and the time. Progress is new-release
+ * instances placed plus those running; it must grow within the deadline.
+ */
+export function judgeRollout(
+  svc: Service,
+  current: readonly Instance[],
+  now: number,
+  defaultDeadlineMs: number,
+  shortfall?: Shortfall,
+): RolloutVerdict {
+  if (shortfall)
+    return { fail: { reason: "RolloutUnschedulable", message: `v${svc.release}: ${shortfall.message}` } };
+  const best = current.filter((i) => i.node).length + current.filter((i) => i.state === "running").length;
+  const deadlineMs = svc.rollout?.deadlineMs ?? serviceDeadlineMs(svc.spec, defaultDeadlineMs);
+  if (!svc.rollout || best > svc.rollout.best) {
+    return { progress: { deadlineMs, best, since: new Date(now).toISOString() }, recheckMs: deadlineMs };
+  }
+  const since = Date.parse(svc.rollout.since);
+  if (now - since < deadlineMs) return { recheckMs: since + deadlineMs - now };
   return {
-    id: i.id,
-    service: key(svc.name),
-    resources: i.run.resources,
-    criticality: svc.spec.criticality ?? "normal",
-    strategy: p?.strategy ?? "spread",
-    // Pets go back to the node that holds their data (or to where an operator moves them).
-    ...(i.mode === "pet" && (i.node ?? i.moving?.to) ? { node: i.node ?? i.moving?.to } : {}),
-    ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
-    ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
-    ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),
-    ...(p?.antiAffinity ? { antiAffinity: terms(p.antiAffinity) } : {}),
-    ...(p?.spreadBy ? { spreadBy: p.spreadBy } : {}),
+    fail: {
+      reason: "ProgressDeadlineExceeded",
+      message: `v${svc.release} made no progress for ${formatDeadline(deadlineMs)} (its rollout deadline): ${progressSummary(current, svc.instances)}`,
+    },
   };
+}
+
+/** "3 of 12 instances running, 2 starting, 7 pending (1 node: 1 insufficient cpu)" */
+function progressSummary(current: readonly Instance[], want: number): string {
+  const count = (states: InstanceState[]) => current.filter((i) => states.includes(i.state)).length;
+  const running = count(["running"]);
+  const parts = [`${running} of ${want} instance${want === 1 ? "" : "s"} running`];
+  const starting = count(["provisioning", "ready"]);
+  if (starting > 0) parts.push(`${starting} starting`);
+  const crashed = count(["crashed"]);
+  if (crashed > 0) parts.push(`${crashed} crashed`);
+  const pending = current.filter((i) => i.state === "pending");
+  if (pending.length > 0) {
+    const why = pending.find((i) => i.message)?.message;
+    parts.push(`${pending.length} pending${why ? ` (${why})` : ""}`);
+  }
+  return parts.join(", ");
 }
 
 function finish(requeue: number): ReconcileResult {

@@ -447,3 +447,21 @@ test("a herd.yaml over 256 KiB is refused before it is parsed", () => {
   const big = `services:\n  web:\n    command: node server.js\n# ${"x".repeat(256 * 1024)}\n`;
   assert.throws(() => parseManifest(big), /herd.yaml is \d+ bytes; the limit is 256 KiB/);
 });
+
+test("rollout.deadline: a duration or seconds, 1s to 24h; a bad one names the field and the line", () => {
+  const deadline = (value: string) =>
+    parseManifest(`services:\n  web:\n    command: x\n    rollout: { deadline: ${value} }\n`);
+  const ms = (value: string) =>
+    normalizeService("a", "web", deadline(value).services.web, "x").rollout?.deadlineMs;
+  assert.equal(ms("90s"), 90_000);
+  assert.equal(ms("5m"), 300_000);
+  assert.equal(ms("45"), 45_000);
+  assert.equal(normalizeService("a", "web", {}, "x").rollout, undefined, "absent: the default applies");
+  for (const bad of ["soon", "2d", "0s", "25h", "0"]) {
+    const e = problem(`services:\n  web:\n    command: x\n    rollout: { deadline: ${bad} }\n`);
+    assert.match(e.message, /^herd\.yaml:4: services\.web\.rollout\.deadline/, bad);
+    assert.equal(e.details?.[0].field, "services.web.rollout.deadline", bad);
+  }
+  const unknown = problem("services:\n  web:\n    command: x\n    rollout: { deadlines: 5s }\n");
+  assert.match(unknown.message, /services\.web\.rollout/);
+});

@@ -11,6 +11,7 @@ import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, type PlacementSpec, placementServices } from "./placement.ts";
+import { DEADLINE_HELP, parseDeadline } from "./rollout.ts";
 
 /** Names of tenants, apps and services: DNS labels. */
 export const NAME_PATTERN = "^[a-z][a-z0-9-]{0,39}$";
@@ -407,12 +408,25 @@ export const ServiceManifestSchema = T.Object(
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
     placement: T.Optional(PlacementSchema),
+    rollout: T.Optional(
+      T.Object(
+        {
+          deadline: T.Optional(
+            // Its form and range are checked by checkDeadlines, which says what is accepted.
+            T.Union([T.Number(), T.String()], {
+              description: `${DEADLINE_HELP}; a rollout without progress for this long fails its deploy (default 120s)`,
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     minAvailable: T.Optional(
       T.Integer({
         minimum: 0,
         maximum: 1000,
         description:
-          "disruption budget: running instances a drain or move keeps (default: all of them, so each is replaced before it stops)",
+          "disruption budget: running instances a drain, a move or a rollout without room keeps (default: all of them, so each is replaced before it stops)",
       }),
     ),
     criticality: T.Optional(
@@ -698,8 +712,10 @@ export interface ServiceSpec {
   units?: number;
   /** Where instances may run and which nodes they prefer. */
   placement?: PlacementSpec;
-  /** Disruption budget: running instances a drain or move keeps; absent: all of them. */
+  /** Disruption budget: running instances a drain, a move or a rollout without room keeps; absent: all of them. */
   minAvailable?: number;
+  /** How long a rollout may make no progress before its deploy fails (model/rollout.ts); absent: the default. */
+  rollout?: { deadlineMs: number };
   health: HealthCheck;
   mode: "cattle" | "pet";
   /** Plain env values (not secret: stored and shown as they are). */
@@ -835,6 +851,9 @@ export function normalizeService(
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
+    ...(s.rollout?.deadline !== undefined
+      ? { rollout: { deadlineMs: deadlineOf(name, s.rollout.deadline) } }
+      : {}),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
       // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
@@ -881,6 +900,18 @@ export function normalizeService(
       ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
       : {}),
   };
+}
+
+/** herd.yaml's rollout deadline in ms (the schema checked its form; the range is checked here). */
+function deadlineOf(service: string, value: string | number): number {
+  const ms = parseDeadline(value);
+  if (ms === undefined) {
+    const field = `services.${service}.rollout.deadline`;
+    throw new HerdError("invalid", `${field}: ${value} is not ${DEADLINE_HELP}`, [
+      { field, message: `must be ${DEADLINE_HELP}` },
+    ]);
+  }
+  return ms;
 }
 
 /** `secrets: { VAR: secret }` for the env variables that refer to a secret; nothing when none does. */
@@ -931,6 +962,7 @@ export function validateManifest(
     checkAggregates(value, file, lineOf);
     checkSplits(value, file, lineOf);
     checkAlerts(value, file, lineOf);
+    checkDeadlines(value, file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];
@@ -1070,6 +1102,21 @@ function checkAlerts(m: Manifest, file: string, lineOf?: (path: string[]) => num
       `${first.line ? `${file}:${first.line}` : file}: ${first.field}: ${first.message}`,
       details,
     );
+  }
+}
+
+/** A rollout deadline in range (the schema checks only its form). */
+function checkDeadlines(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+  for (const [name, service] of Object.entries(m.services)) {
+    const value = service.rollout?.deadline;
+    if (value === undefined || parseDeadline(value) !== undefined) continue;
+    const path = ["services", name, "rollout", "deadline"];
+    const field = path.join(".");
+    const line = lineOf?.(path);
+    const message = `must be ${DEADLINE_HELP}; got ${value}`;
+    throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
+      { field, message, line },
+    ]);
   }
 }
 

@@ -115,6 +115,17 @@ export interface Service {
   backoffUntil?: string;
   /** Traffic policies set through the API over the spec's (live-config.ts); kept across deploys. */
   traffic?: TrafficOverride;
+  /** While a deploy rolls it out: its progress deadline, and the furthest it got (placed + running) and when. */
+  rollout?: RolloutProgress;
+}
+
+/** How far a rollout got: it fails when `best` has not grown for `deadlineMs`. */
+export interface RolloutProgress {
+  deadlineMs: number;
+  /** Instances of the new release placed on a node, plus those running (each counts twice once it runs). */
+  best: number;
+  /** When `best` last grew (or the rollout began), ISO. */
+  since: string;
 }
 
 /** An immutable, numbered build of an app. A rollback is a new release pointing at old content. */
@@ -150,7 +161,11 @@ export interface Deploy {
   release?: number;
   /** The release that served before; restored when the rollout fails. */
   previous?: number | null;
+  /** Instance counts of the services before this deploy (by service name); restored with `previous`. */
+  previousInstances?: Record<string, number>;
   rollback?: boolean;
+  /** The progress deadline this deploy asked for (`herd deploy --deadline`), over herd.yaml's. */
+  deadlineMs?: number;
   message: string;
 }
 

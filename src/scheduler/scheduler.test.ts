@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ClusterState, type PlacedInstance, type SchedulerNode } from "./cluster-state.ts";
 import { type PlacementRequest, SAMPLE, Scheduler } from "./scheduler.ts";
+import { findShortfall } from "./shortfall.ts";
 
 const GiB = 1024 ** 3;
 const QUARTER = { cpu: 0.25, memory: GiB / 4 };
@@ -167,4 +168,53 @@ test("at scale a spread scan samples, and the cursor gives every node its turn",
     if (name) used.add(name);
   }
   assert.equal(used.size, SAMPLE * 4);
+});
+
+test("a shortfall is explained in numbers: what all the instances need, what is free, on which nodes", () => {
+  // 12 × 0.5 CPU on a 1.9-CPU node where another service holds 0.5: 2 fit, 10 do not.
+  const state = new ClusterState(
+    [node("vm", { allocatable: { cpu: 1.9, memory: 8 * GiB } }), node("off", { ready: false })],
+    [placed("vm", { resources: { cpu: 0.5, memory: GiB / 4 } })],
+  );
+  const requests = Array.from({ length: 12 }, () => request({ resources: { cpu: 0.5, memory: GiB / 4 } }));
+  const short = findShortfall(state, requests);
+  assert.deepEqual(short, {
+    unplaced: 10,
+    of: 12,
+    message: "10 of 12 instances cannot be placed: needs 6.0 CPU, 1.4 free on 1 node: vm 1.4 free of 1.9",
+  });
+  // All fit: no shortfall.
+  const roomy = new ClusterState([node("a"), node("b")]);
+  assert.equal(findShortfall(roomy, [request(), request()]), undefined);
+});
+
+test("a shortfall of memory, of room on any one node, and of anything but resources each says so", () => {
+  const memory = findShortfall(new ClusterState([node("a"), node("b")]), [
+    request({ resources: { cpu: 0.25, memory: 3 * GiB } }),
+    request({ resources: { cpu: 0.25, memory: 3 * GiB } }),
+    request({ resources: { cpu: 0.25, memory: 3 * GiB } }),
+  ]);
+  assert.equal(
+    memory?.message,
+    "1 of 3 instances cannot be placed: needs 9.0 GiB memory, 8.0 GiB free on 2 nodes: a 4.0 GiB free of 4.0 GiB, b 4.0 GiB free of 4.0 GiB",
+  );
+  // 0.6 CPU free in all, 0.3 on each node: one instance of 0.5 fits on neither.
+  const split = new ClusterState(
+    [node("a"), node("b")],
+    [
+      placed("a", { resources: { cpu: 1.7, memory: 0 } }),
+      placed("b", { resources: { cpu: 1.7, memory: 0 } }),
+    ],
+  );
+  assert.equal(
+    findShortfall(split, [request({ resources: { cpu: 0.5, memory: 0 } })])?.message,
+    "1 of 1 instance cannot be placed: each needs 0.5 CPU, more than any of 2 nodes has free: a 0.3 free of 2.0, b 0.3 free of 2.0",
+  );
+  // Three replicas kept apart on two nodes: the third has nowhere to go, for no lack of resources.
+  const apart = { antiAffinity: [{ service: "t/app/web", required: true }] };
+  assert.equal(
+    findShortfall(new ClusterState([node("a"), node("b")]), [request(apart), request(apart), request(apart)])
+      ?.message,
+    "1 of 3 instances cannot be placed: 2 nodes: 2 anti-affinity",
+  );
 });

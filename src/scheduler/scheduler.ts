@@ -370,6 +370,25 @@ function prepareChecks(state: ClusterState, request: PlacementRequest, filters: 
   return checks;
 }
 
+/**
+ * The nodes a request could go to if they had room: those that pass every
+ * filter before the resource ones (ready, cordoned, pet's node, moved off,
+ * taints, node selector). Capacity explanations add up these nodes' free share.
+ */
+export function nodesWithRoomFor(state: ClusterState, request: PlacementRequest): number[] {
+  const before = FILTERS.slice(
+    0,
+    FILTERS.findIndex((f) => f.resource),
+  );
+  const checks = prepareChecks(state, request, before);
+  const nodes: number[] = [];
+  scan: for (let n = 0; n < state.nodes.length; n++) {
+    for (const check of checks) if (!check(n)) continue scan;
+    nodes.push(n);
+  }
+  return nodes;
+}
+
 /** Runs every filter over every node; each node counts under the first filter it fails. */
 function explainNodes(state: ClusterState, request: PlacementRequest): Record<string, number> {
   const prepared = FILTERS.map((f) => ({ reason: f.reason, check: f.prepare(state, request) }));

@@ -7,6 +7,7 @@ import { open, rm } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { appShortfalls } from "../../controllers/capacity-check.ts";
 import { checkQuota } from "../../controllers/quota.ts";
 import {
   type App,
@@ -18,10 +19,12 @@ import {
   serviceKey,
   type Tenant,
 } from "../../model/objects.ts";
+import { DEADLINE_HELP, parseDeadline } from "../../model/rollout.ts";
 import type { ApiDeps } from "../deps.ts";
 import {
   AppParams,
   CreateAppBody,
+  DeployQuery,
   DestroyQuery,
   LogsQuery,
   RollbackBody,
@@ -137,15 +140,22 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: {
         summary: "Deploy: upload the source as a gzip tarball; build, release and roll out",
         description:
-          "Body: the source tree as application/gzip. Creates the app when missing. Follow progress at /apps/{app}/deploys/{id}/log.",
+          "Body: the source tree as application/gzip. Creates the app when missing. Follow progress at /apps/{app}/deploys/{id}/log. A rollout that makes no progress for its deadline (?deadline=, else herd.yaml's rollout.deadline, else 120s) fails the deploy; one that cannot be placed on today's nodes fails it at once.",
         tags: ["deploys"],
         params: AppParams,
-        querystring: TenantQuery,
+        querystring: DeployQuery,
       },
     },
     async (req, reply) => {
       const tenant = tenantOf(req);
       const { app } = req.params as { app: string };
+      const deadline = (req.query as { deadline?: string }).deadline;
+      const deadlineMs = deadline === undefined ? undefined : parseDeadline(deadline);
+      if (deadline !== undefined && deadlineMs === undefined) {
+        throw new HerdError("invalid", `deadline ${deadline} is out of range: ${DEADLINE_HELP}`, [
+          { field: "querystring.deadline", message: `must be ${DEADLINE_HELP}` },
+        ]);
+      }
       const type = req.headers["content-type"] ?? "";
       if (!/^application\/(gzip|x-gzip|octet-stream)\b/.test(type)) {
         throw new HerdError(
@@ -176,10 +186,15 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       }
       if (!existing) await createApp(tenant, app);
       const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
-      const deploy = await controllers.deploys.startDeploy(tenant, app, async (log) => {
-        const built = await deps.build({ source: digest, tenant, app, log, unpack });
-        return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
-      });
+      const deploy = await controllers.deploys.startDeploy(
+        tenant,
+        app,
+        async (log) => {
+          const built = await deps.build({ source: digest, tenant, app, log, unpack });
+          return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
+        },
+        deadlineMs === undefined ? {} : { deadlineMs },
+      );
       reply.code(202);
       return deploy;
     },
@@ -265,6 +280,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary: "Set instance counts per service",
+        description:
+          "The reply's `unplaced` lists, per service, how many of its instances cannot be placed on today's nodes and why; they stay pending until room appears.",
         tags: ["apps"],
         params: AppParams,
         querystring: TenantQuery,
@@ -343,7 +360,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           message: `${name} scaled to ${count}`,
         });
       }
-      return { items };
+      return { items, unplaced: await appShortfalls(store, tenant, o.value.name, Object.keys(wanted)) };
     },
   );
 

@@ -1,0 +1,144 @@
+/**
+ * From store objects to the scheduler's questions: what a service's instance
+ * asks for (placementRequest), what holds each node's resources now
+ * (placedInstances), and whether a service's desired count can be placed on
+ * today's nodes at all (serviceShortfall) — the check that fails a rollout at
+ * once instead of letting it wait for capacity that will not come, and that
+ * `herd scale` answers with.
+ */
+
+import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
+import { holdsResources, type PlacementRequest, schedulerNode } from "../scheduler/scheduler.ts";
+import { findShortfall, type Shortfall } from "../scheduler/shortfall.ts";
+import type { Store } from "../store/store.ts";
+
+/** The part of an instance placement looks at (a planned one has no node yet). */
+export type PlacementSubject = Pick<Instance, "id" | "mode" | "node" | "moving"> & {
+  resources: Instance["run"]["resources"];
+};
+
+/** What the scheduler needs to know of one instance of `svc`. */
+export function placementRequest(svc: Service, i: PlacementSubject): PlacementRequest {
+  const p = svc.spec.placement;
+  const key = (name: string) => serviceKey(svc.tenant, svc.app, name);
+  const terms = (list: { service: string; required: boolean }[] | undefined) =>
+    list?.map((t) => ({ service: key(t.service), required: t.required }));
+  return {
+    id: i.id,
+    service: key(svc.name),
+    resources: i.resources,
+    criticality: svc.spec.criticality ?? "normal",
+    strategy: p?.strategy ?? "spread",
+    // Pets go back to the node that holds their data (or to where an operator moves them).
+    ...(i.mode === "pet" && (i.node ?? i.moving?.to) ? { node: i.node ?? i.moving?.to } : {}),
+    ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
+    ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
+    ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),
+    ...(p?.antiAffinity ? { antiAffinity: terms(p.antiAffinity) } : {}),
+    ...(p?.spreadBy ? { spreadBy: p.spreadBy } : {}),
+  };
+}
+
+/** The instances that hold resources on their nodes, as the scheduler sees them (those `keep` accepts). */
+export function placedInstances(
+  instances: Iterable<Instance>,
+  services: ReadonlyMap<string, Service>,
+  keep: (i: Instance) => boolean = () => true,
+): PlacedInstance[] {
+  const placed: PlacedInstance[] = [];
+  for (const i of instances) {
+    if (!i.node || !holdsResources(i) || !keep(i)) continue;
+    const key = serviceKey(i.tenant, i.app, i.service);
+    placed.push({
+      id: i.id,
+      service: key,
+      node: i.node,
+      resources: i.run.resources,
+      criticality: services.get(key)?.spec.criticality ?? "normal",
+      pet: i.mode === "pet",
+    });
+  }
+  return placed;
+}
+
+/**
+ * How many of `count` instances of `svc`'s release cannot be placed on
+ * today's nodes, and why — or undefined when all fit. The question is asked
+ * generously, so that only what cannot succeed is called so: the service's
+ * own instances are left out (old ones stop as new ones run), and so is
+ * whatever is on its way out (told to stop, crashed cattle, instances of the
+ * app's releases being replaced); nodes that missed a few heartbeats count as
+ * ready; lost nodes do not count.
+ */
+export function serviceShortfall(
+  svc: Service,
+  count: number,
+  nodes: readonly Node[],
+  instances: readonly Instance[],
+  services: ReadonlyMap<string, Service>,
+): Shortfall | undefined {
+  if (count === 0) return undefined;
+  const going = (i: Instance) => {
+    if (i.desired !== "running" || (i.state === "crashed" && i.mode === "cattle")) return true;
+    if (i.tenant !== svc.tenant || i.app !== svc.app) return false;
+    if (i.service === svc.name) return true;
+    const own = services.get(serviceKey(i.tenant, i.app, i.service));
+    return own !== undefined && own.release !== i.release;
+  };
+  const state = new ClusterState(
+    nodes.filter((n) => n.state !== "lost").map((n) => ({ ...schedulerNode(n), ready: true })),
+    placedInstances(instances, services, (i) => !going(i)),
+  );
+  // The service's current instances (a pet keeps its node), then as many planned ones as are missing.
+  const mine = instances.filter(
+    (i) =>
+      i.tenant === svc.tenant &&
+      i.app === svc.app &&
+      i.service === svc.name &&
+      i.desired === "running" &&
+      i.release === svc.release,
+  );
+  const requests: PlacementRequest[] = mine
+    .slice(0, count)
+    .map((i) => placementRequest(svc, { ...i, resources: i.run.resources }));
+  for (let n = requests.length; n < count; n++) {
+    requests.push(
+      placementRequest(svc, {
+        id: `${svc.app}-${svc.name}-planned-${n}`,
+        mode: svc.spec.mode,
+        node: null,
+        resources: svc.spec.resources,
+      }),
+    );
+  }
+  return findShortfall(state, requests);
+}
+
+/** One service's instances that cannot be placed (the reply of a scale). */
+export interface Unplaced extends Shortfall {
+  service: string;
+}
+
+/**
+ * For each named service of an app, how many of its desired instances
+ * cannot be placed on today's nodes and why (services that fit are left out).
+ */
+export async function appShortfalls(
+  store: Store,
+  tenant: string,
+  app: string,
+  names: string[],
+): Promise<Unplaced[]> {
+  const services = new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value]));
+  const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+  const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+  const out: Unplaced[] = [];
+  for (const name of names) {
+    const svc = services.get(serviceKey(tenant, app, name));
+    if (!svc) continue;
+    const short = serviceShortfall(svc, svc.instances, nodes, instances, services);
+    if (short) out.push({ service: name, ...short });
+  }
+  return out;
+}
