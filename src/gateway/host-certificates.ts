@@ -49,6 +49,12 @@ export interface OnDemandOptions {
   routed: (name: string) => boolean;
   /** Most hosts kept; past it the least recently fetched is dropped. Default 10,000. */
   maxHosts?: number;
+  /**
+   * Most fetches at once; a handshake for a host with nothing held past it
+   * gets the default certificate (a flood of new names under a wildcard
+   * route cannot queue unbounded work on the control plane). Default 16.
+   */
+  maxFetching?: number;
   now?: () => number;
 }
 
@@ -56,6 +62,7 @@ export interface OnDemandOptions {
 export class OnDemandCertificates {
   readonly #o: OnDemandOptions;
   readonly #entries = new Map<string, Entry>();
+  #fetching = 0;
 
   constructor(options: OnDemandOptions) {
     this.#o = options;
@@ -88,7 +95,10 @@ export class OnDemandCertificates {
     }
     const usable = entry.context !== undefined && entry.notAfter > now;
     if (now >= entry.refreshAt && entry.fetching === undefined) {
+      if (this.#fetching >= (this.#o.maxFetching ?? 16)) return usable ? entry.context : undefined;
+      this.#fetching++;
       entry.fetching = this.#fetch(name, entry).finally(() => {
+        this.#fetching--;
         (entry as Entry).fetching = undefined;
       });
     }
