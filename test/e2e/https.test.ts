@@ -4,11 +4,11 @@
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { TLSSocket } from "node:tls";
-import { cleanupHerd, type Herd, startHerd } from "./harness.ts";
+import { cleanupHerd, gatewayRequest, type Herd, startHerd, waitFor } from "./harness.ts";
 
 /** An app answering its own name on `<name>.localhost`. */
 function writeApp(root: string, name: string): string {
@@ -25,16 +25,17 @@ function writeApp(root: string, name: string): string {
   return dir;
 }
 
-/** GET / over HTTPS to 127.0.0.1:port with SNI and Host `host`, trusting only `ca`. */
+/** GET / over HTTPS to address:port with SNI and Host `host`, trusting only `ca`. */
 function httpsGet(
   port: number,
   host: string,
   ca: string,
+  address = "127.0.0.1",
 ): Promise<{ status: number; body: string; subjectAltName: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
-        host: "127.0.0.1",
+        host: address,
         port,
         path: "/",
         servername: host,
@@ -65,11 +66,18 @@ after(async () => {
   rmSync(apps, { recursive: true, force: true });
 });
 
-test("every app's host verifies with the one CA file, on every gateway worker", async () => {
-  herd = await startHerd({ extraArgs: ["--gateway-workers", "2"] });
+test("every app's host verifies with the one CA file, on every gateway worker; --public serves every interface", async (t) => {
+  herd = await startHerd({ extraArgs: ["--gateway-workers", "2", "--public"] });
   for (const name of ["shop", "blog"]) {
     const r = await herd.cli(["deploy", writeApp(apps, name)]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
+    // Every worker has the app's endpoint (not what is tested here): plain HTTP answers a few times.
+    for (let i = 0; i < 4; i++) {
+      await waitFor(
+        `${name} over HTTP`,
+        async () => (await herd?.request(`${name}.localhost`))?.status === 200,
+      );
+    }
   }
   const info = JSON.parse(readFileSync(join(herd.dataDir, "server.json"), "utf8")) as {
     gatewayHttpsUrl: string;
@@ -88,4 +96,18 @@ test("every app's host verifies with the one CA file, on every gateway worker", 
   // No route names it: the default certificate (localhost), which does not verify for this name.
   await assert.rejects(httpsGet(port, "nope.localhost", ca), /altnames|Hostname\/IP does not match/i);
   assert.ok(!herd.output().includes("no certificate for a routed host"), "every fetch succeeded");
+  // --public: the gateway answers on this machine's other addresses too; the API stays on loopback.
+  assert.match(herd.url, /^http:\/\/127\.0\.0\.1:/);
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+  if (external === undefined)
+    t.diagnostic("no non-loopback IPv4 address here: --public not checked from outside");
+  else {
+    assert.equal((await httpsGet(port, "shop.localhost", ca, external)).body, "shop https");
+    assert.equal(
+      (await gatewayRequest(`http://${external}:${new URL(herd.gatewayUrl).port}`, "blog.localhost")).body,
+      "blog http",
+    );
+  }
 });
