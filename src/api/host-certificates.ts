@@ -67,11 +67,6 @@ export class HostCertificates {
     this.#now = options.now ?? Date.now;
   }
 
-  /** The CA certificate file clients trust for local certificates. */
-  get caFile(): string {
-    return this.#ca.file;
-  }
-
   /** Begins ACME passes (when the server uses ACME). */
   start(): void {
     this.acme?.start();

@@ -23,7 +23,6 @@ interface HostCertificateBody {
   key: string;
   refreshAt: number;
   notAfter: number;
-  source: string;
 }
 
 interface Entry {
@@ -33,7 +32,6 @@ interface Entry {
   /** Expiry of the certificate held: past it, the default certificate serves until a new one arrives. */
   notAfter: number;
   fetching: Promise<void> | undefined;
-  source: string;
 }
 
 /** Retry a failed fetch after this. */
@@ -73,11 +71,6 @@ export class OnDemandCertificates {
     return this.#o.routed(name);
   }
 
-  /** The source of the certificate held for `name` (`acme`, `local`), for logs and tests. */
-  sourceOf(name: string): string | undefined {
-    return this.#entries.get(name)?.source;
-  }
-
   /**
    * The context for `name` (a routed host, lowercased), or undefined when none
    * could be had (the caller serves its default). Waits only when nothing
@@ -87,7 +80,7 @@ export class OnDemandCertificates {
     const now = (this.#o.now ?? Date.now)();
     let entry = this.#entries.get(name);
     if (entry === undefined) {
-      entry = { context: undefined, refreshAt: 0, notAfter: 0, fetching: undefined, source: "" };
+      entry = { context: undefined, refreshAt: 0, notAfter: 0, fetching: undefined };
       this.#entries.set(name, entry);
       if (this.#entries.size > (this.#o.maxHosts ?? 10_000)) {
         this.#entries.delete(this.#entries.keys().next().value as string);
@@ -121,7 +114,6 @@ export class OnDemandCertificates {
       entry.context = tls.createSecureContext({ cert: body.cert, key: body.key });
       entry.notAfter = body.notAfter;
       entry.refreshAt = Math.max(now + 1_000, body.refreshAt);
-      entry.source = body.source;
     } catch (err) {
       entry.refreshAt = now + RETRY_MS;
       this.#o.logger.warn("no certificate for a routed host from the control plane; serving the default", {

@@ -11,7 +11,7 @@ import { notFound } from "../../common/errors.ts";
 import type { ApiDeps } from "../deps.ts";
 
 /** A DNS name as SNI carries it: labels of letters, digits, `-` and `_`, at most 253 characters. */
-export const HOST_PATTERN =
+const HOST_PATTERN =
   "^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?$";
 
 const HostParams = T.Object({
