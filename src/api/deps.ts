@@ -20,6 +20,7 @@ import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import type { AuditLog } from "./audit.ts";
 import type { GatewayBook } from "./gateway-book.ts";
+import type { HostCertificates } from "./host-certificates.ts";
 import type { IngestTokens } from "./ingest-tokens.ts";
 
 /** What the routes are handed. */
@@ -54,6 +55,8 @@ export interface ApiDeps {
   secrets: SecretStore;
   /** The Node versions builds fetched for apps (engines.node); agents download them by digest. */
   runtimes: NodeRuntimes;
+  /** Gateways' host certificates: herd's CA, and ACME when the server uses it. */
+  certificates: HostCertificates;
   build(options: {
     source: string;
     /** The app's tenant: its build uid and npm cache are its own. */

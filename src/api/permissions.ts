@@ -145,6 +145,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "DELETE /api/v1/apps/:app/secrets/:name": "secrets:write",
   "POST /api/v1/secrets/rotate-key": "platform:write",
   "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
+  "GET /api/v1/gateways/certificates/:host": "gateway:sync",
+  "GET /api/v1/gateways/acme-challenges/:token": "gateway:sync",
 
   // nodes and the agent protocol (routes/platform.ts, cluster.ts, logs.ts)
   "GET /api/v1/nodes": "platform:read",

@@ -38,10 +38,12 @@ import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
+import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
 import { Authenticator, ensureAdminToken } from "./auth.ts";
 import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
+import { openHostCertificates } from "./host-certificates.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
 import {
   type Decision,
@@ -56,6 +58,7 @@ import {
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
+import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
@@ -92,6 +95,8 @@ export interface ServerOptions {
   auditRetentionMs?: number;
   /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
   tls?: boolean;
+  /** Order gateways' certificates for these domains from an ACME server (api/acme.ts); default none. */
+  acme?: AcmeSettings;
   /**
    * Internal addresses and ranges (CIDR) that webhooks, registered scrape
    * targets and trace forwarding may reach (`--allow-fetch`); default none.
@@ -194,6 +199,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
   const ingestTokens = new IngestTokens(store, secrets);
   const shutdown = new AbortController();
+  const certificates = await openHostCertificates({ store, secrets, dataDir, logger, acme: options.acme });
   const deps: ApiDeps = {
     store,
     controllers,
@@ -214,6 +220,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     secrets,
     runtimes,
+    certificates,
     build: async ({ source, tenant, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
@@ -261,6 +268,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   metrics.start();
   alerts.externalUrl = url;
   alerts.start();
+  certificates.start();
   logger.info("control plane listening", { url });
 
   return {
@@ -281,6 +289,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       auth.stop();
       await alerts.stop();
+      await certificates.close();
       controllers.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
       shutdown.abort();
@@ -543,6 +552,7 @@ export function buildApi(
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
+      certificateRoutes(api, deps);
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);
       traceRoutes(api, deps);

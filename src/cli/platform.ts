@@ -11,6 +11,8 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_RESERVE } from "../agent/agent.ts";
 import { parsePortRange } from "../agent/ports.ts";
+import type { AcmeSettings } from "../api/acme.ts";
+import { ensureLocalhostCertificate } from "../api/local-ca.ts";
 import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
@@ -47,7 +49,8 @@ or other internal address (docs/security-hardening.md).`;
 
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
-               [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
+               [--public] [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
+               [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
@@ -70,9 +73,15 @@ seconds without a heartbeat make a node lost (its cattle move elsewhere).
 The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
 start; a free port when 9180 is taken; --gateway-metrics-port, off turns them off).
 The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
-pairs given (picked by SNI; the first is the default), else with a
-self-signed certificate for localhost and *.localhost made once in
-DIR/tls/. --no-https serves HTTP only.
+pairs given (picked by SNI; the first is the default), and for every other
+routed host with a certificate signed by herd's CA (made once in DIR/tls/:
+trust DIR/tls/ca-cert.pem, e.g. curl --cacert) or, for hosts under an
+--acme-domain, one from the ACME server at --acme-directory (HTTP-01
+through the gateway's HTTP port: it must be port 80 to the world).
+--no-https serves HTTP only. --public: the gateway listens on every
+interface, on ports 80 and 443 when run as root (else 8080 and 8443), unless
+--gateway-port/--https-port say otherwise; the API stays on --host
+(docs/https.md).
 Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
 aggregates for --metrics-downsampled-retention, never more than
 --metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
@@ -85,6 +94,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+       [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...]
 
@@ -210,7 +220,8 @@ export async function runUp(argv: string[]): Promise<number> {
   const v = flags("up", argv, {
     data: { type: "string", default: ".herd" },
     port: { type: "string", default: "7070" },
-    "gateway-port": { type: "string", default: "8080" },
+    "gateway-port": { type: "string" },
+    public: { type: "boolean" },
     "gateway-workers": { type: "string", default: String(availableParallelism()) },
     "gateway-metrics-port": { type: "string" },
     "gateway-trace-sample": { type: "string" },
@@ -225,6 +236,7 @@ export async function runUp(argv: string[]): Promise<number> {
     ...HTTPS_FLAGS,
     "no-https": { type: "boolean" },
     tls: { type: "boolean" },
+    ...ACME_FLAGS,
     ...TRACE_SERVER_FLAGS,
     "metrics-max-size": { type: "string", default: "1Gi" },
     "metrics-retention": { type: "string", default: "24h" },
@@ -239,13 +251,15 @@ export async function runUp(argv: string[]): Promise<number> {
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
   const allowFetch = allowFetchOf(v);
-  const gatewayPort = portOf(v["gateway-port"], "gateway-port");
+  // --public as root: the standard ports, which only root may bind.
+  const standardPorts = v.public === true && process.getuid?.() === 0;
+  const gatewayPort = portOf(v["gateway-port"] ?? (standardPorts ? "80" : "8080"), "gateway-port");
   return runUpDaemon({
     dataDir,
     server: serverOptionsOf(v, `http://127.0.0.1:${gatewayPort}`, allowFetch),
     gateway: {
       port: gatewayPort,
-      host: v.host as string,
+      host: v.public === true ? "0.0.0.0" : (v.host as string),
       workers: workerCount(v["gateway-workers"]),
       // Unset: the gateway's own default (9180, or a free port when that is taken).
       metricsPort:
@@ -253,7 +267,7 @@ export async function runUp(argv: string[]): Promise<number> {
           ? undefined
           : (metricsPortOf(v["gateway-metrics-port"], "gateway-metrics-port") ?? "off"),
       // Checked (and the development certificate made) before anything starts.
-      https: await httpsSettings(v, dataDir, true),
+      https: await httpsSettings(v, dataDir, true, standardPorts ? 443 : DEFAULT_HTTPS_PORT),
       traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
       allowFetch,
       jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
@@ -308,6 +322,7 @@ export async function runServer(argv: string[]): Promise<number> {
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
     tls: { type: "boolean" },
+    ...ACME_FLAGS,
     ...FETCH_FLAGS,
   });
   if (!v) return 0;
@@ -565,16 +580,60 @@ const HTTPS_FLAGS = {
 /** The default HTTPS port of the gateway. */
 export const DEFAULT_HTTPS_PORT = 8443;
 
+/** The flags `herd up` and `herd server` take for ACME certificates (api/acme.ts). */
+const ACME_FLAGS = {
+  "acme-directory": { type: "string" },
+  "acme-email": { type: "string" },
+  "acme-domain": { type: "string", multiple: true },
+  "acme-ca": { type: "string" },
+} as const;
+
+/** ACME from the flags: a directory and the domains it is for, or nothing. */
+function acmeOf(v: Record<string, unknown>): AcmeSettings | undefined {
+  const directory = v["acme-directory"] as string | undefined;
+  const domains = ((v["acme-domain"] as string[] | undefined) ?? []).map((d) =>
+    d.toLowerCase().replace(/\.$/, ""),
+  );
+  if (directory === undefined) {
+    if (domains.length > 0 || v["acme-email"] !== undefined || v["acme-ca"] !== undefined)
+      throw new HerdError("invalid", "--acme-domain, --acme-email and --acme-ca need --acme-directory URL");
+    return undefined;
+  }
+  if (!/^https?:\/\/[^\s/]+/.test(directory))
+    throw new HerdError("invalid", `--acme-directory must be an http(s) URL, got ${directory}`);
+  if (domains.length === 0)
+    throw new HerdError(
+      "invalid",
+      "--acme-directory needs at least one --acme-domain DOMAIN: the routed hosts under it get ACME certificates",
+    );
+  for (const d of domains) {
+    if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d))
+      throw new HerdError("invalid", `--acme-domain must be a DNS name such as example.com, got ${d}`);
+  }
+  const email = v["acme-email"] as string | undefined;
+  if (email !== undefined && !/^[^\s@]+@[^\s@]+$/.test(email))
+    throw new HerdError("invalid", `--acme-email must be an email address, got ${email}`);
+  const caFile = v["acme-ca"] as string | undefined;
+  return {
+    directory,
+    domains,
+    ...(email !== undefined ? { email } : {}),
+    ...(caFile !== undefined ? { ca: readCa(resolve(caFile), "--acme-ca") } : {}),
+  };
+}
+
 /**
  * HTTPS from the flags: the --tls-cert/--tls-key pairs in order, or the
- * development certificate in `<dataDir>/tls` when none is given. `byDefault`:
+ * development certificate in `<dataDir>/tls` when none is given (`herd up`:
+ * localhost signed by herd's CA; `herd gateway`: self-signed). `byDefault`:
  * serve HTTPS without any flag (`herd up`; `herd gateway` needs one).
  */
 async function httpsSettings(
   v: Record<string, unknown>,
   dataDir: string,
   byDefault: boolean,
-): Promise<(HttpsSettings & { development: boolean }) | undefined> {
+  defaultPort = DEFAULT_HTTPS_PORT,
+): Promise<(HttpsSettings & { development: boolean; caFile?: string }) | undefined> {
   const certs = (v["tls-cert"] as string[] | undefined) ?? [];
   const keys = (v["tls-key"] as string[] | undefined) ?? [];
   if (v["no-https"]) {
@@ -588,12 +647,19 @@ async function httpsSettings(
       `each --tls-cert needs its --tls-key, in the same order: got ${certs.length} --tls-cert and ${keys.length} --tls-key`,
     );
   if (!byDefault && certs.length === 0 && v["https-port"] === undefined) return undefined;
-  const port = v["https-port"] === undefined ? DEFAULT_HTTPS_PORT : portOf(v["https-port"], "https-port");
-  const certificates =
-    certs.length > 0
-      ? certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) }))
-      : [await ensureDevCertificate(join(dataDir, "tls"))];
-  return { port, certificates, development: certs.length === 0 };
+  const port = v["https-port"] === undefined ? defaultPort : portOf(v["https-port"], "https-port");
+  if (certs.length > 0) {
+    return {
+      port,
+      certificates: certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) })),
+      development: false,
+    };
+  }
+  if (!byDefault)
+    return { port, certificates: [await ensureDevCertificate(join(dataDir, "tls"))], development: true };
+  // herd up: the control plane's CA (the same data dir) signs the default and every routed host.
+  const { ca, ...files } = await ensureLocalhostCertificate(join(dataDir, "tls"));
+  return { port, certificates: [files], development: true, caFile: ca };
 }
 
 function workerCount(value: unknown): number {
@@ -619,6 +685,7 @@ function serverOptionsOf(
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
     tls: v.tls === true,
+    acme: acmeOf(v),
     allowFetch,
   };
 }

@@ -43,7 +43,8 @@ export interface UpOptions {
     workers: number;
     /** Unset: the gateway's default (9180, or a free port when taken). */
     metricsPort?: number | "off";
-    https?: HttpsSettings & { development: boolean };
+    /** `caFile`: herd's CA, which signs the default and every routed host's certificate (no --tls-cert). */
+    https?: HttpsSettings & { development: boolean; caFile?: string };
     traceSample?: number;
     /** Internal ranges route JWKS URLs may reach (`--allow-fetch`). */
     allowFetch?: readonly string[];
@@ -146,7 +147,11 @@ export async function runUp(options: UpOptions): Promise<number> {
       `  metrics:      ${record.metricsUrl ?? "off (--gateway-metrics-port)"}`,
       ...(shownHttps === undefined
         ? []
-        : [`  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`]),
+        : [
+            https?.caFile === undefined
+              ? `  HTTPS:        ${shownHttps}   (${https?.certificates.map((c) => c.cert).join(", ")})`
+              : `  HTTPS:        ${shownHttps}   (every app's host; trust ${https.caFile})`,
+          ]),
       `  admin token:  ${server.adminTokenFile}`,
       ...(signedIn ? [`  CLI:          ${signedIn}`] : []),
       ...(server.caFile ? [`  API CA:       ${server.caFile}   (herd agent/gateway --ca)`] : []),
@@ -161,10 +166,10 @@ export async function runUp(options: UpOptions): Promise<number> {
       if (ok) {
         writeFileSync(marker, `${new Date().toISOString()}\n`);
         process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
-        if (record.httpsPort !== undefined && https?.development) {
-          // The development certificate names hello.localhost (curl sends *.localhost to loopback itself).
+        if (record.httpsPort !== undefined && https?.caFile !== undefined) {
+          // herd's CA signs every routed host's certificate (curl sends *.localhost to loopback itself).
           process.stdout.write(
-            `  over HTTPS: curl --cacert ${https.certificates[0].cert} https://hello.localhost:${record.httpsPort}/\n`,
+            `  over HTTPS: curl --cacert ${https.caFile} https://hello.localhost:${record.httpsPort}/\n`,
           );
         }
       }

@@ -3,7 +3,7 @@
  * route the request, then run its route's chain of stages (compiled when the
  * table was built, stages.ts) over its Exchange.
  *
- *   admit: one Host? ─► status page (loopback peers only) ─► route ─► runChain
+ *   admit: one Host? ─► ACME challenge ─► status page (loopback peers only) ─► route ─► runChain
  *   runChain: stages[x.stage], … each returns GO (next stage) or STOP (it answered, or it waits:
  *             a JWKS fetch or a worker's rate-limit lease; then `resume` runs the chain again
  *             from the stage that waited)
@@ -14,6 +14,7 @@
  * closures per request (only a wait makes one).
  */
 
+import { isAcmeChallenge } from "./acme-challenge.ts";
 import { sendAggregate } from "./aggregate.ts";
 import { AuthFailure } from "./auth.ts";
 import { type Exchange, proxyTo } from "./exchange.ts";
@@ -46,6 +47,11 @@ export function admit(x: Exchange): void {
   const req = x.req;
   if (x.duplicateHost) {
     refuse(x, 400, "invalid", "more than one Host header", metrics.INVALID, proxy.unrouted);
+    return;
+  }
+  // ACME HTTP-01: the control plane's answer, before any route (the app never sees these).
+  if (proxy.acmeChallenges !== null && x.res !== null && isAcmeChallenge(x.url)) {
+    proxy.acmeChallenges.answer(x.url, x.res);
     return;
   }
   // The status page names every route and problem: only for this machine's own connections,

@@ -11,6 +11,7 @@
 
 import cluster from "node:cluster";
 import { createLogger } from "../common/log.ts";
+import { AcmeChallenges } from "./acme-challenge.ts";
 import type {
   AppliedMessage,
   ConfigMessage,
@@ -24,7 +25,7 @@ import type {
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
 import { drainServers } from "./drain.ts";
-import { jwksSettings, listeners, tracesFor } from "./gateway.ts";
+import { hostCertificates, jwksSettings, listeners, tracesFor } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -41,6 +42,10 @@ const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?
 const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
 const traces = settings.traces && tracesFor({ ...settings.traces, traceSample: settings.traces.sample });
 proxy.spans = traces?.spans ?? null;
+// ACME challenges and routed hosts' certificates come from the control plane, asked by each worker.
+const control = { server: settings.control.server, token: settings.control.token, logger };
+proxy.acmeChallenges = new AcmeChallenges(control);
+const onDemand = settings.https ? hostCertificates(control, proxy) : undefined;
 // Rate-limit tokens come from the primary's buckets, so a limit holds for all workers together.
 const leases =
   settings.workers > 1
@@ -108,9 +113,9 @@ async function listen(): Promise<void> {
     process.send?.({ type: "listening" } satisfies ListeningMessage);
     if (settings.https) {
       const { port, certificates } = settings.https;
-      await proxy.listenHttps(port, settings.host, loadCertificates(certificates), reusePort);
+      await proxy.listenHttps(port, settings.host, loadCertificates(certificates, onDemand), reusePort);
       process.send?.({ type: "listening" } satisfies ListeningMessage);
-      watchCertificates(certificates, logger, (next) => proxy.useCertificates(next));
+      watchCertificates(certificates, logger, (next) => proxy.useCertificates(next), undefined, onDemand);
     }
   } catch (err) {
     process.send?.(

@@ -67,6 +67,8 @@ export interface WorkerSettings {
   https?: HttpsSettings;
   /** Where each worker ships its spans (the control plane), and the share of new traces recorded. */
   traces?: { server: string; token: string; sample: number };
+  /** The control plane, for ACME challenges and routed hosts' certificates. */
+  control: { server: string; token: string };
   /** Each worker binds its own socket with SO_REUSEPORT (a successor gateway can bind beside them). */
   reusePort?: boolean;
   /** Route JWKS: internal ranges URLs may reach (`--allow-fetch`), the JWKS directory (`--jwks-dir`). */
@@ -277,6 +279,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     https,
     allowFetch: options.allowFetch,
     jwksDir: jwksSettings(options).jwksDir,
+    control: { server: options.server.replace(/\/+$/, ""), token: options.token },
     ...((options.traceSample ?? 1) > 0
       ? { traces: { server: options.server, token: options.token, sample: options.traceSample ?? 1 } }
       : {}),

@@ -10,9 +10,11 @@ import { join } from "node:path";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
+import { AcmeChallenges } from "./acme-challenge.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
+import { OnDemandCertificates } from "./host-certificates.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
@@ -140,8 +142,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onResult: () => reporter?.changed(),
     build: jwksSettings(options),
   });
+  const control = { server: options.server.replace(/\/+$/, ""), token: options.token, logger };
+  proxy.acmeChallenges = new AcmeChallenges(control);
+  const onDemand = options.https ? hostCertificates(control, proxy) : undefined;
   // Bad certificate files fail the start before anything listens.
-  const certificates = options.https ? loadCertificates(options.https.certificates) : undefined;
+  const certificates = options.https ? loadCertificates(options.https.certificates, onDemand) : undefined;
   await source.loadCache();
   const host = options.host ?? "0.0.0.0";
   const reusePort = options.reusePort ?? false;
@@ -155,7 +160,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await proxy.close();
       throw err;
     }
-    unwatch = watchCertificates(options.https.certificates, logger, (next) => proxy.useCertificates(next));
+    unwatch = watchCertificates(
+      options.https.certificates,
+      logger,
+      (next) => proxy.useCertificates(next),
+      undefined,
+      onDemand,
+    );
   }
   const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
@@ -222,6 +233,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       ]);
     },
   };
+}
+
+/** Routed hosts' certificates from the control plane, for the hosts `proxy`'s current table serves. */
+export function hostCertificates(
+  control: { server: string; token: string; logger: Logger },
+  proxy: GatewayProxy,
+): OnDemandCertificates {
+  return new OnDemandCertificates({ ...control, routed: (name) => proxy.table.servesHost(name) });
 }
 
 /** The proxy's listening servers: HTTP, and HTTPS when it serves that. */

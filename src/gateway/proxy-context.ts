@@ -9,6 +9,7 @@ import type http from "node:http";
 import type { Duplex } from "node:stream";
 import type { Pool } from "undici";
 import type { Logger } from "../common/log.ts";
+import type { AcmeChallenges } from "./acme-challenge.ts";
 import type { Series } from "./metrics.ts";
 import type { Endpoint, RouteTable } from "./route-table.ts";
 import type { GatewaySpans } from "./spans.ts";
@@ -35,6 +36,8 @@ export interface ProxyContext {
   readonly partsAgent: http.Agent;
   /** Open WebSocket tunnels' sockets, cut when the proxy closes. */
   readonly tunnels: Set<Duplex>;
+  /** Answers ACME HTTP-01 challenges before routing, when set. */
+  readonly acmeChallenges: AcmeChallenges | null;
   /** The keep-alive pool to an endpoint with a connect timeout. */
   poolFor(endpoint: Endpoint, connectMs: number): Pool;
 }

@@ -16,6 +16,7 @@ import type { Duplex } from "node:stream";
 import { Pool } from "undici";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import type { AcmeChallenges } from "./acme-challenge.ts";
 import { admit } from "./chain.ts";
 import { Exchange } from "./exchange.ts";
 import { forwardedRequest } from "./forwarded.ts";
@@ -93,6 +94,8 @@ export class GatewayProxy implements ProxyContext {
   readonly unrouted = metrics.unroutedSeries();
   /** Records the spans of every request (spans.ts) when set; null: only traceparent is passed on. */
   spans: GatewaySpans | null = null;
+  /** Answers ACME HTTP-01 challenges (acme-challenge.ts) when set. */
+  acmeChallenges: AcmeChallenges | null = null;
   /** Keep-alive connections for aggregation parts (aggregate.ts), which call through node:http. */
   readonly partsAgent = new http.Agent({
     keepAlive: true,
@@ -237,7 +240,7 @@ export class GatewayProxy implements ProxyContext {
         ...this.#serverOptions(),
         cert: certificates.default.cert,
         key: certificates.default.key,
-        SNICallback: (servername, done) => done(null, this.#certificates?.pick(servername)),
+        SNICallback: (servername, done) => (this.#certificates as CertificateStore).select(servername, done),
         ALPNProtocols: ["http/1.1"],
       },
       (req, res) => this.#onRequest(req, res, "https"),

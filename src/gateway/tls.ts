@@ -6,8 +6,10 @@
  *
  * Names come from each certificate's subjectAltNames (its subject's CN when
  * it has none): an exact name first, then wildcards (`*.example.com` serves
- * `a.example.com`, one label deep, as TLS clients check it); a client that
- * sends no name, or a name no certificate covers, gets the first certificate.
+ * `a.example.com`, one label deep, as TLS clients check it). A name no file
+ * covers that a route serves gets its own certificate from the control plane
+ * (host-certificates.ts: herd's CA or ACME); a client that sends no name, or
+ * a name nothing covers, gets the first certificate.
  */
 
 import { X509Certificate } from "node:crypto";
@@ -26,6 +28,7 @@ import tls, { type SecureContext } from "node:tls";
 import { generate } from "selfsigned";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import type { OnDemandCertificates } from "./host-certificates.ts";
 
 /** One certificate chain file and its private key file (PEM). */
 export interface CertificateFiles {
@@ -54,8 +57,11 @@ export class CertificateStore {
   readonly #exact = new Map<string, SecureContext>();
   /** Keyed by the suffix after `*.`. */
   readonly #wildcard = new Map<string, SecureContext>();
+  /** Routed hosts' own certificates, for names the files do not cover. */
+  readonly onDemand: OnDemandCertificates | undefined;
 
-  constructor(certificates: LoadedCertificate[]) {
+  constructor(certificates: LoadedCertificate[], onDemand?: OnDemandCertificates) {
+    this.onDemand = onDemand;
     const first = certificates[0];
     this.default = { cert: first.cert, key: first.key };
     this.#defaultContext = first.context;
@@ -70,9 +76,30 @@ export class CertificateStore {
     this.names = certificates.flatMap((c) => c.names);
   }
 
-  /** The context for a client's SNI name (lowercased here; the trailing dot ignored). */
-  pick(servername: string): SecureContext {
+  /**
+   * The server's SNICallback: the files' certificate for the name, else the
+   * routed host's own (fetched once), else the default.
+   */
+  select(servername: string, done: (err: Error | null, context?: SecureContext) => void): void {
     const name = servername.toLowerCase().replace(/\.$/, "");
+    const picked = this.#fromFiles(name);
+    const onDemand = this.onDemand;
+    if (picked !== undefined || onDemand === undefined || !onDemand.serves(name)) {
+      done(null, picked ?? this.#defaultContext);
+      return;
+    }
+    onDemand.context(name).then(
+      (context) => done(null, context ?? this.#defaultContext),
+      () => done(null, this.#defaultContext),
+    );
+  }
+
+  /** The context for a client's SNI name among the files' certificates (lowercased here; the trailing dot ignored). */
+  pick(servername: string): SecureContext {
+    return this.#fromFiles(servername.toLowerCase().replace(/\.$/, "")) ?? this.#defaultContext;
+  }
+
+  #fromFiles(name: string): SecureContext | undefined {
     const exact = this.#exact.get(name);
     if (exact !== undefined) return exact;
     const dot = name.indexOf(".");
@@ -80,7 +107,7 @@ export class CertificateStore {
       const wild = this.#wildcard.get(name.slice(dot + 1));
       if (wild !== undefined) return wild;
     }
-    return this.#defaultContext;
+    return undefined;
   }
 }
 
@@ -88,9 +115,12 @@ export class CertificateStore {
  * Reads certificate and key files; a missing, unreadable or mismatched file
  * is a HerdError that names the flag and the file.
  */
-export function loadCertificates(files: CertificateFiles[]): CertificateStore {
+export function loadCertificates(
+  files: CertificateFiles[],
+  onDemand?: OnDemandCertificates,
+): CertificateStore {
   if (files.length === 0) throw new HerdError("invalid", "HTTPS needs at least one --tls-cert and --tls-key");
-  return new CertificateStore(files.map(loadCertificate));
+  return new CertificateStore(files.map(loadCertificate), onDemand);
 }
 
 function loadCertificate(files: CertificateFiles): LoadedCertificate {
@@ -153,6 +183,7 @@ export function watchCertificates(
   logger: Logger,
   onReload: (store: CertificateStore) => void,
   intervalMs = 2_000,
+  onDemand?: OnDemandCertificates,
 ): () => void {
   const paths = [...new Set(files.flatMap((f) => [f.cert, f.key]))];
   let pending: NodeJS.Timeout | undefined;
@@ -161,7 +192,7 @@ export function watchCertificates(
     clearTimeout(pending);
     pending = setTimeout(() => {
       try {
-        onReload(loadCertificates(files));
+        onReload(loadCertificates(files, onDemand));
         logger.info("TLS certificates reloaded", { files: paths });
       } catch (err) {
         logger.warn("TLS certificates changed but do not load; keeping the old ones", { error: err });
@@ -180,20 +211,19 @@ export function watchCertificates(
 }
 
 /**
- * The names the development certificate serves. TLS clients (OpenSSL, curl,
- * Node, browsers) refuse a wildcard right under a top-level name, so
- * `*.localhost` verifies for none of them; the quick start's example app gets
- * its own name so that `curl --cacert` works for it. Other apps: `curl -k`,
- * or certificates of your own.
+ * The names the development certificate serves: only the loopback names.
+ * Every routed host gets its own certificate from the control plane
+ * (host-certificates.ts), which a wildcard here would shadow.
  */
-export const DEV_CERT_NAMES = ["localhost", "*.localhost", "hello.localhost"];
+export const DEV_CERT_NAMES = ["localhost"];
 const DEV_CERT_IPS = ["127.0.0.1", "::1"];
 
 /**
- * The development certificate in `dir` (`localhost-cert.pem`, and
- * `localhost-key.pem` readable by its owner only): made once, self-signed,
- * for localhost, *.localhost, hello.localhost, 127.0.0.1 and ::1; made again when it is
- * about to expire.
+ * The development certificate of `herd gateway --https-port` without
+ * `--tls-cert`, in `dir` (`localhost-cert.pem`, and `localhost-key.pem`
+ * readable by its owner only): made once, self-signed, for localhost,
+ * 127.0.0.1 and ::1; made again when it is about to expire. (`herd up` uses
+ * one signed by herd's CA instead: api/local-ca.ts.)
  */
 export async function ensureDevCertificate(dir: string): Promise<CertificateFiles> {
   const files = { cert: join(dir, "localhost-cert.pem"), key: join(dir, "localhost-key.pem") };
