@@ -5,23 +5,19 @@
  * until SIGINT or SIGTERM.
  */
 
+// The daemons (and what only one role needs) are imported when their command runs: a
+// `herd gateway` process never loads the control plane, the agent or the API.
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_RESERVE } from "../agent/agent.ts";
 import { parsePortRange } from "../agent/ports.ts";
 import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
-import { runAgent as runAgentDaemon } from "../daemons/agent.ts";
-import { stopPlatform } from "../daemons/down.ts";
-import { runGateway as runGatewayDaemon } from "../daemons/gateway.ts";
-import { runServer as runServerDaemon } from "../daemons/server.ts";
-import { runUp as runUpDaemon } from "../daemons/up.ts";
+import { ensureDaemonRuntime } from "../daemons/runtime.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
 import type { HttpsSettings } from "../gateway/gateway.ts";
-import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
@@ -230,9 +226,10 @@ export async function runUp(argv: string[]): Promise<number> {
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  await ensureDaemonRuntime("up", dataDir);
   const allowFetch = allowFetchOf(v);
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
-  return runUpDaemon({
+  return (await import("../daemons/up.ts")).runUp({
     dataDir,
     server: serverOptionsOf(v, `http://127.0.0.1:${gatewayPort}`, allowFetch),
     gateway: {
@@ -277,8 +274,9 @@ export async function runServer(argv: string[]): Promise<number> {
     ...FETCH_FLAGS,
   });
   if (!v) return 0;
+  await ensureDaemonRuntime("server", resolve(v.data as string));
   const allowFetch = allowFetchOf(v);
-  return runServerDaemon({
+  return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
@@ -390,6 +388,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     "metrics-host": { type: "string", default: "127.0.0.1" },
   });
   if (!v) return 0;
+  await ensureDaemonRuntime("agent", resolve(v.data as string));
   const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
   if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
   const labels: Record<string, string> = {};
@@ -406,11 +405,11 @@ export async function runAgent(argv: string[]): Promise<number> {
   const capacity = { cpu: availableParallelism(), memory: totalmem() };
   if (v.cpu !== undefined) capacity.cpu = cpuFlag(v.cpu, "cpu");
   if (v.memory !== undefined) capacity.memory = memoryFlag(v.memory, "memory");
-  const reserve = { ...DEFAULT_RESERVE };
+  const reserve = { ...(await import("../agent/agent.ts")).DEFAULT_RESERVE };
   if (v["reserve-cpu"] !== undefined) reserve.cpu = cpuFlag(v["reserve-cpu"], "reserve-cpu");
   if (v["reserve-memory"] !== undefined) reserve.memory = memoryFlag(v["reserve-memory"], "reserve-memory");
   const ca = caFrom(v);
-  return runAgentDaemon({
+  return (await import("../daemons/agent.ts")).runAgent({
     server,
     credentials: {
       token: v.token as string | undefined,
@@ -453,8 +452,9 @@ export async function runGateway(argv: string[]): Promise<number> {
     "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
+  await ensureDaemonRuntime(Number(v.workers) > 1 ? "gateway-primary" : "gateway", resolve(v.data as string));
   // Flag mistakes too are reported to a parent herd process (cluster-child.ts), so they are checked inside.
-  return runGatewayDaemon(async () => {
+  return (await import("../daemons/gateway.ts")).runGateway(async () => {
     const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
     // Its calls to the control plane run in this process and in its workers: they all trust the CA.
@@ -487,7 +487,7 @@ export async function runDown(argv: string[]): Promise<number> {
   const v = flags("down", argv, { data: { type: "string", default: ".herd" } });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
-  const stopped = await stopPlatform(dataDir);
+  const stopped = await (await import("../daemons/down.ts")).stopPlatform(dataDir);
   const parts = [
     ...(stopped.up ? ["herd up"] : []),
     ...(stopped.gateway ? ["the gateway"] : []),
@@ -546,7 +546,7 @@ async function httpsSettings(
   const certificates =
     certs.length > 0
       ? certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) }))
-      : [await ensureDevCertificate(join(dataDir, "tls"))];
+      : [await (await import("../gateway/tls.ts")).ensureDevCertificate(join(dataDir, "tls"))];
   return { port, certificates, development: certs.length === 0 };
 }
 
