@@ -20,7 +20,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { cleanupHerd, gatewayRecord, type Herd, ROOT, sleep, startHerd, waitFor } from "../test/e2e/harness.ts";
+import {
+  cleanupHerd,
+  gatewayRecord,
+  type Herd,
+  ROOT,
+  sleep,
+  startHerd,
+  waitFor,
+} from "../test/e2e/harness.ts";
 
 const MB = 1024 * 1024;
 const split = process.argv.indexOf("--");
@@ -139,7 +147,10 @@ function secondApp(): string {
 const mb = (bytes: number) => (bytes / MB).toFixed(1).padStart(7);
 
 async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; pss: number }> {
-  const herd = await startHerd({ extraArgs: [...profile.args, ...EXTRA], env: process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {} });
+  const herd = await startHerd({
+    extraArgs: [...profile.args, ...EXTRA],
+    env: process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {},
+  });
   herds.push(herd);
   for (const dir of [join(ROOT, "examples/hello"), secondApp()]) {
     const d = await herd.cli(["deploy", dir], { timeoutMs: 180_000 });
@@ -152,7 +163,8 @@ async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; p
   const { herd: mine, apps } = measure(herd);
   const rss = mine.reduce((s, p) => s + p.rss, 0);
   const pss = mine.reduce((s, p) => s + p.pss, 0);
-  const line = (p: Proc) => `  ${p.pid.toString().padStart(8)} ${mb(p.rss)} ${mb(p.pss)}  ${p.role.padEnd(32)} ${p.command}`;
+  const line = (p: Proc) =>
+    `  ${p.pid.toString().padStart(8)} ${mb(p.rss)} ${mb(p.pss)}  ${p.role.padEnd(32)} ${p.command}`;
   process.stdout.write(
     [
       "",

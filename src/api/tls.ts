@@ -15,8 +15,11 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
-import { generate } from "selfsigned";
 import { writePrivateFile } from "../common/private-file.ts";
+
+/** selfsigned (and @peculiar/x509 under it: ~20 MB) is loaded only when a certificate is made. */
+const generate: typeof import("selfsigned").generate = async (...args) =>
+  (await import("selfsigned")).generate(...args);
 
 /** The PEM text the API server needs, and where the CA certificate is. */
 export interface ApiTls {

@@ -30,8 +30,8 @@ import net, { type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
-import { compileCacheEnv, inheritedExecArgv } from "../common/node-runtime.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
+import { compileCacheEnv, inheritedExecArgv } from "../common/node-runtime.ts";
 import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
 import {
