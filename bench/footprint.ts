@@ -55,6 +55,10 @@ interface Proc {
 
 const herds: Herd[] = [];
 const dirs: string[] = [];
+// The user's own herd config (~/.config/herd) neither steers this bench's CLI calls nor is written by its herd up.
+const home = mkdtempSync(join(tmpdir(), "herd-footprint-home-"));
+process.env.HOME = home;
+delete process.env.XDG_CONFIG_HOME;
 async function cleanup(): Promise<void> {
   for (const h of herds.splice(0)) await cleanupHerd(h);
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -187,4 +191,5 @@ try {
   for (const profile of PROFILES) await run(profile);
 } finally {
   await cleanup();
+  rmSync(home, { recursive: true, force: true });
 }

@@ -40,15 +40,18 @@ internal addresses; by default herd fetches no loopback, private, link-local
 or other internal address (docs/security-hardening.md).`;
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--small] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--no-example] [--keep-apps] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the whole platform on this machine in the foreground: the control plane
-(API), one agent and the gateway (its own processes: a primary and
---gateway-workers workers, default one per core). Data lives in DIR (default ./.herd). On the
+(API), one agent and the gateway (its own processes: one, or a primary and
+--gateway-workers workers; default one worker per two cores, so one gateway
+process on a 2-core machine). --small keeps herd to two processes on any
+machine (one gateway process, one query thread at most): about 220 MB idle,
+docs/benchmarks.md. Data lives in DIR (default ./.herd). On the
 first start it deploys examples/hello. Ctrl-C stops the platform and its apps
 (--keep-apps leaves the apps and the gateway running; the next herd up takes
 them over). The gateway outlives a crash of herd up and keeps serving; the
@@ -200,7 +203,8 @@ export async function runUp(argv: string[]): Promise<number> {
     data: { type: "string", default: ".herd" },
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string", default: "8080" },
-    "gateway-workers": { type: "string", default: String(availableParallelism()) },
+    "gateway-workers": { type: "string" },
+    small: { type: "boolean" },
     "gateway-metrics-port": { type: "string" },
     "gateway-trace-sample": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
@@ -229,13 +233,15 @@ export async function runUp(argv: string[]): Promise<number> {
   await ensureDaemonRuntime("up", dataDir);
   const allowFetch = allowFetchOf(v);
   const gatewayPort = portOf(v["gateway-port"], "gateway-port");
+  // --small: at most one PromQL worker thread (each holds its own V8 heap while it lives).
+  if (v.small && v["query-concurrency"] === undefined) v["query-concurrency"] = "1";
   return (await import("../daemons/up.ts")).runUp({
     dataDir,
     server: serverOptionsOf(v, `http://127.0.0.1:${gatewayPort}`, allowFetch),
     gateway: {
       port: gatewayPort,
       host: v.host as string,
-      workers: workerCount(v["gateway-workers"]),
+      workers: upGatewayWorkers(v["gateway-workers"], Boolean(v.small)),
       // Unset: the gateway's own default (9180, or a free port when that is taken).
       metricsPort:
         v["gateway-metrics-port"] === undefined
@@ -250,6 +256,24 @@ export async function runUp(argv: string[]): Promise<number> {
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),
   });
+}
+
+/**
+ * herd up's gateway workers: `--gateway-workers`, else one per two cores, as
+ * the control plane and the apps share the machine (on 2 cores one gateway
+ * process: a second worker and a primary in front of them cost ~190 MB and
+ * served no more requests, docs/benchmarks.md); `--small`: one process.
+ */
+function upGatewayWorkers(flag: unknown, small: boolean): number {
+  if (flag === undefined) return small ? 1 : Math.max(1, Math.floor(availableParallelism() / 2));
+  const workers = workerCount(flag);
+  if (small && workers !== 1) {
+    throw new HerdError(
+      "invalid",
+      `--small runs one gateway process: drop --gateway-workers ${flag} or --small`,
+    );
+  }
+  return workers;
 }
 
 export async function runServer(argv: string[]): Promise<number> {
