@@ -18,21 +18,26 @@
  * A daemon started by another herd process over IPC (herd up's gateway) is
  * never re-executed: its parent gives it the flags and the cache.
  *
- * The cache lives in the data dir (herd up's gateway shares herd up's); it is
- * keyed by each file's content, so a newer checkout recompiles what changed.
+ * The cache lives in the checkout's node_modules/.cache/herd-compile (in the
+ * data dir when that cannot be written; herd up's gateway and its workers
+ * share herd up's); it is keyed by each file's path and content, so a newer
+ * checkout recompiles what changed.
  * NODE_COMPILE_CACHE is removed from the environment once the process runs,
  * so no build or other child inherits it; herd's own children that want it
  * (the gateway, its workers) are given it by name (common/node-runtime.ts).
  */
 
 import { mkdirSync } from "node:fs";
-import { enableCompileCache, flushCompileCache } from "node:module";
+import { constants, enableCompileCache, flushCompileCache } from "node:module";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compileCacheBase, QUIET_FLAGS } from "../common/node-runtime.ts";
 
 /** The image number this module gives the process it execs: 2, then 3 (which never execs). */
 const IMAGE_ENV = "HERD_DAEMON_IMAGE";
+
+/** Where the compile cache goes: beside the checkout's packages (else in the data dir). */
+const CHECKOUT_CACHE = fileURLToPath(new URL("../../node_modules/.cache/herd-compile", import.meta.url));
 
 /** The herd CLI's entry module: only a process started as the CLI is re-executed. */
 const CLI_MAIN = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
@@ -53,8 +58,8 @@ export type DaemonRole = keyof typeof ROLES;
 
 /**
  * Makes this process run as its role wants, re-executing it when needed (see
- * the top of this file); returns when it runs so. The cache goes to
- * `<dataDir>/compile-cache` unless one is on already. Does nothing in a
+ * the top of this file); returns when it runs so. `dataDir` holds the cache
+ * when the checkout's node_modules cannot. Does nothing in a
  * process that is not the herd CLI (a test calling the daemons) or on a Node
  * without process.execve.
  */
@@ -72,13 +77,9 @@ export async function ensureDaemonRuntime(role: DaemonRole, dataDir: string): Pr
     delete process.env.NODE_COMPILE_CACHE;
     return;
   }
-  let cacheDir = compileCacheBase();
-  if (cacheDir === undefined) {
-    cacheDir = join(dataDir, "compile-cache");
-    mkdirSync(cacheDir, { recursive: true });
-    enableCompileCache(cacheDir);
-  }
-  if (image === 2) {
+  const cacheDir = compileCacheBase() ?? enableCache(dataDir);
+  if (cacheDir === undefined && missing.length === 0) return;
+  if (image === 2 && cacheDir !== undefined) {
     // The cache was cold: fill it with what this role loads, so the next image strips nothing.
     for (const module of runtime.modules) {
       try {
@@ -92,8 +93,30 @@ export async function ensureDaemonRuntime(role: DaemonRole, dataDir: string): Pr
   process.execve(
     process.execPath,
     [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)],
-    { ...process.env, NODE_COMPILE_CACHE: cacheDir, [IMAGE_ENV]: String(image + 1) },
+    {
+      ...process.env,
+      ...(cacheDir === undefined ? {} : { NODE_COMPILE_CACHE: cacheDir }),
+      // Without a cache, only the flags were missing: the next image is the last.
+      [IMAGE_ENV]: String(cacheDir === undefined ? 3 : image + 1),
+    },
   );
+}
+
+/**
+ * Turns the compile cache on in the checkout's node_modules/.cache (shared by
+ * every data dir and by the processes herd up starts), or in the data dir
+ * when that cannot be written; returns the directory, or undefined.
+ */
+function enableCache(dataDir: string): string | undefined {
+  for (const dir of [CHECKOUT_CACHE, join(dataDir, "compile-cache")]) {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch {
+      continue;
+    }
+    if (enableCompileCache(dir).status === constants.compileCacheStatus.ENABLED) return dir;
+  }
+  return undefined;
 }
 
 /** Whether this process has loaded the type stripper (some .ts file did not come from the cache). */
