@@ -15,6 +15,8 @@
 // prints each process, the sums and the ratio to the goal.
 //
 // Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [-- EXTRA HERD UP FLAGS]
+// FOOTPRINT_NODE_OPTIONS: NODE_OPTIONS for herd's processes (say, a preload that
+// records process.memoryUsage() and the modules loaded), to see where memory goes.
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
