@@ -18,7 +18,7 @@
 // FOOTPRINT_NODE_OPTIONS: NODE_OPTIONS for herd's processes (say, a preload that
 // records process.memoryUsage() and the modules loaded), to see where memory goes.
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -26,7 +26,9 @@ import {
   cleanupHerd,
   gatewayRecord,
   type Herd,
+  killRecordedInstances,
   ROOT,
+  runCli,
   sleep,
   startHerd,
   waitFor,
@@ -63,7 +65,12 @@ process.env.HOME = home;
 delete process.env.XDG_CONFIG_HOME;
 async function cleanup(): Promise<void> {
   for (const h of herds.splice(0)) await cleanupHerd(h);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs.splice(0)) {
+    // A herd up that never came up may have left its gateway and apps: herd down stops what is recorded.
+    if (existsSync(join(d, "gateway"))) await runCli(["down", "--data", d]);
+    killRecordedInstances(d);
+    rmSync(d, { recursive: true, force: true });
+  }
 }
 process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
 
@@ -153,7 +160,10 @@ function secondApp(): string {
 const mb = (bytes: number) => (bytes / MB).toFixed(1).padStart(7);
 
 async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; pss: number }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "herd-footprint-"));
+  dirs.push(dataDir);
   const herd = await startHerd({
+    dataDir,
     extraArgs: [...profile.args, ...EXTRA],
     env: process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {},
   });
