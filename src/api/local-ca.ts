@@ -16,8 +16,11 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { generate } from "selfsigned";
 import { writePrivateFile } from "../common/private-file.ts";
+
+/** selfsigned (and @peculiar/x509 under it: ~20 MB) is loaded only when a certificate is made. */
+const generate: typeof import("selfsigned").generate = async (...args) =>
+  (await import("selfsigned")).generate(...args);
 
 const DAY_MS = 86_400_000;
 /** Host certificates' lifetime; they are signed again once two thirds of it have passed. */

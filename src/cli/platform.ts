@@ -6,25 +6,20 @@
  */
 
 import { existsSync } from "node:fs";
+// The daemons (and what only one role needs) are imported when their command runs: a
+// `herd gateway` process never loads the control plane, the agent or the API.
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_RESERVE } from "../agent/agent.ts";
 import { parsePortRange } from "../agent/ports.ts";
 import type { AcmeSettings } from "../api/acme.ts";
-import { ensureLocalhostCertificate } from "../api/local-ca.ts";
 import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
-import { runAgent as runAgentDaemon } from "../daemons/agent.ts";
-import { stopPlatform } from "../daemons/down.ts";
-import { runGateway as runGatewayDaemon } from "../daemons/gateway.ts";
-import { runServer as runServerDaemon } from "../daemons/server.ts";
-import { runUp as runUpDaemon } from "../daemons/up.ts";
+import { ensureDaemonRuntime } from "../daemons/runtime.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
 import type { HttpsSettings } from "../gateway/gateway.ts";
-import { ensureDevCertificate } from "../gateway/tls.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
@@ -48,7 +43,7 @@ internal addresses; by default herd fetches no loopback, private, link-local
 or other internal address (docs/security-hardening.md).`;
 
 const HELP = {
-  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
+  up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--small] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--public] [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
@@ -56,8 +51,11 @@ const HELP = {
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
 
 Runs the whole platform on this machine in the foreground: the control plane
-(API), one agent and the gateway (its own processes: a primary and
---gateway-workers workers, default one per core). Data lives in DIR (default ./.herd). On the
+(API), one agent and the gateway (its own processes: one, or a primary and
+--gateway-workers workers; default one worker per two cores, so one gateway
+process on a 2-core machine). --small keeps herd to two processes on any
+machine (one gateway process, one query thread at most): about 220 MB idle,
+docs/benchmarks.md. Data lives in DIR (default ./.herd). On the
 first start it deploys examples/hello. It signs the CLI in to this server:
 the context "local" in ~/.config/herd/config.json, made current unless you
 chose another one (herd context; --no-login leaves that file alone).
@@ -222,7 +220,8 @@ export async function runUp(argv: string[]): Promise<number> {
     port: { type: "string", default: "7070" },
     "gateway-port": { type: "string" },
     public: { type: "boolean" },
-    "gateway-workers": { type: "string", default: String(availableParallelism()) },
+    "gateway-workers": { type: "string" },
+    small: { type: "boolean" },
     "gateway-metrics-port": { type: "string" },
     "gateway-trace-sample": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
@@ -250,17 +249,20 @@ export async function runUp(argv: string[]): Promise<number> {
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  await ensureDaemonRuntime("up", dataDir);
   const allowFetch = allowFetchOf(v);
   // --public as root: the standard ports, which only root may bind.
   const standardPorts = v.public === true && process.getuid?.() === 0;
   const gatewayPort = portOf(v["gateway-port"] ?? (standardPorts ? "80" : "8080"), "gateway-port");
-  return runUpDaemon({
+  // --small: at most one PromQL worker thread (each holds its own V8 heap while it lives).
+  if (v.small && v["query-concurrency"] === undefined) v["query-concurrency"] = "1";
+  return (await import("../daemons/up.ts")).runUp({
     dataDir,
     server: serverOptionsOf(v, `http://127.0.0.1:${gatewayPort}`, allowFetch),
     gateway: {
       port: gatewayPort,
       host: v.public === true ? "0.0.0.0" : (v.host as string),
-      workers: workerCount(v["gateway-workers"]),
+      workers: upGatewayWorkers(v["gateway-workers"], Boolean(v.small)),
       // Unset: the gateway's own default (9180, or a free port when that is taken).
       metricsPort:
         v["gateway-metrics-port"] === undefined
@@ -303,6 +305,24 @@ async function signInCli(
   }
 }
 
+/**
+ * herd up's gateway workers: `--gateway-workers`, else one per two cores, as
+ * the control plane and the apps share the machine (on 2 cores one gateway
+ * process: a second worker and a primary in front of them cost ~190 MB and
+ * served no more requests, docs/benchmarks.md); `--small`: one process.
+ */
+function upGatewayWorkers(flag: unknown, small: boolean): number {
+  if (flag === undefined) return small ? 1 : Math.max(1, Math.floor(availableParallelism() / 2));
+  const workers = workerCount(flag);
+  if (small && workers !== 1) {
+    throw new HerdError(
+      "invalid",
+      `--small runs one gateway process: drop --gateway-workers ${flag} or --small`,
+    );
+  }
+  return workers;
+}
+
 export async function runServer(argv: string[]): Promise<number> {
   const v = flags("server", argv, {
     data: { type: "string", default: ".herd" },
@@ -326,8 +346,9 @@ export async function runServer(argv: string[]): Promise<number> {
     ...FETCH_FLAGS,
   });
   if (!v) return 0;
+  await ensureDaemonRuntime("server", resolve(v.data as string));
   const allowFetch = allowFetchOf(v);
-  return runServerDaemon({
+  return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
@@ -439,6 +460,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     "metrics-host": { type: "string", default: "127.0.0.1" },
   });
   if (!v) return 0;
+  await ensureDaemonRuntime("agent", resolve(v.data as string));
   const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
   if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
   const labels: Record<string, string> = {};
@@ -455,11 +477,11 @@ export async function runAgent(argv: string[]): Promise<number> {
   const capacity = { cpu: availableParallelism(), memory: totalmem() };
   if (v.cpu !== undefined) capacity.cpu = cpuFlag(v.cpu, "cpu");
   if (v.memory !== undefined) capacity.memory = memoryFlag(v.memory, "memory");
-  const reserve = { ...DEFAULT_RESERVE };
+  const reserve = { ...(await import("../agent/agent.ts")).DEFAULT_RESERVE };
   if (v["reserve-cpu"] !== undefined) reserve.cpu = cpuFlag(v["reserve-cpu"], "reserve-cpu");
   if (v["reserve-memory"] !== undefined) reserve.memory = memoryFlag(v["reserve-memory"], "reserve-memory");
   const ca = caFrom(v);
-  return runAgentDaemon({
+  return (await import("../daemons/agent.ts")).runAgent({
     server,
     credentials: {
       token: v.token as string | undefined,
@@ -502,8 +524,9 @@ export async function runGateway(argv: string[]): Promise<number> {
     "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
+  await ensureDaemonRuntime(Number(v.workers) > 1 ? "gateway-primary" : "gateway", resolve(v.data as string));
   // Flag mistakes too are reported to a parent herd process (cluster-child.ts), so they are checked inside.
-  return runGatewayDaemon(async () => {
+  return (await import("../daemons/gateway.ts")).runGateway(async () => {
     const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
     // Its calls to the control plane run in this process and in its workers: they all trust the CA.
@@ -548,7 +571,7 @@ export async function runDown(argv: string[]): Promise<number> {
         : `${dataDir} does not exist: say which data dir with --data DIR`,
     );
   }
-  const stopped = await stopPlatform(dataDir);
+  const stopped = await (await import("../daemons/down.ts")).stopPlatform(dataDir);
   const parts = [
     ...(stopped.up ? ["herd up"] : []),
     ...(stopped.gateway ? ["the gateway"] : []),
@@ -656,9 +679,15 @@ async function httpsSettings(
     };
   }
   if (!byDefault)
-    return { port, certificates: [await ensureDevCertificate(join(dataDir, "tls"))], development: true };
+    return {
+      port,
+      certificates: [await (await import("../gateway/tls.ts")).ensureDevCertificate(join(dataDir, "tls"))],
+      development: true,
+    };
   // herd up: the control plane's CA (the same data dir) signs the default and every routed host.
-  const { ca, ...files } = await ensureLocalhostCertificate(join(dataDir, "tls"));
+  const { ca, ...files } = await (await import("../api/local-ca.ts")).ensureLocalhostCertificate(
+    join(dataDir, "tls"),
+  );
   return { port, certificates: [files], development: true, caFile: ca };
 }
 

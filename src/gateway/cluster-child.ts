@@ -15,6 +15,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { HerdError } from "../common/errors.ts";
+import { compileCacheEnv, inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
 import type { HttpsSettings } from "./gateway.ts";
 
 /**
@@ -77,7 +78,9 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
   const child = spawn(
     process.execPath,
     [
-      ...process.execArgv,
+      // A primary that only follows the control plane gets the quiet flags; a gateway that proxies does not.
+      ...inheritedExecArgv(),
+      ...(options.workers > 1 ? QUIET_FLAGS : []),
       options.cli,
       "gateway",
       "--server",
@@ -101,7 +104,12 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       ...(options.jwksDir === undefined ? [] : ["--jwks-dir", options.jwksDir]),
     ],
     {
-      env: { ...process.env, HERD_TOKEN: options.token, [CHILD_ENV]: options.detached ? "detached" : "1" },
+      env: {
+        ...process.env,
+        ...compileCacheEnv(),
+        HERD_TOKEN: options.token,
+        [CHILD_ENV]: options.detached ? "detached" : "1",
+      },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       detached: options.detached ?? false,
     },

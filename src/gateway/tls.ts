@@ -25,10 +25,13 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import tls, { type SecureContext } from "node:tls";
-import { generate } from "selfsigned";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { OnDemandCertificates } from "./host-certificates.ts";
+
+/** selfsigned (and @peculiar/x509 under it: ~20 MB) is loaded only when a certificate is made. */
+const generate: typeof import("selfsigned").generate = async (...args) =>
+  (await import("selfsigned")).generate(...args);
 
 /** One certificate chain file and its private key file (PEM). */
 export interface CertificateFiles {

@@ -1,0 +1,207 @@
+// bench:footprint — the memory an idle `herd up` holds (issue 11, "Lean and fast").
+// Starts a real `herd up` on a temp data dir, deploys examples/hello (2
+// instances) and a second app (a plain Node server, 1 instance), checks both
+// answer through the gateway, waits until the platform is idle (IDLE_S, a few
+// scrape and alert intervals), then reads every herd process:
+//   RSS  VmRSS of /proc/<pid>/status: what the issue's figures are and what the goal uses;
+//   PSS  Pss of /proc/<pid>/smaps_rollup: shared pages (the one node binary,
+//        mapped by every process) divided among the processes that map them,
+//        so the sum of PSS is what the processes cost together.
+// herd's processes are herd up (control plane + agent) and the gateway's
+// processes (the gateway, or its primary and workers). The apps' processes
+// are listed but not counted.
+// It runs two profiles, each on its own data dir: the default `herd up`
+// (goal: ≤ 250 MB RSS in all) and `herd up --small` (goal: ≤ 150 MB), and
+// prints each process, the sums and the ratio to the goal.
+//
+// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [-- EXTRA HERD UP FLAGS]
+// FOOTPRINT_NODE_OPTIONS: NODE_OPTIONS for herd's processes (say, a preload that
+// records process.memoryUsage() and the modules loaded), to see where memory goes.
+
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  cleanupHerd,
+  gatewayRecord,
+  type Herd,
+  killRecordedInstances,
+  ROOT,
+  runCli,
+  sleep,
+  startHerd,
+  waitFor,
+} from "../test/e2e/harness.ts";
+
+const MB = 1024 * 1024;
+const split = process.argv.indexOf("--");
+const { values } = parseArgs({
+  args: process.argv.slice(2, split === -1 ? undefined : split),
+  options: { profile: { type: "string" }, idle: { type: "string", default: "40" } },
+});
+const EXTRA = split === -1 ? [] : process.argv.slice(split + 1);
+const IDLE_S = Number(values.idle);
+
+/** The profiles measured and their goals (MB of RSS, herd's processes together). */
+const PROFILES = [
+  { name: "default", args: [], goalMb: 250 },
+  { name: "small", args: ["--small"], goalMb: 150 },
+].filter((p) => values.profile === undefined || p.name === values.profile);
+
+interface Proc {
+  pid: number;
+  role: string;
+  rss: number;
+  pss: number;
+  command: string;
+}
+
+const herds: Herd[] = [];
+const dirs: string[] = [];
+// The user's own herd config (~/.config/herd) neither steers this bench's CLI calls nor is written by its herd up.
+const home = mkdtempSync(join(tmpdir(), "herd-footprint-home-"));
+process.env.HOME = home;
+delete process.env.XDG_CONFIG_HOME;
+async function cleanup(): Promise<void> {
+  for (const h of herds.splice(0)) await cleanupHerd(h);
+  for (const d of dirs.splice(0)) {
+    // A herd up that never came up may have left its gateway and apps: herd down stops what is recorded.
+    if (existsSync(join(d, "gateway"))) await runCli(["down", "--data", d]);
+    killRecordedInstances(d);
+    rmSync(d, { recursive: true, force: true });
+  }
+}
+process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
+
+/** Bytes of a `Key:   N kB` line of a /proc file. */
+function kbField(file: string, key: string): number {
+  const match = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(file, "utf8"));
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+/** The parent of every process now: pid → ppid. */
+function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      out.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+function descendants(pid: number, ppids: Map<number, number>): number[] {
+  const out: number[] = [];
+  for (const [child, parent] of ppids) {
+    if (parent === pid) out.push(child, ...descendants(child, ppids));
+  }
+  return out;
+}
+
+function read(pid: number, role: string): Proc {
+  const command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+  return {
+    pid,
+    role,
+    rss: kbField(`/proc/${pid}/status`, "VmRSS"),
+    pss: kbField(`/proc/${pid}/smaps_rollup`, "Pss"),
+    command: command.replaceAll(ROOT, ".").slice(0, 90),
+  };
+}
+
+/** herd's processes (herd up, the gateway and its workers) and the apps' (under herd up). */
+function measure(herd: Herd): { herd: Proc[]; apps: Proc[] } {
+  const ppids = parents();
+  const upPid = herd.proc.pid as number;
+  const gatewayPid = gatewayRecord(herd.dataDir).pid;
+  const workers = descendants(gatewayPid, ppids);
+  const gatewayRole = workers.length === 0 ? "gateway" : "gateway primary";
+  const mine = [
+    read(upPid, "herd up (control plane + agent)"),
+    read(gatewayPid, gatewayRole),
+    ...workers.map((pid) => read(pid, "gateway worker")),
+  ];
+  const counted = new Set(mine.map((p) => p.pid));
+  // The gateway is herd up's child until herd up exits (it has its own session, not its own parent).
+  const apps = descendants(upPid, ppids).filter((pid) => !counted.has(pid));
+  return { herd: mine, apps: apps.map((pid) => read(pid, "app")) };
+}
+
+/** A second app beside examples/hello: a plain Node server, one instance. */
+function secondApp(): string {
+  const dir = mkdtempSync(join(tmpdir(), "herd-footprint-app-"));
+  dirs.push(dir);
+  writeFileSync(
+    join(dir, "server.js"),
+    `import { createServer } from "node:http";\ncreateServer((req, res) => res.end("second\\n")).listen(Number(process.env.PORT));\n`,
+  );
+  writeFileSync(join(dir, "package.json"), `{ "name": "second", "private": true, "type": "module" }\n`);
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: second",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 1",
+      "    health: { path: / }",
+      "    routes: [{ host: second.localhost, path: / }]",
+      "",
+    ].join("\n"),
+  );
+  return dir;
+}
+
+const mb = (bytes: number) => (bytes / MB).toFixed(1).padStart(7);
+
+async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; pss: number }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "herd-footprint-"));
+  dirs.push(dataDir);
+  const herd = await startHerd({
+    dataDir,
+    extraArgs: [...profile.args, ...EXTRA],
+    env: process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {},
+  });
+  herds.push(herd);
+  for (const dir of [join(ROOT, "examples/hello"), secondApp()]) {
+    const d = await herd.cli(["deploy", dir], { timeoutMs: 180_000 });
+    if (d.code !== 0) throw new Error(`deploy of ${dir} failed: ${d.stdout}${d.stderr}`);
+  }
+  for (const host of ["hello.localhost", "second.localhost"]) {
+    await waitFor(`${host} to answer`, async () => (await herd.request(host)).status === 200, 60_000);
+  }
+  await sleep(IDLE_S * 1000);
+  const { herd: mine, apps } = measure(herd);
+  const rss = mine.reduce((s, p) => s + p.rss, 0);
+  const pss = mine.reduce((s, p) => s + p.pss, 0);
+  const line = (p: Proc) =>
+    `  ${p.pid.toString().padStart(8)} ${mb(p.rss)} ${mb(p.pss)}  ${p.role.padEnd(32)} ${p.command}`;
+  process.stdout.write(
+    [
+      "",
+      `profile ${profile.name}: herd up ${[...profile.args, ...EXTRA].join(" ")} (idle ${IDLE_S} s after both apps answered)`,
+      "       pid  RSS MB  PSS MB  process",
+      ...mine.map(line),
+      `  ${"herd".padStart(8)} ${mb(rss)} ${mb(pss)}  total of ${mine.length} processes; goal ≤ ${profile.goalMb} MB RSS: ${(rss / MB / profile.goalMb).toFixed(2)}× the goal (${rss / MB <= profile.goalMb ? "met" : "not met"})`,
+      "  not counted, the apps' processes:",
+      ...apps.map(line),
+      "",
+    ].join("\n"),
+  );
+  await cleanup();
+  return { rss, pss };
+}
+
+const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+process.stdout.write(`bench:footprint — load average before: ${load}\n`);
+try {
+  for (const profile of PROFILES) await run(profile);
+} finally {
+  await cleanup();
+  rmSync(home, { recursive: true, force: true });
+}
