@@ -12,7 +12,7 @@
 // process running at the same time, so they are a warning only).
 
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
@@ -66,6 +66,8 @@ const e2e = find(join(root, "test"));
 
 const sharedBefore = herdTempEntries();
 const runTmp = mkdtempSync(join(tmpdir(), "herd-test-run-"));
+// As /tmp is: tests start herd as another user (uid 65534), which must reach its dirs in here.
+chmodSync(runTmp, 0o1777);
 // The CLI's user config (contexts, tokens) of the tests, never the person's own ~/.config/herd.
 const configHome = mkdtempSync(join(tmpdir(), "herd-test-config-"));
 

@@ -209,6 +209,8 @@ export class BuildRunner {
       NODE_ENV: "production",
       npm_config_cache: join(home, "npm-cache"),
       npm_config_update_notifier: "false",
+      // npm turns Node's compile cache on in the temp dir: a build leaves nothing there.
+      NODE_DISABLE_COMPILE_CACHE: "1",
     };
     const line = [c.command, ...c.args].join(" ");
     const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;

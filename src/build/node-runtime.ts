@@ -250,6 +250,8 @@ export function npmRunner(cache: string): NpmRunner {
           npm_config_update_notifier: "false",
           npm_config_fund: "false",
           npm_config_audit: "false",
+          // npm turns Node's compile cache on in the temp dir; herd's own runs leave nothing there.
+          NODE_DISABLE_COMPILE_CACHE: "1",
         },
         stdio: ["ignore", "pipe", "pipe"],
         signal,

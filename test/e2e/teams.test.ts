@@ -66,7 +66,11 @@ test("alice signs in with a piped token; the config is hers alone", async () => 
   assert.match(r.stdout, /^Logged in to http:\/\/127\.0\.0\.1:\d+ as user alice\.\nTenants: a \(owner\)\n/);
   const file = join(xdg, "herd", "config.json");
   assert.equal(statSync(file).mode & 0o777, 0o600);
-  assert.equal(JSON.parse(readFileSync(file, "utf8")).token, tokens.alice);
+  const config = JSON.parse(readFileSync(file, "utf8")) as {
+    current: string;
+    contexts: Record<string, { token: string }>;
+  };
+  assert.equal(config.contexts[config.current]?.token, tokens.alice);
   const who = await runCli(["whoami"], { env: { XDG_CONFIG_HOME: xdg, HERD_SERVER: "", HERD_TOKEN: "" } });
   assert.equal(who.code, 0, who.stderr);
   assert.match(who.stdout, /^user alice\n/);
