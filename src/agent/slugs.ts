@@ -11,13 +11,14 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { access, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { NODE_REF_FILE, type NodeRef } from "../build/node-runtime.ts";
 import { unpackTarball } from "../build/unpack.ts";
 import { HerdError } from "../common/errors.ts";
+import { pathExists } from "../common/path-exists.ts";
 
 /** Where to fetch slugs from and where to keep them. */
 export interface SlugCacheOptions {
@@ -54,7 +55,7 @@ export class SlugCache {
     if (!DIGEST.test(digest))
       throw new HerdError("invalid", `slug digest ${JSON.stringify(digest)} is not a sha256 hex`);
     const file = join(this.#dir, `${digest}.tar.gz`);
-    if (await exists(file)) return file;
+    if (await pathExists(file)) return file;
     let download = this.#downloads.get(digest);
     if (!download) {
       download = this.#download("slugs", digest, file).finally(() => this.#downloads.delete(digest));
@@ -103,7 +104,7 @@ export class SlugCache {
 
   async #unpackRuntime(digest: string, dir: string): Promise<string> {
     const installed = join(dir, "package");
-    if (await exists(join(installed, "bin", "node"))) return installed;
+    if (await pathExists(join(installed, "bin", "node"))) return installed;
     const tarballs = join(this.#options.dataDir, "runtimes");
     const file = join(tarballs, `${digest}.tgz`);
     await this.#download("runtimes", digest, file);
@@ -172,8 +173,8 @@ export async function isolateModuleScope(instanceDir: string): Promise<{ nodeMod
   const nodeModulesAbove: string[] = [];
   let packageAbove = false;
   for (let dir = dirname(instanceDir); ; dir = dirname(dir)) {
-    if (await exists(join(dir, "package.json"))) packageAbove = true;
-    if (await exists(join(dir, "node_modules"))) nodeModulesAbove.push(join(dir, "node_modules"));
+    if (await pathExists(join(dir, "package.json"))) packageAbove = true;
+    if (await pathExists(join(dir, "node_modules"))) nodeModulesAbove.push(join(dir, "node_modules"));
     if (dirname(dir) === dir) break;
   }
   const boundary = join(instanceDir, "package.json");
@@ -185,12 +186,3 @@ export async function isolateModuleScope(instanceDir: string): Promise<{ nodeMod
 const BOUNDARY = {
   "//": "herd: ends Node's package.json lookup here, so files above the data dir do not set this app's module type",
 };
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -17,24 +17,19 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { writePrivateFile } from "../common/private-file.ts";
+import {
+  generateCertificate,
+  type IssuedCertificate,
+  type ServerNames,
+  signServerCertificate,
+} from "../common/server-certificate.ts";
 
-/** selfsigned (and @peculiar/x509 under it: ~20 MB) is loaded only when a certificate is made. */
-const generate: typeof import("selfsigned").generate = async (...args) =>
-  (await import("selfsigned")).generate(...args);
+export type { IssuedCertificate, ServerNames };
+export { signServerCertificate };
 
 const DAY_MS = 86_400_000;
 /** Host certificates' lifetime; they are signed again once two thirds of it have passed. */
 export const HOST_CERT_DAYS = 90;
-
-/** A certificate and its key, PEM, and when it expires. */
-export interface IssuedCertificate {
-  cert: string;
-  key: string;
-  /** Expiry (ms since the epoch). */
-  notAfter: number;
-  /** Start of validity (ms since the epoch). */
-  notBefore: number;
-}
 
 /** The CA's files and parsed certificate. */
 export interface CaFiles {
@@ -51,7 +46,7 @@ export async function ensureCa(dir: string): Promise<CaFiles> {
   const current = readPair(file, keyFile);
   if (current) return { file, ...current };
   const notBefore = new Date(Date.now() - 3_600_000);
-  const pems = await generate([{ name: "commonName", value: `herd CA ${hostname()}` }], {
+  const pems = await generateCertificate([{ name: "commonName", value: `herd CA ${hostname()}` }], {
     keyType: "ec",
     algorithm: "sha256",
     notBeforeDate: notBefore,
@@ -81,43 +76,6 @@ export function readPair(
   } catch {
     return undefined;
   }
-}
-
-/** DNS names and IP addresses a server certificate names. */
-export interface ServerNames {
-  dns: string[];
-  ips: string[];
-}
-
-/** Signs a server certificate for `names` with the CA (EC P-256, `days` long, an hour of slack for clocks behind). */
-export async function signServerCertificate(
-  ca: { cert: string; key: string },
-  commonName: string,
-  names: ServerNames,
-  days: number,
-): Promise<IssuedCertificate> {
-  const notBefore = new Date(Date.now() - 3_600_000);
-  const notAfter = new Date(notBefore.getTime() + days * DAY_MS);
-  const pems = await generate([{ name: "commonName", value: commonName }], {
-    keyType: "ec",
-    algorithm: "sha256",
-    notBeforeDate: notBefore,
-    notAfterDate: notAfter,
-    ca: { cert: ca.cert, key: ca.key },
-    extensions: [
-      { name: "basicConstraints", cA: false, critical: true },
-      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
-      { name: "extKeyUsage", serverAuth: true },
-      {
-        name: "subjectAltName",
-        altNames: [
-          ...names.dns.map((value) => ({ type: 2 as const, value })),
-          ...names.ips.map((ip) => ({ type: 7 as const, ip })),
-        ],
-      },
-    ],
-  });
-  return { cert: pems.cert, key: pems.private, notBefore: notBefore.getTime(), notAfter: notAfter.getTime() };
 }
 
 /**

@@ -4,8 +4,8 @@
  * `app:`, else package.json's name, else the directory's name.
  */
 
-import { access } from "node:fs/promises";
 import { join } from "node:path";
+import { pathExists } from "../common/path-exists.ts";
 import { UsageError } from "./args.ts";
 import type { CliContext } from "./context.ts";
 
@@ -26,7 +26,7 @@ export async function resolveApp(
   command: string,
 ): Promise<string> {
   if (flag) return flag;
-  const found = await Promise.all(APP_FILES.map((f) => exists(join(ctx.cwd, f))));
+  const found = await Promise.all(APP_FILES.map((f) => pathExists(join(ctx.cwd, f))));
   if (!found.includes(true)) {
     throw new UsageError(
       `which app? pass --app NAME (or run this in an app's directory: one with a ${APP_FILES.slice(0, -1).join(", ")} or ${APP_FILES.at(-1)})`,
@@ -43,12 +43,3 @@ export async function resolveApp(
 
 /** The files that make a directory an app's (build/detect.ts looks at them). */
 const APP_FILES = ["herd.yaml", "herd.yml", "package.json", "Procfile", "index.html"];
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -27,11 +27,8 @@ import { join } from "node:path";
 import tls, { type SecureContext } from "node:tls";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import { signServerCertificate } from "../common/server-certificate.ts";
 import type { OnDemandCertificates } from "./host-certificates.ts";
-
-/** selfsigned (and @peculiar/x509 under it: ~20 MB) is loaded only when a certificate is made. */
-const generate: typeof import("selfsigned").generate = async (...args) =>
-  (await import("selfsigned")).generate(...args);
 
 /** One certificate chain file and its private key file (PEM). */
 export interface CertificateFiles {
@@ -237,32 +234,19 @@ export async function ensureDevCertificate(dir: string): Promise<CertificateFile
   } catch {
     // Missing or damaged: make a new one.
   }
-  const notBefore = new Date(Date.now() - 3_600_000); // an hour of slack for clocks behind
-  const pems = await generate([{ name: "commonName", value: "localhost" }], {
-    keyType: "ec",
-    algorithm: "sha256",
-    notBeforeDate: notBefore,
-    // 825 days: the longest validity Apple's clients accept for a server certificate.
-    notAfterDate: new Date(notBefore.getTime() + 825 * 86_400_000),
-    extensions: [
-      { name: "basicConstraints", cA: false, critical: true },
-      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
-      { name: "extKeyUsage", serverAuth: true },
-      {
-        name: "subjectAltName",
-        altNames: [
-          ...DEV_CERT_NAMES.map((value) => ({ type: 2 as const, value })),
-          ...DEV_CERT_IPS.map((ip) => ({ type: 7 as const, ip })),
-        ],
-      },
-    ],
-  });
+  // 825 days: the longest validity Apple's clients accept for a server certificate.
+  const issued = await signServerCertificate(
+    undefined,
+    "localhost",
+    { dns: DEV_CERT_NAMES, ips: DEV_CERT_IPS },
+    825,
+  );
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // Written beside and renamed, so a reader never sees half a file; the key is private from the start.
-  writeFileSync(`${files.key}.tmp`, pems.private, { mode: 0o600 });
+  writeFileSync(`${files.key}.tmp`, issued.key, { mode: 0o600 });
   chmodSync(`${files.key}.tmp`, 0o600);
   renameSync(`${files.key}.tmp`, files.key);
-  writeFileSync(`${files.cert}.tmp`, pems.cert, { mode: 0o644 });
+  writeFileSync(`${files.cert}.tmp`, issued.cert, { mode: 0o644 });
   renameSync(`${files.cert}.tmp`, files.cert);
   return files;
 }

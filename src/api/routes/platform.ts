@@ -16,6 +16,13 @@ import { metricsUrlFrom } from "../gateway-book.ts";
 import { EventsQuery, HeartbeatBody, NodeParams, tenantOf, WATCHABLE, WatchQuery } from "../schemas.ts";
 import { drained, streamNdjson } from "./apps.ts";
 
+/** A sha256 digest in the path (slugs, runtimes). */
+const DigestParams = {
+  type: "object",
+  properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } },
+  required: ["digest"],
+} as const;
+
 /** How a drain is going: done, or what it waits for. */
 function drainStatus(here: Instance[], all: Instance[]): { done: boolean; message: string } {
   if (here.length === 0) return { done: true, message: "drained" };
@@ -119,11 +126,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: {
         summary: "A built slug (gzip tarball) by its sha256",
         tags: ["agent protocol"],
-        params: {
-          type: "object",
-          properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } },
-          required: ["digest"],
-        },
+        params: DigestParams,
       },
     },
     async (req, reply) => {
@@ -148,11 +151,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: {
         summary: "A Node runtime an app chose with engines.node (the npm package's tarball) by its sha256",
         tags: ["agent protocol"],
-        params: {
-          type: "object",
-          properties: { digest: { type: "string", pattern: "^[0-9a-f]{64}$" } },
-          required: ["digest"],
-        },
+        params: DigestParams,
       },
     },
     async (req, reply) => {
