@@ -7,19 +7,17 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import type { TLSSocket } from "node:tls";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
 import { AcmeManager } from "../../src/api/acme.ts";
 import { type CaFiles, ensureCa, signServerCertificate } from "../../src/api/local-ca.ts";
 import { silentLogger } from "../../src/common/log.ts";
 import { SecretStore } from "../../src/secrets/secret-store.ts";
 import { MemoryStore } from "../../src/store/memory-store.ts";
-import { cleanupHerd, freePort, type Herd, sleep, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, freePort, type Herd, httpsGet, sleep, startHerd, waitFor } from "./harness.ts";
 
 const HOST = "shop.example.test";
 const work = mkdtempSync(join(tmpdir(), "herd-e2e-acme-"));
@@ -44,37 +42,6 @@ function run(bin: string, args: string[], env: Record<string, string> = {}): Chi
   child.stderr?.on("data", (d) => (output += d));
   children.push(child);
   return child;
-}
-
-/** GET over HTTPS with SNI `host`, trusting only `ca`; resolves with the presented certificate's issuer. */
-function httpsGet(
-  port: number,
-  host: string,
-  ca: string,
-): Promise<{ status: number; body: string; issuer: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: "/",
-        servername: host,
-        headers: { host },
-        ca,
-        agent: false,
-        timeout: 10_000,
-      },
-      (res) => {
-        const issuer = String((res.socket as TLSSocket).getPeerCertificate().issuer?.CN ?? "");
-        let body = "";
-        res.on("data", (d) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, issuer }));
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 /** Pebble's directory CA (a throwaway one), made once for both tests. */

@@ -19,9 +19,11 @@ import {
   symlinkSync,
 } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import type { TLSSocket } from "node:tls";
 import { findExecutable, firewallRemoveScript, firewallTable } from "../../src/agent/firewall.ts";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
 
@@ -504,4 +506,46 @@ export function steadyTraffic(
       return snapshot();
     },
   };
+}
+
+/**
+ * GET / over HTTPS to address:port with SNI and Host `host`, trusting only
+ * `ca`; with the presented certificate's issuer (CN) and subjectAltName.
+ */
+export function httpsGet(
+  port: number,
+  host: string,
+  ca: string,
+  address = "127.0.0.1",
+): Promise<{ status: number; body: string; issuer: string; subjectAltName: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: address,
+        port,
+        path: "/",
+        servername: host,
+        headers: { host },
+        ca,
+        agent: false,
+        timeout: 10_000,
+      },
+      (res) => {
+        const peer = (res.socket as TLSSocket).getPeerCertificate();
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            issuer: String(peer.issuer?.CN ?? ""),
+            subjectAltName: peer.subjectaltname,
+          }),
+        );
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
 }

@@ -3,12 +3,10 @@
 
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import https from "node:https";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import type { TLSSocket } from "node:tls";
-import { cleanupHerd, gatewayRequest, type Herd, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, gatewayRequest, type Herd, httpsGet, startHerd, waitFor } from "./harness.ts";
 
 /** An app answering its own name on `<name>.localhost`. */
 function writeApp(root: string, name: string): string {
@@ -23,40 +21,6 @@ function writeApp(root: string, name: string): string {
     `app: ${name}\nservices:\n  web:\n    command: node server.js\n    instances: 1\n    resources: { cpu: 0.1, memory: 64Mi }\n    routes: [{ host: ${name}.localhost }]\n`,
   );
   return dir;
-}
-
-/** GET / over HTTPS to address:port with SNI and Host `host`, trusting only `ca`. */
-function httpsGet(
-  port: number,
-  host: string,
-  ca: string,
-  address = "127.0.0.1",
-): Promise<{ status: number; body: string; subjectAltName: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: address,
-        port,
-        path: "/",
-        servername: host,
-        headers: { host },
-        ca,
-        agent: false,
-        timeout: 10_000,
-      },
-      (res) => {
-        const peer = (res.socket as TLSSocket).getPeerCertificate();
-        let body = "";
-        res.on("data", (d) => (body += d));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, body, subjectAltName: peer.subjectaltname }),
-        );
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 let herd: Herd | undefined;
