@@ -15,15 +15,14 @@ import { type Static, Type as T } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import {
-  describeError,
   NAME_PATTERN,
   normalizeService,
   type Route,
   RouteSchema,
   ServiceManifestSchema,
   type ServiceSpec,
-  unescapePointer,
 } from "./manifest.ts";
+import { describeError, unescapePointer } from "./manifest-messages.ts";
 import type { Kind, Service } from "./objects.ts";
 
 /** The kinds a gateway builds its table from (snapshot + watch); a change to any is a new config version. */

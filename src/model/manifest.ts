@@ -6,9 +6,10 @@
 
 import { type Static, Type as T } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type YAMLError } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
+import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, type PlacementSpec, placementServices } from "./placement.ts";
 import { DEADLINE_HELP, parseDeadline } from "./rollout.ts";
@@ -23,9 +24,6 @@ const Host = T.String({
   pattern: "^(\\*\\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
   description: "a host name, optionally *.suffix",
 });
-/** What a memory quantity may be, as herd.yaml's errors say it (parseBytes reads it). */
-const QUANTITY_RULE =
-  "a number of bytes, or one with a unit: Ki, Mi, Gi (powers of 1024) or K, M, G (powers of 1000), e.g. 128Mi";
 const Quantity = T.Union(
   [T.Number({ exclusiveMinimum: 0 }), T.String({ pattern: "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|K|M|G)?$" })],
   { description: QUANTITY_RULE },
@@ -1021,73 +1019,6 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
     return pos === undefined ? undefined : lines.linePos(pos).line;
   };
   return validateManifest(doc.toJS(), file, lineOf);
-}
-
-/**
- * A YAML syntax error said for a person: where (the line to fix, which for
- * an indentation mistake is often the one after the parser's) and what.
- */
-export function yamlProblem(e: YAMLError, text: string): { line?: number; message: string } {
-  const at = e.linePos?.[0];
-  // The parser's own words, without its position and excerpt (said apart here).
-  const own = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
-  const lines = text.split(/\r?\n/);
-  const source = (n: number) => (lines[n - 1] ?? "").trim();
-  switch (e.code) {
-    case "TAB_AS_INDENT":
-      return { line: at?.line, message: "a tab indents this line: YAML indents with spaces only" };
-    case "BAD_INDENT":
-      if (!source(at?.line ?? 0)) break;
-      return {
-        line: at?.line,
-        message: `bad indentation: "${source(at?.line ?? 0)}" must start in the same column as the keys it belongs with`,
-      };
-    case "BLOCK_AS_IMPLICIT_KEY":
-    case "MULTILINE_IMPLICIT_KEY": {
-      // `port: 3000` then a deeper `instances: 2`: the deeper line is the mistake.
-      const keyLine = at?.line ?? 0;
-      let next = keyLine + 1;
-      while (next <= lines.length && source(next) === "") next++;
-      if (next > lines.length) break;
-      const key = source(keyLine).replace(/:.*$/, ":");
-      return {
-        line: next,
-        message: `bad indentation: "${source(next)}" is indented more than "${source(keyLine)}", which already has a value; start it in the same column as "${key}"`,
-      };
-    }
-  }
-  return { line: at?.line, message: `not valid YAML${at ? ` (column ${at.col})` : ""}: ${own}` };
-}
-
-export function unescapePointer(s: string): string {
-  return s.replace(/~1/g, "/").replace(/~0/g, "~");
-}
-
-export function describeError(
-  message: string,
-  schema: { description?: string; anyOf?: unknown[] },
-  value?: unknown,
-): string {
-  // A quantity (memory): what it may be, and what was probably meant.
-  if (schema.description === QUANTITY_RULE) return `must be ${QUANTITY_RULE}${quantityHint(value)}`;
-  // A union of literals (severity, op, mode…): say which values it takes.
-  const literals = schema.anyOf?.every((s) => typeof s === "object" && s !== null && "const" in s)
-    ? schema.anyOf.map((s) => String((s as { const: unknown }).const))
-    : undefined;
-  const text =
-    literals && message === "Expected union value" ? `Expected one of ${literals.join(", ")}` : message;
-  return schema.description ? `${text} (${schema.description})` : text;
-}
-
-/** `; 128MB: did you mean 128Mi …?` for a size written as other tools write it; "" otherwise. */
-function quantityHint(value: unknown): string {
-  const m = typeof value === "string" ? /^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmg])(i?)b?\s*$/i.exec(value) : null;
-  if (!m) return "";
-  const [, n, u, i] = m;
-  const unit = u.toUpperCase();
-  return i
-    ? `; "${value}": did you mean ${n}${unit}i?`
-    : `; "${value}": did you mean ${n}${unit}i (powers of 1024) or ${n}${unit} (powers of 1000)?`;
 }
 
 /** Alert rules: the expression parses, op and threshold come together (alerts.ts). */
