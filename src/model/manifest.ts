@@ -731,6 +731,38 @@ export interface ServiceSpec {
   outlier?: { failures: number; ejectionMs: number; maxShare: number };
   /** Active health probes from the gateway to each instance, when set. */
   probe?: ProbeSpec;
+  /** Automatic scaling between `min` and `max` instances, when set (controllers/autoscale). */
+  autoscale?: AutoscaleSpec;
+}
+
+/** What an autoscaled service holds per instance: `value` of one of these figures. */
+export type AutoscaleMetric = "rps" | "concurrency" | "cpu" | "p99" | "query";
+
+/**
+ * herd.yaml's `autoscale:` with every default filled in. `min: 0` lets the
+ * service scale to zero after `idleAfterMs` without requests; the gateway then
+ * holds requests and asks for an instance.
+ */
+export interface AutoscaleSpec {
+  min: number;
+  max: number;
+  target: {
+    metric: AutoscaleMetric;
+    /** Per instance: requests/s, in-flight requests, CPU share (0.7 = 70 % of its CPU), p99 in ms, or the query's value. */
+    value: number;
+    /** For `metric: query`: a PromQL expression whose value divided by `value` is the instances wanted. */
+    query?: string;
+  };
+  /** How long the figures must ask for fewer instances before the service scales in. */
+  scaleDownDelayMs: number;
+  /** Most instances one decision adds or removes. */
+  maxStep: number;
+  /** With `min: 0`: no requests for this long → no instances. */
+  idleAfterMs: number;
+  /** The averaging window of normal decisions (Knative's stable window, default 60 s). */
+  stableWindowMs: number;
+  /** The short window that answers a burst at once (default 6 s). */
+  panicWindowMs: number;
 }
 
 /** The gateway's active health probe of a service's instances: GET `path`, 2xx or 3xx passes. */
