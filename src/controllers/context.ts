@@ -5,6 +5,7 @@
 
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
+import type { LoadFigures } from "../model/load.ts";
 import type { Resources } from "../model/objects.ts";
 import { DEFAULT_DEADLINE_MS } from "../model/rollout.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
@@ -59,6 +60,8 @@ export interface Context {
   settings: Settings;
   /** Apps' secrets: releases pin their versions, heartbeat replies carry their values. */
   secrets: SecretStore;
+  /** Live traffic figures from the gateways (model/load.ts); absent in unit tests that need none. */
+  load?: LoadFigures;
 }
 
 /** Crash-loop backoff after `crashes` consecutive crashes: the first is retried at once, then 0.5 s, 1 s, 2 s, … capped. */
