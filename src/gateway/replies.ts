@@ -6,6 +6,7 @@
 
 import http from "node:http";
 import type { Duplex } from "node:stream";
+import { DETACHED_INSTANCE } from "./load-recorder.ts";
 import * as metrics from "./metrics.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
@@ -32,6 +33,7 @@ export function answered(
 ): void {
   const end = performance.now();
   series.record(res.statusCode, outcome, end - start);
+  series.load?.finished(DETACHED_INSTANCE, res.statusCode, outcome, start, end);
   const { hop, spans } = res as TracedResponse;
   if (hop !== undefined && spans !== undefined) {
     spans.record(
