@@ -113,6 +113,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/releases": "apps:read",
   "POST /api/v1/apps/:app/rollback": "apps:write",
   "GET /api/v1/apps/:app/instances": "apps:read",
+  "GET /api/v1/apps/:app/load": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
@@ -126,6 +127,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PATCH /api/v1/apps/:app/services/:service/traffic": "apps:write",
   "GET /api/v1/gateways": "platform:read",
   "PUT /api/v1/gateways/:id/status": "gateway:sync",
+  "PUT /api/v1/gateways/:id/load": "gateway:sync",
   "DELETE /api/v1/gateways/:id": "gateway:sync",
 
   // consumers (routes/consumers.ts)

@@ -30,6 +30,7 @@ import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
+import { LiveLoad } from "../observe/live-load.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
@@ -63,6 +64,7 @@ import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
+import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
@@ -163,7 +165,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const secrets = await SecretStore.open(store, dataDir);
   await migratePlainSecrets(store, secrets);
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
+  // The gateways' live load figures: written by PUT /gateways/:id/load, read by controllers and GET /apps/:app/load.
+  const load = new LiveLoad(systemClock);
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets, load };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     notifier: { ...options.alerts?.notifier, guard },
@@ -209,6 +213,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
+    load,
     traces,
     ingestTokens,
     metrics,
@@ -555,6 +560,7 @@ export function buildApi(
       certificateRoutes(api, deps);
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);
+      loadRoutes(api, deps);
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
