@@ -34,7 +34,7 @@ export type Permission =
   // machines
   | "node:agent" // an agent's protocol: heartbeat as its own node, ship logs, fetch slugs
   | "node:join" // trade a join token for a node credential (api/credentials.ts)
-  | "gateway:sync" // a gateway's routing config (snapshot, watch), its status and its span batches
+  | "gateway:sync" // a gateway's routing config (snapshot, watch), its status, its live load and its span batches
   // anyone signed in
   | "self"; // version, OpenAPI, whoami, one's own tokens
 
