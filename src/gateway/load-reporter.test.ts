@@ -12,8 +12,11 @@ import { silentLogger } from "../common/log.ts";
 import type { LoadReport } from "../model/load.ts";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import { type Gateway, startGateway } from "./gateway.ts";
+import { LoadBook } from "./load-recorder.ts";
+import { LoadReporter } from "./load-reporter.ts";
 import {
   childPids,
+  closedPort,
   killAll,
   putShop,
   request,
@@ -129,4 +132,28 @@ test("with worker processes each worker reports under its own id, and the counts
   );
   await gateway.stop();
   gateway = undefined;
+});
+
+test("with the control plane away a report is dropped, and the next interval is tried again", async () => {
+  const book = new LoadBook();
+  const web = book.service(KEY);
+  const reporter = new LoadReporter({
+    server: `http://127.0.0.1:${await closedPort()}`,
+    token: TOKEN,
+    id: "gw-away",
+    logger: silentLogger,
+    book: () => book,
+  });
+  web.inflight = 1;
+  reporter.tick();
+  await waitFor(() => reporter.dropped === 1, 3000, "a dropped report");
+  // The traffic ended: the empty interval that says so is sent (and dropped) too; the one after is not.
+  web.inflight = 0;
+  reporter.tick();
+  await waitFor(() => reporter.dropped === 2, 3000, "a second dropped report");
+  reporter.tick();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await reporter.close();
+  assert.equal(reporter.sent, 0);
+  assert.equal(reporter.dropped, 2, "an empty interval after an empty one is not sent");
 });

@@ -87,9 +87,9 @@ export class LoadReporter {
       this.sent++;
       this.#failing = false;
     } catch (err) {
+      // Not sent again: the next interval says what is true then (and a reporter that stays silent
+      // counts as idle at the control plane after a few seconds).
       this.dropped++;
-      // A failed report said something: say it again next time even if that is "nothing".
-      this.#lastEmpty = false;
       if (!this.#failing) {
         this.#options.logger.warn("cannot report live load to the control plane; reports are dropped", {
           error: err instanceof Error ? err.message : String(err),
