@@ -186,11 +186,45 @@ test("lastRequestAt is moved to the control plane's clock and outlives the repor
   assert.equal(f.lastRequestAt, at);
 });
 
-test("memory is bounded: entries past RETAIN_MS are dropped", () => {
+test("memory is bounded: reports past RETAIN_MS are dropped, the ring wraps, instances stay aligned", () => {
   const clock = new ManualClock();
   const load = new LiveLoad(clock);
-  reportFor(load, clock, "gw", (2 * RETAIN_MS) / 1000, () => [serviceLoad()]);
+  const inst = (instance: string) => ({
+    instance,
+    release: 1,
+    requests: 2,
+    errors: 1,
+    inflight: 0,
+    latency: histogram(2, 5),
+  });
+  let n = 0;
+  // 20 minutes: "early" only in the first 100 reports, "late" only in the last 300, "all" in every one.
+  reportFor(load, clock, "gw", (2 * RETAIN_MS) / 1000, () => {
+    n++;
+    const instances = [inst("all")];
+    if (n <= 100) instances.push(inst("early"));
+    if (n > 900) instances.push(inst("late"));
+    return [serviceLoad({ instances })];
+  });
   // The retained 600 s of reports (and at most a second more between prunes), not the 1200 sent.
-  assert.ok(load.entries >= RETAIN_MS / 1000 && load.entries <= RETAIN_MS / 1000 + 1, String(load.entries));
+  const { entries, bytes } = load.held();
+  assert.ok(entries >= RETAIN_MS / 1000 && entries <= RETAIN_MS / 1000 + 1, String(entries));
+  // 640 slots of a service (84 bytes) and of two instances (60 bytes each).
+  assert.ok(bytes <= 640 * (84 + 2 * 60), String(bytes));
   assert.equal(load.service(KEY, RETAIN_MS)?.requests, 6000);
+  assert.deepEqual(
+    load.instances(KEY, RETAIN_MS).map((i) => [i.instance, i.requests, i.errors]),
+    [
+      ["all", 1200, 600],
+      ["late", 600, 300],
+    ],
+  );
+  // A short window sees only the last reports, on both instances.
+  assert.deepEqual(
+    load.instances(KEY, 10_000).map((i) => [i.instance, i.requests]),
+    [
+      ["all", 20],
+      ["late", 20],
+    ],
+  );
 });

@@ -22,8 +22,22 @@ import {
   type LoadFigures,
   type LoadReport,
   type ServiceFigures,
-  type ServiceLoad,
 } from "../model/load.ts";
+import {
+  I_ERRORS,
+  I_FIELDS,
+  I_INFLIGHT,
+  I_LATENCY,
+  I_REQUESTS,
+  S_ERRORS,
+  S_FIELDS,
+  S_INFLIGHT,
+  S_LATENCY,
+  S_REQUESTS,
+  S_SHED,
+  S_WAITING,
+  Track,
+} from "./load-track.ts";
 
 /** How long reports are kept. */
 export const RETAIN_MS = 10 * 60_000;
@@ -32,23 +46,15 @@ const REMEMBER_LAST_REQUEST_MS = 24 * 3_600_000;
 /** A reporter silent this long says nothing about now (its gauges are 0, its window ends now). */
 const STALE_MS = 2_500;
 
-interface Entry {
-  /** When the report arrived (control-plane clock, ms). */
-  at: number;
-  intervalMs: number;
-  load: ServiceLoad;
-}
+/** Slots kept per reporter and service: a report a second for RETAIN_MS, and some slack. */
+const MAX_SLOTS = RETAIN_MS / 1000 + 40;
+const BUCKETS = LATENCY_BUCKETS_MS.length + 1;
 
 interface Reporter {
   /** When its latest report arrived. */
   lastAt: number;
-  /** Its entries per service, oldest first. */
-  services: Map<string, Entry[]>;
-}
-
-/** Sums `from` into `into` (histograms of the same length). */
-function addHistogram(into: number[], from: readonly number[]): void {
-  for (let b = 0; b < into.length; b++) into[b] += from[b] ?? 0;
+  /** Its reports per service. */
+  services: Map<string, Track>;
 }
 
 /**
@@ -82,16 +88,16 @@ interface InstanceSums {
   releaseAt: number;
   requests: number;
   errors: number;
+  /** Σ inflight × intervalMs. */
   inflightMs: number;
   latency: number[];
 }
 
-/** What one reporter's entries of a service add up to over a window. */
+/** What the reports of a service add up to over a window, over every reporter. */
 interface Sums {
   requests: number;
   errors: number;
   shed: number;
-  /** Σ inflight × intervalMs. */
   inflightMs: number;
   waiting: number;
   latency: number[];
@@ -126,12 +132,12 @@ export class LiveLoad implements LoadFigures {
     // The gateway's clock → ours, for its request times.
     const offset = now - report.at;
     for (const load of report.services) {
-      let entries = reporter.services.get(load.service);
-      if (entries === undefined) {
-        entries = [];
-        reporter.services.set(load.service, entries);
+      let track = reporter.services.get(load.service);
+      if (track === undefined) {
+        track = new Track(MAX_SLOTS);
+        reporter.services.set(load.service, track);
       }
-      entries.push({ at: now, intervalMs: report.intervalMs, load });
+      track.push(now, report.intervalMs, load);
       if (load.lastRequestAt !== undefined) {
         const at = Math.min(now, load.lastRequestAt + offset);
         if (at > (this.#lastRequest.get(load.service) ?? Number.NEGATIVE_INFINITY))
@@ -141,15 +147,13 @@ export class LiveLoad implements LoadFigures {
     if (now - this.#prunedAt >= 1000) this.#prune(now);
   }
 
-  /** Drops entries older than RETAIN_MS, reporters with none left, and old request times. */
+  /** Drops reports older than RETAIN_MS, reporters with none left, and old request times. */
   #prune(now: number): void {
     this.#prunedAt = now;
     for (const [id, reporter] of this.#reporters) {
-      for (const [key, entries] of reporter.services) {
-        let drop = 0;
-        while (drop < entries.length && now - entries[drop].at > RETAIN_MS) drop++;
-        if (drop === entries.length) reporter.services.delete(key);
-        else if (drop > 0) entries.splice(0, drop);
+      for (const [key, track] of reporter.services) {
+        track.dropBefore(now - RETAIN_MS);
+        if (track.size === 0) reporter.services.delete(key);
       }
       if (reporter.services.size === 0 && now - reporter.lastAt > RETAIN_MS) this.#reporters.delete(id);
     }
@@ -158,12 +162,17 @@ export class LiveLoad implements LoadFigures {
     }
   }
 
-  /** Entries held (one per reporter, service and report): what the memory grows with. */
-  get entries(): number {
-    let n = 0;
-    for (const reporter of this.#reporters.values())
-      for (const e of reporter.services.values()) n += e.length;
-    return n;
+  /** Reports held, counted per reporter and service, and the bytes they take. */
+  held(): { entries: number; bytes: number } {
+    let entries = 0;
+    let bytes = 0;
+    for (const reporter of this.#reporters.values()) {
+      for (const track of reporter.services.values()) {
+        entries += track.size;
+        bytes += track.bytes();
+      }
+    }
+    return { entries, bytes };
   }
 
   /** Reporters heard from in the last RETAIN_MS. */
@@ -185,49 +194,63 @@ export class LiveLoad implements LoadFigures {
       shed: 0,
       inflightMs: 0,
       waiting: 0,
-      latency: new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0),
+      latency: new Array<number>(BUCKETS).fill(0),
       instances: new Map(),
       any: false,
     };
     for (const reporter of this.#reporters.values()) {
-      const entries = reporter.services.get(serviceKey);
-      if (entries === undefined) continue;
+      const track = reporter.services.get(serviceKey);
+      if (track === undefined || track.size === 0) continue;
       sums.any = true;
       const live = now - reporter.lastAt <= STALE_MS;
       const end = live ? reporter.lastAt : now;
-      const last = entries[entries.length - 1];
+      const { at, interval, data } = track;
+      const newest = track.newest();
       // Gauges "now": only from the reporter's latest report, and only while it reports.
-      if (live && last.at === reporter.lastAt) sums.waiting += last.load.waiting;
-      // An interval is in the window when its middle is.
-      for (let i = entries.length - 1; i >= 0; i--) {
-        const e = entries[i];
-        if (e.at - e.intervalMs / 2 <= end - windowMs) break;
-        const load = e.load;
-        sums.requests += load.requests;
-        sums.errors += load.errors;
-        sums.shed += load.shed;
-        sums.inflightMs += load.inflight * e.intervalMs;
-        addHistogram(sums.latency, load.latency);
-        for (const inst of load.instances) {
-          let s = sums.instances.get(inst.instance);
-          if (s === undefined) {
-            s = {
-              release: inst.release,
-              releaseAt: e.at,
-              requests: 0,
-              errors: 0,
-              inflightMs: 0,
-              latency: new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0),
-            };
-            sums.instances.set(inst.instance, s);
-          } else if (e.at > s.releaseAt) {
-            s.release = inst.release;
-            s.releaseAt = e.at;
-          }
-          s.requests += inst.requests;
-          s.errors += inst.errors;
-          s.inflightMs += inst.inflight * e.intervalMs;
-          addHistogram(s.latency, inst.latency);
+      if (live && at[newest] === reporter.lastAt) sums.waiting += data[newest * S_FIELDS + S_WAITING];
+      // A report is in the window when the middle of its interval is.
+      let from = track.size;
+      while (from > 0) {
+        const p = track.slot(from - 1);
+        if (at[p] - interval[p] / 2 <= end - windowMs) break;
+        from--;
+      }
+      if (from === track.size) continue;
+      for (let i = from; i < track.size; i++) {
+        const p = track.slot(i);
+        const o = p * S_FIELDS;
+        sums.requests += data[o + S_REQUESTS];
+        sums.errors += data[o + S_ERRORS];
+        sums.shed += data[o + S_SHED];
+        sums.inflightMs += data[o + S_INFLIGHT] * interval[p];
+        for (let b = 0; b < BUCKETS; b++) sums.latency[b] += data[o + S_LATENCY + b];
+      }
+      const windowStart = at[track.slot(from)];
+      for (const [id, inst] of track.instances) {
+        if (inst.lastAt < windowStart) continue;
+        let s = sums.instances.get(id);
+        if (s === undefined) {
+          s = {
+            release: inst.release,
+            releaseAt: inst.lastAt,
+            requests: 0,
+            errors: 0,
+            inflightMs: 0,
+            latency: new Array<number>(BUCKETS).fill(0),
+          };
+          sums.instances.set(id, s);
+        } else if (inst.lastAt > s.releaseAt) {
+          s.release = inst.release;
+          s.releaseAt = inst.lastAt;
+        }
+        const d = inst.data;
+        for (let i = from; i < track.size; i++) {
+          const p = track.slot(i);
+          const o = p * I_FIELDS;
+          s.requests += d[o + I_REQUESTS];
+          s.errors += d[o + I_ERRORS];
+          s.inflightMs += d[o + I_INFLIGHT] * interval[p];
+          for (let b = 0; b < BUCKETS; b++) s.latency[b] += d[o + I_LATENCY + b];
         }
       }
     }

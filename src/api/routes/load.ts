@@ -22,7 +22,7 @@ export const MAX_REPORTED_INSTANCES = 500;
 /** The longest window GET /apps/:app/load answers for (what LiveLoad keeps). */
 const MAX_WINDOW_MS = 10 * 60_000;
 
-const Count = T.Integer({ minimum: 0, maximum: 1e12 });
+const Count = T.Integer({ minimum: 0, maximum: 1e9, description: "per interval and reporter" });
 const Histogram = T.Array(Count, {
   minItems: LATENCY_BUCKETS_MS.length + 1,
   maxItems: LATENCY_BUCKETS_MS.length + 1,
