@@ -199,7 +199,11 @@ test("needs are grouped by the labels and tolerations a machine must offer", () 
     ["default/shop/web", service("web")],
     [
       "default/shop/gpu",
-      service("gpu", { nodeSelector: { gpu: "yes" }, tolerations: [{ key: "dedicated" }] }),
+      service("gpu", {
+        strategy: "spread",
+        nodeSelector: { gpu: "yes" },
+        tolerations: [{ key: "dedicated" }],
+      }),
     ],
   ]);
   const big = { resources: { cpu: 2, memory: 1024 * MiB } } as Instance["run"];

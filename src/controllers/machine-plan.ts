@@ -203,7 +203,8 @@ export function planMachines(w: MachineWorld): MachinePlan {
   const byJoinToken = new Map(w.requests.map((r) => [r.joinToken, r]));
   for (const t of w.agentTokens) {
     const r = byJoinToken.get(joinTokenOf(t) ?? "");
-    if (r && t.node && !r.nodes.some((n) => n.name === t.node))
+    // A revoked credential is a machine handed back (or taken away): never a new join.
+    if (r && !t.revokedAt && t.node && !r.nodes.some((n) => n.name === t.node))
       plan.joined.push({ request: r.id, node: t.node });
   }
   const joinedNow = new Set(plan.joined.map((j) => j.request));
