@@ -99,7 +99,7 @@ export class MachineController {
       unschedulable(instances, services).map((i) => i.id),
       now,
     );
-    this.#idleSince = since(this.#idleSince, idleNodes(requests, instances), now);
+    this.#idleSince = since(this.#idleSince, idleNodes(requests, instances, nodes), now);
     const plan = planMachines({
       now,
       settings: this.#o.settings,

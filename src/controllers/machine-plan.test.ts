@@ -267,7 +267,8 @@ test("hands back only the provider's idle nodes: idle long enough → cordon →
   const instances = [instance("on-p2", { node: "p2", state: "running" })];
   // A node the provider did not make, idle for ages, is never in any list.
   const nodes = [node("small"), node("p1"), node("p2"), node("mine")];
-  assert.deepEqual(idleNodes([joined], instances), ["p1"]);
+  assert.deepEqual(idleNodes([joined], instances, nodes), ["p1"]);
+  assert.deepEqual(idleNodes([joined], [], [node("p2")]), ["p2"], "idle only once registered");
   const idleSince = new Map([
     ["p1", T0],
     ["mine", T0 - 10_000_000],
@@ -320,6 +321,16 @@ test("hands back only the provider's idle nodes: idle long enough → cordon →
   assert.deepEqual(planMachines({ ...gone, nodes: [node("p1", "lost")] }).remove, [
     { request: "m-1", node: "p1" },
   ]);
+  // A machine whose agent joined but never registered is handed back after the join timeout.
+  const ghost = world({
+    settings: s,
+    requests: [joined],
+    nodes: [node("small")],
+    instances: [],
+    pendingSince: new Map(),
+  });
+  assert.deepEqual(planMachines({ ...ghost, now: T0 + s.joinTimeoutMs - 1 }).cordon, []);
+  assert.equal(planMachines({ ...ghost, now: T0 + s.joinTimeoutMs }).cordon.length, 2);
   // All machines gone and no more joins: forgotten.
   const empty = request({ state: "joined", joinBy: iso(T0), nodes: [] });
   assert.deepEqual(planMachines({ ...gone, requests: [empty] }).forget, ["m-1"]);

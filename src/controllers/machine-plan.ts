@@ -128,11 +128,22 @@ function occupied(instances: readonly Instance[]): Set<string> {
   return out;
 }
 
-/** The nodes of the provider's requests that have no instance: the keys `idleSince` tracks. */
-export function idleNodes(requests: readonly MachineRequest[], instances: readonly Instance[]): string[] {
+/**
+ * The nodes of the provider's requests that registered and have no
+ * instance: the keys `idleSince` tracks (a machine is idle from when its
+ * agent could take instances, not from when it traded its join token).
+ */
+export function idleNodes(
+  requests: readonly MachineRequest[],
+  instances: readonly Instance[],
+  nodes: readonly Node[],
+): string[] {
   const busy = occupied(instances);
+  const registered = new Set(nodes.map((n) => n.name));
   return requests.flatMap((r) =>
-    r.nodes.filter((n) => n.state !== "released" && !busy.has(n.name)).map((n) => n.name),
+    r.nodes
+      .filter((n) => n.state !== "released" && !busy.has(n.name) && registered.has(n.name))
+      .map((n) => n.name),
   );
 }
 
@@ -217,7 +228,10 @@ export function planMachines(w: MachineWorld): MachinePlan {
       const at = { request: r.id, node: n.name };
       if (n.state === "joined") {
         const idle = w.idleSince.get(n.name);
-        if (!busy.has(n.name) && idle !== undefined && w.now - idle >= s.idleMs) plan.cordon.push(at);
+        // A machine whose agent joined but never registered within the join timeout is handed back too.
+        const neverCame = !nodes.has(n.name) && w.now - Date.parse(n.joinedAt) >= s.joinTimeoutMs;
+        if (!busy.has(n.name) && ((idle !== undefined && w.now - idle >= s.idleMs) || neverCame))
+          plan.cordon.push(at);
       } else if (n.state === "releasing") {
         if (busy.has(n.name)) plan.uncordon.push(at);
         else if (
