@@ -161,7 +161,12 @@ export class MachineController {
     for (const at of plan.release) await this.#release(at, iso);
     for (const at of plan.remove) {
       const o = await this.#ctx.store.get<Node>("node", at.node);
-      if (o) await this.#ctx.store.delete("node", at.node, { expectRevision: o.revision }).catch(() => {});
+      // Written meanwhile (a last heartbeat, the lost check): looked at again on the next tick.
+      if (
+        o &&
+        !(await this.#ctx.store.delete("node", at.node, { expectRevision: o.revision }).catch(() => false))
+      )
+        continue;
       await this.#update(at.request, (r) => ({ ...r, nodes: r.nodes.filter((n) => n.name !== at.node) }));
       await events.record({
         node: at.node,
