@@ -154,11 +154,13 @@ export const scaleCommand: CommandSpec = {
     const services = parseScaleArgs(positionals);
     const app = await resolveApp(ctx, stringFlag(values, "app"), "scale");
     const client = await ctx.client();
-    const reply = await client.post<Items<Service> & { unplaced?: Unplaced[] }>(`${appPath(app)}/scale`, {
-      services,
-    });
+    const reply = await client.post<Items<Service> & { unplaced?: Unplaced[]; warnings?: string[] }>(
+      `${appPath(app)}/scale`,
+      { services },
+    );
     if (ctx.flags.json) printJson(ctx.stdout, reply);
     else println(ctx.stdout, servicesTable(reply.items));
+    for (const w of reply.warnings ?? []) ctx.stderr.write(`herd: ${w}.\n`);
     for (const u of reply.unplaced ?? []) {
       ctx.stderr.write(
         `herd: ${u.service}: ${u.message}. They wait as pending until there is room (herd ps shows them).\n`,
