@@ -32,6 +32,8 @@ export interface Observation {
   /** Requests in flight and held for a cold start now. */
   inflight: number;
   waiting: number;
+  /** False when no gateway figures exist at all: then nothing says the service is idle (default true). */
+  traffic?: boolean;
 }
 
 /** What the decision remembers between calls for one service (in memory; a restart starts it afresh). */
@@ -110,7 +112,7 @@ export function decide(spec: AutoscaleSpec, o: Observation, mem: Memory): Decisi
   }
 
   // Idle: only this takes a min-0 service to zero.
-  if (spec.min === 0 && o.inflight === 0 && o.waiting === 0) {
+  if (spec.min === 0 && o.traffic !== false && o.inflight === 0 && o.waiting === 0) {
     const last = Math.max(o.lastRequestAt ?? 0, mem.activeSince);
     if (now - last >= spec.idleAfterMs) {
       mem.panicAt = undefined;

@@ -13,8 +13,7 @@
  */
 
 import { conflict, HerdError, notFound } from "../common/errors.ts";
-import type { Resources } from "../model/objects.ts";
-import { type App, appKey, type Service, serviceKey } from "../model/objects.ts";
+import { type App, appKey, type Resources, type Service, serviceKey } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { appShortfalls, type Unplaced } from "./capacity-check.ts";
 import type { EventInput, EventRecorder } from "./events.ts";
