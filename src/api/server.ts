@@ -58,6 +58,7 @@ import {
 } from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
@@ -554,6 +555,7 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      autoscaleRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);

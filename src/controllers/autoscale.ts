@@ -68,6 +68,8 @@ export interface AutoscaleDecision {
   reason: string;
   /** Set when the scale was refused (quota) or could not place everything. */
   problem?: string;
+  /** The count was not changed (the problem refused it); otherwise a problem is about placement. */
+  refused?: boolean;
 }
 
 /** Decisions kept per service for status. */
@@ -200,13 +202,13 @@ export class Autoscaler {
           details,
         },
       );
-      this.#remember(t, d, r.unplaced[0]?.message);
+      this.#remember(t, d, r.unplaced[0]?.message, false);
       t.lastProblem = undefined;
     } catch (err) {
       // Not scaled: the count stays, and the next round decides again from it.
       t.mem.lastCount = d.from;
       const problem = (err as Error).message;
-      this.#remember(t, d, problem);
+      this.#remember(t, d, problem, true);
       if (problem !== t.lastProblem) {
         await this.#ctx.events.record({
           tenant: svc.tenant,
@@ -222,7 +224,7 @@ export class Autoscaler {
     }
   }
 
-  #remember(t: Tracked, d: Decision, problem: string | undefined): void {
+  #remember(t: Tracked, d: Decision, problem: string | undefined, refused: boolean): void {
     t.decisions.push({
       time: new Date(d.at).toISOString(),
       from: d.from,
@@ -230,6 +232,7 @@ export class Autoscaler {
       panic: d.panic,
       reason: d.reason,
       ...(problem ? { problem } : {}),
+      ...(refused ? { refused } : {}),
     });
     if (t.decisions.length > KEPT) t.decisions.splice(0, t.decisions.length - KEPT);
   }
