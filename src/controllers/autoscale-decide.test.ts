@@ -125,9 +125,14 @@ test("min 0: zero only after idleAfter without requests, never while requests ar
   assert.equal(quiet(34_999).to, 1);
   assert.equal(quiet(40_000, { inflight: 1 }).to, 1);
   assert.equal(quiet(40_000, { waiting: 2 }).to, 1);
-  const idle = quiet(35_000);
+  assert.equal(quiet(35_000).to, 1, "idle must hold for 2 s: a request may not be in the figures yet");
+  // A request shows up a second late: the idle clock starts again.
+  assert.equal(quiet(36_000, { lastRequestAt: 34_500 }).to, 1);
+  assert.equal(quiet(64_000, { lastRequestAt: 34_500 }).to, 1);
+  assert.equal(quiet(65_000, { lastRequestAt: 34_500 }).to, 1);
+  const idle = quiet(67_000, { lastRequestAt: 34_500 });
   assert.equal(idle.to, 0);
-  assert.match(idle.reason, /^idle: no request for 30s/);
+  assert.match(idle.reason, /^idle: no request for 32.5s \(idleAfter 30s\)/);
 });
 
 test("min 0: without any request figures, idleAfter counts from when the autoscaler first saw it or woke it", () => {
@@ -136,12 +141,13 @@ test("min 0: without any request figures, idleAfter counts from when the autosca
   const none = (now: number, current: number) =>
     decide(s, { now, current, stable: 0, panic: 0, inflight: 0, waiting: 0 }, mem);
   assert.equal(none(29_000, 1).to, 1);
-  assert.equal(none(30_000, 1).to, 0);
-  assert.equal(none(31_000, 0).to, 0);
+  assert.equal(none(30_000, 1).to, 1);
+  assert.equal(none(32_000, 1).to, 0);
+  assert.equal(none(33_000, 0).to, 0);
   // A wake (0 → 1 by the gateway's request) restarts the idle clock even before figures arrive.
   assert.equal(none(40_000, 1).to, 1);
-  assert.equal(none(69_000, 1).to, 1);
-  assert.equal(none(70_000, 1).to, 0);
+  assert.equal(none(70_000, 1).to, 1);
+  assert.equal(none(72_000, 1).to, 0);
 });
 
 test("at zero any demand wakes; no figures hold the count", () => {

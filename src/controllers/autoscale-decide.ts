@@ -8,13 +8,15 @@
  *                                                              until a stable window passes without
  *   want < current ─► scale in only to the highest want of the last scaleDownDelay
  *   one step: out by at most max(current, 4), in by at most half; both at most maxStep; then [min, max]
- *   min 0: no request for idleAfter (and none in flight or held) ─► 0; at 0 any demand ─► wake
+ *   min 0: no request for idleAfter (and none in flight or held), seen for 2 s ─► 0; at 0 any demand ─► wake
  */
 
 import type { AutoscaleSpec } from "../model/manifest.ts";
 
 /** Panic when the panic window asks for this many times the current count (Knative's panic threshold 200 %). */
 export const PANIC_THRESHOLD = 2;
+/** How long the idle rule must hold before a min-0 service goes to zero (two gateway reports). */
+export const IDLE_CONFIRM_MS = 2000;
 /** Scale-out per decision is at least this many instances (the HPA's default: 100 % or 4 pods). */
 export const MIN_SCALE_UP = 4;
 
@@ -44,6 +46,8 @@ export interface Memory {
   lastCount: number;
   /** Set while panicking: when the panic window last asked for ≥ 2× (panic ends a stable window later). */
   panicAt?: number;
+  /** Since when the idle rule has held without a break. */
+  idleSince?: number;
   /** Wants of the last scaleDownDelay, oldest first. */
   wants: { at: number; want: number }[];
 }
@@ -112,17 +116,26 @@ export function decide(spec: AutoscaleSpec, o: Observation, mem: Memory): Decisi
   }
 
   // Idle: only this takes a min-0 service to zero.
-  if (spec.min === 0 && o.traffic !== false && o.inflight === 0 && o.waiting === 0) {
-    const last = Math.max(o.lastRequestAt ?? 0, mem.activeSince);
-    if (now - last >= spec.idleAfterMs) {
+  // Gateways report once a second, so a request may not show yet: idle must be seen for a while.
+  const last = Math.max(o.lastRequestAt ?? 0, mem.activeSince);
+  if (
+    spec.min === 0 &&
+    o.traffic !== false &&
+    o.inflight === 0 &&
+    o.waiting === 0 &&
+    now - last >= spec.idleAfterMs
+  ) {
+    mem.idleSince ??= now;
+    if (now - mem.idleSince >= IDLE_CONFIRM_MS) {
       mem.panicAt = undefined;
+      mem.idleSince = undefined;
       mem.wants = [];
       return result(
         0,
         `idle: no request for ${seconds(now - last)} (idleAfter ${seconds(spec.idleAfterMs)})`,
       );
     }
-  }
+  } else mem.idleSince = undefined;
 
   if (stableWant === undefined || panicWant === undefined) return result(current, "no figures: holding");
 

@@ -136,10 +136,13 @@ test("min 0: idle for idleAfter → zero instances; without gateway figures it n
   assert.equal(await h.count(), 1);
   h.clock.advance(1000);
   await h.scaler.tick();
+  assert.equal(await h.count(), 1, "idle is confirmed for 2 s first");
+  h.clock.advance(2000);
+  await h.scaler.tick();
   assert.equal(await h.count(), 0);
   const [s] = await h.scaler.status("default", "shop");
   assert.equal(s.mode, "idle");
-  assert.match(s.decisions.at(-1)!.reason, /^idle: no request for 10s/);
+  assert.match(s.decisions.at(-1)!.reason, /^idle: no request for 12s \(idleAfter 10s\)/);
 
   const blind = await setup("{ min: 0, max: 3, target: { concurrency: 5 }, idleAfter: 10s }");
   blind.ctx.load = undefined;
