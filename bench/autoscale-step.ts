@@ -78,6 +78,7 @@ export async function run(): Promise<void> {
     });
     let decisionMs: number | undefined;
     let servingMs: number | undefined;
+    let countMs: number | undefined;
     let decided = before;
     try {
       const first = await waitFor(
@@ -86,20 +87,10 @@ export async function run(): Promise<void> {
         30_000,
       );
       decisionMs = Date.parse(first.time) - step;
-      // The count the figures ask for: wait until it stops growing (≤ 10 s), then until that many run.
-      let last = -1;
-      await waitFor(
-        "the count to settle",
-        async () => {
-          const c = await count();
-          const settled = c === last;
-          last = c;
-          await sleep(1000);
-          return settled;
-        },
-        20_000,
-      );
-      decided = last;
+      // The count the step asks for: ceil(step rps / target).
+      decided = Math.ceil((BASE_RPS * 20) / TARGET_RPS);
+      await waitFor(`the count to reach ${decided}`, async () => (await count()) >= decided, 60_000);
+      countMs = Date.now() - step;
       await waitFor("the decided instances running", async () => (await running()) >= decided, 60_000);
       servingMs = Date.now() - step;
     } finally {
@@ -116,7 +107,8 @@ export async function run(): Promise<void> {
         );
       } else console.log("step → scale-out decision: none within 30 s (goal ≤ 3 s: MISSED)");
       console.log(
-        `step → ${decided} instances running (from ${before}): ${servingMs === undefined ? "not reached" : `${servingMs} ms`}`,
+        `step → count ${decided} decided: ${countMs === undefined ? "not reached" : `${countMs} ms`}; ` +
+          `→ ${decided} instances running (from ${before}): ${servingMs === undefined ? "not reached" : `${servingMs} ms`}`,
       );
       console.log(
         `requests during the step: ${counts.total}, failed ${counts.failed}` +

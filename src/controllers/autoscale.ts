@@ -1,9 +1,9 @@
 /**
- * The autoscaler: every second, for each service with `autoscale:`, reads
+ * The autoscaler: twice a second, for each service with `autoscale:`, reads
  * the live figures, decides (autoscale-decide.ts) and scales through the one
  * scale path (scale.ts), so quotas, placement and events are as `herd scale`'s.
  *
- *   every intervalMs ─► services with spec.autoscale (apps not being destroyed, services not failed)
+ *   every 500 ms ─► services with spec.autoscale (apps not being destroyed, services not failed)
  *     rps, concurrency, p99 ─► ctx.load (gateways' figures over the stable and panic windows)
  *     cpu                   ─► agents' heartbeat usage: Σ cores / cores asked, sampled each tick
  *     query                 ─► PromQL as the tenant, sampled each tick
@@ -99,8 +99,11 @@ export class Autoscaler {
     this.#sources = sources;
   }
 
-  /** Decides every `intervalMs` (default 1 s). */
-  start(intervalMs = 1000): void {
+  /**
+   * Decides every `intervalMs` (default 500 ms: gateways report each second at
+   * their own phase, so half a second is the most a new figure waits).
+   */
+  start(intervalMs = 500): void {
     this.#timer = setInterval(() => void this.tick(), intervalMs);
     this.#timer.unref();
   }
@@ -296,7 +299,10 @@ export class Autoscaler {
   /** The query's value now; the previous round's query still running → no sample this round. */
   async #query(svc: Service, spec: AutoscaleSpec, t: Tracked): Promise<number | undefined> {
     const query = this.#sources.query;
+    // One sample a second at most: a query costs more than a round.
+    const latest = t.samples.at(-1)?.at;
     if (!query || !spec.target.query || t.querying) return undefined;
+    if (latest !== undefined && this.#ctx.clock.now() - latest < 1000) return undefined;
     t.querying = true;
     try {
       return await query(svc.tenant, spec.target.query);

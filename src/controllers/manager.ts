@@ -5,7 +5,7 @@
  *   store.watch ─► key of the object it touches ─► queue ─► reconcile(key)
  *   every resyncMs: every service, deploy and destroying app is queued again
  *   every 250 ms:   node heartbeats are checked
- *   every second:   the autoscaler decides for each autoscaled service (autoscale.ts)
+ *   every 500 ms:   the autoscaler decides for each autoscaled service (autoscale.ts)
  */
 
 import { WorkQueue } from "../common/work-queue.ts";
