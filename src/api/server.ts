@@ -22,6 +22,7 @@ import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { UrlGuard } from "../common/url-guard.ts";
+import { promqlValue } from "../controllers/autoscale-query.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
@@ -60,6 +61,7 @@ import {
 } from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
@@ -204,7 +206,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     registry: metrics.self.registry,
     receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
-  const controllers = new ControllerManager(ctx);
+  const controllers = new ControllerManager(ctx, {
+    // The autoscaler's cpu and query targets: agents' heartbeat usage, and PromQL as the service's tenant.
+    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
+    query: (tenant, expr) => promqlValue(metrics.queries, tenant, expr),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -597,6 +603,7 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      autoscaleRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
