@@ -116,6 +116,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/load": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
+  "GET /api/v1/apps/:app/autoscale": "apps:read",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
   "GET /api/v1/events": "apps:read",
 

@@ -42,6 +42,7 @@ export const KINDS = [
   "alert_receiver",
   "alert_silence",
   "secret",
+  "machine",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
