@@ -26,6 +26,9 @@ import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/co
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
 import { ControllerManager } from "../controllers/manager.ts";
+import { RemediationEngine } from "../controllers/remediation/engine.ts";
+import { callEdges } from "../controllers/remediation/evidence.ts";
+import { scaleService } from "../controllers/remediation/scale-adapter.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
@@ -66,6 +69,7 @@ import { liveConfigRoutes } from "./routes/live-config.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { remediationRoutes } from "./routes/remediation.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -89,6 +93,8 @@ export interface ServerOptions {
   metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
   /** Alert evaluation interval (default 15 s) and webhook retries. */
   alerts?: Pick<AlertEvaluatorOptions, "intervalMs" | "notifier">;
+  /** The remediation engine: on unless `enabled: false`; how often it looks (default 1 s). */
+  remediation?: { enabled?: boolean; intervalMs?: number };
   /** Log retention (age, size), ingest queue and the SSE heartbeat. */
   logs?: LogsOptions;
   /** How long audit entries are kept (default 90 days). */
@@ -177,6 +183,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
   const controllers = new ControllerManager(ctx);
+  // Acts on symptoms through the same paths people use (docs/remediation.md).
+  const remediation = new RemediationEngine({
+    ctx,
+    act: {
+      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version),
+      scale: (tenant, app, service, count, why) => scaleService(ctx, tenant, app, service, count, why),
+    },
+    alerts: () => alerts.active(),
+    calls: async (tenant, from, to) =>
+      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -264,6 +282,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
   await controllers.start();
+  if (options.remediation?.enabled !== false) remediation.start();
   metrics.selfUrl = url;
   metrics.start();
   alerts.externalUrl = url;
@@ -290,6 +309,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       auth.stop();
       await alerts.stop();
       await certificates.close();
+      await remediation.stop();
       controllers.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
       shutdown.abort();
@@ -558,6 +578,7 @@ export function buildApi(
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      remediationRoutes(api, deps);
       secretRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);

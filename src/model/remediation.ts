@@ -60,12 +60,8 @@ export type RemediationRule = Static<typeof RemediationRuleSchema>;
 /** The body of `PUT /apps/:app/remediation`: every field optional; absent ones keep their value. */
 export const RemediationBodySchema = T.Object(
   {
-    rules: T.Optional(
-      T.Union([
-        T.Array(RemediationRuleSchema, { maxItems: 50 }),
-        T.Null({ description: "back to the built-in rules" }),
-      ]),
-    ),
+    rules: T.Optional(T.Array(RemediationRuleSchema, { maxItems: 50 })),
+    builtIn: T.Optional(T.Literal(true, { description: "true: back to the built-in rules (drops `rules`)" })),
     dryRun: T.Optional(T.Boolean({ description: "every rule decides but changes nothing" })),
     paused: T.Optional(T.Boolean()),
     budgetPerHour: T.Optional(

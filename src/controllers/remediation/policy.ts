@@ -36,6 +36,10 @@ export async function updatePolicy(
   app: string,
   body: RemediationBody,
 ): Promise<RemediationPolicy> {
+  if (body.builtIn && body.rules)
+    throw new HerdError("invalid", "builtIn and rules together: choose one", [
+      { field: "builtIn", message: "not with rules" },
+    ]);
   const names = new Set<string>();
   body.rules?.forEach((r, i) => {
     if (names.has(r.name))
@@ -56,7 +60,7 @@ export async function updatePolicy(
     const now = clock.now();
     const { policy, revision } = await readPolicy(store, tenant, app, now);
     const next: RemediationPolicy = { ...policy, updatedAt: new Date(now).toISOString() };
-    if (body.rules === null) delete next.rules;
+    if (body.builtIn) delete next.rules;
     else if (body.rules !== undefined) next.rules = body.rules;
     if (body.dryRun !== undefined) next.dryRun = body.dryRun;
     if (body.paused !== undefined) next.paused = body.paused;
