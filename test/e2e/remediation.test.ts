@@ -61,7 +61,7 @@ function manifest(bad: boolean): void {
   );
 }
 
-const appNow = async () => (await herd.api<App>("GET", "/apps/flaky")).body;
+const appNow = async () => (await herd.api<{ app: App }>("GET", "/apps/flaky")).body.app;
 const events = async (reason: string) =>
   (await herd.api<{ items: Event[] }>("GET", "/events?app=flaky&limit=500")).body.items.filter(
     (e) => e.reason === reason,
