@@ -157,7 +157,7 @@ test("a dry-run rule decides the rollback and changes nothing", async () => {
     assert.equal(current, 4);
     const decided = await waitFor(
       "the dry-run decision",
-      async () => (await events("Remediation")).find((e) => e.message.startsWith("try:")),
+      async () => (await events("Remediation")).find((e) => e.message.startsWith("try: rollback")),
       45_000,
     );
     assert.match(decided.message, /^try: rollback v4 → v3 \(dry run: nothing changed\)/);

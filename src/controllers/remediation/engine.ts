@@ -23,6 +23,7 @@ import {
   KEEP_DECISIONS,
   type RemediationDecision,
   type RemediationPolicy,
+  type RemediationRule,
   remediationKey,
 } from "../../model/remediation.ts";
 import type { Context } from "../context.ts";
@@ -31,7 +32,7 @@ import { budgetLeft, coolingDown, recentChange } from "./budget.ts";
 import { decide } from "./decide.ts";
 import { type AlertLike, appViews, NO_LOAD, releasesOf } from "./evidence.ts";
 import { readPolicy } from "./policy.ts";
-import { detect, detectOne } from "./symptoms.ts";
+import { detect, detectOne, windowMsOf } from "./symptoms.ts";
 import type { AppView, CallEdge } from "./view.ts";
 
 export interface EngineOptions {
@@ -43,6 +44,16 @@ export interface EngineOptions {
   calls?: (tenant: string, fromUs: number, toUs: number) => Promise<CallEdge[]>;
   /** How often the engine looks (default 1 s). */
   intervalMs?: number;
+}
+
+/**
+ * The rule an outcome is judged by: its window cut to half the time since the
+ * decision, so the figures are those after the change took effect rather than
+ * the ones that led to it.
+ */
+export function outcomeRule(rule: RemediationRule, afterMs: number): RemediationRule {
+  const windowMs = Math.min(windowMsOf(rule), Math.max(2000, Math.floor(afterMs / 2)));
+  return { ...rule, windowS: Math.round(windowMs / 1000) };
 }
 
 /** A throttle is restored after this long at most, whatever the figures say. */
@@ -109,6 +120,9 @@ export class RemediationEngine {
     for (const rule of rules) {
       for (const finding of detect(rule, view)) {
         if (decided.has(finding.service)) continue;
+        // A rollout in progress is the deploy controller's to judge (its figures mix two releases).
+        const state = view.services.find((s) => s.name === finding.service)?.state;
+        if (state === "updating" || state === "rolling_back") continue;
         const fresh = await readPolicy(ctx.store, view.tenant, view.app, view.now);
         const cooldownMs = (rule.cooldownS ?? DEFAULT_COOLDOWN_S) * 1000;
         // A change just made to this service needs time to show: no second one on top.
@@ -193,12 +207,13 @@ export class RemediationEngine {
     if (due.length === 0) return;
     const rules = policy.rules ?? BUILT_IN_RULES;
     const outcomes = new Map<string, "cleared" | "persists">();
-    for (const d of due) {
+    const after = (policy.outcomeAfterS ?? DEFAULT_OUTCOME_AFTER_S) * 1000;
+    const since = (d: RemediationDecision) => {
       const rule = rules.find((r) => r.name === d.rule);
       const s = view.services.find((x) => x.name === d.service);
-      const holds = rule && s ? detectOne(rule, view, s) : undefined;
-      outcomes.set(d.id, holds ? "persists" : "cleared");
-    }
+      return rule && s ? detectOne(outcomeRule(rule, after), view, s) : undefined;
+    };
+    for (const d of due) outcomes.set(d.id, since(d) ? "persists" : "cleared");
     try {
       await this.#save(view, revision, (p) => ({
         ...p,
@@ -209,9 +224,7 @@ export class RemediationEngine {
     }
     for (const d of due) {
       const outcome = outcomes.get(d.id)!;
-      const rule = rules.find((r) => r.name === d.rule);
-      const s = view.services.find((x) => x.name === d.service);
-      const now = rule && s ? detectOne(rule, view, s) : undefined;
+      const now = since(d);
       await this.#o.ctx.events.record({
         tenant: view.tenant,
         app: view.app,
