@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { App, Event, Release } from "../../src/model/objects.ts";
+import type { App, Event, Release, Service } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
 
 let herd: Herd;
@@ -168,4 +168,91 @@ test("a dry-run rule decides the rollback and changes nothing", async () => {
   } finally {
     await traffic.stop();
   }
+});
+
+test("throttle while scaling: a saturated critical service is scaled out and a low one throttled until it serves", async () => {
+  const busy = join(work, "busy");
+  mkdirSync(busy);
+  writeFileSync(
+    join(busy, "package.json"),
+    JSON.stringify({ name: "busy", private: true, type: "module", scripts: { start: "node server.js" } }),
+  );
+  // Every answer takes 100 ms: closed-loop clients keep requests in flight.
+  writeFileSync(
+    join(busy, "server.js"),
+    [
+      'import { createServer } from "node:http";',
+      "createServer((req, res) => {",
+      '  if (req.url === "/health") return res.end("ok");',
+      '  setTimeout(() => res.end("ok"), 100);',
+      "}).listen(Number(process.env.PORT));",
+    ].join("\n"),
+  );
+  const service = (name: string, criticality: string) => [
+    `  ${name}:`,
+    "    command: node server.js",
+    "    instances: 1",
+    "    resources: { cpu: 0.1, memory: 32Mi }",
+    "    health: { path: /health }",
+    `    criticality: ${criticality}`,
+    `    routes: [{ host: ${name}.busy.localhost }]`,
+  ];
+  writeFileSync(
+    join(busy, "herd.yaml"),
+    ["app: busy", "services:", ...service("api", "critical"), ...service("batch", "low"), ""].join("\n"),
+  );
+  const d = await herd.cli(["deploy", busy]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const set = await herd.api("PUT", "/apps/busy/remediation", {
+    rules: [
+      {
+        name: "saturated",
+        symptom: "saturation",
+        threshold: 4,
+        windowS: 5,
+        actions: ["scale-out", "throttle"],
+      },
+    ],
+  });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  const svc = async (name: string) =>
+    (await herd.api<{ services: Service[] }>("GET", "/apps/busy")).body.services.find(
+      (s) => s.name === name,
+    )!;
+  const api = steadyTraffic(herd.gatewayUrl, "api.busy.localhost", { connections: 12, maxSeconds: 90 });
+  const batch = steadyTraffic(herd.gatewayUrl, "batch.busy.localhost", { connections: 8, maxSeconds: 90 });
+  try {
+    const decided = await waitFor(
+      "the scale-out decision",
+      async () =>
+        (await herd.api<{ items: Event[] }>("GET", "/events?app=busy&limit=500")).body.items.find(
+          (e) => e.reason === "Remediation" && /scale-out api 1 → 2/.test(e.message),
+        ),
+      45_000,
+    );
+    assert.match(decided.message, /throttling batch until they serve/);
+    assert.ok(
+      decided.details?.some((l) => /^api: .* requests in flight per instance/.test(l)),
+      String(decided.details),
+    );
+    assert.equal((await svc("api")).instances, 2);
+    const throttled = (await svc("batch")).traffic?.concurrency;
+    assert.ok(
+      typeof throttled === "number" && throttled >= 1 && throttled < 8,
+      `batch concurrency ${throttled}`,
+    );
+  } finally {
+    await api.stop();
+    await batch.stop();
+  }
+  // The load is gone and api runs its 2 instances: batch's concurrency is back to herd.yaml's.
+  await waitFor(
+    "the throttle restored",
+    async () => (await svc("api")).instances === 2 && (await svc("batch")).traffic === undefined,
+    45_000,
+  );
+  const restored = (await herd.api<{ items: Event[] }>("GET", "/events?app=busy&limit=500")).body.items.find(
+    (e) => e.reason === "RemediationRestored",
+  );
+  assert.match(restored?.message ?? "", /batch's concurrency is back to herd.yaml's: api serves again/);
 });
