@@ -147,6 +147,18 @@ test("every instance on one node bad, those elsewhere fine → cordon that node"
     plan.evidence.join("\n"),
     /on bad: a \(running, 50% of 100 failed\), b \(running, 50% of 100 failed\)/,
   );
+  // A node that stopped heartbeating is the node controller's; one already cordoned is left alone.
+  view.nodes = view.nodes.map((n) => (n.name === "bad" ? { ...n, state: "not_ready" as const } : n));
+  const notReady = planFor({ ...rule("errors"), actions: ["cordon"] }, view);
+  assert.equal(notReady.action, "none");
+  assert.match(notReady.evidence.join("\n"), /not cordon: bad is not_ready: the node controller handles it/);
+  view.nodes = view.nodes.map((n) =>
+    n.name === "bad" ? { ...n, state: "ready" as const, schedulable: false } : n,
+  );
+  assert.match(
+    planFor({ ...rule("errors"), actions: ["cordon"] }, view).evidence.join("\n"),
+    /bad is already cordoned/,
+  );
 });
 
 test("saturation under rising load → scale out, throttling the low-criticality service meanwhile", () => {
@@ -280,4 +292,27 @@ test("latency: p99 over the threshold on a recent release's instances → roll b
   const plan = planFor(rule("slow"), viewOf(load, { services: [{ name: "web" }] }));
   assert.equal(plan.action, "rollback");
   assert.match(plan.evidence.join("\n"), /web: p99 2400 ms over 30 s \(threshold 1000 ms\)/);
+});
+
+test("an alert rule firing for the app is a symptom; rising load then scales the service it names", () => {
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 300, rps: 30 }, 10_000)
+    .setService(WEB, { requests: 600, rps: 10 });
+  const view = viewOf(load, { services: [{ name: "web" }, { name: "api" }] });
+  const r: RemediationRule = {
+    name: "queue",
+    symptom: "alert",
+    alert: "queue-backlog",
+    actions: ["scale-out"],
+  };
+  assert.equal(detect(r, view).length, 0, "not firing: no finding");
+  view.alerts = [{ rule: "queue-backlog", service: "web", value: 1200, since: view.now - 90_000 }];
+  const findings = detect(r, view);
+  assert.deepEqual(
+    findings.map((f) => [f.service, f.evidence[0]]),
+    [["web", "alert queue-backlog firing for web since 90 s ago (value 1200)"]],
+  );
+  const plan = decide(findings[0], view, WINDOW);
+  assert.equal(plan.action, "scale-out");
+  assert.deepEqual(plan.change, { kind: "scale-out", service: "web", from: 2, to: 4, throttle: [] });
 });

@@ -8,7 +8,7 @@
  *
  *   rollback   the serving release is recent (within the window), not itself a rollback,
  *              and the bad figures sit (≥ 80 %) on its instances
- *   cordon     every instance of the app on one node is bad while peers elsewhere are fine
+ *   cordon     every instance of the service on one ready node is bad while peers elsewhere are fine
  *   replace    one cattle instance far worse (≥ 3×) than the median of its ≥ 2 peers
  *   degrade    spans show the service's calls to another failing: its routes answer their fallback
  *   scale-out  load is rising (rps over the window ≥ 1.2 × over 6 windows): more instances,
@@ -197,8 +197,19 @@ function cordon(finding: Finding, view: AppView, s: ServiceView, figures: Instan
   const nodes = new Map<string, InstanceView[]>();
   for (const i of mine) nodes.set(i.node!, [...(nodes.get(i.node!) ?? []), i]);
   if (nodes.size < 2) return "the service's instances are on one node";
+  const refused: string[] = [];
   for (const [node, on] of nodes) {
     if (on.length < 2 || !on.every(bad)) continue;
+    // A node that stopped heartbeating is the node controller's (not ready, then lost: its cattle move).
+    const n = view.nodes.find((x) => x.name === node);
+    if (n?.state !== "ready") {
+      refused.push(`${node} is ${n?.state ?? "gone"}: the node controller handles it`);
+      continue;
+    }
+    if (!n.schedulable) {
+      refused.push(`${node} is already cordoned`);
+      continue;
+    }
     const elsewhere = mine.filter((i) => i.node !== node);
     const fine = elsewhere.filter((i) => !bad(i));
     if (fine.length === 0) continue;
@@ -214,7 +225,7 @@ function cordon(finding: Finding, view: AppView, s: ServiceView, figures: Instan
       change: { kind: "cordon", node },
     };
   }
-  return "no node whose instances are all bad while others are fine";
+  return refused[0] ?? "no node whose instances are all bad while others are fine";
 }
 
 const describe = (i: InstanceView, f: InstanceFigures | undefined): string =>

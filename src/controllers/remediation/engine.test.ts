@@ -17,7 +17,7 @@ import { MemoryStore } from "../../store/memory-store.ts";
 import { type Context, DEFAULT_SETTINGS } from "../context.ts";
 import { DeployLogs } from "../deploy-log.ts";
 import { EventRecorder } from "../events.ts";
-import { RemediationEngine } from "./engine.ts";
+import { outcomeRule, RemediationEngine } from "./engine.ts";
 import { updatePolicy } from "./policy.ts";
 import { FakeLoad } from "./testing.ts";
 
@@ -243,4 +243,16 @@ test("throttle while scaling: the low service's concurrency is lowered, then res
     (await h.events("RemediationRestored"))[0].message,
     /batch's concurrency is back to herd.yaml's/,
   );
+});
+
+test("an outcome is judged on the figures after the change: the window is cut to half the wait", () => {
+  const rule = {
+    name: "errors",
+    symptom: "error-rate" as const,
+    windowS: 10,
+    actions: ["rollback" as const],
+  };
+  assert.equal(outcomeRule(rule, 60_000).windowS, 10);
+  assert.equal(outcomeRule(rule, 10_000).windowS, 5);
+  assert.equal(outcomeRule(rule, 1_000).windowS, 2);
 });

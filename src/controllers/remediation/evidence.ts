@@ -5,7 +5,7 @@
  */
 
 import type { LoadFigures } from "../../model/load.ts";
-import type { App, Instance, Release, Service } from "../../model/objects.ts";
+import type { App, Instance, Node, Release, Service } from "../../model/objects.ts";
 import type { Store } from "../../store/store.ts";
 import type { AppView, CallEdge, FiringAlert } from "./view.ts";
 
@@ -34,6 +34,7 @@ export async function appViews(
   const apps = (await store.list<App>("app")).items.map((o) => o.value);
   const services = (await store.list<Service>("service")).items.map((o) => o.value);
   const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+  const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
   const views: AppView[] = [];
   for (const a of apps) {
     if (a.destroying || a.release === null) continue;
@@ -68,6 +69,9 @@ export async function appViews(
         state: i.state,
         mode: i.mode,
       })),
+      nodes: nodes
+        .filter((n) => insts.some((i) => i.node === n.name))
+        .map((n) => ({ name: n.name, state: n.state, schedulable: n.schedulable })),
       alerts: firingFor(alerts, a.tenant, a.name),
       calls: [],
       load,

@@ -78,6 +78,7 @@ export function viewOf(
     services: (Partial<ServiceView> & { name: string })[];
     instances?: (Partial<InstanceView> & { id: string; service: string })[];
     calls?: AppView["calls"];
+    nodes?: AppView["nodes"];
   },
 ): AppView {
   const now = parts.now ?? 1_000_000_000;
@@ -106,6 +107,13 @@ export function viewOf(
       mode: "cattle",
       ...i,
     })),
+    nodes:
+      parts.nodes ??
+      [...new Set((parts.instances ?? []).map((i) => i.node ?? "n1"))].map((name) => ({
+        name,
+        state: "ready" as const,
+        schedulable: true,
+      })),
     alerts: [],
     calls: parts.calls ?? [],
     load,

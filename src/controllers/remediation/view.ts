@@ -7,7 +7,7 @@
 
 import type { LoadFigures } from "../../model/load.ts";
 import type { ServiceSpec } from "../../model/manifest.ts";
-import type { InstanceState, ServiceState } from "../../model/objects.ts";
+import type { InstanceState, NodeState, ServiceState } from "../../model/objects.ts";
 
 export interface ServiceView {
   name: string;
@@ -31,6 +31,12 @@ export interface InstanceView {
   node: string | null;
   state: InstanceState;
   mode: "cattle" | "pet";
+}
+
+export interface NodeView {
+  name: string;
+  state: NodeState;
+  schedulable: boolean;
 }
 
 export interface ReleaseView {
@@ -67,6 +73,8 @@ export interface AppView {
   releases: ReleaseView[];
   services: ServiceView[];
   instances: InstanceView[];
+  /** The nodes the app's instances are on. */
+  nodes: NodeView[];
   alerts: FiringAlert[];
   calls: CallEdge[];
   load: LoadFigures;
