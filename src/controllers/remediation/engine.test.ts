@@ -17,7 +17,7 @@ import { MemoryStore } from "../../store/memory-store.ts";
 import { type Context, DEFAULT_SETTINGS } from "../context.ts";
 import { DeployLogs } from "../deploy-log.ts";
 import { EventRecorder } from "../events.ts";
-import { outcomeRule, RemediationEngine } from "./engine.ts";
+import { mergeThrottles, outcomeRule, RemediationEngine } from "./engine.ts";
 import { updatePolicy } from "./policy.ts";
 import { FakeLoad } from "./testing.ts";
 
@@ -255,4 +255,24 @@ test("an outcome is judged on the figures after the change: the window is cut to
   assert.equal(outcomeRule(rule, 60_000).windowS, 10);
   assert.equal(outcomeRule(rule, 10_000).windowS, 5);
   assert.equal(outcomeRule(rule, 1_000).windowS, 2);
+});
+
+test("a service throttled twice keeps the override it had before the first throttle", () => {
+  const first = { service: "batch", for: "web", previous: {}, since: "2026-01-01T00:00:00.000Z" };
+  const again = {
+    service: "batch",
+    for: "web",
+    previous: { concurrency: 5 },
+    since: "2026-01-01T00:01:00.000Z",
+  };
+  const other = {
+    service: "jobs",
+    for: "web",
+    previous: { concurrency: 20 },
+    since: "2026-01-01T00:01:00.000Z",
+  };
+  assert.deepEqual(mergeThrottles([first], [again, other]), [
+    { ...again, previous: {}, since: first.since },
+    other,
+  ]);
 });

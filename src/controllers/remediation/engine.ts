@@ -25,6 +25,7 @@ import {
   type RemediationPolicy,
   type RemediationRule,
   remediationKey,
+  type Throttle,
 } from "../../model/remediation.ts";
 import type { Context } from "../context.ts";
 import { type Actuators, applyChange, restoreThrottle } from "./act.ts";
@@ -54,6 +55,22 @@ export interface EngineOptions {
 export function outcomeRule(rule: RemediationRule, afterMs: number): RemediationRule {
   const windowMs = Math.min(windowMsOf(rule), Math.max(2000, Math.floor(afterMs / 2)));
   return { ...rule, windowS: Math.round(windowMs / 1000) };
+}
+
+/**
+ * Throttles in force plus new ones. A service throttled again keeps the
+ * override it had before the first throttle, so the restore puts back the
+ * developer's value rather than the first throttle's.
+ */
+export function mergeThrottles(current: readonly Throttle[], added: readonly Throttle[]): Throttle[] {
+  const kept = current.filter((t) => !added.some((n) => n.service === t.service));
+  return [
+    ...kept,
+    ...added.map((n) => {
+      const old = current.find((t) => t.service === n.service);
+      return old ? { ...n, previous: old.previous, since: old.since } : n;
+    }),
+  ];
 }
 
 /** A throttle is restored after this long at most, whatever the figures say. */
@@ -124,6 +141,7 @@ export class RemediationEngine {
         const state = view.services.find((s) => s.name === finding.service)?.state;
         if (state === "updating" || state === "rolling_back") continue;
         const fresh = await readPolicy(ctx.store, view.tenant, view.app, view.now);
+        if (fresh.policy.paused) return;
         const cooldownMs = (rule.cooldownS ?? DEFAULT_COOLDOWN_S) * 1000;
         // A change just made to this service needs time to show: no second one on top.
         if (recentChange(fresh.policy.decisions, finding.service, view.now, cooldownMs)) continue;
@@ -190,10 +208,7 @@ export class RemediationEngine {
           await this.#update(view, revisionNow, (p) => ({
             ...p,
             decisions: p.decisions.map((d) => (d.id === decision.id ? { ...d, applied } : d)),
-            throttles: [
-              ...p.throttles.filter((t) => !throttles.some((n) => n.service === t.service)),
-              ...throttles,
-            ],
+            throttles: mergeThrottles(p.throttles, throttles),
           }));
         }
         await this.#record(view, decision);
