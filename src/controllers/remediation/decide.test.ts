@@ -31,6 +31,7 @@ test("errors on a release 60 s old, all on its instances → roll back to the on
   assert.match(plan.evidence.join("\n"), /web: 50% of 200 requests failed over 10 s/);
   assert.match(plan.evidence.join("\n"), /v2 released 60 s ago/);
   assert.match(plan.evidence.join("\n"), /v2: 2 instance\(s\), 100 of 200 requests failed \(50%\), 2 bad/);
+  assert.match(plan.evidence.join("\n"), / {2}a \(v2\): 52 of 100 failed\n {2}b \(v2\): 48 of 100 failed/);
 });
 
 test("errors below the threshold or on too few requests are no finding", () => {

@@ -174,6 +174,13 @@ function newReleaseShare(
       ([v, b]) =>
         `v${v}: ${b.instances} instance(s), ${b.errors} of ${b.requests} requests failed (${pct(b.errors / b.requests)}), ${b.bad} bad`,
     );
+  // The instances themselves, worst first, so the evidence names what showed it.
+  const worst = [...measured].sort((a, b) => b.errorRate - a.errorRate || (b.p99Ms ?? 0) - (a.p99Ms ?? 0));
+  for (const f of worst.slice(0, 6)) {
+    lines.push(
+      `  ${f.instance} (v${f.release}): ${f.errors} of ${f.requests} failed${f.p99Ms !== undefined ? `, p99 ${Math.round(f.p99Ms)} ms` : ""}`,
+    );
+  }
   const mine = byRelease.get(release);
   let share: number;
   if (finding.rule.symptom === "error-rate") {
