@@ -115,6 +115,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/instances": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
+  "GET /api/v1/apps/:app/autoscale": "apps:read",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",

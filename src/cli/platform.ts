@@ -25,6 +25,7 @@ import type { Taint } from "../model/objects.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
 import { findDataDir, saveLocalContext, userConfigPath } from "./config.ts";
 import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
+import { MACHINE_FLAGS, MACHINE_HELP, machinesOf } from "./machine-flags.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
 
 const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [--traces-forward URL
@@ -48,7 +49,7 @@ const HELP = {
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
-       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
+       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
@@ -90,11 +91,12 @@ a CA made in DIR/tls (ca-cert.pem: give it to agents and gateways with --ca);
 off by default (docs/nodes-and-credentials.md).
 Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
+${MACHINE_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
-       [--allow-fetch CIDR[,CIDR]...]
+       [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\`);
@@ -102,6 +104,7 @@ gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
 ${FETCH_HELP}
+${MACHINE_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
@@ -245,6 +248,7 @@ export async function runUp(argv: string[]): Promise<number> {
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
     ...FETCH_FLAGS,
+    ...MACHINE_FLAGS,
     "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
@@ -344,6 +348,7 @@ export async function runServer(argv: string[]): Promise<number> {
     tls: { type: "boolean" },
     ...ACME_FLAGS,
     ...FETCH_FLAGS,
+    ...MACHINE_FLAGS,
   });
   if (!v) return 0;
   await ensureDaemonRuntime("server", resolve(v.data as string));
@@ -716,5 +721,6 @@ function serverOptionsOf(
     tls: v.tls === true,
     acme: acmeOf(v),
     allowFetch,
+    machines: machinesOf(v),
   };
 }

@@ -21,6 +21,7 @@ import { DeployLogs } from "./deploy-log.ts";
 import { EventRecorder } from "./events.ts";
 import { ControllerManager } from "./manager.ts";
 import { checkQuota } from "./quota.ts";
+import { scaleServices } from "./scale.ts";
 import { judgeRollout } from "./service-controller.ts";
 
 const dirs: string[] = [];
@@ -858,4 +859,25 @@ test("judgeRollout, as data: progress is recorded, silence fails at the deadline
     progress: { deadlineMs: 120_000, best: 1, since: new Date(t0).toISOString() },
     recheckMs: 120_000,
   });
+});
+
+test("a deploy keeps the count the autoscaler reached, inside the new release's bounds", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  const autoscale = (max: number) => ({ max, target: { rps: 10 } });
+  await deploy(h, { instances: 1, autoscale: autoscale(4) });
+  await settle(h);
+  const web = async () => (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.equal((await web()).instances, 1);
+  await scaleServices(
+    { store: h.store, events: h.ctx.events, unit: h.ctx.settings.unit },
+    { tenant: "default", app: "hello", services: { web: 3 }, reason: "Autoscaled" },
+  );
+  // herd.yaml's start count changed: without autoscale that count would win.
+  await deploy(h, { instances: 2, autoscale: autoscale(4) }, "c".repeat(64));
+  await settle(h);
+  assert.equal((await web()).instances, 3, "the autoscaled count, not herd.yaml's start count");
+  await deploy(h, { instances: 1, autoscale: autoscale(2) }, "d".repeat(64));
+  await settle(h);
+  assert.equal((await web()).instances, 2, "clamped into the new max");
 });

@@ -43,6 +43,7 @@ export const KINDS = [
   "alert_receiver",
   "alert_silence",
   "secret",
+  "machine",
   "remediation",
 ] as const;
 export type Kind = (typeof KINDS)[number];
