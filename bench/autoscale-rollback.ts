@@ -52,7 +52,8 @@ export async function run(): Promise<void> {
     await deploy(false);
     traffic = steadyTraffic(h.gatewayUrl, HOST, { connections: 4, rate: 40, maxSeconds: 600 });
     const t = traffic;
-    await sleep(5000);
+    // A steady minute's worth of traffic first, as a service in use has.
+    await sleep(20_000);
     if (t.counts().failed > 0) throw new Error(`v1 fails requests: ${JSON.stringify(t.counts().failures)}`);
 
     // 1. herd's engine.

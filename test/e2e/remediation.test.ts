@@ -80,7 +80,8 @@ test("a release failing half its requests under traffic is rolled back by the en
   assert.equal(set.status, 200, JSON.stringify(set.body));
   const traffic = steadyTraffic(herd.gatewayUrl, HOST, { connections: 4, rate: 40, maxSeconds: 120 });
   try {
-    await sleep(3000);
+    // Steady traffic for a while first: the engine tells a bad release from a surge by the last minute's rate.
+    await sleep(15_000);
     assert.equal(traffic.counts().failed, 0, JSON.stringify(traffic.counts().failures));
     await deploy(true);
     const badAt = traffic.elapsed();

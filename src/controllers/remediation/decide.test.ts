@@ -317,3 +317,41 @@ test("an alert rule firing for the app is a symptom; rising load then scales the
   assert.equal(plan.action, "scale-out");
   assert.deepEqual(plan.change, { kind: "scale-out", service: "web", from: 2, to: 4, throttle: [] });
 });
+
+test("slowness that came with a surge is not put on the release: scale out rather than roll back", () => {
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 900, rps: 30, p99Ms: 1800 }, 30_000)
+    .setService(WEB, { requests: 1800, rps: 10, p99Ms: 900 })
+    .setInstances(WEB, [
+      { instance: "a", release: 2, requests: 450, p99Ms: 1800 },
+      { instance: "b", release: 2, requests: 450, p99Ms: 1700 },
+    ]);
+  const plan = planFor(rule("slow"), viewOf(load, { services: [{ name: "web" }] }));
+  assert.equal(plan.action, "scale-out");
+  assert.match(
+    plan.evidence.join("\n"),
+    /not rollback: load rose ×3 .*the surge, not the release, is the likely cause/,
+  );
+  // The same slowness under steady load: the recent release is rolled back.
+  load.setService(WEB, { requests: 5400, rps: 30, p99Ms: 1800 });
+  assert.equal(planFor(rule("slow"), viewOf(load, { services: [{ name: "web" }] })).action, "rollback");
+});
+
+test("errors on a recent release are rolled back while load grows a little, not in a ×3 surge", () => {
+  const instances = [
+    { instance: "a", release: 2, requests: 100, errors: 50 },
+    { instance: "b", release: 2, requests: 100, errors: 50 },
+  ];
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 200, errors: 100, rps: 20 }, 10_000)
+    .setService(WEB, { requests: 600, errors: 100, rps: 10 })
+    .setInstances(WEB, instances);
+  assert.equal(planFor(rule("errors"), viewOf(load, { services: [{ name: "web" }] })).action, "rollback");
+  load.setService(WEB, { requests: 600, errors: 100, rps: 6 });
+  const plan = planFor(
+    { ...rule("errors"), actions: ["rollback"] },
+    viewOf(load, { services: [{ name: "web" }] }),
+  );
+  assert.equal(plan.action, "none");
+  assert.match(plan.evidence.join("\n"), /not rollback: load rose ×3\.3/);
+});

@@ -7,7 +7,7 @@
  * The actions are tried in this order; the first whose evidence holds wins:
  *
  *   rollback   the serving release is recent (within the window), not itself a rollback,
- *              and the bad figures sit (≥ 80 %) on its instances
+ *              the bad figures sit (≥ 80 %) on its instances, and load has not surged (< ×1.5; ×3 for errors)
  *   cordon     every instance of the service on one ready node is bad while peers elsewhere are fine
  *   replace    one cattle instance far worse (≥ 3×) than the median of its ≥ 2 peers
  *   degrade    spans show the service's calls to another failing: its routes answer their fallback
@@ -32,6 +32,13 @@ export const OUTLIER_FACTOR = 3;
 /** rps over the window against rps over RISE_SPAN windows: at least this is rising load. */
 export const RISE_RATIO = 1.2;
 export const RISE_SPAN = 6;
+/**
+ * Load that rose this much: a symptom is put down to the surge, not to a
+ * recent release. Slowness and saturation follow load closely; errors take a
+ * bigger surge (a release failing requests under steady load must still be
+ * rolled back while traffic grows a little).
+ */
+export const OVERLOAD_RATIO = { errors: 3, other: 1.5 } as const;
 /** Calls to a dependency failing at least this share (and MIN_FAILED_CALLS) make it failing. */
 export const DEPENDENCY_ERROR_RATE = 0.5;
 export const MIN_FAILED_CALLS = 5;
@@ -133,6 +140,14 @@ function rollback(
     .find((x) => x.version < current && (x.rollbackOf ?? x.version) !== content);
   if (!target) return `no release before v${current}`;
   const evidence = [...finding.evidence, `v${current} released ${Math.round(age / 1000)} s ago`];
+  if (finding.rule.symptom !== "crash-loop") {
+    // Errors or slowness that came with a surge are the surge's, not the release's.
+    const rise = loadRise(finding, view, s);
+    const limit = finding.rule.symptom === "error-rate" ? OVERLOAD_RATIO.errors : OVERLOAD_RATIO.other;
+    if (rise && rise.ratio >= limit)
+      return `load rose ×${Number.isFinite(rise.ratio) ? round1(rise.ratio) : "∞"} (${rise.line}): the surge, not the release, is the likely cause`;
+    if (rise) evidence.push(rise.line);
+  }
   if (finding.rule.symptom === "crash-loop") {
     evidence.push(`${s.name}'s crashes are on v${current}, its desired release`);
   } else {

@@ -25,6 +25,8 @@ export class FakeLoad implements LoadFigures {
       ...f,
     };
     if (full.requests > 0 && f.errorRate === undefined) full.errorRate = full.errors / full.requests;
+    // Without an rps: the same rate over every window (steady load).
+    if (f.rps === undefined) full.rps = full.requests / 10;
     const list = (this.#services.get(key) ?? []).filter((x) => x.upToMs !== upToMs);
     list.push({ upToMs, f: full });
     list.sort((a, b) => a.upToMs - b.upToMs);
