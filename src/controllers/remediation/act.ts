@@ -10,7 +10,7 @@ import { patchTraffic, type TrafficOverride } from "../../model/live-config.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../../model/objects.ts";
 import type { Throttle } from "../../model/remediation.ts";
 import type { Context } from "../context.ts";
-import type { Change, ThrottleChange } from "./decide.ts";
+import type { Change, ThrottleChange } from "./plan.ts";
 
 /** The changes the engine makes, as functions (tests pass their own; the server passes the real ones). */
 export interface Actuators {
