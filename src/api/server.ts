@@ -231,6 +231,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     },
     alerts: () => alerts.active(),
+    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
     calls: async (tenant, from, to) =>
       callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),

@@ -355,3 +355,23 @@ test("errors on a recent release are rolled back while load grows a little, not 
   assert.equal(plan.action, "none");
   assert.match(plan.evidence.join("\n"), /not rollback: load rose ×3\.3/);
 });
+
+test("saturation by CPU: instances near what they asked for, under rising load → scale out", () => {
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 300, rps: 30, inflight: 2 }, 10_000)
+    .setService(WEB, { requests: 600, rps: 10, inflight: 1 });
+  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.5, memory: 1 } };
+  const view = viewOf(load, {
+    services: [{ name: "web", spec }],
+    instances: [
+      { id: "a", service: "web", cpuCores: 0.48 },
+      { id: "b", service: "web", cpuCores: 0.46 },
+    ],
+  });
+  const plan = planFor(rule("saturated"), view);
+  assert.equal(plan.action, "scale-out");
+  assert.match(plan.evidence[0], /^web: CPU 94% of its 0\.5 core\(s\) per instance over 2 running/);
+  // Half of it: no symptom (in flight is low too).
+  view.instances = view.instances.map((i) => ({ ...i, cpuCores: 0.2 }));
+  assert.equal(detect(rule("saturated"), view).length, 0);
+});

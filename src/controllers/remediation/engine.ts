@@ -15,6 +15,7 @@
 
 import { timeOrderedId } from "../../common/ids.ts";
 import type { LoadFigures } from "../../model/load.ts";
+import type { Instance } from "../../model/objects.ts";
 import {
   BUILT_IN_RULES,
   DEFAULT_COOLDOWN_S,
@@ -43,6 +44,8 @@ export interface EngineOptions {
   alerts?: () => readonly AlertLike[];
   /** Calls between services seen in spans of one tenant between two times (µs). */
   calls?: (tenant: string, fromUs: number, toUs: number) => Promise<CallEdge[]>;
+  /** CPU cores an instance used lately (agents' heartbeats): saturation by CPU. */
+  cpuCores?: (instance: Instance) => number | undefined;
   /** How often the engine looks (default 1 s). */
   intervalMs?: number;
 }
@@ -109,7 +112,7 @@ export class RemediationEngine {
     const { ctx } = this.#o;
     const load: LoadFigures = ctx.load ?? NO_LOAD;
     const now = ctx.clock.now();
-    const views = await appViews(ctx.store, load, this.#o.alerts?.() ?? [], now);
+    const views = await appViews(ctx.store, load, this.#o.alerts?.() ?? [], now, this.#o.cpuCores);
     const policies = new Map(
       (await ctx.store.list<RemediationPolicy>("remediation")).items.map((o) => [o.key, o]),
     );

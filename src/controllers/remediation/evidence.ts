@@ -30,6 +30,7 @@ export async function appViews(
   load: LoadFigures,
   alerts: readonly AlertLike[],
   now: number,
+  cpuCores?: (instance: Instance) => number | undefined,
 ): Promise<AppView[]> {
   const apps = (await store.list<App>("app")).items.map((o) => o.value);
   const services = (await store.list<Service>("service")).items.map((o) => o.value);
@@ -61,14 +62,18 @@ export async function appViews(
           ? { concurrencyOverride: s.traffic.concurrency ?? null }
           : {}),
       })),
-      instances: insts.map((i) => ({
-        id: i.id,
-        service: i.service,
-        release: i.release,
-        node: i.node,
-        state: i.state,
-        mode: i.mode,
-      })),
+      instances: insts.map((i) => {
+        const cores = cpuCores?.(i);
+        return {
+          id: i.id,
+          service: i.service,
+          release: i.release,
+          node: i.node,
+          state: i.state,
+          mode: i.mode,
+          ...(cores !== undefined ? { cpuCores: cores } : {}),
+        };
+      }),
       nodes: nodes
         .filter((n) => insts.some((i) => i.node === n.name))
         .map((n) => ({ name: n.name, state: n.state, schedulable: n.schedulable })),

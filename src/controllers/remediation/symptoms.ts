@@ -4,7 +4,7 @@
  *
  *   error-rate  failed / requests over the window ≥ threshold (at least MIN_REQUESTS)
  *   latency     p99 over the window ≥ threshold ms (at least MIN_REQUESTS): the SLO burns
- *   saturation  in-flight requests per running instance ≥ threshold
+ *   saturation  in-flight requests per running instance ≥ threshold, or CPU ≥ 90 % of what instances asked
  *   crash-loop  the service's consecutive crashes ≥ threshold, or it is failed
  *   alert       the named alert rule fires for the app (for the service, when it says one)
  */
@@ -80,6 +80,14 @@ export function detectOne(rule: RemediationRule, view: AppView, s: ServiceView):
       `alert ${a.rule} firing${a.service ? ` for ${a.service}` : ""} since ${secs(view.now - a.since)} ago (value ${a.value})`,
     );
   }
+  if (rule.symptom === "saturation") {
+    const cpu = cpuShare(view, s);
+    if (cpu !== undefined && cpu.share >= CPU_SATURATED)
+      return found(
+        cpu.share,
+        `${s.name}: CPU ${pct(cpu.share)} of its ${cpu.cores} core(s) per instance over ${cpu.instances} running (saturated from ${pct(CPU_SATURATED)})`,
+      );
+  }
   const f = view.load.service(serviceKeyOf(view, s.name), windowMs);
   if (!f) return undefined;
   if (rule.symptom === "error-rate") {
@@ -106,3 +114,20 @@ export function detectOne(rule: RemediationRule, view: AppView, s: ServiceView):
 }
 
 export const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+/** CPU used against CPU asked, over the running instances that report it: this much is saturated. */
+export const CPU_SATURATED = 0.9;
+
+/** The running instances' CPU use as a share of what they asked for, when agents report it. */
+export function cpuShare(
+  view: AppView,
+  s: ServiceView,
+): { share: number; cores: number; instances: number } | undefined {
+  const cores = s.spec.resources?.cpu;
+  if (!cores) return undefined;
+  const used = view.instances
+    .filter((i) => i.service === s.name && i.state === "running" && i.cpuCores !== undefined)
+    .map((i) => i.cpuCores!);
+  if (used.length === 0) return undefined;
+  return { share: used.reduce((a, b) => a + b, 0) / (used.length * cores), cores, instances: used.length };
+}

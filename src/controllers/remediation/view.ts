@@ -19,7 +19,9 @@ export interface ServiceView {
   running: number;
   state: ServiceState;
   crashes: number;
-  spec: Pick<ServiceSpec, "mode" | "criticality" | "autoscale" | "routes" | "concurrency">;
+  spec: Pick<ServiceSpec, "mode" | "criticality" | "autoscale" | "routes" | "concurrency"> & {
+    resources?: ServiceSpec["resources"];
+  };
   /** The concurrency override in force (Service.traffic), when one is. */
   concurrencyOverride?: number | null;
 }
@@ -31,6 +33,8 @@ export interface InstanceView {
   node: string | null;
   state: InstanceState;
   mode: "cattle" | "pet";
+  /** CPU cores it used lately (agents' heartbeats), when known. */
+  cpuCores?: number;
 }
 
 export interface NodeView {
