@@ -1,8 +1,8 @@
 /**
  * Applies a plan's change through the paths people use: a rollback is the
  * deploy controller's (`herd rollback`), a scale-out `herd scale`'s, a replace
- * `herd instances move`'s (cattle are replaced elsewhere before the old one
- * stops), a cordon `herd nodes cordon`'s, throttle and degrade are traffic
+ * retires the instance as a scale-down does (drained, stopped; the service
+ * controller starts a replacement), a cordon `herd nodes cordon`'s, throttle and degrade are traffic
  * overrides (live-config, `PATCH …/traffic`), undone by `restoreThrottle`.
  */
 
@@ -43,17 +43,31 @@ export async function applyChange(
     }
     case "throttle":
       return throttle(ctx, tenant, app, change.throttle, "");
-    case "replace":
-      await updateInstance(ctx, change.instance, (i) => (i.moving ? undefined : { ...i, moving: {} }));
+    case "replace": {
+      // Out of the gateway now, stopped after the drain; the service controller starts a replacement
+      // wherever it fits (on one machine too: a move would wait for another node).
+      const drainUntil = new Date(ctx.clock.now() + ctx.settings.drainMs).toISOString();
+      const message = `replaced by the remediation engine: ${why}`;
+      const retired = await updateInstance(ctx, change.instance, (i) => ({
+        ...i,
+        desired: "stopped",
+        drainUntil,
+        state: i.state === "running" || i.state === "ready" ? "draining" : i.state,
+        reason: "Replaced",
+        message,
+      }));
+      if (!retired) throw new Error(`instance ${change.instance} is no longer running`);
       await ctx.events.record({
         tenant,
         app,
         service: change.service,
         instance: change.instance,
-        reason: "MoveRequested",
-        message: `${change.instance} is being replaced: ${why}`,
+        reason: "Replaced",
+        type: "warning",
+        message: `${change.instance} ${message}`,
       });
       return [];
+    }
     case "degrade":
       await updateTraffic(ctx, tenant, app, change.service, (t) =>
         patchTraffic(t, { breaker: { failures: DEGRADE_BREAKER.failures, open: DEGRADE_BREAKER.open } }),
@@ -137,21 +151,15 @@ async function updateTraffic(
   }
 }
 
-async function updateInstance(
-  ctx: Context,
-  id: string,
-  change: (i: Instance) => Instance | undefined,
-): Promise<void> {
+/** Changes a running instance (retrying on concurrent writes); false when it is gone or already stopping. */
+async function updateInstance(ctx: Context, id: string, change: (i: Instance) => Instance): Promise<boolean> {
   for (;;) {
     const o = await ctx.store.get<Instance>("instance", id);
-    // Gone or on its way out: nothing to replace.
-    if (o === undefined) return;
-    if (o.value.desired !== "running") return;
-    const next = change(o.value);
-    if (!next) return;
+    if (o === undefined) return false;
+    if (o.value.desired !== "running") return false;
     try {
-      await ctx.store.put("instance", id, next, { expectRevision: o.revision });
-      return;
+      await ctx.store.put("instance", id, change(o.value), { expectRevision: o.revision });
+      return true;
     } catch (err) {
       if ((err as { code?: string }).code !== "conflict") throw err;
     }
