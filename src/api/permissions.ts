@@ -117,6 +117,11 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
   "GET /api/v1/apps/:app/autoscale": "apps:read",
+  // remediation (routes/remediation.ts)
+  "GET /api/v1/apps/:app/remediation": "apps:read",
+  "PUT /api/v1/apps/:app/remediation": "apps:write",
+  "POST /api/v1/apps/:app/remediation/pause": "apps:write",
+  "POST /api/v1/apps/:app/remediation/resume": "apps:write",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
   "GET /api/v1/events": "apps:read",
 

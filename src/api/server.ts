@@ -30,6 +30,9 @@ import { MachineController } from "../controllers/machine-controller.ts";
 import { DEFAULT_MACHINE_SETTINGS, type MachineSettings } from "../controllers/machine-plan.ts";
 import { machineProvider } from "../controllers/machine-provider.ts";
 import { ControllerManager } from "../controllers/manager.ts";
+import { RemediationEngine } from "../controllers/remediation/engine.ts";
+import { callEdges } from "../controllers/remediation/evidence.ts";
+import { scaleServices } from "../controllers/scale.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
@@ -73,6 +76,7 @@ import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { remediationRoutes } from "./routes/remediation.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -96,6 +100,8 @@ export interface ServerOptions {
   metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
   /** Alert evaluation interval (default 15 s) and webhook retries. */
   alerts?: Pick<AlertEvaluatorOptions, "intervalMs" | "notifier">;
+  /** The remediation engine: on unless `enabled: false`; how often it looks (default 1 s). */
+  remediation?: { enabled?: boolean; intervalMs?: number };
   /** Log retention (age, size), ingest queue and the SSE heartbeat. */
   logs?: LogsOptions;
   /** How long audit entries are kept (default 90 days). */
@@ -215,6 +221,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
     query: (tenant, expr) => promqlValue(metrics.queries, tenant, expr),
   });
+  // Acts on symptoms through the same paths people use (docs/remediation.md).
+  const remediation = new RemediationEngine({
+    ctx,
+    act: {
+      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version),
+      // The one scale path (`herd scale`, the autoscaler): quota, the count, an event, what cannot be placed.
+      scale: async (tenant, app, service, count, why) => {
+        await scaleServices(
+          { store, events, unit: settings.unit },
+          { tenant, app, services: { [service]: count }, why },
+        );
+      },
+    },
+    alerts: () => alerts.active(),
+    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
+    calls: async (tenant, from, to) =>
+      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -303,6 +328,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
   await controllers.start();
+  if (options.remediation?.enabled !== false) remediation.start();
   const machines = provider
     ? new MachineController(ctx, {
         provider,
@@ -348,6 +374,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       auth.stop();
       await alerts.stop();
       await certificates.close();
+      await remediation.stop();
       controllers.stop();
       await machines?.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
@@ -619,6 +646,7 @@ export function buildApi(
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      remediationRoutes(api, deps);
       secretRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);

@@ -31,6 +31,7 @@ import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
+import { remediateCommand } from "./remediate.ts";
 import { secretsCommand } from "./secrets.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
@@ -282,6 +283,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   eventsCommand,
   metricsCommand,
   alertsCommand,
+  remediateCommand,
   nodesCommand,
   capacityCommand,
   consumersCommand,
