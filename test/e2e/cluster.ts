@@ -57,7 +57,10 @@ export interface ClusterNode {
   /** Cuts its link to the bridge (packets are dropped silently, as by a failed switch port). */
   cut(): void;
   restore(): void;
-  /** Instance ids of `app` with a live process on this machine (read from /proc; netns only). */
+  /**
+   * Instance ids of `app` with a live process on this machine (read from /proc). Needs network
+   * namespaces: throws when `partitioned` is false, so a check cannot pass by seeing nothing.
+   */
   processes(app: string): string[];
   output(): string;
 }
@@ -412,7 +415,9 @@ export async function startCluster(options: {
           if (hostEnd) quiet("ip", ["link", "set", hostEnd, "up"]);
         },
         processes: (app) => {
-          if (!netns) return [];
+          // On loopback every agent's instances share the host: no per-machine answer to give.
+          if (!netns)
+            throw new Error(`processes(${app}): needs network namespaces (check cluster.partitioned)`);
           const ids = new Set<string>();
           for (const pid of netnsPids(netns)) {
             const env = environ(pid);
