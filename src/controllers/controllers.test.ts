@@ -304,11 +304,42 @@ test("a lost node's cattle move to another node", async () => {
 
 test("scaling to zero and back", async () => {
   const h = await runningOnN1({ instances: 3 });
-  const o = (await h.store.get<Service>("service", "default/hello/web"))!;
-  await h.store.put("service", o.key, { ...o.value, instances: 1, state: "scaling" });
+  const scale = async (instances: number) => {
+    const o = (await h.store.get<Service>("service", "default/hello/web"))!;
+    await h.store.put("service", o.key, { ...o.value, instances, state: "scaling" });
+    await settle(h);
+  };
+  const first = (await instancesOf(h)).map((i) => i.id).sort();
+  assert.equal(first.length, 3);
+
+  await scale(0);
+  assert.deepEqual(
+    (await instancesOf(h)).filter((i) => i.desired === "running"),
+    [],
+    "none left running",
+  );
+  assert.ok((await instancesOf(h)).every((i) => i.reason === "ScaledDown" && /scaled to 0/.test(i.message)));
+  // Past the drain, the agent stops them all and says so: nothing is left of the three.
+  h.clock.advance(3000);
+  await agentReports(h, "n1", () => "healthy");
   await settle(h);
-  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
-  assert.equal(alive.length, 1);
+  assert.deepEqual(await instancesOf(h), [], "at zero, no instance at all");
+
+  await scale(2);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const back = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(back.length, 2);
+  assert.ok(
+    back.every((i) => i.state === "running" && i.node === "n1"),
+    JSON.stringify(back),
+  );
+  assert.ok(
+    back.every((i) => !first.includes(i.id)),
+    "new instances, not the stopped ones",
+  );
+  const svc = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.deepEqual([svc.instances, svc.state], [2, "running"]);
 });
 
 test("a new release updates pets in place, one at a time", async () => {
