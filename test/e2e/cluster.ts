@@ -29,7 +29,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
-import { gatewayRequest, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
+import { gatewayRequest, grace, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
 
 const NODE = process.execPath;
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -235,7 +235,7 @@ export async function startCluster(options: {
     // Agents first (kill -9: a graceful stop would leave the instances anyway), then what they ran.
     for (const n of nodes) n.restore();
     killAll();
-    await Promise.all(procs.map((p) => Promise.race([exited(p), sleep(5000)])));
+    await Promise.all(procs.map((p) => Promise.race([exited(p), grace(5000)])));
     teardown();
   };
 
