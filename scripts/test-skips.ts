@@ -36,6 +36,11 @@ export const ALLOWED_AS_ROOT: readonly AllowedSkip[] = [
     reason: /^no non-loopback IPv4 address on this machine$/,
     why: "a machine with loopback only has no other address to check --public from",
   },
+  {
+    file: "test/e2e/limits.test.ts",
+    reason: /^no cgroup v[12] memory and cpu controllers in use on this machine \(herd uses v[12] here\)$/,
+    why: "herd uses one cgroup version per machine (v2 where it can): the other version cannot be checked there",
+  },
 ];
 
 type ReporterEvent = { type: string; data: Record<string, unknown> };

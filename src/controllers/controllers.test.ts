@@ -207,6 +207,43 @@ test("a new release keeps the old instances until the new ones run, then drains 
   assert.equal((await deployState(h, d2.id)).state, "succeeded");
 });
 
+test("an instance the kernel's OOM killer ended is reported as killed for memory, naming its limit", async () => {
+  const h = await runningOnN1({ instances: 1 });
+  const [first] = await instancesOf(h);
+  // As a shell reports it when its child was killed: code 137, no signal; the agent read the cgroup's OOM count.
+  await h.m.nodes.handleHeartbeat("n1", {
+    ...hb(),
+    instances: [
+      {
+        id: first.id,
+        generation: first.generation,
+        state: "exited",
+        exitCode: 137,
+        signal: null,
+        oomKilled: true,
+      },
+    ],
+  });
+  await settle(h);
+  const events = await h.ctx.events.list({ app: "hello" });
+  const why = "killed for memory: over its 256 MiB limit (the kernel's OOM killer)";
+  assert.equal(events.find((e) => e.reason === "Exited")?.message, `${first.id}: running → crashed (${why})`);
+  assert.equal(events.find((e) => e.reason === "Replacing")?.message, `${first.id} ${why}; replacing it`);
+  // Without the kernel's word, a 137 is only an exit code.
+  const h2 = await runningOnN1({ instances: 1 });
+  const [other] = await instancesOf(h2);
+  await h2.m.nodes.handleHeartbeat("n1", {
+    ...hb(),
+    instances: [{ id: other.id, generation: other.generation, state: "exited", exitCode: 137, signal: null }],
+  });
+  await settle(h2);
+  const plain = await h2.ctx.events.list({ app: "hello" });
+  assert.equal(
+    plain.find((e) => e.reason === "Exited")?.message,
+    `${other.id}: running → crashed (exited with code 137)`,
+  );
+});
+
 test("a crashed cattle instance is replaced by a new one; a crashed pet restarts in place", async () => {
   const h = await runningOnN1({ instances: 1 });
   const [first] = await instancesOf(h);
