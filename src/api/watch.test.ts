@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createLogger, silentLogger } from "../common/log.ts";
-import { startGateway } from "../gateway/gateway.ts";
+import { type Gateway, startGateway } from "../gateway/gateway.ts";
 import { request, seedShop, startUpstream, testInstance, testService, waitFor } from "../gateway/testing.ts";
 import { DEFAULT_HISTORY_LIMIT } from "../store/checks.ts";
 import { type RunningServer, startServer } from "./server.ts";
@@ -163,9 +163,14 @@ test("a real gateway whose watch falls behind relists (410 → fresh snapshot) a
   t.after(() => upstream.close());
   await seedShop(server.store, upstream.port);
   const gwDir = mkdtempSync(join(tmpdir(), "herd-api-watch-gw-"));
-  t.after(() => rmSync(gwDir, { recursive: true, force: true }));
+  let gateway: Gateway | undefined;
+  // The gateway first: closing writes its cache into gwDir.
+  t.after(async () => {
+    await gateway?.close();
+    rmSync(gwDir, { recursive: true, force: true });
+  });
   const logged: string[] = [];
-  const gateway = await startGateway({
+  gateway = await startGateway({
     server: server.url,
     token: server.adminToken,
     port: 0,
@@ -173,7 +178,6 @@ test("a real gateway whose watch falls behind relists (410 → fresh snapshot) a
     dataDir: gwDir,
     logger: createLogger("test", "info", (l) => logged.push(l)),
   });
-  t.after(() => gateway.close());
   assert.equal((await request(gateway.port, "shop.test", "/")).body, "up");
   // Its watch is live (a change reaches it), so the burst below overtakes an open stream.
   const live = await server.store.put(
