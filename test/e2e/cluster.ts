@@ -29,7 +29,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
-import { gatewayRequest, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
+import { gatewayRequest, grace, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
 
 const NODE = process.execPath;
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -57,7 +57,10 @@ export interface ClusterNode {
   /** Cuts its link to the bridge (packets are dropped silently, as by a failed switch port). */
   cut(): void;
   restore(): void;
-  /** Instance ids of `app` with a live process on this machine (read from /proc; netns only). */
+  /**
+   * Instance ids of `app` with a live process on this machine (read from /proc). Needs network
+   * namespaces: throws when `partitioned` is false, so a check cannot pass by seeing nothing.
+   */
   processes(app: string): string[];
   output(): string;
 }
@@ -253,7 +256,7 @@ export async function startCluster(options: {
     // Agents first (kill -9: a graceful stop would leave the instances anyway), then what they ran.
     for (const n of nodes) n.restore();
     killAll();
-    await Promise.all(procs.map((p) => Promise.race([exited(p), sleep(5000)])));
+    await Promise.all(procs.map((p) => Promise.race([exited(p), grace(5000)])));
     teardown();
   };
 
@@ -439,7 +442,9 @@ export async function startCluster(options: {
           if (hostEnd) quiet("ip", ["link", "set", hostEnd, "up"]);
         },
         processes: (app) => {
-          if (!netns) return [];
+          // On loopback every agent's instances share the host: no per-machine answer to give.
+          if (!netns)
+            throw new Error(`processes(${app}): needs network namespaces (check cluster.partitioned)`);
           const ids = new Set<string>();
           for (const pid of netnsPids(netns)) {
             const env = environ(pid);
