@@ -228,3 +228,16 @@ test("memory is bounded: reports past RETAIN_MS are dropped, the ring wraps, ins
     ],
   );
 });
+
+test("seconds without a report after the control plane started count as no traffic: a burst after a quiet start is a rise", () => {
+  const clock = new ManualClock();
+  const load = new LiveLoad(clock);
+  // Up and quiet for 25 s (gateways send nothing without traffic), then 5 s of 10 requests a second.
+  clock.advance(25_000);
+  reportFor(load, clock, "gw", 5, () => [serviceLoad()]);
+  const short = load.service(KEY, 5_000)!;
+  const long = load.service(KEY, 30_000)!;
+  assert.equal(short.rps, 10);
+  assert.equal(long.coveredMs, 30_000);
+  assert.ok(Math.abs(long.rps - 50 / 30) < 1e-9, `rps over 30 s ${long.rps}`);
+});

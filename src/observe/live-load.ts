@@ -112,17 +112,24 @@ export class LiveLoad implements LoadFigures {
   /** Latest request arrival per service (control-plane clock). */
   readonly #lastRequest = new Map<string, number>();
   /** Since when reports cover time: the first report's interval start; undefined before any. */
-  #since: number | undefined;
+  /**
+   * Since when the figures are known: the control plane's start (gateways
+   * report every second while there is traffic and nothing when there is none,
+   * so a second without a report is a second without traffic), or the first
+   * report's interval if that began earlier.
+   */
+  #since: number;
   #prunedAt = Number.NEGATIVE_INFINITY;
 
   constructor(clock: Clock) {
     this.#clock = clock;
+    this.#since = clock.now();
   }
 
   /** Takes one reporter's interval (a validated LoadReport). */
   record(reporterId: string, report: LoadReport): void {
     const now = this.#clock.now();
-    this.#since ??= now - report.intervalMs;
+    this.#since = Math.min(this.#since, now - report.intervalMs);
     let reporter = this.#reporters.get(reporterId);
     if (reporter === undefined) {
       reporter = { lastAt: now, services: new Map() };
@@ -182,7 +189,6 @@ export class LiveLoad implements LoadFigures {
 
   /** How much of a window ending now the reports cover. */
   #covered(now: number, windowMs: number): number {
-    if (this.#since === undefined) return 0;
     return Math.max(0, Math.min(windowMs, now - this.#since));
   }
 

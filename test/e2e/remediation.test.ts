@@ -230,10 +230,19 @@ test("throttle while scaling: a saturated critical service is scaled out and a l
           (e) => e.reason === "Remediation" && /scale-out api 1 → 2/.test(e.message),
         ),
       45_000,
-    );
+    ).catch(async (err: Error) => {
+      // Say what the engine saw and decided instead.
+      const events = (await herd.api<{ items: Event[] }>("GET", "/events?app=busy&limit=500")).body.items;
+      const load = (await herd.api("GET", "/apps/busy/load?window=10s")).body;
+      const policy = (await herd.api("GET", "/apps/busy/remediation")).body;
+      throw new Error(
+        `${err.message}\nevents: ${events.map((e) => `${e.reason}: ${e.message}`).join("\n  ")}\nload: ${JSON.stringify(load)}\nremediation: ${JSON.stringify(policy).slice(0, 3000)}`,
+      );
+    });
     assert.match(decided.message, /throttling batch until they serve/);
     assert.ok(
-      decided.details?.some((l) => /^api: .* requests in flight per instance/.test(l)),
+      // Saturation shows as requests in flight per instance or as CPU over the share asked for, whichever the figures reach first.
+      decided.details?.some((l) => /^api: (.* requests in flight per instance|CPU \d+% of its)/.test(l)),
       String(decided.details),
     );
     assert.equal((await svc("api")).instances, 2);
