@@ -11,9 +11,10 @@
 
 import http from "node:http";
 import https from "node:https";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { Pool } from "undici";
+import type { Pool } from "undici";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { AcmeChallenges } from "./acme-challenge.ts";
@@ -27,6 +28,10 @@ import { EMPTY_TABLE, type Endpoint, type RouteTable } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
 import type { CertificateStore } from "./tls.ts";
 import { destroyQuietly } from "./tunnel.ts";
+
+// undici's Pool on its own, not the package's index (fetch, WebSocket, cache, mocks…): about 4.5 MB less
+// RSS. Dispatch is all the gateway uses of it (exchange.ts).
+const UndiciPool = createRequire(import.meta.url)("undici/lib/dispatcher/pool.js") as typeof Pool;
 
 /** How the proxy is set up. */
 export interface ProxyOptions {
@@ -181,7 +186,7 @@ export class GatewayProxy implements ProxyContext {
     let pool = this.#pools.get(key);
     if (pool === undefined || pool.closed) {
       const host = endpoint.address.includes(":") ? `[${endpoint.address}]` : endpoint.address;
-      pool = new Pool(`http://${host}:${endpoint.port}`, {
+      pool = new UndiciPool(`http://${host}:${endpoint.port}`, {
         connections: this.maxSocketsPerUpstream,
         // One request at a time per connection: a slow answer never holds up another request.
         pipelining: 1,

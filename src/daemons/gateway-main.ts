@@ -1,0 +1,11 @@
+/**
+ * The entry module of a gateway process: `node src/daemons/gateway-main.ts
+ * [herd gateway's flags]`. herd up starts its gateway with it
+ * (gateway/cluster-child.ts), and `herd gateway` run from the command line
+ * re-executes itself into it (daemons/runtime.ts), so a gateway loads
+ * `herd gateway`'s flags and the gateway, not the CLI's other commands.
+ */
+
+import { runGateway } from "../cli/gateway-command.ts";
+
+process.exitCode = await runGateway(process.argv.slice(2));
