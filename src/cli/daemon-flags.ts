@@ -6,6 +6,7 @@
  * in a gateway process.
  */
 
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { HerdError } from "../common/errors.ts";
@@ -149,4 +150,15 @@ export function workerCount(value: unknown): number {
   if (!Number.isInteger(n) || n < 1 || n > 1024)
     throw new HerdError("invalid", `--workers must be a whole number from 1 to 1024, got ${value}`);
   return n;
+}
+
+/**
+ * The gateway's worker processes by default (`herd gateway --workers`, `herd
+ * up --gateway-workers`): one per two cores, so one process on a 2-core
+ * machine. A proxied request wakes the gateway twice and the upstream once;
+ * with the load, the upstream and the gateway sharing two cores, a second
+ * worker added CPU per request and no throughput (docs/benchmarks.md).
+ */
+export function defaultGatewayWorkers(): number {
+  return Math.max(1, Math.floor(availableParallelism() / 2));
 }

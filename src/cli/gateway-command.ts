@@ -5,7 +5,6 @@
  * this module and the gateway's, not the CLI's commands and schemas.
  */
 
-import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { readCa, trustCaInProcess } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
@@ -13,6 +12,7 @@ import { ensureDaemonRuntime } from "../daemons/runtime.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
 import {
   allowFetchOf,
+  defaultGatewayWorkers,
   durationFlag,
   FETCH_FLAGS,
   FETCH_HELP,
@@ -32,7 +32,7 @@ export const GATEWAY_HELP = `Usage: herd gateway --server URL [--token TOKEN] [-
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
-follows the control plane (default: one per core); --workers 1 is a single
+follows the control plane (default: one per two cores); --workers 1 is a single
 process. It reports the config version it serves to the control plane
 (\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
 --token or HERD_TOKEN: a gateway credential (\`herd tokens create gw1 --kind
@@ -61,7 +61,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     port: { type: "string", default: "8080" },
     host: { type: "string", default: "0.0.0.0" },
     data: { type: "string", default: ".herd-gateway" },
-    workers: { type: "string", default: String(availableParallelism()) },
+    workers: { type: "string", default: String(defaultGatewayWorkers()) },
     id: { type: "string" },
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },

@@ -21,6 +21,7 @@ import type { Taint } from "../model/objects.ts";
 import {
   allowFetchOf,
   DEFAULT_HTTPS_PORT,
+  defaultGatewayWorkers,
   durationFlag,
   FETCH_FLAGS,
   FETCH_HELP,
@@ -268,7 +269,7 @@ async function signInCli(
  * served no more requests, docs/benchmarks.md); `--small`: one process.
  */
 function upGatewayWorkers(flag: unknown, small: boolean): number {
-  if (flag === undefined) return small ? 1 : Math.max(1, Math.floor(availableParallelism() / 2));
+  if (flag === undefined) return small ? 1 : defaultGatewayWorkers();
   const workers = workerCount(flag);
   if (small && workers !== 1) {
     throw new HerdError(
