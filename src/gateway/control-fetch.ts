@@ -12,8 +12,8 @@
  * herd's CA once `trustCaInProcess` ran (common/api-ca.ts).
  */
 
-import http from "node:http";
 import https from "node:https";
+import { nodeHttp } from "../common/node-http.ts";
 
 /** What a call sends. */
 export interface ControlRequest {
@@ -38,14 +38,14 @@ export interface ControlAnswer {
 }
 
 const AGENTS = {
-  "http:": new http.Agent({ keepAlive: true, maxSockets: 4 }),
+  "http:": new nodeHttp.Agent({ keepAlive: true, maxSockets: 4 }),
   "https:": new https.Agent({ keepAlive: true, maxSockets: 4 }),
 };
 
 /** Sends one request to the control plane; rejects on a connection error or abort, never on a status. */
 export function controlFetch(url: string, options: ControlRequest = {}): Promise<ControlAnswer> {
   const target = new URL(url);
-  const client = target.protocol === "https:" ? https : target.protocol === "http:" ? http : null;
+  const client = target.protocol === "https:" ? https : target.protocol === "http:" ? nodeHttp : null;
   if (client === null) return Promise.reject(new Error(`${url}: only http and https are supported`));
   const headers: Record<string, string | number> = { ...options.headers };
   if (options.body !== undefined) headers["content-length"] = Buffer.byteLength(options.body);
