@@ -88,6 +88,10 @@ export interface TracingPass {
   /** This process's (the control plane's) extra CPU per traced request, µs; null with BENCH_INGEST=off. */
   ingestUsPerRequest: number | null;
   rounds: number;
+  /** Failed requests (errors and non-2xx) over every run of both sides: more than 0 voids the verdict. */
+  errors: number;
+  /** Requests the traced gateway answered in the measured windows (each should make a span). */
+  tracedRequests: number;
 }
 
 export interface TracingCost {
@@ -183,6 +187,8 @@ export async function measureTracingCost(): Promise<TracingCost> {
       rpsCost: paired((o, n) => (1 - n.rps / o.rps) * 100),
       ingestUsPerRequest: ingest ? paired((o, n) => n.ownUsPerRequest - o.ownUsPerRequest) : null,
       rounds,
+      errors: [...offRuns, ...onRuns].reduce((n, r) => n + r.errors, 0),
+      tracedRequests: Math.round(onRuns.reduce((n, r) => n + r.rps * SECONDS, 0)),
     };
   };
   /** `measure` of one gateway, with this process's CPU per request meanwhile. */

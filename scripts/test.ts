@@ -10,11 +10,18 @@
 // directories made outside TMPDIR (/tmp/herd-*, /var/tmp/herd-*) are compared
 // before and after and new ones are listed too (they may belong to another
 // process running at the same time, so they are a warning only).
+//
+// Skips: every skipped or todo test is collected (scripts/test-skips.ts, a second
+// reporter) and listed with its reason at the end. Run as root, a skip not on the
+// allow list there fails the run: on a root machine every check can run.
+//
+// A failing unit test does not stop the end-to-end tests: both run, and the run fails.
 
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { readSkips, skipSummary } from "./test-skips.ts";
 
 const root = join(import.meta.dirname, "..");
 
@@ -71,11 +78,25 @@ chmodSync(runTmp, 0o1777);
 // The CLI's user config (contexts, tokens) of the tests, never the person's own ~/.config/herd.
 const configHome = mkdtempSync(join(tmpdir(), "herd-test-config-"));
 
-function run(files: string[], concurrency: number): number {
+// Where the skip reporter writes, one file per group of tests.
+const skipsDir = mkdtempSync(join(tmpdir(), "herd-test-skips-"));
+const reporter = join(import.meta.dirname, "test-skips.ts");
+
+function run(files: string[], concurrency: number, skipsFile: string): number {
   if (files.length === 0) return 0;
   const r = spawnSync(
     process.execPath,
-    ["--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...extra, ...files],
+    [
+      "--test",
+      `--test-concurrency=${concurrency}`,
+      "--test-timeout=300000",
+      "--test-reporter=spec",
+      "--test-reporter-destination=stdout",
+      `--test-reporter=${reporter}`,
+      `--test-reporter-destination=${skipsFile}`,
+      ...extra,
+      ...files,
+    ],
     {
       cwd: root,
       stdio: "inherit",
@@ -86,9 +107,21 @@ function run(files: string[], concurrency: number): number {
 }
 
 let status = 0;
-if (only !== "--e2e") status ||= run(unit, 2);
-if (only !== "--unit") status ||= run(e2e, 1);
+const failed: string[] = [];
+if (only !== "--e2e" && run(unit, 2, join(skipsDir, "unit.jsonl")) !== 0) failed.push("unit tests");
+// Whatever the unit tests did, the end-to-end tests run too.
+if (only !== "--unit" && run(e2e, 1, join(skipsDir, "e2e.jsonl")) !== 0) failed.push("end-to-end tests");
+const skips = [...readSkips(join(skipsDir, "unit.jsonl")), ...readSkips(join(skipsDir, "e2e.jsonl"))];
 rmSync(configHome, { recursive: true, force: true });
+rmSync(skipsDir, { recursive: true, force: true });
+if (failed.length > 0) {
+  console.error(`\n!!! Failed: ${failed.join(" and ")} (the failures are listed above).`);
+  status = 1;
+}
+
+const summary = skipSummary(skips, { root, asRoot: process.getuid?.() === 0 });
+console.error(`\n${summary.lines.join("\n")}`);
+if (summary.failing.length > 0) status ||= 1;
 
 const left = readdirSync(runTmp).sort();
 if (left.length > 0) {

@@ -112,6 +112,8 @@ interface Managed {
   startedAt?: string;
   exitCode?: number | null;
   signal?: string | null;
+  /** The kernel's OOM killer ended it. */
+  oomKilled?: boolean;
   message?: string;
   logTail?: string[];
   /** Probes in a row that failed. */
@@ -503,6 +505,7 @@ export class Agent {
       startedAt: undefined,
       exitCode: undefined,
       signal: undefined,
+      oomKilled: undefined,
       message: undefined,
       logTail: undefined,
       failures: 0,
@@ -632,6 +635,7 @@ export class Agent {
     this.metrics.instanceExits.inc();
     inst.exitCode = p.exitCode ?? null;
     inst.signal = p.signal ?? null;
+    inst.oomKilled = p.oomKilled === true;
     // Only a parent learns how its child ended: an adopted process (started by an earlier agent) is
     // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
     if (inst.exitCode === null && inst.signal === null)
@@ -905,6 +909,7 @@ function toStatus(inst: Managed): InstanceStatus {
   if (inst.state === "exited") {
     status.exitCode = inst.exitCode ?? null;
     status.signal = inst.signal ?? null;
+    if (inst.oomKilled) status.oomKilled = true;
   }
   if (inst.logTail && (inst.state === "exited" || inst.state === "unhealthy" || inst.state === "failed")) {
     status.logTail = inst.logTail;

@@ -93,6 +93,7 @@ export function runDriverConformance(name: string, create: (stateRoot: string) =
       assert.equal(exit.id, "crash1");
       assert.equal(exit.state, "exited");
       assert.equal(exit.exitCode, 3);
+      assert.equal(exit.oomKilled, undefined, "an ordinary crash is not an OOM kill");
       assert.equal((await driver.inspect("crash1"))?.exitCode, 3);
       assert.deepEqual(await driver.tail("crash1", 5), ["about to fail"]);
       await sleep(100);

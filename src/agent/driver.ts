@@ -60,6 +60,8 @@ export interface InstanceProcess {
   state: "running" | "stopped" | "exited";
   exitCode?: number | null;
   signal?: string | null;
+  /** The kernel's OOM killer ended a process of its cgroup: it went over its memory limit. */
+  oomKilled?: boolean;
 }
 
 export interface Isolation {

@@ -106,7 +106,7 @@ interface InstanceRecord {
   /** The uid it runs as, when sandboxed. */
   uid?: number;
   /** Set once it is gone. */
-  exit?: { code: number | null; signal: string | null; stopped: boolean };
+  exit?: { code: number | null; signal: string | null; stopped: boolean; oomKilled?: boolean };
 }
 
 interface Tracked {
@@ -380,7 +380,8 @@ export class ProcessDriver implements RuntimeDriver {
       } else {
         // Died while no agent was watching: exit code unknown (unless the OOM killer left a trace).
         // Clear what it left in its cgroup.
-        record.exit = { code: null, signal: oomSignal(record.cgroup), stopped: false };
+        const signal = oomSignal(record.cgroup);
+        record.exit = { code: null, signal, stopped: false, ...(signal ? { oomKilled: true } : {}) };
         t.markGone();
         this.#writeRecord(record);
         if (record.cgroup) await destroyInstanceCgroup(record.cgroup).catch(() => {});
@@ -455,7 +456,9 @@ export class ProcessDriver implements RuntimeDriver {
   #exited(t: Tracked, code: number | null, signal: string | null): void {
     if (t.record.exit || this.#closed) return;
     clearInterval(t.poll);
-    t.record.exit = { code, signal, stopped: t.stopping };
+    // Read before the cgroup goes: the main process may be a shell that only saw its child killed (137).
+    const oomKilled = !t.stopping && t.record.cgroup !== null && (readOomKills(t.record.cgroup) ?? 0) > 0;
+    t.record.exit = { code, signal, stopped: t.stopping, ...(oomKilled ? { oomKilled } : {}) };
     this.#writeRecord(t.record);
     t.markGone();
     this.#syncFirewall();
@@ -550,6 +553,7 @@ function toProcess(r: InstanceRecord): InstanceProcess {
   if (r.exit) {
     p.exitCode = r.exit.code;
     p.signal = r.exit.signal;
+    if (r.exit.oomKilled) p.oomKilled = true;
   }
   return p;
 }

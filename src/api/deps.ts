@@ -13,6 +13,7 @@ import type { ControllerManager } from "../controllers/manager.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Release } from "../model/objects.ts";
 import type { AlertEvaluator } from "../observe/alerts/evaluator.ts";
+import type { LiveLoad } from "../observe/live-load.ts";
 import type { LogStore } from "../observe/log-store.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Traces } from "../observe/traces/traces.ts";
@@ -35,6 +36,8 @@ export interface ApiDeps {
   logsHeartbeatMs: number;
   /** What each gateway has applied (live-config.ts routes). */
   gateways: GatewayBook;
+  /** The gateways' live load figures, each second (routes/load.ts; controllers read them as Context.load). */
+  load: LiveLoad;
   /** Spans: store and forwarder. */
   traces: Traces;
   /** Each tenant's ingest token, handed to agents for the tenant's instances. */

@@ -309,9 +309,42 @@ describe("SSE", () => {
     assert.equal(entry.seq, start + 1);
   });
 
-  it("a stream left open does not hold up the server's shutdown", async () => {
-    const open = openSse("/logs/stream");
-    await open.until(() => open.comments.includes("connected"), "the stream to open");
-    // after() closes the server with this stream still open; it must end rather than hang.
+  it("a stream left open does not hold up the server's shutdown, and ends when the server closes", async (t) => {
+    // A server of its own, closed here with the stream still open.
+    const own = mkdtempSync(join(tmpdir(), "herd-api-logs-close-"));
+    t.after(() => rmSync(own, { recursive: true, force: true }));
+    const s = await startServer({ dataDir: own, port: 0, logger: silentLogger, logs: { heartbeatMs: 150 } });
+    let closed = false;
+    t.after(async () => {
+      if (!closed) await s.close();
+    });
+    s.controllers.stop();
+    const res = await fetch(`${s.url}/api/v1/logs/stream`, {
+      headers: { accept: "text/event-stream", authorization: `Bearer ${s.adminToken}` },
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.match(first, /^:\s*connected/m, "the stream is open");
+
+    const started = Date.now();
+    const timeout = new Promise<"hung">((r) => setTimeout(() => r("hung"), 10_000).unref());
+    assert.equal(await Promise.race([s.close().then(() => "closed" as const), timeout]), "closed");
+    closed = true;
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs < 5000, `shutdown took ${tookMs} ms with a stream open`);
+    // The client sees its stream end (not hang): reads finish, done or cut off.
+    const end = await Promise.race([
+      (async () => {
+        try {
+          while (!(await reader.read()).done) {}
+          return "ended";
+        } catch {
+          return "ended";
+        }
+      })(),
+      new Promise<"open">((r) => setTimeout(() => r("open"), 5000).unref()),
+    ]);
+    assert.equal(end, "ended");
   });
 });

@@ -34,7 +34,7 @@ export type Permission =
   // machines
   | "node:agent" // an agent's protocol: heartbeat as its own node, ship logs, fetch slugs
   | "node:join" // trade a join token for a node credential (api/credentials.ts)
-  | "gateway:sync" // a gateway's routing config (snapshot, watch), its status and its span batches
+  | "gateway:sync" // a gateway's routing config (snapshot, watch), its status, its live load and its span batches
   // anyone signed in
   | "self"; // version, OpenAPI, whoami, one's own tokens
 
@@ -113,8 +113,15 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/releases": "apps:read",
   "POST /api/v1/apps/:app/rollback": "apps:write",
   "GET /api/v1/apps/:app/instances": "apps:read",
+  "GET /api/v1/apps/:app/load": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
+  "GET /api/v1/apps/:app/autoscale": "apps:read",
+  // remediation (routes/remediation.ts)
+  "GET /api/v1/apps/:app/remediation": "apps:read",
+  "PUT /api/v1/apps/:app/remediation": "apps:write",
+  "POST /api/v1/apps/:app/remediation/pause": "apps:write",
+  "POST /api/v1/apps/:app/remediation/resume": "apps:write",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
   "GET /api/v1/events": "apps:read",
 
@@ -126,6 +133,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PATCH /api/v1/apps/:app/services/:service/traffic": "apps:write",
   "GET /api/v1/gateways": "platform:read",
   "PUT /api/v1/gateways/:id/status": "gateway:sync",
+  "PUT /api/v1/gateways/:id/load": "gateway:sync",
   "DELETE /api/v1/gateways/:id": "gateway:sync",
 
   // consumers (routes/consumers.ts)

@@ -182,6 +182,7 @@ export const HeartbeatBody = T.Object({
       // branch, and an unknown exit would read "exited with code 0".
       exitCode: T.Optional(T.Unsafe<number | null>({ type: ["integer", "null"] })),
       signal: T.Optional(T.Unsafe<string | null>({ type: ["string", "null"], maxLength: 20 })),
+      oomKilled: T.Optional(T.Boolean()),
       message: T.Optional(T.String()),
       logTail: T.Optional(T.Array(T.String())),
       startedAt: T.Optional(T.String()),

@@ -22,14 +22,22 @@ import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { UrlGuard } from "../common/url-guard.ts";
+import { promqlValue } from "../controllers/autoscale-query.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
+import { MachineController } from "../controllers/machine-controller.ts";
+import { DEFAULT_MACHINE_SETTINGS, type MachineSettings } from "../controllers/machine-plan.ts";
+import { machineProvider } from "../controllers/machine-provider.ts";
 import { ControllerManager } from "../controllers/manager.ts";
+import { RemediationEngine } from "../controllers/remediation/engine.ts";
+import { callEdges } from "../controllers/remediation/evidence.ts";
+import { scaleServices } from "../controllers/scale.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
+import { LiveLoad } from "../observe/live-load.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
 import { Metrics, type MetricsOptions } from "../observe/metrics.ts";
 import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
@@ -40,7 +48,7 @@ import { SqliteStore } from "../store/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
-import { Authenticator, ensureAdminToken } from "./auth.ts";
+import { Authenticator, createToken, ensureAdminToken } from "./auth.ts";
 import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
 import { openHostCertificates } from "./host-certificates.ts";
@@ -57,15 +65,18 @@ import {
 } from "./permissions.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
+import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { remediationRoutes } from "./routes/remediation.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -89,6 +100,8 @@ export interface ServerOptions {
   metrics?: Omit<MetricsOptions, "dataDir" | "store" | "logger">;
   /** Alert evaluation interval (default 15 s) and webhook retries. */
   alerts?: Pick<AlertEvaluatorOptions, "intervalMs" | "notifier">;
+  /** The remediation engine: on unless `enabled: false`; how often it looks (default 1 s). */
+  remediation?: { enabled?: boolean; intervalMs?: number };
   /** Log retention (age, size), ingest queue and the SSE heartbeat. */
   logs?: LogsOptions;
   /** How long audit entries are kept (default 90 days). */
@@ -103,6 +116,19 @@ export interface ServerOptions {
    * herd's own components (gateways, agents) are scraped wherever they are.
    */
   allowFetch?: readonly string[];
+  /** A machine provider asked for machines when instances fit nowhere (docs/machine-provider.md); default none. */
+  machines?: MachineProviderOptions;
+}
+
+/** `--machine-provider` and its settings. */
+export interface MachineProviderOptions {
+  /** `exec:/path/to/command` or an http(s) webhook URL. */
+  provider: string;
+  /** Webhooks: the key requests are signed with. */
+  secret?: string;
+  /** A provider call that takes longer fails (default 60 s). */
+  timeoutMs?: number;
+  settings?: Partial<MachineSettings>;
 }
 
 /** How logs.db is bounded, and how often idle log streams get a heartbeat. */
@@ -142,7 +168,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Also when it existed: tokens, state.db and every tenant's sources are below it (docs/isolation.md).
   chmodSync(dataDir, 0o700);
-  const settings: Settings = { ...DEFAULT_SETTINGS, ...options.settings };
+  const settings: Settings = {
+    ...DEFAULT_SETTINGS,
+    ...options.settings,
+    machineProvider: options.machines !== undefined,
+  };
   const store = SqliteStore.open(join(dataDir, "state.db"));
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
@@ -150,6 +180,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   audit.start();
   // One guard for every URL fetched on a user's say-so (common/url-guard.ts).
   const guard = new UrlGuard({ allow: options.allowFetch });
+  // Checked before anything starts: a bad --machine-provider stops the server at once.
+  const provider = options.machines
+    ? machineProvider(options.machines.provider, {
+        secret: options.machines.secret,
+        guard,
+        timeoutMs: options.machines.timeoutMs,
+      })
+    : undefined;
   // Trace queries get the same timeout and concurrency as PromQL (--query-*).
   const traces = new Traces(join(dataDir, "traces"), systemClock, {
     query: options.metrics?.query,
@@ -163,7 +201,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const deployLogs = new DeployLogs(join(dataDir, "deploys"));
   const secrets = await SecretStore.open(store, dataDir);
   await migratePlainSecrets(store, secrets);
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets };
+  // The gateways' live load figures: written by PUT /gateways/:id/load, read by controllers and GET /apps/:app/load.
+  const load = new LiveLoad(systemClock);
+  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets, load };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     notifier: { ...options.alerts?.notifier, guard },
@@ -176,7 +216,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     registry: metrics.self.registry,
     receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
-  const controllers = new ControllerManager(ctx);
+  const controllers = new ControllerManager(ctx, {
+    // The autoscaler's cpu and query targets: agents' heartbeat usage, and PromQL as the service's tenant.
+    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
+    query: (tenant, expr) => promqlValue(metrics.queries, tenant, expr),
+  });
+  // Acts on symptoms through the same paths people use (docs/remediation.md).
+  const remediation = new RemediationEngine({
+    ctx,
+    act: {
+      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version),
+      // The one scale path (`herd scale`, the autoscaler): quota, the count, an event, what cannot be placed.
+      scale: async (tenant, app, service, count, why) => {
+        await scaleServices(
+          { store, events, unit: settings.unit },
+          { tenant, app, services: { [service]: count }, why },
+        );
+      },
+    },
+    alerts: () => alerts.active(),
+    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
+    calls: async (tenant, from, to) =>
+      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -209,6 +272,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
+    load,
     traces,
     ingestTokens,
     metrics,
@@ -264,6 +328,26 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
   await controllers.start();
+  if (options.remediation?.enabled !== false) remediation.start();
+  const machines = provider
+    ? new MachineController(ctx, {
+        provider,
+        settings: { ...DEFAULT_MACHINE_SETTINGS, ...options.machines?.settings },
+        server: url,
+        ...(tls ? { ca: tls.ca } : {}),
+        createJoinToken: async ({ name, uses, expiresAt }) => {
+          const { secret, token } = await createToken(store, {
+            name,
+            kind: "join",
+            usesLeft: uses,
+            expiresAt,
+            createdBy: "machine provider",
+          });
+          return { secret, id: token.id };
+        },
+      })
+    : undefined;
+  machines?.start();
   metrics.selfUrl = url;
   metrics.start();
   alerts.externalUrl = url;
@@ -290,7 +374,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       auth.stop();
       await alerts.stop();
       await certificates.close();
+      await remediation.stop();
       controllers.stop();
+      await machines?.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
       shutdown.abort();
       logs.endStreams();
@@ -549,15 +635,18 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      autoscaleRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
       certificateRoutes(api, deps);
       clusterRoutes(api, deps);
       liveConfigRoutes(api, deps);
+      loadRoutes(api, deps);
       traceRoutes(api, deps);
       metricsRoutes(api, deps);
       alertRoutes(api, deps);
+      remediationRoutes(api, deps);
       secretRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);

@@ -11,6 +11,7 @@ import { ApiError } from "./api-client.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
+import { autoscaleCommand } from "./autoscale.ts";
 import { capacityCommand } from "./capacity.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
@@ -30,6 +31,7 @@ import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
+import { remediateCommand } from "./remediate.ts";
 import { secretsCommand } from "./secrets.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
@@ -147,18 +149,22 @@ export const scaleCommand: CommandSpec = {
   summary:
     "Set how many instances of each service run, e.g. `herd scale web=3 worker=1 --app hello`.\n" +
     "Instances that cannot be placed on today's nodes are counted, with the reason; they wait as\n" +
-    "pending until there is room. Exits 0 once the counts are recorded (as kubectl scale does).",
+    "pending until there is room. Exits 0 once the counts are recorded (as kubectl scale does).\n" +
+    "A service with autoscale: gets a count inside its [min, max] (said on stderr), and the autoscaler\n" +
+    "may change it afterwards, as the HPA does after kubectl scale (docs/autoscaling.md).",
   flags: [APP_FLAG],
   options: { app: { type: "string" } },
   async run(ctx, values, positionals) {
     const services = parseScaleArgs(positionals);
     const app = await resolveApp(ctx, stringFlag(values, "app"), "scale");
     const client = await ctx.client();
-    const reply = await client.post<Items<Service> & { unplaced?: Unplaced[] }>(`${appPath(app)}/scale`, {
-      services,
-    });
+    const reply = await client.post<Items<Service> & { unplaced?: Unplaced[]; warnings?: string[] }>(
+      `${appPath(app)}/scale`,
+      { services },
+    );
     if (ctx.flags.json) printJson(ctx.stdout, reply);
     else println(ctx.stdout, servicesTable(reply.items));
+    for (const w of reply.warnings ?? []) ctx.stderr.write(`herd: ${w}.\n`);
     for (const u of reply.unplaced ?? []) {
       ctx.stderr.write(
         `herd: ${u.service}: ${u.message}. They wait as pending until there is room (herd ps shows them).\n`,
@@ -270,12 +276,14 @@ export const APP_COMMANDS: CommandSpec[] = [
   appsCommand,
   psCommand,
   scaleCommand,
+  autoscaleCommand,
   logsCommand,
   releasesCommand,
   rollbackCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,
+  remediateCommand,
   nodesCommand,
   capacityCommand,
   consumersCommand,

@@ -129,6 +129,52 @@ describe("herd main", () => {
     );
   });
 
+  it("says when a scaled service is autoscaled: the count it got and that the autoscaler may change it", async () => {
+    const warning = "web is autoscaled between 1 and 5: 9 became 5; the autoscaler may change it";
+    respond = (_req, res) =>
+      sendJson(res, 200, {
+        items: [{ name: "web", instances: 5, release: 2, state: "scaling", message: "" }],
+        unplaced: [],
+        warnings: [warning],
+      });
+    const r = await run(["scale", "web=9", "--app", "hello"]);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^SERVICE +INSTANCES +RELEASE +STATE +MESSAGE\nweb +5 +v2 +scaling +-\n$/);
+    assert.equal(r.err, `herd: ${warning}.\n`);
+  });
+
+  it("shows autoscale status: services, then their decisions", async () => {
+    respond = (_req, res) =>
+      sendJson(res, 200, {
+        items: [
+          {
+            service: "web",
+            instances: 2,
+            min: 1,
+            max: 5,
+            target: { metric: "concurrency", value: 10 },
+            mode: "stable",
+            stable: 14,
+            panic: 12,
+            stableWindowMs: 60000,
+            panicWindowMs: 6000,
+            scaleDownDelayMs: 300000,
+            stableWant: 2,
+            panicWant: 2,
+            decisions: [],
+          },
+        ],
+      });
+    const r = await run(["autoscale", "status", "--app", "hello"]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(api.requests[0].url, "/api/v1/apps/hello/autoscale");
+    assert.match(
+      r.out,
+      /^web +2 +1\.\.5 +10 in flight per instance +stable +14 in flight → 2 \(60s\) +12 in flight → 2 \(6s\) +-$/m,
+    );
+    assert.match(r.out, /web: no decision has changed its count yet\./);
+  });
+
   it("prints the API's JSON with --json and its errors on stderr", async () => {
     const reply = { items: [] };
     respond = (_req, res) => sendJson(res, 200, reply);

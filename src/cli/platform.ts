@@ -40,6 +40,7 @@ export { runGateway } from "./gateway-command.ts";
 
 import { findDataDir, saveLocalContext, userConfigPath } from "./config.ts";
 import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
+import { MACHINE_FLAGS, MACHINE_HELP, machinesOf } from "./machine-flags.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
 
 export { DEFAULT_HTTPS_PORT };
@@ -60,7 +61,7 @@ const HELP = {
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
-       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
+       [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
@@ -102,11 +103,12 @@ a CA made in DIR/tls (ca-cert.pem: give it to agents and gateways with --ca);
 off by default (docs/nodes-and-credentials.md).
 Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
+${MACHINE_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
-       [--allow-fetch CIDR[,CIDR]...]
+       [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
 with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\`);
@@ -114,6 +116,7 @@ gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
 ${FETCH_HELP}
+${MACHINE_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
@@ -202,6 +205,7 @@ export async function runUp(argv: string[]): Promise<number> {
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
     ...FETCH_FLAGS,
+    ...MACHINE_FLAGS,
     "jwks-dir": { type: "string" },
   });
   if (!v) return 0;
@@ -301,6 +305,7 @@ export async function runServer(argv: string[]): Promise<number> {
     tls: { type: "boolean" },
     ...ACME_FLAGS,
     ...FETCH_FLAGS,
+    ...MACHINE_FLAGS,
   });
   if (!v) return 0;
   await ensureDaemonRuntime("server", resolve(v.data as string));
@@ -532,5 +537,6 @@ function serverOptionsOf(
     tls: v.tls === true,
     acme: acmeOf(v),
     allowFetch,
+    machines: machinesOf(v),
   };
 }

@@ -46,6 +46,8 @@ export class AppController {
       await store.delete("deploy", d.key);
     // Its secrets go with it (tombstones too: a new app of that name starts at version 1).
     await this.#ctx.secrets.removeScope(tenant, name);
+    // Its remediation policy and decisions (controllers/remediation/).
+    await store.delete("remediation", key);
     await store.delete("app", key);
     await events.record({ tenant, app: name, reason: "AppDestroyed", message: `app ${name} destroyed` });
     return false;

@@ -35,6 +35,12 @@ export interface Settings {
   gatewayUrl: string;
   /** One resource unit: what `units: 1` in herd.yaml asks for, and what quotas count in. */
   unit: Resources;
+  /**
+   * A machine provider can add nodes (controllers/machine-controller.ts): a
+   * rollout that does not fit on today's nodes waits for its deadline
+   * instead of failing at once.
+   */
+  machineProvider: boolean;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -49,6 +55,7 @@ export const DEFAULT_SETTINGS: Settings = {
   backoffMaxMs: 60_000,
   gatewayUrl: "http://127.0.0.1:8080",
   unit: { cpu: 0.25, memory: 256 * 1024 * 1024 },
+  machineProvider: false,
 };
 
 export interface Context {

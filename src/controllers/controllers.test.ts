@@ -21,6 +21,7 @@ import { DeployLogs } from "./deploy-log.ts";
 import { EventRecorder } from "./events.ts";
 import { ControllerManager } from "./manager.ts";
 import { checkQuota } from "./quota.ts";
+import { scaleServices } from "./scale.ts";
 import { judgeRollout } from "./service-controller.ts";
 
 const dirs: string[] = [];
@@ -207,6 +208,43 @@ test("a new release keeps the old instances until the new ones run, then drains 
   assert.equal((await deployState(h, d2.id)).state, "succeeded");
 });
 
+test("an instance the kernel's OOM killer ended is reported as killed for memory, naming its limit", async () => {
+  const h = await runningOnN1({ instances: 1 });
+  const [first] = await instancesOf(h);
+  // As a shell reports it when its child was killed: code 137, no signal; the agent read the cgroup's OOM count.
+  await h.m.nodes.handleHeartbeat("n1", {
+    ...hb(),
+    instances: [
+      {
+        id: first.id,
+        generation: first.generation,
+        state: "exited",
+        exitCode: 137,
+        signal: null,
+        oomKilled: true,
+      },
+    ],
+  });
+  await settle(h);
+  const events = await h.ctx.events.list({ app: "hello" });
+  const why = "killed for memory: over its 256 MiB limit (the kernel's OOM killer)";
+  assert.equal(events.find((e) => e.reason === "Exited")?.message, `${first.id}: running → crashed (${why})`);
+  assert.equal(events.find((e) => e.reason === "Replacing")?.message, `${first.id} ${why}; replacing it`);
+  // Without the kernel's word, a 137 is only an exit code.
+  const h2 = await runningOnN1({ instances: 1 });
+  const [other] = await instancesOf(h2);
+  await h2.m.nodes.handleHeartbeat("n1", {
+    ...hb(),
+    instances: [{ id: other.id, generation: other.generation, state: "exited", exitCode: 137, signal: null }],
+  });
+  await settle(h2);
+  const plain = await h2.ctx.events.list({ app: "hello" });
+  assert.equal(
+    plain.find((e) => e.reason === "Exited")?.message,
+    `${other.id}: running → crashed (exited with code 137)`,
+  );
+});
+
 test("a crashed cattle instance is replaced by a new one; a crashed pet restarts in place", async () => {
   const h = await runningOnN1({ instances: 1 });
   const [first] = await instancesOf(h);
@@ -304,11 +342,42 @@ test("a lost node's cattle move to another node", async () => {
 
 test("scaling to zero and back", async () => {
   const h = await runningOnN1({ instances: 3 });
-  const o = (await h.store.get<Service>("service", "default/hello/web"))!;
-  await h.store.put("service", o.key, { ...o.value, instances: 1, state: "scaling" });
+  const scale = async (instances: number) => {
+    const o = (await h.store.get<Service>("service", "default/hello/web"))!;
+    await h.store.put("service", o.key, { ...o.value, instances, state: "scaling" });
+    await settle(h);
+  };
+  const first = (await instancesOf(h)).map((i) => i.id).sort();
+  assert.equal(first.length, 3);
+
+  await scale(0);
+  assert.deepEqual(
+    (await instancesOf(h)).filter((i) => i.desired === "running"),
+    [],
+    "none left running",
+  );
+  assert.ok((await instancesOf(h)).every((i) => i.reason === "ScaledDown" && /scaled to 0/.test(i.message)));
+  // Past the drain, the agent stops them all and says so: nothing is left of the three.
+  h.clock.advance(3000);
+  await agentReports(h, "n1", () => "healthy");
   await settle(h);
-  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
-  assert.equal(alive.length, 1);
+  assert.deepEqual(await instancesOf(h), [], "at zero, no instance at all");
+
+  await scale(2);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  const back = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.equal(back.length, 2);
+  assert.ok(
+    back.every((i) => i.state === "running" && i.node === "n1"),
+    JSON.stringify(back),
+  );
+  assert.ok(
+    back.every((i) => !first.includes(i.id)),
+    "new instances, not the stopped ones",
+  );
+  const svc = (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.deepEqual([svc.instances, svc.state], [2, "running"]);
 });
 
 test("a new release updates pets in place, one at a time", async () => {
@@ -858,4 +927,25 @@ test("judgeRollout, as data: progress is recorded, silence fails at the deadline
     progress: { deadlineMs: 120_000, best: 1, since: new Date(t0).toISOString() },
     recheckMs: 120_000,
   });
+});
+
+test("a deploy keeps the count the autoscaler reached, inside the new release's bounds", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  const autoscale = (max: number) => ({ max, target: { rps: 10 } });
+  await deploy(h, { instances: 1, autoscale: autoscale(4) });
+  await settle(h);
+  const web = async () => (await h.store.get<Service>("service", "default/hello/web"))!.value;
+  assert.equal((await web()).instances, 1);
+  await scaleServices(
+    { store: h.store, events: h.ctx.events, unit: h.ctx.settings.unit },
+    { tenant: "default", app: "hello", services: { web: 3 }, reason: "Autoscaled" },
+  );
+  // herd.yaml's start count changed: without autoscale that count would win.
+  await deploy(h, { instances: 2, autoscale: autoscale(4) }, "c".repeat(64));
+  await settle(h);
+  assert.equal((await web()).instances, 3, "the autoscaled count, not herd.yaml's start count");
+  await deploy(h, { instances: 1, autoscale: autoscale(2) }, "d".repeat(64));
+  await settle(h);
+  assert.equal((await web()).instances, 2, "clamped into the new max");
 });

@@ -30,6 +30,7 @@ import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
+import { clampToAutoscale } from "./scale.ts";
 
 /** What a build produced: enough to make a release. */
 export interface BuildResult {
@@ -264,10 +265,12 @@ export class DeployController {
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
       : undefined;
     const existing = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
-    // Keep a count set by `herd scale` unless herd.yaml changed it.
+    // Keep a count set by `herd scale` unless herd.yaml changed it; an autoscaled service keeps
+    // the autoscaler's count (inside the new bounds).
     const counts = new Map(
       Object.entries(result.services).map(([name, spec]) => {
         const cur = existing.find((o) => o.value.name === name);
+        if (cur && spec.autoscale) return [name, clampToAutoscale(spec.autoscale, cur.value.instances)];
         const prevSpec = previous?.value.services[name];
         const keep = cur && prevSpec && prevSpec.instances === spec.instances;
         return [name, keep ? cur.value.instances : spec.instances];

@@ -4,12 +4,14 @@
  *
  *   store.watch ─► key of the object it touches ─► queue ─► reconcile(key)
  *   every resyncMs: every service, deploy and destroying app is queued again
- *   every second:   node heartbeats are checked
+ *   every 250 ms:   node heartbeats are checked
+ *   every 500 ms:   the autoscaler decides for each autoscaled service (autoscale.ts)
  */
 
 import { WorkQueue } from "../common/work-queue.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
 import { AppController } from "./app-controller.ts";
+import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
 import { NodeController } from "./node-controller.ts";
@@ -20,6 +22,7 @@ export class ControllerManager {
   readonly deploys: DeployController;
   readonly nodes: NodeController;
   readonly apps: AppController;
+  readonly autoscaler: Autoscaler;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -29,8 +32,9 @@ export class ControllerManager {
   readonly #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
-  constructor(ctx: Context) {
+  constructor(ctx: Context, sources: AutoscaleSources = {}) {
     this.#ctx = ctx;
+    this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
     this.deploys = new DeployController(ctx);
     this.nodes = new NodeController(ctx);
@@ -78,6 +82,7 @@ export class ControllerManager {
       ),
     );
     for (const t of this.#timers) t.unref();
+    this.autoscaler.start();
   }
 
   /** Queues every service, deploy in flight and destroying app. */
@@ -160,6 +165,7 @@ export class ControllerManager {
 
   stop(): void {
     this.#abort.abort();
+    this.autoscaler.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#serviceQueue.stop();
     this.#deployQueue.stop();

@@ -304,9 +304,12 @@ export class ServiceController {
             ALIVE.has(i.state) &&
             i.release === svc.release,
         );
-      // With no node at all (a control plane whose agents have not checked in yet), wait for the deadline.
+      // With no node at all (a control plane whose agents have not checked in yet), or a machine
+      // provider that can bring more, wait for the deadline.
       const short =
-        nodes.length > 0 && current.some((i) => i.state === "pending" && !i.node)
+        nodes.length > 0 &&
+        !this.#ctx.settings.machineProvider &&
+        current.some((i) => i.state === "pending" && !i.node)
           ? serviceShortfall(
               svc,
               svc.instances,

@@ -320,16 +320,29 @@ test("parts run in parallel", async (t) => {
   let r = await s.get();
   assert.deepEqual(r.json, { user: { name: "users" }, orders: { name: "orders" } });
 
-  // And by the clock: two parts of 200 ms each take about 200 ms together, not 400.
+  // And by the clock: two parts of 200 ms each take about as long as one, not 200 ms more. Paired
+  // rounds (one part, then two) and their medians, so a busy machine slows both sides alike.
   await s.upstream("stock", answerJson({ ok: true }, 200));
-  s.route({
-    a: { service: "stock", path: "/a" },
-    b: { service: "stock", path: "/b" },
-  });
+  const one = { a: { service: "stock", path: "/a" } };
+  const two = { ...one, b: { service: "stock", path: "/b" } };
+  s.route(two);
   await s.get(); // warm the connection pool
-  r = await s.get();
-  assert.deepEqual(r.json, { a: { ok: true }, b: { ok: true } });
-  assert.ok(r.ms >= 195 && r.ms < 390, `two 200 ms parts took ${r.ms.toFixed(0)} ms`);
+  const singles: number[] = [];
+  const pairs: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    s.route(one);
+    singles.push((await s.get()).ms);
+    s.route(two);
+    r = await s.get();
+    assert.deepEqual(r.json, { a: { ok: true }, b: { ok: true } });
+    pairs.push(r.ms);
+  }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[1];
+  assert.ok(median(singles) >= 195, `one 200 ms part took ${median(singles).toFixed(0)} ms`);
+  assert.ok(
+    median(pairs) - median(singles) < 150,
+    `two 200 ms parts took ${median(pairs).toFixed(0)} ms, one ${median(singles).toFixed(0)} ms (in turn: 200 ms more)`,
+  );
 });
 
 test("parts go through their service's breaker, and a missing part service is listed as a problem", async (t) => {

@@ -25,7 +25,7 @@ import type {
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
 import { drainServers } from "./drain.ts";
-import { hostCertificates, jwksSettings, listeners, tracesFor } from "./gateway.ts";
+import { hostCertificates, jwksSettings, listeners, loadReporter, tracesFor } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -53,6 +53,8 @@ const leases =
     : undefined;
 /** How route JWKS are fetched and read here: the same settings as the primary's. */
 const jwks = jwksSettings({ allowFetch: settings.allowFetch, jwksDir: settings.jwksDir, dataDir: "" });
+const load = settings.load && loadReporter(settings.load, settings.load.id, logger, () => proxy.table);
+load?.start();
 let listenStarted = false;
 /** The instances the primary's probes found down; applied to every table built here. */
 let down: ReadonlySet<string> = new Set();
@@ -102,7 +104,9 @@ process.on("message", (message: FromPrimary) => {
     markDown(proxy.table, down);
   } else if (message.type === "stop") {
     const drained = message.drainMs ? drainServers(listeners(proxy), message.drainMs) : Promise.resolve();
-    void drained.then(() => Promise.all([proxy.close(), traces?.close()])).finally(() => process.exit(0));
+    void drained
+      .then(() => Promise.all([proxy.close(), traces?.close(), load?.close()]))
+      .finally(() => process.exit(0));
   }
 });
 

@@ -70,6 +70,8 @@ export interface WorkerSettings {
   traces?: { server: string; token: string; sample: number };
   /** The control plane, for ACME challenges and routed hosts' certificates. */
   control: { server: string; token: string };
+  /** Where and how often each worker reports its live load (its own reporter id, `<gateway id>.w<n>`). */
+  load?: { server: string; token: string; id: string; loadIntervalMs?: number };
   /** Each worker binds its own socket with SO_REUSEPORT (a successor gateway can bind beside them). */
   reusePort?: boolean;
   /** Route JWKS: internal ranges URLs may reach (`--allow-fetch`), the JWKS directory (`--jwks-dir`). */
@@ -286,6 +288,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       : {}),
     reusePort: options.reusePort ?? false,
   };
+  const gatewayId = options.id ?? defaultGatewayId(port);
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
   // a worker that just died hangs until the client gives up.
@@ -297,7 +300,17 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   const fork = (slot: Slot): Promise<void> => {
     slot.restartTimer = undefined;
     slot.startedAt = performance.now();
-    const worker = cluster.fork({ ...compileCacheEnv(), [WORKER_ENV]: JSON.stringify(settings) });
+    // Each worker reports its own load, under an id that outlives its restarts; the control plane sums them.
+    const load = {
+      server: options.server,
+      token: options.token,
+      id: `${gatewayId}.w${slot.index}`,
+      loadIntervalMs: options.loadIntervalMs,
+    };
+    const worker = cluster.fork({
+      ...compileCacheEnv(),
+      [WORKER_ENV]: JSON.stringify({ ...settings, load } satisfies WorkerSettings),
+    });
     slot.worker = worker;
     let failure: string | undefined;
     slot.applied = -1;
@@ -461,7 +474,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   reporter = new StatusReporter({
     server: options.server,
     token: options.token,
-    id: options.id ?? defaultGatewayId(port),
+    id: gatewayId,
     logger,
     intervalMs: options.statusIntervalMs,
     current: () => report(url),

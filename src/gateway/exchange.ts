@@ -20,6 +20,7 @@ import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { ForwardedRequest } from "./forwarded.ts";
 import { responseHeaders } from "./forwarded.ts";
+import { DETACHED_INSTANCE } from "./load-recorder.ts";
 import * as metrics from "./metrics.ts";
 import { CONNECT_FAILURES, NodeBook } from "./node-health.ts";
 import { CONNECTION_FAILURES, recordOutcome } from "./pick.ts";
@@ -62,6 +63,8 @@ const ABORTED = Object.assign(new Error("the gateway ended the upstream request"
 /** Placeholders until the endpoint stage sets the real ones, so the fields keep one type. */
 const NO_ENDPOINT: Endpoint = {
   instance: "",
+  release: 0,
+  load: DETACHED_INSTANCE,
   address: "",
   port: 0,
   inflight: 0,
@@ -268,6 +271,7 @@ export function proxyTo(x: Exchange, endpoint: Endpoint): void {
   // Counted until the client's response closes (onClientClose).
   proxy.inflight++;
   backend.inflight++;
+  backend.load.inflight++;
   if (route.mirror !== null && !x.hasBody && route.mirror.sample()) {
     sendShadow(proxy, route.mirror.backend, options, connectMs);
   }
@@ -301,6 +305,7 @@ function send(x: Exchange): void {
   const endpoint = x.endpoint;
   x.attempts++;
   endpoint.inflight++;
+  endpoint.load.inflight++;
   x.counted = endpoint;
   x.abort = null;
   x.proxy.poolFor(endpoint, x.connectMs).dispatch(x.options, x);
@@ -335,6 +340,7 @@ function releaseEndpoint(x: Exchange): void {
   const counted = x.counted;
   if (counted !== undefined) {
     counted.inflight--;
+    counted.load.inflight--;
     x.counted = undefined;
   }
 }
@@ -479,6 +485,7 @@ function onClientClose(this: ClientResponse): void {
   if (x.backend !== undefined) {
     x.proxy.inflight--;
     x.backend.inflight--;
+    x.backend.load.inflight--;
   }
   // Counted once, when the response is over; one cut short says so (499: the client left before any answer).
   const finished = this.writableFinished;
@@ -488,6 +495,7 @@ function onClientClose(this: ClientResponse): void {
   const series = x.series;
   if (series !== undefined) {
     series.record(status, outcome, end - x.startedAt);
+    series.load?.finished(x.endpoint.load, status, outcome, x.startedAt, end);
     const { hop, spans } = this as TracedResponse;
     if (hop !== undefined && spans !== undefined) {
       const method = x.req.method ?? "GET";

@@ -15,6 +15,7 @@ import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { OnDemandCertificates } from "./host-certificates.ts";
+import { LoadReporter } from "./load-reporter.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import type { RouteTable } from "./route-table.ts";
@@ -43,6 +44,8 @@ export interface GatewayOptions {
   traceSample?: number;
   /** How often it reports its status when nothing changes. Default 10 s. */
   statusIntervalMs?: number;
+  /** How often it sends its live load figures (PUT /gateways/:id/load, load-reporter.ts). Default 1 s; 0: never. */
+  loadIntervalMs?: number;
   /** Port of the metrics listener (GET /metrics); 0 picks a free one; unset: none. `herd gateway` defaults to 9180. */
   metricsPort?: number;
   /** Address of the metrics listener: default 127.0.0.1 (route names stay private). */
@@ -186,6 +189,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   });
   reporter.start();
+  const load = loadReporter(options, options.id ?? defaultGatewayId(port), logger, () => proxy.table);
+  load?.start();
   await source.start();
   if (options.metricsPort !== undefined) {
     try {
@@ -201,7 +206,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     } catch (err) {
       unwatch();
       prober.close();
-      await Promise.all([proxy.close(), source.close(), reporter?.close()]);
+      await Promise.all([proxy.close(), source.close(), reporter?.close(), load?.close()]);
       throw err;
     }
   }
@@ -228,6 +233,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         proxy.close(),
         source.close(),
         reporter?.close(goodbye),
+        load?.close(),
         metrics?.close(),
         traces?.close(),
       ]);
@@ -263,6 +269,25 @@ export function reportOf(result: BuildResult): {
     serving: result.serving.version,
     routes: result.serving.routeCount,
   };
+}
+
+/** The live load reports of a gateway process (`id`), unless their interval is 0. */
+export function loadReporter(
+  options: Pick<GatewayOptions, "server" | "token" | "loadIntervalMs">,
+  id: string,
+  logger: Logger,
+  table: () => RouteTable,
+): LoadReporter | undefined {
+  const intervalMs = options.loadIntervalMs ?? 1000;
+  if (intervalMs <= 0) return undefined;
+  return new LoadReporter({
+    server: options.server,
+    token: options.token,
+    id,
+    logger,
+    intervalMs,
+    book: () => table().load,
+  });
 }
 
 /** The gateway's span shipping, unless its sample rate is 0. */

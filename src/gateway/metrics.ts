@@ -12,6 +12,7 @@
  * add up or take the largest, as each family says) and renders them.
  */
 
+import type { ServiceCounters } from "./load-recorder.ts";
 import type { Backend, RouteTable } from "./route-table.ts";
 
 /** Upper bounds of the latency histogram, ms (rendered in seconds: 0.001 … 10). */
@@ -94,11 +95,14 @@ export class Series {
   /** The route label and the `tenant/app/service` key ("" when none), for the spans of these requests. */
   readonly route: string;
   readonly service: string;
+  /** The service's live load counters (load-recorder.ts); null for requests no route took. */
+  readonly load: ServiceCounters | null;
 
-  constructor(labels: string, route = "none", service = "") {
+  constructor(labels: string, route = "none", service = "", load: ServiceCounters | null = null) {
     this.labels = labels;
     this.route = route;
     this.service = service;
+    this.load = load;
   }
 
   /** Counts one response: its status code, outcome (an OUTCOMES index) and how long it took. */
@@ -138,10 +142,10 @@ export class RouteStats {
   readonly #service: string;
   readonly #others = new Map<string, Series>();
 
-  constructor(route: string, serviceKey: string) {
+  constructor(route: string, serviceKey: string, load: ServiceCounters | null = null) {
     this.route = route;
     this.#service = serviceKey;
-    this.home = new Series(serviceLabels(route, serviceKey), route, serviceKey);
+    this.home = new Series(serviceLabels(route, serviceKey), route, serviceKey, load);
   }
 
   /** The series for requests this route sends to `backend` (another service only with a split). */
@@ -149,7 +153,12 @@ export class RouteStats {
     if (backend.service === this.#service) return this.home;
     let series = this.#others.get(backend.service);
     if (series === undefined) {
-      series = new Series(serviceLabels(this.route, backend.service), this.route, backend.service);
+      series = new Series(
+        serviceLabels(this.route, backend.service),
+        this.route,
+        backend.service,
+        backend.load,
+      );
       this.#others.set(backend.service, series);
     }
     return series;

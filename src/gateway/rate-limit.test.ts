@@ -6,6 +6,7 @@ import http from "node:http";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { Route } from "../model/manifest.ts";
+import { TokenBucket } from "./policies/token-bucket.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable, type RouteObjects } from "./route-table.ts";
 import { startUpstream, type TestUpstream, testInstance, testNode, testService } from "./testing.ts";
@@ -54,14 +55,16 @@ function get(host: string): Promise<{ status: number; headers: http.IncomingHttp
   });
 }
 
-test("the limiter admits its rate within ±10% under sustained load; others are 429 with headers", async () => {
+test("the limiter admits its rate within ±10% of what it was asked under sustained load; others are 429 with headers", async (t) => {
   proxy.table = buildRouteTable(objects({ rate: 100, burst: 10, per: "route" }), 1);
   const started = Date.now();
   const counts = { ok: 0, limited: 0 };
+  const asked: number[] = [];
   let sample: Awaited<ReturnType<typeof get>> | undefined;
   await Promise.all(
     Array.from({ length: 8 }, async () => {
       while (Date.now() - started < 3000) {
+        asked.push(Date.now());
         const r = await get("shop.test");
         if (r.status === 200) counts.ok++;
         else if (r.status === 429) {
@@ -72,10 +75,18 @@ test("the limiter admits its rate within ±10% under sustained load; others are 
     }),
   );
   const seconds = (Date.now() - started) / 1000;
-  const expected = 10 + 100 * seconds;
+  // Never more than the rate allows (its burst plus rate × time)…
+  const most = 10 + 100 * seconds;
+  assert.ok(counts.ok <= most * 1.1, `admitted ${counts.ok}, at most ${most.toFixed(0)} allowed`);
+  // …and what it was asked for when it was asked: a bucket (the logic policies.test.ts checks exactly)
+  // fed the moments the requests were sent. On a busy machine the clients stall now and then; a
+  // bucket full meanwhile keeps only its burst, so the stalls are not the limiter's doing.
+  const bucket = new TokenBucket(100, 10, started);
+  const expected = asked.sort((a, b) => a - b).filter((at) => bucket.take(at).ok).length;
+  t.diagnostic(`admitted ${counts.ok} of ${asked.length} in ${seconds.toFixed(2)} s; a bucket: ${expected}`);
   assert.ok(
-    Math.abs(counts.ok - expected) <= expected * 0.1,
-    `admitted ${counts.ok}, expected about ${expected.toFixed(0)}`,
+    Math.abs(counts.ok - expected) <= Math.max(3, expected * 0.1),
+    `admitted ${counts.ok}; a bucket of the same rate would have admitted ${expected} of the ${asked.length} asked`,
   );
   assert.ok(counts.limited > 0, "the load exceeded the rate");
   assert.ok(sample);

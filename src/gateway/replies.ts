@@ -7,6 +7,7 @@
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 import { nodeHttp } from "../common/node-http.ts";
+import { DETACHED_INSTANCE } from "./load-recorder.ts";
 import * as metrics from "./metrics.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import {
@@ -33,6 +34,7 @@ export function answered(
 ): void {
   const end = performance.now();
   series.record(res.statusCode, outcome, end - start);
+  series.load?.finished(DETACHED_INSTANCE, res.statusCode, outcome, start, end);
   const { hop, spans } = res as TracedResponse;
   if (hop !== undefined && spans !== undefined) {
     spans.record(

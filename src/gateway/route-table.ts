@@ -25,6 +25,7 @@ import { type Consumer, type Instance, type Node, type Service, serviceKey } fro
 import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
 import { Cors } from "./cors.ts";
 import type { JwksTiming } from "./jwks.ts";
+import { DETACHED_SERVICE, type InstanceCounters, LoadBook, type ServiceCounters } from "./load-recorder.ts";
 import { RouteStats, routeLabel } from "./metrics.ts";
 import { NodeBook, type NodeHealth } from "./node-health.ts";
 import { CircuitBreaker } from "./policies/circuit-breaker.ts";
@@ -38,6 +39,8 @@ import { compileStages } from "./stages.ts";
 export interface Endpoint {
   /** Instance id. */
   instance: string;
+  /** The release the instance runs. */
+  release: number;
   /** The node's address. */
   address: string;
   port: number;
@@ -49,6 +52,8 @@ export interface Endpoint {
   down: boolean;
   /** The node it runs on, shared by every endpoint there: suspect nodes are tried last (node-health.ts). */
   node: NodeHealth;
+  /** Its live load counters (load-recorder.ts), kept across tables. */
+  load: InstanceCounters;
 }
 
 /** A routed service with its running endpoints and its round-robin cursor. */
@@ -70,6 +75,8 @@ export class Backend {
   readonly nodes: NodeBook;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
+  /** Its live load counters (load-recorder.ts), kept across tables. */
+  readonly load: ServiceCounters;
   /** How many endpoints are down by the active probes; while 0, picking skips no one and checks nothing. */
   down = 0;
   #cursor = 0;
@@ -79,7 +86,13 @@ export class Backend {
     name: string,
     endpoints: readonly Endpoint[],
     policies: ServicePolicies = NO_POLICIES,
-    load: { shedAbove?: number; concurrency?: number; probe?: ProbeSpec | null; nodes?: NodeBook } = {},
+    load: {
+      shedAbove?: number;
+      concurrency?: number;
+      probe?: ProbeSpec | null;
+      nodes?: NodeBook;
+      counters?: ServiceCounters;
+    } = {},
   ) {
     this.service = service;
     this.name = name;
@@ -89,6 +102,7 @@ export class Backend {
     this.concurrency = load.concurrency ?? Number.POSITIVE_INFINITY;
     this.probe = load.probe ?? null;
     this.nodes = load.nodes ?? new NodeBook();
+    this.load = load.counters ?? DETACHED_SERVICE;
   }
 
   get breaker(): CircuitBreaker | null {
@@ -529,6 +543,8 @@ export class RouteTable {
   readonly auth: AuthState;
   /** What this gateway suspects about the nodes (node-health.ts), handed to the next table. */
   readonly nodes: NodeBook;
+  /** The live load counters of every service and instance (load-recorder.ts), handed to the next table. */
+  readonly load: LoadBook;
   readonly #exact: Map<string, RouteEntry[]>;
   /** Keyed by the suffix after `*.`, e.g. `example.com`. */
   readonly #wildcard: Map<string, RouteEntry[]>;
@@ -542,10 +558,12 @@ export class RouteTable {
     problems: string[],
     auth: AuthState = emptyAuthState(),
     nodes: NodeBook = new NodeBook(),
+    load: LoadBook = new LoadBook(),
   ) {
     this.version = version;
     this.auth = auth;
     this.nodes = nodes;
+    this.load = load;
     this.#exact = exact;
     this.#wildcard = wildcard;
     this.backends = backends;
@@ -732,6 +750,9 @@ export function buildRouteTable(
   // What this gateway learnt about the nodes (suspect after a refused connection) carries over.
   const nodeBook = options.previous?.nodes ?? new NodeBook();
   nodeBook.keepOnly(new Set(objects.nodes.map((node) => node.name)));
+  // The load counters carry over too, so a table swap loses no count.
+  const loadBook = options.previous?.load ?? new LoadBook();
+  loadBook.beginBuild();
   // Nodes whose heartbeats stopped (not_ready) are probably dead: their instances are used only
   // while a service has no instance elsewhere, so a dead machine's traffic moves off it within
   // seconds instead of waiting for the node to be declared lost.
@@ -765,6 +786,8 @@ export function buildRouteTable(
     }
     list.push({
       instance: instance.id,
+      release: instance.release,
+      load: loadBook.instance(loadBook.service(key), instance.id, instance.release),
       address,
       port: instance.port,
       inflight: 0,
@@ -802,6 +825,7 @@ export function buildRouteTable(
           : undefined,
         probe: service.spec.probe ?? null,
         nodes: nodeBook,
+        counters: loadBook.service(key),
       },
     );
     backends.set(key, backend);
@@ -819,7 +843,9 @@ export function buildRouteTable(
   for (const { key, service, routes } of sources) {
     if (routes.length === 0) continue;
     // A route object whose service is gone gets a backend without endpoints: 503, like a service scaled to 0.
-    const backend = backends.get(key) ?? new Backend(key, `${service.app}/${service.name}`, []);
+    const backend =
+      backends.get(key) ??
+      new Backend(key, `${service.app}/${service.name}`, [], undefined, { counters: loadBook.service(key) });
     for (const route of routes) {
       const host = route.host.toLowerCase();
       const prefix = normalizePrefix(route.path);
@@ -873,7 +899,8 @@ export function buildRouteTable(
         aggregate,
         stages: compileStages({ cors, auth, limit, aggregate }),
         stats:
-          previousStats.get(`${key} ${id}`) ?? new RouteStats(routeLabel({ ...route, path: prefix }), key),
+          previousStats.get(`${key} ${id}`) ??
+          new RouteStats(routeLabel({ ...route, path: prefix }), key, backend.load),
         timeouts: route.timeouts ?? null,
         prefix,
         exact: route.match === "exact",
@@ -888,7 +915,17 @@ export function buildRouteTable(
 
   for (const list of exact.values()) list.sort(byPrecedence);
   for (const list of wildcard.values()) list.sort(byPrecedence);
-  return new RouteTable(version, exact, wildcard, backends, owners.size, problems, authState, nodeBook);
+  return new RouteTable(
+    version,
+    exact,
+    wildcard,
+    backends,
+    owners.size,
+    problems,
+    authState,
+    nodeBook,
+    loadBook,
+  );
 }
 
 /** Loads modules on first use, synchronously (require of an ES module). */

@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import type { LoadReport } from "../model/load.ts";
 import type { Route } from "../model/manifest.ts";
 import type {
   App,
@@ -140,6 +141,8 @@ export interface TestControlPlane {
   snapshots(): number;
   /** The last status report of each gateway (PUT /api/v1/gateways/:id/status), by id. */
   reports(): Map<string, Record<string, unknown>>;
+  /** Every load report received (PUT /api/v1/gateways/:id/load), oldest first, by reporter id. */
+  loads(): Map<string, LoadReport[]>;
   close(): Promise<void>;
 }
 
@@ -152,6 +155,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
   let compactedTo = 0;
   let snapshotCount = 0;
   const reports = new Map<string, Record<string, unknown>>();
+  const loads = new Map<string, LoadReport[]>();
 
   const record = (type: "put" | "delete", kind: Kind, key: string, value: unknown): number => {
     revision++;
@@ -204,7 +208,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
       res.on("close", () => watchers.delete(res));
       return;
     }
-    const status = /^\/api\/v1\/gateways\/([^/]+)(\/status)?$/.exec(url.pathname);
+    const status = /^\/api\/v1\/gateways\/([^/]+)(\/status|\/load)?$/.exec(url.pathname);
     if (status) {
       let body = "";
       req.setEncoding("utf8");
@@ -213,7 +217,11 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
       });
       req.on("end", () => {
         const id = decodeURIComponent(status[1]);
-        if (req.method === "PUT" && status[2]) reports.set(id, JSON.parse(body));
+        if (req.method === "PUT" && status[2] === "/load") {
+          const list = loads.get(id) ?? [];
+          list.push(JSON.parse(body));
+          loads.set(id, list);
+        } else if (req.method === "PUT" && status[2]) reports.set(id, JSON.parse(body));
         else if (req.method === "DELETE") reports.delete(id);
         res.writeHead(200, { "content-type": "application/json" }).end("{}");
       });
@@ -239,6 +247,7 @@ export async function startTestControlPlane(token: string): Promise<TestControlP
     },
     snapshots: () => snapshotCount,
     reports: () => reports,
+    loads: () => loads,
     close: async () => {
       for (const res of watchers) res.destroy();
       server.closeAllConnections();

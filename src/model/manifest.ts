@@ -9,6 +9,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
+import { AutoscaleManifestSchema, autoscaleProblems, normalizeAutoscale } from "./autoscale.ts";
 import { routeIdentity } from "./gateway-view.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
@@ -440,6 +441,7 @@ export const ServiceManifestSchema = T.Object(
         description: "most requests in flight to this service per gateway",
       }),
     ),
+    autoscale: T.Optional(AutoscaleManifestSchema),
     outlier: T.Optional(
       T.Object(
         {
@@ -862,9 +864,13 @@ export function normalizeService(
       ...(r.auth ? { auth: authSpec(r.auth) } : {}),
     }),
   );
+  const autoscale = s.autoscale ? normalizeAutoscale(s.autoscale) : undefined;
+  // With autoscale, `instances` is the count a first deploy starts with, inside [min, max].
+  const instances = s.instances ?? 1;
   return {
     command,
-    instances: s.instances ?? 1,
+    instances: autoscale ? Math.min(autoscale.max, Math.max(autoscale.min, instances)) : instances,
+    ...(autoscale ? { autoscale } : {}),
     resources: resolveResources(s.resources, unit),
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
@@ -981,6 +987,7 @@ export function validateManifest(
     checkSplits(value, file, lineOf);
     checkAlerts(value, file, lineOf);
     checkDeadlines(value, file, lineOf);
+    checkAutoscale(value, file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];
@@ -1068,6 +1075,22 @@ function checkDeadlines(m: Manifest, file: string, lineOf?: (path: string[]) => 
     throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
       { field, message, line },
     ]);
+  }
+}
+
+/** `autoscale:` beyond its schema: min ≤ max, one target, durations (model/autoscale.ts). */
+function checkAutoscale(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+  for (const [name, service] of Object.entries(m.services)) {
+    if (!service.autoscale) continue;
+    const problems = autoscaleProblems(service.autoscale, `services.${name}.autoscale.`);
+    if (problems.length === 0) continue;
+    const details = problems.map((p) => ({ ...p, line: lineOf?.(p.field.split(".")) }));
+    const first = details[0] as FieldProblem;
+    throw new HerdError(
+      "invalid",
+      `${first.line ? `${file}:${first.line}` : file}: ${first.field}: ${first.message}`,
+      details,
+    );
   }
 }
 

@@ -16,6 +16,7 @@
  *   route    `<tenant>/<app>/<route name>`                      (routes set through the API)
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
+ *   remediation `<tenant>/<app>` (remediation.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -42,6 +43,8 @@ export const KINDS = [
   "alert_receiver",
   "alert_silence",
   "secret",
+  "machine",
+  "remediation",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

@@ -29,6 +29,8 @@ export interface InstanceStatus {
   pid?: number;
   exitCode?: number | null;
   signal?: string | null;
+  /** With exited: the kernel's OOM killer ended it (it went over its memory limit). */
+  oomKilled?: boolean;
   message?: string;
   /** Last log lines, sent with exited/unhealthy/failed. */
   logTail?: string[];

@@ -106,26 +106,45 @@ test("an upload over the size limit gets 413 and a message", async () => {
 
 test("a tarball with .. or absolute paths is refused", async () => {
   const src = appDir("evil", { "index.html": "x" });
-  const file = join(work, "evil.tar.gz");
-  await tar.c({ gzip: true, file, cwd: src, portable: true, preservePaths: true }, [
-    "index.html",
-    "../evil/index.html",
-  ]);
-  const res = await fetch(`${herd.url}/api/v1/apps/evil/deploys`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${herd.token}`, "content-type": "application/gzip" },
-    body: readFileSync(file),
-  });
-  const deploy = (await res.json()) as { id?: string; code?: string; message: string };
-  // Either refused at once, or the deploy fails in its build step; never unpacked outside its dir.
-  if (res.status === 202) {
-    const d = await waitFor("the deploy to fail", async () => {
-      const o = await herd.api<{ state: string; message: string }>("GET", `/apps/evil/deploys/${deploy.id}`);
-      return o.body.state === "failed" ? o.body : undefined;
+  // A real file named by its absolute path: with preservePaths, the entry keeps the leading "/".
+  const outside = join(work, "outside");
+  mkdirSync(outside, { recursive: true });
+  const absolute = join(outside, "abs.html");
+  writeFileSync(absolute, "outside the app");
+  const cases = [
+    { entry: "../evil/index.html", error: /archive entry \.\.\/evil\/index\.html has a \.\. segment/ },
+    {
+      entry: absolute,
+      error: new RegExp(`archive entry ${absolute.replace(/[.]/g, "\\.")} has an absolute path`),
+    },
+  ];
+  for (const c of cases) {
+    const file = join(work, "evil.tar.gz");
+    await tar.c({ gzip: true, file, cwd: src, portable: true, preservePaths: true }, ["index.html", c.entry]);
+    const names: string[] = [];
+    await tar.t({ file, onReadEntry: (e) => names.push(e.path) });
+    assert.deepEqual(names, ["index.html", c.entry], "the tarball holds the bad entry as written");
+    const res = await fetch(`${herd.url}/api/v1/apps/evil/deploys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${herd.token}`, "content-type": "application/gzip" },
+      body: readFileSync(file),
     });
-    assert.match(d.message, /\.\./);
-  } else {
-    assert.equal(res.status, 400);
+    const deploy = (await res.json()) as { id?: string; code?: string; message: string };
+    // Either refused at once, or the deploy fails in its build step; never unpacked outside its dir.
+    if (res.status === 202) {
+      const d = await waitFor("the deploy to fail", async () => {
+        const o = await herd.api<{ state: string; message: string }>(
+          "GET",
+          `/apps/evil/deploys/${deploy.id}`,
+        );
+        return o.body.state === "failed" ? o.body : undefined;
+      });
+      assert.match(d.message, c.error);
+    } else {
+      assert.equal(res.status, 400);
+      assert.match(deploy.message, c.error);
+    }
+    assert.equal(readFileSync(absolute, "utf8"), "outside the app");
   }
   await helloServes();
 });

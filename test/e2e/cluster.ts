@@ -29,7 +29,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
-import { gatewayRequest, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
+import { gatewayRequest, grace, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
 
 const NODE = process.execPath;
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -57,9 +57,27 @@ export interface ClusterNode {
   /** Cuts its link to the bridge (packets are dropped silently, as by a failed switch port). */
   cut(): void;
   restore(): void;
-  /** Instance ids of `app` with a live process on this machine (read from /proc; netns only). */
+  /**
+   * Instance ids of `app` with a live process on this machine (read from /proc). Needs network
+   * namespaces: throws when `partitioned` is false, so a check cannot pass by seeing nothing.
+   */
   processes(app: string): string[];
   output(): string;
+}
+
+/**
+ * A machine that is ready but not started: its network (namespace, address)
+ * and data dir exist, and `argv` is how to start its agent — for a machine
+ * provider that starts it with the join token it was given. Everything it
+ * runs is removed by `stop()` as the other nodes' is.
+ */
+export interface SpareMachine {
+  name: string;
+  address: string;
+  netns: string | undefined;
+  dataDir: string;
+  /** The agent's command line without --server and --join-token (the provider adds them). */
+  argv: string[];
 }
 
 export interface Cluster {
@@ -71,6 +89,7 @@ export interface Cluster {
   /** True when the agents run in network namespaces (root), so links can be cut. */
   partitioned: boolean;
   nodes: ClusterNode[];
+  spares: SpareMachine[];
   cli(
     args: string[],
     options?: { cwd?: string; timeoutMs?: number },
@@ -163,6 +182,10 @@ export async function startCluster(options: {
   nodeLostAfter?: number;
   /** The API over HTTPS (`herd server --tls`), verified with its CA by every client. */
   tls?: boolean;
+  /** Extra `herd server` flags. */
+  serverArgs?: string[];
+  /** Machines made ready but not started (named node-<agents+1>, …). */
+  spares?: AgentSpec[];
 }): Promise<Cluster> {
   const id = randomBytes(3).toString("hex");
   const work = mkdtempSync(join(tmpdir(), "herd-nodes-"));
@@ -188,9 +211,10 @@ export async function startCluster(options: {
   };
 
   const nodes: ClusterNode[] = [];
+  const spares: SpareMachine[] = [];
   /** Removes what the processes left: instance process groups, cgroups, namespaces, links, files. */
   const teardown = () => {
-    for (const n of nodes) killRecordedInstances(n.dataDir);
+    for (const n of [...nodes, ...spares]) killRecordedInstances(n.dataDir);
     for (const ns of namespaces) {
       // Anything left in a namespace this test created is one of its instances.
       for (const pid of netnsPids(ns)) {
@@ -200,7 +224,7 @@ export async function startCluster(options: {
       }
     }
     spawnSync("sleep", ["0.1"]);
-    for (const n of nodes) killRecordedInstances(n.dataDir); // removes the cgroups of processes now gone
+    for (const n of [...nodes, ...spares]) killRecordedInstances(n.dataDir); // removes the cgroups of processes now gone
     for (const ns of namespaces) quiet("ip", ["netns", "del", ns]);
     for (const l of links) quiet("ip", ["link", "del", l]);
     if (bridge) quiet("ip", ["link", "del", bridge]);
@@ -232,7 +256,7 @@ export async function startCluster(options: {
     // Agents first (kill -9: a graceful stop would leave the instances anyway), then what they ran.
     for (const n of nodes) n.restore();
     killAll();
-    await Promise.all(procs.map((p) => Promise.race([exited(p), sleep(5000)])));
+    await Promise.all(procs.map((p) => Promise.race([exited(p), grace(5000)])));
     teardown();
   };
 
@@ -262,6 +286,7 @@ export async function startCluster(options: {
       serverHost,
       ...(options.nodeLostAfter !== undefined ? ["--node-lost-after", String(options.nodeLostAfter)] : []),
       ...(options.tls ? ["--tls"] : []),
+      ...(options.serverArgs ?? []),
     ]);
     const url = (
       await until(server.proc, server.output, /herd server: (https?:\/\/\S+)\/api\/v1/, "herd server")
@@ -322,7 +347,8 @@ export async function startCluster(options: {
       await until(gateway.proc, gateway.output, /herd gateway: (http:\/\/\S+)/, "herd gateway")
     )[1];
 
-    for (let n = 1; n <= options.agents.length; n++) {
+    /** A machine's data dir and network: its own namespace on the bridge (netns), or loopback. */
+    const machine = (n: number) => {
       const name = `node-${n}`;
       const dataDir = join(work, name);
       mkdirSync(dataDir);
@@ -346,6 +372,30 @@ export async function startCluster(options: {
         sh("ip", ["-n", netns, "link", "set", inner, "up"]);
         sh("ip", ["-n", netns, "route", "add", "default", "via", serverHost]);
       }
+      /** The agent's command line, without its credential. */
+      const agentArgv = (flags: string[]) => {
+        const argv = [
+          "--no-warnings",
+          MAIN,
+          "agent",
+          ...caFlag,
+          "--name",
+          name,
+          "--data",
+          dataDir,
+          "--address",
+          address,
+          // On one machine, each agent hands out ports of its own (in a namespace, the defaults).
+          ...(netns ? [] : ["--ports", `${portBase + n * 1000}-${portBase + n * 1000 + 999}`]),
+          ...flags,
+        ];
+        return netns ? ["nsenter", `--net=/run/netns/${netns}`, NODE, ...argv] : [NODE, ...argv];
+      };
+      return { name, dataDir, netns, hostEnd, address, agentArgv };
+    };
+
+    for (let n = 1; n <= options.agents.length; n++) {
+      const { name, dataDir, netns, hostEnd, address, agentArgv } = machine(n);
       let flags = options.agents[n - 1].args ?? [];
       let agent: { proc: ChildProcess; output: () => string } | undefined;
       let log = "";
@@ -357,29 +407,9 @@ export async function startCluster(options: {
         running: () => agent !== undefined && agent.proc.exitCode === null && agent.proc.signalCode === null,
         start: async (args) => {
           if (args) flags = args;
-          const argv = [
-            "--no-warnings",
-            MAIN,
-            "agent",
-            "--server",
-            url,
-            // The first start joins; later ones use the credential kept in the data dir.
-            "--join-token",
-            joinToken,
-            ...caFlag,
-            "--name",
-            name,
-            "--data",
-            dataDir,
-            "--address",
-            address,
-            // On one machine, each agent hands out ports of its own (in a namespace, the defaults).
-            ...(netns ? [] : ["--ports", `${portBase + n * 1000}-${portBase + n * 1000 + 999}`]),
-            ...flags,
-          ];
-          agent = netns
-            ? spawnLogged("nsenter", [`--net=/run/netns/${netns}`, NODE, ...argv])
-            : spawnLogged(NODE, argv);
+          // The first start joins; later ones use the credential kept in the data dir.
+          const [cmd, ...argv] = [...agentArgv(flags), "--server", url, "--join-token", joinToken];
+          agent = spawnLogged(cmd, argv);
           const current = agent;
           await until(current.proc, current.output, /herd agent \S+ joined/, `agent ${name}`);
         },
@@ -412,7 +442,9 @@ export async function startCluster(options: {
           if (hostEnd) quiet("ip", ["link", "set", hostEnd, "up"]);
         },
         processes: (app) => {
-          if (!netns) return [];
+          // On loopback every agent's instances share the host: no per-machine answer to give.
+          if (!netns)
+            throw new Error(`processes(${app}): needs network namespaces (check cluster.partitioned)`);
           const ids = new Set<string>();
           for (const pid of netnsPids(netns)) {
             const env = environ(pid);
@@ -423,6 +455,10 @@ export async function startCluster(options: {
         output: () => log + (agent?.output() ?? ""),
       };
       nodes.push(node);
+    }
+    for (const [k, spec] of (options.spares ?? []).entries()) {
+      const { name, dataDir, netns, address, agentArgv } = machine(options.agents.length + 1 + k);
+      spares.push({ name, dataDir, netns, address, argv: agentArgv(spec.args ?? []) });
     }
     await Promise.all(nodes.map((n) => n.start()));
     await waitFor("every node ready", async () => {
@@ -437,6 +473,7 @@ export async function startCluster(options: {
       ...(caFile ? { caFile } : {}),
       partitioned,
       nodes,
+      spares,
       cli: (args, o = {}) =>
         runCli(args, {
           cwd: o.cwd ?? ROOT,

@@ -58,6 +58,7 @@ export interface Herd {
  * Starts `herd up` in a new (or the given) data dir on free ports; from
  * `root` (a checkout, default this one) when given; as the unprivileged
  * `uid` (which must own the data dir) when given, as a user without root would.
+ * With `--no-example` unless `example` is set.
  */
 export async function startHerd(
   options: {
@@ -66,6 +67,8 @@ export async function startHerd(
     env?: Record<string, string>;
     root?: string;
     uid?: number;
+    /** Let the first start deploy examples/hello, as `herd up` does for a user (default: --no-example). */
+    example?: boolean;
   } = {},
 ): Promise<Herd> {
   const ownDir = options.dataDir === undefined;
@@ -88,7 +91,7 @@ export async function startHerd(
       "0",
       "--https-port",
       "0",
-      "--no-example",
+      ...(options.example ? [] : ["--no-example"]),
       ...(options.extraArgs ?? []),
     ],
     {
@@ -166,7 +169,7 @@ export async function startHerd(
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill("SIGTERM");
-        await Promise.race([exited(proc), sleep(20_000)]);
+        await Promise.race([exited(proc), grace(20_000)]);
         if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
       }
     },
@@ -329,6 +332,12 @@ export async function waitFor<T>(
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A grace period to race against an exit: its timer is unref'd, so a process
+ * that exits in time does not keep the test file alive until the period ends.
+ */
+export const grace = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
 function exited(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();

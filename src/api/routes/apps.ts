@@ -7,8 +7,7 @@ import { open, rm } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
-import { appShortfalls } from "../../controllers/capacity-check.ts";
-import { checkQuota } from "../../controllers/quota.ts";
+import { scaleServices } from "../../controllers/scale.ts";
 import {
   type App,
   appKey,
@@ -16,7 +15,6 @@ import {
   type Instance,
   type Release,
   type Service,
-  serviceKey,
   type Tenant,
 } from "../../model/objects.ts";
 import { DEADLINE_HELP, parseDeadline } from "../../model/rollout.ts";
@@ -291,76 +289,14 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const tenant = tenantOf(req);
       const o = await getApp(tenant, (req.params as { app: string }).app);
-      const { services: wanted, revisions = {} } = req.body as {
+      const { services, revisions } = req.body as {
         services: Record<string, number>;
         revisions?: Record<string, number>;
       };
-      const services = (await store.list<Service>("service", { prefix: `${o.key}/` })).items;
-      const unknown = Object.keys(wanted).filter((n) => !services.some((s) => s.value.name === n));
-      if (unknown.length > 0) {
-        throw new HerdError(
-          "invalid",
-          `app ${o.value.name} has no service ${unknown.join(", ")} (it has ${services.map((s) => s.value.name).join(", ") || "none: deploy first"})`,
-          unknown.map((n) => ({ field: `services.${n}`, message: "no such service" })),
-        );
-      }
-      await checkQuota(
-        store,
-        deps.settings.unit,
-        tenant,
-        o.value.name,
-        Object.fromEntries(
-          Object.entries(wanted).map(([name, count]) => [
-            name,
-            {
-              instances: count,
-              resources: services.find((s) => s.value.name === name)!.value.spec.resources,
-            },
-          ]),
-        ),
-        false,
+      return scaleServices(
+        { store, events: deps.events, unit: deps.settings.unit },
+        { tenant, app: o.value.name, services, ...(revisions ? { revisions } : {}) },
       );
-      const items: Service[] = [];
-      for (const [name, count] of Object.entries(wanted)) {
-        const key = serviceKey(tenant, o.value.name, name);
-        for (;;) {
-          const s = (await store.get<Service>("service", key))!;
-          const based = revisions[name];
-          if (based !== undefined && based !== s.revision) {
-            throw conflict(
-              `service ${name} changed since revision ${based} (it is at ${s.revision}): read it again`,
-            );
-          }
-          const busy = s.value.state === "updating" || s.value.state === "rolling_back";
-          const next: Service = {
-            ...s.value,
-            instances: count,
-            state: busy
-              ? s.value.state
-              : s.value.instances === count && s.value.state !== "failed"
-                ? s.value.state
-                : "scaling",
-            crashes: 0,
-            backoffUntil: undefined,
-            message: busy ? s.value.message : `scaling from ${s.value.instances} to ${count}`,
-          };
-          try {
-            await store.put("service", key, next, { expectRevision: s.revision });
-            items.push(next);
-            break;
-          } catch (err) {
-            if ((err as { code?: string }).code !== "conflict") throw err;
-          }
-        }
-        await deps.events.record({
-          tenant,
-          app: o.value.name,
-          service: name,
-          reason: "Scaled",
-          message: `${name} scaled to ${count}`,
-        });
-      }
-      return { items, unplaced: await appShortfalls(store, tenant, o.value.name, Object.keys(wanted)) };
     },
   );
 

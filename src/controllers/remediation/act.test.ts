@@ -1,0 +1,126 @@
+// Changes applied to a memory store: what each action writes.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { ManualClock } from "../../common/clock.ts";
+import { silentLogger } from "../../common/log.ts";
+import { normalizeService } from "../../model/manifest.ts";
+import type { Event, Instance, Node, Service } from "../../model/objects.ts";
+import { Keyring } from "../../secrets/keyring.ts";
+import { SecretStore } from "../../secrets/secret-store.ts";
+import { MemoryStore } from "../../store/memory-store.ts";
+import { type Context, DEFAULT_SETTINGS } from "../context.ts";
+import { DeployLogs } from "../deploy-log.ts";
+import { EventRecorder } from "../events.ts";
+import { type Actuators, applyChange, restoreThrottle } from "./act.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "herd-remedy-act-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function setup() {
+  const store = new MemoryStore();
+  const clock = new ManualClock();
+  const ctx: Context = {
+    store,
+    clock,
+    logger: silentLogger,
+    events: new EventRecorder(store, clock, silentLogger),
+    deployLogs: new DeployLogs(dir),
+    settings: { ...DEFAULT_SETTINGS },
+    secrets: new SecretStore(store, Keyring.open(dir)),
+  };
+  const act: Actuators = { rollback: async () => {}, scale: async () => {} };
+  return { store, clock, ctx, act };
+}
+
+const instance = (id: string): Instance => ({
+  id,
+  tenant: "t",
+  app: "shop",
+  service: "web",
+  release: 1,
+  mode: "cattle",
+  node: "n1",
+  desired: "running",
+  generation: 0,
+  state: "running",
+  reason: "",
+  message: "",
+  run: {} as Instance["run"],
+  restarts: 0,
+  createdAt: new Date(0).toISOString(),
+});
+
+const service = (name: string, extra: Partial<Service> = {}): Service => ({
+  tenant: "t",
+  app: "shop",
+  name,
+  release: 1,
+  spec: normalizeService("shop", name, { command: "x", concurrency: 50 }, undefined),
+  instances: 2,
+  state: "running",
+  message: "",
+  crashes: 0,
+  ...extra,
+});
+
+test("replace: the instance leaves the gateway now and stops after the drain; the controller replaces it", async () => {
+  const h = setup();
+  await h.store.put("instance", "a", instance("a"));
+  await applyChange(
+    h.ctx,
+    h.act,
+    "t",
+    "shop",
+    { kind: "replace", service: "web", instance: "a" },
+    "errors: a fails",
+  );
+  const a = (await h.store.get<Instance>("instance", "a"))!.value;
+  assert.equal(a.desired, "stopped");
+  assert.equal(a.state, "draining");
+  assert.equal(a.drainUntil, new Date(h.clock.now() + DEFAULT_SETTINGS.drainMs).toISOString());
+  assert.match(a.message, /replaced by the remediation engine: errors: a fails/);
+  const events = await h.ctx.events.list({ tenant: "t", app: "shop" });
+  assert.deepEqual(
+    events.map((e: Event) => [e.reason, e.instance]),
+    [["Replaced", "a"]],
+  );
+  // Already stopping: nothing to replace, and the decision says so.
+  await assert.rejects(
+    applyChange(h.ctx, h.act, "t", "shop", { kind: "replace", service: "web", instance: "a" }, "again"),
+    /no longer running/,
+  );
+});
+
+test("cordon: the node takes nothing new; degrade: a tight breaker; throttle and its restore", async () => {
+  const h = setup();
+  await h.store.put<Node>("node", "n1", { name: "n1", schedulable: true } as Node);
+  await applyChange(h.ctx, h.act, "t", "shop", { kind: "cordon", node: "n1" }, "errors: all fail on n1");
+  assert.equal((await h.store.get<Node>("node", "n1"))!.value.schedulable, false);
+
+  await h.store.put("service", "t/shop/web", service("web"));
+  await applyChange(h.ctx, h.act, "t", "shop", { kind: "degrade", service: "web" }, "calls to pay fail");
+  assert.deepEqual((await h.store.get<Service>("service", "t/shop/web"))!.value.traffic, {
+    breaker: { failures: 3, openMs: 30_000 },
+  });
+
+  await h.store.put("service", "t/shop/batch", service("batch", { traffic: { concurrency: 20 } }));
+  const [t] = await applyChange(
+    h.ctx,
+    h.act,
+    "t",
+    "shop",
+    { kind: "throttle", throttle: [{ service: "batch", concurrency: 3, previous: 20 }] },
+    "web overloaded",
+  );
+  assert.deepEqual((await h.store.get<Service>("service", "t/shop/batch"))!.value.traffic, {
+    concurrency: 3,
+  });
+  await restoreThrottle(h.ctx, "t", "shop", t);
+  assert.deepEqual((await h.store.get<Service>("service", "t/shop/batch"))!.value.traffic, {
+    concurrency: 20,
+  });
+});

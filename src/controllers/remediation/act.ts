@@ -1,0 +1,167 @@
+/**
+ * Applies a plan's change through the paths people use: a rollback is the
+ * deploy controller's (`herd rollback`), a scale-out `herd scale`'s, a replace
+ * retires the instance as a scale-down does (drained, stopped; the service
+ * controller starts a replacement), a cordon `herd nodes cordon`'s, throttle and degrade are traffic
+ * overrides (live-config, `PATCH …/traffic`), undone by `restoreThrottle`.
+ */
+
+import { patchTraffic, type TrafficOverride } from "../../model/live-config.ts";
+import { type Instance, type Node, type Service, serviceKey } from "../../model/objects.ts";
+import type { Throttle } from "../../model/remediation.ts";
+import type { Context } from "../context.ts";
+import type { Change, ThrottleChange } from "./plan.ts";
+
+/** The changes the engine makes, as functions (tests pass their own; the server passes the real ones). */
+export interface Actuators {
+  rollback(tenant: string, app: string, version: number): Promise<unknown>;
+  scale(tenant: string, app: string, service: string, count: number, why: string): Promise<void>;
+}
+
+/** The breaker a degraded service gets: open after 3 failures, for 30 s, so its routes answer their fallback. */
+export const DEGRADE_BREAKER = { failures: 3, open: 30 } as const;
+
+/** Applies `change`; returns the throttles it put in force (to be restored later). */
+export async function applyChange(
+  ctx: Context,
+  act: Actuators,
+  tenant: string,
+  app: string,
+  change: Change,
+  why: string,
+): Promise<Throttle[]> {
+  switch (change.kind) {
+    case "none":
+      return [];
+    case "rollback":
+      await act.rollback(tenant, app, change.to);
+      return [];
+    case "scale-out": {
+      const throttles = await throttle(ctx, tenant, app, change.throttle, change.service);
+      await act.scale(tenant, app, change.service, change.to, why);
+      return throttles;
+    }
+    case "throttle":
+      return throttle(ctx, tenant, app, change.throttle, "");
+    case "replace": {
+      // Out of the gateway now, stopped after the drain; the service controller starts a replacement
+      // wherever it fits (on one machine too: a move would wait for another node).
+      const drainUntil = new Date(ctx.clock.now() + ctx.settings.drainMs).toISOString();
+      const message = `replaced by the remediation engine: ${why}`;
+      const retired = await updateInstance(ctx, change.instance, (i) => ({
+        ...i,
+        desired: "stopped",
+        drainUntil,
+        state: i.state === "running" || i.state === "ready" ? "draining" : i.state,
+        reason: "Replaced",
+        message,
+      }));
+      if (!retired) throw new Error(`instance ${change.instance} is no longer running`);
+      await ctx.events.record({
+        tenant,
+        app,
+        service: change.service,
+        instance: change.instance,
+        reason: "Replaced",
+        type: "warning",
+        message: `${change.instance} ${message}`,
+      });
+      return [];
+    }
+    case "degrade":
+      await updateTraffic(ctx, tenant, app, change.service, (t) =>
+        patchTraffic(t, { breaker: { failures: DEGRADE_BREAKER.failures, open: DEGRADE_BREAKER.open } }),
+      );
+      return [];
+    case "cordon": {
+      const o = await ctx.store.get<Node>("node", change.node);
+      if (!o) throw new Error(`node ${change.node} is gone`);
+      if (o.value.schedulable) {
+        await ctx.store.put(
+          "node",
+          change.node,
+          { ...o.value, schedulable: false },
+          { expectRevision: o.revision },
+        );
+        await ctx.events.record({
+          node: change.node,
+          reason: "NodeCordon",
+          message: `node ${change.node} cordoned: nothing new is placed there (${why})`,
+        });
+      }
+      return [];
+    }
+  }
+}
+
+async function throttle(
+  ctx: Context,
+  tenant: string,
+  app: string,
+  changes: ThrottleChange[],
+  forService: string,
+): Promise<Throttle[]> {
+  const out: Throttle[] = [];
+  const since = new Date(ctx.clock.now()).toISOString();
+  for (const t of changes) {
+    await updateTraffic(ctx, tenant, app, t.service, (cur) =>
+      patchTraffic(cur, { concurrency: t.concurrency }),
+    );
+    out.push({
+      service: t.service,
+      for: forService,
+      previous: t.previous === undefined ? {} : { concurrency: t.previous },
+      since,
+    });
+  }
+  return out;
+}
+
+/** Puts back the concurrency a throttle replaced (or removes the override when there was none). */
+export async function restoreThrottle(ctx: Context, tenant: string, app: string, t: Throttle): Promise<void> {
+  await updateTraffic(ctx, tenant, app, t.service, (cur) => {
+    const next: TrafficOverride = { ...cur };
+    if ("concurrency" in t.previous) next.concurrency = t.previous.concurrency ?? null;
+    else delete next.concurrency;
+    return next;
+  });
+}
+
+async function updateTraffic(
+  ctx: Context,
+  tenant: string,
+  app: string,
+  service: string,
+  change: (t: TrafficOverride | undefined) => TrafficOverride,
+): Promise<void> {
+  const key = serviceKey(tenant, app, service);
+  for (;;) {
+    const s = await ctx.store.get<Service>("service", key);
+    if (!s) return;
+    const traffic = change(s.value.traffic);
+    const next: Service = { ...s.value };
+    if (Object.keys(traffic).length > 0) next.traffic = traffic;
+    else delete next.traffic;
+    try {
+      await ctx.store.put("service", key, next, { expectRevision: s.revision });
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "conflict") throw err;
+    }
+  }
+}
+
+/** Changes a running instance (retrying on concurrent writes); false when it is gone or already stopping. */
+async function updateInstance(ctx: Context, id: string, change: (i: Instance) => Instance): Promise<boolean> {
+  for (;;) {
+    const o = await ctx.store.get<Instance>("instance", id);
+    if (o === undefined) return false;
+    if (o.value.desired !== "running") return false;
+    try {
+      await ctx.store.put("instance", id, change(o.value), { expectRevision: o.revision });
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "conflict") throw err;
+    }
+  }
+}

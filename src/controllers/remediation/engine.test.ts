@@ -1,0 +1,278 @@
+// The engine's loop over a memory store: decisions stored and recorded as
+// events, dry run, pause, budget, cooldown, outcome checks, throttle restore.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { ManualClock } from "../../common/clock.ts";
+import { silentLogger } from "../../common/log.ts";
+import { normalizeService } from "../../model/manifest.ts";
+import type { App, Event, Instance, Release, Service } from "../../model/objects.ts";
+import { type RemediationPolicy, remediationKey } from "../../model/remediation.ts";
+import { Keyring } from "../../secrets/keyring.ts";
+import { SecretStore } from "../../secrets/secret-store.ts";
+import { MemoryStore } from "../../store/memory-store.ts";
+import { type Context, DEFAULT_SETTINGS } from "../context.ts";
+import { DeployLogs } from "../deploy-log.ts";
+import { EventRecorder } from "../events.ts";
+import { mergeThrottles, outcomeRule, RemediationEngine } from "./engine.ts";
+import { updatePolicy } from "./policy.ts";
+import { FakeLoad } from "./testing.ts";
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const WEB = "t/shop/web";
+
+async function setup(options: { criticality?: "low" | "critical" } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "herd-remedy-"));
+  dirs.push(dir);
+  const store = new MemoryStore();
+  const clock = new ManualClock();
+  const load = new FakeLoad();
+  const ctx: Context = {
+    store,
+    clock,
+    logger: silentLogger,
+    events: new EventRecorder(store, clock, silentLogger),
+    deployLogs: new DeployLogs(dir),
+    settings: { ...DEFAULT_SETTINGS },
+    secrets: new SecretStore(store, Keyring.open(dir)),
+    load,
+  };
+  const iso = (agoMs: number) => new Date(clock.now() - agoMs).toISOString();
+  await store.put<App>("app", "t/shop", {
+    tenant: "t",
+    name: "shop",
+    createdAt: iso(0),
+    release: 2,
+    latestVersion: 2,
+  });
+  for (const v of [1, 2]) {
+    await store.put<Release>("release", `t/shop/${String(v).padStart(8, "0")}`, {
+      tenant: "t",
+      app: "shop",
+      version: v,
+      createdAt: iso(v === 1 ? 3_600_000 : 30_000),
+      description: "",
+      source: "x",
+      slug: "x",
+      services: {},
+    });
+  }
+  const service = (name: string, criticality?: "low" | "critical"): Service => ({
+    tenant: "t",
+    app: "shop",
+    name,
+    release: 2,
+    spec: normalizeService(
+      "shop",
+      name,
+      { command: "x", ...(criticality ? { criticality } : {}) },
+      undefined,
+    ),
+    instances: 2,
+    state: "running",
+    message: "",
+    crashes: 0,
+  });
+  await store.put("service", WEB, service("web", options.criticality));
+  for (const id of ["a", "b"]) {
+    await store.put<Instance>("instance", id, {
+      id,
+      tenant: "t",
+      app: "shop",
+      service: "web",
+      release: 2,
+      mode: "cattle",
+      node: "n1",
+      desired: "running",
+      generation: 0,
+      state: "running",
+      reason: "",
+      message: "",
+      run: {} as Instance["run"],
+      restarts: 0,
+      createdAt: iso(0),
+    });
+  }
+  const calls: string[] = [];
+  const engine = new RemediationEngine({
+    ctx,
+    act: {
+      rollback: async (_t, app, v) => {
+        calls.push(`rollback ${app} v${v}`);
+      },
+      scale: async (_t, _a, s, n) => {
+        calls.push(`scale ${s} ${n}`);
+      },
+    },
+  });
+  const events = async (reason: string) =>
+    (await ctx.events.list({ tenant: "t", app: "shop" })).filter((e: Event) => e.reason === reason);
+  const policy = async () =>
+    (await store.get<RemediationPolicy>("remediation", remediationKey("t", "shop")))?.value;
+  const badRelease = () =>
+    load.setService(WEB, { requests: 200, errors: 100 }).setInstances(WEB, [
+      { instance: "a", release: 2, requests: 100, errors: 50 },
+      { instance: "b", release: 2, requests: 100, errors: 50 },
+    ]);
+  return { store, clock, load, ctx, engine, calls, events, policy, badRelease, service };
+}
+
+test("a bad release under traffic is rolled back once, with its evidence, and the outcome checked", async () => {
+  const h = await setup();
+  await h.engine.tick();
+  assert.deepEqual(h.calls, [], "no figures: nothing to do");
+  h.badRelease();
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["rollback shop v1"]);
+  const [ev] = await h.events("Remediation");
+  assert.equal(ev.type, "warning");
+  assert.match(ev.message, /^errors: rollback v2 → v1: v2 is recent/);
+  assert.ok(ev.details?.some((l) => /v2: 2 instance\(s\), 100 of 200 requests failed/.test(l)));
+  const [d] = (await h.policy())!.decisions;
+  assert.equal(d.applied, "applied");
+  assert.equal(d.action, "rollback");
+  // The same figures a second later: the change needs time to show, nothing more is done.
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["rollback shop v1"]);
+  assert.equal((await h.events("Remediation")).length, 1);
+  // The outcome, 60 s later: the errors are gone.
+  h.load.clear(WEB);
+  h.clock.advance(60_000);
+  await h.engine.tick();
+  const [out] = await h.events("RemediationOutcome");
+  assert.match(out.message, /errors: rollback v2 → v1: the error-rate cleared 61 s later/);
+  assert.equal((await h.policy())!.decisions[0].outcome, "cleared");
+});
+
+test("dry run (the app's or a rule's) decides and records but changes nothing", async () => {
+  const h = await setup();
+  await updatePolicy(h.store, h.clock, "t", "shop", { dryRun: true });
+  h.badRelease();
+  await h.engine.tick();
+  assert.deepEqual(h.calls, []);
+  const [ev] = await h.events("Remediation");
+  assert.match(ev.message, /errors: rollback v2 → v1 \(dry run: nothing changed\)/);
+  assert.equal((await h.policy())!.decisions[0].dryRun, true);
+  // Not repeated every second: the dry-run decision cools down like a real one.
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal((await h.events("Remediation")).length, 1);
+
+  const r = await setup();
+  await updatePolicy(r.store, r.clock, "t", "shop", {
+    rules: [{ name: "try", symptom: "error-rate", actions: ["rollback"], dryRun: true }],
+  });
+  r.badRelease();
+  await r.engine.tick();
+  assert.deepEqual(r.calls, []);
+  assert.match((await r.events("Remediation"))[0].message, /^try: rollback v2 → v1 \(dry run/);
+});
+
+test("a paused app gets no decisions; resumed, it does", async () => {
+  const h = await setup();
+  await updatePolicy(h.store, h.clock, "t", "shop", { paused: true });
+  h.badRelease();
+  await h.engine.tick();
+  assert.deepEqual(h.calls, []);
+  assert.equal((await h.events("Remediation")).length, 0);
+  await updatePolicy(h.store, h.clock, "t", "shop", { paused: false });
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["rollback shop v1"]);
+});
+
+test("over the hourly budget a decision is recorded as held back and not applied", async () => {
+  const h = await setup();
+  await updatePolicy(h.store, h.clock, "t", "shop", { budgetPerHour: 0 });
+  h.badRelease();
+  await h.engine.tick();
+  assert.deepEqual(h.calls, []);
+  const [ev] = await h.events("Remediation");
+  assert.match(ev.message, /rollback v2 → v1 \(held back: budget of 0 changes per hour used\)/);
+});
+
+test("a change that fails is recorded with its error", async () => {
+  const h = await setup();
+  const engine = new RemediationEngine({
+    ctx: h.ctx,
+    act: {
+      rollback: async () => {
+        throw new Error("no release before v2");
+      },
+      scale: async () => {},
+    },
+  });
+  h.badRelease();
+  await engine.tick();
+  assert.equal((await h.policy())!.decisions[0].applied, "failed: no release before v2");
+  assert.match((await h.events("Remediation"))[0].message, /\(failed: no release before v2\)/);
+});
+
+test("throttle while scaling: the low service's concurrency is lowered, then restored when capacity serves", async () => {
+  const h = await setup({ criticality: "critical" });
+  await h.store.put("service", "t/shop/batch", h.service("batch", "low"));
+  h.load
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 20 })
+    .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 10 });
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["scale web 4"]);
+  const batch = async () => (await h.store.get<Service>("service", "t/shop/batch"))!.value;
+  assert.deepEqual((await batch()).traffic, { concurrency: 5 });
+  assert.equal((await h.policy())!.throttles.length, 1);
+  // Still saturated and the new instances not running (the fake scale wrote nothing): kept.
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.deepEqual((await batch()).traffic, { concurrency: 5 });
+  // Capacity serves (4 running of 4) and the overload is gone: restored.
+  const web = (await h.store.get<Service>("service", WEB))!;
+  await h.store.put("service", WEB, { ...web.value, instances: 2 });
+  h.load.clear(WEB);
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal((await batch()).traffic, undefined);
+  assert.equal((await h.policy())!.throttles.length, 0);
+  assert.match(
+    (await h.events("RemediationRestored"))[0].message,
+    /batch's concurrency is back to herd.yaml's/,
+  );
+});
+
+test("an outcome is judged on the figures after the change: the window is cut to half the wait", () => {
+  const rule = {
+    name: "errors",
+    symptom: "error-rate" as const,
+    windowS: 10,
+    actions: ["rollback" as const],
+  };
+  assert.equal(outcomeRule(rule, 60_000).windowS, 10);
+  assert.equal(outcomeRule(rule, 10_000).windowS, 5);
+  assert.equal(outcomeRule(rule, 1_000).windowS, 2);
+});
+
+test("a service throttled twice keeps the override it had before the first throttle", () => {
+  const first = { service: "batch", for: "web", previous: {}, since: "2026-01-01T00:00:00.000Z" };
+  const again = {
+    service: "batch",
+    for: "web",
+    previous: { concurrency: 5 },
+    since: "2026-01-01T00:01:00.000Z",
+  };
+  const other = {
+    service: "jobs",
+    for: "web",
+    previous: { concurrency: 20 },
+    since: "2026-01-01T00:01:00.000Z",
+  };
+  assert.deepEqual(mergeThrottles([first], [again, other]), [
+    { ...again, previous: {}, since: first.since },
+    other,
+  ]);
+});

@@ -1,0 +1,122 @@
+/**
+ * Builds the engine's view of the apps from the store (one list per kind per
+ * pass, not per app), the alert evaluator's firing alerts and, when a rule may
+ * degrade, the calls seen in spans.
+ */
+
+import type { LoadFigures } from "../../model/load.ts";
+import type { App, Instance, Node, Release, Service } from "../../model/objects.ts";
+import type { Store } from "../../store/store.ts";
+import type { AppView, CallEdge, FiringAlert } from "./view.ts";
+
+/** A firing alert as the evaluator holds it (the fields the engine reads). */
+export interface AlertLike {
+  rule: string;
+  tenant?: string;
+  app?: string;
+  state: "pending" | "firing";
+  labels: Record<string, string>;
+  value: number;
+  activeAt: number;
+  firedAt?: number;
+}
+
+/** Figures no gateway reported: every service reads as without traffic. */
+export const NO_LOAD: LoadFigures = { service: () => undefined, instances: () => [] };
+
+/** Every live app with services, as views without releases (those are read only when a rule fires). */
+export async function appViews(
+  store: Store,
+  load: LoadFigures,
+  alerts: readonly AlertLike[],
+  now: number,
+  cpuCores?: (instance: Instance) => number | undefined,
+): Promise<AppView[]> {
+  const apps = (await store.list<App>("app")).items.map((o) => o.value);
+  const services = (await store.list<Service>("service")).items.map((o) => o.value);
+  const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+  const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+  const views: AppView[] = [];
+  for (const a of apps) {
+    if (a.destroying || a.release === null) continue;
+    const mine = services.filter((s) => s.tenant === a.tenant && s.app === a.name);
+    if (mine.length === 0) continue;
+    const insts = instances.filter(
+      (i) => i.tenant === a.tenant && i.app === a.name && i.desired === "running",
+    );
+    views.push({
+      tenant: a.tenant,
+      app: a.name,
+      now,
+      appRelease: a.release,
+      releases: [],
+      services: mine.map((s) => ({
+        name: s.name,
+        release: s.release,
+        instances: s.instances,
+        running: insts.filter((i) => i.service === s.name && i.state === "running").length,
+        state: s.state,
+        crashes: s.crashes,
+        spec: s.spec,
+        ...(s.traffic && "concurrency" in s.traffic
+          ? { concurrencyOverride: s.traffic.concurrency ?? null }
+          : {}),
+      })),
+      instances: insts.map((i) => {
+        const cores = cpuCores?.(i);
+        return {
+          id: i.id,
+          service: i.service,
+          release: i.release,
+          node: i.node,
+          state: i.state,
+          mode: i.mode,
+          ...(cores !== undefined ? { cpuCores: cores } : {}),
+        };
+      }),
+      nodes: nodes
+        .filter((n) => insts.some((i) => i.node === n.name))
+        .map((n) => ({ name: n.name, state: n.state, schedulable: n.schedulable })),
+      alerts: firingFor(alerts, a.tenant, a.name),
+      calls: [],
+      load,
+    });
+  }
+  return views;
+}
+
+function firingFor(alerts: readonly AlertLike[], tenant: string, app: string): FiringAlert[] {
+  return alerts
+    .filter(
+      (a) => a.state === "firing" && (a.tenant ?? "default") === tenant && (a.app ?? a.labels.app) === app,
+    )
+    .map((a) => ({
+      rule: a.rule,
+      ...(a.labels.service ? { service: a.labels.service } : {}),
+      value: a.value,
+      since: a.firedAt ?? a.activeAt,
+    }));
+}
+
+/** The app's releases, oldest first. */
+export async function releasesOf(store: Store, tenant: string, app: string): Promise<AppView["releases"]> {
+  const { items } = await store.list<Release>("release", { prefix: `${tenant}/${app}/` });
+  return items.map((o) => ({
+    version: o.value.version,
+    createdAt: Date.parse(o.value.createdAt),
+    ...(o.value.rollbackOf !== undefined ? { rollbackOf: o.value.rollbackOf } : {}),
+  }));
+}
+
+/** The edges of a dependency map (observe/traces/analysis.ts DependencyMap) as the engine reads them. */
+export function callEdges(map: {
+  edges: { from: string; to: string; calls: number; errors: number; errorRate: number }[];
+}): CallEdge[] {
+  return map.edges.map((e) => ({
+    from: e.from,
+    to: e.to,
+    calls: e.calls,
+    errors: e.errors,
+    errorRate: e.errorRate,
+  }));
+}

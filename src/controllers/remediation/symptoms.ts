@@ -1,0 +1,133 @@
+/**
+ * Symptoms: does a rule's condition hold for a service now? Pure: the view
+ * and the live figures in, findings (with the figures that showed them) out.
+ *
+ *   error-rate  failed / requests over the window ≥ threshold (at least MIN_REQUESTS)
+ *   latency     p99 over the window ≥ threshold ms (at least MIN_REQUESTS): the SLO burns
+ *   saturation  in-flight requests per running instance ≥ threshold, or CPU ≥ 90 % of what instances asked
+ *   crash-loop  the service's consecutive crashes ≥ threshold, or it is failed
+ *   alert       the named alert rule fires for the app (for the service, when it says one)
+ */
+
+import type { RemediationRule, Symptom } from "../../model/remediation.ts";
+import { type AppView, type ServiceView, serviceKeyOf } from "./view.ts";
+
+/** Fewer requests than this in the window say nothing about a rate or a p99. */
+export const MIN_REQUESTS = 20;
+
+/** Each symptom's threshold and window when its rule leaves them out. */
+export const SYMPTOM_DEFAULTS: Record<Symptom, { threshold: number; windowS: number }> = {
+  "error-rate": { threshold: 0.1, windowS: 10 },
+  latency: { threshold: 1000, windowS: 30 },
+  saturation: { threshold: 8, windowS: 10 },
+  "crash-loop": { threshold: 3, windowS: 10 },
+  alert: { threshold: 0, windowS: 10 },
+};
+
+export const thresholdOf = (rule: RemediationRule): number =>
+  rule.threshold ?? SYMPTOM_DEFAULTS[rule.symptom].threshold;
+export const windowMsOf = (rule: RemediationRule): number =>
+  (rule.windowS ?? SYMPTOM_DEFAULTS[rule.symptom].windowS) * 1000;
+
+/** A rule's symptom holding for one service. */
+export interface Finding {
+  rule: RemediationRule;
+  service: string;
+  /** The figure that crossed the threshold. */
+  value: number;
+  /** The figures, one line each, e.g. `web: 48% of 210 requests failed over 10 s (threshold 10%)`. */
+  evidence: string[];
+}
+
+export const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
+const secs = (ms: number): string => `${Math.round(ms / 1000)} s`;
+
+/** The findings of one rule over the app's services. */
+export function detect(rule: RemediationRule, view: AppView): Finding[] {
+  const services = view.services.filter((s) => rule.service === undefined || s.name === rule.service);
+  const out: Finding[] = [];
+  for (const s of services) {
+    const f = detectOne(rule, view, s);
+    if (f) out.push(f);
+  }
+  return out;
+}
+
+/** Whether one rule's symptom holds for one service now. */
+export function detectOne(rule: RemediationRule, view: AppView, s: ServiceView): Finding | undefined {
+  const threshold = thresholdOf(rule);
+  const windowMs = windowMsOf(rule);
+  const found = (value: number, line: string): Finding => ({
+    rule,
+    service: s.name,
+    value,
+    evidence: [line],
+  });
+  if (rule.symptom === "crash-loop") {
+    if (s.state === "failed")
+      return found(s.crashes, `${s.name}: failed after ${s.crashes} crashes in a row`);
+    if (s.crashes >= threshold)
+      return found(s.crashes, `${s.name}: ${s.crashes} crashes in a row (threshold ${threshold})`);
+    return undefined;
+  }
+  if (rule.symptom === "alert") {
+    const a = view.alerts.find(
+      (x) => x.rule === rule.alert && (x.service === undefined || x.service === s.name),
+    );
+    if (!a) return undefined;
+    return found(
+      a.value,
+      `alert ${a.rule} firing${a.service ? ` for ${a.service}` : ""} since ${secs(view.now - a.since)} ago (value ${a.value})`,
+    );
+  }
+  if (rule.symptom === "saturation") {
+    const cpu = cpuShare(view, s);
+    if (cpu !== undefined && cpu.share >= CPU_SATURATED)
+      return found(
+        cpu.share,
+        `${s.name}: CPU ${pct(cpu.share)} of its ${cpu.cores} core(s) per instance over ${cpu.instances} running (saturated from ${pct(CPU_SATURATED)})`,
+      );
+  }
+  const f = view.load.service(serviceKeyOf(view, s.name), windowMs);
+  if (!f) return undefined;
+  if (rule.symptom === "error-rate") {
+    if (f.requests < MIN_REQUESTS || f.errorRate < threshold) return undefined;
+    return found(
+      f.errorRate,
+      `${s.name}: ${pct(f.errorRate)} of ${f.requests} requests failed over ${secs(windowMs)} (threshold ${pct(threshold)})`,
+    );
+  }
+  if (rule.symptom === "latency") {
+    if (f.requests < MIN_REQUESTS || f.p99Ms === undefined || f.p99Ms < threshold) return undefined;
+    return found(
+      f.p99Ms,
+      `${s.name}: p99 ${Math.round(f.p99Ms)} ms over ${secs(windowMs)} (threshold ${threshold} ms), ${f.requests} requests`,
+    );
+  }
+  // saturation
+  const per = f.inflight / Math.max(1, s.running);
+  if (per < threshold) return undefined;
+  return found(
+    per,
+    `${s.name}: ${round1(per)} requests in flight per instance over ${secs(windowMs)} (${round1(f.inflight)} on ${s.running} running, threshold ${threshold})${f.shed > 0 ? `, ${f.shed} shed` : ""}`,
+  );
+}
+
+export const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+/** CPU used against CPU asked, over the running instances that report it: this much is saturated. */
+export const CPU_SATURATED = 0.9;
+
+/** The running instances' CPU use as a share of what they asked for, when agents report it. */
+export function cpuShare(
+  view: AppView,
+  s: ServiceView,
+): { share: number; cores: number; instances: number } | undefined {
+  const cores = s.spec.resources?.cpu;
+  if (!cores) return undefined;
+  const used = view.instances
+    .filter((i) => i.service === s.name && i.state === "running" && i.cpuCores !== undefined)
+    .map((i) => i.cpuCores!);
+  if (used.length === 0) return undefined;
+  return { share: used.reduce((a, b) => a + b, 0) / (used.length * cores), cores, instances: used.length };
+}
