@@ -10,23 +10,40 @@ import { existsSync } from "node:fs";
 // `herd gateway` process never loads the control plane, the agent or the API.
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { parsePortRange } from "../agent/ports.ts";
 import type { AcmeSettings } from "../api/acme.ts";
-import { caDispatcher, readCa, trustCaInProcess, trusting } from "../common/api-ca.ts";
+import { caDispatcher, readCa, trusting } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
-import { DEFAULT_AGENT_METRICS_PORT, DEFAULT_METRICS_PORT } from "../common/metrics-server.ts";
-import { UrlGuard } from "../common/url-guard.ts";
+import { DEFAULT_AGENT_METRICS_PORT } from "../common/metrics-server.ts";
 import { ensureDaemonRuntime } from "../daemons/runtime.ts";
-import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
-import type { HttpsSettings } from "../gateway/gateway.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
-import { parseDuration } from "../observe/promql/parser.ts";
+import {
+  allowFetchOf,
+  DEFAULT_HTTPS_PORT,
+  defaultGatewayWorkers,
+  durationFlag,
+  FETCH_FLAGS,
+  FETCH_HELP,
+  HTTPS_FLAGS,
+  httpsSettings,
+  metricsPortOf,
+  parseDaemonFlags,
+  portOf,
+  sampleOf,
+  workerCount,
+} from "./daemon-flags.ts";
+import { GATEWAY_HELP } from "./gateway-command.ts";
+
+/** `herd gateway`: in its own module, so a gateway process loads none of the rest of the CLI. */
+export { runGateway } from "./gateway-command.ts";
+
 import { findDataDir, saveLocalContext, userConfigPath } from "./config.ts";
 import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
 import { MACHINE_FLAGS, MACHINE_HELP, machinesOf } from "./machine-flags.ts";
 import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
+
+export { DEFAULT_HTTPS_PORT };
 
 const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [--traces-forward URL
 [--traces-forward-header NAME=VALUE]...] keep spans this long and at most this much
@@ -37,11 +54,6 @@ events this long and at most this much (oldest dropped first; the disk's last
 Queries: [--query-timeout 30s] [--query-concurrency N] [--query-max-samples 10000000]
 PromQL through the API runs in N worker threads (default 2 to 4 by CPU count), at
 most --query-timeout each, loading at most --query-max-samples (docs/telemetry-tenancy.md).`;
-
-const FETCH_HELP = `--allow-fetch 127.0.0.0/8,10.0.0.0/8 (repeatable) lets alert webhooks,
-registered scrape targets, trace forwarding and route JWKS URLs reach these
-internal addresses; by default herd fetches no loopback, private, link-local
-or other internal address (docs/security-hardening.md).`;
 
 const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--small] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
@@ -125,32 +137,7 @@ ports come from; agents sharing one machine each need their own.
 (heartbeats, instance starts and exits, log shipping, process CPU and memory)
 at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.`,
-  gateway: `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
-                    [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
-                    [--reuse-port] [--drain-timeout 10s]
-
-Runs the gateway: routes requests by host and path to running instances.
---workers N runs N worker processes sharing the port behind a primary that
-follows the control plane (default: one per core); --workers 1 is a single
-process. It reports the config version it serves to the control plane
-(\`herd gateways\`) as ID (default: HOSTNAME:PORT). The token comes from
---token or HERD_TOKEN: a gateway credential (\`herd tokens create gw1 --kind
-gateway\`). --ca FILE (or HERD_CA): the CA that signed an https server's
-certificate. Route JWKS files are read only from --jwks-dir (default
-DIR/jwks); ${FETCH_HELP}
-GET /metrics on
---metrics-host:--metrics-port serves Prometheus metrics summed over all workers
-(default 9180, or a free port when 9180 is taken; 0 picks a free port; off
-turns it off). The address is printed at start. It records a span of every
-request and ships them to the control plane (herd traces, herd map);
---trace-sample 0.1 records a tenth of new traces, 0 none.
-With --tls-cert/--tls-key (repeatable: picked by SNI, the first is the
-default) it serves HTTPS on --https-port (default 8443) too; --https-port
-without certificates uses a self-signed one for localhost made in DIR/tls/.
-SIGTERM or SIGINT drains: it stops accepting, answers what is in flight with
-Connection: close, and cuts what is left after --drain-timeout. --reuse-port
-binds with SO_REUSEPORT, so a newer gateway can bind the same ports while this
-one drains (an upgrade without a gap).`,
+  gateway: GATEWAY_HELP,
   down: `Usage: herd down [--data DIR]
 
 Stops the platform whose data lives in DIR (default: HERD_DATA, else the
@@ -166,38 +153,8 @@ function flags(
   argv: string[],
   options: Record<string, { type: "string" | "boolean"; multiple?: boolean; default?: string }>,
 ) {
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...options, help: { type: "boolean", short: "h" } },
-    allowPositionals: false,
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(`${HELP[role]}\n`);
-    return undefined;
-  }
-  return values as Record<string, string | boolean | string[] | undefined>;
+  return parseDaemonFlags(HELP[role], argv, options);
 }
-
-const portOf = (value: unknown, name: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
-    throw new HerdError("invalid", `--${name} must be a port number (0-65535), got ${value}`);
-  return n;
-};
-
-/** A metrics port flag: a port number, or `off` for no metrics listener (undefined); unset: the default. */
-/** A share from 0 to 1 (--trace-sample); undefined when the flag is absent. */
-const sampleOf = (value: unknown, name: string): number | undefined => {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!(n >= 0 && n <= 1))
-    throw new HerdError("invalid", `--${name} must be a share from 0 to 1, got ${value}`);
-  return n;
-};
-
-const metricsPortOf = (value: unknown, name: string, fallback = DEFAULT_METRICS_PORT): number | undefined =>
-  value === undefined ? fallback : value === "off" ? undefined : portOf(value, name);
 
 const megabytes = (value: unknown): number => {
   const n = Number(value);
@@ -316,7 +273,7 @@ async function signInCli(
  * served no more requests, docs/benchmarks.md); `--small`: one process.
  */
 function upGatewayWorkers(flag: unknown, small: boolean): number {
-  if (flag === undefined) return small ? 1 : Math.max(1, Math.floor(availableParallelism() / 2));
+  if (flag === undefined) return small ? 1 : defaultGatewayWorkers();
   const workers = workerCount(flag);
   if (small && workers !== 1) {
     throw new HerdError(
@@ -365,16 +322,6 @@ function caFrom(v: Record<string, unknown>): string | undefined {
   return file === undefined ? undefined : readCa(file);
 }
 
-function tokenFrom(v: Record<string, unknown>): string {
-  const token = (v.token as string | undefined) ?? process.env.HERD_TOKEN;
-  if (!token)
-    throw new HerdError(
-      "invalid",
-      "no token: pass --token or set HERD_TOKEN (the admin token is in the server's data dir, file admin-token)",
-    );
-  return token;
-}
-
 const cpuFlag = (value: unknown, name: string): number => {
   const n = Number(value);
   if (!(n >= 0 && n <= 1024))
@@ -388,17 +335,6 @@ const memoryFlag = (value: unknown, name: string): number => {
   } catch {
     throw new HerdError("invalid", `--${name} must be a quantity like 512Mi or 4Gi, got ${value}`);
   }
-};
-
-const durationFlag = (value: unknown, name: string, minMs: number): number => {
-  const ms = parseDuration(String(value));
-  if (ms === undefined || ms < minMs) {
-    throw new HerdError(
-      "invalid",
-      `--${name} must be a duration like 15s, 24h or 30d (at least ${minMs / 1000}s), got ${value}`,
-    );
-  }
-  return ms;
 };
 
 /** Metrics storage and collection, from the --metrics-* and --scrape-interval flags. */
@@ -509,57 +445,6 @@ export async function runAgent(argv: string[]): Promise<number> {
   });
 }
 
-export async function runGateway(argv: string[]): Promise<number> {
-  const v = flags("gateway", argv, {
-    server: { type: "string" },
-    token: { type: "string" },
-    port: { type: "string", default: "8080" },
-    host: { type: "string", default: "0.0.0.0" },
-    data: { type: "string", default: ".herd-gateway" },
-    workers: { type: "string", default: String(availableParallelism()) },
-    id: { type: "string" },
-    "metrics-port": { type: "string" },
-    "metrics-host": { type: "string", default: "127.0.0.1" },
-    "trace-sample": { type: "string" },
-    ca: { type: "string" },
-    "reuse-port": { type: "boolean" },
-    "drain-timeout": { type: "string", default: `${DEFAULT_DRAIN_MS / 1000}s` },
-    ...HTTPS_FLAGS,
-    ...FETCH_FLAGS,
-    "jwks-dir": { type: "string" },
-  });
-  if (!v) return 0;
-  await ensureDaemonRuntime(Number(v.workers) > 1 ? "gateway-primary" : "gateway", resolve(v.data as string));
-  // Flag mistakes too are reported to a parent herd process (cluster-child.ts), so they are checked inside.
-  return (await import("../daemons/gateway.ts")).runGateway(async () => {
-    const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
-    if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
-    // Its calls to the control plane run in this process and in its workers: they all trust the CA.
-    const caFile = (v.ca as string | undefined) ?? process.env.HERD_CA;
-    if (caFile !== undefined) trustCaInProcess(readCa(caFile), resolve(caFile));
-    const dataDir = resolve(v.data as string);
-    return {
-      server,
-      token: tokenFrom(v),
-      port: portOf(v.port, "port"),
-      host: v.host as string,
-      dataDir,
-      workers: workerCount(v.workers),
-      id: v.id as string | undefined,
-      metricsPort: metricsPortOf(v["metrics-port"], "metrics-port"),
-      // The default port may be taken (another gateway here): then any free one, printed at start.
-      metricsPortOrFree: v["metrics-port"] === undefined,
-      metricsHost: v["metrics-host"] as string,
-      https: await httpsSettings(v, dataDir, false),
-      traceSample: sampleOf(v["trace-sample"], "trace-sample"),
-      reusePort: Boolean(v["reuse-port"]),
-      drainMs: durationFlag(v["drain-timeout"], "drain-timeout", 0),
-      allowFetch: allowFetchOf(v),
-      jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
-    };
-  });
-}
-
 export async function runDown(argv: string[]): Promise<number> {
   const v = flags("down", argv, { data: { type: "string" } });
   if (!v) return 0;
@@ -591,22 +476,6 @@ export async function runDown(argv: string[]): Promise<number> {
   );
   return 0;
 }
-
-/** `--allow-fetch`: internal ranges herd may fetch from (herd up, server, gateway). */
-const FETCH_FLAGS = { "allow-fetch": { type: "string", multiple: true } } as const;
-
-const allowFetchOf = (v: Record<string, unknown>): string[] =>
-  UrlGuard.parseAllowList((v["allow-fetch"] as string[] | undefined) ?? []);
-
-/** The flags both `herd up` and `herd gateway` take for HTTPS. */
-const HTTPS_FLAGS = {
-  "https-port": { type: "string" },
-  "tls-cert": { type: "string", multiple: true },
-  "tls-key": { type: "string", multiple: true },
-} as const;
-
-/** The default HTTPS port of the gateway. */
-export const DEFAULT_HTTPS_PORT = 8443;
 
 /** The flags `herd up` and `herd server` take for ACME certificates (api/acme.ts). */
 const ACME_FLAGS = {
@@ -648,59 +517,6 @@ function acmeOf(v: Record<string, unknown>): AcmeSettings | undefined {
     ...(email !== undefined ? { email } : {}),
     ...(caFile !== undefined ? { ca: readCa(resolve(caFile), "--acme-ca") } : {}),
   };
-}
-
-/**
- * HTTPS from the flags: the --tls-cert/--tls-key pairs in order, or the
- * development certificate in `<dataDir>/tls` when none is given (`herd up`:
- * localhost signed by herd's CA; `herd gateway`: self-signed). `byDefault`:
- * serve HTTPS without any flag (`herd up`; `herd gateway` needs one).
- */
-async function httpsSettings(
-  v: Record<string, unknown>,
-  dataDir: string,
-  byDefault: boolean,
-  defaultPort = DEFAULT_HTTPS_PORT,
-): Promise<(HttpsSettings & { development: boolean; caFile?: string }) | undefined> {
-  const certs = (v["tls-cert"] as string[] | undefined) ?? [];
-  const keys = (v["tls-key"] as string[] | undefined) ?? [];
-  if (v["no-https"]) {
-    if (certs.length > 0 || v["https-port"] !== undefined)
-      throw new HerdError("invalid", "--no-https cannot go with --https-port, --tls-cert or --tls-key");
-    return undefined;
-  }
-  if (certs.length !== keys.length)
-    throw new HerdError(
-      "invalid",
-      `each --tls-cert needs its --tls-key, in the same order: got ${certs.length} --tls-cert and ${keys.length} --tls-key`,
-    );
-  if (!byDefault && certs.length === 0 && v["https-port"] === undefined) return undefined;
-  const port = v["https-port"] === undefined ? defaultPort : portOf(v["https-port"], "https-port");
-  if (certs.length > 0) {
-    return {
-      port,
-      certificates: certs.map((cert, i) => ({ cert: resolve(cert), key: resolve(keys[i]) })),
-      development: false,
-    };
-  }
-  if (!byDefault)
-    return {
-      port,
-      certificates: [await (await import("../gateway/tls.ts")).ensureDevCertificate(join(dataDir, "tls"))],
-      development: true,
-    };
-  // herd up: the control plane's CA (the same data dir) signs the default and every routed host.
-  const { ca, ...files } = await (await import("../api/local-ca.ts")).ensureLocalhostCertificate(
-    join(dataDir, "tls"),
-  );
-  return { port, certificates: [files], development: true, caFile: ca };
-}
-
-function workerCount(value: unknown): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 1024)
-    throw new HerdError("invalid", `--workers must be a whole number from 1 to 1024, got ${value}`);
-  return n;
 }
 
 /** The control plane's options from the flags `herd up` and `herd server` share. */

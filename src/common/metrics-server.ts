@@ -6,10 +6,11 @@
  * gateway/cluster.ts), and so does a node agent (agent/agent.ts).
  */
 
-import http from "node:http";
+import type http from "node:http";
 import type { AddressInfo } from "node:net";
 import { HerdError } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import { nodeHttp } from "./node-http.ts";
 
 /** Prometheus text exposition format 0.0.4. */
 const TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -41,7 +42,7 @@ export async function startMetricsServer(options: {
   /** Whose metrics, for messages: "gateway", "agent". */
   component: string;
 }): Promise<MetricsServer> {
-  const server = http.createServer((req, res) => {
+  const server = nodeHttp.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });

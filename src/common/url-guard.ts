@@ -18,8 +18,9 @@
  */
 
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
+import { createRequire } from "node:module";
 import { BlockList, isIP } from "node:net";
-import { Agent, type Dispatcher, request } from "undici";
+import type { Dispatcher } from "undici";
 import { HerdError } from "./errors.ts";
 
 /** The flag that allows ranges, named in every refusal. */
@@ -260,6 +261,9 @@ export class UrlGuard {
     const signal = init.signal === undefined ? timeout : AbortSignal.any([init.signal, timeout]);
     const checked = await this.addresses(parsed.hostname);
     signal.throwIfAborted();
+    // Loaded at the first fetch, not with this module: a gateway holds a guard for route JWKS URLs
+    // and would otherwise carry undici's whole package (about 15 MB) for a fetch it may never make.
+    const { Agent, request } = createRequire(import.meta.url)("undici") as typeof import("undici");
     // The connection goes to the checked addresses only: its lookup answers with them.
     const dispatcher = new Agent({
       connect: { lookup: pinnedLookup(checked) },

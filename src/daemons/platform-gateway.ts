@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
-import { type GatewayChildOptions, spawnGatewayChild } from "../gateway/cluster-child.ts";
+import { GATEWAY_MAIN, type GatewayChildOptions, spawnGatewayChild } from "../gateway/cluster-child.ts";
 import {
   isRunning,
   type ProcessRecord,
@@ -143,8 +143,8 @@ async function start(
 /** What tells a gateway that can stay from one that must be replaced (see the top of this file). */
 export function fingerprintOf(options: GatewayChildOptions): string {
   const hash = createHash("sha256");
-  hash.update(JSON.stringify({ ...options, node: process.version, cli: resolve(options.cli) }));
-  hash.update(codeHash(resolve(dirname(options.cli), "..")));
+  hash.update(JSON.stringify({ ...options, node: process.version, cli: GATEWAY_MAIN }));
+  hash.update(codeHash(resolve(dirname(GATEWAY_MAIN), "..")));
   return hash.digest("hex").slice(0, 32);
 }
 

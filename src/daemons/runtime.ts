@@ -39,38 +39,62 @@ const IMAGE_ENV = "HERD_DAEMON_IMAGE";
 /** Where the compile cache goes: beside the checkout's packages (else in the data dir). */
 const CHECKOUT_CACHE = fileURLToPath(new URL("../../node_modules/.cache/herd-compile", import.meta.url));
 
-/** The herd CLI's entry module: only a process started as the CLI is re-executed. */
+/** The herd CLI's entry module: only a process started as the CLI (or a role's own entry) is re-executed. */
 const CLI_MAIN = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 
-/** The roles of herd's daemons: the V8 flags each runs with, and the modules it loads (from src/daemons/). */
-const ROLES = {
+/** The gateway's entry module: a gateway re-executes into it, so it loads none of the CLI (about 18 MB). */
+const GATEWAY_MAIN = fileURLToPath(new URL("./gateway-main.ts", import.meta.url));
+
+/**
+ * What a gateway loads: its command and its code, and the route-object schema
+ * it loads on first use (route-table.ts), compiled ahead like the rest.
+ */
+const GATEWAY_MODULES = ["../cli/gateway-command.ts", "./gateway.ts", "../model/live-config.ts"];
+
+/**
+ * The roles of herd's daemons: the V8 flags each runs with, the modules it
+ * loads (from src/daemons/), and for some an entry module of their own that
+ * the re-exec runs with the command's arguments instead of the CLI.
+ */
+const ROLES: Record<string, { flags: readonly string[]; modules: readonly string[]; entry?: string }> = {
   // herd up's gateway shares its cache: it is filled with the gateway's modules too.
-  up: { flags: QUIET_FLAGS, modules: ["./up.ts", "./gateway.ts", "../gateway/cluster-worker.ts"] },
+  up: { flags: QUIET_FLAGS, modules: ["./up.ts", ...GATEWAY_MODULES, "../gateway/cluster-worker.ts"] },
   server: { flags: QUIET_FLAGS, modules: ["./server.ts"] },
   agent: { flags: QUIET_FLAGS, modules: ["./agent.ts"] },
   // A gateway that proxies keeps V8's defaults (a bigger young generation allocates requests faster).
-  gateway: { flags: [], modules: ["./gateway.ts"] },
-  "gateway-primary": { flags: QUIET_FLAGS, modules: ["./gateway.ts", "../gateway/cluster-worker.ts"] },
-} as const;
+  gateway: { flags: [], modules: GATEWAY_MODULES, entry: GATEWAY_MAIN },
+  "gateway-primary": {
+    flags: QUIET_FLAGS,
+    modules: [...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
+    entry: GATEWAY_MAIN,
+  },
+};
 
 /** A daemon role (see ROLES). */
-export type DaemonRole = keyof typeof ROLES;
+export type DaemonRole = "up" | "server" | "agent" | "gateway" | "gateway-primary";
 
 /**
  * Makes this process run as its role wants, re-executing it when needed (see
  * the top of this file); returns when it runs so. `dataDir` holds the cache
- * when the checkout's node_modules cannot. Does nothing in a
+ * when the checkout's node_modules cannot; `args` are the command's own
+ * arguments, which a role with its own entry module is re-executed with.
+ * Does nothing in a
  * process that is not the herd CLI (a test calling the daemons) or on a Node
  * without process.execve.
  */
-export async function ensureDaemonRuntime(role: DaemonRole, dataDir: string): Promise<void> {
+export async function ensureDaemonRuntime(
+  role: DaemonRole,
+  dataDir: string,
+  args?: readonly string[],
+): Promise<void> {
   const runtime = ROLES[role];
   const image = Number(process.env[IMAGE_ENV] ?? 1);
   delete process.env[IMAGE_ENV];
   // A herd process that started this one over IPC (cluster-child.ts) chose its flags and cache: an
   // exec would lose the channel (Node takes it from the environment at start).
   if (process.send !== undefined) return;
-  if (resolve(process.argv[1] ?? "") !== CLI_MAIN || typeof process.execve !== "function") return;
+  const started = resolve(process.argv[1] ?? "");
+  if ((started !== CLI_MAIN && started !== runtime.entry) || typeof process.execve !== "function") return;
   const missing = runtime.flags.filter((flag) => !process.execArgv.includes(flag));
   const stripped = typesStripped();
   if (image >= 3 || (missing.length === 0 && !stripped)) {
@@ -92,7 +116,14 @@ export async function ensureDaemonRuntime(role: DaemonRole, dataDir: string): Pr
   }
   process.execve(
     process.execPath,
-    [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)],
+    [
+      process.execPath,
+      ...process.execArgv,
+      ...missing,
+      ...(runtime.entry !== undefined && args !== undefined
+        ? [runtime.entry, ...args]
+        : process.argv.slice(1)),
+    ],
     {
       ...process.env,
       ...(cacheDir === undefined ? {} : { NODE_COMPILE_CACHE: cacheDir }),

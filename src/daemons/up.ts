@@ -16,7 +16,6 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Agent } from "../agent/agent.ts";
 import { ProcessDriver } from "../agent/process-driver.ts";
 import { ensureComponentCredential } from "../api/credentials.ts";
@@ -93,7 +92,6 @@ export async function runUp(options: UpOptions): Promise<number> {
     await agent.start();
     // Its own processes, so proxying never waits on the control plane's event loop (or the reverse).
     gateway = await ensurePlatformGateway({
-      cli: fileURLToPath(new URL("../cli/main.ts", import.meta.url)),
       server: server.url,
       token: await ensureComponentCredential(server.store, join(credentials, "gateway"), { kind: "gateway" }),
       ca: server.caFile,

@@ -9,6 +9,7 @@
 
 import type http from "node:http";
 import type { Logger } from "../common/log.ts";
+import { controlFetch } from "./control-fetch.ts";
 
 /** The path prefix of HTTP-01 challenges (RFC 8555 8.3). */
 export const ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
@@ -37,11 +38,12 @@ export class AcmeChallenges {
       reply(res, 404, "no such challenge\n");
       return;
     }
-    fetch(`${this.#server}/api/v1/gateways/acme-challenges/${token}`, {
+    controlFetch(`${this.#server}/api/v1/gateways/acme-challenges/${token}`, {
       headers: { authorization: `Bearer ${this.#token}`, accept: "application/json" },
       signal: AbortSignal.timeout(5_000),
     })
       .then(async (r) => {
+        if (!r.ok) r.cancel();
         if (r.status === 404) return reply(res, 404, "no such challenge\n");
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         const body = (await r.json()) as { keyAuthorization?: unknown };

@@ -21,7 +21,8 @@
  * emitter (or get it as the timer's argument), so no closures per request.
  */
 
-import http from "node:http";
+import type http from "node:http";
+import { nodeHttp } from "../common/node-http.ts";
 import { CONNECT_FAILURES } from "./node-health.ts";
 import { CONNECTION_FAILURES, pickEndpoint } from "./pick.ts";
 import type { ProxyContext } from "./proxy-context.ts";
@@ -209,7 +210,7 @@ function send(pc: PartCall, endpoint: Endpoint): void {
   pc.attempts++;
   pc.endpoint = endpoint;
   endpoint.inflight++;
-  const upstream = http.request({
+  const upstream = nodeHttp.request({
     host: endpoint.address,
     port: endpoint.port,
     method: "GET",

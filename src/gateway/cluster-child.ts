@@ -14,6 +14,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { compileCacheEnv, inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
 import type { HttpsSettings } from "./gateway.ts";
@@ -22,6 +23,9 @@ import type { HttpsSettings } from "./gateway.ts";
  * Set in the child's environment: `1`: report over IPC and stop when the
  * parent goes away; `detached`: report over IPC, then live on without it.
  */
+/** The gateway's entry module (`herd gateway` without the rest of the CLI), run with this process's Node and flags. */
+export const GATEWAY_MAIN = fileURLToPath(new URL("../daemons/gateway-main.ts", import.meta.url));
+
 export const CHILD_ENV = "HERD_GATEWAY_CHILD";
 
 /** Child → parent: listening, or failed to start. */
@@ -31,8 +35,6 @@ export type ChildMessage =
 
 /** How the child is started. */
 export interface GatewayChildOptions {
-  /** The herd CLI entry module (src/cli/main.ts); run with this process's Node and flags. */
-  cli: string;
   server: string;
   token: string;
   port: number;
@@ -81,8 +83,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       // A primary that only follows the control plane gets the quiet flags; a gateway that proxies does not.
       ...inheritedExecArgv(),
       ...(options.workers > 1 ? QUIET_FLAGS : []),
-      options.cli,
-      "gateway",
+      GATEWAY_MAIN,
       "--server",
       options.server,
       "--port",

@@ -6,7 +6,6 @@ import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
   request,
@@ -21,7 +20,6 @@ import {
 import { type CertificateFiles, ensureDevCertificate } from "./tls.ts";
 
 const TOKEN = "edge-token";
-const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 const WEB = { app: "shop", service: "web" };
 const INTERVAL_MS = 100;
 
@@ -81,7 +79,6 @@ describe("gateway workers with HTTPS and active probes", () => {
   test("a certificate file that does not exist stops the start with the flag named", async () => {
     await assert.rejects(
       spawnGatewayChild({
-        cli: CLI,
         server: controlPlane.url,
         token: TOKEN,
         port: 0,
@@ -96,7 +93,6 @@ describe("gateway workers with HTTPS and active probes", () => {
 
   test("serves HTTPS from the workers; the primary alone probes, and its verdict reaches every worker", async () => {
     gateway = await spawnGatewayChild({
-      cli: CLI,
       server: controlPlane.url,
       token: TOKEN,
       port: 0,

@@ -7,14 +7,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import type { GatewayStatus } from "../model/live-config.ts";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import { request, seedShop, startUpstream, type TestUpstream } from "./testing.ts";
-
-const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 
 describe("gateway cluster reports to the control plane", () => {
   let dir: string;
@@ -60,7 +57,6 @@ describe("gateway cluster reports to the control plane", () => {
     });
     await seedShop(server.store, upstream.port);
     gateway = await spawnGatewayChild({
-      cli: CLI,
       server: server.url,
       token: server.adminToken,
       port: 0,

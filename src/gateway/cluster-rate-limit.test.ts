@@ -8,7 +8,6 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
   childPids,
@@ -22,7 +21,6 @@ import {
 } from "./testing.ts";
 
 const TOKEN = "cluster-rate-limit-token";
-const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 const RATE = 20;
 const BURST = 20;
 const RUN_MS = 3_000;
@@ -92,7 +90,6 @@ describe("rate limits with worker processes (herd gateway --workers 2)", () => {
       { host: "free.test" },
     ]);
     gateway = await spawnGatewayChild({
-      cli: CLI,
       server: controlPlane.url,
       token: TOKEN,
       port: 0,

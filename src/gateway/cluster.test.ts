@@ -4,7 +4,6 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
   childPids,
@@ -20,7 +19,6 @@ import {
 } from "./testing.ts";
 
 const TOKEN = "cluster-token";
-const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 
 /** Alive and not a zombie waiting to be reaped. */
 async function alive(pid: number): Promise<boolean> {
@@ -81,7 +79,6 @@ describe("gateway with worker processes (herd gateway --workers 2)", () => {
 
   test("serves from every worker, replaces a killed worker, and leaves nothing when the primary is killed", async () => {
     gateway = await spawnGatewayChild({
-      cli: CLI,
       server: controlPlane.url,
       token: TOKEN,
       port: 0,

@@ -24,9 +24,11 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../common/log.ts";
-import { GATEWAY_KINDS, type RouteObject } from "../model/live-config.ts";
+import { GATEWAY_KINDS } from "../model/gateway-view.ts";
+import type { RouteObject } from "../model/live-config.ts";
 import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
+import { type ControlAnswer, controlFetch } from "./control-fetch.ts";
 import {
   type BuildOptions,
   buildRouteTable,
@@ -243,7 +245,7 @@ export class ConfigSource {
 
   async #snapshot(): Promise<void> {
     const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
-    const res = await fetch(`${this.#options.server}/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
+    const res = await controlFetch(`${this.#options.server}/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
       headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
       signal: AbortSignal.any([this.#stop.signal, timeout]),
     });
@@ -274,7 +276,7 @@ export class ConfigSource {
       idleMs,
     );
     try {
-      const res = await fetch(
+      const res = await controlFetch(
         `${this.#options.server}/api/v1/watch?kinds=${KINDS_PARAM}&from=${this.#revision}`,
         {
           headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/x-ndjson" },
@@ -282,10 +284,10 @@ export class ConfigSource {
         },
       );
       if (res.status === 410) {
-        await res.body?.cancel();
+        res.cancel();
         throw new WatchGone();
       }
-      if (!res.ok || res.body === null) throw new Error(`watch: HTTP ${res.status}: ${await errorText(res)}`);
+      if (!res.ok) throw new Error(`watch: HTTP ${res.status}: ${await errorText(res)}`);
       idle.refresh();
       const decoder = new TextDecoder();
       let pending = "";
@@ -355,7 +357,7 @@ export class ConfigSource {
   /** Fetches every consumer's HS256 secret (the one read of secret values, for gateways and admins only). */
   async #fetchJwtSecrets(): Promise<void> {
     const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
-    const res = await fetch(`${this.#options.server}/api/v1/gateways/jwt-secrets`, {
+    const res = await controlFetch(`${this.#options.server}/api/v1/gateways/jwt-secrets`, {
       headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
       signal: AbortSignal.any([this.#stop.signal, timeout]),
     });
@@ -533,7 +535,7 @@ function parseSnapshot(body: unknown): CacheFile {
   return { revision: candidate.revision, items, ...(jwtSecrets ? { jwtSecrets } : {}) };
 }
 
-async function errorText(res: Response): Promise<string> {
+async function errorText(res: ControlAnswer): Promise<string> {
   const text = await res.text().catch(() => "");
   return text.slice(0, 300) || res.statusText;
 }

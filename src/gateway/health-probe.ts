@@ -19,8 +19,9 @@
  *            onChange(down) ──► markDown(table, down)   (workers: over IPC first)
  */
 
-import http from "node:http";
+import type http from "node:http";
 import type { Logger } from "../common/log.ts";
+import { nodeHttp } from "../common/node-http.ts";
 import type { ProbeSpec } from "../model/manifest.ts";
 import type { RouteTable } from "./route-table.ts";
 
@@ -139,7 +140,7 @@ export class ActiveProber {
       this.#schedule(target, target.spec.intervalMs);
     };
     // A fresh connection each time: the probe checks that the instance accepts one.
-    const request = http.request({
+    const request = nodeHttp.request({
       host: target.address,
       port: target.port,
       path: target.spec.path,

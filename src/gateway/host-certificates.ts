@@ -16,6 +16,7 @@
 
 import tls, { type SecureContext } from "node:tls";
 import type { Logger } from "../common/log.ts";
+import { controlFetch } from "./control-fetch.ts";
 
 /** What the control plane answers for a host. */
 interface HostCertificateBody {
@@ -102,10 +103,13 @@ export class OnDemandCertificates {
   async #fetch(name: string, entry: Entry): Promise<void> {
     const now = (this.#o.now ?? Date.now)();
     try {
-      const res = await fetch(`${this.#o.server}/api/v1/gateways/certificates/${encodeURIComponent(name)}`, {
-        headers: { authorization: `Bearer ${this.#o.token}`, accept: "application/json" },
-        signal: AbortSignal.timeout(10_000),
-      });
+      const res = await controlFetch(
+        `${this.#o.server}/api/v1/gateways/certificates/${encodeURIComponent(name)}`,
+        {
+          headers: { authorization: `Bearer ${this.#o.token}`, accept: "application/json" },
+          signal: AbortSignal.timeout(10_000),
+        },
+      );
       if (!res.ok) {
         const text = await res.text().catch(() => "");
         throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);

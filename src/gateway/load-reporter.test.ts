@@ -7,7 +7,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { silentLogger } from "../common/log.ts";
 import type { LoadReport } from "../model/load.ts";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
@@ -28,7 +27,6 @@ import {
 } from "./testing.ts";
 
 const TOKEN = "load-token";
-const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 const KEY = "default/shop/web";
 
 let dir: string;
@@ -104,7 +102,6 @@ test("a gateway reports each interval while there is traffic, once empty after i
 test("with worker processes each worker reports under its own id, and the counts add up", async () => {
   let gateway: GatewayChild | undefined;
   gateway = await spawnGatewayChild({
-    cli: CLI,
     server: controlPlane.url,
     token: TOKEN,
     port: 0,

@@ -12,6 +12,7 @@
 
 import type { Logger } from "../common/log.ts";
 import type { LoadReport } from "../model/load.ts";
+import { controlFetch } from "./control-fetch.ts";
 import type { LoadBook } from "./load-recorder.ts";
 
 /** How a LoadReporter is set up. */
@@ -76,7 +77,8 @@ export class LoadReporter {
 
   async #put(report: LoadReport): Promise<void> {
     try {
-      const res = await fetch(this.#url, {
+      // node:http, not global fetch: fetch would load Node's bundled undici (control-fetch.ts).
+      const res = await controlFetch(this.#url, {
         method: "PUT",
         headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
         body: JSON.stringify(report),

@@ -3,7 +3,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
 import {
   childPids,
@@ -19,7 +18,6 @@ import {
 } from "./testing.ts";
 
 const TOKEN = "metrics-cluster-token";
-const CLI = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 const WEB = { route: "shop.test/", tenant: "default", app: "shop", service: "web" };
 
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -57,7 +55,6 @@ describe("gateway /metrics with worker processes (herd gateway --workers 2)", ()
 
   test("a scrape sums every worker, and a dead worker's counts stay in the sums", async () => {
     gateway = await spawnGatewayChild({
-      cli: CLI,
       server: controlPlane.url,
       token: TOKEN,
       port: 0,

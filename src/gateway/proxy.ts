@@ -9,13 +9,15 @@
  * request sees either the old or the new configuration, never a mix.
  */
 
-import http from "node:http";
+import type http from "node:http";
 import https from "node:https";
+import { createRequire, Module } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { Pool } from "undici";
+import type { Pool } from "undici";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
+import { nodeHttp } from "../common/node-http.ts";
 import type { AcmeChallenges } from "./acme-challenge.ts";
 import { admit } from "./chain.ts";
 import { Exchange } from "./exchange.ts";
@@ -27,6 +29,33 @@ import { EMPTY_TABLE, type Endpoint, type RouteTable } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
 import type { CertificateStore } from "./tls.ts";
 import { destroyQuietly } from "./tunnel.ts";
+
+/** undici's Pool, loaded the lean way (see loadUndiciPool). */
+const UndiciPool = loadUndiciPool();
+
+/**
+ * undici's Pool on its own, not the package's index (fetch, WebSocket, cache,
+ * mocks…): about 4.5 MB less RSS; dispatch is all the gateway uses of it
+ * (exchange.ts). And without its HTTP/2 client: undici's client requires it
+ * at load, and it requires node:http2, which holds about 10 MB in a process.
+ * The gateway speaks HTTP/1.1 to plain-http upstreams, and undici picks its
+ * HTTP/2 client only when TLS negotiates `h2` (ALPN), so that module is never
+ * called; a stand-in that says so takes its place in the require cache.
+ */
+function loadUndiciPool(): typeof Pool {
+  const require = createRequire(import.meta.url);
+  const h2 = require.resolve("undici/lib/dispatcher/client-h2.js");
+  if (require.cache[h2] === undefined) {
+    const standIn = new Module(h2);
+    standIn.filename = h2;
+    standIn.loaded = true;
+    standIn.exports = () => {
+      throw new Error("herd's gateway sends HTTP/1.1 upstream; undici's HTTP/2 client is not loaded");
+    };
+    require.cache[h2] = standIn;
+  }
+  return require("undici/lib/dispatcher/pool.js") as typeof Pool;
+}
 
 /** How the proxy is set up. */
 export interface ProxyOptions {
@@ -69,7 +98,7 @@ interface PooledEndpoint extends Endpoint {
  * from construction, so every response keeps one hidden class; added on the
  * fly they would change the shape of Node's own objects under its hot code.
  */
-class GatewayResponse extends http.ServerResponse {
+class GatewayResponse extends nodeHttp.ServerResponse {
   exchange: Exchange | undefined = undefined;
   hop: TraceHop | undefined = undefined;
   spans: GatewaySpans | undefined = undefined;
@@ -97,7 +126,7 @@ export class GatewayProxy implements ProxyContext {
   /** Answers ACME HTTP-01 challenges (acme-challenge.ts) when set. */
   acmeChallenges: AcmeChallenges | null = null;
   /** Keep-alive connections for aggregation parts (aggregate.ts), which call through node:http. */
-  readonly partsAgent = new http.Agent({
+  readonly partsAgent = new nodeHttp.Agent({
     keepAlive: true,
     maxSockets: 256,
     maxFreeSockets: 64,
@@ -121,7 +150,9 @@ export class GatewayProxy implements ProxyContext {
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.maxInflight = options.maxInflight ?? 10_000;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-    this.server = http.createServer(this.#serverOptions(), (req, res) => this.#onRequest(req, res, "http"));
+    this.server = nodeHttp.createServer(this.#serverOptions(), (req, res) =>
+      this.#onRequest(req, res, "http"),
+    );
     this.#configure(this.server);
   }
 
@@ -181,7 +212,7 @@ export class GatewayProxy implements ProxyContext {
     let pool = this.#pools.get(key);
     if (pool === undefined || pool.closed) {
       const host = endpoint.address.includes(":") ? `[${endpoint.address}]` : endpoint.address;
-      pool = new Pool(`http://${host}:${endpoint.port}`, {
+      pool = new UndiciPool(`http://${host}:${endpoint.port}`, {
         connections: this.maxSocketsPerUpstream,
         // One request at a time per connection: a slow answer never holds up another request.
         pipelining: 1,

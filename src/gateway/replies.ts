@@ -4,8 +4,9 @@
  * socket; and how each is counted in the route's metrics and spans.
  */
 
-import http from "node:http";
+import type http from "node:http";
 import type { Duplex } from "node:stream";
+import { nodeHttp } from "../common/node-http.ts";
 import { DETACHED_INSTANCE } from "./load-recorder.ts";
 import * as metrics from "./metrics.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
@@ -76,7 +77,7 @@ export function writeRawError(
 ): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ code, message });
-  const reason = http.STATUS_CODES[status] ?? "Error";
+  const reason = nodeHttp.STATUS_CODES[status] ?? "Error";
   let head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`;
   if (headers !== null)
     for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;

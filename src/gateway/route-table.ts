@@ -7,18 +7,19 @@
  * map hit or two and a short scan of prefixes.
  */
 
+import { createRequire } from "node:module";
 import type { Logger } from "../common/log.ts";
 import type { UrlGuard } from "../common/url-guard.ts";
-import { checkRouteBody, effectiveTraffic, normalizeRoute, type RouteObject } from "../model/live-config.ts";
-import {
-  type AggregateSpec,
-  type BalanceSpec,
-  type ProbeSpec,
-  type RateLimitSpec,
-  type Route,
-  type RouteTimeouts,
-  routeIdentity,
-  type StickySpec,
+import { effectiveTraffic, routeIdentity } from "../model/gateway-view.ts";
+import type { RouteObject } from "../model/live-config.ts";
+import type {
+  AggregateSpec,
+  BalanceSpec,
+  ProbeSpec,
+  RateLimitSpec,
+  Route,
+  RouteTimeouts,
+  StickySpec,
 } from "../model/manifest.ts";
 import { type Consumer, type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
@@ -927,12 +928,21 @@ export function buildRouteTable(
   );
 }
 
+/** Loads modules on first use, synchronously (require of an ES module). */
+const requireLazily = createRequire(import.meta.url);
+
 /**
  * Route objects as routes of their services, sorted by key. Each is checked
  * against the API's schema first: one that is not valid (written around the
  * API, or by an older or newer control plane) fails the build, naming it.
+ * The schema and herd.yaml's normaliser (TypeBox and yaml, about 23 MB) are
+ * loaded at the first table that has route objects, not at start.
  */
 function routeObjectSources(objects: RouteObject[]): { key: string; service: Service; routes: Route[] }[] {
+  if (objects.length === 0) return [];
+  const { checkRouteBody, normalizeRoute } = requireLazily(
+    "../model/live-config.ts",
+  ) as typeof import("../model/live-config.ts");
   const out: { key: string; service: Service; routes: Route[]; name: string }[] = [];
   for (const o of objects) {
     const name = `${o.tenant}/${o.app}/${o.name}`;

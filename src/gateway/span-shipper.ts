@@ -10,8 +10,9 @@
  *                                                                               └► 429/5xx/error: retry, then drop
  */
 
-import http from "node:http";
+import type http from "node:http";
 import https from "node:https";
+import { nodeHttp } from "../common/node-http.ts";
 import type { SpanBatchSink } from "./spans.ts";
 
 export interface ShipperStats {
@@ -37,7 +38,7 @@ export class SpanShipper implements SpanBatchSink {
   constructor(url: string, token: string, options: { maxPendingSpans?: number; maxAttempts?: number } = {}) {
     this.#url = new URL(url);
     this.#headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    const Agent = this.#url.protocol === "https:" ? https.Agent : http.Agent;
+    const Agent = this.#url.protocol === "https:" ? https.Agent : nodeHttp.Agent;
     this.#agent = new Agent({ keepAlive: true, maxSockets: 1 });
     this.#maxPendingSpans = options.maxPendingSpans ?? 20_000;
     this.#maxAttempts = options.maxAttempts ?? 4;
@@ -102,7 +103,7 @@ export class SpanShipper implements SpanBatchSink {
   /** One POST: ok (2xx), retry (429, 5xx, network) or refused (another 4xx: retrying cannot help). */
   #post(body: string): Promise<"ok" | "retry" | "refused"> {
     return new Promise((resolve) => {
-      const req = (this.#url.protocol === "https:" ? https : http).request(
+      const req = (this.#url.protocol === "https:" ? https : nodeHttp).request(
         this.#url,
         {
           method: "POST",

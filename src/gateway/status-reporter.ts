@@ -9,6 +9,7 @@
 
 import type { Logger } from "../common/log.ts";
 import type { GatewayReport } from "../model/live-config.ts";
+import { controlFetch } from "./control-fetch.ts";
 
 /** How a StatusReporter is set up. */
 export interface StatusReporterOptions {
@@ -77,12 +78,12 @@ export class StatusReporter {
     clearTimeout(this.#soon);
     await this.#inFlight;
     if (!goodbye) return;
-    await fetch(this.#url, {
+    await controlFetch(this.#url, {
       method: "DELETE",
       headers: { authorization: `Bearer ${this.#options.token}` },
       signal: AbortSignal.timeout(2000),
     })
-      .then((res) => res.body?.cancel())
+      .then((res) => res.cancel())
       .catch(() => {});
   }
 
@@ -99,7 +100,7 @@ export class StatusReporter {
 
   async #put(report: GatewayReport): Promise<void> {
     try {
-      const res = await fetch(`${this.#url}/status`, {
+      const res = await controlFetch(`${this.#url}/status`, {
         method: "PUT",
         headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
         body: JSON.stringify(report),

@@ -4,13 +4,14 @@
  * any pool for good), then the two sockets piped together. A tunnel does not
  * count as a request in flight: it may live for hours.
  *
- *   chain.ts ENDPOINT ─► openTunnel ─► http.request(Upgrade) ─► 101: pipe both ways
+ *   chain.ts ENDPOINT ─► openTunnel ─► nodeHttp.request(Upgrade) ─► 101: pipe both ways
  *                                                          └─► any other answer: relayed, closed
  */
 
-import http from "node:http";
+import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { nodeHttp } from "../common/node-http.ts";
 import type { Exchange } from "./exchange.ts";
 import { rawHead } from "./forwarded.ts";
 import { CONNECT_FAILURES } from "./node-health.ts";
@@ -28,7 +29,7 @@ export function openTunnel(x: Exchange, endpoint: Endpoint): void {
   const headers = x.headers;
   headers.push("Connection", "Upgrade", "Upgrade", req.headers.upgrade ?? "websocket");
   const idleMs = route.timeouts?.idleMs ?? proxy.upstreamTimeoutMs;
-  const upstream = http.request({
+  const upstream = nodeHttp.request({
     host: endpoint.address,
     port: endpoint.port,
     method: req.method,

@@ -14,6 +14,7 @@
 import { type Static, Type as T } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
+import type { TrafficPolicies } from "./gateway-view.ts";
 import {
   NAME_PATTERN,
   normalizeService,
@@ -23,10 +24,8 @@ import {
   type ServiceSpec,
 } from "./manifest.ts";
 import { describeError, unescapePointer } from "./manifest-messages.ts";
-import type { Kind, Service } from "./objects.ts";
 
-/** The kinds a gateway builds its table from (snapshot + watch); a change to any is a new config version. */
-export const GATEWAY_KINDS: readonly Kind[] = ["service", "instance", "node", "consumer", "route"];
+export { effectiveTraffic, GATEWAY_KINDS, type TrafficPolicies } from "./gateway-view.ts";
 
 const Name = T.String({
   pattern: NAME_PATTERN,
@@ -108,8 +107,6 @@ export function routeTargetProblems(spec: RouteBody, services: readonly string[]
   return problems;
 }
 
-/** A service's traffic policies, as ServiceSpec holds them. */
-export type TrafficPolicies = Pick<ServiceSpec, "breaker" | "outlier" | "criticality" | "concurrency">;
 export const TRAFFIC_FIELDS = ["breaker", "outlier", "criticality", "concurrency"] as const;
 
 /**
@@ -176,21 +173,6 @@ export function patchTraffic(current: TrafficOverride | undefined, body: Traffic
       (next as Record<string, unknown>)[field] = spec[field] ?? (field === "criticality" ? "normal" : null);
   }
   return next;
-}
-
-/** The traffic policies the gateway applies to a service: the spec's, with the API's overrides on top. */
-export function effectiveTraffic(service: Pick<Service, "spec" | "traffic">): TrafficPolicies {
-  const o = service.traffic;
-  const s = service.spec;
-  if (o === undefined) return s;
-  const pick = <K extends keyof TrafficPolicies>(k: K): TrafficPolicies[K] =>
-    k in o ? ((o[k] ?? undefined) as TrafficPolicies[K]) : s[k];
-  return {
-    breaker: pick("breaker"),
-    outlier: pick("outlier"),
-    criticality: pick("criticality"),
-    concurrency: pick("concurrency"),
-  };
 }
 
 /**

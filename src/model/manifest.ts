@@ -10,6 +10,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import { AutoscaleManifestSchema, autoscaleProblems, normalizeAutoscale } from "./autoscale.ts";
+import { routeIdentity } from "./gateway-view.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, type PlacementSpec, placementServices } from "./placement.ts";
@@ -687,20 +688,7 @@ export interface RateLimitSpec {
   per: "route" | "ip" | "consumer";
 }
 
-/** What makes two routes the same route: two services may not both declare it. */
-export function routeIdentity(r: Pick<Route, "host" | "path" | "match" | "methods" | "headers">): string {
-  const headers = Object.entries(r.headers ?? {})
-    .map(([k, v]) => `${k}=${v}`)
-    .sort()
-    .join("&");
-  return [
-    r.host.toLowerCase(),
-    r.match ?? "prefix",
-    r.path,
-    [...(r.methods ?? [])].sort().join(","),
-    headers,
-  ].join(" ");
-}
+export { routeIdentity };
 
 /** A service as a release stores it: every default filled in. */
 export interface ServiceSpec {

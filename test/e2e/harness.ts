@@ -379,7 +379,9 @@ export function gatewayPids(dataDir: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      if (args.includes("gateway") && args.includes(join(dataDir, "gateway"))) pids.push(Number(entry));
+      // herd up starts its gateway as src/daemons/gateway-main.ts; `herd gateway` as the CLI's command.
+      const isGateway = args.includes("gateway") || args.some((a) => a.endsWith("gateway-main.ts"));
+      if (isGateway && args.includes(join(dataDir, "gateway"))) pids.push(Number(entry));
     } catch {
       // gone meanwhile
     }
