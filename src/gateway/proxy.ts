@@ -44,8 +44,13 @@ const UndiciPool = loadUndiciPool();
  */
 function loadUndiciPool(): typeof Pool {
   const require = createRequire(import.meta.url);
-  const h2 = require.resolve("undici/lib/dispatcher/client-h2.js");
-  if (require.cache[h2] === undefined) {
+  let h2: string | undefined;
+  try {
+    h2 = require.resolve("undici/lib/dispatcher/client-h2.js");
+  } catch {
+    // Another undici layout: load it whole (more memory, same behaviour); imports.test.ts says so.
+  }
+  if (h2 !== undefined && require.cache[h2] === undefined) {
     const standIn = new Module(h2);
     standIn.filename = h2;
     standIn.loaded = true;
