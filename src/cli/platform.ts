@@ -249,7 +249,7 @@ export async function runUp(argv: string[]): Promise<number> {
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
-  await ensureDaemonRuntime("up", dataDir);
+  await ensureDaemonRuntime(v.small ? "up-small" : "up", dataDir);
   const allowFetch = allowFetchOf(v);
   // --public as root: the standard ports, which only root may bind.
   const standardPorts = v.public === true && process.getuid?.() === 0;
