@@ -54,8 +54,8 @@ Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
 --gateway-workers workers; default one worker per two cores, so one gateway
 process on a 2-core machine). --small keeps herd to two processes on any
-machine (one gateway process, one query thread at most): about 220 MB idle,
-docs/benchmarks.md. Data lives in DIR (default ./.herd). On the
+machine (one gateway process, one query thread at most) and runs the control
+plane on V8's interpreter only: about 205 MB idle, docs/benchmarks.md. Data lives in DIR (default ./.herd). On the
 first start it deploys examples/hello. It signs the CLI in to this server:
 the context "local" in ~/.config/herd/config.json, made current unless you
 chose another one (herd context; --no-login leaves that file alone).
