@@ -55,8 +55,9 @@ Runs the whole platform on this machine in the foreground: the control plane
 --gateway-workers workers; default one worker per two cores, so one gateway
 process on a 2-core machine). --small keeps herd to two processes on any
 machine (one gateway process, one query thread at most) and runs the control
-plane on V8's interpreter only: about 205 MB idle, docs/benchmarks.md. Data lives in DIR (default ./.herd). On the
-first start it deploys examples/hello. It signs the CLI in to this server:
+plane on V8's interpreter only: about 200 MB idle, docs/benchmarks.md.
+Data lives in DIR (default ./.herd). On the first start it deploys
+examples/hello. It signs the CLI in to this server:
 the context "local" in ~/.config/herd/config.json, made current unless you
 chose another one (herd context; --no-login leaves that file alone).
 Ctrl-C stops the gateway, the agent, the apps' instances and the control
