@@ -5,7 +5,10 @@
  * (probe-attempts.ts).
  */
 
-import { request } from "node:http";
+import { nodeHttp } from "../common/node-http.ts";
+
+const { request } = nodeHttp;
+
 import { connect } from "node:net";
 
 /** What to probe. */

@@ -13,10 +13,11 @@ import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { Readable, Transform } from "node:stream";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { NODE_REF_FILE, type NodeRef } from "../build/node-runtime.ts";
 import { unpackTarball } from "../build/unpack.ts";
+import { apiRequest } from "../common/api-request.ts";
 import { HerdError } from "../common/errors.ts";
 import { pathExists } from "../common/path-exists.ts";
 
@@ -26,8 +27,8 @@ export interface SlugCacheOptions {
   server: string;
   token: string;
   dataDir: string;
-  /** fetch options that trust the control plane's CA (common/api-ca.ts). */
-  trust?: RequestInit;
+  /** The CA that signed the control plane's certificate (common/api-ca.ts), when not a public one. */
+  ca?: string;
   /** Give up on one download after this long; default 5 minutes. */
   timeoutMs?: number;
 }
@@ -123,15 +124,15 @@ export class SlugCache {
     await mkdir(dir, { recursive: true });
     const url = `${this.#options.server.replace(/\/$/, "")}/api/v1/${kind}/${digest}`;
     const what = kind === "slugs" ? "slug" : "Node runtime";
-    const res = await fetch(url, {
-      ...this.#options.trust,
+    const res = await apiRequest(url, {
+      ca: this.#options.ca,
       headers: { authorization: `Bearer ${this.#options.token}` },
       signal: AbortSignal.timeout(this.#options.timeoutMs ?? 300_000),
     }).catch((err: Error) => {
       throw new HerdError("unavailable", `cannot download ${what} ${digest}: ${err.message}`);
     });
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
+    if (!res.ok) {
+      res.cancel();
       throw new HerdError(
         res.status === 404 ? "not_found" : "unavailable",
         `GET ${url} answered ${res.status}`,
@@ -146,7 +147,7 @@ export class SlugCache {
       },
     });
     try {
-      await pipeline(Readable.fromWeb(res.body), hashing, createWriteStream(tmp));
+      await pipeline(res.body, hashing, createWriteStream(tmp));
       const actual = hash.digest("hex");
       if (actual !== digest)
         throw new HerdError("invalid", `${what} ${digest} arrived with sha256 ${actual}; discarded`);

@@ -24,7 +24,7 @@ test("the relay passes the ingest routes with the caller's token, refuses the re
   const dataDir = mkdtempSync(join(tmpdir(), "herd-relay-"));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const server = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
-  const options = { server, trust: {}, dataDir, logger: silentLogger };
+  const options = { server, dataDir, logger: silentLogger };
   const relay = await startTelemetryRelay(options);
 
   const post = (path: string) =>

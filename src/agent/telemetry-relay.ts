@@ -14,9 +14,14 @@
  */
 
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { nodeHttp } from "../common/node-http.ts";
+
+const { createServer } = nodeHttp;
+
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 
 /** The requests the relay passes on: the telemetry:write routes of the API. */
@@ -33,8 +38,8 @@ const PASSED_HEADERS = ["authorization", "content-type", "content-encoding"];
 export interface TelemetryRelayOptions {
   /** The control plane's base URL. */
   server: string;
-  /** fetch options that trust the control plane's CA. */
-  trust: Record<string, unknown>;
+  /** The CA that signed the control plane's certificate, when not a public one. */
+  ca?: string;
   /** Where the chosen port is kept between agents. */
   dataDir: string;
   logger: Logger;
@@ -110,16 +115,16 @@ async function relay(
     const value = req.headers[name];
     if (typeof value === "string") headers[name] = value;
   }
-  const upstream = await fetch(`${options.server.replace(/\/+$/, "")}${url.pathname}${url.search}`, {
-    ...options.trust,
+  const upstream = await apiRequest(`${options.server.replace(/\/+$/, "")}${url.pathname}${url.search}`, {
+    ca: options.ca,
     method: "POST",
     headers,
     body: Buffer.concat(chunks),
     signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
   });
-  const body = Buffer.from(await upstream.arrayBuffer());
+  const body = await upstream.buffer();
   res.writeHead(upstream.status, {
-    "content-type": upstream.headers.get("content-type") ?? "application/json",
+    "content-type": upstream.headers["content-type"] ?? "application/json",
     "content-length": body.length,
   });
   res.end(body);

@@ -16,7 +16,7 @@ import type { RouteObject } from "../model/live-config.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
-import { AcmeManager, type AcmeSettings } from "./acme.ts";
+import type { AcmeManager, AcmeSettings } from "./acme.ts";
 import { type IssuedCertificate, LocalCa } from "./local-ca.ts";
 
 /** What a gateway gets for a host. */
@@ -102,7 +102,8 @@ export class HostCertificates {
 
 /**
  * The control plane's HostCertificates: the CA in `<dataDir>/tls` (made on
- * first start) and, with `acme`, the ACME manager (its passes begin at `start`).
+ * first start) and, with `acme`, the ACME manager (its passes begin at `start`;
+ * the ACME client is imported only then).
  */
 export async function openHostCertificates(options: {
   store: Store;
@@ -112,9 +113,10 @@ export async function openHostCertificates(options: {
   acme?: AcmeSettings;
 }): Promise<HostCertificates> {
   const { store } = options;
+  // acme-client (with axios and node-forge, about 10 MB) is loaded only when ACME is on.
   const acme =
     options.acme &&
-    new AcmeManager({
+    new (await import("./acme.ts")).AcmeManager({
       settings: options.acme,
       secrets: options.secrets,
       routedHosts: () => routedHosts(store),

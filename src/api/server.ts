@@ -8,7 +8,10 @@
  */
 
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
-import { STATUS_CODES } from "node:http";
+import { nodeHttp } from "../common/node-http.ts";
+
+const { STATUS_CODES } = nodeHttp;
+
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";

@@ -67,9 +67,10 @@ Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
 --gateway-workers workers; default one worker per two cores, so one gateway
 process on a 2-core machine). --small keeps herd to two processes on any
-machine (one gateway process, one query thread at most): about 220 MB idle,
-docs/benchmarks.md. Data lives in DIR (default ./.herd). On the
-first start it deploys examples/hello. It signs the CLI in to this server:
+machine (one gateway process, one query thread at most) and runs the control
+plane on V8's interpreter only: about 200 MB idle, docs/benchmarks.md.
+Data lives in DIR (default ./.herd). On the first start it deploys
+examples/hello. It signs the CLI in to this server:
 the context "local" in ~/.config/herd/config.json, made current unless you
 chose another one (herd context; --no-login leaves that file alone).
 Ctrl-C stops the gateway, the agent, the apps' instances and the control
@@ -210,7 +211,7 @@ export async function runUp(argv: string[]): Promise<number> {
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
-  await ensureDaemonRuntime("up", dataDir);
+  await ensureDaemonRuntime(v.small ? "up-small" : "up", dataDir);
   const allowFetch = allowFetchOf(v);
   // --public as root: the standard ports, which only root may bind.
   const standardPorts = v.public === true && process.getuid?.() === 0;

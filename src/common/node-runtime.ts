@@ -9,8 +9,16 @@ import { dirname } from "node:path";
 /** The young generation's limit for processes that serve few requests (MB per semi-space; V8's own grows to 16 and more). */
 export const QUIET_FLAGS = ["--max-semi-space-size=2"];
 
+/**
+ * `herd up --small` also runs its JavaScript in V8's interpreter only: no
+ * baseline or optimising compiler, so neither their code nor their share of
+ * the node binary is in memory (about 14 MB less; docs/benchmarks.md,
+ * Footprint). A control plane serves few requests; a proxy keeps the compilers.
+ */
+export const SMALL_FLAGS = [...QUIET_FLAGS, "--max-opt=0"];
+
 /** The V8 flags chosen per role: a child of another role starts without this process's. */
-const PER_ROLE = [/^--max-semi-space-size(=|$)/];
+const PER_ROLE = [/^--max-semi-space-size(=|$)/, /^--max-opt(=|$)/];
 
 /** This process's Node flags less the ones chosen for its role: what a child of another role starts with. */
 export function inheritedExecArgv(): string[] {

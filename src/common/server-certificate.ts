@@ -4,6 +4,8 @@
  * development certificate of `herd gateway`, gateway/tls.ts).
  */
 
+import { spawn } from "node:child_process";
+
 /** A certificate and its key, PEM, and when it expires. */
 export interface IssuedCertificate {
   cert: string;
@@ -14,9 +16,43 @@ export interface IssuedCertificate {
   notBefore: number;
 }
 
-/** selfsigned (and @peculiar/x509 under it: ~20 MB) is loaded only when a certificate is made. */
-export const generateCertificate: typeof import("selfsigned").generate = async (...args) =>
-  (await import("selfsigned")).generate(...args);
+/**
+ * The program that makes one certificate, in a process of its own: selfsigned
+ * (and @peculiar/x509 under it) would hold about 20 MB for the life of a
+ * process that made its CA or a host's certificate once; a worker thread
+ * would leave most of it behind in the allocator too (docs/benchmarks.md,
+ * Footprint). The arguments and the result travel over IPC with structured
+ * clone, so Dates stay Dates.
+ */
+const SIGNER = `
+process.once("message", async ({ module, args }) => {
+  const pems = await (await import(module)).generate(...args);
+  process.send(pems, () => process.disconnect());
+});
+`;
+
+/** selfsigned's generate, run in a short-lived process (see SIGNER). */
+export const generateCertificate: typeof import("selfsigned").generate = (...args) =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", SIGNER], {
+      stdio: ["ignore", "ignore", "pipe", "ipc"],
+      serialization: "advanced",
+    });
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr = (stderr + chunk).slice(-2000);
+    });
+    child.once("message", (pems) =>
+      resolve(pems as Awaited<ReturnType<typeof import("selfsigned").generate>>),
+    );
+    child.once("error", reject);
+    child.once("exit", (code, signal) =>
+      reject(
+        new Error(`making a certificate failed (exit ${signal ?? code}): ${stderr.trim() || "no output"}`),
+      ),
+    );
+    child.send({ module: import.meta.resolve("selfsigned"), args });
+  });
 
 const DAY_MS = 86_400_000;
 

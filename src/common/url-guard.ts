@@ -7,7 +7,7 @@
  *   guard.fetch(url) ─► http(s) only ─► dns.lookup(all) ─► every address public or allowed?
  *                                                              │ no: HerdError forbidden (names the range and the flag)
  *                                                              ▼ yes
- *            undici, connecting only to the addresses checked (pinned lookup: no second resolution)
+ *            node:http(s), connecting only to the addresses checked (pinned lookup: no second resolution)
  *                                                              ▼
  *            3xx: forbidden (no redirects) · body over maxBytes: too_large · timeoutMs: TimeoutError
  *
@@ -18,9 +18,13 @@
  */
 
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
-import { createRequire } from "node:module";
-import { BlockList, isIP } from "node:net";
-import type { Dispatcher } from "undici";
+import type { IncomingMessage } from "node:http";
+import { nodeHttp } from "./node-http.ts";
+
+const httpRequest = nodeHttp.request;
+
+import { request as httpsRequest } from "node:https";
+import { BlockList, isIP, type LookupFunction } from "node:net";
 import { HerdError } from "./errors.ts";
 
 /** The flag that allows ranges, named in every refusal. */
@@ -261,63 +265,49 @@ export class UrlGuard {
     const signal = init.signal === undefined ? timeout : AbortSignal.any([init.signal, timeout]);
     const checked = await this.addresses(parsed.hostname);
     signal.throwIfAborted();
-    // Loaded at the first fetch, not with this module: a gateway holds a guard for route JWKS URLs
-    // and would otherwise carry undici's whole package (about 15 MB) for a fetch it may never make.
-    const { Agent, request } = createRequire(import.meta.url)("undici") as typeof import("undici");
     // The connection goes to the checked addresses only: its lookup answers with them.
-    const dispatcher = new Agent({
-      connect: { lookup: pinnedLookup(checked) },
-      connections: 1,
-      pipelining: 0,
+    // node:http, not undici: one fewer HTTP client in every process that fetches (docs/benchmarks.md, Footprint).
+    const send = parsed.protocol === "https:" ? httpsRequest : httpRequest;
+    const req = send(parsed, {
+      method: init.method ?? "GET",
+      headers: init.headers,
+      lookup: pinnedLookup(checked) as LookupFunction,
+      agent: false,
+      signal,
     });
     try {
-      const res = await request(parsed, {
-        dispatcher,
-        method: (init.method ?? "GET") as Dispatcher.HttpMethod,
-        headers: init.headers,
-        body: init.body,
-        signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+      const res = await new Promise<IncomingMessage>((resolve, reject) => {
+        req.once("response", resolve);
+        req.on("error", reject); // kept: a late error (the body cut short) is no unhandled event
+        req.end(init.body);
       });
-      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304) {
-        discard(res.body);
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && status !== 304) {
         const location = res.headers.location;
         throw new HerdError(
           "forbidden",
-          `${parsed.origin} answered ${res.statusCode}${location ? ` (to ${String(location).slice(0, 200)})` : ""}: herd follows no redirects; use the final URL`,
+          `${parsed.origin} answered ${status}${location ? ` (to ${String(location).slice(0, 200)})` : ""}: herd follows no redirects; use the final URL`,
         );
       }
       const length = Number(res.headers["content-length"] ?? -1);
-      if (length > maxBytes) {
-        discard(res.body);
-        throw tooLarge(parsed, maxBytes);
-      }
+      if (length > maxBytes) throw tooLarge(parsed, maxBytes);
       const chunks: Buffer[] = [];
       let bytes = 0;
-      for await (const chunk of res.body) {
+      for await (const chunk of res) {
         bytes += (chunk as Buffer).length;
-        if (bytes > maxBytes) {
-          discard(res.body);
-          throw tooLarge(parsed, maxBytes);
-        }
+        if (bytes > maxBytes) throw tooLarge(parsed, maxBytes);
         chunks.push(chunk as Buffer);
       }
-      return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, bytes) };
+      return { status, headers: res.headers, body: Buffer.concat(chunks, bytes) };
     } catch (err) {
-      // The abort's reason (a TimeoutError) says more than undici's wrapper.
+      // The abort's reason (a TimeoutError) says more than the request's AbortError.
       if (signal.aborted && !(err instanceof HerdError)) throw signal.reason;
       throw err;
     } finally {
-      void dispatcher.destroy().catch(() => {});
+      // Its own connection (agent: false): closed whatever happened, an unread body with it.
+      req.destroy();
     }
   }
-}
-
-/** Drops an answer's body and its connection without an unhandled error. */
-function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
-  body.on("error", () => {});
-  body.destroy();
 }
 
 function tooLarge(url: URL, maxBytes: number): HerdError {

@@ -27,11 +27,12 @@
  * (the gateway, its workers) are given it by name (common/node-runtime.ts).
  */
 
+import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { constants, enableCompileCache, flushCompileCache } from "node:module";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compileCacheBase, QUIET_FLAGS } from "../common/node-runtime.ts";
+import { compileCacheBase, inheritedExecArgv, QUIET_FLAGS, SMALL_FLAGS } from "../common/node-runtime.ts";
 
 /** The image number this module gives the process it execs: 2, then 3 (which never execs). */
 const IMAGE_ENV = "HERD_DAEMON_IMAGE";
@@ -56,9 +57,19 @@ const GATEWAY_MODULES = ["../cli/gateway-command.ts", "./gateway.ts", "../model/
  * loads (from src/daemons/), and for some an entry module of their own that
  * the re-exec runs with the command's arguments instead of the CLI.
  */
-const ROLES: Record<string, { flags: readonly string[]; modules: readonly string[]; entry?: string }> = {
+const ROLES: Record<
+  string,
+  { flags: readonly string[]; modules: readonly string[]; entry?: string; childModules?: readonly string[] }
+> = {
   // herd up's gateway shares its cache: it is filled with the gateway's modules too.
   up: { flags: QUIET_FLAGS, modules: ["./up.ts", ...GATEWAY_MODULES, "../gateway/cluster-worker.ts"] },
+  // herd up --small: the interpreter only (common/node-runtime.ts). V8 keys its code cache by flags, so
+  // its gateway's modules are compiled for the gateway's flags by a process that has them (fillForChildren).
+  "up-small": {
+    flags: SMALL_FLAGS,
+    modules: ["./up.ts"],
+    childModules: [...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
+  },
   server: { flags: QUIET_FLAGS, modules: ["./server.ts"] },
   agent: { flags: QUIET_FLAGS, modules: ["./agent.ts"] },
   // A gateway that proxies keeps V8's defaults (a bigger young generation allocates requests faster).
@@ -71,7 +82,7 @@ const ROLES: Record<string, { flags: readonly string[]; modules: readonly string
 };
 
 /** A daemon role (see ROLES). */
-export type DaemonRole = "up" | "server" | "agent" | "gateway" | "gateway-primary";
+export type DaemonRole = "up" | "up-small" | "server" | "agent" | "gateway" | "gateway-primary";
 
 /**
  * Makes this process run as its role wants, re-executing it when needed (see
@@ -113,6 +124,7 @@ export async function ensureDaemonRuntime(
       }
     }
     flushCompileCache();
+    if (runtime.childModules !== undefined) fillForChildren(runtime.childModules, cacheDir);
   }
   process.execve(
     process.execPath,
@@ -148,6 +160,30 @@ function enableCache(dataDir: string): string | undefined {
     if (enableCompileCache(dir).status === constants.compileCacheStatus.ENABLED) return dir;
   }
   return undefined;
+}
+
+/**
+ * Fills the cache with `modules` as compiled for the V8 flags this process's
+ * children start with (inheritedExecArgv), in a short process that has them:
+ * Node keeps one cache per set of flags (V8 rejects code compiled with others),
+ * and a child started over IPC never re-executes to fill its own.
+ */
+function fillForChildren(modules: readonly string[], cacheDir: string): void {
+  const imports = modules
+    .map(
+      (module) => `await import(${JSON.stringify(new URL(module, import.meta.url).href)}).catch(() => {});`,
+    )
+    .join("\n");
+  spawnSync(
+    process.execPath,
+    [
+      ...inheritedExecArgv(),
+      "--input-type=module",
+      "-e",
+      `${imports}\n(await import("node:module")).flushCompileCache();\nprocess.exit(0);`,
+    ],
+    { env: { ...process.env, NODE_COMPILE_CACHE: cacheDir }, stdio: "ignore", timeout: 120_000 },
+  );
 }
 
 /** Whether this process has loaded the type stripper (some .ts file did not come from the cache). */

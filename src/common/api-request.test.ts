@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { apiRequest } from "./api-request.ts";
+
+test("answers with status, headers and body; a kept connection serves the next request", async (t) => {
+  const sockets = new Set<unknown>();
+  const server = createServer((req, res) => {
+    sockets.add(req.socket);
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      if (req.url === "/missing") {
+        res.writeHead(404, { "content-type": "application/json" }).end('{"code":"not_found"}');
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json", "retry-after": "3" });
+      res.end(JSON.stringify({ method: req.method, body, auth: req.headers.authorization }));
+    });
+  }).listen(0, "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const posted = await apiRequest(`${url}/x`, {
+    method: "POST",
+    headers: { authorization: "Bearer t", "content-type": "application/json" },
+    body: '{"a":1}',
+  });
+  assert.equal(posted.status, 200);
+  assert.ok(posted.ok);
+  assert.equal(posted.headers["retry-after"], "3");
+  assert.deepEqual(await posted.json(), { method: "POST", body: '{"a":1}', auth: "Bearer t" });
+
+  const missing = await apiRequest(`${url}/missing`);
+  assert.equal(missing.status, 404);
+  assert.equal(missing.ok, false);
+  missing.cancel();
+  await once(missing.body, "end");
+  const again = await apiRequest(`${url}/y`);
+  assert.equal(JSON.parse(await again.text()).method, "GET");
+  assert.equal(sockets.size, 1, "one kept connection for the three requests");
+});
+
+test("a request that outlives its signal fails with the signal's reason", async (t) => {
+  const server = createServer(() => {}).listen(0, "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  await assert.rejects(apiRequest(url, { signal: AbortSignal.timeout(100) }), { name: "TimeoutError" });
+});
+
+test("a server that is not there is an error naming why", async () => {
+  await assert.rejects(apiRequest("http://127.0.0.1:9/"), /ECONNREFUSED/);
+});

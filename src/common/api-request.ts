@@ -1,0 +1,81 @@
+/**
+ * Requests from herd's components to the control plane's API (the agent's
+ * heartbeats, log batches, slug downloads and telemetry relay) on
+ * `node:http`/`https` instead of the global `fetch`: Node's bundled undici
+ * behind `fetch` and `Response` costs a process about 12 MB, and the agent in
+ * herd up's process calls the API every second (docs/benchmarks.md, Footprint).
+ *
+ *   apiRequest(url, {method, headers, body, signal, ca}) ─► keep-alive connection ─► ApiAnswer (body unread)
+ */
+
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
+import https from "node:https";
+import { nodeHttp as http } from "./node-http.ts";
+
+/** What a request sends. */
+export interface ApiRequestInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Ends the request (connect, answer and body) early; its reason is the error. */
+  signal?: AbortSignal;
+  /** The CA that signed an https API's certificate (herd's, common/api-ca.ts): trusted instead of the system's. */
+  ca?: string;
+}
+
+/** An answer whose body has not been read yet: read it once (text, json, buffer or the stream) or cancel it. */
+export interface ApiAnswer {
+  status: number;
+  ok: boolean;
+  headers: IncomingHttpHeaders;
+  /** The body as a stream. */
+  body: IncomingMessage;
+  buffer(): Promise<Buffer>;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+  /** Discards the body (read and dropped, so the connection serves the next request). */
+  cancel(): void;
+}
+
+// Connections are kept between requests, as fetch's pool did: the agent calls every second.
+const httpAgent = new http.Agent({ keepAlive: true });
+const httpsAgent = new https.Agent({ keepAlive: true });
+
+/** Sends one request; resolves when the answer's status and headers have arrived. */
+export function apiRequest(url: string, init: ApiRequestInit = {}): Promise<ApiAnswer> {
+  const target = new URL(url);
+  const secure = target.protocol === "https:";
+  return new Promise((resolve, reject) => {
+    const req = (secure ? https : http).request(target, {
+      method: init.method ?? "GET",
+      headers: init.headers,
+      agent: secure ? httpsAgent : httpAgent,
+      ...(secure && init.ca !== undefined ? { ca: init.ca } : {}),
+      signal: init.signal,
+    });
+    req.on("error", (err) => reject(init.signal?.aborted ? init.signal.reason : err));
+    req.on("response", (res) => {
+      const buffer = async () => {
+        const chunks: Buffer[] = [];
+        try {
+          for await (const chunk of res) chunks.push(chunk as Buffer);
+        } catch (err) {
+          throw init.signal?.aborted ? init.signal.reason : err;
+        }
+        return Buffer.concat(chunks);
+      };
+      const status = res.statusCode ?? 0;
+      resolve({
+        status,
+        ok: status >= 200 && status < 300,
+        headers: res.headers,
+        body: res,
+        buffer,
+        text: async () => (await buffer()).toString("utf8"),
+        json: async () => JSON.parse((await buffer()).toString("utf8")) as unknown,
+        cancel: () => void res.resume(),
+      });
+    });
+    req.end(init.body);
+  });
+}
