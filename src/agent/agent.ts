@@ -136,6 +136,8 @@ const PROBE_TAIL_LINES = 5;
 /** Characters kept of each of those lines. */
 const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
+/** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
+const FIRST_PROBE_MS = 25;
 /**
  * After a heartbeat that reported a change, the next one comes this soon: the
  * control plane usually answers the change (a replacement, the next rollout
@@ -144,6 +146,8 @@ const STATUS_DEBOUNCE_MS = 20;
  */
 const FOLLOW_UP_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
+/** How long the control plane keeps the agent's wait open without a change (its default). */
+const WAIT_MS = 25_000;
 const STATS_MS = 5000;
 const LOG_SHIP_MS = 250;
 const LOG_BATCH_LINES = 1000;
@@ -175,6 +179,9 @@ export class Agent {
   #loop: Promise<void> | undefined;
   #wakeRequested = false;
   #wake: (() => void) | undefined;
+  /** The long poll that hears of new desired instances between heartbeats (#waitLoop). */
+  #waitLoop: Promise<void> | undefined;
+  readonly #waitAbort = new AbortController();
   #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
   /** This agent's own counters (agent-metrics.ts). */
@@ -251,6 +258,7 @@ export class Agent {
     for (const p of await this.#driver.recover()) await this.#adopt(p);
     this.#shipTimer = setInterval(() => this.#shipLogs(), LOG_SHIP_MS);
     this.#loop = this.#heartbeatLoop();
+    this.#waitLoop = this.#followChanges();
     this.#log.info("started", {
       node: this.#options.name,
       server: this.#options.server,
@@ -263,7 +271,8 @@ export class Agent {
     if (!this.#running) return;
     this.#running = false;
     this.#requestWake();
-    await this.#loop;
+    this.#waitAbort.abort();
+    await Promise.all([this.#loop, this.#waitLoop]);
     clearTimeout(this.#debounce);
     clearInterval(this.#shipTimer);
     // Let a start or stop in progress finish, but a hung download must not hold the agent forever.
@@ -357,6 +366,43 @@ export class Agent {
     }
   }
 
+  /**
+   * Keeps `GET /nodes/:name/wait` open: it returns as soon as what this node
+   * should run changed (a service woken from zero, a deploy, a replacement),
+   * and the agent heartbeats at once instead of at the next interval. A
+   * server without the route (404) leaves the agent on its heartbeats alone.
+   */
+  async #followChanges(): Promise<void> {
+    const base = `${this.#options.server.replace(/\/$/, "")}/api/v1/nodes/${encodeURIComponent(this.#options.name)}/wait`;
+    let since: number | undefined;
+    while (this.#running) {
+      try {
+        const res = await fetch(since === undefined ? base : `${base}?since=${since}`, {
+          ...this.#trust,
+          headers: { authorization: `Bearer ${this.#options.token}` },
+          signal: AbortSignal.any([
+            this.#waitAbort.signal,
+            AbortSignal.timeout(WAIT_MS + REQUEST_TIMEOUT_MS),
+          ]),
+        });
+        if (res.status === 404) {
+          await res.body?.cancel();
+          this.#log.info("the control plane has no wait route: new instances start on the next heartbeat");
+          return;
+        }
+        if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+        const { revision } = (await res.json()) as { revision?: unknown };
+        if (typeof revision !== "number") throw new Error("answered without a revision");
+        if (since !== undefined && revision > since) this.#requestWake();
+        since = revision;
+      } catch {
+        if (!this.#running) return;
+        // The server is away: heartbeats say so; ask again in a while.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
@@ -382,6 +428,7 @@ export class Agent {
       isolation: this.#driver.isolation(),
       instances,
       stats: stats.node,
+      slugs: await this.#slugs.held(),
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
     };
     // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.
@@ -685,17 +732,19 @@ export class Agent {
             this.#changed();
           }
         }
-        // Until it first passes, probe often: a fresh instance should take traffic as soon as it can.
+        // Until it first passes, probe often: a fresh instance should take traffic as soon as it can
+        // (a cold start from zero has requests waiting for it). 25 ms, then ×1.5 up to 200 ms.
         if (run === inst.probeRun)
           next(
             inst.state === "healthy" || inst.state === "unhealthy"
               ? health.intervalMs
-              : Math.min(200, health.intervalMs),
+              : Math.min(FIRST_PROBE_MS * 1.5 ** ++tries, 200, health.intervalMs),
           );
       }, delay);
     };
+    let tries = 0;
     // The first probe soon after start: most apps listen within a fraction of a second.
-    next(health.kind === "process" ? health.intervalMs : Math.min(100, health.intervalMs));
+    next(health.kind === "process" ? health.intervalMs : Math.min(FIRST_PROBE_MS, health.intervalMs));
   }
 
   #stopProbing(inst: Managed): void {

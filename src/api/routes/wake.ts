@@ -1,0 +1,100 @@
+/**
+ * Scale to zero, the control plane's half: a gateway holding requests for a
+ * service with no instance asks for one.
+ *
+ *   gateway (hold.ts) ──POST /apps/:app/services/:svc/wake?tenant=──► service.instances 0 → max(1, min)
+ *                                                                     (store write; the service controller
+ *                                                                      places it, the agent hears at once)
+ *
+ * Only services that scale to zero (`autoscale.min: 0`) are woken; one that
+ * already has instances is left as it is, so a burst from many gateways (or
+ * workers) is one scale.
+ */
+
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { conflict, notFound } from "../../common/errors.ts";
+import { checkQuota } from "../../controllers/quota.ts";
+import { type Service, serviceKey } from "../../model/objects.ts";
+import type { ApiDeps } from "../deps.ts";
+import { Name, TenantQuery } from "../schemas.ts";
+
+const WakeParams = T.Object({ app: Name, svc: Name });
+
+/** What a wake call did. */
+export interface WakeReply {
+  service: string;
+  /** The service's instances now. */
+  instances: number;
+  /** True when this call raised them from 0; false when it had instances already. */
+  woken: boolean;
+}
+
+export function wakeRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const { store } = deps;
+
+  api.post(
+    "/apps/:app/services/:svc/wake",
+    {
+      schema: {
+        summary: "Wake a service scaled to zero: a gateway holds requests for it",
+        description:
+          "Sets the instances of a service with `autoscale.min: 0` from 0 to max(1, min) at once; a no-op when it has instances. 409 when the service does not scale to zero. For gateways (gateway:sync).",
+        tags: ["gateways"],
+        params: WakeParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req): Promise<WakeReply> => {
+      const { app, svc } = req.params as { app: string; svc: string };
+      // A gateway serves every tenant: it names the service's tenant.
+      const tenant = (req.query as { tenant?: string }).tenant ?? "default";
+      const key = serviceKey(tenant, app, svc);
+      for (;;) {
+        const o = await store.get<Service>("service", key);
+        if (!o) throw notFound(`app ${app} has no service ${svc} in tenant ${tenant}`);
+        const service = o.value;
+        const autoscale = service.spec.autoscale;
+        if (autoscale?.min !== 0) {
+          throw conflict(
+            `${app}/${svc} does not scale to zero (its herd.yaml has no autoscale with min: 0): it is not woken by requests`,
+          );
+        }
+        if (service.instances > 0) return { service: key, instances: service.instances, woken: false };
+        const count = Math.max(1, autoscale.min);
+        await checkQuota(
+          store,
+          deps.settings.unit,
+          tenant,
+          app,
+          { [svc]: { instances: count, resources: service.spec.resources } },
+          false,
+        );
+        const busy = service.state === "updating" || service.state === "rolling_back";
+        const next: Service = {
+          ...service,
+          instances: count,
+          state: busy ? service.state : "scaling",
+          crashes: 0,
+          backoffUntil: undefined,
+          message: busy ? service.message : `woken by a request: scaling from 0 to ${count}`,
+        };
+        try {
+          await store.put("service", key, next, { expectRevision: o.revision });
+        } catch (err) {
+          // Another gateway (or a scale) wrote it meanwhile: look again.
+          if ((err as { code?: string }).code === "conflict") continue;
+          throw err;
+        }
+        await deps.events.record({
+          tenant,
+          app,
+          service: svc,
+          reason: "Woken",
+          message: `${svc} woken by a request: scaled from 0 to ${count}`,
+        });
+        return { service: key, instances: count, woken: true };
+      }
+    },
+  );
+}
