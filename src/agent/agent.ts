@@ -136,6 +136,12 @@ const PROBE_TAIL_LINES = 5;
 /** Characters kept of each of those lines. */
 const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
+/**
+ * CPU cores an instance may use until its first passed health check (a start
+ * boost, as Cloud Run's): a Node app's start is CPU-bound, and a quarter core
+ * makes it several times slower; memory is never boosted.
+ */
+const START_CPU = 1;
 /** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
 const FIRST_PROBE_MS = 25;
 /**
@@ -609,6 +615,7 @@ export class Agent {
         tenant: d.tenant,
         dataDir,
         ...(node ? { node } : {}),
+        startCpu: START_CPU,
       });
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
       this.#startProbing(inst);
@@ -718,6 +725,8 @@ export class Agent {
         if (result.ok) {
           inst.failures = 0;
           if (inst.state !== "healthy") {
+            // Started: the start boost ends, the instance gets its own CPU limit.
+            if (inst.desired) this.#limitCpu(inst.id, inst.desired.run.resources.cpu);
             inst.state = "healthy";
             inst.message = undefined;
             inst.logTail = undefined;
@@ -745,6 +754,17 @@ export class Agent {
     let tries = 0;
     // The first probe soon after start: most apps listen within a fraction of a second.
     next(health.kind === "process" ? health.intervalMs : Math.min(FIRST_PROBE_MS, health.intervalMs));
+  }
+
+  #limitCpu(id: string, cpu: number): void {
+    try {
+      this.#driver.limitCpu?.(id, cpu);
+    } catch (err) {
+      this.#log.warn("cannot end the start boost: the instance keeps more CPU than it asked for", {
+        id,
+        err,
+      });
+    }
   }
 
   #stopProbing(inst: Managed): void {
