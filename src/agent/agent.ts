@@ -143,7 +143,7 @@ const STATUS_DEBOUNCE_MS = 20;
  */
 const START_CPU = 1;
 /** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
-const FIRST_PROBE_MS = 25;
+const FIRST_PROBE_MS = 10;
 /**
  * After a heartbeat that reported a change, the next one comes this soon: the
  * control plane usually answers the change (a replacement, the next rollout
@@ -742,12 +742,14 @@ export class Agent {
           }
         }
         // Until it first passes, probe often: a fresh instance should take traffic as soon as it can
-        // (a cold start from zero has requests waiting for it). 25 ms, then ×1.5 up to 200 ms.
+        // (a cold start from zero has requests waiting for it). 10 ms, then ×1.2 up to 100 ms: a
+        // refused connection costs next to nothing, and an app that listens after 300–500 ms (a
+        // Node start) is seen within 30–80 ms of it.
         if (run === inst.probeRun)
           next(
             inst.state === "healthy" || inst.state === "unhealthy"
               ? health.intervalMs
-              : Math.min(FIRST_PROBE_MS * 1.5 ** ++tries, 200, health.intervalMs),
+              : Math.min(FIRST_PROBE_MS * 1.2 ** ++tries, 100, health.intervalMs),
           );
       }, delay);
     };
