@@ -55,7 +55,7 @@ export class NodeWaits {
     this.#started ??= this.#follow();
     await this.#started;
     const now = this.#changedAt.get(node) ?? this.#floor;
-    if (since === undefined || now > since || this.#signal.aborted) return now;
+    if (since === undefined || now > since || this.#signal.aborted || signal.aborted) return now;
     return new Promise((resolve) => {
       let waiters = this.#waiters.get(node);
       if (waiters === undefined) {
