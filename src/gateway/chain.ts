@@ -316,13 +316,13 @@ export function releaseHeld(x: Exchange, backend: Backend): void {
 }
 
 /** Answers a held request no instance came for in time (hold.ts): the fallback, else 503 with Retry-After. */
-export function expireHeld(x: Exchange, why: "full" | "timeout", timeoutMs: number): void {
+export function expireHeld(x: Exchange, why: "timeout" | "not_scaling_to_zero", timeoutMs: number): void {
   const backend = x.backend as Backend;
   if (fellBack(x, "unavailable", metrics.FALLBACK_UNAVAILABLE)) return;
   const message =
     why === "timeout"
       ? `${backend.name} has no instance yet: none started within ${Math.round(timeoutMs / 1000)}s; try again shortly`
-      : `${backend.name} is not available: try again shortly`;
+      : `${backend.name} no longer scales to zero and has no running instance`;
   refuse(x, 503, "unavailable", message, metrics.UNAVAILABLE, undefined, why === "timeout" ? "5" : "1");
 }
 

@@ -160,6 +160,7 @@ test("a failed wake call is retried while requests wait; a service that does not
   proxy.table = plain;
   const r = await held;
   assert.equal(r.status, 503);
+  assert.match(JSON.parse(r.body).message, /no longer scales to zero/);
   assert.equal(holds.waiting(KEY), 0);
   const direct = await request(port, "shop.test", "/");
   assert.equal(direct.status, 503);

@@ -32,8 +32,8 @@ const RETRY_MS = 1_000;
 /** After an answered wake call: ask again this often while requests still wait (a scale-in may have raced it). */
 const ASK_AGAIN_MS = 5_000;
 
-/** Why a held request is answered without an instance. */
-export type HoldEnd = "full" | "timeout" | "gone";
+/** Why a held request ends without an instance: none in time, its service no longer scales to zero (or is gone), its client left. */
+type HoldEnd = "timeout" | "not_scaling_to_zero" | "gone";
 
 /** How requests are held. */
 export interface HoldOptions {
@@ -127,7 +127,7 @@ export class HeldRequests {
         }
       } else if (backend === undefined || !backend.scalesToZero) {
         // The service is gone, or no longer scales to zero: nothing will wake it for them.
-        for (const held of queue.held) this.#end(held, "timeout");
+        for (const held of queue.held) this.#end(held, "not_scaling_to_zero");
       }
     }
   }
@@ -167,7 +167,7 @@ export class HeldRequests {
     queue.timer.unref();
   }
 
-  /** Ends one held request without an instance: answered 503 (full and timeout) or just forgotten (gone). */
+  /** Ends one held request without an instance: answered 503, or just forgotten when its client left. */
   #end(held: Held, why: HoldEnd): void {
     const queue = held.queue;
     if (!queue.held.has(held)) return;
