@@ -138,7 +138,9 @@ export async function run(): Promise<void> {
       cold.push(r.ms);
       const events = (await h.api<{ items: Event[] }>("GET", "/events?app=hello&limit=100")).body.items;
       for (const [phase, value] of Object.entries(phases(events, requestAt, r.at))) {
-        if (value !== undefined) (breakdown[phase] ??= []).push(value);
+        if (value === undefined) continue;
+        breakdown[phase] ??= [];
+        breakdown[phase].push(value);
       }
     }
 
