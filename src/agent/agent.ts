@@ -153,7 +153,7 @@ const FIRST_PROBE_MS = 10;
 const FOLLOW_UP_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
 /** How long the control plane keeps the agent's wait open without a change (its default). */
-const WAIT_MS = 25_000;
+const WAIT_MS = 15_000;
 const STATS_MS = 5000;
 const LOG_SHIP_MS = 250;
 const LOG_BATCH_LINES = 1000;

@@ -11,9 +11,11 @@ import type { ApiDeps } from "../deps.ts";
 import { NodeWaits } from "../node-waits.ts";
 import { NodeParams } from "../schemas.ts";
 
-/** How long one wait stays open at most, and by default. */
-const MAX_WAIT_MS = 60_000;
-const DEFAULT_WAIT_MS = 25_000;
+/**
+ * How long one wait stays open at most (and by default): short enough that
+ * proxies and clients with a 20–30 s read timeout never cut it.
+ */
+const MAX_WAIT_MS = 15_000;
 
 const WaitQuery = T.Object(
   {
@@ -32,7 +34,7 @@ export function nodeWaitRoutes(api: FastifyInstance, deps: ApiDeps): void {
         summary:
           "Agent long poll: returns when the node's desired instances change (then the agent heartbeats)",
         description:
-          "Answers `{revision}` at once without `since` or when the node changed after it; else when it changes, or after `timeoutMs` (default 25 s) with the same revision.",
+          "Answers `{revision}` at once without `since` or when the node changed after it; else when it changes, or after `timeoutMs` (at most and by default 15 s) with the same revision.",
         tags: ["agent protocol"],
         params: NodeParams,
         querystring: WaitQuery,
@@ -45,7 +47,7 @@ export function nodeWaitRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const gone = new AbortController();
       // The response closes with the connection (the agent stopped or restarted): the wait ends.
       reply.raw.once("close", () => gone.abort());
-      const revision = await waits.wait(name, since, timeoutMs ?? DEFAULT_WAIT_MS, gone.signal);
+      const revision = await waits.wait(name, since, timeoutMs ?? MAX_WAIT_MS, gone.signal);
       return { revision };
     },
   );
