@@ -33,6 +33,13 @@ const AUTOSCALE: AutoscaleSpec = {
 before(async () => {
   server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
   tokens = await createTestTokens(server.url, server.adminToken);
+  await server.store.put("app", "a/shop", {
+    tenant: "a",
+    name: "shop",
+    createdAt: "2026-01-01T00:00:00Z",
+    release: 1,
+    latestVersion: 1,
+  });
   const idle: Service = { ...testService("a", "shop", "web", []), instances: 0 };
   idle.spec.autoscale = AUTOSCALE;
   await server.store.put("service", "a/shop/web", idle);

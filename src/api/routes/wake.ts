@@ -2,9 +2,10 @@
  * Scale to zero, the control plane's half: a gateway holding requests for a
  * service with no instance asks for one.
  *
- *   gateway (hold.ts) ──POST /apps/:app/services/:svc/wake?tenant=──► service.instances 0 → max(1, min)
- *                                                                     (store write; the service controller
- *                                                                      places it, the agent hears at once)
+ *   gateway (hold.ts) ──POST /apps/:app/services/:svc/wake?tenant=──► scaleServices: 0 → max(1, min)
+ *                                                                     (quota, event Woken; the service
+ *                                                                      controller places it, the agent
+ *                                                                      hears at once)
  *
  * Only services that scale to zero (`autoscale.min: 0`) are woken; one that
  * already has instances is left as it is, so a burst from many gateways (or
@@ -14,7 +15,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, notFound } from "../../common/errors.ts";
-import { checkQuota } from "../../controllers/quota.ts";
+import { scaleServices } from "../../controllers/scale.ts";
 import { type Service, serviceKey } from "../../model/objects.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, TenantQuery } from "../schemas.ts";
@@ -62,37 +63,25 @@ export function wakeRoutes(api: FastifyInstance, deps: ApiDeps): void {
         }
         if (service.instances > 0) return { service: key, instances: service.instances, woken: false };
         const count = Math.max(1, autoscale.min);
-        await checkQuota(
-          store,
-          deps.settings.unit,
-          tenant,
-          app,
-          { [svc]: { instances: count, resources: service.spec.resources } },
-          false,
-        );
-        const busy = service.state === "updating" || service.state === "rolling_back";
-        const next: Service = {
-          ...service,
-          instances: count,
-          state: busy ? service.state : "scaling",
-          crashes: 0,
-          backoffUntil: undefined,
-          message: busy ? service.message : `woken by a request: scaling from 0 to ${count}`,
-        };
         try {
-          await store.put("service", key, next, { expectRevision: o.revision });
+          // The shared scale path (quota, event Woken, unplaced instances); based on the revision read
+          // above, so two gateways waking at once make one scale.
+          await scaleServices(
+            { store, events: deps.events, unit: deps.settings.unit },
+            {
+              tenant,
+              app,
+              services: { [svc]: count },
+              revisions: { [svc]: o.revision },
+              reason: "Woken",
+              why: "a request arrived while it had no instance",
+            },
+          );
         } catch (err) {
           // Another gateway (or a scale) wrote it meanwhile: look again.
           if ((err as { code?: string }).code === "conflict") continue;
           throw err;
         }
-        await deps.events.record({
-          tenant,
-          app,
-          service: svc,
-          reason: "Woken",
-          message: `${svc} woken by a request: scaled from 0 to ${count}`,
-        });
         return { service: key, instances: count, woken: true };
       }
     },
