@@ -381,6 +381,7 @@ export class Agent {
   async #followChanges(): Promise<void> {
     const base = `${this.#options.server.replace(/\/$/, "")}/api/v1/nodes/${encodeURIComponent(this.#options.name)}/wait`;
     let since: number | undefined;
+    let failing = false;
     while (this.#running) {
       try {
         const res = await fetch(since === undefined ? base : `${base}?since=${since}`, {
@@ -401,9 +402,15 @@ export class Agent {
         if (typeof revision !== "number") throw new Error("answered without a revision");
         if (since !== undefined && revision > since) this.#requestWake();
         since = revision;
-      } catch {
+        failing = false;
+      } catch (err) {
         if (!this.#running) return;
-        // The server is away: heartbeats say so; ask again in a while.
+        // A server that is away is the heartbeats' to report; a refusal is said once.
+        if (!failing && !this.#serverAway)
+          this.#log.warn("the wait for new instances failed; they start on the next heartbeat meanwhile", {
+            err,
+          });
+        failing = true;
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
