@@ -25,7 +25,14 @@ import type {
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
 import { drainServers } from "./drain.ts";
-import { heldRequests, hostCertificates, jwksSettings, listeners, loadReporter, tracesFor } from "./gateway.ts";
+import {
+  heldRequests,
+  hostCertificates,
+  jwksSettings,
+  listeners,
+  loadReporter,
+  tracesFor,
+} from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";

@@ -95,6 +95,9 @@ test("a burst for a service scaled to zero waits, asks once, and is answered by 
   await waitFor(() => holds.waiting(KEY) === 6, 3000, "six held");
   assert.deepEqual([...holds.waitingByService()], [[KEY, 6]]);
   assert.deepEqual(wakes, [KEY], "one wake call for the burst");
+  const waitingNow = () =>
+    proxy.table.load.report(Date.now(), 1000).services.find((l) => l.service === KEY)?.waiting;
+  assert.equal(waitingNow(), 6, "the live load report carries the held count");
   assert.equal(upstream.hits, 0);
 
   proxy.table = build([testInstance("w1", { app: "shop", service: "web" }, "local", upstream.port)], 2);
@@ -106,6 +109,7 @@ test("a burst for a service scaled to zero waits, asks once, and is answered by 
   assert.equal(await upgraded, "101 ping");
   assert.equal(holds.waiting(KEY), 0);
   assert.deepEqual([...holds.waitingByService()], []);
+  assert.equal(waitingNow() ?? 0, 0);
 });
 
 test("a full queue and a timeout answer 503 with Retry-After", async (t) => {

@@ -11,6 +11,11 @@
  *   proxy.table = next ─► onTable(next): the service has an endpoint ─► release: chain.ts runs ENDPOINT again
  *   timeout (30 s) ─► 503 Retry-After          client left ─► dropped from the queue
  *
+ * The count per service goes to the live load figures as it changes
+ * (`LoadBook.setWaiting`: `waiting` in the gateway's report each second, so
+ * the autoscaler does not call a service idle while requests wait for it);
+ * `waiting()` and `waitingByService()` read it here.
+ *
  * Bodies are not read while held: the request stream stays paused, so memory
  * is what Node and the socket buffer already hold. Upgrades (WebSocket) are
  * held the same way, their socket untouched until released. Each process of a
@@ -21,6 +26,7 @@ import type { Logger } from "../common/log.ts";
 import { expireHeld, releaseHeld } from "./chain.ts";
 import type { Exchange } from "./exchange.ts";
 import * as metrics from "./metrics.ts";
+import type { ProxyContext } from "./proxy-context.ts";
 import type { Backend, RouteTable } from "./route-table.ts";
 
 /** Requests one service may have waiting in one gateway process, by default. */
@@ -55,6 +61,8 @@ interface Held {
 
 interface ServiceQueue {
   readonly service: string;
+  /** The proxy whose table's live load counters get the count (load-recorder.ts). */
+  readonly proxy: ProxyContext;
   readonly held: Set<Held>;
   /** The next wake call (or the one in flight: `asking`). */
   timer: NodeJS.Timeout | undefined;
@@ -96,7 +104,7 @@ export class HeldRequests {
     const service = backend.service;
     let queue = this.#queues.get(service);
     if (queue === undefined) {
-      queue = { service, held: new Set(), timer: undefined, asking: false };
+      queue = { service, proxy: x.proxy, held: new Set(), timer: undefined, asking: false };
       this.#queues.set(service, queue);
     }
     if (queue.held.size >= this.maxPerService) return false;
@@ -108,6 +116,7 @@ export class HeldRequests {
     };
     held.timer = setTimeout(() => this.#end(held, "timeout"), this.timeoutMs);
     queue.held.add(held);
+    counted(queue);
     (x.res ?? x.socket)?.once("close", held.onGone);
     // The first request of a burst asks; the rest wait for the same answer.
     if (!queue.asking && queue.timer === undefined) this.#ask(queue);
@@ -185,6 +194,7 @@ export class HeldRequests {
   #unwatch(held: Held): void {
     clearTimeout(held.timer);
     held.queue.held.delete(held);
+    counted(held.queue);
     (held.x.res ?? held.x.socket)?.off("close", held.onGone);
   }
 
@@ -194,6 +204,11 @@ export class HeldRequests {
     queue.timer = undefined;
     if (this.#queues.get(queue.service) === queue) this.#queues.delete(queue.service);
   }
+}
+
+/** Tells the live load figures (`waiting` in each second's report) how many requests the queue holds. */
+function counted(queue: ServiceQueue): void {
+  queue.proxy.table.load.setWaiting(queue.service, queue.held.size);
 }
 
 /**
