@@ -107,9 +107,10 @@ export async function run(): Promise<void> {
     cpSync(join(ROOT, "examples/hello"), dir, { recursive: true });
     const yaml = readFileSync(join(dir, "herd.yaml"), "utf8")
       .replace("instances: 2", "instances: 1")
+      // One-second windows: the autoscaler does not undo each scale to 0 for the request before it.
       .replace(
         "    mode: cattle\n",
-        "    mode: cattle\n    autoscale: { min: 0, max: 2, target: { rps: 100 } }\n",
+        "    mode: cattle\n    autoscale: { min: 0, max: 2, target: { rps: 100 }, stableWindow: 1s, panicWindow: 1s }\n",
       );
     writeFileSync(join(dir, "herd.yaml"), yaml);
     const deployed = await h.cli(["deploy", dir]);
@@ -129,9 +130,20 @@ export async function run(): Promise<void> {
     const breakdown: Record<string, number[]> = {};
     let failed = 0;
     for (let n = 0; n < STARTS; n++) {
+      // Past the autoscaler's windows (at zero, a request it still sees there wakes the service).
+      await new Promise((r) => setTimeout(r, 2500));
       const scaled = await h.api("POST", "/apps/hello/scale", { services: { web: 0 } });
       if (scaled.status !== 200) throw new Error(`scale to 0 answered ${scaled.status}`);
       await waitFor("no instance left", async () => (await instances()).length === 0, 60_000);
+      const atZero = (
+        await h.api<{ items: { name: string; services: { name: string; instances: number }[] }[] }>(
+          "GET",
+          "/apps",
+        )
+      ).body.items
+        .find((a) => a.name === "hello")
+        ?.services.find((s) => s.name === "web")?.instances;
+      if (atZero !== 0) throw new Error(`something woke hello/web before the request (instances ${atZero})`);
       const requestAt = Date.now();
       const r = await timeToFirstByte(h.gatewayUrl);
       if (r.status !== 200) failed++;

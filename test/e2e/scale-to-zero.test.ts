@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Event, Instance, Node, Service } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, sleep, startHerd, waitFor } from "./harness.ts";
 
 const HOST = "zero.localhost";
 const HOLD_MAX = 20;
@@ -68,7 +68,9 @@ before(async () => {
       "    instances: 1",
       "    resources: { cpu: 0.25, memory: 64Mi }",
       "    health: { path: /healthz }",
-      "    autoscale: { min: 0, max: 2, target: { rps: 100 } }",
+      // One-second windows: a count set by hand (POST /scale to 0) is not undone by the autoscaler
+      // for requests it saw a minute ago (at zero, any demand in its windows wakes the service).
+      "    autoscale: { min: 0, max: 2, target: { rps: 100 }, stableWindow: 1s, panicWindow: 1s }",
       `    routes: [{ host: ${HOST} }]`,
       "  plain:",
       "    command: node server.js",
@@ -87,11 +89,14 @@ after(async () => {
 });
 
 async function scaleToZero(): Promise<void> {
+  // After the autoscaler's windows have no request left in them (else it wakes the service again).
+  await sleep(2500);
   const r = await herd.api("POST", "/apps/zero/scale", { services: { web: 0 } });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   await waitFor("no instance of zero/web", async () => {
     return (await webInstances()).length === 0;
   });
+  assert.equal((await webService()).instances, 0, "still at 0: nothing woke it meanwhile");
   // Instances leave the gateway's table when they stop, before they are deleted: a request now is held.
 }
 
