@@ -719,14 +719,17 @@ export class Agent {
             ? { ok: true }
             : await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
         if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
-        const { attempt, fresh } = inst.probes.record(result, Date.now());
-        if (fresh && !result.ok) {
-          // Each line cut short: the records ride every heartbeat while the check fails.
-          attempt.logTail = (await this.#tail(inst.id))
+        // A new failing outcome carries the last log lines, read before the record exists, so that no
+        // heartbeat sends the record without them (each line cut short: they ride every heartbeat).
+        let logTail: string[] | undefined;
+        if (!result.ok && inst.probes.isNew(result)) {
+          logTail = (await this.#tail(inst.id))
             .slice(-PROBE_TAIL_LINES)
             .map((l) => (l.length > PROBE_LINE_CHARS ? `${l.slice(0, PROBE_LINE_CHARS)}…` : l));
           if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
         }
+        const { attempt, fresh } = inst.probes.record(result, Date.now());
+        if (fresh && logTail !== undefined) attempt.logTail = logTail;
         // A new outcome goes up at once: a deploy shows each as it happens.
         if (fresh) this.#changed();
         if (result.ok) {
