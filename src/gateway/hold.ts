@@ -24,6 +24,7 @@
 
 import type { Logger } from "../common/log.ts";
 import { expireHeld, releaseHeld } from "./chain.ts";
+import { controlFetch } from "./control-fetch.ts";
 import type { Exchange } from "./exchange.ts";
 import * as metrics from "./metrics.ts";
 import type { ProxyContext } from "./proxy-context.ts";
@@ -225,7 +226,8 @@ export function wakeByControlPlane(control: {
   return async (service) => {
     const [tenant, app, name] = service.split("/");
     const url = `${base}/api/v1/apps/${encodeURIComponent(app)}/services/${encodeURIComponent(name)}/wake?tenant=${encodeURIComponent(tenant)}`;
-    const res = await fetch(url, {
+    // node:http, as every call of the gateway to the control plane (control-fetch.ts: no global fetch).
+    const res = await controlFetch(url, {
       method: "POST",
       headers: { authorization: `Bearer ${control.token}` },
       signal: AbortSignal.timeout(5_000),
