@@ -42,6 +42,12 @@ interface ControlPlane {
   logRefusals: number[];
   /** Log posts seen, taken or not. */
   logPosts: number;
+  /** Bumped by `changed()`: the revision the node's wait (GET /nodes/node1/wait) answers with. */
+  revision: number;
+  /** Ends the open waits: what the node runs changed (a placement). */
+  changed(): void;
+  /** Waits answered. */
+  waits: number;
   server: Server;
 }
 
@@ -54,8 +60,15 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
     shipped: [],
     logRefusals: [],
     logPosts: 0,
+    revision: 1,
+    waits: 0,
+    changed: () => {
+      cp.revision++;
+      for (const answer of waiting.splice(0)) answer();
+    },
     server: createServer(),
   };
+  const waiting: (() => void)[] = [];
   cp.server.on("request", async (req, res) => {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) {
       res.writeHead(401).end();
@@ -69,6 +82,16 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
         ingestTokens: { default: "ingest-secret" },
       };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
+    } else if (req.method === "GET" && req.url?.startsWith("/api/v1/nodes/node1/wait")) {
+      const since = Number(new URL(req.url, "http://x").searchParams.get("since") ?? Number.NaN);
+      const answer = () => {
+        cp.waits++;
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ revision: cp.revision }));
+      };
+      if (Number.isNaN(since) || cp.revision > since) answer();
+      else waiting.push(answer);
     } else if (req.method === "GET" && req.url === `/api/v1/slugs/${digest}`) {
       res.writeHead(200, { "content-type": "application/gzip" }).end(readFileSync(slugFile));
     } else if (req.method === "POST" && req.url === "/api/v1/logs") {
@@ -472,4 +495,47 @@ test("a failing health check: each new outcome goes up at once with its status, 
   const cores = await reported(cp, "sick1", (s) => s.usage?.cpuCores !== undefined, "CPU cores measured");
   assert.ok(cores.usage!.cpuCores! >= 0 && cores.usage!.cpuCores! < 64);
   assert.ok((cp.heartbeats.at(-1)?.stats?.cpuBusyCores ?? -1) >= 0, "the machine's busy cores");
+});
+
+test("a change the wait reports starts the instance at once, not at the next heartbeat; heartbeats name the slugs held", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-wait-"));
+  const dataDir = join(root, "data");
+  let agent: Agent | undefined;
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  // Regular heartbeats a minute apart: only the wait can make this test pass in time.
+  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 60_000 });
+  await agent.start();
+  await waitFor(() => (cp!.heartbeats.length > 0 && cp!.waits > 0) || undefined, "a heartbeat and a wait");
+  await sleep(300);
+  const before = cp.heartbeats.length;
+  assert.deepEqual(cp.heartbeats.at(-1)?.slugs, [], "no slug held yet");
+
+  const placedAt = Date.now();
+  cp.desired = [desiredHello("woken1", digest, 1)];
+  cp.changed();
+  const healthy = await reported(cp, "woken1", (s) => s.state === "healthy", "woken1 healthy");
+  const tookMs = Date.now() - placedAt;
+  assert.ok(tookMs < 10_000, `healthy ${tookMs} ms after the change, not a minute later`);
+  assert.ok(cp.heartbeats.length > before);
+  assert.equal(await get(healthy.port!), "hi from woken1 (release 1)\n");
+  assert.deepEqual(cp.heartbeats.at(-1)?.slugs, [digest], "the slug it downloaded is named");
 });

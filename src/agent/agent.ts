@@ -137,6 +137,14 @@ const PROBE_TAIL_LINES = 5;
 const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
 /**
+ * CPU cores an instance may use until its first passed health check (a start
+ * boost, as Cloud Run's): a Node app's start is CPU-bound, and a quarter core
+ * makes it several times slower; memory is never boosted.
+ */
+const START_CPU = 1;
+/** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
+const FIRST_PROBE_MS = 10;
+/**
  * After a heartbeat that reported a change, the next one comes this soon: the
  * control plane usually answers the change (a replacement, the next rollout
  * step) within milliseconds, and waiting a whole interval would add that to
@@ -144,6 +152,8 @@ const STATUS_DEBOUNCE_MS = 20;
  */
 const FOLLOW_UP_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
+/** How long the control plane keeps the agent's wait open without a change (its default). */
+const WAIT_MS = 15_000;
 const STATS_MS = 5000;
 const LOG_SHIP_MS = 250;
 const LOG_BATCH_LINES = 1000;
@@ -175,6 +185,9 @@ export class Agent {
   #loop: Promise<void> | undefined;
   #wakeRequested = false;
   #wake: (() => void) | undefined;
+  /** The long poll that hears of new desired instances between heartbeats (#waitLoop). */
+  #waitLoop: Promise<void> | undefined;
+  readonly #waitAbort = new AbortController();
   #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
   /** This agent's own counters (agent-metrics.ts). */
@@ -251,6 +264,7 @@ export class Agent {
     for (const p of await this.#driver.recover()) await this.#adopt(p);
     this.#shipTimer = setInterval(() => this.#shipLogs(), LOG_SHIP_MS);
     this.#loop = this.#heartbeatLoop();
+    this.#waitLoop = this.#followChanges();
     this.#log.info("started", {
       node: this.#options.name,
       server: this.#options.server,
@@ -263,7 +277,8 @@ export class Agent {
     if (!this.#running) return;
     this.#running = false;
     this.#requestWake();
-    await this.#loop;
+    this.#waitAbort.abort();
+    await Promise.all([this.#loop, this.#waitLoop]);
     clearTimeout(this.#debounce);
     clearInterval(this.#shipTimer);
     // Let a start or stop in progress finish, but a hung download must not hold the agent forever.
@@ -357,6 +372,50 @@ export class Agent {
     }
   }
 
+  /**
+   * Keeps `GET /nodes/:name/wait` open: it returns as soon as what this node
+   * should run changed (a service woken from zero, a deploy, a replacement),
+   * and the agent heartbeats at once instead of at the next interval. A
+   * server without the route (404) leaves the agent on its heartbeats alone.
+   */
+  async #followChanges(): Promise<void> {
+    const base = `${this.#options.server.replace(/\/$/, "")}/api/v1/nodes/${encodeURIComponent(this.#options.name)}/wait`;
+    let since: number | undefined;
+    let failing = false;
+    while (this.#running) {
+      try {
+        const res = await fetch(since === undefined ? base : `${base}?since=${since}`, {
+          ...this.#trust,
+          headers: { authorization: `Bearer ${this.#options.token}` },
+          signal: AbortSignal.any([
+            this.#waitAbort.signal,
+            AbortSignal.timeout(WAIT_MS + REQUEST_TIMEOUT_MS),
+          ]),
+        });
+        if (res.status === 404) {
+          await res.body?.cancel();
+          this.#log.info("the control plane has no wait route: new instances start on the next heartbeat");
+          return;
+        }
+        if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+        const { revision } = (await res.json()) as { revision?: unknown };
+        if (typeof revision !== "number") throw new Error("answered without a revision");
+        if (since !== undefined && revision > since) this.#requestWake();
+        since = revision;
+        failing = false;
+      } catch (err) {
+        if (!this.#running) return;
+        // A server that is away is the heartbeats' to report; a refusal is said once.
+        if (!failing && !this.#serverAway)
+          this.#log.warn("the wait for new instances failed; they start on the next heartbeat meanwhile", {
+            err,
+          });
+        failing = true;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
@@ -382,6 +441,7 @@ export class Agent {
       isolation: this.#driver.isolation(),
       instances,
       stats: stats.node,
+      slugs: await this.#slugs.held(),
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
     };
     // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.
@@ -562,6 +622,7 @@ export class Agent {
         tenant: d.tenant,
         dataDir,
         ...(node ? { node } : {}),
+        startCpu: START_CPU,
       });
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
       this.#startProbing(inst);
@@ -658,19 +719,24 @@ export class Agent {
             ? { ok: true }
             : await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
         if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
-        const { attempt, fresh } = inst.probes.record(result, Date.now());
-        if (fresh && !result.ok) {
-          // Each line cut short: the records ride every heartbeat while the check fails.
-          attempt.logTail = (await this.#tail(inst.id))
+        // A new failing outcome carries the last log lines, read before the record exists, so that no
+        // heartbeat sends the record without them (each line cut short: they ride every heartbeat).
+        let logTail: string[] | undefined;
+        if (!result.ok && inst.probes.isNew(result)) {
+          logTail = (await this.#tail(inst.id))
             .slice(-PROBE_TAIL_LINES)
             .map((l) => (l.length > PROBE_LINE_CHARS ? `${l.slice(0, PROBE_LINE_CHARS)}…` : l));
           if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
         }
+        const { attempt, fresh } = inst.probes.record(result, Date.now());
+        if (fresh && logTail !== undefined) attempt.logTail = logTail;
         // A new outcome goes up at once: a deploy shows each as it happens.
         if (fresh) this.#changed();
         if (result.ok) {
           inst.failures = 0;
           if (inst.state !== "healthy") {
+            // Started: the start boost ends, the instance gets its own CPU limit.
+            if (inst.desired) this.#limitCpu(inst.id, inst.desired.run.resources.cpu);
             inst.state = "healthy";
             inst.message = undefined;
             inst.logTail = undefined;
@@ -685,17 +751,32 @@ export class Agent {
             this.#changed();
           }
         }
-        // Until it first passes, probe often: a fresh instance should take traffic as soon as it can.
+        // Until it first passes, probe often: a fresh instance should take traffic as soon as it can
+        // (a cold start from zero has requests waiting for it). 10 ms, then ×1.2 up to 100 ms: a
+        // refused connection costs next to nothing, and an app that listens after 300–500 ms (a
+        // Node start) is seen within 30–80 ms of it.
         if (run === inst.probeRun)
           next(
             inst.state === "healthy" || inst.state === "unhealthy"
               ? health.intervalMs
-              : Math.min(200, health.intervalMs),
+              : Math.min(FIRST_PROBE_MS * 1.2 ** ++tries, 100, health.intervalMs),
           );
       }, delay);
     };
+    let tries = 0;
     // The first probe soon after start: most apps listen within a fraction of a second.
-    next(health.kind === "process" ? health.intervalMs : Math.min(100, health.intervalMs));
+    next(health.kind === "process" ? health.intervalMs : Math.min(FIRST_PROBE_MS, health.intervalMs));
+  }
+
+  #limitCpu(id: string, cpu: number): void {
+    try {
+      this.#driver.limitCpu?.(id, cpu);
+    } catch (err) {
+      this.#log.warn("cannot end the start boost: the instance keeps more CPU than it asked for", {
+        id,
+        err,
+      });
+    }
   }
 
   #stopProbing(inst: Managed): void {

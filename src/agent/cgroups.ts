@@ -182,6 +182,22 @@ export function createInstanceCgroup(
   return { version: support.version, dirs };
 }
 
+/**
+ * Sets the CPU limit of an instance's cgroup (cores, as in createInstanceCgroup):
+ * the agent lowers it from the start boost to the instance's own once it is healthy.
+ */
+export function setCpuLimit(cg: InstanceCgroup, cpuCores: number): void {
+  const quota = Math.max(MIN_CPU_QUOTA_US, Math.round(cpuCores * CPU_PERIOD_US));
+  if (cg.version === "v2") {
+    writeFileSync(join(cg.dirs[0], "cpu.max"), `${quota} ${CPU_PERIOD_US}`);
+    return;
+  }
+  for (const dir of cg.dirs) {
+    if (existsSync(join(dir, "cpu.cfs_quota_us")))
+      writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota));
+  }
+}
+
 function writeIfPresent(file: string, value: string): void {
   if (existsSync(file)) writeFileSync(file, value);
 }

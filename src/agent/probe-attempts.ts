@@ -20,6 +20,12 @@ const MESSAGE_CHARS = 1000;
 export class ProbeAttempts {
   #records: ProbeAttempt[] = [];
 
+  /** Whether `result` would start a new record (it differs from the last outcome). */
+  isNew(result: ProbeResult): boolean {
+    const last = this.#records.at(-1);
+    return last === undefined || !sameOutcome(last, result, messageOf(result));
+  }
+
   /**
    * Adds one outcome at time `at` (ms). Returns the record it went to, and
    * whether that record is new (a different outcome from the last one).
@@ -27,15 +33,8 @@ export class ProbeAttempts {
   record(result: ProbeResult, at: number): { attempt: ProbeAttempt; fresh: boolean } {
     const last = this.#records.at(-1);
     const iso = new Date(at).toISOString();
-    // Cut to what the heartbeat schema takes (a long health path makes a long message).
-    const message = (result.message ?? (result.ok ? "passed" : "failed")).slice(0, MESSAGE_CHARS);
-    if (
-      last &&
-      last.ok === result.ok &&
-      last.message === message &&
-      last.status === result.status &&
-      last.body === result.body
-    ) {
+    const message = messageOf(result);
+    if (last && sameOutcome(last, result, message)) {
       last.count++;
       last.lastAt = iso;
       return { attempt: last, fresh: false };
@@ -71,4 +70,18 @@ export class ProbeAttempts {
   clear(): void {
     this.#records = [];
   }
+}
+
+/** A result's message, cut to what the heartbeat schema takes (a long health path makes a long message). */
+function messageOf(result: ProbeResult): string {
+  return (result.message ?? (result.ok ? "passed" : "failed")).slice(0, MESSAGE_CHARS);
+}
+
+function sameOutcome(last: ProbeAttempt, result: ProbeResult, message: string): boolean {
+  return (
+    last.ok === result.ok &&
+    last.message === message &&
+    last.status === result.status &&
+    last.body === result.body
+  );
 }

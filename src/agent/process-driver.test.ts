@@ -86,6 +86,22 @@ test("the running process is in its cgroup and usage is measured", { skip: noCgr
   assert.equal(typeof usage.cpuSeconds, "number");
 });
 
+test("a start boost: the cgroup allows startCpu until limitCpu sets the instance's own", {
+  skip: noCgroups,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver();
+  const spec = await h.spec("boosted1", `"${process.execPath}" server.cjs`);
+  await driver.start({ ...spec, resources: { ...spec.resources, cpu: 0.25 }, startCpu: 1 });
+  const file = support.version === "v2" ? "cpu.max" : "cpu.cfs_quota_us";
+  const dir = support.parents.map((p) => join(p, "boosted1")).find((d) => existsSync(join(d, file)));
+  assert.ok(dir, `a cgroup with ${file}`);
+  const quota = () => Number(readFileSync(join(dir, file), "utf8").split(" ")[0]);
+  assert.equal(quota(), 100_000, "one core while it starts");
+  driver.limitCpu?.("boosted1", 0.25);
+  assert.equal(quota(), 25_000, "its own quarter once started");
+});
+
 test("usage without cgroups comes from /proc", async (t) => {
   const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot, cgroups: false }));
   const driver = h.driver();

@@ -45,6 +45,7 @@ import {
   killCgroup,
   readCgroupUsage,
   readOomKills,
+  setCpuLimit,
 } from "./cgroups.ts";
 import {
   INSTANCE_ERR_LOG,
@@ -234,7 +235,8 @@ export class ProcessDriver implements RuntimeDriver {
       try {
         cgroup = createInstanceCgroup(this.#support, spec.id, {
           memoryBytes: spec.resources.memory,
-          cpuCores: spec.resources.cpu,
+          // The start boost, if any, until limitCpu: memory is never boosted.
+          cpuCores: Math.max(spec.resources.cpu, spec.startCpu ?? 0),
         });
       } catch (err) {
         throw new HerdError("internal", `cannot set up the cgroup of ${spec.id}: ${(err as Error).message}`);
@@ -407,6 +409,11 @@ export class ProcessDriver implements RuntimeDriver {
     const outCount = Math.min(out.length, Math.max(lines - err.length, Math.floor(lines / 2)));
     const errCount = Math.min(err.length, lines - outCount);
     return [...out.slice(out.length - outCount), ...err.slice(err.length - errCount)];
+  }
+
+  limitCpu(id: string, cpuCores: number): void {
+    const cgroup = this.#tracked.get(id)?.record.cgroup;
+    if (cgroup) setCpuLimit(cgroup, cpuCores);
   }
 
   async remove(id: string): Promise<void> {

@@ -11,7 +11,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -45,10 +45,28 @@ export class SlugCache {
   // One download per digest even when several instances of a release start at once.
   readonly #downloads = new Map<string, Promise<string>>();
   readonly #runtimes = new Map<string, Promise<string>>();
+  /** The digests on disk (read from the directory once, then kept up to date). */
+  #held: Set<string> | undefined;
 
   constructor(options: SlugCacheOptions) {
     this.#options = options;
     this.#dir = join(options.dataDir, "slugs");
+  }
+
+  /**
+   * The slugs this node holds (never deleted: a release started here once
+   * starts again without a download). Heartbeats name them, so the scheduler
+   * prefers this node for them: a service woken from zero starts warm.
+   */
+  async held(): Promise<string[]> {
+    if (this.#held === undefined) {
+      const names = await readdir(this.#dir).catch(() => [] as string[]);
+      this.#held = new Set(
+        names.filter((n) => n.endsWith(".tar.gz")).map((n) => n.slice(0, -".tar.gz".length)),
+      );
+      for (const digest of this.#held) if (!DIGEST.test(digest)) this.#held.delete(digest);
+    }
+    return [...this.#held];
   }
 
   /** The local path of the slug, downloading and verifying it first when it is not cached. */
@@ -59,7 +77,12 @@ export class SlugCache {
     if (await pathExists(file)) return file;
     let download = this.#downloads.get(digest);
     if (!download) {
-      download = this.#download("slugs", digest, file).finally(() => this.#downloads.delete(digest));
+      download = this.#download("slugs", digest, file)
+        .then((path) => {
+          this.#held?.add(digest);
+          return path;
+        })
+        .finally(() => this.#downloads.delete(digest));
       this.#downloads.set(digest, download);
     }
     return download;

@@ -34,7 +34,7 @@ export type Permission =
   // machines
   | "node:agent" // an agent's protocol: heartbeat as its own node, ship logs, fetch slugs
   | "node:join" // trade a join token for a node credential (api/credentials.ts)
-  | "gateway:sync" // a gateway's routing config (snapshot, watch), its status, its live load and its span batches
+  | "gateway:sync" // a gateway's routing config (snapshot, watch), its status, its live load, its span batches, waking a service scaled to zero
   // anyone signed in
   | "self"; // version, OpenAPI, whoami, one's own tokens
 
@@ -134,6 +134,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/gateways": "platform:read",
   "PUT /api/v1/gateways/:id/status": "gateway:sync",
   "PUT /api/v1/gateways/:id/load": "gateway:sync",
+  // A gateway holding requests for a service scaled to zero asks for an instance (routes/wake.ts).
+  "POST /api/v1/apps/:app/services/:svc/wake": "gateway:sync",
   "DELETE /api/v1/gateways/:id": "gateway:sync",
 
   // consumers (routes/consumers.ts)
@@ -163,6 +165,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/nodes/:name/drain": "platform:write",
   "POST /api/v1/nodes/:name/join": "node:join",
   "POST /api/v1/nodes/:name/heartbeat": "node:agent",
+  "GET /api/v1/nodes/:name/wait": "node:agent",
   "GET /api/v1/slugs/:digest": "node:agent",
   "GET /api/v1/runtimes/:digest": "node:agent",
   "POST /api/v1/logs": "node:agent",

@@ -78,11 +78,13 @@ import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
+import { wakeRoutes } from "./routes/wake.ts";
 import { ErrorReply } from "./schemas.ts";
 import { ensureApiTls } from "./tls.ts";
 
@@ -654,6 +656,8 @@ export function buildApi(
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
+      wakeRoutes(api, deps);
+      nodeWaitRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

@@ -10,6 +10,7 @@ import { readCa, trustCaInProcess } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { ensureDaemonRuntime } from "../daemons/runtime.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
+import type { HoldSettings } from "../gateway/gateway.ts";
 import {
   allowFetchOf,
   defaultGatewayWorkers,
@@ -28,7 +29,7 @@ import {
 
 export const GATEWAY_HELP = `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
-                    [--reuse-port] [--drain-timeout 10s]
+                    [--reuse-port] [--drain-timeout 10s] [--hold-max 100] [--hold-timeout 30s]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
@@ -51,7 +52,34 @@ without certificates uses a self-signed one for localhost made in DIR/tls/.
 SIGTERM or SIGINT drains: it stops accepting, answers what is in flight with
 Connection: close, and cuts what is left after --drain-timeout. --reuse-port
 binds with SO_REUSEPORT, so a newer gateway can bind the same ports while this
-one drains (an upgrade without a gap).`;
+one drains (an upgrade without a gap).
+Requests for a service scaled to zero (autoscale min: 0) wait while it starts:
+at most --hold-max per service and process, for --hold-timeout; past either,
+503 with Retry-After (docs/autoscaling.md).`;
+
+/** `herd gateway`'s flags for requests held while a service scaled to zero starts (gateway/hold.ts). */
+const HOLD_FLAGS = {
+  "hold-max": { type: "string" },
+  "hold-timeout": { type: "string" },
+} as const;
+
+/** --hold-max N and --hold-timeout 30s (with `prefix` on herd up); unset ones keep the gateway's defaults. */
+export function holdOf(max: unknown, timeout: unknown, prefix: string): HoldSettings | undefined {
+  if (max === undefined && timeout === undefined) return undefined;
+  const hold: HoldSettings = {};
+  if (max !== undefined) {
+    const n = Number(max);
+    if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+      throw new HerdError(
+        "invalid",
+        `--${prefix}hold-max must be a whole number from 1 to 100000, got ${max}`,
+      );
+    }
+    hold.maxPerService = n;
+  }
+  if (timeout !== undefined) hold.timeoutMs = durationFlag(timeout, `${prefix}hold-timeout`, 1);
+  return hold;
+}
 
 /** Runs `herd gateway ARGS` (the arguments after the command) until it stops; returns the exit code. */
 export async function runGateway(argv: string[]): Promise<number> {
@@ -72,6 +100,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     ...HTTPS_FLAGS,
     ...FETCH_FLAGS,
     "jwks-dir": { type: "string" },
+    ...HOLD_FLAGS,
   });
   if (!v) return 0;
   await ensureDaemonRuntime(
@@ -105,6 +134,7 @@ export async function runGateway(argv: string[]): Promise<number> {
       drainMs: durationFlag(v["drain-timeout"], "drain-timeout", 0),
       allowFetch: allowFetchOf(v),
       jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
+      hold: holdOf(v["hold-max"], v["hold-timeout"], ""),
     };
   });
 }

@@ -33,7 +33,7 @@ import {
   sampleOf,
   workerCount,
 } from "./daemon-flags.ts";
-import { GATEWAY_HELP } from "./gateway-command.ts";
+import { GATEWAY_HELP, holdOf } from "./gateway-command.ts";
 
 /** `herd gateway`: in its own module, so a gateway process loads none of the rest of the CLI. */
 export { runGateway } from "./gateway-command.ts";
@@ -62,6 +62,7 @@ const HELP = {
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
+       [--gateway-hold-max 100] [--gateway-hold-timeout 30s]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
@@ -185,6 +186,8 @@ export async function runUp(argv: string[]): Promise<number> {
     small: { type: "boolean" },
     "gateway-metrics-port": { type: "string" },
     "gateway-trace-sample": { type: "string" },
+    "gateway-hold-max": { type: "string" },
+    "gateway-hold-timeout": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     "no-example": { type: "boolean" },
     "keep-apps": { type: "boolean" },
@@ -235,6 +238,7 @@ export async function runUp(argv: string[]): Promise<number> {
       traceSample: sampleOf(v["gateway-trace-sample"], "gateway-trace-sample"),
       allowFetch,
       jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
+      hold: holdOf(v["gateway-hold-max"], v["gateway-hold-timeout"], "gateway-"),
     },
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),

@@ -54,6 +54,7 @@ export class NodeController {
       schedulable: prev?.schedulable ?? true,
       ...(prev?.draining ? { draining: true } : {}),
       ...(hb.metricsUrl ? { metricsUrl: hb.metricsUrl } : {}),
+      ...(hb.slugs && hb.slugs.length > 0 ? { slugs: [...hb.slugs].sort() } : {}),
     };
     const changed =
       prev?.state !== "ready" ||
@@ -66,6 +67,7 @@ export class NodeController {
         prev.isolation,
         prev.agentVersion,
         prev.metricsUrl,
+        prev.slugs,
       ]) !==
         JSON.stringify([
           node.labels,
@@ -75,6 +77,7 @@ export class NodeController {
           node.isolation,
           node.agentVersion,
           node.metricsUrl,
+          node.slugs,
         ]);
     if (changed || now - Date.parse(prev.lastHeartbeat) > PERSIST_HEARTBEAT_MS) {
       await store.put("node", name, node, { expectRevision: existing?.revision ?? 0 });

@@ -431,6 +431,7 @@ export class ServiceController {
       const placement = scheduler.place(
         {
           ...placementRequest(svc, { ...i, resources: i.run.resources }),
+          slug: i.run.slug,
           ...(avoid.length > 0 ? { avoid } : {}),
         },
         { preempt: true },

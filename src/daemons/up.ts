@@ -22,7 +22,7 @@ import { ensureComponentCredential } from "../api/credentials.ts";
 import { type ServerOptions, startServer } from "../api/server.ts";
 import { readCa } from "../common/api-ca.ts";
 import { createLogger } from "../common/log.ts";
-import type { HttpsSettings } from "../gateway/gateway.ts";
+import type { HoldSettings, HttpsSettings } from "../gateway/gateway.ts";
 import { deployExample } from "./example.ts";
 import { ensurePlatformGateway, type PlatformGateway } from "./platform-gateway.ts";
 import { recordOf, removeRecord, writeRecord } from "./process-record.ts";
@@ -49,6 +49,8 @@ export interface UpOptions {
     allowFetch?: readonly string[];
     /** The directory route JWKS files are read from (`--jwks-dir`). */
     jwksDir?: string;
+    /** Requests held for services scaled to zero (`--gateway-hold-max`, `--gateway-hold-timeout`). */
+    hold?: HoldSettings;
   };
   /** Deploy examples/hello on the first start. */
   example: boolean;
@@ -108,6 +110,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       traceSample: options.gateway.traceSample,
       allowFetch: options.gateway.allowFetch,
       jwksDir: options.gateway.jwksDir,
+      ...(options.gateway.hold ? { hold: options.gateway.hold } : {}),
       logger,
     });
   } catch (err) {

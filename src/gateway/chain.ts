@@ -30,7 +30,7 @@ import {
   unavailableMessage,
   writeRawError,
 } from "./replies.ts";
-import { normalizeHost, type RouteEntry } from "./route-table.ts";
+import { type Backend, normalizeHost, type RouteEntry } from "./route-table.ts";
 import { AGGREGATE, AUTH, BREAKER, CORS, ENDPOINT, LIMIT, SHED, SIZE } from "./stages.ts";
 import { openTunnel } from "./tunnel.ts";
 
@@ -277,6 +277,22 @@ function endpointStage(x: Exchange): boolean {
   x.backend = backend;
   const endpoint = pickEndpoint(route, backend, x.req);
   if (endpoint === undefined) {
+    // Scaled to zero: the request waits for the instance its arrival asks for (hold.ts).
+    const holds = x.proxy.holds;
+    if (backend.scalesToZero && backend.endpoints.length === 0 && holds !== null) {
+      if (holds.hold(x, backend)) return STOP;
+      if (fellBack(x, "unavailable", metrics.FALLBACK_UNAVAILABLE)) return STOP;
+      refuse(
+        x,
+        503,
+        "unavailable",
+        `${backend.name} is starting and ${holds.maxPerService} requests already wait for it: try again shortly`,
+        metrics.UNAVAILABLE,
+        undefined,
+        "1",
+      );
+      return STOP;
+    }
     if (fellBack(x, "unavailable", metrics.FALLBACK_UNAVAILABLE)) return STOP;
     // Usually brief (a deploy or restart in progress), so clients are told to come back soon.
     refuse(x, 503, "unavailable", unavailableMessage(backend), metrics.UNAVAILABLE, undefined, "1");
@@ -285,6 +301,29 @@ function endpointStage(x: Exchange): boolean {
   if (x.res === null) openTunnel(x, endpoint);
   else proxyTo(x, endpoint);
   return STOP;
+}
+
+/**
+ * Sends a held request on (hold.ts): `backend`, the same service in the
+ * table now serving, has a running endpoint. Unless the client left meanwhile.
+ */
+export function releaseHeld(x: Exchange, backend: Backend): void {
+  const res = x.res;
+  if (res === null ? x.socket?.destroyed : res.writableEnded || res.destroyed || x.req.socket.destroyed)
+    return;
+  x.backend = backend;
+  endpointStage(x);
+}
+
+/** Answers a held request no instance came for in time (hold.ts): the fallback, else 503 with Retry-After. */
+export function expireHeld(x: Exchange, why: "timeout" | "not_scaling_to_zero", timeoutMs: number): void {
+  const backend = x.backend as Backend;
+  if (fellBack(x, "unavailable", metrics.FALLBACK_UNAVAILABLE)) return;
+  const message =
+    why === "timeout"
+      ? `${backend.name} has no instance yet: none started within ${Math.round(timeoutMs / 1000)}s; try again shortly`
+      : `${backend.name} no longer scales to zero and has no running instance`;
+  refuse(x, 503, "unavailable", message, metrics.UNAVAILABLE, undefined, why === "timeout" ? "5" : "1");
 }
 
 /** Answers with the route's fallback (HTTP only), when it has one. */

@@ -17,7 +17,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { compileCacheEnv, inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
-import type { HttpsSettings } from "./gateway.ts";
+import type { HoldSettings, HttpsSettings } from "./gateway.ts";
 
 /**
  * Set in the child's environment: `1`: report over IPC and stop when the
@@ -60,6 +60,8 @@ export interface GatewayChildOptions {
   allowFetch?: readonly string[];
   /** The directory route JWKS files are read from (`--jwks-dir`); unset: the gateway's default. */
   jwksDir?: string;
+  /** Requests held for a service scaled to zero (`--hold-max`, `--hold-timeout`); unset: 100 and 30 s. */
+  hold?: HoldSettings;
 }
 
 /** A gateway running in a child process. */
@@ -103,6 +105,10 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       ...(options.ca === undefined ? [] : ["--ca", options.ca]),
       ...(options.allowFetch?.length ? ["--allow-fetch", options.allowFetch.join(",")] : []),
       ...(options.jwksDir === undefined ? [] : ["--jwks-dir", options.jwksDir]),
+      ...(options.hold?.maxPerService === undefined
+        ? []
+        : ["--hold-max", String(options.hold.maxPerService)]),
+      ...(options.hold?.timeoutMs === undefined ? [] : ["--hold-timeout", `${options.hold.timeoutMs}ms`]),
     ],
     {
       env: {

@@ -25,7 +25,14 @@ import type {
 } from "./cluster.ts";
 import { WORKER_ENV } from "./cluster.ts";
 import { drainServers } from "./drain.ts";
-import { hostCertificates, jwksSettings, listeners, loadReporter, tracesFor } from "./gateway.ts";
+import {
+  heldRequests,
+  hostCertificates,
+  jwksSettings,
+  listeners,
+  loadReporter,
+  tracesFor,
+} from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -45,6 +52,8 @@ proxy.spans = traces?.spans ?? null;
 // ACME challenges and routed hosts' certificates come from the control plane, asked by each worker.
 const control = { server: settings.control.server, token: settings.control.token, logger };
 proxy.acmeChallenges = new AcmeChallenges(control);
+// Each worker holds the requests of services scaled to zero it receives, and asks for their wake itself.
+proxy.holds = heldRequests(control, settings.hold);
 const onDemand = settings.https ? hostCertificates(control, proxy) : undefined;
 // Rate-limit tokens come from the primary's buckets, so a limit holds for all workers together.
 const leases =

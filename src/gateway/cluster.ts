@@ -39,6 +39,7 @@ import {
   defaultGatewayId,
   type Gateway,
   type GatewayOptions,
+  type HoldSettings,
   type HttpsSettings,
   jwksSettings,
   reachableHost,
@@ -77,6 +78,8 @@ export interface WorkerSettings {
   /** Route JWKS: internal ranges URLs may reach (`--allow-fetch`), the JWKS directory (`--jwks-dir`). */
   allowFetch?: readonly string[];
   jwksDir?: string;
+  /** Requests held for services scaled to zero (hold.ts), per worker. */
+  hold?: HoldSettings;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -287,6 +290,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       ? { traces: { server: options.server, token: options.token, sample: options.traceSample ?? 1 } }
       : {}),
     reusePort: options.reusePort ?? false,
+    ...(options.hold ? { hold: options.hold } : {}),
   };
   const gatewayId = options.id ?? defaultGatewayId(port);
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and

@@ -14,6 +14,7 @@ import { AcmeChallenges } from "./acme-challenge.ts";
 import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
+import { HeldRequests, wakeByControlPlane } from "./hold.ts";
 import { OnDemandCertificates } from "./host-certificates.ts";
 import { LoadReporter } from "./load-reporter.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
@@ -58,6 +59,8 @@ export interface GatewayOptions {
   allowFetch?: readonly string[];
   /** The only directory route JWKS files are read from (`--jwks-dir`); default `<dataDir>/jwks`. */
   jwksDir?: string;
+  /** Requests held for a service scaled to zero (hold.ts): per service and process, and how long. Defaults 100 / 30 s. */
+  hold?: HoldSettings;
   /**
    * Bind with SO_REUSEPORT, so a successor (an upgraded gateway) can bind the
    * same ports while this one still serves, and this one then drains.
@@ -89,6 +92,20 @@ export function jwksSettings(options: Pick<GatewayOptions, "allowFetch" | "jwksD
     guard: new UrlGuard({ allow: options.allowFetch }),
     jwksDir: options.jwksDir ?? join(options.dataDir, "jwks"),
   };
+}
+
+/** How many requests a service scaled to zero may have waiting (per process), and for how long (hold.ts). */
+export interface HoldSettings {
+  maxPerService?: number;
+  timeoutMs?: number;
+}
+
+/** The requests this process holds for services scaled to zero, asking `control` to wake them. */
+export function heldRequests(
+  control: { server: string; token: string; logger: Logger },
+  settings: HoldSettings = {},
+): HeldRequests {
+  return new HeldRequests({ ...settings, wake: wakeByControlPlane(control), logger: control.logger });
 }
 
 /** HTTPS beside HTTP: a port and certificate files, picked by SNI. */
@@ -147,6 +164,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const control = { server: options.server.replace(/\/+$/, ""), token: options.token, logger };
   proxy.acmeChallenges = new AcmeChallenges(control);
+  proxy.holds = heldRequests(control, options.hold);
   const onDemand = options.https ? hostCertificates(control, proxy) : undefined;
   // Bad certificate files fail the start before anything listens.
   const certificates = options.https ? loadCertificates(options.https.certificates, onDemand) : undefined;

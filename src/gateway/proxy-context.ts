@@ -10,6 +10,7 @@ import type { Duplex } from "node:stream";
 import type { Pool } from "undici";
 import type { Logger } from "../common/log.ts";
 import type { AcmeChallenges } from "./acme-challenge.ts";
+import type { HeldRequests } from "./hold.ts";
 import type { Series } from "./metrics.ts";
 import type { Endpoint, RouteTable } from "./route-table.ts";
 import type { GatewaySpans } from "./spans.ts";
@@ -38,6 +39,8 @@ export interface ProxyContext {
   readonly tunnels: Set<Duplex>;
   /** Answers ACME HTTP-01 challenges before routing, when set. */
   readonly acmeChallenges: AcmeChallenges | null;
+  /** Holds requests of services scaled to zero until an instance runs (hold.ts); null: they get a 503. */
+  readonly holds: HeldRequests | null;
   /** The keep-alive pool to an endpoint with a connect timeout. */
   poolFor(endpoint: Endpoint, connectMs: number): Pool;
 }

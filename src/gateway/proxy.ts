@@ -22,6 +22,7 @@ import type { AcmeChallenges } from "./acme-challenge.ts";
 import { admit } from "./chain.ts";
 import { Exchange } from "./exchange.ts";
 import { forwardedRequest } from "./forwarded.ts";
+import type { HeldRequests } from "./hold.ts";
 import * as metrics from "./metrics.ts";
 import type { ProxyContext } from "./proxy-context.ts";
 import { writeRawError } from "./replies.ts";
@@ -130,6 +131,8 @@ export class GatewayProxy implements ProxyContext {
   spans: GatewaySpans | null = null;
   /** Answers ACME HTTP-01 challenges (acme-challenge.ts) when set. */
   acmeChallenges: AcmeChallenges | null = null;
+  /** Holds requests of services scaled to zero until an instance runs (hold.ts); null: they get a 503. */
+  holds: HeldRequests | null = null;
   /** Keep-alive connections for aggregation parts (aggregate.ts), which call through node:http. */
   readonly partsAgent = new nodeHttp.Agent({
     keepAlive: true,
@@ -204,6 +207,7 @@ export class GatewayProxy implements ProxyContext {
   set table(next: RouteTable) {
     this.#table = next;
     this.#closeUnusedPools(next);
+    this.holds?.onTable(next);
   }
 
   /** The keep-alive pool to an endpoint with a connect timeout, cached on the endpoint for the next request. */
@@ -300,6 +304,7 @@ export class GatewayProxy implements ProxyContext {
       server?.close();
       server?.closeAllConnections();
     }
+    this.holds?.close();
     for (const socket of this.tunnels) socket.destroy();
     this.tunnels.clear();
     this.partsAgent.destroy();

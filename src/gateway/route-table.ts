@@ -73,6 +73,8 @@ export class Backend {
   readonly probe: ProbeSpec | null;
   /** The health of the nodes its endpoints run on (the table's, shared by every backend). */
   readonly nodes: NodeBook;
+  /** It scales to zero (`autoscale.min: 0`): without endpoints, requests wait for one (hold.ts). */
+  readonly scalesToZero: boolean;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
   /** Its live load counters (load-recorder.ts), kept across tables. */
@@ -92,6 +94,7 @@ export class Backend {
       probe?: ProbeSpec | null;
       nodes?: NodeBook;
       counters?: ServiceCounters;
+      scalesToZero?: boolean;
     } = {},
   ) {
     this.service = service;
@@ -103,6 +106,7 @@ export class Backend {
     this.probe = load.probe ?? null;
     this.nodes = load.nodes ?? new NodeBook();
     this.load = load.counters ?? DETACHED_SERVICE;
+    this.scalesToZero = load.scalesToZero ?? false;
   }
 
   get breaker(): CircuitBreaker | null {
@@ -826,6 +830,7 @@ export function buildRouteTable(
         probe: service.spec.probe ?? null,
         nodes: nodeBook,
         counters: loadBook.service(key),
+        scalesToZero: service.spec.autoscale?.min === 0,
       },
     );
     backends.set(key, backend);

@@ -295,6 +295,8 @@ export interface Node {
   draining?: boolean;
   /** Where its agent serves its own metrics, when it does (scraped as job herd-agent). */
   metricsUrl?: string;
+  /** Digests of the slugs its agent holds: a release's instances start there without a download (warm). */
+  slugs?: string[];
 }
 
 /** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */

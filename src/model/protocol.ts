@@ -113,6 +113,8 @@ export interface Heartbeat {
   stats?: NodeStats;
   /** Where the agent serves its own metrics (`herd agent --metrics-port`), for the control plane to scrape. */
   metricsUrl?: string;
+  /** Digests of the slugs the node holds (absent from older agents): the scheduler prefers it for them. */
+  slugs?: string[];
 }
 
 /** One instance the node should have, and what to do with it. */

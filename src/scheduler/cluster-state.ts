@@ -29,6 +29,8 @@ export interface SchedulerNode {
   /** Not cordoned. */
   schedulable: boolean;
   taints?: readonly Taint[];
+  /** The slug digests its agent holds (the warm slug scorer). */
+  slugs?: ReadonlySet<string>;
 }
 
 /** An instance that holds resources on a node. */

@@ -218,3 +218,20 @@ test("a shortfall of memory, of room on any one node, and of anything but resour
     "1 of 3 instances cannot be placed: 2 nodes: 2 anti-affinity",
   );
 });
+
+test("warm slug: a node that holds the release's slug is preferred, but replicas still spread", () => {
+  const slug = "a".repeat(64);
+  const warm = new Set([slug]);
+  // Equal nodes, no replica anywhere (a wake from zero): the warm one, wherever the scan starts.
+  for (const cursor of [0, 1, 2]) {
+    const s = new Scheduler(new ClusterState([node("a"), node("b", { slugs: warm }), node("c")]), cursor);
+    assert.equal(where(s, request({ slug })), "b");
+  }
+  // Without a slug in the request the scorer has no say: the emptier node.
+  const plain = new Scheduler(new ClusterState([node("a"), node("b", { slugs: warm })], [placed("b")]));
+  assert.equal(where(plain, request()), "a");
+  // A second replica goes to the other node even though only the first holds the slug.
+  const s = new Scheduler(new ClusterState([node("a"), node("b", { slugs: warm })]));
+  assert.equal(where(s, request({ slug })), "b");
+  assert.equal(where(s, request({ slug })), "a", "replicas apart outweighs a warm slug");
+});
