@@ -384,8 +384,8 @@ export class Agent {
     let failing = false;
     while (this.#running) {
       try {
-        const res = await fetch(since === undefined ? base : `${base}?since=${since}`, {
-          ...this.#trust,
+        const res = await apiRequest(since === undefined ? base : `${base}?since=${since}`, {
+          ca: this.#ca,
           headers: { authorization: `Bearer ${this.#options.token}` },
           signal: AbortSignal.any([
             this.#waitAbort.signal,
@@ -393,7 +393,7 @@ export class Agent {
           ]),
         });
         if (res.status === 404) {
-          await res.body?.cancel();
+          res.cancel();
           this.#log.info("the control plane has no wait route: new instances start on the next heartbeat");
           return;
         }
