@@ -8,7 +8,7 @@ import type { Instance, Service } from "../model/objects.ts";
 import type { InstanceStatus, ProbeAttempt } from "../model/protocol.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { DeployLogs } from "./deploy-log.ts";
-import { ProbeLog, REPEAT_MS } from "./probe-log.ts";
+import { ProbeLog, REPEAT_MS, START_GRACE_MS } from "./probe-log.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -145,4 +145,37 @@ test("only an instance of the release its service is rolling out, on the node th
   const { logs, probeLog } = await setup();
   await probeLog.record("n2", { instances: [status([failing(1, 1)])] });
   assert.deepEqual(lines(logs), [], "another node's report about it");
+});
+
+test("a start that finds nothing listening for less than START_GRACE_MS and then passes writes nothing; longer, it is written", async () => {
+  const { logs, probeLog } = await setup();
+  const refused = (count: number, spanMs: number): ProbeAttempt => ({
+    attempt: 1,
+    count,
+    firstAt: at(0),
+    lastAt: at(spanMs),
+    ok: false,
+    message: "connect to port 20001: connect ECONNREFUSED 127.0.0.1:20001",
+  });
+  const passed = (attempt: number): ProbeAttempt => ({
+    attempt,
+    count: 1,
+    firstAt: at(300),
+    lastAt: at(300),
+    ok: true,
+    message: "passed",
+    status: 200,
+  });
+  // Still refusing, briefly: wait.
+  await probeLog.record("n1", { instances: [status([refused(3, 100)])] });
+  assert.deepEqual(lines(logs), []);
+  // Then it passed: nothing at all.
+  await probeLog.record("n1", { instances: [status([refused(4, 200), passed(5)])] });
+  assert.deepEqual(lines(logs), []);
+  // An instance that refuses for longer: written.
+  const other = await setup();
+  await other.probeLog.record("n1", { instances: [status([refused(20, START_GRACE_MS)])] });
+  assert.deepEqual(lines(other.logs), [
+    "health web shop-web-a1: check 1 failed: connect to port 20001: connect ECONNREFUSED 127.0.0.1:20001",
+  ]);
 });

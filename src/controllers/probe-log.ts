@@ -25,6 +25,13 @@ import type { DeployLogs } from "./deploy-log.ts";
 
 /** Repeats of one failing outcome are summed up in the deploy log at most this often per instance. */
 export const REPEAT_MS = 5000;
+/**
+ * An instance's first checks may find nothing listening yet (the agent checks
+ * a new instance every few ms at first): refused connections from check 1 on
+ * are news only once they have lasted this long, or a different failure
+ * follows them. A start that passes within it writes nothing.
+ */
+export const START_GRACE_MS = 1000;
 /** Instances not heard of for this long are forgotten. */
 const FORGET_MS = 10 * 60_000;
 
@@ -84,6 +91,12 @@ export class ProbeLog {
           Object.assign(w, { attempt: r.attempt, count: r.count, at: now });
           continue;
         }
+        const next = records[records.indexOf(r) + 1];
+        if (isStarting(r) && (next === undefined || next.ok)) {
+          // Not listening yet, briefly: wait (next heartbeat), or say nothing when it then passed.
+          if (next !== undefined) Object.assign(w, { attempt: r.attempt, count: r.count });
+          continue;
+        }
         out.push(firstLine(r));
         Object.assign(w, { attempt: r.attempt, count: 1, at: now, failed: true });
         if (r.count === 1) continue;
@@ -109,6 +122,13 @@ export class ProbeLog {
     if (!svc?.deploy || svc.release !== i.release) return undefined;
     return { deploy: svc.deploy, who: `${i.service} ${i.id}` };
   }
+}
+
+/** A new instance's first checks finding nothing that answers, for less than START_GRACE_MS. */
+function isStarting(r: ProbeAttempt): boolean {
+  return (
+    r.attempt === 1 && r.status === undefined && Date.parse(r.lastAt) - Date.parse(r.firstAt) < START_GRACE_MS
+  );
 }
 
 /** "check 1 failed: GET /health answered 500: db not ready" and the log lines under it. */
