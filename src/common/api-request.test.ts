@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
+import { ensureApiTls } from "../api/tls.ts";
 import { apiRequest } from "./api-request.ts";
-import { generateCertificate, signServerCertificate } from "./server-certificate.ts";
 
 test("answers with status, headers and body; a kept connection serves the next request", async (t) => {
   const sockets = new Set<unknown>();
@@ -85,30 +88,20 @@ test("the body as a stream: chunks as they come, before the answer ends", async 
 });
 
 test("https: trusts the CA it is given, and refuses a certificate no trusted CA signed", async (t) => {
-  const caPems = await generateCertificate([{ name: "commonName", value: "test CA" }], {
-    keyType: "ec",
-    algorithm: "sha256",
-    extensions: [
-      { name: "basicConstraints", cA: true, critical: true },
-      { name: "keyUsage", keyCertSign: true, critical: true },
-    ],
-  });
-  const issued = await signServerCertificate(
-    { cert: caPems.cert, key: caPems.private },
-    "api",
-    { dns: ["localhost"], ips: ["127.0.0.1"] },
-    1,
+  const dir = mkdtempSync(join(tmpdir(), "herd-api-request-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tls = await ensureApiTls(dir, "127.0.0.1");
+  const server = createHttpsServer({ cert: tls.cert, key: tls.key }, (_req, res) => res.end("secure")).listen(
+    0,
+    "127.0.0.1",
   );
-  const server = createHttpsServer({ cert: issued.cert, key: issued.key }, (_req, res) =>
-    res.end("secure"),
-  ).listen(0, "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
   t.after(() => {
     server.closeAllConnections();
     server.close();
   });
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  assert.equal(await (await apiRequest(url, { ca: caPems.cert })).text(), "secure");
+  assert.equal(await (await apiRequest(url, { ca: tls.ca })).text(), "secure");
   await assert.rejects(apiRequest(url), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" });
 });
 
