@@ -16,10 +16,11 @@
 // rolled-back release serving; failed requests are those of that span.
 // `node bench/autoscale-rollback.ts`, or a section of `npm run bench:autoscale`.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { App, Event } from "../src/model/objects.ts";
+import { writeFlakyApp, writeFlakyManifest } from "../test/e2e/flaky-app.ts";
 import {
   cleanupHerd,
   type Herd,
@@ -41,9 +42,9 @@ export async function run(): Promise<void> {
   try {
     herd = await startHerd();
     const h = herd;
-    const dir = writeApp(work);
+    const dir = writeFlakyApp(work);
     const deploy = async (bad: boolean) => {
-      manifest(dir, bad);
+      writeFlakyManifest(dir, HOST, bad);
       const r = await h.cli(["deploy", dir]);
       if (r.code !== 0) throw new Error(`deploy failed:\n${r.stdout}${r.stderr}`);
     };
@@ -137,46 +138,6 @@ function phaseEnd(t: Traffic, start: ReturnType<typeof phaseStart>) {
     failed: now.failed - start.counts.failed,
     total: now.total - start.counts.total,
   };
-}
-
-function writeApp(work: string): string {
-  const dir = join(work, "flaky");
-  mkdirSync(dir);
-  writeFileSync(
-    join(dir, "package.json"),
-    JSON.stringify({ name: "flaky", private: true, type: "module", scripts: { start: "node server.js" } }),
-  );
-  writeFileSync(
-    join(dir, "server.js"),
-    [
-      'import { createServer } from "node:http";',
-      "let n = 0;",
-      "createServer((req, res) => {",
-      '  if (req.url === "/health") return res.end("ok");',
-      '  if (process.env.BAD === "1" && n++ % 2 === 1) { res.statusCode = 500; return res.end("broken"); }',
-      '  res.end("release " + process.env.HERD_RELEASE);',
-      "}).listen(Number(process.env.PORT));",
-    ].join("\n"),
-  );
-  return dir;
-}
-
-function manifest(dir: string, bad: boolean): void {
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      "app: flaky",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 2",
-      "    resources: { cpu: 0.1, memory: 32Mi }",
-      "    health: { path: /health }",
-      `    env: { BAD: "${bad ? 1 : 0}" }`,
-      `    routes: [{ host: ${HOST} }]`,
-      "",
-    ].join("\n"),
-  );
 }
 
 if (import.meta.main) await run();

@@ -12,6 +12,7 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { apiRequest } from "../common/api-request.ts";
 import { HerdError } from "../common/errors.ts";
 import { writePrivateFile } from "../common/private-file.ts";
 
@@ -28,8 +29,8 @@ export interface CredentialSources {
   joinToken?: string;
   /** A token to use as is when there is neither a credential nor a join token (HERD_TOKEN). */
   envToken?: string;
-  /** fetch options that trust the control plane's CA (common/api-ca.ts). */
-  trust?: RequestInit;
+  /** The CA that signed the control plane's certificate (common/api-ca.ts). */
+  ca?: string;
 }
 
 /** The file a node credential is kept in. */
@@ -59,7 +60,7 @@ export async function agentToken(s: CredentialSources): Promise<string> {
       `no credential in ${file}: pass --join-token (from \`herd nodes join-token\` on the control plane) to join, or --token`,
     );
   }
-  const token = await joinNode(s.server, s.name, s.joinToken, s.trust);
+  const token = await joinNode(s.server, s.name, s.joinToken, s.ca);
   writePrivateFile(file, `${JSON.stringify({ node: s.name, token }, null, 2)}\n`);
   return token;
 }
@@ -87,20 +88,15 @@ function readCredential(file: string): { node: string; token: string } | undefin
 }
 
 /** Trades a join token for the node's credential; a HerdError with the server's reason when it is refused. */
-async function joinNode(
-  server: string,
-  name: string,
-  joinToken: string,
-  trust?: RequestInit,
-): Promise<string> {
+async function joinNode(server: string, name: string, joinToken: string, ca?: string): Promise<string> {
   const url = `${server.replace(/\/+$/, "")}/api/v1/nodes/${encodeURIComponent(name)}/join`;
-  const res = await fetch(url, {
-    ...trust,
+  const res = await apiRequest(url, {
+    ca,
     method: "POST",
     headers: { authorization: `Bearer ${joinToken}` },
     signal: AbortSignal.timeout(10_000),
-  }).catch((err: Error & { cause?: Error }) => {
-    throw new HerdError("unavailable", `cannot join ${server}: ${err.cause?.message ?? err.message}`);
+  }).catch((err: Error) => {
+    throw new HerdError("unavailable", `cannot join ${server}: ${err.message}`);
   });
   const body = (await res.json().catch(() => ({}))) as { token?: string; message?: string };
   if (!res.ok || typeof body.token !== "string") {

@@ -70,8 +70,14 @@ test("an agent joins over https with the CA and keeps its credential", async () 
     name: "tls-node",
     dataDir: agentDir,
     joinToken: made.token,
-    trust: trusting(caDispatcher(ca)),
+    ca,
   };
+  // The CA given is the one trusted (this process also trusts the server's, for its own scrape).
+  const another = (await ensureApiTls(join(dir, "other-tls"), "127.0.0.1")).ca;
+  await assert.rejects(
+    agentToken({ ...sources, dataDir: join(dir, "wrong-ca"), ca: another }),
+    /cannot join .*: certificate signature failure/,
+  );
   const token = await agentToken(sources);
   assert.match(token, /^herd_agt_/);
   assert.equal(statSync(credentialFile(agentDir)).mode & 0o777, 0o600);

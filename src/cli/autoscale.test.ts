@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type AutoscaleView, autoscaleText, formatTarget } from "./autoscale.ts";
+import type { AutoscaleStatus } from "../controllers/autoscale.ts";
+import { autoscaleText, formatTarget } from "./autoscale.ts";
 
 const now = Date.parse("2026-12-03T12:00:10Z");
 
 test("autoscale status: one row per service, then its decisions newest first with why", () => {
-  const web: AutoscaleView = {
+  const web: AutoscaleStatus = {
     service: "web",
     instances: 5,
     min: 1,

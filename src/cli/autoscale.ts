@@ -7,44 +7,18 @@
  *                              then per service: TIME | CHANGE | WHY
  */
 
+import type { AutoscaleStatus } from "../controllers/autoscale.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 import { formatAge, formatTime, renderTable } from "./format.ts";
 import type { Items } from "./types.ts";
 
-/** One service as GET /apps/:app/autoscale answers (controllers/autoscale.ts AutoscaleStatus). */
-export interface AutoscaleView {
-  service: string;
-  instances: number;
-  min: number;
-  max: number;
-  target: { metric: "rps" | "concurrency" | "cpu" | "p99" | "query"; value: number; query?: string };
-  mode: string;
-  stable?: number;
-  panic?: number;
-  stableWindowMs: number;
-  panicWindowMs: number;
-  scaleDownDelayMs: number;
-  stableWant?: number;
-  panicWant?: number;
-  lastRequestAt?: string;
-  decisions: {
-    time: string;
-    from: number;
-    to: number;
-    panic: boolean;
-    reason: string;
-    problem?: string;
-    refused?: boolean;
-  }[];
-}
-
 const num = (v: number) => (Number.isInteger(v) ? String(v) : String(Number(v.toFixed(2))));
 const secs = (ms: number) => `${num(ms / 1000)}s`;
 
 /** "50 rps", "10 in flight", "70% CPU", "300ms p99", "5 of sum(queue)". */
-export function formatTarget(t: AutoscaleView["target"]): string {
+export function formatTarget(t: AutoscaleStatus["target"]): string {
   switch (t.metric) {
     case "rps":
       return `${num(t.value)} rps`;
@@ -60,14 +34,14 @@ export function formatTarget(t: AutoscaleView["target"]): string {
 }
 
 /** A figure in the target's unit, with what it asks for: "83.2 rps → 2". */
-function figure(t: AutoscaleView["target"], value: number | undefined, want: number | undefined): string {
+function figure(t: AutoscaleStatus["target"], value: number | undefined, want: number | undefined): string {
   if (value === undefined) return "-";
   const shown = formatTarget({ ...t, value }).replace(/ of .*$/, "");
   return want === undefined ? shown : `${shown} → ${want}`;
 }
 
 /** The status as people read it: one table of services, then each one's last decisions. */
-export function autoscaleText(items: readonly AutoscaleView[], now: number): string {
+export function autoscaleText(items: readonly AutoscaleStatus[], now: number): string {
   const rows = items.map((s) => [
     s.service,
     String(s.instances),
@@ -122,7 +96,7 @@ export const autoscaleCommand: CommandSpec = {
       );
     if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "autoscale");
     const app = await resolveApp(ctx, stringFlag(values, "app"), "autoscale");
-    const reply = await (await ctx.client()).get<Items<AutoscaleView>>(
+    const reply = await (await ctx.client()).get<Items<AutoscaleStatus>>(
       `/apps/${encodeURIComponent(app)}/autoscale`,
     );
     if (ctx.flags.json) printJson(ctx.stdout, reply);

@@ -12,7 +12,7 @@ import { availableParallelism, hostname, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parsePortRange } from "../agent/ports.ts";
 import type { AcmeSettings } from "../api/acme.ts";
-import { caDispatcher, readCa, trusting } from "../common/api-ca.ts";
+import { readCa } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT } from "../common/metrics-server.ts";
 import { ensureDaemonRuntime } from "../daemons/runtime.ts";
@@ -433,7 +433,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       token: v.token as string | undefined,
       joinToken: (v["join-token"] as string | undefined) ?? process.env.HERD_JOIN_TOKEN,
       envToken: process.env.HERD_TOKEN,
-      trust: trusting(ca === undefined ? undefined : caDispatcher(ca)),
+      ca,
     },
     ...(ca === undefined ? {} : { ca }),
     name: (v.name as string | undefined) ?? hostname(),

@@ -1,11 +1,16 @@
 /**
- * Requests from herd's components to the control plane's API (the agent's
- * heartbeats, log batches, slug downloads and telemetry relay) on
- * `node:http`/`https` instead of the global `fetch`: Node's bundled undici
- * behind `fetch` and `Response` costs a process about 12 MB, and the agent in
- * herd up's process calls the API every second (docs/benchmarks.md, Footprint).
+ * Requests from herd's components to the control plane's API (the gateway's
+ * snapshot, watch, status, load, wake, JWT-secret and certificate calls; the
+ * agent's heartbeats, log batches, slug downloads, telemetry relay and join;
+ * herd up's example deploy) on `node:http`/`https` instead of the global
+ * `fetch`: Node's bundled undici behind `fetch` and `Response` costs a process
+ * about 12–15 MB (docs/benchmarks.md, Footprint). node:http comes through
+ * node-http.ts (require, not an ES import: see there).
  *
  *   apiRequest(url, {method, headers, body, signal, ca}) ─► keep-alive connection ─► ApiAnswer (body unread)
+ *
+ * https URLs are verified against `ca` when given, else the process's default
+ * CAs (which include herd's CA once `trustCaInProcess` ran, common/api-ca.ts).
  */
 
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
@@ -27,24 +32,31 @@ export interface ApiRequestInit {
 export interface ApiAnswer {
   status: number;
   ok: boolean;
+  statusText: string;
   headers: IncomingHttpHeaders;
-  /** The body as a stream. */
+  /** The body as a stream (Buffers); ends when the answer does. */
   body: IncomingMessage;
   buffer(): Promise<Buffer>;
   text(): Promise<string>;
   json(): Promise<unknown>;
-  /** Discards the body (read and dropped, so the connection serves the next request). */
+  /**
+   * Discards the body (read and dropped, so the connection serves the next
+   * request). For an answer that does not end by itself (a watch), abort the
+   * signal instead.
+   */
   cancel(): void;
 }
 
-// Connections are kept between requests, as fetch's pool did: the agent calls every second.
+// Connections are kept between requests, as fetch's pool did: the agent and the gateway call every second.
 const httpAgent = new http.Agent({ keepAlive: true });
 const httpsAgent = new https.Agent({ keepAlive: true });
 
-/** Sends one request; resolves when the answer's status and headers have arrived. */
+/** Sends one request; resolves when the answer's status and headers have arrived, rejects on a connection error or abort (never on a status). */
 export function apiRequest(url: string, init: ApiRequestInit = {}): Promise<ApiAnswer> {
   const target = new URL(url);
   const secure = target.protocol === "https:";
+  if (!secure && target.protocol !== "http:")
+    return Promise.reject(new Error(`${url}: only http and https are supported`));
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(target, {
       method: init.method ?? "GET",
@@ -68,6 +80,7 @@ export function apiRequest(url: string, init: ApiRequestInit = {}): Promise<ApiA
       resolve({
         status,
         ok: status >= 200 && status < 300,
+        statusText: res.statusMessage ?? "",
         headers: res.headers,
         body: res,
         buffer,

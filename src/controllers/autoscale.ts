@@ -15,6 +15,7 @@
  * starts afresh, and scales in only once a whole scale-down delay was seen.
  */
 
+import { Rounds } from "../common/rounds.ts";
 import type { AutoscaleSpec } from "../model/manifest.ts";
 import { type App, appKey, type Instance, type Service, serviceKey } from "../model/objects.ts";
 import {
@@ -91,8 +92,10 @@ export class Autoscaler {
   readonly #ctx: Context;
   readonly #sources: AutoscaleSources;
   readonly #tracked = new Map<string, Tracked>();
-  #timer: NodeJS.Timeout | undefined;
-  #ticking: Promise<void> | undefined;
+  readonly #rounds = new Rounds(
+    () => this.#round(),
+    (err) => this.#ctx.logger.warn("autoscale round failed", { err }),
+  );
 
   constructor(ctx: Context, sources: AutoscaleSources = {}) {
     this.#ctx = ctx;
@@ -104,23 +107,16 @@ export class Autoscaler {
    * their own phase, so half a second is the most a new figure waits).
    */
   start(intervalMs = 500): void {
-    this.#timer = setInterval(() => void this.tick(), intervalMs);
-    this.#timer.unref();
+    this.#rounds.start(intervalMs);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    void this.#rounds.stop();
   }
 
   /** One round over every autoscaled service (a round still running is not started twice). */
   tick(): Promise<void> {
-    if (this.#ticking) return this.#ticking;
-    this.#ticking = this.#round()
-      .catch((err) => this.#ctx.logger.warn("autoscale round failed", { err }))
-      .finally(() => {
-        this.#ticking = undefined;
-      });
-    return this.#ticking;
+    return this.#rounds.run();
   }
 
   /** The autoscaled services of one app, with their figures and last decisions. */

@@ -17,6 +17,7 @@
  */
 
 import { newId } from "../common/ids.ts";
+import { Rounds } from "../common/rounds.ts";
 import type { Token } from "../model/identity.ts";
 import type { MachineNode, MachineRequest } from "../model/machines.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
@@ -53,8 +54,10 @@ export class MachineController {
   readonly #o: MachineControllerOptions;
   #pendingSince = new Map<string, number>();
   #idleSince = new Map<string, number>();
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  readonly #rounds = new Rounds(
+    () => this.#tick(),
+    (err) => this.#ctx.logger.warn("machine provider tick failed", { err }),
+  );
 
   constructor(ctx: Context, options: MachineControllerOptions) {
     this.#ctx = ctx;
@@ -62,26 +65,17 @@ export class MachineController {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.tick(), this.#o.tickMs ?? 1000);
-    this.#timer.unref();
+    this.#rounds.start(this.#o.tickMs ?? 1000);
   }
 
   /** Stops ticking; waits for a tick in flight (and its provider call) to end. */
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#rounds.stop();
   }
 
   /** One look at the world and the steps it calls for; a tick in flight is not started twice. */
   tick(): Promise<void> {
-    if (!this.#running) {
-      this.#running = this.#tick()
-        .catch((err) => this.#ctx.logger.warn("machine provider tick failed", { err }))
-        .finally(() => {
-          this.#running = undefined;
-        });
-    }
-    return this.#running;
+    return this.#rounds.run();
   }
 
   async #tick(): Promise<void> {

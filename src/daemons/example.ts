@@ -4,6 +4,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { packDirectory } from "../build/pack.ts";
+import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -15,7 +16,7 @@ export async function deployExample(url: string, token: string, logger: Logger):
   try {
     const pack = await packDirectory(dir);
     try {
-      const res = await fetch(`${url}/api/v1/apps/hello/deploys`, {
+      const res = await apiRequest(`${url}/api/v1/apps/hello/deploys`, {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/gzip" },
         body: readFileSync(pack.file),
@@ -23,7 +24,7 @@ export async function deployExample(url: string, token: string, logger: Logger):
       if (!res.ok) throw new Error(`deploy of examples/hello refused: ${await res.text()}`);
       const deploy = (await res.json()) as { id: string };
       log.info("deploying examples/hello", { deploy: deploy.id });
-      const follow = await fetch(`${url}/api/v1/apps/hello/deploys/${deploy.id}/log`, {
+      const follow = await apiRequest(`${url}/api/v1/apps/hello/deploys/${deploy.id}/log`, {
         headers: { authorization: `Bearer ${token}` },
       });
       const text = await follow.text();

@@ -23,12 +23,12 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 import { GATEWAY_KINDS } from "../model/gateway-view.ts";
 import type { RouteObject } from "../model/live-config.ts";
 import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
 import type { StoredObject, WatchEvent } from "../store/store.ts";
-import { type ControlAnswer, controlFetch } from "./control-fetch.ts";
 import {
   type BuildOptions,
   buildRouteTable,
@@ -245,7 +245,7 @@ export class ConfigSource {
 
   async #snapshot(): Promise<void> {
     const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
-    const res = await controlFetch(`${this.#options.server}/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
+    const res = await apiRequest(`${this.#options.server}/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
       headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
       signal: AbortSignal.any([this.#stop.signal, timeout]),
     });
@@ -276,7 +276,7 @@ export class ConfigSource {
       idleMs,
     );
     try {
-      const res = await controlFetch(
+      const res = await apiRequest(
         `${this.#options.server}/api/v1/watch?kinds=${KINDS_PARAM}&from=${this.#revision}`,
         {
           headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/x-ndjson" },
@@ -357,7 +357,7 @@ export class ConfigSource {
   /** Fetches every consumer's HS256 secret (the one read of secret values, for gateways and admins only). */
   async #fetchJwtSecrets(): Promise<void> {
     const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
-    const res = await controlFetch(`${this.#options.server}/api/v1/gateways/jwt-secrets`, {
+    const res = await apiRequest(`${this.#options.server}/api/v1/gateways/jwt-secrets`, {
       headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
       signal: AbortSignal.any([this.#stop.signal, timeout]),
     });
@@ -535,7 +535,7 @@ function parseSnapshot(body: unknown): CacheFile {
   return { revision: candidate.revision, items, ...(jwtSecrets ? { jwtSecrets } : {}) };
 }
 
-async function errorText(res: ControlAnswer): Promise<string> {
+async function errorText(res: ApiAnswer): Promise<string> {
   const text = await res.text().catch(() => "");
   return text.slice(0, 300) || res.statusText;
 }

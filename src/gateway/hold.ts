@@ -22,9 +22,9 @@
  * gateway (each worker) holds and asks for itself.
  */
 
+import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 import { expireHeld, releaseHeld } from "./chain.ts";
-import { controlFetch } from "./control-fetch.ts";
 import type { Exchange } from "./exchange.ts";
 import * as metrics from "./metrics.ts";
 import type { ProxyContext } from "./proxy-context.ts";
@@ -226,8 +226,8 @@ export function wakeByControlPlane(control: {
   return async (service) => {
     const [tenant, app, name] = service.split("/");
     const url = `${base}/api/v1/apps/${encodeURIComponent(app)}/services/${encodeURIComponent(name)}/wake?tenant=${encodeURIComponent(tenant)}`;
-    // node:http, as every call of the gateway to the control plane (control-fetch.ts: no global fetch).
-    const res = await controlFetch(url, {
+    // node:http, as every call of the gateway to the control plane (common/api-request.ts: no global fetch).
+    const res = await apiRequest(url, {
       method: "POST",
       headers: { authorization: `Bearer ${control.token}` },
       signal: AbortSignal.timeout(5_000),

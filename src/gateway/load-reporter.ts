@@ -10,9 +10,9 @@
  * the last busy one, then silence.
  */
 
+import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 import type { LoadReport } from "../model/load.ts";
-import { controlFetch } from "./control-fetch.ts";
 import type { LoadBook } from "./load-recorder.ts";
 
 /** How a LoadReporter is set up. */
@@ -77,8 +77,8 @@ export class LoadReporter {
 
   async #put(report: LoadReport): Promise<void> {
     try {
-      // node:http, not global fetch: fetch would load Node's bundled undici (control-fetch.ts).
-      const res = await controlFetch(this.#url, {
+      // node:http, not global fetch: fetch would load Node's bundled undici (common/api-request.ts).
+      const res = await apiRequest(this.#url, {
         method: "PUT",
         headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
         body: JSON.stringify(report),

@@ -7,9 +7,9 @@
  * one says everything) and the gateway serves on regardless.
  */
 
+import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 import type { GatewayReport } from "../model/live-config.ts";
-import { controlFetch } from "./control-fetch.ts";
 
 /** How a StatusReporter is set up. */
 export interface StatusReporterOptions {
@@ -78,7 +78,7 @@ export class StatusReporter {
     clearTimeout(this.#soon);
     await this.#inFlight;
     if (!goodbye) return;
-    await controlFetch(this.#url, {
+    await apiRequest(this.#url, {
       method: "DELETE",
       headers: { authorization: `Bearer ${this.#options.token}` },
       signal: AbortSignal.timeout(2000),
@@ -100,7 +100,7 @@ export class StatusReporter {
 
   async #put(report: GatewayReport): Promise<void> {
     try {
-      const res = await controlFetch(`${this.#url}/status`, {
+      const res = await apiRequest(`${this.#url}/status`, {
         method: "PUT",
         headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
         body: JSON.stringify(report),

@@ -1050,17 +1050,24 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
 
 /** Alert rules: the expression parses, op and threshold come together (alerts.ts). */
 function checkAlerts(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
-  for (const [name, rule] of Object.entries(m.alerts ?? {})) {
-    const problems = ruleProblems(rule, `alerts.${name}.`);
-    if (problems.length === 0) continue;
-    const details = problems.map((p) => ({ ...p, line: lineOf?.(p.field.split(".")) }));
-    const first = details[0] as FieldProblem;
-    throw new HerdError(
-      "invalid",
-      `${first.line ? `${file}:${first.line}` : file}: ${first.field}: ${first.message}`,
-      details,
-    );
-  }
+  for (const [name, rule] of Object.entries(m.alerts ?? {}))
+    throwProblems(ruleProblems(rule, `alerts.${name}.`), file, lineOf);
+}
+
+/** A HerdError naming the first problem (with its line) and carrying them all; nothing when there are none. */
+function throwProblems(
+  problems: FieldProblem[],
+  file: string,
+  lineOf?: (path: string[]) => number | undefined,
+): void {
+  if (problems.length === 0) return;
+  const details = problems.map((p) => ({ ...p, line: lineOf?.(p.field.split(".")) }));
+  const first = details[0] as FieldProblem;
+  throw new HerdError(
+    "invalid",
+    `${first.line ? `${file}:${first.line}` : file}: ${first.field}: ${first.message}`,
+    details,
+  );
 }
 
 /** A rollout deadline in range (the schema checks only its form). */
@@ -1081,16 +1088,8 @@ function checkDeadlines(m: Manifest, file: string, lineOf?: (path: string[]) => 
 /** `autoscale:` beyond its schema: min ≤ max, one target, durations (model/autoscale.ts). */
 function checkAutoscale(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
-    if (!service.autoscale) continue;
-    const problems = autoscaleProblems(service.autoscale, `services.${name}.autoscale.`);
-    if (problems.length === 0) continue;
-    const details = problems.map((p) => ({ ...p, line: lineOf?.(p.field.split(".")) }));
-    const first = details[0] as FieldProblem;
-    throw new HerdError(
-      "invalid",
-      `${first.line ? `${file}:${first.line}` : file}: ${first.field}: ${first.message}`,
-      details,
-    );
+    if (service.autoscale)
+      throwProblems(autoscaleProblems(service.autoscale, `services.${name}.autoscale.`), file, lineOf);
   }
 }
 

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { App, Event, Release, Service } from "../../src/model/objects.ts";
+import { writeFlakyApp, writeFlakyManifest } from "./flaky-app.ts";
 import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
 
 let herd: Herd;
@@ -19,47 +20,12 @@ const HOST = "flaky.localhost";
 
 before(async () => {
   herd = await startHerd();
-  mkdirSync(dir);
-  writeFileSync(
-    join(dir, "package.json"),
-    JSON.stringify({ name: "flaky", private: true, type: "module", scripts: { start: "node server.js" } }),
-  );
-  // BAD=1: every second request answers 500 (the health check always passes, so the rollout succeeds).
-  writeFileSync(
-    join(dir, "server.js"),
-    [
-      'import { createServer } from "node:http";',
-      "let n = 0;",
-      "createServer((req, res) => {",
-      '  if (req.url === "/health") return res.end("ok");',
-      '  if (process.env.BAD === "1" && n++ % 2 === 1) { res.statusCode = 500; return res.end("broken"); }',
-      '  res.end("release " + process.env.HERD_RELEASE);',
-      "}).listen(Number(process.env.PORT));",
-    ].join("\n"),
-  );
+  writeFlakyApp(work);
 });
 after(async () => {
   await cleanupHerd(herd);
   rmSync(work, { recursive: true, force: true });
 });
-
-function manifest(bad: boolean): void {
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      "app: flaky",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 2",
-      "    resources: { cpu: 0.1, memory: 32Mi }",
-      "    health: { path: /health }",
-      `    env: { BAD: "${bad ? 1 : 0}" }`,
-      `    routes: [{ host: ${HOST} }]`,
-      "",
-    ].join("\n"),
-  );
-}
 
 const appNow = async () => (await herd.api<{ app: App }>("GET", "/apps/flaky")).body.app;
 const events = async (reason: string) =>
@@ -68,7 +34,7 @@ const events = async (reason: string) =>
   );
 
 async function deploy(bad: boolean): Promise<void> {
-  manifest(bad);
+  writeFlakyManifest(dir, HOST, bad);
   const r = await herd.cli(["deploy", dir]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
 }

@@ -31,6 +31,7 @@ import {
   TenantQuery,
   tenantOf,
 } from "../schemas.ts";
+import { existingApp } from "./existing-app.ts";
 import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
 
 type Q = TenantQ;
@@ -38,11 +39,7 @@ type Q = TenantQ;
 export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;
 
-  const getApp = async (tenant: string, name: string) => {
-    const o = await store.get<App>("app", appKey(tenant, name));
-    if (!o) throw notFound(`app ${name} does not exist (herd apps lists the apps)`);
-    return o;
-  };
+  const getApp = (tenant: string, name: string) => existingApp(store, tenant, name);
 
   const createApp = async (tenant: string, name: string): Promise<App> => {
     const app: App = { tenant, name, createdAt: new Date().toISOString(), release: null, latestVersion: 0 };

@@ -6,10 +6,9 @@
  */
 
 import type { FastifyInstance } from "fastify";
-import { notFound } from "../../common/errors.ts";
-import { type App, appKey } from "../../model/objects.ts";
 import type { ApiDeps } from "../deps.ts";
 import { AppParams, TenantQuery, tenantOf } from "../schemas.ts";
+import { existingApp } from "./existing-app.ts";
 
 export function autoscaleRoutes(api: FastifyInstance, deps: ApiDeps): void {
   api.get(
@@ -29,8 +28,7 @@ export function autoscaleRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const tenant = tenantOf(req);
       const { app } = req.params as { app: string };
-      if (!(await deps.store.get<App>("app", appKey(tenant, app))))
-        throw notFound(`app ${app} does not exist (herd apps lists the apps)`);
+      await existingApp(deps.store, tenant, app);
       return { items: await deps.controllers.autoscaler.status(tenant, app) };
     },
   );

@@ -33,6 +33,7 @@ import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
 import { Name, RevisionQuery, type TenantQ, TenantQuery, tenantOf } from "../schemas.ts";
 import { typeboxValidator } from "../validate.ts";
+import { existingApp } from "./existing-app.ts";
 
 const AppParams = T.Object({ app: Name });
 const RouteParams = T.Object({ app: Name, name: Name });
@@ -66,11 +67,8 @@ export function liveConfigRoutes(api: FastifyInstance, deps: ApiDeps): void {
     return run;
   };
 
-  const liveApp = async (tenant: string, name: string): Promise<StoredObject<App>> => {
-    const o = await store.get<App>("app", appKey(tenant, name));
-    if (!o) throw notFound(`app ${name} does not exist (herd apps lists the apps)`);
-    return o;
-  };
+  const liveApp = (tenant: string, name: string): Promise<StoredObject<App>> =>
+    existingApp(store, tenant, name);
   const servicesOf = async (tenant: string, app: string) =>
     (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
   const shown = (o: StoredObject<RouteObject>) => ({ ...o.value, revision: o.revision });

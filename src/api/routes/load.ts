@@ -8,13 +8,14 @@
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { HerdError, notFound } from "../../common/errors.ts";
+import { HerdError } from "../../common/errors.ts";
 import { LATENCY_BUCKETS_MS, type LoadReport } from "../../model/load.ts";
-import { type App, appKey, type Service, serviceKey } from "../../model/objects.ts";
+import { appKey, type Service, serviceKey } from "../../model/objects.ts";
 import { parseDuration } from "../../observe/promql/parser.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, tenantOf } from "../schemas.ts";
 import { typeboxValidator } from "../validate.ts";
+import { existingApp } from "./existing-app.ts";
 
 /** Most services one report may name, and instances per service. */
 export const MAX_REPORTED_SERVICES = 2000;
@@ -142,9 +143,7 @@ export function loadRoutes(api: FastifyInstance, deps: ApiDeps): void {
           { field: "querystring.window", message: "between 250ms and 10m" },
         ]);
       }
-      if (!(await store.get<App>("app", appKey(tenant, app)))) {
-        throw notFound(`app ${app} does not exist (herd apps lists the apps)`);
-      }
+      await existingApp(store, tenant, app);
       const services = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
       return {
         app,

@@ -9,10 +9,8 @@
 
 import type { FastifyInstance } from "fastify";
 import { systemClock } from "../../common/clock.ts";
-import { notFound } from "../../common/errors.ts";
 import { budgetLeft } from "../../controllers/remediation/budget.ts";
 import { readPolicy, updatePolicy } from "../../controllers/remediation/policy.ts";
-import { type App, appKey } from "../../model/objects.ts";
 import {
   BUILT_IN_RULES,
   DEFAULT_BUDGET_PER_HOUR,
@@ -25,6 +23,7 @@ import {
 import type { ApiDeps } from "../deps.ts";
 import { AppParams, TenantQuery, tenantOf } from "../schemas.ts";
 import { typeboxValidator } from "../validate.ts";
+import { existingApp } from "./existing-app.ts";
 
 /** What GET (and every write) answers: the policy with its defaults filled in and the budget's use. */
 export interface RemediationStatus extends RemediationPolicy {
@@ -36,10 +35,7 @@ export interface RemediationStatus extends RemediationPolicy {
 export function remediationRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store } = deps;
 
-  const liveApp = async (tenant: string, app: string) => {
-    const o = await store.get<App>("app", appKey(tenant, app));
-    if (!o || o.value.destroying) throw notFound(`app ${app} does not exist (herd apps lists the apps)`);
-  };
+  const liveApp = (tenant: string, app: string) => existingApp(store, tenant, app, { live: true });
 
   const status = (p: RemediationPolicy): RemediationStatus => {
     const { used, limit } = budgetLeft(p, systemClock.now());

@@ -14,6 +14,7 @@
  */
 
 import { timeOrderedId } from "../../common/ids.ts";
+import { Rounds } from "../../common/rounds.ts";
 import type { LoadFigures } from "../../model/load.ts";
 import type { Instance } from "../../model/objects.ts";
 import {
@@ -81,31 +82,26 @@ export const MAX_THROTTLE_MS = 10 * 60_000;
 
 export class RemediationEngine {
   readonly #o: EngineOptions;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  readonly #rounds = new Rounds(
+    () => this.#pass(),
+    (err) => this.#o.ctx.logger.warn("remediation pass failed", { err }),
+  );
 
   constructor(options: EngineOptions) {
     this.#o = options;
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.tick(), this.#o.intervalMs ?? 1000);
-    this.#timer.unref();
+    this.#rounds.start(this.#o.intervalMs ?? 1000);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#rounds.stop();
   }
 
   /** One pass over every app; a pass still running is joined rather than doubled. */
   tick(): Promise<void> {
-    this.#running ??= this.#pass()
-      .catch((err) => this.#o.ctx.logger.warn("remediation pass failed", { err }))
-      .finally(() => {
-        this.#running = undefined;
-      });
-    return this.#running;
+    return this.#rounds.run();
   }
 
   async #pass(): Promise<void> {

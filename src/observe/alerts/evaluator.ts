@@ -26,6 +26,7 @@ import { dirname } from "node:path";
 import { Gauge, type Registry } from "prom-client";
 import type { Clock } from "../../common/clock.ts";
 import type { Logger } from "../../common/log.ts";
+import { Rounds } from "../../common/rounds.ts";
 import type { EventInput } from "../../controllers/events.ts";
 import {
   type AlertRule,
@@ -159,8 +160,10 @@ export class AlertEvaluator {
   readonly #listeners = new Set<(t: AlertTransition) => void>();
   /** herd.yaml rules of the release each app serves, by app key. */
   readonly #releaseRules = new Map<string, { version: number; rules: AlertRule[] }>();
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  readonly #rounds = new Rounds(
+    () => this.#round(),
+    (err) => this.#o.logger.warn("alert evaluation failed", { err }),
+  );
   #saveQueued = false;
   #stopped = false;
 
@@ -179,15 +182,14 @@ export class AlertEvaluator {
   /** Evaluates every interval (default 15 s) and delivers notifications. */
   start(): void {
     this.notifier.start();
-    this.#timer = setInterval(() => void this.evaluate(), this.#o.intervalMs ?? 15_000);
-    this.#timer.unref();
+    this.#rounds.start(this.#o.intervalMs ?? 15_000);
   }
 
   /** Stops evaluating and delivering, lets a round in flight finish, writes the state one last time. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    const rounds = this.#rounds.stop();
     this.notifier.stop();
-    await this.#running;
+    await rounds;
     this.#save();
     this.#stopped = true;
   }
@@ -255,14 +257,7 @@ export class AlertEvaluator {
 
   /** One evaluation round at the clock's now; rounds never overlap. */
   evaluate(): Promise<void> {
-    if (!this.#running) {
-      this.#running = this.#round()
-        .catch((err) => this.#o.logger.warn("alert evaluation failed", { err }))
-        .finally(() => {
-          this.#running = undefined;
-        });
-    }
-    return this.#running;
+    return this.#rounds.run();
   }
 
   async #round(): Promise<void> {
