@@ -71,7 +71,7 @@ Runs the whole platform on this machine in the foreground: the control plane
 process on a 2-core machine). --small keeps herd to two processes on any
 machine (one gateway process, one query thread at most), caps each SQLite
 database's page cache at 512 KiB and runs the control plane on V8's
-interpreter only: about 170 MB idle, docs/benchmarks.md.
+interpreter only: about 165 MB idle, docs/benchmarks.md.
 Data lives in DIR (default ./.herd). On the first start it deploys
 examples/hello. It signs the CLI in to this server:
 the context "local" in ~/.config/herd/config.json, made current unless you
