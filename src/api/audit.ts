@@ -11,6 +11,7 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { cacheSizePragma } from "../common/sqlite-cache.ts";
 
 export interface AuditEntry {
   seq: number;
@@ -60,6 +61,7 @@ export class AuditLog {
     this.#db = new DatabaseSync(file);
     this.#db.exec("PRAGMA journal_mode = WAL");
     this.#db.exec("PRAGMA synchronous = FULL");
+    this.#db.exec(cacheSizePragma());
     this.#db.exec(`CREATE TABLE IF NOT EXISTS audit (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
       at TEXT NOT NULL, actor TEXT NOT NULL, token TEXT NOT NULL, tenant TEXT, app TEXT,

@@ -1,7 +1,7 @@
 /**
  * The subcommands that talk to the API and print tables, and the registry of
- * every subcommand (these, deploy, rollback, logs, the identity and tenant
- * commands, and the platform roles).
+ * every API subcommand (these, deploy, rollback, logs, the identity and tenant
+ * commands; the platform roles are in platform-commands.ts).
  */
 
 import { readFile } from "node:fs/promises";
@@ -254,21 +254,6 @@ export const versionCommand: CommandSpec = {
     return 1;
   },
 };
-
-/** A subcommand that runs a platform role (platform.ts); it parses its own flags. */
-export interface PlatformCommand {
-  name: "up" | "server" | "agent" | "gateway" | "down";
-  summary: string;
-}
-
-/** The platform roles, in help order. */
-export const PLATFORM_COMMANDS: PlatformCommand[] = [
-  { name: "up", summary: "Run the whole platform here (server, agent, gateway); data in ./.herd" },
-  { name: "server", summary: "Run the control plane (API, store, controllers)" },
-  { name: "agent", summary: "Run a node agent: herd agent --server URL --name NAME --data DIR" },
-  { name: "gateway", summary: "Run the gateway (reverse proxy to running instances)" },
-  { name: "down", summary: "Stop the platform of a data dir (gateway, apps), also when its herd up is gone" },
-];
 
 /** The subcommands that work with apps, in help order. */
 export const APP_COMMANDS: CommandSpec[] = [

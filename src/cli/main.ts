@@ -11,14 +11,15 @@ import { parseArgs } from "node:util";
 import { HerdError } from "../common/errors.ts";
 import { withDetails } from "./api-client.ts";
 import { GLOBAL_OPTIONS, splitCommand, UsageError } from "./args.ts";
-import {
-  APP_COMMANDS,
-  COMMANDS,
-  PLATFORM_COMMANDS,
-  type PlatformCommand,
-  TEAM_COMMANDS,
-} from "./commands.ts";
 import { type CommandSpec, createContext, type Output } from "./context.ts";
+import { PLATFORM_COMMANDS, type PlatformCommand } from "./platform-commands.ts";
+
+/**
+ * The registry of the API commands (commands.ts), loaded when one runs or help is asked
+ * for: a platform role's process (herd up) holds none of their modules.
+ */
+type Registry = Pick<typeof import("./commands.ts"), "APP_COMMANDS" | "TEAM_COMMANDS" | "COMMANDS">;
+const loadRegistry = (): Promise<Registry> => import("./commands.ts");
 
 const GLOBAL_FLAG_HELP: [string, string][] = [
   ["--server URL", "the herd server (default: HERD_SERVER, else the context's, else the data dir's)"],
@@ -49,7 +50,7 @@ export interface MainIo {
 }
 
 /** The overview printed by `herd`, `herd help` and `herd --help`. */
-export function overviewHelp(): string {
+export function overviewHelp({ APP_COMMANDS, TEAM_COMMANDS, COMMANDS }: Registry): string {
   const width = Math.max(...[...PLATFORM_COMMANDS, ...COMMANDS].map((c) => c.name.length)) + 3;
   const line = (name: string, summary: string) => `  ${name.padEnd(width)}${firstSentence(summary)}`;
   return [
@@ -97,15 +98,22 @@ function flagLines(flags: [string, string][]): string[] {
 /** Runs the herd command line and returns the exit code. */
 export async function main(argv: readonly string[], io: MainIo): Promise<number> {
   const { command, rest } = splitCommand(argv);
+  const platform = PLATFORM_COMMANDS.find((c) => c.name === command);
+  if (platform) {
+    try {
+      return await runPlatform(platform, rest);
+    } catch (err) {
+      return report(io.stderr, err);
+    }
+  }
   let spec: CommandSpec | undefined;
   try {
+    const registry = await loadRegistry();
     if (command === undefined || command === "help") {
       const topic = command === "help" ? splitCommand(rest).command : undefined;
-      return await showHelp(io, topic);
+      return await showHelp(io, registry, topic);
     }
-    const platform = PLATFORM_COMMANDS.find((c) => c.name === command);
-    if (platform) return await runPlatform(platform, rest);
-    spec = COMMANDS.find((c) => c.name === command);
+    spec = registry.COMMANDS.find((c) => c.name === command);
     if (!spec) throw new UsageError(`unknown command: ${command}`);
 
     const { values, positionals } = parseFlags(spec, rest);
@@ -134,7 +142,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
     });
     return await spec.run(ctx, values, positionals);
   } catch (err) {
-    return report(io.stderr, err);
+    return report(io.stderr, err, (await loadRegistry()).COMMANDS);
   }
 }
 
@@ -168,14 +176,14 @@ function flagProblem(message: string): string {
   return message.split("\n")[0] as string;
 }
 
-async function showHelp(io: MainIo, topic: string | undefined): Promise<number> {
+async function showHelp(io: MainIo, registry: Registry, topic: string | undefined): Promise<number> {
   if (topic === undefined) {
-    io.stdout.write(`${overviewHelp()}\n`);
+    io.stdout.write(`${overviewHelp(registry)}\n`);
     return 0;
   }
   const platform = PLATFORM_COMMANDS.find((c) => c.name === topic);
   if (platform) return runPlatform(platform, ["--help"]);
-  const spec = COMMANDS.find((c) => c.name === topic);
+  const spec = registry.COMMANDS.find((c) => c.name === topic);
   if (!spec) throw new UsageError(`no such command: ${topic}`);
   io.stdout.write(`${commandHelp(spec)}\n`);
   return 0;
@@ -194,10 +202,13 @@ async function runPlatform(command: PlatformCommand, args: string[]): Promise<nu
   return run(args);
 }
 
-/** Prints an error as `herd: <message>` and returns its exit code. */
-export function report(stderr: Output, err: unknown): number {
+/**
+ * Prints an error as `herd: <message>` and returns its exit code; a usage
+ * mistake in one of `commands` also prints that command's usage.
+ */
+export function report(stderr: Output, err: unknown, commands: readonly CommandSpec[] = []): number {
   if (err instanceof UsageError) {
-    const spec = COMMANDS.find((c) => c.name === err.command);
+    const spec = commands.find((c) => c.name === err.command);
     const usage = spec ? `usage: ${spec.usage.split("\n").join("\n       ")}\n` : "";
     const more = spec ? `herd help ${spec.name}` : "herd help";
     stderr.write(`herd: ${err.message}\n${usage}Run \`${more}\` for more.\n`);

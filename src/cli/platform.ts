@@ -15,6 +15,7 @@ import type { AcmeSettings } from "../api/acme.ts";
 import { readCa } from "../common/api-ca.ts";
 import { HerdError } from "../common/errors.ts";
 import { DEFAULT_AGENT_METRICS_PORT } from "../common/metrics-server.ts";
+import { capSqliteCaches } from "../common/sqlite-cache.ts";
 import { ensureDaemonRuntime } from "../daemons/runtime.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
@@ -68,8 +69,9 @@ Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
 --gateway-workers workers; default one worker per two cores, so one gateway
 process on a 2-core machine). --small keeps herd to two processes on any
-machine (one gateway process, one query thread at most) and runs the control
-plane on V8's interpreter only: about 200 MB idle, docs/benchmarks.md.
+machine (one gateway process, one query thread at most), caps each SQLite
+database's page cache at 512 KiB and runs the control plane on V8's
+interpreter only: about 165 MB idle, docs/benchmarks.md.
 Data lives in DIR (default ./.herd). On the first start it deploys
 examples/hello. It signs the CLI in to this server:
 the context "local" in ~/.config/herd/config.json, made current unless you
@@ -219,8 +221,10 @@ export async function runUp(argv: string[]): Promise<number> {
   // --public as root: the standard ports, which only root may bind.
   const standardPorts = v.public === true && process.getuid?.() === 0;
   const gatewayPort = portOf(v["gateway-port"] ?? (standardPorts ? "80" : "8080"), "gateway-port");
-  // --small: at most one PromQL worker thread (each holds its own V8 heap while it lives).
+  // --small: at most one PromQL worker thread (each holds its own V8 heap while it lives),
+  // and a small page cache for each SQLite database (common/sqlite-cache.ts).
   if (v.small && v["query-concurrency"] === undefined) v["query-concurrency"] = "1";
+  if (v.small) capSqliteCaches();
   return (await import("../daemons/up.ts")).runUp({
     dataDir,
     server: serverOptionsOf(v, `http://127.0.0.1:${gatewayPort}`, allowFetch),

@@ -62,12 +62,16 @@ const ROLES: Record<
   { flags: readonly string[]; modules: readonly string[]; entry?: string; childModules?: readonly string[] }
 > = {
   // herd up's gateway shares its cache: it is filled with the gateway's modules too.
-  up: { flags: QUIET_FLAGS, modules: ["./up.ts", ...GATEWAY_MODULES, "../gateway/cluster-worker.ts"] },
+  // herd up loads example.ts on a first start only: compiled ahead all the same, so that start strips nothing.
+  up: {
+    flags: QUIET_FLAGS,
+    modules: ["./up.ts", "./example.ts", ...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
+  },
   // herd up --small: the interpreter only (common/node-runtime.ts). V8 keys its code cache by flags, so
   // its gateway's modules are compiled for the gateway's flags by a process that has them (fillForChildren).
   "up-small": {
     flags: SMALL_FLAGS,
-    modules: ["./up.ts"],
+    modules: ["./up.ts", "./example.ts"],
     childModules: [...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
   },
   server: { flags: QUIET_FLAGS, modules: ["./server.ts"] },

@@ -23,7 +23,6 @@ import { type ServerOptions, startServer } from "../api/server.ts";
 import { readCa } from "../common/api-ca.ts";
 import { createLogger } from "../common/log.ts";
 import type { HoldSettings, HttpsSettings } from "../gateway/gateway.ts";
-import { deployExample } from "./example.ts";
 import { ensurePlatformGateway, type PlatformGateway } from "./platform-gateway.ts";
 import { recordOf, removeRecord, writeRecord } from "./process-record.ts";
 import { untilSignal } from "./signals.ts";
@@ -163,18 +162,23 @@ export async function runUp(options: UpOptions): Promise<number> {
   );
   const marker = join(dataDir, "example-deployed");
   if (options.example && !existsSync(marker)) {
-    void deployExample(server.url, server.adminToken, logger).then((ok) => {
-      if (ok) {
-        writeFileSync(marker, `${new Date().toISOString()}\n`);
-        process.stdout.write(`examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`);
-        if (record.httpsPort !== undefined && https?.caFile !== undefined) {
-          // herd's CA signs every routed host's certificate (curl sends *.localhost to loopback itself).
+    const ca = server.caFile === undefined ? undefined : readCa(server.caFile);
+    void import("./example.ts")
+      .then(({ deployExample }) => deployExample(server.url, server.adminToken, logger, ca))
+      .then((ok) => {
+        if (ok) {
+          writeFileSync(marker, `${new Date().toISOString()}\n`);
           process.stdout.write(
-            `  over HTTPS: curl --cacert ${https.caFile} https://hello.localhost:${record.httpsPort}/\n`,
+            `examples/hello is serving: curl -H 'Host: hello.localhost' ${shownGateway}/\n`,
           );
+          if (record.httpsPort !== undefined && https?.caFile !== undefined) {
+            // herd's CA signs every routed host's certificate (curl sends *.localhost to loopback itself).
+            process.stdout.write(
+              `  over HTTPS: curl --cacert ${https.caFile} https://hello.localhost:${record.httpsPort}/\n`,
+            );
+          }
         }
-      }
-    });
+      });
   }
   const signal = await untilSignal();
   if (options.keepApps) {

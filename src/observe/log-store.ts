@@ -17,6 +17,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { type Clock, systemClock } from "../common/clock.ts";
+import { cacheSizePragma } from "../common/sqlite-cache.ts";
 import type { Event } from "../model/objects.ts";
 import { jsonMessage, jsonObjectOf, LEVELS, type LogLevel, levelName, parseLine } from "./log-parse.ts";
 import { SizeBound } from "./size-bound.ts";
@@ -149,6 +150,7 @@ export class LogStore {
     this.#db.exec(`
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
+      ${cacheSizePragma()};
       CREATE TABLE IF NOT EXISTS logs (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         time TEXT NOT NULL, tenant TEXT NOT NULL, app TEXT NOT NULL, service TEXT NOT NULL,

@@ -12,6 +12,7 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
+import { cacheSizePragma } from "../common/sqlite-cache.ts";
 import type { Kind } from "../model/objects.ts";
 import {
   checkExpectRevision,
@@ -97,6 +98,7 @@ export class SqliteStore implements Store {
     try {
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = FULL");
+      db.exec(cacheSizePragma());
       db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
       // IMMEDIATE so that two processes opening a new file do not race on the schema.
       db.exec("BEGIN IMMEDIATE");

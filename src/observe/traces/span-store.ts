@@ -18,6 +18,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { Clock } from "../../common/clock.ts";
+import { cacheSizePragma } from "../../common/sqlite-cache.ts";
 import { SizeBound } from "../size-bound.ts";
 import {
   type AttributeValue,
@@ -180,7 +181,7 @@ export class SpanStore implements SpanSink {
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
       PRAGMA journal_size_limit = ${16 * MIB};
-      PRAGMA cache_size = -32000;
+      ${cacheSizePragma(32_000)};
       CREATE TABLE IF NOT EXISTS spans (
         id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL,
         trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT,

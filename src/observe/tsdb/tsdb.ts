@@ -25,6 +25,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { cacheSizePragma } from "../../common/sqlite-cache.ts";
 import { compileMatcher, type Labels, labelsKey, type Matcher, NAME, normalizeLabels } from "./labels.ts";
 
 /** Chunks hold the samples of one series within one aligned window of this length. */
@@ -166,6 +167,7 @@ export class Tsdb {
       PRAGMA auto_vacuum = INCREMENTAL;
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
+      ${cacheSizePragma()};
       CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, labels TEXT NOT NULL);
       -- SQLite stores NaN as NULL: value columns allow NULL, read back as NaN.
       CREATE TABLE IF NOT EXISTS head (series INTEGER NOT NULL, ts INTEGER NOT NULL, v REAL);
