@@ -138,13 +138,26 @@ export async function run(): Promise<void> {
       const decisions = (await events()).filter(
         (e) => e.reason === "Remediation" && Date.parse(e.time) >= t0,
       );
-      return { baseline, t0, t1, serving, decision, decisions, api: api.samples, batch: batch.samples };
+      return {
+        baseline,
+        before,
+        t0,
+        t1,
+        serving,
+        decision,
+        decisions,
+        api: api.samples,
+        batch: batch.samples,
+      };
     };
 
     // 1. The peer: the engine paused.
     await cli(["remediate", "pause", "--app", APP]);
     const peer = await phase(BASE_S, false, OVERLOAD_S);
-    // 2. herd: the engine on, after a minute of baseline (its rising-load window).
+    // 2. herd: the engine on, after a minute of baseline (its rising-load window). It resumes
+    // only once the peer's overload has left the saturation window (10 s), so it does not act on it.
+    await sleep(15_000);
+    const resumed = Date.now();
     await cli(["remediate", "resume", "--app", APP]);
     const own = await phase(60, true, OVERLOAD_S);
     const [one, five] = loadavg();
@@ -166,6 +179,14 @@ export async function run(): Promise<void> {
       `api baseline p99: herd run ${ms(own.baseline.p99)} (${own.baseline.n} requests), peer run ${ms(peer.baseline.p99)} (${peer.baseline.n})`,
     );
 
+    const early = (await events()).filter(
+      (e) => e.reason === "Remediation" && Date.parse(e.time) >= resumed && Date.parse(e.time) < own.t0,
+    );
+    for (const e of early)
+      console.log(`decision during the engine's baseline (before the overload): ${e.message}`);
+    console.log(
+      `api instances running at the overload's start: peer run ${peer.before}, herd run ${own.before}`,
+    );
     // herd's run, by phase.
     const dAt = own.decision ? Date.parse(own.decision.time) : undefined;
     const sAt = own.serving;
