@@ -14,7 +14,7 @@
 //   peer      the remediation engine paused (`herd remediate pause`): the node as is
 //   herd      the engine on its built-in rules (`saturated`: scale-out + throttle
 //             the lower-criticality batch)
-// The peer runs first; the engine's run follows after a minute of baseline, so
+// The peer runs first; the engine resumes 15 s after its overload and gets a minute of baseline, so
 // its rising-load check compares against baseline load, not the peer's overload.
 // api's latency is per request, from sent to answered, by when it was sent;
 // the load is paced per connection, so a slow answer delays that connection's
