@@ -439,7 +439,15 @@ export interface Traffic {
 export function steadyTraffic(
   gatewayUrl: string,
   host: string,
-  options: { connections?: number; rate?: number; maxSeconds?: number; path?: string; method?: string } = {},
+  options: {
+    connections?: number;
+    rate?: number;
+    maxSeconds?: number;
+    path?: string;
+    method?: string;
+    /** Called with each answer: when its request was sent (Date.now()), how long it took (ms), its outcome (undefined = 200). */
+    onAnswer?: (sentAt: number, ms: number, outcome: string | undefined) => void;
+  } = {},
 ): Traffic {
   const connections = options.connections ?? 8;
   const gapMs = options.rate ? (1000 * connections) / options.rate : 0;
@@ -465,10 +473,13 @@ export function steadyTraffic(
   const one = () =>
     new Promise<void>((done) => {
       let settled = false;
+      const sentAt = Date.now();
+      const sent = performance.now();
       const finish = (outcome: string | undefined) => {
         if (settled) return;
         settled = true;
         answered(outcome);
+        options.onAnswer?.(sentAt, performance.now() - sent, outcome);
         done();
       };
       const failedWith = (err: NodeJS.ErrnoException) => finish(err.code ?? err.message);

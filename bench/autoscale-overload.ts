@@ -1,0 +1,309 @@
+// Issue 12, "overload of a critical + a low service on a full node → critical p99
+// within 2× baseline while capacity comes". One real `herd up` (one node, its
+// agent's CPU allocatable), one app with two CPU-bound services: `api`
+// (criticality critical, one instance) and `batch` (criticality low), sized so
+// the node has room for exactly one more `api` instance. Each request costs
+// about WORK_MS of CPU (pbkdf2), so an instance serves about cpu / WORK_MS
+// requests a second under its cgroup quota.
+//
+//   baseline  api at BASE_RPS, batch at BASE_RPS: api's p99
+//   overload  api at ~1.5× what one instance serves (under 2 instances' worth),
+//             batch at what its quota serves, both for OVERLOAD_S at least
+//
+// measured twice in one run:
+//   peer      the remediation engine paused (`herd remediate pause`): the node as is
+//   herd      the engine on its built-in rules (`saturated`: scale-out + throttle
+//             the lower-criticality batch)
+// The peer runs first; the engine resumes 15 s after its overload and gets a minute of baseline, so
+// its rising-load check compares against baseline load, not the peer's overload.
+// api's latency is per request, from sent to answered, by when it was sent;
+// the load is paced per connection, so a slow answer delays that connection's
+// next request (what a client pool does), which understates the queue a little.
+// `node bench/autoscale-overload.ts`, or a section of `npm run bench:autoscale`.
+
+import { pbkdf2Sync } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { NodeCapacity } from "../src/api/capacity.ts";
+import type { Event, Instance } from "../src/model/objects.ts";
+import {
+  cleanupHerd,
+  type Herd,
+  sleep,
+  startHerd,
+  steadyTraffic,
+  type Traffic,
+} from "../test/e2e/harness.ts";
+
+const WORK_MS = 4;
+const API_CPU = 0.25;
+const BASE_RPS = 10;
+const BASE_S = 20;
+/** api's overload: 1.5× one instance's worth, under two instances'. */
+const API_RPS = Math.round((API_CPU / (WORK_MS / 1000)) * 1.5);
+const BATCH_RPS = Number(process.env.BENCH_BATCH_RPS ?? 250);
+const OVERLOAD_S = Number(process.env.BENCH_OVERLOAD_S ?? 40);
+const GOAL_RATIO = 2;
+const APP = "shop";
+
+interface Sample {
+  sentAt: number;
+  ms: number;
+  outcome: string | undefined;
+}
+
+/** Records every answer of a traffic, to cut it into spans by when each request was sent. */
+function recorded(
+  h: Herd,
+  host: string,
+  o: { connections: number; rate: number; seconds: number },
+): { traffic: Traffic; samples: Sample[] } {
+  const samples: Sample[] = [];
+  const traffic = steadyTraffic(h.gatewayUrl, host, {
+    connections: o.connections,
+    rate: o.rate,
+    maxSeconds: o.seconds,
+    onAnswer: (sentAt, ms, outcome) => samples.push({ sentAt, ms, outcome }),
+  });
+  return { traffic, samples };
+}
+
+function span(samples: Sample[], from: number, to: number) {
+  const xs = samples.filter((s) => s.sentAt >= from && s.sentAt < to);
+  const ms = xs.map((s) => s.ms).sort((a, b) => a - b);
+  const p99 = ms.length > 0 ? ms[Math.min(ms.length - 1, Math.ceil(ms.length * 0.99) - 1)] : undefined;
+  const failures: Record<string, number> = {};
+  for (const s of xs) if (s.outcome !== undefined) failures[s.outcome] = (failures[s.outcome] ?? 0) + 1;
+  return {
+    n: xs.length,
+    p99,
+    failed: xs.length - xs.filter((s) => s.outcome === undefined).length,
+    failures,
+  };
+}
+
+const ms = (x: number | undefined) => (x === undefined ? "–" : `${Math.round(x)} ms`);
+
+export async function run(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "herd-bench-overload-"));
+  let herd: Herd | undefined;
+  const running: Traffic[] = [];
+  try {
+    herd = await startHerd();
+    const h = herd;
+    const node = (await h.api<{ nodes: NodeCapacity[] }>("GET", "/capacity")).body.nodes[0];
+    // The node full: batch takes what is left after api's instance and one more.
+    const batchCpu = Math.floor((node.free.cpu - 2 * API_CPU - 0.05) * 20) / 20;
+    if (batchCpu < 0.2) throw new Error(`the node has too little CPU to fill (${node.free.cpu} free)`);
+    const dir = writeApp(work, iterationsFor(WORK_MS), batchCpu);
+    const d = await h.cli(["deploy", dir]);
+    if (d.code !== 0) throw new Error(`deploy failed:\n${d.stdout}${d.stderr}`);
+    const after = (await h.api<{ nodes: NodeCapacity[] }>("GET", "/capacity")).body.nodes[0];
+    const apiRunning = async () =>
+      (await h.api<{ items: Instance[] }>("GET", `/apps/${APP}/instances`)).body.items.filter(
+        (i) => i.service === "api" && i.desired === "running" && i.state === "running",
+      ).length;
+    const events = async () =>
+      (await h.api<{ items: Event[] }>("GET", `/events?app=${APP}&limit=500`)).body.items;
+    const cli = async (args: string[]) => {
+      const r = await h.cli(args);
+      if (r.code !== 0) throw new Error(`herd ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+    };
+
+    /** Baseline then overload; with the engine on, until api's new instance runs (and OVERLOAD_S at least). */
+    const phase = async (baseS: number, engine: boolean, overloadS: number) => {
+      const baseApi = recorded(h, "api.localhost", { connections: 2, rate: BASE_RPS, seconds: baseS });
+      const baseBatch = recorded(h, "batch.localhost", { connections: 2, rate: BASE_RPS, seconds: baseS });
+      running.push(baseApi.traffic, baseBatch.traffic);
+      await sleep(baseS * 1000);
+      await Promise.all([baseApi.traffic.stop(), baseBatch.traffic.stop()]);
+      const baseline = span(baseApi.samples, 0, Number.POSITIVE_INFINITY);
+      const before = await apiRunning();
+      const t0 = Date.now();
+      const api = recorded(h, "api.localhost", { connections: 24, rate: API_RPS, seconds: 300 });
+      const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
+      running.push(api.traffic, batch.traffic);
+      let serving: number | undefined;
+      let decision: Event | undefined;
+      while (Date.now() - t0 < 120_000) {
+        await sleep(500);
+        if (engine && decision === undefined)
+          decision = (await events()).find((e) => e.reason === "Remediation" && Date.parse(e.time) >= t0);
+        if (serving === undefined && (await apiRunning()) > before) serving = Date.now();
+        if (Date.now() - t0 >= overloadS * 1000 && (!engine || serving !== undefined)) break;
+      }
+      const t1 = Date.now();
+      await Promise.all([api.traffic.stop(), batch.traffic.stop()]);
+      const decisions = (await events()).filter(
+        (e) => e.reason === "Remediation" && Date.parse(e.time) >= t0,
+      );
+      return {
+        baseline,
+        before,
+        t0,
+        t1,
+        serving,
+        decision,
+        decisions,
+        api: api.samples,
+        batch: batch.samples,
+      };
+    };
+
+    // 1. The peer: the engine paused.
+    await cli(["remediate", "pause", "--app", APP]);
+    const peer = await phase(BASE_S, false, OVERLOAD_S);
+    // 2. herd: the engine on, after a minute of baseline (its rising-load window). It resumes
+    // only once the peer's overload has left the saturation window (10 s), so it does not act on it.
+    await sleep(15_000);
+    const resumed = Date.now();
+    await cli(["remediate", "resume", "--app", APP]);
+    const own = await phase(60, true, OVERLOAD_S);
+    const [one, five] = loadavg();
+
+    const goal = GOAL_RATIO * (own.baseline.p99 ?? 0);
+    const verdict = (p: number | undefined) =>
+      p === undefined || own.baseline.p99 === undefined
+        ? "–"
+        : `${(p / own.baseline.p99).toFixed(1)}× baseline (goal ≤ ${GOAL_RATIO}×: ${p <= goal ? "met" : "MISSED"})`;
+    console.log(
+      `load average ${one.toFixed(2)}, ${five.toFixed(2)} (figures move with it); node: ${node.allocatable.cpu} CPU allocatable, ` +
+        `${after.free.cpu.toFixed(2)} free after the deploy (room for one more api instance of ${API_CPU})`,
+    );
+    console.log(
+      `api (critical): ${API_CPU} CPU, ~${WORK_MS} ms CPU a request (~${Math.round(API_CPU / (WORK_MS / 1000))} req/s an instance); ` +
+        `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${API_RPS} req/s (24 connections), batch ${BATCH_RPS} req/s (16)`,
+    );
+    console.log(
+      `api baseline p99: herd run ${ms(own.baseline.p99)} (${own.baseline.n} requests), peer run ${ms(peer.baseline.p99)} (${peer.baseline.n})`,
+    );
+
+    const early = (await events()).filter(
+      (e) => e.reason === "Remediation" && Date.parse(e.time) >= resumed && Date.parse(e.time) < own.t0,
+    );
+    for (const e of early)
+      console.log(`decision during the engine's baseline (before the overload): ${e.message}`);
+    console.log(
+      `api instances running at the overload's start: peer run ${peer.before}, herd run ${own.before}`,
+    );
+    // herd's run, by phase.
+    const dAt = own.decision ? Date.parse(own.decision.time) : undefined;
+    const sAt = own.serving;
+    console.log(
+      `herd engine: first decision ${dAt === undefined ? "none" : `after ${((dAt - own.t0) / 1000).toFixed(1)} s`}` +
+        `; new api instance running after ${sAt === undefined ? "– (never)" : `${((sAt - own.t0) / 1000).toFixed(1)} s`}`,
+    );
+    for (const e of own.decisions) {
+      console.log(`  decision after ${((Date.parse(e.time) - own.t0) / 1000).toFixed(1)} s: ${e.message}`);
+      for (const line of e.details ?? []) console.log(`    | ${line}`);
+    }
+    const until = sAt ?? own.t1;
+    const rows: [string, number, number][] = [
+      ["overload → decision", own.t0, dAt ?? until],
+      ["decision → new instance running", dAt ?? until, until],
+      ["until the new capacity runs (the figure)", own.t0, until],
+      ["after it runs", until, own.t1],
+      ["whole overload", own.t0, own.t1],
+    ];
+    for (const [name, from, to] of rows) {
+      const s = span(own.api, from, to);
+      const rps = to > from ? (s.n * 1000) / (to - from) : 0;
+      console.log(
+        `  api p99 ${name} (${((to - from) / 1000).toFixed(1)} s): ${ms(s.p99)} over ${s.n} requests (${Math.round(rps)} req/s of ${API_RPS} offered), ${s.failed} failed; ${verdict(s.p99)}`,
+      );
+    }
+    // The peer over the same spans from its overload's start.
+    const dur = until - own.t0;
+    const peerUntil = span(peer.api, peer.t0, peer.t0 + dur);
+    const peerAfter = span(peer.api, peer.t0 + dur, peer.t1);
+    const peerAll = span(peer.api, peer.t0, peer.t1);
+    console.log(
+      `peer (engine paused): api p99 over the same first ${(dur / 1000).toFixed(1)} s ${ms(peerUntil.p99)} (${peerUntil.n} requests, ${peerUntil.failed} failed); ` +
+        `after ${ms(peerAfter.p99)} (${peerAfter.n}); whole ${((peer.t1 - peer.t0) / 1000).toFixed(1)} s ${ms(peerAll.p99)} ` +
+        `(${Math.round((peerAll.n * 1000) / (peer.t1 - peer.t0))} req/s of ${API_RPS} offered); ${verdict(peerAll.p99)}`,
+    );
+    const ownAll = span(own.api, own.t0, own.t1);
+    const ownAfter = span(own.api, until, own.t1);
+    console.log(
+      `ratio peer / herd, api p99: first ${(dur / 1000).toFixed(1)} s ×${ratio(peerUntil.p99, span(own.api, own.t0, until).p99)}, ` +
+        `after ×${ratio(peerAfter.p99, ownAfter.p99)}, whole overload ×${ratio(peerAll.p99, ownAll.p99)}`,
+    );
+    for (const [name, r] of [
+      ["herd", own],
+      ["peer", peer],
+    ] as const) {
+      const b = span(r.batch, r.t0, r.t1);
+      const shed = b.failures["503"] ?? 0;
+      console.log(
+        `batch (low) in the ${name} run: ${b.n} requests, ${shed} shed (503), ${b.failed - shed} other failures ${JSON.stringify(b.failures)}`,
+      );
+    }
+  } finally {
+    await Promise.all(running.map((t) => t.stop()));
+    await cleanupHerd(herd);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined || b === 0 ? "–" : (a / b).toFixed(1);
+
+/** pbkdf2 iterations that cost about `workMs` of CPU here (the fastest of 10 timings: the least preempted). */
+function iterationsFor(workMs: number): number {
+  const n = 5_000;
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    pbkdf2Sync("x", "y", n, 32, "sha256");
+    best = Math.min(best, performance.now() - t);
+  }
+  return Math.max(100, Math.round((n * workMs) / best));
+}
+
+function writeApp(work: string, iterations: number, batchCpu: number): string {
+  const dir = join(work, APP);
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({ name: APP, private: true, type: "module", scripts: { start: "node server.js" } }),
+  );
+  writeFileSync(
+    join(dir, "server.js"),
+    [
+      'import { createServer } from "node:http";',
+      'import { pbkdf2Sync } from "node:crypto";',
+      "const n = Number(process.env.WORK_ITERATIONS);",
+      "createServer((req, res) => {",
+      '  if (req.url === "/health") return res.end("ok");',
+      '  pbkdf2Sync("x", "y", n, 32, "sha256");',
+      '  res.end("ok");',
+      "}).listen(Number(process.env.PORT));",
+    ].join("\n"),
+  );
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      `app: ${APP}`,
+      "services:",
+      "  api:",
+      "    command: node server.js",
+      "    criticality: critical",
+      `    resources: { cpu: ${API_CPU}, memory: 48Mi }`,
+      "    health: { path: /health }",
+      `    env: { WORK_ITERATIONS: "${iterations}" }`,
+      "    routes: [{ host: api.localhost }]",
+      "  batch:",
+      "    command: node server.js",
+      "    criticality: low",
+      `    resources: { cpu: ${batchCpu}, memory: 48Mi }`,
+      "    health: { path: /health }",
+      `    env: { WORK_ITERATIONS: "${iterations}" }`,
+      "    routes: [{ host: batch.localhost }]",
+      "",
+    ].join("\n"),
+  );
+  return dir;
+}
+
+if (import.meta.main) await run();
