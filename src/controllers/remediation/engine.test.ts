@@ -276,3 +276,26 @@ test("a service throttled twice keeps the override it had before the first throt
     other,
   ]);
 });
+
+test("a critical and a low service both saturated: the critical one is scaled out and the low one throttled, never scaled out", async () => {
+  const h = await setup({ criticality: "critical" });
+  await h.store.put("service", "t/shop/batch", h.service("batch", "low"));
+  for (const id of ["c", "d"]) {
+    const a = (await h.store.get<Instance>("instance", "a"))!.value;
+    await h.store.put<Instance>("instance", id, { ...a, id, service: "batch" });
+  }
+  // Both saturated, both with rising load; batch comes first in the store's order.
+  h.load
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 20 })
+    .setService("t/shop/batch", { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService("t/shop/batch", { requests: 1200, rps: 20, inflight: 20 });
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["scale web 4"]);
+  const batch = async () => (await h.store.get<Service>("service", "t/shop/batch"))!.value;
+  assert.deepEqual((await batch()).traffic, { concurrency: 20 });
+  // Throttled for web, batch stays saturated on purpose: no scale-out of its own on later passes.
+  h.clock.advance(200_000);
+  await h.engine.tick();
+  assert.ok(!h.calls.some((c) => c.startsWith("scale batch")), String(h.calls));
+});

@@ -80,6 +80,9 @@ export function mergeThrottles(current: readonly Throttle[], added: readonly Thr
 /** A throttle is restored after this long at most, whatever the figures say. */
 export const MAX_THROTTLE_MS = 10 * 60_000;
 
+/** Symptoms of load, which a throttle for a more critical service causes on purpose. */
+const LOAD_SYMPTOMS = new Set<string>(["saturation", "latency"]);
+
 export class RemediationEngine {
   readonly #o: EngineOptions;
   readonly #rounds = new Rounds(
@@ -141,6 +144,13 @@ export class RemediationEngine {
         if (state === "updating" || state === "rolling_back") continue;
         const fresh = await readPolicy(ctx.store, view.tenant, view.app, view.now);
         if (fresh.policy.paused) return;
+        // A service throttled for a more critical one is slow on purpose: its load is not a symptom to answer
+        // (scaling it out would take the room the critical one needs).
+        if (
+          LOAD_SYMPTOMS.has(rule.symptom) &&
+          fresh.policy.throttles.some((t) => t.service === finding.service)
+        )
+          continue;
         const cooldownMs = (rule.cooldownS ?? DEFAULT_COOLDOWN_S) * 1000;
         // A change just made to this service needs time to show: no second one on top.
         if (recentChange(fresh.policy.decisions, finding.service, view.now, cooldownMs)) continue;
@@ -152,6 +162,9 @@ export class RemediationEngine {
         const plan = decide(finding, view, (fresh.policy.releaseWindowS ?? DEFAULT_RELEASE_WINDOW_S) * 1000);
         if (coolingDown(fresh.policy.decisions, rule, finding.service, plan.action, view.now)) continue;
         decided.add(finding.service);
+        // Services this decision throttles get no decision of their own in this pass.
+        if (plan.change.kind === "scale-out" || plan.change.kind === "throttle")
+          for (const t of plan.change.throttle) decided.add(t.service);
         const dryRun = fresh.policy.dryRun || rule.dryRun === true;
         const budget = budgetLeft(fresh.policy, view.now);
         const held = !dryRun && plan.action !== "none" && budget.left === 0;

@@ -6,7 +6,7 @@
 
 import type { Plan, ThrottleChange } from "./plan.ts";
 import type { Finding } from "./symptoms.ts";
-import { MIN_REQUESTS, round1, windowMsOf } from "./symptoms.ts";
+import { MIN_REQUESTS, RANK, round1, windowMsOf } from "./symptoms.ts";
 import { type AppView, type ServiceView, serviceKeyOf } from "./view.ts";
 
 /** rps over the window against rps over RISE_SPAN windows: at least this is rising load. */
@@ -85,8 +85,6 @@ export function throttleOnly(finding: Finding, view: AppView, s: ServiceView): P
     change: { kind: "throttle", throttle },
   };
 }
-
-const RANK = { low: 0, normal: 1, critical: 2 } as const;
 
 /**
  * The app's services of lower criticality than `s` with traffic, each given

@@ -42,9 +42,19 @@ export interface Finding {
 export const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
 const secs = (ms: number): string => `${Math.round(ms / 1000)} s`;
 
-/** The findings of one rule over the app's services. */
+/** Criticality as a rank: critical services are looked at first, and throttle lower ones. */
+export const RANK = { low: 0, normal: 1, critical: 2 } as const;
+const rankOf = (s: ServiceView): number => RANK[s.spec.criticality ?? "normal"];
+
+/**
+ * The findings of one rule over the app's services, the most critical first:
+ * when a critical and a low service both saturate, the critical one's
+ * decision (scale it out, throttle the low one) comes first.
+ */
 export function detect(rule: RemediationRule, view: AppView): Finding[] {
-  const services = view.services.filter((s) => rule.service === undefined || s.name === rule.service);
+  const services = view.services
+    .filter((s) => rule.service === undefined || s.name === rule.service)
+    .sort((a, b) => rankOf(b) - rankOf(a));
   const out: Finding[] = [];
   for (const s of services) {
     const f = detectOne(rule, view, s);
