@@ -7,7 +7,7 @@
 //
 // Usage: node bench/gateway-flags.ts [ROUNDS (default 3)] [SECONDS per round (default 8)] [FLAG]
 
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
@@ -16,6 +16,7 @@ import {
   cleanup,
   freePort,
   groupCpuSeconds,
+  groupRss,
   onCleanup,
   portOf,
   ROOT,
@@ -23,6 +24,7 @@ import {
   startChild,
   stopChild,
   untilServes,
+  wrkPercentile,
 } from "./harness.ts";
 
 const ROUNDS = Number(process.argv[2] ?? 3);
@@ -35,30 +37,6 @@ interface Round {
   p50: number;
   p99: number;
   cpuUsPerRequest: number;
-}
-
-/** wrk's `--latency` percentile in ms. */
-function percentile(out: string, p: string): number {
-  const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, "m").exec(out);
-  if (!m) return Number.NaN;
-  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as "us" | "ms" | "s"];
-}
-
-/** RSS in MB of every process of process group `pgid`, as `a+b+c`. */
-function groupRss(pgid: number): string {
-  const out: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
-      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${entry}/status`, "utf8"));
-      if (kb) out.push(Math.round(Number(kb[1]) / 1024));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return `${out.reduce((a, b) => a + b, 0)} MB (${out.join("+")})`;
 }
 
 async function main(): Promise<void> {
@@ -125,8 +103,8 @@ async function main(): Promise<void> {
       const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
       const result: Round = {
         rps: Number(/^Requests\/sec:\s+([\d.]+)/m.exec(out)?.[1] ?? Number.NaN),
-        p50: percentile(out, "50"),
-        p99: percentile(out, "99"),
+        p50: wrkPercentile(out, "50"),
+        p99: wrkPercentile(out, "99"),
         cpuUsPerRequest: requests > 0 ? (cpu * 1e6) / requests : Number.NaN,
       };
       results.get(variant)?.push(result);

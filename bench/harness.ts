@@ -131,6 +131,27 @@ export function groupCpuSeconds(pgid: number): number {
   return ticks / TICKS;
 }
 
+/** RSS in MB of every process of process group `pgid`, as `total MB (a+b+c)`. */
+export function groupRss(pgid: number): string {
+  const out: number[] = [];
+  for (const { pid } of groupProcesses(pgid)) {
+    try {
+      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (kb) out.push(Math.round(Number(kb[1]) / 1024));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return `${out.reduce((a, b) => a + b, 0)} MB (${out.join("+")})`;
+}
+
+/** A percentile (`p`: "50", "99") of wrk's `--latency` output, in ms. */
+export function wrkPercentile(out: string, p: string): number {
+  const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, "m").exec(out);
+  if (!m) return Number.NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as "us" | "ms" | "s"];
+}
+
 /**
  * Pins every thread of `pid` (and, with `group`, of every process in its
  * process group) to the CPUs in `cpus` ("0", "1", "0-1") with taskset;
