@@ -6,20 +6,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { ManualClock } from "../common/clock.ts";
-import { silentLogger } from "../common/log.ts";
 import type { LoadFigures, ServiceFigures } from "../model/load.ts";
 import { normalizeService, parseManifest } from "../model/manifest.ts";
 import type { App, Event, Instance, Service, Tenant } from "../model/objects.ts";
-import { Keyring } from "../secrets/keyring.ts";
-import { SecretStore } from "../secrets/secret-store.ts";
-import { MemoryStore } from "../store/memory-store.ts";
 import { Autoscaler } from "./autoscale.ts";
 import { answerValue } from "./autoscale-query.ts";
-import { type Context, DEFAULT_SETTINGS } from "./context.ts";
-import { DeployLogs } from "./deploy-log.ts";
-import { EventRecorder } from "./events.ts";
 import { scaleServices } from "./scale.ts";
+import { testContext } from "./testing.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -52,19 +45,8 @@ class TestLoad implements LoadFigures {
 async function setup(autoscale: string, instances = 1) {
   const dir = mkdtempSync(join(tmpdir(), "herd-autoscale-"));
   dirs.push(dir);
-  const store = new MemoryStore();
-  const clock = new ManualClock();
   const load = new TestLoad();
-  const ctx: Context = {
-    store,
-    clock,
-    logger: silentLogger,
-    events: new EventRecorder(store, clock, silentLogger),
-    deployLogs: new DeployLogs(dir),
-    settings: { ...DEFAULT_SETTINGS },
-    secrets: new SecretStore(store, Keyring.open(dir)),
-    load,
-  };
+  const { ctx, store, clock } = testContext(dir, { load });
   const m = parseManifest(`app: shop
 services:
   web:

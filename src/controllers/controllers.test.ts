@@ -6,23 +6,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { ManualClock } from "../common/clock.ts";
-import { silentLogger } from "../common/log.ts";
 import type { RouteObject } from "../model/live-config.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Node, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
-import { Keyring } from "../secrets/keyring.ts";
-import { SecretStore } from "../secrets/secret-store.ts";
-import { MemoryStore } from "../store/memory-store.ts";
 import { appShortfalls } from "./capacity-check.ts";
-import { type Context, DEFAULT_SETTINGS } from "./context.ts";
-import { DeployLogs } from "./deploy-log.ts";
-import { EventRecorder } from "./events.ts";
+import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
 import { checkQuota } from "./quota.ts";
 import { scaleServices } from "./scale.ts";
 import { judgeRollout } from "./service-controller.ts";
+import { testContext } from "./testing.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -32,17 +26,7 @@ after(() => {
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), "herd-ctl-"));
   dirs.push(dir);
-  const store = new MemoryStore();
-  const clock = new ManualClock();
-  const ctx: Context = {
-    store,
-    clock,
-    logger: silentLogger,
-    events: new EventRecorder(store, clock, silentLogger),
-    deployLogs: new DeployLogs(dir),
-    settings: { ...DEFAULT_SETTINGS },
-    secrets: new SecretStore(store, Keyring.open(dir)),
-  };
+  const { ctx, store, clock } = testContext(dir);
   const m = new ControllerManager(ctx);
   return { store, clock, ctx, m };
 }

@@ -5,33 +5,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { ManualClock } from "../../common/clock.ts";
-import { silentLogger } from "../../common/log.ts";
 import { normalizeService } from "../../model/manifest.ts";
 import type { Event, Instance, Node, Service } from "../../model/objects.ts";
-import { Keyring } from "../../secrets/keyring.ts";
-import { SecretStore } from "../../secrets/secret-store.ts";
-import { MemoryStore } from "../../store/memory-store.ts";
-import { type Context, DEFAULT_SETTINGS } from "../context.ts";
-import { DeployLogs } from "../deploy-log.ts";
-import { EventRecorder } from "../events.ts";
+import { DEFAULT_SETTINGS } from "../context.ts";
+import { testContext } from "../testing.ts";
 import { type Actuators, applyChange, restoreThrottle } from "./act.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "herd-remedy-act-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function setup() {
-  const store = new MemoryStore();
-  const clock = new ManualClock();
-  const ctx: Context = {
-    store,
-    clock,
-    logger: silentLogger,
-    events: new EventRecorder(store, clock, silentLogger),
-    deployLogs: new DeployLogs(dir),
-    settings: { ...DEFAULT_SETTINGS },
-    secrets: new SecretStore(store, Keyring.open(dir)),
-  };
+  const { ctx, store, clock } = testContext(dir);
   const act: Actuators = { rollback: async () => {}, scale: async () => {} };
   return { store, clock, ctx, act };
 }

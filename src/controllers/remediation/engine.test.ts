@@ -6,17 +6,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { ManualClock } from "../../common/clock.ts";
-import { silentLogger } from "../../common/log.ts";
 import { normalizeService } from "../../model/manifest.ts";
 import type { App, Event, Instance, Release, Service } from "../../model/objects.ts";
 import { type RemediationPolicy, remediationKey } from "../../model/remediation.ts";
-import { Keyring } from "../../secrets/keyring.ts";
-import { SecretStore } from "../../secrets/secret-store.ts";
-import { MemoryStore } from "../../store/memory-store.ts";
-import { type Context, DEFAULT_SETTINGS } from "../context.ts";
-import { DeployLogs } from "../deploy-log.ts";
-import { EventRecorder } from "../events.ts";
+import { testContext } from "../testing.ts";
 import { mergeThrottles, outcomeRule, RemediationEngine } from "./engine.ts";
 import { updatePolicy } from "./policy.ts";
 import { FakeLoad } from "./testing.ts";
@@ -31,19 +24,8 @@ const WEB = "t/shop/web";
 async function setup(options: { criticality?: "low" | "critical" } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "herd-remedy-"));
   dirs.push(dir);
-  const store = new MemoryStore();
-  const clock = new ManualClock();
   const load = new FakeLoad();
-  const ctx: Context = {
-    store,
-    clock,
-    logger: silentLogger,
-    events: new EventRecorder(store, clock, silentLogger),
-    deployLogs: new DeployLogs(dir),
-    settings: { ...DEFAULT_SETTINGS },
-    secrets: new SecretStore(store, Keyring.open(dir)),
-    load,
-  };
+  const { ctx, store, clock } = testContext(dir, { load });
   const iso = (agoMs: number) => new Date(clock.now() - agoMs).toISOString();
   await store.put<App>("app", "t/shop", {
     tenant: "t",
