@@ -5,7 +5,14 @@
  */
 
 import type { LoadFigures } from "../../model/load.ts";
-import type { App, Instance, Node, Release, Service } from "../../model/objects.ts";
+import {
+  type App,
+  appKey,
+  type Instance,
+  type Node,
+  type Release,
+  type Service,
+} from "../../model/objects.ts";
 import type { Store } from "../../store/store.ts";
 import type { AppView, CallEdge, FiringAlert } from "./view.ts";
 
@@ -36,14 +43,17 @@ export async function appViews(
   const services = (await store.list<Service>("service")).items.map((o) => o.value);
   const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
   const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+  // Grouped once by app: a pass costs what the cluster holds, not apps × instances.
+  const servicesOf = groupByApp(services);
+  const instancesOf = groupByApp(instances.filter((i) => i.desired === "running"));
+  const nodeOf = new Map(nodes.map((n) => [n.name, n]));
   const views: AppView[] = [];
   for (const a of apps) {
     if (a.destroying || a.release === null) continue;
-    const mine = services.filter((s) => s.tenant === a.tenant && s.app === a.name);
+    const key = appKey(a.tenant, a.name);
+    const mine = servicesOf.get(key) ?? [];
     if (mine.length === 0) continue;
-    const insts = instances.filter(
-      (i) => i.tenant === a.tenant && i.app === a.name && i.desired === "running",
-    );
+    const insts = instancesOf.get(key) ?? [];
     views.push({
       tenant: a.tenant,
       app: a.name,
@@ -74,8 +84,9 @@ export async function appViews(
           ...(cores !== undefined ? { cpuCores: cores } : {}),
         };
       }),
-      nodes: nodes
-        .filter((n) => insts.some((i) => i.node === n.name))
+      nodes: [...new Set(insts.map((i) => i.node))]
+        .flatMap((name) => (name === null ? [] : (nodeOf.get(name) ?? [])))
+        .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
         .map((n) => ({ name: n.name, state: n.state, schedulable: n.schedulable })),
       alerts: firingFor(alerts, a.tenant, a.name),
       calls: [],
@@ -83,6 +94,17 @@ export async function appViews(
     });
   }
   return views;
+}
+
+function groupByApp<T extends { tenant: string; app: string }>(items: readonly T[]): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const key = appKey(item.tenant, item.app);
+    const list = out.get(key);
+    if (list) list.push(item);
+    else out.set(key, [item]);
+  }
+  return out;
 }
 
 function firingFor(alerts: readonly AlertLike[], tenant: string, app: string): FiringAlert[] {
