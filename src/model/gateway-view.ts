@@ -7,8 +7,8 @@
  * manifest.ts and live-config.ts re-export these, so there is one definition.
  */
 
-import type { Route, ServiceSpec } from "./manifest.ts";
 import type { Kind, Service } from "./objects.ts";
+import type { Route, ServiceSpec } from "./service-spec.ts";
 
 /** The kinds a gateway builds its table from (snapshot + watch); a change to any is a new config version. */
 export const GATEWAY_KINDS: readonly Kind[] = ["service", "instance", "node", "consumer", "route"];

@@ -21,7 +21,7 @@
 
 import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
-import type { ServiceSpec } from "./manifest.ts";
+import type { ServiceSpec } from "./service-spec.ts";
 
 /** Every kind of object the store holds. */
 export const KINDS = [

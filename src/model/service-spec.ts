@@ -1,0 +1,189 @@
+/**
+ * The normalised form of herd.yaml's services and routes: what a release
+ * stores and what controllers, agents and gateways read. The YAML schema and
+ * the parser that produce it are in manifest.ts; these are the wire types.
+ */
+
+import type { HealthCheck, Resources } from "./objects.ts";
+import type { PlacementSpec } from "./placement.ts";
+
+/** A normalised route: which requests reach a service, and how their path is rewritten. */
+export interface Route {
+  host: string;
+  path: string;
+  match?: "prefix" | "exact";
+  /** Only these methods (absent: any). */
+  methods?: string[];
+  /** Only requests with these headers at exactly these values; names lowercase. */
+  headers?: Record<string, string>;
+  /** Replaces the matched path prefix before forwarding. */
+  rewrite?: string;
+  priority?: number;
+  /** Token bucket: `rate` requests a second, `burst` at once, for the whole route or per client address. */
+  rateLimit?: RateLimitSpec;
+  /** How an instance is picked; absent: round robin. */
+  balance?: BalanceSpec;
+  /** Degradation: the answer when the service cannot give one. */
+  fallback?: { status: number; body: string; contentType: string };
+  cors?: CorsSpec;
+  /** Shadow copies of this route's requests (without a body) to another service; answers dropped. */
+  mirror?: { service: string; percent: number };
+  /** Shares of this route's requests that go to other services of the app; the rest stays. */
+  split?: SplitSpec;
+  /** Answered by calling several services in parallel and merging their JSON; the route's service is not called. */
+  aggregate?: AggregateSpec;
+  /** Credentials the route requires (API key and/or JWT); absent: open to all. */
+  auth?: AuthSpec;
+  /** How long the gateway waits for the service; absent fields take the gateway's defaults. */
+  timeouts?: RouteTimeouts;
+}
+
+/** A route's upstream timeouts in milliseconds; each absent one is the gateway's default. */
+export interface RouteTimeouts {
+  /** Opening a connection to an instance. */
+  connectMs?: number;
+  /** From sending the request to the end of the answer. */
+  requestMs?: number;
+  /** Silence of the instance, before its answer's head or between body chunks. */
+  idleMs?: number;
+}
+
+/** A route's authentication; a request passes with any one of the configured credentials. */
+export interface AuthSpec {
+  apiKey?: { header: string; query?: string; hideCredentials: boolean };
+  jwt?: {
+    /** An identity provider's keys; without it only consumers' own JWT credentials are accepted. */
+    jwks?: { file: string } | { url: string };
+    issuer?: string;
+    audience?: string;
+    /** The claim of a JWKS-signed token that names the consumer. */
+    claim: string;
+    hideCredentials: boolean;
+  };
+}
+
+/** An aggregation route: its parts, called in parallel, each with its own time limit. */
+export interface AggregateSpec {
+  /** Client headers (lowercase names) sent to every part. */
+  headers: string[];
+  parts: AggregatePartSpec[];
+}
+
+/** One part of an aggregation: its answer becomes the value of `name` in the merged object. */
+export interface AggregatePartSpec {
+  name: string;
+  /** A service of the same app. */
+  service: string;
+  /** The path (and query) requested from it. */
+  path: string;
+  /** Append the client's query string to `path`. */
+  query: boolean;
+  timeoutMs: number;
+}
+
+export type StickySpec = { on: "ip" } | { on: "header" | "cookie"; name: string };
+
+export interface SplitSpec {
+  to: { service: string; weight: number }[];
+  /** The same client always lands on the same side; absent: an exact weighted rotation. */
+  sticky?: StickySpec;
+}
+
+/** Cross-origin requests a route allows (browsers' CORS). */
+export interface CorsSpec {
+  origins: string[];
+  methods: string[];
+  headers: string[];
+  exposeHeaders: string[];
+  credentials: boolean;
+  maxAge: number;
+}
+
+/** Load balancing: round robin, least request (power of two choices), or a consistent hash for stickiness. */
+export type BalanceSpec =
+  | { kind: "round_robin" }
+  | { kind: "least_request" }
+  | { kind: "hash"; on: "ip" }
+  | { kind: "hash"; on: "header" | "cookie"; name: string };
+
+export interface RateLimitSpec {
+  rate: number;
+  burst: number;
+  per: "route" | "ip" | "consumer";
+}
+
+/** A service as a release stores it: every default filled in. */
+export interface ServiceSpec {
+  command: string;
+  instances: number;
+  /** Resolved with the default unit; the controller re-resolves `units` with the platform's unit size. */
+  resources: Resources;
+  /** Resource units asked for, when given; an explicit cpu or memory overrides its part. */
+  units?: number;
+  /** Where instances may run and which nodes they prefer. */
+  placement?: PlacementSpec;
+  /** Disruption budget: running instances a drain, a move or a rollout without room keeps; absent: all of them. */
+  minAvailable?: number;
+  /** How long a rollout may make no progress before its deploy fails (model/rollout.ts); absent: the default. */
+  rollout?: { deadlineMs: number };
+  health: HealthCheck;
+  mode: "cattle" | "pet";
+  /** Plain env values (not secret: stored and shown as they are). */
+  env: Record<string, string>;
+  /** Env variables whose values are the app's secrets: variable → secret name. */
+  secrets?: Record<string, string>;
+  routes: Route[];
+  /** Circuit breaker in the gateway in front of this service, when set. */
+  breaker?: { failures: number; openMs: number };
+  /** Under overload the gateway sheds low first, critical last. */
+  criticality?: "critical" | "normal" | "low";
+  /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */
+  concurrency?: number;
+  /** Passive outlier ejection of this service's instances, when set. */
+  outlier?: { failures: number; ejectionMs: number; maxShare: number };
+  /** Active health probes from the gateway to each instance, when set. */
+  probe?: ProbeSpec;
+  /** Automatic scaling between `min` and `max` instances, when set (controllers/autoscale). */
+  autoscale?: AutoscaleSpec;
+}
+
+/** What an autoscaled service holds per instance: `value` of one of these figures. */
+export type AutoscaleMetric = "rps" | "concurrency" | "cpu" | "p99" | "query";
+
+/**
+ * herd.yaml's `autoscale:` with every default filled in. `min: 0` lets the
+ * service scale to zero after `idleAfterMs` without requests; the gateway then
+ * holds requests and asks for an instance.
+ */
+export interface AutoscaleSpec {
+  min: number;
+  max: number;
+  target: {
+    metric: AutoscaleMetric;
+    /** Per instance: requests/s, in-flight requests, CPU share (0.7 = 70 % of its CPU), p99 in ms, or the query's value. */
+    value: number;
+    /** For `metric: query`: a PromQL expression whose value divided by `value` is the instances wanted. */
+    query?: string;
+  };
+  /** How long the figures must ask for fewer instances before the service scales in. */
+  scaleDownDelayMs: number;
+  /** Most instances one decision adds or removes. */
+  maxStep: number;
+  /** With `min: 0`: no requests for this long → no instances. */
+  idleAfterMs: number;
+  /** The averaging window of normal decisions (Knative's stable window, default 60 s). */
+  stableWindowMs: number;
+  /** The short window that answers a burst at once (default 6 s). */
+  panicWindowMs: number;
+}
+
+/** The gateway's active health probe of a service's instances: GET `path`, 2xx or 3xx passes. */
+export interface ProbeSpec {
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Failed probes in a row that take an instance out of the rotation. */
+  unhealthyAfter: number;
+  /** Passed probes in a row that bring a down instance back. */
+  healthyAfter: number;
+}
