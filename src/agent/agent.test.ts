@@ -24,8 +24,9 @@ import type {
   LogBatch,
   LogLine,
 } from "../model/protocol.ts";
-import { Agent, parseHeartbeatReply } from "./agent.ts";
+import { Agent } from "./agent.ts";
 import { get, processAlive, waitFor } from "./driver.case.test.ts";
+import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { ProcessDriver } from "./process-driver.ts";
 
 const TOKEN = "agent-secret";

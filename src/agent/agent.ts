@@ -14,12 +14,11 @@
  *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
  */
 
-import { chmod, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
-import { HerdError } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import type { Resources, Taint } from "../model/objects.ts";
@@ -34,8 +33,10 @@ import type {
   NodeStats,
 } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
-import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess, type RuntimeDriver } from "./driver.ts";
+import type { InstanceProcess, RuntimeDriver } from "./driver.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
+import { parseHeartbeatReply } from "./heartbeat-reply.ts";
+import { InstanceLogs } from "./instance-logs.ts";
 import { readNodeStats } from "./node-stats.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
 import { ProbeAttempts } from "./probe-attempts.ts";
@@ -43,6 +44,7 @@ import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
+import { traceDefaults } from "./trace-defaults.ts";
 
 /** How to reach the control plane and where to keep things. */
 export interface AgentOptions {
@@ -163,7 +165,6 @@ const LOG_BATCH_BYTES = 4 * 1024 * 1024;
 // files, so the log files themselves hold the rest (until rotation overtakes them).
 const LOG_BUFFER_LINES = 20_000;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 /** Runs this node's share of the desired instances and reports on them. */
 export class Agent {
@@ -938,50 +939,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   return agent;
 }
 
-/**
- * The OpenTelemetry SDK settings every instance gets unless its service's env
- * sets them: its name as the gateway's client spans call it (`app/service`,
- * so the dependency map joins the two), herd's resource attributes (merged
- * into the service's own, whose keys win), and the control plane's OTLP/HTTP
- * JSON ingest (through the agent's telemetry relay: the API's port is closed
- * to instances) with the write-only ingest token. A service that names its own
- * endpoint (traces or all signals) gets neither the endpoint, the token nor
- * the protocol: its spans go where it says, without herd's secret.
- */
-export function traceDefaults(
-  d: Pick<DesiredInstance, "id" | "app" | "service" | "tenant" | "run">,
-  server: string,
-  ingestToken: string | undefined,
-): Record<string, string> {
-  const own = d.run.env;
-  const out: Record<string, string> = {};
-  if (own.OTEL_SERVICE_NAME === undefined) out.OTEL_SERVICE_NAME = `${d.app}/${d.service}`;
-  const herd: Record<string, string> = {
-    "herd.tenant": d.tenant,
-    "herd.app": d.app,
-    "herd.service": d.service,
-    "herd.instance": d.id,
-  };
-  const given = (own.OTEL_RESOURCE_ATTRIBUTES ?? "").split(",").filter((pair) => pair.includes("="));
-  const givenKeys = new Set(given.map((pair) => pair.slice(0, pair.indexOf("=")).trim()));
-  const added = Object.entries(herd)
-    .filter(([key]) => !givenKeys.has(key))
-    .map(([key, value]) => `${key}=${encodeURIComponent(value)}`);
-  out.OTEL_RESOURCE_ATTRIBUTES = [...given, ...added].join(",");
-  const ownEndpoint =
-    own.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined || own.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined;
-  if (ingestToken === undefined || ownEndpoint) return out;
-  out.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${server.replace(/\/+$/, "")}/api/v1/traces/otlp/v1/traces`;
-  if (own.OTEL_EXPORTER_OTLP_TRACES_HEADERS === undefined && own.OTEL_EXPORTER_OTLP_HEADERS === undefined) {
-    // W3C baggage form: the value is percent-encoded (the space after Bearer).
-    out.OTEL_EXPORTER_OTLP_TRACES_HEADERS = `authorization=${encodeURIComponent(`Bearer ${ingestToken}`)}`;
-  }
-  if (own.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL === undefined && own.OTEL_EXPORTER_OTLP_PROTOCOL === undefined) {
-    out.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "http/json";
-  }
-  return out;
-}
-
 function toStatus(inst: Managed): InstanceStatus {
   const status: InstanceStatus = { id: inst.id, generation: inst.generation, state: inst.state };
   if (inst.port !== undefined && inst.state !== "exited") status.port = inst.port;
@@ -1022,102 +979,6 @@ function busySeconds(byMode: Record<string, number> | undefined): number | undef
   return sum;
 }
 
-/** The two log files of an instance, followed separately so each line keeps its stream. */
-class InstanceLogs {
-  readonly stdout: LogFollower;
-  readonly stderr: LogFollower;
-
-  constructor(stateDir: string) {
-    this.stdout = new LogFollower(join(stateDir, INSTANCE_LOG));
-    this.stderr = new LogFollower(join(stateDir, INSTANCE_ERR_LOG));
-  }
-
-  /** Starts following both from their current ends. */
-  async skipToEnd(): Promise<void> {
-    await this.stdout.skipToEnd();
-    await this.stderr.skipToEnd();
-  }
-}
-
-/**
- * Reads new lines appended to an instance's log. A file shorter than what was
- * read means it was rotated (copy-and-truncate): the rest of the copy in `.1`
- * is read first.
- */
-class LogFollower {
-  readonly #file: string;
-  #offset = 0;
-  #partial = Buffer.alloc(0);
-
-  constructor(file: string) {
-    this.#file = file;
-  }
-
-  /** Starts following from the current end (earlier output is not shipped again). */
-  async skipToEnd(): Promise<void> {
-    this.#offset = await sizeOf(this.#file);
-    this.#partial = Buffer.alloc(0);
-  }
-
-  /** Complete lines appended since the last read (a very long unterminated line is cut into pieces). */
-  async read(): Promise<string[]> {
-    const size = await sizeOf(this.#file);
-    const chunks: Buffer[] = [];
-    if (size < this.#offset) {
-      const rotatedSize = await sizeOf(`${this.#file}.1`);
-      if (rotatedSize > this.#offset)
-        chunks.push(await readRange(`${this.#file}.1`, this.#offset, rotatedSize));
-      this.#offset = 0;
-    }
-    if (size > this.#offset) {
-      const end = Math.min(size, this.#offset + MAX_READ);
-      chunks.push(await readRange(this.#file, this.#offset, end));
-      this.#offset = end;
-    }
-    if (chunks.length === 0) return [];
-    const bytes = Buffer.concat([this.#partial, ...chunks]);
-    const lastNewline = bytes.lastIndexOf(10);
-    if (lastNewline < 0 && bytes.length < MAX_LINE) {
-      this.#partial = bytes;
-      return [];
-    }
-    const cut = lastNewline < 0 ? bytes.length : lastNewline + 1;
-    this.#partial = bytes.subarray(cut);
-    const lines = bytes.subarray(0, cut).toString("utf8").replace(/\n$/, "").split("\n");
-    // The server takes lines up to 64 Ki characters: longer ones go in pieces.
-    return lines.some((l) => l.length > MAX_LINE) ? lines.flatMap(piecesOf) : lines;
-  }
-}
-
-const MAX_READ = 1024 * 1024;
-const MAX_LINE = 64 * 1024;
-
-function piecesOf(line: string): string[] {
-  if (line.length <= MAX_LINE) return [line];
-  const pieces: string[] = [];
-  for (let i = 0; i < line.length; i += MAX_LINE) pieces.push(line.slice(i, i + MAX_LINE));
-  return pieces;
-}
-
-async function sizeOf(file: string): Promise<number> {
-  try {
-    return (await stat(file)).size;
-  } catch {
-    return 0;
-  }
-}
-
-async function readRange(file: string, start: number, end: number): Promise<Buffer> {
-  const handle = await open(file, "r");
-  try {
-    const buf = Buffer.alloc(end - start);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, start);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
-
 async function readJson<T>(file: string): Promise<T | undefined> {
   try {
     return JSON.parse(await readFile(file, "utf8")) as T;
@@ -1129,59 +990,4 @@ async function readJson<T>(file: string): Promise<T | undefined> {
 async function readAgentVersion(): Promise<string> {
   const pkg = await readJson<{ version?: string }>(new URL("../../package.json", import.meta.url).pathname);
   return pkg?.version ?? "unknown";
-}
-
-/** Checks a heartbeat reply from the wire; throws HerdError("invalid") naming the first bad field. */
-export function parseHeartbeatReply(value: unknown): HeartbeatReply {
-  const fail = (field: string, message: string): never => {
-    throw new HerdError("invalid", `heartbeat reply: ${field}: ${message}`, [{ field, message }]);
-  };
-  const isObject = (v: unknown): v is Record<string, unknown> =>
-    typeof v === "object" && v !== null && !Array.isArray(v);
-  if (!isObject(value)) return fail("(root)", "not an object");
-  if (!Array.isArray(value.instances)) return fail("instances", "not an array");
-  if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
-  if (
-    value.ingestTokens !== undefined &&
-    (!isObject(value.ingestTokens) || Object.values(value.ingestTokens).some((t) => typeof t !== "string"))
-  )
-    fail("ingestTokens", "not an object of strings {tenant: token}");
-  for (const [i, d] of (value.instances as unknown[]).entries()) {
-    const at = `instances.${i}`;
-    if (!isObject(d)) return fail(at, "not an object");
-    if (typeof d.id !== "string" || !SAFE_ID.test(d.id)) fail(`${at}.id`, "not a safe instance id");
-    for (const key of ["app", "service", "tenant"])
-      if (typeof d[key] !== "string") fail(`${at}.${key}`, "not a string");
-    if (!Number.isInteger(d.release)) fail(`${at}.release`, "not an integer");
-    if (!Number.isInteger(d.generation)) fail(`${at}.generation`, "not an integer");
-    if (d.mode !== "cattle" && d.mode !== "pet") fail(`${at}.mode`, "not cattle or pet");
-    if (d.action !== "run" && d.action !== "stop") fail(`${at}.action`, "not run or stop");
-    const run = d.run;
-    if (!isObject(run)) return fail(`${at}.run`, "not an object");
-    if (typeof run.slug !== "string") fail(`${at}.run.slug`, "not a string");
-    if (typeof run.command !== "string") fail(`${at}.run.command`, "not a string");
-    if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
-      fail(`${at}.run.env`, "not a map of strings");
-    }
-    if (
-      d.secretEnv !== undefined &&
-      !(isObject(d.secretEnv) && Object.values(d.secretEnv).every((v) => typeof v === "string"))
-    )
-      fail(`${at}.secretEnv`, "not a map of strings");
-    if (d.secretError !== undefined && typeof d.secretError !== "string")
-      fail(`${at}.secretError`, "not a string");
-    const resources = run.resources;
-    if (!isObject(resources) || typeof resources.cpu !== "number" || typeof resources.memory !== "number") {
-      fail(`${at}.run.resources`, "needs numbers cpu and memory");
-    }
-    const health = run.health;
-    if (!isObject(health)) return fail(`${at}.run.health`, "not an object");
-    for (const key of ["intervalMs", "timeoutMs", "failures", "startupMs"]) {
-      if (typeof health[key] !== "number" || (health[key] as number) <= 0)
-        fail(`${at}.run.health.${key}`, "not a positive number");
-    }
-    if (health.path !== undefined && typeof health.path !== "string")
-      fail(`${at}.run.health.path`, "not a string");
-  }
-  return value as unknown as HeartbeatReply;
 }

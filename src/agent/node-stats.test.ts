@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { test } from "node:test";
-import { traceDefaults } from "./agent.ts";
 import { parseMeminfo, parseNetDev, parseProcStat, readNodeStats } from "./node-stats.ts";
+import { traceDefaults } from "./trace-defaults.ts";
 
 test("/proc/stat, /proc/meminfo and /proc/net/dev are read into seconds and bytes", () => {
   assert.deepEqual(parseProcStat("cpu  100 5 50 1000 20 1 2 0 0 0\ncpu0 50 2 25 500 10 0 1 0 0 0\n"), {

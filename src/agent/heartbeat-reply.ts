@@ -1,0 +1,61 @@
+/** The heartbeat reply as it comes off the wire, checked before the agent acts on it. */
+
+import { HerdError } from "../common/errors.ts";
+import type { HeartbeatReply } from "../model/protocol.ts";
+
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Checks a heartbeat reply from the wire; throws HerdError("invalid") naming the first bad field. */
+export function parseHeartbeatReply(value: unknown): HeartbeatReply {
+  const fail = (field: string, message: string): never => {
+    throw new HerdError("invalid", `heartbeat reply: ${field}: ${message}`, [{ field, message }]);
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isObject(value)) return fail("(root)", "not an object");
+  if (!Array.isArray(value.instances)) return fail("instances", "not an array");
+  if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
+  if (
+    value.ingestTokens !== undefined &&
+    (!isObject(value.ingestTokens) || Object.values(value.ingestTokens).some((t) => typeof t !== "string"))
+  )
+    fail("ingestTokens", "not an object of strings {tenant: token}");
+  for (const [i, d] of (value.instances as unknown[]).entries()) {
+    const at = `instances.${i}`;
+    if (!isObject(d)) return fail(at, "not an object");
+    if (typeof d.id !== "string" || !SAFE_ID.test(d.id)) fail(`${at}.id`, "not a safe instance id");
+    for (const key of ["app", "service", "tenant"])
+      if (typeof d[key] !== "string") fail(`${at}.${key}`, "not a string");
+    if (!Number.isInteger(d.release)) fail(`${at}.release`, "not an integer");
+    if (!Number.isInteger(d.generation)) fail(`${at}.generation`, "not an integer");
+    if (d.mode !== "cattle" && d.mode !== "pet") fail(`${at}.mode`, "not cattle or pet");
+    if (d.action !== "run" && d.action !== "stop") fail(`${at}.action`, "not run or stop");
+    const run = d.run;
+    if (!isObject(run)) return fail(`${at}.run`, "not an object");
+    if (typeof run.slug !== "string") fail(`${at}.run.slug`, "not a string");
+    if (typeof run.command !== "string") fail(`${at}.run.command`, "not a string");
+    if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
+      fail(`${at}.run.env`, "not a map of strings");
+    }
+    if (
+      d.secretEnv !== undefined &&
+      !(isObject(d.secretEnv) && Object.values(d.secretEnv).every((v) => typeof v === "string"))
+    )
+      fail(`${at}.secretEnv`, "not a map of strings");
+    if (d.secretError !== undefined && typeof d.secretError !== "string")
+      fail(`${at}.secretError`, "not a string");
+    const resources = run.resources;
+    if (!isObject(resources) || typeof resources.cpu !== "number" || typeof resources.memory !== "number") {
+      fail(`${at}.run.resources`, "needs numbers cpu and memory");
+    }
+    const health = run.health;
+    if (!isObject(health)) return fail(`${at}.run.health`, "not an object");
+    for (const key of ["intervalMs", "timeoutMs", "failures", "startupMs"]) {
+      if (typeof health[key] !== "number" || (health[key] as number) <= 0)
+        fail(`${at}.run.health.${key}`, "not a positive number");
+    }
+    if (health.path !== undefined && typeof health.path !== "string")
+      fail(`${at}.run.health.path`, "not a string");
+  }
+  return value as unknown as HeartbeatReply;
+}

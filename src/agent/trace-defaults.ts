@@ -1,0 +1,47 @@
+/** The OpenTelemetry settings an instance's environment gets from herd. */
+
+import type { DesiredInstance } from "../model/protocol.ts";
+
+/**
+ * The OpenTelemetry SDK settings every instance gets unless its service's env
+ * sets them: its name as the gateway's client spans call it (`app/service`,
+ * so the dependency map joins the two), herd's resource attributes (merged
+ * into the service's own, whose keys win), and the control plane's OTLP/HTTP
+ * JSON ingest (through the agent's telemetry relay: the API's port is closed
+ * to instances) with the write-only ingest token. A service that names its own
+ * endpoint (traces or all signals) gets neither the endpoint, the token nor
+ * the protocol: its spans go where it says, without herd's secret.
+ */
+export function traceDefaults(
+  d: Pick<DesiredInstance, "id" | "app" | "service" | "tenant" | "run">,
+  server: string,
+  ingestToken: string | undefined,
+): Record<string, string> {
+  const own = d.run.env;
+  const out: Record<string, string> = {};
+  if (own.OTEL_SERVICE_NAME === undefined) out.OTEL_SERVICE_NAME = `${d.app}/${d.service}`;
+  const herd: Record<string, string> = {
+    "herd.tenant": d.tenant,
+    "herd.app": d.app,
+    "herd.service": d.service,
+    "herd.instance": d.id,
+  };
+  const given = (own.OTEL_RESOURCE_ATTRIBUTES ?? "").split(",").filter((pair) => pair.includes("="));
+  const givenKeys = new Set(given.map((pair) => pair.slice(0, pair.indexOf("=")).trim()));
+  const added = Object.entries(herd)
+    .filter(([key]) => !givenKeys.has(key))
+    .map(([key, value]) => `${key}=${encodeURIComponent(value)}`);
+  out.OTEL_RESOURCE_ATTRIBUTES = [...given, ...added].join(",");
+  const ownEndpoint =
+    own.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined || own.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined;
+  if (ingestToken === undefined || ownEndpoint) return out;
+  out.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${server.replace(/\/+$/, "")}/api/v1/traces/otlp/v1/traces`;
+  if (own.OTEL_EXPORTER_OTLP_TRACES_HEADERS === undefined && own.OTEL_EXPORTER_OTLP_HEADERS === undefined) {
+    // W3C baggage form: the value is percent-encoded (the space after Bearer).
+    out.OTEL_EXPORTER_OTLP_TRACES_HEADERS = `authorization=${encodeURIComponent(`Bearer ${ingestToken}`)}`;
+  }
+  if (own.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL === undefined && own.OTEL_EXPORTER_OTLP_PROTOCOL === undefined) {
+    out.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "http/json";
+  }
+  return out;
+}
