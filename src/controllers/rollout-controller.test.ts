@@ -337,3 +337,23 @@ test("herd.yaml rollout: problems name the field", () => {
     );
   });
 });
+
+test("a deploy during a canary replaces it: the new canary runs beside the release that serves, the old canary stops", async () => {
+  const { h, d2 } = await canaryStarted();
+  const d3 = await deploy(h, CANARY, "d".repeat(64));
+  await settle(h);
+  assert.equal((await deployOf(h, d2.id)).state, "failed", "superseded");
+  const svc = await service(h);
+  assert.deepEqual(
+    [svc.release, svc.progressive?.baseline, svc.progressive?.weight],
+    [3, 1, 25],
+    "v3 beside v1, at its first step",
+  );
+  const insts = await instancesOf(h);
+  assert.ok(
+    insts.filter((i) => i.release === 2).every((i) => i.desired === "stopped"),
+    "v2's canary stops",
+  );
+  assert.equal(insts.filter((i) => i.release === 1 && i.desired === "running").length, 4);
+  assert.equal((await deployOf(h, d3.id)).state, "rolling_out");
+});

@@ -248,6 +248,19 @@ export class ServiceController {
 
     // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
     // A failed rollout leaves the old instances alone: the deploy controller points the service back at them.
+    // A canary or blue/green rollout keeps the baseline's instances; any other old release's go (a deploy
+    // that superseded a rollout in flight).
+    if (holding && !failed) {
+      for (const o of old) {
+        if (o.value.release !== svc.progressive?.baseline && !leaving(o.value))
+          await this.#retire(
+            o,
+            "Superseded",
+            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+            this.#ctx.settings.drainMs,
+          );
+      }
+    }
     if (old.length > 0 && !failed && !holding) {
       if (svc.spec.mode === "pet") {
         await this.#updatePet(svc, current, old);
