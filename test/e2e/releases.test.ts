@@ -5,45 +5,23 @@
 // at once on `herd rollout promote` with no failed request.
 
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { RolloutView } from "../../src/cli/rollout.ts";
 import type { Instance } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, sleep, steadyTraffic, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
+import { writeReleaseApp, writeReleaseManifest } from "./release-app.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-releases-"));
-const app = join(work, "shop");
+let app: string;
 const HOST = "shop.localhost";
 
 before(async () => {
-  const { startHerd } = await import("./harness.ts");
   herd = await startHerd();
-  mkdirSync(app);
-  writeFileSync(
-    join(app, "package.json"),
-    JSON.stringify({ name: "shop", private: true, type: "module", scripts: { start: "node server.js" } }),
-  );
-  // DELAY_MS: each answer waits that long; ERROR_EVERY=n: every n-th request of `/` answers 500.
-  writeFileSync(
-    join(app, "server.js"),
-    [
-      'import { createServer } from "node:http";',
-      "const delay = Number(process.env.DELAY_MS ?? 0);",
-      "const every = Number(process.env.ERROR_EVERY ?? 0);",
-      "let n = 0;",
-      "createServer((req, res) => {",
-      '  if (req.url === "/healthz") return res.end("ok");',
-      "  n++;",
-      "  setTimeout(() => {",
-      "    if (every > 0 && n % every === 0) { res.statusCode = 500; return res.end('broken'); }",
-      '    res.end("release " + process.env.HERD_RELEASE);',
-      "  }, delay);",
-      "}).listen(Number(process.env.PORT));",
-    ].join("\n"),
-  );
+  app = writeReleaseApp(work);
 });
 after(async () => {
   await cleanupHerd(herd);
@@ -51,27 +29,8 @@ after(async () => {
 });
 
 /** herd.yaml: 2 instances of web with this rollout and env. */
-function manifest(rollout: string[], env: Record<string, number>): void {
-  writeFileSync(
-    join(app, "herd.yaml"),
-    [
-      "app: shop",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 2",
-      "    resources: { cpu: 0.1, memory: 48Mi }",
-      "    health: { path: /healthz }",
-      `    routes: [{ host: ${HOST} }]`,
-      `    env: { ${Object.entries(env)
-        .map(([k, v]) => `${k}: ${v}`)
-        .join(", ")} }`,
-      "    rollout:",
-      ...rollout.map((l) => `      ${l}`),
-      "",
-    ].join("\n"),
-  );
-}
+const manifest = (rollout: string[], env: Record<string, number>) =>
+  writeReleaseManifest(app, HOST, rollout, env);
 
 const CANARY = [
   "strategy: canary",
