@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { RolloutView } from "../../src/cli/rollout.ts";
-import type { Instance } from "../../src/model/objects.ts";
+import type { Deploy, Instance } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
 import { writeReleaseApp, writeReleaseManifest } from "./release-app.ts";
 
@@ -144,4 +144,44 @@ test("blue/green: the new release runs at its preview host, then takes every req
   assert.ok(counts.total > 500, `${counts.total} requests`);
   assert.equal(counts.failed, 0, JSON.stringify(counts.failures));
   assert.equal((await herd.request(HOST)).body, "release 5");
+});
+
+test("kill -9 of the control plane during a canary step: the restarted one resumes the rollout and promotes it", async () => {
+  manifest(CANARY, { DELAY_MS: 5 });
+  const deploying = herd.cli(["deploy", app]);
+  const started = await waitFor(
+    "v6's first step to take effect",
+    async () => {
+      const [web] = (await herd.api<{ items: RolloutView[] }>("GET", "/apps/shop/rollout")).body.items;
+      return (
+        web?.progressive?.release === 6 && web.progressive.stepStartedAt !== undefined && web.progressive
+      );
+    },
+    60_000,
+  );
+  assert.equal(started.weight, 25);
+  const { body } = await herd.api<{ services: { deploy?: string }[] }>("GET", "/apps/shop");
+  const id = body.services[0]?.deploy;
+  assert.ok(id, "the deploy rolling web out");
+  await herd.kill9();
+  await deploying; // its log stream ended with the server
+  herd = await startHerd({ dataDir: herd.dataDir });
+  // Traffic for the analyses of the steps that are left.
+  const traffic = steadyTraffic(herd.gatewayUrl, HOST, { connections: 4, rate: 80, maxSeconds: 90 });
+  const done = await waitFor(
+    "the deploy to finish after the restart",
+    async () => {
+      const d = (await herd.api<Deploy>("GET", `/apps/shop/deploys/${id}`)).body;
+      return (d.state === "succeeded" || d.state === "failed") && d;
+    },
+    90_000,
+  );
+  await traffic.stop();
+  assert.equal(done.state, "succeeded", done.message);
+  const log = await fetch(`${herd.url}/api/v1/apps/shop/deploys/${id}/log`, {
+    headers: { authorization: `Bearer ${herd.token}` },
+  }).then((r) => r.text());
+  assert.match(log, /step 2\/2 \(50%\): analysis passed/, "the second step ran after the restart");
+  assert.match(log, /web: v6 takes every request; v5 drains/);
+  assert.equal((await herd.request(HOST)).body, "release 6");
 });
