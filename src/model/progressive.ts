@@ -221,8 +221,9 @@ function round(n: number): number {
   return Math.round(n * 10_000) / 10_000;
 }
 
-/** Instances of the new release a canary step runs: its share of the service's count, at least one. */
+/** Instances of the new release a canary step runs: its share of the service's count, at least one (none of none). */
 export function canaryInstances(weight: number, instances: number): number {
+  if (instances <= 0) return 0;
   return Math.max(1, Math.min(instances, Math.ceil((instances * weight) / 100)));
 }
 
