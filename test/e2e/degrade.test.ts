@@ -172,6 +172,7 @@ test("a failing dependency seen in spans switches the caller's route to its fall
       restored.message,
       /^front's routes are served by front again, no longer their fallback: its calls succeed again: \d+ of \d+ calls to shop\/deps failed/,
     );
+    console.log([decided.message, ...(decided.details ?? []), restored.message].join("\n  "));
     assert.equal((await front()).traffic, undefined);
     await waitFor(
       "front's own answer",
