@@ -77,6 +77,17 @@ test("herd remediate shows the switches, the rules and the decisions, with evide
   assert.match(r.out, / {2}v2 released 40 s ago/);
 });
 
+test("herd remediate lists the services degraded to their fallbacks", async () => {
+  const since = new Date(NOW - 90_000).toISOString();
+  respond = () => [200, { ...view, degraded: [{ service: "front", dependencies: ["shop/deps"], since }] }];
+  const r = await run(["remediate", "--app", "shop"]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(
+    r.out,
+    /Degraded \(routes answer their fallback\):\n {2}front: its calls to shop\/deps failed; since 1m ago/,
+  );
+});
+
 test("pause, resume, dry run, budget and rules are sent as the API wants them", async () => {
   respond = () => [200, { ...view, paused: true }];
   let r = await run(["remediate", "pause", "--app", "shop"]);
