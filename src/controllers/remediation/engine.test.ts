@@ -421,3 +421,52 @@ test("the outcome of a restart or a replace says what became of the instance", a
   ]);
   assert.deepEqual(instanceOutcome({ ...d, action: "rollback" }, view), []);
 });
+
+test("restart a pet: a dry run changes nothing; then restarted in place once, with the cooldown holding a second", async () => {
+  const h = await setup();
+  for (const id of ["a", "b", "c"]) {
+    const a = (await h.store.get<Instance>("instance", "a"))!.value;
+    await h.store.put<Instance>("instance", id, { ...a, id, mode: "pet", generation: 1 });
+  }
+  const web = (await h.store.get<Service>("service", WEB))!.value;
+  await h.store.put<Service>("service", WEB, { ...web, instances: 3 });
+  // An old release (no rollback), one pet far worse than the other two.
+  const r2 = (await h.store.get<Release>("release", "t/shop/00000002"))!.value;
+  await h.store.put<Release>("release", "t/shop/00000002", {
+    ...r2,
+    createdAt: new Date(h.clock.now() - 7_200_000).toISOString(),
+  });
+  h.load.setService(WEB, { requests: 300, errors: 50 }).setInstances(WEB, [
+    { instance: "a", release: 2, requests: 100, errors: 50 },
+    { instance: "b", release: 2, requests: 100, errors: 0 },
+    { instance: "c", release: 2, requests: 100, errors: 0 },
+  ]);
+  const generation = async () => (await h.store.get<Instance>("instance", "a"))!.value.generation;
+  await updatePolicy(h.store, h.clock, "t", "shop", { dryRun: true });
+  await h.engine.tick();
+  const [dry] = await h.events("Remediation");
+  assert.match(
+    dry.message,
+    /^errors: restart a \(dry run: nothing changed\): pet a is far worse than its 2 peers/,
+  );
+  assert.equal(await generation(), 1);
+
+  await updatePolicy(h.store, h.clock, "t", "shop", { dryRun: false });
+  // The dry run's decision cools down like any other (not repeated every second).
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal(await generation(), 1);
+  h.clock.advance(120_000);
+  await h.engine.tick();
+  assert.equal(await generation(), 2);
+  const restarted = (await h.events("Remediation")).find((e) => !e.message.includes("dry run"));
+  assert.match(restarted?.message ?? "", /^errors: restart a: pet a is far worse/);
+  assert.equal((await h.events("Restarting")).length, 1);
+  // Still bad a second later (figures of before the restart): the change needs time to show, no second restart.
+  const a = (await h.store.get<Instance>("instance", "a"))!.value;
+  await h.store.put<Instance>("instance", "a", { ...a, state: "running" });
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal(await generation(), 2);
+  assert.equal((await h.policy())!.decisions.filter((d) => d.applied === "applied").length, 1);
+});
