@@ -592,6 +592,8 @@ export function buildRouteTable(
       probe: service.spec.probe ?? null,
       nodes: nodeBook,
       counters: loadBook.service(key),
+      // A degraded service (remediation's route switch) answers with its fallback, on either release.
+      degraded: traffic.fallback === true,
     };
     const progressive = service.progressive;
     let releases: Split | null = null;
