@@ -35,7 +35,7 @@ const manifest = (rollout: string[], env: Record<string, number>) =>
 const CANARY = [
   "strategy: canary",
   "steps: [{ weight: 25, pause: 3s }, { weight: 50, pause: 3s }]",
-  'analysis: { interval: 2s, minRequests: 10, errorRate: "< 1%", p50: "< 1.5x baseline" }',
+  'analysis: { interval: 2s, minRequests: 20, errorRate: "< 1%", p50: "< 1.5x baseline" }',
 ];
 
 /** Bodies of requests sent one after another while `busy` says so. */
@@ -147,7 +147,15 @@ test("blue/green: the new release runs at its preview host, then takes every req
 });
 
 test("kill -9 of the control plane during a canary step: the restarted one resumes the rollout and promotes it", async () => {
-  manifest(CANARY, { DELAY_MS: 5 });
+  // The error rate only: latency right after a restart, on a busy machine, is not what this test is about.
+  manifest(
+    [
+      "strategy: canary",
+      "steps: [{ weight: 25, pause: 3s }, { weight: 50, pause: 3s }]",
+      'analysis: { interval: 2s, minRequests: 20, errorRate: "< 1%" }',
+    ],
+    { DELAY_MS: 5 },
+  );
   const deploying = herd.cli(["deploy", app]);
   const started = await waitFor(
     "v6's first step to take effect",
