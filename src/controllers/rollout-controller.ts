@@ -126,14 +126,14 @@ export class RolloutController {
     const verdict = judgeAnalysis(analysis, canary, baseline);
     const record: Analysis = { at: iso(now), step: p.step, weight: p.weight, canary, baseline, ...verdict };
     const analyses = [...p.analyses, record].slice(-KEEP_ANALYSES);
-    line(
-      `${svc.name}: ${label}: analysis ${verdict.verdict === "wait" ? "waits" : verdict.verdict === "pass" ? "passed" : "FAILED"}: ${verdict.summary.replace(/^passed: /, "")}`,
-    );
+    // Written to the deploy's log once the store has it (a conflict retries the whole pass).
+    const said = `${svc.name}: ${label}: analysis ${verdict.verdict === "wait" ? "waits" : verdict.verdict === "pass" ? "passed" : "FAILED"}: ${verdict.summary.replace(/^passed: /, "")}`;
     if (verdict.verdict === "fail") {
       await this.#abort(
         o,
         { ...p, analyses },
         `canary v${p.release} failed its analysis at ${label}: ${verdict.summary}`,
+        () => line(said),
       );
       return 1000;
     }
@@ -146,10 +146,12 @@ export class RolloutController {
           ? { ...p, analyses, analyzedAt: iso(now), phase: "promoting" }
           : { ...p, analyses, analyzedAt: iso(now), step: p.step + 1, stepStartedAt: undefined },
       });
+      line(said);
       if (last) line(`${svc.name}: every step passed; promoting v${p.release}`);
       return last ? 500 : 200;
     }
     await this.#save(o, { ...svc, progressive: { ...p, analyses, analyzedAt: iso(now) } });
+    line(said);
     return analysis.intervalMs;
   }
 
@@ -227,9 +229,15 @@ export class RolloutController {
   }
 
   /** Stops a rollout: no request to the new release, the service failed with `message` (the deploy reverts it). */
-  async #abort(o: StoredObject<Service>, p: ProgressiveState, message: string): Promise<void> {
+  async #abort(
+    o: StoredObject<Service>,
+    p: ProgressiveState,
+    message: string,
+    saved: () => void,
+  ): Promise<void> {
     const next = this.#aborted(o.value, p, message);
     await this.#save(o, next);
+    saved();
     await this.#event(o.value, "RolloutAborted", `${o.value.name}: ${message}`, "warning");
   }
 
