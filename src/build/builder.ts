@@ -16,7 +16,7 @@ import { copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findExecutable } from "../agent/firewall.ts";
-import { PACKAGES_METADATA, readInstalledPackages } from "../catalog/lockfile.ts";
+import { findLockfile, PACKAGES_METADATA, readInstalledPackages } from "../catalog/lockfile.ts";
 import { HerdError } from "../common/errors.ts";
 import type { SlugPackages } from "../model/catalog.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
@@ -118,8 +118,9 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     signal?.throwIfAborted();
     const runtimes = options.runtimes ?? new NodeRuntimes({ dir: join(options.workDir, "node") });
     const node = await chooseNode(appDir, runtimes, options);
+    const lockfile = await findLockfile(appDir);
     await installDependencies(appDir, definition.app, runner, options, node);
-    const packages = await recordedPackages(appDir, log);
+    const packages = await recordedPackages(appDir, lockfile, log);
     if (node) {
       const ref: NodeRef = { version: node.version, platform: node.platform, digest: node.digest };
       await mkdir(join(appDir, ".herd"), { recursive: true });
@@ -162,9 +163,10 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
  */
 async function recordedPackages(
   appDir: string,
+  lockfile: string | null,
   log: (line: string) => void,
 ): Promise<SlugPackages | undefined> {
-  const { problem, ...packages } = await readInstalledPackages(appDir);
+  const { problem, ...packages } = await readInstalledPackages(appDir, lockfile);
   if (problem) {
     log(`       warning: the catalog cannot list this slug's packages: ${problem}`);
     return undefined;

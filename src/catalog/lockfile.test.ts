@@ -3,11 +3,11 @@
 // out, odd entries skipped; the hidden lockfile preferred over the source's.
 
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { parseLockfile, readInstalledPackages } from "./lockfile.ts";
+import { findLockfile, parseLockfile, readInstalledPackages } from "./lockfile.ts";
 import { versionMatches } from "./versions.ts";
 
 test("v3 packages: nested and scoped paths, links followed, aliases by their real name, dev and extraneous left out", () => {
@@ -95,7 +95,8 @@ test("readInstalledPackages: npm's record of the install first, then the lockfil
     }),
     "node_modules/.package-lock.json": lock({ "node_modules/a": { version: "1.0.0" } }),
   });
-  assert.deepEqual(await readInstalledPackages(installed), {
+  assert.equal(await findLockfile(installed), "package-lock.json");
+  assert.deepEqual(await readInstalledPackages(installed, "package-lock.json"), {
     lockfile: "package-lock.json",
     from: "node_modules/.package-lock.json",
     packages: [{ name: "a", version: "1.0.0" }],
@@ -105,21 +106,44 @@ test("readInstalledPackages: npm's record of the install first, then the lockfil
     "npm-shrinkwrap.json": lock({ "node_modules/s": { version: "2.0.0" } }),
     "package-lock.json": lock({ "node_modules/p": { version: "1.0.0" } }),
   });
-  assert.deepEqual(await readInstalledPackages(shrinkwrapped), {
+  assert.equal(await findLockfile(shrinkwrapped), "npm-shrinkwrap.json");
+  assert.deepEqual(await readInstalledPackages(shrinkwrapped, "npm-shrinkwrap.json"), {
     lockfile: "npm-shrinkwrap.json",
     from: "npm-shrinkwrap.json",
     packages: [{ name: "s", version: "2.0.0" }],
   });
 
-  assert.deepEqual(await readInstalledPackages(await app({ "index.html": "" })), {
+  // npm install without a lockfile writes one: it is read, but the source had none.
+  const unlocked = await app({ "package-lock.json": lock({ "node_modules/u": { version: "3.0.0" } }) });
+  assert.deepEqual(await readInstalledPackages(unlocked, null), {
+    lockfile: null,
+    from: "package-lock.json",
+    packages: [{ name: "u", version: "3.0.0" }],
+  });
+
+  const plain = await app({ "index.html": "" });
+  assert.equal(await findLockfile(plain), null);
+  assert.deepEqual(await readInstalledPackages(plain, null), {
     lockfile: null,
     from: null,
     packages: [],
   });
 
-  const broken = await readInstalledPackages(await app({ "package-lock.json": "{ not json" }));
+  const broken = await readInstalledPackages(
+    await app({ "package-lock.json": "{ not json" }),
+    "package-lock.json",
+  );
   assert.equal(broken.from, "package-lock.json");
   assert.match(broken.problem ?? "", /^package-lock\.json: /);
+
+  // An install script that points npm's record at a file of the control plane's gets it refused, not read.
+  const secret = await app({ "secret.json": lock({ "node_modules/leak": { version: "1.0.0" } }) });
+  const sneaky = await app({ "package-lock.json": lock({}) });
+  await mkdir(join(sneaky, "node_modules"));
+  await symlink(join(secret, "secret.json"), join(sneaky, "node_modules/.package-lock.json"));
+  const refused = await readInstalledPackages(sneaky, "package-lock.json");
+  assert.deepEqual(refused.packages, []);
+  assert.equal(refused.problem, "node_modules/.package-lock.json leads outside the app");
 });
 
 test("versionMatches: exact versions, npm ranges, and non-semver versions only as the same text", () => {

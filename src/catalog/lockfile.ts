@@ -8,8 +8,9 @@
  * they are parsed as untrusted input: bounded in size, odd entries skipped.
  */
 
-import { readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { constants } from "node:fs";
+import { open, realpath, stat } from "node:fs/promises";
+import { join, sep } from "node:path";
 import type { PackageRef, SlugPackages } from "../model/catalog.ts";
 
 /** Lockfiles the builder installs from, in npm's order of preference. */
@@ -24,34 +25,59 @@ export const MAX_PACKAGES = 50_000;
 const MAX_NAME = 214;
 const MAX_VERSION = 256;
 
+/** The lockfile in `appDir` that npm would install from; null: none. Call it before the install (npm install writes one). */
+export async function findLockfile(appDir: string): Promise<string | null> {
+  for (const name of LOCKFILES) if (await isFile(join(appDir, name))) return name;
+  return null;
+}
+
 /**
- * The packages installed in `appDir` (an app after `npm ci`/`npm install`).
- * `from` null and no packages when there is no package.json or nothing was
- * installed. Throws only for I/O errors other than a missing file; a
- * lockfile that is not JSON yields the error's message in `problem`.
+ * The packages installed in `appDir` (an app after `npm ci`/`npm install`);
+ * `lockfile` is the one the source carried (findLockfile before the install).
+ * `from` null and no packages when nothing was installed. Throws only for
+ * I/O errors other than a missing file; a lockfile that is not JSON yields
+ * the error's message in `problem`.
  */
-export async function readInstalledPackages(appDir: string): Promise<SlugPackages & { problem?: string }> {
-  let lockfile: string | null = null;
-  for (const name of LOCKFILES) {
-    if (await isFile(join(appDir, name))) {
-      lockfile = name;
-      break;
-    }
-  }
-  for (const from of [HIDDEN_LOCKFILE, lockfile]) {
+export async function readInstalledPackages(
+  appDir: string,
+  lockfile: string | null,
+): Promise<SlugPackages & { problem?: string }> {
+  for (const from of [HIDDEN_LOCKFILE, await findLockfile(appDir)]) {
     if (from === null) continue;
-    const path = join(appDir, from);
-    if (!(await isFile(path))) continue;
-    if ((await stat(path)).size > MAX_LOCKFILE_BYTES) {
-      return { lockfile, from, packages: [], problem: `${from} is larger than ${MAX_LOCKFILE_BYTES} bytes` };
-    }
+    const read = await readInside(appDir, from);
+    if (read === undefined) continue;
+    if (typeof read !== "string") return { lockfile, from, packages: [], problem: read.problem };
     try {
-      return { lockfile, from, packages: parseLockfile(await readFile(path, "utf8")) };
+      return { lockfile, from, packages: parseLockfile(read) };
     } catch (err) {
-      return { lockfile, from, packages: [], problem: `${from}: ${(err as Error).message}` };
+      return { lockfile, from, packages: [], problem: `${from}: ${(err as Error).message.slice(0, 200)}` };
     }
   }
   return { lockfile, from: null, packages: [] };
+}
+
+/**
+ * The text of the regular file `rel` under `appDir`; undefined when there is
+ * none. The app's install scripts wrote this tree and the control plane reads
+ * it as root: a path that leads outside the app (a symlink) is refused, not read.
+ */
+async function readInside(appDir: string, rel: string): Promise<string | { problem: string } | undefined> {
+  const real = await realpath(join(appDir, rel)).catch(() => undefined);
+  if (real === undefined) return undefined;
+  if (!real.startsWith(`${await realpath(appDir)}${sep}`)) return { problem: `${rel} leads outside the app` };
+  const file = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(
+    () => undefined,
+  );
+  if (!file) return undefined;
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) return undefined;
+    if (info.size > MAX_LOCKFILE_BYTES)
+      return { problem: `${rel} is larger than ${MAX_LOCKFILE_BYTES} bytes` };
+    return await file.readFile("utf8");
+  } finally {
+    await file.close();
+  }
 }
 
 /**
