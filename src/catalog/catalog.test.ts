@@ -122,9 +122,10 @@ async function seed() {
     },
   };
   const audit: AuditSource = {
-    list: (q) => {
+    list: (q, routes) => {
       assert.deepEqual([q.tenant, q.app], ["a", "shop"]);
-      return [
+      assert.ok(routes?.includes("POST /api/v1/apps/:app/rollback"));
+      const trail = [
         {
           at: "2026-01-01T00:00:00.500Z",
           actor: "user alice",
@@ -132,7 +133,8 @@ async function seed() {
           status: 202,
         },
         {
-          at: "2026-01-01T12:00:00.000Z",
+          // Between v2's deploy and its audit entry: not a write that makes a release.
+          at: "2026-01-02T00:00:00.800Z",
           actor: "user bob",
           route: "POST /api/v1/apps/:app/scale",
           status: 200,
@@ -157,6 +159,7 @@ async function seed() {
           status: 202,
         },
       ];
+      return trail.filter((e) => routes?.includes(e.route));
     },
   };
   const calls: ObservedCall[] = [

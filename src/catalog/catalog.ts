@@ -31,7 +31,10 @@ import { versionMatches } from "./versions.ts";
 
 /** The audit trail's entries the catalog reads (api/audit.ts). */
 export interface AuditSource {
-  list(q: { tenant?: string; app?: string; limit?: number }): {
+  list(
+    q: { tenant?: string; app?: string; limit?: number },
+    routes?: readonly string[],
+  ): {
     at: string;
     actor: string;
     route: string;
@@ -50,12 +53,12 @@ export interface CatalogSources {
 }
 
 /** The writes that make a release, as the audit trail names them. */
-const RELEASE_ROUTES = new Set([
+const RELEASE_ROUTES = [
   "POST /api/v1/apps/:app/deploys",
   "POST /api/v1/apps/:app/rollback",
   "PUT /api/v1/apps/:app/secrets/:name",
   "DELETE /api/v1/apps/:app/secrets/:name",
-]);
+];
 /** A release's audit entry is written when the reply leaves, at most this long after its deploy began. */
 const AUDIT_MATCH_MS = 5 * 60_000;
 /** Slugs whose package lists are kept parsed (they never change). */
@@ -264,8 +267,8 @@ export class Catalog {
       .filter((d) => d.release !== undefined)
       .sort((x, y) => compare(x.createdAt, y.createdAt));
     const entries = this.#sources.audit
-      .list({ tenant, app, limit: 10_000 })
-      .filter((e) => RELEASE_ROUTES.has(e.route) && e.status < 300);
+      .list({ tenant, app, limit: 10_000 }, RELEASE_ROUTES)
+      .filter((e) => e.status < 300);
     const out = new Map<number, string>();
     let next = 0;
     for (const d of deploys) {
