@@ -18,6 +18,7 @@ import type {
   CatalogRelease,
   ObservedDependencies,
   PackageMatch,
+  PackageRef,
   PackageSearch,
   ReleasePackages,
   ReleasePlacement,
@@ -67,7 +68,8 @@ const CACHED_SLUGS = 2000;
 /** Reads the catalog. One per server; it keeps parsed package lists by slug digest. */
 export class Catalog {
   readonly #sources: CatalogSources;
-  readonly #packages = new Map<string, SlugPackages>();
+  /** Parsed package lists by slug digest, with the packages by name for the search. */
+  readonly #packages = new Map<string, { record: SlugPackages; byName: Map<string, PackageRef[]> }>();
 
   constructor(sources: CatalogSources) {
     this.#sources = sources;
@@ -184,13 +186,13 @@ export class Catalog {
       const mine = byRelease.get(releaseKey(r.tenant, r.app, r.version)) ?? [];
       const current = serving.get(key) === r.version;
       if (!q.all && !current && mine.length === 0) continue;
-      const packages = await this.packagesOf(r.slug);
+      const packages = await this.#cached(r.slug);
       if (!packages) {
         unknown.push({ tenant: r.tenant, app: r.app, release: r.version });
         continue;
       }
-      for (const p of packages.packages) {
-        if (p.name !== q.name || (q.version !== undefined && !versionMatches(p.version, q.version))) continue;
+      for (const p of packages.byName.get(q.name) ?? []) {
+        if (q.version !== undefined && !versionMatches(p.version, q.version)) continue;
         items.push({
           tenant: r.tenant,
           app: r.app,
@@ -215,16 +217,23 @@ export class Catalog {
 
   /** The packages recorded for a slug; undefined: none were (built before herd recorded them). */
   async packagesOf(slug: string): Promise<SlugPackages | undefined> {
+    return (await this.#cached(slug))?.record;
+  }
+
+  async #cached(slug: string) {
     const cached = this.#packages.get(slug);
     if (cached) return cached;
-    const found = await this.#sources.artifacts
+    const record = await this.#sources.artifacts
       .getMetadata<SlugPackages>(slug, PACKAGES_METADATA)
       .catch(() => undefined);
     // A miss is not kept: a build of the same content may record them later.
-    if (!found || !Array.isArray(found.packages)) return undefined;
+    if (!record || !Array.isArray(record.packages)) return undefined;
+    const byName = new Map<string, PackageRef[]>();
+    for (const p of record.packages) byName.set(p.name, [...(byName.get(p.name) ?? []), p]);
     if (this.#packages.size >= CACHED_SLUGS) this.#packages.delete(this.#packages.keys().next().value!);
-    this.#packages.set(slug, found);
-    return found;
+    const entry = { record, byName };
+    this.#packages.set(slug, entry);
+    return entry;
   }
 
   async #app(tenant: string, name: string): Promise<App> {
