@@ -27,11 +27,12 @@ export const catalogCommand: CommandSpec = {
   usage:
     "herd catalog [--app A [--release N] [--window 15m]]\nherd catalog search NAME[@VERSION|@RANGE] [--all]",
   summary:
-    "The asset catalog. Without --app: each app with its serving release, slug, package count,\n" +
-    "instances, nodes and owners. With --app: its releases (slug, packages, who deployed, where\n" +
-    "each runs), the packages of the serving release (or --release N) and the calls seen in the\n" +
-    "traces. `search` says which apps ship a package, at a version or semver range (lodash@^4.17);\n" +
-    "releases in service only, unless --all. A platform admin sees every tenant (or --tenant's).",
+    "The asset catalog: what apps ship and where it runs. Without --app: each app with its\n" +
+    "serving release, slug, package count, instances, nodes and owners. With --app: its releases\n" +
+    "(slug, packages, who deployed, where each runs), the packages of the serving release (or\n" +
+    "--release N) and the calls seen in the traces. `search` says which apps ship a package, at a\n" +
+    "version or semver range (lodash@^4.17); releases in service only, unless --all. A platform\n" +
+    "admin sees every tenant (or --tenant's).",
   flags: [
     ["--app A", "one app's entry"],
     ["--release N", "with --app: the packages of release N (default: the serving one)"],
