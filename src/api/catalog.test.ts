@@ -131,6 +131,7 @@ test("bad input is a 400 naming the field", async () => {
     ["/catalog/apps/Shop", "params.app"],
     ["/catalog/apps/shop/releases/v1/packages", "params.version"],
     ["/catalog/apps/shop/releases/0/packages", "params.version"],
+    ["/catalog/apps/shop/releases/1/packages?against=x", "querystring.against"],
   ];
   for (const [path, field] of cases) {
     const r = await get(path, tokens.viewerA);

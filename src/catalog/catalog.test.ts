@@ -222,6 +222,10 @@ test("app: releases newest first with slugs, package counts, who deployed, where
     ],
   );
   assert.deepEqual(c.deployers, ["service account ci", "user alice"]);
+  assert.deepEqual(
+    c.releases.map((r) => r.changes),
+    [{ against: 2, added: 1, removed: 3 }, { against: 1, added: 2, removed: 1 }, null],
+  );
   assert.equal(c.releases[0].rollbackOf, 1);
   assert.deepEqual(c.releases[1].secrets, { API_KEY: 3 });
   assert.deepEqual(c.releases[1].services, ["web", "worker"]);
@@ -269,6 +273,17 @@ test("releasePackages: the full list, null when unknown, 404 for a release or ap
   await catalog.releasePackages("a", "shop", 2);
   assert.equal(reads(), before, "a slug's list is read once");
   assert.equal((await catalog.releasePackages("a", "blog", 1)).packages, null);
+  assert.equal(r.changes, undefined, "no changes unless asked");
+  const since = await catalog.releasePackages("a", "shop", 2, 1);
+  assert.deepEqual(since.changes, {
+    against: 1,
+    added: [
+      { name: "lodash", version: "4.17.21" },
+      { name: "ms", version: "2.1.3" },
+    ],
+    removed: [{ name: "lodash", version: "4.17.20" }],
+  });
+  await assert.rejects(catalog.releasePackages("a", "shop", 2, 7), /has no release v7/);
   await assert.rejects(catalog.releasePackages("a", "shop", 9), /has no release v9/);
   await assert.rejects(catalog.releasePackages("a", "nope", 1), { code: "not_found" });
 });

@@ -113,8 +113,11 @@ export class Catalog {
     const instances = (await this.#instances(tenant)).filter((i) => i.app === name);
     const who = await this.#deployedBy(tenant, name);
     const items: CatalogRelease[] = [];
-    for (const r of releases) {
+    for (const [n, r] of releases.entries()) {
       const packages = await this.packagesOf(r.slug);
+      const before = releases[n + 1];
+      const older = before ? await this.packagesOf(before.slug) : undefined;
+      const diff = packages && older ? packageChanges(older, packages) : undefined;
       items.push({
         version: r.version,
         createdAt: r.createdAt,
@@ -127,6 +130,9 @@ export class Catalog {
         deployedBy: who.get(r.version) ?? null,
         packages: packages
           ? { lockfile: packages.lockfile, from: packages.from, count: packages.packages.length }
+          : null,
+        changes: diff
+          ? { against: before.version, added: diff.added.length, removed: diff.removed.length }
           : null,
         runs: placements(instances.filter((i) => i.release === r.version)),
         ...(r.secrets ? { secrets: r.secrets } : {}),
@@ -148,18 +154,31 @@ export class Catalog {
     };
   }
 
-  /** The packages of one release; 404 when the app or release does not exist. */
-  async releasePackages(tenant: string, name: string, version: number): Promise<ReleasePackages> {
+  /**
+   * The packages of one release, and with `against` how they differ from that
+   * release's; 404 when the app or either release does not exist.
+   */
+  async releasePackages(
+    tenant: string,
+    name: string,
+    version: number,
+    against?: number,
+  ): Promise<ReleasePackages> {
     await this.#app(tenant, name);
+    const r = await this.#release(tenant, name, version);
+    const packages = (await this.packagesOf(r.slug)) ?? null;
+    const out: ReleasePackages = { tenant, app: name, release: version, slug: r.slug, packages };
+    if (against !== undefined) {
+      const older = await this.packagesOf((await this.#release(tenant, name, against)).slug);
+      out.changes = packages && older ? { against, ...packageChanges(older, packages) } : null;
+    }
+    return out;
+  }
+
+  async #release(tenant: string, name: string, version: number): Promise<Release> {
     const r = await this.#sources.store.get<Release>("release", releaseKey(tenant, name, version));
     if (!r) throw notFound(`app ${name} has no release v${version} (herd releases lists them)`);
-    return {
-      tenant,
-      app: name,
-      release: version,
-      slug: r.value.slug,
-      packages: (await this.packagesOf(r.value.slug)) ?? null,
-    };
+    return r.value;
   }
 
   /**
@@ -317,6 +336,20 @@ function placements(instances: readonly Instance[]): ReleasePlacement[] {
     (x, y) =>
       compare(x.service, y.service) || (x.node === null ? 1 : y.node === null ? -1 : compare(x.node, y.node)),
   );
+}
+
+/** Package versions in `now` and not in `before` (added), and the other way round (removed). */
+export function packageChanges(
+  before: SlugPackages,
+  now: SlugPackages,
+): { added: PackageRef[]; removed: PackageRef[] } {
+  const key = (p: PackageRef) => `${p.name}@${p.version}`;
+  const had = new Set(before.packages.map(key));
+  const has = new Set(now.packages.map(key));
+  return {
+    added: now.packages.filter((p) => !had.has(key(p))),
+    removed: before.packages.filter((p) => !has.has(key(p))),
+  };
 }
 
 function uniqueNodes(instances: readonly Instance[]): string[] {

@@ -50,6 +50,7 @@ const entry: CatalogApp = {
       services: ["web", "worker"],
       deployedBy: "user alice",
       packages: { lockfile: "package-lock.json", from: "node_modules/.package-lock.json", count: 2 },
+      changes: { against: 1, added: 1, removed: 0 },
       runs: [
         { service: "web", node: "n1", instances: 2, running: 2 },
         { service: "worker", node: null, instances: 1, running: 0 },
@@ -65,6 +66,7 @@ const entry: CatalogApp = {
       services: ["web"],
       deployedBy: null,
       packages: null,
+      changes: null,
       runs: [],
     },
   ],
@@ -77,7 +79,7 @@ const entry: CatalogApp = {
     },
   },
 };
-const packages = (release: number): ReleasePackages => ({
+const packages = (release: number, against: string | null): ReleasePackages => ({
   tenant: "a",
   app: "shop",
   release,
@@ -93,6 +95,15 @@ const packages = (release: number): ReleasePackages => ({
             { name: "lodash", version: "4.17.21" },
           ],
         },
+  ...(against === null
+    ? {}
+    : {
+        changes: {
+          against: Number(against),
+          added: [{ name: "lodash", version: "4.17.21" }],
+          removed: [{ name: "lodash", version: "4.17.20" }],
+        },
+      }),
 });
 const search: PackageSearch = {
   name: "lodash",
@@ -120,7 +131,7 @@ before(async () => {
     if (url.pathname === "/api/v1/catalog/apps") return sendJson(res, 200, { items: summary });
     if (url.pathname === "/api/v1/catalog/apps/shop") return sendJson(res, 200, entry);
     const m = /^\/api\/v1\/catalog\/apps\/shop\/releases\/(\d+)\/packages$/.exec(url.pathname);
-    if (m) return sendJson(res, 200, packages(Number(m[1])));
+    if (m) return sendJson(res, 200, packages(Number(m[1]), url.searchParams.get("against")));
     if (url.pathname === "/api/v1/catalog/packages") return sendJson(res, 200, search);
     sendJson(res, 404, { code: "not_found", message: "no" });
   });
@@ -157,9 +168,9 @@ test("herd catalog --app: releases, the serving release's packages, the calls; -
   assert.match(r.out, /^app shop \(tenant a\), serving v2\nowners: alice, carol\ndeployed by: user alice\n/);
   assert.match(
     r.out,
-    /v2 \* +24h ago +222222222222 +2 +user alice +web 2\/2 n1; worker 0\/1 pending +Deploy 2/,
+    /v2 \* +24h ago +222222222222 +2 +\+1 -0 +user alice +web 2\/2 n1; worker 0\/1 pending +Deploy 2/,
   );
-  assert.match(r.out, /v1 +8d ago +111111111111 +unknown +- +- +Deploy 1/);
+  assert.match(r.out, /v1 +8d ago +111111111111 +unknown +- +- +- +Deploy 1/);
   assert.match(
     r.out,
     /Packages of v2 \(slug 222222222222\), from node_modules\/\.package-lock\.json, lockfile package-lock\.json:/,
@@ -173,6 +184,14 @@ test("herd catalog --app: releases, the serving release's packages, the calls; -
   assert.match(
     old.out,
     /Packages of v1 \(slug 111111111111\): unknown \(built before herd recorded packages\)/,
+  );
+
+  const diff = await cli("catalog", "--app", "shop", "--against", "1");
+  assert.equal(diff.code, 0, diff.err);
+  assert.equal(lastUrl(), "/api/v1/catalog/apps/shop/releases/2/packages?against=1");
+  assert.match(
+    diff.out,
+    /Package changes of v2 since v1:\n +NAME +VERSION\n- +lodash +4\.17\.20\n\+ +lodash +4\.17\.21\n/,
   );
 
   const json = await cli("catalog", "--app", "shop", "--json");
@@ -205,6 +224,7 @@ test("herd catalog: usage errors say what is wrong", async () => {
     [["catalog", "search", "a", "b"], /search takes one package/],
     [["catalog", "search", "lodash", "--app", "x"], /--app is not for search/],
     [["catalog", "--release", "2"], /--release needs --app/],
+    [["catalog", "--against", "2"], /--against needs --app/],
     [["catalog", "--all"], /--all is for `herd catalog search`/],
     [["catalog", "--app", "shop", "--release", "two"], /--release two: expected a whole number/],
     [["catalog", "extra"], /unexpected argument: extra/],

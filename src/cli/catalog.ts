@@ -4,9 +4,9 @@
  * the packages of one release and the calls seen in the traces; `herd catalog
  * search NAME[@VERSION]` says which apps ship a package.
  *
- *   herd catalog                     ─► GET /catalog/apps
- *   herd catalog --app A [--release N] ─► GET /catalog/apps/A + .../releases/N/packages
- *   herd catalog search X[@Y] [--all] ─► GET /catalog/packages?name=X&version=Y
+ *   herd catalog                                       ─► GET /catalog/apps
+ *   herd catalog --app A [--release N] [--against M]   ─► GET /catalog/apps/A + .../releases/N/packages?against=M
+ *   herd catalog search X[@Y] [--all]                  ─► GET /catalog/packages?name=X&version=Y
  */
 
 import type {
@@ -25,7 +25,7 @@ import { formatAge, renderTable } from "./format.ts";
 export const catalogCommand: CommandSpec = {
   name: "catalog",
   usage:
-    "herd catalog [--app A [--release N] [--window 15m]]\nherd catalog search NAME[@VERSION|@RANGE] [--all]",
+    "herd catalog [--app A [--release N] [--against M] [--window 15m]]\nherd catalog search NAME[@VERSION|@RANGE] [--all]",
   summary:
     "The asset catalog: what apps ship and where it runs. Without --app: each app with its\n" +
     "serving release, slug, package count, instances, nodes and owners. With --app: its releases\n" +
@@ -36,12 +36,14 @@ export const catalogCommand: CommandSpec = {
   flags: [
     ["--app A", "one app's entry"],
     ["--release N", "with --app: the packages of release N (default: the serving one)"],
+    ["--against M", "with --app: the package versions added and removed since release M"],
     ["--window D", "with --app: how far back the traces are read for calls (default 15m)"],
     ["--all", "with search: every release kept, not only those in service"],
   ],
   options: {
     app: { type: "string" },
     release: { type: "string" },
+    against: { type: "string" },
     window: { type: "string" },
     all: { type: "boolean" },
   },
@@ -50,7 +52,7 @@ export const catalogCommand: CommandSpec = {
     if (positionals[0] === "search") {
       if (positionals.length !== 2)
         throw new UsageError("search takes one package: herd catalog search NAME[@VERSION]", "catalog");
-      for (const flag of ["app", "release", "window"])
+      for (const flag of ["app", "release", "against", "window"])
         if (values[flag] !== undefined) throw new UsageError(`--${flag} is not for search`, "catalog");
       const { name, version } = parsePackageArg(positionals[1]);
       const found = await client.get<PackageSearch>("/catalog/packages", {
@@ -66,16 +68,19 @@ export const catalogCommand: CommandSpec = {
     if (values.all !== undefined) throw new UsageError("--all is for `herd catalog search`", "catalog");
     const app = stringFlag(values, "app");
     if (app === undefined) {
-      for (const flag of ["release", "window"])
+      for (const flag of ["release", "against", "window"])
         if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --app`, "catalog");
       const { items } = await client.get<{ items: CatalogAppSummary[] }>("/catalog/apps");
       if (ctx.flags.json) printJson(ctx.stdout, { items });
       else println(ctx.stdout, appsText(items));
       return 0;
     }
-    const flag = stringFlag(values, "release");
-    const asked =
-      flag === undefined ? undefined : parseCount(flag.replace(/^v/, ""), "release", "catalog", 1);
+    const releaseFlag = (name: string) => {
+      const v = stringFlag(values, name);
+      return v === undefined ? undefined : parseCount(v.replace(/^v/, ""), name, "catalog", 1);
+    };
+    const asked = releaseFlag("release");
+    const against = releaseFlag("against");
     const entry = await client.get<CatalogApp>(`/catalog/apps/${encodeURIComponent(app)}`, {
       window: stringFlag(values, "window"),
     });
@@ -85,6 +90,7 @@ export const catalogCommand: CommandSpec = {
         ? undefined
         : await client.get<ReleasePackages>(
             `/catalog/apps/${encodeURIComponent(app)}/releases/${version}/packages`,
+            { against },
           );
     if (ctx.flags.json) printJson(ctx.stdout, { ...entry, releasePackages: packages ?? null });
     else println(ctx.stdout, appText(entry, packages, ctx.now()));
@@ -131,12 +137,13 @@ export function appText(entry: CatalogApp, packages: ReleasePackages | undefined
     entry.releases.length === 0
       ? "No releases."
       : renderTable(
-          ["release", "created", "slug", "packages", "deployed by", "runs", "description"],
+          ["release", "created", "slug", "packages", "changes", "deployed by", "runs", "description"],
           entry.releases.map((r) => [
             `v${r.version}${r.current ? " *" : ""}`,
             formatAge(r.createdAt, now),
             r.slug.slice(0, 12),
             r.packages === null ? "unknown" : String(r.packages.count),
+            r.changes ? `+${r.changes.added} -${r.changes.removed}` : "-",
             r.deployedBy ?? "-",
             runsText(r),
             r.description,
@@ -159,6 +166,16 @@ function runsText(r: CatalogRelease): string {
 
 function packagesText(p: ReleasePackages): string {
   const title = `Packages of v${p.release} (slug ${p.slug.slice(0, 12)})`;
+  if (p.changes !== undefined) {
+    const since = `Package changes of v${p.release}`;
+    if (p.changes === null) return `${since}: unknown (the packages of one of the two releases are unknown)`;
+    const rows = [
+      ...p.changes.removed.map((x) => ["-", x.name, x.version]),
+      ...p.changes.added.map((x) => ["+", x.name, x.version]),
+    ];
+    if (rows.length === 0) return `${since} since v${p.changes.against}: none`;
+    return `${since} since v${p.changes.against}:\n${renderTable(["", "name", "version"], rows)}`;
+  }
   if (p.packages === null) return `${title}: unknown (built before herd recorded packages)`;
   if (p.packages.packages.length === 0)
     return `${title}: none${p.packages.from === null ? " (nothing was installed)" : ""}`;

@@ -50,6 +50,12 @@ export interface CatalogRelease {
   deployedBy: string | null;
   /** The slug's packages (count only; the list at .../releases/:version/packages); null: unknown (built before herd recorded them). */
   packages: { lockfile: string | null; from: string | null; count: number } | null;
+  /**
+   * How its packages differ from the release before it in the list (package versions
+   * added and removed; an upgrade is one of each); null when either list is unknown or
+   * there is no release before it.
+   */
+  changes: { against: number; added: number; removed: number } | null;
   /** Where it runs now; empty when no instance of it is wanted. */
   runs: ReleasePlacement[];
   /** The secret versions it pinned (names and versions, never values). */
@@ -120,6 +126,15 @@ export interface ReleasePackages {
   slug: string;
   /** null: unknown (built before herd recorded packages). */
   packages: SlugPackages | null;
+  /** With `?against=N`: the package versions added and removed since release N; null when either list is unknown. */
+  changes?: PackageChanges | null;
+}
+
+/** The difference between two releases' packages, by name and version. */
+export interface PackageChanges {
+  against: number;
+  added: PackageRef[];
+  removed: PackageRef[];
 }
 
 /** One release that ships a package the search asked for. */

@@ -6,7 +6,7 @@
  *
  *   GET /api/v1/catalog/apps                                  one line per app
  *   GET /api/v1/catalog/apps/:app?window=15m                  one app's entry
- *   GET /api/v1/catalog/apps/:app/releases/:version/packages  one release's packages
+ *   GET /api/v1/catalog/apps/:app/releases/:version/packages?against=N  one release's packages (and changes)
  *   GET /api/v1/catalog/packages?name=X&version=Y&all=true    which releases ship X (at Y)
  */
 
@@ -35,6 +35,12 @@ const AppQuery = T.Object({
       maxLength: 20,
       description: "how far back the traces are read for observed calls, e.g. 15m (default), at most 24h",
     }),
+  ),
+});
+const PackagesQuery = T.Object({
+  tenant: T.Optional(Name),
+  against: T.Optional(
+    T.Integer({ minimum: 1, description: "also the package versions added and removed since this release" }),
   ),
 });
 const ReleaseParams = T.Object({
@@ -137,12 +143,13 @@ export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
         summary: "The npm packages one release's slug ships (recorded when it was built; null: unknown)",
         tags: ["catalog"],
         params: ReleaseParams,
-        querystring: ScopeQuery,
+        querystring: PackagesQuery,
       },
     },
     async (req) => {
       const { app, version } = req.params as { app: string; version: number };
-      return catalog.releasePackages(tenantOf(req), app, version);
+      const { against } = req.query as { against?: number };
+      return catalog.releasePackages(tenantOf(req), app, version, against);
     },
   );
 
