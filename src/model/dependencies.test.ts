@@ -60,9 +60,7 @@ test("herd.yaml: dependsOn parses, and a cycle is refused with its line", () => 
   assert.deepEqual(ok.services.web?.dependsOn, ["db"]);
   assert.throws(
     () => parseManifest("services:\n  web:\n    dependsOn: [db]\n  db:\n    dependsOn: [web]\n"),
-    (e: Error) =>
-      e.message === "herd.yaml:3: services.db.dependsOn: dependency cycle: db → web → db" ||
-      (console.log(e.message), false),
+    /^herd\.yaml:5: services\.db\.dependsOn: dependency cycle: db → web → db$/,
   );
   assert.throws(() => parseManifest("services:\n  web:\n    dependsOn: [Bad/x]\n"), /dependsOn/);
 });
