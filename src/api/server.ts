@@ -84,6 +84,7 @@ import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
+import { setRoutes } from "./routes/sets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { wakeRoutes } from "./routes/wake.ts";
@@ -644,6 +645,7 @@ export function buildApi(
       appRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
+      setRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);

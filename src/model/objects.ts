@@ -18,6 +18,7 @@
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -48,6 +49,7 @@ export const KINDS = [
   "machine",
   "remediation",
   "autoscale_state",
+  "version_set",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
