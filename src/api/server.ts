@@ -39,6 +39,7 @@ import { scaleServices } from "../controllers/scale.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
+import { DependencyDrift } from "../observe/dependency-drift.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LiveLoad } from "../observe/live-load.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
@@ -248,6 +249,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });
+  // Declared dependsOn against the calls the traces see: warning events and the undeclared-dependency alerts.
+  const drift = new DependencyDrift({
+    store,
+    events,
+    registry: metrics.self.registry,
+    logger: logger.child("dependencies"),
+    calls: async (tenant, from, to) =>
+      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -360,6 +370,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   metrics.start();
   alerts.externalUrl = url;
   alerts.start();
+  drift.start();
   certificates.start();
   logger.info("control plane listening", { url });
 
@@ -381,6 +392,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       auth.stop();
       await alerts.stop();
+      await drift.stop();
       await certificates.close();
       await remediation.stop();
       controllers.stop();
