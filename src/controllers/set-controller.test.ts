@@ -245,3 +245,29 @@ test("a set whose second app fails rolls the first back; set rollback applies th
   assert.equal(again.rollbackOf, 1);
   await until(h, async () => (await setOf(h, 3)).state === "applied", "set v3 applied");
 });
+
+test("a control plane restarted mid-apply resumes the set from its stored steps", async () => {
+  const h = setup();
+  await threeApps(h);
+  await h.m.sets.apply("default", {
+    set: "prod",
+    apps: { c: { version: 1 }, b: { version: 1, dependsOn: ["c"] } },
+  });
+  await until(h, async () => (await setOf(h, 1)).steps[0]?.deploy !== undefined, "c moving");
+  // A new manager over the same store: nothing but the store carries over.
+  h.m.stop();
+  h.m = new ControllerManager(h.ctx);
+  await until(h, async () => (await setOf(h, 1)).state === "applied", "set applied after the restart");
+  assert.deepEqual(
+    (await setOf(h, 1)).steps.map((s) => [s.app, s.state]),
+    [
+      ["c", "done"],
+      ["b", "done"],
+    ],
+  );
+  assert.equal(await content(h, "c"), 1);
+  assert.equal(await content(h, "b"), 1);
+  // One deploy per app: the restart started no second one.
+  const deploys = (await h.store.list<Deploy>("deploy", { prefix: "default/c/" })).items;
+  assert.equal(deploys.length, 3, "v1, v2 and the set's");
+});
