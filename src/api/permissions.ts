@@ -123,7 +123,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/rollout/pause": "apps:write",
   "POST /api/v1/apps/:app/rollout/resume": "apps:write",
   "POST /api/v1/apps/:app/rollout/abort": "apps:write",
-  // version sets: herd.set.yaml (routes/sets.ts)
+  // version sets: herd.set.yaml (routes/sets.ts); dependsOn checked before a deploy uploads (routes/dependencies.ts)
+  "POST /api/v1/apps/:app/dependencies/check": "apps:write",
   "POST /api/v1/sets": "apps:write",
   "POST /api/v1/sets/diff": "apps:read",
   "GET /api/v1/sets/:name": "apps:read",

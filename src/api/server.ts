@@ -75,6 +75,7 @@ import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
+import { dependencyRoutes } from "./routes/dependencies.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
@@ -658,6 +659,7 @@ export function buildApi(
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
       setRoutes(api, deps);
+      dependencyRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);

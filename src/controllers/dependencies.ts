@@ -49,11 +49,15 @@ export async function checkDependencies(
     graph.set(`${app}/${name}`, qualify(app, spec.dependsOn));
   const cycle = findCycle(graph);
   // A cycle among other apps alone was there before this deploy; only refuse the one this app closes.
-  if (cycle?.some((n) => n.startsWith(`${app}/`))) {
-    const first = cycle[0]?.startsWith(`${app}/`) ? cycle[0] : cycle.find((n) => n.startsWith(`${app}/`));
-    const field = `services.${first?.split("/")[1]}.dependsOn`;
-    throw new HerdError("invalid", `${field}: dependency cycle: ${formatCycle(cycle)}`, [
-      { field, message: `dependency cycle: ${formatCycle(cycle)}` },
+  const at = cycle?.findIndex((n) => n.startsWith(`${app}/`)) ?? -1;
+  if (cycle && at >= 0) {
+    // Told from this app's side: `a/web → b/api → a/web` for a deploy of a.
+    const ring = cycle.slice(0, -1);
+    const from = [...ring.slice(at), ...ring.slice(0, at)];
+    const path = formatCycle([...from, from[0] as string]);
+    const field = `services.${from[0]?.split("/")[1]}.dependsOn`;
+    throw new HerdError("invalid", `${field}: dependency cycle: ${path}`, [
+      { field, message: `dependency cycle: ${path}` },
     ]);
   }
 }

@@ -82,6 +82,23 @@ test("a deploy starts a service only once the service it dependsOn is healthy", 
   assert.ok(ev.some((e) => e.reason === "WaitingForDependencies" && e.service === "web"));
 });
 
+test("a deploy that would close a cycle across apps is refused with a 400 naming it, before it uploads", async () => {
+  await deploy(writeApp("edge", { web: { dependsOn: ["stack/web"] } }));
+  const check = await herd.api<{ message: string }>("POST", "/apps/stack/dependencies/check", {
+    services: { web: { dependsOn: ["db", "edge/web"] }, db: {} },
+  });
+  assert.equal(check.status, 400);
+  assert.match(check.body.message, /dependency cycle: stack\/web → edge\/web → stack\/web/);
+  const r = await deploy(writeApp("stack", { web: { dependsOn: ["db", "edge/web"] }, db: {} }), false);
+  assert.match(r.stderr + r.stdout, /dependency cycle: stack\/web → edge\/web → stack\/web/);
+  assert.doesNotMatch(r.stdout, /Packing/, "refused before it packs and uploads");
+  const unknown = await herd.api<{ message: string }>("POST", "/apps/stack/dependencies/check", {
+    services: { web: { dependsOn: ["nope/api"] } },
+  });
+  assert.equal(unknown.status, 400);
+  assert.match(unknown.body.message, /there is no app nope/);
+});
+
 test("a set with a dependency cycle is refused with a 400 naming it", async () => {
   await deploy(writeApp("c", { web: {} }));
   await deploy(writeApp("b", { web: {} }));
