@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BUILT_IN_RULES, type RemediationRule } from "../../model/remediation.ts";
 import { decide } from "./decide.ts";
-import { detect } from "./symptoms.ts";
+import { detect, detectOne, overloadedNow } from "./symptoms.ts";
 import { FakeLoad, viewOf } from "./testing.ts";
 import type { AppView } from "./view.ts";
 
@@ -164,7 +164,8 @@ test("every instance on one node bad, those elsewhere fine → cordon that node"
 
 test("saturation under rising load → scale out, throttling the low-criticality service meanwhile", () => {
   const load = new FakeLoad()
-    // 10 s window: 60 rps, 40 in flight on 2 instances; 60 s: 20 rps.
+    // 10 s window: 60 rps, 40 in flight on 2 instances (30 over the last 2 s: draining); 60 s: 20 rps.
+    .setService(WEB, { requests: 120, rps: 60, inflight: 30 }, 2_000)
     .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
     .setService(WEB, { requests: 1200, rps: 20, inflight: 10 })
     .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 9 });
@@ -185,7 +186,7 @@ test("saturation under rising load → scale out, throttling the low-criticality
     to: 4,
     throttle: [{ service: "batch", concurrency: 4, previous: undefined }],
   });
-  assert.match(plan.evidence.join("\n"), /web: 20 requests in flight per instance/);
+  assert.match(plan.evidence.join("\n"), /web: 20 requests in flight per instance over 10 s/);
   assert.match(plan.evidence.join("\n"), /web: 60 rps over 10 s against 20 over 60 s \(×3\)/);
   assert.match(plan.evidence.join("\n"), /batch \(criticality lower than web's critical\): concurrency → 4/);
 });
@@ -374,4 +375,115 @@ test("saturation by CPU: instances near what they asked for, under rising load �
   // Half of it: no symptom (in flight is low too).
   view.instances = view.instances.map((i) => ({ ...i, cpuCores: 0.2 }));
   assert.equal(detect(rule("saturated"), view).length, 0);
+});
+
+test("a load step: the queue over the last 2 s is seen before the 10 s average crosses; scale out, throttle sized to the need", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    // 2 s: 24 in flight on the one instance (it serves 65/s); 10 s: 5 on average (mostly before the step).
+    .setService(API, { requests: 130, rps: 65, inflight: 24 }, 2_000)
+    .setService(API, { requests: 200, rps: 20, inflight: 5 }, 10_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService("t/shop/batch", { requests: 500, rps: 250, inflight: 5 }, 2_000)
+    .setService("t/shop/batch", { requests: 1500, rps: 150, inflight: 2 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+  });
+  const [finding] = detect(rule("saturated"), view);
+  assert.equal(finding?.service, "api");
+  assert.equal(finding.windowMs, 2_000);
+  assert.match(
+    finding.evidence[0],
+    /^api: 24 requests in flight per instance over the last 2 s \(24 on 1 running; 5 over 10 s; threshold 8\)/,
+  );
+  const plan = decide(finding, view, WINDOW);
+  assert.equal(plan.action, "scale-out");
+  // api needs twice what it has (1 → 2); without CPU figures batch keeps half of what it has in flight now (5 over 2 s, not 2 over 10 s).
+  assert.deepEqual(plan.change, {
+    kind: "scale-out",
+    service: "api",
+    from: 1,
+    to: 2,
+    throttle: [{ service: "batch", concurrency: 2, previous: undefined }],
+  });
+  assert.match(plan.evidence.join("\n"), /api: 65 rps over 2 s against 11\.7 over 60 s \(×5\.6\)/);
+  // The same 10 s average without the queue now: no finding (a spike that is over, or noise).
+  load.setService(API, { requests: 130, rps: 65, inflight: 3 }, 2_000);
+  assert.equal(detect(rule("saturated"), view).length, 0);
+});
+
+test("a throttle's service is overloaded now only while the last 2 s show the queue, whatever the 10 s average", () => {
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 120, rps: 60, inflight: 4 }, 2_000)
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 });
+  const view = viewOf(load, { services: [{ name: "web" }] });
+  const web = view.services[0];
+  assert.ok(detectOne(rule("saturated"), view, web), "the 10 s average still holds the overload");
+  assert.equal(overloadedNow(rule("saturated"), view, web), false);
+  load.setService(WEB, { requests: 120, rps: 60, inflight: 20 }, 2_000);
+  assert.equal(overloadedNow(rule("saturated"), view, web), true);
+});
+
+test("saturation longer than the rise span: no longer rising, but CPU-bound instances → scale out by one", () => {
+  const load = new FakeLoad().setService(WEB, { requests: 3600, rps: 60, inflight: 40 });
+  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.25, memory: 1 } };
+  const view = viewOf(load, {
+    services: [{ name: "web", spec }],
+    instances: [
+      { id: "a", service: "web", cpuCores: 0.2 },
+      { id: "b", service: "web", cpuCores: 0.21 },
+    ],
+  });
+  // 82 % of the CPU asked: not CPU-bound, and load is steady: none.
+  let plan = planFor(rule("saturated"), view);
+  assert.equal(plan.action, "none");
+  assert.match(
+    plan.evidence.join("\n"),
+    /load is not rising .* and the instances are not CPU-bound \(CPU 82%\)/,
+  );
+  view.instances = view.instances.map((i) => ({ ...i, cpuCores: 0.24 }));
+  plan = planFor(rule("saturated"), view);
+  assert.equal(plan.action, "scale-out");
+  assert.equal(plan.target, "web 2 → 3");
+  assert.match(plan.reason, /^web is CPU-bound: scale out to 3/);
+});
+
+test("throttle sized by CPU: the low service gives up what the critical one needs of the CPU", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    .setService(API, { requests: 130, rps: 65, inflight: 20 }, 2_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService("t/shop/batch", { requests: 500, rps: 250, inflight: 10 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical", resources: { cpu: 0.25, memory: 1 } },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+    instances: [
+      { id: "a", service: "api", cpuCores: 0.2 },
+      { id: "b", service: "batch", cpuCores: 0.9 },
+    ],
+  });
+  const plan = planFor(rule("saturated"), view);
+  // api needs 0.2 cores more until its second instance serves: batch keeps 1 − 0.2 / 0.9 of its 10 in flight.
+  assert.deepEqual(plan.change, {
+    kind: "scale-out",
+    service: "api",
+    from: 1,
+    to: 2,
+    throttle: [{ service: "batch", concurrency: 7, previous: undefined }],
+  });
 });

@@ -1,33 +1,48 @@
 /**
- * The actions that answer load: scale out when load is rising, and throttle
- * lower-criticality services of the app (their concurrency lowered) so the
- * overloaded one keeps its latency while capacity comes. Pure, like decide.ts.
+ * The actions that answer load: scale out when load is rising (or the
+ * instances are CPU-bound), and throttle lower-criticality services of the
+ * app (their concurrency lowered, sized to what the overloaded one needs) so
+ * it keeps its latency while capacity comes. Pure, like decide.ts.
  */
 
 import type { Plan, ThrottleChange } from "./plan.ts";
 import type { Finding } from "./symptoms.ts";
-import { MIN_REQUESTS, RANK, round1, windowMsOf } from "./symptoms.ts";
+import {
+  CPU_SATURATED,
+  cpuShare,
+  MIN_REQUESTS,
+  PANIC_WINDOW_MS,
+  pct,
+  RANK,
+  round1,
+  thresholdOf,
+  windowMsOf,
+} from "./symptoms.ts";
 import { type AppView, type ServiceView, serviceKeyOf } from "./view.ts";
 
 /** rps over the window against rps over RISE_SPAN windows: at least this is rising load. */
 export const RISE_RATIO = 1.2;
 export const RISE_SPAN = 6;
 
-/** Rising load: rps over the window against rps over RISE_SPAN windows. */
+/**
+ * Rising load: rps over the window the finding was seen over (saturation's
+ * panic window, or the rule's) against rps over RISE_SPAN of the rule's windows.
+ */
 export function loadRise(
   finding: Finding,
   view: AppView,
   s: ServiceView,
 ): { ratio: number; line: string } | undefined {
   const w = windowMsOf(finding.rule);
+  const shortMs = finding.windowMs ?? w;
   const key = serviceKeyOf(view, s.name);
-  const short = view.load.service(key, w);
+  const short = view.load.service(key, shortMs);
   const long = view.load.service(key, w * RISE_SPAN);
   if (!short || !long || short.requests < MIN_REQUESTS) return undefined;
   const ratio = long.rps > 0 ? short.rps / long.rps : Number.POSITIVE_INFINITY;
   return {
     ratio,
-    line: `${s.name}: ${round1(short.rps)} rps over ${w / 1000} s against ${round1(long.rps)} over ${(w * RISE_SPAN) / 1000} s (×${Number.isFinite(ratio) ? round1(ratio) : "∞"})`,
+    line: `${s.name}: ${round1(short.rps)} rps over ${shortMs / 1000} s against ${round1(long.rps)} over ${(w * RISE_SPAN) / 1000} s (×${Number.isFinite(ratio) ? round1(ratio) : "∞"})`,
   };
 }
 
@@ -49,19 +64,34 @@ export function scaleOut(
   if (s.running < s.instances)
     return `${s.name} already waits for ${s.instances - s.running} instance(s) to run`;
   const rise = loadRise(finding, view, s);
-  if (!rise) return "too few requests to tell whether load rises";
-  if (rise.ratio < RISE_RATIO) return `load is not rising (${rise.line}): the service got slower, not busier`;
+  const rising = rise !== undefined && rise.ratio >= RISE_RATIO;
+  // Load that has been high longer than the rise span no longer rises; instances busy on
+  // their CPU still say that more of them serve more (a slow dependency leaves the CPU idle).
+  const cpu = rising ? undefined : cpuShare(view, s);
+  const cpuBound = cpu !== undefined && cpu.share >= CPU_SATURATED;
+  if (!rising && !cpuBound) {
+    if (!rise) return "too few requests to tell whether load rises";
+    return `load is not rising (${rise.line}) and the instances are not CPU-bound${cpu ? ` (CPU ${pct(cpu.share)})` : ""}: the service got slower, not busier`;
+  }
   const from = s.instances;
   const max = Math.max(from + 1, from * 2);
-  const want = Math.ceil(from * Math.min(rise.ratio, 2));
+  const want = rising ? Math.ceil(from * Math.min(rise.ratio, 2)) : from + 1;
   const to = Math.min(max, Math.max(from + 1, want));
-  const throttle = throttleAllowed ? throttleChanges(view, s) : [];
-  const evidence = [...finding.evidence, rise.line];
+  const throttle = throttleAllowed ? throttleChanges(view, s, to / from) : [];
+  const evidence = [...finding.evidence];
+  if (rise) evidence.push(rise.line);
+  if (cpuBound)
+    evidence.push(
+      `${s.name}: CPU ${pct(cpu.share)} of what its instances asked: CPU-bound, more instances serve more`,
+    );
   if (throttle.length > 0) evidence.push(...throttleLines(throttle, s));
+  const why = rising
+    ? `load on ${s.name} rises ×${Number.isFinite(rise.ratio) ? round1(rise.ratio) : "∞"}`
+    : `${s.name} is CPU-bound`;
   return {
     action: "scale-out",
     target: `${s.name} ${from} → ${to}`,
-    reason: `load on ${s.name} rises ×${Number.isFinite(rise.ratio) ? round1(rise.ratio) : "∞"}: scale out to ${to}${throttle.length > 0 ? `, throttling ${throttle.map((t) => t.service).join(", ")} until they serve` : ""}`,
+    reason: `${why}: scale out to ${to}${throttle.length > 0 ? `, throttling ${throttle.map((t) => t.service).join(", ")} until they serve` : ""}`,
     evidence,
     change: { kind: "scale-out", service: s.name, from, to, throttle },
   };
@@ -75,7 +105,7 @@ export function throttleOnly(finding: Finding, view: AppView, s: ServiceView): P
     finding.rule.symptom !== "alert"
   )
     return `throttling does not answer ${finding.rule.symptom}`;
-  const throttle = throttleChanges(view, s);
+  const throttle = throttleChanges(view, s, overBy(finding));
   if (throttle.length === 0) return `no lower-criticality service of ${view.app} to throttle for ${s.name}`;
   return {
     action: "throttle",
@@ -87,18 +117,56 @@ export function throttleOnly(finding: Finding, view: AppView, s: ServiceView): P
 }
 
 /**
- * The app's services of lower criticality than `s` with traffic, each given
- * half of its in-flight requests (at least 1) as its concurrency limit,
- * unless a limit at least that tight is already in force.
+ * How many times its capacity the overloaded service needs, from the finding
+ * (in flight per instance, or p99, against the threshold), between 1 and 2
+ * (the most a scale-out adds at once); 2 when the figure says nothing of it
+ * (CPU, an alert).
  */
-export function throttleChanges(view: AppView, s: ServiceView): ThrottleChange[] {
+export function overBy(finding: Finding): number {
+  const t = thresholdOf(finding.rule);
+  const sym = finding.rule.symptom;
+  // A saturation finding by CPU carries a share (≤ 1), not a count in flight.
+  if ((sym === "saturation" && finding.value > 1) || sym === "latency")
+    return Math.min(2, Math.max(1, finding.value / t));
+  return 2;
+}
+
+/**
+ * The app's services of lower criticality than `s` with traffic, each given a
+ * concurrency limit sized to what `s` needs: `s` needs `need` times the
+ * capacity it has (its scale-out's to / from), so until that capacity serves
+ * it needs its CPU used × (need − 1) more; each lower service keeps the share
+ * of its in-flight requests (over the panic window: the load now, not a 10 s
+ * average that is mostly before the overload) that leaves that much of the
+ * CPU they use. Without CPU figures each keeps 1 / need of them. At least 1;
+ * a limit at least as tight already in force is kept.
+ */
+export function throttleChanges(view: AppView, s: ServiceView, need: number): ThrottleChange[] {
   const mine = RANK[s.spec.criticality ?? "normal"];
+  const lower = view.services.filter((o) => o.name !== s.name && RANK[o.spec.criticality ?? "normal"] < mine);
+  const cpuUsed = (name: string): number | undefined => {
+    const used = view.instances
+      .filter((i) => i.service === name && i.state === "running")
+      .map((i) => i.cpuCores);
+    return used.length > 0 && used.every((c) => c !== undefined)
+      ? used.reduce((a, b) => a! + b!, 0)
+      : undefined;
+  };
+  const wanted = cpuUsed(s.name);
+  const lowCpu = lower.map((o) => cpuUsed(o.name));
+  const freed = lowCpu.every((c) => c !== undefined) ? lowCpu.reduce((a, b) => a! + b!, 0)! : undefined;
+  // Every lower service gives up the same share of its CPU.
+  const keep =
+    wanted !== undefined && freed !== undefined && freed > 0
+      ? Math.max(0, 1 - (wanted * (need - 1)) / freed)
+      : 1 / need;
   const out: ThrottleChange[] = [];
-  for (const o of view.services) {
-    if (o.name === s.name || RANK[o.spec.criticality ?? "normal"] >= mine) continue;
-    const f = view.load.service(serviceKeyOf(view, o.name), 10_000);
+  for (const o of lower) {
+    const key = serviceKeyOf(view, o.name);
+    const f = view.load.service(key, 10_000);
     if (!f || f.requests === 0) continue;
-    const concurrency = Math.max(1, Math.floor(f.inflight / 2));
+    const now = view.load.service(key, PANIC_WINDOW_MS) ?? f;
+    const concurrency = Math.max(1, Math.floor(now.inflight * keep));
     const current = o.concurrencyOverride !== undefined ? o.concurrencyOverride : o.spec.concurrency;
     if (typeof current === "number" && current <= concurrency) continue;
     out.push({ service: o.name, concurrency, previous: o.concurrencyOverride });
