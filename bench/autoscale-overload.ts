@@ -14,7 +14,8 @@
 //   peer      the remediation engine paused (`herd remediate pause`): the node as is
 //   herd      the engine on its built-in rules (`saturated`: scale-out + throttle
 //             the lower-criticality batch)
-// The peer runs first; the engine resumes 15 s after its overload and gets a minute of baseline, so
+// The peer runs first; the engine resumes 35 s after its overload (the built-in rules' longest window,
+// `slow`'s 30 s, then no longer holds it) and gets a minute of baseline, so
 // its rising-load check compares against baseline load, not the peer's overload.
 // api's latency is per request, from sent to answered, by when it was sent;
 // the load is paced per connection, so a slow answer delays that connection's
@@ -155,8 +156,8 @@ export async function run(): Promise<void> {
     await cli(["remediate", "pause", "--app", APP]);
     const peer = await phase(BASE_S, false, OVERLOAD_S);
     // 2. herd: the engine on, after a minute of baseline (its rising-load window). It resumes
-    // only once the peer's overload has left the saturation window (10 s), so it does not act on it.
-    await sleep(15_000);
+    // only once the peer's overload has left every rule's window (`slow`: 30 s), so it does not act on it.
+    await sleep(35_000);
     const resumed = Date.now();
     await cli(["remediate", "resume", "--app", APP]);
     const own = await phase(60, true, OVERLOAD_S);

@@ -487,3 +487,38 @@ test("throttle sized by CPU: the low service gives up what the critical one need
     throttle: [{ service: "batch", concurrency: 7, previous: undefined }],
   });
 });
+
+test("a low service saturated while a critical one is overloaded now is not scaled out: the room goes to the critical one", () => {
+  const API = "t/shop/api";
+  const BATCH = "t/shop/batch";
+  const load = new FakeLoad()
+    .setService(API, { requests: 130, rps: 65, inflight: 24 }, 2_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService(BATCH, { requests: 130, rps: 65, inflight: 16 }, 2_000)
+    .setService(BATCH, { requests: 700, rps: 11.7, inflight: 1 });
+  const view = viewOf(load, {
+    services: [
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+    ],
+  });
+  const findings = detect(rule("saturated"), view);
+  assert.deepEqual(
+    findings.map((f) => f.service),
+    ["api", "batch"],
+  );
+  const plan = decide(findings[1], view, WINDOW);
+  assert.equal(plan.action, "none");
+  assert.match(
+    plan.evidence.join("\n"),
+    /not scale-out: api \(critical\) is overloaded too: new capacity goes to it first/,
+  );
+  // api's queue gone: batch may grow.
+  load.setService(API, { requests: 130, rps: 65, inflight: 2 }, 2_000);
+  assert.equal(decide(findings[1], view, WINDOW).action, "scale-out");
+});

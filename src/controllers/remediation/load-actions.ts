@@ -11,6 +11,7 @@ import {
   CPU_SATURATED,
   cpuShare,
   MIN_REQUESTS,
+  overloadedNow,
   PANIC_WINDOW_MS,
   pct,
   RANK,
@@ -63,6 +64,10 @@ export function scaleOut(
   if (s.state === "updating" || s.state === "rolling_back") return `${s.name} is ${s.state}`;
   if (s.running < s.instances)
     return `${s.name} already waits for ${s.instances - s.running} instance(s) to run`;
+  // On a full node the room a new instance takes is the room a more critical service's needs.
+  const first = moreCriticalOverloaded(finding, view, s);
+  if (first)
+    return `${first.name} (${first.spec.criticality ?? "normal"}) is overloaded too: new capacity goes to it first`;
   const rise = loadRise(finding, view, s);
   const rising = rise !== undefined && rise.ratio >= RISE_RATIO;
   // Load that has been high longer than the rise span no longer rises; instances busy on
@@ -95,6 +100,18 @@ export function scaleOut(
     evidence,
     change: { kind: "scale-out", service: s.name, from, to, throttle },
   };
+}
+
+/** A service of the app more critical than `s` on which the finding's rule shows overload now. */
+export function moreCriticalOverloaded(
+  finding: Finding,
+  view: AppView,
+  s: ServiceView,
+): ServiceView | undefined {
+  const mine = RANK[s.spec.criticality ?? "normal"];
+  return view.services.find(
+    (o) => RANK[o.spec.criticality ?? "normal"] > mine && overloadedNow(finding.rule, view, o),
+  );
 }
 
 /** Throttle lower-criticality services alone (scale-out not allowed, or turned down). */
