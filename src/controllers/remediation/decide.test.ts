@@ -522,3 +522,38 @@ test("a low service saturated while a critical one is overloaded now is not scal
   load.setService(API, { requests: 130, rps: 65, inflight: 2 }, 2_000);
   assert.equal(decide(findings[1], view, WINDOW).action, "scale-out");
 });
+
+test("a low service whose step came with the critical one's (in flight, no answers yet) is throttled too", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    .setService(API, { requests: 130, rps: 65, inflight: 24 }, 2_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService("t/shop/batch", { requests: 0, inflight: 6 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+  });
+  const plan = planFor(rule("saturated"), view);
+  assert.deepEqual(plan.change.kind === "scale-out" && plan.change.throttle, [
+    { service: "batch", concurrency: 3, previous: undefined },
+  ]);
+  // No traffic at all: nothing to throttle.
+  load.setService("t/shop/batch", { requests: 0, inflight: 0 });
+  assert.deepEqual(
+    planFor(rule("saturated"), view).change.kind === "scale-out" && planFor(rule("saturated"), view).change,
+    {
+      kind: "scale-out",
+      service: "api",
+      from: 1,
+      to: 2,
+      throttle: [],
+    },
+  );
+});

@@ -149,7 +149,8 @@ export function overBy(finding: Finding): number {
 }
 
 /**
- * The app's services of lower criticality than `s` with traffic, each given a
+ * The app's services of lower criticality than `s` with traffic (answers over
+ * 10 s, or requests in flight now), each given a
  * concurrency limit sized to what `s` needs: `s` needs `need` times the
  * capacity it has (its scale-out's to / from), so until that capacity serves
  * it needs its CPU used × (need − 1) more; each lower service keeps the share
@@ -181,8 +182,9 @@ export function throttleChanges(view: AppView, s: ServiceView, need: number): Th
   for (const o of lower) {
     const key = serviceKeyOf(view, o.name);
     const f = view.load.service(key, 10_000);
-    if (!f || f.requests === 0) continue;
     const now = view.load.service(key, PANIC_WINDOW_MS) ?? f;
+    // Traffic: answered lately, or in flight now (a step on both at once has few answers yet).
+    if (!f || !now || (f.requests === 0 && now.inflight === 0)) continue;
     const concurrency = Math.max(1, Math.floor(now.inflight * keep));
     const current = o.concurrencyOverride !== undefined ? o.concurrencyOverride : o.spec.concurrency;
     if (typeof current === "number" && current <= concurrency) continue;
