@@ -557,3 +557,12 @@ test("a low service whose step came with the critical one's (in flight, no answe
     },
   );
 });
+
+test("under saturation answers per second are what instances serve: the queue sizes the scale-out", () => {
+  // Served rps rose ×1.3 only, but 20 in flight per instance against a threshold of 8: ×2.
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 104, rps: 52, inflight: 40 }, 2_000)
+    .setService(WEB, { requests: 2400, rps: 40, inflight: 5 });
+  const plan = planFor(rule("saturated"), viewOf(load, { services: [{ name: "web" }] }));
+  assert.equal(plan.target, "web 2 → 4");
+});

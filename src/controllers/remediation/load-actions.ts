@@ -80,7 +80,9 @@ export function scaleOut(
   }
   const from = s.instances;
   const max = Math.max(from + 1, from * 2);
-  const want = rising ? Math.ceil(from * Math.min(rise.ratio, 2)) : from + 1;
+  // Answers per second under saturation are what the instances serve, not what is asked: the
+  // queue (in flight against the threshold) says how far past it the demand is.
+  const want = Math.ceil(from * Math.max(rising ? Math.min(rise.ratio, 2) : 1, overBy(finding, 1)));
   const to = Math.min(max, Math.max(from + 1, want));
   const throttle = throttleAllowed ? throttleChanges(view, s, to / from) : [];
   const evidence = [...finding.evidence];
@@ -136,16 +138,16 @@ export function throttleOnly(finding: Finding, view: AppView, s: ServiceView): P
 /**
  * How many times its capacity the overloaded service needs, from the finding
  * (in flight per instance, or p99, against the threshold), between 1 and 2
- * (the most a scale-out adds at once); 2 when the figure says nothing of it
- * (CPU, an alert).
+ * (the most a scale-out adds at once); `unknown` when the figure says
+ * nothing of it (CPU, an alert).
  */
-export function overBy(finding: Finding): number {
+export function overBy(finding: Finding, unknown = 2): number {
   const t = thresholdOf(finding.rule);
   const sym = finding.rule.symptom;
   // A saturation finding by CPU carries a share (≤ 1), not a count in flight.
   if ((sym === "saturation" && finding.value > 1) || sym === "latency")
     return Math.min(2, Math.max(1, finding.value / t));
-  return 2;
+  return unknown;
 }
 
 /**
