@@ -82,7 +82,8 @@ export function scaleOut(
   const max = Math.max(from + 1, from * 2);
   // Answers per second under saturation are what the instances serve, not what is asked: the
   // queue (in flight against the threshold) says how far past it the demand is.
-  const want = Math.ceil(from * Math.max(rising ? Math.min(rise.ratio, 2) : 1, overBy(finding, 1)));
+  const queue = finding.rule.symptom === "saturation" ? overBy(finding, 1) : 1;
+  const want = Math.ceil(from * Math.max(rising ? Math.min(rise.ratio, 2) : 1, queue));
   const to = Math.min(max, Math.max(from + 1, want));
   const throttle = throttleAllowed ? throttleChanges(view, s, to / from) : [];
   const evidence = [...finding.evidence];
