@@ -130,7 +130,14 @@ export async function run(): Promise<void> {
       while (Date.now() - t0 < 120_000) {
         await sleep(500);
         if (engine && decision === undefined)
-          decision = (await events()).find((e) => e.reason === "Remediation" && Date.parse(e.time) >= t0);
+          // The first decision that acts for api (a `none` of another rule is listed, not timed).
+          decision = (await events()).find(
+            (e) =>
+              e.reason === "Remediation" &&
+              Date.parse(e.time) >= t0 &&
+              /: (scale-out|throttle) /.test(e.message) &&
+              e.service === "api",
+          );
         if (serving === undefined && (await apiRunning()) > before) serving = Date.now();
         if (Date.now() - t0 >= overloadS * 1000 && (!engine || serving !== undefined)) break;
       }
@@ -192,7 +199,7 @@ export async function run(): Promise<void> {
     const dAt = own.decision ? Date.parse(own.decision.time) : undefined;
     const sAt = own.serving;
     console.log(
-      `herd engine: first decision ${dAt === undefined ? "none" : `after ${((dAt - own.t0) / 1000).toFixed(1)} s`}` +
+      `herd engine: first decision for api ${dAt === undefined ? "none" : `after ${((dAt - own.t0) / 1000).toFixed(1)} s`}` +
         `; new api instance running after ${sAt === undefined ? "– (never)" : `${((sAt - own.t0) / 1000).toFixed(1)} s`}`,
     );
     for (const e of own.decisions) {
