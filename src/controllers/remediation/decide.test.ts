@@ -566,3 +566,35 @@ test("under saturation answers per second are what instances serve: the queue si
   const plan = planFor(rule("saturated"), viewOf(load, { services: [{ name: "web" }] }));
   assert.equal(plan.target, "web 2 → 4");
 });
+
+test("what is asked is what was answered plus what the queue grew by: a step shows as rising at once, a slowdown does not", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    // The last report: 11 answered, 12 in flight; the one before: 0 in flight (2 s mean 6).
+    .setService(API, { requests: 11, rps: 11, inflight: 12 }, 1_000)
+    .setService(API, { requests: 22, rps: 11, inflight: 6 }, 2_000)
+    .setService(API, { requests: 600, rps: 9.9, inflight: 1 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+    ],
+  });
+  // 6 per instance over 2 s is under 8: the 1 s figure alone is not a finding; a threshold of 5 is.
+  const r = { ...rule("saturated"), threshold: 5 };
+  let plan = planFor(r, view);
+  assert.equal(plan.action, "scale-out");
+  assert.match(
+    plan.evidence.join("\n"),
+    /api: 11 answered \+ the queue growing 12\/s = 23 rps asked over the last 1 s against 9\.9 over 60 s \(×2\.3\)/,
+  );
+  // The same answers and a queue that stays (12 in flight in both reports): slower, not busier.
+  load.setService(API, { requests: 22, rps: 11, inflight: 12 }, 2_000);
+  plan = planFor(r, view);
+  assert.equal(plan.action, "none");
+  assert.match(plan.evidence.join("\n"), /not scale-out: load is not rising \(api: 11 rps over 2 s/);
+});

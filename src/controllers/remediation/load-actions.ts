@@ -27,7 +27,12 @@ export const RISE_SPAN = 6;
 
 /**
  * Rising load: rps over the window the finding was seen over (saturation's
- * panic window, or the rule's) against rps over RISE_SPAN of the rule's windows.
+ * panic window, or the rule's) against rps over RISE_SPAN of the rule's
+ * windows. Under saturation the answers per second are what the instances
+ * serve, not what is asked: what is asked is what they answered plus what
+ * the queue grew by (requests are answered or still in flight), so a load
+ * step shows as rising at once, and a service that got slower under the
+ * same load (its queue grows as its answers drop) does not.
  */
 export function loadRise(
   finding: Finding,
@@ -40,11 +45,30 @@ export function loadRise(
   const short = view.load.service(key, shortMs);
   const long = view.load.service(key, w * RISE_SPAN);
   if (!short || !long || short.requests < MIN_REQUESTS) return undefined;
-  const ratio = long.rps > 0 ? short.rps / long.rps : Number.POSITIVE_INFINITY;
+  const asked = finding.rule.symptom === "saturation" ? askedNow(view, key) : undefined;
+  const rps = Math.max(short.rps, asked?.rps ?? 0);
+  const ratio = long.rps > 0 ? rps / long.rps : Number.POSITIVE_INFINITY;
+  const what =
+    asked && asked.rps > short.rps
+      ? `${round1(asked.answered)} answered + the queue growing ${round1(asked.growth)}/s = ${round1(asked.rps)} rps asked over the last 1 s`
+      : `${round1(short.rps)} rps over ${shortMs / 1000} s`;
   return {
     ratio,
-    line: `${s.name}: ${round1(short.rps)} rps over ${shortMs / 1000} s against ${round1(long.rps)} over ${(w * RISE_SPAN) / 1000} s (×${Number.isFinite(ratio) ? round1(ratio) : "∞"})`,
+    line: `${s.name}: ${what} against ${round1(long.rps)} over ${(w * RISE_SPAN) / 1000} s (×${Number.isFinite(ratio) ? round1(ratio) : "∞"})`,
   };
+}
+
+/**
+ * Requests asked of a service over the last second: its answers plus the
+ * growth of its queue. In flight over 1 s is the last report's count, over
+ * 2 s the mean of the last two, so the one before is 2 × (2 s) − (1 s).
+ */
+function askedNow(view: AppView, key: string): { rps: number; answered: number; growth: number } | undefined {
+  const one = view.load.service(key, 1000);
+  const two = view.load.service(key, 2000);
+  if (!one || !two) return undefined;
+  const growth = Math.max(0, 2 * (one.inflight - two.inflight));
+  return { rps: one.rps + growth, answered: one.rps, growth };
 }
 
 /** Scale out on rising load (×2 at most, +1 at least), throttling lower-criticality services meanwhile when allowed. */
