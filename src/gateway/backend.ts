@@ -60,6 +60,9 @@ export const NO_POLICIES: ServicePolicies = {
 };
 
 /** A routed service with its running endpoints and its round-robin cursor. */
+/** A degraded service still gets one request this often from each gateway process (its probe). */
+export const DEGRADED_PROBE_MS = 1000;
+
 export class Backend {
   /** `tenant/app/service`, the service's key. */
   readonly service: string;
@@ -78,6 +81,13 @@ export class Backend {
   readonly nodes: NodeBook;
   /** It scales to zero (`autoscale.min: 0`): without endpoints, requests wait for one (hold.ts). */
   readonly scalesToZero: boolean;
+  /**
+   * Switched to its routes' fallbacks (`traffic.fallback`, degraded): routes with a fallback answer
+   * it, except one probe request a second (per process) that still reaches the service, so whoever
+   * switched it sees when its calls succeed again.
+   */
+  readonly degraded: boolean;
+  #probedAt = 0;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
   /** Its live load counters (load-recorder.ts), kept across tables. */
@@ -98,6 +108,7 @@ export class Backend {
       nodes?: NodeBook;
       counters?: ServiceCounters;
       scalesToZero?: boolean;
+      degraded?: boolean;
     } = {},
   ) {
     this.service = service;
@@ -110,6 +121,14 @@ export class Backend {
     this.nodes = load.nodes ?? new NodeBook();
     this.load = load.counters ?? DETACHED_SERVICE;
     this.scalesToZero = load.scalesToZero ?? false;
+    this.degraded = load.degraded ?? false;
+  }
+
+  /** Degraded: whether this request is the probe that goes through (at most one per DEGRADED_PROBE_MS). */
+  probeDegraded(now: number): boolean {
+    if (now - this.#probedAt < DEGRADED_PROBE_MS) return false;
+    this.#probedAt = now;
+    return true;
   }
 
   get breaker(): CircuitBreaker | null {

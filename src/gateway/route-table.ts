@@ -593,6 +593,7 @@ export function buildRouteTable(
         nodes: nodeBook,
         counters: loadBook.service(key),
         scalesToZero: service.spec.autoscale?.min === 0,
+        degraded: traffic.fallback === true,
       },
     );
     backends.set(key, backend);

@@ -17,6 +17,7 @@
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
+ *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -45,6 +46,7 @@ export const KINDS = [
   "secret",
   "machine",
   "remediation",
+  "autoscale_state",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
