@@ -144,7 +144,7 @@ export async function run(): Promise<void> {
       const t1 = Date.now();
       await Promise.all([api.traffic.stop(), batch.traffic.stop()]);
       const decisions = (await events()).filter(
-        (e) => e.reason === "Remediation" && Date.parse(e.time) >= t0,
+        (e) => (e.reason === "Remediation" || e.reason === "RemediationRestored") && Date.parse(e.time) >= t0,
       );
       return {
         baseline,
@@ -203,7 +203,8 @@ export async function run(): Promise<void> {
         `; new api instance running after ${sAt === undefined ? "– (never)" : `${((sAt - own.t0) / 1000).toFixed(1)} s`}`,
     );
     for (const e of own.decisions) {
-      console.log(`  decision after ${((Date.parse(e.time) - own.t0) / 1000).toFixed(1)} s: ${e.message}`);
+      const what = e.reason === "Remediation" ? "decision" : "throttle lifted";
+      console.log(`  ${what} after ${((Date.parse(e.time) - own.t0) / 1000).toFixed(1)} s: ${e.message}`);
       for (const line of e.details ?? []) console.log(`    | ${line}`);
     }
     const until = sAt ?? own.t1;
