@@ -2,7 +2,10 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ManualClock } from "../../common/clock.ts";
+import { LATENCY_BUCKETS_MS, type ServiceLoad } from "../../model/load.ts";
 import { BUILT_IN_RULES, type RemediationRule } from "../../model/remediation.ts";
+import { LiveLoad } from "../../observe/live-load.ts";
 import { decide } from "./decide.ts";
 import { detect, detectOne, overloadedNow } from "./symptoms.ts";
 import { FakeLoad, viewOf } from "./testing.ts";
@@ -616,4 +619,52 @@ test("what is asked is what was answered plus what the queue grew by: a step sho
   plan = planFor(r, view);
   assert.equal(plan.action, "none");
   assert.match(plan.evidence.join("\n"), /not scale-out: load is not rising \(api: 11 rps over 2 s/);
+});
+
+test("over the control plane's live figures: a step is a finding on its second report, rising by what is asked", () => {
+  const clock = new ManualClock();
+  const live = new LiveLoad(clock);
+  const report = (requests: number, inflight: number) => {
+    clock.advance(1000);
+    const latency = new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0);
+    latency[2] = requests;
+    const s: ServiceLoad = {
+      service: "t/shop/api",
+      requests,
+      errors: 0,
+      shed: 0,
+      inflight,
+      waiting: 0,
+      latency,
+      instances: [],
+    };
+    live.record("gw", { at: clock.now(), intervalMs: 1000, services: [s] });
+  };
+  for (let i = 0; i < 60; i++) report(10, 0);
+  const view = () =>
+    viewOf(live, {
+      now: clock.now(),
+      services: [
+        {
+          name: "api",
+          instances: 1,
+          running: 1,
+          spec: { mode: "cattle", routes: [], criticality: "critical" },
+        },
+      ],
+    });
+  // The step's first second: 17 answered, 12 left in flight: (0 + 12) / 2 over 2 s is under 8.
+  report(17, 12);
+  assert.equal(detect(rule("saturated"), view()).length, 0);
+  // Its second: 14 answered, 24 in flight: 18 over 2 s.
+  report(14, 24);
+  const plan = planFor(rule("saturated"), view());
+  assert.equal(plan.action, "scale-out");
+  assert.equal(plan.target, "api 1 → 2");
+  assert.match(plan.evidence[0], /^api: 18 requests in flight per instance over the last 2 s/);
+  // Asked: 14 answered + 2 × (24 − 18) = 12 more in flight = 26 a second, against ~10 over 60 s.
+  assert.match(
+    plan.evidence.join("\n"),
+    /api: 14 answered \+ the queue growing 12\/s = 26 rps asked over the last 1 s against 10\.\d over 60 s/,
+  );
 });
