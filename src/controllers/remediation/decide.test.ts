@@ -495,12 +495,12 @@ test("throttle sized by CPU: the low service gives up what the critical one need
       { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
     ],
     instances: [
-      { id: "a", service: "api", cpuCores: 0.2 },
+      { id: "a", service: "api", cpuCores: 0.24 },
       { id: "b", service: "batch", cpuCores: 0.9 },
     ],
   });
   const plan = planFor(rule("saturated"), view);
-  // api needs 0.2 cores more until its second instance serves: batch keeps 1 − 0.2 / 0.9 of its 10 in flight.
+  // api needs 0.24 cores more until its second instance serves: batch keeps 1 − 0.24 / 0.9 of its 10 in flight.
   assert.deepEqual(plan.change, {
     kind: "scale-out",
     service: "api",
@@ -508,6 +508,12 @@ test("throttle sized by CPU: the low service gives up what the critical one need
     to: 2,
     throttle: [{ service: "batch", concurrency: 7, previous: undefined }],
   });
+  // CPU figures still from before the step (api at 20 % of its CPU): they say nothing of the need, batch keeps half.
+  view.instances = view.instances.map((i) => ({ ...i, cpuCores: i.service === "api" ? 0.05 : 0.2 }));
+  const early = planFor(rule("saturated"), view);
+  assert.deepEqual(early.change.kind === "scale-out" && early.change.throttle, [
+    { service: "batch", concurrency: 5, previous: undefined },
+  ]);
 });
 
 test("a low service saturated while a critical one is overloaded now is not scaled out: the room goes to the critical one", () => {

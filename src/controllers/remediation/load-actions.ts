@@ -183,7 +183,8 @@ export function overBy(finding: Finding, unknown = 2): number {
  * it needs its CPU used × (need − 1) more; each lower service keeps the share
  * of its in-flight requests (over the panic window: the load now, not a 10 s
  * average that is mostly before the overload) that leaves that much of the
- * CPU they use. Without CPU figures each keeps 1 / need of them. At least 1;
+ * CPU they use. Without CPU figures that show `s` at its CPU, each keeps
+ * 1 / need of them. At least 1;
  * a limit at least as tight already in force is kept.
  */
 export function throttleChanges(view: AppView, s: ServiceView, need: number): ThrottleChange[] {
@@ -197,7 +198,10 @@ export function throttleChanges(view: AppView, s: ServiceView, need: number): Th
       ? used.reduce((a, b) => a! + b!, 0)
       : undefined;
   };
-  const wanted = cpuUsed(s.name);
+  // Agents report CPU over 5 s: right after a step their figures are still the calm before it,
+  // and say nothing of the need. They size the throttle once they show `s` at its CPU.
+  const cpu = cpuShare(view, s);
+  const wanted = cpu !== undefined && cpu.share >= CPU_SATURATED ? cpuUsed(s.name) : undefined;
   const lowCpu = lower.map((o) => cpuUsed(o.name));
   const freed = lowCpu.every((c) => c !== undefined) ? lowCpu.reduce((a, b) => a! + b!, 0)! : undefined;
   // Every lower service gives up the same share of its CPU.
