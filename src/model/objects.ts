@@ -22,6 +22,7 @@
 
 import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
+import type { ProgressiveState } from "./progressive.ts";
 import type { ServiceSpec } from "./service-spec.ts";
 
 /** Every kind of object the store holds. */
@@ -122,6 +123,8 @@ export interface Service {
   traffic?: TrafficOverride;
   /** While a deploy rolls it out: its progress deadline, and the furthest it got (placed + running) and when. */
   rollout?: RolloutProgress;
+  /** While a canary or blue/green rollout runs: its phase, step, traffic weight and analyses (progressive.ts). */
+  progressive?: ProgressiveState;
 }
 
 /** How far a rollout got: it fails when `best` has not grown for `deadlineMs`. */
