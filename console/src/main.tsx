@@ -1,0 +1,92 @@
+// The console's entry: sign in (a token), then the page the path names.
+//
+//   index.html ─► main.tsx ─► <SignIn> until whoami answers ─► <Layout> ─► PAGES[path] (routes.ts)
+
+import { StrictMode, useCallback, useEffect, useState } from "react";
+import { createRoot } from "react-dom/client";
+import { ApiError, Client } from "./api.ts";
+import { applyTheme, Layout } from "./layout.tsx";
+import { NotFoundPage } from "./pages/not-found.tsx";
+import { SignInPage } from "./pages/sign-in.tsx";
+import { matchRoute, navigate, useLocation } from "./router.tsx";
+import { PAGES } from "./routes.ts";
+import {
+  chooseTenant,
+  forgetToken,
+  makeSession,
+  SessionContext,
+  storedToken,
+  storeTenant,
+  storeToken,
+  type Whoami,
+} from "./session.tsx";
+import "./styles.css";
+
+function App() {
+  const [token, setToken] = useState(storedToken);
+  const [whoami, setWhoami] = useState<Whoami>();
+  const [error, setError] = useState<Error>();
+  const { pathname, search } = useLocation();
+  const tenant = whoami ? chooseTenant(whoami, search.get("tenant")) : undefined;
+
+  useEffect(() => {
+    if (!token) return;
+    let live = true;
+    new Client(token)
+      .get<Whoami>("/whoami", { scoped: false })
+      .then((w) => live && setWhoami(w))
+      .catch((err: Error) => {
+        if (!live) return;
+        // A refused token is forgotten; a control plane that is away is retried by reloading.
+        if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+          forgetToken();
+          setToken(undefined);
+        }
+        setError(err);
+      });
+    return () => {
+      live = false;
+    };
+  }, [token]);
+
+  const signIn = useCallback(async (secret: string, remember: boolean) => {
+    const w = await new Client(secret).get<Whoami>("/whoami", { scoped: false });
+    if (w.kind !== "user")
+      throw new Error(`a ${w.kind} token cannot sign in to the console: use a user token`);
+    storeToken(secret, remember);
+    setError(undefined);
+    setWhoami(w);
+    setToken(secret);
+  }, []);
+
+  if (!token || !whoami || !tenant) {
+    return <SignInPage onSignIn={signIn} error={error} checking={Boolean(token) && !error} />;
+  }
+  const session = makeSession(token, whoami, tenant, {
+    setTenant: storeTenant,
+    signOut: () => {
+      forgetToken();
+      setWhoami(undefined);
+      setToken(undefined);
+      navigate("/");
+    },
+  });
+  const found = matchRoute(PAGES, pathname);
+  document.title = found ? `${found.route.title(found.params)} · herd` : "Not found · herd";
+  const Page = found?.route.page;
+  return (
+    <SessionContext.Provider value={session}>
+      <Layout>
+        {/* A new tenant or object is a new page: nothing carries over. */}
+        {Page ? <Page key={`${tenant} ${pathname}`} params={found.params} /> : <NotFoundPage />}
+      </Layout>
+    </SessionContext.Provider>
+  );
+}
+
+applyTheme((localStorage.getItem("herd.theme") as "light" | "dark" | "system" | null) ?? "system");
+createRoot(document.getElementById("root")!).render(
+  <StrictMode>
+    <App />
+  </StrictMode>,
+);
