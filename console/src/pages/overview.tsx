@@ -151,47 +151,49 @@ export function OverviewPage() {
           {!capacity.data ? (
             <Loading what="nodes" />
           ) : (
-            <table className="nodes">
-              <thead>
-                <tr>
-                  <th scope="col">Node</th>
-                  <th scope="col">CPU requested</th>
-                  <th scope="col">Memory requested</th>
-                  <th scope="col">Instances</th>
-                </tr>
-              </thead>
-              <tbody>
-                {capacity.data.nodes.map((n) => (
-                  <tr key={n.name}>
-                    <th scope="row">
-                      {n.name} <StateBadge state={n.schedulable ? n.state : `${n.state}, cordoned`} />
-                    </th>
-                    <td>
-                      <Meter
-                        used={n.requested.cpu}
-                        total={n.allocatable.cpu}
-                        label={`${n.name} CPU requested`}
-                      />
-                      <span className="small">
-                        {cores(n.requested.cpu)} of {cores(n.allocatable.cpu)} · used {cores(n.used?.cpu)}
-                      </span>
-                    </td>
-                    <td>
-                      <Meter
-                        used={n.requested.memory}
-                        total={n.allocatable.memory}
-                        label={`${n.name} memory requested`}
-                      />
-                      <span className="small">
-                        {bytes(n.requested.memory)} of {bytes(n.allocatable.memory)} · used{" "}
-                        {bytes(n.used?.memory)}
-                      </span>
-                    </td>
-                    <td>{n.instances}</td>
+            <div className="scroll">
+              <table className="nodes">
+                <thead>
+                  <tr>
+                    <th scope="col">Node</th>
+                    <th scope="col">CPU requested</th>
+                    <th scope="col">Memory requested</th>
+                    <th scope="col">Instances</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {capacity.data.nodes.map((n) => (
+                    <tr key={n.name}>
+                      <th scope="row">
+                        {n.name} <StateBadge state={n.schedulable ? n.state : `${n.state}, cordoned`} />
+                      </th>
+                      <td>
+                        <Meter
+                          used={n.requested.cpu}
+                          total={n.allocatable.cpu}
+                          label={`${n.name} CPU requested`}
+                        />
+                        <span className="small">
+                          {cores(n.requested.cpu)} of {cores(n.allocatable.cpu)} · used {cores(n.used?.cpu)}
+                        </span>
+                      </td>
+                      <td>
+                        <Meter
+                          used={n.requested.memory}
+                          total={n.allocatable.memory}
+                          label={`${n.name} memory requested`}
+                        />
+                        <span className="small">
+                          {bytes(n.requested.memory)} of {bytes(n.allocatable.memory)} · used{" "}
+                          {bytes(n.used?.memory)}
+                        </span>
+                      </td>
+                      <td>{n.instances}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
           )}
         </Section>
       </div>
