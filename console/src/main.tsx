@@ -8,7 +8,8 @@ import { ApiError, Client } from "./api.ts";
 import { applyTheme, Layout } from "./layout.tsx";
 import { NotFoundPage } from "./pages/not-found.tsx";
 import { SignInPage } from "./pages/sign-in.tsx";
-import { matchRoute, navigate, useLocation } from "./router.tsx";
+import { matchRoute } from "./route-match.ts";
+import { navigate, useLocation } from "./router.tsx";
 import { PAGES } from "./routes.ts";
 import {
   chooseTenant,

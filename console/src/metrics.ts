@@ -18,7 +18,7 @@ interface Matrix {
 }
 
 const WINDOW_S = 30 * 60;
-const STEP_S = 30;
+const STEP_S = 15;
 
 /** The RED series of every app of the tenant that had traffic (by app name). */
 export async function redByApp(

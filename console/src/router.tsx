@@ -3,38 +3,7 @@
 // Every object has a path, so every view is a deep link the server answers
 // with index.html (src/api/routes/console.ts).
 
-import { type AnchorHTMLAttributes, type MouseEvent, type ReactNode, useSyncExternalStore } from "react";
-
-/** One page of the console: a path pattern and what it shows. */
-export interface PageRoute {
-  /** `/apps/:app` style; `:name` matches one segment. */
-  path: string;
-  /** The page title (the browser tab shows it). */
-  title: (params: Record<string, string>) => string;
-  page: (props: { params: Record<string, string> }) => ReactNode;
-  /** Shown in the top navigation under this label. */
-  nav?: string;
-}
-
-/** The route a path matches and its parameters, or undefined. */
-export function matchRoute(
-  routes: readonly PageRoute[],
-  pathname: string,
-): { route: PageRoute; params: Record<string, string> } | undefined {
-  const parts = pathname.split("/").filter(Boolean);
-  for (const route of routes) {
-    const pattern = route.path.split("/").filter(Boolean);
-    if (pattern.length !== parts.length) continue;
-    const params: Record<string, string> = {};
-    let ok = true;
-    for (let i = 0; i < pattern.length; i++) {
-      if (pattern[i].startsWith(":")) params[pattern[i].slice(1)] = decodeURIComponent(parts[i]);
-      else if (pattern[i] !== parts[i]) ok = false;
-    }
-    if (ok) return { route, params };
-  }
-  return undefined;
-}
+import { type AnchorHTMLAttributes, type MouseEvent, useSyncExternalStore } from "react";
 
 const subscribe = (notify: () => void) => {
   window.addEventListener("popstate", notify);

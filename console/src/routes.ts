@@ -5,7 +5,7 @@
 import { AppPage } from "./pages/app.tsx";
 import { InstancePage } from "./pages/instance.tsx";
 import { OverviewPage } from "./pages/overview.tsx";
-import type { PageRoute } from "./router.tsx";
+import type { PageRoute } from "./route-match.ts";
 
 export const PAGES: readonly PageRoute[] = [
   { path: "/", title: () => "Overview", page: OverviewPage, nav: "Overview" },

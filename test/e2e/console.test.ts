@@ -25,7 +25,8 @@ let viewerToken: string;
 before(async () => {
   const { chromium: bin } = await ensureDebianPackages({ chromium: "chromium" });
   mkdirSync(SHOTS, { recursive: true });
-  herd = await startHerd({ example: true });
+  // Scraped every 2 s: the overview's sparklines have points within the test.
+  herd = await startHerd({ example: true, extraArgs: ["--scrape-interval", "2s"] });
   // Root cannot run chromium's sandbox; the pages are herd's own.
   browser = await chromium.launch({ executablePath: bin, args: ["--no-sandbox"] });
   const ok = (r: { status: number; body: unknown }) => {
@@ -242,6 +243,23 @@ test("screenshots: every page in dark and on a phone; the keyboard reaches sign-
     }
   } finally {
     await phone.context.close();
+  }
+  // The sparklines draw the gateway's figures: traffic, a few scrapes, and the canvas is there.
+  const light = await signedIn(herd.token);
+  try {
+    const drawn = light.page.locator("[data-testid=app-row-hello] .sparkline:not([data-empty]) canvas");
+    for (let waited = 0; (await drawn.count()) < 3; waited += 3000) {
+      assert.ok(waited < 60_000, "no sparkline drawn within 60 s of traffic");
+      await traffic(30);
+      await light.page.waitForTimeout(3000);
+      await light.page.reload();
+      await light.page.getByTestId("app-row-hello").waitFor();
+      await light.page.waitForTimeout(500);
+    }
+    assert.match(await text(light.page.getByTestId("app-row-hello")), /req\/s/);
+    await shot(light.page, "overview-traffic");
+  } finally {
+    await light.context.close();
   }
   const dark = await signedIn(herd.token, { dark: true });
   try {

@@ -2,59 +2,13 @@
 // and by whom (from the audit trail, for those who may read it), and a
 // rollback to any earlier one for those who may deploy.
 
-import type { Release } from "../../../src/model/objects.ts";
 import type { AuditEntry } from "../api-types.ts";
 import { ActionButton, ErrorBox, Loading, Section } from "../components/ui.tsx";
 import { ago } from "../format.ts";
+import { type ReleaseView, releaseAuthors } from "../release-authors.ts";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
 import type { AppDetail } from "./app.tsx";
-
-type ReleaseView = Release & { current: boolean };
-
-/**
- * Who made each release, from the audit trail: a deploy call comes before its
- * release (the build runs in between); a rollback call creates its release
- * before it answers (as does a secret change), so its entry is written a moment after. Each release
- * takes the last unused call of its kind up to that moment; a release without
- * one (the remediation engine's rollbacks) shows "—".
- */
-export function releaseAuthors(
-  releases: readonly ReleaseView[],
-  audit: readonly AuditEntry[],
-): Map<number, string> {
-  const calls = audit
-    .filter((e) => e.status < 300)
-    .map((e) => ({ ...e, kind: callKind(e.route) }))
-    .filter((e) => e.kind !== "")
-    .sort((a, b) => a.at.localeCompare(b.at));
-  const used = new Set<number>();
-  const out = new Map<number, string>();
-  for (const r of [...releases].sort((a, b) => a.version - b.version)) {
-    const kind = r.rollbackOf ? "rollback" : r.description.startsWith("Secret ") ? "secret" : "deploy";
-    const until = new Date(Date.parse(r.createdAt) + (kind === "deploy" ? 0 : AFTER_MS)).toISOString();
-    let found = -1;
-    for (let i = 0; i < calls.length && calls[i].at <= until; i++) {
-      if (calls[i].kind === kind && !used.has(i)) found = i;
-    }
-    if (found >= 0) {
-      used.add(found);
-      out.set(r.version, calls[found].actor);
-    } else out.set(r.version, "—");
-  }
-  return out;
-}
-
-/** How long after its release a rollback's or a secret change's audit entry may be written. */
-const AFTER_MS = 5000;
-
-/** The calls that make releases: a deploy, a rollback, a secret its release uses (set or unset). */
-function callKind(route: string): "deploy" | "rollback" | "secret" | "" {
-  if (route === "POST /api/v1/apps/:app/deploys") return "deploy";
-  if (route === "POST /api/v1/apps/:app/rollback") return "rollback";
-  if (/^(PUT|DELETE) \/api\/v1\/apps\/:app\/secrets\/:name$/.test(route)) return "secret";
-  return "";
-}
 
 export function ReleasesTab({ detail, reload }: { detail: AppDetail; reload(): void }) {
   const { client, can } = useSession();
