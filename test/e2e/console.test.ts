@@ -33,6 +33,7 @@ before(async () => {
     assert.ok(r.status < 300, JSON.stringify(r.body));
     return r.body as Record<string, string>;
   };
+  ok(await herd.api("POST", "/tenants", { name: "acme" }));
   ok(await herd.api("POST", "/users", { name: "vera" }));
   ok(await herd.api("PUT", "/tenants/default/members/vera", { role: "viewer" }));
   viewerToken = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" })).token;
@@ -224,6 +225,28 @@ test("a viewer sees hello but no scale, deploy or rollback control, and the API 
   }
 });
 
+test("the tenant switcher shows another tenant's apps, and its links keep the tenant", async () => {
+  const { page, context } = await signedIn(herd.token);
+  try {
+    await page.getByTestId("app-row-hello").waitFor();
+    await page.getByTestId("tenant-switcher").selectOption("acme");
+    await page.waitForURL(/\?tenant=acme$/);
+    await page.getByText("No apps in tenant acme").waitFor();
+    assert.equal(await page.getByTestId("app-row-hello").count(), 0);
+    // A deep link names its tenant; the app of another tenant is not found there.
+    await page.goto(`${herd.url}/apps/hello?tenant=acme`);
+    await page.getByRole("alert").filter({ hasText: "404" }).waitFor();
+    assert.equal(
+      await page.getByRole("link", { name: "Releases" }).getAttribute("href"),
+      "/apps/hello/releases?tenant=acme",
+    );
+    await page.getByTestId("tenant-switcher").selectOption("default");
+    await page.getByTestId("app-row-hello").waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
 test("screenshots: every page in dark and on a phone; the keyboard reaches sign-in and the tabs", async () => {
   const phone = await signedIn(herd.token, { width: 390, height: 844, dark: true });
   try {
@@ -276,7 +299,9 @@ test("screenshots: every page in dark and on a phone; the keyboard reaches sign-
   try {
     const page = await context.newPage();
     await page.goto(`${herd.url}/apps/hello/events`);
-    await page.keyboard.type(herd.token); // the token field has the focus
+    // The token field has the focus once the page has rendered: no click needed.
+    await page.waitForFunction("document.activeElement?.getAttribute('name') === 'token'");
+    await page.keyboard.type(herd.token);
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Events" }).waitFor();
     await page.getByRole("link", { name: "Logs" }).focus();
