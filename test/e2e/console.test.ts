@@ -21,6 +21,7 @@ const work = mkdtempSync(join(tmpdir(), "herd-console-"));
 let herd: Herd;
 let browser: Browser | undefined;
 let viewerToken: string;
+let viewerTokenId: string;
 
 before(async () => {
   const { chromium: bin } = await ensureDebianPackages({ chromium: "chromium" });
@@ -36,7 +37,9 @@ before(async () => {
   ok(await herd.api("POST", "/tenants", { name: "acme" }));
   ok(await herd.api("POST", "/users", { name: "vera" }));
   ok(await herd.api("PUT", "/tenants/default/members/vera", { role: "viewer" }));
-  viewerToken = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" })).token;
+  const created = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" }));
+  viewerToken = created.token;
+  viewerTokenId = created.id;
 });
 
 after(async () => {
@@ -220,6 +223,10 @@ test("a viewer sees hello but no scale, deploy or rollback control, and the API 
       return r.status;
     }, viewerToken);
     assert.equal(res, 403);
+    // The token revoked while the page is open: the next call is refused and the page asks to sign in.
+    assert.equal((await herd.api("DELETE", `/tokens/${viewerTokenId}`)).status < 300, true);
+    await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 20_000 });
+    await page.getByRole("alert").filter({ hasText: "401" }).waitFor();
   } finally {
     await context.close();
   }
