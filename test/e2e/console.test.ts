@@ -269,6 +269,10 @@ test("screenshots: every page in dark and on a phone; the keyboard reaches sign-
       await page.goto(`${herd.url}/apps/hello${tab}`);
       await page.getByRole("heading", { name: /hello/ }).first().waitFor();
       await page.waitForTimeout(500);
+      const wider = (await page.evaluate(
+        "document.documentElement.scrollWidth - window.innerWidth",
+      )) as number;
+      assert.ok(wider <= 0, `/apps/hello${tab} is ${wider} px wider than the phone`);
       await shot(page, `phone-dark-app${tab.replace("/", "-")}`);
     }
   } finally {
