@@ -70,6 +70,7 @@ import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
+import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
@@ -83,6 +84,7 @@ import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
+import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -644,6 +646,7 @@ export function buildApi(
       appRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
+      rolloutRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
@@ -659,6 +662,7 @@ export function buildApi(
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
+      catalogRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
     },

@@ -13,6 +13,7 @@ import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
 import { autoscaleCommand } from "./autoscale.ts";
 import { capacityCommand } from "./capacity.ts";
+import { catalogCommand } from "./catalog.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
 import { consumersCommand } from "./consumers.ts";
@@ -32,6 +33,7 @@ import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
+import { rolloutCommand } from "./rollout.ts";
 import { secretsCommand } from "./secrets.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
@@ -265,12 +267,14 @@ export const APP_COMMANDS: CommandSpec[] = [
   logsCommand,
   releasesCommand,
   rollbackCommand,
+  rolloutCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,
   remediateCommand,
   nodesCommand,
   capacityCommand,
+  catalogCommand,
   consumersCommand,
   secretsCommand,
   instancesCommand,
