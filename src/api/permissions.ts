@@ -72,11 +72,14 @@ export const MACHINE_PERMISSIONS: Record<Exclude<Token["kind"], "user">, Readonl
 
 /**
  * Every route of the API, as `METHOD /path` (Fastify's path syntax), and the
- * permission it needs. `null`: no token at all (health and the API's own metrics).
+ * permission it needs. `null`: no token at all (health, the API's own metrics, the console's files).
  */
 export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /healthz": null,
   "GET /metrics": null,
+  // the web console's files and deep links (routes/console.ts): the page asks for a token itself
+  "GET /": null,
+  "GET /*": null,
   "GET /api/v1/openapi.json": "self",
   "GET /api/v1/version": "self",
   "GET /api/v1/whoami": "self",
@@ -113,6 +116,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/releases": "apps:read",
   "POST /api/v1/apps/:app/rollback": "apps:write",
   "GET /api/v1/apps/:app/instances": "apps:read",
+  "GET /api/v1/instances": "apps:read", // every app's, for the console's overview (routes/instances.ts)
   "GET /api/v1/apps/:app/load": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",

@@ -73,8 +73,10 @@ import { capacityRoutes } from "./routes/capacity.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import { instanceRoutes } from "./routes/instances.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
@@ -642,6 +644,7 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
       platformRoutes(api, deps);
@@ -665,6 +668,8 @@ export function buildApi(
     },
     { prefix: "/api/v1" },
   );
+  // The web console (console/dist): its files and its deep links, outside /api/v1.
+  consoleRoutes(app, new ConsoleFiles(CONSOLE_DIR));
   // Span ingest has its own plugin: it reads gzip and deflate bodies.
   app.register(async (ingest) => traceIngestRoutes(ingest, deps), { prefix: "/api/v1" });
   return app;

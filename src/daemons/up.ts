@@ -142,6 +142,7 @@ export async function runUp(options: UpOptions): Promise<number> {
     [
       "",
       "herd is up",
+      `  console:      ${server.url}/   (sign in with the admin token below; docs/console.md)`,
       `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
       `  gateway:      ${shownGateway}   (pid ${record.pid}${how[gateway.how]})`,
       `  metrics:      ${record.metricsUrl ?? "off (--gateway-metrics-port)"}`,
