@@ -179,6 +179,7 @@ export const HeartbeatBody = T.Object({
       ),
       port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
       pid: T.Optional(T.Integer({ minimum: 1 })),
+      configVersion: T.Optional(T.Integer({ minimum: 0 })),
       // One type list, not anyOf: Ajv's coercion would turn null into 0 and "" in an anyOf's first
       // branch, and an unknown exit would read "exited with code 0".
       exitCode: T.Optional(T.Unsafe<number | null>({ type: ["integer", "null"] })),

@@ -1,0 +1,49 @@
+/**
+ * An instance's config on disk, as its agent writes it into the instance's
+ * app dir (seen by the app, also inside the sandbox):
+ *
+ *   <dir>/config.json      {version, values, files: {name: format}, origins}   HERD_CONFIG_FILE
+ *   <dir>/files/<name>     each file entry's content                         HERD_CONFIG_DIR
+ *
+ * Every file is written to a temporary name and renamed over the old one, so
+ * a reader sees the old or the new content, never half of it. The file
+ * entries go first and config.json last: once config.json says version V,
+ * the files of V are in place. Files V no longer has are removed after.
+ */
+
+import { createHmac } from "node:crypto";
+import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { EffectiveConfig } from "../model/config.ts";
+
+/** Where the config of an instance whose app is unpacked at `appDir` lives. */
+export const configDirOf = (appDir: string): string => join(appDir, ".herd", "config");
+
+/** Writes `doc` into `dir` (see the top of this file); readable by the instance's uid. */
+export async function writeInstanceConfig(dir: string, doc: EffectiveConfig): Promise<void> {
+  const filesDir = join(dir, "files");
+  await mkdir(filesDir, { recursive: true, mode: 0o755 });
+  for (const [name, f] of Object.entries(doc.files)) await atomicWrite(join(filesDir, name), f.content);
+  const summary = {
+    app: doc.app,
+    version: doc.version,
+    values: doc.values,
+    files: Object.fromEntries(Object.entries(doc.files).map(([n, f]) => [n, f.format])),
+    origins: doc.origins,
+  };
+  await atomicWrite(join(dir, "config.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  for (const name of await readdir(filesDir)) {
+    if (!(name in doc.files)) await rm(join(filesDir, name), { force: true });
+  }
+}
+
+async function atomicWrite(file: string, content: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await writeFile(tmp, content, { mode: 0o644 });
+  await rename(tmp, file);
+}
+
+/** The key of an instance's feed channel: an HMAC of its id under the agent's feed secret. */
+export function feedKey(secret: string, id: string): string {
+  return createHmac("sha256", secret).update(id).digest("base64url").slice(0, 32);
+}
