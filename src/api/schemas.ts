@@ -254,9 +254,9 @@ export const LogBatchBody = T.Object({
   ),
 });
 
-/** What gateways and admins may snapshot and watch: never tokens, users, memberships or secrets (even encrypted). */
+/** What gateways and admins may snapshot and watch: never tokens, users, memberships, secrets (even encrypted) or config contents. */
 export const WATCHABLE: readonly Kind[] = KINDS.filter(
-  (k) => k !== "token" && k !== "user" && k !== "member" && k !== "secret",
+  (k) => k !== "token" && k !== "user" && k !== "member" && k !== "secret" && k !== "config_version",
 );
 
 export const WatchQuery = T.Object({

@@ -89,8 +89,8 @@ export class ConfigFeed {
     for (const res of [...ch.waiters, ...ch.streams]) res.destroy();
   }
 
-  /** Answers one request (see the top of this file). */
-  handle(req: IncomingMessage, res: ServerResponse): void {
+  /** Answers one request (see the top of this file); true once it is answered or held. */
+  handle(req: IncomingMessage, res: ServerResponse): true {
     const url = new URL(req.url ?? "/", "http://feed");
     const match = /^\/config\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/.exec(url.pathname);
     if (req.method !== "GET" || !match)
@@ -112,7 +112,7 @@ export class ConfigFeed {
       else res.write(": waiting\n\n");
       ch.streams.add(res);
       res.once("close", () => ch.streams.delete(res));
-      return;
+      return true;
     }
     if (ch.version > since) return sendDocument(res, ch);
     const holdText = url.searchParams.get("timeoutMs");
@@ -129,6 +129,7 @@ export class ConfigFeed {
       clearTimeout(timer);
       ch.waiters.delete(res);
     });
+    return true;
   }
 
   /** Serves the feed on its own HTTP server (127.0.0.1 unless told otherwise). */
@@ -163,16 +164,18 @@ export class ConfigFeed {
   }
 }
 
-function sendDocument(res: ServerResponse, ch: Channel): void {
+function sendDocument(res: ServerResponse, ch: Channel): true {
   res.writeHead(200, {
     "content-type": "application/json",
     etag: `"${ch.version}"`,
     "cache-control": "no-store",
   });
   res.end(ch.body);
+  return true;
 }
 
-function reply(res: ServerResponse, status: number, body: unknown): void {
+function reply(res: ServerResponse, status: number, body: unknown): true {
   res.writeHead(status, { "content-type": "application/json" });
   res.end(JSON.stringify(body));
+  return true;
 }
