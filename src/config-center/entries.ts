@@ -10,7 +10,7 @@ import { type FieldProblem, invalid } from "../common/errors.ts";
 import type { ConfigEntry, ConfigFormat } from "../model/config.ts";
 
 /** An entry's name: a key (`db.pool.size`, `LOG_LEVEL`) or a file name (`app.yaml`); never a path. */
-export const ENTRY_NAME_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+export const ENTRY_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$";
 const ENTRY_NAME = new RegExp(ENTRY_NAME_PATTERN);
 
 /** Largest key value. */
@@ -90,7 +90,7 @@ export function checkEntries(entries: Record<string, ConfigEntry>, field = "entr
     if (!ENTRY_NAME.test(name)) {
       problems.push({
         field: at,
-        message: "a name is letters, digits, _ . and -, starting with a letter, digit or _, at most 128",
+        message: "a name is letters, digits, _ . and -, starting with a letter or digit, at most 128",
       });
       continue;
     }

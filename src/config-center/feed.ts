@@ -25,6 +25,7 @@ const DEFAULT_HOLD_MS = 30_000;
 
 interface Channel {
   version: number;
+  doc: EffectiveConfig;
   /** The document as sent: JSON text. */
   body: string;
   /** The SSE frame of this version. */
@@ -54,9 +55,9 @@ export class ConfigFeed {
     this.#timer.unref();
   }
 
-  /** The version a channel serves (0: none). */
-  versionOf(id: string): number {
-    return this.#channels.get(id)?.version ?? 0;
+  /** The document a channel serves, when it has one. */
+  current(id: string): EffectiveConfig | undefined {
+    return this.#channels.get(id)?.doc;
   }
 
   /** Makes `doc` the channel's current version and hands it to every waiting request and stream. */
@@ -69,10 +70,11 @@ export class ConfigFeed {
     }
     const { body, frame } = this.#last;
     if (!ch) {
-      ch = { version: doc.version, body, frame, waiters: new Set(), streams: new Set() };
+      ch = { version: doc.version, doc, body, frame, waiters: new Set(), streams: new Set() };
       this.#channels.set(id, ch);
     } else {
       ch.version = doc.version;
+      ch.doc = doc;
       ch.body = body;
       ch.frame = frame;
     }

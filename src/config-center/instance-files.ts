@@ -12,9 +12,9 @@
  */
 
 import { createHmac } from "node:crypto";
-import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { EffectiveConfig } from "../model/config.ts";
+import type { ConfigFormat, EffectiveConfig } from "../model/config.ts";
 
 /** Where the config of an instance whose app is unpacked at `appDir` lives. */
 export const configDirOf = (appDir: string): string => join(appDir, ".herd", "config");
@@ -47,3 +47,40 @@ async function atomicWrite(file: string, content: string): Promise<void> {
 export function feedKey(secret: string, id: string): string {
   return createHmac("sha256", secret).update(id).digest("base64url").slice(0, 32);
 }
+
+/** The config written in `dir` for app `app` of `tenant`, read back (an agent that adopts an instance); undefined when absent or broken. */
+export async function readInstanceConfig(dir: string, tenant: string): Promise<EffectiveConfig | undefined> {
+  try {
+    const summary = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as {
+      app: string;
+      version: number;
+      values: Record<string, string>;
+      files: Record<string, ConfigFormat>;
+      origins: Record<string, string>;
+    };
+    const files: EffectiveConfig["files"] = {};
+    for (const [name, format] of Object.entries(summary.files)) {
+      files[name] = { format, content: await readFile(join(dir, "files", name), "utf8") };
+    }
+    return {
+      tenant,
+      app: summary.app,
+      version: summary.version,
+      values: summary.values,
+      files,
+      origins: summary.origins,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The document of an app with no config yet: version 0, nothing in it. */
+export const emptyConfig = (tenant: string, app: string): EffectiveConfig => ({
+  tenant,
+  app,
+  version: 0,
+  values: {},
+  files: {},
+  origins: {},
+});
