@@ -88,3 +88,15 @@ test("instance files: written whole, config.json last, stale files removed", asy
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a version going back (a gray release rolled back) reaches followers too", async () => {
+  await withFeed(async (url, feed) => {
+    feed.publish("i1", doc(2, "gray"));
+    const base = `${url}/config/i1?key=${feedKey("s", "i1")}`;
+    const held = fetch(`${base}&since=2`);
+    await new Promise((r) => setTimeout(r, 30));
+    feed.publish("i1", doc(1, "stable"));
+    const back = await held;
+    assert.equal(((await back.json()) as EffectiveConfig).values.K, "stable");
+  });
+});

@@ -4,12 +4,15 @@
  * instance's env (HERD_CONFIG_URL); the bench serves 10,000 subscribers with it.
  *
  *   GET /config/<id>?key=K[&since=V][&timeoutMs=T]
- *        version > since (or no since) ─► 200 the EffectiveConfig JSON (ETag "V")
+ *        version ≠ since (or no since) ─► 200 the EffectiveConfig JSON (ETag "V")
  *        else held until publish(id) ─► 200 the new one; after T (default 30 s) ─► 304
  *   GET /config/<id>?key=K&stream=sse   (or Accept: text/event-stream)
- *        ─► `id: V / event: config / data: <json>` now when newer than since or
+ *        ─► `id: V / event: config / data: <json>` now when it differs from since or
  *           Last-Event-ID, then on every publish; a comment line every 15 s
  *   bad key ─► 403; unknown id ─► 404
+ *
+ * The cursor is compared for difference, not order: rolling a gray version
+ * back takes an instance from v8 back to v7, and its followers get v7.
  *
  * The document of a version is serialized once, whatever the number of
  * subscribers; a publish writes those bytes to every held request and stream.
@@ -26,10 +29,12 @@ const DEFAULT_HOLD_MS = 30_000;
 interface Channel {
   version: number;
   doc: EffectiveConfig;
-  /** The document as sent: JSON text. */
-  body: string;
-  /** The SSE frame of this version. */
-  frame: string;
+  /** The document as sent: JSON, encoded once for every subscriber. */
+  body: Buffer;
+  /** The SSE frame of this version, encoded once. */
+  frame: Buffer;
+  /** Its ETag header value. */
+  etag: string;
   waiters: Set<ServerResponse>;
   streams: Set<ServerResponse>;
 }
@@ -47,7 +52,7 @@ export class ConfigFeed {
   readonly #timer: NodeJS.Timeout;
   #server: Server | undefined;
   /** The last document serialized, so one publish to many channels serializes once. */
-  #last: { doc: EffectiveConfig; body: string; frame: string } | undefined;
+  #last: { doc: EffectiveConfig; body: Buffer; frame: Buffer; etag: string } | undefined;
 
   constructor(options: ConfigFeedOptions) {
     this.#options = options;
@@ -66,17 +71,23 @@ export class ConfigFeed {
     if (ch && ch.version === doc.version) return;
     if (this.#last?.doc !== doc) {
       const body = JSON.stringify(doc);
-      this.#last = { doc, body, frame: `id: ${doc.version}\nevent: config\ndata: ${body}\n\n` };
+      this.#last = {
+        doc,
+        body: Buffer.from(body),
+        frame: Buffer.from(`id: ${doc.version}\nevent: config\ndata: ${body}\n\n`),
+        etag: `"${doc.version}"`,
+      };
     }
-    const { body, frame } = this.#last;
+    const { body, frame, etag } = this.#last;
     if (!ch) {
-      ch = { version: doc.version, doc, body, frame, waiters: new Set(), streams: new Set() };
+      ch = { version: doc.version, doc, body, frame, etag, waiters: new Set(), streams: new Set() };
       this.#channels.set(id, ch);
     } else {
       ch.version = doc.version;
       ch.doc = doc;
       ch.body = body;
       ch.frame = frame;
+      ch.etag = etag;
     }
     for (const res of ch.waiters) sendDocument(res, ch);
     ch.waiters.clear();
@@ -110,13 +121,13 @@ export class ConfigFeed {
       url.searchParams.get("stream") === "sse" || (req.headers.accept ?? "").includes("text/event-stream");
     if (sse) {
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
-      if (ch.version > since) res.write(ch.frame);
+      if (ch.version !== since) res.write(ch.frame);
       else res.write(": waiting\n\n");
       ch.streams.add(res);
       res.once("close", () => ch.streams.delete(res));
       return true;
     }
-    if (ch.version > since) return sendDocument(res, ch);
+    if (ch.version !== since) return sendDocument(res, ch);
     const holdText = url.searchParams.get("timeoutMs");
     const hold = holdText === null ? DEFAULT_HOLD_MS : Number(holdText);
     if (!Number.isInteger(hold) || hold < 0 || hold > MAX_HOLD_MS)
@@ -124,7 +135,7 @@ export class ConfigFeed {
     ch.waiters.add(res);
     const timer = setTimeout(() => {
       if (!ch.waiters.delete(res)) return;
-      res.writeHead(304, { etag: `"${ch.version}"` });
+      res.writeHead(304, ["etag", ch.etag]);
       res.end();
     }, hold);
     res.once("close", () => {
@@ -167,11 +178,7 @@ export class ConfigFeed {
 }
 
 function sendDocument(res: ServerResponse, ch: Channel): true {
-  res.writeHead(200, {
-    "content-type": "application/json",
-    etag: `"${ch.version}"`,
-    "cache-control": "no-store",
-  });
+  res.writeHead(200, ["content-type", "application/json", "etag", ch.etag, "cache-control", "no-store"]);
   res.end(ch.body);
   return true;
 }
