@@ -21,7 +21,7 @@ import { dirname, join } from "node:path";
 import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
-import { InstanceConfigFeed } from "../config-center/agent-feed.ts";
+import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
 import type { Resources, Taint } from "../model/objects.ts";
 import type {
@@ -574,7 +574,7 @@ export class Agent {
     inst.configVersion = config.version;
     if (config.onChange === "signal" && inst.pid !== undefined) {
       try {
-        process.kill(-inst.pid, "SIGHUP");
+        if (sighupGroup(inst.pid) === 0) this.#log.warn("no process took the config SIGHUP", { id: inst.id });
       } catch (err) {
         this.#log.warn("cannot send SIGHUP for a config change", { id: inst.id, err });
       }

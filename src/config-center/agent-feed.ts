@@ -5,7 +5,8 @@
  *   heartbeat reply: desired.config {version, onChange, document?}
  *     ─► writeInstanceConfig(<app dir>/.herd/config)  (atomic renames)
  *     ─► feed.publish(id, document)                    (long polls answered, SSE streams written)
- *     ─► onChange: file → nothing more; signal → SIGHUP to its process group; restart → the agent restarts it
+ *     ─► onChange: file → nothing more; signal → SIGHUP to its processes (not the shells that wrap
+ *        them: `sh -c` would die of it); restart → the agent restarts it
  *     ─► the next heartbeat reports configVersion
  *
  * The feed's port and secret are kept in `<dataDir>/config-feed.json` (0600)
@@ -14,7 +15,7 @@
  */
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writePrivateFile } from "../common/private-file.ts";
 import type { EffectiveConfig } from "../model/config.ts";
@@ -99,4 +100,36 @@ export class InstanceConfigFeed {
   close(): Promise<void> {
     return this.feed.close();
   }
+}
+
+/** Shells that wrap an instance's command (`/bin/sh -c`): a SIGHUP would end them, so they are left out. */
+const SHELLS = new Set(["sh", "dash", "bash", "ash", "busybox"]);
+
+/**
+ * Sends SIGHUP to the processes of process group `pgid` other than the
+ * shells that wrap the command; returns how many got it. Reads /proc.
+ */
+export function sighupGroup(pgid: number): number {
+  let sent = 0;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp …: comm may hold spaces and parentheses, so split after the last ")".
+    const close = stat.lastIndexOf(")");
+    const comm = stat.slice(stat.indexOf("(") + 1, close);
+    const fields = stat.slice(close + 2).split(" ");
+    if (Number(fields[2]) !== pgid || SHELLS.has(comm)) continue;
+    try {
+      process.kill(Number(name), "SIGHUP");
+      sent++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return sent;
 }
