@@ -25,7 +25,8 @@ const first = doc(1);
 for (let i = 0; i < CHANNELS; i++) feed.publish(`i${i}`, first);
 const { port } = await feed.listen(0);
 process.send?.({ port });
-process.on("message", (m: { publish?: number }) => {
+process.on("message", (m: { publish?: number; cpu?: boolean }) => {
+  if (m.cpu) process.send?.({ cpu: process.cpuUsage() });
   if (m.publish === undefined) return;
   const next = doc(m.publish);
   const t0 = performance.now();

@@ -12,8 +12,10 @@
 //
 // Prints p50/p99/max per mode, full fan-outs per second (publish → all
 // acknowledged, one after the other), the feed's own publish time, and the
-// ratio of the peer's p99 to push's. Goal: push p99 ≤ 1 s. --strict exits 1
-// when the goal is missed or any round lost a subscriber.
+// ratio of the peer's p99 to push's, and the CPU seconds each change cost the
+// feed and the subscribers (a figure the machine's load does not inflate).
+// Goal: push p99 ≤ 1 s. --strict exits 1 when the goal is missed or any push
+// round lost a subscriber.
 //
 // Usage: node bench/config.ts [--subscribers N] [--rounds R] [--strict]
 
@@ -182,6 +184,25 @@ async function startServer(): Promise<void> {
 }
 
 let lastPublishMs = 0;
+/** Acknowledgements that never came in this mode's rounds (counted as the round timeout). */
+let missing = 0;
+
+/** The feed process's CPU seconds so far. */
+function feedCpu(): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { cpu?: { user: number; system: number } }) => {
+      if (!m.cpu) return;
+      server?.off("message", on);
+      resolve((m.cpu.user + m.cpu.system) / 1e6);
+    };
+    server?.on("message", on);
+    server?.send({ cpu: true });
+  });
+}
+const ownCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 /** Publishes `version` and waits for every subscriber; the latencies in ms. */
 async function round(version: number): Promise<number[]> {
   const r = { t0: 0, acks: [] as number[], seen: new Uint8Array(SUBSCRIBERS), done: () => {} };
@@ -208,10 +229,14 @@ async function round(version: number): Promise<number[]> {
   clearTimeout(timer);
   await published;
   rounds.delete(version);
-  if (outcome === "timeout")
-    throw new Error(
-      `v${version}: only ${r.acks.length} of ${SUBSCRIBERS} subscribers had it after ${ROUND_TIMEOUT_MS} ms`,
+  if (outcome === "timeout") {
+    process.stderr.write(
+      `  v${version}: only ${r.acks.length} of ${SUBSCRIBERS} subscribers had it after ${ROUND_TIMEOUT_MS} ms\n`,
     );
+    // The missing ones count as the timeout: the figure is then a lower bound, and said so.
+    missing += SUBSCRIBERS - r.acks.length;
+    while (r.acks.length < SUBSCRIBERS) r.acks.push(ROUND_TIMEOUT_MS);
+  }
   return r.acks;
 }
 
@@ -219,6 +244,10 @@ const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 
 interface ModeResult {
+  missing: number;
+  /** CPU seconds per change, of the feed and of the subscribers' process. */
+  feedCpu: number[];
+  clientCpu: number[];
   latencies: number[];
   roundMs: number[];
   publishMs: number[];
@@ -242,11 +271,24 @@ async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
   }
   const openMs = performance.now() - openStart;
   process.stderr.write(`  ${mode}: ${SUBSCRIBERS} subscribers open in ${openMs.toFixed(0)} ms\n`);
-  const result: ModeResult = { latencies: [], roundMs: [], publishMs: [], errors: 0, openMs };
+  const result: ModeResult = {
+    missing: 0,
+    feedCpu: [],
+    clientCpu: [],
+    latencies: [],
+    roundMs: [],
+    publishMs: [],
+    errors: 0,
+    openMs,
+  };
+  missing = 0;
   for (let k = 0; k < ROUNDS; k++) {
     version++;
+    const [f0, c0] = [await feedCpu(), ownCpu()];
     const t = performance.now();
     const lat = await round(version);
+    result.feedCpu.push((await feedCpu()) - f0);
+    result.clientCpu.push(ownCpu() - c0);
     result.roundMs.push(performance.now() - t);
     result.publishMs.push(lastPublishMs);
     result.latencies.push(...lat);
@@ -261,21 +303,31 @@ async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
   sockets.clear();
   agent.destroy();
   result.errors = errors.n;
+  result.missing = missing;
   await new Promise((res) => setTimeout(res, 500));
   return result;
 }
 
-function summary(name: string, r: ModeResult[]): { p99: number; perSecond: number; line: string } {
+function summary(
+  name: string,
+  r: ModeResult[],
+): { p99: number; perSecond: number; line: string; lost: number } {
   const lat = r.flatMap((x) => x.latencies).sort((a, b) => a - b);
   const roundMs = r.flatMap((x) => x.roundMs);
   const perSecond = roundMs.length / (roundMs.reduce((a, b) => a + b, 0) / 1000);
   const publish = r.flatMap((x) => x.publishMs);
   const p99 = pct(lat, 99);
+  const lost = r.reduce((a, x) => a + x.missing, 0);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const cpu = `cpu per change: feed ${mean(r.flatMap((x) => x.feedCpu)).toFixed(2)} s, subscribers ${mean(r.flatMap((x) => x.clientCpu)).toFixed(2)} s`;
   const line =
     `${name.padEnd(8)} acks ${lat.length}  p50 ${pct(lat, 50).toFixed(0)} ms  p99 ${p99.toFixed(0)} ms  max ${(lat.at(-1) ?? 0).toFixed(0)} ms  ` +
     `fan-outs/s ${perSecond.toFixed(2)}  feed publish ${(publish.reduce((a, b) => a + b, 0) / publish.length).toFixed(1)} ms  ` +
-    `errors ${r.reduce((a, x) => a + x.errors, 0)}  open ${Math.max(...r.map((x) => x.openMs)).toFixed(0)} ms`;
-  return { p99, perSecond, line };
+    `errors ${r.reduce((a, x) => a + x.errors, 0)}  open ${Math.max(...r.map((x) => x.openMs)).toFixed(0)} ms\n         ${cpu}` +
+    (lost > 0
+      ? `\n         ${lost} acknowledgements never came within ${ROUND_TIMEOUT_MS} ms (counted as ${ROUND_TIMEOUT_MS} ms: a lower bound)`
+      : "");
+  return { p99, perSecond, line, lost };
 }
 
 async function main(): Promise<number> {
@@ -309,8 +361,8 @@ async function main(): Promise<number> {
       .map((l) => l.toFixed(2))
       .join(" ")}`,
   );
-  const ok = a.p99 <= GOAL_P99_MS;
-  console.log(`goal push p99 ≤ ${GOAL_P99_MS} ms: ${ok ? "met" : "MISSED"}`);
+  const ok = a.p99 <= GOAL_P99_MS && a.lost === 0;
+  console.log(`goal push p99 ≤ ${GOAL_P99_MS} ms, every subscriber acknowledged: ${ok ? "met" : "MISSED"}`);
   return STRICT && !ok ? 1 : 0;
 }
 
