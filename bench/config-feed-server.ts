@@ -20,7 +20,9 @@ const doc = (version: number): EffectiveConfig => ({
   origins: { GREETING: `app v${version}`, POOL: `app v${version}`, "app.yaml": `app v${version}` },
 });
 
-const feed = new ConfigFeed({ authorize: (id, key) => key === feedKey(SECRET, id) });
+// Keys computed once per channel, as the agent's feed keeps them (config-center/agent-feed.ts).
+const keys = new Map(Array.from({ length: CHANNELS }, (_, i) => [`i${i}`, feedKey(SECRET, `i${i}`)]));
+const feed = new ConfigFeed({ authorize: (id, key) => key === keys.get(id) });
 const first = doc(1);
 for (let i = 0; i < CHANNELS; i++) feed.publish(`i${i}`, first);
 const { port } = await feed.listen(0);

@@ -53,9 +53,20 @@ export class InstanceConfigFeed {
       typeof saved.secret === "string" && saved.secret.length >= 32
         ? saved.secret
         : randomBytes(32).toString("hex");
+    // An instance's key, computed once: every long poll asks again.
+    const keys = new Map<string, Buffer>();
+    const keyOf = (id: string) => {
+      let key = keys.get(id);
+      if (!key) {
+        if (keys.size > 10_000) keys.clear();
+        key = Buffer.from(feedKey(secret, id));
+        keys.set(id, key);
+      }
+      return key;
+    };
     const feed = new ConfigFeed({
       authorize: (id, key) => {
-        const want = Buffer.from(feedKey(secret, id));
+        const want = keyOf(id);
         const got = Buffer.from(key);
         return got.length === want.length && timingSafeEqual(got, want);
       },
