@@ -110,14 +110,19 @@ test("a change reaches every running instance without a restart: its file and it
   const appJson = join(work, "app.json");
   writeFileSync(appJson, `{"pool": 8}\n`);
   assert.equal((await config("set", "GREETING=bonjour", "--file", `app.json=${appJson}`)).code, 0);
-  const after2 = await waitFor("every instance to see bonjour and pool 8", async () => {
-    const m = await seen();
-    return [...m.values()].every(
-      (s) => s.file.greeting === "bonjour" && s.feed.greeting === "bonjour" && s.file.pool === 8,
-    ) && m.size === 4
-      ? m
-      : undefined;
-  });
+  // The agent writes the files, then the feed, then sends the SIGHUP: the signal may come a moment after the files.
+  const after2 = await waitFor(
+    "every instance to see bonjour and pool 8, and its second SIGHUP",
+    async () => {
+      const m = await seen();
+      return [...m.values()].every(
+        (s) =>
+          s.file.greeting === "bonjour" && s.feed.greeting === "bonjour" && s.file.pool === 8 && s.hups >= 2,
+      ) && m.size === 4
+        ? m
+        : undefined;
+    },
+  );
   const events = async () => (await herd.cli(["events", "--app", "cfg"], { cwd: appDir })).stdout;
   for (const [id, s] of after2) {
     if (s.pid !== before.get(id)?.pid) assert.fail(`${id} was restarted or replaced:\n${await events()}`);
