@@ -163,6 +163,22 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/consumers/:name/jwt": "apps:write",
   "DELETE /api/v1/consumers/:name/jwt/:id": "apps:write",
 
+  // the config center (routes/config.ts): an app's config is its deployers' to change; the catalog's lower layers the platform admin's
+  "GET /api/v1/apps/:app/config": "apps:read",
+  "GET /api/v1/apps/:app/config/versions": "apps:read",
+  "GET /api/v1/apps/:app/config/versions/:version": "apps:read",
+  "GET /api/v1/apps/:app/config/diff": "apps:read",
+  "GET /api/v1/apps/:app/config/status": "apps:read",
+  "POST /api/v1/apps/:app/config/versions": "apps:write",
+  "POST /api/v1/apps/:app/config/rollback": "apps:write",
+  "POST /api/v1/apps/:app/config/promote": "apps:write",
+  "POST /api/v1/apps/:app/config/abort": "apps:write",
+  "GET /api/v1/config/catalog": "apps:read",
+  "GET /api/v1/config/catalog/:layer/:name/versions": "apps:read",
+  "GET /api/v1/config/catalog/:layer/:name/versions/:version": "apps:read",
+  "GET /api/v1/config/catalog/:layer/:name/diff": "apps:read",
+  "POST /api/v1/config/catalog/:layer/:name/versions": "platform:write",
+
   // secrets (routes/secrets.ts; consumers' HS256 secrets in routes/consumers.ts): values go in, never out,
   // but to the agent running an instance (heartbeat) and to gateways checking JWTs
   "GET /api/v1/apps/:app/secrets": "secrets:read",

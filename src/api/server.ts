@@ -25,6 +25,7 @@ import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { UrlGuard } from "../common/url-guard.ts";
+import { ConfigCenter } from "../config-center/center.ts";
 import { promqlValue } from "../controllers/autoscale-query.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
@@ -73,6 +74,7 @@ import { capacityRoutes } from "./routes/capacity.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { configRoutes } from "./routes/config.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
@@ -292,6 +294,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     settings,
     secrets,
+    config: new ConfigCenter(store),
     runtimes,
     certificates,
     build: async ({ source, tenant, app, log, unpack }) => {
@@ -659,6 +662,7 @@ export function buildApi(
       alertRoutes(api, deps);
       remediationRoutes(api, deps);
       secretRoutes(api, deps);
+      configRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);

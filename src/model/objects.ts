@@ -18,6 +18,7 @@
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -48,6 +49,8 @@ export const KINDS = [
   "machine",
   "remediation",
   "autoscale_state",
+  "config_version",
+  "config_head",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

@@ -141,6 +141,8 @@ export interface ServiceSpec {
   breaker?: { failures: number; openMs: number };
   /** Under overload the gateway sheds low first, critical last. */
   criticality?: "critical" | "normal" | "low";
+  /** What its instances do when their config changes (config center): file (default), signal (SIGHUP) or restart. */
+  config?: { onChange: "file" | "signal" | "restart" };
   /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */
   concurrency?: number;
   /** Passive outlier ejection of this service's instances, when set. */
