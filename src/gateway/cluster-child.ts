@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
-import { compileCacheEnv, inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
+import { inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
 import type { HoldSettings, HttpsSettings } from "./gateway.ts";
 
 /**
@@ -113,7 +113,6 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
     {
       env: {
         ...process.env,
-        ...compileCacheEnv(),
         HERD_TOKEN: options.token,
         [CHILD_ENV]: options.detached ? "detached" : "1",
       },

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { hooksFlag } from "./runtime.ts";
+
+/** Runs `file` with the hooks on the cache in `cache`; what it printed. */
+function run(cache: string, file: string): { stdout: string; stderr: string } {
+  const out = spawnSync(process.execPath, [hooksFlag(cache), file], { encoding: "utf8", timeout: 30_000 });
+  assert.equal(out.status, 0, out.stderr);
+  return out;
+}
+
+test("the hooks load a TypeScript file from the cache: stripped once, then never again, lines kept", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-strip-hooks-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const cache = join(dir, "cache");
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
+  writeFileSync(join(dir, "lib.ts"), `export const twice = (n: number): number => n * 2;\n`);
+  const main = join(dir, "main.ts");
+  const source = (label: string) =>
+    [
+      `import { twice } from "./lib.ts";`,
+      `interface Shape { side: number }`,
+      `const shape: Shape = { side: twice(21) };`,
+      `const line = new Error().stack?.split("\\n")[1] ?? "";`,
+      `const stripper = (process as unknown as { moduleLoadList: string[] }).moduleLoadList.some((m) => m.includes("amaro"));`,
+      `console.log(JSON.stringify({ label: ${JSON.stringify(label)}, side: shape.side, line, stripper }));`,
+      "",
+    ].join("\n");
+  writeFileSync(main, source("a"));
+
+  const first = JSON.parse(run(cache, main).stdout);
+  assert.equal(first.side, 42);
+  assert.equal(first.stripper, true, "a cold cache strips (and loads the stripper)");
+  assert.match(first.line, /main\.ts:4:/, "the stack names the .ts file and its own line");
+  assert.equal(readdirSync(cache).length, 2);
+
+  const second = JSON.parse(run(cache, main).stdout);
+  assert.deepEqual(second, { ...first, stripper: false }, "a warm cache strips nothing");
+
+  // A changed file is stripped again (the cache is keyed by content); the unchanged one is not.
+  writeFileSync(main, source("b"));
+  const third = JSON.parse(run(cache, main).stdout);
+  assert.equal(third.label, "b");
+  assert.equal(readdirSync(cache).length, 3);
+  assert.equal(JSON.parse(run(cache, main).stdout).stripper, false);
+});
+
+test("a cache that cannot be written: the process runs all the same", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-strip-hooks-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
+  writeFileSync(join(dir, "main.ts"), `const n: number = 7;\nconsole.log(n);\n`);
+  // A file where the cache directory should be: nothing can be written under it.
+  writeFileSync(join(dir, "cache"), "");
+  assert.equal(run(join(dir, "cache"), join(dir, "main.ts")).stdout, "7\n");
+});
