@@ -10,29 +10,23 @@
  * neither: its flags are the user's, and main.ts was stripped before any
  * herd code ran. So it replaces itself once (process.execve: same pid, same
  * stdio, nothing started yet) with the same command plus the missing flags and
- * `--import strip-hooks.mjs?cache=<dir>`:
- *
- *   image 1 ─► flags missing or types stripped ─► exec image 2 (hooks on)
- *   image 2 ─► everything came from the cache ─► run
- *           └► the cache was cold (stripped again) ─► strip the role's modules
- *              into the cache, exec image 3 ─► run (whatever it finds)
- *
- * A daemon started by another herd process over IPC (herd up's gateway) is
- * never re-executed: its parent gives it the flags and the hooks (its own
+ * `--import strip-hooks.mjs?cache=<dir>`; the second image runs. A daemon
+ * started by another herd process over IPC (herd up's gateway) is never
+ * re-executed: its parent gives it the flags and the hooks (its own
  * `--import`, common/node-runtime.ts inheritedExecArgv).
  *
  * The cache lives in the checkout's node_modules/.cache/herd-stripped (in
  * the data dir when that cannot be written); it is keyed by each file's path
- * and content, so a newer checkout strips what changed.
+ * and content, so a newer checkout strips what changed (in a short process of
+ * its own: strip-hooks.mjs).
  */
 
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { QUIET_FLAGS, SMALL_FLAGS } from "../common/node-runtime.ts";
-import { stripToCache } from "./strip-hooks.mjs";
 
-/** The image number this module gives the process it execs: 2, then 3 (which never execs). */
+/** Set in the image this module execs (which never execs again). */
 const IMAGE_ENV = "HERD_DAEMON_IMAGE";
 
 /** Where the stripped JavaScript goes: beside the checkout's packages (else in the data dir). */
@@ -48,53 +42,19 @@ const CLI_MAIN = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 const GATEWAY_MAIN = fileURLToPath(new URL("./gateway-main.ts", import.meta.url));
 
 /**
- * What a gateway loads: its command and its code, and the route-object schema
- * it loads on first use (route-table.ts), stripped ahead like the rest.
+ * The roles of herd's daemons: the V8 flags each runs with, and for some an
+ * entry module of their own that the re-exec runs with the command's
+ * arguments instead of the CLI.
  */
-const GATEWAY_MODULES = ["../cli/gateway-command.ts", "./gateway.ts", "../model/live-config.ts"];
-
-/**
- * Entry modules of the gateway's processes: stripped ahead but not imported
- * (importing one would run it); what they import is in GATEWAY_MODULES.
- */
-const GATEWAY_ENTRIES = [
-  GATEWAY_MAIN,
-  fileURLToPath(new URL("../gateway/cluster-worker.ts", import.meta.url)),
-];
-
-/**
- * The roles of herd's daemons: the V8 flags each runs with, the modules it
- * loads (from src/daemons/) and the entry modules of the processes it starts,
- * and for some an entry module of their own that the re-exec runs with the
- * command's arguments instead of the CLI.
- */
-const ROLES: Record<
-  string,
-  { flags: readonly string[]; modules: readonly string[]; entries?: readonly string[]; entry?: string }
-> = {
-  // herd up loads example.ts on a first start only, and starts a gateway: stripped ahead all the same,
-  // so that neither strips anything.
-  up: {
-    flags: QUIET_FLAGS,
-    modules: ["./up.ts", "./example.ts", ...GATEWAY_MODULES],
-    entries: GATEWAY_ENTRIES,
-  },
+const ROLES: Record<string, { flags: readonly string[]; entry?: string }> = {
+  up: { flags: QUIET_FLAGS },
   // herd up --small: the interpreter only (common/node-runtime.ts).
-  "up-small": {
-    flags: SMALL_FLAGS,
-    modules: ["./up.ts", "./example.ts", ...GATEWAY_MODULES],
-    entries: GATEWAY_ENTRIES,
-  },
-  server: { flags: QUIET_FLAGS, modules: ["./server.ts"] },
-  agent: { flags: QUIET_FLAGS, modules: ["./agent.ts"] },
+  "up-small": { flags: SMALL_FLAGS },
+  server: { flags: QUIET_FLAGS },
+  agent: { flags: QUIET_FLAGS },
   // A gateway that proxies keeps V8's defaults (a bigger young generation allocates requests faster).
-  gateway: { flags: [], modules: GATEWAY_MODULES, entry: GATEWAY_MAIN },
-  "gateway-primary": {
-    flags: QUIET_FLAGS,
-    modules: GATEWAY_MODULES,
-    entries: GATEWAY_ENTRIES,
-    entry: GATEWAY_MAIN,
-  },
+  gateway: { flags: [], entry: GATEWAY_MAIN },
+  "gateway-primary": { flags: QUIET_FLAGS, entry: GATEWAY_MAIN },
 };
 
 /** A daemon role (see ROLES). */
@@ -122,39 +82,22 @@ export async function ensureDaemonRuntime(
   const started = resolve(process.argv[1] ?? "");
   if ((started !== CLI_MAIN && started !== runtime.entry) || typeof process.execve !== "function") return;
   const missing = runtime.flags.filter((flag) => !process.execArgv.includes(flag));
-  const stripped = typesStripped();
-  if (image >= 3 || (missing.length === 0 && !stripped)) return;
-  const hooked = hooksCache();
-  const cacheDir = hooked ?? writableCache(dataDir);
+  const hooked = hasHooks();
+  if (image >= 2 || (missing.length === 0 && hooked)) return;
+  const cacheDir = hooked ? undefined : writableCache(dataDir);
   if (cacheDir === undefined && missing.length === 0) return;
-  if (image === 2 && cacheDir !== undefined) {
-    // The cache was cold: strip what this role loads (importing goes through the hooks, which write
-    // each file) and the entries of the processes it starts, so the next image strips nothing.
-    for (const module of runtime.modules) {
-      try {
-        await import(new URL(module, import.meta.url).href);
-      } catch {
-        // stripped all the same: the hooks strip a module before it runs
-      }
-    }
-    for (const entry of runtime.entries ?? []) stripToCache(cacheDir, entry);
-  }
   process.execve(
     process.execPath,
     [
       process.execPath,
       ...process.execArgv,
       ...missing,
-      ...(cacheDir === undefined || hooked !== undefined ? [] : [hooksFlag(cacheDir)]),
+      ...(cacheDir === undefined ? [] : [hooksFlag(cacheDir)]),
       ...(runtime.entry !== undefined && args !== undefined
         ? [runtime.entry, ...args]
         : process.argv.slice(1)),
     ],
-    {
-      ...process.env,
-      // Without a cache, only the flags were missing: the next image is the last.
-      [IMAGE_ENV]: String(cacheDir === undefined ? 3 : image + 1),
-    },
+    { ...process.env, [IMAGE_ENV]: "2" },
   );
 }
 
@@ -163,11 +106,10 @@ export function hooksFlag(dir: string): string {
   return `--import=${pathToFileURL(HOOKS).href}?cache=${encodeURIComponent(dir)}`;
 }
 
-/** The cache this process's hooks load from (its `--import` flag), or undefined. */
-function hooksCache(): string | undefined {
+/** Whether this process loads herd's TypeScript through the hooks (it has their `--import` flag). */
+function hasHooks(): boolean {
   const prefix = `--import=${pathToFileURL(HOOKS).href}?cache=`;
-  const flag = process.execArgv.find((arg) => arg.startsWith(prefix));
-  return flag === undefined ? undefined : decodeURIComponent(flag.slice(prefix.length));
+  return process.execArgv.some((arg) => arg.startsWith(prefix));
 }
 
 /** The checkout's cache directory, or the data dir's when that cannot be written; undefined when neither can. */
@@ -182,10 +124,4 @@ function writableCache(dataDir: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/** Whether this process has loaded the type stripper (some .ts file did not come from the cache). */
-function typesStripped(): boolean {
-  const loaded = (process as { moduleLoadList?: string[] }).moduleLoadList ?? [];
-  return loaded.some((name) => name.includes("internal/deps/amaro"));
 }

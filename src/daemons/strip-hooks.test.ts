@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -27,7 +27,8 @@ test("the hooks load a TypeScript file from the cache: stripped once, then never
       `const shape: Shape = { side: twice(21) };`,
       `const line = new Error().stack?.split("\\n")[1] ?? "";`,
       `const stripper = (process as unknown as { moduleLoadList: string[] }).moduleLoadList.some((m) => m.includes("amaro"));`,
-      `console.log(JSON.stringify({ label: ${JSON.stringify(label)}, side: shape.side, line, stripper }));`,
+      `// a comment — with non-ASCII characters`,
+      `console.log(JSON.stringify({ label: ${JSON.stringify(label)}, side: shape.side, line, stripper, arrow: "→" }));`,
       "",
     ].join("\n");
   writeFileSync(main, source("a"));
@@ -36,6 +37,7 @@ test("the hooks load a TypeScript file from the cache: stripped once, then never
   assert.equal(first.side, 42);
   assert.equal(first.stripper, true, "a cold cache strips (and loads the stripper)");
   assert.match(first.line, /main\.ts:4:/, "the stack names the .ts file and its own line");
+  assert.equal(first.arrow, "→", "a non-ASCII character (written as an escape) means the same");
   assert.equal(readdirSync(cache).length, 2);
 
   const second = JSON.parse(run(cache, main).stdout);
@@ -47,6 +49,30 @@ test("the hooks load a TypeScript file from the cache: stripped once, then never
   assert.equal(third.label, "b");
   assert.equal(readdirSync(cache).length, 3);
   assert.equal(JSON.parse(run(cache, main).stdout).stripper, false);
+});
+
+test("a herd module missing from the cache: a child strips herd's sources, the process loads no stripper", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-strip-hooks-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const cache = join(dir, "cache");
+  // Plain JavaScript importing one of herd's modules (errors.ts has a non-ASCII character: "—").
+  const main = join(dir, "main.mjs");
+  const errors = new URL("../common/errors.ts", import.meta.url).href;
+  writeFileSync(
+    main,
+    [
+      `const { HerdError } = await import(${JSON.stringify(errors)});`,
+      `const stripper = process.moduleLoadList.some((m) => m.includes("amaro"));`,
+      `console.log(JSON.stringify({ name: new HerdError("invalid", "x").name, stripper }));`,
+      "",
+    ].join("\n"),
+  );
+  assert.deepEqual(JSON.parse(run(cache, main).stdout), { name: "HerdError", stripper: false });
+  // All of src/ (tests aside), in ASCII.
+  const files = readdirSync(cache);
+  assert.ok(files.length > 100, `${files.length} files`);
+  assert.ok(files.every((f) => !f.endsWith(".tmp")));
+  for (const f of files) assert.doesNotMatch(readFileSync(join(cache, f), "utf8"), /[\u0080-\uffff]/, f);
 });
 
 test("a cache that cannot be written: the process runs all the same", (t) => {
