@@ -16,7 +16,16 @@
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { registerHooks, stripTypeScriptTypes } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -90,18 +99,33 @@ function strip(dir, file, source) {
   return js;
 }
 
+/** Entries of other files (older versions, other checkouts) are removed after this long. */
+const KEEP_MS = 7 * 24 * 3600 * 1000;
+
 /**
- * Strips every .ts file under `root` (tests aside) that the cache `dir` lacks.
- * Run by the child process a daemon starts on a miss.
+ * Strips every .ts file under `root` (tests aside) that the cache `dir` lacks,
+ * marks the entries of the others as in use (their modification time), and
+ * removes the entries not in use for KEEP_MS. Run by the child process a
+ * daemon starts on a miss.
  * @param {string} root
  * @param {string} dir
  */
 export function stripTree(root, dir) {
+  const now = new Date();
   for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile() || !entry.name.endsWith(".ts") || entry.name.endsWith(".test.ts")) continue;
     const file = join(entry.parentPath, entry.name);
     const source = readFileSync(file, "utf8");
     if (cached(dir, file, source) === undefined) strip(dir, file, source);
+    else utimesSync(cachePath(dir, file, source), now, now);
+  }
+  for (const name of readdirSync(dir)) {
+    try {
+      const path = join(dir, name);
+      if (now.getTime() - statSync(path).mtimeMs > KEEP_MS) rmSync(path, { force: true });
+    } catch {
+      // removed by another process meanwhile
+    }
   }
 }
 

@@ -1,10 +1,20 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { hooksFlag } from "./runtime.ts";
+import { stripTree } from "./strip-hooks.mjs";
 
 /** Runs `file` with the hooks on the cache in `cache`; what it printed. */
 function run(cache: string, file: string): { stdout: string; stderr: string } {
@@ -83,4 +93,25 @@ test("a cache that cannot be written: the process runs all the same", (t) => {
   // A file where the cache directory should be: nothing can be written under it.
   writeFileSync(join(dir, "cache"), "");
   assert.equal(run(join(dir, "cache"), join(dir, "main.ts")).stdout, "7\n");
+});
+
+test("filling the cache keeps the entries of the tree's files and removes others unused for a week", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-strip-hooks-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const root = join(dir, "src");
+  const cache = join(dir, "cache");
+  mkdirSync(join(root, "a"), { recursive: true });
+  writeFileSync(join(root, "a", "one.ts"), "export const one: number = 1;\n");
+  writeFileSync(join(root, "two.ts"), "export const two: number = 2;\n");
+  writeFileSync(join(root, "two.test.ts"), "export {};\n");
+  stripTree(root, cache);
+  const current = readdirSync(cache).sort();
+  assert.equal(current.length, 2, "one entry per file, tests aside");
+  // Eight days pass: the tree's entries are old, and an entry of a file since changed is too.
+  const old = new Date(Date.now() - 8 * 24 * 3600 * 1000);
+  writeFileSync(join(cache, "stale.js"), "");
+  for (const name of readdirSync(cache)) utimesSync(join(cache, name), old, old);
+  stripTree(root, cache);
+  assert.deepEqual(readdirSync(cache).sort(), current);
+  for (const name of current) assert.ok(Date.now() - statSync(join(cache, name)).mtimeMs < 60_000);
 });
