@@ -117,15 +117,34 @@ export function stripTree(root, dir) {
     const file = join(entry.parentPath, entry.name);
     const source = readFileSync(file, "utf8");
     if (cached(dir, file, source) === undefined) strip(dir, file, source);
-    else utimesSync(cachePath(dir, file, source), now, now);
+    else touch(cachePath(dir, file, source), now);
   }
-  for (const name of readdirSync(dir)) {
+  let names = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    // no cache (it could not be written)
+  }
+  for (const name of names) {
     try {
       const path = join(dir, name);
       if (now.getTime() - statSync(path).mtimeMs > KEEP_MS) rmSync(path, { force: true });
     } catch {
       // removed by another process meanwhile
     }
+  }
+}
+
+/**
+ * Marks a cache entry as in use; a cache that cannot be written keeps its times.
+ * @param {string} path
+ * @param {Date} now
+ */
+function touch(path, now) {
+  try {
+    utimesSync(path, now, now);
+  } catch {
+    // read-only
   }
 }
 
