@@ -50,6 +50,8 @@ export interface UpOptions {
     jwksDir?: string;
     /** Requests held for services scaled to zero (`--gateway-hold-max`, `--gateway-hold-timeout`). */
     hold?: HoldSettings;
+    /** `--small`: the gateway's young generation capped (gateway/cluster-child.ts). */
+    small?: boolean;
   };
   /** Deploy examples/hello on the first start. */
   example: boolean;
@@ -110,6 +112,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       allowFetch: options.gateway.allowFetch,
       jwksDir: options.gateway.jwksDir,
       ...(options.gateway.hold ? { hold: options.gateway.hold } : {}),
+      ...(options.gateway.small ? { small: true } : {}),
       logger,
     });
   } catch (err) {
