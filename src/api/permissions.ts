@@ -128,6 +128,11 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/remediation/resume": "apps:write",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
   "GET /api/v1/events": "apps:read",
+  // the asset catalog (routes/catalog.ts): a platform admin naming no tenant sees every tenant's
+  "GET /api/v1/catalog/apps": "apps:read",
+  "GET /api/v1/catalog/apps/:app": "apps:read",
+  "GET /api/v1/catalog/apps/:app/releases/:version/packages": "apps:read",
+  "GET /api/v1/catalog/packages": "apps:read",
 
   // live routes and traffic (routes/live-config.ts)
   "GET /api/v1/apps/:app/routes": "apps:read",

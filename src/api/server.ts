@@ -70,6 +70,7 @@ import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
+import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
@@ -659,6 +660,7 @@ export function buildApi(
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
+      catalogRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
     },

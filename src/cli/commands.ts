@@ -13,6 +13,7 @@ import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
 import { autoscaleCommand } from "./autoscale.ts";
 import { capacityCommand } from "./capacity.ts";
+import { catalogCommand } from "./catalog.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
 import { consumersCommand } from "./consumers.ts";
@@ -271,6 +272,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   remediateCommand,
   nodesCommand,
   capacityCommand,
+  catalogCommand,
   consumersCommand,
   secretsCommand,
   instancesCommand,
