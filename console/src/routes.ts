@@ -4,6 +4,8 @@
 
 import { AlertsPage } from "./pages/alerts.tsx";
 import { AppPage } from "./pages/app.tsx";
+import { CatalogPage } from "./pages/catalog.tsx";
+import { CatalogAppPage } from "./pages/catalog-app.tsx";
 import { EventsPage } from "./pages/events.tsx";
 import { GatewaysPage } from "./pages/gateways.tsx";
 import { InstancePage } from "./pages/instance.tsx";
@@ -32,4 +34,6 @@ export const PAGES: readonly PageRoute[] = [
   { path: "/gateways", title: () => "Gateways", page: GatewaysPage, nav: "Gateways" },
   { path: "/quotas", title: () => "Quotas", page: QuotasPage, nav: "Quotas" },
   { path: "/events", title: () => "Events", page: EventsPage, nav: "Events" },
+  { path: "/catalog", title: () => "Catalog", page: CatalogPage, nav: "Catalog" },
+  { path: "/catalog/:app", title: (p) => `${p.app} · catalog`, page: CatalogAppPage },
 ];
