@@ -1,8 +1,19 @@
 // PromQL range queries as chart data: one series per result, labelled by the
 // labels that tell them apart, on one time axis.
 
-import type { Client } from "./api.ts";
-import type { ChartData } from "./components/chart.tsx";
+/** What a query needs of the API client (api.ts Client has it). */
+export interface Getter {
+  get<T>(
+    path: string,
+    options: { query: Record<string, string | number | boolean | undefined>; signal?: AbortSignal },
+  ): Promise<T>;
+}
+
+/** A chart's data: one time axis (unix seconds), series with a value or null at each time. */
+export interface ChartData {
+  times: number[];
+  series: { label: string; values: (number | null)[] }[];
+}
 
 interface Matrix {
   data: { resultType: string; result: { metric: Record<string, string>; values: [number, string][] }[] };
@@ -28,7 +39,7 @@ function seriesLabel(metric: Record<string, string>, varying: string[]): string 
 }
 
 export async function promRange(
-  client: Client,
+  client: Getter,
   query: string,
   windowS: number,
   signal?: AbortSignal,

@@ -1,6 +1,8 @@
 // The console's pages: one file each under pages/, one line each here. A new
 // page is a file and a line; `nav` puts it in the top navigation. The first
-// match wins (so /traces/map comes before /traces/:id).
+// match wins (so /traces/map comes before /traces/:id). Paths the control
+// plane answers itself are not pages: /api/…, /metrics (its own Prometheus
+// metrics, hence the Metrics page at /charts), /healthz.
 
 import { AlertsPage } from "./pages/alerts.tsx";
 import { AppPage } from "./pages/app.tsx";
@@ -24,7 +26,7 @@ export const PAGES: readonly PageRoute[] = [
   { path: "/apps/:app", title: (p) => p.app, page: AppPage },
   { path: "/apps/:app/instances/:id", title: (p) => p.id, page: InstancePage },
   { path: "/apps/:app/:tab", title: (p) => `${p.app} · ${p.tab}`, page: AppPage },
-  { path: "/metrics", title: () => "Metrics", page: MetricsPage, nav: "Metrics" },
+  { path: "/charts", title: () => "Metrics", page: MetricsPage, nav: "Metrics" },
   { path: "/traces", title: () => "Traces", page: TracesPage, nav: "Traces" },
   { path: "/traces/map", title: () => "Dependency map", page: TraceMapPage },
   { path: "/traces/top", title: () => "Top-N", page: TraceTopPage },

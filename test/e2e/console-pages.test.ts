@@ -14,10 +14,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
-import type { App, Instance, Node, Release, Service } from "../../src/model/objects.ts";
-import { releaseKey } from "../../src/model/objects.ts";
-import { SqliteStore } from "../../src/store/sqlite-store.ts";
-import { cleanupHerd, type Herd, startHerd } from "./harness.ts";
+import { seed } from "./console-fixture.ts";
+import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
 
 const SHOTS = join(import.meta.dirname, "screenshots");
 const ARGS = ["--scrape-interval", "2s", "--alert-interval", "1s"];
@@ -30,6 +28,10 @@ before(async () => {
   ({ chromium: bin } = await ensureDebianPackages({ chromium: "chromium" }));
   mkdirSync(SHOTS, { recursive: true });
   herd = await startHerd({ example: true, extraArgs: ARGS });
+  await waitFor(
+    "hello answers through the gateway",
+    async () => (await herd!.request("hello.localhost")).status === 200,
+  );
   browser = await chromium.launch({ executablePath: bin, args: ["--no-sandbox"] });
   const ok = (r: { status: number; body: unknown }) => {
     assert.ok(r.status < 300, JSON.stringify(r.body));
@@ -207,7 +209,7 @@ test("an admin cordons and uncordons a node; a viewer has no such button and the
 const PAGES = [
   ["overview", "/"],
   ["app", "/apps/hello"],
-  ["metrics", "/metrics"],
+  ["metrics", "/charts"],
   ["traces", "/traces"],
   ["traces-map", "/traces/map"],
   ["traces-top", "/traces/top"],
@@ -231,7 +233,7 @@ test("screenshots of every page, light and dark; the map and metrics at phone wi
         await page.waitForTimeout(300);
         await shot(page, `${dark ? "dark" : "light"}-${name}`);
       }
-      await page.goto(`${herd!.url}/metrics?q=${encodeURIComponent("sum(herd_instance_up)")}`);
+      await page.goto(`${herd!.url}/charts?q=${encodeURIComponent("sum(herd_instance_up)")}`);
       await page.locator(".chart:not([data-empty]) canvas").first().waitFor({ timeout: 30_000 });
       await shot(page, `${dark ? "dark" : "light"}-metrics-promql`);
       await page.goto(`${herd!.url}/catalog?name=hello-nothing`);
@@ -245,7 +247,7 @@ test("screenshots of every page, light and dark; the map and metrics at phone wi
   try {
     for (const [name, path] of [
       ["map", "/traces/map"],
-      ["metrics", "/metrics"],
+      ["metrics", "/charts"],
       ["alerts", "/alerts"],
     ]) {
       await phone.page.goto(`${herd!.url}${path}`);
@@ -261,67 +263,6 @@ test("screenshots of every page, light and dark; the map and metrics at phone wi
     await phone.context.close();
   }
 });
-
-/**
- * 50 apps of one service with 10 instances each, on five more nodes: copies
- * of hello's objects under other names, written straight to the stopped
- * server's store. The nodes' last heartbeat is far ahead, so the node
- * controller leaves them ready and nothing is rescheduled; no process runs.
- */
-async function seed(dataDir: string, tenant: string): Promise<void> {
-  const store = SqliteStore.open(join(dataDir, "state.db"));
-  try {
-    const app = (await store.get<App>("app", "default/hello"))!.value;
-    const service = (await store.list<Service>("service", { prefix: "default/hello/" })).items[0].value;
-    const release = (await store.get<Release>("release", releaseKey("default", "hello", app.release ?? 1)))!
-      .value;
-    const instance = (await store.list<Instance>("instance")).items.find(
-      (o) => o.value.app === "hello",
-    )!.value;
-    const node = (await store.list<Node>("node")).items[0].value;
-    await store.put("tenant", tenant, { name: tenant, createdAt: new Date().toISOString() });
-    const nodes = Array.from({ length: 5 }, (_, i) => `ghost-${i + 1}`);
-    for (const name of nodes)
-      await store.put("node", name, {
-        ...node,
-        name,
-        lastHeartbeat: "2100-01-01T00:00:00.000Z",
-        metricsUrl: undefined,
-      });
-    for (let a = 0; a < 50; a++) {
-      const name = `load-${String(a).padStart(2, "0")}`;
-      await store.put("app", `${tenant}/${name}`, { ...app, tenant, name });
-      await store.put("release", releaseKey(tenant, name, release.version), {
-        ...release,
-        tenant,
-        app: name,
-      });
-      await store.put("service", `${tenant}/${name}/${service.name}`, {
-        ...service,
-        tenant,
-        app: name,
-        instances: 10,
-        state: "running",
-      });
-      for (let i = 0; i < 10; i++) {
-        const id = `${name}-${service.name}-${i}`;
-        await store.put("instance", id, {
-          ...instance,
-          id,
-          tenant,
-          app: name,
-          release: release.version,
-          node: nodes[(a * 10 + i) % nodes.length],
-          state: "running",
-          pid: undefined,
-          port: 20_000 + a * 10 + i,
-        });
-      }
-    }
-  } finally {
-    await store.close();
-  }
-}
 
 test("1 s figure: every page shows its data within 1 s with 50 apps and 500 instances", async () => {
   // Restart on the same data dir with the fixture written while the server is down.

@@ -4,11 +4,9 @@
 import { useEffect, useRef } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import type { ChartData } from "../prom.ts";
 
-export interface ChartData {
-  times: number[];
-  series: { label: string; values: (number | null)[] }[];
-}
+export type { ChartData };
 
 const PALETTE = ["#2f7d5a", "#c0392b", "#d68910", "#2e86c1", "#8e44ad", "#17a589", "#7f8c8d", "#b9770e"];
 

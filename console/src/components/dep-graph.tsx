@@ -14,6 +14,7 @@ import {
 } from "d3-force";
 import { type KeyboardEvent, useMemo } from "react";
 import type { DependencyMap } from "../api-types.ts";
+import { nodeStats } from "../map-stats.ts";
 
 export type Selection = { service: string } | { from: string; to: string } | undefined;
 
@@ -68,9 +69,10 @@ export default function DepGraph(props: {
 }) {
   const { map, selected, onSelect } = props;
   const at = useMemo(() => layout(map), [map]);
-  const maxRate = Math.max(1e-9, ...map.nodes.map((n) => n.rate));
+  const nodes = useMemo(() => nodeStats(map), [map]);
+  const maxRate = Math.max(1e-9, ...nodes.map((n) => n.rate));
   const radius = (r: number) => 14 + 16 * Math.sqrt(r / maxRate);
-  const radiusOf = new Map(map.nodes.map((n) => [n.service, radius(n.rate)]));
+  const radiusOf = new Map(nodes.map((n) => [n.service, radius(n.rate)]));
   const press = (s: Selection) => (e: KeyboardEvent) => {
     if (e.key === "Enter" || e.key === " ") {
       e.preventDefault();
@@ -153,7 +155,7 @@ export default function DepGraph(props: {
           </g>
         );
       })}
-      {map.nodes.map((n) => {
+      {nodes.map((n) => {
         const p = at.get(n.service);
         if (!p) return null;
         const r = radius(n.rate);
@@ -178,8 +180,9 @@ export default function DepGraph(props: {
             <text y={r + 15} textAnchor="middle" className="node-label">
               {n.service}
             </text>
-            <text y={4} textAnchor="middle" className="node-rate">
+            <text y={r + 29} textAnchor="middle" className="node-rate">
               {rate(n.rate)}
+              {n.errorRate > 0 ? ` · ${pct(n.errorRate)}` : ""}
             </text>
           </g>
         );

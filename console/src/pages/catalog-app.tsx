@@ -54,31 +54,43 @@ function Packages(props: { app: string; release: number; against?: number }) {
                   ].join(" · ")}
             </p>
           ) : null}
-          <label className="field inline">
-            <span>Filter</span>
-            <input type="search" value={filter} maxLength={214} onChange={(e) => setFilter(e.target.value)} />
-          </label>
-          <div className="scroll tall-list">
-            <table data-testid="packages">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Version</th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.slice(0, 500).map((x) => (
-                  <tr key={`${x.name}@${x.version}`}>
-                    <th scope="row">{x.name}</th>
-                    <td>{x.version}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-          {list.length > 500 ? (
-            <p className="small muted">first 500 of {list.length}; filter to narrow</p>
+          {p.packages.packages.length === 0 ? (
+            <p className="muted">This release ships no npm packages.</p>
           ) : null}
+          {p.packages.packages.length === 0 ? null : (
+            <>
+              <label className="field inline">
+                <span>Filter</span>
+                <input
+                  type="search"
+                  value={filter}
+                  maxLength={214}
+                  onChange={(e) => setFilter(e.target.value)}
+                />
+              </label>
+              <div className="scroll tall-list">
+                <table data-testid="packages">
+                  <thead>
+                    <tr>
+                      <th scope="col">Name</th>
+                      <th scope="col">Version</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {list.slice(0, 500).map((x) => (
+                      <tr key={`${x.name}@${x.version}`}>
+                        <th scope="row">{x.name}</th>
+                        <td>{x.version}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+              {list.length > 500 ? (
+                <p className="small muted">first 500 of {list.length}; filter to narrow</p>
+              ) : null}
+            </>
+          )}
         </>
       )}
     </Section>

@@ -82,7 +82,7 @@ function PromChart(props: { title: string; query: string; unit: Unit; windowS: n
 export function MetricsPage() {
   const { client, tenant, can } = useSession();
   const { search } = useLocation();
-  const windowLabel = WINDOWS[search.get("window") ?? ""] ? (search.get("window") as string) : "1h";
+  const windowLabel = WINDOWS[search.get("window") ?? ""] ? (search.get("window") as string) : "15m";
   const windowS = WINDOWS[windowLabel];
   const app = search.get("app") ?? "";
   const query = search.get("q") ?? "";
@@ -92,7 +92,7 @@ export function MetricsPage() {
     const next = new URLSearchParams(search);
     if (value) next.set(key, value);
     else next.delete(key);
-    navigate(`/metrics?${next}`, { replace: true });
+    navigate(`/charts?${next}`, { replace: true });
   };
   const run = (e: FormEvent) => {
     e.preventDefault();

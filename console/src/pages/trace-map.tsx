@@ -11,6 +11,7 @@ import type { Selection } from "../components/dep-graph.tsx";
 import { TraceLink, TracesTabs } from "../components/traces-tabs.tsx";
 import { ErrorBox, Loading, Section } from "../components/ui.tsx";
 import { micros } from "../format.ts";
+import { type NodeStats, nodeStats } from "../map-stats.ts";
 import { navigate, useLocation } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
@@ -18,9 +19,15 @@ import { usePoll } from "../use-poll.ts";
 const DepGraph = lazy(() => import("../components/dep-graph.tsx"));
 const WINDOWS = ["5m", "15m", "1h", "6h"];
 
-function Figures({ s }: { s: DependencyMap["nodes"][number] | DependencyMap["edges"][number] }) {
+function Figures({ s }: { s: NodeStats | DependencyMap["edges"][number] }) {
   return (
     <dl className="figures">
+      {"seenByCallers" in s && s.seenByCallers ? (
+        <>
+          <dt>seen by</dt>
+          <dd>its callers (it sends no spans of its own)</dd>
+        </>
+      ) : null}
       <dt>calls</dt>
       <dd>
         {s.calls} ({s.rate.toFixed(2)}/s)
@@ -85,7 +92,9 @@ export function TraceMapPage() {
   const [selected, setSelected] = useState<Selection>();
   const m = map.data;
   const node =
-    selected && "service" in selected ? m?.nodes.find((n) => n.service === selected.service) : undefined;
+    selected && "service" in selected && m
+      ? nodeStats(m).find((n) => n.service === selected.service)
+      : undefined;
   const edge =
     selected && "from" in selected
       ? m?.edges.find((e) => e.from === selected.from && e.to === selected.to)
