@@ -15,6 +15,9 @@ export class ApiError extends Error {
   }
 }
 
+/** Dispatched on window when the API answers 401 to a signed-in call (the token was revoked or expired). */
+export const UNAUTHORIZED = "herd-unauthorized";
+
 export interface CallOptions {
   method?: string;
   body?: unknown;
@@ -74,7 +77,13 @@ export class Client {
     }
     if (!res.ok) {
       const e = (json ?? {}) as { code?: string; message?: string };
-      throw new ApiError(res.status, e.code ?? "internal", e.message ?? `${res.status} ${res.statusText}`);
+      const err = new ApiError(
+        res.status,
+        e.code ?? "internal",
+        e.message ?? `${res.status} ${res.statusText}`,
+      );
+      if (res.status === 401) window.dispatchEvent(new CustomEvent(UNAUTHORIZED, { detail: err }));
+      throw err;
     }
     return json as T;
   }

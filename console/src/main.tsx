@@ -2,9 +2,9 @@
 //
 //   index.html ─► main.tsx ─► <SignIn> until whoami answers ─► <Layout> ─► PAGES[path] (routes.ts)
 
-import { StrictMode, useCallback, useEffect, useState } from "react";
+import { StrictMode, useCallback, useEffect, useMemo, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { ApiError, Client } from "./api.ts";
+import { ApiError, Client, UNAUTHORIZED } from "./api.ts";
 import { applyTheme, Layout } from "./layout.tsx";
 import { NotFoundPage } from "./pages/not-found.tsx";
 import { SignInPage } from "./pages/sign-in.tsx";
@@ -60,18 +60,38 @@ function App() {
     setToken(secret);
   }, []);
 
-  if (!token || !whoami || !tenant) {
+  const signOut = useCallback((why?: Error) => {
+    forgetToken();
+    setWhoami(undefined);
+    setToken(undefined);
+    setError(why);
+  }, []);
+
+  // A token revoked or expired while signed in: back to sign-in, saying why.
+  useEffect(() => {
+    const refused = (e: Event) => signOut((e as CustomEvent<Error>).detail);
+    window.addEventListener(UNAUTHORIZED, refused);
+    return () => window.removeEventListener(UNAUTHORIZED, refused);
+  }, [signOut]);
+
+  // One session (and one Client) per token, identity and tenant: pages' data hooks depend on it.
+  const session = useMemo(
+    () =>
+      token && whoami && tenant
+        ? makeSession(token, whoami, tenant, {
+            setTenant: storeTenant,
+            signOut: () => {
+              signOut();
+              navigate("/");
+            },
+          })
+        : undefined,
+    [token, whoami, tenant, signOut],
+  );
+
+  if (!session) {
     return <SignInPage onSignIn={signIn} error={error} checking={Boolean(token) && !error} />;
   }
-  const session = makeSession(token, whoami, tenant, {
-    setTenant: storeTenant,
-    signOut: () => {
-      forgetToken();
-      setWhoami(undefined);
-      setToken(undefined);
-      navigate("/");
-    },
-  });
   const found = matchRoute(PAGES, pathname);
   document.title = found ? `${found.route.title(found.params)} · herd` : "Not found · herd";
   const Page = found?.route.page;
@@ -79,7 +99,7 @@ function App() {
     <SessionContext.Provider value={session}>
       <Layout>
         {/* A new tenant or object is a new page: nothing carries over. */}
-        {Page ? <Page key={`${tenant} ${pathname}`} params={found.params} /> : <NotFoundPage />}
+        {Page ? <Page key={`${session.tenant} ${pathname}`} params={found.params} /> : <NotFoundPage />}
       </Layout>
     </SessionContext.Provider>
   );

@@ -8,11 +8,13 @@ import type { AuditEntry } from "./api-types.ts";
 export type ReleaseView = Release & { current: boolean };
 
 /**
- * Who made each release, from the audit trail: a deploy call comes before its
- * release (the build runs in between); a rollback call creates its release
- * before it answers (as does a secret change), so its entry is written a moment after. Each release
- * takes the last unused call of its kind up to that moment; a release without
- * one (the remediation engine's rollbacks) shows "—".
+ * Who made each release, from the audit trail. The audit entry of a call is
+ * written as its reply leaves: a deploy's usually before its release (the
+ * build runs after the reply) but not always (a quick build), a rollback's
+ * and a secret change's just after. Each release takes the last unused call
+ * of its kind up to 5 s after it was made (the last: a failed deploy before
+ * it made no release); a release without one (the remediation engine's
+ * rollbacks) shows "—".
  */
 export function releaseAuthors(
   releases: readonly ReleaseView[],
@@ -27,7 +29,7 @@ export function releaseAuthors(
   const out = new Map<number, string>();
   for (const r of [...releases].sort((a, b) => a.version - b.version)) {
     const kind = r.rollbackOf ? "rollback" : r.description.startsWith("Secret ") ? "secret" : "deploy";
-    const until = new Date(Date.parse(r.createdAt) + (kind === "deploy" ? 0 : AFTER_MS)).toISOString();
+    const until = new Date(Date.parse(r.createdAt) + AFTER_MS).toISOString();
     let found = -1;
     for (let i = 0; i < calls.length && calls[i].at <= until; i++) {
       if (calls[i].kind === kind && !used.has(i)) found = i;
@@ -40,7 +42,7 @@ export function releaseAuthors(
   return out;
 }
 
-/** How long after its release a rollback's or a secret change's audit entry may be written. */
+/** How long after its release the call's audit entry may be written (it is written as the reply leaves). */
 const AFTER_MS = 5000;
 
 /** The calls that make releases: a deploy, a rollback, a secret its release uses (set or unset). */

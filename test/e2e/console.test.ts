@@ -21,6 +21,7 @@ const work = mkdtempSync(join(tmpdir(), "herd-console-"));
 let herd: Herd;
 let browser: Browser | undefined;
 let viewerToken: string;
+let viewerTokenId: string;
 
 before(async () => {
   const { chromium: bin } = await ensureDebianPackages({ chromium: "chromium" });
@@ -33,9 +34,12 @@ before(async () => {
     assert.ok(r.status < 300, JSON.stringify(r.body));
     return r.body as Record<string, string>;
   };
+  ok(await herd.api("POST", "/tenants", { name: "acme" }));
   ok(await herd.api("POST", "/users", { name: "vera" }));
   ok(await herd.api("PUT", "/tenants/default/members/vera", { role: "viewer" }));
-  viewerToken = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" })).token;
+  const created = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" }));
+  viewerToken = created.token;
+  viewerTokenId = created.id;
 });
 
 after(async () => {
@@ -219,6 +223,32 @@ test("a viewer sees hello but no scale, deploy or rollback control, and the API 
       return r.status;
     }, viewerToken);
     assert.equal(res, 403);
+    // The token revoked while the page is open: the next call is refused and the page asks to sign in.
+    assert.equal((await herd.api("DELETE", `/tokens/${viewerTokenId}`)).status < 300, true);
+    await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 20_000 });
+    await page.getByRole("alert").filter({ hasText: "401" }).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test("the tenant switcher shows another tenant's apps, and its links keep the tenant", async () => {
+  const { page, context } = await signedIn(herd.token);
+  try {
+    await page.getByTestId("app-row-hello").waitFor();
+    await page.getByTestId("tenant-switcher").selectOption("acme");
+    await page.waitForURL(/\?tenant=acme$/);
+    await page.getByText("No apps in tenant acme").waitFor();
+    assert.equal(await page.getByTestId("app-row-hello").count(), 0);
+    // A deep link names its tenant; the app of another tenant is not found there.
+    await page.goto(`${herd.url}/apps/hello?tenant=acme`);
+    await page.getByRole("alert").filter({ hasText: "404" }).waitFor();
+    assert.equal(
+      await page.getByRole("link", { name: "Releases" }).getAttribute("href"),
+      "/apps/hello/releases?tenant=acme",
+    );
+    await page.getByTestId("tenant-switcher").selectOption("default");
+    await page.getByTestId("app-row-hello").waitFor();
   } finally {
     await context.close();
   }
@@ -239,6 +269,10 @@ test("screenshots: every page in dark and on a phone; the keyboard reaches sign-
       await page.goto(`${herd.url}/apps/hello${tab}`);
       await page.getByRole("heading", { name: /hello/ }).first().waitFor();
       await page.waitForTimeout(500);
+      const wider = (await page.evaluate(
+        "document.documentElement.scrollWidth - window.innerWidth",
+      )) as number;
+      assert.ok(wider <= 0, `/apps/hello${tab} is ${wider} px wider than the phone`);
       await shot(page, `phone-dark-app${tab.replace("/", "-")}`);
     }
   } finally {
@@ -276,7 +310,9 @@ test("screenshots: every page in dark and on a phone; the keyboard reaches sign-
   try {
     const page = await context.newPage();
     await page.goto(`${herd.url}/apps/hello/events`);
-    await page.keyboard.type(herd.token); // the token field has the focus
+    // The token field has the focus once the page has rendered: no click needed.
+    await page.waitForFunction("document.activeElement?.getAttribute('name') === 'token'");
+    await page.keyboard.type(herd.token);
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Events" }).waitFor();
     await page.getByRole("link", { name: "Logs" }).focus();
