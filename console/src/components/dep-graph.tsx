@@ -73,6 +73,13 @@ export default function DepGraph(props: {
   const maxRate = Math.max(1e-9, ...nodes.map((n) => n.rate));
   const radius = (r: number) => 14 + 16 * Math.sqrt(r / maxRate);
   const radiusOf = new Map(nodes.map((n) => [n.service, radius(n.rate)]));
+  // The drawing is cropped to the services (and their labels), so a small map is not lost in a big box.
+  const xs = [...at.values()].map((p) => p.x);
+  const ys = [...at.values()].map((p) => p.y);
+  const x0 = Math.min(...xs) - 90;
+  const y0 = Math.min(...ys) - 80;
+  const w = Math.max(360, Math.max(...xs) + 90 - x0);
+  const h = Math.max(220, Math.max(...ys) + 70 - y0);
   const press = (s: Selection) => (e: KeyboardEvent) => {
     if (e.key === "Enter" || e.key === " ") {
       e.preventDefault();
@@ -85,7 +92,9 @@ export default function DepGraph(props: {
   return (
     // biome-ignore lint/a11y/useSemanticElements: an SVG drawing holds the buttons, not a form
     <svg
-      viewBox={`0 0 ${W} ${H}`}
+      viewBox={`${x0 - (w - (Math.max(...xs) + 90 - x0)) / 2} ${y0} ${w} ${h}`}
+      width={w}
+      height={h}
       className="depgraph"
       role="group"
       aria-label="service dependency map"
