@@ -252,7 +252,7 @@ test("the operations pages show their data within 1 s", async () => {
       "/quotas",
       () => page.getByTestId("quota-default").filter({ hasText: "units in use" }).waitFor(),
     ],
-    ["events", "/events", () => page.getByText(/Events \(/).waitFor()],
+    ["all events", "/events", () => page.getByText(/Events \(/).waitFor()],
     [
       "gateways",
       "/gateways",
