@@ -121,6 +121,12 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
   "GET /api/v1/apps/:app/autoscale": "apps:read",
+  // canary and blue/green rollouts (routes/rollouts.ts)
+  "GET /api/v1/apps/:app/rollout": "apps:read",
+  "POST /api/v1/apps/:app/rollout/promote": "apps:write",
+  "POST /api/v1/apps/:app/rollout/pause": "apps:write",
+  "POST /api/v1/apps/:app/rollout/resume": "apps:write",
+  "POST /api/v1/apps/:app/rollout/abort": "apps:write",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",

@@ -84,6 +84,7 @@ import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
+import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -645,6 +646,7 @@ export function buildApi(
       appRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
+      rolloutRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);

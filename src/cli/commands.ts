@@ -33,6 +33,7 @@ import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
+import { rolloutCommand } from "./rollout.ts";
 import { secretsCommand } from "./secrets.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
@@ -266,6 +267,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   logsCommand,
   releasesCommand,
   rollbackCommand,
+  rolloutCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,

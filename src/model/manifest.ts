@@ -14,7 +14,7 @@ import { routeIdentity } from "./gateway-view.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, placementServices } from "./placement.ts";
-import { DEADLINE_HELP, parseDeadline } from "./rollout.ts";
+import { normalizeRollout, RolloutManifestSchema, rolloutProblems } from "./rollout-manifest.ts";
 import type {
   AggregateSpec,
   AuthSpec,
@@ -417,19 +417,7 @@ export const ServiceManifestSchema = T.Object(
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
     placement: T.Optional(PlacementSchema),
-    rollout: T.Optional(
-      T.Object(
-        {
-          deadline: T.Optional(
-            // Its form and range are checked by checkDeadlines, which says what is accepted.
-            T.Union([T.Number(), T.String()], {
-              description: `${DEADLINE_HELP}; a rollout without progress for this long fails its deploy (default 120s)`,
-            }),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    rollout: T.Optional(RolloutManifestSchema),
     minAvailable: T.Optional(
       T.Integer({
         minimum: 0,
@@ -720,9 +708,7 @@ export function normalizeService(
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
-    ...(s.rollout?.deadline !== undefined
-      ? { rollout: { deadlineMs: deadlineOf(name, s.rollout.deadline) } }
-      : {}),
+    ...rolloutOf(s.rollout),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
       // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
@@ -771,16 +757,10 @@ export function normalizeService(
   };
 }
 
-/** herd.yaml's rollout deadline in ms (the schema checked its form; the range is checked here). */
-function deadlineOf(service: string, value: string | number): number {
-  const ms = parseDeadline(value);
-  if (ms === undefined) {
-    const field = `services.${service}.rollout.deadline`;
-    throw new HerdError("invalid", `${field}: ${value} is not ${DEADLINE_HELP}`, [
-      { field, message: `must be ${DEADLINE_HELP}` },
-    ]);
-  }
-  return ms;
+/** `rollout:` normalised (rolloutProblems checked it); nothing when it sets nothing. */
+function rolloutOf(r: ServiceManifest["rollout"]): Pick<ServiceSpec, "rollout"> {
+  const rollout = normalizeRollout(r);
+  return rollout ? { rollout } : {};
 }
 
 /** `secrets: { VAR: secret }` for the env variables that refer to a secret; nothing when none does. */
@@ -831,7 +811,7 @@ export function validateManifest(
     checkAggregates(value, file, lineOf);
     checkSplits(value, file, lineOf);
     checkAlerts(value, file, lineOf);
-    checkDeadlines(value, file, lineOf);
+    checkRollouts(value, file, lineOf);
     checkAutoscale(value, file, lineOf);
     return value;
   }
@@ -915,18 +895,15 @@ function throwProblems(
   );
 }
 
-/** A rollout deadline in range (the schema checks only its form). */
-function checkDeadlines(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+/** `rollout:` beyond its schema: the deadline's range, durations, thresholds, fields of another strategy. */
+function checkRollouts(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
-    const value = service.rollout?.deadline;
-    if (value === undefined || parseDeadline(value) !== undefined) continue;
-    const path = ["services", name, "rollout", "deadline"];
-    const field = path.join(".");
-    const line = lineOf?.(path);
-    const message = `must be ${DEADLINE_HELP}; got ${value}`;
-    throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
-      { field, message, line },
-    ]);
+    if (service.rollout)
+      throwProblems(
+        rolloutProblems(service.rollout, `services.${name}.rollout.`, service.mode ?? "cattle"),
+        file,
+        lineOf,
+      );
   }
 }
 

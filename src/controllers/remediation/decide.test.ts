@@ -100,7 +100,7 @@ test("an old release: one instance far worse than its peers is replaced", () => 
   assert.match(none.evidence.join("\n"), /not rollback: v2 is 3600 s old \(window 600 s\)/);
 });
 
-test("a pet is never replaced", () => {
+test("a pet far worse than its peers is restarted in place, never replaced", () => {
   const now = 1_000_000_000;
   const load = new FakeLoad().setService(WEB, { requests: 300, errors: 40 }).setInstances(WEB, [
     { instance: "a", release: 2, requests: 100, errors: 40 },
@@ -118,8 +118,21 @@ test("a pet is never replaced", () => {
     ],
   });
   const plan = planFor(rule("errors"), view);
-  assert.equal(plan.action, "none");
-  assert.match(plan.evidence.join("\n"), /a is a pet/);
+  assert.equal(plan.action, "restart");
+  assert.equal(plan.target, "a");
+  assert.deepEqual(plan.change, { kind: "restart", service: "web", instance: "a" });
+  assert.match(plan.reason, /pet a is far worse than its 2 peers: restart it in place/);
+  assert.match(plan.evidence.join("\n"), /not replace: a is a pet: it is restarted in place, never replaced/);
+  assert.match(plan.evidence.join("\n"), /peers' median: 0% failed \(2 instances\)/);
+  // A rule that allows replace only: nothing for a pet.
+  const none = planFor({ ...rule("errors"), actions: ["replace"] }, view);
+  assert.equal(none.action, "none");
+  assert.match(none.evidence.join("\n"), /a is a pet/);
+  // Cattle are never restarted by this action: they are replaced.
+  view.instances[0].mode = "cattle";
+  const cattle = planFor({ ...rule("errors"), actions: ["restart"] }, view);
+  assert.equal(cattle.action, "none");
+  assert.match(cattle.evidence.join("\n"), /a is cattle: it is replaced rather than restarted/);
 });
 
 test("every instance on one node bad, those elsewhere fine → cordon that node", () => {
@@ -246,9 +259,15 @@ test("a dependency failing in spans → the caller's routes answer their fallbac
   });
   const plan = planFor(rule("errors"), view);
   assert.equal(plan.action, "degrade");
-  assert.deepEqual(plan.change, { kind: "degrade", service: "web" });
+  assert.deepEqual(plan.change, { kind: "degrade", service: "web", dependencies: ["payments"] });
   assert.match(plan.evidence.join("\n"), /spans web → payments: 30 of 40 calls failed \(75%\)/);
   assert.doesNotMatch(plan.evidence.join("\n"), /stock/);
+  // Already switched to its fallback: nothing more to do.
+  view.services[0].degraded = true;
+  const again = planFor(rule("errors"), view);
+  assert.equal(again.action, "none");
+  assert.match(again.evidence.join("\n"), /not degrade: web's routes already answer their fallback/);
+  view.services[0].degraded = undefined;
   // Without a fallback there is nothing to degrade to.
   view.services[0].spec = { mode: "cattle", routes: [{ host: "*", path: "/" }] };
   assert.equal(planFor(rule("errors"), view).action, "none");
