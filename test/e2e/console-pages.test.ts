@@ -117,6 +117,32 @@ test("open a trace from the dependency map; search, Top-N and the waterfall", as
     await page.locator(".span-detail").waitFor();
     await shot(page, "trace-waterfall");
 
+    // A log line that carries this trace's id links to it from the live logs.
+    const traceId = new URL(page.url()).pathname.split("/").pop() ?? "";
+    const instances = await herd!.api<{ items: { id: string; node: string; app: string }[] }>(
+      "GET",
+      "/instances",
+    );
+    const hello = instances.body.items.find((i) => i.app === "hello")!;
+    const shipped = await herd!.api("POST", "/logs", {
+      node: hello.node,
+      lines: [
+        {
+          instance: hello.id,
+          time: new Date().toISOString(),
+          stream: "stdout",
+          line: JSON.stringify({ level: "info", msg: "served a traced request", trace_id: traceId }),
+        },
+      ],
+    });
+    assert.ok(shipped.status < 300, JSON.stringify(shipped.body));
+    await page.goto(`${herd!.url}/apps/hello/logs`);
+    const traced = page.getByTestId("log-trace").first();
+    await traced.waitFor();
+    await traced.click();
+    await page.waitForURL(new RegExp(`/traces/${traceId}`));
+    await page.getByTestId("span-row").first().waitFor();
+
     await page.goto(`${herd!.url}/traces?app=hello`);
     await page.getByTestId("trace-results").getByTestId("trace-link").first().waitFor();
     await shot(page, "traces-search");
