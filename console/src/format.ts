@@ -35,3 +35,11 @@ export function figure(n: number | undefined, unit: "rps" | "pct" | "s"): string
   if (unit === "pct") return `${(n * 100).toFixed(n < 0.01 ? 2 : 1)} %`;
   return n >= 1 ? `${n.toFixed(2)} s` : `${(n * 1000).toFixed(n < 0.01 ? 1 : 0)} ms`;
 }
+
+/** A duration in µs: 850 µs, 12.3 ms, 1.20 s. */
+export function micros(us: number | undefined): string {
+  if (us === undefined || !Number.isFinite(us)) return "—";
+  if (us < 1000) return `${Math.round(us)} µs`;
+  if (us < 1e6) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
+  return `${(us / 1e6).toFixed(2)} s`;
+}

@@ -3,6 +3,7 @@
 
 import { useEffect, useRef, useState } from "react";
 import type { LogEntry } from "../api-types.ts";
+import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { ErrorBox } from "./ui.tsx";
 
@@ -136,7 +137,12 @@ export function LogView(props: { path: string; services?: string[]; instance?: s
             <span className="muted">{e.time.slice(11, 23)}</span> <span className="src">{e.instance}</span>{" "}
             {e.stream === "event" ? <strong>{e.reason} </strong> : null}
             {e.line}
-            {e.traceId ? <span className="trace"> trace {e.traceId}</span> : null}
+            {e.traceId ? (
+              <Link to={`/traces/${e.traceId}`} className="trace" data-testid="log-trace">
+                {" "}
+                trace {e.traceId.replace(/^0{16}/, "").slice(0, 16)}
+              </Link>
+            ) : null}
           </div>
         ))}
       </div>
