@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
 import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
+import { appConfigCommand } from "./app-config.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
@@ -279,6 +280,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   catalogCommand,
   consumersCommand,
   secretsCommand,
+  appConfigCommand,
   instancesCommand,
   quotaCommand,
   routesCommand,

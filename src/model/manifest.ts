@@ -432,6 +432,17 @@ export const ServiceManifestSchema = T.Object(
         description: "under overload the gateway sheds low first and critical last (default normal)",
       }),
     ),
+    config: T.Optional(
+      T.Object(
+        {
+          onChange: T.Union([T.Literal("file"), T.Literal("signal"), T.Literal("restart")], {
+            description:
+              "when the app's config changes: file (the new file only, default), signal (SIGHUP) or restart",
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     concurrency: T.Optional(
       T.Integer({
         minimum: 1,
@@ -732,6 +743,7 @@ export function normalizeService(
     ...secretEnv(s.env),
     routes,
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
+    ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
     ...(s.dependsOn?.length ? { dependsOn: s.dependsOn } : {}),
     ...(s.outlier

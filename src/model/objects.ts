@@ -19,6 +19,7 @@
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
  *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
+ *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -50,6 +51,8 @@ export const KINDS = [
   "remediation",
   "autoscale_state",
   "version_set",
+  "config_version",
+  "config_head",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

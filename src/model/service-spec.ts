@@ -146,6 +146,8 @@ export interface ServiceSpec {
    * same app by name, or another app's as `app/service` (model/dependencies.ts).
    */
   dependsOn?: string[];
+  /** What its instances do when their config changes (config center): file (default), signal (SIGHUP) or restart. */
+  config?: { onChange: "file" | "signal" | "restart" };
   /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */
   concurrency?: number;
   /** Passive outlier ejection of this service's instances, when set. */
