@@ -15,6 +15,7 @@
 //              (remediation paused, so nothing else rolls it back).
 //
 // `npm run bench:release`. The figures move with the machine's load (printed).
+// Then the version-set figure (bench/release-set.ts); BENCH_ONLY=canary|set runs one.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -31,6 +32,7 @@ import {
   waitFor,
 } from "../test/e2e/harness.ts";
 import { writeReleaseApp, writeReleaseManifest } from "../test/e2e/release-app.ts";
+import { runSet } from "./release-set.ts";
 
 const HOST = "shop.localhost";
 const INTERVAL_S = Number(process.env.BENCH_INTERVAL_S ?? 5);
@@ -184,4 +186,7 @@ function phaseEnd(t: Traffic, start: ReturnType<typeof phaseStart>) {
   };
 }
 
-if (import.meta.main) await run();
+if (import.meta.main) {
+  if (process.env.BENCH_ONLY !== "set") await run();
+  if (process.env.BENCH_ONLY !== "canary") await runSet();
+}

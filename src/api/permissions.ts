@@ -127,6 +127,13 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/rollout/pause": "apps:write",
   "POST /api/v1/apps/:app/rollout/resume": "apps:write",
   "POST /api/v1/apps/:app/rollout/abort": "apps:write",
+  // version sets: herd.set.yaml (routes/sets.ts); dependsOn checked before a deploy uploads (routes/dependencies.ts)
+  "POST /api/v1/apps/:app/dependencies/check": "apps:write",
+  "POST /api/v1/sets": "apps:write",
+  "POST /api/v1/sets/diff": "apps:read",
+  "GET /api/v1/sets/:name": "apps:read",
+  "GET /api/v1/sets/:name/versions/:version": "apps:read",
+  "POST /api/v1/sets/:name/rollback": "apps:write",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",

@@ -36,6 +36,7 @@ import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
 import { rolloutCommand } from "./rollout.ts";
 import { secretsCommand } from "./secrets.ts";
+import { setCommand } from "./set.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
@@ -269,6 +270,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   releasesCommand,
   rollbackCommand,
   rolloutCommand,
+  setCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,

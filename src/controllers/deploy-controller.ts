@@ -29,6 +29,7 @@ import {
 import { DEFAULT_ANALYSIS, DEFAULT_STEPS, formatDuration, formatThreshold } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
+import { checkDependencies } from "./dependencies.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
@@ -261,6 +262,7 @@ export class DeployController {
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
+    await checkDependencies(store, tenant, app, result.services);
     const secrets = await this.#pinSecrets(tenant, app, result.services, result.secrets);
     const previous = deploy.previous
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))

@@ -5,11 +5,13 @@
  *   store.watch ─► key of the object it touches ─► queue ─► reconcile(key)
  *   every resyncMs: every service, deploy and destroying app is queued again
  *   every 250 ms:   node heartbeats are checked
+ *   version sets applying: looked at again every 300 ms while a deploy of theirs runs
  *   every 500 ms:   the autoscaler decides for each autoscaled service (autoscale.ts)
  */
 
 import { WorkQueue } from "../common/work-queue.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
+import type { VersionSet } from "../model/version-set.ts";
 import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
@@ -17,6 +19,7 @@ import { DeployController, deployKey } from "./deploy-controller.ts";
 import { NodeController } from "./node-controller.ts";
 import { RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
+import { SetController } from "./set-controller.ts";
 
 export class ControllerManager {
   readonly services: ServiceController;
@@ -26,6 +29,8 @@ export class ControllerManager {
   readonly autoscaler: Autoscaler;
   /** Canary steps and blue/green switches (rollout-controller.ts). */
   readonly rollouts: RolloutController;
+  /** herd.set.yaml applies (set-controller.ts). */
+  readonly sets: SetController;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -33,6 +38,7 @@ export class ControllerManager {
   readonly #deployQueue: WorkQueue;
   readonly #appQueue: WorkQueue;
   readonly #rolloutQueue: WorkQueue;
+  readonly #setQueue: WorkQueue;
   readonly #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
@@ -44,6 +50,7 @@ export class ControllerManager {
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
     this.rollouts = new RolloutController(ctx);
+    this.sets = new SetController(ctx, this.deploys);
     const logger = ctx.logger.child("controllers");
     this.#serviceQueue = new WorkQueue({
       name: "service",
@@ -64,6 +71,14 @@ export class ControllerManager {
       reconcile: async (key) => {
         const after = await this.rollouts.reconcile(key);
         if (after !== undefined) this.#rolloutQueue.addAfter(key, after);
+      },
+    });
+    this.#setQueue = new WorkQueue({
+      name: "set",
+      logger,
+      reconcile: async (key) => {
+        const after = await this.sets.reconcile(key);
+        if (after !== undefined) this.#setQueue.addAfter(key, after);
       },
     });
     this.#appQueue = new WorkQueue({
@@ -109,6 +124,8 @@ export class ControllerManager {
       if (o.value.state === "building" || o.value.state === "rolling_out") this.#deployQueue.add(o.key);
     }
     for (const o of (await store.list<App>("app")).items) if (o.value.destroying) this.#appQueue.add(o.key);
+    for (const o of (await store.list<VersionSet>("version_set")).items)
+      if (o.value.state === "applying" || o.value.state === "rolling_back") this.#setQueue.add(o.key);
     // Instances whose service is gone still need stopping.
     for (const o of (await store.list<Instance>("instance")).items) {
       this.#serviceQueue.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
@@ -121,7 +138,7 @@ export class ControllerManager {
     while (!this.#abort.signal.aborted) {
       try {
         for await (const ev of store.watch({
-          kinds: ["service", "instance", "deploy", "app", "node"],
+          kinds: ["service", "instance", "deploy", "app", "node", "version_set"],
           fromRevision: revision,
           signal: this.#abort.signal,
         })) {
@@ -169,6 +186,9 @@ export class ControllerManager {
       case "app":
         this.#appQueue.add(key);
         break;
+      case "version_set":
+        if (!deleted) this.#setQueue.add(key);
+        break;
       case "node":
         // Capacity appeared or a node changed state: pending instances may now fit somewhere.
         void this.resync().catch(() => {});
@@ -183,6 +203,7 @@ export class ControllerManager {
       this.#deployQueue.idle(),
       this.#appQueue.idle(),
       this.#rolloutQueue.idle(),
+      this.#setQueue.idle(),
     ]);
   }
 
@@ -194,5 +215,6 @@ export class ControllerManager {
     this.#deployQueue.stop();
     this.#appQueue.stop();
     this.#rolloutQueue.stop();
+    this.#setQueue.stop();
   }
 }

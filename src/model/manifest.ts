@@ -10,6 +10,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import { AutoscaleManifestSchema, autoscaleProblems, normalizeAutoscale } from "./autoscale.ts";
+import { DependsOnSchema, dependsOnProblems } from "./dependencies.ts";
 import { routeIdentity } from "./gateway-view.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { Resources } from "./objects.ts";
@@ -450,6 +451,7 @@ export const ServiceManifestSchema = T.Object(
       }),
     ),
     autoscale: T.Optional(AutoscaleManifestSchema),
+    dependsOn: T.Optional(DependsOnSchema),
     outlier: T.Optional(
       T.Object(
         {
@@ -743,6 +745,7 @@ export function normalizeService(
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
     ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
+    ...(s.dependsOn?.length ? { dependsOn: s.dependsOn } : {}),
     ...(s.outlier
       ? {
           outlier: {
@@ -825,6 +828,7 @@ export function validateManifest(
     checkAlerts(value, file, lineOf);
     checkRollouts(value, file, lineOf);
     checkAutoscale(value, file, lineOf);
+    throwProblems(dependsOnProblems(value.services), file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];

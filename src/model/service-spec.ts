@@ -141,6 +141,11 @@ export interface ServiceSpec {
   breaker?: { failures: number; openMs: number };
   /** Under overload the gateway sheds low first, critical last. */
   criticality?: "critical" | "normal" | "low";
+  /**
+   * What this service needs running before it starts or moves: services of the
+   * same app by name, or another app's as `app/service` (model/dependencies.ts).
+   */
+  dependsOn?: string[];
   /** What its instances do when their config changes (config center): file (default), signal (SIGHUP) or restart. */
   config?: { onChange: "file" | "signal" | "restart" };
   /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */
