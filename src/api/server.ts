@@ -75,6 +75,7 @@ import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import { jobRoutes } from "./routes/jobs.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
@@ -658,6 +659,7 @@ export function buildApi(
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
       catalogRoutes(api, deps);
+      jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
     },

@@ -14,6 +14,7 @@ import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
+import { JobsController } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
 import { ServiceController } from "./service-controller.ts";
 
@@ -23,6 +24,8 @@ export class ControllerManager {
   readonly nodes: NodeController;
   readonly apps: AppController;
   readonly autoscaler: Autoscaler;
+  /** One-off runs, release phases and scheduled jobs (jobs.ts). */
+  readonly jobs: JobsController;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -36,7 +39,8 @@ export class ControllerManager {
     this.#ctx = ctx;
     this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
-    this.deploys = new DeployController(ctx);
+    this.jobs = new JobsController(ctx);
+    this.deploys = new DeployController(ctx, (d, r, log) => this.jobs.releasePhase(d, r, log));
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
     const logger = ctx.logger.child("controllers");
@@ -83,6 +87,7 @@ export class ControllerManager {
     );
     for (const t of this.#timers) t.unref();
     this.autoscaler.start();
+    this.jobs.start();
   }
 
   /** Queues every service, deploy in flight and destroying app. */
@@ -166,6 +171,7 @@ export class ControllerManager {
   stop(): void {
     this.#abort.abort();
     this.autoscaler.stop();
+    this.jobs.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#serviceQueue.stop();
     this.#deployQueue.stop();

@@ -18,6 +18,7 @@
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -47,6 +48,7 @@ export const KINDS = [
   "machine",
   "remediation",
   "autoscale_state",
+  "run",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

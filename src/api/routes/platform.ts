@@ -112,6 +112,8 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const metricsUrl = metricsUrlFrom(body.metricsUrl, req.socket.remoteAddress);
       const hb: Heartbeat = { ...body, ...(metricsUrl ? { metricsUrl } : {}) };
       const reply = await controllers.nodes.handleHeartbeat(name, hb);
+      // One-off runs and jobs' runs travel as instances (controllers/jobs.ts).
+      reply.instances.push(...(await controllers.jobs.heartbeat(name, hb.instances)));
       deps.metrics.fleet.record(name, hb);
       await probeLog.record(name, hb);
       // Each tenant's write-only ingest token, for the OTEL_* defaults the agent gives its instances.
