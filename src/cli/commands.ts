@@ -28,11 +28,13 @@ import {
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
+import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
+import { runCommand } from "./run.ts";
 import { secretsCommand } from "./secrets.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
@@ -273,6 +275,8 @@ export const APP_COMMANDS: CommandSpec[] = [
   nodesCommand,
   capacityCommand,
   catalogCommand,
+  runCommand,
+  jobsCommand,
   consumersCommand,
   secretsCommand,
   instancesCommand,
