@@ -539,6 +539,13 @@ export class JobsController {
     }
   }
 
+  /** Whether a run placed on `node` uses the slug (its agent may fetch it). */
+  async runsSlug(node: string, digest: string): Promise<boolean> {
+    return (await this.#ctx.store.list<Run>("run")).items.some(
+      (o) => o.value.node === node && o.value.spec.slug === digest,
+    );
+  }
+
   /** Waits until the run has ended (polling the store), or `signal` aborts. */
   async waitFor(id: string, signal?: AbortSignal): Promise<Run> {
     for (;;) {

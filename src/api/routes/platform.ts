@@ -136,9 +136,10 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const who = req.herd.principal.token;
       // An agent fetches only what its own node runs: a slug another node's instances use is no business of it.
       if (who.kind === "agent") {
-        const mine = (await store.list<Instance>("instance")).items.some(
-          (o) => o.value.node === who.node && o.value.run.slug === digest,
-        );
+        const mine =
+          (await store.list<Instance>("instance")).items.some(
+            (o) => o.value.node === who.node && o.value.run.slug === digest,
+          ) || (await controllers.jobs.runsSlug(who.node ?? "", digest));
         if (!mine) throw new HerdError("not_found", `no slug ${digest} for an instance on node ${who.node}`);
       }
       if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);
