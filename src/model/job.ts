@@ -126,17 +126,21 @@ export const JobManifestSchema = T.Object(
 );
 
 /** herd.yaml `release:`: a command, or `{command, timeout, service}`. */
-export const ReleaseManifestSchema = T.Union([
-  T.String({ minLength: 1 }),
-  T.Object(
-    {
-      command: T.String({ minLength: 1 }),
-      service: T.Optional(T.String()),
-      timeout: T.Optional(Duration),
-    },
-    { additionalProperties: false },
-  ),
-]);
+export const ReleaseManifestSchema = T.Union(
+  [
+    T.String({ minLength: 1 }),
+    T.Object(
+      {
+        command: T.String({ minLength: 1 }),
+        service: T.Optional(T.String()),
+        // Any string or number here: a wrong one is named as release.timeout (jobsProblems), not as the whole union.
+        timeout: T.Optional(T.Union([T.String(), T.Number()])),
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  { description: "a command, or {command, timeout, service}" },
+);
 
 export type JobManifest = Static<typeof JobManifestSchema>;
 export type ReleaseManifest = Static<typeof ReleaseManifestSchema>;
