@@ -147,7 +147,10 @@ test("a one-off run: agent statuses to its exit code; kept in the reply for its 
   assert.equal(run.service, "web");
   let reply = await jobs.heartbeat("n1", []);
   assert.equal(reply[0].action, "run");
-  assert.equal(reply[0].run.command, "exit 3");
+  assert.match(
+    reply[0].run.command,
+    /^\(exit 3\n\); code=\$\?; echo \$code > "\$HERD_DATA_DIR\/\.herd-exit-code"; exit \$code$/,
+  );
   assert.deepEqual(reply[0].run.env, { GREETING: "hi" });
   assert.equal(reply[0].run.health.kind, "process");
   await jobs.heartbeat("n1", [{ id: run.id, generation: 1, state: "up", pid: 7 }]);

@@ -19,7 +19,15 @@
 import { createHash } from "node:crypto";
 import { HerdError, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import { FINISHED, type JobSpec, lastFire, type Run, type RunKind, type RunState } from "../model/job.ts";
+import {
+  EXIT_CODE_FILE,
+  FINISHED,
+  type JobSpec,
+  lastFire,
+  type Run,
+  type RunKind,
+  type RunState,
+} from "../model/job.ts";
 import {
   type App,
   appKey,
@@ -140,7 +148,7 @@ export class JobsController {
       ...(r.createdBy ? { createdBy: r.createdBy } : {}),
       spec: {
         slug: release.value.slug,
-        command: r.command,
+        command: recordingExit(r.command),
         env: spec.env,
         ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
         resources: spec.resources,
@@ -305,6 +313,7 @@ export class JobsController {
               ...r,
               state: "running",
               message: s.pid ? `pid ${s.pid}` : "",
+              ...(s.pid ? { pid: s.pid } : {}),
               startedAt: s.startedAt ?? this.#iso(),
             };
       case "exited": {
@@ -555,6 +564,16 @@ export class JobsController {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
+}
+
+/**
+ * The command as the agent runs it: its shell writes the exit code to the
+ * run's data dir as it ends, so an agent that adopts the run after a restart
+ * (not its parent) still learns it (agent/run-exit.ts).
+ */
+export function recordingExit(command: string): string {
+  return `(${command}
+); code=$?; echo $code > "$HERD_DATA_DIR/${EXIT_CODE_FILE}"; exit $code`;
 }
 
 /** A scheduled time's run id: the same job and time always give the same id. */

@@ -66,6 +66,8 @@ export interface Run {
   stop?: { reason: "stopped" | "timed_out"; message: string };
   state: RunState;
   message: string;
+  /** Its process (the shell running the command) on its node, once up. */
+  pid?: number;
   exitCode?: number | null;
   signal?: string | null;
   /** Its last log lines once it ended (the agent's view; all lines are in the log store). */
@@ -96,6 +98,9 @@ export interface ReleasePhaseSpec {
   command: string;
   timeoutMs: number;
 }
+
+/** The file in a run's data dir its shell writes its exit code to (controllers/jobs.ts, agent/run-exit.ts). */
+export const EXIT_CODE_FILE = ".herd-exit-code";
 
 export const DEFAULT_JOB_TIMEOUT_MS = 3600_000;
 export const DEFAULT_RELEASE_TIMEOUT_MS = 600_000;

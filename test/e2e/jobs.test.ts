@@ -9,12 +9,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Run } from "../../src/model/job.ts";
-import { cleanupHerd, type Herd, ROOT, startHerd, waitFor } from "./harness.ts";
+import { alive, cleanupHerd, type Herd, killRecordedInstances, ROOT, startHerd, waitFor } from "./harness.ts";
 
 const herds: Herd[] = [];
 const dirs: string[] = [];
+/** Data dirs two herds share (one killed, one restarted on it): removed once both are down. */
+const dataDirs: string[] = [];
 after(async () => {
-  for (const h of herds) await cleanupHerd(h);
+  for (const h of herds) await cleanupHerd(h, { keepDir: dataDirs.includes(h.dataDir) });
+  for (const d of dataDirs) {
+    killRecordedInstances(d);
+    rmSync(d, { recursive: true, force: true });
+  }
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -128,4 +134,45 @@ test("herd run, a failing release phase, a cron job's history", async () => {
   );
   const jobs = await herd.cli(["jobs", "--app", "jobs-e2e"]);
   assert.match(jobs.stdout, /tick\s+web\s+\*\/2 \* \* \* \* \*\s+forbid/);
+});
+
+test("kill -9 of herd up: a run is adopted, not orphaned: it can be stopped, and an ended one keeps its exit code", async () => {
+  const first = await startHerd();
+  herds.push(first);
+  dataDirs.push(first.dataDir);
+  const d = await first.cli(["deploy", appDir("true", "one")]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const start = async (herd: Herd, command: string) => {
+    const r = await herd.cli(["run", "--app", "jobs-e2e", "--detach", "--", command]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const running = async (herd: Herd, id: string) =>
+    waitFor(`${id} to run`, async () => {
+      const r = (await herd.api<Run>("GET", `/apps/jobs-e2e/runs/${id}`)).body;
+      return r.state === "running" && r.pid ? r : undefined;
+    });
+  const long = await running(first, await start(first, "sleep 60"));
+  const short = await running(first, await start(first, "sleep 3; exit 5"));
+
+  await first.kill9();
+  assert.ok(alive(long.pid!), "the run outlives herd up");
+  const second = await startHerd({ dataDir: first.dataDir });
+  herds.push(second);
+
+  // The ended run's code was kept by its shell: the new agent (not its parent) reports it.
+  const ended = await waitFor("the short run to end", async () => {
+    const r = (await second.api<Run>("GET", `/apps/jobs-e2e/runs/${short.id}`)).body;
+    return r.state === "failed" || r.state === "succeeded" ? r : undefined;
+  });
+  assert.equal(ended.exitCode, 5, JSON.stringify(ended));
+  // The long one is still known and stops when asked: no orphan.
+  const stop = await second.cli(["jobs", "stop", "--app", "jobs-e2e", long.id]);
+  assert.equal(stop.code, 0, stop.stderr);
+  await waitFor("the long run's process to end", () => !alive(long.pid!), 20_000);
+  const stopped = await waitFor("the long run to be stopped", async () => {
+    const r = (await second.api<Run>("GET", `/apps/jobs-e2e/runs/${long.id}`)).body;
+    return r.state === "stopped" ? r : undefined;
+  });
+  assert.match(stopped.message, /stopped by/);
 });
