@@ -150,10 +150,15 @@ export const ReleaseManifestSchema = T.Union(
 export type JobManifest = Static<typeof JobManifestSchema>;
 export type ReleaseManifest = Static<typeof ReleaseManifestSchema>;
 
+/** A paused croner job for a schedule, in UTC (whatever the server's time zone). */
+function cron(schedule: string): Cron {
+  return new Cron(schedule, { paused: true, timezone: "Etc/UTC" });
+}
+
 /** What is wrong with a cron expression, or undefined when croner takes it. */
 export function cronProblem(schedule: string): string | undefined {
   try {
-    new Cron(schedule, { paused: true });
+    cron(schedule);
     return undefined;
   } catch (err) {
     return `${(err as Error).message.replace(/^CronPattern: /, "")} (cron: "minute hour day month weekday", or 6 fields with seconds first)`;
@@ -198,13 +203,13 @@ export function normalizeReleasePhase(
 
 /** The next time a schedule fires after `after` (ms), or undefined when it never does. */
 export function nextFire(schedule: string, after: number): number | undefined {
-  const next = new Cron(schedule, { paused: true }).nextRun(new Date(after));
+  const next = cron(schedule).nextRun(new Date(after));
   return next ? next.getTime() : undefined;
 }
 
 /** The latest time a schedule fired at or before `now`, if that is at or after `since` (ms). */
 export function lastFire(schedule: string, since: number, now: number): number | undefined {
-  const prev = new Cron(schedule, { paused: true }).previousRuns(1, new Date(now + 1))[0];
+  const prev = cron(schedule).previousRuns(1, new Date(now + 1))[0];
   return prev && prev.getTime() >= since ? prev.getTime() : undefined;
 }
 
