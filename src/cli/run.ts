@@ -79,7 +79,8 @@ async function attach(
 ): Promise<number> {
   const streamDone = new AbortController();
   const interrupt = ctx.interrupt();
-  let lastLine: string | undefined;
+  /** The last lines printed (stdout and stderr are shipped apart: the agent's last line may be either). */
+  const printed: string[] = [];
   let cursor = after;
   const printing = (async () => {
     while (!streamDone.signal.aborted) {
@@ -90,7 +91,8 @@ async function attach(
           cursor = e.seq;
           if (e.stream === "event") continue;
           (e.stream === "stderr" ? ctx.stderr : ctx.stdout).write(`${e.line}\n`);
-          lastLine = e.line;
+          printed.push(e.line);
+          if (printed.length > 100) printed.shift();
         }
       } catch {
         // A dropped stream is opened again from the cursor (nothing repeats, nothing is missed).
@@ -113,7 +115,7 @@ async function attach(
   // Its last lines may still be on their way: wait until the last one the agent saw is printed.
   const last = run.logTail?.at(-1);
   const until = Date.now() + DRAIN_MS;
-  while (last !== undefined && lastLine !== last && Date.now() < until) await sleep(100);
+  while (last !== undefined && !printed.includes(last) && Date.now() < until) await sleep(100);
   if (last === undefined) await sleep(600);
   streamDone.abort();
   await printing;

@@ -128,6 +128,7 @@ test("concurrency forbid skips a time while a run still runs; history keeps the 
       running.map((r) => ({ id: r.id, generation: 1, state: "exited" as const, exitCode: 0 })),
     );
   }
+  clock.advance(LOG_GRACE_MS + 1); // finished runs stay while their last lines ship
   await jobs.tick();
   const left = await runs(store);
   assert.equal(left.length, 2, left.map((r) => `${r.scheduledAt} ${r.state}`).join("; "));
@@ -213,4 +214,27 @@ test("startRun names the field when the service is not in the release", async ()
     (err: { details?: { field: string }[]; message: string }) =>
       err.details?.[0]?.field === "service" && /no service worker/.test(err.message),
   );
+});
+
+test("an app being destroyed: its runs are stopped, and once it is gone they are deleted", async () => {
+  const { store, clock, jobs } = await setup();
+  const run = await jobs.startRun({
+    tenant: "t",
+    app: "a",
+    command: "sleep 99",
+    timeoutMs: 60_000,
+    kind: "one-off",
+  });
+  await jobs.heartbeat("n1", [{ id: run.id, generation: 1, state: "up", pid: 7 }]);
+  const app = (await store.get<App>("app", "t/a"))!;
+  await store.put("app", "t/a", { ...app.value, destroying: true });
+  await jobs.tick();
+  const reply = await jobs.heartbeat("n1", [{ id: run.id, generation: 1, state: "up", pid: 7 }]);
+  assert.equal(reply[0].action, "stop");
+  await jobs.heartbeat("n1", [{ id: run.id, generation: 1, state: "stopped" }]);
+  assert.equal((await jobs.getRun("t", "a", run.id)).state, "stopped");
+  await store.delete("app", "t/a");
+  clock.advance(LOG_GRACE_MS + 1);
+  await jobs.tick();
+  assert.deepEqual(await runs(store), []);
 });

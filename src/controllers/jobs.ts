@@ -48,6 +48,8 @@ import type { Context } from "./context.ts";
 
 /** How long a finished run stays in its node's reply, so its last log lines reach the log store. */
 export const LOG_GRACE_MS = 5000;
+/** One-off runs and release phases kept per app (the newest; jobs keep their `history`). */
+export const KEPT_RUNS = 50;
 /** How often deadlines, schedules and placements are looked at. */
 const TICK_MS = 500;
 
@@ -367,7 +369,7 @@ export class JobsController {
         );
     }
     await this.#fireSchedules(now, runs);
-    await this.#pruneHistory(runs);
+    await this.#pruneHistory(runs, now);
   }
 
   /** Picks a node for a pending run (the scheduler, like an instance of its service). */
@@ -490,25 +492,36 @@ export class JobsController {
   }
 
   /** Deletes each job's finished runs beyond its `history` (the newest are kept). */
-  async #pruneHistory(runs: StoredObject<Run>[]): Promise<void> {
+  async #pruneHistory(runs: StoredObject<Run>[], now: number): Promise<void> {
     const { store } = this.#ctx;
     const keep = new Map<string, number>();
     for (const o of (await store.list<Service>("service")).items)
       for (const [job, spec] of Object.entries(o.value.spec.jobs ?? {}))
-        keep.set(`${o.value.tenant}/${o.value.app}/${job}`, spec.history);
-    const byJob = new Map<string, StoredObject<Run>[]>();
+        keep.set(`${o.value.tenant}/${o.value.app}/job:${job}`, spec.history);
+    const apps = new Map((await store.list<App>("app")).items.map((o) => [o.key, o.value]));
+    const groups = new Map<string, StoredObject<Run>[]>();
     for (const o of runs) {
       const r = o.value;
-      if (!r.job || !FINISHED.has(r.state)) continue;
-      const key = `${r.tenant}/${r.app}/${r.job}`;
-      byJob.set(key, [...(byJob.get(key) ?? []), o]);
+      const app = apps.get(appKey(r.tenant, r.app));
+      // The app is gone (or going): its runs stop, then go.
+      if ((!app || app.destroying) && !FINISHED.has(r.state)) {
+        if (!r.stop) await this.stopRun(r.tenant, r.app, r.id, "stopped", "its app is being destroyed");
+        continue;
+      }
+      // A finished run stays while its last lines ship.
+      if (!FINISHED.has(r.state) || now - Date.parse(r.finishedAt ?? r.createdAt) <= LOG_GRACE_MS) continue;
+      if (!app) {
+        await store.delete("run", o.key).catch(() => {});
+        continue;
+      }
+      const key = `${r.tenant}/${r.app}/${r.job ? `job:${r.job}` : "runs"}`;
+      groups.set(key, [...(groups.get(key) ?? []), o]);
     }
-    for (const [key, list] of byJob) {
-      const limit = keep.get(key) ?? 0;
-      const sorted = list.sort((a, b) =>
-        (b.value.scheduledAt ?? "").localeCompare(a.value.scheduledAt ?? ""),
-      );
-      // The newest run stays even past its job's end: it marks its time as fired.
+    for (const [key, list] of groups) {
+      const limit = key.endsWith("/runs") ? KEPT_RUNS : (keep.get(key) ?? 0);
+      const newest = (o: StoredObject<Run>) => o.value.scheduledAt ?? o.value.createdAt;
+      const sorted = list.sort((a, b) => newest(b).localeCompare(newest(a)));
+      // A job's newest run stays even past the job's end: it marks its time as fired.
       for (const o of sorted.slice(Math.max(limit, 1))) await store.delete("run", o.key).catch(() => {});
     }
   }
