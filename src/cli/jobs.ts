@@ -24,7 +24,7 @@ export const jobsCommand: CommandSpec = {
     "scheduled ones, with their state, exit code and output.",
   flags: [
     APP_FLAG_HELP,
-    ["--job J", "runs: only this job's; logs: its latest run"],
+    ["--job J", "runs: only this job's; logs: its latest run that ended"],
     ["--limit N", "runs: at most N (default 20)"],
   ],
   options: { app: { type: "string" }, job: { type: "string" }, limit: { type: "string" } },
@@ -100,9 +100,11 @@ export const jobsCommand: CommandSpec = {
       if (rest.length > 1) throw new UsageError(`unexpected argument: ${rest[1]}`, "jobs");
       if (id === undefined) {
         if (!job) throw new UsageError("jobs logs needs a run id, or --job J for its latest run", "jobs");
-        const latest = (await client.get<Items<Run>>(`${base}/runs`, { job, limit: 50 })).items.find(
+        const items = (await client.get<Items<Run>>(`${base}/runs`, { job, limit: 50 })).items.filter(
           (r) => r.state !== "skipped",
         );
+        // The latest that ended (its output is whole), else the latest.
+        const latest = items.find((r) => r.finishedAt !== undefined) ?? items[0];
         if (!latest) throw new Error(`job ${job} of ${app} has no runs yet`);
         id = latest.id;
       }
