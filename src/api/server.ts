@@ -25,6 +25,7 @@ import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { UrlGuard } from "../common/url-guard.ts";
+import { ConfigCenter } from "../config-center/center.ts";
 import { promqlValue } from "../controllers/autoscale-query.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
@@ -73,8 +74,11 @@ import { capacityRoutes } from "./routes/capacity.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { configRoutes } from "./routes/config.ts";
+import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import { instanceRoutes } from "./routes/instances.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
@@ -83,6 +87,7 @@ import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
+import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
@@ -290,6 +295,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     settings,
     secrets,
+    config: new ConfigCenter(store),
     runtimes,
     certificates,
     build: async ({ source, tenant, app, log, unpack }) => {
@@ -642,7 +648,9 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
+      rolloutRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
@@ -655,6 +663,7 @@ export function buildApi(
       alertRoutes(api, deps);
       remediationRoutes(api, deps);
       secretRoutes(api, deps);
+      configRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
@@ -665,6 +674,8 @@ export function buildApi(
     },
     { prefix: "/api/v1" },
   );
+  // The web console (console/dist): its files and its deep links, outside /api/v1.
+  consoleRoutes(app, new ConsoleFiles(CONSOLE_DIR));
   // Span ingest has its own plugin: it reads gzip and deflate bodies.
   app.register(async (ingest) => traceIngestRoutes(ingest, deps), { prefix: "/api/v1" });
   return app;

@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
 import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
+import { appConfigCommand } from "./app-config.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
@@ -34,6 +35,7 @@ import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
+import { rolloutCommand } from "./rollout.ts";
 import { runCommand } from "./run.ts";
 import { secretsCommand } from "./secrets.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
@@ -268,6 +270,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   logsCommand,
   releasesCommand,
   rollbackCommand,
+  rolloutCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,
@@ -279,6 +282,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   jobsCommand,
   consumersCommand,
   secretsCommand,
+  appConfigCommand,
   instancesCommand,
   quotaCommand,
   routesCommand,

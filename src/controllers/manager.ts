@@ -16,6 +16,7 @@ import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
 import { JobsController } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
+import { RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
 
 export class ControllerManager {
@@ -24,6 +25,8 @@ export class ControllerManager {
   readonly nodes: NodeController;
   readonly apps: AppController;
   readonly autoscaler: Autoscaler;
+  /** Canary steps and blue/green switches (rollout-controller.ts). */
+  readonly rollouts: RolloutController;
   /** One-off runs, release phases and scheduled jobs (jobs.ts). */
   readonly jobs: JobsController;
   readonly #ctx: Context;
@@ -32,6 +35,7 @@ export class ControllerManager {
   readonly #serviceQueue: WorkQueue;
   readonly #deployQueue: WorkQueue;
   readonly #appQueue: WorkQueue;
+  readonly #rolloutQueue: WorkQueue;
   readonly #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
@@ -43,6 +47,7 @@ export class ControllerManager {
     this.deploys = new DeployController(ctx, (d, r, log) => this.jobs.releasePhase(d, r, log));
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
+    this.rollouts = new RolloutController(ctx);
     const logger = ctx.logger.child("controllers");
     this.#serviceQueue = new WorkQueue({
       name: "service",
@@ -56,6 +61,14 @@ export class ControllerManager {
       name: "deploy",
       logger,
       reconcile: (key) => this.deploys.reconcile(key),
+    });
+    this.#rolloutQueue = new WorkQueue({
+      name: "rollout",
+      logger,
+      reconcile: async (key) => {
+        const after = await this.rollouts.reconcile(key);
+        if (after !== undefined) this.#rolloutQueue.addAfter(key, after);
+      },
     });
     this.#appQueue = new WorkQueue({
       name: "app",
@@ -93,7 +106,10 @@ export class ControllerManager {
   /** Queues every service, deploy in flight and destroying app. */
   async resync(): Promise<void> {
     const { store } = this.#ctx;
-    for (const o of (await store.list<Service>("service")).items) this.#serviceQueue.add(o.key);
+    for (const o of (await store.list<Service>("service")).items) {
+      this.#serviceQueue.add(o.key);
+      if (o.value.progressive) this.#rolloutQueue.add(o.key);
+    }
     for (const o of (await store.list<Deploy>("deploy")).items) {
       if (o.value.state === "building" || o.value.state === "rolling_out") this.#deployQueue.add(o.key);
     }
@@ -133,6 +149,7 @@ export class ControllerManager {
       case "service": {
         const s = value as Service;
         this.#serviceQueue.add(key);
+        if (s.progressive) this.#rolloutQueue.add(key);
         if (s.deploy) this.#deployQueue.add(deployKey({ tenant: s.tenant, app: s.app, id: s.deploy }));
         this.#appQueue.add(`${s.tenant}/${s.app}`);
         break;
@@ -141,6 +158,7 @@ export class ControllerManager {
         const i = value as Instance;
         const service = `${i.tenant}/${i.app}/${i.service}`;
         this.#serviceQueue.add(service);
+        this.#rolloutQueue.add(service);
         this.#appQueue.add(`${i.tenant}/${i.app}`);
         if (i.state === "pending" && !i.node) this.#waiting.add(service);
         else if (i.state === "provisioning") this.#waiting.delete(service);
@@ -165,7 +183,12 @@ export class ControllerManager {
 
   /** Waits until every queue is idle (tests). */
   async idle(): Promise<void> {
-    await Promise.all([this.#serviceQueue.idle(), this.#deployQueue.idle(), this.#appQueue.idle()]);
+    await Promise.all([
+      this.#serviceQueue.idle(),
+      this.#deployQueue.idle(),
+      this.#appQueue.idle(),
+      this.#rolloutQueue.idle(),
+    ]);
   }
 
   stop(): void {
@@ -176,5 +199,6 @@ export class ControllerManager {
     this.#serviceQueue.stop();
     this.#deployQueue.stop();
     this.#appQueue.stop();
+    this.#rolloutQueue.stop();
   }
 }

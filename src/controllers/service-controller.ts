@@ -21,6 +21,7 @@ import {
   releaseKey,
   type Service,
 } from "../model/objects.ts";
+import { canaryInstances, DEFAULT_STEPS } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
@@ -218,9 +219,15 @@ export class ServiceController {
 
     // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
     //    pets count whatever release they run, since they are updated in place, never replaced.
+    //    A canary step runs its share of the count; the old release stays until it is promoted.
     const failed = svc.state === "failed";
     const counted = pets ? active : current;
-    const want = failed ? Math.min(svc.instances, counted.length) : svc.instances;
+    const holding = holdsOldRelease(svc);
+    const want = failed
+      ? Math.min(svc.instances, counted.length)
+      : holding
+        ? newReleaseCount(svc)
+        : svc.instances;
     if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
@@ -241,7 +248,20 @@ export class ServiceController {
 
     // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
     // A failed rollout leaves the old instances alone: the deploy controller points the service back at them.
-    if (old.length > 0 && !failed) {
+    // A canary or blue/green rollout keeps the baseline's instances; any other old release's go (a deploy
+    // that superseded a rollout in flight).
+    if (holding && !failed) {
+      for (const o of old) {
+        if (o.value.release !== svc.progressive?.baseline && !leaving(o.value))
+          await this.#retire(
+            o,
+            "Superseded",
+            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+            this.#ctx.settings.drainMs,
+          );
+      }
+    }
+    if (old.length > 0 && !failed && !holding) {
       if (svc.spec.mode === "pet") {
         await this.#updatePet(svc, current, old);
       } else {
@@ -319,7 +339,12 @@ export class ServiceController {
             )
           : undefined;
       const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
-      if ("fail" in verdict) {
+      // A canary step or blue/green preview whose instances all run waits for the rollout controller, not a deadline.
+      const waitsForRollout =
+        holding && current.filter((i) => i.state === "running").length >= newReleaseCount(svc);
+      if (waitsForRollout) {
+        // Nothing to judge.
+      } else if ("fail" in verdict) {
         await saveService({ ...svc, state: "failed", message: verdict.fail.message });
         await this.#ctx.events.record({
           tenant,
@@ -583,6 +608,28 @@ export class ServiceController {
       health: svc.spec.health,
     };
   }
+}
+
+/**
+ * Whether a progressive rollout keeps the old release's instances (and its
+ * share of requests): during canary steps, a blue/green preview and while the
+ * new release is brought to its full count; not once it is promoted or aborted.
+ */
+function holdsOldRelease(svc: Service): boolean {
+  const p = svc.progressive;
+  return (
+    p !== undefined &&
+    p.release === svc.release &&
+    (p.phase === "steps" || p.phase === "preview" || p.phase === "promoting")
+  );
+}
+
+/** How many instances of the new release a progressive rollout runs now: a canary step's share, else all. */
+function newReleaseCount(svc: Service): number {
+  const p = svc.progressive;
+  if (p?.phase !== "steps") return svc.instances;
+  const steps = svc.spec.rollout?.steps ?? DEFAULT_STEPS;
+  return canaryInstances(steps[Math.min(p.step, steps.length - 1)]!.weight, svc.instances);
 }
 
 /** A rollout's verdict on one pass: fail it, or (record its progress and) look again in `recheckMs`. */

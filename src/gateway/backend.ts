@@ -4,7 +4,7 @@
  * table rebuilds (breaker, outlier ejection, retry budget).
  */
 
-import type { ProbeSpec } from "../model/service-spec.ts";
+import type { ProbeSpec, StickySpec } from "../model/service-spec.ts";
 import { DETACHED_SERVICE, type InstanceCounters, type ServiceCounters } from "./load-recorder.ts";
 import { NodeBook, type NodeHealth } from "./node-health.ts";
 import type { CircuitBreaker } from "./policies/circuit-breaker.ts";
@@ -92,6 +92,12 @@ export class Backend {
   inflight = 0;
   /** Its live load counters (load-recorder.ts), kept across tables. */
   readonly load: ServiceCounters;
+  /**
+   * While a canary or blue/green rollout runs both releases side by side:
+   * which release's endpoints a request goes to (two backends of this
+   * service, the old release's and the new one's, by weight); null otherwise.
+   */
+  readonly releases: ReleaseChoice | null;
   /** How many endpoints are down by the active probes; while 0, picking skips no one and checks nothing. */
   down = 0;
   #cursor = 0;
@@ -108,6 +114,7 @@ export class Backend {
       nodes?: NodeBook;
       counters?: ServiceCounters;
       scalesToZero?: boolean;
+      releases?: ReleaseChoice | null;
       degraded?: boolean;
     } = {},
   ) {
@@ -121,6 +128,7 @@ export class Backend {
     this.nodes = load.nodes ?? new NodeBook();
     this.load = load.counters ?? DETACHED_SERVICE;
     this.scalesToZero = load.scalesToZero ?? false;
+    this.releases = load.releases ?? null;
     this.degraded = load.degraded ?? false;
   }
 
@@ -268,6 +276,12 @@ export class Backend {
     if (n === 0) return undefined;
     return this.#nextAvailable(n, this.policies.outlier, Date.now(), failed);
   }
+}
+
+/** Picks the backend of one release for a request (route-table.ts `Split`, over the old and the new release). */
+export interface ReleaseChoice {
+  readonly sticky: StickySpec | null;
+  choose(key: string | undefined): Backend;
 }
 
 /** Whether two endpoints (maybe from different tables) are the same address and port. */

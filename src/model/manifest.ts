@@ -15,7 +15,7 @@ import { JobManifestSchema, jobsProblems, normalizeJobs, ReleaseManifestSchema }
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, placementServices } from "./placement.ts";
-import { DEADLINE_HELP, parseDeadline } from "./rollout.ts";
+import { normalizeRollout, RolloutManifestSchema, rolloutProblems } from "./rollout-manifest.ts";
 import type {
   AggregateSpec,
   AuthSpec,
@@ -422,19 +422,7 @@ export const ServiceManifestSchema = T.Object(
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
     placement: T.Optional(PlacementSchema),
-    rollout: T.Optional(
-      T.Object(
-        {
-          deadline: T.Optional(
-            // Its form and range are checked by checkDeadlines, which says what is accepted.
-            T.Union([T.Number(), T.String()], {
-              description: `${DEADLINE_HELP}; a rollout without progress for this long fails its deploy (default 120s)`,
-            }),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    rollout: T.Optional(RolloutManifestSchema),
     minAvailable: T.Optional(
       T.Integer({
         minimum: 0,
@@ -447,6 +435,17 @@ export const ServiceManifestSchema = T.Object(
       T.Union([T.Literal("critical"), T.Literal("normal"), T.Literal("low")], {
         description: "under overload the gateway sheds low first and critical last (default normal)",
       }),
+    ),
+    config: T.Optional(
+      T.Object(
+        {
+          onChange: T.Union([T.Literal("file"), T.Literal("signal"), T.Literal("restart")], {
+            description:
+              "when the app's config changes: file (the new file only, default), signal (SIGHUP) or restart",
+          }),
+        },
+        { additionalProperties: false },
+      ),
     ),
     concurrency: T.Optional(
       T.Integer({
@@ -729,9 +728,7 @@ export function normalizeService(
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
-    ...(s.rollout?.deadline !== undefined
-      ? { rollout: { deadlineMs: deadlineOf(name, s.rollout.deadline) } }
-      : {}),
+    ...rolloutOf(s.rollout),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
       // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
@@ -753,6 +750,7 @@ export function normalizeService(
     ...secretEnv(s.env),
     routes,
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
+    ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
     ...(s.outlier
       ? {
@@ -781,16 +779,10 @@ export function normalizeService(
   };
 }
 
-/** herd.yaml's rollout deadline in ms (the schema checked its form; the range is checked here). */
-function deadlineOf(service: string, value: string | number): number {
-  const ms = parseDeadline(value);
-  if (ms === undefined) {
-    const field = `services.${service}.rollout.deadline`;
-    throw new HerdError("invalid", `${field}: ${value} is not ${DEADLINE_HELP}`, [
-      { field, message: `must be ${DEADLINE_HELP}` },
-    ]);
-  }
-  return ms;
+/** `rollout:` normalised (rolloutProblems checked it); nothing when it sets nothing. */
+function rolloutOf(r: ServiceManifest["rollout"]): Pick<ServiceSpec, "rollout"> {
+  const rollout = normalizeRollout(r);
+  return rollout ? { rollout } : {};
 }
 
 /** `secrets: { VAR: secret }` for the env variables that refer to a secret; nothing when none does. */
@@ -841,7 +833,7 @@ export function validateManifest(
     checkAggregates(value, file, lineOf);
     checkSplits(value, file, lineOf);
     checkAlerts(value, file, lineOf);
-    checkDeadlines(value, file, lineOf);
+    checkRollouts(value, file, lineOf);
     checkAutoscale(value, file, lineOf);
     throwProblems(jobsProblems(value), file, lineOf);
     return value;
@@ -926,18 +918,15 @@ function throwProblems(
   );
 }
 
-/** A rollout deadline in range (the schema checks only its form). */
-function checkDeadlines(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+/** `rollout:` beyond its schema: the deadline's range, durations, thresholds, fields of another strategy. */
+function checkRollouts(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
-    const value = service.rollout?.deadline;
-    if (value === undefined || parseDeadline(value) !== undefined) continue;
-    const path = ["services", name, "rollout", "deadline"];
-    const field = path.join(".");
-    const line = lineOf?.(path);
-    const message = `must be ${DEADLINE_HELP}; got ${value}`;
-    throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
-      { field, message, line },
-    ]);
+    if (service.rollout)
+      throwProblems(
+        rolloutProblems(service.rollout, `services.${name}.rollout.`, service.mode ?? "cattle"),
+        file,
+        lineOf,
+      );
   }
 }
 

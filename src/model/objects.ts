@@ -18,11 +18,13 @@
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
+import type { ProgressiveState } from "./progressive.ts";
 import type { ServiceSpec } from "./service-spec.ts";
 
 /** Every kind of object the store holds. */
@@ -48,6 +50,8 @@ export const KINDS = [
   "machine",
   "remediation",
   "autoscale_state",
+  "config_version",
+  "config_head",
   "run",
 ] as const;
 export type Kind = (typeof KINDS)[number];
@@ -124,6 +128,8 @@ export interface Service {
   traffic?: TrafficOverride;
   /** While a deploy rolls it out: its progress deadline, and the furthest it got (placed + running) and when. */
   rollout?: RolloutProgress;
+  /** While a canary or blue/green rollout runs: its phase, step, traffic weight and analyses (progressive.ts). */
+  progressive?: ProgressiveState;
 }
 
 /** How far a rollout got: it fails when `best` has not grown for `deadlineMs`. */

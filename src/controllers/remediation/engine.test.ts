@@ -257,6 +257,28 @@ test("throttle while scaling: the low service's concurrency is lowered, then res
   );
 });
 
+test("a throttle is lifted once the new capacity serves and the last 2 s show no queue, before the 10 s average forgets", async () => {
+  const h = await setup({ criticality: "critical" });
+  await h.store.put("service", "t/shop/batch", h.service("batch", "low"));
+  h.load
+    .setService(WEB, { requests: 120, rps: 60, inflight: 40 }, 2_000)
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 20 })
+    .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 10 });
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["scale web 4"]);
+  const batch = async () => (await h.store.get<Service>("service", "t/shop/batch"))!.value;
+  assert.deepEqual((await batch()).traffic, { concurrency: 5 });
+  // Capacity serves (the fake scale wrote nothing: 2 of 2 running) and the queue is gone from the
+  // last 2 s, while the 10 s average still holds it: lifted now, not in 10 s.
+  const web = (await h.store.get<Service>("service", WEB))!;
+  await h.store.put("service", WEB, { ...web.value, instances: 2 });
+  h.load.setService(WEB, { requests: 120, rps: 60, inflight: 4 }, 2_000);
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal((await batch()).traffic, undefined);
+});
+
 test("an outcome is judged on the figures after the change: the window is cut to half the wait", () => {
   const rule = {
     name: "errors",

@@ -41,7 +41,7 @@ import { decide } from "./decide.ts";
 import { degradeOver, recoveryFrom } from "./degrade.ts";
 import { type AlertLike, appViews, NO_LOAD, releasesOf } from "./evidence.ts";
 import { readPolicy } from "./policy.ts";
-import { detect, detectOne, windowMsOf } from "./symptoms.ts";
+import { detect, detectOne, overloadedNow, windowMsOf } from "./symptoms.ts";
 import type { AppView, CallEdge } from "./view.ts";
 
 export interface EngineOptions {
@@ -332,7 +332,8 @@ export class RemediationEngine {
       if (view.now - Date.parse(t.since) > MAX_THROTTLE_MS) return true;
       const s = view.services.find((x) => x.name === t.for);
       if (!s) return true;
-      return s.running >= s.instances && !rules.some((r) => detectOne(r, view, s));
+      // Lifted as soon as the new capacity serves and no queue shows now, not once a 10 s average forgets it.
+      return s.running >= s.instances && !rules.some((r) => overloadedNow(r, view, s));
     });
     if (done.length === 0) return;
     for (const t of done) await restoreThrottle(ctx, view.tenant, view.app, t);
