@@ -4,6 +4,7 @@
 // logs and exit codes in its history.
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,7 +139,7 @@ test("herd run, a failing release phase, a cron job's history", async () => {
   assert.match(jobs.stdout, /tick\s+web\s+\*\/2 \* \* \* \* \*\s+forbid/);
 });
 
-test("kill -9 of herd up: a run is adopted, not orphaned: it can be stopped, and an ended one keeps its exit code", async () => {
+test("kill -9 of herd up: a run is adopted, not orphaned: it can be stopped, an ended one keeps its exit code; Ctrl-C of herd run stops its run", async () => {
   const first = await startHerd();
   herds.push(first);
   dataDirs.push(first.dataDir);
@@ -177,4 +178,39 @@ test("kill -9 of herd up: a run is adopted, not orphaned: it can be stopped, and
     return r.state === "stopped" ? r : undefined;
   });
   assert.match(stopped.message, /stopped by/);
+
+  // Ctrl-C of `herd run` stops the run and herd exits 130.
+  const child = spawn(
+    process.execPath,
+    [
+      "--no-warnings",
+      join(ROOT, "src/cli/main.ts"),
+      "run",
+      "--app",
+      "jobs-e2e",
+      "--",
+      "echo started; sleep 60",
+    ],
+    {
+      env: { ...process.env, HERD_SERVER: second.url, HERD_TOKEN: second.token },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  try {
+    await waitFor("herd run to print the run's first line", () => out.includes("started"), 30_000);
+    const id = /as (run-[a-z0-9]+)/.exec(out)?.[1];
+    assert.ok(id, out);
+    const { pid } = await running(second, id!);
+    child.kill("SIGINT");
+    assert.equal(await exited, 130, out);
+    const r = (await second.api<Run>("GET", `/apps/jobs-e2e/runs/${id}`)).body;
+    assert.equal(r.state, "stopped", JSON.stringify(r));
+    assert.ok(pid && !alive(pid), "its process is gone");
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  }
 });
