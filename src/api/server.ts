@@ -81,6 +81,7 @@ import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
+import { jobRoutes } from "./routes/jobs.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
@@ -683,6 +684,7 @@ export function buildApi(
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
       catalogRoutes(api, deps);
+      jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
     },

@@ -16,6 +16,7 @@ import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
+import { JobsController } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
 import { RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
@@ -31,6 +32,8 @@ export class ControllerManager {
   readonly rollouts: RolloutController;
   /** herd.set.yaml applies (set-controller.ts). */
   readonly sets: SetController;
+  /** One-off runs, release phases and scheduled jobs (jobs.ts). */
+  readonly jobs: JobsController;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -46,7 +49,8 @@ export class ControllerManager {
     this.#ctx = ctx;
     this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
-    this.deploys = new DeployController(ctx);
+    this.jobs = new JobsController(ctx);
+    this.deploys = new DeployController(ctx, (d, r, log) => this.jobs.releasePhase(d, r, log));
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
     this.rollouts = new RolloutController(ctx);
@@ -111,6 +115,7 @@ export class ControllerManager {
     );
     for (const t of this.#timers) t.unref();
     this.autoscaler.start();
+    this.jobs.start();
   }
 
   /** Queues every service, deploy in flight and destroying app. */
@@ -210,6 +215,7 @@ export class ControllerManager {
   stop(): void {
     this.#abort.abort();
     this.autoscaler.stop();
+    this.jobs.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#serviceQueue.stop();
     this.#deployQueue.stop();

@@ -20,6 +20,7 @@
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
  *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
+ *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -53,6 +54,7 @@ export const KINDS = [
   "version_set",
   "config_version",
   "config_head",
+  "run",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
