@@ -376,3 +376,101 @@ export async function startNginx(
   await untilServes(url, {}, child);
   return { url, child };
 }
+
+// ---------------------------------------------------------------- verdicts, --strict, paired rounds
+
+/** `--strict` on the command line: the bench exits 1 when a target was missed or its verdict did not count. */
+export const STRICT = process.argv.includes("--strict");
+
+/** The command line's arguments after the script, without `--strict`. */
+export function benchArgs(): string[] {
+  return process.argv.slice(2).filter((a) => a !== "--strict");
+}
+
+interface Verdict {
+  name: string;
+  ok: boolean;
+  /** Set when the run did not do its work: what it failed to do. */
+  notDone?: string;
+}
+
+const verdicts: Verdict[] = [];
+
+/**
+ * Records the verdict of one target and returns the word to print beside its
+ * figure: `met`, `MISSED`, or, when the run did not do its work (`notDone`
+ * says what: failed requests, spans not stored, …), `NOT COUNTED (why)`: the
+ * figure is shown, but a run that did less cannot meet a target.
+ */
+export function verdict(name: string, ok: boolean, notDone?: string | false): string {
+  if (notDone) {
+    verdicts.push({ name, ok: false, notDone });
+    return `NOT COUNTED (${notDone})`;
+  }
+  verdicts.push({ name, ok });
+  return ok ? "met" : "MISSED";
+}
+
+/**
+ * Prints how many targets were met, missed or not counted, each one that was
+ * not met by name, and returns the exit code: 1 under `--strict` when any
+ * target was not met, else 0. A bench ends with `process.exit(verdictSummary(name))`
+ * (a run that failed outright exits 1 anyway).
+ */
+export function verdictSummary(bench: string): number {
+  const met = verdicts.filter((v) => v.ok).length;
+  const bad = verdicts.filter((v) => !v.ok);
+  const parts = [`${met} target${met === 1 ? "" : "s"} met`];
+  const missed = bad.filter((v) => !v.notDone).length;
+  const void_ = bad.length - missed;
+  if (missed > 0) parts.push(`${missed} missed`);
+  if (void_ > 0) parts.push(`${void_} not counted (the run did not do its work)`);
+  console.log(`\n${bench}: ${parts.join(", ")}${STRICT ? " (--strict)" : ""}`);
+  for (const v of bad) console.log(`  ${v.notDone ? `not counted (${v.notDone})` : "missed"}: ${v.name}`);
+  if (STRICT && bad.length > 0) {
+    console.error(`${bench} --strict: ${bad.length} target${bad.length === 1 ? "" : "s"} not met`);
+    return 1;
+  }
+  return 0;
+}
+
+/**
+ * Measures every side once per round for `rounds` rounds, in the order given
+ * and reversed every other round (A B, B A, A B …): each round's figures come
+ * from the same minute of a busy machine and neither side always goes first.
+ * A ratio is then taken within each round and the median kept (pairedMedian),
+ * never best against best (the best runs of two sides need not come from the
+ * same conditions). Returns one Map side → figure per round.
+ */
+export async function pairedRounds<T>(
+  sides: readonly string[],
+  rounds: number,
+  measure: (side: string, round: number) => Promise<T>,
+): Promise<Map<string, T>[]> {
+  const out: Map<string, T>[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const figures = new Map<string, T>();
+    for (const side of round % 2 === 0 ? [...sides].reverse() : sides) {
+      figures.set(side, await measure(side, round));
+    }
+    out.push(figures);
+  }
+  return out;
+}
+
+/** The median of `values` (the mean of the middle two for an even count); NaN for none. */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** `f` of each round (e.g. the ratio of two sides measured in it) and their median. */
+export function pairedMedian<T>(
+  rounds: readonly Map<string, T>[],
+  f: (round: Map<string, T>) => number,
+): { median: number; each: number[] } {
+  const each = rounds.map(f);
+  return { median: median(each), each };
+}
