@@ -290,15 +290,15 @@ async function tracingSection(): Promise<Figure[]> {
   const rounds = (p: typeof r.fixed) => p.pairedCosts.map((c) => `${c.toFixed(0)} %`).join(", ");
   const ingestOff = process.env.BENCH_INGEST === "off";
   // The verdict counts only when the run did its work: no request failed, and the traced gateway's
-  // spans reached the control plane (stored, or refused with 429 and so sent) — one per traced request
-  // answered in the measured windows, at least (warm-ups add more).
+  // spans were stored by the control plane — one per traced request answered in the measured windows,
+  // at least (warm-ups add more; a batch refused with 429 is sent again by the gateway, and counts
+  // once it is stored).
   const traced = r.fixed.tracedRequests + r.saturated.tracedRequests;
   const errors = r.fixed.errors + r.saturated.errors;
-  const spansSent = r.spansStored + r.spansRefused;
-  const didItsWork = errors === 0 && (ingestOff || spansSent >= traced);
+  const didItsWork = errors === 0 && (ingestOff || r.spansStored >= traced);
   const work: Figure = {
-    name: `spans that reached the control plane per traced request measured (${fmt(spansSent)} spans for ${fmt(traced)} requests; ${errors} requests failed)`,
-    value: traced > 0 ? spansSent / traced : 0,
+    name: `spans stored per traced request measured (${fmt(r.spansStored)} spans for ${fmt(traced)} requests, ${fmt(r.spansRefused)} refused with 429 on the way; ${errors} requests failed)`,
+    value: traced > 0 ? r.spansStored / traced : 0,
     unit: "spans/request",
     target: ingestOff ? "any (BENCH_INGEST=off)" : "≥ 1, and no failed request",
     ok: didItsWork,
@@ -307,7 +307,7 @@ async function tracingSection(): Promise<Figure[]> {
     !didItsWork &&
     (errors > 0
       ? `${errors} requests failed`
-      : `${fmt(spansSent)} spans reached the control plane for ${fmt(traced)} traced requests`);
+      : `${fmt(r.spansStored)} spans stored for ${fmt(traced)} traced requests`);
   const ingest = (p: typeof r.fixed, what: string): Figure[] =>
     p.ingestUsPerRequest === null
       ? []

@@ -159,12 +159,12 @@ export async function measureTracingCost(): Promise<TracingCost> {
   const pass = async (
     label: string,
     rounds: number,
-    measureRound: () => Promise<{ off: Run; on: Run }>,
+    measureRound: (round: number) => Promise<{ off: Run; on: Run }>,
   ): Promise<TracingPass> => {
     const offRuns: Run[] = [];
     const onRuns: Run[] = [];
     for (let round = 1; round <= rounds; round++) {
-      const both = await measureRound();
+      const both = await measureRound(round);
       offRuns.push(both.off);
       onRuns.push(both.on);
       for (const [target, m] of [
@@ -243,10 +243,15 @@ export async function measureTracingCost(): Promise<TracingCost> {
   // 2. Saturated: every process may use every core again.
   if (pinned) pin(all, all);
   const run = { seconds: SECONDS, warmupSeconds: WARMUP, connections: CONNECTIONS };
-  const saturated = await pass("saturated", SATURATED_ROUNDS, async () => ({
-    off: await withOwnCpu(() => measure(tools.wrk, off, run)),
-    on: await withOwnCpu(() => measure(tools.wrk, on, run)),
-  }));
+  // One after the other, the order reversed every other round (off on, on off, …): neither side always first.
+  const saturated = await pass("saturated", SATURATED_ROUNDS, async (round) => {
+    if (round % 2 === 0) {
+      const onRun = await withOwnCpu(() => measure(tools.wrk, on, run));
+      return { off: await withOwnCpu(() => measure(tools.wrk, off, run)), on: onRun };
+    }
+    const offRun = await withOwnCpu(() => measure(tools.wrk, off, run));
+    return { off: offRun, on: await withOwnCpu(() => measure(tools.wrk, on, run)) };
+  });
 
   // The spans made it: the batches left within a second or two, and the ingest stores them within its flush.
   let spansStored = 0;
