@@ -98,6 +98,8 @@ export interface TracingCost {
   /** h2load at `rate` req/s: the headline. */
   fixed: TracingPass;
   rate: number;
+  /** Measured fixed-rate runs that did not hold `rate`: more than 0 voids the fixed-rate verdict. */
+  unheld: number;
   /** Whether the fixed-rate pass had the gateways on CPU 0 and the rest on CPU 1. */
   pinned: boolean;
   /** wrk, saturating the machine. */
@@ -217,12 +219,17 @@ export async function measureTracingCost(): Promise<TracingCost> {
       connections: CONNECTIONS,
       logFile: join(base, `h2load-${target.id}.log`),
     });
+  /** Fixed-rate runs whose rate was not held (the machine or h2load could not keep up). */
+  let unheld = 0;
   const atRate = async (target: Target): Promise<Measured> => {
     const pgid = target.child.process.pid as number;
     const before = groupCpuSeconds(pgid);
     const r = await h2load(target, SECONDS);
     const used = groupCpuSeconds(pgid) - before;
-    if (!r.reached) console.log(`    ! ${target.name}: ${r.why}`);
+    if (!r.reached) {
+      unheld++;
+      console.log(`    ! ${target.name}: ${r.why}`);
+    }
     return {
       usPerRequest: (used * 1e6) / Math.max(1, r.completed),
       rps: r.achieved,
@@ -266,6 +273,7 @@ export async function measureTracingCost(): Promise<TracingCost> {
   return {
     fixed,
     rate: RATE,
+    unheld,
     pinned,
     saturated,
     spansRefused: server.traces.store.stats().refused,
