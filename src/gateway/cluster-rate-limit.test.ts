@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
 import { type GatewayChild, spawnGatewayChild } from "./cluster-child.ts";
+import { TokenBucket } from "./policies/token-bucket.ts";
 import {
   childPids,
   killAll,
@@ -47,27 +48,49 @@ class Client {
     });
   }
 
-  /** Requests one after another until `untilMs` (performance.now()); the admitted ones and a 429. */
-  async hammer(host: string, untilMs: number): Promise<{ ok: number; limited: http.IncomingHttpHeaders[] }> {
+  /**
+   * Requests one after another until `untilMs` (performance.now()): how many were admitted, the
+   * 429s' headers, and when each request was sent (performance.now()).
+   */
+  async hammer(
+    host: string,
+    untilMs: number,
+  ): Promise<{ ok: number; limited: http.IncomingHttpHeaders[]; sentAt: number[] }> {
     let ok = 0;
     const limited: http.IncomingHttpHeaders[] = [];
+    const sentAt: number[] = [];
     while (performance.now() < untilMs) {
+      sentAt.push(performance.now());
       const reply = await this.get(host);
       if (reply.status === 200) ok++;
       else if (reply.status === 429) limited.push(reply.headers);
       else assert.fail(`unexpected status ${reply.status}`);
     }
-    return { ok, limited };
+    return { ok, limited, sentAt };
   }
 }
 
-/** Within ±10 % of what one bucket admits in `elapsedMs`: its burst plus its rate. */
-function assertNearRate(t: TestContext, admitted: number, elapsedMs: number): void {
-  const expected = BURST + (RATE * elapsedMs) / 1000;
-  t.diagnostic(`admitted ${admitted} in ${Math.round(elapsedMs)} ms; one bucket: ${expected.toFixed(1)}`);
+/**
+ * The gateway's workers together admitted what one bucket of the route's rate would have: never
+ * more than its burst plus its rate over the time (+10 %), and within ±10 % (at least 3) of a
+ * bucket fed the moments the requests were sent. On a busy machine the clients stall now and
+ * then; a bucket full meanwhile keeps only its burst, so the stalls are not the limiter's doing.
+ */
+function assertNearRate(t: TestContext, admitted: number, start: number, sentAt: number[]): void {
+  const elapsedMs = performance.now() - start;
+  const most = BURST + (RATE * elapsedMs) / 1000;
+  const bucket = new TokenBucket(RATE, BURST, start);
+  const expected = [...sentAt].sort((a, b) => a - b).filter((at) => bucket.take(at).ok).length;
+  t.diagnostic(
+    `admitted ${admitted} of ${sentAt.length} in ${Math.round(elapsedMs)} ms; at most ${most.toFixed(1)}; a bucket fed the requests' moments: ${expected}`,
+  );
   assert.ok(
-    Math.abs(admitted - expected) <= expected * 0.1,
-    `admitted ${admitted} in ${Math.round(elapsedMs)} ms, expected ${expected.toFixed(1)} ±10 %`,
+    admitted <= most * 1.1,
+    `admitted ${admitted} in ${Math.round(elapsedMs)} ms, at most ${most.toFixed(1)} allowed`,
+  );
+  assert.ok(
+    Math.abs(admitted - expected) <= Math.max(3, expected * 0.1),
+    `admitted ${admitted}; a bucket of the route's rate would have admitted ${expected} of the ${sentAt.length} asked`,
   );
 }
 
@@ -117,8 +140,8 @@ describe("rate limits with worker processes (herd gateway --workers 2)", () => {
     clients.push(client);
     assert.equal((await client.get("free.test")).status, 200, "the connection is open");
     const start = performance.now();
-    const { ok, limited } = await client.hammer("route.test", start + RUN_MS);
-    assertNearRate(t, ok, performance.now() - start);
+    const { ok, limited, sentAt } = await client.hammer("route.test", start + RUN_MS);
+    assertNearRate(t, ok, start, sentAt);
     assert.ok(limited.length > 0, "the client asked for more than the rate");
     // The 429 states the gateway's limit, not a worker's share of it.
     const headers = limited[0] ?? {};
@@ -151,7 +174,7 @@ describe("rate limits with worker processes (herd gateway --workers 2)", () => {
       one.hammer("ip.test", start + RUN_MS),
       two.hammer("ip.test", start + RUN_MS),
     ]);
-    assertNearRate(t, first.ok + second.ok, performance.now() - start);
+    assertNearRate(t, first.ok + second.ok, start, [...first.sentAt, ...second.sentAt]);
     assert.ok(first.ok > 0 && second.ok > 0, `both were admitted some: ${first.ok} and ${second.ok}`);
   });
 });
