@@ -36,6 +36,7 @@ import {
   untilServes,
   verdict,
   verdictSummary,
+  wrkPercentile,
 } from "./harness.ts";
 
 const env = process.env;
@@ -134,37 +135,16 @@ interface WrkResult {
   raw: string;
 }
 
-/** wrk's durations (`635.00us`, `1.20ms`, `2.00s`, `1.00m`) in ms. */
-export function toMs(value: string, unit: string): number {
-  const n = Number(value);
-  switch (unit) {
-    case "us":
-      return n / 1000;
-    case "ms":
-      return n;
-    case "s":
-      return n * 1000;
-    case "m":
-      return n * 60_000;
-    default:
-      throw new Error(`unknown wrk unit ${unit}`);
-  }
-}
-
-export function parseWrk(out: string): WrkResult {
+function parseWrk(out: string): WrkResult {
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(out);
-  const pct = (p: string) => {
-    const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(out);
-    return m ? toMs(m[1], m[2]) : Number.NaN;
-  };
   const requests = /(\d+) requests in/.exec(out);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   if (!rps) throw new Error(`cannot read wrk's output:\n${out}`);
   return {
     rps: Number(rps[1]),
-    p50: pct("50"),
-    p99: pct("99"),
+    p50: wrkPercentile(out, "50"),
+    p99: wrkPercentile(out, "99"),
     requests: requests ? Number(requests[1]) : 0,
     non2xx: non2xx ? Number(non2xx[1]) : 0,
     socketErrors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { median, pairedMedian, pairedRounds } from "./harness.ts";
+import { median, pairedMedian, pairedRounds, wrkPercentile } from "./harness.ts";
 
 test("pairedRounds measures every side each round, the order reversed every other round", async () => {
   const order: string[] = [];
@@ -79,4 +79,14 @@ test("--strict exits 1 when a target is missed or not counted; without it the ru
 
   const allMet = runVerdicts(dir, 'verdict("fast", true);', ["--strict"]);
   assert.equal(allMet.status, 0, allMet.stdout + allMet.stderr);
+});
+
+test("wrkPercentile reads wrk's latency lines in any unit, NaN when absent", () => {
+  const out =
+    "  Latency Distribution\n     50%  635.00us\n     75%    1.20ms\n     90%    2.00s\n     99%    1.00m\n";
+  assert.equal(wrkPercentile(out, "50"), 0.635);
+  assert.equal(wrkPercentile(out, "75"), 1.2);
+  assert.equal(wrkPercentile(out, "90"), 2000);
+  assert.equal(wrkPercentile(out, "99"), 60_000);
+  assert.ok(Number.isNaN(wrkPercentile(out, "99.9")));
 });
