@@ -27,11 +27,13 @@ const tempDirs: string[] = [];
 
 /** Runs `close` during cleanup(), before the children are ended. */
 export function onCleanup(close: () => Promise<void>): void {
+  armSignals();
   closers.push(close);
 }
 
 /** Removes `dir` during cleanup(). */
 export function removeOnCleanup(dir: string): void {
+  armSignals();
   tempDirs.push(dir);
 }
 
@@ -42,6 +44,7 @@ export function startChild(
   args: string[],
   childEnv: NodeJS.ProcessEnv = {},
 ): Child {
+  armSignals();
   const proc = spawn(command, args, {
     cwd: ROOT,
     env: { ...process.env, ...childEnv },
@@ -102,8 +105,17 @@ export function cleanup(): Promise<void> {
   })();
   return cleaning;
 }
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+let armed = false;
+/**
+ * On Ctrl-C (and SIGTERM, SIGHUP): cleanup(), then exit. Armed by the first thing there is to
+ * clean up, so a bench that imports only the verdicts keeps its own signal handling.
+ */
+function armSignals(): void {
+  if (armed) return;
+  armed = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+  }
 }
 
 /** Each process of process group `pgid`: its pid and `/proc/<pid>/stat` fields from field 3 (state) on. */
