@@ -14,7 +14,8 @@
 //   peer      the remediation engine paused (`herd remediate pause`): the node as is
 //   herd      the engine on its built-in rules (`saturated`: scale-out + throttle
 //             the lower-criticality batch)
-// The peer runs first; the engine resumes 15 s after its overload and gets a minute of baseline, so
+// The peer runs first; the engine resumes 35 s after its overload (the built-in rules' longest window,
+// `slow`'s 30 s, then no longer holds it) and gets a minute of baseline, so
 // its rising-load check compares against baseline load, not the peer's overload.
 // api's latency is per request, from sent to answered, by when it was sent;
 // the load is paced per connection, so a slow answer delays that connection's
@@ -129,14 +130,21 @@ export async function run(): Promise<void> {
       while (Date.now() - t0 < 120_000) {
         await sleep(500);
         if (engine && decision === undefined)
-          decision = (await events()).find((e) => e.reason === "Remediation" && Date.parse(e.time) >= t0);
+          // The first decision that acts for api (a `none` of another rule is listed, not timed).
+          decision = (await events()).find(
+            (e) =>
+              e.reason === "Remediation" &&
+              Date.parse(e.time) >= t0 &&
+              /: (scale-out|throttle) /.test(e.message) &&
+              e.service === "api",
+          );
         if (serving === undefined && (await apiRunning()) > before) serving = Date.now();
         if (Date.now() - t0 >= overloadS * 1000 && (!engine || serving !== undefined)) break;
       }
       const t1 = Date.now();
       await Promise.all([api.traffic.stop(), batch.traffic.stop()]);
       const decisions = (await events()).filter(
-        (e) => e.reason === "Remediation" && Date.parse(e.time) >= t0,
+        (e) => (e.reason === "Remediation" || e.reason === "RemediationRestored") && Date.parse(e.time) >= t0,
       );
       return {
         baseline,
@@ -155,8 +163,8 @@ export async function run(): Promise<void> {
     await cli(["remediate", "pause", "--app", APP]);
     const peer = await phase(BASE_S, false, OVERLOAD_S);
     // 2. herd: the engine on, after a minute of baseline (its rising-load window). It resumes
-    // only once the peer's overload has left the saturation window (10 s), so it does not act on it.
-    await sleep(15_000);
+    // only once the peer's overload has left every rule's window (`slow`: 30 s), so it does not act on it.
+    await sleep(35_000);
     const resumed = Date.now();
     await cli(["remediate", "resume", "--app", APP]);
     const own = await phase(60, true, OVERLOAD_S);
@@ -191,11 +199,12 @@ export async function run(): Promise<void> {
     const dAt = own.decision ? Date.parse(own.decision.time) : undefined;
     const sAt = own.serving;
     console.log(
-      `herd engine: first decision ${dAt === undefined ? "none" : `after ${((dAt - own.t0) / 1000).toFixed(1)} s`}` +
+      `herd engine: first decision for api ${dAt === undefined ? "none" : `after ${((dAt - own.t0) / 1000).toFixed(1)} s`}` +
         `; new api instance running after ${sAt === undefined ? "– (never)" : `${((sAt - own.t0) / 1000).toFixed(1)} s`}`,
     );
     for (const e of own.decisions) {
-      console.log(`  decision after ${((Date.parse(e.time) - own.t0) / 1000).toFixed(1)} s: ${e.message}`);
+      const what = e.reason === "Remediation" ? "decision" : "throttle lifted";
+      console.log(`  ${what} after ${((Date.parse(e.time) - own.t0) / 1000).toFixed(1)} s: ${e.message}`);
       for (const line of e.details ?? []) console.log(`    | ${line}`);
     }
     const until = sAt ?? own.t1;

@@ -102,6 +102,7 @@ function main(): void {
         ...find(root, join(root, "src")),
         ...find(root, join(root, "scripts")),
         ...find(root, join(root, "bench")),
+        ...find(root, join(root, "console/src")),
       );
   }
   const dir = mkdtempSync(join(tmpdir(), "herd-test-flake-"));

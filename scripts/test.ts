@@ -70,7 +70,12 @@ function mountsUnder(dir: string): string[] {
 const args = process.argv.slice(2);
 const only = args.find((a) => a === "--unit" || a === "--e2e");
 const extra = args.filter((a) => a !== only);
-const unit = [...find(join(root, "src")), ...find(join(root, "scripts")), ...find(join(root, "bench"))];
+const unit = [
+  ...find(join(root, "src")),
+  ...find(join(root, "scripts")),
+  ...find(join(root, "bench")),
+  ...find(join(root, "console/src")),
+];
 const e2e = find(join(root, "test"));
 
 const sharedBefore = herdTempEntries();

@@ -540,3 +540,80 @@ test("a change the wait reports starts the instance at once, not at the next hea
   assert.equal(await get(healthy.port!), "hi from woken1 (release 1)\n");
   assert.deepEqual(cp.heartbeats.at(-1)?.slugs, [digest], "the slug it downloaded is named");
 });
+
+test("config: the files and the feed before the start, a new version applied in place, or by a restart when the service asks", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-config-"));
+  const dataDir = join(root, "data");
+  let agent: Agent | undefined;
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  const doc = (version: number) => ({
+    tenant: "default",
+    app: "hello",
+    version,
+    values: { MODE: `m${version}` },
+    files: { "app.yaml": { format: "yaml" as const, content: `v: ${version}\n` } },
+    origins: { MODE: `app v${version}`, "app.yaml": `app v${version}` },
+  });
+  const withConfig = (version: number, onChange: "file" | "restart"): DesiredInstance => ({
+    ...desiredHello("cfg1", digest, 1),
+    config: { version, onChange, document: doc(version) },
+  });
+  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 200 });
+  await agent.start();
+  cp.desired = [withConfig(1, "restart")];
+  const first = await reported(
+    cp,
+    "cfg1",
+    (s) => s.state === "healthy" && s.configVersion === 1,
+    "cfg1 healthy at config v1",
+  );
+  const env = environOf(first.pid!);
+  // Paths as the instance sees them: inside the sandbox (as root), its app dir is bound elsewhere.
+  const onHost = (p: string | undefined) =>
+    (p ?? "").replace("/run/herd-sandbox/app", join(dataDir, "instances", "cfg1", "app"));
+  const file = onHost(env.get("HERD_CONFIG_FILE"));
+  assert.equal(JSON.parse(readFileSync(file, "utf8")).values.MODE, "m1");
+  assert.equal(readFileSync(join(onHost(env.get("HERD_CONFIG_DIR")), "app.yaml"), "utf8"), "v: 1\n");
+  const feed = await fetch(env.get("HERD_CONFIG_URL") ?? "");
+  assert.equal(((await feed.json()) as { version: number }).version, 1);
+  assert.equal((await fetch(`${env.get("HERD_CONFIG_URL")?.replace(/key=.*/, "key=wrong")}`)).status, 403);
+  assert.ok(!readFileSync(join(dataDir, "instances", "cfg1", "instance.json"), "utf8").includes("m1"));
+
+  // restart: a new process with the new files.
+  cp.desired = [withConfig(2, "restart")];
+  const second = await reported(
+    cp,
+    "cfg1",
+    (s) => s.state === "healthy" && s.configVersion === 2,
+    "cfg1 restarted at v2",
+  );
+  assert.notEqual(second.pid, first.pid);
+  assert.equal(JSON.parse(readFileSync(file, "utf8")).version, 2);
+
+  // file: the same process; a long poll at v2 gets v3.
+  const held = fetch(`${env.get("HERD_CONFIG_URL")}&since=2`);
+  cp.desired = [withConfig(3, "file")];
+  const third = await reported(cp, "cfg1", (s) => s.configVersion === 3, "cfg1 at v3");
+  assert.equal(third.pid, second.pid);
+  assert.equal(((await (await held).json()) as { values: { MODE: string } }).values.MODE, "m3");
+  assert.equal(readFileSync(join(onHost(env.get("HERD_CONFIG_DIR")), "app.yaml"), "utf8"), "v: 3\n");
+});

@@ -21,6 +21,8 @@ import { dirname, join } from "node:path";
 import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
+import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
+import { emptyConfig } from "../config-center/instance-files.ts";
 import type { Resources, Taint } from "../model/objects.ts";
 import type {
   DesiredInstance,
@@ -126,6 +128,8 @@ interface Managed {
   probeRun: number;
   probeTimer?: NodeJS.Timeout;
   log: InstanceLogs;
+  /** The config version written to its dir (config center). */
+  configVersion?: number;
 }
 
 const RUNNING: ReadonlySet<State> = new Set(["up", "healthy", "unhealthy"]);
@@ -210,6 +214,8 @@ export class Agent {
   readonly #ca: string | undefined;
   /** Where instances send spans and points (the API's port is closed to them). */
   #relay: TelemetryRelay | undefined;
+  /** Instances' config: files in their dirs and the 127.0.0.1 feed they follow (config-center/agent-feed.ts). */
+  #config: InstanceConfigFeed | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -254,6 +260,7 @@ export class Agent {
       dataDir: this.#options.dataDir,
       logger: this.#log,
     });
+    this.#config = await InstanceConfigFeed.start(this.#options.dataDir);
     this.#driver.setNetworkPolicy?.({
       ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
       protect: this.#protectedEndpoints(),
@@ -300,6 +307,8 @@ export class Agent {
     await this.#metricsServer?.close();
     await this.#relay?.close();
     this.#relay = undefined;
+    await this.#config?.close();
+    this.#config = undefined;
     this.#metricsServer = undefined;
     // Whether its instances keep running is the caller's to say: herd agent leaves them, herd up stops them next.
     this.#log.info("stopped", { node: this.#options.name, instances: this.#instances.size });
@@ -352,6 +361,12 @@ export class Agent {
       log: new InstanceLogs(join(this.#instanceDir(p.id), "state")),
     };
     await inst.log.skipToEnd();
+    if (desired)
+      inst.configVersion = await this.#config?.adopt(
+        p.id,
+        join(this.#instanceDir(p.id), "app"),
+        desired.tenant,
+      );
     this.#instances.set(p.id, inst);
     if (p.state === "running") {
       this.#ports.reserve(p.port);
@@ -539,8 +554,33 @@ export class Agent {
       return;
     }
     // At the generation it last started, an instance stays as it is: running, exited or failed.
-    if (inst && inst.generation >= desired.generation && inst.state !== "stopped") return;
+    if (inst && inst.generation >= desired.generation && inst.state !== "stopped") {
+      if (RUNNING.has(inst.state)) await this.#applyConfig(inst, desired);
+      return;
+    }
     await this.#startInstance(desired, inst);
+  }
+
+  /** A new config version for a running instance: its files, its feed, then a SIGHUP or a restart if its service asks. */
+  async #applyConfig(inst: Managed, d: DesiredInstance): Promise<void> {
+    const config = d.config;
+    if (!config?.document || config.version === inst.configVersion || !this.#config) return;
+    if (config.onChange === "restart") {
+      this.#log.info("restarting for its config", { id: inst.id, version: config.version });
+      await this.#startInstance(d, inst);
+      return;
+    }
+    await this.#config.apply(inst.id, join(this.#instanceDir(inst.id), "app"), config.document);
+    inst.configVersion = config.version;
+    if (config.onChange === "signal" && inst.pid !== undefined) {
+      try {
+        if (sighupGroup(inst.pid) === 0) this.#log.warn("no process took the config SIGHUP", { id: inst.id });
+      } catch (err) {
+        this.#log.warn("cannot send SIGHUP for a config change", { id: inst.id, err });
+      }
+    }
+    this.#log.info("config applied", { id: inst.id, version: config.version, onChange: config.onChange });
+    this.#changed();
   }
 
   async #startInstance(d: DesiredInstance, previous: Managed | undefined): Promise<void> {
@@ -583,12 +623,22 @@ export class Agent {
       const node = await this.#slugs.node(appDir);
       // Secret values go to the process only: instance.json keeps their names (run.secrets), and a
       // restart takes them from the current heartbeat reply. It holds the rest of the env: root only.
-      await writeFile(join(dir, "instance.json"), JSON.stringify({ ...d, secretEnv: undefined }), {
-        mode: 0o600,
-      });
+      await writeFile(
+        join(dir, "instance.json"),
+        JSON.stringify({ ...d, secretEnv: undefined, config: undefined }),
+        { mode: 0o600 },
+      );
       const missing = Object.keys(d.run.secrets ?? {}).filter((v) => d.secretEnv?.[v] === undefined);
       if (missing.length > 0)
         throw new Error(d.secretError ?? `no value for the secret env ${missing.join(", ")}`);
+      // Its config before it starts, so it reads the current version at boot (version 0 until its app has one).
+      // A restart whose reply carried no content (the agent had it): the version its feed holds.
+      const known = this.#config?.feed.current(d.id);
+      const config =
+        d.config?.document ??
+        (known && known.version === d.config?.version ? known : emptyConfig(d.tenant, d.app));
+      await this.#config?.apply(d.id, appDir, config);
+      inst.configVersion = config.version === 0 ? undefined : config.version;
       const dataDir = d.mode === "pet" ? join(this.#options.dataDir, "volumes", d.id) : join(dir, "data");
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
@@ -603,6 +653,7 @@ export class Agent {
         HERD_SERVICE: d.service,
         HERD_RELEASE: String(d.release),
         HERD_DATA_DIR: dataDir,
+        ...this.#config?.envFor(d.id, appDir),
         // The app's own tools first, then its chosen node (else herd's), so `node server.js` means a known node.
         PATH: [
           join(appDir, "node_modules", ".bin"),
@@ -679,6 +730,7 @@ export class Agent {
     await this.#driver.remove(inst.id);
     await this.#collectLogsOf(inst, true);
     this.#instances.delete(inst.id);
+    this.#config?.remove(inst.id);
     // Pet volumes live outside the instance dir and survive this.
     await rm(this.#instanceDir(inst.id), { recursive: true, force: true });
     this.#log.info("removed", { id: inst.id });
@@ -955,6 +1007,7 @@ function toStatus(inst: Managed): InstanceStatus {
   }
   const probes = RUNNING.has(inst.state) ? inst.probes.recent(Date.now()) : undefined;
   if (probes) status.probes = probes;
+  if (inst.configVersion !== undefined) status.configVersion = inst.configVersion;
   return status;
 }
 

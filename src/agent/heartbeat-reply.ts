@@ -44,6 +44,18 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
       fail(`${at}.secretEnv`, "not a map of strings");
     if (d.secretError !== undefined && typeof d.secretError !== "string")
       fail(`${at}.secretError`, "not a string");
+    if (d.config !== undefined) {
+      const c = d.config;
+      if (!isObject(c)) return fail(`${at}.config`, "not an object");
+      if (!Number.isInteger(c.version)) fail(`${at}.config.version`, "not an integer");
+      if (c.onChange !== "file" && c.onChange !== "signal" && c.onChange !== "restart")
+        fail(`${at}.config.onChange`, "not file, signal or restart");
+      const doc = c.document;
+      if (doc !== undefined && !(isObject(doc) && isObject(doc.values) && isObject(doc.files)))
+        fail(`${at}.config.document`, "not a config document");
+      if (isObject(doc) && isObject(doc.files) && Object.keys(doc.files).some((n) => !SAFE_ID.test(n)))
+        fail(`${at}.config.document.files`, "a file name is not safe");
+    }
     const resources = run.resources;
     if (!isObject(resources) || typeof resources.cpu !== "number" || typeof resources.memory !== "number") {
       fail(`${at}.run.resources`, "needs numbers cpu and memory");

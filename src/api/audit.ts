@@ -101,10 +101,17 @@ export class AuditLog {
     );
   }
 
-  /** Entries matching every filter, oldest first, the newest `limit` (default 100). */
-  list(q: AuditQuery): AuditEntry[] {
+  /**
+   * Entries matching every filter, oldest first, the newest `limit` (default
+   * 100); with `routes`, only writes to those routes (`POST /api/v1/apps/:app/deploys`).
+   */
+  list(q: AuditQuery, routes?: readonly string[]): AuditEntry[] {
     const where: string[] = [];
     const args: (string | number)[] = [];
+    if (routes !== undefined) {
+      where.push(`route IN (${routes.map(() => "?").join(", ") || "NULL"})`);
+      args.push(...routes);
+    }
     const eq = (column: string, value: string | undefined) => {
       if (value === undefined) return;
       where.push(`${column} = ?`);

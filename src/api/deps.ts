@@ -6,6 +6,7 @@
 import type { ArtifactStore } from "../build/artifact-store.ts";
 import type { NodeRuntimes } from "../build/node-runtime.ts";
 import type { UnpackLimits } from "../build/unpack.ts";
+import type { ConfigCenter } from "../config-center/center.ts";
 import type { Settings } from "../controllers/context.ts";
 import type { DeployLogs } from "../controllers/deploy-log.ts";
 import type { EventRecorder } from "../controllers/events.ts";
@@ -54,6 +55,8 @@ export interface ApiDeps {
   version: string;
   /** The platform's settings (resource unit, timings). */
   settings: Settings;
+  /** The config center: versioned layered config, gray releases, what each instance applied. */
+  config: ConfigCenter;
   /** Encrypted secrets: apps', receivers' header values, consumers' HS256 secrets. */
   secrets: SecretStore;
   /** The Node versions builds fetched for apps (engines.node); agents download them by digest. */

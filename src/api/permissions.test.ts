@@ -12,7 +12,7 @@ import { decide, type Principal, ROUTES } from "./permissions.ts";
 import { type RunningServer, startServer } from "./server.ts";
 
 /** Routes left out of the OpenAPI document (`schema.hide`). */
-const HIDDEN = ["GET /healthz", "GET /metrics", "GET /api/v1/openapi.json"];
+const HIDDEN = ["GET /healthz", "GET /metrics", "GET /api/v1/openapi.json", "GET /", "GET /*"];
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-permissions-"));

@@ -72,11 +72,14 @@ export const MACHINE_PERMISSIONS: Record<Exclude<Token["kind"], "user">, Readonl
 
 /**
  * Every route of the API, as `METHOD /path` (Fastify's path syntax), and the
- * permission it needs. `null`: no token at all (health and the API's own metrics).
+ * permission it needs. `null`: no token at all (health, the API's own metrics, the console's files).
  */
 export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /healthz": null,
   "GET /metrics": null,
+  // the web console's files and deep links (routes/console.ts): the page asks for a token itself
+  "GET /": null,
+  "GET /*": null,
   "GET /api/v1/openapi.json": "self",
   "GET /api/v1/version": "self",
   "GET /api/v1/whoami": "self",
@@ -113,10 +116,24 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/releases": "apps:read",
   "POST /api/v1/apps/:app/rollback": "apps:write",
   "GET /api/v1/apps/:app/instances": "apps:read",
+  "GET /api/v1/instances": "apps:read", // every app's, for the console's overview (routes/instances.ts)
   "GET /api/v1/apps/:app/load": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
   "GET /api/v1/apps/:app/autoscale": "apps:read",
+  // canary and blue/green rollouts (routes/rollouts.ts)
+  "GET /api/v1/apps/:app/rollout": "apps:read",
+  "POST /api/v1/apps/:app/rollout/promote": "apps:write",
+  "POST /api/v1/apps/:app/rollout/pause": "apps:write",
+  "POST /api/v1/apps/:app/rollout/resume": "apps:write",
+  "POST /api/v1/apps/:app/rollout/abort": "apps:write",
+  // version sets: herd.set.yaml (routes/sets.ts); dependsOn checked before a deploy uploads (routes/dependencies.ts)
+  "POST /api/v1/apps/:app/dependencies/check": "apps:write",
+  "POST /api/v1/sets": "apps:write",
+  "POST /api/v1/sets/diff": "apps:read",
+  "GET /api/v1/sets/:name": "apps:read",
+  "GET /api/v1/sets/:name/versions/:version": "apps:read",
+  "POST /api/v1/sets/:name/rollback": "apps:write",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",
@@ -124,6 +141,11 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/remediation/resume": "apps:write",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
   "GET /api/v1/events": "apps:read",
+  // the asset catalog (routes/catalog.ts): a platform admin naming no tenant sees every tenant's
+  "GET /api/v1/catalog/apps": "apps:read",
+  "GET /api/v1/catalog/apps/:app": "apps:read",
+  "GET /api/v1/catalog/apps/:app/releases/:version/packages": "apps:read",
+  "GET /api/v1/catalog/packages": "apps:read",
 
   // live routes and traffic (routes/live-config.ts)
   "GET /api/v1/apps/:app/routes": "apps:read",
@@ -147,6 +169,22 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "DELETE /api/v1/consumers/:name/keys/:id": "apps:write",
   "POST /api/v1/consumers/:name/jwt": "apps:write",
   "DELETE /api/v1/consumers/:name/jwt/:id": "apps:write",
+
+  // the config center (routes/config.ts): an app's config is its deployers' to change; the catalog's lower layers the platform admin's
+  "GET /api/v1/apps/:app/config": "apps:read",
+  "GET /api/v1/apps/:app/config/versions": "apps:read",
+  "GET /api/v1/apps/:app/config/versions/:version": "apps:read",
+  "GET /api/v1/apps/:app/config/diff": "apps:read",
+  "GET /api/v1/apps/:app/config/status": "apps:read",
+  "POST /api/v1/apps/:app/config/versions": "apps:write",
+  "POST /api/v1/apps/:app/config/rollback": "apps:write",
+  "POST /api/v1/apps/:app/config/promote": "apps:write",
+  "POST /api/v1/apps/:app/config/abort": "apps:write",
+  "GET /api/v1/config/catalog": "apps:read",
+  "GET /api/v1/config/catalog/:layer/:name/versions": "apps:read",
+  "GET /api/v1/config/catalog/:layer/:name/versions/:version": "apps:read",
+  "GET /api/v1/config/catalog/:layer/:name/diff": "apps:read",
+  "POST /api/v1/config/catalog/:layer/:name/versions": "platform:write",
 
   // secrets (routes/secrets.ts; consumers' HS256 secrets in routes/consumers.ts): values go in, never out,
   // but to the agent running an instance (heartbeat) and to gateways checking JWTs

@@ -179,6 +179,7 @@ export const HeartbeatBody = T.Object({
       ),
       port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
       pid: T.Optional(T.Integer({ minimum: 1 })),
+      configVersion: T.Optional(T.Integer({ minimum: 0 })),
       // One type list, not anyOf: Ajv's coercion would turn null into 0 and "" in an anyOf's first
       // branch, and an unknown exit would read "exited with code 0".
       exitCode: T.Optional(T.Unsafe<number | null>({ type: ["integer", "null"] })),
@@ -253,9 +254,9 @@ export const LogBatchBody = T.Object({
   ),
 });
 
-/** What gateways and admins may snapshot and watch: never tokens, users, memberships or secrets (even encrypted). */
+/** What gateways and admins may snapshot and watch: never tokens, users, memberships, secrets (even encrypted) or config contents. */
 export const WATCHABLE: readonly Kind[] = KINDS.filter(
-  (k) => k !== "token" && k !== "user" && k !== "member" && k !== "secret",
+  (k) => k !== "token" && k !== "user" && k !== "member" && k !== "secret" && k !== "config_version",
 );
 
 export const WatchQuery = T.Object({

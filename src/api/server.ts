@@ -25,6 +25,7 @@ import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { UrlGuard } from "../common/url-guard.ts";
+import { ConfigCenter } from "../config-center/center.ts";
 import { promqlValue } from "../controllers/autoscale-query.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
@@ -39,6 +40,7 @@ import { scaleServices } from "../controllers/scale.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
+import { DependencyDrift } from "../observe/dependency-drift.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LiveLoad } from "../observe/live-load.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
@@ -70,10 +72,15 @@ import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { capacityRoutes } from "./routes/capacity.ts";
+import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { configRoutes } from "./routes/config.ts";
+import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
+import { dependencyRoutes } from "./routes/dependencies.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import { instanceRoutes } from "./routes/instances.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
@@ -81,7 +88,9 @@ import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
+import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
+import { setRoutes } from "./routes/sets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { wakeRoutes } from "./routes/wake.ts";
@@ -245,6 +254,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });
+  // Declared dependsOn against the calls the traces see: warning events and the undeclared-dependency alerts.
+  const drift = new DependencyDrift({
+    store,
+    events,
+    registry: metrics.self.registry,
+    logger: logger.child("dependencies"),
+    calls: async (tenant, from, to) =>
+      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -288,6 +306,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     settings,
     secrets,
+    config: new ConfigCenter(store),
     runtimes,
     certificates,
     build: async ({ source, tenant, app, log, unpack }) => {
@@ -357,6 +376,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   metrics.start();
   alerts.externalUrl = url;
   alerts.start();
+  drift.start();
   certificates.start();
   logger.info("control plane listening", { url });
 
@@ -378,6 +398,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       auth.stop();
       await alerts.stop();
+      await drift.stop();
       await certificates.close();
       await remediation.stop();
       controllers.stop();
@@ -640,7 +661,11 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
+      rolloutRoutes(api, deps);
+      setRoutes(api, deps);
+      dependencyRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
@@ -653,14 +678,18 @@ export function buildApi(
       alertRoutes(api, deps);
       remediationRoutes(api, deps);
       secretRoutes(api, deps);
+      configRoutes(api, deps);
       identityRoutes(api, deps);
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
+      catalogRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );
+  // The web console (console/dist): its files and its deep links, outside /api/v1.
+  consoleRoutes(app, new ConsoleFiles(CONSOLE_DIR));
   // Span ingest has its own plugin: it reads gzip and deflate bodies.
   app.register(async (ingest) => traceIngestRoutes(ingest, deps), { prefix: "/api/v1" });
   return app;

@@ -2,18 +2,20 @@
  * Content-addressed storage for tarballs (uploaded sources and built slugs).
  * A tarball lives at `sha256/<first two hex>/<digest>.tar.gz` under the
  * store's directory; writes go to a temp file first and are renamed into
- * place, so a reader never sees a partial artifact.
+ * place, so a reader never sees a partial artifact. Metadata about an
+ * artifact (a slug's packages) is JSON beside it: `<digest>.<name>.json`.
  */
 
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { access, mkdir, rename, rm, stat } from "node:fs/promises";
+import { access, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { HerdError } from "../common/errors.ts";
 
 const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+const METADATA_NAME = /^[a-z]+$/;
 
 /** What put and putFile return: the content's address and its size in bytes. */
 export interface StoredArtifact {
@@ -100,8 +102,44 @@ export class ArtifactStore {
     return createReadStream(await this.path(digest));
   }
 
+  /**
+   * Keeps `value` (JSON) as the `name` metadata of an artifact, beside it
+   * (`<digest>.<name>.json`), e.g. the packages a slug ships. Written to a
+   * temp file and renamed: a reader sees the old or the new, never a part.
+   */
+  async putMetadata(digest: string, name: string, value: unknown): Promise<void> {
+    const target = this.#metadataLocation(checkDigest(digest), name);
+    const incoming = join(this.dir, "incoming");
+    await mkdir(incoming, { recursive: true });
+    await mkdir(join(target, ".."), { recursive: true });
+    const temp = join(incoming, `${randomBytes(8).toString("hex")}.part`);
+    try {
+      await writeFile(temp, JSON.stringify(value), { flag: "wx" });
+      await rename(temp, target);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  /** The `name` metadata of an artifact; undefined when none was kept. */
+  async getMetadata<T>(digest: string, name: string): Promise<T | undefined> {
+    const text = await readFile(this.#metadataLocation(checkDigest(digest), name), "utf8").catch(
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return undefined;
+        throw err;
+      },
+    );
+    return text === undefined ? undefined : (JSON.parse(text) as T);
+  }
+
   #location(digest: string): string {
     return join(this.dir, "sha256", digest.slice(0, 2), `${digest}.tar.gz`);
+  }
+
+  #metadataLocation(digest: string, name: string): string {
+    if (!METADATA_NAME.test(name)) throw new Error(`metadata name ${JSON.stringify(name)} is not [a-z]+`);
+    return join(this.dir, "sha256", digest.slice(0, 2), `${digest}.${name}.json`);
   }
 }
 

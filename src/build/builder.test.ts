@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { create } from "tar";
 import { detectSandbox } from "../agent/sandbox.ts";
+import { PACKAGES_METADATA } from "../catalog/lockfile.ts";
 import { HerdError } from "../common/errors.ts";
 import { ArtifactStore } from "./artifact-store.ts";
 import { BuildRunner } from "./build-runner.ts";
@@ -222,6 +223,40 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       return b;
     });
     assert.ok(lines.includes("-----> Installing dependencies with npm ci"), lines.join("\n"));
+  });
+
+  it("records the packages the slug ships beside it (dev packages left out), for the catalog", async () => {
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "listed",
+        version: "1.0.0",
+        dependencies: { greet: "file:vendor/greet" },
+        devDependencies: { tester: "file:vendor/tester" },
+        scripts: { start: "node index.js" },
+      }),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.2.3" }),
+      "vendor/tester/package.json": JSON.stringify({ name: "tester", version: "9.0.0" }),
+    });
+    const { result, lines } = await build(dir);
+    const expected = {
+      lockfile: null,
+      from: "node_modules/.package-lock.json",
+      packages: [{ name: "greet", version: "1.2.3" }],
+    };
+    assert.deepEqual(result.packages, expected);
+    assert.deepEqual(await artifacts.getMetadata(result.slug, PACKAGES_METADATA), expected);
+    assert.ok(
+      lines.includes("-----> Recorded 1 packages from node_modules/.package-lock.json for the catalog"),
+      lines.join("\n"),
+    );
+    // Nothing to install: an empty list, not an unknown one.
+    const plain = await build(await writeApp({ "index.html": "<p>hi</p>" }));
+    assert.deepEqual(await artifacts.getMetadata(plain.result.slug, PACKAGES_METADATA), {
+      lockfile: null,
+      from: null,
+      packages: [],
+    });
   });
 
   it("fails with the command, its exit code and the last lines of output", async () => {

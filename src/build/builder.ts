@@ -16,7 +16,9 @@ import { copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findExecutable } from "../agent/firewall.ts";
+import { findLockfile, PACKAGES_METADATA, readInstalledPackages } from "../catalog/lockfile.ts";
 import { HerdError } from "../common/errors.ts";
+import type { SlugPackages } from "../model/catalog.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
 import type { Resources } from "../model/objects.ts";
 import type { ArtifactStore } from "./artifact-store.ts";
@@ -67,6 +69,8 @@ export interface BuildResult {
   alerts?: AppDefinition["alerts"];
   /** The Node version engines.node chose; absent: herd's own. */
   node?: string;
+  /** The npm packages the slug ships (kept beside it in the artifact store for the catalog); absent: unreadable. */
+  packages?: SlugPackages;
 }
 
 /** Lines of command output kept for the error of a failed build. */
@@ -114,7 +118,9 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     signal?.throwIfAborted();
     const runtimes = options.runtimes ?? new NodeRuntimes({ dir: join(options.workDir, "node") });
     const node = await chooseNode(appDir, runtimes, options);
+    const lockfile = await findLockfile(appDir);
     await installDependencies(appDir, definition.app, runner, options, node);
+    const packages = await recordedPackages(appDir, lockfile, log);
     if (node) {
       const ref: NodeRef = { version: node.version, platform: node.platform, digest: node.digest };
       await mkdir(join(appDir, ".herd"), { recursive: true });
@@ -132,9 +138,16 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     try {
       log(`-----> Compressing slug: ${packed.files} files, ${formatSize(packed.size)}`);
       const stored = await artifacts.putFile(packed.file);
+      // Before the release exists: a slug that a release names always has its packages beside it.
+      if (packages) await artifacts.putMetadata(stored.digest, PACKAGES_METADATA, packages);
       for (const [name, spec] of Object.entries(definition.services)) log(`       ${name}: ${spec.command}`);
       log(`-----> Slug ${stored.digest.slice(0, 12)} ready`);
-      return { slug: stored.digest, ...definition, ...(node ? { node: node.version } : {}) };
+      return {
+        slug: stored.digest,
+        ...definition,
+        ...(node ? { node: node.version } : {}),
+        ...(packages ? { packages } : {}),
+      };
     } finally {
       await rm(packed.file, { force: true });
     }
@@ -142,6 +155,25 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     await rm(buildDir, { recursive: true, force: true });
     release();
   }
+}
+
+/**
+ * The packages npm installed, for the catalog. A lockfile herd cannot read is
+ * a warning, not a failed build: the catalog then says "packages unknown".
+ */
+async function recordedPackages(
+  appDir: string,
+  lockfile: string | null,
+  log: (line: string) => void,
+): Promise<SlugPackages | undefined> {
+  const { problem, ...packages } = await readInstalledPackages(appDir, lockfile);
+  if (problem) {
+    log(`       warning: the catalog cannot list this slug's packages: ${problem}`);
+    return undefined;
+  }
+  if (packages.from)
+    log(`-----> Recorded ${packages.packages.length} packages from ${packages.from} for the catalog`);
+  return packages;
 }
 
 /**

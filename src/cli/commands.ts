@@ -8,11 +8,13 @@ import { readFile } from "node:fs/promises";
 import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
 import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
+import { appConfigCommand } from "./app-config.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, parseScaleArgs, UsageError } from "./args.ts";
 import { auditCommand } from "./audit.ts";
 import { autoscaleCommand } from "./autoscale.ts";
 import { capacityCommand } from "./capacity.ts";
+import { catalogCommand } from "./catalog.ts";
 import { instancesCommand, nodesCommand, quotaCommand } from "./cluster.ts";
 import { NO_SERVER_MESSAGE } from "./config.ts";
 import { consumersCommand } from "./consumers.ts";
@@ -32,7 +34,9 @@ import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
+import { rolloutCommand } from "./rollout.ts";
 import { secretsCommand } from "./secrets.ts";
+import { setCommand } from "./set.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
@@ -265,14 +269,18 @@ export const APP_COMMANDS: CommandSpec[] = [
   logsCommand,
   releasesCommand,
   rollbackCommand,
+  rolloutCommand,
+  setCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,
   remediateCommand,
   nodesCommand,
   capacityCommand,
+  catalogCommand,
   consumersCommand,
   secretsCommand,
+  appConfigCommand,
   instancesCommand,
   quotaCommand,
   routesCommand,

@@ -243,6 +243,7 @@ export async function runUp(argv: string[]): Promise<number> {
       allowFetch,
       jwksDir: resolve((v["jwks-dir"] as string | undefined) ?? join(dataDir, "jwks")),
       hold: holdOf(v["gateway-hold-max"], v["gateway-hold-timeout"], "gateway-"),
+      ...(v.small ? { small: true } : {}),
     },
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),

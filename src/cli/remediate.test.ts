@@ -68,10 +68,24 @@ test("herd remediate shows the switches, the rules and the decisions, with evide
   assert.match(r.last?.url ?? "", /^\/api\/v1\/apps\/shop\/remediation/);
   assert.match(r.out, /Remediation of shop: on/);
   assert.match(r.out, /Budget: 1 of 6 changes in the last hour/);
-  assert.match(r.out, /errors\s+error-rate\s+all\s+0\.1\s+10s\s+rollback,replace,cordon,degrade\s+on/);
+  assert.match(
+    r.out,
+    /errors\s+error-rate\s+all\s+0\.1\s+10s\s+rollback,replace,restart,cordon,degrade\s+on/,
+  );
   assert.match(r.out, /1m ago\s+errors\s+web\s+rollback\s+v2 → v1\s+applied\s+cleared/);
   assert.match(r.out, /d1 errors → rollback v2 → v1: v2 is recent/);
   assert.match(r.out, / {2}v2 released 40 s ago/);
+});
+
+test("herd remediate lists the services degraded to their fallbacks", async () => {
+  const since = new Date(NOW - 90_000).toISOString();
+  respond = () => [200, { ...view, degraded: [{ service: "front", dependencies: ["shop/deps"], since }] }];
+  const r = await run(["remediate", "--app", "shop"]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(
+    r.out,
+    /Degraded \(routes answer their fallback\):\n {2}front: its calls to shop\/deps failed; since 1m ago/,
+  );
 });
 
 test("pause, resume, dry run, budget and rules are sent as the API wants them", async () => {

@@ -142,7 +142,17 @@ function show(ctx: CliContext, app: string, v: RemediationView, evidence: boolea
     for (const t of v.throttles) {
       println(
         ctx.stdout,
-        `  ${t.service}: concurrency lowered for ${t.for || "an overloaded service"} since ${formatAge(t.since, ctx.now())} ago`,
+        `  ${t.service}: concurrency lowered for ${t.for || "an overloaded service"} since ${formatAge(t.since, ctx.now())}`,
+      );
+    }
+  }
+  if ((v.degraded ?? []).length > 0) {
+    println(ctx.stdout);
+    println(ctx.stdout, "Degraded (routes answer their fallback):");
+    for (const d of v.degraded ?? []) {
+      println(
+        ctx.stdout,
+        `  ${d.service}: its calls to ${d.dependencies.join(", ")} failed; since ${formatAge(d.since, ctx.now())}`,
       );
     }
   }

@@ -1,10 +1,7 @@
 /**
- * The Node flags and environment herd's processes pass to the herd processes
+ * The Node flags herd's processes pass to the herd processes
  * they start (src/daemons/runtime.ts chooses them per role).
  */
-
-import { getCompileCacheDir } from "node:module";
-import { dirname } from "node:path";
 
 /** The young generation's limit for processes that serve few requests (MB per semi-space; V8's own grows to 16 and more). */
 export const QUIET_FLAGS = ["--max-semi-space-size=2"];
@@ -22,19 +19,10 @@ export const SMALL_FLAGS = [...QUIET_FLAGS, "--max-opt=0", "--optimize-for-size"
 /** The V8 flags chosen per role: a child of another role starts without this process's. */
 const PER_ROLE = [/^--max-semi-space-size(=|$)/, /^--max-opt(=|$)/, /^--optimize-for-size$/];
 
-/** This process's Node flags less the ones chosen for its role: what a child of another role starts with. */
+/**
+ * This process's Node flags less the ones chosen for its role: what a child of another role starts with
+ * (with the hooks that load herd's TypeScript already stripped, daemons/strip-hooks.mjs, when this process has them).
+ */
 export function inheritedExecArgv(): string[] {
   return process.execArgv.filter((flag) => !PER_ROLE.some((pattern) => pattern.test(flag)));
-}
-
-/** The environment that gives a child this process's compile cache (empty when none is on). */
-export function compileCacheEnv(): Record<string, string> {
-  const dir = compileCacheBase();
-  return dir === undefined ? {} : { NODE_COMPILE_CACHE: dir };
-}
-
-/** The directory the compile cache was enabled with (Node keeps it in a subdirectory per Node version). */
-export function compileCacheBase(): string | undefined {
-  const dir = getCompileCacheDir();
-  return dir === undefined ? undefined : dirname(dir);
 }

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AutoscaleSpec } from "../model/manifest.ts";
-import { decide, type Memory, newMemory, type Observation, wantFor } from "./autoscale-decide.ts";
+import {
+  decide,
+  type Memory,
+  newMemory,
+  type Observation,
+  rememberWant,
+  wantFor,
+} from "./autoscale-decide.ts";
 
 const spec = (over: Partial<AutoscaleSpec> = {}): AutoscaleSpec => ({
   min: 1,
@@ -164,4 +171,17 @@ test("at zero any demand wakes; no figures hold the count", () => {
   );
   assert.equal(blind.to, 4);
   assert.match(blind.reason, /no figures/);
+});
+
+test("the scale-down memory is a staircase: the highest want of the delay first, a handful of entries however long", () => {
+  const mem = newMemory(0, 1);
+  const delay = 300_000;
+  // Ten minutes of wants twice a second, wandering between 1 and 5.
+  for (let t = 0; t < 600_000; t += 500) rememberWant(mem, t, 1 + (Math.floor(t / 7000) % 5), delay);
+  assert.ok(mem.wants.length <= 5, `${mem.wants.length} entries`);
+  for (let i = 1; i < mem.wants.length; i++) assert.ok(mem.wants[i].want < mem.wants[i - 1].want);
+  assert.equal(mem.wants[0].want, 5);
+  // Only low wants for a whole delay: the 5 is gone.
+  for (let t = 600_000; t <= 600_000 + delay; t += 500) rememberWant(mem, t, 2, delay);
+  assert.deepEqual(mem.wants, [{ at: 600_000 + delay, want: 2 }]);
 });

@@ -38,7 +38,7 @@ export interface Observation {
   traffic?: boolean;
 }
 
-/** What the decision remembers between calls for one service (in memory; a restart starts it afresh). */
+/** What the decision remembers between calls for one service (the autoscaler stores it: it survives a restart). */
 export interface Memory {
   /** When this service was first seen, or last rose from 0: counts as a request for the idle rule and starts the scale-down history. */
   activeSince: number;
@@ -48,8 +48,21 @@ export interface Memory {
   panicAt?: number;
   /** Since when the idle rule has held without a break. */
   idleSince?: number;
-  /** Wants of the last scaleDownDelay, oldest first. */
+  /**
+   * What the last scaleDownDelay asked for, oldest first, kept as a falling
+   * staircase: each want with the last time it (or more) was asked, wants
+   * decreasing. The first is the highest of the delay; a handful of entries
+   * however long the delay, so the memory is small enough to store.
+   */
   wants: { at: number; want: number }[];
+}
+
+/** Adds `want` asked at `now` to the staircase, dropping what it covers and what the delay left behind. */
+export function rememberWant(mem: Memory, now: number, want: number, delayMs: number): void {
+  const w = mem.wants;
+  while (w.length > 0 && w[w.length - 1].want <= want) w.pop();
+  w.push({ at: now, want });
+  while (w.length > 0 && w[0].at < now - delayMs) w.shift();
 }
 
 /** One decision: the count, and why. */
@@ -156,11 +169,10 @@ export function decide(spec: AutoscaleSpec, o: Observation, mem: Memory): Decisi
   }
 
   // Scale-down delay: the highest want of the delay's window, once a whole window has been seen.
-  mem.wants.push({ at: now, want });
-  while (mem.wants.length > 0 && mem.wants[0].at < now - spec.scaleDownDelayMs) mem.wants.shift();
+  rememberWant(mem, now, want, spec.scaleDownDelayMs);
   if (want < current) {
     const seen = now - mem.activeSince >= spec.scaleDownDelayMs;
-    const highest = mem.wants.reduce((m, w) => Math.max(m, w.want), want);
+    const highest = Math.max(mem.wants[0]?.want ?? want, want);
     const floor = seen ? highest : current;
     if (floor >= current) {
       return result(

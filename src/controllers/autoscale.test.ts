@@ -197,3 +197,75 @@ test("a query answer reads as one number: a scalar, or a vector's sum", () => {
   );
   assert.equal(answerValue({ resultType: "vector", result: [] }), undefined);
 });
+
+test("a restarted autoscaler keeps the scale-down delay and the last decisions from the store", async () => {
+  const h = await setup(
+    "{ min: 1, max: 20, target: { rps: 10 }, stableWindow: 10s, panicWindow: 6s, scaleDownDelay: 60s }",
+  );
+  const step = async (scaler: Autoscaler, seconds: number) => {
+    for (let i = 0; i < seconds; i++) {
+      h.clock.advance(1000);
+      await scaler.tick();
+    }
+  };
+  const rps = (n: number) => {
+    h.load.figures.set(10_000, { rps: n, lastRequestAt: h.clock.now() });
+    h.load.figures.set(6_000, { rps: n, lastRequestAt: h.clock.now() });
+  };
+  rps(40);
+  await step(h.scaler, 20);
+  assert.equal(await h.count(), 4);
+  // Load drops at 20 s: the delay holds 4 until 80 s.
+  rps(10);
+  await step(h.scaler, 10);
+  assert.equal(await h.count(), 4);
+  // kill -9 at 30 s: the old autoscaler is gone without a word; a new one starts on the same store.
+  const stored = (await h.store.get<{ mem: { wants: unknown[] } }>("autoscale_state", "default/shop/web"))!;
+  assert.ok(stored.value.mem.wants.length <= 2, JSON.stringify(stored.value.mem.wants));
+  const again = new Autoscaler(h.ctx);
+  await step(again, 1);
+  const [s] = await again.status("default", "shop");
+  assert.deepEqual(
+    s.decisions.map((d) => [d.from, d.to]),
+    [[1, 4]],
+    "the decisions from before the restart",
+  );
+  await step(again, 48);
+  assert.equal(await h.count(), 4, "still inside the scale-down delay at 79 s");
+  // At 80 s the delay of the wants seen before the restart is over (a fresh memory would hold until 90 s).
+  await step(again, 2);
+  assert.equal(await h.count(), 2);
+  const [after] = await again.status("default", "shop");
+  assert.deepEqual(after.decisions.at(-1)?.to, 2);
+});
+
+test("a restarted autoscaler keeps the idle timer; states of services no longer autoscaled are dropped", async () => {
+  const h = await setup("{ min: 0, max: 3, target: { concurrency: 5 }, idleAfter: 30s }");
+  const start = h.clock.now();
+  h.load.figures.set(60_000, { lastRequestAt: start });
+  h.load.figures.set(6_000, { lastRequestAt: start });
+  for (let i = 0; i < 20; i++) {
+    h.clock.advance(1000);
+    await h.scaler.tick();
+  }
+  assert.equal(await h.count(), 1);
+  // Restarted at 20 s: the gateways' figures come back without the last request (it is the store's now).
+  h.load.figures.set(60_000, {});
+  h.load.figures.set(6_000, {});
+  const again = new Autoscaler(h.ctx);
+  for (let i = 0; i < 11; i++) {
+    h.clock.advance(1000);
+    await again.tick();
+  }
+  assert.equal(await h.count(), 1, "at 31 s idle holds, confirmed for 2 s first");
+  h.clock.advance(2000);
+  await again.tick();
+  assert.equal(await h.count(), 0, "idle 30 s after the last request, not 30 s after the restart");
+  // A service no longer autoscaled: its state goes, also one left from a service gone while away.
+  await h.store.put("autoscale_state", "default/gone/web", { mem: {}, decisions: [], savedAt: 0 });
+  const svc = (await h.store.get<Service>("service", "default/shop/web"))!.value;
+  const { autoscale: _, ...spec } = svc.spec;
+  await h.store.put<Service>("service", "default/shop/web", { ...svc, spec });
+  await new Autoscaler(h.ctx).tick();
+  assert.deepEqual((await h.store.list("autoscale_state")).items, []);
+});

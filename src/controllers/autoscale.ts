@@ -10,9 +10,11 @@
  *   ─► decide ─► count changed? ─► scaleServices (event Autoscaled, with the figures and the reason)
  *                              └► refused (quota) ─► event AutoscaleRefused (once per message)
  *
- * What it remembers (windows of cpu and query samples, the scale-down
- * history, panic, the last decisions) is in memory: after a restart it
- * starts afresh, and scales in only once a whole scale-down delay was seen.
+ * What it remembers of each service (the scale-down delay's wants, panic,
+ * the idle timer, the last request and decisions) is stored
+ * (autoscale-state.ts) and restored when a restarted control plane first
+ * sees the service, so a restart neither scales in early nor forgets an idle
+ * timer. The cpu and query samples are not kept: they refill within a window.
  */
 
 import { Rounds } from "../common/rounds.ts";
@@ -26,6 +28,14 @@ import {
   type Observation,
   targetUnit,
 } from "./autoscale-decide.ts";
+import {
+  type AutoscaleState,
+  dropStates,
+  loadState,
+  SAVE_EVERY_MS,
+  saveState,
+  shapeOf,
+} from "./autoscale-state.ts";
 import type { Context } from "./context.ts";
 import { scaleServices } from "./scale.ts";
 
@@ -86,12 +96,18 @@ interface Tracked {
   lastProblem?: string;
   /** A query sample is being taken. */
   querying?: boolean;
+  /** What was stored last (JSON, and its shape) and when. */
+  savedJson?: string;
+  savedShape?: string;
+  savedAt?: number;
 }
 
 export class Autoscaler {
   readonly #ctx: Context;
   readonly #sources: AutoscaleSources;
   readonly #tracked = new Map<string, Tracked>();
+  /** States of services no longer autoscaled are dropped on the first round (they went while it was away). */
+  #swept = false;
   readonly #rounds = new Rounds(
     () => this.#round(),
     (err) => this.#ctx.logger.warn("autoscale round failed", { err }),
@@ -154,8 +170,16 @@ export class Autoscaler {
   async #round(): Promise<void> {
     const { store } = this.#ctx;
     const services = (await store.list<Service>("service")).items.filter((o) => o.value.spec.autoscale);
-    for (const key of this.#tracked.keys())
-      if (!services.some((o) => o.key === key)) this.#tracked.delete(key);
+    const autoscaled = new Set(services.map((o) => o.key));
+    for (const key of this.#tracked.keys()) {
+      if (autoscaled.has(key)) continue;
+      this.#tracked.delete(key);
+      await store.delete("autoscale_state", key);
+    }
+    if (!this.#swept) {
+      await dropStates(store, (key) => autoscaled.has(key));
+      this.#swept = true;
+    }
     if (services.length === 0) return;
     const destroying = new Set(
       (await store.list<App>("app")).items.filter((o) => o.value.destroying).map((o) => o.key),
@@ -180,13 +204,59 @@ export class Autoscaler {
     const now = this.#ctx.clock.now();
     let t = this.#tracked.get(key);
     if (!t) {
-      t = { mem: newMemory(now, svc.instances), samples: [], decisions: [] };
+      t = await this.#restore(key, svc, now);
       this.#tracked.set(key, t);
     }
     const o = await this.#observe(key, svc, spec, instances, t, now);
-    if (o.lastRequestAt !== undefined) t.lastRequestAt = o.lastRequestAt;
-    const d = decide(spec, o, t.mem);
+    if (o.lastRequestAt !== undefined) t.lastRequestAt = Math.max(t.lastRequestAt ?? 0, o.lastRequestAt);
+    // The last request the figures show, or the one kept from before a restart (gateways report theirs again
+    // within a second, requests they saw while the control plane was away included).
+    const d = decide(
+      spec,
+      t.lastRequestAt !== undefined ? { ...o, lastRequestAt: t.lastRequestAt } : o,
+      t.mem,
+    );
     t.last = d;
+    try {
+      await this.#scale(svc, t, d, spec);
+    } finally {
+      await this.#save(key, t, now);
+    }
+  }
+
+  /** A service's memory: stored by this or an earlier control plane, or a fresh one. */
+  async #restore(key: string, svc: Service, now: number): Promise<Tracked> {
+    const stored = await loadState(this.#ctx.store, key);
+    if (!stored) return { mem: newMemory(now, svc.instances), samples: [], decisions: [] };
+    return {
+      mem: stored.mem,
+      samples: [],
+      decisions: stored.decisions,
+      ...(stored.last ? { last: stored.last } : {}),
+      ...(stored.lastRequestAt !== undefined ? { lastRequestAt: stored.lastRequestAt } : {}),
+    };
+  }
+
+  /** Stores the memory when it changed: at once when what matters changed, else every SAVE_EVERY_MS. */
+  async #save(key: string, t: Tracked, now: number): Promise<void> {
+    const state: Omit<AutoscaleState, "savedAt"> = {
+      mem: t.mem,
+      decisions: t.decisions,
+      ...(t.last ? { last: t.last } : {}),
+      ...(t.lastRequestAt !== undefined ? { lastRequestAt: t.lastRequestAt } : {}),
+    };
+    const json = JSON.stringify(state);
+    if (json === t.savedJson) return;
+    const shape = shapeOf(state);
+    if (shape === t.savedShape && now - (t.savedAt ?? 0) < SAVE_EVERY_MS) return;
+    await saveState(this.#ctx.store, key, { ...state, savedAt: now });
+    t.savedJson = json;
+    t.savedShape = shape;
+    t.savedAt = now;
+  }
+
+  /** Applies a decision that changes the count through the one scale path. */
+  async #scale(svc: Service, t: Tracked, d: Decision, spec: AutoscaleSpec): Promise<void> {
     if (d.to === d.from) return;
     const details = figureLines(spec, d);
     try {

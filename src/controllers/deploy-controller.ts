@@ -26,8 +26,10 @@ import {
   type Service,
   serviceKey,
 } from "../model/objects.ts";
+import { DEFAULT_ANALYSIS, DEFAULT_STEPS, formatDuration, formatThreshold } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
+import { checkDependencies } from "./dependencies.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
@@ -260,6 +262,7 @@ export class DeployController {
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
+    await checkDependencies(store, tenant, app, result.services);
     const secrets = await this.#pinSecrets(tenant, app, result.services, result.secrets);
     const previous = deploy.previous
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
@@ -349,9 +352,26 @@ export class DeployController {
       // Traffic policies set through the API stay, unless this release changes them in herd.yaml.
       const traffic = keepTraffic(cur?.value.traffic, previous?.value.services[name], spec);
       if (traffic) svc.traffic = traffic;
+      // Canary and blue/green need a release that serves to run beside; a first deploy and a rollback roll.
+      const strategy = spec.rollout?.strategy;
+      const serving = deploy.previous ?? null;
+      if (strategy && !rollback && cur && serving !== null && cur.value.instances > 0) {
+        svc.progressive = {
+          strategy,
+          baseline: serving,
+          release: version,
+          phase: strategy === "canary" ? "steps" : "preview",
+          step: 0,
+          weight: 0,
+          analyses: [],
+          ...(spec.rollout?.sticky ? { sticky: spec.rollout.sticky } : {}),
+        };
+      }
       await store.put("service", key, svc, cur ? { expectRevision: cur.revision } : { expectRevision: 0 });
       step(
-        `${name}: rolling out v${version} to ${instances} instance${instances === 1 ? "" : "s"} (fails after ${formatDeadline(svc.rollout!.deadlineMs)} without progress)`,
+        svc.progressive
+          ? `${name}: ${describeProgressive(svc.progressive.strategy, spec, version, svc.progressive.baseline, instances)}`
+          : `${name}: rolling out v${version} to ${instances} instance${instances === 1 ? "" : "s"} (fails after ${formatDeadline(svc.rollout!.deadlineMs)} without progress)`,
       );
     }
     for (const o of existing) {
@@ -456,7 +476,7 @@ export class DeployController {
       await store.put(
         "service",
         s.key,
-        { ...s.value, deploy: undefined, rollout: undefined, message: "" },
+        { ...s.value, deploy: undefined, rollout: undefined, progressive: undefined, message: "" },
         { expectRevision: s.revision },
       );
     }
@@ -506,6 +526,10 @@ export class DeployController {
             crashes: 0,
             backoffUntil: undefined,
             message: `v${d.release} failed to roll out; serving v${previous.version}`,
+            // No request to the failed release while its instances stop (the rollout controller forgets it then).
+            ...(o.value.progressive
+              ? { progressive: { ...o.value.progressive, phase: "aborted" as const, weight: 0 } }
+              : {}),
           },
           { expectRevision: o.revision },
         );
@@ -561,6 +585,29 @@ export class DeployController {
     });
     deployLogs.append(id, "done", message, state);
   }
+}
+
+/** "canary of v2 beside v1 (3 instances): 5% 1m → 25% 2m → 50% → promote; analysis every 10s: error rate < 1%, p99 < 1.2x baseline" */
+function describeProgressive(
+  strategy: "canary" | "bluegreen",
+  spec: ServiceSpec,
+  version: number,
+  baseline: number,
+  instances: number,
+): string {
+  const count = `${instances} instance${instances === 1 ? "" : "s"}`;
+  if (strategy === "bluegreen")
+    return `blue/green: v${version} starts in full (${count}) beside v${baseline}, which serves until the switch`;
+  const steps = (spec.rollout?.steps ?? DEFAULT_STEPS)
+    .map((s) => `${s.weight}%${s.pauseMs > 0 ? ` ${formatDuration(s.pauseMs)}` : ""}`)
+    .join(" → ");
+  const a = spec.rollout?.analysis ?? DEFAULT_ANALYSIS;
+  const bounds = [
+    a.errorRate ? `error rate ${formatThreshold(a.errorRate, "errorRate")}` : "",
+    a.p50 ? `p50 ${formatThreshold(a.p50, "latency")}` : "",
+    a.p99 ? `p99 ${formatThreshold(a.p99, "latency")}` : "",
+  ].filter(Boolean);
+  return `canary of v${version} beside v${baseline} (${count}): ${steps} → promote; analysis every ${formatDuration(a.intervalMs)} (at least ${a.minRequests} requests): ${bounds.join(", ") || "no bounds"}`;
 }
 
 export const deployKey = (d: Pick<Deploy, "tenant" | "app" | "id">): string => `${d.tenant}/${d.app}/${d.id}`;

@@ -5,17 +5,21 @@
  *   store.watch ─► key of the object it touches ─► queue ─► reconcile(key)
  *   every resyncMs: every service, deploy and destroying app is queued again
  *   every 250 ms:   node heartbeats are checked
+ *   version sets applying: looked at again every 300 ms while a deploy of theirs runs
  *   every 500 ms:   the autoscaler decides for each autoscaled service (autoscale.ts)
  */
 
 import { WorkQueue } from "../common/work-queue.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
+import type { VersionSet } from "../model/version-set.ts";
 import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
 import { NodeController } from "./node-controller.ts";
+import { RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
+import { SetController } from "./set-controller.ts";
 
 export class ControllerManager {
   readonly services: ServiceController;
@@ -23,12 +27,18 @@ export class ControllerManager {
   readonly nodes: NodeController;
   readonly apps: AppController;
   readonly autoscaler: Autoscaler;
+  /** Canary steps and blue/green switches (rollout-controller.ts). */
+  readonly rollouts: RolloutController;
+  /** herd.set.yaml applies (set-controller.ts). */
+  readonly sets: SetController;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
   readonly #serviceQueue: WorkQueue;
   readonly #deployQueue: WorkQueue;
   readonly #appQueue: WorkQueue;
+  readonly #rolloutQueue: WorkQueue;
+  readonly #setQueue: WorkQueue;
   readonly #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
@@ -39,6 +49,8 @@ export class ControllerManager {
     this.deploys = new DeployController(ctx);
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
+    this.rollouts = new RolloutController(ctx);
+    this.sets = new SetController(ctx, this.deploys);
     const logger = ctx.logger.child("controllers");
     this.#serviceQueue = new WorkQueue({
       name: "service",
@@ -52,6 +64,22 @@ export class ControllerManager {
       name: "deploy",
       logger,
       reconcile: (key) => this.deploys.reconcile(key),
+    });
+    this.#rolloutQueue = new WorkQueue({
+      name: "rollout",
+      logger,
+      reconcile: async (key) => {
+        const after = await this.rollouts.reconcile(key);
+        if (after !== undefined) this.#rolloutQueue.addAfter(key, after);
+      },
+    });
+    this.#setQueue = new WorkQueue({
+      name: "set",
+      logger,
+      reconcile: async (key) => {
+        const after = await this.sets.reconcile(key);
+        if (after !== undefined) this.#setQueue.addAfter(key, after);
+      },
     });
     this.#appQueue = new WorkQueue({
       name: "app",
@@ -88,11 +116,16 @@ export class ControllerManager {
   /** Queues every service, deploy in flight and destroying app. */
   async resync(): Promise<void> {
     const { store } = this.#ctx;
-    for (const o of (await store.list<Service>("service")).items) this.#serviceQueue.add(o.key);
+    for (const o of (await store.list<Service>("service")).items) {
+      this.#serviceQueue.add(o.key);
+      if (o.value.progressive) this.#rolloutQueue.add(o.key);
+    }
     for (const o of (await store.list<Deploy>("deploy")).items) {
       if (o.value.state === "building" || o.value.state === "rolling_out") this.#deployQueue.add(o.key);
     }
     for (const o of (await store.list<App>("app")).items) if (o.value.destroying) this.#appQueue.add(o.key);
+    for (const o of (await store.list<VersionSet>("version_set")).items)
+      if (o.value.state === "applying" || o.value.state === "rolling_back") this.#setQueue.add(o.key);
     // Instances whose service is gone still need stopping.
     for (const o of (await store.list<Instance>("instance")).items) {
       this.#serviceQueue.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
@@ -105,7 +138,7 @@ export class ControllerManager {
     while (!this.#abort.signal.aborted) {
       try {
         for await (const ev of store.watch({
-          kinds: ["service", "instance", "deploy", "app", "node"],
+          kinds: ["service", "instance", "deploy", "app", "node", "version_set"],
           fromRevision: revision,
           signal: this.#abort.signal,
         })) {
@@ -128,6 +161,7 @@ export class ControllerManager {
       case "service": {
         const s = value as Service;
         this.#serviceQueue.add(key);
+        if (s.progressive) this.#rolloutQueue.add(key);
         if (s.deploy) this.#deployQueue.add(deployKey({ tenant: s.tenant, app: s.app, id: s.deploy }));
         this.#appQueue.add(`${s.tenant}/${s.app}`);
         break;
@@ -136,6 +170,7 @@ export class ControllerManager {
         const i = value as Instance;
         const service = `${i.tenant}/${i.app}/${i.service}`;
         this.#serviceQueue.add(service);
+        this.#rolloutQueue.add(service);
         this.#appQueue.add(`${i.tenant}/${i.app}`);
         if (i.state === "pending" && !i.node) this.#waiting.add(service);
         else if (i.state === "provisioning") this.#waiting.delete(service);
@@ -151,6 +186,9 @@ export class ControllerManager {
       case "app":
         this.#appQueue.add(key);
         break;
+      case "version_set":
+        if (!deleted) this.#setQueue.add(key);
+        break;
       case "node":
         // Capacity appeared or a node changed state: pending instances may now fit somewhere.
         void this.resync().catch(() => {});
@@ -160,7 +198,13 @@ export class ControllerManager {
 
   /** Waits until every queue is idle (tests). */
   async idle(): Promise<void> {
-    await Promise.all([this.#serviceQueue.idle(), this.#deployQueue.idle(), this.#appQueue.idle()]);
+    await Promise.all([
+      this.#serviceQueue.idle(),
+      this.#deployQueue.idle(),
+      this.#appQueue.idle(),
+      this.#rolloutQueue.idle(),
+      this.#setQueue.idle(),
+    ]);
   }
 
   stop(): void {
@@ -170,5 +214,7 @@ export class ControllerManager {
     this.#serviceQueue.stop();
     this.#deployQueue.stop();
     this.#appQueue.stop();
+    this.#rolloutQueue.stop();
+    this.#setQueue.stop();
   }
 }

@@ -21,6 +21,7 @@ import {
   releaseKey,
   type Service,
 } from "../model/objects.ts";
+import { canaryInstances, DEFAULT_STEPS } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
@@ -28,6 +29,7 @@ import type { Shortfall } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { backoffMs, type Context } from "./context.ts";
+import { dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
 
 /** Result of one reconcile: when to look again (ms), if a timer matters. */
@@ -216,11 +218,53 @@ export class ServiceController {
     const movingOff = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
     const old = active.filter((o) => o.value.release !== svc.release || leaving(o.value));
 
+    // dependsOn: a rollout starts its new release only once what it depends on runs.
+    if (rollingOut && svc.state !== "failed") {
+      const waiting = await dependencyWait(store, svc);
+      const note = waiting ? `waiting for ${waiting.join(", ")} (dependsOn)` : undefined;
+      if (note) {
+        if (svc.message !== note) {
+          await saveService({ ...svc, message: note });
+          await this.#ctx.events.record({
+            tenant,
+            app,
+            service,
+            deploy: svc.deploy,
+            reason: "WaitingForDependencies",
+            message: `${service}: v${svc.release} ${note}`,
+          });
+        }
+        return finish(Math.min(requeue, 250));
+      }
+      if (svc.message.endsWith("(dependsOn)") && svc.rollout) {
+        // The progress deadline counts from now, not from the deploy.
+        await saveService({
+          ...svc,
+          message: `rolling out v${svc.release}`,
+          rollout: { ...svc.rollout, best: 0, since: new Date(now).toISOString() },
+        });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          deploy: svc.deploy,
+          reason: "DependenciesReady",
+          message: `${service}: its dependencies run; rolling out v${svc.release}`,
+        });
+      }
+    }
+
     // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
     //    pets count whatever release they run, since they are updated in place, never replaced.
+    //    A canary step runs its share of the count; the old release stays until it is promoted.
     const failed = svc.state === "failed";
     const counted = pets ? active : current;
-    const want = failed ? Math.min(svc.instances, counted.length) : svc.instances;
+    const holding = holdsOldRelease(svc);
+    const want = failed
+      ? Math.min(svc.instances, counted.length)
+      : holding
+        ? newReleaseCount(svc)
+        : svc.instances;
     if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
@@ -241,7 +285,20 @@ export class ServiceController {
 
     // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
     // A failed rollout leaves the old instances alone: the deploy controller points the service back at them.
-    if (old.length > 0 && !failed) {
+    // A canary or blue/green rollout keeps the baseline's instances; any other old release's go (a deploy
+    // that superseded a rollout in flight).
+    if (holding && !failed) {
+      for (const o of old) {
+        if (o.value.release !== svc.progressive?.baseline && !leaving(o.value))
+          await this.#retire(
+            o,
+            "Superseded",
+            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
+            this.#ctx.settings.drainMs,
+          );
+      }
+    }
+    if (old.length > 0 && !failed && !holding) {
       if (svc.spec.mode === "pet") {
         await this.#updatePet(svc, current, old);
       } else {
@@ -319,7 +376,12 @@ export class ServiceController {
             )
           : undefined;
       const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
-      if ("fail" in verdict) {
+      // A canary step or blue/green preview whose instances all run waits for the rollout controller, not a deadline.
+      const waitsForRollout =
+        holding && current.filter((i) => i.state === "running").length >= newReleaseCount(svc);
+      if (waitsForRollout) {
+        // Nothing to judge.
+      } else if ("fail" in verdict) {
         await saveService({ ...svc, state: "failed", message: verdict.fail.message });
         await this.#ctx.events.record({
           tenant,
@@ -583,6 +645,28 @@ export class ServiceController {
       health: svc.spec.health,
     };
   }
+}
+
+/**
+ * Whether a progressive rollout keeps the old release's instances (and its
+ * share of requests): during canary steps, a blue/green preview and while the
+ * new release is brought to its full count; not once it is promoted or aborted.
+ */
+function holdsOldRelease(svc: Service): boolean {
+  const p = svc.progressive;
+  return (
+    p !== undefined &&
+    p.release === svc.release &&
+    (p.phase === "steps" || p.phase === "preview" || p.phase === "promoting")
+  );
+}
+
+/** How many instances of the new release a progressive rollout runs now: a canary step's share, else all. */
+function newReleaseCount(svc: Service): number {
+  const p = svc.progressive;
+  if (p?.phase !== "steps") return svc.instances;
+  const steps = svc.spec.rollout?.steps ?? DEFAULT_STEPS;
+  return canaryInstances(steps[Math.min(p.step, steps.length - 1)]!.weight, svc.instances);
 }
 
 /** A rollout's verdict on one pass: fail it, or (record its progress and) look again in `recheckMs`. */

@@ -8,7 +8,6 @@
  * when that parent is gone; a detached one (herd up's) lives on by itself.
  */
 
-import { flushCompileCache } from "node:module";
 import { startGatewayCluster } from "../gateway/cluster.ts";
 import { CHILD_ENV, type ChildMessage } from "../gateway/cluster-child.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
@@ -51,8 +50,6 @@ export async function runGateway(start: () => Promise<GatewayDaemonOptions>): Pr
     // One worker is the single-process gateway: no primary in front of it.
     const gateway = workers === 1 ? await startGateway(options) : await startGatewayCluster(options);
     reconnect = () => gateway.reconnect();
-    // What it had to compile (its flags' cache was cold: herd up --small runs with others) serves the next gateway.
-    flushCompileCache();
     if (parent !== undefined) {
       tell({
         type: "ready",

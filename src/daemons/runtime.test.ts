@@ -54,7 +54,6 @@ async function gateway(dataDir: string, workers: number) {
 }
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
 const childrenOf = (pid: number) =>
   readdirSync("/proc")
     .filter((entry) => /^\d+$/.test(entry))
@@ -68,7 +67,7 @@ const childrenOf = (pid: number) =>
     })
     .map(Number);
 
-test("a daemon started from the command line re-executes itself once with its role's flags and the compile cache", async (t) => {
+test("a daemon started from the command line re-executes itself once with its role's flags and the stripped-TypeScript hooks", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "herd-runtime-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // The primary of several workers only follows the control plane: the quiet flags.
@@ -78,13 +77,15 @@ test("a daemon started from the command line re-executes itself once with its ro
   // Same process (execve keeps the pid and stdio): its command line now has the flag, its output reached us.
   assert.ok(cmdline(pid).includes("--max-semi-space-size=2"), cmdline(pid).join(" "));
   assert.match(primary.output(), /\(2 workers\)/);
-  // The cache was filled; the workers are given it, and V8's default young generation (they proxy).
-  const cache = new URL("../../node_modules/.cache/herd-compile", import.meta.url).pathname;
+  // The cache was filled; the workers are given its hooks, and V8's default young generation (they proxy).
+  const cache = new URL("../../node_modules/.cache/herd-stripped", import.meta.url).pathname;
   assert.ok(readdirSync(cache).length > 0);
+  const hooks = `--import=${new URL("./strip-hooks.mjs", import.meta.url).href}?cache=${encodeURIComponent(cache)}`;
+  assert.ok(cmdline(pid).includes(hooks), cmdline(pid).join(" "));
   const workers = childrenOf(pid);
   assert.equal(workers.length, 2);
   for (const worker of workers) {
-    assert.ok(environ(worker).includes(`NODE_COMPILE_CACHE=${cache}`), environ(worker).join(" "));
+    assert.ok(cmdline(worker).includes(hooks), cmdline(worker).join(" "));
     assert.ok(!cmdline(worker).some((a) => a.startsWith("--max-semi-space-size")), cmdline(worker).join(" "));
   }
   await primary.stop();

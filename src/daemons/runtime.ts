@@ -1,44 +1,39 @@
 /**
  * The Node runtime of herd's long-running processes, for memory: a herd
- * daemon runs with V8 flags chosen for its role and loads its TypeScript from
- * Node's compile cache, so it never loads the type stripper (amaro, a
- * WebAssembly module that holds about 18 MB for the life of the process).
+ * daemon runs with V8 flags chosen for its role and loads its TypeScript
+ * already stripped (strip-hooks.mjs: a cache of each file's JavaScript), so
+ * it never loads Node's type stripper (amaro, a WebAssembly module that holds
+ * about 18 MB for the life of the process) nor keeps a compile-cache entry per
+ * module in memory (Node's compile cache does: about 6 MB in herd up).
  *
  * A daemon started from the command line (`node src/cli/main.ts up`) has
  * neither: its flags are the user's, and main.ts was stripped before any
  * herd code ran. So it replaces itself once (process.execve: same pid, same
  * stdio, nothing started yet) with the same command plus the missing flags and
- * the cache:
+ * `--import strip-hooks.mjs?cache=<dir>`; the second image runs. A daemon
+ * started by another herd process over IPC (herd up's gateway) is never
+ * re-executed: its parent gives it the flags and the hooks (its own
+ * `--import`, common/node-runtime.ts inheritedExecArgv).
  *
- *   image 1 ─► flags missing or types stripped ─► exec image 2 (cache on)
- *   image 2 ─► everything came from the cache ─► run
- *           └► the cache was cold (stripped again) ─► load the role's modules,
- *              write the cache, exec image 3 ─► run (whatever it finds)
- *
- * A daemon started by another herd process over IPC (herd up's gateway) is
- * never re-executed: its parent gives it the flags and the cache.
- *
- * The cache lives in the checkout's node_modules/.cache/herd-compile (in the
- * data dir when that cannot be written; herd up's gateway and its workers
- * share herd up's); it is keyed by each file's path and content, so a newer
- * checkout recompiles what changed.
- * NODE_COMPILE_CACHE is removed from the environment once the process runs,
- * so no build or other child inherits it; herd's own children that want it
- * (the gateway, its workers) are given it by name (common/node-runtime.ts).
+ * The cache lives in the checkout's node_modules/.cache/herd-stripped (in
+ * the data dir when that cannot be written); it is keyed by each file's path
+ * and content, so a newer checkout strips what changed (in a short process of
+ * its own: strip-hooks.mjs).
  */
 
-import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
-import { constants, enableCompileCache, flushCompileCache } from "node:module";
+import { accessSync, constants, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { compileCacheBase, inheritedExecArgv, QUIET_FLAGS, SMALL_FLAGS } from "../common/node-runtime.ts";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { QUIET_FLAGS, SMALL_FLAGS } from "../common/node-runtime.ts";
 
-/** The image number this module gives the process it execs: 2, then 3 (which never execs). */
+/** Set in the image this module execs (which never execs again). */
 const IMAGE_ENV = "HERD_DAEMON_IMAGE";
 
-/** Where the compile cache goes: beside the checkout's packages (else in the data dir). */
-const CHECKOUT_CACHE = fileURLToPath(new URL("../../node_modules/.cache/herd-compile", import.meta.url));
+/** Where the stripped JavaScript goes: beside the checkout's packages (else in the data dir). */
+const CHECKOUT_CACHE = fileURLToPath(new URL("../../node_modules/.cache/herd-stripped", import.meta.url));
+
+/** The module whose hooks load herd's TypeScript from the cache. */
+const HOOKS = fileURLToPath(new URL("./strip-hooks.mjs", import.meta.url));
 
 /** The herd CLI's entry module: only a process started as the CLI (or a role's own entry) is re-executed. */
 const CLI_MAIN = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
@@ -47,42 +42,19 @@ const CLI_MAIN = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
 const GATEWAY_MAIN = fileURLToPath(new URL("./gateway-main.ts", import.meta.url));
 
 /**
- * What a gateway loads: its command and its code, and the route-object schema
- * it loads on first use (route-table.ts), compiled ahead like the rest.
+ * The roles of herd's daemons: the V8 flags each runs with, and for some an
+ * entry module of their own that the re-exec runs with the command's
+ * arguments instead of the CLI.
  */
-const GATEWAY_MODULES = ["../cli/gateway-command.ts", "./gateway.ts", "../model/live-config.ts"];
-
-/**
- * The roles of herd's daemons: the V8 flags each runs with, the modules it
- * loads (from src/daemons/), and for some an entry module of their own that
- * the re-exec runs with the command's arguments instead of the CLI.
- */
-const ROLES: Record<
-  string,
-  { flags: readonly string[]; modules: readonly string[]; entry?: string; childModules?: readonly string[] }
-> = {
-  // herd up's gateway shares its cache: it is filled with the gateway's modules too.
-  // herd up loads example.ts on a first start only: compiled ahead all the same, so that start strips nothing.
-  up: {
-    flags: QUIET_FLAGS,
-    modules: ["./up.ts", "./example.ts", ...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
-  },
-  // herd up --small: the interpreter only (common/node-runtime.ts). V8 keys its code cache by flags, so
-  // its gateway's modules are compiled for the gateway's flags by a process that has them (fillForChildren).
-  "up-small": {
-    flags: SMALL_FLAGS,
-    modules: ["./up.ts", "./example.ts"],
-    childModules: [...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
-  },
-  server: { flags: QUIET_FLAGS, modules: ["./server.ts"] },
-  agent: { flags: QUIET_FLAGS, modules: ["./agent.ts"] },
+const ROLES: Record<string, { flags: readonly string[]; entry?: string }> = {
+  up: { flags: QUIET_FLAGS },
+  // herd up --small: the interpreter only (common/node-runtime.ts).
+  "up-small": { flags: SMALL_FLAGS },
+  server: { flags: QUIET_FLAGS },
+  agent: { flags: QUIET_FLAGS },
   // A gateway that proxies keeps V8's defaults (a bigger young generation allocates requests faster).
-  gateway: { flags: [], modules: GATEWAY_MODULES, entry: GATEWAY_MAIN },
-  "gateway-primary": {
-    flags: QUIET_FLAGS,
-    modules: [...GATEWAY_MODULES, "../gateway/cluster-worker.ts"],
-    entry: GATEWAY_MAIN,
-  },
+  gateway: { flags: [], entry: GATEWAY_MAIN },
+  "gateway-primary": { flags: QUIET_FLAGS, entry: GATEWAY_MAIN },
 };
 
 /** A daemon role (see ROLES). */
@@ -93,9 +65,8 @@ export type DaemonRole = "up" | "up-small" | "server" | "agent" | "gateway" | "g
  * the top of this file); returns when it runs so. `dataDir` holds the cache
  * when the checkout's node_modules cannot; `args` are the command's own
  * arguments, which a role with its own entry module is re-executed with.
- * Does nothing in a
- * process that is not the herd CLI (a test calling the daemons) or on a Node
- * without process.execve.
+ * Does nothing in a process that is not the herd CLI (a test calling the
+ * daemons) or on a Node without process.execve.
  */
 export async function ensureDaemonRuntime(
   role: DaemonRole,
@@ -105,93 +76,52 @@ export async function ensureDaemonRuntime(
   const runtime = ROLES[role];
   const image = Number(process.env[IMAGE_ENV] ?? 1);
   delete process.env[IMAGE_ENV];
-  // A herd process that started this one over IPC (cluster-child.ts) chose its flags and cache: an
+  // A herd process that started this one over IPC (cluster-child.ts) chose its flags and hooks: an
   // exec would lose the channel (Node takes it from the environment at start).
   if (process.send !== undefined) return;
   const started = resolve(process.argv[1] ?? "");
   if ((started !== CLI_MAIN && started !== runtime.entry) || typeof process.execve !== "function") return;
   const missing = runtime.flags.filter((flag) => !process.execArgv.includes(flag));
-  const stripped = typesStripped();
-  if (image >= 3 || (missing.length === 0 && !stripped)) {
-    delete process.env.NODE_COMPILE_CACHE;
-    return;
-  }
-  const cacheDir = compileCacheBase() ?? enableCache(dataDir);
+  const hooked = hasHooks();
+  if (image >= 2 || (missing.length === 0 && hooked)) return;
+  const cacheDir = hooked ? undefined : writableCache(dataDir);
   if (cacheDir === undefined && missing.length === 0) return;
-  if (image === 2 && cacheDir !== undefined) {
-    // The cache was cold: fill it with what this role loads, so the next image strips nothing.
-    for (const module of runtime.modules) {
-      try {
-        await import(new URL(module, import.meta.url).href);
-      } catch {
-        // a module that runs only in its own process (the gateway worker) is compiled all the same
-      }
-    }
-    flushCompileCache();
-    if (runtime.childModules !== undefined) fillForChildren(runtime.childModules, cacheDir);
-  }
   process.execve(
     process.execPath,
     [
       process.execPath,
       ...process.execArgv,
       ...missing,
+      ...(cacheDir === undefined ? [] : [hooksFlag(cacheDir)]),
       ...(runtime.entry !== undefined && args !== undefined
         ? [runtime.entry, ...args]
         : process.argv.slice(1)),
     ],
-    {
-      ...process.env,
-      ...(cacheDir === undefined ? {} : { NODE_COMPILE_CACHE: cacheDir }),
-      // Without a cache, only the flags were missing: the next image is the last.
-      [IMAGE_ENV]: String(cacheDir === undefined ? 3 : image + 1),
-    },
+    { ...process.env, [IMAGE_ENV]: "2" },
   );
 }
 
-/**
- * Turns the compile cache on in the checkout's node_modules/.cache (shared by
- * every data dir and by the processes herd up starts), or in the data dir
- * when that cannot be written; returns the directory, or undefined.
- */
-function enableCache(dataDir: string): string | undefined {
-  for (const dir of [CHECKOUT_CACHE, join(dataDir, "compile-cache")]) {
+/** The flag that loads herd's TypeScript from the cache in `dir`. */
+export function hooksFlag(dir: string): string {
+  return `--import=${pathToFileURL(HOOKS).href}?cache=${encodeURIComponent(dir)}`;
+}
+
+/** Whether this process loads herd's TypeScript through the hooks (it has their `--import` flag). */
+function hasHooks(): boolean {
+  const prefix = `--import=${pathToFileURL(HOOKS).href}?cache=`;
+  return process.execArgv.some((arg) => arg.startsWith(prefix));
+}
+
+/** The checkout's cache directory, or the data dir's when that cannot be written; undefined when neither can. */
+function writableCache(dataDir: string): string | undefined {
+  for (const dir of [CHECKOUT_CACHE, join(dataDir, "stripped")]) {
     try {
       mkdirSync(dir, { recursive: true });
+      accessSync(dir, constants.W_OK);
+      return dir;
     } catch {
-      continue;
+      // the next place
     }
-    if (enableCompileCache(dir).status === constants.compileCacheStatus.ENABLED) return dir;
   }
   return undefined;
-}
-
-/**
- * Fills the cache with `modules` as compiled for the V8 flags this process's
- * children start with (inheritedExecArgv), in a short process that has them:
- * Node keeps one cache per set of flags (V8 rejects code compiled with others),
- * and a child started over IPC never re-executes to fill its own.
- */
-function fillForChildren(modules: readonly string[], cacheDir: string): void {
-  const imports = modules
-    .map(
-      (module) => `await import(${JSON.stringify(new URL(module, import.meta.url).href)}).catch(() => {});`,
-    )
-    .join("\n");
-  spawnSync(
-    process.execPath,
-    [
-      ...inheritedExecArgv(),
-      "--input-type=module",
-      "-e",
-      `${imports}\n(await import("node:module")).flushCompileCache();\nprocess.exit(0);`,
-    ],
-    { env: { ...process.env, NODE_COMPILE_CACHE: cacheDir }, stdio: "ignore", timeout: 120_000 },
-  );
-}
-
-/** Whether this process has loaded the type stripper (some .ts file did not come from the cache). */
-function typesStripped(): boolean {
-  const loaded = (process as { moduleLoadList?: string[] }).moduleLoadList ?? [];
-  return loaded.some((name) => name.includes("internal/deps/amaro"));
 }

@@ -50,6 +50,8 @@ export interface UpOptions {
     jwksDir?: string;
     /** Requests held for services scaled to zero (`--gateway-hold-max`, `--gateway-hold-timeout`). */
     hold?: HoldSettings;
+    /** `--small`: the gateway's young generation capped (gateway/cluster-child.ts). */
+    small?: boolean;
   };
   /** Deploy examples/hello on the first start. */
   example: boolean;
@@ -110,6 +112,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       allowFetch: options.gateway.allowFetch,
       jwksDir: options.gateway.jwksDir,
       ...(options.gateway.hold ? { hold: options.gateway.hold } : {}),
+      ...(options.gateway.small ? { small: true } : {}),
       logger,
     });
   } catch (err) {
@@ -142,6 +145,7 @@ export async function runUp(options: UpOptions): Promise<number> {
     [
       "",
       "herd is up",
+      `  console:      ${server.url}/   (sign in with the admin token below; docs/console.md)`,
       `  API:          ${server.url}/api/v1   (OpenAPI: ${server.url}/api/v1/openapi.json)`,
       `  gateway:      ${shownGateway}   (pid ${record.pid}${how[gateway.how]})`,
       `  metrics:      ${record.metricsUrl ?? "off (--gateway-metrics-port)"}`,

@@ -4,7 +4,7 @@
  * table rebuilds (breaker, outlier ejection, retry budget).
  */
 
-import type { ProbeSpec } from "../model/service-spec.ts";
+import type { ProbeSpec, StickySpec } from "../model/service-spec.ts";
 import { DETACHED_SERVICE, type InstanceCounters, type ServiceCounters } from "./load-recorder.ts";
 import { NodeBook, type NodeHealth } from "./node-health.ts";
 import type { CircuitBreaker } from "./policies/circuit-breaker.ts";
@@ -60,6 +60,9 @@ export const NO_POLICIES: ServicePolicies = {
 };
 
 /** A routed service with its running endpoints and its round-robin cursor. */
+/** A degraded service still gets one request this often from each gateway process (its probe). */
+export const DEGRADED_PROBE_MS = 1000;
+
 export class Backend {
   /** `tenant/app/service`, the service's key. */
   readonly service: string;
@@ -78,10 +81,23 @@ export class Backend {
   readonly nodes: NodeBook;
   /** It scales to zero (`autoscale.min: 0`): without endpoints, requests wait for one (hold.ts). */
   readonly scalesToZero: boolean;
+  /**
+   * Switched to its routes' fallbacks (`traffic.fallback`, degraded): routes with a fallback answer
+   * it, except one probe request a second (per process) that still reaches the service, so whoever
+   * switched it sees when its calls succeed again.
+   */
+  readonly degraded: boolean;
+  #probedAt = 0;
   /** Requests in flight to it from this process (counted by the proxy). */
   inflight = 0;
   /** Its live load counters (load-recorder.ts), kept across tables. */
   readonly load: ServiceCounters;
+  /**
+   * While a canary or blue/green rollout runs both releases side by side:
+   * which release's endpoints a request goes to (two backends of this
+   * service, the old release's and the new one's, by weight); null otherwise.
+   */
+  readonly releases: ReleaseChoice | null;
   /** How many endpoints are down by the active probes; while 0, picking skips no one and checks nothing. */
   down = 0;
   #cursor = 0;
@@ -98,6 +114,8 @@ export class Backend {
       nodes?: NodeBook;
       counters?: ServiceCounters;
       scalesToZero?: boolean;
+      releases?: ReleaseChoice | null;
+      degraded?: boolean;
     } = {},
   ) {
     this.service = service;
@@ -110,6 +128,15 @@ export class Backend {
     this.nodes = load.nodes ?? new NodeBook();
     this.load = load.counters ?? DETACHED_SERVICE;
     this.scalesToZero = load.scalesToZero ?? false;
+    this.releases = load.releases ?? null;
+    this.degraded = load.degraded ?? false;
+  }
+
+  /** Degraded: whether this request is the probe that goes through (at most one per DEGRADED_PROBE_MS). */
+  probeDegraded(now: number): boolean {
+    if (now - this.#probedAt < DEGRADED_PROBE_MS) return false;
+    this.#probedAt = now;
+    return true;
   }
 
   get breaker(): CircuitBreaker | null {
@@ -249,6 +276,12 @@ export class Backend {
     if (n === 0) return undefined;
     return this.#nextAvailable(n, this.policies.outlier, Date.now(), failed);
   }
+}
+
+/** Picks the backend of one release for a request (route-table.ts `Split`, over the old and the new release). */
+export interface ReleaseChoice {
+  readonly sticky: StickySpec | null;
+  choose(key: string | undefined): Backend;
 }
 
 /** Whether two endpoints (maybe from different tables) are the same address and port. */

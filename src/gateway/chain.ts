@@ -236,6 +236,15 @@ function breakerStage(x: Exchange): boolean {
   const backend = chooseBackend(route, x.req);
   x.backend = backend;
   if (route.split !== null) x.series = route.stats.of(backend);
+  // Switched to the fallback (degraded): answered here, but for one probe a second that goes on.
+  if (
+    backend.degraded &&
+    route.fallback !== null &&
+    x.res !== null &&
+    !backend.probeDegraded(Date.now()) &&
+    fellBack(x, "degraded", metrics.FALLBACK_DEGRADED)
+  )
+    return STOP;
   const breaker = backend.breaker;
   if (breaker === null || breaker.allow(Date.now())) return GO;
   if (fellBack(x, "circuit_open", metrics.FALLBACK_CIRCUIT_OPEN)) return STOP;

@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
-import { compileCacheEnv, inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
+import { inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
 import type { HoldSettings, HttpsSettings } from "./gateway.ts";
 
 /**
@@ -62,6 +62,12 @@ export interface GatewayChildOptions {
   jwksDir?: string;
   /** Requests held for a service scaled to zero (`--hold-max`, `--hold-timeout`); unset: 100 and 30 s. */
   hold?: HoldSettings;
+  /**
+   * `herd up --small`'s gateway: its young generation capped as in a process that serves few
+   * requests (QUIET_FLAGS; about 1.7 MB less idle, and no more CPU per request in paired rounds:
+   * docs/benchmarks.md, Footprint).
+   */
+  small?: boolean;
 }
 
 /** A gateway running in a child process. */
@@ -82,9 +88,10 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
   const child = spawn(
     process.execPath,
     [
-      // A primary that only follows the control plane gets the quiet flags; a gateway that proxies does not.
+      // A primary that only follows the control plane gets the quiet flags; a gateway that proxies does
+      // not, unless it is herd up --small's.
       ...inheritedExecArgv(),
-      ...(options.workers > 1 ? QUIET_FLAGS : []),
+      ...(options.workers > 1 || options.small === true ? QUIET_FLAGS : []),
       GATEWAY_MAIN,
       "--server",
       options.server,
@@ -113,7 +120,6 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
     {
       env: {
         ...process.env,
-        ...compileCacheEnv(),
         HERD_TOKEN: options.token,
         [CHILD_ENV]: options.detached ? "detached" : "1",
       },

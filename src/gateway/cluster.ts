@@ -31,7 +31,7 @@ import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
-import { compileCacheEnv, inheritedExecArgv } from "../common/node-runtime.ts";
+import { inheritedExecArgv } from "../common/node-runtime.ts";
 import type { GatewayReport } from "../model/live-config.ts";
 import { ConfigSource } from "./config-source.ts";
 import {
@@ -297,7 +297,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   // hands each connection over IPC: a cost per connection on one core, and a connection handed to
   // a worker that just died hangs until the client gives up.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  // Workers proxy: V8's default young generation, not the primary's smaller one; its compile cache.
+  // Workers proxy: V8's default young generation, not the primary's smaller one; the hooks that load herd's TypeScript.
   cluster.setupPrimary({ exec: WORKER_MAIN, args: [], execArgv: inheritedExecArgv() });
 
   /** Forks the worker for a slot; resolves when it listens, rejects when it fails first. */
@@ -312,7 +312,6 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       loadIntervalMs: options.loadIntervalMs,
     };
     const worker = cluster.fork({
-      ...compileCacheEnv(),
       [WORKER_ENV]: JSON.stringify({ ...settings, load } satisfies WorkerSettings),
     });
     slot.worker = worker;

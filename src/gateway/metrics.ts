@@ -48,6 +48,7 @@ export const OUTCOMES = [
   "status",
   "unauthorized",
   "aggregate",
+  "fallback_degraded",
 ] as const;
 
 /** Indexes into OUTCOMES (integers, so the hot path compares numbers). */
@@ -73,6 +74,8 @@ export const STATUS = 18;
 export const UNAUTHORIZED = 19;
 /** An aggregation route's merged answer (aggregate.ts); its parts are not counted one by one. */
 export const AGGREGATE = 20;
+/** The route's fallback, given because its service is switched to it (degraded, Service.traffic.fallback). */
+export const FALLBACK_DEGRADED = 21;
 
 /** A (code, outcome) pair as one number: code × 32 + outcome. */
 const OUTCOME_SLOTS = 32;

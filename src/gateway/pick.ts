@@ -25,11 +25,20 @@ export const CONNECTION_FAILURES = new Set([
   "UND_ERR_CONNECT_TIMEOUT",
 ]);
 
-/** The service a request goes to: the route's own, or the one its traffic split picks. */
+/**
+ * The service a request goes to: the route's own, or the one its traffic
+ * split picks; then, while that service runs two releases side by side
+ * (canary, blue/green), the release its weights pick.
+ */
 export function chooseBackend(route: RouteEntry, req: http.IncomingMessage): Backend {
   const split = route.split;
-  if (split === null) return route.backend;
-  return split.choose(split.sticky === null ? undefined : clientKey(split.sticky, req));
+  const backend =
+    split === null
+      ? route.backend
+      : split.choose(split.sticky === null ? undefined : clientKey(split.sticky, req));
+  const releases = backend.releases;
+  if (releases === null) return backend;
+  return releases.choose(releases.sticky === null ? undefined : clientKey(releases.sticky, req));
 }
 
 /** The instance for a request, by the route's balancing. */

@@ -21,6 +21,7 @@ import type {
   StickySpec,
 } from "../model/manifest.ts";
 import { type Consumer, type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
+import { previewHost } from "../model/progressive.ts";
 import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
 import { Backend, type Endpoint, fnv1a, NO_POLICIES, type ServicePolicies, SHED_ABOVE } from "./backend.ts";
 import { Cors } from "./cors.ts";
@@ -574,43 +575,70 @@ export function buildRouteTable(
   /** `host path` → the service key that owns it. */
   const owners = new Map<string, string>();
 
+  /** Blue/green: the new release's own backend, served at its preview host. */
+  const previews: { key: string; service: Service; routes: Route[]; backend: Backend }[] = [];
   // Every service gets a backend (a split may send traffic to a service without routes of its own).
   for (const { key, service } of services) {
     const endpoints = (endpointsByService.get(key) ?? standbyByService.get(key) ?? []).sort(byInstance);
     const traffic = effectiveTraffic(service);
-    const backend = new Backend(
-      key,
-      `${service.app}/${service.name}`,
-      endpoints,
-      servicePolicies(service, options.previous?.backends.get(key)?.policies),
-      {
-        shedAbove: SHED_ABOVE[traffic.criticality ?? "normal"],
-        // Each worker takes its share of a service's concurrency limit.
-        concurrency: traffic.concurrency
-          ? Math.max(1, Math.floor(traffic.concurrency * (options.share ?? 1)))
-          : undefined,
-        probe: service.spec.probe ?? null,
-        nodes: nodeBook,
-        counters: loadBook.service(key),
-        scalesToZero: service.spec.autoscale?.min === 0,
-      },
-    );
+    const name = `${service.app}/${service.name}`;
+    const policies = servicePolicies(service, options.previous?.backends.get(key)?.policies);
+    const settings = {
+      shedAbove: SHED_ABOVE[traffic.criticality ?? "normal"],
+      // Each worker takes its share of a service's concurrency limit.
+      concurrency: traffic.concurrency
+        ? Math.max(1, Math.floor(traffic.concurrency * (options.share ?? 1)))
+        : undefined,
+      probe: service.spec.probe ?? null,
+      nodes: nodeBook,
+      counters: loadBook.service(key),
+      // A degraded service (remediation's route switch) answers with its fallback, on either release.
+      degraded: traffic.fallback === true,
+    };
+    const progressive = service.progressive;
+    let releases: Split | null = null;
+    if (progressive !== undefined) {
+      // Two releases side by side: the new one gets `weight` percent of the requests (none while it has no endpoint).
+      const fresh = endpoints.filter((e) => e.release === progressive.release);
+      const old = endpoints.filter((e) => e.release !== progressive.release);
+      const freshBackend = new Backend(key, name, fresh, policies, settings);
+      if (fresh.length > 0 && old.length > 0) {
+        releases = new Split(
+          new Backend(key, name, old, policies, settings),
+          [{ backend: freshBackend, weight: progressive.weight }],
+          progressive.sticky ?? null,
+        );
+      }
+      if (progressive.strategy === "bluegreen" && progressive.phase !== "aborted") {
+        const host = previewHost(service.app, service.name, progressive.release);
+        const paths = new Set((service.spec.routes ?? []).map((r) => normalizePrefix(r.path)));
+        const routes = [...paths].map((path): Route => ({ host, path: path }));
+        previews.push({ key, service, routes, backend: freshBackend });
+      }
+    }
+    const backend = new Backend(key, name, endpoints, policies, {
+      ...settings,
+      scalesToZero: service.spec.autoscale?.min === 0,
+      releases,
+    });
     backends.set(key, backend);
   }
 
   // herd.yaml's routes first, then route objects: a clash between them keeps the herd.yaml route.
-  const sources = [
+  const sources: { key: string; service: Service; routes: Route[]; backend?: Backend }[] = [
     ...services.map(({ key, service }) => ({
       key,
       service,
       routes: (service.spec?.routes ?? []) as Route[],
     })),
     ...routeObjectSources(objects.routes ?? []),
+    ...previews,
   ];
-  for (const { key, service, routes } of sources) {
+  for (const { key, service, routes, backend: own } of sources) {
     if (routes.length === 0) continue;
     // A route object whose service is gone gets a backend without endpoints: 503, like a service scaled to 0.
     const backend =
+      own ??
       backends.get(key) ??
       new Backend(key, `${service.app}/${service.name}`, [], undefined, { counters: loadBook.service(key) });
     for (const route of routes) {

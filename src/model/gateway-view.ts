@@ -28,20 +28,27 @@ export function routeIdentity(r: Pick<Route, "host" | "path" | "match" | "method
   ].join(" ");
 }
 
-/** A service's traffic policies, as ServiceSpec holds them. */
-export type TrafficPolicies = Pick<ServiceSpec, "breaker" | "outlier" | "criticality" | "concurrency">;
+/**
+ * A service's traffic policies, as ServiceSpec holds them, plus the switch
+ * only the API sets: `fallback` (its routes that have a fallback answer it now).
+ */
+export type TrafficPolicies = Pick<ServiceSpec, "breaker" | "outlier" | "criticality" | "concurrency"> & {
+  fallback?: true;
+};
 
 /** The traffic policies the gateway applies to a service: the spec's, with the API's overrides on top. */
 export function effectiveTraffic(service: Pick<Service, "spec" | "traffic">): TrafficPolicies {
   const o = service.traffic;
   const s = service.spec;
   if (o === undefined) return s;
-  const pick = <K extends keyof TrafficPolicies>(k: K): TrafficPolicies[K] =>
+  // Through `pick`, only the spec's fields: `fallback` is never in herd.yaml.
+  const pick = <K extends Exclude<keyof TrafficPolicies, "fallback">>(k: K): TrafficPolicies[K] =>
     k in o ? ((o[k] ?? undefined) as TrafficPolicies[K]) : s[k];
   return {
     breaker: pick("breaker"),
     outlier: pick("outlier"),
     criticality: pick("criticality"),
     concurrency: pick("concurrency"),
+    ...(o.fallback ? { fallback: true as const } : {}),
   };
 }

@@ -129,6 +129,15 @@ export const TrafficBodySchema = T.Object(
     outlier: T.Optional(T.Union([T.Optional(props.outlier, false), Off, Unset])),
     criticality: T.Optional(T.Union([T.Optional(props.criticality, false), Unset])),
     concurrency: T.Optional(T.Union([T.Optional(props.concurrency, false), Off, Unset])),
+    fallback: T.Optional(
+      T.Union([
+        T.Literal(true, {
+          description: "true: the service's routes that have a fallback answer it now (degraded)",
+        }),
+        Off,
+        Unset,
+      ]),
+    ),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -163,6 +172,9 @@ export function patchTraffic(current: TrafficOverride | undefined, body: Traffic
     },
     undefined,
   );
+  // The fallback switch is no herd.yaml field: on, or gone.
+  if (body.fallback === true) next.fallback = true;
+  else if (body.fallback !== undefined) delete next.fallback;
   for (const field of TRAFFIC_FIELDS) {
     const value = body[field];
     if (value === undefined) continue;
@@ -192,6 +204,8 @@ export function keepTraffic(
     if (previous && JSON.stringify(previous[field]) !== JSON.stringify(next[field])) continue;
     (kept as Record<string, unknown>)[field] = current[field];
   }
+  // A service switched to its fallbacks stays so until whoever switched it (a person, the engine) ends it.
+  if (current.fallback) kept.fallback = true;
   return Object.keys(kept).length > 0 ? kept : undefined;
 }
 

@@ -91,10 +91,18 @@ export interface InstanceFigures {
   p99Ms?: number;
 }
 
+import type { ReleaseFigures } from "./progressive.ts";
+
 /** The control plane's read side of the live figures (implemented in observe/live-load.ts). */
 export interface LoadFigures {
   /** Figures of one service over the last `windowMs`; undefined when no gateway reported it. */
   service(serviceKey: string, windowMs: number): ServiceFigures | undefined;
   /** Figures per instance of one service over the last `windowMs`. */
   instances(serviceKey: string, windowMs: number): InstanceFigures[];
+  /**
+   * Figures per release of one service over the last `windowMs` (its
+   * instances' counts and latency histograms summed by the release they run):
+   * what a canary's analysis compares. Optional: stand-ins in tests may lack it.
+   */
+  releases?(serviceKey: string, windowMs: number): ReleaseFigures[];
 }

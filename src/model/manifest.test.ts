@@ -465,3 +465,18 @@ test("rollout.deadline: a duration or seconds, 1s to 24h; a bad one names the fi
   const unknown = problem("services:\n  web:\n    command: x\n    rollout: { deadlines: 5s }\n");
   assert.match(unknown.message, /services\.web\.rollout/);
 });
+
+test("config.onChange: file by default (left out), signal or restart kept, anything else refused", () => {
+  const m = parseManifest(`app: a
+services:
+  web: { command: x, config: { onChange: signal } }
+  worker: { command: x, config: { onChange: file } }
+`);
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).config, { onChange: "signal" });
+  assert.equal(normalizeService("a", "worker", m.services.worker, undefined).config, undefined);
+  const err = problem(`app: a
+services:
+  web: { command: x, config: { onChange: reload } }
+`);
+  assert.match(err.message, /services\.web\.config\.onChange/);
+});

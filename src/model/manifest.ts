@@ -10,11 +10,12 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import { AutoscaleManifestSchema, autoscaleProblems, normalizeAutoscale } from "./autoscale.ts";
+import { DependsOnSchema, dependsOnProblems } from "./dependencies.ts";
 import { routeIdentity } from "./gateway-view.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, placementServices } from "./placement.ts";
-import { DEADLINE_HELP, parseDeadline } from "./rollout.ts";
+import { normalizeRollout, RolloutManifestSchema, rolloutProblems } from "./rollout-manifest.ts";
 import type {
   AggregateSpec,
   AuthSpec,
@@ -417,19 +418,7 @@ export const ServiceManifestSchema = T.Object(
     ),
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
     placement: T.Optional(PlacementSchema),
-    rollout: T.Optional(
-      T.Object(
-        {
-          deadline: T.Optional(
-            // Its form and range are checked by checkDeadlines, which says what is accepted.
-            T.Union([T.Number(), T.String()], {
-              description: `${DEADLINE_HELP}; a rollout without progress for this long fails its deploy (default 120s)`,
-            }),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    rollout: T.Optional(RolloutManifestSchema),
     minAvailable: T.Optional(
       T.Integer({
         minimum: 0,
@@ -443,6 +432,17 @@ export const ServiceManifestSchema = T.Object(
         description: "under overload the gateway sheds low first and critical last (default normal)",
       }),
     ),
+    config: T.Optional(
+      T.Object(
+        {
+          onChange: T.Union([T.Literal("file"), T.Literal("signal"), T.Literal("restart")], {
+            description:
+              "when the app's config changes: file (the new file only, default), signal (SIGHUP) or restart",
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     concurrency: T.Optional(
       T.Integer({
         minimum: 1,
@@ -451,6 +451,7 @@ export const ServiceManifestSchema = T.Object(
       }),
     ),
     autoscale: T.Optional(AutoscaleManifestSchema),
+    dependsOn: T.Optional(DependsOnSchema),
     outlier: T.Optional(
       T.Object(
         {
@@ -720,9 +721,7 @@ export function normalizeService(
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
-    ...(s.rollout?.deadline !== undefined
-      ? { rollout: { deadlineMs: deadlineOf(name, s.rollout.deadline) } }
-      : {}),
+    ...rolloutOf(s.rollout),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
       // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
@@ -744,7 +743,9 @@ export function normalizeService(
     ...secretEnv(s.env),
     routes,
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
+    ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
+    ...(s.dependsOn?.length ? { dependsOn: s.dependsOn } : {}),
     ...(s.outlier
       ? {
           outlier: {
@@ -771,16 +772,10 @@ export function normalizeService(
   };
 }
 
-/** herd.yaml's rollout deadline in ms (the schema checked its form; the range is checked here). */
-function deadlineOf(service: string, value: string | number): number {
-  const ms = parseDeadline(value);
-  if (ms === undefined) {
-    const field = `services.${service}.rollout.deadline`;
-    throw new HerdError("invalid", `${field}: ${value} is not ${DEADLINE_HELP}`, [
-      { field, message: `must be ${DEADLINE_HELP}` },
-    ]);
-  }
-  return ms;
+/** `rollout:` normalised (rolloutProblems checked it); nothing when it sets nothing. */
+function rolloutOf(r: ServiceManifest["rollout"]): Pick<ServiceSpec, "rollout"> {
+  const rollout = normalizeRollout(r);
+  return rollout ? { rollout } : {};
 }
 
 /** `secrets: { VAR: secret }` for the env variables that refer to a secret; nothing when none does. */
@@ -831,8 +826,9 @@ export function validateManifest(
     checkAggregates(value, file, lineOf);
     checkSplits(value, file, lineOf);
     checkAlerts(value, file, lineOf);
-    checkDeadlines(value, file, lineOf);
+    checkRollouts(value, file, lineOf);
     checkAutoscale(value, file, lineOf);
+    throwProblems(dependsOnProblems(value.services), file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];
@@ -915,18 +911,15 @@ function throwProblems(
   );
 }
 
-/** A rollout deadline in range (the schema checks only its form). */
-function checkDeadlines(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
+/** `rollout:` beyond its schema: the deadline's range, durations, thresholds, fields of another strategy. */
+function checkRollouts(m: Manifest, file: string, lineOf?: (path: string[]) => number | undefined): void {
   for (const [name, service] of Object.entries(m.services)) {
-    const value = service.rollout?.deadline;
-    if (value === undefined || parseDeadline(value) !== undefined) continue;
-    const path = ["services", name, "rollout", "deadline"];
-    const field = path.join(".");
-    const line = lineOf?.(path);
-    const message = `must be ${DEADLINE_HELP}; got ${value}`;
-    throw new HerdError("invalid", `${line ? `${file}:${line}` : file}: ${field}: ${message}`, [
-      { field, message, line },
-    ]);
+    if (service.rollout)
+      throwProblems(
+        rolloutProblems(service.rollout, `services.${name}.rollout.`, service.mode ?? "cattle"),
+        file,
+        lineOf,
+      );
   }
 }
 

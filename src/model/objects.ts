@@ -17,10 +17,14 @@
  *   alert_rule / alert_receiver `<tenant>/<name>`, alert_silence `<tenant>/<id>` (alerts.ts)
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
+ *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
+ *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
+import type { ProgressiveState } from "./progressive.ts";
 import type { ServiceSpec } from "./service-spec.ts";
 
 /** Every kind of object the store holds. */
@@ -45,6 +49,10 @@ export const KINDS = [
   "secret",
   "machine",
   "remediation",
+  "autoscale_state",
+  "version_set",
+  "config_version",
+  "config_head",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -120,6 +128,8 @@ export interface Service {
   traffic?: TrafficOverride;
   /** While a deploy rolls it out: its progress deadline, and the furthest it got (placed + running) and when. */
   rollout?: RolloutProgress;
+  /** While a canary or blue/green rollout runs: its phase, step, traffic weight and analyses (progressive.ts). */
+  progressive?: ProgressiveState;
 }
 
 /** How far a rollout got: it fails when `best` has not grown for `deadlineMs`. */

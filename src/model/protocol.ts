@@ -8,6 +8,7 @@
  *   POST /api/v1/logs                    body LogBatch    → 204
  */
 
+import type { InstanceConfig } from "./config.ts";
 import type { InstanceRun, NodeIsolation, Resources, Taint } from "./objects.ts";
 
 /** What the agent observes about one instance it runs (or ran). */
@@ -44,6 +45,8 @@ export interface InstanceStatus {
    * attempt as it happens (controllers/probe-log.ts).
    */
   probes?: ProbeAttempt[];
+  /** The config version it applied (config.ts), when its app has config. */
+  configVersion?: number;
 }
 
 /** An instance's resource use as its agent measured it. */
@@ -137,6 +140,8 @@ export interface DesiredInstance {
   secretEnv?: Record<string, string>;
   /** Why `secretEnv` is missing although `run.secrets` names some (e.g. the secret was unset): the agent fails the start with it. */
   secretError?: string;
+  /** Its app's config (src/config-center/): the version it should have, and the content when the agent is behind. */
+  config?: InstanceConfig;
 }
 
 export interface HeartbeatReply {

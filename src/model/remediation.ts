@@ -12,7 +12,15 @@ export const SYMPTOMS = ["error-rate", "latency", "saturation", "crash-loop", "a
 export type Symptom = (typeof SYMPTOMS)[number];
 
 /** What a rule may do; the engine picks one (or scale-out + throttle) from the evidence. */
-export const ACTIONS = ["rollback", "scale-out", "throttle", "replace", "degrade", "cordon"] as const;
+export const ACTIONS = [
+  "rollback",
+  "scale-out",
+  "throttle",
+  "replace",
+  "restart",
+  "degrade",
+  "cordon",
+] as const;
 export type Action = (typeof ACTIONS)[number];
 
 const Name = T.String({
@@ -120,6 +128,14 @@ export interface Throttle {
   since: string;
 }
 
+/** A degrade in force: the service's routes with a fallback answer it while its calls to `dependencies` fail. */
+export interface Degrade {
+  service: string;
+  /** The services its calls to failed (spans), which must answer again before the routes come back. */
+  dependencies: string[];
+  since: string;
+}
+
 /** The stored object. */
 export interface RemediationPolicy {
   tenant: string;
@@ -134,6 +150,10 @@ export interface RemediationPolicy {
   /** Newest last; at most 50. */
   decisions: RemediationDecision[];
   throttles: Throttle[];
+  /** Services switched to their routes' fallbacks (absent: none). */
+  degraded?: Degrade[];
+  /** When the app was last resumed (ISO): figures from before it are not acted on. */
+  resumedAt?: string;
   updatedAt: string;
 }
 
@@ -157,14 +177,14 @@ export const BUILT_IN_RULES: readonly RemediationRule[] = [
     symptom: "error-rate",
     threshold: 0.1,
     windowS: 10,
-    actions: ["rollback", "replace", "cordon", "degrade"],
+    actions: ["rollback", "replace", "restart", "cordon", "degrade"],
   },
   {
     name: "slow",
     symptom: "latency",
     threshold: 1000,
     windowS: 30,
-    actions: ["rollback", "replace", "scale-out", "throttle"],
+    actions: ["rollback", "replace", "restart", "scale-out", "throttle"],
   },
   { name: "saturated", symptom: "saturation", threshold: 8, windowS: 10, actions: ["scale-out", "throttle"] },
   { name: "crash-loop", symptom: "crash-loop", threshold: 3, actions: ["rollback", "cordon"] },

@@ -32,7 +32,7 @@ export function parseDeadline(value: string | number): number | undefined {
  * a longer startup, that startup plus 30 s (a slow starter is not "no progress").
  */
 export function serviceDeadlineMs(
-  spec: { rollout?: { deadlineMs: number }; health: { startupMs: number } },
+  spec: { rollout?: { deadlineMs?: number }; health: { startupMs: number } },
   defaultMs = DEFAULT_DEADLINE_MS,
 ): number {
   return spec.rollout?.deadlineMs ?? Math.max(defaultMs, spec.health.startupMs + 30_000);

@@ -6,6 +6,7 @@
 
 import type { HealthCheck, Resources } from "./objects.ts";
 import type { PlacementSpec } from "./placement.ts";
+import type { RolloutSpec } from "./progressive.ts";
 
 /** A normalised route: which requests reach a service, and how their path is rewritten. */
 export interface Route {
@@ -124,8 +125,11 @@ export interface ServiceSpec {
   placement?: PlacementSpec;
   /** Disruption budget: running instances a drain, a move or a rollout without room keeps; absent: all of them. */
   minAvailable?: number;
-  /** How long a rollout may make no progress before its deploy fails (model/rollout.ts); absent: the default. */
-  rollout?: { deadlineMs: number };
+  /**
+   * How it rolls out: the progress deadline (model/rollout.ts; absent: the
+   * default) and the strategy, canary or blue/green (model/progressive.ts; absent: rolling).
+   */
+  rollout?: RolloutSpec;
   health: HealthCheck;
   mode: "cattle" | "pet";
   /** Plain env values (not secret: stored and shown as they are). */
@@ -137,6 +141,13 @@ export interface ServiceSpec {
   breaker?: { failures: number; openMs: number };
   /** Under overload the gateway sheds low first, critical last. */
   criticality?: "critical" | "normal" | "low";
+  /**
+   * What this service needs running before it starts or moves: services of the
+   * same app by name, or another app's as `app/service` (model/dependencies.ts).
+   */
+  dependsOn?: string[];
+  /** What its instances do when their config changes (config center): file (default), signal (SIGHUP) or restart. */
+  config?: { onChange: "file" | "signal" | "restart" };
   /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */
   concurrency?: number;
   /** Passive outlier ejection of this service's instances, when set. */

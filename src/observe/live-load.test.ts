@@ -241,3 +241,37 @@ test("seconds without a report after the control plane started count as no traff
   assert.equal(long.coveredMs, 30_000);
   assert.ok(Math.abs(long.rps - 50 / 30) < 1e-9, `rps over 30 s ${long.rps}`);
 });
+
+test("figures per release sum the instances of each release over reporters", () => {
+  const clock = new ManualClock();
+  const load = new LiveLoad(clock);
+  const instance = (id: string, release: number, requests: number, errors: number, boundMs: number) => ({
+    instance: id,
+    release,
+    requests,
+    errors,
+    inflight: 0,
+    latency: histogram(requests, boundMs),
+  });
+  for (const gw of ["gw-a", "gw-b"]) {
+    reportFor(load, clock, gw, 10, () => [
+      serviceLoad({
+        requests: 30,
+        errors: 1,
+        instances: [
+          instance("old-1", 1, 10, 0, 10),
+          instance("old-2", 1, 10, 0, 10),
+          instance("new-1", 2, 10, 1, 100),
+        ],
+      }),
+    ]);
+  }
+  const [v1, v2] = load.releases(KEY, 5_000);
+  assert.equal(v1?.release, 1);
+  assert.equal(v2?.release, 2);
+  assert.equal(v2!.requests, v1!.requests / 2, "one new instance against two old ones");
+  assert.equal(v1!.errorRate, 0);
+  assert.equal(v2!.errorRate, 0.1);
+  assert.ok(v1!.p99Ms! <= 10 && v2!.p99Ms! > 50, `p99 v1 ${v1!.p99Ms} v2 ${v2!.p99Ms}`);
+  assert.deepEqual(load.releases("default/shop/none", 5_000), []);
+});

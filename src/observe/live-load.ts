@@ -23,6 +23,7 @@ import {
   type LoadReport,
   type ServiceFigures,
 } from "../model/load.ts";
+import type { ReleaseFigures } from "../model/progressive.ts";
 import {
   I_ERRORS,
   I_FIELDS,
@@ -287,6 +288,37 @@ export class LiveLoad implements LoadFigures {
     }
     if (lastRequestAt !== undefined) figures.lastRequestAt = lastRequestAt;
     return figures;
+  }
+
+  releases(serviceKey: string, windowMs: number): ReleaseFigures[] {
+    const sums = this.#sum(serviceKey, windowMs, this.#clock.now());
+    const byRelease = new Map<number, { requests: number; errors: number; latency: number[] }>();
+    for (const s of sums.instances.values()) {
+      let r = byRelease.get(s.release);
+      if (r === undefined) {
+        r = { requests: 0, errors: 0, latency: new Array<number>(BUCKETS).fill(0) };
+        byRelease.set(s.release, r);
+      }
+      r.requests += s.requests;
+      r.errors += s.errors;
+      for (let b = 0; b < BUCKETS; b++) r.latency[b] += s.latency[b];
+    }
+    return [...byRelease]
+      .sort(([a], [b]) => a - b)
+      .map(([release, r]) => {
+        const figures: ReleaseFigures = {
+          release,
+          requests: r.requests,
+          errors: r.errors,
+          errorRate: r.requests > 0 ? r.errors / r.requests : 0,
+        };
+        const p50 = quantileMs(0.5, r.latency);
+        if (p50 !== undefined) {
+          figures.p50Ms = p50;
+          figures.p99Ms = quantileMs(0.99, r.latency);
+        }
+        return figures;
+      });
   }
 
   instances(serviceKey: string, windowMs: number): InstanceFigures[] {

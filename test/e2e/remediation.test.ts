@@ -186,8 +186,10 @@ test("throttle while scaling: a saturated critical service is scaled out and a l
     (await herd.api<{ services: Service[] }>("GET", "/apps/busy")).body.services.find(
       (s) => s.name === name,
     )!;
-  const api = steadyTraffic(herd.gatewayUrl, "api.busy.localhost", { connections: 12, maxSeconds: 90 });
+  // batch is busy first; then api's load steps up (the engine sees api's queue within a second or two).
   const batch = steadyTraffic(herd.gatewayUrl, "batch.busy.localhost", { connections: 8, maxSeconds: 90 });
+  await sleep(2000);
+  const api = steadyTraffic(herd.gatewayUrl, "api.busy.localhost", { connections: 12, maxSeconds: 90 });
   try {
     const decided = await waitFor(
       "the scale-out decision",

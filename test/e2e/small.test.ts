@@ -1,6 +1,7 @@
 // herd up --small, end to end: two processes (herd up and one gateway), the
 // control plane on V8's interpreter only (--max-opt=0) and the gateway without
-// it; an app deploys, answers over HTTP and over HTTPS with a certificate from
+// it (with a capped young generation), both loading herd's TypeScript from the
+// stripped-JavaScript cache (daemons/strip-hooks.mjs); an app deploys, answers over HTTP and over HTTPS with a certificate from
 // herd's CA (made by a short-lived signer process), and the control plane
 // scrapes the gateway (through the URL guard, on node:http).
 
@@ -33,6 +34,10 @@ test("herd up --small: an interpreter-only control plane, one gateway process wi
   assert.ok(up.includes("--max-opt=0") && up.includes("--max-semi-space-size=2"), up.join(" "));
   const gateway = gatewayRecord(herd.dataDir).pid;
   assert.ok(!cmdline(gateway).some((a) => a.startsWith("--max-opt")), cmdline(gateway).join(" "));
+  // The gateway's young generation capped too; both load herd's TypeScript already stripped.
+  assert.ok(cmdline(gateway).includes("--max-semi-space-size=2"), cmdline(gateway).join(" "));
+  const hooks = (args: string[]) => args.some((a) => /^--import=file:.*\/strip-hooks\.mjs\?cache=/.test(a));
+  assert.ok(hooks(up) && hooks(cmdline(gateway)), `${up.join(" ")}\n${cmdline(gateway).join(" ")}`);
   assert.deepEqual(childrenOf(gateway), [], "one gateway process, no workers");
 
   const deploy = await herd.cli(["deploy", join(ROOT, "examples/hello")], { timeoutMs: 180_000 });

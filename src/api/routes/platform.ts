@@ -8,8 +8,9 @@ import type { FastifyInstance } from "fastify";
 import { systemClock } from "../../common/clock.ts";
 import { HerdError } from "../../common/errors.ts";
 import { ProbeLog } from "../../controllers/probe-log.ts";
+import type { InstanceConfig } from "../../model/config.ts";
 import type { Instance, Kind, Node } from "../../model/objects.ts";
-import type { Heartbeat } from "../../model/protocol.ts";
+import type { DesiredInstance, Heartbeat } from "../../model/protocol.ts";
 import { joinNode } from "../credentials.ts";
 import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
@@ -116,7 +117,12 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       await probeLog.record(name, hb);
       // Each tenant's write-only ingest token, for the OTEL_* defaults the agent gives its instances.
       const tenants = reply.instances.map((i) => i.tenant);
-      return { ...reply, ingestTokens: await deps.ingestTokens.forTenants(tenants) };
+      // Each instance's config version (and its content, when the agent applied another one).
+      deps.config.recordApplied(hb.instances);
+      const config = await deps.config.forInstances(reply.instances, hb.instances);
+      const instances =
+        config.size === 0 ? reply.instances : reply.instances.map((d) => withConfig(d, config.get(d.id)));
+      return { ...reply, instances, ingestTokens: await deps.ingestTokens.forTenants(tenants) };
     },
   );
 
@@ -251,3 +257,6 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
 function parseKinds(kinds: string | undefined): Kind[] {
   return (kinds ? kinds.split(",") : [...WATCHABLE]) as Kind[];
 }
+
+const withConfig = (d: DesiredInstance, config: InstanceConfig | undefined): DesiredInstance =>
+  config ? { ...d, config } : d;

@@ -9,7 +9,7 @@ import { normalizeService } from "../../model/manifest.ts";
 import type { Event, Instance, Node, Service } from "../../model/objects.ts";
 import { DEFAULT_SETTINGS } from "../context.ts";
 import { testContext } from "../testing.ts";
-import { type Actuators, applyChange, restoreThrottle } from "./act.ts";
+import { type Actuators, applyChange, restoreDegrade, restoreThrottle } from "./act.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "herd-remedy-act-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -79,20 +79,72 @@ test("replace: the instance leaves the gateway now and stops after the drain; th
   );
 });
 
-test("cordon: the node takes nothing new; degrade: a tight breaker; throttle and its restore", async () => {
+test("restart: a pet gets a new generation in place (same id, node and data), out of the gateway until healthy", async () => {
+  const h = setup();
+  await h.store.put("instance", "p", { ...instance("p"), mode: "pet", generation: 3, restarts: 1 });
+  const made = await applyChange(
+    h.ctx,
+    h.act,
+    "t",
+    "shop",
+    { kind: "restart", service: "web", instance: "p" },
+    "errors: p fails",
+  );
+  assert.deepEqual(made, { throttles: [] });
+  const p = (await h.store.get<Instance>("instance", "p"))!.value;
+  assert.equal(p.generation, 4);
+  assert.equal(p.restarts, 2);
+  assert.equal(p.state, "provisioning");
+  assert.equal(p.desired, "running");
+  assert.equal(p.node, "n1");
+  assert.equal(p.reason, "Restarting");
+  const events = await h.ctx.events.list({ tenant: "t", app: "shop" });
+  assert.deepEqual(
+    events.map((e: Event) => [e.reason, e.instance]),
+    [["Restarting", "p"]],
+  );
+  assert.match(
+    events[0].message,
+    /restarting pet p in place \(generation 4\) for the remediation engine: errors: p fails/,
+  );
+  await h.store.put("instance", "p", { ...p, desired: "stopped" });
+  await assert.rejects(
+    applyChange(h.ctx, h.act, "t", "shop", { kind: "restart", service: "web", instance: "p" }, "again"),
+    /no longer running/,
+  );
+});
+
+test("cordon: the node takes nothing new; degrade: the fallback switch and back; throttle and its restore", async () => {
   const h = setup();
   await h.store.put<Node>("node", "n1", { name: "n1", schedulable: true } as Node);
   await applyChange(h.ctx, h.act, "t", "shop", { kind: "cordon", node: "n1" }, "errors: all fail on n1");
   assert.equal((await h.store.get<Node>("node", "n1"))!.value.schedulable, false);
 
-  await h.store.put("service", "t/shop/web", service("web"));
-  await applyChange(h.ctx, h.act, "t", "shop", { kind: "degrade", service: "web" }, "calls to pay fail");
-  assert.deepEqual((await h.store.get<Service>("service", "t/shop/web"))!.value.traffic, {
-    breaker: { failures: 3, openMs: 30_000 },
+  await h.store.put("service", "t/shop/web", service("web", { traffic: { concurrency: 9 } }));
+  const made = await applyChange(
+    h.ctx,
+    h.act,
+    "t",
+    "shop",
+    { kind: "degrade", service: "web", dependencies: ["shop/pay"] },
+    "calls to pay fail",
+  );
+  assert.deepEqual(made.degraded, {
+    service: "web",
+    dependencies: ["shop/pay"],
+    since: new Date(h.clock.now()).toISOString(),
   });
+  assert.deepEqual((await h.store.get<Service>("service", "t/shop/web"))!.value.traffic, {
+    concurrency: 9,
+    fallback: true,
+  });
+  await restoreDegrade(h.ctx, "t", "shop", made.degraded!);
+  assert.deepEqual((await h.store.get<Service>("service", "t/shop/web"))!.value.traffic, { concurrency: 9 });
 
   await h.store.put("service", "t/shop/batch", service("batch", { traffic: { concurrency: 20 } }));
-  const [t] = await applyChange(
+  const {
+    throttles: [t],
+  } = await applyChange(
     h.ctx,
     h.act,
     "t",

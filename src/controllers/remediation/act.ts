@@ -2,13 +2,16 @@
  * Applies a plan's change through the paths people use: a rollback is the
  * deploy controller's (`herd rollback`), a scale-out `herd scale`'s, a replace
  * retires the instance as a scale-down does (drained, stopped; the service
- * controller starts a replacement), a cordon `herd nodes cordon`'s, throttle and degrade are traffic
- * overrides (live-config, `PATCH …/traffic`), undone by `restoreThrottle`.
+ * controller starts a replacement), a restart bumps a pet's generation as the
+ * service controller does for a crashed pet (same id, node and data), a cordon
+ * `herd nodes cordon`'s; throttle and degrade are traffic overrides
+ * (live-config, `PATCH …/traffic` with `concurrency` or `fallback: true`),
+ * undone by `restoreThrottle` and `restoreDegrade`.
  */
 
 import { patchTraffic, type TrafficOverride } from "../../model/live-config.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../../model/objects.ts";
-import type { Throttle } from "../../model/remediation.ts";
+import type { Degrade, Throttle } from "../../model/remediation.ts";
 import type { Context } from "../context.ts";
 import type { Change, ThrottleChange } from "./plan.ts";
 
@@ -18,10 +21,15 @@ export interface Actuators {
   scale(tenant: string, app: string, service: string, count: number, why: string): Promise<void>;
 }
 
-/** The breaker a degraded service gets: open after 3 failures, for 30 s, so its routes answer their fallback. */
-export const DEGRADE_BREAKER = { failures: 3, open: 30 } as const;
+/** What a change put in force, to be undone later: throttles, a service switched to its fallbacks. */
+export interface Applied {
+  throttles: Throttle[];
+  degraded?: Degrade;
+}
 
-/** Applies `change`; returns the throttles it put in force (to be restored later). */
+const NOTHING: Applied = { throttles: [] };
+
+/** Applies `change`; returns what it put in force (to be restored later). */
 export async function applyChange(
   ctx: Context,
   act: Actuators,
@@ -29,20 +37,20 @@ export async function applyChange(
   app: string,
   change: Change,
   why: string,
-): Promise<Throttle[]> {
+): Promise<Applied> {
   switch (change.kind) {
     case "none":
-      return [];
+      return NOTHING;
     case "rollback":
       await act.rollback(tenant, app, change.to);
-      return [];
+      return NOTHING;
     case "scale-out": {
       const throttles = await throttle(ctx, tenant, app, change.throttle, change.service);
       await act.scale(tenant, app, change.service, change.to, why);
-      return throttles;
+      return { throttles };
     }
     case "throttle":
-      return throttle(ctx, tenant, app, change.throttle, "");
+      return { throttles: await throttle(ctx, tenant, app, change.throttle, "") };
     case "replace": {
       // Out of the gateway now, stopped after the drain; the service controller starts a replacement
       // wherever it fits (on one machine too: a move would wait for another node).
@@ -66,13 +74,48 @@ export async function applyChange(
         type: "warning",
         message: `${change.instance} ${message}`,
       });
-      return [];
+      return NOTHING;
     }
-    case "degrade":
-      await updateTraffic(ctx, tenant, app, change.service, (t) =>
-        patchTraffic(t, { breaker: { failures: DEGRADE_BREAKER.failures, open: DEGRADE_BREAKER.open } }),
-      );
-      return [];
+    case "restart": {
+      // In place, as the service controller restarts a crashed pet: a new generation on the same node
+      // with the same data; out of the gateway until its health check passes again.
+      let generation = 0;
+      const restarted = await updateInstance(ctx, change.instance, (i) => {
+        generation = i.generation + 1;
+        return {
+          ...i,
+          generation,
+          restartAt: undefined,
+          restarts: i.restarts + 1,
+          state: "provisioning",
+          reason: "Restarting",
+          message: `restarted by the remediation engine: ${why}`,
+          startedAt: new Date(ctx.clock.now()).toISOString(),
+        };
+      });
+      if (!restarted) throw new Error(`instance ${change.instance} is no longer running`);
+      await ctx.events.record({
+        tenant,
+        app,
+        service: change.service,
+        instance: change.instance,
+        reason: "Restarting",
+        type: "warning",
+        message: `restarting pet ${change.instance} in place (generation ${generation}) for the remediation engine: ${why}`,
+      });
+      return NOTHING;
+    }
+    case "degrade": {
+      await updateTraffic(ctx, tenant, app, change.service, (t) => patchTraffic(t, { fallback: true }));
+      return {
+        throttles: [],
+        degraded: {
+          service: change.service,
+          dependencies: change.dependencies,
+          since: new Date(ctx.clock.now()).toISOString(),
+        },
+      };
+    }
     case "cordon": {
       const o = await ctx.store.get<Node>("node", change.node);
       if (!o) throw new Error(`node ${change.node} is gone`);
@@ -89,7 +132,7 @@ export async function applyChange(
           message: `node ${change.node} cordoned: nothing new is placed there (${why})`,
         });
       }
-      return [];
+      return NOTHING;
     }
   }
 }
@@ -125,6 +168,11 @@ export async function restoreThrottle(ctx: Context, tenant: string, app: string,
     else delete next.concurrency;
     return next;
   });
+}
+
+/** Switches a degraded service's routes back from their fallbacks. */
+export async function restoreDegrade(ctx: Context, tenant: string, app: string, d: Degrade): Promise<void> {
+  await updateTraffic(ctx, tenant, app, d.service, (cur) => patchTraffic(cur, { fallback: null }));
 }
 
 async function updateTraffic(

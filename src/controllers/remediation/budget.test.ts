@@ -44,6 +44,8 @@ test("a change applied to a service holds off any other on it for the cooldown; 
   assert.equal(recentChange([d(30, { dryRun: true })], "web", NOW, 60_000), undefined);
   assert.equal(recentChange([d(30, { action: "none", applied: undefined })], "web", NOW, 60_000), undefined);
   assert.equal(recentChange([d(30, { applied: "failed: boom" })], "web", NOW, 60_000), undefined);
+  // A throttle made for web changed other services: web's scale-out may follow at once.
+  assert.equal(recentChange([d(30, { action: "throttle", target: "batch" })], "web", NOW, 60_000), undefined);
 });
 
 test("budget: changes applied in the last hour, not dry runs, nones, failures or older ones", () => {

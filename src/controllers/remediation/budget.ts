@@ -39,7 +39,11 @@ export function coolingDown(
   return undefined;
 }
 
-/** Whether the app is in a cooldown after any change to this service by any rule (a rollback then a replace fight). */
+/**
+ * Whether the app is in a cooldown after any change to this service by any
+ * rule (a rollback then a replace fight). A throttle made for the service
+ * changed other services, not it: its scale-out may still follow.
+ */
 export function recentChange(
   decisions: readonly RemediationDecision[],
   service: string,
@@ -49,7 +53,14 @@ export function recentChange(
   for (let i = decisions.length - 1; i >= 0; i--) {
     const d = decisions[i];
     if (now - Date.parse(d.at) >= cooldownMs) break;
-    if (d.service === service && !d.dryRun && d.action !== "none" && d.applied === "applied") return d;
+    if (
+      d.service === service &&
+      !d.dryRun &&
+      d.action !== "none" &&
+      d.action !== "throttle" &&
+      d.applied === "applied"
+    )
+      return d;
   }
   return undefined;
 }

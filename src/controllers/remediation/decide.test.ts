@@ -2,9 +2,12 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ManualClock } from "../../common/clock.ts";
+import { LATENCY_BUCKETS_MS, type ServiceLoad } from "../../model/load.ts";
 import { BUILT_IN_RULES, type RemediationRule } from "../../model/remediation.ts";
+import { LiveLoad } from "../../observe/live-load.ts";
 import { decide } from "./decide.ts";
-import { detect } from "./symptoms.ts";
+import { detect, detectOne, overloadedNow } from "./symptoms.ts";
 import { FakeLoad, viewOf } from "./testing.ts";
 import type { AppView } from "./view.ts";
 
@@ -100,7 +103,7 @@ test("an old release: one instance far worse than its peers is replaced", () => 
   assert.match(none.evidence.join("\n"), /not rollback: v2 is 3600 s old \(window 600 s\)/);
 });
 
-test("a pet is never replaced", () => {
+test("a pet far worse than its peers is restarted in place, never replaced", () => {
   const now = 1_000_000_000;
   const load = new FakeLoad().setService(WEB, { requests: 300, errors: 40 }).setInstances(WEB, [
     { instance: "a", release: 2, requests: 100, errors: 40 },
@@ -118,8 +121,21 @@ test("a pet is never replaced", () => {
     ],
   });
   const plan = planFor(rule("errors"), view);
-  assert.equal(plan.action, "none");
-  assert.match(plan.evidence.join("\n"), /a is a pet/);
+  assert.equal(plan.action, "restart");
+  assert.equal(plan.target, "a");
+  assert.deepEqual(plan.change, { kind: "restart", service: "web", instance: "a" });
+  assert.match(plan.reason, /pet a is far worse than its 2 peers: restart it in place/);
+  assert.match(plan.evidence.join("\n"), /not replace: a is a pet: it is restarted in place, never replaced/);
+  assert.match(plan.evidence.join("\n"), /peers' median: 0% failed \(2 instances\)/);
+  // A rule that allows replace only: nothing for a pet.
+  const none = planFor({ ...rule("errors"), actions: ["replace"] }, view);
+  assert.equal(none.action, "none");
+  assert.match(none.evidence.join("\n"), /a is a pet/);
+  // Cattle are never restarted by this action: they are replaced.
+  view.instances[0].mode = "cattle";
+  const cattle = planFor({ ...rule("errors"), actions: ["restart"] }, view);
+  assert.equal(cattle.action, "none");
+  assert.match(cattle.evidence.join("\n"), /a is cattle: it is replaced rather than restarted/);
 });
 
 test("every instance on one node bad, those elsewhere fine → cordon that node", () => {
@@ -164,7 +180,8 @@ test("every instance on one node bad, those elsewhere fine → cordon that node"
 
 test("saturation under rising load → scale out, throttling the low-criticality service meanwhile", () => {
   const load = new FakeLoad()
-    // 10 s window: 60 rps, 40 in flight on 2 instances; 60 s: 20 rps.
+    // 10 s window: 60 rps, 40 in flight on 2 instances (30 over the last 2 s: draining); 60 s: 20 rps.
+    .setService(WEB, { requests: 120, rps: 60, inflight: 30 }, 2_000)
     .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
     .setService(WEB, { requests: 1200, rps: 20, inflight: 10 })
     .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 9 });
@@ -185,7 +202,7 @@ test("saturation under rising load → scale out, throttling the low-criticality
     to: 4,
     throttle: [{ service: "batch", concurrency: 4, previous: undefined }],
   });
-  assert.match(plan.evidence.join("\n"), /web: 20 requests in flight per instance/);
+  assert.match(plan.evidence.join("\n"), /web: 20 requests in flight per instance over 10 s/);
   assert.match(plan.evidence.join("\n"), /web: 60 rps over 10 s against 20 over 60 s \(×3\)/);
   assert.match(plan.evidence.join("\n"), /batch \(criticality lower than web's critical\): concurrency → 4/);
 });
@@ -246,9 +263,15 @@ test("a dependency failing in spans → the caller's routes answer their fallbac
   });
   const plan = planFor(rule("errors"), view);
   assert.equal(plan.action, "degrade");
-  assert.deepEqual(plan.change, { kind: "degrade", service: "web" });
+  assert.deepEqual(plan.change, { kind: "degrade", service: "web", dependencies: ["payments"] });
   assert.match(plan.evidence.join("\n"), /spans web → payments: 30 of 40 calls failed \(75%\)/);
   assert.doesNotMatch(plan.evidence.join("\n"), /stock/);
+  // Already switched to its fallback: nothing more to do.
+  view.services[0].degraded = true;
+  const again = planFor(rule("errors"), view);
+  assert.equal(again.action, "none");
+  assert.match(again.evidence.join("\n"), /not degrade: web's routes already answer their fallback/);
+  view.services[0].degraded = undefined;
   // Without a fallback there is nothing to degrade to.
   view.services[0].spec = { mode: "cattle", routes: [{ host: "*", path: "/" }] };
   assert.equal(planFor(rule("errors"), view).action, "none");
@@ -374,4 +397,280 @@ test("saturation by CPU: instances near what they asked for, under rising load �
   // Half of it: no symptom (in flight is low too).
   view.instances = view.instances.map((i) => ({ ...i, cpuCores: 0.2 }));
   assert.equal(detect(rule("saturated"), view).length, 0);
+});
+
+test("a load step: the queue over the last 2 s is seen before the 10 s average crosses; scale out, throttle sized to the need", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    // 2 s: 24 in flight on the one instance (it serves 65/s); 10 s: 5 on average (mostly before the step).
+    .setService(API, { requests: 130, rps: 65, inflight: 24 }, 2_000)
+    .setService(API, { requests: 200, rps: 20, inflight: 5 }, 10_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService("t/shop/batch", { requests: 500, rps: 250, inflight: 5 }, 2_000)
+    .setService("t/shop/batch", { requests: 1500, rps: 150, inflight: 2 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+  });
+  const [finding] = detect(rule("saturated"), view);
+  assert.equal(finding?.service, "api");
+  assert.equal(finding.windowMs, 2_000);
+  assert.match(
+    finding.evidence[0],
+    /^api: 24 requests in flight per instance over the last 2 s \(24 on 1 running; 5 over 10 s; threshold 8\)/,
+  );
+  const plan = decide(finding, view, WINDOW);
+  assert.equal(plan.action, "scale-out");
+  // api needs twice what it has (1 → 2); without CPU figures batch keeps half of what it has in flight now (5 over 2 s, not 2 over 10 s).
+  assert.deepEqual(plan.change, {
+    kind: "scale-out",
+    service: "api",
+    from: 1,
+    to: 2,
+    throttle: [{ service: "batch", concurrency: 2, previous: undefined }],
+  });
+  assert.match(plan.evidence.join("\n"), /api: 65 rps over 2 s against 11\.7 over 60 s \(×5\.6\)/);
+  // The same 10 s average without the queue now: no finding (a spike that is over, or noise).
+  load.setService(API, { requests: 130, rps: 65, inflight: 3 }, 2_000);
+  assert.equal(detect(rule("saturated"), view).length, 0);
+});
+
+test("a throttle's service is overloaded now only while the last 2 s show the queue, whatever the 10 s average", () => {
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 120, rps: 60, inflight: 4 }, 2_000)
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 });
+  const view = viewOf(load, { services: [{ name: "web" }] });
+  const web = view.services[0];
+  assert.ok(detectOne(rule("saturated"), view, web), "the 10 s average still holds the overload");
+  assert.equal(overloadedNow(rule("saturated"), view, web), false);
+  load.setService(WEB, { requests: 120, rps: 60, inflight: 20 }, 2_000);
+  assert.equal(overloadedNow(rule("saturated"), view, web), true);
+});
+
+test("saturation longer than the rise span: no longer rising, but CPU-bound instances → scale out by one", () => {
+  const load = new FakeLoad().setService(WEB, { requests: 3600, rps: 60, inflight: 40 });
+  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.25, memory: 1 } };
+  const view = viewOf(load, {
+    services: [{ name: "web", spec }],
+    instances: [
+      { id: "a", service: "web", cpuCores: 0.2 },
+      { id: "b", service: "web", cpuCores: 0.21 },
+    ],
+  });
+  // 82 % of the CPU asked: not CPU-bound, and load is steady: none.
+  let plan = planFor(rule("saturated"), view);
+  assert.equal(plan.action, "none");
+  assert.match(
+    plan.evidence.join("\n"),
+    /load is not rising .* and the instances are not CPU-bound \(CPU 82%\)/,
+  );
+  view.instances = view.instances.map((i) => ({ ...i, cpuCores: 0.24 }));
+  plan = planFor(rule("saturated"), view);
+  assert.equal(plan.action, "scale-out");
+  assert.equal(plan.target, "web 2 → 3");
+  assert.match(plan.reason, /^web is CPU-bound: scale out to 3/);
+});
+
+test("throttle sized by CPU: the low service gives up what the critical one needs of the CPU", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    .setService(API, { requests: 130, rps: 65, inflight: 20 }, 2_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService("t/shop/batch", { requests: 500, rps: 250, inflight: 10 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical", resources: { cpu: 0.25, memory: 1 } },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+    instances: [
+      { id: "a", service: "api", cpuCores: 0.24 },
+      { id: "b", service: "batch", cpuCores: 0.9 },
+    ],
+  });
+  const plan = planFor(rule("saturated"), view);
+  // api needs 0.24 cores more until its second instance serves: batch keeps 1 − 0.24 / 0.9 of its 10 in flight.
+  assert.deepEqual(plan.change, {
+    kind: "scale-out",
+    service: "api",
+    from: 1,
+    to: 2,
+    throttle: [{ service: "batch", concurrency: 7, previous: undefined }],
+  });
+  // CPU figures still from before the step (api at 20 % of its CPU): they say nothing of the need, batch keeps half.
+  view.instances = view.instances.map((i) => ({ ...i, cpuCores: i.service === "api" ? 0.05 : 0.2 }));
+  const early = planFor(rule("saturated"), view);
+  assert.deepEqual(early.change.kind === "scale-out" && early.change.throttle, [
+    { service: "batch", concurrency: 5, previous: undefined },
+  ]);
+});
+
+test("a low service saturated while a critical one is overloaded now is not scaled out: the room goes to the critical one", () => {
+  const API = "t/shop/api";
+  const BATCH = "t/shop/batch";
+  const load = new FakeLoad()
+    .setService(API, { requests: 130, rps: 65, inflight: 24 }, 2_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService(BATCH, { requests: 130, rps: 65, inflight: 16 }, 2_000)
+    .setService(BATCH, { requests: 700, rps: 11.7, inflight: 1 });
+  const view = viewOf(load, {
+    services: [
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+    ],
+  });
+  const findings = detect(rule("saturated"), view);
+  assert.deepEqual(
+    findings.map((f) => f.service),
+    ["api", "batch"],
+  );
+  const plan = decide(findings[1], view, WINDOW);
+  assert.equal(plan.action, "none");
+  assert.match(
+    plan.evidence.join("\n"),
+    /not scale-out: api \(critical\) is overloaded too: new capacity goes to it first/,
+  );
+  // api's queue gone: batch may grow.
+  load.setService(API, { requests: 130, rps: 65, inflight: 2 }, 2_000);
+  assert.equal(decide(findings[1], view, WINDOW).action, "scale-out");
+});
+
+test("a low service whose step came with the critical one's (in flight, no answers yet) is throttled too", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    .setService(API, { requests: 130, rps: 65, inflight: 24 }, 2_000)
+    .setService(API, { requests: 700, rps: 11.7, inflight: 1 })
+    .setService("t/shop/batch", { requests: 0, inflight: 6 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+  });
+  const plan = planFor(rule("saturated"), view);
+  assert.deepEqual(plan.change.kind === "scale-out" && plan.change.throttle, [
+    { service: "batch", concurrency: 3, previous: undefined },
+  ]);
+  // No traffic at all: nothing to throttle.
+  load.setService("t/shop/batch", { requests: 0, inflight: 0 });
+  assert.deepEqual(
+    planFor(rule("saturated"), view).change.kind === "scale-out" && planFor(rule("saturated"), view).change,
+    {
+      kind: "scale-out",
+      service: "api",
+      from: 1,
+      to: 2,
+      throttle: [],
+    },
+  );
+});
+
+test("under saturation answers per second are what instances serve: the queue sizes the scale-out", () => {
+  // Served rps rose ×1.3 only, but 20 in flight per instance against a threshold of 8: ×2.
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 104, rps: 52, inflight: 40 }, 2_000)
+    .setService(WEB, { requests: 2400, rps: 40, inflight: 5 });
+  const plan = planFor(rule("saturated"), viewOf(load, { services: [{ name: "web" }] }));
+  assert.equal(plan.target, "web 2 → 4");
+});
+
+test("what is asked is what was answered plus what the queue grew by: a step shows as rising at once, a slowdown does not", () => {
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    // The last report: 11 answered, 12 in flight; the one before: 0 in flight (2 s mean 6).
+    .setService(API, { requests: 11, rps: 11, inflight: 12 }, 1_000)
+    .setService(API, { requests: 22, rps: 11, inflight: 6 }, 2_000)
+    .setService(API, { requests: 600, rps: 9.9, inflight: 1 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical" },
+      },
+    ],
+  });
+  // 6 per instance over 2 s is under 8: the 1 s figure alone is not a finding; a threshold of 5 is.
+  const r = { ...rule("saturated"), threshold: 5 };
+  let plan = planFor(r, view);
+  assert.equal(plan.action, "scale-out");
+  assert.match(
+    plan.evidence.join("\n"),
+    /api: 11 answered \+ the queue growing 12\/s = 23 rps asked over the last 1 s against 9\.9 over 60 s \(×2\.3\)/,
+  );
+  // The same answers and a queue that stays (12 in flight in both reports): slower, not busier.
+  load.setService(API, { requests: 22, rps: 11, inflight: 12 }, 2_000);
+  plan = planFor(r, view);
+  assert.equal(plan.action, "none");
+  assert.match(plan.evidence.join("\n"), /not scale-out: load is not rising \(api: 11 rps over 2 s/);
+});
+
+test("over the control plane's live figures: a step is a finding on its second report, rising by what is asked", () => {
+  const clock = new ManualClock();
+  const live = new LiveLoad(clock);
+  const report = (requests: number, inflight: number) => {
+    clock.advance(1000);
+    const latency = new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0);
+    latency[2] = requests;
+    const s: ServiceLoad = {
+      service: "t/shop/api",
+      requests,
+      errors: 0,
+      shed: 0,
+      inflight,
+      waiting: 0,
+      latency,
+      instances: [],
+    };
+    live.record("gw", { at: clock.now(), intervalMs: 1000, services: [s] });
+  };
+  for (let i = 0; i < 60; i++) report(10, 0);
+  const view = () =>
+    viewOf(live, {
+      now: clock.now(),
+      services: [
+        {
+          name: "api",
+          instances: 1,
+          running: 1,
+          spec: { mode: "cattle", routes: [], criticality: "critical" },
+        },
+      ],
+    });
+  // The step's first second: 17 answered, 12 left in flight: (0 + 12) / 2 over 2 s is under 8.
+  report(17, 12);
+  assert.equal(detect(rule("saturated"), view()).length, 0);
+  // Its second: 14 answered, 24 in flight: 18 over 2 s.
+  report(14, 24);
+  const plan = planFor(rule("saturated"), view());
+  assert.equal(plan.action, "scale-out");
+  assert.equal(plan.target, "api 1 → 2");
+  assert.match(plan.evidence[0], /^api: 18 requests in flight per instance over the last 2 s/);
+  // Asked: 14 answered + 2 × (24 − 18) = 12 more in flight = 26 a second, against ~10 over 60 s.
+  assert.match(
+    plan.evidence.join("\n"),
+    /api: 14 answered \+ the queue growing 12\/s = 26 rps asked over the last 1 s against 10\.\d over 60 s/,
+  );
 });

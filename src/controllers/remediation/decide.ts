@@ -9,8 +9,9 @@
  *   rollback   the serving release is recent (within the window), not itself a rollback,
  *              the bad figures sit (≥ 80 %) on its instances, and load has not surged (< ×1.5; ×3 for errors)
  *   cordon     every instance of the service on one ready node is bad while peers elsewhere are fine
- *   replace    one cattle instance far worse (≥ 3×) than the median of its ≥ 2 peers
- *   degrade    spans show the service's calls to another failing: its routes answer their fallback
+ *   replace    one cattle instance far worse (≥ 3×) than the median of its ≥ 2 peers: a new one replaces it
+ *   restart    the same for a pet: restarted in place (same id, node and data; a new generation)
+ *   degrade    spans show the service's calls to another failing: its routes switch to their fallback
  *   scale-out  load is rising (rps over the window ≥ 1.2 × over 6 windows): more instances,
  *              and with throttle allowed, low-criticality services' concurrency lowered meanwhile
  *   throttle   (without scale-out) low-criticality services' concurrency lowered
@@ -25,7 +26,7 @@ import type { Action } from "../../model/remediation.ts";
 import { loadRise, scaleOut, throttleOnly } from "./load-actions.ts";
 import type { Plan } from "./plan.ts";
 import { type Finding, pct, round1, thresholdOf, windowMsOf } from "./symptoms.ts";
-import { type AppView, type InstanceView, type ServiceView, serviceKeyOf } from "./view.ts";
+import { type AppView, type CallEdge, type InstanceView, type ServiceView, serviceKeyOf } from "./view.ts";
 
 /** Share of the bad figures that must sit on the new release's instances for a rollback. */
 export const ROLLBACK_SHARE = 0.8;
@@ -54,7 +55,8 @@ export function decide(finding: Finding, view: AppView, releaseWindowMs: number)
   const tries: [Action, () => Plan | string][] = [
     ["rollback", () => rollback(finding, view, service, figures, releaseWindowMs)],
     ["cordon", () => cordon(finding, view, service, figures)],
-    ["replace", () => replace(finding, view, service, figures)],
+    ["replace", () => outlierPlan("replace", finding, view, service, figures)],
+    ["restart", () => outlierPlan("restart", finding, view, service, figures)],
     ["degrade", () => degrade(finding, view, service)],
     ["scale-out", () => scaleOut(finding, view, service, allowed.has("throttle"))],
     ["throttle", () => throttleOnly(finding, view, service)],
@@ -226,9 +228,20 @@ const describe = (i: InstanceView, f: InstanceFigures | undefined): string =>
     ? `${i.state}, ${pct(f.errorRate)} of ${f.requests} failed${f.p99Ms !== undefined ? `, p99 ${Math.round(f.p99Ms)} ms` : ""}`
     : i.state;
 
-function replace(finding: Finding, view: AppView, s: ServiceView, figures: InstanceFigures[]): Plan | string {
+/**
+ * One running instance far worse than its peers: a cattle one is replaced (a
+ * new instance, wherever it fits), a pet restarted in place (it keeps its
+ * identity and data, and is never moved silently).
+ */
+function outlierPlan(
+  action: "replace" | "restart",
+  finding: Finding,
+  view: AppView,
+  s: ServiceView,
+  figures: InstanceFigures[],
+): Plan | string {
   if (finding.rule.symptom !== "error-rate" && finding.rule.symptom !== "latency")
-    return "replacing needs per-instance error or latency figures";
+    return `${action === "replace" ? "replacing" : "restarting"} needs per-instance error or latency figures`;
   const running = new Map(
     view.instances.filter((i) => i.service === s.name && i.state === "running").map((i) => [i.id, i]),
   );
@@ -245,17 +258,23 @@ function replace(finding: Finding, view: AppView, s: ServiceView, figures: Insta
   if (measure(worst) < t || measure(worst) < OUTLIER_FACTOR * median)
     return `no instance is ${OUTLIER_FACTOR}× worse than its peers' median (${fmt(finding, median)})`;
   const inst = running.get(worst.instance)!;
-  if (inst.mode !== "cattle") return `${worst.instance} is a pet: it is not replaced`;
+  if (action === "replace" && inst.mode !== "cattle")
+    return `${worst.instance} is a pet: it is restarted in place, never replaced`;
+  if (action === "restart" && inst.mode !== "pet")
+    return `${worst.instance} is cattle: it is replaced rather than restarted`;
   return {
-    action: "replace",
+    action,
     target: worst.instance,
-    reason: `${worst.instance} is far worse than its ${peers.length} peers: replace it`,
+    reason:
+      action === "replace"
+        ? `${worst.instance} is far worse than its ${peers.length} peers: replace it`
+        : `pet ${worst.instance} is far worse than its ${peers.length} peers: restart it in place (same node and data)`,
     evidence: [
       ...finding.evidence,
       `${worst.instance} on ${inst.node}: ${fmt(finding, measure(worst))} over ${worst.requests} requests`,
       `peers' median: ${fmt(finding, median)} (${peers.length} instances)`,
     ],
-    change: { kind: "replace", service: s.name, instance: worst.instance },
+    change: { kind: action, service: s.name, instance: worst.instance },
   };
 }
 
@@ -269,26 +288,38 @@ export function medianOf(xs: number[]): number {
 }
 
 function degrade(finding: Finding, view: AppView, s: ServiceView): Plan | string {
-  const failing = view.calls.filter(
-    (c) =>
-      (c.from === s.name || c.from.endsWith(`/${s.name}`)) &&
-      c.errors >= MIN_FAILED_CALLS &&
-      c.errorRate >= DEPENDENCY_ERROR_RATE,
-  );
+  if (s.degraded) return `${s.name}'s routes already answer their fallback`;
+  const failing = failingCalls(view.calls, s.name);
   if (failing.length === 0) return "spans show no failing calls to another service";
   const fallbacks = s.spec.routes.filter((r) => r.fallback).length;
   if (fallbacks === 0)
     return `${s.name}'s calls to ${failing[0].to} fail, but none of its routes has a fallback`;
+  const dependencies = [...new Set(failing.map((c) => c.to))];
   return {
     action: "degrade",
     target: s.name,
-    reason: `${s.name}'s calls to ${failing.map((c) => c.to).join(", ")} fail: its ${fallbacks} route(s) answer their fallback`,
+    reason: `${s.name}'s calls to ${dependencies.join(", ")} fail: its ${fallbacks} route(s) with a fallback answer it until they succeed again`,
     evidence: [
       ...finding.evidence,
       ...failing.map(
         (c) => `spans ${c.from} → ${c.to}: ${c.errors} of ${c.calls} calls failed (${pct(c.errorRate)})`,
       ),
     ],
-    change: { kind: "degrade", service: s.name },
+    change: { kind: "degrade", service: s.name, dependencies },
   };
+}
+
+/** Whether a span's service name (`app/service` or `service`) is this service. */
+export const isService = (spanService: string, service: string): boolean =>
+  spanService === service || spanService.endsWith(`/${service}`);
+
+/** The service's calls to others that fail (≥ MIN_FAILED_CALLS, ≥ DEPENDENCY_ERROR_RATE). */
+export function failingCalls(calls: readonly CallEdge[], service: string): CallEdge[] {
+  return calls.filter(
+    (c) =>
+      isService(c.from, service) &&
+      !isService(c.to, service) &&
+      c.errors >= MIN_FAILED_CALLS &&
+      c.errorRate >= DEPENDENCY_ERROR_RATE,
+  );
 }

@@ -10,9 +10,10 @@ import { normalizeService } from "../../model/manifest.ts";
 import type { App, Event, Instance, Release, Service } from "../../model/objects.ts";
 import { type RemediationPolicy, remediationKey } from "../../model/remediation.ts";
 import { testContext } from "../testing.ts";
-import { mergeThrottles, outcomeRule, RemediationEngine } from "./engine.ts";
+import { instanceOutcome, loadSince, mergeThrottles, outcomeRule, RemediationEngine } from "./engine.ts";
 import { updatePolicy } from "./policy.ts";
 import { FakeLoad } from "./testing.ts";
+import type { CallEdge } from "./view.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -165,9 +166,38 @@ test("a paused app gets no decisions; resumed, it does", async () => {
   await h.engine.tick();
   assert.deepEqual(h.calls, []);
   assert.equal((await h.events("Remediation")).length, 0);
+  h.clock.advance(30_000);
   await updatePolicy(h.store, h.clock, "t", "shop", { paused: false });
+  assert.equal((await h.policy())?.resumedAt, new Date(h.clock.now()).toISOString());
+  // The errors' window (10 s) still holds figures of the paused period: nothing yet.
+  await h.engine.tick();
+  h.clock.advance(9_000);
+  await h.engine.tick();
+  assert.deepEqual(h.calls, []);
+  assert.equal((await h.events("Remediation")).length, 0);
+  // A whole window after the resume, its figures are the app's own again.
+  h.clock.advance(1_000);
   await h.engine.tick();
   assert.deepEqual(h.calls, ["rollback shop v1"]);
+});
+
+test("after a resume every window the engine reads starts at the resume at the earliest", () => {
+  const asked: number[] = [];
+  const load = {
+    service: (_key: string, windowMs: number) => {
+      asked.push(windowMs);
+      return undefined;
+    },
+    instances: (_key: string, windowMs: number) => {
+      asked.push(windowMs);
+      return [];
+    },
+  };
+  const cut = loadSince(load, 100_000, 88_000);
+  cut.service(WEB, 10_000);
+  cut.service(WEB, 60_000);
+  cut.instances(WEB, 30_000);
+  assert.deepEqual(asked, [10_000, 12_000, 12_000]);
 });
 
 test("over the hourly budget a decision is recorded as held back and not applied", async () => {
@@ -227,6 +257,28 @@ test("throttle while scaling: the low service's concurrency is lowered, then res
   );
 });
 
+test("a throttle is lifted once the new capacity serves and the last 2 s show no queue, before the 10 s average forgets", async () => {
+  const h = await setup({ criticality: "critical" });
+  await h.store.put("service", "t/shop/batch", h.service("batch", "low"));
+  h.load
+    .setService(WEB, { requests: 120, rps: 60, inflight: 40 }, 2_000)
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 20 })
+    .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 10 });
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["scale web 4"]);
+  const batch = async () => (await h.store.get<Service>("service", "t/shop/batch"))!.value;
+  assert.deepEqual((await batch()).traffic, { concurrency: 5 });
+  // Capacity serves (the fake scale wrote nothing: 2 of 2 running) and the queue is gone from the
+  // last 2 s, while the 10 s average still holds it: lifted now, not in 10 s.
+  const web = (await h.store.get<Service>("service", WEB))!;
+  await h.store.put("service", WEB, { ...web.value, instances: 2 });
+  h.load.setService(WEB, { requests: 120, rps: 60, inflight: 4 }, 2_000);
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal((await batch()).traffic, undefined);
+});
+
 test("an outcome is judged on the figures after the change: the window is cut to half the wait", () => {
   const rule = {
     name: "errors",
@@ -280,4 +332,163 @@ test("a critical and a low service both saturated: the critical one is scaled ou
   h.clock.advance(200_000);
   await h.engine.tick();
   assert.ok(!h.calls.some((c) => c.startsWith("scale batch")), String(h.calls));
+});
+
+test("degrade: a failing dependency switches the caller's fallback routes on; calls succeeding again switch them back", async () => {
+  const h = await setup();
+  const web = (await h.store.get<Service>("service", WEB))!.value;
+  const fallback = { status: 200, body: "[]", contentType: "application/json" };
+  await h.store.put<Service>("service", WEB, {
+    ...web,
+    spec: { ...web.spec, routes: [{ host: "shop.test", path: "/recs", fallback }] },
+  });
+  let edges: CallEdge[] = [{ from: "shop/web", to: "shop/recs", calls: 40, errors: 40, errorRate: 1 }];
+  const asked: number[] = [];
+  const engine = new RemediationEngine({
+    ctx: h.ctx,
+    act: { rollback: async () => {}, scale: async () => {} },
+    calls: async (_tenant, fromUs) => {
+      asked.push(fromUs / 1000);
+      return edges;
+    },
+  });
+  await updatePolicy(h.store, h.clock, "t", "shop", {
+    rules: [{ name: "deps", symptom: "error-rate", actions: ["degrade"], cooldownS: 5 }],
+  });
+  h.load.setService(WEB, { requests: 200, errors: 150 });
+  await engine.tick();
+  const [decided] = await h.events("Remediation");
+  assert.match(
+    decided.message,
+    /^deps: degrade web: web's calls to shop\/recs fail: its 1 route\(s\) with a fallback answer it until they succeed again/,
+  );
+  assert.ok(decided.details?.includes("spans shop/web → shop/recs: 40 of 40 calls failed (100%)"));
+  const switchedAt = h.clock.now();
+  const traffic = async () => (await h.store.get<Service>("service", WEB))!.value.traffic;
+  assert.deepEqual(await traffic(), { fallback: true });
+  assert.deepEqual((await h.policy())!.degraded, [
+    { service: "web", dependencies: ["shop/recs"], since: new Date(switchedAt).toISOString() },
+  ]);
+  // The fallback answers: the error rate is gone, but the probes' calls still fail: kept.
+  h.load.setService(WEB, { requests: 200, errors: 2 });
+  edges = [{ from: "shop/web", to: "shop/recs", calls: 5, errors: 5, errorRate: 1 }];
+  h.clock.advance(2000);
+  asked.length = 0;
+  await engine.tick();
+  assert.deepEqual(await traffic(), { fallback: true });
+  assert.deepEqual(asked, [switchedAt], "the calls looked at start at the switch");
+  // Too few calls to tell: kept.
+  edges = [{ from: "shop/web", to: "shop/recs", calls: 2, errors: 0, errorRate: 0 }];
+  h.clock.advance(1000);
+  await engine.tick();
+  assert.deepEqual(await traffic(), { fallback: true });
+  // The probes' calls succeed: switched back.
+  edges = [{ from: "shop/web", to: "shop/recs", calls: 6, errors: 0, errorRate: 0 }];
+  h.clock.advance(1000);
+  await engine.tick();
+  assert.equal(await traffic(), undefined);
+  assert.equal((await h.policy())!.degraded, undefined);
+  const [restored] = await h.events("RemediationRestored");
+  assert.match(
+    restored.message,
+    /web's routes are served by web again, no longer their fallback: its calls succeed again: 0 of 6 calls to shop\/recs failed \(0%\)/,
+  );
+});
+
+test("the outcome of a restart or a replace says what became of the instance", async () => {
+  const h = await setup();
+  const view = {
+    tenant: "t",
+    app: "shop",
+    now: 0,
+    appRelease: 2,
+    releases: [],
+    services: [
+      {
+        name: "web",
+        release: 2,
+        instances: 3,
+        running: 3,
+        state: "running" as const,
+        crashes: 0,
+        spec: { mode: "pet" as const, routes: [] },
+      },
+    ],
+    instances: [
+      { id: "p", service: "web", release: 2, node: "n1", state: "running" as const, mode: "pet" as const },
+    ],
+    nodes: [],
+    alerts: [],
+    calls: [],
+    load: h.load,
+  };
+  const d = {
+    id: "x",
+    at: "",
+    rule: "errors",
+    symptom: "error-rate" as const,
+    service: "web",
+    target: "p",
+    reason: "",
+    evidence: [],
+    dryRun: false,
+  };
+  assert.deepEqual(instanceOutcome({ ...d, action: "restart" }, view), [
+    "pet p is running again on n1",
+    "web runs 3 of 3",
+  ]);
+  assert.deepEqual(instanceOutcome({ ...d, action: "replace", target: "c" }, view), [
+    "c is gone",
+    "web runs 3 of 3",
+  ]);
+  assert.deepEqual(instanceOutcome({ ...d, action: "rollback" }, view), []);
+});
+
+test("restart a pet: a dry run changes nothing; then restarted in place once, with the cooldown holding a second", async () => {
+  const h = await setup();
+  for (const id of ["a", "b", "c"]) {
+    const a = (await h.store.get<Instance>("instance", "a"))!.value;
+    await h.store.put<Instance>("instance", id, { ...a, id, mode: "pet", generation: 1 });
+  }
+  const web = (await h.store.get<Service>("service", WEB))!.value;
+  await h.store.put<Service>("service", WEB, { ...web, instances: 3 });
+  // An old release (no rollback), one pet far worse than the other two.
+  const r2 = (await h.store.get<Release>("release", "t/shop/00000002"))!.value;
+  await h.store.put<Release>("release", "t/shop/00000002", {
+    ...r2,
+    createdAt: new Date(h.clock.now() - 7_200_000).toISOString(),
+  });
+  h.load.setService(WEB, { requests: 300, errors: 50 }).setInstances(WEB, [
+    { instance: "a", release: 2, requests: 100, errors: 50 },
+    { instance: "b", release: 2, requests: 100, errors: 0 },
+    { instance: "c", release: 2, requests: 100, errors: 0 },
+  ]);
+  const generation = async () => (await h.store.get<Instance>("instance", "a"))!.value.generation;
+  await updatePolicy(h.store, h.clock, "t", "shop", { dryRun: true });
+  await h.engine.tick();
+  const [dry] = await h.events("Remediation");
+  assert.match(
+    dry.message,
+    /^errors: restart a \(dry run: nothing changed\): pet a is far worse than its 2 peers/,
+  );
+  assert.equal(await generation(), 1);
+
+  await updatePolicy(h.store, h.clock, "t", "shop", { dryRun: false });
+  // The dry run's decision cools down like any other (not repeated every second).
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal(await generation(), 1);
+  h.clock.advance(120_000);
+  await h.engine.tick();
+  assert.equal(await generation(), 2);
+  const restarted = (await h.events("Remediation")).find((e) => !e.message.includes("dry run"));
+  assert.match(restarted?.message ?? "", /^errors: restart a: pet a is far worse/);
+  assert.equal((await h.events("Restarting")).length, 1);
+  // Still bad a second later (figures of before the restart): the change needs time to show, no second restart.
+  const a = (await h.store.get<Instance>("instance", "a"))!.value;
+  await h.store.put<Instance>("instance", "a", { ...a, state: "running" });
+  h.clock.advance(1000);
+  await h.engine.tick();
+  assert.equal(await generation(), 2);
+  assert.equal((await h.policy())!.decisions.filter((d) => d.applied === "applied").length, 1);
 });

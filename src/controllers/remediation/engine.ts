@@ -6,17 +6,22 @@
  *     ─► event `Remediation` (evidence in its details)
  *   decisions whose outcome is due ─► the symptom again ─► event `RemediationOutcome`
  *   throttles whose service's capacity serves and whose symptom cleared ─► restored
+ *   degraded services whose calls succeed again (spans of the gateway's probes) ─► switched back
  *
  * Nothing is remembered between passes but the `remediation` object of each
  * app (decisions, throttles): a decision is stored before its change is made,
  * so a restarted server neither repeats it (cooldown) nor forgets it (budget).
- * A paused app gets no decisions; its outcomes and throttle restores go on.
+ * A paused app gets no decisions; its outcomes and restores go on. Once
+ * resumed, a rule decides only after a whole window of figures from after the
+ * resume, and every window it reads (the load's baseline, the spans) starts
+ * at the resume at the earliest: nothing seen while paused is acted on.
  */
 
 import { timeOrderedId } from "../../common/ids.ts";
 import { Rounds } from "../../common/rounds.ts";
 import type { LoadFigures } from "../../model/load.ts";
 import type { Instance } from "../../model/objects.ts";
+import type { Degrade } from "../../model/remediation.ts";
 import {
   BUILT_IN_RULES,
   DEFAULT_COOLDOWN_S,
@@ -30,12 +35,13 @@ import {
   type Throttle,
 } from "../../model/remediation.ts";
 import type { Context } from "../context.ts";
-import { type Actuators, applyChange, restoreThrottle } from "./act.ts";
+import { type Actuators, type Applied, applyChange, restoreDegrade, restoreThrottle } from "./act.ts";
 import { budgetLeft, coolingDown, recentChange } from "./budget.ts";
 import { decide } from "./decide.ts";
+import { degradeOver, recoveryFrom } from "./degrade.ts";
 import { type AlertLike, appViews, NO_LOAD, releasesOf } from "./evidence.ts";
 import { readPolicy } from "./policy.ts";
-import { detect, detectOne, windowMsOf } from "./symptoms.ts";
+import { detect, detectOne, overloadedNow, windowMsOf } from "./symptoms.ts";
 import type { AppView, CallEdge } from "./view.ts";
 
 export interface EngineOptions {
@@ -77,8 +83,47 @@ export function mergeThrottles(current: readonly Throttle[], added: readonly Thr
   ];
 }
 
+/**
+ * What became of the instance a replace or restart acted on, for its outcome:
+ * the restarted pet runs again (same id), the replaced one is gone and the
+ * service runs its count.
+ */
+export function instanceOutcome(d: RemediationDecision, view: AppView): string[] {
+  if (d.action !== "restart" && d.action !== "replace") return [];
+  const i = view.instances.find((x) => x.id === d.target);
+  const s = view.services.find((x) => x.name === d.service);
+  const count = s ? `${d.service} runs ${s.running} of ${s.instances}` : `${d.service} is gone`;
+  if (d.action === "restart")
+    return [i ? `pet ${d.target} is ${i.state} again on ${i.node}` : `pet ${d.target} is gone`, count];
+  return [i ? `${d.target} still runs (${i.state})` : `${d.target} is gone`, count];
+}
+
 /** A throttle is restored after this long at most, whatever the figures say. */
 export const MAX_THROTTLE_MS = 10 * 60_000;
+
+/** Past this long after a resume no window reaches back into the paused period (6 × the longest rule window). */
+const MAX_SINCE_RESUME_MS = 6 * 3600 * 1000;
+
+/**
+ * Figures whose windows start at `since` at the earliest (the resume of a
+ * paused app): a longer window is cut to the time since.
+ */
+export function loadSince(load: LoadFigures, now: number, since: number): LoadFigures {
+  const cut = (windowMs: number) => Math.max(1, Math.min(windowMs, now - since));
+  return {
+    service: (key, windowMs) => load.service(key, cut(windowMs)),
+    instances: (key, windowMs) => load.instances(key, cut(windowMs)),
+  };
+}
+
+/** Services switched to their fallbacks, with one added (or replaced). */
+export function mergeDegrades(
+  current: readonly Degrade[] | undefined,
+  added: Degrade | undefined,
+): Degrade[] {
+  const kept = (current ?? []).filter((d) => d.service !== added?.service);
+  return added ? [...kept, added] : kept;
+}
 
 /** Symptoms of load, which a throttle for a more critical service causes on purpose. */
 const LOAD_SYMPTOMS = new Set<string>(["saturation", "latency"]);
@@ -134,9 +179,15 @@ export class RemediationEngine {
     const rules = policy.rules ?? BUILT_IN_RULES;
     await this.#outcomes(view, policy, revision);
     if (policy.throttles.length > 0) await this.#restoreThrottles(view);
+    if ((policy.degraded ?? []).length > 0) await this.#restoreDegrades(view);
     if (policy.paused) return;
+    // After a resume: no figure from the paused period (windows cut at the resume, each rule waits a whole window).
+    const resumedAt = policy.resumedAt ? Date.parse(policy.resumedAt) : Number.NEGATIVE_INFINITY;
+    if (view.now - resumedAt < MAX_SINCE_RESUME_MS)
+      view = { ...view, load: loadSince(view.load, view.now, resumedAt) };
     const decided = new Set<string>();
     for (const rule of rules) {
+      if (view.now - resumedAt < windowMsOf(rule)) continue;
       for (const finding of detect(rule, view)) {
         if (decided.has(finding.service)) continue;
         // A rollout in progress is the deploy controller's to judge (its figures mix two releases).
@@ -157,7 +208,8 @@ export class RemediationEngine {
         if (view.releases.length === 0) view.releases = await releasesOf(ctx.store, view.tenant, view.app);
         if (rule.actions.includes("degrade") && view.calls.length === 0 && this.#o.calls) {
           const toUs = view.now * 1000;
-          view.calls = await this.#o.calls(view.tenant, toUs - 60_000_000, toUs).catch(() => []);
+          const fromUs = Math.max(toUs - 60_000_000, resumedAt * 1000);
+          view.calls = await this.#o.calls(view.tenant, fromUs, toUs).catch(() => []);
         }
         const plan = decide(finding, view, (fresh.policy.releaseWindowS ?? DEFAULT_RELEASE_WINDOW_S) * 1000);
         if (coolingDown(fresh.policy.decisions, rule, finding.service, plan.action, view.now)) continue;
@@ -201,9 +253,9 @@ export class RemediationEngine {
         }
         if (decision.applied === "pending") {
           let applied = "applied";
-          let throttles: RemediationPolicy["throttles"] = [];
+          let made: Applied = { throttles: [] };
           try {
-            throttles = await applyChange(
+            made = await applyChange(
               ctx,
               this.#o.act,
               view.tenant,
@@ -212,16 +264,21 @@ export class RemediationEngine {
               `${rule.name}: ${plan.reason}`,
             );
             if (plan.change.kind === "throttle")
-              throttles = throttles.map((t) => ({ ...t, for: finding.service }));
+              made = { ...made, throttles: made.throttles.map((t) => ({ ...t, for: finding.service })) };
           } catch (err) {
             applied = `failed: ${(err as Error).message}`;
           }
           decision.applied = applied;
-          await this.#update(view, revisionNow, (p) => ({
-            ...p,
-            decisions: p.decisions.map((d) => (d.id === decision.id ? { ...d, applied } : d)),
-            throttles: mergeThrottles(p.throttles, throttles),
-          }));
+          await this.#update(view, revisionNow, (p) => {
+            const degraded = mergeDegrades(p.degraded, made.degraded);
+            const next: RemediationPolicy = {
+              ...p,
+              decisions: p.decisions.map((d) => (d.id === decision.id ? { ...d, applied } : d)),
+              throttles: mergeThrottles(p.throttles, made.throttles),
+            };
+            if (degraded.length > 0) next.degraded = degraded;
+            return next;
+          });
         }
         await this.#record(view, decision);
       }
@@ -259,7 +316,7 @@ export class RemediationEngine {
         reason: "RemediationOutcome",
         type: outcome === "cleared" ? "normal" : "warning",
         message: `${d.rule}: ${d.action}${d.dryRun ? " (dry run)" : ""} ${d.target}: the ${d.symptom} ${outcome === "cleared" ? "cleared" : "persists"} ${Math.round((view.now - Date.parse(d.at)) / 1000)} s later`,
-        details: [`decision ${d.id}`, ...(now ? now.evidence : [])],
+        details: [`decision ${d.id}`, ...instanceOutcome(d, view), ...(now ? now.evidence : [])],
       });
     }
   }
@@ -275,7 +332,8 @@ export class RemediationEngine {
       if (view.now - Date.parse(t.since) > MAX_THROTTLE_MS) return true;
       const s = view.services.find((x) => x.name === t.for);
       if (!s) return true;
-      return s.running >= s.instances && !rules.some((r) => detectOne(r, view, s));
+      // Lifted as soon as the new capacity serves and no queue shows now, not once a 10 s average forgets it.
+      return s.running >= s.instances && !rules.some((r) => overloadedNow(r, view, s));
     });
     if (done.length === 0) return;
     for (const t of done) await restoreThrottle(ctx, view.tenant, view.app, t);
@@ -290,6 +348,48 @@ export class RemediationEngine {
         service: t.service,
         reason: "RemediationRestored",
         message: `${t.service}'s concurrency is back to ${"concurrency" in t.previous ? (t.previous.concurrency ?? "off") : "herd.yaml's"}: ${t.for || "the overloaded service"} serves again`,
+      });
+    }
+  }
+
+  /** Switches degraded services back once their calls succeed again (or after MAX_DEGRADE_MS). */
+  async #restoreDegrades(view: AppView): Promise<void> {
+    const { ctx } = this.#o;
+    const { policy, revision } = await readPolicy(ctx.store, view.tenant, view.app, view.now);
+    const degraded = policy.degraded ?? [];
+    if (degraded.length === 0) return;
+    const done: { d: Degrade; why: string; undo: boolean }[] = [];
+    for (const d of degraded) {
+      const s = view.services.find((x) => x.name === d.service);
+      if (!s) done.push({ d, why: "the service is gone", undo: false });
+      else if (!s.degraded) done.push({ d, why: "its fallback switch was turned off by hand", undo: false });
+      else {
+        const from = recoveryFrom(d, view.now);
+        const calls = this.#o.calls
+          ? await this.#o.calls(view.tenant, from * 1000, view.now * 1000).catch(() => [])
+          : [];
+        const why = degradeOver(d, calls, view.now);
+        if (why) done.push({ d, why, undo: true });
+      }
+    }
+    if (done.length === 0) return;
+    for (const x of done) if (x.undo) await restoreDegrade(ctx, view.tenant, view.app, x.d);
+    await this.#update(view, revision, (p) => {
+      const next: RemediationPolicy = {
+        ...p,
+        degraded: (p.degraded ?? []).filter((d) => !done.some((x) => x.d.service === d.service)),
+      };
+      if (next.degraded?.length === 0) delete next.degraded;
+      return next;
+    });
+    for (const { d, why } of done) {
+      await ctx.events.record({
+        tenant: view.tenant,
+        app: view.app,
+        service: d.service,
+        reason: "RemediationRestored",
+        message: `${d.service}'s routes are served by ${d.service} again, no longer their fallback: ${why}`,
+        details: [`degraded since ${d.since} for ${d.dependencies.join(", ")}`],
       });
     }
   }

@@ -71,6 +71,7 @@ export async function appViews(
         ...(s.traffic && "concurrency" in s.traffic
           ? { concurrencyOverride: s.traffic.concurrency ?? null }
           : {}),
+        ...(s.traffic?.fallback ? { degraded: true } : {}),
       })),
       instances: insts.map((i) => {
         const cores = cpuCores?.(i);

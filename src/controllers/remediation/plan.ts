@@ -11,7 +11,8 @@ export type Change =
   | { kind: "scale-out"; service: string; from: number; to: number; throttle: ThrottleChange[] }
   | { kind: "throttle"; throttle: ThrottleChange[] }
   | { kind: "replace"; service: string; instance: string }
-  | { kind: "degrade"; service: string }
+  | { kind: "restart"; service: string; instance: string }
+  | { kind: "degrade"; service: string; dependencies: string[] }
   | { kind: "cordon"; node: string }
   | { kind: "none" };
 

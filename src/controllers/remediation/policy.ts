@@ -64,6 +64,8 @@ export async function updatePolicy(
     else if (body.rules !== undefined) next.rules = body.rules;
     if (body.dryRun !== undefined) next.dryRun = body.dryRun;
     if (body.paused !== undefined) next.paused = body.paused;
+    // Resumed: figures from the paused period are not acted on (the engine's windows start here).
+    if (body.paused === false && policy.paused) next.resumedAt = next.updatedAt;
     if (body.budgetPerHour !== undefined) next.budgetPerHour = body.budgetPerHour;
     if (body.releaseWindowS !== undefined) next.releaseWindowS = body.releaseWindowS;
     if (body.outcomeAfterS !== undefined) next.outcomeAfterS = body.outcomeAfterS;

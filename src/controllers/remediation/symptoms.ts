@@ -4,7 +4,9 @@
  *
  *   error-rate  failed / requests over the window ≥ threshold (at least MIN_REQUESTS)
  *   latency     p99 over the window ≥ threshold ms (at least MIN_REQUESTS): the SLO burns
- *   saturation  in-flight requests per running instance ≥ threshold, or CPU ≥ 90 % of what instances asked
+ *   saturation  in-flight requests per running instance ≥ threshold over the last 2 s (the panic window:
+ *               a queue is seen within about a second of a load step) or over the rule's window,
+ *               or CPU ≥ 90 % of what instances asked
  *   crash-loop  the service's consecutive crashes ≥ threshold, or it is failed
  *   alert       the named alert rule fires for the app (for the service, when it says one)
  */
@@ -29,12 +31,22 @@ export const thresholdOf = (rule: RemediationRule): number =>
 export const windowMsOf = (rule: RemediationRule): number =>
   (rule.windowS ?? SYMPTOM_DEFAULTS[rule.symptom].windowS) * 1000;
 
+/**
+ * Saturation's short window: in-flight requests per instance over the last
+ * 2 s (two gateway reports) show a queue within about a second of a load
+ * step, where the rule's 10 s average takes 4 s or more to cross (Knative's
+ * panic window, for the same reason).
+ */
+export const PANIC_WINDOW_MS = 2000;
+
 /** A rule's symptom holding for one service. */
 export interface Finding {
   rule: RemediationRule;
   service: string;
   /** The figure that crossed the threshold. */
   value: number;
+  /** The window the figure was seen over, when shorter than the rule's (saturation's panic window). */
+  windowMs?: number;
   /** The figures, one line each, e.g. `web: 48% of 210 requests failed over 10 s (threshold 10%)`. */
   evidence: string[];
 }
@@ -114,13 +126,56 @@ export function detectOne(rule: RemediationRule, view: AppView, s: ServiceView):
       `${s.name}: p99 ${Math.round(f.p99Ms)} ms over ${secs(windowMs)} (threshold ${threshold} ms), ${f.requests} requests`,
     );
   }
-  // saturation
-  const per = f.inflight / Math.max(1, s.running);
-  if (per < threshold) return undefined;
-  return found(
-    per,
-    `${s.name}: ${round1(per)} requests in flight per instance over ${secs(windowMs)} (${round1(f.inflight)} on ${s.running} running, threshold ${threshold})${f.shed > 0 ? `, ${f.shed} shed` : ""}`,
-  );
+  // saturation: the queue now (the panic window), else the rule's average
+  const sat = saturation(view, s, threshold, windowMs);
+  if (!sat) return undefined;
+  return { ...found(sat.per, sat.line), ...(sat.windowMs < windowMs ? { windowMs: sat.windowMs } : {}) };
+}
+
+/**
+ * In-flight requests per running instance at or over `threshold`, over the
+ * panic window (a queue building now) or over `windowMs` (a sustained one).
+ */
+export function saturation(
+  view: AppView,
+  s: ServiceView,
+  threshold: number,
+  windowMs: number,
+): { per: number; windowMs: number; line: string } | undefined {
+  const key = serviceKeyOf(view, s.name);
+  const running = Math.max(1, s.running);
+  const stable = view.load.service(key, windowMs);
+  if (!stable) return undefined;
+  const shortMs = Math.min(PANIC_WINDOW_MS, windowMs);
+  const short = shortMs < windowMs ? view.load.service(key, shortMs) : undefined;
+  const perStable = stable.inflight / running;
+  const perShort = short ? short.inflight / running : 0;
+  const shed = stable.shed > 0 ? `, ${stable.shed} shed` : "";
+  if (short && perShort >= threshold && perShort >= perStable)
+    return {
+      per: perShort,
+      windowMs: shortMs,
+      line: `${s.name}: ${round1(perShort)} requests in flight per instance over the last ${secs(shortMs)} (${round1(short.inflight)} on ${s.running} running; ${round1(perStable)} over ${secs(windowMs)}; threshold ${threshold})${shed}`,
+    };
+  if (perStable < threshold) return undefined;
+  return {
+    per: perStable,
+    windowMs,
+    line: `${s.name}: ${round1(perStable)} requests in flight per instance over ${secs(windowMs)} (${round1(stable.inflight)} on ${s.running} running, threshold ${threshold})${shed}`,
+  };
+}
+
+/**
+ * Whether a service is overloaded now: in flight per instance over the panic
+ * window at or over the threshold (other symptoms: the rule holds). A
+ * throttle made for it is lifted once this is false and its new capacity
+ * serves, without waiting for the rule's 10 s average to forget the overload
+ * (nor for agents' CPU figures, which cover 5 s).
+ */
+export function overloadedNow(rule: RemediationRule, view: AppView, s: ServiceView): boolean {
+  if (rule.symptom !== "saturation") return detectOne(rule, view, s) !== undefined;
+  const f = view.load.service(serviceKeyOf(view, s.name), Math.min(PANIC_WINDOW_MS, windowMsOf(rule)));
+  return f !== undefined && f.inflight / Math.max(1, s.running) >= thresholdOf(rule);
 }
 
 export const round1 = (x: number): number => Math.round(x * 10) / 10;

@@ -24,6 +24,8 @@ export interface ServiceView {
   };
   /** The concurrency override in force (Service.traffic), when one is. */
   concurrencyOverride?: number | null;
+  /** Its routes answer their fallback now (Service.traffic.fallback). */
+  degraded?: boolean;
 }
 
 export interface InstanceView {

@@ -1,0 +1,380 @@
+// bench:config — one config change acknowledged by 10,000 subscribers
+// (docs/config.md). A child process serves the agent's config feed
+// (src/config-center/feed.ts) with one channel per simulated instance; this
+// process opens 10,000 subscribers on loopback, half long polls with a
+// version cursor and half SSE streams, each on its own connection. A round
+// publishes a new version and waits until every subscriber has it: the
+// latency of each is publish → its acknowledgement (received and parsed).
+//
+// Peer, in the same run: the same change seen by 10,000 plain pollers (GET
+// every POLL_MS, no cursor), as a client without push would do. Paired
+// rounds A B A B: push, polling, push, polling.
+//
+// Prints p50/p99/max per mode, full fan-outs per second (publish → all
+// acknowledged, one after the other), the feed's own publish time, and the
+// ratio of the peer's p99 to push's, and the CPU seconds each change cost the
+// feed and the subscribers (a figure the machine's load does not inflate).
+// Goal: push p99 ≤ 1 s. --strict exits 1 when the goal is missed or any push
+// round lost a subscriber.
+//
+// Usage: node bench/config.ts [--subscribers N] [--rounds R] [--strict]
+
+import { type ChildProcess, fork } from "node:child_process";
+import http from "node:http";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { feedKey } from "../src/config-center/instance-files.ts";
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const SUBSCRIBERS = arg("--subscribers", 10_000);
+const ROUNDS = arg("--rounds", 3);
+const STRICT = process.argv.includes("--strict");
+const POLL_MS = 1000;
+const GOAL_P99_MS = 1000;
+const ROUND_TIMEOUT_MS = 30_000;
+const OPEN_BATCH = 500;
+
+const newAgent = () => new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+let agent = newAgent();
+let server: ChildProcess | undefined;
+let port = 0;
+let stopped = false;
+const sockets = new Set<http.ClientRequest>();
+
+/** Per version: when this process asked for it to be published, and each subscriber's acknowledgement. */
+const rounds = new Map<number, { t0: number; acks: number[]; seen: Uint8Array; done: () => void }>();
+
+function ack(subscriber: number, version: number): void {
+  const r = rounds.get(version);
+  if (!r || r.seen[subscriber]) return;
+  r.seen[subscriber] = 1;
+  r.acks.push(performance.now() - r.t0);
+  if (r.acks.length === SUBSCRIBERS) r.done();
+}
+
+const path = (i: number) => `/config/i${i}?key=${feedKey("bench", `i${i}`)}`;
+
+function request(p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: p, agent, headers }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => {
+        body += c;
+      });
+      res.on("end", () => {
+        sockets.delete(req);
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    sockets.add(req);
+    req.on("error", (err) => {
+      sockets.delete(req);
+      reject(err);
+    });
+  });
+}
+
+/** A long poll that follows the version cursor. Resolves once it has its first version. */
+function longPoll(i: number, errors: { n: number }): Promise<void> {
+  return new Promise((ready) => {
+    void (async () => {
+      let since: number | undefined;
+      while (!stopped) {
+        try {
+          const r = await request(
+            `${path(i)}${since === undefined ? "" : `&since=${since}&timeoutMs=60000`}`,
+          );
+          if (r.status === 200) {
+            since = (JSON.parse(r.body) as { version: number }).version;
+            ack(i, since);
+            ready();
+          }
+        } catch {
+          if (!stopped) errors.n++;
+          await new Promise((res) => setTimeout(res, 100));
+        }
+      }
+    })();
+  });
+}
+
+/** An SSE stream that reconnects (with Last-Event-ID) when it breaks. Resolves once it has its first version. */
+function stream(i: number, errors: { n: number }): Promise<void> {
+  return new Promise((ready) => {
+    let last: number | undefined;
+    const open = () => {
+      if (stopped) return;
+      const headers: Record<string, string> = { accept: "text/event-stream" };
+      if (last !== undefined) headers["last-event-id"] = String(last);
+      const req = http.get(
+        { host: "127.0.0.1", port, path: `${path(i)}&stream=sse`, agent: false, headers },
+        (res) => {
+          let buf = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => {
+            buf += chunk;
+            let end = buf.indexOf("\n\n");
+            while (end >= 0) {
+              const frame = buf.slice(0, end);
+              buf = buf.slice(end + 2);
+              const id = /^id: (\d+)$/m.exec(frame);
+              if (id) {
+                // Parse the data as a client would before it counts as acknowledged.
+                const data = /^data: (.*)$/m.exec(frame);
+                const version = (JSON.parse(data?.[1] ?? "{}") as { version: number }).version;
+                if (version === Number(id[1])) {
+                  last = version;
+                  ack(i, version);
+                }
+                ready();
+              }
+              end = buf.indexOf("\n\n");
+            }
+          });
+          res.on("end", retry);
+        },
+      );
+      sockets.add(req);
+      const retry = () => {
+        sockets.delete(req);
+        if (stopped) return;
+        errors.n++;
+        setTimeout(open, 100);
+      };
+      req.on("error", retry);
+    };
+    open();
+  });
+}
+
+/** A plain poller: GET every POLL_MS (first at a random phase), no cursor. Resolves after its first answer. */
+function poller(i: number, errors: { n: number }): Promise<void> {
+  return new Promise((ready) => {
+    void (async () => {
+      await new Promise((res) => setTimeout(res, Math.random() * POLL_MS));
+      while (!stopped) {
+        const started = performance.now();
+        try {
+          const r = await request(path(i));
+          if (r.status === 200) ack(i, (JSON.parse(r.body) as { version: number }).version);
+        } catch {
+          if (!stopped) errors.n++;
+        }
+        ready();
+        await new Promise((res) => setTimeout(res, Math.max(0, POLL_MS - (performance.now() - started))));
+      }
+    })();
+  });
+}
+
+async function startServer(): Promise<void> {
+  server = fork(join(import.meta.dirname, "config-feed-server.ts"), [String(SUBSCRIBERS)], {
+    stdio: "inherit",
+  });
+  port = await new Promise<number>((resolve, reject) => {
+    server?.once("message", (m: { port?: number }) =>
+      m.port ? resolve(m.port) : reject(new Error("no port")),
+    );
+    server?.once("exit", (code) => reject(new Error(`feed server exited (${code})`)));
+  });
+}
+
+let lastPublishMs = 0;
+/** Acknowledgements that never came in this mode's rounds (counted as the round timeout). */
+let missing = 0;
+
+/** The feed process's CPU seconds so far. */
+function feedCpu(): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { cpu?: { user: number; system: number } }) => {
+      if (!m.cpu) return;
+      server?.off("message", on);
+      resolve((m.cpu.user + m.cpu.system) / 1e6);
+    };
+    server?.on("message", on);
+    server?.send({ cpu: true });
+  });
+}
+const ownCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+/** Publishes `version` and waits for every subscriber; the latencies in ms. */
+async function round(version: number): Promise<number[]> {
+  const r = { t0: 0, acks: [] as number[], seen: new Uint8Array(SUBSCRIBERS), done: () => {} };
+  const all = new Promise<void>((resolve) => {
+    r.done = resolve;
+  });
+  const published = new Promise<void>((resolve) => {
+    const on = (m: { published?: number; publishMs?: number }) => {
+      if (m.published !== version) return;
+      lastPublishMs = m.publishMs ?? 0;
+      server?.off("message", on);
+      resolve();
+    };
+    server?.on("message", on);
+  });
+  rounds.set(version, r);
+  r.t0 = performance.now();
+  server?.send({ publish: version });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(resolve, ROUND_TIMEOUT_MS, "timeout");
+  });
+  const outcome = await Promise.race([all, timeout]);
+  clearTimeout(timer);
+  await published;
+  rounds.delete(version);
+  if (outcome === "timeout") {
+    process.stderr.write(
+      `  v${version}: only ${r.acks.length} of ${SUBSCRIBERS} subscribers had it after ${ROUND_TIMEOUT_MS} ms\n`,
+    );
+    // The missing ones count as the timeout: the figure is then a lower bound, and said so.
+    missing += SUBSCRIBERS - r.acks.length;
+    while (r.acks.length < SUBSCRIBERS) r.acks.push(ROUND_TIMEOUT_MS);
+  }
+  return r.acks;
+}
+
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+
+interface ModeResult {
+  missing: number;
+  /** CPU seconds per change, of the feed and of the subscribers' process. */
+  feedCpu: number[];
+  clientCpu: number[];
+  latencies: number[];
+  roundMs: number[];
+  publishMs: number[];
+  errors: number;
+  openMs: number;
+}
+
+let version = 1;
+async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
+  stopped = false;
+  const errors = { n: 0 };
+  const openStart = performance.now();
+  // Open in batches so the listen backlog is never the thing measured.
+  for (let start = 0; start < SUBSCRIBERS; start += OPEN_BATCH) {
+    const batch: Promise<void>[] = [];
+    for (let i = start; i < Math.min(SUBSCRIBERS, start + OPEN_BATCH); i++) {
+      if (mode === "polling") batch.push(poller(i, errors));
+      else batch.push(i % 2 === 0 ? longPoll(i, errors) : stream(i, errors));
+    }
+    await Promise.all(batch);
+  }
+  const openMs = performance.now() - openStart;
+  process.stderr.write(`  ${mode}: ${SUBSCRIBERS} subscribers open in ${openMs.toFixed(0)} ms\n`);
+  const result: ModeResult = {
+    missing: 0,
+    feedCpu: [],
+    clientCpu: [],
+    latencies: [],
+    roundMs: [],
+    publishMs: [],
+    errors: 0,
+    openMs,
+  };
+  missing = 0;
+  for (let k = 0; k < ROUNDS; k++) {
+    version++;
+    const [f0, c0] = [await feedCpu(), ownCpu()];
+    const t = performance.now();
+    const lat = await round(version);
+    result.feedCpu.push((await feedCpu()) - f0);
+    result.clientCpu.push(ownCpu() - c0);
+    result.roundMs.push(performance.now() - t);
+    result.publishMs.push(lastPublishMs);
+    result.latencies.push(...lat);
+    process.stderr.write(
+      `  ${mode} v${version}: all ${lat.length} acknowledged in ${(performance.now() - t).toFixed(0)} ms\n`,
+    );
+    // Let pollers spread out again between changes.
+    await new Promise((res) => setTimeout(res, mode === "polling" ? Math.random() * POLL_MS : 50));
+  }
+  stopped = true;
+  for (const req of sockets) req.destroy();
+  sockets.clear();
+  agent.destroy();
+  result.errors = errors.n;
+  result.missing = missing;
+  await new Promise((res) => setTimeout(res, 500));
+  return result;
+}
+
+function summary(
+  name: string,
+  r: ModeResult[],
+): { p99: number; perSecond: number; line: string; lost: number } {
+  const lat = r.flatMap((x) => x.latencies).sort((a, b) => a - b);
+  const roundMs = r.flatMap((x) => x.roundMs);
+  const perSecond = roundMs.length / (roundMs.reduce((a, b) => a + b, 0) / 1000);
+  const publish = r.flatMap((x) => x.publishMs);
+  const p99 = pct(lat, 99);
+  const lost = r.reduce((a, x) => a + x.missing, 0);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const cpu = `cpu per change: feed ${mean(r.flatMap((x) => x.feedCpu)).toFixed(2)} s, subscribers ${mean(r.flatMap((x) => x.clientCpu)).toFixed(2)} s`;
+  const line =
+    `${name.padEnd(8)} acks ${lat.length}  p50 ${pct(lat, 50).toFixed(0)} ms  p99 ${p99.toFixed(0)} ms  max ${(lat.at(-1) ?? 0).toFixed(0)} ms  ` +
+    `fan-outs/s ${perSecond.toFixed(2)}  feed publish ${(publish.reduce((a, b) => a + b, 0) / publish.length).toFixed(1)} ms  ` +
+    `errors ${r.reduce((a, x) => a + x.errors, 0)}  open ${Math.max(...r.map((x) => x.openMs)).toFixed(0)} ms\n         ${cpu}` +
+    (lost > 0
+      ? `\n         ${lost} acknowledgements never came within ${ROUND_TIMEOUT_MS} ms (counted as ${ROUND_TIMEOUT_MS} ms: a lower bound)`
+      : "");
+  return { p99, perSecond, line, lost };
+}
+
+async function main(): Promise<number> {
+  console.log(
+    `bench:config — ${SUBSCRIBERS} subscribers (push: half long poll, half SSE; peer: polling every ${POLL_MS} ms), ${ROUNDS} changes per run, A B A B`,
+  );
+  console.log(
+    `load before: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} on this machine`,
+  );
+  await startServer();
+  const push: ModeResult[] = [];
+  const polling: ModeResult[] = [];
+  for (let pair = 0; pair < 2; pair++) {
+    // A fresh agent per run: sockets of the last run are gone.
+    agent = newAgent();
+    push.push(await runMode("push"));
+    agent = newAgent();
+    polling.push(await runMode("polling"));
+  }
+  const a = summary("push", push);
+  const b = summary("polling", polling);
+  console.log(a.line);
+  console.log(b.line);
+  console.log(
+    `ratio: polling p99 / push p99 = ${(b.p99 / a.p99).toFixed(1)}x; push fan-outs/s / polling = ${(a.perSecond / b.perSecond).toFixed(1)}x`,
+  );
+  console.log(
+    `load after: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
+  const ok = a.p99 <= GOAL_P99_MS && a.lost === 0;
+  console.log(`goal push p99 ≤ ${GOAL_P99_MS} ms, every subscriber acknowledged: ${ok ? "met" : "MISSED"}`);
+  return STRICT && !ok ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`bench:config failed: ${(err as Error).message}`);
+} finally {
+  stopped = true;
+  for (const req of sockets) req.destroy();
+  server?.disconnect();
+  server?.kill();
+}
+process.exit(code);

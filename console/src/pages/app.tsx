@@ -1,0 +1,92 @@
+// App: one app's page, in tabs that are deep links of their own:
+//   /apps/:app           services and instances (live), scale, routes, env and secret names
+//   /apps/:app/releases  releases with who and when, roll back
+//   /apps/:app/deploy    deploy from an uploaded archive, its build log
+//   /apps/:app/events    the events timeline
+//   /apps/:app/logs      live logs (SSE) with filters
+
+import type { App, Service } from "../../../src/model/objects.ts";
+import { ErrorBox, Loading, StateBadge } from "../components/ui.tsx";
+import { Link } from "../router.tsx";
+import { useSession } from "../session.tsx";
+import { appState } from "../state.ts";
+import { usePoll } from "../use-poll.ts";
+import { DeployTab } from "./app-deploy.tsx";
+import { EventsTab } from "./app-events.tsx";
+import { LogsTab } from "./app-logs.tsx";
+import { ReleasesTab } from "./app-releases.tsx";
+import { ServicesTab } from "./app-services.tsx";
+import { NotFoundPage } from "./not-found.tsx";
+
+/** GET /apps/:app */
+export interface AppDetail {
+  app: App;
+  revision: number;
+  services: (Service & { revision: number })[];
+}
+
+const TABS = [
+  { id: "", label: "Services" },
+  { id: "releases", label: "Releases" },
+  { id: "deploy", label: "Deploy" },
+  { id: "events", label: "Events" },
+  { id: "logs", label: "Logs" },
+] as const;
+
+export function AppPage({ params }: { params: Record<string, string> }) {
+  const { client } = useSession();
+  const name = params.app;
+  const tab = params.tab ?? "";
+  const detail = usePoll(
+    (signal) => client.get<AppDetail>(`/apps/${encodeURIComponent(name)}`, { signal }),
+    3000,
+    [client, name],
+  );
+  if (!TABS.some((t) => t.id === tab)) return <NotFoundPage />;
+  const base = `/apps/${encodeURIComponent(name)}`;
+  const d = detail.data;
+  return (
+    <div className="page">
+      <nav className="crumbs" aria-label="breadcrumb">
+        <Link to="/">Overview</Link> / <span>{name}</span>
+      </nav>
+      <h1>
+        {name}{" "}
+        {d ? (
+          <>
+            <StateBadge state={appState(d.app, d.services)} />{" "}
+            <span className="muted">{d.app.release === null ? "" : `v${d.app.release}`}</span>
+          </>
+        ) : null}
+      </h1>
+      <nav className="tabs" aria-label={`${name} sections`}>
+        {TABS.map((t) => (
+          <Link
+            key={t.id}
+            to={t.id ? `${base}/${t.id}` : base}
+            aria-current={t.id === tab ? "page" : undefined}
+          >
+            {t.label}
+          </Link>
+        ))}
+      </nav>
+      <ErrorBox error={detail.error} />
+      {tab === "deploy" ? (
+        // An app that does not exist yet can be deployed (a first deploy creates it).
+        <DeployTab app={name} onDeployed={detail.reload} />
+      ) : !d ? (
+        detail.error ? null : (
+          <Loading what={name} />
+        )
+      ) : tab === "" ? (
+        <ServicesTab detail={d} reload={detail.reload} />
+      ) : tab === "releases" ? (
+        <ReleasesTab detail={d} reload={detail.reload} />
+      ) : tab === "events" ? (
+        <EventsTab app={name} />
+      ) : (
+        <LogsTab app={name} services={d.services.map((s) => s.name)} />
+      )}
+    </div>
+  );
+}

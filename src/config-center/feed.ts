@@ -1,0 +1,190 @@
+/**
+ * The config feed an instance follows over HTTP: one channel per instance,
+ * with a version cursor. The agent serves it on 127.0.0.1 and names it in the
+ * instance's env (HERD_CONFIG_URL); the bench serves 10,000 subscribers with it.
+ *
+ *   GET /config/<id>?key=K[&since=V][&timeoutMs=T]
+ *        version ≠ since (or no since) ─► 200 the EffectiveConfig JSON (ETag "V")
+ *        else held until publish(id) ─► 200 the new one; after T (default 30 s) ─► 304
+ *   GET /config/<id>?key=K&stream=sse   (or Accept: text/event-stream)
+ *        ─► `id: V / event: config / data: <json>` now when it differs from since or
+ *           Last-Event-ID, then on every publish; a comment line every 15 s
+ *   bad key ─► 403; unknown id ─► 404
+ *
+ * The cursor is compared for difference, not order: rolling a gray version
+ * back takes an instance from v8 back to v7, and its followers get v7.
+ *
+ * The document of a version is serialized once, whatever the number of
+ * subscribers; a publish writes those bytes to every held request and stream.
+ */
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { EffectiveConfig } from "../model/config.ts";
+
+/** How long a long poll is held at most (and by default). */
+export const MAX_HOLD_MS = 60_000;
+const DEFAULT_HOLD_MS = 30_000;
+
+interface Channel {
+  version: number;
+  doc: EffectiveConfig;
+  /** The document as sent: JSON, encoded once for every subscriber. */
+  body: Buffer;
+  /** The SSE frame of this version, encoded once. */
+  frame: Buffer;
+  /** Its ETag header value. */
+  etag: string;
+  waiters: Set<ServerResponse>;
+  streams: Set<ServerResponse>;
+}
+
+export interface ConfigFeedOptions {
+  /** Whether `key` opens instance `id`'s channel (the agent: an HMAC of the id under its own secret). */
+  authorize(id: string, key: string): boolean;
+  /** Comment lines on idle SSE streams, so proxies keep them open. */
+  heartbeatMs?: number;
+}
+
+export class ConfigFeed {
+  readonly #options: ConfigFeedOptions;
+  readonly #channels = new Map<string, Channel>();
+  readonly #timer: NodeJS.Timeout;
+  #server: Server | undefined;
+  /** The last document serialized, so one publish to many channels serializes once. */
+  #last: { doc: EffectiveConfig; body: Buffer; frame: Buffer; etag: string } | undefined;
+
+  constructor(options: ConfigFeedOptions) {
+    this.#options = options;
+    this.#timer = setInterval(() => this.#beat(), options.heartbeatMs ?? 15_000);
+    this.#timer.unref();
+  }
+
+  /** The document a channel serves, when it has one. */
+  current(id: string): EffectiveConfig | undefined {
+    return this.#channels.get(id)?.doc;
+  }
+
+  /** Makes `doc` the channel's current version and hands it to every waiting request and stream. */
+  publish(id: string, doc: EffectiveConfig): void {
+    let ch = this.#channels.get(id);
+    if (ch && ch.version === doc.version) return;
+    if (this.#last?.doc !== doc) {
+      const body = JSON.stringify(doc);
+      this.#last = {
+        doc,
+        body: Buffer.from(body),
+        frame: Buffer.from(`id: ${doc.version}\nevent: config\ndata: ${body}\n\n`),
+        etag: `"${doc.version}"`,
+      };
+    }
+    const { body, frame, etag } = this.#last;
+    if (!ch) {
+      ch = { version: doc.version, doc, body, frame, etag, waiters: new Set(), streams: new Set() };
+      this.#channels.set(id, ch);
+    } else {
+      ch.version = doc.version;
+      ch.doc = doc;
+      ch.body = body;
+      ch.frame = frame;
+      ch.etag = etag;
+    }
+    for (const res of ch.waiters) sendDocument(res, ch);
+    ch.waiters.clear();
+    for (const res of ch.streams) res.write(frame);
+  }
+
+  /** Forgets a channel (the instance is gone): its followers are ended. */
+  remove(id: string): void {
+    const ch = this.#channels.get(id);
+    if (!ch) return;
+    this.#channels.delete(id);
+    for (const res of [...ch.waiters, ...ch.streams]) res.destroy();
+  }
+
+  /** Answers one request (see the top of this file); true once it is answered or held. */
+  handle(req: IncomingMessage, res: ServerResponse): true {
+    const url = new URL(req.url ?? "/", "http://feed");
+    const match = /^\/config\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/.exec(url.pathname);
+    if (req.method !== "GET" || !match)
+      return reply(res, 404, { code: "not_found", message: "GET /config/<instance id>" });
+    const id = match[1] as string;
+    if (!this.#options.authorize(id, url.searchParams.get("key") ?? ""))
+      return reply(res, 403, { code: "forbidden", message: "the key does not open this instance's config" });
+    const ch = this.#channels.get(id);
+    if (!ch) return reply(res, 404, { code: "not_found", message: `no config for instance ${id}` });
+    const sinceText = url.searchParams.get("since") ?? req.headers["last-event-id"];
+    const since = sinceText === undefined ? -1 : Number(sinceText);
+    if (!Number.isInteger(since))
+      return reply(res, 400, { code: "invalid", message: "since: not an integer version" });
+    const sse =
+      url.searchParams.get("stream") === "sse" || (req.headers.accept ?? "").includes("text/event-stream");
+    if (sse) {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
+      if (ch.version !== since) res.write(ch.frame);
+      else res.write(": waiting\n\n");
+      ch.streams.add(res);
+      res.once("close", () => ch.streams.delete(res));
+      return true;
+    }
+    if (ch.version !== since) return sendDocument(res, ch);
+    const holdText = url.searchParams.get("timeoutMs");
+    const hold = holdText === null ? DEFAULT_HOLD_MS : Number(holdText);
+    if (!Number.isInteger(hold) || hold < 0 || hold > MAX_HOLD_MS)
+      return reply(res, 400, { code: "invalid", message: `timeoutMs: an integer from 0 to ${MAX_HOLD_MS}` });
+    ch.waiters.add(res);
+    const timer = setTimeout(() => {
+      if (!ch.waiters.delete(res)) return;
+      res.writeHead(304, ["etag", ch.etag]);
+      res.end();
+    }, hold);
+    res.once("close", () => {
+      clearTimeout(timer);
+      ch.waiters.delete(res);
+    });
+    return true;
+  }
+
+  /** Serves the feed on its own HTTP server (127.0.0.1 unless told otherwise). */
+  async listen(port = 0, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
+    const server = createServer((req, res) => this.handle(req, res));
+    server.keepAliveTimeout = MAX_HOLD_MS + 5_000;
+    server.headersTimeout = MAX_HOLD_MS + 10_000;
+    server.requestTimeout = 0;
+    server.maxConnections = 100_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.#server = server;
+    const bound = (server.address() as AddressInfo).port;
+    return { url: `http://${host}:${bound}`, port: bound };
+  }
+
+  /** Ends every follower and the server. */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    for (const id of [...this.#channels.keys()]) this.remove(id);
+    const server = this.#server;
+    this.#server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  #beat(): void {
+    for (const ch of this.#channels.values()) for (const res of ch.streams) res.write(": beat\n\n");
+  }
+}
+
+function sendDocument(res: ServerResponse, ch: Channel): true {
+  res.writeHead(200, ["content-type", "application/json", "etag", ch.etag, "cache-control", "no-store"]);
+  res.end(ch.body);
+  return true;
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): true {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+  return true;
+}

@@ -1,0 +1,286 @@
+// The console's operations pages in a real browser (Debian's chromium driven
+// by playwright-core, as console.test.ts), against a whole `herd up` with
+// examples/hello: open a trace from the dependency map, silence an alert, a
+// viewer who cannot cordon a node, a screenshot of every page (light, dark,
+// and three at phone width). The 1 s figure is console-load.test.ts's.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+
+const SHOTS = join(import.meta.dirname, "screenshots");
+const ARGS = ["--scrape-interval", "2s", "--alert-interval", "1s"];
+let herd: Herd | undefined;
+let browser: Browser | undefined;
+let bin: string;
+let viewerToken: string;
+
+before(async () => {
+  ({ chromium: bin } = await ensureDebianPackages({ chromium: "chromium" }));
+  mkdirSync(SHOTS, { recursive: true });
+  herd = await startHerd({ example: true, extraArgs: ARGS });
+  await waitFor(
+    "hello answers through the gateway",
+    async () => (await herd!.request("hello.localhost")).status === 200,
+  );
+  browser = await chromium.launch({ executablePath: bin, args: ["--no-sandbox"] });
+  const ok = (r: { status: number; body: unknown }) => {
+    assert.ok(r.status < 300, JSON.stringify(r.body));
+    return r.body as Record<string, string>;
+  };
+  ok(await herd.api("POST", "/users", { name: "vera" }));
+  ok(await herd.api("PUT", "/tenants/default/members/vera", { role: "viewer" }));
+  viewerToken = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" })).token;
+  // An alert that fires at once while hello runs.
+  ok(
+    await herd.api("PUT", "/alerts/rules/hello-up", {
+      expr: 'sum by (app) (herd_instance_up{app="hello"}) > 0',
+      severity: "warning",
+      annotations: { summary: "hello is up (a test alert)" },
+    }),
+  );
+});
+
+after(async () => {
+  await browser?.close();
+  await cleanupHerd(herd);
+});
+
+async function signedIn(
+  token: string,
+  options: { width?: number; height?: number; dark?: boolean } = {},
+): Promise<{ page: Page; context: BrowserContext; errors: string[] }> {
+  const context = await browser!.newContext({
+    viewport: { width: options.width ?? 1280, height: options.height ?? 860 },
+    colorScheme: options.dark ? "dark" : "light",
+  });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${herd!.url}/`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("whoami").waitFor();
+  return { page, context, errors };
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Until nothing on the page says it is loading (the Loading boxes carry aria-busy). */
+async function settled(page: Page, errors: string[] = []): Promise<void> {
+  const h1 = page.locator("main h1");
+  const busy = page.locator("main [aria-busy=true]");
+  // Polled: the console's Content-Security-Policy refuses waitForFunction's eval.
+  for (const started = Date.now(); (await h1.count()) === 0 || (await busy.count()) > 0; ) {
+    if (Date.now() - started > 20_000) {
+      const body = ((await page.locator("body").textContent()) ?? "").slice(0, 400);
+      throw new Error(`${page.url()} still loading after 20 s: ${body} ${errors.join("; ")}`);
+    }
+    await page.waitForTimeout(10);
+  }
+}
+
+async function traffic(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) assert.equal((await herd!.request("hello.localhost")).status, 200);
+}
+
+test("open a trace from the dependency map; search, Top-N and the waterfall", async () => {
+  await traffic(30);
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    // The gateway's spans reach the store within a few seconds: reload the map until hello is on it.
+    await page.goto(`${herd!.url}/traces/map`);
+    const node = page.locator("[data-testid^='node-'][data-testid*='hello']").first();
+    for (let waited = 0; (await node.count()) === 0; waited += 2000) {
+      assert.ok(waited < 60_000, "hello not on the map within 60 s of traffic");
+      await traffic(5);
+      await page.waitForTimeout(2000);
+      await page.reload();
+      await settled(page, errors);
+    }
+    await shot(page, "traces-map");
+    await node.click();
+    const link = page.getByTestId("map-traces").getByTestId("trace-link").first();
+    await link.waitFor();
+    await shot(page, "traces-map-selected");
+    await link.click();
+    await page.waitForURL(/\/traces\/[0-9a-f]{16,32}/);
+    await page.getByTestId("span-row").first().waitFor();
+    assert.match((await page.getByTestId("waterfall").textContent()) ?? "", /hello/);
+    await page.getByTestId("span-row").first().getByRole("button").click();
+    await page.locator(".span-detail").waitFor();
+    await shot(page, "trace-waterfall");
+
+    // A log line that carries this trace's id links to it from the live logs.
+    const traceId = new URL(page.url()).pathname.split("/").pop() ?? "";
+    const instances = await herd!.api<{ items: { id: string; node: string; app: string }[] }>(
+      "GET",
+      "/instances",
+    );
+    const hello = instances.body.items.find((i) => i.app === "hello")!;
+    const shipped = await herd!.api("POST", "/logs", {
+      node: hello.node,
+      lines: [
+        {
+          instance: hello.id,
+          time: new Date().toISOString(),
+          stream: "stdout",
+          line: JSON.stringify({ level: "info", msg: "served a traced request", trace_id: traceId }),
+        },
+      ],
+    });
+    assert.ok(shipped.status < 300, JSON.stringify(shipped.body));
+    await page.goto(`${herd!.url}/apps/hello/logs`);
+    const traced = page.getByTestId("log-trace").first();
+    await traced.waitFor();
+    await traced.click();
+    await page.waitForURL(new RegExp(`/traces/${traceId}`));
+    await page.getByTestId("span-row").first().waitFor();
+
+    await page.goto(`${herd!.url}/traces?app=hello`);
+    await page.getByTestId("trace-results").getByTestId("trace-link").first().waitFor();
+    await shot(page, "traces-search");
+    await page.goto(`${herd!.url}/traces/top`);
+    await page.getByText(/Services by calls/).waitFor();
+    await settled(page);
+    await shot(page, "traces-top");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("silence a firing alert from the alerts page", async () => {
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/alerts`);
+    const row = page.getByTestId("alert-hello-up");
+    await row.filter({ hasText: "firing" }).waitFor({ timeout: 60_000 });
+    await shot(page, "alerts-firing");
+    await row.getByTestId("silence-open-hello-up").click();
+    await row.getByRole("button", { name: "Silence", exact: true }).click();
+    await row.getByTestId("silenced").waitFor({ timeout: 30_000 });
+    await page.getByTestId("silences").getByText("active").first().waitFor();
+    const silences = await herd!.api<{
+      items: { matchers: { name: string; value: string }[]; state: string }[];
+    }>("GET", "/alerts/silences");
+    const active = silences.body.items.filter((s) => s.state === "active");
+    assert.equal(active.length, 1);
+    assert.ok(active[0].matchers.some((m) => m.name === "alertname" && m.value === "hello-up"));
+    await shot(page, "alerts-silenced");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("an admin cordons and uncordons a node; a viewer has no such button and the API refuses it", async () => {
+  const admin = await signedIn(herd!.token);
+  try {
+    const { page } = admin;
+    await page.goto(`${herd!.url}/nodes`);
+    const cordon = page.locator("[data-testid^='cordon-']").first();
+    await cordon.waitFor();
+    const name = ((await cordon.getAttribute("data-testid")) ?? "").slice("cordon-".length);
+    await cordon.click();
+    await page.getByTestId("cordoned").waitFor();
+    await shot(page, "nodes-cordoned");
+    await page.getByTestId(`uncordon-${name}`).click();
+    await page.getByTestId(`cordon-${name}`).waitFor();
+    const nodes = await herd!.api<{ items: { name: string; schedulable: boolean }[] }>("GET", "/nodes");
+    assert.equal(nodes.body.items.find((n) => n.name === name)?.schedulable, true);
+    await shot(page, "nodes");
+    assert.deepEqual(admin.errors, []);
+  } finally {
+    await admin.context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    const { page } = viewer;
+    await page.goto(`${herd!.url}/nodes`);
+    await page.locator(".meter").first().waitFor();
+    await settled(page);
+    assert.equal(await page.locator("[data-testid^='cordon-'], [data-testid^='drain-']").count(), 0);
+    assert.equal(await page.getByRole("button", { name: /Cordon|Drain/ }).count(), 0);
+    await shot(page, "viewer-nodes");
+    const status = await page.evaluate(async (token) => {
+      const r = await fetch("/api/v1/nodes/local/cordon", {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: "{}",
+      });
+      return r.status;
+    }, viewerToken);
+    assert.equal(status, 403);
+    // Nor may it silence: the alerts page shows no Silence button.
+    await page.goto(`${herd!.url}/alerts`);
+    await page.getByTestId("alert-hello-up").waitFor({ timeout: 30_000 });
+    assert.equal(await page.getByRole("button", { name: /Silence/ }).count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});
+
+const PAGES = [
+  ["overview", "/"],
+  ["app", "/apps/hello"],
+  ["metrics", "/charts"],
+  ["traces", "/traces"],
+  ["traces-map", "/traces/map"],
+  ["traces-top", "/traces/top"],
+  ["alerts", "/alerts"],
+  ["nodes", "/nodes"],
+  ["gateways", "/gateways"],
+  ["quotas", "/quotas"],
+  ["events", "/events"],
+  ["catalog", "/catalog"],
+  ["catalog-app", "/catalog/hello"],
+] as const;
+
+test("screenshots of every page, light and dark; the map and metrics at phone width", async () => {
+  await traffic(20);
+  for (const dark of [false, true]) {
+    const { page, context, errors } = await signedIn(herd!.token, { dark });
+    try {
+      for (const [name, path] of PAGES) {
+        await page.goto(`${herd!.url}${path}`);
+        await settled(page, errors);
+        await page.waitForTimeout(300);
+        await shot(page, `${dark ? "dark" : "light"}-${name}`);
+      }
+      await page.goto(`${herd!.url}/charts?q=${encodeURIComponent("sum(herd_instance_up)")}`);
+      await page.locator(".chart:not([data-empty]) canvas").first().waitFor({ timeout: 30_000 });
+      await shot(page, `${dark ? "dark" : "light"}-metrics-promql`);
+      await page.goto(`${herd!.url}/catalog?name=hello-nothing`);
+      await settled(page);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  }
+  const phone = await signedIn(herd!.token, { width: 390, height: 844, dark: true });
+  try {
+    for (const [name, path] of [
+      ["map", "/traces/map"],
+      ["metrics", "/charts"],
+      ["alerts", "/alerts"],
+    ]) {
+      await phone.page.goto(`${herd!.url}${path}`);
+      await settled(phone.page);
+      await phone.page.waitForTimeout(300);
+      const overflow = (await phone.page.evaluate(
+        "document.documentElement.scrollWidth - window.innerWidth",
+      )) as number;
+      assert.ok(overflow <= 0, `${path} is ${overflow} px wider than the phone`);
+      await shot(phone.page, `phone-dark-${name}`);
+    }
+  } finally {
+    await phone.context.close();
+  }
+});
