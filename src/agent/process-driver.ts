@@ -235,8 +235,11 @@ export class ProcessDriver implements RuntimeDriver {
       try {
         cgroup = createInstanceCgroup(this.#support, spec.id, {
           memoryBytes: spec.resources.memory,
-          // The start boost, if any, until limitCpu: memory is never boosted.
-          cpuCores: Math.max(spec.resources.cpu, spec.startCpu ?? 0),
+          cpuCores: spec.resources.cpu,
+          // A ceiling gets the start boost, if any, until limitCpu: memory is never boosted.
+          ...(spec.resources.cpuLimit !== undefined
+            ? { cpuLimitCores: Math.max(spec.resources.cpuLimit, spec.startCpu ?? 0) }
+            : {}),
         });
       } catch (err) {
         throw new HerdError("internal", `cannot set up the cgroup of ${spec.id}: ${(err as Error).message}`);
@@ -411,9 +414,9 @@ export class ProcessDriver implements RuntimeDriver {
     return [...out.slice(out.length - outCount), ...err.slice(err.length - errCount)];
   }
 
-  limitCpu(id: string, cpuCores: number): void {
+  limitCpu(id: string, cpuLimitCores: number | undefined): void {
     const cgroup = this.#tracked.get(id)?.record.cgroup;
-    if (cgroup) setCpuLimit(cgroup, cpuCores);
+    if (cgroup) setCpuLimit(cgroup, cpuLimitCores);
   }
 
   async remove(id: string): Promise<void> {

@@ -54,7 +54,7 @@ export const DEFAULT_SETTINGS: Settings = {
   backoffBaseMs: 500,
   backoffMaxMs: 60_000,
   gatewayUrl: "http://127.0.0.1:8080",
-  unit: { cpu: 0.25, memory: 256 * 1024 * 1024 },
+  unit: { cpu: 0.1, memory: 256 * 1024 * 1024 },
   machineProvider: false,
 };
 
