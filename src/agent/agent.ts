@@ -269,6 +269,11 @@ export class Agent {
       protect: this.#protectedEndpoints(),
     });
     this.#agentVersion = await readAgentVersion();
+    try {
+      this.#driver.shareCpu?.(this.#allocatable().cpu);
+    } catch (err) {
+      this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
+    }
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
     });
@@ -427,6 +432,20 @@ export class Agent {
     }
   }
 
+  #capacity(): Resources {
+    return this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
+  }
+
+  /** Capacity minus the reserve: what instances may be given. */
+  #allocatable(): Resources {
+    const capacity = this.#capacity();
+    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
+    return {
+      cpu: Math.max(0, capacity.cpu - reserve.cpu),
+      memory: Math.max(0, capacity.memory - reserve.memory),
+    };
+  }
+
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
@@ -437,16 +456,11 @@ export class Agent {
       if (usage) status.usage = usage;
       instances.push(status);
     }
-    const capacity = this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
-    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
     const body: Heartbeat = {
       address: this.#options.address ?? "127.0.0.1",
       labels: this.#options.labels ?? {},
-      capacity,
-      allocatable: {
-        cpu: Math.max(0, capacity.cpu - reserve.cpu),
-        memory: Math.max(0, capacity.memory - reserve.memory),
-      },
+      capacity: this.#capacity(),
+      allocatable: this.#allocatable(),
       cpuOvercommit: this.#options.cpuOvercommit ?? DEFAULT_CPU_OVERCOMMIT,
       ...(this.#options.taints?.length ? { taints: this.#options.taints } : {}),
       agentVersion: this.#agentVersion,

@@ -3,7 +3,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { cpuShares, cpuWeight, createInstanceCgroup, readOomKills, setCpuLimit } from "./cgroups.ts";
+import {
+  cpuShares,
+  cpuWeight,
+  createInstanceCgroup,
+  readOomKills,
+  setCpuLimit,
+  setParentCpuWeight,
+} from "./cgroups.ts";
 
 test("OOM kills are read from memory.events (v2) and memory.oom_control (v1); absent when the kernel does not say", (t) => {
   const dir = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
@@ -59,4 +66,14 @@ test("weights are proportional to the request within the kernel's bounds", () =>
   assert.equal(cpuShares(0.5), 512);
   assert.equal(cpuShares(0.001), 2);
   assert.equal(cpuShares(1000), 262_144);
+});
+
+test("the herd parent weighs as many busy processes as the cores it offers (Kubernetes' pods parent)", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(join(root, "cpu.shares"), "1024");
+  setParentCpuWeight({ version: "v1", parents: [root] }, 1.9);
+  assert.equal(readFileSync(join(root, "cpu.shares"), "utf8"), "1946");
+  setParentCpuWeight({ version: "v2", parents: [root] }, 1.9);
+  assert.equal(readFileSync(join(root, "cpu.weight"), "utf8"), "75");
 });

@@ -174,6 +174,25 @@ function detectV1(root: string): CgroupSupport {
 }
 
 /**
+ * Gives the herd parent cgroup the CPU weight of the cores the node offers
+ * its instances, as Kubernetes does for its pods' parent: v1 cpu.shares of
+ * 1,024 per core, so against each busy process outside herd (1,024 at nice
+ * 0) all instances together weigh as much as `cores` busy processes; v2
+ * Kubernetes' conversion of those shares to cpu.weight (1.9 cores → 75,
+ * beside system.slice and user.slice at 100). Without it, on a machine busy
+ * with other work, every instance together gets one process's share.
+ */
+export function setParentCpuWeight(support: CgroupSupport, cores: number): void {
+  const shares = cpuShares(cores);
+  for (const parent of support.parents) {
+    if (support.version === "v2")
+      writeFileSync(join(parent, "cpu.weight"), String(1 + Math.floor(((shares - 2) * 9999) / 262_142)));
+    else if (existsSync(join(parent, "cpu.shares")))
+      writeFileSync(join(parent, "cpu.shares"), String(shares));
+  }
+}
+
+/**
  * Creates (or resets) the cgroup `herd/<id>` with the given limits. Throws when
  * a limit cannot be set; the caller decides whether to run without it.
  */

@@ -125,4 +125,6 @@ export interface RuntimeDriver {
   close?(): void;
   /** Tells a driver that firewalls instances what to close to them (the agent calls it before recover). */
   setNetworkPolicy?(policy: NetworkPolicy): void;
+  /** Weighs all instances together as `cores` busy processes against the machine's other work (cgroups.ts setParentCpuWeight). */
+  shareCpu?(cores: number): void;
 }

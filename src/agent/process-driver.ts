@@ -46,6 +46,7 @@ import {
   readCgroupUsage,
   readOomKills,
   setCpuLimit,
+  setParentCpuWeight,
 } from "./cgroups.ts";
 import {
   INSTANCE_ERR_LOG,
@@ -191,6 +192,10 @@ export class ProcessDriver implements RuntimeDriver {
       network: this.#firewall.tool === "nftables" && !this.#firewallError ? "nftables" : "none",
       ...(missing.length > 0 ? { missing } : {}),
     };
+  }
+
+  shareCpu(cores: number): void {
+    if (this.#support.version !== "none") setParentCpuWeight(this.#support, cores);
   }
 
   setNetworkPolicy(policy: NetworkPolicy): void {
