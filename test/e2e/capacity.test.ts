@@ -158,7 +158,10 @@ test("herd capacity and herd nodes: requested, free and used agree with the runn
   assert.match(table.stdout, /^NODE\s+STATE\s+INSTANCES\s+CPU ALLOC\s+CPU REQ\s+CPU FREE\s+CPU USED/m);
   assert.match(
     table.stdout,
-    new RegExp(`^${node.name}\\s+ready\\s+2\\s+${node.allocatable.cpu} ×${node.cpuOvercommit}\\s+0\\.5\\s`, "m"),
+    new RegExp(
+      `^${node.name}\\s+ready\\s+2\\s+${node.allocatable.cpu} ×${node.cpuOvercommit}\\s+0\\.5\\s`,
+      "m",
+    ),
   );
   assert.match(table.stdout, /^default\s+2\s+0\.5\s+\S+\s+256 MiB\s/m);
   const nodes = await herd.cli(["nodes"]);
