@@ -34,7 +34,11 @@ test("etcd: parseEtcdUrl takes a member list and an optional root", () => {
     root: "/prod/",
   });
   for (const bad of ["etcd://", "http://a:1", "etcd://a", "etcd://a:1,b"]) {
-    assert.throws(() => parseEtcdUrl(bad), (err) => isCode(err, "invalid"), bad);
+    assert.throws(
+      () => parseEtcdUrl(bad),
+      (err) => isCode(err, "invalid"),
+      bad,
+    );
   }
 });
 
@@ -57,11 +61,13 @@ test("etcd: two stores on one cluster see each other's writes live, and conflict
     const seen = await events.next();
     assert.equal(seen.value?.key, "t/a");
     assert.equal(seen.value?.revision, put.revision);
-    await assert.rejects(
-      b.put("app", "t/a", { v: 2 }, { expectRevision: 0 }),
-      (err) => isCode(err, "conflict"),
+    await assert.rejects(b.put("app", "t/a", { v: 2 }, { expectRevision: 0 }), (err) =>
+      isCode(err, "conflict"),
     );
-    assert.equal((await b.put("app", "t/a", { v: 2 }, { expectRevision: put.revision })).createRevision, put.revision);
+    assert.equal(
+      (await b.put("app", "t/a", { v: 2 }, { expectRevision: put.revision })).createRevision,
+      put.revision,
+    );
   } finally {
     controller.abort();
     await a.close();
@@ -87,8 +93,7 @@ test("etcd: a store keeps working when one member of three is killed", async () 
 });
 
 test("etcd: open fails with unavailable when no member answers", async () => {
-  await assert.rejects(
-    EtcdStore.open({ endpoints: ["http://127.0.0.1:1"], timeoutMs: 1000 }),
-    (err) => isCode(err, "unavailable"),
+  await assert.rejects(EtcdStore.open({ endpoints: ["http://127.0.0.1:1"], timeoutMs: 1000 }), (err) =>
+    isCode(err, "unavailable"),
   );
 });

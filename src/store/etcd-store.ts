@@ -50,7 +50,8 @@ const OFFSET = 1;
 /** Parses `etcd://host:port,host:port[/root]` into client endpoints and a root prefix. */
 export function parseEtcdUrl(url: string): { endpoints: string[]; root: string } {
   const match = /^etcd:\/\/([^/]+)(\/.*)?$/.exec(url);
-  if (!match) throw new HerdError("invalid", `store must be etcd://host:port[,host:port…][/root], got ${url}`);
+  if (!match)
+    throw new HerdError("invalid", `store must be etcd://host:port[,host:port…][/root], got ${url}`);
   const endpoints = match[1].split(",").map((host) => {
     if (!/^[\w.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(host)) {
       throw new HerdError("invalid", `store: "${host}" is not host:port`);
@@ -71,7 +72,8 @@ export class EtcdStore implements Store {
   /** The etcd revision compacted to by this store (0 = not yet). */
   #compacted = 0;
   #closed = false;
-  #closers = new Set<() => void>();
+  /** One per open watch: ends it with `unavailable` and cancels its etcd watcher. */
+  #closers = new Set<() => Promise<void>>();
 
   private constructor(client: Etcd3, root: string, historyLimit: number) {
     this.#client = client;
@@ -82,7 +84,8 @@ export class EtcdStore implements Store {
   /** Connects to the cluster and reads its revision; fails when no member answers. */
   static async open(options: EtcdStoreOptions): Promise<EtcdStore> {
     const historyLimit = checkHistoryLimit(options.historyLimit);
-    if (options.endpoints.length === 0) throw new HerdError("invalid", "etcd store needs at least one endpoint");
+    if (options.endpoints.length === 0)
+      throw new HerdError("invalid", "etcd store needs at least one endpoint");
     const timeoutMs = options.timeoutMs ?? 10_000;
     const client = new Etcd3({
       hosts: options.endpoints,
@@ -168,7 +171,10 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const close of this.#closers) close();
+    // Cancel the watchers before the client goes, or the client keeps
+    // reconnecting their stream (and the process alive).
+    const cancels = Promise.all([...this.#closers].map((close) => close()));
+    await Promise.race([cancels, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     this.#client.close();
   }
 
@@ -183,26 +189,38 @@ export class EtcdStore implements Store {
     const queue: WatchEvent<T>[] = [];
     let failure: Error | undefined;
     let wake: (() => void) | undefined;
-    const stop = (err?: Error) => {
-      failure ??= err;
-      wake?.();
-    };
-    const onAbort = () => stop();
-    const onClose = () => stop(closedStoreError());
-    signal.addEventListener("abort", onAbort, { once: true });
-    this.#closers.add(onClose);
     const watcher: Watcher = this.#client
       .watch()
       .prefix(this.#root)
       .withPreviousKV()
       .startRevision(String(fromRevision + 1 + OFFSET))
       .watcher();
+    let detached: Promise<void> | undefined;
+    // Idempotent: stops delivery and cancels the etcd watcher once.
+    const detach = () => {
+      detached ??= (async () => {
+        signal.removeEventListener("abort", onAbort);
+        this.#closers.delete(onClose);
+        watcher.removeAllListeners("data");
+        await watcher.cancel().catch(() => {});
+      })();
+      return detached;
+    };
+    const stop = (err?: Error) => {
+      failure ??= err;
+      wake?.();
+      return detach();
+    };
+    const onAbort = () => void stop();
+    const onClose = () => stop(closedStoreError());
+    signal.addEventListener("abort", onAbort, { once: true });
+    this.#closers.add(onClose);
     watcher.on("data", (res: IWatchResponse) => {
       for (const event of res.events) {
         const parsed = this.#toWatchEvent<T>(event.type, event.kv, event.prev_kv);
         if (!parsed || (wanted && !wanted.has(parsed.kind))) continue;
         if (queue.length >= this.#historyLimit) {
-          stop(
+          void stop(
             new HerdError(
               "gone",
               `watcher fell more than ${this.#historyLimit} changes behind; relist and watch from the list's revision`,
@@ -214,12 +232,10 @@ export class EtcdStore implements Store {
       }
       wake?.();
     });
+    // etcd cancels a watch whose start revision was compacted, with an empty
+    // reason in this client: ask etcd whether that revision is still readable.
     watcher.on("error", (err: Error) => {
-      stop(
-        /compacted/.test(err.message)
-          ? compactedError(fromRevision, Math.max(this.#compacted - OFFSET - 1, 0))
-          : unavailable(err),
-      );
+      this.#whyCanceled(fromRevision, err).then((reason) => stop(reason));
     });
     try {
       let head = 0;
@@ -240,12 +256,26 @@ export class EtcdStore implements Store {
         wake = undefined;
       }
     } finally {
-      signal.removeEventListener("abort", onAbort);
-      this.#closers.delete(onClose);
-      watcher.removeAllListeners("data");
-      // Cancelling waits for etcd's answer; nobody needs to wait for it.
-      if (!this.#closed) watcher.cancel().catch(() => {});
+      // Cancelling waits for etcd's answer; the consumer need not wait for it.
+      void detach();
     }
+  }
+
+  /** The error that ends a watch etcd canceled: `gone` when its start revision was compacted. */
+  async #whyCanceled(fromRevision: number, err: Error): Promise<HerdError> {
+    if (this.#closed) return closedStoreError();
+    try {
+      await this.#client.kv.range({
+        key: Buffer.from(this.#root),
+        count_only: true,
+        revision: fromRevision + 1 + OFFSET,
+      });
+    } catch (probe) {
+      if (/compacted/.test((probe as Error).message)) {
+        return compactedError(fromRevision, Math.max(this.#compacted - 1 - OFFSET, fromRevision));
+      }
+    }
+    return unavailable(err);
   }
 
   /** One etcd transaction: `op` if the object is at `expected` (any revision when undefined), else conflict. */
