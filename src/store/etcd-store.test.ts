@@ -97,3 +97,40 @@ test("etcd: open fails with unavailable when no member answers", async () => {
     isCode(err, "unavailable"),
   );
 });
+
+test("etcd: a watcher more than historyLimit changes behind ends with gone", async () => {
+  const store = await EtcdStore.open({
+    endpoints: shared.endpoints,
+    root: `/slow${process.pid}-${Date.now()}/`,
+    historyLimit: 5,
+  });
+  const controller = new AbortController();
+  try {
+    const events = store.watch({ signal: controller.signal })[Symbol.asyncIterator]();
+    const first = events.next();
+    for (let n = 0; n < 12; n++) await store.put("event", `e${n}`, { n });
+    assert.equal((await first).value?.key, "e0");
+    // Let the rest arrive unread.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    let delivered = 0;
+    await assert.rejects(
+      async () => {
+        for (;;) {
+          const next = await Promise.race([
+            events.next(),
+            new Promise<never>((_, reject) =>
+              setTimeout(() => reject(new Error("no gone within 5 s")), 5000),
+            ),
+          ]);
+          assert.equal(next.done, false);
+          delivered++;
+        }
+      },
+      (err) => isCode(err, "gone"),
+    );
+    assert.ok(delivered <= 5, `delivered ${delivered}`);
+  } finally {
+    controller.abort();
+    await store.close();
+  }
+});

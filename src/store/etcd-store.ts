@@ -187,6 +187,8 @@ export class EtcdStore implements Store {
     }
     const wanted = options.kinds ? new Set<string>(options.kinds) : undefined;
     const queue: WatchEvent<T>[] = [];
+    /** Events before `head` were delivered. */
+    let head = 0;
     let failure: Error | undefined;
     let wake: (() => void) | undefined;
     const watcher: Watcher = this.#client
@@ -219,7 +221,7 @@ export class EtcdStore implements Store {
       for (const event of res.events) {
         const parsed = this.#toWatchEvent<T>(event.type, event.kv, event.prev_kv);
         if (!parsed || (wanted && !wanted.has(parsed.kind))) continue;
-        if (queue.length >= this.#historyLimit) {
+        if (queue.length - head >= this.#historyLimit) {
           void stop(
             new HerdError(
               "gone",
@@ -238,7 +240,6 @@ export class EtcdStore implements Store {
       this.#whyCanceled(fromRevision, err).then((reason) => stop(reason));
     });
     try {
-      let head = 0;
       while (!signal.aborted) {
         if (head < queue.length) {
           const event = queue[head++];
