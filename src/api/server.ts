@@ -49,7 +49,7 @@ import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { migratePlainSecrets } from "../secrets/migrate.ts";
 import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
-import { SqliteStore } from "../store/sqlite-store.ts";
+import { openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -102,6 +102,8 @@ export const VERSION = "0.1.0";
 
 export interface ServerOptions {
   dataDir: string;
+  /** The Store: `sqlite` (default, `<dataDir>/state.db`) or `etcd://host:port,…` (docs/etcd.md). */
+  store?: string;
   /** Port of the API (default 7070; 0 = any free port). */
   port?: number;
   host?: string;
@@ -188,7 +190,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...options.settings,
     machineProvider: options.machines !== undefined,
   };
-  const store = SqliteStore.open(join(dataDir, "state.db"));
+  const store = await openStore(options.store, dataDir);
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });

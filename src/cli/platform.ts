@@ -112,7 +112,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 256Mi]
+  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 256Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
@@ -122,6 +122,8 @@ with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\
 gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
+--store keeps the objects in DIR/state.db (sqlite, the default) or in an etcd
+cluster (etcd://host:2379,host:2379[/root]; docs/etcd.md).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
@@ -304,6 +306,7 @@ function upGatewayWorkers(flag: unknown, small: boolean): number {
 export async function runServer(argv: string[]): Promise<number> {
   const v = flags("server", argv, {
     data: { type: "string", default: ".herd" },
+    store: { type: "string" },
     port: { type: "string", default: "7070" },
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
@@ -329,6 +332,7 @@ export async function runServer(argv: string[]): Promise<number> {
   const allowFetch = allowFetchOf(v);
   return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
+    store: v.store as string | undefined,
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
 }
