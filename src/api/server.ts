@@ -74,6 +74,7 @@ import { capacityRoutes } from "./routes/capacity.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { clusterRoutes } from "./routes/cluster.ts";
+import { deployRoutes } from "./routes/deploys.ts";
 import { configRoutes } from "./routes/config.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
@@ -236,7 +237,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const remediation = new RemediationEngine({
     ctx,
     act: {
-      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version),
+      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version, "remediation"),
       // The one scale path (`herd scale`, the autoscaler): quota, the count, an event, what cannot be placed.
       scale: async (tenant, app, service, count, why) => {
         await scaleServices(
@@ -647,6 +648,7 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      deployRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
