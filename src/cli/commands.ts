@@ -28,6 +28,7 @@ import {
 } from "./context.ts";
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
+import { deploysCommand } from "./deploys.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
@@ -267,6 +268,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   autoscaleCommand,
   logsCommand,
   releasesCommand,
+  deploysCommand,
   rollbackCommand,
   rolloutCommand,
   eventsCommand,
