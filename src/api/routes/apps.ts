@@ -32,8 +32,8 @@ import {
   tenantOf,
 } from "../schemas.ts";
 import { existingApp } from "./existing-app.ts";
-import { actorOf } from "./secrets.ts";
 import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
+import { actorOf } from "./secrets.ts";
 
 type Q = TenantQ;
 

@@ -5,8 +5,8 @@
  * (apps.ts) while it is kept: the last `keepPerApp` finished deploys of an app.
  */
 
-import type { FastifyInstance } from "fastify";
 import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
 import { appKey, type Deploy } from "../../model/objects.ts";
 import type { ApiDeps } from "../deps.ts";
 import { AppParams, Name, tenantOf } from "../schemas.ts";
