@@ -44,6 +44,7 @@ import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
 import { ProbeAttempts } from "./probe-attempts.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
+import { recordedExitCode } from "./run-exit.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 import { traceDefaults } from "./trace-defaults.ts";
@@ -375,6 +376,9 @@ export class Agent {
     } else if (p.state === "exited") {
       inst.exitCode = p.exitCode ?? null;
       inst.signal = p.signal ?? null;
+      // A run (controllers/jobs.ts) wrote its own code to its data dir.
+      if (inst.exitCode === null && inst.signal === null)
+        inst.exitCode = await recordedExitCode(join(this.#instanceDir(p.id), "data"));
       if (inst.exitCode === null && inst.signal === null)
         inst.message = "exit status unknown: it ended while no agent was running";
       inst.logTail = await this.#tail(p.id);
@@ -750,6 +754,9 @@ export class Agent {
     inst.exitCode = p.exitCode ?? null;
     inst.signal = p.signal ?? null;
     inst.oomKilled = p.oomKilled === true;
+    // A run (controllers/jobs.ts) wrote its own code to its data dir.
+    if (inst.exitCode === null && inst.signal === null)
+      inst.exitCode = await recordedExitCode(join(this.#instanceDir(p.id), "data"));
     // Only a parent learns how its child ended: an adopted process (started by an earlier agent) is
     // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
     if (inst.exitCode === null && inst.signal === null)

@@ -10,7 +10,9 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import { AutoscaleManifestSchema, autoscaleProblems, normalizeAutoscale } from "./autoscale.ts";
+import { DependsOnSchema, dependsOnProblems } from "./dependencies.ts";
 import { routeIdentity } from "./gateway-view.ts";
+import { JobManifestSchema, jobsProblems, normalizeJobs, ReleaseManifestSchema } from "./job.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, placementServices } from "./placement.ts";
@@ -357,6 +359,10 @@ export const RouteSchema = T.Object(
 export const ServiceManifestSchema = T.Object(
   {
     command: T.Optional(T.String({ minLength: 1 })),
+    /** Runs once before each new release of this service rolls out (model/job.ts). */
+    release: T.Optional(ReleaseManifestSchema),
+    /** Scheduled jobs run with this service's release, env and resources (model/job.ts). */
+    jobs: T.Optional(T.Record(Name, JobManifestSchema, { additionalProperties: false })),
     instances: T.Optional(T.Integer({ minimum: 0, maximum: 1000 })),
     resources: T.Optional(
       T.Object(
@@ -450,6 +456,7 @@ export const ServiceManifestSchema = T.Object(
       }),
     ),
     autoscale: T.Optional(AutoscaleManifestSchema),
+    dependsOn: T.Optional(DependsOnSchema),
     outlier: T.Optional(
       T.Object(
         {
@@ -557,6 +564,10 @@ export const ManifestSchema = T.Object(
       description: "service names are lowercase letters, digits and dashes, starting with a letter",
     }),
     alerts: T.Optional(AlertsManifestSchema),
+    /** The app's release phase: `service` (default web, or the only service) runs it (model/job.ts). */
+    release: T.Optional(ReleaseManifestSchema),
+    /** The app's scheduled jobs, each run with `service`'s release (default web, or the only service). */
+    jobs: T.Optional(T.Record(Name, JobManifestSchema, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -743,6 +754,7 @@ export function normalizeService(
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
     ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
+    ...(s.dependsOn?.length ? { dependsOn: s.dependsOn } : {}),
     ...(s.outlier
       ? {
           outlier: {
@@ -766,6 +778,7 @@ export function normalizeService(
     ...(s.breaker
       ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
       : {}),
+    ...normalizeJobs(`services.${name}`, s),
   };
 }
 
@@ -825,6 +838,8 @@ export function validateManifest(
     checkAlerts(value, file, lineOf);
     checkRollouts(value, file, lineOf);
     checkAutoscale(value, file, lineOf);
+    throwProblems(dependsOnProblems(value.services), file, lineOf);
+    throwProblems(jobsProblems(value), file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];

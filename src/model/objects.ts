@@ -18,7 +18,9 @@
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
+ *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -49,8 +51,10 @@ export const KINDS = [
   "machine",
   "remediation",
   "autoscale_state",
+  "version_set",
   "config_version",
   "config_head",
+  "run",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
