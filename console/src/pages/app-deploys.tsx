@@ -60,7 +60,7 @@ export function DeploysTab({ app, open }: { app: string; open: string | undefine
                       ) : (
                         <code title="its log is no longer kept">{d.id}</code>
                       )}
-                      {d.rollback ? <span className="muted"> rollback</span> : null}
+                      {d.rollback ? <span className="muted small"> rollback</span> : null}
                     </th>
                     <td>
                       <StateBadge state={d.state} />
