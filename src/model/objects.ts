@@ -201,10 +201,12 @@ export type InstanceState =
   | "lost"; // its node is lost
 
 export interface Resources {
-  /** CPU cores, e.g. 0.25 */
+  /** CPU cores, e.g. 0.1: what placement counts; for an instance, its CPU weight under contention (docs/resources.md). */
   cpu: number;
-  /** Bytes. */
+  /** Bytes: reserved, never overcommitted, and the instance's hard memory limit. */
   memory: number;
+  /** An instance's hard CPU ceiling in cores (≥ cpu); absent: none, it may use idle CPU. */
+  cpuLimit?: number;
 }
 
 export interface HealthCheck {
@@ -298,6 +300,8 @@ export interface Node {
   labels: Record<string, string>;
   capacity: Resources;
   allocatable: Resources;
+  /** How far the CPU requests placed here may exceed allocatable CPU (1.5: by half); absent: 1 (older agents). */
+  cpuOvercommit?: number;
   state: NodeState;
   lastHeartbeat: string;
   registeredAt: string;
