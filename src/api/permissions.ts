@@ -111,6 +111,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app": "apps:read",
   "DELETE /api/v1/apps/:app": "apps:write",
   "POST /api/v1/apps/:app/deploys": "apps:write",
+  "GET /api/v1/apps/:app/deploys": "apps:read",
   "GET /api/v1/apps/:app/deploys/:id": "apps:read",
   "GET /api/v1/apps/:app/deploys/:id/log": "apps:read",
   "GET /api/v1/apps/:app/releases": "apps:read",

@@ -79,6 +79,7 @@ import { configRoutes } from "./routes/config.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
+import { deployRoutes } from "./routes/deploys.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -242,7 +243,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const remediation = new RemediationEngine({
     ctx,
     act: {
-      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version),
+      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version, "remediation"),
       // The one scale path (`herd scale`, the autoscaler): quota, the count, an event, what cannot be placed.
       scale: async (tenant, app, service, count, why) => {
         await scaleServices(
@@ -664,6 +665,7 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      deployRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);

@@ -28,6 +28,7 @@ import {
 } from "./context.ts";
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
+import { deploysCommand } from "./deploys.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
@@ -270,6 +271,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   autoscaleCommand,
   logsCommand,
   releasesCommand,
+  deploysCommand,
   rollbackCommand,
   rolloutCommand,
   setCommand,

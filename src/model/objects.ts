@@ -161,6 +161,8 @@ export interface Release {
   rollbackOf?: number;
   /** The version of each secret its services' env refers to (by secret name); never the values. */
   secrets?: Record<string, number>;
+  /** Who made it (the principal's label, `user alice`); absent on releases made before herd recorded it. */
+  createdBy?: string;
 }
 
 export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
@@ -182,6 +184,8 @@ export interface Deploy {
   /** The progress deadline this deploy asked for (`herd deploy --deadline`), over herd.yaml's. */
   deadlineMs?: number;
   message: string;
+  /** Who started it (the principal's label, `user alice`); absent on deploys made before herd recorded it. */
+  createdBy?: string;
 }
 
 /** Lifecycle of one instance. `ready` = process up; `running` = healthy, takes traffic. */

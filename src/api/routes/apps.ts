@@ -34,6 +34,7 @@ import {
 } from "../schemas.ts";
 import { existingApp } from "./existing-app.ts";
 import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
+import { actorOf } from "./secrets.ts";
 
 type Q = TenantQ;
 
@@ -189,7 +190,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           const built = await deps.build({ source: digest, tenant, app, log, unpack });
           return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
         },
-        deadlineMs === undefined ? {} : { deadlineMs },
+        { createdBy: actorOf(req), ...(deadlineMs === undefined ? {} : { deadlineMs }) },
       );
       reply.code(202);
       return deploy;
@@ -223,6 +224,13 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const { app, id } = req.params as { app: string; id: string };
       const o = await store.get<Deploy>("deploy", `${tenantOf(req)}/${app}/${id}`);
       if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
+      const finished = o.value.state === "succeeded" || o.value.state === "failed";
+      if (finished && !deps.deployLogs.has(id)) {
+        throw new HerdError(
+          "gone",
+          `the log of deploy ${id} is no longer kept (each app keeps its last ${deps.deployLogs.keepPerApp} deploys' logs)`,
+        );
+      }
       const abort = streamNdjson(reply, deps.shutdown);
       for await (const entry of deps.deployLogs.follow(id, abort.signal)) {
         if (!reply.raw.write(`${JSON.stringify(entry)}\n`)) await drained(reply);
@@ -265,7 +273,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req, reply) => {
       const { app } = req.params as { app: string };
       const body = (req.body ?? {}) as { version?: number };
-      const deploy = await controllers.deploys.rollback(tenantOf(req), app, body.version);
+      const deploy = await controllers.deploys.rollback(tenantOf(req), app, body.version, actorOf(req));
       reply.code(202);
       return deploy;
     },
