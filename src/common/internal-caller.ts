@@ -67,7 +67,11 @@ export function serviceUrlVariable(app: string, service: string): string {
 }
 
 /** The env an instance of `caller` gets: one URL per service of its tenant (`app/service` names). */
-export function serviceEnv(file: InternalListenerFile, caller: Caller, services: readonly string[]): Record<string, string> {
+export function serviceEnv(
+  file: InternalListenerFile,
+  caller: Caller,
+  services: readonly string[],
+): Record<string, string> {
   const token = callerToken(Buffer.from(file.key, "base64url"), caller);
   const env: Record<string, string> = {};
   for (const name of services) {

@@ -17,8 +17,8 @@ import { type BuildResult, ConfigSource } from "./config-source.ts";
 import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { HeldRequests, wakeByControlPlane } from "./hold.ts";
-import { InternalListener } from "./internal-listener.ts";
 import { OnDemandCertificates } from "./host-certificates.ts";
+import { InternalListener } from "./internal-listener.ts";
 import { LoadReporter } from "./load-reporter.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -297,9 +297,12 @@ async function startInternal(
     bound = await listener.listen(port === 0 ? savedPort : port, "127.0.0.1");
   } catch (err) {
     if (port !== 0 || savedPort === 0) throw err;
-    logger.warn("the internal listener's earlier port is taken; instances started before get new URLs when restarted", {
-      port: savedPort,
-    });
+    logger.warn(
+      "the internal listener's earlier port is taken; instances started before get new URLs when restarted",
+      {
+        port: savedPort,
+      },
+    );
     bound = await listener.listen(0, "127.0.0.1");
   }
   mkdirSync(dataDir, { recursive: true });

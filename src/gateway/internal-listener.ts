@@ -82,7 +82,8 @@ export class InternalListener {
     if (target === null || caller === null) {
       sendJson(res, 403, {
         code: "forbidden",
-        message: "internal requests need a caller token: use the HERD_SERVICE_<APP>_<SERVICE>_URL your instance was given",
+        message:
+          "internal requests need a caller token: use the HERD_SERVICE_<APP>_<SERVICE>_URL your instance was given",
       });
       this.refused.record(403, metrics.NO_ROUTE, performance.now() - started);
       return;
@@ -157,7 +158,9 @@ export class InternalListener {
 }
 
 /** `/.herd/<token>/<app>/<service>[/rest][?query]` → its parts, the upstream path `/rest?query`; null when malformed. */
-export function parseTarget(url: string): { token: string; app: string; service: string; path: string } | null {
+export function parseTarget(
+  url: string,
+): { token: string; app: string; service: string; path: string } | null {
   if (!url.startsWith(INTERNAL_PREFIX)) return null;
   const parts: string[] = [];
   let at = INTERNAL_PREFIX.length;
