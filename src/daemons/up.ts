@@ -86,6 +86,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       ...(server.caFile ? { ca: readCa(server.caFile) } : {}),
       name: hostname(),
       dataDir: join(dataDir, "agent"),
+      internalGateway: join(dataDir, "gateway", "internal.json"),
       driver,
       logger: logger.child("agent"),
     });
@@ -113,6 +114,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       jwksDir: options.gateway.jwksDir,
       ...(options.gateway.hold ? { hold: options.gateway.hold } : {}),
       ...(options.gateway.small ? { small: true } : {}),
+      internalPort: 0,
       logger,
     });
   } catch (err) {

@@ -59,11 +59,11 @@ export class InternalListener {
     this.server.requestTimeout = 0;
   }
 
-  /** Listens (port 0: a free one); resolves with the port. */
+  /** Listens (port 0: a free one) with SO_REUSEPORT, so a successor gateway serves the same port; resolves with the port. */
   listen(port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(port, host, () => {
+      this.server.listen({ port, host, reusePort: true }, () => {
         this.server.off("error", reject);
         resolve((this.server.address() as AddressInfo).port);
       });
