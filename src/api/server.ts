@@ -77,6 +77,7 @@ import { clusterRoutes } from "./routes/cluster.ts";
 import { configRoutes } from "./routes/config.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
+import { discoveryRoutes } from "./routes/discovery.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
@@ -669,6 +670,7 @@ export function buildApi(
       catalogRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
+      discoveryRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );
