@@ -111,6 +111,35 @@ test("a caller reaches its tenant's service by name, balanced over its instances
   );
 });
 
+test("a POST body reaches the service", async () => {
+  const echo = await startUpstream((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => res.end(`${req.method} ${req.url} ${body}`));
+  });
+  upstreams.push(echo);
+  const table = proxy.table;
+  proxy.table = buildRouteTable(
+    {
+      services: [testService("acme", "echo", "web", [])],
+      instances: [testInstance("e0", { tenant: "acme", app: "echo", service: "web" }, "local", echo.port)],
+      nodes: [testNode("local", "127.0.0.1")],
+    },
+    2,
+  );
+  try {
+    const res = await request(port, "127.0.0.1", urlPath(front, "echo", "web", "/in"), {
+      method: "POST",
+      body: "payload",
+      headers: { "content-type": "text/plain" },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.body, "POST /in payload");
+  } finally {
+    proxy.table = table;
+  }
+});
+
 test("another tenant's service is not found for the caller; a forged or missing token is refused", async () => {
   seen.length = 0;
   const cross = await request(port, "127.0.0.1", urlPath(front, "secret", "web"));
