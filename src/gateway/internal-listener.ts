@@ -48,8 +48,6 @@ export class InternalListener {
   #table: RouteTable | null = null;
   /** Request counters by caller and service, kept across tables (like a route's stats). */
   readonly #stats = new Map<string, metrics.RouteStats>();
-  /** Refused requests (bad token, unknown service). */
-  readonly refused = new metrics.Series(`route="${INTERNAL_ROUTE}"`, INTERNAL_ROUTE);
 
   constructor(proxy: GatewayProxy, key: Buffer) {
     this.#proxy = proxy;
@@ -85,7 +83,6 @@ export class InternalListener {
         message:
           "internal requests need a caller token: use the HERD_SERVICE_<APP>_<SERVICE>_URL your instance was given",
       });
-      this.refused.record(403, metrics.NO_ROUTE, performance.now() - started);
       return;
     }
     const route = this.#route(caller, target.app, target.service);
@@ -94,7 +91,6 @@ export class InternalListener {
         code: "not_found",
         message: `no service ${target.app}/${target.service} in tenant ${caller.tenant}`,
       });
-      this.refused.record(404, metrics.NO_ROUTE, performance.now() - started);
       return;
     }
     const proxy = this.#proxy;
