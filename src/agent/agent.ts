@@ -45,6 +45,7 @@ import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
 import { ProbeAttempts } from "./probe-attempts.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
+import { recordedExitCode } from "./run-exit.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 import { traceDefaults } from "./trace-defaults.ts";
@@ -69,6 +70,8 @@ export interface AgentOptions {
   capacity?: Resources;
   /** Kept back for the system and herd itself; default DEFAULT_RESERVE. */
   reserve?: Resources;
+  /** How far CPU requests placed here may exceed allocatable CPU; default DEFAULT_CPU_OVERCOMMIT. */
+  cpuOvercommit?: number;
   /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
   driver?: RuntimeDriver;
   logger?: Logger;
@@ -111,6 +114,13 @@ interface StatsReading {
 /** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
 export const DEFAULT_RESERVE: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
 
+/**
+ * CPU requests a node takes by default: twice its allocatable cores. CPU is
+ * compressible (a request is a weight under contention, docs/resources.md),
+ * and most small apps are idle most of the time; memory is never overcommitted.
+ */
+export const DEFAULT_CPU_OVERCOMMIT = 2;
+
 /** What the agent knows about one instance. */
 interface Managed {
   id: string;
@@ -150,9 +160,10 @@ const PROBE_TAIL_LINES = 5;
 const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
 /**
- * CPU cores an instance may use until its first passed health check (a start
- * boost, as Cloud Run's): a Node app's start is CPU-bound, and a quarter core
- * makes it several times slower; memory is never boosted.
+ * The CPU ceiling (cores) of an instance with a lower `cpuLimit` until its
+ * first passed health check (a start boost, as Cloud Run's): a Node app's
+ * start is CPU-bound, and a quarter core makes it several times slower;
+ * memory is never boosted. Instances without a ceiling need none.
  */
 const START_CPU = 1;
 /** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
@@ -275,6 +286,11 @@ export class Agent {
       protect: this.#protectedEndpoints(),
     });
     this.#agentVersion = await readAgentVersion();
+    try {
+      this.#driver.shareCpu?.(this.#allocatable().cpu);
+    } catch (err) {
+      this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
+    }
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
     });
@@ -384,6 +400,9 @@ export class Agent {
     } else if (p.state === "exited") {
       inst.exitCode = p.exitCode ?? null;
       inst.signal = p.signal ?? null;
+      // A run (controllers/jobs.ts) wrote its own code to its data dir.
+      if (inst.exitCode === null && inst.signal === null)
+        inst.exitCode = await recordedExitCode(join(this.#instanceDir(p.id), "data"));
       if (inst.exitCode === null && inst.signal === null)
         inst.message = "exit status unknown: it ended while no agent was running";
       inst.logTail = await this.#tail(p.id);
@@ -441,6 +460,20 @@ export class Agent {
     }
   }
 
+  #capacity(): Resources {
+    return this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
+  }
+
+  /** Capacity minus the reserve: what instances may be given. */
+  #allocatable(): Resources {
+    const capacity = this.#capacity();
+    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
+    return {
+      cpu: Math.max(0, capacity.cpu - reserve.cpu),
+      memory: Math.max(0, capacity.memory - reserve.memory),
+    };
+  }
+
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
@@ -451,16 +484,12 @@ export class Agent {
       if (usage) status.usage = usage;
       instances.push(status);
     }
-    const capacity = this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
-    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
     const body: Heartbeat = {
       address: this.#options.address ?? "127.0.0.1",
       labels: this.#options.labels ?? {},
-      capacity,
-      allocatable: {
-        cpu: Math.max(0, capacity.cpu - reserve.cpu),
-        memory: Math.max(0, capacity.memory - reserve.memory),
-      },
+      capacity: this.#capacity(),
+      allocatable: this.#allocatable(),
+      cpuOvercommit: this.#options.cpuOvercommit ?? DEFAULT_CPU_OVERCOMMIT,
       ...(this.#options.taints?.length ? { taints: this.#options.taints } : {}),
       agentVersion: this.#agentVersion,
       isolation: this.#driver.isolation(),
@@ -773,6 +802,9 @@ export class Agent {
     inst.exitCode = p.exitCode ?? null;
     inst.signal = p.signal ?? null;
     inst.oomKilled = p.oomKilled === true;
+    // A run (controllers/jobs.ts) wrote its own code to its data dir.
+    if (inst.exitCode === null && inst.signal === null)
+      inst.exitCode = await recordedExitCode(join(this.#instanceDir(p.id), "data"));
     // Only a parent learns how its child ended: an adopted process (started by an earlier agent) is
     // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
     if (inst.exitCode === null && inst.signal === null)
@@ -811,8 +843,9 @@ export class Agent {
         if (result.ok) {
           inst.failures = 0;
           if (inst.state !== "healthy") {
-            // Started: the start boost ends, the instance gets its own CPU limit.
-            if (inst.desired) this.#limitCpu(inst.id, inst.desired.run.resources.cpu);
+            // Started: the start boost ends, the instance gets its own CPU ceiling (if it has one).
+            const ceiling = inst.desired?.run.resources.cpuLimit;
+            if (ceiling !== undefined) this.#limitCpu(inst.id, ceiling);
             inst.state = "healthy";
             inst.message = undefined;
             inst.logTail = undefined;
@@ -844,7 +877,7 @@ export class Agent {
     next(health.kind === "process" ? health.intervalMs : Math.min(FIRST_PROBE_MS, health.intervalMs));
   }
 
-  #limitCpu(id: string, cpu: number): void {
+  #limitCpu(id: string, cpu: number | undefined): void {
     try {
       this.#driver.limitCpu?.(id, cpu);
     } catch (err) {

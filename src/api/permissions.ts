@@ -127,12 +127,25 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/rollout/pause": "apps:write",
   "POST /api/v1/apps/:app/rollout/resume": "apps:write",
   "POST /api/v1/apps/:app/rollout/abort": "apps:write",
+  // version sets: herd.set.yaml (routes/sets.ts); dependsOn checked before a deploy uploads (routes/dependencies.ts)
+  "POST /api/v1/apps/:app/dependencies/check": "apps:write",
+  "POST /api/v1/sets": "apps:write",
+  "POST /api/v1/sets/diff": "apps:read",
+  "GET /api/v1/sets/:name": "apps:read",
+  "GET /api/v1/sets/:name/versions/:version": "apps:read",
+  "POST /api/v1/sets/:name/rollback": "apps:write",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",
   "POST /api/v1/apps/:app/remediation/pause": "apps:write",
   "POST /api/v1/apps/:app/remediation/resume": "apps:write",
   "GET /api/v1/apps/:app/logs": "telemetry:read",
+  // One-off runs carry the app's secrets: starting or stopping one is a deployer's act (routes/jobs.ts).
+  "POST /api/v1/apps/:app/runs": "apps:write",
+  "GET /api/v1/apps/:app/runs": "apps:read",
+  "GET /api/v1/apps/:app/runs/:id": "apps:read",
+  "POST /api/v1/apps/:app/runs/:id/stop": "apps:write",
+  "GET /api/v1/apps/:app/jobs": "apps:read",
   "GET /api/v1/events": "apps:read",
   // the asset catalog (routes/catalog.ts): a platform admin naming no tenant sees every tenant's
   "GET /api/v1/catalog/apps": "apps:read",

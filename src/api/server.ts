@@ -40,6 +40,7 @@ import { scaleServices } from "../controllers/scale.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import type { Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
+import { DependencyDrift } from "../observe/dependency-drift.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
 import { LiveLoad } from "../observe/live-load.ts";
 import { LogStore, type LogStoreOptions } from "../observe/log-store.ts";
@@ -77,9 +78,11 @@ import { clusterRoutes } from "./routes/cluster.ts";
 import { configRoutes } from "./routes/config.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
+import { dependencyRoutes } from "./routes/dependencies.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
+import { jobRoutes } from "./routes/jobs.ts";
 import { liveConfigRoutes } from "./routes/live-config.ts";
 import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
@@ -89,6 +92,7 @@ import { platformRoutes } from "./routes/platform.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
+import { setRoutes } from "./routes/sets.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { traceIngestRoutes, traceRoutes } from "./routes/traces.ts";
 import { wakeRoutes } from "./routes/wake.ts";
@@ -252,6 +256,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });
+  // Declared dependsOn against the calls the traces see: warning events and the undeclared-dependency alerts.
+  const drift = new DependencyDrift({
+    store,
+    events,
+    registry: metrics.self.registry,
+    logger: logger.child("dependencies"),
+    calls: async (tenant, from, to) =>
+      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+  });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
   const builds = new BuildRunner({ cacheDir: join(dataDir, "builds") });
@@ -365,6 +378,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   metrics.start();
   alerts.externalUrl = url;
   alerts.start();
+  drift.start();
   certificates.start();
   logger.info("control plane listening", { url });
 
@@ -386,6 +400,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async () => {
       auth.stop();
       await alerts.stop();
+      await drift.stop();
       await certificates.close();
       await remediation.stop();
       controllers.stop();
@@ -651,6 +666,8 @@ export function buildApi(
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
+      setRoutes(api, deps);
+      dependencyRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
       consumerRoutes(api, deps);
@@ -668,6 +685,7 @@ export function buildApi(
       tenantRoutes(api, deps);
       capacityRoutes(api, deps);
       catalogRoutes(api, deps);
+      jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
       discoveryRoutes(api, deps);

@@ -7,6 +7,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { HerdError } from "../common/errors.ts";
+import { foldAppJobs } from "../model/job.ts";
 import {
   type Manifest,
   NAME_PATTERN,
@@ -62,7 +63,12 @@ export async function loadAppDefinition(
     for (const [name, service] of Object.entries(manifest.services)) {
       services[name] = normalizeService(app, name, service, procfile?.get(name) ?? startScript, options.unit);
     }
-    return { app, kind: "manifest", services, ...(manifest.alerts ? { alerts: manifest.alerts } : {}) };
+    return {
+      app,
+      kind: "manifest",
+      services: foldAppJobs(manifest, services),
+      ...(manifest.alerts ? { alerts: manifest.alerts } : {}),
+    };
   }
   // A Procfile names every process type, so it wins over the single start script (as on Heroku).
   if (procfile && procfile.size > 0) {

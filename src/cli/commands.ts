@@ -29,13 +29,16 @@ import {
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
+import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
 import { rolloutCommand } from "./rollout.ts";
+import { runCommand } from "./run.ts";
 import { secretsCommand } from "./secrets.ts";
+import { setCommand } from "./set.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
@@ -269,6 +272,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   releasesCommand,
   rollbackCommand,
   rolloutCommand,
+  setCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,
@@ -276,6 +280,8 @@ export const APP_COMMANDS: CommandSpec[] = [
   nodesCommand,
   capacityCommand,
   catalogCommand,
+  runCommand,
+  jobsCommand,
   consumersCommand,
   secretsCommand,
   appConfigCommand,

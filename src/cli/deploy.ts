@@ -139,6 +139,7 @@ export const deployCommand: CommandSpec = {
     const { loadAppDefinition } = await import("../build/detect.ts");
     const definition = await loadAppDefinition(dir, { app: stringFlag(values, "app") });
     const client = await ctx.client();
+    await checkDependsOn(client, definition.app, definition.services);
 
     const { packDirectory } = await import("../build/pack.ts");
     const progressOut = ctx.flags.json ? ctx.stderr : ctx.stdout;
@@ -193,3 +194,26 @@ export const rollbackCommand: CommandSpec = {
     return followDeploy(ctx, client, deploy);
   },
 };
+
+/**
+ * dependsOn naming another app's service, checked by the server before the
+ * upload: an unknown service or a cycle with the tenant's apps is a 400 here,
+ * not a failed build. A server without the check (404) checks at release.
+ */
+async function checkDependsOn(
+  client: ApiClient,
+  app: string,
+  services: Record<string, { dependsOn?: string[] }>,
+): Promise<void> {
+  const declared = Object.entries(services).filter(([, s]) => s.dependsOn?.length);
+  if (declared.length === 0) return;
+  try {
+    await client.post(`/apps/${encodeURIComponent(app)}/dependencies/check`, {
+      services: Object.fromEntries(
+        Object.entries(services).map(([n, s]) => [n, { dependsOn: s.dependsOn ?? [] }]),
+      ),
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code !== "not_found") throw err;
+  }
+}

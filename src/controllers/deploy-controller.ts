@@ -29,6 +29,7 @@ import {
 import { DEFAULT_ANALYSIS, DEFAULT_STEPS, formatDuration, formatThreshold } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
+import { checkDependencies } from "./dependencies.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
@@ -45,13 +46,18 @@ export interface BuildResult {
   secrets?: Release["secrets"];
 }
 
+/** Runs a new release's release phase (controllers/jobs.ts); throws when it fails. */
+export type ReleasePhase = (deploy: Deploy, release: Release, log: (line: string) => void) => Promise<void>;
+
 export class DeployController {
   readonly #ctx: Context;
+  readonly #releasePhase: ReleasePhase | undefined;
   /** Deploys whose build runs in this process (a build interrupted by a restart fails). */
   readonly #building = new Set<string>();
 
-  constructor(ctx: Context) {
+  constructor(ctx: Context, releasePhase?: ReleasePhase) {
     this.#ctx = ctx;
+    this.#releasePhase = releasePhase;
   }
 
   /** Creates a deploy in state building; `build` runs in the background and its result is rolled out. */
@@ -70,7 +76,7 @@ export class DeployController {
     void (async () => {
       try {
         const result = await build(log);
-        await this.#release(deploy, result, false);
+        await this.#release(deploy, result, false, undefined, true);
       } catch (err) {
         const e = err instanceof HerdError ? err : new HerdError("internal", (err as Error).message);
         for (const d of e.details ?? []) log(`${d.field}: ${d.message}`);
@@ -256,11 +262,18 @@ export class DeployController {
   }
 
   /** Makes release vN from a build and points the app's services at it. */
-  async #release(deploy: Deploy, result: BuildResult, rollback: boolean, rollbackOf?: number): Promise<void> {
+  async #release(
+    deploy: Deploy,
+    result: BuildResult,
+    rollback: boolean,
+    rollbackOf?: number,
+    releasePhase = false,
+  ): Promise<void> {
     const { store, clock, deployLogs, events } = this.#ctx;
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
+    await checkDependencies(store, tenant, app, result.services);
     const secrets = await this.#pinSecrets(tenant, app, result.services, result.secrets);
     const previous = deploy.previous
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))
@@ -325,6 +338,8 @@ export class DeployController {
       reason: "ReleaseCreated",
       message: `release v${version}: ${result.description}`,
     });
+    // A new build's release phase (herd.yaml `release:`) runs before anything rolls out; it throws on failure.
+    if (releasePhase) await this.#releasePhase?.(deploy, release, step);
 
     for (const [name, spec] of Object.entries(result.services)) {
       const key = serviceKey(tenant, app, name);

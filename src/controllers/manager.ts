@@ -5,18 +5,22 @@
  *   store.watch ─► key of the object it touches ─► queue ─► reconcile(key)
  *   every resyncMs: every service, deploy and destroying app is queued again
  *   every 250 ms:   node heartbeats are checked
+ *   version sets applying: looked at again every 300 ms while a deploy of theirs runs
  *   every 500 ms:   the autoscaler decides for each autoscaled service (autoscale.ts)
  */
 
 import { WorkQueue } from "../common/work-queue.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
+import type { VersionSet } from "../model/version-set.ts";
 import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
+import { JobsController } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
 import { RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
+import { SetController } from "./set-controller.ts";
 
 export class ControllerManager {
   readonly services: ServiceController;
@@ -26,6 +30,10 @@ export class ControllerManager {
   readonly autoscaler: Autoscaler;
   /** Canary steps and blue/green switches (rollout-controller.ts). */
   readonly rollouts: RolloutController;
+  /** herd.set.yaml applies (set-controller.ts). */
+  readonly sets: SetController;
+  /** One-off runs, release phases and scheduled jobs (jobs.ts). */
+  readonly jobs: JobsController;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -33,6 +41,7 @@ export class ControllerManager {
   readonly #deployQueue: WorkQueue;
   readonly #appQueue: WorkQueue;
   readonly #rolloutQueue: WorkQueue;
+  readonly #setQueue: WorkQueue;
   readonly #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
@@ -40,10 +49,12 @@ export class ControllerManager {
     this.#ctx = ctx;
     this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
-    this.deploys = new DeployController(ctx);
+    this.jobs = new JobsController(ctx);
+    this.deploys = new DeployController(ctx, (d, r, log) => this.jobs.releasePhase(d, r, log));
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
     this.rollouts = new RolloutController(ctx);
+    this.sets = new SetController(ctx, this.deploys);
     const logger = ctx.logger.child("controllers");
     this.#serviceQueue = new WorkQueue({
       name: "service",
@@ -64,6 +75,14 @@ export class ControllerManager {
       reconcile: async (key) => {
         const after = await this.rollouts.reconcile(key);
         if (after !== undefined) this.#rolloutQueue.addAfter(key, after);
+      },
+    });
+    this.#setQueue = new WorkQueue({
+      name: "set",
+      logger,
+      reconcile: async (key) => {
+        const after = await this.sets.reconcile(key);
+        if (after !== undefined) this.#setQueue.addAfter(key, after);
       },
     });
     this.#appQueue = new WorkQueue({
@@ -96,6 +115,7 @@ export class ControllerManager {
     );
     for (const t of this.#timers) t.unref();
     this.autoscaler.start();
+    this.jobs.start();
   }
 
   /** Queues every service, deploy in flight and destroying app. */
@@ -109,6 +129,8 @@ export class ControllerManager {
       if (o.value.state === "building" || o.value.state === "rolling_out") this.#deployQueue.add(o.key);
     }
     for (const o of (await store.list<App>("app")).items) if (o.value.destroying) this.#appQueue.add(o.key);
+    for (const o of (await store.list<VersionSet>("version_set")).items)
+      if (o.value.state === "applying" || o.value.state === "rolling_back") this.#setQueue.add(o.key);
     // Instances whose service is gone still need stopping.
     for (const o of (await store.list<Instance>("instance")).items) {
       this.#serviceQueue.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
@@ -121,7 +143,7 @@ export class ControllerManager {
     while (!this.#abort.signal.aborted) {
       try {
         for await (const ev of store.watch({
-          kinds: ["service", "instance", "deploy", "app", "node"],
+          kinds: ["service", "instance", "deploy", "app", "node", "version_set"],
           fromRevision: revision,
           signal: this.#abort.signal,
         })) {
@@ -169,6 +191,9 @@ export class ControllerManager {
       case "app":
         this.#appQueue.add(key);
         break;
+      case "version_set":
+        if (!deleted) this.#setQueue.add(key);
+        break;
       case "node":
         // Capacity appeared or a node changed state: pending instances may now fit somewhere.
         void this.resync().catch(() => {});
@@ -183,16 +208,19 @@ export class ControllerManager {
       this.#deployQueue.idle(),
       this.#appQueue.idle(),
       this.#rolloutQueue.idle(),
+      this.#setQueue.idle(),
     ]);
   }
 
   stop(): void {
     this.#abort.abort();
     this.autoscaler.stop();
+    this.jobs.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#serviceQueue.stop();
     this.#deployQueue.stop();
     this.#appQueue.stop();
     this.#rolloutQueue.stop();
+    this.#setQueue.stop();
   }
 }

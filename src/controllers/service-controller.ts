@@ -29,6 +29,7 @@ import type { Shortfall } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { backoffMs, type Context } from "./context.ts";
+import { dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
 
 /** Result of one reconcile: when to look again (ms), if a timer matters. */
@@ -216,6 +217,42 @@ export class ServiceController {
     // Nodes an operator is moving instances of this service off: their replacements go elsewhere.
     const movingOff = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
     const old = active.filter((o) => o.value.release !== svc.release || leaving(o.value));
+
+    // dependsOn: a rollout starts its new release only once what it depends on runs.
+    if (rollingOut && svc.state !== "failed") {
+      const waiting = await dependencyWait(store, svc);
+      const note = waiting ? `waiting for ${waiting.join(", ")} (dependsOn)` : undefined;
+      if (note) {
+        if (svc.message !== note) {
+          await saveService({ ...svc, message: note });
+          await this.#ctx.events.record({
+            tenant,
+            app,
+            service,
+            deploy: svc.deploy,
+            reason: "WaitingForDependencies",
+            message: `${service}: v${svc.release} ${note}`,
+          });
+        }
+        return finish(Math.min(requeue, 250));
+      }
+      if (svc.message.endsWith("(dependsOn)") && svc.rollout) {
+        // The progress deadline counts from now, not from the deploy.
+        await saveService({
+          ...svc,
+          message: `rolling out v${svc.release}`,
+          rollout: { ...svc.rollout, best: 0, since: new Date(now).toISOString() },
+        });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          deploy: svc.deploy,
+          reason: "DependenciesReady",
+          message: `${service}: its dependencies run; rolling out v${svc.release}`,
+        });
+      }
+    }
 
     // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
     //    pets count whatever release they run, since they are updated in place, never replaced.

@@ -57,6 +57,8 @@ export interface UpOptions {
   example: boolean;
   /** On SIGINT/SIGTERM leave the apps and the gateway running. */
   keepApps: boolean;
+  /** The agent's CPU overcommit ratio (`--cpu-overcommit`); default the agent's. */
+  cpuOvercommit?: number;
   /** Signs the CLI in to this server (cli/config.ts); says how, for the start banner. */
   signIn?: (server: { url: string; token: string; ca?: string }) => Promise<string>;
 }
@@ -89,6 +91,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       internalGateway: join(dataDir, "gateway", "internal.json"),
       driver,
       logger: logger.child("agent"),
+      ...(options.cpuOvercommit !== undefined ? { cpuOvercommit: options.cpuOvercommit } : {}),
     });
     // The agent shares this process: its metrics go on the API server's /metrics.
     const inProcess = agent;

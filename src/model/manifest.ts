@@ -10,7 +10,9 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
 import { AutoscaleManifestSchema, autoscaleProblems, normalizeAutoscale } from "./autoscale.ts";
+import { DependsOnSchema, dependsOnProblems } from "./dependencies.ts";
 import { routeIdentity } from "./gateway-view.ts";
+import { JobManifestSchema, jobsProblems, normalizeJobs, ReleaseManifestSchema } from "./job.ts";
 import { describeError, QUANTITY_RULE, unescapePointer, yamlProblem } from "./manifest-messages.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema, placementServices } from "./placement.ts";
@@ -357,6 +359,10 @@ export const RouteSchema = T.Object(
 export const ServiceManifestSchema = T.Object(
   {
     command: T.Optional(T.String({ minLength: 1 })),
+    /** Runs once before each new release of this service rolls out (model/job.ts). */
+    release: T.Optional(ReleaseManifestSchema),
+    /** Scheduled jobs run with this service's release, env and resources (model/job.ts). */
+    jobs: T.Optional(T.Record(Name, JobManifestSchema, { additionalProperties: false })),
     instances: T.Optional(T.Integer({ minimum: 0, maximum: 1000 })),
     resources: T.Optional(
       T.Object(
@@ -366,10 +372,25 @@ export const ServiceManifestSchema = T.Object(
               exclusiveMinimum: 0,
               maximum: 1024,
               description:
-                "resource units (default 1 unit = 0.25 CPU + 256 MiB); cpu or memory override their part",
+                "resource units (default 1 unit = 0.1 CPU + 256 MiB); cpu or memory override their part",
             }),
           ),
-          cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })),
+          cpu: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 256,
+              description:
+                "CPU cores requested: what placement counts and the instance's share under contention",
+            }),
+          ),
+          cpuLimit: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 256,
+              description:
+                "a hard CPU ceiling in cores, at least the request (default: none, idle CPU may be used)",
+            }),
+          ),
           memory: T.Optional(Quantity),
         },
         { additionalProperties: false },
@@ -450,6 +471,7 @@ export const ServiceManifestSchema = T.Object(
       }),
     ),
     autoscale: T.Optional(AutoscaleManifestSchema),
+    dependsOn: T.Optional(DependsOnSchema),
     outlier: T.Optional(
       T.Object(
         {
@@ -557,6 +579,10 @@ export const ManifestSchema = T.Object(
       description: "service names are lowercase letters, digits and dashes, starting with a letter",
     }),
     alerts: T.Optional(AlertsManifestSchema),
+    /** The app's release phase: `service` (default web, or the only service) runs it (model/job.ts). */
+    release: T.Optional(ReleaseManifestSchema),
+    /** The app's scheduled jobs, each run with `service`'s release (default web, or the only service). */
+    jobs: T.Optional(T.Record(Name, JobManifestSchema, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -612,7 +638,12 @@ const UNFORWARDABLE = new Set([
 
 const manifestCheck = TypeCompiler.Compile(ManifestSchema);
 
-export const DEFAULT_RESOURCES: Resources = { cpu: 0.25, memory: 256 * 1024 * 1024 };
+/**
+ * One resource unit, the default per instance: a tenth of a core (a request,
+ * not a ceiling: an idle app takes next to nothing and a busy one may use
+ * idle CPU, docs/resources.md) and 256 MiB (reserved and enforced).
+ */
+export const DEFAULT_RESOURCES: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
 
 /** Parses a memory quantity ("128Mi", "1G", 1048576) to bytes. */
 export function parseBytes(q: number | string): number {
@@ -625,13 +656,14 @@ export function parseBytes(q: number | string): number {
 
 /** CPU and memory from units of `unit` (default one), with explicit cpu or memory taking precedence. */
 export function resolveResources(
-  r: { units?: number; cpu?: number; memory?: number | string } | undefined,
+  r: { units?: number; cpu?: number; cpuLimit?: number; memory?: number | string } | undefined,
   unit: Resources,
 ): Resources {
   const units = r?.units ?? 1;
   return {
     cpu: r?.cpu ?? unit.cpu * units,
     memory: r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units),
+    ...(r?.cpuLimit !== undefined ? { cpuLimit: r.cpuLimit } : {}),
   };
 }
 
@@ -708,6 +740,12 @@ export function normalizeService(
       ...(r.auth ? { auth: authSpec(r.auth) } : {}),
     }),
   );
+  const resources = resolveResources(s.resources, unit);
+  if (resources.cpuLimit !== undefined && resources.cpuLimit < resources.cpu - 1e-9) {
+    const field = `services.${name}.resources.cpuLimit`;
+    const message = `${resources.cpuLimit} is below the CPU request ${resources.cpu}: a ceiling must be at least the request`;
+    throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
+  }
   const autoscale = s.autoscale ? normalizeAutoscale(s.autoscale) : undefined;
   // With autoscale, `instances` is the count a first deploy starts with, inside [min, max].
   const instances = s.instances ?? 1;
@@ -715,7 +753,7 @@ export function normalizeService(
     command,
     instances: autoscale ? Math.min(autoscale.max, Math.max(autoscale.min, instances)) : instances,
     ...(autoscale ? { autoscale } : {}),
-    resources: resolveResources(s.resources, unit),
+    resources,
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
@@ -743,6 +781,7 @@ export function normalizeService(
     ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
     ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
     ...(s.concurrency ? { concurrency: s.concurrency } : {}),
+    ...(s.dependsOn?.length ? { dependsOn: s.dependsOn } : {}),
     ...(s.outlier
       ? {
           outlier: {
@@ -766,6 +805,7 @@ export function normalizeService(
     ...(s.breaker
       ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
       : {}),
+    ...normalizeJobs(`services.${name}`, s),
   };
 }
 
@@ -825,6 +865,8 @@ export function validateManifest(
     checkAlerts(value, file, lineOf);
     checkRollouts(value, file, lineOf);
     checkAutoscale(value, file, lineOf);
+    throwProblems(dependsOnProblems(value.services), file, lineOf);
+    throwProblems(jobsProblems(value), file, lineOf);
     return value;
   }
   const details: FieldProblem[] = [];

@@ -18,7 +18,9 @@
  *   secret   `<tenant>/<app or _receiver.<name> or _consumer.<name>>/<name>`: ciphertexts only (src/secrets/)
  *   remediation `<tenant>/<app>` (remediation.ts)
  *   autoscale_state `<tenant>/<app>/<service>`: the autoscaler's memory (controllers/autoscale-state.ts)
+ *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
+ *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -49,8 +51,10 @@ export const KINDS = [
   "machine",
   "remediation",
   "autoscale_state",
+  "version_set",
   "config_version",
   "config_head",
+  "run",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -193,10 +197,12 @@ export type InstanceState =
   | "lost"; // its node is lost
 
 export interface Resources {
-  /** CPU cores, e.g. 0.25 */
+  /** CPU cores, e.g. 0.1: what placement counts; for an instance, its CPU weight under contention (docs/resources.md). */
   cpu: number;
-  /** Bytes. */
+  /** Bytes: reserved, never overcommitted, and the instance's hard memory limit. */
   memory: number;
+  /** An instance's hard CPU ceiling in cores (≥ cpu); absent: none, it may use idle CPU. */
+  cpuLimit?: number;
 }
 
 export interface HealthCheck {
@@ -290,6 +296,8 @@ export interface Node {
   labels: Record<string, string>;
   capacity: Resources;
   allocatable: Resources;
+  /** How far the CPU requests placed here may exceed allocatable CPU (1.5: by half); absent: 1 (older agents). */
+  cpuOvercommit?: number;
   state: NodeState;
   lastHeartbeat: string;
   registeredAt: string;

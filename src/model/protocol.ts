@@ -108,6 +108,8 @@ export interface Heartbeat {
   capacity: Resources;
   /** Capacity minus the system reserve: what instances may use (absent: all of it). */
   allocatable?: Resources;
+  /** How far CPU requests may exceed allocatable CPU (`herd agent --cpu-overcommit`; absent: 1). */
+  cpuOvercommit?: number;
   taints?: Taint[];
   agentVersion: string;
   isolation: NodeIsolation;

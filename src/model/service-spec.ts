@@ -4,6 +4,7 @@
  * the parser that produce it are in manifest.ts; these are the wire types.
  */
 
+import type { JobSpec, ReleasePhaseSpec } from "./job.ts";
 import type { HealthCheck, Resources } from "./objects.ts";
 import type { PlacementSpec } from "./placement.ts";
 import type { RolloutSpec } from "./progressive.ts";
@@ -137,10 +138,19 @@ export interface ServiceSpec {
   /** Env variables whose values are the app's secrets: variable → secret name. */
   secrets?: Record<string, string>;
   routes: Route[];
+  /** Run once before a new release of it rolls out; a failure stops the rollout (model/job.ts). */
+  release?: ReleasePhaseSpec;
+  /** Scheduled jobs run with its release, env and resources (model/job.ts). */
+  jobs?: Record<string, JobSpec>;
   /** Circuit breaker in the gateway in front of this service, when set. */
   breaker?: { failures: number; openMs: number };
   /** Under overload the gateway sheds low first, critical last. */
   criticality?: "critical" | "normal" | "low";
+  /**
+   * What this service needs running before it starts or moves: services of the
+   * same app by name, or another app's as `app/service` (model/dependencies.ts).
+   */
+  dependsOn?: string[];
   /** What its instances do when their config changes (config center): file (default), signal (SIGHUP) or restart. */
   config?: { onChange: "file" | "signal" | "restart" };
   /** Most requests in flight to this service per gateway; more get 503 (or the fallback). */

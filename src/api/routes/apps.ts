@@ -17,6 +17,7 @@ import {
   type Service,
   type Tenant,
 } from "../../model/objects.ts";
+import { qosClass } from "../../model/qos.ts";
 import { DEADLINE_HELP, parseDeadline } from "../../model/rollout.ts";
 import type { ApiDeps } from "../deps.ts";
 import {
@@ -302,6 +303,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary: "Instances of an app (herd ps)",
+        description:
+          "Each with its QoS class (qos): guaranteed when its CPU ceiling equals its request, else burstable.",
         tags: ["apps"],
         params: AppParams,
         querystring: TenantQuery,
@@ -313,7 +316,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const items = (await store.list<Instance>("instance")).items
         .map((i) => i.value)
         .filter((i) => i.tenant === tenant && i.app === o.value.name)
-        .sort((a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt));
+        .sort((a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt))
+        .map((i) => ({ ...i, qos: qosClass(i.run.resources) }));
       return { items };
     },
   );

@@ -17,6 +17,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { HerdError } from "../../common/errors.ts";
+import type { Run } from "../../model/job.ts";
 import type { Instance } from "../../model/objects.ts";
 import type { LogBatch } from "../../model/protocol.ts";
 import type { LogLevel } from "../../observe/log-parse.ts";
@@ -72,7 +73,10 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
         let owner = owners.get(l.instance);
         // A pet moved to another node keeps its id: the cached node is read again before a line is dropped.
         if (!owner || (agent !== undefined && owner.node !== agent)) {
-          const o = await deps.store.get<Instance>("instance", l.instance);
+          // A run's lines (controllers/jobs.ts) come under its id like an instance's.
+          const o =
+            (await deps.store.get<Instance>("instance", l.instance)) ??
+            (await deps.store.get<Run>("run", l.instance));
           if (!o) continue;
           owner = { tenant: o.value.tenant, app: o.value.app, service: o.value.service, node: o.value.node };
           if (owners.size > 100_000) owners.clear();

@@ -114,6 +114,8 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const metricsUrl = metricsUrlFrom(body.metricsUrl, req.socket.remoteAddress);
       const hb: Heartbeat = { ...body, ...(metricsUrl ? { metricsUrl } : {}) };
       const reply = await controllers.nodes.handleHeartbeat(name, hb);
+      // One-off runs and jobs' runs travel as instances (controllers/jobs.ts).
+      reply.instances.push(...(await controllers.jobs.heartbeat(name, hb.instances)));
       deps.metrics.fleet.record(name, hb);
       await probeLog.record(name, hb);
       // Each tenant's write-only ingest token, for the OTEL_* defaults the agent gives its instances.
@@ -146,9 +148,10 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const who = req.herd.principal.token;
       // An agent fetches only what its own node runs: a slug another node's instances use is no business of it.
       if (who.kind === "agent") {
-        const mine = (await store.list<Instance>("instance")).items.some(
-          (o) => o.value.node === who.node && o.value.run.slug === digest,
-        );
+        const mine =
+          (await store.list<Instance>("instance")).items.some(
+            (o) => o.value.node === who.node && o.value.run.slug === digest,
+          ) || (await controllers.jobs.runsSlug(who.node ?? "", digest));
         if (!mine) throw new HerdError("not_found", `no slug ${digest} for an instance on node ${who.node}`);
       }
       if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);

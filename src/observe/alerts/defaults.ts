@@ -69,6 +69,32 @@ export const DEFAULT_RULES: readonly AlertRule[] = [
     },
   },
   {
+    name: "undeclared-dependency",
+    source: "default",
+    // herd_dependency_drift (observe/dependency-drift.ts): a call the traces saw that dependsOn does not declare.
+    expr: 'max by (tenant, app, from, to) (herd_dependency_drift{kind="undeclared"})',
+    op: "==",
+    threshold: 1,
+    for: "0s",
+    severity: "warning",
+    annotations: {
+      summary: "{{ $labels.from }} calls {{ $labels.to }}, which its dependsOn does not declare",
+    },
+  },
+  {
+    name: "undeclared-dependency-cycle",
+    source: "default",
+    expr: 'max by (tenant, app, from, to) (herd_dependency_drift{kind="undeclared-cycle"})',
+    op: "==",
+    threshold: 1,
+    for: "0s",
+    severity: "critical",
+    annotations: {
+      summary:
+        "a dependency cycle runs through {{ $labels.from }} → {{ $labels.to }}, a call nobody declared",
+    },
+  },
+  {
     name: "node-lost",
     source: "default",
     // herd_node_up: 1 while the node's agent heartbeats (state ready), else 0.
