@@ -360,6 +360,14 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     () => parseHeartbeatReply({ instances: [], intervalMs: 1000, ingestTokens: { acme: 7 } }),
     /ingestTokens: not an object of strings/,
   );
+  assert.throws(
+    () => parseHeartbeatReply({ instances: [], intervalMs: 1000, services: { acme: ["a/web", 3] } }),
+    /services: not an object of string lists/,
+  );
+  assert.deepEqual(
+    parseHeartbeatReply({ instances: [], intervalMs: 1000, services: { acme: ["a/web"] } }).services,
+    { acme: ["a/web"] },
+  );
   // An older server's one shared token (traces.ingestToken) is ignored: no trace defaults, no error.
   const old = parseHeartbeatReply({ instances: [], intervalMs: 1000, traces: { ingestToken: "x" } });
   assert.equal(old.ingestTokens, undefined);

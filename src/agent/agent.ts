@@ -19,6 +19,7 @@ import { isIP } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
+import { readInternalFile, serviceEnv } from "../common/internal-caller.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
@@ -92,6 +93,12 @@ export interface AgentOptions {
   metricsHost?: string;
   /** When metricsPort is taken, take a free port (and warn) instead of failing. */
   metricsPortOrFree?: boolean;
+  /**
+   * The node's gateway's `internal.json` (its internal listener's URL and key,
+   * gateway/internal-listener.ts): instances get HERD_SERVICE_<APP>_<SERVICE>_URL
+   * for their tenant's services while it exists. Absent: no such env.
+   */
+  internalGateway?: string;
 }
 
 type State = InstanceStatus["state"];
@@ -221,6 +228,8 @@ export class Agent {
   #stats: StatsReading | undefined;
   /** Each tenant's ingest token (from the heartbeat reply), for its instances' OTEL_* defaults. */
   #ingestTokens: Record<string, string> = {};
+  /** Each tenant's services (`app/service`), from the last heartbeat reply. */
+  #services: Record<string, string[]> = {};
   /** The CA that signed the control plane's certificate (https), when not a public one. */
   readonly #ca: string | undefined;
   /** Where instances send spans and points (the API's port is closed to them). */
@@ -511,6 +520,7 @@ export class Agent {
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
     this.#ingestTokens = reply.ingestTokens ?? {};
+    this.#services = reply.services ?? {};
     this.#reconcile(reply);
     return changed;
   }
@@ -676,6 +686,7 @@ export class Agent {
         ...d.run.env,
         ...d.secretEnv,
         ...traceDefaults(d, this.#relay?.url ?? this.#options.server, this.#ingestTokens[d.tenant]),
+        ...this.#serviceEnv(d),
         PORT: String(port),
         HERD_INSTANCE: d.id,
         HERD_APP: d.app,
@@ -718,6 +729,18 @@ export class Agent {
       this.#log.warn("start failed", { id: d.id, generation: d.generation, err });
     }
     this.#changed();
+  }
+
+  /** HERD_SERVICE_<APP>_<SERVICE>_URL for each service of the instance's tenant, via the node's gateway. */
+  #serviceEnv(d: DesiredInstance): Record<string, string> {
+    const path = this.#options.internalGateway;
+    const file = path === undefined ? null : readInternalFile(path);
+    if (file === null) return {};
+    return serviceEnv(
+      file,
+      { tenant: d.tenant, app: d.app, service: d.service },
+      this.#services[d.tenant] ?? [],
+    );
   }
 
   async #stopInstance(id: string, d: DesiredInstance): Promise<void> {

@@ -165,6 +165,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PUT /api/v1/gateways/:id/load": "gateway:sync",
   // A gateway holding requests for a service scaled to zero asks for an instance (routes/wake.ts).
   "POST /api/v1/apps/:app/services/:svc/wake": "gateway:sync",
+  // service discovery's registry (routes/discovery.ts)
+  "GET /api/v1/apps/:app/services/:svc/endpoints": "apps:read",
   "DELETE /api/v1/gateways/:id": "gateway:sync",
 
   // consumers (routes/consumers.ts)

@@ -80,6 +80,7 @@ import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
 import { deployRoutes } from "./routes/deploys.ts";
+import { discoveryRoutes } from "./routes/discovery.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -691,6 +692,7 @@ export function buildApi(
       jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
+      discoveryRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

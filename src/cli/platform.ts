@@ -129,7 +129,7 @@ ${MACHINE_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi] [--cpu-overcommit 2]
-       [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1]
+       [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
@@ -147,7 +147,10 @@ ports come from; agents sharing one machine each need their own.
 --metrics-host:--metrics-port serves the agent's own Prometheus metrics
 (heartbeats, instance starts and exits, log shipping, process CPU and memory)
 at /metrics; a free port when 9181 is taken; off turns it off. The control
-plane scrapes it (job herd-agent) and lists it in its service discovery.`,
+plane scrapes it (job herd-agent) and lists it in its service discovery.
+--internal-gateway FILE: the internal.json of this node's gateway (herd gateway
+--internal-port); instances then get HERD_SERVICE_<APP>_<SERVICE>_URL for
+their tenant's services (docs/service-discovery.md).`,
   gateway: GATEWAY_HELP,
   down: `Usage: herd down [--data DIR]
 
@@ -433,6 +436,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     ports: { type: "string" },
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
+    "internal-gateway": { type: "string" },
   });
   if (!v) return 0;
   await ensureDaemonRuntime("agent", resolve(v.data as string));
@@ -477,6 +481,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     metricsPort: metricsPortOf(v["metrics-port"], "metrics-port", DEFAULT_AGENT_METRICS_PORT),
     metricsHost: v["metrics-host"] as string,
     metricsPortOrFree: v["metrics-port"] === undefined,
+    ...(v["internal-gateway"] === undefined
+      ? {}
+      : { internalGateway: resolve(v["internal-gateway"] as string) }),
   });
 }
 

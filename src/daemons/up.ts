@@ -88,6 +88,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       ...(server.caFile ? { ca: readCa(server.caFile) } : {}),
       name: hostname(),
       dataDir: join(dataDir, "agent"),
+      internalGateway: join(dataDir, "gateway", "internal.json"),
       driver,
       logger: logger.child("agent"),
       ...(options.cpuOvercommit !== undefined ? { cpuOvercommit: options.cpuOvercommit } : {}),
@@ -116,6 +117,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       jwksDir: options.gateway.jwksDir,
       ...(options.gateway.hold ? { hold: options.gateway.hold } : {}),
       ...(options.gateway.small ? { small: true } : {}),
+      internalPort: 0,
       logger,
     });
   } catch (err) {
