@@ -28,6 +28,7 @@ import {
 } from "./context.ts";
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
+import { pipelinesCommand, previewsCommand, promoteCommand } from "./environments.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
@@ -273,6 +274,9 @@ export const APP_COMMANDS: CommandSpec[] = [
   rollbackCommand,
   rolloutCommand,
   setCommand,
+  pipelinesCommand,
+  promoteCommand,
+  previewsCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,
