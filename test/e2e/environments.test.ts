@@ -101,7 +101,7 @@ test("promote ships staging's slug to production without a rebuild; production k
   });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /Promoting shop-staging v1 \(staging\) to shop \(production\)/);
-  assert.doesNotMatch(r.stdout, /Installing|npm|Detected|Packing/i, "no build ran");
+  assert.doesNotMatch(r.stdout, /herd\.yaml found|detected|Installing|Packing/i, "no build ran");
 
   const prod = (await releases("shop")).current;
   assert.equal(prod.version, 2);
