@@ -54,3 +54,22 @@ test("a preview's app is destroyed once its stored deadline passes, and its reco
   await new PreviewReaper(ctx).sweep();
   assert.equal(await store.get("preview", previewKey("t", "shop-pr1")), undefined);
 });
+
+test("a preview record whose app is not created yet is kept for a minute, then taken for a leftover", async () => {
+  const { ctx, store, clock } = testContext(dir);
+  const now = clock.now();
+  const pv: Preview = {
+    tenant: "t",
+    app: "shop-pr2",
+    of: "shop",
+    name: "pr2",
+    createdAt: new Date(now).toISOString(),
+    expiresAt: new Date(now + 3600_000).toISOString(),
+  };
+  await store.put("preview", previewKey("t", "shop-pr2"), pv);
+  await new PreviewReaper(ctx).sweep();
+  assert.ok(await store.get("preview", previewKey("t", "shop-pr2")), "kept while its app is being created");
+  clock.advance(60_001);
+  await new PreviewReaper(ctx).sweep();
+  assert.equal(await store.get("preview", previewKey("t", "shop-pr2")), undefined);
+});

@@ -109,6 +109,9 @@ export async function promote(
   };
 }
 
+/** How long a preview record may wait for its app to be created before it is taken for a leftover. */
+const PREVIEW_CREATE_GRACE_MS = 60_000;
+
 /** Destroys preview apps whose deadline passed; the deadline is stored, so a restart keeps it. */
 export class PreviewReaper {
   readonly #ctx: Context;
@@ -138,7 +141,9 @@ export class PreviewReaper {
       const pv = o.value;
       const app = await store.get<App>("app", appKey(pv.tenant, pv.app));
       if (!app) {
-        await store.delete("preview", o.key);
+        // The record is written just before its app: a young one whose app is missing is being created.
+        const settled = now - Date.parse(pv.createdAt) > PREVIEW_CREATE_GRACE_MS;
+        if (settled || Date.parse(pv.expiresAt) <= now) await store.delete("preview", o.key);
         continue;
       }
       if (app.value.destroying || Date.parse(pv.expiresAt) > now) continue;
