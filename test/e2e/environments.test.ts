@@ -23,14 +23,14 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** A web service answering `<COLOR env>:<code tag>`; the tag is in the code, COLOR in herd.yaml. */
+/** A web service answering `<COLOR env>:<code tag>:<TOKEN secret>`; the tag is in the code, COLOR in herd.yaml. */
 function writeApp(app: string, tag: string, color: string): string {
   const dir = join(work, `${app}-${tag}`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
   writeFileSync(
     join(dir, "server.js"),
-    `import { createServer } from "node:http";\ncreateServer((req, res) => res.end(process.env.COLOR + ":${tag}")).listen(Number(process.env.PORT));\n`,
+    `import { createServer } from "node:http";\ncreateServer((req, res) => res.end(process.env.COLOR + ":${tag}:" + process.env.TOKEN)).listen(Number(process.env.PORT));\n`,
   );
   writeFileSync(
     join(dir, "herd.yaml"),
@@ -40,7 +40,7 @@ function writeApp(app: string, tag: string, color: string): string {
       "  web:",
       "    command: node server.js",
       "    resources: { cpu: 0.05, memory: 32Mi }",
-      `    env: { COLOR: ${color} }`,
+      `    env: { COLOR: ${color}, TOKEN: { secret: api-token } }`,
       "",
     ].join("\n"),
   );
@@ -53,13 +53,20 @@ async function releases(app: string): Promise<{ current: Release; all: Release[]
   return { current: all.find((r) => r.version === a.release)!, all };
 }
 
-test("promote ships staging's slug to production without a rebuild; production keeps its env", async () => {
+test("promote ships staging's slug to production without a rebuild; production keeps its env and secrets", async () => {
+  for (const [app, value] of [
+    ["shop", "prod-token"],
+    ["shop-staging", "staging-token"],
+  ]) {
+    const set = await herd.api("PUT", `/apps/${app}/secrets/api-token`, { value });
+    assert.ok(set.status < 300, JSON.stringify(set.body));
+  }
   let r = await herd.cli(["deploy", writeApp("shop", "v1", "prod")], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   r = await herd.cli(["deploy", writeApp("shop-staging", "v2", "staging")], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.equal((await herd.request("shop.localhost")).body, "prod:v1");
-  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2");
+  assert.equal((await herd.request("shop.localhost")).body, "prod:v1:prod-token");
+  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2:staging-token");
 
   const bad = await herd.cli([
     "pipelines",
@@ -120,9 +127,9 @@ test("promote ships staging's slug to production without a rebuild; production k
   // The new code, production's env, on production's host; staging untouched.
   await waitFor(
     "production serves the promoted code",
-    async () => (await herd.request("shop.localhost")).body === "prod:v2",
+    async () => (await herd.request("shop.localhost")).body === "prod:v2:prod-token",
   );
-  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2");
+  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2:staging-token");
 
   const show = await herd.cli(["pipelines", "show", "shop"]);
   assert.match(
@@ -134,13 +141,16 @@ test("promote ships staging's slug to production without a rebuild; production k
 
 test("a preview app serves on its own host and is destroyed after its TTL", async () => {
   const dir = writeApp("shop-staging", "v3", "preview");
+  // A preview is an app of its own: its secrets are set before its first deploy, like any app's.
+  const set = await herd.api("PUT", "/apps/shop-staging-pr7/secrets/api-token", { value: "preview-token" });
+  assert.ok(set.status < 300, JSON.stringify(set.body));
   const r = await herd.cli(["deploy", dir, "--preview", "pr7", "--ttl", "12s"], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /Preview pr7 of shop-staging: app shop-staging-pr7/);
-  assert.equal((await herd.request("shop-staging-pr7.localhost")).body, "preview:v3");
+  assert.equal((await herd.request("shop-staging-pr7.localhost")).body, "preview:v3:preview-token");
   assert.equal(
     (await herd.request("shop-staging.localhost")).body,
-    "staging:v2",
+    "staging:v2:staging-token",
     "the app itself is untouched",
   );
   const list = await herd.cli(["previews"]);
@@ -162,10 +172,10 @@ test("a preview app serves on its own host and is destroyed after its TTL", asyn
     async () => (await herd.api("GET", "/apps/shop-staging-pr7")).status === 404,
     60_000,
   );
-  assert.notEqual((await herd.request("shop-staging-pr7.localhost")).body, "preview:v3");
+  assert.notEqual((await herd.request("shop-staging-pr7.localhost")).body, "preview:v3:preview-token");
   await waitFor(
     "the preview record to go",
     async () => (await herd.api<{ items: Preview[] }>("GET", "/previews")).body.items.length === 0,
   );
-  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2");
+  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2:staging-token");
 });
