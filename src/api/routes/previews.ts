@@ -64,6 +64,10 @@ export function previewRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const target = await store.get<App>("app", appKey(tenant, app));
       if (target?.value.destroying)
         throw conflict(`preview app ${app} is being destroyed; try again shortly`);
+      if (existing && existing.value.of !== of)
+        throw conflict(
+          `${app} is preview ${existing.value.name} of ${existing.value.of}; pick another preview name`,
+        );
       if (target && !existing)
         throw conflict(`app ${app} exists and is not a preview; pick another preview name`);
       const preview: Preview = {
