@@ -135,6 +135,15 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/sets/:name": "apps:read",
   "GET /api/v1/sets/:name/versions/:version": "apps:read",
   "POST /api/v1/sets/:name/rollback": "apps:write",
+  // environments: pipelines and promotion (routes/pipelines.ts), preview apps (routes/previews.ts)
+  "POST /api/v1/pipelines": "apps:write",
+  "GET /api/v1/pipelines": "apps:read",
+  "GET /api/v1/pipelines/:name": "apps:read",
+  "DELETE /api/v1/pipelines/:name": "apps:write",
+  "POST /api/v1/pipelines/:name/promote": "apps:write",
+  "POST /api/v1/apps/:app/previews": "apps:write",
+  "GET /api/v1/previews": "apps:read",
+  "DELETE /api/v1/apps/:app/previews/:name": "apps:write",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",

@@ -89,7 +89,9 @@ import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeWaitRoutes } from "./routes/node-wait.ts";
+import { pipelineRoutes } from "./routes/pipelines.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { previewRoutes } from "./routes/previews.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
@@ -671,6 +673,8 @@ export function buildApi(
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
       setRoutes(api, deps);
+      pipelineRoutes(api, deps);
+      previewRoutes(api, deps);
       dependencyRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);

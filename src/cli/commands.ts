@@ -29,6 +29,7 @@ import {
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { deploysCommand } from "./deploys.ts";
+import { pipelinesCommand, previewsCommand, promoteCommand } from "./environments.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
@@ -275,6 +276,9 @@ export const APP_COMMANDS: CommandSpec[] = [
   rollbackCommand,
   rolloutCommand,
   setCommand,
+  pipelinesCommand,
+  promoteCommand,
+  previewsCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,

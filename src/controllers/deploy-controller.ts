@@ -44,6 +44,8 @@ export interface BuildResult {
   description: string;
   /** The secret versions to pin (a rollback keeps its target's); absent: each secret's latest. */
   secrets?: Release["secrets"];
+  /** A promotion's origin, kept on the release (model/pipeline.ts). */
+  promotedFrom?: Release["promotedFrom"];
 }
 
 /** Runs a new release's release phase (controllers/jobs.ts); throws when it fails. */
@@ -339,6 +341,7 @@ export class DeployController {
       ...(rollbackOf !== undefined ? { rollbackOf } : {}),
       ...(secrets ? { secrets } : {}),
       ...(deploy.createdBy !== undefined ? { createdBy: deploy.createdBy } : {}),
+      ...(result.promotedFrom ? { promotedFrom: result.promotedFrom } : {}),
     };
     await store.put("release", releaseKey(tenant, app, version), release, { expectRevision: 0 });
     step(`Release v${version} created (${result.description})`);

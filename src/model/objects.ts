@@ -21,10 +21,12 @@
  *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
+ *   pipeline `<tenant>/<pipeline>`, preview `<tenant>/<preview app>` (pipeline.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
+import type { PromotedFrom } from "./pipeline.ts";
 import type { ProgressiveState } from "./progressive.ts";
 import type { ServiceSpec } from "./service-spec.ts";
 
@@ -55,6 +57,8 @@ export const KINDS = [
   "config_version",
   "config_head",
   "run",
+  "pipeline",
+  "preview",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -163,6 +167,8 @@ export interface Release {
   secrets?: Record<string, number>;
   /** Who made it (the principal's label, `user alice`); absent on releases made before herd recorded it. */
   createdBy?: string;
+  /** For a promotion (`herd promote`): the pipeline stage, app and release whose slug this one ships. */
+  promotedFrom?: PromotedFrom;
 }
 
 export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
