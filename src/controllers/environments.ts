@@ -38,7 +38,7 @@ export interface Promotion {
 export async function promote(
   ctx: Pick<Context, "store" | "events">,
   deploys: DeployController,
-  input: { tenant: string; pipeline: string; from: string; to: string; version?: number },
+  input: { tenant: string; pipeline: string; from: string; to: string; version?: number; createdBy?: string },
 ): Promise<Promotion> {
   const { store, events } = ctx;
   const { tenant } = input;
@@ -84,17 +84,22 @@ export async function promote(
       : undefined;
   const services = retargetServices(rel.services, from.app, current?.services, to.app);
   const origin = `${from.app} v${rel.version}`;
-  const deploy = await deploys.startDeploy(tenant, to.app, async (log) => {
-    log(`Promoting ${origin} (${from.name} → ${to.name}): slug ${rel.slug.slice(0, 12)}, no build`);
-    return {
-      source: rel.source,
-      slug: rel.slug,
-      services,
-      ...(rel.alerts ? { alerts: rel.alerts } : {}),
-      description: `Promote ${origin} (slug ${rel.slug.slice(0, 7)})`,
-      promotedFrom: { pipeline: p.value.name, stage: from.name, app: from.app, version: rel.version },
-    };
-  });
+  const deploy = await deploys.startDeploy(
+    tenant,
+    to.app,
+    async (log) => {
+      log(`Promoting ${origin} (${from.name} → ${to.name}): slug ${rel.slug.slice(0, 12)}, no build`);
+      return {
+        source: rel.source,
+        slug: rel.slug,
+        services,
+        ...(rel.alerts ? { alerts: rel.alerts } : {}),
+        description: `Promote ${origin} (slug ${rel.slug.slice(0, 7)})`,
+        promotedFrom: { pipeline: p.value.name, stage: from.name, app: from.app, version: rel.version },
+      };
+    },
+    input.createdBy !== undefined ? { createdBy: input.createdBy } : {},
+  );
   await events.record({
     tenant,
     app: to.app,

@@ -16,6 +16,7 @@ import { type App, appKey, type Release, releaseKey } from "../../model/objects.
 import { type Pipeline, pipelineKey, validateStages } from "../../model/pipeline.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, TenantQuery, tenantOf } from "../schemas.ts";
+import { actorOf } from "./secrets.ts";
 
 const PipelineParams = T.Object({ name: Name });
 const CreateBody = T.Object(
@@ -159,6 +160,7 @@ export function pipelineRoutes(api: FastifyInstance, deps: ApiDeps): void {
         tenant: tenantOf(req),
         pipeline: (req.params as { name: string }).name,
         ...body,
+        createdBy: actorOf(req),
       });
       reply.code(202);
       return result;
