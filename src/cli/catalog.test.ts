@@ -209,7 +209,7 @@ test("herd catalog --app: releases, the serving release's packages, the calls; -
   assert.match(r.out, /\nconfig gray: v4 \(platform base@5\) to 10% of instances, by user carol 12h ago\n/);
   assert.match(
     r.out,
-    /Dependencies \(dependsOn of v2; seen in the traces over 15m\):\n +FROM +TO +DECLARED +SEEN\n/,
+    /Dependencies \(dependsOn of v2; seen in the traces over 15m\):\nFROM +TO +DECLARED +SEEN\n/,
   );
   assert.match(r.out, /shop\/web +shop\/worker +yes +yes\n/);
   assert.match(r.out, /shop\/web +pay\/api +yes +no \(declared, not seen\)\n/);
