@@ -32,7 +32,10 @@ async function shop(tenant: string, digest: string, lodash: string): Promise<voi
     description: "seeded",
     source: "0".repeat(64),
     slug: digest,
-    services: {},
+    services: {
+      web: { dependsOn: ["worker", "pay/api"] } as Release["services"][string],
+      worker: {} as Release["services"][string],
+    },
   };
   await server.store.put("release", releaseKey(tenant, "shop", 1), release, { expectRevision: 0 });
   const o = await server.store.get<App>("app", appKey(tenant, "shop"));
@@ -102,6 +105,46 @@ test("a platform admin naming no tenant sees every tenant's; naming one, that te
   assert.deepEqual(
     apps.body.items.map((s: { tenant: string }) => s.tenant),
     ["a", "b"],
+  );
+});
+
+test("an app's entry: declared dependencies of the serving release, none seen yet; the config version in effect", async () => {
+  const platform = await apiCall(
+    server,
+    "POST",
+    "/config/catalog/platform/base/versions",
+    { set: { TZ: "UTC" } },
+    { token: tokens.admin },
+  );
+  assert.equal(platform.status, 201, JSON.stringify(platform.body));
+  const before = await get("/catalog/apps/shop", tokens.viewerA);
+  assert.deepEqual(before.body.config, { stable: null, gray: null });
+  const v1 = await apiCall(
+    server,
+    "POST",
+    "/apps/shop/config/versions?tenant=a",
+    { platform: "base@1", set: { OWN: "1" }, message: "first" },
+    { token: tokens.ownerA },
+  );
+  assert.equal(v1.status, 201, JSON.stringify(v1.body));
+  const one = await get("/catalog/apps/shop", tokens.viewerA);
+  assert.equal(one.status, 200, JSON.stringify(one.body));
+  assert.deepEqual(one.body.dependencies.declared, {
+    release: 1,
+    services: { web: ["shop/worker", "pay/api"], worker: [] },
+  });
+  assert.deepEqual(one.body.dependencies.observed?.calls, [], "no traces yet");
+  assert.deepEqual(one.body.dependencies.drift, {
+    notObserved: [
+      { from: "shop/web", to: "shop/worker" },
+      { from: "shop/web", to: "pay/api" },
+    ],
+    undeclared: [],
+  });
+  const { stable, gray } = one.body.config;
+  assert.deepEqual(
+    [stable?.version, stable?.message, stable?.platform, stable?.middleware, gray],
+    [1, "first", { name: "base", version: 1 }, [], null],
   );
 });
 

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ObservedCall, SlugPackages } from "../model/catalog.ts";
+import { type ConfigHead, type ConfigVersion, configHeadKey, configVersionKey } from "../model/config.ts";
 import type { Member } from "../model/identity.ts";
 import type { App, Deploy, Instance, Release } from "../model/objects.ts";
 import { appKey, releaseKey } from "../model/objects.ts";
@@ -79,7 +80,12 @@ async function seed() {
 
   await store.put("app", "a/shop", app("a", "shop", 2));
   await release("a", "shop", 1, slug("1"));
-  await release("a", "shop", 2, slug("2"), { secrets: { API_KEY: 3 } });
+  const spec = (dependsOn?: string[]) =>
+    ({ ...(dependsOn ? { dependsOn } : {}) }) as Release["services"][string];
+  await release("a", "shop", 2, slug("2"), {
+    secrets: { API_KEY: 3 },
+    services: { web: spec(["worker", "cache"]), worker: spec(["pay/api"]), cache: spec() },
+  });
   // v3 records who made it (v1 and v2 were made before releases did: the audit trail tells).
   await release("a", "shop", 3, slug("3"), { rollbackOf: 1, createdBy: "user zoe" });
   await deploy("a", "shop", "d1", 1, "2026-01-01T00:00:00.000Z");
@@ -96,6 +102,28 @@ async function seed() {
   await store.put("app", "b/shop", app("b", "shop", 1));
   await release("b", "shop", 1, slug("5"));
   await instance("b", "shop", 1, "n2", "running");
+  const configVersion = (version: number, uses?: ConfigVersion["uses"]) =>
+    store.put<ConfigVersion>("config_version", configVersionKey("app", "a/shop", version), {
+      layer: "app",
+      namespace: "a/shop",
+      version,
+      entries: {},
+      ...(uses ? { uses } : {}),
+      author: "user alice",
+      message: `config ${version}`,
+      createdAt: `2026-02-0${version}T00:00:00.000Z`,
+    });
+  await configVersion(1, { platform: { name: "base", version: 3 } });
+  await configVersion(2, {
+    platform: { name: "base", version: 4 },
+    middleware: [{ name: "redis", version: 1 }],
+  });
+  await store.put<ConfigHead>("config_head", configHeadKey("a", "shop"), {
+    tenant: "a",
+    app: "shop",
+    stable: 1,
+    gray: { version: 2, share: 10, startedAt: "2026-02-03T00:00:00.000Z", by: "user carol" },
+  });
   await member("a", "alice", "owner");
   await member("a", "bob", "viewer");
   await member("a", "carol", "owner");
@@ -179,7 +207,10 @@ async function seed() {
       return calls;
     },
   });
-  return { store, catalog, reads: () => reads, observedTenants };
+  /** A catalog over the same store whose audit trail answers for any app. */
+  const other = () =>
+    new Catalog({ store, artifacts, audit: { list: () => [] }, observe: async () => calls });
+  return { store, catalog, other, reads: () => reads, observedTenants };
 }
 
 test("apps: one line per app of the tenant, or of every tenant", async () => {
@@ -229,7 +260,7 @@ test("app: releases newest first with slugs, package counts, who deployed, where
   );
   assert.equal(c.releases[0].rollbackOf, 1);
   assert.deepEqual(c.releases[1].secrets, { API_KEY: 3 });
-  assert.deepEqual(c.releases[1].services, ["web", "worker"]);
+  assert.deepEqual(c.releases[1].services, ["cache", "web", "worker"]);
   assert.deepEqual(c.releases[1].runs, [
     { service: "web", node: "n1", instances: 2, running: 2 },
     { service: "web", node: "n2", instances: 1, running: 0 },
@@ -246,6 +277,54 @@ test("app: releases newest first with slugs, package counts, who deployed, where
   await assert.rejects(catalog.app("b", "blog", "15m"), { code: "not_found" }, "tenant b has no blog");
 });
 
+test("app: declared dependencies of the serving release beside the observed ones, and where they disagree", async () => {
+  const { catalog, other } = await seed();
+  const c = await catalog.app("a", "shop", "15m");
+  assert.deepEqual(c.dependencies.declared, {
+    release: 2,
+    services: { cache: [], web: ["shop/worker", "shop/cache"], worker: ["pay/api"] },
+  });
+  assert.deepEqual(c.dependencies.drift, {
+    notObserved: [
+      { from: "shop/web", to: "shop/cache" },
+      { from: "shop/worker", to: "pay/api" },
+    ],
+    undeclared: [{ from: "shop/web", to: "postgres" }],
+  });
+  const none = await other().app("a", "empty", "15m");
+  assert.equal(none.dependencies.declared, null, "no release serves");
+  assert.equal(none.dependencies.drift, null);
+  const blog = await other().app("a", "blog", "15m");
+  assert.deepEqual(blog.dependencies.declared, { release: 1, services: { web: [], worker: [] } });
+  assert.deepEqual(blog.dependencies.drift, { notObserved: [], undeclared: [] });
+});
+
+test("app: the config versions in effect, stable and gray, with the layer versions they pin", async () => {
+  const { catalog, other } = await seed();
+  const c = await catalog.app("a", "shop", "15m");
+  assert.deepEqual(c.config.stable, {
+    version: 1,
+    createdAt: "2026-02-01T00:00:00.000Z",
+    author: "user alice",
+    message: "config 1",
+    platform: { name: "base", version: 3 },
+    middleware: [],
+  });
+  assert.deepEqual(c.config.gray, {
+    version: 2,
+    createdAt: "2026-02-02T00:00:00.000Z",
+    author: "user alice",
+    message: "config 2",
+    platform: { name: "base", version: 4 },
+    middleware: [{ name: "redis", version: 1 }],
+    startedAt: "2026-02-03T00:00:00.000Z",
+    by: "user carol",
+    share: 10,
+  });
+  const blog = await other().app("a", "blog", "15m");
+  assert.deepEqual(blog.config, { stable: null, gray: null }, "no config version yet");
+});
+
 test("app: a trace store that cannot answer leaves observed calls out and says why", async () => {
   const { store } = await seed();
   const catalog = new Catalog({
@@ -259,6 +338,8 @@ test("app: a trace store that cannot answer leaves observed calls out and says w
   const c = await catalog.app("a", "shop", "1h");
   assert.equal(c.dependencies.observed, null);
   assert.equal(c.dependencies.observedError, "trace query timed out");
+  assert.equal(c.dependencies.declared?.release, 2, "what is declared is still shown");
+  assert.equal(c.dependencies.drift, null, "no drift without observed calls");
   assert.ok(c.releases.every((r) => r.packages === null));
   assert.deepEqual(
     c.releases.map((r) => r.deployedBy),

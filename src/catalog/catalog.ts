@@ -9,13 +9,17 @@
  *   store (app, release, instance, member, deploy) ─┐
  *   artifacts: <slug>.packages.json (cached) ───────┼─► apps() · app() · releasePackages() · search()
  *   audit trail (deploys, rollbacks, secrets) ──────┤
- *   traces: dependency map edges of the app ────────┘
+ *   traces: dependency map edges of the app ────────┤
+ *   config center: config_head, config_version ─────┘
  */
 
 import { notFound } from "../common/errors.ts";
 import type {
   CatalogApp,
   CatalogAppSummary,
+  CatalogConfig,
+  CatalogConfigVersion,
+  CatalogDependencies,
   CatalogRelease,
   ObservedDependencies,
   PackageMatch,
@@ -25,6 +29,8 @@ import type {
   ReleasePlacement,
   SlugPackages,
 } from "../model/catalog.ts";
+import { type ConfigHead, type ConfigVersion, configHeadKey, configVersionKey } from "../model/config.ts";
+import { qualify } from "../model/dependencies.ts";
 import type { Member } from "../model/identity.ts";
 import { type App, appKey, type Deploy, type Instance, type Release, releaseKey } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
@@ -153,7 +159,12 @@ export class Catalog {
       owners: ownersOf(members),
       deployers,
       releases: items,
-      dependencies: await this.#observed(tenant, name, window),
+      dependencies: dependencies(
+        name,
+        releases.find((r) => r.version === a.release),
+        await this.#observed(tenant, name, window),
+      ),
+      config: await this.#config(tenant, name),
     };
   }
 
@@ -315,7 +326,50 @@ export class Catalog {
     return out;
   }
 
-  async #observed(tenant: string, app: string, window: string): Promise<CatalogApp["dependencies"]> {
+  /** The app's config head and the versions it points at (read from the store as the config center keeps them). */
+  async #config(tenant: string, app: string): Promise<CatalogConfig> {
+    const { store } = this.#sources;
+    const head = (await store.get<ConfigHead>("config_head", configHeadKey(tenant, app)))?.value;
+    const version = async (v: number): Promise<CatalogConfigVersion | null> => {
+      if (v <= 0) return null;
+      const c = (
+        await store.get<ConfigVersion>("config_version", configVersionKey("app", `${tenant}/${app}`, v))
+      )?.value;
+      if (!c) return null;
+      return {
+        version: c.version,
+        createdAt: c.createdAt,
+        author: c.author,
+        message: c.message,
+        ...(c.rollbackOf !== undefined ? { rollbackOf: c.rollbackOf } : {}),
+        platform: c.uses?.platform ?? null,
+        middleware: c.uses?.middleware ?? [],
+      };
+    };
+    const stable = await version(head?.stable ?? 0);
+    const g = head?.gray;
+    const grayVersion = g ? await version(g.version) : null;
+    return {
+      stable,
+      gray:
+        g && grayVersion
+          ? {
+              ...grayVersion,
+              startedAt: g.startedAt,
+              by: g.by,
+              ...(g.share !== undefined ? { share: g.share } : {}),
+              ...(g.instances ? { instances: g.instances } : {}),
+              ...(g.labels ? { labels: g.labels } : {}),
+            }
+          : null,
+    };
+  }
+
+  async #observed(
+    tenant: string,
+    app: string,
+    window: string,
+  ): Promise<Pick<CatalogDependencies, "observed" | "observedError">> {
     if (!this.#sources.observe) return { observed: null, observedError: "this server keeps no traces" };
     try {
       const calls = await this.#sources.observe(tenant, window);
@@ -325,6 +379,49 @@ export class Catalog {
       return { observed: null, observedError: (err as Error).message };
     }
   }
+}
+
+/**
+ * The serving release's declared dependencies beside the observed calls, and
+ * where they disagree: declared edges no call was seen on, and calls from the
+ * app's services (to another service, not itself) that no dependsOn declares.
+ */
+export function dependencies(
+  app: string,
+  serving: Release | undefined,
+  seen: Pick<CatalogDependencies, "observed" | "observedError">,
+): CatalogDependencies {
+  const declared = serving
+    ? {
+        release: serving.version,
+        services: Object.fromEntries(
+          Object.keys(serving.services)
+            .sort()
+            .map((s) => [s, qualify(app, serving.services[s]?.dependsOn)]),
+        ),
+      }
+    : null;
+  const out: CatalogDependencies = { declared, observed: seen.observed, drift: null };
+  if (seen.observedError !== undefined) out.observedError = seen.observedError;
+  if (!declared || !seen.observed) return out;
+  const edge = (from: string, to: string) => `${from}\0${to}`;
+  const calls = new Set(seen.observed.calls.map((c) => edge(c.from, c.to)));
+  const wanted = new Set<string>();
+  const notObserved: { from: string; to: string }[] = [];
+  for (const [service, deps] of Object.entries(declared.services))
+    for (const to of deps) {
+      const from = `${app}/${service}`;
+      wanted.add(edge(from, to));
+      if (!calls.has(edge(from, to))) notObserved.push({ from, to });
+    }
+  const undeclared: { from: string; to: string }[] = [];
+  for (const c of seen.observed.calls) {
+    if (!c.from.startsWith(`${app}/`) || c.from === c.to || c.to === "gateway") continue;
+    if (!wanted.has(edge(c.from, c.to)) && !undeclared.some((u) => u.from === c.from && u.to === c.to))
+      undeclared.push({ from: c.from, to: c.to });
+  }
+  out.drift = { notObserved, undeclared };
+  return out;
 }
 
 /** Instances grouped by service and node, by service then node (unplaced last). */

@@ -71,11 +71,39 @@ const entry: CatalogApp = {
     },
   ],
   dependencies: {
+    declared: { release: 2, services: { web: ["shop/worker", "pay/api"], worker: [] } },
     observed: {
       window: "15m",
       calls: [
         { from: "gateway", to: "shop/web", calls: 40, rate: 0.044, errors: 2, errorRate: 0.05, p99: 12_000 },
+        { from: "shop/web", to: "shop/worker", calls: 9, rate: 0.01, errors: 0, errorRate: 0, p99: 3_000 },
+        { from: "shop/worker", to: "postgres", calls: 5, rate: 0.005, errors: 0, errorRate: 0, p99: 1_000 },
       ],
+    },
+    drift: {
+      notObserved: [{ from: "shop/web", to: "pay/api" }],
+      undeclared: [{ from: "shop/worker", to: "postgres" }],
+    },
+  },
+  config: {
+    stable: {
+      version: 3,
+      createdAt: "2026-01-09T00:00:00Z",
+      author: "user alice",
+      message: "pool 4",
+      platform: { name: "base", version: 4 },
+      middleware: [{ name: "redis", version: 1 }],
+    },
+    gray: {
+      version: 4,
+      createdAt: "2026-01-09T12:00:00Z",
+      author: "user carol",
+      message: "pool 8",
+      platform: { name: "base", version: 5 },
+      middleware: [],
+      startedAt: "2026-01-09T12:00:00Z",
+      by: "user carol",
+      share: 10,
     },
   },
 };
@@ -177,6 +205,15 @@ test("herd catalog --app: releases, the serving release's packages, the calls; -
   );
   assert.match(r.out, /@acme\/util +1\.0\.0\nlodash +4\.17\.21/);
   assert.match(r.out, /gateway +shop\/web +40 +0\.044 +5% +12ms/);
+  assert.match(r.out, /\nconfig: v3 \(platform base@4; middleware redis@1\), by user alice 24h ago\n/);
+  assert.match(r.out, /\nconfig gray: v4 \(platform base@5\) to 10% of instances, by user carol 12h ago\n/);
+  assert.match(
+    r.out,
+    /Dependencies \(dependsOn of v2; seen in the traces over 15m\):\nFROM +TO +DECLARED +SEEN\n/,
+  );
+  assert.match(r.out, /shop\/web +shop\/worker +yes +yes\n/);
+  assert.match(r.out, /shop\/web +pay\/api +yes +no \(declared, not seen\)\n/);
+  assert.match(r.out, /shop\/worker +postgres +no +yes \(undeclared\)\n/);
 
   const old = await cli("catalog", "--app", "shop", "--release", "v1");
   assert.equal(old.code, 0, old.err);

@@ -1,7 +1,8 @@
 /**
  * `herd catalog`: the asset catalog. Without --app, one line per app; with
  * --app, its releases (slug, packages, who deployed, where each runs), owners,
- * the packages of one release and the calls seen in the traces; `herd catalog
+ * the config versions in effect, the packages of one release, the declared
+ * dependencies beside the calls seen in the traces; `herd catalog
  * search NAME[@VERSION]` says which apps ship a package.
  *
  *   herd catalog                                       ─► GET /catalog/apps
@@ -12,6 +13,8 @@
 import type {
   CatalogApp,
   CatalogAppSummary,
+  CatalogConfig,
+  CatalogConfigVersion,
   CatalogRelease,
   PackageSearch,
   ReleasePackages,
@@ -126,12 +129,13 @@ export function appsText(items: readonly CatalogAppSummary[]): string {
   );
 }
 
-/** One app: a header, its releases, the packages of one release, the observed calls. */
+/** One app: a header, its config, its releases, the packages of one release, its dependencies, the observed calls. */
 export function appText(entry: CatalogApp, packages: ReleasePackages | undefined, now: number): string {
   const head = [
     `app ${entry.app} (tenant ${entry.tenant}), serving ${entry.release === null ? "nothing yet" : `v${entry.release}`}`,
     `owners: ${entry.owners.join(", ") || "-"}`,
     `deployed by: ${entry.deployers.join(", ") || "unknown (the audit trail does not tell)"}`,
+    ...configLines(entry.config, now),
   ].join("\n");
   const releases =
     entry.releases.length === 0
@@ -151,8 +155,63 @@ export function appText(entry: CatalogApp, packages: ReleasePackages | undefined
         );
   const parts = [head, releases];
   if (packages) parts.push(packagesText(packages));
+  parts.push(dependenciesText(entry));
   parts.push(callsText(entry));
   return parts.join("\n\n");
+}
+
+/** `config: v3 (platform base@4, middleware redis@1), by user alice 2h ago` and the gray release's line. */
+function configLines(config: CatalogConfig, now: number): string[] {
+  const pins = (v: CatalogConfigVersion) => {
+    const list = [
+      ...(v.platform ? [`platform ${v.platform.name}@${v.platform.version}`] : []),
+      ...(v.middleware.length > 0
+        ? [`middleware ${v.middleware.map((m) => `${m.name}@${m.version}`).join(", ")}`]
+        : []),
+    ];
+    return list.length > 0 ? ` (${list.join("; ")})` : "";
+  };
+  const { stable, gray } = config;
+  const lines = [
+    stable
+      ? `config: v${stable.version}${pins(stable)}, by ${stable.author} ${formatAge(stable.createdAt, now)}`
+      : "config: no version yet",
+  ];
+  if (gray) {
+    const to = [
+      ...(gray.share !== undefined ? [`${gray.share}% of instances`] : []),
+      ...(gray.instances?.length ? [`instances ${gray.instances.join(", ")}`] : []),
+      ...(gray.labels
+        ? [
+            `labels ${Object.entries(gray.labels)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(",")}`,
+          ]
+        : []),
+    ];
+    lines.push(
+      `config gray: v${gray.version}${pins(gray)} to ${to.join(", ") || "no instance"}, by ${gray.by} ${formatAge(gray.startedAt, now)}`,
+    );
+  }
+  return lines;
+}
+
+/** Each declared dependency and each undeclared call, with whether the traces saw it. */
+function dependenciesText(entry: CatalogApp): string {
+  const { declared, observed, drift } = entry.dependencies;
+  if (!declared) return "Declared dependencies: none (no release serves)";
+  const title = `Dependencies (dependsOn of v${declared.release}${observed ? `; seen in the traces over ${observed.window}` : ""})`;
+  const seen = new Set((observed?.calls ?? []).map((c) => `${c.from}\0${c.to}`));
+  const rows: string[][] = [];
+  for (const [service, deps] of Object.entries(declared.services))
+    for (const to of deps) {
+      const from = `${entry.app}/${service}`;
+      const key = `${from}\0${to}`;
+      rows.push([from, to, "yes", !observed ? "unknown" : seen.has(key) ? "yes" : "no (declared, not seen)"]);
+    }
+  for (const e of drift?.undeclared ?? []) rows.push([e.from, e.to, "no", "yes (undeclared)"]);
+  if (rows.length === 0) return `${title}: none declared, no undeclared call seen`;
+  return `${title}:\n${renderTable(["from", "to", "declared", "seen"], rows)}`;
 }
 
 /** Where a release runs: `web 2/2 n1, 1/1 n2; worker 0/1 pending`. */

@@ -96,10 +96,62 @@ export interface CatalogApp {
   /** Newest first. */
   releases: CatalogRelease[];
   /**
-   * Calls to and from its services seen in the traces; null with `observedError`
-   * when the trace store could not answer. herd.yaml declares no dependencies today.
+   * What its services declare (herd.yaml `dependsOn` of the serving release)
+   * beside the calls to and from them seen in the traces; `observed` null with
+   * `observedError` when the trace store could not answer.
    */
-  dependencies: { observed: ObservedDependencies | null; observedError?: string };
+  dependencies: CatalogDependencies;
+  /** The config center's versions in effect for it (docs/config.md). */
+  config: CatalogConfig;
+}
+
+/** A dependency between two services, `app/service` each. */
+export interface DependencyEdge {
+  from: string;
+  to: string;
+}
+
+/** The app's dependencies: declared, observed, and where the two disagree. */
+export interface CatalogDependencies {
+  /** herd.yaml's `dependsOn` per service of the serving release (`app/service` names); null: no release serves. */
+  declared: { release: number; services: Record<string, string[]> } | null;
+  observed: ObservedDependencies | null;
+  observedError?: string;
+  /**
+   * Declared edges with no call seen in the window (`notObserved`: unused, or not
+   * traced, e.g. a database), and calls from the app's services that no
+   * `dependsOn` declares (`undeclared`); null unless both sides are known.
+   */
+  drift: { notObserved: DependencyEdge[]; undeclared: DependencyEdge[] } | null;
+}
+
+/** One app-layer config version as the catalog shows it, with the lower-layer versions it pins. */
+export interface CatalogConfigVersion {
+  version: number;
+  createdAt: string;
+  author: string;
+  message: string;
+  rollbackOf?: number;
+  /** The platform namespace version it is merged over; null: none. */
+  platform: { name: string; version: number } | null;
+  /** The middleware namespace versions it is merged over, in merge order. */
+  middleware: { name: string; version: number }[];
+}
+
+/** The config versions in effect for an app: what every instance gets, and the gray release. */
+export interface CatalogConfig {
+  /** null: the app has no config version yet. */
+  stable: CatalogConfigVersion | null;
+  /** The version given to part of the instances first, and who gets it; null: none. */
+  gray:
+    | (CatalogConfigVersion & {
+        startedAt: string;
+        by: string;
+        share?: number;
+        instances?: string[];
+        labels?: Record<string, string>;
+      })
+    | null;
 }
 
 /** GET /catalog/apps: one line per app. */

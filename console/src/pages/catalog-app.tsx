@@ -1,12 +1,18 @@
 // One app in the asset catalog: owners and deployers, every release (slug
 // digest, package count and changes, who deployed it, where it runs, the
-// secret versions it pinned), the packages of the chosen release (?release=N)
-// and the calls to and from the app seen in the traces.
+// secret versions it pinned), the config versions in effect (stable, gray, the
+// layer versions they pin), the packages of the chosen release (?release=N),
+// the declared dependencies beside those seen, and the calls seen in the traces.
 //
 //   GET /catalog/apps/:app · GET /catalog/apps/:app/releases/:n/packages?against=   (docs/catalog.md)
 
 import { useState } from "react";
-import type { CatalogApp, ReleasePackages } from "../../../src/model/catalog.ts";
+import type {
+  CatalogApp,
+  CatalogConfig,
+  CatalogConfigVersion,
+  ReleasePackages,
+} from "../../../src/model/catalog.ts";
 import { ErrorBox, Loading, Section } from "../components/ui.tsx";
 import { ago } from "../format.ts";
 import { Link, navigate, useLocation } from "../router.tsx";
@@ -97,6 +103,134 @@ function Packages(props: { app: string; release: number; against?: number }) {
   );
 }
 
+/** `platform base@4 · middleware redis@1`, or "no lower layer". */
+function pins(v: CatalogConfigVersion): string {
+  const list = [
+    ...(v.platform ? [`platform ${v.platform.name}@${v.platform.version}`] : []),
+    ...v.middleware.map((m) => `middleware ${m.name}@${m.version}`),
+  ];
+  return list.join(" · ") || "no lower layer";
+}
+
+function Config({ app, config }: { app: string; config: CatalogConfig }) {
+  const { stable, gray } = config;
+  const to = gray
+    ? [
+        ...(gray.share !== undefined ? [`${gray.share}% of instances`] : []),
+        ...(gray.instances?.length ? [`instances ${gray.instances.join(", ")}`] : []),
+        ...(gray.labels
+          ? [
+              `labels ${Object.entries(gray.labels)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(",")}`,
+            ]
+          : []),
+      ].join(", ") || "no instance"
+    : "";
+  return (
+    <Section title="Config in effect" id="config">
+      {!stable && !gray ? (
+        <p className="muted">No config version yet (herd config set, docs/config.md).</p>
+      ) : (
+        <table data-testid="catalog-config">
+          <thead>
+            <tr>
+              <th scope="col">Version</th>
+              <th scope="col">Pins</th>
+              <th scope="col">By</th>
+              <th scope="col">Message</th>
+            </tr>
+          </thead>
+          <tbody>
+            {stable ? (
+              <tr>
+                <th scope="row">
+                  v{stable.version} <span className="badge good">stable</span>
+                </th>
+                <td className="small">{pins(stable)}</td>
+                <td className="small">
+                  {stable.author} · {ago(stable.createdAt)}
+                </td>
+                <td className="small">{stable.message}</td>
+              </tr>
+            ) : null}
+            {gray ? (
+              <tr>
+                <th scope="row">
+                  v{gray.version} <span className="badge busy">gray</span>
+                </th>
+                <td className="small">{pins(gray)}</td>
+                <td className="small">
+                  {gray.by} · {ago(gray.startedAt)} · to {to}
+                </td>
+                <td className="small">{gray.message}</td>
+              </tr>
+            ) : null}
+          </tbody>
+        </table>
+      )}
+      <p className="small muted">herd config status --app {app} tells which instances applied it.</p>
+    </Section>
+  );
+}
+
+/** Each declared dependency and each undeclared call, with whether the traces saw it. */
+function Dependencies({ app, deps }: { app: string; deps: CatalogApp["dependencies"] }) {
+  const { declared, observed, drift } = deps;
+  const seen = new Set((observed?.calls ?? []).map((c) => `${c.from}>${c.to}`));
+  const rows = [
+    ...Object.entries(declared?.services ?? {}).flatMap(([service, list]) =>
+      list.map((to) => ({ from: `${app}/${service}`, to, declared: true })),
+    ),
+    ...(drift?.undeclared ?? []).map((u) => ({ ...u, declared: false })),
+  ];
+  return (
+    <Section
+      title={declared ? `Dependencies (dependsOn of v${declared.release})` : "Dependencies"}
+      id="declared"
+    >
+      {!declared ? (
+        <p className="muted">No release serves: nothing is declared.</p>
+      ) : rows.length === 0 ? (
+        <p className="muted">
+          Its herd.yaml declares no dependsOn{observed ? ", and no undeclared call was seen" : ""}.
+        </p>
+      ) : (
+        <div className="scroll">
+          <table data-testid="catalog-dependencies">
+            <thead>
+              <tr>
+                <th scope="col">From</th>
+                <th scope="col">To</th>
+                <th scope="col">Declared</th>
+                <th scope="col">Seen ({observed?.window ?? "traces unavailable"})</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => (
+                <tr key={`${r.from}>${r.to}`}>
+                  <td>{r.from}</td>
+                  <td>{r.to}</td>
+                  <td>{r.declared ? "yes" : <span className="badge bad">undeclared</span>}</td>
+                  <td>
+                    {!observed ? (
+                      <span className="muted">unknown</span>
+                    ) : seen.has(`${r.from}>${r.to}`) ? (
+                      "yes"
+                    ) : (
+                      <span className="badge plain">not seen</span>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Section>
+  );
+}
+
 export function CatalogAppPage({ params }: { params: Record<string, string> }) {
   const { client } = useSession();
   const { search } = useLocation();
@@ -146,7 +280,7 @@ export function CatalogAppPage({ params }: { params: Record<string, string> }) {
                     <th scope="col">Changes</th>
                     <th scope="col">Deployed by</th>
                     <th scope="col">Runs</th>
-                    <th scope="col">Config</th>
+                    <th scope="col">Secrets</th>
                     <th scope="col">Description</th>
                   </tr>
                 </thead>
@@ -197,6 +331,10 @@ export function CatalogAppPage({ params }: { params: Record<string, string> }) {
             </div>
           </Section>
           <div className="columns">
+            <Config app={name} config={e.config} />
+            <Dependencies app={name} deps={e.dependencies} />
+          </div>
+          <div className="columns">
             {chosen ? (
               <Packages app={name} release={chosen} against={chosenRelease?.changes?.against} />
             ) : null}
@@ -204,7 +342,6 @@ export function CatalogAppPage({ params }: { params: Record<string, string> }) {
               title={`Calls seen in the traces (${e.dependencies.observed?.window ?? "15m"})`}
               id="deps"
             >
-              <p className="small muted">Declared dependencies: herd.yaml has no field for them yet.</p>
               {!e.dependencies.observed ? (
                 <p className="error">{e.dependencies.observedError ?? "the trace store did not answer"}</p>
               ) : e.dependencies.observed.calls.length === 0 ? (

@@ -1,6 +1,7 @@
 /**
  * The asset catalog (src/catalog/): apps with their releases, slugs,
- * packages, placements, owners and observed calls; and "which apps ship
+ * packages, placements, owners, config versions in effect, declared
+ * dependencies beside observed calls; and "which apps ship
  * package X version Y?". Read-only, `apps:read`. A tenant's members see
  * their tenant's apps; a platform admin naming no tenant sees every tenant's.
  *
@@ -123,7 +124,7 @@ export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary:
-          "One app in the asset catalog: releases (slug digests, package counts, who deployed, where each runs), owners, observed calls",
+          "One app in the asset catalog: releases (slug digests, package counts, who deployed, where each runs), owners, config versions in effect, declared dependencies beside observed calls",
         tags: ["catalog"],
         params: AppParams,
         querystring: AppQuery,
