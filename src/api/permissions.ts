@@ -198,6 +198,13 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PUT /api/v1/apps/:app/secrets/:name": "secrets:write",
   "DELETE /api/v1/apps/:app/secrets/:name": "secrets:write",
   "POST /api/v1/secrets/rotate-key": "platform:write",
+  // add-ons (routes/addons.ts): creating, binding and destroying one sets secrets and deploys: a deployer's act
+  "GET /api/v1/addons": "apps:read",
+  "POST /api/v1/addons": "apps:write",
+  "GET /api/v1/addons/:addon": "apps:read",
+  "DELETE /api/v1/addons/:addon": "apps:write",
+  "POST /api/v1/addons/:addon/attach": "apps:write",
+  "POST /api/v1/addons/:addon/detach": "apps:write",
   "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
   "GET /api/v1/gateways/certificates/:host": "gateway:sync",
   "GET /api/v1/gateways/acme-challenges/:token": "gateway:sync",

@@ -68,6 +68,7 @@ import {
   TENANT_PERMISSIONS,
   tenantFor,
 } from "./permissions.ts";
+import { addonRoutes } from "./routes/addons.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { autoscaleRoutes } from "./routes/autoscale.ts";
@@ -662,6 +663,7 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      addonRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);

@@ -21,6 +21,7 @@
  *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
+ *   addon    `<tenant>/<addon>`: a managed database and its bindings (addon.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -55,6 +56,7 @@ export const KINDS = [
   "config_version",
   "config_head",
   "run",
+  "addon",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
