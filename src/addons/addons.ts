@@ -23,7 +23,7 @@ import {
   type AddonKind,
   addonKey,
 } from "../model/addon.ts";
-import { type App, appKey, type Instance, type Node } from "../model/objects.ts";
+import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
@@ -57,15 +57,22 @@ const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, 
 
 export class Addons {
   readonly #d: AddonDeps;
-  #bin: string | undefined;
+  #pg: Promise<{ bin: string; nssWrapper: string }> | undefined;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
   }
 
   async #postgres(): Promise<string> {
-    this.#bin ??= await ensurePostgres();
-    return this.#bin;
+    return (await this.#install()).bin;
+  }
+
+  #install(): Promise<{ bin: string; nssWrapper: string }> {
+    this.#pg ??= ensurePostgres().catch((err) => {
+      this.#pg = undefined;
+      throw err;
+    });
+    return this.#pg;
   }
 
   async list(tenant: string): Promise<Addon[]> {
@@ -118,7 +125,7 @@ export class Addons {
     if (o.app) await this.#app(tenant, o.app);
     if (await store.get("app", appKey(tenant, name)))
       throw conflict(`an app named ${name} exists; choose another --name`);
-    const bin = await this.#postgres();
+    const { bin, nssWrapper } = await this.#install();
     const addon: Addon = {
       tenant,
       name,
@@ -139,7 +146,7 @@ export class Addons {
     const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
     let digest: string;
     try {
-      postgresSource(dir, { name, bin, units: p.units, maxConnections: p.maxConnections });
+      postgresSource(dir, { name, bin, nssWrapper, units: p.units, maxConnections: p.maxConnections });
       const packed = await packAll(dir);
       try {
         digest = (await this.#d.artifacts.putFile(packed.file)).digest;
@@ -266,6 +273,12 @@ export class Addons {
     for (;;) {
       const e = await this.endpoint(tenant, name);
       if (e) return e;
+      const svc = await this.#d.store.get<Service>("service", `${appKey(tenant, name)}/db`);
+      if (svc?.value.state === "failed")
+        throw new HerdError(
+          "unavailable",
+          `add-on ${name}'s server failed: ${svc.value.message} (herd logs --app ${name})`,
+        );
       if (Date.now() > until)
         throw new HerdError(
           "unavailable",

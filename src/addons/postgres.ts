@@ -5,7 +5,7 @@
  * and database.
  */
 
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -28,6 +28,38 @@ export function findPostgresBin(root = ROOT): string | undefined {
   return undefined;
 }
 
+/** libnss_wrapper.so: gives initdb and postgres a passwd entry for the tenant's uid, which /etc/passwd lacks. */
+export function findNssWrapper(): string | undefined {
+  for (const dir of ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]) {
+    const lib = join(dir, "libnss_wrapper.so");
+    if (existsSync(lib)) return lib;
+  }
+  return undefined;
+}
+
+/** Debian's libnss-wrapper (a library, no service): installed when missing. */
+function ensureNssWrapper(): string {
+  const found = findNssWrapper();
+  if (found) return found;
+  const r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", "libnss-wrapper"], {
+    stdio: ["ignore", "inherit", "inherit"],
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+  const lib = findNssWrapper();
+  if (!lib)
+    throw new HerdError(
+      "unavailable",
+      `libnss_wrapper.so is missing and apt-get install libnss-wrapper failed (${r.error?.message ?? `exit ${r.status}`}); install Debian's libnss-wrapper`,
+    );
+  return lib;
+}
+
+/** The bin dir of PostgreSQL and the nss_wrapper library, installing what is missing (ensurePostgresBin). */
+export async function ensurePostgres(): Promise<{ bin: string; nssWrapper: string }> {
+  const bin = await ensurePostgresBin();
+  return { bin, nssWrapper: ensureNssWrapper() };
+}
+
 /**
  * The bin dir of PostgreSQL, installing Debian's `postgresql` when it is
  * missing: with /etc/postgresql-common/createcluster.conf saying
@@ -35,7 +67,7 @@ export function findPostgresBin(root = ROOT): string | undefined {
  * ensureDebianPackages' policy-rc.d (nothing started, boot links disabled).
  * Fails naming what is missing when it cannot install.
  */
-export async function ensurePostgres(): Promise<string> {
+async function ensurePostgresBin(): Promise<string> {
   const found = findPostgresBin();
   if (found) return found;
   try {
@@ -64,7 +96,7 @@ export async function ensurePostgres(): Promise<string> {
 /** The files of the add-on's app: herd.yaml (one pet service) and the script that inits and runs the server. */
 export function postgresSource(
   dir: string,
-  o: { name: string; bin: string; units: number; maxConnections: number },
+  o: { name: string; bin: string; nssWrapper: string; units: number; maxConnections: number },
 ): void {
   writeFileSync(
     join(dir, "herd.yaml"),
@@ -78,6 +110,7 @@ services:
     health: { tcp: true, startup: 60 }
     env:
       PG_BIN: ${o.bin}
+      NSS_WRAPPER_LIB: ${o.nssWrapper}
       PG_MAX_CONNECTIONS: "${o.maxConnections}"
       ADDON_PASSWORD: { secret: ADDON_PASSWORD }
 `,
@@ -87,6 +120,11 @@ services:
     `# A PostgreSQL server in the pet's data dir: initdb on first start, then run on $PORT.
 set -eu
 PGDATA="$HERD_DATA_DIR/pgdata"
+# The tenant's uid has no /etc/passwd entry, which initdb and postgres need: nss_wrapper gives it one.
+export NSS_WRAPPER_PASSWD="$HERD_DATA_DIR/.passwd" NSS_WRAPPER_GROUP="$HERD_DATA_DIR/.group"
+echo "herd:x:$(id -u):$(id -g):herd:$HERD_DATA_DIR:/bin/false" > "$NSS_WRAPPER_PASSWD"
+echo "herd:x:$(id -g):" > "$NSS_WRAPPER_GROUP"
+export LD_PRELOAD="$NSS_WRAPPER_LIB"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   rm -rf "$PGDATA.init"
   pw="$HERD_DATA_DIR/.pw"

@@ -39,7 +39,7 @@ createServer((req, res) => {
 `;
 
 before(async () => {
-  bin = await ensurePostgres();
+  bin = (await ensurePostgres()).bin;
   herd = await startHerd();
 });
 after(async () => {
@@ -170,5 +170,6 @@ test("bad input: unknown plan or kind, another tenant's add-on, unknown add-on o
   assert.equal((await herd.api("GET", "/addons/nope")).status, 404);
   const noApp = await herd.api("POST", "/addons", { kind: "postgres", app: "ghost" });
   assert.equal(noApp.status, 404);
-  assert.equal((await herd.api<{ items: Addon[] }>("GET", "/addons")).body.items.length, 0);
+  const names = (await herd.api<{ items: Addon[] }>("GET", "/addons")).body.items.map((a) => a.name);
+  assert.ok(!names.some((n) => ["x1", "x2", "ghost-postgres"].includes(n)), String(names));
 });
