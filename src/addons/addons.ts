@@ -12,9 +12,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ArtifactStore } from "../build/artifact-store.ts";
 import { packAll } from "../build/pack.ts";
+import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
+import { updatePolicy } from "../controllers/remediation/policy.ts";
 import {
   ADDON_KINDS,
   ADDON_PLANS,
@@ -24,6 +26,7 @@ import {
   addonKey,
 } from "../model/addon.ts";
 import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
+import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
@@ -49,6 +52,13 @@ export interface AddonDeps {
 }
 
 const ADMIN = "ADDON_PASSWORD";
+const ONLY_RESTART: RemediationRule = {
+  name: "restart",
+  symptom: "error-rate",
+  threshold: 0.1,
+  windowS: 10,
+  actions: ["restart"],
+};
 const NAME = /^[a-z][a-z0-9-]{0,39}$/;
 /** How long attach waits for the add-on's server to run and answer. */
 const READY_MS = 120_000;
@@ -143,6 +153,8 @@ export class Addons {
     const app: App = { tenant, name, createdAt: addon.createdAt, release: null, latestVersion: 0 };
     await store.put("app", appKey(tenant, name), app, { expectRevision: 0 });
     await this.#d.secrets.set(tenant, name, ADMIN, randomBytes(24).toString("hex"), actor);
+    // One server with one data dir: the remediation engine may restart it in place, never add instances.
+    await updatePolicy(this.#d.store, systemClock, tenant, name, { rules: [ONLY_RESTART] });
     const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
     let digest: string;
     try {
