@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -47,9 +48,30 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function put(path: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(`${herd.gatewayUrl}${path}`, { method: "PUT", headers: { host: HOST } });
-  return { status: res.status, body: await res.text() };
+/** PUT through the gateway with the app's Host (fetch cannot set Host). */
+function put(path: string): Promise<{ status: number; body: string }> {
+  const u = new URL(herd.gatewayUrl);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: "PUT",
+        headers: { host: HOST },
+        agent: false,
+        timeout: 20_000,
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 test("an app writes to its Postgres add-on and reads it back, also after the server restarts", async () => {
