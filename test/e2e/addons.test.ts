@@ -49,7 +49,7 @@ after(async () => {
 });
 
 /** PUT through the gateway with the app's Host (fetch cannot set Host). */
-function put(path: string): Promise<{ status: number; body: string }> {
+function put(path: string, host = HOST): Promise<{ status: number; body: string }> {
   const u = new URL(herd.gatewayUrl);
   return new Promise((resolve, reject) => {
     const req = request(
@@ -58,7 +58,7 @@ function put(path: string): Promise<{ status: number; body: string }> {
         port: u.port,
         path,
         method: "PUT",
-        headers: { host: HOST },
+        headers: { host },
         agent: false,
         timeout: 20_000,
       },
@@ -74,15 +74,16 @@ function put(path: string): Promise<{ status: number; body: string }> {
   });
 }
 
-test("an app writes to its Postgres add-on and reads it back, also after the server restarts", async () => {
-  const dir = join(work, "notes");
+/** Deploys SERVER_JS as `app` at `host`. */
+async function deployNotes(app: string, host: string): Promise<void> {
+  const dir = join(work, app);
   mkdirSync(dir);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "notes", private: true, type: "module" }));
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
   writeFileSync(join(dir, "server.js"), SERVER_JS);
   writeFileSync(
     join(dir, "herd.yaml"),
     [
-      "app: notes",
+      `app: ${app}`,
       "services:",
       "  web:",
       "    command: node server.js",
@@ -90,12 +91,16 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
       "    resources: { cpu: 0.1, memory: 128Mi }",
       "    health: { path: /health }",
       `    env: { PG_BIN: ${bin} }`,
-      `    routes: [{ host: ${HOST} }]`,
+      `    routes: [{ host: ${host} }]`,
       "",
     ].join("\n"),
   );
   const d = await herd.cli(["deploy", dir]);
   assert.equal(d.code, 0, d.stdout + d.stderr);
+}
+
+test("an app writes to its Postgres add-on and reads it back, also after the server restarts", async () => {
+  await deployNotes("notes", HOST);
   const before = await herd.request(HOST, "/notes");
   assert.equal(before.status, 503, before.body);
 
@@ -148,6 +153,33 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     120_000,
   );
   assert.equal(again.body, "first,second");
+
+  // A second app bound to the same server gets a database of its own; detached, it loses its URL.
+  const OTHER = "reports.localhost";
+  await deployNotes("reports", OTHER);
+  const att = await herd.cli(["addons", "attach", "notes-postgres", "--app", "reports"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(att.code, 0, att.stdout + att.stderr);
+  const theirs = await waitFor(
+    "reports writing to its own database",
+    async () => {
+      const r = await put("/notes?text=other", OTHER);
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  assert.equal(theirs.body, "other");
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
+  const det = await herd.cli(["addons", "detach", "notes-postgres", "--app", "reports"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(det.code, 0, det.stdout + det.stderr);
+  await waitFor(
+    "reports without DATABASE_URL",
+    async () => ((await herd.request(OTHER, "/notes")).status === 503 ? true : undefined),
+    120_000,
+  );
 
   // Detach: the URL goes with a new release; destroy needs the name.
   const refused = await herd.cli(["addons", "destroy", "notes-postgres"]);
