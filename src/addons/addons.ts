@@ -30,14 +30,7 @@ import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
-import {
-  databaseUrl,
-  dropBinding,
-  ensurePostgres,
-  postgresSource,
-  provisionBinding,
-  waitReady,
-} from "./postgres.ts";
+import { KIND_DRIVERS, type KindDriver } from "./kinds.ts";
 
 export interface AddonDeps {
   store: Store;
@@ -67,22 +60,15 @@ const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, 
 
 export class Addons {
   readonly #d: AddonDeps;
-  #pg: Promise<{ bin: string; nssWrapper: string }> | undefined;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
   }
 
-  async #postgres(): Promise<string> {
-    return (await this.#install()).bin;
-  }
-
-  #install(): Promise<{ bin: string; nssWrapper: string }> {
-    this.#pg ??= ensurePostgres().catch((err) => {
-      this.#pg = undefined;
-      throw err;
-    });
-    return this.#pg;
+  #driver(a: Pick<Addon, "kind">): KindDriver {
+    const d = KIND_DRIVERS[a.kind];
+    if (!d) throw new HerdError("internal", `no driver for add-on kind ${a.kind}`);
+    return d;
   }
 
   async list(tenant: string): Promise<Addon[]> {
@@ -135,7 +121,8 @@ export class Addons {
     if (o.app) await this.#app(tenant, o.app);
     if (await store.get("app", appKey(tenant, name)))
       throw conflict(`an app named ${name} exists; choose another --name`);
-    const { bin, nssWrapper } = await this.#install();
+    const driver = this.#driver({ kind: o.kind as AddonKind });
+    await driver.install();
     const addon: Addon = {
       tenant,
       name,
@@ -158,7 +145,7 @@ export class Addons {
     const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
     let digest: string;
     try {
-      postgresSource(dir, { name, bin, nssWrapper, units: p.units, maxConnections: p.maxConnections });
+      await driver.source(dir, { name, units: p.units, maxConnections: p.maxConnections });
       const packed = await packAll(dir);
       try {
         digest = (await this.#d.artifacts.putFile(packed.file)).digest;
@@ -195,19 +182,19 @@ export class Addons {
     await this.#app(tenant, app);
     if (app === name)
       throw invalid("an add-on cannot be bound to itself", [{ field: "app", message: "is the add-on" }]);
-    const v = variable ?? "DATABASE_URL";
+    const driver = this.#driver(a);
+    const v = variable ?? driver.defaultVar;
     if (a.bindings.some((b) => b.app === app)) throw conflict(`add-on ${name} is already bound to ${app}`);
     const endpoint = await this.waitEndpoint(tenant, name, READY_MS);
-    const bin = await this.#postgres();
-    await waitReady(bin, endpoint, READY_MS);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
+    await driver.ready(endpoint, admin, READY_MS);
     const creds = {
       user: sqlName("u", app),
       database: sqlName("db", app),
       password: randomBytes(18).toString("hex"),
     };
-    await provisionBinding(bin, endpoint, admin, creds);
-    await this.#d.secrets.set(tenant, app, v, databaseUrl(creds, endpoint), actor);
+    await driver.provision(endpoint, admin, creds);
+    await this.#d.secrets.set(tenant, app, v, driver.url(creds, endpoint), actor);
     const binding: AddonBinding = {
       app,
       var: v,
@@ -240,7 +227,7 @@ export class Addons {
     const endpoint = await this.endpoint(tenant, name);
     if (endpoint) {
       const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-      await dropBinding(await this.#postgres(), endpoint, admin, b);
+      await this.#driver(a).drop(endpoint, admin, b);
     }
     await this.#d.events.record({
       tenant,

@@ -6,7 +6,7 @@
  * secret ADDON_PASSWORD (src/secrets/).
  */
 
-export const ADDON_KINDS = ["postgres"] as const;
+export const ADDON_KINDS = ["postgres", "redis"] as const;
 export type AddonKind = (typeof ADDON_KINDS)[number];
 
 /** Plans in resource units (the platform's unit size): memory and CPU of the server. */
