@@ -1,4 +1,4 @@
-// Add-ons end to end: `herd addons create postgres --app notes` runs a real
+// Add-ons end to end (a Redis add-on likewise, with REDIS_URL): `herd addons create postgres --app notes` runs a real
 // PostgreSQL server (Debian's packages) as a pet app of the tenant; the app
 // gets DATABASE_URL as a secret in a new release, writes a row and reads it
 // back, also after the server's process is killed and restarted in place
@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensurePostgres } from "../../src/addons/postgres.ts";
+import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon } from "../../src/model/addon.ts";
 import type { Instance } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
@@ -197,6 +198,69 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     async () => ((await herd.request(HOST, "/notes")).status === 503 ? true : undefined),
     120_000,
   );
+});
+
+test("a Redis add-on gives its app REDIS_URL with a user of its own", async () => {
+  const { cli } = await ensureRedis();
+  const dir = join(work, "counter");
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({ name: "counter", private: true, type: "module" }),
+  );
+  writeFileSync(
+    join(dir, "server.js"),
+    `import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+createServer((req, res) => {
+  if (req.url === "/health") return res.end("ok");
+  if (!process.env.REDIS_URL) { res.statusCode = 503; return res.end("no REDIS_URL"); }
+  try {
+    res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
+  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
+}).listen(Number(process.env.PORT));
+`,
+  );
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: counter",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 1",
+      "    resources: { cpu: 0.1, memory: 128Mi }",
+      "    health: { path: /health }",
+      `    env: { REDIS_CLI: ${cli} }`,
+      "    routes: [{ host: counter.localhost }]",
+      "",
+    ].join("\n"),
+  );
+  const d = await herd.cli(["deploy", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const c = await herd.cli(["addons", "create", "redis", "--app", "counter", "--name", "cache"], {
+    timeoutMs: 180_000,
+  });
+  assert.equal(c.code, 0, c.stdout + c.stderr);
+  assert.match(c.stdout, /Created redis add-on cache \(plan small\)\. counter gets REDIS_URL/);
+  const first = await waitFor(
+    "counter counting in redis",
+    async () => {
+      const r = await herd.request("counter.localhost", "/");
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  const n = Number(first.body);
+  assert.ok(n >= 1, first.body);
+  assert.equal((await herd.request("counter.localhost", "/")).body, String(n + 1));
+  const info = await herd.api<Addon>("GET", "/addons/cache");
+  assert.deepEqual(
+    info.body.bindings.map((b) => [b.app, b.var, b.user]),
+    [["counter", "REDIS_URL", "u_counter"]],
+  );
+  const gone = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache"], { timeoutMs: 120_000 });
+  assert.equal(gone.code, 0, gone.stdout + gone.stderr);
 });
 
 test("bad input: unknown plan or kind, another tenant's add-on, unknown add-on or app", async () => {
