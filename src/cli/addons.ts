@@ -28,7 +28,7 @@ interface AddonView {
 
 const USAGE = [
   "herd addons [list]",
-  "herd addons create postgres [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]",
+  "herd addons create postgres|redis [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]",
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR]",
   "herd addons detach NAME --app APP",
@@ -41,8 +41,8 @@ export const addonsCommand: CommandSpec = {
   name: "addons",
   usage: USAGE,
   summary:
-    "Managed databases: a PostgreSQL server herd runs as a pet app of your tenant (its logs: herd logs --app NAME).\n" +
-    "attach gives an app a database of its own and its URL as the secret DATABASE_URL (or --as VAR); a new release rolls out.\n" +
+    "Managed databases: a PostgreSQL or Redis server herd runs as a pet app of your tenant (its logs: herd logs --app NAME).\n" +
+    "attach gives an app a database of its own and its URL as the secret DATABASE_URL or REDIS_URL (or --as VAR); a new release rolls out.\n" +
     "destroy deletes the server and its data: it asks for the name (or --confirm NAME).",
   flags: [
     ["--app APP", "the app to bind"],
