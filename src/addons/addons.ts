@@ -14,6 +14,7 @@ import type { ArtifactStore } from "../build/artifact-store.ts";
 import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
+import { newId } from "../common/ids.ts";
 import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
@@ -21,6 +22,7 @@ import {
   ADDON_KINDS,
   ADDON_PLANS,
   type Addon,
+  type AddonBackup,
   type AddonBinding,
   type AddonKind,
   addonKey,
@@ -31,6 +33,7 @@ import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import { KIND_DRIVERS, type KindDriver } from "./kinds.ts";
+import { dumpDatabases, ensurePostgres, restoreDump } from "./postgres.ts";
 
 export interface AddonDeps {
   store: Store;
@@ -257,6 +260,65 @@ export class Addons {
       reason: "AddonDestroyed",
       message: `add-on ${name} destroyed by ${actor}`,
     });
+  }
+
+  /** Dumps every bound database into the artifact store (postgres add-ons). */
+  async backup(tenant: string, name: string, actor: string): Promise<AddonBackup> {
+    const a = await this.#postgresAddon(tenant, name);
+    const endpoint = await this.waitEndpoint(tenant, name, 10_000);
+    const admin = await this.#d.secrets.value(tenant, name, ADMIN);
+    const databases = a.bindings.map((b) => b.database);
+    const dir = await mkdtemp(join(tmpdir(), "herd-addon-backup-"));
+    let backup: AddonBackup;
+    try {
+      const file = join(dir, "dump.sql");
+      await dumpDatabases((await ensurePostgres()).bin, endpoint, admin, databases, file);
+      const stored = await this.#d.artifacts.putFile(file);
+      backup = {
+        id: newId(8),
+        createdAt: new Date().toISOString(),
+        digest: stored.digest,
+        size: stored.size,
+        databases,
+      };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await this.#update(tenant, name, (x) => ({ ...x, backups: [...(x.backups ?? []), backup].slice(-10) }));
+    await this.#d.events.record({
+      tenant,
+      app: name,
+      reason: "AddonBackup",
+      message: `backup ${backup.id} of ${name} (${databases.join(", ") || "no databases"}) by ${actor}`,
+    });
+    return backup;
+  }
+
+  /** Puts the bound databases back as backup `id` has them (their connections are ended). */
+  async restore(tenant: string, name: string, id: string, actor: string): Promise<AddonBackup> {
+    const a = await this.#postgresAddon(tenant, name);
+    const backup = a.backups?.find((b) => b.id === id);
+    if (!backup) throw notFound(`add-on ${name} has no backup ${id} (herd addons backups ${name})`);
+    const endpoint = await this.waitEndpoint(tenant, name, 10_000);
+    const admin = await this.#d.secrets.value(tenant, name, ADMIN);
+    const file = await this.#d.artifacts.path(backup.digest);
+    await restoreDump((await ensurePostgres()).bin, endpoint, admin, backup.databases, file);
+    await this.#d.events.record({
+      tenant,
+      app: name,
+      reason: "AddonRestored",
+      message: `${name} restored from backup ${id} by ${actor}`,
+    });
+    return backup;
+  }
+
+  async #postgresAddon(tenant: string, name: string): Promise<Addon> {
+    const a = await this.get(tenant, name);
+    if (a.kind !== "postgres")
+      throw invalid(`backups are for postgres add-ons; ${name} is ${a.kind}`, [
+        { field: "addon", message: "not postgres" },
+      ]);
+    return a;
   }
 
   /** host:port of the add-on's running server, or undefined. */

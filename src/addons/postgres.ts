@@ -7,6 +7,7 @@
 
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { HerdError } from "../common/errors.ts";
@@ -219,3 +220,55 @@ export const databaseUrl = (
   b: { user: string; database: string; password: string },
   endpoint: string,
 ): string => `postgres://${b.user}:${b.password}@${endpoint}/${b.database}`;
+
+/** Appends a dump of each database (with DROP/CREATE DATABASE) to `file`: pg_dump --clean --create. */
+export async function dumpDatabases(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  databases: string[],
+  file: string,
+): Promise<void> {
+  const [host, port] = splitEndpoint(endpoint);
+  const parts: string[] = [];
+  for (const db of databases) {
+    const { stdout } = await run(
+      join(bin, "pg_dump"),
+      ["-h", host, "-p", port, "-U", "herd", "--clean", "--if-exists", "--create", "-d", safe(db)],
+      {
+        env: { PGPASSWORD: admin, PGCONNECT_TIMEOUT: "5", PATH: process.env.PATH ?? "" },
+        maxBuffer: 1 << 30,
+        timeout: 600_000,
+      },
+    );
+    parts.push(stdout);
+  }
+  await writeFile(file, parts.join("\n"), { mode: 0o600 });
+}
+
+/** Runs a dump made by dumpDatabases: each database is dropped (its connections ended) and made again. */
+export async function restoreDump(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  databases: string[],
+  file: string,
+): Promise<void> {
+  for (const db of databases)
+    await psql(
+      bin,
+      endpoint,
+      admin,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${safe(db)}'`,
+    );
+  const [host, port] = splitEndpoint(endpoint);
+  await run(
+    join(bin, "psql"),
+    ["-v", "ON_ERROR_STOP=1", "-q", "-h", host, "-p", port, "-U", "herd", "-d", "postgres", "-f", file],
+    {
+      env: { PGPASSWORD: admin, PGCONNECT_TIMEOUT: "5", PATH: process.env.PATH ?? "" },
+      maxBuffer: 1 << 28,
+      timeout: 600_000,
+    },
+  );
+}

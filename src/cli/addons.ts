@@ -26,6 +26,13 @@ interface AddonView {
   bindings: { app: string; var: string; database: string; user: string }[];
 }
 
+interface BackupView {
+  id: string;
+  createdAt: string;
+  size: number;
+  databases: string[];
+}
+
 const USAGE = [
   "herd addons [list]",
   "herd addons create postgres|redis [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]",
@@ -33,6 +40,7 @@ const USAGE = [
   "herd addons attach NAME --app APP [--as VAR]",
   "herd addons detach NAME --app APP",
   "herd addons destroy NAME [--confirm NAME]",
+  "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID   (postgres)",
 ].join("\n");
 
 const path = (name: string) => `/addons/${encodeURIComponent(name)}`;
@@ -59,8 +67,9 @@ export const addonsCommand: CommandSpec = {
     confirm: { type: "string" },
   },
   async run(ctx, values, positionals) {
-    const [action = "list", arg, ...extra] = positionals;
-    if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "addons");
+    const [action = "list", arg, extraId, ...extra] = positionals;
+    if (extra.length > 0 || (extraId !== undefined && action !== "restore"))
+      throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
     const client = await ctx.client();
     const app = stringFlag(values, "app");
     const as = stringFlag(values, "as");
@@ -145,6 +154,35 @@ export const addonsCommand: CommandSpec = {
         );
         const reply = await client.delete(path(name), { confirm: name });
         return out(reply, `Destroyed add-on ${name}.`);
+      }
+      case "backup": {
+        const name = need(arg, "backup");
+        const b = await client.post<BackupView>(`${path(name)}/backups`);
+        return out(
+          b,
+          `Backup ${b.id} of ${name}: ${b.databases.join(", ") || "no databases"}, ${b.size} bytes.`,
+        );
+      }
+      case "backups": {
+        const name = need(arg, "backups");
+        const reply = await client.get<Items<BackupView>>(`${path(name)}/backups`);
+        return out(
+          reply,
+          reply.items.length === 0
+            ? `${name} has no backups (herd addons backup ${name}).`
+            : renderTable(
+                ["ID", "CREATED", "SIZE", "DATABASES"],
+                reply.items.map((b) => [b.id, b.createdAt, String(b.size), b.databases.join(", ")]),
+              ),
+        );
+      }
+      case "restore": {
+        const name = need(arg, "restore");
+        const id = extraId;
+        if (!id)
+          throw new UsageError("addons restore needs the backup's id (herd addons backups NAME)", "addons");
+        const b = await client.post<BackupView>(`${path(name)}/backups/${encodeURIComponent(id)}/restore`);
+        return out(b, `Restored ${name} from backup ${b.id} (${b.databases.join(", ")}).`);
       }
       default:
         throw new UsageError(`unknown addons action: ${action}`, "addons");

@@ -35,6 +35,17 @@ export interface Addon {
   /** Where the server answered last (host:port of its running instance); bindings' URLs use it. */
   endpoint?: string;
   bindings: AddonBinding[];
+  /** Dumps taken by `herd addons backup` (newest last, the last 10 kept), stored as artifacts. */
+  backups?: AddonBackup[];
+}
+
+export interface AddonBackup {
+  id: string;
+  createdAt: string;
+  /** sha256 of the dump in the artifact store. */
+  digest: string;
+  size: number;
+  databases: string[];
 }
 
 export const addonKey = (tenant: string, name: string): string => `${tenant}/${name}`;

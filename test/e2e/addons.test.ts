@@ -155,6 +155,17 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   );
   assert.equal(again.body, "first,second");
 
+  // A backup, a write after it, a restore: the write is gone.
+  const bk = await herd.cli(["addons", "backup", "notes-postgres", "--json"], { timeoutMs: 120_000 });
+  assert.equal(bk.code, 0, bk.stdout + bk.stderr);
+  const backupId = (JSON.parse(bk.stdout) as { id: string; databases: string[] }).id;
+  assert.equal((await put("/notes?text=third")).body, "first,second,third");
+  const listed = await herd.cli(["addons", "backups", "notes-postgres"]);
+  assert.match(listed.stdout, new RegExp(`${backupId}\\s.*db_notes`));
+  const rs = await herd.cli(["addons", "restore", "notes-postgres", backupId], { timeoutMs: 120_000 });
+  assert.equal(rs.code, 0, rs.stdout + rs.stderr);
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
+
   // A second app bound to the same server gets a database of its own; detached, it loses its URL.
   const OTHER = "reports.localhost";
   await deployNotes("reports", OTHER);

@@ -8,6 +8,9 @@
  *   DELETE /addons/:addon?confirm=NAME  ─► 200 (deployer): detaches every app, stops the server, data gone
  *   POST   /addons/:addon/attach {app, var?, addonTenant?} ─► 201 {binding, deploy?} (deployer)
  *   POST   /addons/:addon/detach {app}  ─► {deploy?} (deployer)
+ *   POST   /addons/:addon/backups       ─► 201 AddonBackup (deployer; postgres: pg_dump of the bound databases)
+ *   GET    /addons/:addon/backups       ─► {items: AddonBackup[]} (viewer)
+ *   POST   /addons/:addon/backups/:id/restore ─► AddonBackup (deployer)
  */
 
 import { Type as T } from "@sinclair/typebox";
@@ -156,6 +159,54 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
       );
       reply.code(201);
       return out;
+    },
+  );
+
+  api.post(
+    "/addons/:addon/backups",
+    {
+      schema: {
+        summary: "Back up a postgres add-on's bound databases now (pg_dump)",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req, reply) => {
+      const out = await addons.backup(tenantOf(req), (req.params as { addon: string }).addon, actorOf(req));
+      reply.code(201);
+      return out;
+    },
+  );
+
+  api.get(
+    "/addons/:addon/backups",
+    {
+      schema: {
+        summary: "An add-on's backups, oldest first",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => ({
+      items: (await addons.get(tenantOf(req), (req.params as { addon: string }).addon)).backups ?? [],
+    }),
+  );
+
+  api.post(
+    "/addons/:addon/backups/:id/restore",
+    {
+      schema: {
+        summary: "Restore a backup: the bound databases are dropped and made again as the dump has them",
+        tags: ["addons"],
+        params: T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) }),
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => {
+      const { addon, id } = req.params as { addon: string; id: string };
+      return addons.restore(tenantOf(req), addon, id, actorOf(req));
     },
   );
 
