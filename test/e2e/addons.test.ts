@@ -135,7 +135,7 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   ).body.items.find((i) => i.desired === "running");
   assert.ok(pet?.pid, JSON.stringify(pet));
   process.kill(pet.pid, "SIGKILL");
-  await waitFor(
+  const restarted = await waitFor(
     "the restarted server",
     async () => {
       const i = (
@@ -154,6 +154,16 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     120_000,
   );
   assert.equal(again.body, "first,second");
+  if (restarted.port !== pet.port) {
+    // It came back on another port: the binding's URL followed it (a new release of notes).
+    const events = (
+      await herd.api<{ items: { reason: string; message: string }[] }>("GET", "/events?app=notes&limit=200")
+    ).body.items;
+    assert.ok(
+      events.some((e) => e.reason === "AddonMoved" && e.message.endsWith(`:${restarted.port}`)),
+      JSON.stringify(events.map((e) => e.reason)),
+    );
+  }
 
   // A backup, a write after it, a restore: the write is gone.
   const bk = await herd.cli(["addons", "backup", "notes-postgres", "--json"], { timeoutMs: 120_000 });
