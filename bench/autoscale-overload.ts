@@ -4,11 +4,17 @@
 // (criticality critical, one instance) and `batch` (criticality low), sized so
 // the node has room for exactly one more `api` instance. Each request costs
 // about WORK_MS of CPU (pbkdf2), so an instance serves about cpu / WORK_MS
-// requests a second under its cgroup quota.
+// requests a second on its CPU request.
+// CPU is compressible (docs/resources.md): neither service has a ceiling
+// (resources.cpuLimit), so api may use CPU beyond its request that batch
+// leaves, and under contention they split it by their requests' weights.
+// herd runs with --cpu-overcommit 1, so "full" means the requests add up to
+// the node's real allocatable CPU (batch's request, its weight, is what is
+// left of the cores, not of twice them).
 //
 //   baseline  api at BASE_RPS, batch at BASE_RPS: api's p99
 //   overload  api at ~1.5× what one instance serves (under 2 instances' worth),
-//             batch at what its quota serves, both for OVERLOAD_S at least
+//             batch at BATCH_RPS (more than it serves), both for OVERLOAD_S at least
 //
 // measured twice in one run:
 //   peer      the remediation engine paused (`herd remediate pause`): the node as is
@@ -36,6 +42,7 @@ import {
   steadyTraffic,
   type Traffic,
 } from "../test/e2e/harness.ts";
+import { verdict } from "./harness.ts";
 
 const WORK_MS = 4;
 const API_CPU = 0.25;
@@ -91,7 +98,7 @@ export async function run(): Promise<void> {
   let herd: Herd | undefined;
   const running: Traffic[] = [];
   try {
-    herd = await startHerd();
+    herd = await startHerd({ extraArgs: ["--cpu-overcommit", "1"] });
     const h = herd;
     const node = (await h.api<{ nodes: NodeCapacity[] }>("GET", "/capacity")).body.nodes[0];
     // The node full: batch takes what is left after api's instance and one more.
@@ -171,16 +178,23 @@ export async function run(): Promise<void> {
     const [one, five] = loadavg();
 
     const goal = GOAL_RATIO * (own.baseline.p99 ?? 0);
-    const verdict = (p: number | undefined) =>
-      p === undefined || own.baseline.p99 === undefined
-        ? "–"
-        : `${(p / own.baseline.p99).toFixed(1)}× baseline (goal ≤ ${GOAL_RATIO}×: ${p <= goal ? "met" : "MISSED"})`;
+    // Only the figure's own span counts as the bench's verdict; the other rows show the ratio.
+    const againstBaseline = (p: number | undefined, counted = false) => {
+      if (p === undefined || own.baseline.p99 === undefined) return "–";
+      const met = p <= goal;
+      const word = counted
+        ? verdict(`overload: critical p99 ≤ ${GOAL_RATIO}× baseline while capacity comes`, met)
+        : met
+          ? "met"
+          : "MISSED";
+      return `${(p / own.baseline.p99).toFixed(1)}× baseline (goal ≤ ${GOAL_RATIO}×: ${word})`;
+    };
     console.log(
       `load average ${one.toFixed(2)}, ${five.toFixed(2)} (figures move with it); node: ${node.allocatable.cpu} CPU allocatable, ` +
         `${after.free.cpu.toFixed(2)} free after the deploy (room for one more api instance of ${API_CPU})`,
     );
     console.log(
-      `api (critical): ${API_CPU} CPU, ~${WORK_MS} ms CPU a request (~${Math.round(API_CPU / (WORK_MS / 1000))} req/s an instance); ` +
+      `api (critical): ${API_CPU} CPU requested, no ceiling, ~${WORK_MS} ms CPU a request (~${Math.round(API_CPU / (WORK_MS / 1000))} req/s an instance on its request); ` +
         `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${API_RPS} req/s (24 connections), batch ${BATCH_RPS} req/s (16)`,
     );
     console.log(
@@ -219,7 +233,7 @@ export async function run(): Promise<void> {
       const s = span(own.api, from, to);
       const rps = to > from ? (s.n * 1000) / (to - from) : 0;
       console.log(
-        `  api p99 ${name} (${((to - from) / 1000).toFixed(1)} s): ${ms(s.p99)} over ${s.n} requests (${Math.round(rps)} req/s of ${API_RPS} offered), ${s.failed} failed; ${verdict(s.p99)}`,
+        `  api p99 ${name} (${((to - from) / 1000).toFixed(1)} s): ${ms(s.p99)} over ${s.n} requests (${Math.round(rps)} req/s of ${API_RPS} offered), ${s.failed} failed; ${againstBaseline(s.p99, name.endsWith("(the figure)"))}`,
       );
     }
     // The peer over the same spans from its overload's start.
@@ -230,7 +244,7 @@ export async function run(): Promise<void> {
     console.log(
       `peer (engine paused): api p99 over the same first ${(dur / 1000).toFixed(1)} s ${ms(peerUntil.p99)} (${peerUntil.n} requests, ${peerUntil.failed} failed); ` +
         `after ${ms(peerAfter.p99)} (${peerAfter.n}); whole ${((peer.t1 - peer.t0) / 1000).toFixed(1)} s ${ms(peerAll.p99)} ` +
-        `(${Math.round((peerAll.n * 1000) / (peer.t1 - peer.t0))} req/s of ${API_RPS} offered); ${verdict(peerAll.p99)}`,
+        `(${Math.round((peerAll.n * 1000) / (peer.t1 - peer.t0))} req/s of ${API_RPS} offered); ${againstBaseline(peerAll.p99)}`,
     );
     const ownAll = span(own.api, own.t0, own.t1);
     const ownAfter = span(own.api, until, own.t1);

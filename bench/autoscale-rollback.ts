@@ -14,7 +14,8 @@
 //
 // Each time is from the bad release serving (its deploy finished) to the
 // rolled-back release serving; failed requests are those of that span.
-// `node bench/autoscale-rollback.ts`, or a section of `npm run bench:autoscale`.
+// One pair (herd, then the peer): a round takes minutes, the peer's a minute or more.
+// `node bench/autoscale-rollback.ts [--strict]`, or a section of `npm run bench:autoscale`.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -30,6 +31,7 @@ import {
   type Traffic,
   waitFor,
 } from "../test/e2e/harness.ts";
+import { verdict, verdictSummary } from "./harness.ts";
 
 const GOAL_S = 30;
 const PEER_INTERVAL_S = Number(process.env.BENCH_PEER_INTERVAL_S ?? 60);
@@ -100,7 +102,7 @@ export async function run(): Promise<void> {
     );
     console.log(
       `herd engine: detected in ${detectedS.toFixed(1)} s, rolled back and serving in ${herdRun.seconds.toFixed(1)} s ` +
-        `(goal ≤ ${GOAL_S} s: ${herdRun.seconds <= GOAL_S ? "met" : "MISSED"}); ` +
+        `(goal ≤ ${GOAL_S} s: ${verdict("rollback serving ≤ 30 s", herdRun.seconds <= GOAL_S, ranDry(herdRun))}); ` +
         `${herdRun.failed} of ${herdRun.total} requests failed`,
     );
     console.log(
@@ -130,6 +132,10 @@ async function errorShare(h: Herd): Promise<number> {
   return v === undefined || Number.isNaN(Number(v)) ? 0 : Number(v);
 }
 
+/** Why a phase does not count: its traffic did not run (fewer than a quarter of the 40 req/s asked). */
+const ranDry = (p: ReturnType<typeof phaseEnd>) =>
+  p.total < p.seconds * 10 && `${p.total} requests in ${p.seconds.toFixed(0)} s, not 40 req/s`;
+
 const phaseStart = (t: Traffic) => ({ at: t.elapsed(), wall: Date.now(), counts: t.counts() });
 function phaseEnd(t: Traffic, start: ReturnType<typeof phaseStart>) {
   const now = t.counts();
@@ -140,4 +146,7 @@ function phaseEnd(t: Traffic, start: ReturnType<typeof phaseStart>) {
   };
 }
 
-if (import.meta.main) await run();
+if (import.meta.main) {
+  await run();
+  process.exit(verdictSummary("bench autoscale-rollback"));
+}

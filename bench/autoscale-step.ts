@@ -9,6 +9,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Event, Instance, Service } from "../src/model/objects.ts";
 import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "../test/e2e/harness.ts";
+import { verdict, verdictSummary } from "./harness.ts";
 
 const BASE_RPS = Number(process.env.BENCH_BASE_RPS ?? 5);
 const TARGET_RPS = 20;
@@ -95,17 +96,25 @@ export async function run(): Promise<void> {
       servingMs = Date.now() - step;
     } finally {
       const counts = await load.stop();
+      // The step counts only if it was one: at least half the ×20 rate reached the gateway.
+      const seconds = (Date.now() - step) / 1000;
+      const ranDry =
+        counts.total < (BASE_RPS * 20 * seconds) / 2 &&
+        `${counts.total} requests in ${seconds.toFixed(0)} s, not ${BASE_RPS * 20} req/s`;
       const [one] = loadavg();
       console.log(
         `load step: ${BASE_RPS} → ${BASE_RPS * 20} rps (×20), target ${TARGET_RPS} rps per instance; load average ${one.toFixed(2)}`,
       );
       if (decisionMs !== undefined) {
         console.log(
-          `step → scale-out decision: ${decisionMs} ms (goal ≤ ${GOAL_MS} ms: ${decisionMs <= GOAL_MS ? "met" : "MISSED"}); ` +
+          `step → scale-out decision: ${decisionMs} ms (goal ≤ ${GOAL_MS} ms: ${verdict("step → scale-out decision ≤ 3 s", decisionMs <= GOAL_MS, ranDry)}); ` +
             `${(decisionMs / HPA_SYNC_MS).toFixed(2)}× the HPA's ${HPA_SYNC_MS / 1000} s sync period, ` +
             `${(decisionMs / KNATIVE_PANIC_MS).toFixed(2)}× Knative's ${KNATIVE_PANIC_MS / 1000} s panic window`,
         );
-      } else console.log("step → scale-out decision: none within 30 s (goal ≤ 3 s: MISSED)");
+      } else
+        console.log(
+          `step → scale-out decision: none within 30 s (goal ≤ 3 s: ${verdict("step → scale-out decision ≤ 3 s", false, ranDry)})`,
+        );
       console.log(
         `step → count ${decided} decided: ${countMs === undefined ? "not reached" : `${countMs} ms`}; ` +
           `→ ${decided} instances running (from ${before}): ${servingMs === undefined ? "not reached" : `${servingMs} ms`}`,
@@ -119,4 +128,9 @@ export async function run(): Promise<void> {
     if (herd) await cleanupHerd(herd);
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+if (import.meta.main) {
+  await run();
+  process.exit(verdictSummary("bench autoscale-step"));
 }

@@ -3,12 +3,14 @@
 // prints its figures with the goal and the ratio to its peer), one after the
 // other, or only the sections named (`npm run bench:autoscale -- step cold`).
 // A section that fails is reported and the next one still runs; the exit
-// code says whether all of them ran.
+// code says whether all of them ran. Sections judge their goals with
+// bench/harness.ts's verdict(): `--strict` makes a missed goal exit 1 too.
 
 import { readdirSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { benchArgs, verdictSummary } from "./harness.ts";
 
 const DIR = import.meta.dirname;
 
@@ -17,7 +19,7 @@ async function main(): Promise<number> {
     .map((f) => /^autoscale-([a-z0-9-]+)\.ts$/.exec(f)?.[1])
     .filter((s): s is string => s !== undefined)
     .sort();
-  const asked = process.argv.slice(2);
+  const asked = benchArgs();
   const unknown = asked.filter((s) => !all.includes(s));
   if (unknown.length > 0) {
     console.error(`bench:autoscale: no section ${unknown.join(", ")} (there are: ${all.join(", ")})`);
@@ -42,7 +44,8 @@ async function main(): Promise<number> {
     console.log(`(autoscale-${section}: ${((performance.now() - started) / 1000).toFixed(1)} s)`);
   }
   if (failed.length > 0) console.error(`\nbench:autoscale: ${failed.join(", ")} did not finish`);
-  return failed.length > 0 ? 1 : 0;
+  const verdicts = verdictSummary("bench:autoscale");
+  return failed.length > 0 ? 1 : verdicts;
 }
 
 process.exitCode = await main();

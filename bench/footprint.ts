@@ -14,7 +14,7 @@
 // (goal: ≤ 250 MB RSS in all) and `herd up --small` (goal: ≤ 150 MB), and
 // prints each process, the sums and the ratio to the goal.
 //
-// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [-- EXTRA HERD UP FLAGS]
+// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [--strict] [-- EXTRA HERD UP FLAGS]
 // FOOTPRINT_NODE_OPTIONS: NODE_OPTIONS for herd's processes (say, a preload that
 // records process.memoryUsage() and the modules loaded), to see where memory goes.
 
@@ -33,12 +33,18 @@ import {
   startHerd,
   waitFor,
 } from "../test/e2e/harness.ts";
+import { verdict, verdictSummary } from "./harness.ts";
 
 const MB = 1024 * 1024;
 const split = process.argv.indexOf("--");
 const { values } = parseArgs({
   args: process.argv.slice(2, split === -1 ? undefined : split),
-  options: { profile: { type: "string" }, idle: { type: "string", default: "40" } },
+  options: {
+    profile: { type: "string" },
+    idle: { type: "string", default: "40" },
+    // Exit 1 when a goal is missed or a run did not do its work (bench/harness.ts).
+    strict: { type: "boolean", default: false },
+  },
 });
 const EXTRA = split === -1 ? [] : process.argv.slice(split + 1);
 const IDLE_S = Number(values.idle);
@@ -177,6 +183,11 @@ async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; p
   }
   await sleep(IDLE_S * 1000);
   const { herd: mine, apps } = measure(herd);
+  // The figure counts only if herd was still doing its work: both apps answer through the gateway.
+  const silent: string[] = [];
+  for (const host of ["hello.localhost", "second.localhost"]) {
+    if ((await herd.request(host)).status !== 200) silent.push(host);
+  }
   const rss = mine.reduce((s, p) => s + p.rss, 0);
   const pss = mine.reduce((s, p) => s + p.pss, 0);
   const line = (p: Proc) =>
@@ -187,7 +198,7 @@ async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; p
       `profile ${profile.name}: herd up ${[...profile.args, ...EXTRA].join(" ")} (idle ${IDLE_S} s after both apps answered)`,
       "       pid  RSS MB  PSS MB  process",
       ...mine.map(line),
-      `  ${"herd".padStart(8)} ${mb(rss)} ${mb(pss)}  total of ${mine.length} processes; goal ≤ ${profile.goalMb} MB RSS: ${(rss / MB / profile.goalMb).toFixed(2)}× the goal (${rss / MB <= profile.goalMb ? "met" : "not met"})`,
+      `  ${"herd".padStart(8)} ${mb(rss)} ${mb(pss)}  total of ${mine.length} processes; goal ≤ ${profile.goalMb} MB RSS: ${(rss / MB / profile.goalMb).toFixed(2)}× the goal (${verdict(`${profile.name}: ≤ ${profile.goalMb} MB RSS`, rss / MB <= profile.goalMb, silent.length > 0 && `${silent.join(", ")} did not answer after the idle time`)})`,
       "  not counted, the apps' processes:",
       ...apps.map(line),
       "",
@@ -205,3 +216,4 @@ try {
   await cleanup();
   rmSync(home, { recursive: true, force: true });
 }
+process.exit(verdictSummary("bench:footprint"));

@@ -13,7 +13,9 @@
 // proxies' per-request cost, not how many cores they use.
 //
 // Env: BENCH_SECONDS (8) per target, BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
-// BENCH_ROUNDS (2: targets measured in turn, each round; the lowest figure is kept).
+// BENCH_ROUNDS (3: every target measured in turn each round, the order reversed every other round;
+// each ratio is the median of the rounds' own ratios). A verdict counts only when no request failed;
+// `--strict`: exit 1 when a target is missed or not counted.
 // BENCH_BASELINE=DIR also runs (c) and (d) from another checkout of herd (e.g. the main branch) as
 // (c0) and (d0), in the same rounds, and prints each gateway's ratio to its baseline.
 
@@ -29,7 +31,10 @@ import {
   freePort,
   type Measured,
   measure as measureTarget,
+  median,
   onCleanup,
+  pairedMedian,
+  pairedRounds,
   portOf,
   ROOT,
   removeOnCleanup,
@@ -37,13 +42,15 @@ import {
   startNginx,
   type Target,
   untilServes,
+  verdict,
+  verdictSummary,
 } from "./harness.ts";
 
 const env = process.env;
 const SECONDS = Number(env.BENCH_SECONDS ?? 8);
 const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
-const ROUNDS = Number(env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
 const TOKEN = "bench-token";
 const BASELINE = env.BENCH_BASELINE;
 
@@ -98,7 +105,7 @@ async function main(): Promise<void> {
       ...(await startNginx(tools.nginx, tempDir, upstreamPort, 1)),
     },
     await startGateway(tempDir, "c", "herd gateway (1 worker)", objects),
-    // Each baseline right after its counterpart, so a pair sees the same moment of a busy machine.
+    // Each baseline right beside its counterpart, so a pair sees the same moment of a busy machine.
     ...(BASELINE === undefined
       ? []
       : [await startGateway(tempDir, "c0", "(c) from BENCH_BASELINE", objects, {}, BASELINE)]),
@@ -122,71 +129,66 @@ async function main(): Promise<void> {
     `bench:gateway-cpu: wrk 1 thread, ${CONNECTIONS} connections, ${WARMUP} s warm-up + ${SECONDS} s per target, ` +
       `${ROUNDS} rounds; CPU of each proxy's processes (utime + stime) / requests`,
   );
-  const best = new Map<string, Measured>();
-  /** Each round's figure per target, for the paired baseline ratios. */
-  const rounds: Map<string, number>[] = [];
-  for (let round = 1; round <= ROUNDS; round++) {
-    rounds.push(new Map());
-    // With a baseline, every other round measures the pair the other way round, so neither side
-    // always runs first.
-    for (const target of round % 2 === 0 ? swapPairs(targets) : targets) {
+  // Rounds paired in time: every target in turn, the order reversed every other round; each ratio is
+  // the median of the rounds' own ratios (CPU per request of the two sides in the same round).
+  const byId = new Map(targets.map((t) => [t.id, t]));
+  const rounds = await pairedRounds(
+    targets.map((t) => t.id),
+    ROUNDS,
+    async (id, round) => {
+      const target = byId.get(id) as Target;
       const m = await measure(tools.wrk, target);
       console.log(
         `round ${round} (${target.id}) ${target.name}: ${m.usPerRequest.toFixed(1)} µs CPU/request, ` +
           `${Math.round(m.rps)} req/s${m.errors ? `  ! ${m.errors} errors` : ""}`,
       );
-      rounds[round - 1].set(target.id, m.usPerRequest);
-      const kept = best.get(target.id);
-      if (!kept || m.usPerRequest < kept.usPerRequest) best.set(target.id, m);
-    }
-  }
+      return m;
+    },
+  );
+  const of = (id: string) => rounds.map((r) => r.get(id) as Measured);
   console.log("");
-  console.log(`${"target".padEnd(32)}${"µs CPU/req".padStart(12)}${"req/s".padStart(10)}`);
+  console.log(
+    `${"target (median of rounds)".padEnd(32)}${"µs CPU/req".padStart(12)}${"req/s".padStart(10)}${"errors".padStart(8)}`,
+  );
   for (const target of targets) {
-    const m = best.get(target.id)!;
+    const runs = of(target.id);
     console.log(
       `(${target.id}) ${target.name}`.padEnd(32) +
-        m.usPerRequest.toFixed(1).padStart(12) +
-        String(Math.round(m.rps)).padStart(10),
+        median(runs.map((m) => m.usPerRequest))
+          .toFixed(1)
+          .padStart(12) +
+        String(Math.round(median(runs.map((m) => m.rps)))).padStart(10) +
+        String(runs.reduce((n, m) => n + m.errors, 0)).padStart(8),
     );
   }
-  const us = (id: string) => best.get(id)!.usPerRequest;
   console.log("");
   // Per core, req/s is the inverse of CPU per request: these ratios are the throughput ratios at equal cores.
-  console.log(
-    `(d) vs nginx:   ${(us("b") / us("d")).toFixed(2)}× nginx's requests per CPU second  [issue: ≥ 0.5×]`,
-  );
-  console.log(
-    `(d) vs fastify: ${(us("e") / us("d")).toFixed(2)}× the Node peer's requests per CPU second  [issue: ≥ 1.5×]`,
-  );
-  console.log(`(d) vs (c):     ${(us("c") / us("d")).toFixed(2)}×  [issue: within 10%]`);
+  const compare = (label: string, den: string, num: string, goal: string, ok: (x: number) => boolean) => {
+    const x = pairedMedian(
+      rounds,
+      (r) => (r.get(den) as Measured).usPerRequest / (r.get(num) as Measured).usPerRequest,
+    );
+    const failed = [...of(den), ...of(num)].reduce((n, m) => n + m.errors, 0);
+    const judged = goal
+      ? `  ${verdict(`${label} ${goal}`, ok(x.median), failed > 0 && `${failed} requests failed`)}  [${goal}]`
+      : "";
+    console.log(
+      `${label.padEnd(16)}${x.median.toFixed(2)}× (${den})'s requests per CPU second, median of rounds (${x.each.map((v) => v.toFixed(2)).join(" ")})${judged}`,
+    );
+  };
+  compare("(d) vs nginx:", "b", "d", "issue: ≥ 0.5×", (x) => x >= 0.5);
+  compare("(d) vs fastify:", "e", "d", "issue: ≥ 1.5×", (x) => x >= 1.5);
+  compare("(d) vs (c):", "c", "d", "issue: within 10%", (x) => x >= 0.9);
   if (BASELINE !== undefined) {
-    // The ratio of each round's adjacent pair, then their median: steadier than best against best
-    // when other work comes and goes.
-    const paired = (id: string) => {
-      const ratios = rounds.map((r) => (r.get(`${id}0`) ?? 0) / (r.get(id) ?? 1)).sort((a, b) => a - b);
-      const mid = ratios.length >> 1;
-      const median = ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
-      return `best ${(us(`${id}0`) / us(id)).toFixed(2)}×, median of rounds ${median.toFixed(2)}× (${ratios.map((x) => x.toFixed(2)).join(" ")})`;
-    };
-    console.log(`(c) vs (c0):    ${paired("c")} the baseline's requests per CPU second`);
-    console.log(`(d) vs (d0):    ${paired("d")} the baseline's requests per CPU second`);
+    compare("(c) vs (c0):", "c0", "c", "", () => true);
+    compare("(d) vs (d0):", "d0", "d", "", () => true);
   }
-}
-
-/** The targets with each baseline (`c0`) moved before its counterpart (`c`). */
-function swapPairs(targets: Target[]): Target[] {
-  const out = [...targets];
-  for (let i = 1; i < out.length; i++) {
-    if (out[i].id === `${out[i - 1].id}0`) [out[i - 1], out[i]] = [out[i], out[i - 1]];
-  }
-  return out;
 }
 
 let code = 1;
 try {
   await main();
-  code = 0;
+  code = verdictSummary("bench:gateway-cpu");
 } catch (err) {
   console.error(`bench:gateway-cpu: ${err instanceof Error ? err.message : String(err)}`);
 } finally {

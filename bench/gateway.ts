@@ -1,3 +1,17 @@
+// `npm run bench:gateway`: req/s and p50/p99 of (a) direct, (b) nginx, (c) the herd gateway,
+// (d) the gateway with every policy on and (e) @fastify/http-proxy, with wrk; then fixed rates
+// with h2load for the p99 the gateway adds over direct.
+//
+// Rounds paired in time: every target is measured in turn, ROUNDS times, the order reversed
+// every other round (a b c d e, e d c b a, …); each ratio (and each added p99) is the median of
+// the rounds' own ratios, never best against best. A verdict counts only when no request of
+// either side failed (wrk's non-2xx and socket errors, h2load's errors) and h2load held its rate.
+// `--strict`: exit 1 when a target is missed or not counted.
+//
+// Env: BENCH_SECONDS (5) per run, BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3), BENCH_CONNECTIONS (64),
+// BENCH_THREADS (2), BENCH_RATE (half of nginx's req/s), BENCH_RATE_SECONDS, BENCH_RATE_ROUNDS (2),
+// BENCH_TIMEOUT_SECONDS (600).
+
 import { mkdtempSync } from "node:fs";
 import http from "node:http";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -10,22 +24,30 @@ import { type RateResult, runH2load } from "./gateway-rate.ts";
 import {
   cleanup,
   freePort,
+  median,
   onCleanup,
+  pairedMedian,
+  pairedRounds,
   portOf,
   ROOT,
   removeOnCleanup,
   startChild,
   startNginx,
   untilServes,
+  verdict,
+  verdictSummary,
+  wrkPercentile,
 } from "./harness.ts";
 
 const env = process.env;
-const SECONDS = Number(env.BENCH_SECONDS ?? 10);
+const SECONDS = Number(env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
+const RATE_ROUNDS = Number(env.BENCH_RATE_ROUNDS ?? 2);
 const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64);
 const THREADS = Number(env.BENCH_THREADS ?? 2);
 const RATE_SECONDS = Number(env.BENCH_RATE_SECONDS ?? SECONDS);
-const TIMEOUT = Number(env.BENCH_TIMEOUT_SECONDS ?? 300);
+const TIMEOUT = Number(env.BENCH_TIMEOUT_SECONDS ?? 600);
 const CORES = availableParallelism();
 const TOKEN = "bench-token";
 
@@ -113,37 +135,16 @@ interface WrkResult {
   raw: string;
 }
 
-/** wrk's durations (`635.00us`, `1.20ms`, `2.00s`, `1.00m`) in ms. */
-export function toMs(value: string, unit: string): number {
-  const n = Number(value);
-  switch (unit) {
-    case "us":
-      return n / 1000;
-    case "ms":
-      return n;
-    case "s":
-      return n * 1000;
-    case "m":
-      return n * 60_000;
-    default:
-      throw new Error(`unknown wrk unit ${unit}`);
-  }
-}
-
-export function parseWrk(out: string): WrkResult {
+function parseWrk(out: string): WrkResult {
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(out);
-  const pct = (p: string) => {
-    const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(out);
-    return m ? toMs(m[1], m[2]) : Number.NaN;
-  };
   const requests = /(\d+) requests in/.exec(out);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   if (!rps) throw new Error(`cannot read wrk's output:\n${out}`);
   return {
     rps: Number(rps[1]),
-    p50: pct("50"),
-    p99: pct("99"),
+    p50: wrkPercentile(out, "50"),
+    p99: wrkPercentile(out, "99"),
     requests: requests ? Number(requests[1]) : 0,
     non2xx: non2xx ? Number(non2xx[1]) : 0,
     socketErrors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
@@ -176,7 +177,6 @@ function runRate(h2load: string, id: string, target: Started, rate: number, seco
 
 const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-");
 const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : "-");
-const verdict = (ok: boolean, errors = false) => (errors ? "MISS (errors)" : ok ? "PASS" : "MISS");
 /** The machine's load averages (1, 5, 15 min), printed with the figures: on a shared machine they say how quiet the run was. */
 const load = () =>
   `load ${loadavg()
@@ -253,27 +253,33 @@ async function main(): Promise<number> {
 
   console.log(
     `bench:gateway: ${CORES} cores; wrk ${THREADS} threads, ${CONNECTIONS} connections, ` +
-      `${WARMUP} s warm-up + ${SECONDS} s per target; upstream: Node http answering hello (pid ${upstream.process.pid}); ${load()}`,
+      `${WARMUP} s warm-up + ${SECONDS} s per target, ${ROUNDS} rounds (targets in turn, the order reversed every other round); ` +
+      `upstream: Node http answering hello (pid ${upstream.process.pid}); ${load()}`,
   );
   const started = new Map<string, Started>();
-  const results = new Map<string, WrkResult>();
   for (const target of targets) {
     if (!target.start) {
       console.log(`(${target.id}) not measured: ${target.missing}`);
       continue;
     }
     const s = await target.start();
-    started.set(target.id, s);
     await untilServes(s.url, s.headers, undefined);
+    started.set(target.id, s);
+  }
+  const ids = [...started.keys()];
+  const name = (id: string) => targets.find((t) => t.id === id)?.name ?? id;
+  const sampled = new Set<string>();
+  const rounds = await pairedRounds(ids, ROUNDS, async (id, round) => {
+    const s = started.get(id) as Started;
     if (WARMUP > 0) await runWrk(tools.wrk, s, WARMUP);
     const r = await runWrk(tools.wrk, s, SECONDS);
-    results.set(target.id, r);
     const errors = r.non2xx + r.socketErrors;
     console.log(
-      `(${target.id}) ${target.name}: ${f0(r.rps)} req/s, p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms (${load()})` +
+      `round ${round} (${id}) ${name(id)}: ${f0(r.rps)} req/s, p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms (${load()})` +
         (errors ? `  ! ${r.non2xx} non-2xx/3xx of ${r.requests}, ${r.socketErrors} socket errors` : ""),
     );
-    if (errors) {
+    if (errors && !sampled.has(id)) {
+      sampled.add(id);
       // wrk does not say which statuses: rerun the load briefly and sample beside it.
       const rerun = runWrk(tools.wrk, s, 3);
       await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -281,40 +287,56 @@ async function main(): Promise<number> {
       await rerun;
       console.log(`    statuses of 400 requests sent beside a 3 s rerun of the load: ${statuses}`);
     }
+    return r;
+  });
+  /** Per target: the median of its rounds' req/s, p50 and p99, and every round's errors. */
+  const results = new Map<string, { rps: number; p50: number; p99: number; errors: number }>();
+  for (const id of ids) {
+    const runs = rounds.map((r) => r.get(id) as WrkResult);
+    results.set(id, {
+      rps: median(runs.map((r) => r.rps)),
+      p50: median(runs.map((r) => r.p50)),
+      p99: median(runs.map((r) => r.p99)),
+      errors: runs.reduce((n, r) => n + r.non2xx + r.socketErrors, 0),
+    });
   }
 
   // Second pass: fixed rates, direct vs the gateway. At half of nginx's top rate ((c) and (d)), and at half
-  // of (d)'s own top rate: the added p99 of a gateway run at half its capacity, every policy on.
+  // of (d)'s own top rate: the added p99 of a gateway run at half its capacity, every policy on. In rounds
+  // too: each added p99 is the median of the rounds' own differences (gateway − direct, same round).
   const nginx = results.get("b");
   const rate = env.BENCH_RATE ? Number(env.BENCH_RATE) : nginx ? Math.round(nginx.rps / 2) : Number.NaN;
   const withPoliciesTop = results.get("d");
   const ownRate = withPoliciesTop ? Math.round(withPoliciesTop.rps / 2) : Number.NaN;
-  const rateResults = new Map<string, RateResult>();
-  const ownRateResults = new Map<string, RateResult>();
-  const fixedRate = async (into: Map<string, RateResult>, ids: string[], perSecond: number, what: string) => {
-    if (!Number.isFinite(perSecond) || perSecond <= 0) return;
-    for (const id of ids) {
-      const s = started.get(id);
-      if (!s) continue;
-      const r = await runRate(tools.h2load, `${id}-${what}`, s, perSecond, RATE_SECONDS);
-      into.set(id, r);
+  const fixedRate = async (wanted: string[], perSecond: number, what: string) => {
+    const present = wanted.filter((id) => started.has(id));
+    if (!Number.isFinite(perSecond) || perSecond <= 0 || present.length === 0) return [];
+    return pairedRounds(present, RATE_ROUNDS, async (id, round) => {
+      const r = await runRate(
+        tools.h2load,
+        `${id}-${what}-${round}`,
+        started.get(id) as Started,
+        perSecond,
+        RATE_SECONDS,
+      );
       console.log(
-        `(${id}) at ${f0(perSecond)} req/s fixed rate (${what}): p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms, ` +
+        `round ${round} (${id}) at ${f0(perSecond)} req/s fixed rate (${what}): p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms, ` +
           `${f0(r.achieved)} req/s answered (${load()})` +
           (r.errors + r.non2xx ? `  ! ${r.non2xx} non-2xx, ${r.errors} socket errors or timeouts` : "") +
           (r.reached ? "" : `  ! generator did not keep its rate: ${r.why}`),
       );
-    }
+      return r;
+    });
   };
-  await fixedRate(rateResults, ["a", "c", "d"], rate, "half of nginx's top");
+  const rateRounds = await fixedRate(["a", "c", "d"], rate, "half of nginx's top");
   // Direct, nginx and (d) back to back: the three see about the same moment of a busy machine, and nginx's
   // added p99 at the same rate shows how much of (d)'s is the machine's (each hop waits for a core).
-  await fixedRate(ownRateResults, ["a", "b", "d"], ownRate, "half of (d)'s top");
+  const ownRateRounds = await fixedRate(["a", "b", "d"], ownRate, "half of (d)'s top");
 
-  // The table.
+  // The table: the median of the rounds.
   console.log("");
   console.log(
-    `${"target".padEnd(30)}${"req/s".padStart(10)}${"p50 ms".padStart(10)}${"p99 ms".padStart(10)}${"errors".padStart(10)}`,
+    `${"target (median of rounds)".padEnd(30)}${"req/s".padStart(10)}${"p50 ms".padStart(10)}${"p99 ms".padStart(10)}${"errors".padStart(10)}`,
   );
   for (const target of targets) {
     const label = `(${target.id}) ${target.name}`;
@@ -323,46 +345,51 @@ async function main(): Promise<number> {
       console.log(`${label.padEnd(30)}  not measured: ${target.missing ?? "failed"}`);
       continue;
     }
-    const errors = r.non2xx + r.socketErrors;
     console.log(
       `${label.padEnd(30)}${f0(r.rps).padStart(10)}${f2(r.p50).padStart(10)}${f2(r.p99).padStart(10)}` +
-        `${String(errors).padStart(10)}${errors ? "  ! errors: figures not comparable" : ""}`,
+        `${String(r.errors).padStart(10)}${r.errors ? "  ! errors: figures not comparable" : ""}`,
     );
   }
-  for (const [results, perSecond] of [
-    [rateResults, rate],
-    [ownRateResults, ownRate],
+  for (const [rs, perSecond] of [
+    [rateRounds, rate],
+    [ownRateRounds, ownRate],
   ] as const) {
-    for (const [id, r] of results) {
+    for (const id of rs[0]?.keys() ?? []) {
+      const runs = rs.map((r) => r.get(id) as RateResult);
       const label = `(${id}) at ${f0(perSecond)} req/s fixed`;
       console.log(
-        `${label.padEnd(30)}${f0(r.achieved).padStart(10)}${f2(r.p50).padStart(10)}${f2(r.p99).padStart(10)}` +
-          `${String(r.errors + r.non2xx).padStart(10)}`,
+        `${label.padEnd(30)}${f0(median(runs.map((r) => r.achieved))).padStart(10)}${f2(median(runs.map((r) => r.p50))).padStart(10)}` +
+          `${f2(median(runs.map((r) => r.p99))).padStart(10)}${String(runs.reduce((n, r) => n + r.errors + r.non2xx, 0)).padStart(10)}`,
       );
     }
   }
 
-  // The ratios, against the issue's targets (set for (d); (c) is shown against them until (d) exists).
+  // The ratios, against the issue's targets: each the median of the rounds' own ratios.
   console.log("");
-  const hadErrors = (...ids: string[]) =>
-    ids.some((id) => {
-      const r = results.get(id);
-      return r !== undefined && r.non2xx + r.socketErrors > 0;
-    });
-  const ratio = (num: string, den: string, min: number, what: string) => {
-    const a = results.get(num);
-    const b = results.get(den);
+  const failedRequests = (...sides: string[]) => {
+    const n = sides.reduce((sum, id) => sum + (results.get(id)?.errors ?? 0), 0);
+    return n > 0 && `${n} requests of (${sides.join("), (")}) failed`;
+  };
+  /** One ratio; `judged` false: shown beside the others, with no verdict of its own. */
+  const ratio = (num: string, den: string, min: number, what: string, judged = true) => {
     const name = `(${num})/(${den}) req/s`;
-    if (!a || !b) {
-      const missing = !a ? num : den;
+    if (!results.has(num) || !results.has(den)) {
+      const missing = !results.has(num) ? num : den;
       console.log(`${name.padEnd(22)} not measured: (${missing}) has no figure  [${what}]`);
       return;
     }
-    const x = a.rps / b.rps;
-    console.log(`${name.padEnd(22)} ${x.toFixed(2)}×  ${verdict(x >= min, hadErrors(num, den))}  [${what}]`);
+    const x = pairedMedian(rounds, (r) => (r.get(num) as WrkResult).rps / (r.get(den) as WrkResult).rps);
+    const failed = failedRequests(num, den);
+    const judgement = judged
+      ? verdict(`${name} ${what}`, x.median >= min, failed)
+      : `${x.median >= min ? "would meet" : "would miss"}${failed ? ` (${failed})` : ""}`;
+    console.log(
+      `${name.padEnd(22)} ${x.median.toFixed(2)}× (rounds: ${x.each.map((v) => v.toFixed(2)).join(" ")})  ${judgement}  [${what}]`,
+    );
   };
-  ratio("c", "b", 0.6, "issue: (d) ≥ 0.6 × nginx; shown for (c)");
-  ratio("c", "e", 1.5, "issue: (d) ≥ 1.5 × the Node peer; shown for (c)");
+  // (c) against the targets set for (d): judged only when (d) has no figure.
+  ratio("c", "b", 0.6, "issue: (d) ≥ 0.6 × nginx; shown for (c)", !results.has("d"));
+  ratio("c", "e", 1.5, "issue: (d) ≥ 1.5 × the Node peer; shown for (c)", !results.has("d"));
   if (results.has("d")) {
     ratio("d", "b", 0.6, "issue: (d) ≥ 0.6 × nginx");
     ratio("d", "e", 1.5, "issue: (d) ≥ 1.5 × the Node peer");
@@ -375,55 +402,58 @@ async function main(): Promise<number> {
   }
   const added = (
     name: string,
-    direct: RateResult | undefined,
-    gw: RateResult | undefined,
+    rs: Map<string, RateResult>[],
+    id: string,
     perSecond: number,
     goal: string,
+    judged: boolean,
   ) => {
-    if (!direct || !gw) {
+    if (rs.length === 0 || !rs[0]?.has("a") || !rs[0]?.has(id)) {
       console.log(`${name.padEnd(26)} not measured (no top rate to halve, or a target failed)  [${goal}]`);
-    } else if (!direct.reached || !gw.reached) {
-      const r = !direct.reached ? direct : gw;
-      console.log(
-        `${name.padEnd(26)} not measured: ${f0(perSecond)} req/s was not held (${r.why}); ` +
-          `p99 ${f2(gw.p99)} − ${f2(direct.p99)} ms would be misleading  [${goal}]`,
-      );
-    } else {
-      const ms = gw.p99 - direct.p99;
-      console.log(
-        `${name.padEnd(26)} ${ms >= 0 ? "+" : ""}${f2(ms)} ms at ${f0(perSecond)} req/s (p99 ${f2(gw.p99)} vs ${f2(direct.p99)} ms)  ` +
-          `${verdict(ms <= 1, gw.errors + gw.non2xx > 0)}  [${goal}]`,
-      );
+      return;
     }
+    const unheld = rs.flatMap((r) => [r.get("a"), r.get(id)]).find((r) => r && !r.reached);
+    const ms = pairedMedian(rs, (r) => (r.get(id) as RateResult).p99 - (r.get("a") as RateResult).p99);
+    const failed = rs.reduce(
+      (n, r) => n + (r.get(id) as RateResult).errors + (r.get(id) as RateResult).non2xx,
+      0,
+    );
+    const notDone =
+      (unheld && `${f0(perSecond)} req/s was not held (${unheld.why})`) ||
+      (failed > 0 && `${failed} requests failed`);
+    const figure =
+      `${name.padEnd(26)} ${ms.median >= 0 ? "+" : ""}${f2(ms.median)} ms at ${f0(perSecond)} req/s, median of rounds ` +
+      `(${ms.each.map((v) => `${v >= 0 ? "+" : ""}${f2(v)}`).join(" ")})`;
+    console.log(
+      judged
+        ? `${figure}  ${verdict(`${name} ${goal}`, ms.median <= 1, notDone)}  [${goal}]`
+        : `${figure}${notDone ? `  (${notDone})` : ""}  [${goal}]`,
+    );
   };
   for (const id of ["c", "d"]) {
-    added(
-      `(${id}) added p99 over direct`,
-      rateResults.get("a"),
-      rateResults.get(id),
-      rate,
-      "≤ 1 ms at half of nginx's top rate",
-    );
+    added(`(${id}) added p99 over direct`, rateRounds, id, rate, "≤ 1 ms at half of nginx's top rate", true);
   }
   added(
     "(b) nginx, same rate",
-    ownRateResults.get("a"),
-    ownRateResults.get("b"),
+    ownRateRounds,
+    "b",
     ownRate,
     "the peer at (d)'s own half rate, for comparison",
+    false,
   );
   added(
     "(d) added p99, own half",
-    ownRateResults.get("a"),
-    ownRateResults.get("d"),
+    ownRateRounds,
+    "d",
     ownRate,
     "issue: ≤ 1 ms at half of (d)'s own top rate",
+    true,
   );
   console.log(`(${load()} at the end)`);
   console.log(
     "note: everything (wrk, the upstream, the proxy under test) shares this machine's cores; wrk counts non-2xx/3xx statuses.",
   );
-  return 0;
+  return verdictSummary("bench:gateway");
 }
 
 let code = 1;

@@ -27,11 +27,13 @@ const tempDirs: string[] = [];
 
 /** Runs `close` during cleanup(), before the children are ended. */
 export function onCleanup(close: () => Promise<void>): void {
+  armSignals();
   closers.push(close);
 }
 
 /** Removes `dir` during cleanup(). */
 export function removeOnCleanup(dir: string): void {
+  armSignals();
   tempDirs.push(dir);
 }
 
@@ -42,6 +44,7 @@ export function startChild(
   args: string[],
   childEnv: NodeJS.ProcessEnv = {},
 ): Child {
+  armSignals();
   const proc = spawn(command, args, {
     cwd: ROOT,
     env: { ...process.env, ...childEnv },
@@ -102,8 +105,17 @@ export function cleanup(): Promise<void> {
   })();
   return cleaning;
 }
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+let armed = false;
+/**
+ * On Ctrl-C (and SIGTERM, SIGHUP): cleanup(), then exit. Armed by the first thing there is to
+ * clean up, so a bench that imports only the verdicts keeps its own signal handling.
+ */
+function armSignals(): void {
+  if (armed) return;
+  armed = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+  }
 }
 
 /** Each process of process group `pgid`: its pid and `/proc/<pid>/stat` fields from field 3 (state) on. */
@@ -147,9 +159,9 @@ export function groupRss(pgid: number): string {
 
 /** A percentile (`p`: "50", "99") of wrk's `--latency` output, in ms. */
 export function wrkPercentile(out: string, p: string): number {
-  const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, "m").exec(out);
+  const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(out);
   if (!m) return Number.NaN;
-  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as "us" | "ms" | "s"];
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] as "us" | "ms" | "s" | "m"];
 }
 
 /**
@@ -375,4 +387,102 @@ export async function startNginx(
   const url = `http://127.0.0.1:${port}/`;
   await untilServes(url, {}, child);
   return { url, child };
+}
+
+// ---------------------------------------------------------------- verdicts, --strict, paired rounds
+
+/** `--strict` on the command line: the bench exits 1 when a target was missed or its verdict did not count. */
+export const STRICT = process.argv.includes("--strict");
+
+/** The command line's arguments after the script, without `--strict`. */
+export function benchArgs(): string[] {
+  return process.argv.slice(2).filter((a) => a !== "--strict");
+}
+
+interface Verdict {
+  name: string;
+  ok: boolean;
+  /** Set when the run did not do its work: what it failed to do. */
+  notDone?: string;
+}
+
+const verdicts: Verdict[] = [];
+
+/**
+ * Records the verdict of one target and returns the word to print beside its
+ * figure: `met`, `MISSED`, or, when the run did not do its work (`notDone`
+ * says what: failed requests, spans not stored, …), `NOT COUNTED (why)`: the
+ * figure is shown, but a run that did less cannot meet a target.
+ */
+export function verdict(name: string, ok: boolean, notDone?: string | false): string {
+  if (notDone) {
+    verdicts.push({ name, ok: false, notDone });
+    return `NOT COUNTED (${notDone})`;
+  }
+  verdicts.push({ name, ok });
+  return ok ? "met" : "MISSED";
+}
+
+/**
+ * Prints how many targets were met, missed or not counted, each one that was
+ * not met by name, and returns the exit code: 1 under `--strict` when any
+ * target was not met, else 0. A bench ends with `process.exit(verdictSummary(name))`
+ * (a run that failed outright exits 1 anyway).
+ */
+export function verdictSummary(bench: string): number {
+  const met = verdicts.filter((v) => v.ok).length;
+  const bad = verdicts.filter((v) => !v.ok);
+  const parts = [`${met} target${met === 1 ? "" : "s"} met`];
+  const missed = bad.filter((v) => !v.notDone).length;
+  const void_ = bad.length - missed;
+  if (missed > 0) parts.push(`${missed} missed`);
+  if (void_ > 0) parts.push(`${void_} not counted (the run did not do its work)`);
+  console.log(`\n${bench}: ${parts.join(", ")}${STRICT ? " (--strict)" : ""}`);
+  for (const v of bad) console.log(`  ${v.notDone ? `not counted (${v.notDone})` : "missed"}: ${v.name}`);
+  if (STRICT && bad.length > 0) {
+    console.error(`${bench} --strict: ${bad.length} target${bad.length === 1 ? "" : "s"} not met`);
+    return 1;
+  }
+  return 0;
+}
+
+/**
+ * Measures every side once per round for `rounds` rounds, in the order given
+ * and reversed every other round (A B, B A, A B …): each round's figures come
+ * from the same minute of a busy machine and neither side always goes first.
+ * A ratio is then taken within each round and the median kept (pairedMedian),
+ * never best against best (the best runs of two sides need not come from the
+ * same conditions). Returns one Map side → figure per round.
+ */
+export async function pairedRounds<T>(
+  sides: readonly string[],
+  rounds: number,
+  measure: (side: string, round: number) => Promise<T>,
+): Promise<Map<string, T>[]> {
+  const out: Map<string, T>[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const figures = new Map<string, T>();
+    for (const side of round % 2 === 0 ? [...sides].reverse() : sides) {
+      figures.set(side, await measure(side, round));
+    }
+    out.push(figures);
+  }
+  return out;
+}
+
+/** The median of `values` (the mean of the middle two for an even count); NaN for none. */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** `f` of each round (e.g. the ratio of two sides measured in it) and their median. */
+export function pairedMedian<T>(
+  rounds: readonly Map<string, T>[],
+  f: (round: Map<string, T>) => number,
+): { median: number; each: number[] } {
+  const each = rounds.map(f);
+  return { median: median(each), each };
 }

@@ -32,6 +32,7 @@ import {
   waitFor,
 } from "../test/e2e/harness.ts";
 import { writeReleaseApp, writeReleaseManifest } from "../test/e2e/release-app.ts";
+import { verdict, verdictSummary } from "./harness.ts";
 import { runSet } from "./release-set.ts";
 
 const HOST = "shop.localhost";
@@ -143,7 +144,7 @@ export async function run(): Promise<void> {
     const mean = canaries.reduce((s, c) => s + c.abortS, 0) / canaries.length;
     console.log(
       `bad canary (5% errors, 10% step, analysis every ${INTERVAL_S} s): step → abort ${canaries.map((c) => `${c.abortS.toFixed(1)} s`).join(", ")} ` +
-        `(mean ${mean.toFixed(1)} s = ${(mean / INTERVAL_S).toFixed(2)}× the interval; goal ≤ ${GOAL_S} s: ${worst <= GOAL_S ? "met" : "MISSED"})`,
+        `(mean ${mean.toFixed(1)} s = ${(mean / INTERVAL_S).toFixed(2)}× the interval; goal ≤ ${GOAL_S} s: ${verdict("bad canary step → abort", worst <= GOAL_S)})`,
     );
     console.log(
       `failed requests from herd deploy to 2 s after the abort: ${canaries.map((c) => `${c.failed} of ${c.total} in ${c.spanS.toFixed(1)} s`).join(", ")}`,
@@ -189,4 +190,6 @@ function phaseEnd(t: Traffic, start: ReturnType<typeof phaseStart>) {
 if (import.meta.main) {
   if (process.env.BENCH_ONLY !== "set") await run();
   if (process.env.BENCH_ONLY !== "canary") await runSet();
+  // --strict: exit 1 when a goal judged with verdict() was missed (bench/harness.ts).
+  process.exit(verdictSummary("bench release"));
 }

@@ -7,11 +7,13 @@
 //   5. nodes used after bin-packing a mixed workload against first-fit-decreasing
 // Targets (issue 4): ≥ 4,000/s; ≥ 600/s with anti-affinity; p99 ≤ 5 ms;
 // ≤ 2× slower at 5,000 nodes than at 500; ≤ 1.05 × FFD's nodes.
+// Rounds: every case measured in turn, five times; a ratio is the median of the rounds' own ratios.
 // A throughput counts only when every instance was placed (the run did its work).
 // `--strict`: exit 1 when a target is missed, so a script can gate on it.
 
 import { ClusterState, type SchedulerNode } from "../src/scheduler/cluster-state.ts";
 import { type PlacementRequest, Scheduler } from "../src/scheduler/scheduler.ts";
+import { pairedMedian, pairedRounds, verdict, verdictSummary } from "./harness.ts";
 
 const GiB = 1024 ** 3;
 const UNIT = { cpu: 0.25, memory: 256 * 1024 ** 2 };
@@ -123,45 +125,51 @@ function binpack(): { herd: number; ffd: number } {
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number) => `${n.toFixed(3)} ms`;
-let missed = 0;
-const mark = (ok: boolean) => {
-  if (!ok) missed++;
-  return ok ? "met" : "MISSED";
-};
 
 // Warm the JIT on a small run first, so the figures are the steady state.
 run(500, workload(2000, 99));
 
-/** The run with the median throughput of `times` (each on a fresh cluster): one noisy run does not decide. */
-function median(times: number, once: () => Run): Run {
-  const runs = Array.from({ length: times }, once).sort((a, b) => a.perSecond - b.perSecond);
-  return runs[Math.floor(times / 2)];
+/** The run with the median throughput (each on a fresh cluster): one noisy run does not decide. */
+function medianRun(runs: Run[]): Run {
+  return [...runs].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(runs.length / 2)] as Run;
 }
 
-const plain = median(5, () => run(5000, workload(10_000, 1)));
-const anti = median(5, () => run(5000, workload(10_000, 1, { antiAffinity: [] })));
-const small = median(5, () => run(500, workload(1000, 1)));
+// Five rounds, each measuring every case in turn (order reversed every other round): the 500 against
+// 5,000 nodes slowdown is the median of each round's own ratio, both sides from the same moment.
+const rounds = await pairedRounds(["plain", "anti", "small"], 5, async (side) => {
+  if (side === "plain") return run(5000, workload(10_000, 1));
+  if (side === "anti") return run(5000, workload(10_000, 1, { antiAffinity: [] }));
+  return run(500, workload(1000, 1));
+});
+const of = (side: string) => rounds.map((r) => r.get(side) as Run);
+const plain = medianRun(of("plain"));
+const anti = medianRun(of("anti"));
+const small = medianRun(of("small"));
+const unplaced = (...runs: Run[]) => {
+  const n = runs.reduce((sum, r) => sum + r.failed, 0);
+  return n > 0 && `${n} instances unplaced`;
+};
 const packed = binpack();
 
 console.log("scheduler (in-process, simulated nodes: 2 CPU, 8 GiB, 3 zones; about 60% of the CPU asked for)");
 console.log(
-  `  10,000 instances on 5,000 nodes, spread:        ${fmt(plain.perSecond)} placements/s (target ≥ 4,000, all placed: ${mark(plain.perSecond >= 4000 && plain.failed === 0)})${plain.failed ? `, ${plain.failed} unplaced` : ""}`,
+  `  10,000 instances on 5,000 nodes, spread:        ${fmt(plain.perSecond)} placements/s, median of 5 (target ≥ 4,000: ${verdict("spread ≥ 4,000 placements/s", plain.perSecond >= 4000, unplaced(...of("plain")))})`,
 );
 console.log(
-  `  the same with required anti-affinity:           ${fmt(anti.perSecond)} placements/s (target ≥ 600, all placed: ${mark(anti.perSecond >= 600 && anti.failed === 0)})${anti.failed ? `, ${anti.failed} unplaced` : ""}`,
+  `  the same with required anti-affinity:           ${fmt(anti.perSecond)} placements/s (target ≥ 600: ${verdict("anti-affinity ≥ 600 placements/s", anti.perSecond >= 600, unplaced(...of("anti")))})`,
 );
 console.log(
-  `  one placement at 5,000 nodes:                   p50 ${ms(plain.p50)}, p99 ${ms(plain.p99)} (target p99 ≤ 5 ms: ${mark(plain.p99 <= 5)})`,
+  `  one placement at 5,000 nodes:                   p50 ${ms(plain.p50)}, p99 ${ms(plain.p99)} (target p99 ≤ 5 ms: ${verdict("placement p99 ≤ 5 ms", plain.p99 <= 5, unplaced(...of("plain")))})`,
 );
-const slowdown = small.perSecond / plain.perSecond;
+const slowdown = pairedMedian(
+  rounds,
+  (r) => (r.get("small") as Run).perSecond / (r.get("plain") as Run).perSecond,
+);
 console.log(
-  `  1,000 instances on 500 nodes:                   ${fmt(small.perSecond)} placements/s → 5,000 nodes is ${slowdown.toFixed(2)}× slower (target ≤ 2×, all placed: ${mark(slowdown <= 2 && small.failed === 0)})`,
+  `  1,000 instances on 500 nodes:                   ${fmt(small.perSecond)} placements/s → 5,000 nodes is ${slowdown.median.toFixed(2)}× slower, median of the rounds' ratios (${slowdown.each.map((x) => x.toFixed(2)).join(" ")}) (target ≤ 2×: ${verdict("5,000 nodes ≤ 2× slower than 500", slowdown.median <= 2, unplaced(...of("small"), ...of("plain")))})`,
 );
 const ratio = packed.herd / packed.ffd;
 console.log(
-  `  bin-packing 2,000 mixed instances (1–8 units, nodes of 16): ${packed.herd} nodes vs first-fit-decreasing ${packed.ffd} → ${ratio.toFixed(3)}× (target ≤ 1.05×: ${mark(ratio <= 1.05)})`,
+  `  bin-packing 2,000 mixed instances (1–8 units, nodes of 16): ${packed.herd} nodes vs first-fit-decreasing ${packed.ffd} → ${ratio.toFixed(3)}× (target ≤ 1.05×: ${verdict("bin-packing ≤ 1.05× FFD", ratio <= 1.05)})`,
 );
-if (process.argv.includes("--strict") && missed > 0) {
-  console.error(`bench:scheduler --strict: ${missed} target${missed === 1 ? "" : "s"} missed`);
-  process.exit(1);
-}
+process.exit(verdictSummary("bench:scheduler"));

@@ -13,7 +13,10 @@
 // gateway afterwards for 1 and 2; for 3, failures only until the dead
 // instance is ejected, and how long that took.
 //
-// Usage: node bench/static.ts [--quick]   (--quick: 3 s and 10 s away instead of 10 s and 60 s)
+// Each case's verdict counts only when the traffic ran (at least a tenth of RATE before the event).
+//
+// Usage: node bench/static.ts [--quick] [--strict]   (--quick: 3 s and 10 s away instead of 10 s and 60 s;
+// --strict: exit 1 when a goal is missed or not counted)
 
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -35,6 +38,7 @@ import {
   type TrafficCounts,
   waitFor,
 } from "../test/e2e/harness.ts";
+import { verdict, verdictSummary } from "./harness.ts";
 
 const QUICK = process.argv.includes("--quick");
 const RATE = 1000;
@@ -42,6 +46,8 @@ const CONNECTIONS = 16;
 const BEFORE_S = 5;
 const AWAY_S = QUICK ? 3 : 10;
 const AWAY_LONG_S = QUICK ? 10 : 60;
+/** Case 3: the last failed GET after the instance's death comes within this (its ejection). */
+const EJECT_WITHIN_MS = 5000;
 
 const herds: Herd[] = [];
 const dirs: string[] = [];
@@ -83,6 +89,12 @@ function rate(counts: TrafficCounts, fromMs: number, toMs: number): number {
   return seconds.length === 0 ? 0 : seconds.reduce((a, b) => a + b, 0) / seconds.length;
 }
 
+/** Why a case's figures do not count (the load did not run, so nothing could fail), or false. */
+function notDone(counts: TrafficCounts): string | false {
+  const before = rate(counts, 1000, BEFORE_S * 1000);
+  return before < RATE / 10 && `the traffic ran at ${before.toFixed(0)} req/s before, not ${RATE}`;
+}
+
 function report(
   title: string,
   counts: TrafficCounts,
@@ -120,13 +132,15 @@ async function crashAndRestart(): Promise<void> {
   await sleep(3000);
   const counts = await traffic.stop();
   const after = gatewayPids(herd.dataDir);
+  const adopted = after.length === 1 && after[0] === gateway;
   report(
     `1. herd up killed (kill -9), ${AWAY_S} s away, started again (goal: 0 failed, one gateway)`,
     counts,
     { name: "while away", fromMs: killedAt, toMs: restartAt },
     [
       `herd up back in ${((upAt - restartAt) / 1000).toFixed(1)} s; gateways afterwards: ${after.length} ` +
-        `(${after.length === 1 && after[0] === gateway ? "the same one, adopted" : `pids ${after.join(", ")}`})`,
+        `(${adopted ? "the same one, adopted" : `pids ${after.join(", ")}`})`,
+      `goal: ${verdict("1. kill -9 and restart: 0 failed, the gateway adopted", counts.failed === 0 && adopted, notDone(counts))}`,
     ],
   );
   await cleanup();
@@ -174,6 +188,7 @@ async function upgrade(): Promise<void> {
       `new herd up ready ${((handedAt - startAt) / 1000).toFixed(1)} s after its start; the old gateway drained and exited ` +
         `${((drainedAt - handedAt) / 1000).toFixed(1)} s after the handoff`,
       `gateways afterwards: ${after.length} (${after.length === 1 && after[0] === successor ? "the new one" : `pids ${after.join(", ")}`})`,
+      `goal: ${verdict("2. upgrade with --keep-apps: 0 failed, one gateway", counts.failed === 0 && after.length === 1 && after[0] === successor, notDone(counts))}`,
     ],
   );
   await second.stop();
@@ -221,6 +236,13 @@ async function instanceDiesWhileAway(): Promise<void> {
           : `, the last ${(lastPost - postsKilledAt).toFixed(0)} ms after the death`) +
         ` (each of the gateway's worker processes ejects after 3 refused connections in a row)`,
       `ejected instances (gateway metrics): ${ejected}`,
+      // "Only until the ejection": ejecting takes 3 refused connections per worker, milliseconds; 5 s
+      // leaves room for a busy machine, and the rest of the minute away must be clean.
+      `goal: ${verdict(
+        "3. an instance dies while away: it is ejected, no failed GET 5 s after its death",
+        Number(ejected) >= 1 && (last === undefined || last - killedAt <= EJECT_WITHIN_MS),
+        notDone(counts),
+      )} (ejected, and no failed GET more than ${EJECT_WITHIN_MS / 1000} s after the death)`,
     ],
   );
   await runCli(["down", "--data", herd.dataDir]);
@@ -237,3 +259,4 @@ try {
 } finally {
   await cleanup();
 }
+process.exit(verdictSummary("bench:static"));

@@ -98,6 +98,8 @@ export interface TracingCost {
   /** h2load at `rate` req/s: the headline. */
   fixed: TracingPass;
   rate: number;
+  /** Measured fixed-rate runs that did not hold `rate`: more than 0 voids the fixed-rate verdict. */
+  unheld: number;
   /** Whether the fixed-rate pass had the gateways on CPU 0 and the rest on CPU 1. */
   pinned: boolean;
   /** wrk, saturating the machine. */
@@ -159,12 +161,12 @@ export async function measureTracingCost(): Promise<TracingCost> {
   const pass = async (
     label: string,
     rounds: number,
-    measureRound: () => Promise<{ off: Run; on: Run }>,
+    measureRound: (round: number) => Promise<{ off: Run; on: Run }>,
   ): Promise<TracingPass> => {
     const offRuns: Run[] = [];
     const onRuns: Run[] = [];
     for (let round = 1; round <= rounds; round++) {
-      const both = await measureRound();
+      const both = await measureRound(round);
       offRuns.push(both.off);
       onRuns.push(both.on);
       for (const [target, m] of [
@@ -217,12 +219,17 @@ export async function measureTracingCost(): Promise<TracingCost> {
       connections: CONNECTIONS,
       logFile: join(base, `h2load-${target.id}.log`),
     });
+  /** Fixed-rate runs whose rate was not held (the machine or h2load could not keep up). */
+  let unheld = 0;
   const atRate = async (target: Target): Promise<Measured> => {
     const pgid = target.child.process.pid as number;
     const before = groupCpuSeconds(pgid);
     const r = await h2load(target, SECONDS);
     const used = groupCpuSeconds(pgid) - before;
-    if (!r.reached) console.log(`    ! ${target.name}: ${r.why}`);
+    if (!r.reached) {
+      unheld++;
+      console.log(`    ! ${target.name}: ${r.why}`);
+    }
     return {
       usPerRequest: (used * 1e6) / Math.max(1, r.completed),
       rps: r.achieved,
@@ -243,10 +250,15 @@ export async function measureTracingCost(): Promise<TracingCost> {
   // 2. Saturated: every process may use every core again.
   if (pinned) pin(all, all);
   const run = { seconds: SECONDS, warmupSeconds: WARMUP, connections: CONNECTIONS };
-  const saturated = await pass("saturated", SATURATED_ROUNDS, async () => ({
-    off: await withOwnCpu(() => measure(tools.wrk, off, run)),
-    on: await withOwnCpu(() => measure(tools.wrk, on, run)),
-  }));
+  // One after the other, the order reversed every other round (off on, on off, …): neither side always first.
+  const saturated = await pass("saturated", SATURATED_ROUNDS, async (round) => {
+    if (round % 2 === 0) {
+      const onRun = await withOwnCpu(() => measure(tools.wrk, on, run));
+      return { off: await withOwnCpu(() => measure(tools.wrk, off, run)), on: onRun };
+    }
+    const offRun = await withOwnCpu(() => measure(tools.wrk, off, run));
+    return { off: offRun, on: await withOwnCpu(() => measure(tools.wrk, on, run)) };
+  });
 
   // The spans made it: the batches left within a second or two, and the ingest stores them within its flush.
   let spansStored = 0;
@@ -261,6 +273,7 @@ export async function measureTracingCost(): Promise<TracingCost> {
   return {
     fixed,
     rate: RATE,
+    unheld,
     pinned,
     saturated,
     spansRefused: server.traces.store.stats().refused,

@@ -97,7 +97,13 @@ function main(): void {
   }
   if (files.length === 0) {
     if (e2e) files.push(...find(root, join(root, "test")));
-    else files.push(...find(root, join(root, "src")), ...find(root, join(root, "scripts")));
+    else
+      files.push(
+        ...find(root, join(root, "src")),
+        ...find(root, join(root, "scripts")),
+        ...find(root, join(root, "bench")),
+        ...find(root, join(root, "console/src")),
+      );
   }
   const dir = mkdtempSync(join(tmpdir(), "herd-test-flake-"));
   // As scripts/test.ts: the tests' temp files and CLI config in dirs of this run's own.

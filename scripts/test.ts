@@ -1,4 +1,4 @@
-// Runs every test: unit tests beside the code (src/, scripts/; in parallel), then the
+// Runs every test: unit tests beside the code (src/, scripts/, bench/; in parallel), then the
 // end-to-end tests in test/e2e (one at a time: each runs a whole platform).
 // Usage: node scripts/test.ts [--unit | --e2e] [extra node --test flags]
 //
@@ -18,15 +18,17 @@
 // A failing unit test does not stop the end-to-end tests: both run, and the run fails.
 
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { readSkips, skipSummary } from "./test-skips.ts";
 
 const root = join(import.meta.dirname, "..");
 
+/** The test files under `dir` (none when there is no such directory). */
 function find(dir: string): string[] {
   const out: string[] = [];
+  if (!existsSync(dir)) return out;
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     if (e.name === "node_modules" || e.name.startsWith(".")) continue;
     const p = join(dir, e.name);
@@ -68,7 +70,12 @@ function mountsUnder(dir: string): string[] {
 const args = process.argv.slice(2);
 const only = args.find((a) => a === "--unit" || a === "--e2e");
 const extra = args.filter((a) => a !== only);
-const unit = [...find(join(root, "src")), ...find(join(root, "scripts")), ...find(join(root, "console/src"))];
+const unit = [
+  ...find(join(root, "src")),
+  ...find(join(root, "scripts")),
+  ...find(join(root, "bench")),
+  ...find(join(root, "console/src")),
+];
 const e2e = find(join(root, "test"));
 
 const sharedBefore = herdTempEntries();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AuditEntry } from "./api-types.ts";
-import { type ReleaseView, releaseAuthors } from "./release-authors.ts";
+import { needsAudit, type ReleaseView, releaseAuthors } from "./release-authors.ts";
 
 const release = (version: number, createdAt: string, extra: Partial<ReleaseView> = {}): ReleaseView => ({
   tenant: "t",
@@ -56,6 +56,41 @@ test("each release gets the call that made it: deploys before, rollbacks and sec
       // No call: the remediation engine rolled back on its own.
       [5, "—"],
       [6, "user frank"],
+    ],
+  );
+});
+
+test("a release that records who made it needs no audit entry, and takes none from an older one", () => {
+  const releases = [
+    release(1, "2026-01-01T10:00:30Z"),
+    release(2, "2026-01-01T10:00:31Z", { createdBy: "user zoe" }),
+    release(3, "2026-01-01T12:00:00Z", {
+      rollbackOf: 1,
+      description: "Rollback to v1",
+      createdBy: "remediation",
+    }),
+  ];
+  // v2's deploy call is the last one in v1's window too: v2 takes it, and v1 (made before releases
+  // recorded it) takes its own.
+  const audit = [
+    call("2026-01-01T10:00:00Z", "user alice", DEPLOY),
+    call("2026-01-01T10:00:29Z", "user zoe", DEPLOY),
+  ];
+  assert.deepEqual(
+    [...releaseAuthors(releases, audit)],
+    [
+      [1, "user alice"],
+      [2, "user zoe"],
+      [3, "remediation"],
+    ],
+  );
+  assert.equal(needsAudit(releases), true);
+  assert.equal(needsAudit(releases.slice(1)), false);
+  assert.deepEqual(
+    [...releaseAuthors(releases.slice(1), [])],
+    [
+      [2, "user zoe"],
+      [3, "remediation"],
     ],
   );
 });

@@ -1,5 +1,6 @@
-// Who made each release of an app, read from the audit trail (owners and
-// platform admins may read it): releases do not record who made them.
+// Who made each release of an app: the release records it (`createdBy`);
+// releases made before herd recorded it are matched to the audit trail
+// (owners and platform admins may read it).
 
 import type { Release } from "../../src/model/objects.ts";
 import type { AuditEntry } from "./api-types.ts";
@@ -7,14 +8,20 @@ import type { AuditEntry } from "./api-types.ts";
 /** GET /apps/:app/releases items. */
 export type ReleaseView = Release & { current: boolean };
 
+/** Whether some release does not record who made it (only then is the audit trail needed). */
+export function needsAudit(releases: readonly ReleaseView[]): boolean {
+  return releases.some((r) => r.createdBy === undefined);
+}
+
 /**
- * Who made each release, from the audit trail. The audit entry of a call is
+ * Who made each release: its `createdBy`, or for an older release that has
+ * none, a guess from the audit trail. The audit entry of a call is
  * written as its reply leaves: a deploy's usually before its release (the
  * build runs after the reply) but not always (a quick build), a rollback's
  * and a secret change's just after. Each release takes the last unused call
  * of its kind up to 5 s after it was made (the last: a failed deploy before
  * it made no release); a release without one (the remediation engine's
- * rollbacks) shows "—".
+ * rollbacks before releases recorded who made them) shows "—".
  */
 export function releaseAuthors(
   releases: readonly ReleaseView[],
@@ -27,19 +34,28 @@ export function releaseAuthors(
     .sort((a, b) => a.at.localeCompare(b.at));
   const used = new Set<number>();
   const out = new Map<number, string>();
-  for (const r of [...releases].sort((a, b) => a.version - b.version)) {
+  const sorted = [...releases].sort((a, b) => a.version - b.version);
+  /** The last unused call of the release's kind up to AFTER_MS after it (of `actor` when given). */
+  const take = (r: ReleaseView, actor?: string): string | undefined => {
     const kind = r.rollbackOf ? "rollback" : r.description.startsWith("Secret ") ? "secret" : "deploy";
     const until = new Date(Date.parse(r.createdAt) + AFTER_MS).toISOString();
     let found = -1;
     for (let i = 0; i < calls.length && calls[i].at <= until; i++) {
-      if (calls[i].kind === kind && !used.has(i)) found = i;
+      if (calls[i].kind === kind && !used.has(i) && (actor === undefined || calls[i].actor === actor))
+        found = i;
     }
-    if (found >= 0) {
-      used.add(found);
-      out.set(r.version, calls[found].actor);
-    } else out.set(r.version, "—");
+    if (found < 0) return undefined;
+    used.add(found);
+    return calls[found].actor;
+  };
+  // Releases that record who made them first take their own calls, so older ones are not matched to them.
+  for (const r of sorted) {
+    if (r.createdBy === undefined) continue;
+    out.set(r.version, r.createdBy);
+    take(r, r.createdBy);
   }
-  return out;
+  for (const r of sorted) if (r.createdBy === undefined) out.set(r.version, take(r) ?? "—");
+  return new Map([...out].sort(([a], [b]) => a - b));
 }
 
 /** How long after its release the call's audit entry may be written (it is written as the reply leaves). */

@@ -19,6 +19,7 @@ import { isIP } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
+import { readInternalFile, serviceEnv } from "../common/internal-caller.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
@@ -69,6 +70,8 @@ export interface AgentOptions {
   capacity?: Resources;
   /** Kept back for the system and herd itself; default DEFAULT_RESERVE. */
   reserve?: Resources;
+  /** How far CPU requests placed here may exceed allocatable CPU; default DEFAULT_CPU_OVERCOMMIT. */
+  cpuOvercommit?: number;
   /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
   driver?: RuntimeDriver;
   logger?: Logger;
@@ -90,6 +93,12 @@ export interface AgentOptions {
   metricsHost?: string;
   /** When metricsPort is taken, take a free port (and warn) instead of failing. */
   metricsPortOrFree?: boolean;
+  /**
+   * The node's gateway's `internal.json` (its internal listener's URL and key,
+   * gateway/internal-listener.ts): instances get HERD_SERVICE_<APP>_<SERVICE>_URL
+   * for their tenant's services while it exists. Absent: no such env.
+   */
+  internalGateway?: string;
 }
 
 type State = InstanceStatus["state"];
@@ -104,6 +113,13 @@ interface StatsReading {
 
 /** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
 export const DEFAULT_RESERVE: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
+
+/**
+ * CPU requests a node takes by default: twice its allocatable cores. CPU is
+ * compressible (a request is a weight under contention, docs/resources.md),
+ * and most small apps are idle most of the time; memory is never overcommitted.
+ */
+export const DEFAULT_CPU_OVERCOMMIT = 2;
 
 /** What the agent knows about one instance. */
 interface Managed {
@@ -144,9 +160,10 @@ const PROBE_TAIL_LINES = 5;
 const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
 /**
- * CPU cores an instance may use until its first passed health check (a start
- * boost, as Cloud Run's): a Node app's start is CPU-bound, and a quarter core
- * makes it several times slower; memory is never boosted.
+ * The CPU ceiling (cores) of an instance with a lower `cpuLimit` until its
+ * first passed health check (a start boost, as Cloud Run's): a Node app's
+ * start is CPU-bound, and a quarter core makes it several times slower;
+ * memory is never boosted. Instances without a ceiling need none.
  */
 const START_CPU = 1;
 /** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
@@ -211,6 +228,8 @@ export class Agent {
   #stats: StatsReading | undefined;
   /** Each tenant's ingest token (from the heartbeat reply), for its instances' OTEL_* defaults. */
   #ingestTokens: Record<string, string> = {};
+  /** Each tenant's services (`app/service`), from the last heartbeat reply. */
+  #services: Record<string, string[]> = {};
   /** The CA that signed the control plane's certificate (https), when not a public one. */
   readonly #ca: string | undefined;
   /** Where instances send spans and points (the API's port is closed to them). */
@@ -267,6 +286,11 @@ export class Agent {
       protect: this.#protectedEndpoints(),
     });
     this.#agentVersion = await readAgentVersion();
+    try {
+      this.#driver.shareCpu?.(this.#allocatable().cpu);
+    } catch (err) {
+      this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
+    }
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
     });
@@ -436,6 +460,20 @@ export class Agent {
     }
   }
 
+  #capacity(): Resources {
+    return this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
+  }
+
+  /** Capacity minus the reserve: what instances may be given. */
+  #allocatable(): Resources {
+    const capacity = this.#capacity();
+    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
+    return {
+      cpu: Math.max(0, capacity.cpu - reserve.cpu),
+      memory: Math.max(0, capacity.memory - reserve.memory),
+    };
+  }
+
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
@@ -446,16 +484,12 @@ export class Agent {
       if (usage) status.usage = usage;
       instances.push(status);
     }
-    const capacity = this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
-    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
     const body: Heartbeat = {
       address: this.#options.address ?? "127.0.0.1",
       labels: this.#options.labels ?? {},
-      capacity,
-      allocatable: {
-        cpu: Math.max(0, capacity.cpu - reserve.cpu),
-        memory: Math.max(0, capacity.memory - reserve.memory),
-      },
+      capacity: this.#capacity(),
+      allocatable: this.#allocatable(),
+      cpuOvercommit: this.#options.cpuOvercommit ?? DEFAULT_CPU_OVERCOMMIT,
       ...(this.#options.taints?.length ? { taints: this.#options.taints } : {}),
       agentVersion: this.#agentVersion,
       isolation: this.#driver.isolation(),
@@ -486,6 +520,7 @@ export class Agent {
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
     this.#ingestTokens = reply.ingestTokens ?? {};
+    this.#services = reply.services ?? {};
     this.#reconcile(reply);
     return changed;
   }
@@ -651,6 +686,7 @@ export class Agent {
         ...d.run.env,
         ...d.secretEnv,
         ...traceDefaults(d, this.#relay?.url ?? this.#options.server, this.#ingestTokens[d.tenant]),
+        ...this.#serviceEnv(d),
         PORT: String(port),
         HERD_INSTANCE: d.id,
         HERD_APP: d.app,
@@ -693,6 +729,18 @@ export class Agent {
       this.#log.warn("start failed", { id: d.id, generation: d.generation, err });
     }
     this.#changed();
+  }
+
+  /** HERD_SERVICE_<APP>_<SERVICE>_URL for each service of the instance's tenant, via the node's gateway. */
+  #serviceEnv(d: DesiredInstance): Record<string, string> {
+    const path = this.#options.internalGateway;
+    const file = path === undefined ? null : readInternalFile(path);
+    if (file === null) return {};
+    return serviceEnv(
+      file,
+      { tenant: d.tenant, app: d.app, service: d.service },
+      this.#services[d.tenant] ?? [],
+    );
   }
 
   async #stopInstance(id: string, d: DesiredInstance): Promise<void> {
@@ -795,8 +843,9 @@ export class Agent {
         if (result.ok) {
           inst.failures = 0;
           if (inst.state !== "healthy") {
-            // Started: the start boost ends, the instance gets its own CPU limit.
-            if (inst.desired) this.#limitCpu(inst.id, inst.desired.run.resources.cpu);
+            // Started: the start boost ends, the instance gets its own CPU ceiling (if it has one).
+            const ceiling = inst.desired?.run.resources.cpuLimit;
+            if (ceiling !== undefined) this.#limitCpu(inst.id, ceiling);
             inst.state = "healthy";
             inst.message = undefined;
             inst.logTail = undefined;
@@ -828,7 +877,7 @@ export class Agent {
     next(health.kind === "process" ? health.intervalMs : Math.min(FIRST_PROBE_MS, health.intervalMs));
   }
 
-  #limitCpu(id: string, cpu: number): void {
+  #limitCpu(id: string, cpu: number | undefined): void {
     try {
       this.#driver.limitCpu?.(id, cpu);
     } catch (err) {

@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readOomKills } from "./cgroups.ts";
+import {
+  cpuShares,
+  cpuWeight,
+  createInstanceCgroup,
+  readOomKills,
+  setCpuLimit,
+  setParentCpuWeight,
+} from "./cgroups.ts";
 
 test("OOM kills are read from memory.events (v2) and memory.oom_control (v1); absent when the kernel does not say", (t) => {
   const dir = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
@@ -13,4 +20,60 @@ test("OOM kills are read from memory.events (v2) and memory.oom_control (v1); ab
   assert.equal(readOomKills({ version: "v2", dirs: [dir] }), 1);
   writeFileSync(join(dir, "memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
   assert.equal(readOomKills({ version: "v1", dirs: [dir] }), 0);
+});
+
+test("CPU: the request becomes the weight (v2 cpu.weight, v1 cpu.shares); the ceiling only when asked for", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const v2 = createInstanceCgroup({ version: "v2", parents: [root] }, "a", {
+    memoryBytes: 1 << 28,
+    cpuCores: 0.1,
+  });
+  const read = (dir: string, file: string) => readFileSync(join(dir, file), "utf8");
+  assert.equal(read(v2.dirs[0], "cpu.weight"), "100");
+  assert.equal(read(v2.dirs[0], "cpu.max"), "max 100000");
+  assert.equal(read(v2.dirs[0], "memory.max"), String(1 << 28));
+  const capped = createInstanceCgroup({ version: "v2", parents: [root] }, "b", {
+    memoryBytes: 1 << 28,
+    cpuCores: 0.25,
+    cpuLimitCores: 0.5,
+  });
+  assert.equal(read(capped.dirs[0], "cpu.weight"), "250");
+  assert.equal(read(capped.dirs[0], "cpu.max"), "50000 100000");
+  setCpuLimit(capped, undefined);
+  assert.equal(read(capped.dirs[0], "cpu.max"), "max 100000");
+
+  // v1: the files exist in the instance's directory before herd writes them (the kernel makes them).
+  const cpuTree = join(root, "v1cpu");
+  mkdirSync(join(cpuTree, "c"), { recursive: true });
+  for (const f of ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"])
+    writeFileSync(join(cpuTree, "c", f), "");
+  const v1 = createInstanceCgroup({ version: "v1", parents: [cpuTree] }, "c", {
+    memoryBytes: 1 << 28,
+    cpuCores: 2,
+  });
+  assert.equal(read(v1.dirs[0], "cpu.shares"), "2048");
+  assert.equal(read(v1.dirs[0], "cpu.cfs_quota_us"), "-1");
+  setCpuLimit(v1, 1.5);
+  assert.equal(read(v1.dirs[0], "cpu.cfs_quota_us"), "150000");
+});
+
+test("weights are proportional to the request within the kernel's bounds", () => {
+  assert.equal(cpuWeight(0.1), 100);
+  assert.equal(cpuWeight(0.2) / cpuWeight(0.1), 2);
+  assert.equal(cpuWeight(0.0001), 1);
+  assert.equal(cpuWeight(64), 10_000);
+  assert.equal(cpuShares(0.5), 512);
+  assert.equal(cpuShares(0.001), 2);
+  assert.equal(cpuShares(1000), 262_144);
+});
+
+test("the herd parent weighs as many busy processes as the cores it offers (Kubernetes' pods parent)", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(join(root, "cpu.shares"), "1024");
+  setParentCpuWeight({ version: "v1", parents: [root] }, 1.9);
+  assert.equal(readFileSync(join(root, "cpu.shares"), "utf8"), "1946");
+  setParentCpuWeight({ version: "v2", parents: [root] }, 1.9);
+  assert.equal(readFileSync(join(root, "cpu.weight"), "utf8"), "75");
 });

@@ -3,6 +3,12 @@
  * one `herd/<instance id>` cgroup per instance with memory, CPU and pids
  * limits, its usage, and killing and removing it.
  *
+ * Memory is a hard limit (the request). CPU is compressible: the request sets
+ * the instance's weight (cpu.weight on v2, cpu.shares on v1), so under
+ * contention busy instances split the CPU in proportion to their requests and
+ * an idle one's share goes to the others; a hard ceiling (cpu.max, v1 CFS
+ * quota) is set only when the service asks for one (`resources.cpuLimit`).
+ *
  * v2: one tree at /sys/fs/cgroup; controllers must be enabled down the path
  * (root → herd) through cgroup.subtree_control. v1: one tree per controller
  * (/sys/fs/cgroup/memory, cpu, cpuacct, pids); an instance gets a directory in
@@ -41,8 +47,10 @@ export interface InstanceCgroup {
 /** Limits for one instance. */
 export interface CgroupLimits {
   memoryBytes: number;
-  /** CPU cores, e.g. 0.25. */
+  /** CPU cores requested, e.g. 0.1: the instance's weight under contention. */
   cpuCores: number;
+  /** A hard CPU ceiling in cores; absent: none (it may use any idle CPU). */
+  cpuLimitCores?: number;
   /** Most processes and threads at once; default DEFAULT_PIDS_LIMIT (256). */
   pids?: number;
 }
@@ -52,6 +60,30 @@ const V2_CONTROLLERS = ["memory", "cpu", "pids"];
 const CPU_PERIOD_US = 100_000;
 // The kernel refuses quotas under 1 ms.
 const MIN_CPU_QUOTA_US = 1_000;
+
+/**
+ * cgroup v2 cpu.weight for a CPU request: 1,000 per core (0.1 core → 100, the
+ * kernel's default weight), within the kernel's 1–10,000.
+ */
+export function cpuWeight(cores: number): number {
+  return Math.min(10_000, Math.max(1, Math.round(cores * 1000)));
+}
+
+/** cgroup v1 cpu.shares for a CPU request: 1,024 per core, as Kubernetes does, within the kernel's 2–262,144. */
+export function cpuShares(cores: number): number {
+  return Math.min(262_144, Math.max(2, Math.round(cores * 1024)));
+}
+
+/** The CFS quota in µs per CPU_PERIOD_US for a ceiling in cores; -1 (v1's "none") when there is none. */
+function quotaOf(cores: number | undefined): number {
+  return cores === undefined ? -1 : Math.max(MIN_CPU_QUOTA_US, Math.round(cores * CPU_PERIOD_US));
+}
+
+/** v2 cpu.max for a ceiling in cores ("max" when there is none). */
+function cpuMaxOf(cores: number | undefined): string {
+  const quota = quotaOf(cores);
+  return `${quota < 0 ? "max" : quota} ${CPU_PERIOD_US}`;
+}
 /**
  * Processes and threads per instance, as on a standard Heroku dyno. A Node
  * service uses about a dozen; at 1,024 a sustained fork bomb's churn cost its
@@ -142,6 +174,25 @@ function detectV1(root: string): CgroupSupport {
 }
 
 /**
+ * Gives the herd parent cgroup the CPU weight of the cores the node offers
+ * its instances, as Kubernetes does for its pods' parent: v1 cpu.shares of
+ * 1,024 per core, so against each busy process outside herd (1,024 at nice
+ * 0) all instances together weigh as much as `cores` busy processes; v2
+ * Kubernetes' conversion of those shares to cpu.weight (1.9 cores → 75,
+ * beside system.slice and user.slice at 100). Without it, on a machine busy
+ * with other work, every instance together gets one process's share.
+ */
+export function setParentCpuWeight(support: CgroupSupport, cores: number): void {
+  const shares = cpuShares(cores);
+  for (const parent of support.parents) {
+    if (support.version === "v2")
+      writeFileSync(join(parent, "cpu.weight"), String(1 + Math.floor(((shares - 2) * 9999) / 262_142)));
+    else if (existsSync(join(parent, "cpu.shares")))
+      writeFileSync(join(parent, "cpu.shares"), String(shares));
+  }
+}
+
+/**
  * Creates (or resets) the cgroup `herd/<id>` with the given limits. Throws when
  * a limit cannot be set; the caller decides whether to run without it.
  */
@@ -154,7 +205,6 @@ export function createInstanceCgroup(
   const dirs = support.parents.map((p) => join(p, id));
   for (const d of dirs) mkdirSync(d, { recursive: true });
   const pids = String(limits.pids ?? DEFAULT_PIDS_LIMIT);
-  const quota = Math.max(MIN_CPU_QUOTA_US, Math.round(limits.cpuCores * CPU_PERIOD_US));
   const memory = String(Math.round(limits.memoryBytes));
   if (support.version === "v2") {
     const [dir] = dirs;
@@ -163,7 +213,8 @@ export function createInstanceCgroup(
     writeIfPresent(join(dir, "memory.swap.max"), "0");
     // An OOM kill takes the whole instance, not one random process of it.
     writeIfPresent(join(dir, "memory.oom.group"), "1");
-    writeFileSync(join(dir, "cpu.max"), `${quota} ${CPU_PERIOD_US}`);
+    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(limits.cpuCores)));
+    writeFileSync(join(dir, "cpu.max"), cpuMaxOf(limits.cpuLimitCores));
     writeFileSync(join(dir, "pids.max"), pids);
   } else {
     for (const dir of dirs) {
@@ -172,9 +223,11 @@ export function createInstanceCgroup(
         // memsw counts memory + swap; equal to the memory limit means no swap. Absent when swap accounting is off.
         writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
       }
+      if (existsSync(join(dir, "cpu.shares")))
+        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(limits.cpuCores)));
       if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
-        writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota));
+        writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(limits.cpuLimitCores)));
       }
       if (existsSync(join(dir, "pids.max"))) writeFileSync(join(dir, "pids.max"), pids);
     }
@@ -183,18 +236,17 @@ export function createInstanceCgroup(
 }
 
 /**
- * Sets the CPU limit of an instance's cgroup (cores, as in createInstanceCgroup):
- * the agent lowers it from the start boost to the instance's own once it is healthy.
+ * Sets the CPU ceiling of an instance's cgroup (cores; undefined: none): the
+ * agent lowers it from the start boost to the instance's own once it is healthy.
  */
-export function setCpuLimit(cg: InstanceCgroup, cpuCores: number): void {
-  const quota = Math.max(MIN_CPU_QUOTA_US, Math.round(cpuCores * CPU_PERIOD_US));
+export function setCpuLimit(cg: InstanceCgroup, cpuLimitCores: number | undefined): void {
   if (cg.version === "v2") {
-    writeFileSync(join(cg.dirs[0], "cpu.max"), `${quota} ${CPU_PERIOD_US}`);
+    writeFileSync(join(cg.dirs[0], "cpu.max"), cpuMaxOf(cpuLimitCores));
     return;
   }
   for (const dir of cg.dirs) {
     if (existsSync(join(dir, "cpu.cfs_quota_us")))
-      writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota));
+      writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(cpuLimitCores)));
   }
 }
 

@@ -45,9 +45,10 @@ export interface StartSpec {
   /** The Node installation the app chose (its bin/ is in env PATH): readable and runnable by the instance, never writable. */
   node?: string;
   /**
-   * CPU cores it may use while it starts, when more than `resources.cpu` (a
-   * start boost: a cold start from zero has requests waiting); `limitCpu`
-   * brings it down to `resources.cpu` once it is healthy.
+   * The CPU ceiling (cores) while it starts, when more than its own
+   * `resources.cpuLimit` (a start boost: a cold start from zero has requests
+   * waiting); `limitCpu` brings it down to `resources.cpuLimit` once it is
+   * healthy. An instance without a ceiling needs no boost.
    */
   startCpu?: number;
 }
@@ -114,8 +115,8 @@ export interface RuntimeDriver {
    * that many.
    */
   tail(id: string, lines: number): Promise<string[]>;
-  /** Sets a running instance's CPU limit (cores): the end of its start boost. Drivers without limits have none. */
-  limitCpu?(id: string, cpuCores: number): void;
+  /** Sets a running instance's CPU ceiling (cores; undefined: none): the end of its start boost. Drivers without limits have none. */
+  limitCpu?(id: string, cpuLimitCores: number | undefined): void;
   /** Forgets an instance that is gone and removes its bookkeeping (not its dir). */
   remove(id: string): Promise<void>;
   /** Resource use, when the driver can measure it. */
@@ -124,4 +125,6 @@ export interface RuntimeDriver {
   close?(): void;
   /** Tells a driver that firewalls instances what to close to them (the agent calls it before recover). */
   setNetworkPolicy?(policy: NetworkPolicy): void;
+  /** Weighs all instances together as `cores` busy processes against the machine's other work (cgroups.ts setParentCpuWeight). */
+  shareCpu?(cores: number): void;
 }

@@ -20,6 +20,12 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
     (!isObject(value.ingestTokens) || Object.values(value.ingestTokens).some((t) => typeof t !== "string"))
   )
     fail("ingestTokens", "not an object of strings {tenant: token}");
+  if (
+    value.services !== undefined &&
+    (!isObject(value.services) ||
+      Object.values(value.services).some((l) => !Array.isArray(l) || l.some((n) => typeof n !== "string")))
+  )
+    fail("services", "not an object of string lists {tenant: [app/service]}");
   for (const [i, d] of (value.instances as unknown[]).entries()) {
     const at = `instances.${i}`;
     if (!isObject(d)) return fail(at, "not an object");

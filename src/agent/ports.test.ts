@@ -6,8 +6,33 @@ import { isPortFree, PortAllocator, parsePortRange } from "./ports.ts";
 
 async function listen(port: number, host: string): Promise<Server> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, resolve);
+  });
   return server;
+}
+
+/**
+ * Three ports in a row that were all free, the middle one held by a server of this test's.
+ * Searched below 32768, outside the kernel's range for port 0 and outgoing connections: in that
+ * range, on a busy machine, other processes took base + 1 or base + 2 between two looks.
+ */
+async function threePorts(): Promise<{ base: number; held: Server }> {
+  for (let tries = 0; tries < 100; tries++) {
+    const base = 10_000 + Math.floor(Math.random() * 20_000);
+    const servers: Server[] = [];
+    try {
+      for (const port of [base, base + 1, base + 2]) servers.push(await listen(port, "127.0.0.1"));
+    } catch {
+      for (const server of servers) server.close();
+      continue;
+    }
+    const [first, held, last] = servers as [Server, Server, Server];
+    await Promise.all([first, last].map((s) => new Promise((resolve) => s.close(resolve))));
+    return { base, held };
+  }
+  throw new Error("no three free ports in a row between 10000 and 30002");
 }
 
 test("a port held on 127.0.0.1 or 0.0.0.0 is not free", async (t) => {
@@ -23,10 +48,9 @@ test("a port held on 127.0.0.1 or 0.0.0.0 is not free", async (t) => {
 });
 
 test("allocate skips ports that are ours or held by others, and reuses released ones", async (t) => {
-  const base = await freePort();
+  const { base, held } = await threePorts();
+  t.after(() => held.close());
   const range = { min: base, max: base + 2 };
-  const held = await listen(base + 1, "127.0.0.1").catch(() => undefined);
-  t.after(() => held?.close());
   const ports = new PortAllocator(range);
   ports.reserve(base);
   const a = await ports.allocate();

@@ -86,13 +86,13 @@ test("the running process is in its cgroup and usage is measured", { skip: noCgr
   assert.equal(typeof usage.cpuSeconds, "number");
 });
 
-test("a start boost: the cgroup allows startCpu until limitCpu sets the instance's own", {
+test("a start boost: a ceiling allows startCpu until limitCpu sets the instance's own", {
   skip: noCgroups,
 }, async (t) => {
   const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
   const driver = h.driver();
   const spec = await h.spec("boosted1", `"${process.execPath}" server.cjs`);
-  await driver.start({ ...spec, resources: { ...spec.resources, cpu: 0.25 }, startCpu: 1 });
+  await driver.start({ ...spec, resources: { ...spec.resources, cpu: 0.1, cpuLimit: 0.25 }, startCpu: 1 });
   const file = support.version === "v2" ? "cpu.max" : "cpu.cfs_quota_us";
   const dir = support.parents.map((p) => join(p, "boosted1")).find((d) => existsSync(join(d, file)));
   assert.ok(dir, `a cgroup with ${file}`);
@@ -100,6 +100,22 @@ test("a start boost: the cgroup allows startCpu until limitCpu sets the instance
   assert.equal(quota(), 100_000, "one core while it starts");
   driver.limitCpu?.("boosted1", 0.25);
   assert.equal(quota(), 25_000, "its own quarter once started");
+});
+
+test("without a ceiling the cgroup has a weight from the request and no quota", {
+  skip: noCgroups,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver();
+  const spec = await h.spec("weighted1", `"${process.execPath}" server.cjs`);
+  await driver.start({ ...spec, resources: { ...spec.resources, cpu: 0.5 }, startCpu: 1 });
+  const [weightFile, quotaFile] =
+    support.version === "v2" ? ["cpu.weight", "cpu.max"] : ["cpu.shares", "cpu.cfs_quota_us"];
+  const dir = support.parents.map((p) => join(p, "weighted1")).find((d) => existsSync(join(d, weightFile)));
+  assert.ok(dir, `a cgroup with ${weightFile}`);
+  assert.equal(readFileSync(join(dir, weightFile), "utf8").trim(), support.version === "v2" ? "500" : "512");
+  const quota = readFileSync(join(dir, quotaFile), "utf8").trim();
+  assert.ok(quota === "-1" || quota.startsWith("max"), `no ceiling (${quotaFile} ${quota})`);
 });
 
 test("usage without cgroups comes from /proc", async (t) => {

@@ -46,6 +46,7 @@ import {
   readCgroupUsage,
   readOomKills,
   setCpuLimit,
+  setParentCpuWeight,
 } from "./cgroups.ts";
 import {
   INSTANCE_ERR_LOG,
@@ -193,6 +194,10 @@ export class ProcessDriver implements RuntimeDriver {
     };
   }
 
+  shareCpu(cores: number): void {
+    if (this.#support.version !== "none") setParentCpuWeight(this.#support, cores);
+  }
+
   setNetworkPolicy(policy: NetworkPolicy): void {
     this.#policy = policy;
     this.#syncFirewall();
@@ -235,8 +240,11 @@ export class ProcessDriver implements RuntimeDriver {
       try {
         cgroup = createInstanceCgroup(this.#support, spec.id, {
           memoryBytes: spec.resources.memory,
-          // The start boost, if any, until limitCpu: memory is never boosted.
-          cpuCores: Math.max(spec.resources.cpu, spec.startCpu ?? 0),
+          cpuCores: spec.resources.cpu,
+          // A ceiling gets the start boost, if any, until limitCpu: memory is never boosted.
+          ...(spec.resources.cpuLimit !== undefined
+            ? { cpuLimitCores: Math.max(spec.resources.cpuLimit, spec.startCpu ?? 0) }
+            : {}),
         });
       } catch (err) {
         throw new HerdError("internal", `cannot set up the cgroup of ${spec.id}: ${(err as Error).message}`);
@@ -411,9 +419,9 @@ export class ProcessDriver implements RuntimeDriver {
     return [...out.slice(out.length - outCount), ...err.slice(err.length - errCount)];
   }
 
-  limitCpu(id: string, cpuCores: number): void {
+  limitCpu(id: string, cpuLimitCores: number | undefined): void {
     const cgroup = this.#tracked.get(id)?.record.cgroup;
-    if (cgroup) setCpuLimit(cgroup, cpuCores);
+    if (cgroup) setCpuLimit(cgroup, cpuLimitCores);
   }
 
   async remove(id: string): Promise<void> {

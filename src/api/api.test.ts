@@ -15,7 +15,13 @@ let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-api-"));
 
 before(async () => {
-  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+  // Quotas below count in a unit of 0.25 CPU + 256 MiB (herd's default unit is 0.1 CPU).
+  server = await startServer({
+    dataDir: dir,
+    port: 0,
+    logger: silentLogger,
+    settings: { unit: { cpu: 0.25, memory: 256 * 1024 ** 2 } },
+  });
 });
 after(async () => {
   await server.close();

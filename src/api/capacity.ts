@@ -6,7 +6,7 @@
  * routes/capacity.ts; `herd capacity`, `herd nodes`).
  *
  *   nodes ─┬─ allocatable ─────────────────────────────┐
- *          │                                            ├─► free = allocatable − requested (what placement can still use)
+ *          │                                            ├─► free = allocatable (CPU × overcommit) − requested (what placement can still use)
  *   instances placed (holding resources) ─► requested ─┘
  *   heartbeats (usage of running instances) ──────────► used (measured; absent when a node does not report)
  *   services × size ───────────────────────────────────► a tenant's units (what its quota counts)
@@ -15,6 +15,7 @@
 import { unitsOf } from "../controllers/quota.ts";
 import type { Instance, Node, NodeState, Resources, Service, Tenant } from "../model/objects.ts";
 import type { InstanceUsage, NodeStats } from "../model/protocol.ts";
+import { cpuCapacity } from "../scheduler/cluster-state.ts";
 import { holdsResources } from "../scheduler/scheduler.ts";
 
 /** CPU in cores and memory in bytes, as measured: a part is absent when nothing reported it. */
@@ -32,9 +33,11 @@ export interface NodeCapacity {
   capacity: Resources;
   /** What instances may be given: capacity minus the agent's reserve. */
   allocatable: Resources;
+  /** How far CPU requests may exceed allocatable CPU here (1: not at all); memory never does. */
+  cpuOvercommit: number;
   /** What the instances placed here asked for (every tenant's). */
   requested: Resources;
-  /** allocatable − requested: what placement can still give (negative when overcommitted). */
+  /** allocatable (CPU: times cpuOvercommit) − requested: what placement can still give (negative when over). */
   free: Resources;
   /** What the instances running here use, as their agent measured it (its last reading). */
   used: Measured;
@@ -137,9 +140,10 @@ function nodeCapacity(n: Node, placed: readonly Instance[], input: CapacityInput
     schedulable: n.state === "ready" && n.schedulable && !n.draining,
     capacity: n.capacity,
     allocatable: n.allocatable,
+    cpuOvercommit: n.cpuOvercommit ?? 1,
     requested,
     free: round({
-      cpu: n.allocatable.cpu - requested.cpu,
+      cpu: cpuCapacity(n) - requested.cpu,
       memory: n.allocatable.memory - requested.memory,
     }),
     used: report ? measured(here, report.usage) : {},

@@ -111,6 +111,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app": "apps:read",
   "DELETE /api/v1/apps/:app": "apps:write",
   "POST /api/v1/apps/:app/deploys": "apps:write",
+  "GET /api/v1/apps/:app/deploys": "apps:read",
   "GET /api/v1/apps/:app/deploys/:id": "apps:read",
   "GET /api/v1/apps/:app/deploys/:id/log": "apps:read",
   "GET /api/v1/apps/:app/releases": "apps:read",
@@ -134,6 +135,15 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/sets/:name": "apps:read",
   "GET /api/v1/sets/:name/versions/:version": "apps:read",
   "POST /api/v1/sets/:name/rollback": "apps:write",
+  // environments: pipelines and promotion (routes/pipelines.ts), preview apps (routes/previews.ts)
+  "POST /api/v1/pipelines": "apps:write",
+  "GET /api/v1/pipelines": "apps:read",
+  "GET /api/v1/pipelines/:name": "apps:read",
+  "DELETE /api/v1/pipelines/:name": "apps:write",
+  "POST /api/v1/pipelines/:name/promote": "apps:write",
+  "POST /api/v1/apps/:app/previews": "apps:write",
+  "GET /api/v1/previews": "apps:read",
+  "DELETE /api/v1/apps/:app/previews/:name": "apps:write",
   // remediation (routes/remediation.ts)
   "GET /api/v1/apps/:app/remediation": "apps:read",
   "PUT /api/v1/apps/:app/remediation": "apps:write",
@@ -164,6 +174,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PUT /api/v1/gateways/:id/load": "gateway:sync",
   // A gateway holding requests for a service scaled to zero asks for an instance (routes/wake.ts).
   "POST /api/v1/apps/:app/services/:svc/wake": "gateway:sync",
+  // service discovery's registry (routes/discovery.ts)
+  "GET /api/v1/apps/:app/services/:svc/endpoints": "apps:read",
   "DELETE /api/v1/gateways/:id": "gateway:sync",
 
   // consumers (routes/consumers.ts)

@@ -149,6 +149,7 @@ export const HeartbeatBody = T.Object({
   labels: T.Record(T.String({ maxLength: 63 }), T.String({ maxLength: 255 })),
   capacity: Resources,
   allocatable: T.Optional(Resources),
+  cpuOvercommit: T.Optional(T.Number({ minimum: 1, maximum: 100 })),
   taints: T.Optional(
     T.Array(
       T.Object({

@@ -49,7 +49,7 @@ import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { migratePlainSecrets } from "../secrets/migrate.ts";
 import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
-import { SqliteStore } from "../store/sqlite-store.ts";
+import { openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -80,6 +80,8 @@ import { configRoutes } from "./routes/config.ts";
 import { CONSOLE_DIR, ConsoleFiles, consoleRoutes } from "./routes/console.ts";
 import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
+import { deployRoutes } from "./routes/deploys.ts";
+import { discoveryRoutes } from "./routes/discovery.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -88,7 +90,9 @@ import { loadRoutes } from "./routes/load.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeWaitRoutes } from "./routes/node-wait.ts";
+import { pipelineRoutes } from "./routes/pipelines.ts";
 import { platformRoutes } from "./routes/platform.ts";
+import { previewRoutes } from "./routes/previews.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
@@ -103,6 +107,8 @@ export const VERSION = "0.1.0";
 
 export interface ServerOptions {
   dataDir: string;
+  /** The Store: `sqlite` (default, `<dataDir>/state.db`) or `etcd://host:port,…` (docs/etcd.md). */
+  store?: string;
   /** Port of the API (default 7070; 0 = any free port). */
   port?: number;
   host?: string;
@@ -189,7 +195,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...options.settings,
     machineProvider: options.machines !== undefined,
   };
-  const store = SqliteStore.open(join(dataDir, "state.db"));
+  const store = await openStore(options.store, dataDir);
   const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
@@ -241,7 +247,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const remediation = new RemediationEngine({
     ctx,
     act: {
-      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version),
+      rollback: (tenant, app, version) => controllers.deploys.rollback(tenant, app, version, "remediation"),
       // The one scale path (`herd scale`, the autoscaler): quota, the count, an event, what cannot be placed.
       scale: async (tenant, app, service, count, why) => {
         await scaleServices(
@@ -663,11 +669,14 @@ export function buildApi(
     async (api) => {
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
+      deployRoutes(api, deps);
       addonRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);
       setRoutes(api, deps);
+      pipelineRoutes(api, deps);
+      previewRoutes(api, deps);
       dependencyRoutes(api, deps);
       platformRoutes(api, deps);
       logRoutes(api, deps);
@@ -689,6 +698,7 @@ export function buildApi(
       jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
+      discoveryRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

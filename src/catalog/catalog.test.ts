@@ -80,7 +80,8 @@ async function seed() {
   await store.put("app", "a/shop", app("a", "shop", 2));
   await release("a", "shop", 1, slug("1"));
   await release("a", "shop", 2, slug("2"), { secrets: { API_KEY: 3 } });
-  await release("a", "shop", 3, slug("3"), { rollbackOf: 1 });
+  // v3 records who made it (v1 and v2 were made before releases did: the audit trail tells).
+  await release("a", "shop", 3, slug("3"), { rollbackOf: 1, createdBy: "user zoe" });
   await deploy("a", "shop", "d1", 1, "2026-01-01T00:00:00.000Z");
   await deploy("a", "shop", "d2", 2, "2026-01-02T00:00:00.000Z");
   await deploy("a", "shop", "d3", 3, "2026-01-03T00:00:00.000Z");
@@ -216,12 +217,12 @@ test("app: releases newest first with slugs, package counts, who deployed, where
   assert.deepEqual(
     c.releases.map((r) => [r.version, r.current, r.slug, r.packages?.count ?? null, r.deployedBy]),
     [
-      [3, false, slug("3"), 1, null],
+      [3, false, slug("3"), 1, "user zoe"],
       [2, true, slug("2"), 3, "service account ci"],
       [1, false, slug("1"), 2, "user alice"],
     ],
   );
-  assert.deepEqual(c.deployers, ["service account ci", "user alice"]);
+  assert.deepEqual(c.deployers, ["user zoe", "service account ci", "user alice"]);
   assert.deepEqual(
     c.releases.map((r) => r.changes),
     [{ against: 2, added: 1, removed: 3 }, { against: 1, added: 2, removed: 1 }, null],
@@ -258,7 +259,12 @@ test("app: a trace store that cannot answer leaves observed calls out and says w
   const c = await catalog.app("a", "shop", "1h");
   assert.equal(c.dependencies.observed, null);
   assert.equal(c.dependencies.observedError, "trace query timed out");
-  assert.ok(c.releases.every((r) => r.packages === null && r.deployedBy === null));
+  assert.ok(c.releases.every((r) => r.packages === null));
+  assert.deepEqual(
+    c.releases.map((r) => r.deployedBy),
+    ["user zoe", null, null],
+    "only the recorded author without the audit trail",
+  );
 });
 
 test("releasePackages: the full list, null when unknown, 404 for a release or app that is not there", async () => {

@@ -2,7 +2,8 @@
  * The asset catalog: what each app is made of and where it runs, assembled at
  * query time from what is already kept — apps, releases, instances, members
  * and deploys in the store; each slug's packages beside it in the artifact
- * store (recorded by the build); who deployed from the audit trail; calls
+ * store (recorded by the build); who made each release as it records
+ * (`createdBy`), or for releases made before herd recorded it, from the audit trail; calls
  * from the traces' dependency map. Nothing here writes.
  *
  *   store (app, release, instance, member, deploy) ─┐
@@ -111,7 +112,9 @@ export class Catalog {
     const a = await this.#app(tenant, name);
     const releases = await this.#releases(tenant, name);
     const instances = (await this.#instances(tenant)).filter((i) => i.app === name);
-    const who = await this.#deployedBy(tenant, name);
+    const who = releases.every((r) => r.createdBy !== undefined)
+      ? new Map<number, string>()
+      : await this.#deployedBy(tenant, name);
     const items: CatalogRelease[] = [];
     for (const [n, r] of releases.entries()) {
       const packages = await this.packagesOf(r.slug);
@@ -127,7 +130,7 @@ export class Catalog {
         source: r.source,
         slug: r.slug,
         services: Object.keys(r.services).sort(),
-        deployedBy: who.get(r.version) ?? null,
+        deployedBy: r.createdBy ?? who.get(r.version) ?? null,
         packages: packages
           ? { lockfile: packages.lockfile, from: packages.from, count: packages.packages.length }
           : null,
@@ -283,9 +286,11 @@ export class Catalog {
   }
 
   /**
-   * Who made each release: its deploy (the store keeps which release a deploy
-   * made, and when it began) matched to the first successful release-making
-   * write in the audit trail for the app at or after that time.
+   * Who made each release made before releases recorded it (`createdBy`): its
+   * deploy (the store keeps which release a deploy made, and when it began)
+   * matched to the first successful release-making write in the audit trail
+   * for the app at or after that time. Deploys that record who made them
+   * still take their entry, so that older ones are not matched to it.
    */
   async #deployedBy(tenant: string, app: string): Promise<Map<number, string>> {
     const deploys = (
@@ -304,7 +309,7 @@ export class Catalog {
       while (next < entries.length && Date.parse(entries[next].at) < began) next++;
       const e = entries[next];
       if (!e || Date.parse(e.at) - began > AUDIT_MATCH_MS) continue;
-      out.set(d.release!, e.actor);
+      if (d.createdBy === undefined) out.set(d.release!, e.actor);
       next++;
     }
     return out;

@@ -12,8 +12,9 @@ const n1: NodeCapacity = {
   schedulable: true,
   capacity: { cpu: 2, memory: 2048 * MiB },
   allocatable: { cpu: 1.9, memory: 1792 * MiB },
+  cpuOvercommit: 2,
   requested: { cpu: 0.75, memory: 384 * MiB },
-  free: { cpu: 1.15, memory: 1408 * MiB },
+  free: { cpu: 3.05, memory: 1408 * MiB },
   used: { cpu: 0.02, memory: 95 * MiB },
   machine: { cpu: 1.2, memory: 1024 * MiB },
   instances: 3,
@@ -23,6 +24,7 @@ const n2: NodeCapacity = {
   name: "n2",
   state: "lost",
   schedulable: false,
+  cpuOvercommit: 1,
   requested: { cpu: 2, memory: 128 * MiB },
   free: { cpu: -0.1, memory: 1664 * MiB },
   used: {},
@@ -51,9 +53,9 @@ test("herd capacity: nodes with a total of the ready ones, then tenants with uni
     capacityText(report),
     [
       "NODE            STATE   INSTANCES   CPU ALLOC   CPU REQ   CPU FREE   CPU USED   MEM ALLOC   MEM REQ   MEM FREE   MEM USED   MACHINE USED",
-      "n1              ready   3           1.9         0.75      1.15       0.02       1.8 GiB     384 MiB   1.4 GiB    95 MiB     cpu 1.2, 1 GiB",
+      "n1              ready   3           1.9 ×2      0.75      3.05       0.02       1.8 GiB     384 MiB   1.4 GiB    95 MiB     cpu 1.2, 1 GiB",
       "n2              lost    1           1.9         2         -0.1       -          1.8 GiB     128 MiB   1.6 GiB    -          -",
-      "total (ready)           3           1.9         0.75      1.15       0.02       1.8 GiB     384 MiB   1.4 GiB    95 MiB",
+      "total (ready)           3           1.9         0.75      3.05       0.02       1.8 GiB     384 MiB   1.4 GiB    95 MiB",
       "",
       "TENANT   INSTANCES   CPU REQ   CPU USED   MEM REQ   MEM USED   UNITS     NODES",
       "acme     3           0.75      0.02       384 MiB   95 MiB     3 of 10   n1:3",
@@ -104,6 +106,6 @@ test("herd nodes: used/free/allocatable per node when the server has the figures
   );
   assert.equal(
     lines[1],
-    "n1     ready   127.0.0.1   3           0.02/1.15/1.9         95 MiB/1.4 GiB/1.8 GiB   cgroups v2   1s ago",
+    "n1     ready   127.0.0.1   3           0.02/3.05/1.9 ×2      95 MiB/1.4 GiB/1.8 GiB   cgroups v2   1s ago",
   );
 });

@@ -15,8 +15,9 @@ export const capacityCommand: CommandSpec = {
   name: "capacity",
   usage: "herd capacity [--tenant T]",
   summary:
-    "CPU and memory per node and per tenant: ALLOC (what instances may be given), REQ (what the\n" +
-    "instances placed asked for), FREE (ALLOC - REQ: what a deploy or scale can still get) and USED\n" +
+    "CPU and memory per node and per tenant: ALLOC (what instances may be given; ×2: CPU requests may\n" +
+    "add up to twice it, --cpu-overcommit), REQ (what the instances placed asked for), FREE (ALLOC\n" +
+    "(× overcommit) - REQ: what a deploy or scale can still get) and USED\n" +
     "(what they use, as measured; MACHINE: the whole machine). A platform admin sees every tenant\n" +
     "(or the one --tenant names); a tenant's members see the nodes' totals and their own tenant.",
   options: {},
@@ -76,9 +77,11 @@ export function capacityText(report: CapacityReport): string {
   return `${nodes}\n\n${tenants}`;
 }
 
-function figures(n: Pick<NodeCapacity, "allocatable" | "requested" | "free" | "used">): string[] {
+function figures(
+  n: Pick<NodeCapacity, "allocatable" | "requested" | "free" | "used"> & { cpuOvercommit?: number },
+): string[] {
   return [
-    formatCores(n.allocatable.cpu),
+    allocatableCpu(n.allocatable.cpu, n.cpuOvercommit),
     formatCores(n.requested.cpu),
     formatCores(n.free.cpu),
     formatCores(n.used.cpu),
@@ -87,6 +90,13 @@ function figures(n: Pick<NodeCapacity, "allocatable" | "requested" | "free" | "u
     formatMemory(n.free.memory),
     formatMemory(n.used.memory),
   ];
+}
+
+/** Allocatable CPU, with the overcommit ratio when requests may exceed it: "1.9 ×2". */
+export function allocatableCpu(cpu: number, overcommit: number | undefined): string {
+  return overcommit === undefined || overcommit === 1
+    ? formatCores(cpu)
+    : `${formatCores(cpu)} ×${overcommit}`;
 }
 
 function tenantRow(t: TenantCapacity): string[] {

@@ -23,7 +23,8 @@ export const nodesCommand: CommandSpec = {
   usage: "herd nodes\nherd nodes cordon|uncordon|drain NAME\nherd nodes join-token [--ttl 1h] [--uses N]",
   summary:
     "List the machines running agents: state, instances, CPU and memory used (as measured) / free\n" +
-    "(allocatable minus what placed instances asked for) / allocatable, isolation, heartbeat.\n" +
+    "(allocatable, CPU × overcommit, minus what placed instances asked for) / allocatable (×N: CPU\n" +
+    "overcommit ratio), isolation, heartbeat.\n" +
     "herd capacity shows the same figures in full, and per tenant.\n" +
     "cordon: place nothing new there. drain: cordon and move its cattle elsewhere, each replaced\n" +
     "before it stops (a drain that cannot place replacements waits and says why; pets stay until\n" +
@@ -143,7 +144,7 @@ export const quotaCommand: CommandSpec = {
   name: "quota",
   usage: "herd quota [--tenant T]\nherd quota set UNITS|none [--tenant T]",
   summary:
-    "Show or set the tenant's quota in resource units (1 unit = 0.25 CPU + 256 MiB unless the\n" +
+    "Show or set the tenant's quota in resource units (1 unit = 0.1 CPU + 256 MiB unless the\n" +
     "server says otherwise). A deploy or scale past it is refused with what is used and asked.\n" +
     "Setting it is for platform admins (also: herd tenants create NAME --quota UNITS).",
   options: {},

@@ -29,6 +29,8 @@ import {
 } from "./context.ts";
 import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
+import { deploysCommand } from "./deploys.ts";
+import { pipelinesCommand, previewsCommand, promoteCommand } from "./environments.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
@@ -271,9 +273,13 @@ export const APP_COMMANDS: CommandSpec[] = [
   autoscaleCommand,
   logsCommand,
   releasesCommand,
+  deploysCommand,
   rollbackCommand,
   rolloutCommand,
   setCommand,
+  pipelinesCommand,
+  promoteCommand,
+  previewsCommand,
   eventsCommand,
   metricsCommand,
   alertsCommand,

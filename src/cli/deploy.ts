@@ -10,6 +10,7 @@ import { rm, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Deploy } from "../model/objects.ts";
+import type { Preview } from "../model/pipeline.ts";
 import { DEADLINE_HELP, parseDeadline } from "../model/rollout.ts";
 import { type ApiClient, ApiError } from "./api-client.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
@@ -110,7 +111,7 @@ export function uploadProgress(out: Output, size: number): { update(sent: number
 /** `herd deploy [DIR] [--app NAME] [--deadline 60s]`. */
 export const deployCommand: CommandSpec = {
   name: "deploy",
-  usage: "herd deploy [DIR] [--app NAME] [--deadline DURATION]",
+  usage: "herd deploy [DIR] [--app NAME] [--deadline DURATION] [--preview NAME [--ttl DURATION]]",
   summary:
     "Validate, pack and upload DIR (default .), follow the build and rollout, and print the app's URL.\n" +
     "Exits 0 only when the new release serves. A rollout that cannot be placed on today's nodes fails\n" +
@@ -124,8 +125,15 @@ export const deployCommand: CommandSpec = {
       "--deadline DURATION",
       "fail the rollout after this long without progress, e.g. 60s or 5m (default: herd.yaml's rollout.deadline, else 120s)",
     ],
+    ["--preview NAME", "deploy to the preview app <app>-NAME (created or renewed), destroyed after --ttl"],
+    ["--ttl DURATION", "how long a preview lives, e.g. 30m or 24h (default 24h; 1s to 30 days)"],
   ],
-  options: { app: { type: "string" }, deadline: { type: "string" } },
+  options: {
+    app: { type: "string" },
+    deadline: { type: "string" },
+    preview: { type: "string" },
+    ttl: { type: "string" },
+  },
   async run(ctx, values, positionals) {
     if (positionals.length > 1) throw new UsageError("deploy takes one directory", "deploy");
     const deadline = stringFlag(values, "deadline");
@@ -139,6 +147,21 @@ export const deployCommand: CommandSpec = {
     const { loadAppDefinition } = await import("../build/detect.ts");
     const definition = await loadAppDefinition(dir, { app: stringFlag(values, "app") });
     const client = await ctx.client();
+    const preview = stringFlag(values, "preview");
+    const ttl = stringFlag(values, "ttl");
+    if (ttl !== undefined && preview === undefined)
+      throw new UsageError("--ttl goes with --preview", "deploy");
+    if (preview !== undefined) {
+      const p = await client.post<Preview>(`/apps/${encodeURIComponent(definition.app)}/previews`, {
+        name: preview,
+        ...(ttl !== undefined ? { ttl } : {}),
+      });
+      println(
+        ctx.flags.json ? ctx.stderr : ctx.stdout,
+        `-----> Preview ${p.name} of ${p.of}: app ${p.app}, destroyed at ${p.expiresAt}`,
+      );
+      definition.app = p.app;
+    }
     await checkDependsOn(client, definition.app, definition.services);
 
     const { packDirectory } = await import("../build/pack.ts");

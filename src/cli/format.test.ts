@@ -64,7 +64,7 @@ function instance(over: Partial<Instance>): Instance {
     state: "running",
     reason: "",
     message: "",
-    run: {} as Instance["run"],
+    run: { resources: { cpu: 0.1, memory: 256 * 1024 ** 2 } } as Instance["run"],
     port: 40001,
     restarts: 0,
     createdAt: ago(60),
@@ -76,11 +76,21 @@ function instance(over: Partial<Instance>): Instance {
 describe("instancesTable", () => {
   it("leaves out MESSAGE when no instance has one", () => {
     const text = instancesTable([instance({})], NOW);
-    assert.equal(text.split("\n")[0], "ID   SERVICE   RELEASE   STATE     NODE    PORT    RESTARTS   AGE");
+    assert.equal(
+      text.split("\n")[0],
+      "ID   SERVICE   RELEASE   STATE     NODE    PORT    CPU   QOS         RESTARTS   AGE",
+    );
     assert.equal(
       text.split("\n")[1],
-      "i1   web       v2        running   local   40001   0          30s ago",
+      "i1   web       v2        running   local   40001   0.1   burstable   0          30s ago",
     );
+  });
+  it("shows a CPU ceiling and the QoS class it makes", () => {
+    const capped = (cpuLimit: number) =>
+      instance({ run: { resources: { cpu: 0.25, memory: 1, cpuLimit } } as Instance["run"] });
+    const lines = instancesTable([capped(0.25), capped(1)], NOW).split("\n");
+    assert.match(lines[1], / 0\.25\/0\.25 +guaranteed /);
+    assert.match(lines[2], / 0\.25\/1 +burstable /);
   });
   it("shows why an instance is pending", () => {
     const text = instancesTable(

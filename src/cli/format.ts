@@ -4,7 +4,8 @@
  */
 
 import type { NodeCapacity } from "../api/capacity.ts";
-import type { App, Event, Instance, Node, Release, Service } from "../model/objects.ts";
+import type { App, Event, Instance, Node, Release, Resources, Service } from "../model/objects.ts";
+import { qosClass } from "../model/qos.ts";
 import type { LogEntry } from "./types.ts";
 
 /** An aligned table: headers in caps, columns three spaces apart, no trailing spaces. */
@@ -88,7 +89,7 @@ export function instancesTable(instances: readonly Instance[], now: number): str
   const sorted = [...instances].sort(
     (a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt),
   );
-  const headers = ["id", "service", "release", "state", "node", "port", "restarts", "age"];
+  const headers = ["id", "service", "release", "state", "node", "port", "cpu", "qos", "restarts", "age"];
   const messages = sorted.map(instanceMessage);
   const withMessage = messages.some((m) => m !== "");
   const rows = sorted.map((i, n) => {
@@ -99,6 +100,8 @@ export function instancesTable(instances: readonly Instance[], now: number): str
       i.desired === "stopped" && i.state !== "stopped" ? `${i.state} (stopping)` : i.state,
       i.node ?? "-",
       i.port === undefined ? "-" : String(i.port),
+      cpuText(i.run?.resources),
+      i.run?.resources ? qosClass(i.run.resources) : "-",
       String(i.restarts),
       formatAge(i.startedAt ?? i.createdAt, now),
     ];
@@ -106,6 +109,12 @@ export function instancesTable(instances: readonly Instance[], now: number): str
     return row;
   });
   return renderTable(withMessage ? [...headers, "message"] : headers, rows);
+}
+
+/** An instance's CPU request, and its ceiling when it has one: "0.1", "0.25/0.5". */
+function cpuText(r: Resources | undefined): string {
+  if (!r) return "-";
+  return r.cpuLimit === undefined ? formatCores(r.cpu) : `${formatCores(r.cpu)}/${formatCores(r.cpuLimit)}`;
 }
 
 function instanceMessage(i: Instance): string {
@@ -184,7 +193,9 @@ export function nodesTable(
       nodeState(n),
       n.address,
       f ? String(f.instances) : "-",
-      f ? `${formatCores(f.used.cpu)}/${formatCores(f.free.cpu)}/${formatCores(f.allocatable.cpu)}` : "-",
+      f
+        ? `${formatCores(f.used.cpu)}/${formatCores(f.free.cpu)}/${formatCores(f.allocatable.cpu)}${f.cpuOvercommit && f.cpuOvercommit !== 1 ? ` ×${f.cpuOvercommit}` : ""}`
+        : "-",
       f
         ? `${formatMemory(f.used.memory)}/${formatMemory(f.free.memory)}/${formatMemory(f.allocatable.memory)}`
         : "-",

@@ -29,7 +29,7 @@ import {
 
 export const GATEWAY_HELP = `Usage: herd gateway --server URL [--token TOKEN] [--ca FILE] [--port 8080] [--host 0.0.0.0] [--data DIR] [--workers N] [--id ID] [--metrics-port 9180] [--metrics-host 127.0.0.1] [--trace-sample 1]
                     [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR]
-                    [--reuse-port] [--drain-timeout 10s] [--hold-max 100] [--hold-timeout 30s]
+                    [--reuse-port] [--drain-timeout 10s] [--hold-max 100] [--hold-timeout 30s] [--internal-port PORT]
 
 Runs the gateway: routes requests by host and path to running instances.
 --workers N runs N worker processes sharing the port behind a primary that
@@ -55,7 +55,11 @@ binds with SO_REUSEPORT, so a newer gateway can bind the same ports while this
 one drains (an upgrade without a gap).
 Requests for a service scaled to zero (autoscale min: 0) wait while it starts:
 at most --hold-max per service and process, for --hold-timeout; past either,
-503 with Retry-After (docs/autoscaling.md).`;
+503 with Retry-After (docs/autoscaling.md).
+--internal-port PORT serves service discovery's internal listener on
+127.0.0.1 (0: the port the last gateway in DIR used, else a free one) and
+writes its URL and key to DIR/internal.json for the node's agent
+(--internal-gateway); --workers 1 only (docs/service-discovery.md).`;
 
 /** `herd gateway`'s flags for requests held while a service scaled to zero starts (gateway/hold.ts). */
 const HOLD_FLAGS = {
@@ -101,6 +105,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     ...FETCH_FLAGS,
     "jwks-dir": { type: "string" },
     ...HOLD_FLAGS,
+    "internal-port": { type: "string" },
   });
   if (!v) return 0;
   await ensureDaemonRuntime(
@@ -135,6 +140,14 @@ export async function runGateway(argv: string[]): Promise<number> {
       allowFetch: allowFetchOf(v),
       jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
       hold: holdOf(v["hold-max"], v["hold-timeout"], ""),
+      ...internalPortOf(v["internal-port"], workerCount(v.workers)),
     };
   });
+}
+
+/** --internal-port PORT (single process only), as the gateway's option. */
+function internalPortOf(value: unknown, workers: number): { internalPort?: number } {
+  if (value === undefined) return {};
+  if (workers !== 1) throw new HerdError("invalid", "--internal-port needs --workers 1");
+  return { internalPort: portOf(value, "internal-port") };
 }

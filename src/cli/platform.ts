@@ -60,7 +60,7 @@ const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--small] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--public] [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
-               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 256Mi] [--cpu-overcommit 2]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
        [--gateway-hold-max 100] [--gateway-hold-timeout 30s]
@@ -85,6 +85,9 @@ lets the old one drain (no request dropped). herd down stops a platform
 whose herd up is gone (docs/availability.md).
 --max-upload-mb limits a deploy's source upload; --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).
+Each instance requests --unit-cpu cores and --unit-memory by default; CPU
+requests may add up to --cpu-overcommit times this machine's cores (CPU is
+shared by weight under contention), memory is never overcommitted (docs/resources.md).
 The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
 start; a free port when 9180 is taken; --gateway-metrics-port, off turns them off).
 The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
@@ -109,7 +112,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.25] [--unit-memory 256Mi]
+  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 256Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
@@ -119,12 +122,14 @@ with \`herd agent --server URL --join-token T\` (T from \`herd nodes join-token\
 gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
+--store keeps the objects in DIR/state.db (sqlite, the default) or in an etcd
+cluster (etcd://host:2379,host:2379[/root]; docs/etcd.md).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
-       [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi]
-       [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1]
+       [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi] [--cpu-overcommit 2]
+       [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
@@ -135,12 +140,17 @@ join-token\`) for this node's credential and keeps it in DIR/credential.json
 control plane's DIR/tls/ca-cert.pem). Labels are matched by services'
 placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
-for the system (allocatable = capacity - reserve). --ports is the range instance
+for the system (allocatable = capacity - reserve). CPU requests may add up to
+--cpu-overcommit times the allocatable CPU (CPU is shared by weight; memory is
+never overcommitted; docs/resources.md). --ports is the range instance
 ports come from; agents sharing one machine each need their own.
 --metrics-host:--metrics-port serves the agent's own Prometheus metrics
 (heartbeats, instance starts and exits, log shipping, process CPU and memory)
 at /metrics; a free port when 9181 is taken; off turns it off. The control
-plane scrapes it (job herd-agent) and lists it in its service discovery.`,
+plane scrapes it (job herd-agent) and lists it in its service discovery.
+--internal-gateway FILE: the internal.json of this node's gateway (herd gateway
+--internal-port); instances then get HERD_SERVICE_<APP>_<SERVICE>_URL for
+their tenant's services (docs/service-discovery.md).`,
   gateway: GATEWAY_HELP,
   down: `Usage: herd down [--data DIR]
 
@@ -196,8 +206,9 @@ export async function runUp(argv: string[]): Promise<number> {
     "no-login": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
     "node-lost-after": { type: "string", default: "9" },
-    "unit-cpu": { type: "string", default: "0.25" },
+    "unit-cpu": { type: "string", default: "0.1" },
     "unit-memory": { type: "string", default: "256Mi" },
+    "cpu-overcommit": { type: "string" },
     ...HTTPS_FLAGS,
     "no-https": { type: "boolean" },
     tls: { type: "boolean" },
@@ -247,6 +258,7 @@ export async function runUp(argv: string[]): Promise<number> {
     },
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),
+    ...cpuOvercommitOf(v["cpu-overcommit"]),
     ...(v["no-login"] ? {} : { signIn: (server) => signInCli(dataDir, server) }),
   });
 }
@@ -297,12 +309,13 @@ function upGatewayWorkers(flag: unknown, small: boolean): number {
 export async function runServer(argv: string[]): Promise<number> {
   const v = flags("server", argv, {
     data: { type: "string", default: ".herd" },
+    store: { type: "string" },
     port: { type: "string", default: "7070" },
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
     "max-upload-mb": { type: "string", default: "200" },
     "node-lost-after": { type: "string", default: "9" },
-    "unit-cpu": { type: "string", default: "0.25" },
+    "unit-cpu": { type: "string", default: "0.1" },
     "unit-memory": { type: "string", default: "256Mi" },
     ...TRACE_SERVER_FLAGS,
     "metrics-max-size": { type: "string", default: "1Gi" },
@@ -322,6 +335,7 @@ export async function runServer(argv: string[]): Promise<number> {
   const allowFetch = allowFetchOf(v);
   return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
+    store: v.store as string | undefined,
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
 }
@@ -337,6 +351,18 @@ const cpuFlag = (value: unknown, name: string): number => {
   if (!(n >= 0 && n <= 1024))
     throw new HerdError("invalid", `--${name} must be a number of cores, got ${value}`);
   return n;
+};
+
+/** `--cpu-overcommit`: a ratio of at least 1; absent: the agent's default. */
+const cpuOvercommitOf = (value: unknown): { cpuOvercommit?: number } => {
+  if (value === undefined) return {};
+  const n = Number(value);
+  if (!(n >= 1 && n <= 100))
+    throw new HerdError(
+      "invalid",
+      `--cpu-overcommit must be a ratio from 1 to 100 (2: CPU requests up to twice the cores), got ${value}`,
+    );
+  return { cpuOvercommit: n };
 };
 
 const memoryFlag = (value: unknown, name: string): number => {
@@ -406,9 +432,11 @@ export async function runAgent(argv: string[]): Promise<number> {
     memory: { type: "string" },
     "reserve-cpu": { type: "string" },
     "reserve-memory": { type: "string" },
+    "cpu-overcommit": { type: "string" },
     ports: { type: "string" },
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
+    "internal-gateway": { type: "string" },
   });
   if (!v) return 0;
   await ensureDaemonRuntime("agent", resolve(v.data as string));
@@ -448,10 +476,14 @@ export async function runAgent(argv: string[]): Promise<number> {
     taints,
     capacity,
     reserve,
+    ...cpuOvercommitOf(v["cpu-overcommit"]),
     ...(v.ports !== undefined ? { ports: parsePortRange(v.ports as string) } : {}),
     metricsPort: metricsPortOf(v["metrics-port"], "metrics-port", DEFAULT_AGENT_METRICS_PORT),
     metricsHost: v["metrics-host"] as string,
     metricsPortOrFree: v["metrics-port"] === undefined,
+    ...(v["internal-gateway"] === undefined
+      ? {}
+      : { internalGateway: resolve(v["internal-gateway"] as string) }),
   });
 }
 

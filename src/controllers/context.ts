@@ -6,6 +6,7 @@
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
 import type { LoadFigures } from "../model/load.ts";
+import { DEFAULT_RESOURCES } from "../model/manifest.ts";
 import type { Resources } from "../model/objects.ts";
 import { DEFAULT_DEADLINE_MS } from "../model/rollout.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
@@ -54,7 +55,7 @@ export const DEFAULT_SETTINGS: Settings = {
   backoffBaseMs: 500,
   backoffMaxMs: 60_000,
   gatewayUrl: "http://127.0.0.1:8080",
-  unit: { cpu: 0.25, memory: 256 * 1024 * 1024 },
+  unit: DEFAULT_RESOURCES,
   machineProvider: false,
 };
 

@@ -549,7 +549,7 @@ test("a scale past the tenant's quota is refused; a deploy past it fails before 
       h.ctx.settings.unit,
       "default",
       "hello",
-      { web: { instances: 4, resources: { cpu: 0.25, memory: 256 * 1024 ** 2 } } },
+      { web: { instances: 4, resources: { cpu: 0.1, memory: 256 * 1024 ** 2 } } },
       false,
     ),
     /tenant default is over its quota: 2 units in use, this asks for 4 \(web: 4 × 1\) on top of 0 elsewhere, making 4; the limit is 3 units/,
@@ -742,7 +742,7 @@ test("a deploy that cannot be placed on today's nodes fails at once, with the re
 
 test("a rollout without progress fails at its deadline: 120 s by default, herd.yaml's, the deploy's; the old release keeps serving", async () => {
   // n1 has room for the 4 running v1 instances only: v2's cannot start beside them, and v1's stay until v2's run.
-  const { h } = await fullNode(1, { instances: 4 });
+  const { h } = await fullNode(0.4, { instances: 4 });
   const v1 = (await running(h)).map((i) => i.id).sort();
   assert.equal(v1.length, 4);
   const serving = async () => (await running(h)).map((i) => i.id).sort();
@@ -814,7 +814,7 @@ test("a slow rollout that keeps making progress outlives its deadline", async ()
 });
 
 test("a scale says how many of the asked instances cannot be placed, and why; they wait for room", async () => {
-  const { h } = await fullNode(1, { instances: 1 });
+  const { h } = await fullNode(0.4, { instances: 1 });
   const o = (await h.store.get<Service>("service", "default/hello/web"))!;
   await h.store.put("service", o.key, { ...o.value, instances: 12, state: "scaling" });
   assert.deepEqual(await appShortfalls(h.store, "default", "hello", ["web"]), [
@@ -822,7 +822,7 @@ test("a scale says how many of the asked instances cannot be placed, and why; th
       service: "web",
       unplaced: 8,
       of: 12,
-      message: "8 of 12 instances cannot be placed: needs 3.0 CPU, 1.0 free on 1 node: n1 1.0 free of 1.0",
+      message: "8 of 12 instances cannot be placed: needs 1.2 CPU, 0.4 free on 1 node: n1 0.4 free of 0.4",
     },
   ]);
   await settle(h);
@@ -836,7 +836,7 @@ test("a scale says how many of the asked instances cannot be placed, and why; th
 
 test("the replacement of a killed instance is placed in the room it left, without a FailedScheduling event", async () => {
   // n1 is full with 4 instances of 0.25 CPU.
-  const { h, base } = await fullNode(1, { instances: 4 });
+  const { h, base } = await fullNode(0.4, { instances: 4 });
   const [victim] = await running(h);
   await agentReports(h, "n1", (i) => (i.id === victim?.id ? "exited" : "healthy"), base);
   await settle(h);
@@ -852,7 +852,7 @@ test("the replacement of a killed instance is placed in the room it left, withou
 });
 
 test("a service that fills its node rolls out when minAvailable lets it stop an old instance first", async () => {
-  const { h, base } = await fullNode(1, { instances: 4 });
+  const { h, base } = await fullNode(0.4, { instances: 4 });
   const d2 = await deploy(h, { instances: 4, env: { V: "2" }, minAvailable: 3 }, "c".repeat(64));
   let lowest = 4;
   for (let round = 0; round < 12 && (await deployState(h, d2.id)).state === "rolling_out"; round++) {

@@ -45,6 +45,8 @@ export interface BuildResult {
   description: string;
   /** The secret versions to pin (a rollback keeps its target's); absent: each secret's latest. */
   secrets?: Release["secrets"];
+  /** A promotion's origin, kept on the release (model/pipeline.ts). */
+  promotedFrom?: Release["promotedFrom"];
 }
 
 /** Runs a new release's release phase (controllers/jobs.ts); throws when it fails. */
@@ -66,12 +68,13 @@ export class DeployController {
     tenant: string,
     app: string,
     build: (log: (line: string) => void) => Promise<BuildResult>,
-    options: { deadlineMs?: number } = {},
+    options: { deadlineMs?: number; createdBy?: string } = {},
   ): Promise<Deploy> {
     const appObj = await this.#liveApp(tenant, app);
     const deploy = await this.#newDeploy(appObj.value, {
       message: "building",
       ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}),
+      ...(options.createdBy !== undefined ? { createdBy: options.createdBy } : {}),
     });
     const log = (line: string) => this.#ctx.deployLogs.append(deploy.id, "build", line);
     void (async () => {
@@ -90,7 +93,7 @@ export class DeployController {
   }
 
   /** Rolls back to `version` (default: the release before the current one) as a new release. */
-  async rollback(tenant: string, app: string, version?: number): Promise<Deploy> {
+  async rollback(tenant: string, app: string, version?: number, createdBy?: string): Promise<Deploy> {
     const appObj = await this.#liveApp(tenant, app);
     const current = appObj.value.release;
     if (current === null) throw new HerdError("invalid", `app ${app} has no release to roll back from`);
@@ -121,6 +124,7 @@ export class DeployController {
     const deploy = await this.#newDeploy(appObj.value, {
       rollback: true,
       message: `rolling back to v${target.version}`,
+      ...(createdBy !== undefined ? { createdBy } : {}),
     });
     try {
       const content = target.rollbackOf ?? target.version;
@@ -148,7 +152,12 @@ export class DeployController {
    * to it, a new release of the same content with the secret's latest version
    * rolls out (like a config change); otherwise nothing happens (undefined).
    */
-  async secretChanged(tenant: string, app: string, secret: string): Promise<Deploy | undefined> {
+  async secretChanged(
+    tenant: string,
+    app: string,
+    secret: string,
+    createdBy?: string,
+  ): Promise<Deploy | undefined> {
     const { store } = this.#ctx;
     const appObj = await store.get<App>("app", appKey(tenant, app));
     if (!appObj || appObj.value.destroying) return undefined;
@@ -157,7 +166,10 @@ export class DeployController {
     const injected = base && Object.values(base.services).some((s) => s.addonSecrets?.includes(secret));
     if (!base || (!referencedSecrets(base.services).includes(secret) && !bound && !injected))
       return undefined;
-    const deploy = await this.#newDeploy(appObj.value, { message: `secret ${secret} changed` });
+    const deploy = await this.#newDeploy(appObj.value, {
+      message: `secret ${secret} changed`,
+      ...(createdBy !== undefined ? { createdBy } : {}),
+    });
     try {
       await this.#release(
         deploy,
@@ -249,7 +261,7 @@ export class DeployController {
   /** Stores a new deploy in state building, remembered as in progress in this process. */
   async #newDeploy(
     app: App,
-    extra: Pick<Deploy, "message"> & Partial<Pick<Deploy, "rollback" | "deadlineMs">>,
+    extra: Pick<Deploy, "message"> & Partial<Pick<Deploy, "rollback" | "deadlineMs" | "createdBy">>,
   ): Promise<Deploy> {
     const deploy: Deploy = {
       id: newId(10),
@@ -334,6 +346,8 @@ export class DeployController {
       ...(result.alerts ? { alerts: result.alerts } : {}),
       ...(rollbackOf !== undefined ? { rollbackOf } : {}),
       ...(secrets ? { secrets } : {}),
+      ...(deploy.createdBy !== undefined ? { createdBy: deploy.createdBy } : {}),
+      ...(result.promotedFrom ? { promotedFrom: result.promotedFrom } : {}),
     };
     await store.put("release", releaseKey(tenant, app, version), release, { expectRevision: 0 });
     step(`Release v${version} created (${result.description})`);
@@ -603,6 +617,9 @@ export class DeployController {
       message: message.split("\n")[0],
     });
     deployLogs.append(id, "done", message, state);
+    await deployLogs
+      .prune(store, tenant, app)
+      .catch((err) => this.#ctx.logger.warn("pruning deploy logs failed", { err, app: key }));
   }
 }
 

@@ -2,12 +2,18 @@
  * Deploy logs: what `herd deploy` shows while it waits — build output, rollout
  * steps, new instances' health checks as they happen (probe-log.ts), and a
  * final `done` entry. Kept as NDJSON files in the data dir so a
- * reconnecting client (or a restarted server) can replay them.
+ * reconnecting client (or a restarted server) can replay them, for the last
+ * `keepPerApp` finished deploys of each app (older ones are removed as a
+ * deploy finishes; their Deploy objects stay).
  */
 
-import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { DeployState } from "../model/objects.ts";
+import { appKey, type Deploy, type DeployState } from "../model/objects.ts";
+import type { Store } from "../store/store.ts";
+
+/** How many finished deploys of an app keep their logs by default. */
+export const KEPT_DEPLOY_LOGS = 20;
 
 export interface DeployLogEntry {
   time: string;
@@ -20,10 +26,30 @@ export interface DeployLogEntry {
 export class DeployLogs {
   readonly #dir: string;
   readonly #listeners = new Map<string, Set<(e: DeployLogEntry) => void>>();
+  /** How many finished deploys of an app keep their logs (prune()). */
+  readonly keepPerApp: number;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: { keepPerApp?: number } = {}) {
     this.#dir = dir;
+    this.keepPerApp = options.keepPerApp ?? KEPT_DEPLOY_LOGS;
     mkdirSync(dir, { recursive: true });
+  }
+
+  /** Whether the deploy's log is kept (a pruned or never-started one is not). */
+  has(id: string): boolean {
+    return existsSync(this.#file(id));
+  }
+
+  /**
+   * Removes the logs of an app's finished deploys beyond the newest
+   * `keepPerApp` (deploys still running always keep theirs).
+   */
+  async prune(store: Store, tenant: string, app: string): Promise<void> {
+    const finished = (await store.list<Deploy>("deploy", { prefix: `${appKey(tenant, app)}/` })).items
+      .map((o) => o.value)
+      .filter((d) => d.state === "succeeded" || d.state === "failed")
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
+    for (const d of finished.slice(this.keepPerApp)) rmSync(this.#file(d.id), { force: true });
   }
 
   #file(id: string): string {

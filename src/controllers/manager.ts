@@ -7,6 +7,7 @@
  *   every 250 ms:   node heartbeats are checked
  *   version sets applying: looked at again every 300 ms while a deploy of theirs runs
  *   every 500 ms:   the autoscaler decides for each autoscaled service (autoscale.ts)
+ *   every second:   preview apps past their deadline are destroyed (environments.ts)
  */
 
 import { WorkQueue } from "../common/work-queue.ts";
@@ -16,6 +17,7 @@ import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
+import { PreviewReaper } from "./environments.ts";
 import { JobsController } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
 import { RolloutController } from "./rollout-controller.ts";
@@ -34,6 +36,8 @@ export class ControllerManager {
   readonly sets: SetController;
   /** One-off runs, release phases and scheduled jobs (jobs.ts). */
   readonly jobs: JobsController;
+  /** Destroys preview apps after their TTL (environments.ts). */
+  readonly previews: PreviewReaper;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -55,6 +59,7 @@ export class ControllerManager {
     this.apps = new AppController(ctx);
     this.rollouts = new RolloutController(ctx);
     this.sets = new SetController(ctx, this.deploys);
+    this.previews = new PreviewReaper(ctx);
     const logger = ctx.logger.child("controllers");
     this.#serviceQueue = new WorkQueue({
       name: "service",
@@ -116,6 +121,7 @@ export class ControllerManager {
     for (const t of this.#timers) t.unref();
     this.autoscaler.start();
     this.jobs.start();
+    this.previews.start();
   }
 
   /** Queues every service, deploy in flight and destroying app. */
@@ -216,6 +222,7 @@ export class ControllerManager {
     this.#abort.abort();
     this.autoscaler.stop();
     this.jobs.stop();
+    this.previews.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#serviceQueue.stop();
     this.#deployQueue.stop();

@@ -202,6 +202,12 @@ test("a set moves its apps in dependency order, each healthy before the next; a 
     JSON.stringify(done),
   );
   for (const app of ["a", "b", "c"]) assert.equal(await content(h, app), 1, `${app} runs v1's content`);
+  // The releases the set made say so.
+  const made = await h.store.get<{ createdBy?: string }>(
+    "release",
+    `default/a/${String(await serving(h, "a")).padStart(8, "0")}`,
+  );
+  assert.equal(made?.value.createdBy, "version set prod v1");
   assert.deepEqual(
     (await h.m.sets.diff("default", { apps: { a: { version: 1 }, b: { version: 2 } } })).map((e) => e.change),
     ["unchanged", "upgrade"],

@@ -194,7 +194,12 @@ export class SetController {
         return 0;
       }
       try {
-        const d = await this.#deploys.rollback(tenant, app, step.version);
+        const d = await this.#deploys.rollback(
+          tenant,
+          app,
+          step.version,
+          `version set ${set.name} v${set.version}`,
+        );
         await save(
           withStep({ deploy: d.id }, { message: `${app}: moving to v${step.version} (deploy ${d.id})` }),
         );
@@ -308,7 +313,7 @@ export class SetController {
       return 0;
     }
     try {
-      const d = await this.#deploys.rollback(tenant, app, from);
+      const d = await this.#deploys.rollback(tenant, app, from, `version set ${set.name} v${set.version}`);
       await save(withStep({ revert: d.id }));
       await events.record({
         tenant,

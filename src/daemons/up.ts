@@ -57,6 +57,8 @@ export interface UpOptions {
   example: boolean;
   /** On SIGINT/SIGTERM leave the apps and the gateway running. */
   keepApps: boolean;
+  /** The agent's CPU overcommit ratio (`--cpu-overcommit`); default the agent's. */
+  cpuOvercommit?: number;
   /** Signs the CLI in to this server (cli/config.ts); says how, for the start banner. */
   signIn?: (server: { url: string; token: string; ca?: string }) => Promise<string>;
 }
@@ -86,8 +88,10 @@ export async function runUp(options: UpOptions): Promise<number> {
       ...(server.caFile ? { ca: readCa(server.caFile) } : {}),
       name: hostname(),
       dataDir: join(dataDir, "agent"),
+      internalGateway: join(dataDir, "gateway", "internal.json"),
       driver,
       logger: logger.child("agent"),
+      ...(options.cpuOvercommit !== undefined ? { cpuOvercommit: options.cpuOvercommit } : {}),
     });
     // The agent shares this process: its metrics go on the API server's /metrics.
     const inProcess = agent;
@@ -113,6 +117,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       jwksDir: options.gateway.jwksDir,
       ...(options.gateway.hold ? { hold: options.gateway.hold } : {}),
       ...(options.gateway.small ? { small: true } : {}),
+      internalPort: 0,
       logger,
     });
   } catch (err) {

@@ -81,8 +81,8 @@ export function admit(x: Exchange): void {
   runChain(x);
 }
 
-/** Runs the route's stages from `x.stage` until one stops. */
-function runChain(x: Exchange): void {
+/** Runs the route's stages from `x.stage` until one stops (also internal-listener.ts, with its own route). */
+export function runChain(x: Exchange): void {
   const stages = (x.route as RouteEntry).stages;
   for (let i = x.stage; i < stages.length; i++) {
     x.stage = i;

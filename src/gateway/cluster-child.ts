@@ -68,6 +68,8 @@ export interface GatewayChildOptions {
    * docs/benchmarks.md, Footprint).
    */
   small?: boolean;
+  /** Service discovery's internal listener (`--internal-port`; 0: the earlier port, else a free one); single process only. */
+  internalPort?: number;
 }
 
 /** A gateway running in a child process. */
@@ -116,6 +118,9 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
         ? []
         : ["--hold-max", String(options.hold.maxPerService)]),
       ...(options.hold?.timeoutMs === undefined ? [] : ["--hold-timeout", `${options.hold.timeoutMs}ms`]),
+      ...(options.internalPort === undefined || options.workers !== 1
+        ? []
+        : ["--internal-port", String(options.internalPort)]),
     ],
     {
       env: {

@@ -4,9 +4,11 @@
  * proxies requests to running instances (proxy.ts).
  */
 
+import { mkdirSync } from "node:fs";
 import type http from "node:http";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { keyFor, readInternalFile, writeInternalFile } from "../common/internal-caller.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
@@ -16,6 +18,7 @@ import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { HeldRequests, wakeByControlPlane } from "./hold.ts";
 import { OnDemandCertificates } from "./host-certificates.ts";
+import { InternalListener } from "./internal-listener.ts";
 import { LoadReporter } from "./load-reporter.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -66,6 +69,13 @@ export interface GatewayOptions {
    * same ports while this one still serves, and this one then drains.
    */
   reusePort?: boolean;
+  /**
+   * Serve service discovery's internal listener on 127.0.0.1 at this port (0:
+   * the port an earlier gateway used, else a free one; unset: none), and
+   * publish its URL and key in `<dataDir>/internal.json` for the node's agent
+   * (internal-listener.ts, docs/service-discovery.md). Single process only.
+   */
+  internalPort?: number;
 }
 
 /** How a gateway stops. */
@@ -189,6 +199,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       onDemand,
     );
   }
+  let internal: InternalListener | undefined;
+  if (options.internalPort !== undefined) {
+    try {
+      internal = await startInternal(proxy, options.dataDir, options.internalPort, logger);
+    } catch (err) {
+      unwatch();
+      await proxy.close();
+      throw err;
+    }
+  }
   const reachable = reachableHost(host);
   const url = `http://${reachable}:${port}`;
   const httpsUrl = httpsPort === undefined ? undefined : `https://${reachable}:${httpsPort}`;
@@ -224,7 +244,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     } catch (err) {
       unwatch();
       prober.close();
-      await Promise.all([proxy.close(), source.close(), reporter?.close(), load?.close()]);
+      await Promise.all([proxy.close(), source.close(), reporter?.close(), load?.close(), internal?.close()]);
       throw err;
     }
   }
@@ -254,9 +274,41 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         load?.close(),
         metrics?.close(),
         traces?.close(),
+        internal?.close(),
       ]);
     },
   };
+}
+
+/** Starts the internal listener on 127.0.0.1 and writes `internal.json` (same key and port as the last gateway's when it can). */
+async function startInternal(
+  proxy: GatewayProxy,
+  dataDir: string,
+  port: number,
+  logger: Logger,
+): Promise<InternalListener> {
+  const file = join(dataDir, "internal.json");
+  const key = keyFor(file);
+  const listener = new InternalListener(proxy, key);
+  const saved = readInternalFile(file);
+  const savedPort = saved ? Number(new URL(saved.url).port) : 0;
+  let bound: number;
+  try {
+    bound = await listener.listen(port === 0 ? savedPort : port, "127.0.0.1");
+  } catch (err) {
+    if (port !== 0 || savedPort === 0) throw err;
+    logger.warn(
+      "the internal listener's earlier port is taken; instances started before get new URLs when restarted",
+      {
+        port: savedPort,
+      },
+    );
+    bound = await listener.listen(0, "127.0.0.1");
+  }
+  mkdirSync(dataDir, { recursive: true });
+  writeInternalFile(file, { url: `http://127.0.0.1:${bound}`, key: key.toString("base64url") });
+  logger.info("internal listener", { url: `http://127.0.0.1:${bound}` });
+  return listener;
 }
 
 /** Routed hosts' certificates from the control plane, for the hosts `proxy`'s current table serves. */

@@ -98,6 +98,8 @@ export class Series {
   /** The route label and the `tenant/app/service` key ("" when none), for the spans of these requests. */
   readonly route: string;
   readonly service: string;
+  /** The calling `app/service` of internal requests (internal-listener.ts), "" for public routes. */
+  caller = "";
   /** The service's live load counters (load-recorder.ts); null for requests no route took. */
   readonly load: ServiceCounters | null;
 

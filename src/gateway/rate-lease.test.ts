@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { type Clock, ManualClock, systemClock } from "../common/clock.ts";
 import type { RateLimitSpec } from "../model/manifest.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import { LEASE_TIMEOUT_MS, LeaseClient, type LeaseRequest, LeaseServer, leaseSize } from "./rate-lease.ts";
@@ -11,16 +12,27 @@ import { RouteLimit } from "./route-table.ts";
 const ROUTE = "default/shop/web route";
 const SPEC: RateLimitSpec = { rate: 10, burst: 8, per: "route" };
 
-/** A primary and one worker of two; `answering` false: the primary never answers. */
-function setup(spec = SPEC, answering = true) {
+/**
+ * A primary and one worker of two; `answering` false: the primary never answers. Both judge time
+ * by `clock`, a ManualClock that moves only when the test says, so no token comes back and no
+ * lease lapses because the machine was slow; `realTime`: by the system clock instead.
+ */
+function setup(spec = SPEC, answering = true, realTime = false) {
   const server = new LeaseServer((s, route) => new RouteLimit(JSON.parse(s), 1, route));
   server.update([new RouteLimit(spec, 1, ROUTE)]);
+  // Started after the route's bucket (made at Date.now()), so it is never behind the bucket's time.
+  const clock = new ManualClock(Date.now());
+  const time: Clock = realTime ? systemClock : clock;
   const asked: LeaseRequest[] = [];
-  const client = new LeaseClient(2, (request) => {
-    asked.push(request);
-    if (answering) setImmediate(() => client.answer(server.grant(request, Date.now())));
-  });
-  return { limit: new RouteLimit(spec, 0.5, ROUTE, client), asked };
+  const client = new LeaseClient(
+    2,
+    (request) => {
+      asked.push(request);
+      if (answering) setImmediate(() => client.answer(server.grant(request, time.now())));
+    },
+    time,
+  );
+  return { limit: new RouteLimit(spec, 0.5, ROUTE, client), asked, clock };
 }
 
 function verdicts(results: (TakeResult | Promise<TakeResult>)[]): Promise<boolean[]> {
@@ -35,8 +47,8 @@ test("lease size: a quarter of the burst spread over the workers, at least one",
 });
 
 test("requests waiting on an empty lease share one question, get the tokens in order, and the rest is spent without asking", async () => {
-  const { limit, asked } = setup({ rate: 10, burst: 40, per: "route" }); // leases of 5
-  const now = Date.now();
+  const { limit, asked, clock } = setup({ rate: 10, burst: 40, per: "route" }); // leases of 5
+  const now = clock.now();
   const first = [limit.take("a", now), limit.take("a", now), limit.take("a", now)];
   assert.ok(
     first.every((r) => r instanceof Promise),
@@ -57,9 +69,9 @@ test("requests waiting on an empty lease share one question, get the tokens in o
 });
 
 test("more waiting than granted: asked again for the rest; none left at the primary: refused without asking", async () => {
-  // A token every 500 ms: none comes back while the ten are judged, even on a busy machine.
-  const { limit, asked } = setup({ rate: 2, burst: 8, per: "route" }); // leases of 1
-  const now = Date.now();
+  // A token every 500 ms, and the clock stands still while the ten are judged.
+  const { limit, asked, clock } = setup({ rate: 2, burst: 8, per: "route" }); // leases of 1
+  const now = clock.now();
   const results = Array.from({ length: 10 }, () => limit.take("a", now));
   const oks = await verdicts(results);
   assert.deepEqual(
@@ -70,23 +82,26 @@ test("more waiting than granted: asked again for the rest; none left at the prim
   // Rounds: 1 token, then up to as many as were waiting (7 of the rest), then none.
   assert.ok(asked.length <= 4, `${asked.length} questions`);
   const count = asked.length;
-  const refused = limit.take("a", Date.now());
+  const refused = limit.take("a", clock.now());
   assert.ok(!(refused instanceof Promise) && !refused.ok, "refused at once");
   assert.ok(
     refused.retryAfterMs > 0 && refused.retryAfterMs <= 500,
     `retry after ${refused.retryAfterMs} ms`,
   );
   assert.equal(asked.length, count, "the refusal is remembered until a token is due");
+  const early = limit.take("a", clock.now() + refused.retryAfterMs - 1);
+  assert.ok(!(early instanceof Promise) && !early.ok, "still refused, without asking, just before it is due");
+  assert.equal(asked.length, count);
   // Once a token is due, the worker asks again.
-  await new Promise((resolve) => setTimeout(resolve, refused.retryAfterMs + 50));
-  const again = limit.take("a", Date.now());
+  clock.advance(refused.retryAfterMs);
+  const again = limit.take("a", clock.now());
   assert.ok(again instanceof Promise);
   assert.equal((await again).ok, true);
 });
 
 test("keys have their own leases; unused leased tokens lapse after a second", async () => {
-  const { limit, asked } = setup({ rate: 10, burst: 40, per: "ip" });
-  const now = Date.now();
+  const { limit, asked, clock } = setup({ rate: 10, burst: 40, per: "ip" });
+  const now = clock.now();
   assert.equal((await limit.take("10.0.0.1", now)).ok, true);
   assert.equal((await limit.take("10.0.0.2", now)).ok, true);
   assert.deepEqual(
@@ -101,7 +116,8 @@ test("keys have their own leases; unused leased tokens lapse after a second", as
 });
 
 test("a primary that does not answer: fail open to the worker's share, at once while it stays silent", async () => {
-  const { limit, asked } = setup(SPEC, false); // local share: rate 5, burst 4
+  // The timeout is a real timer: this one runs on the system clock.
+  const { limit, asked } = setup(SPEC, false, true); // local share: rate 5, burst 4
   const start = Date.now();
   const waiting = limit.take("a", start);
   assert.ok(waiting instanceof Promise);
@@ -118,8 +134,8 @@ test("a primary that does not answer: fail open to the worker's share, at once w
 });
 
 test("per consumer: a consumer's lease is its own, apart from its address's; the primary keys the same way", async () => {
-  const { limit, asked } = setup({ rate: 10, burst: 40, per: "consumer" }); // leases of 5
-  const now = Date.now();
+  const { limit, asked, clock } = setup({ rate: 10, burst: 40, per: "consumer" }); // leases of 5
+  const now = clock.now();
   assert.equal((await limit.take("10.0.0.1", now, "alice")).ok, true);
   assert.equal((await limit.take("10.0.0.1", now, null)).ok, true, "no consumer: keyed on the address");
   assert.equal((await limit.take("10.0.0.1", now, "bob")).ok, true);

@@ -24,6 +24,7 @@
  * The gateway is never stricter than the limit, and never looser than before.
  */
 
+import { type Clock, systemClock } from "../common/clock.ts";
 import type { Grant, TakeResult } from "./policies/token-bucket.ts";
 import type { RouteLimit } from "./route-table.ts";
 
@@ -92,9 +93,13 @@ export class LeaseClient {
   /** Until then the primary counts as not answering: limits use their local share at once. */
   #downUntil = 0;
 
-  constructor(workers: number, send: (request: LeaseRequest) => void) {
+  readonly #clock: Clock;
+
+  /** `clock`: the time answers and timeouts are judged at (tests pass a ManualClock). */
+  constructor(workers: number, send: (request: LeaseRequest) => void, clock: Clock = systemClock) {
     this.workers = workers;
     this.#send = send;
+    this.#clock = clock;
   }
 
   /** True while failing open (the primary did not answer the last question in time). */
@@ -116,14 +121,14 @@ export class LeaseClient {
     if (asked === undefined) return;
     this.#asked.delete(reply.id);
     clearTimeout(asked.timer);
-    asked.limit.granted(asked, reply, Date.now());
+    asked.limit.granted(asked, reply, this.#clock.now());
   }
 
   #timedOut(id: number): void {
     const asked = this.#asked.get(id);
     if (asked === undefined) return;
     this.#asked.delete(id);
-    const now = Date.now();
+    const now = this.#clock.now();
     this.#downUntil = now + LEASE_TIMEOUT_MS;
     asked.limit.failOpen(asked, now);
   }

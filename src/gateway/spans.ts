@@ -132,7 +132,9 @@ export class GatewaySpans {
     let j = this.#seriesJson.get(series);
     if (j === undefined) {
       const [tenant = "", app = "", service = ""] = series.service === "" ? [] : series.service.split("/");
-      j = JSON.stringify([series.route, tenant, app, service]);
+      const row = [series.route, tenant, app, service];
+      if (series.caller !== "") row.push(series.caller);
+      j = JSON.stringify(row);
       // Series live as long as their route; a table rebuild may retire some, so the cache is bounded.
       if (this.#seriesJson.size > 10_000) this.#seriesJson.clear();
       this.#seriesJson.set(series, j);

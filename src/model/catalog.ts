@@ -46,7 +46,7 @@ export interface CatalogRelease {
   source: string;
   slug: string;
   services: string[];
-  /** Who made it, from the audit trail (kept 90 days); null when the trail does not tell. */
+  /** Who made it (the release records it; older releases: from the audit trail, kept 90 days); null when neither tells. */
   deployedBy: string | null;
   /** The slug's packages (count only; the list at .../releases/:version/packages); null: unknown (built before herd recorded them). */
   packages: { lockfile: string | null; from: string | null; count: number } | null;

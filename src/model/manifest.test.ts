@@ -217,9 +217,33 @@ test("resources in units of the platform's unit; an explicit cpu or memory overr
     memory: 1024 ** 3,
   });
   const mixed = normalizeService("a", "web", { resources: { units: 2, memory: "100Mi" } }, "x");
-  assert.deepEqual(mixed.resources, { cpu: 0.5, memory: 100 * 1024 ** 2 });
+  assert.deepEqual(mixed.resources, { cpu: 0.2, memory: 100 * 1024 ** 2 });
   assert.equal(mixed.units, 2);
-  assert.deepEqual(normalizeService("a", "web", {}, "x").resources, { cpu: 0.25, memory: 256 * 1024 ** 2 });
+  assert.deepEqual(normalizeService("a", "web", {}, "x").resources, { cpu: 0.1, memory: 256 * 1024 ** 2 });
+});
+
+test("cpuLimit: a hard CPU ceiling at least the request; below it, an error naming the field", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node a.js
+    resources: { cpu: 0.25, cpuLimit: 0.5 }
+  slow:
+    command: node b.js
+    resources: { units: 2, cpuLimit: 0.1 }
+`);
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).resources, {
+    cpu: 0.25,
+    memory: 256 * 1024 ** 2,
+    cpuLimit: 0.5,
+  });
+  assert.throws(
+    () => normalizeService("a", "slow", m.services.slow, undefined),
+    (err: HerdError) =>
+      err.code === "invalid" &&
+      err.details?.[0]?.field === "services.slow.resources.cpuLimit" &&
+      /0\.1 is below the CPU request 0\.2/.test(err.message),
+  );
+  assert.throws(() => parseManifest("services:\n  web:\n    resources: { cpuLimit: 0 }\n"), /cpuLimit/);
 });
 
 test("placement: replicas apart become a required anti-affinity; unknown services and values are named", () => {

@@ -372,10 +372,25 @@ export const ServiceManifestSchema = T.Object(
               exclusiveMinimum: 0,
               maximum: 1024,
               description:
-                "resource units (default 1 unit = 0.25 CPU + 256 MiB); cpu or memory override their part",
+                "resource units (default 1 unit = 0.1 CPU + 256 MiB); cpu or memory override their part",
             }),
           ),
-          cpu: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 256 })),
+          cpu: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 256,
+              description:
+                "CPU cores requested: what placement counts and the instance's share under contention",
+            }),
+          ),
+          cpuLimit: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 256,
+              description:
+                "a hard CPU ceiling in cores, at least the request (default: none, idle CPU may be used)",
+            }),
+          ),
           memory: T.Optional(Quantity),
         },
         { additionalProperties: false },
@@ -623,7 +638,12 @@ const UNFORWARDABLE = new Set([
 
 const manifestCheck = TypeCompiler.Compile(ManifestSchema);
 
-export const DEFAULT_RESOURCES: Resources = { cpu: 0.25, memory: 256 * 1024 * 1024 };
+/**
+ * One resource unit, the default per instance: a tenth of a core (a request,
+ * not a ceiling: an idle app takes next to nothing and a busy one may use
+ * idle CPU, docs/resources.md) and 256 MiB (reserved and enforced).
+ */
+export const DEFAULT_RESOURCES: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
 
 /** Parses a memory quantity ("128Mi", "1G", 1048576) to bytes. */
 export function parseBytes(q: number | string): number {
@@ -636,13 +656,14 @@ export function parseBytes(q: number | string): number {
 
 /** CPU and memory from units of `unit` (default one), with explicit cpu or memory taking precedence. */
 export function resolveResources(
-  r: { units?: number; cpu?: number; memory?: number | string } | undefined,
+  r: { units?: number; cpu?: number; cpuLimit?: number; memory?: number | string } | undefined,
   unit: Resources,
 ): Resources {
   const units = r?.units ?? 1;
   return {
     cpu: r?.cpu ?? unit.cpu * units,
     memory: r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units),
+    ...(r?.cpuLimit !== undefined ? { cpuLimit: r.cpuLimit } : {}),
   };
 }
 
@@ -719,6 +740,12 @@ export function normalizeService(
       ...(r.auth ? { auth: authSpec(r.auth) } : {}),
     }),
   );
+  const resources = resolveResources(s.resources, unit);
+  if (resources.cpuLimit !== undefined && resources.cpuLimit < resources.cpu - 1e-9) {
+    const field = `services.${name}.resources.cpuLimit`;
+    const message = `${resources.cpuLimit} is below the CPU request ${resources.cpu}: a ceiling must be at least the request`;
+    throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
+  }
   const autoscale = s.autoscale ? normalizeAutoscale(s.autoscale) : undefined;
   // With autoscale, `instances` is the count a first deploy starts with, inside [min, max].
   const instances = s.instances ?? 1;
@@ -726,7 +753,7 @@ export function normalizeService(
     command,
     instances: autoscale ? Math.min(autoscale.max, Math.max(autoscale.min, instances)) : instances,
     ...(autoscale ? { autoscale } : {}),
-    resources: resolveResources(s.resources, unit),
+    resources,
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),

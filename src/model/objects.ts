@@ -21,11 +21,13 @@
  *   version_set `<tenant>/<set>/<version padded to 8 digits>`: an applied herd.set.yaml (version-set.ts)
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
+ *   pipeline `<tenant>/<pipeline>`, preview `<tenant>/<preview app>` (pipeline.ts)
  *   addon    `<tenant>/<addon>`: a managed database and its bindings (addon.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
 import type { TrafficOverride } from "./live-config.ts";
+import type { PromotedFrom } from "./pipeline.ts";
 import type { ProgressiveState } from "./progressive.ts";
 import type { ServiceSpec } from "./service-spec.ts";
 
@@ -56,6 +58,8 @@ export const KINDS = [
   "config_version",
   "config_head",
   "run",
+  "pipeline",
+  "preview",
   "addon",
 ] as const;
 export type Kind = (typeof KINDS)[number];
@@ -163,6 +167,10 @@ export interface Release {
   rollbackOf?: number;
   /** The version of each secret its services' env refers to (by secret name); never the values. */
   secrets?: Record<string, number>;
+  /** Who made it (the principal's label, `user alice`); absent on releases made before herd recorded it. */
+  createdBy?: string;
+  /** For a promotion (`herd promote`): the pipeline stage, app and release whose slug this one ships. */
+  promotedFrom?: PromotedFrom;
 }
 
 export type DeployState = "building" | "rolling_out" | "succeeded" | "failed";
@@ -184,6 +192,8 @@ export interface Deploy {
   /** The progress deadline this deploy asked for (`herd deploy --deadline`), over herd.yaml's. */
   deadlineMs?: number;
   message: string;
+  /** Who started it (the principal's label, `user alice`); absent on deploys made before herd recorded it. */
+  createdBy?: string;
 }
 
 /** Lifecycle of one instance. `ready` = process up; `running` = healthy, takes traffic. */
@@ -199,10 +209,12 @@ export type InstanceState =
   | "lost"; // its node is lost
 
 export interface Resources {
-  /** CPU cores, e.g. 0.25 */
+  /** CPU cores, e.g. 0.1: what placement counts; for an instance, its CPU weight under contention (docs/resources.md). */
   cpu: number;
-  /** Bytes. */
+  /** Bytes: reserved, never overcommitted, and the instance's hard memory limit. */
   memory: number;
+  /** An instance's hard CPU ceiling in cores (≥ cpu); absent: none, it may use idle CPU. */
+  cpuLimit?: number;
 }
 
 export interface HealthCheck {
@@ -296,6 +308,8 @@ export interface Node {
   labels: Record<string, string>;
   capacity: Resources;
   allocatable: Resources;
+  /** How far the CPU requests placed here may exceed allocatable CPU (1.5: by half); absent: 1 (older agents). */
+  cpuOvercommit?: number;
   state: NodeState;
   lastHeartbeat: string;
   registeredAt: string;

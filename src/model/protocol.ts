@@ -108,6 +108,8 @@ export interface Heartbeat {
   capacity: Resources;
   /** Capacity minus the system reserve: what instances may use (absent: all of it). */
   allocatable?: Resources;
+  /** How far CPU requests may exceed allocatable CPU (`herd agent --cpu-overcommit`; absent: 1). */
+  cpuOvercommit?: number;
   taints?: Taint[];
   agentVersion: string;
   isolation: NodeIsolation;
@@ -158,6 +160,12 @@ export interface HeartbeatReply {
    * `traces` and gives no defaults, rather than one tenant's token to all.)
    */
   ingestTokens?: Record<string, string>;
+  /**
+   * Each tenant's services as `app/service`, for the tenants of the instances
+   * listed: the agent gives each instance a HERD_SERVICE_<APP>_<SERVICE>_URL
+   * per service of its tenant (docs/service-discovery.md).
+   */
+  services?: Record<string, string[]>;
 }
 
 export interface LogLine {

@@ -24,6 +24,8 @@ export interface SchedulerNode {
   name: string;
   labels: Readonly<Record<string, string>>;
   allocatable: Resources;
+  /** How far CPU requests may exceed allocatable CPU (2: twice); absent: 1, not at all. Memory never is. */
+  cpuOvercommit?: number;
   /** Heartbeats arrive (state ready). */
   ready: boolean;
   /** Not cordoned. */
@@ -45,10 +47,15 @@ export interface PlacedInstance {
   pet?: boolean;
 }
 
+/** The CPU requests a node takes in all: its allocatable CPU times its overcommit ratio. */
+export function cpuCapacity(node: Pick<SchedulerNode, "allocatable" | "cpuOvercommit">): number {
+  return node.allocatable.cpu * (node.cpuOvercommit ?? 1);
+}
+
 export class ClusterState {
   readonly nodes: readonly SchedulerNode[];
   readonly #index = new Map<string, number>();
-  /** Allocatable minus what placed instances hold, per node index. */
+  /** Allocatable (CPU: times the overcommit ratio) minus what placed instances hold, per node index. */
   readonly cpuFree: Float64Array;
   readonly memoryFree: Float64Array;
   /** Ready and schedulable, per node index (1) — the first check of every scan. */
@@ -69,7 +76,7 @@ export class ClusterState {
     for (let i = 0; i < n; i++) {
       const node = nodes[i];
       this.#index.set(node.name, i);
-      this.cpuFree[i] = node.allocatable.cpu;
+      this.cpuFree[i] = cpuCapacity(node);
       this.memoryFree[i] = node.allocatable.memory;
       this.open[i] = node.ready && node.schedulable ? 1 : 0;
     }

@@ -64,6 +64,35 @@ test("memory is never overcommitted, and a refusal counts each node under the fi
   assert.match(none.node === null ? none.message : "", /no nodes/);
 });
 
+test("CPU overcommit: requests may exceed allocatable CPU by the node's ratio, memory may not", () => {
+  // 1.9 allocatable CPU at 2× takes 3.8 CPU of requests: 38 instances of 0.1 CPU, not 39.
+  const tenth = { cpu: 0.1, memory: 64 * 1024 ** 2 };
+  const s = new Scheduler(
+    new ClusterState([node("vm", { allocatable: { cpu: 1.9, memory: 8 * GiB }, cpuOvercommit: 2 })]),
+  );
+  for (let i = 0; i < 38; i++)
+    assert.equal(where(s, request({ resources: tenth })), "vm", `instance ${i + 1}`);
+  const full = s.place(request({ resources: tenth }));
+  assert.equal(full.node, null);
+  if (full.node === null) assert.deepEqual(full.reasons, { "insufficient cpu": 1 });
+  // The shortfall counts against the overcommitted total.
+  const short = findShortfall(s.state, [request({ resources: tenth })]);
+  assert.match(short?.message ?? "", /vm 0\.0 free of 3\.8/);
+  // Without a ratio, 1: 19 fit.
+  const plain = new Scheduler(new ClusterState([node("vm", { allocatable: { cpu: 1.9, memory: 8 * GiB } })]));
+  let n = 0;
+  while (plain.place(request({ resources: tenth })).node !== null) n++;
+  assert.equal(n, 19);
+  // Memory is never overcommitted, whatever the CPU ratio.
+  const memory = new Scheduler(
+    new ClusterState([node("m", { allocatable: { cpu: 2, memory: GiB }, cpuOvercommit: 4 })]),
+  );
+  assert.equal(where(memory, request({ resources: { cpu: 0.1, memory: GiB } })), "m");
+  const over = memory.place(request({ resources: { cpu: 0.1, memory: 1 } }));
+  assert.equal(over.node, null);
+  if (over.node === null) assert.deepEqual(over.reasons, { "insufficient memory": 1 });
+});
+
 test("node selectors and taints: only matching labels, only tolerated taints", () => {
   const nodes = [
     node("plain"),

@@ -12,7 +12,7 @@
  *   5. taints          — every taint of the node is tolerated
  *   6. node selector   — the node has the labels asked for
  *   7. memory          — fits what is not allocated (memory is never overcommitted)
- *   8. cpu             — fits what is not allocated
+ *   8. cpu             — fits what is not requested, up to allocatable × the node's CPU overcommit
  *   9. affinity        — required: a replica of the named service is on the node
  *  10. anti-affinity   — required: no replica of the named service (itself: its own replicas) is there
  * then scorers, each 0..1 times its weight, summed; the best node wins:
@@ -33,6 +33,7 @@ import type { Instance, Node, Resources } from "../model/objects.ts";
 import {
   type ClusterState,
   type Criticality,
+  cpuCapacity,
   type PlacedInstance,
   RANK,
   type SchedulerNode,
@@ -203,9 +204,10 @@ const SCORERS: readonly Scorer[] = [
       const binpack = request.strategy === "binpack";
       return (n) => {
         const a = state.nodes[n].allocatable;
+        const cpus = cpuCapacity(state.nodes[n]);
         const free =
           (a.memory > 0 ? (state.memoryFree[n] - memory) / a.memory : 0) * 0.5 +
-          (a.cpu > 0 ? (state.cpuFree[n] - cpu) / a.cpu : 0) * 0.5;
+          (cpus > 0 ? (state.cpuFree[n] - cpu) / cpus : 0) * 0.5;
         return binpack ? 1 - free : free;
       };
     },
@@ -451,6 +453,7 @@ export function schedulerNode(node: Node): SchedulerNode {
     name: node.name,
     labels: node.labels,
     allocatable: node.allocatable,
+    ...(node.cpuOvercommit !== undefined ? { cpuOvercommit: node.cpuOvercommit } : {}),
     ready: node.state === "ready",
     schedulable: node.schedulable,
     taints: node.taints,

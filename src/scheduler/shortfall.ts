@@ -7,8 +7,7 @@
  * out), this places every request on it and explains what did not fit.
  */
 
-import type { Resources } from "../model/objects.ts";
-import type { ClusterState } from "./cluster-state.ts";
+import { type ClusterState, cpuCapacity } from "./cluster-state.ts";
 import { nodesWithRoomFor, type PlacementRequest, Scheduler } from "./scheduler.ts";
 
 /** Instances that fit nowhere, of how many, and why. */
@@ -86,7 +85,7 @@ function listNodes(
   state: ClusterState,
   nodes: number[],
   free: Float64Array,
-  resource: keyof Resources,
+  resource: "cpu" | "memory",
 ): string {
   const show = resource === "cpu" ? cores : bytes;
   const sorted = [...nodes].sort((a, b) => free[b] - free[a]);
@@ -94,7 +93,7 @@ function listNodes(
     .slice(0, LISTED)
     .map(
       (n) =>
-        `${state.nodes[n].name} ${show(Math.max(0, free[n]))} free of ${show(state.nodes[n].allocatable[resource])}`,
+        `${state.nodes[n].name} ${show(Math.max(0, free[n]))} free of ${show(resource === "cpu" ? cpuCapacity(state.nodes[n]) : state.nodes[n].allocatable.memory)}`,
     );
   const more = sorted.length - LISTED;
   return `${listed.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;

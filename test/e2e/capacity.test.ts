@@ -131,7 +131,8 @@ test("herd capacity and herd nodes: requested, free and used agree with the runn
   assert.equal(node.instances, 2);
   assert.deepEqual(node.requested, asked);
   assert.deepEqual(node.free, {
-    cpu: Math.round((node.allocatable.cpu - asked.cpu) * 1000) / 1000,
+    // CPU: what the scheduler fills is allocatable × the node's overcommit ratio.
+    cpu: Math.round((node.allocatable.cpu * node.cpuOvercommit - asked.cpu) * 1000) / 1000,
     memory: node.allocatable.memory - asked.memory,
   });
   assert.ok(node.used.memory! > 1024 * 1024, `two node processes use some memory: ${node.used.memory}`);
@@ -157,7 +158,10 @@ test("herd capacity and herd nodes: requested, free and used agree with the runn
   assert.match(table.stdout, /^NODE\s+STATE\s+INSTANCES\s+CPU ALLOC\s+CPU REQ\s+CPU FREE\s+CPU USED/m);
   assert.match(
     table.stdout,
-    new RegExp(`^${node.name}\\s+ready\\s+2\\s+${node.allocatable.cpu}\\s+0\\.5\\s`, "m"),
+    new RegExp(
+      `^${node.name}\\s+ready\\s+2\\s+${node.allocatable.cpu} ×${node.cpuOvercommit}\\s+0\\.5\\s`,
+      "m",
+    ),
   );
   assert.match(table.stdout, /^default\s+2\s+0\.5\s+\S+\s+256 MiB\s/m);
   const nodes = await herd.cli(["nodes"]);

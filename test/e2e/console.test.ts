@@ -167,7 +167,7 @@ test("an admin sees hello, scales it, follows its logs, deploys from an archive 
     // Deploy v2 from an uploaded archive (what `herd deploy` packs).
     const archive = join(work, "hello.tgz");
     await tarCreate({ gzip: true, file: archive, cwd: join(ROOT, "examples/hello") }, ["."]);
-    await page.getByRole("link", { name: "Deploy" }).click();
+    await page.getByRole("link", { name: "Deploy", exact: true }).click();
     await page.getByTestId("deploy-file").setInputFiles(archive);
     await page.getByRole("button", { name: "Deploy to hello" }).click();
     await page.getByTestId("deploy-log").filter({ hasText: "v2 is serving" }).waitFor({ timeout: 180_000 });
@@ -183,7 +183,44 @@ test("an admin sees hello, scales it, follows its logs, deploys from an archive 
     assert.match(await text(page.getByTestId("release-v3")), /content of v1.*user admin/s);
     await shot(page, "app-releases");
 
-    await page.getByRole("link", { name: "Events" }).click();
+    // Deploys: the history with state and who; a deploy's id opens its build log (a deep link).
+    await page.getByRole("link", { name: "Deploys", exact: true }).click();
+    await page.waitForURL(/\/apps\/hello\/deploys$/);
+    const history = await herd.api<{ items: { id: string; release?: number; createdBy?: string }[] }>(
+      "GET",
+      "/apps/hello/deploys",
+    );
+    assert.deepEqual(
+      history.body.items.map((d) => [d.release, d.createdBy]),
+      [
+        [3, "user admin"],
+        [2, "user admin"],
+        [1, "user admin"],
+      ],
+    );
+    const [rolled, archived] = history.body.items;
+    await page
+      .getByTestId(`deploy-${rolled.id}`)
+      .filter({ hasText: "succeeded" })
+      .waitFor({ timeout: 60_000 });
+    assert.match(await text(page.getByTestId(`deploy-${rolled.id}`)), /rollback.*succeeded.*v3.*user admin/s);
+    assert.match(await text(page.getByTestId(`deploy-${archived.id}`)), /succeeded.*v2.*user admin/s);
+    await page.getByTestId(`deploy-${archived.id}`).getByRole("link", { name: archived.id }).click();
+    await page.waitForURL(new RegExp(`/apps/hello/deploys/${archived.id}$`));
+    const buildLog = page.getByTestId("deploy-history-log");
+    await buildLog.filter({ hasText: "v2 is serving" }).waitFor();
+    assert.match(await text(buildLog), /build .*-----> /, "the build output is there, not only the steps");
+    assert.match(await text(buildLog), /Release v2 created/);
+    await shot(page, "app-deploys");
+    // The deep link opens the same log after a reload.
+    await page.reload();
+    await page.getByTestId("deploy-history-log").filter({ hasText: "v2 is serving" }).waitFor();
+
+    // The app's Events tab (the top navigation has an Events page too).
+    await page
+      .getByRole("navigation", { name: "hello sections" })
+      .getByRole("link", { name: "Events" })
+      .click();
     await page.getByText("ReleaseCreated").first().waitFor();
     await shot(page, "app-events");
 
@@ -210,7 +247,9 @@ test("a viewer sees hello but no scale, deploy or rollback control, and the API 
     await page.getByRole("link", { name: "Releases" }).click();
     await page.getByTestId("release-v1").waitFor();
     assert.equal(await page.getByRole("button", { name: /Roll back/ }).count(), 0);
-    await page.getByRole("link", { name: "Deploy" }).click();
+    // Who made each release is recorded on it: a viewer, who may not read the audit trail, sees it.
+    assert.equal(await text(page.getByTestId("release-v1-by")), "user admin");
+    await page.getByRole("link", { name: "Deploy", exact: true }).click();
     await page.getByText("Your role cannot deploy").waitFor();
     assert.equal(await page.getByTestId("deploy-file").count(), 0);
     // The API refuses what the page does not offer.
@@ -265,7 +304,7 @@ test("screenshots: every page in dark and on a phone; the keyboard reaches sign-
     )) as number;
     assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
     await shot(page, "phone-dark-overview");
-    for (const tab of ["", "/releases", "/logs", "/events", "/deploy"]) {
+    for (const tab of ["", "/releases", "/deploys", "/logs", "/events", "/deploy"]) {
       await page.goto(`${herd.url}/apps/hello${tab}`);
       await page.getByRole("heading", { name: /hello/ }).first().waitFor();
       await page.waitForTimeout(500);

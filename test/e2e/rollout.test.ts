@@ -65,7 +65,8 @@ test("a deploy that cannot be placed fails at once with the reason in numbers; t
   // More half-cores than this machine's node has: only some fit, whatever the machine.
   const [node] = (await herd.api<{ items: Node[] }>("GET", "/nodes")).body.items;
   assert.ok(node, "one node");
-  const cpu = node.allocatable.cpu;
+  // What the scheduler fills: allocatable CPU times the node's overcommit ratio (docs/resources.md).
+  const cpu = node.allocatable.cpu * (node.cpuOvercommit ?? 1);
   const fit = Math.floor(cpu / 0.5 + 1e-9);
   const asked = fit + 4;
   manifest(asked, 0.5);
@@ -151,7 +152,7 @@ test("kill -9 of an instance on a full node: its replacement takes the room it l
     return all.every((i) => i.desired === "running") && all;
   });
   const held = left.reduce((sum, i) => sum + i.run.resources.cpu, 0);
-  const share = Math.floor(((node!.allocatable.cpu - held) / 3) * 100) / 100;
+  const share = Math.floor(((node!.allocatable.cpu * (node!.cpuOvercommit ?? 1) - held) / 3) * 100) / 100;
   manifest(3, share, full, "full", "full.localhost");
   const d = await herd.cli(["deploy", full]);
   assert.equal(d.code, 0, d.stdout + d.stderr);

@@ -3,15 +3,9 @@
 
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import type { Deploy } from "../../../src/model/objects.ts";
+import { type DeployLogLine, DeployLogView } from "../components/deploy-log.tsx";
 import { ErrorBox, Section, StateBadge } from "../components/ui.tsx";
 import { useSession } from "../session.tsx";
-
-interface DeployLogLine {
-  time: string;
-  type: "build" | "step" | "health" | "done";
-  message: string;
-  state?: string;
-}
 
 export function DeployTab({ app, onDeployed }: { app: string; onDeployed(): void }) {
   const { client, can } = useSession();
@@ -91,9 +85,7 @@ export function DeployTab({ app, onDeployed }: { app: string; onDeployed(): void
           <p>
             Deploy <code>{deploy.id}</code> {state ? <StateBadge state={state} /> : null}
           </p>
-          <pre className="log" aria-live="polite" data-testid="deploy-log">
-            {log.map((l) => `${l.time.slice(11, 19)} ${l.type.padEnd(6)} ${l.message}`).join("\n")}
-          </pre>
+          <DeployLogView lines={log} testId="deploy-log" />
         </>
       ) : null}
     </Section>

@@ -1,11 +1,12 @@
 // The App page's releases: newest first, which one serves, when each was made
-// and by whom (from the audit trail, for those who may read it), and a
+// and by whom (as the release records it; for releases made before herd
+// recorded it, from the audit trail, for those who may read it), and a
 // rollback to any earlier one for those who may deploy.
 
 import type { AuditEntry } from "../api-types.ts";
 import { ActionButton, ErrorBox, Loading, Section } from "../components/ui.tsx";
 import { ago } from "../format.ts";
-import { type ReleaseView, releaseAuthors } from "../release-authors.ts";
+import { needsAudit, type ReleaseView, releaseAuthors } from "../release-authors.ts";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
 import type { AppDetail } from "./app.tsx";
@@ -20,16 +21,17 @@ export function ReleasesTab({ detail, reload }: { detail: AppDetail; reload(): v
     [client, name],
   );
   const mayAudit = can("audit:read");
+  const older = needsAudit(releases.data?.items ?? []);
   const audit = usePoll(
     (signal) =>
-      mayAudit
+      mayAudit && older
         ? client.get<{ items: AuditEntry[] }>("/audit", {
             query: { app: name, limit: 1000 },
             signal,
           })
         : Promise.resolve({ items: [] }),
     5000,
-    [client, name],
+    [client, name, older],
   );
   const authors = releaseAuthors(releases.data?.items ?? [], audit.data?.items ?? []);
   const mayRollBack = can("apps:write");
@@ -64,7 +66,13 @@ export function ReleasesTab({ detail, reload }: { detail: AppDetail; reload(): v
                     {r.rollbackOf ? <span className="muted"> (content of v{r.rollbackOf})</span> : null}
                   </td>
                   <td title={r.createdAt}>{ago(r.createdAt)}</td>
-                  <td>{mayAudit ? authors.get(r.version) : <span className="muted">—</span>}</td>
+                  <td data-testid={`release-v${r.version}-by`}>
+                    {r.createdBy !== undefined || mayAudit ? (
+                      authors.get(r.version)
+                    ) : (
+                      <span className="muted">—</span>
+                    )}
+                  </td>
                   <td>
                     <code title={r.slug}>{r.slug.slice(0, 12)}</code>
                   </td>
@@ -89,8 +97,10 @@ export function ReleasesTab({ detail, reload }: { detail: AppDetail; reload(): v
           </table>
         </div>
       )}
-      {!mayAudit ? (
-        <p className="small muted">Who made each release is in the audit trail (owners).</p>
+      {!mayAudit && older ? (
+        <p className="small muted">
+          Who made releases older than this herd's record of it is in the audit trail (owners).
+        </p>
       ) : null}
     </Section>
   );

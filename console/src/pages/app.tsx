@@ -1,6 +1,7 @@
 // App: one app's page, in tabs that are deep links of their own:
 //   /apps/:app           services and instances (live), scale, routes, env and secret names
 //   /apps/:app/releases  releases with who and when, roll back
+//   /apps/:app/deploys   deploy history (state, who, when); /apps/:app/deploys/:deploy opens one's build log
 //   /apps/:app/deploy    deploy from an uploaded archive, its build log
 //   /apps/:app/events    the events timeline
 //   /apps/:app/logs      live logs (SSE) with filters
@@ -12,6 +13,7 @@ import { useSession } from "../session.tsx";
 import { appState } from "../state.ts";
 import { usePoll } from "../use-poll.ts";
 import { DeployTab } from "./app-deploy.tsx";
+import { DeploysTab } from "./app-deploys.tsx";
 import { EventsTab } from "./app-events.tsx";
 import { LogsTab } from "./app-logs.tsx";
 import { ReleasesTab } from "./app-releases.tsx";
@@ -28,6 +30,7 @@ export interface AppDetail {
 const TABS = [
   { id: "", label: "Services" },
   { id: "releases", label: "Releases" },
+  { id: "deploys", label: "Deploys" },
   { id: "deploy", label: "Deploy" },
   { id: "events", label: "Events" },
   { id: "logs", label: "Logs" },
@@ -36,7 +39,7 @@ const TABS = [
 export function AppPage({ params }: { params: Record<string, string> }) {
   const { client } = useSession();
   const name = params.app;
-  const tab = params.tab ?? "";
+  const tab = params.tab ?? (params.deploy ? "deploys" : "");
   const detail = usePoll(
     (signal) => client.get<AppDetail>(`/apps/${encodeURIComponent(name)}`, { signal }),
     3000,
@@ -82,6 +85,8 @@ export function AppPage({ params }: { params: Record<string, string> }) {
         <ServicesTab detail={d} reload={detail.reload} />
       ) : tab === "releases" ? (
         <ReleasesTab detail={d} reload={detail.reload} />
+      ) : tab === "deploys" ? (
+        <DeploysTab app={name} open={params.deploy} />
       ) : tab === "events" ? (
         <EventsTab app={name} />
       ) : (

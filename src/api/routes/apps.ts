@@ -17,6 +17,7 @@ import {
   type Service,
   type Tenant,
 } from "../../model/objects.ts";
+import { qosClass } from "../../model/qos.ts";
 import { DEADLINE_HELP, parseDeadline } from "../../model/rollout.ts";
 import type { ApiDeps } from "../deps.ts";
 import {
@@ -33,6 +34,7 @@ import {
 } from "../schemas.ts";
 import { existingApp } from "./existing-app.ts";
 import { type LogsParams, logQueryOf, serveLogs } from "./logs.ts";
+import { actorOf } from "./secrets.ts";
 
 type Q = TenantQ;
 
@@ -188,7 +190,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           const built = await deps.build({ source: digest, tenant, app, log, unpack });
           return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
         },
-        deadlineMs === undefined ? {} : { deadlineMs },
+        { createdBy: actorOf(req), ...(deadlineMs === undefined ? {} : { deadlineMs }) },
       );
       reply.code(202);
       return deploy;
@@ -222,6 +224,13 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const { app, id } = req.params as { app: string; id: string };
       const o = await store.get<Deploy>("deploy", `${tenantOf(req)}/${app}/${id}`);
       if (!o) throw notFound(`deploy ${id} of app ${app} does not exist`);
+      const finished = o.value.state === "succeeded" || o.value.state === "failed";
+      if (finished && !deps.deployLogs.has(id)) {
+        throw new HerdError(
+          "gone",
+          `the log of deploy ${id} is no longer kept (each app keeps its last ${deps.deployLogs.keepPerApp} deploys' logs)`,
+        );
+      }
       const abort = streamNdjson(reply, deps.shutdown);
       for await (const entry of deps.deployLogs.follow(id, abort.signal)) {
         if (!reply.raw.write(`${JSON.stringify(entry)}\n`)) await drained(reply);
@@ -264,7 +273,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req, reply) => {
       const { app } = req.params as { app: string };
       const body = (req.body ?? {}) as { version?: number };
-      const deploy = await controllers.deploys.rollback(tenantOf(req), app, body.version);
+      const deploy = await controllers.deploys.rollback(tenantOf(req), app, body.version, actorOf(req));
       reply.code(202);
       return deploy;
     },
@@ -302,6 +311,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary: "Instances of an app (herd ps)",
+        description:
+          "Each with its QoS class (qos): guaranteed when its CPU ceiling equals its request, else burstable.",
         tags: ["apps"],
         params: AppParams,
         querystring: TenantQuery,
@@ -313,7 +324,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const items = (await store.list<Instance>("instance")).items
         .map((i) => i.value)
         .filter((i) => i.tenant === tenant && i.app === o.value.name)
-        .sort((a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt));
+        .sort((a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt))
+        .map((i) => ({ ...i, qos: qosClass(i.run.resources) }));
       return { items };
     },
   );

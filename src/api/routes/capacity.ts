@@ -22,7 +22,8 @@ export function capacityRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: {
         summary: "CPU and memory per node and per tenant: allocatable, requested, free, used",
         description:
-          "requested: what the instances placed ask for; free: allocatable minus requested (what placement can " +
+          "requested: what the instances placed ask for; free: allocatable (CPU: times the node's cpuOvercommit) " +
+          "minus requested (what placement can " +
           "still give); used: what the agents measure. A platform admin naming no tenant sees every tenant; " +
           "a tenant's members see the nodes' totals and their own tenant's figures.",
         tags: ["nodes"],

@@ -9,8 +9,9 @@ import { systemClock } from "../../common/clock.ts";
 import { HerdError } from "../../common/errors.ts";
 import { ProbeLog } from "../../controllers/probe-log.ts";
 import type { InstanceConfig } from "../../model/config.ts";
-import type { Instance, Kind, Node } from "../../model/objects.ts";
+import type { Instance, Kind, Node, Service } from "../../model/objects.ts";
 import type { DesiredInstance, Heartbeat } from "../../model/protocol.ts";
+import type { Store } from "../../store/store.ts";
 import { joinNode } from "../credentials.ts";
 import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
@@ -124,7 +125,12 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const config = await deps.config.forInstances(reply.instances, hb.instances);
       const instances =
         config.size === 0 ? reply.instances : reply.instances.map((d) => withConfig(d, config.get(d.id)));
-      return { ...reply, instances, ingestTokens: await deps.ingestTokens.forTenants(tenants) };
+      return {
+        ...reply,
+        instances,
+        ingestTokens: await deps.ingestTokens.forTenants(tenants),
+        services: await tenantServices(store, tenants),
+      };
     },
   );
 
@@ -263,3 +269,13 @@ function parseKinds(kinds: string | undefined): Kind[] {
 
 const withConfig = (d: DesiredInstance, config: InstanceConfig | undefined): DesiredInstance =>
   config ? { ...d, config } : d;
+
+/** Each tenant's services as `app/service` (service discovery's env, docs/service-discovery.md). */
+async function tenantServices(store: Store, tenants: string[]): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const tenant of new Set(tenants)) {
+    const items = (await store.list<Service>("service", { prefix: `${tenant}/` })).items;
+    out[tenant] = items.map((o) => `${o.value.app}/${o.value.name}`);
+  }
+  return out;
+}

@@ -99,7 +99,7 @@ export function secretRoutes(api: FastifyInstance, deps: ApiDeps): void {
         reason: "SecretSet",
         message: `secret ${name} set to version ${secret.version} by ${secret.updatedBy}`,
       });
-      const deploy = await controllers.deploys.secretChanged(tenant, app, name);
+      const deploy = await controllers.deploys.secretChanged(tenant, app, name, actorOf(req));
       reply.code(secret.version === 1 ? 201 : 200);
       return { secret, ...(deploy ? { deploy } : {}) };
     },

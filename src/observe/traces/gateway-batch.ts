@@ -6,7 +6,7 @@
  * read; the gateway sends a span for every request, so its batches take the
  * cheap path. Apps keep OTLP and Zipkin.
  *
- *   {"series": [[route, tenant, app, service], …],
+ *   {"series": [[route, tenant, app, service(, caller)], …],
  *    "spans":  [[traceId, spanId, parentId, series, method, status, outcome, start, duration, instance], …]}
  *
  * One SERVER span per request, service `gateway`, named `<method> <route>`:
@@ -23,13 +23,17 @@
  *   A proxied span carries `peer.service` (`app/service`) and `herd.instance`,
  *   and the upstream sees it as its parent, so the dependency map has the
  *   gateway → service edge whether or not the app sends spans of its own.
+ * - A series with a fifth element `caller` (`app/service`) is an internal
+ *   call (service discovery, gateway/internal-listener.ts): its spans are
+ *   CLIENT spans of the caller's service, so the map draws caller → service.
  */
 
 import { Problems } from "./problems.ts";
 import type { SpanColumns } from "./span-store.ts";
 
-/** The kind index of SERVER in SPAN_KINDS. */
+/** The kind index of SERVER and CLIENT in SPAN_KINDS. */
 const SERVER = 2;
+const CLIENT = 3;
 const HEX32 = /^[0-9a-f]{32}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
 /** An HTTP method is a token: it needs no escaping inside a JSON string. */
@@ -49,6 +53,8 @@ interface SeriesColumns {
   serviceJson: string;
   app: string | null;
   tenant: string | null;
+  /** The calling `app/service` of an internal request (service discovery), else null. */
+  caller: string | null;
 }
 
 type Json = Record<string, unknown>;
@@ -116,11 +122,11 @@ export function parseGatewayBatch(body: unknown): SpanColumns[] {
       traceId as string,
       spanId as string,
       parentId === "" ? null : (parentId as string),
-      "gateway",
+      c.caller ?? "gateway",
       `${method} ${c.route}`,
       c.route,
       proxied ? c.peer : null,
-      SERVER,
+      c.caller === null ? SERVER : CLIENT,
       start as number,
       duration as number,
       error,
@@ -144,12 +150,17 @@ function readSeries(raw: unknown, path: string, problems: Problems): SeriesColum
     serviceJson: "",
     app: null,
     tenant: null,
+    caller: null,
   };
-  if (!Array.isArray(raw) || raw.length !== 4 || !raw.every((v) => isString(v, 1000))) {
-    problems.add(path, "must be an array of 4 strings: route, tenant, app, service");
+  if (!Array.isArray(raw) || raw.length < 4 || raw.length > 5 || !raw.every((v) => isString(v, 1000))) {
+    problems.add(path, "must be an array of 4 or 5 strings: route, tenant, app, service[, caller]");
     return none;
   }
-  const [route, tenant, app, service] = raw as string[];
+  const [route, tenant, app, service, caller] = raw as string[];
+  if (caller !== undefined && (app === "" || !/^[^/]+\/[^/]+$/.test(caller))) {
+    problems.add(`${path}[4]`, "caller must be app/service, with a service routed to");
+    return none;
+  }
   if (route === "") {
     problems.add(`${path}[0]`, "route must not be empty");
     return none;
@@ -167,5 +178,6 @@ function readSeries(raw: unknown, path: string, problems: Problems): SeriesColum
     serviceJson: peer === null ? "" : `,"herd.service":${JSON.stringify(service)}`,
     app: app === "" ? null : app,
     tenant: app === "" ? null : tenant,
+    caller: caller ?? null,
   };
 }
