@@ -215,7 +215,7 @@ export class Addons {
       reason: "AddonAttached",
       message: `add-on ${name} bound to ${app} as ${v} by ${actor}`,
     });
-    const deploy = await this.#d.deploys.secretChanged(tenant, app, v);
+    const deploy = await this.#d.deploys.secretChanged(tenant, app, v, actor);
     return { binding, ...(deploy ? { deploy: deploy.id } : {}) };
   }
 
@@ -225,7 +225,7 @@ export class Addons {
     const b = a.bindings.find((x) => x.app === app);
     if (!b) throw notFound(`add-on ${name} is not bound to ${app}`);
     await this.#update(tenant, name, (x) => ({ ...x, bindings: x.bindings.filter((y) => y.app !== app) }));
-    const deploy = await this.#d.deploys.secretChanged(tenant, app, b.var).catch(() => undefined);
+    const deploy = await this.#d.deploys.secretChanged(tenant, app, b.var, actor).catch(() => undefined);
     await this.#d.secrets.unset(tenant, app, b.var, actor).catch(() => undefined);
     const endpoint = await this.endpoint(tenant, name);
     if (endpoint) {
@@ -372,7 +372,7 @@ export class Addons {
           reason: "AddonMoved",
           message: `add-on ${a.name} now answers at ${endpoint}`,
         });
-        await this.#d.deploys.secretChanged(a.tenant, b.app, b.var);
+        await this.#d.deploys.secretChanged(a.tenant, b.app, b.var, "herd");
       }
     }
   }
