@@ -68,6 +68,7 @@ import {
   TENANT_PERMISSIONS,
   tenantFor,
 } from "./permissions.ts";
+import { addonRoutes } from "./routes/addons.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { autoscaleRoutes } from "./routes/autoscale.ts";
@@ -669,6 +670,7 @@ export function buildApi(
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       deployRoutes(api, deps);
+      addonRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
       rolloutRoutes(api, deps);

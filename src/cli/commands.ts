@@ -6,6 +6,7 @@
 
 import { readFile } from "node:fs/promises";
 import type { App, Event, Instance, Release, Service } from "../model/objects.ts";
+import { addonsCommand } from "./addons.ts";
 import { alertsCommand } from "./alerts.ts";
 import { ApiError } from "./api-client.ts";
 import { appConfigCommand } from "./app-config.ts";
@@ -290,6 +291,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   jobsCommand,
   consumersCommand,
   secretsCommand,
+  addonsCommand,
   appConfigCommand,
   instancesCommand,
   quotaCommand,

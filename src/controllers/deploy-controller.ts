@@ -12,6 +12,7 @@
  * secret's new version.
  */
 
+import { addonVars, withAddonSecrets } from "../addons/bindings.ts";
 import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
 import { keepTraffic } from "../model/live-config.ts";
@@ -161,7 +162,10 @@ export class DeployController {
     const appObj = await store.get<App>("app", appKey(tenant, app));
     if (!appObj || appObj.value.destroying) return undefined;
     const base = await this.#desiredRelease(tenant, app, appObj.value.release);
-    if (!base || !referencedSecrets(base.services).includes(secret)) return undefined;
+    const bound = (await addonVars(store, tenant, app)).includes(secret);
+    const injected = base && Object.values(base.services).some((s) => s.addonSecrets?.includes(secret));
+    if (!base || (!referencedSecrets(base.services).includes(secret) && !bound && !injected))
+      return undefined;
     const deploy = await this.#newDeploy(appObj.value, {
       message: `secret ${secret} changed`,
       ...(createdBy !== undefined ? { createdBy } : {}),
@@ -286,6 +290,8 @@ export class DeployController {
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
     await checkDependencies(store, tenant, app, result.services);
+    // The app's add-on bindings give every service their URL secrets (src/addons/bindings.ts).
+    result = { ...result, services: withAddonSecrets(result.services, await addonVars(store, tenant, app)) };
     const secrets = await this.#pinSecrets(tenant, app, result.services, result.secrets);
     const previous = deploy.previous
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))

@@ -22,6 +22,7 @@
  *   config_version `<layer>/<namespace>/<version>`, config_head `<tenant>/<app>` (config.ts)
  *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  *   pipeline `<tenant>/<pipeline>`, preview `<tenant>/<preview app>` (pipeline.ts)
+ *   addon    `<tenant>/<addon>`: a managed database and its bindings (addon.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -59,6 +60,7 @@ export const KINDS = [
   "run",
   "pipeline",
   "preview",
+  "addon",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

@@ -137,6 +137,8 @@ export interface ServiceSpec {
   env: Record<string, string>;
   /** Env variables whose values are the app's secrets: variable → secret name. */
   secrets?: Record<string, string>;
+  /** Which of `secrets` herd added for the app's add-on bindings (src/addons/); replaced at each release. */
+  addonSecrets?: string[];
   routes: Route[];
   /** Run once before a new release of it rolls out; a failure stops the rollout (model/job.ts). */
   release?: ReleasePhaseSpec;

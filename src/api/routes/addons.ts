@@ -1,0 +1,233 @@
+/**
+ * Add-ons (src/addons/): managed PostgreSQL servers run as pet apps of the
+ * tenant, bound to apps by a URL secret.
+ *
+ *   GET    /addons                      ─► {items: Addon[]} (viewer)
+ *   POST   /addons {kind, plan?, name?, app?, var?} ─► 201 {addon, deploy, binding?} (deployer)
+ *   GET    /addons/:addon               ─► Addon + state of its server (viewer)
+ *   DELETE /addons/:addon?confirm=NAME  ─► 200 (deployer): detaches every app, stops the server, data gone
+ *   POST   /addons/:addon/attach {app, var?, addonTenant?} ─► 201 {binding, deploy?} (deployer)
+ *   POST   /addons/:addon/detach {app}  ─► {deploy?} (deployer)
+ *   POST   /addons/:addon/backups       ─► 201 AddonBackup (deployer; postgres: pg_dump of the bound databases)
+ *   GET    /addons/:addon/backups       ─► {items: AddonBackup[]} (viewer)
+ *   POST   /addons/:addon/backups/:id/restore ─► AddonBackup (deployer)
+ */
+
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { Addons } from "../../addons/addons.ts";
+import { HerdError } from "../../common/errors.ts";
+import type { ApiDeps } from "../deps.ts";
+import { TenantQuery, tenantOf } from "../schemas.ts";
+import { actorOf } from "./secrets.ts";
+
+const Name = T.String({ pattern: "^[a-z][a-z0-9-]{0,39}$" });
+const Var = T.String({
+  pattern: "^[A-Z_][A-Z0-9_]{0,63}$",
+  description: "the env variable that carries the URL (default DATABASE_URL)",
+});
+const AddonParams = T.Object({ addon: Name });
+const CreateBody = T.Object(
+  {
+    kind: T.String({ description: "postgres" }),
+    plan: T.Optional(T.String({ description: "small (default), medium, large" })),
+    name: T.Optional(Name),
+    app: T.Optional(Name),
+    var: T.Optional(Var),
+  },
+  { additionalProperties: false },
+);
+const AttachBody = T.Object(
+  {
+    app: Name,
+    var: T.Optional(Var),
+    addonTenant: T.Optional(T.String({ description: "the add-on's tenant: only the app's own is allowed" })),
+  },
+  { additionalProperties: false },
+);
+const DetachBody = T.Object({ app: Name }, { additionalProperties: false });
+const DestroyQuery = T.Object({ tenant: TenantQuery.properties.tenant, confirm: T.Optional(T.String()) });
+
+/** How often bindings' URLs are checked against where each server runs. */
+const SYNC_MS = 3000;
+
+export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const addons = new Addons({
+    store: deps.store,
+    secrets: deps.secrets,
+    deploys: deps.controllers.deploys,
+    events: deps.events,
+    artifacts: deps.artifacts,
+    build: (o) => deps.build(o),
+  });
+  let syncing = false;
+  const timer = setInterval(() => {
+    if (syncing) return;
+    syncing = true;
+    addons
+      .sync()
+      .catch((err) => api.log.warn({ err }, "add-on sync failed"))
+      .finally(() => {
+        syncing = false;
+      });
+  }, SYNC_MS);
+  timer.unref();
+  api.addHook("onClose", async () => clearInterval(timer));
+
+  api.get(
+    "/addons",
+    { schema: { summary: "The tenant's add-ons", tags: ["addons"], querystring: TenantQuery } },
+    async (req) => ({
+      items: await addons.list(tenantOf(req)),
+    }),
+  );
+
+  api.post(
+    "/addons",
+    {
+      schema: {
+        summary: "Create an add-on (a PostgreSQL server run as a pet app); with app, bind it",
+        tags: ["addons"],
+        querystring: TenantQuery,
+        body: CreateBody,
+      },
+    },
+    async (req, reply) => {
+      const out = await addons.create(tenantOf(req), req.body as { kind: string }, actorOf(req));
+      reply.code(201);
+      return out;
+    },
+  );
+
+  api.get(
+    "/addons/:addon",
+    {
+      schema: {
+        summary: "An add-on, its bindings and its server's state",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => addons.info(tenantOf(req), (req.params as { addon: string }).addon),
+  );
+
+  api.delete(
+    "/addons/:addon",
+    {
+      schema: {
+        summary: "Destroy an add-on and its data (?confirm=<its name>)",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: DestroyQuery,
+      },
+    },
+    async (req) => {
+      const name = (req.params as { addon: string }).addon;
+      await addons.destroy(tenantOf(req), name, (req.query as { confirm?: string }).confirm, actorOf(req));
+      return { destroyed: name };
+    },
+  );
+
+  api.post(
+    "/addons/:addon/attach",
+    {
+      schema: {
+        summary:
+          "Bind an add-on to an app: a database and role of its own, its URL as a secret (a new release)",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+        body: AttachBody,
+      },
+    },
+    async (req, reply) => {
+      const tenant = tenantOf(req);
+      const body = req.body as { app: string; var?: string; addonTenant?: string };
+      if (body.addonTenant !== undefined && body.addonTenant !== tenant)
+        throw new HerdError(
+          "forbidden",
+          `add-ons of tenant ${body.addonTenant} cannot be bound to apps of ${tenant}`,
+          [{ field: "addonTenant", message: `must be ${tenant}: bindings stay inside a tenant` }],
+        );
+      const out = await addons.attach(
+        tenant,
+        (req.params as { addon: string }).addon,
+        body.app,
+        body.var,
+        actorOf(req),
+      );
+      reply.code(201);
+      return out;
+    },
+  );
+
+  api.post(
+    "/addons/:addon/backups",
+    {
+      schema: {
+        summary: "Back up a postgres add-on's bound databases now (pg_dump)",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req, reply) => {
+      const out = await addons.backup(tenantOf(req), (req.params as { addon: string }).addon, actorOf(req));
+      reply.code(201);
+      return out;
+    },
+  );
+
+  api.get(
+    "/addons/:addon/backups",
+    {
+      schema: {
+        summary: "An add-on's backups, oldest first",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => ({
+      items: (await addons.get(tenantOf(req), (req.params as { addon: string }).addon)).backups ?? [],
+    }),
+  );
+
+  api.post(
+    "/addons/:addon/backups/:id/restore",
+    {
+      schema: {
+        summary: "Restore a backup: the bound databases are dropped and made again as the dump has them",
+        tags: ["addons"],
+        params: T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) }),
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => {
+      const { addon, id } = req.params as { addon: string; id: string };
+      return addons.restore(tenantOf(req), addon, id, actorOf(req));
+    },
+  );
+
+  api.post(
+    "/addons/:addon/detach",
+    {
+      schema: {
+        summary:
+          "Unbind an add-on from an app: its URL goes (a new release), its database and role are dropped",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+        body: DetachBody,
+      },
+    },
+    async (req) =>
+      addons.detach(
+        tenantOf(req),
+        (req.params as { addon: string }).addon,
+        (req.body as { app: string }).app,
+        actorOf(req),
+      ),
+  );
+}

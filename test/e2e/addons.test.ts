@@ -1,0 +1,314 @@
+// Add-ons end to end (a Redis add-on likewise, with REDIS_URL): `herd addons create postgres --app notes` runs a real
+// PostgreSQL server (Debian's packages) as a pet app of the tenant; the app
+// gets DATABASE_URL as a secret in a new release, writes a row and reads it
+// back, also after the server's process is killed and restarted in place
+// (the binding's URL follows it). Bad input: an unknown plan (400 naming the
+// field and the plans), another tenant's add-on (403), destroy without
+// confirmation (400), an unknown add-on (404).
+
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { ensurePostgres } from "../../src/addons/postgres.ts";
+import { ensureRedis } from "../../src/addons/redis.ts";
+import type { Addon } from "../../src/model/addon.ts";
+import type { Instance } from "../../src/model/objects.ts";
+import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+
+let herd: Herd;
+let bin: string;
+const work = mkdtempSync(join(tmpdir(), "herd-addons-e2e-"));
+const HOST = "notes.localhost";
+
+// The app keeps notes in its database through psql (no npm driver needed): PUT /notes?text=… and GET /notes.
+const SERVER_JS = `
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+const sql = (q) => execFileSync(process.env.PG_BIN + "/psql", [process.env.DATABASE_URL, "-tAc", q], { encoding: "utf8" });
+createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  if (url.pathname === "/health") return res.end("ok");
+  try {
+    if (!process.env.DATABASE_URL) { res.statusCode = 503; return res.end("no DATABASE_URL"); }
+    sql("CREATE TABLE IF NOT EXISTS notes (text text)");
+    if (req.method === "PUT") sql("INSERT INTO notes VALUES ('" + url.searchParams.get("text").replace(/'/g, "''") + "')");
+    res.end(sql("SELECT string_agg(text, ',' ORDER BY text) FROM notes").trim());
+  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
+}).listen(Number(process.env.PORT));
+`;
+
+before(async () => {
+  bin = (await ensurePostgres()).bin;
+  herd = await startHerd();
+});
+after(async () => {
+  await cleanupHerd(herd);
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** PUT through the gateway with the app's Host (fetch cannot set Host). */
+function put(path: string, host = HOST): Promise<{ status: number; body: string }> {
+  const u = new URL(herd.gatewayUrl);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: "PUT",
+        headers: { host },
+        agent: false,
+        timeout: 20_000,
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Deploys SERVER_JS as `app` at `host`. */
+async function deployNotes(app: string, host: string): Promise<void> {
+  const dir = join(work, app);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
+  writeFileSync(join(dir, "server.js"), SERVER_JS);
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      `app: ${app}`,
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 1",
+      "    resources: { cpu: 0.1, memory: 128Mi }",
+      "    health: { path: /health }",
+      `    env: { PG_BIN: ${bin} }`,
+      `    routes: [{ host: ${host} }]`,
+      "",
+    ].join("\n"),
+  );
+  const d = await herd.cli(["deploy", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+}
+
+test("an app writes to its Postgres add-on and reads it back, also after the server restarts", async () => {
+  await deployNotes("notes", HOST);
+  const before = await herd.request(HOST, "/notes");
+  assert.equal(before.status, 503, before.body);
+
+  const c = await herd.cli(["addons", "create", "postgres", "--app", "notes"], { timeoutMs: 180_000 });
+  assert.equal(c.code, 0, c.stdout + c.stderr + herd.output().slice(-3000));
+  assert.match(c.stdout, /Created postgres add-on notes-postgres \(plan small\)\. notes gets DATABASE_URL/);
+
+  const wrote = await waitFor(
+    "the new release with DATABASE_URL to answer",
+    async () => {
+      const r = await put("/notes?text=first");
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  assert.equal(wrote.body, "first");
+  assert.equal((await herd.request(HOST, "/notes")).body, "first");
+
+  const info = await herd.api<Addon & { state: string }>("GET", "/addons/notes-postgres");
+  assert.equal(info.body.state, "running");
+  assert.deepEqual(
+    info.body.bindings.map((b) => [b.app, b.var, b.database]),
+    [["notes", "DATABASE_URL", "db_notes"]],
+  );
+  const list = await herd.cli(["addons", "list"]);
+  assert.match(list.stdout, /notes-postgres\s+postgres\s+small\s+notes/);
+
+  // The server's process dies: the agent restarts the pet in place with its data dir; the URL follows its port.
+  const pet = (
+    await herd.api<{ items: Instance[] }>("GET", "/apps/notes-postgres/instances")
+  ).body.items.find((i) => i.desired === "running");
+  assert.ok(pet?.pid, JSON.stringify(pet));
+  process.kill(pet.pid, "SIGKILL");
+  const restarted = await waitFor(
+    "the restarted server",
+    async () => {
+      const i = (
+        await herd.api<{ items: Instance[] }>("GET", "/apps/notes-postgres/instances")
+      ).body.items.find((x) => x.id === pet.id);
+      return i?.state === "running" && i.pid !== pet.pid ? i : undefined;
+    },
+    90_000,
+  );
+  const again = await waitFor(
+    "the app writing again after the restart",
+    async () => {
+      const r = await put("/notes?text=second");
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  assert.equal(again.body, "first,second");
+  if (restarted.port !== pet.port) {
+    // It came back on another port: the binding's URL followed it (a new release of notes).
+    const events = (
+      await herd.api<{ items: { reason: string; message: string }[] }>("GET", "/events?app=notes&limit=200")
+    ).body.items;
+    assert.ok(
+      events.some((e) => e.reason === "AddonMoved" && e.message.endsWith(`:${restarted.port}`)),
+      JSON.stringify(events.map((e) => e.reason)),
+    );
+  }
+
+  // A backup, a write after it, a restore: the write is gone.
+  const bk = await herd.cli(["addons", "backup", "notes-postgres", "--json"], { timeoutMs: 120_000 });
+  assert.equal(bk.code, 0, bk.stdout + bk.stderr);
+  const backupId = (JSON.parse(bk.stdout) as { id: string; databases: string[] }).id;
+  assert.equal((await put("/notes?text=third")).body, "first,second,third");
+  const listed = await herd.cli(["addons", "backups", "notes-postgres"]);
+  assert.match(listed.stdout, new RegExp(`${backupId}\\s.*db_notes`));
+  const rs = await herd.cli(["addons", "restore", "notes-postgres", backupId], { timeoutMs: 120_000 });
+  assert.equal(rs.code, 0, rs.stdout + rs.stderr);
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
+
+  // A second app bound to the same server gets a database of its own; detached, it loses its URL.
+  const OTHER = "reports.localhost";
+  await deployNotes("reports", OTHER);
+  const att = await herd.cli(["addons", "attach", "notes-postgres", "--app", "reports"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(att.code, 0, att.stdout + att.stderr);
+  const theirs = await waitFor(
+    "reports writing to its own database",
+    async () => {
+      const r = await put("/notes?text=other", OTHER);
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  assert.equal(theirs.body, "other");
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
+  const det = await herd.cli(["addons", "detach", "notes-postgres", "--app", "reports"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(det.code, 0, det.stdout + det.stderr);
+  await waitFor(
+    "reports without DATABASE_URL",
+    async () => ((await herd.request(OTHER, "/notes")).status === 503 ? true : undefined),
+    120_000,
+  );
+
+  // Detach: the URL goes with a new release; destroy needs the name.
+  const refused = await herd.cli(["addons", "destroy", "notes-postgres"]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /--confirm notes-postgres/);
+  const noConfirm = await herd.api("DELETE", "/addons/notes-postgres");
+  assert.equal(noConfirm.status, 400);
+  const gone = await herd.cli(["addons", "destroy", "notes-postgres", "--confirm", "notes-postgres"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(gone.code, 0, gone.stdout + gone.stderr);
+  assert.equal((await herd.api("GET", "/addons/notes-postgres")).status, 404);
+  await waitFor(
+    "the app without DATABASE_URL",
+    async () => ((await herd.request(HOST, "/notes")).status === 503 ? true : undefined),
+    120_000,
+  );
+});
+
+test("a Redis add-on gives its app REDIS_URL with a user of its own", async () => {
+  const { cli } = await ensureRedis();
+  const dir = join(work, "counter");
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({ name: "counter", private: true, type: "module" }),
+  );
+  writeFileSync(
+    join(dir, "server.js"),
+    `import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+createServer((req, res) => {
+  if (req.url === "/health") return res.end("ok");
+  if (!process.env.REDIS_URL) { res.statusCode = 503; return res.end("no REDIS_URL"); }
+  try {
+    res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
+  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
+}).listen(Number(process.env.PORT));
+`,
+  );
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: counter",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 1",
+      "    resources: { cpu: 0.1, memory: 128Mi }",
+      "    health: { path: /health }",
+      `    env: { REDIS_CLI: ${cli} }`,
+      "    routes: [{ host: counter.localhost }]",
+      "",
+    ].join("\n"),
+  );
+  const d = await herd.cli(["deploy", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const c = await herd.cli(["addons", "create", "redis", "--app", "counter", "--name", "cache"], {
+    timeoutMs: 180_000,
+  });
+  assert.equal(c.code, 0, c.stdout + c.stderr);
+  assert.match(c.stdout, /Created redis add-on cache \(plan small\)\. counter gets REDIS_URL/);
+  const first = await waitFor(
+    "counter counting in redis",
+    async () => {
+      const r = await herd.request("counter.localhost", "/");
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  const n = Number(first.body);
+  assert.ok(n >= 1, first.body);
+  assert.equal((await herd.request("counter.localhost", "/")).body, String(n + 1));
+  const info = await herd.api<Addon>("GET", "/addons/cache");
+  assert.deepEqual(
+    info.body.bindings.map((b) => [b.app, b.var, b.user]),
+    [["counter", "REDIS_URL", "u_counter"]],
+  );
+  const gone = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache"], { timeoutMs: 120_000 });
+  assert.equal(gone.code, 0, gone.stdout + gone.stderr);
+});
+
+test("bad input: unknown plan or kind, another tenant's add-on, unknown add-on or app", async () => {
+  const plan = await herd.api<{
+    code: string;
+    message: string;
+    details: { field: string; message: string }[];
+  }>("POST", "/addons", { kind: "postgres", name: "x1", plan: "huge" });
+  assert.equal(plan.status, 400);
+  assert.equal(plan.body.details[0]?.field, "plan");
+  assert.match(plan.body.details[0]?.message ?? "", /small, medium, large/);
+  const kind = await herd.api<{ details: { field: string }[] }>("POST", "/addons", {
+    kind: "mysql",
+    name: "x2",
+  });
+  assert.equal(kind.status, 400);
+  assert.equal(kind.body.details[0]?.field, "kind");
+  const other = await herd.api<{ code: string }>("POST", "/addons/x3/attach", {
+    app: "notes",
+    addonTenant: "acme",
+  });
+  assert.equal(other.status, 403);
+  const missing = await herd.api("POST", "/addons/nope/attach", { app: "notes" });
+  assert.equal(missing.status, 404);
+  assert.equal((await herd.api("GET", "/addons/nope")).status, 404);
+  const noApp = await herd.api("POST", "/addons", { kind: "postgres", app: "ghost" });
+  assert.equal(noApp.status, 404);
+  const names = (await herd.api<{ items: Addon[] }>("GET", "/addons")).body.items.map((a) => a.name);
+  assert.ok(!names.some((n) => ["x1", "x2", "ghost-postgres"].includes(n)), String(names));
+});
