@@ -383,7 +383,7 @@ test("saturation by CPU: instances near what they asked for, under rising load â
   const load = new FakeLoad()
     .setService(WEB, { requests: 300, rps: 30, inflight: 2 }, 10_000)
     .setService(WEB, { requests: 600, rps: 10, inflight: 1 });
-  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.5, memory: 1 } };
+  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.5, cpuLimit: 0.5, memory: 1 } };
   const view = viewOf(load, {
     services: [{ name: "web", spec }],
     instances: [
@@ -396,6 +396,19 @@ test("saturation by CPU: instances near what they asked for, under rising load â
   assert.match(plan.evidence[0], /^web: CPU 94% of its 0\.5 core\(s\) per instance over 2 running/);
   // Half of it: no symptom (in flight is low too).
   view.instances = view.instances.map((i) => ({ ...i, cpuCores: 0.2 }));
+  assert.equal(detect(rule("saturated"), view).length, 0);
+});
+
+test("without a CPU ceiling, CPU far past the request is no saturation (burstable instances use idle CPU)", () => {
+  const load = new FakeLoad().setService(WEB, { requests: 20, rps: 2, inflight: 0 });
+  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.1, memory: 1 } };
+  const view = viewOf(load, {
+    services: [{ name: "web", spec }],
+    instances: [
+      { id: "a", service: "web", cpuCores: 0.38 },
+      { id: "b", service: "web", cpuCores: 0.4 },
+    ],
+  });
   assert.equal(detect(rule("saturated"), view).length, 0);
 });
 
@@ -456,7 +469,7 @@ test("a throttle's service is overloaded now only while the last 2 s show the qu
 
 test("saturation longer than the rise span: no longer rising, but CPU-bound instances â†’ scale out by one", () => {
   const load = new FakeLoad().setService(WEB, { requests: 3600, rps: 60, inflight: 40 });
-  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.25, memory: 1 } };
+  const spec = { mode: "cattle" as const, routes: [], resources: { cpu: 0.25, cpuLimit: 0.25, memory: 1 } };
   const view = viewOf(load, {
     services: [{ name: "web", spec }],
     instances: [
@@ -490,7 +503,7 @@ test("throttle sized by CPU: the low service gives up what the critical one need
         name: "api",
         instances: 1,
         running: 1,
-        spec: { mode: "cattle", routes: [], criticality: "critical", resources: { cpu: 0.25, memory: 1 } },
+        spec: { mode: "cattle", routes: [], criticality: "critical", resources: { cpu: 0.25, cpuLimit: 0.25, memory: 1 } },
       },
       { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
     ],

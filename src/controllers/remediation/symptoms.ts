@@ -183,12 +183,18 @@ export const round1 = (x: number): number => Math.round(x * 10) / 10;
 /** CPU used against CPU asked, over the running instances that report it: this much is saturated. */
 export const CPU_SATURATED = 0.9;
 
-/** The running instances' CPU use as a share of what they asked for, when agents report it. */
+/**
+ * The running instances' CPU use as a share of their ceiling (`resources.cpuLimit`),
+ * when agents report it. Without a ceiling there is no such share: a burstable
+ * instance may use idle CPU far past its request (a Node process starting uses
+ * several times 0.1 core), and that is no sign of saturation, so only the load
+ * figures (in flight, latency) can tell.
+ */
 export function cpuShare(
   view: AppView,
   s: ServiceView,
 ): { share: number; cores: number; instances: number } | undefined {
-  const cores = s.spec.resources?.cpu;
+  const cores = s.spec.resources?.cpuLimit;
   if (!cores) return undefined;
   const used = view.instances
     .filter((i) => i.service === s.name && i.state === "running" && i.cpuCores !== undefined)
