@@ -503,7 +503,12 @@ test("throttle sized by CPU: the low service gives up what the critical one need
         name: "api",
         instances: 1,
         running: 1,
-        spec: { mode: "cattle", routes: [], criticality: "critical", resources: { cpu: 0.25, cpuLimit: 0.25, memory: 1 } },
+        spec: {
+          mode: "cattle",
+          routes: [],
+          criticality: "critical",
+          resources: { cpu: 0.25, cpuLimit: 0.25, memory: 1 },
+        },
       },
       { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
     ],
