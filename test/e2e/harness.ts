@@ -346,12 +346,12 @@ function exited(proc: ChildProcess): Promise<void> {
 
 /**
  * A newer checkout of herd in a new temp dir (removed by the caller): this
- * one's src/, examples/ and package.json, its node_modules linked, and one
+ * one's src/, scripts/, examples/ and package.json, its node_modules linked, and one
  * gateway file changed, so its gateway's code differs from this one's.
  */
 export function newerCheckout(): string {
   const checkout = mkdtempSync(join(tmpdir(), "herd-checkout-"));
-  for (const part of ["src", "examples", "package.json"])
+  for (const part of ["src", "scripts", "examples", "package.json"])
     cpSync(join(ROOT, part), join(checkout, part), { recursive: true });
   symlinkSync(join(ROOT, "node_modules"), join(checkout, "node_modules"));
   appendFileSync(join(checkout, "src/gateway/gateway.ts"), "\n// a newer gateway\n");
