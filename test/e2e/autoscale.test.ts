@@ -128,7 +128,9 @@ test("a ×20 load step scales out within seconds, new instances serve, and it sc
   const scaled = await herd.cli(["scale", "web=9", "--app", "burst"]);
   assert.equal(scaled.code, 0, scaled.stderr);
   assert.match(scaled.stderr, /web is autoscaled between 1 and 5: 9 became 5; the autoscaler may change it/);
-  assert.equal((await serviceOf("burst")).instances, 5);
+  // The count written was 5; the autoscaler, with no load, may already be bringing it down.
+  const toFive = (await events("burst")).filter((e) => e.reason === "Scaled" && /to 5\b/.test(e.message));
+  assert.ok(toFive.length > 0, "a Scaled event to 5");
 });
 
 test("min 0: no request for idleAfter → no instances", async () => {

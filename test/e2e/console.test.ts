@@ -132,6 +132,8 @@ test("an admin sees hello, scales it, follows its logs, deploys from an archive 
     await row.getByRole("link", { name: "hello" }).click();
     await page.waitForURL(/\/apps\/hello$/);
     await page.getByTestId("running-web").waitFor();
+    // The instance rows may come a moment after the service's line.
+    await page.getByTestId("instance-row").nth(1).waitFor();
     assert.equal(await page.getByTestId("instance-row").count(), 2);
     await shot(page, "app");
 
