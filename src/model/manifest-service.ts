@@ -1,0 +1,388 @@
+/**
+ * One service of herd.yaml: its schema and normalizeService, which fills in
+ * the defaults a release stores (ServiceSpec in service-spec.ts).
+ */
+
+import { type Static, Type as T } from "@sinclair/typebox";
+import { type FieldProblem, HerdError } from "../common/errors.ts";
+import { AutoscaleManifestSchema, normalizeAutoscale } from "./autoscale.ts";
+import { DependsOnSchema } from "./dependencies.ts";
+import { JobManifestSchema, normalizeJobs, ReleaseManifestSchema } from "./job.ts";
+import { Name, Quantity, SecretName } from "./manifest-fields.ts";
+import { normalizeRoute, RouteSchema } from "./manifest-route.ts";
+import type { Resources } from "./objects.ts";
+import { normalizePlacement, PlacementSchema } from "./placement.ts";
+import { normalizeRollout, RolloutManifestSchema } from "./rollout-manifest.ts";
+import type { ServiceSpec } from "./service-spec.ts";
+
+export const ServiceManifestSchema = T.Object(
+  {
+    command: T.Optional(T.String({ minLength: 1 })),
+    /** Runs once before each new release of this service rolls out (model/job.ts). */
+    release: T.Optional(ReleaseManifestSchema),
+    /** Scheduled jobs run with this service's release, env and resources (model/job.ts). */
+    jobs: T.Optional(T.Record(Name, JobManifestSchema, { additionalProperties: false })),
+    instances: T.Optional(T.Integer({ minimum: 0, maximum: 1000 })),
+    resources: T.Optional(
+      T.Object(
+        {
+          units: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 1024,
+              description:
+                "resource units (default 1 unit = 0.1 CPU + 256 MiB); cpu or memory override their part",
+            }),
+          ),
+          cpu: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 256,
+              description:
+                "CPU cores requested: what placement counts and the instance's share under contention",
+            }),
+          ),
+          cpuLimit: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: 256,
+              description:
+                "a hard CPU ceiling in cores, at least the request (default: none, idle CPU may be used)",
+            }),
+          ),
+          memory: T.Optional(Quantity),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    health: T.Optional(
+      T.Object(
+        {
+          path: T.Optional(T.String({ pattern: "^/" })),
+          tcp: T.Optional(
+            T.Boolean({
+              description:
+                "false: the process staying up is the check (no port needed); default for services without routes",
+            }),
+          ),
+          interval: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
+          timeout: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
+          failures: T.Optional(T.Integer({ minimum: 1, maximum: 100 })),
+          startup: T.Optional(T.Number({ minimum: 1, maximum: 3600, description: "seconds" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    mode: T.Optional(T.Union([T.Literal("cattle"), T.Literal("pet")], { description: "cattle or pet" })),
+    env: T.Optional(
+      T.Record(
+        T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }),
+        T.Union(
+          [
+            T.String(),
+            T.Number(),
+            T.Boolean(),
+            T.Object({ secret: SecretName }, { additionalProperties: false }),
+          ],
+          {
+            description:
+              "a string, number or boolean, or { secret: NAME }: the value of the app's secret NAME (herd secrets set)",
+          },
+        ),
+        {
+          additionalProperties: false,
+          description: "variable names are letters, digits and _, not starting with a digit",
+        },
+      ),
+    ),
+    routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
+    placement: T.Optional(PlacementSchema),
+    rollout: T.Optional(RolloutManifestSchema),
+    minAvailable: T.Optional(
+      T.Integer({
+        minimum: 0,
+        maximum: 1000,
+        description:
+          "disruption budget: running instances a drain, a move or a rollout without room keeps (default: all of them, so each is replaced before it stops)",
+      }),
+    ),
+    criticality: T.Optional(
+      T.Union([T.Literal("critical"), T.Literal("normal"), T.Literal("low")], {
+        description: "under overload the gateway sheds low first and critical last (default normal)",
+      }),
+    ),
+    config: T.Optional(
+      T.Object(
+        {
+          onChange: T.Union([T.Literal("file"), T.Literal("signal"), T.Literal("restart")], {
+            description:
+              "when the app's config changes: file (the new file only, default), signal (SIGHUP) or restart",
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    concurrency: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description: "most requests in flight to this service per gateway",
+      }),
+    ),
+    autoscale: T.Optional(AutoscaleManifestSchema),
+    dependsOn: T.Optional(DependsOnSchema),
+    outlier: T.Optional(
+      T.Object(
+        {
+          failures: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 1000,
+              description: "failures in a row that eject an instance (default 5)",
+            }),
+          ),
+          ejection: T.Optional(
+            T.Number({
+              minimum: 0.1,
+              maximum: 3600,
+              description: "seconds out the first time, longer each time (default 30)",
+            }),
+          ),
+          maxShare: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 1,
+              description: "at most this share of instances out at once (default 0.5)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "passive outlier ejection of failing instances" },
+      ),
+    ),
+    probe: T.Optional(
+      T.Object(
+        {
+          path: T.Optional(
+            T.String({
+              pattern: "^/",
+              maxLength: 1024,
+              description: "the path probed with GET (default: health.path, else /)",
+            }),
+          ),
+          interval: T.Optional(
+            T.Number({
+              minimum: 0.05,
+              maximum: 300,
+              description: "seconds between two probes of an instance (default 5)",
+            }),
+          ),
+          timeout: T.Optional(
+            T.Number({
+              minimum: 0.05,
+              maximum: 60,
+              description: "seconds a probe may take before it counts as failed (default 1)",
+            }),
+          ),
+          unhealthyAfter: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 100,
+              description: "failed probes in a row that take an instance out of the rotation (default 2)",
+            }),
+          ),
+          healthyAfter: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 100,
+              description: "passed probes in a row that bring it back (default 2)",
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "active health probes from the gateway to each instance (2xx or 3xx passes)",
+        },
+      ),
+    ),
+    breaker: T.Optional(
+      T.Object(
+        {
+          failures: T.Optional(
+            T.Integer({
+              minimum: 1,
+              maximum: 1000,
+              description: "failures in a row that open it (default 5)",
+            }),
+          ),
+          open: T.Optional(
+            T.Number({
+              minimum: 0.1,
+              maximum: 600,
+              description: "seconds it stays open at first (default 5)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "circuit breaker in front of the service's instances" },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ServiceManifest = Static<typeof ServiceManifestSchema>;
+
+/**
+ * One resource unit, the default per instance: a tenth of a core (a request,
+ * not a ceiling: an idle app takes next to nothing and a busy one may use
+ * idle CPU, docs/resources.md) and 256 MiB (reserved and enforced).
+ */
+export const DEFAULT_RESOURCES: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
+
+/** Parses a memory quantity ("128Mi", "1G", 1048576) to bytes. */
+export function parseBytes(q: number | string): number {
+  if (typeof q === "number") return Math.round(q);
+  const m = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(q);
+  if (!m) throw new Error(`not a quantity: ${q}`);
+  const unit = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, K: 1e3, M: 1e6, G: 1e9 }[m[2] ?? ""] ?? 1;
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** CPU and memory from units of `unit` (default one), with explicit cpu or memory taking precedence. */
+export function resolveResources(
+  r: { units?: number; cpu?: number; cpuLimit?: number; memory?: number | string } | undefined,
+  unit: Resources,
+): Resources {
+  const units = r?.units ?? 1;
+  return {
+    cpu: r?.cpu ?? unit.cpu * units,
+    memory: r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units),
+    ...(r?.cpuLimit !== undefined ? { cpuLimit: r.cpuLimit } : {}),
+  };
+}
+/** Fills in defaults: the normalised spec a release stores. */
+export function normalizeService(
+  app: string,
+  name: string,
+  s: ServiceManifest,
+  fallbackCommand: string | undefined,
+  unit: Resources = DEFAULT_RESOURCES,
+): ServiceSpec {
+  const command = s.command ?? fallbackCommand;
+  if (!command) {
+    throw new HerdError("invalid", `service ${name} has no command`, [
+      {
+        field: `services.${name}.command`,
+        message: "required (no package.json start script or Procfile entry to fall back on)",
+      },
+    ]);
+  }
+  const routes = (s.routes ?? (name === "web" ? [{ host: `${app}.localhost` }] : [])).map(normalizeRoute);
+  const resources = resolveResources(s.resources, unit);
+  if (resources.cpuLimit !== undefined && resources.cpuLimit < resources.cpu - 1e-9) {
+    const field = `services.${name}.resources.cpuLimit`;
+    const message = `${resources.cpuLimit} is below the CPU request ${resources.cpu}: a ceiling must be at least the request`;
+    throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
+  }
+  const autoscale = s.autoscale ? normalizeAutoscale(s.autoscale) : undefined;
+  // With autoscale, `instances` is the count a first deploy starts with, inside [min, max].
+  const instances = s.instances ?? 1;
+  return {
+    command,
+    instances: autoscale ? Math.min(autoscale.max, Math.max(autoscale.min, instances)) : instances,
+    ...(autoscale ? { autoscale } : {}),
+    resources,
+    ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
+    ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
+    ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
+    ...rolloutOf(s.rollout),
+    health: {
+      // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.
+      // `tcp: true` asks for the port check anyway (a service reached only through aggregations or splits).
+      kind: s.health?.path
+        ? "http"
+        : s.health?.tcp === false || (routes.length === 0 && s.health?.tcp !== true)
+          ? "process"
+          : "tcp",
+      path: s.health?.path,
+      intervalMs: Math.round((s.health?.interval ?? 1) * 1000),
+      timeoutMs: Math.round((s.health?.timeout ?? 2) * 1000),
+      failures: s.health?.failures ?? 3,
+      startupMs: Math.round((s.health?.startup ?? 30) * 1000),
+    },
+    mode: s.mode ?? "cattle",
+    env: Object.fromEntries(
+      Object.entries(s.env ?? {}).flatMap(([k, v]) => (typeof v === "object" ? [] : [[k, String(v)]])),
+    ),
+    ...secretEnv(s.env),
+    routes,
+    ...(s.criticality && s.criticality !== "normal" ? { criticality: s.criticality } : {}),
+    ...(s.config && s.config.onChange !== "file" ? { config: { onChange: s.config.onChange } } : {}),
+    ...(s.concurrency ? { concurrency: s.concurrency } : {}),
+    ...(s.dependsOn?.length ? { dependsOn: s.dependsOn } : {}),
+    ...(s.outlier
+      ? {
+          outlier: {
+            failures: s.outlier.failures ?? 5,
+            ejectionMs: Math.round((s.outlier.ejection ?? 30) * 1000),
+            maxShare: s.outlier.maxShare ?? 0.5,
+          },
+        }
+      : {}),
+    ...(s.probe
+      ? {
+          probe: {
+            path: s.probe.path ?? s.health?.path ?? "/",
+            intervalMs: Math.round((s.probe.interval ?? 5) * 1000),
+            timeoutMs: Math.round((s.probe.timeout ?? 1) * 1000),
+            unhealthyAfter: s.probe.unhealthyAfter ?? 2,
+            healthyAfter: s.probe.healthyAfter ?? 2,
+          },
+        }
+      : {}),
+    ...(s.breaker
+      ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
+      : {}),
+    ...normalizeJobs(`services.${name}`, s),
+  };
+}
+/** `rollout:` normalised (rolloutProblems checked it); nothing when it sets nothing. */
+function rolloutOf(r: ServiceManifest["rollout"]): Pick<ServiceSpec, "rollout"> {
+  const rollout = normalizeRollout(r);
+  return rollout ? { rollout } : {};
+}
+
+/** `secrets: { VAR: secret }` for the env variables that refer to a secret; nothing when none does. */
+function secretEnv(env: ServiceManifest["env"]): { secrets?: Record<string, string> } {
+  const refs = Object.entries(env ?? {}).flatMap(([k, v]) => (typeof v === "object" ? [[k, v.secret]] : []));
+  return refs.length > 0 ? { secrets: Object.fromEntries(refs) } : {};
+}
+
+/** Every secret the services' env refers to, by name. */
+export function referencedSecrets(services: Record<string, Pick<ServiceSpec, "secrets">>): string[] {
+  const names = new Set<string>();
+  for (const spec of Object.values(services))
+    for (const name of Object.values(spec.secrets ?? {})) names.add(name);
+  return [...names].sort();
+}
+
+/**
+ * The env variables that refer to a secret the app does not have: one
+ * problem each, naming the variable's field and the secret.
+ */
+export function missingSecrets(
+  app: string,
+  services: Record<string, Pick<ServiceSpec, "secrets">>,
+  has: (secret: string) => boolean,
+): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  for (const [service, spec] of Object.entries(services)) {
+    for (const [variable, secret] of Object.entries(spec.secrets ?? {})) {
+      if (has(secret)) continue;
+      problems.push({
+        field: `services.${service}.env.${variable}`,
+        message: `secret ${secret} is not set for app ${app} (herd secrets set ${secret} --app ${app})`,
+      });
+    }
+  }
+  return problems;
+}
