@@ -24,24 +24,25 @@ import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
-import type { Resources, Taint } from "../model/objects.ts";
+import type { Resources } from "../model/objects.ts";
 import type {
   DesiredInstance,
   Heartbeat,
   HeartbeatReply,
   InstanceStatus,
   InstanceUsage,
-  LogBatch,
-  LogLine,
   NodeStats,
 } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
+import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
 import type { InstanceProcess, RuntimeDriver } from "./driver.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { InstanceLogs } from "./instance-logs.ts";
-import { readNodeStats } from "./node-stats.ts";
-import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from "./ports.ts";
+import { LogShipper } from "./log-shipper.ts";
+import { type Managed, RUNNING, toStatus } from "./managed-instance.ts";
+import { busySeconds, coresBetween, readNodeStats } from "./node-stats.ts";
+import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
 import { ProbeAttempts } from "./probe-attempts.ts";
 import { probe } from "./probes.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -49,59 +50,6 @@ import { recordedExitCode } from "./run-exit.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 import { traceDefaults } from "./trace-defaults.ts";
-
-/** How to reach the control plane and where to keep things. */
-export interface AgentOptions {
-  /** Control-plane base URL, e.g. http://127.0.0.1:7000 */
-  server: string;
-  /** This node's credential (agent/join.ts), or another token that may act as it. */
-  token: string;
-  /** The CA certificate (PEM) an https server's certificate must be signed by (`herd agent --ca`). */
-  ca?: string;
-  /** This node's name. */
-  name: string;
-  dataDir: string;
-  /** Address other components use to reach instances here; default 127.0.0.1. */
-  address?: string;
-  labels?: Record<string, string>;
-  /** Keeps instances off this node unless they tolerate it. */
-  taints?: Taint[];
-  /** What the machine has; default: its cores and memory. */
-  capacity?: Resources;
-  /** Kept back for the system and herd itself; default DEFAULT_RESERVE. */
-  reserve?: Resources;
-  /** How far CPU requests placed here may exceed allocatable CPU; default DEFAULT_CPU_OVERCOMMIT. */
-  cpuOvercommit?: number;
-  /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
-  driver?: RuntimeDriver;
-  logger?: Logger;
-  /** Time between heartbeats when nothing changes; default 1000. */
-  heartbeatMs?: number;
-  /** How often node stats and instance usage are read (heartbeats in between repeat them); default 5000. */
-  statsMs?: number;
-  /** Where instance ports come from; default DEFAULT_PORT_RANGE. */
-  ports?: PortRange;
-  /**
-   * Serve this agent's metrics (agent-metrics.ts, with the process's own) at
-   * `http://metricsHost:metricsPort/metrics` and name the URL in heartbeats,
-   * so the control plane scrapes it and lists it for Prometheus (0: a free
-   * port). Absent: no listener, and no process metrics (herd up, where the
-   * agent shares the API server's process and /metrics).
-   */
-  metricsPort?: number;
-  /** Default 127.0.0.1. */
-  metricsHost?: string;
-  /** When metricsPort is taken, take a free port (and warn) instead of failing. */
-  metricsPortOrFree?: boolean;
-  /**
-   * The node's gateway's `internal.json` (its internal listener's URL and key,
-   * gateway/internal-listener.ts): instances get HERD_SERVICE_<APP>_<SERVICE>_URL
-   * for their tenant's services while it exists. Absent: no such env.
-   */
-  internalGateway?: string;
-}
-
-type State = InstanceStatus["state"];
 
 /** One reading of the node's stats and its running instances' usage. */
 interface StatsReading {
@@ -111,45 +59,6 @@ interface StatsReading {
   usage: Map<string, InstanceUsage | undefined>;
 }
 
-/** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
-export const DEFAULT_RESERVE: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
-
-/**
- * CPU requests a node takes by default: twice its allocatable cores. CPU is
- * compressible (a request is a weight under contention, docs/resources.md),
- * and most small apps are idle most of the time; memory is never overcommitted.
- */
-export const DEFAULT_CPU_OVERCOMMIT = 2;
-
-/** What the agent knows about one instance. */
-interface Managed {
-  id: string;
-  /** The desired instance last started (absent for an adopted one whose instance.json is gone). */
-  desired?: DesiredInstance;
-  generation: number;
-  state: State;
-  port?: number;
-  pid?: number;
-  startedAt?: string;
-  exitCode?: number | null;
-  signal?: string | null;
-  /** The kernel's OOM killer ended it. */
-  oomKilled?: boolean;
-  message?: string;
-  logTail?: string[];
-  /** Probes in a row that failed. */
-  failures: number;
-  /** Its recent probe outcomes, for the status (probe-attempts.ts). */
-  probes: ProbeAttempts;
-  /** Bumped to cancel the probe loop of an earlier start. */
-  probeRun: number;
-  probeTimer?: NodeJS.Timeout;
-  log: InstanceLogs;
-  /** The config version written to its dir (config center). */
-  configVersion?: number;
-}
-
-const RUNNING: ReadonlySet<State> = new Set(["up", "healthy", "unhealthy"]);
 const STOP_GRACE_MS = 10_000;
 // How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
 const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
@@ -180,15 +89,11 @@ const REQUEST_TIMEOUT_MS = 5000;
 const WAIT_MS = 15_000;
 const STATS_MS = 5000;
 const LOG_SHIP_MS = 250;
-const LOG_BATCH_LINES = 1000;
-// A batch stays well under the server's 16 MiB body limit.
-const LOG_BATCH_BYTES = 4 * 1024 * 1024;
-// Lines held in memory while the server is away or busy; beyond this the agent stops reading the
-// files, so the log files themselves hold the rest (until rotation overtakes them).
-const LOG_BUFFER_LINES = 20_000;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Runs this node's share of the desired instances and reports on them. */
+export { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
+
 export class Agent {
   readonly #options: AgentOptions;
   readonly #log: Logger;
@@ -218,11 +123,8 @@ export class Agent {
   #metricsServer: MetricsServer | undefined;
   /** The statuses the last heartbeat carried (without usage), to notice changes. */
   #lastSent = "";
-  #logs: LogLine[] = [];
-  #droppedLines = 0;
-  #shipping = false;
-  /** Not before this time (ms): the server said 429 with Retry-After. */
-  #shipAfter = 0;
+  /** Instances' output on its way to the control plane (log-shipper.ts). */
+  readonly #logs: LogShipper;
   #shipTimer: NodeJS.Timeout | undefined;
   /** The last reading of node stats and instance usage, and when it was taken. */
   #stats: StatsReading | undefined;
@@ -248,6 +150,12 @@ export class Agent {
       options.driver ??
       new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger });
     this.#ca = options.ca;
+    this.#logs = new LogShipper({
+      node: options.name,
+      post: (path, body) => this.#post(path, body),
+      metrics: this.metrics,
+      log: this.#log,
+    });
     this.#slugs = new SlugCache({
       server: options.server,
       token: options.token,
@@ -295,7 +203,7 @@ export class Agent {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
     });
     for (const p of await this.#driver.recover()) await this.#adopt(p);
-    this.#shipTimer = setInterval(() => this.#shipLogs(), LOG_SHIP_MS);
+    this.#shipTimer = setInterval(() => this.#logs.ship(this.#instances.values()), LOG_SHIP_MS);
     this.#loop = this.#heartbeatLoop();
     this.#waitLoop = this.#followChanges();
     this.#log.info("started", {
@@ -326,8 +234,7 @@ export class Agent {
       this.#log.warn("stopping with instance work still in progress", { ids: [...this.#workers.keys()] });
     }
     for (const inst of this.#instances.values()) this.#stopProbing(inst);
-    await this.#collectLogs();
-    await this.#sendLogs();
+    await this.#logs.flush(this.#instances.values());
     if (this.#ownsDriver) this.#driver.close?.();
     await this.#metricsServer?.close();
     await this.#relay?.close();
@@ -780,7 +687,7 @@ export class Agent {
   async #remove(inst: Managed): Promise<void> {
     await this.#halt(inst);
     await this.#driver.remove(inst.id);
-    await this.#collectLogsOf(inst, true);
+    await this.#logs.collect(inst, true);
     this.#instances.delete(inst.id);
     this.#config?.remove(inst.id);
     // Pet volumes live outside the instance dir and survive this.
@@ -945,89 +852,6 @@ export class Agent {
     this.#wakeRequested = false;
   }
 
-  async #collectLogs(): Promise<void> {
-    for (const inst of this.#instances.values()) await this.#collectLogsOf(inst);
-  }
-
-  async #collectLogsOf(inst: Managed, force = false): Promise<void> {
-    // A full buffer leaves new lines in the files (back-pressure) instead of dropping old ones; a
-    // removed instance's last lines are taken anyway, since its files go with it.
-    if (!force && this.#logs.length >= LOG_BUFFER_LINES) return;
-    const time = new Date().toISOString();
-    for (const stream of ["stdout", "stderr"] as const) {
-      const lines = await inst.log[stream].read().catch(() => []);
-      for (const line of lines) this.#logs.push({ instance: inst.id, time, stream, line });
-    }
-    const excess = this.#logs.length - 2 * LOG_BUFFER_LINES;
-    if (excess > 0) {
-      this.#logs.splice(0, excess);
-      this.#droppedLines += excess;
-      this.metrics.logLines.inc({ result: "dropped" }, excess);
-    }
-  }
-
-  async #shipLogs(): Promise<void> {
-    if (this.#shipping || Date.now() < this.#shipAfter) return;
-    this.#shipping = true;
-    try {
-      await this.#collectLogs();
-      await this.#sendLogs();
-    } finally {
-      this.#shipping = false;
-    }
-  }
-
-  /**
-   * Sends the buffer in batches. A line leaves the buffer only once the server
-   * took it: on 429 the agent waits Retry-After and sends the same lines
-   * again; when the server is away they wait. A 400 means the batch can never
-   * be taken: it is dropped with a warning naming the server's reason.
-   */
-  async #sendLogs(): Promise<void> {
-    while (this.#logs.length > 0) {
-      let count = 0;
-      let bytes = 0;
-      while (count < Math.min(LOG_BATCH_LINES, this.#logs.length)) {
-        bytes += this.#logs[count].line.length + 100;
-        if (count > 0 && bytes > LOG_BATCH_BYTES) break;
-        count++;
-      }
-      const lines = this.#logs.slice(0, count);
-      const batch: LogBatch = { node: this.#options.name, lines };
-      try {
-        const res = await this.#post("/api/v1/logs", batch);
-        if (res.status === 429) {
-          res.cancel();
-          const wait = Number(res.headers["retry-after"]);
-          this.#shipAfter =
-            Date.now() + (Number.isFinite(wait) && wait > 0 ? Math.min(wait, 60) * 1000 : 1000);
-          return;
-        }
-        if (res.status === 400 || res.status === 413) {
-          const reason = await res.text().catch(() => "");
-          this.metrics.logLines.inc({ result: "dropped" }, lines.length);
-          this.#log.warn("the server refused a log batch as malformed; it is dropped", {
-            lines: lines.length,
-            status: res.status,
-            reason: reason.slice(0, 500),
-          });
-        } else {
-          res.cancel();
-          if (!res.ok) throw new Error(`answered ${res.status}`);
-          this.metrics.logLines.inc({ result: "shipped" }, lines.length);
-        }
-      } catch {
-        // Kept for the next round; the buffer bound decides what is lost if the server stays away.
-        return;
-      }
-      this.#logs.splice(0, lines.length);
-      if (this.#droppedLines > 0) {
-        this.#log.warn("log lines were dropped while the server was away", { dropped: this.#droppedLines });
-        this.#droppedLines = 0;
-      }
-    }
-  }
-
   #post(path: string, body: unknown): Promise<ApiAnswer> {
     // node:http, not fetch: Node's undici behind fetch would cost this process about 12 MB (common/api-request.ts).
     return apiRequest(`${this.#options.server.replace(/\/$/, "")}${path}`, {
@@ -1045,47 +869,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const agent = new Agent(options);
   await agent.start();
   return agent;
-}
-
-function toStatus(inst: Managed): InstanceStatus {
-  const status: InstanceStatus = { id: inst.id, generation: inst.generation, state: inst.state };
-  if (inst.port !== undefined && inst.state !== "exited") status.port = inst.port;
-  if (inst.pid !== undefined) status.pid = inst.pid;
-  if (inst.startedAt) status.startedAt = inst.startedAt;
-  if (inst.message) status.message = inst.message;
-  if (inst.state === "exited") {
-    status.exitCode = inst.exitCode ?? null;
-    status.signal = inst.signal ?? null;
-    if (inst.oomKilled) status.oomKilled = true;
-  }
-  if (inst.logTail && (inst.state === "exited" || inst.state === "unhealthy" || inst.state === "failed")) {
-    status.logTail = inst.logTail;
-  }
-  const probes = RUNNING.has(inst.state) ? inst.probes.recent(Date.now()) : undefined;
-  if (probes) status.probes = probes;
-  if (inst.configVersion !== undefined) status.configVersion = inst.configVersion;
-  return status;
-}
-
-/** CPU cores used on average between two readings of a CPU-seconds counter `ms` apart; undefined when unknown. */
-export function coresBetween(
-  before: number | undefined,
-  after: number | undefined,
-  ms: number,
-): number | undefined {
-  if (before === undefined || after === undefined || ms <= 0 || after < before) return undefined;
-  return Math.round(((after - before) / (ms / 1000)) * 1000) / 1000;
-}
-
-/** Modes in which a CPU is not doing this machine's work. */
-const NOT_BUSY = new Set(["idle", "iowait", "steal"]);
-
-/** CPU seconds in the modes in which the machine was busy (user, nice, system, irq, softirq). */
-function busySeconds(byMode: Record<string, number> | undefined): number | undefined {
-  if (!byMode) return undefined;
-  let sum = 0;
-  for (const [mode, seconds] of Object.entries(byMode)) if (!NOT_BUSY.has(mode)) sum += seconds;
-  return sum;
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {

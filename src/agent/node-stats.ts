@@ -75,3 +75,24 @@ export function parseNetDev(text: string): { receiveBytes: number; transmitBytes
   }
   return found ? { receiveBytes, transmitBytes } : undefined;
 }
+
+/** CPU cores used on average between two readings of a CPU-seconds counter `ms` apart; undefined when unknown. */
+export function coresBetween(
+  before: number | undefined,
+  after: number | undefined,
+  ms: number,
+): number | undefined {
+  if (before === undefined || after === undefined || ms <= 0 || after < before) return undefined;
+  return Math.round(((after - before) / (ms / 1000)) * 1000) / 1000;
+}
+
+/** Modes in which a CPU is not doing this machine's work. */
+const NOT_BUSY = new Set(["idle", "iowait", "steal"]);
+
+/** CPU seconds in the modes in which the machine was busy (user, nice, system, irq, softirq). */
+export function busySeconds(byMode: Record<string, number> | undefined): number | undefined {
+  if (!byMode) return undefined;
+  let sum = 0;
+  for (const [mode, seconds] of Object.entries(byMode)) if (!NOT_BUSY.has(mode)) sum += seconds;
+  return sum;
+}
