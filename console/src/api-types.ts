@@ -56,87 +56,12 @@ export interface AuditEntry {
   app?: string;
 }
 
-/** One entry of the log stream (observe/log-store.ts LogEntry). */
-export interface LogEntry {
-  seq: number;
-  time: string;
-  app: string;
-  service: string;
-  instance: string;
-  node?: string;
-  stream: "stdout" | "stderr" | "event";
-  line: string;
-  level?: string;
-  traceId?: string;
-  reason?: string;
-}
-
-/** Calls, errors and latency (µs) of a service, route or call (observe/traces/analysis.ts CallStats). */
-export interface CallStats {
-  calls: number;
-  rate: number;
-  errors: number;
-  errorRate: number;
-  p50: number;
-  p99: number;
-  totalTime: number;
-}
-
-/** GET /traces/map. */
-export interface DependencyMap {
-  from: number;
-  to: number;
-  nodes: (CallStats & { service: string; inCycle: boolean })[];
-  edges: (CallStats & { from: string; to: string; inCycle: boolean })[];
-  cycles: string[][];
-}
-
-/** GET /traces/top. */
-export interface TopN {
-  by: "calls" | "latency" | "time";
-  services: (CallStats & { service: string })[];
-  routes: (CallStats & { service: string; route?: string })[];
-}
-
-/** One trace of GET /traces (µs). */
-export interface TraceSummary {
-  traceId: string;
-  start: number;
-  duration: number;
-  rootService: string;
-  rootName: string;
-  spans: number;
-  errors: number;
-  services: string[];
-}
-
-/** A span of GET /traces/:id, with its place in the tree (µs). */
-export interface SpanNode {
-  traceId: string;
-  spanId: string;
-  parentId: string | null;
-  service: string;
-  name: string;
-  kind: string;
-  start: number;
-  duration: number;
-  status: "ok" | "error";
-  statusCode: number | null;
-  statusMessage?: string;
-  attributes: Record<string, string | number | boolean>;
-  app?: string;
-  offset: number;
-  depth: number;
-  children: SpanNode[];
-}
-
-/** GET /traces/:id. */
-export interface TraceTree {
-  traceId: string;
-  start: number;
-  duration: number;
-  spans: number;
-  errors: number;
-  services: string[];
-  roots: SpanNode[];
-}
+export type { LogEntry } from "../../src/observe/log-store.ts";
+export type {
+  CallStats,
+  DependencyMap,
+  SpanNode,
+  TopN,
+  TraceTree,
+} from "../../src/observe/traces/analysis.ts";
+export type { TraceSummary } from "../../src/observe/traces/span-store.ts";
