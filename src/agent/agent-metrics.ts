@@ -28,6 +28,7 @@ export class AgentMetrics {
   readonly heartbeatSeconds: Histogram;
   readonly instanceStarts: Counter<"result">;
   readonly instanceExits: Counter;
+  readonly instanceEvictions: Counter;
   readonly logLines: Counter<"result">;
 
   /**
@@ -60,6 +61,11 @@ export class AgentMetrics {
     this.instanceExits = new Counter({
       name: "herd_agent_instance_exits_total",
       help: "Instance processes that ended by themselves (not stopped by the agent).",
+      registers,
+    });
+    this.instanceEvictions = new Counter({
+      name: "herd_agent_instance_evictions_total",
+      help: "Burstable instances over their memory request the agent stopped for node memory pressure.",
       registers,
     });
     this.logLines = new Counter({

@@ -27,6 +27,11 @@ export interface AgentOptions {
   reserve?: Resources;
   /** How far CPU requests placed here may exceed allocatable CPU; default DEFAULT_CPU_OVERCOMMIT. */
   cpuOvercommit?: number;
+  /**
+   * Bytes of available memory below which the agent evicts a burstable
+   * instance over its request (eviction.ts); default DEFAULT_EVICTION_MEMORY.
+   */
+  evictionMemory?: number;
   /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
   driver?: RuntimeDriver;
   logger?: Logger;

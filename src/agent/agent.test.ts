@@ -626,3 +626,80 @@ test("config: the files and the feed before the start, a new version applied in 
   assert.equal(((await (await held).json()) as { values: { MODE: string } }).values.MODE, "m3");
   assert.equal(readFileSync(join(onHost(env.get("HERD_CONFIG_DIR")), "app.yaml"), "utf8"), "v: 3\n");
 });
+
+test("under memory pressure the agent evicts a burstable instance over its request, lowest criticality first, and says why", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-evict-"));
+  const dataDir = join(root, "data");
+  let agent: Agent | undefined;
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  const MiB = 1024 * 1024;
+  const withResources = (id: string, memory: number, criticality?: "low" | "critical"): DesiredInstance => {
+    const d = desiredHello(id, digest, 1);
+    d.run.resources = { cpu: 0.1, memory, memoryLimit: 512 * MiB };
+    if (criticality) d.run.criticality = criticality;
+    return d;
+  };
+  // A Node process uses some 40 MiB: 8 MiB requested is far over its request, 400 MiB is within.
+  cp.desired = [
+    withResources("within1", 400 * MiB),
+    withResources("critical1", 8 * MiB, "critical"),
+    withResources("low1", 8 * MiB, "low"),
+  ];
+  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 200, statsMs: 200 });
+  await agent.start();
+  for (const id of ["within1", "critical1", "low1"])
+    await reported(cp, id, (s) => s.state === "healthy" && (s.usage?.memoryBytes ?? 0) > 0, `${id} healthy`);
+  await agent.stop();
+  cp.heartbeats.length = 0;
+  // Restart the agent with a threshold no machine meets: always under pressure. It adopts all three.
+  agent = new Agent({
+    server: cp.url,
+    token: TOKEN,
+    name: "node1",
+    dataDir,
+    heartbeatMs: 200,
+    statsMs: 200,
+    evictionMemory: 1024 ** 5,
+  });
+  await agent.start();
+  const evicted = (id: string) =>
+    waitFor(() => {
+      for (const hb of cp!.heartbeats) {
+        const s = hb.instances.find((i) => i.id === id && i.state === "exited" && i.evicted);
+        if (s) return s;
+      }
+      return undefined;
+    }, `${id} evicted`);
+  const low = await evicted("low1");
+  assert.match(low.evicted!, /node memory pressure.*of a 8 MiB request \(low, burstable\)/);
+  // The low one went first: no heartbeat before it said critical1 was evicted.
+  const firstLow = cp.heartbeats.findIndex((hb) => hb.instances.some((i) => i.id === "low1" && i.evicted));
+  assert.ok(
+    !cp.heartbeats
+      .slice(0, firstLow)
+      .some((hb) => hb.instances.some((i) => i.id === "critical1" && i.evicted)),
+    "critical1 was not evicted before low1",
+  );
+  await evicted("critical1");
+  // Within its request: never a candidate, however short the node is.
+  assert.ok(!cp.heartbeats.some((hb) => hb.instances.some((i) => i.id === "within1" && i.evicted)));
+});

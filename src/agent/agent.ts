@@ -36,6 +36,7 @@ import type {
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
 import type { InstanceProcess, RuntimeDriver } from "./driver.ts";
+import { DEFAULT_EVICTION_MEMORY, pickEviction } from "./eviction.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { InstanceLogs } from "./instance-logs.ts";
@@ -126,6 +127,10 @@ export class Agent {
   /** Instances' output on its way to the control plane (log-shipper.ts). */
   readonly #logs: LogShipper;
   #shipTimer: NodeJS.Timeout | undefined;
+  /** An eviction is in progress (one at a time). */
+  #evicting = false;
+  /** The stats reading the last eviction was chosen on: the next needs a fresh one. */
+  #evictedAt: StatsReading | undefined;
   /** The last reading of node stats and instance usage, and when it was taken. */
   #stats: StatsReading | undefined;
   /** Each tenant's ingest token (from the heartbeat reply), for its instances' OTEL_* defaults. */
@@ -384,6 +389,7 @@ export class Agent {
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
+    this.#evictUnderPressure(stats);
     const instances: InstanceStatus[] = [];
     for (const inst of this.#instances.values()) {
       const status = toStatus(inst);
@@ -430,6 +436,47 @@ export class Agent {
     this.#services = reply.services ?? {};
     this.#reconcile(reply);
     return changed;
+  }
+
+  /**
+   * Under memory pressure, stops one burstable instance over its request
+   * (eviction.ts); one at a time, each on a fresh reading of usage.
+   */
+  #evictUnderPressure(stats: StatsReading): void {
+    const memory = stats.node.memory;
+    if (!memory || this.#evicting || stats === this.#evictedAt) return;
+    const candidates = [...this.#instances.values()].flatMap((inst) =>
+      inst.desired && RUNNING.has(inst.state)
+        ? [
+            {
+              id: inst.id,
+              mode: inst.desired.mode,
+              criticality: inst.desired.run.criticality,
+              resources: inst.desired.run.resources,
+              usedBytes: stats.usage.get(inst.id)?.memoryBytes,
+            },
+          ]
+        : [],
+    );
+    const threshold = this.#options.evictionMemory ?? DEFAULT_EVICTION_MEMORY;
+    const pick = pickEviction(memory.availableBytes, threshold, candidates);
+    const inst = pick && this.#instances.get(pick.id);
+    if (!pick || !inst) return;
+    this.#evicting = true;
+    this.#evictedAt = stats;
+    this.#log.warn("evicting", { id: inst.id, why: pick.why });
+    this.metrics.instanceEvictions.inc();
+    inst.evicted = pick.why;
+    this.#halt(inst)
+      .then(() => {
+        // #onExit may have marked it exited already; either way it ends exited, with the reason.
+        Object.assign(inst, { state: "exited", exitCode: null, signal: "SIGTERM", message: pick.why });
+        this.#changed();
+      })
+      .catch((err) => this.#log.error("cannot evict", { id: inst.id, err }))
+      .finally(() => {
+        this.#evicting = false;
+      });
   }
 
   /**
@@ -553,6 +600,7 @@ export class Agent {
       exitCode: undefined,
       signal: undefined,
       oomKilled: undefined,
+      evicted: undefined,
       message: undefined,
       logTail: undefined,
       failures: 0,

@@ -22,6 +22,8 @@ export interface Managed {
   signal?: string | null;
   /** The kernel's OOM killer ended it. */
   oomKilled?: boolean;
+  /** The agent stopped it for node memory pressure: why (eviction.ts). */
+  evicted?: string;
   message?: string;
   logTail?: string[];
   /** Probes in a row that failed. */
@@ -47,6 +49,7 @@ export function toStatus(inst: Managed): InstanceStatus {
     status.exitCode = inst.exitCode ?? null;
     status.signal = inst.signal ?? null;
     if (inst.oomKilled) status.oomKilled = true;
+    if (inst.evicted) status.evicted = inst.evicted;
   }
   if (inst.logTail && (inst.state === "exited" || inst.state === "unhealthy" || inst.state === "failed")) {
     status.logTail = inst.logTail;

@@ -239,7 +239,7 @@ export class ProcessDriver implements RuntimeDriver {
     if (this.#support.version !== "none") {
       try {
         cgroup = createInstanceCgroup(this.#support, spec.id, {
-          memoryBytes: spec.resources.memory,
+          memoryBytes: spec.resources.memoryLimit ?? spec.resources.memory,
           cpuCores: spec.resources.cpu,
           // A ceiling gets the start boost, if any, until limitCpu: memory is never boosted.
           ...(spec.resources.cpuLimit !== undefined

@@ -186,6 +186,7 @@ export const HeartbeatBody = T.Object({
       exitCode: T.Optional(T.Unsafe<number | null>({ type: ["integer", "null"] })),
       signal: T.Optional(T.Unsafe<string | null>({ type: ["string", "null"], maxLength: 20 })),
       oomKilled: T.Optional(T.Boolean()),
+      evicted: T.Optional(T.String({ maxLength: 1000 })),
       message: T.Optional(T.String()),
       logTail: T.Optional(T.Array(T.String())),
       startedAt: T.Optional(T.String()),

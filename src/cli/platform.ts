@@ -60,8 +60,8 @@ const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--small] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--public] [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
-               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 256Mi] [--cpu-overcommit 2]
-       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi] [--cpu-overcommit 2]
+       [--cpu N] [--memory 4Gi] [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
        [--gateway-hold-max 100] [--gateway-hold-timeout 30s]
 
@@ -88,6 +88,7 @@ seconds without a heartbeat make a node lost (its cattle move elsewhere).
 Each instance requests --unit-cpu cores and --unit-memory by default; CPU
 requests may add up to --cpu-overcommit times this machine's cores (CPU is
 shared by weight under contention), memory is never overcommitted (docs/resources.md).
+--cpu and --memory give herd that budget instead of the whole machine's.
 The gateway's Prometheus metrics are at http://HOST:9180/metrics (printed at
 start; a free port when 9180 is taken; --gateway-metrics-port, off turns them off).
 The gateway also serves HTTPS on --https-port: with the --tls-cert/--tls-key
@@ -112,7 +113,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 256Mi]
+  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
@@ -129,7 +130,7 @@ ${MACHINE_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi] [--cpu-overcommit 2]
-       [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE]
+       [--eviction-memory 100Mi] [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
@@ -142,7 +143,9 @@ placement.nodeSelector; a taint keeps off instances that do not tolerate it.
 --cpu and --memory override the machine's capacity; the reserve is kept back
 for the system (allocatable = capacity - reserve). CPU requests may add up to
 --cpu-overcommit times the allocatable CPU (CPU is shared by weight; memory is
-never overcommitted; docs/resources.md). --ports is the range instance
+never overcommitted; docs/resources.md). When the machine's available memory
+falls below --eviction-memory, the agent evicts a burstable instance over its
+memory request, lowest criticality first (docs/resources.md). --ports is the range instance
 ports come from; agents sharing one machine each need their own.
 --metrics-host:--metrics-port serves the agent's own Prometheus metrics
 (heartbeats, instance starts and exits, log shipping, process CPU and memory)
@@ -207,8 +210,10 @@ export async function runUp(argv: string[]): Promise<number> {
     "max-upload-mb": { type: "string", default: "200" },
     "node-lost-after": { type: "string", default: "9" },
     "unit-cpu": { type: "string", default: "0.1" },
-    "unit-memory": { type: "string", default: "256Mi" },
+    "unit-memory": { type: "string", default: "128Mi" },
     "cpu-overcommit": { type: "string" },
+    cpu: { type: "string" },
+    memory: { type: "string" },
     ...HTTPS_FLAGS,
     "no-https": { type: "boolean" },
     tls: { type: "boolean" },
@@ -259,6 +264,14 @@ export async function runUp(argv: string[]): Promise<number> {
     example: !v["no-example"],
     keepApps: Boolean(v["keep-apps"]),
     ...cpuOvercommitOf(v["cpu-overcommit"]),
+    ...(v.cpu !== undefined || v.memory !== undefined
+      ? {
+          capacity: {
+            ...(v.cpu !== undefined ? { cpu: cpuFlag(v.cpu, "cpu") } : {}),
+            ...(v.memory !== undefined ? { memory: memoryFlag(v.memory, "memory") } : {}),
+          },
+        }
+      : {}),
     ...(v["no-login"] ? {} : { signIn: (server) => signInCli(dataDir, server) }),
   });
 }
@@ -316,7 +329,7 @@ export async function runServer(argv: string[]): Promise<number> {
     "max-upload-mb": { type: "string", default: "200" },
     "node-lost-after": { type: "string", default: "9" },
     "unit-cpu": { type: "string", default: "0.1" },
-    "unit-memory": { type: "string", default: "256Mi" },
+    "unit-memory": { type: "string", default: "128Mi" },
     ...TRACE_SERVER_FLAGS,
     "metrics-max-size": { type: "string", default: "1Gi" },
     "metrics-retention": { type: "string", default: "24h" },
@@ -433,6 +446,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     "reserve-cpu": { type: "string" },
     "reserve-memory": { type: "string" },
     "cpu-overcommit": { type: "string" },
+    "eviction-memory": { type: "string" },
     ports: { type: "string" },
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
@@ -477,6 +491,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     capacity,
     reserve,
     ...cpuOvercommitOf(v["cpu-overcommit"]),
+    ...(v["eviction-memory"] !== undefined
+      ? { evictionMemory: memoryFlag(v["eviction-memory"], "eviction-memory") }
+      : {}),
     ...(v.ports !== undefined ? { ports: parsePortRange(v.ports as string) } : {}),
     metricsPort: metricsPortOf(v["metrics-port"], "metrics-port", DEFAULT_AGENT_METRICS_PORT),
     metricsHost: v["metrics-host"] as string,

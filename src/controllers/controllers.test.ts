@@ -229,6 +229,37 @@ test("an instance the kernel's OOM killer ended is reported as killed for memory
   );
 });
 
+test("an instance its node evicted for memory pressure is crashed with reason Evicted, and replaced", async () => {
+  const h = await runningOnN1({ instances: 1 });
+  const [first] = await instancesOf(h);
+  const why =
+    "evicted for node memory pressure: 80 MiB available, below 100 MiB; it used 300 MiB of a 128 MiB request (normal, burstable)";
+  await h.m.nodes.handleHeartbeat("n1", {
+    ...hb(),
+    instances: [
+      {
+        id: first.id,
+        generation: first.generation,
+        state: "exited",
+        exitCode: null,
+        signal: "SIGTERM",
+        evicted: why,
+      },
+    ],
+  });
+  await settle(h);
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.equal(
+    events.find((e) => e.reason === "Evicted")?.message,
+    `${first.id}: running → crashed (${why})`,
+  );
+  const now = await instancesOf(h);
+  assert.ok(
+    now.some((i) => i.id !== first.id && i.desired !== "stopped"),
+    "a replacement is created",
+  );
+});
+
 test("a crashed cattle instance is replaced by a new one; a crashed pet restarts in place", async () => {
   const h = await runningOnN1({ instances: 1 });
   const [first] = await instancesOf(h);
@@ -549,7 +580,7 @@ test("a scale past the tenant's quota is refused; a deploy past it fails before 
       h.ctx.settings.unit,
       "default",
       "hello",
-      { web: { instances: 4, resources: { cpu: 0.1, memory: 256 * 1024 ** 2 } } },
+      { web: { instances: 4, resources: { cpu: 0.1, memory: 128 * 1024 ** 2 } } },
       false,
     ),
     /tenant default is over its quota: 2 units in use, this asks for 4 \(web: 4 × 1\) on top of 0 elsewhere, making 4; the limit is 3 units/,

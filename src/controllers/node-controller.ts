@@ -298,7 +298,7 @@ export function nextState(
     case "unhealthy":
       return to("crashed", "Unhealthy", s.message ?? "failed its health checks");
     case "exited":
-      return to("crashed", "Exited", describeExit(s, i));
+      return s.evicted ? to("crashed", "Evicted", s.evicted) : to("crashed", "Exited", describeExit(s, i));
     case "failed":
       return to("crashed", "StartFailed", s.message ?? "could not be started");
     case "stopped":
@@ -311,7 +311,7 @@ export function nextState(
 function describeExit(s: InstanceStatus, i: Instance): string {
   // The kernel says so: whatever the main process saw (a shell reports its child's kill as code 137).
   if (s.oomKilled)
-    return `killed for memory: over its ${bytes(i.run.resources.memory)} limit (the kernel's OOM killer)`;
+    return `killed for memory: over its ${bytes(i.run.resources.memoryLimit ?? i.run.resources.memory)} limit (the kernel's OOM killer)`;
   if (s.signal) return `killed by ${s.signal}`;
   // Unknown (an adopted process is not the agent's child): the agent's message says why.
   if (s.exitCode === null || s.exitCode === undefined) return s.message ?? "exit status unknown";

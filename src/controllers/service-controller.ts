@@ -643,6 +643,9 @@ export class ServiceController {
       ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
       resources: svc.spec.resources,
       health: svc.spec.health,
+      ...(svc.spec.criticality && svc.spec.criticality !== "normal"
+        ? { criticality: svc.spec.criticality }
+        : {}),
     };
   }
 }

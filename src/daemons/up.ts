@@ -14,7 +14,7 @@
  */
 
 import { existsSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
+import { availableParallelism, hostname, totalmem } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../agent/agent.ts";
 import { ProcessDriver } from "../agent/process-driver.ts";
@@ -59,6 +59,8 @@ export interface UpOptions {
   keepApps: boolean;
   /** The agent's CPU overcommit ratio (`--cpu-overcommit`); default the agent's. */
   cpuOvercommit?: number;
+  /** What the agent offers instead of the machine's cores and memory (`--cpu`, `--memory`). */
+  capacity?: { cpu?: number; memory?: number };
   /** Signs the CLI in to this server (cli/config.ts); says how, for the start banner. */
   signIn?: (server: { url: string; token: string; ca?: string }) => Promise<string>;
 }
@@ -92,6 +94,14 @@ export async function runUp(options: UpOptions): Promise<number> {
       driver,
       logger: logger.child("agent"),
       ...(options.cpuOvercommit !== undefined ? { cpuOvercommit: options.cpuOvercommit } : {}),
+      ...(options.capacity
+        ? {
+            capacity: {
+              cpu: options.capacity.cpu ?? availableParallelism(),
+              memory: options.capacity.memory ?? totalmem(),
+            },
+          }
+        : {}),
     });
     // The agent shares this process: its metrics go on the API server's /metrics.
     const inProcess = agent;

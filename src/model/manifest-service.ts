@@ -51,6 +51,7 @@ export const ServiceManifestSchema = T.Object(
             }),
           ),
           memory: T.Optional(Quantity),
+          memoryLimit: T.Optional(Quantity),
         },
         { additionalProperties: false },
       ),
@@ -234,9 +235,17 @@ export type ServiceManifest = Static<typeof ServiceManifestSchema>;
 /**
  * One resource unit, the default per instance: a tenth of a core (a request,
  * not a ceiling: an idle app takes next to nothing and a busy one may use
- * idle CPU, docs/resources.md) and 256 MiB (reserved and enforced).
+ * idle CPU, docs/resources.md) and 128 MiB (reserved; a small Node app uses
+ * about half of it).
  */
-export const DEFAULT_RESOURCES: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
+export const DEFAULT_RESOURCES: Resources = { cpu: 0.1, memory: 128 * 1024 * 1024 };
+
+/**
+ * A service that does not say how much memory it needs may burst to this many
+ * times its request while the node has room (its hard limit), and is evicted
+ * first when the node runs short. One that sets `memory` gets that as its limit.
+ */
+export const DEFAULT_MEMORY_BURST = 2;
 
 /** Parses a memory quantity ("128Mi", "1G", 1048576) to bytes. */
 export function parseBytes(q: number | string): number {
@@ -247,16 +256,37 @@ export function parseBytes(q: number | string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-/** CPU and memory from units of `unit` (default one), with explicit cpu or memory taking precedence. */
+/**
+ * CPU and memory from units of `unit` (default one), with explicit cpu or
+ * memory taking precedence. Memory from units may burst to DEFAULT_MEMORY_BURST
+ * times the request; an explicit `memory` is its own limit unless
+ * `memoryLimit` says otherwise.
+ */
 export function resolveResources(
-  r: { units?: number; cpu?: number; cpuLimit?: number; memory?: number | string } | undefined,
+  r:
+    | {
+        units?: number;
+        cpu?: number;
+        cpuLimit?: number;
+        memory?: number | string;
+        memoryLimit?: number | string;
+      }
+    | undefined,
   unit: Resources,
 ): Resources {
   const units = r?.units ?? 1;
+  const memory = r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units);
+  const memoryLimit =
+    r?.memoryLimit !== undefined
+      ? parseBytes(r.memoryLimit)
+      : r?.memory === undefined
+        ? memory * DEFAULT_MEMORY_BURST
+        : undefined;
   return {
     cpu: r?.cpu ?? unit.cpu * units,
-    memory: r?.memory !== undefined ? parseBytes(r.memory) : Math.round(unit.memory * units),
+    memory,
     ...(r?.cpuLimit !== undefined ? { cpuLimit: r.cpuLimit } : {}),
+    ...(memoryLimit !== undefined && memoryLimit !== memory ? { memoryLimit } : {}),
   };
 }
 /** Fills in defaults: the normalised spec a release stores. */
@@ -281,6 +311,11 @@ export function normalizeService(
   if (resources.cpuLimit !== undefined && resources.cpuLimit < resources.cpu - 1e-9) {
     const field = `services.${name}.resources.cpuLimit`;
     const message = `${resources.cpuLimit} is below the CPU request ${resources.cpu}: a ceiling must be at least the request`;
+    throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
+  }
+  if (resources.memoryLimit !== undefined && resources.memoryLimit < resources.memory) {
+    const field = `services.${name}.resources.memoryLimit`;
+    const message = `${s.resources?.memoryLimit} is below the memory request ${s.resources?.memory ?? resources.memory}: a limit must be at least the request`;
     throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
   }
   const autoscale = s.autoscale ? normalizeAutoscale(s.autoscale) : undefined;

@@ -215,11 +215,50 @@ test("resources in units of the platform's unit; an explicit cpu or memory overr
   assert.deepEqual(normalizeService("a", "web", { resources: { units: 2 } }, "x", unit).resources, {
     cpu: 1,
     memory: 1024 ** 3,
+    memoryLimit: 2 * 1024 ** 3,
   });
   const mixed = normalizeService("a", "web", { resources: { units: 2, memory: "100Mi" } }, "x");
   assert.deepEqual(mixed.resources, { cpu: 0.2, memory: 100 * 1024 ** 2 });
   assert.equal(mixed.units, 2);
-  assert.deepEqual(normalizeService("a", "web", {}, "x").resources, { cpu: 0.1, memory: 256 * 1024 ** 2 });
+  assert.deepEqual(normalizeService("a", "web", {}, "x").resources, {
+    cpu: 0.1,
+    memory: 128 * 1024 ** 2,
+    memoryLimit: 256 * 1024 ** 2,
+  });
+});
+
+test("memoryLimit: defaults bursting to twice the unit's memory, an explicit memory is its own limit, a limit below the request is refused", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node a.js
+    resources: { memory: 200Mi, memoryLimit: 1Gi }
+  fixed:
+    command: node b.js
+    resources: { memory: 200Mi }
+  bad:
+    command: node c.js
+    resources: { memory: 512Mi, memoryLimit: 256Mi }
+`);
+  assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).resources, {
+    cpu: 0.1,
+    memory: 200 * 1024 ** 2,
+    memoryLimit: 1024 ** 3,
+  });
+  assert.deepEqual(normalizeService("a", "fixed", m.services.fixed, undefined).resources, {
+    cpu: 0.1,
+    memory: 200 * 1024 ** 2,
+  });
+  assert.throws(
+    () => normalizeService("a", "bad", m.services.bad, undefined),
+    (err: HerdError) =>
+      err.code === "invalid" &&
+      err.details?.[0]?.field === "services.bad.resources.memoryLimit" &&
+      /256Mi is below the memory request 512Mi/.test(err.message),
+  );
+  assert.throws(
+    () => parseManifest("services:\n  web:\n    resources: { memoryLimit: 12MB }\n"),
+    /memoryLimit/,
+  );
 });
 
 test("cpuLimit: a hard CPU ceiling at least the request; below it, an error naming the field", () => {
@@ -233,8 +272,9 @@ test("cpuLimit: a hard CPU ceiling at least the request; below it, an error nami
 `);
   assert.deepEqual(normalizeService("a", "web", m.services.web, undefined).resources, {
     cpu: 0.25,
-    memory: 256 * 1024 ** 2,
+    memory: 128 * 1024 ** 2,
     cpuLimit: 0.5,
+    memoryLimit: 256 * 1024 ** 2,
   });
   assert.throws(
     () => normalizeService("a", "slow", m.services.slow, undefined),

@@ -22,6 +22,7 @@ import { rolloutProblems } from "./rollout-manifest.ts";
 export { NAME_PATTERN, SECRET_NAME_PATTERN } from "./manifest-fields.ts";
 export { DEFAULT_AGGREGATE_HEADERS, RouteSchema } from "./manifest-route.ts";
 export {
+  DEFAULT_MEMORY_BURST,
   DEFAULT_RESOURCES,
   missingSecrets,
   normalizeService,

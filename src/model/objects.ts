@@ -211,8 +211,14 @@ export type InstanceState =
 export interface Resources {
   /** CPU cores, e.g. 0.1: what placement counts; for an instance, its CPU weight under contention (docs/resources.md). */
   cpu: number;
-  /** Bytes: reserved, never overcommitted, and the instance's hard memory limit. */
+  /** Bytes requested: what placement counts, reserved and never overcommitted. */
   memory: number;
+  /**
+   * An instance's hard memory limit in bytes (≥ memory): it may use up to this
+   * while the node has room, and is evicted first under memory pressure when
+   * above its request. Absent: the request is the limit.
+   */
+  memoryLimit?: number;
   /** An instance's hard CPU ceiling in cores (≥ cpu); absent: none, it may use idle CPU. */
   cpuLimit?: number;
 }
@@ -275,6 +281,8 @@ export interface InstanceRun {
   secrets?: Record<string, SecretPin>;
   resources: Resources;
   health: HealthCheck;
+  /** Its service's criticality when not normal: under memory pressure the node evicts low first (agent/eviction.ts). */
+  criticality?: "critical" | "low";
 }
 
 /** A secret of the app, by name and the version a release pinned. */

@@ -32,6 +32,8 @@ export interface InstanceStatus {
   signal?: string | null;
   /** With exited: the kernel's OOM killer ended it (it went over its memory limit). */
   oomKilled?: boolean;
+  /** With exited: the agent stopped it for node memory pressure, and why (agent/eviction.ts). */
+  evicted?: string;
   message?: string;
   /** Last log lines, sent with exited/unhealthy/failed. */
   logTail?: string[];

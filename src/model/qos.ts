@@ -1,9 +1,10 @@
 /**
- * Quality-of-service classes, as Kubernetes names them. Memory is always
- * reserved and limited at its request, so the class depends on CPU: an
- * instance whose CPU ceiling equals its request is guaranteed (it gets its
- * request and never more); one without a ceiling, or with a higher one, is
- * burstable (it gets its request under contention and may use idle CPU).
+ * Quality-of-service classes, as Kubernetes names them. An instance whose
+ * limits equal its requests (a CPU ceiling at its request, and no memory
+ * limit above its memory request) is guaranteed: it gets its request and
+ * never more. Any other is burstable: it gets its requests under contention,
+ * may use idle CPU and memory up to its limits, and is the first evicted when
+ * its node runs short of memory (agent/eviction.ts).
  */
 
 import type { Resources } from "./objects.ts";
@@ -12,5 +13,7 @@ export type QosClass = "guaranteed" | "burstable";
 
 /** The QoS class of an instance with these resources. */
 export function qosClass(r: Resources): QosClass {
-  return r.cpuLimit !== undefined && r.cpuLimit <= r.cpu ? "guaranteed" : "burstable";
+  const cpuCapped = r.cpuLimit !== undefined && r.cpuLimit <= r.cpu;
+  const memoryCapped = r.memoryLimit === undefined || r.memoryLimit <= r.memory;
+  return cpuCapped && memoryCapped ? "guaranteed" : "burstable";
 }

@@ -1,0 +1,181 @@
+// bench:density — how many small Node apps a 2-core, 4 GiB budget holds (issue 20).
+// Starts a real `herd up --cpu 2 --memory 4Gi` (the agent offers that budget,
+// whatever the machine has), then deploys copies of examples/hello with no
+// resources of their own (the defaults: 0.1 CPU and 128 MiB requested, one
+// instance) until a deploy cannot be placed or MAX_APPS is reached. Then:
+//   count      apps deployed and serving through the gateway (goal ≥ 20, all serving);
+//   fair share all apps driven at once (CONNECTIONS each, LOAD_S seconds):
+//              each app's requests/s against the others' (goal: max/min ≤ 2);
+//   critical   one app marked `criticality: critical`, driven at a light rate:
+//              its p99 while the others are busy against its p99 alone (goal ≤ 2×).
+// The peer of each figure is measured in the same run: the other apps for
+// fair share, the idle baseline for the critical p99.
+//
+// Usage: node bench/density.ts [--max-apps 40] [--load 10] [--strict]
+
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { cleanupHerd, type Herd, ROOT, startHerd } from "../test/e2e/harness.ts";
+import { verdict, verdictSummary } from "./harness.ts";
+
+const { values } = parseArgs({
+  options: {
+    "max-apps": { type: "string", default: "40" },
+    load: { type: "string", default: "10" },
+    strict: { type: "boolean", default: false },
+  },
+});
+const MAX_APPS = Number(values["max-apps"]);
+const LOAD_S = Number(values.load);
+const CONNECTIONS = 2;
+/** The critical app's light load: one request every this many ms. */
+const CRITICAL_EVERY_MS = 20;
+
+const work = mkdtempSync(join(tmpdir(), "herd-bench-density-"));
+let herd: Herd | undefined;
+
+function appDir(name: string, critical: boolean): string {
+  const dir = join(work, name);
+  cpSync(join(ROOT, "examples/hello/server.js"), join(dir, "server.js"));
+  cpSync(join(ROOT, "examples/hello/package.json"), join(dir, "package.json"));
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    `app: ${name}
+services:
+  web:
+    command: node server.js
+    health: { path: /healthz }
+    routes: [{ host: ${name}.localhost }]
+${critical ? "    criticality: critical\n" : ""}`,
+  );
+  return dir;
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
+
+/** One GET through the gateway; its latency in ms, or -1 when it failed. */
+function hit(gateway: URL, host: string): Promise<number> {
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const req = request(
+      { host: gateway.hostname, port: gateway.port, path: "/", headers: { host }, agent: keepAlive },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode === 200 ? performance.now() - start : -1));
+      },
+    );
+    req.setTimeout(5000, () => req.destroy());
+    req.on("error", () => resolve(-1));
+    req.end();
+  });
+}
+
+/** `connections` loops of back-to-back requests to `host` until `until`: completed and failed counts. */
+async function drive(gateway: URL, host: string, connections: number, until: number) {
+  let ok = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < until) (await hit(gateway, host)) >= 0 ? ok++ : failed++;
+    }),
+  );
+  return { ok, failed };
+}
+
+/** A light, paced load on `host` until `until`: each request's latency (ms) and the failures. */
+async function pace(gateway: URL, host: string, until: number) {
+  const latencies: number[] = [];
+  let failed = 0;
+  const pending: Promise<void>[] = [];
+  while (performance.now() < until) {
+    pending.push(
+      hit(gateway, host).then((ms) => {
+        if (ms < 0) failed++;
+        else latencies.push(ms);
+      }),
+    );
+    await new Promise((r) => setTimeout(r, CRITICAL_EVERY_MS));
+  }
+  await Promise.all(pending);
+  return { latencies, failed };
+}
+
+function p99(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  herd = await startHerd({ extraArgs: ["--cpu", "2", "--memory", "4Gi"] });
+  const gateway = new URL(herd.gatewayUrl);
+  const apps: string[] = [];
+  let stoppedBy = `the cap of ${MAX_APPS} apps`;
+  for (let n = 1; n <= MAX_APPS; n++) {
+    const name = `d${n}`;
+    const deploy = await herd.cli(["deploy", "--deadline", "120s"], {
+      cwd: appDir(name, n === 1),
+      timeoutMs: 180_000,
+    });
+    if (deploy.code !== 0) {
+      stoppedBy = `app ${n}: ${(deploy.stderr || deploy.stdout).trim().split("\n").slice(-2).join(" ")}`;
+      break;
+    }
+    apps.push(name);
+    process.stdout.write(`\rdeployed ${apps.length} apps`);
+  }
+  console.log(`\nstopped by ${stoppedBy}`);
+  const serving = (await Promise.all(apps.map((a) => hit(gateway, `${a}.localhost`)))).filter(
+    (ms) => ms >= 0,
+  );
+  const capacity = await herd.cli(["capacity"]);
+  console.log(capacity.stdout.trim());
+
+  const critical = `${apps[0]}.localhost`;
+  const baseline = await pace(gateway, critical, performance.now() + LOAD_S * 1000);
+  const until = performance.now() + LOAD_S * 1000;
+  const [busyCritical, ...loads] = await Promise.all([
+    pace(gateway, critical, until),
+    ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
+  ]);
+  const rates = loads.map((l) => l.ok / LOAD_S);
+  const failed = loads.reduce((s, l) => s + l.failed, 0) + busyCritical.failed + baseline.failed;
+  const fairness = Math.max(...rates) / Math.max(1e-9, Math.min(...rates));
+  const baseP99 = p99(baseline.latencies);
+  const busyP99 = p99(busyCritical.latencies);
+
+  console.log("\nbench:density (2 cores, 4 GiB offered to herd; default resources per app)");
+  console.log(
+    `  apps held and serving   ${serving.length} of ${apps.length} deployed   goal ≥ 20, all serving   ` +
+      verdict("apps held ≥ 20, all serving", serving.length >= 20 && serving.length === apps.length),
+  );
+  console.log(
+    `  fair share             ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)} req/s per app ` +
+      `(${apps.length - 1} apps busy at once), max/min ${fairness.toFixed(2)}   goal ≤ 2   ` +
+      verdict("fair share max/min ≤ 2", fairness <= 2, failed > 0 && `${failed} requests failed`),
+  );
+  console.log(
+    `  critical p99           ${busyP99.toFixed(1)} ms busy vs ${baseP99.toFixed(1)} ms alone = ` +
+      `${(busyP99 / baseP99).toFixed(2)}×   goal ≤ 2×   ` +
+      verdict(
+        "critical p99 ≤ 2× its idle baseline",
+        busyP99 <= 2 * baseP99,
+        failed > 0 && `${failed} requests failed`,
+      ),
+  );
+}
+
+let code = 1;
+try {
+  await main();
+  code = verdictSummary("bench:density");
+} catch (err) {
+  console.error(err);
+} finally {
+  keepAlive.destroy();
+  if (herd) await cleanupHerd(herd);
+  rmSync(work, { recursive: true, force: true });
+}
+process.exit(code);

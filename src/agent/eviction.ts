@@ -1,0 +1,59 @@
+/**
+ * Eviction under memory pressure, as the kubelet does it: when the node's
+ * available memory falls below a threshold, the agent stops one instance
+ * that uses more memory than it requested (a burstable one bursting), lowest
+ * criticality first and then the one furthest over its request. Instances
+ * within their request, guaranteed ones and pets (their data lives on this
+ * node) are never picked: the scheduler never overcommits requests, so only
+ * bursting can run the node short. The control plane replaces the evicted
+ * instance as it replaces a crashed one (reason Evicted).
+ */
+
+import type { Resources } from "../model/objects.ts";
+import type { ServiceSpec } from "../model/service-spec.ts";
+
+type Criticality = NonNullable<ServiceSpec["criticality"]>;
+
+/** Available memory below which the agent evicts, by default (the kubelet's default too). */
+export const DEFAULT_EVICTION_MEMORY = 100 * 1024 * 1024;
+
+export interface EvictionCandidate {
+  id: string;
+  mode: "cattle" | "pet";
+  criticality?: Criticality;
+  resources: Resources;
+  /** Bytes in use now (its cgroup's reading); unknown: not a candidate. */
+  usedBytes?: number;
+}
+
+const ORDER: Record<Criticality, number> = { low: 0, normal: 1, critical: 2 };
+
+/**
+ * The instance to evict, and why, when `availableBytes` is below
+ * `thresholdBytes`; undefined when the node has room or no instance is over
+ * its request.
+ */
+export function pickEviction(
+  availableBytes: number,
+  thresholdBytes: number,
+  candidates: readonly EvictionCandidate[],
+): { id: string; why: string } | undefined {
+  if (availableBytes >= thresholdBytes) return undefined;
+  const over = candidates
+    .filter((c) => c.mode === "cattle" && c.usedBytes !== undefined && c.usedBytes > c.resources.memory)
+    .map((c) => ({ c, excess: (c.usedBytes as number) - c.resources.memory }))
+    .sort(
+      (a, b) =>
+        ORDER[a.c.criticality ?? "normal"] - ORDER[b.c.criticality ?? "normal"] || b.excess - a.excess,
+    );
+  const victim = over[0]?.c;
+  if (!victim) return undefined;
+  const mib = (n: number) => `${Math.round(n / 1024 / 1024)} MiB`;
+  return {
+    id: victim.id,
+    why:
+      `evicted for node memory pressure: ${mib(availableBytes)} available, below ${mib(thresholdBytes)}; ` +
+      `it used ${mib(victim.usedBytes as number)} of a ${mib(victim.resources.memory)} request ` +
+      `(${victim.criticality ?? "normal"}, burstable)`,
+  };
+}
