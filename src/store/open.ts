@@ -6,6 +6,8 @@
 
 import { join } from "node:path";
 import { HerdError } from "../common/errors.ts";
+import type { Logger } from "../common/log.ts";
+import { EtcdLeadership, type Leadership, SoleLeadership } from "./leadership.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 import type { Store } from "./store.ts";
 
@@ -17,4 +19,12 @@ export async function openStore(spec: string | undefined, dataDir: string): Prom
     return EtcdStore.open(parseEtcdUrl(spec));
   }
   throw new HerdError("invalid", `--store must be sqlite or etcd://host:port[,host:port…], got ${spec}`);
+}
+
+/** Who leads among the servers sharing `store`: an etcd election, or this server alone on SQLite. */
+export function openLeadership(store: Store, logger: Logger, ttlSeconds?: number): Leadership {
+  const connection = (store as { connection?: () => { client: import("etcd3").Etcd3; root: string } })
+    .connection;
+  if (!connection) return new SoleLeadership();
+  return new EtcdLeadership({ ...connection.call(store), logger, ...(ttlSeconds ? { ttlSeconds } : {}) });
 }
