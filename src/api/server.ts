@@ -110,6 +110,8 @@ export interface ServerOptions {
   dataDir: string;
   /** The Store: `sqlite` (default, `<dataDir>/state.db`) or `etcd://host:port,…` (docs/etcd.md). */
   store?: string;
+  /** Where slugs and sources are kept (default `<dataDir>/artifacts`): servers sharing an etcd share this directory too. */
+  artifactsDir?: string;
   /** On etcd: the leader's lease TTL in seconds (default 5; store/leadership.ts). */
   leaseTtlSeconds?: number;
   /** Port of the API (default 7070; 0 = any free port). */
@@ -199,7 +201,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     machineProvider: options.machines !== undefined,
   };
   const store = await openStore(options.store, dataDir);
-  const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
+  const artifacts = new ArtifactStore(options.artifactsDir ?? join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
   audit.start();

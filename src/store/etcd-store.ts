@@ -123,6 +123,28 @@ export class EtcdStore implements Store {
     return { items, revision };
   }
 
+  async snapshot(): Promise<{ items: StoredObject[]; revision: number }> {
+    this.#checkOpen();
+    // Every read pinned to the revision of the first: one consistent view, in pages.
+    const revision = await this.revision();
+    const items: StoredObject[] = [];
+    for (const kind of KINDS) {
+      const end = prefixEnd(this.#key(kind, ""));
+      let start = this.#key(kind, "");
+      const base = start.length;
+      for (;;) {
+        const from = start;
+        const res = await this.#call(() =>
+          this.#client.kv.range({ key: from, range_end: end, limit: 1000, revision: revision + OFFSET }),
+        );
+        for (const kv of res.kvs) items.push(toStoredObject(kind, kv.key.subarray(base).toString(), kv));
+        if (!res.more || res.kvs.length === 0) break;
+        start = Buffer.concat([res.kvs[res.kvs.length - 1].key, Buffer.from([0])]);
+      }
+    }
+    return { items, revision };
+  }
+
   async put<T>(kind: Kind, key: string, value: T, options?: PutOptions): Promise<StoredObject<T>> {
     this.#checkOpen();
     const expected = checkExpectRevision(options);
