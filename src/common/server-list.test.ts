@@ -78,3 +78,22 @@ test("server list: a follower's 503 with herd-leader moves to the leader; no lea
     lost.server.close();
   }
 });
+
+test("server list: a server that lets the deadline pass is left for the next request", async () => {
+  const { createServer: tcp } = await import("node:net");
+  // Accepts connections and never answers, like a SIGSTOPped server.
+  const silent = tcp(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const address = silent.address();
+  const silentUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const live = await fake(200);
+  try {
+    const list = new ServerList(`${silentUrl},${live.url}`);
+    await assert.rejects(list.request("/api/v1/x", { signal: AbortSignal.timeout(200) }));
+    assert.equal(list.url, live.url);
+    (await list.request("/api/v1/x")).cancel();
+  } finally {
+    silent.close();
+    live.server.close();
+  }
+});

@@ -5,7 +5,8 @@
  *
  *   request(path) ─► current server ─┬─ answer ──────────────────────► caller
  *                                    ├─ 503 + herd-leader: URL ─► move there, again
- *                                    └─ cannot connect / 503 ───► next server, again
+ *                                    ├─ cannot connect / 503 ───► next server, again
+ *                                    └─ the caller's timeout passed ─► next server for the next request
  *                  (each server at most once per request; when none answers, a 503 if one came, else the error)
  *
  * Which one is current is shared by every request of the list's owner, so a
@@ -87,7 +88,11 @@ export class ServerList {
       try {
         answer = await apiRequest(`${url}${path}`, init);
       } catch (err) {
-        if (init.signal?.aborted) throw err;
+        if (init.signal?.aborted) {
+          // A server that let the caller's deadline pass (stopped, cut off) is away: the next request goes elsewhere.
+          if ((init.signal.reason as Error | undefined)?.name === "TimeoutError") this.failed(url);
+          throw err;
+        }
         this.failed(url);
         if (!tried.has(this.url)) continue;
         if (refused) return refused;
