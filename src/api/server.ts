@@ -199,6 +199,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...DEFAULT_SETTINGS,
     ...options.settings,
     machineProvider: options.machines !== undefined,
+    sharedStore: options.store?.startsWith("etcd://") ?? false,
   };
   const store = await openStore(options.store, dataDir);
   const artifacts = new ArtifactStore(options.artifactsDir ?? join(dataDir, "artifacts"));

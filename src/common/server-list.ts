@@ -116,10 +116,11 @@ const lists = new Map<string, ServerList>();
 
 /** The process's ServerList for `spec` (`URL[,URL…]`). */
 export function serversOf(spec: string): ServerList {
-  let list = lists.get(spec);
+  const key = parseServers(spec).join(",");
+  let list = lists.get(key);
   if (!list) {
-    list = new ServerList(spec);
-    lists.set(spec, list);
+    list = new ServerList(key);
+    lists.set(key, list);
   }
   return list;
 }
