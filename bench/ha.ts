@@ -15,9 +15,10 @@
 //   kill -9 etcd       one etcd member dies (two of three keep the quorum)
 //
 // For each: time until another server leads (the leader key names a live
-// new server) and until the scale placed and ran the new instance, both from
-// the fault, against the goal of 2x the lease (the peer figure, printed as a
-// ratio); acknowledged writes lost; instances over or under the count asked
+// new server) and until the scale placed the new instance on a node (the
+// control plane acted), both from the fault, against the goal of 2x the lease
+// (printed as a ratio), and until it ran; the round "no fault" is the peer,
+// the same load and scale with nothing broken, in the same run; acknowledged writes lost; instances over or under the count asked
 // for (watched for 5 s once settled); failed gateway requests; whether the
 // deploy in flight finished. `npm run bench:ha`; the load average is printed.
 
@@ -42,6 +43,12 @@ interface Fault {
 }
 
 const FAULTS: Fault[] = [
+  {
+    // The peer: the same load and scale with nothing broken, in the same run.
+    name: "no fault",
+    leader: false,
+    run: async () => undefined,
+  },
   {
     name: "kill -9 leader",
     leader: true,
@@ -100,6 +107,7 @@ interface Row {
   fault: string;
   electMs?: number;
   actMs?: number;
+  runMs?: number;
   acked: number;
   lostWrites: number;
   writeGapMs: number;
@@ -144,12 +152,15 @@ async function round(ha: HaCluster, fault: Fault, work: string, n: number): Prom
   });
   if (scale.code !== 0) throw new Error(`scale failed: ${scale.stderr}`);
   let actMs: number | undefined;
+  let runMs: number | undefined;
   await waitFor(
     "the new instance runs",
     async () => {
       const l = await live(ha).catch(() => []);
-      if (l.filter((i) => i.state === "running").length >= want) actMs ??= Date.now() - t0;
-      return actMs !== undefined;
+      // Placed: the leader's scheduler gave it a node (the control plane acted); running: its health check passed.
+      if (l.filter((i) => i.node).length >= want) actMs ??= Date.now() - t0;
+      if (l.filter((i) => i.state === "running").length >= want) runMs ??= Date.now() - t0;
+      return runMs !== undefined;
     },
     120_000,
   );
@@ -175,6 +186,7 @@ async function round(ha: HaCluster, fault: Fault, work: string, n: number): Prom
     fault: fault.name,
     ...(electMs !== undefined ? { electMs } : {}),
     actMs,
+    runMs,
     acked: acked.length,
     lostWrites: acked.filter((a) => !names.has(a.name)).length,
     writeGapMs: gap,
@@ -223,7 +235,8 @@ async function main(): Promise<number> {
       console.log(
         `  another server leads after   ${fault.leader ? ratio(row.electMs) : "— (the leader kept its lease)"}`,
       );
-      console.log(`  the scale ran its instance   ${ratio(row.actMs)}`);
+      console.log(`  the scale placed its instance ${ratio(row.actMs)}`);
+      console.log(`  … and it ran (health check)  ${row.runMs} ms`);
       console.log(
         `  API writes acknowledged      ${row.acked}, lost ${row.lostWrites}, longest gap ${row.writeGapMs} ms`,
       );
@@ -237,7 +250,7 @@ async function main(): Promise<number> {
           `${fault.name}: another server leads within 2x the lease`,
           (row.electMs ?? Infinity) <= GOAL_MS,
         );
-      verdict(`${fault.name}: the scale acts within 2x the lease`, (row.actMs ?? Infinity) <= GOAL_MS);
+      verdict(`${fault.name}: the scale is placed within 2x the lease`, (row.actMs ?? Infinity) <= GOAL_MS);
       verdict(`${fault.name}: no acknowledged write lost`, row.lostWrites === 0);
       verdict(`${fault.name}: no instance doubled or lost`, row.over === 0 && row.under === 0);
       verdict(`${fault.name}: no failed gateway request`, row.failed === 0);
@@ -252,12 +265,12 @@ async function main(): Promise<number> {
       .join(" ")}`,
   );
   console.log(
-    "\n| fault | new leader | scale acted | goal | writes acked / lost | instances over / under | gateway failed | deploy in flight |",
+    "\n| fault | new leader | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight |",
   );
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     console.log(
-      `| ${r.fault} | ${r.electMs ?? "—"} ms | ${r.actMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
+      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
     );
   }
   return verdictSummary("bench:ha");
