@@ -162,6 +162,11 @@ export class EtcdLeadership implements Leadership {
   /** Leads until the lease is lost, a fenced write is refused, or close. */
   async #lead(won: { lease: Lease; createRevision: string }, term: Term): Promise<void> {
     const { lease, createRevision } = won;
+    if (this.#closed) {
+      // Won while closing: hand the key straight back.
+      await lease.revoke().catch(() => {});
+      return;
+    }
     let depose: (why: string) => void = () => {};
     const ended = new Promise<string>((resolve) => {
       depose = resolve;
