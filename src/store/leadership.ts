@@ -140,7 +140,9 @@ export class EtcdLeadership implements Leadership {
   }
 
   /** One attempt: the lease and its create revision when this server took the key, else undefined. */
-  async #tryWin(url: string): Promise<{ lease: Lease; createRevision: string } | undefined> {
+  async #tryWin(url: string): Promise<{ lease: Lease; createRevision: string; askedAt: number } | undefined> {
+    // etcd counts the lease from the grant, which is after this: the leader's own clock never runs ahead of it.
+    const askedAt = Date.now();
     const lease = this.#client.lease(this.#ttlMs / 1000, { autoKeepAlive: false });
     lease.on("lost", () => {});
     const id = await lease.grant();
@@ -156,12 +158,12 @@ export class EtcdLeadership implements Leadership {
       await lease.revoke().catch(() => {});
       return undefined;
     }
-    return { lease, createRevision: String(res.header.revision) };
+    return { lease, createRevision: String(res.header.revision), askedAt };
   }
 
   /** Leads until the lease is lost, a fenced write is refused, or close. */
-  async #lead(won: { lease: Lease; createRevision: string }, term: Term): Promise<void> {
-    const { lease, createRevision } = won;
+  async #lead(won: { lease: Lease; createRevision: string; askedAt: number }, term: Term): Promise<void> {
+    const { lease, createRevision, askedAt } = won;
     if (this.#closed) {
       // Won while closing: hand the key straight back.
       await lease.revoke().catch(() => {});
@@ -174,7 +176,7 @@ export class EtcdLeadership implements Leadership {
     this.#depose = () => depose("closing");
     lease.on("lost", (err) => depose(`lease lost: ${err.message}`));
     // Renewed counts from when a keepalive was sent, so the lease is never taken for longer than etcd keeps it.
-    let renewed = Date.now();
+    let renewed = askedAt;
     const keepalive = setInterval(() => {
       const sent = Date.now();
       lease
