@@ -7,7 +7,11 @@ import type { PortRange } from "./ports.ts";
 
 /** How to reach the control plane and where to keep things. */
 export interface AgentOptions {
-  /** Control-plane base URL, e.g. http://127.0.0.1:7000 */
+  /**
+   * Control-plane base URL, e.g. http://127.0.0.1:7000, or several of one
+   * control plane, comma-separated: the agent moves to a live one, and to the
+   * leader when a follower names it (common/server-list.ts).
+   */
   server: string;
   /** This node's credential (agent/join.ts), or another token that may act as it. */
   token: string;

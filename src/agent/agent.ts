@@ -18,10 +18,11 @@ import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join } from "node:path";
-import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
+import type { ApiAnswer } from "../common/api-request.ts";
 import { readInternalFile, serviceEnv } from "../common/internal-caller.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
+import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
 import type { Resources } from "../model/objects.ts";
@@ -139,6 +140,8 @@ export class Agent {
   #services: Record<string, string[]> = {};
   /** The CA that signed the control plane's certificate (https), when not a public one. */
   readonly #ca: string | undefined;
+  /** The control plane's servers and the one in use. */
+  readonly #servers: ServerList;
   /** Where instances send spans and points (the API's port is closed to them). */
   #relay: TelemetryRelay | undefined;
   /** Instances' config: files in their dirs and the 127.0.0.1 feed they follow (config-center/agent-feed.ts). */
@@ -155,6 +158,7 @@ export class Agent {
       options.driver ??
       new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger });
     this.#ca = options.ca;
+    this.#servers = serversOf(options.server);
     this.#logs = new LogShipper({
       node: options.name,
       post: (path, body) => this.#post(path, body),
@@ -213,7 +217,7 @@ export class Agent {
     this.#waitLoop = this.#followChanges();
     this.#log.info("started", {
       node: this.#options.name,
-      server: this.#options.server,
+      server: this.#servers.url,
       adopted: this.#instances.size,
     });
   }
@@ -254,7 +258,15 @@ export class Agent {
   /** The control plane's API and this agent's metrics listener: not for instances to connect to. */
   #protectedEndpoints(): ProtectedEndpoint[] {
     const out: ProtectedEndpoint[] = [];
-    const server = new URL(this.#options.server);
+    for (const url of this.#servers.all) this.#protectServer(url, out);
+    const metrics = this.#metricsServer?.url;
+    if (metrics) out.push({ port: Number(new URL(metrics).port) });
+    return out;
+  }
+
+  /** One control-plane server's port, kept from instances. */
+  #protectServer(url: string, out: ProtectedEndpoint[]): void {
+    const server = new URL(url);
     const port = Number(server.port || (server.protocol === "https:" ? 443 : 80));
     const host = server.hostname.replace(/^\[|\]$/g, "");
     if (isIP(host) !== 0 || host === "localhost") out.push({ address: host, port });
@@ -265,9 +277,6 @@ export class Agent {
       });
       out.push({ port });
     }
-    const metrics = this.#metricsServer?.url;
-    if (metrics) out.push({ port: Number(new URL(metrics).port) });
-    return out;
   }
 
   /** Where this agent serves its metrics, while it does. */
@@ -335,12 +344,12 @@ export class Agent {
    * server without the route (404) leaves the agent on its heartbeats alone.
    */
   async #followChanges(): Promise<void> {
-    const base = `${this.#options.server.replace(/\/$/, "")}/api/v1/nodes/${encodeURIComponent(this.#options.name)}/wait`;
+    const base = `/api/v1/nodes/${encodeURIComponent(this.#options.name)}/wait`;
     let since: number | undefined;
     let failing = false;
     while (this.#running) {
       try {
-        const res = await apiRequest(since === undefined ? base : `${base}?since=${since}`, {
+        const res = await this.#servers.request(since === undefined ? base : `${base}?since=${since}`, {
           ca: this.#ca,
           headers: { authorization: `Bearer ${this.#options.token}` },
           signal: AbortSignal.any([
@@ -640,7 +649,7 @@ export class Agent {
       const env: Record<string, string> = {
         ...d.run.env,
         ...d.secretEnv,
-        ...traceDefaults(d, this.#relay?.url ?? this.#options.server, this.#ingestTokens[d.tenant]),
+        ...traceDefaults(d, this.#relay?.url ?? this.#servers.url, this.#ingestTokens[d.tenant]),
         ...this.#serviceEnv(d),
         PORT: String(port),
         HERD_INSTANCE: d.id,
@@ -902,7 +911,7 @@ export class Agent {
 
   #post(path: string, body: unknown): Promise<ApiAnswer> {
     // node:http, not fetch: Node's undici behind fetch would cost this process about 12 MB (common/api-request.ts).
-    return apiRequest(`${this.#options.server.replace(/\/$/, "")}${path}`, {
+    return this.#servers.request(path, {
       ca: this.#ca,
       method: "POST",
       headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },

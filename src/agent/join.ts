@@ -12,9 +12,9 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { apiRequest } from "../common/api-request.ts";
 import { HerdError } from "../common/errors.ts";
 import { writePrivateFile } from "../common/private-file.ts";
+import { ServerList } from "../common/server-list.ts";
 
 /** Where the agent finds its credential. */
 export interface CredentialSources {
@@ -89,15 +89,17 @@ function readCredential(file: string): { node: string; token: string } | undefin
 
 /** Trades a join token for the node's credential; a HerdError with the server's reason when it is refused. */
 async function joinNode(server: string, name: string, joinToken: string, ca?: string): Promise<string> {
-  const url = `${server.replace(/\/+$/, "")}/api/v1/nodes/${encodeURIComponent(name)}/join`;
-  const res = await apiRequest(url, {
-    ca,
-    method: "POST",
-    headers: { authorization: `Bearer ${joinToken}` },
-    signal: AbortSignal.timeout(10_000),
-  }).catch((err: Error) => {
-    throw new HerdError("unavailable", `cannot join ${server}: ${err.message}`);
-  });
+  // Any server of the list: the first live one (common/server-list.ts).
+  const res = await new ServerList(server)
+    .request(`/api/v1/nodes/${encodeURIComponent(name)}/join`, {
+      ca,
+      method: "POST",
+      headers: { authorization: `Bearer ${joinToken}` },
+      signal: AbortSignal.timeout(10_000),
+    })
+    .catch((err: Error) => {
+      throw new HerdError("unavailable", `cannot join ${server}: ${err.message}`);
+    });
   const body = (await res.json().catch(() => ({}))) as { token?: string; message?: string };
   if (!res.ok || typeof body.token !== "string") {
     throw new HerdError(

@@ -17,9 +17,9 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { NODE_REF_FILE, type NodeRef } from "../build/node-runtime.ts";
 import { unpackTarball } from "../build/unpack.ts";
-import { apiRequest } from "../common/api-request.ts";
 import { HerdError } from "../common/errors.ts";
 import { pathExists } from "../common/path-exists.ts";
+import { serversOf } from "../common/server-list.ts";
 
 /** Where to fetch slugs from and where to keep them. */
 export interface SlugCacheOptions {
@@ -145,20 +145,22 @@ export class SlugCache {
   async #download(kind: "slugs" | "runtimes", digest: string, file: string): Promise<string> {
     const dir = dirname(file);
     await mkdir(dir, { recursive: true });
-    const url = `${this.#options.server.replace(/\/$/, "")}/api/v1/${kind}/${digest}`;
+    const path = `/api/v1/${kind}/${digest}`;
     const what = kind === "slugs" ? "slug" : "Node runtime";
-    const res = await apiRequest(url, {
-      ca: this.#options.ca,
-      headers: { authorization: `Bearer ${this.#options.token}` },
-      signal: AbortSignal.timeout(this.#options.timeoutMs ?? 300_000),
-    }).catch((err: Error) => {
-      throw new HerdError("unavailable", `cannot download ${what} ${digest}: ${err.message}`);
-    });
+    const res = await serversOf(this.#options.server)
+      .request(path, {
+        ca: this.#options.ca,
+        headers: { authorization: `Bearer ${this.#options.token}` },
+        signal: AbortSignal.timeout(this.#options.timeoutMs ?? 300_000),
+      })
+      .catch((err: Error) => {
+        throw new HerdError("unavailable", `cannot download ${what} ${digest}: ${err.message}`);
+      });
     if (!res.ok) {
       res.cancel();
       throw new HerdError(
         res.status === 404 ? "not_found" : "unavailable",
-        `GET ${url} answered ${res.status}`,
+        `GET ${path} answered ${res.status}`,
       );
     }
     const tmp = join(dir, `.${digest}.${randomBytes(4).toString("hex")}.tmp`);

@@ -21,8 +21,8 @@ const { createServer } = nodeHttp;
 
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { serversOf } from "../common/server-list.ts";
 
 /** The requests the relay passes on: the telemetry:write routes of the API. */
 export const RELAYED_ROUTES: ReadonlySet<string> = new Set([
@@ -115,7 +115,7 @@ async function relay(
     const value = req.headers[name];
     if (typeof value === "string") headers[name] = value;
   }
-  const upstream = await apiRequest(`${options.server.replace(/\/+$/, "")}${url.pathname}${url.search}`, {
+  const upstream = await serversOf(options.server).request(`${url.pathname}${url.search}`, {
     ca: options.ca,
     method: "POST",
     headers,

@@ -19,6 +19,7 @@ import type { LogStore } from "../observe/log-store.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Traces } from "../observe/traces/traces.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
+import type { Leadership } from "../store/leadership.ts";
 import type { Store } from "../store/store.ts";
 import type { AuditLog } from "./audit.ts";
 import type { GatewayBook } from "./gateway-book.ts";
@@ -29,6 +30,8 @@ import type { IngestTokens } from "./ingest-tokens.ts";
 export interface ApiDeps {
   store: Store;
   controllers: ControllerManager;
+  /** Which server runs the controllers (store/leadership.ts); followers send heartbeats there. */
+  leadership?: Leadership;
   events: EventRecorder;
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;

@@ -49,7 +49,7 @@ import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { migratePlainSecrets } from "../secrets/migrate.ts";
 import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
-import { openStore } from "../store/open.ts";
+import { openLeadership, openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -58,6 +58,7 @@ import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
 import { openHostCertificates } from "./host-certificates.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
+import { leaderOnly } from "./leader-only.ts";
 import {
   type Decision,
   decide,
@@ -109,6 +110,10 @@ export interface ServerOptions {
   dataDir: string;
   /** The Store: `sqlite` (default, `<dataDir>/state.db`) or `etcd://host:port,…` (docs/etcd.md). */
   store?: string;
+  /** Where slugs and sources are kept (default `<dataDir>/artifacts`): servers sharing an etcd share this directory too. */
+  artifactsDir?: string;
+  /** On etcd: the leader's lease TTL in seconds (default 5; store/leadership.ts). */
+  leaseTtlSeconds?: number;
   /** Port of the API (default 7070; 0 = any free port). */
   port?: number;
   host?: string;
@@ -194,9 +199,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...DEFAULT_SETTINGS,
     ...options.settings,
     machineProvider: options.machines !== undefined,
+    sharedStore: options.store?.startsWith("etcd://") ?? false,
   };
   const store = await openStore(options.store, dataDir);
-  const artifacts = new ArtifactStore(join(dataDir, "artifacts"));
+  const artifacts = new ArtifactStore(options.artifactsDir ?? join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
   audit.start();
@@ -294,9 +300,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ingestTokens = new IngestTokens(store, secrets);
   const shutdown = new AbortController();
   const certificates = await openHostCertificates({ store, secrets, dataDir, logger, acme: options.acme });
+  // One server of those sharing the store runs the controllers (docs/high-availability.md).
+  const leadership = openLeadership(store, logger.child("leader"), options.leaseTtlSeconds);
   const deps: ApiDeps = {
     store,
     controllers,
+    leadership,
     events,
     deployLogs,
     artifacts,
@@ -359,8 +368,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     join(dataDir, "server.json"),
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
-  await controllers.start();
-  if (options.remediation?.enabled !== false) remediation.start();
   const machines = provider
     ? new MachineController(ctx, {
         provider,
@@ -379,7 +386,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         },
       })
     : undefined;
-  machines?.start();
+  await leadership.start(url, {
+    begin: async () => {
+      await controllers.start();
+      if (options.remediation?.enabled !== false) remediation.start();
+      machines?.start();
+    },
+    end: async () => {
+      controllers.stop();
+      await remediation.stop();
+      await machines?.stop();
+    },
+  });
   metrics.selfUrl = url;
   metrics.start();
   alerts.externalUrl = url;
@@ -408,9 +426,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await alerts.stop();
       await drift.stop();
       await certificates.close();
-      await remediation.stop();
-      controllers.stop();
-      await machines?.stop();
+      await leadership.close();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
       shutdown.abort();
       logs.endStreams();
@@ -579,6 +595,7 @@ export function buildApi(
     }
     req.herd = { ...decision, principal, ...(named && !decision.tenant ? { named } : {}) };
   });
+  if (deps.leadership) app.addHook("onRequest", leaderOnly(deps.leadership));
   app.addHook("preHandler", finiteNumbers);
   // Writes are audited before the reply leaves: an acknowledged write is always in the trail.
   app.addHook("onSend", async (req, reply, payload) => {

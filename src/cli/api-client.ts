@@ -66,9 +66,15 @@ export interface UploadFile {
   contentType: string;
 }
 
-/** Client for one herd server, one token, one tenant. */
+/**
+ * Client for one herd control plane, one token, one tenant. The URL may list
+ * several servers of one control plane, comma-separated
+ * (docs/high-availability.md): a request that cannot reach one goes to the next.
+ */
 export class ApiClient {
-  readonly url: string;
+  /** The servers, and the one in use. */
+  readonly #urls: string[];
+  #current = 0;
   readonly #token: string;
   readonly #tenant: string | undefined;
   readonly #trust: RequestInit;
@@ -76,12 +82,21 @@ export class ApiClient {
   readonly #source: string | undefined;
 
   constructor(options: ApiClientOptions) {
-    this.url = options.url.replace(/\/+$/, "");
+    this.#urls = options.url
+      .split(",")
+      .map((u) => u.trim().replace(/\/+$/, ""))
+      .filter((u) => u !== "");
+    if (this.#urls.length === 0) this.#urls.push(options.url);
     this.#token = options.token;
     this.#tenant = options.tenant;
     this.#trust = trusting(options.ca === undefined ? undefined : caDispatcher(options.ca));
     this.#authHint = options.authHint;
     this.#source = options.source;
+  }
+
+  /** The server in use (base URL). */
+  get url(): string {
+    return this.#urls[this.#current];
   }
 
   /** GET a JSON reply. */
@@ -173,19 +188,24 @@ export class ApiClient {
       signal?: AbortSignal;
     },
   ): Promise<Response> {
-    let res: Response;
-    try {
-      res = await fetch(this.urlFor(path, query), {
-        ...this.#trust,
-        method,
-        body: init.body,
-        signal: init.signal,
-        headers: { authorization: `Bearer ${this.#token}`, accept: "application/json", ...init.headers },
-        // A streamed body needs half-duplex; harmless for strings.
-        ...(typeof init.body === "object" ? { duplex: "half" } : {}),
-      } as RequestInit);
-    } catch (err) {
-      throw unreachable(this.url, err, this.#source);
+    let res: Response | undefined;
+    // A streamed body (an upload) can be sent once: it goes to the server in use only.
+    let tries = typeof init.body === "object" ? 1 : this.#urls.length;
+    while (res === undefined) {
+      try {
+        res = await fetch(this.urlFor(path, query), {
+          ...this.#trust,
+          method,
+          body: init.body,
+          signal: init.signal,
+          headers: { authorization: `Bearer ${this.#token}`, accept: "application/json", ...init.headers },
+          // A streamed body needs half-duplex; harmless for strings.
+          ...(typeof init.body === "object" ? { duplex: "half" } : {}),
+        } as RequestInit);
+      } catch (err) {
+        if (--tries <= 0 || init.signal?.aborted) throw unreachable(this.url, err, this.#source);
+        this.#current = (this.#current + 1) % this.#urls.length;
+      }
     }
     if (res.status === 401 && this.#authHint) {
       const err = await errorFromResponse(res);

@@ -42,6 +42,7 @@ import { rolloutCommand } from "./rollout.ts";
 import { runCommand } from "./run.ts";
 import { secretsCommand } from "./secrets.ts";
 import { setCommand } from "./set.ts";
+import { backupCommand, migrateCommand, restoreCommand } from "./store-commands.ts";
 import { membersCommand, serviceAccountsCommand, tenantsCommand } from "./tenants.ts";
 import { tokensCommand } from "./tokens.ts";
 import { mapCommand, topCommand, traceCommand, tracesCommand } from "./traces.ts";
@@ -301,6 +302,9 @@ export const APP_COMMANDS: CommandSpec[] = [
   traceCommand,
   mapCommand,
   topCommand,
+  migrateCommand,
+  backupCommand,
+  restoreCommand,
   versionCommand,
 ];
 

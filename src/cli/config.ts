@@ -99,7 +99,7 @@ export function checkContextName(name: string): string {
 
 /** The name `herd login` gives a server's context unless told one: its host and port (`herd.example.com`, `127.0.0.1:7070`). */
 export function contextNameFor(server: string): string {
-  return new URL(server).host;
+  return new URL(server.split(",")[0]).host;
 }
 
 /** The login config's path: `$XDG_CONFIG_HOME/herd/config.json`, else `~/.config/herd/config.json`. */

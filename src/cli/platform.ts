@@ -113,7 +113,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
+  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--lease-ttl 5] [--artifacts DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
@@ -124,7 +124,10 @@ gateways follow it with \`herd gateway --server URL --token T\` (T from
 \`herd tokens create gw1 --kind gateway\`). --tls serves HTTPS with a certificate
 signed by DIR/tls/ca-cert.pem (made once; pass it to agents and gateways as --ca).
 --store keeps the objects in DIR/state.db (sqlite, the default) or in an etcd
-cluster (etcd://host:2379,host:2379[/root]; docs/etcd.md).
+cluster (etcd://host:2379,host:2379[/root]; docs/etcd.md). Several servers may
+share one etcd: all serve the API, one leader (elected with an etcd lease of
+--lease-ttl seconds) runs the controllers; give them one shared --artifacts
+directory (default DIR/artifacts) for slugs (docs/high-availability.md).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
@@ -323,6 +326,8 @@ export async function runServer(argv: string[]): Promise<number> {
   const v = flags("server", argv, {
     data: { type: "string", default: ".herd" },
     store: { type: "string" },
+    "lease-ttl": { type: "string", default: "5" },
+    artifacts: { type: "string" },
     port: { type: "string", default: "7070" },
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
@@ -349,8 +354,18 @@ export async function runServer(argv: string[]): Promise<number> {
   return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
     store: v.store as string | undefined,
+    leaseTtlSeconds: leaseTtlOf(v["lease-ttl"]),
+    ...(v.artifacts ? { artifactsDir: resolve(v.artifacts as string) } : {}),
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
+}
+
+/** `--lease-ttl`: whole seconds, 2 to 60 (etcd refuses shorter leases than its election allows). */
+function leaseTtlOf(value: unknown): number {
+  const n = Number(value);
+  if (!(Number.isInteger(n) && n >= 2 && n <= 60))
+    throw new HerdError("invalid", `--lease-ttl must be whole seconds from 2 to 60, got ${value}`);
+  return n;
 }
 
 /** The CA certificate (PEM) the API's certificate must be signed by: --ca or HERD_CA. */

@@ -71,6 +71,11 @@ export class WorkQueue {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /** Takes keys again after stop (a server elected leader again). */
+  resume(): void {
+    this.#stopped = false;
+  }
+
   stop(): void {
     this.#stopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);

@@ -42,6 +42,12 @@ export interface Settings {
    * instead of failing at once.
    */
   machineProvider: boolean;
+  /**
+   * Several servers share the store (etcd, docs/high-availability.md): a
+   * deploy another server builds is not this one's to fail, unless it has
+   * been building for longer than any build may (its server died).
+   */
+  sharedStore?: boolean;
 }
 
 export const DEFAULT_SETTINGS: Settings = {

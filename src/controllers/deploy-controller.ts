@@ -52,6 +52,9 @@ export interface BuildResult {
 /** Runs a new release's release phase (controllers/jobs.ts); throws when it fails. */
 export type ReleasePhase = (deploy: Deploy, release: Release, log: (line: string) => void) => Promise<void>;
 
+/** With a shared store, a build no server finished within this long is taken for lost with its server. */
+const BUILD_ORPHAN_MS = 30 * 60 * 1000;
+
 export class DeployController {
   readonly #ctx: Context;
   readonly #releasePhase: ReleasePhase | undefined;
@@ -458,7 +461,9 @@ export class DeployController {
     if (!o) return;
     const d = o.value;
     if (d.state === "building") {
-      if (!this.#building.has(d.id))
+      const foreign =
+        this.#ctx.settings.sharedStore && this.#ctx.clock.now() - Date.parse(d.createdAt) < BUILD_ORPHAN_MS;
+      if (!this.#building.has(d.id) && !foreign)
         await this.#finish(
           d.id,
           d.tenant,

@@ -46,7 +46,7 @@ export class ControllerManager {
   readonly #appQueue: WorkQueue;
   readonly #rolloutQueue: WorkQueue;
   readonly #setQueue: WorkQueue;
-  readonly #abort = new AbortController();
+  #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
   constructor(ctx: Context, sources: AutoscaleSources = {}) {
@@ -99,9 +99,16 @@ export class ControllerManager {
     });
   }
 
-  /** Starts watching and resyncing. */
+  /**
+   * Starts watching and resyncing. May be called again after stop: a server
+   * that lost the leadership (store/leadership.ts) and won it back.
+   */
   async start(resyncMs = 5000): Promise<void> {
     const { store } = this.#ctx;
+    this.#abort = new AbortController();
+    for (const q of this.#queues()) q.resume();
+    // Heartbeats this server saw in an earlier term are old: give every node a full timeout.
+    this.nodes.restartClock();
     const from = await store.revision();
     void this.#follow(from);
     await this.resync();
@@ -224,10 +231,11 @@ export class ControllerManager {
     this.jobs.stop();
     this.previews.stop();
     for (const t of this.#timers) clearInterval(t);
-    this.#serviceQueue.stop();
-    this.#deployQueue.stop();
-    this.#appQueue.stop();
-    this.#rolloutQueue.stop();
-    this.#setQueue.stop();
+    this.#timers.length = 0;
+    for (const q of this.#queues()) q.stop();
+  }
+
+  #queues(): WorkQueue[] {
+    return [this.#serviceQueue, this.#deployQueue, this.#appQueue, this.#rolloutQueue, this.#setQueue];
   }
 }

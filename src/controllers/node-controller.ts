@@ -22,11 +22,17 @@ const PERSIST_HEARTBEAT_MS = 5000;
 export class NodeController {
   readonly #ctx: Context;
   readonly #lastSeen = new Map<string, number>();
-  readonly #startedAt: number;
+  #startedAt: number;
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
     this.#startedAt = ctx.clock.now();
+  }
+
+  /** Forgets heartbeat times seen so far: a server starting to lead gives every node a full timeout. */
+  restartClock(): void {
+    this.#lastSeen.clear();
+    this.#startedAt = this.#ctx.clock.now();
   }
 
   /** Applies one heartbeat and answers with the node's desired instances. */

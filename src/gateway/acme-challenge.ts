@@ -8,8 +8,8 @@
  */
 
 import type http from "node:http";
-import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { serversOf } from "../common/server-list.ts";
 
 /** The path prefix of HTTP-01 challenges (RFC 8555 8.3). */
 export const ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
@@ -38,10 +38,11 @@ export class AcmeChallenges {
       reply(res, 404, "no such challenge\n");
       return;
     }
-    apiRequest(`${this.#server}/api/v1/gateways/acme-challenges/${token}`, {
-      headers: { authorization: `Bearer ${this.#token}`, accept: "application/json" },
-      signal: AbortSignal.timeout(5_000),
-    })
+    serversOf(this.#server)
+      .request(`/api/v1/gateways/acme-challenges/${token}`, {
+        headers: { authorization: `Bearer ${this.#token}`, accept: "application/json" },
+        signal: AbortSignal.timeout(5_000),
+      })
       .then(async (r) => {
         if (!r.ok) r.cancel();
         if (r.status === 404) return reply(res, 404, "no such challenge\n");

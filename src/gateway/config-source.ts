@@ -23,8 +23,9 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
+import type { ApiAnswer } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { serversOf } from "../common/server-list.ts";
 import { GATEWAY_KINDS } from "../model/gateway-view.ts";
 import type { RouteObject } from "../model/live-config.ts";
 import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
@@ -245,7 +246,7 @@ export class ConfigSource {
 
   async #snapshot(): Promise<void> {
     const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
-    const res = await apiRequest(`${this.#options.server}/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
+    const res = await serversOf(this.#options.server).request(`/api/v1/snapshot?kinds=${KINDS_PARAM}`, {
       headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
       signal: AbortSignal.any([this.#stop.signal, timeout]),
     });
@@ -276,8 +277,8 @@ export class ConfigSource {
       idleMs,
     );
     try {
-      const res = await apiRequest(
-        `${this.#options.server}/api/v1/watch?kinds=${KINDS_PARAM}&from=${this.#revision}`,
+      const res = await serversOf(this.#options.server).request(
+        `/api/v1/watch?kinds=${KINDS_PARAM}&from=${this.#revision}`,
         {
           headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/x-ndjson" },
           signal: AbortSignal.any([this.#stop.signal, connection.signal]),
@@ -357,7 +358,7 @@ export class ConfigSource {
   /** Fetches every consumer's HS256 secret (the one read of secret values, for gateways and admins only). */
   async #fetchJwtSecrets(): Promise<void> {
     const timeout = AbortSignal.timeout(this.#options.snapshotTimeoutMs ?? 10_000);
-    const res = await apiRequest(`${this.#options.server}/api/v1/gateways/jwt-secrets`, {
+    const res = await serversOf(this.#options.server).request(`/api/v1/gateways/jwt-secrets`, {
       headers: { authorization: `Bearer ${this.#options.token}`, accept: "application/json" },
       signal: AbortSignal.any([this.#stop.signal, timeout]),
     });

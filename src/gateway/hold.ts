@@ -22,8 +22,8 @@
  * gateway (each worker) holds and asks for itself.
  */
 
-import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { serversOf } from "../common/server-list.ts";
 import { expireHeld, releaseHeld } from "./chain.ts";
 import type { Exchange } from "./exchange.ts";
 import * as metrics from "./metrics.ts";
@@ -222,18 +222,18 @@ export function wakeByControlPlane(control: {
   token: string;
   logger: Logger;
 }): (service: string) => Promise<void> {
-  const base = control.server.replace(/\/+$/, "");
+  const servers = serversOf(control.server);
   return async (service) => {
     const [tenant, app, name] = service.split("/");
-    const url = `${base}/api/v1/apps/${encodeURIComponent(app)}/services/${encodeURIComponent(name)}/wake?tenant=${encodeURIComponent(tenant)}`;
+    const path = `/api/v1/apps/${encodeURIComponent(app)}/services/${encodeURIComponent(name)}/wake?tenant=${encodeURIComponent(tenant)}`;
     // node:http, as every call of the gateway to the control plane (common/api-request.ts: no global fetch).
-    const res = await apiRequest(url, {
+    const res = await servers.request(path, {
       method: "POST",
       headers: { authorization: `Bearer ${control.token}` },
       signal: AbortSignal.timeout(5_000),
     });
     const text = await res.text();
-    if (res.status >= 500) throw new Error(`POST ${url} answered ${res.status}: ${text.slice(0, 200)}`);
+    if (res.status >= 500) throw new Error(`POST ${path} answered ${res.status}: ${text.slice(0, 200)}`);
     if (!res.ok)
       control.logger.warn("the control plane refused to wake a service", { service, answer: text });
   };

@@ -15,8 +15,8 @@
  */
 
 import tls, { type SecureContext } from "node:tls";
-import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { serversOf } from "../common/server-list.ts";
 
 /** What the control plane answers for a host. */
 interface HostCertificateBody {
@@ -103,8 +103,8 @@ export class OnDemandCertificates {
   async #fetch(name: string, entry: Entry): Promise<void> {
     const now = (this.#o.now ?? Date.now)();
     try {
-      const res = await apiRequest(
-        `${this.#o.server}/api/v1/gateways/certificates/${encodeURIComponent(name)}`,
+      const res = await serversOf(this.#o.server).request(
+        `/api/v1/gateways/certificates/${encodeURIComponent(name)}`,
         {
           headers: { authorization: `Bearer ${this.#o.token}`, accept: "application/json" },
           signal: AbortSignal.timeout(10_000),

@@ -10,8 +10,8 @@
  * the last busy one, then silence.
  */
 
-import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { type ServerList, serversOf } from "../common/server-list.ts";
 import type { LoadReport } from "../model/load.ts";
 import type { LoadBook } from "./load-recorder.ts";
 
@@ -32,6 +32,7 @@ export interface LoadReporterOptions {
 /** Reports a gateway process's load every second. */
 export class LoadReporter {
   readonly #options: LoadReporterOptions;
+  readonly #servers: ServerList;
   readonly #url: string;
   #timer: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> | undefined;
@@ -44,7 +45,8 @@ export class LoadReporter {
 
   constructor(options: LoadReporterOptions) {
     this.#options = options;
-    this.#url = `${options.server.replace(/\/+$/, "")}/api/v1/gateways/${encodeURIComponent(options.id)}/load`;
+    this.#servers = serversOf(options.server);
+    this.#url = `/api/v1/gateways/${encodeURIComponent(options.id)}/load`;
   }
 
   start(): void {
@@ -78,7 +80,7 @@ export class LoadReporter {
   async #put(report: LoadReport): Promise<void> {
     try {
       // node:http, not global fetch: fetch would load Node's bundled undici (common/api-request.ts).
-      const res = await apiRequest(this.#url, {
+      const res = await this.#servers.request(this.#url, {
         method: "PUT",
         headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
         body: JSON.stringify(report),

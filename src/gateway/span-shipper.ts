@@ -23,7 +23,8 @@ export interface ShipperStats {
 }
 
 export class SpanShipper implements SpanBatchSink {
-  readonly #url: URL;
+  /** Where to post now (a function: the control plane's server in use may change, common/server-list.ts). */
+  readonly #urlOf: () => URL;
   readonly #headers: Record<string, string>;
   readonly #agent: http.Agent;
   readonly #maxPendingSpans: number;
@@ -35,10 +36,14 @@ export class SpanShipper implements SpanBatchSink {
   #deadline = Number.POSITIVE_INFINITY;
   readonly #stats: ShipperStats = { sent: 0, dropped: 0, pending: 0, lastError: null };
 
-  constructor(url: string, token: string, options: { maxPendingSpans?: number; maxAttempts?: number } = {}) {
-    this.#url = new URL(url);
+  constructor(
+    url: string | (() => string),
+    token: string,
+    options: { maxPendingSpans?: number; maxAttempts?: number } = {},
+  ) {
+    this.#urlOf = typeof url === "string" ? () => new URL(url) : () => new URL(url());
     this.#headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    const Agent = this.#url.protocol === "https:" ? https.Agent : nodeHttp.Agent;
+    const Agent = this.#urlOf().protocol === "https:" ? https.Agent : nodeHttp.Agent;
     this.#agent = new Agent({ keepAlive: true, maxSockets: 1 });
     this.#maxPendingSpans = options.maxPendingSpans ?? 20_000;
     this.#maxAttempts = options.maxAttempts ?? 4;
@@ -102,9 +107,10 @@ export class SpanShipper implements SpanBatchSink {
 
   /** One POST: ok (2xx), retry (429, 5xx, network) or refused (another 4xx: retrying cannot help). */
   #post(body: string): Promise<"ok" | "retry" | "refused"> {
+    const url = this.#urlOf();
     return new Promise((resolve) => {
-      const req = (this.#url.protocol === "https:" ? https : nodeHttp).request(
-        this.#url,
+      const req = (url.protocol === "https:" ? https : nodeHttp).request(
+        url,
         {
           method: "POST",
           agent: this.#agent,
@@ -117,7 +123,7 @@ export class SpanShipper implements SpanBatchSink {
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) resolve("ok");
             else {
-              this.#stats.lastError = `${this.#url.href} answered ${status}`;
+              this.#stats.lastError = `${url.href} answered ${status}`;
               resolve(status === 429 || status === 408 || status >= 500 ? "retry" : "refused");
             }
           });
@@ -126,7 +132,7 @@ export class SpanShipper implements SpanBatchSink {
       );
       req.on("timeout", () => req.destroy(new Error("timed out")));
       req.on("error", (err) => {
-        this.#stats.lastError = `${this.#url.href}: ${err.message}`;
+        this.#stats.lastError = `${url.href}: ${err.message}`;
         resolve("retry");
       });
       req.end(body);

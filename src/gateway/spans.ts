@@ -18,6 +18,7 @@
  * traceparent.
  */
 
+import { serversOf } from "../common/server-list.ts";
 import { newSpanId, newTraceId, parseTraceparent } from "../observe/traces/trace-context.ts";
 import type { Series } from "./metrics.ts";
 import { SpanShipper } from "./span-shipper.ts";
@@ -186,7 +187,8 @@ export function shipSpans(
   token: string,
   sample: number,
 ): { spans: GatewaySpans; close(): Promise<void> } {
-  const shipper = new SpanShipper(`${server.replace(/\/+$/, "")}/api/v1/traces/gateway`, token);
+  const servers = serversOf(server);
+  const shipper = new SpanShipper(() => `${servers.url}/api/v1/traces/gateway`, token);
   const spans = new GatewaySpans(shipper, sample);
   return {
     spans,

@@ -7,8 +7,8 @@
  * one says everything) and the gateway serves on regardless.
  */
 
-import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
+import { type ServerList, serversOf } from "../common/server-list.ts";
 import type { GatewayReport } from "../model/live-config.ts";
 
 /** How a StatusReporter is set up. */
@@ -30,6 +30,7 @@ export interface StatusReporterOptions {
 /** Sends a gateway's reports to the control plane. */
 export class StatusReporter {
   readonly #options: StatusReporterOptions;
+  readonly #servers: ServerList;
   readonly #url: string;
   #inFlight: Promise<void> | undefined;
   #again = false;
@@ -41,7 +42,8 @@ export class StatusReporter {
 
   constructor(options: StatusReporterOptions) {
     this.#options = options;
-    this.#url = `${options.server.replace(/\/+$/, "")}/api/v1/gateways/${encodeURIComponent(options.id)}`;
+    this.#servers = serversOf(options.server);
+    this.#url = `/api/v1/gateways/${encodeURIComponent(options.id)}`;
   }
 
   /** Starts the periodic reports and sends one now. */
@@ -78,11 +80,12 @@ export class StatusReporter {
     clearTimeout(this.#soon);
     await this.#inFlight;
     if (!goodbye) return;
-    await apiRequest(this.#url, {
-      method: "DELETE",
-      headers: { authorization: `Bearer ${this.#options.token}` },
-      signal: AbortSignal.timeout(2000),
-    })
+    await this.#servers
+      .request(this.#url, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${this.#options.token}` },
+        signal: AbortSignal.timeout(2000),
+      })
       .then((res) => res.cancel())
       .catch(() => {});
   }
@@ -100,7 +103,7 @@ export class StatusReporter {
 
   async #put(report: GatewayReport): Promise<void> {
     try {
-      const res = await apiRequest(`${this.#url}/status`, {
+      const res = await this.#servers.request(`${this.#url}/status`, {
         method: "PUT",
         headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
         body: JSON.stringify(report),

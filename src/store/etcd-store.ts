@@ -29,6 +29,7 @@ import {
   closedStoreError,
   compactedError,
 } from "./checks.ts";
+import { fencedError, fencing } from "./fence.ts";
 import { deepFreeze, fromJson, toJson } from "./frozen.ts";
 import type { ListOptions, PutOptions, Store, StoredObject, WatchEvent, WatchOptions } from "./store.ts";
 
@@ -119,6 +120,28 @@ export class EtcdStore implements Store {
     const revision = this.#see(res.header);
     const base = this.#key(kind, "").length;
     const items = res.kvs.map((kv) => toStoredObject<T>(kind, kv.key.subarray(base).toString(), kv));
+    return { items, revision };
+  }
+
+  async snapshot(): Promise<{ items: StoredObject[]; revision: number }> {
+    this.#checkOpen();
+    // Every read pinned to the revision of the first: one consistent view, in pages.
+    const revision = await this.revision();
+    const items: StoredObject[] = [];
+    for (const kind of KINDS) {
+      const end = prefixEnd(this.#key(kind, ""));
+      let start = this.#key(kind, "");
+      const base = start.length;
+      for (;;) {
+        const from = start;
+        const res = await this.#call(() =>
+          this.#client.kv.range({ key: from, range_end: end, limit: 1000, revision: revision + OFFSET }),
+        );
+        for (const kv of res.kvs) items.push(toStoredObject(kind, kv.key.subarray(base).toString(), kv));
+        if (!res.more || res.kvs.length === 0) break;
+        start = Buffer.concat([res.kvs[res.kvs.length - 1].key, Buffer.from([0])]);
+      }
+    }
     return { items, revision };
   }
 
@@ -279,7 +302,11 @@ export class EtcdStore implements Store {
     return unavailable(err);
   }
 
-  /** One etcd transaction: `op` if the object is at `expected` (any revision when undefined), else conflict. */
+  /**
+   * One etcd transaction: `op` if the object is at `expected` (any revision
+   * when undefined), else conflict. In a leader's fenced context (fence.ts)
+   * also only if the leader key is still the one this server created.
+   */
   async #transaction(
     kind: Kind,
     key: string,
@@ -287,25 +314,43 @@ export class EtcdStore implements Store {
     op: Parameters<Etcd3["kv"]["txn"]>[0]["success"] extends (infer O)[] | undefined ? O : never,
   ) {
     const etcdKey = this.#key(kind, key);
+    const fence = fencing.getStore();
+    const compare: NonNullable<Parameters<Etcd3["kv"]["txn"]>[0]["compare"]> = [];
+    if (expected !== undefined) {
+      compare.push({
+        key: etcdKey,
+        target: "Mod",
+        result: "Equal",
+        mod_revision: expected === 0 ? 0 : expected + OFFSET,
+      });
+    }
+    if (fence) {
+      compare.push({
+        key: Buffer.from(fence.key),
+        target: "Create",
+        result: "Equal",
+        create_revision: fence.createRevision,
+      });
+    }
     const res = await this.#call(() =>
       this.#client.kv.txn({
-        compare:
-          expected === undefined
-            ? []
-            : [
-                {
-                  key: etcdKey,
-                  target: "Mod",
-                  result: "Equal",
-                  mod_revision: expected === 0 ? 0 : expected + OFFSET,
-                },
-              ],
+        compare,
         success: [op],
-        failure: [{ request_range: { key: etcdKey } }],
+        failure: [
+          { request_range: { key: etcdKey } },
+          ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
+        ],
       }),
     );
     if (!res.succeeded) {
       this.#see(res.header);
+      if (fence) {
+        const leader = res.responses[1].response_range.kvs[0];
+        if (!leader || String(leader.create_revision) !== fence.createRevision) {
+          fence.lost();
+          throw fencedError(fence);
+        }
+      }
       const current = res.responses[0].response_range.kvs[0];
       checkRevisionMatches(kind, key, current ? Number(current.mod_revision) - OFFSET : 0, expected);
       // The compare failed, so the revisions differ: checkRevisionMatches threw.
@@ -377,6 +422,11 @@ export class EtcdStore implements Store {
       if (this.#closed) throw closedStoreError();
       throw unavailable(err);
     }
+  }
+
+  /** The client and key prefix, for leader election on the same cluster (leadership.ts). */
+  connection(): { client: Etcd3; root: string } {
+    return { client: this.#client, root: this.#root };
   }
 
   #checkOpen(): void {

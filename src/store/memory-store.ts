@@ -4,7 +4,7 @@
  * controllers and anything else that needs a store without a file.
  */
 
-import type { Kind } from "../model/objects.ts";
+import { KINDS, type Kind } from "../model/objects.ts";
 import {
   checkExpectRevision,
   checkHistoryLimit,
@@ -52,6 +52,17 @@ export class MemoryStore implements Store {
     const keys = [...(this.#objects.get(kind)?.keys() ?? [])].filter((key) => key.startsWith(prefix));
     keys.sort(compareKeys);
     const items = keys.slice(0, limit).map((key) => this.#objects.get(kind)!.get(key) as StoredObject<T>);
+    return { items, revision: this.#revision };
+  }
+
+  async snapshot(): Promise<{ items: StoredObject[]; revision: number }> {
+    this.#checkOpen();
+    const items: StoredObject[] = [];
+    for (const kind of KINDS) {
+      const objects = this.#objects.get(kind);
+      if (!objects) continue;
+      for (const key of [...objects.keys()].sort(compareKeys)) items.push(objects.get(key) as StoredObject);
+    }
     return { items, revision: this.#revision };
   }
 

@@ -4,8 +4,11 @@
  * an etcd cluster (etcd-store.ts, docs/etcd.md).
  */
 
-import { join } from "node:path";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { HerdError } from "../common/errors.ts";
+import type { Logger } from "../common/log.ts";
+import { EtcdLeadership, type Leadership, SoleLeadership } from "./leadership.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 import type { Store } from "./store.ts";
 
@@ -17,4 +20,40 @@ export async function openStore(spec: string | undefined, dataDir: string): Prom
     return EtcdStore.open(parseEtcdUrl(spec));
   }
   throw new HerdError("invalid", `--store must be sqlite or etcd://host:port[,host:port…], got ${spec}`);
+}
+
+/**
+ * Opens a store named as the migrate, backup and restore commands name one:
+ * `sqlite:PATH` (a state.db file, or a data dir holding one), `etcd://…`, or
+ * undefined for `<dataDir>/state.db`. `mustExist`: a SQLite file that is not
+ * there is an error, not a new empty store.
+ */
+export async function openStoreSpec(
+  spec: string | undefined,
+  dataDir: string,
+  mustExist: boolean,
+): Promise<Store> {
+  if (spec?.startsWith("etcd://")) return openStore(spec, dataDir);
+  let file = join(dataDir, "state.db");
+  if (spec !== undefined) {
+    if (!spec.startsWith("sqlite:") || spec.length === "sqlite:".length)
+      throw new HerdError(
+        "invalid",
+        `a store is sqlite:PATH or etcd://host:port[,host:port…][/root], got ${spec}`,
+      );
+    const path = resolve(spec.slice("sqlite:".length));
+    file = existsSync(path) && statSync(path).isDirectory() ? join(path, "state.db") : path;
+  }
+  if (mustExist && !existsSync(file))
+    throw new HerdError("not_found", `${file} does not exist: no SQLite store there`);
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  return SqliteStore.open(file);
+}
+
+/** Who leads among the servers sharing `store`: an etcd election, or this server alone on SQLite. */
+export function openLeadership(store: Store, logger: Logger, ttlSeconds?: number): Leadership {
+  const connection = (store as { connection?: () => { client: import("etcd3").Etcd3; root: string } })
+    .connection;
+  if (!connection) return new SoleLeadership();
+  return new EtcdLeadership({ ...connection.call(store), logger, ...(ttlSeconds ? { ttlSeconds } : {}) });
 }

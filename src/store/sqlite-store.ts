@@ -13,7 +13,7 @@
 
 import { DatabaseSync } from "node:sqlite";
 import { cacheSizePragma } from "../common/sqlite-cache.ts";
-import type { Kind } from "../model/objects.ts";
+import { KINDS, type Kind } from "../model/objects.ts";
 import {
   checkExpectRevision,
   checkHistoryLimit,
@@ -130,6 +130,20 @@ export class SqliteStore implements Store {
       for (const row of this.#sql.listFrom.iterate({ kind, prefix }) as Iterable<ObjectRow>) {
         if (!row.key.startsWith(prefix) || items.length === limit) break;
         items.push(toStoredObject<T>(kind, row));
+      }
+      return { items, revision: this.#currentRevision() };
+    });
+  }
+
+  async snapshot(): Promise<{ items: StoredObject[]; revision: number }> {
+    this.#checkOpen();
+    // One read transaction: every kind as of one revision.
+    return this.#transaction("DEFERRED", () => {
+      const items: StoredObject[] = [];
+      for (const kind of KINDS) {
+        for (const row of this.#sql.listFrom.iterate({ kind, prefix: "" }) as Iterable<ObjectRow>) {
+          items.push(toStoredObject(kind, row));
+        }
       }
       return { items, revision: this.#currentRevision() };
     });

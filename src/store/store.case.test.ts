@@ -43,6 +43,30 @@ export function runStoreConformance(name: string, open: OpenConformanceStore): v
   }
 
   describe(`Store conformance: ${name}`, () => {
+    test("snapshot holds every kind's objects as of one revision", async () => {
+      await withStore(async (store) => {
+        assert.deepEqual(await store.snapshot(), { items: [], revision: 0 });
+        await store.put("service", "t/a/web", { n: 1 });
+        const app = await store.put("app", "t/a", { n: 2 });
+        await store.put("app", "t/b", { n: 3 });
+        await store.delete("app", "t/b");
+        const snap = await store.snapshot();
+        assert.equal(snap.revision, 4);
+        assert.deepEqual(
+          snap.items.map((o) => [o.kind, o.key, o.value]),
+          [
+            ["app", "t/a", { n: 2 }],
+            ["service", "t/a/web", { n: 1 }],
+          ],
+        );
+        assert.deepEqual(snap.items[0], app);
+        // A later write is not in a snapshot taken before it.
+        await store.put("app", "t/c", { n: 4 });
+        assert.equal(snap.items.length, 2);
+        assert.equal((await store.snapshot()).items.length, 3);
+      });
+    });
+
     test("get returns what put stored, and undefined for a missing key", async () => {
       await withStore(async (store) => {
         assert.equal(await store.get("app", "t/a"), undefined);

@@ -64,5 +64,10 @@ export interface Store {
   watch<T = unknown>(options: WatchOptions): AsyncIterable<WatchEvent<T>>;
   /** The current revision. */
   revision(): Promise<number>;
+  /**
+   * Every object of every kind as of one revision (a consistent snapshot, for
+   * backups and migrations: store/copy.ts), in kind then key order.
+   */
+  snapshot(): Promise<{ items: StoredObject[]; revision: number }>;
   close(): Promise<void>;
 }

@@ -1,0 +1,126 @@
+/**
+ * The control plane as a list of servers (several `herd server`s on one etcd,
+ * docs/high-availability.md): agents, gateways and the CLI take
+ * `--server URL[,URL…]` and talk to one of them, moving on when it is away.
+ *
+ *   request(path) ─► current server ─┬─ answer ──────────────────────► caller
+ *                                    ├─ 503 + herd-leader: URL ─► move there, again
+ *                                    ├─ cannot connect / 503 ───► next server, again
+ *                                    └─ the caller's timeout passed ─► next server for the next request
+ *                  (each server at most once per request; when none answers, a 503 if one came, else the error)
+ *
+ * Which one is current is shared by every request of the list's owner, so a
+ * move made by a heartbeat also moves the log shipping and slug downloads.
+ */
+
+import { type ApiAnswer, type ApiRequestInit, apiRequest } from "./api-request.ts";
+import { HerdError } from "./errors.ts";
+
+/** The header a follower names the leader in (api/leader-only.ts). */
+const LEADER_HEADER = "herd-leader";
+
+/** Splits `URL[,URL…]` into base URLs without a trailing slash; throws `invalid` for one that is not http(s). */
+export function parseServers(spec: string): string[] {
+  const urls = spec
+    .split(",")
+    .map((s) => s.trim().replace(/\/+$/, ""))
+    .filter((s) => s !== "");
+  if (urls.length === 0) throw new HerdError("invalid", "--server needs at least one URL");
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new HerdError("invalid", `--server: "${url}" is not a URL`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+      throw new HerdError("invalid", `--server: "${url}" must be http or https`);
+  }
+  return urls;
+}
+
+/** Servers of one control plane, and the one in use. */
+export class ServerList {
+  readonly #urls: string[];
+  #current = 0;
+
+  /** `spec`: `URL[,URL…]`. */
+  constructor(spec: string) {
+    this.#urls = parseServers(spec);
+  }
+
+  /** Every server, in the order given. */
+  get all(): readonly string[] {
+    return this.#urls;
+  }
+
+  /** The server in use now (base URL, no trailing slash). */
+  get url(): string {
+    return this.#urls[this.#current];
+  }
+
+  /**
+   * Moves on from `url` after it failed: to `leader` when a follower named it
+   * (added to the list when new), else to the next server. Nothing happens
+   * when another request moved on already.
+   */
+  failed(url: string, leader?: string): void {
+    if (this.url !== url) return;
+    if (leader !== undefined) {
+      const base = leader.replace(/\/+$/, "");
+      let i = this.#urls.indexOf(base);
+      if (i < 0) i = this.#urls.push(base) - 1;
+      this.#current = i;
+      return;
+    }
+    this.#current = (this.#current + 1) % this.#urls.length;
+  }
+
+  /** One API request (`path` from `/api/v1…`), moved to another server when this one is away or not the leader. */
+  async request(path: string, init: ApiRequestInit = {}): Promise<ApiAnswer> {
+    const tried = new Set<string>();
+    /** A 503 kept while other servers are tried: returned when none answers better. */
+    let refused: ApiAnswer | undefined;
+    for (;;) {
+      const url = this.url;
+      tried.add(url);
+      let answer: ApiAnswer;
+      try {
+        answer = await apiRequest(`${url}${path}`, init);
+      } catch (err) {
+        if (init.signal?.aborted) {
+          // A server that let the caller's deadline pass (stopped, cut off) is away: the next request goes elsewhere.
+          if ((init.signal.reason as Error | undefined)?.name === "TimeoutError") this.failed(url);
+          throw err;
+        }
+        this.failed(url);
+        if (!tried.has(this.url)) continue;
+        if (refused) return refused;
+        throw err;
+      }
+      if (answer.status !== 503) {
+        refused?.cancel();
+        return answer;
+      }
+      const leader = answer.headers[LEADER_HEADER];
+      this.failed(url, typeof leader === "string" ? leader : undefined);
+      refused?.cancel();
+      refused = answer;
+      if (tried.has(this.url)) return answer;
+    }
+  }
+}
+
+/** One list per spec in a process, so every part of a gateway or agent given the same `--server` moves together. */
+const lists = new Map<string, ServerList>();
+
+/** The process's ServerList for `spec` (`URL[,URL…]`). */
+export function serversOf(spec: string): ServerList {
+  const key = parseServers(spec).join(",");
+  let list = lists.get(key);
+  if (!list) {
+    list = new ServerList(key);
+    lists.set(key, list);
+  }
+  return list;
+}

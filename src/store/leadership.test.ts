@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { after, before, test } from "node:test";
+import { isCode } from "../common/errors.ts";
+import { silentLogger } from "../common/log.ts";
+import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.ts";
+import { EtcdStore } from "./etcd-store.ts";
+import { EtcdLeadership, SoleLeadership, type Term } from "./leadership.ts";
+
+let cluster: EtcdCluster;
+before(async () => {
+  cluster = await startEtcdCluster(3);
+});
+after(async () => {
+  await cluster?.stop();
+});
+
+/** A server's part: its store, its election, and a record of its terms. */
+async function server(root: string, member: number) {
+  const store = await EtcdStore.open({ endpoints: [cluster.endpoints[member]], root });
+  const leadership = new EtcdLeadership({ ...store.connection(), ttlSeconds: 2, logger: silentLogger });
+  const terms: string[] = [];
+  /** Runs work in the context of the last term this server began (its fence), as a controller's timer would. */
+  let inTerm: (<R>(fn: () => R) => R) | undefined;
+  const term: Term = {
+    begin: async () => {
+      terms.push("begin");
+      inTerm = AsyncLocalStorage.snapshot();
+    },
+    end: async () => {
+      terms.push("end");
+    },
+  };
+  await leadership.start(`http://server-${member}`, term);
+  return {
+    store,
+    leadership,
+    terms,
+    inTerm: <R>(fn: () => R): R => {
+      assert.ok(inTerm, "this server never led");
+      return inTerm(fn);
+    },
+    close: async () => {
+      await leadership.close();
+      await store.close();
+    },
+  };
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<number> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - start;
+}
+
+test("leadership: one of two servers leads; its fenced writes land", async () => {
+  const root = `/lead-${process.pid}-1/`;
+  const a = await server(root, 0);
+  const b = await server(root, 1);
+  try {
+    await until("a leader", () => a.leadership.leading || b.leadership.leading);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(Number(a.leadership.leading) + Number(b.leadership.leading), 1, "exactly one leader");
+    const [leader, follower] = a.leadership.leading ? [a, b] : [b, a];
+    assert.deepEqual(follower.terms, []);
+    const info = await follower.leadership.leader();
+    assert.equal(info?.url, leader === a ? "http://server-0" : "http://server-1");
+    const put = await leader.inTerm(() => leader.store.put("app", "t/x", { by: "leader" }));
+    assert.equal((await follower.store.get("app", "t/x"))?.revision, put.revision);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test("leadership: a deposed leader's write fails and writes nothing; the new leader's lands", async () => {
+  const root = `/lead-${process.pid}-2/`;
+  const a = await server(root, 0);
+  await until("a leads", () => a.leadership.leading);
+  const b = await server(root, 2);
+  try {
+    // What a lease expiry does while the leader is frozen (SIGSTOP): the key goes, b takes it.
+    const admin = a.store.connection().client;
+    const before = await a.store.put("app", "t/y", { v: 1 });
+    await admin.delete().key(`${root}leader`);
+    await until("b leads", () => b.leadership.leading);
+    await assert.rejects(
+      a.inTerm(() => a.store.put("app", "t/y", { v: "stale" }, { expectRevision: before.revision })),
+      (err) => isCode(err, "unavailable") && /no longer the leader/.test((err as Error).message),
+    );
+    await assert.rejects(
+      a.inTerm(() => a.store.delete("app", "t/y")),
+      (err) => isCode(err, "unavailable"),
+    );
+    assert.deepEqual((await b.store.get("app", "t/y"))?.value, { v: 1 }, "the stale write changed nothing");
+    // The refused write deposed a: its term ended.
+    await until("a stepped down", () => !a.leadership.leading && a.terms.at(-1) === "end");
+    const put = await b.inTerm(() =>
+      b.store.put("app", "t/y", { v: 2 }, { expectRevision: before.revision }),
+    );
+    assert.deepEqual(put.value, { v: 2 });
+    // Writes outside a term (API requests) are not fenced on any server.
+    await a.store.put("app", "t/z", { by: "api" });
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test("leadership: a closing leader hands over at once; a dead one within the lease", async () => {
+  const root = `/lead-${process.pid}-3/`;
+  const a = await server(root, 0);
+  await until("a leads", () => a.leadership.leading);
+  const b = await server(root, 1);
+  const c = await server(root, 2);
+  try {
+    await a.close();
+    const handover = await until("b or c leads", () => b.leadership.leading || c.leadership.leading, 2000);
+    assert.ok(handover < 1500, `handover took ${handover} ms`);
+    const [leader, other] = b.leadership.leading ? [b, c] : [c, b];
+    // Stop renewing without revoking: the lease (2 s) must expire first.
+    await leader.store.close();
+    const start = Date.now();
+    await until("the other leads", () => other.leadership.leading, 8000);
+    const took = Date.now() - start;
+    assert.ok(took <= 4000, `takeover took ${took} ms, more than twice the 2 s lease`);
+    await leader.leadership.close();
+  } finally {
+    await b.close().catch(() => {});
+    await c.close().catch(() => {});
+  }
+});
+
+test("leadership: on SQLite the one server leads from start to close", async () => {
+  const sole = new SoleLeadership();
+  const terms: string[] = [];
+  await sole.start("http://x", {
+    begin: async () => void terms.push("begin"),
+    end: async () => void terms.push("end"),
+  });
+  assert.equal(sole.leading, true);
+  assert.equal((await sole.leader())?.url, "http://x");
+  await sole.close();
+  assert.deepEqual(terms, ["begin", "end"]);
+  assert.equal(sole.leading, false);
+});

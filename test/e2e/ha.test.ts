@@ -1,0 +1,177 @@
+// A highly available control plane: three `herd server`s on one etcd, one
+// leader. Kill -9 of the leader and a SIGSTOP past its lease: another server
+// leads within twice the lease, acknowledged writes stay, instances are
+// neither lost nor doubled, the gateway answers throughout; the deposed
+// leader steps down. Then backup, restore and migrate across both stores.
+
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { type HaCluster, type HaServer, startHaCluster } from "./ha-cluster.ts";
+import { ROOT, runCli, sleep, steadyTraffic, waitFor } from "./harness.ts";
+
+const LEASE_S = 2;
+let ha: HaCluster;
+
+before(async () => {
+  ha = await startHaCluster({ servers: 3, leaseTtl: LEASE_S });
+  const d = await ha.cli(["deploy", join(ROOT, "examples/hello")], 240_000);
+  assert.equal(d.code, 0, d.stderr + d.stdout);
+});
+
+after(async () => {
+  await ha?.stop();
+});
+
+type Inst = { id: string; state: string; service: string };
+
+/** The hello web instances that are not stopped, failed or lost. */
+async function liveInstances(): Promise<Inst[]> {
+  const r = await ha.api<{ items: Inst[] }>("GET", "/apps/hello/instances");
+  return r.body.items.filter((i) => !["stopped", "failed", "lost"].includes(i.state));
+}
+
+/** Waits until exactly `n` web instances run, then checks no extra one appears for `holdMs`. */
+async function exactlyRunning(n: number, holdMs: number): Promise<void> {
+  await waitFor(`${n} running instances`, async () => {
+    const live = await liveInstances();
+    return live.length === n && live.every((i) => i.state === "running");
+  });
+  const end = Date.now() + holdMs;
+  while (Date.now() < end) {
+    const live = await liveInstances();
+    assert.ok(live.length <= n, `more instances than asked for: ${JSON.stringify(live)}`);
+    await sleep(250);
+  }
+}
+
+/** API writes during a failover, through whichever server answers: the names acknowledged. */
+function writeLoop(prefix: string): { stop(): Promise<string[]> } {
+  const acked: string[] = [];
+  let stopping = false;
+  const loop = (async () => {
+    for (let n = 0; !stopping; n++) {
+      const name = `${prefix}-${n}`;
+      const r = await ha.api("POST", "/tenants", { name }).catch(() => undefined);
+      if (r?.status === 201) acked.push(name);
+      await sleep(50);
+    }
+  })();
+  return {
+    stop: async () => {
+      stopping = true;
+      await loop;
+      return acked;
+    },
+  };
+}
+
+async function checkKept(acked: string[]): Promise<void> {
+  const r = await ha.api<{ items: { name: string }[] }>("GET", "/tenants");
+  const names = new Set(r.body.items.map((t) => t.name));
+  const lost = acked.filter((n) => !names.has(n));
+  assert.deepEqual(lost, [], "acknowledged writes lost");
+}
+
+test("ha: kill -9 of the leader: another server leads within 2x the lease and acts; nothing lost or doubled", async () => {
+  await exactlyRunning(2, 0);
+  const traffic = steadyTraffic(ha.gatewayUrl, "hello.localhost", { connections: 4, rate: 40 });
+  const writes = writeLoop("kill");
+  await sleep(1000);
+  const old = (await ha.leader()) as HaServer;
+  assert.ok(old, "a leader before the kill");
+  await old.kill9();
+  const { server, ms } = await ha.nextLeader(old);
+  assert.ok(ms <= 2 * LEASE_S * 1000, `the next leader took ${ms} ms, more than 2x the ${LEASE_S} s lease`);
+  // The new leader acts: a scale through the server list (one of them is dead) places a third instance.
+  const s = await ha.cli(["scale", "web=3", "--app", "hello"]);
+  assert.equal(s.code, 0, s.stderr + s.stdout);
+  await exactlyRunning(3, 3000);
+  const acked = await writes.stop();
+  const counts = await traffic.stop();
+  await checkKept(acked);
+  assert.ok(acked.length > 10, `only ${acked.length} writes acknowledged`);
+  assert.equal(counts.failed, 0, `gateway requests failed: ${JSON.stringify(counts.failures)}`);
+  assert.ok(counts.ok > 50, `only ${counts.ok} gateway requests`);
+  assert.match(server.output(), /elected leader/);
+});
+
+test("ha: a leader frozen past its lease is replaced; when it wakes it steps down and does not act twice", async () => {
+  const old = (await ha.leader()) as HaServer;
+  assert.ok(old?.alive(), "a live leader");
+  const traffic = steadyTraffic(ha.gatewayUrl, "hello.localhost", { connections: 4, rate: 40 });
+  const writes = writeLoop("stop");
+  old.pause();
+  try {
+    const { ms } = await ha.nextLeader(old);
+    assert.ok(ms <= 2 * LEASE_S * 1000, `the next leader took ${ms} ms, more than 2x the ${LEASE_S} s lease`);
+    const s = await ha.cli(["scale", "web=2", "--app", "hello"]);
+    assert.equal(s.code, 0, s.stderr + s.stdout);
+    await exactlyRunning(2, 1000);
+  } finally {
+    old.resume();
+  }
+  // Awake, it still believes it leads until its watchdog, its lease or a refused write says otherwise.
+  await waitFor("the woken server steps down", async () => /no longer the leader/.test(old.output()));
+  assert.notEqual(await ha.leader(), old, "the woken server took the leadership back");
+  await exactlyRunning(2, 3000);
+  const acked = await writes.stop();
+  const counts = await traffic.stop();
+  await checkKept(acked);
+  assert.equal(counts.failed, 0, `gateway requests failed: ${JSON.stringify(counts.failures)}`);
+});
+
+test("ha: backup of the etcd store, restore into SQLite, migrate back to etcd", async () => {
+  const work = mkdtempSync(join(tmpdir(), "herd-ha-backup-"));
+  const leader = (await ha.leader()) as HaServer;
+  const etcdUrl = `etcd://${ha.etcd.endpoints.map((e) => e.replace("http://", "")).join(",")}`;
+  const artifacts = join(leader.dataDir, "..", "artifacts");
+  try {
+    const b = await runCli([
+      "backup",
+      "--store",
+      etcdUrl,
+      "--data",
+      leader.dataDir,
+      "--artifacts",
+      artifacts,
+      "--out",
+      join(work, "backup"),
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /backed up \d+ objects at revision \d+/);
+    assert.ok(existsSync(join(work, "backup", "secrets.key")));
+    assert.ok(readdirSync(join(work, "backup", "artifacts")).length > 0, "the slug is in the backup");
+
+    const r = await runCli(["restore", "--from", join(work, "backup"), "--data", join(work, "restored")]);
+    assert.equal(r.code, 0, r.stderr);
+    // Into a store that holds objects: refused, nothing merged.
+    const again = await runCli(["restore", "--from", join(work, "backup"), "--data", join(work, "restored")]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /already holds/);
+
+    const m = await runCli([
+      "migrate",
+      "--from",
+      `sqlite:${join(work, "restored")}`,
+      "--to",
+      `${etcdUrl}/migrated`,
+    ]);
+    assert.equal(m.code, 0, m.stderr);
+    const { EtcdStore } = await import("../../src/store/etcd-store.ts");
+    const migrated = await EtcdStore.open({ endpoints: ha.etcd.endpoints, root: "/migrated/" });
+    try {
+      const app = await migrated.get<{ name: string; release: number }>("app", "default/hello");
+      const live = await ha.store.get<{ name: string; release: number }>("app", "default/hello");
+      assert.deepEqual(app?.value, live?.value);
+      const [a, b2] = [await migrated.snapshot(), await ha.store.snapshot()];
+      assert.ok(a.items.length > 10 && a.items.length <= b2.items.length);
+    } finally {
+      await migrated.close();
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
