@@ -745,10 +745,11 @@ export class Agent {
     await this.#halt(inst);
     await this.#driver.remove(inst.id);
     await this.#logs.collect(inst, true);
-    this.#instances.delete(inst.id);
     this.#config?.remove(inst.id);
-    // Pet volumes live outside the instance dir and survive this.
+    // Pet volumes live outside the instance dir and survive this. The instance leaves the list (and
+    // the heartbeat) only once its files are gone, so "not reported" means "nothing left".
     await rm(this.#instanceDir(inst.id), { recursive: true, force: true });
+    this.#instances.delete(inst.id);
     this.#log.info("removed", { id: inst.id });
     this.#changed();
   }
