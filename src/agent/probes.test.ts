@@ -8,7 +8,7 @@ import { BODY_START, probe } from "./probes.ts";
 test("HTTP probes pass on 2xx and 3xx, fail on 5xx, silence and refusal", async (t) => {
   const traceparents: (string | undefined)[] = [];
   const server = createServer((req, res) => {
-    traceparents.push(req.headers.traceparent);
+    traceparents.push(String(req.headers.traceparent));
     if (req.url === "/ok") res.writeHead(204).end();
     else if (req.url === "/moved") res.writeHead(302, { location: "/ok" }).end();
     else if (req.url === "/hang") return;
