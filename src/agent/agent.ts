@@ -640,7 +640,12 @@ export class Agent {
       const env: Record<string, string> = {
         ...d.run.env,
         ...d.secretEnv,
-        ...traceDefaults(d, this.#relay?.url ?? this.#options.server, this.#ingestTokens[d.tenant]),
+        ...traceDefaults(
+          d,
+          this.#relay?.url ?? this.#options.server,
+          this.#ingestTokens[d.tenant],
+          this.#relay?.grpcUrl,
+        ),
         ...this.#serviceEnv(d),
         PORT: String(port),
         HERD_INSTANCE: d.id,
