@@ -76,9 +76,12 @@ export function listAt(o: Json, key: string, path: string, problems: Problems): 
   return [];
 }
 
+const DIGITS = /^\d+$/;
+
 /** Nanoseconds since the epoch (decimal string or number) → ms; undefined when absent or 0. */
 export function nanosToMs(raw: unknown): number | undefined {
-  if (typeof raw === "string" && /^\d{1,20}$/.test(raw)) {
+  if (typeof raw === "string") {
+    if (raw.length > 20 || !DIGITS.test(raw)) return undefined;
     return raw.length <= 6 ? undefined : Number(raw.slice(0, -6)) || undefined;
   }
   if (typeof raw === "number" && Number.isFinite(raw) && raw > 0) return Math.floor(raw / 1e6);

@@ -20,7 +20,7 @@ import { Problems } from "../traces/problems.ts";
 import type { Labels } from "../tsdb/labels.ts";
 import { NAME } from "../tsdb/labels.ts";
 import type { WriteSeries } from "../tsdb/tsdb.ts";
-import { attributeTexts, isObject, type Json, listAt, nanosToMs } from "./attributes.ts";
+import { anyValueText, attributeTexts, isObject, type Json, listAt, nanosToMs } from "./attributes.ts";
 import { type NameKind, promLabelName, promMetricName } from "./prom-names.ts";
 
 const CUMULATIVE = 2;
@@ -50,6 +50,7 @@ export function parseOtlpMetrics(body: unknown, now: number): OtlpMetrics {
     problems.check("OTLP metrics");
   }
   const reasons = new Set<string>();
+  const series = new SeriesBuilder(out.series);
   const resources = listAt(body as Json, "resourceMetrics", "body", problems);
   for (let r = 0; r < resources.length && !problems.full; r++) {
     const rPath = `resourceMetrics[${r}]`;
@@ -72,7 +73,7 @@ export function parseOtlpMetrics(body: unknown, now: number): OtlpMetrics {
       }
       const metrics = listAt(sm, "metrics", sPath, problems);
       for (let m = 0; m < metrics.length && !problems.full; m++) {
-        readMetric(metrics[m], `${sPath}.metrics[${m}]`, base, now, problems, out, reasons);
+        readMetric(metrics[m], `${sPath}.metrics[${m}]`, base, now, problems, out, reasons, series);
       }
     }
   }
@@ -101,6 +102,7 @@ function readMetric(
   problems: Problems,
   out: OtlpMetrics,
   reasons: Set<string>,
+  series: SeriesBuilder,
 ): void {
   if (!isObject(raw)) {
     problems.add(path, "must be an object");
@@ -112,11 +114,11 @@ function readMetric(
   }
   const unit = typeof raw.unit === "string" ? raw.unit : "";
   const name = raw.name;
-  const emit = (metric: string, labels: Labels, ts: number, value: number) =>
-    out.series.push({ labels: { ...labels, [NAME]: metric }, samples: [[ts, value]] });
+  const emit = (metric: string, point: Point, ts: number, value: number, le?: string, quantile?: string) =>
+    series.add(metric, point, ts, value, le, quantile);
   const pointsOf = (data: Json, dPath: string) => {
     const points = listAt(data, "dataPoints", dPath, problems);
-    const list: { labels: Labels; ts: number; point: Json; at: string }[] = [];
+    const list: { labels: Point; ts: number; point: Json; at: string }[] = [];
     for (let i = 0; i < points.length; i++) {
       const at = `${dPath}.dataPoints[${i}]`;
       const point = points[i];
@@ -125,20 +127,16 @@ function readMetric(
         continue;
       }
       if (typeof point.flags === "number" && (point.flags & NO_RECORDED_VALUE) !== 0) continue;
-      const labels: Labels = { ...base };
-      for (const [k, v] of Object.entries(attributeTexts(point.attributes, `${at}.attributes`, problems))) {
-        labels[promLabelName(k)] = v;
+      let ts = now;
+      if (point.timeUnixNano !== undefined) {
+        const ms = nanosToMs(point.timeUnixNano);
+        if (ms === undefined && point.timeUnixNano !== "0" && point.timeUnixNano !== 0) {
+          problems.add(`${at}.timeUnixNano`, "must be nanoseconds since the epoch, as a string or number");
+          continue;
+        }
+        ts = ms ?? now;
       }
-      if (
-        point.timeUnixNano !== undefined &&
-        nanosToMs(point.timeUnixNano) === undefined &&
-        point.timeUnixNano !== "0" &&
-        point.timeUnixNano !== 0
-      ) {
-        problems.add(`${at}.timeUnixNano`, "must be nanoseconds since the epoch, as a string or number");
-        continue;
-      }
-      list.push({ labels, ts: nanosToMs(point.timeUnixNano) ?? now, point, at });
+      list.push({ labels: pointLabels(base, point.attributes, `${at}.attributes`, problems), ts, point, at });
     }
     return list;
   };
@@ -182,9 +180,9 @@ function readMetric(
       for (let b = 0; b < bounds.length; b++) {
         const bound = Number(bounds[b]);
         cumulative += countValue(counts[b] ?? 0, `${at}.bucketCounts[${b}]`, problems) ?? 0;
-        emit(`${metric}_bucket`, { ...labels, le: formatBound(bound) }, ts, cumulative);
+        emit(`${metric}_bucket`, labels, ts, cumulative, formatBound(bound));
       }
-      emit(`${metric}_bucket`, { ...labels, le: "+Inf" }, ts, count);
+      emit(`${metric}_bucket`, labels, ts, count, "+Inf");
       if (point.sum !== undefined) emit(`${metric}_sum`, labels, ts, Number(point.sum));
       emit(`${metric}_count`, labels, ts, count);
     }
@@ -195,7 +193,7 @@ function readMetric(
       if (count === undefined) continue;
       for (const q of Array.isArray(point.quantileValues) ? point.quantileValues : []) {
         if (!isObject(q)) continue;
-        emit(metric, { ...labels, quantile: formatBound(Number(q.quantile ?? 0)) }, ts, Number(q.value ?? 0));
+        emit(metric, labels, ts, Number(q.value ?? 0), undefined, formatBound(Number(q.quantile ?? 0)));
       }
       emit(`${metric}_sum`, labels, ts, Number(point.sum ?? 0));
       emit(`${metric}_count`, labels, ts, count);
@@ -208,6 +206,71 @@ function readMetric(
     );
   } else {
     problems.add(path, "must have one of gauge, sum, histogram, summary, exponentialHistogram");
+  }
+}
+
+/** A point's labels (the resource's and its attributes'), and a key naming them in their order. */
+interface Point {
+  labels: Labels;
+  key: string;
+}
+
+const labelNames = new Map<string, string>();
+/** promLabelName, remembered: the same few keys come in every point. */
+function labelNameOf(key: string): string {
+  let name = labelNames.get(key);
+  if (name === undefined) {
+    name = promLabelName(key);
+    if (labelNames.size < 10_000) labelNames.set(key, name);
+  }
+  return name;
+}
+
+function pointLabels(base: Labels, raw: unknown, path: string, problems: Problems): Point {
+  const labels: Labels = { ...base };
+  let key = "";
+  if (raw === undefined || raw === null) return { labels, key };
+  if (!Array.isArray(raw)) {
+    problems.add(path, "must be an array of {key, value}");
+    return { labels, key };
+  }
+  for (let i = 0; i < raw.length; i++) {
+    const kv = raw[i];
+    if (!isObject(kv) || typeof kv.key !== "string") {
+      problems.add(`${path}[${i}].key`, "must be a string");
+      continue;
+    }
+    const v = kv.value;
+    const value = isObject(v) && typeof v.stringValue === "string" ? v.stringValue : anyValueText(v);
+    if (value === undefined) continue;
+    labels[labelNameOf(kv.key)] = value;
+    key += `${kv.key}\u0000${value}\u0000`;
+  }
+  return { labels, key };
+}
+
+/**
+ * Points of one series (same metric, same attributes in the same order) go
+ * into one WriteSeries, so the store looks each series up once per request.
+ */
+class SeriesBuilder {
+  readonly #out: WriteSeries[];
+  readonly #byKey = new Map<string, WriteSeries>();
+  constructor(out: WriteSeries[]) {
+    this.#out = out;
+  }
+  add(metric: string, point: Point, ts: number, value: number, le?: string, quantile?: string): void {
+    const key = `${metric}\u0001${point.key}\u0001${le ?? ""}\u0001${quantile ?? ""}`;
+    let series = this.#byKey.get(key);
+    if (!series) {
+      const labels: Labels = { ...point.labels, [NAME]: metric };
+      if (le !== undefined) labels.le = le;
+      if (quantile !== undefined) labels.quantile = quantile;
+      series = { labels, samples: [] };
+      this.#byKey.set(key, series);
+      this.#out.push(series);
+    }
+    series.samples.push([ts, value]);
   }
 }
 
