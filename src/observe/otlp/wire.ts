@@ -225,6 +225,16 @@ function readScalar(r: Reader, kind: Kind, wire: number): unknown {
   }
 }
 
+/** The array a repeated field's values are pushed to, made at its first value. */
+function listOf(out: Json, name: string): unknown[] {
+  let list = out[name] as unknown[] | undefined;
+  if (list === undefined) {
+    list = [];
+    out[name] = list;
+  }
+  return list;
+}
+
 function readMessage(r: Reader, end: number, schema: Schema): Json {
   const out: Json = {};
   while (r.pos < end) {
@@ -241,7 +251,7 @@ function readMessage(r: Reader, end: number, schema: Schema): Json {
       const n = r.varint();
       r.need(n);
       const value = readMessage(r, r.pos + n, field.message as Schema);
-      if (field.repeated) ((out[field.name] as Json[] | undefined) ?? (out[field.name] = [])).push(value);
+      if (field.repeated) listOf(out, field.name).push(value);
       else out[field.name] = value;
       continue;
     }
@@ -249,13 +259,13 @@ function readMessage(r: Reader, end: number, schema: Schema): Json {
       const n = r.varint();
       r.need(n);
       const stop = r.pos + n;
-      const list = (out[field.name] as unknown[] | undefined) ?? (out[field.name] = []);
+      const list = listOf(out, field.name);
       while (r.pos < stop) list.push(readScalar(r, field.kind, field.packedWire));
       if (r.pos !== stop) throw new WireError(`field ${field.name}: packed values overrun`);
       continue;
     }
     const value = readScalar(r, field.kind, wire);
-    if (field.repeated) ((out[field.name] as unknown[] | undefined) ?? (out[field.name] = [])).push(value);
+    if (field.repeated) listOf(out, field.name).push(value);
     else out[field.name] = value;
   }
   if (r.pos !== end) throw new WireError("a field runs past its message");
