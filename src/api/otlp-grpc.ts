@@ -18,10 +18,12 @@ export function startOtlpGrpc(
     port: options.port,
     ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
     onError: (err) => options.logger.warn("OTLP/gRPC stream failed", { err }),
-    forward: async (signal, message, authorization) => {
+    forward: async (signal, message, authorization, peer) => {
       const res = await app.inject({
         method: "POST",
         url: `/api/v1/otlp/v1/${signal}`,
+        // The caller's address, for the 401 rate limit and the logs (inject would say 127.0.0.1).
+        ...(peer !== undefined ? { remoteAddress: peer } : {}),
         headers: {
           "content-type": "application/x-protobuf",
           ...(authorization !== undefined ? { authorization } : {}),

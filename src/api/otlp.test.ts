@@ -168,3 +168,46 @@ test("bad protobuf and bad fields are 400s naming the field", async () => {
   assert.equal(delta.body.partialSuccess.rejectedDataPoints, 1);
   assert.match(delta.body.partialSuccess.errorMessage, /delta/);
 });
+
+test("gRPC calls pass the API's authentication: a bad token is UNAUTHENTICATED, bad bytes INVALID_ARGUMENT", async () => {
+  const { connect } = await import("node:http2");
+  const session = connect(server.grpcUrl as string);
+  try {
+    const call = (token: string, message: Buffer) =>
+      new Promise<{ status: string; message: string }>((resolve, reject) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+          "content-type": "application/grpc",
+          te: "trailers",
+          authorization: `Bearer ${token}`,
+        });
+        const frame = Buffer.alloc(5);
+        frame.writeUInt32BE(message.length, 1);
+        let head: Record<string, unknown> = {};
+        stream.on("response", (h) => {
+          head = h;
+        });
+        stream.on("trailers", (h) => {
+          head = h;
+        });
+        stream.on("error", reject);
+        stream.on("end", () =>
+          resolve({
+            status: String(head["grpc-status"]),
+            message: decodeURIComponent(String(head["grpc-message"] ?? "")),
+          }),
+        );
+        stream.resume();
+        stream.end(Buffer.concat([frame, message]));
+      });
+    const denied = await call("herd_pat_nope", Buffer.from([0x0a, 0x00]));
+    assert.equal(denied.status, "16");
+    const bad = await call(ingestToken, Buffer.from([0x0a, 0x05, 0x01]));
+    assert.equal(bad.status, "3");
+    assert.match(bad.message, /not an OTLP protobuf ExportMetricsServiceRequest/);
+    assert.equal((await call(ingestToken, Buffer.from([0x0a, 0x00]))).status, "0");
+  } finally {
+    session.close();
+  }
+});

@@ -53,10 +53,12 @@ export interface ForwardResult {
   body: Buffer;
 }
 
+/** Hands one call on: its signal, message, Authorization header and the caller's address. */
 export type Forward = (
   signal: Signal,
   message: Buffer,
   authorization: string | undefined,
+  peer: string | undefined,
 ) => Promise<ForwardResult>;
 
 export interface GrpcServerOptions {
@@ -171,7 +173,12 @@ async function handle(
     }
   }
   const auth = headers.authorization;
-  const result = await forward(signal, message, typeof auth === "string" ? auth : undefined);
+  const result = await forward(
+    signal,
+    message,
+    typeof auth === "string" ? auth : undefined,
+    stream.session?.socket?.remoteAddress,
+  );
   if (stream.destroyed) return;
   if (result.status !== 200) return finish(stream, grpcStatusOf(result.status), errorMessage(result));
   const frame = Buffer.alloc(5 + result.body.length);
