@@ -3,11 +3,13 @@
 //
 // Sections (run all, or name some: `node bench/telemetry.ts metrics spans`):
 //   metrics — points ingested per second per core through POST /api/v1/metrics/write
-//             (target ≥ 50,000), the same straight into storage, and the p99 latency
+//             (target ≥ 50,000), through OTLP/HTTP protobuf and OTLP/gRPC (the same
+//             target), the same straight into storage, and the p99 latency
 //             of a 1-hour range chart over 100 series through the Prometheus query API
 //             (target ≤ 50 ms).
-//   spans   — spans ingested per second per core through the OTLP/HTTP JSON ingest of a
-//             `herd server` in its own process (target ≥ 25,000; bench/traces.ts).
+//   spans   — spans ingested per second per core through the OTLP ingest of a `herd server`
+//             in its own process, as OTLP/HTTP JSON, OTLP/HTTP protobuf and OTLP/gRPC
+//             (target ≥ 25,000 each; bench/traces.ts).
 //   tracing — the gateway's throughput cost of tracing: CPU per request of one gateway
 //             worker with --trace-sample 0 and 1 at a fixed rate (h2load; target ≤ 5 %),
 //             and both saturated by wrk (bench/tracing-cost.ts).
@@ -24,6 +26,7 @@ import { join } from "node:path";
 import { type RunningServer, startServer } from "../src/api/server.ts";
 import { silentLogger } from "../src/common/log.ts";
 import { benchArgs, cleanup, verdict, verdictSummary } from "./harness.ts";
+import { encodeOtlp, grpcClient } from "./otlp-client.ts";
 import { measureSpanIngest } from "./traces.ts";
 import { measureTracingCost } from "./tracing-cost.ts";
 
@@ -78,6 +81,7 @@ async function withServer<T>(f: (server: RunningServer) => Promise<T>): Promise<
     port: 0,
     logger: silentLogger,
     metrics: { scrapeIntervalMs: 3600_000, ingestQueuePoints: 2_000_000 },
+    grpcPort: 0,
   });
   try {
     return await f(server);
@@ -108,6 +112,91 @@ function bodyMaker(series: number, perSeries: number, start: number): (count: nu
     }
     return bodies;
   };
+}
+
+/**
+ * OTLP metrics: requests of one gauge with `series` attribute sets × `perSeries`
+ * points each (the JSON run's shape), sent for SECONDS by 4 clients; every
+ * acknowledged point must come back from a query.
+ */
+async function otlpMetricsRun(
+  server: RunningServer,
+  mode: "protobuf" | "grpc",
+  series: number,
+  perSeries: number,
+): Promise<{ perCore: number; failed: number }> {
+  const metric = `bench_otlp_${mode}`;
+  let t = Date.now() - 600_000;
+  const makeBody = () => {
+    const dataPoints = [];
+    for (let s = 0; s < series; s++) {
+      const attributes = [
+        { key: "instance", value: { stringValue: `i-${s}` } },
+        { key: "app", value: { stringValue: `app-${s % 10}` } },
+        { key: "node", value: { stringValue: `n-${s % 5}` } },
+      ];
+      for (let i = 0; i < perSeries; i++)
+        dataPoints.push({ attributes, timeUnixNano: `${t + i}000000`, asDouble: Math.random() * 100 });
+    }
+    t += perSeries;
+    return encodeOtlp("metrics", {
+      resourceMetrics: [
+        { resource: {}, scopeMetrics: [{ metrics: [{ name: metric, gauge: { dataPoints } }] }] },
+      ],
+    });
+  };
+  let bodies = Array.from({ length: 60 }, makeBody);
+  let next = 0;
+  let sent = 0;
+  let failed = 0;
+  const token = server.adminToken;
+  const clients = Array.from({ length: 4 }, () =>
+    mode === "grpc" ? grpcClient(server.grpcUrl as string, token) : undefined,
+  );
+  const cpu0 = cpuSeconds();
+  const end = Date.now() + SECONDS * 1000;
+  await Promise.all(
+    clients.map(async (client) => {
+      while (Date.now() < end) {
+        if (next >= bodies.length) {
+          bodies = Array.from({ length: 10 }, makeBody);
+          next = 0;
+        }
+        const body = bodies[next++] as Buffer;
+        let ok: boolean;
+        if (client) ok = (await client.call("metrics", body)) === 0;
+        else {
+          const res = await fetch(`${server.url}/api/v1/otlp/v1/metrics`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/x-protobuf" },
+            body,
+          });
+          await res.arrayBuffer();
+          ok = res.status === 200;
+        }
+        if (ok) sent += series * perSeries;
+        else failed++;
+      }
+    }),
+  );
+  const cpu = cpuSeconds() - cpu0;
+  for (const c of clients) c?.close();
+  const headers = { authorization: `Bearer ${token}` };
+  const stored = await untilStable(async () => {
+    const q = new URLSearchParams({
+      query: `sum(count_over_time(${metric}[20m]))`,
+      time: String(Date.now() / 1000),
+    });
+    const res = await fetch(`${server.url}/api/v1/prom/api/v1/query?${q}`, { headers });
+    const body = (await res.json()) as { data?: { result?: { value: [number, string] }[] } };
+    return Number(body.data?.result?.[0]?.value[1] ?? 0);
+  }, sent);
+  if (stored !== sent) {
+    throw new Error(
+      `${mode}: ${fmt(sent)} points accepted but ${fmt(stored)} stored: the figure would count work not done`,
+    );
+  }
+  return { perCore: sent / cpu, failed };
 }
 
 async function metricsSection(): Promise<Figure[]> {
@@ -167,6 +256,18 @@ async function metricsSection(): Promise<Figure[]> {
     });
     if (rejected > 0)
       figures.push({ name: "writes answered 429 (queue full)", value: rejected, unit: "requests" });
+    for (const mode of ["protobuf", "grpc"] as const) {
+      const r = await otlpMetricsRun(server, mode, series, perSeries);
+      const how = mode === "protobuf" ? "OTLP/HTTP protobuf" : "OTLP/gRPC";
+      figures.push({
+        name: `points/s per core via ${how} (${fmt(series)} series × ${perSeries} per request; ${(r.perCore / perCore).toFixed(2)}× JSON's)`,
+        value: r.perCore,
+        unit: "points/s",
+        target: "≥ 50,000",
+        ok: r.perCore >= 50_000,
+        notDone: r.failed > 0 && `${r.failed} requests failed`,
+      });
+    }
 
     // 2. Straight into storage (what the scraper does), 1,000 series × 1 sample per append.
     const tsdb = server.metrics.tsdb;
@@ -262,10 +363,16 @@ async function metricsSection(): Promise<Figure[]> {
 }
 
 async function spansSection(): Promise<Figure[]> {
-  const r = await measureSpanIngest();
-  const figures: Figure[] = [
-    {
-      name: `spans/s per core via OTLP/HTTP JSON (${r.clients} clients, ${r.batch} spans = ${Math.round(r.kibPerRequest)} KiB per request; ${fmt(r.written)} spans in ${r.wallSeconds.toFixed(1)} s, server CPU ${r.cpuSeconds.toFixed(2)} s; OpenTelemetry Collector ≈ 12,000)`,
+  const figures: Figure[] = [];
+  let json = 0;
+  for (const encoding of ["json", "protobuf", "grpc"] as const) {
+    const r = await measureSpanIngest(encoding);
+    if (encoding === "json") json = r.perCore;
+    const how = { json: "OTLP/HTTP JSON", protobuf: "OTLP/HTTP protobuf", grpc: "OTLP/gRPC" }[encoding];
+    const peer =
+      encoding === "json" ? "OpenTelemetry Collector ≈ 12,000" : `${(r.perCore / json).toFixed(2)}× JSON's`;
+    figures.push({
+      name: `spans/s per core via ${how} (${r.clients} clients, ${r.batch} spans = ${Math.round(r.kibPerRequest)} KiB per request; ${fmt(r.written)} spans in ${r.wallSeconds.toFixed(1)} s, server CPU ${r.cpuSeconds.toFixed(2)} s; ${peer})`,
       value: r.perCore,
       unit: "spans/s",
       target: "≥ 25,000",
@@ -275,10 +382,14 @@ async function spansSection(): Promise<Figure[]> {
       notDone:
         (r.failed > 0 && `${r.failed} requests failed`) ||
         (r.written < r.acknowledged && `${fmt(r.acknowledged)} spans acknowledged, ${fmt(r.written)} stored`),
-    },
-  ];
-  if (r.refused > 0 || r.failed > 0)
-    figures.push({ name: `requests refused (429) ${r.refused}, failed`, value: r.failed, unit: "requests" });
+    });
+    if (r.refused > 0 || r.failed > 0)
+      figures.push({
+        name: `${how}: requests refused (429) ${r.refused}, failed`,
+        value: r.failed,
+        unit: "requests",
+      });
+  }
   return figures;
 }
 

@@ -2,9 +2,9 @@
 // the `spans` section of `npm run bench:telemetry` (bench/telemetry.ts).
 //
 // A real `herd server` runs in its own process; a few clients in this process
-// POST OTLP/HTTP JSON batches (100 spans each, realistic attributes, distinct
-// ids) to /api/v1/traces/otlp/v1/traces with the ingest token for a bounded
-// time. The figure is spans written to the store divided by the server
+// send OTLP batches (100 spans each, realistic attributes, distinct ids) with
+// the ingest token for a bounded time: OTLP/HTTP JSON or protobuf to
+// /api/v1/otlp/v1/traces, or OTLP/gRPC to its --grpc-port (the same messages). The figure is spans written to the store divided by the server
 // process's CPU seconds (utime + stime from /proc, so parsing, HTTP, the
 // queue, SQLite and its trims all count), measured until the queue is empty.
 //
@@ -15,7 +15,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
-import { groupCpuSeconds as cpuSeconds, ROOT, startChild, stopChild } from "./harness.ts";
+import { groupCpuSeconds as cpuSeconds, freePort, ROOT, startChild, stopChild } from "./harness.ts";
+import { encodeOtlp, grpcClient } from "./otlp-client.ts";
+
+/** How the spans are sent. */
+export type SpanEncoding = "json" | "protobuf" | "grpc";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
@@ -87,23 +91,40 @@ export interface SpanIngest {
 }
 
 /** Runs a real `herd server` in its own process, loads its ingest for a bounded time, and ends it. */
-export async function measureSpanIngest(): Promise<SpanIngest> {
+export async function measureSpanIngest(encoding: SpanEncoding = "json"): Promise<SpanIngest> {
   const dir = mkdtempSync(join(tmpdir(), "herd-bench-traces-"));
+  const grpcPort = await freePort();
   const child = startChild(
     "herd server",
     process.execPath,
-    [join(ROOT, "src/cli/main.ts"), "server", "--data", dir, "--port", "0", "--traces-max-size", "2Gi"],
+    [
+      join(ROOT, "src/cli/main.ts"),
+      "server",
+      "--data",
+      dir,
+      "--port",
+      "0",
+      "--grpc-port",
+      String(grpcPort),
+      "--traces-max-size",
+      "2Gi",
+    ],
     { HERD_LOG_LEVEL: "error" },
   );
   try {
-    return await load(child, dir);
+    return await load(child, dir, encoding, grpcPort);
   } finally {
     await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function load(child: ReturnType<typeof startChild>, dir: string): Promise<SpanIngest> {
+async function load(
+  child: ReturnType<typeof startChild>,
+  dir: string,
+  encoding: SpanEncoding,
+  grpcPort: number,
+): Promise<SpanIngest> {
   const deadline = Date.now() + 20_000;
   let url: string | undefined;
   while (!url) {
@@ -121,20 +142,53 @@ async function load(child: ReturnType<typeof startChild>, dir: string): Promise<
     body: JSON.stringify({ name: "bench", kind: "ingest", tenant: "default" }),
   });
   const token = ((await created.json()) as { token: string }).token;
-  const ingest = `${url}/api/v1/traces/otlp/v1/traces`;
+  const ingest = `${url}/api/v1/otlp/v1/traces`;
   const dispatcher = new Agent({ connections: CLIENTS, pipelining: 1 });
+  const grpc =
+    encoding === "grpc"
+      ? Array.from({ length: CLIENTS }, () => grpcClient(`http://127.0.0.1:${grpcPort}`, token))
+      : [];
 
   // Bodies built up front (distinct ids), so this process's JSON work does not slow the clients.
   const bodies = Array.from({ length: 400 }, makeBody);
-  const bytesPerRequest = bodies.reduce((n, b) => n + b.length, 0) / bodies.length;
+  // Protobuf bodies: one set per round of trace ids, made before the clock starts (a client's work).
+  const encoded = new Map<number, Buffer[]>();
+  const protobufRound = (round: number) => {
+    let set = encoded.get(round);
+    if (!set) {
+      set = bodies.map((b) => encodeOtlp("traces", JSON.parse(b.replaceAll(ROUND, hex(round, 8)))));
+      encoded.set(round, set);
+    }
+    return set;
+  };
+  if (encoding !== "json") for (let r = 0; r < 8; r++) protobufRound(r);
+  const bytesPerRequest =
+    encoding === "json"
+      ? bodies.reduce((n, b) => n + b.length, 0) / bodies.length
+      : protobufRound(0).reduce((n, b) => n + b.length, 0) / bodies.length;
   let sent = 0;
   let refused = 0;
   let failed = 0;
-  const post = async (body: string) => {
+  /** Sends body i of round `round`; the HTTP status (gRPC: 200 for OK, 429 for UNAVAILABLE). */
+  const send = async (client: number, i: number, round: number) => {
+    if (encoding === "grpc") {
+      const status = await (grpc[client] as ReturnType<typeof grpcClient>).call(
+        "traces",
+        protobufRound(round)[i] as Buffer,
+      );
+      return status === 0 ? 200 : status === 14 ? 429 : 500;
+    }
+    const body =
+      encoding === "json"
+        ? (bodies[i] as string).replaceAll(ROUND, hex(round, 8))
+        : (protobufRound(round)[i] as Buffer);
     const res = await request(ingest, {
       method: "POST",
       dispatcher,
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      headers: {
+        "content-type": encoding === "json" ? "application/json" : "application/x-protobuf",
+        authorization: `Bearer ${token}`,
+      },
       body,
     });
     await res.body.dump();
@@ -149,8 +203,7 @@ async function load(child: ReturnType<typeof startChild>, dir: string): Promise<
           // Each pass over the bodies is a new round of trace ids: every span sent is a new one
           // (the store keeps a repeated span once, and would count it once).
           const i = next++ * CLIENTS + c;
-          const body = bodies[i % bodies.length] as string;
-          const status = await post(body.replaceAll(ROUND, hex(Math.floor(i / bodies.length), 8)));
+          const status = await send(c, i % bodies.length, Math.floor(i / bodies.length));
           if (!count) continue;
           if (status === 200) sent += BATCH;
           else if (status === 429) {
@@ -183,6 +236,7 @@ async function load(child: ReturnType<typeof startChild>, dir: string): Promise<
   const cpu = cpuSeconds(pid) - cpu0;
   const written = s.written - writtenBefore;
   await dispatcher.close();
+  for (const g of grpc) g.close();
   return {
     perCore: written / cpu,
     written,

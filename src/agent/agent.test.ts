@@ -264,12 +264,9 @@ test("the agent runs, restarts, stops and removes instances as the heartbeat rep
   );
   // Through the agent's telemetry relay (the API's port is closed to instances), on the port it keeps.
   const relay = JSON.parse(readFileSync(join(dataDir, "relay.json"), "utf8")) as { port: number };
-  assert.equal(
-    env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-    `http://127.0.0.1:${relay.port}/api/v1/traces/otlp/v1/traces`,
-  );
-  assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS"), "authorization=Bearer%20ingest-secret");
-  assert.equal(env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), "http/json");
+  assert.equal(env.get("OTEL_EXPORTER_OTLP_ENDPOINT"), `http://127.0.0.1:${relay.port}/api/v1/otlp`);
+  assert.equal(env.get("OTEL_EXPORTER_OTLP_HEADERS"), "authorization=Bearer%20ingest-secret");
+  assert.equal(env.get("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf");
   await waitFor(
     () => cp!.logLines.includes(`inst1 hello listening on ${healthy.port}`) || undefined,
     "shipped log",

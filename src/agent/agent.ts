@@ -649,7 +649,12 @@ export class Agent {
       const env: Record<string, string> = {
         ...d.run.env,
         ...d.secretEnv,
-        ...traceDefaults(d, this.#relay?.url ?? this.#servers.url, this.#ingestTokens[d.tenant]),
+        ...traceDefaults(
+          d,
+          this.#relay?.url ?? this.#servers.url,
+          this.#ingestTokens[d.tenant],
+          this.#relay?.grpcUrl,
+        ),
         ...this.#serviceEnv(d),
         PORT: String(port),
         HERD_INSTANCE: d.id,

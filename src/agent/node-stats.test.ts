@@ -49,18 +49,34 @@ test("trace defaults: a name the gateway's spans share, herd's attributes, the i
   assert.deepEqual(traceDefaults(desired({}), "http://cp:7070/", "tok"), {
     OTEL_SERVICE_NAME: "shop/web",
     OTEL_RESOURCE_ATTRIBUTES: "herd.tenant=acme,herd.app=shop,herd.service=web,herd.instance=web-1",
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://cp:7070/api/v1/traces/otlp/v1/traces",
-    OTEL_EXPORTER_OTLP_TRACES_HEADERS: "authorization=Bearer%20tok",
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
+    OTEL_EXPORTER_OTLP_ENDPOINT: "http://cp:7070/api/v1/otlp",
+    OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20tok",
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
   });
+  // A service that picks gRPC gets the relay's gRPC port (no path), with the token.
+  const grpc = traceDefaults(
+    desired({ OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }),
+    "http://cp",
+    "tok",
+    "http://r:9",
+  );
+  assert.equal(grpc.OTEL_EXPORTER_OTLP_ENDPOINT, "http://r:9");
+  assert.equal(grpc.OTEL_EXPORTER_OTLP_HEADERS, "authorization=Bearer%20tok");
+  assert.equal(grpc.OTEL_EXPORTER_OTLP_PROTOCOL, undefined, "its own setting stays");
+  // One signal sent elsewhere: herd sets no endpoint (the others would follow the general one).
+  assert.equal(
+    traceDefaults(desired({ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: "http://m" }), "http://cp", "tok")
+      .OTEL_EXPORTER_OTLP_ENDPOINT,
+    undefined,
+  );
   // A service with its own collector gets neither herd's endpoint nor its token.
   const own = traceDefaults(
     desired({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" }),
     "http://cp",
     "tok",
   );
-  assert.equal(own.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, undefined);
-  assert.equal(own.OTEL_EXPORTER_OTLP_TRACES_HEADERS, undefined);
+  assert.equal(own.OTEL_EXPORTER_OTLP_ENDPOINT, undefined);
+  assert.equal(own.OTEL_EXPORTER_OTLP_HEADERS, undefined);
   assert.equal(own.OTEL_SERVICE_NAME, "shop/web");
   // Its own attribute keys win; herd's others are added.
   assert.equal(
@@ -69,8 +85,5 @@ test("trace defaults: a name the gateway's spans share, herd's attributes, the i
     "herd.app=x,team=a,herd.tenant=acme,herd.service=web,herd.instance=web-1",
   );
   // Without a token (an older control plane) no endpoint is set.
-  assert.equal(
-    traceDefaults(desired({}), "http://cp", undefined).OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    undefined,
-  );
+  assert.equal(traceDefaults(desired({}), "http://cp", undefined).OTEL_EXPORTER_OTLP_ENDPOINT, undefined);
 });

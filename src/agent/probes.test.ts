@@ -6,7 +6,9 @@ import { freePort } from "./driver.case.test.ts";
 import { BODY_START, probe } from "./probes.ts";
 
 test("HTTP probes pass on 2xx and 3xx, fail on 5xx, silence and refusal", async (t) => {
+  const traceparents: (string | undefined)[] = [];
   const server = createServer((req, res) => {
+    traceparents.push(String(req.headers.traceparent));
     if (req.url === "/ok") res.writeHead(204).end();
     else if (req.url === "/moved") res.writeHead(302, { location: "/ok" }).end();
     else if (req.url === "/hang") return;
@@ -22,6 +24,9 @@ test("HTTP probes pass on 2xx and 3xx, fail on 5xx, silence and refusal", async 
   const port = typeof address === "object" && address ? address.port : 0;
   assert.deepEqual(await probe({ port, path: "/ok", timeoutMs: 1000 }), { ok: true, status: 204 });
   assert.deepEqual(await probe({ port, path: "/moved", timeoutMs: 1000 }), { ok: true, status: 302 });
+  // Unsampled (flags 00): an instrumented app makes no trace of a probe.
+  assert.match(traceparents[0] ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  assert.notEqual(traceparents[0], traceparents[1], "a new trace id per probe");
   const broken = await probe({ port, path: "/broken", timeoutMs: 1000 });
   assert.deepEqual(broken, {
     ok: false,

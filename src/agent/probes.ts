@@ -2,7 +2,8 @@
  * Health probes: HTTP GET of the health path on 127.0.0.1:<port> (2xx and 3xx
  * pass), or a TCP connect when the service has no path. One probe, one answer;
  * the agent counts failures in a row and reports each different outcome
- * (probe-attempts.ts).
+ * (probe-attempts.ts). An HTTP probe carries a `traceparent` that is not
+ * sampled (flags 00), so an instrumented app makes no trace of it.
  */
 
 import { nodeHttp } from "../common/node-http.ts";
@@ -10,6 +11,7 @@ import { nodeHttp } from "../common/node-http.ts";
 const { request } = nodeHttp;
 
 import { connect } from "node:net";
+import { formatTraceparent, newSpanId, newTraceId } from "../observe/traces/trace-context.ts";
 
 /** What to probe. */
 export interface ProbeTarget {
@@ -46,7 +48,15 @@ function probeHttp(target: ProbeTarget, path: string): Promise<ProbeResult> {
   return new Promise((resolve) => {
     // agent: false — a fresh connection per probe, so a wedged keep-alive socket cannot pass for a live app.
     const req = request(
-      { host, port: target.port, path, method: "GET", agent: false, timeout: target.timeoutMs },
+      {
+        host,
+        port: target.port,
+        path,
+        method: "GET",
+        agent: false,
+        timeout: target.timeoutMs,
+        headers: { traceparent: formatTraceparent(newTraceId(), newSpanId(), false) },
+      },
       (res) => {
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 400) {

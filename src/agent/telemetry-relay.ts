@@ -5,11 +5,13 @@
  * routes only, with the instance's own Authorization (its tenant's ingest
  * token, from its OTEL_* env). Everything else is a 403.
  *
- *   instance ─ POST /api/v1/traces/otlp/v1/traces ─► relay ─► control plane (same path and query)
- *   instance ─ POST /api/v1/metrics/write          ─► relay ─► control plane
- *   instance ─ anything else                       ─► 403 {code: "forbidden"}
+ *   instance ─ POST /api/v1/otlp/v1/{traces,metrics,logs} ─► relay ─► control plane (same path and query)
+ *   instance ─ POST /api/v1/traces/otlp/v1/traces         ─► relay ─► control plane
+ *   instance ─ POST /api/v1/metrics/write                  ─► relay ─► control plane
+ *   instance ─ anything else                               ─► 403 {code: "forbidden"}
+ *   instance ─ OTLP/gRPC Export (second port, h2c)         ─► relay ─► POST /api/v1/otlp/v1/<signal> (protobuf)
  *
- * The port is kept in `<dataDir>/relay.json` and taken again by the next
+ * The ports are kept in `<dataDir>/relay.json` and taken again by the next
  * agent, so instances it adopts keep a working endpoint.
  */
 
@@ -23,9 +25,13 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../common/log.ts";
 import { serversOf } from "../common/server-list.ts";
+import { type GrpcServer, startGrpcServer } from "../observe/otlp/grpc.ts";
 
 /** The requests the relay passes on: the telemetry:write routes of the API. */
 export const RELAYED_ROUTES: ReadonlySet<string> = new Set([
+  "POST /api/v1/otlp/v1/traces",
+  "POST /api/v1/otlp/v1/metrics",
+  "POST /api/v1/otlp/v1/logs",
   "POST /api/v1/traces/otlp/v1/traces",
   "POST /api/v1/metrics/write",
 ]);
@@ -48,6 +54,8 @@ export interface TelemetryRelayOptions {
 export interface TelemetryRelay {
   /** Base URL for instances, e.g. http://127.0.0.1:41234 */
   url: string;
+  /** The OTLP/gRPC endpoint for instances, e.g. http://127.0.0.1:41235 */
+  grpcUrl: string;
   close(): Promise<void>;
 }
 
@@ -61,7 +69,7 @@ export async function startTelemetryRelay(options: TelemetryRelayOptions): Promi
     });
   });
   const stateFile = join(options.dataDir, "relay.json");
-  const saved = readPort(stateFile);
+  const saved = readPort(stateFile, "port");
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -80,11 +88,19 @@ export async function startTelemetryRelay(options: TelemetryRelayOptions): Promi
     await listen(0);
   }
   const port = (server.address() as AddressInfo).port;
-  writeFileSync(`${stateFile}.tmp`, JSON.stringify({ port }));
+  const grpc = await startRelayGrpc(options, readPort(stateFile, "grpcPort")).catch(async (err) => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  });
+  writeFileSync(`${stateFile}.tmp`, JSON.stringify({ port, grpcPort: grpc.port }));
   renameSync(`${stateFile}.tmp`, stateFile);
   return {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    grpcUrl: grpc.url,
+    close: async () => {
+      await grpc.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -135,9 +151,47 @@ function answer(res: ServerResponse, status: number, code: string, message: stri
   res.end(JSON.stringify({ code, message }));
 }
 
-function readPort(file: string): number | undefined {
+/** OTLP/gRPC for instances: each call posted to the control plane's OTLP/HTTP route as protobuf. */
+async function startRelayGrpc(
+  options: TelemetryRelayOptions,
+  saved: number | undefined,
+): Promise<GrpcServer> {
+  const start = (port: number) =>
+    startGrpcServer({
+      host: "127.0.0.1",
+      port,
+      onError: (err) => options.logger.warn("telemetry relay gRPC stream failed", { err }),
+      forward: async (signal, message, authorization) => {
+        const upstream = await serversOf(options.server).request(`/api/v1/otlp/v1/${signal}`, {
+          ca: options.ca,
+          method: "POST",
+          headers: {
+            "content-type": "application/x-protobuf",
+            ...(authorization !== undefined ? { authorization } : {}),
+          },
+          body: message,
+          signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+        });
+        return { status: upstream.status, body: await upstream.buffer() };
+      },
+    });
   try {
-    const port = (JSON.parse(readFileSync(file, "utf8")) as { port?: unknown }).port;
+    return await start(saved ?? 0);
+  } catch (err) {
+    if (saved === undefined || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    options.logger.warn(
+      "the relay's earlier gRPC port is taken; adopted instances' gRPC telemetry fails until restarted",
+      {
+        port: saved,
+      },
+    );
+    return start(0);
+  }
+}
+
+function readPort(file: string, key: "port" | "grpcPort"): number | undefined {
+  try {
+    const port = (JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>)[key];
     return Number.isInteger(port) && (port as number) > 0 && (port as number) < 65536
       ? (port as number)
       : undefined;

@@ -6,16 +6,20 @@ import type { DesiredInstance } from "../model/protocol.ts";
  * The OpenTelemetry SDK settings every instance gets unless its service's env
  * sets them: its name as the gateway's client spans call it (`app/service`,
  * so the dependency map joins the two), herd's resource attributes (merged
- * into the service's own, whose keys win), and the control plane's OTLP/HTTP
- * JSON ingest (through the agent's telemetry relay: the API's port is closed
- * to instances) with the write-only ingest token. A service that names its own
- * endpoint (traces or all signals) gets neither the endpoint, the token nor
- * the protocol: its spans go where it says, without herd's secret.
+ * into the service's own, whose keys win), and the control plane's OTLP
+ * ingest for all three signals (through the agent's telemetry relay: the
+ * API's port is closed to instances) with the write-only ingest token:
+ * OTLP/HTTP protobuf (`/api/v1/otlp`, the SDK adds `/v1/traces` etc.), or,
+ * when the service sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc, the relay's gRPC
+ * port. A service that names its own endpoint (any signal, or all) gets
+ * neither the endpoint, the token nor the protocol: its telemetry goes where
+ * it says, without herd's secret.
  */
 export function traceDefaults(
   d: Pick<DesiredInstance, "id" | "app" | "service" | "tenant" | "run">,
   server: string,
   ingestToken: string | undefined,
+  grpcUrl?: string,
 ): Record<string, string> {
   const own = d.run.env;
   const out: Record<string, string> = {};
@@ -32,16 +36,23 @@ export function traceDefaults(
     .filter(([key]) => !givenKeys.has(key))
     .map(([key, value]) => `${key}=${encodeURIComponent(value)}`);
   out.OTEL_RESOURCE_ATTRIBUTES = [...given, ...added].join(",");
-  const ownEndpoint =
-    own.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined || own.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined;
+  const ownEndpoint = OWN_ENDPOINT.some((name) => own[name] !== undefined);
   if (ingestToken === undefined || ownEndpoint) return out;
-  out.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${server.replace(/\/+$/, "")}/api/v1/traces/otlp/v1/traces`;
-  if (own.OTEL_EXPORTER_OTLP_TRACES_HEADERS === undefined && own.OTEL_EXPORTER_OTLP_HEADERS === undefined) {
+  const grpc = own.OTEL_EXPORTER_OTLP_PROTOCOL === "grpc";
+  if (grpc && grpcUrl === undefined) return out;
+  out.OTEL_EXPORTER_OTLP_ENDPOINT = grpc ? (grpcUrl as string) : `${server.replace(/\/+$/, "")}/api/v1/otlp`;
+  if (own.OTEL_EXPORTER_OTLP_HEADERS === undefined) {
     // W3C baggage form: the value is percent-encoded (the space after Bearer).
-    out.OTEL_EXPORTER_OTLP_TRACES_HEADERS = `authorization=${encodeURIComponent(`Bearer ${ingestToken}`)}`;
+    out.OTEL_EXPORTER_OTLP_HEADERS = `authorization=${encodeURIComponent(`Bearer ${ingestToken}`)}`;
   }
-  if (own.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL === undefined && own.OTEL_EXPORTER_OTLP_PROTOCOL === undefined) {
-    out.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "http/json";
-  }
+  if (own.OTEL_EXPORTER_OTLP_PROTOCOL === undefined) out.OTEL_EXPORTER_OTLP_PROTOCOL = "http/protobuf";
   return out;
 }
+
+/** Env names by which a service sends its telemetry elsewhere. */
+const OWN_ENDPOINT = [
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+];

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { releaseKey } from "../model/objects.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { serviceDiscovery } from "./routes/metrics.ts";
 import { type RunningServer, startServer } from "./server.ts";
@@ -243,12 +244,27 @@ test("herd scrapes itself and registered targets; targets show their health", as
   assert.equal((await call("DELETE", "/metrics/targets/gone")).status, 404);
 });
 
-test("service discovery lists running instances, herd's components and registered targets", async (t) => {
+test("service discovery lists running instances of services with a metrics endpoint, herd's components and registered targets", async (t) => {
   // A store of its own: the server's controllers would remove instances of apps that do not exist.
   const store = SqliteStore.open(join(dir, "sd.db"));
   t.after(() => store.close());
   await store.put("node", "n1", { name: "n1", address: "10.0.0.7" });
-  const instance = { tenant: "default", app: "shop", service: "web", node: "n1" };
+  // web declares `metrics: { path: /metrics }` in herd.yaml; worker serves none.
+  await store.put("release", releaseKey("default", "shop", 1), {
+    tenant: "default",
+    app: "shop",
+    version: 1,
+    services: { web: { metrics: { path: "/-/metrics" } }, worker: {} },
+  });
+  const instance = { tenant: "default", app: "shop", service: "web", node: "n1", release: 1 };
+  await store.put("instance", "w-1", {
+    ...instance,
+    service: "worker",
+    id: "w-1",
+    desired: "running",
+    state: "running",
+    port: 40009,
+  });
   await store.put("instance", "i-1", {
     ...instance,
     id: "i-1",
@@ -275,7 +291,14 @@ test("service discovery lists running instances, herd's components and registere
   assert.deepEqual(groups, [
     {
       targets: ["10.0.0.7:40001"],
-      labels: { tenant: "default", app: "shop", service: "web", instance: "i-1", node: "n1" },
+      labels: {
+        tenant: "default",
+        app: "shop",
+        service: "web",
+        instance: "i-1",
+        node: "n1",
+        __metrics_path__: "/-/metrics",
+      },
     },
     {
       targets: ["10.0.0.2:9090"],

@@ -250,6 +250,9 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/traces/top": "telemetry:read",
   "GET /api/v1/traces/stats": "platform:read",
   "POST /api/v1/traces/otlp/v1/traces": "telemetry:write",
+  "POST /api/v1/otlp/v1/traces": "telemetry:write",
+  "POST /api/v1/otlp/v1/metrics": "telemetry:write",
+  "POST /api/v1/otlp/v1/logs": "telemetry:write",
   "POST /api/v1/traces/zipkin/api/v2/spans": "telemetry:write",
   "POST /api/v1/traces/gateway": "gateway:sync",
 

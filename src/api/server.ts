@@ -59,6 +59,7 @@ import { GatewayBook } from "./gateway-book.ts";
 import { openHostCertificates } from "./host-certificates.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
 import { leaderOnly } from "./leader-only.ts";
+import { startOtlpGrpc } from "./otlp-grpc.ts";
 import {
   type Decision,
   decide,
@@ -135,6 +136,8 @@ export interface ServerOptions {
   auditRetentionMs?: number;
   /** Serve HTTPS with a certificate signed by the data dir's CA (api/tls.ts); default HTTP. */
   tls?: boolean;
+  /** Serve OTLP/gRPC on this port (0: a free one; TLS with tls); absent: no gRPC listener. */
+  grpcPort?: number;
   /** Order gateways' certificates for these domains from an ACME server (api/acme.ts); default none. */
   acme?: AcmeSettings;
   /**
@@ -171,6 +174,8 @@ export interface RunningServer {
   adminTokenFile: string;
   /** With tls: the CA certificate clients verify the API with. */
   caFile?: string;
+  /** The OTLP/gRPC endpoint, with grpcPort. */
+  grpcUrl?: string;
   store: Store;
   controllers: ControllerManager;
   /** Metrics storage and collection. */
@@ -360,6 +365,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
       throw err;
     });
+  const grpc =
+    options.grpcPort === undefined
+      ? undefined
+      : await startOtlpGrpc(app, { host: options.host ?? "127.0.0.1", port: options.grpcPort, tls, logger });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (options.port ?? 7070);
   const host = options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1";
@@ -412,6 +421,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     adminToken: admin.token,
     adminTokenFile: admin.file,
     ...(tls ? { caFile: tls.caFile } : {}),
+    ...(grpc ? { grpcUrl: grpc.url } : {}),
     store,
     controllers,
     metrics,
@@ -430,6 +440,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
       shutdown.abort();
       logs.endStreams();
+      await grpc?.close();
       await app.close();
       await gateways.close();
       metrics.close();

@@ -49,6 +49,8 @@ export { DEFAULT_HTTPS_PORT };
 const TRACES_HELP = `Spans: [--traces-retention 24h] [--traces-max-size 512Mi] [--traces-forward URL
 [--traces-forward-header NAME=VALUE]...] keep spans this long and at most this much
 (oldest dropped first), and also send them to an OTLP/HTTP endpoint.
+OTLP: [--grpc-port 4317] also take OTLP/gRPC (traces, metrics, logs) on this port;
+OTLP/HTTP is always at /api/v1/otlp (docs/traces.md).
 Logs: [--logs-retention 7d] [--logs-max-size 256Mi] keep instance lines and
 events this long and at most this much (oldest dropped first; the disk's last
 256 MiB are never used).
@@ -609,6 +611,7 @@ function serverOptionsOf(
     alerts: { intervalMs: durationFlag(v["alert-interval"], "alert-interval", 1000) },
     logs: logsOptionsFromFlags(v),
     tls: v.tls === true,
+    ...(v["grpc-port"] !== undefined ? { grpcPort: portOf(v["grpc-port"], "grpc-port") } : {}),
     acme: acmeOf(v),
     allowFetch,
     machines: machinesOf(v),

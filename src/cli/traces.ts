@@ -313,6 +313,7 @@ export const TRACE_SERVER_FLAGS = {
   "traces-max-size": { type: "string", default: "512Mi" },
   "traces-forward": { type: "string" },
   "traces-forward-header": { type: "string", multiple: true },
+  "grpc-port": { type: "string" },
 } as const;
 
 /** TracesOptions from those flags; a HerdError naming the flag when one is wrong. */

@@ -99,6 +99,22 @@ export const ServiceManifestSchema = T.Object(
     routes: T.Optional(T.Array(RouteSchema, { maxItems: 100 })),
     placement: T.Optional(PlacementSchema),
     rollout: T.Optional(RolloutManifestSchema),
+    metrics: T.Optional(
+      T.Object(
+        {
+          path: T.String({
+            pattern: "^/[^\\s?#]*$",
+            maxLength: 200,
+            description: "the path its instances serve Prometheus metrics at, e.g. /metrics",
+          }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "a Prometheus metrics endpoint: service discovery (/prom/sd) lists its instances only when this is set",
+        },
+      ),
+    ),
     minAvailable: T.Optional(
       T.Integer({
         minimum: 0,
@@ -329,6 +345,7 @@ export function normalizeService(
     ...(s.resources?.units !== undefined ? { units: s.resources.units } : {}),
     ...(s.placement ? { placement: normalizePlacement(name, s.placement) } : {}),
     ...(s.minAvailable !== undefined ? { minAvailable: s.minAvailable } : {}),
+    ...(s.metrics ? { metrics: { path: s.metrics.path } } : {}),
     ...rolloutOf(s.rollout),
     health: {
       // A service nobody routes to (a worker) need not listen: it is healthy when it stays up.

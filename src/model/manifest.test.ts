@@ -48,6 +48,16 @@ test("health: http with a path, tcp for routed services, process for the rest", 
   assert.equal(normalizeService("a", "users", { health: { tcp: true } }, "x").health.kind, "tcp");
 });
 
+test("metrics: the path Prometheus scrapes; absent unless declared", () => {
+  const m = parseManifest("app: a\nservices:\n  web:\n    command: x\n    metrics: { path: /metrics }\n");
+  assert.deepEqual(m.services.web?.metrics, { path: "/metrics" });
+  assert.equal(normalizeService("a", "web", {}, "x").metrics, undefined);
+  const bad = problem("app: a\nservices:\n  web:\n    command: x\n    metrics: { path: metrics }\n");
+  assert.match(bad.message, /herd\.yaml:5: services\.web\.metrics\.path/);
+  const extra = problem("app: a\nservices:\n  web:\n    command: x\n    metrics: { path: /m, port: 9 }\n");
+  assert.match(extra.message, /services\.web\.metrics/);
+});
+
 test("web gets the default route <app>.localhost; other services none", () => {
   assert.deepEqual(normalizeService("shop", "web", {}, "node a.js").routes, [
     { host: "shop.localhost", path: "/" },

@@ -126,6 +126,8 @@ export interface ServiceSpec {
   placement?: PlacementSpec;
   /** Disruption budget: running instances a drain, a move or a rollout without room keeps; absent: all of them. */
   minAvailable?: number;
+  /** Where its instances serve Prometheus metrics; absent: service discovery does not list them. */
+  metrics?: { path: string };
   /**
    * How it rolls out: the progress deadline (model/rollout.ts; absent: the
    * default) and the strategy, canary or blue/green (model/progressive.ts; absent: rolling).

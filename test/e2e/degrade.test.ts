@@ -39,10 +39,10 @@ const gateway = new URL(process.env.GATEWAY);
 const spans = [];
 const hex = (n) => randomBytes(n).toString("hex");
 function flush() {
-  const url = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  const url = process.env.OTEL_EXPORTER_OTLP_ENDPOINT && process.env.OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces";
   if (!url || spans.length === 0) return;
   const headers = { "content-type": "application/json" };
-  for (const pair of (process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? "").split(",")) {
+  for (const pair of (process.env.OTEL_EXPORTER_OTLP_HEADERS ?? "").split(",")) {
     const i = pair.indexOf("=");
     if (i > 0) headers[pair.slice(0, i).trim()] = decodeURIComponent(pair.slice(i + 1).trim());
   }

@@ -23,8 +23,8 @@ after(async () => {
 // The app: sends one span and one point with the OTEL_* settings the agent gave it, then serves /healthz.
 const SERVER_JS = `
 import { createServer } from "node:http";
-const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
-const auth = decodeURIComponent(process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS.split("=").slice(1).join("="));
+const endpoint = process.env.OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces";
+const auth = decodeURIComponent(process.env.OTEL_EXPORTER_OTLP_HEADERS.split("=").slice(1).join("="));
 const headers = { authorization: auth, "content-type": "application/json" };
 const api = endpoint.slice(0, endpoint.indexOf("/api/v1/") + 8);
 const now = Date.now();

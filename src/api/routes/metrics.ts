@@ -16,7 +16,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { HerdError, invalid } from "../../common/errors.ts";
-import type { Instance, Node } from "../../model/objects.ts";
+import { type Instance, type Node, type Release, releaseKey } from "../../model/objects.ts";
 import { IngestBusyError, parseJsonWrite, parseTextWrite, WriteError } from "../../observe/ingest.ts";
 import type { Metrics } from "../../observe/metrics.ts";
 import { TARGET_KIND } from "../../observe/metrics.ts";
@@ -395,20 +395,45 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
   );
 }
 
-/** Target groups for Prometheus' http_sd_configs: every running instance, and herd's components and registered targets. */
+/**
+ * Target groups for Prometheus' http_sd_configs: every running instance of a
+ * service that declares a metrics endpoint (herd.yaml `metrics: { path }`, in
+ * the instance's release; others serve no metrics and would show as targets
+ * that are down), and herd's components and registered targets.
+ */
 export async function serviceDiscovery(
   store: ApiDeps["store"],
   targets: ScrapeTarget[],
 ): Promise<{ targets: string[]; labels: Record<string, string> }[]> {
   const nodes = new Map((await store.list<Node>("node")).items.map((o) => [o.value.name, o.value]));
   const groups: { targets: string[]; labels: Record<string, string> }[] = [];
+  // Each release read once, however many instances run it.
+  const releases = new Map<string, Promise<Release | undefined>>();
+  const releaseOf = (i: Instance) => {
+    const key = releaseKey(i.tenant, i.app, i.release);
+    let r = releases.get(key);
+    if (!r) {
+      r = store.get<Release>("release", key).then((o) => o?.value);
+      releases.set(key, r);
+    }
+    return r;
+  };
   for (const { value: i } of (await store.list<Instance>("instance")).items) {
     const node = i.node ? nodes.get(i.node) : undefined;
     if (!node || !i.port || i.desired !== "running" || (i.state !== "running" && i.state !== "ready"))
       continue;
+    const path = (await releaseOf(i))?.services[i.service]?.metrics?.path;
+    if (path === undefined) continue;
     groups.push({
       targets: [`${node.address}:${i.port}`],
-      labels: { tenant: i.tenant, app: i.app, service: i.service, instance: i.id, node: node.name },
+      labels: {
+        tenant: i.tenant,
+        app: i.app,
+        service: i.service,
+        instance: i.id,
+        node: node.name,
+        __metrics_path__: path,
+      },
     });
   }
   for (const t of targets) {

@@ -1,5 +1,5 @@
 /**
- * Traces: ingest (OTLP/HTTP JSON and Zipkin v2 JSON) and queries (search,
+ * Traces: ingest (OTLP/HTTP JSON or protobuf, Zipkin v2 JSON; all OTLP signals in otlp.ts) and queries (search,
  * one trace as a tree, the dependency map, Top-N).
  *
  *   POST /api/v1/traces/otlp/v1/traces       OTLP JSON  ─┐
@@ -29,6 +29,7 @@ import type { TraceJob } from "../../observe/traces/traces.ts";
 import { parseZipkinSpans } from "../../observe/traces/zipkin.ts";
 import type { ApiDeps } from "../deps.ts";
 import { OneOf, telemetryTenant } from "../schemas.ts";
+import { otlpBody, otlpRoutes, sendExported } from "./otlp.ts";
 
 /** Largest ingest request, after decompression. */
 const INGEST_BODY_LIMIT = 16 * 1024 * 1024;
@@ -115,15 +116,11 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
     payload.on("error", (err) => inflated.destroy(err));
     return inflated;
   });
-  api.addContentTypeParser(["application/x-protobuf", "application/protobuf"], (_req, _payload, done) =>
-    done(
-      Object.assign(
-        new Error(
-          "OTLP protobuf is not supported: send OTLP JSON (set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json)",
-        ),
-        { statusCode: 415 },
-      ),
-    ),
+  // OTLP protobuf bodies are read as bytes and decoded by the route (otlp.ts: otlpBody).
+  api.addContentTypeParser(
+    ["application/x-protobuf", "application/protobuf"],
+    { parseAs: "buffer" },
+    (_req, body, done) => done(null, body),
   );
 
   /** Stores or refuses (429, Retry-After) a parsed batch of `count` spans. */
@@ -154,14 +151,16 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       bodyLimit: INGEST_BODY_LIMIT,
       schema: {
-        summary: "Ingest spans as OTLP/HTTP JSON (an ExportTraceServiceRequest)",
+        summary: "Ingest spans as OTLP/HTTP JSON or protobuf (an ExportTraceServiceRequest)",
         description:
-          "Point an OpenTelemetry SDK here with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json. 429 with Retry-After when the ingest queue is full.",
+          "The traces-only path of /api/v1/otlp/v1/traces, kept for senders set up with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT. 429 with Retry-After when the ingest queue is full.",
         tags: ["traces"],
       },
     },
     async (req, reply) =>
-      acceptSpans(req, reply, parseOtlpTraces(req.body), () => reply.code(200).send({ partialSuccess: {} })),
+      acceptSpans(req, reply, parseOtlpTraces(otlpBody("traces", req)), () =>
+        sendExported("traces", req, reply),
+      ),
   );
 
   api.post(
@@ -192,6 +191,8 @@ export function traceIngestRoutes(api: FastifyInstance, deps: ApiDeps): void {
       return accept(reply, rows.length, traces.store.recordColumns(rows), () => reply.code(202).send());
     },
   );
+
+  otlpRoutes(api, deps);
 }
 
 /**
