@@ -84,8 +84,9 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     syncing = true;
     addons
       .sync()
-      .then(() => addons.scheduledBackups())
       .catch((err) => api.log.warn({ err }, "add-on sync failed"))
+      .then(() => addons.scheduledBackups())
+      .catch((err) => api.log.warn({ err }, "scheduled add-on backups failed"))
       .finally(() => {
         syncing = false;
       });
