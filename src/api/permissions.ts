@@ -203,6 +203,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/config/catalog/:layer/:name/versions/:version": "apps:read",
   "GET /api/v1/config/catalog/:layer/:name/diff": "apps:read",
   "POST /api/v1/config/catalog/:layer/:name/versions": "platform:write",
+  "POST /api/v1/config/catalog/:layer/:name/gray": "platform:write",
+  "POST /api/v1/config/catalog/:layer/:name/gray/rollback": "platform:write",
 
   // secrets (routes/secrets.ts; consumers' HS256 secrets in routes/consumers.ts): values go in, never out,
   // but to the agent running an instance (heartbeat) and to gateways checking JWTs
