@@ -2,7 +2,10 @@
 // agent's, src/config-center/feed.ts) with one channel per simulated
 // instance, keys checked as the agent checks them. The parent sends
 // {publish: version}; the feed publishes it to every channel and answers
-// {published, publishMs}.
+// {published, publishMs}. Each channel gets its own copy of the document, as an
+// agent does (one per instance, parsed from its heartbeat reply): the feed
+// must not serialize it per subscriber. The copies are made before the
+// parent's clock starts ({prepare: version} → {prepared}).
 
 import { ConfigFeed } from "../src/config-center/feed.ts";
 import { feedKey } from "../src/config-center/instance-files.ts";
@@ -27,12 +30,18 @@ const first = doc(1);
 for (let i = 0; i < CHANNELS; i++) feed.publish(`i${i}`, first);
 const { port } = await feed.listen(0);
 process.send?.({ port });
-process.on("message", (m: { publish?: number; cpu?: boolean }) => {
+let copies: EffectiveConfig[] = [];
+process.on("message", (m: { prepare?: number; publish?: number; cpu?: boolean; following?: boolean }) => {
   if (m.cpu) process.send?.({ cpu: process.cpuUsage() });
+  if (m.following) process.send?.({ followers: feed.following() });
+  if (m.prepare !== undefined) {
+    const text = JSON.stringify(doc(m.prepare));
+    copies = Array.from({ length: CHANNELS }, () => JSON.parse(text) as EffectiveConfig);
+    process.send?.({ prepared: m.prepare });
+  }
   if (m.publish === undefined) return;
-  const next = doc(m.publish);
   const t0 = performance.now();
-  for (let i = 0; i < CHANNELS; i++) feed.publish(`i${i}`, next);
+  for (let i = 0; i < CHANNELS; i++) feed.publish(`i${i}`, copies[i] as EffectiveConfig);
   process.send?.({ published: m.publish, publishMs: performance.now() - t0 });
 });
 process.on("disconnect", () => {

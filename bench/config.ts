@@ -10,6 +10,13 @@
 // every POLL_MS, no cursor), as a client without push would do. Paired
 // rounds A B A B: push, polling, push, polling.
 //
+// A round starts once every push subscriber waits (its long poll held again,
+// its stream open), and the feed has each channel's document as its own copy,
+// as an agent has one per instance from its heartbeat reply.
+//
+// Before the fan-out: publishes per second through the config center on a
+// real SQLite store (bench/config-publish.ts), beside plain store puts.
+//
 // Prints p50/p99/max per mode, full fan-outs per second (publish → all
 // acknowledged, one after the other), the feed's own publish time, and the
 // ratio of the peer's p99 to push's, and the CPU seconds each change cost the
@@ -18,12 +25,14 @@
 // round lost a subscriber.
 //
 // Usage: node bench/config.ts [--subscribers N] [--rounds R] [--strict]
+//        PROF=<dir> writes the feed process's CPU profile there (--cpu-prof).
 
 import { type ChildProcess, fork } from "node:child_process";
 import http from "node:http";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { feedKey } from "../src/config-center/instance-files.ts";
+import { measurePublishes } from "./config-publish.ts";
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(name);
@@ -32,6 +41,7 @@ const arg = (name: string, fallback: number) => {
 const SUBSCRIBERS = arg("--subscribers", 10_000);
 const ROUNDS = arg("--rounds", 3);
 const STRICT = process.argv.includes("--strict");
+const PUBLISH_SECONDS = 3;
 const POLL_MS = 1000;
 const GOAL_P99_MS = 1000;
 const ROUND_TIMEOUT_MS = 30_000;
@@ -55,7 +65,9 @@ function ack(subscriber: number, version: number): void {
   if (r.acks.length === SUBSCRIBERS) r.done();
 }
 
-const path = (i: number) => `/config/i${i}?key=${feedKey("bench", `i${i}`)}`;
+// Each subscriber's URL, as an instance has it in its env (HERD_CONFIG_URL): computed once.
+const paths = Array.from({ length: SUBSCRIBERS }, (_, i) => `/config/i${i}?key=${feedKey("bench", `i${i}`)}`);
+const path = (i: number) => paths[i] as string;
 
 function request(p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -173,6 +185,7 @@ function poller(i: number, errors: { n: number }): Promise<void> {
 
 async function startServer(): Promise<void> {
   server = fork(join(import.meta.dirname, "config-feed-server.ts"), [String(SUBSCRIBERS)], {
+    execArgv: process.env.PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.PROF}`] : [],
     stdio: "inherit",
   });
   port = await new Promise<number>((resolve, reject) => {
@@ -186,6 +199,19 @@ async function startServer(): Promise<void> {
 let lastPublishMs = 0;
 /** Acknowledgements that never came in this mode's rounds (counted as the round timeout). */
 let missing = 0;
+
+/** How many long polls the feed holds and streams it has open. */
+function followers(): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { followers?: number }) => {
+      if (m.followers === undefined) return;
+      server?.off("message", on);
+      resolve(m.followers);
+    };
+    server?.on("message", on);
+    server?.send({ following: true });
+  });
+}
 
 /** The feed process's CPU seconds so far. */
 function feedCpu(): Promise<number> {
@@ -217,6 +243,15 @@ async function round(version: number): Promise<number[]> {
       resolve();
     };
     server?.on("message", on);
+  });
+  await new Promise<void>((resolve) => {
+    const on = (m: { prepared?: number }) => {
+      if (m.prepared !== version) return;
+      server?.off("message", on);
+      resolve();
+    };
+    server?.on("message", on);
+    server?.send({ prepare: version });
   });
   rounds.set(version, r);
   r.t0 = performance.now();
@@ -270,6 +305,11 @@ async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
     await Promise.all(batch);
   }
   const openMs = performance.now() - openStart;
+  // Push: every subscriber is waiting (its long poll held again, its stream open) before the first change.
+  if (mode === "push") {
+    for (let tries = 0; (await followers()) < SUBSCRIBERS && tries < 100; tries++)
+      await new Promise((res) => setTimeout(res, 100));
+  }
   process.stderr.write(`  ${mode}: ${SUBSCRIBERS} subscribers open in ${openMs.toFixed(0)} ms\n`);
   const result: ModeResult = {
     missing: 0,
@@ -339,6 +379,11 @@ async function main(): Promise<number> {
       .map((l) => l.toFixed(2))
       .join(" ")} on this machine`,
   );
+  const pub = await measurePublishes(PUBLISH_SECONDS);
+  console.log(
+    `publishes/s ${pub.perSecond.toFixed(0)} (a version stored, the head moved, seen by the store watch: p99 ${pub.watchP99.toFixed(1)} ms); ` +
+      `plain store puts/s ${pub.putsPerSecond.toFixed(0)}; ratio ${(pub.perSecond / pub.putsPerSecond).toFixed(2)}x`,
+  );
   await startServer();
   const push: ModeResult[] = [];
   const polling: ModeResult[] = [];
@@ -374,7 +419,11 @@ try {
 } finally {
   stopped = true;
   for (const req of sockets) req.destroy();
+  // The feed closes and exits once disconnected (writing its profile under PROF); killed if it does not.
+  const exited =
+    server && server.exitCode === null ? new Promise((res) => server?.once("exit", res)) : undefined;
   server?.disconnect();
+  if (exited) await Promise.race([exited, new Promise((res) => setTimeout(res, 5000))]);
   server?.kill();
 }
 process.exit(code);

@@ -6,7 +6,7 @@
  * checks, restarts and `herd logs` treat it like any other pet.
  */
 
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import type { DeployController } from "../controllers/deploy-controller.ts";
+import { type DeployController, deployKey } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
 import {
@@ -23,17 +23,18 @@ import {
   ADDON_PLANS,
   type Addon,
   type AddonBackup,
+  type AddonBackupPolicy,
   type AddonBinding,
   type AddonKind,
   addonKey,
 } from "../model/addon.ts";
-import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
+import { type App, appKey, type Deploy, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
+import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
 import { KIND_DRIVERS, type KindDriver } from "./kinds.ts";
-import { dumpDatabases, ensurePostgres, restoreDump } from "./postgres.ts";
 
 export interface AddonDeps {
   store: Store;
@@ -99,7 +100,14 @@ export class Addons {
   /** Creates the add-on and deploys its server; with `app`, binds it once the server runs. */
   async create(
     tenant: string,
-    o: { kind: string; plan?: string; name?: string; app?: string; var?: string },
+    o: {
+      kind: string;
+      plan?: string;
+      name?: string;
+      app?: string;
+      var?: string;
+      backup?: AddonBackupPolicy;
+    },
     actor: string,
   ): Promise<{ addon: Addon; deploy: string; binding?: AddonBinding }> {
     if (!(ADDON_KINDS as readonly string[]).includes(o.kind))
@@ -121,6 +129,7 @@ export class Addons {
         },
       ]);
     const { store } = this.#d;
+    const backupPolicy = o.backup ? checkBackupPolicy(o.backup) : undefined;
     if (o.app) await this.#app(tenant, o.app);
     if (await store.get("app", appKey(tenant, name)))
       throw conflict(`an app named ${name} exists; choose another --name`);
@@ -133,6 +142,7 @@ export class Addons {
       plan,
       createdAt: new Date().toISOString(),
       bindings: [],
+      ...(backupPolicy ? { backupPolicy } : {}),
     };
     try {
       await store.put("addon", addonKey(tenant, name), addon, { expectRevision: 0 });
@@ -219,6 +229,105 @@ export class Addons {
     return { binding, ...(deploy ? { deploy: deploy.id } : {}) };
   }
 
+  /**
+   * New credentials for the bindings (all, or `app`'s): they work beside the
+   * old ones, the app's URL secret changes (a new release rolls out), and the
+   * old ones are revoked once that deploy has finished (`sync`).
+   */
+  async rotate(
+    tenant: string,
+    name: string,
+    app: string | undefined,
+    actor: string,
+  ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
+    const a = await this.get(tenant, name);
+    const bindings = a.bindings.filter((b) => app === undefined || b.app === app);
+    if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${name} is not bound to ${app}`);
+    const busy = bindings.find((b) => b.revoke);
+    if (busy)
+      throw conflict(
+        `the last rotation of ${busy.app}'s credentials is still rolling out; rotate again once it has finished`,
+      );
+    const driver = this.#driver(a);
+    const endpoint = await this.waitEndpoint(tenant, name, 10_000);
+    const admin = await this.#d.secrets.value(tenant, name, ADMIN);
+    const rotated: { app: string; deploy?: string }[] = [];
+    for (const b of bindings) {
+      const rotation = (b.rotation ?? 0) + 1;
+      const password = randomBytes(18).toString("hex");
+      const oldUrl = await this.#d.secrets.value(tenant, b.app, b.var).catch(() => undefined);
+      const out = await driver.rotate(endpoint, admin, { ...b, rotation }, password);
+      const oldPassword = oldUrl ? decodeURIComponent(new URL(oldUrl).password) : undefined;
+      const revoke = {
+        since: new Date().toISOString(),
+        ...out.revoke,
+        ...(a.kind === "redis" && oldPassword
+          ? { passwordSha256: createHash("sha256").update(oldPassword).digest("hex") }
+          : {}),
+      };
+      // Recorded before the URL changes: a crash after this still revokes the old credentials later.
+      await this.#update(tenant, name, (x) => ({
+        ...x,
+        bindings: x.bindings.map((y) =>
+          y.app === b.app ? { ...y, rotation, ...(out.login ? { login: out.login } : {}), revoke } : y,
+        ),
+      }));
+      await this.#d.secrets.set(tenant, b.app, b.var, driver.url(out.account, endpoint), actor);
+      const deploy = await this.#d.deploys.secretChanged(tenant, b.app, b.var, actor);
+      await this.#update(tenant, name, (x) => ({
+        ...x,
+        bindings: x.bindings.map((y) =>
+          y.app === b.app && y.revoke
+            ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : {}) } }
+            : y,
+        ),
+      }));
+      await this.#d.events.record({
+        tenant,
+        app: b.app,
+        reason: "AddonRotated",
+        message: `new credentials of ${name} for ${b.app} by ${actor}; the old ones are revoked once ${deploy ? `deploy ${deploy.id}` : "the app"} has rolled out`,
+      });
+      rotated.push({ app: b.app, ...(deploy ? { deploy: deploy.id } : {}) });
+    }
+    return { rotated };
+  }
+
+  /** Revokes old credentials whose new URL has rolled out (the deploy finished, or there was none). */
+  async #revokeRotated(a: Addon): Promise<void> {
+    const pending = a.bindings.filter((b) => b.revoke);
+    if (pending.length === 0) return;
+    const endpoint = await this.endpoint(a.tenant, a.name);
+    if (!endpoint) return;
+    for (const b of pending) {
+      const r = b.revoke;
+      if (!r) continue;
+      if (r.afterDeploy) {
+        const d = await this.#d.store.get<Deploy>(
+          "deploy",
+          deployKey({ tenant: a.tenant, app: b.app, id: r.afterDeploy }),
+        );
+        if (d && (d.value.state === "building" || d.value.state === "rolling_out")) continue;
+      }
+      const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN);
+      await this.#driver(a).revoke(endpoint, admin, b.user, r);
+      await this.#update(a.tenant, a.name, (x) => ({
+        ...x,
+        bindings: x.bindings.map((y) => {
+          if (y.app !== b.app) return y;
+          const { revoke: _, ...rest } = y;
+          return rest;
+        }),
+      }));
+      await this.#d.events.record({
+        tenant: a.tenant,
+        app: b.app,
+        reason: "AddonRevoked",
+        message: `the old credentials of ${a.name} for ${b.app} are revoked`,
+      });
+    }
+  }
+
   /** Takes the URL from the app (a new release), then drops its database and role. */
   async detach(tenant: string, name: string, app: string, actor: string): Promise<{ deploy?: string }> {
     const a = await this.get(tenant, name);
@@ -241,13 +350,35 @@ export class Addons {
     return deploy ? { deploy: deploy.id } : {};
   }
 
-  /** Detaches every app, destroys the server's app (its instance stops) and forgets the add-on. */
-  async destroy(tenant: string, name: string, confirm: string | undefined, actor: string): Promise<void> {
+  /**
+   * Takes a final backup (kept in the artifact store, named in the reply and
+   * the event), detaches every app, destroys the server's app (its instance
+   * stops) and forgets the add-on. A server that does not run cannot be
+   * backed up: the destroy then goes on only with `withoutBackup`.
+   */
+  async destroy(
+    tenant: string,
+    name: string,
+    confirm: string | undefined,
+    actor: string,
+    withoutBackup = false,
+  ): Promise<{ finalBackup?: AddonBackup }> {
     const a = await this.get(tenant, name);
     if (confirm !== name)
       throw invalid(`destroying add-on ${name} deletes its data: confirm with its name`, [
         { field: "confirm", message: `must be ${name}` },
       ]);
+    let finalBackup: AddonBackup | undefined;
+    if (!withoutBackup) {
+      try {
+        finalBackup = await this.backup(tenant, name, actor, "final");
+      } catch (err) {
+        throw new HerdError(
+          "unavailable",
+          `no final backup of ${name} could be taken (${(err as Error).message}); destroy it without one with --without-backup`,
+        );
+      }
+    }
     for (const b of a.bindings) await this.detach(tenant, name, b.app, actor);
     const o = await this.#d.store.get<App>("app", appKey(tenant, name));
     if (o && !o.value.destroying)
@@ -258,51 +389,49 @@ export class Addons {
       tenant,
       app: name,
       reason: "AddonDestroyed",
-      message: `add-on ${name} destroyed by ${actor}`,
+      message: `add-on ${name} destroyed by ${actor}${
+        finalBackup
+          ? `; final backup ${finalBackup.id} kept as artifact ${finalBackup.digest} (${finalBackup.format})`
+          : " without a final backup"
+      }`,
     });
+    return finalBackup ? { finalBackup } : {};
   }
 
-  /** Dumps every bound database into the artifact store (postgres add-ons). */
-  async backup(tenant: string, name: string, actor: string): Promise<AddonBackup> {
-    const a = await this.#postgresAddon(tenant, name);
+  /** Backs the add-on's data up into the artifact store (postgres: the bound databases; redis: an RDB snapshot). */
+  async backup(
+    tenant: string,
+    name: string,
+    actor: string,
+    reason: AddonBackup["reason"] = "manual",
+  ): Promise<AddonBackup> {
+    const a = await this.get(tenant, name);
     const endpoint = await this.waitEndpoint(tenant, name, 10_000);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-    const databases = a.bindings.map((b) => b.database);
-    const dir = await mkdtemp(join(tmpdir(), "herd-addon-backup-"));
-    let backup: AddonBackup;
-    try {
-      const file = join(dir, "dump.sql");
-      await dumpDatabases((await ensurePostgres()).bin, endpoint, admin, databases, file);
-      const stored = await this.#d.artifacts.putFile(file);
-      backup = {
-        id: newId(8),
-        createdAt: new Date().toISOString(),
-        digest: stored.digest,
-        size: stored.size,
-        databases,
-      };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-    await this.#update(tenant, name, (x) => ({ ...x, backups: [...(x.backups ?? []), backup].slice(-10) }));
+    const dumped = await dumpAddon(a, endpoint, admin, this.#d.artifacts);
+    const backup: AddonBackup = { id: newId(8), createdAt: new Date().toISOString(), ...dumped, reason };
+    await this.#update(tenant, name, (x) => ({
+      ...x,
+      backups: keptBackups(x.backups ?? [], backup, x.backupPolicy?.keep),
+    }));
+    const what = a.kind === "redis" ? "RDB snapshot" : backup.databases.join(", ") || "no databases";
     await this.#d.events.record({
       tenant,
       app: name,
       reason: "AddonBackup",
-      message: `backup ${backup.id} of ${name} (${databases.join(", ") || "no databases"}) by ${actor}`,
+      message: `${reason} backup ${backup.id} of ${name} (${what}) by ${actor}`,
     });
     return backup;
   }
 
-  /** Puts the bound databases back as backup `id` has them (their connections are ended). */
+  /** Puts the add-on's data back as backup `id` has it (postgres: connections ended; redis: no restart). */
   async restore(tenant: string, name: string, id: string, actor: string): Promise<AddonBackup> {
-    const a = await this.#postgresAddon(tenant, name);
+    const a = await this.get(tenant, name);
     const backup = a.backups?.find((b) => b.id === id);
     if (!backup) throw notFound(`add-on ${name} has no backup ${id} (herd addons backups ${name})`);
     const endpoint = await this.waitEndpoint(tenant, name, 10_000);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-    const file = await this.#d.artifacts.path(backup.digest);
-    await restoreDump((await ensurePostgres()).bin, endpoint, admin, backup.databases, file);
+    await restoreAddon(a, endpoint, admin, backup, this.#d.artifacts);
     await this.#d.events.record({
       tenant,
       app: name,
@@ -312,13 +441,45 @@ export class Addons {
     return backup;
   }
 
-  async #postgresAddon(tenant: string, name: string): Promise<Addon> {
-    const a = await this.get(tenant, name);
-    if (a.kind !== "postgres")
-      throw invalid(`backups are for postgres add-ons; ${name} is ${a.kind}`, [
-        { field: "addon", message: "not postgres" },
-      ]);
-    return a;
+  /** Sets (or with null, removes) the add-on's backup schedule. */
+  async setBackupPolicy(
+    tenant: string,
+    name: string,
+    policy: AddonBackupPolicy | null,
+    actor: string,
+  ): Promise<Addon> {
+    const checked = policy ? checkBackupPolicy(policy) : undefined;
+    await this.#update(tenant, name, (x) => {
+      const { backupPolicy: _, lastScheduledAt: __, ...rest } = x;
+      return checked ? { ...rest, backupPolicy: checked, lastScheduledAt: new Date().toISOString() } : rest;
+    });
+    await this.#d.events.record({
+      tenant,
+      app: name,
+      reason: "AddonBackupPolicy",
+      message: checked
+        ? `backups of ${name} on "${checked.schedule}" (UTC), ${checked.keep} kept, set by ${actor}`
+        : `scheduled backups of ${name} stopped by ${actor}`,
+    });
+    return this.get(tenant, name);
+  }
+
+  /** Takes the scheduled backups that fell due (run by the server's add-on timer). */
+  async scheduledBackups(now = Date.now()): Promise<void> {
+    for (const { value: a } of (await this.#d.store.list<Addon>("addon")).items) {
+      const due = backupDue(a, now);
+      if (due === undefined) continue;
+      // Marked first: a backup that fails is not tried again every pass, it waits for the next time.
+      await this.#update(a.tenant, a.name, (x) => ({ ...x, lastScheduledAt: new Date(due).toISOString() }));
+      await this.backup(a.tenant, a.name, "herd", "scheduled").catch((err) =>
+        this.#d.events.record({
+          tenant: a.tenant,
+          app: a.name,
+          reason: "AddonBackupFailed",
+          message: `scheduled backup of ${a.name} failed: ${(err as Error).message}`,
+        }),
+      );
+    }
   }
 
   /** host:port of the add-on's running server, or undefined. */
@@ -357,6 +518,14 @@ export class Addons {
   async sync(): Promise<void> {
     for (const o of (await this.#d.store.list<Addon>("addon")).items) {
       const a = o.value;
+      await this.#revokeRotated(a).catch((err) =>
+        this.#d.events.record({
+          tenant: a.tenant,
+          app: a.name,
+          reason: "AddonRevokeFailed",
+          message: `revoking old credentials of ${a.name} failed (tried again): ${(err as Error).message}`,
+        }),
+      );
       const endpoint = await this.endpoint(a.tenant, a.name);
       if (!endpoint || endpoint === a.endpoint) continue;
       await this.#update(a.tenant, a.name, (x) => ({ ...x, endpoint }));

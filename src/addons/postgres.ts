@@ -189,14 +189,57 @@ export async function provisionBinding(
   }
 }
 
-/** Drops the binding's database and role (detach). */
+/**
+ * A new login for a binding (credential rotation): a role of its own that is
+ * a member of the binding's role and acts as it (SET role), so what it
+ * creates is owned like before. The old login keeps working until revoked.
+ */
+export async function addLogin(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  b: { user: string; login: string; password: string },
+): Promise<void> {
+  const [user, login, pw] = [safe(b.user), safe(b.login), safe(b.password)];
+  await psql(
+    bin,
+    endpoint,
+    admin,
+    `CREATE ROLE ${login} LOGIN PASSWORD '${pw}' IN ROLE ${user}; ALTER ROLE ${login} SET role = '${user}'`,
+  );
+}
+
+/** Revokes an old login: the binding's own role loses LOGIN, a rotation's role is dropped; its sessions end. */
+export async function revokeLogin(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  b: { user: string; login: string },
+): Promise<void> {
+  const login = safe(b.login);
+  await psql(
+    bin,
+    endpoint,
+    admin,
+    login === safe(b.user) ? `ALTER ROLE ${login} NOLOGIN PASSWORD NULL` : `DROP ROLE IF EXISTS ${login}`,
+  );
+  await psql(
+    bin,
+    endpoint,
+    admin,
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${login}'`,
+  );
+}
+
+/** Drops the binding's database and role (detach), and the login of its last rotation. */
 export async function dropBinding(
   bin: string,
   endpoint: string,
   admin: string,
-  b: { user: string; database: string },
+  b: { user: string; database: string; login?: string },
 ): Promise<void> {
   await psql(bin, endpoint, admin, `DROP DATABASE IF EXISTS ${safe(b.database)} WITH (FORCE)`);
+  if (b.login && b.login !== b.user) await psql(bin, endpoint, admin, `DROP ROLE IF EXISTS ${safe(b.login)}`);
   await psql(bin, endpoint, admin, `DROP ROLE IF EXISTS ${safe(b.user)}`);
 }
 

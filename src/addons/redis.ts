@@ -125,3 +125,25 @@ export async function redisDrop(
 
 export const redisUrl = (b: { user: string; password: string }, endpoint: string): string =>
   `redis://${b.user}:${b.password}@${endpoint}/0`;
+
+/** Rotation: a second password for the binding's user (the old one works until revoked). */
+export async function redisAddPassword(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  b: { user: string; password: string },
+): Promise<void> {
+  await cli(bin, endpoint, admin, ["ACL", "SETUSER", b.user, `>${b.password}`]);
+  await cli(bin, endpoint, admin, ["ACL", "SAVE"]);
+}
+
+/** Revokes an old password by its SHA-256 (hex): herd never keeps the password itself. */
+export async function redisRevokePassword(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  b: { user: string; passwordSha256: string },
+): Promise<void> {
+  await cli(bin, endpoint, admin, ["ACL", "SETUSER", b.user, `!${b.passwordSha256}`]);
+  await cli(bin, endpoint, admin, ["ACL", "SAVE"]);
+}

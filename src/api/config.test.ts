@@ -239,4 +239,43 @@ test("a viewer reads an app's config but cannot change it; only a platform admin
   assert.equal((await as("GET", "/apps/conf/config")).status, 200);
   assert.equal((await as("POST", "/apps/conf/config/versions", { set: { A: "1" } })).status, 403);
   assert.equal((await as("POST", "/config/catalog/platform/base/versions", { set: { A: "1" } })).status, 403);
+  assert.equal((await as("POST", "/config/catalog/platform/base/gray", { version: 1 })).status, 403);
+});
+
+test("a catalog version in gray release to a tenant: that tenant's apps pin it, then roll back", async () => {
+  assert.equal((await call("POST", "/tenants", { name: "acme" })).status, 201);
+  assert.equal((await call("POST", "/apps?tenant=acme", { name: "shop" })).status, 201);
+  await call("POST", "/config/catalog/platform/edge/versions", { set: { POOL: "4" } });
+  await call("POST", "/config/catalog/platform/edge/versions", { set: { POOL: "8" } });
+  for (const q of ["", "?tenant=acme"]) {
+    const app = q ? "shop" : "layered";
+    const r = await call("POST", `/apps/${app}/config/versions${q}`, {
+      platform: "edge@1",
+      set: { APP: app },
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  }
+  const bad = await call("POST", "/config/catalog/platform/edge/gray", { version: 0, tenants: ["acme"] });
+  assert.equal(bad.status, 400);
+  const gray = await call("POST", "/config/catalog/platform/edge/gray", { version: 2, tenants: ["acme"] });
+  assert.equal(gray.status, 200, JSON.stringify(gray.body));
+  assert.deepEqual(
+    gray.body.moved.map((m: { tenant: string; app: string; to: number }) => `${m.tenant}/${m.app}@${m.to}`),
+    ["acme/shop@2"],
+  );
+  const pool = async (app: string, q: string) =>
+    (await call("GET", `/apps/${app}/config${q}`)).body.config.values.POOL;
+  assert.equal(await pool("shop", "?tenant=acme"), "8");
+  assert.equal(await pool("layered", ""), "4", "the default tenant keeps edge@1");
+  const events = (await call("GET", "/events?tenant=acme&app=shop&limit=50")).body.items;
+  assert.ok(
+    events.some((e: { reason: string }) => e.reason === "ConfigCatalogGray"),
+    JSON.stringify(events),
+  );
+  const back = await call("POST", "/config/catalog/platform/edge/gray/rollback", {
+    version: 2,
+    tenants: ["acme"],
+  });
+  assert.equal(back.status, 200, JSON.stringify(back.body));
+  assert.equal(await pool("shop", "?tenant=acme"), "4");
 });

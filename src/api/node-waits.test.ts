@@ -69,3 +69,21 @@ test("a wait ends at its timeout, when its agent leaves, and when the server clo
   shutdown.abort();
   assert.equal(await within(closing, 1000), since);
 });
+
+test("a new config version of an app wakes the nodes that run it, and only those", async (t) => {
+  const store = new MemoryStore();
+  const shutdown = new AbortController();
+  t.after(() => shutdown.abort());
+  const waits = new NodeWaits(store, shutdown.signal, () => {});
+  const gone = new AbortController().signal;
+  await put(store, testInstance("a1", { app: "shop", service: "web" }, "a", 20000));
+  await put(store, testInstance("b1", { app: "blog", service: "web" }, "b", 20001));
+  const sinceA = await waits.wait("a", undefined, 5000, gone);
+  const sinceB = await waits.wait("b", undefined, 5000, gone);
+  const onA = waits.wait("a", sinceA, 5000, gone);
+  const onB = waits.wait("b", sinceB, 5000, gone);
+  await store.put("config_head", "default/shop", { tenant: "default", app: "shop", stable: 2 });
+  const got = await within(onA, 2000);
+  assert.ok(typeof got === "number" && got > sinceA, `node a returned ${got}`);
+  assert.equal(await within(onB, 150), "timeout");
+});

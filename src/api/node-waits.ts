@@ -5,6 +5,8 @@
  *
  *   store watch (instances) ─► what an agent is told changed? (new, gone, desired, generation, drain, node)
  *                           ─► changedAt[node] = revision ─► open waits of that node return {revision}
+ *   store watch (config_head <tenant>/<app>) ─► every node with an instance of that app
+ *                           ─► changedAt[node] = revision (its agent fetches the new config version at once)
  *
  * The agent's own status writes (state, port) change nothing an agent is
  * told, so they wake nobody. `revision` is the store revision of the node's
@@ -13,6 +15,7 @@
  */
 
 import { HerdError } from "../common/errors.ts";
+import type { ConfigHead } from "../model/config.ts";
 import type { Instance } from "../model/objects.ts";
 import type { Store, WatchEvent } from "../store/store.ts";
 
@@ -25,8 +28,8 @@ export class NodeWaits {
   readonly #store: Store;
   readonly #signal: AbortSignal;
   readonly #warn: (message: string, err: unknown) => void;
-  /** Per instance id: its node and what its agent is told. */
-  readonly #instances = new Map<string, { node: string | null; told: string }>();
+  /** Per instance id: its node, its `<tenant>/<app>`, and what its agent is told. */
+  readonly #instances = new Map<string, { node: string | null; app: string; told: string }>();
   /** Per node: the revision of its last change. */
   readonly #changedAt = new Map<string, number>();
   /** Per node: the open waits. */
@@ -86,8 +89,8 @@ export class NodeWaits {
       let from = listed;
       while (!this.#signal.aborted) {
         try {
-          for await (const event of this.#store.watch<Instance>({
-            kinds: ["instance"],
+          for await (const event of this.#store.watch<Instance | ConfigHead>({
+            kinds: ["instance", "config_head"],
             fromRevision: from,
             signal: this.#signal,
           })) {
@@ -113,24 +116,40 @@ export class NodeWaits {
   async #list(): Promise<number> {
     const { items, revision } = await this.#store.list<Instance>("instance");
     this.#instances.clear();
-    for (const o of items) this.#instances.set(o.value.id, { node: o.value.node, told: told(o.value) });
+    for (const o of items)
+      this.#instances.set(o.value.id, {
+        node: o.value.node,
+        app: `${o.value.tenant}/${o.value.app}`,
+        told: told(o.value),
+      });
     this.#floor = revision;
     return revision;
   }
 
-  #apply(event: WatchEvent<Instance>): void {
-    const i = event.object.value;
+  #apply(event: WatchEvent<Instance | ConfigHead>): void {
+    if (event.object.kind === "config_head") {
+      this.#configChanged(event.object.key, event.revision);
+      return;
+    }
+    const i = event.object.value as Instance;
     const before = this.#instances.get(i.id);
     if (event.type === "delete") {
       this.#instances.delete(i.id);
       if (before?.node) this.#changed(before.node, event.revision);
       return;
     }
-    const now = { node: i.node, told: told(i) };
+    const now = { node: i.node, app: `${i.tenant}/${i.app}`, told: told(i) };
     this.#instances.set(i.id, now);
     if (before?.told === now.told) return;
     if (now.node) this.#changed(now.node, event.revision);
     if (before?.node && before.node !== now.node) this.#changed(before.node, event.revision);
+  }
+
+  /** An app's config head moved (a new, gray, promoted or aborted version): each node running it heartbeats. */
+  #configChanged(app: string, revision: number): void {
+    const nodes = new Set<string>();
+    for (const i of this.#instances.values()) if (i.app === app && i.node) nodes.add(i.node);
+    for (const node of nodes) this.#changed(node, revision);
   }
 
   #changed(node: string, revision: number): void {

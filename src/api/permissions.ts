@@ -203,6 +203,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/config/catalog/:layer/:name/versions/:version": "apps:read",
   "GET /api/v1/config/catalog/:layer/:name/diff": "apps:read",
   "POST /api/v1/config/catalog/:layer/:name/versions": "platform:write",
+  "POST /api/v1/config/catalog/:layer/:name/gray": "platform:write",
+  "POST /api/v1/config/catalog/:layer/:name/gray/rollback": "platform:write",
 
   // secrets (routes/secrets.ts; consumers' HS256 secrets in routes/consumers.ts): values go in, never out,
   // but to the agent running an instance (heartbeat) and to gateways checking JWTs
@@ -220,6 +222,9 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/addons/:addon/backups": "apps:write",
   "GET /api/v1/addons/:addon/backups": "apps:read",
   "POST /api/v1/addons/:addon/backups/:id/restore": "apps:write",
+  "PUT /api/v1/addons/:addon/backup-policy": "apps:write",
+  "DELETE /api/v1/addons/:addon/backup-policy": "apps:write",
+  "POST /api/v1/addons/:addon/rotate": "apps:write",
   "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
   "GET /api/v1/gateways/certificates/:host": "gateway:sync",
   "GET /api/v1/gateways/acme-challenges/:token": "gateway:sync",

@@ -31,16 +31,24 @@ interface BackupView {
   createdAt: string;
   size: number;
   databases: string[];
+  format?: string;
+  reason?: string;
 }
+
+const whatOf = (b: BackupView) =>
+  b.format === "rdb" ? "RDB snapshot" : b.databases.join(", ") || "no databases";
 
 const USAGE = [
   "herd addons [list]",
-  "herd addons create postgres|redis [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]",
+  "herd addons create postgres|redis [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]\n" +
+    "                    [--backup-schedule CRON [--keep N]]",
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR]",
   "herd addons detach NAME --app APP",
-  "herd addons destroy NAME [--confirm NAME]",
-  "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID   (postgres)",
+  "herd addons destroy NAME [--confirm NAME] [--without-backup]",
+  "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID",
+  'herd addons schedule NAME "CRON" [--keep N] | schedule NAME --off',
+  "herd addons rotate NAME [--app APP]",
 ].join("\n");
 
 const path = (name: string) => `/addons/${encodeURIComponent(name)}`;
@@ -51,13 +59,19 @@ export const addonsCommand: CommandSpec = {
   summary:
     "Managed databases: a PostgreSQL or Redis server herd runs as a pet app of your tenant (its logs: herd logs --app NAME).\n" +
     "attach gives an app a database of its own and its URL as the secret DATABASE_URL or REDIS_URL (or --as VAR); a new release rolls out.\n" +
-    "destroy deletes the server and its data: it asks for the name (or --confirm NAME).",
+    "destroy deletes the server and its data: it asks for the name (or --confirm NAME) and keeps a final backup.\n" +
+    "Backups: postgres dumps the bound databases (pg_dump), redis takes an RDB snapshot; schedule takes them on a cron (UTC).\n" +
+    "rotate gives bound apps new credentials (a new release each) and revokes the old ones once it has rolled out.",
   flags: [
     ["--app APP", "the app to bind"],
     ["--plan PLAN", "create: small (default), medium or large"],
     ["--name NAME", "create: the add-on's name (default APP-postgres)"],
     ["--as VAR", "the env variable that carries the URL (default DATABASE_URL)"],
     ["--confirm NAME", "destroy: the add-on's name, to confirm"],
+    ["--without-backup", "destroy: take no final backup (a server that does not run cannot be backed up)"],
+    ["--backup-schedule CRON", 'create: back up on this cron, UTC (e.g. "0 3 * * *")'],
+    ["--keep N", "create, schedule: backups kept (default 7)"],
+    ["--off", "schedule: stop the scheduled backups"],
   ],
   options: {
     app: { type: "string" },
@@ -65,14 +79,22 @@ export const addonsCommand: CommandSpec = {
     name: { type: "string" },
     as: { type: "string" },
     confirm: { type: "string" },
+    "without-backup": { type: "boolean" },
+    "backup-schedule": { type: "string" },
+    keep: { type: "string" },
+    off: { type: "boolean" },
   },
   async run(ctx, values, positionals) {
     const [action = "list", arg, extraId, ...extra] = positionals;
-    if (extra.length > 0 || (extraId !== undefined && action !== "restore"))
+    if (extra.length > 0 || (extraId !== undefined && action !== "restore" && action !== "schedule"))
       throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
     const client = await ctx.client();
     const app = stringFlag(values, "app");
     const as = stringFlag(values, "as");
+    const keepText = stringFlag(values, "keep");
+    const keep = keepText === undefined ? undefined : Number(keepText);
+    if (keep !== undefined && !Number.isInteger(keep))
+      throw new UsageError("--keep needs a whole number of backups", "addons");
     const out = (reply: unknown, text: string) => {
       if (ctx.flags.json) printJson(ctx.stdout, reply);
       else println(ctx.stdout, text);
@@ -93,6 +115,14 @@ export const addonsCommand: CommandSpec = {
           ...(stringFlag(values, "plan") ? { plan: stringFlag(values, "plan") } : {}),
           ...(stringFlag(values, "name") ? { name: stringFlag(values, "name") } : {}),
           ...(as ? { var: as } : {}),
+          ...(stringFlag(values, "backup-schedule")
+            ? {
+                backup: {
+                  schedule: stringFlag(values, "backup-schedule"),
+                  ...(keep !== undefined ? { keep } : {}),
+                },
+              }
+            : {}),
         };
         const reply = await client.post<{ addon: AddonView; binding?: { app: string; var: string } }>(
           "/addons",
@@ -152,16 +182,23 @@ export const addonsCommand: CommandSpec = {
           },
           stringFlag(values, "confirm"),
         );
-        const reply = await client.delete(path(name), { confirm: name });
-        return out(reply, `Destroyed add-on ${name}.`);
+        const reply = await client.delete<{ finalBackup?: BackupView & { digest: string } }>(path(name), {
+          confirm: name,
+          ...(values["without-backup"] === true ? { withoutBackup: "true" } : {}),
+        });
+        const f = reply.finalBackup;
+        return out(
+          reply,
+          `Destroyed add-on ${name}.` +
+            (f
+              ? ` Its final backup ${f.id} (${whatOf(f)}, ${f.size} bytes) is kept as artifact ${f.digest}.`
+              : " No final backup was taken."),
+        );
       }
       case "backup": {
         const name = need(arg, "backup");
         const b = await client.post<BackupView>(`${path(name)}/backups`);
-        return out(
-          b,
-          `Backup ${b.id} of ${name}: ${b.databases.join(", ") || "no databases"}, ${b.size} bytes.`,
-        );
+        return out(b, `Backup ${b.id} of ${name}: ${whatOf(b)}, ${b.size} bytes.`);
       }
       case "backups": {
         const name = need(arg, "backups");
@@ -171,8 +208,8 @@ export const addonsCommand: CommandSpec = {
           reply.items.length === 0
             ? `${name} has no backups (herd addons backup ${name}).`
             : renderTable(
-                ["ID", "CREATED", "SIZE", "DATABASES"],
-                reply.items.map((b) => [b.id, b.createdAt, String(b.size), b.databases.join(", ")]),
+                ["ID", "CREATED", "WHY", "SIZE", "CONTENT"],
+                reply.items.map((b) => [b.id, b.createdAt, b.reason ?? "manual", String(b.size), whatOf(b)]),
               ),
         );
       }
@@ -182,7 +219,41 @@ export const addonsCommand: CommandSpec = {
         if (!id)
           throw new UsageError("addons restore needs the backup's id (herd addons backups NAME)", "addons");
         const b = await client.post<BackupView>(`${path(name)}/backups/${encodeURIComponent(id)}/restore`);
-        return out(b, `Restored ${name} from backup ${b.id} (${b.databases.join(", ")}).`);
+        return out(b, `Restored ${name} from backup ${b.id} (${whatOf(b)}).`);
+      }
+      case "schedule": {
+        const name = need(arg, "schedule");
+        if (values.off === true) {
+          const reply = await client.delete(`${path(name)}/backup-policy`);
+          return out(reply, `Scheduled backups of ${name} stopped; the ones taken stay.`);
+        }
+        if (!extraId) throw new UsageError('addons schedule needs a cron: "0 3 * * *" (or --off)', "addons");
+        const reply = await client.put<{ backupPolicy: { schedule: string; keep: number } }>(
+          `${path(name)}/backup-policy`,
+          { schedule: extraId, ...(keep !== undefined ? { keep } : {}) },
+        );
+        return out(
+          reply,
+          `${name} is backed up on "${reply.backupPolicy.schedule}" (UTC); the last ${reply.backupPolicy.keep} are kept.`,
+        );
+      }
+      case "rotate": {
+        const name = need(arg, "rotate");
+        const reply = await client.post<{ rotated: { app: string; deploy?: string }[] }>(
+          `${path(name)}/rotate`,
+          app ? { app } : {},
+        );
+        return out(
+          reply,
+          reply.rotated.length === 0
+            ? `${name} has no bound apps.`
+            : reply.rotated
+                .map(
+                  (r) =>
+                    `${r.app}: new credentials${r.deploy ? `, deploy ${r.deploy} rolls them out` : ""}; the old ones are revoked after.`,
+                )
+                .join("\n"),
+        );
       }
       default:
         throw new UsageError(`unknown addons action: ${action}`, "addons");

@@ -79,4 +79,23 @@ test("herd config: the catalog's layers and an app that picks them", async () =>
   assert.match((await herd("config", "--app", "shop")).out, /TZ\s+UTC\s+platform base@1/);
   const wrong = await herd("config", "promote", "--layer", "platform", "--name", "base");
   assert.equal(wrong.code, 2);
+
+  // base@2 in gray release to the default tenant, then rolled back.
+  assert.equal((await herd("config", "set", "TZ=CET", "--layer", "platform", "--name", "base")).code, 0);
+  const gray = await herd("config", "catalog-gray", "platform", "base@2", "--tenants", "default");
+  assert.equal(gray.code, 0, gray.err);
+  assert.match(gray.out, /default\/shop: platform base@1 → @2 \(config v\d+\)/);
+  assert.match((await herd("config", "--app", "shop")).out, /TZ\s+CET\s+platform base@2/);
+  const back = await herd(
+    "config",
+    "catalog-gray",
+    "platform",
+    "base@2",
+    "--tenants",
+    "default",
+    "--rollback",
+  );
+  assert.equal(back.code, 0, back.err);
+  assert.match(back.out, /default\/shop: platform base@2 → @1/);
+  assert.equal((await herd("config", "catalog-gray", "platform", "base")).code, 2);
 });

@@ -30,6 +30,7 @@ const USAGE = [
   "herd config diff [FROM] [TO] [--app NAME]",
   "herd config rollback VERSION [--app NAME]",
   "herd config catalog",
+  "herd config catalog-gray platform|middleware NAME@V [--tenants T,…] [--rollback]   (platform admin)",
   "herd config set|unset|history|diff … --layer platform|middleware --name NAME   (the catalog; set needs a platform admin)",
 ].join("\n");
 
@@ -99,6 +100,8 @@ export const appConfigCommand: CommandSpec = {
     ["--version N", "list: an older version"],
     ["--layer platform|middleware", "work on a catalog namespace instead of an app"],
     ["--name NAME", "with --layer: the namespace"],
+    ["--tenants T,…", "catalog-gray: the tenants whose apps pin the version (none: every tenant, a promote)"],
+    ["--rollback", "catalog-gray: those apps pin again the version they had before"],
   ],
   options: {
     app: { type: "string" },
@@ -113,10 +116,13 @@ export const appConfigCommand: CommandSpec = {
     version: { type: "string" },
     layer: { type: "string" },
     name: { type: "string" },
+    tenants: { type: "string" },
+    rollback: { type: "boolean" },
   },
   async run(ctx, values, positionals) {
     const [action = "list", ...args] = positionals;
     if (action === "catalog") return catalog(ctx, args);
+    if (action === "catalog-gray") return catalogGray(ctx, values, args);
     const target = await targetOf(ctx, values, action);
     switch (action) {
       case "list":
@@ -145,6 +151,42 @@ export const appConfigCommand: CommandSpec = {
     }
   },
 };
+
+/** `config catalog-gray LAYER NAME@V`: the tenants' apps that use NAME pin V (or, --rollback, what they had). */
+async function catalogGray(ctx: CliContext, values: FlagValues, args: string[]): Promise<number> {
+  const [layer, ref, ...rest] = args;
+  if (rest.length > 0) throw new UsageError(`unexpected argument: ${rest[0]}`, "config");
+  if (layer !== "platform" && layer !== "middleware")
+    throw new UsageError("config catalog-gray needs a layer: platform or middleware", "config");
+  const m = /^([^@]+)@(\d+)$/.exec(ref ?? "");
+  if (!m) throw new UsageError("config catalog-gray needs NAME@VERSION", "config");
+  const tenants = stringFlag(values, "tenants")
+    ?.split(",")
+    .map((t) => t.trim())
+    .filter((t) => t !== "");
+  const client = await ctx.client();
+  const back = values.rollback === true;
+  const reply = await client.post<{
+    moved: { tenant: string; app: string; from: number; to: number; appVersion: number }[];
+    skipped: { tenant: string; app: string; reason: string }[];
+  }>(`/config/catalog/${layer}/${encodeURIComponent(m[1] as string)}/gray${back ? "/rollback" : ""}`, {
+    version: Number(m[2]),
+    ...(tenants && tenants.length > 0 ? { tenants } : {}),
+  });
+  if (ctx.flags.json) {
+    printJson(ctx.stdout, reply);
+    return 0;
+  }
+  const lines = reply.moved.map(
+    (x) => `${x.tenant}/${x.app}: ${layer} ${m[1]}@${x.from} → @${x.to} (config v${x.appVersion})`,
+  );
+  for (const x of reply.skipped) lines.push(`${x.tenant}/${x.app}: skipped, ${x.reason}`);
+  println(
+    ctx.stdout,
+    lines.length > 0 ? lines.join("\n") : `No app ${back ? "pins" : "uses another version of"} ${m[1]}.`,
+  );
+  return 0;
+}
 
 function noArgs(args: string[]): void {
   if (args.length > 0) throw new UsageError(`unexpected argument: ${args[0]}`, "config");

@@ -73,12 +73,16 @@ export interface InstanceConfigStatus {
 
 /** Versions of a namespace kept in memory once merged (they never change). */
 const CACHE_MAX = 500;
+/** Namespaces whose latest version number is remembered. */
+const LATEST_MAX = 10_000;
 
 export class ConfigCenter {
   readonly #store: Store;
   readonly #clock: Clock;
   /** Effective configs by `<tenant>/<app>@<version>`: immutable, so kept until evicted. */
   readonly #effective = new Map<string, EffectiveConfig>();
+  /** The highest version number seen per `<layer>/<namespace>` (a floor: see #latest). */
+  readonly #latestSeen = new Map<string, number>();
   /** What each instance's agent last reported applied. */
   readonly #applied = new Map<string, { version: number; at: string }>();
 
@@ -161,14 +165,16 @@ export class ConfigCenter {
         `v${head.gray.version} of ${app}'s config is in gray release: promote it (herd config promote) or roll it back (herd config abort) first`,
       );
     }
-    const all = await this.versions(c.layer, c.namespace);
-    const latest = all.at(-1)?.version ?? 0;
+    const latest = await this.#latest(c.layer, c.namespace);
     // The app builds on what runs (its stable version), lower layers on their latest.
     const baseNumber = isApp ? (head?.stable ?? 0) : latest;
-    const base = all.find((v) => v.version === (c.rollbackTo ?? baseNumber));
+    const current = baseNumber === 0 ? undefined : await this.version(c.layer, c.namespace, baseNumber);
+    const base =
+      c.rollbackTo === undefined || c.rollbackTo === baseNumber
+        ? current
+        : await this.version(c.layer, c.namespace, c.rollbackTo);
     if (c.rollbackTo !== undefined && !base)
       throw notFound(`${c.layer} ${c.namespace} has no config version ${c.rollbackTo}`);
-    const current = all.find((v) => v.version === baseNumber);
     const entries: Record<string, ConfigEntry> = { ...(base?.entries ?? {}) };
     const changed: Record<string, ConfigEntry> = {};
     for (const name of c.unset ?? []) {
@@ -228,6 +234,22 @@ export class ConfigCenter {
       : { tenant, app, stable: next.version };
     await this.#putHead(newHead, headObj?.revision ?? 0);
     return { version: next, head: newHead };
+  }
+
+  /**
+   * The highest version number of a namespace. Versions are never deleted, so
+   * the last one seen is a floor: read forward from it (usually one get)
+   * rather than listing every version on each change.
+   */
+  async #latest(layer: ConfigLayer, namespace: string): Promise<number> {
+    const key = `${layer}/${namespace}`;
+    let n = this.#latestSeen.get(key);
+    if (n === undefined) n = (await this.versions(layer, namespace)).at(-1)?.version ?? 0;
+    while (await this.#store.get("config_version", configVersionKey(layer, namespace, n + 1))) n++;
+    if (this.#latestSeen.size >= LATEST_MAX)
+      this.#latestSeen.delete(this.#latestSeen.keys().next().value as string);
+    this.#latestSeen.set(key, n);
+    return n;
   }
 
   async #putHead(head: ConfigHead, revision: number): Promise<void> {

@@ -100,3 +100,21 @@ test("a version going back (a gray release rolled back) reaches followers too", 
     assert.equal(((await back.json()) as EffectiveConfig).values.K, "stable");
   });
 });
+
+test("copies of one version (one per instance, as an agent has them) are served alike; following counts held polls and streams", async () => {
+  await withFeed(async (url, feed) => {
+    feed.publish("i1", doc(1, "a"));
+    feed.publish("i2", doc(1, "a"));
+    assert.equal(feed.following(), 0);
+    const held = [1, 2].map((i) => fetch(`${url}/config/i${i}?key=${feedKey("s", `i${i}`)}&since=1`));
+    for (let i = 0; i < 50 && feed.following() < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(feed.following(), 2);
+    // Two distinct objects of version 2 (parsed from a heartbeat reply each).
+    feed.publish("i1", JSON.parse(JSON.stringify(doc(2, "b"))) as EffectiveConfig);
+    feed.publish("i2", JSON.parse(JSON.stringify(doc(2, "b"))) as EffectiveConfig);
+    const bodies = await Promise.all(held.map(async (r) => (await r).text()));
+    assert.equal(bodies[0], bodies[1]);
+    assert.equal((JSON.parse(bodies[0] as string) as EffectiveConfig).values.K, "b");
+    assert.equal(feed.following(), 0);
+  });
+});

@@ -26,6 +26,15 @@ import type { EffectiveConfig } from "../model/config.ts";
 export const MAX_HOLD_MS = 60_000;
 const DEFAULT_HOLD_MS = 30_000;
 
+/** Encoded versions kept (a node's instances run a few apps, each at one or two versions). */
+const ENCODED_MAX = 64;
+
+interface Encoded {
+  body: Buffer;
+  frame: Buffer;
+  etag: string;
+}
+
 interface Channel {
   version: number;
   doc: EffectiveConfig;
@@ -51,8 +60,12 @@ export class ConfigFeed {
   readonly #channels = new Map<string, Channel>();
   readonly #timer: NodeJS.Timeout;
   #server: Server | undefined;
-  /** The last document serialized, so one publish to many channels serializes once. */
-  #last: { doc: EffectiveConfig; body: Buffer; frame: Buffer; etag: string } | undefined;
+  /**
+   * Encoded documents by `<tenant>/<app>@<version>`: a version's content never
+   * changes, so the copies an agent gets for each of its instances (one per
+   * instance in a heartbeat reply) are serialized once.
+   */
+  readonly #encoded = new Map<string, Encoded>();
 
   constructor(options: ConfigFeedOptions) {
     this.#options = options;
@@ -65,20 +78,18 @@ export class ConfigFeed {
     return this.#channels.get(id)?.doc;
   }
 
+  /** How many long polls are held and streams open, over every channel. */
+  following(): number {
+    let n = 0;
+    for (const ch of this.#channels.values()) n += ch.waiters.size + ch.streams.size;
+    return n;
+  }
+
   /** Makes `doc` the channel's current version and hands it to every waiting request and stream. */
   publish(id: string, doc: EffectiveConfig): void {
     let ch = this.#channels.get(id);
     if (ch && ch.version === doc.version) return;
-    if (this.#last?.doc !== doc) {
-      const body = JSON.stringify(doc);
-      this.#last = {
-        doc,
-        body: Buffer.from(body),
-        frame: Buffer.from(`id: ${doc.version}\nevent: config\ndata: ${body}\n\n`),
-        etag: `"${doc.version}"`,
-      };
-    }
-    const { body, frame, etag } = this.#last;
+    const { body, frame, etag } = this.#encode(doc);
     if (!ch) {
       ch = { version: doc.version, doc, body, frame, etag, waiters: new Set(), streams: new Set() };
       this.#channels.set(id, ch);
@@ -91,7 +102,28 @@ export class ConfigFeed {
     }
     for (const res of ch.waiters) sendDocument(res, ch);
     ch.waiters.clear();
-    for (const res of ch.streams) res.write(frame);
+    for (const res of ch.streams) {
+      // Corked around the write, the frame leaves now rather than after the whole publish
+      // (a write on a chunked response otherwise waits for the next tick).
+      res.socket?.cork();
+      res.write(frame);
+      res.socket?.uncork();
+    }
+  }
+
+  #encode(doc: EffectiveConfig): Encoded {
+    const key = `${doc.tenant}/${doc.app}@${doc.version}`;
+    let e = this.#encoded.get(key);
+    if (e) return e;
+    const body = JSON.stringify(doc);
+    e = {
+      body: Buffer.from(body),
+      frame: Buffer.from(`id: ${doc.version}\nevent: config\ndata: ${body}\n\n`),
+      etag: `"${doc.version}"`,
+    };
+    if (this.#encoded.size >= ENCODED_MAX) this.#encoded.delete(this.#encoded.keys().next().value as string);
+    this.#encoded.set(key, e);
+    return e;
   }
 
   /** Forgets a channel (the instance is gone): its followers are ended. */

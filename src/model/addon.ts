@@ -24,6 +24,18 @@ export interface AddonBinding {
   user: string;
   database: string;
   createdAt: string;
+  /** Postgres after a rotation: the role its URL logs in with (a member of `user` acting as it). */
+  login?: string;
+  /** How many times its credentials were rotated. */
+  rotation?: number;
+  /** Old credentials to revoke once the release with the new URL has rolled out (no password is kept). */
+  revoke?: {
+    /** The deploy that rolls the new URL out; revoked when it has finished. */
+    afterDeploy?: string;
+    since: string;
+    login?: string;
+    passwordSha256?: string;
+  };
 }
 
 export interface Addon {
@@ -35,9 +47,21 @@ export interface Addon {
   /** Where the server answered last (host:port of its running instance); bindings' URLs use it. */
   endpoint?: string;
   bindings: AddonBinding[];
-  /** Dumps taken by `herd addons backup` (newest last, the last 10 kept), stored as artifacts. */
+  /** Backups (newest last; the last `backupPolicy.keep`, default 10, kept), stored as artifacts. */
   backups?: AddonBackup[];
+  /** Backups on a schedule: a cron expression (UTC) and how many to keep. */
+  backupPolicy?: AddonBackupPolicy;
+  /** When the last scheduled backup was due (ISO); the next one is the schedule's next time after it. */
+  lastScheduledAt?: string;
 }
+
+export interface AddonBackupPolicy {
+  schedule: string;
+  keep: number;
+}
+
+/** Backups kept when no policy says. */
+export const DEFAULT_BACKUP_KEEP = 10;
 
 export interface AddonBackup {
   id: string;
@@ -45,7 +69,12 @@ export interface AddonBackup {
   /** sha256 of the dump in the artifact store. */
   digest: string;
   size: number;
+  /** postgres: the bound databases dumped; redis: empty (the whole keyspace). */
   databases: string[];
+  /** pg_dump (SQL, postgres) or rdb (a Redis snapshot); absent: pg_dump. */
+  format?: "pg_dump" | "rdb";
+  /** Why it was taken: on demand, by the schedule, or the last one before a destroy. */
+  reason?: "manual" | "scheduled" | "final";
 }
 
 export const addonKey = (tenant: string, name: string): string => `${tenant}/${name}`;

@@ -176,6 +176,30 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   assert.equal(rs.code, 0, rs.stdout + rs.stderr);
   assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
 
+  // Rotation: new credentials in a new release; the old login is revoked once it has rolled out,
+  // and the app keeps its data (the new login acts as the binding's role).
+  const rot = await herd.cli(["addons", "rotate", "notes-postgres", "--app", "notes"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(rot.code, 0, rot.stdout + rot.stderr);
+  assert.match(
+    rot.stdout,
+    /notes: new credentials, deploy \S+ rolls them out; the old ones are revoked after/,
+  );
+  await waitFor(
+    "the old credentials revoked",
+    async () => {
+      const a = (await herd.api<Addon>("GET", "/addons/notes-postgres")).body;
+      const b = a.bindings.find((x) => x.app === "notes");
+      return b?.login === "u_notes_r1" && !b.revoke ? true : undefined;
+    },
+    180_000,
+  );
+  assert.equal((await put("/notes?text=fourth")).body, "first,fourth,second");
+  const revoked = (await herd.api<{ items: { reason: string }[] }>("GET", "/events?app=notes&limit=200")).body
+    .items;
+  assert.ok(revoked.some((e) => e.reason === "AddonRevoked"));
+
   // A second app bound to the same server gets a database of its own; detached, it loses its URL.
   const OTHER = "reports.localhost";
   await deployNotes("reports", OTHER);
@@ -192,7 +216,7 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     120_000,
   );
   assert.equal(theirs.body, "other");
-  assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,fourth,second");
   const det = await herd.cli(["addons", "detach", "notes-postgres", "--app", "reports"], {
     timeoutMs: 120_000,
   });
@@ -213,6 +237,10 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     timeoutMs: 120_000,
   });
   assert.equal(gone.code, 0, gone.stdout + gone.stderr);
+  assert.match(
+    gone.stdout,
+    /Its final backup \S+ \(db_notes, \d+ bytes\) is kept as artifact [0-9a-f]{64}\./,
+  );
   assert.equal((await herd.api("GET", "/addons/notes-postgres")).status, 404);
   await waitFor(
     "the app without DATABASE_URL",
@@ -280,8 +308,57 @@ createServer((req, res) => {
     info.body.bindings.map((b) => [b.app, b.var, b.user]),
     [["counter", "REDIS_URL", "u_counter"]],
   );
+
+  // An RDB snapshot, more counting, a restore: the count is back (the server was not restarted).
+  const bk = await herd.cli(["addons", "backup", "cache", "--json"], { timeoutMs: 120_000 });
+  assert.equal(bk.code, 0, bk.stdout + bk.stderr);
+  const backup = JSON.parse(bk.stdout) as { id: string; format: string };
+  assert.equal(backup.format, "rdb");
+  const before = Number((await herd.request("counter.localhost", "/")).body);
+  await herd.request("counter.localhost", "/");
+  const rs = await herd.cli(["addons", "restore", "cache", backup.id], { timeoutMs: 120_000 });
+  assert.equal(rs.code, 0, rs.stdout + rs.stderr);
+  assert.equal((await herd.request("counter.localhost", "/")).body, String(before));
+
+  // Scheduled backups (every second here: 6 fields, seconds first), then stopped; a bad cron names its field.
+  const bad = await herd.api("PUT", "/addons/cache/backup-policy", { schedule: "daily", keep: 2 });
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(bad.body), /schedule/);
+  const sch = await herd.cli(["addons", "schedule", "cache", "* * * * * *", "--keep", "2"]);
+  assert.equal(sch.code, 0, sch.stdout + sch.stderr);
+  await waitFor(
+    "scheduled backups, the newest two kept (the older manual one dropped)",
+    async () => {
+      const items = (
+        await herd.api<{ items: { id: string; reason?: string }[] }>("GET", "/addons/cache/backups")
+      ).body.items;
+      const scheduled = items.filter((b) => b.reason === "scheduled").length;
+      return scheduled === 2 && items.length === 2 && !items.some((b) => b.id === backup.id)
+        ? true
+        : undefined;
+    },
+    60_000,
+  );
+  const off = await herd.cli(["addons", "schedule", "cache", "--off"]);
+  assert.equal(off.code, 0, off.stdout + off.stderr);
+
+  // Rotation: the user gets a second password, the app rolls out with it, the old one is revoked.
+  const rot = await herd.cli(["addons", "rotate", "cache"], { timeoutMs: 120_000 });
+  assert.equal(rot.code, 0, rot.stdout + rot.stderr);
+  await waitFor(
+    "the old password revoked",
+    async () => {
+      const a = (await herd.api<Addon>("GET", "/addons/cache")).body;
+      return a.bindings[0]?.rotation === 1 && !a.bindings[0].revoke ? true : undefined;
+    },
+    180_000,
+  );
+  const after = await herd.request("counter.localhost", "/");
+  assert.equal(after.status, 200, after.body);
+
   const gone = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache"], { timeoutMs: 120_000 });
   assert.equal(gone.code, 0, gone.stdout + gone.stderr);
+  assert.match(gone.stdout, /final backup \S+ \(RDB snapshot, \d+ bytes\)/);
 });
 
 test("bad input: unknown plan or kind, another tenant's add-on, unknown add-on or app", async () => {

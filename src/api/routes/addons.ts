@@ -11,6 +11,10 @@
  *   POST   /addons/:addon/backups       ─► 201 AddonBackup (deployer; postgres: pg_dump of the bound databases)
  *   GET    /addons/:addon/backups       ─► {items: AddonBackup[]} (viewer)
  *   POST   /addons/:addon/backups/:id/restore ─► AddonBackup (deployer)
+ *   PUT    /addons/:addon/backup-policy {schedule, keep} ─► Addon (deployer); DELETE stops it
+ *   POST   /addons/:addon/rotate {app?} ─► {rotated: [{app, deploy?}]} (deployer): new credentials, a new
+ *          release per bound app, the old ones revoked once it has rolled out
+ * DELETE takes a final backup first (kept, named in the reply) unless ?withoutBackup=true.
  */
 
 import { Type as T } from "@sinclair/typebox";
@@ -27,9 +31,18 @@ const Var = T.String({
   description: "the env variable that carries the URL (default DATABASE_URL)",
 });
 const AddonParams = T.Object({ addon: Name });
+const BackupPolicy = T.Object(
+  {
+    schedule: T.String({ minLength: 1, description: 'cron, UTC: "0 3 * * *"' }),
+    keep: T.Optional(T.Integer({ minimum: 1, maximum: 100, description: "backups kept (default 7)" })),
+  },
+  { additionalProperties: false },
+);
+const policyOf = (p: { schedule: string; keep?: number }) => ({ schedule: p.schedule, keep: p.keep ?? 7 });
 const CreateBody = T.Object(
   {
-    kind: T.String({ description: "postgres" }),
+    kind: T.String({ description: "postgres or redis" }),
+    backup: T.Optional(BackupPolicy),
     plan: T.Optional(T.String({ description: "small (default), medium, large" })),
     name: T.Optional(Name),
     app: T.Optional(Name),
@@ -46,7 +59,12 @@ const AttachBody = T.Object(
   { additionalProperties: false },
 );
 const DetachBody = T.Object({ app: Name }, { additionalProperties: false });
-const DestroyQuery = T.Object({ tenant: TenantQuery.properties.tenant, confirm: T.Optional(T.String()) });
+const DestroyQuery = T.Object({
+  tenant: TenantQuery.properties.tenant,
+  confirm: T.Optional(T.String()),
+  withoutBackup: T.Optional(T.Boolean({ description: "destroy without a final backup" })),
+});
+const RotateBody = T.Object({ app: T.Optional(Name) }, { additionalProperties: false });
 
 /** How often bindings' URLs are checked against where each server runs. */
 const SYNC_MS = 3000;
@@ -67,6 +85,8 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     addons
       .sync()
       .catch((err) => api.log.warn({ err }, "add-on sync failed"))
+      .then(() => addons.scheduledBackups())
+      .catch((err) => api.log.warn({ err }, "scheduled add-on backups failed"))
       .finally(() => {
         syncing = false;
       });
@@ -93,7 +113,12 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req, reply) => {
-      const out = await addons.create(tenantOf(req), req.body as { kind: string }, actorOf(req));
+      const { backup, ...body } = req.body as { kind: string; backup?: { schedule: string; keep?: number } };
+      const out = await addons.create(
+        tenantOf(req),
+        { ...body, ...(backup ? { backup: policyOf(backup) } : {}) },
+        actorOf(req),
+      );
       reply.code(201);
       return out;
     },
@@ -124,8 +149,15 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const name = (req.params as { addon: string }).addon;
-      await addons.destroy(tenantOf(req), name, (req.query as { confirm?: string }).confirm, actorOf(req));
-      return { destroyed: name };
+      const q = req.query as { confirm?: string; withoutBackup?: boolean };
+      const out = await addons.destroy(
+        tenantOf(req),
+        name,
+        q.confirm,
+        actorOf(req),
+        q.withoutBackup === true,
+      );
+      return { destroyed: name, ...out };
     },
   );
 
@@ -166,7 +198,7 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/addons/:addon/backups",
     {
       schema: {
-        summary: "Back up a postgres add-on's bound databases now (pg_dump)",
+        summary: "Back up an add-on now (postgres: pg_dump of the bound databases; redis: an RDB snapshot)",
         tags: ["addons"],
         params: AddonParams,
         querystring: TenantQuery,
@@ -198,7 +230,8 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/addons/:addon/backups/:id/restore",
     {
       schema: {
-        summary: "Restore a backup: the bound databases are dropped and made again as the dump has them",
+        summary:
+          "Restore a backup (postgres: the bound databases made again as the dump has them; redis: the keyspace replaced)",
         tags: ["addons"],
         params: T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) }),
         querystring: TenantQuery,
@@ -227,6 +260,61 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
         tenantOf(req),
         (req.params as { addon: string }).addon,
         (req.body as { app: string }).app,
+        actorOf(req),
+      ),
+  );
+
+  api.put(
+    "/addons/:addon/backup-policy",
+    {
+      schema: {
+        summary: "Back an add-on up on a schedule (cron, UTC), keeping the last `keep`",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+        body: BackupPolicy,
+      },
+    },
+    async (req) =>
+      addons.setBackupPolicy(
+        tenantOf(req),
+        (req.params as { addon: string }).addon,
+        policyOf(req.body as { schedule: string; keep?: number }),
+        actorOf(req),
+      ),
+  );
+
+  api.delete(
+    "/addons/:addon/backup-policy",
+    {
+      schema: {
+        summary: "Stop an add-on's scheduled backups (the ones taken stay)",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) =>
+      addons.setBackupPolicy(tenantOf(req), (req.params as { addon: string }).addon, null, actorOf(req)),
+  );
+
+  api.post(
+    "/addons/:addon/rotate",
+    {
+      schema: {
+        summary:
+          "Rotate bound apps' credentials: new ones, a new release per app, the old ones revoked once it has rolled out",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+        body: RotateBody,
+      },
+    },
+    async (req) =>
+      addons.rotate(
+        tenantOf(req),
+        (req.params as { addon: string }).addon,
+        (req.body as { app?: string } | undefined)?.app,
         actorOf(req),
       ),
   );

@@ -13,11 +13,14 @@
  *   GET  /config/catalog                         platform and middleware namespaces and their versions
  *   GET  /config/catalog/:layer/:name/versions[/:version]
  *   POST /config/catalog/:layer/:name/versions   a change (platform admin)
+ *   POST /config/catalog/:layer/:name/gray {version, tenants?}           the tenants' apps pin it (none: every tenant)
+ *   POST /config/catalog/:layer/:name/gray/rollback {version, tenants?}  they pin what they had before
  */
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { invalid, notFound } from "../../common/errors.ts";
+import { grayCatalog, rollbackCatalog } from "../../config-center/catalog-gray.ts";
 import type { ConfigChange } from "../../config-center/center.ts";
 import { ENTRY_NAME_PATTERN, MAX_FILE_BYTES, MAX_VALUE_BYTES } from "../../config-center/entries.ts";
 import { diffVersions } from "../../config-center/merge.ts";
@@ -477,4 +480,57 @@ export function configRoutes(api: FastifyInstance, deps: ApiDeps): void {
       return { version: summary(version) };
     },
   );
+
+  const CatalogGrayBody = T.Object(
+    {
+      version: T.Integer({ minimum: 1 }),
+      tenants: T.Optional(
+        T.Array(Name, {
+          minItems: 1,
+          maxItems: 100,
+          description: "the tenants whose apps get it; absent: every tenant",
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  );
+  for (const [suffix, run, verb] of [
+    ["gray", grayCatalog, "gets"],
+    ["gray/rollback", rollbackCatalog, "rolled back from"],
+  ] as const) {
+    api.post(
+      `/config/catalog/:layer/:name/${suffix}`,
+      {
+        schema: {
+          summary:
+            suffix === "gray"
+              ? "Gray release of a catalog version to tenants: their apps that use the namespace pin it (new app versions)"
+              : "Roll a catalog gray release back: the tenants' apps that pin the version pin what they had before",
+          tags: ["config"],
+          params: CatalogParams,
+          body: CatalogGrayBody,
+        },
+      },
+      async (req) => {
+        const { layer, name } = req.params as { layer: "platform" | "middleware"; name: string };
+        const { version, tenants } = req.body as { version: number; tenants?: string[] };
+        const author = actorOf(req);
+        const out = await run(config, store, {
+          layer,
+          name,
+          version,
+          author,
+          ...(tenants ? { tenants } : {}),
+        });
+        for (const m of out.moved)
+          await deps.events.record({
+            tenant: m.tenant,
+            app: m.app,
+            reason: "ConfigCatalogGray",
+            message: `${m.app} ${verb} ${layer} ${name}@${version}: now @${m.to} (config v${m.appVersion}) by ${author}`,
+          });
+        return out;
+      },
+    );
+  }
 }

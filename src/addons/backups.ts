@@ -1,0 +1,102 @@
+/**
+ * Add-on backups by kind, and when a scheduled one is due.
+ *
+ *   postgres ─► pg_dump of each bound database (SQL)     restore: each database dropped and made again
+ *   redis    ─► an RDB snapshot (redis-cli --rdb)         restore: redis-backup.ts (no restart)
+ *   both     ─► the file into the artifact store (sha256), an AddonBackup on the add-on
+ *
+ * Scheduled: the server's add-on timer asks `backupDue` each pass; a backup is
+ * due when the schedule fired after the last one it took (or after the
+ * policy was set), so a server that was down takes one backup, not one per
+ * missed time.
+ */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ArtifactStore } from "../build/artifact-store.ts";
+import { invalid } from "../common/errors.ts";
+import { type Addon, type AddonBackup, type AddonBackupPolicy, DEFAULT_BACKUP_KEEP } from "../model/addon.ts";
+import { cronProblem, lastFire } from "../model/job.ts";
+import { dumpDatabases, ensurePostgres, restoreDump } from "./postgres.ts";
+import { ensureRedis } from "./redis.ts";
+import { redisDump, redisRestore } from "./redis-backup.ts";
+
+/** The most backups a policy keeps. */
+export const MAX_KEEP = 100;
+
+/** Dumps the add-on's data into the artifact store. */
+export async function dumpAddon(
+  a: Addon,
+  endpoint: string,
+  admin: string,
+  artifacts: ArtifactStore,
+): Promise<Pick<AddonBackup, "digest" | "size" | "databases" | "format">> {
+  const dir = await mkdtemp(join(tmpdir(), "herd-addon-backup-"));
+  try {
+    const file = join(dir, "backup");
+    if (a.kind === "redis") {
+      await redisDump((await ensureRedis()).cli, endpoint, admin, file);
+      const stored = await artifacts.putFile(file);
+      return { digest: stored.digest, size: stored.size, databases: [], format: "rdb" };
+    }
+    const databases = a.bindings.map((b) => b.database);
+    await dumpDatabases((await ensurePostgres()).bin, endpoint, admin, databases, file);
+    const stored = await artifacts.putFile(file);
+    return { digest: stored.digest, size: stored.size, databases, format: "pg_dump" };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Puts the add-on's data back as `backup` has it. */
+export async function restoreAddon(
+  a: Addon,
+  endpoint: string,
+  admin: string,
+  backup: AddonBackup,
+  artifacts: ArtifactStore,
+): Promise<void> {
+  const file = await artifacts.path(backup.digest);
+  if ((backup.format ?? "pg_dump") === "rdb") {
+    if (a.kind !== "redis")
+      throw invalid(`backup ${backup.id} is a Redis snapshot; ${a.name} is ${a.kind}`, [
+        { field: "id", message: "another kind's backup" },
+      ]);
+    await redisRestore(await ensureRedis(), endpoint, admin, file);
+    return;
+  }
+  await restoreDump((await ensurePostgres()).bin, endpoint, admin, backup.databases, file);
+}
+
+/** A policy checked: a cron expression croner takes, keep from 1 to MAX_KEEP. */
+export function checkBackupPolicy(p: AddonBackupPolicy, at = "backup"): AddonBackupPolicy {
+  const problem = cronProblem(p.schedule);
+  if (problem) throw invalid(`${at}.schedule: ${problem}`, [{ field: `${at}.schedule`, message: problem }]);
+  if (!Number.isInteger(p.keep) || p.keep < 1 || p.keep > MAX_KEEP)
+    throw invalid(`${at}.keep: an integer from 1 to ${MAX_KEEP}`, [
+      { field: `${at}.keep`, message: `an integer from 1 to ${MAX_KEEP}` },
+    ]);
+  return { schedule: p.schedule, keep: p.keep };
+}
+
+/** The time (ms) a scheduled backup of `a` fell due and has not been taken, or undefined. */
+export function backupDue(a: Addon, now: number): number | undefined {
+  if (!a.backupPolicy) return undefined;
+  const since = Date.parse(a.lastScheduledAt ?? a.createdAt);
+  const due = lastFire(a.backupPolicy.schedule, since + 1, now);
+  return due;
+}
+
+/** The backups kept once `added` is taken: the newest `keep`, a final one never dropped. */
+export function keptBackups(
+  list: AddonBackup[],
+  added: AddonBackup,
+  keep: number | undefined,
+): AddonBackup[] {
+  const all = [...list, added];
+  const limit = keep ?? DEFAULT_BACKUP_KEEP;
+  const droppable = all.filter((b) => b.reason !== "final");
+  const drop = new Set(droppable.slice(0, Math.max(0, droppable.length - limit)));
+  return all.filter((b) => !drop.has(b));
+}
