@@ -27,7 +27,8 @@ import { CONNECTION_FAILURES, recordOutcome } from "./pick.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import type { ProxyContext } from "./proxy-context.ts";
 import { sendFallback, sendJson } from "./replies.ts";
-import { type Backend, type Endpoint, type Fallback, type RouteEntry, rewritePath } from "./route-table.ts";
+import { rewritePath } from "./route-match.ts";
+import type { Backend, Endpoint, Fallback, RouteEntry } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
 
 /**
