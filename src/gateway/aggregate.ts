@@ -27,7 +27,8 @@ import { CONNECT_FAILURES } from "./node-health.ts";
 import { CONNECTION_FAILURES, pickEndpoint } from "./pick.ts";
 import type { ProxyContext } from "./proxy-context.ts";
 import { sendFallback, sendJson } from "./replies.ts";
-import type { AggregatePart, Aggregation, Endpoint, RouteEntry } from "./route-table.ts";
+import type { AggregatePart, Aggregation } from "./route-aggregation.ts";
+import type { Endpoint, RouteEntry } from "./route-table.ts";
 
 /** A part's body is cut at this size and the part fails as `too_large`. */
 export const PART_MAX_BYTES = 1024 * 1024;

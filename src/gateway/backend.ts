@@ -4,11 +4,13 @@
  * table rebuilds (breaker, outlier ejection, retry budget).
  */
 
+import { effectiveTraffic } from "../model/gateway-view.ts";
+import type { Service } from "../model/objects.ts";
 import type { ProbeSpec, StickySpec } from "../model/service-spec.ts";
 import { DETACHED_SERVICE, type InstanceCounters, type ServiceCounters } from "./load-recorder.ts";
 import { NodeBook, type NodeHealth } from "./node-health.ts";
-import type { CircuitBreaker } from "./policies/circuit-breaker.ts";
-import type { OutlierDetector } from "./policies/outlier.ts";
+import { CircuitBreaker } from "./policies/circuit-breaker.ts";
+import { OutlierDetector, UNREACHABLE_OUTLIER } from "./policies/outlier.ts";
 import { RetryBudget } from "./policies/retry-budget.ts";
 
 /**
@@ -309,4 +311,31 @@ function mix(x: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** A service's breaker, outlier detector and retry budget; the previous table's are kept while their spec is unchanged. */
+export function servicePolicies(service: Service, previous: ServicePolicies | undefined): ServicePolicies {
+  const { breaker, outlier } = effectiveTraffic(service);
+  // Outlier ejection turned off through the API (`false`): not even unreachable instances are ejected.
+  const off = service.traffic?.outlier === null;
+  const spec = JSON.stringify({ breaker, outlier, off });
+  // Every service gets its own state (its own retry budget even without other policies).
+  if (previous !== undefined && previous !== NO_POLICIES && previous.spec === spec) return previous;
+  return {
+    spec,
+    breaker: breaker
+      ? new CircuitBreaker({ failureThreshold: breaker.failures, openMs: breaker.openMs })
+      : null,
+    // Without a policy, only instances that refuse connections are ejected (a dead one, even with no control plane).
+    outlier: outlier
+      ? new OutlierDetector({
+          consecutiveFailures: outlier.failures,
+          baseEjectionMs: outlier.ejectionMs,
+          maxEjectedShare: outlier.maxShare,
+        })
+      : off
+        ? null
+        : new OutlierDetector(UNREACHABLE_OUTLIER),
+    retries: new RetryBudget(),
+  };
 }

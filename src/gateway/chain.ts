@@ -30,7 +30,8 @@ import {
   unavailableMessage,
   writeRawError,
 } from "./replies.ts";
-import { type Backend, normalizeHost, type RouteEntry } from "./route-table.ts";
+import { normalizeHost } from "./route-match.ts";
+import type { Backend, RouteEntry } from "./route-table.ts";
 import { AGGREGATE, AUTH, BREAKER, CORS, ENDPOINT, LIMIT, SHED, SIZE } from "./stages.ts";
 import { openTunnel } from "./tunnel.ts";
 

@@ -48,7 +48,8 @@ import {
 import { ActiveProber } from "./health-probe.ts";
 import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { type LeaseRequest, LeaseServer } from "./rate-lease.ts";
-import { EMPTY_TABLE, RouteLimit, type RouteObjects, type RouteTable } from "./route-table.ts";
+import { RouteLimit } from "./route-limit.ts";
+import { EMPTY_TABLE, type RouteObjects, type RouteTable } from "./route-table.ts";
 import { StatusReporter } from "./status-reporter.ts";
 import { loadCertificates } from "./tls.ts";
 

@@ -18,7 +18,7 @@
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
-import type { ForwardedRequest } from "./forwarded.ts";
+import type { ForwardedRequest, ResponseFraming } from "./forwarded.ts";
 import { responseHeaders } from "./forwarded.ts";
 import { DETACHED_INSTANCE } from "./load-recorder.ts";
 import * as metrics from "./metrics.ts";
@@ -27,7 +27,8 @@ import { CONNECTION_FAILURES, recordOutcome } from "./pick.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import type { ProxyContext } from "./proxy-context.ts";
 import { sendFallback, sendJson } from "./replies.ts";
-import { type Backend, type Endpoint, type Fallback, type RouteEntry, rewritePath } from "./route-table.ts";
+import { rewritePath } from "./route-match.ts";
+import type { Backend, Endpoint, Fallback, RouteEntry } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
 
 /**
@@ -73,6 +74,18 @@ const NO_ENDPOINT: Endpoint = {
   node: new NodeBook().of(""),
 };
 const NO_OPTIONS: Dispatcher.DispatchOptions = { path: "/", method: "GET" };
+/**
+ * undici's dispatch options with `servername`, which its Request takes (the
+ * TLS server name) though its types leave it out. Upstreams are plain HTTP,
+ * where it is never used; given, it spares undici working it out from the Host
+ * header on every request (net.isIP, whose IPv6 regular expression showed in
+ * the profile).
+ */
+interface UpstreamOptions extends Dispatcher.DispatchOptions {
+  servername: string;
+}
+const PLAIN_HTTP = "plain-http";
+
 /** Replaced by forwardedRequest before anything reads it; never written to. */
 const NO_HEADERS: string[] = [];
 
@@ -82,7 +95,7 @@ const NO_HEADERS: string[] = [];
  * onConnect, onHeaders, onData, onComplete or onError on it), so no handler
  * object or closure is made. A WebSocket upgrade has a `socket` and no `res`.
  */
-export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
+export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, ResponseFraming {
   readonly proxy: ProxyContext;
   readonly req: http.IncomingMessage;
   /** The HTTP response; null for an upgrade (answered on `socket`). */
@@ -140,6 +153,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
   connectMs = 0;
   /** A streamed body without a length, to count against the limit once it starts flowing. */
   countsBody = false;
+  /** Bytes of the upstream's body still to come when its length is known (Content-Length), else -1. */
+  bodyLeft = -1;
   /** Whether `res` has the drain handler yet (added on the first full write only). */
   drainHooked = false;
   attempts = 0;
@@ -190,7 +205,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
     const node = this.endpoint.node;
     if (node.suspectUntil !== 0) node.answered();
     recordOutcome(this.backend, this.endpoint, status < 500);
-    const headers = responseHeaders(raw);
+    const headers = responseHeaders(raw, this);
     if (this.cors !== null) headers.push(...this.cors);
     const res = this.res as http.ServerResponse;
     if (statusText === "") res.writeHead(status, headers);
@@ -201,6 +216,16 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest {
   /** undici: a chunk of the response body; false pauses the upstream until the client drains. */
   onData(chunk: Buffer): boolean {
     const res = this.res as http.ServerResponse;
+    if (this.bodyLeft >= 0) {
+      this.bodyLeft -= chunk.length;
+      if (this.bodyLeft === 0 && this.state === RELAYING) {
+        // The body's last bytes: end with them (one write, no separate end step); onComplete follows.
+        this.state = DONE;
+        clearDeadline(this);
+        res.end(chunk);
+        return true;
+      }
+    }
     if (res.write(chunk) || this.state === DONE) return true;
     // The client reads slower than the upstream sends: wait for it.
     if (!this.drainHooked) {
@@ -249,13 +274,14 @@ export function proxyTo(x: Exchange, endpoint: Endpoint): void {
   const method = req.method ?? "GET";
   const timeouts = route.timeouts;
   const idleMs = timeouts?.idleMs ?? proxy.upstreamTimeoutMs;
-  const options: Dispatcher.DispatchOptions = {
+  const options: UpstreamOptions = {
     path: rewritePath(route, x.url),
     method,
     headers: x.headers,
     body: null,
     headersTimeout: idleMs,
     bodyTimeout: idleMs,
+    servername: PLAIN_HTTP,
   };
   // Sent again after a connection failure: idempotent methods and requests with an Idempotency-Key, and
   // of those with a body only the ones small enough to hold (a streamed body cannot be replayed). Any

@@ -189,18 +189,36 @@ function dropListed(headers: string[], connection: string): void {
   headers.length = kept;
 }
 
-/** The upstream's response headers (raw buffers from undici) without hop-by-hop ones, as a raw list for writeHead. */
-export function responseHeaders(raw: Buffer[]): string[] {
+/** Where responseHeaders writes the body's framing: the exchange (exchange.ts). */
+export interface ResponseFraming {
+  /** The body's length from Content-Length; -1 when unknown (chunked, or until the connection closes). */
+  bodyLeft: number;
+}
+
+/**
+ * The upstream's response headers (raw buffers from undici) without hop-by-hop
+ * ones, as a raw list for writeHead; the body's length goes into `framing`.
+ */
+export function responseHeaders(raw: Buffer[], framing: ResponseFraming): string[] {
   const out: string[] = [];
+  let length = -1;
+  let chunked = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toString("latin1");
     const kind = headerKind(name);
-    if (kind !== HOP && kind !== CONNECTION && kind !== TRANSFER_ENCODING) {
-      out.push(name, raw[i + 1].toString("latin1"));
+    if (kind === TRANSFER_ENCODING) chunked = true;
+    else if (kind !== HOP && kind !== CONNECTION) {
+      const value = raw[i + 1].toString("latin1");
+      // One length only (undici's parser refuses two that differ); digits only, or unknown.
+      if (kind === CONTENT_LENGTH && length === -1 && DIGITS.test(value)) length = Number(value);
+      out.push(name, value);
     }
   }
+  framing.bodyLeft = chunked ? -1 : length;
   return out;
 }
+
+const DIGITS = /^\d{1,15}$/;
 
 /** A client socket with its address as sent in X-Forwarded-For, worked out once per connection. */
 interface ClientSocket extends Socket {

@@ -78,7 +78,7 @@ export const AGGREGATE = 20;
 export const FALLBACK_DEGRADED = 21;
 
 /** A (code, outcome) pair as one number: code × 32 + outcome. */
-const OUTCOME_SLOTS = 32;
+export const OUTCOME_SLOTS = 32;
 
 /**
  * The counters of one route × service (or of requests no route took): a

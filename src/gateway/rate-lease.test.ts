@@ -7,7 +7,7 @@ import { type Clock, ManualClock, systemClock } from "../common/clock.ts";
 import type { RateLimitSpec } from "../model/manifest.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
 import { LEASE_TIMEOUT_MS, LeaseClient, type LeaseRequest, LeaseServer, leaseSize } from "./rate-lease.ts";
-import { RouteLimit } from "./route-table.ts";
+import { RouteLimit } from "./route-limit.ts";
 
 const ROUTE = "default/shop/web route";
 const SPEC: RateLimitSpec = { rate: 10, burst: 8, per: "route" };

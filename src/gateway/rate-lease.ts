@@ -26,7 +26,7 @@
 
 import { type Clock, systemClock } from "../common/clock.ts";
 import type { Grant, TakeResult } from "./policies/token-bucket.ts";
-import type { RouteLimit } from "./route-table.ts";
+import type { RouteLimit } from "./route-limit.ts";
 
 /** Worker → primary: up to `max` tokens of one key of a route's limit. */
 export interface LeaseRequest {

@@ -10,13 +10,9 @@ import { nodeHttp } from "../common/node-http.ts";
 import { DETACHED_INSTANCE } from "./load-recorder.ts";
 import * as metrics from "./metrics.ts";
 import type { TakeResult } from "./policies/token-bucket.ts";
-import {
-  type Backend,
-  type Fallback,
-  normalizeHost,
-  type RouteLimit,
-  type RouteTable,
-} from "./route-table.ts";
+import type { RouteLimit } from "./route-limit.ts";
+import { normalizeHost } from "./route-match.ts";
+import type { Backend, Fallback, RouteTable } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
 
 /** A response whose request the gateway records spans of (spans.ts). */

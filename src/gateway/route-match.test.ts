@@ -6,7 +6,8 @@ import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { Route } from "../model/manifest.ts";
 import { GatewayProxy } from "./proxy.ts";
-import { buildRouteTable, rewritePath } from "./route-table.ts";
+import { rewritePath } from "./route-match.ts";
+import { buildRouteTable } from "./route-table.ts";
 import { request, startUpstream, testInstance, testNode, testService } from "./testing.ts";
 
 function table(...services: Array<[string, Array<Partial<Route> & { host: string }>]>) {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { buildRouteTable, normalizeHost } from "./route-table.ts";
+import { normalizeHost } from "./route-match.ts";
+import { buildRouteTable } from "./route-table.ts";
 import { testInstance, testNode, testService } from "./testing.ts";
 
 const nodes = [testNode("n1", "10.0.0.1"), testNode("n2", "10.0.0.2")];

@@ -7,36 +7,35 @@
  * map hit or two and a short scan of prefixes.
  */
 
-import { createRequire } from "node:module";
 import type { Logger } from "../common/log.ts";
 import type { UrlGuard } from "../common/url-guard.ts";
 import { effectiveTraffic, routeIdentity } from "../model/gateway-view.ts";
 import type { RouteObject } from "../model/live-config.ts";
-import type {
-  AggregateSpec,
-  BalanceSpec,
-  RateLimitSpec,
-  Route,
-  RouteTimeouts,
-  StickySpec,
-} from "../model/manifest.ts";
+import type { BalanceSpec, Route, RouteTimeouts } from "../model/manifest.ts";
 import { type Consumer, type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
-import { previewHost } from "../model/progressive.ts";
 import { type AuthState, emptyAuthState, indexConsumers, RouteAuth, type RouteAuthContext } from "./auth.ts";
-import { Backend, type Endpoint, fnv1a, NO_POLICIES, type ServicePolicies, SHED_ABOVE } from "./backend.ts";
+import { Backend, type Endpoint, fnv1a, SHED_ABOVE, servicePolicies } from "./backend.ts";
 import { Cors } from "./cors.ts";
 import type { JwksTiming } from "./jwks.ts";
 import { LoadBook } from "./load-recorder.ts";
 import { RouteStats, routeLabel } from "./metrics.ts";
 import { NodeBook } from "./node-health.ts";
-import { CircuitBreaker } from "./policies/circuit-breaker.ts";
-import { OutlierDetector, UNREACHABLE_OUTLIER } from "./policies/outlier.ts";
-import { RetryBudget } from "./policies/retry-budget.ts";
-import { type Grant, KeyedLimiter, type TakeResult, TokenBucket } from "./policies/token-bucket.ts";
-import { type LeaseClient, LeasedLimit } from "./rate-lease.ts";
+import type { LeaseClient } from "./rate-lease.ts";
+import { type Aggregation, buildAggregation } from "./route-aggregation.ts";
+import { RouteLimit } from "./route-limit.ts";
+import {
+  byPrecedence,
+  firstMatch,
+  NO_HEADERS,
+  normalizeHost,
+  normalizePrefix,
+  type RequestHeaders,
+} from "./route-match.ts";
+import { routeObjectSources } from "./route-objects.ts";
+import { buildMirror, buildReleases, buildSplit, type Mirror, type Split } from "./route-split.ts";
 import { compileStages } from "./stages.ts";
 
-export { Backend, type Endpoint, fnv1a, type ServicePolicies, SHED_ABOVE };
+export { Backend, type Endpoint };
 
 /**
  * One route under a host, compiled for matching: which requests (path,
@@ -81,159 +80,11 @@ export interface RouteEntry {
   readonly stages: Uint8Array;
 }
 
-/** An aggregation route, resolved when the table is built: each part's backend and its request. */
-export interface Aggregation {
-  readonly parts: readonly AggregatePart[];
-  /** Client headers (lowercase names) sent to every part. */
-  readonly headers: ReadonlySet<string>;
-}
-
-/** One part of an aggregation. */
-export interface AggregatePart {
-  readonly name: string;
-  /** `"name":`, JSON-encoded once for the merged body. */
-  readonly key: string;
-  readonly backend: Backend;
-  /** The path (and query) to request. */
-  readonly path: string;
-  /** What joins the client's query string to `path` (`?` or `&`), or null to not forward it. */
-  readonly queryJoin: string | null;
-  readonly timeoutMs: number;
-}
-
-/**
- * A route's rate limit: one bucket for the route, one per client address, or
- * one per consumer (requests without one: per client address).
- * With several gateway workers the limit holds for the gateway as a whole:
- * workers spend tokens leased from the primary's buckets (rate-lease.ts), and
- * keep buckets of their share of the rate (1 / workers) only to fall back on
- * when the primary does not answer. A single process uses its buckets alone.
- */
-export class RouteLimit {
-  /** The spec it was made from, to tell whether a rebuilt table may keep it. */
-  readonly spec: string;
-  /** The route's identity (`service id`), how the primary finds its copy. */
-  readonly route: string;
-  /** The limit as a client sees it (RateLimit headers): the whole gateway's. */
-  readonly rate: number;
-  readonly burst: number;
-  readonly #per: "route" | "ip" | "consumer";
-  readonly #route: TokenBucket | null;
-  readonly #perClient: KeyedLimiter | null;
-  /** Separate from the client buckets, so a consumer's name can never share an address's bucket. */
-  readonly #perConsumer: KeyedLimiter | null;
-  /** Set in a worker of several: tokens come from the primary. */
-  readonly #leased: LeasedLimit | null;
-
-  constructor(spec: RateLimitSpec, share: number, route = "", leases: LeaseClient | null = null) {
-    this.spec = JSON.stringify(spec);
-    this.route = route;
-    this.#per = spec.per;
-    const rate = spec.rate * share;
-    const burst = Math.max(1, Math.round(spec.burst * share));
-    this.#leased = leases !== null && share < 1 ? new LeasedLimit(this, route, spec.burst, leases) : null;
-    this.rate = this.#leased !== null ? spec.rate : rate;
-    this.burst = this.#leased !== null ? spec.burst : burst;
-    this.#route = spec.per === "route" ? new TokenBucket(rate, burst, Date.now()) : null;
-    this.#perClient = spec.per !== "route" ? new KeyedLimiter(rate, burst) : null;
-    this.#perConsumer = spec.per === "consumer" ? new KeyedLimiter(rate, burst) : null;
-  }
-
-  /**
-   * `consumer` is the authenticated consumer's name, or null. A Promise only in
-   * a worker whose lease for the key is empty: the verdict once the primary answers.
-   */
-  take(client: string, now: number, consumer: string | null = null): TakeResult | Promise<TakeResult> {
-    if (this.#leased === null) return this.takeLocal(client, now, consumer);
-    if (this.#per === "route") return this.#leased.take("", client, consumer, now);
-    if (consumer !== null && this.#per === "consumer")
-      return this.#leased.take(`c${consumer}`, client, consumer, now);
-    return this.#leased.take(`a${client}`, client, consumer, now);
-  }
-
-  /** This process's own buckets. */
-  takeLocal(client: string, now: number, consumer: string | null): TakeResult {
-    if (this.#route !== null) return this.#route.take(now);
-    if (consumer !== null && this.#perConsumer !== null) return this.#perConsumer.take(consumer, now);
-    return this.#perClient!.take(client, now);
-  }
-
-  /** Up to `max` tokens of the key at once: the primary's answer to a worker's lease. */
-  grant(client: string, consumer: string | null, max: number, now: number): Grant {
-    if (this.#route !== null) return this.#route.takeUpTo(max, now);
-    if (consumer !== null && this.#perConsumer !== null)
-      return this.#perConsumer.takeUpTo(consumer, max, now);
-    return this.#perClient!.takeUpTo(client, max, now);
-  }
-}
-
 /** A route's degraded answer, encoded once when the table is built. */
 export interface Fallback {
   status: number;
   body: Buffer;
   contentType: string;
-}
-
-/**
- * A traffic split: shares of a route's requests to other services. Without
- * stickiness the shares are exact (smooth weighted round robin); with it, a
- * client's key hashes to a fixed point in 0..100, so a client stays on one side
- * and raising a share moves only the clients in between.
- */
-export class Split {
-  readonly sticky: StickySpec | null;
-  readonly #targets: { backend: Backend; weight: number; current: number }[];
-  readonly #total: number;
-
-  constructor(home: Backend, to: { backend: Backend; weight: number }[], sticky: StickySpec | null) {
-    const rest = Math.max(0, 100 - to.reduce((sum, t) => sum + t.weight, 0));
-    this.#targets = [...to, { backend: home, weight: rest }]
-      .filter((t) => t.weight > 0)
-      .map((t) => ({ ...t, current: 0 }));
-    this.#total = this.#targets.reduce((sum, t) => sum + t.weight, 0);
-    this.sticky = sticky;
-  }
-
-  /** The backend for a request; `key` is the client's sticky key when the split is sticky. */
-  choose(key: string | undefined): Backend {
-    const targets = this.#targets;
-    if (this.sticky !== null && key !== undefined && key !== "") {
-      let point = (fnv1a(key) % 10_000) / 100; // 0 ≤ point < 100
-      for (const t of targets) {
-        if (point < t.weight) return t.backend;
-        point -= t.weight;
-      }
-      return targets[targets.length - 1].backend;
-    }
-    // Smooth weighted round robin (as nginx's): every target gains its weight, the leader pays the total.
-    let best = targets[0];
-    for (const t of targets) {
-      t.current += t.weight;
-      if (t.current > best.current) best = t;
-    }
-    best.current -= this.#total;
-    return best.backend;
-  }
-}
-
-/** Shadow traffic: `percent` of a route's bodiless requests, evenly spaced, are copied to `backend`. */
-export class Mirror {
-  readonly backend: Backend;
-  readonly percent: number;
-  #credit = 0;
-
-  constructor(backend: Backend, percent: number) {
-    this.backend = backend;
-    this.percent = percent;
-  }
-
-  /** Whether this request is copied (an even spread: 25 % copies one request in four). */
-  sample(): boolean {
-    this.#credit += this.percent;
-    if (this.#credit < 100) return false;
-    this.#credit -= 100;
-    return true;
-  }
 }
 
 /** How a table is built beyond the objects. */
@@ -252,35 +103,6 @@ export interface BuildOptions {
   jwksDir?: string;
   /** Checks route JWKS URLs (default: no internal address allowed). */
   guard?: UrlGuard;
-}
-
-/** What a request carries that routes match on. */
-export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
-
-function servicePolicies(service: Service, previous: ServicePolicies | undefined): ServicePolicies {
-  const { breaker, outlier } = effectiveTraffic(service);
-  // Outlier ejection turned off through the API (`false`): not even unreachable instances are ejected.
-  const off = service.traffic?.outlier === null;
-  const spec = JSON.stringify({ breaker, outlier, off });
-  // Every service gets its own state (its own retry budget even without other policies).
-  if (previous !== undefined && previous !== NO_POLICIES && previous.spec === spec) return previous;
-  return {
-    spec,
-    breaker: breaker
-      ? new CircuitBreaker({ failureThreshold: breaker.failures, openMs: breaker.openMs })
-      : null,
-    // Without a policy, only instances that refuse connections are ejected (a dead one, even with no control plane).
-    outlier: outlier
-      ? new OutlierDetector({
-          consecutiveFailures: outlier.failures,
-          baseEjectionMs: outlier.ejectionMs,
-          maxEjectedShare: outlier.maxShare,
-        })
-      : off
-        ? null
-        : new OutlierDetector(UNREACHABLE_OUTLIER),
-    retries: new RetryBudget(),
-  };
 }
 
 /** The objects a table is built from. */
@@ -400,83 +222,6 @@ export class RouteTable {
 /** An empty table (version 0): every request is answered 404. */
 export const EMPTY_TABLE = new RouteTable(0, new Map(), new Map(), new Map(), 0, []);
 
-/** A Host header reduced to the name routes use: lowercase, no port, no trailing dot. */
-export function normalizeHost(host: string): string {
-  let end = host.length;
-  if (host.charCodeAt(0) === 91 /* [ */) {
-    // IPv6 literal: the port, if any, follows the closing bracket.
-    end = host.indexOf("]") + 1 || end;
-  } else {
-    const colon = host.lastIndexOf(":");
-    if (colon !== -1) end = colon;
-  }
-  if (host.charCodeAt(end - 1) === 46 /* . */) end--;
-  return (end === host.length ? host : host.slice(0, end)).toLowerCase();
-}
-
-const NO_HEADERS: RequestHeaders = {};
-
-function firstMatch(
-  routes: RouteEntry[],
-  path: string,
-  method: string,
-  headers: RequestHeaders,
-): RouteEntry | undefined {
-  for (let i = 0; i < routes.length; i++) {
-    const r = routes[i];
-    if (!pathMatches(r, path)) continue;
-    if (r.methods !== null && !r.methods.has(method)) continue;
-    if (r.headers !== null && !headersMatch(r.headers, headers)) continue;
-    return r;
-  }
-  return undefined;
-}
-
-function pathMatches(r: RouteEntry, path: string): boolean {
-  const { prefix } = r;
-  if (r.exact) {
-    if (!path.startsWith(prefix)) return false;
-    return path.length === prefix.length || path.charCodeAt(prefix.length) === 63 /* ? */;
-  }
-  // "/" matches every path.
-  if (prefix.length === 1) return true;
-  if (!path.startsWith(prefix)) return false;
-  if (path.length === prefix.length) return true;
-  const next = path.charCodeAt(prefix.length);
-  return next === 47 /* / */ || next === 63 /* ? */;
-}
-
-function headersMatch(required: readonly (readonly [string, string])[], headers: RequestHeaders): boolean {
-  for (let i = 0; i < required.length; i++) {
-    const [name, value] = required[i];
-    const got = headers[name];
-    if (got === value) continue;
-    if (Array.isArray(got) && got.includes(value)) continue;
-    return false;
-  }
-  return true;
-}
-
-/**
- * The path to forward for a request that matched `route`: the matched prefix
- * replaced by the route's rewrite (the rest, including the query, kept).
- */
-export function rewritePath(route: RouteEntry, path: string): string {
-  if (route.rewrite === null) return path;
-  const rest = route.prefix.length === 1 ? path.slice(1) : path.slice(route.prefix.length);
-  if (rest.length === 0) return route.rewrite;
-  const base = route.rewrite.endsWith("/") ? route.rewrite.slice(0, -1) : route.rewrite;
-  if (rest.charCodeAt(0) === 63 /* ? */) return `${route.rewrite}${rest}`;
-  return rest.charCodeAt(0) === 47 ? `${base}${rest}` : `${base}/${rest}`;
-}
-
-function normalizePrefix(path: string | undefined): string {
-  if (!path || path === "/") return "/";
-  let end = path.length;
-  while (end > 1 && path.charCodeAt(end - 1) === 47) end--;
-  return path.slice(0, end);
-}
-
 /**
  * Builds a table from the services, instances and nodes the control plane
  * holds. Routes come from each service's `spec.routes`; a service's endpoints
@@ -595,27 +340,8 @@ export function buildRouteTable(
       // A degraded service (remediation's route switch) answers with its fallback, on either release.
       degraded: traffic.fallback === true,
     };
-    const progressive = service.progressive;
-    let releases: Split | null = null;
-    if (progressive !== undefined) {
-      // Two releases side by side: the new one gets `weight` percent of the requests (none while it has no endpoint).
-      const fresh = endpoints.filter((e) => e.release === progressive.release);
-      const old = endpoints.filter((e) => e.release !== progressive.release);
-      const freshBackend = new Backend(key, name, fresh, policies, settings);
-      if (fresh.length > 0 && old.length > 0) {
-        releases = new Split(
-          new Backend(key, name, old, policies, settings),
-          [{ backend: freshBackend, weight: progressive.weight }],
-          progressive.sticky ?? null,
-        );
-      }
-      if (progressive.strategy === "bluegreen" && progressive.phase !== "aborted") {
-        const host = previewHost(service.app, service.name, progressive.release);
-        const paths = new Set((service.spec.routes ?? []).map((r) => normalizePrefix(r.path)));
-        const routes = [...paths].map((path): Route => ({ host, path: path }));
-        previews.push({ key, service, routes, backend: freshBackend });
-      }
-    }
+    const { releases, preview } = buildReleases(key, name, service, endpoints, policies, settings);
+    if (preview !== null) previews.push({ key, service, ...preview });
     const backend = new Backend(key, name, endpoints, policies, {
       ...settings,
       scalesToZero: service.spec.autoscale?.min === 0,
@@ -723,50 +449,8 @@ export function buildRouteTable(
   );
 }
 
-/** Loads modules on first use, synchronously (require of an ES module). */
-const requireLazily = createRequire(import.meta.url);
-
-/**
- * Route objects as routes of their services, sorted by key. Each is checked
- * against the API's schema first: one that is not valid (written around the
- * API, or by an older or newer control plane) fails the build, naming it.
- * The schema and herd.yaml's normaliser (TypeBox and yaml, about 23 MB) are
- * loaded at the first table that has route objects, not at start.
- */
-function routeObjectSources(objects: RouteObject[]): { key: string; service: Service; routes: Route[] }[] {
-  if (objects.length === 0) return [];
-  const { checkRouteBody, normalizeRoute } = requireLazily(
-    "../model/live-config.ts",
-  ) as typeof import("../model/live-config.ts");
-  const out: { key: string; service: Service; routes: Route[]; name: string }[] = [];
-  for (const o of objects) {
-    const name = `${o.tenant}/${o.app}/${o.name}`;
-    if (typeof o.tenant !== "string" || typeof o.app !== "string" || typeof o.name !== "string") {
-      throw new Error(`route object ${name}: tenant, app and name must be strings`);
-    }
-    const spec = checkRouteBody(o.spec, `route ${name}`);
-    const key = serviceKey(o.tenant, o.app, spec.service);
-    // Only what splits, mirrors and messages read of the service.
-    const service = { tenant: o.tenant, app: o.app, name: spec.service } as Service;
-    out.push({ key, service, routes: [normalizeRoute(o.app, spec)], name });
-  }
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
 function byInstance(a: Endpoint, b: Endpoint): number {
   return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
-}
-
-/** Priority first; then exact paths before prefixes; then longer prefixes; then the more specific (method, headers) first. */
-function byPrecedence(a: RouteEntry, b: RouteEntry): number {
-  if (a.priority !== b.priority) return b.priority - a.priority;
-  if (a.exact !== b.exact) return a.exact ? -1 : 1;
-  if (a.prefix.length !== b.prefix.length) return b.prefix.length - a.prefix.length;
-  return specificity(b) - specificity(a);
-}
-
-function specificity(r: RouteEntry): number {
-  return (r.methods === null ? 0 : 1) + (r.headers === null ? 0 : r.headers.length);
 }
 
 function describeRoute(r: Route): string {
@@ -781,68 +465,3 @@ function describeRoute(r: Route): string {
 }
 
 const ROUND_ROBIN: BalanceSpec = { kind: "round_robin" };
-
-function buildSplit(
-  home: Backend,
-  to: { service: string; weight: number }[],
-  sticky: StickySpec | undefined,
-  service: Service,
-  backends: Map<string, Backend>,
-  problems: string[],
-): Split {
-  const targets: { backend: Backend; weight: number }[] = [];
-  for (const t of to) {
-    const target = backends.get(serviceKey(service.tenant, service.app, t.service));
-    if (target === undefined) {
-      problems.push(
-        `${service.app}/${service.name} splits ${t.weight}% to ${t.service}, which does not exist; that share stays`,
-      );
-      continue;
-    }
-    targets.push({ backend: target, weight: t.weight });
-  }
-  return new Split(home, targets, sticky ?? null);
-}
-
-function buildMirror(
-  spec: Route["mirror"],
-  service: Service,
-  backends: Map<string, Backend>,
-  problems: string[],
-): Mirror | null {
-  if (!spec || spec.percent <= 0) return null;
-  const target = backends.get(serviceKey(service.tenant, service.app, spec.service));
-  if (target === undefined) {
-    problems.push(`${service.app}/${service.name} mirrors to ${spec.service}, which does not exist`);
-    return null;
-  }
-  return new Mirror(target, spec.percent);
-}
-
-function buildAggregation(
-  spec: AggregateSpec,
-  service: Service,
-  backends: Map<string, Backend>,
-  problems: string[],
-): Aggregation {
-  const parts = spec.parts.map((p): AggregatePart => {
-    const key = serviceKey(service.tenant, service.app, p.service);
-    let backend = backends.get(key);
-    if (backend === undefined) {
-      // The part stays in the answer (its key clients expect), always failing as unavailable.
-      problems.push(
-        `${service.app}/${service.name} aggregates part ${p.name} from ${p.service}, which does not exist`,
-      );
-      backend = new Backend(key, `${service.app}/${p.service}`, []);
-    }
-    return {
-      name: p.name,
-      key: `${JSON.stringify(p.name)}:`,
-      backend,
-      path: p.path,
-      queryJoin: p.query ? (p.path.includes("?") ? "&" : "?") : null,
-      timeoutMs: p.timeoutMs,
-    };
-  });
-  return { parts, headers: new Set(spec.headers) };
-}

@@ -17,7 +17,8 @@ import { rawHead } from "./forwarded.ts";
 import { CONNECT_FAILURES } from "./node-health.ts";
 import { recordOutcome } from "./pick.ts";
 import { writeRawError } from "./replies.ts";
-import { type Backend, type Endpoint, type RouteEntry, rewritePath } from "./route-table.ts";
+import { rewritePath } from "./route-match.ts";
+import type { Backend, Endpoint, RouteEntry } from "./route-table.ts";
 
 /** Opens the upstream half of an admitted upgrade to `endpoint` and joins the two sockets. */
 export function openTunnel(x: Exchange, endpoint: Endpoint): void {
