@@ -36,7 +36,9 @@ export class NodeController {
     this.#lastSeen.set(name, now);
     const nowIso = new Date(now).toISOString();
 
-    const existing = await store.get<Node>("node", name);
+    // The informer, synced: as fresh as a store read, without a parse (writes still carry the revision read).
+    await this.#ctx.informer.sync();
+    const existing = this.#ctx.informer.get<Node>("node", name);
     const prev = existing?.value;
     const node: Node = {
       name,
@@ -116,7 +118,8 @@ export class NodeController {
     }
 
     const statuses = new Map(hb.instances.map((s) => [s.id, s]));
-    const mine = (await store.list<Instance>("instance")).items.filter((o) => o.value.node === name);
+    // What this node holds, from the informer's node index: a heartbeat costs what its node runs.
+    const mine = this.#ctx.informer.by<Instance>("instance", "node", name);
     const reply: DesiredInstance[] = [];
     for (let o of mine) {
       let status = statuses.get(o.value.id);
@@ -223,7 +226,8 @@ export class NodeController {
   async checkNodes(): Promise<void> {
     const { store, clock, events, settings } = this.#ctx;
     const now = clock.now();
-    for (const o of (await store.list<Node>("node")).items) {
+    await this.#ctx.informer.sync();
+    for (const o of this.#ctx.informer.list<Node>("node")) {
       const n = o.value;
       // After a server restart, give agents a full timeout to check in again.
       const seen = this.#lastSeen.get(n.name) ?? Math.max(Date.parse(n.lastHeartbeat), this.#startedAt);
@@ -246,9 +250,10 @@ export class NodeController {
 
   async #loseInstances(node: string): Promise<void> {
     const { store, events } = this.#ctx;
-    for (const o of (await store.list<Instance>("instance")).items) {
+    await this.#ctx.informer.sync();
+    for (const o of this.#ctx.informer.by<Instance>("instance", "node", node)) {
       const i = o.value;
-      if (i.node !== node || i.state === "stopped" || i.state === "lost") continue;
+      if (i.state === "stopped" || i.state === "lost") continue;
       await store.put(
         "instance",
         o.key,

@@ -57,15 +57,15 @@ export class ServiceController {
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
-    const { store, clock } = this.#ctx;
+    const { store, clock, informer } = this.#ctx;
     const now = clock.now();
     const [tenant, app, service] = key.split("/");
-    const svcObj = await store.get<Service>("service", key);
-    const all = (await store.list<Instance>("instance")).items;
-    const mine = all.filter(
-      (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
-    );
-    const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+    // Reads come from the informer, synced (as fresh as a list now, own earlier writes included);
+    // writes go to the store with the revision read, so a moment-old read only costs a conflict.
+    await informer.sync();
+    const svcObj = informer.get<Service>("service", key);
+    const mine = informer.by<Instance>("instance", "service", key);
+    const nodes = informer.list<Node>("node").map((o) => o.value);
     const nodeState = new Map(nodes.map((n) => [n.name, n.state]));
     let requeue = Number.POSITIVE_INFINITY;
     const later = (ms: number) => {
@@ -203,10 +203,9 @@ export class ServiceController {
 
     // Re-read what is still active after healing: placement must see the share of a crashed or
     // retired instance freed, or its replacement is refused room that is there.
-    const healed = (await store.list<Instance>("instance")).items;
-    const fresh = healed.filter(
-      (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
-    );
+    await informer.sync();
+    const healed = informer.list<Instance>("instance");
+    const fresh = informer.by<Instance>("instance", "service", key);
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     const pets = svc.spec.mode === "pet";
     // Cattle leaving a node (drained, or moved by an operator) are replaced first and retired after, like a rollout.
@@ -341,26 +340,19 @@ export class ServiceController {
     // 5. Place pending instances (capacity may have appeared).
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
-      const everyone = (await store.list<Instance>("instance")).items;
-      await this.#place(svc, pending, nodes, everyone, movingOff);
+      await informer.sync();
+      await this.#place(svc, pending, nodes, informer.list<Instance>("instance"), movingOff);
       later(2000);
     }
 
     // 6. A rollout that cannot be placed on today's nodes fails now; one that stops making progress
     //    fails at its deadline. Either way the deploy controller points the service back at the old release.
-    const everyone = (await store.list<Instance>("instance")).items;
+    await informer.sync();
+    const after = informer
+      .by<Instance>("instance", "service", key)
+      .filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     if (!failed && (svc.state === "updating" || svc.state === "rolling_back")) {
-      const current = everyone
-        .map((o) => o.value)
-        .filter(
-          (i) =>
-            i.tenant === tenant &&
-            i.app === app &&
-            i.service === service &&
-            i.desired === "running" &&
-            ALIVE.has(i.state) &&
-            i.release === svc.release,
-        );
+      const current = after.map((o) => o.value).filter((i) => i.release === svc.release);
       // With no node at all (a control plane whose agents have not checked in yet), or a machine
       // provider that can bring more, wait for the deadline.
       const short =
@@ -371,8 +363,8 @@ export class ServiceController {
               svc,
               svc.instances,
               nodes,
-              everyone.map((o) => o.value),
-              new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value])),
+              informer.list<Instance>("instance").map((o) => o.value),
+              new Map(informer.list<Service>("service").map((o) => [o.key, o.value])),
             )
           : undefined;
       const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
@@ -399,14 +391,6 @@ export class ServiceController {
     }
 
     // 7. The service's state: back to running once desired == actual.
-    const after = everyone.filter(
-      (o) =>
-        o.value.tenant === tenant &&
-        o.value.app === app &&
-        o.value.service === service &&
-        o.value.desired === "running" &&
-        ALIVE.has(o.value.state),
-    );
     const settled =
       after.length === svc.instances &&
       after.every((o) => o.value.release === svc.release && o.value.state === "running");
@@ -477,9 +461,7 @@ export class ServiceController {
     all: StoredObject<Instance>[],
     avoid: string[] = [],
   ): Promise<void> {
-    const services = new Map(
-      (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
-    );
+    const services = new Map(this.#ctx.informer.list<Service>("service").map((o) => [o.key, o.value]));
     const placed = placedInstances(
       all.map((o) => o.value),
       services,
