@@ -16,8 +16,15 @@ import { bytes } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
 
-/** How often lastHeartbeat is written to the store when nothing else changed. */
+/**
+ * How often lastHeartbeat is written to the store when nothing else changed:
+ * every 5 s, or less often in a big cluster, so that these writes stay under
+ * PERSIST_HEARTBEATS_PER_S in all (1,000 nodes: every 50 s). Liveness is
+ * judged from the time kept in memory; the stored time is for display and
+ * for a restarted server.
+ */
 const PERSIST_HEARTBEAT_MS = 5000;
+const PERSIST_HEARTBEATS_PER_S = 20;
 
 export class NodeController {
   readonly #ctx: Context;
@@ -84,7 +91,11 @@ export class NodeController {
           node.metricsUrl,
           node.slugs,
         ]);
-    if (changed || now - Date.parse(prev.lastHeartbeat) > PERSIST_HEARTBEAT_MS) {
+    const persistMs = Math.max(
+      PERSIST_HEARTBEAT_MS,
+      (this.#ctx.informer.count("node") / PERSIST_HEARTBEATS_PER_S) * 1000,
+    );
+    if (changed || now - Date.parse(prev.lastHeartbeat) > persistMs) {
       await store.put("node", name, node, { expectRevision: existing?.revision ?? 0 });
       if (!prev) {
         await events.record({

@@ -37,6 +37,9 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
+/** How often a waiting instance's changed "cannot be placed" message is written again. */
+const UNSCHEDULABLE_REWRITE_MS = 30_000;
+
 /** States in which an instance still counts toward its service's desired count. */
 const ALIVE: ReadonlySet<InstanceState> = new Set([
   "pending",
@@ -51,6 +54,8 @@ export class ServiceController {
   readonly #ctx: Context;
   /** Where the scheduler's next sampled scan of the nodes starts. */
   #cursor = 0;
+  /** When each waiting instance's "cannot be placed" message was last written (a rate limit, not state). */
+  readonly #unschedulableAt = new Map<string, number>();
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
@@ -481,6 +486,7 @@ export class ServiceController {
         { preempt: true },
       );
       if (placement.node !== null) {
+        this.#unschedulableAt.delete(i.id);
         for (const victim of placement.preempted) {
           const v = byId.get(victim.id);
           if (v === undefined) continue;
@@ -503,7 +509,7 @@ export class ServiceController {
           },
           { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
         );
-      } else if (i.message !== placement.message) {
+      } else if (i.message !== placement.message && this.#mayRewrite(i)) {
         await this.#transition(
           o,
           { reason: "Unschedulable", message: placement.message },
@@ -516,6 +522,24 @@ export class ServiceController {
       }
     }
     this.#cursor = scheduler.cursor;
+  }
+
+  /**
+   * Whether a waiting instance's "cannot be placed" message may be rewritten now:
+   * the first time, then at most every UNSCHEDULABLE_REWRITE_MS. The message
+   * follows the nodes' states, and rewriting hundreds of waiting instances (and
+   * an event each) whenever a node misses a heartbeat is a write storm that
+   * starves the API and the heartbeats (issue 13).
+   */
+  #mayRewrite(i: Instance): boolean {
+    const now = this.#ctx.clock.now();
+    if (i.reason === "Unschedulable") {
+      const last = this.#unschedulableAt.get(i.id);
+      if (last !== undefined && now - last < UNSCHEDULABLE_REWRITE_MS) return false;
+    }
+    if (this.#unschedulableAt.size > 100_000) this.#unschedulableAt.clear();
+    this.#unschedulableAt.set(i.id, now);
+    return true;
   }
 
   /** Tells an instance to stop: out of the gateway now, process stopped after `drainMs`. */

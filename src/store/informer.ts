@@ -225,7 +225,10 @@ export class Informer {
       const map = this.#indexed.get(`${ix.kind}/${ix.name}`) as Map<string, Bucket>;
       for (const v of ix.values(o.value as never)) {
         let bucket = map.get(v);
-        if (!bucket) map.set(v, (bucket = new Map()));
+        if (!bucket) {
+          bucket = new Map();
+          map.set(v, bucket);
+        }
         bucket.set(o.key, o);
       }
     }
