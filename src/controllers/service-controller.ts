@@ -418,7 +418,10 @@ export class ServiceController {
     return finish(requeue);
   }
 
-  /** Creates `count` new instances of the service's release and places them. */
+  /**
+   * Creates `count` new instances of the service's release, placed: each is
+   * written once, already on its node (or pending, saying why none fits).
+   */
   async #create(
     svc: Service,
     count: number,
@@ -428,8 +431,9 @@ export class ServiceController {
     avoid: string[],
   ): Promise<void> {
     const now = new Date(this.#ctx.clock.now()).toISOString();
-    const created: StoredObject<Instance>[] = [];
+    const fresh: StoredObject<Instance>[] = [];
     const taken = new Set(mine.map((o) => o.value.id));
+    const run = await this.#runSpec(svc);
     for (let n = 0; n < count; n++) {
       const id = svc.spec.mode === "pet" ? nextPetId(svc, taken) : `${svc.app}-${svc.name}-${newId(6)}`;
       taken.add(id);
@@ -446,13 +450,14 @@ export class ServiceController {
         state: "pending",
         reason: "Created",
         message: "",
-        run: await this.#runSpec(svc),
+        run,
         restarts: 0,
         createdAt: now,
       };
-      created.push(await this.#ctx.store.put("instance", id, instance, { expectRevision: 0 }));
+      // Not stored yet: revision 0, so the placement's write creates it (and only if it does not exist).
+      fresh.push({ kind: "instance", key: id, revision: 0, createRevision: 0, value: instance });
     }
-    await this.#place(svc, created, nodes, all, avoid);
+    await this.#place(svc, fresh, nodes, all, avoid);
   }
 
   /**
@@ -509,7 +514,7 @@ export class ServiceController {
           },
           { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
         );
-      } else if (i.message !== placement.message && this.#mayRewrite(i)) {
+      } else if ((o.revision === 0 || i.message !== placement.message) && this.#mayRewrite(i)) {
         await this.#transition(
           o,
           { reason: "Unschedulable", message: placement.message },
