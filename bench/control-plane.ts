@@ -44,7 +44,7 @@ const REST_S = arg("--rest", 10);
 const GOAL_PER_S = 4000;
 const NOMAD_C1M_PER_S = 3750;
 const FOLLOW_UP_MS = 150;
-const RAMP_TIMEOUT_MS = 180_000;
+const RAMP_TIMEOUT_MS = 600_000;
 const GiB = 1024 ** 3;
 
 interface Run {
@@ -148,7 +148,8 @@ class SimulatedAgent {
       capacity: { cpu: 16, memory: 32 * GiB },
       allocatable: { cpu: 16, memory: 32 * GiB },
       agentVersion: "bench",
-      isolation: { cgroups: "none", reason: "simulated" },
+      // As a production node reports it (no isolation warnings to record).
+      isolation: { cgroups: "v2", sandbox: "uid", network: "nftables" },
       instances: reported,
     };
     const t0 = performance.now();
@@ -252,7 +253,8 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
       agents.forEach((a, n) => {
         a.start((n / agents.length) * 1000);
       });
-      await waitUntil(() => bench.registered.size === nodes, 60_000, `${nodes} nodes checking in`);
+      await waitUntil(() => bench.registered.size === nodes, 300_000, `${nodes} nodes checking in`);
+      console.log(`  ${nodes} nodes checked in`);
       // One more full interval, so that every node is written ready.
       await new Promise((r) => setTimeout(r, 1500));
 
