@@ -13,6 +13,7 @@
 import { WorkQueue } from "../common/work-queue.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
 import type { VersionSet } from "../model/version-set.ts";
+import type { Informer } from "../store/informer.ts";
 import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
@@ -38,6 +39,8 @@ export class ControllerManager {
   readonly jobs: JobsController;
   /** Destroys preview apps after their TTL (environments.ts). */
   readonly previews: PreviewReaper;
+  /** The informer the controllers read (for the heartbeat route's lookups). */
+  readonly informer: Informer;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -51,6 +54,7 @@ export class ControllerManager {
 
   constructor(ctx: Context, sources: AutoscaleSources = {}) {
     this.#ctx = ctx;
+    this.informer = ctx.informer;
     this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
     this.jobs = new JobsController(ctx);

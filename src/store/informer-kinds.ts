@@ -3,7 +3,7 @@
  * heartbeat read on every pass, with the indexes they look things up by.
  *
  *   instance  by node · by service (`<tenant>/<app>/<service>`) · by app (`<tenant>/<app>`)
- *   service   by app
+ *   service   by tenant · by app
  *   node      (all of them: the scheduler looks at every node)
  *   run       by node
  */
@@ -28,6 +28,11 @@ export function controlPlaneInformer(store: Store, logger?: Logger): Informer {
         values: ofInstance((i) => [`${i.tenant}/${i.app}/${i.service}`]),
       },
       { kind: "instance", name: "app", values: ofInstance((i) => [`${i.tenant}/${i.app}`]) },
+      {
+        kind: "service",
+        name: "tenant",
+        values: ((s: Service) => [s.tenant]) as (value: never) => readonly string[],
+      },
       {
         kind: "service",
         name: "app",

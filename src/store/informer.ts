@@ -42,6 +42,9 @@ export interface InformerOptions {
 
 type Bucket = Map<string, StoredObject>;
 
+/** How long a watch with nothing to deliver counts as caught up (see sync()). */
+const QUIET_MS = 100;
+
 interface Waiter {
   revision: number;
   resolve: () => void;
@@ -59,6 +62,8 @@ export class Informer {
   /** `${kind}/${index}` → index value → key → object. */
   #indexed = new Map<string, Map<string, Bucket>>();
   #revision = 0;
+  /** When the watch last delivered a change (performance.now()). */
+  #lastEventAt = 0;
   #waiters: Waiter[] = [];
   #started: Promise<void> | undefined;
   readonly #abort = new AbortController();
@@ -96,22 +101,38 @@ export class Informer {
     await this.start();
     const target = await this.#store.revision();
     if (this.#revision >= target || this.#abort.signal.aborted) return;
+    const started = performance.now();
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#logger?.warn("informer: the watch is behind the store; serving the cache as it is", {
-          at: this.#revision,
-          store: target,
-        });
-        resolve();
-      }, this.#syncTimeoutMs);
-      timer.unref();
-      this.#waiters.push({
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
         revision: target,
         resolve: () => {
           clearTimeout(timer);
           resolve();
         },
-      });
+      };
+      // A store whose revisions also count writes it does not watch (etcd: keys outside its
+      // prefix, such as a leader election's) never delivers `target`: once the watch has been
+      // quiet for QUIET_MS, everything written before this call has arrived.
+      const check = () => {
+        const now = performance.now();
+        const quiet = now - this.#lastEventAt >= QUIET_MS && now - started >= QUIET_MS;
+        if (quiet || now - started >= this.#syncTimeoutMs) {
+          if (!quiet)
+            this.#logger?.warn("informer: the watch is behind the store; serving the cache as it is", {
+              at: this.#revision,
+              store: target,
+            });
+          this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          resolve();
+          return;
+        }
+        timer = setTimeout(check, QUIET_MS);
+        timer.unref();
+      };
+      this.#waiters.push(waiter);
+      timer = setTimeout(check, QUIET_MS);
+      timer.unref();
     });
   }
 
@@ -184,6 +205,7 @@ export class Informer {
     while (!signal.aborted) {
       try {
         for await (const ev of this.#store.watch({ fromRevision: revision, signal })) {
+          this.#lastEventAt = performance.now();
           this.#apply(ev);
           revision = ev.revision;
           this.#advance(revision);
