@@ -3,7 +3,7 @@
 // controllers, scheduler) on a free port and a temporary data dir, seeded with
 // one tenant, `--apps` apps of one service `web` at 0 instances (release v1),
 // and one agent token per node. Prints one JSON line
-// `{url, admin, tokens: {node: secret}, pid}` and runs until SIGTERM.
+// `{url, admin, tokens: {node: secret}, pid, dir}` and runs until SIGTERM.
 //
 // HERD_ROOT=<checkout> runs another checkout's server (e.g. main before a change).
 //
@@ -81,7 +81,7 @@ for (let n = 0; n < NODES; n++) {
   tokens[node] = (await createToken(store, { kind: "agent", name: `agent ${node}`, node })).secret;
 }
 process.stdout.write(
-  `${JSON.stringify({ url: server.url, admin: server.adminToken, tokens, pid: process.pid })}\n`,
+  `${JSON.stringify({ url: server.url, admin: server.adminToken, tokens, pid: process.pid, dir })}\n`,
 );
 
 const stop = async () => {

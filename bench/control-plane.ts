@@ -30,7 +30,16 @@ import http from "node:http";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../src/model/protocol.ts";
-import { cleanup, groupCpuSeconds, ROOT, startChild, stopChild, verdict, verdictSummary } from "./harness.ts";
+import {
+  cleanup,
+  groupCpuSeconds,
+  ROOT,
+  removeOnCleanup,
+  startChild,
+  stopChild,
+  verdict,
+  verdictSummary,
+} from "./harness.ts";
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(name);
@@ -237,14 +246,18 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
     const line = first.split("\n").find((l) => l.startsWith("{"));
     if (!line) throw new Error(`the control plane did not start:\n${child.output}`);
     const started = JSON.parse(line) as {
+      dir: string;
       url: string;
       admin: string;
       tokens: Record<string, string>;
       pid: number;
     };
+    // Removed by the server when it stops; also here, in case it had to be killed.
+    removeOnCleanup(started.dir);
     const base = new URL(started.url);
     const httpAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
-    const admin = new http.Agent({ keepAlive: true });
+    // A connection per call: a kept-alive one the server closed while idle would reset the next call.
+    const admin = new http.Agent({ keepAlive: false });
     const bench = new Bench();
     const agents = Object.entries(started.tokens).map(
       ([name, token]) => new SimulatedAgent(name, token, base, httpAgent, bench),
