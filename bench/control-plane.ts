@@ -297,6 +297,12 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
           done();
         }
       };
+      // Progress every 10 s, for long runs on a busy machine.
+      const progress = setInterval(() => {
+        const s = ((performance.now() - t0) / 1000).toFixed(0);
+        console.log(`  ${s} s: ${bench.healthy.size} of ${instances} reported healthy`);
+      }, 10_000);
+      void finished.then(() => clearInterval(progress));
       // GET /apps while the ramp goes on: the API must keep answering.
       const probe = (async () => {
         while (tEnd === 0 && performance.now() - t0 < RAMP_TIMEOUT_MS) {
@@ -309,6 +315,7 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
       })();
       await Promise.race([finished, new Promise((r) => setTimeout(r, RAMP_TIMEOUT_MS))]);
       await probe;
+      clearInterval(progress);
       const rampMs = (tEnd || performance.now()) - t0;
       const latencies = [...bench.latencies].sort((x, y) => x - y);
       // Check through the API that every instance runs.
