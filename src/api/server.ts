@@ -49,6 +49,7 @@ import { Traces, type TracesOptions } from "../observe/traces/traces.ts";
 import { migratePlainSecrets } from "../secrets/migrate.ts";
 import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
+import { controlPlaneInformer } from "../store/informer-kinds.ts";
 import { openLeadership, openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
@@ -236,7 +237,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await migratePlainSecrets(store, secrets);
   // The gateways' live load figures: written by PUT /gateways/:id/load, read by controllers and GET /apps/:app/load.
   const load = new LiveLoad(systemClock);
-  const ctx: Context = { store, clock: systemClock, logger, events, deployLogs, settings, secrets, load };
+  // Controllers, the scheduler and heartbeats read instances, nodes, services and runs from it.
+  const informer = controlPlaneInformer(store, logger);
+  await informer.start();
+  const ctx: Context = {
+    store,
+    informer,
+    clock: systemClock,
+    logger,
+    events,
+    deployLogs,
+    settings,
+    secrets,
+    load,
+  };
   const alerts = new AlertEvaluator({
     ...options.alerts,
     notifier: { ...options.alerts?.notifier, guard },
@@ -437,6 +451,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await drift.stop();
       await certificates.close();
       await leadership.close();
+      informer.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
       shutdown.abort();
       logs.endStreams();

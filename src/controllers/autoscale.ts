@@ -261,7 +261,12 @@ export class Autoscaler {
     const details = figureLines(spec, d);
     try {
       const r = await scaleServices(
-        { store: this.#ctx.store, events: this.#ctx.events, unit: this.#ctx.settings.unit },
+        {
+          store: this.#ctx.store,
+          events: this.#ctx.events,
+          unit: this.#ctx.settings.unit,
+          informer: this.#ctx.informer,
+        },
         {
           tenant: svc.tenant,
           app: svc.app,

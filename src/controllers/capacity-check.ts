@@ -11,6 +11,7 @@ import { type Instance, type Node, type Service, serviceKey } from "../model/obj
 import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
 import { holdsResources, type PlacementRequest, schedulerNode } from "../scheduler/scheduler.ts";
 import { findShortfall, type Shortfall } from "../scheduler/shortfall.ts";
+import { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 
 /** The part of an instance placement looks at (a planned one has no node yet). */
@@ -125,14 +126,17 @@ export interface Unplaced extends Shortfall {
  * cannot be placed on today's nodes and why (services that fit are left out).
  */
 export async function appShortfalls(
-  store: Store,
+  source: Store | Informer,
   tenant: string,
   app: string,
   names: string[],
 ): Promise<Unplaced[]> {
-  const services = new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value]));
-  const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
-  const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+  const read = async <T>(kind: "service" | "node" | "instance") =>
+    source instanceof Informer ? source.list<T>(kind) : (await source.list<T>(kind)).items;
+  if (source instanceof Informer) await source.sync();
+  const services = new Map((await read<Service>("service")).map((o) => [o.key, o.value]));
+  const nodes = (await read<Node>("node")).map((o) => o.value);
+  const instances = (await read<Instance>("instance")).map((o) => o.value);
   const out: Unplaced[] = [];
   for (const name of names) {
     const svc = services.get(serviceKey(tenant, app, name));

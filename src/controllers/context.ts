@@ -10,6 +10,7 @@ import { DEFAULT_RESOURCES } from "../model/manifest.ts";
 import type { Resources } from "../model/objects.ts";
 import { DEFAULT_DEADLINE_MS } from "../model/rollout.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
+import type { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import type { DeployLogs } from "./deploy-log.ts";
 import type { EventRecorder } from "./events.ts";
@@ -67,6 +68,12 @@ export const DEFAULT_SETTINGS: Settings = {
 
 export interface Context {
   store: Store;
+  /**
+   * A watch-fed, indexed view of instances, nodes, services and runs
+   * (store/informer-kinds.ts): read it instead of listing whole kinds; write to
+   * the store, with the revision read.
+   */
+  informer: Informer;
   clock: Clock;
   logger: Logger;
   events: EventRecorder;

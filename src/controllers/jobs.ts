@@ -246,9 +246,10 @@ export class JobsController {
     const byId = new Map(statuses.map((s) => [s.id, s]));
     const now = this.#now();
     const reply: DesiredInstance[] = [];
-    for (const o of (await this.#ctx.store.list<Run>("run")).items) {
+    // This node's runs only (the informer's node index): a heartbeat costs what its node holds.
+    await this.#ctx.informer.sync();
+    for (const o of this.#ctx.informer.by<Run>("run", "node", node)) {
       let r = o.value;
-      if (r.node !== node) continue;
       const status = byId.get(r.id);
       if (!FINISHED.has(r.state)) {
         const next = this.#applyStatus(r, status);
@@ -563,9 +564,8 @@ export class JobsController {
 
   /** Whether a run placed on `node` uses the slug (its agent may fetch it). */
   async runsSlug(node: string, digest: string): Promise<boolean> {
-    return (await this.#ctx.store.list<Run>("run")).items.some(
-      (o) => o.value.node === node && o.value.spec.slug === digest,
-    );
+    await this.#ctx.informer.sync();
+    return this.#ctx.informer.by<Run>("run", "node", node).some((o) => o.value.spec.slug === digest);
   }
 
   /** Waits until the run has ended (polling the store), or `signal` aborts. */

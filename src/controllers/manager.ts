@@ -13,6 +13,7 @@
 import { WorkQueue } from "../common/work-queue.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
 import type { VersionSet } from "../model/version-set.ts";
+import type { Informer } from "../store/informer.ts";
 import { AppController } from "./app-controller.ts";
 import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
@@ -38,6 +39,8 @@ export class ControllerManager {
   readonly jobs: JobsController;
   /** Destroys preview apps after their TTL (environments.ts). */
   readonly previews: PreviewReaper;
+  /** The informer the controllers read (for the heartbeat route's lookups). */
+  readonly informer: Informer;
   readonly #ctx: Context;
   /** Services with instances waiting for a node: looked at again whenever resources are freed. */
   readonly #waiting = new Set<string>();
@@ -51,6 +54,7 @@ export class ControllerManager {
 
   constructor(ctx: Context, sources: AutoscaleSources = {}) {
     this.#ctx = ctx;
+    this.informer = ctx.informer;
     this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
     this.jobs = new JobsController(ctx);
@@ -133,8 +137,9 @@ export class ControllerManager {
 
   /** Queues every service, deploy in flight and destroying app. */
   async resync(): Promise<void> {
-    const { store } = this.#ctx;
-    for (const o of (await store.list<Service>("service")).items) {
+    const { store, informer } = this.#ctx;
+    await informer.sync();
+    for (const o of informer.list<Service>("service")) {
       this.#serviceQueue.add(o.key);
       if (o.value.progressive) this.#rolloutQueue.add(o.key);
     }
@@ -145,9 +150,11 @@ export class ControllerManager {
     for (const o of (await store.list<VersionSet>("version_set")).items)
       if (o.value.state === "applying" || o.value.state === "rolling_back") this.#setQueue.add(o.key);
     // Instances whose service is gone still need stopping.
-    for (const o of (await store.list<Instance>("instance")).items) {
-      this.#serviceQueue.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
-    }
+    for (const service of informer.values("instance", "service")) this.#serviceQueue.add(service);
+    // Also after a restart: services waiting for room are looked at again when a node changes.
+    for (const o of informer.list<Instance>("instance"))
+      if (o.value.state === "pending" && !o.value.node)
+        this.#waiting.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
   }
 
   async #follow(from: number): Promise<void> {
@@ -207,10 +214,17 @@ export class ControllerManager {
       case "version_set":
         if (!deleted) this.#setQueue.add(key);
         break;
-      case "node":
-        // Capacity appeared or a node changed state: pending instances may now fit somewhere.
-        void this.resync().catch(() => {});
+      case "node": {
+        // Capacity appeared or a node changed state: pending instances may now fit somewhere, and
+        // the services on the node may have to move (drained, lost). Only those: a node is written
+        // every few seconds by its heartbeats, and a whole resync per node write grows with the cluster.
+        for (const w of this.#waiting) this.#serviceQueue.add(w);
+        const services = new Set<string>();
+        for (const o of this.#ctx.informer.by<Instance>("instance", "node", key))
+          services.add(`${o.value.tenant}/${o.value.app}/${o.value.service}`);
+        for (const s of services) this.#serviceQueue.add(s);
         break;
+      }
     }
   }
 

@@ -14,6 +14,7 @@
 
 import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { type App, appKey, type Resources, type Service, serviceKey } from "../model/objects.ts";
+import type { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import { appShortfalls, type Unplaced } from "./capacity-check.ts";
 import type { EventInput, EventRecorder } from "./events.ts";
@@ -24,6 +25,8 @@ export interface ScaleDeps {
   store: Store;
   events: EventRecorder;
   unit: Resources;
+  /** Where the shortfall reads nodes, instances and services (absent: whole-kind store lists). */
+  informer?: Informer;
 }
 
 /** A change of instance counts of one app's services. */
@@ -143,7 +146,7 @@ export async function scaleServices(deps: ScaleDeps, req: ScaleRequest): Promise
     };
     await events.record(event);
   }
-  const unplaced = await appShortfalls(store, tenant, app, Object.keys(wanted));
+  const unplaced = await appShortfalls(deps.informer ?? store, tenant, app, Object.keys(wanted));
   for (const u of unplaced) {
     await events.record({
       tenant,

@@ -37,6 +37,9 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
+/** How often a waiting instance's changed "cannot be placed" message is written again. */
+const UNSCHEDULABLE_REWRITE_MS = 30_000;
+
 /** States in which an instance still counts toward its service's desired count. */
 const ALIVE: ReadonlySet<InstanceState> = new Set([
   "pending",
@@ -51,21 +54,23 @@ export class ServiceController {
   readonly #ctx: Context;
   /** Where the scheduler's next sampled scan of the nodes starts. */
   #cursor = 0;
+  /** When each waiting instance's "cannot be placed" message was last written (a rate limit, not state). */
+  readonly #unschedulableAt = new Map<string, number>();
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
-    const { store, clock } = this.#ctx;
+    const { store, clock, informer } = this.#ctx;
     const now = clock.now();
     const [tenant, app, service] = key.split("/");
-    const svcObj = await store.get<Service>("service", key);
-    const all = (await store.list<Instance>("instance")).items;
-    const mine = all.filter(
-      (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
-    );
-    const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+    // Reads come from the informer, synced (as fresh as a list now, own earlier writes included);
+    // writes go to the store with the revision read, so a moment-old read only costs a conflict.
+    await informer.sync();
+    const svcObj = informer.get<Service>("service", key);
+    const mine = informer.by<Instance>("instance", "service", key);
+    const nodes = informer.list<Node>("node").map((o) => o.value);
     const nodeState = new Map(nodes.map((n) => [n.name, n.state]));
     let requeue = Number.POSITIVE_INFINITY;
     const later = (ms: number) => {
@@ -203,10 +208,9 @@ export class ServiceController {
 
     // Re-read what is still active after healing: placement must see the share of a crashed or
     // retired instance freed, or its replacement is refused room that is there.
-    const healed = (await store.list<Instance>("instance")).items;
-    const fresh = healed.filter(
-      (o) => o.value.tenant === tenant && o.value.app === app && o.value.service === service,
-    );
+    await informer.sync();
+    const healed = informer.list<Instance>("instance");
+    const fresh = informer.by<Instance>("instance", "service", key);
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     const pets = svc.spec.mode === "pet";
     // Cattle leaving a node (drained, or moved by an operator) are replaced first and retired after, like a rollout.
@@ -341,26 +345,19 @@ export class ServiceController {
     // 5. Place pending instances (capacity may have appeared).
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
-      const everyone = (await store.list<Instance>("instance")).items;
-      await this.#place(svc, pending, nodes, everyone, movingOff);
+      await informer.sync();
+      await this.#place(svc, pending, nodes, informer.list<Instance>("instance"), movingOff);
       later(2000);
     }
 
     // 6. A rollout that cannot be placed on today's nodes fails now; one that stops making progress
     //    fails at its deadline. Either way the deploy controller points the service back at the old release.
-    const everyone = (await store.list<Instance>("instance")).items;
+    await informer.sync();
+    const after = informer
+      .by<Instance>("instance", "service", key)
+      .filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     if (!failed && (svc.state === "updating" || svc.state === "rolling_back")) {
-      const current = everyone
-        .map((o) => o.value)
-        .filter(
-          (i) =>
-            i.tenant === tenant &&
-            i.app === app &&
-            i.service === service &&
-            i.desired === "running" &&
-            ALIVE.has(i.state) &&
-            i.release === svc.release,
-        );
+      const current = after.map((o) => o.value).filter((i) => i.release === svc.release);
       // With no node at all (a control plane whose agents have not checked in yet), or a machine
       // provider that can bring more, wait for the deadline.
       const short =
@@ -371,8 +368,8 @@ export class ServiceController {
               svc,
               svc.instances,
               nodes,
-              everyone.map((o) => o.value),
-              new Map((await store.list<Service>("service")).items.map((o) => [o.key, o.value])),
+              informer.list<Instance>("instance").map((o) => o.value),
+              new Map(informer.list<Service>("service").map((o) => [o.key, o.value])),
             )
           : undefined;
       const verdict = judgeRollout(svc, current, now, this.#ctx.settings.rolloutDeadlineMs, short);
@@ -399,14 +396,6 @@ export class ServiceController {
     }
 
     // 7. The service's state: back to running once desired == actual.
-    const after = everyone.filter(
-      (o) =>
-        o.value.tenant === tenant &&
-        o.value.app === app &&
-        o.value.service === service &&
-        o.value.desired === "running" &&
-        ALIVE.has(o.value.state),
-    );
     const settled =
       after.length === svc.instances &&
       after.every((o) => o.value.release === svc.release && o.value.state === "running");
@@ -429,7 +418,10 @@ export class ServiceController {
     return finish(requeue);
   }
 
-  /** Creates `count` new instances of the service's release and places them. */
+  /**
+   * Creates `count` new instances of the service's release, placed: each is
+   * written once, already on its node (or pending, saying why none fits).
+   */
   async #create(
     svc: Service,
     count: number,
@@ -439,8 +431,9 @@ export class ServiceController {
     avoid: string[],
   ): Promise<void> {
     const now = new Date(this.#ctx.clock.now()).toISOString();
-    const created: StoredObject<Instance>[] = [];
+    const fresh: StoredObject<Instance>[] = [];
     const taken = new Set(mine.map((o) => o.value.id));
+    const run = await this.#runSpec(svc);
     for (let n = 0; n < count; n++) {
       const id = svc.spec.mode === "pet" ? nextPetId(svc, taken) : `${svc.app}-${svc.name}-${newId(6)}`;
       taken.add(id);
@@ -457,13 +450,14 @@ export class ServiceController {
         state: "pending",
         reason: "Created",
         message: "",
-        run: await this.#runSpec(svc),
+        run,
         restarts: 0,
         createdAt: now,
       };
-      created.push(await this.#ctx.store.put("instance", id, instance, { expectRevision: 0 }));
+      // Not stored yet: revision 0, so the placement's write creates it (and only if it does not exist).
+      fresh.push({ kind: "instance", key: id, revision: 0, createRevision: 0, value: instance });
     }
-    await this.#place(svc, created, nodes, all, avoid);
+    await this.#place(svc, fresh, nodes, all, avoid);
   }
 
   /**
@@ -477,9 +471,7 @@ export class ServiceController {
     all: StoredObject<Instance>[],
     avoid: string[] = [],
   ): Promise<void> {
-    const services = new Map(
-      (await this.#ctx.store.list<Service>("service")).items.map((o) => [o.key, o.value]),
-    );
+    const services = new Map(this.#ctx.informer.list<Service>("service").map((o) => [o.key, o.value]));
     const placed = placedInstances(
       all.map((o) => o.value),
       services,
@@ -499,6 +491,7 @@ export class ServiceController {
         { preempt: true },
       );
       if (placement.node !== null) {
+        this.#unschedulableAt.delete(i.id);
         for (const victim of placement.preempted) {
           const v = byId.get(victim.id);
           if (v === undefined) continue;
@@ -521,7 +514,7 @@ export class ServiceController {
           },
           { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
         );
-      } else if (i.message !== placement.message) {
+      } else if ((o.revision === 0 || i.message !== placement.message) && this.#mayRewrite(i)) {
         await this.#transition(
           o,
           { reason: "Unschedulable", message: placement.message },
@@ -534,6 +527,24 @@ export class ServiceController {
       }
     }
     this.#cursor = scheduler.cursor;
+  }
+
+  /**
+   * Whether a waiting instance's "cannot be placed" message may be rewritten now:
+   * the first time, then at most every UNSCHEDULABLE_REWRITE_MS. The message
+   * follows the nodes' states, and rewriting hundreds of waiting instances (and
+   * an event each) whenever a node misses a heartbeat is a write storm that
+   * starves the API and the heartbeats (issue 13).
+   */
+  #mayRewrite(i: Instance): boolean {
+    const now = this.#ctx.clock.now();
+    if (i.reason === "Unschedulable") {
+      const last = this.#unschedulableAt.get(i.id);
+      if (last !== undefined && now - last < UNSCHEDULABLE_REWRITE_MS) return false;
+    }
+    if (this.#unschedulableAt.size > 100_000) this.#unschedulableAt.clear();
+    this.#unschedulableAt.set(i.id, now);
+    return true;
   }
 
   /** Tells an instance to stop: out of the gateway now, process stopped after `drainMs`. */

@@ -7,6 +7,7 @@ import { ManualClock } from "../common/clock.ts";
 import { silentLogger } from "../common/log.ts";
 import { Keyring } from "../secrets/keyring.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
+import { controlPlaneInformer } from "../store/informer-kinds.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { type Context, DEFAULT_SETTINGS } from "./context.ts";
 import { DeployLogs } from "./deploy-log.ts";
@@ -21,6 +22,7 @@ export function testContext(
   const clock = new ManualClock();
   const ctx: Context = {
     store,
+    informer: controlPlaneInformer(store),
     clock,
     logger: silentLogger,
     events: new EventRecorder(store, clock, silentLogger),

@@ -304,7 +304,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
         revisions?: Record<string, number>;
       };
       return scaleServices(
-        { store, events: deps.events, unit: deps.settings.unit },
+        { store, events: deps.events, unit: deps.settings.unit, informer: controllers.informer },
         { tenant, app: o.value.name, services, ...(revisions ? { revisions } : {}) },
       );
     },

@@ -11,7 +11,7 @@ import { ProbeLog } from "../../controllers/probe-log.ts";
 import type { InstanceConfig } from "../../model/config.ts";
 import type { Instance, Kind, Node, Service } from "../../model/objects.ts";
 import type { DesiredInstance, Heartbeat } from "../../model/protocol.ts";
-import type { Store } from "../../store/store.ts";
+import type { Informer } from "../../store/informer.ts";
 import { joinNode } from "../credentials.ts";
 import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
@@ -129,7 +129,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
         ...reply,
         instances,
         ingestTokens: await deps.ingestTokens.forTenants(tenants),
-        services: await tenantServices(store, tenants),
+        services: tenantServices(controllers.informer, tenants),
       };
     },
   );
@@ -148,10 +148,12 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const who = req.herd.principal.token;
       // An agent fetches only what its own node runs: a slug another node's instances use is no business of it.
       if (who.kind === "agent") {
+        await controllers.informer.sync();
         const mine =
-          (await store.list<Instance>("instance")).items.some(
-            (o) => o.value.node === who.node && o.value.run.slug === digest,
-          ) || (await controllers.jobs.runsSlug(who.node ?? "", digest));
+          controllers.informer
+            .by<Instance>("instance", "node", who.node ?? "")
+            .some((o) => o.value.run.slug === digest) ||
+          (await controllers.jobs.runsSlug(who.node ?? "", digest));
         if (!mine) throw new HerdError("not_found", `no slug ${digest} for an instance on node ${who.node}`);
       }
       if (!(await deps.artifacts.has(digest))) throw new HerdError("not_found", `no slug ${digest}`);
@@ -271,11 +273,14 @@ const withConfig = (d: DesiredInstance, config: InstanceConfig | undefined): Des
   config ? { ...d, config } : d;
 
 /** Each tenant's services as `app/service` (service discovery's env, docs/service-discovery.md). */
-async function tenantServices(store: Store, tenants: string[]): Promise<Record<string, string[]>> {
+function tenantServices(informer: Informer, tenants: string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const tenant of new Set(tenants)) {
-    const items = (await store.list<Service>("service", { prefix: `${tenant}/` })).items;
-    out[tenant] = items.map((o) => `${o.value.app}/${o.value.name}`);
+    // The informer (synced by the heartbeat just before): no parse of the tenant's services per heartbeat.
+    out[tenant] = informer
+      .by<Service>("service", "tenant", tenant)
+      .map((o) => `${o.value.app}/${o.value.name}`)
+      .sort();
   }
   return out;
 }

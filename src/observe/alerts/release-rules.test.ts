@@ -16,6 +16,7 @@ import { ControllerManager } from "../../controllers/manager.ts";
 import { type App, type Deploy, type Release, releaseKey } from "../../model/objects.ts";
 import { Keyring } from "../../secrets/keyring.ts";
 import { SecretStore } from "../../secrets/secret-store.ts";
+import { controlPlaneInformer } from "../../store/informer-kinds.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 
 test("herd.yaml alerts are detected, kept in the release, and copied by a rollback", async (t) => {
@@ -35,6 +36,7 @@ test("herd.yaml alerts are detected, kept in the release, and copied by a rollba
   const clock = new ManualClock();
   const m = new ControllerManager({
     store,
+    informer: controlPlaneInformer(store),
     clock,
     logger: silentLogger,
     events: new EventRecorder(store, clock, silentLogger),

@@ -27,6 +27,7 @@ import type { App, Instance, Service } from "../../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../../model/protocol.ts";
 import { Keyring } from "../../secrets/keyring.ts";
 import { SecretStore } from "../../secrets/secret-store.ts";
+import { controlPlaneInformer } from "../../store/informer-kinds.ts";
 import { MemoryStore } from "../../store/memory-store.ts";
 import { stateGauges } from "../metrics.ts";
 import { parseText } from "../tsdb/text-format.ts";
@@ -52,6 +53,7 @@ test("built-in service alerts: crashes, failing health checks, failed services, 
   const events = new EventRecorder(store, clock, silentLogger);
   const ctx: Context = {
     store,
+    informer: controlPlaneInformer(store),
     clock,
     logger: silentLogger,
     events,
