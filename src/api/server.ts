@@ -82,6 +82,7 @@ import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
 import { deployRoutes } from "./routes/deploys.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
+import { gitRoutes } from "./routes/git.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -311,6 +312,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     audit,
     shutdown: shutdown.signal,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
+    gitDir: join(dataDir, "git"),
     version: VERSION,
     settings,
     secrets,
@@ -670,6 +672,7 @@ export function buildApi(
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       deployRoutes(api, deps);
+      gitRoutes(api, deps);
       addonRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
