@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -154,4 +155,19 @@ test("one branch per push; a tag alone deploys nothing", async () => {
   assert.equal(tag.code, 0, tag.out);
   assert.match(tag.out, /remote: herd: no branch to deploy in this push/);
   assert.equal((await apiCall(server, "GET", "/apps/multi?tenant=acme")).status, 404);
+});
+
+test("a push over the tenant's upload limit is refused by git itself, before any deploy", async () => {
+  assert.equal((await apiCall(server, "POST", "/tenants", { name: "tight" })).status, 201);
+  assert.equal((await apiCall(server, "PUT", "/tenants/tight/limits", { uploadBytes: 4096 })).status, 200);
+  const src = repo("big", {
+    "herd.yaml": HERD_YAML.replace("shop", "big"),
+    // Random bytes do not compress: the pack is about this size.
+    "blob.bin": randomBytes(64 * 1024).toString("base64"),
+  });
+  const url = remote("big", server.adminToken).replace("/acme/", "/tight/");
+  const pushed = await git(src, "push", url, "main");
+  assert.notEqual(pushed.code, 0, pushed.out);
+  assert.match(pushed.out, /pack exceeds maximum allowed size|unpack failed/);
+  assert.equal((await apiCall(server, "GET", "/apps/big?tenant=tight")).status, 404);
 });
