@@ -11,6 +11,7 @@ import { normalizeService, type ServiceManifest } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import type { VersionSet } from "../model/version-set.ts";
+import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
 import { testContext } from "./testing.ts";
 
@@ -352,4 +353,47 @@ test("a set pins config versions: config moves before the release, and back when
   assert.deepEqual(await configOf(h, "c"), { MODE: "c-one" });
   const reasons = (await h.ctx.events.list({})).map((e) => e.reason);
   assert.ok(reasons.includes("SetConfigMoved") && reasons.includes("SetConfigReverted"), reasons.join());
+});
+
+test("failover follows dependsOn: after a node loss, web's replacement starts only once db's runs", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deployed(h, "shop", { db: {}, web: { dependsOn: ["db"] } });
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  // n1 goes silent: lost; both services' instances were there.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await h.m.nodes.checkNodes();
+  await settle(h);
+  const alive = async (service: string) =>
+    (await instancesOf(h)).filter((i) => i.service === service && i.desired === "running" && i.node !== "n1");
+  assert.equal((await alive("db")).length, 1, "db's replacement is made at once");
+  assert.equal((await alive("web")).length, 0, "web's waits for db");
+  const web = (await h.store.get<Service>("service", "default/shop/web"))!.value;
+  assert.equal(web.message, "waiting for db to run again (dependsOn)");
+
+  // db's replacement reports healthy on n2: then web's replacement is made, and runs there.
+  const report = async () => {
+    const statuses: InstanceStatus[] = (await instancesOf(h))
+      .filter((i) => i.node === "n2")
+      .map((d) => ({
+        id: d.id,
+        generation: d.generation,
+        state: d.desired === "running" ? "healthy" : "stopped",
+        port: 20000,
+        pid: 100,
+      }));
+    await h.m.nodes.handleHeartbeat("n2", hb(statuses));
+    await settle(h);
+  };
+  await report();
+  const [db] = await alive("db");
+  assert.equal(db?.state, "running");
+  const [replacement] = await alive("web");
+  assert.ok(replacement, "web's replacement exists once db runs");
+  assert.ok(replacement.createdAt >= db!.createdAt);
+  await report();
+  assert.equal((await alive("web"))[0]?.state, "running");
+  const reasons = (await h.ctx.events.list({ app: "shop" })).map((e) => e.reason);
+  assert.ok(reasons.includes("WaitingForDependencies"), reasons.join());
 });
