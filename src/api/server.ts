@@ -243,6 +243,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // The autoscaler's cpu and query targets: agents' heartbeat usage, and PromQL as the service's tenant.
     cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
     query: (tenant, expr) => promqlValue(metrics.queries, tenant, expr),
+    // A canary's analysis per endpoint, from the spans apps send (model/endpoint-analysis.ts).
+    endpoints: async (query) =>
+      JSON.parse(await traces.queries.run({ kind: "endpoints", query }, query.tenant)),
   });
   // Acts on symptoms through the same paths people use (docs/remediation.md).
   const remediation = new RemediationEngine({
