@@ -161,7 +161,7 @@ export class RolloutController {
             ? {
                 ...verdict,
                 verdict: "fail",
-                summary: `per endpoint from traces: ${judged.failed.map(describeEndpointCheck).join(", ")}; ${verdict.summary.replace(/^passed: /, "service-wide: ")}`,
+                summary: `per endpoint from traces: ${judged.failed.map(describeEndpointCheck).join(", ")}; service-wide: ${verdict.summary.replace(/^passed: /, "")}`,
               }
             : {
                 ...verdict,
