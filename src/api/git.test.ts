@@ -116,10 +116,18 @@ test("credentials: none is a 401 asking for Basic; a viewer may clone but not pu
   const anonymous = await git(src, "push", remote("guarded"), "main");
   assert.notEqual(anonymous.code, 0);
   assert.match(anonymous.out, /could not read Username/); // git got the 401 and wanted credentials
-  const res = await fetch(`${remote("guarded")}/info/refs?service=git-receive-pack`);
+  const res = await fetch(`${remote("guarded")}/info/refs?service=git-receive-pack`, {
+    headers: { "user-agent": "git/2.39.5" },
+  });
   assert.equal(res.status, 401);
   assert.match(res.headers.get("www-authenticate") ?? "", /^Basic realm="herd"/);
   assert.match(await res.text(), /^herd: missing bearer token/);
+  // Any other client gets the API's JSON errors; a body that is not git's is a 400 naming the header.
+  const plain = await fetch(`${remote("guarded")}/info/refs?service=git-receive-pack`);
+  assert.deepEqual([plain.status, ((await plain.json()) as { code: string }).code], [401, "unauthorized"]);
+  const junk = await apiCall(server, "POST", "/tenants/acme/git/guarded.git/git-receive-pack", { a: 1 });
+  assert.equal(junk.status, 400);
+  assert.equal(junk.body.details[0].field, "content-type");
 
   const viewer = await git(src, "push", remote("guarded", tokens.vic), "main");
   assert.notEqual(viewer.code, 0);

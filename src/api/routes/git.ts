@@ -15,6 +15,7 @@
 import type { Readable } from "node:stream";
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { HerdError } from "../../common/errors.ts";
 import type { DeployLogEntry } from "../../controllers/deploy-log.ts";
 import { GitRepos, type Push, type PushHandler } from "../../git/repos.ts";
 import type { Tenant } from "../../model/objects.ts";
@@ -46,11 +47,13 @@ export function gitRoutes(api: FastifyInstance, deps: ApiDeps): void {
       ["application/x-git-upload-pack-request", "application/x-git-receive-pack-request"],
       (_req, payload, done) => done(null, payload),
     );
-    // git shows a text/plain error body to its user as `remote:` lines, and asks for credentials
-    // (a credential helper, or a prompt) only after a 401 that names Basic.
-    git.addHook("onSend", async (_req, reply, payload) => {
+    // git asks for credentials (a credential helper, or a prompt) only after a 401 that names Basic,
+    // and shows a text/plain error body to its user as `remote:` lines: git gets its errors as text,
+    // every other client the JSON {code, message} of the rest of the API.
+    git.addHook("onSend", async (req, reply, payload) => {
       if (reply.statusCode < 400 || typeof payload !== "string") return payload;
       if (reply.statusCode === 401) reply.header("www-authenticate", 'Basic realm="herd", charset="UTF-8"');
+      if (!req.headers["user-agent"]?.startsWith("git/")) return payload;
       reply.type("text/plain; charset=utf-8");
       return `herd: ${messageOf(payload)}\n`;
     });
@@ -63,6 +66,14 @@ export function gitRoutes(api: FastifyInstance, deps: ApiDeps): void {
     ) => {
       const tenant = tenantOf(req);
       const app = appOf(req);
+      const type = req.headers["content-type"] ?? "";
+      if (req.method === "POST" && type !== `application/x-${service}-request`) {
+        throw new HerdError(
+          "invalid",
+          `the body of ${service} is git's (content-type: application/x-${service}-request)`,
+          [{ field: "content-type", message: `is ${type || "missing"}` }],
+        );
+      }
       let push: Push | undefined;
       let maxInputBytes: number | undefined;
       if (service === "git-receive-pack") {
