@@ -48,7 +48,7 @@ function stepLine(s: VersionSet["steps"][number]): string {
   const what: Record<typeof s.state, string> = {
     pending: "waits",
     moving: `moving to v${s.version}${s.config ? ` with config v${s.config}` : ""}${s.deploy ? ` (deploy ${s.deploy})` : ""}`,
-    done: `runs v${s.version}, healthy`,
+    done: `runs v${s.version}${s.config ? ` with config v${s.config}` : ""}, healthy`,
     unchanged: `already runs v${s.version}`,
     failed: `failed to move to v${s.version}`,
     reverted: `back to ${s.from === null || s.from === undefined ? "what it ran" : `v${s.from}`}`,
