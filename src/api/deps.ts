@@ -55,6 +55,8 @@ export interface ApiDeps {
   /** Every write's who, what, when and result. */
   audit: AuditLog;
   maxUploadBytes: number;
+  /** Where the apps' git remotes live (`<data>/git`, routes/git.ts). */
+  gitDir: string;
   version: string;
   /** The platform's settings (resource unit, timings). */
   settings: Settings;

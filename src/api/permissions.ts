@@ -114,6 +114,10 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/deploys": "apps:read",
   "GET /api/v1/apps/:app/deploys/:id": "apps:read",
   "GET /api/v1/apps/:app/deploys/:id/log": "apps:read",
+  // an app's git remote (routes/git.ts): a push (info/refs?service=git-receive-pack too) needs apps:write
+  "GET /api/v1/tenants/:name/git/:repo/info/refs": "apps:read",
+  "POST /api/v1/tenants/:name/git/:repo/git-upload-pack": "apps:read",
+  "POST /api/v1/tenants/:name/git/:repo/git-receive-pack": "apps:write",
   "GET /api/v1/apps/:app/releases": "apps:read",
   "POST /api/v1/apps/:app/rollback": "apps:write",
   "GET /api/v1/apps/:app/instances": "apps:read",

@@ -85,6 +85,7 @@ import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
 import { deployRoutes } from "./routes/deploys.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
+import { gitRoutes } from "./routes/git.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -267,6 +268,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // The autoscaler's cpu and query targets: agents' heartbeat usage, and PromQL as the service's tenant.
     cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
     query: (tenant, expr) => promqlValue(metrics.queries, tenant, expr),
+    // A canary's analysis per endpoint, from the spans apps send (model/endpoint-analysis.ts).
+    endpoints: async (query) =>
+      JSON.parse(await traces.queries.run({ kind: "endpoints", query }, query.tenant)),
   });
   // Acts on symptoms through the same paths people use (docs/remediation.md).
   const remediation = new RemediationEngine({
@@ -339,6 +343,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     audit,
     shutdown: shutdown.signal,
     maxUploadBytes: options.maxUploadBytes ?? 200 * 1024 * 1024,
+    gitDir: join(dataDir, "git"),
     version: VERSION,
     settings,
     secrets,
@@ -713,6 +718,7 @@ export function buildApi(
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
       appRoutes(api, deps);
       deployRoutes(api, deps);
+      gitRoutes(api, deps);
       addonRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);

@@ -32,6 +32,7 @@ import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { deploysCommand } from "./deploys.ts";
 import { pipelinesCommand, previewsCommand, promoteCommand } from "./environments.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
+import { gitCommand } from "./git.ts";
 import { jobsCommand } from "./jobs.ts";
 import { gatewaysCommand, routesCommand } from "./live-config.ts";
 import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
@@ -268,6 +269,7 @@ export const versionCommand: CommandSpec = {
 /** The subcommands that work with apps, in help order. */
 export const APP_COMMANDS: CommandSpec[] = [
   deployCommand,
+  gitCommand,
   appsCommand,
   psCommand,
   scaleCommand,

@@ -47,8 +47,8 @@ async function readSetFile(ctx: CliContext, file: string): Promise<SetManifest> 
 function stepLine(s: VersionSet["steps"][number]): string {
   const what: Record<typeof s.state, string> = {
     pending: "waits",
-    moving: `moving to v${s.version}${s.deploy ? ` (deploy ${s.deploy})` : ""}`,
-    done: `runs v${s.version}, healthy`,
+    moving: `moving to v${s.version}${s.config ? ` with config v${s.config}` : ""}${s.deploy ? ` (deploy ${s.deploy})` : ""}`,
+    done: `runs v${s.version}${s.config ? ` with config v${s.config}` : ""}, healthy`,
     unchanged: `already runs v${s.version}`,
     failed: `failed to move to v${s.version}`,
     reverted: `back to ${s.from === null || s.from === undefined ? "what it ran" : `v${s.from}`}`,
@@ -127,12 +127,15 @@ export const setCommand: CommandSpec = {
           println(
             ctx.stdout,
             renderTable(
-              ["app", "serving", "set", "change"],
+              ["app", "serving", "set", "change", "config"],
               reply.items.map((e) => [
                 e.app,
                 e.serving === null ? "-" : `v${e.serving}`,
                 `v${e.target}`,
                 e.change,
+                e.config
+                  ? `${e.config.serving ? `v${e.config.serving}` : "none"} → v${e.config.target} (${e.config.change})`
+                  : "-",
               ]),
             ),
           );

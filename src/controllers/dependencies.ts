@@ -5,12 +5,13 @@
  *
  *   deploy ─► checkDependencies(services of the release + every other app's) ─► 400 naming the cycle
  *   service controller: rolling out? ─► dependencyWait ─► "waiting for db" (no new instance yet)
+ *                       replacing?   ─► dependenciesDown ─► "waiting for db" while none of db's instances runs
  */
 
 import { HerdError } from "../common/errors.ts";
 import { findCycle, formatCycle, qualify } from "../model/dependencies.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
-import type { Service } from "../model/objects.ts";
+import type { Instance, Service } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 
 /**
@@ -78,4 +79,36 @@ export async function dependencyWait(store: Store, svc: Service): Promise<string
     waiting.push(dep.startsWith(`${svc.app}/`) ? dep.slice(svc.app.length + 1) : dep);
   }
   return waiting.length > 0 ? waiting : undefined;
+}
+
+/**
+ * Failover in dependency order: the services a service depends on that have
+ * no running instance although they should (all lost with a node, say), or
+ * undefined when none. Replacements of a dependent wait for them, so after a
+ * node loss dependencies are placed and healthy before their dependents come
+ * back. A dependency scaled to zero, failed or gone does not hold it back.
+ */
+export async function dependenciesDown(
+  store: Store,
+  svc: Service,
+  instances: readonly Instance[],
+): Promise<string[] | undefined> {
+  const deps = qualify(svc.app, svc.spec.dependsOn);
+  if (deps.length === 0) return undefined;
+  const down: string[] = [];
+  for (const dep of deps) {
+    const o = await store.get<Service>("service", `${svc.tenant}/${dep}`);
+    if (!o || o.value.instances === 0 || o.value.state === "failed") continue;
+    const [app, service] = dep.split("/");
+    const runs = instances.some(
+      (i) =>
+        i.tenant === svc.tenant &&
+        i.app === app &&
+        i.service === service &&
+        i.desired === "running" &&
+        i.state === "running",
+    );
+    if (!runs) down.push(dep.startsWith(`${svc.app}/`) ? dep.slice(svc.app.length + 1) : dep);
+  }
+  return down.length > 0 ? down : undefined;
 }

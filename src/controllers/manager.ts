@@ -21,7 +21,7 @@ import { DeployController, deployKey } from "./deploy-controller.ts";
 import { PreviewReaper } from "./environments.ts";
 import { JobsController } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
-import { RolloutController } from "./rollout-controller.ts";
+import { type EndpointSource, RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
 import { SetController } from "./set-controller.ts";
 
@@ -52,7 +52,7 @@ export class ControllerManager {
   #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
-  constructor(ctx: Context, sources: AutoscaleSources = {}) {
+  constructor(ctx: Context, sources: AutoscaleSources & { endpoints?: EndpointSource } = {}) {
     this.#ctx = ctx;
     this.informer = ctx.informer;
     this.autoscaler = new Autoscaler(ctx, sources);
@@ -61,7 +61,7 @@ export class ControllerManager {
     this.deploys = new DeployController(ctx, (d, r, log) => this.jobs.releasePhase(d, r, log));
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);
-    this.rollouts = new RolloutController(ctx);
+    this.rollouts = new RolloutController(ctx, sources.endpoints);
     this.sets = new SetController(ctx, this.deploys);
     this.previews = new PreviewReaper(ctx);
     const logger = ctx.logger.child("controllers");

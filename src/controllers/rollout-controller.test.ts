@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import type { EndpointFigures } from "../model/endpoint-analysis.ts";
 import type { LoadFigures } from "../model/load.ts";
 import { normalizeService, type ServiceManifest } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
@@ -14,6 +15,7 @@ import type { ReleaseFigures } from "../model/progressive.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
+import type { EndpointSource } from "./rollout-controller.ts";
 import { testContext } from "./testing.ts";
 
 const dirs: string[] = [];
@@ -37,12 +39,12 @@ class TestLoad implements LoadFigures {
   }
 }
 
-function setup() {
+function setup(endpoints?: EndpointSource) {
   const dir = mkdtempSync(join(tmpdir(), "herd-rollout-"));
   dirs.push(dir);
   const load = new TestLoad();
   const { ctx, store, clock } = testContext(dir, { load });
-  const m = new ControllerManager(ctx);
+  const m = new ControllerManager(ctx, endpoints ? { endpoints } : {});
   return { store, clock, ctx, m, load, dir };
 }
 type Harness = ReturnType<typeof setup>;
@@ -128,8 +130,8 @@ const CANARY: Partial<ServiceManifest> = {
 };
 
 /** v1 running on n1 (4 instances), then v2 deployed as a canary and its first instance running. */
-async function canaryStarted(): Promise<{ h: Harness; d2: Deploy }> {
-  const h = setup();
+async function canaryStarted(endpoints?: EndpointSource): Promise<{ h: Harness; d2: Deploy }> {
+  const h = setup(endpoints);
   await h.m.nodes.handleHeartbeat("n1", hb());
   await deploy(h, CANARY, "a".repeat(64));
   await settle(h);
@@ -356,4 +358,81 @@ test("a deploy during a canary replaces it: the new canary runs beside the relea
   );
   assert.equal(insts.filter((i) => i.release === 1 && i.desired === "running").length, 4);
   assert.equal((await deployOf(h, d3.id)).state, "rolling_out");
+});
+
+test("per endpoint from traces: a canary slower on one route only aborts naming it; within bounds it passes", async () => {
+  const asked: Parameters<EndpointSource>[0][] = [];
+  let figures: EndpointFigures[] = [];
+  const route = (release: number, name: string, p99Ms: number): EndpointFigures => ({
+    route: name,
+    release,
+    requests: 30,
+    errors: 0,
+    p50Ms: p99Ms / 2,
+    p99Ms,
+  });
+  const { h, d2 } = await canaryStarted(async (q) => {
+    asked.push(q);
+    return figures;
+  });
+  // Service-wide the canary is fine, and so is every route: the analysis passes and says how many routes.
+  h.load.figures = [good(1, 300), good(2, 100)];
+  figures = [
+    route(1, "GET /", 40),
+    route(2, "GET /", 42),
+    route(1, "GET /search", 80),
+    route(2, "GET /search", 90),
+  ];
+  h.clock.advance(5000);
+  await h.m.rollouts.reconcile(KEY);
+  let svc = await service(h);
+  const passed = svc.progressive?.analyses.at(-1);
+  assert.equal(passed?.verdict, "pass");
+  assert.match(passed?.summary ?? "", /2 endpoints within bounds \(traces\)/);
+  assert.equal(passed?.endpoints?.length, 2, "p99 of each route (the spec bounds p99 only)");
+  const q = asked.at(-1)!;
+  assert.equal(q.service, "hello/web");
+  assert.equal(q.to - q.from, 5000 * 1000, "the analysis window, in µs");
+  const byRelease = Object.values(q.releases).sort();
+  assert.deepEqual([byRelease.filter((r) => r === 1).length > 0, byRelease.includes(2)], [true, true]);
+
+  // One route 3.75x slower on the canary: the step fails, naming the route, though the service-wide p99 passes.
+  figures = [
+    route(1, "GET /", 40),
+    route(2, "GET /", 41),
+    route(1, "GET /search", 80),
+    route(2, "GET /search", 300),
+  ];
+  h.clock.advance(5000);
+  await h.m.rollouts.reconcile(KEY);
+  svc = await service(h);
+  assert.equal(svc.state, "failed");
+  assert.match(svc.message, /per endpoint from traces: GET \/search p99 300ms ≥ 120ms \(baseline 80ms\)/);
+  const failed = svc.progressive?.analyses.at(-1);
+  assert.equal(failed?.endpoints?.[0]?.route, "GET /search");
+  assert.equal(failed?.endpoints?.[0]?.passed, false);
+  await settle(h);
+  assert.equal((await deployOf(h, d2.id)).state, "failed");
+});
+
+test("per endpoint: routes with too few spans on either side are not compared; unreadable traces leave the gateway's verdict", async () => {
+  let fail = false;
+  const { h } = await canaryStarted(async () => {
+    if (fail) throw new Error("worker gone");
+    return [
+      { route: "GET /rare", release: 1, requests: 30, errors: 0, p50Ms: 10, p99Ms: 20 },
+      { route: "GET /rare", release: 2, requests: 3, errors: 0, p50Ms: 500, p99Ms: 900 },
+    ];
+  });
+  h.load.figures = [good(1, 300), good(2, 100)];
+  h.clock.advance(5000);
+  await h.m.rollouts.reconcile(KEY);
+  let last = (await service(h)).progressive?.analyses.at(-1);
+  assert.equal(last?.verdict, "pass");
+  assert.equal(last?.endpoints, undefined);
+  fail = true;
+  h.clock.advance(5000);
+  await h.m.rollouts.reconcile(KEY);
+  last = (await service(h)).progressive?.analyses.at(-1);
+  assert.equal(last?.verdict, "pass");
 });

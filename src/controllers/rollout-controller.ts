@@ -4,7 +4,8 @@
  *
  *   deploy (strategy canary|bluegreen) ─► Service.progressive {phase, step, weight}
  *     steps:     canary instances running ─► weight = step's ─► every interval: analysis (live figures
- *                per release: canary vs baseline) ─ fail ─► aborted: weight 0, service failed (the
+ *                per release: canary vs baseline; per endpoint from traces where the app sends spans)
+ *                ─ fail ─► aborted: weight 0, service failed (the
  *                deploy controller points it back at the baseline and fails the deploy with the figures)
  *                                                      └ pass, pause over ─► next step … ─► promoting
  *     preview:   blue/green in full, at its preview host ─► promote (herd rollout promote, or `promote:` time)
@@ -17,6 +18,12 @@
  */
 
 import { conflict, notFound } from "../common/errors.ts";
+import {
+  describeEndpointCheck,
+  type EndpointFigures,
+  judgeEndpoints,
+  KEEP_ENDPOINT_CHECKS,
+} from "../model/endpoint-analysis.ts";
 import type { Instance, Service } from "../model/objects.ts";
 import {
   type Analysis,
@@ -36,11 +43,26 @@ import type { Context } from "./context.ts";
 /** What `herd rollout promote|pause|resume|abort` asks. */
 export type RolloutAction = "promote" | "pause" | "resume" | "abort";
 
+/**
+ * Per-route latency of a service per release from its spans over [from, to)
+ * µs (observe/traces/endpoint-figures.ts); `releases` maps instance ids to
+ * the release each runs.
+ */
+export type EndpointSource = (query: {
+  tenant: string;
+  service: string;
+  from: number;
+  to: number;
+  releases: Record<string, number>;
+}) => Promise<EndpointFigures[]>;
+
 export class RolloutController {
   readonly #ctx: Context;
+  readonly #endpoints: EndpointSource | undefined;
 
-  constructor(ctx: Context) {
+  constructor(ctx: Context, endpoints?: EndpointSource) {
     this.#ctx = ctx;
+    this.#endpoints = endpoints;
   }
 
   /** Takes a service's progressive rollout one step further; returns when to look again (ms). */
@@ -123,8 +145,39 @@ export class RolloutController {
     const figures = this.#ctx.load?.releases?.(key, windowMs) ?? [];
     const canary = figures.find((f) => f.release === p.release) ?? noFigures(p.release);
     const baseline = figures.find((f) => f.release === p.baseline) ?? noFigures(p.baseline);
-    const verdict = judgeAnalysis(analysis, canary, baseline);
-    const record: Analysis = { at: iso(now), step: p.step, weight: p.weight, canary, baseline, ...verdict };
+    let verdict = judgeAnalysis(analysis, canary, baseline);
+    // Where the app sends spans: route by route too, once the service-wide figures have a verdict.
+    let endpoints: Analysis["endpoints"];
+    if (verdict.verdict !== "wait" && this.#endpoints) {
+      const judged = await this.#judgeEndpoints(svc, p, analysis, now, windowMs);
+      if (judged && judged.checks.length > 0) {
+        endpoints = [...judged.failed, ...judged.checks.filter((c) => c.passed)].slice(
+          0,
+          KEEP_ENDPOINT_CHECKS,
+        );
+        const routes = new Set(judged.checks.map((c) => c.route)).size;
+        verdict =
+          judged.failed.length > 0
+            ? {
+                ...verdict,
+                verdict: "fail",
+                summary: `per endpoint from traces: ${judged.failed.map(describeEndpointCheck).join(", ")}; service-wide: ${verdict.summary.replace(/^passed: /, "")}`,
+              }
+            : {
+                ...verdict,
+                summary: `${verdict.summary}; ${routes} endpoint${routes === 1 ? "" : "s"} within bounds (traces)`,
+              };
+      }
+    }
+    const record: Analysis = {
+      at: iso(now),
+      step: p.step,
+      weight: p.weight,
+      canary,
+      baseline,
+      ...verdict,
+      ...(endpoints ? { endpoints } : {}),
+    };
     const analyses = [...p.analyses, record].slice(-KEEP_ANALYSES);
     // Written to the deploy's log once the store has it (a conflict retries the whole pass).
     const said = `${svc.name}: ${label}: analysis ${verdict.verdict === "wait" ? "waits" : verdict.verdict === "pass" ? "passed" : "FAILED"}: ${verdict.summary.replace(/^passed: /, "")}`;
@@ -153,6 +206,37 @@ export class RolloutController {
     await this.#save(o, { ...svc, progressive: { ...p, analyses, analyzedAt: iso(now) } });
     line(said);
     return analysis.intervalMs;
+  }
+
+  /** The per-route checks of the window, or undefined when the traces cannot be read (the gateway's figures decide). */
+  async #judgeEndpoints(
+    svc: Service,
+    p: ProgressiveState,
+    analysis: typeof DEFAULT_ANALYSIS,
+    now: number,
+    windowMs: number,
+  ): Promise<ReturnType<typeof judgeEndpoints> | undefined> {
+    const instances = (await this.#ctx.store.list<Instance>("instance")).items.map((o) => o.value);
+    const releases: Record<string, number> = {};
+    for (const i of instances) {
+      if (i.tenant === svc.tenant && i.app === svc.app && i.service === svc.name) releases[i.id] = i.release;
+    }
+    try {
+      const figures = await this.#endpoints!({
+        tenant: svc.tenant,
+        service: `${svc.app}/${svc.name}`,
+        from: (now - windowMs) * 1000,
+        to: now * 1000,
+        releases,
+      });
+      return judgeEndpoints(analysis, figures, p.release, p.baseline);
+    } catch (err) {
+      this.#ctx.logger.warn("per-endpoint analysis skipped: the traces could not be read", {
+        service: `${svc.app}/${svc.name}`,
+        err,
+      });
+      return undefined;
+    }
   }
 
   /**

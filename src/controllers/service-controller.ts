@@ -29,7 +29,7 @@ import type { Shortfall } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { backoffMs, type Context } from "./context.ts";
-import { dependencyWait } from "./dependencies.ts";
+import { dependenciesDown, dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
 
 /** Result of one reconcile: when to look again (ms), if a timer matters. */
@@ -269,7 +269,30 @@ export class ServiceController {
       : holding
         ? newReleaseCount(svc)
         : svc.instances;
-    if (counted.length < want) {
+    // Replacements outside a rollout (a lost node's, a crash's, a scale-up) wait until what the
+    // service depends on runs again: failover follows dependsOn.
+    const down =
+      counted.length < want && !rollingOut
+        ? await dependenciesDown(
+            store,
+            svc,
+            healed.map((o) => o.value),
+          )
+        : undefined;
+    if (down) {
+      const note = `waiting for ${down.join(", ")} to run again (dependsOn)`;
+      if (svc.message !== note) {
+        await saveService({ ...svc, message: note });
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          service,
+          reason: "WaitingForDependencies",
+          message: `${service}: ${want - counted.length} instance(s) to start; ${note}`,
+        });
+      }
+      later(250);
+    } else if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
       else await this.#create(svc, want - counted.length, fresh, nodes, healed, movingOff);

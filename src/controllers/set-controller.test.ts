@@ -6,10 +6,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { ConfigCenter } from "../config-center/center.ts";
 import { normalizeService, type ServiceManifest } from "../model/manifest.ts";
 import type { App, Deploy, Instance, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import type { VersionSet } from "../model/version-set.ts";
+import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
 import { testContext } from "./testing.ts";
 
@@ -276,4 +278,122 @@ test("a control plane restarted mid-apply resumes the set from its stored steps"
   // One deploy per app: the restart started no second one.
   const deploys = (await h.store.list<Deploy>("deploy", { prefix: "default/c/" })).items;
   assert.equal(deploys.length, 3, "v1, v2 and the set's");
+});
+
+/** The app's stable config, as the config center serves it: key → value. */
+async function configOf(h: Harness, app: string): Promise<Record<string, string>> {
+  return (await new ConfigCenter(h.store).effective("default", app))?.values ?? {};
+}
+
+test("a set pins config versions: config moves before the release, and back when the set rolls back", async () => {
+  const h = setup();
+  await threeApps(h);
+  const center = new ConfigCenter(h.store);
+  for (const [app, values] of [
+    ["c", ["c-one", "c-two"]],
+    ["b", ["b-one", "b-two"]],
+  ] as const) {
+    for (const value of values)
+      await center.change({ layer: "app", namespace: `default/${app}`, author: "t", set: { MODE: value } });
+  }
+  await assert.rejects(
+    h.m.sets.apply("default", { set: "prod", apps: { c: { version: 2, config: 9 } } }),
+    /apps\.c\.config: app c has no config version 9/,
+  );
+  // c keeps its release (v2) and goes back to config v1; b moves its release and pins config v2 (in effect).
+  const diff = await h.m.sets.diff("default", {
+    apps: { c: { version: 2, config: 1 }, b: { version: 1, config: 2 } },
+  });
+  assert.deepEqual(
+    diff.map((e) => [e.app, e.change, e.config?.change]),
+    [
+      ["c", "unchanged", "changes"],
+      ["b", "downgrade", "unchanged"],
+    ],
+  );
+  await h.m.sets.apply("default", {
+    set: "prod",
+    apps: { c: { version: 2, config: 1 }, b: { version: 1, config: 2, dependsOn: ["c"] } },
+  });
+  await until(h, async () => (await setOf(h, 1)).state === "applied", "set v1 applied");
+  const v1 = await setOf(h, 1);
+  assert.deepEqual(
+    v1.steps.map((s) => [s.app, s.state, s.configFrom]),
+    [
+      ["c", "done", 2],
+      ["b", "done", 2],
+    ],
+  );
+  assert.deepEqual(await configOf(h, "c"), { MODE: "c-one" });
+  assert.equal((await center.head("default", "c")).stable, 3, "a new version with v1's content");
+  assert.deepEqual(await configOf(h, "b"), { MODE: "b-two" });
+  assert.equal(await content(h, "b"), 1);
+
+  // Applied again: nothing changes (the config already holds v1's content).
+  await h.m.sets.apply("default", {
+    set: "prod",
+    apps: { c: { version: 2, config: 1 }, b: { version: 1, config: 2, dependsOn: ["c"] } },
+  });
+  await until(h, async () => (await setOf(h, 2)).state === "applied", "set v2 applied");
+  assert.deepEqual(
+    (await setOf(h, 2)).steps.map((s) => s.state),
+    ["unchanged", "unchanged"],
+  );
+  assert.equal((await center.head("default", "c")).stable, 3);
+
+  // c's config moves to v2, then b fails: the set rolls back and c's config holds v1's content again.
+  const bad = await deploy(h, "b", { web: { command: "exit 1" } }, "3");
+  await until(h, async () => (await deployOf(h, "b", bad.id))?.state === "failed", "b's bad release failed");
+  const badRelease = (await deployOf(h, "b", bad.id))?.release as number;
+  await h.m.sets.apply("default", {
+    set: "prod",
+    apps: { c: { version: 2, config: 2 }, b: { version: badRelease, dependsOn: ["c"] } },
+  });
+  await until(h, async () => (await setOf(h, 3)).state === "rolled_back", "set v3 rolled back");
+  assert.deepEqual(await configOf(h, "c"), { MODE: "c-one" });
+  const reasons = (await h.ctx.events.list({})).map((e) => e.reason);
+  assert.ok(reasons.includes("SetConfigMoved") && reasons.includes("SetConfigReverted"), reasons.join());
+});
+
+test("failover follows dependsOn: after a node loss, web's replacement starts only once db's runs", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await deployed(h, "shop", { db: {}, web: { dependsOn: ["db"] } });
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  // n1 goes silent: lost; both services' instances were there.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await h.m.nodes.checkNodes();
+  await settle(h);
+  const alive = async (service: string) =>
+    (await instancesOf(h)).filter((i) => i.service === service && i.desired === "running" && i.node !== "n1");
+  assert.equal((await alive("db")).length, 1, "db's replacement is made at once");
+  assert.equal((await alive("web")).length, 0, "web's waits for db");
+  const web = (await h.store.get<Service>("service", "default/shop/web"))!.value;
+  assert.equal(web.message, "waiting for db to run again (dependsOn)");
+
+  // db's replacement reports healthy on n2: then web's replacement is made, and runs there.
+  const report = async () => {
+    const statuses: InstanceStatus[] = (await instancesOf(h))
+      .filter((i) => i.node === "n2")
+      .map((d) => ({
+        id: d.id,
+        generation: d.generation,
+        state: d.desired === "running" ? "healthy" : "stopped",
+        port: 20000,
+        pid: 100,
+      }));
+    await h.m.nodes.handleHeartbeat("n2", hb(statuses));
+    await settle(h);
+  };
+  await report();
+  const [db] = await alive("db");
+  assert.equal(db?.state, "running");
+  const [replacement] = await alive("web");
+  assert.ok(replacement, "web's replacement exists once db runs");
+  assert.ok(replacement.createdAt >= db!.createdAt);
+  await report();
+  assert.equal((await alive("web"))[0]?.state, "running");
+  const reasons = (await h.ctx.events.list({ app: "shop" })).map((e) => e.reason);
+  assert.ok(reasons.includes("WaitingForDependencies"), reasons.join());
 });

@@ -2,9 +2,10 @@
  * Version sets: applies a herd.set.yaml, app by app in dependency order.
  *
  *   apply(set) ─► VersionSet vN (applying; steps = apps, dependencies first)
- *   reconcile(vN): next step ─► record `from` ─► deploy the pinned release ─► succeeded ─► next step
- *                                                                          └► failed ─► rolling_back:
- *                  moved apps back to their `from` release, dependents first ─► rolled_back
+ *   reconcile(vN): next step ─► record `from` ─► pinned config (set-config.ts) ─► deploy the pinned release
+ *                  ─► succeeded ─► next step
+ *                  └► failed ─► rolling_back: moved apps back to their `from` release and config,
+ *                               dependents first ─► rolled_back
  *
  * Everything the apply knows is in the stored VersionSet, written before each
  * action: a restart mid-apply resumes where it was (or goes on rolling back),
@@ -23,6 +24,7 @@ import {
 } from "../model/version-set.ts";
 import type { Context } from "./context.ts";
 import { type DeployController, deployKey } from "./deploy-controller.ts";
+import { configExists, configHolds, configServing, moveConfig } from "./set-config.ts";
 
 /** How often a set waiting on a deploy looks again. */
 const POLL_MS = 300;
@@ -55,8 +57,19 @@ export class SetController {
     for (const [app, entry] of Object.entries(manifest.apps)) {
       const serving = await this.#servingContent(tenant, app);
       const target = await this.#content(tenant, app, entry.version);
+      const config =
+        entry.config === undefined
+          ? undefined
+          : {
+              serving: await configServing(this.#ctx.store, tenant, app),
+              target: entry.config,
+              change: (await configHolds(this.#ctx.store, tenant, app, entry.config))
+                ? ("unchanged" as const)
+                : ("changes" as const),
+            };
       out.push({
         app,
+        ...(config ? { config } : {}),
         serving,
         target: entry.version,
         change:
@@ -90,6 +103,12 @@ export class SetController {
         throw new HerdError("invalid", `apps.${app}.version: app ${app} has no release v${entry.version}`, [
           { field: `apps.${app}.version`, message: `no release v${entry.version}` },
         ]);
+      if (entry.config !== undefined && !(await configExists(store, tenant, app, entry.config)))
+        throw new HerdError(
+          "invalid",
+          `apps.${app}.config: app ${app} has no config version ${entry.config}`,
+          [{ field: `apps.${app}.config`, message: `no config version ${entry.config}` }],
+        );
     }
     const order = await this.#order(tenant, manifest);
     const history = await this.history(tenant, name);
@@ -103,7 +122,15 @@ export class SetController {
       version,
       createdAt: new Date(clock.now()).toISOString(),
       apps: manifest.apps,
-      steps: order.map((app) => ({ app, version: manifest.apps[app]?.version ?? 0, state: "pending" })),
+      steps: order.map((app) => {
+        const config = manifest.apps[app]?.config;
+        return {
+          app,
+          version: manifest.apps[app]?.version ?? 0,
+          ...(config ? { config } : {}),
+          state: "pending",
+        };
+      }),
       state: "applying",
       previous,
       ...(rollbackOf !== undefined ? { rollbackOf } : {}),
@@ -183,14 +210,43 @@ export class SetController {
     if (!step.deploy) {
       const serving = await this.#servingContent(tenant, app);
       const target = await this.#content(tenant, app, step.version);
-      if (serving === target) {
-        await save(withStep({ state: "unchanged", doneAt: now, from: step.from ?? serving }));
+      const { store } = this.#ctx;
+      const configOk = step.config === undefined || (await configHolds(store, tenant, app, step.config));
+      if (serving === target && configOk) {
+        // A step that moved only the app's config is done; one that found everything in place, unchanged.
+        const state = step.state === "moving" ? "done" : "unchanged";
+        await save(withStep({ state, doneAt: now, from: step.from ?? serving }));
         return 0;
       }
       if (step.state === "pending") {
         // `from` is stored before the deploy starts: a rollback after a crash knows where to go back to.
-        const a = await this.#ctx.store.get<App>("app", appKey(tenant, app));
-        await save(withStep({ state: "moving", from: a?.value.release ?? null, startedAt: now }));
+        const a = await store.get<App>("app", appKey(tenant, app));
+        const configFrom =
+          step.config === undefined ? {} : { configFrom: await configServing(store, tenant, app) };
+        await save(
+          withStep({ state: "moving", from: a?.value.release ?? null, ...configFrom, startedAt: now }),
+        );
+        return 0;
+      }
+      if (!configOk && step.config !== undefined) {
+        // Config first: the new release's instances start with the config they were pinned with.
+        try {
+          const made = await moveConfig(
+            store,
+            tenant,
+            app,
+            step.config,
+            `version set ${set.name} v${set.version}`,
+          );
+          await events.record({
+            tenant,
+            app,
+            reason: "SetConfigMoved",
+            message: `set ${set.name} v${set.version}: ${app}'s config holds v${step.config}${made ? ` (as v${made})` : ""}`,
+          });
+        } catch (err) {
+          return this.#fail(set, n, `${app}: config v${step.config}: ${(err as Error).message}`, save);
+        }
         return 0;
       }
       try {
@@ -263,7 +319,7 @@ export class SetController {
       const s = set.steps[i] as SetStep;
       if (
         (s.state === "done" || s.state === "failed" || s.state === "moving") &&
-        typeof s.from === "number"
+        (typeof s.from === "number" || (s.configFrom ?? 0) > 0)
       ) {
         n = i;
         break;
@@ -285,13 +341,22 @@ export class SetController {
       return undefined;
     }
     const step = set.steps[n] as SetStep;
-    const from = step.from as number;
     const { tenant, app } = { tenant: set.tenant, app: step.app };
+    // The release first (dependents of the config may be its code), then the config.
+    const reverted = async () => {
+      await this.#revertConfig(set, step);
+      await save(withStep({ state: "reverted", doneAt: now }));
+    };
+    if (typeof step.from !== "number") {
+      await reverted();
+      return 0;
+    }
+    const from = step.from;
     if (step.revert) {
       const d = await this.#ctx.store.get<Deploy>("deploy", deployKey({ tenant, app, id: step.revert }));
       const state = d?.value.state ?? "failed";
       if (state === "building" || state === "rolling_out") return POLL_MS;
-      await save(withStep({ state: "reverted", doneAt: now }));
+      await reverted();
       if (state === "failed")
         await events.record({
           tenant,
@@ -309,7 +374,7 @@ export class SetController {
     }
     if ((await this.#servingContent(tenant, app)) === (await this.#content(tenant, app, from))) {
       // The failed deploy already put it back (the deploy controller reverts a failed rollout).
-      await save(withStep({ state: "reverted", doneAt: now }));
+      await reverted();
       return 0;
     }
     try {
@@ -324,7 +389,7 @@ export class SetController {
       });
       return POLL_MS;
     } catch (err) {
-      await save(withStep({ state: "reverted", doneAt: now }));
+      await reverted();
       await events.record({
         tenant,
         app,
@@ -333,6 +398,37 @@ export class SetController {
         message: `set ${set.name} v${set.version}: ${app} could not go back to v${from}: ${(err as Error).message}`,
       });
       return 0;
+    }
+  }
+
+  /** Puts the app's config back where the set found it (a warning event when it cannot). */
+  async #revertConfig(set: VersionSet, step: SetStep): Promise<void> {
+    const from = step.configFrom ?? 0;
+    if (step.config === undefined || from === 0) return;
+    const { tenant, app } = { tenant: set.tenant, app: step.app };
+    try {
+      const made = await moveConfig(
+        this.#ctx.store,
+        tenant,
+        app,
+        from,
+        `version set ${set.name} v${set.version}`,
+      );
+      if (made)
+        await this.#ctx.events.record({
+          tenant,
+          app,
+          reason: "SetConfigReverted",
+          message: `set ${set.name} v${set.version}: ${app}'s config back to v${from}'s content (as v${made})`,
+        });
+    } catch (err) {
+      await this.#ctx.events.record({
+        tenant,
+        app,
+        type: "warning",
+        reason: "SetRevertFailed",
+        message: `set ${set.name} v${set.version}: ${app}'s config could not go back to v${from}: ${(err as Error).message}`,
+      });
     }
   }
 

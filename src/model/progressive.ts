@@ -7,6 +7,8 @@
  * and the pure analysis. docs/releases.md.
  */
 
+import type { EndpointCheck } from "./endpoint-analysis.ts";
+
 import type { StickySpec } from "./service-spec.ts";
 
 export type RolloutStrategy = "rolling" | "canary" | "bluegreen";
@@ -130,6 +132,8 @@ export interface Analysis {
   canary: ReleaseFigures;
   baseline: ReleaseFigures;
   checks: AnalysisCheck[];
+  /** Where the app sends spans: per-route latency checks from traces (model/endpoint-analysis.ts), failed first. */
+  endpoints?: EndpointCheck[];
   /** One line for people: the figures and what they were held to. */
   summary: string;
 }

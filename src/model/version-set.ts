@@ -8,7 +8,7 @@
  *   apps:
  *     db:  { version: 3 }
  *     api: { version: 5, dependsOn: [db] }
- *     web: { version: 7, dependsOn: [api] }
+ *     web: { version: 7, config: 4, dependsOn: [api] }   # config: the app's config version (herd config)
  */
 
 import { type Static, Type as T } from "@sinclair/typebox";
@@ -27,6 +27,13 @@ export const SetManifestSchema = T.Object(
       T.Object(
         {
           version: T.Integer({ minimum: 1, description: "the release version (vN) the app runs" }),
+          config: T.Optional(
+            T.Integer({
+              minimum: 1,
+              description:
+                "the app's config version (config center, app layer) it runs; absent: left as it is",
+            }),
+          ),
           dependsOn: T.Optional(
             T.Array(T.String({ pattern: NAME }), {
               maxItems: 64,
@@ -78,6 +85,10 @@ export interface SetStep {
   version: number;
   /** What served before the set moved it (null: nothing); the rollback target. */
   from?: number | null;
+  /** The app's config version the set pins (absent: the set leaves its config alone). */
+  config?: number;
+  /** Its stable config version before the set moved it (0: none); where a rollback takes it back. */
+  configFrom?: number;
   /** The deploy that moves it to `version`, once started. */
   deploy?: string;
   /** The deploy that moves it back to `from`, when the set rolls back. */
@@ -118,4 +129,6 @@ export interface SetDiffEntry {
   serving: number | null;
   target: number;
   change: "upgrade" | "downgrade" | "unchanged" | "new";
+  /** With a pinned config: the config version in effect (0: none) and the pinned one. */
+  config?: { serving: number; target: number; change: "changes" | "unchanged" };
 }

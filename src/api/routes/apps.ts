@@ -44,18 +44,6 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   const getApp = (tenant: string, name: string) => existingApp(store, tenant, name);
 
-  const createApp = async (tenant: string, name: string): Promise<App> => {
-    const app: App = { tenant, name, createdAt: new Date().toISOString(), release: null, latestVersion: 0 };
-    try {
-      await store.put("app", appKey(tenant, name), app, { expectRevision: 0 });
-    } catch (err) {
-      if ((err as { code?: string }).code === "conflict") throw conflict(`app ${name} already exists`);
-      throw err;
-    }
-    await deps.events.record({ tenant, app: name, reason: "AppCreated", message: `app ${name} created` });
-    return app;
-  };
-
   api.get(
     "/apps",
     { schema: { summary: "List apps", tags: ["apps"], querystring: TenantQuery } },
@@ -73,7 +61,7 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/apps",
     { schema: { summary: "Create an app", tags: ["apps"], querystring: TenantQuery, body: CreateAppBody } },
     async (req, reply) => {
-      const app = await createApp(tenantOf(req), (req.body as { name: string }).name);
+      const app = await createApp(deps, tenantOf(req), (req.body as { name: string }).name);
       reply.code(201);
       return app;
     },
@@ -162,37 +150,14 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
           [{ field: "content-type", message: `is ${type || "missing"}` }],
         );
       }
-      const limits = (await store.get<Tenant>("tenant", tenant))?.value.limits ?? {};
-      const maxUpload = limits.uploadBytes ?? deps.maxUploadBytes;
-      const length = Number(req.headers["content-length"] ?? 0);
-      if (length > maxUpload) {
-        throw new HerdError(
-          "too_large",
-          `upload is ${length} bytes, the limit is ${maxUpload} bytes (use .herdignore to leave files out)`,
-        );
-      }
-      const existing = await store.get<App>("app", appKey(tenant, app));
-      if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
-      const { digest } = await deps.artifacts.put(req.body as Readable, maxUpload);
-      // Junk fails here, fast: no app, no deploy, no build, nothing kept.
-      const path = await deps.artifacts.path(digest);
-      if (!(await startsWithGzip(path))) {
-        await rm(path, { force: true });
-        throw new HerdError("invalid", "the deploy body is not a gzip tarball (herd deploy packs one)", [
-          { field: "body", message: "does not start with gzip's magic bytes" },
-        ]);
-      }
-      if (!existing) await createApp(tenant, app);
-      const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
-      const deploy = await controllers.deploys.startDeploy(
+      const deploy = await deploySource(deps, {
         tenant,
         app,
-        async (log) => {
-          const built = await deps.build({ source: digest, tenant, app, log, unpack });
-          return { ...built, source: digest, description: `Deploy ${digest.slice(0, 7)}` };
-        },
-        { createdBy: actorOf(req), ...(deadlineMs === undefined ? {} : { deadlineMs }) },
-      );
+        body: req.body as Readable,
+        length: Number(req.headers["content-length"] ?? 0),
+        createdBy: actorOf(req),
+        ...(deadlineMs === undefined ? {} : { deadlineMs }),
+      });
       reply.code(202);
       return deploy;
     },
@@ -357,6 +322,76 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       });
     },
   );
+}
+
+/**
+ * Starts a deploy of a source tarball (gzip): checks the tenant's upload
+ * limit, stores the source, creates the app when missing and builds in the
+ * background. `herd deploy`'s upload and `git push` (git/push-deploy.ts) both
+ * come here.
+ */
+export async function deploySource(
+  deps: ApiDeps,
+  upload: {
+    tenant: string;
+    app: string;
+    body: Readable;
+    /** The body's announced length (0: unknown). */
+    length: number;
+    createdBy: string;
+    deadlineMs?: number;
+    /** The release's description (default: `Deploy <digest>`). */
+    description?: string;
+  },
+): Promise<Deploy> {
+  const { store } = deps;
+  const { tenant, app } = upload;
+  const limits = (await store.get<Tenant>("tenant", tenant))?.value.limits ?? {};
+  const maxUpload = limits.uploadBytes ?? deps.maxUploadBytes;
+  if (upload.length > maxUpload) {
+    throw new HerdError(
+      "too_large",
+      `upload is ${upload.length} bytes, the limit is ${maxUpload} bytes (use .herdignore to leave files out)`,
+    );
+  }
+  const existing = await store.get<App>("app", appKey(tenant, app));
+  if (existing?.value.destroying) throw conflict(`app ${app} is being destroyed`);
+  const { digest } = await deps.artifacts.put(upload.body, maxUpload);
+  // Junk fails here, fast: no app, no deploy, no build, nothing kept.
+  const path = await deps.artifacts.path(digest);
+  if (!(await startsWithGzip(path))) {
+    await rm(path, { force: true });
+    throw new HerdError("invalid", "the deploy body is not a gzip tarball (herd deploy packs one)", [
+      { field: "body", message: "does not start with gzip's magic bytes" },
+    ]);
+  }
+  if (!existing) await createApp(deps, tenant, app);
+  const unpack = { maxBytes: limits.unpackBytes, maxEntries: limits.unpackEntries };
+  return deps.controllers.deploys.startDeploy(
+    tenant,
+    app,
+    async (log) => {
+      const built = await deps.build({ source: digest, tenant, app, log, unpack });
+      return { ...built, source: digest, description: upload.description ?? `Deploy ${digest.slice(0, 7)}` };
+    },
+    {
+      createdBy: upload.createdBy,
+      ...(upload.deadlineMs === undefined ? {} : { deadlineMs: upload.deadlineMs }),
+    },
+  );
+}
+
+/** Creates an app (409 when it exists) and records the event. */
+async function createApp(deps: ApiDeps, tenant: string, name: string): Promise<App> {
+  const app: App = { tenant, name, createdAt: new Date().toISOString(), release: null, latestVersion: 0 };
+  try {
+    await deps.store.put("app", appKey(tenant, name), app, { expectRevision: 0 });
+  } catch (err) {
+    if ((err as { code?: string }).code === "conflict") throw conflict(`app ${name} already exists`);
+    throw err;
+  }
+  await deps.events.record({ tenant, app: name, reason: "AppCreated", message: `app ${name} created` });
+  return app;
 }
 
 function DeployParams() {

@@ -31,6 +31,8 @@ function answer(job: TraceJob): unknown {
       });
       return { ...builder.result(job.from, job.to), sampledEvery: scanned.sampledEvery };
     }
+    case "endpoints":
+      return reader.endpoints(job.query);
     case "top": {
       const builder = new TopBuilder();
       const scanned = reader.scan(job.from, job.to, (row) => builder.add(row), {

@@ -19,7 +19,9 @@ import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { Clock } from "../../common/clock.ts";
 import { cacheSizePragma } from "../../common/sqlite-cache.ts";
+import type { EndpointFigures } from "../../model/endpoint-analysis.ts";
 import { SizeBound } from "../size-bound.ts";
+import { type EndpointQuery, endpointFigures } from "./endpoint-figures.ts";
 import {
   type AttributeValue,
   SPAN_KINDS,
@@ -322,6 +324,11 @@ export class SpanStore implements SpanSink {
     return this.#reader.search(q);
   }
 
+  /** Per-endpoint latency of a service per release (endpoint-figures.ts): a canary's analysis. */
+  endpoints(q: EndpointQuery): EndpointFigures[] {
+    return this.#reader.endpoints(q);
+  }
+
   /** Every stored span of one trace, by start time. */
   trace(traceId: string): Span[] {
     return this.#reader.trace(traceId);
@@ -592,6 +599,11 @@ export class SpanReader {
       if (found.length >= limit) break;
     }
     return found;
+  }
+
+  /** Per-endpoint latency of a service per release (endpoint-figures.ts). */
+  endpoints(q: EndpointQuery): EndpointFigures[] {
+    return endpointFigures(this.#db, q);
   }
 
   /** Every stored span of one trace, by start time. */

@@ -12,6 +12,7 @@ import type { Clock } from "../../common/clock.ts";
 import type { UrlGuard } from "../../common/url-guard.ts";
 import { type QueryLimits, QueryPool } from "../query-pool.ts";
 import type { TopBy } from "./analysis.ts";
+import type { EndpointQuery } from "./endpoint-figures.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import type { Span, SpanSink } from "./span.ts";
 import { SpanStore, type SpanStoreOptions, type TraceSearch } from "./span-store.ts";
@@ -42,7 +43,8 @@ export type TraceJob =
   | { kind: "search"; query: TraceSearch }
   | { kind: "trace"; id: string; tenant?: string }
   | { kind: "map"; from: number; to: number; tenant?: string }
-  | { kind: "top"; from: number; to: number; by: TopBy; limit: number; tenant?: string };
+  | { kind: "top"; from: number; to: number; by: TopBy; limit: number; tenant?: string }
+  | { kind: "endpoints"; query: EndpointQuery };
 
 export class Traces implements SpanSink {
   readonly store: SpanStore;
