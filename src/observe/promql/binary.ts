@@ -42,6 +42,9 @@ export function arith(op: string, a: number, b: number): number {
   throw new QueryError(`unknown operator ${op}`);
 }
 
+/** The operators whose results lose the metric name (atan2 keeps it, as in Prometheus 2.x). */
+const DROPS_NAME = new Set(["+", "-", "*", "/", "%", "^"]);
+
 /** The labels two samples are matched on. */
 function matchKey(labels: Labels, matching: Matching | undefined): string {
   if (!matching) return keyOf(dropName(labels));
@@ -82,7 +85,7 @@ function setOperation(op: string, left: Sample[], right: Sample[], matching: Mat
 
 /** A result's labels (Prometheus' resultMetric): `many` is the sample of the "many" side (the left one when one-to-one). */
 function resultLabels(many: Labels, one: Labels, op: string, m: Matching | undefined): Labels {
-  const arithmetic = !isComparison(op);
+  const arithmetic = DROPS_NAME.has(op);
   if (!m) return arithmetic ? dropName(many) : many;
   let out: Labels;
   if (!m.card) {
@@ -174,7 +177,7 @@ function vectorScalar(
       if (v === 1) out.push(s);
       continue;
     }
-    out.push({ labels: cmp && !bool ? s.labels : dropName(s.labels), value: v });
+    out.push({ labels: DROPS_NAME.has(op) || bool ? dropName(s.labels) : s.labels, value: v });
   }
   return { type: "vector", samples: out };
 }
