@@ -198,10 +198,16 @@ export class Scraper {
       labels: { __name__: name, ...base },
       samples: [[started, value]],
     });
+    // Prometheus' synthetic series, all of them (no relabeling here: post-relabeling = scraped).
+    const scraped = error ? 0 : series.length;
+    let added = 0;
+    for (const w of series) if (!this.#o.tsdb.hasSeries(w.labels)) added++;
     series.push(
       meta("up", error ? 0 : 1),
       meta("scrape_duration_seconds", duration / 1000),
-      meta("scrape_samples_scraped", error ? 0 : series.length),
+      meta("scrape_samples_scraped", scraped),
+      meta("scrape_samples_post_metric_relabeling", scraped),
+      meta("scrape_series_added", added),
     );
     if (this.#stopped) return this.#unknown(t);
     try {
@@ -219,7 +225,7 @@ export class Scraper {
       lastScrape: new Date(started).toISOString(),
       lastError: error,
       lastDurationMs: duration,
-      samples: error ? 0 : series.length - 3,
+      samples: scraped,
     };
     this.#health.set(t.name, health);
     return health;

@@ -189,8 +189,8 @@ type Json = { status: string; data: { resultType: string; result: unknown }; err
 
 async function ask(base: string, path: string, params: Record<string, string>, auth?: string): Promise<Json> {
   const form = new URLSearchParams(params).toString();
-  // Label values are GET only (in Prometheus too); the rest is POSTed as a form, as Grafana does.
-  if (path.startsWith("/label/")) {
+  // Label values and metadata are GET only in Prometheus; the rest is POSTed as a form, as Grafana does.
+  if (path.includes("/label/") || path.endsWith("/metadata")) {
     const res = await fetch(`${base}${path}?${form}`, {
       headers: auth ? { authorization: `Bearer ${auth}` } : {},
     });
@@ -321,7 +321,7 @@ test("series, labels, label values and metadata answer like Prometheus'", async 
   }
   const names = async (ask: typeof askHerd, path: string, params: Record<string, string>) => {
     const j = await ask(path, params);
-    assert.equal(j.status, "success", `${path} ${JSON.stringify(params)}: ${j.error}`);
+    assert.equal(j.status, "success", `${path} ${JSON.stringify(params)}: ${JSON.stringify(j)}`);
     return JSON.stringify((j.data as unknown as string[]).slice().sort());
   };
   for (const params of [{ "match[]": '{job="parity"}' }, { "match[]": "parity_info" }]) {

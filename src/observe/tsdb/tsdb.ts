@@ -352,6 +352,11 @@ export class Tsdb {
     return readSamples(this.#st, this.#rawFrom, this.#byId.get(id)?.head, id, from, to);
   }
 
+  /** Whether the series with these labels is known (for a scrape's scrape_series_added). */
+  hasSeries(labels: Labels): boolean {
+    return this.#byKey.has(labelsKey(labels));
+  }
+
   /** Whether a series has samples (or aggregates) between from and to (ms, inclusive): /series, /labels with start/end. */
   hasSamples(id: number, from: number, to: number): boolean {
     const head = this.#byId.get(id)?.head;
