@@ -7,8 +7,19 @@ const h = "parity_latency_seconds_bucket";
 
 /** Instant queries (asked at a quantum's time and half a quantum before). */
 export const CORPUS: string[] = [
-  // selectors, offset, @
+  // literals, selectors, offset, @
+  '"hello"',
+  "1.5e3",
+  "0x1f",
+  "-Inf",
+  "NaN",
+  "1 + 2 * 3",
+  "(1 + 2) * 3",
+  "2 > bool 1 + 1",
+  "time() - 60",
   t,
+  '{__name__=~"parity_temp.*"}',
+  '{__name__="parity_limit", room="hall"}',
   `${c}{code="200"}`,
   `${t}{room=~"k.*|hall"}`,
   `${t}{room!~"k.*"}`,
@@ -93,6 +104,15 @@ export const CORPUS: string[] = [
   `label_replace(${t}, "where", "in-$1", "room", "(.*)")`,
   `label_replace(${t}, "room", "", "room", "hall")`,
   `label_join(${c}, "rc", "-", "route", "code")`,
+  `histogram_count(${h})`,
+  `histogram_sum(${h})`,
+  `histogram_fraction(0, 0.5, ${h})`,
+  `label_replace(${t}, "x", "$1$2", "room", "(k)(.*)")`,
+  `label_replace(${t}, "x", "$1x", "room", "(k)(.*)")`,
+  `vector(time())`,
+  `year(vector(1700000000))`,
+  `absent(sum(parity_nothing))`,
+  `scalar(parity_limit{room="hall"}) * 2`,
   `sort(${t})`,
   `sort_desc(${t})`,
   `sort_desc(rate(${c}[1m]))`,
@@ -117,9 +137,20 @@ export const CORPUS: string[] = [
   `quantile(0.5, ${t})`,
   `quantile by (route) (0.9, ${c})`,
   `count_values("value", ${t})`,
+  `sum(${c}) by (route)`,
+  `quantile(0, ${t})`,
+  `quantile(1.5, ${t})`,
+  `topk(0, ${t})`,
+  `bottomk(2, rate(${c}[1m]))`,
+  `sum by (route) (parity_latency_seconds_sum) / sum by (route) (parity_latency_seconds_count)`,
   `count_values by (route) ("v", ceil(${c} / 100))`,
   // operators and vector matching
   `${t} > 18`,
+  `rate(${c}[1m]) > 0.5`,
+  `${t} == bool ${t}`,
+  `${t} != 15`,
+  `${t} unless ${t} > 18`,
+  `deriv(${c}[1m])`,
   `${t} > bool 18`,
   `18 < ${t}`,
   `${t} - parity_limit`,
@@ -151,6 +182,7 @@ export const CORPUS: string[] = [
   `rate(${c}[1m:4s])`,
   `sum_over_time(sum by (route) (${c})[40s:6s])`,
   `${t}[40s:10s]`,
+  `count_over_time(${t}[1m:5s])`,
 ];
 
 /** Range queries (a minute, step 7 s). */

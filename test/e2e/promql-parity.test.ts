@@ -213,11 +213,12 @@ const askProm = (path: string, params: Record<string, string>) => ask(prom, `/ap
 const key = (m: Record<string, string>) =>
   JSON.stringify(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
+/** Equal to 1e-9 (sums in another order differ in the last bits); the same number must be written the same way. */
 function sameValue(a: string, b: string): boolean {
   if (a === b) return true;
   const x = Number(a);
   const y = Number(b);
-  if (Number.isNaN(x) || Number.isNaN(y)) return false;
+  if (Number.isNaN(x) || Number.isNaN(y) || x === y) return false;
   return Math.abs(x - y) <= 1e-9 * Math.max(1, Math.abs(x), Math.abs(y));
 }
 

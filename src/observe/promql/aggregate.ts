@@ -5,20 +5,10 @@
 
 import { type Labels, labelsKey } from "../tsdb/labels.ts";
 import { expectScalar, expectVector } from "./engine.ts";
+import { formatValue } from "./format.ts";
 import type { Expr } from "./parser.ts";
 import { quantile, variance } from "./range-functions.ts";
 import { type Env, groupLabels, QueryError, type Sample, type Value } from "./values.ts";
-
-/** How Go's strconv.FormatFloat(v, 'f', -1, 64) writes a number (count_values' label). */
-function formatFloat(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  const s = String(v);
-  if (!/e/.test(s)) return s;
-  // No exponent in Go's 'f' format.
-  return Math.abs(v) >= 1 ? BigInt(Math.round(v)).toString() : v.toFixed(20).replace(/\.?0+$/, "");
-}
 
 export function aggregate(e: Extract<Expr, { type: "aggregate" }>, t: number, env: Env): Value {
   const samples = expectVector(e.expr, e.op, t, env);
@@ -33,7 +23,7 @@ export function aggregate(e: Extract<Expr, { type: "aggregate" }>, t: number, en
   const groups = new Map<string, { labels: Labels; items: Sample[] }>();
   for (const s of samples) {
     let labels = groupLabels(s.labels, e.grouping, e.without);
-    if (e.op === "count_values") labels = { ...labels, [label]: formatFloat(s.value) };
+    if (e.op === "count_values") labels = { ...labels, [label]: formatValue(s.value) };
     const key = labelsKey(labels);
     let g = groups.get(key);
     if (!g) {

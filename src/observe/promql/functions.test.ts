@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { Tsdb } from "../tsdb/tsdb.ts";
 import { instantQuery, QueryError, rangeQuery, type Value } from "./engine.ts";
+import { formatValue } from "./format.ts";
 import { parsePromql } from "./parser.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
@@ -183,4 +184,13 @@ test("aggregations and instant functions: count_values, sort, label_join, dates,
   ]);
   assert.deepEqual(q("group(c_total)"), [{ labels: {}, value: 1 }]);
   assert.deepEqual(q("stddev(c_total)"), [{ labels: {}, value: 5 }]);
+});
+
+test("values are written as Prometheus writes them (Go's 'f' format, no exponent)", () => {
+  assert.equal(formatValue(1e-7), "0.0000001");
+  assert.equal(formatValue(-2.5e-7), "-0.00000025");
+  assert.equal(formatValue(1.2345e25), "12345000000000000000000000");
+  assert.equal(formatValue(0.1), "0.1");
+  assert.equal(formatValue(Number.NaN), "NaN");
+  assert.equal(formatValue(-Infinity), "-Inf");
 });

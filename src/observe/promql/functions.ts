@@ -253,6 +253,18 @@ export function callFunction(e: Call, t: number, env: Env): Value {
       }
       return mapVector(expectVector(a, func, t, env), () => t / 1000);
     }
+    // Of native histograms, which herd does not keep: float samples give nothing, as in Prometheus.
+    case "histogram_count":
+    case "histogram_sum":
+      arity(1);
+      expectVector(args[0], func, t, env);
+      return vector([]);
+    case "histogram_fraction":
+      arity(3);
+      expectScalar(args[0], func, t, env);
+      expectScalar(args[1], func, t, env);
+      expectVector(args[2], func, t, env);
+      return vector([]);
     case "histogram_quantile":
       arity(2);
       return histogramQuantileVector(
