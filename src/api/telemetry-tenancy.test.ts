@@ -110,6 +110,14 @@ test("a tenant's PromQL sees only its series, whatever selector it writes", asyn
   assert.deepEqual(await instant("count(platform_secret)", a), []);
   // A subquery's selectors are the tenant's too.
   assert.deepEqual(await instant("max_over_time(b_only_metric[5m:1m])", a), []);
+  // Metadata: the admin sees herd's own families, a tenant only the families of its series.
+  let adminMeta: Record<string, unknown> = {};
+  for (let i = 0; i < 100 && !adminMeta.herd_api_requests_total; i++) {
+    adminMeta = (await prom("metadata", {})).body.data;
+    if (!adminMeta.herd_api_requests_total) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(adminMeta.herd_api_requests_total, "herd's own metadata");
+  assert.deepEqual((await prom("metadata", {}, a)).body.data, {});
   // (Asked a minute later, so a step of the subquery comes after the samples.)
   const later = { time: String(Date.now() / 1000 + 60) };
   onlyA(await instant('last_over_time({__name__=~".+"}[5m:10s])', a, later), "a subquery");

@@ -433,9 +433,15 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
       const limit = optionalCount(p.get("limit"), "limit");
       const perMetric = optionalCount(p.get("limit_per_metric"), "limit_per_metric");
       const metric = p.get("metric");
+      // A tenant sees the families of its own series only (a histogram's family has _bucket, _sum, _count).
+      const tenant = telemetryTenant(req);
+      const own = tenant === undefined ? undefined : tsdb.labelValues("__name__", tenantMatchers([], tenant));
+      const visible = (name: string) =>
+        !own ||
+        own.some((n) => n === name || (n.startsWith(`${name}_`) && !n.slice(name.length + 1).includes("_")));
       const out: Record<string, { type: string; help: string; unit: string }[]> = {};
       for (const [name, entries] of metrics.scraper.metadata()) {
-        if (metric && name !== metric) continue;
+        if ((metric && name !== metric) || !visible(name)) continue;
         if (limit !== undefined && Object.keys(out).length >= limit) break;
         out[name] = perMetric !== undefined ? entries.slice(0, perMetric) : entries;
       }
