@@ -183,6 +183,19 @@ test("aggregations and instant functions: count_values, sort, label_join, dates,
     { labels: { room: "a" }, value: (AT - 60_000) / 1000 },
   ]);
   assert.deepEqual(q("group(c_total)"), [{ labels: {}, value: 1 }]);
+  // Later 2.x's experimental ones.
+  assert.deepEqual(
+    q('sort_by_label_desc(c_total, "route")').map((s) => s.labels.route),
+    ["/y", "/x"],
+  );
+  assert.deepEqual(
+    q('sort_by_label(c_total, "route")').map((s) => s.labels.route),
+    ["/x", "/y"],
+  );
+  // g{room="b"} over [AT-1m, AT] (i = 36..40): 5 7 7 7 5, median 7, deviations 2 0 0 0 2: 0.
+  assert.deepEqual(q('mad_over_time(g{room="b"}[1m])'), [{ labels: { room: "b" }, value: 0 }]);
+  assert.deepEqual(q('mad_over_time(g{room="a"}[1m])'), [{ labels: { room: "a" }, value: 2 }]);
+  assert.deepEqual(q("histogram_stddev(c_total)"), []);
   assert.deepEqual(q("stddev(c_total)"), [{ labels: {}, value: 5 }]);
 });
 

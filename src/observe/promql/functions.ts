@@ -150,6 +150,46 @@ export function callFunction(e: Call, t: number, env: Env): Value {
         })),
       );
     }
+    case "mad_over_time": {
+      // Later 2.x (experimental there): the median of the absolute deviations from the median.
+      arity(1);
+      return vector(
+        rangeWindows(args[0], func, t, env).windows.map((w) => {
+          const values = w.values.slice(w.lo, w.hi);
+          const median = quantile(0.5, values);
+          return {
+            labels: dropName(w.labels),
+            value: quantile(
+              0.5,
+              values.map((v) => Math.abs(v - median)),
+            ),
+          };
+        }),
+      );
+    }
+    case "sort_by_label":
+    case "sort_by_label_desc": {
+      // Later 2.x (experimental there): by the named labels' values in natural order, then by all labels.
+      if (args.length < 1) throw new QueryError(`${func}() takes at least 1 argument, got 0`);
+      const names = args.slice(1).map((a) => expectString(a, func));
+      const dir = func === "sort_by_label" ? 1 : -1;
+      const natural = new Intl.Collator("en", { numeric: true });
+      const v = [...expectVector(args[0], func, t, env)];
+      v.sort((a, b) => {
+        for (const n of names) {
+          const c = natural.compare(a.labels[n] ?? "", b.labels[n] ?? "");
+          if (c !== 0) return dir * c;
+        }
+        return (
+          dir *
+          natural.compare(
+            JSON.stringify(Object.entries(a.labels).sort()),
+            JSON.stringify(Object.entries(b.labels).sort()),
+          )
+        );
+      });
+      return vector(v);
+    }
     case "predict_linear": {
       arity(2);
       const { windows, end } = rangeWindows(args[0], func, t, env);
@@ -256,6 +296,8 @@ export function callFunction(e: Call, t: number, env: Env): Value {
     // Of native histograms, which herd does not keep: float samples give nothing, as in Prometheus.
     case "histogram_count":
     case "histogram_sum":
+    case "histogram_stddev":
+    case "histogram_stdvar":
       arity(1);
       expectVector(args[0], func, t, env);
       return vector([]);
