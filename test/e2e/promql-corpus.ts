@@ -173,6 +173,12 @@ export const CORPUS: string[] = [
   `${t} atan2 parity_limit`,
   "1 < bool 2",
   `(${t} + 1) * 2 - ${t}`,
+  // one label set twice in a vector: refused by both
+  `rate({__name__=~"parity_temperature|parity_limit"}[1m])`,
+  `{__name__=~"parity_temperature|parity_limit"} * 2`,
+  `-{__name__=~"parity_temperature|parity_limit"}`,
+  `label_replace(${t}, "room", "x", "room", ".*")`,
+  `sum by (room) ({__name__=~"parity_temperature|parity_limit"})`,
   // subqueries
   `max_over_time(rate(${c}[20s])[1m:8s])`,
   `avg_over_time(${t}[1m:])`,
@@ -197,4 +203,5 @@ export const RANGE_CORPUS: string[] = [
   `changes(${t}[30s]) + resets(${c}[30s])`,
   `count_values("v", ${t})`,
   `timestamp(${t})`,
+  `abs({__name__=~"parity_temperature|parity_limit"})`,
 ];

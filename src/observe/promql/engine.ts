@@ -195,19 +195,35 @@ export function evaluate(e: Expr, t: number, env: Env): Value {
       const v = evaluate(e.expr, t, env);
       if (v.type === "scalar") return { type: "scalar", value: -v.value };
       if (v.type === "vector")
-        return {
+        return unique({
           type: "vector",
           samples: v.samples.map((s) => ({ labels: dropName(s.labels), value: -s.value })),
-        };
+        });
       throw new QueryError("unary minus needs a scalar or an instant vector");
     }
     case "call":
-      return callFunction(e, t, env);
+      return unique(callFunction(e, t, env));
     case "aggregate":
       return aggregate(e, t, env);
     case "binary":
-      return binary(e, t, env);
+      return unique(binary(e, t, env));
   }
+}
+
+/**
+ * Prometheus' rule: a vector (at one step) never holds two samples with one
+ * label set, which dropping the name (`rate({__name__=~"a|b"}[1m])`, `x * 2`)
+ * or relabeling can make.
+ */
+function unique(v: Value): Value {
+  if (v.type !== "vector" || v.samples.length < 2) return v;
+  const seen = new Set<string>();
+  for (const s of v.samples) {
+    const key = keyOf(s.labels);
+    if (seen.has(key)) throw new QueryError("vector cannot contain metrics with the same labelset");
+    seen.add(key);
+  }
+  return v;
 }
 
 function matrixOf(windows: Window[]): RangeSeries[] {

@@ -14,6 +14,7 @@ export function formatValue(v: number): string {
   if (Number.isNaN(v)) return "NaN";
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
   const s = String(v);
   if (!s.includes("e")) return s;
   const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);

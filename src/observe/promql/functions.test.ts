@@ -204,6 +204,8 @@ test("values are written as Prometheus writes them (Go's 'f' format, no exponent
   assert.equal(formatValue(-2.5e-7), "-0.00000025");
   assert.equal(formatValue(1.2345e25), "12345000000000000000000000");
   assert.equal(formatValue(0.1), "0.1");
+  assert.equal(formatValue(-0), "-0");
+  assert.equal(formatValue(0), "0");
   assert.equal(formatValue(Number.NaN), "NaN");
   assert.equal(formatValue(-Infinity), "-Inf");
 });
