@@ -297,6 +297,9 @@ function subqueryWindows(
       const v = evaluate(e.expr, at, env);
       if (v.type !== "vector") throw new QueryError("a subquery needs an instant vector expression");
       samples = v.samples;
+      // What a subquery keeps counts against the query's sample limit, as in Prometheus.
+      env.samples += samples.length;
+      if (env.samples > env.maxSamples) throw new TooManySamplesError(env.maxSamples);
       memo.set(at, samples);
     }
     for (const s of samples) {

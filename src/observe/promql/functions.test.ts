@@ -110,6 +110,11 @@ test("subqueries and the @ modifier", (t) => {
   assert.deepEqual(r, [
     { labels: { room: "a" }, ts: [T0 + 150_000, T0 + 225_000, T0 + 300_000], values: [-20, -20, -20] },
   ]);
+  // A subquery's points count against the sample limit.
+  assert.throws(
+    () => instantQuery(db, "max_over_time(g[10m:1s])", AT, { maxSamples: 500 }),
+    (e: unknown) => e instanceof QueryError && /too many samples/.test(e.message),
+  );
   // The same through the step-by-step path and the fast path.
   const e = parsePromql("sum(rate(c_total[1m:15s]))");
   assert.deepEqual(
