@@ -188,6 +188,8 @@ test("aggregations and instant functions: count_values, sort, label_join, dates,
     { labels: { room: "a" }, value: (AT - 60_000) / 1000 },
   ]);
   assert.deepEqual(q("group(c_total)"), [{ labels: {}, value: 1 }]);
+  // A NaN sorts first for quantile: NaN, 5, 80 (promtool test rules with 2.42 answers 5 too).
+  assert.deepEqual(q("quantile(0.5, g or vector(NaN))"), [{ labels: {}, value: 5 }]);
   // Later 2.x's experimental ones.
   assert.deepEqual(
     q('sort_by_label_desc(c_total, "route")').map((s) => s.labels.route),

@@ -99,7 +99,10 @@ export function quantile(q: number, values: number[]): number {
   if (values.length === 0 || Number.isNaN(q)) return Number.NaN;
   if (q < 0) return -Infinity;
   if (q > 1) return Infinity;
-  const sorted = [...values].sort((a, b) => a - b);
+  // NaN first, as Prometheus sorts them here (so a NaN counts as the smallest value).
+  const sorted = [...values].sort((a, b) =>
+    Number.isNaN(a) ? (Number.isNaN(b) ? 0 : -1) : Number.isNaN(b) ? 1 : a - b,
+  );
   const rank = q * (sorted.length - 1);
   const lo = Math.max(0, Math.floor(rank));
   const hi = Math.min(lo + 1, sorted.length - 1);
