@@ -216,3 +216,36 @@ test("values are written as Prometheus writes them (Go's 'f' format, no exponent
   assert.equal(formatValue(Number.NaN), "NaN");
   assert.equal(formatValue(-Infinity), "-Inf");
 });
+
+test("edge cases answer as Prometheus 2.42 does (checked with promtool test rules)", (t) => {
+  const db = withDb(t);
+  const put = (labels: Record<string, string>, v: number) => db.append([{ labels, samples: [[T0, v]] }]);
+  put({ __name__: "h_bucket", le: "0.5" }, 10);
+  put({ __name__: "h_bucket", le: "1" }, 8); // a count below the one before: carried forward
+  put({ __name__: "h_bucket", le: "2" }, 20);
+  put({ __name__: "h_bucket", le: "+Inf" }, 20);
+  put({ __name__: "k_bucket", le: "+Inf" }, 20);
+  put({ __name__: "m_bucket", le: "-1" }, 5);
+  put({ __name__: "m_bucket", le: "+Inf" }, 10);
+  put({ __name__: "v", i: "a" }, -2.5);
+  put({ __name__: "v", i: "b" }, -7);
+  const q = (s: string) => sorted(instantQuery(db, s, T0)).map((x) => [x.labels, x.value]);
+  assert.deepEqual(q("histogram_quantile(0.5, h_bucket)"), [[{}, 0.5]]);
+  assert.deepEqual(q("histogram_quantile(0.99, h_bucket)"), [[{}, 1.98]]);
+  assert.deepEqual(q("histogram_quantile(0, h_bucket)"), [[{}, 0]]);
+  assert.deepEqual(q("histogram_quantile(0.5, k_bucket)"), [[{}, Number.NaN]]);
+  assert.deepEqual(q("histogram_quantile(0.7, m_bucket)"), [[{}, -1]]);
+  assert.deepEqual(q("round(v)"), [
+    [{ i: "a" }, -2],
+    [{ i: "b" }, -7],
+  ]);
+  assert.deepEqual(q("v % 3"), [
+    [{ i: "a" }, -2.5],
+    [{ i: "b" }, -1],
+  ]);
+  assert.deepEqual(q('absent(nope{a="1",a="2"})'), [[{}, 1]]);
+  assert.deepEqual(q('label_replace(v, "__name__", "w", "i", "a")'), [
+    [{ __name__: "v", i: "b" }, -7],
+    [{ __name__: "w", i: "a" }, -2.5],
+  ]);
+});
