@@ -189,6 +189,37 @@ test("the Prometheus query API answers instant and range queries; parse errors a
     "a",
     "b",
   ]);
+  // start/end: only series with samples in the range (an old one is left out).
+  await call("POST", "/metrics/write", {
+    series: [{ metric: "api_hits_total", labels: { route: "old" }, samples: [[t0 - 3_600_000, 1]] }],
+  });
+  const range = `start=${t0 / 1000 - 10}&end=${t0 / 1000 + 60}`;
+  const inRange = await call("GET", `/prom/api/v1/series?match[]=api_hits_total&${range}`);
+  assert.deepEqual(inRange.body.data.map((l: { route: string }) => l.route).sort(), ["a", "b"]);
+  assert.equal((await call("GET", "/prom/api/v1/series?match[]=api_hits_total")).body.data.length, 3);
+  assert.deepEqual(
+    (await call("GET", `/prom/api/v1/label/route/values?match[]=api_hits_total&${range}`)).body.data,
+    ["a", "b"],
+  );
+  assert.ok((await call("GET", `/prom/api/v1/labels?${range}`)).body.data.includes("route"));
+  const backwards = await call("GET", `/prom/api/v1/series?match[]=api_hits_total&start=10&end=5`);
+  assert.equal(backwards.status, 400);
+  assert.match(backwards.body.error, /end timestamp must not be before start time/);
+  assert.equal((await call("GET", "/prom/api/v1/label/not-a-name/values")).status, 400);
+  // Metadata comes from the targets' # TYPE / # HELP (herd's own /metrics here); exemplars: none kept.
+  await waitFor("herd's own metadata", async () => {
+    const m = await call("GET", "/prom/api/v1/metadata?metric=herd_api_requests_total");
+    return Object.keys(m.body.data).length > 0 ? true : undefined;
+  });
+  const meta = await call("GET", "/prom/api/v1/metadata?metric=herd_api_requests_total");
+  assert.deepEqual(Object.keys(meta.body.data), ["herd_api_requests_total"]);
+  assert.equal(meta.body.data.herd_api_requests_total[0].type, "counter");
+  assert.equal(Object.keys((await call("GET", "/prom/api/v1/metadata?limit=2")).body.data).length, 2);
+  assert.deepEqual((await call("GET", "/prom/api/v1/query_exemplars?query=up")).body, {
+    status: "success",
+    data: [],
+  });
+  assert.equal((await call("GET", "/prom/api/v1/query_exemplars?query=up(")).status, 400);
 
   // Basic auth with the token as password works too (promtool and some data sources only do that).
   const basic = await fetch(`${server.url}/api/v1/prom/api/v1/query?query=1`, {

@@ -93,9 +93,27 @@ function withTargetLabels(scraped: Labels, base: Labels): Labels {
 /** For herd's own targets: any address, still no redirects and the byte cap. */
 const OWN_TARGETS = new UrlGuard({ allow: ["0.0.0.0/0", "::/0"] });
 
+/** What a target says of a metric family (Prometheus' words: untyped is "unknown"). */
+export interface MetricMetadata {
+  type: string;
+  help: string;
+  unit: string;
+}
+
+function familyMetadata(types: Map<string, string>, help: Map<string, string>): Map<string, MetricMetadata> {
+  const out = new Map<string, MetricMetadata>();
+  for (const name of new Set([...types.keys(), ...help.keys()])) {
+    const type = types.get(name) ?? "unknown";
+    out.set(name, { type: type === "untyped" ? "unknown" : type, help: help.get(name) ?? "", unit: "" });
+  }
+  return out;
+}
+
 export class Scraper {
   readonly #o: Required<Omit<ScraperOptions, "onError">> & Pick<ScraperOptions, "onError">;
   readonly #health = new Map<string, TargetHealth>();
+  /** Each target's metric families from its last good scrape (# TYPE / # HELP), for /api/v1/metadata. */
+  readonly #metadata = new Map<string, Map<string, MetricMetadata>>();
   readonly #due = new Map<string, number>();
   readonly #running = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
@@ -138,6 +156,7 @@ export class Scraper {
     const now = Date.now();
     const names = new Set(targets.map((t) => t.name));
     for (const name of this.#health.keys()) if (!names.has(name)) this.#health.delete(name);
+    for (const name of this.#metadata.keys()) if (!names.has(name)) this.#metadata.delete(name);
     for (const t of targets) {
       if (this.#running.has(t.name) || (this.#due.get(t.name) ?? 0) > now) continue;
       this.#due.set(t.name, now + (t.intervalSeconds ? t.intervalSeconds * 1000 : this.#o.intervalMs));
@@ -160,7 +179,9 @@ export class Scraper {
       });
       if (res.status !== 200) throw new Error(`answered HTTP ${res.status}`);
       const text = res.body.toString("utf8");
-      series = parseText(text).samples.map((s) => ({
+      const parsed = parseText(text);
+      this.#metadata.set(t.name, familyMetadata(parsed.types, parsed.help));
+      series = parsed.samples.map((s) => ({
         labels: t.honorLabels ? { ...base, ...s.labels } : withTargetLabels(s.labels, base),
         samples: [[s.timestamp ?? started, s.value]],
       }));
@@ -177,10 +198,16 @@ export class Scraper {
       labels: { __name__: name, ...base },
       samples: [[started, value]],
     });
+    // Prometheus' synthetic series, all of them (no relabeling here: post-relabeling = scraped).
+    const scraped = error ? 0 : series.length;
+    let added = 0;
+    for (const w of series) if (!this.#o.tsdb.hasSeries(w.labels)) added++;
     series.push(
       meta("up", error ? 0 : 1),
       meta("scrape_duration_seconds", duration / 1000),
-      meta("scrape_samples_scraped", error ? 0 : series.length),
+      meta("scrape_samples_scraped", scraped),
+      meta("scrape_samples_post_metric_relabeling", scraped),
+      meta("scrape_series_added", added),
     );
     if (this.#stopped) return this.#unknown(t);
     try {
@@ -198,10 +225,23 @@ export class Scraper {
       lastScrape: new Date(started).toISOString(),
       lastError: error,
       lastDurationMs: duration,
-      samples: error ? 0 : series.length - 3,
+      samples: scraped,
     };
     this.#health.set(t.name, health);
     return health;
+  }
+
+  /** Metric families as the targets describe them: the distinct entries per family name, as Prometheus' /api/v1/metadata. */
+  metadata(): Map<string, MetricMetadata[]> {
+    const out = new Map<string, MetricMetadata[]>();
+    for (const families of this.#metadata.values()) {
+      for (const [name, m] of families) {
+        const list = out.get(name) ?? [];
+        if (!list.some((x) => x.type === m.type && x.help === m.help && x.unit === m.unit)) list.push(m);
+        out.set(name, list);
+      }
+    }
+    return out;
   }
 
   /** Targets with the outcome of their last scrape. */

@@ -106,6 +106,41 @@ function parseTimeout(value: string | null): number | undefined {
   return ms;
 }
 
+/** `start` and `end` of /series, /labels and /label/:name/values: undefined when neither is given (all time). */
+function timeRange(params: URLSearchParams): { start: number; end: number } | undefined {
+  if (!params.get("start") && !params.get("end")) return undefined;
+  const start = parseTime(params.get("start"), "start", -8.64e15);
+  const end = parseTime(params.get("end"), "end", 8.64e15);
+  if (end < start)
+    throw new PromBadData(`invalid parameter "end": end timestamp must not be before start time`);
+  return { start, end };
+}
+
+/** A non-negative whole number parameter (`limit`), or undefined. */
+function optionalCount(value: string | null, name: string): number | undefined {
+  if (value === null || value === "") return undefined;
+  if (!/^\d+$/.test(value)) throw new PromBadData(`invalid parameter "${name}": "${value}" is not a count`);
+  const n = Number(value);
+  return n === 0 ? undefined : n;
+}
+
+/** The label sets of the series matching any of `sets` (all series when there are none), with samples in `range`. */
+function seriesIn(
+  tsdb: Metrics["tsdb"],
+  sets: Matcher[][],
+  range: { start: number; end: number } | undefined,
+): Labels[] {
+  const seen = new Map<number, Labels>();
+  const all: Matcher[][] = sets.length > 0 ? sets : [[{ name: "__name__", op: "=~", value: ".+" }]];
+  for (const m of all) {
+    for (const s of tsdb.select(m)) {
+      if (seen.has(s.id) || (range && !tsdb.hasSamples(s.id, range.start, range.end))) continue;
+      seen.set(s.id, s.labels);
+    }
+  }
+  return [...seen.values()];
+}
+
 /** The parsed query, with every selector limited to `tenant`'s series when there is one. */
 function scopedQuery(params: URLSearchParams, tenant: string | undefined): Expr {
   const query = params.get("query");
@@ -346,37 +381,82 @@ function promRoutes(api: FastifyInstance, metrics: Metrics): void {
         return run(p, { kind: "range", expr, start, end, step, maxSamples: queries.maxSamples }, tenant);
       }),
   );
-  both("/series", "Series matching selectors", async (req, reply) =>
-    promHandler(reply, () => {
-      const p = promParams(req);
-      if (p.getAll("match[]").length === 0) throw new PromBadData("no match[] parameter provided");
-      const sets = matchSelectors(p, telemetryTenant(req));
-      const seen = new Map<number, Labels>();
-      for (const m of sets) for (const s of tsdb.select(m)) seen.set(s.id, s.labels);
-      return [...seen.values()];
-    }),
-  );
-  both("/labels", "Label names", async (req, reply) =>
-    promHandler(reply, () => {
-      const sets = matchSelectors(promParams(req), telemetryTenant(req));
-      if (sets.length === 0) return tsdb.labelNames();
-      return [...new Set(sets.flatMap((m) => tsdb.labelNames(m)))].sort();
-    }),
-  );
-  api.get(
-    "/prom/api/v1/label/:name/values",
-    { schema: { summary: "Values of a label", tags: ["prometheus api"] } },
+  both(
+    "/series",
+    "Series matching selectors (with samples between start and end when given)",
     async (req, reply) =>
       promHandler(reply, () => {
-        const { name } = req.params as { name: string };
-        const sets = matchSelectors(promParams(req), telemetryTenant(req));
-        if (sets.length === 0) return tsdb.labelValues(name);
-        return [...new Set(sets.flatMap((m) => tsdb.labelValues(name, m)))].sort();
+        const p = promParams(req);
+        if (p.getAll("match[]").length === 0) throw new PromBadData("no match[] parameter provided");
+        return seriesIn(tsdb, matchSelectors(p, telemetryTenant(req)), timeRange(p));
       }),
   );
-  // Grafana asks for these; herd keeps no metadata or exemplars.
-  both("/metadata", "Metric metadata (none kept)", async () => ({ status: "success", data: {} }));
-  both("/query_exemplars", "Exemplars (none kept)", async () => ({ status: "success", data: [] }));
+  both("/labels", "Label names (of the series matching match[], between start and end)", async (req, reply) =>
+    promHandler(reply, () => {
+      const p = promParams(req);
+      const sets = matchSelectors(p, telemetryTenant(req));
+      const range = timeRange(p);
+      if (sets.length === 0 && !range) return tsdb.labelNames();
+      const names = new Set<string>();
+      for (const labels of seriesIn(tsdb, sets, range)) for (const k of Object.keys(labels)) names.add(k);
+      return [...names].sort();
+    }),
+  );
+  const labelValues = async (req: FastifyRequest, reply: FastifyReply) =>
+    promHandler(reply, () => {
+      const { name } = req.params as { name: string };
+      if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) throw new PromBadData(`invalid label name: "${name}"`);
+      const p = promParams(req);
+      const sets = matchSelectors(p, telemetryTenant(req));
+      const range = timeRange(p);
+      if (sets.length === 0 && !range) return tsdb.labelValues(name);
+      const values = new Set<string>();
+      for (const labels of seriesIn(tsdb, sets, range)) {
+        const v = labels[name];
+        if (v !== undefined && v !== "") values.add(v);
+      }
+      return [...values].sort();
+    });
+  api.get(
+    "/prom/api/v1/label/:name/values",
+    {
+      schema: {
+        summary: "Values of a label (of the series matching match[], between start and end)",
+        tags: ["prometheus api"],
+      },
+    },
+    labelValues,
+  );
+  both("/metadata", "Metric metadata (# TYPE and # HELP) of the scraped targets", async (req, reply) =>
+    promHandler(reply, () => {
+      const p = promParams(req);
+      const limit = optionalCount(p.get("limit"), "limit");
+      const perMetric = optionalCount(p.get("limit_per_metric"), "limit_per_metric");
+      const metric = p.get("metric");
+      // A tenant sees the families of its own series only (a histogram's family has _bucket, _sum, _count).
+      const tenant = telemetryTenant(req);
+      const own = tenant === undefined ? undefined : tsdb.labelValues("__name__", tenantMatchers([], tenant));
+      const visible = (name: string) =>
+        !own ||
+        own.some((n) => n === name || (n.startsWith(`${name}_`) && !n.slice(name.length + 1).includes("_")));
+      const out: Record<string, { type: string; help: string; unit: string }[]> = {};
+      for (const [name, entries] of metrics.scraper.metadata()) {
+        if ((metric && name !== metric) || !visible(name)) continue;
+        if (limit !== undefined && Object.keys(out).length >= limit) break;
+        out[name] = perMetric !== undefined ? entries.slice(0, perMetric) : entries;
+      }
+      return out;
+    }),
+  );
+  // herd keeps no exemplars: the query is checked as Prometheus checks it, the answer is empty.
+  both("/query_exemplars", "Exemplars (herd keeps none: an empty list)", async (req, reply) =>
+    promHandler(reply, () => {
+      const p = promParams(req);
+      scopedQuery(p, telemetryTenant(req));
+      timeRange(p);
+      return [];
+    }),
+  );
   api.get(
     "/prom/api/v1/status/buildinfo",
     { schema: { summary: "Build information", tags: ["prometheus api"] } },

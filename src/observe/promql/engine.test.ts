@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Tsdb } from "../tsdb/tsdb.ts";
-import { bucketQuantile, instantQuery, QueryError, rangeQuery, type Value } from "./engine.ts";
+import { instantQuery, QueryError, rangeQuery, type Value } from "./engine.ts";
+import { bucketQuantile } from "./histogram.ts";
 import { PromqlError, parsePromql } from "./parser.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
@@ -43,10 +44,14 @@ test("parse errors name the position and the problem", () => {
     ['{job=""}', /position 1: a selector needs at least one matcher/],
     ["topk(x)", /topk takes 2 arguments/],
     ['x{a=~"("}', /invalid regular expression/],
-    ["x @ 100", /position 3: the @ modifier is not supported/],
-    ["x[5m:1m]", /position 5: subqueries are not supported/],
-    ["x[5m:]", /position 5: subqueries are not supported/],
-    ["rate(x[5m])[10m:1m]", /subqueries are not supported/],
+    ["x @ foo", /position 5: expected a timestamp, start\(\) or end\(\) after @/],
+    ["x @ 1 @ 2", /position 7: @ may be used only once/],
+    ["sum(x) @ 100", /position 8: @ must follow a selector or a subquery/],
+    ["x[5m:1q]", /position 6: expected a step duration/],
+    ["x[5m][1m]", /position 6: a range \[..\] must follow a metric selector/],
+    ["x[5m][10m:1m]", /position 6: a subquery needs an instant vector/],
+    ["a + on(x) group_left(x) b", /label "x" must not occur in ON and GROUP clause at once/],
+    ["a and group_left b", /no grouping allowed for "and" operation/],
     ["", /empty query/],
   ];
   for (const [q, re] of cases) {
@@ -92,17 +97,17 @@ test("rate and increase add counter resets back and extrapolate like Prometheus"
   // +10 every 15 s, reset to 0 at i = 20 then +10 again.
   db.append([series({ __name__: "req_total", job: "a" }, 41, (i) => (i < 20 ? i * 10 : (i - 20) * 10))]);
   const at = T0 + 40 * 15_000;
-  // Window (at-5m, at]: 20 samples at i = 21..40, all after the reset: increase 190 over 285 s sampled, extrapolated to 300 s.
+  // Window [at-5m, at] (closed, as Prometheus 2.x): 21 samples at i = 20..40, all from the reset on: 200 over the whole window.
   const inc = vec(instantQuery(db, "increase(req_total[5m])", at));
   assert.deepEqual(inc, [{ labels: { job: "a" }, value: 200 }]);
-  // A window across the reset: i = 11..30, values 110..190, 0, 10..100: 100 - 110 + 190 (the reset adds the
-  // value before it back) = 180 over 285 s sampled, extrapolated to the 300 s window.
+  // A window across the reset: i = 10..30, values 100..190, 0, 10..100: 100 - 100 + 190 (the reset adds the
+  // value before it back) = 190 over the 300 s window.
   const atReset = T0 + 30 * 15_000;
   const across = vec(instantQuery(db, "increase(req_total[5m])", atReset));
-  const expected = Math.round(((180 * 300) / 285) * 1e6) / 1e6;
+  const expected = 190;
   assert.deepEqual(across, [{ labels: { job: "a" }, value: expected }]);
   assert.deepEqual(vec(instantQuery(db, "rate(req_total[5m])", atReset)), [
-    { labels: { job: "a" }, value: Math.round(((180 * 300) / 285 / 300) * 1e6) / 1e6 },
+    { labels: { job: "a" }, value: Math.round((190 / 300) * 1e6) / 1e6 },
   ]);
   assert.deepEqual(vec(instantQuery(db, "irate(req_total[1m])", at)), [
     { labels: { job: "a" }, value: 0.666667 },
@@ -192,7 +197,7 @@ test("aggregations, binary operators, topk, offset and range queries", (t) => {
     { labels: { __name__: "mem", app: "shop", instance: "2" }, value: 300 },
   ]);
   assert.deepEqual(q('max_over_time(mem{app="blog"}[1m]) - min_over_time(mem{app="blog"}[1m])'), [
-    { labels: { app: "blog", instance: "3" }, value: 3 },
+    { labels: { app: "blog", instance: "3" }, value: 4 },
   ]);
   assert.deepEqual(q('mem{app="blog"} offset 1m'), [
     { labels: { __name__: "mem", app: "blog", instance: "3" }, value: 36 },
@@ -228,8 +233,11 @@ test("aggregations, binary operators, topk, offset and range queries", (t) => {
       values: [10, 11, 12],
     },
   ]);
-  // A series stops being returned 5 minutes after its last sample (lookback).
-  assert.equal(rangeQuery(db, "mem", at + 4 * 60_000, at + 6 * 60_000, 60_000)[0]?.ts.length, 1);
+  // A series stops being returned 5 minutes after its last sample (the lookback, [t - 5m, t] as in Prometheus 2.x).
+  assert.deepEqual(rangeQuery(db, "mem", at + 4 * 60_000, at + 6 * 60_000, 60_000)[0]?.ts, [
+    at + 4 * 60_000,
+    at + 5 * 60_000,
+  ]);
 });
 
 test("range queries give the same answers series by series (fast path) as step by step", (t) => {

@@ -6,12 +6,24 @@
 
 import type { RangeSeries, Value } from "./engine.ts";
 
-/** How Prometheus writes a float in JSON: a string, with NaN and ±Inf spelled its way. */
+/**
+ * How Prometheus writes a float in JSON (Go's strconv.FormatFloat(v, 'f', -1, 64)):
+ * the shortest digits that read back the same, never an exponent; NaN and ±Inf its way.
+ */
 export function formatValue(v: number): string {
   if (Number.isNaN(v)) return "NaN";
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
-  return String(v);
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  if (!s.includes("e")) return s;
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, first, rest = "", e] = m as unknown as [string, string, string, string | undefined, string];
+  const digits = first + rest;
+  const exp = Number(e);
+  // JavaScript uses an exponent from 1e21 and below 1e-6: digits never run past the point there.
+  return exp >= 0 ? sign + digits.padEnd(exp + 1, "0") : `${sign}0.${"0".repeat(-exp - 1)}${digits}`;
 }
 
 /** An instant query's answer at `t` (ms). */
@@ -47,7 +59,7 @@ export function matrixJson(series: RangeSeries[]): string {
         prefixes.set(t, prefix);
       }
       const v = s.values[i] as number;
-      values += `${i === 0 ? "" : ","}${prefix}${Number.isFinite(v) ? v : formatValue(v)}"]`;
+      values += `${i === 0 ? "" : ","}${prefix}${formatValue(v)}"]`;
     }
     parts.push(`{"metric":${JSON.stringify(s.labels)},"values":[${values}]}`);
   }

@@ -1,7 +1,8 @@
 /**
- * A PromQL parser for the subset herd evaluates (see README.md): selectors
- * with matchers, ranges and offset, function calls, aggregations with
- * by/without, binary operators with bool/on/ignoring, unary minus.
+ * The PromQL parser (Prometheus 2.x's language): selectors with matchers,
+ * ranges, offset and `@`; subqueries `expr[range:step]`; function calls;
+ * aggregations with by/without; binary operators with bool, on/ignoring and
+ * group_left/group_right; unary minus.
  *
  *   text ─► tokens ─► Expr (ast below) ─► engine.ts
  *
@@ -10,11 +11,37 @@
  */
 
 import type { Matcher, MatchOp } from "../tsdb/labels.ts";
+import { lex, PromqlError, parseDuration, type Token } from "./lexer.ts";
+
+export { PromqlError, parseDuration } from "./lexer.ts";
+
+/** An `@` time: ms since the epoch, or the query's start() / end(). */
+export type At = number | "start" | "end";
+
+/** How two vectors' samples pair up: on(…)/ignoring(…), and group_left/group_right(extra labels). */
+export interface Matching {
+  on: boolean;
+  labels: string[];
+  /** group_left: many on the left to one on the right; group_right the other way. */
+  card?: "left" | "right";
+  /** Labels copied from the "one" side (group_left(…) / group_right(…)). */
+  include?: string[];
+}
 
 export type Expr =
   | { type: "number"; value: number }
   | { type: "string"; value: string }
-  | { type: "selector"; matchers: Matcher[]; rangeMs?: number; offsetMs: number; pos: number }
+  | { type: "selector"; matchers: Matcher[]; rangeMs?: number; offsetMs: number; at?: At; pos: number }
+  | {
+      type: "subquery";
+      expr: Expr;
+      rangeMs: number;
+      /** Undefined: the query's step (a range query) or 1 minute (Prometheus' default evaluation interval). */
+      stepMs?: number;
+      offsetMs: number;
+      at?: At;
+      pos: number;
+    }
   | { type: "call"; func: string; args: Expr[]; pos: number }
   | {
       type: "aggregate";
@@ -31,19 +58,10 @@ export type Expr =
       lhs: Expr;
       rhs: Expr;
       bool: boolean;
-      matching?: { on: boolean; labels: string[] };
+      matching?: Matching;
       pos: number;
     }
   | { type: "neg"; expr: Expr };
-
-export class PromqlError extends Error {
-  readonly pos: number;
-  constructor(pos: number, message: string) {
-    super(`parse error at position ${pos + 1}: ${message}`);
-    this.name = "PromqlError";
-    this.pos = pos;
-  }
-}
 
 export const AGGREGATIONS = new Set([
   "sum",
@@ -57,115 +75,8 @@ export const AGGREGATIONS = new Set([
   "topk",
   "bottomk",
   "quantile",
+  "count_values",
 ]);
-
-type TokKind = "ident" | "number" | "duration" | "string" | "op" | "punct" | "eof";
-interface Token {
-  kind: TokKind;
-  text: string;
-  pos: number;
-  value?: number | string;
-}
-
-const UNITS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3600_000,
-  d: 86_400_000,
-  w: 7 * 86_400_000,
-  y: 365 * 86_400_000,
-};
-
-/** `1h30m`, `5m`, `250ms` → milliseconds, or undefined. */
-export function parseDuration(s: string): number | undefined {
-  const re = /(\d+)(ms|[smhdwy])/gy;
-  let total = 0;
-  let at = 0;
-  let m: RegExpExecArray | null = re.exec(s);
-  if (!m) return undefined;
-  while (m) {
-    total += Number(m[1]) * (UNITS[m[2] as string] as number);
-    at = re.lastIndex;
-    m = re.exec(s);
-  }
-  return at === s.length ? total : undefined;
-}
-
-const OPS = ["==", "!=", "=~", "!~", "<=", ">=", "<", ">", "+", "-", "*", "/", "%", "^", "="];
-
-function lex(input: string): Token[] {
-  const out: Token[] = [];
-  let i = 0;
-  while (i < input.length) {
-    const c = input[i] as string;
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    if (c === "#") {
-      while (i < input.length && input[i] !== "\n") i++;
-      continue;
-    }
-    const start = i;
-    if (/[a-zA-Z_:]/.test(c)) {
-      while (i < input.length && /[a-zA-Z0-9_:]/.test(input[i] as string)) i++;
-      const text = input.slice(start, i);
-      if (/^(inf|nan)$/i.test(text)) {
-        out.push({ kind: "number", text, pos: start, value: /^inf$/i.test(text) ? Infinity : Number.NaN });
-      } else out.push({ kind: "ident", text, pos: start });
-      continue;
-    }
-    if (/[0-9.]/.test(c)) {
-      const dur = /^(\d+(ms|[smhdwy]))+/.exec(input.slice(i));
-      if (dur && !/[a-zA-Z0-9_.]/.test(input[i + dur[0].length] ?? "")) {
-        i += dur[0].length;
-        out.push({ kind: "duration", text: dur[0], pos: start, value: parseDuration(dur[0]) as number });
-        continue;
-      }
-      const num = /^(0[xX][0-9a-fA-F]+|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)/.exec(input.slice(i));
-      if (!num) throw new PromqlError(start, `unexpected character "${c}"`);
-      i += num[0].length;
-      out.push({ kind: "number", text: num[0], pos: start, value: Number(num[0]) });
-      continue;
-    }
-    if (c === '"' || c === "'" || c === "`") {
-      i++;
-      let value = "";
-      for (;;) {
-        const d = input[i];
-        if (d === undefined) throw new PromqlError(start, "unterminated string");
-        i++;
-        if (d === c) break;
-        if (d === "\\" && c !== "`") {
-          const e = input[i++];
-          const map: Record<string, string> = { n: "\n", t: "\t", r: "\r", "\\": "\\", '"': '"', "'": "'" };
-          if (e === undefined || !(e in map)) {
-            // Regexes use backslashes (\d, \.): keep unknown escapes as they are.
-            value += `\\${e ?? ""}`;
-          } else value += map[e];
-        } else value += d;
-      }
-      out.push({ kind: "string", text: input.slice(start, i), pos: start, value });
-      continue;
-    }
-    if ("(){}[],".includes(c)) {
-      out.push({ kind: "punct", text: c, pos: start });
-      i++;
-      continue;
-    }
-    if (c === "@") throw new PromqlError(start, "the @ modifier is not supported");
-    const op = OPS.find((o) => input.startsWith(o, i));
-    if (op) {
-      out.push({ kind: "op", text: op, pos: start });
-      i += op.length;
-      continue;
-    }
-    throw new PromqlError(start, `unexpected character "${c}"`);
-  }
-  out.push({ kind: "eof", text: "end of input", pos: input.length });
-  return out;
-}
 
 /** Binary operators by precedence, lowest first; `^` is right-associative. */
 const PRECEDENCE: string[][] = [
@@ -176,6 +87,7 @@ const PRECEDENCE: string[][] = [
   ["*", "/", "%", "atan2"],
   ["^"],
 ];
+const POW_LEVEL = PRECEDENCE.length - 1;
 const COMPARISONS = new Set(["==", "!=", "<=", "<", ">=", ">"]);
 export const isComparison = (op: string): boolean => COMPARISONS.has(op);
 
@@ -230,13 +142,21 @@ class Parser {
         this.#next();
         bool = true;
       }
-      let matching: { on: boolean; labels: string[] } | undefined;
+      let matching: Matching | undefined;
       if (this.#is("on") || this.#is("ignoring")) {
         const on = this.#next().text === "on";
         matching = { on, labels: this.#labelList() };
       }
       if (this.#is("group_left") || this.#is("group_right")) {
-        throw new PromqlError(this.#peek.pos, `${this.#peek.text} (many-to-one matching) is not supported`);
+        const g = this.#next();
+        if (op === "and" || op === "or" || op === "unless")
+          throw new PromqlError(g.pos, `no grouping allowed for "${op}" operation`);
+        matching ??= { on: false, labels: [] };
+        matching.card = g.text === "group_left" ? "left" : "right";
+        matching.include = this.#is("(") ? this.#labelList() : [];
+        const both = matching.on ? matching.include.filter((l) => matching?.labels.includes(l)) : [];
+        if (both.length > 0)
+          throw new PromqlError(g.pos, `label "${both[0]}" must not occur in ON and GROUP clause at once`);
       }
       // `^` binds to the right: a^b^c = a^(b^c).
       const rhs = op === "^" ? this.#binary(level) : this.#binary(level + 1);
@@ -248,7 +168,8 @@ class Parser {
   #unary(): Expr {
     if (this.#is("-") || this.#is("+")) {
       const neg = this.#next().text === "-";
-      const e = this.#unary();
+      // Unary minus binds less tightly than `^`: -2^2 = -(2^2), as in Prometheus.
+      const e = this.#binary(POW_LEVEL);
       if (!neg) return e;
       return e.type === "number" ? { type: "number", value: -e.value } : { type: "neg", expr: e };
     }
@@ -259,27 +180,13 @@ class Parser {
     let expr = e;
     for (;;) {
       if (this.#is("[")) {
-        const open = this.#next();
-        if (expr.type !== "selector" || expr.rangeMs !== undefined) {
-          throw new PromqlError(
-            open.pos,
-            "a range [..] must follow a metric selector (subqueries are not supported)",
-          );
-        }
-        const d = this.#next();
-        if (d.kind !== "duration")
-          throw new PromqlError(d.pos, `expected a duration such as 5m, found ${describe(d)}`);
-        // `[5m:1m]` lexes `:1m` as one identifier (metric names may hold colons).
-        if (this.#peek.kind === "ident" && this.#peek.text.startsWith(":"))
-          throw new PromqlError(this.#peek.pos, "subqueries are not supported");
-        this.#expect("]", '"]"');
-        if ((d.value as number) <= 0) throw new PromqlError(d.pos, "range must be positive");
-        expr = { ...expr, rangeMs: d.value as number };
+        expr = this.#range(expr, this.#next());
         continue;
       }
       if (this.#is("offset")) {
         const t = this.#next();
-        if (expr.type !== "selector") throw new PromqlError(t.pos, "offset must follow a metric selector");
+        if (expr.type !== "selector" && expr.type !== "subquery")
+          throw new PromqlError(t.pos, "offset must follow a selector or a subquery");
         let sign = 1;
         if (this.#is("-")) {
           this.#next();
@@ -291,8 +198,79 @@ class Parser {
         expr = { ...expr, offsetMs: sign * (d.value as number) };
         continue;
       }
+      if (this.#is("@")) {
+        const t = this.#next();
+        if (expr.type !== "selector" && expr.type !== "subquery")
+          throw new PromqlError(t.pos, "@ must follow a selector or a subquery");
+        if (expr.at !== undefined) throw new PromqlError(t.pos, "@ may be used only once");
+        expr = { ...expr, at: this.#at() };
+        continue;
+      }
       return expr;
     }
+  }
+
+  /** `[5m]` after a selector, or a subquery `[5m:]` / `[5m:30s]` after any instant vector. */
+  #range(expr: Expr, open: Token): Expr {
+    const d = this.#next();
+    if (d.kind !== "duration")
+      throw new PromqlError(d.pos, `expected a duration such as 5m, found ${describe(d)}`);
+    if ((d.value as number) <= 0) throw new PromqlError(d.pos, "range must be positive");
+    // `[5m:1m]` lexes `:1m` as one identifier (metric names may hold colons).
+    if (this.#peek.kind === "ident" && this.#peek.text.startsWith(":")) {
+      const colon = this.#next();
+      let stepMs: number | undefined;
+      if (colon.text !== ":") {
+        stepMs = parseDuration(colon.text.slice(1));
+        if (stepMs === undefined || stepMs <= 0)
+          throw new PromqlError(colon.pos + 1, `expected a step duration, found "${colon.text.slice(1)}"`);
+      } else if ((this.#peek as Token).kind === "duration") {
+        stepMs = this.#next().value as number;
+        if (stepMs <= 0) throw new PromqlError(colon.pos + 1, "step must be positive");
+      }
+      this.#expect("]", '"]"');
+      if (typeOfExpr(expr) !== "vector")
+        throw new PromqlError(open.pos, "a subquery needs an instant vector expression before [range:step]");
+      return {
+        type: "subquery",
+        expr,
+        rangeMs: d.value as number,
+        ...(stepMs !== undefined ? { stepMs } : {}),
+        offsetMs: 0,
+        pos: open.pos,
+      };
+    }
+    this.#expect("]", '"]" (or ":" for a subquery)');
+    if (
+      expr.type !== "selector" ||
+      expr.rangeMs !== undefined ||
+      expr.offsetMs !== 0 ||
+      expr.at !== undefined
+    )
+      throw new PromqlError(
+        open.pos,
+        "a range [..] must follow a metric selector (or use a subquery [range:step])",
+      );
+    return { ...expr, rangeMs: d.value as number };
+  }
+
+  /** After `@`: a Unix time in seconds, start() or end(). */
+  #at(): At {
+    const t = this.#next();
+    if (t.kind === "ident" && (t.text === "start" || t.text === "end")) {
+      this.#expect("(", '"("');
+      this.#expect(")", '")"');
+      return t.text;
+    }
+    let sign = 1;
+    let n = t;
+    if (t.kind === "op" && (t.text === "-" || t.text === "+")) {
+      sign = t.text === "-" ? -1 : 1;
+      n = this.#next();
+    }
+    if (n.kind !== "number" || !Number.isFinite(n.value as number))
+      throw new PromqlError(n.pos, `expected a timestamp, start() or end() after @, found ${describe(n)}`);
+    return Math.round(sign * (n.value as number) * 1000);
   }
 
   #primary(): Expr {
@@ -415,7 +393,7 @@ class Parser {
       without = this.#next().text === "without";
       grouping = this.#labelList();
     }
-    const needsParam = op.text === "topk" || op.text === "bottomk" || op.text === "quantile";
+    const needsParam = PARAM_AGGREGATIONS.has(op.text);
     if (args.length !== (needsParam ? 2 : 1)) {
       throw new PromqlError(
         op.pos,
@@ -432,6 +410,30 @@ class Parser {
       pos: op.pos,
       ...(needsParam ? { param: args[0] as Expr } : {}),
     };
+  }
+}
+
+const PARAM_AGGREGATIONS = new Set(["topk", "bottomk", "quantile", "count_values"]);
+
+/** Whether an expression gives an instant vector, a range vector, a scalar or a string. */
+export function typeOfExpr(e: Expr): "scalar" | "string" | "vector" | "matrix" {
+  switch (e.type) {
+    case "number":
+      return "scalar";
+    case "string":
+      return "string";
+    case "selector":
+      return e.rangeMs !== undefined ? "matrix" : "vector";
+    case "subquery":
+      return "matrix";
+    case "neg":
+      return typeOfExpr(e.expr);
+    case "aggregate":
+      return "vector";
+    case "binary":
+      return typeOfExpr(e.lhs) === "scalar" && typeOfExpr(e.rhs) === "scalar" ? "scalar" : "vector";
+    case "call":
+      return e.func === "time" || e.func === "scalar" || e.func === "pi" ? "scalar" : "vector";
   }
 }
 

@@ -13,18 +13,11 @@
  */
 
 import { type Labels, labelsKey } from "../tsdb/labels.ts";
-import {
-  arith,
-  bucketQuantile,
-  dropName,
-  type Env,
-  extrapolatedRate,
-  groupLabels,
-  LOOKBACK_MS,
-  OVER_TIME,
-  type RangeSeries,
-} from "./engine.ts";
+import { arith } from "./binary.ts";
+import { bucketQuantile } from "./histogram.ts";
 import { type Expr, isComparison } from "./parser.ts";
+import { extrapolatedRate, OVER_TIME } from "./range-functions.ts";
+import { dropName, type Env, groupLabels, LOOKBACK_MS, type RangeSeries } from "./values.ts";
 
 /** One series at every step: `values[i]` counts only where `present[i]` is 1. */
 interface Column {
@@ -71,7 +64,7 @@ function evaluate(e: Expr, steps: number[], env: Env): Result | undefined {
     case "number":
       return { scalar: e.value };
     case "selector":
-      return e.rangeMs === undefined ? instantSelector(e, steps, env) : undefined;
+      return e.rangeMs === undefined && e.at === undefined ? instantSelector(e, steps, env) : undefined;
     case "call":
       return call(e, steps, env);
     case "aggregate":
@@ -102,7 +95,7 @@ function instantSelector(e: Extract<Expr, { type: "selector" }>, steps: number[]
     for (let i = 0; i < steps.length; i++) {
       const at = (steps[i] as number) - e.offsetMs;
       while (j < ts.length && (ts[j] as number) <= at) j++;
-      if (j > 0 && (ts[j - 1] as number) > at - LOOKBACK_MS) {
+      if (j > 0 && (ts[j - 1] as number) >= at - LOOKBACK_MS) {
         c.values[i] = values[j - 1] as number;
         c.present[i] = 1;
       }
@@ -119,7 +112,7 @@ function call(e: Extract<Expr, { type: "call" }>, steps: number[], env: Env): Re
     return undefined;
   }
   const sel = e.args[0] as Expr;
-  if (sel.type !== "selector" || sel.rangeMs === undefined) return undefined;
+  if (sel.type !== "selector" || sel.rangeMs === undefined || sel.at !== undefined) return undefined;
   const range = sel.rangeMs;
   const out: Column[] = [];
   for (const s of env.loaded.get(sel) ?? []) {
@@ -128,8 +121,8 @@ function call(e: Extract<Expr, { type: "call" }>, steps: number[], env: Env): Re
     const n = w.ts.length;
     for (let i = 0; i < steps.length; i++) {
       const at = (steps[i] as number) - sel.offsetMs;
-      // The window (at - range, at]: both edges only move forward.
-      while (w.lo < n && (w.ts[w.lo] as number) <= at - range) w.lo++;
+      // The window [at - range, at]: both edges only move forward.
+      while (w.lo < n && (w.ts[w.lo] as number) < at - range) w.lo++;
       while (w.hi < n && (w.ts[w.hi] as number) <= at) w.hi++;
       if (w.hi <= w.lo) continue;
       let v: number | undefined;

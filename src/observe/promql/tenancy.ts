@@ -39,6 +39,8 @@ export function scopeToTenant(e: Expr, tenant: string, platform = false): Expr {
       return e;
     case "selector":
       return { ...e, matchers: tenantMatchers(e.matchers, tenant, platform) };
+    case "subquery":
+      return { ...e, expr: scopeToTenant(e.expr, tenant, platform) };
     case "call":
       return { ...e, args: e.args.map((a) => scopeToTenant(a, tenant, platform)) };
     case "aggregate":

@@ -25,6 +25,8 @@ export interface ParsedText {
   samples: TextSample[];
   /** `# TYPE` declarations by metric family name. */
   types: Map<string, MetricType>;
+  /** `# HELP` texts by metric family name (escapes undone). */
+  help: Map<string, string>;
 }
 
 export class TextFormatError extends Error {
@@ -68,6 +70,7 @@ function familyOf(name: string, types: Map<string, MetricType>): string {
 export function parseText(text: string): ParsedText {
   const samples: TextSample[] = [];
   const types = new Map<string, MetricType>();
+  const help = new Map<string, string>();
   const lines = text.split("\n");
   for (let n = 0; n < lines.length; n++) {
     const raw = lines[n] as string;
@@ -91,13 +94,18 @@ export function parseText(text: string): ParsedText {
       } else if (parts[0] === "HELP") {
         if (!parts[1] || !isMetricName(parts[1]))
           throw new TextFormatError(lineNo, `# HELP needs a valid metric name`);
+        const text = /^#[ \t]*HELP[ \t]+\S+(?:[ \t](.*))?$/.exec(line)?.[1] ?? "";
+        help.set(
+          parts[1],
+          text.replace(/\\(\\|n)/g, (_, c: string) => (c === "n" ? "\n" : "\\")),
+        );
       }
       // Any other comment (and OpenMetrics' # EOF) is ignored.
       continue;
     }
     samples.push(parseSampleLine(line, lineNo, types));
   }
-  return { samples, types };
+  return { samples, types, help };
 }
 
 function parseSampleLine(line: string, lineNo: number, types: Map<string, MetricType>): TextSample {

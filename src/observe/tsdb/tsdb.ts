@@ -150,6 +150,8 @@ export class Tsdb {
     insertHead: StatementSync;
     insertChunk: StatementSync;
     readChunks: StatementSync;
+    anyChunk: StatementSync;
+    anyDown: StatementSync;
     readDown: StatementSync;
   };
 
@@ -185,6 +187,8 @@ export class Tsdb {
       insertHead: this.#db.prepare("INSERT INTO head (series, ts, v) VALUES (?, ?, ?)"),
       insertChunk: this.#db.prepare("INSERT INTO chunks (series, mint, maxt, data) VALUES (?, ?, ?, ?)"),
       readChunks: this.#db.prepare(READ_CHUNKS_SQL),
+      anyChunk: this.#db.prepare("SELECT 1 FROM chunks WHERE series = ? AND mint <= ? AND maxt >= ? LIMIT 1"),
+      anyDown: this.#db.prepare("SELECT 1 FROM down WHERE series = ? AND ts >= ? AND ts <= ? LIMIT 1"),
       readDown: this.#db.prepare(READ_DOWN_SQL),
     };
     const meta = this.#db.prepare("SELECT v FROM meta WHERE k = 'raw_from'").get() as
@@ -346,6 +350,21 @@ export class Tsdb {
    */
   read(id: number, from: number, to: number): Samples {
     return readSamples(this.#st, this.#rawFrom, this.#byId.get(id)?.head, id, from, to);
+  }
+
+  /** Whether the series with these labels is known (for a scrape's scrape_series_added). */
+  hasSeries(labels: Labels): boolean {
+    return this.#byKey.has(labelsKey(labels));
+  }
+
+  /** Whether a series has samples (or aggregates) between from and to (ms, inclusive): /series, /labels with start/end. */
+  hasSamples(id: number, from: number, to: number): boolean {
+    const head = this.#byId.get(id)?.head;
+    if (head?.ts.some((t) => t >= from && t <= to)) return true;
+    if (this.#st.anyChunk.get(id, to, from)) return true;
+    return (
+      from < this.#rawFrom && this.#st.anyDown.get(id, from, Math.min(to, this.#rawFrom - 1)) !== undefined
+    );
   }
 
   /** Label names in use (of series matching, when matchers are given). */
