@@ -3,32 +3,25 @@
 // one), and HTTP service discovery from the store's instances.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { silentLogger } from "../common/log.ts";
 import { releaseKey } from "../model/objects.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { serviceDiscovery } from "./routes/metrics.ts";
-import { type RunningServer, startServer } from "./server.ts";
-import { apiCall } from "./testing.ts";
+import type { RunningServer } from "./server.ts";
+import { apiCall, waitFor as poll, testServer } from "./testing.ts";
 
+const fixture = testServer("herd-metrics-api-", {
+  // Test receivers, targets and collectors listen on 127.0.0.1.
+  allowFetch: ["127.0.0.0/8"],
+  metrics: { scrapeIntervalMs: 200, ingestQueuePoints: 1000 },
+});
 let server: RunningServer;
 let exporter: Server;
-const dir = mkdtempSync(join(tmpdir(), "herd-metrics-api-"));
-
 before(async () => {
-  server = await startServer({
-    // Test receivers, targets and collectors listen on 127.0.0.1.
-    allowFetch: ["127.0.0.0/8"],
-    dataDir: dir,
-    port: 0,
-    logger: silentLogger,
-    metrics: { scrapeIntervalMs: 200, ingestQueuePoints: 1000 },
-  });
+  server = await fixture.started;
   exporter = createServer((_req, res) => {
     res.setHeader("content-type", "text/plain; version=0.0.4");
     res.end('# TYPE shop_orders_total counter\nshop_orders_total{kind="book"} 42\n');
@@ -36,23 +29,11 @@ before(async () => {
   await new Promise<void>((r) => exporter.listen(0, "127.0.0.1", r));
 });
 after(async () => {
-  await server.close();
   await new Promise((r) => exporter.close(r));
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const call = (method: string, path: string, body?: unknown, contentType = "application/json") =>
   apiCall(server, method, path, body, { contentType });
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test("the API server exports process metrics and request counts at /metrics", async () => {
   await call("GET", "/version");
@@ -277,7 +258,7 @@ test("herd scrapes itself and registered targets; targets show their health", as
 
 test("service discovery lists running instances of services with a metrics endpoint, herd's components and registered targets", async (t) => {
   // A store of its own: the server's controllers would remove instances of apps that do not exist.
-  const store = SqliteStore.open(join(dir, "sd.db"));
+  const store = SqliteStore.open(join(fixture.dir, "sd.db"));
   t.after(() => store.close());
   await store.put("node", "n1", { name: "n1", address: "10.0.0.7" });
   // web declares `metrics: { path: /metrics }` in herd.yaml; worker serves none.
@@ -345,3 +326,7 @@ test("service discovery lists running instances of services with a metrics endpo
     labels: { component: "api", __metrics_path__: "/metrics", __scheme__: "http" },
   });
 });
+
+function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  return poll(what, f, ms, 50);
+}

@@ -6,37 +6,22 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import { ConfigSource } from "../gateway/config-source.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { Consumer, Deploy, Instance, Release } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
-import { type RunningServer, startServer } from "./server.ts";
-import { apiCall } from "./testing.ts";
+import type { RunningServer } from "./server.ts";
+import { apiCall, testServer, waitFor } from "./testing.ts";
 
+const fixture = testServer("herd-secrets-api-");
 let server: RunningServer;
-const dir = mkdtempSync(join(tmpdir(), "herd-secrets-api-"));
-
 before(async () => {
-  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
-});
-after(async () => {
-  await server.close();
-  rmSync(dir, { recursive: true, force: true });
+  server = await fixture.started;
 });
 
 const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const heartbeat = (instances: Heartbeat["instances"] = []): Heartbeat => ({
   address: "127.0.0.1",

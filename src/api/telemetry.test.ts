@@ -7,45 +7,27 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { Agent } from "../agent/agent.ts";
 import { silentLogger } from "../common/log.ts";
 import { startGateway } from "../gateway/gateway.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { App, Instance } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
-import { type RunningServer, startServer } from "./server.ts";
-import { apiCall } from "./testing.ts";
+import type { RunningServer } from "./server.ts";
+import { apiCall, waitFor as poll, testServer } from "./testing.ts";
 
-let server: RunningServer;
-const dir = mkdtempSync(join(tmpdir(), "herd-telemetry-api-"));
-
-before(async () => {
-  server = await startServer({
-    // Test receivers, targets and collectors listen on 127.0.0.1.
-    allowFetch: ["127.0.0.0/8"],
-    dataDir: dir,
-    port: 0,
-    logger: silentLogger,
-    metrics: { scrapeIntervalMs: 200 },
-  });
+const fixture = testServer("herd-telemetry-api-", {
+  // Test receivers, targets and collectors listen on 127.0.0.1.
+  allowFetch: ["127.0.0.0/8"],
+  metrics: { scrapeIntervalMs: 200 },
 });
-after(async () => {
-  await server.close();
-  rmSync(dir, { recursive: true, force: true });
+let server: RunningServer;
+before(async () => {
+  server = await fixture.started;
 });
 
 const call = (method: string, path: string, body?: unknown) => apiCall(server, method, path, body);
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const heartbeat = (instances: Heartbeat["instances"], stats?: Heartbeat["stats"]): Heartbeat => ({
   address: "127.0.0.1",
@@ -240,3 +222,7 @@ test("an agent that serves its metrics is scraped as herd-agent and listed in se
     rmSync(agentDir, { recursive: true, force: true });
   }
 });
+
+function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  return poll(what, f, ms, 50);
+}
