@@ -269,8 +269,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     alerts: () => alerts.active(),
     cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
-    calls: async (tenant, from, to) =>
-      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    calls: async (tenant, from, to) => callEdges(await traces.map(from, to, tenant)),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });
   // Declared dependsOn against the calls the traces see: warning events and the undeclared-dependency alerts.
@@ -279,8 +278,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     events,
     registry: metrics.self.registry,
     logger: logger.child("dependencies"),
-    calls: async (tenant, from, to) =>
-      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    calls: async (tenant, from, to) => callEdges(await traces.map(from, to, tenant)),
   });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
