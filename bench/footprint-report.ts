@@ -20,6 +20,9 @@ const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: { files: { type: "string", default: "0" } },
 });
+// A reader that stops early (`| head`) ends the report quietly.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => process.exit(err.code === "EPIPE" ? 0 : 1));
+const out = (text: string) => process.stdout.write(text);
 const MB = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 const KB = (n: number) => `${(n / 1024).toFixed(0)} KB`;
 
@@ -43,17 +46,17 @@ function files(dir: string): string[] {
 for (const file of files(positionals[0] ?? ".")) {
   const r = JSON.parse(readFileSync(file, "utf8")) as Report;
   const m = r.memory;
-  process.stdout.write(`\n${file}: pid ${r.pid} ${r.argv.slice(1, 3).join(" ")}\n`);
-  process.stdout.write(
+  out(`\n${file}: pid ${r.pid} ${r.argv.slice(1, 3).join(" ")}\n`);
+  out(
     `  rss ${MB(m.rss)}  heap ${MB(m.heapUsed)} used of ${MB(m.heapTotal)}  external ${MB(m.external)}  arrayBuffers ${MB(m.arrayBuffers)}\n`,
   );
-  process.stdout.write(
+  out(
     `  spaces: ${Object.entries(m.spaces)
       .filter(([, s]) => s.committed > 0)
       .map(([name, s]) => `${name} ${MB(s.used)}/${MB(s.committed)}`)
       .join(", ")}\n`,
   );
-  process.stdout.write(
+  out(
     `  rss by mapping: ${Object.entries(r.smaps)
       .sort((a, b) => b[1] - a[1])
       .map(([kind, n]) => `${kind} ${MB(n)}`)
@@ -67,18 +70,18 @@ for (const file of files(positionals[0] ?? ".")) {
     groups.set(groupOf(mod.url), g);
   }
   const total = r.modules.reduce((s, mod) => s + mod.length, 0);
-  process.stdout.write(`  ${r.modules.length} scripts, ${KB(total)} of source:\n`);
+  out(`  ${r.modules.length} scripts, ${KB(total)} of source:\n`);
   for (const [name, g] of [...groups].sort((a, b) => b[1].length - a[1].length)) {
-    process.stdout.write(`    ${KB(g.length).padStart(8)} ${String(g.count).padStart(4)}  ${name}\n`);
+    out(`    ${KB(g.length).padStart(8)} ${String(g.count).padStart(4)}  ${name}\n`);
   }
   const n = Number(values.files);
   if (n > 0) {
-    process.stdout.write(`  herd's ${n} largest files:\n`);
+    out(`  herd's ${n} largest files:\n`);
     for (const mod of r.modules
       .filter((x) => x.url.includes("/src/"))
       .sort((a, b) => b.length - a.length)
       .slice(0, n)) {
-      process.stdout.write(`    ${KB(mod.length).padStart(8)}  ${mod.url.replace(/^.*\/src\//, "src/")}\n`);
+      out(`    ${KB(mod.length).padStart(8)}  ${mod.url.replace(/^.*\/src\//, "src/")}\n`);
     }
   }
 }

@@ -198,7 +198,11 @@ async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; p
   const { herd: mine, apps } = measure(herd);
   if (probeDir) {
     for (const p of mine) process.kill(p.pid, "SIGUSR2");
-    await waitFor("the probes' reports", async () => mine.every((p) => existsSync(join(probeDir, `${p.pid}.json`))), 20_000);
+    await waitFor(
+      "the probes' reports",
+      async () => mine.every((p) => existsSync(join(probeDir, `${p.pid}.json`))),
+      20_000,
+    );
   }
   // The figure counts only if herd was still doing its work: both apps answer through the gateway.
   const silent: string[] = [];

@@ -91,7 +91,9 @@ export class Traces implements SpanSink {
    */
   async map(from: number, to: number, tenant?: string): Promise<DependencyMap> {
     if (this.store.count(from, to) > INLINE_MAP_SPANS) {
-      return JSON.parse(await this.queries.run({ kind: "map", from, to, tenant }, tenant ?? "")) as DependencyMap;
+      return JSON.parse(
+        await this.queries.run({ kind: "map", from, to, tenant }, tenant ?? ""),
+      ) as DependencyMap;
     }
     const builder = new DependencyMapBuilder();
     this.store.scan(from, to, (row) => builder.add(row), { parents: true, tenant });
