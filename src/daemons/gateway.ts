@@ -8,6 +8,7 @@
  * when that parent is gone; a detached one (herd up's) lives on by itself.
  */
 
+import { startGatewayCluster } from "../gateway/cluster.ts";
 import { CHILD_ENV, type ChildMessage } from "../gateway/cluster-child.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
 import { type GatewayOptions, startGateway } from "../gateway/gateway.ts";
@@ -46,12 +47,8 @@ export async function runGateway(start: () => Promise<GatewayDaemonOptions>): Pr
   try {
     const options = await start();
     const { workers } = options;
-    // One worker is the single-process gateway: no primary in front of it, and neither node:cluster
-    // nor the primary's modules loaded (gateway/cluster.ts: about 0.5 MB of a --small gateway).
-    const gateway =
-      workers === 1
-        ? await startGateway(options)
-        : await (await import("../gateway/cluster.ts")).startGatewayCluster(options);
+    // One worker is the single-process gateway: no primary in front of it.
+    const gateway = workers === 1 ? await startGateway(options) : await startGatewayCluster(options);
     reconnect = () => gateway.reconnect();
     if (parent !== undefined) {
       tell({
