@@ -14,13 +14,17 @@
 // (goal: ≤ 250 MB RSS in all) and `herd up --small` (goal: ≤ 150 MB), and
 // prints each process, the sums and the ratio to the goal.
 //
-// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [--strict] [-- EXTRA HERD UP FLAGS]
-// FOOTPRINT_NODE_OPTIONS: NODE_OPTIONS for herd's processes (say, a preload that
-// records process.memoryUsage() and the modules loaded), to see where memory goes.
+// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [--probe DIR] [--strict] [-- EXTRA HERD UP FLAGS]
+// --probe DIR: herd's processes load bench/footprint-probe.mjs and, once measured,
+// each writes DIR/<profile>/<pid>.json: process.memoryUsage(), V8's heap spaces,
+// RSS by kind of mapping and every module it loaded (`node bench/footprint-report.ts DIR`
+// summarises them), to see where the memory goes.
+// FOOTPRINT_NODE_OPTIONS: more NODE_OPTIONS for herd's processes.
 
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import {
   cleanupHerd,
@@ -42,6 +46,7 @@ const { values } = parseArgs({
   options: {
     profile: { type: "string" },
     idle: { type: "string", default: "40" },
+    probe: { type: "string" },
     // Exit 1 when a goal is missed or a run did not do its work (bench/harness.ts).
     strict: { type: "boolean", default: false },
   },
@@ -168,10 +173,18 @@ const mb = (bytes: number) => (bytes / MB).toFixed(1).padStart(7);
 async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; pss: number }> {
   const dataDir = mkdtempSync(join(tmpdir(), "herd-footprint-"));
   dirs.push(dataDir);
+  const probeDir = values.probe === undefined ? undefined : join(resolve(values.probe), profile.name);
+  const nodeOptions = [
+    process.env.FOOTPRINT_NODE_OPTIONS ?? "",
+    probeDir ? `--import=${pathToFileURL(join(ROOT, "bench/footprint-probe.mjs")).href}` : "",
+  ].join(" ");
   const herd = await startHerd({
     dataDir,
     extraArgs: [...profile.args, ...EXTRA],
-    env: process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {},
+    env: {
+      ...(nodeOptions.trim() ? { NODE_OPTIONS: nodeOptions.trim() } : {}),
+      ...(probeDir ? { FOOTPRINT_PROBE_DIR: probeDir } : {}),
+    },
   });
   herds.push(herd);
   for (const dir of [join(ROOT, "examples/hello"), secondApp()]) {
@@ -183,6 +196,14 @@ async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; p
   }
   await sleep(IDLE_S * 1000);
   const { herd: mine, apps } = measure(herd);
+  if (probeDir) {
+    for (const p of mine) process.kill(p.pid, "SIGUSR2");
+    await waitFor(
+      "the probes' reports",
+      async () => mine.every((p) => existsSync(join(probeDir, `${p.pid}.json`))),
+      20_000,
+    );
+  }
   // The figure counts only if herd was still doing its work: both apps answer through the gateway.
   const silent: string[] = [];
   for (const host of ["hello.localhost", "second.localhost"]) {

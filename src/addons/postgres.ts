@@ -77,7 +77,7 @@ async function ensurePostgresBin(): Promise<string> {
       mkdirSync("/etc/postgresql-common", { recursive: true });
       writeFileSync(conf, "create_main_cluster = false\n");
     }
-    const { ensureDebianPackages } = await import("../../scripts/ensure-tools.ts");
+    const { ensureDebianPackages } = await import("../common/debian-packages.ts");
     await ensureDebianPackages({ pg_ctlcluster: "postgresql" });
   } catch (err) {
     throw new HerdError(

@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { findBinary } from "../../scripts/ensure-tools.ts";
+import { findBinary } from "../common/debian-packages.ts";
 import { HerdError } from "../common/errors.ts";
 import { splitEndpoint } from "./postgres.ts";
 
@@ -21,7 +21,7 @@ export async function ensureRedis(): Promise<{ server: string; cli: string }> {
   const cli = findBinary("redis-cli");
   if (server && cli) return { server, cli };
   try {
-    const { ensureDebianPackages } = await import("../../scripts/ensure-tools.ts");
+    const { ensureDebianPackages } = await import("../common/debian-packages.ts");
     const found = await ensureDebianPackages({ "redis-server": "redis-server", "redis-cli": "redis-tools" });
     return { server: found["redis-server"] as string, cli: found["redis-cli"] as string };
   } catch (err) {

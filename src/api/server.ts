@@ -30,9 +30,8 @@ import { promqlValue } from "../controllers/autoscale-query.ts";
 import { type Context, DEFAULT_SETTINGS, type Settings } from "../controllers/context.ts";
 import { DeployLogs } from "../controllers/deploy-log.ts";
 import { EventRecorder } from "../controllers/events.ts";
-import { MachineController } from "../controllers/machine-controller.ts";
-import { DEFAULT_MACHINE_SETTINGS, type MachineSettings } from "../controllers/machine-plan.ts";
-import { machineProvider } from "../controllers/machine-provider.ts";
+import type { MachineController } from "../controllers/machine-controller.ts";
+import type { MachineSettings } from "../controllers/machine-plan.ts";
 import { ControllerManager } from "../controllers/manager.ts";
 import { RemediationEngine } from "../controllers/remediation/engine.ts";
 import { callEdges } from "../controllers/remediation/evidence.ts";
@@ -216,8 +215,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // One guard for every URL fetched on a user's say-so (common/url-guard.ts).
   const guard = new UrlGuard({ allow: options.allowFetch });
   // Checked before anything starts: a bad --machine-provider stops the server at once.
+  // The machine controller's modules load only with a provider (--machine-provider).
   const provider = options.machines
-    ? machineProvider(options.machines.provider, {
+    ? (await import("../controllers/machine-provider.ts")).machineProvider(options.machines.provider, {
         secret: options.machines.secret,
         guard,
         timeoutMs: options.machines.timeoutMs,
@@ -287,8 +287,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     alerts: () => alerts.active(),
     cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
-    calls: async (tenant, from, to) =>
-      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    calls: async (tenant, from, to) => callEdges(await traces.map(from, to, tenant)),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });
   // Declared dependsOn against the calls the traces see: warning events and the undeclared-dependency alerts.
@@ -297,8 +296,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     events,
     registry: metrics.self.registry,
     logger: logger.child("dependencies"),
-    calls: async (tenant, from, to) =>
-      callEdges(JSON.parse(await traces.queries.run({ kind: "map", from, to, tenant }, tenant))),
+    calls: async (tenant, from, to) => callEdges(await traces.map(from, to, tenant)),
   });
   const admin = await ensureAdminToken(store, dataDir);
   // One queue, one sandbox and one set of limits for every build of this control plane.
@@ -396,24 +394,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     join(dataDir, "server.json"),
     `${JSON.stringify({ url, gatewayUrl: settings.gatewayUrl }, null, 2)}\n`,
   );
-  const machines = provider
-    ? new MachineController(ctx, {
-        provider,
-        settings: { ...DEFAULT_MACHINE_SETTINGS, ...options.machines?.settings },
-        server: url,
-        ...(tls ? { ca: tls.ca } : {}),
-        createJoinToken: async ({ name, uses, expiresAt }) => {
-          const { secret, token } = await createToken(store, {
-            name,
-            kind: "join",
-            usesLeft: uses,
-            expiresAt,
-            createdBy: "machine provider",
-          });
-          return { secret, id: token.id };
-        },
-      })
-    : undefined;
+  let machines: MachineController | undefined;
+  if (provider) {
+    const [{ MachineController }, { DEFAULT_MACHINE_SETTINGS }] = await Promise.all([
+      import("../controllers/machine-controller.ts"),
+      import("../controllers/machine-plan.ts"),
+    ]);
+    machines = new MachineController(ctx, {
+      provider,
+      settings: { ...DEFAULT_MACHINE_SETTINGS, ...options.machines?.settings },
+      server: url,
+      ...(tls ? { ca: tls.ca } : {}),
+      createJoinToken: async ({ name, uses, expiresAt }) => {
+        const { secret, token } = await createToken(store, {
+          name,
+          kind: "join",
+          usesLeft: uses,
+          expiresAt,
+          createdBy: "machine provider",
+        });
+        return { secret, id: token.id };
+      },
+    });
+  }
   await leadership.start(url, {
     begin: async () => {
       await controllers.start();

@@ -16,7 +16,8 @@ import {
   releasesTable,
   renderTable,
 } from "./format.ts";
-import { LogCursor, logsOptionsFromFlags, sinceTime } from "./logs.ts";
+import { LogCursor, sinceTime } from "./logs.ts";
+import { logsOptionsFromFlags } from "./store-flags.ts";
 
 const NOW = Date.parse("2026-01-01T12:00:00Z");
 const ago = (seconds: number) => new Date(NOW - seconds * 1000).toISOString();

@@ -9,9 +9,6 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import type { LogsOptions } from "../api/server.ts";
-import { HerdError } from "../common/errors.ts";
-import { parseBytes } from "../model/manifest.ts";
 import type { App, Instance, Service } from "../model/objects.ts";
 import { parseDurationMicros } from "../observe/traces/span.ts";
 import { type ApiClient, ApiError, type Query } from "./api-client.ts";
@@ -102,34 +99,6 @@ export function sinceTime(value: string, now = Date.now(), command = "logs"): st
     `--since must be a duration like 10m or 2h, or a time like 2026-01-01T12:00:00Z, got ${value}`,
     command,
   );
-}
-
-/** The server flags that bound logs.db: `--logs-retention 7d --logs-max-size 256Mi`. */
-export const LOG_SERVER_FLAGS = {
-  "logs-retention": { type: "string", default: "7d" },
-  "logs-max-size": { type: "string", default: "256Mi" },
-} as const;
-
-/** LogsOptions from those flags; a HerdError naming the flag when one is wrong. */
-export function logsOptionsFromFlags(v: Record<string, unknown>): LogsOptions {
-  const retention = parseDurationMicros(String(v["logs-retention"] ?? "7d"));
-  if (retention === null || retention < 60e6) {
-    throw new HerdError(
-      "invalid",
-      `--logs-retention must be a duration of at least 1m (e.g. 7d), got ${v["logs-retention"]}`,
-    );
-  }
-  let maxBytes: number;
-  try {
-    maxBytes = parseBytes(String(v["logs-max-size"] ?? "256Mi"));
-  } catch {
-    throw new HerdError(
-      "invalid",
-      `--logs-max-size must be a size like 256Mi or 2Gi, got ${v["logs-max-size"]}`,
-    );
-  }
-  if (maxBytes < 1024 * 1024) throw new HerdError("invalid", "--logs-max-size must be at least 1Mi");
-  return { maxAgeMs: retention / 1000, maxBytes };
 }
 
 /** The services and instances there are: of one app, or of every app of the tenant (`app` undefined). */

@@ -40,9 +40,13 @@ import { GATEWAY_HELP, holdOf } from "./gateway-command.ts";
 export { runGateway } from "./gateway-command.ts";
 
 import { findDataDir, saveLocalContext, userConfigPath } from "./config.ts";
-import { LOG_SERVER_FLAGS, logsOptionsFromFlags } from "./logs.ts";
 import { MACHINE_FLAGS, MACHINE_HELP, machinesOf } from "./machine-flags.ts";
-import { TRACE_SERVER_FLAGS, tracesOptionsFromFlags } from "./traces.ts";
+import {
+  LOG_SERVER_FLAGS,
+  logsOptionsFromFlags,
+  TRACE_SERVER_FLAGS,
+  tracesOptionsFromFlags,
+} from "./store-flags.ts";
 
 export { DEFAULT_HTTPS_PORT };
 

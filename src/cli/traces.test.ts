@@ -9,8 +9,9 @@ import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
 import { parseGatewayBatch } from "../observe/traces/gateway-batch.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
+import { tracesOptionsFromFlags } from "./store-flags.ts";
 import { runCli } from "./test-api.ts";
-import { mapText, topText, tracesOptionsFromFlags } from "./traces.ts";
+import { mapText, topText } from "./traces.ts";
 
 let server: RunningServer;
 const dir = mkdtempSync(join(tmpdir(), "herd-cli-traces-"));

@@ -9,8 +9,6 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { HerdError } from "../common/errors.ts";
-import { parseBytes } from "../model/manifest.ts";
 import type {
   DependencyMap,
   SpanNode,
@@ -21,7 +19,6 @@ import type {
 } from "../observe/traces/analysis.ts";
 import { formatMicros, parseDurationMicros } from "../observe/traces/span.ts";
 import type { TraceSummary } from "../observe/traces/span-store.ts";
-import type { TracesOptions } from "../observe/traces/traces.ts";
 import { ApiError, type Query } from "./api-client.ts";
 import { parseCount, UsageError } from "./args.ts";
 import { type CommandSpec, type FlagValues, printJson, println, stringFlag } from "./context.ts";
@@ -306,47 +303,3 @@ export const topCommand: CommandSpec = {
     return 0;
   },
 };
-
-/** The trace store's flags on `herd server` and `herd up`. */
-export const TRACE_SERVER_FLAGS = {
-  "traces-retention": { type: "string", default: "24h" },
-  "traces-max-size": { type: "string", default: "512Mi" },
-  "traces-forward": { type: "string" },
-  "traces-forward-header": { type: "string", multiple: true },
-  "grpc-port": { type: "string" },
-} as const;
-
-/** TracesOptions from those flags; a HerdError naming the flag when one is wrong. */
-export function tracesOptionsFromFlags(v: Record<string, unknown>): TracesOptions {
-  const retention = parseDurationMicros(String(v["traces-retention"] ?? "24h"));
-  if (retention === null || retention < 60e6) {
-    throw new HerdError(
-      "invalid",
-      `--traces-retention must be a duration of at least 1m (e.g. 24h), got ${v["traces-retention"]}`,
-    );
-  }
-  let maxBytes: number;
-  try {
-    maxBytes = parseBytes(String(v["traces-max-size"] ?? "512Mi"));
-  } catch {
-    throw new HerdError(
-      "invalid",
-      `--traces-max-size must be a size like 512Mi or 2Gi, got ${v["traces-max-size"]}`,
-    );
-  }
-  if (maxBytes < 1024 * 1024) throw new HerdError("invalid", "--traces-max-size must be at least 1Mi");
-  const forward = v["traces-forward"] as string | undefined;
-  if (forward !== undefined && !/^https?:\/\/[^/]/.test(forward)) {
-    throw new HerdError(
-      "invalid",
-      `--traces-forward must be an http(s) URL such as http://collector:4318/v1/traces, got ${forward}`,
-    );
-  }
-  const headers: Record<string, string> = {};
-  for (const h of (v["traces-forward-header"] as string[] | undefined) ?? []) {
-    const eq = h.indexOf("=");
-    if (eq < 1) throw new HerdError("invalid", `--traces-forward-header must be NAME=VALUE, got ${h}`);
-    headers[h.slice(0, eq).trim()] = h.slice(eq + 1).trim();
-  }
-  return { maxAgeMs: retention / 1000, maxBytes, forwardUrl: forward, forwardHeaders: headers };
-}

@@ -9,9 +9,9 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import tls from "node:tls";
 import type { Dispatcher } from "undici";
 import { HerdError } from "./errors.ts";
+import { nodeTls } from "./node-http.ts";
 
 /** The PEM text of a CA certificate file; a HerdError naming `flag` and the file when it is not one. */
 export function readCa(file: string, flag = "--ca"): string {
@@ -52,6 +52,7 @@ export const trusting = (dispatcher: Dispatcher | undefined): RequestInit =>
  * makes child processes started after this trust it (NODE_EXTRA_CA_CERTS).
  */
 export function trustCaInProcess(pem: string, file?: string): void {
+  const tls = nodeTls();
   tls.setDefaultCACertificates([...tls.getCACertificates("default"), pem]);
   if (file !== undefined) process.env.NODE_EXTRA_CA_CERTS = file;
 }

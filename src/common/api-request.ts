@@ -14,8 +14,7 @@
  */
 
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
-import https from "node:https";
-import { nodeHttp as http } from "./node-http.ts";
+import { nodeHttp as http, nodeHttps } from "./node-http.ts";
 
 /** What a request sends. */
 export interface ApiRequestInit {
@@ -49,7 +48,7 @@ export interface ApiAnswer {
 
 // Connections are kept between requests, as fetch's pool did: the agent and the gateway call every second.
 const httpAgent = new http.Agent({ keepAlive: true });
-const httpsAgent = new https.Agent({ keepAlive: true });
+let httpsAgent: import("node:https").Agent | undefined;
 
 /** Sends one request; resolves when the answer's status and headers have arrived, rejects on a connection error or abort (never on a status). */
 export function apiRequest(url: string, init: ApiRequestInit = {}): Promise<ApiAnswer> {
@@ -58,10 +57,13 @@ export function apiRequest(url: string, init: ApiRequestInit = {}): Promise<ApiA
   if (!secure && target.protocol !== "http:")
     return Promise.reject(new Error(`${url}: only http and https are supported`));
   return new Promise((resolve, reject) => {
-    const req = (secure ? https : http).request(target, {
+    // node:https (with node:tls) only for an https URL: see common/node-http.ts.
+    const https = secure ? nodeHttps() : undefined;
+    if (https) httpsAgent ??= new https.Agent({ keepAlive: true });
+    const req = (https ?? http).request(target, {
       method: init.method ?? "GET",
       headers: init.headers,
-      agent: secure ? httpsAgent : httpAgent,
+      agent: https ? httpsAgent : httpAgent,
       ...(secure && init.ca !== undefined ? { ca: init.ca } : {}),
       signal: init.signal,
     });

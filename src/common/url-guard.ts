@@ -19,11 +19,10 @@
 
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import type { IncomingMessage } from "node:http";
-import { nodeHttp } from "./node-http.ts";
+import { nodeHttp, nodeHttps } from "./node-http.ts";
 
 const httpRequest = nodeHttp.request;
 
-import { request as httpsRequest } from "node:https";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { HerdError } from "./errors.ts";
 
@@ -267,7 +266,7 @@ export class UrlGuard {
     signal.throwIfAborted();
     // The connection goes to the checked addresses only: its lookup answers with them.
     // node:http, not undici: one fewer HTTP client in every process that fetches (docs/benchmarks.md, Footprint).
-    const send = parsed.protocol === "https:" ? httpsRequest : httpRequest;
+    const send = parsed.protocol === "https:" ? nodeHttps().request : httpRequest;
     const req = send(parsed, {
       method: init.method ?? "GET",
       headers: init.headers,

@@ -18,8 +18,9 @@
  * subscribers; a publish writes those bytes to every held request and stream.
  */
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { nodeHttp } from "../common/node-http.ts";
 import type { EffectiveConfig } from "../model/config.ts";
 
 /** How long a long poll is held at most (and by default). */
@@ -179,7 +180,7 @@ export class ConfigFeed {
 
   /** Serves the feed on its own HTTP server (127.0.0.1 unless told otherwise). */
   async listen(port = 0, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
-    const server = createServer((req, res) => this.handle(req, res));
+    const server = nodeHttp.createServer((req, res) => this.handle(req, res));
     server.keepAliveTimeout = MAX_HOLD_MS + 5_000;
     server.headersTimeout = MAX_HOLD_MS + 10_000;
     server.requestTimeout = 0;

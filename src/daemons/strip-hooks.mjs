@@ -164,11 +164,61 @@ function asciiOnly(ts) {
   );
 }
 
+/**
+ * Built-ins that packages require when they load but that herd's control
+ * plane uses only for HTTPS or HTTP/2 (Fastify's server.js requires node:https
+ * and node:http2, prom-client's Pushgateway node:https): those packages get a
+ * stand-in that requires the real module at its first use. node:https,
+ * node:tls and node:http2 together cost a process about 3.5 MB, and herd up's
+ * control plane serves and calls plain HTTP (herd's own modules take them on
+ * first use too: common/node-http.ts).
+ */
+const LAZY_BUILTINS = new Set(["https", "http2", "tls"]);
+const LAZY_FOR = ["/node_modules/fastify/", "/node_modules/prom-client/"];
+/** The stand-ins' URLs: one file name per built-in (CommonJS caches modules by file name); no such files exist. */
+const STAND_IN = new URL("./lazy-builtin-", import.meta.url).href;
+
+/**
+ * The stand-in's source for the built-in `name`: an object that forwards every
+ * property read to the real module, loaded on the first.
+ * @param {string} name
+ */
+function standIn(name) {
+  return `"use strict";
+let real;
+const load = () => (real ??= require("node:${name}"));
+module.exports = new Proxy({}, {
+  get: (_, key) => load()[key],
+  has: (_, key) => key in load(),
+  ownKeys: () => Reflect.ownKeys(load()),
+  getOwnPropertyDescriptor: (_, key) => {
+    const d = Object.getOwnPropertyDescriptor(load(), key);
+    return d && { ...d, configurable: true };
+  },
+});
+`;
+}
+
 const dir = new URL(import.meta.url).searchParams.get("cache");
 if (dir !== null) {
   let treeStripped = false;
   registerHooks({
+    resolve(specifier, context, nextResolve) {
+      const name = specifier.startsWith("node:") ? specifier.slice(5) : specifier;
+      const parent = context.parentURL ?? "";
+      if (
+        LAZY_BUILTINS.has(name) &&
+        context.conditions?.includes("require") &&
+        LAZY_FOR.some((pkg) => parent.includes(pkg))
+      ) {
+        return { url: `${STAND_IN}${name}.cjs`, format: "commonjs", shortCircuit: true };
+      }
+      return nextResolve(specifier, context);
+    },
     load(url, context, nextLoad) {
+      if (url.startsWith(STAND_IN)) {
+        return { format: "commonjs", source: standIn(url.slice(STAND_IN.length, -4)), shortCircuit: true };
+      }
       if (!url.startsWith("file:") || !url.endsWith(".ts")) return nextLoad(url, context);
       const file = fileURLToPath(url);
       const source = readFileSync(file, "utf8");

@@ -115,3 +115,35 @@ test("filling the cache keeps the entries of the tree's files and removes others
   assert.deepEqual(readdirSync(cache).sort(), current);
   for (const name of current) assert.ok(Date.now() - statSync(join(cache, name)).mtimeMs < 60_000);
 });
+
+test("Fastify and prom-client load without node:https, node:tls and node:http2, which come at first use", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "herd-strip-hooks-lazy-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const main = join(dir, "main.mjs");
+  writeFileSync(
+    main,
+    [
+      `import { createRequire } from "node:module";`,
+      `const require = createRequire(${JSON.stringify(join(import.meta.dirname, "../../package.json"))});`,
+      `const loaded = () => process.moduleLoadList.filter((m) => /^NativeModule (https|tls|http2)$/.test(m)).map((m) => m.split(" ")[1]).sort();`,
+      `const Fastify = require("fastify");`,
+      `require("prom-client");`,
+      `const plain = Fastify();`,
+      `await plain.ready();`,
+      `const before = loaded();`,
+      // An HTTP/2 server still works: the stand-in loads node:http2 and hands on its functions.
+      `const h2 = Fastify({ http2: true });`,
+      `h2.get("/", async () => "ok");`,
+      `await h2.listen({ port: 0, host: "127.0.0.1" });`,
+      `const server = h2.server.constructor.name;`,
+      `await h2.close();`,
+      `await plain.close();`,
+      `console.log(JSON.stringify({ before, after: loaded(), server }));`,
+      "",
+    ].join("\n"),
+  );
+  const out = JSON.parse(run(join(dir, "cache"), main).stdout);
+  assert.deepEqual(out.before, [], "nothing of HTTPS or HTTP/2 is loaded by the packages themselves");
+  assert.deepEqual(out.after, ["http2", "tls"]);
+  assert.equal(out.server, "Http2Server");
+});

@@ -158,7 +158,7 @@ export class GitRepos {
   #gitBinary(): Promise<string> {
     this.#git ??= (async () => {
       try {
-        const { ensureDebianPackages } = await import("../../scripts/ensure-tools.ts");
+        const { ensureDebianPackages } = await import("../common/debian-packages.ts");
         return (await ensureDebianPackages({ git: "git" })).git;
       } catch (err) {
         this.#git = undefined;

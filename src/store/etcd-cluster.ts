@@ -1,6 +1,6 @@
 /**
  * A throwaway etcd cluster on loopback, for tests and benches: N members of
- * the distribution's `etcd` (installed by scripts/ensure-tools.ts, its
+ * the distribution's `etcd` (installed by common/debian-packages.ts, its
  * service never started), free ports, one temp data dir. `stop()` kills every
  * member and removes the dir; a failed start does the same before it throws.
  */
@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { ensureDebianPackages } from "../common/debian-packages.ts";
 
 export interface EtcdCluster {
   /** Client URLs, one per member. */

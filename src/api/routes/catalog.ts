@@ -13,11 +13,9 @@
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { Catalog } from "../../catalog/catalog.ts";
-import { isVersionQuery } from "../../catalog/versions.ts";
+import type { Catalog } from "../../catalog/catalog.ts";
 import { invalid } from "../../common/errors.ts";
 import type { ObservedCall } from "../../model/catalog.ts";
-import type { DependencyMap } from "../../observe/traces/analysis.ts";
 import { parseDurationMicros } from "../../observe/traces/span.ts";
 import type { ApiDeps } from "../deps.ts";
 import { AppParams, Name, tenantOf } from "../schemas.ts";
@@ -82,29 +80,10 @@ const scopeOf = (req: {
     : tenantOf(req);
 
 export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
-  const catalog = new Catalog({
-    store: deps.store,
-    artifacts: deps.artifacts,
-    audit: deps.audit,
-    observe: async (tenant, window) => {
-      const to = Date.now() * 1000;
-      const json = await deps.traces.queries.run(
-        { kind: "map", from: to - windowMicros(window), to, tenant },
-        tenant,
-      );
-      return (JSON.parse(json) as DependencyMap).edges.map(
-        (e): ObservedCall => ({
-          from: e.from,
-          to: e.to,
-          calls: e.calls,
-          rate: e.rate,
-          errors: e.errors,
-          errorRate: e.errorRate,
-          p99: e.p99,
-        }),
-      );
-    },
-  });
+  // Loaded at the first catalog read (with semver): a platform nobody browses does not hold it.
+  let opened: Promise<Catalog> | undefined;
+  const open = () =>
+    (opened ??= import("../../catalog/catalog.ts").then(({ Catalog }) => newCatalog(Catalog, deps)));
 
   api.get(
     "/catalog/apps",
@@ -116,7 +95,7 @@ export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: ScopeQuery,
       },
     },
-    async (req) => ({ items: await catalog.apps(scopeOf(req)) }),
+    async (req) => ({ items: await (await open()).apps(scopeOf(req)) }),
   );
 
   api.get(
@@ -133,7 +112,7 @@ export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const { window = DEFAULT_WINDOW } = req.query as { window?: string };
       windowMicros(window);
-      return catalog.app(tenantOf(req), (req.params as { app: string }).app, window);
+      return (await open()).app(tenantOf(req), (req.params as { app: string }).app, window);
     },
   );
 
@@ -150,7 +129,7 @@ export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const { app, version } = req.params as { app: string; version: number };
       const { against } = req.query as { against?: number };
-      return catalog.releasePackages(tenantOf(req), app, version, against);
+      return (await open()).releasePackages(tenantOf(req), app, version, against);
     },
   );
 
@@ -172,13 +151,18 @@ export function catalogRoutes(api: FastifyInstance, deps: ApiDeps): void {
           { field: "querystring.name", message },
         ]);
       }
-      if (q.version !== undefined && !isVersionQuery(q.version)) {
+      if (q.version !== undefined && !(await import("../../catalog/versions.ts")).isVersionQuery(q.version)) {
         const message = "must be a version (1.2.3) or a semver range (^1.2, ~1.2.3, >=1 <2, 1.x)";
         throw invalid(`querystring.version ${message}, got ${JSON.stringify(q.version).slice(0, 80)}`, [
           { field: "querystring.version", message },
         ]);
       }
-      return catalog.search({ tenant: scopeOf(req), name: q.name, version: q.version, all: q.all ?? false });
+      return (await open()).search({
+        tenant: scopeOf(req),
+        name: q.name,
+        version: q.version,
+        all: q.all ?? false,
+      });
     },
   );
 }
@@ -193,4 +177,27 @@ function windowMicros(window: string): number {
     ]);
   }
   return us;
+}
+
+/** The catalog over this control plane's store, artifacts, audit trail and traces. */
+function newCatalog(CatalogClass: typeof Catalog, deps: ApiDeps): Catalog {
+  return new CatalogClass({
+    store: deps.store,
+    artifacts: deps.artifacts,
+    audit: deps.audit,
+    observe: async (tenant, window) => {
+      const to = Date.now() * 1000;
+      return (await deps.traces.map(to - windowMicros(window), to, tenant)).edges.map(
+        (e): ObservedCall => ({
+          from: e.from,
+          to: e.to,
+          calls: e.calls,
+          rate: e.rate,
+          errors: e.errors,
+          errorRate: e.errorRate,
+          p99: e.p99,
+        }),
+      );
+    },
+  });
 }

@@ -11,7 +11,7 @@ import { mkdirSync } from "node:fs";
 import type { Clock } from "../../common/clock.ts";
 import type { UrlGuard } from "../../common/url-guard.ts";
 import { type QueryLimits, QueryPool } from "../query-pool.ts";
-import type { TopBy } from "./analysis.ts";
+import { type DependencyMap, DependencyMapBuilder, type TopBy } from "./analysis.ts";
 import type { EndpointQuery } from "./endpoint-figures.ts";
 import { OtlpForwarder } from "./forwarder.ts";
 import type { Span, SpanSink } from "./span.ts";
@@ -46,6 +46,9 @@ export type TraceJob =
   | { kind: "top"; from: number; to: number; by: TopBy; limit: number; tenant?: string }
   | { kind: "endpoints"; query: EndpointQuery };
 
+/** A window with at most this many spans has its service map built in this thread (Traces.map): about 20 ms of the event loop with --small. */
+export const INLINE_MAP_SPANS = 2_000;
+
 export class Traces implements SpanSink {
   readonly store: SpanStore;
   readonly forwarder: OtlpForwarder | undefined;
@@ -77,6 +80,26 @@ export class Traces implements SpanSink {
   /** The in-process sink (the gateway's spans): false when the ingest queue is full. */
   recordSpans(spans: readonly Span[]): boolean {
     return this.store.recordSpans(spans);
+  }
+
+  /**
+   * The service map of [from, to) (µs; one tenant's, or every tenant's) for
+   * the control plane's own checks (dependency drift every 30 s, remediation
+   * evidence). A window of few spans is scanned in this thread: a query
+   * worker, once started, holds about 11 MB for the life of the process (V8
+   * keeps a finished thread's pages for the next), and on an idle or small
+   * platform these checks would be its only use. A busier window goes to a
+   * worker, so that it does not hold the event loop.
+   */
+  async map(from: number, to: number, tenant?: string): Promise<DependencyMap> {
+    if (this.store.count(from, to) > INLINE_MAP_SPANS) {
+      return JSON.parse(
+        await this.queries.run({ kind: "map", from, to, tenant }, tenant ?? ""),
+      ) as DependencyMap;
+    }
+    const builder = new DependencyMapBuilder();
+    this.store.scan(from, to, (row) => builder.add(row), { parents: true, tenant });
+    return builder.result(from, to);
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-// ensure-tools' boot-link bookkeeping on a fake root: the links an install
+// debian-packages' boot-link bookkeeping on a fake root: the links an install
 // adds are found and removed, the ones that were there stay.
 
 import assert from "node:assert/strict";
@@ -6,7 +6,7 @@ import { lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { bootLinks, disableNewBootServices, serviceOfLink } from "./ensure-tools.ts";
+import { bootLinks, disableNewBootServices, serviceOfLink } from "./debian-packages.ts";
 
 /** Whether the link itself is there (its target never is). */
 const there = (path: string) => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
