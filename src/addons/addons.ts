@@ -34,6 +34,8 @@ import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
+import { BrokerAddons } from "./broker-addons.ts";
+import type { Brokers } from "./brokers.ts";
 import { KIND_DRIVERS, type KindDriver } from "./kinds.ts";
 
 export interface AddonDeps {
@@ -42,6 +44,8 @@ export interface AddonDeps {
   deploys: DeployController;
   events: Pick<EventRecorder, "record">;
   artifacts: ArtifactStore;
+  /** External Open Service Brokers: their services are more kinds (broker-addons.ts runs those). */
+  brokers: Brokers;
   build(o: { source: string; tenant: string; app: string; log: (line: string) => void }): Promise<{
     slug: string;
     services: Record<string, ServiceSpec>;
@@ -64,9 +68,23 @@ const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, 
 
 export class Addons {
   readonly #d: AddonDeps;
+  readonly #brokered: BrokerAddons;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
+    this.#brokered = new BrokerAddons({
+      ...deps,
+      get: (tenant, name) => this.get(tenant, name),
+      update: (tenant, name, f) => this.#update(tenant, name, f),
+    });
+  }
+
+  /** Refuses what only herd's own add-ons do (backups, rotation) for a broker's. */
+  #ownOnly(a: Addon, what: string): void {
+    if (a.broker)
+      throw invalid(`${a.name} is run by broker ${a.broker.name}: herd does not ${what} it`, [
+        { field: "addon", message: "a broker's add-on" },
+      ]);
   }
 
   #driver(a: Pick<Addon, "kind">): KindDriver {
@@ -93,6 +111,7 @@ export class Addons {
     name: string,
   ): Promise<Addon & { state: string; instance?: string; node?: string | null }> {
     const a = await this.get(tenant, name);
+    if (a.broker) return { ...a, state: a.broker.state };
     const inst = await this.#instance(tenant, name);
     return { ...a, state: inst?.state ?? "pending", ...(inst ? { instance: inst.id, node: inst.node } : {}) };
   }
@@ -109,11 +128,8 @@ export class Addons {
       backup?: AddonBackupPolicy;
     },
     actor: string,
-  ): Promise<{ addon: Addon; deploy: string; binding?: AddonBinding }> {
-    if (!(ADDON_KINDS as readonly string[]).includes(o.kind))
-      throw invalid(`unknown add-on kind ${o.kind}`, [
-        { field: "kind", message: `must be one of ${ADDON_KINDS.join(", ")}` },
-      ]);
+  ): Promise<{ addon: Addon; deploy?: string; binding?: AddonBinding }> {
+    if (!(ADDON_KINDS as readonly string[]).includes(o.kind)) return this.#createBrokered(tenant, o, actor);
     const plan = o.plan ?? "small";
     const p = ADDON_PLANS[plan];
     if (!p)
@@ -183,6 +199,38 @@ export class Addons {
     return { addon: await this.get(tenant, name), deploy: deploy.id, binding };
   }
 
+  /** An add-on of a broker's service: provisioned there; with `app`, bound once ready. */
+  async #createBrokered(
+    tenant: string,
+    o: { kind: string; plan?: string; name?: string; app?: string; var?: string; backup?: AddonBackupPolicy },
+    actor: string,
+  ): Promise<{ addon: Addon; binding?: AddonBinding }> {
+    const r = await this.#d.brokers.resolve(o.kind, o.plan);
+    if (!r) {
+      const kinds = [...new Set([...ADDON_KINDS, ...(await this.#d.brokers.plans()).map((p) => p.kind)])];
+      throw invalid(`unknown add-on kind ${o.kind}`, [
+        { field: "kind", message: `must be one of ${kinds.join(", ")}` },
+      ]);
+    }
+    if (o.backup)
+      throw invalid(`broker ${r.broker.name} backs up its own add-ons`, [
+        { field: "backup", message: "only herd's own add-ons (postgres, redis) take a backup policy" },
+      ]);
+    const name = o.name ?? (o.app ? `${o.app}-${r.service.name}`.slice(0, 40) : undefined);
+    if (!name || !NAME.test(name))
+      throw invalid(`add-on name ${name ?? "(none)"} is not valid`, [
+        {
+          field: "name",
+          message: "lowercase letters, digits and dashes, starting with a letter, at most 40; or give app",
+        },
+      ]);
+    if (o.app) await this.#app(tenant, o.app);
+    const addon = await this.#brokered.create(tenant, name, r, actor);
+    if (!o.app) return { addon };
+    const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
+    return { addon: await this.get(tenant, name), binding };
+  }
+
   /** Makes a role and database for `app` on the add-on's server and gives the app its URL (a new release). */
   async attach(
     tenant: string,
@@ -195,6 +243,7 @@ export class Addons {
     await this.#app(tenant, app);
     if (app === name)
       throw invalid("an add-on cannot be bound to itself", [{ field: "app", message: "is the add-on" }]);
+    if (a.broker) return this.#brokered.attach(tenant, name, app, variable, actor);
     const driver = this.#driver(a);
     const v = variable ?? driver.defaultVar;
     if (a.bindings.some((b) => b.app === app)) throw conflict(`add-on ${name} is already bound to ${app}`);
@@ -241,6 +290,7 @@ export class Addons {
     actor: string,
   ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
     const a = await this.get(tenant, name);
+    this.#ownOnly(a, "rotate credentials of");
     const bindings = a.bindings.filter((b) => app === undefined || b.app === app);
     if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${name} is not bound to ${app}`);
     const busy = bindings.find((b) => b.revoke);
@@ -331,6 +381,7 @@ export class Addons {
   /** Takes the URL from the app (a new release), then drops its database and role. */
   async detach(tenant: string, name: string, app: string, actor: string): Promise<{ deploy?: string }> {
     const a = await this.get(tenant, name);
+    if (a.broker) return this.#brokered.detach(tenant, name, app, actor);
     const b = a.bindings.find((x) => x.app === app);
     if (!b) throw notFound(`add-on ${name} is not bound to ${app}`);
     await this.#update(tenant, name, (x) => ({ ...x, bindings: x.bindings.filter((y) => y.app !== app) }));
@@ -362,12 +413,13 @@ export class Addons {
     confirm: string | undefined,
     actor: string,
     withoutBackup = false,
-  ): Promise<{ finalBackup?: AddonBackup }> {
+  ): Promise<{ finalBackup?: AddonBackup; pending?: boolean }> {
     const a = await this.get(tenant, name);
     if (confirm !== name)
       throw invalid(`destroying add-on ${name} deletes its data: confirm with its name`, [
         { field: "confirm", message: `must be ${name}` },
       ]);
+    if (a.broker) return this.#brokered.destroy(tenant, name, actor);
     let finalBackup: AddonBackup | undefined;
     if (!withoutBackup) {
       try {
@@ -406,6 +458,7 @@ export class Addons {
     reason: AddonBackup["reason"] = "manual",
   ): Promise<AddonBackup> {
     const a = await this.get(tenant, name);
+    this.#ownOnly(a, "back up");
     const endpoint = await this.waitEndpoint(tenant, name, 10_000);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
     const dumped = await dumpAddon(a, endpoint, admin, this.#d.artifacts);
@@ -448,6 +501,7 @@ export class Addons {
     policy: AddonBackupPolicy | null,
     actor: string,
   ): Promise<Addon> {
+    this.#ownOnly(await this.get(tenant, name), "back up");
     const checked = policy ? checkBackupPolicy(policy) : undefined;
     await this.#update(tenant, name, (x) => {
       const { backupPolicy: _, lastScheduledAt: __, ...rest } = x;
@@ -516,8 +570,10 @@ export class Addons {
    * release with the new URL. Run periodically by the server.
    */
   async sync(): Promise<void> {
-    for (const o of (await this.#d.store.list<Addon>("addon")).items) {
-      const a = o.value;
+    const all = (await this.#d.store.list<Addon>("addon")).items.map((o) => o.value);
+    await this.#brokered.sync(all);
+    for (const a of all) {
+      if (a.broker) continue;
       await this.#revokeRotated(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,
