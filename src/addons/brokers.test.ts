@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { apiCall } from "../api/testing.ts";
+import { runCli } from "../cli/test-api.ts";
 import { silentLogger } from "../common/log.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { Deploy, Release } from "../model/objects.ts";
@@ -257,6 +258,34 @@ test("a broker is registered through the URL guard, with its password in the sec
   const dana = (await call("POST", "/tokens", { name: "dana's", user: "dana" })).body.token as string;
   assert.equal((await call("POST", "/addon-brokers", { name: "x", url: broker.url }, dana)).status, 403);
   assert.equal((await call("GET", "/addon-plans", undefined, dana)).status, 200);
+
+  // The CLI: a second broker offering the same service makes the kind BROKER/SERVICE.
+  const cli = (...argv: string[]) => runCli(argv, { server: server.url, token: server.adminToken });
+  const added = await cli(
+    "addons",
+    "brokers",
+    "add",
+    "two",
+    broker.url,
+    "--user",
+    USER,
+    "--password",
+    PASSWORD,
+  );
+  assert.equal(added.code, 0, added.err);
+  assert.match(added.out, /Broker two registered: mail \(free, pro, broken\)/);
+  const shown = await cli("addons", "plans");
+  assert.equal(shown.code, 0, shown.err);
+  assert.match(shown.out, /osb\/mail\s+pro\s+osb\s+no limit/);
+  assert.match(shown.out, /two\/mail\s+free\s+two\s+100 mails a day/);
+  assert.match(shown.out, /postgres\s+small\s+herd/);
+  const ambiguous = await call("POST", "/addons", { kind: "mail", name: "amb" });
+  assert.equal(ambiguous.status, 400);
+  assert.match(ambiguous.body.details[0].message, /osb\/mail, two\/mail/);
+  assert.match((await cli("addons", "brokers")).out, /two\s+http:\/\/127\.0\.0\.1:\d+\s+herd\s+mail/);
+  const removed = await cli("addons", "brokers", "remove", "two");
+  assert.equal(removed.code, 0, removed.err);
+  assert.doesNotMatch((await cli("addons", "brokers")).out, /^two/m);
 });
 
 test("create (asynchronous), attach, detach and destroy go through the broker", async () => {
@@ -314,6 +343,13 @@ test("create (asynchronous), attach, detach and destroy go through the broker", 
 
   const info = await call("GET", "/addons/shop-mail");
   assert.equal(info.body.state, "ready");
+  const shown = await runCli(["addons", "info", "shop-mail"], {
+    server: server.url,
+    token: server.adminToken,
+  });
+  assert.equal(shown.code, 0, shown.err);
+  assert.match(shown.out, /shop-mail: mail, plan pro, ready \(broker osb: ready\)/);
+  assert.match(shown.out, /shop\s+MAIL_PASSWORD, MAIL_PORT, MAIL_TLS, MAIL_URL, MAIL_USERNAME/);
 
   const detached = await call("POST", "/addons/shop-mail/detach", { app: "shop" });
   assert.equal(detached.status, 200, JSON.stringify(detached.body));
