@@ -6,7 +6,7 @@
  * checks, restarts and `herd logs` treat it like any other pet.
  */
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import { type DeployController, deployKey } from "../controllers/deploy-controller.ts";
+import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
 import {
@@ -28,7 +28,7 @@ import {
   type AddonKind,
   addonKey,
 } from "../model/addon.ts";
-import { type App, appKey, type Deploy, type Instance, type Node, type Service } from "../model/objects.ts";
+import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
@@ -36,7 +36,8 @@ import type { Store } from "../store/store.ts";
 import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
 import { BrokerAddons } from "./broker-addons.ts";
 import type { Brokers } from "./brokers.ts";
-import { KIND_DRIVERS, type KindDriver } from "./kinds.ts";
+import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
+import { Rotation } from "./rotation.ts";
 
 export interface AddonDeps {
   store: Store;
@@ -52,7 +53,6 @@ export interface AddonDeps {
   }>;
 }
 
-const ADMIN = "ADDON_PASSWORD";
 const ONLY_RESTART: RemediationRule = {
   name: "restart",
   symptom: "error-rate",
@@ -69,6 +69,7 @@ const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, 
 export class Addons {
   readonly #d: AddonDeps;
   readonly #brokered: BrokerAddons;
+  readonly #rotation: Rotation;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
@@ -76,6 +77,12 @@ export class Addons {
       ...deps,
       get: (tenant, name) => this.get(tenant, name),
       update: (tenant, name, f) => this.#update(tenant, name, f),
+    });
+    this.#rotation = new Rotation({
+      ...deps,
+      update: (tenant, name, f) => this.#update(tenant, name, f),
+      endpoint: (tenant, name) => this.endpoint(tenant, name),
+      waitEndpoint: (tenant, name, ms) => this.waitEndpoint(tenant, name, ms),
     });
   }
 
@@ -85,12 +92,6 @@ export class Addons {
       throw invalid(`${a.name} is run by broker ${a.broker.name}: herd does not ${what} it`, [
         { field: "addon", message: "a broker's add-on" },
       ]);
-  }
-
-  #driver(a: Pick<Addon, "kind">): KindDriver {
-    const d = KIND_DRIVERS[a.kind];
-    if (!d) throw new HerdError("internal", `no driver for add-on kind ${a.kind}`);
-    return d;
   }
 
   async list(tenant: string): Promise<Addon[]> {
@@ -149,7 +150,7 @@ export class Addons {
     if (o.app) await this.#app(tenant, o.app);
     if (await store.get("app", appKey(tenant, name)))
       throw conflict(`an app named ${name} exists; choose another --name`);
-    const driver = this.#driver({ kind: o.kind as AddonKind });
+    const driver = driverOf({ kind: o.kind as AddonKind });
     await driver.install();
     const addon: Addon = {
       tenant,
@@ -244,7 +245,7 @@ export class Addons {
     if (app === name)
       throw invalid("an add-on cannot be bound to itself", [{ field: "app", message: "is the add-on" }]);
     if (a.broker) return this.#brokered.attach(tenant, name, app, variable, actor);
-    const driver = this.#driver(a);
+    const driver = driverOf(a);
     const v = variable ?? driver.defaultVar;
     if (a.bindings.some((b) => b.app === app)) throw conflict(`add-on ${name} is already bound to ${app}`);
     const endpoint = await this.waitEndpoint(tenant, name, READY_MS);
@@ -281,7 +282,7 @@ export class Addons {
   /**
    * New credentials for the bindings (all, or `app`'s): they work beside the
    * old ones, the app's URL secret changes (a new release rolls out), and the
-   * old ones are revoked once that deploy has finished (`sync`).
+   * old ones are revoked once that deploy has finished (`sync`). See rotation.ts.
    */
   async rotate(
     tenant: string,
@@ -291,91 +292,7 @@ export class Addons {
   ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
     const a = await this.get(tenant, name);
     this.#ownOnly(a, "rotate credentials of");
-    const bindings = a.bindings.filter((b) => app === undefined || b.app === app);
-    if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${name} is not bound to ${app}`);
-    const busy = bindings.find((b) => b.revoke);
-    if (busy)
-      throw conflict(
-        `the last rotation of ${busy.app}'s credentials is still rolling out; rotate again once it has finished`,
-      );
-    const driver = this.#driver(a);
-    const endpoint = await this.waitEndpoint(tenant, name, 10_000);
-    const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-    const rotated: { app: string; deploy?: string }[] = [];
-    for (const b of bindings) {
-      const rotation = (b.rotation ?? 0) + 1;
-      const password = randomBytes(18).toString("hex");
-      const oldUrl = await this.#d.secrets.value(tenant, b.app, b.var).catch(() => undefined);
-      const out = await driver.rotate(endpoint, admin, { ...b, rotation }, password);
-      const oldPassword = oldUrl ? decodeURIComponent(new URL(oldUrl).password) : undefined;
-      const revoke = {
-        since: new Date().toISOString(),
-        ...out.revoke,
-        ...(a.kind === "redis" && oldPassword
-          ? { passwordSha256: createHash("sha256").update(oldPassword).digest("hex") }
-          : {}),
-      };
-      // Recorded before the URL changes: a crash after this still revokes the old credentials later.
-      await this.#update(tenant, name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) =>
-          y.app === b.app ? { ...y, rotation, ...(out.login ? { login: out.login } : {}), revoke } : y,
-        ),
-      }));
-      await this.#d.secrets.set(tenant, b.app, b.var, driver.url(out.account, endpoint), actor);
-      const deploy = await this.#d.deploys.secretChanged(tenant, b.app, b.var, actor);
-      await this.#update(tenant, name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) =>
-          y.app === b.app && y.revoke
-            ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : {}) } }
-            : y,
-        ),
-      }));
-      await this.#d.events.record({
-        tenant,
-        app: b.app,
-        reason: "AddonRotated",
-        message: `new credentials of ${name} for ${b.app} by ${actor}; the old ones are revoked once ${deploy ? `deploy ${deploy.id}` : "the app"} has rolled out`,
-      });
-      rotated.push({ app: b.app, ...(deploy ? { deploy: deploy.id } : {}) });
-    }
-    return { rotated };
-  }
-
-  /** Revokes old credentials whose new URL has rolled out (the deploy finished, or there was none). */
-  async #revokeRotated(a: Addon): Promise<void> {
-    const pending = a.bindings.filter((b) => b.revoke);
-    if (pending.length === 0) return;
-    const endpoint = await this.endpoint(a.tenant, a.name);
-    if (!endpoint) return;
-    for (const b of pending) {
-      const r = b.revoke;
-      if (!r) continue;
-      if (r.afterDeploy) {
-        const d = await this.#d.store.get<Deploy>(
-          "deploy",
-          deployKey({ tenant: a.tenant, app: b.app, id: r.afterDeploy }),
-        );
-        if (d && (d.value.state === "building" || d.value.state === "rolling_out")) continue;
-      }
-      const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN);
-      await this.#driver(a).revoke(endpoint, admin, b.user, r);
-      await this.#update(a.tenant, a.name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) => {
-          if (y.app !== b.app) return y;
-          const { revoke: _, ...rest } = y;
-          return rest;
-        }),
-      }));
-      await this.#d.events.record({
-        tenant: a.tenant,
-        app: b.app,
-        reason: "AddonRevoked",
-        message: `the old credentials of ${a.name} for ${b.app} are revoked`,
-      });
-    }
+    return this.#rotation.rotate(a, app, actor);
   }
 
   /** Takes the URL from the app (a new release), then drops its database and role. */
@@ -390,7 +307,7 @@ export class Addons {
     const endpoint = await this.endpoint(tenant, name);
     if (endpoint) {
       const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-      await this.#driver(a).drop(endpoint, admin, b);
+      await driverOf(a).drop(endpoint, admin, b);
     }
     await this.#d.events.record({
       tenant,
@@ -574,7 +491,7 @@ export class Addons {
     await this.#brokered.sync(all);
     for (const a of all) {
       if (a.broker) continue;
-      await this.#revokeRotated(a).catch((err) =>
+      await this.#rotation.revokeRotated(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,
           app: a.name,
