@@ -22,6 +22,8 @@ import type { Credentials } from "./osb-client.ts";
 
 /** How long create (with an app) and attach wait for an asynchronous provision; destroy for a deprovision. */
 const WAIT_MS = 120_000;
+/** A provision the broker does not know of is sent again once the add-on is this old (a crash before asking). */
+const RESEND_AFTER_MS = 60_000;
 /** Between two last_operation polls when the broker names no Retry-After. */
 const POLL_MS = 1000;
 
@@ -292,11 +294,31 @@ export class BrokerAddons {
     });
     if (last.state === "in progress")
       return { addon: a, ...(last.retryAfterS ? { retryS: last.retryAfterS } : {}) };
-    if (b.state === "deprovisioning" && last.state === "succeeded") {
+    if (b.state === "provisioning" && last.state === "gone") {
+      // Just stored, its provision may be on its way: left to the one creating it.
+      if (Date.now() - Date.parse(a.createdAt) < RESEND_AFTER_MS) return { addon: a };
+      // Never received (a crash between storing the add-on and asking): asked again, same instance id.
+      const op = await client.provision(b.instanceId, {
+        serviceId: b.serviceId,
+        planId: b.planId,
+        tenant: a.tenant,
+      });
+      if (!op.done) {
+        await this.#set(a.tenant, a.name, op.operation ? { operation: op.operation } : {});
+        return { addon: await this.#d.get(a.tenant, a.name) };
+      }
+      return this.#settle(a, "succeeded");
+    }
+    if (b.state === "deprovisioning" && (last.state === "succeeded" || last.state === "gone")) {
       await this.#gone(a, "herd");
       return { addon: a, gone: true };
     }
-    // Only the one that moves it from the state it saw records it (the add-on timer may ask too).
+    return this.#settle(a, last.state === "succeeded" ? "succeeded" : "failed", last.description);
+  }
+
+  /** Records the end of `a`'s pending operation, once (the add-on timer may ask too). */
+  async #settle(a: Addon, state: "succeeded" | "failed", description?: string): Promise<{ addon: Addon }> {
+    const b = a.broker as BrokerInstance;
     let moved = false;
     await this.#d.update(a.tenant, a.name, (x) => {
       moved = x.broker?.state === b.state && x.broker.instanceId === b.instanceId;
@@ -306,8 +328,8 @@ export class BrokerAddons {
         ...x,
         broker: {
           ...rest,
-          state: last.state === "succeeded" ? "ready" : "failed",
-          ...(last.description ? { message: last.description } : {}),
+          state: state === "succeeded" ? "ready" : "failed",
+          ...(description ? { message: description } : {}),
         },
       };
     });
@@ -315,8 +337,8 @@ export class BrokerAddons {
       await this.#d.events.record({
         tenant: a.tenant,
         app: a.name,
-        reason: last.state === "succeeded" ? "AddonReady" : "AddonFailed",
-        message: `broker ${b.name}: ${b.state} of ${a.name} ${last.state}${last.description ? `: ${last.description}` : ""}`,
+        reason: state === "succeeded" ? "AddonReady" : "AddonFailed",
+        message: `broker ${b.name}: ${b.state} of ${a.name} ${state}${description ? `: ${description}` : ""}`,
       });
     return { addon: await this.#d.get(a.tenant, a.name) };
   }

@@ -379,6 +379,29 @@ test("a provision nobody waits for is followed by the add-on timer; a failed one
   }
   assert.equal(state, "ready");
 
+  // A server that died between storing an add-on and asking the broker: the timer asks, same instance id.
+  const orphan = {
+    tenant: "default",
+    name: "orphan",
+    kind: "mail",
+    plan: "free",
+    createdAt: new Date(Date.now() - 120_000).toISOString(),
+    bindings: [],
+    broker: {
+      name: "osb",
+      serviceId: "svc-mail",
+      planId: "plan-free",
+      instanceId: "crash-1",
+      state: "provisioning",
+    },
+  };
+  await server.store.put("addon", "default/orphan", orphan, { expectRevision: 0 });
+  const end2 = Date.now() + 15_000;
+  while ((await call("GET", "/addons/orphan")).body.state === "provisioning" && Date.now() < end2)
+    await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await call("GET", "/addons/orphan")).body.state, "ready");
+  assert.ok(broker.instances.has("crash-1"), "provisioned at the broker under the id herd kept");
+
   await appWithRelease("blog");
   const broken = await call("POST", "/addons", {
     kind: "osb/mail",
@@ -392,7 +415,7 @@ test("a provision nobody waits for is followed by the add-on timer; a failed one
   assert.equal(info.state, "failed");
   assert.equal(info.bindings.length, 0);
 
-  for (const name of ["later", "bad"])
+  for (const name of ["later", "bad", "orphan"])
     assert.equal((await call("DELETE", `/addons/${name}?confirm=${name}`)).status, 200);
   assert.equal(broker.instances.size, 0, "every instance deprovisioned");
   assert.equal((await call("DELETE", "/addon-brokers/osb")).status, 200);

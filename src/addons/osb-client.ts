@@ -46,7 +46,7 @@ export interface Operation {
   dashboardUrl?: string;
 }
 
-export type OperationState = "in progress" | "succeeded" | "failed";
+export type OperationState = "in progress" | "succeeded" | "failed" | "gone";
 
 /** A binding's credentials: what the app gets as secrets. */
 export type Credentials = Record<string, unknown>;
@@ -100,8 +100,9 @@ export class OsbClient {
   }
 
   /**
-   * The state of the instance's last asynchronous operation. A 410 while
-   * deprovisioning means it is gone, which is what was asked: "succeeded".
+   * The state of the instance's last asynchronous operation; "gone" when the
+   * broker does not know the instance (410, or 404): a deprovision that is
+   * done, or a provision never received (herd crashed before asking).
    */
   async lastOperation(
     instanceId: string,
@@ -109,7 +110,7 @@ export class OsbClient {
   ): Promise<{ state: OperationState; description?: string; retryAfterS?: number }> {
     const q = `${ids(o)}${o.operation ? `&operation=${enc(o.operation)}` : ""}`;
     const res = await this.#call("GET", `/v2/service_instances/${enc(instanceId)}/last_operation?${q}`);
-    if (res.status === 410) return { state: "succeeded", description: "gone" };
+    if (res.status === 410 || res.status === 404) return { state: "gone" };
     if (res.status !== 200) throw this.#failed("last_operation", res.status, res.body);
     const b = res.body as { state?: unknown; description?: unknown };
     if (b.state !== "in progress" && b.state !== "succeeded" && b.state !== "failed")
