@@ -205,6 +205,9 @@ test("a broker is registered through the URL guard, with its password in the sec
   assert.match(v6.body.message, /::1 is a loopback address.*--allow-fetch/);
   assert.equal(broker.seen.length, before, "a refused broker is never asked");
 
+  const nobody = await call("POST", "/addon-brokers", { name: "gone", url: "http://127.0.0.1:1/" });
+  assert.equal(nobody.status, 503, JSON.stringify(nobody.body));
+  assert.match(nobody.body.message, /broker http:\/\/127\.0\.0\.1:1\/ did not answer GET \/v2\/catalog/);
   const wrong = await call("POST", "/addon-brokers", {
     name: "osb",
     url: broker.url,

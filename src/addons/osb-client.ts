@@ -51,7 +51,9 @@ export type OperationState = "in progress" | "succeeded" | "failed" | "gone";
 /** A binding's credentials: what the app gets as secrets. */
 export type Credentials = Record<string, unknown>;
 
+/** A broker may take its time over a synchronous provision or bind; its catalog should be quick. */
 const TIMEOUT_MS = 60_000;
+const CATALOG_TIMEOUT_MS = 15_000;
 
 export class OsbClient {
   readonly #b: BrokerEndpoint;
@@ -177,13 +179,22 @@ export class OsbClient {
     if (this.#b.user !== undefined)
       headers.authorization = `Basic ${Buffer.from(`${this.#b.user}:${this.#b.password ?? ""}`).toString("base64")}`;
     if (body !== undefined) headers["content-type"] = "application/json";
-    const res = await this.#guard.fetch(`${base}${path}`, {
-      method,
-      headers,
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      timeoutMs: TIMEOUT_MS,
-      maxBytes: 4 * 1024 * 1024,
-    });
+    const res = await this.#guard
+      .fetch(`${base}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        timeoutMs: path === "/v2/catalog" ? CATALOG_TIMEOUT_MS : TIMEOUT_MS,
+        maxBytes: 4 * 1024 * 1024,
+      })
+      .catch((err: Error) => {
+        if (err instanceof HerdError) throw err;
+        // A name that does not resolve, a refused connection, a timeout: the broker is unavailable.
+        throw new HerdError(
+          "unavailable",
+          `broker ${this.#b.url} did not answer ${method} ${path.split("?")[0]}: ${err.message}`,
+        );
+      });
     const text = res.body.toString("utf8");
     let parsed: unknown = {};
     if (text.trim() !== "") {
