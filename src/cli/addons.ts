@@ -50,7 +50,7 @@ const whatOf = (b: BackupView) =>
 
 const USAGE = [
   "herd addons [list]",
-  "herd addons create postgres|redis [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]\n" +
+  "herd addons create postgres|redis|SERVICE [--app APP] [--plan PLAN] [--name NAME] [--as VAR]\n" +
     "                    [--backup-schedule CRON [--keep N]]",
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR]",
@@ -77,7 +77,10 @@ export const addonsCommand: CommandSpec = {
     "brokers: external Open Service Brokers (platform admin); their services are more kinds, listed by plans.",
   flags: [
     ["--app APP", "the app to bind"],
-    ["--plan PLAN", "create: small (default), medium or large"],
+    [
+      "--plan PLAN",
+      "create: small (default), medium or large; a broker's service: its plans (herd addons plans)",
+    ],
     ["--name NAME", "create: the add-on's name (default APP-postgres)"],
     ["--as VAR", "the env variable that carries the URL (default DATABASE_URL)"],
     ["--confirm NAME", "destroy: the add-on's name, to confirm"],
@@ -126,7 +129,11 @@ export const addonsCommand: CommandSpec = {
         return out(reply, table(reply.items));
       }
       case "create": {
-        if (!arg) throw new UsageError("addons create needs a kind: postgres", "addons");
+        if (!arg)
+          throw new UsageError(
+            "addons create needs a kind: postgres, redis or a broker's (herd addons plans)",
+            "addons",
+          );
         const body = {
           kind: arg,
           ...(app ? { app } : {}),
