@@ -330,13 +330,18 @@ export class Addons {
     confirm: string | undefined,
     actor: string,
     withoutBackup = false,
+    purge = false,
   ): Promise<{ finalBackup?: AddonBackup; pending?: boolean }> {
     const a = await this.get(tenant, name);
     if (confirm !== name)
       throw invalid(`destroying add-on ${name} deletes its data: confirm with its name`, [
         { field: "confirm", message: `must be ${name}` },
       ]);
-    if (a.broker) return this.#brokered.destroy(tenant, name, actor);
+    if (a.broker) return this.#brokered.destroy(tenant, name, actor, purge);
+    if (purge)
+      throw invalid(`${name} is herd's own add-on: purge is for a broker's`, [
+        { field: "purge", message: "only for an add-on of an external broker" },
+      ]);
     let finalBackup: AddonBackup | undefined;
     if (!withoutBackup) {
       try {

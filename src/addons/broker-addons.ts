@@ -18,7 +18,7 @@ import type { Addon, AddonBinding, BrokerInstance } from "../model/addon.ts";
 import { addonKey } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
 import type { Brokers, Resolved } from "./brokers.ts";
-import type { Credentials } from "./osb-client.ts";
+import type { Credentials, Operation } from "./osb-client.ts";
 
 /** How long create (with an app) and attach wait for an asynchronous provision; destroy for a deprovision. */
 const WAIT_MS = 120_000;
@@ -87,7 +87,7 @@ export class BrokerAddons {
       if ((err as { code?: string }).code === "conflict") throw conflict(`add-on ${name} already exists`);
       throw err;
     }
-    let op: Awaited<ReturnType<Awaited<ReturnType<Brokers["client"]>>["provision"]>>;
+    let op: Operation;
     try {
       op = await (await this.#d.brokers.client(r.broker.name)).provision(broker.instanceId, {
         serviceId: broker.serviceId,
@@ -199,12 +199,19 @@ export class BrokerAddons {
   }
 
   /** Unbinds at the broker, then the app loses the secrets (a new release). */
-  async detach(tenant: string, name: string, app: string, actor: string): Promise<{ deploy?: string }> {
+  /** With `purge`, the broker is not asked (it is gone for good): herd only forgets the binding. */
+  async detach(
+    tenant: string,
+    name: string,
+    app: string,
+    actor: string,
+    purge = false,
+  ): Promise<{ deploy?: string }> {
     const a = await this.#d.get(tenant, name);
     const binding = a.bindings.find((x) => x.app === app);
     const b = a.broker as BrokerInstance;
     if (!binding) throw notFound(`add-on ${name} is not bound to ${app}`);
-    if (binding.bindingId)
+    if (binding.bindingId && !purge)
       await (await this.#d.brokers.client(b.name)).unbind(b.instanceId, binding.bindingId, {
         serviceId: b.serviceId,
         planId: b.planId,
@@ -229,9 +236,13 @@ export class BrokerAddons {
    * Detaches every app and deprovisions the instance; forgets the add-on once
    * the broker says it is gone (waiting up to WAIT_MS; later, the timer).
    */
-  async destroy(tenant: string, name: string, actor: string): Promise<{ pending?: boolean }> {
+  async destroy(tenant: string, name: string, actor: string, purge = false): Promise<{ pending?: boolean }> {
     const a = await this.#d.get(tenant, name);
-    for (const x of a.bindings) await this.detach(tenant, name, x.app, actor);
+    for (const x of a.bindings) await this.detach(tenant, name, x.app, actor, purge);
+    if (purge) {
+      await this.#gone(await this.#d.get(tenant, name), actor, "purged without asking the broker");
+      return {};
+    }
     const b = a.broker as BrokerInstance;
     const op = await (await this.#d.brokers.client(b.name)).deprovision(b.instanceId, {
       serviceId: b.serviceId,
@@ -343,7 +354,7 @@ export class BrokerAddons {
     return { addon: await this.#d.get(a.tenant, a.name) };
   }
 
-  async #gone(a: Addon, actor: string): Promise<void> {
+  async #gone(a: Addon, actor: string, how = `deprovisioned by broker ${a.broker?.name}`): Promise<void> {
     const o = await this.#d.store.get<Addon>("addon", addonKey(a.tenant, a.name));
     if (!o || o.value.broker?.instanceId !== a.broker?.instanceId) return;
     // Once: whoever deletes the revision it saw records it.
@@ -355,7 +366,7 @@ export class BrokerAddons {
       tenant: a.tenant,
       app: a.name,
       reason: "AddonDestroyed",
-      message: `add-on ${a.name} deprovisioned by broker ${a.broker?.name} (asked by ${actor})`,
+      message: `add-on ${a.name} ${how} (asked by ${actor})`,
     });
   }
 

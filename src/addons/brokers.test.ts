@@ -35,6 +35,8 @@ class FakeBroker {
   seen: Seen[] = [];
   instances = new Map<string, { plan: string; polls: number; deleting?: boolean; operation?: string }>();
   bindings = new Set<string>();
+  /** A broker that fails every request (500). */
+  down = false;
   server: Server;
 
   constructor() {
@@ -61,6 +63,7 @@ class FakeBroker {
     for await (const c of req) text += c;
     const body = text ? JSON.parse(text) : {};
     this.seen.push({ method: req.method ?? "", path: u.pathname, query: u.searchParams, body });
+    if (this.down) return [500, { description: "the broker is down" }];
     const auth = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`;
     if (req.headers.authorization !== auth) return [401, { description: "who are you" }];
     if (req.headers["x-broker-api-version"] !== "2.17") return [412, { description: "version" }];
@@ -418,9 +421,36 @@ test("a provision nobody waits for is followed by the add-on timer; a failed one
   assert.equal(info.state, "failed");
   assert.equal(info.bindings.length, 0);
 
-  for (const name of ["later", "bad", "orphan"])
+  // A broker gone for good: destroy fails naming it; --purge forgets the add-on and the app's secrets.
+  const doomed = await call("POST", "/addons", { kind: "mail", plan: "free", app: "blog", name: "doomed" });
+  assert.equal(doomed.status, 201, JSON.stringify(doomed.body));
+  assert.equal(await server.secrets.value("default", "blog", "MAIL_PORT"), "25");
+  broker.down = true;
+  const refused = await call("DELETE", "/addons/doomed?confirm=doomed");
+  assert.equal(refused.status, 503);
+  assert.match(refused.body.message, /refused unbind \(500: the broker is down\)/);
+  assert.equal((await call("GET", "/addons/doomed")).body.bindings.length, 1, "nothing changed");
+  const purged = await runCli(["addons", "destroy", "doomed", "--confirm", "doomed", "--purge"], {
+    server: server.url,
+    token: server.adminToken,
+  });
+  assert.equal(purged.code, 0, purged.err);
+  assert.equal((await call("GET", "/addons/doomed")).status, 404);
+  await assert.rejects(server.secrets.value("default", "blog", "MAIL_PORT"));
+  broker.down = false;
+  assert.equal(
+    (await call("DELETE", "/addons/later?confirm=later&purge=true")).status,
+    200,
+    "purge is for a broker's add-on, of any state",
+  );
+
+  for (const name of ["bad", "orphan"])
     assert.equal((await call("DELETE", `/addons/${name}?confirm=${name}`)).status, 200);
-  assert.equal(broker.instances.size, 0, "every instance deprovisioned");
+  assert.deepEqual(
+    [...broker.instances.keys()].length,
+    2,
+    "every instance deprovisioned but the two purged (doomed, later)",
+  );
   assert.equal((await call("DELETE", "/addon-brokers/osb")).status, 200);
   assert.deepEqual((await call("GET", "/addon-brokers")).body.items, []);
   assert.ok(

@@ -55,7 +55,7 @@ const USAGE = [
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR]",
   "herd addons detach NAME --app APP",
-  "herd addons destroy NAME [--confirm NAME] [--without-backup]",
+  "herd addons destroy NAME [--confirm NAME] [--without-backup] [--purge]",
   "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID",
   'herd addons schedule NAME "CRON" [--keep N] | schedule NAME --off',
   "herd addons rotate NAME [--app APP]",
@@ -85,6 +85,7 @@ export const addonsCommand: CommandSpec = {
     ["--as VAR", "the env variable that carries the URL (default DATABASE_URL)"],
     ["--confirm NAME", "destroy: the add-on's name, to confirm"],
     ["--without-backup", "destroy: take no final backup (a server that does not run cannot be backed up)"],
+    ["--purge", "destroy a broker's add-on without asking the broker (one gone for good)"],
     ["--backup-schedule CRON", 'create: back up on this cron, UTC (e.g. "0 3 * * *")'],
     ["--keep N", "create, schedule: backups kept (default 7)"],
     ["--off", "schedule: stop the scheduled backups"],
@@ -98,6 +99,7 @@ export const addonsCommand: CommandSpec = {
     as: { type: "string" },
     confirm: { type: "string" },
     "without-backup": { type: "boolean" },
+    purge: { type: "boolean" },
     "backup-schedule": { type: "string" },
     keep: { type: "string" },
     off: { type: "boolean" },
@@ -225,6 +227,7 @@ export const addonsCommand: CommandSpec = {
         }>(path(name), {
           confirm: name,
           ...(values["without-backup"] === true ? { withoutBackup: "true" } : {}),
+          ...(values.purge === true ? { purge: "true" } : {}),
         });
         const f = reply.finalBackup;
         if (reply.pending)

@@ -77,6 +77,9 @@ const DestroyQuery = T.Object({
   tenant: TenantQuery.properties.tenant,
   confirm: T.Optional(T.String()),
   withoutBackup: T.Optional(T.Boolean({ description: "destroy without a final backup" })),
+  purge: T.Optional(
+    T.Boolean({ description: "a broker's add-on: forget it without asking the broker (gone for good)" }),
+  ),
 });
 const RotateBody = T.Object({ app: T.Optional(Name) }, { additionalProperties: false });
 
@@ -239,13 +242,14 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const name = (req.params as { addon: string }).addon;
-      const q = req.query as { confirm?: string; withoutBackup?: boolean };
+      const q = req.query as { confirm?: string; withoutBackup?: boolean; purge?: boolean };
       const out = await addons.destroy(
         tenantOf(req),
         name,
         q.confirm,
         actorOf(req),
         q.withoutBackup === true,
+        q.purge === true,
       );
       return { destroyed: name, ...out };
     },
