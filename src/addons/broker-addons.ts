@@ -183,11 +183,12 @@ export class BrokerAddons {
       throw err;
     }
     const names = Object.keys(vars).sort();
-    for (const n of names) await this.#d.secrets.set(tenant, app, n, vars[n], actor);
+    // Named before they are set: a crash in between still has detach unset them.
     await this.#d.update(tenant, name, (x) => ({
       ...x,
       bindings: x.bindings.map((y) => (y.app === app ? { ...y, vars: names } : y)),
     }));
+    for (const n of names) await this.#d.secrets.set(tenant, app, n, vars[n], actor);
     await this.#d.events.record({
       tenant,
       app,
