@@ -6,7 +6,7 @@
  * checks, restarts and `herd logs` treat it like any other pet.
  */
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import { type DeployController, deployKey } from "../controllers/deploy-controller.ts";
+import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
 import {
@@ -28,13 +28,16 @@ import {
   type AddonKind,
   addonKey,
 } from "../model/addon.ts";
-import { type App, appKey, type Deploy, type Instance, type Node, type Service } from "../model/objects.ts";
+import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
-import { KIND_DRIVERS, type KindDriver } from "./kinds.ts";
+import { BrokerAddons } from "./broker-addons.ts";
+import type { Brokers } from "./brokers.ts";
+import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
+import { Rotation } from "./rotation.ts";
 
 export interface AddonDeps {
   store: Store;
@@ -42,13 +45,14 @@ export interface AddonDeps {
   deploys: DeployController;
   events: Pick<EventRecorder, "record">;
   artifacts: ArtifactStore;
+  /** External Open Service Brokers: their services are more kinds (broker-addons.ts runs those). */
+  brokers: Brokers;
   build(o: { source: string; tenant: string; app: string; log: (line: string) => void }): Promise<{
     slug: string;
     services: Record<string, ServiceSpec>;
   }>;
 }
 
-const ADMIN = "ADDON_PASSWORD";
 const ONLY_RESTART: RemediationRule = {
   name: "restart",
   symptom: "error-rate",
@@ -64,15 +68,30 @@ const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, 
 
 export class Addons {
   readonly #d: AddonDeps;
+  readonly #brokered: BrokerAddons;
+  readonly #rotation: Rotation;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
+    this.#brokered = new BrokerAddons({
+      ...deps,
+      get: (tenant, name) => this.get(tenant, name),
+      update: (tenant, name, f) => this.#update(tenant, name, f),
+    });
+    this.#rotation = new Rotation({
+      ...deps,
+      update: (tenant, name, f) => this.#update(tenant, name, f),
+      endpoint: (tenant, name) => this.endpoint(tenant, name),
+      waitEndpoint: (tenant, name, ms) => this.waitEndpoint(tenant, name, ms),
+    });
   }
 
-  #driver(a: Pick<Addon, "kind">): KindDriver {
-    const d = KIND_DRIVERS[a.kind];
-    if (!d) throw new HerdError("internal", `no driver for add-on kind ${a.kind}`);
-    return d;
+  /** Refuses what only herd's own add-ons do (backups, rotation) for a broker's. */
+  #ownOnly(a: Addon, what: string): void {
+    if (a.broker)
+      throw invalid(`${a.name} is run by broker ${a.broker.name}: herd does not ${what} it`, [
+        { field: "addon", message: "a broker's add-on" },
+      ]);
   }
 
   async list(tenant: string): Promise<Addon[]> {
@@ -93,6 +112,7 @@ export class Addons {
     name: string,
   ): Promise<Addon & { state: string; instance?: string; node?: string | null }> {
     const a = await this.get(tenant, name);
+    if (a.broker) return { ...a, state: a.broker.state };
     const inst = await this.#instance(tenant, name);
     return { ...a, state: inst?.state ?? "pending", ...(inst ? { instance: inst.id, node: inst.node } : {}) };
   }
@@ -109,11 +129,8 @@ export class Addons {
       backup?: AddonBackupPolicy;
     },
     actor: string,
-  ): Promise<{ addon: Addon; deploy: string; binding?: AddonBinding }> {
-    if (!(ADDON_KINDS as readonly string[]).includes(o.kind))
-      throw invalid(`unknown add-on kind ${o.kind}`, [
-        { field: "kind", message: `must be one of ${ADDON_KINDS.join(", ")}` },
-      ]);
+  ): Promise<{ addon: Addon; deploy?: string; binding?: AddonBinding }> {
+    if (!(ADDON_KINDS as readonly string[]).includes(o.kind)) return this.#createBrokered(tenant, o, actor);
     const plan = o.plan ?? "small";
     const p = ADDON_PLANS[plan];
     if (!p)
@@ -133,7 +150,7 @@ export class Addons {
     if (o.app) await this.#app(tenant, o.app);
     if (await store.get("app", appKey(tenant, name)))
       throw conflict(`an app named ${name} exists; choose another --name`);
-    const driver = this.#driver({ kind: o.kind as AddonKind });
+    const driver = driverOf({ kind: o.kind as AddonKind });
     await driver.install();
     const addon: Addon = {
       tenant,
@@ -183,6 +200,38 @@ export class Addons {
     return { addon: await this.get(tenant, name), deploy: deploy.id, binding };
   }
 
+  /** An add-on of a broker's service: provisioned there; with `app`, bound once ready. */
+  async #createBrokered(
+    tenant: string,
+    o: { kind: string; plan?: string; name?: string; app?: string; var?: string; backup?: AddonBackupPolicy },
+    actor: string,
+  ): Promise<{ addon: Addon; binding?: AddonBinding }> {
+    const r = await this.#d.brokers.resolve(o.kind, o.plan);
+    if (!r) {
+      const kinds = [...new Set([...ADDON_KINDS, ...(await this.#d.brokers.plans()).map((p) => p.kind)])];
+      throw invalid(`unknown add-on kind ${o.kind}`, [
+        { field: "kind", message: `must be one of ${kinds.join(", ")}` },
+      ]);
+    }
+    if (o.backup)
+      throw invalid(`broker ${r.broker.name} backs up its own add-ons`, [
+        { field: "backup", message: "only herd's own add-ons (postgres, redis) take a backup policy" },
+      ]);
+    const name = o.name ?? (o.app ? `${o.app}-${r.service.name}`.slice(0, 40) : undefined);
+    if (!name || !NAME.test(name))
+      throw invalid(`add-on name ${name ?? "(none)"} is not valid`, [
+        {
+          field: "name",
+          message: "lowercase letters, digits and dashes, starting with a letter, at most 40; or give app",
+        },
+      ]);
+    if (o.app) await this.#app(tenant, o.app);
+    const addon = await this.#brokered.create(tenant, name, r, actor);
+    if (!o.app) return { addon };
+    const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
+    return { addon: await this.get(tenant, name), binding };
+  }
+
   /** Makes a role and database for `app` on the add-on's server and gives the app its URL (a new release). */
   async attach(
     tenant: string,
@@ -195,7 +244,8 @@ export class Addons {
     await this.#app(tenant, app);
     if (app === name)
       throw invalid("an add-on cannot be bound to itself", [{ field: "app", message: "is the add-on" }]);
-    const driver = this.#driver(a);
+    if (a.broker) return this.#brokered.attach(tenant, name, app, variable, actor);
+    const driver = driverOf(a);
     const v = variable ?? driver.defaultVar;
     if (a.bindings.some((b) => b.app === app)) throw conflict(`add-on ${name} is already bound to ${app}`);
     const endpoint = await this.waitEndpoint(tenant, name, READY_MS);
@@ -232,7 +282,7 @@ export class Addons {
   /**
    * New credentials for the bindings (all, or `app`'s): they work beside the
    * old ones, the app's URL secret changes (a new release rolls out), and the
-   * old ones are revoked once that deploy has finished (`sync`).
+   * old ones are revoked once that deploy has finished (`sync`). See rotation.ts.
    */
   async rotate(
     tenant: string,
@@ -241,96 +291,14 @@ export class Addons {
     actor: string,
   ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
     const a = await this.get(tenant, name);
-    const bindings = a.bindings.filter((b) => app === undefined || b.app === app);
-    if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${name} is not bound to ${app}`);
-    const busy = bindings.find((b) => b.revoke);
-    if (busy)
-      throw conflict(
-        `the last rotation of ${busy.app}'s credentials is still rolling out; rotate again once it has finished`,
-      );
-    const driver = this.#driver(a);
-    const endpoint = await this.waitEndpoint(tenant, name, 10_000);
-    const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-    const rotated: { app: string; deploy?: string }[] = [];
-    for (const b of bindings) {
-      const rotation = (b.rotation ?? 0) + 1;
-      const password = randomBytes(18).toString("hex");
-      const oldUrl = await this.#d.secrets.value(tenant, b.app, b.var).catch(() => undefined);
-      const out = await driver.rotate(endpoint, admin, { ...b, rotation }, password);
-      const oldPassword = oldUrl ? decodeURIComponent(new URL(oldUrl).password) : undefined;
-      const revoke = {
-        since: new Date().toISOString(),
-        ...out.revoke,
-        ...(a.kind === "redis" && oldPassword
-          ? { passwordSha256: createHash("sha256").update(oldPassword).digest("hex") }
-          : {}),
-      };
-      // Recorded before the URL changes: a crash after this still revokes the old credentials later.
-      await this.#update(tenant, name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) =>
-          y.app === b.app ? { ...y, rotation, ...(out.login ? { login: out.login } : {}), revoke } : y,
-        ),
-      }));
-      await this.#d.secrets.set(tenant, b.app, b.var, driver.url(out.account, endpoint), actor);
-      const deploy = await this.#d.deploys.secretChanged(tenant, b.app, b.var, actor);
-      await this.#update(tenant, name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) =>
-          y.app === b.app && y.revoke
-            ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : {}) } }
-            : y,
-        ),
-      }));
-      await this.#d.events.record({
-        tenant,
-        app: b.app,
-        reason: "AddonRotated",
-        message: `new credentials of ${name} for ${b.app} by ${actor}; the old ones are revoked once ${deploy ? `deploy ${deploy.id}` : "the app"} has rolled out`,
-      });
-      rotated.push({ app: b.app, ...(deploy ? { deploy: deploy.id } : {}) });
-    }
-    return { rotated };
-  }
-
-  /** Revokes old credentials whose new URL has rolled out (the deploy finished, or there was none). */
-  async #revokeRotated(a: Addon): Promise<void> {
-    const pending = a.bindings.filter((b) => b.revoke);
-    if (pending.length === 0) return;
-    const endpoint = await this.endpoint(a.tenant, a.name);
-    if (!endpoint) return;
-    for (const b of pending) {
-      const r = b.revoke;
-      if (!r) continue;
-      if (r.afterDeploy) {
-        const d = await this.#d.store.get<Deploy>(
-          "deploy",
-          deployKey({ tenant: a.tenant, app: b.app, id: r.afterDeploy }),
-        );
-        if (d && (d.value.state === "building" || d.value.state === "rolling_out")) continue;
-      }
-      const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN);
-      await this.#driver(a).revoke(endpoint, admin, b.user, r);
-      await this.#update(a.tenant, a.name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) => {
-          if (y.app !== b.app) return y;
-          const { revoke: _, ...rest } = y;
-          return rest;
-        }),
-      }));
-      await this.#d.events.record({
-        tenant: a.tenant,
-        app: b.app,
-        reason: "AddonRevoked",
-        message: `the old credentials of ${a.name} for ${b.app} are revoked`,
-      });
-    }
+    this.#ownOnly(a, "rotate credentials of");
+    return this.#rotation.rotate(a, app, actor);
   }
 
   /** Takes the URL from the app (a new release), then drops its database and role. */
   async detach(tenant: string, name: string, app: string, actor: string): Promise<{ deploy?: string }> {
     const a = await this.get(tenant, name);
+    if (a.broker) return this.#brokered.detach(tenant, name, app, actor);
     const b = a.bindings.find((x) => x.app === app);
     if (!b) throw notFound(`add-on ${name} is not bound to ${app}`);
     await this.#update(tenant, name, (x) => ({ ...x, bindings: x.bindings.filter((y) => y.app !== app) }));
@@ -339,7 +307,7 @@ export class Addons {
     const endpoint = await this.endpoint(tenant, name);
     if (endpoint) {
       const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-      await this.#driver(a).drop(endpoint, admin, b);
+      await driverOf(a).drop(endpoint, admin, b);
     }
     await this.#d.events.record({
       tenant,
@@ -362,11 +330,17 @@ export class Addons {
     confirm: string | undefined,
     actor: string,
     withoutBackup = false,
-  ): Promise<{ finalBackup?: AddonBackup }> {
+    purge = false,
+  ): Promise<{ finalBackup?: AddonBackup; pending?: boolean }> {
     const a = await this.get(tenant, name);
     if (confirm !== name)
       throw invalid(`destroying add-on ${name} deletes its data: confirm with its name`, [
         { field: "confirm", message: `must be ${name}` },
+      ]);
+    if (a.broker) return this.#brokered.destroy(tenant, name, actor, purge);
+    if (purge)
+      throw invalid(`${name} is herd's own add-on: purge is for a broker's`, [
+        { field: "purge", message: "only for an add-on of an external broker" },
       ]);
     let finalBackup: AddonBackup | undefined;
     if (!withoutBackup) {
@@ -406,6 +380,7 @@ export class Addons {
     reason: AddonBackup["reason"] = "manual",
   ): Promise<AddonBackup> {
     const a = await this.get(tenant, name);
+    this.#ownOnly(a, "back up");
     const endpoint = await this.waitEndpoint(tenant, name, 10_000);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
     const dumped = await dumpAddon(a, endpoint, admin, this.#d.artifacts);
@@ -448,6 +423,7 @@ export class Addons {
     policy: AddonBackupPolicy | null,
     actor: string,
   ): Promise<Addon> {
+    this.#ownOnly(await this.get(tenant, name), "back up");
     const checked = policy ? checkBackupPolicy(policy) : undefined;
     await this.#update(tenant, name, (x) => {
       const { backupPolicy: _, lastScheduledAt: __, ...rest } = x;
@@ -516,9 +492,11 @@ export class Addons {
    * release with the new URL. Run periodically by the server.
    */
   async sync(): Promise<void> {
-    for (const o of (await this.#d.store.list<Addon>("addon")).items) {
-      const a = o.value;
-      await this.#revokeRotated(a).catch((err) =>
+    const all = (await this.#d.store.list<Addon>("addon")).items.map((o) => o.value);
+    await this.#brokered.sync(all);
+    for (const a of all) {
+      if (a.broker) continue;
+      await this.#rotation.revokeRotated(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,
           app: a.name,

@@ -13,7 +13,8 @@ import type { Store } from "../store/store.ts";
 export async function addonVars(store: Store, tenant: string, app: string): Promise<string[]> {
   const addons = await store.list<Addon>("addon", { prefix: addonKey(tenant, "") });
   const vars = new Set<string>();
-  for (const a of addons.items) for (const b of a.value.bindings) if (b.app === app) vars.add(b.var);
+  for (const a of addons.items)
+    for (const b of a.value.bindings) if (b.app === app) for (const v of b.vars ?? [b.var]) vars.add(v);
   return [...vars].sort();
 }
 

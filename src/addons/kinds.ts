@@ -3,6 +3,7 @@
  * the server's app, readiness, and making or dropping a binding's account.
  */
 
+import { HerdError } from "../common/errors.ts";
 import {
   addLogin,
   databaseUrl,
@@ -23,6 +24,9 @@ import {
   redisSource,
   redisUrl,
 } from "./redis.ts";
+
+/** The add-on app's secret holding its server's admin password. */
+export const ADMIN_SECRET = "ADDON_PASSWORD";
 
 export interface Account {
   user: string;
@@ -117,3 +121,10 @@ export const KIND_DRIVERS: Record<string, KindDriver> = {
     },
   },
 };
+
+/** The driver of herd's own add-on kind. */
+export function driverOf(a: { kind: string }): KindDriver {
+  const d = KIND_DRIVERS[a.kind];
+  if (!d) throw new HerdError("internal", `no driver for add-on kind ${a.kind}`);
+  return d;
+}

@@ -6,6 +6,7 @@
 import type { ArtifactStore } from "../build/artifact-store.ts";
 import type { NodeRuntimes } from "../build/node-runtime.ts";
 import type { UnpackLimits } from "../build/unpack.ts";
+import type { UrlGuard } from "../common/url-guard.ts";
 import type { ConfigCenter } from "../config-center/center.ts";
 import type { Settings } from "../controllers/context.ts";
 import type { DeployLogs } from "../controllers/deploy-log.ts";
@@ -64,6 +65,8 @@ export interface ApiDeps {
   config: ConfigCenter;
   /** Encrypted secrets: apps', receivers' header values, consumers' HS256 secrets. */
   secrets: SecretStore;
+  /** The one guard of URLs fetched on a user's say-so (--allow-fetch): add-on brokers. */
+  guard: UrlGuard;
   /** The Node versions builds fetched for apps (engines.node); agents download them by digest. */
   runtimes: NodeRuntimes;
   /** Gateways' host certificates: herd's CA, and ACME when the server uses it. */

@@ -229,6 +229,12 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PUT /api/v1/addons/:addon/backup-policy": "apps:write",
   "DELETE /api/v1/addons/:addon/backup-policy": "apps:write",
   "POST /api/v1/addons/:addon/rotate": "apps:write",
+  // every tenant sees the plans; registering an external broker (a URL herd fetches) is the platform's
+  "GET /api/v1/addon-plans": "apps:read",
+  "GET /api/v1/addon-brokers": "platform:read",
+  "POST /api/v1/addon-brokers": "platform:write",
+  "POST /api/v1/addon-brokers/:broker/refresh": "platform:write",
+  "DELETE /api/v1/addon-brokers/:broker": "platform:write",
   "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
   "GET /api/v1/gateways/certificates/:host": "gateway:sync",
   "GET /api/v1/gateways/acme-challenges/:token": "gateway:sync",

@@ -345,6 +345,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     settings,
     secrets,
+    guard,
     config: new ConfigCenter(store),
     runtimes,
     certificates,

@@ -9,6 +9,7 @@ import {
   type CliContext,
   type CommandSpec,
   confirmDestroy,
+  type FlagValues,
   printJson,
   println,
   stringFlag,
@@ -23,7 +24,16 @@ interface AddonView {
   endpoint?: string;
   state?: string;
   node?: string | null;
-  bindings: { app: string; var: string; database: string; user: string }[];
+  bindings: { app: string; var: string; database: string; user: string; vars?: string[] }[];
+  broker?: { name: string; state: string; message?: string; dashboardUrl?: string };
+}
+
+interface BrokerView {
+  name: string;
+  url: string;
+  user?: string;
+  catalogAt: string;
+  services: { name: string; plans: { name: string }[] }[];
 }
 
 interface BackupView {
@@ -40,15 +50,17 @@ const whatOf = (b: BackupView) =>
 
 const USAGE = [
   "herd addons [list]",
-  "herd addons create postgres|redis [--app APP] [--plan small|medium|large] [--name NAME] [--as VAR]\n" +
+  "herd addons create postgres|redis|SERVICE [--app APP] [--plan PLAN] [--name NAME] [--as VAR]\n" +
     "                    [--backup-schedule CRON [--keep N]]",
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR]",
   "herd addons detach NAME --app APP",
-  "herd addons destroy NAME [--confirm NAME] [--without-backup]",
+  "herd addons destroy NAME [--confirm NAME] [--without-backup] [--purge]",
   "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID",
   'herd addons schedule NAME "CRON" [--keep N] | schedule NAME --off',
   "herd addons rotate NAME [--app APP]",
+  "herd addons plans",
+  "herd addons brokers [list] | brokers add NAME URL [--user U --password P] | brokers refresh NAME | brokers remove NAME",
 ].join("\n");
 
 const path = (name: string) => `/addons/${encodeURIComponent(name)}`;
@@ -61,17 +73,24 @@ export const addonsCommand: CommandSpec = {
     "attach gives an app a database of its own and its URL as the secret DATABASE_URL or REDIS_URL (or --as VAR); a new release rolls out.\n" +
     "destroy deletes the server and its data: it asks for the name (or --confirm NAME) and keeps a final backup.\n" +
     "Backups: postgres dumps the bound databases (pg_dump), redis takes an RDB snapshot; schedule takes them on a cron (UTC).\n" +
-    "rotate gives bound apps new credentials (a new release each) and revokes the old ones once it has rolled out.",
+    "rotate gives bound apps new credentials (a new release each) and revokes the old ones once it has rolled out.\n" +
+    "brokers: external Open Service Brokers (platform admin); their services are more kinds, listed by plans.",
   flags: [
     ["--app APP", "the app to bind"],
-    ["--plan PLAN", "create: small (default), medium or large"],
+    [
+      "--plan PLAN",
+      "create: small (default), medium or large; a broker's service: its plans (herd addons plans)",
+    ],
     ["--name NAME", "create: the add-on's name (default APP-postgres)"],
     ["--as VAR", "the env variable that carries the URL (default DATABASE_URL)"],
     ["--confirm NAME", "destroy: the add-on's name, to confirm"],
     ["--without-backup", "destroy: take no final backup (a server that does not run cannot be backed up)"],
+    ["--purge", "destroy a broker's add-on without asking the broker (one gone for good)"],
     ["--backup-schedule CRON", 'create: back up on this cron, UTC (e.g. "0 3 * * *")'],
     ["--keep N", "create, schedule: backups kept (default 7)"],
     ["--off", "schedule: stop the scheduled backups"],
+    ["--user U", "brokers add: the broker's basic-auth user"],
+    ["--password P", "brokers add: its password (kept in herd's secret store)"],
   ],
   options: {
     app: { type: "string" },
@@ -80,12 +99,16 @@ export const addonsCommand: CommandSpec = {
     as: { type: "string" },
     confirm: { type: "string" },
     "without-backup": { type: "boolean" },
+    purge: { type: "boolean" },
     "backup-schedule": { type: "string" },
     keep: { type: "string" },
     off: { type: "boolean" },
+    user: { type: "string" },
+    password: { type: "string" },
   },
   async run(ctx, values, positionals) {
     const [action = "list", arg, extraId, ...extra] = positionals;
+    if (action === "brokers") return brokers(ctx, values, positionals.slice(1));
     if (extra.length > 0 || (extraId !== undefined && action !== "restore" && action !== "schedule"))
       throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
     const client = await ctx.client();
@@ -108,7 +131,11 @@ export const addonsCommand: CommandSpec = {
         return out(reply, table(reply.items));
       }
       case "create": {
-        if (!arg) throw new UsageError("addons create needs a kind: postgres", "addons");
+        if (!arg)
+          throw new UsageError(
+            "addons create needs a kind: postgres, redis or a broker's (herd addons plans)",
+            "addons",
+          );
         const body = {
           kind: arg,
           ...(app ? { app } : {}),
@@ -124,15 +151,16 @@ export const addonsCommand: CommandSpec = {
               }
             : {}),
         };
-        const reply = await client.post<{ addon: AddonView; binding?: { app: string; var: string } }>(
-          "/addons",
-          body,
-        );
+        const reply = await client.post<{
+          addon: AddonView;
+          binding?: { app: string; var: string; vars?: string[] };
+        }>("/addons", body);
+        const b = reply.addon.broker;
         return out(
           reply,
-          `Created ${reply.addon.kind} add-on ${reply.addon.name} (plan ${reply.addon.plan}).` +
+          `Created ${reply.addon.kind} add-on ${reply.addon.name} (plan ${reply.addon.plan}${b ? `, broker ${b.name}: ${b.state}` : ""}).` +
             (reply.binding
-              ? ` ${reply.binding.app} gets ${reply.binding.var}; its new release rolls out.`
+              ? ` ${reply.binding.app} gets ${(reply.binding.vars ?? [reply.binding.var]).join(", ")}; its new release rolls out.`
               : ""),
         );
       }
@@ -141,24 +169,35 @@ export const addonsCommand: CommandSpec = {
         return out(
           a,
           [
-            `${a.name}: ${a.kind}, plan ${a.plan}, ${a.state ?? "?"}${a.node ? ` on ${a.node}` : ""}${a.endpoint ? ` at ${a.endpoint}` : ""}`,
+            `${a.name}: ${a.kind}, plan ${a.plan}, ${a.state ?? "?"}${a.node ? ` on ${a.node}` : ""}${a.endpoint ? ` at ${a.endpoint}` : ""}` +
+              (a.broker
+                ? ` (broker ${a.broker.name}${a.broker.message ? `: ${a.broker.message}` : ""}${a.broker.dashboardUrl ? `; dashboard ${a.broker.dashboardUrl}` : ""})`
+                : ""),
             a.bindings.length === 0
               ? "No apps bound."
-              : renderTable(
-                  ["APP", "VAR", "DATABASE", "USER"],
-                  a.bindings.map((b) => [b.app, b.var, b.database, b.user]),
-                ),
+              : a.broker
+                ? renderTable(
+                    ["APP", "VARS"],
+                    a.bindings.map((b) => [b.app, (b.vars ?? []).join(", ")]),
+                  )
+                : renderTable(
+                    ["APP", "VAR", "DATABASE", "USER"],
+                    a.bindings.map((b) => [b.app, b.var, b.database, b.user]),
+                  ),
           ].join("\n"),
         );
       }
       case "attach": {
         if (!app) throw new UsageError("addons attach needs --app APP", "addons");
         const name = need(arg, "attach");
-        const reply = await client.post<{ binding: { var: string } }>(`${path(name)}/attach`, {
-          app,
-          ...(as ? { var: as } : {}),
-        });
-        return out(reply, `Bound ${name} to ${app} as ${reply.binding.var}; its new release rolls out.`);
+        const reply = await client.post<{ binding: { var: string; vars?: string[] } }>(
+          `${path(name)}/attach`,
+          { app, ...(as ? { var: as } : {}) },
+        );
+        return out(
+          reply,
+          `Bound ${name} to ${app} as ${(reply.binding.vars ?? [reply.binding.var]).join(", ")}; its new release rolls out.`,
+        );
       }
       case "detach": {
         if (!app) throw new UsageError("addons detach needs --app APP", "addons");
@@ -166,7 +205,7 @@ export const addonsCommand: CommandSpec = {
         const reply = await client.post(`${path(name)}/detach`, { app });
         return out(
           reply,
-          `Detached ${name} from ${app}: its database is dropped, its URL gone with a new release.`,
+          `Detached ${name} from ${app}: its credentials are gone, its URL with a new release.`,
         );
       }
       case "destroy": {
@@ -182,11 +221,20 @@ export const addonsCommand: CommandSpec = {
           },
           stringFlag(values, "confirm"),
         );
-        const reply = await client.delete<{ finalBackup?: BackupView & { digest: string } }>(path(name), {
+        const reply = await client.delete<{
+          finalBackup?: BackupView & { digest: string };
+          pending?: boolean;
+        }>(path(name), {
           confirm: name,
           ...(values["without-backup"] === true ? { withoutBackup: "true" } : {}),
+          ...(values.purge === true ? { purge: "true" } : {}),
         });
         const f = reply.finalBackup;
+        if (reply.pending)
+          return out(
+            reply,
+            `Add-on ${name} is being deprovisioned by its broker; it goes once the broker is done.`,
+          );
         return out(
           reply,
           `Destroyed add-on ${name}.` +
@@ -255,11 +303,79 @@ export const addonsCommand: CommandSpec = {
                 .join("\n"),
         );
       }
+      case "plans": {
+        const reply =
+          await client.get<Items<{ kind: string; plan: string; description: string; source: string }>>(
+            "/addon-plans",
+          );
+        return out(
+          reply,
+          renderTable(
+            ["KIND", "PLAN", "FROM", "DESCRIPTION"],
+            reply.items.map((p) => [p.kind, p.plan, p.source, p.description]),
+          ),
+        );
+      }
       default:
         throw new UsageError(`unknown addons action: ${action}`, "addons");
     }
   },
 };
+
+/** `herd addons brokers …`: external Open Service Brokers (a platform admin's). */
+async function brokers(ctx: CliContext, values: FlagValues, args: string[]): Promise<number> {
+  const [action = "list", name, url, ...extra] = args;
+  if (extra.length > 0 || (url !== undefined && action !== "add"))
+    throw new UsageError(`unexpected argument: ${extra[0] ?? url}`, "addons");
+  const client = await ctx.client();
+  const out = (reply: unknown, text: string) => {
+    if (ctx.flags.json) printJson(ctx.stdout, reply);
+    else println(ctx.stdout, text);
+    return 0;
+  };
+  const kinds = (b: BrokerView) =>
+    b.services.map((s) => `${s.name} (${s.plans.map((p) => p.name).join(", ")})`).join("; ");
+  const needName = () => {
+    if (!name) throw new UsageError(`addons brokers ${action} needs the broker's name`, "addons");
+    return name;
+  };
+  switch (action) {
+    case "list": {
+      const reply = await client.get<Items<BrokerView>>("/addon-brokers");
+      if (reply.items.length === 0 && !ctx.flags.json)
+        return out(reply, "No brokers. Register one with `herd addons brokers add NAME URL`.");
+      return out(
+        reply,
+        renderTable(
+          ["NAME", "URL", "USER", "SERVICES"],
+          reply.items.map((b) => [b.name, b.url, b.user ?? "-", kinds(b)]),
+        ),
+      );
+    }
+    case "add": {
+      if (!url) throw new UsageError("addons brokers add needs NAME and URL", "addons");
+      const user = stringFlag(values, "user");
+      const password = stringFlag(values, "password");
+      const b = await client.post<BrokerView>("/addon-brokers", {
+        name: needName(),
+        url,
+        ...(user !== undefined ? { user } : {}),
+        ...(password !== undefined ? { password } : {}),
+      });
+      return out(b, `Broker ${b.name} registered: ${kinds(b)}. herd addons plans lists them.`);
+    }
+    case "refresh": {
+      const b = await client.post<BrokerView>(`/addon-brokers/${encodeURIComponent(needName())}/refresh`);
+      return out(b, `Broker ${b.name}'s catalog: ${kinds(b)}.`);
+    }
+    case "remove": {
+      const reply = await client.delete(`/addon-brokers/${encodeURIComponent(needName())}`);
+      return out(reply, `Broker ${name} removed.`);
+    }
+    default:
+      throw new UsageError(`unknown addons brokers action: ${action}`, "addons");
+  }
+}
 
 function need(arg: string | undefined, action: string): string {
   if (!arg) throw new UsageError(`addons ${action} needs the add-on's name`, "addons");

@@ -28,6 +28,9 @@ export interface AddonBinding {
   login?: string;
   /** How many times its credentials were rotated. */
   rotation?: number;
+  /** A broker's add-on: the binding's id at the broker, and every variable its credentials became. */
+  bindingId?: string;
+  vars?: string[];
   /** Old credentials to revoke once the release with the new URL has rolled out (no password is kept). */
   revoke?: {
     /** The deploy that rolls the new URL out; revoked when it has finished. */
@@ -41,7 +44,8 @@ export interface AddonBinding {
 export interface Addon {
   tenant: string;
   name: string;
-  kind: AddonKind;
+  /** postgres, redis, or the service's name in an external broker's catalog (`broker` then says which). */
+  kind: string;
   plan: string;
   createdAt: string;
   /** Where the server answered last (host:port of its running instance); bindings' URLs use it. */
@@ -53,6 +57,41 @@ export interface Addon {
   backupPolicy?: AddonBackupPolicy;
   /** When the last scheduled backup was due (ISO); the next one is the schedule's next time after it. */
   lastScheduledAt?: string;
+  /** An add-on an external Open Service Broker runs (addons/brokers.ts): no server of herd's. */
+  broker?: BrokerInstance;
+}
+
+/** A service instance at an external broker, and where its (maybe asynchronous) operation stands. */
+export interface BrokerInstance {
+  /** The broker's name in herd (kind `addon_broker`). */
+  name: string;
+  serviceId: string;
+  planId: string;
+  /** The instance's id at the broker (herd makes it). */
+  instanceId: string;
+  state: "provisioning" | "ready" | "failed" | "deprovisioning";
+  /** The broker's operation handle of a pending asynchronous provision or deprovision. */
+  operation?: string;
+  message?: string;
+  dashboardUrl?: string;
+}
+
+/** An Open Service Broker herd knows; its password is in the secret store (`_herd`, `_broker.<name>`). */
+export interface AddonBroker {
+  name: string;
+  url: string;
+  user?: string;
+  createdAt: string;
+  createdBy: string;
+  /** The broker's catalog as last fetched. */
+  services: {
+    id: string;
+    name: string;
+    description: string;
+    bindable: boolean;
+    plans: { id: string; name: string; description: string; free?: boolean }[];
+  }[];
+  catalogAt: string;
 }
 
 export interface AddonBackupPolicy {

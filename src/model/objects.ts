@@ -23,6 +23,7 @@
  *   run      `<run id>`: a one-off process, release phase or scheduled job's run (job.ts)
  *   pipeline `<tenant>/<pipeline>`, preview `<tenant>/<preview app>` (pipeline.ts)
  *   addon    `<tenant>/<addon>`: a managed database and its bindings (addon.ts)
+ *   addon_broker `<broker>`: an external Open Service Broker and its catalog (addon.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -61,6 +62,7 @@ export const KINDS = [
   "pipeline",
   "preview",
   "addon",
+  "addon_broker",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

@@ -15,11 +15,19 @@
  *   POST   /addons/:addon/rotate {app?} ─► {rotated: [{app, deploy?}]} (deployer): new credentials, a new
  *          release per bound app, the old ones revoked once it has rolled out
  * DELETE takes a final backup first (kept, named in the reply) unless ?withoutBackup=true.
+ *
+ * External Open Service Brokers (addons/brokers.ts): their services are more kinds.
+ *   GET    /addon-plans                 ─► {items: PlanView[]} (viewer): herd's kinds and plans, then each broker's
+ *   GET    /addon-brokers               ─► {items: AddonBroker[]} (platform admin)
+ *   POST   /addon-brokers {name, url, user?, password?} ─► 201 AddonBroker (platform admin): its catalog fetched
+ *   POST   /addon-brokers/:broker/refresh ─► AddonBroker (platform admin): the catalog fetched again
+ *   DELETE /addon-brokers/:broker       ─► 200 (platform admin; 409 while it runs add-ons)
  */
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { Addons } from "../../addons/addons.ts";
+import { Brokers } from "../../addons/brokers.ts";
 import { HerdError } from "../../common/errors.ts";
 import type { ApiDeps } from "../deps.ts";
 import { TenantQuery, tenantOf } from "../schemas.ts";
@@ -41,9 +49,15 @@ const BackupPolicy = T.Object(
 const policyOf = (p: { schedule: string; keep?: number }) => ({ schedule: p.schedule, keep: p.keep ?? 7 });
 const CreateBody = T.Object(
   {
-    kind: T.String({ description: "postgres or redis" }),
+    kind: T.String({
+      minLength: 1,
+      maxLength: 100,
+      description: "postgres, redis, or a broker's service (SERVICE or BROKER/SERVICE; herd addons plans)",
+    }),
     backup: T.Optional(BackupPolicy),
-    plan: T.Optional(T.String({ description: "small (default), medium, large" })),
+    plan: T.Optional(
+      T.String({ maxLength: 100, description: "small (default), medium, large; a broker's: its plan names" }),
+    ),
     name: T.Optional(Name),
     app: T.Optional(Name),
     var: T.Optional(Var),
@@ -63,14 +77,32 @@ const DestroyQuery = T.Object({
   tenant: TenantQuery.properties.tenant,
   confirm: T.Optional(T.String()),
   withoutBackup: T.Optional(T.Boolean({ description: "destroy without a final backup" })),
+  purge: T.Optional(
+    T.Boolean({ description: "a broker's add-on: forget it without asking the broker (gone for good)" }),
+  ),
 });
 const RotateBody = T.Object({ app: T.Optional(Name) }, { additionalProperties: false });
 
 /** How often bindings' URLs are checked against where each server runs. */
 const SYNC_MS = 3000;
 
+const BrokerParams = T.Object({ broker: Name });
+const BrokerBody = T.Object(
+  {
+    name: Name,
+    url: T.String({ minLength: 1, maxLength: 2000, description: "the broker's base URL (http or https)" }),
+    user: T.Optional(T.String({ minLength: 1, maxLength: 200 })),
+    password: T.Optional(
+      T.String({ minLength: 1, maxLength: 1000, description: "kept in the secret store" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  const brokers = new Brokers({ store: deps.store, secrets: deps.secrets, guard: deps.guard });
   const addons = new Addons({
+    brokers,
     store: deps.store,
     secrets: deps.secrets,
     deploys: deps.controllers.deploys,
@@ -93,6 +125,67 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
   }, SYNC_MS);
   timer.unref();
   api.addHook("onClose", async () => clearInterval(timer));
+
+  api.get(
+    "/addon-plans",
+    {
+      schema: {
+        summary: "Every add-on kind and plan: herd's own, then each external broker's",
+        tags: ["addons"],
+        querystring: TenantQuery,
+      },
+    },
+    async () => ({ items: await brokers.plans() }),
+  );
+
+  api.get(
+    "/addon-brokers",
+    { schema: { summary: "The external Open Service Brokers herd knows", tags: ["addons"] } },
+    async () => ({ items: await brokers.list() }),
+  );
+
+  api.post(
+    "/addon-brokers",
+    {
+      schema: {
+        summary: "Register an Open Service Broker: its catalog's services become add-on kinds",
+        tags: ["addons"],
+        body: BrokerBody,
+      },
+    },
+    async (req, reply) => {
+      const out = await brokers.add(
+        req.body as { name: string; url: string; user?: string; password?: string },
+        actorOf(req),
+      );
+      reply.code(201);
+      return out;
+    },
+  );
+
+  api.post(
+    "/addon-brokers/:broker/refresh",
+    {
+      schema: { summary: "Fetch a broker's catalog again", tags: ["addons"], params: BrokerParams },
+    },
+    async (req) => brokers.refresh((req.params as { broker: string }).broker),
+  );
+
+  api.delete(
+    "/addon-brokers/:broker",
+    {
+      schema: {
+        summary: "Forget a broker (refused while it runs add-ons)",
+        tags: ["addons"],
+        params: BrokerParams,
+      },
+    },
+    async (req) => {
+      const name = (req.params as { broker: string }).broker;
+      await brokers.remove(name);
+      return { removed: name };
+    },
+  );
 
   api.get(
     "/addons",
@@ -149,13 +242,14 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) => {
       const name = (req.params as { addon: string }).addon;
-      const q = req.query as { confirm?: string; withoutBackup?: boolean };
+      const q = req.query as { confirm?: string; withoutBackup?: boolean; purge?: boolean };
       const out = await addons.destroy(
         tenantOf(req),
         name,
         q.confirm,
         actorOf(req),
         q.withoutBackup === true,
+        q.purge === true,
       );
       return { destroyed: name, ...out };
     },
