@@ -6,41 +6,12 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Deployment } from "kubernetes-models/apps/v1/Deployment";
-import { StatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
-import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
-import { Ingress } from "kubernetes-models/networking.k8s.io/v1/Ingress";
-import { Secret } from "kubernetes-models/v1/Secret";
-import { Service } from "kubernetes-models/v1/Service";
 import { parse, parseAllDocuments } from "yaml";
 import { normalizeService, parseManifest } from "../model/manifest.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import { type KubernetesObject, kubernetesManifests, manifestFileName, toYaml } from "./kubernetes.ts";
 import { fitLabel } from "./kubernetes-names.ts";
-
-/** The schema of each kind the export writes; any other kind fails the test. */
-const MODELS: Record<string, { new (data: never): { validate(): void } }> = {
-  "apps/v1/Deployment": Deployment,
-  "apps/v1/StatefulSet": StatefulSet,
-  "v1/Service": Service,
-  "v1/Secret": Secret,
-  "networking.k8s.io/v1/Ingress": Ingress,
-  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
-};
-
-/** The schema's complaint about `o`, or undefined when it is valid. */
-function schemaError(o: unknown): string | undefined {
-  const { apiVersion, kind } = o as KubernetesObject;
-  const Model = MODELS[`${apiVersion}/${kind}`];
-  if (!Model) return `no schema for ${apiVersion} ${kind}`;
-  try {
-    // validate() checks the data as given: the constructor only fills apiVersion and kind, already set.
-    new Model(structuredClone(o) as never).validate();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
+import { schemaError } from "./schema-testing.ts";
 
 const MANIFEST = `app: shop
 services:
