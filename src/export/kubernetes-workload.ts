@@ -14,6 +14,7 @@ import type { IResourceRequirements } from "kubernetes-models/v1/ResourceRequire
 import type { HealthCheck, Resources } from "../model/objects.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import { type ExportNames, labelsOf, selectorOf } from "./kubernetes-names.ts";
+import type { Scheduling } from "./kubernetes-placement.ts";
 
 /** The port every exported container listens on (herd hands it over as PORT, as its agents do). */
 export const CONTAINER_PORT = 8080;
@@ -33,6 +34,8 @@ export interface WorkloadInput {
   image: string;
   /** The Secret holding the app's secrets, when any service refers to one. */
   secretName?: string;
+  /** Node selector, affinities, spread and tolerations from the service's placement. */
+  scheduling?: Scheduling;
 }
 
 /** Whether the service listens on its port: it has routes, or its health check needs the port. */
@@ -95,6 +98,7 @@ function podTemplate(input: WorkloadInput): IPodTemplateSpec {
     metadata: { labels: labelsOf(names, service, input.release) },
     spec: {
       containers: [container],
+      ...input.scheduling,
       // Pets get their `data` volume from the StatefulSet's claim; cattle's data goes with the pod, as on herd.
       ...(spec.mode === "pet" ? {} : { volumes: [{ name: "data", emptyDir: {} }] }),
     },

@@ -34,6 +34,13 @@ services:
         methods: [GET]
         rewrite: /
     autoscale: { min: 2, max: 10, target: { cpu: 70% }, scaleDownDelay: 300 }
+    minAvailable: 2
+    placement:
+      nodeSelector: { disk: ssd }
+      replicas: apart
+      spreadBy: topology.kubernetes.io/zone
+      affinity: [{ service: db }]
+      tolerations: [{ key: gpu }, { key: team, value: a }]
   api:
     command: node api.js
     routes:
@@ -85,6 +92,7 @@ test("every exported object passes the Kubernetes OpenAPI schema, also after a Y
       "Service/shop-db-pods",
       "Deployment/shop-web",
       "Service/shop-web",
+      "PodDisruptionBudget/shop-web",
       "HorizontalPodAutoscaler/shop-web",
       "Deployment/shop-worker",
       "Ingress/shop",
@@ -100,6 +108,9 @@ test("the schema check fails on broken objects (it is not a check that always pa
   const { objects } = exported();
   const web = () => structuredClone(find(objects, "Deployment", "shop-web"));
   const broken: [string, unknown][] = [];
+  const pdb = structuredClone(find(objects, "PodDisruptionBudget", "shop-web"));
+  pdb.spec.minAvailable = true;
+  broken.push(["a PDB's minAvailable that is neither int nor string", pdb]);
   let d = web();
   delete d.spec.selector;
   broken.push(["a Deployment without its selector", d]);
@@ -280,4 +291,33 @@ test("long names are cut to 63 characters with a hash; one file per object", () 
   assert.ok(objects.every((o) => (o.metadata?.name ?? "").length <= 63));
   assert.equal(manifestFileName(objects[0]), `deployment-${cut}.yaml`);
   assert.deepEqual(parse(toYaml([objects[0]])), objects[0]);
+});
+
+test("placement: node selector, (anti-)affinity by the services' labels, spread, tolerations; minAvailable as a PDB", () => {
+  const { objects } = exported();
+  const pod = find(objects, "Deployment", "shop-web").spec.template.spec;
+  assert.deepEqual(pod.nodeSelector, { disk: "ssd" });
+  const term = (component: string) => ({
+    labelSelector: {
+      matchLabels: { "app.kubernetes.io/name": "shop", "app.kubernetes.io/component": component },
+    },
+    topologyKey: "kubernetes.io/hostname",
+  });
+  assert.deepEqual(pod.affinity, {
+    podAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: term("db") }],
+    },
+    podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [term("web")] },
+  });
+  assert.equal(pod.topologySpreadConstraints[0].topologyKey, "topology.kubernetes.io/zone");
+  assert.deepEqual(pod.tolerations, [
+    { key: "gpu", operator: "Exists" },
+    { key: "team", operator: "Equal", value: "a" },
+  ]);
+  const pdb = find(objects, "PodDisruptionBudget", "shop-web");
+  assert.deepEqual(pdb.spec, {
+    minAvailable: 2,
+    selector: { matchLabels: term("web").labelSelector.matchLabels },
+  });
+  assert.equal(find(objects, "Deployment", "shop-worker").spec.template.spec.affinity, undefined);
 });

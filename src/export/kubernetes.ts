@@ -6,6 +6,7 @@
  *   release.services ─┬─ workload (Deployment | StatefulSet + claim)   kubernetes-workload.ts
  *                     ├─ Service (+ headless for pets), Ingress        kubernetes-traffic.ts
  *                     ├─ HorizontalPodAutoscaler                       kubernetes-autoscale.ts
+ *                     ├─ affinities, tolerations, PodDisruptionBudget  kubernetes-placement.ts
  *                     └─ Secret: names and placeholders, never values
  */
 
@@ -14,6 +15,7 @@ import { stringify } from "yaml";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import { autoscalerOf } from "./kubernetes-autoscale.ts";
 import { appLabels, exportNames } from "./kubernetes-names.ts";
+import { disruptionBudgetOf, schedulingOf } from "./kubernetes-placement.ts";
 import { ingressOf, servicesOf } from "./kubernetes-traffic.ts";
 import { workloadOf } from "./kubernetes-workload.ts";
 
@@ -52,6 +54,8 @@ export function kubernetesManifests(input: KubernetesExportInput): KubernetesExp
   if (secretKeys.length > 0)
     objects.push(secretOf(names.secret, appLabels(names, input.release), secretKeys));
   for (const [service, { spec, instances }] of services) {
+    const { scheduling, warnings: placed } = schedulingOf(names, service, spec.placement);
+    warnings.push(...placed);
     const workload = workloadOf({
       names,
       service,
@@ -60,9 +64,13 @@ export function kubernetesManifests(input: KubernetesExportInput): KubernetesExp
       release: input.release,
       image: input.image,
       ...(secretKeys.length > 0 ? { secretName: names.secret } : {}),
+      scheduling,
     });
     objects.push(workload);
     for (const s of servicesOf(names, service, spec, input.release)) objects.push(s);
+    if (spec.minAvailable !== undefined) {
+      objects.push(disruptionBudgetOf(names, service, spec.minAvailable, input.release));
+    }
     if (spec.autoscale) {
       const { hpa, warnings: w } = autoscalerOf(names, service, workload.kind, spec.autoscale, input.release);
       objects.push(hpa);
