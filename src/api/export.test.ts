@@ -3,25 +3,21 @@
 // set through the API never appears), who may read it, and its 400/404/409.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { silentLogger } from "../common/log.ts";
+import { before, test } from "node:test";
 import { normalizeService, parseManifest } from "../model/manifest.ts";
 import type { App, Release, Service } from "../model/objects.ts";
 import { releaseKey } from "../model/objects.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
-import { apiCall } from "./testing.ts";
+import type { RunningServer } from "./server.ts";
+import { apiCall, testServer } from "./testing.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "herd-api-export-"));
+const fixture = testServer("herd-api-export-");
 let server: RunningServer;
 let tokens: TestTokens;
 const SECRET_VALUE = "very-secret-value-42";
 
 before(async () => {
-  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+  server = await fixture.started;
   tokens = await createTestTokens(server.url, server.adminToken);
   const set = await apiCall(server, "PUT", "/apps/shop/secrets/DB_URL?tenant=a", { value: SECRET_VALUE });
   assert.ok(set.status < 300, JSON.stringify(set.body));
@@ -77,10 +73,6 @@ services:
       crashes: 0,
     });
   }
-});
-after(async () => {
-  await server.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test("GET /apps/:app/export/kubernetes: the current release's objects for the tenant's viewers", async () => {
