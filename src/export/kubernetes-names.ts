@@ -22,11 +22,11 @@ export interface ExportNames {
 
 const MAX_LABEL = 63;
 
-/** `name` when it fits in 63 characters; else its start and an 8-character hash of the whole. */
-export function fitLabel(name: string): string {
-  if (name.length <= MAX_LABEL) return name;
+/** `name` when it fits in `max` characters (63); else its start and an 8-character hash of the whole. */
+export function fitLabel(name: string, max = MAX_LABEL): string {
+  if (name.length <= max) return name;
   const hash = createHash("sha256").update(name).digest("hex").slice(0, 8);
-  return `${name.slice(0, MAX_LABEL - 9).replace(/-+$/, "")}-${hash}`;
+  return `${name.slice(0, max - 9).replace(/-+$/, "")}-${hash}`;
 }
 
 export function exportNames(app: string): ExportNames {

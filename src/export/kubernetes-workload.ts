@@ -106,7 +106,7 @@ function podTemplate(input: WorkloadInput): IPodTemplateSpec {
 }
 
 /** herd's variables for an instance, then the service's env; secrets by reference, never by value. */
-function envOf(input: WorkloadInput): IEnvVar[] {
+export function envOf(input: WorkloadInput): IEnvVar[] {
   const herd: Record<string, string> = {
     PORT: String(CONTAINER_PORT),
     HERD_APP: input.names.app,
@@ -116,9 +116,10 @@ function envOf(input: WorkloadInput): IEnvVar[] {
   };
   const env: IEnvVar[] = [];
   // herd's own variables win over the service's, as on an agent; a name appears once.
-  for (const [name, value] of Object.entries(input.spec.env)) if (!(name in herd)) env.push({ name, value });
+  for (const [name, value] of Object.entries(input.spec.env))
+    if (!Object.hasOwn(herd, name)) env.push({ name, value });
   for (const [name, secret] of Object.entries(input.spec.secrets ?? {})) {
-    if (name in herd || !input.secretName) continue;
+    if (Object.hasOwn(herd, name) || !input.secretName) continue;
     env.push({ name, valueFrom: { secretKeyRef: { name: input.secretName, key: secret } } });
   }
   env.push({ name: "HERD_INSTANCE", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } });

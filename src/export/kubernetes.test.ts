@@ -52,6 +52,9 @@ services:
     resources: { memory: 64Mi }
     env:
       QUEUE_TOKEN: { secret: queue-token }
+    jobs:
+      cleanup: { schedule: "0 3 * * *", command: node cleanup.js, concurrency: forbid, timeout: 10m, history: 3 }
+      tick: { schedule: "*/10 * * * * *", command: node tick.js }
   db:
     command: ./db --data $HERD_DATA_DIR
     mode: pet
@@ -95,6 +98,7 @@ test("every exported object passes the Kubernetes OpenAPI schema, also after a Y
       "PodDisruptionBudget/shop-web",
       "HorizontalPodAutoscaler/shop-web",
       "Deployment/shop-worker",
+      "CronJob/shop-worker-cleanup",
       "Ingress/shop",
     ],
   );
@@ -108,6 +112,9 @@ test("the schema check fails on broken objects (it is not a check that always pa
   const { objects } = exported();
   const web = () => structuredClone(find(objects, "Deployment", "shop-web"));
   const broken: [string, unknown][] = [];
+  const cron = structuredClone(find(objects, "CronJob", "shop-worker-cleanup"));
+  delete cron.spec.schedule;
+  broken.push(["a CronJob without its schedule", cron]);
   const pdb = structuredClone(find(objects, "PodDisruptionBudget", "shop-web"));
   pdb.spec.minAvailable = true;
   broken.push(["a PDB's minAvailable that is neither int nor string", pdb]);
@@ -320,4 +327,30 @@ test("placement: node selector, (anti-)affinity by the services' labels, spread,
     selector: { matchLabels: term("web").labelSelector.matchLabels },
   });
   assert.equal(find(objects, "Deployment", "shop-worker").spec.template.spec.affinity, undefined);
+});
+
+test("a service's jobs become CronJobs with its image, env and resources; 6-field schedules are warnings", () => {
+  const { objects, warnings } = exported();
+  const cron = find(objects, "CronJob", "shop-worker-cleanup");
+  assert.equal(cron.spec.schedule, "0 3 * * *");
+  assert.equal(cron.spec.concurrencyPolicy, "Forbid");
+  assert.deepEqual([cron.spec.successfulJobsHistoryLimit, cron.spec.failedJobsHistoryLimit], [3, 3]);
+  const job = cron.spec.jobTemplate.spec;
+  assert.equal(job.activeDeadlineSeconds, 600);
+  const pod = job.template.spec;
+  assert.equal(pod.restartPolicy, "Never");
+  assert.deepEqual(pod.containers[0].command, ["/bin/sh", "-c", "node cleanup.js"]);
+  assert.equal(pod.containers[0].image, "registry.test/shop:v7");
+  assert.deepEqual(pod.containers[0].resources.requests, { cpu: "100m", memory: "64Mi" });
+  const token = pod.containers[0].env.find((e: { name: string }) => e.name === "QUEUE_TOKEN");
+  assert.deepEqual(token.valueFrom.secretKeyRef, { name: "shop-secrets", key: "queue-token" });
+  assert.notEqual(
+    job.template.metadata.labels["app.kubernetes.io/component"],
+    "worker",
+    "a job's pods are not the service's: its Service never routes to them",
+  );
+  assert.ok(
+    warnings.some((w) => w.includes("job tick") && w.includes("5 fields")),
+    warnings.join("\n"),
+  );
 });

@@ -7,6 +7,7 @@
  *                     ├─ Service (+ headless for pets), Ingress        kubernetes-traffic.ts
  *                     ├─ HorizontalPodAutoscaler                       kubernetes-autoscale.ts
  *                     ├─ affinities, tolerations, PodDisruptionBudget  kubernetes-placement.ts
+ *                     ├─ CronJobs from the service's jobs              kubernetes-jobs.ts
  *                     └─ Secret: names and placeholders, never values
  */
 
@@ -14,6 +15,7 @@ import type { ISecret } from "kubernetes-models/v1/Secret";
 import { stringify } from "yaml";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import { autoscalerOf } from "./kubernetes-autoscale.ts";
+import { cronJobsOf } from "./kubernetes-jobs.ts";
 import { appLabels, exportNames } from "./kubernetes-names.ts";
 import { disruptionBudgetOf, schedulingOf } from "./kubernetes-placement.ts";
 import { ingressOf, servicesOf } from "./kubernetes-traffic.ts";
@@ -56,7 +58,7 @@ export function kubernetesManifests(input: KubernetesExportInput): KubernetesExp
   for (const [service, { spec, instances }] of services) {
     const { scheduling, warnings: placed } = schedulingOf(names, service, spec.placement);
     warnings.push(...placed);
-    const workload = workloadOf({
+    const workloadInput = {
       names,
       service,
       spec,
@@ -65,8 +67,12 @@ export function kubernetesManifests(input: KubernetesExportInput): KubernetesExp
       image: input.image,
       ...(secretKeys.length > 0 ? { secretName: names.secret } : {}),
       scheduling,
-    });
+    };
+    const workload = workloadOf(workloadInput);
     objects.push(workload);
+    const { cronJobs, warnings: unscheduled } = cronJobsOf({ ...workloadInput, scheduling });
+    objects.push(...cronJobs);
+    warnings.push(...unscheduled);
     for (const s of servicesOf(names, service, spec, input.release)) objects.push(s);
     if (spec.minAvailable !== undefined) {
       objects.push(disruptionBudgetOf(names, service, spec.minAvailable, input.release));
