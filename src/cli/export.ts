@@ -21,9 +21,10 @@ export const exportCommand: CommandSpec = {
   usage: "herd export kubernetes [--app NAME] [--out DIR] [--image REF]",
   summary:
     "Write the app's current release as Kubernetes manifests: Deployments (StatefulSets with a volume\n" +
-    "claim for pets), Services, an Ingress from the routes, autoscaling/v2 HPAs and a Secret with\n" +
-    "placeholders (never values). YAML on stdout, or one file per object in --out DIR; what herd does\n" +
-    "that the manifests do not say goes to stderr as warnings (docs/kubernetes.md).",
+    "claim for pets), Services, an Ingress from the routes, autoscaling/v2 HPAs, PodDisruptionBudgets,\n" +
+    "CronJobs for scheduled jobs and a Secret with placeholders (never values). YAML on stdout, or one\n" +
+    "file per object in --out DIR; what herd does that the manifests do not say goes to stderr as\n" +
+    "warnings (docs/kubernetes.md).",
   flags: [
     APP_FLAG_HELP,
     ["--out DIR", "write one <kind>-<name>.yaml per object into DIR (made when missing)"],
