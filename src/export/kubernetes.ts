@@ -115,7 +115,7 @@ export function manifestFileName(o: KubernetesObject): string {
   return `${o.kind.toLowerCase()}-${o.metadata?.name}.yaml`;
 }
 
-/** Objects as one YAML stream, `---` between documents. */
+/** Objects as one YAML stream, `---` between documents; no anchors or aliases, which some tools refuse. */
 export function toYaml(objects: KubernetesObject[]): string {
-  return objects.map((o) => stringify(o, { lineWidth: 0 })).join("---\n");
+  return objects.map((o) => stringify(o, { lineWidth: 0, aliasDuplicateObjects: false })).join("---\n");
 }
