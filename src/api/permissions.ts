@@ -126,6 +126,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
   "GET /api/v1/apps/:app/autoscale": "apps:read",
+  "GET /api/v1/apps/:app/export/kubernetes": "apps:read", // routes/export.ts
   // canary and blue/green rollouts (routes/rollouts.ts)
   "GET /api/v1/apps/:app/rollout": "apps:read",
   "POST /api/v1/apps/:app/rollout/promote": "apps:write",

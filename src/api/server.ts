@@ -84,6 +84,7 @@ import { consumerRoutes } from "./routes/consumers.ts";
 import { dependencyRoutes } from "./routes/dependencies.ts";
 import { deployRoutes } from "./routes/deploys.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
+import { exportRoutes } from "./routes/export.ts";
 import { gitRoutes } from "./routes/git.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { instanceRoutes } from "./routes/instances.ts";
@@ -726,6 +727,7 @@ export function buildApi(
       addonRoutes(api, deps);
       instanceRoutes(api, deps);
       autoscaleRoutes(api, deps);
+      exportRoutes(api, deps);
       rolloutRoutes(api, deps);
       setRoutes(api, deps);
       pipelineRoutes(api, deps);

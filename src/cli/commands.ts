@@ -31,6 +31,7 @@ import { contextCommand } from "./contexts.ts";
 import { deployCommand, rollbackCommand } from "./deploy.ts";
 import { deploysCommand } from "./deploys.ts";
 import { pipelinesCommand, previewsCommand, promoteCommand } from "./environments.ts";
+import { exportCommand } from "./export.ts";
 import { appsTable, eventsTable, instancesTable, releasesTable, servicesTable } from "./format.ts";
 import { gitCommand } from "./git.ts";
 import { jobsCommand } from "./jobs.ts";
@@ -304,6 +305,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   traceCommand,
   mapCommand,
   topCommand,
+  exportCommand,
   migrateCommand,
   backupCommand,
   restoreCommand,
