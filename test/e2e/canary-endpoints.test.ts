@@ -29,7 +29,7 @@ before(async () => {
 import { randomBytes } from "node:crypto";
 const searchMs = Number(process.env.SEARCH_MS ?? 0);
 const headers = { "content-type": "application/json" };
-for (const pair of (process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? "").split(",")) {
+for (const pair of (process.env.OTEL_EXPORTER_OTLP_HEADERS ?? "").split(",")) {
   const at = pair.indexOf("=");
   if (at > 0) headers[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim());
 }
@@ -44,7 +44,7 @@ setInterval(() => {
   if (spans.length === 0) return;
   const body = { resourceSpans: [{ resource: { attributes: resource.map(attr) }, scopeSpans: [{ spans }] }] };
   spans = [];
-  fetch(process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, { method: "POST", headers, body: JSON.stringify(body) }).catch(() => {});
+  fetch(process.env.OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces", { method: "POST", headers, body: JSON.stringify(body) }).catch(() => {});
 }, 200);
 createServer((req, res) => {
   if (req.url === "/healthz") return res.end("ok");
