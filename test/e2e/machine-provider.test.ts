@@ -103,11 +103,11 @@ const instances = async (app: string): Promise<Instance[]> =>
 
 test("instances that fit nowhere bring a machine from the provider; idle, it is handed back and removed", async (t) => {
   const spare = cluster.spares[0];
-  // 0.2 CPU + 512 MiB each (2 units): the small node (768 MiB allocatable) holds one of three.
+  // 0.2 CPU (2 units) + 512 MiB each: the small node (768 MiB allocatable) holds one of three.
   const dir = writeApp(
     work,
     "burst",
-    "app: burst\nservices:\n  web:\n    command: node server.js\n    instances: 3\n    resources: { units: 2 }\n    health: { path: /healthz }\n    routes: [{ host: burst.localhost, path: / }]\n",
+    "app: burst\nservices:\n  web:\n    command: node server.js\n    instances: 3\n    resources: { units: 2, memory: 512Mi }\n    health: { path: /healthz }\n    routes: [{ host: burst.localhost, path: / }]\n",
   );
   t.after(() => cluster.cli(["apps", "destroy", "burst", "--confirm", "burst"]));
 
