@@ -19,11 +19,13 @@
  * holds the container id and whether stop() ended it.
  */
 
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
-import type { DockerApi } from "./docker-api.ts";
+import { DockerApi } from "./docker-api.ts";
+import { ensureBaseImage } from "./docker-daemon.ts";
 import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 
@@ -429,4 +431,25 @@ export class DockerDriver implements RuntimeDriver {
       );
     }
   }
+}
+
+/**
+ * Connects to the engine on `socket`, makes sure it has the base image and
+ * returns a driver (the agent's `--docker-socket`). The static busybox is
+ * Debian's busybox-static (/bin/busybox) unless `busybox` names another.
+ */
+export async function connectDocker(options: {
+  socket: string;
+  stateRoot: string;
+  busybox?: string;
+  logger?: Logger;
+}): Promise<DockerDriver> {
+  const busybox = options.busybox ?? "/bin/busybox";
+  // ldd fails on a static binary: a dynamic busybox would not run inside an image without its libraries.
+  if (!existsSync(busybox) || spawnSync("ldd", [busybox], { stdio: "ignore" }).status === 0) {
+    throw new HerdError("unavailable", `${busybox} is not a static busybox: install busybox-static`);
+  }
+  const api = new DockerApi(options.socket);
+  const baseImage = await ensureBaseImage(api, busybox);
+  return new DockerDriver({ ...options, api, baseImage, busybox });
 }

@@ -36,6 +36,8 @@ export interface StartSpec {
   command: string;
   /** A container image to run (drivers that run images: docker); absent: the command runs in `dir`. */
   image?: string;
+  /** The driver it needs when not the default (driver-set.ts): "docker". */
+  runtime?: string;
   /** Full environment (PORT included). */
   env: Record<string, string>;
   port: number;
