@@ -166,6 +166,12 @@ export async function ensureBaseImage(
       body: tar.stdout,
     });
     if (progress.includes('"error"')) throw new HerdError("unavailable", `docker import failed: ${progress}`);
+    // `FROM herd-base` in a Dockerfile means the newest base image of this engine.
+    await api.call({
+      method: "POST",
+      path: `/images/${image}/tag`,
+      query: { repo: BASE_IMAGE_REPO, tag: "latest" },
+    });
     return image;
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -5,14 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
 import { type Dockerd, ensureBaseImage, startDockerd } from "./docker-daemon.ts";
 import { DockerDriver } from "./docker-driver.ts";
-import { harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
+import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
 import type { InstanceProcess } from "./driver.ts";
 
 let engine: Dockerd | undefined;
@@ -105,6 +105,44 @@ describe("DockerDriver", () => {
     // The image's working dir (/), not the release dir: an image brings its own files.
     assert.deepEqual(await driver.tail("img1", 5), ["from img1 in /"]);
   });
+});
+
+test("a release dir with a Dockerfile is built once per content and its image runs; a failing build leaves nothing", async (t) => {
+  const h = harness(t, create);
+  const driver = h.driver();
+  const spec = await h.spec("built1", "");
+  writeFileSync(
+    join(spec.dir, "Dockerfile"),
+    "FROM herd-base\nRUN mkdir /www && echo built in the image > /www/index.html\nCMD httpd -f -p $PORT -h /www\n",
+  );
+  await driver.start(spec);
+  assert.equal(
+    await waitFor(() => get(spec.port, "/index.html"), "the built image to answer"),
+    "built in the image\n",
+  );
+  const images = async () =>
+    (await engine?.api.call<{ RepoTags: string[] }[]>({ path: "/images/json" }))
+      ?.flatMap((i) => i.RepoTags)
+      .filter((tag) => tag.startsWith("herd-build:"));
+  const built = await images();
+  assert.equal(built?.length, 1, JSON.stringify(built));
+  // The same content again: the same image, no second build.
+  const again = await h.spec("built2", "");
+  writeFileSync(join(again.dir, "Dockerfile"), readFileSync(join(spec.dir, "Dockerfile")));
+  await driver.start(again);
+  assert.equal(
+    await waitFor(() => get(again.port, "/index.html"), "the second instance"),
+    "built in the image\n",
+  );
+  assert.deepEqual(await images(), built);
+
+  const broken = await h.spec("broken1", "");
+  writeFileSync(join(broken.dir, "Dockerfile"), "FROM herd-base\nRUN echo failing step && exit 3\n");
+  await assert.rejects(
+    driver.start(broken),
+    /did not build: .*returned a non-zero code: 3[\s\S]*failing step/,
+  );
+  assert.equal(await driver.inspect("broken1"), undefined);
 });
 
 async function containerOf(id: string): Promise<string> {

@@ -330,9 +330,10 @@ export function normalizeService(
     throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
   }
   const runtime = s.image || s.runtime === "docker" ? "docker" : undefined;
-  // An image brings its own command; the release dir's fallback is not for it.
-  const command = s.image ? (s.command ?? "") : (s.command ?? fallbackCommand);
-  if (command === undefined || (!command && !s.image)) {
+  // An image brings its own command (the release dir's fallback is not for it); on docker without
+  // one, an empty command is the CMD of the release dir's Dockerfile (agent/docker-driver.ts).
+  const command = s.image ? (s.command ?? "") : (s.command ?? fallbackCommand ?? (runtime ? "" : undefined));
+  if (command === undefined) {
     throw new HerdError("invalid", `service ${name} has no command`, [
       {
         field: `services.${name}.command`,

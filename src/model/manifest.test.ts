@@ -577,6 +577,9 @@ test("image and runtime: an image runs on docker with its own command; process w
   const worker = normalizeService("a", "worker", m.services.worker, undefined);
   assert.equal(worker.runtime, "docker");
   assert.equal(worker.image, undefined);
+  // On docker without a command: the Dockerfile's CMD (empty here); the start script when there is one.
+  assert.equal(normalizeService("a", "built", { runtime: "docker" }, undefined).command, "");
+  assert.equal(normalizeService("a", "built", { runtime: "docker" }, "npm start").command, "npm start");
   const web = normalizeService("a", "web", m.services.web, undefined);
   assert.equal(web.runtime, undefined, "process stays the default and is not written down");
   assert.throws(
