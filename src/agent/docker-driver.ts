@@ -21,14 +21,13 @@
  * holds the container id and whether stop() ended it.
  */
 
-import { execFileSync, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { Readable } from "node:stream";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { DockerApi } from "./docker-api.ts";
+import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
 import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
@@ -85,8 +84,6 @@ const IN_STATE = "/run/herd/state";
 const IN_BUSYBOX = "/run/herd/busybox";
 const ROTATE_CHECK_MS = 1000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
-/** A release dir is a slug: far below this. */
-const MAX_BUILD_CONTEXT = 512 * 1024 * 1024;
 // The wrapper's own arguments end at "herd"; "$@" is the instance's command.
 const WRAPPER = [
   IN_BUSYBOX,
@@ -148,7 +145,10 @@ export class DockerDriver implements RuntimeDriver {
     const stateDir = resolve(spec.stateDir);
     const dir = resolve(spec.dir);
     const image =
-      spec.image ?? (existsSync(join(dir, "Dockerfile")) ? await this.#build(spec.id, dir) : undefined);
+      spec.image ??
+      (existsSync(join(dir, "Dockerfile"))
+        ? await buildReleaseImage(this.#api, this.#log, spec.id, dir)
+        : undefined);
     const command = spec.command.trim()
       ? [IN_BUSYBOX, "sh", "-c", spec.command]
       : await this.#imageCommand(image);
@@ -321,50 +321,6 @@ export class DockerDriver implements RuntimeDriver {
     this.#closed = true;
     clearInterval(this.#rotateTimer);
     for (const t of this.#tracked.values()) t.watch?.abort();
-  }
-
-  /**
-   * Builds the image of a release dir with a Dockerfile (its tarball is the
-   * context) unless the engine has it already; RUN steps use the host's network.
-   */
-  async #build(id: string, dir: string): Promise<string> {
-    // Reproducible (names sorted, times and owners fixed): the same files make the same tag.
-    const context = execFileSync(
-      "tar",
-      ["-C", dir, "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-c", "."],
-      { maxBuffer: MAX_BUILD_CONTEXT },
-    );
-    const image = `herd-build:${createHash("sha256").update(context).digest("hex").slice(0, 16)}`;
-    try {
-      await this.#api.call({ path: `/images/${image}/json` });
-      return image;
-    } catch (err) {
-      if (!(err instanceof HerdError && err.code === "not_found")) throw err;
-    }
-    this.#log.info("building", { id, image });
-    const progress = await this.#api.text({
-      method: "POST",
-      path: "/build",
-      query: { t: image, networkmode: "host", rm: "true", forcerm: "true" },
-      body: Readable.from([context]),
-    });
-    // The engine answers 200 and streams JSON lines; a failed step is a line with "error".
-    const lines = progress
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { stream?: string; error?: string });
-    const failed = lines.find((l) => l.error);
-    if (failed) {
-      const output = lines
-        .map((l) => l.stream ?? "")
-        .join("")
-        .trim()
-        .split("\n")
-        .slice(-10)
-        .join("\n");
-      throw new HerdError("invalid", `the Dockerfile of ${id} did not build: ${failed.error}\n${output}`);
-    }
-    return image;
   }
 
   /** The image's own entrypoint and command, run by the wrapper when the spec gives no command. */
