@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { ensureDebianPackages } from "../common/debian-packages.ts";
 import { type Dockerd, ensureBaseImage, startDockerd } from "./docker-daemon.ts";
 import { DockerDriver } from "./docker-driver.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";

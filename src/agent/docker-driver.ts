@@ -83,6 +83,8 @@ const LABEL_ROOT = "herd.state-root";
 const IN_STATE = "/run/herd/state";
 const IN_BUSYBOX = "/run/herd/busybox";
 const ROTATE_CHECK_MS = 1000;
+/** How long recover() waits for the engine to see the end of a container whose process is gone. */
+const RECOVER_WAIT_MS = 5000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 // The wrapper's own arguments end at "herd"; "$@" is the instance's command.
 const WRAPPER = [
@@ -257,7 +259,19 @@ export class DockerDriver implements RuntimeDriver {
           .catch(() => {});
         continue;
       }
-      const info = await this.#inspectContainer(c.Id);
+      let info = await this.#inspectContainer(c.Id);
+      if (info.State.Running && !processAlive(info.State.Pid)) {
+        // Its process is gone and the engine has not noticed yet: wait until it has, and read again.
+        await this.#api
+          .call({
+            method: "POST",
+            path: `/containers/${c.Id}/wait`,
+            query: { condition: "not-running" },
+            signal: AbortSignal.timeout(RECOVER_WAIT_MS),
+          })
+          .catch(() => {});
+        info = await this.#inspectContainer(c.Id);
+      }
       const t = this.#track(record, info);
       if (info.State.Running) this.#watch(t);
       else this.#exited(t, info, false);
@@ -438,6 +452,17 @@ export class DockerDriver implements RuntimeDriver {
         this.#log.warn("cannot rotate the log", { id: t.record.id, file, err }),
       );
     }
+  }
+}
+
+/** Whether pid is a live process (a zombie not yet reaped is gone). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
   }
 }
 
