@@ -38,6 +38,12 @@ export interface AgentOptions {
   evictionMemory?: number;
   /** Default: a ProcessDriver keeping its records in `<dataDir>/driver`. */
   driver?: RuntimeDriver;
+  /**
+   * A Docker engine's API socket (`herd agent --docker-socket`): the node also
+   * has the docker driver (docker-driver.ts, records in `<dataDir>/docker`), and
+   * services with `image:` or `runtime: docker` may be placed here.
+   */
+  dockerSocket?: string;
   logger?: Logger;
   /** Time between heartbeats when nothing changes; default 1000. */
   heartbeatMs?: number;

@@ -365,6 +365,23 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     parseHeartbeatReply({ instances: [], intervalMs: 1000, services: { acme: ["a/web"] } }).services,
     { acme: ["a/web"] },
   );
+  const hello = desiredHello("i1", "d", 1);
+  assert.throws(
+    () =>
+      parseHeartbeatReply({
+        instances: [{ ...hello, run: { ...hello.run, image: "-v /:/host" } }],
+        intervalMs: 1000,
+      }),
+    /instances\.0\.run\.image: not an image reference/,
+  );
+  assert.throws(
+    () =>
+      parseHeartbeatReply({
+        instances: [{ ...hello, run: { ...hello.run, runtime: "vm" } }],
+        intervalMs: 1000,
+      }),
+    /instances\.0\.run\.runtime: not docker/,
+  );
   // An older server's one shared token (traces.ingestToken) is ignored: no trace defaults, no error.
   const old = parseHeartbeatReply({ instances: [], intervalMs: 1000, traces: { ingestToken: "x" } });
   assert.equal(old.ingestTokens, undefined);

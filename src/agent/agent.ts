@@ -36,7 +36,9 @@ import type {
 } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
-import type { InstanceProcess, RuntimeDriver } from "./driver.ts";
+import { connectDocker } from "./docker-driver.ts";
+import type { InstanceProcess } from "./driver.ts";
+import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, pickEviction } from "./eviction.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
@@ -99,7 +101,7 @@ export { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./ag
 export class Agent {
   readonly #options: AgentOptions;
   readonly #log: Logger;
-  readonly #driver: RuntimeDriver;
+  readonly #driver: DriverSet;
   readonly #ownsDriver: boolean;
   readonly #slugs: SlugCache;
   #warnedNodeModules = false;
@@ -154,9 +156,10 @@ export class Agent {
     this.#heartbeatMs = options.heartbeatMs ?? 1000;
     this.#ports = new PortAllocator(options.ports);
     this.#ownsDriver = options.driver === undefined;
-    this.#driver =
+    this.#driver = new DriverSet(
       options.driver ??
-      new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger });
+        new ProcessDriver({ stateRoot: join(options.dataDir, "driver"), logger: options.logger }),
+    );
     this.#ca = options.ca;
     this.#servers = serversOf(options.server);
     this.#logs = new LogShipper({
@@ -207,6 +210,15 @@ export class Agent {
       this.#driver.shareCpu?.(this.#allocatable().cpu);
     } catch (err) {
       this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
+    }
+    if (this.#options.dockerSocket) {
+      this.#driver.add(
+        await connectDocker({
+          socket: this.#options.dockerSocket,
+          stateRoot: join(this.#options.dataDir, "docker"),
+          logger: this.#options.logger,
+        }),
+      );
     }
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
@@ -418,6 +430,7 @@ export class Agent {
       instances,
       stats: stats.node,
       slugs: await this.#slugs.held(),
+      ...(this.#driver.extraNames().length > 0 ? { drivers: this.#driver.extraNames() } : {}),
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
     };
     // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.
@@ -677,6 +690,8 @@ export class Agent {
         dir: appDir,
         stateDir: join(dir, "state"),
         command: d.run.command,
+        ...(d.run.image ? { image: d.run.image } : {}),
+        ...(d.run.runtime ? { runtime: d.run.runtime } : {}),
         env,
         port,
         resources: d.run.resources,

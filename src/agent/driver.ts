@@ -32,8 +32,12 @@ export interface StartSpec {
   dir: string;
   /** Directory for logs and driver bookkeeping of this instance. */
   stateDir: string;
-  /** Shell command line, run with /bin/sh -c. */
+  /** Shell command line, run with /bin/sh -c; empty with `image`: the image's own command. */
   command: string;
+  /** A container image to run (drivers that run images: docker); absent: the command runs in `dir`. */
+  image?: string;
+  /** The driver it needs when not the default (driver-set.ts): "docker". */
+  runtime?: string;
   /** Full environment (PORT included). */
   env: Record<string, string>;
   port: number;

@@ -2,6 +2,7 @@
 
 import { HerdError } from "../common/errors.ts";
 import type { HeartbeatReply } from "../model/protocol.ts";
+import { IMAGE_REF } from "../model/service-spec.ts";
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
@@ -40,6 +41,9 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
     if (!isObject(run)) return fail(`${at}.run`, "not an object");
     if (typeof run.slug !== "string") fail(`${at}.run.slug`, "not a string");
     if (typeof run.command !== "string") fail(`${at}.run.command`, "not a string");
+    if (run.image !== undefined && (typeof run.image !== "string" || !IMAGE_REF.test(run.image)))
+      fail(`${at}.run.image`, "not an image reference");
+    if (run.runtime !== undefined && run.runtime !== "docker") fail(`${at}.run.runtime`, "not docker");
     if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
       fail(`${at}.run.env`, "not a map of strings");
     }

@@ -18,7 +18,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeSync,
-  copyFileSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -26,10 +25,8 @@ import {
   renameSync,
   rmSync,
   statSync,
-  truncateSync,
   writeFileSync,
 } from "node:fs";
-import { open, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { HerdError, notFound } from "../common/errors.ts";
@@ -65,6 +62,7 @@ import {
   firewallTable,
   runNft,
 } from "./firewall.ts";
+import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
 import {
   chownTree,
@@ -409,14 +407,7 @@ export class ProcessDriver implements RuntimeDriver {
   async tail(id: string, lines: number): Promise<string[]> {
     const t = this.#tracked.get(id);
     if (!t) throw notFound(`instance ${id} is not known to the process driver`);
-    const [out, err] = await Promise.all([
-      tailRotated(join(t.record.stateDir, INSTANCE_LOG), lines),
-      tailRotated(join(t.record.stateDir, INSTANCE_ERR_LOG), lines),
-    ]);
-    // Each stream keeps at least half of the room when both have that much to say.
-    const outCount = Math.min(out.length, Math.max(lines - err.length, Math.floor(lines / 2)));
-    const errCount = Math.min(err.length, lines - outCount);
-    return [...out.slice(out.length - outCount), ...err.slice(err.length - errCount)];
+    return tailInstanceLogs(t.record.stateDir, lines);
   }
 
   limitCpu(id: string, cpuLimitCores: number | undefined): void {
@@ -527,22 +518,12 @@ export class ProcessDriver implements RuntimeDriver {
     renameSync(`${file}.tmp`, file);
   }
 
-  // copytruncate: the writers hold O_APPEND fds, so after truncation they continue at offset 0.
   #rotateLogs(): void {
     for (const t of this.#tracked.values()) {
       if (t.record.exit) continue;
-      for (const name of [INSTANCE_LOG, INSTANCE_ERR_LOG]) {
-        const log = join(t.record.stateDir, name);
-        try {
-          if (statSync(log).size <= this.#logMaxBytes) continue;
-          copyFileSync(log, `${log}.1`);
-          truncateSync(log, 0);
-        } catch (err) {
-          // An instance started before stderr had its own file has none.
-          if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-          this.#log.warn("cannot rotate the log", { id: t.record.id, file: name, err });
-        }
-      }
+      rotateInstanceLogs(t.record.stateDir, this.#logMaxBytes, (file, err) =>
+        this.#log.warn("cannot rotate the log", { id: t.record.id, file, err }),
+      );
     }
   }
 }
@@ -630,48 +611,5 @@ function readOptional(file: string): string | undefined {
     return readFileSync(file, "utf8");
   } catch {
     return undefined;
-  }
-}
-
-const TAIL_CHUNK = 64 * 1024;
-
-/** The last `lines` lines of a log and, when it has fewer, of its rotated copy before them. */
-async function tailRotated(log: string, lines: number): Promise<string[]> {
-  const current = await tailFile(log, lines);
-  if (current.length >= lines) return current;
-  const rotated = await tailFile(`${log}.1`, lines - current.length);
-  return [...rotated, ...current];
-}
-
-/** The last `lines` lines of a file ([] when it does not exist), reading only its end. */
-async function tailFile(file: string, lines: number): Promise<string[]> {
-  if (lines <= 0) return [];
-  let size: number;
-  try {
-    size = (await stat(file)).size;
-  } catch {
-    return [];
-  }
-  const handle = await open(file, "r");
-  try {
-    let start = size;
-    let bytes = Buffer.alloc(0);
-    let found: string[] = [];
-    while (start > 0) {
-      const length = Math.min(TAIL_CHUNK, start);
-      start -= length;
-      const buf = Buffer.alloc(length);
-      await handle.read(buf, 0, length, start);
-      // Decode only whole buffers, so a character split across two chunks stays intact.
-      bytes = Buffer.concat([buf, bytes]);
-      found = bytes.toString("utf8").split("\n");
-      if (found[found.length - 1] === "") found.pop();
-      // The first piece may be the end of a longer line unless the read reached the file's start.
-      if (found.length > lines) break;
-    }
-    if (start > 0) found.shift();
-    return found.slice(-lines);
-  } finally {
-    await handle.close();
   }
 }

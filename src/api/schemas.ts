@@ -164,6 +164,7 @@ export const HeartbeatBody = T.Object({
   agentVersion: T.String({ maxLength: 50 }),
   metricsUrl: T.Optional(T.String({ format: "uri", pattern: "^https?://", maxLength: 500 })),
   slugs: T.Optional(T.Array(T.String({ pattern: "^[0-9a-f]{64}$" }), { maxItems: 1000 })),
+  drivers: T.Optional(T.Array(T.Literal("docker"), { maxItems: 1 })),
   isolation: T.Object({
     cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),
     reason: T.Optional(T.String({ maxLength: 1000 })),

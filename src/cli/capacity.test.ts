@@ -102,10 +102,10 @@ test("herd nodes: used/free/allocatable per node when the server has the figures
   const lines = nodesTable([node], 2000, new Map([["n1", n1]])).split("\n");
   assert.equal(
     lines[0],
-    "NAME   STATE   ADDRESS     INSTANCES   CPU USED/FREE/ALLOC   MEMORY USED/FREE/ALLOC   ISOLATION    LAST HEARTBEAT",
+    "NAME   STATE   ADDRESS     INSTANCES   CPU USED/FREE/ALLOC   MEMORY USED/FREE/ALLOC   ISOLATION    DRIVERS   LAST HEARTBEAT",
   );
   assert.equal(
     lines[1],
-    "n1     ready   127.0.0.1   3           0.02/3.05/1.9 ×2      95 MiB/1.4 GiB/1.8 GiB   cgroups v2   1s ago",
+    "n1     ready   127.0.0.1   3           0.02/3.05/1.9 ×2      95 MiB/1.4 GiB/1.8 GiB   cgroups v2   process   1s ago",
   );
 });

@@ -150,7 +150,7 @@ describe("eventsTable", () => {
 });
 
 describe("nodesTable", () => {
-  it("shows capacity, isolation and heartbeat age", () => {
+  it("shows capacity, isolation, drivers and heartbeat age", () => {
     const node = {
       name: "local",
       address: "127.0.0.1",
@@ -167,9 +167,14 @@ describe("nodesTable", () => {
     const lines = nodesTable([node], NOW).split("\n");
     assert.equal(
       lines[0],
-      "NAME    STATE   ADDRESS     CPU   MEMORY   ISOLATION                 LAST HEARTBEAT",
+      "NAME    STATE   ADDRESS     CPU   MEMORY   ISOLATION                 DRIVERS   LAST HEARTBEAT",
     );
-    assert.equal(lines[1], "local   ready   127.0.0.1   4     8 GiB    cgroups none (not root)   1s ago");
+    assert.equal(
+      lines[1],
+      "local   ready   127.0.0.1   4     8 GiB    cgroups none (not root)   process   1s ago",
+    );
+    const docker = nodesTable([{ ...node, drivers: ["docker"] }], NOW).split("\n");
+    assert.match(docker[1], /cgroups none \(not root\) {3}process,docker {3}1s ago$/);
   });
 
   it("names each isolation layer and why one is missing", () => {

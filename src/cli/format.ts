@@ -182,9 +182,13 @@ export function nodesTable(
         ? formatBytes(n.capacity.memory)
         : `${formatBytes(n.allocatable.memory)}/${formatBytes(n.capacity.memory)}`,
       isolationText(n.isolation),
+      driversText(n),
       formatAge(n.lastHeartbeat, now),
     ]);
-    return renderTable(["name", "state", "address", "cpu", "memory", "isolation", "last heartbeat"], rows);
+    return renderTable(
+      ["name", "state", "address", "cpu", "memory", "isolation", "drivers", "last heartbeat"],
+      rows,
+    );
   }
   const rows = nodes.map((n) => {
     const f = figures.get(n.name);
@@ -200,6 +204,7 @@ export function nodesTable(
         ? `${formatMemory(f.used.memory)}/${formatMemory(f.free.memory)}/${formatMemory(f.allocatable.memory)}`
         : "-",
       isolationText(n.isolation),
+      driversText(n),
       formatAge(n.lastHeartbeat, now),
     ];
   });
@@ -212,10 +217,16 @@ export function nodesTable(
       "cpu used/free/alloc",
       "memory used/free/alloc",
       "isolation",
+      "drivers",
       "last heartbeat",
     ],
     rows,
   );
+}
+
+/** The runtime drivers a node's agent has: process always, then the others it reports (`process,docker`). */
+export function driversText(n: Pick<Node, "drivers">): string {
+  return ["process", ...(n.drivers ?? [])].join(",");
 }
 
 function nodeState(n: Node): string {

@@ -139,7 +139,7 @@ ${MACHINE_HELP}
 ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi] [--cpu-overcommit 2]
-       [--eviction-memory 100Mi] [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE]
+       [--eviction-memory 100Mi] [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE] [--docker-socket PATH]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
@@ -162,7 +162,9 @@ at /metrics; a free port when 9181 is taken; off turns it off. The control
 plane scrapes it (job herd-agent) and lists it in its service discovery.
 --internal-gateway FILE: the internal.json of this node's gateway (herd gateway
 --internal-port); instances then get HERD_SERVICE_<APP>_<SERVICE>_URL for
-their tenant's services (docs/service-discovery.md).`,
+their tenant's services (docs/service-discovery.md).
+--docker-socket PATH: a Docker engine's API socket (e.g. /run/docker.sock): the
+node also runs services with image: or runtime: docker (docs/containers.md).`,
   gateway: GATEWAY_HELP,
   down: `Usage: herd down [--data DIR]
 
@@ -472,6 +474,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     "metrics-port": { type: "string" },
     "metrics-host": { type: "string", default: "127.0.0.1" },
     "internal-gateway": { type: "string" },
+    "docker-socket": { type: "string" },
   });
   if (!v) return 0;
   await ensureDaemonRuntime("agent", resolve(v.data as string));
@@ -522,6 +525,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     ...(v["internal-gateway"] === undefined
       ? {}
       : { internalGateway: resolve(v["internal-gateway"] as string) }),
+    ...(v["docker-socket"] === undefined ? {} : { dockerSocket: resolve(v["docker-socket"] as string) }),
   });
 }
 

@@ -38,6 +38,7 @@ export function placementRequest(svc: Service, i: PlacementSubject): PlacementRe
     ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),
     ...(p?.antiAffinity ? { antiAffinity: terms(p.antiAffinity) } : {}),
     ...(p?.spreadBy ? { spreadBy: p.spreadBy } : {}),
+    ...(svc.spec.runtime ? { runtime: svc.spec.runtime } : {}),
   };
 }
 

@@ -71,6 +71,7 @@ export class NodeController {
       ...(prev?.draining ? { draining: true } : {}),
       ...(hb.metricsUrl ? { metricsUrl: hb.metricsUrl } : {}),
       ...(hb.slugs && hb.slugs.length > 0 ? { slugs: [...hb.slugs].sort() } : {}),
+      ...(hb.drivers && hb.drivers.length > 0 ? { drivers: hb.drivers } : {}),
     };
     const changed =
       prev?.state !== "ready" ||
@@ -85,6 +86,7 @@ export class NodeController {
         prev.agentVersion,
         prev.metricsUrl,
         prev.slugs,
+        prev.drivers,
       ]) !==
         JSON.stringify([
           node.labels,
@@ -96,6 +98,7 @@ export class NodeController {
           node.agentVersion,
           node.metricsUrl,
           node.slugs,
+          node.drivers,
         ]);
     const persistMs = Math.max(
       PERSIST_HEARTBEAT_MS,

@@ -673,6 +673,8 @@ export class ServiceController {
     return {
       slug: release.value.slug,
       command: svc.spec.command,
+      ...(svc.spec.image ? { image: svc.spec.image } : {}),
+      ...(svc.spec.runtime ? { runtime: svc.spec.runtime } : {}),
       env: svc.spec.env,
       ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
       resources: svc.spec.resources,

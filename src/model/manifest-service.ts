@@ -13,11 +13,22 @@ import { normalizeRoute, RouteSchema } from "./manifest-route.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema } from "./placement.ts";
 import { normalizeRollout, RolloutManifestSchema } from "./rollout-manifest.ts";
-import type { ServiceSpec } from "./service-spec.ts";
+import { IMAGE_REF, type ServiceSpec } from "./service-spec.ts";
 
 export const ServiceManifestSchema = T.Object(
   {
     command: T.Optional(T.String({ minLength: 1 })),
+    image: T.Optional(
+      T.String({
+        pattern: IMAGE_REF.source,
+        description: "a container image its instances run (runtime docker; docs/containers.md)",
+      }),
+    ),
+    runtime: T.Optional(
+      T.Union([T.Literal("process"), T.Literal("docker")], {
+        description: "the runtime driver its instances run on (default process; docker with `image`)",
+      }),
+    ),
     /** Runs once before each new release of this service rolls out (model/job.ts). */
     release: T.Optional(ReleaseManifestSchema),
     /** Scheduled jobs run with this service's release, env and resources (model/job.ts). */
@@ -313,8 +324,16 @@ export function normalizeService(
   fallbackCommand: string | undefined,
   unit: Resources = DEFAULT_RESOURCES,
 ): ServiceSpec {
-  const command = s.command ?? fallbackCommand;
-  if (!command) {
+  if (s.image && s.runtime === "process") {
+    const field = `services.${name}.runtime`;
+    const message = "an image runs on the docker runtime: leave runtime out or set it to docker";
+    throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
+  }
+  const runtime = s.image || s.runtime === "docker" ? "docker" : undefined;
+  // An image brings its own command (the release dir's fallback is not for it); on docker without
+  // one, an empty command is the CMD of the release dir's Dockerfile (agent/docker-driver.ts).
+  const command = s.image ? (s.command ?? "") : (s.command ?? fallbackCommand ?? (runtime ? "" : undefined));
+  if (command === undefined) {
     throw new HerdError("invalid", `service ${name} has no command`, [
       {
         field: `services.${name}.command`,
@@ -339,6 +358,8 @@ export function normalizeService(
   const instances = s.instances ?? 1;
   return {
     command,
+    ...(s.image ? { image: s.image } : {}),
+    ...(runtime ? { runtime } : {}),
     instances: autoscale ? Math.min(autoscale.max, Math.max(autoscale.min, instances)) : instances,
     ...(autoscale ? { autoscale } : {}),
     resources,

@@ -554,3 +554,38 @@ services:
 `);
   assert.match(err.message, /services\.web\.config\.onChange/);
 });
+
+test("image and runtime: an image runs on docker with its own command; process with an image is refused by field", () => {
+  const m = parseManifest(`services:
+  cache:
+    image: localhost:5000/team/cache:1.2
+  worker:
+    runtime: docker
+    command: node worker.js
+  web:
+    command: node server.js
+  both:
+    image: herd-base:1
+    runtime: process
+`);
+  assert.deepEqual(
+    (({ command, image, runtime }) => ({ command, image, runtime }))(
+      normalizeService("a", "cache", m.services.cache, "node fallback.js"),
+    ),
+    { command: "", image: "localhost:5000/team/cache:1.2", runtime: "docker" },
+  );
+  const worker = normalizeService("a", "worker", m.services.worker, undefined);
+  assert.equal(worker.runtime, "docker");
+  assert.equal(worker.image, undefined);
+  // On docker without a command: the Dockerfile's CMD (empty here); the start script when there is one.
+  assert.equal(normalizeService("a", "built", { runtime: "docker" }, undefined).command, "");
+  assert.equal(normalizeService("a", "built", { runtime: "docker" }, "npm start").command, "npm start");
+  const web = normalizeService("a", "web", m.services.web, undefined);
+  assert.equal(web.runtime, undefined, "process stays the default and is not written down");
+  assert.throws(
+    () => normalizeService("a", "both", m.services.both, undefined),
+    (err: HerdError) => err.code === "invalid" && err.details?.[0]?.field === "services.both.runtime",
+  );
+  assert.match(problem("services:\n  web:\n    image: '-rm /'\n").message, /image/);
+  assert.match(problem("services:\n  web:\n    runtime: vm\n").message, /runtime/);
+});

@@ -277,7 +277,12 @@ export interface Instance {
 /** The part of an instance the agent needs to start it. */
 export interface InstanceRun {
   slug: string;
+  /** Empty with `image`: the image's own command. */
   command: string;
+  /** A container image to run instead of the slug (runtime docker). */
+  image?: string;
+  /** The runtime driver it needs when not the default process driver. */
+  runtime?: "docker";
   env: Record<string, string>;
   /** Env variables whose values are secrets: the agent gets them in the heartbeat reply, never stored here. */
   secrets?: Record<string, SecretPin>;
@@ -335,6 +340,8 @@ export interface Node {
   metricsUrl?: string;
   /** Digests of the slugs its agent holds: a release's instances start there without a download (warm). */
   slugs?: string[];
+  /** The runtime drivers its agent has besides process (e.g. docker); absent: process only. */
+  drivers?: string[];
 }
 
 /** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */

@@ -122,6 +122,8 @@ export interface Heartbeat {
   metricsUrl?: string;
   /** Digests of the slugs the node holds (absent from older agents): the scheduler prefers it for them. */
   slugs?: string[];
+  /** Runtime drivers the agent has besides process (e.g. docker): services that ask for one go only there. */
+  drivers?: string[];
 }
 
 /** One instance the node should have, and what to do with it. */

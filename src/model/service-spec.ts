@@ -150,6 +150,10 @@ export interface ServiceSpec {
   breaker?: { failures: number; openMs: number };
   /** Under overload the gateway sheds low first, critical last. */
   criticality?: "critical" | "normal" | "low";
+  /** A container image its instances run (docs/containers.md); `command`, when not empty, replaces the image's. */
+  image?: string;
+  /** The runtime driver its instances need when not the default process driver; placed only on nodes that have it. */
+  runtime?: "docker";
   /**
    * What this service needs running before it starts or moves: services of the
    * same app by name, or another app's as `app/service` (model/dependencies.ts).
@@ -207,3 +211,6 @@ export interface ProbeSpec {
   /** Passed probes in a row that bring a down instance back. */
   healthyAfter: number;
 }
+
+/** A container image reference: `name[:tag][@digest]`, with a registry host and path parts (`localhost:5000/team/app:1`). */
+export const IMAGE_REF = /^[a-z0-9][A-Za-z0-9._/:@-]{0,254}$/;

@@ -33,6 +33,8 @@ export interface SchedulerNode {
   taints?: readonly Taint[];
   /** The slug digests its agent holds (the warm slug scorer). */
   slugs?: ReadonlySet<string>;
+  /** Runtime drivers besides process its agent has (docker). */
+  drivers?: readonly string[];
 }
 
 /** An instance that holds resources on a node. */

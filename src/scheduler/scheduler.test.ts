@@ -264,3 +264,11 @@ test("warm slug: a node that holds the release's slug is preferred, but replicas
   assert.equal(where(s, request({ slug })), "b");
   assert.equal(where(s, request({ slug })), "a", "replicas apart outweighs a warm slug");
 });
+
+test("runtime: a service that asks for docker goes only to nodes whose agent has it, and says why not", () => {
+  const s = new Scheduler(new ClusterState([node("a"), node("b", { drivers: ["docker"] }), node("c")]));
+  for (let i = 0; i < 3; i++) assert.equal(where(s, request({ runtime: "docker" })), "b");
+  assert.equal(where(s, request()), "a", "the process driver is on every node");
+  const none = new Scheduler(new ClusterState([node("a"), node("c")])).place(request({ runtime: "docker" }));
+  assert.equal(none.node === null && none.message, "2 nodes: 2 runtime driver missing");
+});

@@ -69,6 +69,8 @@ export interface PlacementRequest {
   avoid?: readonly string[];
   /** The release's slug digest: nodes that hold it are preferred (warm start). */
   slug?: string;
+  /** A runtime driver besides process that it needs (docker): only nodes that have it. */
+  runtime?: string;
 }
 
 export type Placement =
@@ -137,6 +139,14 @@ const FILTERS: readonly Filter[] = [
         }
         return true;
       };
+    },
+  },
+  {
+    reason: "runtime driver missing",
+    prepare: (state, request) => {
+      const runtime = request.runtime;
+      if (runtime === undefined) return null;
+      return (n) => state.nodes[n].drivers?.includes(runtime) === true;
     },
   },
   {
@@ -458,5 +468,6 @@ export function schedulerNode(node: Node): SchedulerNode {
     schedulable: node.schedulable,
     taints: node.taints,
     ...(node.slugs && node.slugs.length > 0 ? { slugs: new Set(node.slugs) } : {}),
+    ...(node.drivers ? { drivers: node.drivers } : {}),
   };
 }

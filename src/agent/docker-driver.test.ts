@@ -1,0 +1,155 @@
+/**
+ * The Docker driver against a real dockerd that this test starts under a temp
+ * dir (its own containerd, no bridge, no iptables rules) and stops at the end,
+ * with the base image made locally from busybox-static and node's libraries.
+ */
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { ensureDebianPackages } from "../common/debian-packages.ts";
+import { type Dockerd, ensureBaseImage, startDockerd } from "./docker-daemon.ts";
+import { DockerDriver } from "./docker-driver.ts";
+import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
+import type { InstanceProcess } from "./driver.ts";
+
+let engine: Dockerd | undefined;
+let baseImage = "";
+let busybox = "";
+const dir = mkdtempSync(join(tmpdir(), "herd-dockerd-"));
+
+before(async () => {
+  const tools = await ensureDebianPackages({ dockerd: "docker.io", busybox: "busybox-static" });
+  busybox = tools.busybox;
+  engine = await startDockerd(dir, tools.dockerd);
+  baseImage = await ensureBaseImage(engine.api, busybox);
+});
+
+after(async () => {
+  try {
+    await engine?.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function create(stateRoot: string): DockerDriver {
+  if (!engine) throw new Error("dockerd is not running");
+  return new DockerDriver({ stateRoot, api: engine.api, baseImage, busybox });
+}
+
+runDriverConformance("docker", create);
+
+describe("DockerDriver", () => {
+  test("a memory limit is the container's, and going over it is reported as an OOM kill", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const exits: InstanceProcess[] = [];
+    driver.onExit((p) => exits.push(p));
+    const spec = await h.spec(
+      "oom1",
+      `"${process.execPath}" -e "const a = []; setInterval(() => a.push(Buffer.alloc(16 << 20, 1)), 10)"`,
+    );
+    await driver.start({
+      ...spec,
+      resources: { cpu: 0.2, memory: 64 << 20, memoryLimit: 128 << 20, cpuLimit: 0.5 },
+    });
+    const inspected = await engine?.api.call<{
+      HostConfig: { Memory: number; NanoCpus: number; CpuShares: number };
+    }>({
+      path: `/containers/${await containerOf("oom1")}/json`,
+    });
+    assert.equal(inspected?.HostConfig.Memory, 128 << 20);
+    assert.equal(inspected?.HostConfig.NanoCpus, 0.5e9);
+    assert.equal(inspected?.HostConfig.CpuShares, Math.round(0.2 * 1024));
+    const exit = await waitFor(() => exits[0], "the OOM kill", 30_000);
+    assert.equal(exit.state, "exited");
+    assert.equal(exit.oomKilled, true);
+  });
+
+  test("limitCpu changes the ceiling of a running container; usage reads its CPU and memory", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const spec = await h.spec("cpu1", `"${process.execPath}" server.cjs`);
+    await driver.start({ ...spec, startCpu: 2, resources: { cpu: 0.5, memory: 256 << 20, cpuLimit: 0.5 } });
+    const nanoCpus = async () =>
+      (
+        await engine?.api.call<{ HostConfig: { NanoCpus: number } }>({
+          path: `/containers/${await containerOf("cpu1")}/json`,
+        })
+      )?.HostConfig.NanoCpus;
+    assert.equal(await nanoCpus(), 2e9, "the start boost");
+    driver.limitCpu?.("cpu1", 0.5);
+    await waitFor(async () => ((await nanoCpus()) === 0.5e9 ? true : undefined), "the ceiling to come down");
+    const usage = await driver.usage("cpu1");
+    assert.ok((usage?.memoryBytes ?? 0) > 1 << 20, JSON.stringify(usage));
+    assert.ok((usage?.cpuSeconds ?? 0) > 0, JSON.stringify(usage));
+  });
+
+  test("runs an image with its own command when the spec gives none, and with the spec's otherwise", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const exits: InstanceProcess[] = [];
+    driver.onExit((p) => exits.push(p));
+    // The base image has no command of its own: one is needed.
+    const bare = await h.spec("img0", "");
+    await assert.rejects(driver.start({ ...bare, image: baseImage }), /names no command/);
+    assert.equal(await driver.inspect("img0"), undefined);
+
+    const spec = await h.spec("img1", "echo from $HERD_INSTANCE in $(pwd); exit 4");
+    await driver.start({ ...spec, image: baseImage });
+    const exit = await waitFor(() => exits[0], "the image's exit");
+    assert.equal(exit.exitCode, 4);
+    // The image's working dir (/), not the release dir: an image brings its own files.
+    assert.deepEqual(await driver.tail("img1", 5), ["from img1 in /"]);
+  });
+});
+
+test("a release dir with a Dockerfile is built once per content and its image runs; a failing build leaves nothing", async (t) => {
+  const h = harness(t, create);
+  const driver = h.driver();
+  const spec = await h.spec("built1", "");
+  writeFileSync(
+    join(spec.dir, "Dockerfile"),
+    "FROM herd-base\nRUN mkdir /www && echo built in the image > /www/index.html\nCMD httpd -f -p $PORT -h /www\n",
+  );
+  await driver.start(spec);
+  assert.equal(
+    await waitFor(() => get(spec.port, "/index.html"), "the built image to answer"),
+    "built in the image\n",
+  );
+  const images = async () =>
+    (await engine?.api.call<{ RepoTags: string[] }[]>({ path: "/images/json" }))
+      ?.flatMap((i) => i.RepoTags)
+      .filter((tag) => tag.startsWith("herd-build:"));
+  const built = await images();
+  assert.equal(built?.length, 1, JSON.stringify(built));
+  // The same content again: the same image, no second build.
+  const again = await h.spec("built2", "");
+  writeFileSync(join(again.dir, "Dockerfile"), readFileSync(join(spec.dir, "Dockerfile")));
+  await driver.start(again);
+  assert.equal(
+    await waitFor(() => get(again.port, "/index.html"), "the second instance"),
+    "built in the image\n",
+  );
+  assert.deepEqual(await images(), built);
+
+  const broken = await h.spec("broken1", "");
+  writeFileSync(join(broken.dir, "Dockerfile"), "FROM herd-base\nRUN echo failing step && exit 3\n");
+  await assert.rejects(
+    driver.start(broken),
+    /did not build: .*returned a non-zero code: 3[\s\S]*failing step/,
+  );
+  assert.equal(await driver.inspect("broken1"), undefined);
+});
+
+async function containerOf(id: string): Promise<string> {
+  const list = await engine?.api.call<{ Id: string; Labels: Record<string, string> }[]>({
+    path: "/containers/json",
+    query: { all: "true", filters: JSON.stringify({ label: [`herd.id=${id}`] }) },
+  });
+  assert.equal(list?.length, 1);
+  return list[0].Id;
+}

@@ -1,0 +1,488 @@
+/**
+ * DockerDriver: runs each instance as a container of a Docker engine: its own
+ * root filesystem and cgroup (limits), the host's network (the app listens on
+ * $PORT, as with the process driver) and the host's pids; docker-init starts
+ * it and passes signals, and a stop takes every process of the container.
+ *
+ * A StartSpec without `image` runs its command in the local base image
+ * (docker-daemon.ts ensureBaseImage) with the release dir bound at the same
+ * path and the agent's Node binary bound read-only; with `image` it runs that
+ * image, `command` (when given) replacing the image's own. A release dir with
+ * a `Dockerfile` (and no `image`) is built with the engine first, once per
+ * content (`herd-build:<hash of the dir's files>`), and that image runs.
+ *
+ * Logs: a static busybox bound at /run/herd/busybox starts the instance with
+ * stdout and stderr appended to the two files in its state dir (bound at
+ * /run/herd/state), so the files grow while no agent runs, like the process
+ * driver's. The engine keeps no log of its own (log driver none).
+ *
+ * Bookkeeping: the container carries its id, generation, port and state dir
+ * as labels under `herd.state-root=<stateRoot>`; `<stateRoot>/<id>.json`
+ * holds the container id and whether stop() ended it.
+ */
+
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { HerdError, notFound } from "../common/errors.ts";
+import { type Logger, silentLogger } from "../common/log.ts";
+import { DockerApi } from "./docker-api.ts";
+import { buildReleaseImage } from "./docker-build.ts";
+import { ensureBaseImage } from "./docker-daemon.ts";
+import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
+import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
+
+export interface DockerDriverOptions {
+  /** Directory for the per-instance records; also what tells this driver's containers from others'. */
+  stateRoot: string;
+  api: DockerApi;
+  /** The image commands run in when a StartSpec names none (ensureBaseImage). */
+  baseImage: string;
+  /** A statically linked busybox on the host: the log wrapper inside every container. */
+  busybox: string;
+  /** The Node binary bound into containers at its own path (default: the agent's). */
+  node?: string;
+  logger?: Logger;
+  /** Rotate an instance's log when it passes this size; default 10 MiB. */
+  logMaxBytes?: number;
+}
+
+interface DriverRecord {
+  id: string;
+  container: string;
+  /** Set by stop(): the end was asked for. */
+  stopped?: boolean;
+}
+
+interface Tracked {
+  record: DriverRecord;
+  process: InstanceProcess;
+  stateDir: string;
+  stopping: boolean;
+  /** Aborts the engine's wait call (close()). */
+  watch?: AbortController;
+  gone: Promise<void>;
+  markGone: () => void;
+}
+
+interface ContainerInspect {
+  Id: string;
+  State: {
+    Status: string;
+    Running: boolean;
+    Pid: number;
+    ExitCode: number;
+    OOMKilled: boolean;
+    StartedAt: string;
+  };
+  Config: { Labels: Record<string, string> };
+}
+
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const LABEL_ROOT = "herd.state-root";
+const IN_STATE = "/run/herd/state";
+const IN_BUSYBOX = "/run/herd/busybox";
+const ROTATE_CHECK_MS = 1000;
+/** How long recover() waits for the engine to see the end of a container whose process is gone. */
+const RECOVER_WAIT_MS = 5000;
+const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+// The wrapper's own arguments end at "herd"; "$@" is the instance's command.
+const WRAPPER = [
+  IN_BUSYBOX,
+  "sh",
+  "-c",
+  `exec >>${IN_STATE}/output.log 2>>${IN_STATE}/stderr.log; exec "$@"`,
+  "herd",
+];
+
+/** Runs instances as containers of one Docker engine. */
+export class DockerDriver implements RuntimeDriver {
+  readonly name = "docker";
+  readonly #api: DockerApi;
+  readonly #stateRoot: string;
+  readonly #options: DockerDriverOptions;
+  readonly #log: Logger;
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #listeners: ((p: InstanceProcess) => void)[] = [];
+  #rotateTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: DockerDriverOptions) {
+    this.#options = options;
+    this.#api = options.api;
+    this.#stateRoot = resolve(options.stateRoot);
+    this.#log = (options.logger ?? silentLogger).child("docker-driver");
+    mkdirSync(this.#stateRoot, { recursive: true, mode: 0o700 });
+  }
+
+  isolation(): Isolation {
+    return {
+      // The engine puts each container in its own cgroup with its limits, and in its own pid and mount namespace.
+      cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
+      sandbox: "none",
+      network: "none",
+      missing: [
+        "sandbox: containers run as the image's user, on the host's network",
+        "network: containers share the host's network: no firewall between tenants",
+      ],
+    };
+  }
+
+  async start(spec: StartSpec): Promise<InstanceProcess> {
+    if (!SAFE_ID.test(spec.id))
+      throw new HerdError("invalid", `instance id ${JSON.stringify(spec.id)} is not safe as a name`);
+    const existing = this.#tracked.get(spec.id);
+    if (existing && existing.process.state === "running")
+      throw new HerdError("conflict", `instance ${spec.id} is already running; stop it first`);
+    try {
+      if (!statSync(spec.dir).isDirectory()) throw new Error("not a directory");
+    } catch (err) {
+      throw new HerdError(
+        "invalid",
+        `cannot start ${spec.id}: working directory ${spec.dir}: ${(err as Error).message}`,
+      );
+    }
+    if (existing) await this.remove(spec.id);
+    mkdirSync(spec.stateDir, { recursive: true });
+    const stateDir = resolve(spec.stateDir);
+    const dir = resolve(spec.dir);
+    const image =
+      spec.image ??
+      (existsSync(join(dir, "Dockerfile"))
+        ? await buildReleaseImage(this.#api, this.#log, spec.id, dir)
+        : undefined);
+    const command = spec.command.trim()
+      ? [IN_BUSYBOX, "sh", "-c", spec.command]
+      : await this.#imageCommand(image);
+    const node = this.#options.node ?? process.execPath;
+    const binds = [`${stateDir}:${IN_STATE}`, `${this.#options.busybox}:${IN_BUSYBOX}:ro`];
+    if (!image) binds.push(`${dir}:${dir}`, `${node}:${node}:ro`);
+    if (spec.node && !image) binds.push(`${spec.node}:${spec.node}:ro`);
+    if (spec.dataDir) binds.push(`${spec.dataDir}:${spec.dataDir}`);
+    const r = spec.resources;
+    const memory = r.memoryLimit ?? r.memory;
+    const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
+    const created = await this.#api.call<{ Id: string }>({
+      method: "POST",
+      path: "/containers/create",
+      query: { name: this.#containerName(spec.id) },
+      body: {
+        Image: image ?? this.#options.baseImage,
+        Entrypoint: WRAPPER,
+        Cmd: command,
+        ...(image ? {} : { WorkingDir: dir }),
+        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Labels: {
+          [LABEL_ROOT]: this.#stateRoot,
+          "herd.id": spec.id,
+          "herd.generation": String(spec.generation),
+          "herd.port": String(spec.port),
+          "herd.state-dir": stateDir,
+        },
+        HostConfig: {
+          Init: true,
+          NetworkMode: "host",
+          // The host's pids: the agent and its tools see the instance's processes as they are, and
+          // without a pid namespace of its own the runtime kills every process of the cgroup at the end.
+          PidMode: "host",
+          Binds: binds,
+          LogConfig: { Type: "none", Config: {} },
+          Memory: memory,
+          MemorySwap: memory,
+          CpuShares: Math.max(2, Math.round(r.cpu * 1024)),
+          ...(cpuLimit !== undefined ? { NanoCpus: Math.round(cpuLimit * 1e9) } : {}),
+        },
+      },
+    });
+    const record: DriverRecord = { id: spec.id, container: created.Id };
+    this.#writeRecord(record);
+    let info: ContainerInspect;
+    try {
+      await this.#api.call({ method: "POST", path: `/containers/${created.Id}/start` });
+      info = await this.#inspectContainer(created.Id);
+    } catch (err) {
+      // Nothing is left behind: the container and its record go.
+      await this.#api
+        .call({ method: "DELETE", path: `/containers/${created.Id}`, query: { force: "true" } })
+        .catch(() => {});
+      rmSync(this.#recordFile(spec.id), { force: true });
+      throw new HerdError("internal", `cannot start ${spec.id} in Docker: ${(err as Error).message}`);
+    }
+    const t = this.#track(record, info);
+    this.#log.info("started", { id: spec.id, container: created.Id.slice(0, 12), pid: t.process.pid });
+    if (t.process.state === "running") this.#watch(t);
+    else this.#exited(t, info);
+    return { ...t.process };
+  }
+
+  async stop(id: string, graceMs: number): Promise<void> {
+    const t = this.#tracked.get(id);
+    if (t?.process.state !== "running") return;
+    t.stopping = true;
+    t.record.stopped = true;
+    this.#writeRecord(t.record);
+    try {
+      await this.#api.call({
+        method: "POST",
+        path: `/containers/${t.record.container}/stop`,
+        query: { t: String(Math.ceil(graceMs / 1000)) },
+      });
+    } catch (err) {
+      if (!(err instanceof HerdError && err.code === "not_found")) throw err;
+    }
+    if (!t.watch) this.#exited(t, await this.#inspectContainer(t.record.container).catch(() => undefined));
+    await t.gone;
+  }
+
+  async inspect(id: string): Promise<InstanceProcess | undefined> {
+    const t = this.#tracked.get(id);
+    return t ? { ...t.process } : undefined;
+  }
+
+  async list(): Promise<InstanceProcess[]> {
+    return [...this.#tracked.values()].map((t) => ({ ...t.process }));
+  }
+
+  async recover(): Promise<InstanceProcess[]> {
+    const containers = await this.#api.call<{ Id: string; Labels: Record<string, string> }[]>({
+      path: "/containers/json",
+      query: { all: "true", filters: JSON.stringify({ label: [`${LABEL_ROOT}=${this.#stateRoot}`] }) },
+    });
+    for (const c of containers) {
+      const id = c.Labels["herd.id"];
+      if (!id || this.#tracked.has(id)) continue;
+      const record = this.#readRecord(id);
+      // A container whose record is gone was being removed: finish the job.
+      if (!record || record.container !== c.Id) {
+        await this.#api
+          .call({ method: "DELETE", path: `/containers/${c.Id}`, query: { force: "true" } })
+          .catch(() => {});
+        continue;
+      }
+      let info = await this.#inspectContainer(c.Id);
+      if (info.State.Running && !processAlive(info.State.Pid)) {
+        // Its process is gone and the engine has not noticed yet: wait until it has, and read again.
+        await this.#api
+          .call({
+            method: "POST",
+            path: `/containers/${c.Id}/wait`,
+            query: { condition: "not-running" },
+            signal: AbortSignal.timeout(RECOVER_WAIT_MS),
+          })
+          .catch(() => {});
+        info = await this.#inspectContainer(c.Id);
+      }
+      const t = this.#track(record, info);
+      if (info.State.Running) this.#watch(t);
+      else this.#exited(t, info, false);
+      this.#log.info("recovered", { id, state: t.process.state });
+    }
+    return this.list();
+  }
+
+  onExit(listener: (p: InstanceProcess) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async tail(id: string, lines: number): Promise<string[]> {
+    const t = this.#tracked.get(id);
+    if (!t) throw notFound(`instance ${id} is not known to the docker driver`);
+    return tailInstanceLogs(t.stateDir, lines);
+  }
+
+  limitCpu(id: string, cpuLimitCores: number | undefined): void {
+    const t = this.#tracked.get(id);
+    if (t?.process.state !== "running") return;
+    this.#api
+      .call({
+        method: "POST",
+        path: `/containers/${t.record.container}/update`,
+        body: { NanoCpus: cpuLimitCores === undefined ? 0 : Math.round(cpuLimitCores * 1e9) },
+      })
+      .catch((err) => this.#log.warn("cannot set the CPU limit", { id, err }));
+  }
+
+  async remove(id: string): Promise<void> {
+    const t = this.#tracked.get(id);
+    if (!t) return;
+    if (t.process.state === "running")
+      throw new HerdError("conflict", `instance ${id} is still running; stop it before removing it`);
+    t.watch?.abort();
+    await this.#api
+      .call({ method: "DELETE", path: `/containers/${t.record.container}`, query: { force: "true" } })
+      .catch((err) => {
+        if (!(err instanceof HerdError && err.code === "not_found")) throw err;
+      });
+    rmSync(this.#recordFile(id), { force: true });
+    this.#tracked.delete(id);
+  }
+
+  async usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined> {
+    const t = this.#tracked.get(id);
+    if (t?.process.state !== "running") return undefined;
+    const stats = await this.#api.call<{
+      cpu_stats?: { cpu_usage?: { total_usage?: number } };
+      memory_stats?: { usage?: number };
+    }>({ path: `/containers/${t.record.container}/stats`, query: { stream: "false", "one-shot": "true" } });
+    const ns = stats.cpu_stats?.cpu_usage?.total_usage;
+    return {
+      ...(ns !== undefined ? { cpuSeconds: ns / 1e9 } : {}),
+      ...(stats.memory_stats?.usage !== undefined ? { memoryBytes: stats.memory_stats.usage } : {}),
+    };
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#rotateTimer);
+    for (const t of this.#tracked.values()) t.watch?.abort();
+  }
+
+  /** The image's own entrypoint and command, run by the wrapper when the spec gives no command. */
+  async #imageCommand(image: string | undefined): Promise<string[]> {
+    if (!image) throw new HerdError("invalid", "an instance without an image needs a command");
+    const info = await this.#api.call<{ Config: { Entrypoint: string[] | null; Cmd: string[] | null } }>({
+      path: `/images/${image}/json`,
+    });
+    const command = [...(info.Config.Entrypoint ?? []), ...(info.Config.Cmd ?? [])];
+    if (command.length === 0)
+      throw new HerdError("invalid", `image ${image} names no command and none was given`);
+    return command;
+  }
+
+  #track(record: DriverRecord, info: ContainerInspect): Tracked {
+    let markGone = () => {};
+    const gone = new Promise<void>((resolve) => {
+      markGone = resolve;
+    });
+    const labels = info.Config.Labels;
+    const t: Tracked = {
+      record,
+      stateDir: labels["herd.state-dir"],
+      stopping: false,
+      gone,
+      markGone,
+      process: {
+        id: record.id,
+        generation: Number(labels["herd.generation"]),
+        pid: info.State.Pid,
+        port: Number(labels["herd.port"]),
+        startedAt: info.State.StartedAt,
+        state: "running",
+      },
+    };
+    this.#tracked.set(record.id, t);
+    if (!this.#rotateTimer && !this.#closed) {
+      this.#rotateTimer = setInterval(() => this.#rotateLogs(), ROTATE_CHECK_MS);
+      this.#rotateTimer.unref();
+    }
+    return t;
+  }
+
+  /** Waits on the engine for the container to stop running, then records how it ended. */
+  #watch(t: Tracked): void {
+    const watch = new AbortController();
+    t.watch = watch;
+    this.#api
+      .call({
+        method: "POST",
+        path: `/containers/${t.record.container}/wait`,
+        query: { condition: "not-running" },
+        signal: watch.signal,
+      })
+      .then(() => this.#inspectContainer(t.record.container))
+      .then(
+        (info) => this.#exited(t, info),
+        (err) => {
+          if (watch.signal.aborted || this.#closed) return;
+          this.#log.warn("lost the container", { id: t.record.id, err });
+          this.#exited(t, undefined);
+        },
+      );
+  }
+
+  /** Records the end of an instance; reports it to listeners unless stop() asked for it or `report` is false. */
+  #exited(t: Tracked, info: ContainerInspect | undefined, report = true): void {
+    if (t.process.state !== "running" || this.#closed) return;
+    const stopped = t.stopping || t.record.stopped === true;
+    t.process.state = stopped ? "stopped" : "exited";
+    t.process.exitCode = info ? info.State.ExitCode : null;
+    t.process.signal = null;
+    if (info?.State.OOMKilled && !stopped) t.process.oomKilled = true;
+    t.markGone();
+    if (stopped || !report) return;
+    this.#log.info("exited", { id: t.record.id, code: t.process.exitCode });
+    const p = { ...t.process };
+    for (const listener of this.#listeners) listener(p);
+  }
+
+  async #inspectContainer(container: string): Promise<ContainerInspect> {
+    return this.#api.call<ContainerInspect>({ path: `/containers/${container}/json` });
+  }
+
+  /** One engine may serve several agents (tests): the name carries a hash of the state root. */
+  #containerName(id: string): string {
+    let h = 0;
+    for (const c of this.#stateRoot) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+    return `herd-${h.toString(16)}-${id}`;
+  }
+
+  #recordFile(id: string): string {
+    return join(this.#stateRoot, `${id}.json`);
+  }
+
+  #readRecord(id: string): DriverRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(this.#recordFile(id), "utf8")) as DriverRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #writeRecord(record: DriverRecord): void {
+    const file = this.#recordFile(record.id);
+    writeFileSync(`${file}.tmp`, JSON.stringify(record));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  #rotateLogs(): void {
+    const max = this.#options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    for (const t of this.#tracked.values()) {
+      if (t.process.state !== "running") continue;
+      rotateInstanceLogs(t.stateDir, max, (file, err) =>
+        this.#log.warn("cannot rotate the log", { id: t.record.id, file, err }),
+      );
+    }
+  }
+}
+
+/** Whether pid is a live process (a zombie not yet reaped is gone). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Connects to the engine on `socket`, makes sure it has the base image and
+ * returns a driver (the agent's `--docker-socket`). The static busybox is
+ * Debian's busybox-static (/bin/busybox) unless `busybox` names another.
+ */
+export async function connectDocker(options: {
+  socket: string;
+  stateRoot: string;
+  busybox?: string;
+  logger?: Logger;
+}): Promise<DockerDriver> {
+  const busybox = options.busybox ?? "/bin/busybox";
+  // ldd fails on a static binary: a dynamic busybox would not run inside an image without its libraries.
+  if (!existsSync(busybox) || spawnSync("ldd", [busybox], { stdio: "ignore" }).status === 0) {
+    throw new HerdError("unavailable", `${busybox} is not a static busybox: install busybox-static`);
+  }
+  const api = new DockerApi(options.socket);
+  const baseImage = await ensureBaseImage(api, busybox);
+  return new DockerDriver({ ...options, api, baseImage, busybox });
+}
