@@ -85,8 +85,9 @@ function podTemplate(input: WorkloadInput): IPodTemplateSpec {
   const { names, service, spec } = input;
   const container: IContainer = {
     name: service,
-    image: input.image,
-    command: ["/bin/sh", "-c", spec.command],
+    // A service that runs an image (herd.yaml `image:`) keeps it, and its own command only when it gives one.
+    image: spec.image ?? input.image,
+    ...(spec.image && !spec.command ? {} : { command: ["/bin/sh", "-c", spec.command] }),
     env: envOf(input),
     resources: resourcesOf(spec.resources),
     volumeMounts: [{ name: "data", mountPath: DATA_DIR }],

@@ -356,3 +356,29 @@ test("a service's jobs become CronJobs with its image, env and resources; 6-fiel
     warnings.join("\n"),
   );
 });
+
+test("a service that runs an image keeps it, and the image's own command unless herd.yaml gives one", () => {
+  const services = specs(`app: shop
+services:
+  cache:
+    image: registry.test/redis:7
+    routes: [{ host: cache.example.com }]
+  tool:
+    image: registry.test/tool:1
+    command: tool serve
+    routes: [{ host: tool.example.com }]
+`);
+  const { objects } = kubernetesManifests({
+    app: "shop",
+    release: 3,
+    services,
+    image: "registry.test/shop:v3",
+  });
+  for (const o of objects) assert.equal(schemaError(o), undefined, `${o.kind} ${o.metadata?.name}`);
+  const [cache] = find(objects, "Deployment", "shop-cache").spec.template.spec.containers;
+  assert.equal(cache.image, "registry.test/redis:7");
+  assert.equal(cache.command, undefined);
+  const [tool] = find(objects, "Deployment", "shop-tool").spec.template.spec.containers;
+  assert.equal(tool.image, "registry.test/tool:1");
+  assert.deepEqual(tool.command, ["/bin/sh", "-c", "tool serve"]);
+});
