@@ -47,9 +47,17 @@ export function anyValueJson(v: unknown): unknown {
   return v.bytesValue ?? null;
 }
 
-/** A KeyValue list → key → text; a problem for each entry without a string key. */
-export function attributeTexts(raw: unknown, path: string, problems: Problems): Record<string, string> {
-  const out: Record<string, string> = {};
+/**
+ * A KeyValue list → key → `read(value)` (entries it reads as undefined are
+ * left out); a problem for each entry without a string key.
+ */
+export function keyValues<T>(
+  raw: unknown,
+  path: string,
+  problems: Problems,
+  read: (value: unknown) => T | undefined,
+): Record<string, T> {
+  const out: Record<string, T> = {};
   if (raw === undefined || raw === null) return out;
   if (!Array.isArray(raw)) {
     problems.add(path, "must be an array of {key, value}");
@@ -61,10 +69,15 @@ export function attributeTexts(raw: unknown, path: string, problems: Problems): 
       problems.add(`${path}[${i}].key`, "must be a string");
       continue;
     }
-    const value = anyValueText(kv.value);
+    const value = read(kv.value);
     if (value !== undefined) out[kv.key] = value;
   }
   return out;
+}
+
+/** A KeyValue list → key → text; a problem for each entry without a string key. */
+export function attributeTexts(raw: unknown, path: string, problems: Problems): Record<string, string> {
+  return keyValues(raw, path, problems, anyValueText);
 }
 
 /** An array field that may be absent; a problem when it is something else. */

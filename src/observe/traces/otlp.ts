@@ -9,6 +9,7 @@
  * strings or numbers; kind and status code are enum numbers or their names.
  */
 
+import { isObject, keyValues as readKeyValues } from "../otlp/attributes.ts";
 import { Problems } from "./problems.ts";
 import { type AttributeValue, httpStatusOf, SPAN_KINDS, type Span, type SpanKind } from "./span.ts";
 
@@ -28,8 +29,6 @@ const KIND_NAMES: Record<string, SpanKind> = {
 };
 
 type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Reads an OTLP JSON export request; throws a 400 HerdError naming each bad field. */
 export function parseOtlpTraces(body: unknown): Span[] {
@@ -197,22 +196,7 @@ function readNanosAsMicros(raw: unknown, path: string, problems: Problems): numb
 
 /** OTLP KeyValue list → flat attributes; arrays and maps become JSON text. */
 function readAttributes(raw: unknown, path: string, problems: Problems): Record<string, AttributeValue> {
-  const out: Record<string, AttributeValue> = {};
-  if (raw === undefined || raw === null) return out;
-  if (!Array.isArray(raw)) {
-    problems.add(path, "must be an array of {key, value}");
-    return out;
-  }
-  for (let i = 0; i < raw.length; i++) {
-    const kv = raw[i];
-    if (!isObject(kv) || typeof kv.key !== "string") {
-      problems.add(`${path}[${i}].key`, "must be a string");
-      continue;
-    }
-    const value = anyValue(kv.value);
-    if (value !== undefined) out[kv.key] = value;
-  }
-  return out;
+  return readKeyValues(raw, path, problems, anyValue);
 }
 
 function anyValue(v: unknown): AttributeValue | undefined {
