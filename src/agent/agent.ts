@@ -26,26 +26,19 @@ import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
 import type { Resources } from "../model/objects.ts";
-import type {
-  DesiredInstance,
-  Heartbeat,
-  HeartbeatReply,
-  InstanceStatus,
-  InstanceUsage,
-  NodeStats,
-} from "../model/protocol.ts";
+import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
 import { connectDocker } from "./docker-driver.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
-import { DEFAULT_EVICTION_MEMORY, pickEviction } from "./eviction.ts";
+import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { InstanceLogs } from "./instance-logs.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, RUNNING, toStatus } from "./managed-instance.ts";
-import { busySeconds, coresBetween, readNodeStats } from "./node-stats.ts";
+import { StatsReader, type StatsReading } from "./node-stats.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
 import { ProbeAttempts } from "./probe-attempts.ts";
 import { probe } from "./probes.ts";
@@ -54,14 +47,6 @@ import { recordedExitCode } from "./run-exit.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 import { traceDefaults } from "./trace-defaults.ts";
-
-/** One reading of the node's stats and its running instances' usage. */
-interface StatsReading {
-  /** performance.now() of the reading. */
-  at: number;
-  node: NodeStats;
-  usage: Map<string, InstanceUsage | undefined>;
-}
 
 const STOP_GRACE_MS = 10_000;
 // How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
@@ -130,12 +115,10 @@ export class Agent {
   /** Instances' output on its way to the control plane (log-shipper.ts). */
   readonly #logs: LogShipper;
   #shipTimer: NodeJS.Timeout | undefined;
-  /** An eviction is in progress (one at a time). */
-  #evicting = false;
-  /** The stats reading the last eviction was chosen on: the next needs a fresh one. */
-  #evictedAt: StatsReading | undefined;
-  /** The last reading of node stats and instance usage, and when it was taken. */
-  #stats: StatsReading | undefined;
+  /** Stops a burstable instance over its request under memory pressure (eviction.ts). */
+  readonly #evictor: Evictor;
+  /** Node stats and instance usage, read at most every `statsMs` (node-stats.ts). */
+  readonly #stats: StatsReader;
   /** Each tenant's ingest token (from the heartbeat reply), for its instances' OTEL_* defaults. */
   #ingestTokens: Record<string, string> = {};
   /** Each tenant's services (`app/service`), from the last heartbeat reply. */
@@ -168,6 +151,12 @@ export class Agent {
       metrics: this.metrics,
       log: this.#log,
     });
+    this.#stats = new StatsReader(options.dataDir, options.statsMs ?? STATS_MS, (id) =>
+      this.#driver.usage(id),
+    );
+    this.#evictor = new Evictor(options.evictionMemory ?? DEFAULT_EVICTION_MEMORY, (id, why) =>
+      this.#evict(id, why),
+    );
     this.#slugs = new SlugCache({
       server: options.server,
       token: options.token,
@@ -460,13 +449,8 @@ export class Agent {
     return changed;
   }
 
-  /**
-   * Under memory pressure, stops one burstable instance over its request
-   * (eviction.ts); one at a time, each on a fresh reading of usage.
-   */
+  /** Under memory pressure, has the evictor stop one burstable instance over its request. */
   #evictUnderPressure(stats: StatsReading): void {
-    const memory = stats.node.memory;
-    if (!memory || this.#evicting || stats === this.#evictedAt) return;
     const candidates = [...this.#instances.values()].flatMap((inst) =>
       inst.desired && RUNNING.has(inst.state)
         ? [
@@ -480,54 +464,28 @@ export class Agent {
           ]
         : [],
     );
-    const threshold = this.#options.evictionMemory ?? DEFAULT_EVICTION_MEMORY;
-    const pick = pickEviction(memory.availableBytes, threshold, candidates);
-    const inst = pick && this.#instances.get(pick.id);
-    if (!pick || !inst) return;
-    this.#evicting = true;
-    this.#evictedAt = stats;
-    this.#log.warn("evicting", { id: inst.id, why: pick.why });
-    this.metrics.instanceEvictions.inc();
-    inst.evicted = pick.why;
-    this.#halt(inst)
-      .then(() => {
-        // #onExit may have marked it exited already; either way it ends exited, with the reason.
-        Object.assign(inst, { state: "exited", exitCode: null, signal: "SIGTERM", message: pick.why });
-        this.#changed();
-      })
-      .catch((err) => this.#log.error("cannot evict", { id: inst.id, err }))
-      .finally(() => {
-        this.#evicting = false;
-      });
+    this.#evictor.check(stats, stats.node.memory?.availableBytes, candidates);
   }
 
-  /**
-   * Node stats and the usage of running instances, read again when the last
-   * reading is older than `statsMs` or an instance started since (so a
-   * one-second heartbeat costs no file reads most of the time).
-   */
-  async #readStats(): Promise<StatsReading> {
-    const now = performance.now();
-    const last = this.#stats;
-    const fresh =
-      last !== undefined &&
-      now - last.at < (this.#options.statsMs ?? STATS_MS) &&
-      [...this.#instances.values()].every((i) => !RUNNING.has(i.state) || last.usage.has(i.id));
-    if (fresh) return last;
-    const usage = new Map<string, InstanceUsage | undefined>();
-    for (const inst of this.#instances.values()) {
-      if (!RUNNING.has(inst.state)) continue;
-      const read: InstanceUsage | undefined = await this.#driver.usage(inst.id).catch(() => undefined);
-      const before = last?.usage.get(inst.id)?.cpuSeconds;
-      const cores = read && last && coresBetween(before, read.cpuSeconds, now - last.at);
-      usage.set(inst.id, read && cores !== undefined ? { ...read, cpuCores: cores } : read);
+  async #evict(id: string, why: string): Promise<void> {
+    const inst = this.#instances.get(id);
+    if (!inst) return;
+    this.#log.warn("evicting", { id, why });
+    this.metrics.instanceEvictions.inc();
+    inst.evicted = why;
+    try {
+      await this.#halt(inst);
+      // #onExit may have marked it exited already; either way it ends exited, with the reason.
+      Object.assign(inst, { state: "exited", exitCode: null, signal: "SIGTERM", message: why });
+      this.#changed();
+    } catch (err) {
+      this.#log.error("cannot evict", { id, err });
     }
-    const node: NodeStats = await readNodeStats(this.#options.dataDir).catch(() => ({}));
-    const busy =
-      last && coresBetween(busySeconds(last.node.cpuSeconds), busySeconds(node.cpuSeconds), now - last.at);
-    if (busy !== undefined) node.cpuBusyCores = busy;
-    this.#stats = { at: now, node, usage };
-    return this.#stats;
+  }
+
+  #readStats(): Promise<StatsReading> {
+    const running = [...this.#instances.values()].filter((i) => RUNNING.has(i.state)).map((i) => i.id);
+    return this.#stats.read(running);
   }
 
   #reconcile(reply: HeartbeatReply): void {

@@ -57,3 +57,33 @@ export function pickEviction(
       `(${victim.criticality ?? "normal"}, burstable)`,
   };
 }
+
+/**
+ * The agent's eviction step: on each stats reading, picks at most one
+ * instance (pickEviction) and has `evict` stop it; one eviction at a time,
+ * and the next only on a fresh reading (the usage the last pick saw is gone).
+ */
+export class Evictor {
+  readonly #thresholdBytes: number;
+  readonly #evict: (id: string, why: string) => Promise<void>;
+  #evicting = false;
+  /** The reading the last eviction was chosen on. */
+  #chosenOn: object | undefined;
+
+  constructor(thresholdBytes: number, evict: (id: string, why: string) => Promise<void>) {
+    this.#thresholdBytes = thresholdBytes;
+    this.#evict = evict;
+  }
+
+  /** `reading` identifies the stats reading (the same object until the next one). */
+  check(reading: object, availableBytes: number | undefined, candidates: readonly EvictionCandidate[]): void {
+    if (availableBytes === undefined || this.#evicting || reading === this.#chosenOn) return;
+    const pick = pickEviction(availableBytes, this.#thresholdBytes, candidates);
+    if (!pick) return;
+    this.#evicting = true;
+    this.#chosenOn = reading;
+    this.#evict(pick.id, pick.why).finally(() => {
+      this.#evicting = false;
+    });
+  }
+}

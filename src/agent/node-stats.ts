@@ -6,7 +6,7 @@
  */
 
 import { readFile, statfs } from "node:fs/promises";
-import type { NodeStats } from "../model/protocol.ts";
+import type { InstanceUsage, NodeStats } from "../model/protocol.ts";
 
 /** USER_HZ: the unit of /proc/stat (100 on every Linux architecture herd runs on). */
 const CLOCK_TICKS = 100;
@@ -95,4 +95,51 @@ export function busySeconds(byMode: Record<string, number> | undefined): number 
   let sum = 0;
   for (const [mode, seconds] of Object.entries(byMode)) if (!NOT_BUSY.has(mode)) sum += seconds;
   return sum;
+}
+
+/** One reading of the node's stats and its running instances' usage. */
+export interface StatsReading {
+  /** performance.now() of the reading. */
+  at: number;
+  node: NodeStats;
+  usage: Map<string, InstanceUsage | undefined>;
+}
+
+/**
+ * Node stats and the usage of running instances, read again when the last
+ * reading is older than `maxAgeMs` or an instance started since (so a
+ * one-second heartbeat costs no file reads most of the time). Cores come from
+ * the last two readings.
+ */
+export class StatsReader {
+  readonly #dataDir: string;
+  readonly #maxAgeMs: number;
+  readonly #usage: (id: string) => Promise<InstanceUsage | undefined>;
+  #last: StatsReading | undefined;
+
+  constructor(dataDir: string, maxAgeMs: number, usage: (id: string) => Promise<InstanceUsage | undefined>) {
+    this.#dataDir = dataDir;
+    this.#maxAgeMs = maxAgeMs;
+    this.#usage = usage;
+  }
+
+  /** The reading for the instances running now (`running`: their ids). */
+  async read(running: readonly string[]): Promise<StatsReading> {
+    const now = performance.now();
+    const last = this.#last;
+    if (last && now - last.at < this.#maxAgeMs && running.every((id) => last.usage.has(id))) return last;
+    const usage = new Map<string, InstanceUsage | undefined>();
+    for (const id of running) {
+      const read = await this.#usage(id).catch(() => undefined);
+      const before = last?.usage.get(id)?.cpuSeconds;
+      const cores = read && last && coresBetween(before, read.cpuSeconds, now - last.at);
+      usage.set(id, read && cores !== undefined ? { ...read, cpuCores: cores } : read);
+    }
+    const node: NodeStats = await readNodeStats(this.#dataDir).catch(() => ({}));
+    const busy =
+      last && coresBetween(busySeconds(last.node.cpuSeconds), busySeconds(node.cpuSeconds), now - last.at);
+    if (busy !== undefined) node.cpuBusyCores = busy;
+    this.#last = { at: now, node, usage };
+    return this.#last;
+  }
 }

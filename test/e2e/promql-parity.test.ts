@@ -10,13 +10,14 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { type AddressInfo, createServer as createNetServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
 import { type RunningServer, startServer } from "../../src/api/server.ts";
 import { silentLogger } from "../../src/common/log.ts";
+import { freePort, waitFor as harnessWaitFor } from "./harness.ts";
 import { CORPUS, RANGE_CORPUS } from "./promql-corpus.ts";
 
 const Q = 4000;
@@ -79,28 +80,11 @@ function exposition(k: number): string {
   return `${lines.join("\n")}\n`;
 }
 
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what} (${String(last ?? "")})\n${promOutput}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+/** The harness's waitFor, with Prometheus's output when it times out. */
+function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
+  return harnessWaitFor(what, f, ms).catch((err: Error) => {
+    throw new Error(`${err.message}\n${promOutput}`);
+  });
 }
 
 before(async () => {
