@@ -107,7 +107,7 @@ const CRLF_CRLF = Buffer.from("\r\n\r\n");
 const CHUNKED_END = Buffer.from("0\r\n\r\n");
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
 /** A request target as undici accepted it: a path of visible ASCII (and latin1) characters. */
-const VALID_PATH = /^\/[^\u0000-\u0020\u007f]*$/;
+const VALID_PATH = /^\/[!-~\u0080-\u00ff]*$/;
 
 interface Pending {
   request: UpstreamRequest;
