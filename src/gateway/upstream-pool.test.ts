@@ -22,6 +22,7 @@ import {
 
 interface Outcome {
   status: number;
+  statusText: string;
   headers: string[];
   body: string;
   error: string;
@@ -77,11 +78,12 @@ function request(over: Partial<UpstreamRequest> = {}): UpstreamRequest {
 
 function run(pool: UpstreamPool, req: UpstreamRequest): Promise<Outcome> {
   return new Promise((resolve) => {
-    const out: Outcome = { status: 0, headers: [], body: "", error: "" };
+    const out: Outcome = { status: 0, statusText: "", headers: [], body: "", error: "" };
     const handler: UpstreamHandler = {
       onConnect() {},
-      onHeaders(status, headers) {
+      onHeaders(status, headers, _resume, statusText) {
         out.status = status;
+        out.statusText = statusText;
         out.headers = headers;
         return true;
       },
@@ -138,7 +140,7 @@ test("Content-Length bodies across reads; HEAD, 204 and 304 have none; interim 1
       .trim()
       .split("\r\n")[0];
     if (line.startsWith("HEAD")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
-    else if (line.includes("/204")) socket.write("HTTP/1.1 204 No Content\r\n\r\n");
+    else if (line.includes("/204")) socket.write("HTTP/1.1 204\r\n\r\n");
     else if (line.includes("/304")) socket.write("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n");
     else if (line.includes("/early"))
       socket.write(
@@ -155,11 +157,11 @@ test("Content-Length bodies across reads; HEAD, 204 and 304 have none; interim 1
   assert.equal(big.body.length, body.length);
   assert.equal((await run(pool, request({ method: "HEAD" }))).body, "");
   const noContent = await run(pool, request({ path: "/204" }));
-  assert.deepEqual([noContent.status, noContent.body], [204, ""]);
+  assert.deepEqual([noContent.status, noContent.statusText, noContent.body], [204, "", ""]);
   const notModified = await run(pool, request({ path: "/304" }));
   assert.deepEqual([notModified.status, notModified.body], [304, ""]);
   const early = await run(pool, request({ path: "/early" }));
-  assert.deepEqual([early.status, early.body], [201, "ok"]);
+  assert.deepEqual([early.status, early.statusText, early.body], [201, "Created", "ok"]);
   assert.equal(server.connections, 1, "every answer was framed right, so one connection served them all");
 });
 

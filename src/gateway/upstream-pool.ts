@@ -105,7 +105,6 @@ const BODY_DEADLINE = 3;
 
 const CRLF_CRLF = Buffer.from("\r\n\r\n");
 const CHUNKED_END = Buffer.from("0\r\n\r\n");
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
 /** A request target as undici accepted it: a path of visible ASCII (and latin1) characters. */
 const VALID_PATH = /^\/[!-~\u0080-\u00ff]*$/;
 
@@ -506,13 +505,13 @@ class Connection {
     }
     const text = data.toString("latin1", at, end);
     const lines = text.split("\r\n");
-    const status = STATUS_LINE.exec(lines[0]);
-    if (status === null) {
-      this.#bad(`not an HTTP/1.x status line: ${JSON.stringify(lines[0].slice(0, 80))}`);
+    const first = lines[0];
+    const code = statusCode(first);
+    if (code < 0) {
+      this.#bad(`not an HTTP/1.x status line: ${JSON.stringify(first.slice(0, 80))}`);
       return data.length;
     }
-    const code = Number(status[2]);
-    const http10 = status[1] === "0";
+    const http10 = first.charCodeAt(7) === 48;
     const headers: string[] = [];
     let length = -1;
     let chunked = false;
@@ -570,7 +569,7 @@ class Connection {
     this.deadlineKind = BODY_DEADLINE;
     this.deadline = Date.now() + request.bodyTimeout;
     const handler = this.handler as UpstreamHandler;
-    const statusText = status[3] ?? "";
+    const statusText = first.length > 13 ? first.slice(13) : "";
     if (!handler.onHeaders(code, headers, this.resumeBound, statusText)) this.#pause();
     return bodyAt;
   }
@@ -716,6 +715,21 @@ class Connection {
     if (this.handler !== null) this.fail(upstreamError(CLOSED, "the connection to the instance closed"));
     this.pool.gone(this);
   }
+}
+
+/** The status code of an `HTTP/1.x NNN text` line, or -1 when it is not one. */
+function statusCode(line: string): number {
+  if (line.length < 12 || !line.startsWith("HTTP/1.") || line.charCodeAt(8) !== 32) return -1;
+  const minor = line.charCodeAt(7);
+  if (minor !== 48 && minor !== 49) return -1;
+  if (line.length > 12 && line.charCodeAt(12) !== 32) return -1;
+  let code = 0;
+  for (let i = 9; i < 12; i++) {
+    const digit = line.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    code = code * 10 + digit;
+  }
+  return code;
 }
 
 function hasContentLength(headers: string[]): boolean {
