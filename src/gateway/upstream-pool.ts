@@ -78,6 +78,8 @@ export interface UpstreamPoolOptions {
 
 /** How often a pool looks at its connections' deadlines (ms): the resolution of every timeout. */
 const SWEEP_MS = 50;
+/** What every connection reads into (see Connection's constructor). */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 /** A response head larger than this is refused (Node's server allows 16 KiB of request headers). */
 const MAX_HEAD_BYTES = 64 * 1024;
 
@@ -287,14 +289,20 @@ class Connection {
     this.onBodyEnd = () => this.#bodyEnd();
     this.onBodyGone = () => this.#bodyGone();
     this.onSocketDrain = () => this.body?.resume();
-    const socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    // Read into one buffer the whole process shares (no stream, no chunk allocated per read); what
+    // outlives the call (a split head, a body piece handed on) is copied out of it.
+    const socket = net.connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number, buffer: Uint8Array) => this.#onRead(n, buffer) },
+    });
     this.socket = socket;
     socket.on("connect", () => {
       this.phase = IDLE;
       const { request: r, handler: h } = this;
       if (r !== null && h !== null) this.start(r, h);
     });
-    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("end", () => this.#onEnd());
     socket.on("error", (err) => this.fail(err));
     socket.on("close", () => this.#onClose());
@@ -436,6 +444,12 @@ class Connection {
 
   // ---------------------------------------------------------------- the answer
 
+  /** Bytes read into the shared READ_BUFFER; false stops reading (a paused answer). */
+  #onRead(n: number, buffer: Uint8Array): boolean {
+    this.#onData((buffer as Buffer).subarray(0, n));
+    return !this.paused;
+  }
+
   #onData(chunk: Buffer): void {
     if (this.handler === null) {
       // Bytes nobody asked for (on an idle connection): the connection cannot be trusted any more.
@@ -500,7 +514,7 @@ class Connection {
     const end = data.indexOf(CRLF_CRLF, at);
     if (end < 0) {
       if (data.length - at > MAX_HEAD_BYTES) this.#bad("the answer's head is too large");
-      else this.pending = at === 0 ? data : data.subarray(at);
+      else this.pending = Buffer.from(data.subarray(at));
       return data.length;
     }
     const text = data.toString("latin1", at, end);
@@ -585,7 +599,7 @@ class Connection {
     const end = data.indexOf(13, at);
     if (end < 0 || end + 1 >= data.length) {
       if (data.length - at > 1024) this.#bad("a chunk size line is too long");
-      else this.pending = data.subarray(at);
+      else this.pending = Buffer.from(data.subarray(at));
       return data.length;
     }
     if (data[end + 1] !== 10) {
@@ -610,7 +624,7 @@ class Connection {
 
   #chunkDataEnd(data: Buffer, at: number): number {
     if (data.length - at < 2) {
-      this.pending = data.subarray(at);
+      this.pending = Buffer.from(data.subarray(at));
       return data.length;
     }
     if (data[at] !== 13 || data[at + 1] !== 10) {
@@ -628,7 +642,7 @@ class Connection {
       const end = data.indexOf(13, from);
       if (end < 0 || end + 1 >= data.length) {
         if (data.length - at > MAX_HEAD_BYTES) this.#bad("the answer's trailers are too large");
-        else this.pending = data.subarray(at);
+        else this.pending = Buffer.from(data.subarray(at));
         return data.length;
       }
       if (end === from) {
@@ -642,7 +656,8 @@ class Connection {
   #deliver(piece: Buffer): void {
     if (this.state !== FINISHED) this.deadline = Date.now() + (this.request as UpstreamRequest).bodyTimeout;
     if (piece.length === 0) return;
-    if (!(this.handler as UpstreamHandler).onData(piece)) this.#pause();
+    // A copy: the piece lies in the shared read buffer, and the handler may keep it (a write still queued).
+    if (!(this.handler as UpstreamHandler).onData(Buffer.from(piece))) this.#pause();
   }
 
   #pause(): void {
