@@ -207,6 +207,32 @@ test("request bodies: a held one with its length, a streamed one chunked, one wi
   assert.equal(server.connections, 1);
 });
 
+test("a streamed body that keeps moving is not cut by the headers timeout; one that stalls is", async (t) => {
+  const server = await rawServer((socket, seen) => {
+    if (seen.endsWith("0\r\n\r\n")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsent");
+  });
+  const pool = poolTo(server.port);
+  t.after(() => Promise.all([pool.destroy(), server.close()]));
+  const moving = new PassThrough();
+  const upload = run(pool, request({ method: "POST", headers: [], body: moving, headersTimeout: 300 }));
+  for (let i = 0; i < 8; i++) {
+    moving.write("part");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  moving.end();
+  const done = await upload;
+  assert.deepEqual(
+    [done.error, done.body],
+    ["", "sent"],
+    "800 ms of upload against a 300 ms headers timeout",
+  );
+  const stalled = new PassThrough();
+  const cut = run(pool, request({ method: "POST", headers: [], body: stalled, headersTimeout: 300 }));
+  stalled.write("part");
+  assert.equal((await cut).error, HEADERS_TIMEOUT);
+  stalled.destroy();
+});
+
 test("a full pool queues requests in order; close lets them finish", async (t) => {
   const server = await rawServer(answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   const pool = poolTo(server.port, 2);

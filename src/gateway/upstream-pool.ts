@@ -371,6 +371,10 @@ class Connection {
 
   #bodyData(chunk: Buffer): void {
     const socket = this.socket;
+    // The answer is awaited from the body's last byte: an upload that moves is not cut by the headers timeout.
+    if (this.deadlineKind === HEADERS_DEADLINE) {
+      this.deadline = Date.now() + (this.request as UpstreamRequest).headersTimeout;
+    }
     let flowing: boolean;
     if (this.chunked) {
       if (chunk.length === 0) return;
