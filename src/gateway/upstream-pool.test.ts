@@ -169,6 +169,7 @@ test("an answer without a length runs until close; Connection: close is honoured
   const server = await rawServer((socket, seen) => {
     if (!seen.endsWith("\r\n\r\n")) return;
     if (seen.includes("/until-close")) socket.end("HTTP/1.0 200 OK\r\n\r\nall of it");
+    else if (seen.includes("/then-close")) socket.end("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbye.");
     else socket.write("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
   });
   const pool = poolTo(server.port);
@@ -177,6 +178,11 @@ test("an answer without a length runs until close; Connection: close is honoured
   assert.equal((await run(pool, request())).body, "ok");
   assert.equal((await run(pool, request())).body, "ok");
   assert.equal(server.connections, 3, "no connection was reused");
+  // An instance that closes a kept-alive connection after answering: the next request gets a new one.
+  assert.equal((await run(pool, request({ path: "/then-close" }))).body, "bye.");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal((await run(pool, request())).body, "ok");
+  assert.equal(server.connections, 5);
 });
 
 test("request bodies: a held one with its length, a streamed one chunked, one with a length as it is", async (t) => {

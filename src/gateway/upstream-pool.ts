@@ -146,10 +146,12 @@ export class UpstreamPool {
       handler.onError(upstreamError(POOL_CLOSED, "the upstream pool is closed"));
       return;
     }
-    const idle = this.#idle.pop();
-    if (idle !== undefined) {
-      idle.start(request, handler);
-      return;
+    // A connection closed while idle leaves the list when its socket's `close` comes: skip those.
+    for (let idle = this.#idle.pop(); idle !== undefined; idle = this.#idle.pop()) {
+      if (idle.phase === IDLE) {
+        idle.start(request, handler);
+        return;
+      }
     }
     if (this.#connections.size < this.options.connections) {
       this.#open(request, handler);
@@ -317,7 +319,8 @@ class Connection {
     this.pending = null;
     this.reusable = true;
     this.sent = false;
-    this.deadlineKind = HEADERS_DEADLINE;
+    // A timeout of 0 is none.
+    this.deadlineKind = request.headersTimeout > 0 ? HEADERS_DEADLINE : NO_DEADLINE;
     this.deadline = Date.now() + request.headersTimeout;
     const method = request.method;
     const path = request.path;
@@ -584,7 +587,7 @@ class Connection {
       this.state = UNTIL_CLOSE;
       this.reusable = false;
     }
-    this.deadlineKind = BODY_DEADLINE;
+    this.deadlineKind = request.bodyTimeout > 0 ? BODY_DEADLINE : NO_DEADLINE;
     this.deadline = Date.now() + request.bodyTimeout;
     const handler = this.handler as UpstreamHandler;
     const statusText = first.length > 13 ? first.slice(13) : "";
@@ -658,7 +661,9 @@ class Connection {
   }
 
   #deliver(piece: Buffer): void {
-    if (this.state !== FINISHED) this.deadline = Date.now() + (this.request as UpstreamRequest).bodyTimeout;
+    if (this.state !== FINISHED && this.deadlineKind === BODY_DEADLINE) {
+      this.deadline = Date.now() + (this.request as UpstreamRequest).bodyTimeout;
+    }
     if (piece.length === 0) return;
     // A copy: the piece lies in the shared read buffer, and the handler may keep it (a write still queued).
     if (!(this.handler as UpstreamHandler).onData(Buffer.from(piece))) this.#pause();
