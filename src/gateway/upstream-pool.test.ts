@@ -170,6 +170,7 @@ test("an answer without a length runs until close; Connection: close is honoured
     if (!seen.endsWith("\r\n\r\n")) return;
     if (seen.includes("/until-close")) socket.end("HTTP/1.0 200 OK\r\n\r\nall of it");
     else if (seen.includes("/then-close")) socket.end("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbye.");
+    else if (seen.includes("/too-long")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA");
     else socket.write("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
   });
   const pool = poolTo(server.port);
@@ -183,6 +184,10 @@ test("an answer without a length runs until close; Connection: close is honoured
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal((await run(pool, request())).body, "ok");
   assert.equal(server.connections, 5);
+  // An answer longer than its length: the extra bytes are not read as the next answer.
+  assert.equal((await run(pool, request({ path: "/too-long" }))).body, "ok");
+  assert.equal((await run(pool, request())).body, "ok");
+  assert.equal(server.connections, 7);
 });
 
 test("request bodies: a held one with its length, a streamed one chunked, one with a length as it is", async (t) => {

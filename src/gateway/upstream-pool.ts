@@ -512,7 +512,11 @@ class Connection {
           this.reusable = false;
           at = data.length;
       }
-      if (this.state === FINISHED && this.handler !== null) this.#complete();
+      if (this.state === FINISHED && this.handler !== null) {
+        // Bytes after a whole answer (a body on a HEAD, more than its length): not for the next request.
+        if (at < data.length) this.reusable = false;
+        this.#complete();
+      }
     }
   }
 
