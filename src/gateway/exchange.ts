@@ -1,12 +1,12 @@
 /**
  * One request's state (the Exchange), from the moment it arrives to its
- * last byte; and the proxied path: the request to an instance through
- * undici's low-level `dispatch(options, handler)` on a keep-alive pool, with
- * the Exchange itself as undici's handler.
+ * last byte; and the proxied path: the request to an instance through the
+ * keep-alive pool's `dispatch(request, handler)` (upstream-pool.ts), with
+ * the Exchange itself as the handler.
  *
  *   proxy.ts: new Exchange ─► chain.ts: stages read and fill it ─► proxyTo(exchange, endpoint)
  *        endpoint.pool.dispatch(exchange.options, exchange)
- *              │ onConnect(abort) · onHeaders(raw buffers) · onData · onComplete · onError
+ *              │ onConnect(abort) · onHeaders(raw [name, value, …]) · onData · onComplete · onError
  *              ▼
  *        res.writeHead / res.write (false → pause; 'drain' → resume) / res.end
  *
@@ -17,7 +17,6 @@
 
 import type http from "node:http";
 import type { Duplex } from "node:stream";
-import type { Dispatcher } from "undici";
 import type { ForwardedRequest, ResponseFraming } from "./forwarded.ts";
 import { responseHeaders } from "./forwarded.ts";
 import { DETACHED_INSTANCE } from "./load-recorder.ts";
@@ -30,6 +29,13 @@ import { sendFallback, sendJson } from "./replies.ts";
 import { rewritePath } from "./route-match.ts";
 import type { Backend, Endpoint, Fallback, RouteEntry } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
+import {
+  CONNECT_TIMEOUT,
+  HEADERS_TIMEOUT,
+  INVALID_REQUEST,
+  type UpstreamHandler,
+  type UpstreamRequest,
+} from "./upstream-pool.ts";
 
 /**
  * Bodies up to this size of requests with an Idempotency-Key are held in
@@ -58,7 +64,7 @@ const WAITING = 0;
 const RELAYING = 1;
 const DONE = 2;
 
-/** Why an exchange ends early; handed to undici's abort so its error says so. */
+/** Why an exchange ends early; handed to the pool's abort so its error says so. */
 const ABORTED = Object.assign(new Error("the gateway ended the upstream request"), { code: "HERD_ABORTED" });
 
 /** Placeholders until the endpoint stage sets the real ones, so the fields keep one type. */
@@ -73,29 +79,25 @@ const NO_ENDPOINT: Endpoint = {
   down: false,
   node: new NodeBook().of(""),
 };
-const NO_OPTIONS: Dispatcher.DispatchOptions = { path: "/", method: "GET" };
-/**
- * undici's dispatch options with `servername`, which its Request takes (the
- * TLS server name) though its types leave it out. Upstreams are plain HTTP,
- * where it is never used; given, it spares undici working it out from the Host
- * header on every request (net.isIP, whose IPv6 regular expression showed in
- * the profile).
- */
-interface UpstreamOptions extends Dispatcher.DispatchOptions {
-  servername: string;
-}
-const PLAIN_HTTP = "plain-http";
+const NO_OPTIONS: UpstreamRequest = {
+  path: "/",
+  method: "GET",
+  headers: [],
+  body: null,
+  headersTimeout: 0,
+  bodyTimeout: 0,
+};
 
 /** Replaced by forwardedRequest before anything reads it; never written to. */
 const NO_HEADERS: string[] = [];
 
 /**
  * One request: what its headers said, what the stages decided, and — once
- * proxied — undici's handler for its upstream request (undici calls
+ * proxied — the pool's handler for its upstream request (the pool calls
  * onConnect, onHeaders, onData, onComplete or onError on it), so no handler
  * object or closure is made. A WebSocket upgrade has a `socket` and no `res`.
  */
-export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, ResponseFraming {
+export class Exchange implements UpstreamHandler, ForwardedRequest, ResponseFraming {
   readonly proxy: ProxyContext;
   readonly req: http.IncomingMessage;
   /** The HTTP response; null for an upgrade (answered on `socket`). */
@@ -129,17 +131,17 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, R
   backend: Backend | undefined = undefined;
   /** Where the answer is counted: the route's, or its split target's series. */
   series: metrics.Series | undefined = undefined;
-  /** undici's dispatch options (path, method, headers, timeouts, body), made once, reused on a retry. */
-  options: Dispatcher.DispatchOptions = NO_OPTIONS;
+  /** The upstream request (path, method, headers, timeouts, body), made once, reused on a retry. */
+  options: UpstreamRequest = NO_OPTIONS;
   /**
    * What it may be sent again to another endpoint after (no body or a held one):
    * any connection failure (idempotent method or Idempotency-Key), or only a connection that did not open.
    */
   retryable = NO_RETRY;
   endpoint: Endpoint = NO_ENDPOINT;
-  /** Aborts the upstream request in flight (from undici's onConnect), or null before it is on a connection. */
+  /** Aborts the upstream request in flight (from the pool's onConnect), or null before it is on a connection. */
   abort: ((err: Error) => void) | null = null;
-  /** Resumes the upstream's paused response (from undici's onHeaders). */
+  /** Resumes the upstream's paused response (from the pool's onHeaders). */
   resume: (() => void) | null = null;
   /** The route's degraded answer, for when the upstream fails. */
   fallback: Fallback | null = null;
@@ -179,8 +181,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, R
     this.url = req.url ?? "/";
   }
 
-  /** undici: the request is on a connection; `abort` ends it (and closes that connection). */
-  onConnect(abort: (err?: Error) => void): void {
+  /** The pool: the request is on a connection; `abort` ends it (and closes that connection). */
+  onConnect(abort: (err: Error) => void): void {
     // Ended while it waited for a connection (client gone, deadline): end it now.
     if (this.state === DONE) {
       abort(ABORTED);
@@ -188,15 +190,15 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, R
     }
     this.abort = abort;
     if (this.countsBody) {
-      // Only now: a `data` listener starts the body flowing, and bytes must not flow before undici,
+      // Only now: a `data` listener starts the body flowing, and bytes must not flow before the pool,
       // which attaches its own listener in this same tick, is there to forward them.
       this.countsBody = false;
       this.req.on("data", countBody);
     }
   }
 
-  /** undici: the upstream's status and headers (raw, as buffers). */
-  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+  /** The pool: the upstream's status and headers (raw [name, value, …]). */
+  onHeaders(status: number, raw: string[], resume: () => void, statusText: string): boolean {
     if (this.state === DONE) return false;
     // 1xx interim answers (103 Early Hints) are not relayed: the final one follows.
     if (status < 200) return true;
@@ -213,7 +215,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, R
     return true;
   }
 
-  /** undici: a chunk of the response body; false pauses the upstream until the client drains. */
+  /** The pool: a chunk of the response body; false pauses the upstream until the client drains. */
   onData(chunk: Buffer): boolean {
     const res = this.res as http.ServerResponse;
     if (this.bodyLeft >= 0) {
@@ -235,7 +237,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, R
     return false;
   }
 
-  /** undici: the response is complete. */
+  /** The pool: the response is complete. */
   onComplete(): void {
     if (this.state === DONE) return;
     this.state = DONE;
@@ -243,7 +245,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ForwardedRequest, R
     (this.res as http.ServerResponse).end();
   }
 
-  /** undici: the request failed (connection, timeout, abort), before or during the response. */
+  /** The pool: the request failed (connection, timeout, abort), before or during the response. */
   onError(err: Error): void {
     onUpstreamError(this, err as NodeJS.ErrnoException);
   }
@@ -274,14 +276,13 @@ export function proxyTo(x: Exchange, endpoint: Endpoint): void {
   const method = req.method ?? "GET";
   const timeouts = route.timeouts;
   const idleMs = timeouts?.idleMs ?? proxy.upstreamTimeoutMs;
-  const options: UpstreamOptions = {
+  const options: UpstreamRequest = {
     path: rewritePath(route, x.url),
     method,
     headers: x.headers,
     body: null,
     headersTimeout: idleMs,
     bodyTimeout: idleMs,
-    servername: PLAIN_HTTP,
   };
   // Sent again after a connection failure: idempotent methods and requests with an Idempotency-Key, and
   // of those with a body only the ones small enough to hold (a streamed body cannot be replayed). Any
@@ -326,7 +327,7 @@ export function proxyTo(x: Exchange, endpoint: Endpoint): void {
   send(x);
 }
 
-/** Sends (or re-sends) an exchange's request to its endpoint's pool; undici calls the exchange back. */
+/** Sends (or re-sends) an exchange's request to its endpoint's pool; the pool calls the exchange back. */
 function send(x: Exchange): void {
   const endpoint = x.endpoint;
   x.attempts++;
@@ -338,7 +339,7 @@ function send(x: Exchange): void {
 }
 
 /** Drops the answer and the errors of a shadow copy. */
-const SHADOW_HANDLER: Dispatcher.DispatchHandler = {
+const SHADOW_HANDLER: UpstreamHandler = {
   onConnect() {},
   onHeaders: () => true,
   onData: () => true,
@@ -354,7 +355,7 @@ const SHADOW_HANDLER: Dispatcher.DispatchHandler = {
 function sendShadow(
   proxy: ProxyContext,
   backend: Backend,
-  options: Dispatcher.DispatchOptions,
+  options: UpstreamRequest,
   connectMs: number,
 ): void {
   const endpoint = backend.next();
@@ -371,7 +372,7 @@ function releaseEndpoint(x: Exchange): void {
   }
 }
 
-/** Ends the upstream request in flight (undici closes its connection); one still queued ends on connect. */
+/** Ends the upstream request in flight (the pool closes its connection); one still queued ends on connect. */
 function abortUpstream(x: Exchange): void {
   const abort = x.abort;
   x.abort = null;
@@ -394,8 +395,8 @@ function onClientDrain(this: ClientResponse): void {
   this.exchange.resume?.();
 }
 
-/** undici errors that mean the instance was too slow, not unreachable. */
-const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
+/** Errors that mean the instance was too slow, not unreachable. */
+const TIMEOUTS = new Set([HEADERS_TIMEOUT, CONNECT_TIMEOUT]);
 
 function onUpstreamError(x: Exchange, err: NodeJS.ErrnoException): void {
   if (x.state === DONE) return;
@@ -409,7 +410,7 @@ function onUpstreamError(x: Exchange, err: NodeJS.ErrnoException): void {
     return;
   }
   const code = err.code ?? "";
-  if (code === "UND_ERR_INVALID_ARG" || code === "UND_ERR_NOT_SUPPORTED") {
+  if (code === INVALID_REQUEST) {
     // The request itself cannot be sent as HTTP/1.1 (e.g. a request target that is not a path).
     x.state = DONE;
     clearDeadline(x);
@@ -459,7 +460,7 @@ function onUpstreamError(x: Exchange, err: NodeJS.ErrnoException): void {
   });
   if (TIMEOUTS.has(code)) {
     const message =
-      code === "UND_ERR_CONNECT_TIMEOUT"
+      code === CONNECT_TIMEOUT
         ? `instance ${instance} did not accept a connection within ${x.connectMs} ms`
         : `instance ${instance} did not answer within ${x.options.headersTimeout} ms`;
     replyTimeout(x, message);

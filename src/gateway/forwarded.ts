@@ -96,8 +96,8 @@ export interface ForwardedRequest {
  * One pass over a request's raw headers: its Host, whether it has a body, and
  * the headers for the upstream as a raw [name, value, …] list, with hop-by-hop
  * headers dropped and X-Forwarded-* set, written into `into`. The body's
- * framing is left to the upstream client (undici chunks a body without a
- * length itself); an upgrade drops its body framing too, the tunnel carries
+ * framing is left to the upstream pool (upstream-pool.ts chunks a body
+ * without a length itself); an upgrade drops its body framing too, the tunnel carries
  * the bytes.
  */
 export function forwardedRequest(
@@ -196,20 +196,20 @@ export interface ResponseFraming {
 }
 
 /**
- * The upstream's response headers (raw buffers from undici) without hop-by-hop
- * ones, as a raw list for writeHead; the body's length goes into `framing`.
+ * The upstream's response headers (raw [name, value, …] from the pool) without
+ * hop-by-hop ones, as a raw list for writeHead; the body's length goes into `framing`.
  */
-export function responseHeaders(raw: Buffer[], framing: ResponseFraming): string[] {
+export function responseHeaders(raw: string[], framing: ResponseFraming): string[] {
   const out: string[] = [];
   let length = -1;
   let chunked = false;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toString("latin1");
+    const name = raw[i];
     const kind = headerKind(name);
     if (kind === TRANSFER_ENCODING) chunked = true;
     else if (kind !== HOP && kind !== CONNECTION) {
-      const value = raw[i + 1].toString("latin1");
-      // One length only (undici's parser refuses two that differ); digits only, or unknown.
+      const value = raw[i + 1];
+      // One length only (the pool's parser refuses two that differ); digits only, or unknown.
       if (kind === CONTENT_LENGTH && length === -1 && DIGITS.test(value)) length = Number(value);
       out.push(name, value);
     }

@@ -20,6 +20,8 @@
  *   suspect node are skipped unless nothing else is left
  */
 
+import { CONNECT_TIMEOUT } from "./upstream-pool.ts";
+
 /** How long a node stays suspect after a connection to one of its instances failed (ms). */
 export const SUSPECT_MS = 5_000;
 
@@ -87,5 +89,5 @@ export const CONNECT_FAILURES: ReadonlySet<string> = new Set([
   "EHOSTUNREACH",
   "ENETUNREACH",
   "EHOSTDOWN",
-  "UND_ERR_CONNECT_TIMEOUT",
+  CONNECT_TIMEOUT,
 ]);

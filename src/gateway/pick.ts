@@ -8,6 +8,7 @@ import type http from "node:http";
 import type { StickySpec } from "../model/manifest.ts";
 import { clientOf } from "./forwarded.ts";
 import type { Backend, Endpoint, RouteEntry } from "./route-table.ts";
+import { CLOSED, CONNECT_TIMEOUT } from "./upstream-pool.ts";
 
 /**
  * Errors that mean the request did not get an answer because the connection
@@ -19,10 +20,10 @@ export const CONNECTION_FAILURES = new Set([
   "EPIPE",
   "EHOSTUNREACH",
   "ENETUNREACH",
-  // undici: the instance closed the connection before answering.
-  "UND_ERR_SOCKET",
-  // undici: the connection did not open within the connect timeout.
-  "UND_ERR_CONNECT_TIMEOUT",
+  // The instance closed the connection before answering (upstream-pool.ts).
+  CLOSED,
+  // The connection did not open within the connect timeout.
+  CONNECT_TIMEOUT,
 ]);
 
 /**

@@ -7,13 +7,13 @@
 
 import type http from "node:http";
 import type { Duplex } from "node:stream";
-import type { Pool } from "undici";
 import type { Logger } from "../common/log.ts";
 import type { AcmeChallenges } from "./acme-challenge.ts";
 import type { HeldRequests } from "./hold.ts";
 import type { Series } from "./metrics.ts";
 import type { Endpoint, RouteTable } from "./route-table.ts";
 import type { GatewaySpans } from "./spans.ts";
+import type { UpstreamPool } from "./upstream-pool.ts";
 
 export interface ProxyContext {
   readonly logger: Logger;
@@ -42,5 +42,5 @@ export interface ProxyContext {
   /** Holds requests of services scaled to zero until an instance runs (hold.ts); null: they get a 503. */
   readonly holds: HeldRequests | null;
   /** The keep-alive pool to an endpoint with a connect timeout. */
-  poolFor(endpoint: Endpoint, connectMs: number): Pool;
+  poolFor(endpoint: Endpoint, connectMs: number): UpstreamPool;
 }

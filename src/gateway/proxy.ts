@@ -11,10 +11,8 @@
 
 import type http from "node:http";
 import https from "node:https";
-import { createRequire, Module } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import type { Pool } from "undici";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { nodeHttp } from "../common/node-http.ts";
@@ -30,38 +28,7 @@ import { EMPTY_TABLE, type Endpoint, type RouteTable } from "./route-table.ts";
 import type { GatewaySpans, TraceHop } from "./spans.ts";
 import type { CertificateStore } from "./tls.ts";
 import { destroyQuietly } from "./tunnel.ts";
-
-/** undici's Pool, loaded the lean way (see loadUndiciPool). */
-const UndiciPool = loadUndiciPool();
-
-/**
- * undici's Pool on its own, not the package's index (fetch, WebSocket, cache,
- * mocks…): about 4.5 MB less RSS; dispatch is all the gateway uses of it
- * (exchange.ts). And without its HTTP/2 client: undici's client requires it
- * at load, and it requires node:http2, which holds about 10 MB in a process.
- * The gateway speaks HTTP/1.1 to plain-http upstreams, and undici picks its
- * HTTP/2 client only when TLS negotiates `h2` (ALPN), so that module is never
- * called; a stand-in that says so takes its place in the require cache.
- */
-function loadUndiciPool(): typeof Pool {
-  const require = createRequire(import.meta.url);
-  let h2: string | undefined;
-  try {
-    h2 = require.resolve("undici/lib/dispatcher/client-h2.js");
-  } catch {
-    // Another undici layout: load it whole (more memory, same behaviour); imports.test.ts says so.
-  }
-  if (h2 !== undefined && require.cache[h2] === undefined) {
-    const standIn = new Module(h2);
-    standIn.filename = h2;
-    standIn.loaded = true;
-    standIn.exports = () => {
-      throw new Error("herd's gateway sends HTTP/1.1 upstream; undici's HTTP/2 client is not loaded");
-    };
-    require.cache[h2] = standIn;
-  }
-  return require("undici/lib/dispatcher/pool.js") as typeof Pool;
-}
+import { UpstreamPool } from "./upstream-pool.ts";
 
 /** How the proxy is set up. */
 export interface ProxyOptions {
@@ -94,7 +61,7 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 
 /** An endpoint with the keep-alive pool the proxy opened to it (set on first use). */
 interface PooledEndpoint extends Endpoint {
-  pool?: Pool;
+  pool?: UpstreamPool;
   /** The connect timeout the pool was made with. */
   poolConnectMs?: number;
 }
@@ -143,7 +110,7 @@ export class GatewayProxy implements ProxyContext {
   });
   #table: RouteTable = EMPTY_TABLE;
   /** Keep-alive pools by `address:port connectMs`; kept while some table routes to them. */
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, UpstreamPool>();
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
   readonly tunnels = new Set<Duplex>();
   readonly #headersTimeoutMs: number;
@@ -211,7 +178,7 @@ export class GatewayProxy implements ProxyContext {
   }
 
   /** The keep-alive pool to an endpoint with a connect timeout, cached on the endpoint for the next request. */
-  poolFor(endpoint: Endpoint, connectMs: number): Pool {
+  poolFor(endpoint: Endpoint, connectMs: number): UpstreamPool {
     const pooled = endpoint as PooledEndpoint;
     const cached = pooled.pool;
     // A pool is closed when a new table no longer routes to its address; a request that picked its
@@ -220,16 +187,12 @@ export class GatewayProxy implements ProxyContext {
     const key = `${endpoint.address}:${endpoint.port} ${connectMs}`;
     let pool = this.#pools.get(key);
     if (pool === undefined || pool.closed) {
-      const host = endpoint.address.includes(":") ? `[${endpoint.address}]` : endpoint.address;
-      pool = new UndiciPool(`http://${host}:${endpoint.port}`, {
+      pool = new UpstreamPool(endpoint.address, endpoint.port, {
         connections: this.maxSocketsPerUpstream,
-        // One request at a time per connection: a slow answer never holds up another request.
-        pipelining: 1,
         // Idle connections close before a typical upstream's keep-alive timeout (Node: 5 s); a server's
         // `Keep-Alive: timeout=` hint shortens this further.
-        keepAliveTimeout: 4_000,
-        keepAliveMaxTimeout: 4_000,
-        connect: { timeout: connectMs },
+        keepAliveMs: 4_000,
+        connectTimeoutMs: connectMs,
       });
       this.#pools.set(key, pool);
     }
@@ -251,7 +214,7 @@ export class GatewayProxy implements ProxyContext {
     for (const [key, pool] of this.#pools) {
       if (used.has(key.slice(0, key.indexOf(" ")))) continue;
       this.#pools.delete(key);
-      pool.close().catch(() => {});
+      void pool.close();
     }
   }
 
@@ -310,7 +273,7 @@ export class GatewayProxy implements ProxyContext {
     this.partsAgent.destroy();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.all(pools.map((pool) => pool.destroy().catch(() => {})));
+    await Promise.all(pools.map((pool) => pool.destroy()));
   }
 
   #onRequest(req: http.IncomingMessage, res: GatewayResponse, proto: "http" | "https"): void {
