@@ -221,7 +221,9 @@ test("preemption: the node with the fewest guaranteed victims wins among equal c
       placed("b", { id: "b-fill", criticality: "critical", resources: full }),
     ],
   );
-  const p = new Scheduler(state).place(request({ criticality: "critical", resources: full }), { preempt: true });
+  const p = new Scheduler(state).place(request({ criticality: "critical", resources: full }), {
+    preempt: true,
+  });
   assert.deepEqual(p.node === "b" && p.preempted.map((v) => v.id), ["b-burstable"]);
 });
 
