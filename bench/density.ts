@@ -9,7 +9,9 @@
 //   critical   one app marked `criticality: critical`, driven at a light rate:
 //              its p99 while the others are busy against its p99 alone (goal ≤ 2×).
 // The peer of each figure is measured in the same run: the other apps for
-// fair share, the idle baseline for the critical p99.
+// fair share, the idle baseline for the critical p99. The critical app's
+// client runs in a worker thread of its own, baseline and busy alike, so its
+// latencies do not include waiting behind the load generator's callbacks.
 //
 // Usage: node bench/density.ts [--max-apps 40] [--load 10] [--strict]
 
@@ -18,6 +20,7 @@ import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
 import { cleanupHerd, type Herd, ROOT, startHerd } from "../test/e2e/harness.ts";
 import { verdict, verdictSummary } from "./harness.ts";
 
@@ -85,22 +88,64 @@ async function drive(gateway: URL, host: string, connections: number, until: num
   return { ok, failed };
 }
 
-/** A light, paced load on `host` until `until`: each request's latency (ms) and the failures. */
-async function pace(gateway: URL, host: string, until: number) {
-  const latencies: number[] = [];
-  let failed = 0;
-  const pending: Promise<void>[] = [];
-  while (performance.now() < until) {
-    pending.push(
-      hit(gateway, host).then((ms) => {
-        if (ms < 0) failed++;
-        else latencies.push(ms);
-      }),
-    );
-    await new Promise((r) => setTimeout(r, CRITICAL_EVERY_MS));
-  }
-  await Promise.all(pending);
-  return { latencies, failed };
+/**
+ * The paced load's client, in a worker thread of its own: its event loop is
+ * not the one driving the busy apps, so a latency it measures is the
+ * gateway's and the app's, not the time the request waited behind the
+ * load generator's own callbacks (that is what the idle baseline would not
+ * have). Plain JavaScript (eval), so the worker loads nothing of herd.
+ */
+const PACER = `
+const { workerData, parentPort } = require("node:worker_threads");
+const { Agent, request } = require("node:http");
+const { url, host, seconds, everyMs } = workerData;
+const gateway = new URL(url);
+const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+const latencies = [];
+let failed = 0;
+let pending = 0;
+let stopped = false;
+function hit() {
+  const start = performance.now();
+  pending++;
+  const done = (ok) => {
+    if (ok) latencies.push(performance.now() - start);
+    else failed++;
+    if (--pending === 0 && stopped) finish();
+  };
+  const req = request({ host: gateway.hostname, port: gateway.port, path: "/", headers: { host }, agent }, (res) => {
+    res.resume();
+    res.on("end", () => done(res.statusCode === 200));
+  });
+  req.setTimeout(5000, () => req.destroy());
+  req.on("error", () => done(false));
+  req.end();
+}
+function finish() {
+  agent.destroy();
+  parentPort.postMessage({ latencies, failed });
+}
+const timer = setInterval(hit, everyMs);
+setTimeout(() => {
+  clearInterval(timer);
+  stopped = true;
+  if (pending === 0) finish();
+}, seconds * 1000);
+`;
+
+/** A light, paced load on `host` for `seconds` (PACER, in its own thread): each request's latency (ms) and the failures. */
+function pace(gateway: URL, host: string, seconds: number): Promise<{ latencies: number[]; failed: number }> {
+  const worker = new Worker(PACER, {
+    eval: true,
+    workerData: { url: gateway.href, host, seconds, everyMs: CRITICAL_EVERY_MS },
+  });
+  return new Promise((resolve, reject) => {
+    worker.once("message", (m: { latencies: number[]; failed: number }) => {
+      resolve(m);
+      void worker.terminate();
+    });
+    worker.once("error", reject);
+  });
 }
 
 function p99(values: number[]): number {
@@ -134,10 +179,10 @@ async function main(): Promise<void> {
   console.log(capacity.stdout.trim());
 
   const critical = `${apps[0]}.localhost`;
-  const baseline = await pace(gateway, critical, performance.now() + LOAD_S * 1000);
+  const baseline = await pace(gateway, critical, LOAD_S);
   const until = performance.now() + LOAD_S * 1000;
   const [busyCritical, ...loads] = await Promise.all([
-    pace(gateway, critical, until),
+    pace(gateway, critical, LOAD_S),
     ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
   ]);
   const rates = loads.map((l) => l.ok / LOAD_S);
