@@ -9,7 +9,8 @@
 //   critical   one app marked `criticality: critical`, driven at a light rate:
 //              its p99 while the others are busy against its p99 alone (goal ≤ 2×).
 // The peer of each figure is measured in the same run: the other apps for
-// fair share, the idle baseline for the critical p99. The critical app's
+// fair share, the idle baseline for the critical p99 (alone and busy
+// alternate in rounds, so both see the machine's other load alike). The critical app's
 // client runs in a worker thread of its own, baseline and busy alike, so its
 // latencies do not include waiting behind the load generator's callbacks.
 //
@@ -27,13 +28,15 @@ import { verdict, verdictSummary } from "./harness.ts";
 const { values } = parseArgs({
   options: {
     "max-apps": { type: "string", default: "40" },
-    load: { type: "string", default: "10" },
+    load: { type: "string", default: "20" },
     strict: { type: "boolean", default: false },
   },
 });
 const MAX_APPS = Number(values["max-apps"]);
 const LOAD_S = Number(values.load);
 const CONNECTIONS = 2;
+/** Rounds of (the critical app alone, then with every app busy), LOAD_S / ROUNDS seconds each. */
+const ROUNDS = 4;
 /** The critical app's light load: one request every this many ms. */
 const CRITICAL_EVERY_MS = 20;
 
@@ -179,12 +182,30 @@ async function main(): Promise<void> {
   console.log(capacity.stdout.trim());
 
   const critical = `${apps[0]}.localhost`;
-  const baseline = await pace(gateway, critical, LOAD_S);
-  const until = performance.now() + LOAD_S * 1000;
-  const [busyCritical, ...loads] = await Promise.all([
-    pace(gateway, critical, LOAD_S),
-    ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
-  ]);
+  // Alone and busy alternate in ROUNDS, so both see the same drift of the machine's other load.
+  const baseline = { latencies: [] as number[], failed: 0 };
+  const busyCritical = { latencies: [] as number[], failed: 0 };
+  const loads = apps.slice(1).map(() => ({ ok: 0, failed: 0 }));
+  const roundS = LOAD_S / ROUNDS;
+  for (let round = 0; round < ROUNDS; round++) {
+    const alone = await pace(gateway, critical, roundS);
+    const until = performance.now() + roundS * 1000;
+    const [busy, ...driven] = await Promise.all([
+      pace(gateway, critical, roundS),
+      ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
+    ]);
+    for (const [into, from] of [
+      [baseline, alone],
+      [busyCritical, busy],
+    ] as const) {
+      into.latencies.push(...from.latencies);
+      into.failed += from.failed;
+    }
+    driven.forEach((d, i) => {
+      loads[i].ok += d.ok;
+      loads[i].failed += d.failed;
+    });
+  }
   const rates = loads.map((l) => l.ok / LOAD_S);
   const failed = loads.reduce((s, l) => s + l.failed, 0) + busyCritical.failed + baseline.failed;
   const fairness = Math.max(...rates) / Math.max(1e-9, Math.min(...rates));
