@@ -14,7 +14,7 @@
 // client runs in a worker thread of its own, baseline and busy alike, so its
 // latencies do not include waiting behind the load generator's callbacks.
 //
-// Usage: node bench/density.ts [--max-apps 40] [--load 10] [--strict]
+// Usage: node bench/density.ts [--max-apps 40] [--load 20] [--strict]
 
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
