@@ -22,13 +22,16 @@ test("saturated: critical goes on at once, normal waits for a slot, low waiting 
     logger: silentLogger,
     admission: { targetDelayMs: 5, minLimit: 2, maxWaitMs: [400, 10_000] },
   });
-  // The saturation: the event loop busy 40 ms of every 50 (a CPU-bound process on a full machine).
-  const spin = setInterval(() => {
-    const end = performance.now() + 40;
+  // The saturation: every turn of the event loop takes 20 ms more (a process that cannot keep up).
+  let spinning = true;
+  const spin = () => {
+    const end = performance.now() + 20;
     while (performance.now() < end);
-  }, 50);
+    if (spinning) setImmediate(spin);
+  };
+  setImmediate(spin);
   t.after(async () => {
-    clearInterval(spin);
+    spinning = false;
     for (const r of held) r.end("released");
     await proxy.close();
     await up.close();
