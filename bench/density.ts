@@ -9,28 +9,34 @@
 //   critical   one app marked `criticality: critical`, driven at a light rate:
 //              its p99 while the others are busy against its p99 alone (goal ≤ 2×).
 // The peer of each figure is measured in the same run: the other apps for
-// fair share, the idle baseline for the critical p99.
+// fair share, the idle baseline for the critical p99 (alone and busy
+// alternate in rounds, so both see the machine's other load alike). The critical app's
+// client runs in a worker thread of its own, baseline and busy alike, so its
+// latencies do not include waiting behind the load generator's callbacks.
 //
-// Usage: node bench/density.ts [--max-apps 40] [--load 10] [--strict]
+// Usage: node bench/density.ts [--max-apps 40] [--load 20] [--strict]
 
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
 import { cleanupHerd, type Herd, ROOT, startHerd } from "../test/e2e/harness.ts";
 import { verdict, verdictSummary } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
     "max-apps": { type: "string", default: "40" },
-    load: { type: "string", default: "10" },
+    load: { type: "string", default: "20" },
     strict: { type: "boolean", default: false },
   },
 });
 const MAX_APPS = Number(values["max-apps"]);
 const LOAD_S = Number(values.load);
 const CONNECTIONS = 2;
+/** Rounds of (the critical app alone, then with every app busy), LOAD_S / ROUNDS seconds each. */
+const ROUNDS = 4;
 /** The critical app's light load: one request every this many ms. */
 const CRITICAL_EVERY_MS = 20;
 
@@ -85,22 +91,64 @@ async function drive(gateway: URL, host: string, connections: number, until: num
   return { ok, failed };
 }
 
-/** A light, paced load on `host` until `until`: each request's latency (ms) and the failures. */
-async function pace(gateway: URL, host: string, until: number) {
-  const latencies: number[] = [];
-  let failed = 0;
-  const pending: Promise<void>[] = [];
-  while (performance.now() < until) {
-    pending.push(
-      hit(gateway, host).then((ms) => {
-        if (ms < 0) failed++;
-        else latencies.push(ms);
-      }),
-    );
-    await new Promise((r) => setTimeout(r, CRITICAL_EVERY_MS));
-  }
-  await Promise.all(pending);
-  return { latencies, failed };
+/**
+ * The paced load's client, in a worker thread of its own: its event loop is
+ * not the one driving the busy apps, so a latency it measures is the
+ * gateway's and the app's, not the time the request waited behind the
+ * load generator's own callbacks (that is what the idle baseline would not
+ * have). Plain JavaScript (eval), so the worker loads nothing of herd.
+ */
+const PACER = `
+const { workerData, parentPort } = require("node:worker_threads");
+const { Agent, request } = require("node:http");
+const { url, host, seconds, everyMs } = workerData;
+const gateway = new URL(url);
+const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+const latencies = [];
+let failed = 0;
+let pending = 0;
+let stopped = false;
+function hit() {
+  const start = performance.now();
+  pending++;
+  const done = (ok) => {
+    if (ok) latencies.push(performance.now() - start);
+    else failed++;
+    if (--pending === 0 && stopped) finish();
+  };
+  const req = request({ host: gateway.hostname, port: gateway.port, path: "/", headers: { host }, agent }, (res) => {
+    res.resume();
+    res.on("end", () => done(res.statusCode === 200));
+  });
+  req.setTimeout(5000, () => req.destroy());
+  req.on("error", () => done(false));
+  req.end();
+}
+function finish() {
+  agent.destroy();
+  parentPort.postMessage({ latencies, failed });
+}
+const timer = setInterval(hit, everyMs);
+setTimeout(() => {
+  clearInterval(timer);
+  stopped = true;
+  if (pending === 0) finish();
+}, seconds * 1000);
+`;
+
+/** A light, paced load on `host` for `seconds` (PACER, in its own thread): each request's latency (ms) and the failures. */
+function pace(gateway: URL, host: string, seconds: number): Promise<{ latencies: number[]; failed: number }> {
+  const worker = new Worker(PACER, {
+    eval: true,
+    workerData: { url: gateway.href, host, seconds, everyMs: CRITICAL_EVERY_MS },
+  });
+  return new Promise((resolve, reject) => {
+    worker.once("message", (m: { latencies: number[]; failed: number }) => {
+      resolve(m);
+      void worker.terminate();
+    });
+    worker.once("error", reject);
+  });
 }
 
 function p99(values: number[]): number {
@@ -134,12 +182,30 @@ async function main(): Promise<void> {
   console.log(capacity.stdout.trim());
 
   const critical = `${apps[0]}.localhost`;
-  const baseline = await pace(gateway, critical, performance.now() + LOAD_S * 1000);
-  const until = performance.now() + LOAD_S * 1000;
-  const [busyCritical, ...loads] = await Promise.all([
-    pace(gateway, critical, until),
-    ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
-  ]);
+  // Alone and busy alternate in ROUNDS, so both see the same drift of the machine's other load.
+  const baseline = { latencies: [] as number[], failed: 0 };
+  const busyCritical = { latencies: [] as number[], failed: 0 };
+  const loads = apps.slice(1).map(() => ({ ok: 0, failed: 0 }));
+  const roundS = LOAD_S / ROUNDS;
+  for (let round = 0; round < ROUNDS; round++) {
+    const alone = await pace(gateway, critical, roundS);
+    const until = performance.now() + roundS * 1000;
+    const [busy, ...driven] = await Promise.all([
+      pace(gateway, critical, roundS),
+      ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
+    ]);
+    for (const [into, from] of [
+      [baseline, alone],
+      [busyCritical, busy],
+    ] as const) {
+      into.latencies.push(...from.latencies);
+      into.failed += from.failed;
+    }
+    driven.forEach((d, i) => {
+      loads[i].ok += d.ok;
+      loads[i].failed += d.failed;
+    });
+  }
   const rates = loads.map((l) => l.ok / LOAD_S);
   const failed = loads.reduce((s, l) => s + l.failed, 0) + busyCritical.failed + baseline.failed;
   const fairness = Math.max(...rates) / Math.max(1e-9, Math.min(...rates));

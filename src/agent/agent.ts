@@ -653,6 +653,7 @@ export class Agent {
         env,
         port,
         resources: d.run.resources,
+        ...(d.run.criticality ? { criticality: d.run.criticality } : {}),
         tenant: d.tenant,
         dataDir,
         ...(node ? { node } : {}),

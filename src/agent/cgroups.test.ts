@@ -58,6 +58,31 @@ test("CPU: the request becomes the weight (v2 cpu.weight, v1 cpu.shares); the ce
   assert.equal(read(v1.dirs[0], "cpu.cfs_quota_us"), "150000");
 });
 
+test("criticality scales the weight: critical four times a normal one's, low half (v2 and v1)", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const read = (dir: string, file: string) => readFileSync(join(dir, file), "utf8");
+  const v2 = (id: string, criticality?: "critical" | "low") =>
+    read(
+      createInstanceCgroup({ version: "v2", parents: [root] }, id, {
+        memoryBytes: 1 << 28,
+        cpuCores: 0.1,
+        ...(criticality ? { criticality } : {}),
+      }).dirs[0],
+      "cpu.weight",
+    );
+  assert.deepEqual([v2("n"), v2("c", "critical"), v2("l", "low")], ["100", "400", "50"]);
+  const cpuTree = join(root, "v1cpu");
+  mkdirSync(join(cpuTree, "c"), { recursive: true });
+  writeFileSync(join(cpuTree, "c", "cpu.shares"), "");
+  const v1 = createInstanceCgroup({ version: "v1", parents: [cpuTree] }, "c", {
+    memoryBytes: 1 << 28,
+    cpuCores: 0.1,
+    criticality: "critical",
+  });
+  assert.equal(read(v1.dirs[0], "cpu.shares"), "410");
+});
+
 test("weights are proportional to the request within the kernel's bounds", () => {
   assert.equal(cpuWeight(0.1), 100);
   assert.equal(cpuWeight(0.2) / cpuWeight(0.1), 2);

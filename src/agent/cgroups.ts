@@ -3,8 +3,9 @@
  * one `herd/<instance id>` cgroup per instance with memory, CPU and pids
  * limits, its usage, and killing and removing it.
  *
- * Memory is a hard limit (the request). CPU is compressible: the request sets
- * the instance's weight (cpu.weight on v2, cpu.shares on v1), so under
+ * Memory is a hard limit (the request). CPU is compressible: the request,
+ * scaled by the service's criticality (CRITICALITY_WEIGHT), sets the
+ * instance's weight (cpu.weight on v2, cpu.shares on v1), so under
  * contention busy instances split the CPU in proportion to their requests and
  * an idle one's share goes to the others; a hard ceiling (cpu.max, v1 CFS
  * quota) is set only when the service asks for one (`resources.cpuLimit`).
@@ -49,6 +50,8 @@ export interface CgroupLimits {
   memoryBytes: number;
   /** CPU cores requested, e.g. 0.1: the instance's weight under contention. */
   cpuCores: number;
+  /** Its service's criticality: scales that weight (CRITICALITY_WEIGHT); absent: normal. */
+  criticality?: Criticality;
   /** A hard CPU ceiling in cores; absent: none (it may use any idle CPU). */
   cpuLimitCores?: number;
   /** Most processes and threads at once; default DEFAULT_PIDS_LIMIT (256). */
@@ -60,6 +63,23 @@ const V2_CONTROLLERS = ["memory", "cpu", "pids"];
 const CPU_PERIOD_US = 100_000;
 // The kernel refuses quotas under 1 ms.
 const MIN_CPU_QUOTA_US = 1_000;
+
+type Criticality = "critical" | "normal" | "low";
+
+/**
+ * How criticality scales an instance's CPU weight: under contention a
+ * critical instance gets four times the share of a normal one with the same
+ * request, a low one half. CPU is compressible, so this costs nothing while
+ * the node is idle; when everything is busy the critical service's requests
+ * are served first (issue 20: its p99 stays near its idle baseline). Placement
+ * still counts the plain request.
+ */
+export const CRITICALITY_WEIGHT: Readonly<Record<Criticality, number>> = { critical: 4, normal: 1, low: 0.5 };
+
+/** The cores an instance weighs as under contention: its request scaled by its criticality. */
+export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
+  return limits.cpuCores * CRITICALITY_WEIGHT[limits.criticality ?? "normal"];
+}
 
 /**
  * cgroup v2 cpu.weight for a CPU request: 1,000 per core (0.1 core → 100, the
@@ -213,7 +233,7 @@ export function createInstanceCgroup(
     writeIfPresent(join(dir, "memory.swap.max"), "0");
     // An OOM kill takes the whole instance, not one random process of it.
     writeIfPresent(join(dir, "memory.oom.group"), "1");
-    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(limits.cpuCores)));
+    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(weightedCores(limits))));
     writeFileSync(join(dir, "cpu.max"), cpuMaxOf(limits.cpuLimitCores));
     writeFileSync(join(dir, "pids.max"), pids);
   } else {
@@ -224,7 +244,7 @@ export function createInstanceCgroup(
         writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
       }
       if (existsSync(join(dir, "cpu.shares")))
-        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(limits.cpuCores)));
+        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(weightedCores(limits))));
       if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(limits.cpuLimitCores)));

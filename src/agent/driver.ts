@@ -42,6 +42,8 @@ export interface StartSpec {
   env: Record<string, string>;
   port: number;
   resources: Resources;
+  /** Its service's criticality: a critical instance weighs more under CPU contention (cgroups.ts); absent: normal. */
+  criticality?: "critical" | "normal" | "low";
   /** Its tenant: instances of one tenant share one unprivileged uid where the driver sandboxes; default "default". */
   tenant?: string;
   /** HERD_DATA_DIR on the host, when it has one: owned by the instance's uid and bound into its sandbox. */

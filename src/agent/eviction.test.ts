@@ -39,6 +39,18 @@ test("under pressure: lowest criticality first, then the furthest over its reque
   assert.equal(pickEviction(10 * MiB, 100 * MiB, [all[2]])?.id, "critical-far");
 });
 
+test("burstable before guaranteed (over its request only without cgroups), whatever their criticality", () => {
+  const guaranteed = c("guaranteed-low", 900, 100, {
+    criticality: "low",
+    resources: { cpu: 0.1, cpuLimit: 0.1, memory: 100 * MiB },
+  });
+  const burstable = c("burstable-critical", 110, 100, { criticality: "critical" });
+  const pick = pickEviction(10 * MiB, 100 * MiB, [guaranteed, burstable]);
+  assert.equal(pick?.id, "burstable-critical");
+  assert.match(pick?.why ?? "", /\(critical, burstable\)$/);
+  assert.match(pickEviction(10 * MiB, 100 * MiB, [guaranteed])?.why ?? "", /\(low, guaranteed\)$/);
+});
+
 test("within its request, a pet, or usage unknown: never evicted", () => {
   const none = [
     c("within", 90, 100),

@@ -1,15 +1,18 @@
 /**
  * Eviction under memory pressure, as the kubelet does it: when the node's
  * available memory falls below a threshold, the agent stops one instance
- * that uses more memory than it requested (a burstable one bursting), lowest
- * criticality first and then the one furthest over its request. Instances
- * within their request, guaranteed ones and pets (their data lives on this
- * node) are never picked: the scheduler never overcommits requests, so only
- * bursting can run the node short. The control plane replaces the evicted
+ * that uses more memory than it requested (a burstable one bursting):
+ * burstable before guaranteed, then the lowest criticality, then the one
+ * furthest over its request. A guaranteed instance is over its request only
+ * where no cgroup holds it to its limit (a machine without cgroups), and
+ * then goes after every burstable one. Instances within their request and
+ * pets (their data lives on this node) are never picked: the scheduler never
+ * overcommits requests, so only bursting can run the node short. The control plane replaces the evicted
  * instance as it replaces a crashed one (reason Evicted).
  */
 
 import type { Resources } from "../model/objects.ts";
+import { qosClass } from "../model/qos.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 
 type Criticality = NonNullable<ServiceSpec["criticality"]>;
@@ -27,6 +30,7 @@ export interface EvictionCandidate {
 }
 
 const ORDER: Record<Criticality, number> = { low: 0, normal: 1, critical: 2 };
+const QOS_ORDER = { burstable: 0, guaranteed: 1 } as const;
 
 /**
  * The instance to evict, and why, when `availableBytes` is below
@@ -41,10 +45,12 @@ export function pickEviction(
   if (availableBytes >= thresholdBytes) return undefined;
   const over = candidates
     .filter((c) => c.mode === "cattle" && c.usedBytes !== undefined && c.usedBytes > c.resources.memory)
-    .map((c) => ({ c, excess: (c.usedBytes as number) - c.resources.memory }))
+    .map((c) => ({ c, qos: qosClass(c.resources), excess: (c.usedBytes as number) - c.resources.memory }))
     .sort(
       (a, b) =>
-        ORDER[a.c.criticality ?? "normal"] - ORDER[b.c.criticality ?? "normal"] || b.excess - a.excess,
+        QOS_ORDER[a.qos] - QOS_ORDER[b.qos] ||
+        ORDER[a.c.criticality ?? "normal"] - ORDER[b.c.criticality ?? "normal"] ||
+        b.excess - a.excess,
     );
   const victim = over[0]?.c;
   if (!victim) return undefined;
@@ -54,7 +60,7 @@ export function pickEviction(
     why:
       `evicted for node memory pressure: ${mib(availableBytes)} available, below ${mib(thresholdBytes)}; ` +
       `it used ${mib(victim.usedBytes as number)} of a ${mib(victim.resources.memory)} request ` +
-      `(${victim.criticality ?? "normal"}, burstable)`,
+      `(${victim.criticality ?? "normal"}, ${over[0].qos})`,
   };
 }
 

@@ -239,6 +239,7 @@ export class ProcessDriver implements RuntimeDriver {
         cgroup = createInstanceCgroup(this.#support, spec.id, {
           memoryBytes: spec.resources.memoryLimit ?? spec.resources.memory,
           cpuCores: spec.resources.cpu,
+          ...(spec.criticality ? { criticality: spec.criticality } : {}),
           // A ceiling gets the start boost, if any, until limitCpu: memory is never boosted.
           ...(spec.resources.cpuLimit !== undefined
             ? { cpuLimitCores: Math.max(spec.resources.cpuLimit, spec.startCpu ?? 0) }

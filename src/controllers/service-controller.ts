@@ -22,6 +22,7 @@ import {
   type Service,
 } from "../model/objects.ts";
 import { canaryInstances, DEFAULT_STEPS } from "../model/progressive.ts";
+import { qosClass } from "../model/qos.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
@@ -521,7 +522,8 @@ export class ServiceController {
           await this.#retire(
             v,
             "Preempted",
-            `${victim.id} preempted on ${placement.node} to make room for ${i.id} (${svc.spec.criticality ?? "normal"})`,
+            `${victim.id} (${qosClass(victim.resources)}, ${victim.criticality}) preempted on ${placement.node} ` +
+              `to make room for ${i.id} (${qosClass(i.run.resources)}, ${svc.spec.criticality ?? "normal"})`,
             0,
           );
         }

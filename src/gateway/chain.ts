@@ -267,7 +267,7 @@ function shedStage(x: Exchange): boolean {
   if (backend === undefined) return GO;
   const proxy = x.proxy;
   if (backend.inflight < backend.concurrency && proxy.inflight < proxy.maxInflight * backend.shedAbove)
-    return GO;
+    return proxy.admission === null || proxy.admission.admit(x, backend);
   if (fellBack(x, "shed", metrics.FALLBACK_SHED)) return STOP;
   refuse(
     x,
@@ -334,6 +334,29 @@ export function expireHeld(x: Exchange, why: "timeout" | "not_scaling_to_zero", 
       ? `${backend.name} has no instance yet: none started within ${Math.round(timeoutMs / 1000)}s; try again shortly`
       : `${backend.name} no longer scales to zero and has no running instance`;
   refuse(x, 503, "unavailable", message, metrics.UNAVAILABLE, undefined, why === "timeout" ? "5" : "1");
+}
+
+/** A request that waited for admission (admission.ts) goes on to its instance, unless the client left. */
+export function admittedAfterWait(x: Exchange): void {
+  x.stage++;
+  resume(x);
+}
+
+/** A request admission could not take in time (admission.ts): the fallback, else 503 with Retry-After. */
+export function shedAfterWait(x: Exchange): void {
+  const res = x.res;
+  if (res === null || res.writableEnded || res.destroyed || x.req.socket.destroyed) return;
+  if (fellBack(x, "shed", metrics.FALLBACK_SHED)) return;
+  const backend = x.backend as Backend;
+  refuse(
+    x,
+    503,
+    "overloaded",
+    `${backend.name} is shedding load: try again shortly`,
+    metrics.SHED,
+    undefined,
+    "1",
+  );
 }
 
 /** Answers with the route's fallback (HTTP only), when it has one. */

@@ -513,6 +513,7 @@ function onClientClose(this: ClientResponse): void {
     x.proxy.inflight--;
     x.backend.inflight--;
     x.backend.load.inflight--;
+    x.proxy.admission?.release();
   }
   // Counted once, when the response is over; one cut short says so (499: the client left before any answer).
   const finished = this.writableFinished;

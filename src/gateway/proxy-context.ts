@@ -9,6 +9,7 @@ import type http from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../common/log.ts";
 import type { AcmeChallenges } from "./acme-challenge.ts";
+import type { Admission } from "./admission.ts";
 import type { HeldRequests } from "./hold.ts";
 import type { Series } from "./metrics.ts";
 import type { Endpoint, RouteTable } from "./route-table.ts";
@@ -41,6 +42,8 @@ export interface ProxyContext {
   readonly acmeChallenges: AcmeChallenges | null;
   /** Holds requests of services scaled to zero until an instance runs (hold.ts); null: they get a 503. */
   readonly holds: HeldRequests | null;
+  /** Holds or sheds normal and low requests while the process is saturated (admission.ts); null: off. */
+  readonly admission: Admission | null;
   /** The keep-alive pool to an endpoint with a connect timeout. */
   poolFor(endpoint: Endpoint, connectMs: number): UpstreamPool;
 }

@@ -17,6 +17,7 @@ import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { nodeHttp } from "../common/node-http.ts";
 import type { AcmeChallenges } from "./acme-challenge.ts";
+import { Admission, type AdmissionOptions } from "./admission.ts";
 import { admit } from "./chain.ts";
 import { Exchange } from "./exchange.ts";
 import { forwardedRequest } from "./forwarded.ts";
@@ -49,6 +50,8 @@ export interface ProxyOptions {
   headersTimeoutMs?: number;
   /** Requests in flight this process handles at most; past shares of it, services shed by criticality. Default 10,000. */
   maxInflight?: number;
+  /** Admission by criticality while the process is saturated (admission.ts); false: off. Default on. */
+  admission?: AdmissionOptions | false;
 }
 
 /** Default limits: a slow or oversized client gets a clear error instead of holding a connection. */
@@ -100,6 +103,7 @@ export class GatewayProxy implements ProxyContext {
   acmeChallenges: AcmeChallenges | null = null;
   /** Holds requests of services scaled to zero until an instance runs (hold.ts); null: they get a 503. */
   holds: HeldRequests | null = null;
+  readonly admission: Admission | null;
   /** Keep-alive connections for aggregation parts (aggregate.ts), which call through node:http. */
   readonly partsAgent = new nodeHttp.Agent({
     keepAlive: true,
@@ -124,6 +128,8 @@ export class GatewayProxy implements ProxyContext {
     this.maxSocketsPerUpstream = options.maxSocketsPerUpstream ?? 256;
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.maxInflight = options.maxInflight ?? 10_000;
+    this.admission =
+      options.admission === false ? null : new Admission(() => this.inflight, options.admission);
     this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
     this.server = nodeHttp.createServer(this.#serverOptions(), (req, res) =>
       this.#onRequest(req, res, "http"),
@@ -268,6 +274,7 @@ export class GatewayProxy implements ProxyContext {
       server?.closeAllConnections();
     }
     this.holds?.close();
+    this.admission?.close();
     for (const socket of this.tunnels) socket.destroy();
     this.tunnels.clear();
     this.partsAgent.destroy();

@@ -188,6 +188,45 @@ test("preemption: a critical instance evicts the fewest, least critical instance
   assert.equal(again.node, null);
 });
 
+test("preemption: burstable instances go before guaranteed ones, then the least critical", () => {
+  const half = { cpu: 0.5, memory: GiB };
+  const guaranteed = { ...half, cpuLimit: 0.5 };
+  const state = new ClusterState(
+    [node("a", { allocatable: { cpu: 2, memory: 3 * GiB } })],
+    [
+      placed("a", { id: "low-guaranteed", criticality: "low", resources: guaranteed }),
+      placed("a", { id: "normal-burstable", criticality: "normal", resources: half }),
+      placed("a", { id: "low-burstable", criticality: "low", resources: half }),
+    ],
+  );
+  const s = new Scheduler(state);
+  // One victim is enough: the burstable low one, though a guaranteed low one is there too.
+  const one = s.place(request({ criticality: "critical", resources: half }), { preempt: true });
+  assert.deepEqual(one.node === "a" && one.preempted.map((v) => v.id), ["low-burstable"]);
+  // Then the burstable normal one before the guaranteed low one.
+  const two = s.place(request({ criticality: "critical", resources: half }), { preempt: true });
+  assert.deepEqual(two.node === "a" && two.preempted.map((v) => v.id), ["normal-burstable"]);
+  const three = s.place(request({ criticality: "critical", resources: half }), { preempt: true });
+  assert.deepEqual(three.node === "a" && three.preempted.map((v) => v.id), ["low-guaranteed"]);
+});
+
+test("preemption: the node with the fewest guaranteed victims wins among equal counts", () => {
+  const full = { cpu: 1, memory: 2 * GiB };
+  const state = new ClusterState(
+    [node("a"), node("b")],
+    [
+      placed("a", { id: "a-guaranteed", criticality: "low", resources: { ...full, cpuLimit: 1 } }),
+      placed("a", { id: "a-fill", criticality: "critical", resources: full }),
+      placed("b", { id: "b-burstable", criticality: "normal", resources: full }),
+      placed("b", { id: "b-fill", criticality: "critical", resources: full }),
+    ],
+  );
+  const p = new Scheduler(state).place(request({ criticality: "critical", resources: full }), {
+    preempt: true,
+  });
+  assert.deepEqual(p.node === "b" && p.preempted.map((v) => v.id), ["b-burstable"]);
+});
+
 test("at scale a spread scan samples, and the cursor gives every node its turn", () => {
   const nodes = Array.from({ length: SAMPLE * 4 }, (_, i) => node(`n${i}`));
   const s = new Scheduler(new ClusterState(nodes));

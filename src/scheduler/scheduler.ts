@@ -30,6 +30,7 @@
  */
 
 import type { Instance, Node, Resources } from "../model/objects.ts";
+import { qosClass } from "../model/qos.ts";
 import {
   type ClusterState,
   type Criticality,
@@ -354,8 +355,9 @@ export class Scheduler {
   }
 
   /**
-   * Finds the node where evicting the fewest, least critical instances of
-   * lower criticality than the request makes room; evicts them and places it.
+   * Finds the node where evicting the fewest instances of lower criticality
+   * than the request makes room, burstable ones before guaranteed ones and
+   * then the least critical first (victimOrder); evicts them and places it.
    */
   #preempt(request: PlacementRequest): Placement | null {
     const rank = RANK[request.criticality ?? "normal"];
@@ -374,7 +376,7 @@ export class Scheduler {
       const candidates = state
         .instancesOn(n)
         .filter((i) => !i.pet && RANK[i.criticality] < rank)
-        .sort((a, b) => RANK[a.criticality] - RANK[b.criticality] || b.resources.memory - a.resources.memory);
+        .sort(victimOrder);
       const victims: PlacedInstance[] = [];
       for (const v of candidates) {
         if (needMemory <= 0 && needCpu <= 0) break;
@@ -383,8 +385,11 @@ export class Scheduler {
         needCpu -= v.resources.cpu;
       }
       if (needMemory > 0 || needCpu > 0) continue;
-      // Fewest victims first, then the least critical ones.
-      const cost = victims.length * 10 + victims.reduce((s, v) => s + RANK[v.criticality], 0);
+      // Fewest victims first, then the fewest guaranteed ones, then the least critical ones.
+      const cost = victims.reduce(
+        (s, v) => s + 100 + (qosClass(v.resources) === "guaranteed" ? 10 : 0) + RANK[v.criticality],
+        0,
+      );
       if (best === null || cost < best.cost) best = { node: n, victims, cost };
     }
     if (best === null) return null;
@@ -393,6 +398,22 @@ export class Scheduler {
     return { node: state.nodes[best.node].name, preempted: best.victims };
   }
 }
+
+/**
+ * The order preemption takes victims on a node in, as Kubernetes evicts:
+ * burstable before guaranteed (a guaranteed instance was promised its
+ * request), then the lowest criticality, then the largest memory request
+ * (fewer victims).
+ */
+export function victimOrder(a: PlacedInstance, b: PlacedInstance): number {
+  return (
+    QOS_RANK[qosClass(a.resources)] - QOS_RANK[qosClass(b.resources)] ||
+    RANK[a.criticality] - RANK[b.criticality] ||
+    b.resources.memory - a.resources.memory
+  );
+}
+
+const QOS_RANK = { burstable: 0, guaranteed: 1 } as const;
 
 function prepareChecks(state: ClusterState, request: PlacementRequest, filters: readonly Filter[]): Check[] {
   const checks: Check[] = [];
