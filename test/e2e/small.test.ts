@@ -54,7 +54,8 @@ test("herd up --small: an interpreter-only control plane, one gateway process wi
   }
   for (const pid of [herd.proc.pid as number, gateway]) {
     assert.ok(
-      environ(pid).includes("GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072"),
+      // glibc parses GLIBC_TUNABLES in place: /proc/<pid>/environ shows it cut at the first ':'.
+      environ(pid).some((v) => v.startsWith("GLIBC_TUNABLES=glibc.malloc.arena_max=2")),
       `pid ${pid} runs with herd's malloc settings`,
     );
   }
