@@ -14,11 +14,14 @@
 // (goal: ≤ 250 MB RSS in all) and `herd up --small` (goal: ≤ 150 MB), and
 // prints each process, the sums and the ratio to the goal.
 //
-// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [--probe DIR] [--strict] [-- EXTRA HERD UP FLAGS]
+// Usage: node bench/footprint.ts [--profile default|small] [--idle SECONDS] [--probe DIR] [--baseline DIR] [--strict] [-- EXTRA HERD UP FLAGS]
 // --probe DIR: herd's processes load bench/footprint-probe.mjs and, once measured,
 // each writes DIR/<profile>/<pid>.json: process.memoryUsage(), V8's heap spaces,
 // RSS by kind of mapping and every module it loaded (`node bench/footprint-report.ts DIR`
 // summarises them), to see where the memory goes.
+// --baseline DIR: another checkout of herd (e.g. main) measured in the same run, before this one,
+// for each profile: its processes, and a table of both per process with the change, so a
+// before/after comes from one run at one load.
 // FOOTPRINT_NODE_OPTIONS: more NODE_OPTIONS for herd's processes.
 
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -47,6 +50,7 @@ const { values } = parseArgs({
     profile: { type: "string" },
     idle: { type: "string", default: "40" },
     probe: { type: "string" },
+    baseline: { type: "string" },
     // Exit 1 when a goal is missed or a run did not do its work (bench/harness.ts).
     strict: { type: "boolean", default: false },
   },
@@ -170,16 +174,30 @@ function secondApp(): string {
 
 const mb = (bytes: number) => (bytes / MB).toFixed(1).padStart(7);
 
-async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; pss: number }> {
+const BASELINE = values.baseline === undefined ? undefined : resolve(values.baseline);
+if (BASELINE !== undefined && !existsSync(join(BASELINE, "src/cli/main.ts"))) {
+  throw new Error(`--baseline ${BASELINE}: not a herd checkout (no src/cli/main.ts)`);
+}
+
+/** One profile's run: herd's processes measured; `root` is the checkout that runs (the baseline's or this one). */
+async function run(
+  profile: (typeof PROFILES)[number],
+  root: string = ROOT,
+): Promise<{ rss: number; pss: number; procs: Proc[] }> {
+  const label = root === ROOT ? "" : ` [baseline ${root}]`;
   const dataDir = mkdtempSync(join(tmpdir(), "herd-footprint-"));
   dirs.push(dataDir);
-  const probeDir = values.probe === undefined ? undefined : join(resolve(values.probe), profile.name);
+  const probeDir =
+    values.probe === undefined
+      ? undefined
+      : join(resolve(values.probe), root === ROOT ? profile.name : `${profile.name}-baseline`);
   const nodeOptions = [
     process.env.FOOTPRINT_NODE_OPTIONS ?? "",
     probeDir ? `--import=${pathToFileURL(join(ROOT, "bench/footprint-probe.mjs")).href}` : "",
   ].join(" ");
   const herd = await startHerd({
     dataDir,
+    root,
     extraArgs: [...profile.args, ...EXTRA],
     env: {
       ...(nodeOptions.trim() ? { NODE_OPTIONS: nodeOptions.trim() } : {}),
@@ -216,23 +234,53 @@ async function run(profile: (typeof PROFILES)[number]): Promise<{ rss: number; p
   process.stdout.write(
     [
       "",
-      `profile ${profile.name}: herd up ${[...profile.args, ...EXTRA].join(" ")} (idle ${IDLE_S} s after both apps answered)`,
+      `profile ${profile.name}${label}: herd up ${[...profile.args, ...EXTRA].join(" ")} (idle ${IDLE_S} s after both apps answered)`,
       "       pid  RSS MB  PSS MB  process",
       ...mine.map(line),
-      `  ${"herd".padStart(8)} ${mb(rss)} ${mb(pss)}  total of ${mine.length} processes; goal ≤ ${profile.goalMb} MB RSS: ${(rss / MB / profile.goalMb).toFixed(2)}× the goal (${verdict(`${profile.name}: ≤ ${profile.goalMb} MB RSS`, rss / MB <= profile.goalMb, silent.length > 0 && `${silent.join(", ")} did not answer after the idle time`)})`,
+      `  ${"herd".padStart(8)} ${mb(rss)} ${mb(pss)}  total of ${mine.length} processes; goal ≤ ${profile.goalMb} MB RSS: ${(rss / MB / profile.goalMb).toFixed(2)}× the goal (${
+        root === ROOT
+          ? verdict(
+              `${profile.name}: ≤ ${profile.goalMb} MB RSS`,
+              rss / MB <= profile.goalMb,
+              silent.length > 0 && `${silent.join(", ")} did not answer after the idle time`,
+            )
+          : silent.length > 0
+            ? `not counted: ${silent.join(", ")} did not answer`
+            : "the baseline, not a verdict"
+      })`,
       "  not counted, the apps' processes:",
       ...apps.map(line),
       "",
     ].join("\n"),
   );
   await cleanup();
-  return { rss, pss };
+  return { rss, pss, procs: mine };
+}
+
+/** The baseline's and this checkout's processes side by side (by role), with the change. */
+function compare(before: Proc[], after: Proc[]): string {
+  const roles = [...new Set([...before, ...after].map((p) => p.role))];
+  const sum = (ps: Proc[], role?: string) =>
+    ps.filter((p) => role === undefined || p.role === role).reduce((s, p) => s + p.rss, 0);
+  const row = (name: string, b: number, a: number) =>
+    `  ${name.padEnd(34)} ${mb(b)} ${mb(a)} ${(a - b >= 0 ? "+" : "") + ((a - b) / MB).toFixed(1).padStart(6)}  ${b > 0 ? (a / b).toFixed(2) : "-"}×`;
+  return [
+    "  RSS MB, baseline → this checkout, same run:",
+    `  ${"process".padEnd(34)} ${"before".padStart(7)} ${"after".padStart(7)} ${"change".padStart(7)}  ratio`,
+    ...roles.map((role) => row(role, sum(before, role), sum(after, role))),
+    row("herd, all processes", sum(before), sum(after)),
+    "",
+  ].join("\n");
 }
 
 const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 process.stdout.write(`bench:footprint — load average before: ${load}\n`);
 try {
-  for (const profile of PROFILES) await run(profile);
+  for (const profile of PROFILES) {
+    const before = BASELINE === undefined ? undefined : await run(profile, BASELINE);
+    const after = await run(profile);
+    if (before) process.stdout.write(compare(before.procs, after.procs));
+  }
 } finally {
   await cleanup();
   rmSync(home, { recursive: true, force: true });

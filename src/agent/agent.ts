@@ -29,7 +29,6 @@ import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
-import { connectDocker } from "./docker-driver.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
@@ -201,6 +200,8 @@ export class Agent {
       this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
     }
     if (this.#options.dockerSocket) {
+      // Loaded only when asked for: an agent without Docker never holds the driver's modules.
+      const { connectDocker } = await import("./docker-driver.ts");
       this.#driver.add(
         await connectDocker({
           socket: this.#options.dockerSocket,

@@ -4,9 +4,12 @@
  * Every answer outside 2xx becomes a HerdError carrying the engine's message.
  */
 
-import { request } from "node:http";
 import type { Readable } from "node:stream";
 import { HerdError } from "../common/errors.ts";
+import { nodeHttp } from "../common/node-http.ts";
+
+// node:http through require (common/node-http.ts): its ES import would load Node's bundled undici.
+const { request } = nodeHttp;
 
 /** The API version herd speaks: Docker 20.10 (Debian 12's docker.io) and later accept it. */
 export const DOCKER_API_VERSION = "v1.41";

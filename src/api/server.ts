@@ -58,6 +58,7 @@ import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
 import { openHostCertificates } from "./host-certificates.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
+import { lazyCompilers } from "./lazy-compilers.ts";
 import { leaderOnly } from "./leader-only.ts";
 import { startOtlpGrpc } from "./otlp-grpc.ts";
 import {
@@ -563,6 +564,8 @@ export function buildApi(
       customOptions: { allErrors: true, coerceTypes: "array", removeAdditional: false, strictNumbers: true },
     },
     clientErrorHandler: answerClientError,
+    // Each route's schemas compiled at its first request, not at start (lazy-compilers.ts).
+    schemaController: { compilersFactory: lazyCompilers() },
   });
   app.addContentTypeParser(
     ["application/gzip", "application/x-gzip", "application/octet-stream"],

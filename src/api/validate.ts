@@ -30,9 +30,12 @@ export function typeboxValidator(parts: TypeboxParts): FastifySchemaCompiler<unk
     const part = (httpPart ?? "body") as keyof TypeboxParts;
     const schema = parts[part];
     if (schema === undefined) return (data: unknown) => ({ value: data });
-    const check = TypeCompiler.Compile(schema);
     const convert = part !== "body";
+    // Compiled at the route's first request, not at start (as lazy-compilers.ts does for Fastify's).
+    let compiled: TypeCheck<typeof schema> | undefined;
     return (data: unknown) => {
+      compiled ??= TypeCompiler.Compile(schema);
+      const check = compiled;
       const value = convert ? Value.Convert(schema, data ?? {}) : data;
       if (check.Check(value)) return { value };
       const details = schemaProblems(check as TypeCheck<never>, value, PREFIX[part] ?? "");

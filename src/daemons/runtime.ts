@@ -24,7 +24,7 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { QUIET_FLAGS, SMALL_FLAGS } from "../common/node-runtime.ts";
+import { QUIET_FLAGS, SMALL_FLAGS, SMALL_MALLOC } from "../common/node-runtime.ts";
 
 /** Set in the image this module execs (which never execs again). */
 const IMAGE_ENV = "HERD_DAEMON_IMAGE";
@@ -97,7 +97,12 @@ export async function ensureDaemonRuntime(
         ? [runtime.entry, ...args]
         : process.argv.slice(1)),
     ],
-    { ...process.env, [IMAGE_ENV]: "2" },
+    {
+      ...process.env,
+      [IMAGE_ENV]: "2",
+      // herd up --small's malloc settings (unless the user set their own); its gateway inherits them.
+      ...(role === "up-small" ? { GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? SMALL_MALLOC } : {}),
+    },
   );
 }
 

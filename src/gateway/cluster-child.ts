@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
-import { inheritedExecArgv, QUIET_FLAGS } from "../common/node-runtime.ts";
+import { inheritedExecArgv, QUIET_FLAGS, SMALL_GATEWAY_FLAGS } from "../common/node-runtime.ts";
 import type { HoldSettings, HttpsSettings } from "./gateway.ts";
 
 /**
@@ -64,8 +64,7 @@ export interface GatewayChildOptions {
   hold?: HoldSettings;
   /**
    * `herd up --small`'s gateway: its young generation capped as in a process that serves few
-   * requests (QUIET_FLAGS; about 1.7 MB less idle, and no more CPU per request in paired rounds:
-   * docs/benchmarks.md, Footprint).
+   * requests, no TurboFan, one GC thread (SMALL_GATEWAY_FLAGS; docs/benchmarks.md, Footprint).
    */
   small?: boolean;
   /** Service discovery's internal listener (`--internal-port`; 0: the earlier port, else a free one); single process only. */
@@ -93,7 +92,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
       // A primary that only follows the control plane gets the quiet flags; a gateway that proxies does
       // not, unless it is herd up --small's.
       ...inheritedExecArgv(),
-      ...(options.workers > 1 || options.small === true ? QUIET_FLAGS : []),
+      ...(options.small === true ? SMALL_GATEWAY_FLAGS : options.workers > 1 ? QUIET_FLAGS : []),
       GATEWAY_MAIN,
       "--server",
       options.server,

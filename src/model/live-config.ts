@@ -53,7 +53,12 @@ export interface RouteObject {
 export const routeObjectKey = (tenant: string, app: string, name: string): string =>
   `${tenant}/${app}/${name}`;
 
-const routeBodyCheck = TypeCompiler.Compile(RouteBodySchema);
+let routeBodyCompiled: TypeCheck<typeof RouteBodySchema> | undefined;
+/** Compiled at first use, not when the module loads. */
+const routeBodyCheck = () => {
+  routeBodyCompiled ??= TypeCompiler.Compile(RouteBodySchema);
+  return routeBodyCompiled;
+};
 
 /** Field problems of a value against a compiled schema, one per field, named by dotted path. */
 export function schemaProblems(check: TypeCheck<never>, value: unknown, prefix = ""): FieldProblem[] {
@@ -71,8 +76,8 @@ export function schemaProblems(check: TypeCheck<never>, value: unknown, prefix =
 
 /** Checks a route body (API input, or a stored route object at the gateway); errors name the field. */
 export function checkRouteBody(value: unknown, what = "route"): RouteBody {
-  if (routeBodyCheck.Check(value)) return value;
-  const details = schemaProblems(routeBodyCheck as TypeCheck<never>, value);
+  if (routeBodyCheck().Check(value)) return value;
+  const details = schemaProblems(routeBodyCheck() as TypeCheck<never>, value);
   throw new HerdError("invalid", `invalid ${what}: ${details[0].field}: ${details[0].message}`, details);
 }
 
@@ -143,12 +148,17 @@ export const TrafficBodySchema = T.Object(
 );
 export type TrafficBody = Static<typeof TrafficBodySchema>;
 
-const trafficCheck = TypeCompiler.Compile(TrafficBodySchema);
+let trafficCompiled: TypeCheck<typeof TrafficBodySchema> | undefined;
+/** Compiled at first use, not when the module loads. */
+const trafficCheck = () => {
+  trafficCompiled ??= TypeCompiler.Compile(TrafficBodySchema);
+  return trafficCompiled;
+};
 
 /** Checks a traffic body; errors name the field. */
 export function checkTrafficBody(value: unknown): TrafficBody {
-  if (trafficCheck.Check(value)) return value;
-  const details = schemaProblems(trafficCheck as TypeCheck<never>, value);
+  if (trafficCheck().Check(value)) return value;
+  const details = schemaProblems(trafficCheck() as TypeCheck<never>, value);
   throw new HerdError(
     "invalid",
     `invalid traffic policy: ${details[0].field}: ${details[0].message}`,

@@ -71,7 +71,12 @@ export type {
 
 export { routeIdentity };
 
-const manifestCheck = TypeCompiler.Compile(ManifestSchema);
+let compiledManifestCheck: ReturnType<typeof TypeCompiler.Compile<typeof ManifestSchema>> | undefined;
+/** The manifest's compiled check, made at the first manifest read (not when the module loads). */
+const manifestCheckOf = () => {
+  compiledManifestCheck ??= TypeCompiler.Compile(ManifestSchema);
+  return compiledManifestCheck;
+};
 
 /** Validates an already-parsed manifest object; problems name the field. */
 export function validateManifest(
@@ -79,7 +84,7 @@ export function validateManifest(
   file = "herd.yaml",
   lineOf?: (path: string[]) => number | undefined,
 ): Manifest {
-  if (manifestCheck.Check(value)) {
+  if (manifestCheckOf().Check(value)) {
     checkRouteClashes(value, file, lineOf);
     // Before checkSplits: "aggregate cannot be combined with split" says more than a split's own problem.
     checkAggregates(value, file, lineOf);
@@ -93,7 +98,7 @@ export function validateManifest(
   }
   const details: FieldProblem[] = [];
   const seen = new Set<string>();
-  for (const e of manifestCheck.Errors(value)) {
+  for (const e of manifestCheckOf().Errors(value)) {
     const path = e.path.split("/").filter(Boolean).map(unescapePointer);
     const field = path.join(".") || "(root)";
     if (seen.has(field)) continue;

@@ -56,10 +56,16 @@ export const SetManifestSchema = T.Object(
 );
 export type SetManifest = Static<typeof SetManifestSchema>;
 
-const check = TypeCompiler.Compile(SetManifestSchema);
+let compiledCheck: ReturnType<typeof TypeCompiler.Compile<typeof SetManifestSchema>> | undefined;
+/** Compiled at first use, not when the module loads. */
+const checkOf = () => {
+  compiledCheck ??= TypeCompiler.Compile(SetManifestSchema);
+  return compiledCheck;
+};
 
 /** Validates a parsed herd.set.yaml; a problem names its field. */
 export function validateSetManifest(value: unknown, file = "herd.set.yaml"): SetManifest {
+  const check = checkOf();
   if (!check.Check(value)) {
     const e = check.Errors(value).First();
     const field = (e?.path ?? "").split("/").filter(Boolean).map(unescapePointer).join(".") || "(root)";

@@ -7,7 +7,6 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, notFound } from "../../common/errors.ts";
-import { kubernetesManifests } from "../../export/kubernetes.ts";
 import { type Release, releaseKey, type Service } from "../../model/objects.ts";
 import type { ApiDeps } from "../deps.ts";
 import { AppParams, Name, tenantOf } from "../schemas.ts";
@@ -65,6 +64,8 @@ export function exportRoutes(api: FastifyInstance, deps: ApiDeps): void {
         ]),
       );
       const chosen = image ?? `herd.local/${tenant}/${app}:v${version}`;
+      // Loaded at the first export: a control plane that never exports never holds the exporter (and its yaml).
+      const { kubernetesManifests } = await import("../../export/kubernetes.ts");
       return {
         app,
         release: version,

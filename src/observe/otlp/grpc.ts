@@ -13,10 +13,15 @@
  * The API server forwards in process (fastify inject: the same authentication,
  * permission check and audit as HTTP); the agent's telemetry relay forwards to
  * the control plane's OTLP/HTTP routes.
+ *
+ * The port is taken with node:net and node:http2 (with node:tls, about 4.5 MB
+ * of RSS) is loaded at the first connection, which is handed to it: every
+ * agent's relay listens, few instances ever speak gRPC.
  */
 
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type http2 from "node:http2";
+import { createRequire } from "node:module";
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { gunzip, inflate } from "node:zlib";
 import type { Signal } from "./protobuf.ts";
@@ -42,6 +47,9 @@ const GRPC = {
   UNAVAILABLE: 14,
   UNAUTHENTICATED: 16,
 } as const;
+
+/** http2.constants.NGHTTP2_INTERNAL_ERROR (RFC 9113's INTERNAL_ERROR), without loading node:http2. */
+const NGHTTP2_INTERNAL_ERROR = 2;
 
 /** Largest message taken, after decompression (the OTLP/HTTP routes' limit). */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -80,10 +88,43 @@ export interface GrpcServer {
 
 /** Starts an OTLP/gRPC listener. */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
-  const server: http2.Http2Server | http2.Http2SecureServer = options.tls
-    ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: false })
-    : http2.createServer();
   const sessions = new Set<http2.ServerHttp2Session>();
+  let h2: http2.Http2Server | http2.Http2SecureServer | undefined;
+  const listener = createNetServer((socket: Socket) => {
+    h2 ??= http2Server(options, sessions);
+    h2.emit("connection", socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(options.port, options.host, () => {
+      listener.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (listener.address() as AddressInfo).port;
+  const host = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
+  return {
+    url: `${options.tls ? "https" : "http"}://${host}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        listener.close(() => resolve());
+        for (const s of sessions) s.close();
+      }),
+  };
+}
+
+const require = createRequire(import.meta.url);
+
+/** The HTTP/2 server the listener's connections are handed to (it listens on no port of its own). */
+function http2Server(
+  options: GrpcServerOptions,
+  sessions: Set<http2.ServerHttp2Session>,
+): http2.Http2Server | http2.Http2SecureServer {
+  const { createSecureServer, createServer } = require("node:http2") as typeof http2;
+  const server: http2.Http2Server | http2.Http2SecureServer = options.tls
+    ? createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: false })
+    : createServer();
   server.on("session", (session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
@@ -97,24 +138,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       finish(stream, GRPC.INTERNAL, `internal error: ${err.message}`);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
-  return {
-    url: `${options.tls ? "https" : "http"}://${host}:${port}`,
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sessions) s.close();
-      }),
-  };
+  return server;
 }
 
 async function handle(
@@ -192,7 +216,7 @@ async function handle(
 /** A trailers-only answer: the call's status and its message. */
 function finish(stream: http2.ServerHttp2Stream, code: number, message: string): void {
   if (stream.destroyed || stream.headersSent) {
-    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
     return;
   }
   stream.respond(

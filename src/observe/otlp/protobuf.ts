@@ -7,30 +7,49 @@
  *
  * (protobufjs's own decode + toObject gives the same objects, ids aside, at
  * several times the cost; protobuf.test.ts compares the two.)
+ *
+ * protobufjs and the parsed schema are loaded at the first protobuf body (a
+ * control plane whose instances send none, or send JSON, never holds them).
  */
 
-import protobuf from "protobufjs";
+import { createRequire } from "node:module";
+import type protobuf from "protobufjs";
 import { HerdError } from "../../common/errors.ts";
 import { OTLP_PROTO } from "./proto.ts";
 import { readWire, schemaOf, WireError } from "./wire.ts";
 
-const root = protobuf.parse(OTLP_PROTO, { keepCase: false }).root;
-const type = (name: string) => root.lookupType(`opentelemetry.proto.${name}`);
-
 export type Signal = "traces" | "metrics" | "logs";
 
-const REQUESTS: Record<Signal, protobuf.Type> = {
-  traces: type("ExportTraceServiceRequest"),
-  metrics: type("ExportMetricsServiceRequest"),
-  logs: type("ExportLogsServiceRequest"),
-};
-const RESPONSE = type("ExportResponse");
+interface Codec {
+  requests: Record<Signal, protobuf.Type>;
+  response: protobuf.Type;
+}
+
+const require = createRequire(import.meta.url);
+let loaded: Codec | undefined;
+
+/** The export request and response types, parsed from proto.ts on first use. */
+function codec(): Codec {
+  if (loaded) return loaded;
+  const { parse } = require("protobufjs") as typeof protobuf;
+  const root = parse(OTLP_PROTO, { keepCase: false }).root;
+  const type = (name: string) => root.lookupType(`opentelemetry.proto.${name}`);
+  loaded = {
+    requests: {
+      traces: type("ExportTraceServiceRequest"),
+      metrics: type("ExportMetricsServiceRequest"),
+      logs: type("ExportLogsServiceRequest"),
+    },
+    response: type("ExportResponse"),
+  };
+  return loaded;
+}
 
 type Json = Record<string, unknown>;
 
 /** A protobuf export request → its OTLP JSON form; a 400 when the bytes are not one. */
 export function decodeOtlp(signal: Signal, body: Uint8Array): Json {
-  const request = REQUESTS[signal];
+  const request = codec().requests[signal];
   try {
     return readWire(schemaOf(request), body);
   } catch (err) {
@@ -42,10 +61,11 @@ export function decodeOtlp(signal: Signal, body: Uint8Array): Json {
 }
 
 /** The protobuf types of the three export requests (for tests and benches). */
-export const otlpRequestType = (signal: Signal): protobuf.Type => REQUESTS[signal];
+export const otlpRequestType = (signal: Signal): protobuf.Type => codec().requests[signal];
 
 /** An Export*ServiceResponse: empty when all was taken, else the count refused and why. */
 export function encodeOtlpResponse(rejected = 0, errorMessage = ""): Uint8Array {
   if (rejected === 0 && errorMessage === "") return new Uint8Array(0);
-  return RESPONSE.encode(RESPONSE.fromObject({ partialSuccess: { rejected, errorMessage } })).finish();
+  const { response } = codec();
+  return response.encode(response.fromObject({ partialSuccess: { rejected, errorMessage } })).finish();
 }
