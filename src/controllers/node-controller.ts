@@ -140,23 +140,28 @@ export class NodeController {
     const statuses = new Map(hb.instances.map((s) => [s.id, s]));
     // What this node holds, from the informer's node index: a heartbeat costs what its node runs.
     const mine = this.#ctx.informer.by<Instance>("instance", "node", name);
+    // The instances' new states are written together (one store transaction for the lot).
+    const current = await Promise.all(
+      mine.map(async (o) => {
+        let status = statuses.get(o.value.id);
+        if (
+          !status &&
+          (o.value.state === "ready" || o.value.state === "running") &&
+          o.value.desired === "running"
+        ) {
+          // The agent no longer has a process it ran (its data dir was wiped, or it was replaced).
+          status = {
+            id: o.value.id,
+            generation: o.value.generation,
+            state: "exited",
+            message: "the agent no longer has it",
+          };
+        }
+        return status ? ((await this.#applyStatus(o, status)) ?? o) : o;
+      }),
+    );
     const reply: DesiredInstance[] = [];
-    for (let o of mine) {
-      let status = statuses.get(o.value.id);
-      if (
-        !status &&
-        (o.value.state === "ready" || o.value.state === "running") &&
-        o.value.desired === "running"
-      ) {
-        // The agent no longer has a process it ran (its data dir was wiped, or it was replaced).
-        status = {
-          id: o.value.id,
-          generation: o.value.generation,
-          state: "exited",
-          message: "the agent no longer has it",
-        };
-      }
-      if (status) o = (await this.#applyStatus(o, status)) ?? o;
+    for (const o of current) {
       const i = o.value;
       const draining =
         i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;

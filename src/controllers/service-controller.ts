@@ -503,6 +503,9 @@ export class ServiceController {
     const byId = new Map(all.map((o) => [o.value.id, o]));
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
     const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
+    // The placements are decided here, one after the other; their writes go out together
+    // (one store transaction for the lot: store/sqlite-store.ts group commit).
+    const writes: Promise<void>[] = [];
     for (const o of queue) {
       const i = o.value;
       const placement = scheduler.place(
@@ -525,31 +528,36 @@ export class ServiceController {
             0,
           );
         }
-        await this.#transition(
-          o,
-          {
-            node: placement.node,
-            state: "provisioning",
-            reason: "Scheduled",
-            message: "",
-            startedAt: this.#nowIso(),
-            moving: undefined,
-          },
-          { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
+        writes.push(
+          this.#transition(
+            o,
+            {
+              node: placement.node,
+              state: "provisioning",
+              reason: "Scheduled",
+              message: "",
+              startedAt: this.#nowIso(),
+              moving: undefined,
+            },
+            { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
+          ),
         );
       } else if ((o.revision === 0 || i.message !== placement.message) && this.#mayRewrite(i)) {
-        await this.#transition(
-          o,
-          { reason: "Unschedulable", message: placement.message },
-          {
-            reason: "FailedScheduling",
-            type: "warning",
-            message: `${i.id} cannot be placed: ${placement.message}`,
-          },
+        writes.push(
+          this.#transition(
+            o,
+            { reason: "Unschedulable", message: placement.message },
+            {
+              reason: "FailedScheduling",
+              type: "warning",
+              message: `${i.id} cannot be placed: ${placement.message}`,
+            },
+          ),
         );
       }
     }
     this.#cursor = scheduler.cursor;
+    await allWritten(writes);
   }
 
   /**
@@ -785,4 +793,10 @@ function nextPetId(svc: Service, taken: Set<string>): string {
     const id = `${svc.app}-${svc.name}-${n}`;
     if (!taken.has(id)) return id;
   }
+}
+
+/** Waits for every write; then throws the first failure, if any (no write is left running). */
+export async function allWritten(writes: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }
