@@ -643,6 +643,24 @@ test("heartbeats that jitter by up to 2 s never make a node not ready; silence m
   );
 });
 
+test("a server that was behind excuses its nodes that long: not lost for the time it could not listen", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  // The server stalled past the lost timeout; n2's heartbeat was read at its end, n1's was not yet.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  h.m.nodes.excuse(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.checkNodes();
+  assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "ready");
+  // Silence after the stall counts as usual.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await h.m.nodes.checkNodes();
+  assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "lost");
+  assert.equal((await h.store.get<Node>("node", "n2"))?.value.state, "ready");
+});
+
 test("a deploy whose route a route object (of any app) serves fails; API traffic overrides survive a deploy", async () => {
   const h = await runningOnN1({ instances: 1 });
   assert.equal((await h.store.get<App>("app", "default/hello"))?.value.release, 1);

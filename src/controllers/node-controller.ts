@@ -4,6 +4,8 @@
  *   agent ──heartbeat(status)──► handleHeartbeat ──► Node + Instance states (+ Events)
  *         ◄──reply(desired)────┘
  *   every 250 ms: checkNodes ──► ready → not_ready → lost ──► instances lost (cattle replaced by the service controller)
+ *                 (a tick that comes late excuses every node that long: a server
+ *                  behind on its own work does not call healthy nodes lost)
  *
  * The time of the last heartbeat is kept in memory (a store write per
  * heartbeat would wake every watcher every second); the Node object is
@@ -40,6 +42,18 @@ export class NodeController {
   restartClock(): void {
     this.#lastSeen.clear();
     this.#startedAt = this.#ctx.clock.now();
+  }
+
+  /**
+   * The server itself was `ms` late (its timers fired late: the event loop was
+   * busy, e.g. behind on commits), so heartbeats that arrived meanwhile may
+   * still wait unread: nobody's silence during that time counts against it.
+   */
+  excuse(ms: number): void {
+    if (!(ms > 0)) return;
+    const now = this.#ctx.clock.now();
+    for (const [name, seen] of this.#lastSeen) this.#lastSeen.set(name, Math.min(now, seen + ms));
+    this.#startedAt = Math.min(now, this.#startedAt + ms);
   }
 
   /** Applies one heartbeat and answers with the node's desired instances. */
