@@ -643,6 +643,30 @@ test("heartbeats that jitter by up to 2 s never make a node not ready; silence m
   );
 });
 
+test("a placement round and a heartbeat write one event per service and reason, naming every instance", async () => {
+  const h = await runningOnN1({ instances: 3 });
+  const ids = (await instancesOf(h)).map((i) => i.id).sort();
+  const events = await h.ctx.events.list({ tenant: "default", app: "hello" });
+  for (const reason of ["Scheduled", "Healthy"]) {
+    const of = events.filter((e) => e.reason === reason);
+    assert.equal(of.length, 1, `one ${reason} event`);
+    assert.match(of[0]!.message, /^3 instances: /);
+    for (const id of ids) assert.ok(of[0]!.message.includes(id), `${reason} names ${id}`);
+    assert.equal(of[0]!.service, "web");
+    assert.equal(of[0]!.node, "n1");
+  }
+  // One alone keeps its own event, with its instance.
+  const one = (await instancesOf(h))[0]!;
+  await agentReports(h, "n1", (i) => (i.id === one.id ? "unhealthy" : "healthy"));
+  const crashed = (await h.ctx.events.list({ tenant: "default", app: "hello" })).filter(
+    (e) => e.reason === "Unhealthy",
+  );
+  assert.deepEqual(
+    crashed.map((e) => e.instance),
+    [one.id],
+  );
+});
+
 test("a server that was behind excuses its nodes that long: not lost for the time it could not listen", async () => {
   const h = setup();
   await h.m.nodes.handleHeartbeat("n1", hb());

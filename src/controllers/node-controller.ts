@@ -17,6 +17,7 @@ import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from 
 import { bytes } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
+import type { EventInput } from "./events.ts";
 
 /**
  * How often lastHeartbeat is written to the store when nothing else changed:
@@ -154,7 +155,9 @@ export class NodeController {
     const statuses = new Map(hb.instances.map((s) => [s.id, s]));
     // What this node holds, from the informer's node index: a heartbeat costs what its node runs.
     const mine = this.#ctx.informer.by<Instance>("instance", "node", name);
-    // The instances' new states are written together (one store transaction for the lot).
+    // The instances' new states are written together (one store transaction for the lot),
+    // then their events (one per service and reason: EventRecorder.recordAll).
+    const transitions: EventInput[] = [];
     const current = await Promise.all(
       mine.map(async (o) => {
         let status = statuses.get(o.value.id);
@@ -171,9 +174,9 @@ export class NodeController {
             message: "the agent no longer has it",
           };
         }
-        return status ? ((await this.#applyStatus(o, status)) ?? o) : o;
+        return status ? ((await this.#applyStatus(o, status, transitions)) ?? o) : o;
       }),
-    );
+    ).finally(() => events.recordAll(transitions));
     const reply: DesiredInstance[] = [];
     for (const o of current) {
       const i = o.value;
@@ -212,12 +215,13 @@ export class NodeController {
     return { secretEnv: env };
   }
 
-  /** Moves an instance's state to what its agent saw; records the transition. */
+  /** Moves an instance's state to what its agent saw; adds the transition's event to `events`. */
   async #applyStatus(
     o: StoredObject<Instance>,
     s: InstanceStatus,
+    events: EventInput[],
   ): Promise<StoredObject<Instance> | undefined> {
-    const { store, events } = this.#ctx;
+    const { store } = this.#ctx;
     for (let attempt = 0; attempt < 3; attempt++) {
       const i = o.value;
       // A report about an older generation (a pet being restarted) says nothing about the new one.
@@ -238,7 +242,7 @@ export class NodeController {
       try {
         const saved = await store.put("instance", o.key, updated, { expectRevision: o.revision });
         if (next) {
-          await events.record({
+          events.push({
             tenant: i.tenant,
             app: i.app,
             service: i.service,

@@ -506,6 +506,7 @@ export class ServiceController {
     // The placements are decided here, one after the other; their writes go out together
     // (one store transaction for the lot: store/sqlite-store.ts group commit).
     const writes: Promise<void>[] = [];
+    const events: EventInput[] = [];
     for (const o of queue) {
       const i = o.value;
       const placement = scheduler.place(
@@ -529,7 +530,8 @@ export class ServiceController {
           );
         }
         writes.push(
-          this.#transition(
+          this.#write(
+            events,
             o,
             {
               node: placement.node,
@@ -544,7 +546,8 @@ export class ServiceController {
         );
       } else if ((o.revision === 0 || i.message !== placement.message) && this.#mayRewrite(i)) {
         writes.push(
-          this.#transition(
+          this.#write(
+            events,
             o,
             { reason: "Unschedulable", message: placement.message },
             {
@@ -557,7 +560,12 @@ export class ServiceController {
       }
     }
     this.#cursor = scheduler.cursor;
-    await allWritten(writes);
+    try {
+      await allWritten(writes);
+    } finally {
+      // The written ones' events, one per service and reason (EventRecorder.recordAll).
+      await this.#ctx.events.recordAll(events);
+    }
   }
 
   /**
@@ -643,6 +651,25 @@ export class ServiceController {
       },
       { reason: "Updating", message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}` },
     );
+  }
+
+  /** Writes a change to an instance; once written, adds the Event that says why to `events`. */
+  async #write(
+    events: EventInput[],
+    o: StoredObject<Instance>,
+    patch: Partial<Instance>,
+    event: Pick<EventInput, "reason" | "message" | "type" | "details">,
+  ): Promise<void> {
+    const i = o.value;
+    await this.#ctx.store.put("instance", o.key, { ...i, ...patch }, { expectRevision: o.revision });
+    events.push({
+      tenant: i.tenant,
+      app: i.app,
+      service: i.service,
+      instance: i.id,
+      node: (patch.node ?? i.node) || undefined,
+      ...event,
+    });
   }
 
   /** Writes a change to an instance and the Event that says why (every transition is one). */
