@@ -96,6 +96,8 @@ export class SqliteStore implements Store {
   #queue: PendingWrite[] = [];
   /** The revision within the running write transaction. */
   #revision = 0;
+  /** The revision read this turn of the event loop (see revision()). */
+  #knownRevision: number | undefined;
 
   private constructor(db: DatabaseSync, historyLimit: number) {
     this.#db = db;
@@ -213,7 +215,15 @@ export class SqliteStore implements Store {
 
   async revision(): Promise<number> {
     this.#checkOpen();
-    return this.#currentRevision();
+    // Asked on every informer sync (each heartbeat, each reconcile): read once per turn of the
+    // event loop, and kept current by this store's own commits (#flush).
+    if (this.#knownRevision === undefined) {
+      this.#knownRevision = this.#currentRevision();
+      setImmediate(() => {
+        this.#knownRevision = undefined;
+      });
+    }
+    return this.#knownRevision;
   }
 
   async close(): Promise<void> {
@@ -291,6 +301,7 @@ export class SqliteStore implements Store {
       for (const w of batch) w.reject(err);
       return;
     }
+    if (this.#knownRevision !== undefined) this.#knownRevision = this.#revision;
     // Committed: watchers first (in revision order), then the callers.
     for (const outcome of outcomes) if ("event" in outcome && outcome.event) this.#hub.publish(outcome.event);
     batch.forEach((w, n) => {
