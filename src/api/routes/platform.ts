@@ -125,12 +125,15 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const config = await deps.config.forInstances(reply.instances, hb.instances);
       const instances =
         config.size === 0 ? reply.instances : reply.instances.map((d) => withConfig(d, config.get(d.id)));
-      return {
+      const answer = {
         ...reply,
         instances,
         ingestTokens: await deps.ingestTokens.forTenants(tenants),
         services: tenantServices(controllers.informer, tenants),
       };
+      // Its next heartbeat can come only after this answer: silence counts from now.
+      controllers.nodes.answered(name);
+      return answer;
     },
   );
 
