@@ -7,9 +7,14 @@
 //
 // HERD_ROOT=<checkout> runs another checkout's server (e.g. main before a change).
 //
+// HERD_BENCH_PROFILE=<file.cpuprofile> profiles the server (node:inspector) from
+// start to SIGTERM and writes the profile first thing on SIGTERM, before the
+// server closes (`--cpu-prof` would lose it when a slow close is SIGKILLed).
+//
 // Usage: node bench/control-plane-server.ts --nodes N --apps A
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -29,6 +34,14 @@ const { createToken } = (await import(join(ROOT, "src/api/auth.ts"))) as typeof 
 const { silentLogger } = (await import(
   join(ROOT, "src/common/log.ts")
 )) as typeof import("../src/common/log.ts");
+
+const profileFile = process.env.HERD_BENCH_PROFILE;
+const profiler = profileFile ? new Session() : undefined;
+if (profiler) {
+  profiler.connect();
+  await profiler.post("Profiler.enable");
+  await profiler.post("Profiler.start");
+}
 
 const dir = mkdtempSync(join(tmpdir(), "herd-bench-cp-"));
 const server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
@@ -85,6 +98,10 @@ process.stdout.write(
 );
 
 const stop = async () => {
+  if (profiler && profileFile) {
+    const { profile } = await profiler.post("Profiler.stop");
+    writeFileSync(profileFile, JSON.stringify(profile));
+  }
   await server.close().catch(() => {});
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);

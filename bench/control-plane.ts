@@ -16,7 +16,10 @@
 //    C1M placed 3,750/s — a published figure, not measured here), heartbeat
 //    p50/p99 during the ramp, GET /apps latency during the ramp, and the
 //    control plane's CPU (% of one core) and RSS at rest over REST_S seconds
-//    with every node heartbeating and every instance running.
+//    with every node heartbeating and every instance running. Also the
+//    control plane's CPU per instance during the ramp and its store writes per
+//    instance (the store file's revision, read beside it): figures that do not
+//    depend on how busy the machine is.
 //
 // Peer in the same run: the same bench at a tenth of the size (`--peer-scale`):
 // the ratio of instances/s says whether the control plane keeps its speed as
@@ -29,6 +32,7 @@
 import http from "node:http";
 import { loadavg } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../src/model/protocol.ts";
 import {
   cleanup,
@@ -65,6 +69,10 @@ interface Run {
   heartbeat: { p50: number; p99: number; max: number; count: number; failed: number };
   appsGet: { p50: number; max: number };
   rest?: { cpuPercent: number; rssMb: number; heartbeatP99: number };
+  /** The control plane's CPU during the ramp, ms per instance (what a quiet machine's figure follows). */
+  cpuMsPerInstance: number;
+  /** Store writes (revisions) during the ramp, per instance. */
+  writesPerInstance: number;
 }
 
 const percentile = (sorted: number[], p: number) =>
@@ -279,6 +287,18 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
       });
       bench.latencies = [];
       const appsGet: number[] = [];
+      const storeRevision = () => {
+        // Read-only, beside the server: its store's revision counts every write it made.
+        const db = new DatabaseSync(join(started.dir, "state.db"), { readOnly: true });
+        try {
+          return (db.prepare("SELECT value FROM meta WHERE name = 'revision'").get() as { value: number })
+            .value;
+        } finally {
+          db.close();
+        }
+      };
+      const revision0 = storeRevision();
+      const rampCpu0 = groupCpuSeconds(started.pid);
       const t0 = performance.now();
       await Promise.all(
         Array.from({ length: apps }, async (_, a) => {
@@ -314,6 +334,8 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
         }
       })();
       await Promise.race([finished, new Promise((r) => setTimeout(r, RAMP_TIMEOUT_MS))]);
+      const rampCpu = groupCpuSeconds(started.pid) - rampCpu0;
+      const rampWrites = storeRevision() - revision0;
       await probe;
       clearInterval(progress);
       const rampMs = (tEnd || performance.now()) - t0;
@@ -343,6 +365,8 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
           failed: bench.failures,
         },
         appsGet: { p50: percentile(appsSorted, 0.5), max: appsSorted.at(-1) ?? Number.NaN },
+        cpuMsPerInstance: (rampCpu * 1000) / instances,
+        writesPerInstance: rampWrites / instances,
       };
       console.log(
         `  ${nodes} nodes, ${instances} instances: scale calls answered in ${ms(scaledMs)}, all healthy after ${ms(rampMs)}; ${running} running per the API${bench.failures ? `; ${bench.failures} heartbeats failed (${bench.lastError})` : ""}`,
@@ -400,6 +424,9 @@ async function main(): Promise<void> {
   );
   console.log(
     `  goal ${GOAL_PER_S}/s: ${(full.perSecond / GOAL_PER_S).toFixed(2)}x; Nomad C1M's published ${NOMAD_C1M_PER_S}/s (placed, not measured here): ${(full.perSecond / NOMAD_C1M_PER_S).toFixed(2)}x`,
+  );
+  console.log(
+    `control plane during the ramp: ${full.cpuMsPerInstance.toFixed(2)} ms CPU and ${full.writesPerInstance.toFixed(2)} store writes per instance; peer ${peer.cpuMsPerInstance.toFixed(2)} ms, ${peer.writesPerInstance.toFixed(2)} writes`,
   );
   console.log(
     `heartbeat during the ramp: p50 ${ms(full.heartbeat.p50)}, p99 ${ms(full.heartbeat.p99)}, max ${ms(full.heartbeat.max)} (${full.heartbeat.count} heartbeats, ${full.heartbeat.failed} failed); peer p99 ${ms(peer.heartbeat.p99)}`,

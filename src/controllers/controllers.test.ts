@@ -643,6 +643,81 @@ test("heartbeats that jitter by up to 2 s never make a node not ready; silence m
   );
 });
 
+test("a placement round and a heartbeat write one event per service and reason, naming every instance", async () => {
+  const h = await runningOnN1({ instances: 3 });
+  const ids = (await instancesOf(h)).map((i) => i.id).sort();
+  const events = await h.ctx.events.list({ tenant: "default", app: "hello" });
+  for (const reason of ["Scheduled", "Healthy"]) {
+    const of = events.filter((e) => e.reason === reason);
+    assert.equal(of.length, 1, `one ${reason} event`);
+    assert.match(of[0]!.message, /^3 instances: /);
+    for (const id of ids) assert.ok(of[0]!.message.includes(id), `${reason} names ${id}`);
+    assert.equal(of[0]!.service, "web");
+    assert.equal(of[0]!.node, "n1");
+  }
+  // One alone keeps its own event, with its instance.
+  const one = (await instancesOf(h))[0]!;
+  await agentReports(h, "n1", (i) => (i.id === one.id ? "unhealthy" : "healthy"));
+  const crashed = (await h.ctx.events.list({ tenant: "default", app: "hello" })).filter(
+    (e) => e.reason === "Unhealthy",
+  );
+  assert.deepEqual(
+    crashed.map((e) => e.instance),
+    [one.id],
+  );
+});
+
+test("a server that was behind excuses its nodes that long: not lost for the time it could not listen", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  // The server stalled past the lost timeout; n2's heartbeat was read at its end, n1's was not yet.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  h.m.nodes.excuse(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.checkNodes();
+  assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "ready");
+  // Silence after the stall counts as usual.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n2", hb());
+  await h.m.nodes.checkNodes();
+  assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "lost");
+  assert.equal((await h.store.get<Node>("node", "n2"))?.value.state, "ready");
+});
+
+test("most nodes silent at once are held off for two lost timeouts, then lost; one silent among many is lost at once", async () => {
+  const h = setup();
+  const state = async (n: string) => (await h.store.get<Node>("node", n))?.value.state;
+  for (const n of ["n1", "n2", "n3", "n4"]) await h.m.nodes.handleHeartbeat(n, hb());
+  // Only n4 keeps heartbeating: 3 of 4 silent looks like a server that cannot hear them.
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  await h.m.nodes.handleHeartbeat("n4", hb());
+  await h.m.nodes.checkNodes();
+  assert.deepEqual([await state("n1"), await state("n2"), await state("n3")], ["ready", "ready", "ready"]);
+  // Past the hold (two lost timeouts from when it began): the silence is real.
+  h.clock.advance(2 * DEFAULT_SETTINGS.nodeLostMs);
+  await h.m.nodes.handleHeartbeat("n4", hb());
+  await h.m.nodes.checkNodes();
+  assert.deepEqual([await state("n1"), await state("n2"), await state("n3")], ["lost", "lost", "lost"]);
+  // Back, then one alone goes silent: lost without a hold.
+  for (const n of ["n1", "n2", "n3", "n4"]) await h.m.nodes.handleHeartbeat(n, hb());
+  h.clock.advance(DEFAULT_SETTINGS.nodeLostMs + 1000);
+  for (const n of ["n2", "n3", "n4"]) await h.m.nodes.handleHeartbeat(n, hb());
+  await h.m.nodes.checkNodes();
+  assert.equal(await state("n1"), "lost");
+});
+
+test("a node's silence counts from its last answer, not from when its heartbeat came", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  // The server took longer than the not-ready timeout to answer that heartbeat.
+  h.clock.advance(DEFAULT_SETTINGS.nodeNotReadyMs + 500);
+  h.m.nodes.answered("n1");
+  h.clock.advance(1000);
+  await h.m.nodes.checkNodes();
+  assert.equal((await h.store.get<Node>("node", "n1"))?.value.state, "ready");
+});
+
 test("a deploy whose route a route object (of any app) serves fails; API traffic overrides survive a deploy", async () => {
   const h = await runningOnN1({ instances: 1 });
   assert.equal((await h.store.get<App>("app", "default/hello"))?.value.release, 1);

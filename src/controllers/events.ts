@@ -15,6 +15,27 @@ export type EventInput = Omit<Event, "id" | "time" | "type"> & { type?: Event["t
 /** Listeners see every recorded event (the deploy log follows its deploy's events). */
 export type EventListener = (event: Event) => void;
 
+/** How many instances' messages a merged event lists (recordAll). */
+const MAX_LISTED = 100;
+
+/** One event for a group of the same transition of one service's instances. */
+function merged(group: EventInput[]): EventInput {
+  const first = group[0] as EventInput;
+  if (group.length === 1) return first;
+  const nodes = new Set(group.map((e) => e.node));
+  const listed = group.slice(0, MAX_LISTED).map((e) => e.message);
+  const more = group.length > MAX_LISTED ? `; and ${group.length - MAX_LISTED} more` : "";
+  return {
+    tenant: first.tenant,
+    app: first.app,
+    service: first.service,
+    ...(nodes.size === 1 && first.node ? { node: first.node } : {}),
+    reason: first.reason,
+    ...(first.type ? { type: first.type } : {}),
+    message: `${group.length} instances: ${listed.join("; ")}${more}`,
+  };
+}
+
 export class EventRecorder {
   readonly #store: Store;
   readonly #clock: Clock;
@@ -59,6 +80,26 @@ export class EventRecorder {
     }
     for (const l of this.#listeners) l(event);
     return event;
+  }
+
+  /**
+   * Records the events of transitions made at once (a placement round, one
+   * heartbeat). Those of one service with the same reason become one event
+   * naming every instance (up to MAX_LISTED; one with details stays apart), so a scale of 1,000 costs one
+   * write here instead of 1,000; a transition alone is recorded as it is.
+   */
+  async recordAll(inputs: readonly EventInput[]): Promise<void> {
+    const groups = new Map<string, EventInput[]>();
+    for (const [n, input] of inputs.entries()) {
+      // One with details (a crash's last log lines) keeps its own event.
+      const key = input.details
+        ? String(n)
+        : JSON.stringify([input.tenant, input.app, input.service, input.reason, input.type]);
+      const group = groups.get(key);
+      if (group) group.push(input);
+      else groups.set(key, [input]);
+    }
+    await Promise.all([...groups.values()].map((group) => this.record(merged(group))));
   }
 
   on(listener: EventListener): () => void {

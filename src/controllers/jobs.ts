@@ -346,10 +346,12 @@ export class JobsController {
 
   /** One pass over every run and schedule (see the file's comment). */
   async tick(): Promise<void> {
-    const { store } = this.#ctx;
+    const { informer } = this.#ctx;
     const now = this.#now();
-    const nodes = new Map((await store.list<Node>("node")).items.map((o) => [o.value.name, o.value]));
-    const runs = (await store.list<Run>("run")).items;
+    // Nodes, runs and services from the informer, synced: no parse of every node each tick.
+    await informer.sync();
+    const nodes = new Map(informer.list<Node>("node").map((o) => [o.value.name, o.value]));
+    const runs = byKey(informer.list<Run>("run"));
     for (const o of runs) {
       const r = o.value;
       if (FINISHED.has(r.state)) continue;
@@ -378,9 +380,11 @@ export class JobsController {
     const { store } = this.#ctx;
     const r = o.value;
     if (r.node !== null || FINISHED.has(r.state)) return;
-    const nodes = (await store.list<Node>("node")).items.map((n) => n.value);
-    const services = new Map((await store.list<Service>("service")).items.map((s) => [s.key, s.value]));
-    const instances = (await store.list<Instance>("instance")).items.map((i) => i.value);
+    const { informer } = this.#ctx;
+    await informer.sync();
+    const nodes = informer.list<Node>("node").map((n) => n.value);
+    const services = new Map(informer.list<Service>("service").map((s) => [s.key, s.value]));
+    const instances = informer.list<Instance>("instance").map((i) => i.value);
     const scheduler = new Scheduler(
       new ClusterState(nodes.map(schedulerNode), placedInstances(instances, services)),
       this.#cursor,
@@ -410,7 +414,7 @@ export class JobsController {
   /** Each job whose schedule fired since it was last looked at gets its run (once: the id is fixed). */
   async #fireSchedules(now: number, runs: StoredObject<Run>[]): Promise<void> {
     const { store } = this.#ctx;
-    for (const o of (await store.list<Service>("service")).items) {
+    for (const o of byKey(this.#ctx.informer.list<Service>("service"))) {
       const svc = o.value;
       if (!svc.spec.jobs) continue;
       const app = await store.get<App>("app", appKey(svc.tenant, svc.app));
@@ -496,7 +500,7 @@ export class JobsController {
   async #pruneHistory(runs: StoredObject<Run>[], now: number): Promise<void> {
     const { store } = this.#ctx;
     const keep = new Map<string, number>();
-    for (const o of (await store.list<Service>("service")).items)
+    for (const o of this.#ctx.informer.list<Service>("service"))
       for (const [job, spec] of Object.entries(o.value.spec.jobs ?? {}))
         keep.set(`${o.value.tenant}/${o.value.app}/job:${job}`, spec.history);
     const apps = new Map((await store.list<App>("app")).items.map((o) => [o.key, o.value]));
@@ -592,4 +596,9 @@ export function recordingExit(command: string): string {
 /** A scheduled time's run id: the same job and time always give the same id. */
 export function scheduledRunId(tenant: string, app: string, job: string, slot: number): string {
   return `job-${createHash("sha256").update(`${tenant}/${app}/${job}/${slot}`).digest("hex").slice(0, 20)}`;
+}
+
+/** Informer objects in key order, as a store list gives them. */
+function byKey<T>(objects: StoredObject<T>[]): StoredObject<T>[] {
+  return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }

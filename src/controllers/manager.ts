@@ -25,6 +25,10 @@ import { type EndpointSource, RolloutController } from "./rollout-controller.ts"
 import { ServiceController } from "./service-controller.ts";
 import { SetController } from "./set-controller.ts";
 
+/** How often node liveness is checked, and how late a check may come before it excuses the nodes (ms). */
+const NODE_CHECK_MS = 250;
+const NODE_CHECK_LATE_MS = 50;
+
 export class ControllerManager {
   readonly services: ServiceController;
   readonly deploys: DeployController;
@@ -122,12 +126,17 @@ export class ControllerManager {
         resyncMs,
       ),
     );
+    // A tick that fires late means the server was behind (a busy event loop): that long is
+    // nobody's silence. Measured on the real clock, whatever clock the controllers use.
+    let lastCheck = performance.now();
     this.#timers.push(
-      setInterval(
-        () =>
-          void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err })),
-        250,
-      ),
+      setInterval(() => {
+        const t = performance.now();
+        const late = t - lastCheck - NODE_CHECK_MS;
+        lastCheck = t;
+        if (late > NODE_CHECK_LATE_MS) this.nodes.excuse(late);
+        void this.nodes.checkNodes().catch((err) => this.#ctx.logger.warn("node check failed", { err }));
+      }, NODE_CHECK_MS),
     );
     for (const t of this.#timers) t.unref();
     this.autoscaler.start();

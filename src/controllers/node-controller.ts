@@ -4,6 +4,9 @@
  *   agent ──heartbeat(status)──► handleHeartbeat ──► Node + Instance states (+ Events)
  *         ◄──reply(desired)────┘
  *   every 250 ms: checkNodes ──► ready → not_ready → lost ──► instances lost (cattle replaced by the service controller)
+ *                 (silence counts from the last answer; a tick that comes late
+ *                  excuses every node that long; most nodes silent at once holds
+ *                  off for a while: a server behind does not call healthy nodes lost)
  *
  * The time of the last heartbeat is kept in memory (a store write per
  * heartbeat would wake every watcher every second); the Node object is
@@ -15,6 +18,7 @@ import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from 
 import { bytes } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
+import type { EventInput } from "./events.ts";
 
 /**
  * How often lastHeartbeat is written to the store when nothing else changed:
@@ -26,10 +30,22 @@ import type { Context } from "./context.ts";
 const PERSIST_HEARTBEAT_MS = 5000;
 const PERSIST_HEARTBEATS_PER_S = 20;
 
+/**
+ * With at least this many nodes, more than half of them silent at once holds
+ * off their not_ready/lost (the server is more likely behind than they dead),
+ * for at most this many lost timeouts.
+ */
+const MASS_SILENCE_MIN_NODES = 3;
+const MASS_SILENCE_HOLD_LOST_TIMEOUTS = 2;
+
 export class NodeController {
   readonly #ctx: Context;
   readonly #lastSeen = new Map<string, number>();
   #startedAt: number;
+  #checking = false;
+  /** Since when most nodes have been silent at once (see checkNodes). */
+  #massSilenceSince: number | undefined;
+  #massSilenceWarned = 0;
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
@@ -40,6 +56,27 @@ export class NodeController {
   restartClock(): void {
     this.#lastSeen.clear();
     this.#startedAt = this.#ctx.clock.now();
+  }
+
+  /**
+   * The server itself was `ms` late (its timers fired late: the event loop was
+   * busy, e.g. behind on commits), so heartbeats that arrived meanwhile may
+   * still wait unread: nobody's silence during that time counts against it.
+   */
+  excuse(ms: number): void {
+    if (!(ms > 0)) return;
+    const now = this.#ctx.clock.now();
+    for (const [name, seen] of this.#lastSeen) this.#lastSeen.set(name, Math.min(now, seen + ms));
+    this.#startedAt = Math.min(now, this.#startedAt + ms);
+  }
+
+  /**
+   * The heartbeat of `name` was answered: its next one can come only after
+   * this, so its silence counts from here (a server slow to answer does not
+   * make a node look silent).
+   */
+  answered(name: string): void {
+    if (this.#lastSeen.has(name)) this.#lastSeen.set(name, this.#ctx.clock.now());
   }
 
   /** Applies one heartbeat and answers with the node's desired instances. */
@@ -140,23 +177,30 @@ export class NodeController {
     const statuses = new Map(hb.instances.map((s) => [s.id, s]));
     // What this node holds, from the informer's node index: a heartbeat costs what its node runs.
     const mine = this.#ctx.informer.by<Instance>("instance", "node", name);
+    // The instances' new states are written together (one store transaction for the lot),
+    // then their events (one per service and reason: EventRecorder.recordAll).
+    const transitions: EventInput[] = [];
+    const current = await Promise.all(
+      mine.map(async (o) => {
+        let status = statuses.get(o.value.id);
+        if (
+          !status &&
+          (o.value.state === "ready" || o.value.state === "running") &&
+          o.value.desired === "running"
+        ) {
+          // The agent no longer has a process it ran (its data dir was wiped, or it was replaced).
+          status = {
+            id: o.value.id,
+            generation: o.value.generation,
+            state: "exited",
+            message: "the agent no longer has it",
+          };
+        }
+        return status ? ((await this.#applyStatus(o, status, transitions)) ?? o) : o;
+      }),
+    ).finally(() => events.recordAll(transitions));
     const reply: DesiredInstance[] = [];
-    for (let o of mine) {
-      let status = statuses.get(o.value.id);
-      if (
-        !status &&
-        (o.value.state === "ready" || o.value.state === "running") &&
-        o.value.desired === "running"
-      ) {
-        // The agent no longer has a process it ran (its data dir was wiped, or it was replaced).
-        status = {
-          id: o.value.id,
-          generation: o.value.generation,
-          state: "exited",
-          message: "the agent no longer has it",
-        };
-      }
-      if (status) o = (await this.#applyStatus(o, status)) ?? o;
+    for (const o of current) {
       const i = o.value;
       const draining =
         i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;
@@ -193,12 +237,13 @@ export class NodeController {
     return { secretEnv: env };
   }
 
-  /** Moves an instance's state to what its agent saw; records the transition. */
+  /** Moves an instance's state to what its agent saw; adds the transition's event to `events`. */
   async #applyStatus(
     o: StoredObject<Instance>,
     s: InstanceStatus,
+    events: EventInput[],
   ): Promise<StoredObject<Instance> | undefined> {
-    const { store, events } = this.#ctx;
+    const { store } = this.#ctx;
     for (let attempt = 0; attempt < 3; attempt++) {
       const i = o.value;
       // A report about an older generation (a pet being restarted) says nothing about the new one.
@@ -219,7 +264,7 @@ export class NodeController {
       try {
         const saved = await store.put("instance", o.key, updated, { expectRevision: o.revision });
         if (next) {
-          await events.record({
+          events.push({
             tenant: i.tenant,
             app: i.app,
             service: i.service,
@@ -244,9 +289,23 @@ export class NodeController {
 
   /** Marks nodes whose heartbeats stopped as not ready, then lost; their instances as lost. */
   async checkNodes(): Promise<void> {
+    // One check at a time: a check slowed by its writes is not run twice over.
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      await this.#checkNodes();
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  async #checkNodes(): Promise<void> {
     const { store, clock, events, settings } = this.#ctx;
     const now = clock.now();
     await this.#ctx.informer.sync();
+    const changes: { o: StoredObject<Node>; state: "not_ready" | "lost"; silence: number }[] = [];
+    let counted = 0;
+    let silent = 0;
     for (const o of this.#ctx.informer.list<Node>("node")) {
       const n = o.value;
       // After a server restart, give agents a full timeout to check in again.
@@ -254,9 +313,34 @@ export class NodeController {
       const silence = now - seen;
       const state =
         silence > settings.nodeLostMs ? "lost" : silence > settings.nodeNotReadyMs ? "not_ready" : "ready";
+      if (n.state !== "lost") {
+        counted++;
+        if (state !== "ready") silent++;
+      }
       if (state === n.state || (state === "ready" && !this.#lastSeen.has(n.name))) continue;
       if (state === "ready") continue; // only heartbeats make a node ready
       if (n.state === "lost") continue; // lost stays lost until a heartbeat
+      changes.push({ o, state, silence });
+    }
+    // Most nodes silent at once: more likely this server is behind (or cut off) than most
+    // machines died together. Hold off, for at most MASS_SILENCE_HOLD_LOST_TIMEOUTS timeouts.
+    if (counted >= MASS_SILENCE_MIN_NODES && silent > counted / 2) {
+      this.#massSilenceSince ??= now;
+      if (now - this.#massSilenceSince < settings.nodeLostMs * MASS_SILENCE_HOLD_LOST_TIMEOUTS) {
+        if (now - this.#massSilenceWarned > settings.nodeLostMs) {
+          this.#massSilenceWarned = now;
+          this.#ctx.logger.warn("most nodes are silent at once: holding off calling them lost", {
+            silent,
+            nodes: counted,
+          });
+        }
+        return;
+      }
+    } else {
+      this.#massSilenceSince = undefined;
+    }
+    for (const { o, state, silence } of changes) {
+      const n = o.value;
       await store.put("node", n.name, { ...n, state }, { expectRevision: o.revision });
       await events.record({
         node: n.name,

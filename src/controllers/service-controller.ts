@@ -504,6 +504,10 @@ export class ServiceController {
     const byId = new Map(all.map((o) => [o.value.id, o]));
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
     const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
+    // The placements are decided here, one after the other; their writes go out together
+    // (one store transaction for the lot: store/sqlite-store.ts group commit).
+    const writes: Promise<void>[] = [];
+    const events: EventInput[] = [];
     for (const o of queue) {
       const i = o.value;
       const placement = scheduler.place(
@@ -527,31 +531,43 @@ export class ServiceController {
             0,
           );
         }
-        await this.#transition(
-          o,
-          {
-            node: placement.node,
-            state: "provisioning",
-            reason: "Scheduled",
-            message: "",
-            startedAt: this.#nowIso(),
-            moving: undefined,
-          },
-          { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
+        writes.push(
+          this.#write(
+            events,
+            o,
+            {
+              node: placement.node,
+              state: "provisioning",
+              reason: "Scheduled",
+              message: "",
+              startedAt: this.#nowIso(),
+              moving: undefined,
+            },
+            { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
+          ),
         );
       } else if ((o.revision === 0 || i.message !== placement.message) && this.#mayRewrite(i)) {
-        await this.#transition(
-          o,
-          { reason: "Unschedulable", message: placement.message },
-          {
-            reason: "FailedScheduling",
-            type: "warning",
-            message: `${i.id} cannot be placed: ${placement.message}`,
-          },
+        writes.push(
+          this.#write(
+            events,
+            o,
+            { reason: "Unschedulable", message: placement.message },
+            {
+              reason: "FailedScheduling",
+              type: "warning",
+              message: `${i.id} cannot be placed: ${placement.message}`,
+            },
+          ),
         );
       }
     }
     this.#cursor = scheduler.cursor;
+    try {
+      await allWritten(writes);
+    } finally {
+      // The written ones' events, one per service and reason (EventRecorder.recordAll).
+      await this.#ctx.events.recordAll(events);
+    }
   }
 
   /**
@@ -637,6 +653,25 @@ export class ServiceController {
       },
       { reason: "Updating", message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}` },
     );
+  }
+
+  /** Writes a change to an instance; once written, adds the Event that says why to `events`. */
+  async #write(
+    events: EventInput[],
+    o: StoredObject<Instance>,
+    patch: Partial<Instance>,
+    event: Pick<EventInput, "reason" | "message" | "type" | "details">,
+  ): Promise<void> {
+    const i = o.value;
+    await this.#ctx.store.put("instance", o.key, { ...i, ...patch }, { expectRevision: o.revision });
+    events.push({
+      tenant: i.tenant,
+      app: i.app,
+      service: i.service,
+      instance: i.id,
+      node: (patch.node ?? i.node) || undefined,
+      ...event,
+    });
   }
 
   /** Writes a change to an instance and the Event that says why (every transition is one). */
@@ -787,4 +822,10 @@ function nextPetId(svc: Service, taken: Set<string>): string {
     const id = `${svc.app}-${svc.name}-${n}`;
     if (!taken.has(id)) return id;
   }
+}
+
+/** Waits for every write; then throws the first failure, if any (no write is left running). */
+export async function allWritten(writes: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }

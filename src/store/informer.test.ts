@@ -126,3 +126,25 @@ test("informer: a watch that falls behind the store's history relists and serves
     await store.close();
   }
 });
+
+test("informer: changes(kind) moves when an object of that kind changes, and only then", async () => {
+  const store = new MemoryStore();
+  const informer = controlPlaneInformer(store);
+  try {
+    await informer.sync();
+    const before = informer.changes("service");
+    await store.put("instance", "a", instance("a", "n1"));
+    await store.put("event", "e1", { note: "not kept" });
+    await informer.sync();
+    assert.equal(informer.changes("service"), before, "other kinds leave it");
+    await store.put("service", "t/shop/web", { tenant: "t", app: "shop", name: "web" });
+    await informer.sync();
+    const put = informer.changes("service");
+    assert.notEqual(put, before);
+    await store.delete("service", "t/shop/web");
+    await informer.sync();
+    assert.notEqual(informer.changes("service"), put);
+  } finally {
+    informer.stop();
+  }
+});

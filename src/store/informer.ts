@@ -62,6 +62,8 @@ export class Informer {
   /** `${kind}/${index}` → index value → key → object. */
   #indexed = new Map<string, Map<string, Bucket>>();
   #revision = 0;
+  /** Per kind, how many times the cache's objects of that kind changed (see changes()). */
+  #changes = new Map<Kind, number>();
   /** When the watch last delivered a change (performance.now()). */
   #lastEventAt = 0;
   #waiters: Waiter[] = [];
@@ -146,6 +148,14 @@ export class Informer {
     return [...this.#bucket(kind).values()] as StoredObject<T>[];
   }
 
+  /**
+   * A number that moves whenever an object of `kind` in the cache changes:
+   * something derived from a kind can be kept until it moves.
+   */
+  changes(kind: Kind): number {
+    return this.#changes.get(kind) ?? 0;
+  }
+
   /** How many objects of a kind the cache holds. */
   count(kind: Kind): number {
     return this.#bucket(kind).size;
@@ -193,6 +203,7 @@ export class Informer {
     }
     if (!Number.isFinite(from)) from = await this.#store.revision();
     this.#objects = objects;
+    for (const kind of this.#kinds) this.#changed(kind);
     this.#indexed = new Map(this.#indexes.map((ix) => [`${ix.kind}/${ix.name}`, new Map()]));
     for (const bucket of objects.values()) for (const o of bucket.values()) this.#addToIndexes(o);
     this.#advance(from);
@@ -231,14 +242,20 @@ export class Informer {
     const cached = bucket.get(ev.key);
     if (ev.type === "put") {
       if (cached && cached.revision >= ev.object.revision) return;
+      this.#changed(ev.kind);
       if (cached) this.#removeFromIndexes(cached);
       bucket.set(ev.key, ev.object);
       this.#addToIndexes(ev.object);
     } else {
       if (!cached || cached.revision >= ev.revision) return;
+      this.#changed(ev.kind);
       this.#removeFromIndexes(cached);
       bucket.delete(ev.key);
     }
+  }
+
+  #changed(kind: Kind): void {
+    this.#changes.set(kind, this.changes(kind) + 1);
   }
 
   #addToIndexes(o: StoredObject): void {

@@ -137,22 +137,20 @@ test("sqlite: a watcher more than historyLimit changes behind ends with gone", a
   });
 });
 
-test("sqlite: every acknowledged write survives SIGKILL of the writing process", {
-  timeout: 60_000,
-}, async () => {
+/**
+ * Runs a writer process that prints each key once its put resolved (after
+ * COMMIT), kills it with SIGKILL after 300 keys, and checks that every printed
+ * key is in the file. `body` is the writer's loop, with `store` open.
+ */
+async function killWriterAndCheck(body: string): Promise<void> {
   await withTempDir(async (dir) => {
     const path = join(dir, "store.db");
     const script = join(dir, "writer.mjs");
-    // The writer prints a key only after its put resolved, i.e. after COMMIT.
     await writeFile(
       script,
       `import { SqliteStore } from ${JSON.stringify(new URL("./sqlite-store.ts", import.meta.url).href)};
 const store = SqliteStore.open(process.argv[2]);
-for (let n = 0; n < 100000; n++) {
-  const key = "e" + String(n).padStart(6, "0");
-  await store.put("event", key, { n, padding: "x".repeat(500) });
-  process.stdout.write(key + "\\n");
-}
+${body}
 `,
     );
     const child = spawn(process.execPath, [script, path], { stdio: ["ignore", "pipe", "pipe"] });
@@ -189,12 +187,125 @@ for (let n = 0; n < 100000; n++) {
         assert.deepEqual(missing, [], "acknowledged keys missing after the crash");
         const revision = await store.revision();
         assert.ok(revision >= acknowledged.length);
+        assert.equal(revision, stored.size, "the revision counts exactly the writes stored");
         assert.equal((await store.put("event", "after", {})).revision, revision + 1);
       } finally {
         await store.close();
       }
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
+}
+
+test("sqlite: every acknowledged write survives SIGKILL of the writing process", {
+  timeout: 60_000,
+}, async () => {
+  await killWriterAndCheck(`for (let n = 0; n < 100000; n++) {
+  const key = "e" + String(n).padStart(6, "0");
+  await store.put("event", key, { n, padding: "x".repeat(500) });
+  process.stdout.write(key + "\\n");
+}`);
+});
+
+test("sqlite: group commit: writes in flight together survive SIGKILL once acknowledged", {
+  timeout: 60_000,
+}, async () => {
+  // 50 writers at once: each transaction holds many writes, and the kill lands
+  // while some groups are queued, some committing, some acknowledged.
+  await killWriterAndCheck(`let n = 0;
+await Promise.all(Array.from({ length: 50 }, async () => {
+  for (;;) {
+    const key = "e" + String(n++).padStart(6, "0");
+    await store.put("event", key, { padding: "x".repeat(500) });
+    process.stdout.write(key + "\\n");
+  }
+}));`);
+});
+
+test("sqlite: group commit: one transaction for the writes of one turn, a conflict fails only its own", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "store.db");
+    const store = SqliteStore.open(path);
+    const controller = new AbortController();
+    try {
+      const base = await store.put("node", "n1", { v: 0 });
+      const events = store
+        .watch({ fromRevision: base.revision, signal: controller.signal })
+        [Symbol.asyncIterator]();
+      const results = await Promise.allSettled([
+        store.put("app", "t/a", { v: 1 }),
+        store.put("node", "n1", { v: 1 }, { expectRevision: base.revision + 5 }),
+        store.delete("app", "t/missing"),
+        store.put("app", "t/b", { v: 1 }),
+        store.put("node", "n1", { v: 2 }, { expectRevision: base.revision }),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled"],
+      );
+      assert.ok(isCode((results[1] as PromiseRejectedResult).reason, "conflict"));
+      // The revisions are contiguous: the failed write took none.
+      assert.deepEqual(
+        results.map((r) =>
+          r.status === "fulfilled" && typeof r.value === "object" ? r.value.revision : r.status,
+        ),
+        [2, "rejected", "fulfilled", 3, 4],
+      );
+      const seen: string[] = [];
+      for (let n = 0; n < 3; n++) {
+        const { value } = await events.next();
+        seen.push(`${value.revision} ${value.key}`);
+      }
+      assert.deepEqual(seen, ["2 t/a", "3 t/b", "4 n1"]);
+      // All three went to disk in one transaction: the file's write counter moved once.
+      const check = new DatabaseSync(path);
+      try {
+        const before = (check.prepare("PRAGMA data_version").get() as { data_version: number }).data_version;
+        await Promise.all(Array.from({ length: 20 }, (_, n) => store.put("event", `e${n}`, { n })));
+        const after = (check.prepare("PRAGMA data_version").get() as { data_version: number }).data_version;
+        assert.equal(after - before, 1, "20 writes of one turn are one commit");
+      } finally {
+        check.close();
+      }
+    } finally {
+      controller.abort();
+      await store.close();
+    }
+  });
+});
+
+test("sqlite: group commit: a transaction that cannot start fails every write of its group, none stored or watched", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "store.db");
+    const store = SqliteStore.open(path, { busyTimeoutMs: 50 });
+    const controller = new AbortController();
+    const other = new DatabaseSync(path);
+    try {
+      const seen: number[] = [];
+      const watching = (async () => {
+        for await (const e of store.watch({ signal: controller.signal })) seen.push(e.revision);
+      })().catch(() => {});
+      // Another connection holds the write lock past the busy timeout.
+      other.exec("BEGIN IMMEDIATE");
+      const results = await Promise.allSettled([store.put("app", "t/a", {}), store.put("app", "t/b", {})]);
+      other.exec("ROLLBACK");
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["rejected", "rejected"],
+      );
+      assert.equal(await store.revision(), 0);
+      assert.deepEqual((await store.list("app")).items, []);
+      // The store goes on: the next group commits.
+      assert.equal((await store.put("app", "t/c", {})).revision, 1);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(seen, [1]);
+      controller.abort();
+      await watching;
+    } finally {
+      controller.abort();
+      other.close();
+      await store.close();
     }
   });
 });

@@ -3,11 +3,13 @@
  * synchronous=FULL, so an acknowledged write survives a crash of the process
  * or the machine.
  *
- * Every put or delete is one BEGIN IMMEDIATE transaction that checks the
- * expected revision, bumps the global revision kept in `meta`, writes the
- * object and appends a row to `changes` (the watch history, trimmed to the
- * last `historyLimit` rows). After the commit the change goes to this
- * process's watchers; writes made by other processes on the same file are
+ * Writes are group-committed: the puts and deletes asked for within one turn
+ * of the event loop run in one BEGIN IMMEDIATE transaction (one fsync), each
+ * in its own savepoint: it checks the expected revision, takes the next global
+ * revision (kept in `meta`), writes the object and appends a row to `changes`
+ * (the watch history, trimmed to the last `historyLimit` rows). After the
+ * commit the changes go to this process's watchers and only then are the
+ * callers answered, so an acknowledged write is on disk; writes made by other processes on the same file are
  * stored correctly but reach only watches that start later, from history.
  */
 
@@ -76,6 +78,13 @@ interface ChangeRow {
   value: string;
 }
 
+interface PendingWrite {
+  /** Runs inside the transaction: checks, writes, returns the change (undefined: nothing changed). */
+  apply: () => WatchEvent | undefined;
+  resolve: (event: WatchEvent | undefined) => void;
+  reject: (err: unknown) => void;
+}
+
 /** The Store on a SQLite file; the control plane's default. */
 export class SqliteStore implements Store {
   #db: DatabaseSync;
@@ -83,6 +92,12 @@ export class SqliteStore implements Store {
   #hub: WatchHub;
   #closed = false;
   #sql: ReturnType<typeof prepareStatements>;
+  /** Writes waiting for the next transaction (see #write). */
+  #queue: PendingWrite[] = [];
+  /** The revision within the running write transaction. */
+  #revision = 0;
+  /** The revision read this turn of the event loop (see revision()). */
+  #knownRevision: number | undefined;
 
   private constructor(db: DatabaseSync, historyLimit: number) {
     this.#db = db;
@@ -153,13 +168,13 @@ export class SqliteStore implements Store {
     this.#checkOpen();
     const expected = checkExpectRevision(options);
     const json = toJson(value);
-    const event = this.#transaction("IMMEDIATE", () => {
+    const event = await this.#write(() => {
       const current = this.#sql.getObject.get({ kind, key }) as ObjectRow | undefined;
       checkRevisionMatches(kind, key, current?.revision ?? 0, expected);
       const revision = this.#nextRevision();
       const createRevision = current ? current.create_revision : revision;
       this.#sql.upsertObject.run({ kind, key, revision, createRevision, value: json });
-      const change: ChangeRow = {
+      return this.#record({
         revision,
         kind,
         key,
@@ -167,24 +182,21 @@ export class SqliteStore implements Store {
         object_revision: revision,
         create_revision: createRevision,
         value: json,
-      };
-      this.#record(change);
-      return toWatchEvent(change);
+      });
     });
-    this.#hub.publish(event);
-    return event.object as StoredObject<T>;
+    return event?.object as StoredObject<T>;
   }
 
   async delete(kind: Kind, key: string, options?: PutOptions): Promise<boolean> {
     this.#checkOpen();
     const expected = checkExpectRevision(options);
-    const event = this.#transaction("IMMEDIATE", () => {
+    const event = await this.#write(() => {
       const current = this.#sql.getObject.get({ kind, key }) as ObjectRow | undefined;
       checkRevisionMatches(kind, key, current?.revision ?? 0, expected);
       if (!current) return undefined;
       const revision = this.#nextRevision();
       this.#sql.deleteObject.run({ kind, key });
-      const change: ChangeRow = {
+      return this.#record({
         revision,
         kind,
         key,
@@ -192,13 +204,9 @@ export class SqliteStore implements Store {
         object_revision: current.revision,
         create_revision: current.create_revision,
         value: current.value,
-      };
-      this.#record(change);
-      return toWatchEvent(change);
+      });
     });
-    if (!event) return false;
-    this.#hub.publish(event);
-    return true;
+    return event !== undefined;
   }
 
   watch<T = unknown>(options: WatchOptions): AsyncIterable<WatchEvent<T>> {
@@ -207,11 +215,21 @@ export class SqliteStore implements Store {
 
   async revision(): Promise<number> {
     this.#checkOpen();
-    return this.#currentRevision();
+    // Asked on every informer sync (each heartbeat, each reconcile): read once per turn of the
+    // event loop, and kept current by this store's own commits (#flush).
+    if (this.#knownRevision === undefined) {
+      this.#knownRevision = this.#currentRevision();
+      setImmediate(() => {
+        this.#knownRevision = undefined;
+      });
+    }
+    return this.#knownRevision;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Writes already asked for are committed (and acknowledged) before the file closes.
+    this.#flush();
     this.#closed = true;
     this.#hub.close();
     this.#db.close();
@@ -231,8 +249,70 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Appends a change to the history and trims the history to the limit. */
-  #record(change: ChangeRow): void {
+  /**
+   * Group commit: queues one write and runs it in the next transaction. The
+   * writes asked for within one turn of the event loop share one BEGIN
+   * IMMEDIATE … COMMIT (one fsync); each runs in its own savepoint, so a
+   * conflict fails only its own caller. A caller hears back only after the
+   * COMMIT, so a crash loses no acknowledged write.
+   */
+  #write(apply: () => WatchEvent | undefined): Promise<WatchEvent | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ apply, resolve, reject });
+      if (this.#queue.length === 1) setImmediate(() => this.#flush());
+    });
+  }
+
+  /** Runs and commits every queued write in one transaction, then publishes and acknowledges them. */
+  #flush(): void {
+    const batch = this.#queue;
+    if (batch.length === 0) return;
+    this.#queue = [];
+    if (this.#closed) {
+      for (const w of batch) w.reject(closedStoreError());
+      return;
+    }
+    const outcomes: ({ event: WatchEvent | undefined } | { error: unknown })[] = [];
+    try {
+      this.#transaction("IMMEDIATE", () => {
+        this.#revision = this.#currentRevision();
+        const first = this.#revision;
+        for (const w of batch) {
+          this.#sql.savepoint.run();
+          try {
+            outcomes.push({ event: w.apply() });
+            this.#sql.release.run();
+          } catch (error) {
+            this.#sql.rollbackTo.run();
+            this.#sql.release.run();
+            outcomes.push({ error });
+          }
+        }
+        if (this.#revision > first) {
+          this.#sql.setRevision.run({ value: this.#revision });
+          const floor = this.#revision - this.#historyLimit;
+          if (floor > 0) {
+            this.#sql.trimChanges.run({ floor });
+            this.#sql.raiseCompacted.run({ floor });
+          }
+        }
+      });
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    if (this.#knownRevision !== undefined) this.#knownRevision = this.#revision;
+    // Committed: watchers first (in revision order), then the callers.
+    for (const outcome of outcomes) if ("event" in outcome && outcome.event) this.#hub.publish(outcome.event);
+    batch.forEach((w, n) => {
+      const outcome = outcomes[n] as { event: WatchEvent | undefined } | { error: unknown };
+      if ("error" in outcome) w.reject(outcome.error);
+      else w.resolve(outcome.event);
+    });
+  }
+
+  /** Appends a change to the history (trimmed once per transaction) and returns its event. */
+  #record(change: ChangeRow): WatchEvent {
     this.#sql.insertChange.run({
       revision: change.revision,
       kind: change.kind,
@@ -242,15 +322,13 @@ export class SqliteStore implements Store {
       createRevision: change.create_revision,
       value: change.value,
     });
-    const floor = change.revision - this.#historyLimit;
-    if (floor > 0) {
-      this.#sql.trimChanges.run({ floor });
-      this.#sql.raiseCompacted.run({ floor });
-    }
+    return toWatchEvent(change);
   }
 
+  /** The next revision within the running transaction (written to meta at its end). */
   #nextRevision(): number {
-    return (this.#sql.bumpRevision.get() as { value: number }).value;
+    this.#revision += 1;
+    return this.#revision;
   }
 
   #currentRevision(): number {
@@ -301,7 +379,10 @@ function prepareStatements(db: DatabaseSync) {
     ),
     trimChanges: db.prepare("DELETE FROM changes WHERE revision <= :floor"),
     raiseCompacted: db.prepare("UPDATE meta SET value = max(value, :floor) WHERE name = 'compacted'"),
-    bumpRevision: db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value"),
+    setRevision: db.prepare("UPDATE meta SET value = :value WHERE name = 'revision'"),
+    savepoint: db.prepare("SAVEPOINT write"),
+    release: db.prepare("RELEASE write"),
+    rollbackTo: db.prepare("ROLLBACK TO write"),
     getMeta: db.prepare("SELECT value FROM meta WHERE name = :name"),
   };
 }

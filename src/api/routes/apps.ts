@@ -290,9 +290,11 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const tenant = tenantOf(req);
       const o = await getApp(tenant, (req.params as { app: string }).app);
-      const items = (await store.list<Instance>("instance")).items
+      // The app's instances from the informer's app index, synced: not every instance parsed.
+      await controllers.informer.sync();
+      const items = controllers.informer
+        .by<Instance>("instance", "app", `${tenant}/${o.value.name}`)
         .map((i) => i.value)
-        .filter((i) => i.tenant === tenant && i.app === o.value.name)
         .sort((a, b) => a.service.localeCompare(b.service) || a.createdAt.localeCompare(b.createdAt))
         .map((i) => ({ ...i, qos: qosClass(i.run.resources) }));
       return { items };

@@ -125,12 +125,15 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const config = await deps.config.forInstances(reply.instances, hb.instances);
       const instances =
         config.size === 0 ? reply.instances : reply.instances.map((d) => withConfig(d, config.get(d.id)));
-      return {
+      const answer = {
         ...reply,
         instances,
         ingestTokens: await deps.ingestTokens.forTenants(tenants),
         services: tenantServices(controllers.informer, tenants),
       };
+      // Its next heartbeat can come only after this answer: silence counts from now.
+      controllers.nodes.answered(name);
+      return answer;
     },
   );
 
@@ -272,15 +275,29 @@ function parseKinds(kinds: string | undefined): Kind[] {
 const withConfig = (d: DesiredInstance, config: InstanceConfig | undefined): DesiredInstance =>
   config ? { ...d, config } : d;
 
+/** tenantServices' answers, kept until a service changes (asked on every heartbeat). */
+const servicesCache = new WeakMap<Informer, { changes: number; byTenant: Map<string, string[]> }>();
+
 /** Each tenant's services as `app/service` (service discovery's env, docs/service-discovery.md). */
 function tenantServices(informer: Informer, tenants: string[]): Record<string, string[]> {
+  const changes = informer.changes("service");
+  let cache = servicesCache.get(informer);
+  if (cache?.changes !== changes) {
+    cache = { changes, byTenant: new Map() };
+    servicesCache.set(informer, cache);
+  }
   const out: Record<string, string[]> = {};
   for (const tenant of new Set(tenants)) {
     // The informer (synced by the heartbeat just before): no parse of the tenant's services per heartbeat.
-    out[tenant] = informer
-      .by<Service>("service", "tenant", tenant)
-      .map((o) => `${o.value.app}/${o.value.name}`)
-      .sort();
+    let names = cache.byTenant.get(tenant);
+    if (!names) {
+      names = informer
+        .by<Service>("service", "tenant", tenant)
+        .map((o) => `${o.value.app}/${o.value.name}`)
+        .sort();
+      cache.byTenant.set(tenant, names);
+    }
+    out[tenant] = names;
   }
   return out;
 }

@@ -156,7 +156,7 @@ export class RemediationEngine {
     const { ctx } = this.#o;
     const load: LoadFigures = ctx.load ?? NO_LOAD;
     const now = ctx.clock.now();
-    const views = await appViews(ctx.store, load, this.#o.alerts?.() ?? [], now, this.#o.cpuCores);
+    const views = await appViews(ctx, load, this.#o.alerts?.() ?? [], now, this.#o.cpuCores);
     const policies = new Map(
       (await ctx.store.list<RemediationPolicy>("remediation")).items.map((o) => [o.key, o]),
     );

@@ -13,7 +13,8 @@ import {
   type Release,
   type Service,
 } from "../../model/objects.ts";
-import type { Store } from "../../store/store.ts";
+import type { Informer } from "../../store/informer.ts";
+import type { Store, StoredObject } from "../../store/store.ts";
 import type { AppView, CallEdge, FiringAlert } from "./view.ts";
 
 /** A firing alert as the evaluator holds it (the fields the engine reads). */
@@ -33,16 +34,18 @@ export const NO_LOAD: LoadFigures = { service: () => undefined, instances: () =>
 
 /** Every live app with services, as views without releases (those are read only when a rule fires). */
 export async function appViews(
-  store: Store,
+  { store, informer }: { store: Store; informer: Informer },
   load: LoadFigures,
   alerts: readonly AlertLike[],
   now: number,
   cpuCores?: (instance: Instance) => number | undefined,
 ): Promise<AppView[]> {
   const apps = (await store.list<App>("app")).items.map((o) => o.value);
-  const services = (await store.list<Service>("service")).items.map((o) => o.value);
-  const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
-  const nodes = (await store.list<Node>("node")).items.map((o) => o.value);
+  // Services, instances and nodes from the informer, synced: no parse of the whole cluster each pass.
+  await informer.sync();
+  const services = byKey(informer.list<Service>("service")).map((o) => o.value);
+  const instances = byKey(informer.list<Instance>("instance")).map((o) => o.value);
+  const nodes = informer.list<Node>("node").map((o) => o.value);
   // Grouped once by app: a pass costs what the cluster holds, not apps × instances.
   const servicesOf = groupByApp(services);
   const instancesOf = groupByApp(instances.filter((i) => i.desired === "running"));
@@ -142,4 +145,9 @@ export function callEdges(map: {
     errors: e.errors,
     errorRate: e.errorRate,
   }));
+}
+
+/** Informer objects in key order, as a store list gives them. */
+function byKey<T>(objects: StoredObject<T>[]): StoredObject<T>[] {
+  return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
