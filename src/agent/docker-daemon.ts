@@ -25,6 +25,7 @@ import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { HerdError } from "../common/errors.ts";
 import { DockerApi } from "./docker-api.ts";
+import { herdBridges, removeBridges } from "./docker-network.ts";
 
 export interface Dockerd {
   /** The engine's API socket. */
@@ -37,8 +38,10 @@ export interface Dockerd {
 
 /**
  * Starts dockerd with everything (data, exec root, socket, pid file, log)
- * under `dir`, without a bridge or iptables rules: herd's containers use the
- * host's network, as process instances do. Resolves once it answers /_ping.
+ * under `dir`, without its default bridge or iptables rules (nothing to clean
+ * up in the host's firewall): herd's containers join the bridge network
+ * docker-network.ts makes, whose device stop() deletes. Resolves once it
+ * answers /_ping.
  */
 export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs = 60_000): Promise<Dockerd> {
   mkdirSync(dir, { recursive: true });
@@ -62,6 +65,7 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
   } finally {
     closeSync(log);
   }
+  const api = new DockerApi(socket);
   let exited = false;
   const gone = new Promise<void>((resolve) => {
     child.once("exit", () => {
@@ -75,15 +79,17 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
   });
   const stop = async () => {
     if (exited) return;
+    // Its networks' bridge devices stay on the host after it exits: note them to delete them then.
+    const bridges = await herdBridges(api).catch(() => []);
     child.kill("SIGTERM");
     const killed = await Promise.race([gone.then(() => false), sleep(30_000).then(() => true)]);
     if (killed) {
       child.kill("SIGKILL");
       await gone;
     }
+    removeBridges(bridges);
     unmountUnder(dir);
   };
-  const api = new DockerApi(socket);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (exited)

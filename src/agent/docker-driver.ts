@@ -1,8 +1,10 @@
 /**
  * DockerDriver: runs each instance as a container of a Docker engine: its own
- * root filesystem and cgroup (limits), the host's network (the app listens on
- * $PORT, as with the process driver) and the host's pids; docker-init starts
- * it and passes signals, and a stop takes every process of the container.
+ * root filesystem and cgroup (limits), its own network namespace on herd's
+ * bridge (docker-network.ts) with $PORT published on the host at the same
+ * number, and its own pid namespace; docker-init is its pid 1, starts the
+ * command and passes signals, and when it ends the kernel ends every other
+ * process of the namespace.
  *
  * A StartSpec without `image` runs its command in the local base image
  * (docker-daemon.ts ensureBaseImage) with the release dir bound at the same
@@ -29,6 +31,7 @@ import { type Logger, silentLogger } from "../common/log.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
+import { ensureNetwork } from "./docker-network.ts";
 import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 
@@ -105,6 +108,7 @@ export class DockerDriver implements RuntimeDriver {
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
   #rotateTimer: NodeJS.Timeout | undefined;
+  #network: Promise<string> | undefined;
   #closed = false;
 
   constructor(options: DockerDriverOptions) {
@@ -117,13 +121,13 @@ export class DockerDriver implements RuntimeDriver {
 
   isolation(): Isolation {
     return {
-      // The engine puts each container in its own cgroup with its limits, and in its own pid and mount namespace.
+      // The engine puts each container in its own cgroup with its limits, and in its own pid, mount and network namespace.
       cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
       sandbox: "none",
       network: "none",
       missing: [
-        "sandbox: containers run as the image's user, on the host's network",
-        "network: containers share the host's network: no firewall between tenants",
+        "sandbox: containers run as the image's user (root for the base image), with their own pids and network namespace",
+        "network: containers share one bridge and reach the host's ports through it: no firewall between tenants",
       ],
     };
   }
@@ -162,6 +166,12 @@ export class DockerDriver implements RuntimeDriver {
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
+    this.#network ??= ensureNetwork(this.#api).catch((err) => {
+      this.#network = undefined;
+      throw err;
+    });
+    const network = await this.#network;
+    const port = `${spec.port}/tcp`;
     const created = await this.#api.call<{ Id: string }>({
       method: "POST",
       path: "/containers/create",
@@ -172,6 +182,7 @@ export class DockerDriver implements RuntimeDriver {
         Cmd: command,
         ...(image ? {} : { WorkingDir: dir }),
         Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        ExposedPorts: { [port]: {} },
         Labels: {
           [LABEL_ROOT]: this.#stateRoot,
           "herd.id": spec.id,
@@ -181,10 +192,10 @@ export class DockerDriver implements RuntimeDriver {
         },
         HostConfig: {
           Init: true,
-          NetworkMode: "host",
-          // The host's pids: the agent and its tools see the instance's processes as they are, and
-          // without a pid namespace of its own the runtime kills every process of the cgroup at the end.
-          PidMode: "host",
+          // Its own network namespace on the bridge; the port is published on every host address, as a
+          // process instance listens on them (its userland proxy or DNAT forwards to the container).
+          NetworkMode: network,
+          PortBindings: { [port]: [{ HostIp: "", HostPort: String(spec.port) }] },
           Binds: binds,
           LogConfig: { Type: "none", Config: {} },
           Memory: memory,

@@ -1,0 +1,68 @@
+/**
+ * The engine network herd's containers join: one bridge (its own network
+ * namespace per container, a veth on the bridge), created on first need.
+ * An instance's port is published on the host at the same number, so
+ * health probes, the gateway and other nodes reach it at the node's address
+ * as they reach a process instance; the app listens on every interface of
+ * its namespace.
+ *
+ * The engine forbids traffic between containers of the bridge (`enable_icc`
+ * false) where it manages iptables; an engine started with
+ * `--iptables=false` (the tests' private one) cannot enforce that, and
+ * forwards published ports with its userland proxy.
+ */
+
+import { spawnSync } from "node:child_process";
+import { HerdError } from "../common/errors.ts";
+import type { DockerApi } from "./docker-api.ts";
+
+/** The network's name on the engine. */
+export const HERD_NETWORK = "herd";
+/** The label that marks networks herd made (and must clean up with a private engine). */
+const NETWORK_LABEL = "herd.network";
+
+interface NetworkInspect {
+  Id: string;
+  Options?: Record<string, string>;
+}
+
+/** Makes sure the engine has the herd bridge network and returns its name. Safe to call concurrently. */
+export async function ensureNetwork(api: DockerApi): Promise<string> {
+  try {
+    await api.call({ path: `/networks/${HERD_NETWORK}` });
+    return HERD_NETWORK;
+  } catch (err) {
+    if (!(err instanceof HerdError && err.code === "not_found")) throw err;
+  }
+  try {
+    await api.call({
+      method: "POST",
+      path: "/networks/create",
+      body: {
+        Name: HERD_NETWORK,
+        Driver: "bridge",
+        CheckDuplicate: true,
+        Labels: { [NETWORK_LABEL]: "1" },
+        Options: { "com.docker.network.bridge.enable_icc": "false" },
+      },
+    });
+  } catch (err) {
+    // Another agent on the same engine made it first.
+    if (!(err instanceof HerdError && err.code === "conflict")) throw err;
+  }
+  return HERD_NETWORK;
+}
+
+/** The host's bridge devices of herd's networks on this engine (they outlive the engine: removeBridges). */
+export async function herdBridges(api: DockerApi): Promise<string[]> {
+  const networks = await api.call<NetworkInspect[]>({
+    path: "/networks",
+    query: { filters: JSON.stringify({ label: [NETWORK_LABEL] }) },
+  });
+  return networks.map((n) => n.Options?.["com.docker.network.bridge.name"] ?? `br-${n.Id.slice(0, 12)}`);
+}
+
+/** Deletes bridge devices an engine left on the host when it stopped. */
+export function removeBridges(names: string[]): void {
+  for (const name of names) spawnSync("ip", ["link", "delete", name], { stdio: "ignore" });
+}
