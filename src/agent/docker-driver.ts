@@ -31,6 +31,7 @@ import { type Logger, silentLogger } from "../common/log.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
+import { collectImages, ensureImage } from "./docker-images.ts";
 import { ensureNetwork } from "./docker-network.ts";
 import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
@@ -48,6 +49,10 @@ export interface DockerDriverOptions {
   logger?: Logger;
   /** Rotate an instance's log when it passes this size; default 10 MiB. */
   logMaxBytes?: number;
+  /** The local registry (host:port, registry.ts): builds are pushed there and pulled by digest. */
+  registry?: string;
+  /** Built images kept on the engine besides those containers use (collectImages); default 3. */
+  keepImages?: number;
 }
 
 interface DriverRecord {
@@ -89,6 +94,7 @@ const ROTATE_CHECK_MS = 1000;
 /** How long recover() waits for the engine to see the end of a container whose process is gone. */
 const RECOVER_WAIT_MS = 5000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+const DEFAULT_KEEP_IMAGES = 3;
 // The wrapper's own arguments end at "herd"; "$@" is the instance's command.
 const WRAPPER = [
   IN_BUSYBOX,
@@ -109,6 +115,7 @@ export class DockerDriver implements RuntimeDriver {
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
   #rotateTimer: NodeJS.Timeout | undefined;
   #network: Promise<string> | undefined;
+  #collecting = false;
   #closed = false;
 
   constructor(options: DockerDriverOptions) {
@@ -150,11 +157,11 @@ export class DockerDriver implements RuntimeDriver {
     mkdirSync(spec.stateDir, { recursive: true });
     const stateDir = resolve(spec.stateDir);
     const dir = resolve(spec.dir);
-    const image =
-      spec.image ??
-      (existsSync(join(dir, "Dockerfile"))
-        ? await buildReleaseImage(this.#api, this.#log, spec.id, dir)
-        : undefined);
+    const built = !spec.image && existsSync(join(dir, "Dockerfile"));
+    const image = built
+      ? await buildReleaseImage(this.#api, this.#log, spec.id, dir, this.#options.registry)
+      : spec.image;
+    if (spec.image) await ensureImage(this.#api, this.#log, spec.image);
     const command = spec.command.trim()
       ? [IN_BUSYBOX, "sh", "-c", spec.command]
       : await this.#imageCommand(image);
@@ -220,6 +227,7 @@ export class DockerDriver implements RuntimeDriver {
       throw new HerdError("internal", `cannot start ${spec.id} in Docker: ${(err as Error).message}`);
     }
     const t = this.#track(record, info);
+    if (built) this.#collectImages();
     this.#log.info("started", { id: spec.id, container: created.Id.slice(0, 12), pid: t.process.pid });
     if (t.process.state === "running") this.#watch(t);
     else this.#exited(t, info);
@@ -346,6 +354,17 @@ export class DockerDriver implements RuntimeDriver {
     this.#closed = true;
     clearInterval(this.#rotateTimer);
     for (const t of this.#tracked.values()) t.watch?.abort();
+  }
+
+  /** Removes old built images nothing uses (one collection at a time; a failure is logged only). */
+  #collectImages(): void {
+    if (this.#collecting) return;
+    this.#collecting = true;
+    collectImages(this.#api, this.#log, this.#options.keepImages ?? DEFAULT_KEEP_IMAGES)
+      .catch((err) => this.#log.warn("cannot collect old images", { err }))
+      .finally(() => {
+        this.#collecting = false;
+      });
   }
 
   /** The image's own entrypoint and command, run by the wrapper when the spec gives no command. */

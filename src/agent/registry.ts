@@ -1,0 +1,185 @@
+/**
+ * The local OCI registry (Debian's `docker-registry`, the distribution's
+ * registry), started by herd when asked and never by the system: its
+ * config, data and log under one directory, listening on one address. Built
+ * images are pushed to it and run by digest (docker-images.ts); agents pull
+ * from it. An engine trusts a registry on 127.0.0.0/8 without TLS; an engine
+ * on another machine needs `--insecure-registry HOST:PORT` (docs/containers.md).
+ *
+ * collect() is its garbage collection: the manifests of tags not kept are
+ * deleted through the registry's API, then `docker-registry garbage-collect
+ * --delete-untagged` removes unreferenced blobs while the registry is stopped
+ * (the collector is not safe beside uploads), and the registry starts again
+ * on the same address.
+ */
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { HerdError } from "../common/errors.ts";
+
+/** What a manifest request accepts: Docker's v2 schema and OCI's, as engines push either. */
+const MANIFEST_TYPES = [
+  "application/vnd.docker.distribution.manifest.v2+json",
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+  "application/vnd.oci.image.index.v1+json",
+].join(", ");
+
+export interface RegistryOptions {
+  /** host:port to listen on; the host must be an address of this machine. */
+  listen: string;
+  /** The registry binary (default: docker-registry on PATH). */
+  binary?: string;
+  startTimeoutMs?: number;
+}
+
+/** A running registry under `dir`. */
+export interface Registry {
+  /** host:port, as image references name it (`HOST:PORT/herd-build@sha256:…`). */
+  address: string;
+  pid(): number | undefined;
+  /**
+   * Deletes every tag `keep` refuses, then the blobs nothing references any
+   * more. Returns the tags deleted and the bytes the data dir shrank by.
+   */
+  collect(
+    keep: (repository: string, tag: string) => boolean,
+  ): Promise<{ deleted: string[]; freedBytes: number }>;
+  stop(): Promise<void>;
+}
+
+/** Starts the registry with its config, data and log under `dir`; resolves once it answers /v2/. */
+export async function startRegistry(dir: string, options: RegistryOptions): Promise<Registry> {
+  const binary = options.binary ?? "docker-registry";
+  mkdirSync(join(dir, "data"), { recursive: true });
+  const config = join(dir, "config.yml");
+  writeFileSync(
+    config,
+    [
+      "version: 0.1",
+      "log: { level: warn }",
+      "storage:",
+      `  filesystem: { rootdirectory: ${JSON.stringify(join(dir, "data"))} }`,
+      "  delete: { enabled: true }",
+      "  maintenance: { uploadpurging: { enabled: false } }",
+      `http: { addr: ${JSON.stringify(options.listen)} }`,
+      "",
+    ].join("\n"),
+  );
+  const base = `http://${options.listen}`;
+  let child: ChildProcess | undefined;
+  let gone: Promise<void> = Promise.resolve();
+
+  const start = async () => {
+    const log = openSync(join(dir, "registry.log"), "a");
+    let exited = false;
+    try {
+      child = spawn(binary, ["serve", config], { stdio: ["ignore", log, log] });
+    } finally {
+      closeSync(log);
+    }
+    const proc = child;
+    gone = new Promise<void>((resolve) => {
+      proc.once("exit", () => resolve());
+      proc.once("error", () => resolve());
+    }).then(() => {
+      exited = true;
+    });
+    const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
+    for (;;) {
+      if (exited)
+        throw new HerdError(
+          "unavailable",
+          `docker-registry exited at start; see ${join(dir, "registry.log")}`,
+        );
+      try {
+        const res = await fetch(`${base}/v2/`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) {
+        await stop();
+        throw new HerdError("unavailable", `docker-registry did not answer on ${options.listen}`);
+      }
+      await sleep(50);
+    }
+  };
+  const stop = async () => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child?.kill("SIGKILL"), 10_000);
+    await gone;
+    clearTimeout(timer);
+  };
+
+  await start();
+  return {
+    address: options.listen,
+    pid: () => child?.pid,
+    stop,
+    async collect(keep) {
+      const before = dirBytes(join(dir, "data"));
+      const deleted: string[] = [];
+      const catalog = (await registryJson<{ repositories: string[] }>(`${base}/v2/_catalog`)).repositories;
+      for (const repository of catalog) {
+        const tags =
+          (await registryJson<{ tags: string[] | null }>(`${base}/v2/${repository}/tags/list`)).tags ?? [];
+        const digests = new Map<string, string>();
+        for (const tag of tags) {
+          const digest = await manifestDigest(options.listen, repository, tag);
+          if (digest) digests.set(tag, digest);
+        }
+        // Deleting a manifest deletes every tag that points at it: a digest a kept tag names stays.
+        const kept = new Set([...digests].filter(([tag]) => keep(repository, tag)).map(([, d]) => d));
+        for (const [tag, digest] of digests) {
+          if (kept.has(digest)) continue;
+          const res = await fetch(`${base}/v2/${repository}/manifests/${digest}`, { method: "DELETE" });
+          if (!res.ok && res.status !== 404)
+            throw new HerdError("unavailable", `registry: cannot delete ${repository}:${tag}: ${res.status}`);
+          deleted.push(`${repository}:${tag}`);
+        }
+      }
+      if (deleted.length > 0) {
+        await stop();
+        const gc = spawnSync(binary, ["garbage-collect", "--delete-untagged", config], { encoding: "utf8" });
+        await start();
+        if (gc.status !== 0)
+          throw new HerdError("unavailable", `docker-registry garbage-collect failed: ${gc.stderr.trim()}`);
+      }
+      return { deleted, freedBytes: Math.max(0, before - dirBytes(join(dir, "data"))) };
+    },
+  };
+}
+
+/** The digest the registry at `address` holds for repository:tag, or undefined when it has no such tag. */
+export async function manifestDigest(
+  address: string,
+  repository: string,
+  tag: string,
+): Promise<string | undefined> {
+  const res = await fetch(`http://${address}/v2/${repository}/manifests/${tag}`, {
+    method: "HEAD",
+    headers: { accept: MANIFEST_TYPES },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw new HerdError("unavailable", `registry ${address}: ${repository}:${tag}: ${res.status}`);
+  return res.headers.get("docker-content-digest") ?? undefined;
+}
+
+async function registryJson<T>(url: string): Promise<T> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new HerdError("unavailable", `registry: GET ${url}: ${res.status}`);
+  return (await res.json()) as T;
+}
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size;
+  }
+  return total;
+}
