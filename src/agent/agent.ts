@@ -29,7 +29,7 @@ import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
-import { connectDocker } from "./docker-driver.ts";
+import { type Containers, startContainers } from "./containers.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
@@ -129,6 +129,7 @@ export class Agent {
   readonly #servers: ServerList;
   /** Where instances send spans and points (the API's port is closed to them). */
   #relay: TelemetryRelay | undefined;
+  #containers: Containers | undefined;
   /** Instances' config: files in their dirs and the 127.0.0.1 feed they follow (config-center/agent-feed.ts). */
   #config: InstanceConfigFeed | undefined;
 
@@ -200,15 +201,8 @@ export class Agent {
     } catch (err) {
       this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
     }
-    if (this.#options.dockerSocket) {
-      this.#driver.add(
-        await connectDocker({
-          socket: this.#options.dockerSocket,
-          stateRoot: join(this.#options.dataDir, "docker"),
-          logger: this.#options.logger,
-        }),
-      );
-    }
+    this.#containers = await startContainers(this.#options);
+    if (this.#containers?.driver) this.#driver.add(this.#containers.driver);
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
     });
@@ -249,6 +243,8 @@ export class Agent {
     await this.#metricsServer?.close();
     await this.#relay?.close();
     this.#relay = undefined;
+    await this.#containers?.close();
+    this.#containers = undefined;
     await this.#config?.close();
     this.#config = undefined;
     this.#metricsServer = undefined;

@@ -505,6 +505,7 @@ export async function connectDocker(options: {
   socket: string;
   stateRoot: string;
   busybox?: string;
+  registry?: string;
   logger?: Logger;
 }): Promise<DockerDriver> {
   const busybox = options.busybox ?? "/bin/busybox";

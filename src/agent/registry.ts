@@ -13,11 +13,14 @@
  * on the same address.
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { HerdError } from "../common/errors.ts";
+
+const run = promisify(execFile);
 
 /** What a manifest request accepts: Docker's v2 schema and OCI's, as engines push either. */
 const MANIFEST_TYPES = [
@@ -47,6 +50,11 @@ export interface Registry {
   collect(
     keep: (repository: string, tag: string) => boolean,
   ): Promise<{ deleted: string[]; freedBytes: number }>;
+  /**
+   * collect() keeping the `count` tags of each repository pushed last (a node
+   * that needs a collected build builds it again and pushes it anew).
+   */
+  collectOld(count: number): Promise<{ deleted: string[]; freedBytes: number }>;
   stop(): Promise<void>;
 }
 
@@ -115,42 +123,70 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
     clearTimeout(timer);
   };
 
+  /** When the registry stored repository:tag last: its filesystem layout's tag link. */
+  const pushedAt = (repository: string, tag: string) => {
+    try {
+      return statSync(
+        join(dir, "data/docker/registry/v2/repositories", repository, "_manifests/tags", tag, "current/link"),
+      ).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+
+  const collect: Registry["collect"] = async (keep) => {
+    const before = dirBytes(join(dir, "data"));
+    const deleted: string[] = [];
+    const catalog = (await registryJson<{ repositories: string[] }>(`${base}/v2/_catalog`)).repositories;
+    for (const repository of catalog) {
+      const tags =
+        (await registryJson<{ tags: string[] | null }>(`${base}/v2/${repository}/tags/list`)).tags ?? [];
+      const digests = new Map<string, string>();
+      for (const tag of tags) {
+        const digest = await manifestDigest(options.listen, repository, tag);
+        if (digest) digests.set(tag, digest);
+      }
+      // Deleting a manifest deletes every tag that points at it: a digest a kept tag names stays.
+      const kept = new Set([...digests].filter(([tag]) => keep(repository, tag)).map(([, d]) => d));
+      for (const [tag, digest] of digests) {
+        if (kept.has(digest)) continue;
+        const res = await fetch(`${base}/v2/${repository}/manifests/${digest}`, { method: "DELETE" });
+        if (!res.ok && res.status !== 404)
+          throw new HerdError("unavailable", `registry: cannot delete ${repository}:${tag}: ${res.status}`);
+        deleted.push(`${repository}:${tag}`);
+      }
+    }
+    if (deleted.length > 0) {
+      await stop();
+      // Not spawnSync: a large registry's collection must not hold the agent's heartbeats.
+      const gc = await run(binary, ["garbage-collect", "--delete-untagged", config]).then(
+        () => undefined,
+        (err: Error & { stderr?: string }) => (err.stderr ?? err.message).trim(),
+      );
+      await start();
+      if (gc !== undefined)
+        throw new HerdError("unavailable", `docker-registry garbage-collect failed: ${gc}`);
+    }
+    return { deleted, freedBytes: Math.max(0, before - dirBytes(join(dir, "data"))) };
+  };
+
   await start();
   return {
+    collect,
     address: options.listen,
-    pid: () => child?.pid,
-    stop,
-    async collect(keep) {
-      const before = dirBytes(join(dir, "data"));
-      const deleted: string[] = [];
+    async collectOld(count) {
+      const newest = new Map<string, Set<string>>();
       const catalog = (await registryJson<{ repositories: string[] }>(`${base}/v2/_catalog`)).repositories;
       for (const repository of catalog) {
         const tags =
           (await registryJson<{ tags: string[] | null }>(`${base}/v2/${repository}/tags/list`)).tags ?? [];
-        const digests = new Map<string, string>();
-        for (const tag of tags) {
-          const digest = await manifestDigest(options.listen, repository, tag);
-          if (digest) digests.set(tag, digest);
-        }
-        // Deleting a manifest deletes every tag that points at it: a digest a kept tag names stays.
-        const kept = new Set([...digests].filter(([tag]) => keep(repository, tag)).map(([, d]) => d));
-        for (const [tag, digest] of digests) {
-          if (kept.has(digest)) continue;
-          const res = await fetch(`${base}/v2/${repository}/manifests/${digest}`, { method: "DELETE" });
-          if (!res.ok && res.status !== 404)
-            throw new HerdError("unavailable", `registry: cannot delete ${repository}:${tag}: ${res.status}`);
-          deleted.push(`${repository}:${tag}`);
-        }
+        tags.sort((a, b) => pushedAt(repository, b) - pushedAt(repository, a));
+        newest.set(repository, new Set(tags.slice(0, count)));
       }
-      if (deleted.length > 0) {
-        await stop();
-        const gc = spawnSync(binary, ["garbage-collect", "--delete-untagged", config], { encoding: "utf8" });
-        await start();
-        if (gc.status !== 0)
-          throw new HerdError("unavailable", `docker-registry garbage-collect failed: ${gc.stderr.trim()}`);
-      }
-      return { deleted, freedBytes: Math.max(0, before - dirBytes(join(dir, "data"))) };
+      return collect((repository, tag) => newest.get(repository)?.has(tag) ?? true);
     },
+    pid: () => child?.pid,
+    stop,
   };
 }
 
