@@ -237,7 +237,7 @@ export class Agent {
     await this.#metricsServer?.close();
     await this.#relay?.close();
     this.#relay = undefined;
-    await this.#containers?.close();
+    this.#containers?.close();
     this.#containers = undefined;
     await this.#config?.close();
     this.#config = undefined;

@@ -6,9 +6,10 @@
  *   --registry HOST:PORT ──────────────────────────────────────────────────────► builds pushed/pulled there
  *   --serve-registry HOST:PORT ─ startRegistry(<dataDir>/registry) ─► that address; old tags collected
  *
- * The registry is the agent's child and stops with it (its data stays); a
- * dockerd it started is not (its containers are instances, which outlive the
- * agent).
+ * A dockerd and a registry the agent started outlive it, as its instances do
+ * (the containers are instances; other nodes pull from the registry): the
+ * next agent finds them by their pid files and uses them. Stop them with
+ * `kill $(cat DIR/dockerd.pid)` and `kill $(cat <dataDir>/registry/registry.pid)`.
  */
 
 import { isIP } from "node:net";
@@ -36,8 +37,8 @@ export interface Containers {
   /** Absent when the agent only serves a registry. */
   driver?: DockerDriver;
   registry?: Registry;
-  /** Stops the registry this agent serves and its collection; leaves dockerd and containers running. */
-  close(): Promise<void>;
+  /** Ends the registry's collection; leaves the registry, dockerd and the containers running. */
+  close(): void;
 }
 
 /** Starts what the options ask for; undefined when they ask for nothing. */
@@ -78,15 +79,13 @@ export async function startContainers(options: ContainerOptions): Promise<Contai
       });
   } catch (err) {
     clearInterval(timer);
-    await registry?.stop();
     throw err;
   }
   return {
     ...(driver ? { driver } : {}),
     ...(registry ? { registry } : {}),
-    async close() {
+    close() {
       clearInterval(timer);
-      await registry?.stop();
     },
   };
 }

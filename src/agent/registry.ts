@@ -1,7 +1,8 @@
 /**
  * The local OCI registry (Debian's `docker-registry`, the distribution's
  * registry), started by herd when asked and never by the system: its
- * config, data and log under one directory, listening on one address. Built
+ * config, data, pid file and log under one directory, listening on one
+ * address. Built
  * images are pushed to it and run by digest (docker-images.ts); agents pull
  * from it. An engine trusts a registry on 127.0.0.0/8 without TLS; an engine
  * on another machine needs `--insecure-registry HOST:PORT` (docs/containers.md).
@@ -13,8 +14,17 @@
  * on the same address.
  */
 
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -58,46 +68,46 @@ export interface Registry {
   stop(): Promise<void>;
 }
 
-/** Starts the registry with its config, data and log under `dir`; resolves once it answers /v2/. */
+/**
+ * Starts the registry with its config, data, pid file and log under `dir`,
+ * in its own session (it outlives the agent, as dockerd and the instances
+ * do), unless the one an earlier agent started there still runs with the
+ * same config: that one is adopted. Resolves once it answers /v2/.
+ */
 export async function startRegistry(dir: string, options: RegistryOptions): Promise<Registry> {
   const binary = options.binary ?? "docker-registry";
   mkdirSync(join(dir, "data"), { recursive: true });
   const config = join(dir, "config.yml");
-  writeFileSync(
-    config,
-    [
-      "version: 0.1",
-      "log: { level: warn }",
-      "storage:",
-      `  filesystem: { rootdirectory: ${JSON.stringify(join(dir, "data"))} }`,
-      "  delete: { enabled: true }",
-      "  maintenance: { uploadpurging: { enabled: false } }",
-      `http: { addr: ${JSON.stringify(options.listen)} }`,
-      "",
-    ].join("\n"),
-  );
+  const text = [
+    "version: 0.1",
+    "log: { level: warn }",
+    "storage:",
+    `  filesystem: { rootdirectory: ${JSON.stringify(join(dir, "data"))} }`,
+    "  delete: { enabled: true }",
+    "  maintenance: { uploadpurging: { enabled: false } }",
+    `http: { addr: ${JSON.stringify(options.listen)} }`,
+    "",
+  ].join("\n");
+  // One left running with another config (another address) gives way.
+  if (readIfPresent(config) !== text) await stopRegistry(dir);
+  writeFileSync(config, text);
   const base = `http://${options.listen}`;
-  let child: ChildProcess | undefined;
-  let gone: Promise<void> = Promise.resolve();
 
   const start = async () => {
-    const log = openSync(join(dir, "registry.log"), "a");
-    let exited = false;
-    try {
-      child = spawn(binary, ["serve", config], { stdio: ["ignore", log, log] });
-    } finally {
-      closeSync(log);
+    if (registryPid(dir) === undefined) {
+      const log = openSync(join(dir, "registry.log"), "a");
+      try {
+        const child = spawn(binary, ["serve", config], { stdio: ["ignore", log, log], detached: true });
+        child.once("error", () => {});
+        child.unref();
+        if (child.pid !== undefined) writeFileSync(join(dir, PID_FILE), String(child.pid));
+      } finally {
+        closeSync(log);
+      }
     }
-    const proc = child;
-    gone = new Promise<void>((resolve) => {
-      proc.once("exit", () => resolve());
-      proc.once("error", () => resolve());
-    }).then(() => {
-      exited = true;
-    });
     const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
     for (;;) {
-      if (exited)
+      if (registryPid(dir) === undefined)
         throw new HerdError(
           "unavailable",
           `docker-registry exited at start; see ${join(dir, "registry.log")}`,
@@ -109,19 +119,13 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
         // not listening yet
       }
       if (Date.now() > deadline) {
-        await stop();
+        await stopRegistry(dir);
         throw new HerdError("unavailable", `docker-registry did not answer on ${options.listen}`);
       }
       await sleep(50);
     }
   };
-  const stop = async () => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child?.kill("SIGKILL"), 10_000);
-    await gone;
-    clearTimeout(timer);
-  };
+  const stop = () => stopRegistry(dir);
 
   /** When the registry stored repository:tag last: its filesystem layout's tag link. */
   const pushedAt = (repository: string, tag: string) => {
@@ -185,9 +189,32 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
       }
       return collect((repository, tag) => newest.get(repository)?.has(tag) ?? true);
     },
-    pid: () => child?.pid,
+    pid: () => registryPid(dir),
     stop,
   };
+}
+
+const PID_FILE = "registry.pid";
+
+/** The pid of the registry serving dir's config (its pid file names a live `docker-registry serve` of it), or undefined. */
+export function registryPid(dir: string): number | undefined {
+  const pid = Number(readIfPresent(join(dir, PID_FILE)));
+  if (!(pid > 0)) return undefined;
+  const args = readIfPresent(`/proc/${pid}/cmdline`)?.split("\0") ?? [];
+  // A zombie (exited, not yet reaped by the agent that started it) has no command line.
+  return args.includes("serve") && args.includes(join(dir, "config.yml")) ? pid : undefined;
+}
+
+/** Stops the registry serving dir's config, if one runs, and waits until it is gone. */
+export async function stopRegistry(dir: string, timeoutMs = 10_000): Promise<void> {
+  const pid = registryPid(dir);
+  if (pid === undefined) return;
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + timeoutMs;
+  while (registryPid(dir) !== undefined && Date.now() < deadline) await sleep(50);
+  if (registryPid(dir) !== undefined) process.kill(pid, "SIGKILL");
+  while (registryPid(dir) !== undefined) await sleep(50);
+  rmSync(join(dir, PID_FILE), { force: true });
 }
 
 /** The digest the registry at `address` holds for repository:tag, or undefined when it has no such tag. */
@@ -210,6 +237,14 @@ async function registryJson<T>(url: string): Promise<T> {
   const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new HerdError("unavailable", `registry: GET ${url}: ${res.status}`);
   return (await res.json()) as T;
+}
+
+function readIfPresent(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
 }
 
 function dirBytes(dir: string): number {
