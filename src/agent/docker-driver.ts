@@ -32,7 +32,8 @@ import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
 import { collectImages, ensureImage } from "./docker-images.ts";
-import { ensureNetwork } from "./docker-network.ts";
+import { forwardedPorts, LoopbackForwarder, rewriteLoopback } from "./docker-loopback.ts";
+import { ensureNetwork, type HerdNetwork } from "./docker-network.ts";
 import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 
@@ -83,7 +84,7 @@ interface ContainerInspect {
     OOMKilled: boolean;
     StartedAt: string;
   };
-  Config: { Labels: Record<string, string> };
+  Config: { Labels: Record<string, string>; Env: string[] | null };
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -114,7 +115,8 @@ export class DockerDriver implements RuntimeDriver {
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
   #rotateTimer: NodeJS.Timeout | undefined;
-  #network: Promise<string> | undefined;
+  #network: Promise<HerdNetwork> | undefined;
+  #forwarder: LoopbackForwarder | undefined;
   #collecting = false;
   #closed = false;
 
@@ -173,11 +175,10 @@ export class DockerDriver implements RuntimeDriver {
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
-    this.#network ??= ensureNetwork(this.#api).catch((err) => {
-      this.#network = undefined;
-      throw err;
-    });
-    const network = await this.#network;
+    const network = await this.#ensureNetwork();
+    // The host's loopback endpoints in its env reach it through the bridge (docker-loopback.ts).
+    const { env, ports } = rewriteLoopback(spec.env, network.gateway);
+    await this.#forwarder?.forward(ports);
     const port = `${spec.port}/tcp`;
     const created = await this.#api.call<{ Id: string }>({
       method: "POST",
@@ -188,7 +189,7 @@ export class DockerDriver implements RuntimeDriver {
         Entrypoint: WRAPPER,
         Cmd: command,
         ...(image ? {} : { WorkingDir: dir }),
-        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
         ExposedPorts: { [port]: {} },
         Labels: {
           [LABEL_ROOT]: this.#stateRoot,
@@ -201,7 +202,7 @@ export class DockerDriver implements RuntimeDriver {
           Init: true,
           // Its own network namespace on the bridge; the port is published on every host address, as a
           // process instance listens on them (its userland proxy or DNAT forwards to the container).
-          NetworkMode: network,
+          NetworkMode: network.name,
           PortBindings: { [port]: [{ HostIp: "", HostPort: String(spec.port) }] },
           Binds: binds,
           LogConfig: { Type: "none", Config: {} },
@@ -292,8 +293,11 @@ export class DockerDriver implements RuntimeDriver {
         info = await this.#inspectContainer(c.Id);
       }
       const t = this.#track(record, info);
-      if (info.State.Running) this.#watch(t);
-      else this.#exited(t, info, false);
+      if (info.State.Running) {
+        this.#watch(t);
+        const network = await this.#ensureNetwork();
+        await this.#forwarder?.forward(forwardedPorts(info.Config.Env ?? [], network.gateway));
+      } else this.#exited(t, info, false);
       this.#log.info("recovered", { id, state: t.process.state });
     }
     return this.list();
@@ -352,8 +356,20 @@ export class DockerDriver implements RuntimeDriver {
 
   close(): void {
     this.#closed = true;
+    this.#forwarder?.close();
     clearInterval(this.#rotateTimer);
     for (const t of this.#tracked.values()) t.watch?.abort();
+  }
+
+  /** The herd network (made once), and the forwarder of loopback ports to its bridge address. */
+  async #ensureNetwork(): Promise<HerdNetwork> {
+    this.#network ??= ensureNetwork(this.#api).catch((err) => {
+      this.#network = undefined;
+      throw err;
+    });
+    const network = await this.#network;
+    if (!this.#closed) this.#forwarder ??= new LoopbackForwarder(network.gateway, this.#log);
+    return network;
   }
 
   /** Removes old built images nothing uses (one collection at a time; a failure is logged only). */

@@ -24,16 +24,19 @@ const NETWORK_LABEL = "herd.network";
 interface NetworkInspect {
   Id: string;
   Options?: Record<string, string>;
+  IPAM?: { Config?: { Gateway?: string }[] | null };
 }
 
-/** Makes sure the engine has the herd bridge network and returns its name. Safe to call concurrently. */
-export async function ensureNetwork(api: DockerApi): Promise<string> {
-  try {
-    await api.call({ path: `/networks/${HERD_NETWORK}` });
-    return HERD_NETWORK;
-  } catch (err) {
-    if (!(err instanceof HerdError && err.code === "not_found")) throw err;
-  }
+/** The herd network on an engine: its name, and the bridge's address on the host (containers' gateway). */
+export interface HerdNetwork {
+  name: string;
+  gateway: string;
+}
+
+/** Makes sure the engine has the herd bridge network and returns it. Safe to call concurrently. */
+export async function ensureNetwork(api: DockerApi): Promise<HerdNetwork> {
+  const found = await inspectNetwork(api);
+  if (found) return found;
   try {
     await api.call({
       method: "POST",
@@ -50,7 +53,22 @@ export async function ensureNetwork(api: DockerApi): Promise<string> {
     // Another agent on the same engine made it first.
     if (!(err instanceof HerdError && err.code === "conflict")) throw err;
   }
-  return HERD_NETWORK;
+  const made = await inspectNetwork(api);
+  if (!made) throw new HerdError("unavailable", `the engine lost the ${HERD_NETWORK} network it just made`);
+  return made;
+}
+
+async function inspectNetwork(api: DockerApi): Promise<HerdNetwork | undefined> {
+  let n: NetworkInspect;
+  try {
+    n = await api.call<NetworkInspect>({ path: `/networks/${HERD_NETWORK}` });
+  } catch (err) {
+    if (err instanceof HerdError && err.code === "not_found") return undefined;
+    throw err;
+  }
+  const gateway = n.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+  if (!gateway) throw new HerdError("unavailable", `the ${HERD_NETWORK} network has no gateway address`);
+  return { name: HERD_NETWORK, gateway };
 }
 
 /** The host's bridge devices of herd's networks on this engine (they outlive the engine: removeBridges). */
