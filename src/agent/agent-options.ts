@@ -44,6 +44,12 @@ export interface AgentOptions {
    * services with `image:` or `runtime: docker` may be placed here.
    */
   dockerSocket?: string;
+  /** `--dockerd DIR`: the agent's own engine under DIR (containers.ts), started unless one answers there. */
+  dockerd?: string;
+  /** `--registry HOST:PORT`: the local registry builds are pushed to and pulled from by digest. */
+  registry?: string;
+  /** `--serve-registry HOST:PORT`: this agent runs the registry (data in `<dataDir>/registry`) and uses it. */
+  serveRegistry?: string;
   logger?: Logger;
   /** Time between heartbeats when nothing changes; default 1000. */
   heartbeatMs?: number;

@@ -15,11 +15,9 @@
  */
 
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { isIP } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { ApiAnswer } from "../common/api-request.ts";
-import { readInternalFile, serviceEnv } from "../common/internal-caller.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { type ServerList, serversOf } from "../common/server-list.ts";
@@ -29,18 +27,18 @@ import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
+import type { Containers } from "./containers.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
-import type { ProtectedEndpoint } from "./firewall.ts";
+import { protectedEndpoints } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
-import { InstanceLogs } from "./instance-logs.ts";
+import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
 import { LogShipper } from "./log-shipper.ts";
-import { type Managed, RUNNING, toStatus } from "./managed-instance.ts";
+import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
 import { StatsReader, type StatsReading } from "./node-stats.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
-import { ProbeAttempts } from "./probe-attempts.ts";
-import { probe } from "./probes.ts";
+import { startProbeLoop, stopProbeLoop } from "./probe-loop.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { recordedExitCode } from "./run-exit.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
@@ -51,10 +49,6 @@ const STOP_GRACE_MS = 10_000;
 // How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
 const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
 const TAIL_LINES = 20;
-/** Log lines a failing probe attempt carries (the start of a new outcome only). */
-const PROBE_TAIL_LINES = 5;
-/** Characters kept of each of those lines. */
-const PROBE_LINE_CHARS = 500;
 const STATUS_DEBOUNCE_MS = 20;
 /**
  * The CPU ceiling (cores) of an instance with a lower `cpuLimit` until its
@@ -63,8 +57,6 @@ const STATUS_DEBOUNCE_MS = 20;
  * memory is never boosted. Instances without a ceiling need none.
  */
 const START_CPU = 1;
-/** The first health check of a new instance, ms after its start; then more often than its interval until it passes. */
-const FIRST_PROBE_MS = 10;
 /**
  * After a heartbeat that reported a change, the next one comes this soon: the
  * control plane usually answers the change (a replacement, the next rollout
@@ -77,7 +69,6 @@ const REQUEST_TIMEOUT_MS = 5000;
 const WAIT_MS = 15_000;
 const STATS_MS = 5000;
 const LOG_SHIP_MS = 250;
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Runs this node's share of the desired instances and reports on them. */
 export { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
@@ -128,6 +119,7 @@ export class Agent {
   readonly #servers: ServerList;
   /** Where instances send spans and points (the API's port is closed to them). */
   #relay: TelemetryRelay | undefined;
+  #containers: Containers | undefined;
   /** Instances' config: files in their dirs and the 127.0.0.1 feed they follow (config-center/agent-feed.ts). */
   #config: InstanceConfigFeed | undefined;
 
@@ -191,7 +183,11 @@ export class Agent {
     this.#config = await InstanceConfigFeed.start(this.#options.dataDir);
     this.#driver.setNetworkPolicy?.({
       ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
-      protect: this.#protectedEndpoints(),
+      protect: protectedEndpoints(this.#servers.all, this.#metricsServer?.url, (host) =>
+        this.#log.warn("the server is a host name: instances are kept from its port on this machine only", {
+          host,
+        }),
+      ),
     });
     this.#agentVersion = await readAgentVersion();
     try {
@@ -199,16 +195,12 @@ export class Agent {
     } catch (err) {
       this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
     }
-    if (this.#options.dockerSocket) {
+    const o = this.#options;
+    if (o.dockerSocket || o.dockerd || o.serveRegistry) {
       // Loaded only when asked for: an agent without Docker never holds the driver's modules.
-      const { connectDocker } = await import("./docker-driver.ts");
-      this.#driver.add(
-        await connectDocker({
-          socket: this.#options.dockerSocket,
-          stateRoot: join(this.#options.dataDir, "docker"),
-          logger: this.#options.logger,
-        }),
-      );
+      const { startContainers } = await import("./containers.ts");
+      this.#containers = await startContainers(o);
+      if (this.#containers?.driver) this.#driver.add(this.#containers.driver);
     }
     this.#driver.onExit((p) => {
       this.#onExit(p).catch((err) => this.#log.error("cannot record an exit", { id: p.id, err }));
@@ -250,35 +242,13 @@ export class Agent {
     await this.#metricsServer?.close();
     await this.#relay?.close();
     this.#relay = undefined;
+    this.#containers?.close();
+    this.#containers = undefined;
     await this.#config?.close();
     this.#config = undefined;
     this.#metricsServer = undefined;
     // Whether its instances keep running is the caller's to say: herd agent leaves them, herd up stops them next.
     this.#log.info("stopped", { node: this.#options.name, instances: this.#instances.size });
-  }
-
-  /** The control plane's API and this agent's metrics listener: not for instances to connect to. */
-  #protectedEndpoints(): ProtectedEndpoint[] {
-    const out: ProtectedEndpoint[] = [];
-    for (const url of this.#servers.all) this.#protectServer(url, out);
-    const metrics = this.#metricsServer?.url;
-    if (metrics) out.push({ port: Number(new URL(metrics).port) });
-    return out;
-  }
-
-  /** One control-plane server's port, kept from instances. */
-  #protectServer(url: string, out: ProtectedEndpoint[]): void {
-    const server = new URL(url);
-    const port = Number(server.port || (server.protocol === "https:" ? 443 : 80));
-    const host = server.hostname.replace(/^\[|\]$/g, "");
-    if (isIP(host) !== 0 || host === "localhost") out.push({ address: host, port });
-    else {
-      // A name is not resolved here: its port is closed on this machine's addresses only.
-      this.#log.warn("the server is a host name: instances are kept from its port on this machine only", {
-        host,
-      });
-      out.push({ port });
-    }
   }
 
   /** Where this agent serves its metrics, while it does. */
@@ -293,21 +263,20 @@ export class Agent {
 
   async #adopt(p: InstanceProcess): Promise<void> {
     const desired = await readJson<DesiredInstance>(join(this.#instanceDir(p.id), "instance.json"));
-    const inst: Managed = {
-      id: p.id,
-      desired,
-      generation: p.generation,
-      // Stopped on purpose (herd up shut down with its apps): it starts again at the same
-      // generation as soon as the control plane says it should run; no crash.
-      state: p.state === "running" ? "up" : p.state,
-      port: p.port,
-      pid: p.pid,
-      startedAt: p.startedAt,
-      failures: 0,
-      probeRun: 0,
-      probes: new ProbeAttempts(),
-      log: new InstanceLogs(join(this.#instanceDir(p.id), "state")),
-    };
+    // Stopped on purpose (herd up shut down with its apps): it starts again at the same
+    // generation as soon as the control plane says it should run; no crash.
+    const inst = newManaged(
+      p.id,
+      p.generation,
+      p.state === "running" ? "up" : p.state,
+      this.#stateDir(p.id),
+      {
+        desired,
+        port: p.port,
+        pid: p.pid,
+        startedAt: p.startedAt,
+      },
+    );
     await inst.log.skipToEnd();
     if (desired)
       inst.configVersion = await this.#config?.adopt(
@@ -562,15 +531,7 @@ export class Agent {
     if (previous && (RUNNING.has(previous.state) || previous.state === "starting")) {
       await this.#halt(previous);
     }
-    const inst: Managed = previous ?? {
-      id: d.id,
-      generation: d.generation,
-      state: "starting",
-      failures: 0,
-      probeRun: 0,
-      probes: new ProbeAttempts(),
-      log: new InstanceLogs(join(dir, "state")),
-    };
+    const inst = previous ?? newManaged(d.id, d.generation, "starting", this.#stateDir(d.id));
     Object.assign(inst, {
       desired: d,
       generation: d.generation,
@@ -618,30 +579,20 @@ export class Agent {
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
       // The defaults carry the ingest token: they go to the process only, never into a log line or file.
-      const env: Record<string, string> = {
-        ...d.run.env,
-        ...d.secretEnv,
-        ...traceDefaults(
+      const env = instanceEnv(d, {
+        port,
+        appDir,
+        dataDir,
+        ...(node ? { node } : {}),
+        telemetry: traceDefaults(
           d,
           this.#relay?.url ?? this.#servers.url,
           this.#ingestTokens[d.tenant],
           this.#relay?.grpcUrl,
         ),
-        ...this.#serviceEnv(d),
-        PORT: String(port),
-        HERD_INSTANCE: d.id,
-        HERD_APP: d.app,
-        HERD_SERVICE: d.service,
-        HERD_RELEASE: String(d.release),
-        HERD_DATA_DIR: dataDir,
-        ...this.#config?.envFor(d.id, appDir),
-        // The app's own tools first, then its chosen node (else herd's), so `node server.js` means a known node.
-        PATH: [
-          join(appDir, "node_modules", ".bin"),
-          node ? join(node, "bin") : dirname(process.execPath),
-          d.run.env.PATH ?? DEFAULT_PATH,
-        ].join(":"),
-      };
+        services: internalServiceEnv(this.#options.internalGateway, d, this.#services[d.tenant] ?? []),
+        config: this.#config?.envFor(d.id, appDir),
+      });
       await inst.log.skipToEnd();
       const p = await this.#driver.start({
         id: d.id,
@@ -675,32 +626,11 @@ export class Agent {
     this.#changed();
   }
 
-  /** HERD_SERVICE_<APP>_<SERVICE>_URL for each service of the instance's tenant, via the node's gateway. */
-  #serviceEnv(d: DesiredInstance): Record<string, string> {
-    const path = this.#options.internalGateway;
-    const file = path === undefined ? null : readInternalFile(path);
-    if (file === null) return {};
-    return serviceEnv(
-      file,
-      { tenant: d.tenant, app: d.app, service: d.service },
-      this.#services[d.tenant] ?? [],
-    );
-  }
-
   async #stopInstance(id: string, d: DesiredInstance): Promise<void> {
     const inst = this.#instances.get(id);
     if (!inst) {
       // Never ran here (or not since this node's data was lost): nothing to stop, say so.
-      this.#instances.set(id, {
-        id,
-        desired: d,
-        generation: d.generation,
-        state: "stopped",
-        failures: 0,
-        probeRun: 0,
-        probes: new ProbeAttempts(),
-        log: new InstanceLogs(join(this.#instanceDir(id), "state")),
-      });
+      this.#instances.set(id, newManaged(id, d.generation, "stopped", this.#stateDir(id), { desired: d }));
       this.#changed();
       return;
     }
@@ -760,66 +690,11 @@ export class Agent {
   }
 
   #startProbing(inst: Managed): void {
-    const health = inst.desired?.run.health;
-    if (!health || inst.port === undefined) return;
-    const run = ++inst.probeRun;
-    const port = inst.port;
-    const next = (delay: number) => {
-      inst.probeTimer = setTimeout(async () => {
-        // A process check passes once the process has stayed up for one interval (the timer's wait).
-        const result =
-          health.kind === "process"
-            ? { ok: true }
-            : await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
-        if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
-        // A new failing outcome carries the last log lines, read before the record exists, so that no
-        // heartbeat sends the record without them (each line cut short: they ride every heartbeat).
-        let logTail: string[] | undefined;
-        if (!result.ok && inst.probes.isNew(result)) {
-          logTail = (await this.#tail(inst.id))
-            .slice(-PROBE_TAIL_LINES)
-            .map((l) => (l.length > PROBE_LINE_CHARS ? `${l.slice(0, PROBE_LINE_CHARS)}…` : l));
-          if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
-        }
-        const { attempt, fresh } = inst.probes.record(result, Date.now());
-        if (fresh && logTail !== undefined) attempt.logTail = logTail;
-        // A new outcome goes up at once: a deploy shows each as it happens.
-        if (fresh) this.#changed();
-        if (result.ok) {
-          inst.failures = 0;
-          if (inst.state !== "healthy") {
-            // Started: the start boost ends, the instance gets its own CPU ceiling (if it has one).
-            const ceiling = inst.desired?.run.resources.cpuLimit;
-            if (ceiling !== undefined) this.#limitCpu(inst.id, ceiling);
-            inst.state = "healthy";
-            inst.message = undefined;
-            inst.logTail = undefined;
-            this.#changed();
-          }
-        } else {
-          inst.failures++;
-          if (inst.state === "healthy" && inst.failures >= health.failures) {
-            inst.state = "unhealthy";
-            inst.message = `${inst.failures} health checks failed in a row: ${result.message}`;
-            inst.logTail = await this.#tail(inst.id);
-            this.#changed();
-          }
-        }
-        // Until it first passes, probe often: a fresh instance should take traffic as soon as it can
-        // (a cold start from zero has requests waiting for it). 10 ms, then ×1.2 up to 100 ms: a
-        // refused connection costs next to nothing, and an app that listens after 300–500 ms (a
-        // Node start) is seen within 30–80 ms of it.
-        if (run === inst.probeRun)
-          next(
-            inst.state === "healthy" || inst.state === "unhealthy"
-              ? health.intervalMs
-              : Math.min(FIRST_PROBE_MS * 1.2 ** ++tries, 100, health.intervalMs),
-          );
-      }, delay);
-    };
-    let tries = 0;
-    // The first probe soon after start: most apps listen within a fraction of a second.
-    next(health.kind === "process" ? health.intervalMs : Math.min(FIRST_PROBE_MS, health.intervalMs));
+    startProbeLoop(inst, {
+      tail: (id) => this.#tail(id),
+      changed: () => this.#changed(),
+      limitCpu: (id, cpu) => this.#limitCpu(id, cpu),
+    });
   }
 
   #limitCpu(id: string, cpu: number | undefined): void {
@@ -834,8 +709,7 @@ export class Agent {
   }
 
   #stopProbing(inst: Managed): void {
-    inst.probeRun++;
-    clearTimeout(inst.probeTimer);
+    stopProbeLoop(inst);
   }
 
   async #tail(id: string): Promise<string[]> {
@@ -856,6 +730,10 @@ export class Agent {
       "apps on this node can require() packages they do not ship from node_modules above the data dir (no sandbox: not root); keep the data dir outside Node projects",
       { nodeModules: nodeModulesAbove },
     );
+  }
+
+  #stateDir(id: string): string {
+    return join(this.#instanceDir(id), "state");
   }
 
   #instanceDir(id: string): string {

@@ -21,6 +21,8 @@ export interface DockerCall {
   query?: Record<string, string>;
   /** A JSON body, or a stream sent as it is (an image tarball). */
   body?: unknown;
+  /** Extra request headers (X-Registry-Auth for a push). */
+  headers?: Record<string, string>;
   signal?: AbortSignal;
 }
 
@@ -47,7 +49,7 @@ export class DockerApi {
     const query = c.query ? `?${new URLSearchParams(c.query)}` : "";
     const stream = isStream(c.body) ? c.body : undefined;
     const json = c.body !== undefined && !stream ? JSON.stringify(c.body) : undefined;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...c.headers };
     if (json !== undefined) headers["content-type"] = "application/json";
     if (stream) headers["content-type"] = "application/x-tar";
     return new Promise((resolve, reject) => {

@@ -10,19 +10,26 @@ import { Readable } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { DockerApi } from "./docker-api.ts";
+import { BUILD_REPO, ensureImage, hasImage, pushBuild } from "./docker-images.ts";
+import { manifestDigest } from "./registry.ts";
 
 /** A release dir is a slug: far below this. */
 const MAX_BUILD_CONTEXT = 512 * 1024 * 1024;
 
 /**
- * Builds the image of a release dir with a Dockerfile (its tarball is the
- * context) unless the engine has it already; RUN steps use the host's network.
+ * The image of a release dir with a Dockerfile (its tarball is the context),
+ * built unless the engine has it already; RUN steps use the host's network.
+ * With a `registry` (host:port, registry.ts) the build is looked up there
+ * first by the same tag and pulled by digest when another node built it;
+ * otherwise it is built here and pushed. Returns the reference to run:
+ * `HOST:PORT/herd-build@sha256:…` with a registry, `herd-build:<hash>` without.
  */
 export async function buildReleaseImage(
   api: DockerApi,
   log: Logger,
   id: string,
   dir: string,
+  registry?: string,
 ): Promise<string> {
   // Reproducible (names sorted, times and owners fixed): the same files make the same tag.
   const context = execFileSync(
@@ -30,13 +37,21 @@ export async function buildReleaseImage(
     ["-C", dir, "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-c", "."],
     { maxBuffer: MAX_BUILD_CONTEXT },
   );
-  const image = `herd-build:${createHash("sha256").update(context).digest("hex").slice(0, 16)}`;
-  try {
-    await api.call({ path: `/images/${image}/json` });
-    return image;
-  } catch (err) {
-    if (!(err instanceof HerdError && err.code === "not_found")) throw err;
+  const tag = createHash("sha256").update(context).digest("hex").slice(0, 16);
+  if (registry) {
+    const digest = await manifestDigest(registry, BUILD_REPO, tag);
+    if (digest) {
+      const ref = `${registry}/${BUILD_REPO}@${digest}`;
+      await ensureImage(api, log, ref);
+      return ref;
+    }
   }
+  const image = `${BUILD_REPO}:${tag}`;
+  if (!(await hasImage(api, image))) await build(api, log, id, image, context);
+  return registry ? pushBuild(api, image, registry, tag) : image;
+}
+
+async function build(api: DockerApi, log: Logger, id: string, image: string, context: Buffer): Promise<void> {
   log.info("building", { id, image });
   const progress = await api.text({
     method: "POST",
@@ -60,5 +75,4 @@ export async function buildReleaseImage(
       .join("\n");
     throw new HerdError("invalid", `the Dockerfile of ${id} did not build: ${failed.error}\n${output}`);
   }
-  return image;
 }

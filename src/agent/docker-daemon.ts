@@ -25,6 +25,7 @@ import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { HerdError } from "../common/errors.ts";
 import { DockerApi } from "./docker-api.ts";
+import { herdBridges, removeBridges } from "./docker-network.ts";
 
 export interface Dockerd {
   /** The engine's API socket. */
@@ -37,8 +38,10 @@ export interface Dockerd {
 
 /**
  * Starts dockerd with everything (data, exec root, socket, pid file, log)
- * under `dir`, without a bridge or iptables rules: herd's containers use the
- * host's network, as process instances do. Resolves once it answers /_ping.
+ * under `dir`, without its default bridge or iptables rules (nothing to clean
+ * up in the host's firewall): herd's containers join the bridge network
+ * docker-network.ts makes, whose device stop() deletes. Resolves once it
+ * answers /_ping.
  */
 export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs = 60_000): Promise<Dockerd> {
   mkdirSync(dir, { recursive: true });
@@ -46,22 +49,11 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
   const log = openSync(join(dir, "dockerd.log"), "a");
   let child: ChildProcess;
   try {
-    child = spawn(
-      dockerd,
-      [
-        `--data-root=${join(dir, "data")}`,
-        `--exec-root=${join(dir, "exec")}`,
-        `--pidfile=${join(dir, "dockerd.pid")}`,
-        `--host=unix://${socket}`,
-        "--bridge=none",
-        "--iptables=false",
-        "--ip6tables=false",
-      ],
-      { stdio: ["ignore", log, log] },
-    );
+    child = spawn(dockerd, dockerdArgs(dir, []), { stdio: ["ignore", log, log] });
   } finally {
     closeSync(log);
   }
+  const api = new DockerApi(socket);
   let exited = false;
   const gone = new Promise<void>((resolve) => {
     child.once("exit", () => {
@@ -75,34 +67,139 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
   });
   const stop = async () => {
     if (exited) return;
+    // Its networks' bridge devices stay on the host after it exits: note them to delete them then.
+    const bridges = await herdBridges(api).catch(() => []);
     child.kill("SIGTERM");
     const killed = await Promise.race([gone.then(() => false), sleep(30_000).then(() => true)]);
     if (killed) {
       child.kill("SIGKILL");
       await gone;
     }
+    removeBridges(bridges);
     unmountUnder(dir);
   };
+  try {
+    await waitForEngine(api, dir, timeoutMs, () => exited);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { socket, pid: child.pid as number, api, stop };
+}
+
+/**
+ * The agent's own engine (`herd agent --dockerd DIR`): reuses the dockerd
+ * that answers on DIR/docker.sock (one an earlier agent started: its
+ * containers are the instances to adopt), else starts one there in its own
+ * session, detached, so that it and its containers outlive the agent as
+ * process instances do. Stop it with `kill $(cat DIR/dockerd.pid)`.
+ * `insecureRegistries` are registries it may pull from over plain HTTP
+ * (127.0.0.0/8 needs none).
+ */
+export async function ensureDockerd(
+  dir: string,
+  options: { dockerd?: string; insecureRegistries?: string[]; timeoutMs?: number } = {},
+): Promise<{ socket: string; api: DockerApi; started: boolean }> {
+  mkdirSync(dir, { recursive: true });
+  const socket = join(dir, "docker.sock");
   const api = new DockerApi(socket);
+  try {
+    await api.text({ path: "/_ping" });
+    return { socket, api, started: false };
+  } catch {
+    // not running: start it
+  }
+  const extra = (options.insecureRegistries ?? []).map((r) => `--insecure-registry=${r}`);
+  const log = openSync(join(dir, "dockerd.log"), "a");
+  let exited = false;
+  try {
+    const child = spawn(options.dockerd ?? "dockerd", dockerdArgs(dir, extra), {
+      stdio: ["ignore", log, log],
+      detached: true,
+    });
+    child.once("exit", () => {
+      exited = true;
+    });
+    child.once("error", () => {
+      exited = true;
+    });
+    child.unref();
+  } finally {
+    closeSync(log);
+  }
+  await waitForEngine(api, dir, options.timeoutMs ?? 60_000, () => exited);
+  return { socket, api, started: true };
+}
+
+/**
+ * Stops the dockerd ensureDockerd started under dir (by its pid file) and
+ * waits for it to exit; its containers go with it, and so do the bridge
+ * devices and mounts it leaves. Nothing to do when none runs there.
+ */
+export async function stopDockerd(dir: string, timeoutMs = 30_000): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, "dockerd.pid"), "utf8").trim());
+  } catch {
+    return;
+  }
+  const bridges = await herdBridges(new DockerApi(join(dir, "docker.sock"))).catch(() => []);
+  // A zombie (exited, not yet reaped by the agent that started it) is gone.
+  const alive = () => {
+    try {
+      return !/^\d+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    } catch {
+      return false;
+    }
+  };
+  if (pid > 0 && alive()) {
+    process.kill(pid, "SIGTERM");
+    const deadline = Date.now() + timeoutMs;
+    while (alive() && Date.now() < deadline) await sleep(100);
+    if (alive()) process.kill(pid, "SIGKILL");
+    while (alive()) await sleep(50);
+  }
+  removeBridges(bridges);
+  unmountUnder(dir);
+}
+
+/** Everything under dir, no default bridge, no iptables rules; `extra` flags after. */
+function dockerdArgs(dir: string, extra: string[]): string[] {
+  return [
+    `--data-root=${join(dir, "data")}`,
+    `--exec-root=${join(dir, "exec")}`,
+    `--pidfile=${join(dir, "dockerd.pid")}`,
+    `--host=unix://${join(dir, "docker.sock")}`,
+    "--bridge=none",
+    "--iptables=false",
+    "--ip6tables=false",
+    ...extra,
+  ];
+}
+
+/** Resolves once the engine answers /_ping; rejects when it exited or did not answer in time. */
+async function waitForEngine(
+  api: DockerApi,
+  dir: string,
+  timeoutMs: number,
+  exited: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (exited)
+    if (exited())
       throw new HerdError("unavailable", `dockerd exited at start; see ${join(dir, "dockerd.log")}`);
     try {
       await api.text({ path: "/_ping" });
-      break;
+      return;
     } catch {
-      if (Date.now() > deadline) {
-        await stop();
+      if (Date.now() > deadline)
         throw new HerdError(
           "unavailable",
           `dockerd did not answer within ${timeoutMs} ms; see ${join(dir, "dockerd.log")}`,
         );
-      }
       await sleep(100);
     }
   }
-  return { socket, pid: child.pid as number, api, stop };
 }
 
 /**

@@ -5,7 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -43,6 +45,51 @@ function create(stateRoot: string): DockerDriver {
 runDriverConformance("docker", create);
 
 describe("DockerDriver", () => {
+  test("a container has its own network and pid namespaces, and its port is published on the host", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const spec = await h.spec(
+      "ns1",
+      `echo "pid $$ sees $(ls /proc | grep -c '^[0-9]') pids"; exec "${process.execPath}" server.cjs`,
+    );
+    const started = await driver.start(spec);
+    assert.equal(await waitFor(() => get(spec.port), "the published port to answer"), "hello from ns1\n");
+    for (const ns of ["net", "pid"])
+      assert.notEqual(readlinkSync(`/proc/${started.pid}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), ns);
+    // docker-init is pid 1, the wrapper and the shell come next: the container sees its own few processes only.
+    const line = (await driver.tail("ns1", 5)).find((l) => l.startsWith("pid ")) ?? "";
+    const [pid, seen] = (/^pid (\d+) sees (\d+) pids$/.exec(line) ?? []).slice(1).map(Number);
+    assert.ok(pid < 20 && seen < 10, line);
+    const inspected = await engine?.api.call<{
+      HostConfig: {
+        NetworkMode: string;
+        PidMode: string;
+        PortBindings: Record<string, { HostPort: string }[]>;
+      };
+    }>({ path: `/containers/${await containerOf("ns1")}/json` });
+    assert.equal(inspected?.HostConfig.NetworkMode, "herd");
+    assert.equal(inspected?.HostConfig.PidMode, "");
+    assert.equal(inspected?.HostConfig.PortBindings[`${spec.port}/tcp`]?.[0]?.HostPort, String(spec.port));
+  });
+
+  test("a container reaches the host's loopback endpoints its env names (forwarded through the bridge)", async (t) => {
+    const host = createServer((_req, res) => res.end("from the host's loopback\n"));
+    await new Promise<void>((resolve) => host.listen(0, "127.0.0.1", resolve));
+    t.after(() => host.close());
+    const { port } = host.address() as AddressInfo;
+    const h = harness(t, create);
+    const driver = h.driver();
+    const exits: InstanceProcess[] = [];
+    driver.onExit((p) => exits.push(p));
+    const spec = await h.spec("lo1", "echo $TARGET; wget -qO- $TARGET");
+    await driver.start({ ...spec, env: { ...spec.env, TARGET: `http://127.0.0.1:${port}/` } });
+    const exit = await waitFor(() => exits[0], "the run to end");
+    const lines = await driver.tail("lo1", 5);
+    assert.equal(exit.exitCode, 0, lines.join("\n"));
+    assert.doesNotMatch(lines[0] ?? "", /127\.0\.0\.1/, "rewritten to the bridge's address");
+    assert.equal(lines[1], "from the host's loopback");
+  });
+
   test("a memory limit is the container's, and going over it is reported as an OOM kill", async (t) => {
     const h = harness(t, create);
     const driver = h.driver();

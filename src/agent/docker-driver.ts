@@ -1,8 +1,10 @@
 /**
  * DockerDriver: runs each instance as a container of a Docker engine: its own
- * root filesystem and cgroup (limits), the host's network (the app listens on
- * $PORT, as with the process driver) and the host's pids; docker-init starts
- * it and passes signals, and a stop takes every process of the container.
+ * root filesystem and cgroup (limits), its own network namespace on herd's
+ * bridge (docker-network.ts) with $PORT published on the host at the same
+ * number, and its own pid namespace; docker-init is its pid 1, starts the
+ * command and passes signals, and when it ends the kernel ends every other
+ * process of the namespace.
  *
  * A StartSpec without `image` runs its command in the local base image
  * (docker-daemon.ts ensureBaseImage) with the release dir bound at the same
@@ -29,6 +31,9 @@ import { type Logger, silentLogger } from "../common/log.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
+import { collectImages, ensureImage } from "./docker-images.ts";
+import { forwardedPorts, LoopbackForwarder, rewriteLoopback } from "./docker-loopback.ts";
+import { ensureNetwork, type HerdNetwork } from "./docker-network.ts";
 import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 
@@ -45,6 +50,10 @@ export interface DockerDriverOptions {
   logger?: Logger;
   /** Rotate an instance's log when it passes this size; default 10 MiB. */
   logMaxBytes?: number;
+  /** The local registry (host:port, registry.ts): builds are pushed there and pulled by digest. */
+  registry?: string;
+  /** Built images kept on the engine besides those containers use (collectImages); default 3. */
+  keepImages?: number;
 }
 
 interface DriverRecord {
@@ -75,7 +84,7 @@ interface ContainerInspect {
     OOMKilled: boolean;
     StartedAt: string;
   };
-  Config: { Labels: Record<string, string> };
+  Config: { Labels: Record<string, string>; Env: string[] | null };
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -86,6 +95,7 @@ const ROTATE_CHECK_MS = 1000;
 /** How long recover() waits for the engine to see the end of a container whose process is gone. */
 const RECOVER_WAIT_MS = 5000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+const DEFAULT_KEEP_IMAGES = 3;
 // The wrapper's own arguments end at "herd"; "$@" is the instance's command.
 const WRAPPER = [
   IN_BUSYBOX,
@@ -105,6 +115,9 @@ export class DockerDriver implements RuntimeDriver {
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
   #rotateTimer: NodeJS.Timeout | undefined;
+  #network: Promise<HerdNetwork> | undefined;
+  #forwarder: LoopbackForwarder | undefined;
+  #collecting = false;
   #closed = false;
 
   constructor(options: DockerDriverOptions) {
@@ -117,13 +130,13 @@ export class DockerDriver implements RuntimeDriver {
 
   isolation(): Isolation {
     return {
-      // The engine puts each container in its own cgroup with its limits, and in its own pid and mount namespace.
+      // The engine puts each container in its own cgroup with its limits, and in its own pid, mount and network namespace.
       cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
       sandbox: "none",
       network: "none",
       missing: [
-        "sandbox: containers run as the image's user, on the host's network",
-        "network: containers share the host's network: no firewall between tenants",
+        "sandbox: containers run as the image's user (root for the base image), with their own pids and network namespace",
+        "network: containers share one bridge and reach the host's ports through it: no firewall between tenants",
       ],
     };
   }
@@ -146,11 +159,11 @@ export class DockerDriver implements RuntimeDriver {
     mkdirSync(spec.stateDir, { recursive: true });
     const stateDir = resolve(spec.stateDir);
     const dir = resolve(spec.dir);
-    const image =
-      spec.image ??
-      (existsSync(join(dir, "Dockerfile"))
-        ? await buildReleaseImage(this.#api, this.#log, spec.id, dir)
-        : undefined);
+    const built = !spec.image && existsSync(join(dir, "Dockerfile"));
+    const image = built
+      ? await buildReleaseImage(this.#api, this.#log, spec.id, dir, this.#options.registry)
+      : spec.image;
+    if (spec.image) await ensureImage(this.#api, this.#log, spec.image);
     const command = spec.command.trim()
       ? [IN_BUSYBOX, "sh", "-c", spec.command]
       : await this.#imageCommand(image);
@@ -162,6 +175,11 @@ export class DockerDriver implements RuntimeDriver {
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
+    const network = await this.#ensureNetwork();
+    // The host's loopback endpoints in its env reach it through the bridge (docker-loopback.ts).
+    const { env, ports } = rewriteLoopback(spec.env, network.gateway);
+    await this.#forwarder?.forward(ports);
+    const port = `${spec.port}/tcp`;
     const created = await this.#api.call<{ Id: string }>({
       method: "POST",
       path: "/containers/create",
@@ -171,7 +189,8 @@ export class DockerDriver implements RuntimeDriver {
         Entrypoint: WRAPPER,
         Cmd: command,
         ...(image ? {} : { WorkingDir: dir }),
-        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        ExposedPorts: { [port]: {} },
         Labels: {
           [LABEL_ROOT]: this.#stateRoot,
           "herd.id": spec.id,
@@ -181,10 +200,10 @@ export class DockerDriver implements RuntimeDriver {
         },
         HostConfig: {
           Init: true,
-          NetworkMode: "host",
-          // The host's pids: the agent and its tools see the instance's processes as they are, and
-          // without a pid namespace of its own the runtime kills every process of the cgroup at the end.
-          PidMode: "host",
+          // Its own network namespace on the bridge; the port is published on every host address, as a
+          // process instance listens on them (its userland proxy or DNAT forwards to the container).
+          NetworkMode: network.name,
+          PortBindings: { [port]: [{ HostIp: "", HostPort: String(spec.port) }] },
           Binds: binds,
           LogConfig: { Type: "none", Config: {} },
           Memory: memory,
@@ -209,6 +228,7 @@ export class DockerDriver implements RuntimeDriver {
       throw new HerdError("internal", `cannot start ${spec.id} in Docker: ${(err as Error).message}`);
     }
     const t = this.#track(record, info);
+    if (built) this.#collectImages();
     this.#log.info("started", { id: spec.id, container: created.Id.slice(0, 12), pid: t.process.pid });
     if (t.process.state === "running") this.#watch(t);
     else this.#exited(t, info);
@@ -273,8 +293,11 @@ export class DockerDriver implements RuntimeDriver {
         info = await this.#inspectContainer(c.Id);
       }
       const t = this.#track(record, info);
-      if (info.State.Running) this.#watch(t);
-      else this.#exited(t, info, false);
+      if (info.State.Running) {
+        this.#watch(t);
+        const network = await this.#ensureNetwork();
+        await this.#forwarder?.forward(forwardedPorts(info.Config.Env ?? [], network.gateway));
+      } else this.#exited(t, info, false);
       this.#log.info("recovered", { id, state: t.process.state });
     }
     return this.list();
@@ -333,8 +356,31 @@ export class DockerDriver implements RuntimeDriver {
 
   close(): void {
     this.#closed = true;
+    this.#forwarder?.close();
     clearInterval(this.#rotateTimer);
     for (const t of this.#tracked.values()) t.watch?.abort();
+  }
+
+  /** The herd network (made once), and the forwarder of loopback ports to its bridge address. */
+  async #ensureNetwork(): Promise<HerdNetwork> {
+    this.#network ??= ensureNetwork(this.#api).catch((err) => {
+      this.#network = undefined;
+      throw err;
+    });
+    const network = await this.#network;
+    if (!this.#closed) this.#forwarder ??= new LoopbackForwarder(network.gateway, this.#log);
+    return network;
+  }
+
+  /** Removes old built images nothing uses (one collection at a time; a failure is logged only). */
+  #collectImages(): void {
+    if (this.#collecting) return;
+    this.#collecting = true;
+    collectImages(this.#api, this.#log, this.#options.keepImages ?? DEFAULT_KEEP_IMAGES)
+      .catch((err) => this.#log.warn("cannot collect old images", { err }))
+      .finally(() => {
+        this.#collecting = false;
+      });
   }
 
   /** The image's own entrypoint and command, run by the wrapper when the spec gives no command. */
@@ -475,6 +521,7 @@ export async function connectDocker(options: {
   socket: string;
   stateRoot: string;
   busybox?: string;
+  registry?: string;
   logger?: Logger;
 }): Promise<DockerDriver> {
   const busybox = options.busybox ?? "/bin/busybox";

@@ -5,7 +5,15 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +27,11 @@ import {
   type StartSpec,
 } from "./driver.ts";
 
-/** A node HTTP server that prints a line per request and can leave a grandchild behind that ignores SIGTERM. */
+/**
+ * A node HTTP server that prints a line per request and can leave a grandchild behind that ignores SIGTERM.
+ * It listens on every interface, as an app in a network namespace of its own must (the docker driver
+ * publishes its port; the test reaches it on 127.0.0.1).
+ */
 const SERVER_SCRIPT = `
 const http = require("node:http");
 const { spawn } = require("node:child_process");
@@ -31,7 +43,7 @@ if (process.env.GRANDCHILD_PID_FILE) {
 http.createServer((req, res) => {
   console.log("request " + req.url);
   res.end("hello from " + process.env.HERD_INSTANCE + "\\n");
-}).listen(Number(process.env.PORT), "127.0.0.1", () => console.log("listening on " + process.env.PORT));
+}).listen(Number(process.env.PORT), () => console.log("listening on " + process.env.PORT));
 `;
 
 /** Runs the shared RuntimeDriver suite; `create` makes a driver that keeps its bookkeeping in stateRoot. */
@@ -66,7 +78,9 @@ export function runDriverConformance(name: string, create: (stateRoot: string) =
       }, "the request line in the log");
       assert.ok(lines.includes(`listening on ${spec.port}`), lines.join("\n"));
 
-      const grandchild = Number(await waitFor(() => readIfPresent(grandchildFile), "the grandchild pid"));
+      // The pid as the instance saw it; in a pid namespace of its own that is not the host's.
+      const seen = Number(await waitFor(() => readIfPresent(grandchildFile), "the grandchild pid"));
+      const grandchild = await waitFor(() => hostPid(seen, started.pid), "the grandchild's host pid");
       assert.ok(processAlive(grandchild));
       await driver.stop("srv1", 500);
       assert.ok(!processAlive(started.pid), "main process still alive after stop");
@@ -280,6 +294,22 @@ export function processAlive(pid: number): boolean {
   if (!stat) return false;
   const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
   return state !== "Z" && state !== "X";
+}
+
+/** The host's pid of the process that `member`'s pid namespace calls `nsPid` (the same number without a namespace of its own). */
+export function hostPid(nsPid: number, member: number): number | undefined {
+  const ns = readlinkSync(`/proc/${member}/ns/pid`);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/ns/pid`) !== ns) continue;
+      const ids = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))?.[1].split(/\s+/);
+      if (Number(ids?.at(-1)) === nsPid) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
 }
 
 function readIfPresent(file: string): string | undefined {

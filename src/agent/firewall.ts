@@ -29,6 +29,32 @@ export interface ProtectedEndpoint {
 }
 
 /** Everything the rules are made of. */
+/**
+ * The control plane's API (each of `servers`, by URL) and the agent's metrics
+ * listener: what instances must not connect to. A server given by host name
+ * is not resolved: its port is closed on this machine's addresses only
+ * (`warnName` says so).
+ */
+export function protectedEndpoints(
+  servers: readonly string[],
+  metricsUrl: string | undefined,
+  warnName: (host: string) => void,
+): ProtectedEndpoint[] {
+  const out: ProtectedEndpoint[] = [];
+  for (const url of servers) {
+    const server = new URL(url);
+    const port = Number(server.port || (server.protocol === "https:" ? 443 : 80));
+    const host = server.hostname.replace(/^\[|\]$/g, "");
+    if (isIP(host) !== 0 || host === "localhost") out.push({ address: host, port });
+    else {
+      warnName(host);
+      out.push({ port });
+    }
+  }
+  if (metricsUrl) out.push({ port: Number(new URL(metricsUrl).port) });
+  return out;
+}
+
 export interface FirewallState {
   /** nftables table name (family inet). */
   table: string;

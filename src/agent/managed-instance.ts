@@ -1,8 +1,8 @@
 /** What the agent knows about each instance on its node, and the status a heartbeat carries for it. */
 
 import type { DesiredInstance, InstanceStatus } from "../model/protocol.ts";
-import type { InstanceLogs } from "./instance-logs.ts";
-import type { ProbeAttempts } from "./probe-attempts.ts";
+import { InstanceLogs } from "./instance-logs.ts";
+import { ProbeAttempts } from "./probe-attempts.ts";
 
 export type State = InstanceStatus["state"];
 
@@ -36,6 +36,26 @@ export interface Managed {
   log: InstanceLogs;
   /** The config version written to its dir (config center). */
   configVersion?: number;
+}
+
+/** A Managed with no failures or probes yet, its log followed in stateDir; `more` sets the rest. */
+export function newManaged(
+  id: string,
+  generation: number,
+  state: State,
+  stateDir: string,
+  more: Partial<Managed> = {},
+): Managed {
+  return {
+    id,
+    generation,
+    state,
+    failures: 0,
+    probeRun: 0,
+    probes: new ProbeAttempts(),
+    log: new InstanceLogs(stateDir),
+    ...more,
+  };
 }
 
 /** The status a heartbeat carries for one instance. */

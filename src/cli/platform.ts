@@ -140,6 +140,7 @@ ${TRACES_HELP}`,
   agent: `Usage: herd agent --server URL [--join-token TOKEN | --token TOKEN] [--ca FILE] [--name NAME] [--data DIR] [--address ADDR] [--label k=v]...
        [--taint key[=value]]... [--cpu N] [--memory 8Gi] [--reserve-cpu 0.1] [--reserve-memory 256Mi] [--cpu-overcommit 2]
        [--eviction-memory 100Mi] [--ports 20000-29999] [--metrics-port 9181] [--metrics-host 127.0.0.1] [--internal-gateway FILE] [--docker-socket PATH]
+       [--dockerd DIR] [--registry HOST:PORT] [--serve-registry HOST:PORT]
 
 Runs a node agent that joins the control plane at URL and runs instances here.
 The first start trades --join-token (or HERD_JOIN_TOKEN; from \`herd nodes
@@ -164,7 +165,11 @@ plane scrapes it (job herd-agent) and lists it in its service discovery.
 --internal-port); instances then get HERD_SERVICE_<APP>_<SERVICE>_URL for
 their tenant's services (docs/service-discovery.md).
 --docker-socket PATH: a Docker engine's API socket (e.g. /run/docker.sock): the
-node also runs services with image: or runtime: docker (docs/containers.md).`,
+node also runs services with image: or runtime: docker (docs/containers.md).
+--dockerd DIR: the same with the agent's own engine under DIR, started unless
+one answers there (it outlives the agent, as its containers do).
+--registry HOST:PORT: builds are pushed to this local registry and pulled from
+it by digest; --serve-registry HOST:PORT runs it here (data in DIR/registry).`,
   gateway: GATEWAY_HELP,
   down: `Usage: herd down [--data DIR]
 
@@ -475,6 +480,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     "metrics-host": { type: "string", default: "127.0.0.1" },
     "internal-gateway": { type: "string" },
     "docker-socket": { type: "string" },
+    dockerd: { type: "string" },
+    registry: { type: "string" },
+    "serve-registry": { type: "string" },
   });
   if (!v) return 0;
   await ensureDaemonRuntime("agent", resolve(v.data as string));
@@ -526,7 +534,20 @@ export async function runAgent(argv: string[]): Promise<number> {
       ? {}
       : { internalGateway: resolve(v["internal-gateway"] as string) }),
     ...(v["docker-socket"] === undefined ? {} : { dockerSocket: resolve(v["docker-socket"] as string) }),
+    ...(v.dockerd === undefined ? {} : { dockerd: resolve(v.dockerd as string) }),
+    ...(v.registry === undefined ? {} : { registry: hostPortFlag(v.registry, "registry") }),
+    ...(v["serve-registry"] === undefined
+      ? {}
+      : { serveRegistry: hostPortFlag(v["serve-registry"], "serve-registry") }),
   });
+}
+
+/** A registry address: host:port, as image references name it. */
+function hostPortFlag(value: unknown, flag: string): string {
+  const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(String(value));
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+    throw new HerdError("invalid", `--${flag} must be HOST:PORT, got ${String(value)}`);
+  return String(value);
 }
 
 export async function runDown(argv: string[]): Promise<number> {

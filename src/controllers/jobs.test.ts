@@ -238,3 +238,29 @@ test("an app being destroyed: its runs are stopped, and once it is gone they are
   await jobs.tick();
   assert.deepEqual(await runs(store), []);
 });
+
+test("a run of a container service runs its image, on a node with the docker driver only", async () => {
+  const { store, jobs } = await setup();
+  const release = (await store.get<Release>("release", releaseKey("t", "a", 1)))?.value as Release;
+  const web = { ...release.services.web, image: "127.0.0.1:5000/team/web:1", runtime: "docker" as const };
+  await store.put("release", releaseKey("t", "a", 1), { ...release, services: { web } });
+  const run = await jobs.startRun({
+    tenant: "t",
+    app: "a",
+    command: "migrate",
+    timeoutMs: 60_000,
+    kind: "one-off",
+  });
+  assert.equal(run.node, null, "n1 has no docker driver");
+  assert.match(run.message, /runtime driver missing/);
+  assert.equal(run.spec.image, "127.0.0.1:5000/team/web:1");
+  assert.equal(run.spec.runtime, "docker");
+
+  const n1 = (await store.get<Node>("node", "n1"))?.value as Node;
+  await store.put("node", "n2", { ...n1, name: "n2", drivers: ["docker"] });
+  await jobs.tick();
+  assert.equal((await jobs.getRun("t", "a", run.id)).node, "n2");
+  const [desired] = await jobs.heartbeat("n2", []);
+  assert.equal(desired.run.image, "127.0.0.1:5000/team/web:1");
+  assert.equal(desired.run.runtime, "docker");
+});

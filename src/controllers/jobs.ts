@@ -151,6 +151,9 @@ export class JobsController {
       spec: {
         slug: release.value.slug,
         command: recordingExit(r.command),
+        // A container service's runs run in its image (or its release in the base image) on a node with the driver.
+        ...(spec.image ? { image: spec.image } : {}),
+        ...(spec.runtime ? { runtime: spec.runtime } : {}),
         env: spec.env,
         ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
         resources: spec.resources,
@@ -397,6 +400,7 @@ export class JobsController {
       criticality: svc?.spec.criticality ?? "normal",
       ...(svc?.spec.placement?.nodeSelector ? { nodeSelector: svc.spec.placement.nodeSelector } : {}),
       slug: r.spec.slug,
+      ...(r.spec.runtime ? { runtime: r.spec.runtime } : {}),
     });
     this.#cursor = scheduler.cursor;
     const next: Run =

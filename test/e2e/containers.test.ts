@@ -1,45 +1,59 @@
-// Containers end to end: a dockerd this test starts (under a temp dir, no
-// bridge, no iptables rules; stopped at the end, taking any container left
-// with it), a control plane and two agents on loopback, one of them with
-// `--docker-socket`. A service with `runtime: docker` runs its release in the
-// local base image, one with `image:` runs that image; both are placed on the
-// docker node only, answer through the gateway, and go when the app does.
-// `herd nodes` names each node's drivers.
+// Containers end to end: a control plane and two agents on loopback, one of
+// them with `--dockerd DIR` (it starts its own engine under a temp dir, no
+// default bridge, no iptables rules) and `--serve-registry`; both outlive the
+// agent, so the test stops them (stopRegistry, stopDockerd: any container
+// left goes with the engine). A
+// service with `runtime: docker` runs its release in the local base image, one
+// with `image:` runs that image; both are placed on the docker node only, in
+// their own network and pid namespaces, answer through the gateway (their
+// ports published), and go when the app does. `herd run` of the docker
+// service runs in a container too. `herd nodes` names each node's drivers.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type Dockerd, ensureBaseImage, startDockerd } from "../../src/agent/docker-daemon.ts";
+import { DockerApi } from "../../src/agent/docker-api.ts";
+import { ensureBaseImage, stopDockerd } from "../../src/agent/docker-daemon.ts";
+import { freePort } from "../../src/agent/driver.case.test.ts";
+import { stopRegistry } from "../../src/agent/registry.ts";
 import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
 import type { Instance } from "../../src/model/objects.ts";
 import { type Cluster, startCluster, writeApp } from "./cluster.ts";
 import { waitFor } from "./harness.ts";
 
-// Containers use dockerd's (the host's) network: the agents must be on it too, not in namespaces.
+// Published ports are on dockerd's (the host's) network: the agents must be on it too, not in namespaces.
 process.env.HERD_TEST_LOOPBACK = "1";
 
 const dir = mkdtempSync(join(tmpdir(), "herd-containers-"));
-let engine: Dockerd | undefined;
+const engineDir = join(dir, "dockerd");
+const engine = new DockerApi(join(engineDir, "docker.sock"));
 let cluster: Cluster | undefined;
 let baseImage = "";
 
 before(async () => {
-  const tools = await ensureDebianPackages({ dockerd: "docker.io", busybox: "busybox-static" });
-  engine = await startDockerd(join(dir, "dockerd"), tools.dockerd);
-  baseImage = await ensureBaseImage(engine.api, tools.busybox);
-  cluster = await startCluster({
-    agents: [{ args: ["--docker-socket", engine.socket] }, {}],
+  const tools = await ensureDebianPackages({
+    dockerd: "docker.io",
+    busybox: "busybox-static",
+    "docker-registry": "docker-registry",
   });
+  const registry = `127.0.0.1:${await freePort()}`;
+  cluster = await startCluster({
+    agents: [{ args: ["--dockerd", engineDir, "--serve-registry", registry] }, {}],
+  });
+  // The agent made it at start; the same files give the same name.
+  baseImage = await ensureBaseImage(engine, tools.busybox);
 });
 
 after(async () => {
   try {
+    // The registry outlives its agent: stopped while its pid file is there.
+    if (cluster) await stopRegistry(join(cluster.nodes[0].dataDir, "registry"));
     await cluster?.stop();
   } finally {
     try {
-      await engine?.stop();
+      await stopDockerd(engineDir);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -47,7 +61,7 @@ after(async () => {
 });
 
 const containers = async (label: string) =>
-  (engine as Dockerd).api.call<{ Id: string; State: string; Labels: Record<string, string> }[]>({
+  engine.call<{ Id: string; State: string; Labels: Record<string, string> }[]>({
     path: "/containers/json",
     query: { all: "true", filters: JSON.stringify({ label: [label] }) },
   });
@@ -97,6 +111,17 @@ services:
     const img = await c.request("img.localhost");
     assert.equal(img.status, 200);
     assert.match(img.body, /^image /);
+
+    // A one-off run of the docker service: in a container of its own (its own pids), on the docker node.
+    const run = await c.cli(
+      ["run", "--app", app, "--service", "web", "--", "echo pids $(ls /proc | grep -c '^[0-9]')"],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const pids = Number(/pids (\d+)/.exec(run.stdout)?.[1]);
+    assert.ok(pids > 0 && pids < 10, run.stdout);
   } finally {
     const gone = await c.cli(["apps", "destroy", app, "--confirm", app]);
     assert.equal(gone.code, 0, gone.stderr);
