@@ -49,6 +49,7 @@ import { migratePlainSecrets } from "../secrets/migrate.ts";
 import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { controlPlaneInformer } from "../store/informer-kinds.ts";
+import type { Leadership } from "../store/leadership.ts";
 import { openLeadership, openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
@@ -58,6 +59,7 @@ import type { ApiDeps } from "./deps.ts";
 import { GatewayBook } from "./gateway-book.ts";
 import { openHostCertificates } from "./host-certificates.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
+import { LeaderLoops } from "./leader-loops.ts";
 import { leaderOnly } from "./leader-only.ts";
 import { startOtlpGrpc } from "./otlp-grpc.ts";
 import {
@@ -194,6 +196,10 @@ export interface RunningServer {
   ingestTokens: IngestTokens;
   /** Encrypted secrets. */
   secrets: SecretStore;
+  /** Which server leads; the leader alone runs the controllers and `leaderLoops`. */
+  leadership: Leadership;
+  /** The alert evaluator, drift checker, certificate orders, add-on sync: running while this server leads. */
+  leaderLoops: LeaderLoops;
   close(): Promise<void>;
 }
 
@@ -324,10 +330,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const certificates = await openHostCertificates({ store, secrets, dataDir, logger, acme: options.acme });
   // One server of those sharing the store runs the controllers (docs/high-availability.md).
   const leadership = openLeadership(store, logger.child("leader"), options.leaseTtlSeconds);
+  // Started and stopped with the leader's term, like the controllers: two servers never both run them.
+  const leaderLoops = new LeaderLoops(logger.child("leader"));
+  leaderLoops.add("alerts", alerts);
+  leaderLoops.add("dependency drift", drift);
+  leaderLoops.add("certificates", certificates);
   const deps: ApiDeps = {
     store,
     controllers,
     leadership,
+    leaderLoops,
     events,
     deployLogs,
     artifacts,
@@ -419,24 +431,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     });
   }
+  metrics.selfUrl = url;
+  metrics.start();
+  alerts.externalUrl = url;
   await leadership.start(url, {
     begin: async () => {
       await controllers.start();
       if (options.remediation?.enabled !== false) remediation.start();
       machines?.start();
+      leaderLoops.start();
     },
     end: async () => {
       controllers.stop();
-      await remediation.stop();
-      await machines?.stop();
+      await Promise.all([remediation.stop(), machines?.stop(), leaderLoops.stop()]);
     },
   });
-  metrics.selfUrl = url;
-  metrics.start();
-  alerts.externalUrl = url;
-  alerts.start();
-  drift.start();
-  certificates.start();
   logger.info("control plane listening", { url });
 
   return {
@@ -455,11 +464,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     ingestTokens,
     secrets,
+    leadership,
+    leaderLoops,
     close: async () => {
       auth.stop();
-      await alerts.stop();
-      await drift.stop();
-      await certificates.close();
+      // Ends the term: the controllers and the leader loops stop.
       await leadership.close();
       informer.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.
