@@ -3,6 +3,12 @@
  * the distribution's `etcd` (installed by common/debian-packages.ts, its
  * service never started), free ports, one temp data dir. `stop()` kills every
  * member and removes the dir; a failed start does the same before it throws.
+ *
+ * `isolate: i` starts member i in its own network namespace joined by a veth
+ * pair (netns.ts); the other members then listen on the pair's host address
+ * instead of loopback, so that all reach each other. `isolated.cut()` takes
+ * the link down: the member is cut off the network, as by a partition.
+ * `stop()` removes the namespace too.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -11,12 +17,15 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../common/debian-packages.ts";
+import { createNamespace, type NetNamespace } from "./netns.ts";
 
 export interface EtcdCluster {
   /** Client URLs, one per member. */
   endpoints: string[];
   /** The members' processes, in order (for chaos tests). */
   members: ChildProcess[];
+  /** With `isolate`: the member in its own network namespace, and its link. */
+  isolated?: { member: number; cut(): void; heal(): void };
   stop(): Promise<void>;
 }
 
@@ -33,11 +42,12 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts `size` members (default 3) and waits until the cluster answers on every member. */
-export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 3, options: { isolate?: number } = {}): Promise<EtcdCluster> {
   const { etcd } = await ensureDebianPackages({ etcd: "etcd-server" });
   const dir = await mkdtemp(join(tmpdir(), "herd-etcd-"));
   const members: ChildProcess[] = [];
   const logs: string[][] = [];
+  let netns: NetNamespace | undefined;
   const stop = async () => {
     await Promise.all(
       members.map(
@@ -49,13 +59,17 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
           }),
       ),
     );
+    netns?.remove();
     await rm(dir, { recursive: true, force: true });
   };
   try {
+    if (options.isolate !== undefined) netns = await createNamespace();
+    const host = (i: number) =>
+      netns === undefined ? "127.0.0.1" : i === options.isolate ? netns.innerIp : netns.hostIp;
     const ports = await Promise.all(Array.from({ length: size * 2 }, freePort));
     const names = Array.from({ length: size }, (_, i) => `m${i}`);
-    const peer = (i: number) => `http://127.0.0.1:${ports[2 * i + 1]}`;
-    const client = (i: number) => `http://127.0.0.1:${ports[2 * i]}`;
+    const peer = (i: number) => `http://${host(i)}:${ports[2 * i + 1]}`;
+    const client = (i: number) => `http://${host(i)}:${ports[2 * i]}`;
     const initial = names.map((name, i) => `${name}=${peer(i)}`).join(",");
     for (let i = 0; i < size; i++) {
       const args = [
@@ -73,7 +87,8 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
         "--log-level=warn",
         "--logger=zap",
       ];
-      const child = spawn(etcd, args, { stdio: ["ignore", "ignore", "pipe"] });
+      const [cmd, argv] = netns && i === options.isolate ? netns.exec(etcd, args) : [etcd, args];
+      const child = spawn(cmd, argv, { stdio: ["ignore", "ignore", "pipe"] });
       const log: string[] = [];
       logs.push(log);
       child.stderr?.on("data", (chunk: Buffer) => {
@@ -84,7 +99,11 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
     }
     const endpoints = names.map((_, i) => client(i));
     await waitHealthy(endpoints, members, logs);
-    return { endpoints, members, stop };
+    const isolated =
+      netns && options.isolate !== undefined
+        ? { member: options.isolate, cut: netns.cut, heal: netns.heal }
+        : undefined;
+    return { endpoints, members, ...(isolated ? { isolated } : {}), stop };
   } catch (err) {
     await stop();
     throw err;
