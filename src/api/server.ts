@@ -50,7 +50,7 @@ import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { controlPlaneInformer } from "../store/informer-kinds.ts";
 import type { Leadership } from "../store/leadership.ts";
-import { openLeadership, openStore } from "../store/open.ts";
+import { type EtcdTlsFiles, openLeadership, openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -115,6 +115,8 @@ export interface ServerOptions {
   dataDir: string;
   /** The Store: `sqlite` (default, `<dataDir>/state.db`) or `etcd://host:port,…` (docs/etcd.md). */
   store?: string;
+  /** With an etcd store: TLS to etcd (`--etcd-ca/--etcd-cert/--etcd-key` files). */
+  etcdTls?: EtcdTlsFiles;
   /** Where slugs and sources are kept (default `<dataDir>/artifacts`): servers sharing an etcd share this directory too. */
   artifactsDir?: string;
   /** On etcd: the leader's lease TTL in seconds (default 5; store/leadership.ts). */
@@ -214,7 +216,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     machineProvider: options.machines !== undefined,
     sharedStore: options.store?.startsWith("etcd://") ?? false,
   };
-  const store = await openStore(options.store, dataDir);
+  const store = await openStore(options.store, dataDir, options.etcdTls);
   const artifacts = new ArtifactStore(options.artifactsDir ?? join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });

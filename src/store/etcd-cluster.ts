@@ -8,15 +8,20 @@
  * pair (netns.ts); the other members then listen on the pair's host address
  * instead of loopback, so that all reach each other. `isolated.cut()` takes
  * the link down: the member is cut off the network, as by a partition.
- * `stop()` removes the namespace too.
+ * `stop()` removes the namespace too. `tls: true` serves clients over TLS
+ * and requires a client certificate (etcd-test-tls.ts makes them).
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { get as httpGet } from "node:http";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../common/debian-packages.ts";
+import { makeTestTls, type TestTlsFiles } from "./etcd-test-tls.ts";
 import { createNamespace, type NetNamespace } from "./netns.ts";
 
 export interface EtcdCluster {
@@ -24,6 +29,8 @@ export interface EtcdCluster {
   endpoints: string[];
   /** The members' processes, in order (for chaos tests). */
   members: ChildProcess[];
+  /** With `tls`: the CA and the client certificate to reach the members with (https endpoints). */
+  tls?: TestTlsFiles;
   /** With `isolate`: the member in its own network namespace, and its link. */
   isolated?: { member: number; cut(): void; heal(): void };
   stop(): Promise<void>;
@@ -42,7 +49,10 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts `size` members (default 3) and waits until the cluster answers on every member. */
-export async function startEtcdCluster(size = 3, options: { isolate?: number } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(
+  size = 3,
+  options: { isolate?: number; tls?: boolean } = {},
+): Promise<EtcdCluster> {
   const { etcd } = await ensureDebianPackages({ etcd: "etcd-server" });
   const dir = await mkdtemp(join(tmpdir(), "herd-etcd-"));
   const members: ChildProcess[] = [];
@@ -64,18 +74,24 @@ export async function startEtcdCluster(size = 3, options: { isolate?: number } =
   };
   try {
     if (options.isolate !== undefined) netns = await createNamespace();
+    if (options.isolate !== undefined && options.tls) throw new Error("isolate and tls: one or the other");
+    // Clients must verify and show certificates; peers stay plain on loopback.
+    const tls = options.tls ? await makeTestTls(dir) : undefined;
     const host = (i: number) =>
       netns === undefined ? "127.0.0.1" : i === options.isolate ? netns.innerIp : netns.hostIp;
     const ports = await Promise.all(Array.from({ length: size * 2 }, freePort));
     const names = Array.from({ length: size }, (_, i) => `m${i}`);
     const peer = (i: number) => `http://${host(i)}:${ports[2 * i + 1]}`;
-    const client = (i: number) => `http://${host(i)}:${ports[2 * i]}`;
+    // With TLS the name is localhost: Node takes no IP address as a TLS server name.
+    const client = (i: number) =>
+      tls ? `https://localhost:${ports[2 * i]}` : `http://${host(i)}:${ports[2 * i]}`;
+    const listen = (i: number) => (tls ? `https://127.0.0.1:${ports[2 * i]}` : client(i));
     const initial = names.map((name, i) => `${name}=${peer(i)}`).join(",");
     for (let i = 0; i < size; i++) {
       const args = [
         `--name=${names[i]}`,
         `--data-dir=${join(dir, names[i])}`,
-        `--listen-client-urls=${client(i)}`,
+        `--listen-client-urls=${listen(i)}`,
         `--advertise-client-urls=${client(i)}`,
         `--listen-peer-urls=${peer(i)}`,
         `--initial-advertise-peer-urls=${peer(i)}`,
@@ -86,6 +102,14 @@ export async function startEtcdCluster(size = 3, options: { isolate?: number } =
         "--election-timeout=500",
         "--log-level=warn",
         "--logger=zap",
+        ...(tls
+          ? [
+              `--cert-file=${tls.serverCert}`,
+              `--key-file=${tls.serverKey}`,
+              `--trusted-ca-file=${tls.ca}`,
+              "--client-cert-auth",
+            ]
+          : []),
       ];
       const [cmd, argv] = netns && i === options.isolate ? netns.exec(etcd, args) : [etcd, args];
       const child = spawn(cmd, argv, { stdio: ["ignore", "ignore", "pipe"] });
@@ -98,12 +122,12 @@ export async function startEtcdCluster(size = 3, options: { isolate?: number } =
       members.push(child);
     }
     const endpoints = names.map((_, i) => client(i));
-    await waitHealthy(endpoints, members, logs);
+    await waitHealthy(endpoints, members, logs, tls);
     const isolated =
       netns && options.isolate !== undefined
         ? { member: options.isolate, cut: netns.cut, heal: netns.heal }
         : undefined;
-    return { endpoints, members, ...(isolated ? { isolated } : {}), stop };
+    return { endpoints, members, ...(isolated ? { isolated } : {}), ...(tls ? { tls } : {}), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -111,15 +135,19 @@ export async function startEtcdCluster(size = 3, options: { isolate?: number } =
 }
 
 /** Waits until every member says it is healthy (it has a leader and answers), at most 20 s. */
-async function waitHealthy(endpoints: string[], members: ChildProcess[], logs: string[][]): Promise<void> {
+async function waitHealthy(
+  endpoints: string[],
+  members: ChildProcess[],
+  logs: string[][],
+  tls: TestTlsFiles | undefined,
+): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (let i = 0; i < endpoints.length; i++) {
     for (;;) {
       const exited = members.findIndex((m) => m.exitCode !== null);
       if (exited >= 0) throw new Error(`etcd member ${exited} exited: ${logs[exited].join("").slice(-2000)}`);
       try {
-        const res = await fetch(`${endpoints[i]}/health`, { signal: AbortSignal.timeout(1000) });
-        const body = (await res.json()) as { health?: string };
+        const body = JSON.parse(await getText(`${endpoints[i]}/health`, tls)) as { health?: string };
         if (body.health === "true") break;
       } catch {
         // not up yet
@@ -130,4 +158,25 @@ async function waitHealthy(endpoints: string[], members: ChildProcess[], logs: s
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
+}
+
+/** GET a member's URL (https with the test client certificate when `tls`); at most 1 s. */
+function getText(url: string, tls: TestTlsFiles | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const options = {
+      timeout: 1000,
+      ...(tls
+        ? { ca: readFileSync(tls.ca), cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) }
+        : {}),
+    };
+    const req = (url.startsWith("https:") ? httpsGet : httpGet)(url, options, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (text += d));
+      res.on("end", () => resolve(text));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", reject);
+  });
 }
