@@ -121,6 +121,10 @@ export class EtcdStore implements Store {
           }
         : {}),
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+      // A member cut off the network leaves a watch silent forever: pings while a stream is open find
+      // the dead connection in about 8 s, and the watch moves to another member. etcd refuses pings
+      // more often than every 5 s (--grpc-keepalive-min-time).
+      grpcOptions: { "grpc.keepalive_time_ms": 6000, "grpc.keepalive_timeout_ms": 2000 },
     });
     const store = new EtcdStore(client, options.root ?? "/herd/", historyLimit);
     try {
