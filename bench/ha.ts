@@ -292,12 +292,12 @@ async function main(): Promise<number> {
       .join(" ")}`,
   );
   console.log(
-    "\n| fault | new leader | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight |",
+    "\n| fault | new leader | scale acknowledged | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     console.log(
-      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
+      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.ackMs ?? "—"} ms | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
     );
   }
   return verdictSummary("bench:ha");
