@@ -10,7 +10,7 @@ import { type RunningServer, startServer } from "./server.ts";
 
 const ALL = ["alerts", "dependency drift", "certificates", "add-on sync"].sort();
 
-async function until(what: string, check: () => boolean, ms = 15_000): Promise<void> {
+async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
   const start = Date.now();
   while (!check()) {
     if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`);
@@ -57,7 +57,7 @@ async function server(store: string, keyFrom?: string): Promise<RunningServer> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     copyFileSync(join(keyFrom, "secrets.key"), join(dir, "secrets.key"));
   }
-  const s = await startServer({ dataDir: dir, port: 0, logger: silentLogger, store, leaseTtlSeconds: 1 });
+  const s = await startServer({ dataDir: dir, port: 0, logger: silentLogger, store, leaseTtlSeconds: 2 });
   servers.push(s);
   return Object.assign(s, { dir });
 }
@@ -69,7 +69,7 @@ test("two servers on etcd: only the leader runs the alert evaluator, drift check
   const b = await server(store, dirs[0]);
   assert.deepEqual(a.leaderLoops.running().sort(), ALL);
   // The second one campaigns for a while and stays a follower running none of them.
-  await new Promise((r) => setTimeout(r, 1500));
+  await new Promise((r) => setTimeout(r, 2500));
   assert.equal(b.leadership.leading, false);
   assert.deepEqual(b.leaderLoops.running(), []);
 
@@ -82,7 +82,7 @@ test("two servers on etcd: only the leader runs the alert evaluator, drift check
 
   // A third server joins as a follower: still one runner of each loop.
   const c = await server(store, dirs[0]);
-  await new Promise((r) => setTimeout(r, 1500));
+  await new Promise((r) => setTimeout(r, 2500));
   assert.equal(c.leadership.leading, false);
   assert.deepEqual(c.leaderLoops.running(), []);
   assert.deepEqual(b.leaderLoops.running().sort(), ALL);
