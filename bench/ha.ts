@@ -9,9 +9,8 @@
 //
 //   kill -9 leader     the leading server dies
 //   SIGSTOP leader     the leading server is frozen for 2x the lease + 1 s, then woken
-//   etcd member frozen one etcd member SIGSTOPped for 5 s: it neither answers nor
-//                      sends, as a member cut off the network would (not a network
-//                      namespace: the members share loopback)
+//   etcd member cut off one etcd member, started in its own network namespace
+//                      (a veth pair to the others), has its link taken down for 5 s
 //   kill -9 etcd       one etcd member dies (two of three keep the quorum)
 //
 // For each: time until another server leads (the leader key names a live
@@ -67,13 +66,15 @@ const FAULTS: Fault[] = [
     },
   },
   {
-    name: "etcd member frozen",
+    // Member 1 runs in its own network namespace; its veth link goes down for 5 s.
+    name: "etcd member cut off",
     leader: false,
     run: async (ha) => {
-      const member = ha.etcd.members[1];
-      member.kill("SIGSTOP");
-      const woken = sleep(5000).then(() => void member.kill("SIGCONT"));
-      return () => woken;
+      const link = ha.etcd.isolated;
+      if (!link) throw new Error("no etcd member in a network namespace");
+      link.cut();
+      const healed = sleep(5000).then(() => link.heal());
+      return () => healed;
     },
   },
   {
@@ -86,9 +87,23 @@ const FAULTS: Fault[] = [
   },
 ];
 
+/** hello's live instances, read from etcd itself: a frozen server must not delay the observer. */
 async function live(ha: HaCluster): Promise<Inst[]> {
-  const r = await ha.api<{ items: Inst[] }>("GET", "/apps/hello/instances");
-  return r.body.items.filter((i) => !["stopped", "failed", "lost"].includes(i.state));
+  const all = await ha.store.list<Inst & { tenant: string; app: string }>("instance");
+  return all.items
+    .map((o) => o.value)
+    .filter((i) => i.tenant === "default" && i.app === "hello")
+    .filter((i) => !["stopped", "failed", "lost"].includes(i.state));
+}
+
+/** When (ms since the epoch) a server's log first has a line matching `pattern` after `from` chars. */
+function loggedAt(output: string, from: number, pattern: RegExp): number | undefined {
+  for (const line of output.slice(from).split("\n")) {
+    if (!pattern.test(line)) continue;
+    const at = Date.parse(line.slice(0, 24));
+    if (Number.isFinite(at)) return at;
+  }
+  return undefined;
 }
 
 /** An app like examples/hello under another name and host, with one instance. */
@@ -118,6 +133,9 @@ interface Row {
   failed: number;
   failures: string;
   deploy: string;
+  /** From the fault: the scale acknowledged (the CLI exited), and the new leader's log saying it started leading. */
+  ackMs?: number;
+  leadingMs?: number;
 }
 
 async function round(ha: HaCluster, fault: Fault, work: string, n: number): Promise<Row> {
@@ -143,6 +161,7 @@ async function round(ha: HaCluster, fault: Fault, work: string, n: number): Prom
     timeoutMs: 180_000,
   });
   await sleep(1500);
+  const marks = ha.servers.map((s) => s.output().length);
   const t0 = Date.now();
   const undo = await fault.run(ha, leader);
   const elected = fault.leader ? ha.nextLeader(leader, 60_000).then(() => Date.now() - t0) : undefined;
@@ -151,6 +170,7 @@ async function round(ha: HaCluster, fault: Fault, work: string, n: number): Prom
     env: { HERD_SERVER: [...followers, leader.url].join(","), HERD_TOKEN: ha.token },
   });
   if (scale.code !== 0) throw new Error(`scale failed: ${scale.stderr}`);
+  const ackMs = Date.now() - t0;
   let actMs: number | undefined;
   let runMs: number | undefined;
   await waitFor(
@@ -182,7 +202,12 @@ async function round(ha: HaCluster, fault: Fault, work: string, n: number): Prom
   let gap = 0;
   for (let i = 1; i < acked.length; i++) gap = Math.max(gap, acked[i].at - acked[i - 1].at);
   const d = await deploy;
+  const leading = ha.servers
+    .map((s, i) => loggedAt(s.output(), marks[i], /elected leader/))
+    .filter((at) => at !== undefined);
   return {
+    ackMs,
+    ...(leading.length ? { leadingMs: Math.min(...leading) - t0 } : {}),
     fault: fault.name,
     ...(electMs !== undefined ? { electMs } : {}),
     actMs,
@@ -208,7 +233,7 @@ async function main(): Promise<number> {
       .join(" ")} (2 cores shared)`,
   );
   const work = mkdtempSync(join(tmpdir(), "herd-bench-ha-"));
-  const ha = await startHaCluster({ servers: 3, leaseTtl: LEASE_S });
+  const ha = await startHaCluster({ servers: 3, leaseTtl: LEASE_S, isolateEtcdMember: 1 });
   // Interrupted: everything started still goes (etcd, servers, agent, its instances, gateway).
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
@@ -235,6 +260,8 @@ async function main(): Promise<number> {
       console.log(
         `  another server leads after   ${fault.leader ? ratio(row.electMs) : "— (the leader kept its lease)"}`,
       );
+      if (fault.leader) console.log(`  … it began leading           ${row.leadingMs ?? "—"} ms (its log)`);
+      console.log(`  the scale was acknowledged   ${row.ackMs} ms (the CLI exited)`);
       console.log(`  the scale placed its instance ${ratio(row.actMs)}`);
       console.log(`  … and it ran (health check)  ${row.runMs} ms`);
       console.log(
@@ -265,12 +292,12 @@ async function main(): Promise<number> {
       .join(" ")}`,
   );
   console.log(
-    "\n| fault | new leader | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight |",
+    "\n| fault | new leader | scale acknowledged | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     console.log(
-      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
+      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.ackMs ?? "—"} ms | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
     );
   }
   return verdictSummary("bench:ha");

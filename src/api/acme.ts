@@ -102,8 +102,9 @@ export class AcmeManager {
     return stored;
   }
 
-  /** Runs a pass now, and one every `intervalMs`. */
+  /** Runs a pass now, and one every `intervalMs` (again after close: a server that leads again). */
   start(): void {
+    this.#closed = false;
     this.kick();
   }
 

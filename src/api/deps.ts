@@ -26,6 +26,7 @@ import type { AuditLog } from "./audit.ts";
 import type { GatewayBook } from "./gateway-book.ts";
 import type { HostCertificates } from "./host-certificates.ts";
 import type { IngestTokens } from "./ingest-tokens.ts";
+import type { LeaderLoops } from "./leader-loops.ts";
 
 /** What the routes are handed. */
 export interface ApiDeps {
@@ -33,6 +34,8 @@ export interface ApiDeps {
   controllers: ControllerManager;
   /** Which server runs the controllers (store/leadership.ts); followers send heartbeats there. */
   leadership?: Leadership;
+  /** Timers only the leader runs (leader-loops.ts): routes add theirs, e.g. the add-on sync. */
+  leaderLoops: LeaderLoops;
   events: EventRecorder;
   deployLogs: DeployLogs;
   artifacts: ArtifactStore;

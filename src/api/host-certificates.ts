@@ -67,13 +67,13 @@ export class HostCertificates {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Begins ACME passes (when the server uses ACME). */
+  /** Begins ACME passes (when the server uses ACME); again after a stop when this server leads again. */
   start(): void {
     this.acme?.start();
   }
 
   /** Stops ACME passes, waiting for one in progress. */
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     await this.acme?.close();
   }
 

@@ -49,7 +49,8 @@ import { migratePlainSecrets } from "../secrets/migrate.ts";
 import { receiverHeaderValues } from "../secrets/receiver-headers.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { controlPlaneInformer } from "../store/informer-kinds.ts";
-import { openLeadership, openStore } from "../store/open.ts";
+import type { Leadership } from "../store/leadership.ts";
+import { type EtcdTlsFiles, openLeadership, openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
@@ -59,6 +60,7 @@ import { GatewayBook } from "./gateway-book.ts";
 import { openHostCertificates } from "./host-certificates.ts";
 import { IngestTokens } from "./ingest-tokens.ts";
 import { lazyCompilers } from "./lazy-compilers.ts";
+import { LeaderLoops } from "./leader-loops.ts";
 import { leaderOnly } from "./leader-only.ts";
 import { startOtlpGrpc } from "./otlp-grpc.ts";
 import {
@@ -114,6 +116,8 @@ export interface ServerOptions {
   dataDir: string;
   /** The Store: `sqlite` (default, `<dataDir>/state.db`) or `etcd://host:port,…` (docs/etcd.md). */
   store?: string;
+  /** With an etcd store: TLS to etcd (`--etcd-ca/--etcd-cert/--etcd-key` files). */
+  etcdTls?: EtcdTlsFiles;
   /** Where slugs and sources are kept (default `<dataDir>/artifacts`): servers sharing an etcd share this directory too. */
   artifactsDir?: string;
   /** On etcd: the leader's lease TTL in seconds (default 5; store/leadership.ts). */
@@ -195,6 +199,10 @@ export interface RunningServer {
   ingestTokens: IngestTokens;
   /** Encrypted secrets. */
   secrets: SecretStore;
+  /** Which server leads; the leader alone runs the controllers and `leaderLoops`. */
+  leadership: Leadership;
+  /** The alert evaluator, drift checker, certificate orders, add-on sync: running while this server leads. */
+  leaderLoops: LeaderLoops;
   close(): Promise<void>;
 }
 
@@ -209,7 +217,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     machineProvider: options.machines !== undefined,
     sharedStore: options.store?.startsWith("etcd://") ?? false,
   };
-  const store = await openStore(options.store, dataDir);
+  const store = await openStore(options.store, dataDir, options.etcdTls);
   const artifacts = new ArtifactStore(options.artifactsDir ?? join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });
@@ -325,10 +333,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const certificates = await openHostCertificates({ store, secrets, dataDir, logger, acme: options.acme });
   // One server of those sharing the store runs the controllers (docs/high-availability.md).
   const leadership = openLeadership(store, logger.child("leader"), options.leaseTtlSeconds);
+  // Started and stopped with the leader's term, like the controllers: two servers never both run them.
+  const leaderLoops = new LeaderLoops(logger.child("leader"));
+  leaderLoops.add("alerts", alerts);
+  leaderLoops.add("dependency drift", drift);
+  leaderLoops.add("certificates", certificates);
   const deps: ApiDeps = {
     store,
     controllers,
     leadership,
+    leaderLoops,
     events,
     deployLogs,
     artifacts,
@@ -420,24 +434,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     });
   }
+  metrics.selfUrl = url;
+  metrics.start();
+  alerts.externalUrl = url;
   await leadership.start(url, {
     begin: async () => {
       await controllers.start();
       if (options.remediation?.enabled !== false) remediation.start();
       machines?.start();
+      leaderLoops.start();
     },
     end: async () => {
       controllers.stop();
-      await remediation.stop();
-      await machines?.stop();
+      await Promise.all([remediation.stop(), machines?.stop(), leaderLoops.stop()]);
     },
   });
-  metrics.selfUrl = url;
-  metrics.start();
-  alerts.externalUrl = url;
-  alerts.start();
-  drift.start();
-  certificates.start();
   logger.info("control plane listening", { url });
 
   return {
@@ -456,11 +467,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     ingestTokens,
     secrets,
+    leadership,
+    leaderLoops,
     close: async () => {
       auth.stop();
-      await alerts.stop();
-      await drift.stop();
-      await certificates.close();
+      // Ends the term: the controllers and the leader loops stop.
       await leadership.close();
       informer.stop();
       // Open streams end first (watches, deploy logs, log follows): the HTTP server waits for every connection.

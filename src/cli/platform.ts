@@ -119,7 +119,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--lease-ttl 5] [--artifacts DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
+  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]] [--lease-ttl 5] [--artifacts DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
@@ -134,6 +134,8 @@ cluster (etcd://host:2379,host:2379[/root]; docs/etcd.md). Several servers may
 share one etcd: all serve the API, one leader (elected with an etcd lease of
 --lease-ttl seconds) runs the controllers; give them one shared --artifacts
 directory (default DIR/artifacts) for slugs (docs/high-availability.md).
+--etcd-ca speaks TLS to etcd, verifying its members against that CA; with
+--etcd-cert and --etcd-key the server also shows etcd that client certificate.
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
@@ -339,6 +341,9 @@ export async function runServer(argv: string[]): Promise<number> {
   const v = flags("server", argv, {
     data: { type: "string", default: ".herd" },
     store: { type: "string" },
+    "etcd-ca": { type: "string" },
+    "etcd-cert": { type: "string" },
+    "etcd-key": { type: "string" },
     "lease-ttl": { type: "string", default: "5" },
     artifacts: { type: "string" },
     port: { type: "string", default: "7070" },
@@ -367,10 +372,28 @@ export async function runServer(argv: string[]): Promise<number> {
   return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
     store: v.store as string | undefined,
+    ...etcdTlsOf(v),
     leaseTtlSeconds: leaseTtlOf(v["lease-ttl"]),
     ...(v.artifacts ? { artifactsDir: resolve(v.artifacts as string) } : {}),
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
+}
+
+/** `--etcd-ca/--etcd-cert/--etcd-key`: files (read when the store opens); a cert or key alone needs the CA. */
+function etcdTlsOf(v: Record<string, unknown>): { etcdTls?: { ca: string; cert?: string; key?: string } } {
+  const [ca, cert, key] = [v["etcd-ca"], v["etcd-cert"], v["etcd-key"]] as (string | undefined)[];
+  if (ca === undefined) {
+    if (cert !== undefined || key !== undefined)
+      throw new HerdError("invalid", "--etcd-cert and --etcd-key need --etcd-ca (the CA of etcd's members)");
+    return {};
+  }
+  return {
+    etcdTls: {
+      ca: resolve(ca),
+      ...(cert !== undefined ? { cert: resolve(cert) } : {}),
+      ...(key !== undefined ? { key: resolve(key) } : {}),
+    },
+  };
 }
 
 /** `--lease-ttl`: whole seconds, 2 to 60 (etcd refuses shorter leases than its election allows). */

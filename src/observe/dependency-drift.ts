@@ -67,9 +67,11 @@ export class DependencyDrift {
     this.#timer.unref();
   }
 
+  /** Stops the rounds; the findings go with them (the next leader's rounds report them). */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#running;
+    this.#current.clear();
   }
 
   /** One round over every tenant; returns the findings in force. */

@@ -41,8 +41,21 @@ export interface EtcdStoreOptions {
   root?: string;
   /** How many changes to keep for watches that start at a revision (default 10000). */
   historyLimit?: number;
-  /** Deadline of one call to etcd, ms (default 10000). */
+  /**
+   * Deadline of one attempt of a call to etcd, ms (default 3000). A call past
+   * it is tried again on another member (the client's retry, three attempts
+   * in all): a member cut off the network holds a call this long, not longer.
+   */
   timeoutMs?: number;
+  /** TLS to etcd: the CA that signed the members' certificates, and this client's certificate and key (PEM). */
+  tls?: EtcdTls;
+}
+
+/** TLS to etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`): endpoints are then https. */
+export interface EtcdTls {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
 }
 
 /** etcd numbers are herd numbers plus this: etcd's empty keyspace is at revision 1. */
@@ -87,10 +100,31 @@ export class EtcdStore implements Store {
     const historyLimit = checkHistoryLimit(options.historyLimit);
     if (options.endpoints.length === 0)
       throw new HerdError("invalid", "etcd store needs at least one endpoint");
-    const timeoutMs = options.timeoutMs ?? 10_000;
+    const timeoutMs = options.timeoutMs ?? 3000;
+    const { tls } = options;
+    // Node takes no IP address as a TLS server name, so the gRPC client cannot verify one.
+    const ipHost = options.endpoints.find((e) => /^\w+:\/\/(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):/.test(e));
+    if (tls && ipHost)
+      throw new HerdError(
+        "invalid",
+        `with --etcd-ca name etcd's members by the DNS names their certificates carry, not by IP address (${ipHost})`,
+      );
     const client = new Etcd3({
-      hosts: options.endpoints,
+      hosts: tls ? options.endpoints.map((e) => e.replace(/^http:\/\//, "https://")) : options.endpoints,
+      ...(tls
+        ? {
+            credentials: {
+              rootCertificate: tls.ca,
+              ...(tls.cert ? { certChain: tls.cert } : {}),
+              ...(tls.key ? { privateKey: tls.key } : {}),
+            },
+          }
+        : {}),
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+      // A member cut off the network leaves a watch silent forever: pings while a stream is open find
+      // the dead connection in about 8 s, and the watch moves to another member. etcd refuses pings
+      // more often than every 5 s (--grpc-keepalive-min-time).
+      grpcOptions: { "grpc.keepalive_time_ms": 6000, "grpc.keepalive_timeout_ms": 2000 },
     });
     const store = new EtcdStore(client, options.root ?? "/herd/", historyLimit);
     try {

@@ -4,7 +4,7 @@
  * an etcd cluster (etcd-store.ts, docs/etcd.md).
  */
 
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
@@ -12,14 +12,45 @@ import { EtcdLeadership, type Leadership, SoleLeadership } from "./leadership.ts
 import { SqliteStore } from "./sqlite-store.ts";
 import type { Store } from "./store.ts";
 
+/** Files of TLS to etcd (PEM): the members' CA, and this client's certificate and key. */
+export interface EtcdTlsFiles {
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
 /** Opens the store `spec` names; throws `invalid` for an unknown one, `unavailable` when etcd does not answer. */
-export async function openStore(spec: string | undefined, dataDir: string): Promise<Store> {
+export async function openStore(
+  spec: string | undefined,
+  dataDir: string,
+  etcdTls?: EtcdTlsFiles,
+): Promise<Store> {
+  if (etcdTls && !spec?.startsWith("etcd://"))
+    throw new HerdError("invalid", "--etcd-ca, --etcd-cert and --etcd-key go with --store etcd://…");
   if (spec === undefined || spec === "sqlite") return SqliteStore.open(join(dataDir, "state.db"));
   if (spec.startsWith("etcd://")) {
     const { EtcdStore, parseEtcdUrl } = await import("./etcd-store.ts");
-    return EtcdStore.open(parseEtcdUrl(spec));
+    return EtcdStore.open({ ...parseEtcdUrl(spec), ...(etcdTls ? { tls: readEtcdTls(etcdTls) } : {}) });
   }
   throw new HerdError("invalid", `--store must be sqlite or etcd://host:port[,host:port…], got ${spec}`);
+}
+
+/** Reads the TLS files; a missing or unreadable one is `invalid`, naming its flag. */
+function readEtcdTls(files: EtcdTlsFiles): { ca: Buffer; cert?: Buffer; key?: Buffer } {
+  if ((files.cert === undefined) !== (files.key === undefined))
+    throw new HerdError("invalid", "--etcd-cert and --etcd-key go together");
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new HerdError("invalid", `${flag} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return {
+    ca: read("--etcd-ca", files.ca),
+    ...(files.cert ? { cert: read("--etcd-cert", files.cert) } : {}),
+    ...(files.key ? { key: read("--etcd-key", files.key) } : {}),
+  };
 }
 
 /**

@@ -114,10 +114,14 @@ async function until(p: HaProcess, pattern: RegExp, what: string): Promise<RegEx
 
 /** Starts etcd, `servers` servers (lease `leaseTtl` s), an agent and a gateway; on failure removes what it started. */
 export async function startHaCluster(
-  options: { servers?: number; leaseTtl?: number } = {},
+  options: { servers?: number; leaseTtl?: number; isolateEtcdMember?: number } = {},
 ): Promise<HaCluster> {
   const work = mkdtempSync(join(tmpdir(), "herd-ha-"));
-  const etcd = await startEtcdCluster(3);
+  // With isolateEtcdMember: that member in its own network namespace, to be cut off (etcd-cluster.ts).
+  const etcd = await startEtcdCluster(
+    3,
+    options.isolateEtcdMember === undefined ? {} : { isolate: options.isolateEtcdMember },
+  );
   const storeUrl = `etcd://${etcd.endpoints.map((e) => e.replace("http://", "")).join(",")}`;
   const servers: HaServer[] = [];
   const procs: HaProcess[] = [];

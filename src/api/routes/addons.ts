@@ -29,6 +29,7 @@ import type { FastifyInstance } from "fastify";
 import { Addons } from "../../addons/addons.ts";
 import { Brokers } from "../../addons/brokers.ts";
 import { HerdError } from "../../common/errors.ts";
+import { Rounds } from "../../common/rounds.ts";
 import type { ApiDeps } from "../deps.ts";
 import { TenantQuery, tenantOf } from "../schemas.ts";
 import { actorOf } from "./secrets.ts";
@@ -110,21 +111,15 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     artifacts: deps.artifacts,
     build: (o) => deps.build(o),
   });
-  let syncing = false;
-  const timer = setInterval(() => {
-    if (syncing) return;
-    syncing = true;
-    addons
-      .sync()
-      .catch((err) => api.log.warn({ err }, "add-on sync failed"))
-      .then(() => addons.scheduledBackups())
-      .catch((err) => api.log.warn({ err }, "scheduled add-on backups failed"))
-      .finally(() => {
-        syncing = false;
-      });
-  }, SYNC_MS);
-  timer.unref();
-  api.addHook("onClose", async () => clearInterval(timer));
+  // The leader alone follows brokers' operations and takes scheduled backups (api/leader-loops.ts).
+  const sync = new Rounds(
+    async () => {
+      await addons.sync().catch((err) => api.log.warn({ err }, "add-on sync failed"));
+      await addons.scheduledBackups();
+    },
+    (err) => api.log.warn({ err }, "scheduled add-on backups failed"),
+  );
+  deps.leaderLoops.add("add-on sync", { start: () => sync.start(SYNC_MS), stop: () => sync.stop() });
 
   api.get(
     "/addon-plans",

@@ -179,8 +179,9 @@ export class AlertEvaluator {
     if (options.registry) this.#export(options.registry);
   }
 
-  /** Evaluates every interval (default 15 s) and delivers notifications. */
+  /** Evaluates every interval (default 15 s) and delivers notifications; again after stop (a new term as leader). */
   start(): void {
+    this.#stopped = false;
     this.notifier.start();
     this.#rounds.start(this.#o.intervalMs ?? 15_000);
   }

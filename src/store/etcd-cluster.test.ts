@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { test } from "node:test";
+import { Etcd3 } from "etcd3";
+import { startEtcdCluster } from "./etcd-cluster.ts";
+import { EtcdStore } from "./etcd-store.ts";
+
+const namespaces = () => execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+
+test("etcd cluster: a member in its own network namespace is cut off and comes back; stop removes the namespace", async () => {
+  const cluster = await startEtcdCluster(3, { isolate: 1 });
+  const ours = new RegExp(`herd-netns-${process.pid}-`);
+  const clients: Etcd3[] = [];
+  const client = (i: number) => {
+    const c = new Etcd3({
+      hosts: cluster.endpoints[i],
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + 1500 }),
+    });
+    clients.push(c);
+    return c;
+  };
+  try {
+    assert.match(namespaces(), ours);
+    assert.ok(cluster.isolated);
+    const outside = client(0);
+    const inside = client(1);
+    await outside.put("k").value("before");
+    assert.equal(await inside.get("k").string(), "before");
+
+    cluster.isolated.cut();
+    // The others keep their quorum and write; the cut member answers nothing.
+    await outside.put("k").value("during");
+    await assert.rejects(inside.get("k").string());
+    assert.equal(cluster.members[1].exitCode, null, "the member still runs: it is cut off, not stopped");
+
+    cluster.isolated.heal();
+    // Back on the network it catches up with what was written meanwhile.
+    const deadline = Date.now() + 15_000;
+    let seen: string | null = null;
+    while (Date.now() < deadline) {
+      seen = await inside
+        .get("k")
+        .string()
+        .catch(() => null);
+      if (seen === "during") break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(seen, "during");
+  } finally {
+    for (const c of clients) c.close();
+    await cluster.stop();
+  }
+  assert.doesNotMatch(namespaces(), ours);
+});
+
+test("etcd store: a watch on a member that is cut off moves to another and misses nothing", async () => {
+  const cluster = await startEtcdCluster(3, { isolate: 1 });
+  const root = `/cut-${process.pid}/`;
+  // Six stores that may each watch through the member cut off (or the other): all must see the write.
+  const stores = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      EtcdStore.open({ endpoints: [cluster.endpoints[1], cluster.endpoints[0]], root }),
+    ),
+  );
+  const writer = await EtcdStore.open({ endpoints: [cluster.endpoints[0]], root });
+  const stop = new AbortController();
+  try {
+    const from = await writer.revision();
+    const seen = stores.map(async (store) => {
+      for await (const ev of store.watch({ kinds: ["tenant"], fromRevision: from, signal: stop.signal }))
+        if (ev.key === "after-cut") return Date.now();
+      return undefined;
+    });
+    await writer.put("tenant", "before-cut", { name: "before-cut" });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(cluster.isolated);
+    cluster.isolated.cut();
+    const cutAt = Date.now();
+    await writer.put("tenant", "after-cut", { name: "after-cut" });
+    const within = 20_000;
+    const timer = setTimeout(() => stop.abort(), within);
+    const times = await Promise.all(seen.map((p) => p.catch(() => undefined)));
+    clearTimeout(timer);
+    const late = times.filter((t) => t === undefined).length;
+    assert.equal(late, 0, `${late} of 6 watches saw nothing within ${within} ms of the cut`);
+    console.log(
+      `watches saw the write ${times.map((t) => (t as number) - cutAt).join(", ")} ms after the cut`,
+    );
+  } finally {
+    stop.abort();
+    for (const s of stores) await s.close();
+    await writer.close();
+    await cluster.stop();
+  }
+});
