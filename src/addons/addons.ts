@@ -15,7 +15,7 @@ import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import type { DeployController } from "../controllers/deploy-controller.ts";
+import { type DeployController, deployKey } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
 import {
@@ -28,13 +28,14 @@ import {
   type AddonKind,
   addonKey,
 } from "../model/addon.ts";
-import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
+import { type App, appKey, type Deploy, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
 import { BrokerAddons } from "./broker-addons.ts";
+import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
 import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
 import { Rotation } from "./rotation.ts";
@@ -70,14 +71,16 @@ export class Addons {
   readonly #d: AddonDeps;
   readonly #brokered: BrokerAddons;
   readonly #rotation: Rotation;
+  readonly #brokerRotation: BrokerRotation;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
-    this.#brokered = new BrokerAddons({
-      ...deps,
-      get: (tenant, name) => this.get(tenant, name),
-      update: (tenant, name, f) => this.#update(tenant, name, f),
-    });
+    const own = {
+      get: (tenant: string, name: string) => this.get(tenant, name),
+      update: (tenant: string, name: string, f: (a: Addon) => Addon) => this.#update(tenant, name, f),
+    };
+    this.#brokered = new BrokerAddons({ ...deps, ...own });
+    this.#brokerRotation = new BrokerRotation({ ...deps, ...own });
     this.#rotation = new Rotation({
       ...deps,
       update: (tenant, name, f) => this.#update(tenant, name, f),
@@ -86,7 +89,7 @@ export class Addons {
     });
   }
 
-  /** Refuses what only herd's own add-ons do (backups, rotation) for a broker's. */
+  /** Refuses what only herd's own add-ons do (backups) for a broker's. */
   #ownOnly(a: Addon, what: string): void {
     if (a.broker)
       throw invalid(`${a.name} is run by broker ${a.broker.name}: herd does not ${what} it`, [
@@ -127,10 +130,15 @@ export class Addons {
       app?: string;
       var?: string;
       backup?: AddonBackupPolicy;
+      parameters?: Record<string, unknown>;
     },
     actor: string,
   ): Promise<{ addon: Addon; deploy?: string; binding?: AddonBinding }> {
     if (!(ADDON_KINDS as readonly string[]).includes(o.kind)) return this.#createBrokered(tenant, o, actor);
+    if (o.parameters !== undefined)
+      throw invalid(`${o.kind} add-ons take no parameters`, [
+        { field: "parameters", message: "only a broker's service takes parameters (herd addons plans)" },
+      ]);
     const plan = o.plan ?? "small";
     const p = ADDON_PLANS[plan];
     if (!p)
@@ -172,19 +180,7 @@ export class Addons {
     await this.#d.secrets.set(tenant, name, ADMIN, randomBytes(24).toString("hex"), actor);
     // One server with one data dir: the remediation engine may restart it in place, never add instances.
     await updatePolicy(this.#d.store, systemClock, tenant, name, { rules: [ONLY_RESTART] });
-    const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
-    let digest: string;
-    try {
-      await driver.source(dir, { name, units: p.units, maxConnections: p.maxConnections });
-      const packed = await packAll(dir);
-      try {
-        digest = (await this.#d.artifacts.putFile(packed.file)).digest;
-      } finally {
-        await rm(packed.file, { force: true });
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const digest = await this.#source(name, o.kind as AddonKind, p);
     const deploy = await this.#d.deploys.startDeploy(tenant, name, async (log) => {
       const built = await this.#d.build({ source: digest, tenant, app: name, log });
       return { ...built, source: digest, description: `${o.kind} add-on (plan ${plan})` };
@@ -203,12 +199,22 @@ export class Addons {
   /** An add-on of a broker's service: provisioned there; with `app`, bound once ready. */
   async #createBrokered(
     tenant: string,
-    o: { kind: string; plan?: string; name?: string; app?: string; var?: string; backup?: AddonBackupPolicy },
+    o: {
+      kind: string;
+      plan?: string;
+      name?: string;
+      app?: string;
+      var?: string;
+      backup?: AddonBackupPolicy;
+      parameters?: Record<string, unknown>;
+    },
     actor: string,
   ): Promise<{ addon: Addon; binding?: AddonBinding }> {
-    const r = await this.#d.brokers.resolve(o.kind, o.plan);
+    const r = await this.#d.brokers.resolve(o.kind, o.plan, tenant);
     if (!r) {
-      const kinds = [...new Set([...ADDON_KINDS, ...(await this.#d.brokers.plans()).map((p) => p.kind)])];
+      const kinds = [
+        ...new Set([...ADDON_KINDS, ...(await this.#d.brokers.plans(tenant)).map((p) => p.kind)]),
+      ];
       throw invalid(`unknown add-on kind ${o.kind}`, [
         { field: "kind", message: `must be one of ${kinds.join(", ")}` },
       ]);
@@ -226,7 +232,7 @@ export class Addons {
         },
       ]);
     if (o.app) await this.#app(tenant, o.app);
-    const addon = await this.#brokered.create(tenant, name, r, actor);
+    const addon = await this.#brokered.create(tenant, name, r, actor, o.parameters);
     if (!o.app) return { addon };
     const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
     return { addon: await this.get(tenant, name), binding };
@@ -291,8 +297,130 @@ export class Addons {
     actor: string,
   ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
     const a = await this.get(tenant, name);
-    this.#ownOnly(a, "rotate credentials of");
+    if (a.broker) return this.#brokerRotation.rotate(a, app, actor);
     return this.#rotation.rotate(a, app, actor);
+  }
+
+  /**
+   * Moves the add-on to another plan. herd's own: its server is deployed
+   * again with the plan's units and connections (a pet: updated in place,
+   * its data kept). A broker's: the instance is updated there (PATCH), when
+   * the catalog says the plan is `plan_updateable`, with new parameters if given.
+   */
+  async changePlan(
+    tenant: string,
+    name: string,
+    o: { plan?: string; parameters?: Record<string, unknown> },
+    actor: string,
+  ): Promise<{ addon: Addon; deploy?: string; pending?: boolean }> {
+    const a = await this.get(tenant, name);
+    if (a.broker) return this.#brokered.changePlan(tenant, name, o.plan, o.parameters, actor);
+    if (o.parameters !== undefined)
+      throw invalid(`${a.kind} add-ons take no parameters`, [
+        { field: "parameters", message: "only a broker's service takes parameters" },
+      ]);
+    const p = o.plan === undefined ? undefined : ADDON_PLANS[o.plan];
+    if (!o.plan || !p)
+      throw invalid(`unknown plan ${o.plan ?? "(none)"}`, [
+        { field: "plan", message: `must be one of ${Object.keys(ADDON_PLANS).join(", ")}` },
+      ]);
+    if (o.plan === a.plan)
+      throw invalid(`${name} is on plan ${a.plan} already`, [
+        { field: "plan", message: `another plan than ${a.plan}` },
+      ]);
+    if (a.planChange)
+      throw conflict(
+        `${name}'s move to plan ${a.plan} is still rolling out; change it again once it has finished`,
+      );
+    const from = a.plan;
+    const plan = o.plan;
+    // Kept before the deploy: a crash after it is finished (or undone) by the add-on timer.
+    let claimed = false;
+    await this.#update(tenant, name, (x) => {
+      claimed = !x.planChange && x.plan === from;
+      return claimed ? { ...x, plan, planChange: { from, since: new Date().toISOString() } } : x;
+    });
+    if (!claimed) throw conflict(`add-on ${name} changed meanwhile; try again`);
+    const deploy = await this.#deployPlan(tenant, name, a.kind as AddonKind, plan);
+    await this.#d.events.record({
+      tenant,
+      app: name,
+      reason: "AddonPlanChanging",
+      message: `${name}: plan ${from} → ${plan} by ${actor}; deploy ${deploy} restarts its server in place`,
+    });
+    return { addon: await this.get(tenant, name), deploy };
+  }
+
+  /** Deploys the add-on's server with `plan`'s units and connections; records the deploy on the plan change. */
+  async #deployPlan(tenant: string, name: string, kind: AddonKind, plan: string): Promise<string> {
+    const p = ADDON_PLANS[plan];
+    const digest = await this.#source(name, kind, p);
+    const deploy = await this.#d.deploys.startDeploy(tenant, name, async (log) => {
+      const built = await this.#d.build({ source: digest, tenant, app: name, log });
+      return { ...built, source: digest, description: `${kind} add-on (plan ${plan})` };
+    });
+    await this.#update(tenant, name, (x) =>
+      x.planChange && x.plan === plan ? { ...x, planChange: { ...x.planChange, deploy: deploy.id } } : x,
+    );
+    return deploy.id;
+  }
+
+  /** The add-on server's source (start script and herd.yaml for the plan), packed into the artifact store. */
+  async #source(
+    name: string,
+    kind: AddonKind,
+    p: { units: number; maxConnections: number },
+  ): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
+    try {
+      await driverOf({ kind }).source(dir, { name, units: p.units, maxConnections: p.maxConnections });
+      const packed = await packAll(dir);
+      try {
+        return (await this.#d.artifacts.putFile(packed.file)).digest;
+      } finally {
+        await rm(packed.file, { force: true });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * The add-on timer's part of a plan change: a deploy never started (a crash)
+   * is started; a finished one ends the change; a failed one puts the old
+   * plan back (its release still runs).
+   */
+  async #followPlanChange(a: Addon): Promise<void> {
+    const c = a.planChange;
+    if (!c || a.broker) return;
+    if (!c.deploy) {
+      if (Date.now() - Date.parse(c.since) > 60_000)
+        await this.#deployPlan(a.tenant, a.name, a.kind as AddonKind, a.plan);
+      return;
+    }
+    const d = await this.#d.store.get<Deploy>(
+      "deploy",
+      deployKey({ tenant: a.tenant, app: a.name, id: c.deploy }),
+    );
+    const state = d?.value.state;
+    if (state === "building" || state === "rolling_out") return;
+    const ok = state === "succeeded";
+    let ended = false;
+    await this.#update(a.tenant, a.name, (x) => {
+      ended = x.planChange?.deploy === c.deploy;
+      if (!ended) return x;
+      const { planChange: _, ...rest } = x;
+      return ok ? rest : { ...rest, plan: c.from };
+    });
+    if (ended)
+      await this.#d.events.record({
+        tenant: a.tenant,
+        app: a.name,
+        reason: ok ? "AddonPlanChanged" : "AddonPlanFailed",
+        message: ok
+          ? `${a.name} runs on plan ${a.plan}`
+          : `deploy ${c.deploy} of ${a.name} on plan ${a.plan} ${state ?? "is gone"}${d?.value.message ? `: ${d.value.message}` : ""}; it stays on plan ${c.from}`,
+      });
   }
 
   /** Takes the URL from the app (a new release), then drops its database and role. */
@@ -495,7 +623,25 @@ export class Addons {
     const all = (await this.#d.store.list<Addon>("addon")).items.map((o) => o.value);
     await this.#brokered.sync(all);
     for (const a of all) {
-      if (a.broker) continue;
+      if (a.broker) {
+        await this.#brokerRotation.sync(a).catch((err) =>
+          this.#d.events.record({
+            tenant: a.tenant,
+            app: a.name,
+            reason: "AddonRevokeFailed",
+            message: `finishing a rotation of ${a.name}'s bindings failed (tried again): ${(err as Error).message}`,
+          }),
+        );
+        continue;
+      }
+      await this.#followPlanChange(a).catch((err) =>
+        this.#d.events.record({
+          tenant: a.tenant,
+          app: a.name,
+          reason: "AddonPlanFailed",
+          message: `following the plan change of ${a.name} failed (tried again): ${(err as Error).message}`,
+        }),
+      );
       await this.#rotation.revokeRotated(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,
