@@ -358,7 +358,13 @@ export class BrokerAddons {
       reason: "AddonPlanChanging",
       message: `${name}: plan ${a.plan} → ${target.name}${parameters ? " with new parameters" : ""} asked of broker ${b.name} by ${actor}`,
     });
-    await this.#sendUpdate(await this.#d.get(tenant, name));
+    await this.#sendUpdate(await this.#d.get(tenant, name)).catch((err) => {
+      if (isCode(err, "invalid") || isCode(err, "conflict")) throw err;
+      throw new HerdError(
+        "unavailable",
+        `${(err as Error).message}; the plan change is kept and herd sends it again in a minute (herd addons info ${name})`,
+      );
+    });
     const until = Date.now() + WAIT_MS;
     for (;;) {
       const { addon, retryS } = await this.#advance(await this.#d.get(tenant, name));

@@ -198,17 +198,36 @@ test("a plan change goes to the broker when the catalog allows it; a failed one 
   assert.equal(nope.body.details[0].field, "plan");
   assert.equal(broker.asked("PATCH", "").length, before);
 
+  // A broker that does not answer: the change is kept (updating) and sent again by the add-on timer.
+  broker.down = true;
+  const down = await call("PATCH", "/addons/q1", { plan: "small" });
+  broker.down = false;
+  assert.equal(down.status, 503, JSON.stringify(down.body));
+  assert.match(down.body.message, /the plan change is kept and herd sends it again/);
+  const kept = await addonOf("q1");
+  assert.equal(kept.broker?.state, "updating");
+  assert.equal(kept.broker?.update?.plan, "small");
+  assert.equal(kept.broker?.update?.sent, undefined);
+  assert.equal((await call("PATCH", "/addons/q1", { plan: "fixed" })).status, 409, "one change at a time");
+  const since = new Date(Date.now() - 120_000).toISOString();
+  await server.store.put("addon", "default/q1", {
+    ...kept,
+    broker: { ...kept.broker, update: { ...kept.broker?.update, since } },
+  });
+  await until("the timer to send the change again", async () => (await addonOf("q1")).plan === "small");
+  assert.equal(broker.instances.get(id)?.plan, "plan-small");
+
   // A server that died after storing the change, before asking: the add-on timer sends it.
   await server.store.put("addon", "default/q1", {
     ...(await addonOf("q1")),
     broker: {
       ...(await addonOf("q1")).broker,
       state: "updating",
-      update: { planId: "plan-small", plan: "small", since: new Date(Date.now() - 120_000).toISOString() },
+      update: { planId: "plan-big", plan: "big", since: new Date(Date.now() - 120_000).toISOString() },
     },
   });
-  await until("the timer to finish the plan change", async () => (await addonOf("q1")).plan === "small");
-  assert.equal(broker.instances.get(id)?.plan, "plan-small");
+  await until("the timer to finish the plan change", async () => (await addonOf("q1")).plan === "big");
+  assert.equal(broker.instances.get(id)?.plan, "plan-big");
   assert.equal((await addonOf("q1")).broker?.state, "ready");
   const events = (await call("GET", "/events?app=q1")).body.items as { reason: string }[];
   assert.ok(events.some((e) => e.reason === "AddonPlanFailed"));
