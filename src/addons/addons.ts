@@ -7,15 +7,11 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ArtifactStore } from "../build/artifact-store.ts";
-import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
-import { type DeployController, deployKey } from "../controllers/deploy-controller.ts";
+import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
 import {
@@ -28,7 +24,7 @@ import {
   type AddonKind,
   addonKey,
 } from "../model/addon.ts";
-import { type App, appKey, type Deploy, type Instance, type Node, type Service } from "../model/objects.ts";
+import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
@@ -38,6 +34,7 @@ import { BrokerAddons } from "./broker-addons.ts";
 import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
 import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
+import { deployServer, PlanChange } from "./plan-change.ts";
 import { Rotation } from "./rotation.ts";
 
 export interface AddonDeps {
@@ -72,6 +69,7 @@ export class Addons {
   readonly #brokered: BrokerAddons;
   readonly #rotation: Rotation;
   readonly #brokerRotation: BrokerRotation;
+  readonly #planChange: PlanChange;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
@@ -81,6 +79,7 @@ export class Addons {
     };
     this.#brokered = new BrokerAddons({ ...deps, ...own });
     this.#brokerRotation = new BrokerRotation({ ...deps, ...own });
+    this.#planChange = new PlanChange({ ...deps, ...own });
     this.#rotation = new Rotation({
       ...deps,
       update: (tenant, name, f) => this.#update(tenant, name, f),
@@ -180,11 +179,7 @@ export class Addons {
     await this.#d.secrets.set(tenant, name, ADMIN, randomBytes(24).toString("hex"), actor);
     // One server with one data dir: the remediation engine may restart it in place, never add instances.
     await updatePolicy(this.#d.store, systemClock, tenant, name, { rules: [ONLY_RESTART] });
-    const digest = await this.#source(name, o.kind as AddonKind, p);
-    const deploy = await this.#d.deploys.startDeploy(tenant, name, async (log) => {
-      const built = await this.#d.build({ source: digest, tenant, app: name, log });
-      return { ...built, source: digest, description: `${o.kind} add-on (plan ${plan})` };
-    });
+    const deploy = await deployServer(this.#d, tenant, name, o.kind as AddonKind, plan);
     await this.#d.events.record({
       tenant,
       app: name,
@@ -315,112 +310,7 @@ export class Addons {
   ): Promise<{ addon: Addon; deploy?: string; pending?: boolean }> {
     const a = await this.get(tenant, name);
     if (a.broker) return this.#brokered.changePlan(tenant, name, o.plan, o.parameters, actor);
-    if (o.parameters !== undefined)
-      throw invalid(`${a.kind} add-ons take no parameters`, [
-        { field: "parameters", message: "only a broker's service takes parameters" },
-      ]);
-    const p = o.plan === undefined ? undefined : ADDON_PLANS[o.plan];
-    if (!o.plan || !p)
-      throw invalid(`unknown plan ${o.plan ?? "(none)"}`, [
-        { field: "plan", message: `must be one of ${Object.keys(ADDON_PLANS).join(", ")}` },
-      ]);
-    if (o.plan === a.plan)
-      throw invalid(`${name} is on plan ${a.plan} already`, [
-        { field: "plan", message: `another plan than ${a.plan}` },
-      ]);
-    if (a.planChange)
-      throw conflict(
-        `${name}'s move to plan ${a.plan} is still rolling out; change it again once it has finished`,
-      );
-    const from = a.plan;
-    const plan = o.plan;
-    // Kept before the deploy: a crash after it is finished (or undone) by the add-on timer.
-    let claimed = false;
-    await this.#update(tenant, name, (x) => {
-      claimed = !x.planChange && x.plan === from;
-      return claimed ? { ...x, plan, planChange: { from, since: new Date().toISOString() } } : x;
-    });
-    if (!claimed) throw conflict(`add-on ${name} changed meanwhile; try again`);
-    const deploy = await this.#deployPlan(tenant, name, a.kind as AddonKind, plan);
-    await this.#d.events.record({
-      tenant,
-      app: name,
-      reason: "AddonPlanChanging",
-      message: `${name}: plan ${from} → ${plan} by ${actor}; deploy ${deploy} restarts its server in place`,
-    });
-    return { addon: await this.get(tenant, name), deploy };
-  }
-
-  /** Deploys the add-on's server with `plan`'s units and connections; records the deploy on the plan change. */
-  async #deployPlan(tenant: string, name: string, kind: AddonKind, plan: string): Promise<string> {
-    const p = ADDON_PLANS[plan];
-    const digest = await this.#source(name, kind, p);
-    const deploy = await this.#d.deploys.startDeploy(tenant, name, async (log) => {
-      const built = await this.#d.build({ source: digest, tenant, app: name, log });
-      return { ...built, source: digest, description: `${kind} add-on (plan ${plan})` };
-    });
-    await this.#update(tenant, name, (x) =>
-      x.planChange && x.plan === plan ? { ...x, planChange: { ...x.planChange, deploy: deploy.id } } : x,
-    );
-    return deploy.id;
-  }
-
-  /** The add-on server's source (start script and herd.yaml for the plan), packed into the artifact store. */
-  async #source(
-    name: string,
-    kind: AddonKind,
-    p: { units: number; maxConnections: number },
-  ): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
-    try {
-      await driverOf({ kind }).source(dir, { name, units: p.units, maxConnections: p.maxConnections });
-      const packed = await packAll(dir);
-      try {
-        return (await this.#d.artifacts.putFile(packed.file)).digest;
-      } finally {
-        await rm(packed.file, { force: true });
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  /**
-   * The add-on timer's part of a plan change: a deploy never started (a crash)
-   * is started; a finished one ends the change; a failed one puts the old
-   * plan back (its release still runs).
-   */
-  async #followPlanChange(a: Addon): Promise<void> {
-    const c = a.planChange;
-    if (!c || a.broker) return;
-    if (!c.deploy) {
-      if (Date.now() - Date.parse(c.since) > 60_000)
-        await this.#deployPlan(a.tenant, a.name, a.kind as AddonKind, a.plan);
-      return;
-    }
-    const d = await this.#d.store.get<Deploy>(
-      "deploy",
-      deployKey({ tenant: a.tenant, app: a.name, id: c.deploy }),
-    );
-    const state = d?.value.state;
-    if (state === "building" || state === "rolling_out") return;
-    const ok = state === "succeeded";
-    let ended = false;
-    await this.#update(a.tenant, a.name, (x) => {
-      ended = x.planChange?.deploy === c.deploy;
-      if (!ended) return x;
-      const { planChange: _, ...rest } = x;
-      return ok ? rest : { ...rest, plan: c.from };
-    });
-    if (ended)
-      await this.#d.events.record({
-        tenant: a.tenant,
-        app: a.name,
-        reason: ok ? "AddonPlanChanged" : "AddonPlanFailed",
-        message: ok
-          ? `${a.name} runs on plan ${a.plan}`
-          : `deploy ${c.deploy} of ${a.name} on plan ${a.plan} ${state ?? "is gone"}${d?.value.message ? `: ${d.value.message}` : ""}; it stays on plan ${c.from}`,
-      });
+    return this.#planChange.change(a, o, actor);
   }
 
   /** Takes the URL from the app (a new release), then drops its database and role. */
@@ -634,7 +524,7 @@ export class Addons {
         );
         continue;
       }
-      await this.#followPlanChange(a).catch((err) =>
+      await this.#planChange.follow(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,
           app: a.name,
