@@ -7,11 +7,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ArtifactStore } from "../build/artifact-store.ts";
-import { packAll } from "../build/pack.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
@@ -35,8 +31,10 @@ import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
 import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
 import { BrokerAddons } from "./broker-addons.ts";
+import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
 import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
+import { deployServer, PlanChange } from "./plan-change.ts";
 import { Rotation } from "./rotation.ts";
 
 export interface AddonDeps {
@@ -70,14 +68,18 @@ export class Addons {
   readonly #d: AddonDeps;
   readonly #brokered: BrokerAddons;
   readonly #rotation: Rotation;
+  readonly #brokerRotation: BrokerRotation;
+  readonly #planChange: PlanChange;
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
-    this.#brokered = new BrokerAddons({
-      ...deps,
-      get: (tenant, name) => this.get(tenant, name),
-      update: (tenant, name, f) => this.#update(tenant, name, f),
-    });
+    const own = {
+      get: (tenant: string, name: string) => this.get(tenant, name),
+      update: (tenant: string, name: string, f: (a: Addon) => Addon) => this.#update(tenant, name, f),
+    };
+    this.#brokered = new BrokerAddons({ ...deps, ...own });
+    this.#brokerRotation = new BrokerRotation({ ...deps, ...own });
+    this.#planChange = new PlanChange({ ...deps, ...own });
     this.#rotation = new Rotation({
       ...deps,
       update: (tenant, name, f) => this.#update(tenant, name, f),
@@ -86,7 +88,7 @@ export class Addons {
     });
   }
 
-  /** Refuses what only herd's own add-ons do (backups, rotation) for a broker's. */
+  /** Refuses what only herd's own add-ons do (backups) for a broker's. */
   #ownOnly(a: Addon, what: string): void {
     if (a.broker)
       throw invalid(`${a.name} is run by broker ${a.broker.name}: herd does not ${what} it`, [
@@ -127,10 +129,15 @@ export class Addons {
       app?: string;
       var?: string;
       backup?: AddonBackupPolicy;
+      parameters?: Record<string, unknown>;
     },
     actor: string,
   ): Promise<{ addon: Addon; deploy?: string; binding?: AddonBinding }> {
     if (!(ADDON_KINDS as readonly string[]).includes(o.kind)) return this.#createBrokered(tenant, o, actor);
+    if (o.parameters !== undefined)
+      throw invalid(`${o.kind} add-ons take no parameters`, [
+        { field: "parameters", message: "only a broker's service takes parameters (herd addons plans)" },
+      ]);
     const plan = o.plan ?? "small";
     const p = ADDON_PLANS[plan];
     if (!p)
@@ -172,23 +179,7 @@ export class Addons {
     await this.#d.secrets.set(tenant, name, ADMIN, randomBytes(24).toString("hex"), actor);
     // One server with one data dir: the remediation engine may restart it in place, never add instances.
     await updatePolicy(this.#d.store, systemClock, tenant, name, { rules: [ONLY_RESTART] });
-    const dir = await mkdtemp(join(tmpdir(), "herd-addon-"));
-    let digest: string;
-    try {
-      await driver.source(dir, { name, units: p.units, maxConnections: p.maxConnections });
-      const packed = await packAll(dir);
-      try {
-        digest = (await this.#d.artifacts.putFile(packed.file)).digest;
-      } finally {
-        await rm(packed.file, { force: true });
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-    const deploy = await this.#d.deploys.startDeploy(tenant, name, async (log) => {
-      const built = await this.#d.build({ source: digest, tenant, app: name, log });
-      return { ...built, source: digest, description: `${o.kind} add-on (plan ${plan})` };
-    });
+    const deploy = await deployServer(this.#d, tenant, name, o.kind as AddonKind, plan);
     await this.#d.events.record({
       tenant,
       app: name,
@@ -203,12 +194,22 @@ export class Addons {
   /** An add-on of a broker's service: provisioned there; with `app`, bound once ready. */
   async #createBrokered(
     tenant: string,
-    o: { kind: string; plan?: string; name?: string; app?: string; var?: string; backup?: AddonBackupPolicy },
+    o: {
+      kind: string;
+      plan?: string;
+      name?: string;
+      app?: string;
+      var?: string;
+      backup?: AddonBackupPolicy;
+      parameters?: Record<string, unknown>;
+    },
     actor: string,
   ): Promise<{ addon: Addon; binding?: AddonBinding }> {
-    const r = await this.#d.brokers.resolve(o.kind, o.plan);
+    const r = await this.#d.brokers.resolve(o.kind, o.plan, tenant);
     if (!r) {
-      const kinds = [...new Set([...ADDON_KINDS, ...(await this.#d.brokers.plans()).map((p) => p.kind)])];
+      const kinds = [
+        ...new Set([...ADDON_KINDS, ...(await this.#d.brokers.plans(tenant)).map((p) => p.kind)]),
+      ];
       throw invalid(`unknown add-on kind ${o.kind}`, [
         { field: "kind", message: `must be one of ${kinds.join(", ")}` },
       ]);
@@ -226,7 +227,7 @@ export class Addons {
         },
       ]);
     if (o.app) await this.#app(tenant, o.app);
-    const addon = await this.#brokered.create(tenant, name, r, actor);
+    const addon = await this.#brokered.create(tenant, name, r, actor, o.parameters);
     if (!o.app) return { addon };
     const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
     return { addon: await this.get(tenant, name), binding };
@@ -291,8 +292,25 @@ export class Addons {
     actor: string,
   ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
     const a = await this.get(tenant, name);
-    this.#ownOnly(a, "rotate credentials of");
+    if (a.broker) return this.#brokerRotation.rotate(a, app, actor);
     return this.#rotation.rotate(a, app, actor);
+  }
+
+  /**
+   * Moves the add-on to another plan. herd's own: its server is deployed
+   * again with the plan's units and connections (a pet: updated in place,
+   * its data kept). A broker's: the instance is updated there (PATCH), when
+   * the catalog says the plan is `plan_updateable`, with new parameters if given.
+   */
+  async changePlan(
+    tenant: string,
+    name: string,
+    o: { plan?: string; parameters?: Record<string, unknown> },
+    actor: string,
+  ): Promise<{ addon: Addon; deploy?: string; pending?: boolean }> {
+    const a = await this.get(tenant, name);
+    if (a.broker) return this.#brokered.changePlan(tenant, name, o.plan, o.parameters, actor);
+    return this.#planChange.change(a, o, actor);
   }
 
   /** Takes the URL from the app (a new release), then drops its database and role. */
@@ -495,7 +513,25 @@ export class Addons {
     const all = (await this.#d.store.list<Addon>("addon")).items.map((o) => o.value);
     await this.#brokered.sync(all);
     for (const a of all) {
-      if (a.broker) continue;
+      if (a.broker) {
+        await this.#brokerRotation.sync(a).catch((err) =>
+          this.#d.events.record({
+            tenant: a.tenant,
+            app: a.name,
+            reason: "AddonRevokeFailed",
+            message: `finishing a rotation of ${a.name}'s bindings failed (tried again): ${(err as Error).message}`,
+          }),
+        );
+        continue;
+      }
+      await this.#planChange.follow(a).catch((err) =>
+        this.#d.events.record({
+          tenant: a.tenant,
+          app: a.name,
+          reason: "AddonPlanFailed",
+          message: `following the plan change of ${a.name} failed (tried again): ${(err as Error).message}`,
+        }),
+      );
       await this.#rotation.revokeRotated(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,

@@ -10,6 +10,9 @@
  *   attach ─► binding (its id) stored first ─► PUT binding ─► credentials ─► secrets <VAR>, <P>_<KEY> ─► release
  *   detach ─► DELETE binding ─► binding forgotten ─► release without the secrets ─► secrets unset
  *   destroy ─► detach all ─► DELETE instance ─► 200/410: gone · 202: deprovisioning … succeeded: gone
+ *   plan   ─► state updating, update {plan} stored first ─► PATCH instance ─► 200: new plan · 202: … last_operation
+ *            (not answered: the timer sends it again) · failed: the old plan stays, with the broker's word
+ *   rotate ─► broker-rotation.ts
  */
 
 import { randomUUID } from "node:crypto";
@@ -19,6 +22,7 @@ import { addonKey } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
 import type { Brokers, Resolved } from "./brokers.ts";
 import type { Credentials, Operation } from "./osb-client.ts";
+import { checkParameters } from "./parameters.ts";
 
 /** How long create (with an app) and attach wait for an asynchronous provision; destroy for a deprovision. */
 const WAIT_MS = 120_000;
@@ -63,14 +67,26 @@ export class BrokerAddons {
     this.#d = deps;
   }
 
-  /** Stores the add-on, then provisions its instance at the broker (a 202 is followed later). */
-  async create(tenant: string, name: string, r: Resolved, actor: string): Promise<Addon> {
+  /**
+   * Stores the add-on, then provisions its instance at the broker (a 202 is
+   * followed later). `parameters` must meet the plan's schema, if it has one.
+   */
+  async create(
+    tenant: string,
+    name: string,
+    r: Resolved,
+    actor: string,
+    parameters?: Record<string, unknown>,
+  ): Promise<Addon> {
+    checkParameters(r.plan.schemas?.create, parameters ?? {}, `${r.service.name} plan ${r.plan.name}`);
     const broker: BrokerInstance = {
       name: r.broker.name,
+      ...(r.broker.tenant ? { tenantBroker: true } : {}),
       serviceId: r.service.id,
       planId: r.plan.id,
       instanceId: randomUUID(),
       state: "provisioning",
+      ...(parameters ? { parameters } : {}),
     };
     const addon: Addon = {
       tenant,
@@ -89,10 +105,11 @@ export class BrokerAddons {
     }
     let op: Operation;
     try {
-      op = await (await this.#d.brokers.client(r.broker.name)).provision(broker.instanceId, {
+      op = await (await this.#d.brokers.clientOf(broker, tenant)).provision(broker.instanceId, {
         serviceId: broker.serviceId,
         planId: broker.planId,
         tenant,
+        ...(parameters ? { parameters } : {}),
       });
     } catch (err) {
       // Refused: nothing exists at the broker. Otherwise it may: kept as failed, for destroy to deprovision.
@@ -146,7 +163,7 @@ export class BrokerAddons {
   ): Promise<{ binding: AddonBinding; deploy?: string }> {
     const a = await this.waitReady(tenant, name);
     const b = a.broker as BrokerInstance;
-    const broker = await this.#d.brokers.get(b.name);
+    const broker = await this.#d.brokers.brokerOf(b, tenant);
     const service = broker.services.find((s) => s.id === b.serviceId);
     if (service && !service.bindable)
       throw invalid(`${a.kind} of broker ${b.name} cannot be bound to apps`, [
@@ -170,7 +187,7 @@ export class BrokerAddons {
     });
     let vars: Record<string, string>;
     try {
-      const creds = await (await this.#d.brokers.client(b.name)).bind(b.instanceId, bindingId, {
+      const creds = await (await this.#d.brokers.clientOf(b, tenant)).bind(b.instanceId, bindingId, {
         serviceId: b.serviceId,
         planId: b.planId,
         app: `${tenant}/${app}`,
@@ -212,11 +229,15 @@ export class BrokerAddons {
     const binding = a.bindings.find((x) => x.app === app);
     const b = a.broker as BrokerInstance;
     if (!binding) throw notFound(`add-on ${name} is not bound to ${app}`);
-    if (binding.bindingId && !purge)
-      await (await this.#d.brokers.client(b.name)).unbind(b.instanceId, binding.bindingId, {
-        serviceId: b.serviceId,
-        planId: b.planId,
-      });
+    // A rotation's new binding and one waiting to be revoked go too (410: never made, or gone already).
+    const ids = [binding.bindingId, binding.rotating?.bindingId, binding.revoke?.bindingId];
+    if (!purge)
+      for (const id of new Set(ids.filter((x): x is string => typeof x === "string"))) {
+        await (await this.#d.brokers.clientOf(b, tenant)).unbind(b.instanceId, id, {
+          serviceId: b.serviceId,
+          planId: b.planId,
+        });
+      }
     await this.#forget(tenant, name, app);
     const vars = binding.vars ?? [];
     const deploy =
@@ -245,7 +266,7 @@ export class BrokerAddons {
       return {};
     }
     const b = a.broker as BrokerInstance;
-    const op = await (await this.#d.brokers.client(b.name)).deprovision(b.instanceId, {
+    const op = await (await this.#d.brokers.clientOf(b, tenant)).deprovision(b.instanceId, {
       serviceId: b.serviceId,
       planId: b.planId,
     });
@@ -278,11 +299,179 @@ export class BrokerAddons {
     }
   }
 
+  /**
+   * Moves the instance to another plan (and/or gives it new parameters):
+   * only a plan the catalog marks `plan_updateable`. Waits up to WAIT_MS for
+   * an asynchronous update; after that the add-on timer follows it.
+   */
+  async changePlan(
+    tenant: string,
+    name: string,
+    planName: string | undefined,
+    parameters: Record<string, unknown> | undefined,
+    actor: string,
+  ): Promise<{ addon: Addon; pending?: boolean }> {
+    const a = await this.#d.get(tenant, name);
+    const b = a.broker as BrokerInstance;
+    if (b.state !== "ready")
+      throw conflict(`add-on ${name} is ${b.state}: its plan changes once it is ready`);
+    const catalog = await this.#d.brokers.brokerOf(b, tenant);
+    const service = catalog.services.find((s) => s.id === b.serviceId);
+    if (!service)
+      throw conflict(`broker ${b.name}'s catalog no longer offers ${a.kind} (herd addons brokers refresh)`);
+    const target =
+      planName === undefined
+        ? service.plans.find((p) => p.id === b.planId)
+        : service.plans.find((p) => p.name === planName);
+    if (!target)
+      throw invalid(`unknown plan ${planName} of ${a.kind}`, [
+        { field: "plan", message: `must be one of ${service.plans.map((p) => p.name).join(", ")}` },
+      ]);
+    if (target.id === b.planId && parameters === undefined)
+      throw invalid(`${name} is on plan ${target.name} already`, [
+        { field: "plan", message: `another plan than ${target.name}, or parameters` },
+      ]);
+    if (target.id !== b.planId && !(target.planUpdateable ?? service.planUpdateable ?? false))
+      throw invalid(`broker ${b.name} does not move ${a.kind} instances to plan ${target.name}`, [
+        { field: "plan", message: "the broker's catalog says the plan is not plan_updateable" },
+      ]);
+    if (parameters !== undefined)
+      checkParameters(target.schemas?.update, parameters, `${a.kind} plan ${target.name} (update)`);
+    const update = {
+      planId: target.id,
+      plan: target.name,
+      since: new Date().toISOString(),
+      ...(parameters !== undefined ? { parameters } : {}),
+    };
+    // Kept before asking: a crash after the PATCH still finishes it (the timer sends it again).
+    let claimed = false;
+    await this.#d.update(tenant, name, (x) => {
+      claimed = x.broker?.state === "ready";
+      if (!claimed || !x.broker) return x;
+      const { operation: _, ...rest } = x.broker;
+      return { ...x, broker: { ...rest, state: "updating", update } };
+    });
+    if (!claimed) throw conflict(`add-on ${name} changed meanwhile; try again`);
+    await this.#d.events.record({
+      tenant,
+      app: name,
+      reason: "AddonPlanChanging",
+      message: `${name}: plan ${a.plan} → ${target.name}${parameters ? " with new parameters" : ""} asked of broker ${b.name} by ${actor}`,
+    });
+    await this.#sendUpdate(await this.#d.get(tenant, name)).catch((err) => {
+      if (isCode(err, "invalid") || isCode(err, "conflict")) throw err;
+      throw new HerdError(
+        "unavailable",
+        `${(err as Error).message}; the plan change is kept and herd sends it again in a minute (herd addons info ${name})`,
+      );
+    });
+    const until = Date.now() + WAIT_MS;
+    for (;;) {
+      const { addon, retryS } = await this.#advance(await this.#d.get(tenant, name));
+      const st = (addon.broker as BrokerInstance).state;
+      if (st !== "updating") {
+        if (addon.broker?.planId !== target.id)
+          throw new HerdError(
+            "unavailable",
+            `broker ${b.name} could not move ${name} to plan ${target.name}${addon.broker?.message ? `: ${addon.broker.message}` : ""}; it stays on ${addon.plan}`,
+          );
+        return { addon };
+      }
+      if (Date.now() > until) return { addon, pending: true };
+      await sleep(Math.min((retryS ?? POLL_MS / 1000) * 1000, Math.max(0, until - Date.now()) + 10));
+    }
+  }
+
+  /** Sends the stored plan change (again); a refusal puts the add-on back on its plan. */
+  async #sendUpdate(a: Addon): Promise<void> {
+    const b = a.broker as BrokerInstance;
+    const u = b.update;
+    if (b.state !== "updating" || !u) return;
+    let op: Operation;
+    try {
+      op = await (await this.#d.brokers.clientOf(b, a.tenant)).update(b.instanceId, {
+        serviceId: b.serviceId,
+        planId: u.planId,
+        previousPlanId: b.planId,
+        tenant: a.tenant,
+        ...(u.parameters ? { parameters: u.parameters } : {}),
+      });
+    } catch (err) {
+      // The broker said no: nothing changed there. Otherwise (no answer) the timer asks again.
+      if (isCode(err, "invalid") || isCode(err, "conflict"))
+        await this.#endUpdate(a, false, (err as Error).message);
+      throw err;
+    }
+    if (op.done) return void (await this.#endUpdate(a, true));
+    await this.#set(a.tenant, a.name, {
+      update: { ...u, sent: true },
+      ...(op.operation ? { operation: op.operation } : {}),
+    });
+  }
+
+  /** One step of a pending plan change: send it again when it was never answered, else ask last_operation. */
+  async #advanceUpdate(a: Addon): Promise<{ addon: Addon; retryS?: number }> {
+    const b = a.broker as BrokerInstance;
+    const u = b.update;
+    if (!u) return this.#endUpdate(a, false, "no plan change was recorded");
+    if (!u.sent) {
+      if (Date.now() - Date.parse(u.since) < RESEND_AFTER_MS) return { addon: a };
+      await this.#sendUpdate(a);
+      return { addon: await this.#d.get(a.tenant, a.name) };
+    }
+    const last = await (await this.#d.brokers.clientOf(b, a.tenant)).lastOperation(b.instanceId, {
+      serviceId: b.serviceId,
+      planId: u.planId,
+      ...(b.operation ? { operation: b.operation } : {}),
+    });
+    if (last.state === "in progress")
+      return { addon: a, ...(last.retryAfterS ? { retryS: last.retryAfterS } : {}) };
+    if (last.state === "gone") return this.#endUpdate(a, false, "the broker no longer knows the instance");
+    return this.#endUpdate(a, last.state === "succeeded", last.description);
+  }
+
+  /** Ends a plan change once: on the new plan, or back on the old one with the broker's word. */
+  async #endUpdate(a: Addon, ok: boolean, description?: string): Promise<{ addon: Addon }> {
+    const b = a.broker as BrokerInstance;
+    const u = b.update;
+    let moved = false;
+    await this.#d.update(a.tenant, a.name, (x) => {
+      moved = x.broker?.state === "updating" && x.broker.update?.since === u?.since;
+      if (!moved || !x.broker) return x;
+      const { operation: _, update: __, message: ___, ...rest } = x.broker;
+      if (!ok || !u)
+        return {
+          ...x,
+          broker: { ...rest, state: "ready", ...(description ? { message: description } : {}) },
+        };
+      return {
+        ...x,
+        plan: u.plan,
+        broker: {
+          ...rest,
+          state: "ready",
+          planId: u.planId,
+          ...(u.parameters ? { parameters: { ...rest.parameters, ...u.parameters } } : {}),
+        },
+      };
+    });
+    if (moved)
+      await this.#d.events.record({
+        tenant: a.tenant,
+        app: a.name,
+        reason: ok ? "AddonPlanChanged" : "AddonPlanFailed",
+        message: ok
+          ? `${a.name} is on plan ${u?.plan} (broker ${b.name})`
+          : `broker ${b.name} did not move ${a.name} to plan ${u?.plan}${description ? `: ${description}` : ""}; it stays on ${a.plan}`,
+      });
+    return { addon: await this.#d.get(a.tenant, a.name) };
+  }
+
   /** Follows every pending asynchronous operation one step (the server's add-on timer). */
   async sync(addons: Addon[]): Promise<void> {
     for (const a of addons) {
       const s = a.broker?.state;
-      if (s !== "provisioning" && s !== "deprovisioning") continue;
+      if (s !== "provisioning" && s !== "deprovisioning" && s !== "updating") continue;
       await this.#advance(a).catch((err) =>
         this.#d.events.record({
           tenant: a.tenant,
@@ -297,8 +486,9 @@ export class BrokerAddons {
   /** Asks the broker about a pending operation once and records the answer. */
   async #advance(a: Addon): Promise<{ addon: Addon; retryS?: number; gone?: boolean }> {
     const b = a.broker;
+    if (b?.state === "updating") return this.#advanceUpdate(a);
     if (!b || (b.state !== "provisioning" && b.state !== "deprovisioning")) return { addon: a };
-    const client = await this.#d.brokers.client(b.name);
+    const client = await this.#d.brokers.clientOf(b, a.tenant);
     const last = await client.lastOperation(b.instanceId, {
       serviceId: b.serviceId,
       planId: b.planId,
@@ -314,6 +504,7 @@ export class BrokerAddons {
         serviceId: b.serviceId,
         planId: b.planId,
         tenant: a.tenant,
+        ...(b.parameters ? { parameters: b.parameters } : {}),
       });
       if (!op.done) {
         await this.#set(a.tenant, a.name, op.operation ? { operation: op.operation } : {});

@@ -6,6 +6,7 @@
  *
  *   catalog()                 GET    /v2/catalog
  *   provision(id, …)          PUT    /v2/service_instances/:id?accepts_incomplete=true   200/201 done, 202 async
+ *   update(id, …)             PATCH  /v2/service_instances/:id?accepts_incomplete=true   200 done, 202 async
  *   lastOperation(id, …)      GET    /v2/service_instances/:id/last_operation            in progress|succeeded|failed
  *   bind(id, bid, …)          PUT    /v2/service_instances/:id/service_bindings/:bid     200/201 credentials
  *   unbind(id, bid, …)        DELETE /v2/service_instances/:id/service_bindings/:bid     200, 410 (gone) is fine
@@ -14,21 +15,19 @@
 
 import { HerdError } from "../common/errors.ts";
 import type { UrlGuard } from "../common/url-guard.ts";
+import type { BrokerPlanEntry } from "../model/addon.ts";
+import { compileSchema } from "./parameters.ts";
 
 export const OSB_API_VERSION = "2.17";
 
-export interface BrokerPlan {
-  id: string;
-  name: string;
-  description: string;
-  free?: boolean;
-}
+export type BrokerPlan = BrokerPlanEntry;
 
 export interface BrokerService {
   id: string;
   name: string;
   description: string;
   bindable: boolean;
+  planUpdateable?: boolean;
   plans: BrokerPlan[];
 }
 
@@ -72,7 +71,7 @@ export class OsbClient {
 
   async provision(
     instanceId: string,
-    o: { serviceId: string; planId: string; tenant: string },
+    o: { serviceId: string; planId: string; tenant: string; parameters?: Record<string, unknown> },
   ): Promise<Operation> {
     const { status, body } = await this.#call(
       "PUT",
@@ -83,12 +82,40 @@ export class OsbClient {
         organization_guid: o.tenant,
         space_guid: o.tenant,
         context: { platform: "herd", tenant: o.tenant },
+        ...(o.parameters ? { parameters: o.parameters } : {}),
       },
     );
     // 200: it exists already, as asked (a provision tried again after a crash).
     if (status === 200 || status === 201) return { done: true, ...dashboard(body) };
     if (status === 202) return { done: false, ...operationOf(body), ...dashboard(body) };
     throw this.#failed("provision", status, body);
+  }
+
+  /** A plan change (and/or new parameters): 200 done, 202 followed through lastOperation. */
+  async update(
+    instanceId: string,
+    o: {
+      serviceId: string;
+      planId: string;
+      previousPlanId: string;
+      tenant: string;
+      parameters?: Record<string, unknown>;
+    },
+  ): Promise<Operation> {
+    const { status, body } = await this.#call(
+      "PATCH",
+      `/v2/service_instances/${enc(instanceId)}?accepts_incomplete=true`,
+      {
+        service_id: o.serviceId,
+        plan_id: o.planId,
+        previous_values: { service_id: o.serviceId, plan_id: o.previousPlanId },
+        context: { platform: "herd", tenant: o.tenant },
+        ...(o.parameters ? { parameters: o.parameters } : {}),
+      },
+    );
+    if (status === 200) return { done: true, ...dashboard(body) };
+    if (status === 202) return { done: false, ...operationOf(body), ...dashboard(body) };
+    throw this.#failed("update", status, body);
   }
 
   async deprovision(instanceId: string, o: { serviceId: string; planId: string }): Promise<Operation> {
@@ -256,12 +283,36 @@ export function parseCatalog(body: unknown): BrokerService[] {
       name,
       description: typeof s.description === "string" ? s.description : "",
       bindable: s.bindable === true,
-      plans: s.plans.map((p: Record<string, unknown>, j: number) => ({
-        id: str(p?.id, `${name}.plans[${j}].id`),
-        name: str(p.name, `${name}.plans[${j}].name`),
-        description: typeof p.description === "string" ? p.description : "",
-        ...(typeof p.free === "boolean" ? { free: p.free } : {}),
-      })),
+      ...(typeof s.plan_updateable === "boolean" ? { planUpdateable: s.plan_updateable } : {}),
+      plans: s.plans.map((p: Record<string, unknown>, j: number) => {
+        const plan = str(p?.name, `${name}.plans[${j}].name`);
+        const schemas = planSchemas(p.schemas, `${name} plan ${plan}`);
+        return {
+          id: str(p.id, `${name}.plans[${j}].id`),
+          name: plan,
+          description: typeof p.description === "string" ? p.description : "",
+          ...(typeof p.free === "boolean" ? { free: p.free } : {}),
+          ...(typeof p.plan_updateable === "boolean" ? { planUpdateable: p.plan_updateable } : {}),
+          ...(schemas ? { schemas } : {}),
+        };
+      }),
     };
   });
+}
+
+/** A plan's `schemas.service_instance.{create,update}.parameters`, each compiled once to refuse a broken one now. */
+function planSchemas(v: unknown, where: string): BrokerPlan["schemas"] {
+  const si = (v as { service_instance?: Record<string, { parameters?: unknown }> } | undefined)
+    ?.service_instance;
+  if (!si || typeof si !== "object") return undefined;
+  const out: NonNullable<BrokerPlan["schemas"]> = {};
+  for (const op of ["create", "update"] as const) {
+    const s = si[op]?.parameters;
+    if (s === undefined) continue;
+    if (typeof s !== "object" || s === null || Array.isArray(s))
+      throw new HerdError("unavailable", `the broker's catalog: ${where}'s ${op} schema is not an object`);
+    compileSchema(s as Record<string, unknown>, where);
+    out[op] = s as Record<string, unknown>;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }

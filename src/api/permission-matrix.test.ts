@@ -51,10 +51,10 @@ const ROLE_RULES: Record<Role, { read: string[]; write: string[] }> = {
   viewer: { read: ["apps", "secrets", "telemetry", "tenant"], write: [] },
   // and deploy, scale, roll back, routes, config, secret values (write-only), telemetry
   deployer: { read: ["apps", "secrets", "telemetry", "tenant"], write: ["apps", "secrets", "telemetry"] },
-  // and members, tokens and everything in the tenant
+  // and members, tokens, the tenant's own service brokers (issue 15) and everything in the tenant
   owner: {
     read: ["apps", "secrets", "telemetry", "tenant", "members", "audit"],
-    write: ["apps", "secrets", "telemetry", "members"],
+    write: ["apps", "secrets", "telemetry", "members", "brokers"],
   },
 };
 

@@ -28,6 +28,7 @@ export type Permission =
   | "members:write" // add and remove members, service accounts and their tokens
   | "audit:read" // the tenant's audit trail
   | "tenant:read" // the tenant itself: quota, usage, domains
+  | "brokers:write" // register and remove the tenant's own service brokers
   // the platform
   | "platform:read" // nodes, every tenant, gateways, stores' counters, service discovery
   | "platform:write" // nodes, tenants, quotas, domains, users, scrape targets, key rotation
@@ -49,11 +50,12 @@ export const TENANT_PERMISSIONS: ReadonlySet<Permission> = new Set<Permission>([
   "members:write",
   "audit:read",
   "tenant:read",
+  "brokers:write",
 ]);
 
 const VIEWER: Permission[] = ["apps:read", "secrets:read", "telemetry:read", "tenant:read"];
 const DEPLOYER: Permission[] = [...VIEWER, "apps:write", "secrets:write", "telemetry:write"];
-const OWNER: Permission[] = [...DEPLOYER, "members:read", "members:write", "audit:read"];
+const OWNER: Permission[] = [...DEPLOYER, "members:read", "members:write", "audit:read", "brokers:write"];
 
 /** What each tenant role may do in its tenant. */
 export const ROLE_PERMISSIONS: Record<Role, ReadonlySet<Permission>> = {
@@ -230,12 +232,18 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PUT /api/v1/addons/:addon/backup-policy": "apps:write",
   "DELETE /api/v1/addons/:addon/backup-policy": "apps:write",
   "POST /api/v1/addons/:addon/rotate": "apps:write",
+  "PATCH /api/v1/addons/:addon": "apps:write",
   // every tenant sees the plans; registering an external broker (a URL herd fetches) is the platform's
   "GET /api/v1/addon-plans": "apps:read",
   "GET /api/v1/addon-brokers": "platform:read",
   "POST /api/v1/addon-brokers": "platform:write",
   "POST /api/v1/addon-brokers/:broker/refresh": "platform:write",
   "DELETE /api/v1/addon-brokers/:broker": "platform:write",
+  // a tenant's own brokers: its owner registers them (a URL herd fetches, through the same URL guard)
+  "GET /api/v1/tenant-brokers": "apps:read",
+  "POST /api/v1/tenant-brokers": "brokers:write",
+  "POST /api/v1/tenant-brokers/:broker/refresh": "brokers:write",
+  "DELETE /api/v1/tenant-brokers/:broker": "brokers:write",
   "GET /api/v1/gateways/jwt-secrets": "gateway:sync",
   "GET /api/v1/gateways/certificates/:host": "gateway:sync",
   "GET /api/v1/gateways/acme-challenges/:token": "gateway:sync",

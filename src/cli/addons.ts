@@ -4,6 +4,7 @@
  * URL as the secret DATABASE_URL (a new release rolls out).
  */
 
+import { readFile } from "node:fs/promises";
 import { UsageError } from "./args.ts";
 import {
   type CliContext,
@@ -30,6 +31,7 @@ interface AddonView {
 
 interface BrokerView {
   name: string;
+  tenant?: string;
   url: string;
   user?: string;
   catalogAt: string;
@@ -51,7 +53,8 @@ const whatOf = (b: BackupView) =>
 const USAGE = [
   "herd addons [list]",
   "herd addons create postgres|redis|SERVICE [--app APP] [--plan PLAN] [--name NAME] [--as VAR]\n" +
-    "                    [--backup-schedule CRON [--keep N]]",
+    "                    [--backup-schedule CRON [--keep N]] [--param K=V]... [--params FILE.json]",
+  "herd addons plan NAME PLAN [--param K=V]... [--params FILE.json]",
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR]",
   "herd addons detach NAME --app APP",
@@ -60,7 +63,8 @@ const USAGE = [
   'herd addons schedule NAME "CRON" [--keep N] | schedule NAME --off',
   "herd addons rotate NAME [--app APP]",
   "herd addons plans",
-  "herd addons brokers [list] | brokers add NAME URL [--user U --password P] | brokers refresh NAME | brokers remove NAME",
+  "herd addons brokers [list] | brokers add NAME URL [--user U --password P] | brokers refresh NAME | brokers remove NAME\n" +
+    "                    [--scope tenant]   (a tenant's own broker: its owner's; default: the platform's)",
 ].join("\n");
 
 const path = (name: string) => `/addons/${encodeURIComponent(name)}`;
@@ -74,7 +78,8 @@ export const addonsCommand: CommandSpec = {
     "destroy deletes the server and its data: it asks for the name (or --confirm NAME) and keeps a final backup.\n" +
     "Backups: postgres dumps the bound databases (pg_dump), redis takes an RDB snapshot; schedule takes them on a cron (UTC).\n" +
     "rotate gives bound apps new credentials (a new release each) and revokes the old ones once it has rolled out.\n" +
-    "brokers: external Open Service Brokers (platform admin); their services are more kinds, listed by plans.",
+    "plan moves an add-on to another plan (a broker's: when its catalog allows; --param gives it new parameters).\n" +
+    "brokers: external Open Service Brokers (platform admin, or --scope tenant: the tenant owner's); their services are more kinds, listed by plans.",
   flags: [
     ["--app APP", "the app to bind"],
     [
@@ -89,6 +94,12 @@ export const addonsCommand: CommandSpec = {
     ["--backup-schedule CRON", 'create: back up on this cron, UTC (e.g. "0 3 * * *")'],
     ["--keep N", "create, schedule: backups kept (default 7)"],
     ["--off", "schedule: stop the scheduled backups"],
+    [
+      "--param K=V",
+      "create, plan: a broker's parameter (V read as JSON when it parses, else a string); repeatable",
+    ],
+    ["--params FILE", "create, plan: a broker's parameters as a JSON object in FILE (--param wins)"],
+    ["--scope tenant", "brokers: the tenant's own brokers (only it sees them) instead of the platform's"],
     ["--user U", "brokers add: the broker's basic-auth user"],
     ["--password P", "brokers add: its password (kept in herd's secret store)"],
   ],
@@ -105,11 +116,17 @@ export const addonsCommand: CommandSpec = {
     off: { type: "boolean" },
     user: { type: "string" },
     password: { type: "string" },
+    param: { type: "string", multiple: true },
+    params: { type: "string" },
+    scope: { type: "string" },
   },
   async run(ctx, values, positionals) {
     const [action = "list", arg, extraId, ...extra] = positionals;
     if (action === "brokers") return brokers(ctx, values, positionals.slice(1));
-    if (extra.length > 0 || (extraId !== undefined && action !== "restore" && action !== "schedule"))
+    if (
+      extra.length > 0 ||
+      (extraId !== undefined && action !== "restore" && action !== "schedule" && action !== "plan")
+    )
       throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
     const client = await ctx.client();
     const app = stringFlag(values, "app");
@@ -136,8 +153,10 @@ export const addonsCommand: CommandSpec = {
             "addons create needs a kind: postgres, redis or a broker's (herd addons plans)",
             "addons",
           );
+        const parameters = await parametersOf(values);
         const body = {
           kind: arg,
+          ...(parameters ? { parameters } : {}),
           ...(app ? { app } : {}),
           ...(stringFlag(values, "plan") ? { plan: stringFlag(values, "plan") } : {}),
           ...(stringFlag(values, "name") ? { name: stringFlag(values, "name") } : {}),
@@ -303,6 +322,28 @@ export const addonsCommand: CommandSpec = {
                 .join("\n"),
         );
       }
+      case "plan": {
+        const name = need(arg, "plan");
+        const parameters = await parametersOf(values);
+        if (!extraId && !parameters)
+          throw new UsageError("addons plan needs the plan to move to (herd addons plans)", "addons");
+        const reply = await client.patch<{ addon: AddonView; deploy?: string; pending?: boolean }>(
+          path(name),
+          {
+            ...(extraId ? { plan: extraId } : {}),
+            ...(parameters ? { parameters } : {}),
+          },
+        );
+        const a = reply.addon;
+        return out(
+          reply,
+          reply.pending
+            ? `${name} is moving to plan ${extraId ?? a.plan} at broker ${a.broker?.name}; herd follows it (herd addons info ${name}).`
+            : reply.deploy
+              ? `${name} is on plan ${a.plan}: deploy ${reply.deploy} restarts its server in place, its data kept.`
+              : `${name} is on plan ${a.plan}${parameters ? ", with the new parameters" : ""}.`,
+        );
+      }
       case "plans": {
         const reply =
           await client.get<Items<{ kind: string; plan: string; description: string; source: string }>>(
@@ -322,11 +363,60 @@ export const addonsCommand: CommandSpec = {
   },
 };
 
-/** `herd addons brokers …`: external Open Service Brokers (a platform admin's). */
+/**
+ * `--param K=V` (V as JSON when it parses: numbers, booleans, objects; else
+ * the string) over `--params FILE` (a JSON object). Undefined: none given.
+ */
+export async function parametersOf(values: FlagValues): Promise<Record<string, unknown> | undefined> {
+  const file = stringFlag(values, "params");
+  const pairs = values.param;
+  const list = Array.isArray(pairs) ? pairs.filter((p): p is string => typeof p === "string") : [];
+  if (file === undefined && list.length === 0) return undefined;
+  let out: Record<string, unknown> = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      throw new UsageError(
+        `cannot read --params ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+        "addons",
+      );
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new UsageError(`--params ${file} is not JSON: ${(err as Error).message}`, "addons");
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new UsageError(`--params ${file} must hold a JSON object`, "addons");
+    out = parsed as Record<string, unknown>;
+  }
+  for (const p of list) {
+    const i = p.indexOf("=");
+    if (i < 1) throw new UsageError(`--param ${p}: give KEY=VALUE`, "addons");
+    const raw = p.slice(i + 1);
+    let v: unknown = raw;
+    try {
+      v = JSON.parse(raw);
+    } catch {
+      // not JSON: the string as given
+    }
+    out[p.slice(0, i)] = v;
+  }
+  return out;
+}
+
+/** `herd addons brokers …`: external Open Service Brokers (a platform admin's, or with --scope tenant the tenant's own). */
 async function brokers(ctx: CliContext, values: FlagValues, args: string[]): Promise<number> {
   const [action = "list", name, url, ...extra] = args;
   if (extra.length > 0 || (url !== undefined && action !== "add"))
     throw new UsageError(`unexpected argument: ${extra[0] ?? url}`, "addons");
+  const scope = stringFlag(values, "scope") ?? "platform";
+  if (scope !== "platform" && scope !== "tenant")
+    throw new UsageError(`--scope is tenant or platform, not ${scope}`, "addons");
+  const base = scope === "tenant" ? "/tenant-brokers" : "/addon-brokers";
   const client = await ctx.client();
   const out = (reply: unknown, text: string) => {
     if (ctx.flags.json) printJson(ctx.stdout, reply);
@@ -341,14 +431,14 @@ async function brokers(ctx: CliContext, values: FlagValues, args: string[]): Pro
   };
   switch (action) {
     case "list": {
-      const reply = await client.get<Items<BrokerView>>("/addon-brokers");
+      const reply = await client.get<Items<BrokerView>>(base);
       if (reply.items.length === 0 && !ctx.flags.json)
         return out(reply, "No brokers. Register one with `herd addons brokers add NAME URL`.");
       return out(
         reply,
         renderTable(
-          ["NAME", "URL", "USER", "SERVICES"],
-          reply.items.map((b) => [b.name, b.url, b.user ?? "-", kinds(b)]),
+          ["NAME", "URL", "USER", "TENANT", "SERVICES"],
+          reply.items.map((b) => [b.name, b.url, b.user ?? "-", b.tenant ?? "(all)", kinds(b)]),
         ),
       );
     }
@@ -356,20 +446,23 @@ async function brokers(ctx: CliContext, values: FlagValues, args: string[]): Pro
       if (!url) throw new UsageError("addons brokers add needs NAME and URL", "addons");
       const user = stringFlag(values, "user");
       const password = stringFlag(values, "password");
-      const b = await client.post<BrokerView>("/addon-brokers", {
+      const b = await client.post<BrokerView>(base, {
         name: needName(),
         url,
         ...(user !== undefined ? { user } : {}),
         ...(password !== undefined ? { password } : {}),
       });
-      return out(b, `Broker ${b.name} registered: ${kinds(b)}. herd addons plans lists them.`);
+      return out(
+        b,
+        `Broker ${b.name} registered${b.tenant ? ` for tenant ${b.tenant} only` : ""}: ${kinds(b)}. herd addons plans lists them.`,
+      );
     }
     case "refresh": {
-      const b = await client.post<BrokerView>(`/addon-brokers/${encodeURIComponent(needName())}/refresh`);
+      const b = await client.post<BrokerView>(`${base}/${encodeURIComponent(needName())}/refresh`);
       return out(b, `Broker ${b.name}'s catalog: ${kinds(b)}.`);
     }
     case "remove": {
-      const reply = await client.delete(`/addon-brokers/${encodeURIComponent(needName())}`);
+      const reply = await client.delete(`${base}/${encodeURIComponent(needName())}`);
       return out(reply, `Broker ${name} removed.`);
     }
     default:

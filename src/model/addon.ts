@@ -31,10 +31,16 @@ export interface AddonBinding {
   /** A broker's add-on: the binding's id at the broker, and every variable its credentials became. */
   bindingId?: string;
   vars?: string[];
+  /** A broker binding being rotated: the new binding's id, kept before the broker is asked (a crash rolls it forward). */
+  rotating?: { bindingId: string; since: string };
   /** Old credentials to revoke once the release with the new URL has rolled out (no password is kept). */
   revoke?: {
+    /** A broker's add-on: the old binding, unbound then. */
+    bindingId?: string;
     /** The deploy that rolls the new URL out; revoked when it has finished. */
     afterDeploy?: string;
+    /** A broker's add-on: the release was asked for and none was needed (the app has no release). */
+    released?: boolean;
     since: string;
     login?: string;
     passwordSha256?: string;
@@ -59,6 +65,8 @@ export interface Addon {
   lastScheduledAt?: string;
   /** An add-on an external Open Service Broker runs (addons/brokers.ts): no server of herd's. */
   broker?: BrokerInstance;
+  /** herd's own add-on: a plan change rolling out (kept before the deploy; the timer finishes or undoes it). */
+  planChange?: { from: string; since: string; deploy?: string };
 }
 
 /** A service instance at an external broker, and where its (maybe asynchronous) operation stands. */
@@ -69,16 +77,34 @@ export interface BrokerInstance {
   planId: string;
   /** The instance's id at the broker (herd makes it). */
   instanceId: string;
-  state: "provisioning" | "ready" | "failed" | "deprovisioning";
-  /** The broker's operation handle of a pending asynchronous provision or deprovision. */
+  /** The broker is the add-on's tenant's own (kind `addon_broker`, key `<tenant>/<name>`), not a platform one. */
+  tenantBroker?: boolean;
+  state: "provisioning" | "ready" | "failed" | "deprovisioning" | "updating";
+  /** The broker's operation handle of a pending asynchronous provision, update or deprovision. */
   operation?: string;
+  /** A plan change asked of the broker (kept before asking; `sent` once it answered). */
+  update?: {
+    planId: string;
+    plan: string;
+    since: string;
+    sent?: boolean;
+    parameters?: Record<string, unknown>;
+  };
+  /** The provision's parameters (checked against the plan's schema), kept to send a lost provision again. */
+  parameters?: Record<string, unknown>;
   message?: string;
   dashboardUrl?: string;
 }
 
-/** An Open Service Broker herd knows; its password is in the secret store (`_herd`, `_broker.<name>`). */
+/**
+ * An Open Service Broker herd knows; its password is in the secret store
+ * (`_herd` or its tenant, scope `_broker.<name>`). Platform-wide (key
+ * `<name>`), or one tenant's own (`tenant` set, key `<tenant>/<name>`).
+ */
 export interface AddonBroker {
   name: string;
+  /** Only this tenant sees and uses it (registered by its owner). */
+  tenant?: string;
   url: string;
   user?: string;
   createdAt: string;
@@ -89,9 +115,22 @@ export interface AddonBroker {
     name: string;
     description: string;
     bindable: boolean;
-    plans: { id: string; name: string; description: string; free?: boolean }[];
+    /** Its instances may change plan (PATCH); a plan's own `planUpdateable` wins. */
+    planUpdateable?: boolean;
+    plans: BrokerPlanEntry[];
   }[];
   catalogAt: string;
+}
+
+/** A plan of a broker's service, with the JSON Schemas its parameters must meet (when the broker gives them). */
+export interface BrokerPlanEntry {
+  id: string;
+  name: string;
+  description: string;
+  free?: boolean;
+  planUpdateable?: boolean;
+  /** The parameters of a provision (`create`) and of an update (`update`). */
+  schemas?: { create?: Record<string, unknown>; update?: Record<string, unknown> };
 }
 
 export interface AddonBackupPolicy {

@@ -15,7 +15,7 @@ import { after, before, test } from "node:test";
 import { ensurePostgres } from "../../src/addons/postgres.ts";
 import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon } from "../../src/model/addon.ts";
-import type { Instance } from "../../src/model/objects.ts";
+import type { Instance, Release } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
@@ -355,6 +355,35 @@ createServer((req, res) => {
   );
   const after = await herd.request("counter.localhost", "/");
   assert.equal(after.status, 200, after.body);
+
+  // A plan change: the server deployed again with medium's units and connections, in place, its keys kept.
+  const count = Number((await herd.request("counter.localhost", "/")).body);
+  const pl = await herd.cli(["addons", "plan", "cache", "medium"], { timeoutMs: 120_000 });
+  assert.equal(pl.code, 0, pl.stdout + pl.stderr);
+  assert.match(pl.stdout, /cache is on plan medium: deploy \S+ restarts its server in place/);
+  await waitFor(
+    "the plan change rolled out",
+    async () => {
+      const a = (await herd.api<Addon>("GET", "/addons/cache")).body;
+      return a.plan === "medium" && !a.planChange ? true : undefined;
+    },
+    180_000,
+  );
+  const rel = (await herd.api<{ items: Release[] }>("GET", "/apps/cache/releases")).body.items[0];
+  assert.equal(rel.services.db.env.REDIS_MAX_CLIENTS, "50");
+  assert.equal(rel.description, "redis add-on (plan medium)");
+  const counted = await waitFor(
+    "counting again after the plan change",
+    async () => {
+      const r = await herd.request("counter.localhost", "/");
+      return r.status === 200 ? r : undefined;
+    },
+    120_000,
+  );
+  assert.ok(Number(counted.body) > count, `the keys survived: ${counted.body} after ${count}`);
+  const same = await herd.api<{ details: { field: string }[] }>("PATCH", "/addons/cache", { plan: "medium" });
+  assert.equal(same.status, 400);
+  assert.equal(same.body.details[0]?.field, "plan");
 
   const gone = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache"], { timeoutMs: 120_000 });
   assert.equal(gone.code, 0, gone.stdout + gone.stderr);

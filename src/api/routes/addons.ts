@@ -13,7 +13,8 @@
  *   POST   /addons/:addon/backups/:id/restore ─► AddonBackup (deployer)
  *   PUT    /addons/:addon/backup-policy {schedule, keep} ─► Addon (deployer); DELETE stops it
  *   POST   /addons/:addon/rotate {app?} ─► {rotated: [{app, deploy?}]} (deployer): new credentials, a new
- *          release per bound app, the old ones revoked once it has rolled out
+ *          release per bound app, the old ones revoked once it has rolled out (a broker's: a new binding)
+ *   PATCH  /addons/:addon {plan?, parameters?} ─► {addon, deploy?, pending?} (deployer): another plan
  * DELETE takes a final backup first (kept, named in the reply) unless ?withoutBackup=true.
  *
  * External Open Service Brokers (addons/brokers.ts): their services are more kinds.
@@ -22,6 +23,9 @@
  *   POST   /addon-brokers {name, url, user?, password?} ─► 201 AddonBroker (platform admin): its catalog fetched
  *   POST   /addon-brokers/:broker/refresh ─► AddonBroker (platform admin): the catalog fetched again
  *   DELETE /addon-brokers/:broker       ─► 200 (platform admin; 409 while it runs add-ons)
+ * A tenant's own brokers (only it sees them; its owner registers them):
+ *   GET    /tenant-brokers ─► {items} (viewer) · POST /tenant-brokers {name, url, user?, password?} ─► 201 (owner)
+ *   POST   /tenant-brokers/:broker/refresh · DELETE /tenant-brokers/:broker (owner)
  */
 
 import { Type as T } from "@sinclair/typebox";
@@ -47,6 +51,9 @@ const BackupPolicy = T.Object(
   },
   { additionalProperties: false },
 );
+const Parameters = T.Record(T.String({ maxLength: 200 }), T.Unknown(), {
+  description: "a broker's service: provision/update parameters, checked against the plan's schema",
+});
 const policyOf = (p: { schedule: string; keep?: number }) => ({ schedule: p.schedule, keep: p.keep ?? 7 });
 const CreateBody = T.Object(
   {
@@ -62,6 +69,14 @@ const CreateBody = T.Object(
     name: T.Optional(Name),
     app: T.Optional(Name),
     var: T.Optional(Var),
+    parameters: T.Optional(Parameters),
+  },
+  { additionalProperties: false },
+);
+const PlanBody = T.Object(
+  {
+    plan: T.Optional(T.String({ minLength: 1, maxLength: 100, description: "the plan to move to" })),
+    parameters: T.Optional(Parameters),
   },
   { additionalProperties: false },
 );
@@ -130,7 +145,7 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
         querystring: TenantQuery,
       },
     },
-    async () => ({ items: await brokers.plans() }),
+    async (req) => ({ items: await brokers.plans(tenantOf(req)) }),
   );
 
   api.get(
@@ -178,6 +193,69 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const name = (req.params as { broker: string }).broker;
       await brokers.remove(name);
+      return { removed: name };
+    },
+  );
+
+  api.get(
+    "/tenant-brokers",
+    {
+      schema: {
+        summary: "The tenant's own Open Service Brokers (only it sees them)",
+        tags: ["addons"],
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => ({ items: await brokers.listOwn(tenantOf(req)) }),
+  );
+
+  api.post(
+    "/tenant-brokers",
+    {
+      schema: {
+        summary: "Register an Open Service Broker only this tenant sees (its owner's act)",
+        tags: ["addons"],
+        querystring: TenantQuery,
+        body: BrokerBody,
+      },
+    },
+    async (req, reply) => {
+      const out = await brokers.add(
+        req.body as { name: string; url: string; user?: string; password?: string },
+        actorOf(req),
+        tenantOf(req),
+      );
+      reply.code(201);
+      return out;
+    },
+  );
+
+  api.post(
+    "/tenant-brokers/:broker/refresh",
+    {
+      schema: {
+        summary: "Fetch the tenant's broker's catalog again",
+        tags: ["addons"],
+        params: BrokerParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => brokers.refresh((req.params as { broker: string }).broker, tenantOf(req)),
+  );
+
+  api.delete(
+    "/tenant-brokers/:broker",
+    {
+      schema: {
+        summary: "Forget the tenant's broker (refused while it runs add-ons)",
+        tags: ["addons"],
+        params: BrokerParams,
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => {
+      const name = (req.params as { broker: string }).broker;
+      await brokers.remove(name, tenantOf(req));
       return { removed: name };
     },
   );
@@ -385,6 +463,27 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req) =>
       addons.setBackupPolicy(tenantOf(req), (req.params as { addon: string }).addon, null, actorOf(req)),
+  );
+
+  api.patch(
+    "/addons/:addon",
+    {
+      schema: {
+        summary:
+          "Move an add-on to another plan (herd's own: its server redeployed in place; a broker's: PATCH when plan_updateable)",
+        tags: ["addons"],
+        params: AddonParams,
+        querystring: TenantQuery,
+        body: PlanBody,
+      },
+    },
+    async (req) =>
+      addons.changePlan(
+        tenantOf(req),
+        (req.params as { addon: string }).addon,
+        req.body as { plan?: string; parameters?: Record<string, unknown> },
+        actorOf(req),
+      ),
   );
 
   api.post(
