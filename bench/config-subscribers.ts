@@ -77,7 +77,7 @@ function connection(
   sockets.add(socket);
   let buf = "";
   let status = 0;
-  /** Body bytes still wanted (-1: reading a head; -2: chunked). */
+  /** Body bytes still wanted (-1: reading a head; -2: chunked; -3: a body to the connection's end). */
   let want = -1;
   let chunks = "";
   socket.on("data", (data: string) => {
@@ -92,7 +92,11 @@ function connection(
         const length = /\r\ncontent-length: *(\d+)/i.exec(head);
         if (length) want = Number(length[1]);
         else if (/\r\ntransfer-encoding: *chunked/i.test(head)) want = -2;
-        else want = 0;
+        else want = streaming && status === 200 ? -3 : 0;
+      } else if (want === -3) {
+        if (buf) onChunk(buf);
+        buf = "";
+        return;
       } else if (want === -2) {
         const line = buf.indexOf("\r\n");
         if (line < 0) return;
@@ -193,31 +197,37 @@ function stream(k: number): void {
   open();
 }
 
+/** Connections made (pollers open theirs in batches, before their first GET). */
+let connected = 0;
+
 /** A plain poller: GET every POLL_MS (the first at a random phase), no cursor. */
 function poller(k: number): void {
   let started = 0;
   let socket: net.Socket | undefined;
+  const connect = () => {
+    socket = connection(
+      (status, body) => {
+        if (status === 200) ack(k, (JSON.parse(body) as { version: number }).version);
+        else errors++;
+        setTimeout(ask, Math.max(0, POLL_MS - (performance.now() - started)));
+      },
+      () => errors++,
+      () => {
+        socket = undefined;
+        if (stopped) return;
+        errors++;
+        setTimeout(ask, 100);
+      },
+    );
+    socket.once("connect", () => connected++);
+  };
   const ask = () => {
     if (stopped) return;
     started = performance.now();
-    if (!socket) {
-      socket = connection(
-        (status, body) => {
-          if (status === 200) ack(k, (JSON.parse(body) as { version: number }).version);
-          else errors++;
-          setTimeout(ask, Math.max(0, POLL_MS - (performance.now() - started)));
-        },
-        () => errors++,
-        () => {
-          socket = undefined;
-          if (stopped) return;
-          errors++;
-          setTimeout(ask, 100);
-        },
-      );
-    }
-    get(socket, pathOf(k));
+    if (!socket) connect();
+    get(socket as net.Socket, pathOf(k));
   };
+  connect();
   setTimeout(ask, Math.random() * POLL_MS);
 }
 
@@ -246,8 +256,8 @@ for (let start = 0; start < count; start += OPEN_BATCH) {
     else if ((first + k) % 2 === 0) longPoll(k);
     else stream(k);
   }
-  // Pollers start at random phases over POLL_MS: their connections are spread already.
-  while (mode === "push" && ready < target && !stopped) await new Promise((res) => setTimeout(res, 5));
+  const done = () => (mode === "push" ? ready : connected) >= target;
+  while (!done() && !stopped) await new Promise((res) => setTimeout(res, 5));
 }
 await allReady;
 process.send?.({ ready: true });

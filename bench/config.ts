@@ -24,7 +24,7 @@
 // Goal: push p99 ≤ 1 s. --strict exits 1 when the goal is missed or any push
 // round lost a subscriber.
 //
-// Usage: node bench/config.ts [--subscribers N] [--rounds R] [--strict]
+// Usage: node bench/config.ts [--subscribers N] [--rounds R] [--clients C] [--strict] [--no-peer]
 //        PROF=<dir> writes the feed process's CPU profile there (--cpu-prof).
 
 import { type ChildProcess, fork } from "node:child_process";
@@ -39,6 +39,8 @@ const arg = (name: string, fallback: number) => {
 const SUBSCRIBERS = arg("--subscribers", 10_000);
 const ROUNDS = arg("--rounds", 3);
 const STRICT = process.argv.includes("--strict");
+/** Push rounds only, for profiles and quick before/after runs: no peer, so no ratio. */
+const NO_PEER = process.argv.includes("--no-peer");
 const PUBLISH_SECONDS = 3;
 const POLL_MS = 1000;
 const GOAL_P99_MS = 1000;
@@ -322,15 +324,18 @@ async function main(): Promise<number> {
   const polling: ModeResult[] = [];
   for (let pair = 0; pair < 2; pair++) {
     push.push(await runMode("push"));
-    polling.push(await runMode("polling"));
+    if (!NO_PEER) polling.push(await runMode("polling"));
   }
   const a = summary("push", push);
-  const b = summary("polling", polling);
   console.log(a.line);
-  console.log(b.line);
-  console.log(
-    `ratio: polling p99 / push p99 = ${(b.p99 / a.p99).toFixed(1)}x; push fan-outs/s / polling = ${(a.perSecond / b.perSecond).toFixed(1)}x`,
-  );
+  if (NO_PEER) console.log("peer: not measured (--no-peer), no ratio");
+  else {
+    const b = summary("polling", polling);
+    console.log(b.line);
+    console.log(
+      `ratio: polling p99 / push p99 = ${(b.p99 / a.p99).toFixed(1)}x; push fan-outs/s / polling = ${(a.perSecond / b.perSecond).toFixed(1)}x`,
+    );
+  }
   console.log(
     `load after: ${loadavg()
       .map((l) => l.toFixed(2))
