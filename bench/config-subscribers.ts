@@ -200,8 +200,11 @@ function stream(k: number): void {
 /** Connections made (pollers open theirs in batches, before their first GET). */
 let connected = 0;
 
-/** A plain poller: GET every POLL_MS (the first at a random phase), no cursor. */
-function poller(k: number): void {
+/**
+ * A plain poller: GET every POLL_MS, no cursor. It connects now; the polls
+ * start when the returned function is called (the first at a random phase).
+ */
+function poller(k: number): () => void {
   let started = 0;
   let socket: net.Socket | undefined;
   const connect = () => {
@@ -228,7 +231,7 @@ function poller(k: number): void {
     get(socket as net.Socket, pathOf(k));
   };
   connect();
-  setTimeout(ask, Math.random() * POLL_MS);
+  return () => setTimeout(ask, Math.random() * POLL_MS);
 }
 
 process.on("message", (m: { report?: number; cpu?: boolean; stop?: boolean }) => {
@@ -249,15 +252,18 @@ const allReady = new Promise<void>((resolve) => {
   onReady = resolve;
 });
 // Open in batches so the listen backlog is never the thing measured.
+// Pollers all connect before any polls, so their polls do not hold later connections up.
+const polls: (() => void)[] = [];
 for (let start = 0; start < count; start += OPEN_BATCH) {
   const target = Math.min(count, start + OPEN_BATCH);
   for (let k = start; k < target; k++) {
-    if (mode === "polling") poller(k);
+    if (mode === "polling") polls.push(poller(k));
     else if ((first + k) % 2 === 0) longPoll(k);
     else stream(k);
   }
   const done = () => (mode === "push" ? ready : connected) >= target;
   while (!done() && !stopped) await new Promise((res) => setTimeout(res, 5));
 }
+for (const start of polls) start();
 await allReady;
 process.send?.({ ready: true });

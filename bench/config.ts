@@ -1,8 +1,12 @@
 // bench:config — one config change acknowledged by 10,000 subscribers
 // (docs/config.md). A child process serves the agent's config feed
-// (src/config-center/feed.ts) with one channel per simulated instance; this
-// process opens 10,000 subscribers on loopback, half long polls with a
-// version cursor and half SSE streams, each on its own connection. A round
+// (src/config-center/feed.ts) with one channel per simulated instance;
+// --clients processes (bench/config-subscribers.ts, default 2) open 10,000
+// subscribers between them on loopback, half long polls with a version
+// cursor and half SSE streams, each on its own connection. Where they run is
+// printed: all on this machine, sharing its cores with the feed, whereas real
+// instances are spread over nodes, each node's agent serving only its own;
+// so each side's CPU per acknowledgement is printed apart. A round
 // publishes a new version and waits until every subscriber has it: the
 // latency of each is publish → its acknowledgement (received and parsed).
 //
@@ -19,8 +23,9 @@
 //
 // Prints p50/p99/max per mode, full fan-outs per second (publish → all
 // acknowledged, one after the other), the feed's own publish time, and the
-// ratio of the peer's p99 to push's, and the CPU seconds each change cost the
-// feed and the subscribers (a figure the machine's load does not inflate).
+// ratio of the peer's p99 to push's, and the CPU each change cost the feed
+// and the subscribers, in all and per acknowledgement (figures the machine's
+// load inflates far less than the latencies).
 // Goal: push p99 ≤ 1 s. --strict exits 1 when the goal is missed or any push
 // round lost a subscriber.
 //
