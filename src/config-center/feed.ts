@@ -169,8 +169,7 @@ export class ConfigFeed {
     const since = sinceText === undefined ? -1 : Number(sinceText);
     if (!Number.isInteger(since))
       return reply(res, 400, { code: "invalid", message: "since: not an integer version" });
-    const sse =
-      params.get("stream") === "sse" || (req.headers.accept ?? "").includes("text/event-stream");
+    const sse = params.get("stream") === "sse" || (req.headers.accept ?? "").includes("text/event-stream");
     if (sse) {
       // Not chunked: the stream's body runs to the connection's end, so a publish writes each
       // frame to the socket as it is (one write, no framing) and it leaves at once.
