@@ -199,7 +199,8 @@ export class ConfigFeed {
     server.maxConnections = 100_000;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, host, () => resolve());
+      // A deep accept queue: every instance of a node reconnects at once after an agent restart.
+      server.listen({ port, host, backlog: 4096 }, () => resolve());
     });
     this.#server = server;
     const bound = (server.address() as AddressInfo).port;
