@@ -39,6 +39,7 @@ test("long poll: the current version at once, then held until the next publish, 
     const next = await held;
     assert.equal(next.headers.get("etag"), '"2"');
     assert.equal(((await next.json()) as EffectiveConfig).values.K, "b");
+    assert.equal((await fetch(`${base}&since=2&timeoutMs=0`)).status, 304);
     const idle = await fetch(`${base}&since=2&timeoutMs=30`);
     assert.equal(idle.status, 304);
     assert.equal((await fetch(`${url}/config/i1?key=wrong`)).status, 403);

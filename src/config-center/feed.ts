@@ -186,6 +186,7 @@ export class ConfigFeed {
     const hold = holdText === null ? DEFAULT_HOLD_MS : Number(holdText);
     if (!Number.isInteger(hold) || hold < 0 || hold > MAX_HOLD_MS)
       return reply(res, 400, { code: "invalid", message: `timeoutMs: an integer from 0 to ${MAX_HOLD_MS}` });
+    if (hold === 0) return notModified(res, ch);
     ch.waiters.set(res, performance.now() + hold);
     return true;
   }
@@ -231,8 +232,7 @@ export class ConfigFeed {
         if (res.destroyed) ch.waiters.delete(res);
         else if (until <= now) {
           ch.waiters.delete(res);
-          res.writeHead(304, ["etag", `"${ch.version}"`]);
-          res.end();
+          notModified(res, ch);
         }
       }
     }
@@ -242,6 +242,12 @@ export class ConfigFeed {
 function sendDocument(res: ServerResponse, ch: Channel): true {
   res.writeHead(200, ch.headers);
   res.end(ch.body);
+  return true;
+}
+
+function notModified(res: ServerResponse, ch: Channel): true {
+  res.writeHead(304, ["etag", `"${ch.version}"`]);
+  res.end();
   return true;
 }
 
