@@ -1,8 +1,12 @@
 // bench:config — one config change acknowledged by 10,000 subscribers
 // (docs/config.md). A child process serves the agent's config feed
-// (src/config-center/feed.ts) with one channel per simulated instance; this
-// process opens 10,000 subscribers on loopback, half long polls with a
-// version cursor and half SSE streams, each on its own connection. A round
+// (src/config-center/feed.ts) with one channel per simulated instance;
+// --clients processes (bench/config-subscribers.ts, default 2) open 10,000
+// subscribers between them on loopback, half long polls with a version
+// cursor and half SSE streams, each on its own connection. Where they run is
+// printed: all on this machine, sharing its cores with the feed, whereas real
+// instances are spread over nodes, each node's agent serving only its own;
+// so each side's CPU per acknowledgement is printed apart. A round
 // publishes a new version and waits until every subscriber has it: the
 // latency of each is publish → its acknowledgement (received and parsed).
 //
@@ -19,19 +23,18 @@
 //
 // Prints p50/p99/max per mode, full fan-outs per second (publish → all
 // acknowledged, one after the other), the feed's own publish time, and the
-// ratio of the peer's p99 to push's, and the CPU seconds each change cost the
-// feed and the subscribers (a figure the machine's load does not inflate).
+// ratio of the peer's p99 to push's, and the CPU each change cost the feed
+// and the subscribers, in all and per acknowledgement (figures the machine's
+// load inflates far less than the latencies).
 // Goal: push p99 ≤ 1 s. --strict exits 1 when the goal is missed or any push
 // round lost a subscriber.
 //
-// Usage: node bench/config.ts [--subscribers N] [--rounds R] [--strict]
+// Usage: node bench/config.ts [--subscribers N] [--rounds R] [--clients C] [--strict] [--no-peer]
 //        PROF=<dir> writes the feed process's CPU profile there (--cpu-prof).
 
 import { type ChildProcess, fork } from "node:child_process";
-import http from "node:http";
-import { loadavg } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { join } from "node:path";
-import { feedKey } from "../src/config-center/instance-files.ts";
 import { measurePublishes } from "./config-publish.ts";
 
 const arg = (name: string, fallback: number) => {
@@ -41,145 +44,87 @@ const arg = (name: string, fallback: number) => {
 const SUBSCRIBERS = arg("--subscribers", 10_000);
 const ROUNDS = arg("--rounds", 3);
 const STRICT = process.argv.includes("--strict");
+/** Push rounds only, for profiles and quick before/after runs: no peer, so no ratio. */
+const NO_PEER = process.argv.includes("--no-peer");
 const PUBLISH_SECONDS = 3;
 const POLL_MS = 1000;
 const GOAL_P99_MS = 1000;
 const ROUND_TIMEOUT_MS = 30_000;
-const OPEN_BATCH = 500;
+const CLIENTS = arg("--clients", 2);
 
-const newAgent = () => new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
-let agent = newAgent();
 let server: ChildProcess | undefined;
 let port = 0;
-let stopped = false;
-const sockets = new Set<http.ClientRequest>();
+/** The processes the subscribers run in, each with its slice. */
+let clients: ChildProcess[] = [];
 
-/** Per version: when this process asked for it to be published, and each subscriber's acknowledgement. */
-const rounds = new Map<number, { t0: number; acks: number[]; seen: Uint8Array; done: () => void }>();
+/** Per version: when this process asked for it to be published (machine clock), and each acknowledgement's latency. */
+const rounds = new Map<number, { t0: number; acks: number[]; reported: number; done: () => void }>();
 
-function ack(subscriber: number, version: number): void {
-  const r = rounds.get(version);
-  if (!r || r.seen[subscriber]) return;
-  r.seen[subscriber] = 1;
-  r.acks.push(performance.now() - r.t0);
-  if (r.acks.length === SUBSCRIBERS) r.done();
+const now = () => performance.timeOrigin + performance.now();
+
+function onClientMessage(m: { version?: number; times?: number[]; partial?: boolean }): void {
+  if (m.version === undefined || !m.times) return;
+  const r = rounds.get(m.version);
+  if (!r) return;
+  for (const t of m.times) r.acks.push(t - r.t0);
+  if (!m.partial && ++r.reported === clients.length) r.done();
 }
 
-// Each subscriber's URL, as an instance has it in its env (HERD_CONFIG_URL): computed once.
-const paths = Array.from({ length: SUBSCRIBERS }, (_, i) => `/config/i${i}?key=${feedKey("bench", `i${i}`)}`);
-const path = (i: number) => paths[i] as string;
-
-function request(p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path: p, agent, headers }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c) => {
-        body += c;
-      });
-      res.on("end", () => {
-        sockets.delete(req);
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-    });
-    sockets.add(req);
-    req.on("error", (err) => {
-      sockets.delete(req);
-      reject(err);
-    });
-  });
+/** Starts CLIENTS processes with SUBSCRIBERS between them; resolves once every subscriber has its first version. */
+async function startClients(mode: "push" | "polling"): Promise<void> {
+  const per = Math.ceil(SUBSCRIBERS / CLIENTS);
+  clients = [];
+  for (let first = 0; first < SUBSCRIBERS; first += per) {
+    const count = Math.min(per, SUBSCRIBERS - first);
+    const child = fork(
+      join(import.meta.dirname, "config-subscribers.ts"),
+      [String(port), String(first), String(count), mode, String(POLL_MS)],
+      { stdio: "inherit" },
+    );
+    child.on("message", onClientMessage);
+    clients.push(child);
+  }
+  await Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<void>((resolve, reject) => {
+          const on = (m: { ready?: boolean }) => {
+            if (!m.ready) return;
+            c.off("message", on);
+            resolve();
+          };
+          c.on("message", on);
+          c.once("exit", (code) => reject(new Error(`a subscriber process exited (${code})`)));
+        }),
+    ),
+  );
 }
 
-/** A long poll that follows the version cursor. Resolves once it has its first version. */
-function longPoll(i: number, errors: { n: number }): Promise<void> {
-  return new Promise((ready) => {
-    void (async () => {
-      let since: number | undefined;
-      while (!stopped) {
-        try {
-          const r = await request(
-            `${path(i)}${since === undefined ? "" : `&since=${since}&timeoutMs=60000`}`,
-          );
-          if (r.status === 200) {
-            since = (JSON.parse(r.body) as { version: number }).version;
-            ack(i, since);
-            ready();
-          }
-        } catch {
-          if (!stopped) errors.n++;
-          await new Promise((res) => setTimeout(res, 100));
-        }
-      }
-    })();
-  });
+/** Ends the subscriber processes; the errors they counted. */
+async function stopClients(): Promise<number> {
+  let errors = 0;
+  for (const c of clients) errors += (await ask<{ errors?: number }>(c, { cpu: true }, "errors")).errors ?? 0;
+  await Promise.all(
+    clients.map((c) => {
+      const exited = c.exitCode === null ? new Promise((res) => c.once("exit", res)) : undefined;
+      c.send({ stop: true });
+      return exited;
+    }),
+  );
+  clients = [];
+  return errors;
 }
 
-/** An SSE stream that reconnects (with Last-Event-ID) when it breaks. Resolves once it has its first version. */
-function stream(i: number, errors: { n: number }): Promise<void> {
-  return new Promise((ready) => {
-    let last: number | undefined;
-    const open = () => {
-      if (stopped) return;
-      const headers: Record<string, string> = { accept: "text/event-stream" };
-      if (last !== undefined) headers["last-event-id"] = String(last);
-      const req = http.get(
-        { host: "127.0.0.1", port, path: `${path(i)}&stream=sse`, agent: false, headers },
-        (res) => {
-          let buf = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            buf += chunk;
-            let end = buf.indexOf("\n\n");
-            while (end >= 0) {
-              const frame = buf.slice(0, end);
-              buf = buf.slice(end + 2);
-              const id = /^id: (\d+)$/m.exec(frame);
-              if (id) {
-                // Parse the data as a client would before it counts as acknowledged.
-                const data = /^data: (.*)$/m.exec(frame);
-                const version = (JSON.parse(data?.[1] ?? "{}") as { version: number }).version;
-                if (version === Number(id[1])) {
-                  last = version;
-                  ack(i, version);
-                }
-                ready();
-              }
-              end = buf.indexOf("\n\n");
-            }
-          });
-          res.on("end", retry);
-        },
-      );
-      sockets.add(req);
-      const retry = () => {
-        sockets.delete(req);
-        if (stopped) return;
-        errors.n++;
-        setTimeout(open, 100);
-      };
-      req.on("error", retry);
+/** Sends `message` to `child` and resolves with its first answer that has `field`. */
+function ask<T>(child: ChildProcess, message: object, field: string): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (m: Record<string, unknown>) => {
+      if (m[field] === undefined) return;
+      child.off("message", on);
+      resolve(m as T);
     };
-    open();
-  });
-}
-
-/** A plain poller: GET every POLL_MS (first at a random phase), no cursor. Resolves after its first answer. */
-function poller(i: number, errors: { n: number }): Promise<void> {
-  return new Promise((ready) => {
-    void (async () => {
-      await new Promise((res) => setTimeout(res, Math.random() * POLL_MS));
-      while (!stopped) {
-        const started = performance.now();
-        try {
-          const r = await request(path(i));
-          if (r.status === 200) ack(i, (JSON.parse(r.body) as { version: number }).version);
-        } catch {
-          if (!stopped) errors.n++;
-        }
-        ready();
-        await new Promise((res) => setTimeout(res, Math.max(0, POLL_MS - (performance.now() - started))));
-      }
-    })();
+    child.on("message", on);
+    child.send(message);
   });
 }
 
@@ -213,25 +158,20 @@ function followers(): Promise<number> {
   });
 }
 
+type Cpu = { cpu: { user: number; system: number } };
+const seconds = (m: Cpu) => (m.cpu.user + m.cpu.system) / 1e6;
 /** The feed process's CPU seconds so far. */
-function feedCpu(): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (m: { cpu?: { user: number; system: number } }) => {
-      if (!m.cpu) return;
-      server?.off("message", on);
-      resolve((m.cpu.user + m.cpu.system) / 1e6);
-    };
-    server?.on("message", on);
-    server?.send({ cpu: true });
-  });
+async function feedCpu(): Promise<number> {
+  return server ? seconds(await ask<Cpu>(server, { cpu: true }, "cpu")) : 0;
 }
-const ownCpu = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
+/** The subscriber processes' CPU seconds so far, all together. */
+async function clientCpu(): Promise<number> {
+  const all = await Promise.all(clients.map((c) => ask<Cpu>(c, { cpu: true }, "cpu")));
+  return all.reduce((a, m) => a + seconds(m), 0);
+}
 /** Publishes `version` and waits for every subscriber; the latencies in ms. */
 async function round(version: number): Promise<number[]> {
-  const r = { t0: 0, acks: [] as number[], seen: new Uint8Array(SUBSCRIBERS), done: () => {} };
+  const r = { t0: 0, acks: [] as number[], reported: 0, done: () => {} };
   const all = new Promise<void>((resolve) => {
     r.done = resolve;
   });
@@ -254,7 +194,7 @@ async function round(version: number): Promise<number[]> {
     server?.send({ prepare: version });
   });
   rounds.set(version, r);
-  r.t0 = performance.now();
+  r.t0 = now();
   server?.send({ publish: version });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<"timeout">((resolve) => {
@@ -263,6 +203,12 @@ async function round(version: number): Promise<number[]> {
   const outcome = await Promise.race([all, timeout]);
   clearTimeout(timer);
   await published;
+  if (outcome === "timeout") {
+    // The acknowledgements that did come, from the processes that did not have all theirs.
+    await Promise.all(
+      clients.map((c) => ask<{ partial?: boolean }>(c, { report: version }, "partial").catch(() => {})),
+    );
+  }
   rounds.delete(version);
   if (outcome === "timeout") {
     process.stderr.write(
@@ -292,18 +238,8 @@ interface ModeResult {
 
 let version = 1;
 async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
-  stopped = false;
-  const errors = { n: 0 };
   const openStart = performance.now();
-  // Open in batches so the listen backlog is never the thing measured.
-  for (let start = 0; start < SUBSCRIBERS; start += OPEN_BATCH) {
-    const batch: Promise<void>[] = [];
-    for (let i = start; i < Math.min(SUBSCRIBERS, start + OPEN_BATCH); i++) {
-      if (mode === "polling") batch.push(poller(i, errors));
-      else batch.push(i % 2 === 0 ? longPoll(i, errors) : stream(i, errors));
-    }
-    await Promise.all(batch);
-  }
+  await startClients(mode);
   const openMs = performance.now() - openStart;
   // Push: every subscriber is waiting (its long poll held again, its stream open) before the first change.
   if (mode === "push") {
@@ -324,11 +260,11 @@ async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
   missing = 0;
   for (let k = 0; k < ROUNDS; k++) {
     version++;
-    const [f0, c0] = [await feedCpu(), ownCpu()];
+    const [f0, c0] = [await feedCpu(), await clientCpu()];
     const t = performance.now();
     const lat = await round(version);
     result.feedCpu.push((await feedCpu()) - f0);
-    result.clientCpu.push(ownCpu() - c0);
+    result.clientCpu.push((await clientCpu()) - c0);
     result.roundMs.push(performance.now() - t);
     result.publishMs.push(lastPublishMs);
     result.latencies.push(...lat);
@@ -338,11 +274,7 @@ async function runMode(mode: "push" | "polling"): Promise<ModeResult> {
     // Let pollers spread out again between changes.
     await new Promise((res) => setTimeout(res, mode === "polling" ? Math.random() * POLL_MS : 50));
   }
-  stopped = true;
-  for (const req of sockets) req.destroy();
-  sockets.clear();
-  agent.destroy();
-  result.errors = errors.n;
+  result.errors = await stopClients();
   result.missing = missing;
   await new Promise((res) => setTimeout(res, 500));
   return result;
@@ -359,7 +291,12 @@ function summary(
   const p99 = pct(lat, 99);
   const lost = r.reduce((a, x) => a + x.missing, 0);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  const cpu = `cpu per change: feed ${mean(r.flatMap((x) => x.feedCpu)).toFixed(2)} s, subscribers ${mean(r.flatMap((x) => x.clientCpu)).toFixed(2)} s`;
+  const feed = mean(r.flatMap((x) => x.feedCpu));
+  const subs = mean(r.flatMap((x) => x.clientCpu));
+  const perAck = (s: number) => ((s / SUBSCRIBERS) * 1e6).toFixed(0);
+  const cpu =
+    `cpu per change: feed ${feed.toFixed(2)} s (${perAck(feed)} us per ack), ` +
+    `subscribers ${subs.toFixed(2)} s (${perAck(subs)} us per ack)`;
   const line =
     `${name.padEnd(8)} acks ${lat.length}  p50 ${pct(lat, 50).toFixed(0)} ms  p99 ${p99.toFixed(0)} ms  max ${(lat.at(-1) ?? 0).toFixed(0)} ms  ` +
     `fan-outs/s ${perSecond.toFixed(2)}  feed publish ${(publish.reduce((a, b) => a + b, 0) / publish.length).toFixed(1)} ms  ` +
@@ -375,6 +312,9 @@ async function main(): Promise<number> {
     `bench:config — ${SUBSCRIBERS} subscribers (push: half long poll, half SSE; peer: polling every ${POLL_MS} ms), ${ROUNDS} changes per run, A B A B`,
   );
   console.log(
+    `where they run: the feed in 1 process, the subscribers in ${CLIENTS} processes, all on this machine (${availableParallelism()} cores)`,
+  );
+  console.log(
     `load before: ${loadavg()
       .map((l) => l.toFixed(2))
       .join(" ")} on this machine`,
@@ -388,19 +328,19 @@ async function main(): Promise<number> {
   const push: ModeResult[] = [];
   const polling: ModeResult[] = [];
   for (let pair = 0; pair < 2; pair++) {
-    // A fresh agent per run: sockets of the last run are gone.
-    agent = newAgent();
     push.push(await runMode("push"));
-    agent = newAgent();
-    polling.push(await runMode("polling"));
+    if (!NO_PEER) polling.push(await runMode("polling"));
   }
   const a = summary("push", push);
-  const b = summary("polling", polling);
   console.log(a.line);
-  console.log(b.line);
-  console.log(
-    `ratio: polling p99 / push p99 = ${(b.p99 / a.p99).toFixed(1)}x; push fan-outs/s / polling = ${(a.perSecond / b.perSecond).toFixed(1)}x`,
-  );
+  if (NO_PEER) console.log("peer: not measured (--no-peer), no ratio");
+  else {
+    const b = summary("polling", polling);
+    console.log(b.line);
+    console.log(
+      `ratio: polling p99 / push p99 = ${(b.p99 / a.p99).toFixed(1)}x; push fan-outs/s / polling = ${(a.perSecond / b.perSecond).toFixed(1)}x`,
+    );
+  }
   console.log(
     `load after: ${loadavg()
       .map((l) => l.toFixed(2))
@@ -417,8 +357,7 @@ try {
 } catch (err) {
   console.error(`bench:config failed: ${(err as Error).message}`);
 } finally {
-  stopped = true;
-  for (const req of sockets) req.destroy();
+  for (const c of clients) c.kill();
   // The feed closes and exits once disconnected (writing its profile under PROF); killed if it does not.
   const exited =
     server && server.exitCode === null ? new Promise((res) => server?.once("exit", res)) : undefined;

@@ -39,6 +39,7 @@ test("long poll: the current version at once, then held until the next publish, 
     const next = await held;
     assert.equal(next.headers.get("etag"), '"2"');
     assert.equal(((await next.json()) as EffectiveConfig).values.K, "b");
+    assert.equal((await fetch(`${base}&since=2&timeoutMs=0`)).status, 304);
     const idle = await fetch(`${base}&since=2&timeoutMs=30`);
     assert.equal(idle.status, 304);
     assert.equal((await fetch(`${url}/config/i1?key=wrong`)).status, 403);
@@ -116,5 +117,22 @@ test("copies of one version (one per instance, as an agent has them) are served 
     assert.equal(bodies[0], bodies[1]);
     assert.equal((JSON.parse(bodies[0] as string) as EffectiveConfig).values.K, "b");
     assert.equal(feed.following(), 0);
+  });
+});
+
+test("a held long poll whose client leaves is no longer counted, and a publish after it is harmless", async () => {
+  await withFeed(async (url, feed) => {
+    feed.publish("i1", doc(1, "a"));
+    const gone = new AbortController();
+    const held = fetch(`${url}/config/i1?key=${feedKey("s", "i1")}&since=1`, { signal: gone.signal });
+    for (let i = 0; i < 50 && feed.following() < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(feed.following(), 1);
+    gone.abort();
+    await assert.rejects(held);
+    for (let i = 0; i < 50 && feed.following() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(feed.following(), 0);
+    feed.publish("i1", doc(2, "b"));
+    const now = await fetch(`${url}/config/i1?key=${feedKey("s", "i1")}&since=1`);
+    assert.equal(now.headers.get("content-length"), String(Buffer.byteLength(await now.text())));
   });
 });

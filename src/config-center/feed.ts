@@ -33,7 +33,8 @@ const ENCODED_MAX = 64;
 interface Encoded {
   body: Buffer;
   frame: Buffer;
-  etag: string;
+  /** The long poll's response headers, Content-Length included (no chunked framing). */
+  headers: string[];
 }
 
 interface Channel {
@@ -43,9 +44,9 @@ interface Channel {
   body: Buffer;
   /** The SSE frame of this version, encoded once. */
   frame: Buffer;
-  /** Its ETag header value. */
-  etag: string;
-  waiters: Set<ServerResponse>;
+  headers: string[];
+  /** Held long polls, each with the time (ms, the feed's clock) it is answered 304 at. */
+  waiters: Map<ServerResponse, number>;
   streams: Set<ServerResponse>;
 }
 
@@ -54,12 +55,15 @@ export interface ConfigFeedOptions {
   authorize(id: string, key: string): boolean;
   /** Comment lines on idle SSE streams, so proxies keep them open. */
   heartbeatMs?: number;
+  /** How often held long polls are looked at for their hold's end (ms). */
+  sweepMs?: number;
 }
 
 export class ConfigFeed {
   readonly #options: ConfigFeedOptions;
   readonly #channels = new Map<string, Channel>();
   readonly #timer: NodeJS.Timeout;
+  readonly #sweeper: NodeJS.Timeout;
   #server: Server | undefined;
   /**
    * Encoded documents by `<tenant>/<app>@<version>`: a version's content never
@@ -72,6 +76,9 @@ export class ConfigFeed {
     this.#options = options;
     this.#timer = setInterval(() => this.#beat(), options.heartbeatMs ?? 15_000);
     this.#timer.unref();
+    // One sweep ends the holds that are over, rather than a timer per held request.
+    this.#sweeper = setInterval(() => this.#sweep(), options.sweepMs ?? 250);
+    this.#sweeper.unref();
   }
 
   /** The document a channel serves, when it has one. */
@@ -82,7 +89,10 @@ export class ConfigFeed {
   /** How many long polls are held and streams open, over every channel. */
   following(): number {
     let n = 0;
-    for (const ch of this.#channels.values()) n += ch.waiters.size + ch.streams.size;
+    for (const ch of this.#channels.values()) {
+      for (const res of ch.waiters.keys()) if (!res.destroyed) n++;
+      n += ch.streams.size;
+    }
     return n;
   }
 
@@ -90,26 +100,22 @@ export class ConfigFeed {
   publish(id: string, doc: EffectiveConfig): void {
     let ch = this.#channels.get(id);
     if (ch && ch.version === doc.version) return;
-    const { body, frame, etag } = this.#encode(doc);
+    const { body, frame, headers } = this.#encode(doc);
     if (!ch) {
-      ch = { version: doc.version, doc, body, frame, etag, waiters: new Set(), streams: new Set() };
+      ch = { version: doc.version, doc, body, frame, headers, waiters: new Map(), streams: new Set() };
       this.#channels.set(id, ch);
     } else {
       ch.version = doc.version;
       ch.doc = doc;
       ch.body = body;
       ch.frame = frame;
-      ch.etag = etag;
+      ch.headers = headers;
     }
-    for (const res of ch.waiters) sendDocument(res, ch);
+    // A held request whose client went away is skipped here (no close listener per request).
+    for (const res of ch.waiters.keys()) if (!res.destroyed) sendDocument(res, ch);
     ch.waiters.clear();
-    for (const res of ch.streams) {
-      // Corked around the write, the frame leaves now rather than after the whole publish
-      // (a write on a chunked response otherwise waits for the next tick).
-      res.socket?.cork();
-      res.write(frame);
-      res.socket?.uncork();
-    }
+    // SSE responses are not chunked (see handle): the frame is written as it is, one write per stream.
+    for (const res of ch.streams) res.socket?.write(frame);
   }
 
   #encode(doc: EffectiveConfig): Encoded {
@@ -117,10 +123,20 @@ export class ConfigFeed {
     let e = this.#encoded.get(key);
     if (e) return e;
     const body = JSON.stringify(doc);
+    const bytes = Buffer.from(body);
     e = {
-      body: Buffer.from(body),
+      body: bytes,
       frame: Buffer.from(`id: ${doc.version}\nevent: config\ndata: ${body}\n\n`),
-      etag: `"${doc.version}"`,
+      headers: [
+        "content-type",
+        "application/json",
+        "content-length",
+        String(bytes.length),
+        "etag",
+        `"${doc.version}"`,
+        "cache-control",
+        "no-store",
+      ],
     };
     if (this.#encoded.size >= ENCODED_MAX) this.#encoded.delete(this.#encoded.keys().next().value as string);
     this.#encoded.set(key, e);
@@ -132,49 +148,46 @@ export class ConfigFeed {
     const ch = this.#channels.get(id);
     if (!ch) return;
     this.#channels.delete(id);
-    for (const res of [...ch.waiters, ...ch.streams]) res.destroy();
+    for (const res of [...ch.waiters.keys(), ...ch.streams]) res.destroy();
   }
 
   /** Answers one request (see the top of this file); true once it is answered or held. */
   handle(req: IncomingMessage, res: ServerResponse): true {
-    const url = new URL(req.url ?? "/", "http://feed");
-    const match = /^\/config\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/.exec(url.pathname);
+    // Split by hand: a WHATWG URL per request costs more than the rest of a held poll.
+    const target = req.url ?? "/";
+    const q = target.indexOf("?");
+    const match = /^\/config\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/.exec(q < 0 ? target : target.slice(0, q));
     if (req.method !== "GET" || !match)
       return reply(res, 404, { code: "not_found", message: "GET /config/<instance id>" });
     const id = match[1] as string;
-    if (!this.#options.authorize(id, url.searchParams.get("key") ?? ""))
+    const params = new URLSearchParams(q < 0 ? "" : target.slice(q + 1));
+    if (!this.#options.authorize(id, params.get("key") ?? ""))
       return reply(res, 403, { code: "forbidden", message: "the key does not open this instance's config" });
     const ch = this.#channels.get(id);
     if (!ch) return reply(res, 404, { code: "not_found", message: `no config for instance ${id}` });
-    const sinceText = url.searchParams.get("since") ?? req.headers["last-event-id"];
+    const sinceText = params.get("since") ?? req.headers["last-event-id"];
     const since = sinceText === undefined ? -1 : Number(sinceText);
     if (!Number.isInteger(since))
       return reply(res, 400, { code: "invalid", message: "since: not an integer version" });
-    const sse =
-      url.searchParams.get("stream") === "sse" || (req.headers.accept ?? "").includes("text/event-stream");
+    const sse = params.get("stream") === "sse" || (req.headers.accept ?? "").includes("text/event-stream");
     if (sse) {
+      // Not chunked: the stream's body runs to the connection's end, so a publish writes each
+      // frame to the socket as it is (one write, no framing) and it leaves at once.
+      res.useChunkedEncodingByDefault = false;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
-      if (ch.version !== since) res.write(ch.frame);
-      else res.write(": waiting\n\n");
+      res.flushHeaders();
+      res.socket?.write(ch.version !== since ? ch.frame : ": waiting\n\n");
       ch.streams.add(res);
       res.once("close", () => ch.streams.delete(res));
       return true;
     }
     if (ch.version !== since) return sendDocument(res, ch);
-    const holdText = url.searchParams.get("timeoutMs");
+    const holdText = params.get("timeoutMs");
     const hold = holdText === null ? DEFAULT_HOLD_MS : Number(holdText);
     if (!Number.isInteger(hold) || hold < 0 || hold > MAX_HOLD_MS)
       return reply(res, 400, { code: "invalid", message: `timeoutMs: an integer from 0 to ${MAX_HOLD_MS}` });
-    ch.waiters.add(res);
-    const timer = setTimeout(() => {
-      if (!ch.waiters.delete(res)) return;
-      res.writeHead(304, ["etag", ch.etag]);
-      res.end();
-    }, hold);
-    res.once("close", () => {
-      clearTimeout(timer);
-      ch.waiters.delete(res);
-    });
+    if (hold === 0) return notModified(res, ch);
+    ch.waiters.set(res, performance.now() + hold);
     return true;
   }
 
@@ -187,7 +200,8 @@ export class ConfigFeed {
     server.maxConnections = 100_000;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, host, () => resolve());
+      // A deep accept queue: every instance of a node reconnects at once after an agent restart.
+      server.listen({ port, host, backlog: 4096 }, () => resolve());
     });
     this.#server = server;
     const bound = (server.address() as AddressInfo).port;
@@ -197,6 +211,7 @@ export class ConfigFeed {
   /** Ends every follower and the server. */
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#sweeper);
     for (const id of [...this.#channels.keys()]) this.remove(id);
     const server = this.#server;
     this.#server = undefined;
@@ -206,13 +221,33 @@ export class ConfigFeed {
   }
 
   #beat(): void {
-    for (const ch of this.#channels.values()) for (const res of ch.streams) res.write(": beat\n\n");
+    for (const ch of this.#channels.values()) for (const res of ch.streams) res.socket?.write(": beat\n\n");
+  }
+
+  /** Answers 304 to the long polls whose hold is over, and forgets those whose client left. */
+  #sweep(): void {
+    const now = performance.now();
+    for (const ch of this.#channels.values()) {
+      for (const [res, until] of ch.waiters) {
+        if (res.destroyed) ch.waiters.delete(res);
+        else if (until <= now) {
+          ch.waiters.delete(res);
+          notModified(res, ch);
+        }
+      }
+    }
   }
 }
 
 function sendDocument(res: ServerResponse, ch: Channel): true {
-  res.writeHead(200, ["content-type", "application/json", "etag", ch.etag, "cache-control", "no-store"]);
+  res.writeHead(200, ch.headers);
   res.end(ch.body);
+  return true;
+}
+
+function notModified(res: ServerResponse, ch: Channel): true {
+  res.writeHead(304, ["etag", `"${ch.version}"`]);
+  res.end();
   return true;
 }
 
