@@ -195,11 +195,9 @@ export class Agent {
     } catch (err) {
       this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
     }
-    const o = this.#options;
-    if (o.dockerSocket || o.dockerd || o.serveRegistry) {
-      // Loaded only when asked for: an agent without Docker never holds the driver's modules.
-      const { startContainers } = await import("./containers.ts");
-      this.#containers = await startContainers(o);
+    // Loaded only when asked for: an agent without Docker never holds the driver's modules.
+    if (this.#options.dockerSocket || this.#options.dockerd || this.#options.serveRegistry) {
+      this.#containers = await (await import("./containers.ts")).startContainers(this.#options);
       if (this.#containers?.driver) this.#driver.add(this.#containers.driver);
     }
     this.#driver.onExit((p) => {
