@@ -58,6 +58,8 @@ test("saturated: critical goes on at once, normal waits for a slot, low waiting 
   const first = [request(port, "web.test", "/hold"), request(port, "web.test", "/hold")];
   await waitFor(() => held.length === 2, 5000, "2 held requests");
   await waitFor(() => gate.limit === 2, 5000, "the cap at its floor of 2");
+  // Critical traffic is flowing, so the classes below it give way (alone, they would not).
+  assert.equal((await request(port, "checkout.test", "/")).status, 200);
 
   let normalDone = false;
   const normal = request(port, "web.test", "/").then((r) => {

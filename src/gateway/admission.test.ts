@@ -18,6 +18,7 @@ test("saturated: the cap drops to 80 % of what is in flight, never below the flo
   assert.equal(gate.limit, 64);
   for (let t = 200; t < 3000; t += 100) gate.tick(50, 64, t);
   assert.equal(gate.limit, 4);
+  assert.equal(gate.admit(CRITICAL, "c0", 4000, 0), "go");
   assert.equal(gate.admit(NORMAL, "n1", 4, 0), "wait");
   assert.equal(gate.admit(CRITICAL, "c", 4000, 0), "go");
   assert.equal(gate.admit(NORMAL, "n2", 3, 0), "wait", "nobody overtakes a waiting request of its class");
@@ -27,6 +28,7 @@ test("normal waiting requests go on before low ones; each class in arrival order
   const gate = new AdmissionGate<string>({ minLimit: 2 });
   gate.tick(100, 2, 0);
   assert.equal(gate.limit, 2);
+  gate.admit(CRITICAL, "c", 2, 0);
   assert.equal(gate.admit(LOW, "low1", 2, 0), "wait");
   assert.equal(gate.admit(NORMAL, "normal1", 2, 1), "wait");
   assert.equal(gate.admit(LOW, "low2", 2, 2), "wait");
@@ -43,10 +45,12 @@ test("normal waiting requests go on before low ones; each class in arrival order
 test("a low request waits behind a waiting normal one even under the cap; a normal one does not wait behind low ones", () => {
   const gate = new AdmissionGate<string>({ minLimit: 2 });
   gate.tick(100, 2, 0);
+  gate.admit(CRITICAL, "c", 2, 0);
   assert.equal(gate.admit(NORMAL, "n", 2, 0), "wait");
   assert.equal(gate.admit(LOW, "l", 0, 0), "wait");
   const fresh = new AdmissionGate<string>({ minLimit: 2 });
   fresh.tick(100, 2, 0);
+  fresh.admit(CRITICAL, "c", 2, 0);
   assert.equal(fresh.admit(LOW, "l", 2, 0), "wait");
   assert.equal(fresh.admit(NORMAL, "n", 1, 0), "go");
 });
@@ -54,6 +58,7 @@ test("a low request waits behind a waiting normal one even under the cap; a norm
 test("waiting past the class's longest wait is shed: low sooner than normal; a full queue sheds at once", () => {
   const gate = new AdmissionGate<string>({ minLimit: 1, maxWaitMs: [100, 1000], maxQueue: 2 });
   gate.tick(100, 1, 0);
+  gate.admit(CRITICAL, "c", 1, 0);
   gate.admit(LOW, "low", 1, 0);
   gate.admit(NORMAL, "normal", 1, 0);
   gate.admit(NORMAL, "normal2", 1, 0);
@@ -76,7 +81,28 @@ test("the cap grows back once the delay is under target, and is lifted when nobo
   // While requests wait, it is not lifted.
   const busy = new AdmissionGate<string>({ minLimit: 4 });
   busy.tick(100, 4, 0);
+  busy.admit(CRITICAL, "c", 4, 0);
   busy.admit(NORMAL, "n", 4, 0);
   for (let i = 1; i < 30; i++) busy.tick(0, 4, i * 10);
   assert.notEqual(busy.limit, Number.POSITIVE_INFINITY);
+});
+
+test("a class gives way only while a higher one has traffic: alone, it is never held however saturated", () => {
+  const gate = new AdmissionGate<string>({ minLimit: 2, precedenceMs: 1000 });
+  gate.tick(100, 2, 0);
+  assert.equal(gate.limit, 2);
+  assert.equal(gate.admit(NORMAL, "n1", 50, 0), "go", "no critical traffic: normal is not capped");
+  assert.equal(gate.admit(LOW, "l1", 50, 0), "wait", "normal traffic just seen: low gives way");
+  assert.equal(gate.next(1), "l1");
+  gate.admit(CRITICAL, "c", 50, 10);
+  assert.equal(gate.admit(NORMAL, "n2", 50, 500), "wait", "critical seen 490 ms ago");
+  assert.equal(gate.next(1), "n2");
+  assert.equal(
+    gate.admit(NORMAL, "n3", 50, 1500),
+    "go",
+    "critical last seen 1,490 ms ago: past precedenceMs",
+  );
+  assert.equal(gate.admit(LOW, "l2", 50, 1500), "wait", "normal is still flowing");
+  assert.equal(gate.next(1), "l2");
+  assert.equal(gate.admit(LOW, "l3", 50, 3000), "go", "nothing above low for 1,500 ms");
 });

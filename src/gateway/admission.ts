@@ -10,7 +10,9 @@
  * queue; when one in flight ends, `normal` waiting requests go on before
  * `low` ones. A request that waited past its class's longest wait is shed
  * (503, Retry-After). `critical` services never wait and are never capped, so
- * their latency stays near their idle baseline while the rest queue.
+ * their latency stays near their idle baseline while the rest queue. A class
+ * is capped only while a higher one has traffic (seen within `precedenceMs`):
+ * with nothing to give way to, queueing would only add latency.
  *
  *   chain.ts SHED stage ─► Admission.admit(x) ─┬─ critical, or under the cap: go on (ENDPOINT)
  *                                              ├─ over the cap: queue[low|normal] (STOP)
@@ -42,6 +44,8 @@ export interface AdmissionOptions {
   maxWaitMs?: readonly [number, number];
   /** Most requests waiting per class. Default 2,000. */
   maxQueue?: number;
+  /** A class gives way only to a higher class seen within this long (ms). Default 2,000. */
+  precedenceMs?: number;
 }
 
 /** What `admit` decided: go on now, wait in the queue, or shed (the queue is full). */
@@ -65,6 +69,9 @@ export class AdmissionGate<T> {
   readonly minLimit: number;
   readonly maxWaitMs: readonly [number, number];
   readonly maxQueue: number;
+  readonly precedenceMs: number;
+  /** When a request of each class [low, normal, critical] last arrived. */
+  readonly #seen = [Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY];
   /** Waiting items per class: [low, normal]; each is FIFO. */
   readonly #queues: [Waiting<T>[], Waiting<T>[]] = [[], []];
   /** Counts since the gate was made (for the metrics and the tests). */
@@ -75,6 +82,7 @@ export class AdmissionGate<T> {
     this.minLimit = options.minLimit ?? 8;
     this.maxWaitMs = options.maxWaitMs ?? [500, 3000];
     this.maxQueue = options.maxQueue ?? 2000;
+    this.precedenceMs = options.precedenceMs ?? 2000;
   }
 
   get waiting(): number {
@@ -83,10 +91,11 @@ export class AdmissionGate<T> {
 
   /** Whether an item of `rank` may go on with `inflight` requests in flight, or waits, or is shed. */
   admit(rank: number, item: T, inflight: number, now: number): Decision {
+    this.#seen[Math.min(rank, CRITICAL)] = now;
     if (rank >= CRITICAL) return "go";
     // Nobody overtakes a waiting request of its own class or a higher one.
     const ahead = rank === LOW ? this.waiting : this.#queues[NORMAL].length;
-    if (ahead === 0 && inflight < this.limit) return "go";
+    if (ahead === 0 && (inflight < this.limit || !this.#outranked(rank, now))) return "go";
     const queue = this.#queues[rank];
     if (queue.length >= this.maxQueue) {
       this.counts.shed++;
@@ -95,6 +104,12 @@ export class AdmissionGate<T> {
     queue.push({ item, since: now });
     this.counts.queued++;
     return "wait";
+  }
+
+  /** Whether a class above `rank` had traffic within precedenceMs. */
+  #outranked(rank: number, now: number): boolean {
+    for (let r = rank + 1; r <= CRITICAL; r++) if (now - this.#seen[r] <= this.precedenceMs) return true;
+    return false;
   }
 
   /**
