@@ -64,6 +64,29 @@ export async function checkDependencies(
 }
 
 /**
+ * The app's service names, each after the services of the same app it
+ * depends on (cycles were refused by checkDependencies). A deploy writes its
+ * services in this order, so a dependent's controller always finds what it
+ * waits for (dependencyWait does not wait for a service that does not exist).
+ */
+export function dependencyOrder(
+  app: string,
+  services: Record<string, Pick<ServiceSpec, "dependsOn">>,
+): string[] {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const visit = (name: string) => {
+    if (seen.has(name) || !(name in services)) return;
+    seen.add(name);
+    for (const dep of qualify(app, services[name]?.dependsOn))
+      if (dep.startsWith(`${app}/`)) visit(dep.slice(app.length + 1));
+    order.push(name);
+  };
+  for (const name of Object.keys(services)) visit(name);
+  return order;
+}
+
+/**
  * Why a rolling-out service must wait before starting instances of its new
  * release: the services it depends on that do not run yet ("db, shop/api"),
  * or undefined when it may go. A dependency that failed does not hold it

@@ -30,7 +30,7 @@ import {
 import { DEFAULT_ANALYSIS, DEFAULT_STEPS, formatDuration, formatThreshold } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
-import { checkDependencies } from "./dependencies.ts";
+import { checkDependencies, dependencyOrder } from "./dependencies.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
@@ -364,7 +364,9 @@ export class DeployController {
     // A new build's release phase (herd.yaml `release:`) runs before anything rolls out; it throws on failure.
     if (releasePhase) await this.#releasePhase?.(deploy, release, step);
 
-    for (const [name, spec] of Object.entries(result.services)) {
+    // Dependencies first: a dependent's controller must find what it waits for (dependsOn).
+    for (const name of dependencyOrder(app, result.services)) {
+      const spec = result.services[name] as ServiceSpec;
       const key = serviceKey(tenant, app, name);
       const cur = existing.find((o) => o.key === key);
       const instances = counts.get(name) ?? spec.instances;

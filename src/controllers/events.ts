@@ -33,6 +33,8 @@ function merged(group: EventInput[]): EventInput {
     reason: first.reason,
     ...(first.type ? { type: first.type } : {}),
     message: `${group.length} instances: ${listed.join("; ")}${more}`,
+    count: group.length,
+    instances: group.flatMap((e) => (e.instance ? [e.instance] : [])).slice(0, MAX_LISTED),
   };
 }
 

@@ -366,6 +366,9 @@ export interface Event {
   type: "normal" | "warning";
   /** e.g. the last log lines of a crashed instance. */
   details?: string[];
+  /** A transition of several instances at once (EventRecorder.recordAll): how many, and their ids (up to 100). */
+  count?: number;
+  instances?: string[];
 }
 
 /**

@@ -53,66 +53,9 @@ before(async () => {
     remediation: { enabled: false },
   });
   const now = new Date().toISOString();
-  for (let i = 0; i < APPS; i++) {
-    const app = `app-${String(i).padStart(2, "0")}`;
-    await server.store.put("app", appKey("default", app), {
-      tenant: "default",
-      name: app,
-      createdAt: now,
-      release: 1,
-      latestVersion: 1,
-    });
-    await server.store.put("release", releaseKey("default", app, 1), {
-      tenant: "default",
-      app,
-      version: 1,
-      createdAt: now,
-      description: "fixture",
-      source: "0".repeat(64),
-      slug: "0".repeat(64),
-      services: { web: SPEC },
-    });
-    for (let k = 0; k < PER_APP; k++) {
-      const id = `${app}-web-${k}`;
-      await server.store.put("instance", id, {
-        id,
-        tenant: "default",
-        app,
-        service: "web",
-        release: 1,
-        mode: "cattle",
-        node: `n${(i * PER_APP + k) % NODES}`,
-        desired: "running",
-        generation: 1,
-        state: "running",
-        reason: "Healthy",
-        message: "passed its health check",
-        run: {
-          slug: "0".repeat(64),
-          command: "node server.js",
-          env: {},
-          resources: SPEC.resources,
-          health: SPEC.health,
-        },
-        restarts: 0,
-        createdAt: now,
-        startedAt: now,
-      });
-    }
-    await server.store.put("service", serviceKey("default", app, "web"), {
-      tenant: "default",
-      app,
-      name: "web",
-      release: 1,
-      spec: SPEC,
-      instances: PER_APP,
-      state: "running",
-      message: "",
-      crashes: 0,
-    });
-  }
-  // The nodes the instances are on (the Nodes page's cards); their last
-  // heartbeat is ahead of the clock, so the node controller leaves them ready.
+  // The nodes the instances are on (the Nodes page's cards), first, as in a real cluster: the
+  // controllers run while the fixture is written, and replace instances on a node that does not
+  // exist. Their last heartbeat is ahead of the clock, so the node controller leaves them ready.
   for (let n = 0; n < NODES; n++) {
     await server.store.put("node", `n${n}`, {
       name: `n${n}`,
@@ -127,6 +70,76 @@ before(async () => {
       isolation: { cgroups: "none", reason: "fixture" },
       schedulable: true,
     });
+  }
+  for (let i = 0; i < APPS; i++) {
+    const app = `app-${String(i).padStart(2, "0")}`;
+    // One app's objects in one store commit (puts in one turn share one transaction): the
+    // controllers, running meanwhile, see its service and instances together.
+    const writes: Promise<unknown>[] = [];
+    writes.push(
+      server.store.put("app", appKey("default", app), {
+        tenant: "default",
+        name: app,
+        createdAt: now,
+        release: 1,
+        latestVersion: 1,
+      }),
+    );
+    writes.push(
+      server.store.put("release", releaseKey("default", app, 1), {
+        tenant: "default",
+        app,
+        version: 1,
+        createdAt: now,
+        description: "fixture",
+        source: "0".repeat(64),
+        slug: "0".repeat(64),
+        services: { web: SPEC },
+      }),
+    );
+    for (let k = 0; k < PER_APP; k++) {
+      const id = `${app}-web-${k}`;
+      writes.push(
+        server.store.put("instance", id, {
+          id,
+          tenant: "default",
+          app,
+          service: "web",
+          release: 1,
+          mode: "cattle",
+          node: `n${(i * PER_APP + k) % NODES}`,
+          desired: "running",
+          generation: 1,
+          state: "running",
+          reason: "Healthy",
+          message: "passed its health check",
+          run: {
+            slug: "0".repeat(64),
+            command: "node server.js",
+            env: {},
+            resources: SPEC.resources,
+            health: SPEC.health,
+          },
+          restarts: 0,
+          createdAt: now,
+          startedAt: now,
+        }),
+      );
+    }
+    writes.push(
+      server.store.put("service", serviceKey("default", app, "web"), {
+        tenant: "default",
+        app,
+        name: "web",
+        release: 1,
+        spec: SPEC,
+        instances: PER_APP,
+        state: "running",
+        message: "",
+        crashes: 0,
+      }),
+    );
+    await Promise.all(writes);
   }
   browser = await chromium.launch({ executablePath: bin, args: ["--no-sandbox"] });
   page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
