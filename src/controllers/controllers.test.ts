@@ -15,7 +15,7 @@ import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
 import { checkQuota } from "./quota.ts";
 import { scaleServices } from "./scale.ts";
-import { judgeRollout } from "./service-controller.ts";
+import { judgeRollout } from "./service-rules.ts";
 import { testContext } from "./testing.ts";
 
 const dirs: string[] = [];
