@@ -13,13 +13,12 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { conflict, isCode, notFound } from "../common/errors.ts";
-import { deployKey } from "../controllers/deploy-controller.ts";
+import { conflict, isCode, } from "../common/errors.ts";
 import type { Addon, AddonBinding, BrokerInstance } from "../model/addon.ts";
-import type { Deploy } from "../model/objects.ts";
 import type { AddonDeps } from "./addons.ts";
 import { credentialVars } from "./broker-addons.ts";
 import type { Brokers } from "./brokers.ts";
+import { rolloutUnderway, rotatedBindings } from "./rotation.ts";
 
 /** A step left this long by a request is the timer's to finish (a crash, not a slow broker). */
 const STALE_MS = 90_000;
@@ -46,8 +45,7 @@ export class BrokerRotation {
     const b = a.broker as BrokerInstance;
     if (b.state !== "ready" && b.state !== "updating")
       throw conflict(`add-on ${a.name} is ${b.state}: its credentials rotate once it is ready`);
-    const bindings = a.bindings.filter((x) => app === undefined || x.app === app);
-    if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${a.name} is not bound to ${app}`);
+    const bindings = rotatedBindings(a, app);
     const busy = bindings.find((x) => x.revoke || x.rotating);
     if (busy)
       throw conflict(
@@ -188,13 +186,7 @@ export class BrokerRotation {
           await this.#release(a.tenant, a.name, x.app, (x.vars ?? [x.var])[0], "herd");
         continue;
       }
-      if (r.afterDeploy) {
-        const d = await this.#d.store.get<Deploy>(
-          "deploy",
-          deployKey({ tenant: a.tenant, app: x.app, id: r.afterDeploy }),
-        );
-        if (d && (d.value.state === "building" || d.value.state === "rolling_out")) continue;
-      }
+      if (await rolloutUnderway(this.#d.store, a.tenant, x.app, r.afterDeploy)) continue;
       await (await this.#d.brokers.clientOf(b, a.tenant)).unbind(b.instanceId, r.bindingId, {
         serviceId: b.serviceId,
         planId: b.planId,

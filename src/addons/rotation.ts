@@ -14,10 +14,29 @@
 import { createHash, randomBytes } from "node:crypto";
 import { conflict, notFound } from "../common/errors.ts";
 import { deployKey } from "../controllers/deploy-controller.ts";
-import type { Addon } from "../model/addon.ts";
+import type { Addon, AddonBinding } from "../model/addon.ts";
 import type { Deploy } from "../model/objects.ts";
 import type { AddonDeps } from "./addons.ts";
 import { ADMIN_SECRET, driverOf } from "./kinds.ts";
+
+/** The bindings a rotation renews: all of `a`'s, or `app`'s (notFound when it has none). */
+export function rotatedBindings(a: Addon, app: string | undefined): AddonBinding[] {
+  const bindings = a.bindings.filter((b) => app === undefined || b.app === app);
+  if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${a.name} is not bound to ${app}`);
+  return bindings;
+}
+
+/** Whether the deploy that carries new credentials still runs: the old ones are kept until it ends. */
+export async function rolloutUnderway(
+  store: AddonDeps["store"],
+  tenant: string,
+  app: string,
+  deploy: string | undefined,
+): Promise<boolean> {
+  if (!deploy) return false;
+  const d = await store.get<Deploy>("deploy", deployKey({ tenant, app, id: deploy }));
+  return d !== undefined && (d.value.state === "building" || d.value.state === "rolling_out");
+}
 
 type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {
   update(tenant: string, name: string, f: (a: Addon) => Addon): Promise<void>;
@@ -39,8 +58,7 @@ export class Rotation {
     actor: string,
   ): Promise<{ rotated: { app: string; deploy?: string }[] }> {
     const { tenant, name } = a;
-    const bindings = a.bindings.filter((b) => app === undefined || b.app === app);
-    if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${name} is not bound to ${app}`);
+    const bindings = rotatedBindings(a, app);
     const busy = bindings.find((b) => b.revoke);
     if (busy)
       throw conflict(
@@ -100,13 +118,7 @@ export class Rotation {
     for (const b of pending) {
       const r = b.revoke;
       if (!r) continue;
-      if (r.afterDeploy) {
-        const d = await this.#d.store.get<Deploy>(
-          "deploy",
-          deployKey({ tenant: a.tenant, app: b.app, id: r.afterDeploy }),
-        );
-        if (d && (d.value.state === "building" || d.value.state === "rolling_out")) continue;
-      }
+      if (await rolloutUnderway(this.#d.store, a.tenant, b.app, r.afterDeploy)) continue;
       const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN_SECRET);
       await driverOf(a).revoke(endpoint, admin, b.user, r);
       await this.#d.update(a.tenant, a.name, (x) => ({
