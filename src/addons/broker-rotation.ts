@@ -13,7 +13,7 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { conflict, isCode, } from "../common/errors.ts";
+import { conflict, isCode } from "../common/errors.ts";
 import type { Addon, AddonBinding, BrokerInstance } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
 import { credentialVars } from "./broker-addons.ts";

@@ -268,7 +268,13 @@ function shedStage(x: Exchange): boolean {
   const proxy = x.proxy;
   if (backend.inflight < backend.concurrency && proxy.inflight < proxy.maxInflight * backend.shedAbove)
     return proxy.admission === null || proxy.admission.admit(x, backend);
-  if (fellBack(x, "shed", metrics.FALLBACK_SHED)) return STOP;
+  shed(x, backend);
+  return STOP;
+}
+
+/** Sheds a request: the route's fallback, else 503 overloaded with Retry-After. */
+function shed(x: Exchange, backend: Backend): void {
+  if (fellBack(x, "shed", metrics.FALLBACK_SHED)) return;
   refuse(
     x,
     503,
@@ -278,7 +284,6 @@ function shedStage(x: Exchange): boolean {
     undefined,
     "1",
   );
-  return STOP;
 }
 
 function endpointStage(x: Exchange): boolean {
@@ -346,17 +351,7 @@ export function admittedAfterWait(x: Exchange): void {
 export function shedAfterWait(x: Exchange): void {
   const res = x.res;
   if (res === null || res.writableEnded || res.destroyed || x.req.socket.destroyed) return;
-  if (fellBack(x, "shed", metrics.FALLBACK_SHED)) return;
-  const backend = x.backend as Backend;
-  refuse(
-    x,
-    503,
-    "overloaded",
-    `${backend.name} is shedding load: try again shortly`,
-    metrics.SHED,
-    undefined,
-    "1",
-  );
+  shed(x, x.backend as Backend);
 }
 
 /** Answers with the route's fallback (HTTP only), when it has one. */
