@@ -64,6 +64,17 @@ const READY_MS = 120_000;
 
 const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, "_")}`;
 
+/** What `herd addons create` asks for. */
+export interface CreateAddon {
+  kind: string;
+  plan?: string;
+  name?: string;
+  app?: string;
+  var?: string;
+  backup?: AddonBackupPolicy;
+  parameters?: Record<string, unknown>;
+}
+
 export class Addons {
   readonly #d: AddonDeps;
   readonly #brokered: BrokerAddons;
@@ -122,15 +133,7 @@ export class Addons {
   /** Creates the add-on and deploys its server; with `app`, binds it once the server runs. */
   async create(
     tenant: string,
-    o: {
-      kind: string;
-      plan?: string;
-      name?: string;
-      app?: string;
-      var?: string;
-      backup?: AddonBackupPolicy;
-      parameters?: Record<string, unknown>;
-    },
+    o: CreateAddon,
     actor: string,
   ): Promise<{ addon: Addon; deploy?: string; binding?: AddonBinding }> {
     if (!(ADDON_KINDS as readonly string[]).includes(o.kind)) return this.#createBrokered(tenant, o, actor);
@@ -194,15 +197,7 @@ export class Addons {
   /** An add-on of a broker's service: provisioned there; with `app`, bound once ready. */
   async #createBrokered(
     tenant: string,
-    o: {
-      kind: string;
-      plan?: string;
-      name?: string;
-      app?: string;
-      var?: string;
-      backup?: AddonBackupPolicy;
-      parameters?: Record<string, unknown>;
-    },
+    o: CreateAddon,
     actor: string,
   ): Promise<{ addon: Addon; binding?: AddonBinding }> {
     const r = await this.#d.brokers.resolve(o.kind, o.plan, tenant);
