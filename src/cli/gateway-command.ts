@@ -57,9 +57,10 @@ Requests for a service scaled to zero (autoscale min: 0) wait while it starts:
 at most --hold-max per service and process, for --hold-timeout; past either,
 503 with Retry-After (docs/autoscaling.md).
 --internal-port PORT serves service discovery's internal listener on
-127.0.0.1 (0: the port the last gateway in DIR used, else a free one) and
-writes its URL and key to DIR/internal.json for the node's agent
-(--internal-gateway); --workers 1 only (docs/service-discovery.md).`;
+127.0.0.1 (0: the port the last gateway in DIR used, else a free one; with
+workers, every worker serves it) and writes its URL and key to
+DIR/internal.json for the node's agent (--internal-gateway;
+docs/service-discovery.md).`;
 
 /** `herd gateway`'s flags for requests held while a service scaled to zero starts (gateway/hold.ts). */
 const HOLD_FLAGS = {
@@ -140,14 +141,9 @@ export async function runGateway(argv: string[]): Promise<number> {
       allowFetch: allowFetchOf(v),
       jwksDir: v["jwks-dir"] === undefined ? undefined : resolve(v["jwks-dir"] as string),
       hold: holdOf(v["hold-max"], v["hold-timeout"], ""),
-      ...internalPortOf(v["internal-port"], workerCount(v.workers)),
+      ...(v["internal-port"] === undefined
+        ? {}
+        : { internalPort: portOf(v["internal-port"], "internal-port") }),
     };
   });
-}
-
-/** --internal-port PORT (single process only), as the gateway's option. */
-function internalPortOf(value: unknown, workers: number): { internalPort?: number } {
-  if (value === undefined) return {};
-  if (workers !== 1) throw new HerdError("invalid", "--internal-port needs --workers 1");
-  return { internalPort: portOf(value, "internal-port") };
 }

@@ -67,7 +67,7 @@ export interface GatewayChildOptions {
    * requests, no TurboFan, one GC thread (SMALL_GATEWAY_FLAGS; docs/benchmarks.md, Footprint).
    */
   small?: boolean;
-  /** Service discovery's internal listener (`--internal-port`; 0: the earlier port, else a free one); single process only. */
+  /** Service discovery's internal listener (`--internal-port`; 0: the earlier port, else a free one); served by every worker. */
   internalPort?: number;
 }
 
@@ -117,9 +117,7 @@ export async function spawnGatewayChild(options: GatewayChildOptions): Promise<G
         ? []
         : ["--hold-max", String(options.hold.maxPerService)]),
       ...(options.hold?.timeoutMs === undefined ? [] : ["--hold-timeout", `${options.hold.timeoutMs}ms`]),
-      ...(options.internalPort === undefined || options.workers !== 1
-        ? []
-        : ["--internal-port", String(options.internalPort)]),
+      ...(options.internalPort === undefined ? [] : ["--internal-port", String(options.internalPort)]),
     ],
     {
       env: {

@@ -34,6 +34,7 @@ import {
   tracesFor,
 } from "./gateway.ts";
 import { markDown } from "./health-probe.ts";
+import { INTERNAL_HOST, InternalListener } from "./internal-listener.ts";
 import { processFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { LeaseClient, type LeaseReply, type LeaseRequest } from "./rate-lease.ts";
@@ -62,6 +63,9 @@ const leases =
     : undefined;
 /** How route JWKS are fetched and read here: the same settings as the primary's. */
 const jwks = jwksSettings({ allowFetch: settings.allowFetch, jwksDir: settings.jwksDir, dataDir: "" });
+// Service discovery's internal listener: the same port in every worker, the key the primary chose.
+const internal =
+  settings.internal && new InternalListener(proxy, Buffer.from(settings.internal.key, "base64url"));
 const load = settings.load && loadReporter(settings.load, settings.load.id, logger, () => proxy.table);
 load?.start();
 let listenStarted = false;
@@ -114,7 +118,7 @@ process.on("message", (message: FromPrimary) => {
   } else if (message.type === "stop") {
     const drained = message.drainMs ? drainServers(listeners(proxy), message.drainMs) : Promise.resolve();
     void drained
-      .then(() => Promise.all([proxy.close(), traces?.close(), load?.close()]))
+      .then(() => Promise.all([proxy.close(), internal?.close(), traces?.close(), load?.close()]))
       .finally(() => process.exit(0));
   }
 });
@@ -129,6 +133,10 @@ async function listen(): Promise<void> {
       await proxy.listenHttps(port, settings.host, loadCertificates(certificates, onDemand), reusePort);
       process.send?.({ type: "listening" } satisfies ListeningMessage);
       watchCertificates(certificates, logger, (next) => proxy.useCertificates(next), undefined, onDemand);
+    }
+    if (internal && settings.internal) {
+      await internal.listen(settings.internal.port, INTERNAL_HOST);
+      process.send?.({ type: "listening" } satisfies ListeningMessage);
     }
   } catch (err) {
     process.send?.(

@@ -19,6 +19,12 @@
  * Rate limits hold for the gateway as a whole: the primary keeps the buckets
  * (in its table's limits) and leases tokens to the workers (rate-lease.ts).
  *
+ * Service discovery's internal listener (`internalPort`): the primary picks
+ * its port and key (internal-listener.ts) and hands them to every worker in
+ * its settings (the environment, never the command line); each worker
+ * listens on that port with SO_REUSEPORT, and once all do the primary
+ * publishes `internal.json` for the node's agent.
+ *
  * A worker that dies is forked again (backoff after quick repeated deaths).
  * Workers exit when their IPC channel to the primary closes, so a primary
  * killed with SIGKILL leaves no worker holding the port.
@@ -27,6 +33,7 @@
 import cluster, { type Worker } from "node:cluster";
 import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
@@ -46,6 +53,7 @@ import {
   reportOf,
 } from "./gateway.ts";
 import { ActiveProber } from "./health-probe.ts";
+import { chooseInternalAddress, publishInternal } from "./internal-listener.ts";
 import { cumulativeOnly, type Family, mergeFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { type LeaseRequest, LeaseServer } from "./rate-lease.ts";
 import { RouteLimit } from "./route-limit.ts";
@@ -81,6 +89,8 @@ export interface WorkerSettings {
   jwksDir?: string;
   /** Requests held for services scaled to zero (hold.ts), per worker. */
   hold?: HoldSettings;
+  /** Service discovery's internal listener: every worker listens on this loopback port (SO_REUSEPORT) and checks caller tokens with this key (base64url). */
+  internal?: { port: number; key: string };
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -278,6 +288,11 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     ...options.https,
     port: options.https.port === 0 ? await freePort(host) : options.https.port,
   };
+  const internalFile = join(options.dataDir, "internal.json");
+  const internal =
+    options.internalPort === undefined
+      ? undefined
+      : await chooseInternalAddress(internalFile, options.internalPort, logger);
   const settings: WorkerSettings = {
     port,
     host,
@@ -292,6 +307,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       : {}),
     reusePort: options.reusePort ?? false,
     ...(options.hold ? { hold: options.hold } : {}),
+    ...(internal ? { internal: { port: internal.port, key: internal.key.toString("base64url") } } : {}),
   };
   const gatewayId = options.id ?? defaultGatewayId(port);
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and
@@ -319,11 +335,11 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     let failure: string | undefined;
     slot.applied = -1;
     slot.refused = undefined;
-    let servers = https ? 2 : 1;
+    let servers = 1 + (https ? 1 : 0) + (internal ? 1 : 0);
     let listened: () => void = () => {};
     worker.on("message", (message: WorkerMessage) => {
       if (message?.type === "listening") {
-        // One per server: HTTP, and HTTPS when on. (A worker that binds with SO_REUSEPORT listens
+        // One per server: HTTP, and HTTPS and the internal listener when on. (A worker that binds with SO_REUSEPORT listens
         // on its own socket, so node:cluster emits no "listening" for it: the worker says so itself.)
         if (--servers === 0) listened();
       } else if (message?.type === "lease") {
@@ -458,6 +474,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   }
   try {
     await Promise.all(slots.map(fork));
+    if (internal) publishInternal(internalFile, internal.port, internal.key, logger);
     if (options.metricsPort !== undefined) {
       metrics = await startMetricsServer({
         port: options.metricsPort,

@@ -4,11 +4,9 @@
  * proxies requests to running instances (proxy.ts).
  */
 
-import { mkdirSync } from "node:fs";
 import type http from "node:http";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { keyFor, readInternalFile, writeInternalFile } from "../common/internal-caller.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { UrlGuard } from "../common/url-guard.ts";
@@ -18,7 +16,12 @@ import { drainServers } from "./drain.ts";
 import { ActiveProber, markDown } from "./health-probe.ts";
 import { HeldRequests, wakeByControlPlane } from "./hold.ts";
 import { OnDemandCertificates } from "./host-certificates.ts";
-import { InternalListener } from "./internal-listener.ts";
+import {
+  chooseInternalAddress,
+  INTERNAL_HOST,
+  InternalListener,
+  publishInternal,
+} from "./internal-listener.ts";
 import { LoadReporter } from "./load-reporter.ts";
 import { processFamilies, renderText, tableFamilies } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
@@ -73,7 +76,8 @@ export interface GatewayOptions {
    * Serve service discovery's internal listener on 127.0.0.1 at this port (0:
    * the port an earlier gateway used, else a free one; unset: none), and
    * publish its URL and key in `<dataDir>/internal.json` for the node's agent
-   * (internal-listener.ts, docs/service-discovery.md). Single process only.
+   * (internal-listener.ts, docs/service-discovery.md). With workers, every
+   * worker serves it (cluster.ts).
    */
   internalPort?: number;
 }
@@ -284,30 +288,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 async function startInternal(
   proxy: GatewayProxy,
   dataDir: string,
-  port: number,
+  wanted: number,
   logger: Logger,
 ): Promise<InternalListener> {
   const file = join(dataDir, "internal.json");
-  const key = keyFor(file);
+  const { port, key } = await chooseInternalAddress(file, wanted, logger);
   const listener = new InternalListener(proxy, key);
-  const saved = readInternalFile(file);
-  const savedPort = saved ? Number(new URL(saved.url).port) : 0;
-  let bound: number;
-  try {
-    bound = await listener.listen(port === 0 ? savedPort : port, "127.0.0.1");
-  } catch (err) {
-    if (port !== 0 || savedPort === 0) throw err;
-    logger.warn(
-      "the internal listener's earlier port is taken; instances started before get new URLs when restarted",
-      {
-        port: savedPort,
-      },
-    );
-    bound = await listener.listen(0, "127.0.0.1");
-  }
-  mkdirSync(dataDir, { recursive: true });
-  writeInternalFile(file, { url: `http://127.0.0.1:${bound}`, key: key.toString("base64url") });
-  logger.info("internal listener", { url: `http://127.0.0.1:${bound}` });
+  await listener.listen(port, INTERNAL_HOST);
+  publishInternal(file, port, key, logger);
   return listener;
 }
 
@@ -319,9 +307,12 @@ export function hostCertificates(
   return new OnDemandCertificates({ ...control, routed: (name) => proxy.table.servesHost(name) });
 }
 
-/** The proxy's listening servers: HTTP, and HTTPS when it serves that. */
+/** The proxy's listening servers: HTTP, HTTPS and the internal listener when it serves those. */
 export function listeners(proxy: GatewayProxy): http.Server[] {
-  return proxy.httpsServer === undefined ? [proxy.server] : [proxy.server, proxy.httpsServer];
+  const servers = [proxy.server];
+  if (proxy.httpsServer !== undefined) servers.push(proxy.httpsServer);
+  if (proxy.internal !== null) servers.push(proxy.internal.server);
+  return servers;
 }
 
 /** What a build's outcome says to the control plane (ACK or NACK). */

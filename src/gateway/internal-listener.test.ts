@@ -1,10 +1,12 @@
 // Service discovery's internal listener with real upstreams: a caller token
 // reaches its own tenant's services by app/service name (balanced over the
 // same backend as public routes), never another tenant's; a forged token is
-// refused; the spans name the caller, so the map draws caller → service.
+// refused; the spans name the caller, so the map draws caller → service;
+// /metrics counts internal requests by caller, refusals too; WebSockets pass.
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import http from "node:http";
 import { after, before, test } from "node:test";
 import { callerToken, serviceEnv, serviceUrlVariable } from "../common/internal-caller.ts";
 import { silentLogger } from "../common/log.ts";
@@ -13,17 +15,22 @@ import { parseGatewayBatch } from "../observe/traces/gateway-batch.ts";
 import type { Span } from "../observe/traces/span.ts";
 import { spanFromColumns } from "../observe/traces/span-store.ts";
 import { InternalListener, parseTarget } from "./internal-listener.ts";
+import { processFamilies, renderText } from "./metrics.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { GatewaySpans } from "./spans.ts";
 import {
+  metricSum,
+  parseMetrics,
   request,
   startUpstream,
+  startWsEcho,
   type TestUpstream,
   testInstance,
   testNode,
   testService,
   waitFor,
+  wsRoundTrip,
 } from "./testing.ts";
 
 const key = randomBytes(32);
@@ -203,4 +210,80 @@ test("serviceEnv names one URL per service of the tenant, each carrying the call
     env.HERD_SERVICE_HELLO_WEB_URL,
     `http://127.0.0.1:9/.herd/${callerToken(key, front)}/hello/web`,
   );
+});
+
+/** The proxy's /metrics as samples (the internal listener's series are the proxy's). */
+async function samples() {
+  return parseMetrics(renderText(await processFamilies(proxy)));
+}
+
+test("/metrics counts internal requests by caller and service, refusals too, and their connections", async () => {
+  const hello = { route: "internal", tenant: "acme", app: "hello", service: "web", caller: "front/web" };
+  const before = await samples();
+  const count = (s: typeof before, labels: Record<string, string>) =>
+    metricSum(s, "herd_gateway_requests_total", labels);
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await request(port, "127.0.0.1", urlPath(front, "hello", "web", "/m"))).status, 200);
+  }
+  assert.equal((await request(port, "127.0.0.1", urlPath(front, "secret", "web"))).status, 404);
+  assert.equal((await request(port, "127.0.0.1", "/.herd/nope/hello/web")).status, 403);
+  const after = await samples();
+  assert.equal(
+    count(after, { ...hello, code: "200", outcome: "upstream" }) -
+      count(before, { ...hello, code: "200", outcome: "upstream" }),
+    3,
+  );
+  const missing = { route: "internal", tenant: "acme", app: "", caller: "front/web", code: "404" };
+  assert.equal(
+    count(after, { ...missing, outcome: "no_route" }) - count(before, { ...missing, outcome: "no_route" }),
+    1,
+  );
+  const forbidden = { route: "internal", tenant: "", caller: "", code: "403", outcome: "unauthorized" };
+  assert.equal(count(after, forbidden) - count(before, forbidden), 1);
+  const durations = (s: typeof before) => metricSum(s, "herd_gateway_request_duration_seconds_count", hello);
+  assert.equal(durations(after) - durations(before), 3);
+
+  // An open keep-alive connection to the internal listener is in the open-connections gauge.
+  const agent = new http.Agent({ keepAlive: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const path = urlPath(front, "hello", "web", "/k");
+      http
+        .get({ port, host: "127.0.0.1", path, agent }, (res) => {
+          res.resume();
+          res.on("end", resolve);
+        })
+        .on("error", reject);
+    });
+    const open = metricSum(await samples(), "herd_gateway_open_connections");
+    assert.ok(open >= 1, `open connections ${open}`);
+  } finally {
+    agent.destroy();
+  }
+});
+
+test("a WebSocket reaches the service by its internal name; a bad token's upgrade is refused", async () => {
+  const chat = await startWsEcho("chat");
+  upstreams.push(chat);
+  const table = proxy.table;
+  proxy.table = buildRouteTable(
+    {
+      services: [testService("acme", "chat", "web", [])],
+      instances: [testInstance("c0", { tenant: "acme", app: "chat", service: "web" }, "local", chat.port)],
+      nodes: [testNode("local", "127.0.0.1")],
+    },
+    3,
+  );
+  try {
+    assert.equal(
+      await wsRoundTrip(`ws://127.0.0.1:${port}${urlPath(front, "chat", "web", "/ws")}`),
+      "chat:hi",
+    );
+    assert.equal(chat.upgrades, 1);
+    assert.equal(await wsRoundTrip(`ws://127.0.0.1:${port}/.herd/forged.x/chat/web/ws`), "error");
+    assert.equal(await wsRoundTrip(`ws://127.0.0.1:${port}${urlPath(front, "nope", "web")}`), "error");
+    assert.equal(chat.upgrades, 1, "refused upgrades never reached the service");
+  } finally {
+    proxy.table = table;
+  }
 });

@@ -17,11 +17,31 @@
  * dependency map draws caller → service. Listens on 127.0.0.1 by default:
  * only processes of this machine reach it (the firewall lets instance uids
  * reach it, firewall.ts).
+ *
+ * WebSocket upgrades take the same path (the chain tunnels them, tunnel.ts).
+ * Its requests count in the proxy's /metrics (`route="internal"` with a
+ * `caller` label; refusals too: 403 with no caller, 404 with the caller and
+ * no service), and its connections in the open-connections gauge: it hands
+ * the proxy its series and server (`proxy.internal`). In a gateway with
+ * workers every worker runs one on the same port (SO_REUSEPORT,
+ * cluster-worker.ts).
  */
 
+import { mkdirSync } from "node:fs";
 import type * as http from "node:http";
-import type { AddressInfo } from "node:net";
-import { type Caller, INTERNAL_PREFIX, verifyCaller } from "../common/internal-caller.ts";
+import net, { type AddressInfo } from "node:net";
+import { dirname } from "node:path";
+import type { Duplex } from "node:stream";
+import { HerdError } from "../common/errors.ts";
+import {
+  type Caller,
+  INTERNAL_PREFIX,
+  keyFor,
+  readInternalFile,
+  verifyCaller,
+  writeInternalFile,
+} from "../common/internal-caller.ts";
+import type { Logger } from "../common/log.ts";
 import { nodeHttp } from "../common/node-http.ts";
 import { serviceKey } from "../model/objects.ts";
 import { runChain } from "./chain.ts";
@@ -29,7 +49,7 @@ import { Exchange } from "./exchange.ts";
 import { forwardedRequest } from "./forwarded.ts";
 import * as metrics from "./metrics.ts";
 import type { GatewayProxy } from "./proxy.ts";
-import { sendJson } from "./replies.ts";
+import { answered, sendJson, writeRawError } from "./replies.ts";
 import type { RouteEntry, RouteTable } from "./route-table.ts";
 import { compileStages } from "./stages.ts";
 
@@ -39,6 +59,21 @@ export const INTERNAL_ROUTE = "internal";
 const ROUND_ROBIN: RouteEntry["balance"] = { kind: "round_robin" };
 const NO_LIMITS = compileStages({ cors: null, auth: null, limit: null, aggregate: null });
 
+/** Where an internal request goes: its route and upstream path, or why it is refused and where that counts. */
+type Resolved =
+  | { route: RouteEntry; path: string }
+  | {
+      route: undefined;
+      status: number;
+      code: string;
+      message: string;
+      outcome: number;
+      series: metrics.Series;
+    };
+
+const NO_TOKEN_MESSAGE =
+  "internal requests need a caller token: use the HERD_SERVICE_<APP>_<SERVICE>_URL your instance was given";
+
 export class InternalListener {
   readonly server: http.Server;
   readonly #proxy: GatewayProxy;
@@ -46,8 +81,14 @@ export class InternalListener {
   /** Internal routes of the current table by `caller key → service key`; made again for each new table. */
   #routes = new Map<string, RouteEntry>();
   #table: RouteTable | null = null;
-  /** Request counters by caller and service, kept across tables (like a route's stats). */
+  /** Request counters by caller and service, kept while the service is in the table (like a route's stats). */
   readonly #stats = new Map<string, metrics.RouteStats>();
+  /** Requests refused for their token (403): no caller to name. */
+  readonly #forbidden = new metrics.Series(
+    metrics.labelText({ route: INTERNAL_ROUTE, tenant: "", app: "", service: "", caller: "" }),
+  );
+  /** Requests for a service the caller's tenant does not have (404), by caller. */
+  readonly #missing = new Map<string, metrics.Series>();
 
   constructor(proxy: GatewayProxy, key: Buffer) {
     this.#proxy = proxy;
@@ -55,6 +96,17 @@ export class InternalListener {
     this.server = nodeHttp.createServer((req, res) => this.#onRequest(req, res));
     this.server.headersTimeout = 10_000;
     this.server.requestTimeout = 0;
+    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#onUpgrade(req, socket, head),
+    );
+    proxy.internal = this;
+  }
+
+  /** Every series of internal requests, for the proxy's /metrics (metrics.processFamilies). */
+  series(): metrics.Series[] {
+    const all = [this.#forbidden, ...this.#missing.values()];
+    for (const stats of this.#stats.values()) all.push(stats.home);
+    return all;
   }
 
   /** Listens (port 0: a free one) with SO_REUSEPORT, so a successor gateway serves the same port; resolves with the port. */
@@ -75,22 +127,10 @@ export class InternalListener {
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const started = performance.now();
-    const target = parseTarget(req.url ?? "/");
-    const caller = target === null ? null : verifyCaller(this.#key, target.token);
-    if (target === null || caller === null) {
-      sendJson(res, 403, {
-        code: "forbidden",
-        message:
-          "internal requests need a caller token: use the HERD_SERVICE_<APP>_<SERVICE>_URL your instance was given",
-      });
-      return;
-    }
-    const route = this.#route(caller, target.app, target.service);
-    if (route === undefined) {
-      sendJson(res, 404, {
-        code: "not_found",
-        message: `no service ${target.app}/${target.service} in tenant ${caller.tenant}`,
-      });
+    const found = this.#resolve(req.url ?? "/");
+    if (found.route === undefined) {
+      sendJson(res, found.status, { code: found.code, message: found.message });
+      answered(found.series, res, found.outcome, started);
       return;
     }
     const proxy = this.#proxy;
@@ -101,10 +141,75 @@ export class InternalListener {
       gatewayRes.hop = x.hop;
       gatewayRes.spans = proxy.spans ?? undefined;
     }
-    x.url = target.path;
+    this.#run(x, found.route, found.path);
+  }
+
+  /** A WebSocket (any Upgrade): the same checks and chain; the chain tunnels it (tunnel.ts). Records no span. */
+  #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const started = performance.now();
+    socket.on("error", () => socket.destroy());
+    const found = this.#resolve(req.url ?? "/");
+    if (found.route === undefined) {
+      writeRawError(socket, found.status, found.code, found.message);
+      found.series.record(found.status, found.outcome, performance.now() - started);
+      return;
+    }
+    const x = new Exchange(this.#proxy, req, null, socket, head, started);
+    forwardedRequest(x, req, "http", null);
+    this.#run(x, found.route, found.path);
+  }
+
+  #run(x: Exchange, route: RouteEntry, path: string): void {
+    x.url = path;
     x.route = route;
     x.series = route.stats.home;
     runChain(x);
+  }
+
+  /** The request's internal route and upstream path, or why it is refused and where that counts. */
+  #resolve(url: string): Resolved {
+    const target = parseTarget(url);
+    const caller = target === null ? null : verifyCaller(this.#key, target.token);
+    if (target === null || caller === null) {
+      return {
+        route: undefined,
+        status: 403,
+        code: "forbidden",
+        message: NO_TOKEN_MESSAGE,
+        outcome: metrics.UNAUTHORIZED,
+        series: this.#forbidden,
+      };
+    }
+    const route = this.#route(caller, target.app, target.service);
+    if (route !== undefined) return { route, path: target.path };
+    return {
+      route: undefined,
+      status: 404,
+      code: "not_found",
+      message: `no service ${target.app}/${target.service} in tenant ${caller.tenant}`,
+      outcome: metrics.NO_ROUTE,
+      series: this.#missingOf(caller),
+    };
+  }
+
+  /** The 404 series of one caller (callers are signed by the key, so their number is bounded). */
+  #missingOf(caller: Caller): metrics.Series {
+    const from = `${caller.app}/${caller.service}`;
+    const id = `${caller.tenant}/${from}`;
+    let series = this.#missing.get(id);
+    if (series === undefined) {
+      series = new metrics.Series(
+        metrics.labelText({
+          route: INTERNAL_ROUTE,
+          tenant: caller.tenant,
+          app: "",
+          service: "",
+          caller: from,
+        }),
+      );
+      this.#missing.set(id, series);
+    }
+    return series;
   }
 
   /** The internal route from `caller` to a service of its tenant, or undefined when there is no such service. */
@@ -113,6 +218,10 @@ export class InternalListener {
     if (table !== this.#table) {
       this.#table = table;
       this.#routes = new Map();
+      // A service gone from the table takes its counters along, as a public route's do.
+      for (const [id, stats] of this.#stats) {
+        if (!table.backends.has(stats.home.service)) this.#stats.delete(id);
+      }
     }
     const key = serviceKey(caller.tenant, app, service);
     const from = `${caller.app}/${caller.service}`;
@@ -123,8 +232,7 @@ export class InternalListener {
     if (backend === undefined) return undefined;
     let stats = this.#stats.get(id);
     if (stats === undefined) {
-      stats = new metrics.RouteStats(INTERNAL_ROUTE, key, backend.load);
-      stats.home.caller = from;
+      stats = new metrics.RouteStats(INTERNAL_ROUTE, key, backend.load, from);
       this.#stats.set(id, stats);
     }
     route = {
@@ -174,4 +282,66 @@ export function parseTarget(
   const rest = url.slice(at);
   const path = rest === "" ? "/" : rest.startsWith("?") ? `/${rest}` : rest;
   return { token: parts[0], app: parts[1], service: parts[2], path };
+}
+
+/** Where the internal listener listens: loopback only. */
+export const INTERNAL_HOST = "127.0.0.1";
+
+/**
+ * The internal listener's port and key, chosen before any process listens
+ * (the primary of a gateway with workers hands both to every worker): the
+ * key an earlier gateway kept in `file`, else a new one; for `port` 0 the
+ * port it used if that can still be bound (SO_REUSEPORT: a predecessor that
+ * still drains holds it, and that is fine), else a free one. A fixed `port`
+ * that cannot be bound fails with the flag named.
+ */
+export async function chooseInternalAddress(
+  file: string,
+  port: number,
+  logger: Logger,
+): Promise<{ port: number; key: Buffer }> {
+  const key = keyFor(file);
+  const saved = readInternalFile(file);
+  const savedPort = saved ? Number(new URL(saved.url).port) : 0;
+  const wanted = port === 0 ? savedPort : port;
+  if (wanted !== 0) {
+    if (await canBind(wanted)) return { port: wanted, key };
+    if (port !== 0) {
+      throw new HerdError("unavailable", `port ${port} is in use by another program; pass --internal-port`);
+    }
+    logger.warn(
+      "the internal listener's earlier port is taken; instances started before get new URLs when restarted",
+      { port: savedPort },
+    );
+  }
+  return { port: await freeInternalPort(), key };
+}
+
+/** Publishes the listener's URL and key for the node's agent (`--internal-gateway`), once it listens. */
+export function publishInternal(file: string, port: number, key: Buffer, logger: Logger): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const url = `http://${INTERNAL_HOST}:${port}`;
+  writeInternalFile(file, { url, key: key.toString("base64url") });
+  logger.info("internal listener", { url });
+}
+
+/** Whether `port` can be bound on loopback with SO_REUSEPORT now (listened on and closed at once). */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ port, host: INTERNAL_HOST, reusePort: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** A port free on loopback now (the kernel's pick). */
+function freeInternalPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen({ port: 0, host: INTERNAL_HOST }, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -176,6 +176,7 @@ describe("metrics text rendering", () => {
       table: second,
       inflight: 0,
       unrouted: unroutedSeries(),
+      internal: null,
       openConnections: async () => 0,
     });
     const samples = parseMetrics(renderText(families));

@@ -147,10 +147,18 @@ export class RouteStats {
   readonly #service: string;
   readonly #others = new Map<string, Series>();
 
-  constructor(route: string, serviceKey: string, load: ServiceCounters | null = null) {
+  /** `caller`: the calling `app/service` of internal requests (a `caller` label, and named in spans). */
+  constructor(route: string, serviceKey: string, load: ServiceCounters | null = null, caller = "") {
     this.route = route;
     this.#service = serviceKey;
-    this.home = new Series(serviceLabels(route, serviceKey), route, serviceKey, load);
+    const labels = serviceLabels(route, serviceKey);
+    this.home = new Series(
+      caller === "" ? labels : `${labels},${labelText({ caller })}`,
+      route,
+      serviceKey,
+      load,
+    );
+    this.home.caller = caller;
   }
 
   /** The series for requests this route sends to `backend` (another service only with a split). */
@@ -326,6 +334,9 @@ export interface ProxyState {
   table: RouteTable;
   inflight: number;
   unrouted: Series;
+  /** Service discovery's internal listener in this process, when it runs one (internal-listener.ts). */
+  internal: { series(): Series[] } | null;
+  /** Client connections open now (internal listener included). */
   openConnections(): Promise<number>;
 }
 
@@ -337,6 +348,7 @@ export interface ProxyState {
 export async function processFamilies(proxy: ProxyState): Promise<Family[]> {
   const series: Series[] = [proxy.unrouted];
   for (const entry of proxy.table.entries()) series.push(...entry.stats.all());
+  if (proxy.internal !== null) series.push(...proxy.internal.series());
   const requests: Sample[] = [];
   const durations: Sample[] = [];
   for (const s of series) {

@@ -97,6 +97,8 @@ export class GatewayProxy implements ProxyContext {
   inflight = 0;
   /** Counters of requests no route took (metrics.ts). */
   readonly unrouted = metrics.unroutedSeries();
+  /** Service discovery's internal listener of this process, set by it (internal-listener.ts); its series and connections count here. */
+  internal: { server: http.Server; series(): metrics.Series[] } | null = null;
   /** Records the spans of every request (spans.ts) when set; null: only traceparent is passed on. */
   spans: GatewaySpans | null = null;
   /** Answers ACME HTTP-01 challenges (acme-challenge.ts) when set. */
@@ -163,13 +165,15 @@ export class GatewayProxy implements ProxyContext {
     });
   }
 
-  /** Client connections open now, over HTTP and HTTPS (for /metrics). */
+  /** Client connections open now, over HTTP, HTTPS and the internal listener (for /metrics). */
   async openConnections(): Promise<number> {
     const count = (server: http.Server | undefined) =>
       new Promise<number>((resolve) =>
         server === undefined ? resolve(0) : server.getConnections((err, n) => resolve(err ? 0 : n)),
       );
-    return (await count(this.server)) + (await count(this.httpsServer));
+    return (
+      (await count(this.server)) + (await count(this.httpsServer)) + (await count(this.internal?.server))
+    );
   }
 
   /** The table every new request is matched against. Replace it whole; never mutate it. */

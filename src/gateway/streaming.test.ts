@@ -3,15 +3,13 @@
 // real handshake from Node's WebSocket client to small WebSocket echo servers.
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import http from "node:http";
-import type { Socket } from "node:net";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import type { Service } from "../model/objects.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
-import { startUpstream, type TestUpstream, testInstance, testNode, testService } from "./testing.ts";
+import { startUpstream, startWsEcho, testInstance, testNode, testService, wsRoundTrip } from "./testing.ts";
 
 const nodes = [testNode("local", "127.0.0.1")];
 
@@ -86,68 +84,11 @@ test("SSE: each event reaches the client before the upstream sends the next", {
   );
 });
 
-/** A WebSocket server (node:http 'upgrade' and a tiny frame codec) that answers each text message with `name:message`. */
-async function wsEcho(name: string, refuse = false): Promise<TestUpstream & { upgrades: number }> {
-  const server = Object.assign(await startUpstream((_req, res) => res.writeHead(426).end()), { upgrades: 0 });
-  server.server.on("upgrade", (req: http.IncomingMessage, socket: Socket) => {
-    server.upgrades++;
-    if (refuse) {
-      socket.end("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-      return;
-    }
-    const accept = createHash("sha1")
-      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-      .digest("base64");
-    socket.write(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    );
-    let buffer = Buffer.alloc(0);
-    socket.on("data", (chunk: Buffer) => {
-      buffer = Buffer.concat([buffer, chunk]);
-      // Client frames are masked; these tests send short ones (length < 126).
-      while (buffer.length >= 6) {
-        const opcode = buffer[0] & 0x0f;
-        const length = buffer[1] & 0x7f;
-        if (buffer.length < 6 + length) break;
-        const mask = buffer.subarray(2, 6);
-        const payload = Buffer.from(buffer.subarray(6, 6 + length).map((b, i) => b ^ mask[i % 4]));
-        buffer = buffer.subarray(6 + length);
-        if (opcode === 0x8) {
-          socket.end(Buffer.from([0x88, 0]));
-          return;
-        }
-        const reply = Buffer.from(`${name}:${payload}`);
-        socket.write(Buffer.concat([Buffer.from([0x81, reply.length]), reply]));
-      }
-    });
-    socket.on("error", () => {});
-    // An upgraded socket of an http.Server is half-open on the peer's FIN: close it too.
-    socket.on("end", () => socket.end());
-  });
-  return server;
-}
-
-/** Opens a WebSocket through the gateway, sends `hi` and returns the answer (or the failure). */
-function roundTrip(url: string): Promise<string> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(url);
-    ws.onopen = () => ws.send("hi");
-    let answer = "error";
-    ws.onmessage = (event) => {
-      answer = String(event.data);
-      ws.close();
-    };
-    // Settled once closed, so no connection outlives the test.
-    ws.onclose = () => resolve(answer);
-  });
-}
-
 test("WebSocket upgrades follow the route's split, and a split target's open breaker refuses them", {
   timeout: 10_000,
 }, async (t) => {
-  const stable = await wsEcho("web");
-  const canary = await wsEcho("canary");
+  const stable = await startWsEcho("web");
+  const canary = await startWsEcho("canary");
   const proxy = new GatewayProxy({ logger: silentLogger });
   t.after(async () => {
     await proxy.close();
@@ -175,18 +116,18 @@ test("WebSocket upgrades follow the route's split, and a split target's open bre
   proxy.table = build(canary.port);
   const url = `ws://127.0.0.1:${port}/live`;
   const answers: string[] = [];
-  for (let i = 0; i < 8; i++) answers.push(await roundTrip(url));
+  for (let i = 0; i < 8; i++) answers.push(await wsRoundTrip(url));
   // An exact 25/75 rotation: two of eight to the canary.
   assert.equal(answers.filter((a) => a === "canary:hi").length, 2, answers.join(" "));
   assert.equal(answers.filter((a) => a === "web:hi").length, 6, answers.join(" "));
 
   // The canary starts refusing upgrades: its breaker (1 failure) opens, and upgrades routed to it
   // fail fast at the gateway instead of reaching it.
-  const broken = await wsEcho("broken", true);
+  const broken = await startWsEcho("broken", true);
   t.after(() => broken.close());
   proxy.table = build(broken.port);
   const after: string[] = [];
-  for (let i = 0; i < 8; i++) after.push(await roundTrip(url));
+  for (let i = 0; i < 8; i++) after.push(await wsRoundTrip(url));
   assert.equal(after.filter((a) => a === "web:hi").length, 6, after.join(" "));
   assert.equal(after.filter((a) => a === "error").length, 2);
   assert.equal(broken.upgrades, 1, "the second canary upgrade never reached it");

@@ -7,7 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { LoadReport } from "../model/load.ts";
 import type { Route } from "../model/manifest.ts";
 import type {
@@ -490,4 +490,64 @@ export async function startBlackhole(): Promise<Blackhole> {
       await new Promise((resolve) => worker.once("exit", resolve));
     },
   };
+}
+
+/** A WebSocket server (node:http 'upgrade' and a tiny frame codec) that answers each text message with `name:message`. */
+export async function startWsEcho(
+  name: string,
+  refuse = false,
+): Promise<TestUpstream & { upgrades: number }> {
+  const server = Object.assign(await startUpstream((_req, res) => res.writeHead(426).end()), { upgrades: 0 });
+  server.server.on("upgrade", (req: http.IncomingMessage, socket: Socket) => {
+    server.upgrades++;
+    if (refuse) {
+      socket.end("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    const accept = createHash("sha1")
+      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest("base64");
+    socket.write(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+    let buffer = Buffer.alloc(0);
+    socket.on("data", (chunk: Buffer) => {
+      buffer = Buffer.concat([buffer, chunk]);
+      // Client frames are masked; these tests send short ones (length < 126).
+      while (buffer.length >= 6) {
+        const opcode = buffer[0] & 0x0f;
+        const length = buffer[1] & 0x7f;
+        if (buffer.length < 6 + length) break;
+        const mask = buffer.subarray(2, 6);
+        const payload = Buffer.from(buffer.subarray(6, 6 + length).map((b, i) => b ^ mask[i % 4]));
+        buffer = buffer.subarray(6 + length);
+        if (opcode === 0x8) {
+          socket.end(Buffer.from([0x88, 0]));
+          return;
+        }
+        const reply = Buffer.from(`${name}:${payload}`);
+        socket.write(Buffer.concat([Buffer.from([0x81, reply.length]), reply]));
+      }
+    });
+    socket.on("error", () => {});
+    // An upgraded socket of an http.Server is half-open on the peer's FIN: close it too.
+    socket.on("end", () => socket.end());
+  });
+  return server;
+}
+
+/** Opens a WebSocket through the gateway, sends `hi` and returns the answer (or the failure). */
+export function wsRoundTrip(url: string): Promise<string> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => ws.send("hi");
+    let answer = "error";
+    ws.onmessage = (event) => {
+      answer = String(event.data);
+      ws.close();
+    };
+    // Settled once closed, so no connection outlives the test.
+    ws.onclose = () => resolve(answer);
+  });
 }

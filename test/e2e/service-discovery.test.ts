@@ -3,7 +3,9 @@
 // through the node gateway's internal listener), and the call is an edge
 // front/web → hello/web in the dependency map; an app of another tenant gets no
 // such URL and cannot reach hello with its own token, nor without one; the
-// registry lists hello's endpoints and a watch sees a scale change.
+// registry lists hello's endpoints and a watch sees a scale change. The same
+// through a gateway with workers (--gateway-workers 2): every worker serves the
+// internal listener, the call is an edge, and /metrics counts it by caller.
 
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -55,9 +57,9 @@ console.log("spy " + JSON.stringify({ keys, withToken: withToken.status, noToken
 createServer((req, res) => res.end("ok")).listen(Number(process.env.PORT));
 `;
 
-function app(name: string, js: string, instances = 1): string {
-  const dir = join(work, name);
-  mkdirSync(dir);
+function app(name: string, js: string, instances = 1, base = work): string {
+  const dir = join(base, name);
+  mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, "herd.yaml"),
     `app: ${name}\nservices:\n  web:\n    command: node server.mjs\n    instances: ${instances}\n    health: { path: /healthz }\n`,
@@ -66,9 +68,9 @@ function app(name: string, js: string, instances = 1): string {
   return dir;
 }
 
-async function logLine(app: string, tenant: string, prefix: string): Promise<string> {
+async function logLine(app: string, tenant: string, prefix: string, on = herd): Promise<string> {
   return waitFor(`${app}'s "${prefix}" line`, async () => {
-    const res = await herd.api<{ items: { line: string }[] }>("GET", `/apps/${app}/logs?tenant=${tenant}`);
+    const res = await on.api<{ items: { line: string }[] }>("GET", `/apps/${app}/logs?tenant=${tenant}`);
     return res.body.items?.find((l) => l.line.startsWith(prefix))?.line;
   });
 }
@@ -127,4 +129,41 @@ test("two apps talk by internal name; the call is a map edge; another tenant can
     [50, 50],
   );
   assert.ok(list.version > first.body.version);
+});
+
+test("through a gateway with workers (--gateway-workers 2): two apps talk by internal name, an edge, counted by caller", async () => {
+  const workers = await startHerd({ extraArgs: ["--gateway-workers", "2"] });
+  try {
+    const gateways = await workers.api<{ items: { workers?: number; metricsUrl?: string }[] }>(
+      "GET",
+      "/gateways",
+    );
+    assert.equal(gateways.body.items.length, 1);
+    assert.equal(gateways.body.items[0].workers, 2, "herd up's gateway runs two workers");
+    const base = join(work, "workers");
+    for (const [name, js] of [
+      ["hello", HELLO_JS],
+      ["front", FRONT_JS],
+    ] as const) {
+      const r = await workers.cli(["deploy", app(name, js, 1, base)], { timeoutMs: 120_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    }
+    const called = await logLine("front", "default", "called 200", workers);
+    assert.match(called, /^called 200 hello \/greet\?from=front from /);
+    await waitFor("the edge front/web → hello/web in the map", async () => {
+      const map = await workers.api<{ edges: { from: string; to: string }[] }>("GET", "/traces/map");
+      return map.body.edges?.some((e) => e.from === "front/web" && e.to === "hello/web");
+    });
+    // The primary's /metrics sums the workers' internal calls, labelled with the caller.
+    const metricsUrl = /metrics: +(http:\S+)/.exec(workers.output())?.[1];
+    assert.ok(metricsUrl, workers.output());
+    const internal =
+      /^herd_gateway_requests_total\{route="internal",tenant="default",app="hello",service="web",caller="front\/web",code="200",outcome="upstream"\} (\d+)$/m;
+    await waitFor("internal calls in the gateway's /metrics", async () => {
+      const count = Number(internal.exec(await (await fetch(metricsUrl)).text())?.[1] ?? 0);
+      return count > 0;
+    });
+  } finally {
+    await cleanupHerd(workers);
+  }
 });
