@@ -237,6 +237,22 @@ export async function revokeLogin(
   );
 }
 
+/** Makes each role that does not exist, without LOGIN (a restored database's owner; attach gives it a password). */
+export async function ensureRoles(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  roles: string[],
+): Promise<void> {
+  for (const r of new Set(roles.map(safe)))
+    await psql(
+      bin,
+      endpoint,
+      admin,
+      `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${r}') THEN CREATE ROLE ${r} NOLOGIN; END IF; END $$;`,
+    );
+}
+
 /** Drops the binding's database and role (detach), and the login of its last rotation. */
 export async function dropBinding(
   bin: string,
