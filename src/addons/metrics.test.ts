@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseTextWrite } from "../observe/ingest.ts";
+import { redisCollect } from "./metrics.ts";
 import { ensureRedis, redisSource } from "./redis.ts";
 
 async function freePort(): Promise<number> {
@@ -116,4 +117,18 @@ test("the Redis add-on's script pushes its figures through the relay and binds n
     assert.ok(Date.now() < gone, `the process group lives on: ${members}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+});
+
+test("a Redis server that does not answer is redis_up 0, nothing else", async () => {
+  const redis = await ensureRedis();
+  const out = execFileSync("sh", ["-c", `${redisCollect("cache")}collect`], {
+    env: {
+      PATH: process.env.PATH,
+      PORT: String(await freePort()),
+      ADDON_PASSWORD: "x",
+      REDIS_CLI: redis.cli,
+    },
+    encoding: "utf8",
+  });
+  assert.equal(out, 'redis_up{addon="cache"} 0\n');
 });

@@ -22,7 +22,7 @@ import { join } from "node:path";
 export const METRICS_INTERVAL_S = 15;
 
 /**
- * The shell function `addon_metrics_loop SERVER_PID` (sourced by start.sh):
+ * The shell function `addon_metrics_loop SERVER_PID` (written into start.sh):
  * calls `collect` (the kind's, defined before) each interval while the
  * server runs and pushes what it printed. Without an ingest endpoint (the
  * agent has no token for the tenant) it says so once and stops.
@@ -30,9 +30,10 @@ export const METRICS_INTERVAL_S = 15;
 export const PUSH_LOOP = `# Pushes the add-on's figures into herd through the agent's telemetry relay (see src/addons/metrics.ts).
 addon_metrics_loop() {
   server="$1"
-  base="\${OTEL_EXPORTER_OTLP_ENDPOINT%/api/v1/otlp}"
+  endpoint="\${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+  base="\${endpoint%/api/v1/otlp}"
   case "\${OTEL_EXPORTER_OTLP_HEADERS:-}" in authorization=*) ;; *) base="" ;; esac
-  if [ -z "$base" ] || [ "$base" = "\${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]; then
+  if [ -z "$base" ] || [ "$base" = "$endpoint" ]; then
     echo "herd add-on metrics: no ingest endpoint for this instance; metrics are not pushed" >&2
     return 0
   fi
@@ -78,18 +79,26 @@ UNION ALL SELECT format('pg_database_size_bytes{${l},datname="%s"} %s', datname,
 `;
 }
 
-/** start.sh's `collect` for PostgreSQL (psql as the admin over 127.0.0.1). */
-export const POSTGRES_COLLECT = `collect() {
+/** start.sh's `collect` for PostgreSQL (psql as the admin over 127.0.0.1); a server that does not answer is `pg_up 0`. */
+export function postgresCollect(addon: string): string {
+  return `collect() {
   PGPASSWORD="$ADDON_PASSWORD" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -h 127.0.0.1 -p "$PORT" -U herd -d postgres \\
-    -X -q -t -A -v ON_ERROR_STOP=1 -f metrics.sql
+    -X -q -t -A -v ON_ERROR_STOP=1 -f metrics.sql || echo 'pg_up{addon="${addon}"} 0'
 }
 `;
+}
 
-/** start.sh's `collect` for Redis (INFO as the admin over 127.0.0.1, turned into text by awk). */
+/** start.sh's `collect` for Redis (INFO as the admin over 127.0.0.1, turned into text by awk); no answer: `redis_up 0`. */
 export function redisCollect(addon: string): string {
   const l = `addon=\\"${addon}\\"`;
   return `collect() {
-  REDISCLI_AUTH="$ADDON_PASSWORD" "$REDIS_CLI" -h 127.0.0.1 -p "$PORT" --no-auth-warning INFO | tr -d '\\r' | awk -F: '
+  # redis-cli says why it failed on stdout too: its answer counts only when it is INFO's.
+  info="$(REDISCLI_AUTH="$ADDON_PASSWORD" "$REDIS_CLI" -h 127.0.0.1 -p "$PORT" --no-auth-warning INFO 2>&1)" || info=""
+  case "$info" in
+    *redis_version:*) ;;
+    *) echo 'redis_up{addon="${addon}"} 0'; return 0 ;;
+  esac
+  printf '%s\\n' "$info" | tr -d '\\r' | awk -F: '
     BEGIN { print "redis_up{${l}} 1" }
     $1 == "connected_clients" { print "redis_connected_clients{${l}} " $2 }
     $1 == "maxclients" { print "redis_config_maxclients{${l}} " $2 }

@@ -11,7 +11,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { HerdError } from "../common/errors.ts";
-import { LISTEN_ADDRESSES, POSTGRES_COLLECT, PUSH_LOOP, writePostgresMetricsSql } from "./metrics.ts";
+import { LISTEN_ADDRESSES, PUSH_LOOP, postgresCollect, writePostgresMetricsSql } from "./metrics.ts";
 
 const run = promisify(execFile);
 const ROOT = "/usr/lib/postgresql";
@@ -122,7 +122,7 @@ services:
     join(dir, "start.sh"),
     `# A PostgreSQL server in the pet's data dir: initdb on first start, then run on $PORT.
 set -eu
-${PUSH_LOOP}${POSTGRES_COLLECT}${LISTEN_ADDRESSES}
+${PUSH_LOOP}${postgresCollect(o.name)}${LISTEN_ADDRESSES}
 PGDATA="$HERD_DATA_DIR/pgdata"
 # The tenant's uid has no /etc/passwd entry, which initdb and postgres need: nss_wrapper gives it one.
 export NSS_WRAPPER_PASSWD="$HERD_DATA_DIR/.passwd" NSS_WRAPPER_GROUP="$HERD_DATA_DIR/.group"

@@ -160,7 +160,7 @@ test("Redis: metrics in herd and shown by herd addons metrics; no wildcard bind"
   assert.equal(c.code, 0, c.stdout + c.stderr);
   const up = await waitFor(
     "the Redis add-on's figures in herd",
-    () => sample('redis_up{addon="opscache"}'),
+    () => sample('redis_up{addon="opscache"} == 1'),
     180_000,
   );
   assert.equal(up.value, 1);
