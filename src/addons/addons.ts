@@ -194,7 +194,13 @@ export class Addons {
       reason: "AddonCreated",
       message: `${o.kind} add-on ${name} (plan ${plan}) created by ${actor}${from ? ` from final backup ${from.id} of ${from.addon}` : ""}`,
     });
-    if (from) await this.#restoreFinal(addon, from, actor);
+    if (from)
+      await this.#restoreFinal(addon, from, actor).catch((err) => {
+        throw new HerdError(
+          "unavailable",
+          `add-on ${name} was made but restoring final backup ${from.id} into it failed (${(err as Error).message}); nothing is bound: destroy it (--without-backup) and create it again`,
+        );
+      });
     if (!o.app) return { addon, deploy: deploy.id };
     const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
     return { addon: await this.get(tenant, name), deploy: deploy.id, binding };
