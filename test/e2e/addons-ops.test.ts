@@ -16,7 +16,7 @@ import { ensurePostgres } from "../../src/addons/postgres.ts";
 import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon, FinalAddonBackup } from "../../src/model/addon.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
-import { deployNotes, putNote } from "./notes-app.ts";
+import { deployCounter, deployNotes, putNote } from "./notes-app.ts";
 
 let herd: Herd;
 let bin: string;
@@ -155,27 +155,66 @@ test("Postgres: metrics in herd, no wildcard bind, no bind parameters, final bac
   );
 });
 
-test("Redis: metrics in herd and shown by herd addons metrics; no wildcard bind", async () => {
-  const c = await herd.cli(["addons", "create", "redis", "--name", "opscache"], { timeoutMs: 240_000 });
+test("Redis: metrics in herd, no wildcard bind, final backup (RDB) restored into a new add-on", async () => {
+  const { cli } = await ensureRedis();
+  await deployCounter(herd, work, "opscounter", "opscounter.localhost", cli);
+  const c = await herd.cli(["addons", "create", "redis", "--app", "opscounter", "--name", "opscache"], {
+    timeoutMs: 240_000,
+  });
   assert.equal(c.code, 0, c.stdout + c.stderr);
+  const counted = await waitFor(
+    "the counter counting in Redis",
+    async () => {
+      const r = await herd.request("opscounter.localhost", "/");
+      return r.status === 200 ? Number(r.body) : undefined;
+    },
+    180_000,
+  );
+  for (let i = 0; i < 3; i++) await herd.request("opscounter.localhost", "/");
+  const hits = counted + 3;
+
   const up = await waitFor(
     "the Redis add-on's figures in herd",
     () => sample('redis_up{addon="opscache"} == 1'),
     180_000,
   );
-  assert.equal(up.value, 1);
   assert.equal(up.metric.tenant, "default");
   const mem = await sample('redis_memory_used_bytes{addon="opscache"}');
   assert.ok((mem?.value ?? 0) > 100_000, `used memory: ${mem?.value}`);
-  // The add-on timer records where the server answers, bound or not.
-  const endpoint = await waitFor(
-    "opscache's endpoint",
-    async () => (await addonInfo("opscache")).endpoint,
-    60_000,
-  );
-  assertNoWildcard("opscache", endpoint);
+  await waitFor("the key counted", () => sample('redis_db_keys{addon="opscache",db="db0"} >= 1'), 60_000);
+  assertNoWildcard("opscache", (await addonInfo("opscache")).endpoint);
   const m = await herd.cli(["addons", "metrics", "opscache"]);
   assert.equal(m.code, 0, m.stderr);
   assert.match(m.stdout, /^used memory\s+[\d.]+ (KiB|MiB)$/m);
   assert.match(m.stdout, /^max clients\s+20$/m);
+  assert.match(m.stdout, /^keys\s+1$/m);
+
+  const d = await herd.cli(["addons", "destroy", "opscache", "--confirm", "opscache"], {
+    timeoutMs: 180_000,
+  });
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const id = /final backup (\S+) /.exec(d.stdout)?.[1] as string;
+  const f = (await herd.api<{ items: FinalAddonBackup[] }>("GET", "/addon-backups")).body.items.find(
+    (b) => b.id === id,
+  );
+  assert.equal(f?.format, "rdb");
+  assert.equal(f?.kind, "redis");
+  const wrongKind = await herd.cli(["addons", "create", "postgres", "--name", "nope", "--from-backup", id]);
+  assert.notEqual(wrongKind.code, 0);
+  assert.match(wrongKind.stderr, /final backup \S+ is of a redis add-on, not postgres/);
+
+  const again = await herd.cli(
+    ["addons", "create", "redis", "--app", "opscounter", "--name", "opscache2", "--from-backup", id],
+    { timeoutMs: 400_000 },
+  );
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  const next = await waitFor(
+    "the counter going on from the restored count",
+    async () => {
+      const r = await herd.request("opscounter.localhost", "/");
+      return r.status === 200 ? Number(r.body) : undefined;
+    },
+    240_000,
+  );
+  assert.equal(next, hits + 1, "the restored server had the count");
 });

@@ -7,7 +7,7 @@
 // confirmation (400), an unknown add-on (404).
 
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -16,7 +16,7 @@ import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon } from "../../src/model/addon.ts";
 import type { Instance, Release } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
-import { deployNotes as deployApp, putNote } from "./notes-app.ts";
+import { deployNotes as deployApp, deployCounter, putNote } from "./notes-app.ts";
 
 let herd: Herd;
 let bin: string;
@@ -186,42 +186,7 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
 
 test("a Redis add-on gives its app REDIS_URL with a user of its own", async () => {
   const { cli } = await ensureRedis();
-  const dir = join(work, "counter");
-  mkdirSync(dir);
-  writeFileSync(
-    join(dir, "package.json"),
-    JSON.stringify({ name: "counter", private: true, type: "module" }),
-  );
-  writeFileSync(
-    join(dir, "server.js"),
-    `import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-createServer((req, res) => {
-  if (req.url === "/health") return res.end("ok");
-  if (!process.env.REDIS_URL) { res.statusCode = 503; return res.end("no REDIS_URL"); }
-  try {
-    res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
-  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
-}).listen(Number(process.env.PORT));
-`,
-  );
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      "app: counter",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 1",
-      "    resources: { cpu: 0.1, memory: 128Mi }",
-      "    health: { path: /health }",
-      `    env: { REDIS_CLI: ${cli} }`,
-      "    routes: [{ host: counter.localhost }]",
-      "",
-    ].join("\n"),
-  );
-  const d = await herd.cli(["deploy", dir]);
-  assert.equal(d.code, 0, d.stdout + d.stderr);
+  await deployCounter(herd, work, "counter", "counter.localhost", cli);
   const c = await herd.cli(["addons", "create", "redis", "--app", "counter", "--name", "cache"], {
     timeoutMs: 180_000,
   });

@@ -80,3 +80,46 @@ export async function deployNotes(
   const d = await herd.cli(["deploy", dir]);
   assert.equal(d.code, 0, d.stdout + d.stderr);
 }
+
+/** The counter app: every GET / increments `hits` in its REDIS_URL (through redis-cli) and answers the count. */
+export async function deployCounter(
+  herd: Herd,
+  work: string,
+  app: string,
+  host: string,
+  cli: string,
+): Promise<void> {
+  const dir = join(work, app);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
+  writeFileSync(
+    join(dir, "server.js"),
+    `import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+createServer((req, res) => {
+  if (req.url === "/health") return res.end("ok");
+  if (!process.env.REDIS_URL) { res.statusCode = 503; return res.end("no REDIS_URL"); }
+  try {
+    res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
+  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
+}).listen(Number(process.env.PORT));
+`,
+  );
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      `app: ${app}`,
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    instances: 1",
+      "    resources: { cpu: 0.1, memory: 128Mi }",
+      "    health: { path: /health }",
+      `    env: { REDIS_CLI: ${cli} }`,
+      `    routes: [{ host: ${host} }]`,
+      "",
+    ].join("\n"),
+  );
+  const d = await herd.cli(["deploy", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+}
