@@ -101,9 +101,15 @@ test("the Redis add-on's script pushes its figures through the relay and binds n
   );
   assert.match(bind, /127\.0\.0\.1/);
   assert.doesNotMatch(bind, /\*|0\.0\.0\.0/);
-  // The token never shows on a command line.
-  const ps = execFileSync("ps", ["-eo", "args"], { encoding: "utf8" });
-  assert.doesNotMatch(ps, /ingest-tok/);
+  // The token never shows on the command line of the script's processes (server, loop, curl).
+  const ps = execFileSync("ps", ["-eo", "pgid=,args="], { encoding: "utf8" })
+    .split("\n")
+    .filter((l) => l.trim().split(/\s+/)[0] === String(pgid));
+  assert.ok(
+    ps.some((l) => l.includes("redis-server")),
+    ps.join("\n"),
+  );
+  assert.doesNotMatch(ps.join("\n"), /ingest-tok/);
 
   // The server ends (its process is the script's, exec'd): the loop follows within an interval.
   process.kill(pgid, "SIGTERM");
