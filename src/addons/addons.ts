@@ -23,6 +23,7 @@ import {
   type AddonBinding,
   type AddonKind,
   addonKey,
+  type FinalAddonBackup,
 } from "../model/addon.ts";
 import { type App, appKey, type Instance, type Node, type Service } from "../model/objects.ts";
 import type { RemediationRule } from "../model/remediation.ts";
@@ -33,6 +34,7 @@ import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } fr
 import { BrokerAddons } from "./broker-addons.ts";
 import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
+import { finalFor, recordFinal } from "./final-backups.ts";
 import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
 import { deployServer, PlanChange } from "./plan-change.ts";
 import { Rotation } from "./rotation.ts";
@@ -73,6 +75,8 @@ export interface CreateAddon {
   var?: string;
   backup?: AddonBackupPolicy;
   parameters?: Record<string, unknown>;
+  /** A destroyed add-on's final backup (of this kind and tenant) to restore into the new one before it is bound. */
+  fromBackup?: string;
 }
 
 export class Addons {
@@ -157,6 +161,7 @@ export class Addons {
       ]);
     const { store } = this.#d;
     const backupPolicy = o.backup ? checkBackupPolicy(o.backup) : undefined;
+    const from = o.fromBackup ? await finalFor(store, tenant, o.fromBackup, o.kind) : undefined;
     if (o.app) await this.#app(tenant, o.app);
     if (await store.get("app", appKey(tenant, name)))
       throw conflict(`an app named ${name} exists; choose another --name`);
@@ -187,11 +192,32 @@ export class Addons {
       tenant,
       app: name,
       reason: "AddonCreated",
-      message: `${o.kind} add-on ${name} (plan ${plan}) created by ${actor}`,
+      message: `${o.kind} add-on ${name} (plan ${plan}) created by ${actor}${from ? ` from final backup ${from.id} of ${from.addon}` : ""}`,
     });
+    if (from)
+      await this.#restoreFinal(addon, from, actor).catch((err) => {
+        throw new HerdError(
+          "unavailable",
+          `add-on ${name} was made but restoring final backup ${from.id} into it failed (${(err as Error).message}); nothing is bound: destroy it (--without-backup) and create it again`,
+        );
+      });
     if (!o.app) return { addon, deploy: deploy.id };
     const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
     return { addon: await this.get(tenant, name), deploy: deploy.id, binding };
+  }
+
+  /** Restores a destroyed add-on's final backup into the new add-on `a` once its server answers. */
+  async #restoreFinal(a: Addon, from: FinalAddonBackup, actor: string): Promise<void> {
+    const endpoint = await this.waitEndpoint(a.tenant, a.name, READY_MS);
+    const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN);
+    await driverOf(a).ready(endpoint, admin, READY_MS);
+    await restoreAddon(a, endpoint, admin, from, this.#d.artifacts);
+    await this.#d.events.record({
+      tenant: a.tenant,
+      app: a.name,
+      reason: "AddonRestored",
+      message: `${a.name} restored from final backup ${from.id} of ${from.addon} by ${actor}`,
+    });
   }
 
   /** An add-on of a broker's service: provisioned there; with `app`, bound once ready. */
@@ -209,9 +235,12 @@ export class Addons {
         { field: "kind", message: `must be one of ${kinds.join(", ")}` },
       ]);
     }
-    if (o.backup)
+    if (o.backup || o.fromBackup)
       throw invalid(`broker ${r.broker.name} backs up its own add-ons`, [
-        { field: "backup", message: "only herd's own add-ons (postgres, redis) take a backup policy" },
+        {
+          field: o.backup ? "backup" : "fromBackup",
+          message: "only herd's own add-ons (postgres, redis) have herd's backups",
+        },
       ]);
     const name = o.name ?? (o.app ? `${o.app}-${r.service.name}`.slice(0, 40) : undefined);
     if (!name || !NAME.test(name))
@@ -235,12 +264,20 @@ export class Addons {
     app: string,
     variable: string | undefined,
     actor: string,
+    parameters?: Record<string, unknown>,
   ): Promise<{ binding: AddonBinding; deploy?: string }> {
     const a = await this.get(tenant, name);
     await this.#app(tenant, app);
     if (app === name)
       throw invalid("an add-on cannot be bound to itself", [{ field: "app", message: "is the add-on" }]);
-    if (a.broker) return this.#brokered.attach(tenant, name, app, variable, actor);
+    if (a.broker) return this.#brokered.attach(tenant, name, app, variable, actor, parameters);
+    if (parameters !== undefined)
+      throw invalid(`${a.kind} bindings take no parameters`, [
+        {
+          field: "parameters",
+          message: "only a broker's service takes binding parameters (herd addons plans)",
+        },
+      ]);
     const driver = driverOf(a);
     const v = variable ?? driver.defaultVar;
     if (a.bindings.some((b) => b.app === app)) throw conflict(`add-on ${name} is already bound to ${app}`);
@@ -344,7 +381,7 @@ export class Addons {
     actor: string,
     withoutBackup = false,
     purge = false,
-  ): Promise<{ finalBackup?: AddonBackup; pending?: boolean }> {
+  ): Promise<{ finalBackup?: FinalAddonBackup; pending?: boolean }> {
     const a = await this.get(tenant, name);
     if (confirm !== name)
       throw invalid(`destroying add-on ${name} deletes its data: confirm with its name`, [
@@ -355,10 +392,16 @@ export class Addons {
       throw invalid(`${name} is herd's own add-on: purge is for a broker's`, [
         { field: "purge", message: "only for an add-on of an external broker" },
       ]);
-    let finalBackup: AddonBackup | undefined;
+    let finalBackup: FinalAddonBackup | undefined;
     if (!withoutBackup) {
       try {
-        finalBackup = await this.backup(tenant, name, actor, "final");
+        // Recorded on its own before anything goes: the add-on's list of backups goes with it.
+        finalBackup = await recordFinal(
+          this.#d.store,
+          a,
+          await this.backup(tenant, name, actor, "final"),
+          actor,
+        );
       } catch (err) {
         throw new HerdError(
           "unavailable",

@@ -18,7 +18,7 @@ import type { ArtifactStore } from "../build/artifact-store.ts";
 import { invalid } from "../common/errors.ts";
 import { type Addon, type AddonBackup, type AddonBackupPolicy, DEFAULT_BACKUP_KEEP } from "../model/addon.ts";
 import { cronProblem, lastFire } from "../model/job.ts";
-import { dumpDatabases, ensurePostgres, restoreDump } from "./postgres.ts";
+import { dumpDatabases, ensurePostgres, ensureRoles, restoreDump } from "./postgres.ts";
 import { ensureRedis } from "./redis.ts";
 import { redisDump, redisRestore } from "./redis-backup.ts";
 
@@ -66,8 +66,18 @@ export async function restoreAddon(
     await redisRestore(await ensureRedis(), endpoint, admin, file);
     return;
   }
-  await restoreDump((await ensurePostgres()).bin, endpoint, admin, backup.databases, file);
+  if (a.kind !== "postgres")
+    throw invalid(`backup ${backup.id} is a PostgreSQL dump; ${a.name} is ${a.kind}`, [
+      { field: "id", message: "another kind's backup" },
+    ]);
+  const { bin } = await ensurePostgres();
+  // Into a new add-on (create --from-backup) the databases' owners do not exist yet: the dump names them.
+  await ensureRoles(bin, endpoint, admin, backup.databases.map(ownerOf));
+  await restoreDump(bin, endpoint, admin, backup.databases, file);
 }
+
+/** The role that owns a binding's database: db_<app> belongs to u_<app> (addons.ts makes both). */
+export const ownerOf = (database: string): string => `u_${database.replace(/^db_/, "")}`;
 
 /** A policy checked: a cron expression croner takes, keep from 1 to MAX_KEEP. */
 export function checkBackupPolicy(p: AddonBackupPolicy, at = "backup"): AddonBackupPolicy {

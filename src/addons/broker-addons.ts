@@ -160,15 +160,24 @@ export class BrokerAddons {
     app: string,
     variable: string | undefined,
     actor: string,
+    parameters?: Record<string, unknown>,
   ): Promise<{ binding: AddonBinding; deploy?: string }> {
-    const a = await this.waitReady(tenant, name);
-    const b = a.broker as BrokerInstance;
-    const broker = await this.#d.brokers.brokerOf(b, tenant);
-    const service = broker.services.find((s) => s.id === b.serviceId);
+    // Checked against the catalog before waiting or storing anything.
+    const before = await this.#d.get(tenant, name);
+    const broker = await this.#d.brokers.brokerOf(before.broker as BrokerInstance, tenant);
+    const service = broker.services.find((s) => s.id === before.broker?.serviceId);
     if (service && !service.bindable)
-      throw invalid(`${a.kind} of broker ${b.name} cannot be bound to apps`, [
+      throw invalid(`${before.kind} of broker ${broker.name} cannot be bound to apps`, [
         { field: "app", message: "the broker's catalog says the service is not bindable" },
       ]);
+    const plan = service?.plans.find((p) => p.id === before.broker?.planId);
+    checkParameters(
+      plan?.schemas?.bind,
+      parameters ?? {},
+      `${before.kind} plan ${plan?.name ?? before.plan} (binding)`,
+    );
+    const a = await this.waitReady(tenant, name);
+    const b = a.broker as BrokerInstance;
     const v = variable ?? defaultVarOf(a.kind);
     const bindingId = randomUUID();
     const binding: AddonBinding = {
@@ -179,6 +188,7 @@ export class BrokerAddons {
       bindingId,
       vars: [],
       createdAt: new Date().toISOString(),
+      ...(parameters ? { parameters } : {}),
     };
     // Kept before the broker is asked: a crash after the bind still knows the binding to unbind.
     await this.#d.update(tenant, name, (x) => {
@@ -191,6 +201,7 @@ export class BrokerAddons {
         serviceId: b.serviceId,
         planId: b.planId,
         app: `${tenant}/${app}`,
+        ...(parameters ? { parameters } : {}),
       });
       vars = credentialVars(v, creds);
       if (Object.keys(vars).length === 0)

@@ -89,6 +89,7 @@ export class BrokerRotation {
       serviceId: b.serviceId,
       planId: b.planId,
       app: `${tenant}/${app}`,
+      ...(x.parameters ? { parameters: x.parameters } : {}),
     });
     const vars = credentialVars(x.var, creds);
     const names = Object.keys(vars).sort();

@@ -33,6 +33,8 @@ export interface PlanView {
   updateable: boolean;
   /** The broker takes parameters for it, checked against this JSON Schema. */
   parameters?: Record<string, unknown>;
+  /** Binding (attach) parameters the broker takes, checked against this JSON Schema. */
+  bindParameters?: Record<string, unknown>;
 }
 
 /** A broker's service and plan that an add-on kind and plan name. */
@@ -217,6 +219,7 @@ export class Brokers {
             source: b.tenant ? `${b.name} (tenant)` : b.name,
             updateable: p.planUpdateable ?? s.planUpdateable ?? false,
             ...(p.schemas?.create ? { parameters: p.schemas.create } : {}),
+            ...(p.schemas?.bind ? { bindParameters: p.schemas.bind } : {}),
           });
     return out;
   }

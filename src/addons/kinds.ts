@@ -103,7 +103,7 @@ export const KIND_DRIVERS: Record<string, KindDriver> = {
   redis: {
     defaultVar: "REDIS_URL",
     install: async () => void (await redis()),
-    source: async (dir, o) => redisSource(dir, { ...o, server: (await redis()).server }),
+    source: async (dir, o) => redisSource(dir, { ...o, ...(await redis()) }),
     ready: async (endpoint, admin, ms) => redisReady((await redis()).cli, endpoint, admin, ms),
     provision: async (endpoint, admin, a) => redisProvision((await redis()).cli, endpoint, admin, a),
     drop: async (endpoint, admin, a) => redisDrop((await redis()).cli, endpoint, admin, a),

@@ -158,7 +158,7 @@ export class OsbClient {
   async bind(
     instanceId: string,
     bindingId: string,
-    o: { serviceId: string; planId: string; app: string },
+    o: { serviceId: string; planId: string; app: string; parameters?: Record<string, unknown> },
   ): Promise<Credentials> {
     const { status, body } = await this.#call(
       "PUT",
@@ -168,6 +168,7 @@ export class OsbClient {
         plan_id: o.planId,
         bind_resource: { app_guid: o.app },
         context: { platform: "herd", app: o.app },
+        ...(o.parameters ? { parameters: o.parameters } : {}),
       },
     );
     if (status !== 200 && status !== 201) throw this.#failed("bind", status, body);
@@ -300,14 +301,24 @@ export function parseCatalog(body: unknown): BrokerService[] {
   });
 }
 
-/** A plan's `schemas.service_instance.{create,update}.parameters`, each compiled once to refuse a broken one now. */
+/**
+ * A plan's `schemas.service_instance.{create,update}.parameters` and
+ * `schemas.service_binding.create.parameters` (as `bind`), each compiled
+ * once to refuse a broken one now.
+ */
 function planSchemas(v: unknown, where: string): BrokerPlan["schemas"] {
-  const si = (v as { service_instance?: Record<string, { parameters?: unknown }> } | undefined)
-    ?.service_instance;
-  if (!si || typeof si !== "object") return undefined;
+  type Ops = Record<string, { parameters?: unknown }> | undefined;
+  const all = v as { service_instance?: Ops; service_binding?: Ops } | undefined;
+  const si = all?.service_instance;
+  const sb = all?.service_binding;
   const out: NonNullable<BrokerPlan["schemas"]> = {};
-  for (const op of ["create", "update"] as const) {
-    const s = si[op]?.parameters;
+  const found = {
+    create: si?.create?.parameters,
+    update: si?.update?.parameters,
+    bind: sb?.create?.parameters,
+  };
+  for (const op of ["create", "update", "bind"] as const) {
+    const s = found[op];
     if (s === undefined) continue;
     if (typeof s !== "object" || s === null || Array.isArray(s))
       throw new HerdError("unavailable", `the broker's catalog: ${where}'s ${op} schema is not an object`);

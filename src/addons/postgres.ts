@@ -11,6 +11,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { HerdError } from "../common/errors.ts";
+import { LISTEN_ADDRESSES, PUSH_LOOP, postgresCollect, writePostgresMetricsSql } from "./metrics.ts";
 
 const run = promisify(execFile);
 const ROOT = "/usr/lib/postgresql";
@@ -116,10 +117,12 @@ services:
       ADDON_PASSWORD: { secret: ADDON_PASSWORD }
 `,
   );
+  writePostgresMetricsSql(dir, o.name);
   writeFileSync(
     join(dir, "start.sh"),
     `# A PostgreSQL server in the pet's data dir: initdb on first start, then run on $PORT.
 set -eu
+${PUSH_LOOP}${postgresCollect(o.name)}${LISTEN_ADDRESSES}
 PGDATA="$HERD_DATA_DIR/pgdata"
 # The tenant's uid has no /etc/passwd entry, which initdb and postgres need: nss_wrapper gives it one.
 export NSS_WRAPPER_PASSWD="$HERD_DATA_DIR/.passwd" NSS_WRAPPER_GROUP="$HERD_DATA_DIR/.group"
@@ -137,7 +140,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "host all all ::/0 scram-sha-256" >> "$PGDATA.init/pg_hba.conf"
   mv "$PGDATA.init" "$PGDATA"
 fi
-exec "$PG_BIN/postgres" -D "$PGDATA" -p "$PORT" -c listen_addresses='*' -c unix_socket_directories='' \\
+# The metrics loop outlives this shell (double fork) and ends with the server ($$ once exec'd).
+( addon_metrics_loop $$ & )
+exec "$PG_BIN/postgres" -D "$PGDATA" -p "$PORT" -c listen_addresses="$(echo $listen | tr ' ' ,)" \\
+  -c unix_socket_directories='' \\
   -c max_connections="$PG_MAX_CONNECTIONS" -c logging_collector=off
 `,
   );
@@ -229,6 +235,22 @@ export async function revokeLogin(
     admin,
     `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${login}'`,
   );
+}
+
+/** Makes each role that does not exist, without LOGIN (a restored database's owner; attach gives it a password). */
+export async function ensureRoles(
+  bin: string,
+  endpoint: string,
+  admin: string,
+  roles: string[],
+): Promise<void> {
+  for (const r of new Set(roles.map(safe)))
+    await psql(
+      bin,
+      endpoint,
+      admin,
+      `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${r}') THEN CREATE ROLE ${r} NOLOGIN; END IF; END $$;`,
+    );
 }
 
 /** Drops the binding's database and role (detach), and the login of its last rotation. */

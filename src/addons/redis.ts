@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { findBinary } from "../common/debian-packages.ts";
 import { HerdError } from "../common/errors.ts";
+import { LISTEN_ADDRESSES, PUSH_LOOP, redisCollect } from "./metrics.ts";
 import { splitEndpoint } from "./postgres.ts";
 
 const run = promisify(execFile);
@@ -34,7 +35,7 @@ export async function ensureRedis(): Promise<{ server: string; cli: string }> {
 
 export function redisSource(
   dir: string,
-  o: { name: string; server: string; units: number; maxConnections: number },
+  o: { name: string; server: string; cli: string; units: number; maxConnections: number },
 ): void {
   writeFileSync(
     join(dir, "herd.yaml"),
@@ -48,6 +49,7 @@ services:
     health: { tcp: true, startup: 60 }
     env:
       REDIS_SERVER: ${o.server}
+      REDIS_CLI: ${o.cli}
       REDIS_MAX_CLIENTS: "${o.maxConnections}"
       ADDON_PASSWORD: { secret: ADDON_PASSWORD }
 `,
@@ -56,10 +58,15 @@ services:
     join(dir, "start.sh"),
     `# A Redis server in the pet's data dir on $PORT: users in users.acl (the admin is "default"), data in the AOF.
 set -eu
-umask 077
+${PUSH_LOOP}${redisCollect(o.name)}${LISTEN_ADDRESSES}umask 077
 acl="$HERD_DATA_DIR/users.acl"
 [ -s "$acl" ] || printf 'user default on >%s ~* &* +@all\\n' "$ADDON_PASSWORD" > "$acl"
-exec "$REDIS_SERVER" --port "$PORT" --bind 0.0.0.0 --protected-mode no --dir "$HERD_DATA_DIR" \\
+# The node's addresses are optional ("-"): one that cannot be bound does not stop the server.
+bind="127.0.0.1"
+for a in \${listen#127.0.0.1}; do bind="$bind -$a"; done
+# The metrics loop outlives this shell (double fork) and ends with the server ($$ once exec'd).
+( addon_metrics_loop $$ & )
+exec "$REDIS_SERVER" --port "$PORT" --bind $bind --protected-mode no --dir "$HERD_DATA_DIR" \\
   --aclfile "$acl" --appendonly yes --maxclients "$REDIS_MAX_CLIENTS" --daemonize no --logfile ""
 `,
   );

@@ -45,6 +45,12 @@ const QUEUE_SCHEMA = {
   required: ["region"],
   additionalProperties: false,
 };
+/** What a binding of a queue takes (`schemas.service_binding.create.parameters`). */
+const QUEUE_BIND_SCHEMA = {
+  type: "object",
+  properties: { role: { type: "string", enum: ["reader", "writer"] } },
+  additionalProperties: false,
+};
 const QUEUE_UPDATE_SCHEMA = {
   type: "object",
   properties: { size: { type: "integer", minimum: 1, maximum: 10 } },
@@ -112,6 +118,7 @@ export class TestBroker {
         create: { parameters: QUEUE_SCHEMA },
         update: { parameters: QUEUE_UPDATE_SCHEMA },
       },
+      service_binding: { create: { parameters: QUEUE_BIND_SCHEMA } },
     };
     if (this.#queue)
       services.push({

@@ -233,6 +233,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "DELETE /api/v1/addons/:addon/backup-policy": "apps:write",
   "POST /api/v1/addons/:addon/rotate": "apps:write",
   "PATCH /api/v1/addons/:addon": "apps:write",
+  "GET /api/v1/addon-backups": "apps:read",
+  "DELETE /api/v1/addon-backups/:id": "apps:write",
   // every tenant sees the plans; registering an external broker (a URL herd fetches) is the platform's
   "GET /api/v1/addon-plans": "apps:read",
   "GET /api/v1/addon-brokers": "platform:read",

@@ -5,6 +5,8 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { ADDON_FIGURES } from "../addons/metrics.ts";
+import type { ApiClient } from "./api-client.ts";
 import { UsageError } from "./args.ts";
 import {
   type CliContext,
@@ -47,19 +49,27 @@ interface BackupView {
   reason?: string;
 }
 
+interface FinalBackupView extends BackupView {
+  addon: string;
+  kind: string;
+  destroyedAt: string;
+}
+
 const whatOf = (b: BackupView) =>
   b.format === "rdb" ? "RDB snapshot" : b.databases.join(", ") || "no databases";
 
 const USAGE = [
   "herd addons [list]",
   "herd addons create postgres|redis|SERVICE [--app APP] [--plan PLAN] [--name NAME] [--as VAR]\n" +
-    "                    [--backup-schedule CRON [--keep N]] [--param K=V]... [--params FILE.json]",
+    "                    [--backup-schedule CRON [--keep N]] [--param K=V]... [--params FILE.json] [--from-backup ID]",
   "herd addons plan NAME PLAN [--param K=V]... [--params FILE.json]",
   "herd addons info NAME",
-  "herd addons attach NAME --app APP [--as VAR]",
+  "herd addons attach NAME --app APP [--as VAR] [--param K=V]... [--params FILE.json]",
+  "herd addons metrics NAME",
   "herd addons detach NAME --app APP",
   "herd addons destroy NAME [--confirm NAME] [--without-backup] [--purge]",
   "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID",
+  "herd addons final-backups [delete ID]     (destroyed add-ons' final backups; create --from-backup ID restores one)",
   'herd addons schedule NAME "CRON" [--keep N] | schedule NAME --off',
   "herd addons rotate NAME [--app APP]",
   "herd addons plans",
@@ -75,7 +85,9 @@ export const addonsCommand: CommandSpec = {
   summary:
     "Managed databases: a PostgreSQL or Redis server herd runs as a pet app of your tenant (its logs: herd logs --app NAME).\n" +
     "attach gives an app a database of its own and its URL as the secret DATABASE_URL or REDIS_URL (or --as VAR); a new release rolls out.\n" +
-    "destroy deletes the server and its data: it asks for the name (or --confirm NAME) and keeps a final backup.\n" +
+    "destroy deletes the server and its data: it asks for the name (or --confirm NAME) and keeps a final backup\n" +
+    "(final-backups lists them; create --from-backup ID restores one into a new add-on).\n" +
+    "metrics shows the server's figures (connections, size or memory, ops), pushed into herd's metrics every 15 s.\n" +
     "Backups: postgres dumps the bound databases (pg_dump), redis takes an RDB snapshot; schedule takes them on a cron (UTC).\n" +
     "rotate gives bound apps new credentials (a new release each) and revokes the old ones once it has rolled out.\n" +
     "plan moves an add-on to another plan (a broker's: when its catalog allows; --param gives it new parameters).\n" +
@@ -96,9 +108,10 @@ export const addonsCommand: CommandSpec = {
     ["--off", "schedule: stop the scheduled backups"],
     [
       "--param K=V",
-      "create, plan: a broker's parameter (V read as JSON when it parses, else a string); repeatable",
+      "create, plan, attach: a broker's parameter (V read as JSON when it parses, else a string); repeatable",
     ],
-    ["--params FILE", "create, plan: a broker's parameters as a JSON object in FILE (--param wins)"],
+    ["--params FILE", "create, plan, attach: a broker's parameters as a JSON object in FILE (--param wins)"],
+    ["--from-backup ID", "create: restore a destroyed add-on's final backup (herd addons final-backups)"],
     ["--scope tenant", "brokers: the tenant's own brokers (only it sees them) instead of the platform's"],
     ["--user U", "brokers add: the broker's basic-auth user"],
     ["--password P", "brokers add: its password (kept in herd's secret store)"],
@@ -118,6 +131,7 @@ export const addonsCommand: CommandSpec = {
     password: { type: "string" },
     param: { type: "string", multiple: true },
     params: { type: "string" },
+    "from-backup": { type: "string" },
     scope: { type: "string" },
   },
   async run(ctx, values, positionals) {
@@ -125,7 +139,7 @@ export const addonsCommand: CommandSpec = {
     if (action === "brokers") return brokers(ctx, values, positionals.slice(1));
     if (
       extra.length > 0 ||
-      (extraId !== undefined && action !== "restore" && action !== "schedule" && action !== "plan")
+      (extraId !== undefined && !["restore", "schedule", "plan", "final-backups"].includes(action))
     )
       throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
     const client = await ctx.client();
@@ -161,6 +175,7 @@ export const addonsCommand: CommandSpec = {
           ...(stringFlag(values, "plan") ? { plan: stringFlag(values, "plan") } : {}),
           ...(stringFlag(values, "name") ? { name: stringFlag(values, "name") } : {}),
           ...(as ? { var: as } : {}),
+          ...(stringFlag(values, "from-backup") ? { fromBackup: stringFlag(values, "from-backup") } : {}),
           ...(stringFlag(values, "backup-schedule")
             ? {
                 backup: {
@@ -209,9 +224,10 @@ export const addonsCommand: CommandSpec = {
       case "attach": {
         if (!app) throw new UsageError("addons attach needs --app APP", "addons");
         const name = need(arg, "attach");
+        const parameters = await parametersOf(values);
         const reply = await client.post<{ binding: { var: string; vars?: string[] } }>(
           `${path(name)}/attach`,
-          { app, ...(as ? { var: as } : {}) },
+          { app, ...(as ? { var: as } : {}), ...(parameters ? { parameters } : {}) },
         );
         return out(
           reply,
@@ -260,6 +276,38 @@ export const addonsCommand: CommandSpec = {
             (f
               ? ` Its final backup ${f.id} (${whatOf(f)}, ${f.size} bytes) is kept as artifact ${f.digest}.`
               : " No final backup was taken."),
+        );
+      }
+      case "metrics": {
+        const name = need(arg, "metrics");
+        const a = await client.get<AddonView>(path(name));
+        const figures = await addonFigures(client, a);
+        return out(
+          { addon: name, kind: a.kind, figures },
+          figures.length === 0
+            ? `herd has no figures of ${a.kind} add-on ${name}.`
+            : renderTable(
+                ["FIGURE", "VALUE"],
+                figures.map((f) => [f.label, f.value]),
+              ),
+        );
+      }
+      case "final-backups": {
+        if (arg === "delete") {
+          if (!extraId) throw new UsageError("addons final-backups delete needs the backup's id", "addons");
+          const reply = await client.delete(`/addon-backups/${encodeURIComponent(extraId)}`);
+          return out(reply, `Final backup ${extraId} deleted.`);
+        }
+        if (arg !== undefined) throw new UsageError(`unexpected argument: ${arg}`, "addons");
+        const reply = await client.get<Items<FinalBackupView>>("/addon-backups");
+        return out(
+          reply,
+          reply.items.length === 0
+            ? "No final backups: destroyed add-ons' last backups show here."
+            : renderTable(
+                ["ID", "ADDON", "KIND", "DESTROYED", "SIZE", "CONTENT"],
+                reply.items.map((b) => [b.id, b.addon, b.kind, b.destroyedAt, String(b.size), whatOf(b)]),
+              ),
         );
       }
       case "backup": {
@@ -480,4 +528,26 @@ function table(items: AddonView[]): string {
     ["NAME", "KIND", "PLAN", "APPS"],
     items.map((a) => [a.name, a.kind, a.plan, a.bindings.map((b) => b.app).join(", ") || "-"]),
   );
+}
+
+/** The add-on's key figures, each a PromQL instant query as the tenant (src/addons/metrics.ts). */
+async function addonFigures(client: ApiClient, a: AddonView): Promise<{ label: string; value: string }[]> {
+  const out: { label: string; value: string }[] = [];
+  for (const f of ADDON_FIGURES[a.kind] ?? []) {
+    const reply = await client.get<{ data: { result: { value: [number, string] }[] } }>(
+      "/prom/api/v1/query",
+      { query: f.query.replaceAll("NAME", a.name) },
+    );
+    const v = reply.data.result[0]?.value[1];
+    out.push({ label: f.label, value: v === undefined ? "-" : figureText(Number(v), f.unit) });
+  }
+  return out;
+}
+
+function figureText(v: number, unit: "bytes" | undefined): string {
+  if (unit !== "bytes") return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }

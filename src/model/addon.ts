@@ -31,6 +31,8 @@ export interface AddonBinding {
   /** A broker's add-on: the binding's id at the broker, and every variable its credentials became. */
   bindingId?: string;
   vars?: string[];
+  /** A broker's add-on: the bind parameters (checked against the plan's binding schema), sent again on rotation. */
+  parameters?: Record<string, unknown>;
   /** A broker binding being rotated: the new binding's id, kept before the broker is asked (a crash rolls it forward). */
   rotating?: { bindingId: string; since: string };
   /** Old credentials to revoke once the release with the new URL has rolled out (no password is kept). */
@@ -129,8 +131,12 @@ export interface BrokerPlanEntry {
   description: string;
   free?: boolean;
   planUpdateable?: boolean;
-  /** The parameters of a provision (`create`) and of an update (`update`). */
-  schemas?: { create?: Record<string, unknown>; update?: Record<string, unknown> };
+  /** The parameters of a provision (`create`), of an update (`update`) and of a binding (`bind`). */
+  schemas?: {
+    create?: Record<string, unknown>;
+    update?: Record<string, unknown>;
+    bind?: Record<string, unknown>;
+  };
 }
 
 export interface AddonBackupPolicy {
@@ -153,6 +159,23 @@ export interface AddonBackup {
   format?: "pg_dump" | "rdb";
   /** Why it was taken: on demand, by the schedule, or the last one before a destroy. */
   reason?: "manual" | "scheduled" | "final";
+}
+
+/**
+ * A destroyed add-on's final backup (store kind `addon_backup`, key
+ * `<tenant>/<id>`): the add-on is gone, this stays until deleted, listed by
+ * `herd addons final-backups` and restored by `create --from-backup ID`.
+ */
+export interface FinalAddonBackup extends AddonBackup {
+  tenant: string;
+  /** The destroyed add-on's name, kind and plan. */
+  addon: string;
+  kind: string;
+  plan: string;
+  /** The apps it was bound to, with their databases (postgres). */
+  apps: string[];
+  destroyedAt: string;
+  destroyedBy: string;
 }
 
 export const addonKey = (tenant: string, name: string): string => `${tenant}/${name}`;

@@ -24,6 +24,7 @@
  *   pipeline `<tenant>/<pipeline>`, preview `<tenant>/<preview app>` (pipeline.ts)
  *   addon    `<tenant>/<addon>`: a managed database and its bindings (addon.ts)
  *   addon_broker `<broker>`: an external Open Service Broker and its catalog (addon.ts)
+ *   addon_backup `<tenant>/<id>`: a destroyed add-on's final backup (addon.ts)
  */
 
 import type { AlertRuleBody } from "./alerts.ts";
@@ -63,6 +64,7 @@ export const KINDS = [
   "preview",
   "addon",
   "addon_broker",
+  "addon_backup",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

@@ -7,8 +7,7 @@
 // confirmation (400), an unknown add-on (404).
 
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -17,28 +16,12 @@ import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon } from "../../src/model/addon.ts";
 import type { Instance, Release } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+import { deployNotes as deployApp, deployCounter, putNote } from "./notes-app.ts";
 
 let herd: Herd;
 let bin: string;
 const work = mkdtempSync(join(tmpdir(), "herd-addons-e2e-"));
 const HOST = "notes.localhost";
-
-// The app keeps notes in its database through psql (no npm driver needed): PUT /notes?text=… and GET /notes.
-const SERVER_JS = `
-import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-const sql = (q) => execFileSync(process.env.PG_BIN + "/psql", [process.env.DATABASE_URL, "-tAc", q], { encoding: "utf8" });
-createServer((req, res) => {
-  const url = new URL(req.url, "http://x");
-  if (url.pathname === "/health") return res.end("ok");
-  try {
-    if (!process.env.DATABASE_URL) { res.statusCode = 503; return res.end("no DATABASE_URL"); }
-    sql("CREATE TABLE IF NOT EXISTS notes (text text)");
-    if (req.method === "PUT") sql("INSERT INTO notes VALUES ('" + url.searchParams.get("text").replace(/'/g, "''") + "')");
-    res.end(sql("SELECT string_agg(text, ',' ORDER BY text) FROM notes").trim());
-  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
-}).listen(Number(process.env.PORT));
-`;
 
 before(async () => {
   bin = (await ensurePostgres()).bin;
@@ -49,56 +32,8 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** PUT through the gateway with the app's Host (fetch cannot set Host). */
-function put(path: string, host = HOST): Promise<{ status: number; body: string }> {
-  const u = new URL(herd.gatewayUrl);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path,
-        method: "PUT",
-        headers: { host },
-        agent: false,
-        timeout: 20_000,
-      },
-      (res) => {
-        let body = "";
-        res.on("data", (d) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end();
-  });
-}
-
-/** Deploys SERVER_JS as `app` at `host`. */
-async function deployNotes(app: string, host: string): Promise<void> {
-  const dir = join(work, app);
-  mkdirSync(dir);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
-  writeFileSync(join(dir, "server.js"), SERVER_JS);
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      `app: ${app}`,
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 1",
-      "    resources: { cpu: 0.1, memory: 128Mi }",
-      "    health: { path: /health }",
-      `    env: { PG_BIN: ${bin} }`,
-      `    routes: [{ host: ${host} }]`,
-      "",
-    ].join("\n"),
-  );
-  const d = await herd.cli(["deploy", dir]);
-  assert.equal(d.code, 0, d.stdout + d.stderr);
-}
+const put = (path: string, host = HOST) => putNote(herd, path, host);
+const deployNotes = (app: string, host: string) => deployApp(herd, work, app, host, bin);
 
 test("an app writes to its Postgres add-on and reads it back, also after the server restarts", async () => {
   await deployNotes("notes", HOST);
@@ -251,42 +186,7 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
 
 test("a Redis add-on gives its app REDIS_URL with a user of its own", async () => {
   const { cli } = await ensureRedis();
-  const dir = join(work, "counter");
-  mkdirSync(dir);
-  writeFileSync(
-    join(dir, "package.json"),
-    JSON.stringify({ name: "counter", private: true, type: "module" }),
-  );
-  writeFileSync(
-    join(dir, "server.js"),
-    `import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-createServer((req, res) => {
-  if (req.url === "/health") return res.end("ok");
-  if (!process.env.REDIS_URL) { res.statusCode = 503; return res.end("no REDIS_URL"); }
-  try {
-    res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
-  } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
-}).listen(Number(process.env.PORT));
-`,
-  );
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      "app: counter",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 1",
-      "    resources: { cpu: 0.1, memory: 128Mi }",
-      "    health: { path: /health }",
-      `    env: { REDIS_CLI: ${cli} }`,
-      "    routes: [{ host: counter.localhost }]",
-      "",
-    ].join("\n"),
-  );
-  const d = await herd.cli(["deploy", dir]);
-  assert.equal(d.code, 0, d.stdout + d.stderr);
+  await deployCounter(herd, work, "counter", "counter.localhost", cli);
   const c = await herd.cli(["addons", "create", "redis", "--app", "counter", "--name", "cache"], {
     timeoutMs: 180_000,
   });

@@ -3,10 +3,12 @@
  * tenant, bound to apps by a URL secret.
  *
  *   GET    /addons                      ─► {items: Addon[]} (viewer)
- *   POST   /addons {kind, plan?, name?, app?, var?} ─► 201 {addon, deploy, binding?} (deployer)
+ *   POST   /addons {kind, plan?, name?, app?, var?, fromBackup?} ─► 201 {addon, deploy, binding?} (deployer)
  *   GET    /addons/:addon               ─► Addon + state of its server (viewer)
  *   DELETE /addons/:addon?confirm=NAME  ─► 200 (deployer): detaches every app, stops the server, data gone
- *   POST   /addons/:addon/attach {app, var?, addonTenant?} ─► 201 {binding, deploy?} (deployer)
+ *   POST   /addons/:addon/attach {app, var?, addonTenant?, parameters?} ─► 201 {binding, deploy?} (deployer)
+ *   GET    /addon-backups               ─► {items: FinalAddonBackup[]} (viewer): destroyed add-ons' final backups
+ *   DELETE /addon-backups/:id           ─► {deleted} (deployer)
  *   POST   /addons/:addon/detach {app}  ─► {deploy?} (deployer)
  *   POST   /addons/:addon/backups       ─► 201 AddonBackup (deployer; postgres: pg_dump of the bound databases)
  *   GET    /addons/:addon/backups       ─► {items: AddonBackup[]} (viewer)
@@ -32,6 +34,7 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { Addons } from "../../addons/addons.ts";
 import { Brokers } from "../../addons/brokers.ts";
+import { deleteFinal, listFinal } from "../../addons/final-backups.ts";
 import { HerdError } from "../../common/errors.ts";
 import { Rounds } from "../../common/rounds.ts";
 import type { ApiDeps } from "../deps.ts";
@@ -70,6 +73,12 @@ const CreateBody = T.Object(
     app: T.Optional(Name),
     var: T.Optional(Var),
     parameters: T.Optional(Parameters),
+    fromBackup: T.Optional(
+      T.String({
+        pattern: "^[a-z0-9]{1,40}$",
+        description: "a destroyed add-on's final backup (GET /addon-backups) restored into the new one",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -85,6 +94,11 @@ const AttachBody = T.Object(
     app: Name,
     var: T.Optional(Var),
     addonTenant: T.Optional(T.String({ description: "the add-on's tenant: only the app's own is allowed" })),
+    parameters: T.Optional(
+      T.Record(T.String({ maxLength: 200 }), T.Unknown(), {
+        description: "a broker's service: bind parameters, checked against the plan's binding schema",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -342,7 +356,12 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (req, reply) => {
       const tenant = tenantOf(req);
-      const body = req.body as { app: string; var?: string; addonTenant?: string };
+      const body = req.body as {
+        app: string;
+        var?: string;
+        addonTenant?: string;
+        parameters?: Record<string, unknown>;
+      };
       if (body.addonTenant !== undefined && body.addonTenant !== tenant)
         throw new HerdError(
           "forbidden",
@@ -355,9 +374,45 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
         body.app,
         body.var,
         actorOf(req),
+        body.parameters,
       );
       reply.code(201);
       return out;
+    },
+  );
+
+  api.get(
+    "/addon-backups",
+    {
+      schema: {
+        summary: "Final backups of the tenant's destroyed add-ons (restore one: POST /addons {fromBackup})",
+        tags: ["addons"],
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => ({ items: await listFinal(deps.store, tenantOf(req)) }),
+  );
+
+  api.delete(
+    "/addon-backups/:id",
+    {
+      schema: {
+        summary: "Forget a destroyed add-on's final backup",
+        tags: ["addons"],
+        params: T.Object({ id: T.String({ pattern: "^[a-z0-9]{1,40}$" }) }),
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => {
+      const tenant = tenantOf(req);
+      const f = await deleteFinal(deps.store, tenant, (req.params as { id: string }).id);
+      await deps.events.record({
+        tenant,
+        app: f.addon,
+        reason: "AddonBackupDeleted",
+        message: `final backup ${f.id} of destroyed add-on ${f.addon} deleted by ${actorOf(req)}`,
+      });
+      return { deleted: f.id };
     },
   );
 
