@@ -4,7 +4,8 @@
  *   --docker-socket PATH  ─┐
  *   --dockerd DIR ─ ensureDockerd (reuse, else start detached) ─► socket ─► connectDocker ─► DockerDriver
  *   --registry HOST:PORT ──────────────────────────────────────────────────────► builds pushed/pulled there
- *   --serve-registry HOST:PORT ─ startRegistry(<dataDir>/registry) ─► that address; old tags collected
+ *   --serve-registry HOST:PORT ─ startRegistry(<dataDir>/registry) ─► that address; every 6 h:
+ *       GET /registry/kept (what kept releases run) ─► collectUnused: every other tag older than an hour goes
  *
  * A dockerd and a registry the agent started outlive it, as its instances do
  * (the containers are instances; other nodes pull from the registry): the
@@ -21,8 +22,8 @@ import { type Registry, startRegistry } from "./registry.ts";
 
 /** How often a registry this agent serves drops old builds; each collection stops it for a moment. */
 export const REGISTRY_COLLECT_MS = 6 * 3600_000;
-/** Builds a collection keeps in the registry (per repository, newest first). */
-export const REGISTRY_KEEP_TAGS = 20;
+/** A tag pushed this recently stays whatever the control plane says (its release may not be reported yet). */
+export const REGISTRY_GRACE_MS = 3600_000;
 
 export interface ContainerOptions {
   dataDir: string;
@@ -31,6 +32,8 @@ export interface ContainerOptions {
   registry?: string;
   serveRegistry?: string;
   logger?: Logger;
+  /** What the registry's collection keeps: the control plane's GET /registry/kept. */
+  kept?: () => Promise<{ digests: string[]; images: string[] }>;
 }
 
 export interface Containers {
@@ -51,9 +54,12 @@ export async function startContainers(options: ContainerOptions): Promise<Contai
     registry = await startRegistry(join(options.dataDir, "registry"), { listen: options.serveRegistry });
     log.info("serving the registry", { address: registry.address });
     const served = registry;
+    const kept = options.kept;
     timer = setInterval(() => {
-      served
-        .collectOld(REGISTRY_KEEP_TAGS)
+      // Without the control plane's answer nothing is collected: a rollback target must not go.
+      if (!kept) return;
+      kept()
+        .then((k) => served.collectUnused(k, REGISTRY_GRACE_MS))
         .then((r) => log.info("registry collected", { deleted: r.deleted.length, freedBytes: r.freedBytes }))
         .catch((err) => log.warn("cannot collect the registry", { err }));
     }, REGISTRY_COLLECT_MS);

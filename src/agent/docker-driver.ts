@@ -261,7 +261,7 @@ export class DockerDriver implements RuntimeDriver {
     this.#log.info("started", { id: spec.id, container: created.Id.slice(0, 12), pid: t.process.pid });
     if (t.process.state === "running") this.#watch(t);
     else this.#exited(t, info);
-    return { ...t.process };
+    return { ...t.process, ...(image?.includes("@sha256:") ? { image } : {}) };
   }
 
   async stop(id: string, graceMs: number): Promise<void> {

@@ -58,13 +58,18 @@ export interface Registry {
    * more. Returns the tags deleted and the bytes the data dir shrank by.
    */
   collect(
-    keep: (repository: string, tag: string) => boolean,
+    keep: (repository: string, tag: string, digest: string) => boolean,
   ): Promise<{ deleted: string[]; freedBytes: number }>;
   /**
-   * collect() keeping the `count` tags of each repository pushed last (a node
-   * that needs a collected build builds it again and pushes it anew).
+   * collect() keeping what kept releases run (`kept.digests`, and
+   * `kept.images`: `HOST:PORT/repo:tag` references of this registry) and
+   * every tag pushed in the last `graceMs`. A node that needs a collected
+   * build builds it again and pushes it anew.
    */
-  collectOld(count: number): Promise<{ deleted: string[]; freedBytes: number }>;
+  collectUnused(
+    kept: { digests: string[]; images: string[] },
+    graceMs: number,
+  ): Promise<{ deleted: string[]; freedBytes: number }>;
   stop(): Promise<void>;
 }
 
@@ -151,7 +156,7 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
         if (digest) digests.set(tag, digest);
       }
       // Deleting a manifest deletes every tag that points at it: a digest a kept tag names stays.
-      const kept = new Set([...digests].filter(([tag]) => keep(repository, tag)).map(([, d]) => d));
+      const kept = new Set([...digests].filter(([tag, d]) => keep(repository, tag, d)).map(([, d]) => d));
       for (const [tag, digest] of digests) {
         if (kept.has(digest)) continue;
         const res = await fetch(`${base}/v2/${repository}/manifests/${digest}`, { method: "DELETE" });
@@ -178,16 +183,16 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
   return {
     collect,
     address: options.listen,
-    async collectOld(count) {
-      const newest = new Map<string, Set<string>>();
-      const catalog = (await registryJson<{ repositories: string[] }>(`${base}/v2/_catalog`)).repositories;
-      for (const repository of catalog) {
-        const tags =
-          (await registryJson<{ tags: string[] | null }>(`${base}/v2/${repository}/tags/list`)).tags ?? [];
-        tags.sort((a, b) => pushedAt(repository, b) - pushedAt(repository, a));
-        newest.set(repository, new Set(tags.slice(0, count)));
-      }
-      return collect((repository, tag) => newest.get(repository)?.has(tag) ?? true);
+    async collectUnused(kept, graceMs) {
+      const digests = new Set(kept.digests);
+      const images = new Set(kept.images);
+      const since = Date.now() - graceMs;
+      return collect(
+        (repository, tag, digest) =>
+          digests.has(digest) ||
+          images.has(`${options.listen}/${repository}:${tag}`) ||
+          pushedAt(repository, tag) > since,
+      );
     },
     pid: () => registryPid(dir),
     stop,

@@ -257,6 +257,8 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/nodes/:name/heartbeat": "node:agent",
   "GET /api/v1/nodes/:name/wait": "node:agent",
   "GET /api/v1/slugs/:digest": "node:agent",
+  "POST /api/v1/registry/images": "node:agent",
+  "GET /api/v1/registry/kept": "node:agent",
   "GET /api/v1/runtimes/:digest": "node:agent",
   "POST /api/v1/logs": "node:agent",
   "GET /api/v1/snapshot": "gateway:sync",

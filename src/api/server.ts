@@ -100,6 +100,7 @@ import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { pipelineRoutes } from "./routes/pipelines.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { previewRoutes } from "./routes/previews.ts";
+import { registryRoutes } from "./routes/registry.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
@@ -767,6 +768,7 @@ export function buildApi(
       jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
+      registryRoutes(api, deps);
       discoveryRoutes(api, deps);
     },
     { prefix: "/api/v1" },
