@@ -259,6 +259,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/slugs/:digest": "node:agent",
   "POST /api/v1/registry/images": "node:agent",
   "GET /api/v1/registry/kept": "node:agent",
+  "POST /api/v1/registry/credentials": "node:agent",
   "GET /api/v1/runtimes/:digest": "node:agent",
   "POST /api/v1/logs": "node:agent",
   "GET /api/v1/snapshot": "gateway:sync",

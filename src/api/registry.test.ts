@@ -4,7 +4,8 @@
 // drops a release's images with the release; agents only, input checked.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -79,5 +80,34 @@ test("agents report what releases run; kept lists it while the release is kept",
   assert.equal((await report(9, `reg:5000/herd-build@${D1}`)).status, 404);
   assert.equal((await report(2, `reg:5000/herd-build@${D1}`, "nope")).status, 404);
   const user = await apiCall(server, "GET", "/registry/kept", undefined, { token: tokens.ownerA });
+  assert.equal(user.status, 403);
+});
+
+test("agents get the registries' credential and CA; the serving agent a certificate for its address", async () => {
+  const as = { token: tokens.agentN1 };
+  const plain = await apiCall(server, "POST", "/registry/credentials", {}, as);
+  assert.equal(plain.status, 200, JSON.stringify(plain.body));
+  assert.equal(plain.body.username, "herd");
+  assert.ok(plain.body.password.length >= 24);
+  assert.match(plain.body.ca, /BEGIN CERTIFICATE/);
+  assert.equal(plain.body.certificate, undefined);
+  // Kept through the secret store: the same password every time.
+  const serving = await apiCall(server, "POST", "/registry/credentials", { serve: "192.0.2.10:5000" }, as);
+  assert.equal(serving.body.password, plain.body.password);
+  assert.equal(
+    await server.secrets.value("_herd", "_registry", "password"),
+    plain.body.password,
+    "the password is a secret of the store",
+  );
+  const cert = new X509Certificate(serving.body.certificate.cert);
+  assert.equal(cert.subjectAltName, "IP Address:192.0.2.10");
+  assert.ok(cert.verify(new X509Certificate(serving.body.ca).publicKey), "signed by the registry CA");
+  // The registry CA is not the API's and gateways' CA: its certificates pass for nothing else.
+  assert.notEqual(serving.body.ca, readFileSync(join(dir, "tls", "ca-cert.pem"), "utf8"));
+
+  const bad = await apiCall(server, "POST", "/registry/credentials", { serve: "no port" }, as);
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(bad.body), /serve/);
+  const user = await apiCall(server, "POST", "/registry/credentials", {}, { token: tokens.ownerA });
   assert.equal(user.status, 403);
 });

@@ -73,6 +73,7 @@ import {
   TENANT_PERMISSIONS,
   tenantFor,
 } from "./permissions.ts";
+import { RegistryCredentials } from "./registry-credentials.ts";
 import { addonRoutes } from "./routes/addons.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -366,6 +367,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     config: new ConfigCenter(store),
     runtimes,
     certificates,
+    registry: await RegistryCredentials.open(secrets, dataDir),
     build: async ({ source, tenant, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,

@@ -4,6 +4,8 @@
  *
  *   POST /registry/images   {tenant, app, release, service, image}   an agent ran this image (by digest) for that release
  *   GET  /registry/kept     {digests, images}                          what the registry's collection must keep
+ *   POST /registry/credentials {serve?: HOST:PORT}                     the registries' user, password and CA;
+ *                                                                        with serve: a certificate for HOST
  *
  * A release keeps the images its instances ran for as long as herd keeps the
  * release (a rollback target runs the same bytes again); the serving agent's
@@ -34,8 +36,38 @@ const ImageBody = T.Object(
   { additionalProperties: false },
 );
 
+const CredentialsBody = T.Object(
+  {
+    serve: T.Optional(
+      T.String({
+        pattern: "^(?:[A-Za-z0-9.-]{1,253}|\\[[0-9A-Fa-f:.]{2,45}\\]):[0-9]{1,5}$",
+        description: "HOST:PORT the asking agent serves the registry on: a certificate for HOST comes back",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export function registryRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store } = deps;
+
+  api.post(
+    "/registry/credentials",
+    {
+      schema: {
+        summary:
+          "The local registries' credential and CA, and a TLS certificate for the agent that serves one",
+        description:
+          "A registry off loopback serves TLS with a certificate of herd's registry CA and basic auth with this one user; engines pull and push with it. The password is kept in the secret store.",
+        tags: ["agent protocol"],
+        body: CredentialsBody,
+      },
+    },
+    async (req) => {
+      const serve = (req.body as { serve?: string } | undefined)?.serve;
+      return deps.registry.answer(serve?.slice(0, serve.lastIndexOf(":")).replace(/^\[|\]$/g, ""));
+    },
+  );
 
   api.post(
     "/registry/images",
