@@ -27,7 +27,7 @@ import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
-import type { Containers } from "./containers.ts";
+import type { Containers, RegistryCredentials } from "./containers.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
@@ -200,6 +200,7 @@ export class Agent {
       this.#containers = await (await import("./containers.ts")).startContainers({
         ...this.#options,
         kept: () => this.#keptImages(),
+        credentials: (serve) => this.#registryCredentials(serve),
       });
       if (this.#containers?.driver) this.#driver.add(this.#containers.driver);
     }
@@ -778,6 +779,14 @@ export class Agent {
         if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
       })
       .catch((err) => this.#log.warn("cannot report the image of a release", { id: d.id, image, err }));
+  }
+
+  /** The registries' credential and CA, and with `serve` a certificate for this node's registry (POST /registry/credentials). */
+  async #registryCredentials(serve?: string): Promise<RegistryCredentials> {
+    const res = await this.#post("/api/v1/registry/credentials", serve ? { serve } : {});
+    const text = await res.text();
+    if (!res.ok) throw new Error(`POST /registry/credentials answered ${res.status}: ${text.slice(0, 200)}`);
+    return JSON.parse(text) as RegistryCredentials;
   }
 
   /** The digests and images the registry this agent serves must keep (GET /registry/kept). */

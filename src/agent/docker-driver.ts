@@ -39,6 +39,7 @@ import type { InstanceProcess, Isolation, NetworkPolicy, RuntimeDriver, StartSpe
 import { findExecutable } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
+import type { RegistryAccess } from "./registry.ts";
 
 export interface DockerDriverOptions {
   /** Directory for the per-instance records; also what tells this driver's containers from others'. */
@@ -53,8 +54,8 @@ export interface DockerDriverOptions {
   logger?: Logger;
   /** Rotate an instance's log when it passes this size; default 10 MiB. */
   logMaxBytes?: number;
-  /** The local registry (host:port, registry.ts): builds are pushed there and pulled by digest. */
-  registry?: string;
+  /** The local registry (registry.ts): builds are pushed there and pulled by digest. */
+  registry?: RegistryAccess;
   /** Built images kept on the engine besides those containers use (collectImages); default 3. */
   keepImages?: number;
 }
@@ -187,7 +188,7 @@ export class DockerDriver implements RuntimeDriver {
     const image = built
       ? await buildReleaseImage(this.#api, this.#log, spec.id, dir, this.#options.registry)
       : spec.image;
-    if (spec.image) await ensureImage(this.#api, this.#log, spec.image);
+    if (spec.image) await ensureImage(this.#api, this.#log, spec.image, this.#options.registry);
     const command = spec.command.trim()
       ? [IN_BUSYBOX, "sh", "-c", spec.command]
       : await this.#imageCommand(image);
@@ -597,7 +598,7 @@ export async function connectDocker(options: {
   socket: string;
   stateRoot: string;
   busybox?: string;
-  registry?: string;
+  registry?: RegistryAccess;
   logger?: Logger;
 }): Promise<DockerDriver> {
   const busybox = options.busybox ?? "/bin/busybox";

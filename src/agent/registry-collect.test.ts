@@ -78,9 +78,9 @@ test("collectUnused keeps what kept releases run and what is new; deletes the re
   const collected = await r.collectUnused({ digests: [kept], images: [`${r.address}/team/db:1.2`] }, 0);
   assert.deepEqual(collected.deleted.sort(), ["herd-build:bbbb", "team/db:1.1"]);
   assert.ok(collected.freedBytes >= 2 * 64 * 1024, JSON.stringify(collected));
-  assert.equal(await manifestDigest(r.address, "herd-build", "aaaa"), kept);
-  assert.ok(await manifestDigest(r.address, "team/db", "1.2"));
-  assert.equal(await manifestDigest(r.address, "herd-build", "bbbb"), undefined);
+  assert.equal(await manifestDigest(r.access, "herd-build", "aaaa"), kept);
+  assert.ok(await manifestDigest(r.access, "team/db", "1.2"));
+  assert.equal(await manifestDigest(r.access, "herd-build", "bbbb"), undefined);
   const gone = await fetch(`http://${r.address}/v2/herd-build/manifests/${old}`, {
     headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
   });
