@@ -232,6 +232,9 @@ export class DockerDriver implements RuntimeDriver {
           PortBindings: { [port]: [{ HostIp: "", HostPort: String(spec.port) }] },
           Binds: binds,
           LogConfig: { Type: "none", Config: {} },
+          // No IPv6 in its namespace (the engine gives none on a network without it; this keeps it so):
+          // the firewall between containers (docker-firewall.ts) matches IPv4, a link-local address would go around it.
+          ...(existsSync("/proc/sys/net/ipv6") ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1" } } : {}),
           Memory: memory,
           MemorySwap: memory,
           CpuShares: Math.max(2, Math.round(r.cpu * 1024)),

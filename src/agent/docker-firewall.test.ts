@@ -51,6 +51,7 @@ const PROBE = `
 const http = require("node:http"), net = require("node:net");
 http.createServer((req, res) => {
   const to = new URL(req.url, "http://x").searchParams.get("to");
+  if (req.url === "/ipv6") return res.end(String(Object.values(require("node:os").networkInterfaces()).flat().filter((a) => a.family === "IPv6").length));
   if (!to) return res.end("probe " + process.env.HERD_INSTANCE + "\\n");
   const [host, port] = to.split(":");
   const s = net.connect({ host, port: Number(port), timeout: 1500 });
@@ -134,6 +135,8 @@ test("containers of another app are out of reach; the host's endpoints in their 
   assert.equal(await from(b1, `${gw}:${a1.port}`), "closed");
   for (const c of [a1, b1])
     assert.equal(await from(c, `${gw}:${upstreamPort}`), "open", "the internal listener");
+  // No IPv6 (not even link-local) around the IPv4 rules.
+  for (const c of [a1, b1]) assert.equal(await get(c.port, "/ipv6"), "0", "IPv6 addresses in a container");
   // The host (the gateway, probes) still reaches every published port.
   for (const c of [a1, a2, b1]) assert.match(await get(c.port), /^probe /);
 
