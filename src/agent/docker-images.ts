@@ -133,8 +133,11 @@ export async function collectImages(api: DockerApi, log: Logger, keep: number): 
       await api.call({ method: "DELETE", path: `/images/${image.Id}`, query: { force: "true" } });
       removed.push(image.Id);
     } catch (err) {
-      // A container took it meanwhile: it stays until the next collection.
-      if (!(err instanceof HerdError && (err.code === "conflict" || err.code === "not_found"))) throw err;
+      // A container took it meanwhile: it stays until the next collection. Another collection (the
+      // driver's after a start) removed it first: the engine answers 500 "unrecognized image ID" then.
+      const gone = err instanceof HerdError && /unrecognized image ID|no such image/i.test(err.message);
+      if (!(err instanceof HerdError && (err.code === "conflict" || err.code === "not_found" || gone)))
+        throw err;
     }
   }
   if (removed.length > 0) log.info("collected images", { removed: removed.length });
