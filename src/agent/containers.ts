@@ -80,29 +80,39 @@ export async function startContainers(options: ContainerOptions): Promise<Contai
     return options.credentials(serve);
   };
   if (options.serveRegistry) {
-    let secured = {};
-    if (!onLoopback(options.serveRegistry)) {
-      const c = await credentials(options.serveRegistry);
-      if (!c.certificate)
-        throw new HerdError("unavailable", "the control plane sent no registry certificate");
-      const { htpasswd } = await ensureDebianPackages({ htpasswd: "apache2-utils" });
-      secured = {
-        tls: { cert: c.certificate.cert, key: c.certificate.key, ca: c.ca },
-        auth: { username: c.username, password: c.password },
-        htpasswd,
-      };
-    }
-    registry = await startRegistry(join(options.dataDir, "registry"), {
-      listen: options.serveRegistry,
-      ...secured,
-    });
+    const listen = options.serveRegistry;
+    /**
+     * Starts the registry, or adopts the one running with the same config. Off loopback the
+     * credential and certificate are asked for each time: a renewed certificate (or password)
+     * is a new config, and the registry restarts with it.
+     */
+    const serve = async () => {
+      let secured = {};
+      if (!onLoopback(listen)) {
+        const c = await credentials(listen);
+        if (!c.certificate)
+          throw new HerdError("unavailable", "the control plane sent no registry certificate");
+        const { htpasswd } = await ensureDebianPackages({ htpasswd: "apache2-utils" });
+        secured = {
+          tls: { cert: c.certificate.cert, key: c.certificate.key, ca: c.ca },
+          auth: { username: c.username, password: c.password },
+          htpasswd,
+        };
+      }
+      return startRegistry(join(options.dataDir, "registry"), { listen, ...secured });
+    };
+    registry = await serve();
     log.info("serving the registry", { address: registry.address });
-    const served = registry;
+    let served = registry;
     const kept = options.kept;
     timer = setInterval(() => {
       // Without the control plane's answer nothing is collected: a rollback target must not go.
       if (!kept) return;
-      kept()
+      serve()
+        .then((r) => {
+          served = r;
+          return kept();
+        })
         .then((k) => served.collectUnused(k, REGISTRY_GRACE_MS))
         .then((r) => log.info("registry collected", { deleted: r.deleted.length, freedBytes: r.freedBytes }))
         .catch((err) => log.warn("cannot collect the registry", { err }));

@@ -10,7 +10,8 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -64,22 +65,16 @@ test("off loopback the registry serves TLS and basic auth; the engine pushes and
   address = `${host}:${await freePort()}`;
   const ca = await ensureCa(join(dir, "ca"));
   const asked: (string | undefined)[] = [];
+  // As the control plane: one certificate until it is renewed.
+  const sign = () => signServerCertificate(ca, host as string, { dns: [], ips: [host as string] }, 30);
+  let certificate = await sign();
   const credentials = async (serve?: string): Promise<RegistryCredentials> => {
     asked.push(serve);
     return {
       username: "herd",
       password: "s3cret-registry-password",
       ca: ca.cert,
-      ...(serve
-        ? {
-            certificate: await signServerCertificate(
-              ca,
-              host as string,
-              { dns: [], ips: [host as string] },
-              30,
-            ),
-          }
-        : {}),
+      ...(serve ? { certificate } : {}),
     };
   };
   containers = await startContainers({ dataDir, dockerd: engineDir, serveRegistry: address, credentials });
@@ -140,5 +135,22 @@ test("off loopback the registry serves TLS and basic auth; the engine pushes and
   assert.equal(
     await waitFor(() => get(again.port, "/index.html"), "the pulled image to answer", 30_000),
     "over tls\n",
+  );
+
+  // The next agent adopts the registry as it runs; a renewed certificate restarts it with the new one.
+  const pid = registry.pid();
+  containers?.close();
+  containers = await startContainers({ dataDir, dockerd: engineDir, serveRegistry: address, credentials });
+  assert.equal(containers?.registry?.pid(), pid, "the same registry, adopted");
+  certificate = await sign();
+  containers?.close();
+  containers = await startContainers({ dataDir, dockerd: engineDir, serveRegistry: address, credentials });
+  assert.notEqual(containers?.registry?.pid(), pid, "restarted with the renewed certificate");
+  const renewed = await registryRequest(registry.access, "/v2/");
+  assert.equal(renewed.status, 200);
+  await renewed.text();
+  assert.equal(
+    new X509Certificate(readFileSync(join(dataDir, "registry", "cert.pem"), "utf8")).serialNumber,
+    new X509Certificate(certificate.cert).serialNumber,
   );
 });
