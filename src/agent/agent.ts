@@ -27,7 +27,7 @@ import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
-import type { Containers } from "./containers.ts";
+import type { Containers, RegistryCredentials } from "./containers.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
@@ -197,7 +197,11 @@ export class Agent {
     }
     // Loaded only when asked for: an agent without Docker never holds the driver's modules.
     if (this.#options.dockerSocket || this.#options.dockerd || this.#options.serveRegistry) {
-      this.#containers = await (await import("./containers.ts")).startContainers(this.#options);
+      this.#containers = await (await import("./containers.ts")).startContainers({
+        ...this.#options,
+        kept: () => this.#keptImages(),
+        credentials: (serve) => this.#registryCredentials(serve),
+      });
       if (this.#containers?.driver) this.#driver.add(this.#containers.driver);
     }
     this.#driver.onExit((p) => {
@@ -610,6 +614,7 @@ export class Agent {
         startCpu: START_CPU,
       });
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
+      if (p.image) this.#reportImage(d, p.image);
       this.#startProbing(inst);
       this.#log.info("started", { id: d.id, generation: d.generation, pid: p.pid, port: p.port });
       this.metrics.instanceStarts.inc({ result: "ok" });
@@ -764,6 +769,37 @@ export class Agent {
     }
     this.#wake = undefined;
     this.#wakeRequested = false;
+  }
+
+  /** Tells the control plane the image (by digest) a release's service runs: the registry keeps it with the release. */
+  #reportImage(d: DesiredInstance, image: string): void {
+    const body = { tenant: d.tenant, app: d.app, release: d.release, service: d.service, image };
+    this.#post("/api/v1/registry/images", body)
+      .then(async (res) => {
+        if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+      })
+      .catch((err) => this.#log.warn("cannot report the image of a release", { id: d.id, image, err }));
+  }
+
+  /** The registries' credential and CA, and with `serve` a certificate for this node's registry (POST /registry/credentials). */
+  async #registryCredentials(serve?: string): Promise<RegistryCredentials> {
+    const res = await this.#post("/api/v1/registry/credentials", serve ? { serve } : {});
+    const text = await res.text();
+    if (!res.ok) throw new Error(`POST /registry/credentials answered ${res.status}: ${text.slice(0, 200)}`);
+    return JSON.parse(text) as RegistryCredentials;
+  }
+
+  /** The digests and images the registry this agent serves must keep (GET /registry/kept). */
+  async #keptImages(): Promise<{ digests: string[]; images: string[] }> {
+    const res = await this.#servers.request("/api/v1/registry/kept", {
+      ca: this.#ca,
+      method: "GET",
+      headers: { authorization: `Bearer ${this.#options.token}` },
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`GET /registry/kept answered ${res.status}: ${text.slice(0, 200)}`);
+    return JSON.parse(text) as { digests: string[]; images: string[] };
   }
 
   #post(path: string, body: unknown): Promise<ApiAnswer> {

@@ -63,7 +63,7 @@ test("--dockerd starts an engine that outlives the agent; --serve-registry takes
     tags: string[];
   };
   assert.equal(tags.tags.length, 1);
-  assert.ok(await manifestDigest(address, BUILD_REPO, tags.tags[0]));
+  assert.ok(await manifestDigest({ address }, BUILD_REPO, tags.tags[0]));
 
   // The agent goes (as kill -9 would: nothing more is called); the engine, the registry and the container stay.
   driver.close();
@@ -83,6 +83,6 @@ test("--dockerd starts an engine that outlives the agent; --serve-registry takes
     found?.map((p) => [p.id, p.state]),
     [["own1", "running"]],
   );
-  assert.ok(await manifestDigest(address, BUILD_REPO, tags.tags[0]));
+  assert.ok(await manifestDigest({ address }, BUILD_REPO, tags.tags[0]));
   t.after(() => second?.close());
 });

@@ -4,7 +4,14 @@
  *   --docker-socket PATH  ─┐
  *   --dockerd DIR ─ ensureDockerd (reuse, else start detached) ─► socket ─► connectDocker ─► DockerDriver
  *   --registry HOST:PORT ──────────────────────────────────────────────────────► builds pushed/pulled there
- *   --serve-registry HOST:PORT ─ startRegistry(<dataDir>/registry) ─► that address; old tags collected
+ *   --serve-registry HOST:PORT ─ startRegistry(<dataDir>/registry) ─► that address; every 6 h:
+ *       GET /registry/kept (what kept releases run) ─► collectUnused: every other tag older than an hour goes
+ *
+ * A registry off loopback serves TLS and basic auth: its certificate and the
+ * credential come from the control plane (POST /registry/credentials); the
+ * engine trusts the registry CA for that address only
+ * (`/etc/docker/certs.d/HOST:PORT/ca.crt`) and pushes and pulls with the
+ * credential.
  *
  * A dockerd and a registry the agent started outlive it, as its instances do
  * (the containers are instances; other nodes pull from the registry): the
@@ -12,17 +19,31 @@
  * `kill $(cat DIR/dockerd.pid)` and `kill $(cat <dataDir>/registry/registry.pid)`.
  */
 
+import { mkdirSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
+import { ensureDebianPackages } from "../common/debian-packages.ts";
+import { HerdError } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { ensureDockerd } from "./docker-daemon.ts";
 import { connectDocker, type DockerDriver } from "./docker-driver.ts";
-import { type Registry, startRegistry } from "./registry.ts";
+import { type Registry, type RegistryAccess, startRegistry } from "./registry.ts";
+
+/** Where an engine looks for the CA of a registry it pulls from over TLS (`<dir>/HOST:PORT/ca.crt`). */
+export const DOCKER_CERTS_DIR = "/etc/docker/certs.d";
+
+/** What POST /registry/credentials answers. */
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+  ca: string;
+  certificate?: { cert: string; key: string };
+}
 
 /** How often a registry this agent serves drops old builds; each collection stops it for a moment. */
 export const REGISTRY_COLLECT_MS = 6 * 3600_000;
-/** Builds a collection keeps in the registry (per repository, newest first). */
-export const REGISTRY_KEEP_TAGS = 20;
+/** A tag pushed this recently stays whatever the control plane says (its release may not be reported yet). */
+export const REGISTRY_GRACE_MS = 3600_000;
 
 export interface ContainerOptions {
   dataDir: string;
@@ -31,6 +52,12 @@ export interface ContainerOptions {
   registry?: string;
   serveRegistry?: string;
   logger?: Logger;
+  /** The control plane's POST /registry/credentials ({serve} for the agent that serves the registry). */
+  credentials?: (serve?: string) => Promise<RegistryCredentials>;
+  /** Default DOCKER_CERTS_DIR. */
+  dockerCertsDir?: string;
+  /** What the registry's collection keeps: the control plane's GET /registry/kept. */
+  kept?: () => Promise<{ digests: string[]; images: string[] }>;
 }
 
 export interface Containers {
@@ -47,26 +74,68 @@ export async function startContainers(options: ContainerOptions): Promise<Contai
   if (!options.dockerSocket && !options.dockerd && !options.serveRegistry) return undefined;
   let registry: Registry | undefined;
   let timer: NodeJS.Timeout | undefined;
+  const credentials = async (serve?: string): Promise<RegistryCredentials> => {
+    if (!options.credentials)
+      throw new HerdError("invalid", "a registry off loopback needs the control plane's credentials");
+    return options.credentials(serve);
+  };
   if (options.serveRegistry) {
-    registry = await startRegistry(join(options.dataDir, "registry"), { listen: options.serveRegistry });
+    const listen = options.serveRegistry;
+    /**
+     * Starts the registry, or adopts the one running with the same config. Off loopback the
+     * credential and certificate are asked for each time: a renewed certificate (or password)
+     * is a new config, and the registry restarts with it.
+     */
+    const serve = async () => {
+      let secured = {};
+      if (!onLoopback(listen)) {
+        const c = await credentials(listen);
+        if (!c.certificate)
+          throw new HerdError("unavailable", "the control plane sent no registry certificate");
+        const { htpasswd } = await ensureDebianPackages({ htpasswd: "apache2-utils" });
+        secured = {
+          tls: { cert: c.certificate.cert, key: c.certificate.key, ca: c.ca },
+          auth: { username: c.username, password: c.password },
+          htpasswd,
+        };
+      }
+      return startRegistry(join(options.dataDir, "registry"), { listen, ...secured });
+    };
+    registry = await serve();
     log.info("serving the registry", { address: registry.address });
-    const served = registry;
+    let served = registry;
+    const kept = options.kept;
     timer = setInterval(() => {
-      served
-        .collectOld(REGISTRY_KEEP_TAGS)
+      // Without the control plane's answer nothing is collected: a rollback target must not go.
+      if (!kept) return;
+      serve()
+        .then((r) => {
+          served = r;
+          return kept();
+        })
+        .then((k) => served.collectUnused(k, REGISTRY_GRACE_MS))
         .then((r) => log.info("registry collected", { deleted: r.deleted.length, freedBytes: r.freedBytes }))
         .catch((err) => log.warn("cannot collect the registry", { err }));
     }, REGISTRY_COLLECT_MS);
     timer.unref();
   }
-  const address = options.registry ?? registry?.address;
   let driver: DockerDriver | undefined;
   try {
+    let access: RegistryAccess | undefined = registry?.access;
+    if (options.registry) {
+      const address = options.registry;
+      if (onLoopback(address)) access = { address };
+      else {
+        const c = await credentials();
+        access = { address, ca: c.ca, username: c.username, password: c.password };
+      }
+    }
+    // The engine verifies the registry with herd's registry CA, for that address only.
+    if (access?.ca && (options.dockerSocket || options.dockerd))
+      trustRegistryCa(options.dockerCertsDir ?? DOCKER_CERTS_DIR, access.address, access.ca);
     let socket = options.dockerSocket;
     if (!socket && options.dockerd) {
-      const engine = await ensureDockerd(options.dockerd, {
-        insecureRegistries: address && !onLoopback(address) ? [address] : [],
-      });
+      const engine = await ensureDockerd(options.dockerd);
       log.info(engine.started ? "started dockerd" : "found dockerd", { socket: engine.socket });
       socket = engine.socket;
     }
@@ -74,7 +143,7 @@ export async function startContainers(options: ContainerOptions): Promise<Contai
       driver = await connectDocker({
         socket,
         stateRoot: join(options.dataDir, "docker"),
-        ...(address ? { registry: address } : {}),
+        ...(access ? { registry: access } : {}),
         ...(options.logger ? { logger: options.logger } : {}),
       });
   } catch (err) {
@@ -88,6 +157,12 @@ export async function startContainers(options: ContainerOptions): Promise<Contai
       clearInterval(timer);
     },
   };
+}
+
+/** Writes `<certsDir>/HOST:PORT/ca.crt`, where an engine finds the CA of that registry. */
+export function trustRegistryCa(certsDir: string, address: string, ca: string): void {
+  mkdirSync(join(certsDir, address), { recursive: true });
+  writeFileSync(join(certsDir, address, "ca.crt"), ca);
 }
 
 /** Whether host:port is on 127.0.0.0/8 or localhost, which an engine trusts without TLS. */

@@ -11,7 +11,7 @@ import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { DockerApi } from "./docker-api.ts";
 import { BUILD_REPO, ensureImage, hasImage, pushBuild } from "./docker-images.ts";
-import { manifestDigest } from "./registry.ts";
+import { manifestDigest, type RegistryAccess } from "./registry.ts";
 
 /** A release dir is a slug: far below this. */
 const MAX_BUILD_CONTEXT = 512 * 1024 * 1024;
@@ -29,7 +29,7 @@ export async function buildReleaseImage(
   log: Logger,
   id: string,
   dir: string,
-  registry?: string,
+  registry?: RegistryAccess,
 ): Promise<string> {
   // Reproducible (names sorted, times and owners fixed): the same files make the same tag.
   const context = execFileSync(
@@ -41,8 +41,8 @@ export async function buildReleaseImage(
   if (registry) {
     const digest = await manifestDigest(registry, BUILD_REPO, tag);
     if (digest) {
-      const ref = `${registry}/${BUILD_REPO}@${digest}`;
-      await ensureImage(api, log, ref);
+      const ref = `${registry.address}/${BUILD_REPO}@${digest}`;
+      await ensureImage(api, log, ref, registry);
       return ref;
     }
   }

@@ -49,7 +49,7 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
   const log = openSync(join(dir, "dockerd.log"), "a");
   let child: ChildProcess;
   try {
-    child = spawn(dockerd, dockerdArgs(dir, []), { stdio: ["ignore", log, log] });
+    child = spawn(dockerd, dockerdArgs(dir), { stdio: ["ignore", log, log] });
   } finally {
     closeSync(log);
   }
@@ -93,12 +93,11 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
  * containers are the instances to adopt), else starts one there in its own
  * session, detached, so that it and its containers outlive the agent as
  * process instances do. Stop it with `kill $(cat DIR/dockerd.pid)`.
- * `insecureRegistries` are registries it may pull from over plain HTTP
- * (127.0.0.0/8 needs none).
+ * A registry off loopback serves TLS (containers.ts): no insecure registries.
  */
 export async function ensureDockerd(
   dir: string,
-  options: { dockerd?: string; insecureRegistries?: string[]; timeoutMs?: number } = {},
+  options: { dockerd?: string; timeoutMs?: number } = {},
 ): Promise<{ socket: string; api: DockerApi; started: boolean }> {
   mkdirSync(dir, { recursive: true });
   const socket = join(dir, "docker.sock");
@@ -109,11 +108,10 @@ export async function ensureDockerd(
   } catch {
     // not running: start it
   }
-  const extra = (options.insecureRegistries ?? []).map((r) => `--insecure-registry=${r}`);
   const log = openSync(join(dir, "dockerd.log"), "a");
   let exited = false;
   try {
-    const child = spawn(options.dockerd ?? "dockerd", dockerdArgs(dir, extra), {
+    const child = spawn(options.dockerd ?? "dockerd", dockerdArgs(dir), {
       stdio: ["ignore", log, log],
       detached: true,
     });
@@ -163,8 +161,8 @@ export async function stopDockerd(dir: string, timeoutMs = 30_000): Promise<void
   unmountUnder(dir);
 }
 
-/** Everything under dir, no default bridge, no iptables rules; `extra` flags after. */
-function dockerdArgs(dir: string, extra: string[]): string[] {
+/** Everything under dir, no default bridge, no iptables rules. */
+function dockerdArgs(dir: string): string[] {
   return [
     `--data-root=${join(dir, "data")}`,
     `--exec-root=${join(dir, "exec")}`,
@@ -173,7 +171,6 @@ function dockerdArgs(dir: string, extra: string[]): string[] {
     "--bridge=none",
     "--iptables=false",
     "--ip6tables=false",
-    ...extra,
   ];
 }
 

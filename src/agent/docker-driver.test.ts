@@ -130,6 +130,8 @@ describe("DockerDriver", () => {
     assert.equal(await nanoCpus(), 2e9, "the start boost");
     driver.limitCpu?.("cpu1", 0.5);
     await waitFor(async () => ((await nanoCpus()) === 0.5e9 ? true : undefined), "the ceiling to come down");
+    // Its command begins once its firewall rules are in: the server is up when it answers.
+    await waitFor(() => get(spec.port), "the server to answer");
     const usage = await driver.usage("cpu1");
     assert.ok((usage?.memoryBytes ?? 0) > 1 << 20, JSON.stringify(usage));
     assert.ok((usage?.cpuSeconds ?? 0) > 0, JSON.stringify(usage));

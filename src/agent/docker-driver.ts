@@ -31,11 +31,15 @@ import { type Logger, silentLogger } from "../common/log.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
+import { ContainerFirewall } from "./docker-firewall.ts";
 import { collectImages, ensureImage } from "./docker-images.ts";
 import { forwardedPorts, LoopbackForwarder, rewriteLoopback } from "./docker-loopback.ts";
-import { ensureNetwork, type HerdNetwork } from "./docker-network.ts";
-import type { InstanceProcess, Isolation, RuntimeDriver, StartSpec } from "./driver.ts";
+import { ensureNetwork, HERD_NETWORK as HERD_NETWORK_NAME, type HerdNetwork } from "./docker-network.ts";
+import type { InstanceProcess, Isolation, NetworkPolicy, RuntimeDriver, StartSpec } from "./driver.ts";
+import { findExecutable } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
+import { DEFAULT_PORT_RANGE } from "./ports.ts";
+import type { RegistryAccess } from "./registry.ts";
 
 export interface DockerDriverOptions {
   /** Directory for the per-instance records; also what tells this driver's containers from others'. */
@@ -50,8 +54,8 @@ export interface DockerDriverOptions {
   logger?: Logger;
   /** Rotate an instance's log when it passes this size; default 10 MiB. */
   logMaxBytes?: number;
-  /** The local registry (host:port, registry.ts): builds are pushed there and pulled by digest. */
-  registry?: string;
+  /** The local registry (registry.ts): builds are pushed there and pulled by digest. */
+  registry?: RegistryAccess;
   /** Built images kept on the engine besides those containers use (collectImages); default 3. */
   keepImages?: number;
 }
@@ -85,12 +89,15 @@ interface ContainerInspect {
     StartedAt: string;
   };
   Config: { Labels: Record<string, string>; Env: string[] | null };
+  NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> | null };
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LABEL_ROOT = "herd.state-root";
 const IN_STATE = "/run/herd/state";
 const IN_BUSYBOX = "/run/herd/busybox";
+/** Written into the state dir once the container's firewall rules are in place: its command starts then. */
+const NETWORK_READY = ".network-ready";
 const ROTATE_CHECK_MS = 1000;
 /** How long recover() waits for the engine to see the end of a container whose process is gone. */
 const RECOVER_WAIT_MS = 5000;
@@ -101,7 +108,7 @@ const WRAPPER = [
   IN_BUSYBOX,
   "sh",
   "-c",
-  `exec >>${IN_STATE}/output.log 2>>${IN_STATE}/stderr.log; exec "$@"`,
+  `while [ ! -e ${IN_STATE}/${NETWORK_READY} ]; do sleep 0.05; done; exec >>${IN_STATE}/output.log 2>>${IN_STATE}/stderr.log; exec "$@"`,
   "herd",
 ];
 
@@ -117,6 +124,9 @@ export class DockerDriver implements RuntimeDriver {
   #rotateTimer: NodeJS.Timeout | undefined;
   #network: Promise<HerdNetwork> | undefined;
   #forwarder: LoopbackForwarder | undefined;
+  /** The rules between containers (docker-firewall.ts), made with the network; a string: why there are none. */
+  #firewall: ContainerFirewall | string | undefined;
+  #policy: NetworkPolicy = { ports: DEFAULT_PORT_RANGE, protect: [] };
   #collecting = false;
   #closed = false;
 
@@ -129,16 +139,29 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   isolation(): Isolation {
+    const noFirewall =
+      typeof this.#firewall === "string"
+        ? this.#firewall
+        : process.getuid?.() !== 0
+          ? "not running as root"
+          : findExecutable("nft") === undefined
+            ? "nft not found (Debian package nftables)"
+            : undefined;
     return {
       // The engine puts each container in its own cgroup with its limits, and in its own pid, mount and network namespace.
       cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
       sandbox: "none",
-      network: "none",
+      network: noFirewall ? "none" : "nftables",
       missing: [
         "sandbox: containers run as the image's user (root for the base image), with their own pids and network namespace",
-        "network: containers share one bridge and reach the host's ports through it: no firewall between tenants",
+        ...(noFirewall ? [`network: no firewall between containers of different apps: ${noFirewall}`] : []),
       ],
     };
+  }
+
+  setNetworkPolicy(policy: NetworkPolicy): void {
+    this.#policy = policy;
+    if (this.#firewall instanceof ContainerFirewall) this.#firewall.setPolicy(policy.ports, policy.protect);
   }
 
   async start(spec: StartSpec): Promise<InstanceProcess> {
@@ -158,12 +181,14 @@ export class DockerDriver implements RuntimeDriver {
     if (existing) await this.remove(spec.id);
     mkdirSync(spec.stateDir, { recursive: true });
     const stateDir = resolve(spec.stateDir);
+    // Its command waits for this until the rules that name it are in place.
+    rmSync(join(stateDir, NETWORK_READY), { force: true });
     const dir = resolve(spec.dir);
     const built = !spec.image && existsSync(join(dir, "Dockerfile"));
     const image = built
       ? await buildReleaseImage(this.#api, this.#log, spec.id, dir, this.#options.registry)
       : spec.image;
-    if (spec.image) await ensureImage(this.#api, this.#log, spec.image);
+    if (spec.image) await ensureImage(this.#api, this.#log, spec.image, this.#options.registry);
     const command = spec.command.trim()
       ? [IN_BUSYBOX, "sh", "-c", spec.command]
       : await this.#imageCommand(image);
@@ -197,6 +222,7 @@ export class DockerDriver implements RuntimeDriver {
           "herd.generation": String(spec.generation),
           "herd.port": String(spec.port),
           "herd.state-dir": stateDir,
+          "herd.group": `${spec.tenant ?? "default"}/${spec.env.HERD_APP ?? ""}`,
         },
         HostConfig: {
           Init: true,
@@ -206,6 +232,9 @@ export class DockerDriver implements RuntimeDriver {
           PortBindings: { [port]: [{ HostIp: "", HostPort: String(spec.port) }] },
           Binds: binds,
           LogConfig: { Type: "none", Config: {} },
+          // No IPv6 in its namespace (the engine gives none on a network without it; this keeps it so):
+          // the firewall between containers (docker-firewall.ts) matches IPv4, a link-local address would go around it.
+          ...(existsSync("/proc/sys/net/ipv6") ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1" } } : {}),
           Memory: memory,
           MemorySwap: memory,
           CpuShares: Math.max(2, Math.round(r.cpu * 1024)),
@@ -219,7 +248,11 @@ export class DockerDriver implements RuntimeDriver {
     try {
       await this.#api.call({ method: "POST", path: `/containers/${created.Id}/start` });
       info = await this.#inspectContainer(created.Id);
+      this.#admit(spec.id, info, network.gateway);
+      this.#applyFirewall();
+      writeFileSync(join(stateDir, NETWORK_READY), "");
     } catch (err) {
+      this.#forget(spec.id);
       // Nothing is left behind: the container and its record go.
       await this.#api
         .call({ method: "DELETE", path: `/containers/${created.Id}`, query: { force: "true" } })
@@ -232,7 +265,7 @@ export class DockerDriver implements RuntimeDriver {
     this.#log.info("started", { id: spec.id, container: created.Id.slice(0, 12), pid: t.process.pid });
     if (t.process.state === "running") this.#watch(t);
     else this.#exited(t, info);
-    return { ...t.process };
+    return { ...t.process, ...(image?.includes("@sha256:") ? { image } : {}) };
   }
 
   async stop(id: string, graceMs: number): Promise<void> {
@@ -268,6 +301,7 @@ export class DockerDriver implements RuntimeDriver {
       path: "/containers/json",
       query: { all: "true", filters: JSON.stringify({ label: [`${LABEL_ROOT}=${this.#stateRoot}`] }) },
     });
+    const adopted: string[] = [];
     for (const c of containers) {
       const id = c.Labels["herd.id"];
       if (!id || this.#tracked.has(id)) continue;
@@ -297,9 +331,14 @@ export class DockerDriver implements RuntimeDriver {
         this.#watch(t);
         const network = await this.#ensureNetwork();
         await this.#forwarder?.forward(forwardedPorts(info.Config.Env ?? [], network.gateway));
+        this.#admit(id, info, network.gateway);
+        adopted.push(t.stateDir);
       } else this.#exited(t, info, false);
       this.#log.info("recovered", { id, state: t.process.state });
     }
+    // One write for all, then the ones an agent stopped before their rules were written may begin.
+    this.#applyFirewall();
+    for (const stateDir of adopted) writeFileSync(join(stateDir, NETWORK_READY), "");
     return this.list();
   }
 
@@ -369,7 +408,47 @@ export class DockerDriver implements RuntimeDriver {
     });
     const network = await this.#network;
     if (!this.#closed) this.#forwarder ??= new LoopbackForwarder(network.gateway, this.#log);
+    if (this.#firewall === undefined) {
+      const opened = ContainerFirewall.open({
+        stateRoot: this.#stateRoot,
+        bridge: network.bridge,
+        gateway: network.gateway,
+        ...this.#policy,
+      });
+      this.#firewall = opened instanceof ContainerFirewall ? opened : opened.missing;
+      if (typeof this.#firewall === "string")
+        this.#log.warn("no firewall between containers", { reason: this.#firewall });
+    }
     return network;
+  }
+
+  /** Names a running container in the firewall's rules (applied by #applyFirewall). */
+  #admit(id: string, info: ContainerInspect, gateway: string): void {
+    if (!(this.#firewall instanceof ContainerFirewall)) return;
+    const ip = info.NetworkSettings?.Networks?.[HERD_NETWORK_NAME]?.IPAddress;
+    if (!ip) throw new HerdError("unavailable", `container of ${id} has no address on the herd network`);
+    const labels = info.Config.Labels;
+    this.#firewall.set(id, {
+      ip,
+      group: labels["herd.group"] ?? "",
+      port: Number(labels["herd.port"]),
+      forwarded: forwardedPorts(info.Config.Env ?? [], gateway),
+    });
+  }
+
+  /** Takes a container that is gone out of the rules (the tables go with the last one). */
+  #forget(id: string): void {
+    if (!(this.#firewall instanceof ContainerFirewall)) return;
+    this.#firewall.delete(id);
+    try {
+      this.#applyFirewall();
+    } catch (err) {
+      this.#log.warn("cannot update the container firewall", { id, err });
+    }
+  }
+
+  #applyFirewall(): void {
+    if (this.#firewall instanceof ContainerFirewall) this.#firewall.apply();
   }
 
   /** Removes old built images nothing uses (one collection at a time; a failure is logged only). */
@@ -451,6 +530,7 @@ export class DockerDriver implements RuntimeDriver {
     if (t.process.state !== "running" || this.#closed) return;
     const stopped = t.stopping || t.record.stopped === true;
     t.process.state = stopped ? "stopped" : "exited";
+    this.#forget(t.record.id);
     t.process.exitCode = info ? info.State.ExitCode : null;
     t.process.signal = null;
     if (info?.State.OOMKilled && !stopped) t.process.oomKilled = true;
@@ -521,7 +601,7 @@ export async function connectDocker(options: {
   socket: string;
   stateRoot: string;
   busybox?: string;
-  registry?: string;
+  registry?: RegistryAccess;
   logger?: Logger;
 }): Promise<DockerDriver> {
   const busybox = options.busybox ?? "/bin/busybox";

@@ -8,12 +8,28 @@
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import type { DockerApi } from "./docker-api.ts";
+import type { RegistryAccess } from "./registry.ts";
 
 /** The repository of built images, locally (`herd-build:<hash>`) and in the registry (`HOST:PORT/herd-build`). */
 export const BUILD_REPO = "herd-build";
 
-/** An engine's push and pull want this header even for a registry without auth: an empty credential. */
-const NO_AUTH = { "x-registry-auth": Buffer.from("{}").toString("base64url") };
+/**
+ * The X-Registry-Auth header of a push or pull of `ref`: the local registry's
+ * credential when `ref` names it, else an empty one (the engine wants the
+ * header even for a registry without auth).
+ */
+function registryAuth(ref: string, registry: RegistryAccess | undefined): Record<string, string> {
+  const mine = registry?.username !== undefined && ref.startsWith(`${registry.address}/`);
+  const auth = mine
+    ? { username: registry.username, password: registry.password ?? "", serveraddress: registry.address }
+    : {};
+  // URL-safe base64 with its padding: the engine's decoder (Go's base64.URLEncoding) wants the `=`.
+  const encoded = Buffer.from(JSON.stringify(auth))
+    .toString("base64")
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_");
+  return { "x-registry-auth": encoded };
+}
 
 /** `name[:tag][@digest]` split as the engine's pull wants it: the repository, and a tag or a digest. */
 export function splitReference(ref: string): { repository: string; tag: string } {
@@ -35,8 +51,16 @@ export async function hasImage(api: DockerApi, ref: string): Promise<boolean> {
   }
 }
 
-/** Pulls `ref` unless the engine has it; a failed pull names the image and the engine's message. */
-export async function ensureImage(api: DockerApi, log: Logger, ref: string): Promise<void> {
+/**
+ * Pulls `ref` unless the engine has it (with the local registry's credential
+ * when it names that registry); a failed pull names the image and the engine's message.
+ */
+export async function ensureImage(
+  api: DockerApi,
+  log: Logger,
+  ref: string,
+  registry?: RegistryAccess,
+): Promise<void> {
   if (await hasImage(api, ref)) return;
   const { repository, tag } = splitReference(ref);
   log.info("pulling", { image: ref });
@@ -44,7 +68,7 @@ export async function ensureImage(api: DockerApi, log: Logger, ref: string): Pro
     method: "POST",
     path: "/images/create",
     query: { fromImage: repository, tag },
-    headers: NO_AUTH,
+    headers: registryAuth(ref, registry),
   });
   const failed = streamError(progress);
   if (failed) throw new HerdError("unavailable", `cannot pull ${ref}: ${failed}`);
@@ -57,24 +81,25 @@ export async function ensureImage(api: DockerApi, log: Logger, ref: string): Pro
 export async function pushBuild(
   api: DockerApi,
   local: string,
-  registry: string,
+  registry: RegistryAccess,
   tag: string,
 ): Promise<string> {
-  const repository = `${registry}/${BUILD_REPO}`;
+  const repository = `${registry.address}/${BUILD_REPO}`;
   await api.call({ method: "POST", path: `/images/${local}/tag`, query: { repo: repository, tag } });
   const progress = await api.text({
     method: "POST",
     path: `/images/${repository}/push`,
     query: { tag },
-    headers: NO_AUTH,
+    headers: registryAuth(repository, registry),
   });
   const failed = streamError(progress);
-  if (failed) throw new HerdError("unavailable", `cannot push ${local} to ${registry}: ${failed}`);
+  if (failed) throw new HerdError("unavailable", `cannot push ${local} to ${registry.address}: ${failed}`);
   // The last progress line's aux names the digest the registry stored.
   const digest = progressLines(progress)
     .map((l) => l.aux?.Digest)
     .findLast((d) => d !== undefined);
-  if (!digest) throw new HerdError("unavailable", `the push of ${local} to ${registry} named no digest`);
+  if (!digest)
+    throw new HerdError("unavailable", `the push of ${local} to ${registry.address} named no digest`);
   return `${repository}@${digest}`;
 }
 
@@ -108,8 +133,11 @@ export async function collectImages(api: DockerApi, log: Logger, keep: number): 
       await api.call({ method: "DELETE", path: `/images/${image.Id}`, query: { force: "true" } });
       removed.push(image.Id);
     } catch (err) {
-      // A container took it meanwhile: it stays until the next collection.
-      if (!(err instanceof HerdError && (err.code === "conflict" || err.code === "not_found"))) throw err;
+      // A container took it meanwhile: it stays until the next collection. Another collection (the
+      // driver's after a start) removed it first: the engine answers 500 "unrecognized image ID" then.
+      const gone = err instanceof HerdError && /unrecognized image ID|no such image/i.test(err.message);
+      if (!(err instanceof HerdError && (err.code === "conflict" || err.code === "not_found" || gone)))
+        throw err;
     }
   }
   if (removed.length > 0) log.info("collected images", { removed: removed.length });

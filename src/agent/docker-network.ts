@@ -15,6 +15,7 @@
 import { spawnSync } from "node:child_process";
 import { HerdError } from "../common/errors.ts";
 import type { DockerApi } from "./docker-api.ts";
+import { removeContainerFirewalls } from "./docker-firewall.ts";
 
 /** The network's name on the engine. */
 export const HERD_NETWORK = "herd";
@@ -31,6 +32,8 @@ interface NetworkInspect {
 export interface HerdNetwork {
   name: string;
   gateway: string;
+  /** The bridge device on the host. */
+  bridge: string;
 }
 
 /** Makes sure the engine has the herd bridge network and returns it. Safe to call concurrently. */
@@ -68,7 +71,7 @@ async function inspectNetwork(api: DockerApi): Promise<HerdNetwork | undefined> 
   }
   const gateway = n.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
   if (!gateway) throw new HerdError("unavailable", `the ${HERD_NETWORK} network has no gateway address`);
-  return { name: HERD_NETWORK, gateway };
+  return { name: HERD_NETWORK, gateway, bridge: bridgeName(n) };
 }
 
 /** The host's bridge devices of herd's networks on this engine (they outlive the engine: removeBridges). */
@@ -77,10 +80,15 @@ export async function herdBridges(api: DockerApi): Promise<string[]> {
     path: "/networks",
     query: { filters: JSON.stringify({ label: [NETWORK_LABEL] }) },
   });
-  return networks.map((n) => n.Options?.["com.docker.network.bridge.name"] ?? `br-${n.Id.slice(0, 12)}`);
+  return networks.map(bridgeName);
 }
 
-/** Deletes bridge devices an engine left on the host when it stopped. */
+function bridgeName(n: NetworkInspect): string {
+  return n.Options?.["com.docker.network.bridge.name"] ?? `br-${n.Id.slice(0, 12)}`;
+}
+
+/** Deletes bridge devices an engine left on the host when it stopped, and the container firewalls on them. */
 export function removeBridges(names: string[]): void {
+  removeContainerFirewalls(names);
   for (const name of names) spawnSync("ip", ["link", "delete", name], { stdio: "ignore" });
 }

@@ -2,7 +2,7 @@
  * DriverSet: the agent's drivers behind one RuntimeDriver. The first is the
  * default (process); a StartSpec with `runtime` goes to the driver of that
  * name, and every later call for an id goes to the driver that holds it.
- * Isolation, the network policy and CPU sharing are the default driver's.
+ * Isolation and CPU sharing are the default driver's; the network policy goes to every driver.
  */
 
 import { HerdError } from "../common/errors.ts";
@@ -15,6 +15,7 @@ export class DriverSet implements RuntimeDriver {
   /** Instance id → the driver that started or recovered it. */
   readonly #owner = new Map<string, RuntimeDriver>();
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
+  #policy: NetworkPolicy | undefined;
 
   constructor(defaultDriver: RuntimeDriver) {
     this.#default = defaultDriver;
@@ -26,6 +27,7 @@ export class DriverSet implements RuntimeDriver {
   add(driver: RuntimeDriver): void {
     this.#others.set(driver.name, driver);
     driver.onExit((p) => this.#emit(p));
+    if (this.#policy) driver.setNetworkPolicy?.(this.#policy);
   }
 
   /** The names of the drivers besides the default, for heartbeats. */
@@ -101,7 +103,8 @@ export class DriverSet implements RuntimeDriver {
   }
 
   setNetworkPolicy(policy: NetworkPolicy): void {
-    this.#default.setNetworkPolicy?.(policy);
+    this.#policy = policy;
+    for (const driver of [this.#default, ...this.#others.values()]) driver.setNetworkPolicy?.(policy);
   }
 
   shareCpu(cores: number): void {

@@ -75,6 +75,8 @@ export interface InstanceProcess {
   signal?: string | null;
   /** The kernel's OOM killer ended a process of its cgroup: it went over its memory limit. */
   oomKilled?: boolean;
+  /** From start(): the image it runs from the local registry, by digest (`HOST:PORT/herd-build@sha256:…`). */
+  image?: string;
 }
 
 export interface Isolation {

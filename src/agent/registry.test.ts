@@ -60,7 +60,7 @@ function driverOn(engine: Dockerd | undefined, keepImages = 3) {
       api: engine.api,
       baseImage,
       busybox,
-      registry: registry.address,
+      registry: registry.access,
       keepImages,
     });
   };
@@ -142,7 +142,7 @@ test("old builds are collected from the engine and from the registry; what runs 
       tags: string[];
     };
     for (const tag of all.tags ?? [])
-      if (ref.endsWith((await manifestDigest(address, BUILD_REPO, tag)) ?? "-")) return tag;
+      if (ref.endsWith((await manifestDigest({ address }, BUILD_REPO, tag)) ?? "-")) return tag;
     return undefined;
   };
   const keepTag = await tagOf(refs[2]);
@@ -150,7 +150,7 @@ test("old builds are collected from the engine and from the registry; what runs 
   const collected = await registry?.collect((_repo, tag) => tag === keepTag);
   assert.ok((collected?.deleted.length ?? 0) >= 2, JSON.stringify(collected));
   assert.ok((collected?.freedBytes ?? 0) > 0, JSON.stringify(collected));
-  assert.ok(await manifestDigest(address, BUILD_REPO, keepTag), "the kept tag is still there");
+  assert.ok(await manifestDigest({ address }, BUILD_REPO, keepTag), "the kept tag is still there");
   const blob = refs[0].split("@")[1];
   const gone = await fetch(`http://${address}/v2/${BUILD_REPO}/manifests/${blob}`, { method: "HEAD" });
   assert.equal(gone.status, 404, "the collected build's manifest is gone");

@@ -4,8 +4,11 @@
  * config, data, pid file and log under one directory, listening on one
  * address. Built
  * images are pushed to it and run by digest (docker-images.ts); agents pull
- * from it. An engine trusts a registry on 127.0.0.0/8 without TLS; an engine
- * on another machine needs `--insecure-registry HOST:PORT` (docs/containers.md).
+ * from it. On loopback it speaks plain HTTP without auth (an engine trusts
+ * 127.0.0.0/8); on another address it serves TLS with a certificate of herd's
+ * registry CA and basic auth (an htpasswd file made with Debian apache2-utils'
+ * `htpasswd -B`), both from the control plane's POST /registry/credentials
+ * (docs/containers.md).
  *
  * collect() is its garbage collection: the manifests of tags not kept are
  * deleted through the registry's API, then `docker-registry garbage-collect
@@ -14,7 +17,8 @@
  * on the same address.
  */
 
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   closeSync,
   mkdirSync,
@@ -28,7 +32,10 @@ import {
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { type ApiAnswer, apiRequest } from "../common/api-request.ts";
+import { findBinary } from "../common/debian-packages.ts";
 import { HerdError } from "../common/errors.ts";
+import { writePrivateFile } from "../common/private-file.ts";
 
 const run = promisify(execFile);
 
@@ -40,9 +47,27 @@ const MANIFEST_TYPES = [
   "application/vnd.oci.image.index.v1+json",
 ].join(", ");
 
+/**
+ * How to reach a registry: its host:port and, off loopback, the CA its
+ * certificate is signed by (https) and the credential it asks for.
+ */
+export interface RegistryAccess {
+  address: string;
+  /** PEM: the registry serves TLS with a certificate of this CA. */
+  ca?: string;
+  username?: string;
+  password?: string;
+}
+
 export interface RegistryOptions {
   /** host:port to listen on; the host must be an address of this machine. */
   listen: string;
+  /** TLS: its certificate and key (PEM) and the CA that signed them. */
+  tls?: { cert: string; key: string; ca: string };
+  /** Basic auth with this one user (the htpasswd file is made with `htpasswd`, Debian apache2-utils). */
+  auth?: { username: string; password: string };
+  /** The htpasswd binary (default: htpasswd on PATH or in /usr/sbin). */
+  htpasswd?: string;
   /** The registry binary (default: docker-registry on PATH). */
   binary?: string;
   startTimeoutMs?: number;
@@ -52,19 +77,26 @@ export interface RegistryOptions {
 export interface Registry {
   /** host:port, as image references name it (`HOST:PORT/herd-build@sha256:…`). */
   address: string;
+  /** How this agent's engine and collection reach it. */
+  access: RegistryAccess;
   pid(): number | undefined;
   /**
    * Deletes every tag `keep` refuses, then the blobs nothing references any
    * more. Returns the tags deleted and the bytes the data dir shrank by.
    */
   collect(
-    keep: (repository: string, tag: string) => boolean,
+    keep: (repository: string, tag: string, digest: string) => boolean,
   ): Promise<{ deleted: string[]; freedBytes: number }>;
   /**
-   * collect() keeping the `count` tags of each repository pushed last (a node
-   * that needs a collected build builds it again and pushes it anew).
+   * collect() keeping what kept releases run (`kept.digests`, and
+   * `kept.images`: `HOST:PORT/repo:tag` references of this registry) and
+   * every tag pushed in the last `graceMs`. A node that needs a collected
+   * build builds it again and pushes it anew.
    */
-  collectOld(count: number): Promise<{ deleted: string[]; freedBytes: number }>;
+  collectUnused(
+    kept: { digests: string[]; images: string[] },
+    graceMs: number,
+  ): Promise<{ deleted: string[]; freedBytes: number }>;
   stop(): Promise<void>;
 }
 
@@ -78,6 +110,28 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
   const binary = options.binary ?? "docker-registry";
   mkdirSync(join(dir, "data"), { recursive: true });
   const config = join(dir, "config.yml");
+  const access: RegistryAccess = {
+    address: options.listen,
+    ...(options.tls ? { ca: options.tls.ca } : {}),
+    ...(options.auth ?? {}),
+  };
+  const secured: string[] = [];
+  if (options.tls) {
+    writePrivateFile(join(dir, "cert.pem"), options.tls.cert);
+    writePrivateFile(join(dir, "key.pem"), options.tls.key);
+    secured.push(
+      `  tls: { certificate: ${JSON.stringify(join(dir, "cert.pem"))}, key: ${JSON.stringify(join(dir, "key.pem"))} }`,
+      // The registry reads them at start: another certificate means another config, and a restart.
+      `# certificate ${createHash("sha256").update(options.tls.cert).digest("hex")}`,
+    );
+  }
+  if (options.auth) {
+    writeHtpasswd(join(dir, "htpasswd"), options.auth, options.htpasswd);
+    secured.push(
+      `auth: { htpasswd: { realm: herd, path: ${JSON.stringify(join(dir, "htpasswd"))} } }`,
+      `# user ${createHash("sha256").update(`${options.auth.username}:${options.auth.password}`).digest("hex")}`,
+    );
+  }
   const text = [
     "version: 0.1",
     "log: { level: warn }",
@@ -85,13 +139,14 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
     `  filesystem: { rootdirectory: ${JSON.stringify(join(dir, "data"))} }`,
     "  delete: { enabled: true }",
     "  maintenance: { uploadpurging: { enabled: false } }",
-    `http: { addr: ${JSON.stringify(options.listen)} }`,
+    "http:",
+    `  addr: ${JSON.stringify(options.listen)}`,
+    ...secured,
     "",
   ].join("\n");
   // One left running with another config (another address) gives way.
   if (readIfPresent(config) !== text) await stopRegistry(dir);
   writeFileSync(config, text);
-  const base = `http://${options.listen}`;
 
   const start = async () => {
     if (registryPid(dir) === undefined) {
@@ -113,7 +168,8 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
           `docker-registry exited at start; see ${join(dir, "registry.log")}`,
         );
       try {
-        const res = await fetch(`${base}/v2/`, { signal: AbortSignal.timeout(1000) });
+        const res = await registryRequest(access, "/v2/", { timeoutMs: 1000 });
+        res.body.resume();
         if (res.ok) return;
       } catch {
         // not listening yet
@@ -141,20 +197,23 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
   const collect: Registry["collect"] = async (keep) => {
     const before = dirBytes(join(dir, "data"));
     const deleted: string[] = [];
-    const catalog = (await registryJson<{ repositories: string[] }>(`${base}/v2/_catalog`)).repositories;
+    const catalog = (await registryJson<{ repositories: string[] }>(access, "/v2/_catalog")).repositories;
     for (const repository of catalog) {
       const tags =
-        (await registryJson<{ tags: string[] | null }>(`${base}/v2/${repository}/tags/list`)).tags ?? [];
+        (await registryJson<{ tags: string[] | null }>(access, `/v2/${repository}/tags/list`)).tags ?? [];
       const digests = new Map<string, string>();
       for (const tag of tags) {
-        const digest = await manifestDigest(options.listen, repository, tag);
+        const digest = await manifestDigest(access, repository, tag);
         if (digest) digests.set(tag, digest);
       }
       // Deleting a manifest deletes every tag that points at it: a digest a kept tag names stays.
-      const kept = new Set([...digests].filter(([tag]) => keep(repository, tag)).map(([, d]) => d));
+      const kept = new Set([...digests].filter(([tag, d]) => keep(repository, tag, d)).map(([, d]) => d));
       for (const [tag, digest] of digests) {
         if (kept.has(digest)) continue;
-        const res = await fetch(`${base}/v2/${repository}/manifests/${digest}`, { method: "DELETE" });
+        const res = await registryRequest(access, `/v2/${repository}/manifests/${digest}`, {
+          method: "DELETE",
+        });
+        res.body.resume();
         if (!res.ok && res.status !== 404)
           throw new HerdError("unavailable", `registry: cannot delete ${repository}:${tag}: ${res.status}`);
         deleted.push(`${repository}:${tag}`);
@@ -178,16 +237,17 @@ export async function startRegistry(dir: string, options: RegistryOptions): Prom
   return {
     collect,
     address: options.listen,
-    async collectOld(count) {
-      const newest = new Map<string, Set<string>>();
-      const catalog = (await registryJson<{ repositories: string[] }>(`${base}/v2/_catalog`)).repositories;
-      for (const repository of catalog) {
-        const tags =
-          (await registryJson<{ tags: string[] | null }>(`${base}/v2/${repository}/tags/list`)).tags ?? [];
-        tags.sort((a, b) => pushedAt(repository, b) - pushedAt(repository, a));
-        newest.set(repository, new Set(tags.slice(0, count)));
-      }
-      return collect((repository, tag) => newest.get(repository)?.has(tag) ?? true);
+    access,
+    async collectUnused(kept, graceMs) {
+      const digests = new Set(kept.digests);
+      const images = new Set(kept.images);
+      const since = Date.now() - graceMs;
+      return collect(
+        (repository, tag, digest) =>
+          digests.has(digest) ||
+          images.has(`${options.listen}/${repository}:${tag}`) ||
+          pushedAt(repository, tag) > since,
+      );
     },
     pid: () => registryPid(dir),
     stop,
@@ -217,26 +277,57 @@ export async function stopRegistry(dir: string, timeoutMs = 10_000): Promise<voi
   rmSync(join(dir, PID_FILE), { force: true });
 }
 
-/** The digest the registry at `address` holds for repository:tag, or undefined when it has no such tag. */
+/** The digest the registry holds for repository:tag, or undefined when it has no such tag. */
 export async function manifestDigest(
-  address: string,
+  access: RegistryAccess,
   repository: string,
   tag: string,
 ): Promise<string | undefined> {
-  const res = await fetch(`http://${address}/v2/${repository}/manifests/${tag}`, {
+  const res = await registryRequest(access, `/v2/${repository}/manifests/${tag}`, {
     method: "HEAD",
     headers: { accept: MANIFEST_TYPES },
-    signal: AbortSignal.timeout(10_000),
   });
+  res.body.resume();
   if (res.status === 404) return undefined;
-  if (!res.ok) throw new HerdError("unavailable", `registry ${address}: ${repository}:${tag}: ${res.status}`);
-  return res.headers.get("docker-content-digest") ?? undefined;
+  if (!res.ok)
+    throw new HerdError("unavailable", `registry ${access.address}: ${repository}:${tag}: ${res.status}`);
+  const digest = res.headers["docker-content-digest"];
+  return typeof digest === "string" ? digest : undefined;
 }
 
-async function registryJson<T>(url: string): Promise<T> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-  if (!res.ok) throw new HerdError("unavailable", `registry: GET ${url}: ${res.status}`);
-  return (await res.json()) as T;
+/** A request to the registry: https verified with its CA and basic auth when `access` has them. */
+export function registryRequest(
+  access: RegistryAccess,
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<ApiAnswer> {
+  const headers = { ...init.headers };
+  if (access.username !== undefined)
+    headers.authorization = `Basic ${Buffer.from(`${access.username}:${access.password ?? ""}`).toString("base64")}`;
+  return apiRequest(`${access.ca ? "https" : "http"}://${access.address}${path}`, {
+    method: init.method ?? "GET",
+    headers,
+    signal: AbortSignal.timeout(init.timeoutMs ?? 10_000),
+    ...(access.ca ? { ca: access.ca } : {}),
+  });
+}
+
+async function registryJson<T>(access: RegistryAccess, path: string): Promise<T> {
+  const res = await registryRequest(access, path);
+  const text = await res.text();
+  if (!res.ok) throw new HerdError("unavailable", `registry: GET ${path}: ${res.status}`);
+  return JSON.parse(text) as T;
+}
+
+/** The htpasswd file of one user, bcrypt (`htpasswd -B`: the registry takes bcrypt only). */
+function writeHtpasswd(file: string, auth: { username: string; password: string }, binary?: string): void {
+  const htpasswd = binary ?? findBinary("htpasswd");
+  if (!htpasswd) throw new HerdError("unavailable", "htpasswd not found: install apache2-utils");
+  // -i: the password on stdin, never in a command line other users can read.
+  const r = spawnSync(htpasswd, ["-niB", auth.username], { input: auth.password, encoding: "utf8" });
+  if (r.status !== 0)
+    throw new HerdError("unavailable", `htpasswd failed: ${(r.stderr || r.error?.message || "").trim()}`);
+  writePrivateFile(file, r.stdout);
 }
 
 function readIfPresent(file: string): string | undefined {

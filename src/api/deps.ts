@@ -27,6 +27,7 @@ import type { GatewayBook } from "./gateway-book.ts";
 import type { HostCertificates } from "./host-certificates.ts";
 import type { IngestTokens } from "./ingest-tokens.ts";
 import type { LeaderLoops } from "./leader-loops.ts";
+import type { RegistryCredentials } from "./registry-credentials.ts";
 
 /** What the routes are handed. */
 export interface ApiDeps {
@@ -74,6 +75,8 @@ export interface ApiDeps {
   runtimes: NodeRuntimes;
   /** Gateways' host certificates: herd's CA, and ACME when the server uses it. */
   certificates: HostCertificates;
+  /** The local registries' credential and certificates (routes/registry.ts). */
+  registry: RegistryCredentials;
   build(options: {
     source: string;
     /** The app's tenant: its build uid and npm cache are its own. */

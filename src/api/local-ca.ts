@@ -14,6 +14,7 @@
 
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { writePrivateFile } from "../common/private-file.ts";
@@ -129,7 +130,7 @@ export class LocalCa {
     return new LocalCa(await ensureCa(dir), options.days ?? HOST_CERT_DAYS, options.max ?? 10_000);
   }
 
-  /** A certificate for `host` (a DNS name), signed once and kept until two thirds of its life have passed. */
+  /** A certificate for `host` (a DNS name or an IP address), signed once and kept until two thirds of its life have passed. */
   issue(host: string, now = Date.now()): Promise<IssuedCertificate> {
     const cached = this.#issued.get(host);
     if (cached !== undefined) {
@@ -144,7 +145,9 @@ export class LocalCa {
   }
 
   #sign(host: string): Promise<IssuedCertificate> {
-    const signing = signServerCertificate(this.#ca, host, { dns: [host], ips: [] }, this.#days);
+    // An IP address (a registry's, registry-credentials.ts) goes in as one; a routed host as a DNS name.
+    const names = isIP(host) ? { dns: [], ips: [host] } : { dns: [host], ips: [] };
+    const signing = signServerCertificate(this.#ca, host, names, this.#days);
     this.#issued.delete(host);
     this.#issued.set(host, signing);
     signing.catch(() => this.#issued.delete(host));

@@ -73,6 +73,7 @@ import {
   TENANT_PERMISSIONS,
   tenantFor,
 } from "./permissions.ts";
+import { RegistryCredentials } from "./registry-credentials.ts";
 import { addonRoutes } from "./routes/addons.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -100,6 +101,7 @@ import { nodeWaitRoutes } from "./routes/node-wait.ts";
 import { pipelineRoutes } from "./routes/pipelines.ts";
 import { platformRoutes } from "./routes/platform.ts";
 import { previewRoutes } from "./routes/previews.ts";
+import { registryRoutes } from "./routes/registry.ts";
 import { remediationRoutes } from "./routes/remediation.ts";
 import { rolloutRoutes } from "./routes/rollouts.ts";
 import { secretRoutes } from "./routes/secrets.ts";
@@ -365,6 +367,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     config: new ConfigCenter(store),
     runtimes,
     certificates,
+    registry: await RegistryCredentials.open(secrets, dataDir),
     build: async ({ source, tenant, app, log, unpack }) => {
       const r = await buildSlug({
         artifacts,
@@ -767,6 +770,7 @@ export function buildApi(
       jobRoutes(api, deps);
       wakeRoutes(api, deps);
       nodeWaitRoutes(api, deps);
+      registryRoutes(api, deps);
       discoveryRoutes(api, deps);
     },
     { prefix: "/api/v1" },

@@ -165,6 +165,13 @@ export interface Release {
   /** sha256 of the built slug tarball the agents unpack and run. */
   slug: string;
   services: Record<string, ServiceSpec>;
+  /**
+   * The image each container service of it runs from the local registry, by
+   * digest (`HOST:PORT/herd-build@sha256:…`), as the agents that built or
+   * pulled it reported (POST /registry/images): the registry keeps them while
+   * the release is kept (docs/containers.md).
+   */
+  images?: Record<string, string>;
   /** herd.yaml's alert rules (alerts.ts), evaluated while this release serves. */
   alerts?: Record<string, AlertRuleBody>;
   /** For a rollback: the version whose content this release reuses. */

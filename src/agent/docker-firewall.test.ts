@@ -1,0 +1,154 @@
+/**
+ * The firewall between containers against a real dockerd this test starts
+ * under a temp dir (docker-daemon.ts startDockerd) and nftables (Debian
+ * nftables): containers of one app reach each other, containers of another
+ * app do not (directly on the bridge, nor through a published port on the
+ * host), and every container reaches the host endpoints its env names (the
+ * gateway's internal listener, the relay) through the bridge address.
+ */
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { ensureDebianPackages } from "../common/debian-packages.ts";
+import { type Dockerd, ensureBaseImage, startDockerd } from "./docker-daemon.ts";
+import { DockerDriver } from "./docker-driver.ts";
+import { containerFirewallScript } from "./docker-firewall.ts";
+import { get, harness, waitFor } from "./driver.case.test.ts";
+
+let engine: Dockerd | undefined;
+let baseImage = "";
+let busybox = "";
+const dir = mkdtempSync(join(tmpdir(), "herd-dockerfw-"));
+
+before(async () => {
+  const tools = await ensureDebianPackages({
+    dockerd: "docker.io",
+    busybox: "busybox-static",
+    nft: "nftables",
+  });
+  busybox = tools.busybox;
+  engine = await startDockerd(dir, tools.dockerd);
+  baseImage = await ensureBaseImage(engine.api, busybox);
+});
+
+after(async () => {
+  try {
+    await engine?.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// An HTTP server on $PORT that answers /connect?to=HOST:PORT with "open" or "closed" (no answer in 1.5 s).
+const PROBE = `
+const http = require("node:http"), net = require("node:net");
+http.createServer((req, res) => {
+  const to = new URL(req.url, "http://x").searchParams.get("to");
+  if (req.url === "/ipv6") return res.end(String(Object.values(require("node:os").networkInterfaces()).flat().filter((a) => a.family === "IPv6").length));
+  if (!to) return res.end("probe " + process.env.HERD_INSTANCE + "\\n");
+  const [host, port] = to.split(":");
+  const s = net.connect({ host, port: Number(port), timeout: 1500 });
+  const done = (r) => { s.destroy(); if (!res.writableEnded) res.end(r); };
+  s.on("connect", () => done("open")).on("timeout", () => done("closed")).on("error", () => done("closed"));
+}).listen(Number(process.env.PORT));
+`;
+
+const tables = () => spawnSync("nft", ["list", "tables"], { encoding: "utf8" }).stdout;
+
+test("the rules: one group's containers reach each other; other containers, ports and endpoints are closed", () => {
+  const script = containerFirewallScript({
+    table: "herdc_br_x_1",
+    bridge: "br-x",
+    gateway: "10.9.0.1",
+    ports: { min: 20000, max: 29999 },
+    protect: [{ address: "127.0.0.1", port: 7000 }],
+    guests: [
+      { ip: "10.9.0.2", group: "t/a", port: 20001, forwarded: [5000] },
+      { ip: "10.9.0.3", group: "t/a", port: 20002, forwarded: [5000] },
+      { ip: "10.9.0.4", group: "t/b", port: 20003, forwarded: [5000, 5432] },
+    ],
+  });
+  assert.match(
+    script,
+    /ip saddr \{ 10\.9\.0\.2, 10\.9\.0\.3 \} ip daddr \{ 10\.9\.0\.2, 10\.9\.0\.3 \} accept/,
+  );
+  assert.match(script, /ip saddr \{ 10\.9\.0\.2, 10\.9\.0\.3, 10\.9\.0\.4 \} drop/);
+  assert.match(script, /ip saddr 10\.9\.0\.4 tcp dport \{ 5000, 5432, 20003 \} accept/);
+  assert.match(script, /ip daddr 10\.9\.0\.1 tcp dport \{ 5000, 5432 \} drop/);
+  assert.match(script, /tcp dport \{ 20001, 20002, 20003 \} drop/);
+  assert.match(script, /tcp dport 20000-29999 drop/);
+  assert.match(script, /tcp dport 7000 drop/);
+  // Without containers the tables only go.
+  const empty = containerFirewallScript({
+    table: "herdc_br_x_1",
+    bridge: "br-x",
+    gateway: "10.9.0.1",
+    ports: { min: 20000, max: 29999 },
+    protect: [],
+    guests: [],
+  });
+  assert.doesNotMatch(empty, /chain/);
+});
+
+test("containers of another app are out of reach; the host's endpoints in their env are not", async (t) => {
+  if (!engine) throw new Error("dockerd is not running");
+  const api = engine.api;
+  const upstream = createServer((_req, res) => res.end("internal listener\n"));
+  await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+  t.after(() => upstream.close());
+  const { port: upstreamPort } = upstream.address() as AddressInfo;
+
+  const h = harness(t, (stateRoot) => new DockerDriver({ stateRoot, api, baseImage, busybox }));
+  const driver = h.driver();
+  assert.equal(driver.isolation().network, "nftables");
+  const start = async (id: string, app: string) => {
+    const spec = await h.spec(id, `exec "${process.execPath}" probe.cjs`, {
+      HERD_APP: app,
+      HERD_SERVICE_X_URL: `http://127.0.0.1:${upstreamPort}/`,
+    });
+    writeFileSync(join(spec.dir, "probe.cjs"), PROBE);
+    await driver.start({ ...spec, tenant: "team" });
+    await waitFor(() => get(spec.port), `${id} to answer on its published port`, 30_000);
+    const info = await api.call<{
+      NetworkSettings: { Networks: Record<string, { IPAddress: string; Gateway: string }> };
+    }>({ path: `/containers/herd-${hashOf(h.stateRoot)}-${id}/json` });
+    return { port: spec.port, ...info.NetworkSettings.Networks.herd };
+  };
+  const a1 = await start("fa1", "shop");
+  const a2 = await start("fa2", "shop");
+  const b1 = await start("fb1", "blog");
+  const gw = a1.Gateway;
+  const from = (c: { port: number }, to: string) => get(c.port, `/connect?to=${to}`);
+
+  assert.equal(await from(a1, `${a2.IPAddress}:${a2.port}`), "open", "same app, on the bridge");
+  assert.equal(await from(a1, `${gw}:${a2.port}`), "open", "same app, its published port");
+  assert.equal(await from(a1, `${b1.IPAddress}:${b1.port}`), "closed", "another app, on the bridge");
+  assert.equal(await from(a1, `${gw}:${b1.port}`), "closed", "another app, its published port on the host");
+  assert.equal(await from(b1, `${a1.IPAddress}:${a1.port}`), "closed", "and the other way");
+  assert.equal(await from(b1, `${gw}:${a1.port}`), "closed");
+  for (const c of [a1, b1])
+    assert.equal(await from(c, `${gw}:${upstreamPort}`), "open", "the internal listener");
+  // No IPv6 (not even link-local) around the IPv4 rules.
+  for (const c of [a1, b1]) assert.equal(await get(c.port, "/ipv6"), "0", "IPv6 addresses in a container");
+  // The host (the gateway, probes) still reaches every published port.
+  for (const c of [a1, a2, b1]) assert.match(await get(c.port), /^probe /);
+
+  const mine = createHash("sha256").update(h.stateRoot).digest("hex").slice(0, 10);
+  assert.match(tables(), new RegExp(`table bridge herdc_\\w+_${mine}`));
+  for (const id of ["fa1", "fa2", "fb1"]) await driver.stop(id, 1000);
+  assert.doesNotMatch(tables(), new RegExp(`herdc_\\w+_${mine}`), "the tables go with the last container");
+});
+
+/** The driver's container names carry this hash of its state root (docker-driver.ts #containerName). */
+function hashOf(stateRoot: string): string {
+  let h = 0;
+  for (const c of stateRoot) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return h.toString(16);
+}
