@@ -362,7 +362,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     secrets,
     guard,
-    config: new ConfigCenter(store),
+    config: new ConfigCenter(store, systemClock, informer),
     runtimes,
     certificates,
     build: async ({ source, tenant, app, log, unpack }) => {
