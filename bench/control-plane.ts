@@ -300,13 +300,17 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
     // Removed by the server when it stops; also here, in case it had to be killed.
     removeOnCleanup(started.dir);
     const base = new URL(started.url);
-    const httpAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+    // A connection pool per agent, as each real agent has its own (its wait and its heartbeat:
+    // two kept-alive connections), not one pool that opens hundreds of connections in a burst.
+    const pools: http.Agent[] = [];
     // A connection per call: a kept-alive one the server closed while idle would reset the next call.
     const admin = new http.Agent({ keepAlive: false });
     const bench = new Bench();
-    const agents = Object.entries(started.tokens).map(
-      ([name, token]) => new SimulatedAgent(name, token, base, httpAgent, bench),
-    );
+    const agents = Object.entries(started.tokens).map(([name, token]) => {
+      const pool = new http.Agent({ keepAlive: true });
+      pools.push(pool);
+      return new SimulatedAgent(name, token, base, pool, bench);
+    });
     try {
       agents.forEach((a, n) => {
         a.start((n / agents.length) * 1000);
@@ -430,7 +434,7 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
       return out;
     } finally {
       for (const a of agents) a.stop();
-      httpAgent.destroy();
+      for (const pool of pools) pool.destroy();
       admin.destroy();
     }
   } finally {
