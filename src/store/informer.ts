@@ -117,10 +117,6 @@ export class Informer {
     await this.start();
     const target = await this.#store.revision();
     if (this.#revision >= target || this.#abort.signal.aborted) return;
-    // Commits a read can see already but watchers not yet (their fsync runs): wait for them first,
-    // so that the quiet watch below means "caught up", not "still syncing".
-    await this.#store.settled?.();
-    if (this.#revision >= target || this.#abort.signal.aborted) return;
     const started = performance.now();
     await new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;

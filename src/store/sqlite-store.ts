@@ -241,11 +241,6 @@ export class SqliteStore implements Store {
     return this.#knownRevision;
   }
 
-  /** Once the commits so far are on disk, acknowledged and watched (a read may see one before). */
-  settled(): Promise<void> {
-    return this.#durable;
-  }
-
   async close(): Promise<void> {
     if (this.#closed) return;
     // Writes already asked for are committed (and acknowledged) before the file closes.

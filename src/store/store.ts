@@ -65,12 +65,6 @@ export interface Store {
   /** The current revision. */
   revision(): Promise<number>;
   /**
-   * Resolves once every write committed so far is acknowledged and sent to
-   * watchers (a store that commits before it syncs to disk: SqliteStore).
-   * Absent: they always are by the time its commit is visible.
-   */
-  settled?(): Promise<void>;
-  /**
    * Every object of every kind as of one revision (a consistent snapshot, for
    * backups and migrations: store/copy.ts), in kind then key order.
    */
