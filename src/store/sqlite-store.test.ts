@@ -309,35 +309,3 @@ test("sqlite: group commit: a transaction that cannot start fails every write of
     }
   });
 });
-
-test("sqlite: commits fsynced off the loop are acknowledged and watched in commit order", async () => {
-  await withTempDir(async (dir) => {
-    const store = SqliteStore.open(join(dir, "store.db"));
-    const controller = new AbortController();
-    try {
-      const seen: number[] = [];
-      const watching = (async () => {
-        for await (const e of store.watch({ fromRevision: 0, signal: controller.signal }))
-          seen.push(e.revision);
-      })().catch(() => {});
-      // 100 groups, one per turn of the loop, each asked for before the one before is on disk.
-      const acknowledged: number[] = [];
-      const writes: Promise<unknown>[] = [];
-      for (let n = 0; n < 100; n++) {
-        writes.push(store.put("event", `e${n}`, { n }).then((o) => acknowledged.push(o.revision)));
-        writes.push(store.put("event", `f${n}`, { n }).then((o) => acknowledged.push(o.revision)));
-        await new Promise((r) => setImmediate(r));
-      }
-      await Promise.all(writes);
-      const all = Array.from({ length: 200 }, (_, n) => n + 1);
-      assert.deepEqual(acknowledged, all, "callers hear back in revision order");
-      while (seen.length < 200) await new Promise((r) => setTimeout(r, 5));
-      assert.deepEqual(seen, all, "watchers see every change once, in order");
-      controller.abort();
-      await watching;
-    } finally {
-      controller.abort();
-      await store.close();
-    }
-  });
-});

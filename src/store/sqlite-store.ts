@@ -1,13 +1,7 @@
 /**
- * The embedded Store: one SQLite file (node:sqlite) in WAL mode, and an
- * acknowledged write survives a crash of the process or the machine: a
- * commit's WAL frames are fsynced before its callers hear back. The fsync runs
- * off the event loop (synchronous=NORMAL, then fs.fsync of the WAL file on
- * libuv's thread pool, one after the other in commit order): the API and the
- * heartbeats go on meanwhile, and the next group commits. Reads in this
- * process may see a commit before its fsync ends (its writer has not heard
- * back yet); watchers see it only after (checkpoints still fsync inside
- * SQLite, on the loop, every ~1,000 pages).
+ * The embedded Store: one SQLite file (node:sqlite) in WAL mode with
+ * synchronous=FULL, so an acknowledged write survives a crash of the process
+ * or the machine.
  *
  * Writes are group-committed: the puts and deletes asked for within one turn
  * of the event loop run in one BEGIN IMMEDIATE transaction (one fsync), each
@@ -19,7 +13,6 @@
  * stored correctly but reach only watches that start later, from history.
  */
 
-import { closeSync, existsSync, fsync, openSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { cacheSizePragma } from "../common/sqlite-cache.ts";
 import { KINDS, type Kind } from "../model/objects.ts";
@@ -105,14 +98,9 @@ export class SqliteStore implements Store {
   #revision = 0;
   /** The revision read this turn of the event loop (see revision()). */
   #knownRevision: number | undefined;
-  /** The WAL file, fsynced after each commit (undefined: no file to sync, e.g. `:memory:`). */
-  #walFd: number | undefined;
-  /** The last commit's fsync and acknowledgements: the next one's run after it (commit order). */
-  #durable: Promise<void> = Promise.resolve();
 
-  private constructor(db: DatabaseSync, historyLimit: number, walFd: number | undefined) {
+  private constructor(db: DatabaseSync, historyLimit: number) {
     this.#db = db;
-    this.#walFd = walFd;
     this.#historyLimit = historyLimit;
     this.#hub = new WatchHub(historyLimit);
     this.#sql = prepareStatements(db);
@@ -124,17 +112,14 @@ export class SqliteStore implements Store {
     const db = new DatabaseSync(path);
     try {
       db.exec("PRAGMA journal_mode = WAL");
-      // The commit writes its WAL frames; #flush fsyncs them off the loop before acknowledging.
-      db.exec("PRAGMA synchronous = NORMAL");
+      db.exec("PRAGMA synchronous = FULL");
       db.exec(cacheSizePragma());
       db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
       // IMMEDIATE so that two processes opening a new file do not race on the schema.
       db.exec("BEGIN IMMEDIATE");
       db.exec(SCHEMA);
       db.exec("COMMIT");
-      // The WAL exists once anything was written in WAL mode (the schema's commit just did).
-      const wal = `${path}-wal`;
-      return new SqliteStore(db, historyLimit, existsSync(wal) ? openSync(wal, "r") : undefined);
+      return new SqliteStore(db, historyLimit);
     } catch (err) {
       db.close();
       throw err;
@@ -246,10 +231,8 @@ export class SqliteStore implements Store {
     // Writes already asked for are committed (and acknowledged) before the file closes.
     this.#flush();
     this.#closed = true;
-    await this.#durable;
     this.#hub.close();
     this.#db.close();
-    if (this.#walFd !== undefined) closeSync(this.#walFd);
   }
 
   #readHistory(fromRevision: number, kinds: Kind[] | undefined): HistoryRead {
@@ -319,32 +302,13 @@ export class SqliteStore implements Store {
       return;
     }
     if (this.#knownRevision !== undefined) this.#knownRevision = this.#revision;
-    const acknowledge = (synced: unknown) => {
-      // On disk: watchers first (in revision order), then the callers.
-      if (!synced) for (const o of outcomes) if ("event" in o && o.event) this.#hub.publish(o.event);
-      batch.forEach((w, n) => {
-        const outcome = outcomes[n] as { event: WatchEvent | undefined } | { error: unknown };
-        if (synced) w.reject(synced);
-        else if ("error" in outcome) w.reject(outcome.error);
-        else w.resolve(outcome.event);
-      });
-    };
-    const fd = this.#walFd;
-    if (fd === undefined || !outcomes.some((o) => "event" in o && o.event)) {
-      // Nothing to sync (no file, or nothing written): in order behind the commits before.
-      this.#durable = this.#durable.then(() => acknowledge(undefined));
-      return;
-    }
-    this.#durable = this.#durable.then(
-      () =>
-        new Promise<void>((resolve) => {
-          fsync(fd, (err) => {
-            // A failed fsync: the writes may not be on disk, so nobody is told they are.
-            acknowledge(err ?? undefined);
-            resolve();
-          });
-        }),
-    );
+    // Committed: watchers first (in revision order), then the callers.
+    for (const outcome of outcomes) if ("event" in outcome && outcome.event) this.#hub.publish(outcome.event);
+    batch.forEach((w, n) => {
+      const outcome = outcomes[n] as { event: WatchEvent | undefined } | { error: unknown };
+      if ("error" in outcome) w.reject(outcome.error);
+      else w.resolve(outcome.event);
+    });
   }
 
   /** Appends a change to the history (trimmed once per transaction) and returns its event. */
