@@ -6,7 +6,9 @@
 // processes: a desired instance with action run is reported `healthy` in the
 // next heartbeat, which comes FOLLOW_UP_MS after a reply that brought new
 // instances (as the real agent's follow-up does), else every interval the
-// control plane asks for.
+// control plane asks for (a big cluster's is longer: node-controller.ts). Like
+// the real agent, each keeps the wait long poll open (GET /nodes/:name/wait)
+// and heartbeats at once when it says what the node runs changed.
 //
 // 1. Every node checks in. 2. One scale per app (POST /apps/:app/scale) asks
 //    for all the instances at once. 3. The clock stops when the heartbeat that
@@ -129,6 +131,9 @@ class SimulatedAgent {
   #running = new Map<string, number>();
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
+  #beating = false;
+  /** The wait said something changed while a heartbeat was out: beat again after it. */
+  #again = false;
 
   constructor(name: string, token: string, base: URL, httpAgent: http.Agent, bench: Bench) {
     this.name = name;
@@ -140,6 +145,34 @@ class SimulatedAgent {
 
   start(delayMs: number): void {
     this.#timer = setTimeout(() => void this.#beat(), delayMs);
+    setTimeout(() => void this.#follow(), delayMs);
+  }
+
+  /** The agent's long poll: a change for this node makes it heartbeat at once (agent.ts #followChanges). */
+  async #follow(): Promise<void> {
+    let since: number | undefined;
+    while (!this.#stopped) {
+      try {
+        const path = `/nodes/${this.name}/wait${since === undefined ? "" : `?since=${since}`}`;
+        const res = await call(this.#http, this.#base, "GET", path, this.#token);
+        if (res.status !== 200) throw new Error(`wait ${res.status}: ${res.body.slice(0, 200)}`);
+        const { revision } = JSON.parse(res.body) as { revision: number };
+        if (since !== undefined && revision > since) this.#wake();
+        since = revision;
+      } catch {
+        if (!this.#stopped) await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  #wake(): void {
+    if (this.#stopped) return;
+    if (this.#beating) {
+      this.#again = true;
+      return;
+    }
+    clearTimeout(this.#timer);
+    void this.#beat();
   }
 
   stop(): void {
@@ -149,6 +182,8 @@ class SimulatedAgent {
 
   async #beat(): Promise<void> {
     if (this.#stopped) return;
+    this.#beating = true;
+    this.#again = false;
     const reported = [...this.#running].map(
       ([id, generation], n): InstanceStatus => ({
         id,
@@ -199,6 +234,8 @@ class SimulatedAgent {
     } catch (err) {
       this.#bench.failed(this.name, err as Error);
     }
+    this.#beating = false;
+    if (this.#again) next = 0;
     if (!this.#stopped) this.#timer = setTimeout(() => void this.#beat(), next);
   }
 }
@@ -263,13 +300,17 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
     // Removed by the server when it stops; also here, in case it had to be killed.
     removeOnCleanup(started.dir);
     const base = new URL(started.url);
-    const httpAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+    // A connection pool per agent, as each real agent has its own (its wait and its heartbeat:
+    // two kept-alive connections), not one pool that opens hundreds of connections in a burst.
+    const pools: http.Agent[] = [];
     // A connection per call: a kept-alive one the server closed while idle would reset the next call.
     const admin = new http.Agent({ keepAlive: false });
     const bench = new Bench();
-    const agents = Object.entries(started.tokens).map(
-      ([name, token]) => new SimulatedAgent(name, token, base, httpAgent, bench),
-    );
+    const agents = Object.entries(started.tokens).map(([name, token]) => {
+      const pool = new http.Agent({ keepAlive: true });
+      pools.push(pool);
+      return new SimulatedAgent(name, token, base, pool, bench);
+    });
     try {
       agents.forEach((a, n) => {
         a.start((n / agents.length) * 1000);
@@ -333,7 +374,10 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
           await new Promise((r) => setTimeout(r, 200));
         }
       })();
-      await Promise.race([finished, new Promise((r) => setTimeout(r, RAMP_TIMEOUT_MS))]);
+      let rampTimer: NodeJS.Timeout | undefined;
+      await Promise.race([finished, new Promise((r) => (rampTimer = setTimeout(r, RAMP_TIMEOUT_MS)))]);
+      // Else it would hold the process open for the rest of RAMP_TIMEOUT_MS after the verdicts.
+      clearTimeout(rampTimer);
       const rampCpu = groupCpuSeconds(started.pid) - rampCpu0;
       const rampWrites = storeRevision() - revision0;
       await probe;
@@ -390,7 +434,7 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
       return out;
     } finally {
       for (const a of agents) a.stop();
-      httpAgent.destroy();
+      for (const pool of pools) pool.destroy();
       admin.destroy();
     }
   } finally {

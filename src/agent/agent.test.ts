@@ -49,6 +49,8 @@ interface ControlPlane {
   changed(): void;
   /** Waits answered. */
   waits: number;
+  /** The floor on the heartbeat interval the replies set (a big cluster's), if any. */
+  minIntervalMs?: number;
   server: Server;
 }
 
@@ -81,6 +83,7 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
         instances: cp.desired,
         intervalMs: 1000,
         ingestTokens: { default: "ingest-secret" },
+        ...(cp.minIntervalMs ? { minIntervalMs: cp.minIntervalMs } : {}),
       };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
     } else if (req.method === "GET" && req.url?.startsWith("/api/v1/nodes/node1/wait")) {
@@ -361,6 +364,14 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     () => parseHeartbeatReply({ instances: [], intervalMs: 1000, services: { acme: ["a/web", 3] } }),
     /services: not an object of string lists/,
   );
+  assert.throws(
+    () => parseHeartbeatReply({ instances: [], intervalMs: 1000, minIntervalMs: "5s" }),
+    /minIntervalMs: not a number/,
+  );
+  assert.equal(
+    parseHeartbeatReply({ instances: [], intervalMs: 5000, minIntervalMs: 5000 }).minIntervalMs,
+    5000,
+  );
   assert.deepEqual(
     parseHeartbeatReply({ instances: [], intervalMs: 1000, services: { acme: ["a/web"] } }).services,
     { acme: ["a/web"] },
@@ -562,6 +573,35 @@ test("a change the wait reports starts the instance at once, not at the next hea
   assert.ok(cp.heartbeats.length > before);
   assert.equal(await get(healthy.port!), "hi from woken1 (release 1)\n");
   assert.deepEqual(cp.heartbeats.at(-1)?.slugs, [digest], "the slug it downloaded is named");
+});
+
+test("a big cluster's control plane sets a floor on the heartbeat interval: the agent heartbeats no more often", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-agent-interval-"));
+  const dataDir = join(root, "data");
+  let agent: Agent | undefined;
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    cp?.server.closeAllConnections();
+    cp?.server.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  cp = await startControlPlane(slugFile, digest);
+  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 100 });
+  await agent.start();
+  await sleep(1500);
+  const free = cp.heartbeats.length;
+  assert.ok(free >= 6, `${free} heartbeats in 1.5 s at its own 100 ms`);
+  cp.minIntervalMs = 1000;
+  await waitFor(() => (cp!.heartbeats.length > free ? true : undefined), "a heartbeat that hears the floor");
+  await sleep(300);
+  const floored = cp.heartbeats.length;
+  await sleep(2500);
+  const more = cp.heartbeats.length - floored;
+  assert.ok(more >= 1 && more <= 3, `${more} heartbeats in 2.5 s with a 1 s floor`);
 });
 
 test("config: the files and the feed before the start, a new version applied in place, or by a restart when the service asks", async (t) => {

@@ -82,6 +82,8 @@ export class Agent {
   #warnedNodeModules = false;
   readonly #ports: PortAllocator;
   readonly #heartbeatMs: number;
+  /** The control plane's floor on the interval (a big cluster spreads its heartbeats): 0 until it sets one. */
+  #minIntervalMs = 0;
   readonly #instances = new Map<string, Managed>();
   /** From the last heartbeat reply; undefined until one arrived. */
   #desired: Map<string, DesiredInstance> | undefined;
@@ -306,7 +308,8 @@ export class Agent {
   async #heartbeatLoop(): Promise<void> {
     while (this.#running) {
       const changed = await this.#heartbeat();
-      await this.#pause(changed ? Math.min(FOLLOW_UP_MS, this.#heartbeatMs) : this.#heartbeatMs);
+      const every = Math.max(this.#heartbeatMs, this.#minIntervalMs);
+      await this.#pause(changed ? Math.min(FOLLOW_UP_MS, every) : every);
     }
   }
 
@@ -417,6 +420,7 @@ export class Agent {
     this.#serverAway = false;
     this.#ingestTokens = reply.ingestTokens ?? {};
     this.#services = reply.services ?? {};
+    this.#minIntervalMs = reply.minIntervalMs ?? 0;
     this.#reconcile(reply);
     return changed;
   }

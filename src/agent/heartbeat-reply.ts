@@ -17,6 +17,11 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
   if (!Array.isArray(value.instances)) return fail("instances", "not an array");
   if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
   if (
+    value.minIntervalMs !== undefined &&
+    (typeof value.minIntervalMs !== "number" || !(value.minIntervalMs >= 0 && value.minIntervalMs <= 600_000))
+  )
+    fail("minIntervalMs", "not a number of ms from 0 to 600000");
+  if (
     value.ingestTokens !== undefined &&
     (!isObject(value.ingestTokens) || Object.values(value.ingestTokens).some((t) => typeof t !== "string"))
   )

@@ -364,7 +364,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings,
     secrets,
     guard,
-    config: new ConfigCenter(store),
+    config: new ConfigCenter(store, systemClock, informer),
     runtimes,
     certificates,
     registry: await RegistryCredentials.open(secrets, dataDir),

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { ManualClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Instance } from "../model/objects.ts";
+import { controlPlaneInformer } from "../store/informer-kinds.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { ConfigCenter } from "./center.ts";
 
@@ -206,20 +207,32 @@ test("a gray version reaches only its share, blocks other changes, then promotes
   assert.equal((await center.effective("shop", "web"))?.values.K, "newer");
 });
 
-test("heartbeat config: the content only when the agent reported another version", async () => {
-  const store = new MemoryStore();
-  const center = new ConfigCenter(store);
-  await center.change({ layer: "app", namespace: NS, author: "a", set: { K: "v" } });
-  const d = { id: "i1", app: "web", tenant: "shop", service: "web", action: "run" } as never;
-  const first = await center.forInstances([d], []);
-  assert.equal(first.get("i1")?.version, 1);
-  assert.equal(first.get("i1")?.onChange, "file");
-  assert.equal(first.get("i1")?.document?.values.K, "v");
-  const again = await center.forInstances(
-    [d],
-    [{ id: "i1", generation: 1, state: "healthy", configVersion: 1 }],
-  );
-  assert.equal(again.get("i1")?.document, undefined);
-  const none = await center.forInstances([{ ...(d as object), app: "other" } as never], []);
-  assert.equal(none.size, 0);
-});
+for (const reads of ["store", "informer"] as const) {
+  test(`heartbeat config (reads from the ${reads}): the content only when the agent reported another version`, async () => {
+    const store = new MemoryStore();
+    const informer = reads === "informer" ? controlPlaneInformer(store) : undefined;
+    const center = new ConfigCenter(store, new ManualClock(0), informer);
+    try {
+      await center.change({ layer: "app", namespace: NS, author: "a", set: { K: "v" } });
+      await informer?.sync();
+      const d = { id: "i1", app: "web", tenant: "shop", service: "web", action: "run" } as never;
+      const first = await center.forInstances([d], []);
+      assert.equal(first.get("i1")?.version, 1);
+      assert.equal(first.get("i1")?.onChange, "file");
+      assert.equal(first.get("i1")?.document?.values.K, "v");
+      const again = await center.forInstances(
+        [d],
+        [{ id: "i1", generation: 1, state: "healthy", configVersion: 1 }],
+      );
+      assert.equal(again.get("i1")?.document, undefined);
+      const none = await center.forInstances([{ ...(d as object), app: "other" } as never], []);
+      assert.equal(none.size, 0);
+      // A new head reaches the informer's reader once synced.
+      await center.change({ layer: "app", namespace: NS, author: "a", set: { K: "w" } });
+      await informer?.sync();
+      assert.equal((await center.forInstances([d], []))?.get("i1")?.version, 2);
+    } finally {
+      informer?.stop();
+    }
+  });
+}

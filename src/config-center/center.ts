@@ -33,6 +33,7 @@ import {
 } from "../model/config.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
 import type { DesiredInstance, InstanceStatus } from "../model/protocol.ts";
+import type { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import { checkEntries } from "./entries.ts";
 import { grayMembers, lowerRefs, mergeLayers } from "./merge.ts";
@@ -86,9 +87,18 @@ export class ConfigCenter {
   /** What each instance's agent last reported applied. */
   readonly #applied = new Map<string, { version: number; at: string }>();
 
-  constructor(store: Store, clock: Clock = systemClock) {
+  /** Where forInstances reads heads and services (a synced informer keeping both), else the store. */
+  readonly #informer: Informer | undefined;
+
+  /**
+   * `informer` (keeping config_head and service) serves the heartbeat's reads
+   * (forInstances): the caller syncs it first, so they are as fresh as the
+   * store's, without a store read and a parse per app on every heartbeat.
+   */
+  constructor(store: Store, clock: Clock = systemClock, informer?: Informer) {
     this.#store = store;
     this.#clock = clock;
+    this.#informer = informer;
   }
 
   /** Every version of a namespace, oldest first. */
@@ -350,7 +360,13 @@ export class ConfigCenter {
     }
     for (const list of byApp.values()) {
       const { tenant, app } = list[0] as DesiredInstance;
-      const head = await this.head(tenant, app);
+      const head = this.#informer
+        ? (this.#informer.get<ConfigHead>("config_head", configHeadKey(tenant, app))?.value ?? {
+            tenant,
+            app,
+            stable: 0,
+          })
+        : await this.head(tenant, app);
       if (head.stable === 0 && !head.gray) continue;
       const target = head.gray ? (await this.targets(tenant, app)).target : undefined;
       const onChange = new Map<string, ConfigOnChange>();
@@ -358,7 +374,10 @@ export class ConfigCenter {
         const version = target?.get(d.id) ?? head.stable;
         if (version === 0) continue;
         if (!onChange.has(d.service)) {
-          const svc = await this.#store.get<Service>("service", `${tenant}/${app}/${d.service}`);
+          const key = `${tenant}/${app}/${d.service}`;
+          const svc = this.#informer
+            ? this.#informer.get<Service>("service", key)
+            : await this.#store.get<Service>("service", key);
           onChange.set(d.service, svc?.value.spec.config?.onChange ?? "file");
         }
         const document =

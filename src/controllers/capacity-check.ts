@@ -50,18 +50,24 @@ export function placedInstances(
 ): PlacedInstance[] {
   const placed: PlacedInstance[] = [];
   for (const i of instances) {
-    if (!i.node || !holdsResources(i) || !keep(i)) continue;
-    const key = serviceKey(i.tenant, i.app, i.service);
-    placed.push({
-      id: i.id,
-      service: key,
-      node: i.node,
-      resources: i.run.resources,
-      criticality: services.get(key)?.spec.criticality ?? "normal",
-      pet: i.mode === "pet",
-    });
+    if (!keep(i)) continue;
+    const p = placedInstance(i, services.get(serviceKey(i.tenant, i.app, i.service)));
+    if (p) placed.push(p);
   }
   return placed;
+}
+
+/** One instance as the scheduler sees it, if it holds resources on a node (`svc`: its service, for its criticality). */
+export function placedInstance(i: Instance, svc: Service | undefined): PlacedInstance | undefined {
+  if (!i.node || !holdsResources(i)) return undefined;
+  return {
+    id: i.id,
+    service: serviceKey(i.tenant, i.app, i.service),
+    node: i.node,
+    resources: i.run.resources,
+    criticality: svc?.spec.criticality ?? "normal",
+    pet: i.mode === "pet",
+  };
 }
 
 /**

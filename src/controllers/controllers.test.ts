@@ -13,6 +13,7 @@ import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import { appShortfalls } from "./capacity-check.ts";
 import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
+import { heartbeatInterval } from "./node-controller.ts";
 import { checkQuota } from "./quota.ts";
 import { scaleServices } from "./scale.ts";
 import { judgeRollout } from "./service-rules.ts";
@@ -1038,4 +1039,39 @@ test("a deploy keeps the count the autoscaler reached, inside the new release's 
   await deploy(h, { instances: 1, autoscale: autoscale(2) }, "d".repeat(64));
   await settle(h);
   assert.equal((await web()).instances, 2, "clamped into the new max");
+});
+
+test("a big cluster's heartbeats are spread out: the replies ask for a longer interval, and silence is judged by it", async () => {
+  const h = setup();
+  const small = await h.m.nodes.handleHeartbeat("n0", hb());
+  assert.equal(small.intervalMs, DEFAULT_SETTINGS.heartbeatMs);
+  assert.equal(small.minIntervalMs, undefined, "a small cluster sets no floor");
+  // 500 nodes: at most HEARTBEATS_PER_S (200) a second in all is one every 2.5 s each.
+  const names = Array.from({ length: 500 }, (_, n) => `n${n}`);
+  for (const n of names) await h.m.nodes.handleHeartbeat(n, hb());
+  const big = await h.m.nodes.handleHeartbeat("n1", hb());
+  assert.equal(heartbeatInterval(DEFAULT_SETTINGS.heartbeatMs, 500), 2500);
+  assert.deepEqual([big.intervalMs, big.minIntervalMs], [2500, 2500]);
+  // n0 goes silent, the others heartbeat every 2.5 s: past the settings' not-ready time (3.6 s)
+  // n0 is still ready; past 2.5 times it (9 s), not ready; past 2.5 times the lost time (22.5 s), lost.
+  const state = async () => (await h.store.get<Node>("node", "n0"))?.value.state;
+  const seen: string[] = [];
+  for (let t = 2500; t <= 25_000; t += 2500) {
+    h.clock.advance(2500);
+    for (const n of names.slice(1)) await h.m.nodes.handleHeartbeat(n, hb());
+    await h.m.nodes.checkNodes();
+    seen.push(`${t} ${await state()}`);
+  }
+  assert.deepEqual(seen, [
+    "2500 ready",
+    "5000 ready",
+    "7500 ready",
+    "10000 not_ready",
+    "12500 not_ready",
+    "15000 not_ready",
+    "17500 not_ready",
+    "20000 not_ready",
+    "22500 not_ready",
+    "25000 lost",
+  ]);
 });

@@ -8,6 +8,14 @@
  *                  excuses every node that long; most nodes silent at once holds
  *                  off for a while: a server behind does not call healthy nodes lost)
  *
+ * A big cluster's heartbeats are spread out (after Nomad's
+ * max_heartbeats_per_second): the interval the reply asks for is the
+ * settings' one, stretched so that all nodes together send at most
+ * HEARTBEATS_PER_S (1,000 nodes: every 5 s), and the silence that makes a node
+ * not ready or lost stretches with it. The agent also keeps a long poll open
+ * (GET /nodes/:name/wait) that makes it heartbeat at once when what it should
+ * run changes, so a longer interval does not delay new instances.
+ *
  * The time of the last heartbeat is kept in memory (a store write per
  * heartbeat would wake every watcher every second); the Node object is
  * written when something changes, and at most every few seconds otherwise.
@@ -30,6 +38,18 @@ import type { EventInput } from "./events.ts";
 const PERSIST_HEARTBEAT_MS = 5000;
 const PERSIST_HEARTBEATS_PER_S = 20;
 
+/** At most this many heartbeats per second from all nodes together (see heartbeatInterval). */
+export const HEARTBEATS_PER_S = 200;
+
+/**
+ * The heartbeat interval for a cluster of `nodes`: `baseMs` (the settings'),
+ * stretched (in steps of 100 ms) so that all nodes together heartbeat at most
+ * HEARTBEATS_PER_S times a second.
+ */
+export function heartbeatInterval(baseMs: number, nodes: number): number {
+  return Math.max(baseMs, Math.ceil((nodes * 1000) / HEARTBEATS_PER_S / 100) * 100);
+}
+
 /**
  * With at least this many nodes, more than half of them silent at once holds
  * off their not_ready/lost (the server is more likely behind than they dead),
@@ -46,6 +66,8 @@ export class NodeController {
   /** Since when most nodes have been silent at once (see checkNodes). */
   #massSilenceSince: number | undefined;
   #massSilenceWarned = 0;
+  /** The longest interval replies asked for lately, and until when it counts (see #interval). */
+  #told = { ms: 0, until: 0 };
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
@@ -218,7 +240,35 @@ export class NodeController {
         ...(action === "run" && i.run.secrets ? await this.#secretEnv(i) : {}),
       });
     }
-    return { instances: reply, intervalMs: this.#ctx.settings.heartbeatMs };
+    const intervalMs = this.#interval();
+    return {
+      instances: reply,
+      intervalMs,
+      ...(intervalMs > this.#ctx.settings.heartbeatMs ? { minIntervalMs: intervalMs } : {}),
+    };
+  }
+
+  /**
+   * The interval replies ask for now (heartbeatInterval); remembers it, so that
+   * silence is judged by the longest interval an agent may still be waiting out.
+   */
+  #interval(): number {
+    const now = this.#ctx.clock.now();
+    const ms = heartbeatInterval(this.#ctx.settings.heartbeatMs, this.#ctx.informer.count("node"));
+    if (ms >= this.#told.ms || now > this.#told.until) this.#told = { ms, until: now + 2 * ms };
+    return ms;
+  }
+
+  /** The silence after which a node is not ready, and lost: the settings', stretched with the interval. */
+  #timeouts(): { notReadyMs: number; lostMs: number } {
+    const { settings } = this.#ctx;
+    const now = this.#ctx.clock.now();
+    const ms = Math.max(
+      heartbeatInterval(settings.heartbeatMs, this.#ctx.informer.count("node")),
+      now <= this.#told.until ? this.#told.ms : 0,
+    );
+    const stretch = ms / settings.heartbeatMs;
+    return { notReadyMs: settings.nodeNotReadyMs * stretch, lostMs: settings.nodeLostMs * stretch };
   }
 
   /**
@@ -300,9 +350,10 @@ export class NodeController {
   }
 
   async #checkNodes(): Promise<void> {
-    const { store, clock, events, settings } = this.#ctx;
+    const { store, clock, events } = this.#ctx;
     const now = clock.now();
     await this.#ctx.informer.sync();
+    const { notReadyMs, lostMs } = this.#timeouts();
     const changes: { o: StoredObject<Node>; state: "not_ready" | "lost"; silence: number }[] = [];
     let counted = 0;
     let silent = 0;
@@ -311,8 +362,7 @@ export class NodeController {
       // After a server restart, give agents a full timeout to check in again.
       const seen = this.#lastSeen.get(n.name) ?? Math.max(Date.parse(n.lastHeartbeat), this.#startedAt);
       const silence = now - seen;
-      const state =
-        silence > settings.nodeLostMs ? "lost" : silence > settings.nodeNotReadyMs ? "not_ready" : "ready";
+      const state = silence > lostMs ? "lost" : silence > notReadyMs ? "not_ready" : "ready";
       if (n.state !== "lost") {
         counted++;
         if (state !== "ready") silent++;
@@ -326,8 +376,8 @@ export class NodeController {
     // machines died together. Hold off, for at most MASS_SILENCE_HOLD_LOST_TIMEOUTS timeouts.
     if (counted >= MASS_SILENCE_MIN_NODES && silent > counted / 2) {
       this.#massSilenceSince ??= now;
-      if (now - this.#massSilenceSince < settings.nodeLostMs * MASS_SILENCE_HOLD_LOST_TIMEOUTS) {
-        if (now - this.#massSilenceWarned > settings.nodeLostMs) {
+      if (now - this.#massSilenceSince < lostMs * MASS_SILENCE_HOLD_LOST_TIMEOUTS) {
+        if (now - this.#massSilenceWarned > lostMs) {
           this.#massSilenceWarned = now;
           this.#ctx.logger.warn("most nodes are silent at once: holding off calling them lost", {
             silent,

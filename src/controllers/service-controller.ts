@@ -21,10 +21,10 @@ import {
   type Service,
 } from "../model/objects.ts";
 import { qosClass } from "../model/qos.ts";
-import { ClusterState } from "../scheduler/cluster-state.ts";
-import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
+import { Scheduler } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
-import { placedInstances, placementRequest, serviceShortfall } from "./capacity-check.ts";
+import { placementRequest, serviceShortfall } from "./capacity-check.ts";
+import { ClusterView } from "./cluster-view.ts";
 import { backoffMs, type Context } from "./context.ts";
 import { dependenciesDown, dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
@@ -64,8 +64,12 @@ export class ServiceController {
   /** When each waiting instance's "cannot be placed" message was last written (a rate limit, not state). */
   readonly #unschedulableAt = new Map<string, number>();
 
+  /** What the scheduler places on: kept up to date from the informer, not rebuilt per pass. */
+  readonly #view: ClusterView;
+
   constructor(ctx: Context) {
     this.#ctx = ctx;
+    this.#view = new ClusterView(ctx.informer);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -216,7 +220,6 @@ export class ServiceController {
     // Re-read what is still active after healing: placement must see the share of a crashed or
     // retired instance freed, or its replacement is refused room that is there.
     await informer.sync();
-    const healed = informer.list<Instance>("instance");
     const fresh = informer.by<Instance>("instance", "service", key);
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     const pets = svc.spec.mode === "pet";
@@ -283,7 +286,7 @@ export class ServiceController {
         ? await dependenciesDown(
             store,
             svc,
-            healed.map((o) => o.value),
+            informer.list<Instance>("instance").map((o) => o.value),
           )
         : undefined;
     if (down) {
@@ -302,7 +305,7 @@ export class ServiceController {
     } else if (counted.length < want) {
       const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
       if (wait > 0) later(wait);
-      else await this.#create(svc, want - counted.length, fresh, nodes, healed, movingOff);
+      else await this.#create(svc, want - counted.length, fresh, movingOff);
     } else if (counted.length > want) {
       const victims = [...counted]
         .sort(pets ? byOrdinalDescending : byRetirePreference)
@@ -376,7 +379,7 @@ export class ServiceController {
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
     if (pending.length > 0) {
       await informer.sync();
-      await this.#place(svc, pending, nodes, informer.list<Instance>("instance"), movingOff);
+      await this.#place(svc, pending, movingOff);
       later(2000);
     }
 
@@ -452,14 +455,7 @@ export class ServiceController {
    * Creates `count` new instances of the service's release, placed: each is
    * written once, already on its node (or pending, saying why none fits).
    */
-  async #create(
-    svc: Service,
-    count: number,
-    mine: StoredObject<Instance>[],
-    nodes: Node[],
-    all: StoredObject<Instance>[],
-    avoid: string[],
-  ): Promise<void> {
+  async #create(svc: Service, count: number, mine: StoredObject<Instance>[], avoid: string[]): Promise<void> {
     const now = new Date(this.#ctx.clock.now()).toISOString();
     const fresh: StoredObject<Instance>[] = [];
     const taken = new Set(mine.map((o) => o.value.id));
@@ -487,27 +483,15 @@ export class ServiceController {
       // Not stored yet: revision 0, so the placement's write creates it (and only if it does not exist).
       fresh.push({ kind: "instance", key: id, revision: 0, createRevision: 0, value: instance });
     }
-    await this.#place(svc, fresh, nodes, all, avoid);
+    await this.#place(svc, fresh, avoid);
   }
 
   /**
    * Assigns nodes to pending instances, or records why none fits. An instance
    * that fits nowhere may preempt less critical ones (an event says which).
    */
-  async #place(
-    svc: Service,
-    pending: StoredObject<Instance>[],
-    nodes: Node[],
-    all: StoredObject<Instance>[],
-    avoid: string[] = [],
-  ): Promise<void> {
-    const services = new Map(this.#ctx.informer.list<Service>("service").map((o) => [o.key, o.value]));
-    const placed = placedInstances(
-      all.map((o) => o.value),
-      services,
-    );
-    const scheduler = new Scheduler(new ClusterState(nodes.map(schedulerNode), placed), this.#cursor);
-    const byId = new Map(all.map((o) => [o.value.id, o]));
+  async #place(svc: Service, pending: StoredObject<Instance>[], avoid: string[] = []): Promise<void> {
+    const scheduler = new Scheduler(this.#view.state(), this.#cursor);
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
     const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
     // The placements are decided here, one after the other; their writes go out together
@@ -527,7 +511,7 @@ export class ServiceController {
       if (placement.node !== null) {
         this.#unschedulableAt.delete(i.id);
         for (const victim of placement.preempted) {
-          const v = byId.get(victim.id);
+          const v = this.#ctx.informer.get<Instance>("instance", victim.id);
           if (v === undefined) continue;
           await this.#retire(
             v,
@@ -550,7 +534,11 @@ export class ServiceController {
               moving: undefined,
             },
             { reason: "Scheduled", message: `${i.id} (v${i.release}) placed on ${placement.node}` },
-          ),
+          ).catch((err: unknown) => {
+            // Not placed after all (another writer came first): the view forgets this placement.
+            this.#view.refresh(i.id);
+            throw err;
+          }),
         );
       } else if ((o.revision === 0 || i.message !== placement.message) && this.#mayRewrite(i)) {
         writes.push(

@@ -153,8 +153,14 @@ export interface DesiredInstance {
 export interface HeartbeatReply {
   /** Every instance this node should know about. An instance the agent has that is not listed is stopped and removed. */
   instances: DesiredInstance[];
-  /** Seconds between heartbeats the server expects. */
+  /** Milliseconds between heartbeats the server expects. */
   intervalMs: number;
+  /**
+   * Set in a big cluster: heartbeat no more often than this (the control
+   * plane spreads its nodes' heartbeats; controllers/node-controller.ts). New
+   * instances still come at once, through the wait long poll.
+   */
+  minIntervalMs?: number;
   /**
    * Each tenant's write-only ingest token, `{tenant: secret}`, for the tenants
    * of the instances listed: the agent gives each instance OTEL_* defaults

@@ -2,8 +2,9 @@
  * What the scheduler knows of the cluster, in a shape built for scanning
  * thousands of nodes per placement: free CPU and memory in typed arrays
  * indexed by node, replicas per service per node in sparse maps, and the
- * instances on each node (for preemption). Built once per scheduling pass
- * from the store's nodes and instances, then updated as instances are placed.
+ * instances on each node (for preemption). Built from the store's nodes and
+ * instances, then updated as instances are placed and as the store changes
+ * (controllers/cluster-view.ts keeps one for every scheduling pass).
  */
 
 import type { Resources, Taint } from "../model/objects.ts";
@@ -55,7 +56,7 @@ export function cpuCapacity(node: Pick<SchedulerNode, "allocatable" | "cpuOverco
 }
 
 export class ClusterState {
-  readonly nodes: readonly SchedulerNode[];
+  readonly #nodes: SchedulerNode[];
   readonly #index = new Map<string, number>();
   /** Allocatable (CPU: times the overcommit ratio) minus what placed instances hold, per node index. */
   readonly cpuFree: Float64Array;
@@ -69,7 +70,7 @@ export class ClusterState {
   readonly #byId = new Map<string, { instance: PlacedInstance; node: number }>();
 
   constructor(nodes: readonly SchedulerNode[], placed: Iterable<PlacedInstance> = []) {
-    this.nodes = nodes;
+    this.#nodes = [...nodes];
     const n = nodes.length;
     this.cpuFree = new Float64Array(n);
     this.memoryFree = new Float64Array(n);
@@ -83,6 +84,31 @@ export class ClusterState {
       this.open[i] = node.ready && node.schedulable ? 1 : 0;
     }
     for (const p of placed) this.add(p);
+  }
+
+  get nodes(): readonly SchedulerNode[] {
+    return this.#nodes;
+  }
+
+  /**
+   * Puts a new version of a known node in place (its labels, allocatable,
+   * readiness…): what its instances hold stays held. False when the node is
+   * not known (a new node needs a new ClusterState).
+   */
+  replaceNode(node: SchedulerNode): boolean {
+    const i = this.#index.get(node.name);
+    if (i === undefined) return false;
+    const old = this.#nodes[i] as SchedulerNode;
+    this.cpuFree[i] += cpuCapacity(node) - cpuCapacity(old);
+    this.memoryFree[i] += node.allocatable.memory - old.allocatable.memory;
+    this.open[i] = node.ready && node.schedulable ? 1 : 0;
+    this.#nodes[i] = node;
+    return true;
+  }
+
+  /** Whether an instance is recorded as holding resources here. */
+  holds(id: string): boolean {
+    return this.#byId.has(id);
   }
 
   indexOf(node: string): number | undefined {

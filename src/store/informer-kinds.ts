@@ -6,6 +6,7 @@
  *   service   by tenant · by app
  *   node      (all of them: the scheduler looks at every node)
  *   run       by node
+ *   config_head  (the heartbeat's config versions: config-center/center.ts forInstances)
  */
 
 import type { Logger } from "../common/log.ts";
@@ -19,7 +20,7 @@ const ofInstance = (f: (i: Instance) => readonly string[]) => f as (value: never
 /** The informer the controllers read (Context.informer): started by its first `sync()`. */
 export function controlPlaneInformer(store: Store, logger?: Logger): Informer {
   return new Informer(store, {
-    kinds: ["instance", "node", "service", "run"],
+    kinds: ["instance", "node", "service", "run", "config_head"],
     indexes: [
       { kind: "instance", name: "node", values: ofInstance((i) => (i.node ? [i.node] : [])) },
       {

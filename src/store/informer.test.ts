@@ -148,3 +148,41 @@ test("informer: changes(kind) moves when an object of that kind changes, and onl
     informer.stop();
   }
 });
+
+test("informer: subscribe hears each change with the object before and after, and a reset on relist", async () => {
+  const store = new MemoryStore({ historyLimit: 5 });
+  const informer = controlPlaneInformer(store);
+  const heard: string[] = [];
+  const unsubscribe = informer.subscribe((c) => {
+    if (c.reset) heard.push("reset");
+    else
+      heard.push(
+        `${c.kind} ${c.key} ${(c.before?.value as Instance | undefined)?.node ?? "-"}→${(c.after?.value as Instance | undefined)?.node ?? "-"}`,
+      );
+  });
+  try {
+    await informer.sync();
+    assert.deepEqual(heard, ["reset"], "the first list is a reset");
+    await store.put("instance", "a", instance("a", null));
+    const a = await store.get<Instance>("instance", "a");
+    await store.put("instance", "a", instance("a", "n1"), { expectRevision: a?.revision ?? 0 });
+    await store.put("event", "e1", { note: "not kept" });
+    await store.delete("instance", "a");
+    await informer.sync();
+    assert.deepEqual(heard.slice(1), ["instance a -→-", "instance a -→n1", "instance a n1→-"]);
+    // Fall behind the store's history: the relist is heard as a reset.
+    const writes: Promise<unknown>[] = [];
+    for (let n = 0; n < 20; n++) writes.push(store.put("instance", `i${n}`, instance(`i${n}`, "n1")));
+    await Promise.all(writes);
+    await informer.sync();
+    assert.ok(heard.includes("reset", 1), heard.join(", "));
+    unsubscribe();
+    const count = heard.length;
+    await store.put("instance", "z", instance("z", "n2"));
+    await informer.sync();
+    assert.equal(heard.length, count, "no more after unsubscribe");
+  } finally {
+    informer.stop();
+    await store.close();
+  }
+});

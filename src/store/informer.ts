@@ -16,6 +16,10 @@
  * revision: a reconcile that syncs first sees what a list would have shown,
  * its own earlier writes included.
  *
+ * `subscribe()` hears every change the cache takes, as it takes it (and a
+ * reset when it relists): something derived from the cache (the scheduler's
+ * cluster view) is kept up to date instead of rebuilt from whole kinds.
+ *
  * The watch takes every kind (and drops those it does not keep) so that it
  * sees every revision and `sync()` knows when it has caught up. A watch that
  * breaks (`gone`: it fell behind the store's history) relists and goes on.
@@ -42,6 +46,15 @@ export interface InformerOptions {
 
 type Bucket = Map<string, StoredObject>;
 
+/**
+ * One change the cache took: `before` and `after` are the object in it before
+ * and after (absent: not there). `reset`: the cache was relisted; derive
+ * everything afresh.
+ */
+export type InformerChange =
+  | { kind: Kind; key: string; before?: StoredObject; after?: StoredObject; reset?: undefined }
+  | { reset: true };
+
 /** How long a watch with nothing to deliver counts as caught up (see sync()). */
 const QUIET_MS = 100;
 
@@ -67,6 +80,7 @@ export class Informer {
   /** When the watch last delivered a change (performance.now()). */
   #lastEventAt = 0;
   #waiters: Waiter[] = [];
+  readonly #listeners = new Set<(change: InformerChange) => void>();
   #started: Promise<void> | undefined;
   readonly #abort = new AbortController();
 
@@ -176,6 +190,15 @@ export class Informer {
     return [...map.keys()];
   }
 
+  /**
+   * Calls `listener` with every change the cache takes, synchronously, as it
+   * takes it (so it is up to date whenever the cache is). Returns the unsubscribe.
+   */
+  subscribe(listener: (change: InformerChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
   stop(): void {
     this.#abort.abort();
     for (const w of this.#waiters.splice(0)) w.resolve();
@@ -206,6 +229,7 @@ export class Informer {
     for (const kind of this.#kinds) this.#changed(kind);
     this.#indexed = new Map(this.#indexes.map((ix) => [`${ix.kind}/${ix.name}`, new Map()]));
     for (const bucket of objects.values()) for (const o of bucket.values()) this.#addToIndexes(o);
+    this.#tell({ reset: true });
     this.#advance(from);
     return from;
   }
@@ -246,11 +270,24 @@ export class Informer {
       if (cached) this.#removeFromIndexes(cached);
       bucket.set(ev.key, ev.object);
       this.#addToIndexes(ev.object);
+      this.#tell({ kind: ev.kind, key: ev.key, ...(cached ? { before: cached } : {}), after: ev.object });
     } else {
       if (!cached || cached.revision >= ev.revision) return;
       this.#changed(ev.kind);
       this.#removeFromIndexes(cached);
       bucket.delete(ev.key);
+      this.#tell({ kind: ev.kind, key: ev.key, before: cached });
+    }
+  }
+
+  #tell(change: InformerChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        // A listener's bug must not stop the cache from following the store.
+        this.#logger?.error("informer listener failed", { err });
+      }
     }
   }
 
