@@ -22,7 +22,8 @@
 // in µs from the due time; sendDelayP99 is how late requests were written
 // (waiting for a free connection, or the client itself late). Requests due in
 // the warm-up are sent but not counted. One connection carries one request at
-// a time (no pipelining); HTTP/1.1 keep-alive, Content-Length or chunked.
+// a time (no pipelining); HTTP/1.1 keep-alive, Content-Length or chunked
+// answers of up to 64 KiB.
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -144,7 +145,8 @@ static long response_length(const char *buf, size_t len, int *status, int *close
   *closes = 0;
   long content_length = -1;
   int chunked = 0;
-  for (const char *line = (const char *)memchr(buf, '\n', (size_t)(end - buf)) + 1; line < end;) {
+  /* The status line's end (with no headers, the \n of the blank line's first CRLF). */
+  for (const char *line = (const char *)memchr(buf, '\n', (size_t)(end - buf) + 2) + 1; line < end;) {
     const char *eol = memchr(line, '\n', (size_t)(end + 2 - line));
     if (!eol) break;
     if (strncasecmp(line, "content-length:", 15) == 0) content_length = atol(line + 15);
@@ -276,6 +278,7 @@ int main(int argc, char **argv) {
   int64_t t0 = now_ns();
   int64_t next = 0;  /* the next request to send, by its index in the schedule */
   int cursor = 0;    /* where the search for an idle connection starts (round robin) */
+  int ticking = 1;
   int64_t end = t0 + total * interval, deadline = end + DRAIN_NS;
   struct epoll_event events[64];
   for (;;) {
@@ -296,9 +299,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < connection_count; i++) outstanding += connections[i].busy && connections[i].measured;
     if (next >= total && outstanding == 0) break;
     if (now > deadline) break;
-    if (next >= total) { /* the schedule is done: no more ticks needed */
+    if (next >= total && ticking) { /* the schedule is done: no more ticks needed */
       struct itimerspec off = {0};
       timerfd_settime(timer, 0, &off, NULL);
+      ticking = 0;
     }
     int n = epoll_wait(epoll_fd, events, 64, 100);
     if (n < 0 && errno != EINTR) die("epoll_wait");
@@ -309,16 +313,13 @@ int main(int argc, char **argv) {
         if (read(timer, &ticks, sizeof ticks) < 0 && errno != EAGAIN) die("read timerfd");
         continue;
       }
-      if (events[i].events & (EPOLLERR | EPOLLHUP)) {
-        reopen(c);
-        continue;
-      }
       if (events[i].events & EPOLLOUT) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
         write_request(c);
       }
-      if (events[i].events & EPOLLIN) read_response(c);
+      /* A hang-up or an error is read too: what arrived before it first, then the end (read_response reopens). */
+      if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_response(c);
     }
   }
   /* Errors: requests lost with their connection, never sent, or unanswered by the deadline. */
