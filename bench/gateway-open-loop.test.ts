@@ -63,39 +63,38 @@ after(async () => {
 test("sends evenly spaced requests at the asked rate, with the given headers, and reads chunked answers", async (t) => {
   if (skip) return t.skip(skip);
   arrivals.length = 0;
+  // 50 a second over 8 connections: one request every 20 ms. A bursty client sends 8 together every 160 ms.
+  // The arrival times are taken in this process's event loop, which a busy machine delays: the checks
+  // leave room for that, not for bursts.
   const r = await runOpenLoop(
     binary as string,
     { url: `${base}/even?delay=20`, headers: { Host: "app.example", "x-test": "yes" } },
-    { rate: 200, seconds: 2, warmupSeconds: 0.5, connections: 16 },
+    { rate: 50, seconds: 3, warmupSeconds: 0.5, connections: 8 },
   );
-  // 2 s at 200/s are measured; the warm-up's 100 are sent but not counted.
-  assert.equal(r.completed, 400);
+  // 3 s at 50/s are measured; the warm-up's 25 are sent but not counted.
+  assert.equal(r.completed, 150);
   assert.equal(r.errors, 0);
   assert.equal(r.non2xx, 0);
   assert.ok(r.reached);
-  assert.equal(arrivals.length, 500);
+  assert.equal(arrivals.length, 175);
   assert.deepEqual(
     new Set(arrivals.map((a) => `${a.path} ${a.host} ${a.test}`)),
     new Set(["/even?delay=20 app.example yes"]),
   );
   // Each answer takes 20 ms; a busy machine may add to it, never take from it.
-  assert.ok(r.p50 >= 19 && r.p50 < 250, `p50 ${r.p50} ms`);
+  assert.ok(r.p50 >= 19 && r.p50 < 1000, `p50 ${r.p50} ms`);
   assert.ok(r.p99 >= r.p50 && r.max >= r.p99);
-  // Evenly spaced: 5 ms apart, not 16 together (a bursty client sends all its connections' requests at once).
   const gaps = arrivals
     .slice(1)
     .map((a, i) => a.at - (arrivals[i] as { at: number }).at)
     .sort((a, b) => a - b);
   const medianGap = gaps[gaps.length >> 1] as number;
-  assert.ok(medianGap > 3 && medianGap < 7, `median gap ${medianGap} ms, 5 ms asked`);
-  const near = gaps.filter((g) => g < 0.5).length;
-  assert.ok(
-    near < gaps.length / 4,
-    `${near} of ${gaps.length} requests came within 0.5 ms of the one before`,
-  );
-  // The whole schedule took 2.5 s, not less (a client sending as fast as it can) or much more.
+  assert.ok(medianGap > 8, `median gap ${medianGap} ms, 20 ms asked (a burst's are near 0)`);
+  const near = gaps.filter((g) => g < 2).length;
+  assert.ok(near < gaps.length / 2, `${near} of ${gaps.length} requests came within 2 ms of the one before`);
+  // The whole schedule took 3.5 s, not less (a client sending as fast as it can) or much more.
   const span = (arrivals.at(-1)?.at ?? 0) - (arrivals[0]?.at ?? 0);
-  assert.ok(span > 2400 && span < 3500, `500 requests over ${span} ms, 2,500 ms asked`);
+  assert.ok(span > 3300 && span < 5000, `175 requests over ${span} ms, 3,480 ms asked`);
 });
 
 test("counts the wait of requests a slow target could not take yet (latency from the due time)", async (t) => {
