@@ -20,7 +20,9 @@
 // measured window, sent, answered ok (2xx), non2xx, errors (socket errors and
 // requests unanswered 5 s after the window), and p50/p90/p99/p999/max latency
 // in µs from the due time; sendDelayP99 is how late requests were written
-// (waiting for a free connection, or the client itself late). Requests due in
+// (waiting for a free connection, or the client itself late), clientLagP99
+// how long they waited with a connection free for them: the client itself
+// late, on a busy machine (a figure is then the machine's). Requests due in
 // the warm-up are sent but not counted. One connection carries one request at
 // a time (no pipelining); HTTP/1.1 keep-alive, Content-Length or chunked
 // answers of up to 64 KiB.
@@ -53,6 +55,7 @@ struct connection {
   int64_t due;           /* the due time of that request, ns */
   int measured;          /* whether it counts (due after the warm-up) */
   size_t written;        /* bytes of the request written so far */
+  int64_t free_since;    /* when it last became free (opened, or its answer read), ns */
   char in[BUFFER];       /* the response read so far */
   size_t have;
 };
@@ -67,6 +70,7 @@ static int epoll_fd;
 /* Results of the measured window. */
 static uint32_t *latencies;     /* µs from the due time, per answered request */
 static uint32_t *send_delays;   /* µs from the due time to the write */
+static uint32_t *client_lags;   /* µs from when the request could have been written (due, a connection free) to the write */
 static int64_t answered, ok, non2xx, errors, sent;
 
 static int64_t now_ns(void) {
@@ -92,6 +96,7 @@ static void open_connection(struct connection *c) {
   if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll_ctl");
   c->busy = 0;
   c->have = 0;
+  c->free_since = now_ns();
 }
 
 /** The connection failed or was closed: its request (if any) is lost (an error); a new connection takes its place. */
@@ -126,7 +131,9 @@ static void send_on(struct connection *c, int64_t due, int measured) {
   c->measured = measured;
   c->written = 0;
   if (measured) {
-    int64_t delay = (now_ns() - due) / 1000;
+    int64_t now = now_ns(), ready = due > c->free_since ? due : c->free_since;
+    int64_t delay = (now - due) / 1000, lag = (now - ready) / 1000;
+    client_lags[sent] = lag < 0 ? 0 : (uint32_t)lag;
     send_delays[sent++] = delay < 0 ? 0 : (uint32_t)delay;
   }
   write_request(c);
@@ -190,8 +197,10 @@ static void read_response(struct connection *c) {
       return;
     }
     if (length == 0) continue;
+    int64_t now = now_ns();
+    c->free_since = now;
     if (c->measured) {
-      int64_t micros = (now_ns() - c->due) / 1000;
+      int64_t micros = (now - c->due) / 1000;
       latencies[answered++] = (uint32_t)micros;
       if (status >= 200 && status < 300) ok++;
       else non2xx++;
@@ -260,7 +269,8 @@ int main(int argc, char **argv) {
   int64_t warm = (int64_t)(warmup * rate), total = warm + (int64_t)(seconds * rate);
   latencies = calloc((size_t)(total - warm + 1), sizeof *latencies);
   send_delays = calloc((size_t)(total - warm + 1), sizeof *send_delays);
-  if (!latencies || !send_delays) die("calloc");
+  client_lags = calloc((size_t)(total - warm + 1), sizeof *client_lags);
+  if (!latencies || !send_delays || !client_lags) die("calloc");
 
   epoll_fd = epoll_create1(0);
   if (epoll_fd < 0) die("epoll_create1");
@@ -328,11 +338,13 @@ int main(int argc, char **argv) {
 
   qsort(latencies, (size_t)answered, sizeof *latencies, compare);
   qsort(send_delays, (size_t)sent, sizeof *send_delays, compare);
+  qsort(client_lags, (size_t)sent, sizeof *client_lags, compare);
   printf("{\"rate\":%.3f,\"seconds\":%.3f,\"connections\":%d,\"scheduled\":%lld,\"sent\":%lld,\"ok\":%lld,"
          "\"non2xx\":%lld,\"errors\":%lld,\"p50\":%u,\"p90\":%u,\"p99\":%u,\"p999\":%u,\"max\":%u,"
-         "\"sendDelayP99\":%u}\n",
+         "\"sendDelayP99\":%u,\"clientLagP99\":%u}\n",
          rate, seconds, connection_count, (long long)scheduled, (long long)sent, (long long)ok, (long long)non2xx,
          (long long)errors, at(latencies, answered, 0.5), at(latencies, answered, 0.9), at(latencies, answered, 0.99),
-         at(latencies, answered, 0.999), answered ? latencies[answered - 1] : 0, at(send_delays, sent, 0.99));
+         at(latencies, answered, 0.999), answered ? latencies[answered - 1] : 0, at(send_delays, sent, 0.99),
+         at(client_lags, sent, 0.99));
   return 0;
 }

@@ -110,6 +110,8 @@ test("counts the wait of requests a slow target could not take yet (latency from
   assert.ok(r.max > 1200, `max ${r.max} ms: the queue's wait is not counted`);
   assert.ok(r.p50 > 400, `p50 ${r.p50} ms: the queue's wait is not counted`);
   assert.ok(r.sendDelayP99 > 1000, `requests written ${r.sendDelayP99} ms late at the 99th percentile`);
+  // That lateness was the target's (no free connection), not the client's own: its lag stays small.
+  assert.ok(r.clientLagP99 < r.sendDelayP99 / 4, `the client's own lag ${r.clientLagP99} ms at the p99`);
 });
 
 test("counts non-2xx answers apart and requests lost with their connection as errors", async (t) => {

@@ -41,7 +41,15 @@ interface OpenLoopOutput {
   p999: number;
   max: number;
   sendDelayP99: number;
+  clientLagP99: number;
 }
+
+/**
+ * A RateResult (ms) with how late requests were written (p99): `sendDelayP99` for any reason (no free
+ * connection: the target is slow), `clientLagP99` with a connection free (the client itself was late: the
+ * machine was busy, and a latency then is the machine's).
+ */
+export type OpenLoopResult = RateResult & { sendDelayP99: number; clientLagP99: number };
 
 /** The client's arguments: `rate` req/s evenly spaced over `connections`, `warmupSeconds` not counted. */
 export function openLoopArgs(options: {
@@ -61,7 +69,7 @@ export function openLoopArgs(options: {
 }
 
 /** The client's JSON as a RateResult (ms); `reached` false when fewer than 95 % of the requests due were answered. */
-export function openLoopResult(out: OpenLoopOutput): RateResult & { sendDelayP99: number } {
+export function openLoopResult(out: OpenLoopOutput): OpenLoopResult {
   const answered = out.ok + out.non2xx;
   const achieved = answered / out.seconds;
   const reached = answered >= out.scheduled * 0.95;
@@ -76,6 +84,7 @@ export function openLoopResult(out: OpenLoopOutput): RateResult & { sendDelayP99
     p999: out.p999 / 1000,
     max: out.max / 1000,
     sendDelayP99: out.sendDelayP99 / 1000,
+    clientLagP99: out.clientLagP99 / 1000,
     reached,
     ...(reached ? {} : { why: `${answered} of ${out.scheduled} requests answered` }),
   };
@@ -86,7 +95,7 @@ export async function runOpenLoop(
   binary: string,
   target: { url: string; headers: Record<string, string> },
   options: { rate: number; seconds: number; warmupSeconds: number; connections: number },
-): Promise<RateResult & { sendDelayP99: number }> {
+): Promise<OpenLoopResult> {
   const child = startChild("open-loop client", binary, openLoopArgs({ ...options, ...target }));
   await child.exited;
   const line = child.output.split("\n").find((l) => l.startsWith("{"));

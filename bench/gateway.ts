@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import type { StoredObject } from "../src/store/store.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
-import { compileOpenLoop, runOpenLoop } from "./gateway-open-loop.ts";
+import { compileOpenLoop, type OpenLoopResult, runOpenLoop } from "./gateway-open-loop.ts";
 import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
 import { type RateResult, runH2load } from "./gateway-rate.ts";
 import {
@@ -169,7 +169,7 @@ async function runWrk(wrk: string, target: Started, seconds: number): Promise<Wr
 
 /** One fixed-rate run of a target by each client: the open-loop one (judged) and h2load (shown beside it). */
 interface FixedRate {
-  open: RateResult & { sendDelayP99: number };
+  open: OpenLoopResult;
   h2load: RateResult;
 }
 
@@ -344,6 +344,9 @@ async function main(): Promise<number> {
         console.log(
           `round ${round} (${id}) at ${f0(perSecond)} req/s fixed rate (${what}), ${client}: p50 ${f2(x.p50)} ms, ` +
             `p99 ${f2(x.p99)} ms, ${f0(x.achieved)} req/s answered (${load()})` +
+            ("clientLagP99" in x
+              ? `, written late p99 ${f2(x.sendDelayP99)} ms (by the client's own lag ${f2(x.clientLagP99)})`
+              : "") +
             (x.errors + x.non2xx ? `  ! ${x.non2xx} non-2xx, ${x.errors} socket errors or timeouts` : "") +
             (x.reached ? "" : `  ! the rate was not held: ${x.why}`),
         );
@@ -454,9 +457,16 @@ async function main(): Promise<number> {
         (n, r) => n + (r.get(id) as FixedRate)[client].errors + (r.get(id) as FixedRate)[client].non2xx,
         0,
       );
+      // The open-loop client measures its own lag: over 1 ms at the p99, on either side, the figure is the busy machine's.
+      const lag = Math.max(
+        ...rs.flatMap((r) => [r.get("a")?.open.clientLagP99 ?? 0, r.get(id)?.open.clientLagP99 ?? 0]),
+      );
       const notDone =
         (unheld && `${f0(perSecond)} req/s was not held (${unheld.why})`) ||
         (failed > 0 && `${failed} requests failed`) ||
+        (client === "open" &&
+          lag > 1 &&
+          `the client itself was late: its own lag p99 ${f2(lag)} ms, over 1 ms`) ||
         // Direct's p99 more than 1 ms above the proxy's: one side's tail was the machine's, not a pass.
         (ms.median < -1 && `below −1 ms: noise (direct's p99 above the proxy's)`);
       return { ms, notDone, rounds: `(${ms.each.map(signed).join(" ")})` };
