@@ -1,9 +1,12 @@
-// The fixed-rate (open-loop) pass of bench:gateway, run by h2load (Debian's
-// nghttp2-client; Debian has no wrk2): HTTP/1.1, CONNECTIONS clients each
-// sending RATE / CONNECTIONS requests a second, every request's latency in
-// h2load's log file. The target's p99 at half of nginx's top rate comes from
-// that log; `reached` is false when fewer requests were answered than the
-// rate asks for (then the target, or the generator, could not keep up).
+// h2load in bench:gateway's fixed-rate passes (Debian's nghttp2-client):
+// HTTP/1.1, CONNECTIONS clients each sending RATE / CONNECTIONS requests a
+// second, every request's latency in h2load's log file; `reached` is false
+// when fewer requests were answered than the rate asks for. Its figure is
+// printed beside the open-loop client's (gateway-open-loop.ts), which
+// carries the verdict: each h2load client sends on its own timer, the timers
+// fire together, and a connection waits for its answer before it sends
+// again, so h2load measures bursts and sends less to a target that stalls.
+// bench/tracing-cost.ts drives its fixed rate with it too.
 
 import { readFileSync, rmSync } from "node:fs";
 import { startChild } from "./harness.ts";
