@@ -86,10 +86,42 @@ test("etcd store: a watch on a member that is cut off moves to another and misse
     console.log(
       `watches saw the write ${times.map((t) => (t as number) - cutAt).join(", ")} ms after the cut`,
     );
+    // The member breaker (etcd-members.ts) cancels the watches on the member it finds cut off; the
+    // gRPC pings alone took about 8 s.
+    const slowest = Math.max(...times.map((t) => (t as number) - cutAt));
+    assert.ok(slowest < 6000, `the slowest watch moved after ${slowest} ms`);
   } finally {
     stop.abort();
     for (const s of stores) await s.close();
     await writer.close();
+    await cluster.stop();
+  }
+});
+
+test("etcd store: calls keep off a member cut off the network once its probes go unanswered", async () => {
+  const cluster = await startEtcdCluster(3, { isolate: 1 });
+  const root = `/keep-off-${process.pid}/`;
+  const store = await EtcdStore.open({ endpoints: cluster.endpoints, root });
+  try {
+    await store.put("tenant", "t", { n: 0 });
+    assert.ok(cluster.isolated);
+    cluster.isolated.cut();
+    // One probe round (500 ms) and its timeout (1 s) later the member is out of the pool.
+    await new Promise((r) => setTimeout(r, 2000));
+    const times: number[] = [];
+    for (let n = 1; n <= 30; n++) {
+      const started = Date.now();
+      await store.put("tenant", "t", { n });
+      assert.deepEqual((await store.get("tenant", "t"))?.value, { n });
+      times.push(Date.now() - started);
+    }
+    const slowest = Math.max(...times);
+    console.log(`30 writes and reads with member 1 cut off: slowest ${slowest} ms`);
+    // A call landing on the cut member would wait its 3 s deadline; without the breaker about a third do.
+    assert.ok(slowest < 1500, `slowest write and read ${slowest} ms: some went to the cut member`);
+    cluster.isolated.heal();
+  } finally {
+    await store.close();
     await cluster.stop();
   }
 });
