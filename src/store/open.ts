@@ -57,14 +57,17 @@ function readEtcdTls(files: EtcdTlsFiles): { ca: Buffer; cert?: Buffer; key?: Bu
  * Opens a store named as the migrate, backup and restore commands name one:
  * `sqlite:PATH` (a state.db file, or a data dir holding one), `etcd://…`, or
  * undefined for `<dataDir>/state.db`. `mustExist`: a SQLite file that is not
- * there is an error, not a new empty store.
+ * there is an error, not a new empty store. `etcdTls`: for an etcd store only.
  */
 export async function openStoreSpec(
   spec: string | undefined,
   dataDir: string,
   mustExist: boolean,
+  etcdTls?: EtcdTlsFiles,
 ): Promise<Store> {
-  if (spec?.startsWith("etcd://")) return openStore(spec, dataDir);
+  if (spec?.startsWith("etcd://")) return openStore(spec, dataDir, etcdTls);
+  if (etcdTls)
+    throw new HerdError("invalid", "--etcd-ca, --etcd-cert and --etcd-key go with an etcd://… store");
   let file = join(dataDir, "state.db");
   if (spec !== undefined) {
     if (!spec.startsWith("sqlite:") || spec.length === "sqlite:".length)
