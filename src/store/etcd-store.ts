@@ -50,8 +50,8 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
   /** TLS to etcd: the CA that signed the members' certificates, and this client's certificate and key (PEM). */
   tls?: EtcdTls;
-  /** How often each member is probed; one that does not answer is kept out of the client's pool (etcd-members.ts). Default 500 ms. */
-  probeIntervalMs?: number;
+  /** Told when a member stops answering its probes (and calls keep off it) and when it answers again. */
+  onMemberChange?: (member: string, up: boolean, why: string) => void;
 }
 
 /** TLS to etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`): endpoints are then https. */
@@ -139,7 +139,7 @@ export class EtcdStore implements Store {
     );
     const breaker = new MemberBreaker({
       members: hosts,
-      ...(options.probeIntervalMs ? { intervalMs: options.probeIntervalMs } : {}),
+      ...(options.onMemberChange ? { onChange: options.onMemberChange } : {}),
       probe: async (member, timeoutMs) => {
         const status = await (probes.get(member) as Etcd3).maintenance.status({
           deadline: Date.now() + timeoutMs,

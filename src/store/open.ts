@@ -19,18 +19,33 @@ export interface EtcdTlsFiles {
   key?: string;
 }
 
-/** Opens the store `spec` names; throws `invalid` for an unknown one, `unavailable` when etcd does not answer. */
+/**
+ * Opens the store `spec` names; throws `invalid` for an unknown one, `unavailable` when etcd does not answer.
+ * `logger`: told when an etcd member stops answering its probes and when it is back (etcd-members.ts).
+ */
 export async function openStore(
   spec: string | undefined,
   dataDir: string,
   etcdTls?: EtcdTlsFiles,
+  logger?: Logger,
 ): Promise<Store> {
   if (etcdTls && !spec?.startsWith("etcd://"))
     throw new HerdError("invalid", "--etcd-ca, --etcd-cert and --etcd-key go with --store etcd://…");
   if (spec === undefined || spec === "sqlite") return SqliteStore.open(join(dataDir, "state.db"));
   if (spec.startsWith("etcd://")) {
     const { EtcdStore, parseEtcdUrl } = await import("./etcd-store.ts");
-    return EtcdStore.open({ ...parseEtcdUrl(spec), ...(etcdTls ? { tls: readEtcdTls(etcdTls) } : {}) });
+    return EtcdStore.open({
+      ...parseEtcdUrl(spec),
+      ...(etcdTls ? { tls: readEtcdTls(etcdTls) } : {}),
+      ...(logger
+        ? {
+            onMemberChange: (member: string, up: boolean, why: string) =>
+              up
+                ? logger.info("etcd member answers again: calls go to it again", { member })
+                : logger.warn("etcd member does not answer: calls keep off it", { member, why }),
+          }
+        : {}),
+    });
   }
   throw new HerdError("invalid", `--store must be sqlite or etcd://host:port[,host:port…], got ${spec}`);
 }

@@ -158,6 +158,10 @@ test("ha: an etcd member cut off the network: the leader keeps leading and place
     link.heal();
   }
   assert.equal(await ha.leader(), leader, "the leader lost its lease to a member cut off");
+  assert.ok(
+    ha.servers.some((s) => /etcd member does not answer: calls keep off it/.test(s.output())),
+    "no server said it keeps off the member cut off",
+  );
   const ackedWrites = await writes.stop();
   const counts = await traffic.stop();
   await checkKept(ackedWrites);
