@@ -11,16 +11,20 @@ import { MemberBreaker } from "./etcd-members.ts";
 const MEMBERS = ["http://a:1", "http://b:1", "http://c:1"];
 
 /** A breaker whose probes answer as `health` says: "up", "down" (rejects) or "silent" (never answers). */
-function breakerWith(health: Record<string, "up" | "down" | "silent">, changes: string[] = []) {
+function breakerWith(
+  health: Record<string, "up" | "down" | "silent">,
+  changes: string[] = [],
+  raft = { leader: "1" },
+) {
   return new MemberBreaker({
     members: MEMBERS,
     probeTimeoutMs: 50,
     probe: (member) =>
       health[member] === "up"
-        ? Promise.resolve()
+        ? Promise.resolve(raft.leader)
         : health[member] === "down"
           ? Promise.reject(new Error("refused"))
-          : new Promise<void>(() => {}),
+          : new Promise<string>(() => {}),
     onChange: (member, up, why) => changes.push(`${member} ${up ? "up" : "down"}: ${why}`),
   });
 }
@@ -126,6 +130,38 @@ test("a member going down fails its calls in flight (recoverable, so retried els
   assert.equal(cancelled, 1);
 });
 
+test("when the members name another raft leader, calls sent before fail (recoverable) and later ones stay", async () => {
+  const raft = { leader: "1" };
+  const health: Record<string, "up" | "down" | "silent"> = {
+    "http://a:1": "up",
+    "http://b:1": "up",
+    "http://c:1": "up",
+  };
+  const breaker = breakerWith(health, [], raft);
+  await breaker.probeAll();
+  // A write forwarded to the old leader, dropped with it: it would wait its whole deadline.
+  const stuck = breaker.policy("http://a:1").execute(() => new Promise<never>(() => {}));
+  await new Promise((r) => setTimeout(r, 5));
+  raft.leader = "2";
+  const round = breaker.probeAll();
+  // Sent while the round runs, after the election: not failed.
+  const fresh = breaker
+    .policy("http://b:1")
+    .execute(() => new Promise<string>((r) => setTimeout(r, 30, "done")));
+  await round;
+  await assert.rejects(
+    stuck,
+    (err: Error) => isRecoverableError(err) && /another raft leader \(1 → 2\)/.test(err.message),
+  );
+  assert.equal(await fresh, "done");
+  // The same leader again fails nothing.
+  const calm = breaker
+    .policy("http://c:1")
+    .execute(() => new Promise<string>((r) => setTimeout(r, 80, "ok")));
+  await breaker.probeAll();
+  assert.equal(await calm, "ok");
+});
+
 test("rounds do not overlap: a round still waiting on a silent member is the one a second call waits for", async () => {
   let probes = 0;
   const breaker = new MemberBreaker({
@@ -134,6 +170,7 @@ test("rounds do not overlap: a round still waiting on a silent member is the one
     probe: async (member) => {
       probes++;
       if (member === "http://c:1") await new Promise<never>(() => {});
+      return "1";
     },
   });
   await Promise.all([breaker.probeAll(), breaker.probeAll()]);
@@ -148,6 +185,7 @@ test("start probes on its own every interval; stop ends it", async () => {
     intervalMs: 20,
     probe: async () => {
       probes++;
+      return "1";
     },
   });
   breaker.start();

@@ -10,6 +10,8 @@
  *                                     └─ member down ─► refused before it is sent: the pool tries the next member
  *   member goes down ─► its calls in flight fail as unavailable (the client retries them elsewhere),
  *                       its streams (watches, lease keepalives) are cancelled (they reconnect elsewhere)
+ *   the members name another raft leader ─► calls sent before fail as unavailable (retried): a write
+ *                       forwarded to the old leader was dropped with it and would wait its deadline
  *
  * When every member looks down none is refused: the calls then find out for
  * themselves, as without the breaker.
@@ -24,8 +26,8 @@ export type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandl
 export interface MemberBreakerOptions {
   /** The members as the client names them (its `hosts`). */
   members: string[];
-  /** Asks one member whether it serves: resolves when it does, rejects when not. */
-  probe(member: string, timeoutMs: number): Promise<void>;
+  /** Asks one member whether it serves: resolves with the raft leader it knows when it does, rejects when not. */
+  probe(member: string, timeoutMs: number): Promise<string | undefined>;
   /** How often every member is probed (default 500 ms). */
   intervalMs?: number;
   /** A probe without an answer this long takes its member down (default 1000 ms). */
@@ -37,8 +39,8 @@ export interface MemberBreakerOptions {
 /** What the breaker knows of one member, and its work in flight. */
 interface Member {
   up: boolean;
-  /** Unary calls in flight: each fails with the error given. */
-  calls: Set<(err: Error) => void>;
+  /** Unary calls in flight: each fails with the error given; the value is when it was sent. */
+  calls: Map<(err: Error) => void, number>;
   /** Streams open on the member. */
   streams: Set<{ cancel(): void }>;
 }
@@ -52,9 +54,11 @@ export class MemberBreaker {
   readonly #onChange: NonNullable<MemberBreakerOptions["onChange"]>;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
+  /** The raft leader the members named in the last round where one was named. */
+  #raftLeader: string | undefined;
 
   constructor(options: MemberBreakerOptions) {
-    for (const m of options.members) this.#members.set(m, { up: true, calls: new Set(), streams: new Set() });
+    for (const m of options.members) this.#members.set(m, { up: true, calls: new Map(), streams: new Set() });
     this.#probe = options.probe;
     this.#intervalMs = options.intervalMs ?? 500;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? 1000;
@@ -81,16 +85,43 @@ export class MemberBreaker {
   async probeAll(): Promise<void> {
     if (this.#round) return this.#round;
     this.#round = (async () => {
+      const started = Date.now();
       const outcomes = await Promise.all([...this.#members.keys()].map((name) => this.#probeOne(name)));
       if (!outcomes.some((o) => o.up)) return;
       for (const o of outcomes) this.#set(o.name, o.up, o.why);
+      this.#leaderSeen(
+        outcomes.filter((o) => o.up).map((o) => o.leader),
+        started,
+      );
     })().finally(() => {
       this.#round = undefined;
     });
     return this.#round;
   }
 
-  async #probeOne(name: string): Promise<{ name: string; up: boolean; why: string }> {
+  /**
+   * etcd elected another raft leader: a write sent before that may have been
+   * forwarded to the old leader and dropped with it (it then waits its whole
+   * deadline). Calls sent before this round fail now, as unavailable, and the
+   * client sends them again.
+   */
+  #leaderSeen(named: (string | undefined)[], roundStarted: number): void {
+    const leader = named.find((l) => l !== undefined);
+    if (leader === undefined) return;
+    const before = this.#raftLeader;
+    this.#raftLeader = leader;
+    if (before === undefined || before === leader) return;
+    const err = new GRPCUnavailableError(`etcd elected another raft leader (${before} → ${leader})`);
+    for (const member of this.#members.values()) {
+      for (const [fail, sent] of member.calls) {
+        if (sent >= roundStarted) continue;
+        member.calls.delete(fail);
+        fail(err);
+      }
+    }
+  }
+
+  async #probeOne(name: string): Promise<{ name: string; up: boolean; why: string; leader?: string }> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -99,8 +130,8 @@ export class MemberBreaker {
       );
     });
     try {
-      await Promise.race([this.#probe(name, this.#probeTimeoutMs), late]);
-      return { name, up: true, why: "answers again" };
+      const leader = await Promise.race([this.#probe(name, this.#probeTimeoutMs), late]);
+      return { name, up: true, why: "answers again", ...(leader !== undefined ? { leader } : {}) };
     } catch (err) {
       return { name, up: false, why: (err as Error).message };
     } finally {
@@ -135,7 +166,7 @@ export class MemberBreaker {
         const dropped = new Promise<never>((_, reject) => {
           fail = reject;
         });
-        m.calls.add(fail);
+        m.calls.set(fail, Date.now());
         try {
           return await Promise.race([result, dropped]);
         } finally {
@@ -161,8 +192,9 @@ export class MemberBreaker {
     this.#onChange(name, up, why);
     if (up) return;
     const err = new GRPCUnavailableError(`etcd member ${name} stopped answering: ${why}`);
-    for (const fail of member.calls) fail(err);
+    const calls = [...member.calls.keys()];
     member.calls.clear();
+    for (const fail of calls) fail(err);
     const streams = [...member.streams];
     member.streams.clear();
     for (const stream of streams) stream.cancel();

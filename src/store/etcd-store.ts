@@ -146,6 +146,7 @@ export class EtcdStore implements Store {
         });
         // A member cut off from the others answers, but cannot serve: it knows no leader.
         if (status.leader === "0") throw new Error("it knows no raft leader");
+        return status.leader;
       },
     });
     const client = new Etcd3({
