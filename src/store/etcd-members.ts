@@ -6,18 +6,33 @@
  *
  *   every intervalMs: status probe ─► member ─┬─ answers, knows a leader ─► up
  *                                             └─ error, no leader, or no answer within probeTimeoutMs ─► down
- *   a call ─► policy(member).execute ─┬─ member up ───► run it (tracked until it ends)
+ *   a call ─► policy(member).execute ─┬─ member up ───► run it (a read: tracked until it ends)
  *                                     └─ member down ─► refused before it is sent: the pool tries the next member
- *   member goes down ─► its calls in flight fail as unavailable (the client retries them elsewhere),
- *                       its streams (watches, lease keepalives) are cancelled (they reconnect elsewhere)
- *   the members name another raft leader ─► calls sent before fail as unavailable (retried): a write
- *                       forwarded to the old leader was dropped with it and would wait its deadline
+ *   member goes down ─► its reads in flight fail as unavailable (the client retries them elsewhere),
+ *                       its streams (watches, lease keepalives) are cancelled (they reconnect elsewhere);
+ *                       writes (sentOnce) are left to their deadline: sent again, a committed one
+ *                       would be applied twice
  *
  * When every member looks down none is refused: the calls then find out for
  * themselves, as without the breaker.
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { GRPCUnavailableError, type IOptions } from "etcd3";
+
+/** Set while a write is sent (sentOnce): the breaker never fails it in flight. */
+const writing = new AsyncLocalStorage<true>();
+
+/**
+ * Runs `send`, an etcd write, so that the breaker leaves it alone once it is
+ * sent: failing it would make the client send it again, and a write that was
+ * committed (its answer not yet back) would be applied twice — a create would
+ * then fail on itself as a conflict. It still is not sent to a member that is
+ * down; once sent it waits for its answer or its deadline.
+ */
+export function sentOnce<T>(send: () => Promise<T>): Promise<T> {
+  return writing.run(true, send);
+}
 
 /** The etcd3 client's per-host policy (cockatiel's IPolicy; only `execute` is used by the client). */
 export type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
@@ -26,8 +41,8 @@ export type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandl
 export interface MemberBreakerOptions {
   /** The members as the client names them (its `hosts`). */
   members: string[];
-  /** Asks one member whether it serves: resolves with the raft leader it knows when it does, rejects when not. */
-  probe(member: string, timeoutMs: number): Promise<string | undefined>;
+  /** Asks one member whether it serves: resolves when it does, rejects when not. */
+  probe(member: string, timeoutMs: number): Promise<void>;
   /** How often every member is probed (default 500 ms). */
   intervalMs?: number;
   /** A probe without an answer this long takes its member down (default 1000 ms). */
@@ -39,8 +54,8 @@ export interface MemberBreakerOptions {
 /** What the breaker knows of one member, and its work in flight. */
 interface Member {
   up: boolean;
-  /** Unary calls in flight: each fails with the error given; the value is when it was sent. */
-  calls: Map<(err: Error) => void, number>;
+  /** Unary calls in flight: each fails with the error given. */
+  calls: Set<(err: Error) => void>;
   /** Streams open on the member. */
   streams: Set<{ cancel(): void }>;
 }
@@ -54,11 +69,9 @@ export class MemberBreaker {
   readonly #onChange: NonNullable<MemberBreakerOptions["onChange"]>;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
-  /** The raft leader the members named in the last round where one was named. */
-  #raftLeader: string | undefined;
 
   constructor(options: MemberBreakerOptions) {
-    for (const m of options.members) this.#members.set(m, { up: true, calls: new Map(), streams: new Set() });
+    for (const m of options.members) this.#members.set(m, { up: true, calls: new Set(), streams: new Set() });
     this.#probe = options.probe;
     this.#intervalMs = options.intervalMs ?? 500;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? 1000;
@@ -85,43 +98,16 @@ export class MemberBreaker {
   async probeAll(): Promise<void> {
     if (this.#round) return this.#round;
     this.#round = (async () => {
-      const started = Date.now();
       const outcomes = await Promise.all([...this.#members.keys()].map((name) => this.#probeOne(name)));
       if (!outcomes.some((o) => o.up)) return;
       for (const o of outcomes) this.#set(o.name, o.up, o.why);
-      this.#leaderSeen(
-        outcomes.filter((o) => o.up).map((o) => o.leader),
-        started,
-      );
     })().finally(() => {
       this.#round = undefined;
     });
     return this.#round;
   }
 
-  /**
-   * etcd elected another raft leader: a write sent before that may have been
-   * forwarded to the old leader and dropped with it (it then waits its whole
-   * deadline). Calls sent before this round fail now, as unavailable, and the
-   * client sends them again.
-   */
-  #leaderSeen(named: (string | undefined)[], roundStarted: number): void {
-    const leader = named.find((l) => l !== undefined);
-    if (leader === undefined) return;
-    const before = this.#raftLeader;
-    this.#raftLeader = leader;
-    if (before === undefined || before === leader) return;
-    const err = new GRPCUnavailableError(`etcd elected another raft leader (${before} → ${leader})`);
-    for (const member of this.#members.values()) {
-      for (const [fail, sent] of member.calls) {
-        if (sent >= roundStarted) continue;
-        member.calls.delete(fail);
-        fail(err);
-      }
-    }
-  }
-
-  async #probeOne(name: string): Promise<{ name: string; up: boolean; why: string; leader?: string }> {
+  async #probeOne(name: string): Promise<{ name: string; up: boolean; why: string }> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -130,8 +116,8 @@ export class MemberBreaker {
       );
     });
     try {
-      const leader = await Promise.race([this.#probe(name, this.#probeTimeoutMs), late]);
-      return { name, up: true, why: "answers again", ...(leader !== undefined ? { leader } : {}) };
+      await Promise.race([this.#probe(name, this.#probeTimeoutMs), late]);
+      return { name, up: true, why: "answers again" };
     } catch (err) {
       return { name, up: false, why: (err as Error).message };
     } finally {
@@ -161,12 +147,12 @@ export class MemberBreaker {
       }
       const result = fn({ signal: new AbortController().signal });
       if (!m) return result;
-      if (isThenable(result)) {
+      if (isThenable(result) && !writing.getStore()) {
         let fail: (err: Error) => void = () => {};
         const dropped = new Promise<never>((_, reject) => {
           fail = reject;
         });
-        m.calls.set(fail, Date.now());
+        m.calls.add(fail);
         try {
           return await Promise.race([result, dropped]);
         } finally {
@@ -192,9 +178,8 @@ export class MemberBreaker {
     this.#onChange(name, up, why);
     if (up) return;
     const err = new GRPCUnavailableError(`etcd member ${name} stopped answering: ${why}`);
-    const calls = [...member.calls.keys()];
+    for (const fail of member.calls) fail(err);
     member.calls.clear();
-    for (const fail of calls) fail(err);
     const streams = [...member.streams];
     member.streams.clear();
     for (const stream of streams) stream.cancel();

@@ -29,7 +29,7 @@ import {
   closedStoreError,
   compactedError,
 } from "./checks.ts";
-import { type HostPolicy, MemberBreaker } from "./etcd-members.ts";
+import { type HostPolicy, MemberBreaker, sentOnce } from "./etcd-members.ts";
 import { fencedError, fencing } from "./fence.ts";
 import { deepFreeze, fromJson, toJson } from "./frozen.ts";
 import type { ListOptions, PutOptions, Store, StoredObject, WatchEvent, WatchOptions } from "./store.ts";
@@ -146,7 +146,6 @@ export class EtcdStore implements Store {
         });
         // A member cut off from the others answers, but cannot serve: it knows no leader.
         if (status.leader === "0") throw new Error("it knows no raft leader");
-        return status.leader;
       },
     });
     const client = new Etcd3({
@@ -406,14 +405,16 @@ export class EtcdStore implements Store {
       });
     }
     const res = await this.#call(() =>
-      this.#client.kv.txn({
-        compare,
-        success: [op],
-        failure: [
-          { request_range: { key: etcdKey } },
-          ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
-        ],
-      }),
+      sentOnce(() =>
+        this.#client.kv.txn({
+          compare,
+          success: [op],
+          failure: [
+            { request_range: { key: etcdKey } },
+            ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
+          ],
+        }),
+      ),
     );
     if (!res.succeeded) {
       this.#see(res.header);
