@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type HaCluster, type HaServer, startHaCluster } from "./ha-cluster.ts";
-import { ROOT, runCli, sleep, steadyTraffic, waitFor } from "./harness.ts";
+import { ROOT, runCli, sleep, steadyTraffic as startTraffic, waitFor } from "./harness.ts";
 
 const LEASE_S = 2;
 let ha: HaCluster;
@@ -23,7 +23,11 @@ before(async () => {
   assert.equal(d.code, 0, d.stderr + d.stdout);
 });
 
+/** Loads still running (a test that failed midway): stopped before the cluster, or they keep the file alive. */
+const running = new Set<() => Promise<unknown>>();
+
 after(async () => {
+  for (const stop of running) await stop().catch(() => {});
   await ha?.stop();
 });
 
@@ -52,6 +56,18 @@ async function exactlyRunning(n: number, holdMs: number): Promise<void> {
   }
 }
 
+/** Gateway traffic, stopped by after() too when a test fails before it stops it. */
+function steadyTraffic(...args: Parameters<typeof startTraffic>): ReturnType<typeof startTraffic> {
+  const traffic = startTraffic(...args);
+  const stop = traffic.stop.bind(traffic);
+  running.add(stop);
+  traffic.stop = () => {
+    running.delete(stop);
+    return stop();
+  };
+  return traffic;
+}
+
 /** API writes during a failover, through whichever server answers: the names acknowledged. */
 function writeLoop(prefix: string): { stop(): Promise<string[]> } {
   const acked: string[] = [];
@@ -64,8 +80,14 @@ function writeLoop(prefix: string): { stop(): Promise<string[]> } {
       await sleep(50);
     }
   })();
+  const halt = async () => {
+    stopping = true;
+    await loop;
+  };
+  running.add(halt);
   return {
     stop: async () => {
+      running.delete(halt);
       stopping = true;
       await loop;
       return acked;
@@ -123,7 +145,13 @@ test("ha: a leader frozen past its lease is replaced; when it wakes it steps dow
     old.resume();
   }
   // Awake, it still believes it leads until its watchdog, its lease or a refused write says otherwise.
-  await waitFor("the woken server steps down", async () => /no longer the leader/.test(old.output()));
+  await waitFor("the woken server steps down", async () => /no longer the leader/.test(old.output())).catch(
+    (err) => {
+      throw new Error(
+        `${(err as Error).message}; it is ${old.alive() ? "running" : "gone"}, its last output:\n${old.output().slice(-3000)}`,
+      );
+    },
+  );
   assert.notEqual(await ha.leader(), old, "the woken server took the leadership back");
   await exactlyRunning(2, 3000);
   const acked = await writes.stop();
