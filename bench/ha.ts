@@ -133,6 +133,8 @@ interface Row {
   failed: number;
   failures: string;
   deploy: string;
+  /** Servers' log lines "etcd member does not answer" in the round (etcd-members.ts): outside the etcd faults, false alarms. */
+  memberDown: number;
   /** From the fault: the scale acknowledged (the CLI exited), and the new leader's log saying it started leading. */
   ackMs?: number;
   leadingMs?: number;
@@ -205,7 +207,18 @@ async function round(ha: HaCluster, fault: Fault, work: string, n: number): Prom
   const leading = ha.servers
     .map((s, i) => loggedAt(s.output(), marks[i], /elected leader/))
     .filter((at) => at !== undefined);
+  const memberDown = ha.servers
+    .map(
+      (s, i) =>
+        s
+          .output()
+          .slice(marks[i])
+          .split("\n")
+          .filter((l) => /etcd member does not answer/.test(l)).length,
+    )
+    .reduce((a, b) => a + b, 0);
   return {
+    memberDown,
     ackMs,
     ...(leading.length ? { leadingMs: Math.min(...leading) - t0 } : {}),
     fault: fault.name,
@@ -272,6 +285,7 @@ async function main(): Promise<number> {
         `  gateway requests             ${row.requests}, failed ${row.failed} ${row.failed ? row.failures : ""}`,
       );
       console.log(`  deploy in flight             ${row.deploy}`);
+      console.log(`  etcd members taken out       ${row.memberDown} times (servers' logs)`);
       if (fault.leader)
         verdict(
           `${fault.name}: another server leads within 2x the lease`,
@@ -292,12 +306,12 @@ async function main(): Promise<number> {
       .join(" ")}`,
   );
   console.log(
-    "\n| fault | new leader | scale acknowledged | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight |",
+    "\n| fault | new leader | scale acknowledged | scale placed | instance running | goal | writes acked / lost (longest gap) | instances over / under | gateway failed | deploy in flight | members taken out |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     console.log(
-      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.ackMs ?? "—"} ms | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} |`,
+      `| ${r.fault} | ${r.electMs === undefined ? "—" : `${r.electMs} ms`} | ${r.ackMs ?? "—"} ms | ${r.actMs ?? "—"} ms | ${r.runMs ?? "—"} ms | ${GOAL_MS} ms | ${r.acked} / ${r.lostWrites} (${r.writeGapMs} ms) | ${r.over} / ${r.under} | ${r.failed} of ${r.requests} | ${r.deploy} | ${r.memberDown} |`,
     );
   }
   return verdictSummary("bench:ha");

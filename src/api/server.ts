@@ -219,7 +219,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     machineProvider: options.machines !== undefined,
     sharedStore: options.store?.startsWith("etcd://") ?? false,
   };
-  const store = await openStore(options.store, dataDir, options.etcdTls);
+  const store = await openStore(options.store, dataDir, options.etcdTls, logger.child("etcd"));
   const artifacts = new ArtifactStore(options.artifactsDir ?? join(dataDir, "artifacts"));
   const logs = new LogStore(join(dataDir, "logs.db"), options.logs);
   const audit = new AuditLog(join(dataDir, "audit.db"), { retentionMs: options.auditRetentionMs });

@@ -66,6 +66,34 @@ describe("ApiClient", () => {
     });
   });
 
+  it("with several servers, a GET held by a frozen one is answered by the next, used from then on; a POST waits for the server in use", async () => {
+    // Accepts connections and never answers, like a SIGSTOPped server.
+    const held: import("node:net").Socket[] = [];
+    const frozen = createServer((socket) => void held.push(socket.resume()));
+    await new Promise<void>((resolve) => frozen.listen(0, "127.0.0.1", resolve));
+    const frozenUrl = `http://127.0.0.1:${(frozen.address() as { port: number }).port}`;
+    try {
+      const several = new ApiClient({ url: `${frozenUrl},${api.url}`, token: "t" });
+      const started = Date.now();
+      const reply = await several.get<{ method: string }>("/apps");
+      assert.equal(reply.method, "GET");
+      const took = Date.now() - started;
+      assert.ok(took >= 900 && took < 5000, `answered after ${took} ms (hedged after 1 s)`);
+      assert.equal(several.url, api.url);
+      const other = new ApiClient({ url: `${frozenUrl},${api.url}`, token: "t" });
+      const posted = other.post("/apps", { name: "y" }, undefined);
+      const outcome = await Promise.race([
+        posted.then(() => "answered"),
+        new Promise((r) => setTimeout(r, 1500, "held")),
+      ]);
+      assert.equal(outcome, "held", "a POST is sent to the server in use only");
+      posted.catch(() => {});
+    } finally {
+      for (const socket of held) socket.destroy();
+      frozen.close();
+    }
+  });
+
   it("reads an NDJSON stream split across chunks", async () => {
     const seen: unknown[] = [];
     for await (const item of client.stream("/stream")) seen.push(item);

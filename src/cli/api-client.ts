@@ -11,6 +11,7 @@
 import { createReadStream } from "node:fs";
 import { caDispatcher, trusting } from "../common/api-ca.ts";
 import type { FieldProblem } from "../common/errors.ts";
+import { HEDGE, hedge } from "../common/hedge.ts";
 
 /** Query parameters; undefined values are left out. */
 export type Query = Record<string, string | number | boolean | undefined>;
@@ -66,10 +67,15 @@ export interface UploadFile {
   contentType: string;
 }
 
+/** Methods a server may receive twice with the same effect: with several servers they are hedged. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE"]);
+
 /**
  * Client for one herd control plane, one token, one tenant. The URL may list
  * several servers of one control plane, comma-separated
- * (docs/high-availability.md): a request that cannot reach one goes to the next.
+ * (docs/high-availability.md): a request that cannot reach one goes to the next,
+ * and a GET, PUT or DELETE not answered within 1 s is sent to the next as well
+ * (the first answer wins; a frozen server does not hold the command).
  */
 export class ApiClient {
   /** The servers, and the one in use. */
@@ -164,7 +170,11 @@ export class ApiClient {
 
   /** The full URL of an API path with the query (and tenant) added. */
   urlFor(path: string, query?: Query): string {
-    const u = new URL(`${this.url}/api/v1${path}`);
+    return this.#urlOn(this.url, path, query);
+  }
+
+  #urlOn(base: string, path: string, query?: Query): string {
+    const u = new URL(`${base}/api/v1${path}`);
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
     if (this.#tenant) u.searchParams.set("tenant", this.#tenant);
     return u.toString();
@@ -188,20 +198,37 @@ export class ApiClient {
       signal?: AbortSignal;
     },
   ): Promise<Response> {
+    const send = (url: string, signal?: AbortSignal) =>
+      fetch(this.#urlOn(url, path, query), {
+        ...this.#trust,
+        method,
+        body: init.body,
+        signal,
+        headers: { authorization: `Bearer ${this.#token}`, accept: "application/json", ...init.headers },
+        // A streamed body needs half-duplex; harmless for strings.
+        ...(typeof init.body === "object" ? { duplex: "half" } : {}),
+      } as RequestInit);
     let res: Response | undefined;
+    if (IDEMPOTENT.has(method) && typeof init.body !== "object" && this.#urls.length > 1) {
+      // Sent twice harmlessly: a server that holds it (frozen) does not hold the command (hedge.ts).
+      const order = this.#urls.map((_, i) => this.#urls[(this.#current + i) % this.#urls.length]);
+      try {
+        const won = await hedge(order, send, {
+          ...HEDGE,
+          ...(init.signal ? { signal: init.signal } : {}),
+          discard: (late) => void late.body?.cancel().catch(() => {}),
+        });
+        this.#current = this.#urls.indexOf(won.server);
+        res = won.answer;
+      } catch (err) {
+        throw unreachable(this.url, err, this.#source);
+      }
+    }
     // A streamed body (an upload) can be sent once: it goes to the server in use only.
     let tries = typeof init.body === "object" ? 1 : this.#urls.length;
     while (res === undefined) {
       try {
-        res = await fetch(this.urlFor(path, query), {
-          ...this.#trust,
-          method,
-          body: init.body,
-          signal: init.signal,
-          headers: { authorization: `Bearer ${this.#token}`, accept: "application/json", ...init.headers },
-          // A streamed body needs half-duplex; harmless for strings.
-          ...(typeof init.body === "object" ? { duplex: "half" } : {}),
-        } as RequestInit);
+        res = await send(this.url, init.signal);
       } catch (err) {
         if (--tries <= 0 || init.signal?.aborted) throw unreachable(this.url, err, this.#source);
         this.#current = (this.#current + 1) % this.#urls.length;

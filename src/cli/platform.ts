@@ -19,6 +19,8 @@ import { capSqliteCaches } from "../common/sqlite-cache.ts";
 import { ensureDaemonRuntime } from "../daemons/runtime.ts";
 import { parseBytes } from "../model/manifest.ts";
 import type { Taint } from "../model/objects.ts";
+import { ETCD_TLS_OPTIONS, etcdTlsOf } from "../store/etcd-flags.ts";
+import type { EtcdTlsFiles } from "../store/open.ts";
 import {
   allowFetchOf,
   DEFAULT_HTTPS_PORT,
@@ -341,9 +343,7 @@ export async function runServer(argv: string[]): Promise<number> {
   const v = flags("server", argv, {
     data: { type: "string", default: ".herd" },
     store: { type: "string" },
-    "etcd-ca": { type: "string" },
-    "etcd-cert": { type: "string" },
-    "etcd-key": { type: "string" },
+    ...ETCD_TLS_OPTIONS,
     "lease-ttl": { type: "string", default: "5" },
     artifacts: { type: "string" },
     port: { type: "string", default: "7070" },
@@ -372,28 +372,16 @@ export async function runServer(argv: string[]): Promise<number> {
   return (await import("../daemons/server.ts")).runServer({
     dataDir: resolve(v.data as string),
     store: v.store as string | undefined,
-    ...etcdTlsOf(v),
+    ...etcdTlsOption(v),
     leaseTtlSeconds: leaseTtlOf(v["lease-ttl"]),
     ...(v.artifacts ? { artifactsDir: resolve(v.artifacts as string) } : {}),
     ...serverOptionsOf(v, v["gateway-url"] as string, allowFetch),
   });
 }
 
-/** `--etcd-ca/--etcd-cert/--etcd-key`: files (read when the store opens); a cert or key alone needs the CA. */
-function etcdTlsOf(v: Record<string, unknown>): { etcdTls?: { ca: string; cert?: string; key?: string } } {
-  const [ca, cert, key] = [v["etcd-ca"], v["etcd-cert"], v["etcd-key"]] as (string | undefined)[];
-  if (ca === undefined) {
-    if (cert !== undefined || key !== undefined)
-      throw new HerdError("invalid", "--etcd-cert and --etcd-key need --etcd-ca (the CA of etcd's members)");
-    return {};
-  }
-  return {
-    etcdTls: {
-      ca: resolve(ca),
-      ...(cert !== undefined ? { cert: resolve(cert) } : {}),
-      ...(key !== undefined ? { key: resolve(key) } : {}),
-    },
-  };
+function etcdTlsOption(v: Record<string, unknown>): { etcdTls?: EtcdTlsFiles } {
+  const etcdTls = etcdTlsOf(v, process.cwd());
+  return etcdTls ? { etcdTls } : {};
 }
 
 /** `--lease-ttl`: whole seconds, 2 to 60 (etcd refuses shorter leases than its election allows). */

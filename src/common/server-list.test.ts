@@ -97,3 +97,44 @@ test("server list: a server that lets the deadline pass is left for the next req
     live.server.close();
   }
 });
+
+test("server list: a hedged request held by a silent server is answered by the next, which is used from then on", async () => {
+  const { createServer: tcp } = await import("node:net");
+  const held: import("node:net").Socket[] = [];
+  let closed = 0;
+  const silent = tcp((socket) => {
+    held.push(socket);
+    socket.resume().on("close", () => closed++);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const address = silent.address();
+  const silentUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const leader = await fake(200);
+  const follower = await fake(503, () => leader.url);
+  try {
+    // The silent server is current: after 100 ms the follower gets the heartbeat too and names the leader.
+    const list = new ServerList(`${silentUrl},${follower.url}`);
+    const started = Date.now();
+    const res = await list.request(
+      "/api/v1/nodes/n/heartbeat",
+      { method: "POST", body: "{}", signal: AbortSignal.timeout(5000) },
+      { hedge: { afterMs: 100, everyMs: 50 } },
+    );
+    assert.equal(res.status, 200);
+    res.cancel();
+    assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms, not the deadline`);
+    assert.equal(list.url, leader.url);
+    assert.equal(follower.hits(), 1);
+    // The held request was abandoned: its connection is closed by this side.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(
+      held.every((s) => s.destroyed || s.readableEnded),
+      "the held request was not aborted",
+    );
+  } finally {
+    for (const s of held) s.destroy();
+    silent.close();
+    leader.server.close();
+    follower.server.close();
+  }
+});

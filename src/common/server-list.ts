@@ -6,7 +6,10 @@
  *   request(path) ─► current server ─┬─ answer ──────────────────────► caller
  *                                    ├─ 503 + herd-leader: URL ─► move there, again
  *                                    ├─ cannot connect / 503 ───► next server, again
- *                                    └─ the caller's timeout passed ─► next server for the next request
+ *                                    ├─ the caller's timeout passed ─► next server for the next request
+ *                                    └─ with `hedge`: no answer yet after 1 s ─► the next server too, and
+ *                                       another every 500 ms; the first answer wins and its server is used
+ *                                       from then on (hedge.ts; heartbeats, load reports)
  *                  (each server at most once per request; when none answers, a 503 if one came, else the error)
  *
  * Which one is current is shared by every request of the list's owner, so a
@@ -15,6 +18,7 @@
 
 import { type ApiAnswer, type ApiRequestInit, apiRequest } from "./api-request.ts";
 import { HerdError } from "./errors.ts";
+import { type HedgeTiming, hedge } from "./hedge.ts";
 
 /** The header a follower names the leader in (api/leader-only.ts). */
 const LEADER_HEADER = "herd-leader";
@@ -76,17 +80,38 @@ export class ServerList {
     this.#current = (this.#current + 1) % this.#urls.length;
   }
 
-  /** One API request (`path` from `/api/v1…`), moved to another server when this one is away or not the leader. */
-  async request(path: string, init: ApiRequestInit = {}): Promise<ApiAnswer> {
+  /**
+   * One API request (`path` from `/api/v1…`), moved to another server when
+   * this one is away or not the leader. `hedge`: for a request that may be
+   * sent twice, do not wait on a server that holds it (frozen, or its store
+   * stalled): try the others as well after that long (hedge.ts).
+   */
+  async request(
+    path: string,
+    init: ApiRequestInit = {},
+    options: { hedge?: HedgeTiming } = {},
+  ): Promise<ApiAnswer> {
     const tried = new Set<string>();
     /** A 503 kept while other servers are tried: returned when none answers better. */
     let refused: ApiAnswer | undefined;
     for (;;) {
-      const url = this.url;
+      let url = this.url;
       tried.add(url);
       let answer: ApiAnswer;
       try {
-        answer = await apiRequest(`${url}${path}`, init);
+        if (options.hedge) {
+          const order = [url, ...this.#urls.filter((u) => !tried.has(u))];
+          for (const u of order) tried.add(u);
+          const won = await hedge(order, (u, signal) => apiRequest(`${u}${path}`, { ...init, signal }), {
+            ...options.hedge,
+            ...(init.signal ? { signal: init.signal } : {}),
+            discard: (late) => late.cancel(),
+          });
+          // The server that held the request is away: the next requests go to the one that answered.
+          if (won.server !== url) this.#current = this.#urls.indexOf(won.server);
+          url = won.server;
+          answer = won.answer;
+        } else answer = await apiRequest(`${url}${path}`, init);
       } catch (err) {
         if (init.signal?.aborted) {
           // A server that let the caller's deadline pass (stopped, cut off) is away: the next request goes elsewhere.

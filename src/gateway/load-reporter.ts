@@ -10,6 +10,7 @@
  * the last busy one, then silence.
  */
 
+import { HEDGE } from "../common/hedge.ts";
 import type { Logger } from "../common/log.ts";
 import { type ServerList, serversOf } from "../common/server-list.ts";
 import type { LoadReport } from "../model/load.ts";
@@ -80,12 +81,17 @@ export class LoadReporter {
   async #put(report: LoadReport): Promise<void> {
     try {
       // node:http, not global fetch: fetch would load Node's bundled undici (common/api-request.ts).
-      const res = await this.#servers.request(this.#url, {
-        method: "PUT",
-        headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
-        body: JSON.stringify(report),
-        signal: AbortSignal.timeout(3000),
-      });
+      // Hedged: a report held by a frozen leader goes to the others too after 1 s (a follower names the leader).
+      const res = await this.#servers.request(
+        this.#url,
+        {
+          method: "PUT",
+          headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
+          body: JSON.stringify(report),
+          signal: AbortSignal.timeout(3000),
+        },
+        { hedge: HEDGE },
+      );
       const text = await res.text();
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 300)}`);
       this.sent++;

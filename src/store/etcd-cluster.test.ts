@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import { Etcd3 } from "etcd3";
-import { startEtcdCluster } from "./etcd-cluster.ts";
+import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.ts";
 import { EtcdStore } from "./etcd-store.ts";
 
 const namespaces = () => execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
@@ -86,10 +86,130 @@ test("etcd store: a watch on a member that is cut off moves to another and misse
     console.log(
       `watches saw the write ${times.map((t) => (t as number) - cutAt).join(", ")} ms after the cut`,
     );
+    // The member breaker (etcd-members.ts) cancels the watches on the member it finds cut off; the
+    // gRPC pings alone took about 8 s.
+    const slowest = Math.max(...times.map((t) => (t as number) - cutAt));
+    assert.ok(slowest < 6000, `the slowest watch moved after ${slowest} ms`);
   } finally {
     stop.abort();
     for (const s of stores) await s.close();
     await writer.close();
+    await cluster.stop();
+  }
+});
+
+test("etcd store: calls keep off a member cut off the network once its probes go unanswered", async () => {
+  const cluster = await startEtcdCluster(3, { isolate: 1 });
+  const root = `/keep-off-${process.pid}/`;
+  const store = await EtcdStore.open({ endpoints: cluster.endpoints, root });
+  try {
+    await store.put("tenant", "t", { n: 0 });
+    assert.ok(cluster.isolated);
+    cluster.isolated.cut();
+    // One probe round (500 ms) and its timeout (1 s) later the member is out of the pool.
+    await new Promise((r) => setTimeout(r, 2000));
+    const times: number[] = [];
+    for (let n = 1; n <= 30; n++) {
+      const started = Date.now();
+      await store.put("tenant", "t", { n });
+      assert.deepEqual((await store.get("tenant", "t"))?.value, { n });
+      times.push(Date.now() - started);
+    }
+    const slowest = Math.max(...times);
+    console.log(`30 writes and reads with member 1 cut off: slowest ${slowest} ms`);
+    // A call landing on the cut member would wait its 3 s deadline; without the breaker about a third do.
+    assert.ok(slowest < 1500, `slowest write and read ${slowest} ms: some went to the cut member`);
+    cluster.isolated.heal();
+  } finally {
+    await store.close();
+    await cluster.stop();
+  }
+});
+
+/** Makes member `n` etcd's raft leader: etcd moves leadership when its leader is asked to. */
+async function makeRaftLeader(cluster: EtcdCluster, n: number): Promise<void> {
+  const admin = new Etcd3({ hosts: cluster.endpoints[0] });
+  try {
+    const { members } = await admin.cluster.memberList({});
+    const target = members.find((m) => m.clientURLs.includes(cluster.endpoints[n]));
+    assert.ok(target);
+    for (let tries = 0; ; tries++) {
+      const leader = (await admin.maintenance.status()).leader;
+      if (leader === target.ID) return;
+      assert.ok(tries < 20, `member ${n} did not become the raft leader`);
+      const url = members.find((m) => m.ID === leader)?.clientURLs[0];
+      if (url) {
+        const c = new Etcd3({ hosts: url });
+        await c.maintenance.moveLeader({ targetID: target.ID }).catch(() => {});
+        c.close();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    admin.close();
+  }
+}
+
+/**
+ * Writes (each expecting the revision of the one before: one applied twice would fail as a conflict)
+ * and reads, every 20 ms, while `fault` runs and 5 s after; the slowest of each, ms.
+ */
+async function across(
+  store: EtcdStore,
+  fault: () => void,
+): Promise<{ write: number; read: number; count: number }> {
+  const writes: number[] = [];
+  const reads: number[] = [];
+  let running = true;
+  let revision = (await store.put("tenant", "t", { n: 0 })).revision;
+  const loop = (async () => {
+    for (let n = 1; running; n++) {
+      let started = Date.now();
+      revision = (await store.put("tenant", "t", { n }, { expectRevision: revision })).revision;
+      writes.push(Date.now() - started);
+      started = Date.now();
+      assert.deepEqual((await store.get("tenant", "t"))?.value, { n });
+      reads.push(Date.now() - started);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  fault();
+  await new Promise((r) => setTimeout(r, 5000));
+  running = false;
+  await loop;
+  return { write: Math.max(...writes), read: Math.max(...reads), count: writes.length };
+}
+
+test("etcd store: etcd's raft leader cut off: a write waits at most its deadline, none is applied twice", async () => {
+  const cluster = await startEtcdCluster(3, { isolate: 1 });
+  const store = await EtcdStore.open({ endpoints: cluster.endpoints, root: `/leader-cut-${process.pid}/` });
+  try {
+    await makeRaftLeader(cluster, 1);
+    assert.ok(cluster.isolated);
+    const slowest = await across(store, () => cluster.isolated?.cut());
+    console.log(`raft leader cut off: ${JSON.stringify(slowest)} (slowest write and read, ms; writes)`);
+    // A write in flight at the cut waits its 3 s deadline (and is sent again: its own conflict would throw).
+    assert.ok(slowest.write < 4000, `slowest write ${slowest.write} ms`);
+    assert.ok(slowest.read < 3000, `slowest read ${slowest.read} ms`);
+    cluster.isolated.heal();
+  } finally {
+    await store.close();
+    await cluster.stop();
+  }
+});
+
+test("etcd store: etcd's raft leader killed: a write waits at most its deadline, none is applied twice", async () => {
+  const cluster = await startEtcdCluster(3);
+  const store = await EtcdStore.open({ endpoints: cluster.endpoints, root: `/leader-kill-${process.pid}/` });
+  try {
+    await makeRaftLeader(cluster, 2);
+    const slowest = await across(store, () => cluster.members[2].kill("SIGKILL"));
+    console.log(`raft leader killed: ${JSON.stringify(slowest)} (slowest write and read, ms; writes)`);
+    assert.ok(slowest.write < 4000, `slowest write ${slowest.write} ms`);
+    assert.ok(slowest.read < 3000, `slowest read ${slowest.read} ms`);
+  } finally {
+    await store.close();
     await cluster.stop();
   }
 });

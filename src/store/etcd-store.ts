@@ -29,6 +29,7 @@ import {
   closedStoreError,
   compactedError,
 } from "./checks.ts";
+import { type HostPolicy, MemberBreaker, sentOnce } from "./etcd-members.ts";
 import { fencedError, fencing } from "./fence.ts";
 import { deepFreeze, fromJson, toJson } from "./frozen.ts";
 import type { ListOptions, PutOptions, Store, StoredObject, WatchEvent, WatchOptions } from "./store.ts";
@@ -49,6 +50,8 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
   /** TLS to etcd: the CA that signed the members' certificates, and this client's certificate and key (PEM). */
   tls?: EtcdTls;
+  /** Told when a member stops answering its probes (and calls keep off it) and when it answers again. */
+  onMemberChange?: (member: string, up: boolean, why: string) => void;
 }
 
 /** TLS to etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`): endpoints are then https. */
@@ -89,8 +92,12 @@ export class EtcdStore implements Store {
   /** One per open watch: ends it with `unavailable` and cancels its etcd watcher. */
   #closers = new Set<() => Promise<void>>();
 
-  private constructor(client: Etcd3, root: string, historyLimit: number) {
+  /** Closes the client and the member probes. */
+  #closeClients: () => void;
+
+  private constructor(client: Etcd3, root: string, historyLimit: number, closeClients: () => void) {
     this.#client = client;
+    this.#closeClients = closeClients;
     this.#root = root;
     this.#historyLimit = historyLimit;
   }
@@ -109,29 +116,60 @@ export class EtcdStore implements Store {
         "invalid",
         `with --etcd-ca name etcd's members by the DNS names their certificates carry, not by IP address (${ipHost})`,
       );
+    const hosts = tls ? options.endpoints.map((e) => e.replace(/^http:\/\//, "https://")) : options.endpoints;
+    const credentials = tls
+      ? {
+          credentials: {
+            rootCertificate: tls.ca,
+            ...(tls.cert ? { certChain: tls.cert } : {}),
+            ...(tls.key ? { privateKey: tls.key } : {}),
+          },
+        }
+      : {};
+    // One client per member for the probes, without retries: a probe must reach its own member.
+    const probes = new Map(
+      hosts.map((h) => [
+        h,
+        new Etcd3({
+          hosts: [h],
+          ...credentials,
+          faultHandling: { global: passThrough, host: () => passThrough },
+        }),
+      ]),
+    );
+    const breaker = new MemberBreaker({
+      members: hosts,
+      ...(options.onMemberChange ? { onChange: options.onMemberChange } : {}),
+      probe: async (member, timeoutMs) => {
+        const status = await (probes.get(member) as Etcd3).maintenance.status({
+          deadline: Date.now() + timeoutMs,
+        });
+        // A member cut off from the others answers, but cannot serve: it knows no leader.
+        if (status.leader === "0") throw new Error("it knows no raft leader");
+      },
+    });
     const client = new Etcd3({
-      hosts: tls ? options.endpoints.map((e) => e.replace(/^http:\/\//, "https://")) : options.endpoints,
-      ...(tls
-        ? {
-            credentials: {
-              rootCertificate: tls.ca,
-              ...(tls.cert ? { certChain: tls.cert } : {}),
-              ...(tls.key ? { privateKey: tls.key } : {}),
-            },
-          }
-        : {}),
+      hosts,
+      ...credentials,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
       // A member cut off the network leaves a watch silent forever: pings while a stream is open find
       // the dead connection in about 8 s, and the watch moves to another member. etcd refuses pings
-      // more often than every 5 s (--grpc-keepalive-min-time).
+      // more often than every 5 s (--grpc-keepalive-min-time). The breaker's probes find it sooner.
       grpcOptions: { "grpc.keepalive_time_ms": 6000, "grpc.keepalive_timeout_ms": 2000 },
+      faultHandling: { host: (h) => breaker.policy(h) },
     });
-    const store = new EtcdStore(client, options.root ?? "/herd/", historyLimit);
+    const closeAll = () => {
+      breaker.stop();
+      client.close();
+      for (const p of probes.values()) p.close();
+    };
+    const store = new EtcdStore(client, options.root ?? "/herd/", historyLimit, closeAll);
     try {
       await store.revision();
+      breaker.start();
       return store;
     } catch (err) {
-      client.close();
+      closeAll();
       throw unavailable(err);
     }
   }
@@ -232,7 +270,7 @@ export class EtcdStore implements Store {
     // reconnecting their stream (and the process alive).
     const cancels = Promise.all([...this.#closers].map((close) => close()));
     await Promise.race([cancels, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-    this.#client.close();
+    this.#closeClients();
   }
 
   async *#stream<T>(options: WatchOptions, fromRevision: number): AsyncGenerator<WatchEvent<T>> {
@@ -367,14 +405,16 @@ export class EtcdStore implements Store {
       });
     }
     const res = await this.#call(() =>
-      this.#client.kv.txn({
-        compare,
-        success: [op],
-        failure: [
-          { request_range: { key: etcdKey } },
-          ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
-        ],
-      }),
+      sentOnce(() =>
+        this.#client.kv.txn({
+          compare,
+          success: [op],
+          failure: [
+            { request_range: { key: etcdKey } },
+            ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
+          ],
+        }),
+      ),
     );
     if (!res.succeeded) {
       this.#see(res.header);
@@ -489,6 +529,14 @@ function toStoredObject<T>(kind: Kind, key: string, kv: IKeyValue): StoredObject
     value: fromJson<T>(kv.value.toString()),
   });
 }
+
+/** A policy that runs the call once: the probes' clients neither retry nor break circuits. */
+const passThrough = {
+  execute: async <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T) =>
+    fn({ signal: new AbortController().signal }),
+  onSuccess: () => ({ dispose: () => {} }),
+  onFailure: () => ({ dispose: () => {} }),
+} as unknown as HostPolicy;
 
 function unavailable(err: unknown): HerdError {
   if (err instanceof HerdError) return err;

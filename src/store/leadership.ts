@@ -22,6 +22,7 @@
 import { hostname } from "node:os";
 import type { Etcd3, Lease } from "etcd3";
 import type { Logger } from "../common/log.ts";
+import { sentOnce } from "./etcd-members.ts";
 import { type Fence, fencing } from "./fence.ts";
 
 /** What the leader key says. */
@@ -147,13 +148,18 @@ export class EtcdLeadership implements Leadership {
     lease.on("lost", () => {});
     const id = await lease.grant();
     const info: LeaderInfo = { id: serverId(), url, since: new Date().toISOString() };
-    const res = await this.#client.kv.txn({
-      compare: [{ key: Buffer.from(this.#key), target: "Create", result: "Equal", create_revision: 0 }],
-      success: [
-        { request_put: { key: Buffer.from(this.#key), value: Buffer.from(JSON.stringify(info)), lease: id } },
-      ],
-      failure: [],
-    });
+    // Sent once: sent again after it was committed, it would find the key this server just made.
+    const res = await sentOnce(() =>
+      this.#client.kv.txn({
+        compare: [{ key: Buffer.from(this.#key), target: "Create", result: "Equal", create_revision: 0 }],
+        success: [
+          {
+            request_put: { key: Buffer.from(this.#key), value: Buffer.from(JSON.stringify(info)), lease: id },
+          },
+        ],
+        failure: [],
+      }),
+    );
     if (!res.succeeded) {
       await lease.revoke().catch(() => {});
       return undefined;

@@ -19,18 +19,33 @@ export interface EtcdTlsFiles {
   key?: string;
 }
 
-/** Opens the store `spec` names; throws `invalid` for an unknown one, `unavailable` when etcd does not answer. */
+/**
+ * Opens the store `spec` names; throws `invalid` for an unknown one, `unavailable` when etcd does not answer.
+ * `logger`: told when an etcd member stops answering its probes and when it is back (etcd-members.ts).
+ */
 export async function openStore(
   spec: string | undefined,
   dataDir: string,
   etcdTls?: EtcdTlsFiles,
+  logger?: Logger,
 ): Promise<Store> {
   if (etcdTls && !spec?.startsWith("etcd://"))
     throw new HerdError("invalid", "--etcd-ca, --etcd-cert and --etcd-key go with --store etcd://…");
   if (spec === undefined || spec === "sqlite") return SqliteStore.open(join(dataDir, "state.db"));
   if (spec.startsWith("etcd://")) {
     const { EtcdStore, parseEtcdUrl } = await import("./etcd-store.ts");
-    return EtcdStore.open({ ...parseEtcdUrl(spec), ...(etcdTls ? { tls: readEtcdTls(etcdTls) } : {}) });
+    return EtcdStore.open({
+      ...parseEtcdUrl(spec),
+      ...(etcdTls ? { tls: readEtcdTls(etcdTls) } : {}),
+      ...(logger
+        ? {
+            onMemberChange: (member: string, up: boolean, why: string) =>
+              up
+                ? logger.info("etcd member answers again: calls go to it again", { member })
+                : logger.warn("etcd member does not answer: calls keep off it", { member, why }),
+          }
+        : {}),
+    });
   }
   throw new HerdError("invalid", `--store must be sqlite or etcd://host:port[,host:port…], got ${spec}`);
 }
@@ -57,14 +72,17 @@ function readEtcdTls(files: EtcdTlsFiles): { ca: Buffer; cert?: Buffer; key?: Bu
  * Opens a store named as the migrate, backup and restore commands name one:
  * `sqlite:PATH` (a state.db file, or a data dir holding one), `etcd://…`, or
  * undefined for `<dataDir>/state.db`. `mustExist`: a SQLite file that is not
- * there is an error, not a new empty store.
+ * there is an error, not a new empty store. `etcdTls`: for an etcd store only.
  */
 export async function openStoreSpec(
   spec: string | undefined,
   dataDir: string,
   mustExist: boolean,
+  etcdTls?: EtcdTlsFiles,
 ): Promise<Store> {
-  if (spec?.startsWith("etcd://")) return openStore(spec, dataDir);
+  if (spec?.startsWith("etcd://")) return openStore(spec, dataDir, etcdTls);
+  if (etcdTls)
+    throw new HerdError("invalid", "--etcd-ca, --etcd-cert and --etcd-key go with an etcd://… store");
   let file = join(dataDir, "state.db");
   if (spec !== undefined) {
     if (!spec.startsWith("sqlite:") || spec.length === "sqlite:".length)
