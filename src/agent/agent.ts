@@ -17,8 +17,7 @@
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
-import type { ApiAnswer } from "../common/api-request.ts";
-import { HEDGE, type HedgeTiming } from "../common/hedge.ts";
+import { HEDGE } from "../common/hedge.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { type ServerList, serversOf } from "../common/server-list.ts";
@@ -28,7 +27,8 @@ import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
-import type { Containers, RegistryCredentials } from "./containers.ts";
+import type { Containers } from "./containers.ts";
+import { ControlPlaneCalls } from "./control-plane-calls.ts";
 import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
@@ -65,7 +65,6 @@ const START_CPU = 1;
  * every recovery.
  */
 const FOLLOW_UP_MS = 150;
-const REQUEST_TIMEOUT_MS = 5000;
 /** How long the control plane keeps the agent's wait open without a change (its default). */
 const WAIT_MS = 15_000;
 const STATS_MS = 5000;
@@ -120,6 +119,7 @@ export class Agent {
   readonly #ca: string | undefined;
   /** The control plane's servers and the one in use. */
   readonly #servers: ServerList;
+  readonly #calls: ControlPlaneCalls;
   /** Where instances send spans and points (the API's port is closed to them). */
   #relay: TelemetryRelay | undefined;
   #containers: Containers | undefined;
@@ -139,9 +139,10 @@ export class Agent {
     );
     this.#ca = options.ca;
     this.#servers = serversOf(options.server);
+    this.#calls = new ControlPlaneCalls(this.#servers, this.#ca, options.token, this.#log);
     this.#logs = new LogShipper({
       node: options.name,
-      post: (path, body) => this.#post(path, body),
+      post: (path, body) => this.#calls.post(path, body),
       metrics: this.metrics,
       log: this.#log,
     });
@@ -202,8 +203,8 @@ export class Agent {
     if (this.#options.dockerSocket || this.#options.dockerd || this.#options.serveRegistry) {
       this.#containers = await (await import("./containers.ts")).startContainers({
         ...this.#options,
-        kept: () => this.#keptImages(),
-        credentials: (serve) => this.#registryCredentials(serve),
+        kept: () => this.#calls.keptImages(),
+        credentials: (serve) => this.#calls.registryCredentials(serve),
       });
       if (this.#containers?.driver) this.#driver.add(this.#containers.driver);
     }
@@ -326,13 +327,9 @@ export class Agent {
     let failing = false;
     while (this.#running) {
       try {
-        const res = await this.#servers.request(since === undefined ? base : `${base}?since=${since}`, {
-          ca: this.#ca,
-          headers: { authorization: `Bearer ${this.#options.token}` },
-          signal: AbortSignal.any([
-            this.#waitAbort.signal,
-            AbortSignal.timeout(WAIT_MS + REQUEST_TIMEOUT_MS),
-          ]),
+        const res = await this.#calls.get(since === undefined ? base : `${base}?since=${since}`, {
+          abort: this.#waitAbort.signal,
+          waitMs: WAIT_MS,
         });
         if (res.status === 404) {
           res.cancel();
@@ -406,7 +403,7 @@ export class Agent {
     const took = this.metrics.heartbeatSeconds.startTimer();
     try {
       // Hedged: a heartbeat held by a frozen leader is sent to the others too after 1 s; a follower names the leader.
-      const res = await this.#post(
+      const res = await this.#calls.post(
         `/api/v1/nodes/${encodeURIComponent(this.#options.name)}/heartbeat`,
         body,
         HEDGE,
@@ -624,7 +621,7 @@ export class Agent {
         startCpu: START_CPU,
       });
       Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
-      if (p.image) this.#reportImage(d, p.image);
+      if (p.image) this.#calls.reportImage(d, p.image);
       this.#startProbing(inst);
       this.#log.info("started", { id: d.id, generation: d.generation, pid: p.pid, port: p.port });
       this.metrics.instanceStarts.inc({ result: "ok" });
@@ -779,52 +776,6 @@ export class Agent {
     }
     this.#wake = undefined;
     this.#wakeRequested = false;
-  }
-
-  /** Tells the control plane the image (by digest) a release's service runs: the registry keeps it with the release. */
-  #reportImage(d: DesiredInstance, image: string): void {
-    const body = { tenant: d.tenant, app: d.app, release: d.release, service: d.service, image };
-    this.#post("/api/v1/registry/images", body)
-      .then(async (res) => {
-        if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-      })
-      .catch((err) => this.#log.warn("cannot report the image of a release", { id: d.id, image, err }));
-  }
-
-  /** The registries' credential and CA, and with `serve` a certificate for this node's registry (POST /registry/credentials). */
-  async #registryCredentials(serve?: string): Promise<RegistryCredentials> {
-    const res = await this.#post("/api/v1/registry/credentials", serve ? { serve } : {});
-    const text = await res.text();
-    if (!res.ok) throw new Error(`POST /registry/credentials answered ${res.status}: ${text.slice(0, 200)}`);
-    return JSON.parse(text) as RegistryCredentials;
-  }
-
-  /** The digests and images the registry this agent serves must keep (GET /registry/kept). */
-  async #keptImages(): Promise<{ digests: string[]; images: string[] }> {
-    const res = await this.#servers.request("/api/v1/registry/kept", {
-      ca: this.#ca,
-      method: "GET",
-      headers: { authorization: `Bearer ${this.#options.token}` },
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`GET /registry/kept answered ${res.status}: ${text.slice(0, 200)}`);
-    return JSON.parse(text) as { digests: string[]; images: string[] };
-  }
-
-  #post(path: string, body: unknown, hedge?: HedgeTiming): Promise<ApiAnswer> {
-    // node:http, not fetch: Node's undici behind fetch would cost this process about 12 MB (common/api-request.ts).
-    return this.#servers.request(
-      path,
-      {
-        ca: this.#ca,
-        method: "POST",
-        headers: { authorization: `Bearer ${this.#options.token}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      },
-      hedge ? { hedge } : {},
-    );
   }
 }
 
