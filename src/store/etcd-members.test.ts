@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { test } from "node:test";
 import { isRecoverableError } from "etcd3";
-import { MemberBreaker, sentOnce } from "./etcd-members.ts";
+import { MemberBreaker } from "./etcd-members.ts";
+import { sentOnce } from "./sent-once.ts";
 
 const MEMBERS = ["http://a:1", "http://b:1", "http://c:1"];
 

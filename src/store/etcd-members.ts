@@ -17,22 +17,8 @@
  * themselves, as without the breaker.
  */
 
-import { AsyncLocalStorage } from "node:async_hooks";
 import { GRPCUnavailableError, type IOptions } from "etcd3";
-
-/** Set while a write is sent (sentOnce): the breaker never fails it in flight. */
-const writing = new AsyncLocalStorage<true>();
-
-/**
- * Runs `send`, an etcd write, so that the breaker leaves it alone once it is
- * sent: failing it would make the client send it again, and a write that was
- * committed (its answer not yet back) would be applied twice — a create would
- * then fail on itself as a conflict. It still is not sent to a member that is
- * down; once sent it waits for its answer or its deadline.
- */
-export function sentOnce<T>(send: () => Promise<T>): Promise<T> {
-  return writing.run(true, send);
-}
+import { isSentOnce } from "./sent-once.ts";
 
 /** The etcd3 client's per-host policy (cockatiel's IPolicy; only `execute` is used by the client). */
 export type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
@@ -147,7 +133,7 @@ export class MemberBreaker {
       }
       const result = fn({ signal: new AbortController().signal });
       if (!m) return result;
-      if (isThenable(result) && !writing.getStore()) {
+      if (isThenable(result) && !isSentOnce()) {
         let fail: (err: Error) => void = () => {};
         const dropped = new Promise<never>((_, reject) => {
           fail = reject;

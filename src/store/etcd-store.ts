@@ -29,9 +29,10 @@ import {
   closedStoreError,
   compactedError,
 } from "./checks.ts";
-import { type HostPolicy, MemberBreaker, sentOnce } from "./etcd-members.ts";
+import { type HostPolicy, MemberBreaker } from "./etcd-members.ts";
 import { fencedError, fencing } from "./fence.ts";
 import { deepFreeze, fromJson, toJson } from "./frozen.ts";
+import { sentOnce } from "./sent-once.ts";
 import type { ListOptions, PutOptions, Store, StoredObject, WatchEvent, WatchOptions } from "./store.ts";
 
 /** Options of EtcdStore.open. */

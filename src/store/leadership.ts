@@ -22,8 +22,8 @@
 import { hostname } from "node:os";
 import type { Etcd3, Lease } from "etcd3";
 import type { Logger } from "../common/log.ts";
-import { sentOnce } from "./etcd-members.ts";
 import { type Fence, fencing } from "./fence.ts";
+import { sentOnce } from "./sent-once.ts";
 
 /** What the leader key says. */
 export interface LeaderInfo {
