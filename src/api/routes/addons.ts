@@ -55,7 +55,7 @@ const BackupPolicy = T.Object(
   { additionalProperties: false },
 );
 const Parameters = T.Record(T.String({ maxLength: 200 }), T.Unknown(), {
-  description: "a broker's service: provision/update parameters, checked against the plan's schema",
+  description: "a broker's service: provision, update or bind parameters, checked against the plan's schema",
 });
 const policyOf = (p: { schedule: string; keep?: number }) => ({ schedule: p.schedule, keep: p.keep ?? 7 });
 const CreateBody = T.Object(
@@ -94,11 +94,7 @@ const AttachBody = T.Object(
     app: Name,
     var: T.Optional(Var),
     addonTenant: T.Optional(T.String({ description: "the add-on's tenant: only the app's own is allowed" })),
-    parameters: T.Optional(
-      T.Record(T.String({ maxLength: 200 }), T.Unknown(), {
-        description: "a broker's service: bind parameters, checked against the plan's binding schema",
-      }),
-    ),
+    parameters: T.Optional(Parameters),
   },
   { additionalProperties: false },
 );
