@@ -1,6 +1,7 @@
 // The notes app of the add-on e2e tests: it keeps notes in its DATABASE_URL
 // through psql (no npm driver needed): PUT /notes?text=… and GET /notes
-// answer every note, sorted, comma-separated; 503 without DATABASE_URL.
+// answer every note, sorted, comma-separated; 503 without DATABASE_URL. And the
+// counter app on a Redis add-on (deployCounter).
 
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -8,7 +9,7 @@ import { request } from "node:http";
 import { join } from "node:path";
 import type { Herd } from "./harness.ts";
 
-const SERVER_JS = `
+const NOTES_JS = `
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 const sql = (q) => execFileSync(process.env.PG_BIN + "/psql", [process.env.DATABASE_URL, "-tAc", q], { encoding: "utf8" });
@@ -50,51 +51,7 @@ export function putNote(herd: Herd, path: string, host: string): Promise<{ statu
   });
 }
 
-/** Deploys the notes app as `app` at `host`, its source under `work`; `bin` is PostgreSQL's bin dir (psql). */
-export async function deployNotes(
-  herd: Herd,
-  work: string,
-  app: string,
-  host: string,
-  bin: string,
-): Promise<void> {
-  const dir = join(work, app);
-  mkdirSync(dir);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
-  writeFileSync(join(dir, "server.js"), SERVER_JS);
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      `app: ${app}`,
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 1",
-      "    resources: { cpu: 0.1, memory: 128Mi }",
-      "    health: { path: /health }",
-      `    env: { PG_BIN: ${bin} }`,
-      `    routes: [{ host: ${host} }]`,
-      "",
-    ].join("\n"),
-  );
-  const d = await herd.cli(["deploy", dir]);
-  assert.equal(d.code, 0, d.stdout + d.stderr);
-}
-
-/** The counter app: every GET / increments `hits` in its REDIS_URL (through redis-cli) and answers the count. */
-export async function deployCounter(
-  herd: Herd,
-  work: string,
-  app: string,
-  host: string,
-  cli: string,
-): Promise<void> {
-  const dir = join(work, app);
-  mkdirSync(dir);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
-  writeFileSync(
-    join(dir, "server.js"),
-    `import { execFileSync } from "node:child_process";
+const COUNTER_JS = `import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 createServer((req, res) => {
   if (req.url === "/health") return res.end("ok");
@@ -103,8 +60,21 @@ createServer((req, res) => {
     res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
   } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
 }).listen(Number(process.env.PORT));
-`,
-  );
+`;
+
+/** Deploys `server` as `app` (one small web instance at `host`, with `env`), its source under `work`. */
+async function deployServer(
+  herd: Herd,
+  work: string,
+  app: string,
+  host: string,
+  server: string,
+  env: string,
+): Promise<void> {
+  const dir = join(work, app);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true, type: "module" }));
+  writeFileSync(join(dir, "server.js"), server);
   writeFileSync(
     join(dir, "herd.yaml"),
     [
@@ -115,11 +85,27 @@ createServer((req, res) => {
       "    instances: 1",
       "    resources: { cpu: 0.1, memory: 128Mi }",
       "    health: { path: /health }",
-      `    env: { REDIS_CLI: ${cli} }`,
+      `    env: { ${env} }`,
       `    routes: [{ host: ${host} }]`,
       "",
     ].join("\n"),
   );
   const d = await herd.cli(["deploy", dir]);
   assert.equal(d.code, 0, d.stdout + d.stderr);
+}
+
+/** Deploys the notes app as `app` at `host`, its source under `work`; `bin` is PostgreSQL's bin dir (psql). */
+export function deployNotes(herd: Herd, work: string, app: string, host: string, bin: string): Promise<void> {
+  return deployServer(herd, work, app, host, NOTES_JS, `PG_BIN: ${bin}`);
+}
+
+/** The counter app: every GET / increments `hits` in its REDIS_URL (through redis-cli) and answers the count. */
+export function deployCounter(
+  herd: Herd,
+  work: string,
+  app: string,
+  host: string,
+  cli: string,
+): Promise<void> {
+  return deployServer(herd, work, app, host, COUNTER_JS, `REDIS_CLI: ${cli}`);
 }
