@@ -305,7 +305,7 @@ export async function chooseInternalAddress(
   const savedPort = saved ? Number(new URL(saved.url).port) : 0;
   const wanted = port === 0 ? savedPort : port;
   if (wanted !== 0) {
-    if (await canBind(wanted)) return { port: wanted, key };
+    if ((await tryBind(wanted)) !== null) return { port: wanted, key };
     if (port !== 0) {
       throw new HerdError("unavailable", `port ${port} is in use by another program; pass --internal-port`);
     }
@@ -314,7 +314,9 @@ export async function chooseInternalAddress(
       { port: savedPort },
     );
   }
-  return { port: await freeInternalPort(), key };
+  const free = await tryBind(0);
+  if (free === null) throw new HerdError("unavailable", `no free port on ${INTERNAL_HOST}`);
+  return { port: free, key };
 }
 
 /** Publishes the listener's URL and key for the node's agent (`--internal-gateway`), once it listens. */
@@ -325,23 +327,18 @@ export function publishInternal(file: string, port: number, key: Buffer, logger:
   logger.info("internal listener", { url });
 }
 
-/** Whether `port` can be bound on loopback with SO_REUSEPORT now (listened on and closed at once). */
-function canBind(port: number): Promise<boolean> {
+/**
+ * Binds `port` on loopback and closes it at once: the port bound, or null when
+ * it cannot be. A given port is tried with SO_REUSEPORT (as the listener binds
+ * it); port 0 without, so the kernel picks a port nobody holds.
+ */
+function tryBind(port: number): Promise<number | null> {
   return new Promise((resolve) => {
     const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen({ port, host: INTERNAL_HOST, reusePort: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-/** A port free on loopback now (the kernel's pick). */
-function freeInternalPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen({ port: 0, host: INTERNAL_HOST }, () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
+    server.once("error", () => resolve(null));
+    server.listen({ port, host: INTERNAL_HOST, reusePort: port !== 0 }, () => {
+      const bound = (server.address() as AddressInfo).port;
+      server.close(() => resolve(bound));
     });
   });
 }
