@@ -492,6 +492,19 @@ export async function startBlackhole(): Promise<Blackhole> {
   };
 }
 
+/** The Sec-WebSocket-Accept answer to a client's Sec-WebSocket-Key (RFC 6455). */
+export function webSocketAccept(key: string | undefined): string {
+  return createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+}
+
+/** Answers a WebSocket upgrade on a test server's 'upgrade' event: 101 Switching Protocols. */
+export function acceptWebSocket(req: http.IncomingMessage, socket: Socket): void {
+  socket.write(
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${webSocketAccept(req.headers["sec-websocket-key"])}\r\n\r\n`,
+  );
+}
+
 /** A WebSocket server (node:http 'upgrade' and a tiny frame codec) that answers each text message with `name:message`. */
 export async function startWsEcho(
   name: string,
@@ -504,13 +517,7 @@ export async function startWsEcho(
       socket.end("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
-    const accept = createHash("sha1")
-      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-      .digest("base64");
-    socket.write(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    );
+    acceptWebSocket(req, socket);
     let buffer = Buffer.alloc(0);
     socket.on("data", (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
