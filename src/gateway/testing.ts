@@ -324,11 +324,21 @@ export async function request(
 }
 
 /** Polls `check` every few milliseconds until it is true; fails after `timeoutMs`. */
-export async function waitFor(check: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
+export function waitFor(check: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
+  return until(what, check, timeoutMs, 2);
+}
+
+/** Polls `check` (it may be async) every `everyMs` until it is true; fails after `timeoutMs`, naming `what`. */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  everyMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
 
