@@ -300,8 +300,8 @@ export async function chooseInternalAddress(
   port: number,
   logger: Logger,
 ): Promise<{ port: number; key: Buffer }> {
-  const key = keyFor(file);
   const saved = readInternalFile(file);
+  const key = keyFor(saved);
   const savedPort = saved ? Number(new URL(saved.url).port) : 0;
   const wanted = port === 0 ? savedPort : port;
   if (wanted !== 0) {
