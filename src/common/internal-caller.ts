@@ -100,9 +100,8 @@ export function readInternalFile(path: string): InternalListenerFile | null {
   }
 }
 
-/** The key an earlier gateway kept in the file, else a new one: tokens in running instances' env stay valid. */
-export function keyFor(path: string): Buffer {
-  const kept = readInternalFile(path);
+/** The key an earlier gateway kept (its file as read, readInternalFile), else a new one: tokens in running instances' env stay valid. */
+export function keyFor(kept: InternalListenerFile | null): Buffer {
   const key = kept ? Buffer.from(kept.key, "base64url") : null;
   return key && key.length === 32 ? key : randomBytes(32);
 }

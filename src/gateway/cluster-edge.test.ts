@@ -16,20 +16,13 @@ import {
   testInstance,
   testNode,
   testService,
+  until,
 } from "./testing.ts";
 import { type CertificateFiles, ensureDevCertificate } from "./tls.ts";
 
 const TOKEN = "edge-token";
 const WEB = { app: "shop", service: "web" };
 const INTERVAL_MS = 100;
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("gateway workers with HTTPS and active probes", () => {
   let dataDir: string;

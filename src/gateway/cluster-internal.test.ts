@@ -24,22 +24,11 @@ import {
   testInstance,
   testNode,
   testService,
+  until,
 } from "./testing.ts";
 
 const TOKEN = "cluster-internal-token";
 const FRONT = { tenant: "acme", app: "front", service: "web" };
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The inodes of the TCP sockets listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A). */
 async function listeningInodes(port: number): Promise<Set<string>> {
@@ -165,15 +154,20 @@ describe("internal listener in a gateway with workers (herd gateway --workers 2 
       await until(
         `worker ${victim}'s socket to close`,
         async () => !(await listeningInodes(port)).has(held[0]),
+        20_000,
       );
       for (let i = 0; i < 10; i++) await call();
-      await until("a replacement worker listening on the internal port", async () => {
-        const now = childPids(primary);
-        for (const pid of now) pids.add(pid);
-        if (now.length !== 2 || now.includes(victim)) return false;
-        const held = await holders(now, await listeningInodes(port));
-        return held.length === 2;
-      });
+      await until(
+        "a replacement worker listening on the internal port",
+        async () => {
+          const now = childPids(primary);
+          for (const pid of now) pids.add(pid);
+          if (now.length !== 2 || now.includes(victim)) return false;
+          const held = await holders(now, await listeningInodes(port));
+          return held.length === 2;
+        },
+        20_000,
+      );
       live = childPids(primary);
     }
     assert.ok(!live.some((pid) => workers.includes(pid)), "both first workers were replaced");

@@ -16,6 +16,7 @@ import {
   type TestUpstream,
   testInstance,
   testService,
+  until,
 } from "./testing.ts";
 
 const TOKEN = "cluster-token";
@@ -27,18 +28,6 @@ async function alive(pid: number): Promise<boolean> {
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
-  }
-}
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

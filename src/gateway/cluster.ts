@@ -33,7 +33,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
 import { createLogger } from "../common/log.ts";
@@ -288,11 +287,10 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     ...options.https,
     port: options.https.port === 0 ? await freePort(host) : options.https.port,
   };
-  const internalFile = join(options.dataDir, "internal.json");
   const internal =
     options.internalPort === undefined
       ? undefined
-      : await chooseInternalAddress(internalFile, options.internalPort, logger);
+      : await chooseInternalAddress(options.dataDir, options.internalPort, logger);
   const settings: WorkerSettings = {
     port,
     host,
@@ -474,7 +472,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
   }
   try {
     await Promise.all(slots.map(fork));
-    if (internal) publishInternal(internalFile, internal.port, internal.key, logger);
+    if (internal) publishInternal(internal, logger);
     if (options.metricsPort !== undefined) {
       metrics = await startMetricsServer({
         port: options.metricsPort,

@@ -291,11 +291,10 @@ async function startInternal(
   wanted: number,
   logger: Logger,
 ): Promise<InternalListener> {
-  const file = join(dataDir, "internal.json");
-  const { port, key } = await chooseInternalAddress(file, wanted, logger);
-  const listener = new InternalListener(proxy, key);
-  await listener.listen(port, INTERNAL_HOST);
-  publishInternal(file, port, key, logger);
+  const address = await chooseInternalAddress(dataDir, wanted, logger);
+  const listener = new InternalListener(proxy, address.key);
+  await listener.listen(address.port, INTERNAL_HOST);
+  publishInternal(address, logger);
   return listener;
 }
 

@@ -49,6 +49,24 @@ function upstream(name: string): Promise<TestUpstream> {
   });
 }
 
+/** Runs `body` with a table of `acme/<app>/web` alone, served by `upstreamPort`; the suite's table is back after. */
+async function withOnly(app: string, upstreamPort: number, revision: number, body: () => Promise<void>) {
+  const table = proxy.table;
+  proxy.table = buildRouteTable(
+    {
+      services: [testService("acme", app, "web", [])],
+      instances: [testInstance(`${app}0`, { tenant: "acme", app, service: "web" }, "local", upstreamPort)],
+      nodes: [testNode("local", "127.0.0.1")],
+    },
+    revision,
+  );
+  try {
+    await body();
+  } finally {
+    proxy.table = table;
+  }
+}
+
 before(async () => {
   const [a, b, other] = await Promise.all([upstream("hello-a"), upstream("hello-b"), upstream("other")]);
   upstreams.push(a, b, other);
@@ -125,16 +143,7 @@ test("a POST body reaches the service", async () => {
     req.on("end", () => res.end(`${req.method} ${req.url} ${body}`));
   });
   upstreams.push(echo);
-  const table = proxy.table;
-  proxy.table = buildRouteTable(
-    {
-      services: [testService("acme", "echo", "web", [])],
-      instances: [testInstance("e0", { tenant: "acme", app: "echo", service: "web" }, "local", echo.port)],
-      nodes: [testNode("local", "127.0.0.1")],
-    },
-    2,
-  );
-  try {
+  await withOnly("echo", echo.port, 2, async () => {
     const res = await request(port, "127.0.0.1", urlPath(front, "echo", "web", "/in"), {
       method: "POST",
       body: "payload",
@@ -142,9 +151,7 @@ test("a POST body reaches the service", async () => {
     });
     assert.equal(res.status, 200);
     assert.equal(res.body, "POST /in payload");
-  } finally {
-    proxy.table = table;
-  }
+  });
 });
 
 test("another tenant's service is not found for the caller; a forged or missing token is refused", async () => {
@@ -265,16 +272,7 @@ test("/metrics counts internal requests by caller and service, refusals too, and
 test("a WebSocket reaches the service by its internal name; a bad token's upgrade is refused", async () => {
   const chat = await startWsEcho("chat");
   upstreams.push(chat);
-  const table = proxy.table;
-  proxy.table = buildRouteTable(
-    {
-      services: [testService("acme", "chat", "web", [])],
-      instances: [testInstance("c0", { tenant: "acme", app: "chat", service: "web" }, "local", chat.port)],
-      nodes: [testNode("local", "127.0.0.1")],
-    },
-    3,
-  );
-  try {
+  await withOnly("chat", chat.port, 3, async () => {
     assert.equal(
       await wsRoundTrip(`ws://127.0.0.1:${port}${urlPath(front, "chat", "web", "/ws")}`),
       "chat:hi",
@@ -283,7 +281,5 @@ test("a WebSocket reaches the service by its internal name; a bad token's upgrad
     assert.equal(await wsRoundTrip(`ws://127.0.0.1:${port}/.herd/forged.x/chat/web/ws`), "error");
     assert.equal(await wsRoundTrip(`ws://127.0.0.1:${port}${urlPath(front, "nope", "web")}`), "error");
     assert.equal(chat.upgrades, 1, "refused upgrades never reached the service");
-  } finally {
-    proxy.table = table;
-  }
+  });
 });

@@ -30,7 +30,7 @@
 import { mkdirSync } from "node:fs";
 import type * as http from "node:http";
 import net, { type AddressInfo } from "node:net";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import { HerdError } from "../common/errors.ts";
 import {
@@ -287,25 +287,33 @@ export function parseTarget(
 /** Where the internal listener listens: loopback only. */
 export const INTERNAL_HOST = "127.0.0.1";
 
+/** The internal listener's port and key, and the file (`<dataDir>/internal.json`) that publishes them. */
+export interface InternalAddress {
+  file: string;
+  port: number;
+  key: Buffer;
+}
+
 /**
  * The internal listener's port and key, chosen before any process listens
  * (the primary of a gateway with workers hands both to every worker): the
- * key an earlier gateway kept in `file`, else a new one; for `port` 0 the
+ * key an earlier gateway kept in `<dataDir>/internal.json`, else a new one; for `port` 0 the
  * port it used if that can still be bound (SO_REUSEPORT: a predecessor that
  * still drains holds it, and that is fine), else a free one. A fixed `port`
  * that cannot be bound fails with the flag named.
  */
 export async function chooseInternalAddress(
-  file: string,
+  dataDir: string,
   port: number,
   logger: Logger,
-): Promise<{ port: number; key: Buffer }> {
-  const key = keyFor(file);
+): Promise<InternalAddress> {
+  const file = join(dataDir, "internal.json");
   const saved = readInternalFile(file);
+  const key = keyFor(saved);
   const savedPort = saved ? Number(new URL(saved.url).port) : 0;
   const wanted = port === 0 ? savedPort : port;
   if (wanted !== 0) {
-    if (await canBind(wanted)) return { port: wanted, key };
+    if ((await tryBind(wanted)) !== null) return { file, port: wanted, key };
     if (port !== 0) {
       throw new HerdError("unavailable", `port ${port} is in use by another program; pass --internal-port`);
     }
@@ -314,34 +322,31 @@ export async function chooseInternalAddress(
       { port: savedPort },
     );
   }
-  return { port: await freeInternalPort(), key };
+  const free = await tryBind(0);
+  if (free === null) throw new HerdError("unavailable", `no free port on ${INTERNAL_HOST}`);
+  return { file, port: free, key };
 }
 
 /** Publishes the listener's URL and key for the node's agent (`--internal-gateway`), once it listens. */
-export function publishInternal(file: string, port: number, key: Buffer, logger: Logger): void {
+export function publishInternal({ file, port, key }: InternalAddress, logger: Logger): void {
   mkdirSync(dirname(file), { recursive: true });
   const url = `http://${INTERNAL_HOST}:${port}`;
   writeInternalFile(file, { url, key: key.toString("base64url") });
   logger.info("internal listener", { url });
 }
 
-/** Whether `port` can be bound on loopback with SO_REUSEPORT now (listened on and closed at once). */
-function canBind(port: number): Promise<boolean> {
+/**
+ * Binds `port` on loopback and closes it at once: the port bound, or null when
+ * it cannot be. A given port is tried with SO_REUSEPORT (as the listener binds
+ * it); port 0 without, so the kernel picks a port nobody holds.
+ */
+function tryBind(port: number): Promise<number | null> {
   return new Promise((resolve) => {
     const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen({ port, host: INTERNAL_HOST, reusePort: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-/** A port free on loopback now (the kernel's pick). */
-function freeInternalPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen({ port: 0, host: INTERNAL_HOST }, () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
+    server.once("error", () => resolve(null));
+    server.listen({ port, host: INTERNAL_HOST, reusePort: port !== 0 }, () => {
+      const bound = (server.address() as AddressInfo).port;
+      server.close(() => resolve(bound));
     });
   });
 }

@@ -15,18 +15,11 @@ import {
   startUpstream,
   type TestControlPlane,
   type TestUpstream,
+  until,
 } from "./testing.ts";
 
 const TOKEN = "metrics-cluster-token";
 const WEB = { route: "shop.test/", tenant: "default", app: "shop", service: "web" };
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("gateway /metrics with worker processes (herd gateway --workers 2)", () => {
   let dataDir: string;

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import http from "node:http";
 import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
@@ -7,6 +6,7 @@ import { silentLogger } from "../common/log.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 import {
+  acceptWebSocket,
   closedPort,
   request,
   startUpstream,
@@ -14,6 +14,7 @@ import {
   testInstance,
   testNode,
   testService,
+  webSocketAccept,
 } from "./testing.ts";
 
 const WEB = { app: "shop", service: "web" };
@@ -184,13 +185,7 @@ describe("proxy", () => {
     const ws = await startUpstream((_req, res) => res.writeHead(426).end());
     upstreams.push(ws);
     ws.server.on("upgrade", (req: http.IncomingMessage, socket: Socket) => {
-      const accept = createHash("sha1")
-        .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-        .digest("base64");
-      socket.write(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-      );
+      acceptWebSocket(req, socket);
       // Echo every byte: framing is the endpoints' business, the gateway only pipes.
       socket.pipe(socket);
     });
@@ -218,10 +213,7 @@ describe("proxy", () => {
     );
     try {
       assert.equal(res.statusCode, 101);
-      assert.equal(
-        res.headers["sec-websocket-accept"],
-        createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64"),
-      );
+      assert.equal(res.headers["sec-websocket-accept"], webSocketAccept(key));
       // A masked text frame "hello" (FIN, opcode 1, mask bit, length 5).
       const mask = Buffer.from([1, 2, 3, 4]);
       const payload = Buffer.from("hello").map((b, i) => b ^ mask[i % 4]);

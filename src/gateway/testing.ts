@@ -324,11 +324,21 @@ export async function request(
 }
 
 /** Polls `check` every few milliseconds until it is true; fails after `timeoutMs`. */
-export async function waitFor(check: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
+export function waitFor(check: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
+  return until(what, check, timeoutMs, 2);
+}
+
+/** Polls `check` (it may be async) every `everyMs` until it is true; fails after `timeoutMs`, naming `what`. */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  everyMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
 
@@ -492,6 +502,19 @@ export async function startBlackhole(): Promise<Blackhole> {
   };
 }
 
+/** The Sec-WebSocket-Accept answer to a client's Sec-WebSocket-Key (RFC 6455). */
+export function webSocketAccept(key: string | undefined): string {
+  return createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+}
+
+/** Answers a WebSocket upgrade on a test server's 'upgrade' event: 101 Switching Protocols. */
+export function acceptWebSocket(req: http.IncomingMessage, socket: Socket): void {
+  socket.write(
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${webSocketAccept(req.headers["sec-websocket-key"])}\r\n\r\n`,
+  );
+}
+
 /** A WebSocket server (node:http 'upgrade' and a tiny frame codec) that answers each text message with `name:message`. */
 export async function startWsEcho(
   name: string,
@@ -504,13 +527,7 @@ export async function startWsEcho(
       socket.end("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
-    const accept = createHash("sha1")
-      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-      .digest("base64");
-    socket.write(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    );
+    acceptWebSocket(req, socket);
     let buffer = Buffer.alloc(0);
     socket.on("data", (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
