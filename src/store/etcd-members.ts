@@ -64,7 +64,10 @@ export class MemberBreaker {
     this.#probeTimeoutMs = options.probeTimeoutMs ?? 1000;
     this.#onChange = options.onChange ?? (() => {});
     // A probe that fails is its member's outcome (#probeOne), so a round has nothing to report.
-    this.#rounds = new Rounds(() => this.#round(), () => {});
+    this.#rounds = new Rounds(
+      () => this.#round(),
+      () => {},
+    );
   }
 
   /** Probes every member every intervalMs until stop(). */
