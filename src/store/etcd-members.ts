@@ -155,8 +155,7 @@ export class MemberBreaker {
       }
       return result;
     };
-    const none = () => ({ dispose: () => {} });
-    return { execute, onSuccess: none, onFailure: none } as unknown as HostPolicy;
+    return hostPolicy(execute);
   }
 
   #set(name: string, up: boolean, why: string): void {
@@ -173,6 +172,17 @@ export class MemberBreaker {
     for (const stream of streams) stream.cancel();
   }
 }
+
+type Execute = <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise<T>;
+
+/** A policy that runs `execute`; its success and failure hooks do nothing (the client uses only execute). */
+function hostPolicy(execute: Execute): HostPolicy {
+  const none = () => ({ dispose: () => {} });
+  return { execute, onSuccess: none, onFailure: none } as unknown as HostPolicy;
+}
+
+/** A policy that runs the call once: for clients that neither retry nor break circuits (the probes'). */
+export const passThrough: HostPolicy = hostPolicy(async (fn) => fn({ signal: new AbortController().signal }));
 
 function isThenable<T>(value: unknown): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | undefined)?.then === "function";
