@@ -13,7 +13,7 @@ import {
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger } from "../common/log.ts";
 import type {
@@ -24,7 +24,7 @@ import type {
   LogBatch,
   LogLine,
 } from "../model/protocol.ts";
-import { Agent } from "./agent.ts";
+import { Agent, type AgentOptions } from "./agent.ts";
 import { get, processAlive, waitFor } from "./driver.case.test.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -52,6 +52,61 @@ interface ControlPlane {
   /** The floor on the heartbeat interval the replies set (a big cluster's), if any. */
   minIntervalMs?: number;
   server: Server;
+}
+
+/** One test's world (setUp): its data dir, the control plane serving its slug, and its agents. */
+interface World {
+  dataDir: string;
+  digest: string;
+  cp: ControlPlane;
+  /** An agent "node1" of `cp` on `dataDir`, with `options` added; stopped after the test. */
+  newAgent(options?: Partial<AgentOptions>): Agent;
+}
+
+/**
+ * A temp dir, a slug of `appOf(root)` (examples/hello by default) and a control
+ * plane serving it. After the test: its agents stopped, the instances they left
+ * running (by design) ended by a driver on the same records, and all of it removed.
+ */
+async function setUp(
+  t: TestContext,
+  name: string,
+  appOf: (root: string) => string = () => join(import.meta.dirname, "../../examples/hello"),
+): Promise<World> {
+  const root = mkdtempSync(join(tmpdir(), `herd-agent-${name}-`));
+  const dataDir = join(root, "data");
+  const agents: Agent[] = [];
+  let cp: ControlPlane | undefined;
+  t.after(async () => {
+    for (const a of agents) await a.stop();
+    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+    try {
+      for (const p of await cleaner.recover()) {
+        await cleaner.stop(p.id, 0);
+        await cleaner.remove(p.id);
+      }
+    } finally {
+      cleaner.close();
+      cp?.server.closeAllConnections();
+      cp?.server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  const slugFile = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slugFile, "-C", appOf(root), "."]);
+  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
+  const served = await startControlPlane(slugFile, digest);
+  cp = served;
+  return {
+    dataDir,
+    digest,
+    cp: served,
+    newAgent: (options = {}) => {
+      const agent = new Agent({ server: served.url, token: TOKEN, name: "node1", dataDir, ...options });
+      agents.push(agent);
+      return agent;
+    },
+  };
 }
 
 async function startControlPlane(slugFile: string, digest: string): Promise<ControlPlane> {
@@ -196,43 +251,13 @@ function processesOf(id: string): number[] {
 }
 
 test("the agent runs, restarts, stops and removes instances as the heartbeat replies say, and a new agent adopts them", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-"));
-  const dataDir = join(root, "data");
-  const agents: Agent[] = [];
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    for (const a of agents) await a.stop();
-    // The agents leave instances running by design; a driver on the same records ends them.
-    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
-    try {
-      for (const p of await cleaner.recover()) {
-        await cleaner.stop(p.id, 0);
-        await cleaner.remove(p.id);
-      }
-    } finally {
-      cleaner.close();
-      cp?.server.closeAllConnections();
-      cp?.server.close();
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
-
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
-  const newAgent = () => {
-    const a = new Agent({
-      server: cp!.url,
-      token: TOKEN,
-      name: "node1",
-      dataDir,
+  const world = await setUp(t, "run");
+  const { cp, digest, dataDir } = world;
+  const newAgent = () =>
+    world.newAgent({
       heartbeatMs: 200,
       logger: process.env.DEBUG_AGENT ? createLogger("test", "debug") : undefined,
     });
-    agents.push(a);
-    return a;
-  };
 
   const agent = newAgent();
   await agent.start();
@@ -399,42 +424,22 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
 });
 
 test("the agent ships stdout and stderr lines with their stream, and keeps them through 429s", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-logs-"));
-  const dataDir = join(root, "data");
-  let agent: Agent | undefined;
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
-    try {
-      for (const p of await cleaner.recover()) {
-        await cleaner.stop(p.id, 0);
-        await cleaner.remove(p.id);
-      }
-    } finally {
-      cleaner.close();
-      cp?.server.closeAllConnections();
-      cp?.server.close();
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
-  // An app that writes to both streams, then waits to be stopped.
-  const app = join(root, "app");
-  mkdirSync(app);
-  writeFileSync(
-    join(app, "talk.js"),
-    `for (let i = 0; i < 30; i++) { console.log("out " + i); console.error("err " + i); }
+  const { cp, digest, newAgent } = await setUp(t, "logs", (root) => {
+    // An app that writes to both streams, then waits to be stopped.
+    const app = join(root, "app");
+    mkdirSync(app);
+    writeFileSync(
+      join(app, "talk.js"),
+      `for (let i = 0; i < 30; i++) { console.log("out " + i); console.error("err " + i); }
 console.log(JSON.stringify({ level: "warn", msg: "json line" }));
 console.log("x".repeat(70000));
 setInterval(() => {}, 1000);`,
-  );
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", app, "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
+    );
+    return app;
+  });
   // The first two posts are refused as over capacity: the lines must come again, none lost.
   cp.logRefusals = [429, 429];
-  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 200 });
+  const agent = newAgent({ heartbeatMs: 200 });
   await agent.start();
   const d = desiredHello("talk1", digest, 1);
   d.run.command = "node talk.js";
@@ -461,35 +466,9 @@ setInterval(() => {}, 1000);`,
 });
 
 test("a failing health check: each new outcome goes up at once with its status, body and log lines; usage has cores", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-probes-"));
-  const dataDir = join(root, "data");
-  let agent: Agent | undefined;
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
-    try {
-      for (const p of await cleaner.recover()) {
-        await cleaner.stop(p.id, 0);
-        await cleaner.remove(p.id);
-      }
-    } finally {
-      cleaner.close();
-      cp?.server.closeAllConnections();
-      cp?.server.close();
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
+  const { cp, digest, newAgent } = await setUp(t, "probes");
   // A long interval between regular heartbeats: a new outcome must not wait for it.
-  agent = new Agent({
-    server: cp.url,
-    token: TOKEN,
-    name: "node1",
-    dataDir,
+  const agent = newAgent({
     heartbeatMs: 5000,
     statsMs: 300,
   });
@@ -533,31 +512,9 @@ test("a failing health check: each new outcome goes up at once with its status, 
 });
 
 test("a change the wait reports starts the instance at once, not at the next heartbeat; heartbeats name the slugs held", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-wait-"));
-  const dataDir = join(root, "data");
-  let agent: Agent | undefined;
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
-    try {
-      for (const p of await cleaner.recover()) {
-        await cleaner.stop(p.id, 0);
-        await cleaner.remove(p.id);
-      }
-    } finally {
-      cleaner.close();
-      cp?.server.closeAllConnections();
-      cp?.server.close();
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
+  const { cp, digest, newAgent } = await setUp(t, "wait");
   // Regular heartbeats a minute apart: only the wait can make this test pass in time.
-  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 60_000 });
+  const agent = newAgent({ heartbeatMs: 60_000 });
   await agent.start();
   await waitFor(() => (cp!.heartbeats.length > 0 && cp!.waits > 0) || undefined, "a heartbeat and a wait");
   await sleep(300);
@@ -576,21 +533,8 @@ test("a change the wait reports starts the instance at once, not at the next hea
 });
 
 test("a big cluster's control plane sets a floor on the heartbeat interval: the agent heartbeats no more often", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-interval-"));
-  const dataDir = join(root, "data");
-  let agent: Agent | undefined;
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    cp?.server.closeAllConnections();
-    cp?.server.close();
-    rmSync(root, { recursive: true, force: true });
-  });
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
-  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 100 });
+  const { cp, newAgent } = await setUp(t, "interval");
+  const agent = newAgent({ heartbeatMs: 100 });
   await agent.start();
   await sleep(1500);
   const free = cp.heartbeats.length;
@@ -605,29 +549,7 @@ test("a big cluster's control plane sets a floor on the heartbeat interval: the 
 });
 
 test("config: the files and the feed before the start, a new version applied in place, or by a restart when the service asks", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-config-"));
-  const dataDir = join(root, "data");
-  let agent: Agent | undefined;
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
-    try {
-      for (const p of await cleaner.recover()) {
-        await cleaner.stop(p.id, 0);
-        await cleaner.remove(p.id);
-      }
-    } finally {
-      cleaner.close();
-      cp?.server.closeAllConnections();
-      cp?.server.close();
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
+  const { cp, digest, dataDir, newAgent } = await setUp(t, "config");
   const doc = (version: number) => ({
     tenant: "default",
     app: "hello",
@@ -640,7 +562,7 @@ test("config: the files and the feed before the start, a new version applied in 
     ...desiredHello("cfg1", digest, 1),
     config: { version, onChange, document: doc(version) },
   });
-  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 200 });
+  const agent = newAgent({ heartbeatMs: 200 });
   await agent.start();
   cp.desired = [withConfig(1, "restart")];
   const first = await reported(
@@ -682,29 +604,7 @@ test("config: the files and the feed before the start, a new version applied in 
 });
 
 test("under memory pressure the agent evicts a burstable instance over its request, lowest criticality first, and says why", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-agent-evict-"));
-  const dataDir = join(root, "data");
-  let agent: Agent | undefined;
-  let cp: ControlPlane | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    const cleaner = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
-    try {
-      for (const p of await cleaner.recover()) {
-        await cleaner.stop(p.id, 0);
-        await cleaner.remove(p.id);
-      }
-    } finally {
-      cleaner.close();
-      cp?.server.closeAllConnections();
-      cp?.server.close();
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
-  const slugFile = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slugFile, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const digest = createHash("sha256").update(readFileSync(slugFile)).digest("hex");
-  cp = await startControlPlane(slugFile, digest);
+  const { cp, digest, newAgent } = await setUp(t, "evict");
   const MiB = 1024 * 1024;
   const withResources = (id: string, memory: number, criticality?: "low" | "critical"): DesiredInstance => {
     const d = desiredHello(id, digest, 1);
@@ -718,18 +618,14 @@ test("under memory pressure the agent evicts a burstable instance over its reque
     withResources("critical1", 8 * MiB, "critical"),
     withResources("low1", 8 * MiB, "low"),
   ];
-  agent = new Agent({ server: cp.url, token: TOKEN, name: "node1", dataDir, heartbeatMs: 200, statsMs: 200 });
+  let agent = newAgent({ heartbeatMs: 200, statsMs: 200 });
   await agent.start();
   for (const id of ["within1", "critical1", "low1"])
     await reported(cp, id, (s) => s.state === "healthy" && (s.usage?.memoryBytes ?? 0) > 0, `${id} healthy`);
   await agent.stop();
   cp.heartbeats.length = 0;
   // Restart the agent with a threshold no machine meets: always under pressure. It adopts all three.
-  agent = new Agent({
-    server: cp.url,
-    token: TOKEN,
-    name: "node1",
-    dataDir,
+  agent = newAgent({
     heartbeatMs: 200,
     statsMs: 200,
     evictionMemory: 1024 ** 5,

@@ -66,3 +66,16 @@ test("hedge: a late answer that lost is discarded; the caller's signal aborts ev
   await assert.rejects(hedge(["a", "b"], c.send, { ...TIMING, signal: caller.signal }), /deadline/);
   assert.deepEqual(c.aborted.sort(), ["a", "b"]);
 });
+
+test("hedge: an answer passOn refuses does not win over one still to come, and is the result when none comes", async () => {
+  // a answers late; b at once with an answer passed on (a follower's 503 naming a).
+  const s = sender({ a: 120, b: 5 });
+  const discarded: string[] = [];
+  const options = { ...TIMING, passOn: (x: string) => x === "b", discard: (x: string) => discarded.push(x) };
+  assert.deepEqual(await hedge(["a", "b"], s.send, options), { server: "a", answer: "a" });
+  assert.deepEqual(discarded, ["b"], "the answer kept is released when a better one wins");
+  assert.deepEqual(s.aborted, [], "a, still to answer, was not aborted by b's answer");
+  // a fails: the answer kept is the result, not a's error.
+  const f = sender({ a: "fail", b: 5 });
+  assert.deepEqual(await hedge(["a", "b"], f.send, options), { server: "b", answer: "b" });
+});

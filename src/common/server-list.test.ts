@@ -138,3 +138,33 @@ test("server list: a hedged request held by a silent server is answered by the n
     follower.server.close();
   }
 });
+
+test("server list: a hedged request: a follower's quick 503 naming the slow leader asked first does not beat the leader's answer", async () => {
+  // A leader under load answers after 300 ms; the follower, asked after 100 ms, names it at once.
+  let leaderHits = 0;
+  const slow = createServer((_req, res) => {
+    leaderHits++;
+    setTimeout(() => res.writeHead(200, { "content-type": "application/json" }).end("{}"), 300);
+  });
+  await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+  const address = slow.address();
+  const leaderUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const follower = await fake(503, () => `${leaderUrl}/`);
+  try {
+    const list = new ServerList(`${leaderUrl},${follower.url}`);
+    const res = await list.request(
+      "/api/v1/nodes/n/heartbeat",
+      { method: "POST", body: "{}", signal: AbortSignal.timeout(5000) },
+      { hedge: { afterMs: 100, everyMs: 50 } },
+    );
+    assert.equal(res.status, 200, "the follower's 503 was taken over the leader's answer");
+    res.cancel();
+    assert.equal(follower.hits(), 1, "the follower was asked too");
+    assert.equal(leaderHits, 1);
+    assert.equal(list.url, leaderUrl);
+  } finally {
+    slow.closeAllConnections();
+    slow.close();
+    follower.server.close();
+  }
+});

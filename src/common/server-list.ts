@@ -9,7 +9,8 @@
  *                                    ├─ the caller's timeout passed ─► next server for the next request
  *                                    └─ with `hedge`: no answer yet after 1 s ─► the next server too, and
  *                                       another every 500 ms; the first answer wins and its server is used
- *                                       from then on (hedge.ts; heartbeats, load reports)
+ *                                       from then on (hedge.ts; heartbeats, load reports) — but a
+ *                                       follower's 503 naming the first server as leader waits for its answer
  *                  (each server at most once per request; when none answers, a 503 if one came, else the error)
  *
  * Which one is current is shared by every request of the list's owner, so a
@@ -22,6 +23,7 @@ import { type HedgeTiming, hedge } from "./hedge.ts";
 
 /** The header a follower names the leader in (api/leader-only.ts). */
 const LEADER_HEADER = "herd-leader";
+const TRAILING_SLASHES = /\/+$/;
 
 /** Splits `URL[,URL…]` into base URLs without a trailing slash; throws `invalid` for one that is not http(s). */
 export function parseServers(spec: string): string[] {
@@ -71,7 +73,7 @@ export class ServerList {
   failed(url: string, leader?: string): void {
     if (this.url !== url) return;
     if (leader !== undefined) {
-      const base = leader.replace(/\/+$/, "");
+      const base = leader.replace(TRAILING_SLASHES, "");
       let i = this.#urls.indexOf(base);
       if (i < 0) i = this.#urls.push(base) - 1;
       this.#current = i;
@@ -106,6 +108,9 @@ export class ServerList {
             ...options.hedge,
             ...(init.signal ? { signal: init.signal } : {}),
             discard: (late) => late.cancel(),
+            // A follower's quick 503 naming as leader the server asked first must not beat that
+            // server's answer, still to come (a leader under load): it is the result only if none comes.
+            passOn: (a) => a.status === 503 && leaderOf(a) === order[0],
           });
           // The server that held the request is away: the next requests go to the one that answered.
           if (won.server !== url) this.#current = this.#urls.indexOf(won.server);
@@ -127,13 +132,18 @@ export class ServerList {
         refused?.cancel();
         return answer;
       }
-      const leader = answer.headers[LEADER_HEADER];
-      this.failed(url, typeof leader === "string" ? leader : undefined);
+      this.failed(url, leaderOf(answer));
       refused?.cancel();
       refused = answer;
       if (tried.has(this.url)) return answer;
     }
   }
+}
+
+/** The leader a follower's 503 names (no trailing slash), if it names one. */
+function leaderOf(answer: ApiAnswer): string | undefined {
+  const leader = answer.headers[LEADER_HEADER];
+  return typeof leader === "string" ? leader.replace(TRAILING_SLASHES, "") : undefined;
 }
 
 /** One list per spec in a process, so every part of a gateway or agent given the same `--server` moves together. */

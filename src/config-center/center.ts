@@ -34,7 +34,7 @@ import {
 import type { Instance, Node, Service } from "../model/objects.ts";
 import type { DesiredInstance, InstanceStatus } from "../model/protocol.ts";
 import type { Informer } from "../store/informer.ts";
-import type { Store } from "../store/store.ts";
+import type { Store, StoredObject } from "../store/store.ts";
 import { checkEntries } from "./entries.ts";
 import { grayMembers, lowerRefs, mergeLayers } from "./merge.ts";
 
@@ -141,13 +141,7 @@ export class ConfigCenter {
   }
 
   async head(tenant: string, app: string): Promise<ConfigHead> {
-    return (
-      (await this.#store.get<ConfigHead>("config_head", configHeadKey(tenant, app)))?.value ?? {
-        tenant,
-        app,
-        stable: 0,
-      }
-    );
+    return headOr(await this.#store.get<ConfigHead>("config_head", configHeadKey(tenant, app)), tenant, app);
   }
 
   /** Makes the next version of a namespace from a change; for the app layer, makes it stable or gray. */
@@ -361,11 +355,7 @@ export class ConfigCenter {
     for (const list of byApp.values()) {
       const { tenant, app } = list[0] as DesiredInstance;
       const head = this.#informer
-        ? (this.#informer.get<ConfigHead>("config_head", configHeadKey(tenant, app))?.value ?? {
-            tenant,
-            app,
-            stable: 0,
-          })
+        ? headOr(this.#informer.get<ConfigHead>("config_head", configHeadKey(tenant, app)), tenant, app)
         : await this.head(tenant, app);
       if (head.stable === 0 && !head.gray) continue;
       const target = head.gray ? (await this.targets(tenant, app)).target : undefined;
@@ -449,4 +439,9 @@ function sameContent(
 
 function sortKeys<T>(o: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** The head as read, or that of an app with no config version yet. */
+function headOr(o: StoredObject<ConfigHead> | undefined, tenant: string, app: string): ConfigHead {
+  return o?.value ?? { tenant, app, stable: 0 };
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { testInstance, testNode } from "../gateway/testing.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
 import { schedulerNode } from "../scheduler/scheduler.ts";
@@ -10,48 +11,22 @@ import { ClusterView } from "./cluster-view.ts";
 
 const GiB = 2 ** 30;
 
+/** A ready node with `cpu` cores and 8 GiB. */
 function node(name: string, cpu = 4, extra: Partial<Node> = {}): Node {
-  return {
-    name,
-    address: "127.0.0.1",
-    labels: {},
-    capacity: { cpu, memory: 8 * GiB },
-    allocatable: { cpu, memory: 8 * GiB },
-    state: "ready",
-    lastHeartbeat: "2026-01-01T00:00:00.000Z",
-    registeredAt: "2026-01-01T00:00:00.000Z",
-    agentVersion: "test",
-    isolation: { cgroups: "none" },
-    schedulable: true,
-    ...extra,
-  };
+  const capacity = { cpu, memory: 8 * GiB };
+  return { ...testNode(name, "127.0.0.1"), capacity, allocatable: capacity, ...extra };
 }
 
+/** An instance of t/a/web holding 0.5 CPU and 1 GiB on `at` (running), or pending. */
 function instance(id: string, at: string | null, extra: Partial<Instance> = {}): Instance {
-  return {
+  const i = testInstance(
     id,
-    tenant: "t",
-    app: "a",
-    service: "web",
-    release: 1,
-    mode: "cattle",
-    node: at,
-    desired: "running",
-    generation: 1,
-    state: at ? "running" : "pending",
-    reason: "",
-    message: "",
-    run: {
-      slug: "x",
-      command: "x",
-      env: {},
-      resources: { cpu: 0.5, memory: GiB },
-      health: { kind: "process", intervalMs: 1, timeoutMs: 1, failures: 1, startupMs: 1 },
-    },
-    restarts: 0,
-    createdAt: "2026-01-01T00:00:00.000Z",
-    ...extra,
-  } as Instance;
+    { tenant: "t", app: "a", service: "web" },
+    at,
+    undefined,
+    at ? "running" : "pending",
+  );
+  return { ...i, run: { ...i.run, resources: { cpu: 0.5, memory: GiB } }, ...extra };
 }
 
 /** What a ClusterState says, as plain data to compare. */

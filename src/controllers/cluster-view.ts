@@ -14,7 +14,7 @@
  * informer has it (`refresh`).
  */
 
-import type { Instance, Node, Service } from "../model/objects.ts";
+import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { ClusterState, type SchedulerNode } from "../scheduler/cluster-state.ts";
 import { schedulerNode } from "../scheduler/scheduler.ts";
 import type { Informer, InformerChange } from "../store/informer.ts";
@@ -78,7 +78,7 @@ export class ClusterView {
   #add(state: ClusterState, i: Instance): void {
     const p = placedInstance(
       i,
-      this.#informer.get<Service>("service", `${i.tenant}/${i.app}/${i.service}`)?.value,
+      this.#informer.get<Service>("service", serviceKey(i.tenant, i.app, i.service))?.value,
     );
     if (p) state.add(p);
   }

@@ -11,8 +11,14 @@ import { sentOnce } from "./sent-once.ts";
 
 const MEMBERS = ["http://a:1", "http://b:1", "http://c:1"];
 
-/** A breaker whose probes answer as `health` says: "up", "down" (rejects) or "silent" (never answers). */
-function breakerWith(health: Record<string, "up" | "down" | "silent">, changes: string[] = []) {
+/** How each member's probe answers: "up", "down" (rejects) or "silent" (never answers). */
+type Health = Record<string, "up" | "down" | "silent">;
+
+/** Every member up; a test changes its copy as it goes. */
+const allUp = (): Health => Object.fromEntries(MEMBERS.map((m) => [m, "up"]));
+
+/** A breaker whose probes answer as `health` says. */
+function breakerWith(health: Health, changes: string[] = []) {
   return new MemberBreaker({
     members: MEMBERS,
     probeTimeoutMs: 50,
@@ -27,7 +33,7 @@ function breakerWith(health: Record<string, "up" | "down" | "silent">, changes: 
 }
 
 test("a member that does not answer its probe is refused, and taken back once it answers", async () => {
-  const health: Record<string, "up" | "down" | "silent"> = {
+  const health: Health = {
     "http://a:1": "up",
     "http://b:1": "silent",
     "http://c:1": "up",
@@ -79,7 +85,7 @@ test("when no member answers, none is taken down: the fault is more likely on th
 });
 
 test("when every member is down none is refused", async () => {
-  const health: Record<string, "up" | "down" | "silent"> = {
+  const health: Health = {
     "http://a:1": "up",
     "http://b:1": "down",
     "http://c:1": "down",
@@ -97,11 +103,7 @@ test("when every member is down none is refused", async () => {
 });
 
 test("a member going down fails its calls in flight (recoverable, so retried elsewhere) and cancels its streams", async () => {
-  const health: Record<string, "up" | "down" | "silent"> = {
-    "http://a:1": "up",
-    "http://b:1": "up",
-    "http://c:1": "up",
-  };
+  const health = allUp();
   const breaker = breakerWith(health);
   const policy = breaker.policy("http://b:1");
   // A unary call that never answers (the member was cut off after it was sent).
@@ -128,11 +130,7 @@ test("a member going down fails its calls in flight (recoverable, so retried els
 });
 
 test("a write sent with sentOnce is not failed in flight when its member goes down, but not sent to one down", async () => {
-  const health: Record<string, "up" | "down" | "silent"> = {
-    "http://a:1": "up",
-    "http://b:1": "up",
-    "http://c:1": "up",
-  };
+  const health = allUp();
   const breaker = breakerWith(health);
   const policy = breaker.policy("http://b:1");
   const write = sentOnce(() =>

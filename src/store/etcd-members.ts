@@ -18,6 +18,7 @@
  */
 
 import { GRPCUnavailableError, type IOptions } from "etcd3";
+import { Rounds } from "../common/rounds.ts";
 import { isSentOnce } from "./sent-once.ts";
 
 /** The etcd3 client's per-host policy (cockatiel's IPolicy; only `execute` is used by the client). */
@@ -53,8 +54,8 @@ export class MemberBreaker {
   readonly #intervalMs: number;
   readonly #probeTimeoutMs: number;
   readonly #onChange: NonNullable<MemberBreakerOptions["onChange"]>;
-  #timer: NodeJS.Timeout | undefined;
-  #round: Promise<void> | undefined;
+  /** The probe rounds: one at a time (a round due while one runs joins it). */
+  readonly #rounds: Rounds;
 
   constructor(options: MemberBreakerOptions) {
     for (const m of options.members) this.#members.set(m, { up: true, calls: new Set(), streams: new Set() });
@@ -62,35 +63,36 @@ export class MemberBreaker {
     this.#intervalMs = options.intervalMs ?? 500;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? 1000;
     this.#onChange = options.onChange ?? (() => {});
+    // A probe that fails is its member's outcome (#probeOne), so a round has nothing to report.
+    this.#rounds = new Rounds(
+      () => this.#round(),
+      () => {},
+    );
   }
 
   /** Probes every member every intervalMs until stop(). */
   start(): void {
-    this.#timer ??= setInterval(() => void this.probeAll(), this.#intervalMs);
-    this.#timer.unref();
+    this.#rounds.start(this.#intervalMs);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    void this.#rounds.stop();
   }
 
   /**
-   * One round: probes every member at once and waits for all (a round still
-   * running when the next is due skips it). Members change state only when at
+   * One round: probes every member at once and waits for all (a round asked
+   * for while one runs joins it). Members change state only when at
    * least one answered: when none does, the fault is more likely this side
    * (a stalled process, no network at all) and nothing is gained by refusing.
    */
-  async probeAll(): Promise<void> {
-    if (this.#round) return this.#round;
-    this.#round = (async () => {
-      const outcomes = await Promise.all([...this.#members.keys()].map((name) => this.#probeOne(name)));
-      if (!outcomes.some((o) => o.up)) return;
-      for (const o of outcomes) this.#set(o.name, o.up, o.why);
-    })().finally(() => {
-      this.#round = undefined;
-    });
-    return this.#round;
+  probeAll(): Promise<void> {
+    return this.#rounds.run();
+  }
+
+  async #round(): Promise<void> {
+    const outcomes = await Promise.all([...this.#members.keys()].map((name) => this.#probeOne(name)));
+    if (!outcomes.some((o) => o.up)) return;
+    for (const o of outcomes) this.#set(o.name, o.up, o.why);
   }
 
   async #probeOne(name: string): Promise<{ name: string; up: boolean; why: string }> {
@@ -153,8 +155,7 @@ export class MemberBreaker {
       }
       return result;
     };
-    const none = () => ({ dispose: () => {} });
-    return { execute, onSuccess: none, onFailure: none } as unknown as HostPolicy;
+    return hostPolicy(execute);
   }
 
   #set(name: string, up: boolean, why: string): void {
@@ -171,6 +172,17 @@ export class MemberBreaker {
     for (const stream of streams) stream.cancel();
   }
 }
+
+type Execute = <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise<T>;
+
+/** A policy that runs `execute`; its success and failure hooks do nothing (the client uses only execute). */
+function hostPolicy(execute: Execute): HostPolicy {
+  const none = () => ({ dispose: () => {} });
+  return { execute, onSuccess: none, onFailure: none } as unknown as HostPolicy;
+}
+
+/** A policy that runs the call once: for clients that neither retry nor break circuits (the probes'). */
+export const passThrough: HostPolicy = hostPolicy(async (fn) => fn({ signal: new AbortController().signal }));
 
 function isThenable<T>(value: unknown): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | undefined)?.then === "function";

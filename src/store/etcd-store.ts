@@ -29,7 +29,7 @@ import {
   closedStoreError,
   compactedError,
 } from "./checks.ts";
-import { type HostPolicy, MemberBreaker } from "./etcd-members.ts";
+import { MemberBreaker, passThrough } from "./etcd-members.ts";
 import { fencedError, fencing } from "./fence.ts";
 import { deepFreeze, fromJson, toJson } from "./frozen.ts";
 import { sentOnce } from "./sent-once.ts";
@@ -530,14 +530,6 @@ function toStoredObject<T>(kind: Kind, key: string, kv: IKeyValue): StoredObject
     value: fromJson<T>(kv.value.toString()),
   });
 }
-
-/** A policy that runs the call once: the probes' clients neither retry nor break circuits. */
-const passThrough = {
-  execute: async <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T) =>
-    fn({ signal: new AbortController().signal }),
-  onSuccess: () => ({ dispose: () => {} }),
-  onFailure: () => ({ dispose: () => {} }),
-} as unknown as HostPolicy;
 
 function unavailable(err: unknown): HerdError {
   if (err instanceof HerdError) return err;
