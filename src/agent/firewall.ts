@@ -104,19 +104,22 @@ export function firewallScript(state: FirewallState): string {
   return lines.join("\n");
 }
 
+/** Whether a protected endpoint's address (loopback or a wildcard; no address is this machine too) means this machine. */
+export function isHostAddress(a: string): boolean {
+  return !a || a === "localhost" || a.startsWith("127.") || a === "::1" || a === "0.0.0.0" || a === "::";
+}
+
 function endpointMatch(e: ProtectedEndpoint): string {
   const a = e.address;
-  if (!a || a === "localhost" || a.startsWith("127.") || a === "::1" || a === "0.0.0.0" || a === "::") {
-    return 'oifname "lo"';
-  }
+  if (a === undefined || isHostAddress(a)) return 'oifname "lo"';
   if (isIP(a) === 4) return `ip daddr ${a}`;
   if (isIP(a) === 6) return `ip6 daddr ${a}`;
   throw new Error(`protected endpoint address ${a} is not an IP address`);
 }
 
 /** The script that removes the table (and does not fail when it is already gone). */
-export function firewallRemoveScript(table: string): string {
-  return `table inet ${table} {}\ndelete table inet ${table}\n`;
+export function firewallRemoveScript(table: string, family: "inet" | "bridge" = "inet"): string {
+  return `table ${family} ${table} {}\ndelete table ${family} ${table}\n`;
 }
 
 /**
@@ -125,13 +128,20 @@ export function firewallRemoveScript(table: string): string {
  * the agent reports what is missing instead.
  */
 export function detectFirewall(): FirewallSupport {
-  if (process.getuid?.() !== 0) return { tool: "none", reason: "not running as root" };
-  const nft = findExecutable("nft");
-  if (!nft) return { tool: "none", reason: "nft not found (Debian package nftables)" };
+  const found = findNft();
+  if ("missing" in found) return { tool: "none", reason: found.missing };
+  const { nft } = found;
   const probe = `herd_probe_${process.pid}`;
   const r = runNft(nft, `table inet ${probe} {}\ndelete table inet ${probe}\n`);
   if (r) return { tool: "none", reason: `nft cannot create a table: ${r}` };
   return { tool: "nftables", nft };
+}
+
+/** The `nft` binary, or why nftables cannot be used here: it needs root and `nft` (Debian nftables). */
+export function findNft(): { nft: string } | { missing: string } {
+  if (process.getuid?.() !== 0) return { missing: "not running as root" };
+  const nft = findExecutable("nft");
+  return nft ? { nft } : { missing: "nft not found (Debian package nftables)" };
 }
 
 /** Runs an nft script; returns its error text, or undefined when it worked. */
