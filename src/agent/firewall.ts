@@ -17,9 +17,8 @@
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants } from "node:fs";
 import { isIP } from "node:net";
-import { delimiter, join } from "node:path";
+import { findBinary } from "../common/debian-packages.ts";
 import { lastUid, type UidRange } from "./uids.ts";
 
 /** An address and port instances must not connect to; no address (or a loopback one): this machine. */
@@ -69,8 +68,6 @@ export interface FirewallState {
 
 /** What this machine offers for the firewall. */
 export type FirewallSupport = { tool: "nftables"; nft: string } | { tool: "none"; reason: string };
-
-const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
 
 /** The table name of the agent whose driver state lives at `path`. */
 export function firewallTable(path: string): string {
@@ -140,7 +137,7 @@ export function detectFirewall(): FirewallSupport {
 /** The `nft` binary, or why nftables cannot be used here: it needs root and `nft` (Debian nftables). */
 export function findNft(): { nft: string } | { missing: string } {
   if (process.getuid?.() !== 0) return { missing: "not running as root" };
-  const nft = findExecutable("nft");
+  const nft = findBinary("nft");
   return nft ? { nft } : { missing: "nft not found (Debian package nftables)" };
 }
 
@@ -149,18 +146,5 @@ export function runNft(nft: string, script: string): string | undefined {
   const r = spawnSync(nft, ["-f", "-"], { input: script, encoding: "utf8", timeout: 10_000 });
   if (r.error) return r.error.message;
   if (r.status !== 0) return (r.stderr || `exited with ${r.status}`).trim().split("\n").slice(0, 3).join(" ");
-  return undefined;
-}
-
-/** A binary on PATH or in the sbin directories (where Debian puts nft). */
-export function findExecutable(name: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...SBIN]) {
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // Not here.
-    }
-  }
   return undefined;
 }
