@@ -34,7 +34,7 @@ import { ensureBaseImage } from "./docker-daemon.ts";
 import { ContainerFirewall } from "./docker-firewall.ts";
 import { collectImages, ensureImage } from "./docker-images.ts";
 import { forwardedPorts, LoopbackForwarder, rewriteLoopback } from "./docker-loopback.ts";
-import { ensureNetwork, HERD_NETWORK as HERD_NETWORK_NAME, type HerdNetwork } from "./docker-network.ts";
+import { ensureNetwork, HERD_NETWORK, type HerdNetwork } from "./docker-network.ts";
 import type { InstanceProcess, Isolation, NetworkPolicy, RuntimeDriver, StartSpec } from "./driver.ts";
 import { findNft } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
@@ -421,7 +421,7 @@ export class DockerDriver implements RuntimeDriver {
   /** Names a running container in the firewall's rules (applied by #applyFirewall). */
   #admit(id: string, info: ContainerInspect, gateway: string): void {
     if (!(this.#firewall instanceof ContainerFirewall)) return;
-    const ip = info.NetworkSettings?.Networks?.[HERD_NETWORK_NAME]?.IPAddress;
+    const ip = info.NetworkSettings?.Networks?.[HERD_NETWORK]?.IPAddress;
     if (!ip) throw new HerdError("unavailable", `container of ${id} has no address on the herd network`);
     const labels = info.Config.Labels;
     this.#firewall.set(id, {
