@@ -61,26 +61,28 @@ export class ControlPlaneCalls {
   /** Tells the control plane the image (by digest) a release's service runs: the registry keeps it with the release. */
   reportImage(d: DesiredInstance, image: string): void {
     const body = { tenant: d.tenant, app: d.app, release: d.release, service: d.service, image };
+    // Its answer read whole, also when ok: an answer left unread holds its connection.
     this.post("/api/v1/registry/images", body)
-      .then(async (res) => {
-        if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-      })
+      .then((res) => answerText(res, "POST /registry/images"))
       .catch((err) => this.#log.warn("cannot report the image of a release", { id: d.id, image, err }));
   }
 
   /** The registries' credential and CA, and with `serve` a certificate for this node's registry. */
   async registryCredentials(serve?: string): Promise<RegistryCredentials> {
     const res = await this.post("/api/v1/registry/credentials", serve ? { serve } : {});
-    const text = await res.text();
-    if (!res.ok) throw new Error(`POST /registry/credentials answered ${res.status}: ${text.slice(0, 200)}`);
-    return JSON.parse(text) as RegistryCredentials;
+    return JSON.parse(await answerText(res, "POST /registry/credentials")) as RegistryCredentials;
   }
 
   /** The digests and images the registry this agent serves must keep. */
   async keptImages(): Promise<{ digests: string[]; images: string[] }> {
     const res = await this.get("/api/v1/registry/kept");
-    const text = await res.text();
-    if (!res.ok) throw new Error(`GET /registry/kept answered ${res.status}: ${text.slice(0, 200)}`);
-    return JSON.parse(text) as { digests: string[]; images: string[] };
+    return JSON.parse(await answerText(res, "GET /registry/kept")) as { digests: string[]; images: string[] };
   }
+}
+
+/** The answer's body, read whole; a failure names the call, its status and the body's start. */
+async function answerText(res: ApiAnswer, call: string): Promise<string> {
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${call} answered ${res.status}: ${text.slice(0, 200)}`);
+  return text;
 }

@@ -5,42 +5,18 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { ensureDebianPackages } from "../common/debian-packages.ts";
-import { type Dockerd, ensureBaseImage, startDockerd } from "./docker-daemon.ts";
-import { DockerDriver } from "./docker-driver.ts";
+import { describe, test } from "node:test";
+import type { DockerDriver } from "./docker-driver.ts";
+import { withTestDockerd } from "./dockerd.case.test.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
 import type { InstanceProcess } from "./driver.ts";
 
-let engine: Dockerd | undefined;
-let baseImage = "";
-let busybox = "";
-const dir = mkdtempSync(join(tmpdir(), "herd-dockerd-"));
-
-before(async () => {
-  const tools = await ensureDebianPackages({ dockerd: "docker.io", busybox: "busybox-static" });
-  busybox = tools.busybox;
-  engine = await startDockerd(dir, tools.dockerd);
-  baseImage = await ensureBaseImage(engine.api, busybox);
-});
-
-after(async () => {
-  try {
-    await engine?.stop();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-function create(stateRoot: string): DockerDriver {
-  if (!engine) throw new Error("dockerd is not running");
-  return new DockerDriver({ stateRoot, api: engine.api, baseImage, busybox });
-}
+const docker = withTestDockerd("herd-dockerd-");
+const create = (stateRoot: string): DockerDriver => docker.driver(stateRoot);
 
 runDriverConformance("docker", create);
 
@@ -60,7 +36,7 @@ describe("DockerDriver", () => {
     const line = (await driver.tail("ns1", 5)).find((l) => l.startsWith("pid ")) ?? "";
     const [pid, seen] = (/^pid (\d+) sees (\d+) pids$/.exec(line) ?? []).slice(1).map(Number);
     assert.ok(pid < 20 && seen < 10, line);
-    const inspected = await engine?.api.call<{
+    const inspected = await docker.engine.api.call<{
       HostConfig: {
         NetworkMode: string;
         PidMode: string;
@@ -103,7 +79,7 @@ describe("DockerDriver", () => {
       ...spec,
       resources: { cpu: 0.2, memory: 64 << 20, memoryLimit: 128 << 20, cpuLimit: 0.5 },
     });
-    const inspected = await engine?.api.call<{
+    const inspected = await docker.engine.api.call<{
       HostConfig: { Memory: number; NanoCpus: number; CpuShares: number };
     }>({
       path: `/containers/${await containerOf("oom1")}/json`,
@@ -123,7 +99,7 @@ describe("DockerDriver", () => {
     await driver.start({ ...spec, startCpu: 2, resources: { cpu: 0.5, memory: 256 << 20, cpuLimit: 0.5 } });
     const nanoCpus = async () =>
       (
-        await engine?.api.call<{ HostConfig: { NanoCpus: number } }>({
+        await docker.engine.api.call<{ HostConfig: { NanoCpus: number } }>({
           path: `/containers/${await containerOf("cpu1")}/json`,
         })
       )?.HostConfig.NanoCpus;
@@ -144,11 +120,11 @@ describe("DockerDriver", () => {
     driver.onExit((p) => exits.push(p));
     // The base image has no command of its own: one is needed.
     const bare = await h.spec("img0", "");
-    await assert.rejects(driver.start({ ...bare, image: baseImage }), /names no command/);
+    await assert.rejects(driver.start({ ...bare, image: docker.baseImage }), /names no command/);
     assert.equal(await driver.inspect("img0"), undefined);
 
     const spec = await h.spec("img1", "echo from $HERD_INSTANCE in $(pwd); exit 4");
-    await driver.start({ ...spec, image: baseImage });
+    await driver.start({ ...spec, image: docker.baseImage });
     const exit = await waitFor(() => exits[0], "the image's exit");
     assert.equal(exit.exitCode, 4);
     // The image's working dir (/), not the release dir: an image brings its own files.
@@ -170,7 +146,7 @@ test("a release dir with a Dockerfile is built once per content and its image ru
     "built in the image\n",
   );
   const images = async () =>
-    (await engine?.api.call<{ RepoTags: string[] }[]>({ path: "/images/json" }))
+    (await docker.engine.api.call<{ RepoTags: string[] }[]>({ path: "/images/json" }))
       ?.flatMap((i) => i.RepoTags)
       .filter((tag) => tag.startsWith("herd-build:"));
   const built = await images();
@@ -195,7 +171,7 @@ test("a release dir with a Dockerfile is built once per content and its image ru
 });
 
 async function containerOf(id: string): Promise<string> {
-  const list = await engine?.api.call<{ Id: string; Labels: Record<string, string> }[]>({
+  const list = await docker.engine.api.call<{ Id: string; Labels: Record<string, string> }[]>({
     path: "/containers/json",
     query: { all: "true", filters: JSON.stringify({ label: [`herd.id=${id}`] }) },
   });

@@ -34,9 +34,9 @@ import { ensureBaseImage } from "./docker-daemon.ts";
 import { ContainerFirewall } from "./docker-firewall.ts";
 import { collectImages, ensureImage } from "./docker-images.ts";
 import { forwardedPorts, LoopbackForwarder, rewriteLoopback } from "./docker-loopback.ts";
-import { ensureNetwork, HERD_NETWORK as HERD_NETWORK_NAME, type HerdNetwork } from "./docker-network.ts";
+import { ensureNetwork, HERD_NETWORK, type HerdNetwork } from "./docker-network.ts";
 import type { InstanceProcess, Isolation, NetworkPolicy, RuntimeDriver, StartSpec } from "./driver.ts";
-import { findExecutable } from "./firewall.ts";
+import { findNft } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
 import type { RegistryAccess } from "./registry.ts";
@@ -139,14 +139,10 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   isolation(): Isolation {
+    // Before the network is made (and the firewall with it), what open() would find.
+    const firewall = this.#firewall ?? findNft();
     const noFirewall =
-      typeof this.#firewall === "string"
-        ? this.#firewall
-        : process.getuid?.() !== 0
-          ? "not running as root"
-          : findExecutable("nft") === undefined
-            ? "nft not found (Debian package nftables)"
-            : undefined;
+      typeof firewall === "string" ? firewall : "missing" in firewall ? firewall.missing : undefined;
     return {
       // The engine puts each container in its own cgroup with its limits, and in its own pid, mount and network namespace.
       cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
@@ -425,7 +421,7 @@ export class DockerDriver implements RuntimeDriver {
   /** Names a running container in the firewall's rules (applied by #applyFirewall). */
   #admit(id: string, info: ContainerInspect, gateway: string): void {
     if (!(this.#firewall instanceof ContainerFirewall)) return;
-    const ip = info.NetworkSettings?.Networks?.[HERD_NETWORK_NAME]?.IPAddress;
+    const ip = info.NetworkSettings?.Networks?.[HERD_NETWORK]?.IPAddress;
     if (!ip) throw new HerdError("unavailable", `container of ${id} has no address on the herd network`);
     const labels = info.Config.Labels;
     this.#firewall.set(id, {

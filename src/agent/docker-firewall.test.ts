@@ -10,41 +10,16 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { ensureDebianPackages } from "../common/debian-packages.ts";
-import { type Dockerd, ensureBaseImage, startDockerd } from "./docker-daemon.ts";
-import { DockerDriver } from "./docker-driver.ts";
+import { test } from "node:test";
 import { containerFirewallScript } from "./docker-firewall.ts";
+import { withTestDockerd } from "./dockerd.case.test.ts";
 import { get, harness, waitFor } from "./driver.case.test.ts";
 
-let engine: Dockerd | undefined;
-let baseImage = "";
-let busybox = "";
-const dir = mkdtempSync(join(tmpdir(), "herd-dockerfw-"));
-
-before(async () => {
-  const tools = await ensureDebianPackages({
-    dockerd: "docker.io",
-    busybox: "busybox-static",
-    nft: "nftables",
-  });
-  busybox = tools.busybox;
-  engine = await startDockerd(dir, tools.dockerd);
-  baseImage = await ensureBaseImage(engine.api, busybox);
-});
-
-after(async () => {
-  try {
-    await engine?.stop();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+const docker = withTestDockerd("herd-dockerfw-", { nft: "nftables" });
 
 // An HTTP server on $PORT that answers /connect?to=HOST:PORT with "open" or "closed" (no answer in 1.5 s).
 const PROBE = `
@@ -98,14 +73,12 @@ test("the rules: one group's containers reach each other; other containers, port
 });
 
 test("containers of another app are out of reach; the host's endpoints in their env are not", async (t) => {
-  if (!engine) throw new Error("dockerd is not running");
-  const api = engine.api;
   const upstream = createServer((_req, res) => res.end("internal listener\n"));
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   t.after(() => upstream.close());
   const { port: upstreamPort } = upstream.address() as AddressInfo;
 
-  const h = harness(t, (stateRoot) => new DockerDriver({ stateRoot, api, baseImage, busybox }));
+  const h = harness(t, (stateRoot) => docker.driver(stateRoot));
   const driver = h.driver();
   assert.equal(driver.isolation().network, "nftables");
   const start = async (id: string, app: string) => {
@@ -116,7 +89,7 @@ test("containers of another app are out of reach; the host's endpoints in their 
     writeFileSync(join(spec.dir, "probe.cjs"), PROBE);
     await driver.start({ ...spec, tenant: "team" });
     await waitFor(() => get(spec.port), `${id} to answer on its published port`, 30_000);
-    const info = await api.call<{
+    const info = await docker.engine.api.call<{
       NetworkSettings: { Networks: Record<string, { IPAddress: string; Gateway: string }> };
     }>({ path: `/containers/herd-${hashOf(h.stateRoot)}-${id}/json` });
     return { port: spec.port, ...info.NetworkSettings.Networks.herd };

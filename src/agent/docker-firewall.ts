@@ -28,7 +28,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
-import { findExecutable, type ProtectedEndpoint, runNft } from "./firewall.ts";
+import { findNft, firewallRemoveScript, isHostAddress, type ProtectedEndpoint, runNft } from "./firewall.ts";
 
 /** One running container as the rules see it. */
 export interface Guest {
@@ -102,9 +102,7 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
   lines.push(`    ip saddr ${all} tcp dport ${state.ports.min}-${state.ports.max} drop`);
   for (const e of state.protect) {
     const a = e.address;
-    const onHost =
-      !a || a === "localhost" || a.startsWith("127.") || a === "::1" || a === "0.0.0.0" || a === "::";
-    if (onHost) lines.push(`    ip saddr ${all} tcp dport ${e.port} drop`);
+    if (a === undefined || isHostAddress(a)) lines.push(`    ip saddr ${all} tcp dport ${e.port} drop`);
     else if (isIP(a) === 4) lines.push(`    ip saddr ${all} ip daddr ${a} tcp dport ${e.port} drop`);
   }
   lines.push("  }", "}", "");
@@ -113,13 +111,7 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
 
 /** The script that deletes both tables (and does not fail when they are gone already). */
 function removeScript(table: string): string {
-  return [
-    `table bridge ${table} {}`,
-    `delete table bridge ${table}`,
-    `table inet ${table} {}`,
-    `delete table inet ${table}`,
-    "",
-  ].join("\n");
+  return firewallRemoveScript(table, "bridge") + firewallRemoveScript(table);
 }
 
 /** `{ a, b }`, or the one element alone. */
@@ -146,11 +138,13 @@ export class ContainerFirewall {
   static open(
     options: Omit<ContainerFirewallState, "guests" | "table"> & { stateRoot: string },
   ): ContainerFirewall | { missing: string } {
-    if (process.getuid?.() !== 0) return { missing: "not running as root" };
-    const nft = findExecutable("nft");
-    if (!nft) return { missing: "nft not found (Debian package nftables)" };
+    const found = findNft();
+    if ("missing" in found) return found;
     const { stateRoot, ...rest } = options;
-    return new ContainerFirewall(nft, { ...rest, table: containerFirewallTable(options.bridge, stateRoot) });
+    return new ContainerFirewall(found.nft, {
+      ...rest,
+      table: containerFirewallTable(options.bridge, stateRoot),
+    });
   }
 
   get table(): string {
@@ -185,8 +179,9 @@ export class ContainerFirewall {
 
 /** Deletes the tables of every driver on these bridges (an engine stopped: its containers went with it). */
 export function removeContainerFirewalls(bridges: string[]): void {
-  const nft = process.getuid?.() === 0 ? findExecutable("nft") : undefined;
-  if (!nft || bridges.length === 0) return;
+  const found = findNft();
+  if ("missing" in found || bridges.length === 0) return;
+  const { nft } = found;
   const listed = runNftOutput(nft, ["list", "tables"]);
   const prefixes = bridges.map(tablePrefix);
   const script: string[] = [];

@@ -17,9 +17,8 @@
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants } from "node:fs";
 import { isIP } from "node:net";
-import { delimiter, join } from "node:path";
+import { findBinary } from "../common/debian-packages.ts";
 import { lastUid, type UidRange } from "./uids.ts";
 
 /** An address and port instances must not connect to; no address (or a loopback one): this machine. */
@@ -70,8 +69,6 @@ export interface FirewallState {
 /** What this machine offers for the firewall. */
 export type FirewallSupport = { tool: "nftables"; nft: string } | { tool: "none"; reason: string };
 
-const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
-
 /** The table name of the agent whose driver state lives at `path`. */
 export function firewallTable(path: string): string {
   return `herd_${createHash("sha256").update(path).digest("hex").slice(0, 10)}`;
@@ -104,19 +101,22 @@ export function firewallScript(state: FirewallState): string {
   return lines.join("\n");
 }
 
+/** Whether a protected endpoint's address (loopback or a wildcard; no address is this machine too) means this machine. */
+export function isHostAddress(a: string): boolean {
+  return !a || a === "localhost" || a.startsWith("127.") || a === "::1" || a === "0.0.0.0" || a === "::";
+}
+
 function endpointMatch(e: ProtectedEndpoint): string {
   const a = e.address;
-  if (!a || a === "localhost" || a.startsWith("127.") || a === "::1" || a === "0.0.0.0" || a === "::") {
-    return 'oifname "lo"';
-  }
+  if (a === undefined || isHostAddress(a)) return 'oifname "lo"';
   if (isIP(a) === 4) return `ip daddr ${a}`;
   if (isIP(a) === 6) return `ip6 daddr ${a}`;
   throw new Error(`protected endpoint address ${a} is not an IP address`);
 }
 
 /** The script that removes the table (and does not fail when it is already gone). */
-export function firewallRemoveScript(table: string): string {
-  return `table inet ${table} {}\ndelete table inet ${table}\n`;
+export function firewallRemoveScript(table: string, family: "inet" | "bridge" = "inet"): string {
+  return `table ${family} ${table} {}\ndelete table ${family} ${table}\n`;
 }
 
 /**
@@ -125,13 +125,20 @@ export function firewallRemoveScript(table: string): string {
  * the agent reports what is missing instead.
  */
 export function detectFirewall(): FirewallSupport {
-  if (process.getuid?.() !== 0) return { tool: "none", reason: "not running as root" };
-  const nft = findExecutable("nft");
-  if (!nft) return { tool: "none", reason: "nft not found (Debian package nftables)" };
+  const found = findNft();
+  if ("missing" in found) return { tool: "none", reason: found.missing };
+  const { nft } = found;
   const probe = `herd_probe_${process.pid}`;
   const r = runNft(nft, `table inet ${probe} {}\ndelete table inet ${probe}\n`);
   if (r) return { tool: "none", reason: `nft cannot create a table: ${r}` };
   return { tool: "nftables", nft };
+}
+
+/** The `nft` binary, or why nftables cannot be used here: it needs root and `nft` (Debian nftables). */
+export function findNft(): { nft: string } | { missing: string } {
+  if (process.getuid?.() !== 0) return { missing: "not running as root" };
+  const nft = findBinary("nft");
+  return nft ? { nft } : { missing: "nft not found (Debian package nftables)" };
 }
 
 /** Runs an nft script; returns its error text, or undefined when it worked. */
@@ -139,18 +146,5 @@ export function runNft(nft: string, script: string): string | undefined {
   const r = spawnSync(nft, ["-f", "-"], { input: script, encoding: "utf8", timeout: 10_000 });
   if (r.error) return r.error.message;
   if (r.status !== 0) return (r.stderr || `exited with ${r.status}`).trim().split("\n").slice(0, 3).join(" ");
-  return undefined;
-}
-
-/** A binary on PATH or in the sbin directories (where Debian puts nft). */
-export function findExecutable(name: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...SBIN]) {
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // Not here.
-    }
-  }
   return undefined;
 }

@@ -18,7 +18,7 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { lchown, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { findExecutable } from "./firewall.ts";
+import { findBinary } from "../common/debian-packages.ts";
 
 /** Root of what a sandboxed process sees of herd's directories (empty root-owned mount points on the host). */
 export const SANDBOX_VIEW = "/run/herd-sandbox";
@@ -125,8 +125,8 @@ export function launchArgs(
  */
 export function detectSandbox(): SandboxSupport {
   if (process.getuid?.() !== 0) return { enabled: false, reason: "not running as root" };
-  const unshare = findExecutable("unshare");
-  const setpriv = findExecutable("setpriv");
+  const unshare = findBinary("unshare");
+  const setpriv = findBinary("setpriv");
   if (!unshare || !setpriv) {
     return { enabled: false, reason: "unshare or setpriv not found (Debian package util-linux)" };
   }

@@ -112,6 +112,8 @@ export async function ensureLocalhostCertificate(
 export class LocalCa {
   /** The CA certificate's file: what clients trust. */
   readonly file: string;
+  /** The CA certificate (PEM), as in `file`. */
+  readonly cert: string;
   readonly #ca: { cert: string; key: string };
   readonly #days: number;
   readonly #issued = new Map<string, Promise<IssuedCertificate>>();
@@ -120,6 +122,7 @@ export class LocalCa {
 
   private constructor(ca: CaFiles, days: number, max: number) {
     this.file = ca.file;
+    this.cert = ca.cert;
     this.#ca = { cert: ca.cert, key: ca.key };
     this.#days = days;
     this.#max = max;

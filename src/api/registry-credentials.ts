@@ -10,7 +10,6 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import { type IssuedCertificate, LocalCa } from "./local-ca.ts";
@@ -49,7 +48,7 @@ export class RegistryCredentials {
     return {
       username: REGISTRY_USER,
       password: await this.#passwordOnce(),
-      ca: readFileSync(this.#ca.file, "utf8"),
+      ca: this.#ca.cert,
       ...(serveHost ? { certificate: await this.#ca.issue(serveHost) } : {}),
     };
   }

@@ -15,8 +15,8 @@ import { realpathSync } from "node:fs";
 import { copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { findExecutable } from "../agent/firewall.ts";
 import { findLockfile, PACKAGES_METADATA, readInstalledPackages } from "../catalog/lockfile.ts";
+import { findBinary } from "../common/debian-packages.ts";
 import { HerdError } from "../common/errors.ts";
 import type { SlugPackages } from "../model/catalog.ts";
 import type { ServiceSpec } from "../model/manifest.ts";
@@ -234,7 +234,7 @@ async function installDependencies(
     return;
   }
   // npm itself on herd's Node (any npm runs there); install scripts and native builds on the app's, first in PATH.
-  const npm = findExecutable("npm");
+  const npm = findBinary("npm");
   if (!npm) throw new HerdError("unavailable", "build failed: npm is not installed on the control plane");
   options.log(`       install scripts run on Node v${node.version}`);
   const command = `${shellQuote(process.execPath)} ${shellQuote(realpathSync(npm))}`;

@@ -24,8 +24,9 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { TLSSocket } from "node:tls";
-import { findExecutable, firewallRemoveScript, firewallTable } from "../../src/agent/firewall.ts";
+import { firewallRemoveScript, firewallTable } from "../../src/agent/firewall.ts";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
+import { findBinary } from "../../src/common/debian-packages.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = process.execPath;
@@ -220,7 +221,7 @@ export function killRecordedInstances(dataDir: string): void {
       // not a record, or already gone
     }
   }
-  const nft = findExecutable("nft");
+  const nft = findBinary("nft");
   for (const dir of driverDirs) {
     if (nft) spawnSync(nft, ["-f", "-"], { input: firewallRemoveScript(firewallTable(resolve(dir))) });
   }
