@@ -15,7 +15,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { conflict, notFound } from "../common/errors.ts";
 import { deployKey } from "../controllers/deploy-controller.ts";
 import type { Addon, AddonBinding } from "../model/addon.ts";
-import type { Deploy } from "../model/objects.ts";
+import type { Deploy, Instance } from "../model/objects.ts";
 import type { AddonDeps } from "./addons.ts";
 import { ADMIN_SECRET, driverOf } from "./kinds.ts";
 
@@ -26,7 +26,14 @@ export function rotatedBindings(a: Addon, app: string | undefined): AddonBinding
   return bindings;
 }
 
-/** Whether the deploy that carries new credentials still runs: the old ones are kept until it ends. */
+/** States in which an instance's process is gone: it holds no connection with old credentials. */
+const GONE: ReadonlySet<Instance["state"]> = new Set(["stopped", "crashed", "failed", "lost"]);
+
+/**
+ * Whether the deploy that carries new credentials still runs, or an instance of
+ * an older release is still up (draining its requests, or not yet out of every
+ * gateway's table): the old credentials are kept until both have ended.
+ */
 export async function rolloutUnderway(
   store: AddonDeps["store"],
   tenant: string,
@@ -35,7 +42,14 @@ export async function rolloutUnderway(
 ): Promise<boolean> {
   if (!deploy) return false;
   const d = await store.get<Deploy>("deploy", deployKey({ tenant, app, id: deploy }));
-  return d !== undefined && (d.value.state === "building" || d.value.state === "rolling_out");
+  if (!d) return false;
+  if (d.value.state === "building" || d.value.state === "rolling_out") return true;
+  const release = d.value.release;
+  if (d.value.state !== "succeeded" || release === undefined) return false;
+  const instances = (await store.list<Instance>("instance")).items.map((o) => o.value);
+  return instances.some(
+    (i) => i.tenant === tenant && i.app === app && i.release < release && !GONE.has(i.state),
+  );
 }
 
 type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {

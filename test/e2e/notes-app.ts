@@ -57,7 +57,10 @@ createServer((req, res) => {
   if (req.url === "/health") return res.end("ok");
   if (!process.env.REDIS_URL) { res.statusCode = 503; return res.end("no REDIS_URL"); }
   try {
-    res.end(execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim());
+    // redis-cli prints a refused AUTH or command on stdout and may still exit 0: only a number is a count.
+    const out = execFileSync(process.env.REDIS_CLI, ["-u", process.env.REDIS_URL, "--no-auth-warning", "INCR", "hits"], { encoding: "utf8" }).trim();
+    if (!/^\\d+$/.test(out)) res.statusCode = 500;
+    res.end(out);
   } catch (err) { res.statusCode = 500; res.end(String(err.stderr ?? err)); }
 }).listen(Number(process.env.PORT));
 `;
