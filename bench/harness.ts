@@ -7,8 +7,10 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { freePort } from "../src/common/free-port.ts";
+
+export { freePort };
 
 export const ROOT = join(import.meta.dirname, "..");
 /** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on Linux). */
@@ -207,15 +209,6 @@ export function portOf(child: Child, timeoutMs = 20_000): Promise<number> {
     child.process.stdout?.on("data", onData);
     child.process.once("exit", onExit);
   });
-}
-
-/** A TCP port of 127.0.0.1 that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** One GET; the status and body, or the error's message as status 0. */

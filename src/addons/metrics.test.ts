@@ -11,17 +11,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { freePort } from "../common/free-port.ts";
 import { parseTextWrite } from "../observe/ingest.ts";
 import { redisCollect } from "./metrics.ts";
 import { ensureRedis, redisSource } from "./redis.ts";
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const alive = (pid: number) => {
   try {

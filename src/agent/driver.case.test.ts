@@ -14,11 +14,11 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../common/free-port.ts";
 import {
   INSTANCE_ERR_LOG,
   INSTANCE_LOG,
@@ -26,6 +26,8 @@ import {
   type RuntimeDriver,
   type StartSpec,
 } from "./driver.ts";
+
+export { freePort };
 
 /**
  * A node HTTP server that prints a line per request and can leave a grandchild behind that ignores SIGTERM.
@@ -276,16 +278,6 @@ export async function waitFor<T>(
 export async function get(port: number, path = "/"): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
   return res.text();
-}
-
-/** A port the kernel just handed out and nobody holds now. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (!address || typeof address === "string") throw new Error("no port");
-  return address.port;
 }
 
 /** Whether pid is a live process (zombies waiting to be reaped count as gone). */

@@ -11,6 +11,7 @@
 
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { HerdError } from "../common/errors.ts";
+import { LEADER_HEADER } from "../common/server-list.ts";
 import type { Leadership } from "../store/leadership.ts";
 
 /** The routes (Fastify patterns) only the leader answers. */
@@ -18,9 +19,6 @@ export const LEADER_ONLY: ReadonlySet<string> = new Set([
   "POST /api/v1/nodes/:name/heartbeat",
   "PUT /api/v1/gateways/:id/load",
 ]);
-
-/** The header a follower names the leader's URL in. */
-export const LEADER_HEADER = "herd-leader";
 
 /** An onRequest hook: followers send leader-only requests to the leader. */
 export function leaderOnly(leadership: Leadership) {

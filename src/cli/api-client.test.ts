@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { freePort } from "../common/free-port.ts";
 import { ApiClient, ApiError, readNdjson, withDetails } from "./api-client.ts";
 import { sendJson, startTestApi, type TestApi } from "./test-api.ts";
 
@@ -133,15 +134,6 @@ describe("readNdjson", () => {
     assert.deepEqual(seen, [{ s: "héllo" }]);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe("withDetails", () => {
   it("lists the problems under the message, except one the message already states", () => {

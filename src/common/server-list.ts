@@ -21,8 +21,8 @@ import { type ApiAnswer, type ApiRequestInit, apiRequest } from "./api-request.t
 import { HerdError } from "./errors.ts";
 import { type HedgeTiming, hedge } from "./hedge.ts";
 
-/** The header a follower names the leader in (api/leader-only.ts). */
-const LEADER_HEADER = "herd-leader";
+/** The header a follower names the leader's URL in (set by api/leader-only.ts). */
+export const LEADER_HEADER = "herd-leader";
 const TRAILING_SLASHES = /\/+$/;
 
 /** Splits `URL[,URL…]` into base URLs without a trailing slash; throws `invalid` for one that is not http(s). */

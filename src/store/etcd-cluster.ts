@@ -17,10 +17,10 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { get as httpGet } from "node:http";
 import { get as httpsGet } from "node:https";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../common/debian-packages.ts";
+import { freePort } from "../common/free-port.ts";
 import { makeTestTls, type TestTlsFiles } from "./etcd-test-tls.ts";
 import { createNamespace, type NetNamespace } from "./netns.ts";
 
@@ -34,18 +34,6 @@ export interface EtcdCluster {
   /** With `isolate`: the member in its own network namespace, and its link. */
   isolated?: { member: number; cut(): void; heal(): void };
   stop(): Promise<void>;
-}
-
-/** A free TCP port on 127.0.0.1 (bound to 0, then released). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }
 
 /** Starts `size` members (default 3) and waits until the cluster answers on every member. */
