@@ -49,7 +49,7 @@ export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs =
   const log = openSync(join(dir, "dockerd.log"), "a");
   let child: ChildProcess;
   try {
-    child = spawn(dockerd, dockerdArgs(dir), { stdio: ["ignore", log, log] });
+    child = spawn(dockerd, dockerdArgs(dir), { stdio: ["ignore", log, log], env: dockerdEnv(dir) });
   } finally {
     closeSync(log);
   }
@@ -113,6 +113,7 @@ export async function ensureDockerd(
   try {
     const child = spawn(options.dockerd ?? "dockerd", dockerdArgs(dir), {
       stdio: ["ignore", log, log],
+      env: dockerdEnv(dir),
       detached: true,
     });
     child.once("exit", () => {
@@ -159,6 +160,16 @@ export async function stopDockerd(dir: string, timeoutMs = 30_000): Promise<void
   }
   removeBridges(bridges);
   unmountUnder(dir);
+}
+
+/**
+ * dockerd's environment: its temp files (and its containerd's, which writes
+ * `containerd.<pid>.stacks.log` there when it is slow to stop) under `dir`.
+ */
+function dockerdEnv(dir: string): NodeJS.ProcessEnv {
+  const tmp = join(dir, "tmp");
+  mkdirSync(tmp, { recursive: true });
+  return { ...process.env, TMPDIR: tmp };
 }
 
 /** Everything under dir, no default bridge, no iptables rules. */

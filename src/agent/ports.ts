@@ -4,6 +4,7 @@
  * on the machine is bound to (checked by binding it on 0.0.0.0 and 127.0.0.1).
  */
 
+import { randomInt } from "node:crypto";
 import { createServer } from "node:net";
 import { HerdError } from "../common/errors.ts";
 
@@ -42,7 +43,9 @@ export class PortAllocator {
 
   constructor(range: PortRange = DEFAULT_PORT_RANGE) {
     this.#range = range;
-    this.#next = range.min;
+    // A random start: two agents on one machine (tests, or a forgotten --ports) that both began at
+    // min would check the same port free at the same moment and hand it to two instances.
+    this.#next = range.min + randomInt(range.max - range.min + 1);
   }
 
   /** A port nothing holds, now ours until release(). Rejects when the whole range is taken. */
