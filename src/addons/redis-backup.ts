@@ -14,11 +14,11 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { copyFile, mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { HerdError } from "../common/errors.ts";
+import { freePort } from "../common/free-port.ts";
 import { splitEndpoint } from "./postgres.ts";
 
 const run = promisify(execFile);
@@ -146,15 +146,4 @@ async function waitPing(bin: string, endpoint: string, ms: number, child: ChildP
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }

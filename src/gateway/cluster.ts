@@ -32,9 +32,9 @@
 
 import cluster, { type Worker } from "node:cluster";
 import { once } from "node:events";
-import net, { type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { HerdError } from "../common/errors.ts";
+import { freePort } from "../common/free-port.ts";
 import { createLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
 import { inheritedExecArgv } from "../common/node-runtime.ts";
@@ -519,14 +519,4 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
       slots.flatMap((slot) => (slot.worker?.process.pid !== undefined ? [slot.worker.process.pid] : [])),
     close: stop,
   };
-}
-
-/** A port free on `host` now (the kernel's pick for port 0). */
-async function freePort(host: string): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, host);
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }

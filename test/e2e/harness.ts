@@ -20,13 +20,13 @@ import {
 } from "node:fs";
 import http from "node:http";
 import https from "node:https";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { firewallRemoveScript, firewallTable } from "../../src/agent/firewall.ts";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
 import { findBinary } from "../../src/common/debian-packages.ts";
+import { freePort as freePortBelowEphemeral } from "../../src/common/free-port.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = process.execPath;
@@ -365,13 +365,7 @@ export function gatewayRecord(dataDir: string): { pid: number; metricsUrl?: stri
 }
 
 /** A TCP port free on 127.0.0.1 now (for a control plane that must keep its address across restarts). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolvePromise) => server.listen(0, "127.0.0.1", resolvePromise));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolvePromise) => server.close(() => resolvePromise()));
-  return port;
-}
+export const freePort = (): Promise<number> => freePortBelowEphemeral();
 
 /** The pids of the `herd gateway` processes (primaries) serving the data dir `dataDir`. */
 export function gatewayPids(dataDir: string): number[] {
