@@ -332,6 +332,37 @@ export async function waitFor<T>(
   );
 }
 
+/**
+ * Waits until the gateway answers `host` (at `path`) with a 200 whose body is `expected` (or matches it),
+ * and returns that body. A deploy, rollback or promote is done once the store says so; each gateway applies
+ * the change from its watch a moment later (GET /gateways shows when), so a request sent right after it may
+ * still meet the old route table: no route yet, or an old instance that is draining.
+ */
+export async function served(
+  herd: Pick<Herd, "request">,
+  host: string,
+  expected: string | RegExp,
+  path = "/",
+  timeoutMs = 30_000,
+): Promise<string> {
+  let last = "no answer yet";
+  try {
+    return await waitFor(
+      `${host}${path} to answer 200 ${expected}`,
+      async () => {
+        const r = await herd.request(host, path);
+        last = `${r.status} ${r.body.slice(0, 200)}`;
+        const ok =
+          r.status === 200 && (typeof expected === "string" ? r.body === expected : expected.test(r.body));
+        return ok ? r.body : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (last answer: ${last})`);
+  }
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
