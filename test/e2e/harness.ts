@@ -557,6 +557,28 @@ export function steadyTraffic(
 }
 
 /**
+ * Waits until `traffic` has had no failed request for `quietMs` (at most `timeoutMs`): after a change
+ * settles (a rollback, a restart), rather than a fixed time that a loaded machine may outlast.
+ */
+export async function quietTraffic(
+  traffic: Traffic,
+  what: string,
+  quietMs = 1000,
+  timeoutMs = 30_000,
+): Promise<void> {
+  let last = { failed: traffic.counts().failed, since: Date.now() };
+  await waitFor(
+    `${quietMs} ms without a failed request ${what}`,
+    () => {
+      const failed = traffic.counts().failed;
+      if (failed !== last.failed) last = { failed, since: Date.now() };
+      return Date.now() - last.since >= quietMs;
+    },
+    timeoutMs,
+  );
+}
+
+/**
  * GET / over HTTPS to address:port with SNI and Host `host`, trusting only
  * `ca`; with the presented certificate's issuer (CN) and subjectAltName.
  */

@@ -11,7 +11,16 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { App, Event, Release, Service } from "../../src/model/objects.ts";
 import { writeFlakyApp, writeFlakyManifest } from "./flaky-app.ts";
-import { cleanupHerd, type Herd, served, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
+import {
+  cleanupHerd,
+  type Herd,
+  quietTraffic,
+  served,
+  sleep,
+  startHerd,
+  steadyTraffic,
+  waitFor,
+} from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-remediation-"));
@@ -87,16 +96,7 @@ test("a release failing half its requests under traffic is rolled back by the en
     // Once v1's content serves, requests succeed again: the gateways drop v2's draining instances
     // from their tables a moment after the store says v3 serves, so wait for a quiet second (not a
     // fixed time, which a loaded machine may outlast), then no failure over the next 3 s.
-    let quiet = { failed: traffic.counts().failed, since: Date.now() };
-    await waitFor(
-      "a second without a failed request after the rollback",
-      () => {
-        const failed = traffic.counts().failed;
-        if (failed !== quiet.failed) quiet = { failed, since: Date.now() };
-        return Date.now() - quiet.since >= 1000;
-      },
-      30_000,
-    );
+    await quietTraffic(traffic, "after the rollback");
     const before = traffic.counts();
     await sleep(3000);
     const after = traffic.counts();
