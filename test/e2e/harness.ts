@@ -26,7 +26,9 @@ import type { TLSSocket } from "node:tls";
 import { firewallRemoveScript, firewallTable } from "../../src/agent/firewall.ts";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
 import { findBinary } from "../../src/common/debian-packages.ts";
-import { freePort as freePortBelowEphemeral } from "../../src/common/free-port.ts";
+import { freePort } from "../../src/common/free-port.ts";
+
+export { freePort };
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = process.execPath;
@@ -394,9 +396,6 @@ export function newerCheckout(): string {
 export function gatewayRecord(dataDir: string): { pid: number; metricsUrl?: string } {
   return JSON.parse(readFileSync(join(dataDir, "gateway", "process.json"), "utf8"));
 }
-
-/** A TCP port free on 127.0.0.1 now (for a control plane that must keep its address across restarts). */
-export const freePort = (): Promise<number> => freePortBelowEphemeral();
 
 /** The pids of the `herd gateway` processes (primaries) serving the data dir `dataDir`. */
 export function gatewayPids(dataDir: string): number[] {
