@@ -91,7 +91,8 @@ test("Ctrl-C of herd up stops its apps; the next herd up starts the same instanc
     return items.length === 2 && items.every((i) => i.state === "running") ? items : undefined;
   });
   assert.deepEqual(after.map((i) => i.id).sort(), before.map((i) => i.id).sort(), "the same instances");
-  assert.equal((await second.request("hello.localhost")).status, 200);
+  // The new herd up's gateway learns them from the store a moment after they run.
+  await waitFor("hello served again", async () => (await second.request("hello.localhost")).status === 200);
   const events = (
     await second.api<{ items: { reason: string; type: string; count?: number }[] }>(
       "GET",
@@ -170,5 +171,9 @@ test("a second agent joins; killed, its instances move to the first node", async
   assert.ok(seconds <= 20, `moved after ${seconds}s`);
   const nodes = (await herd.api<{ items: Node[] }>("GET", "/nodes")).body.items;
   assert.equal(nodes.find((n) => n.name === "second")?.state, "lost");
-  assert.equal((await herd.request("hello.localhost")).status, 200);
+  // The gateway's table follows the move a moment later.
+  await waitFor(
+    "hello served from the first node",
+    async () => (await herd.request("hello.localhost")).status === 200,
+  );
 });
