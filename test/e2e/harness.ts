@@ -556,6 +556,29 @@ export function steadyTraffic(
 }
 
 /**
+ * Waits until every gateway that reports serves the control plane's config version (GET /gateways):
+ * a gateway reports a version once every one of its workers serves it, so after this no fresh
+ * connection, whichever worker takes it, meets an older table.
+ */
+export async function gatewaysInSync(herd: Pick<Herd, "api">, timeoutMs = 30_000): Promise<void> {
+  let last = "";
+  await waitFor(
+    "every gateway in sync with the control plane",
+    async () => {
+      const r = await herd.api<{
+        items: { id: string; inSync: boolean; silent: boolean; version: number; configVersion: number }[];
+      }>("GET", "/gateways");
+      const live = (r.body?.items ?? []).filter((g) => !g.silent);
+      last = JSON.stringify(live.map((g) => [g.id, g.version, g.configVersion]));
+      return live.length > 0 && live.every((g) => g.inSync);
+    },
+    timeoutMs,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${last}`);
+  });
+}
+
+/**
  * Waits until `traffic` has had no failed request for `quietMs` (at most `timeoutMs`): after a change
  * settles (a rollback, a restart), rather than a fixed time that a loaded machine may outlast.
  */
