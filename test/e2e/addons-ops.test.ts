@@ -170,7 +170,10 @@ test("Redis: metrics in herd, no wildcard bind, final backup (RDB) restored into
     },
     180_000,
   );
-  for (let i = 0; i < 3; i++) await herd.request("opscounter.localhost", "/");
+  for (let i = 0; i < 3; i++) {
+    const r = await herd.request("opscounter.localhost", "/");
+    assert.equal(r.status, 200, `a counted hit: ${r.body}`);
+  }
   const hits = counted + 3;
 
   const up = await waitFor(

@@ -15,7 +15,7 @@ import { ensurePostgres } from "../../src/addons/postgres.ts";
 import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon } from "../../src/model/addon.ts";
 import type { Instance, Release } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, served, startHerd, waitFor } from "./harness.ts";
 import { deployNotes as deployApp, deployCounter, putNote } from "./notes-app.ts";
 
 let herd: Herd;
@@ -37,7 +37,12 @@ const deployNotes = (app: string, host: string) => deployApp(herd, work, app, ho
 
 test("an app writes to its Postgres add-on and reads it back, also after the server restarts", async () => {
   await deployNotes("notes", HOST);
-  const before = await herd.request(HOST, "/notes");
+  // The app's own 503 (not the gateway's 404 from before it has the route, a moment after the deploy).
+  let before = { status: 0, body: "" };
+  await waitFor("the app to answer without its database", async () => {
+    before = await herd.request(HOST, "/notes");
+    return before.body === "no DATABASE_URL";
+  });
   assert.equal(before.status, 503, before.body);
 
   const c = await herd.cli(["addons", "create", "postgres", "--app", "notes"], { timeoutMs: 180_000 });
@@ -53,7 +58,8 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     120_000,
   );
   assert.equal(wrote.body, "first");
-  assert.equal((await herd.request(HOST, "/notes")).body, "first");
+  // The release without DATABASE_URL drains: the gateway drops it a moment after the new one answers.
+  await served(herd, HOST, "first", "/notes");
 
   const info = await herd.api<Addon & { state: string }>("GET", "/addons/notes-postgres");
   assert.equal(info.body.state, "running");
@@ -109,7 +115,8 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   assert.match(listed.stdout, new RegExp(`${backupId}\\s.*db_notes`));
   const rs = await herd.cli(["addons", "restore", "notes-postgres", backupId], { timeoutMs: 120_000 });
   assert.equal(rs.code, 0, rs.stdout + rs.stderr);
-  assert.equal((await herd.request(HOST, "/notes")).body, "first,second");
+  // After a move, the release with the old URL drains: the gateway drops it a moment later.
+  await served(herd, HOST, "first,second", "/notes");
 
   // Rotation: new credentials in a new release; the old login is revoked once it has rolled out,
   // and the app keeps its data (the new login acts as the binding's role).

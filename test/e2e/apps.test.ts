@@ -11,7 +11,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cleanupHerd, type Herd, startHerd } from "./harness.ts";
+import { cleanupHerd, type Herd, served, startHerd } from "./harness.ts";
 
 const root = process.getuid?.() === 0;
 /** A uid without a sandbox for its apps: herd up as an ordinary user. */
@@ -59,9 +59,8 @@ after(async () => {
 async function deployAndGet(h: Herd, name: string, dir: string): Promise<string> {
   const r = await h.cli(["deploy", dir, "--app", name], { timeoutMs: 240_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr + h.output().slice(-3000));
-  const res = await h.request(`${name}.localhost`);
-  assert.equal(res.status, 200, res.body);
-  return res.body;
+  // The gateway has the route a moment after the deploy is done.
+  return served(h, `${name}.localhost`, /\S/);
 }
 
 test("a CommonJS server.js without package.json runs, under a data dir in a type: module project", async () => {
@@ -94,9 +93,7 @@ test(`engines.node "${PINNED}.x": the app runs on Node ${PINNED}, fetched once`,
   assert.equal(first.code, 0, first.stdout + first.stderr);
   assert.match(first.stdout, new RegExp(`Node v${PINNED}\\.\\d+\\.\\d+ \\(engines.node "${PINNED}.x"`));
   assert.match(first.stdout, /fetching node-linux-\w+@/);
-  const res = await herd!.request("pinned.localhost");
-  assert.equal(res.status, 200, res.body);
-  assert.match(res.body, new RegExp(`^cjs v${PINNED}\\.`));
+  assert.match(await served(herd!, "pinned.localhost", /\S/), new RegExp(`^cjs v${PINNED}\\.`));
 
   // A second build of the same range: nothing fetched, the same Node.
   writeFileSync(join(dir, "package.json"), pkg("1.0.1"));

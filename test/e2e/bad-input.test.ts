@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import * as tar from "tar";
-import { cleanupHerd, type Herd, ROOT, runCli, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, ROOT, runCli, served, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-bad-"));
@@ -16,6 +16,8 @@ before(async () => {
   herd = await startHerd({ extraArgs: ["--max-upload-mb", "1"] });
   const r = await herd.cli(["deploy", join(ROOT, "examples/hello")]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
+  // helloServes() below asks for a 200 at once: first, the gateway has the route (a moment after the deploy).
+  await served(herd, "hello.localhost", / from \S+ \(release \d+\)/);
 });
 after(async () => {
   await cleanupHerd(herd);

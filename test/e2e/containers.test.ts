@@ -21,7 +21,7 @@ import { stopRegistry } from "../../src/agent/registry.ts";
 import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
 import type { Instance } from "../../src/model/objects.ts";
 import { type Cluster, startCluster, writeApp } from "./cluster.ts";
-import { waitFor } from "./harness.ts";
+import { served, waitFor } from "./harness.ts";
 
 // Published ports are on dockerd's (the host's) network: the agents must be on it too, not in namespaces.
 process.env.HERD_TEST_LOOPBACK = "1";
@@ -108,9 +108,7 @@ services:
       if (r.status === 200) seen.add(r.body.trim());
       return seen.size === 2;
     });
-    const img = await c.request("img.localhost");
-    assert.equal(img.status, 200);
-    assert.match(img.body, /^image /);
+    await served(c, "img.localhost", /^image /);
 
     // A one-off run of the docker service: in a container of its own (its own pids), on the docker node.
     const run = await c.cli(

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { App, Release } from "../../src/model/objects.ts";
 import type { Preview } from "../../src/model/pipeline.ts";
-import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, served, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-envs-"));
@@ -65,8 +65,9 @@ test("promote ships staging's slug to production without a rebuild; production k
   assert.equal(r.code, 0, r.stdout + r.stderr);
   r = await herd.cli(["deploy", writeApp("shop-staging", "v2", "staging")], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.equal((await herd.request("shop.localhost")).body, "prod:v1:prod-token");
-  assert.equal((await herd.request("shop-staging.localhost")).body, "staging:v2:staging-token");
+  // Each gateway has the routes a moment after the deploys are done.
+  await served(herd, "shop.localhost", "prod:v1:prod-token");
+  await served(herd, "shop-staging.localhost", "staging:v2:staging-token");
 
   const bad = await herd.cli([
     "pipelines",
@@ -147,7 +148,7 @@ test("a preview app serves on its own host and is destroyed after its TTL", asyn
   const r = await herd.cli(["deploy", dir, "--preview", "pr7", "--ttl", "12s"], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /Preview pr7 of shop-staging: app shop-staging-pr7/);
-  assert.equal((await herd.request("shop-staging-pr7.localhost")).body, "preview:v3:preview-token");
+  await served(herd, "shop-staging-pr7.localhost", "preview:v3:preview-token");
   assert.equal(
     (await herd.request("shop-staging.localhost")).body,
     "staging:v2:staging-token",
@@ -172,7 +173,11 @@ test("a preview app serves on its own host and is destroyed after its TTL", asyn
     async () => (await herd.api("GET", "/apps/shop-staging-pr7")).status === 404,
     60_000,
   );
-  assert.notEqual((await herd.request("shop-staging-pr7.localhost")).body, "preview:v3:preview-token");
+  // The app is gone from the store; the gateway drops its route (and its draining instance) a moment later.
+  await waitFor(
+    "the preview host to stop serving the preview",
+    async () => (await herd.request("shop-staging-pr7.localhost")).body !== "preview:v3:preview-token",
+  );
   await waitFor(
     "the preview record to go",
     async () => (await herd.api<{ items: Preview[] }>("GET", "/previews")).body.items.length === 0,

@@ -11,7 +11,7 @@ import { after, before, test } from "node:test";
 import { parse } from "yaml";
 import { schemaError } from "../../src/export/schema-testing.ts";
 import type { Instance } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, served, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd | undefined;
 const work = mkdtempSync(join(tmpdir(), "herd-export-e2e-"));
@@ -68,7 +68,7 @@ test("a deployed and scaled app exports to schema-valid manifests that match wha
     },
     60_000,
   );
-  assert.equal((await h.request("kiosk.localhost")).body, "kiosk");
+  await served(h, "kiosk.localhost", "kiosk");
 
   const out = join(work, "k8s");
   const r = await h.cli([

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Release } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, runCli, startHerd } from "./harness.ts";
+import { cleanupHerd, type Herd, runCli, served, startHerd } from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-git-push-"));
@@ -114,7 +114,8 @@ test("git push builds and releases the branch; a failed deploy refuses the push 
   assert.match(first.out, /remote: -----> Release v1 created \(git push main [0-9a-f]{7}\)/);
   assert.match(first.out, /remote: -----> web: rolling out v1 to 1 instance/);
   assert.match(first.out, /remote: -----> v1 is serving at /);
-  assert.equal((await herd.request("shop.localhost")).body, "v1");
+  // The gateway has the route a moment after the deploy is done.
+  await served(herd, "shop.localhost", "v1");
 
   // A deploy that fails (herd.yaml does not validate): the push is refused and v1 serves on.
   commit({ "herd.yaml": HERD_YAML.replace("    command", "    instances: lots\n    command") }, "broken");
@@ -129,7 +130,9 @@ test("git push builds and releases the branch; a failed deploy refuses the push 
   const fixed = await git("dora", "push", "herd", "main");
   assert.equal(fixed.code, 0, fixed.out);
   assert.match(fixed.out, /remote: -----> Release v2 created/);
-  assert.equal((await herd.request("shop.localhost")).body, "v2");
+  // v1 drains: the gateway drops it a moment after the deploy is done; then only v2 answers.
+  await served(herd, "shop.localhost", "v2");
+  for (let i = 0; i < 5; i++) assert.equal((await herd.request("shop.localhost")).body, "v2");
   const releases = (await herd.api<{ items: Release[] }>("GET", "/apps/shop/releases")).body.items;
   assert.deepEqual(
     releases.map((r) => [r.version, r.createdBy]),

@@ -11,7 +11,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type HaCluster, type HaServer, startHaCluster } from "./ha-cluster.ts";
-import { ROOT, runCli, sleep, steadyTraffic as startTraffic, waitFor } from "./harness.ts";
+import {
+  gatewayRequest,
+  ROOT,
+  runCli,
+  served,
+  sleep,
+  steadyTraffic as startTraffic,
+  waitFor,
+} from "./harness.ts";
 
 const LEASE_S = 2;
 let ha: HaCluster;
@@ -21,6 +29,12 @@ before(async () => {
   ha = await startHaCluster({ servers: 3, leaseTtl: LEASE_S, isolateEtcdMember: 1 });
   const d = await ha.cli(["deploy", join(ROOT, "examples/hello")], 240_000);
   assert.equal(d.code, 0, d.stderr + d.stdout);
+  // The tests' traffic must see no failure: the gateway has hello's route a moment after the deploy.
+  await served(
+    { request: (host, path) => gatewayRequest(ha.gatewayUrl, host, path) },
+    "hello.localhost",
+    /^hi from /,
+  );
 });
 
 /** Loads still running (a test that failed midway): stopped before the cluster, or they keep the file alive. */

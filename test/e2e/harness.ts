@@ -334,6 +334,37 @@ export async function waitFor<T>(
   );
 }
 
+/**
+ * Waits until the gateway answers `host` (at `path`) with a 200 whose body is `expected` (or matches it),
+ * and returns that body. A deploy, rollback or promote is done once the store says so; each gateway applies
+ * the change from its watch a moment later (GET /gateways shows when), so a request sent right after it may
+ * still meet the old route table: no route yet, or an old instance that is draining.
+ */
+export async function served(
+  herd: Pick<Herd, "request">,
+  host: string,
+  expected: string | RegExp,
+  path = "/",
+  timeoutMs = 30_000,
+): Promise<string> {
+  let last = "no answer yet";
+  try {
+    return await waitFor(
+      `${host}${path} to answer 200 ${expected}`,
+      async () => {
+        const r = await herd.request(host, path);
+        last = `${r.status} ${r.body.slice(0, 200)}`;
+        const ok =
+          r.status === 200 && (typeof expected === "string" ? r.body === expected : expected.test(r.body));
+        return ok ? r.body : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (last answer: ${last})`);
+  }
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -522,6 +553,51 @@ export function steadyTraffic(
       return snapshot();
     },
   };
+}
+
+/**
+ * Waits until every gateway that reports serves the control plane's config version (GET /gateways):
+ * a gateway reports a version once every one of its workers serves it, so after this no fresh
+ * connection, whichever worker takes it, meets an older table.
+ */
+export async function gatewaysInSync(herd: Pick<Herd, "api">, timeoutMs = 30_000): Promise<void> {
+  let last = "";
+  await waitFor(
+    "every gateway in sync with the control plane",
+    async () => {
+      const r = await herd.api<{
+        items: { id: string; inSync: boolean; silent: boolean; version: number; configVersion: number }[];
+      }>("GET", "/gateways");
+      const live = (r.body?.items ?? []).filter((g) => !g.silent);
+      last = JSON.stringify(live.map((g) => [g.id, g.version, g.configVersion]));
+      return live.length > 0 && live.every((g) => g.inSync);
+    },
+    timeoutMs,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${last}`);
+  });
+}
+
+/**
+ * Waits until `traffic` has had no failed request for `quietMs` (at most `timeoutMs`): after a change
+ * settles (a rollback, a restart), rather than a fixed time that a loaded machine may outlast.
+ */
+export async function quietTraffic(
+  traffic: Traffic,
+  what: string,
+  quietMs = 1000,
+  timeoutMs = 30_000,
+): Promise<void> {
+  let last = { failed: traffic.counts().failed, since: Date.now() };
+  await waitFor(
+    `${quietMs} ms without a failed request ${what}`,
+    () => {
+      const failed = traffic.counts().failed;
+      if (failed !== last.failed) last = { failed, since: Date.now() };
+      return Date.now() - last.since >= quietMs;
+    },
+    timeoutMs,
+  );
 }
 
 /**

@@ -6,7 +6,15 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { cleanupHerd, gatewayRequest, type Herd, httpsGet, startHerd, waitFor } from "./harness.ts";
+import {
+  cleanupHerd,
+  gatewayRequest,
+  gatewaysInSync,
+  type Herd,
+  httpsGet,
+  startHerd,
+  waitFor,
+} from "./harness.ts";
 
 /** An app answering its own name on `<name>.localhost`. */
 function writeApp(root: string, name: string): string {
@@ -43,6 +51,8 @@ test("every app's host verifies with the one CA file, on every gateway worker; -
       );
     }
   }
+  // Every worker has both apps' routes: fresh connections below may land on either.
+  await gatewaysInSync(herd);
   const info = JSON.parse(readFileSync(join(herd.dataDir, "server.json"), "utf8")) as {
     gatewayHttpsUrl: string;
   };

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
 import type { Instance, Node } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, sleep, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, served, sleep, startHerd, waitFor } from "./harness.ts";
 
 const CPU_LIMIT = 0.25;
 const MEMORY_MIB = 96;
@@ -73,6 +73,9 @@ before(async () => {
   writeFileSync(join(dir, "herd.yaml"), YAML);
   const r = await herd.cli(["deploy", dir]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
+  // The tests' first requests (/eat, /spin) must reach the app: the gateway has the routes a moment after the deploy.
+  for (const service of ["mem", "cpu", "heavy", "light"])
+    await served(herd, `${service}.limits.localhost`, "ok\n");
 });
 after(async () => {
   await cleanupHerd(herd);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { RolloutView } from "../../src/cli/rollout.ts";
 import type { Deploy, Instance } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, served, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
 import { writeReleaseApp, writeReleaseManifest } from "./release-app.ts";
 
 let herd: Herd;
@@ -60,6 +60,8 @@ test("a good canary goes through its steps with their analyses and is promoted; 
   const v1 = await herd.cli(["deploy", app]);
   assert.equal(v1.code, 0, v1.stdout + v1.stderr);
   assert.match(v1.stdout, /rolling out v1/, "a first deploy has nothing to run beside: it rolls");
+  // The traffic must see no failure: it starts once the gateway has v1's route (it follows the store a moment later).
+  await served(herd, HOST, "release 1");
 
   const traffic = steadyTraffic(herd.gatewayUrl, HOST, { connections: 4, rate: 80, maxSeconds: 90 });
   let deploying = true;
@@ -76,7 +78,9 @@ test("a good canary goes through its steps with their analyses and is promoted; 
   assert.equal(counts.failed, 0, JSON.stringify(counts.failures));
   const bodies = await seen;
   assert.ok((bodies["release 1"] ?? 0) > 0 && (bodies["release 2"] ?? 0) > 0, JSON.stringify(bodies));
-  assert.equal((await herd.request(HOST)).body, "release 2");
+  // v1 drains: the gateway drops it from its table a moment after the deploy is done; then only v2 answers.
+  await served(herd, HOST, "release 2");
+  for (let i = 0; i < 10; i++) assert.equal((await herd.request(HOST)).body, "release 2");
   const status = (await herd.api<{ items: RolloutView[] }>("GET", "/apps/shop/rollout")).body.items;
   assert.deepEqual(
     status.map((s) => [s.service, s.strategy, s.release, s.progressive]),
@@ -125,7 +129,8 @@ test("blue/green: the new release runs at its preview host, then takes every req
     60_000,
   );
   assert.equal(preview, "v5.shop.localhost");
-  assert.equal((await herd.request(preview)).body, "release 5");
+  // The preview route reaches the gateway a moment after the store has it.
+  assert.equal(await served(herd, preview, "release 5"), "release 5");
   for (let i = 0; i < 10; i++) assert.equal((await herd.request(HOST)).body, "release 2", "blue serves");
   const status = await herd.cli(["rollout", "status", "--app", "shop"]);
   assert.match(status.stdout, /web\s+bluegreen\s+v5 beside v2\s+preview/);

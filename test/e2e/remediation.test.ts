@@ -11,7 +11,16 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { App, Event, Release, Service } from "../../src/model/objects.ts";
 import { writeFlakyApp, writeFlakyManifest } from "./flaky-app.ts";
-import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
+import {
+  cleanupHerd,
+  type Herd,
+  quietTraffic,
+  served,
+  sleep,
+  startHerd,
+  steadyTraffic,
+  waitFor,
+} from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-remediation-"));
@@ -41,6 +50,8 @@ async function deploy(bad: boolean): Promise<void> {
 
 test("a release failing half its requests under traffic is rolled back by the engine within 30 s", async () => {
   await deploy(false);
+  // The traffic below must see no failure before the bad release: it starts once the gateway serves v1.
+  await served(herd, HOST, "release 1");
   // Outcomes checked 10 s after each decision (default 60 s), to see one in the test.
   const set = await herd.api("PUT", "/apps/flaky/remediation", { outcomeAfterS: 10 });
   assert.equal(set.status, 200, JSON.stringify(set.body));
@@ -82,8 +93,10 @@ test("a release failing half its requests under traffic is rolled back by the en
       decided.details?.some((l) => /^v2: \d+ instance\(s\), \d+ of \d+ requests failed/.test(l)),
       String(decided.details),
     );
-    // Once v1's content serves, requests succeed again.
-    await sleep(3000);
+    // Once v1's content serves, requests succeed again: the gateways drop v2's draining instances
+    // from their tables a moment after the store says v3 serves, so wait for a quiet second (not a
+    // fixed time, which a loaded machine may outlast), then no failure over the next 3 s.
+    await quietTraffic(traffic, "after the rollback");
     const before = traffic.counts();
     await sleep(3000);
     const after = traffic.counts();
@@ -120,6 +133,8 @@ test("a dry-run rule decides the rollback and changes nothing", async () => {
   const traffic = steadyTraffic(herd.gatewayUrl, HOST, { connections: 4, rate: 40, maxSeconds: 90 });
   try {
     await deploy(true);
+    // v4's share of failures is counted from here: the requests v3 answered during the deploy are not v4's.
+    const atV4 = traffic.counts();
     const current = (await appNow()).release!;
     assert.equal(current, 4);
     const decided = await waitFor(
@@ -131,7 +146,12 @@ test("a dry-run rule decides the rollback and changes nothing", async () => {
     await sleep(5000);
     assert.equal((await appNow()).release, 4, "nothing rolled back");
     const counts = traffic.counts();
-    assert.ok(counts.failed > counts.total / 4, `v4 still fails requests: ${JSON.stringify(counts)}`);
+    const failed = counts.failed - atV4.failed;
+    const total = counts.total - atV4.total;
+    assert.ok(
+      failed > total / 4,
+      `v4 still fails requests: ${failed} of ${total} since v4 (${JSON.stringify(counts)})`,
+    );
   } finally {
     await traffic.stop();
   }

@@ -11,7 +11,16 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Event, Instance } from "../../src/model/objects.ts";
 import type { RemediationPolicy } from "../../src/model/remediation.ts";
-import { cleanupHerd, type Herd, sleep, startHerd, steadyTraffic, waitFor } from "./harness.ts";
+import {
+  cleanupHerd,
+  type Herd,
+  quietTraffic,
+  served,
+  sleep,
+  startHerd,
+  steadyTraffic,
+  waitFor,
+} from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-restart-pet-"));
@@ -84,6 +93,8 @@ test("one pet far worse than its peers is restarted in place, keeping its id, no
   const victim = pets[0];
   const volume = join(herd.dataDir, "agent", "volumes", victim.id);
 
+  // The traffic must see no failure before the bad file: it starts once the gateway has the route.
+  await served(herd, HOST, "ok");
   const traffic = steadyTraffic(herd.gatewayUrl, HOST, { connections: 3, rate: 60, maxSeconds: 120 });
   try {
     await sleep(3000);
@@ -129,8 +140,8 @@ test("one pet far worse than its peers is restarted in place, keeping its id, no
       "the same data directory, started twice",
     );
     assert.equal((await instances()).length, 3, "nothing replaced");
-    // Once it runs again, no more failures.
-    await sleep(2000);
+    // Once it runs again (and the gateway, a moment later, has it back), no more failures.
+    await quietTraffic(traffic, "after the restart");
     const before = traffic.counts().failed;
     await sleep(3000);
     assert.equal(traffic.counts().failed - before, 0, "no failures after the restart");

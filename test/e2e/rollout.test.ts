@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Event, Instance, Node, Service } from "../../src/model/objects.ts";
 import { cores } from "../../src/scheduler/shortfall.ts";
-import { cleanupHerd, type Herd, sleep, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, served, sleep, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-rollout-"));
@@ -60,7 +60,8 @@ test("a deploy that cannot be placed fails at once with the reason in numbers; t
   manifest(1, 0.25);
   const v1 = await herd.cli(["deploy", app]);
   assert.equal(v1.code, 0, v1.stdout + v1.stderr);
-  assert.equal((await herd.request(HOST)).body, "release 1");
+  // The requests below must all meet v1: they start once the gateway has its route (a moment after the deploy).
+  await served(herd, HOST, "release 1");
 
   // More half-cores than this machine's node has: only some fit, whatever the machine.
   const [node] = (await herd.api<{ items: Node[] }>("GET", "/nodes")).body.items;

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cleanupHerd, type Herd, ROOT, runCli, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, type Herd, ROOT, runCli, served, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
 /** A config home of our own: no login on this machine leaks in, and none is left behind. */
@@ -80,9 +80,8 @@ test("alice deploys examples/hello into tenant a with her token", async () => {
   const r = await as("alice", ["deploy", join(ROOT, "examples/hello")]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /http:\/\/hello\.localhost:\d+\//);
-  const res = await herd.request("hello.localhost");
-  assert.equal(res.status, 200);
-  assert.match(res.body, /^hi from hello-web-/);
+  // The gateway has the route a moment after the deploy.
+  await served(herd, "hello.localhost", /^hi from hello-web-/);
   const apps = await ok(as("alice", ["apps"]));
   assert.match(apps, /^NAME .*\nhello +v1 /);
   assert.doesNotMatch(apps, /secret-b/);
