@@ -113,6 +113,27 @@ export class GatewayBook {
     return this.#show(entry, entry.lastSeen);
   }
 
+  /**
+   * Waits until every gateway not silent serves `version` or later (the
+   * config version when a deploy ended: its routes and instances are in the
+   * tables then), at most `timeoutMs`. Resolves with the ids still behind
+   * (none when all caught up, or when no gateway reports here).
+   */
+  async untilApplied(version: number, timeoutMs: number, signal?: AbortSignal): Promise<string[]> {
+    const until = this.#now() + timeoutMs;
+    for (;;) {
+      const now = this.#now();
+      const behind = [...this.#entries.values()]
+        .filter(
+          (e) =>
+            now - e.lastSeen <= SILENT_AFTER_MS && (e.version < version || e.rejectedVersion !== undefined),
+        )
+        .map((e) => e.id);
+      if (behind.length === 0 || now >= until || signal?.aborted) return behind;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
   /** Forgets a gateway (it stopped). Returns whether it was known. */
   remove(id: string): boolean {
     return this.#entries.delete(id);

@@ -47,7 +47,6 @@ export async function deployExample(
         .find((e) => e.type === "done");
       if (done?.state !== "succeeded")
         throw new Error(`deploy of examples/hello failed: ${done?.message ?? "no result"}`);
-      await gatewaysInSync(url, token, ca);
       return true;
     } finally {
       rmSync(pack.file, { force: true });
@@ -55,29 +54,5 @@ export async function deployExample(
   } catch (err) {
     log.error("could not deploy examples/hello", { err });
     return false;
-  }
-}
-
-/** How long herd up waits for its gateway to apply the example's routes before it says "serving" anyway. */
-const IN_SYNC_MS = 15_000;
-
-/**
- * Waits until every gateway that reports serves the control plane's config version (GET /gateways):
- * a deploy is done once the store says so, and each gateway applies it from its watch a moment
- * later, so "examples/hello is serving" said before that could meet a 404 from a curl sent at once.
- */
-async function gatewaysInSync(url: string, token: string, ca: string | undefined): Promise<void> {
-  const until = Date.now() + IN_SYNC_MS;
-  while (Date.now() < until) {
-    const res = await apiRequest(`${url}/api/v1/gateways`, {
-      headers: { authorization: `Bearer ${token}` },
-      ca,
-    });
-    if (res.ok) {
-      const { items } = (await res.json()) as { items: { inSync: boolean; silent: boolean }[] };
-      const live = items.filter((g) => !g.silent);
-      if (live.length > 0 && live.every((g) => g.inSync)) return;
-    } else await res.text();
-    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

@@ -19,7 +19,7 @@ import {
 } from "../../model/objects.ts";
 import { qosClass } from "../../model/qos.ts";
 import { DEADLINE_HELP, parseDeadline } from "../../model/rollout.ts";
-import { endLogWhenFinished } from "../deploy-done.ts";
+import { endLogWhenFinished, whenServed } from "../deploy-done.ts";
 import type { ApiDeps } from "../deps.ts";
 import {
   AppParams,
@@ -201,7 +201,8 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
       // Rolled out by another server (the leader): the Deploy object says when it ends (api/deploy-done.ts).
       if (!finished) void endLogWhenFinished(store, deps.deployLogs, o.key, id, o.revision, abort.signal);
       for await (const entry of deps.deployLogs.follow(id, abort.signal)) {
-        if (!reply.raw.write(`${JSON.stringify(entry)}\n`)) await drained(reply);
+        const line = finished ? entry : await whenServed(deps.gateways, entry, abort.signal);
+        if (!reply.raw.write(`${JSON.stringify(line)}\n`)) await drained(reply);
       }
       abort.abort();
       reply.raw.end();

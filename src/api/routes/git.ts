@@ -19,6 +19,7 @@ import { HerdError } from "../../common/errors.ts";
 import type { DeployLogEntry } from "../../controllers/deploy-log.ts";
 import { GitRepos, type Push, type PushHandler } from "../../git/repos.ts";
 import type { Tenant } from "../../model/objects.ts";
+import { whenServed } from "../deploy-done.ts";
 import type { ApiDeps } from "../deps.ts";
 import { decide } from "../permissions.ts";
 import { Name, tenantOf } from "../schemas.ts";
@@ -197,7 +198,7 @@ export function pushDeploy(deps: ApiDeps): PushHandler {
         continue;
       }
       if (entry.state === "succeeded") {
-        io.say(`-----> ${entry.message}`);
+        io.say(`-----> ${(await whenServed(deps.gateways, entry, io.signal)).message}`);
         return 0;
       }
       io.say(`herd: deploy ${deploy.id} failed: ${entry.message}`);
