@@ -80,6 +80,52 @@ class GatewayResponse extends nodeHttp.ServerResponse {
   spans: GatewaySpans | undefined = undefined;
 }
 
+/**
+ * How long a client's keep-alive connection may idle: it is closed after
+ * KEEP_ALIVE_MS to 2 × KEEP_ALIVE_MS without a byte either way (one sweep of
+ * the server's idle connections per KEEP_ALIVE_MS, `sweepIdle`), and every
+ * response says `Keep-Alive: timeout=5`, so a client never reuses a
+ * connection this side is about to close. Node's own keep-alive timeout
+ * would arm a timer on the socket after each response and clear it at the
+ * next request: two timer-list operations and a Timeout allocated per request.
+ */
+const KEEP_ALIVE_MS = 5_000;
+
+// Node sets each response's `_keepAliveTimeout` from the server's keepAliveTimeout, which is 0 here (no
+// per-request timer); the response's hint keeps saying how long this side waits.
+Object.defineProperty(GatewayResponse.prototype, "_keepAliveTimeout", {
+  get: () => KEEP_ALIVE_MS,
+  set: () => {},
+});
+
+/** Node's list of a server's connections (the one `closeIdleConnections` reads), when this Node has one. */
+interface ConnectionsList {
+  idle(): { socket: IdleSocket | null }[];
+}
+
+/** A client socket with what it had read and written at the last sweep that found it idle. */
+interface IdleSocket extends Duplex {
+  bytesRead: number;
+  bytesWritten: number;
+  _httpMessage: http.ServerResponse | null;
+  herdIdleBytes?: number;
+}
+
+/**
+ * Closes the server's connections that carried no byte either way since the
+ * last sweep and have no request open: idle for at least the sweep's interval.
+ */
+function sweepIdle(connections: ConnectionsList): void {
+  for (const { socket } of connections.idle()) {
+    if (socket === null) continue;
+    const open = socket._httpMessage;
+    if (open !== null && open !== undefined && !open.writableFinished) continue;
+    const bytes = socket.bytesRead + socket.bytesWritten;
+    if (socket.herdIdleBytes === bytes) socket.destroy();
+    else socket.herdIdleBytes = bytes;
+  }
+}
+
 /** The gateway's reverse proxy. Assign `table` to reconfigure it. */
 export class GatewayProxy implements ProxyContext {
   readonly server: http.Server;
@@ -152,6 +198,7 @@ export class GatewayProxy implements ProxyContext {
   /** Timeouts and handlers both servers share: HTTPS only adds TLS in front of the same proxy. */
   #configure(server: http.Server): void {
     server.headersTimeout = this.#headersTimeoutMs;
+    server.on("listening", () => this.#sweepIdle(server));
     // Bodies may take long (uploads); a body that stalls is cut by the upstream's idle timeout (the
     // instance waits for it too) or, while the gateway holds a body to retry it, by the same timeout here.
     server.requestTimeout = 0;
@@ -163,6 +210,25 @@ export class GatewayProxy implements ProxyContext {
       const status = onClientError(err, socket);
       if (status !== 0) this.unrouted.record(status, metrics.INVALID, 0);
     });
+  }
+
+  /**
+   * Idle keep-alive connections closed by one sweep per KEEP_ALIVE_MS instead
+   * of Node's timer per request (see KEEP_ALIVE_MS); on a Node without the
+   * connections list, Node's own keep-alive timeout stays.
+   */
+  #sweepIdle(server: http.Server): void {
+    const key = Object.getOwnPropertySymbols(server).find((k) => k.description === "http.server.connections");
+    const connections =
+      key === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[key];
+    if (typeof connections?.idle !== "function") {
+      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      return;
+    }
+    server.keepAliveTimeout = 0;
+    const sweep = setInterval(sweepIdle, KEEP_ALIVE_MS, connections);
+    sweep.unref();
+    server.once("close", () => clearInterval(sweep));
   }
 
   /** Client connections open now, over HTTP, HTTPS and the internal listener (for /metrics). */

@@ -257,6 +257,8 @@ class Connection {
   idleSince = 0;
   /** How long this connection may idle (the pool's, or the instance's shorter Keep-Alive hint). */
   keepAliveMs: number;
+  /** The instance's last `Keep-Alive` header on this connection. */
+  hint = "";
   // The answer being parsed.
   state = HEAD;
   /** Bytes of a head (or chunk-size line, or trailers) split over reads. */
@@ -600,6 +602,9 @@ class Connection {
   }
 
   #keepAliveHint(value: string): void {
+    // An instance sends the same hint with every answer: read it once per connection.
+    if (value === this.hint) return;
+    this.hint = value;
     const timeout = /timeout=(\d+)/i.exec(value);
     // A second short of the instance's own timeout, so this side closes first.
     if (timeout !== null)
