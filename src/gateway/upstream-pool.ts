@@ -531,8 +531,9 @@ class Connection {
       return data.length;
     }
     const text = data.toString("latin1", at, end);
-    const lines = text.split("\r\n");
-    const first = lines[0];
+    let eol = text.indexOf("\r\n");
+    if (eol < 0) eol = text.length;
+    const first = text.slice(0, eol);
     const code = statusCode(first);
     if (code < 0) {
       this.#bad(`not an HTTP/1.x status line: ${JSON.stringify(first.slice(0, 80))}`);
@@ -543,15 +544,22 @@ class Connection {
     let length = -1;
     let chunked = false;
     let connection = "";
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i];
-      const colon = line.indexOf(":");
-      if (colon <= 0) {
-        this.#bad(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
+    // One line at a time, [pos, eol) of the head's text: no array of lines, no trimmed copies.
+    for (let pos = eol + 2; pos < text.length; pos = eol + 2) {
+      eol = text.indexOf("\r\n", pos);
+      if (eol < 0) eol = text.length;
+      const colon = text.indexOf(":", pos);
+      if (colon <= pos || colon >= eol) {
+        this.#bad(`malformed header line ${JSON.stringify(text.slice(pos, Math.min(eol, pos + 80)))}`);
         return data.length;
       }
-      const name = line.slice(0, colon);
-      const value = line.slice(colon + 1).trim();
+      const name = text.slice(pos, colon);
+      // The value without the optional whitespace around it (spaces and tabs, RFC 9110 §5.5).
+      let from = colon + 1;
+      let to = eol;
+      while (from < to && isBlank(text.charCodeAt(from))) from++;
+      while (to > from && isBlank(text.charCodeAt(to - 1))) to--;
+      const value = text.slice(from, to);
       headers.push(name, value);
       switch (name.length) {
         case 10:
@@ -763,6 +771,11 @@ function statusCode(line: string): number {
     code = code * 10 + digit;
   }
   return code;
+}
+
+/** A space or a tab. */
+function isBlank(c: number): boolean {
+  return c === 32 || c === 9;
 }
 
 function hasContentLength(headers: string[]): boolean {
