@@ -48,6 +48,8 @@ export interface ProxyOptions {
   maxBodyBytes?: number;
   /** A client must send its request headers within this time. Default 10 s. */
   headersTimeoutMs?: number;
+  /** A client's keep-alive connection idle this long (to twice as long) is closed. Default 5 s. */
+  keepAliveMs?: number;
   /** Requests in flight this process handles at most; past shares of it, services shed by criticality. Default 10,000. */
   maxInflight?: number;
   /** Admission by criticality while the process is saturated (admission.ts); false: off. Default on. */
@@ -81,20 +83,29 @@ class GatewayResponse extends nodeHttp.ServerResponse {
 }
 
 /**
- * How long a client's keep-alive connection may idle: it is closed after
- * KEEP_ALIVE_MS to 2 × KEEP_ALIVE_MS without a byte either way (one sweep of
- * the server's idle connections per KEEP_ALIVE_MS, `sweepIdle`), and every
- * response says `Keep-Alive: timeout=5`, so a client never reuses a
- * connection this side is about to close. Node's own keep-alive timeout
- * would arm a timer on the socket after each response and clear it at the
- * next request: two timer-list operations and a Timeout allocated per request.
+ * How long a client's keep-alive connection may idle by default
+ * (`keepAliveMs`): it is closed after keepAliveMs to 2 × keepAliveMs without
+ * a byte either way (one sweep of the server's idle connections per
+ * keepAliveMs, `sweepIdle`), and every response announces it (`Keep-Alive: timeout=5`),
+ * so a client never reuses a connection this side is about to close. Node's
+ * own keep-alive timeout would arm a timer on the socket after each response
+ * and clear it at the next request: two timer-list operations and a Timeout
+ * allocated per request.
  */
-const KEEP_ALIVE_MS = 5_000;
+const DEFAULT_KEEP_ALIVE_MS = 5_000;
 
-// Node sets each response's `_keepAliveTimeout` from the server's keepAliveTimeout, which is 0 here (no
-// per-request timer); the response's hint keeps saying how long this side waits.
+/** A server with the keep-alive time its responses announce. */
+interface KeepAliveServer {
+  herdKeepAliveMs?: number;
+}
+
+// Node sets each response's `_keepAliveTimeout` (what its Keep-Alive header says) from the server's
+// keepAliveTimeout, which is 0 here (no timer per request): the response announces the sweep's time instead.
 Object.defineProperty(GatewayResponse.prototype, "_keepAliveTimeout", {
-  get: () => KEEP_ALIVE_MS,
+  get(this: GatewayResponse): number {
+    const server = (this.req?.socket as { server?: KeepAliveServer } | undefined)?.server;
+    return server?.herdKeepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+  },
   set: () => {},
 });
 
@@ -166,6 +177,7 @@ export class GatewayProxy implements ProxyContext {
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
   readonly tunnels = new Set<Duplex>();
   readonly #headersTimeoutMs: number;
+  readonly #keepAliveMs: number;
   /** The certificates HTTPS handshakes pick from (replaced whole on reload). */
   #certificates: CertificateStore | undefined;
 
@@ -179,6 +191,7 @@ export class GatewayProxy implements ProxyContext {
     this.admission =
       options.admission === false ? null : new Admission(() => this.inflight, options.admission);
     this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    this.#keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
     this.server = nodeHttp.createServer(this.#serverOptions(), (req, res) =>
       this.#onRequest(req, res, "http"),
     );
@@ -213,20 +226,22 @@ export class GatewayProxy implements ProxyContext {
   }
 
   /**
-   * Idle keep-alive connections closed by one sweep per KEEP_ALIVE_MS instead
-   * of Node's timer per request (see KEEP_ALIVE_MS); on a Node without the
-   * connections list, Node's own keep-alive timeout stays.
+   * Idle keep-alive connections closed by one sweep per keepAliveMs instead
+   * of Node's timer per request (see DEFAULT_KEEP_ALIVE_MS); on a Node without
+   * the connections list, Node's own keep-alive timeout stays.
    */
   #sweepIdle(server: http.Server): void {
+    const ms = this.#keepAliveMs;
+    (server as KeepAliveServer).herdKeepAliveMs = ms;
     const key = Object.getOwnPropertySymbols(server).find((k) => k.description === "http.server.connections");
     const connections =
       key === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[key];
     if (typeof connections?.idle !== "function") {
-      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      server.keepAliveTimeout = ms;
       return;
     }
     server.keepAliveTimeout = 0;
-    const sweep = setInterval(sweepIdle, KEEP_ALIVE_MS, connections);
+    const sweep = setInterval(sweepIdle, ms, connections);
     sweep.unref();
     server.once("close", () => clearInterval(sweep));
   }
