@@ -48,6 +48,8 @@ export interface ProxyOptions {
   maxBodyBytes?: number;
   /** A client must send its request headers within this time. Default 10 s. */
   headersTimeoutMs?: number;
+  /** A client's keep-alive connection idle this long (to twice as long) is closed. Default 5 s. */
+  keepAliveMs?: number;
   /** Requests in flight this process handles at most; past shares of it, services shed by criticality. Default 10,000. */
   maxInflight?: number;
   /** Admission by criticality while the process is saturated (admission.ts); false: off. Default on. */
@@ -78,6 +80,61 @@ class GatewayResponse extends nodeHttp.ServerResponse {
   exchange: Exchange | undefined = undefined;
   hop: TraceHop | undefined = undefined;
   spans: GatewaySpans | undefined = undefined;
+}
+
+/**
+ * How long a client's keep-alive connection may idle by default
+ * (`keepAliveMs`): it is closed after keepAliveMs to 2 × keepAliveMs without
+ * a byte either way (one sweep of the server's idle connections per
+ * keepAliveMs, `sweepIdle`), and every response announces it (`Keep-Alive: timeout=5`),
+ * so a client never reuses a connection this side is about to close. Node's
+ * own keep-alive timeout would arm a timer on the socket after each response
+ * and clear it at the next request: two timer-list operations and a Timeout
+ * allocated per request.
+ */
+const DEFAULT_KEEP_ALIVE_MS = 5_000;
+
+/** A server with the keep-alive time its responses announce. */
+interface KeepAliveServer {
+  herdKeepAliveMs?: number;
+}
+
+// Node sets each response's `_keepAliveTimeout` (what its Keep-Alive header says) from the server's
+// keepAliveTimeout, which is 0 here (no timer per request): the response announces the sweep's time instead.
+Object.defineProperty(GatewayResponse.prototype, "_keepAliveTimeout", {
+  get(this: GatewayResponse): number {
+    const server = (this.req?.socket as { server?: KeepAliveServer } | undefined)?.server;
+    return server?.herdKeepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+  },
+  set: () => {},
+});
+
+/** Node's list of a server's connections (the one `closeIdleConnections` reads), when this Node has one. */
+interface ConnectionsList {
+  idle(): { socket: IdleSocket | null }[];
+}
+
+/** A client socket with what it had read and written at the last sweep that found it idle. */
+interface IdleSocket extends Duplex {
+  bytesRead: number;
+  bytesWritten: number;
+  _httpMessage: http.ServerResponse | null;
+  herdIdleBytes?: number;
+}
+
+/**
+ * Closes the server's connections that carried no byte either way since the
+ * last sweep and have no request open: idle for at least the sweep's interval.
+ */
+function sweepIdle(connections: ConnectionsList): void {
+  for (const { socket } of connections.idle()) {
+    if (socket === null) continue;
+    const open = socket._httpMessage;
+    if (open !== null && open !== undefined && !open.writableFinished) continue;
+    const bytes = socket.bytesRead + socket.bytesWritten;
+    if (socket.herdIdleBytes === bytes) socket.destroy();
+    else socket.herdIdleBytes = bytes;
+  }
 }
 
 /** The gateway's reverse proxy. Assign `table` to reconfigure it. */
@@ -120,6 +177,7 @@ export class GatewayProxy implements ProxyContext {
   /** Upgraded (WebSocket) connections, which the HTTP server no longer tracks. */
   readonly tunnels = new Set<Duplex>();
   readonly #headersTimeoutMs: number;
+  readonly #keepAliveMs: number;
   /** The certificates HTTPS handshakes pick from (replaced whole on reload). */
   #certificates: CertificateStore | undefined;
 
@@ -133,6 +191,7 @@ export class GatewayProxy implements ProxyContext {
     this.admission =
       options.admission === false ? null : new Admission(() => this.inflight, options.admission);
     this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    this.#keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
     this.server = nodeHttp.createServer(this.#serverOptions(), (req, res) =>
       this.#onRequest(req, res, "http"),
     );
@@ -152,6 +211,7 @@ export class GatewayProxy implements ProxyContext {
   /** Timeouts and handlers both servers share: HTTPS only adds TLS in front of the same proxy. */
   #configure(server: http.Server): void {
     server.headersTimeout = this.#headersTimeoutMs;
+    server.on("listening", () => this.#sweepIdle(server));
     // Bodies may take long (uploads); a body that stalls is cut by the upstream's idle timeout (the
     // instance waits for it too) or, while the gateway holds a body to retry it, by the same timeout here.
     server.requestTimeout = 0;
@@ -163,6 +223,27 @@ export class GatewayProxy implements ProxyContext {
       const status = onClientError(err, socket);
       if (status !== 0) this.unrouted.record(status, metrics.INVALID, 0);
     });
+  }
+
+  /**
+   * Idle keep-alive connections closed by one sweep per keepAliveMs instead
+   * of Node's timer per request (see DEFAULT_KEEP_ALIVE_MS); on a Node without
+   * the connections list, Node's own keep-alive timeout stays.
+   */
+  #sweepIdle(server: http.Server): void {
+    const ms = this.#keepAliveMs;
+    (server as KeepAliveServer).herdKeepAliveMs = ms;
+    const key = Object.getOwnPropertySymbols(server).find((k) => k.description === "http.server.connections");
+    const connections =
+      key === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[key];
+    if (typeof connections?.idle !== "function") {
+      server.keepAliveTimeout = ms;
+      return;
+    }
+    server.keepAliveTimeout = 0;
+    const sweep = setInterval(sweepIdle, ms, connections);
+    sweep.unref();
+    server.once("close", () => clearInterval(sweep));
   }
 
   /** Client connections open now, over HTTP, HTTPS and the internal listener (for /metrics). */

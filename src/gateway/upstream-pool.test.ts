@@ -261,7 +261,7 @@ test("a full pool queues requests in order; close lets them finish", async (t) =
   assert.equal((await run(pool, request())).error, "UPSTREAM_POOL_CLOSED");
 });
 
-test("failures: refused, closed before the answer, timeouts, a bad answer, a request that cannot be written", async (t) => {
+test("failures: refused, closed before the answer, timeouts, bad answers, a request that cannot be written", async (t) => {
   const free = await rawServer(() => {});
   const freePort = free.port;
   await free.close();
@@ -275,6 +275,11 @@ test("failures: refused, closed before the answer, timeouts, a bad answer, a req
     else if (seen.includes("/two-lengths"))
       socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok");
     else if (seen.includes("/stall")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    else if (seen.includes("/no-colon")) socket.write("HTTP/1.1 200 OK\r\nX-A\r\nX-B: b:c\r\n\r\n");
+    else if (seen.includes("/no-name")) socket.write("HTTP/1.1 200 OK\r\n: b\r\n\r\n");
+    // After the others: its connection is kept, and what it saw stays in `seen`.
+    else if (seen.includes("/blanks"))
+      socket.write("HTTP/1.1 200 OK\r\nX-A: \t a b \t\r\nX-B:\r\nContent-Length:  2 \r\n\r\nok");
     // "/silent": no answer
   });
   const pool = poolTo(server.port);
@@ -284,6 +289,11 @@ test("failures: refused, closed before the answer, timeouts, a bad answer, a req
   assert.deepEqual([half.status, half.body, half.error], [200, "half", CLOSED]);
   assert.equal((await run(pool, request({ path: "/garbage" }))).error, BAD_RESPONSE);
   assert.equal((await run(pool, request({ path: "/two-lengths" }))).error, BAD_RESPONSE);
+  // Header values lose the spaces and tabs around them (and only those); a line without a name is refused.
+  const blanks = await run(pool, request({ path: "/blanks" }));
+  assert.deepEqual([blanks.headers, blanks.body], [["X-A", "a b", "X-B", "", "Content-Length", "2"], "ok"]);
+  assert.equal((await run(pool, request({ path: "/no-colon" }))).error, BAD_RESPONSE);
+  assert.equal((await run(pool, request({ path: "/no-name" }))).error, BAD_RESPONSE);
   let started = Date.now();
   assert.equal((await run(pool, request({ path: "/silent", headersTimeout: 200 }))).error, HEADERS_TIMEOUT);
   assert.ok(Date.now() - started < 1500, "the headers timeout is close to its 200 ms");

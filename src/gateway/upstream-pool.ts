@@ -257,6 +257,8 @@ class Connection {
   idleSince = 0;
   /** How long this connection may idle (the pool's, or the instance's shorter Keep-Alive hint). */
   keepAliveMs: number;
+  /** The instance's last `Keep-Alive` header on this connection. */
+  hint = "";
   // The answer being parsed.
   state = HEAD;
   /** Bytes of a head (or chunk-size line, or trailers) split over reads. */
@@ -529,8 +531,9 @@ class Connection {
       return data.length;
     }
     const text = data.toString("latin1", at, end);
-    const lines = text.split("\r\n");
-    const first = lines[0];
+    let eol = text.indexOf("\r\n");
+    if (eol < 0) eol = text.length;
+    const first = text.slice(0, eol);
     const code = statusCode(first);
     if (code < 0) {
       this.#bad(`not an HTTP/1.x status line: ${JSON.stringify(first.slice(0, 80))}`);
@@ -541,15 +544,22 @@ class Connection {
     let length = -1;
     let chunked = false;
     let connection = "";
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i];
-      const colon = line.indexOf(":");
-      if (colon <= 0) {
-        this.#bad(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
+    // One line at a time, [pos, eol) of the head's text: no array of lines, no trimmed copies.
+    for (let pos = eol + 2; pos < text.length; pos = eol + 2) {
+      eol = text.indexOf("\r\n", pos);
+      if (eol < 0) eol = text.length;
+      const colon = text.indexOf(":", pos);
+      if (colon <= pos || colon >= eol) {
+        this.#bad(`malformed header line ${JSON.stringify(text.slice(pos, Math.min(eol, pos + 80)))}`);
         return data.length;
       }
-      const name = line.slice(0, colon);
-      const value = line.slice(colon + 1).trim();
+      const name = text.slice(pos, colon);
+      // The value without the optional whitespace around it (spaces and tabs, RFC 9110 §5.5).
+      let from = colon + 1;
+      let to = eol;
+      while (from < to && isBlank(text.charCodeAt(from))) from++;
+      while (to > from && isBlank(text.charCodeAt(to - 1))) to--;
+      const value = text.slice(from, to);
       headers.push(name, value);
       switch (name.length) {
         case 10:
@@ -600,6 +610,9 @@ class Connection {
   }
 
   #keepAliveHint(value: string): void {
+    // An instance sends the same hint with every answer: read it once per connection.
+    if (value === this.hint) return;
+    this.hint = value;
     const timeout = /timeout=(\d+)/i.exec(value);
     // A second short of the instance's own timeout, so this side closes first.
     if (timeout !== null)
@@ -758,6 +771,11 @@ function statusCode(line: string): number {
     code = code * 10 + digit;
   }
   return code;
+}
+
+/** A space or a tab. */
+function isBlank(c: number): boolean {
+  return c === 32 || c === 9;
 }
 
 function hasContentLength(headers: string[]): boolean {
