@@ -40,10 +40,12 @@ import {
   detectCgroups,
   type InstanceCgroup,
   killCgroup,
+  processTree,
   readCgroupUsage,
   readOomKills,
   setCpuLimit,
   setParentCpuWeight,
+  weighPlatformProcesses,
 } from "./cgroups.ts";
 import {
   INSTANCE_ERR_LOG,
@@ -149,6 +151,8 @@ export class ProcessDriver implements RuntimeDriver {
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
   #rotateTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The cores the instances weigh as together (shareCpu); herd's own processes weigh as much. */
+  #sharedCores: number | undefined;
 
   constructor(options: ProcessDriverOptions) {
     this.#stateRoot = options.stateRoot;
@@ -193,7 +197,20 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   shareCpu(cores: number): void {
-    if (this.#support.version !== "none") setParentCpuWeight(this.#support, cores);
+    if (this.#support.version === "none") return;
+    setParentCpuWeight(this.#support, cores);
+    this.#sharedCores = cores;
+  }
+
+  /**
+   * Weighs herd's own process `pid` (the gateway) and its descendants as
+   * much as all instances together (cgroups.ts weighPlatformProcesses), once
+   * shareCpu has said how many cores that is. Returns the cgroup, or
+   * undefined when there are no cgroups.
+   */
+  weighPlatform(pid: number): string | undefined {
+    if (this.#support.version === "none" || this.#sharedCores === undefined) return undefined;
+    return weighPlatformProcesses(this.#support, processTree(pid), this.#sharedCores);
   }
 
   setNetworkPolicy(policy: NetworkPolicy): void {
