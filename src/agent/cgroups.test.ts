@@ -120,7 +120,7 @@ test("herd's own processes go beside the herd parent, weighing as much as it (v2
   const cpu = join(root, "cpu", "herd");
   for (const d of [memory, cpu]) mkdirSync(d, { recursive: true });
   writeFileSync(join(cpu, "cpu.shares"), "1946");
-  const support = { version: "v1", parents: [memory, cpu] } as const;
+  const support = { version: "v1" as const, parents: [memory, cpu] };
   assert.equal(platformCgroupDir(support), join(root, "cpu", "herd-platform"));
   mkdirSync(join(root, "cpu", "herd-platform"));
   writeFileSync(join(root, "cpu", "herd-platform", "cpu.shares"), "1024");

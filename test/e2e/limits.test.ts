@@ -229,3 +229,25 @@ for (const version of ["v2", "v1"] as const) {
     assert.ok(ratio >= 1.3 && ratio <= 3.5, `heavy:light = ${ratio.toFixed(2)}, not near 2:1`);
   });
 }
+
+for (const version of ["v2", "v1"] as const) {
+  test(`cgroup ${version}: herd up's gateway runs in herd-platform, weighing as much as all instances together`, async (t) => {
+    const skip = skipUnless(version)();
+    if (skip) return t.skip(skip);
+    const { pid } = JSON.parse(readFileSync(join(herd!.dataDir, "gateway", "process.json"), "utf8"));
+    const node = (await herd!.api<{ items: Node[] }>("GET", "/nodes")).body.items[0];
+    // /proc/<pid>/cgroup: "0::/herd-platform" (v2), "<n>:cpu[,cpuacct]:/herd-platform" (v1).
+    const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
+    const cpuLine =
+      version === "v2"
+        ? lines.find((l) => l.startsWith("0::"))
+        : lines.find((l) => /^\d+:[^:]*\bcpu\b/.test(l));
+    assert.equal(cpuLine?.split(":")[2], "/herd-platform", lines.join("\n"));
+    const dir = version === "v2" ? "/sys/fs/cgroup/herd-platform" : "/sys/fs/cgroup/cpu/herd-platform";
+    const file = version === "v2" ? "cpu.weight" : "cpu.shares";
+    // The herd parent's weight for the node's allocatable cores (cgroups.ts setParentCpuWeight).
+    const shares = Math.round(node.allocatable.cpu * 1024);
+    const expected = version === "v2" ? 1 + Math.floor(((shares - 2) * 9999) / 262_142) : shares;
+    assert.equal(Number(readFileSync(join(dir, file), "utf8")), expected);
+  });
+}
