@@ -47,6 +47,7 @@ import {
   setParentCpuWeight,
   weighPlatformProcesses,
 } from "./cgroups.ts";
+import { batchLauncher } from "./cpu-policy.ts";
 import {
   INSTANCE_ERR_LOG,
   INSTANCE_LOG,
@@ -273,7 +274,14 @@ export class ProcessDriver implements RuntimeDriver {
     try {
       const procs = cgroup ? cgroupProcsFiles(cgroup) : [];
       const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;
-      const args = launchArgs(spec.command, procs, sandbox && enabled && { support: enabled, spec: sandbox });
+      // A low service's processes do not preempt others when they wake (cpu-policy.ts).
+      const batch = batchLauncher(spec.criticality);
+      const args = launchArgs(
+        spec.command,
+        procs,
+        sandbox && enabled && { support: enabled, spec: sandbox },
+        batch,
+      );
       // Inside, paths are the views; HOME is the data dir unless the service set one.
       const env = sandbox ? { HOME: VIEW_DATA, ...viewEnv(spec.env, sandbox.binds) } : spec.env;
       // detached: own session and process group, so signals to the agent's group never reach it.

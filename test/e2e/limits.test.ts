@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { findBinary } from "../../src/common/debian-packages.ts";
 import type { Instance, Node } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, sleep, startHerd, waitFor } from "./harness.ts";
 
@@ -33,7 +34,7 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT));
 `;
 // mem is guaranteed (its ceiling is its request); cpu has a ceiling above its request; heavy and
-// light have none and request 2:1.
+// light have none and request 2:1. cpu is low: its processes run under SCHED_BATCH.
 const YAML = `app: limits
 services:
   mem:
@@ -44,6 +45,7 @@ services:
   cpu:
     command: node server.js
     instances: 1
+    criticality: low
     resources: { cpu: 0.1, cpuLimit: ${CPU_LIMIT}, memory: ${MEMORY_MIB}Mi }
     routes: [{ host: cpu.limits.localhost }]
   heavy:
@@ -251,3 +253,22 @@ for (const version of ["v2", "v1"] as const) {
     assert.equal(Number(readFileSync(join(dir, file), "utf8")), expected);
   });
 }
+
+test("a low service's processes run under SCHED_BATCH (they never preempt on wakeup); a normal one's do not", async (t) => {
+  if (used === "none")
+    return t.skip("herd runs without cgroups here (needs root and cgroups): nothing was deployed");
+  if (!findBinary("chrt"))
+    return t.skip("chrt (util-linux) is not installed here: instances keep the default policy");
+  // Field 41 of /proc/<pid>/stat (after the command's closing parenthesis): 0 SCHED_OTHER, 3 SCHED_BATCH.
+  const policies = (id: string) =>
+    cgroupPids(cgroupDirs(id)).map(
+      (pid) =>
+        readFileSync(`/proc/${pid}/stat`, "utf8")
+          .replace(/^.*\) /s, "")
+          .split(" ")[38],
+    );
+  const low = policies((await running("cpu")).id);
+  const normal = policies((await running("heavy")).id);
+  assert.ok(low.length > 0 && low.every((p) => p === "3"), `low: ${low}`);
+  assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
+});
