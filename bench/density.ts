@@ -14,15 +14,28 @@
 // client runs in a worker thread of its own, baseline and busy alike, so its
 // latencies do not include waiting behind the load generator's callbacks.
 //
-// Usage: node bench/density.ts [--max-apps 40] [--load 20] [--strict]
+// --breakdown adds where the critical p99 goes (bench/density-breakdown.ts):
+// the same paced load straight to the critical instance (gateway bypassed)
+// beside the one through the gateway, and the scheduler's statistics of the
+// gateway and of the instances over the busy phases.
+//
+// Usage: node bench/density.ts [--max-apps 40] [--load 20] [--strict] [--breakdown]
 
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
+import type { Instance } from "../src/model/objects.ts";
 import { cleanupHerd, type Herd, ROOT, startHerd } from "../test/e2e/harness.ts";
+import {
+  instanceCpuCgroup,
+  pidsOfCgroup,
+  type SchedSample,
+  schedDelta,
+  schedSample,
+} from "./density-breakdown.ts";
 import { verdict, verdictSummary } from "./harness.ts";
 
 const { values } = parseArgs({
@@ -30,6 +43,7 @@ const { values } = parseArgs({
     "max-apps": { type: "string", default: "40" },
     load: { type: "string", default: "20" },
     strict: { type: "boolean", default: false },
+    breakdown: { type: "boolean", default: false },
   },
 });
 const MAX_APPS = Number(values["max-apps"]);
@@ -187,13 +201,17 @@ async function main(): Promise<void> {
   const busyCritical = { latencies: [] as number[], failed: 0 };
   const loads = apps.slice(1).map(() => ({ ok: 0, failed: 0 }));
   const roundS = LOAD_S / ROUNDS;
+  const probe = values.breakdown ? await breakdownProbe(herd, apps) : undefined;
   for (let round = 0; round < ROUNDS; round++) {
-    const alone = await pace(gateway, critical, roundS);
+    const [alone] = await Promise.all([pace(gateway, critical, roundS), probe?.pace(false, roundS)]);
     const until = performance.now() + roundS * 1000;
-    const [busy, ...driven] = await Promise.all([
+    const before = probe?.sample();
+    const [busy, , ...driven] = await Promise.all([
       pace(gateway, critical, roundS),
+      probe?.pace(true, roundS),
       ...apps.slice(1).map((a) => drive(gateway, `${a}.localhost`, CONNECTIONS, until)),
     ]);
+    if (probe && before) probe.add(before, roundS);
     for (const [into, from] of [
       [baseline, alone],
       [busyCritical, busy],
@@ -231,6 +249,66 @@ async function main(): Promise<void> {
         failed > 0 && `${failed} requests failed`,
       ),
   );
+  probe?.report();
+}
+
+/**
+ * --breakdown: a paced load straight to the critical instance beside the one
+ * through the gateway, and the scheduler's statistics of the gateway, the
+ * critical instance and one busy instance over the busy phases.
+ */
+async function breakdownProbe(herd: Herd, apps: string[]) {
+  const instanceOf = async (app: string) => {
+    const { body } = await herd.api<{ items: Instance[] }>("GET", `/apps/${app}/instances`);
+    const running = body.items.find((i) => i.port !== undefined);
+    if (!running?.port) throw new Error(`no running instance of ${app}`);
+    return running;
+  };
+  const critical = await instanceOf(apps[0]);
+  const busy = await instanceOf(apps[1]);
+  const direct = new URL(`http://127.0.0.1:${critical.port}/`);
+  const record = JSON.parse(readFileSync(join(herd.dataDir, "gateway", "process.json"), "utf8")) as {
+    pid: number;
+  };
+  const groups = {
+    gateway: () => [record.pid],
+    critical: () => pidsOfCgroup(instanceCpuCgroup(critical.id)),
+    [`busy ${apps[1]}`]: () => pidsOfCgroup(instanceCpuCgroup(busy.id)),
+  };
+  const directLat = { alone: [] as number[], busy: [] as number[] };
+  const sched = new Map<string, { cores: number; waitPerSliceMs: number; waitShare: number }[]>();
+  return {
+    async pace(isBusy: boolean, seconds: number) {
+      const got = await pace(direct, "direct.localhost", seconds);
+      (isBusy ? directLat.busy : directLat.alone).push(...got.latencies);
+    },
+    sample: () => Object.fromEntries(Object.entries(groups).map(([k, pids]) => [k, schedSample(pids())])),
+    add(before: Record<string, SchedSample>, seconds: number) {
+      for (const [k, pids] of Object.entries(groups)) {
+        const list = sched.get(k) ?? [];
+        list.push(schedDelta(before[k], schedSample(pids()), seconds));
+        sched.set(k, list);
+      }
+    },
+    report() {
+      console.log(
+        "\nbreakdown (critical instance paced directly, beside the paced load through the gateway):",
+      );
+      const a = p99(directLat.alone);
+      const b = p99(directLat.busy);
+      console.log(
+        `  direct p99             ${b.toFixed(1)} ms busy vs ${a.toFixed(1)} ms alone = ${(b / a).toFixed(2)}×`,
+      );
+      for (const [k, list] of sched) {
+        const mean = (f: (x: (typeof list)[number]) => number) =>
+          list.reduce((s, x) => s + f(x), 0) / list.length;
+        console.log(
+          `  ${k.padEnd(22)} ${mean((x) => x.cores).toFixed(2)} cores, run-queue wait ${mean((x) => x.waitPerSliceMs).toFixed(2)} ms per slice, ` +
+            `${(100 * mean((x) => x.waitShare)).toFixed(0)} % of its runnable time waiting (busy phases)`,
+        );
+      }
+    },
+  };
 }
 
 let code = 1;

@@ -7,9 +7,12 @@ import {
   cpuShares,
   cpuWeight,
   createInstanceCgroup,
+  platformCgroupDir,
+  processTree,
   readOomKills,
   setCpuLimit,
   setParentCpuWeight,
+  weighPlatformProcesses,
 } from "./cgroups.ts";
 
 test("OOM kills are read from memory.events (v2) and memory.oom_control (v1); absent when the kernel does not say", (t) => {
@@ -101,4 +104,49 @@ test("the herd parent weighs as many busy processes as the cores it offers (Kube
   assert.equal(readFileSync(join(root, "cpu.shares"), "utf8"), "1946");
   setParentCpuWeight({ version: "v2", parents: [root] }, 1.9);
   assert.equal(readFileSync(join(root, "cpu.weight"), "utf8"), "75");
+});
+
+test("herd's own processes go beside the herd parent, weighing as much as it (v2 cpu.weight, v1 cpu.shares)", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // cgroup.procs takes one pid per write, as the kernel's does; a plain file keeps the last.
+  const v2 = weighPlatformProcesses({ version: "v2", parents: [join(root, "herd")] }, [41, 42], 1.9);
+  assert.equal(v2, join(root, "herd-platform"));
+  assert.equal(readFileSync(join(v2, "cpu.weight"), "utf8"), "75");
+  assert.equal(readFileSync(join(v2, "cgroup.procs"), "utf8"), "42");
+
+  // v1: the cpu tree, found by its cpu.shares; the memory tree is left alone.
+  const memory = join(root, "memory", "herd");
+  const cpu = join(root, "cpu", "herd");
+  for (const d of [memory, cpu]) mkdirSync(d, { recursive: true });
+  writeFileSync(join(cpu, "cpu.shares"), "1946");
+  const support = { version: "v1" as const, parents: [memory, cpu] };
+  assert.equal(platformCgroupDir(support), join(root, "cpu", "herd-platform"));
+  mkdirSync(join(root, "cpu", "herd-platform"));
+  writeFileSync(join(root, "cpu", "herd-platform", "cpu.shares"), "1024");
+  weighPlatformProcesses(support, [7], 1.9);
+  assert.equal(readFileSync(join(root, "cpu", "herd-platform", "cpu.shares"), "utf8"), "1946");
+  assert.equal(platformCgroupDir({ version: "none", reason: "not root", parents: [] }), undefined);
+  assert.throws(
+    () => weighPlatformProcesses({ version: "v1", parents: [memory] }, [7], 1.9),
+    /no CPU cgroup for herd's processes/,
+  );
+});
+
+test("a process tree is the process and its descendants, read from /proc's children files", (t) => {
+  const proc = mkdtempSync(join(tmpdir(), "herd-proc-"));
+  t.after(() => rmSync(proc, { recursive: true, force: true }));
+  const task = (pid: number, tid: number, children: string) => {
+    mkdirSync(join(proc, String(pid), "task", String(tid)), { recursive: true });
+    writeFileSync(join(proc, String(pid), "task", String(tid), "children"), children);
+  };
+  task(10, 10, "11 12 ");
+  task(10, 13, "");
+  task(11, 11, "");
+  task(12, 12, "14");
+  task(14, 14, "");
+  assert.deepEqual(processTree(10, proc), [10, 11, 12, 14]);
+  assert.deepEqual(processTree(99, proc), []);
+  // The real /proc: this process has at least itself.
+  assert.deepEqual(processTree(process.pid).slice(0, 1), [process.pid]);
 });

@@ -40,11 +40,14 @@ import {
   detectCgroups,
   type InstanceCgroup,
   killCgroup,
+  processTree,
   readCgroupUsage,
   readOomKills,
   setCpuLimit,
   setParentCpuWeight,
+  weighPlatformProcesses,
 } from "./cgroups.ts";
+import { batchLauncher } from "./cpu-policy.ts";
 import {
   INSTANCE_ERR_LOG,
   INSTANCE_LOG,
@@ -149,6 +152,8 @@ export class ProcessDriver implements RuntimeDriver {
   readonly #listeners: ((p: InstanceProcess) => void)[] = [];
   #rotateTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The cores the instances weigh as together (shareCpu); herd's own processes weigh as much. */
+  #sharedCores: number | undefined;
 
   constructor(options: ProcessDriverOptions) {
     this.#stateRoot = options.stateRoot;
@@ -193,7 +198,20 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   shareCpu(cores: number): void {
-    if (this.#support.version !== "none") setParentCpuWeight(this.#support, cores);
+    if (this.#support.version === "none") return;
+    setParentCpuWeight(this.#support, cores);
+    this.#sharedCores = cores;
+  }
+
+  /**
+   * Weighs herd's own process `pid` (the gateway) and its descendants as
+   * much as all instances together (cgroups.ts weighPlatformProcesses), once
+   * shareCpu has said how many cores that is. Returns the cgroup, or
+   * undefined when there are no cgroups.
+   */
+  weighPlatform(pid: number): string | undefined {
+    if (this.#support.version === "none" || this.#sharedCores === undefined) return undefined;
+    return weighPlatformProcesses(this.#support, processTree(pid), this.#sharedCores);
   }
 
   setNetworkPolicy(policy: NetworkPolicy): void {
@@ -256,7 +274,14 @@ export class ProcessDriver implements RuntimeDriver {
     try {
       const procs = cgroup ? cgroupProcsFiles(cgroup) : [];
       const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;
-      const args = launchArgs(spec.command, procs, sandbox && enabled && { support: enabled, spec: sandbox });
+      // A low service's processes do not preempt others when they wake (cpu-policy.ts).
+      const batch = batchLauncher(spec.criticality);
+      const args = launchArgs(
+        spec.command,
+        procs,
+        sandbox && enabled && { support: enabled, spec: sandbox },
+        batch,
+      );
       // Inside, paths are the views; HOME is the data dir unless the service set one.
       const env = sandbox ? { HOME: VIEW_DATA, ...viewEnv(spec.env, sandbox.binds) } : spec.env;
       // detached: own session and process group, so signals to the agent's group never reach it.

@@ -21,7 +21,7 @@ import { ProcessDriver } from "../agent/process-driver.ts";
 import { ensureComponentCredential } from "../api/credentials.ts";
 import { type ServerOptions, startServer } from "../api/server.ts";
 import { readCa } from "../common/api-ca.ts";
-import { createLogger } from "../common/log.ts";
+import { createLogger, type Logger } from "../common/log.ts";
 import type { HoldSettings, HttpsSettings } from "../gateway/gateway.ts";
 import { ensurePlatformGateway, type PlatformGateway } from "./platform-gateway.ts";
 import { recordOf, removeRecord, writeRecord } from "./process-record.ts";
@@ -140,6 +140,7 @@ export async function runUp(options: UpOptions): Promise<number> {
     throw err;
   }
   const { record } = gateway;
+  weighGateway(driver, record.pid, logger);
   const https = options.gateway.https;
   const host = options.gateway.host;
   const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
@@ -224,4 +225,18 @@ export async function runUp(options: UpOptions): Promise<number> {
   await server.close();
   removeRecord(join(dataDir, UP_RECORD), upRecord);
   return 0;
+}
+
+/**
+ * The gateway crosses every request of every instance: under contention it
+ * weighs as much as all instances together (ProcessDriver.weighPlatform),
+ * not as one busy process. Without cgroups it stays where it is.
+ */
+function weighGateway(driver: ProcessDriver, pid: number, logger: Logger): void {
+  try {
+    const cgroup = driver.weighPlatform(pid);
+    if (cgroup) logger.info("the gateway weighs as much as the instances together", { pid, cgroup });
+  } catch (err) {
+    logger.warn("cannot weigh the gateway's CPU: it shares the CPU as one process", { pid, err });
+  }
 }

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { findBinary } from "../../src/common/debian-packages.ts";
 import type { Instance, Node } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, served, sleep, startHerd, waitFor } from "./harness.ts";
 
@@ -33,7 +34,7 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT));
 `;
 // mem is guaranteed (its ceiling is its request); cpu has a ceiling above its request; heavy and
-// light have none and request 2:1.
+// light have none and request 2:1. cpu is low: its processes run under SCHED_BATCH.
 const YAML = `app: limits
 services:
   mem:
@@ -44,6 +45,7 @@ services:
   cpu:
     command: node server.js
     instances: 1
+    criticality: low
     resources: { cpu: 0.1, cpuLimit: ${CPU_LIMIT}, memory: ${MEMORY_MIB}Mi }
     routes: [{ host: cpu.limits.localhost }]
   heavy:
@@ -232,3 +234,44 @@ for (const version of ["v2", "v1"] as const) {
     assert.ok(ratio >= 1.3 && ratio <= 3.5, `heavy:light = ${ratio.toFixed(2)}, not near 2:1`);
   });
 }
+
+for (const version of ["v2", "v1"] as const) {
+  test(`cgroup ${version}: herd up's gateway runs in herd-platform, weighing as much as all instances together`, async (t) => {
+    const skip = skipUnless(version)();
+    if (skip) return t.skip(skip);
+    const { pid } = JSON.parse(readFileSync(join(herd!.dataDir, "gateway", "process.json"), "utf8"));
+    const node = (await herd!.api<{ items: Node[] }>("GET", "/nodes")).body.items[0];
+    // /proc/<pid>/cgroup: "0::/herd-platform" (v2), "<n>:cpu[,cpuacct]:/herd-platform" (v1).
+    const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
+    const cpuLine =
+      version === "v2"
+        ? lines.find((l) => l.startsWith("0::"))
+        : lines.find((l) => /^\d+:[^:]*\bcpu\b/.test(l));
+    assert.equal(cpuLine?.split(":")[2], "/herd-platform", lines.join("\n"));
+    const dir = version === "v2" ? "/sys/fs/cgroup/herd-platform" : "/sys/fs/cgroup/cpu/herd-platform";
+    const file = version === "v2" ? "cpu.weight" : "cpu.shares";
+    // The herd parent's weight for the node's allocatable cores (cgroups.ts setParentCpuWeight).
+    const shares = Math.round(node.allocatable.cpu * 1024);
+    const expected = version === "v2" ? 1 + Math.floor(((shares - 2) * 9999) / 262_142) : shares;
+    assert.equal(Number(readFileSync(join(dir, file), "utf8")), expected);
+  });
+}
+
+test("a low service's processes run under SCHED_BATCH (they never preempt on wakeup); a normal one's do not", async (t) => {
+  if (used === "none")
+    return t.skip("herd runs without cgroups here (needs root and cgroups): nothing was deployed");
+  if (!findBinary("chrt"))
+    return t.skip("chrt (util-linux) is not installed here: instances keep the default policy");
+  // Field 41 of /proc/<pid>/stat (after the command's closing parenthesis): 0 SCHED_OTHER, 3 SCHED_BATCH.
+  const policies = (id: string) =>
+    cgroupPids(cgroupDirs(id)).map(
+      (pid) =>
+        readFileSync(`/proc/${pid}/stat`, "utf8")
+          .replace(/^.*\) /s, "")
+          .split(" ")[38],
+    );
+  const low = policies((await running("cpu")).id);
+  const normal = policies((await running("heavy")).id);
+  assert.ok(low.length > 0 && low.every((p) => p === "3"), `low: ${low}`);
+  assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
+});

@@ -1,0 +1,80 @@
+// bench:density --breakdown: where the critical app's busy p99 goes.
+// Beside the paced load through the gateway, the same paced load straight to
+// the critical instance's port (gateway bypassed), alone and busy; and the
+// kernel's scheduler statistics (/proc/<pid>/task/*/schedstat: time run,
+// time waited runnable on a run queue, slices) of the gateway, the critical
+// instance and one busy instance over the busy phases, so the wait of each
+// process for a CPU is a figure rather than a guess.
+
+import { readdirSync, readFileSync } from "node:fs";
+
+/** Run time, run-queue wait time (ns) and slices of every thread of some processes. */
+export interface SchedSample {
+  runNs: number;
+  waitNs: number;
+  slices: number;
+}
+
+/** The sum of /proc/<pid>/task/<tid>/schedstat over the threads of `pids` (gone ones count 0). */
+export function schedSample(pids: readonly number[]): SchedSample {
+  const sum = { runNs: 0, waitNs: 0, slices: 0 };
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const [run, wait, slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8")
+          .trim()
+          .split(/\s+/)
+          .map(Number);
+        sum.runNs += run;
+        sum.waitNs += wait;
+        sum.slices += slices;
+      } catch {
+        // The thread ended.
+      }
+    }
+  }
+  return sum;
+}
+
+/** What happened between two samples over `seconds`: CPU used (cores), mean wait per slice (ms). */
+export function schedDelta(
+  from: SchedSample,
+  to: SchedSample,
+  seconds: number,
+): { cores: number; waitPerSliceMs: number; waitShare: number } {
+  const run = to.runNs - from.runNs;
+  const wait = to.waitNs - from.waitNs;
+  const slices = Math.max(1, to.slices - from.slices);
+  return {
+    cores: run / 1e9 / seconds,
+    waitPerSliceMs: wait / 1e6 / slices,
+    // Of the time the process wanted a CPU, the part it waited for one.
+    waitShare: wait / Math.max(1, run + wait),
+  };
+}
+
+/** The pids in a v1 or v2 cgroup directory's cgroup.procs. */
+export function pidsOfCgroup(dir: string): number[] {
+  try {
+    return readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The cgroup directory of an instance's CPU controller: v2's unified tree or v1's cpu tree. */
+export function instanceCpuCgroup(id: string): string {
+  const v2 = `/sys/fs/cgroup/herd/${id}`;
+  try {
+    readFileSync(`${v2}/cgroup.procs`);
+    return v2;
+  } catch {
+    return `/sys/fs/cgroup/cpu/herd/${id}`;
+  }
+}
