@@ -12,6 +12,7 @@
 
 import type { Instance, Node, NodeState } from "../model/objects.ts";
 import type { Heartbeat, InstanceUsage, NodeStats } from "../model/protocol.ts";
+import { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import type { ScrapeTarget } from "./scrape.ts";
 
@@ -27,11 +28,12 @@ const NODE_STATES: readonly NodeState[] = ["ready", "not_ready", "lost"];
 const RUNNING = new Set(["ready", "running"]);
 
 export class FleetMetrics {
-  readonly #store: Store;
+  /** Where nodes and instances are read: the control plane's informer (no parse of every instance per scrape), or a store. */
+  readonly #source: Store | Informer;
   readonly #reports = new Map<string, NodeReport>();
 
-  constructor(store: Store) {
-    this.#store = store;
+  constructor(source: Store | Informer) {
+    this.#source = source;
   }
 
   /** Keeps a heartbeat's node stats and instance usage (replacing the node's last report). */
@@ -48,8 +50,15 @@ export class FleetMetrics {
 
   /** The fleet's series in Prometheus text format (0.0.4). */
   async render(): Promise<string> {
-    const nodes = (await this.#store.list<Node>("node")).items.map((o) => o.value);
-    const instances = (await this.#store.list<Instance>("instance")).items.map((o) => o.value);
+    const source = this.#source;
+    if (source instanceof Informer) await source.sync();
+    const read = async <T>(kind: "node" | "instance") =>
+      source instanceof Informer ? source.list<T>(kind) : (await source.list<T>(kind)).items;
+    // In key order, as a store lists them (the informer keeps no order).
+    const byKey = <T>(items: { key: string; value: T }[]) =>
+      items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((o) => o.value);
+    const nodes = byKey(await read<Node>("node"));
+    const instances = byKey(await read<Instance>("instance"));
     const out = new TextWriter();
     const known = new Set(nodes.map((n) => n.name));
     for (const name of this.#reports.keys()) if (!known.has(name)) this.#reports.delete(name);
