@@ -336,7 +336,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const gateways = new GatewayBook(store, logger.child("gateways"));
   await gateways.start();
   // Every gateway and agent that reports a metrics URL is scraped while it keeps reporting.
-  metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
+  metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(informer))];
   const ingestTokens = new IngestTokens(store, secrets);
   const shutdown = new AbortController();
   const certificates = await openHostCertificates({ store, secrets, dataDir, logger, acme: options.acme });

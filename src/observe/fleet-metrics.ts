@@ -54,11 +54,8 @@ export class FleetMetrics {
     if (source instanceof Informer) await source.sync();
     const read = async <T>(kind: "node" | "instance") =>
       source instanceof Informer ? source.list<T>(kind) : (await source.list<T>(kind)).items;
-    // In key order, as a store lists them (the informer keeps no order).
-    const byKey = <T>(items: { key: string; value: T }[]) =>
-      items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((o) => o.value);
-    const nodes = byKey(await read<Node>("node"));
-    const instances = byKey(await read<Instance>("instance"));
+    const nodes = inKeyOrder(await read<Node>("node")).map((o) => o.value);
+    const instances = inKeyOrder(await read<Instance>("instance")).map((o) => o.value);
     const out = new TextWriter();
     const known = new Set(nodes.map((n) => n.name));
     for (const name of this.#reports.keys()) if (!known.has(name)) this.#reports.delete(name);
@@ -169,6 +166,11 @@ export class FleetMetrics {
   }
 }
 
+/** Objects in key order, as a store lists them (the informer keeps no order); sorts in place. */
+function inKeyOrder<T extends { key: string }>(items: T[]): T[] {
+  return items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
 /** Prometheus text, written family by family. */
 class TextWriter {
   readonly #lines: string[] = [];
@@ -193,9 +195,15 @@ class TextWriter {
  * The metrics endpoint of every ready node whose agent serves one (`herd agent
  * --metrics-port`): scraped as job `herd-agent` while the node is ready.
  */
-export async function agentScrapeTargets(store: Store): Promise<ScrapeTarget[]> {
+export async function agentScrapeTargets(source: Store | Informer): Promise<ScrapeTarget[]> {
   const out: ScrapeTarget[] = [];
-  for (const { value: n } of (await store.list<Node>("node")).items) {
+  // The informer's nodes (in name order, as a store lists them) when there is one: the target
+  // list is read before every scrape round, and a store list parses every node.
+  const nodes =
+    source instanceof Informer
+      ? inKeyOrder(source.list<Node>("node"))
+      : (await source.list<Node>("node")).items;
+  for (const { value: n } of nodes) {
     if (n.state !== "ready" || !n.metricsUrl) continue;
     out.push({
       name: `herd-agent/${n.name}`,
