@@ -72,8 +72,8 @@ export function startChild(
   return child;
 }
 
-/** Ends a child and its process group by pid: SIGTERM, then SIGKILL after 3 s. */
-export async function stopChild(child: Child): Promise<void> {
+/** Ends a child and its process group by pid: SIGTERM, then SIGKILL after `graceMs` (3 s). */
+export async function stopChild(child: Child, graceMs = 3000): Promise<void> {
   const pid = child.process.pid;
   if (pid === undefined || child.process.exitCode !== null || child.process.signalCode !== null) return;
   const signal = (sig: NodeJS.Signals) => {
@@ -88,7 +88,7 @@ export async function stopChild(child: Child): Promise<void> {
     }
   };
   signal("SIGTERM");
-  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000));
+  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs));
   if (!(await Promise.race([child.exited.then(() => true), timer]))) {
     signal("SIGKILL");
     await child.exited;

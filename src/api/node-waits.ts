@@ -42,6 +42,17 @@ export class NodeWaits {
     this.#store = store;
     this.#signal = signal;
     this.#warn = warn;
+    // One listener ends every open wait when the server closes: one per wait on this shared signal
+    // made each add and remove walk thousands of listeners (EventTarget checks for duplicates).
+    signal.addEventListener(
+      "abort",
+      () => {
+        for (const [node, waiters] of [...this.#waiters]) {
+          for (const done of [...waiters]) done(this.#changedAt.get(node) ?? this.#floor);
+        }
+      },
+      { once: true },
+    );
   }
 
   /**
@@ -69,7 +80,6 @@ export class NodeWaits {
       const done = (revision: number) => {
         clearTimeout(timer);
         signal.removeEventListener("abort", leave);
-        this.#signal.removeEventListener("abort", leave);
         set.delete(done);
         if (set.size === 0 && this.#waiters.get(node) === set) this.#waiters.delete(node);
         resolve(revision);
@@ -77,7 +87,6 @@ export class NodeWaits {
       const leave = () => done(this.#changedAt.get(node) ?? this.#floor);
       const timer = setTimeout(leave, timeoutMs);
       signal.addEventListener("abort", leave, { once: true });
-      this.#signal.addEventListener("abort", leave, { once: true });
       set.add(done);
     });
   }

@@ -241,7 +241,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...options.traces,
     forwardGuard: guard,
   });
-  const metrics = new Metrics({ ...options.metrics, dataDir, store, logger: logger.child("metrics"), guard });
+  // Controllers, the scheduler, heartbeats and the fleet's metrics read instances, nodes, services and runs from it.
+  const informer = controlPlaneInformer(store, logger);
+  await informer.start();
+  const metrics = new Metrics({
+    ...options.metrics,
+    dataDir,
+    store,
+    informer,
+    logger: logger.child("metrics"),
+    guard,
+  });
   const events = new EventRecorder(store, systemClock, logger.child("events"));
   // Every platform event is also an entry of the log stream, next to the apps' own lines.
   events.on((e) => logs.appendEvent(e));
@@ -250,9 +260,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await migratePlainSecrets(store, secrets);
   // The gateways' live load figures: written by PUT /gateways/:id/load, read by controllers and GET /apps/:app/load.
   const load = new LiveLoad(systemClock);
-  // Controllers, the scheduler and heartbeats read instances, nodes, services and runs from it.
-  const informer = controlPlaneInformer(store, logger);
-  await informer.start();
   const ctx: Context = {
     store,
     informer,
@@ -329,7 +336,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const gateways = new GatewayBook(store, logger.child("gateways"));
   await gateways.start();
   // Every gateway and agent that reports a metrics URL is scraped while it keeps reporting.
-  metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(store))];
+  metrics.discovered = async () => [...gateways.scrapeTargets(), ...(await agentScrapeTargets(informer))];
   const ingestTokens = new IngestTokens(store, secrets);
   const shutdown = new AbortController();
   const certificates = await openHostCertificates({ store, secrets, dataDir, logger, acme: options.acme });

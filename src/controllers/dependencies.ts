@@ -114,7 +114,7 @@ export async function dependencyWait(store: Store, svc: Service): Promise<string
 export async function dependenciesDown(
   store: Store,
   svc: Service,
-  instances: readonly Instance[],
+  instancesOf: (serviceKey: string) => readonly Instance[],
 ): Promise<string[] | undefined> {
   const deps = qualify(svc.app, svc.spec.dependsOn);
   if (deps.length === 0) return undefined;
@@ -122,14 +122,8 @@ export async function dependenciesDown(
   for (const dep of deps) {
     const o = await store.get<Service>("service", `${svc.tenant}/${dep}`);
     if (!o || o.value.instances === 0 || o.value.state === "failed") continue;
-    const [app, service] = dep.split("/");
-    const runs = instances.some(
-      (i) =>
-        i.tenant === svc.tenant &&
-        i.app === app &&
-        i.service === service &&
-        i.desired === "running" &&
-        i.state === "running",
+    const runs = instancesOf(`${svc.tenant}/${dep}`).some(
+      (i) => i.desired === "running" && i.state === "running",
     );
     if (!runs) down.push(dep.startsWith(`${svc.app}/`) ? dep.slice(svc.app.length + 1) : dep);
   }

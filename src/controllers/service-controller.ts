@@ -81,8 +81,8 @@ export class ServiceController {
     await informer.sync();
     const svcObj = informer.get<Service>("service", key);
     const mine = informer.by<Instance>("instance", "service", key);
-    const nodes = informer.list<Node>("node").map((o) => o.value);
-    const nodeState = new Map(nodes.map((n) => [n.name, n.state]));
+    // Nodes one at a time from the informer: a reconcile costs what its service holds, not the cluster's size.
+    const nodeOf = (name: string) => informer.get<Node>("node", name)?.value;
     let requeue = Number.POSITIVE_INFINITY;
     const later = (ms: number) => {
       requeue = Math.min(requeue, Math.max(50, ms));
@@ -92,7 +92,7 @@ export class ServiceController {
     for (const o of mine) {
       const i = o.value;
       if (i.desired !== "stopped") continue;
-      const unreachable = !i.node || nodeState.get(i.node) !== "ready";
+      const unreachable = !i.node || nodeOf(i.node)?.state !== "ready";
       if (i.state === "stopped" || i.state === "pending" || unreachable) {
         await store.delete("instance", o.key, { expectRevision: o.revision });
       } else if (i.drainUntil) {
@@ -224,9 +224,8 @@ export class ServiceController {
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     const pets = svc.spec.mode === "pet";
     // Cattle leaving a node (drained, or moved by an operator) are replaced first and retired after, like a rollout.
-    const draining = new Set(nodes.filter((n) => n.draining).map((n) => n.name));
     const leaving = (i: Instance) =>
-      !pets && (i.moving !== undefined || (i.node !== null && draining.has(i.node)));
+      !pets && (i.moving !== undefined || (i.node !== null && nodeOf(i.node)?.draining === true));
     const current = active.filter((o) => o.value.release === svc.release && !leaving(o.value));
     // Nodes an operator is moving instances of this service off: their replacements go elsewhere.
     const movingOff = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
@@ -283,10 +282,8 @@ export class ServiceController {
     // service depends on runs again: failover follows dependsOn.
     const down =
       counted.length < want && !rollingOut
-        ? await dependenciesDown(
-            store,
-            svc,
-            informer.list<Instance>("instance").map((o) => o.value),
+        ? await dependenciesDown(store, svc, (service) =>
+            informer.by<Instance>("instance", "service", service).map((o) => o.value),
           )
         : undefined;
     if (down) {
@@ -394,13 +391,13 @@ export class ServiceController {
       // With no node at all (a control plane whose agents have not checked in yet), or a machine
       // provider that can bring more, wait for the deadline.
       const short =
-        nodes.length > 0 &&
+        informer.count("node") > 0 &&
         !this.#ctx.settings.machineProvider &&
         current.some((i) => i.state === "pending" && !i.node)
           ? serviceShortfall(
               svc,
               svc.instances,
-              nodes,
+              informer.list<Node>("node").map((o) => o.value),
               informer.list<Instance>("instance").map((o) => o.value),
               new Map(informer.list<Service>("service").map((o) => [o.key, o.value])),
             )

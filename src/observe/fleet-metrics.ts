@@ -12,6 +12,7 @@
 
 import type { Instance, Node, NodeState } from "../model/objects.ts";
 import type { Heartbeat, InstanceUsage, NodeStats } from "../model/protocol.ts";
+import { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import type { ScrapeTarget } from "./scrape.ts";
 
@@ -27,11 +28,12 @@ const NODE_STATES: readonly NodeState[] = ["ready", "not_ready", "lost"];
 const RUNNING = new Set(["ready", "running"]);
 
 export class FleetMetrics {
-  readonly #store: Store;
+  /** Where nodes and instances are read: the control plane's informer (no parse of every instance per scrape), or a store. */
+  readonly #source: Store | Informer;
   readonly #reports = new Map<string, NodeReport>();
 
-  constructor(store: Store) {
-    this.#store = store;
+  constructor(source: Store | Informer) {
+    this.#source = source;
   }
 
   /** Keeps a heartbeat's node stats and instance usage (replacing the node's last report). */
@@ -48,8 +50,13 @@ export class FleetMetrics {
 
   /** The fleet's series in Prometheus text format (0.0.4). */
   async render(): Promise<string> {
-    const nodes = (await this.#store.list<Node>("node")).items.map((o) => o.value);
-    const instances = (await this.#store.list<Instance>("instance")).items.map((o) => o.value);
+    const source = this.#source;
+    // The informer as it holds them now, without sync(): a scrape need not wait for the watch
+    // (with it, the self-scrape timed out in a loaded 10,000-instance ramp; a moment old is fine here).
+    const read = async <T>(kind: "node" | "instance") =>
+      source instanceof Informer ? source.list<T>(kind) : (await source.list<T>(kind)).items;
+    const nodes = inKeyOrder(await read<Node>("node")).map((o) => o.value);
+    const instances = inKeyOrder(await read<Instance>("instance")).map((o) => o.value);
     const out = new TextWriter();
     const known = new Set(nodes.map((n) => n.name));
     for (const name of this.#reports.keys()) if (!known.has(name)) this.#reports.delete(name);
@@ -160,6 +167,11 @@ export class FleetMetrics {
   }
 }
 
+/** Objects in key order, as a store lists them (the informer keeps no order); sorts in place. */
+function inKeyOrder<T extends { key: string }>(items: T[]): T[] {
+  return items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
 /** Prometheus text, written family by family. */
 class TextWriter {
   readonly #lines: string[] = [];
@@ -184,9 +196,15 @@ class TextWriter {
  * The metrics endpoint of every ready node whose agent serves one (`herd agent
  * --metrics-port`): scraped as job `herd-agent` while the node is ready.
  */
-export async function agentScrapeTargets(store: Store): Promise<ScrapeTarget[]> {
+export async function agentScrapeTargets(source: Store | Informer): Promise<ScrapeTarget[]> {
   const out: ScrapeTarget[] = [];
-  for (const { value: n } of (await store.list<Node>("node")).items) {
+  // The informer's nodes (in name order, as a store lists them) when there is one: the target
+  // list is read before every scrape round, and a store list parses every node.
+  const nodes =
+    source instanceof Informer
+      ? inKeyOrder(source.list<Node>("node"))
+      : (await source.list<Node>("node")).items;
+  for (const { value: n } of nodes) {
     if (n.state !== "ready" || !n.metricsUrl) continue;
     out.push({
       name: `herd-agent/${n.name}`,

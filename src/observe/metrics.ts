@@ -14,6 +14,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { Logger } from "../common/log.ts";
 import type { UrlGuard } from "../common/url-guard.ts";
 import type { Service } from "../model/objects.ts";
+import type { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
@@ -26,6 +27,8 @@ export interface MetricsOptions {
   /** The data dir; metrics live in `<dataDir>/metrics/`. */
   dataDir: string;
   store: Store;
+  /** Where the fleet's series read nodes and instances (absent: whole-kind store lists per scrape). */
+  informer?: Informer;
   logger: Logger;
   /** Retention, downsampling and size limit of the storage. */
   storage?: Omit<TsdbOptions, "dir">;
@@ -134,7 +137,7 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     this.#store = options.store;
     this.#logger = options.logger;
-    this.fleet = new FleetMetrics(options.store);
+    this.fleet = new FleetMetrics(options.informer ?? options.store);
     const dir = join(options.dataDir, "metrics");
     this.tsdb = new Tsdb({ ...options.storage, dir });
     this.queries = promqlPool(dir, options.query);
