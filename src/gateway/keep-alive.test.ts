@@ -7,8 +7,7 @@ import { connect, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import { GatewayProxy } from "./proxy.ts";
-import { buildRouteTable } from "./route-table.ts";
-import { startUpstream, type TestUpstream, testInstance, testNode, testService } from "./testing.ts";
+import { shopTable, startUpstream, type TestUpstream } from "./testing.ts";
 
 const KEEP_ALIVE_MS = 1000;
 let proxy: GatewayProxy;
@@ -22,14 +21,7 @@ before(async () => {
   });
   proxy = new GatewayProxy({ logger: silentLogger, keepAliveMs: KEEP_ALIVE_MS });
   port = await proxy.listen(0, "127.0.0.1");
-  proxy.table = buildRouteTable(
-    {
-      services: [testService("default", "shop", "web", [{ host: "shop.test" }])],
-      instances: [testInstance("w", { app: "shop", service: "web" }, "local", upstream.port)],
-      nodes: [testNode("local", "127.0.0.1")],
-    },
-    1,
-  );
+  proxy.table = shopTable(upstream.port);
 });
 after(async () => {
   await proxy.close();

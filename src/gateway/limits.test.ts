@@ -6,8 +6,7 @@ import { connect } from "node:net";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import { GatewayProxy } from "./proxy.ts";
-import { buildRouteTable } from "./route-table.ts";
-import { request, startUpstream, type TestUpstream, testInstance, testNode, testService } from "./testing.ts";
+import { request, shopTable, startUpstream, type TestUpstream } from "./testing.ts";
 
 let proxy: GatewayProxy;
 let port: number;
@@ -23,14 +22,7 @@ before(async () => {
   });
   proxy = new GatewayProxy({ logger: silentLogger, maxBodyBytes: 1000, headersTimeoutMs: 400 });
   port = await proxy.listen(0, "127.0.0.1");
-  proxy.table = buildRouteTable(
-    {
-      services: [testService("default", "shop", "web", [{ host: "shop.test" }])],
-      instances: [testInstance("w", { app: "shop", service: "web" }, "local", upstream.port)],
-      nodes: [testNode("local", "127.0.0.1")],
-    },
-    1,
-  );
+  proxy.table = shopTable(upstream.port);
 });
 after(async () => {
   await proxy.close();

@@ -21,6 +21,7 @@ import type {
   Service,
 } from "../model/objects.ts";
 import type { Store, StoredObject, WatchEvent } from "../store/store.ts";
+import { buildRouteTable, type RouteTable } from "./route-table.ts";
 
 /** A service with the given routes (paths default to `/`). */
 export function testService(
@@ -122,6 +123,18 @@ export function testNode(name: string, address: string): Node {
     isolation: { cgroups: "none", reason: "test" },
     schedulable: true,
   };
+}
+
+/** The route table of one service, shop/web at host shop.test, on one instance at 127.0.0.1:`port`. */
+export function shopTable(port: number): RouteTable {
+  return buildRouteTable(
+    {
+      services: [testService("default", "shop", "web", [{ host: "shop.test" }])],
+      instances: [testInstance("w", { app: "shop", service: "web" }, "local", port)],
+      nodes: [testNode("local", "127.0.0.1")],
+    },
+    1,
+  );
 }
 
 /** A stand-in for the control plane's /api/v1/snapshot and /api/v1/watch. */
