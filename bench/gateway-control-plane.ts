@@ -7,10 +7,14 @@
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { testInstance, testNode, testService } from "../src/gateway/testing.ts";
 import type { StoredObject } from "../src/store/store.ts";
+import { type Child, freePort, onCleanup, ROOT, startChild, untilServes } from "./harness.ts";
 
 export const BENCH_HOST = "bench.localhost";
+/** The token the stand-in control plane takes from the gateways startBenchGateway starts. */
+export const BENCH_TOKEN = "bench-token";
 
 /** The objects of one routed service with one running instance at `upstreamPort` on 127.0.0.1. */
 export function benchObjects(upstreamPort: number): StoredObject[] {
@@ -123,4 +127,52 @@ function relay(
     res.end(JSON.stringify({ code: "unavailable", message: err.message }));
   });
   req.pipe(out);
+}
+
+/** How startBenchGateway starts one `herd gateway`. */
+export interface BenchGatewayOptions {
+  /** Its data dir is `<base>/<id>-data`. */
+  base: string;
+  id: string;
+  /** The child's name in the bench's output. */
+  name: string;
+  objects: StoredObject[];
+  /** Headers every request to it carries besides Host (the policies' ones). */
+  headers?: Record<string, string>;
+  /** The checkout whose herd runs (BENCH_BASELINE: another one). Default: this one. */
+  root?: string;
+  /** More `herd gateway` flags, e.g. `--workers 1`. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * `herd gateway` started as a user would (default settings, its own metrics
+ * port), following a stand-in control plane that serves `objects`; resolves
+ * once it has answered 20 requests on fresh connections (a gateway with
+ * several workers routes only when all have the table).
+ */
+export async function startBenchGateway(
+  o: BenchGatewayOptions,
+): Promise<{ url: string; headers: Record<string, string>; child: Child }> {
+  const controlPlane = await startBenchControlPlane(BENCH_TOKEN, o.objects);
+  onCleanup(controlPlane.close);
+  const port = await freePort();
+  const child = startChild(
+    o.name,
+    process.execPath,
+    [
+      join(o.root ?? ROOT, "src/cli/main.ts"),
+      "gateway",
+      ...["--server", controlPlane.url, "--token", BENCH_TOKEN, "--port", String(port)],
+      ...["--host", "127.0.0.1", "--data", join(o.base, `${o.id}-data`), "--metrics-port", "0"],
+      ...(o.args ?? []),
+    ],
+    o.env,
+  );
+  const url = `http://127.0.0.1:${port}/`;
+  // "Host" as wrk spells it: wrk adds its own Host header unless this one matches its spelling.
+  const headers = { Host: BENCH_HOST, ...o.headers };
+  for (let i = 0; i < 20; i++) await untilServes(url, headers, child);
+  return { url, headers, child };
 }

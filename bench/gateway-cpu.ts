@@ -24,15 +24,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import type { StoredObject } from "../src/store/store.ts";
-import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import { benchObjects, startBenchGateway } from "./gateway-control-plane.ts";
 import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
 import {
   cleanup,
-  freePort,
   type Measured,
   measure as measureTarget,
   median,
-  onCleanup,
   pairedMedian,
   pairedRounds,
   portOf,
@@ -51,7 +49,6 @@ const SECONDS = Number(env.BENCH_SECONDS ?? 8);
 const WARMUP = Number(env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
-const TOKEN = "bench-token";
 const BASELINE = env.BENCH_BASELINE;
 
 async function startFastify(upstreamPort: number): Promise<Target> {
@@ -63,28 +60,17 @@ async function startFastify(upstreamPort: number): Promise<Target> {
   return { id: "e", name: "@fastify/http-proxy", url, headers: {}, child };
 }
 
+/** A `herd gateway` with one worker as a measured target. */
 async function startGateway(
   base: string,
   id: string,
   name: string,
   objects: StoredObject[],
-  extraHeaders: Record<string, string> = {},
+  headers: Record<string, string> = {},
   root = ROOT,
 ): Promise<Target> {
-  const controlPlane = await startBenchControlPlane(TOKEN, objects);
-  onCleanup(controlPlane.close);
-  const port = await freePort();
-  const child = startChild(name, process.execPath, [
-    join(root, "src/cli/main.ts"),
-    "gateway",
-    ...["--server", controlPlane.url, "--token", TOKEN, "--port", String(port)],
-    ...["--host", "127.0.0.1", "--data", join(base, `${id}-data`), "--workers", "1"],
-    ...["--metrics-port", "0"],
-  ]);
-  const url = `http://127.0.0.1:${port}/`;
-  const headers = { Host: BENCH_HOST, ...extraHeaders };
-  await untilServes(url, headers, child);
-  return { id, name, url, headers, child };
+  const g = await startBenchGateway({ base, id, name, objects, headers, root, args: ["--workers", "1"] });
+  return { id, name, ...g };
 }
 
 const measure = (wrk: string, target: Target): Promise<Measured> =>

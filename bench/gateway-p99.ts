@@ -16,22 +16,19 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import type { StoredObject } from "../src/store/store.ts";
-import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import { benchObjects, startBenchGateway } from "./gateway-control-plane.ts";
 import { compileOpenLoop, type OpenLoopResult, runOpenLoop } from "./gateway-open-loop.ts";
 import { POLICY_HEADERS, withPolicies } from "./gateway-policies.ts";
 import {
   benchArgs,
   cleanup,
-  freePort,
   median,
-  onCleanup,
   pairedRounds,
   portOf,
   ROOT,
   removeOnCleanup,
   startChild,
   startNginx,
-  untilServes,
 } from "./harness.ts";
 
 const [rateArg = "3000", roundsArg = "3", secondsArg = "6"] = benchArgs();
@@ -47,32 +44,17 @@ interface Started {
   headers: Record<string, string>;
 }
 
-/** `herd gateway` from the checkout at `root` (default settings, as bench:gateway starts it) following a stand-in control plane. */
-async function startGateway(
-  base: string,
-  id: string,
-  objects: StoredObject[],
-  root: string,
-): Promise<Started> {
-  const controlPlane = await startBenchControlPlane("bench-token", objects);
-  onCleanup(controlPlane.close);
-  const port = await freePort();
-  const child = startChild(
+/** (d): `herd gateway` from the checkout at `root` with every policy on, as bench:gateway starts it. */
+const startGateway = (base: string, id: string, objects: StoredObject[], root: string): Promise<Started> =>
+  startBenchGateway({
+    base,
     id,
-    process.execPath,
-    [
-      join(root, "src/cli/main.ts"),
-      "gateway",
-      ...["--server", controlPlane.url, "--token", "bench-token", "--port", String(port)],
-      ...["--host", "127.0.0.1", "--data", join(base, `${id}-data`), "--metrics-port", "0"],
-    ],
-    NODE_OPTIONS ? { NODE_OPTIONS } : {},
-  );
-  const url = `http://127.0.0.1:${port}/`;
-  const headers = { Host: BENCH_HOST, ...POLICY_HEADERS };
-  for (let i = 0; i < 20; i++) await untilServes(url, headers, child);
-  return { url, headers };
-}
+    name: id,
+    objects,
+    headers: POLICY_HEADERS,
+    root,
+    ...(NODE_OPTIONS ? { env: { NODE_OPTIONS } } : {}),
+  });
 
 const load = () =>
   loadavg()

@@ -20,16 +20,13 @@ import http from "node:http";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
-import type { StoredObject } from "../src/store/store.ts";
-import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
+import { benchObjects, startBenchGateway } from "./gateway-control-plane.ts";
 import { compileOpenLoop, type OpenLoopResult, runOpenLoop } from "./gateway-open-loop.ts";
 import { POLICY_HEADERS, POLICY_NOTE, withPolicies } from "./gateway-policies.ts";
 import { type RateResult, runH2load } from "./gateway-rate.ts";
 import {
   cleanup,
-  freePort,
   median,
-  onCleanup,
   pairedMedian,
   pairedRounds,
   portOf,
@@ -53,7 +50,6 @@ const THREADS = Number(env.BENCH_THREADS ?? 2);
 const RATE_SECONDS = Number(env.BENCH_RATE_SECONDS ?? SECONDS);
 const TIMEOUT = Number(env.BENCH_TIMEOUT_SECONDS ?? 600);
 const CORES = availableParallelism();
-const TOKEN = "bench-token";
 
 /** Target (d): every gateway policy on, none triggering (bench/gateway-policies.ts). */
 const POLICIES = { objects: withPolicies, headers: POLICY_HEADERS, note: POLICY_NOTE };
@@ -89,42 +85,6 @@ async function startFastify(upstreamPort: number): Promise<Started> {
   const url = `http://127.0.0.1:${await portOf(child)}/`;
   await untilServes(url, {}, child);
   return { url, headers: {} };
-}
-
-/** `herd gateway` started as a user would, following a stand-in control plane that serves `objects`. */
-async function startGateway(
-  base: string,
-  name: string,
-  objects: StoredObject[],
-  extraHeaders: Record<string, string> = {},
-): Promise<Started> {
-  const controlPlane = await startBenchControlPlane(TOKEN, objects);
-  onCleanup(controlPlane.close);
-  const port = await freePort();
-  const data = join(base, `${name}-data`);
-  const child = startChild(name, process.execPath, [
-    join(ROOT, "src/cli/main.ts"),
-    "gateway",
-    "--server",
-    controlPlane.url,
-    "--token",
-    TOKEN,
-    "--port",
-    String(port),
-    "--host",
-    "127.0.0.1",
-    "--data",
-    data,
-    // (c) and (d) run side by side: each gets its own metrics port.
-    "--metrics-port",
-    "0",
-  ]);
-  const url = `http://127.0.0.1:${port}/`;
-  // "Host" as wrk spells it: wrk adds its own Host header unless this one matches its spelling.
-  const headers = { Host: BENCH_HOST, ...extraHeaders };
-  // Several answers on fresh connections: a gateway with several workers routes only when all have the table.
-  for (let i = 0; i < 20; i++) await untilServes(url, headers, child);
-  return { url, headers };
 }
 
 // ---------------------------------------------------------------- wrk
@@ -258,14 +218,24 @@ async function main(): Promise<number> {
         headers: {},
       }),
     },
-    { id: "c", name: "herd gateway", start: () => startGateway(base, "gateway-c", objects) },
+    {
+      id: "c",
+      name: "herd gateway",
+      start: () => startBenchGateway({ base, id: "gateway-c", name: "gateway-c", objects }),
+    },
     POLICIES
       ? {
           id: "d",
           name: "herd gateway + policies",
           start: () => {
             console.log(`note: ${POLICIES.note}`);
-            return startGateway(base, "gateway-d", POLICIES.objects(objects), POLICIES.headers);
+            return startBenchGateway({
+              base,
+              id: "gateway-d",
+              name: "gateway-d",
+              objects: POLICIES.objects(objects),
+              headers: POLICIES.headers,
+            });
           },
         }
       : { id: "d", name: "herd gateway + policies", missing: "the gateway has no policies yet" },
