@@ -25,17 +25,21 @@ import "./styles.css";
 
 function App() {
   const [token, setToken] = useState(storedToken);
-  const [whoami, setWhoami] = useState<Whoami>();
+  // Who the token is, kept with the token it was asked for: signing in asks once, and a
+  // second answer (a new object) would make a new session and restart every page's polls.
+  const [signedIn, setSignedIn] = useState<{ token: string; whoami: Whoami }>();
+  const whoami = signedIn && signedIn.token === token ? signedIn.whoami : undefined;
   const [error, setError] = useState<Error>();
   const { pathname, search } = useLocation();
   const tenant = whoami ? chooseTenant(whoami, search.get("tenant")) : undefined;
+  const known = whoami !== undefined;
 
   useEffect(() => {
-    if (!token) return;
+    if (!token || known) return;
     let live = true;
     new Client(token)
       .get<Whoami>("/whoami", { scoped: false })
-      .then((w) => live && setWhoami(w))
+      .then((w) => live && setSignedIn({ token, whoami: w }))
       .catch((err: Error) => {
         if (!live) return;
         // A refused token is forgotten; a control plane that is away is retried by reloading.
@@ -48,7 +52,7 @@ function App() {
     return () => {
       live = false;
     };
-  }, [token]);
+  }, [token, known]);
 
   const signIn = useCallback(async (secret: string, remember: boolean) => {
     const w = await new Client(secret).get<Whoami>("/whoami", { scoped: false });
@@ -56,13 +60,13 @@ function App() {
       throw new Error(`a ${w.kind} token cannot sign in to the console: use a user token`);
     storeToken(secret, remember);
     setError(undefined);
-    setWhoami(w);
+    setSignedIn({ token: secret, whoami: w });
     setToken(secret);
   }, []);
 
   const signOut = useCallback((why?: Error) => {
     forgetToken();
-    setWhoami(undefined);
+    setSignedIn(undefined);
     setToken(undefined);
     setError(why);
   }, []);

@@ -87,7 +87,7 @@ export function OverviewPage() {
                       </td>
                       <td>{a.release === null ? "—" : `v${a.release}`}</td>
                       <td data-testid="instance-count">
-                        {running.get(a.name) ?? 0}/{desired}
+                        {instances.data ? (running.get(a.name) ?? 0) : "…"}/{desired}
                       </td>
                       <td>
                         <div className="spark">
