@@ -1,15 +1,18 @@
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
   cpuShares,
   cpuWeight,
   createInstanceCgroup,
+  HERD_REALTIME_SHARE,
   platformCgroupDir,
   processTree,
+  REALTIME_PERIOD_US,
   readOomKills,
+  realtimeShare,
   setCpuLimit,
   setParentCpuWeight,
   weighPlatformProcesses,
@@ -84,6 +87,50 @@ test("criticality scales the weight: critical four times a normal one's, low hal
     criticality: "critical",
   });
   assert.equal(read(v1.dirs[0], "cpu.shares"), "410");
+});
+
+test("a critical instance's real-time share of each CPU: its request, 10 % to the herd parent's share, within its ceiling", () => {
+  assert.equal(realtimeShare({ cpuCores: 0.2 }, 2), 0.2);
+  assert.equal(realtimeShare({ cpuCores: 0.01 }, 2), 0.1);
+  assert.equal(realtimeShare({ cpuCores: 1 }, 2), HERD_REALTIME_SHARE);
+  // A ceiling of 0.25 core on 2 CPUs: 12.5 % of each, 0.25 core in all.
+  assert.equal(realtimeShare({ cpuCores: 0.2, cpuLimitCores: 0.25 }, 2), 0.125);
+});
+
+test("v1 with real-time group scheduling: a critical instance gets its budget, a normal one none; the ceiling lowers it", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const read = (dir: string, file: string) => readFileSync(join(dir, file), "utf8");
+  const cpuTree = join(root, "v1cpu");
+  for (const id of ["crit", "norm"]) {
+    mkdirSync(join(cpuTree, id), { recursive: true });
+    for (const f of ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.rt_period_us"])
+      writeFileSync(join(cpuTree, id, f), "");
+    writeFileSync(join(cpuTree, id, "cpu.rt_runtime_us"), "0");
+  }
+  const support = { version: "v1" as const, parents: [cpuTree], realtime: { ok: true as const } };
+  const limits = { memoryBytes: 1 << 28, cpuCores: 0.1 };
+  const crit = createInstanceCgroup(support, "crit", {
+    ...limits,
+    criticality: "critical",
+    cpuLimitCores: 4,
+  });
+  const share = realtimeShare({ ...limits, cpuLimitCores: 4 }, availableParallelism());
+  assert.equal(crit.realtime, share);
+  assert.equal(read(crit.dirs[0], "cpu.rt_period_us"), String(REALTIME_PERIOD_US));
+  assert.equal(read(crit.dirs[0], "cpu.rt_runtime_us"), String(Math.round(share * REALTIME_PERIOD_US)));
+  const norm = createInstanceCgroup(support, "norm", limits);
+  assert.equal(norm.realtime, undefined);
+  assert.equal(read(norm.dirs[0], "cpu.rt_runtime_us"), "0");
+  // Without the parent's room (support.realtime not ok), a critical one has its weight only.
+  const without = createInstanceCgroup({ ...support, realtime: { ok: false, reason: "x" } }, "norm", {
+    ...limits,
+    criticality: "critical",
+  });
+  assert.equal(without.realtime, undefined);
+  // The start boost ends: the ceiling drops to 0.001 core, and so does the budget (1 µs per period at least).
+  setCpuLimit(crit, 0.001);
+  assert.ok(Number(read(crit.dirs[0], "cpu.rt_runtime_us")) < Math.round(share * REALTIME_PERIOD_US));
 });
 
 test("weights are proportional to the request within the kernel's bounds", () => {

@@ -27,6 +27,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { rmdir } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -37,6 +38,12 @@ export interface CgroupSupport {
   reason?: string;
   /** v2: [the herd parent]. v1: the herd parent in each controller tree used (memory, cpu, cpuacct, pids). */
   parents: string[];
+  /**
+   * Whether critical instances may run in real time: v1 with real-time group
+   * scheduling (cpu.rt_runtime_us), the herd parent holding HERD_REALTIME_SHARE
+   * of each CPU to hand out as budgets (enableRealtime). Why not, when not.
+   */
+  realtime?: { ok: true } | { ok: false; reason: string };
 }
 
 /** One instance's cgroup: JSON-safe, so the driver can keep it in its records. */
@@ -44,6 +51,8 @@ export interface InstanceCgroup {
   version: "v1" | "v2";
   /** v2: one directory. v1: one per controller tree, memory first. */
   dirs: string[];
+  /** A critical instance's real-time budget: the share of each CPU it may take per REALTIME_PERIOD_US (realtimeShare). */
+  realtime?: number;
 }
 
 /** Limits for one instance. */
@@ -76,6 +85,44 @@ type Criticality = "critical" | "normal" | "low";
  * still counts the plain request.
  */
 export const CRITICALITY_WEIGHT: Readonly<Record<Criticality, number>> = { critical: 4, normal: 1, low: 0.5 };
+
+/**
+ * Real time for critical instances (v1 only: cgroup v2 has no real-time group
+ * scheduling, so there a critical instance has only its weight). A weight
+ * decides shares over time, not who runs first: with 30 busy instances a
+ * critical one that wakes for a request still waits behind the running task
+ * for up to a scheduler tick, and so does the gateway in front of it; the
+ * critical p99 was 8× its idle figure (issue 20). Under SCHED_RR a process
+ * preempts every normal one at once; its cgroup's real-time budget bounds it:
+ * each CPU gives the cgroup at most its share of every REALTIME_PERIOD_US,
+ * after which it waits for the next period (so a critical app in a loop takes
+ * its budget, not the machine). Of the kernel's 95 % of each CPU for real
+ * time, the herd parent holds HERD_REALTIME_SHARE for the critical instances'
+ * budgets and herd-platform PLATFORM_REALTIME_SHARE for the gateway, which
+ * runs in real time while a critical instance runs on the node
+ * (ProcessDriver). An instance whose budget no longer fits runs with its
+ * weight only.
+ */
+export const REALTIME_PERIOD_US = 10_000;
+/** The part of each CPU the herd parent may hand out as critical instances' real-time budgets. */
+export const HERD_REALTIME_SHARE = 0.35;
+/** The part of each CPU the gateway (herd-platform) may take in real time; past it, it waits for the next period. */
+export const PLATFORM_REALTIME_SHARE = 0.6;
+const REALTIME_MIN_SHARE = 0.1;
+
+/**
+ * A critical instance's real-time share of each CPU: its request, at least
+ * 10 % and at most the herd parent's whole share, and no more than its
+ * ceiling spread over the CPUs (a budget applies on every CPU, and a
+ * real-time task is not held by the CFS quota).
+ */
+export function realtimeShare(
+  limits: Pick<CgroupLimits, "cpuCores" | "cpuLimitCores">,
+  cpus: number,
+): number {
+  const wanted = Math.min(HERD_REALTIME_SHARE, Math.max(REALTIME_MIN_SHARE, limits.cpuCores));
+  return limits.cpuLimitCores === undefined ? wanted : Math.min(wanted, limits.cpuLimitCores / cpus);
+}
 
 /** The cores an instance weighs as under contention: its request scaled by its criticality. */
 export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
@@ -166,6 +213,31 @@ function enableControllers(dir: string): void {
   if (wanted.length > 0) writeFileSync(file, wanted.map((c) => `+${c}`).join(" "));
 }
 
+/**
+ * Lets the herd parent (v1 cpu tree) hand out real-time budgets: its
+ * cpu.rt_runtime_us set to HERD_REALTIME_SHARE of its period. Without
+ * real-time group scheduling in the kernel (no cpu.rt_runtime_us), or when the
+ * machine's other cgroups hold the room, critical instances keep their weight only.
+ */
+function enableRealtime(parents: string[]): NonNullable<CgroupSupport["realtime"]> {
+  const cpu = parents.find((p) => existsSync(join(p, "cpu.shares")));
+  if (!cpu) return { ok: false, reason: "no v1 cpu controller" };
+  const runtimeFile = join(cpu, "cpu.rt_runtime_us");
+  if (!existsSync(runtimeFile))
+    return { ok: false, reason: "the kernel has no real-time group scheduling (no cpu.rt_runtime_us)" };
+  try {
+    const period = Number(readFileSync(join(cpu, "cpu.rt_period_us"), "utf8"));
+    const wanted = Math.floor(period * HERD_REALTIME_SHARE);
+    if (Number(readFileSync(runtimeFile, "utf8")) !== wanted) writeFileSync(runtimeFile, String(wanted));
+    return { ok: true };
+  } catch (err) {
+    return {
+      ok: false,
+      reason: `cannot give ${cpu} ${HERD_REALTIME_SHARE * 100} % of each CPU for real time: ${(err as Error).message}`,
+    };
+  }
+}
+
 function detectV1(root: string): CgroupSupport {
   // cpu and cpuacct are often one tree mounted twice (cpu,cpuacct); keep each tree once.
   const trees: string[] = [];
@@ -184,7 +256,7 @@ function detectV1(root: string): CgroupSupport {
       mkdirSync(p, { recursive: true });
       accessSync(join(p, "cgroup.procs"), fsConstants.W_OK);
     }
-    return { version: "v1", parents };
+    return { version: "v1", parents, realtime: enableRealtime(parents) };
   } catch (err) {
     return {
       version: "none",
@@ -324,8 +396,31 @@ export function createInstanceCgroup(
       }
       if (existsSync(join(dir, "pids.max"))) writeFileSync(join(dir, "pids.max"), pids);
     }
+    if (limits.criticality === "critical" && support.realtime?.ok) {
+      const share = grantRealtime(dirs, realtimeShare(limits, availableParallelism()));
+      if (share !== undefined) return { version: support.version, dirs, realtime: share };
+    }
   }
   return { version: support.version, dirs };
+}
+
+/**
+ * Gives a v1 cgroup (an instance's, or herd-platform) a real-time budget of
+ * `share` of each CPU per REALTIME_PERIOD_US. Returns the share, or undefined
+ * when its parent's room is taken (the kernel refuses budgets that add up to
+ * more than the parent holds) or the kernel has no real-time groups.
+ */
+export function grantRealtime(dirs: readonly string[], share: number): number | undefined {
+  const cpu = dirs.find((d) => existsSync(join(d, "cpu.rt_runtime_us")));
+  if (!cpu) return undefined;
+  try {
+    writeFileSync(join(cpu, "cpu.rt_period_us"), String(REALTIME_PERIOD_US));
+    writeFileSync(join(cpu, "cpu.rt_runtime_us"), String(Math.round(share * REALTIME_PERIOD_US)));
+    return share;
+  } catch {
+    writeIfPresent(join(cpu, "cpu.rt_runtime_us"), "0");
+    return undefined;
+  }
 }
 
 /**
@@ -340,6 +435,15 @@ export function setCpuLimit(cg: InstanceCgroup, cpuLimitCores: number | undefine
   for (const dir of cg.dirs) {
     if (existsSync(join(dir, "cpu.cfs_quota_us")))
       writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(cpuLimitCores)));
+    // A real-time task is not held by the quota: its budget follows the ceiling down (never up).
+    if (
+      cg.realtime !== undefined &&
+      cpuLimitCores !== undefined &&
+      existsSync(join(dir, "cpu.rt_runtime_us"))
+    ) {
+      const share = Math.min(cg.realtime, cpuLimitCores / availableParallelism());
+      writeFileSync(join(dir, "cpu.rt_runtime_us"), String(Math.round(share * REALTIME_PERIOD_US)));
+    }
   }
 }
 

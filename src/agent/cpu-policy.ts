@@ -12,24 +12,75 @@
  * instance would get almost nothing while others are busy, its request
  * notwithstanding. docs/resources.md.)
  *
- * SCHED_BATCH is a per-thread policy inherited across fork and exec, so the
- * instance starts under `chrt --batch 0` (util-linux) and everything it
- * starts keeps it; it needs no cgroups and no privilege.
+ * A `critical` service's processes run under SCHED_RR when their cgroup has
+ * a real-time budget (cgroups.ts realtimeShare: v1 with real-time group
+ * scheduling): a wakeup preempts every normal process at once, and the
+ * budget bounds how much of each CPU it may take.
+ *
+ * herd's gateway, which every request to that instance crosses, runs under
+ * SCHED_RR too while a critical instance runs on the node (setRunningPolicy),
+ * within herd-platform's budget; otherwise it keeps the default policy.
+ *
+ * Both are per-thread policies inherited across fork and exec, so the
+ * instance starts under `chrt` (util-linux), after it joined its cgroups (the
+ * kernel refuses SCHED_RR outside a cgroup with a budget), and everything it
+ * starts keeps it.
  */
 
+import { execFileSync } from "node:child_process";
 import { findBinary } from "../common/debian-packages.ts";
 
 type Criticality = "critical" | "normal" | "low";
 
-/** Whether an instance of this criticality runs under SCHED_BATCH. */
-export function runsAsBatch(criticality: Criticality | undefined): boolean {
-  return criticality === "low";
+/** The scheduling policy an instance runs under. */
+export function policyOf(
+  criticality: Criticality | undefined,
+  realtime: boolean,
+): "batch" | "round-robin" | "default" {
+  if (criticality === "low") return "batch";
+  if (criticality === "critical" && realtime) return "round-robin";
+  return "default";
 }
 
-/** chrt's path when the instance should start under SCHED_BATCH and chrt is there; else undefined (the default policy). */
-export function batchLauncher(
+/**
+ * The command that starts an instance under its policy (chrt and its
+ * arguments); [] for the default policy, or when chrt is not there.
+ */
+export function policyLauncher(
   criticality: Criticality | undefined,
+  realtime: boolean,
   find: (name: string) => string | undefined = findBinary,
-): string | undefined {
-  return runsAsBatch(criticality) ? find("chrt") : undefined;
+): string[] {
+  const policy = policyOf(criticality, realtime);
+  if (policy === "default") return [];
+  const chrt = find("chrt");
+  if (!chrt) return [];
+  return policy === "batch" ? [chrt, "--batch", "0"] : [chrt, "--rr", "1"];
+}
+
+/**
+ * Switches running processes (each with all its threads) to SCHED_RR or back
+ * to the default policy: the gateway, while a critical instance runs on the
+ * node. Their cgroup must hold a real-time budget first. Throws when chrt is
+ * not there or fails; a process gone meanwhile is skipped.
+ */
+export function setRunningPolicy(
+  pids: readonly number[],
+  realtime: boolean,
+  find: (name: string) => string | undefined = findBinary,
+): void {
+  const chrt = find("chrt");
+  if (!chrt) throw new Error("chrt (util-linux) is not installed");
+  for (const pid of pids) {
+    const policy = realtime
+      ? ["--rr", "--all-tasks", "--pid", "1"]
+      : ["--other", "--all-tasks", "--pid", "0"];
+    try {
+      execFileSync(chrt, [...policy, String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
+    } catch (err) {
+      const stderr = String((err as { stderr?: Buffer }).stderr ?? "");
+      if (/No such process/.test(stderr)) continue;
+      throw new Error(`chrt ${policy.join(" ")} ${pid}: ${stderr.trim() || (err as Error).message}`);
+    }
+  }
 }

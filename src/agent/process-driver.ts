@@ -38,8 +38,10 @@ import {
   createInstanceCgroup,
   destroyInstanceCgroup,
   detectCgroups,
+  grantRealtime,
   type InstanceCgroup,
   killCgroup,
+  PLATFORM_REALTIME_SHARE,
   processTree,
   readCgroupUsage,
   readOomKills,
@@ -47,7 +49,7 @@ import {
   setParentCpuWeight,
   weighPlatformProcesses,
 } from "./cgroups.ts";
-import { batchLauncher } from "./cpu-policy.ts";
+import { policyLauncher, setRunningPolicy } from "./cpu-policy.ts";
 import {
   INSTANCE_ERR_LOG,
   INSTANCE_LOG,
@@ -154,6 +156,8 @@ export class ProcessDriver implements RuntimeDriver {
   #closed = false;
   /** The cores the instances weigh as together (shareCpu); herd's own processes weigh as much. */
   #sharedCores: number | undefined;
+  /** herd's own process (the gateway) in herd-platform, when that cgroup holds a real-time budget (weighPlatform). */
+  #platform: { pid: number; realtime?: boolean } | undefined;
 
   constructor(options: ProcessDriverOptions) {
     this.#stateRoot = options.stateRoot;
@@ -211,7 +215,14 @@ export class ProcessDriver implements RuntimeDriver {
    */
   weighPlatform(pid: number): string | undefined {
     if (this.#support.version === "none" || this.#sharedCores === undefined) return undefined;
-    return weighPlatformProcesses(this.#support, processTree(pid), this.#sharedCores);
+    const dir = weighPlatformProcesses(this.#support, processTree(pid), this.#sharedCores);
+    // Real time for the gateway while a critical instance runs (cpu-policy.ts): its budget first.
+    if (this.#support.realtime?.ok && grantRealtime([dir], PLATFORM_REALTIME_SHARE) !== undefined) {
+      // Its policy now is unknown (an adopted gateway may be in real time already): the sync sets it.
+      this.#platform = { pid };
+      this.#syncPlatformPolicy();
+    }
+    return dir;
   }
 
   setNetworkPolicy(policy: NetworkPolicy): void {
@@ -274,13 +285,26 @@ export class ProcessDriver implements RuntimeDriver {
     try {
       const procs = cgroup ? cgroupProcsFiles(cgroup) : [];
       const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;
-      // A low service's processes do not preempt others when they wake (cpu-policy.ts).
-      const batch = batchLauncher(spec.criticality);
+      if (
+        spec.criticality === "critical" &&
+        this.#support.realtime?.ok &&
+        cgroup &&
+        cgroup.realtime === undefined
+      )
+        this.#log.warn(
+          "a critical instance runs with its weight only: the node's real-time budget is taken",
+          {
+            id: spec.id,
+          },
+        );
+      // A low service's processes do not preempt others when they wake; a critical one's do,
+      // within its real-time budget (cpu-policy.ts).
+      const policy = policyLauncher(spec.criticality, cgroup?.realtime !== undefined);
       const args = launchArgs(
         spec.command,
         procs,
         sandbox && enabled && { support: enabled, spec: sandbox },
-        batch,
+        policy,
       );
       // Inside, paths are the views; HOME is the data dir unless the service set one.
       const env = sandbox ? { HOME: VIEW_DATA, ...viewEnv(spec.env, sandbox.binds) } : spec.env;
@@ -325,6 +349,7 @@ export class ProcessDriver implements RuntimeDriver {
     child.once("exit", (code, signal) => this.#exited(tracked, code, signal));
     this.#writeRecord(record);
     this.#syncFirewall();
+    this.#syncPlatformPolicy();
     this.#log.info("started", {
       id: spec.id,
       generation: spec.generation,
@@ -374,6 +399,7 @@ export class ProcessDriver implements RuntimeDriver {
     signalGroup(pid, "SIGKILL");
     if (cgroup) await destroyInstanceCgroup(cgroup);
     this.#syncFirewall();
+    this.#syncPlatformPolicy();
     this.#log.info("stopped", { id, pid });
   }
 
@@ -423,6 +449,7 @@ export class ProcessDriver implements RuntimeDriver {
       }
     }
     this.#syncFirewall();
+    this.#syncPlatformPolicy();
     return this.list();
   }
 
@@ -494,6 +521,7 @@ export class ProcessDriver implements RuntimeDriver {
     this.#writeRecord(t.record);
     t.markGone();
     this.#syncFirewall();
+    this.#syncPlatformPolicy();
     if (t.stopping) return;
     // The main process is the instance: take whatever it left behind with it, so nothing holds its port.
     signalGroup(t.record.pid, "SIGKILL");
@@ -505,6 +533,29 @@ export class ProcessDriver implements RuntimeDriver {
     this.#log.info("exited", { id: t.record.id, pid: t.record.pid, code, signal });
     const p = toProcess(t.record);
     for (const listener of this.#listeners) listener(p);
+  }
+
+  /**
+   * The gateway runs under SCHED_RR while an instance with a real-time
+   * budget (a critical one) runs here, and under the default policy
+   * otherwise (cpu-policy.ts). A failure is logged; it keeps its policy.
+   */
+  #syncPlatformPolicy(): void {
+    const platform = this.#platform;
+    if (!platform || this.#closed) return;
+    const wanted = [...this.#tracked.values()].some(
+      (t) => !t.record.exit && t.record.cgroup?.realtime !== undefined,
+    );
+    if (wanted === platform.realtime) return;
+    try {
+      setRunningPolicy(processTree(platform.pid), wanted);
+      platform.realtime = wanted;
+      this.#log.info(wanted ? "the gateway runs in real time" : "the gateway runs at the default policy", {
+        pid: platform.pid,
+      });
+    } catch (err) {
+      this.#log.warn("cannot change the gateway's scheduling policy", { pid: platform.pid, err });
+    }
   }
 
   /**

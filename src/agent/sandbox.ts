@@ -88,16 +88,16 @@ exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs /bin
 
 /**
  * The arguments for `/bin/sh` that run `command` in the given cgroups and,
- * when `sandbox` is given, inside the sandbox; with `batchWith` (chrt's
- * path) under SCHED_BATCH, which every process and thread it starts
- * inherits (cpu-policy.ts). Spawn it with the command's env (and, without a
- * sandbox, its cwd).
+ * when `sandbox` is given, inside the sandbox; under `policy` (chrt and its
+ * arguments: SCHED_BATCH or SCHED_RR, which every process and thread it
+ * starts inherits, cpu-policy.ts) once it is in its cgroups. Spawn it with
+ * the command's env (and, without a sandbox, its cwd).
  */
 export function launchArgs(
   command: string,
   cgroupProcs: string[],
   sandbox?: { support: Extract<SandboxSupport, { enabled: true }>; spec: SandboxSpec },
-  batchWith?: string,
+  policy: readonly string[] = [],
 ): string[] {
   const run = sandbox
     ? [
@@ -118,7 +118,6 @@ export function launchArgs(
         ...sandbox.spec.binds.flatMap((b) => [b.host, b.view]),
       ]
     : ["/bin/sh", "-c", command];
-  const policy = batchWith ? [batchWith, "--batch", "0"] : [];
   return ["-c", JOIN_CGROUPS, "herd-instance", String(cgroupProcs.length), ...cgroupProcs, ...policy, ...run];
 }
 

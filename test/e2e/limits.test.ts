@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
@@ -19,6 +19,7 @@ import { cleanupHerd, type Herd, served, sleep, startHerd, waitFor } from "./har
 
 const CPU_LIMIT = 0.25;
 const MEMORY_MIB = 96;
+const CRIT_CPU = 0.1;
 
 // mem: on /eat, allocates 16 MiB a tick (pages touched) and holds on to it. On /spin two threads
 // spin (more than a core: enough to be held by a ceiling or to contend), until /rest.
@@ -34,7 +35,8 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT));
 `;
 // mem is guaranteed (its ceiling is its request); cpu has a ceiling above its request; heavy and
-// light have none and request 2:1. cpu is low: its processes run under SCHED_BATCH.
+// light have none and request 2:1. cpu is low: its processes run under SCHED_BATCH. crit is
+// critical: in real time within its budget (v1 with real-time group scheduling).
 const YAML = `app: limits
 services:
   mem:
@@ -58,6 +60,12 @@ services:
     instances: 1
     resources: { cpu: 0.25, memory: ${MEMORY_MIB}Mi }
     routes: [{ host: light.limits.localhost }]
+  crit:
+    command: node server.js
+    instances: 1
+    criticality: critical
+    resources: { cpu: ${CRIT_CPU}, memory: ${MEMORY_MIB}Mi }
+    routes: [{ host: crit.limits.localhost }]
 `;
 
 let herd: Herd | undefined;
@@ -76,7 +84,7 @@ before(async () => {
   const r = await herd.cli(["deploy", dir]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   // The tests' first requests (/eat, /spin) must reach the app: the gateway has the routes a moment after the deploy.
-  for (const service of ["mem", "cpu", "heavy", "light"])
+  for (const service of ["mem", "cpu", "heavy", "light", "crit"])
     await served(herd, `${service}.limits.localhost`, "ok\n");
 });
 after(async () => {
@@ -274,4 +282,68 @@ test("a low service's processes run under SCHED_BATCH (they never preempt on wak
   const normal = policies((await running("heavy")).id);
   assert.ok(low.length > 0 && low.every((p) => p === "3"), `low: ${low}`);
   assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
+});
+
+/** A process's scheduling policy, field 41 of /proc/<pid>/stat: 0 SCHED_OTHER, 2 SCHED_RR, 3 SCHED_BATCH. */
+const policyOfPid = (pid: number) =>
+  readFileSync(`/proc/${pid}/stat`, "utf8")
+    .replace(/^.*\) /s, "")
+    .split(" ")[38];
+
+/** The gateway's pids: herd up moves them into herd-platform (v1 cpu tree). */
+const gatewayPids = () =>
+  readFileSync("/sys/fs/cgroup/cpu/herd-platform/cgroup.procs", "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+
+test("v1 real time: a critical instance and the gateway run under SCHED_RR; a critical app in a loop gets its budget, not the machine", async (t) => {
+  const budget = "/sys/fs/cgroup/cpu/herd/cpu.rt_runtime_us";
+  if (used !== "v1" || !existsSync(budget) || Number(readFileSync(budget, "utf8")) === 0)
+    return t.skip(
+      `herd has no real-time group scheduling here: ${used === "v1" ? "the kernel has no cpu.rt_runtime_us" : `herd uses cgroup ${used}`}`,
+    );
+  const crit = await running("crit");
+  const dirs = cgroupDirs(crit.id);
+  const cpuDir = dirs.find((d) => existsSync(join(d, "cpu.rt_runtime_us")))!;
+  // Its budget: its request's share of each CPU per 10 ms (cgroups.ts realtimeShare).
+  assert.equal(readFileSync(join(cpuDir, "cpu.rt_period_us"), "utf8").trim(), "10000");
+  assert.equal(readFileSync(join(cpuDir, "cpu.rt_runtime_us"), "utf8").trim(), String(CRIT_CPU * 10_000));
+  const pids = cgroupPids(dirs);
+  assert.ok(pids.length > 0 && pids.every((p) => policyOfPid(p) === "2"), `crit: ${pids.map(policyOfPid)}`);
+  const gateway = await waitFor("the gateway in real time", async () => {
+    const g = gatewayPids();
+    return g.length > 0 && g.every((p) => policyOfPid(p) === "2") ? g : undefined;
+  });
+  t.diagnostic(`gateway ${gateway.join(",")} and crit ${pids.join(",")} run under SCHED_RR`);
+
+  // Two threads in a loop would take both cores in real time: the budget holds them to 10 % of each CPU.
+  assert.equal((await herd!.request("crit.limits.localhost", "/spin")).status, 200);
+  t.after(() => herd?.request("crit.limits.localhost", "/rest"));
+  await sleep(500);
+  const start = cpuAccounting("v1", dirs);
+  const startedAt = process.hrtime.bigint();
+  // Meanwhile the machine answers: another app serves through the (real-time) gateway.
+  for (let i = 0; i < 10; i++) assert.equal((await herd!.request("light.limits.localhost")).status, 200);
+  await sleep(2000);
+  const end = cpuAccounting("v1", dirs);
+  const wallUs = Number(process.hrtime.bigint() - startedAt) / 1000;
+  const spun = (end.usageUs - start.usageUs) / wallUs;
+  const cap = CRIT_CPU * availableParallelism();
+  t.diagnostic(
+    `crit in a loop: ${spun.toFixed(3)} cores over ${(wallUs / 1e6).toFixed(1)} s (budget ${cap})`,
+  );
+  assert.ok(
+    spun <= cap * 1.2,
+    `crit used ${spun.toFixed(3)} cores in real time, past its budget of ${cap}`,
+  );
+  assert.ok(spun >= cap * 0.3, `crit used only ${spun.toFixed(3)} cores: did it spin?`);
+  assert.equal((await herd!.request("crit.limits.localhost", "/rest")).status, 200);
+
+  // No critical instance left: the gateway is back at the default policy.
+  const scaled = await herd!.api("POST", "/apps/limits/scale", { services: { crit: 0 } });
+  assert.equal(scaled.status, 200, JSON.stringify(scaled.body));
+  await waitFor("the gateway back at the default policy", async () =>
+    gatewayPids().every((p) => policyOfPid(p) === "0") ? true : undefined,
+  );
 });
