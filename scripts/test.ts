@@ -15,12 +15,29 @@
 // reporter) and listed with its reason at the end. Run as root, a skip not on the
 // allow list there fails the run: on a root machine every check can run.
 //
+// Instance cgroups: herd's instance cgroups (v2 /sys/fs/cgroup/herd/*, v1
+// /sys/fs/cgroup/<controller>/herd/*) are listed before and after the
+// end-to-end tests. A new one still there after a few seconds fails the run
+// when it is empty (nothing will ever remove it) or holds a process of this
+// run (one whose working directory or mounts lie in this run's TMPDIR); one
+// holding only other processes' instances (another run meanwhile) is a warning.
+//
 // A failing unit test does not stop the end-to-end tests: both run, and the run fails.
 
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  type Dirent,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { readSkips, skipSummary } from "./test-skips.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -65,6 +82,83 @@ function mountsUnder(dir: string): string[] {
     .split("\n")
     .map((line) => line.split(" ")[4]?.replace(/\\040/g, " ") ?? "")
     .filter((m) => m === dir || m.startsWith(`${dir}/`));
+}
+
+/** The herd parents of instance cgroups: v2's one tree, and v1's trees (each a controller's). */
+const CGROUP_PARENTS = ["herd", "cpu/herd", "cpuacct/herd", "memory/herd", "pids/herd"].map((p) =>
+  join("/sys/fs/cgroup", p),
+);
+
+/** herd's instance cgroups on this machine: each name (the instance id) with its directories, one per tree. */
+function instanceCgroups(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const parent of CGROUP_PARENTS) {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(parent, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries)
+      if (e.isDirectory()) out.set(e.name, [...(out.get(e.name) ?? []), join(parent, e.name)]);
+  }
+  return out;
+}
+
+/** The processes in a cgroup's directories (all its trees together). */
+function cgroupProcesses(dirs: readonly string[]): number[] {
+  const pids = new Set<number>();
+  for (const d of dirs) {
+    let text = "";
+    try {
+      text = readFileSync(join(d, "cgroup.procs"), "utf8");
+    } catch {
+      // removed meanwhile
+    }
+    for (const line of text.split("\n")) if (line) pids.add(Number(line));
+  }
+  return [...pids];
+}
+
+/** Whether a process belongs to this run: its working directory or a mount of its sandbox lies in `runDir`. */
+function inRunDir(pid: number, runDir: string): boolean {
+  const name = basename(runDir);
+  try {
+    if (readlinkSync(`/proc/${pid}/cwd`).includes(name)) return true;
+    return readFileSync(`/proc/${pid}/mountinfo`, "utf8").includes(name);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The instance cgroups made since `before` that are still there after up to
+ * `settleMs` (another process's may be between its mkdir and its first
+ * process, or its kill and its rmdir): `leaked` empty or holding a process of
+ * this run, `others` holding other processes only.
+ */
+async function newInstanceCgroups(
+  before: ReadonlySet<string>,
+  runDir: string,
+  settleMs = 5000,
+): Promise<{ leaked: string[]; others: string[] }> {
+  const deadline = Date.now() + settleMs;
+  let fresh = [...instanceCgroups()].filter(([name]) => !before.has(name));
+  while (fresh.length > 0 && Date.now() < deadline) {
+    await sleep(250);
+    fresh = [...instanceCgroups()].filter(([name]) => !before.has(name));
+  }
+  const leaked: string[] = [];
+  const others: string[] = [];
+  for (const [name, dirs] of fresh.sort(([a], [b]) => a.localeCompare(b))) {
+    const pids = cgroupProcesses(dirs);
+    const trees = dirs.map((d) => relative("/sys/fs/cgroup", d)).join(", ");
+    if (pids.length === 0) leaked.push(`${name}: empty (${trees})`);
+    else if (pids.some((pid) => inRunDir(pid, runDir)))
+      leaked.push(`${name}: still running this run's processes ${pids.join(", ")} (${trees})`);
+    else others.push(`${name}: processes ${pids.join(", ")} (${trees})`);
+  }
+  return { leaked, others };
 }
 
 const args = process.argv.slice(2);
@@ -117,7 +211,12 @@ let status = 0;
 const failed: string[] = [];
 if (only !== "--e2e" && run(unit, 2, join(skipsDir, "unit.jsonl")) !== 0) failed.push("unit tests");
 // Whatever the unit tests did, the end-to-end tests run too.
-if (only !== "--unit" && run(e2e, 1, join(skipsDir, "e2e.jsonl")) !== 0) failed.push("end-to-end tests");
+let cgroupsLeft: { leaked: string[]; others: string[] } = { leaked: [], others: [] };
+if (only !== "--unit") {
+  const cgroupsBefore = new Set(instanceCgroups().keys());
+  if (run(e2e, 1, join(skipsDir, "e2e.jsonl")) !== 0) failed.push("end-to-end tests");
+  cgroupsLeft = await newInstanceCgroups(cgroupsBefore, runTmp);
+}
 const skips = [...readSkips(join(skipsDir, "unit.jsonl")), ...readSkips(join(skipsDir, "e2e.jsonl"))];
 rmSync(configHome, { recursive: true, force: true });
 rmSync(skipsDir, { recursive: true, force: true });
@@ -138,6 +237,20 @@ if (left.length > 0) {
   for (const n of left) console.error(`!!!   ${n}`);
   console.error("!!! Each test must remove what it creates, also when it fails (t.after / finally).");
   status ||= 1;
+}
+if (cgroupsLeft.leaked.length > 0) {
+  const n = cgroupsLeft.leaked.length;
+  console.error(`\n!!! The end-to-end tests left ${n} instance cgroup${n === 1 ? "" : "s"} behind:`);
+  for (const c of cgroupsLeft.leaked) console.error(`!!!   ${c}`);
+  console.error(
+    "!!! An instance's cgroup goes with the instance: herd removes it when it stops one, the test's cleanup " +
+      "(cleanupHerd, killRecordedInstances) when herd was killed.",
+  );
+  status ||= 1;
+}
+if (cgroupsLeft.others.length > 0) {
+  console.error("\n!!! New instance cgroups of other processes (another run's, running meanwhile):");
+  for (const c of cgroupsLeft.others) console.error(`!!!   ${c}`);
 }
 const mounted = mountsUnder(runTmp);
 if (mounted.length > 0) {

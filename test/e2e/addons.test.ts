@@ -15,7 +15,7 @@ import { ensurePostgres } from "../../src/addons/postgres.ts";
 import { ensureRedis } from "../../src/addons/redis.ts";
 import type { Addon } from "../../src/model/addon.ts";
 import type { Instance, Release } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, served, startHerd, waitFor } from "./harness.ts";
+import { cleanupHerd, gatewaysInSync, type Herd, served, startHerd, waitFor } from "./harness.ts";
 import { deployNotes as deployApp, deployCounter, putNote } from "./notes-app.ts";
 
 let herd: Herd;
@@ -137,10 +137,15 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     },
     180_000,
   );
+  // The old login goes once the rollout is done in the store; each gateway drops the old instances a moment later.
+  await gatewaysInSync(herd);
   assert.equal((await put("/notes?text=fourth")).body, "first,fourth,second");
-  const revoked = (await herd.api<{ items: { reason: string }[] }>("GET", "/events?app=notes&limit=200")).body
-    .items;
-  assert.ok(revoked.some((e) => e.reason === "AddonRevoked"));
+  // The binding is written first, its event a moment later (addons/rotation.ts).
+  await waitFor("an AddonRevoked event", async () =>
+    (await herd.api<{ items: { reason: string }[] }>("GET", "/events?app=notes&limit=200")).body.items.some(
+      (e) => e.reason === "AddonRevoked",
+    ),
+  );
 
   // A second app bound to the same server gets a database of its own; detached, it loses its URL.
   const OTHER = "reports.localhost";
@@ -260,6 +265,8 @@ test("a Redis add-on gives its app REDIS_URL with a user of its own", async () =
     },
     180_000,
   );
+  // The old password goes once the rollout is done in the store; each gateway drops the old instances a moment later.
+  await gatewaysInSync(herd);
   const after = await herd.request("counter.localhost", "/");
   assert.equal(after.status, 200, after.body);
 

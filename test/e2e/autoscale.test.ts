@@ -119,10 +119,10 @@ test("a ×20 load step scales out within seconds, new instances serve, and it sc
     async () => ((await serviceOf("burst")).instances === 1 ? true : undefined),
     30_000,
   );
-  const scaledIn = (await events("burst")).filter(
-    (e) => e.reason === "Autoscaled" && /scaled from \d+ to 1:/.test(e.message),
+  // The count is written first, its event a moment later (controllers/scale.ts).
+  await waitFor("the scale-in's Autoscaled event", async () =>
+    (await events("burst")).some((e) => e.reason === "Autoscaled" && /scaled from \d+ to 1:/.test(e.message)),
   );
-  assert.ok(scaledIn.length > 0);
 
   // herd scale outside [min, max] is kept inside, and says so.
   const scaled = await herd.cli(["scale", "web=9", "--app", "burst"]);
@@ -150,10 +150,12 @@ test("min 0: no request for idleAfter → no instances", async () => {
     20_000,
   );
   assert.ok(Date.now() - lastRequest >= 3000, "not before idleAfter");
-  const idle = (await events("sleepy")).find(
-    (e) => e.reason === "Autoscaled" && / to 0: idle: no request for/.test(e.message),
+  // The count is written first, its event a moment later (controllers/scale.ts).
+  await waitFor("an Autoscaled event that says it was idle", async () =>
+    (await events("sleepy")).some(
+      (e) => e.reason === "Autoscaled" && / to 0: idle: no request for/.test(e.message),
+    ),
   );
-  assert.ok(idle, "an Autoscaled event says it was idle");
   await waitFor(
     "no instance running",
     async () => ((await running("sleepy")) === 0 ? true : undefined),

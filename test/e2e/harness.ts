@@ -31,6 +31,8 @@ import { freePort } from "../../src/common/free-port.ts";
 export { freePort };
 
 export const ROOT = resolve(import.meta.dirname, "../..");
+/** The herds startHerd started that no cleanupHerd has ended yet (cleanupHerd stops a later one on the same data dir first). */
+const started = new Set<Herd>();
 const NODE = process.execPath;
 const MAIN = join(ROOT, "src/cli/main.ts");
 
@@ -177,6 +179,7 @@ export async function startHerd(
       }
     },
   };
+  started.add(herd);
   return herd;
 }
 
@@ -186,6 +189,11 @@ export async function cleanupHerd(
   options: { keepDir?: boolean } = {},
 ): Promise<void> {
   if (!herd) return;
+  // A later herd up on the same data dir (a restart) runs on the same records: stopped first, it stops its
+  // instances and removes their cgroups. Else they are killed under it and the dir removed while it still
+  // writes there; it dies on that and leaves the cgroup of the instance it started meanwhile.
+  for (const other of started) if (other !== herd && other.dataDir === herd.dataDir) await other.stop();
+  started.delete(herd);
   await herd.stop();
   killRecordedInstances(herd.dataDir);
   if (!options.keepDir) rmSync(herd.dataDir, { recursive: true, force: true });

@@ -249,8 +249,11 @@ test("throttle while scaling: a saturated critical service is scaled out and a l
     async () => (await svc("api")).instances === 2 && (await svc("batch")).traffic === undefined,
     45_000,
   );
-  const restored = (await herd.api<{ items: Event[] }>("GET", "/events?app=busy&limit=500")).body.items.find(
-    (e) => e.reason === "RemediationRestored",
+  // The service is written first, the policy and the event a moment later (remediation/engine.ts).
+  const restored = await waitFor("a RemediationRestored event", async () =>
+    (await herd.api<{ items: Event[] }>("GET", "/events?app=busy&limit=500")).body.items.find(
+      (e) => e.reason === "RemediationRestored",
+    ),
   );
-  assert.match(restored?.message ?? "", /batch's concurrency is back to herd.yaml's: api serves again/);
+  assert.match(restored.message, /batch's concurrency is back to herd.yaml's: api serves again/);
 });

@@ -8,7 +8,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Instance } from "../../src/model/objects.ts";
-import { cleanupHerd, type Herd, ROOT, served, sleep, startHerd, waitFor } from "./harness.ts";
+import {
+  cleanupHerd,
+  gatewaysInSync,
+  type Herd,
+  ROOT,
+  served,
+  sleep,
+  startHerd,
+  waitFor,
+} from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-spine-"));
@@ -172,6 +181,8 @@ test("deploy v2 under continuous traffic fails no request; rollback to v1", asyn
     `${results.failed.length} failed of ${results.ok + results.failed.length}`,
   );
   assert.ok(results.ok > 50, `only ${results.ok} requests went through`);
+  // The deploy is done in the store; each gateway applies it a moment later.
+  await gatewaysInSync(herd);
   assert.match((await herd.request("hello.localhost")).body, /^howdy/);
 
   const rb = await herd.cli(["rollback", "v1", "--app", "hello"]);
