@@ -89,12 +89,12 @@ test("criticality scales the weight: critical four times a normal one's, low hal
   assert.equal(read(v1.dirs[0], "cpu.shares"), "410");
 });
 
-test("a critical instance's real-time share of each CPU: its request, 10 % to the herd parent's share, within its ceiling", () => {
-  assert.equal(realtimeShare({ cpuCores: 0.2 }, 2), 0.2);
-  assert.equal(realtimeShare({ cpuCores: 0.01 }, 2), 0.1);
+test("a critical instance's real-time share of each CPU: its request, 5 % to the herd parent's share, within its ceiling", () => {
+  assert.equal(realtimeShare({ cpuCores: 0.1 }, 2), 0.1);
+  assert.equal(realtimeShare({ cpuCores: 0.01 }, 2), 0.05);
   assert.equal(realtimeShare({ cpuCores: 1 }, 2), HERD_REALTIME_SHARE);
   // A ceiling of 0.25 core on 2 CPUs: 12.5 % of each, 0.25 core in all.
-  assert.equal(realtimeShare({ cpuCores: 0.2, cpuLimitCores: 0.25 }, 2), 0.125);
+  assert.equal(realtimeShare({ cpuCores: 0.2, cpuLimitCores: 0.15 }, 2), 0.075);
 });
 
 test("v1 with real-time group scheduling: a critical instance gets its budget, a normal one none; the ceiling lowers it", (t) => {

@@ -103,16 +103,22 @@ export const CRITICALITY_WEIGHT: Readonly<Record<Criticality, number>> = { criti
  * (ProcessDriver). An instance whose budget no longer fits runs with its
  * weight only.
  */
-export const REALTIME_PERIOD_US = 10_000;
+export const REALTIME_PERIOD_US = 100_000;
+/**
+ * The gateway's period is shorter: its requests take a fraction of a
+ * millisecond of CPU each, and a gateway that met its budget waits at most
+ * the rest of this period (2.5 ms), not of REALTIME_PERIOD_US.
+ */
+export const PLATFORM_REALTIME_PERIOD_US = 10_000;
 /** The part of each CPU the herd parent may hand out as critical instances' real-time budgets. */
-export const HERD_REALTIME_SHARE = 0.35;
+export const HERD_REALTIME_SHARE = 0.2;
 /** The part of each CPU the gateway (herd-platform) may take in real time; past it, it waits for the next period. */
-export const PLATFORM_REALTIME_SHARE = 0.6;
-const REALTIME_MIN_SHARE = 0.1;
+export const PLATFORM_REALTIME_SHARE = 0.75;
+const REALTIME_MIN_SHARE = 0.05;
 
 /**
  * A critical instance's real-time share of each CPU: its request, at least
- * 10 % and at most the herd parent's whole share, and no more than its
+ * 5 % and at most the herd parent's whole share, and no more than its
  * ceiling spread over the CPUs (a budget applies on every CPU, and a
  * real-time task is not held by the CFS quota).
  */
@@ -406,16 +412,20 @@ export function createInstanceCgroup(
 
 /**
  * Gives a v1 cgroup (an instance's, or herd-platform) a real-time budget of
- * `share` of each CPU per REALTIME_PERIOD_US. Returns the share, or undefined
+ * `share` of each CPU per `periodUs`. Returns the share, or undefined
  * when its parent's room is taken (the kernel refuses budgets that add up to
  * more than the parent holds) or the kernel has no real-time groups.
  */
-export function grantRealtime(dirs: readonly string[], share: number): number | undefined {
+export function grantRealtime(
+  dirs: readonly string[],
+  share: number,
+  periodUs = REALTIME_PERIOD_US,
+): number | undefined {
   const cpu = dirs.find((d) => existsSync(join(d, "cpu.rt_runtime_us")));
   if (!cpu) return undefined;
   try {
-    writeFileSync(join(cpu, "cpu.rt_period_us"), String(REALTIME_PERIOD_US));
-    writeFileSync(join(cpu, "cpu.rt_runtime_us"), String(Math.round(share * REALTIME_PERIOD_US)));
+    writeFileSync(join(cpu, "cpu.rt_period_us"), String(periodUs));
+    writeFileSync(join(cpu, "cpu.rt_runtime_us"), String(Math.round(share * periodUs)));
     return share;
   } catch {
     writeIfPresent(join(cpu, "cpu.rt_runtime_us"), "0");

@@ -12,19 +12,18 @@
  * instance would get almost nothing while others are busy, its request
  * notwithstanding. docs/resources.md.)
  *
- * A `critical` service's processes run under SCHED_RR when their cgroup has
- * a real-time budget (cgroups.ts realtimeShare: v1 with real-time group
- * scheduling): a wakeup preempts every normal process at once, and the
- * budget bounds how much of each CPU it may take.
+ * SCHED_BATCH is a per-thread policy inherited across fork and exec, so the
+ * instance starts under `chrt --batch 0` (util-linux) and everything it
+ * starts keeps it; it needs no cgroups and no privilege.
  *
- * herd's gateway, which every request to that instance crosses, runs under
- * SCHED_RR too while a critical instance runs on the node (setRunningPolicy),
- * within herd-platform's budget; otherwise it keeps the default policy.
- *
- * Both are per-thread policies inherited across fork and exec, so the
- * instance starts under `chrt` (util-linux), after it joined its cgroups (the
- * kernel refuses SCHED_RR outside a cgroup with a budget), and everything it
- * starts keeps it.
+ * A `critical` service's processes run under SCHED_RR while they stay within
+ * their cgroup's real-time budget (cgroups.ts realtimeShare: v1 with
+ * real-time group scheduling): a wakeup preempts every normal process at
+ * once. herd's gateway, which every request to that instance crosses, does
+ * too while a critical instance runs on the node, within herd-platform's
+ * budget. Both start at the default policy; the agent switches the running
+ * processes (setRunningPolicy, all their threads) as realtime-guard.ts
+ * decides.
  */
 
 import { execFileSync } from "node:child_process";
@@ -32,37 +31,24 @@ import { findBinary } from "../common/debian-packages.ts";
 
 type Criticality = "critical" | "normal" | "low";
 
-/** The scheduling policy an instance runs under. */
-export function policyOf(
-  criticality: Criticality | undefined,
-  realtime: boolean,
-): "batch" | "round-robin" | "default" {
-  if (criticality === "low") return "batch";
-  if (criticality === "critical" && realtime) return "round-robin";
-  return "default";
-}
-
 /**
  * The command that starts an instance under its policy (chrt and its
- * arguments); [] for the default policy, or when chrt is not there.
+ * arguments): SCHED_BATCH for a low service; [] for the default policy, or
+ * when chrt is not there.
  */
 export function policyLauncher(
   criticality: Criticality | undefined,
-  realtime: boolean,
   find: (name: string) => string | undefined = findBinary,
 ): string[] {
-  const policy = policyOf(criticality, realtime);
-  if (policy === "default") return [];
+  if (criticality !== "low") return [];
   const chrt = find("chrt");
-  if (!chrt) return [];
-  return policy === "batch" ? [chrt, "--batch", "0"] : [chrt, "--rr", "1"];
+  return chrt ? [chrt, "--batch", "0"] : [];
 }
 
 /**
  * Switches running processes (each with all its threads) to SCHED_RR or back
- * to the default policy: the gateway, while a critical instance runs on the
- * node. Their cgroup must hold a real-time budget first. Throws when chrt is
- * not there or fails; a process gone meanwhile is skipped.
+ * to the default policy. Their cgroup must hold a real-time budget first.
+ * Throws when chrt is not there or fails; a process gone meanwhile is skipped.
  */
 export function setRunningPolicy(
   pids: readonly number[],

@@ -41,6 +41,7 @@ import {
   grantRealtime,
   type InstanceCgroup,
   killCgroup,
+  PLATFORM_REALTIME_PERIOD_US,
   PLATFORM_REALTIME_SHARE,
   processTree,
   readCgroupUsage,
@@ -69,6 +70,14 @@ import {
 } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
+import {
+  GUARD_INTERVAL_MS,
+  type GuardState,
+  judge,
+  newGuardState,
+  runsInRealtime,
+  threadRunTimes,
+} from "./realtime-guard.ts";
 import {
   chownTree,
   detectSandbox,
@@ -157,7 +166,10 @@ export class ProcessDriver implements RuntimeDriver {
   /** The cores the instances weigh as together (shareCpu); herd's own processes weigh as much. */
   #sharedCores: number | undefined;
   /** herd's own process (the gateway) in herd-platform, when that cgroup holds a real-time budget (weighPlatform). */
-  #platform: { pid: number; realtime?: boolean } | undefined;
+  #platform: { pid: number; guard: GuardState } | undefined;
+  /** Real time per critical instance with a budget, by id (#guardRealtime). */
+  readonly #guards = new Map<string, GuardState>();
+  #guardTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ProcessDriverOptions) {
     this.#stateRoot = options.stateRoot;
@@ -182,6 +194,7 @@ export class ProcessDriver implements RuntimeDriver {
     const root = resolve(this.#stateRoot);
     this.#uids = new UidMap(join(this.#stateRoot, "uids.json"), uidRangeFor(root));
     this.#firewallTable = firewallTable(root);
+    if (this.#support.realtime?.ok) this.#startGuard();
   }
 
   isolation(): Isolation {
@@ -217,10 +230,11 @@ export class ProcessDriver implements RuntimeDriver {
     if (this.#support.version === "none" || this.#sharedCores === undefined) return undefined;
     const dir = weighPlatformProcesses(this.#support, processTree(pid), this.#sharedCores);
     // Real time for the gateway while a critical instance runs (cpu-policy.ts): its budget first.
-    if (this.#support.realtime?.ok && grantRealtime([dir], PLATFORM_REALTIME_SHARE) !== undefined) {
-      // Its policy now is unknown (an adopted gateway may be in real time already): the sync sets it.
-      this.#platform = { pid };
-      this.#syncPlatformPolicy();
+    if (
+      this.#support.realtime?.ok &&
+      grantRealtime([dir], PLATFORM_REALTIME_SHARE, PLATFORM_REALTIME_PERIOD_US) !== undefined
+    ) {
+      this.#platform = { pid, guard: newGuardState(runsInRealtime(pid)) };
     }
     return dir;
   }
@@ -297,9 +311,9 @@ export class ProcessDriver implements RuntimeDriver {
             id: spec.id,
           },
         );
-      // A low service's processes do not preempt others when they wake; a critical one's do,
-      // within its real-time budget (cpu-policy.ts).
-      const policy = policyLauncher(spec.criticality, cgroup?.realtime !== undefined);
+      // A low service's processes do not preempt others when they wake (cpu-policy.ts); a critical
+      // one's enter real time once calm (#guardRealtime).
+      const policy = policyLauncher(spec.criticality);
       const args = launchArgs(
         spec.command,
         procs,
@@ -349,7 +363,6 @@ export class ProcessDriver implements RuntimeDriver {
     child.once("exit", (code, signal) => this.#exited(tracked, code, signal));
     this.#writeRecord(record);
     this.#syncFirewall();
-    this.#syncPlatformPolicy();
     this.#log.info("started", {
       id: spec.id,
       generation: spec.generation,
@@ -399,7 +412,6 @@ export class ProcessDriver implements RuntimeDriver {
     signalGroup(pid, "SIGKILL");
     if (cgroup) await destroyInstanceCgroup(cgroup);
     this.#syncFirewall();
-    this.#syncPlatformPolicy();
     this.#log.info("stopped", { id, pid });
   }
 
@@ -449,7 +461,6 @@ export class ProcessDriver implements RuntimeDriver {
       }
     }
     this.#syncFirewall();
-    this.#syncPlatformPolicy();
     return this.list();
   }
 
@@ -492,6 +503,7 @@ export class ProcessDriver implements RuntimeDriver {
   close(): void {
     this.#closed = true;
     clearInterval(this.#rotateTimer);
+    clearInterval(this.#guardTimer);
     for (const t of this.#tracked.values()) {
       clearInterval(t.poll);
       t.child?.removeAllListeners("exit");
@@ -521,7 +533,6 @@ export class ProcessDriver implements RuntimeDriver {
     this.#writeRecord(t.record);
     t.markGone();
     this.#syncFirewall();
-    this.#syncPlatformPolicy();
     if (t.stopping) return;
     // The main process is the instance: take whatever it left behind with it, so nothing holds its port.
     signalGroup(t.record.pid, "SIGKILL");
@@ -535,26 +546,56 @@ export class ProcessDriver implements RuntimeDriver {
     for (const listener of this.#listeners) listener(p);
   }
 
+  #startGuard(): void {
+    if (this.#guardTimer || this.#closed) return;
+    this.#guardTimer = setInterval(() => this.#guardRealtime(), GUARD_INTERVAL_MS);
+    this.#guardTimer.unref();
+  }
+
   /**
-   * The gateway runs under SCHED_RR while an instance with a real-time
-   * budget (a critical one) runs here, and under the default policy
-   * otherwise (cpu-policy.ts). A failure is logged; it keeps its policy.
+   * One window of realtime-guard.ts: each critical instance with a budget
+   * runs under SCHED_RR while it stays calm within it (a busy one goes back
+   * to the default policy), and the gateway while any critical instance runs
+   * here. A failure is logged; the process keeps its policy.
    */
-  #syncPlatformPolicy(): void {
+  #guardRealtime(): void {
+    const now = performance.now();
+    let critical = false;
+    for (const t of this.#tracked.values()) {
+      const share = t.record.cgroup?.realtime;
+      if (t.record.exit || share === undefined || !t.record.cgroup) {
+        this.#guards.delete(t.record.id);
+        continue;
+      }
+      critical = true;
+      const pids = cgroupPids(t.record.cgroup);
+      let guard = this.#guards.get(t.record.id);
+      if (!guard) {
+        // An adopted instance may be in real time already.
+        guard = newGuardState(pids.length > 0 && runsInRealtime(pids[0]));
+        this.#guards.set(t.record.id, guard);
+      }
+      const verdict = judge(guard, threadRunTimes(pids), now, share);
+      if (verdict) this.#switchPolicy(`instance ${t.record.id}`, pids, guard, verdict === "promote");
+    }
+    // The gateway: in real time while a critical instance runs here, whatever its load. Its
+    // period is short (cgroups.ts PLATFORM_REALTIME_PERIOD_US): held to its budget, it waits
+    // 2.5 ms at most, where at the default policy it waited behind every busy instance.
     const platform = this.#platform;
-    if (!platform || this.#closed) return;
-    const wanted = [...this.#tracked.values()].some(
-      (t) => !t.record.exit && t.record.cgroup?.realtime !== undefined,
-    );
-    if (wanted === platform.realtime) return;
+    if (platform && platform.guard.realtime !== critical)
+      this.#switchPolicy("the gateway", processTree(platform.pid), platform.guard, critical);
+  }
+
+  #switchPolicy(what: string, pids: number[], guard: GuardState, realtime: boolean): void {
     try {
-      setRunningPolicy(processTree(platform.pid), wanted);
-      platform.realtime = wanted;
-      this.#log.info(wanted ? "the gateway runs in real time" : "the gateway runs at the default policy", {
-        pid: platform.pid,
+      setRunningPolicy(pids, realtime);
+      guard.realtime = realtime;
+      this.#log.info(realtime ? `${what} runs in real time` : `${what} runs at the default policy`, {
+        pids,
       });
     } catch (err) {
-      this.#log.warn("cannot change the gateway's scheduling policy", { pid: platform.pid, err });
+      guard.realtime = !realtime;
+      this.#log.warn(`cannot change the scheduling policy of ${what}`, { pids, err });
     }
   }
 

@@ -290,14 +290,12 @@ const policyOfPid = (pid: number) =>
     .replace(/^.*\) /s, "")
     .split(" ")[38];
 
-/** The gateway's pids: herd up moves them into herd-platform (v1 cpu tree). */
-const gatewayPids = () =>
-  readFileSync("/sys/fs/cgroup/cpu/herd-platform/cgroup.procs", "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map(Number);
+/** The gateway's pid (this herd's: another herd on the machine shares herd-platform). */
+const gatewayPids = () => [
+  (JSON.parse(readFileSync(join(herd!.dataDir, "gateway", "process.json"), "utf8")) as { pid: number }).pid,
+];
 
-test("v1 real time: a critical instance and the gateway run under SCHED_RR; a critical app in a loop gets its budget, not the machine", async (t) => {
+test("v1 real time: a calm critical instance and the gateway run under SCHED_RR; one in a loop leaves real time, and returns when calm", async (t) => {
   const budget = "/sys/fs/cgroup/cpu/herd/cpu.rt_runtime_us";
   if (used !== "v1" || !existsSync(budget) || Number(readFileSync(budget, "utf8")) === 0)
     return t.skip(
@@ -306,44 +304,66 @@ test("v1 real time: a critical instance and the gateway run under SCHED_RR; a cr
   const crit = await running("crit");
   const dirs = cgroupDirs(crit.id);
   const cpuDir = dirs.find((d) => existsSync(join(d, "cpu.rt_runtime_us")))!;
-  // Its budget: its request's share of each CPU per 10 ms (cgroups.ts realtimeShare).
-  assert.equal(readFileSync(join(cpuDir, "cpu.rt_period_us"), "utf8").trim(), "10000");
-  assert.equal(readFileSync(join(cpuDir, "cpu.rt_runtime_us"), "utf8").trim(), String(CRIT_CPU * 10_000));
-  const pids = cgroupPids(dirs);
-  assert.ok(pids.length > 0 && pids.every((p) => policyOfPid(p) === "2"), `crit: ${pids.map(policyOfPid)}`);
-  const gateway = await waitFor("the gateway in real time", async () => {
-    const g = gatewayPids();
-    return g.length > 0 && g.every((p) => policyOfPid(p) === "2") ? g : undefined;
-  });
+  // Its budget: its request's share of each CPU per 100 ms (cgroups.ts realtimeShare).
+  assert.equal(readFileSync(join(cpuDir, "cpu.rt_period_us"), "utf8").trim(), "100000");
+  assert.equal(readFileSync(join(cpuDir, "cpu.rt_runtime_us"), "utf8").trim(), String(CRIT_CPU * 100_000));
+  const allIn = (pids: number[], policy: string) =>
+    pids.length > 0 && pids.every((p) => policyOfPid(p) === policy);
+  // Calm after its start, it enters real time (realtime-guard.ts), and so does the gateway.
+  const pids = await waitFor(
+    "crit in real time",
+    async () => (allIn(cgroupPids(dirs), "2") ? cgroupPids(dirs) : undefined),
+    15_000,
+  );
+  // On failure, what the agent switched and when.
+  t.after(() =>
+    t.diagnostic(
+      herd!
+        .output()
+        .split("\n")
+        .filter((l) => /real time|default policy|scheduling policy/.test(l))
+        .join("\n"),
+    ),
+  );
+  const gateway = await waitFor("the gateway in real time", async () =>
+    allIn(gatewayPids(), "2") ? gatewayPids() : undefined,
+  );
   t.diagnostic(`gateway ${gateway.join(",")} and crit ${pids.join(",")} run under SCHED_RR`);
 
-  // Two threads in a loop would take both cores in real time: the budget holds them to 10 % of each CPU.
+  // In a loop it would crawl through its budget (10 % of each CPU): it goes back to the default
+  // policy within a window or two, where its weight lets it use the idle CPU like any app.
   assert.equal((await herd!.request("crit.limits.localhost", "/spin")).status, 200);
   t.after(() => herd?.request("crit.limits.localhost", "/rest"));
-  await sleep(500);
+  await waitFor("crit at the default policy", async () => (allIn(cgroupPids(dirs), "0") ? true : undefined));
   const start = cpuAccounting("v1", dirs);
   const startedAt = process.hrtime.bigint();
-  // Meanwhile the machine answers: another app serves through the (real-time) gateway.
+  // Meanwhile the machine answers: another app serves through the gateway.
   for (let i = 0; i < 10; i++) assert.equal((await herd!.request("light.limits.localhost")).status, 200);
   await sleep(2000);
   const end = cpuAccounting("v1", dirs);
   const wallUs = Number(process.hrtime.bigint() - startedAt) / 1000;
   const spun = (end.usageUs - start.usageUs) / wallUs;
-  const cap = CRIT_CPU * availableParallelism();
+  const budgetCores = CRIT_CPU * availableParallelism();
   t.diagnostic(
-    `crit in a loop: ${spun.toFixed(3)} cores over ${(wallUs / 1e6).toFixed(1)} s (budget ${cap})`,
+    `crit in a loop: ${spun.toFixed(3)} cores over ${(wallUs / 1e6).toFixed(1)} s (real-time budget ${budgetCores})`,
   );
   assert.ok(
-    spun <= cap * 1.2,
-    `crit used ${spun.toFixed(3)} cores in real time, past its budget of ${cap}`,
+    spun > budgetCores * 1.5,
+    `crit used ${spun.toFixed(3)} cores: still held to its real-time budget?`,
   );
-  assert.ok(spun >= cap * 0.3, `crit used only ${spun.toFixed(3)} cores: did it spin?`);
+
+  // Calm again for 10 s: back in real time.
   assert.equal((await herd!.request("crit.limits.localhost", "/rest")).status, 200);
+  await waitFor(
+    "crit back in real time",
+    async () => (allIn(cgroupPids(dirs), "2") ? true : undefined),
+    30_000,
+  );
 
   // No critical instance left: the gateway is back at the default policy.
   const scaled = await herd!.api("POST", "/apps/limits/scale", { services: { crit: 0 } });
   assert.equal(scaled.status, 200, JSON.stringify(scaled.body));
   await waitFor("the gateway back at the default policy", async () =>
-    gatewayPids().every((p) => policyOfPid(p) === "0") ? true : undefined,
+    allIn(gatewayPids(), "0") ? true : undefined,
   );
 });

@@ -1,0 +1,121 @@
+/**
+ * Real time only while it is within budget. A process under SCHED_RR that
+ * uses up its cgroup's real-time budget does not fall back to the normal
+ * scheduler: it waits for the next period, even on an idle machine (cgroups.ts
+ * realtimeShare). That suits a critical service's light, latency-bound
+ * requests; a critical service that is busy (an overload, a heavy request
+ * stream) needs throughput more, and would be held to its budget.
+ *
+ * So the agent watches each critical instance with a budget: every GUARD_INTERVAL_MS it reads how long each of its threads ran
+ * (/proc/<pid>/task/<tid>/schedstat). A thread runs on one CPU at a time, and
+ * the budget is per CPU, so when the busiest thread ran DEMOTE_AT of its
+ * share of the window, the process goes back to the default policy (its
+ * weight still counts); after CALM_WINDOWS windows in a row under
+ * PROMOTE_BELOW of its share it returns to real time. A process starts at
+ * the default policy (a Node start is CPU-bound: in real time it would crawl
+ * through its budget) and enters real time after START_CALM_WINDOWS calm
+ * windows.
+ */
+
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+export const GUARD_INTERVAL_MS = 200;
+
+/** Of its share of a window: the busiest thread ran this much, so it nears its budget. */
+const DEMOTE_AT = 0.8;
+/** Of its share of a window: below this it is calm. */
+const PROMOTE_BELOW = 0.5;
+/** Calm windows in a row before it returns to real time after a demotion (10 s). */
+const CALM_WINDOWS = 50;
+/** Calm windows in a row before a process that was never demoted enters real time (1 s). */
+const START_CALM_WINDOWS = 5;
+
+/** What the guard remembers of one process group between windows. */
+export interface GuardState {
+  /** Whether it runs in real time now. */
+  realtime: boolean;
+  /** Calm windows in a row while at the default policy. */
+  calm: number;
+  /** Whether it was ever demoted (then it needs CALM_WINDOWS to return, not START_CALM_WINDOWS). */
+  demoted: boolean;
+  /** Run time (ns) of each thread at the last window, and when. */
+  last?: { at: number; runNs: Map<string, number> };
+}
+
+export function newGuardState(realtime: boolean): GuardState {
+  return { realtime, calm: 0, demoted: false };
+}
+
+/** Whether `pid` runs under SCHED_RR now (field 41 of /proc/<pid>/stat is 2); false when it is gone. */
+export function runsInRealtime(pid: number, proc = "/proc"): boolean {
+  try {
+    return (
+      readFileSync(join(proc, String(pid), "stat"), "utf8")
+        .replace(/^.*\) /s, "")
+        .split(" ")[38] === "2"
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** Run time so far (ns) of every thread of `pids`, keyed `pid/tid` (gone ones are left out). */
+export function threadRunTimes(pids: readonly number[], proc = "/proc"): Map<string, number> {
+  const times = new Map<string, number>();
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(join(proc, String(pid), "task"));
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const run = Number(
+          readFileSync(join(proc, String(pid), "task", tid, "schedstat"), "utf8").split(" ")[0],
+        );
+        times.set(`${pid}/${tid}`, run);
+      } catch {
+        // The thread ended.
+      }
+    }
+  }
+  return times;
+}
+
+/**
+ * One window: updates `state` from the threads' run times now and says what
+ * to do: "demote" (to the default policy), "promote" (back to real time) or
+ * nothing. `share` is the process's real-time share of each CPU (0–1).
+ */
+export function judge(
+  state: GuardState,
+  runNs: Map<string, number>,
+  now: number,
+  share: number,
+): "demote" | "promote" | undefined {
+  const last = state.last;
+  state.last = { at: now, runNs };
+  if (!last || now <= last.at) return undefined;
+  const windowNs = (now - last.at) * 1e6;
+  let busiest = 0;
+  for (const [tid, ns] of runNs) {
+    const before = last.runNs.get(tid);
+    // A thread born in this window counts from its start.
+    busiest = Math.max(busiest, ns - (before ?? 0));
+  }
+  const used = busiest / windowNs / share;
+  if (state.realtime) {
+    if (used < DEMOTE_AT) return undefined;
+    state.realtime = false;
+    state.calm = 0;
+    state.demoted = true;
+    return "demote";
+  }
+  state.calm = used < PROMOTE_BELOW ? state.calm + 1 : 0;
+  if (state.calm < (state.demoted ? CALM_WINDOWS : START_CALM_WINDOWS)) return undefined;
+  state.realtime = true;
+  state.calm = 0;
+  return "promote";
+}
