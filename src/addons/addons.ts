@@ -578,13 +578,31 @@ export class Addons {
           message: `revoking old credentials of ${a.name} failed (tried again): ${(err as Error).message}`,
         }),
       );
-      const endpoint = await this.endpoint(a.tenant, a.name);
-      if (!endpoint || endpoint === a.endpoint) continue;
-      await this.#update(a.tenant, a.name, (x) => ({ ...x, endpoint }));
-      for (const b of a.bindings) {
-        const old = await this.#d.secrets.value(a.tenant, b.app, b.var).catch(() => undefined);
-        if (!old) continue;
-        const url = new URL(old);
+      await this.#followEndpoint(a).catch((err) =>
+        this.#d.events.record({
+          tenant: a.tenant,
+          app: a.name,
+          reason: "AddonMoveFailed",
+          message: `giving ${a.name}'s bound apps its new address failed (tried again): ${(err as Error).message}`,
+        }),
+      );
+    }
+  }
+
+  /**
+   * The add-on's server answers at another address: each binding's URL gets
+   * it and its app a new release; only then is the address recorded, so a
+   * step that fails (a release refused for a moment) is tried again at the
+   * next sync instead of being forgotten.
+   */
+  async #followEndpoint(a: Addon): Promise<void> {
+    const endpoint = await this.endpoint(a.tenant, a.name);
+    if (!endpoint || endpoint === a.endpoint) return;
+    for (const b of a.bindings) {
+      const old = await this.#d.secrets.value(a.tenant, b.app, b.var).catch(() => undefined);
+      if (!old) continue;
+      const url = new URL(old);
+      if (url.host !== endpoint) {
         url.host = endpoint;
         await this.#d.secrets.set(a.tenant, b.app, b.var, url.toString(), "herd");
         await this.#d.events.record({
@@ -593,9 +611,10 @@ export class Addons {
           reason: "AddonMoved",
           message: `add-on ${a.name} now answers at ${endpoint}`,
         });
-        await this.#d.deploys.secretChanged(a.tenant, b.app, b.var, "herd");
       }
+      await this.#d.deploys.secretChanged(a.tenant, b.app, b.var, "herd");
     }
+    await this.#update(a.tenant, a.name, (x) => ({ ...x, endpoint }));
   }
 
   async #instance(tenant: string, name: string): Promise<Instance | undefined> {

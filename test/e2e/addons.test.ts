@@ -86,14 +86,28 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     },
     90_000,
   );
+  let last = { status: 0, body: "" };
   const again = await waitFor(
     "the app writing again after the restart",
     async () => {
-      const r = await put("/notes?text=second");
-      return r.status === 200 ? r : undefined;
+      last = await put("/notes?text=second");
+      return last.status === 200 ? last : undefined;
     },
     120_000,
-  );
+  ).catch(async (err: Error) => {
+    // What herd did meanwhile: the add-on's and the app's events, the last answer, herd's log.
+    const events = async (app: string) =>
+      (
+        await herd.api<{ items: { reason: string; message: string }[] }>("GET", `/events?app=${app}&limit=50`)
+      ).body.items
+        .map((e) => `${e.reason}: ${e.message}`)
+        .join("\n");
+    throw new Error(
+      `${err.message}; port ${pet.port} → ${restarted.port}; last answer ${last.status} ${last.body}\n` +
+        `notes-postgres events:\n${await events("notes-postgres")}\nnotes events:\n${await events("notes")}\n` +
+        `herd up:\n${herd.output().slice(-4000)}`,
+    );
+  });
   assert.equal(again.body, "first,second");
   if (restarted.port !== pet.port) {
     // It came back on another port: the binding's URL followed it (a new release of notes).
