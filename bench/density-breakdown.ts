@@ -6,38 +6,19 @@
 // instance and one busy instance over the busy phases, so the wait of each
 // process for a CPU is a figure rather than a guess.
 
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { type ThreadSchedstat, threadSchedstats } from "../src/agent/realtime-guard.ts";
 
-/** Run time, run-queue wait time (ns) and slices of every thread of some processes. */
-export interface SchedSample {
-  runNs: number;
-  waitNs: number;
-  slices: number;
-}
+/** Run time, run-queue wait time (ns) and slices of every thread of some processes, summed. */
+export type SchedSample = ThreadSchedstat;
 
 /** The sum of /proc/<pid>/task/<tid>/schedstat over the threads of `pids` (gone ones count 0). */
 export function schedSample(pids: readonly number[]): SchedSample {
   const sum = { runNs: 0, waitNs: 0, slices: 0 };
-  for (const pid of pids) {
-    let tids: string[];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        const [run, wait, slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8")
-          .trim()
-          .split(/\s+/)
-          .map(Number);
-        sum.runNs += run;
-        sum.waitNs += wait;
-        sum.slices += slices;
-      } catch {
-        // The thread ended.
-      }
-    }
+  for (const s of threadSchedstats(pids).values()) {
+    sum.runNs += s.runNs;
+    sum.waitNs += s.waitNs;
+    sum.slices += s.slices;
   }
   return sum;
 }

@@ -98,10 +98,11 @@ export const CRITICALITY_WEIGHT: Readonly<Record<Criticality, number>> = { criti
  * after which it waits for the next period (so a critical app in a loop takes
  * its budget, not the machine). Of the kernel's 95 % of each CPU for real
  * time, the herd parent holds HERD_REALTIME_SHARE for the critical instances'
- * budgets and herd-platform PLATFORM_REALTIME_SHARE for the gateway, which
- * runs in real time while a critical instance runs on the node
- * (ProcessDriver). An instance whose budget no longer fits runs with its
- * weight only.
+ * budgets and herd-platform PLATFORM_REALTIME_SHARE for the gateway. The
+ * budget is the bound; which processes use it is the agent's (a critical
+ * instance while it is calm, realtime-guard.ts; the gateway while a critical
+ * instance runs on the node; ProcessDriver). An instance whose budget no
+ * longer fits runs with its weight only.
  */
 export const REALTIME_PERIOD_US = 100_000;
 /**
@@ -445,16 +446,10 @@ export function setCpuLimit(cg: InstanceCgroup, cpuLimitCores: number | undefine
   for (const dir of cg.dirs) {
     if (existsSync(join(dir, "cpu.cfs_quota_us")))
       writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(cpuLimitCores)));
-    // A real-time task is not held by the quota: its budget follows the ceiling down (never up).
-    if (
-      cg.realtime !== undefined &&
-      cpuLimitCores !== undefined &&
-      existsSync(join(dir, "cpu.rt_runtime_us"))
-    ) {
-      const share = Math.min(cg.realtime, cpuLimitCores / availableParallelism());
-      writeFileSync(join(dir, "cpu.rt_runtime_us"), String(Math.round(share * REALTIME_PERIOD_US)));
-    }
   }
+  // A real-time task is not held by the quota: its budget follows the ceiling down (never up).
+  if (cg.realtime !== undefined && cpuLimitCores !== undefined)
+    grantRealtime(cg.dirs, Math.min(cg.realtime, cpuLimitCores / availableParallelism()));
 }
 
 function writeIfPresent(file: string, value: string): void {

@@ -166,7 +166,7 @@ export class ProcessDriver implements RuntimeDriver {
   /** The cores the instances weigh as together (shareCpu); herd's own processes weigh as much. */
   #sharedCores: number | undefined;
   /** herd's own process (the gateway) in herd-platform, when that cgroup holds a real-time budget (weighPlatform). */
-  #platform: { pid: number; guard: GuardState } | undefined;
+  #platform: { pid: number; realtime: boolean } | undefined;
   /** Real time per critical instance with a budget, by id (#guardRealtime). */
   readonly #guards = new Map<string, GuardState>();
   #guardTimer: NodeJS.Timeout | undefined;
@@ -234,7 +234,7 @@ export class ProcessDriver implements RuntimeDriver {
       this.#support.realtime?.ok &&
       grantRealtime([dir], PLATFORM_REALTIME_SHARE, PLATFORM_REALTIME_PERIOD_US) !== undefined
     ) {
-      this.#platform = { pid, guard: newGuardState(runsInRealtime(pid)) };
+      this.#platform = { pid, realtime: runsInRealtime(pid) };
     }
     return dir;
   }
@@ -299,18 +299,10 @@ export class ProcessDriver implements RuntimeDriver {
     try {
       const procs = cgroup ? cgroupProcsFiles(cgroup) : [];
       const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;
-      if (
-        spec.criticality === "critical" &&
-        this.#support.realtime?.ok &&
-        cgroup &&
-        cgroup.realtime === undefined
-      )
-        this.#log.warn(
-          "a critical instance runs with its weight only: the node's real-time budget is taken",
-          {
-            id: spec.id,
-          },
-        );
+      if (spec.criticality === "critical" && this.#support.realtime?.ok && cgroup?.realtime === undefined) {
+        const why = "the node's real-time budget is taken";
+        this.#log.warn(`a critical instance runs with its weight only: ${why}`, { id: spec.id });
+      }
       // A low service's processes do not preempt others when they wake (cpu-policy.ts); a critical
       // one's enter real time once calm (#guardRealtime).
       const policy = policyLauncher(spec.criticality);
@@ -576,26 +568,33 @@ export class ProcessDriver implements RuntimeDriver {
         this.#guards.set(t.record.id, guard);
       }
       const verdict = judge(guard, threadRunTimes(pids), now, share);
-      if (verdict) this.#switchPolicy(`instance ${t.record.id}`, pids, guard, verdict === "promote");
+      // A switch that failed is undone in the guard: the next window tries again.
+      if (verdict && !this.#switchPolicy(`instance ${t.record.id}`, pids, verdict === "promote"))
+        guard.realtime = verdict !== "promote";
     }
     // The gateway: in real time while a critical instance runs here, whatever its load. Its
     // period is short (cgroups.ts PLATFORM_REALTIME_PERIOD_US): held to its budget, it waits
     // 2.5 ms at most, where at the default policy it waited behind every busy instance.
     const platform = this.#platform;
-    if (platform && platform.guard.realtime !== critical)
-      this.#switchPolicy("the gateway", processTree(platform.pid), platform.guard, critical);
+    if (
+      platform &&
+      platform.realtime !== critical &&
+      this.#switchPolicy("the gateway", processTree(platform.pid), critical)
+    )
+      platform.realtime = critical;
   }
 
-  #switchPolicy(what: string, pids: number[], guard: GuardState, realtime: boolean): void {
+  /** Moves `pids` (all their threads) to SCHED_RR or the default policy; false (logged) when that failed. */
+  #switchPolicy(what: string, pids: number[], realtime: boolean): boolean {
     try {
       setRunningPolicy(pids, realtime);
-      guard.realtime = realtime;
       this.#log.info(realtime ? `${what} runs in real time` : `${what} runs at the default policy`, {
         pids,
       });
+      return true;
     } catch (err) {
-      guard.realtime = !realtime;
       this.#log.warn(`cannot change the scheduling policy of ${what}`, { pids, err });
+      return false;
     }
   }
 

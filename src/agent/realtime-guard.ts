@@ -60,9 +60,16 @@ export function runsInRealtime(pid: number, proc = "/proc"): boolean {
   }
 }
 
-/** Run time so far (ns) of every thread of `pids`, keyed `pid/tid` (gone ones are left out). */
-export function threadRunTimes(pids: readonly number[], proc = "/proc"): Map<string, number> {
-  const times = new Map<string, number>();
+/** One thread's /proc/<pid>/task/<tid>/schedstat: time run and time waited runnable (ns), slices. */
+export interface ThreadSchedstat {
+  runNs: number;
+  waitNs: number;
+  slices: number;
+}
+
+/** The schedstat of every thread of `pids`, keyed `pid/tid` (gone ones are left out). */
+export function threadSchedstats(pids: readonly number[], proc = "/proc"): Map<string, ThreadSchedstat> {
+  const stats = new Map<string, ThreadSchedstat>();
   for (const pid of pids) {
     let tids: string[];
     try {
@@ -72,16 +79,25 @@ export function threadRunTimes(pids: readonly number[], proc = "/proc"): Map<str
     }
     for (const tid of tids) {
       try {
-        const run = Number(
-          readFileSync(join(proc, String(pid), "task", tid, "schedstat"), "utf8").split(" ")[0],
-        );
-        times.set(`${pid}/${tid}`, run);
+        const [runNs, waitNs, slices] = readFileSync(
+          join(proc, String(pid), "task", tid, "schedstat"),
+          "utf8",
+        )
+          .trim()
+          .split(/\s+/)
+          .map(Number);
+        stats.set(`${pid}/${tid}`, { runNs, waitNs, slices });
       } catch {
         // The thread ended.
       }
     }
   }
-  return times;
+  return stats;
+}
+
+/** Run time so far (ns) of every thread of `pids`, keyed `pid/tid`. */
+export function threadRunTimes(pids: readonly number[], proc = "/proc"): Map<string, number> {
+  return new Map([...threadSchedstats(pids, proc)].map(([k, s]) => [k, s.runNs]));
 }
 
 /**

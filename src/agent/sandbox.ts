@@ -89,9 +89,9 @@ exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs /bin
 /**
  * The arguments for `/bin/sh` that run `command` in the given cgroups and,
  * when `sandbox` is given, inside the sandbox; under `policy` (chrt and its
- * arguments: SCHED_BATCH or SCHED_RR, which every process and thread it
- * starts inherits, cpu-policy.ts) once it is in its cgroups. Spawn it with
- * the command's env (and, without a sandbox, its cwd).
+ * arguments, cpu-policy.ts policyLauncher: a policy every process and thread
+ * it starts inherits). Spawn it with the command's env (and, without a
+ * sandbox, its cwd).
  */
 export function launchArgs(
   command: string,

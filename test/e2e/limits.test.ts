@@ -265,30 +265,23 @@ for (const version of ["v2", "v1"] as const) {
   });
 }
 
-test("a low service's processes run under SCHED_BATCH (they never preempt on wakeup); a normal one's do not", async (t) => {
-  if (used === "none")
-    return t.skip("herd runs without cgroups here (needs root and cgroups): nothing was deployed");
-  if (!findBinary("chrt"))
-    return t.skip("chrt (util-linux) is not installed here: instances keep the default policy");
-  // Field 41 of /proc/<pid>/stat (after the command's closing parenthesis): 0 SCHED_OTHER, 3 SCHED_BATCH.
-  const policies = (id: string) =>
-    cgroupPids(cgroupDirs(id)).map(
-      (pid) =>
-        readFileSync(`/proc/${pid}/stat`, "utf8")
-          .replace(/^.*\) /s, "")
-          .split(" ")[38],
-    );
-  const low = policies((await running("cpu")).id);
-  const normal = policies((await running("heavy")).id);
-  assert.ok(low.length > 0 && low.every((p) => p === "3"), `low: ${low}`);
-  assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
-});
-
 /** A process's scheduling policy, field 41 of /proc/<pid>/stat: 0 SCHED_OTHER, 2 SCHED_RR, 3 SCHED_BATCH. */
 const policyOfPid = (pid: number) =>
   readFileSync(`/proc/${pid}/stat`, "utf8")
     .replace(/^.*\) /s, "")
     .split(" ")[38];
+
+test("a low service's processes run under SCHED_BATCH (they never preempt on wakeup); a normal one's do not", async (t) => {
+  if (used === "none")
+    return t.skip("herd runs without cgroups here (needs root and cgroups): nothing was deployed");
+  if (!findBinary("chrt"))
+    return t.skip("chrt (util-linux) is not installed here: instances keep the default policy");
+  const policies = (id: string) => cgroupPids(cgroupDirs(id)).map(policyOfPid);
+  const low = policies((await running("cpu")).id);
+  const normal = policies((await running("heavy")).id);
+  assert.ok(low.length > 0 && low.every((p) => p === "3"), `low: ${low}`);
+  assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
+});
 
 /** The gateway's pid (this herd's: another herd on the machine shares herd-platform). */
 const gatewayPids = () => [
