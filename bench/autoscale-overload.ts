@@ -23,9 +23,11 @@
 // The peer runs first; the engine resumes 35 s after its overload (the built-in rules' longest window,
 // `slow`'s 30 s, then no longer holds it) and gets a minute of baseline, so
 // its rising-load check compares against baseline load, not the peer's overload.
-// api's latency is per request, from sent to answered, by when it was sent;
-// the load is paced per connection, so a slow answer delays that connection's
-// next request (what a client pool does), which understates the queue a little.
+// api's load is open loop (bench/traffic-child.ts): requests arrive at its rate with exponential
+// gaps whatever the answers do, each latency counted from when the request was due, from a
+// process of its own under SCHED_RR where the bench may (bench/harness.ts pacedTraffic), so the
+// client's own wait for a core behind the overload it measures does not count, as on a real
+// network. batch's load is this process's, closed loop per connection (it is not measured).
 // `node bench/autoscale-overload.ts`, or a section of `npm run bench:autoscale`.
 
 import { pbkdf2Sync } from "node:crypto";
@@ -42,7 +44,7 @@ import {
   steadyTraffic,
   type Traffic,
 } from "../test/e2e/harness.ts";
-import { verdict } from "./harness.ts";
+import { type PacedAnswer, pacedTraffic, realtimeLauncher, verdict } from "./harness.ts";
 
 const WORK_MS = 4;
 const API_CPU = 0.25;
@@ -55,11 +57,7 @@ const OVERLOAD_S = Number(process.env.BENCH_OVERLOAD_S ?? 40);
 const GOAL_RATIO = 2;
 const APP = "shop";
 
-interface Sample {
-  sentAt: number;
-  ms: number;
-  outcome: string | undefined;
-}
+type Sample = PacedAnswer;
 
 /** Records every answer of a traffic, to cut it into spans by when each request was sent. */
 function recorded(
@@ -121,17 +119,24 @@ export async function run(): Promise<void> {
 
     /** Baseline then overload; with the engine on, until api's new instance runs (and OVERLOAD_S at least). */
     const phase = async (baseS: number, engine: boolean, overloadS: number) => {
-      const baseApi = recorded(h, "api.localhost", { connections: 2, rate: BASE_RPS, seconds: baseS });
+      const url = h.gatewayUrl;
+      const baseApi = pacedTraffic({
+        url,
+        host: "api.localhost",
+        connections: 2,
+        rate: BASE_RPS,
+        seconds: baseS,
+      });
       const baseBatch = recorded(h, "batch.localhost", { connections: 2, rate: BASE_RPS, seconds: baseS });
-      running.push(baseApi.traffic, baseBatch.traffic);
+      running.push(baseBatch.traffic);
       await sleep(baseS * 1000);
-      await Promise.all([baseApi.traffic.stop(), baseBatch.traffic.stop()]);
-      const baseline = span(baseApi.samples, 0, Number.POSITIVE_INFINITY);
+      const [baseAnswers] = await Promise.all([baseApi.stop(), baseBatch.traffic.stop()]);
+      const baseline = span(baseAnswers, 0, Number.POSITIVE_INFINITY);
       const before = await apiRunning();
       const t0 = Date.now();
-      const api = recorded(h, "api.localhost", { connections: 24, rate: API_RPS, seconds: 300 });
+      const api = pacedTraffic({ url, host: "api.localhost", connections: 24, rate: API_RPS, seconds: 300 });
       const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
-      running.push(api.traffic, batch.traffic);
+      running.push(batch.traffic);
       let serving: number | undefined;
       let decision: Event | undefined;
       while (Date.now() - t0 < 120_000) {
@@ -146,10 +151,15 @@ export async function run(): Promise<void> {
               e.service === "api",
           );
         if (serving === undefined && (await apiRunning()) > before) serving = Date.now();
-        if (Date.now() - t0 >= overloadS * 1000 && (!engine || serving !== undefined)) break;
+        // With the engine on, a decision for api is followed until its instance runs.
+        if (
+          Date.now() - t0 >= overloadS * 1000 &&
+          (!engine || decision === undefined || serving !== undefined)
+        )
+          break;
       }
       const t1 = Date.now();
-      await Promise.all([api.traffic.stop(), batch.traffic.stop()]);
+      const [apiAnswers] = await Promise.all([api.stop(), batch.traffic.stop()]);
       const decisions = (await events()).filter(
         (e) => (e.reason === "Remediation" || e.reason === "RemediationRestored") && Date.parse(e.time) >= t0,
       );
@@ -161,7 +171,7 @@ export async function run(): Promise<void> {
         serving,
         decision,
         decisions,
-        api: api.samples,
+        api: apiAnswers,
         batch: batch.samples,
       };
     };
@@ -198,6 +208,17 @@ export async function run(): Promise<void> {
         `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${API_RPS} req/s (24 connections), batch ${BATCH_RPS} req/s (16)`,
     );
     console.log(
+      `api's client: open loop (Poisson arrivals, latency from each request's due time), a process of its own under ${realtimeLauncher.note} (batch's: closed loop, in this one)`,
+    );
+    // The node's own answer (src/agent/cpu-squeeze.ts): low instances at the least CPU weight while api waits.
+    const squeezes = h
+      .output()
+      .split("\n")
+      .filter((l) => l.includes("a critical instance waits for a CPU"));
+    console.log(
+      `low instances squeezed by the node (both runs): ${squeezes.length} time(s)${squeezes[0] ? `, first: ${squeezes[0].slice(0, 240)}` : ""}`,
+    );
+    console.log(
       `api baseline p99: herd run ${ms(own.baseline.p99)} (${own.baseline.n} requests), peer run ${ms(peer.baseline.p99)} (${peer.baseline.n})`,
     );
 
@@ -222,13 +243,17 @@ export async function run(): Promise<void> {
       for (const line of e.details ?? []) console.log(`    | ${line}`);
     }
     const until = sAt ?? own.t1;
-    const rows: [string, number, number][] = [
-      ["overload → decision", own.t0, dAt ?? until],
-      ["decision → new instance running", dAt ?? until, until],
-      ["until the new capacity runs (the figure)", own.t0, until],
-      ["after it runs", until, own.t1],
-      ["whole overload", own.t0, own.t1],
-    ];
+    // No decision for api: nothing scaled it, so the figure is the whole overload.
+    const rows: [string, number, number][] =
+      dAt === undefined
+        ? [["whole overload, no decision for api (the figure)", own.t0, own.t1]]
+        : [
+            ["overload → decision", own.t0, dAt],
+            ["decision → new instance running", dAt, until],
+            ["until the new capacity runs (the figure)", own.t0, until],
+            ["after it runs", until, own.t1],
+            ["whole overload", own.t0, own.t1],
+          ];
     for (const [name, from, to] of rows) {
       const s = span(own.api, from, to);
       const rps = to > from ? (s.n * 1000) / (to - from) : 0;

@@ -23,7 +23,7 @@
 //
 // Usage: node bench/density.ts [--max-apps 40] [--load 20] [--strict] [--breakdown]
 
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
@@ -38,7 +38,7 @@ import {
   schedDelta,
   schedSample,
 } from "./density-breakdown.ts";
-import { verdict, verdictSummary } from "./harness.ts";
+import { realtimeLauncher, verdict, verdictSummary } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -76,7 +76,20 @@ ${critical ? "    criticality: critical\n" : ""}`,
   return dir;
 }
 
-const keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
+/**
+ * The busy apps' connections. Node's client does not follow the gateway's
+ * `Keep-Alive: timeout=5`, so a connection left idle through a phase alone (over
+ * 5 s with --breakdown) could be reused as the gateway closes it (ECONNRESET):
+ * each busy phase opens its own and closes them after.
+ */
+let keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
+
+/** Why the busy apps' requests failed: reason → count (a status, or the error's code). */
+const failures = new Map<string, number>();
+function failure(reason: string): number {
+  failures.set(reason, (failures.get(reason) ?? 0) + 1);
+  return -1;
+}
 
 /** One GET through the gateway; its latency in ms, or -1 when it failed. */
 function hit(gateway: URL, host: string): Promise<number> {
@@ -86,11 +99,13 @@ function hit(gateway: URL, host: string): Promise<number> {
       { host: gateway.hostname, port: gateway.port, path: "/", headers: { host }, agent: keepAlive },
       (res) => {
         res.resume();
-        res.on("end", () => resolve(res.statusCode === 200 ? performance.now() - start : -1));
+        res.on("end", () =>
+          resolve(res.statusCode === 200 ? performance.now() - start : failure(`HTTP ${res.statusCode}`)),
+        );
       },
     );
-    req.setTimeout(5000, () => req.destroy());
-    req.on("error", () => resolve(-1));
+    req.setTimeout(5000, () => req.destroy(new Error("no answer in 5 s")));
+    req.on("error", (err: NodeJS.ErrnoException) => resolve(failure(err.code ?? err.message)));
     req.end();
   });
 }
@@ -109,7 +124,7 @@ async function drive(gateway: URL, host: string, connections: number, until: num
 
 /**
  * The paced load's client, a process of its own (under SCHED_RR where the
- * bench may: pacerLauncher): its event loop is not the one driving the busy
+ * bench may: realtimeLauncher): its event loop is not the one driving the busy
  * apps, and it does not queue for a core behind them, so a latency it
  * measures is the gateway's and the app's. Plain JavaScript, so it loads
  * nothing of herd; its figures go to stdout as JSON.
@@ -151,26 +166,9 @@ setTimeout(() => {
 }, seconds * 1000);
 `;
 
-/**
- * How the pacer starts: under `chrt --rr 1` when this process may give a
- * child real-time priority (root, chrt there, a cgroup with real-time room:
- * tried once), else as a normal process, and the report says which.
- */
-const pacerLauncher: { command: string[]; note: string } = (() => {
-  try {
-    execFileSync("chrt", ["--rr", "1", "true"], { stdio: "ignore" });
-    return { command: ["chrt", "--rr", "1", process.execPath], note: "SCHED_RR" };
-  } catch (err) {
-    return {
-      command: [process.execPath],
-      note: `default policy (chrt --rr failed: ${(err as Error).message.split("\n")[0]}), so its own wait for a core counts`,
-    };
-  }
-})();
-
 /** A light, paced load on `host` for `seconds` (PACER, in its own process): each request's latency (ms) and the failures. */
 function pace(gateway: URL, host: string, seconds: number): Promise<{ latencies: number[]; failed: number }> {
-  const [command, ...args] = pacerLauncher.command;
+  const [command, ...args] = realtimeLauncher.command;
   const data = JSON.stringify({ url: gateway.href, host, seconds, everyMs: CRITICAL_EVERY_MS });
   const child = spawn(command, [...args, "-e", PACER, data], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
@@ -225,6 +223,8 @@ async function main(): Promise<void> {
   const probe = values.breakdown ? await breakdownProbe(herd, apps) : undefined;
   for (let round = 0; round < ROUNDS; round++) {
     const [alone] = await Promise.all([pace(gateway, critical, roundS), probe?.pace(false, roundS)]);
+    keepAlive.destroy();
+    keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
     const until = performance.now() + roundS * 1000;
     const before = probe?.sample();
     const [busy, , ...driven] = await Promise.all([
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
   const busyP99 = p99(busyCritical.latencies);
 
   console.log("\nbench:density (2 cores, 4 GiB offered to herd; default resources per app)");
-  console.log(`  the critical app's client runs under ${pacerLauncher.note}`);
+  console.log(`  the critical app's client runs under ${realtimeLauncher.note}`);
   console.log(
     `  apps held and serving   ${serving.length} of ${apps.length} deployed   goal ≥ 20, all serving   ` +
       verdict("apps held ≥ 20, all serving", serving.length >= 20 && serving.length === apps.length),
@@ -271,6 +271,8 @@ async function main(): Promise<void> {
         failed > 0 && `${failed} requests failed`,
       ),
   );
+  if (failures.size > 0)
+    console.log(`  busy apps' failures    ${[...failures].map(([why, n]) => `${n} × ${why}`).join(", ")}`);
   probe?.report();
 }
 

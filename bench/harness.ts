@@ -385,6 +385,72 @@ export async function startNginx(
 // ---------------------------------------------------------------- verdicts, --strict, paired rounds
 
 /** `--strict` on the command line: the bench exits 1 when a target was missed or its verdict did not count. */
+/**
+ * How a bench starts a measured client of its own (a process): under
+ * `chrt --rr 1` when this process may give a child real-time priority (root,
+ * chrt there, a cgroup with real-time room: tried once), else as a normal
+ * process, and the report says which. Under SCHED_RR it does not queue for a
+ * core behind the load the bench makes on the same machine, as a client on
+ * another machine would not.
+ */
+export const realtimeLauncher: { command: string[]; note: string } = (() => {
+  try {
+    execFileSync("chrt", ["--rr", "1", "true"], { stdio: "ignore" });
+    return { command: ["chrt", "--rr", "1", process.execPath], note: "SCHED_RR" };
+  } catch (err) {
+    return {
+      command: [process.execPath],
+      note: `default policy (chrt --rr failed: ${(err as Error).message.split("\n")[0]}), so its own wait for a core counts`,
+    };
+  }
+})();
+
+/** Answers of a traffic run by pacedTraffic: when each request was sent (Date.now()), its ms, its outcome (undefined = 200). */
+export interface PacedAnswer {
+  sentAt: number;
+  ms: number;
+  outcome: string | undefined;
+}
+
+/**
+ * An open-loop traffic (Poisson arrivals at `rate`, latency from each
+ * request's due time) in a process of its own (bench/traffic-child.ts,
+ * started by realtimeLauncher); `stop` ends it and resolves with every answer.
+ */
+export function pacedTraffic(o: {
+  url: string;
+  host: string;
+  connections: number;
+  rate: number;
+  seconds: number;
+}): { stop: () => Promise<PacedAnswer[]> } {
+  const [command, ...args] = realtimeLauncher.command;
+  const child = spawn(command, [...args, join(import.meta.dirname, "traffic-child.ts"), JSON.stringify(o)], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+  });
+  const closed = new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", resolve);
+  });
+  // Should this process end first, the child's stdin closes, so it stops too.
+  return {
+    stop: async () => {
+      child.stdin.end();
+      const code = await closed;
+      if (code !== 0) throw new Error(`the traffic process (${o.host}) exited with ${code}`);
+      return (JSON.parse(out) as [number, number, string | null][]).map(([sentAt, ms, outcome]) => ({
+        sentAt,
+        ms,
+        outcome: outcome ?? undefined,
+      }));
+    },
+  };
+}
+
 export const STRICT = process.argv.includes("--strict");
 
 /** The command line's arguments after the script, without `--strict`. */

@@ -53,6 +53,10 @@ export interface InstanceCgroup {
   dirs: string[];
   /** A critical instance's real-time budget: the share of each CPU it may take per REALTIME_PERIOD_US (realtimeShare). */
   realtime?: number;
+  /** Its service's criticality (absent in records written before it was kept: normal). */
+  criticality?: Criticality;
+  /** The cores its CPU weight was written for (weightedCores): what setCpuWeight restores after a squeeze (cpu-squeeze.ts). */
+  weight?: number;
 }
 
 /** Limits for one instance. */
@@ -378,6 +382,8 @@ export function createInstanceCgroup(
   for (const d of dirs) mkdirSync(d, { recursive: true });
   const pids = String(limits.pids ?? DEFAULT_PIDS_LIMIT);
   const memory = String(Math.round(limits.memoryBytes));
+  const weight = weightedCores(limits);
+  const kept = { weight, ...(limits.criticality ? { criticality: limits.criticality } : {}) };
   if (support.version === "v2") {
     const [dir] = dirs;
     writeFileSync(join(dir, "memory.max"), memory);
@@ -385,7 +391,7 @@ export function createInstanceCgroup(
     writeIfPresent(join(dir, "memory.swap.max"), "0");
     // An OOM kill takes the whole instance, not one random process of it.
     writeIfPresent(join(dir, "memory.oom.group"), "1");
-    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(weightedCores(limits))));
+    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(weight)));
     writeFileSync(join(dir, "cpu.max"), cpuMaxOf(limits.cpuLimitCores));
     writeFileSync(join(dir, "pids.max"), pids);
   } else {
@@ -396,7 +402,7 @@ export function createInstanceCgroup(
         writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
       }
       if (existsSync(join(dir, "cpu.shares")))
-        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(weightedCores(limits))));
+        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(weight)));
       if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(limits.cpuLimitCores)));
@@ -405,10 +411,23 @@ export function createInstanceCgroup(
     }
     if (limits.criticality === "critical" && support.realtime?.ok) {
       const share = grantRealtime(dirs, realtimeShare(limits, availableParallelism()));
-      if (share !== undefined) return { version: support.version, dirs, realtime: share };
+      if (share !== undefined) return { version: support.version, dirs, realtime: share, ...kept };
     }
   }
-  return { version: support.version, dirs };
+  return { version: support.version, dirs, ...kept };
+}
+
+/**
+ * Writes an instance's CPU weight for `cores` (cpu.weight on v2, cpu.shares
+ * on v1): 0 gives the kernel's least (1 and 2), as cpu-squeeze.ts does to
+ * low-criticality instances while a critical one waits for a CPU.
+ */
+export function setCpuWeight(cg: InstanceCgroup, cores: number): void {
+  if (cg.version === "v2") {
+    writeFileSync(join(cg.dirs[0], "cpu.weight"), String(cpuWeight(cores)));
+    return;
+  }
+  for (const dir of cg.dirs) writeIfPresent(join(dir, "cpu.shares"), String(cpuShares(cores)));
 }
 
 /**

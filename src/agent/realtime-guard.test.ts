@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { judge, newGuardState, runsInRealtime, threadRunTimes } from "./realtime-guard.ts";
+import { judge, newGuardState, runsInRealtime, threadSchedstats } from "./realtime-guard.ts";
 
 /** Run times (ns) of threads, from ms. */
 const ran = (ms: Record<string, number>) => new Map(Object.entries(ms).map(([k, v]) => [k, v * 1e6]));
@@ -58,7 +58,7 @@ test("threads that are new count from their start; the busiest one decides, not 
   assert.equal(judge(g, ran({ a: 150, b: 150, c: 240 }), 1000, 0.5), "demote");
 });
 
-test("thread run times and the policy are read from /proc", (t) => {
+test("thread run and wait times and the policy are read from /proc", (t) => {
   const proc = mkdtempSync(join(tmpdir(), "herd-guard-"));
   t.after(() => rmSync(proc, { recursive: true, force: true }));
   for (const [tid, run] of [
@@ -69,10 +69,10 @@ test("thread run times and the policy are read from /proc", (t) => {
     writeFileSync(join(proc, "7", "task", tid, "schedstat"), `${run}\n`);
   }
   assert.deepEqual(
-    threadRunTimes([7, 99], proc),
+    threadSchedstats([7, 99], proc),
     new Map([
-      ["7/7", 1500],
-      ["7/8", 2500],
+      ["7/7", { runNs: 1500, waitNs: 20, slices: 3 }],
+      ["7/8", { runNs: 2500, waitNs: 10, slices: 1 }],
     ]),
   );
   const stat = (policy: number) =>

@@ -95,11 +95,6 @@ export function threadSchedstats(pids: readonly number[], proc = "/proc"): Map<s
   return stats;
 }
 
-/** Run time so far (ns) of every thread of `pids`, keyed `pid/tid`. */
-export function threadRunTimes(pids: readonly number[], proc = "/proc"): Map<string, number> {
-  return new Map([...threadSchedstats(pids, proc)].map(([k, s]) => [k, s.runNs]));
-}
-
 /**
  * One window: updates `state` from the threads' run times now and says what
  * to do: "demote" (to the default policy), "promote" (back to real time) or

@@ -283,6 +283,59 @@ test("a low service's processes run under SCHED_BATCH (they never preempt on wak
   assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
 });
 
+test("a critical instance that waits for a CPU: low instances get the least weight at once, and their own back when it is calm", async (t) => {
+  if (used === "none")
+    return t.skip("herd runs without cgroups here (needs root and cgroups): nothing was deployed");
+  const crit = cgroupDirs((await running("crit")).id);
+  const low = cgroupDirs((await running("cpu")).id);
+  const file = used === "v2" ? "cpu.weight" : "cpu.shares";
+  const weight = () => {
+    const dir = low.find((x) => existsSync(join(x, file)));
+    return dir ? Number(readFileSync(join(dir, file), "utf8")) : undefined;
+  };
+  // cpu's own: its request (0.1) at a low service's half weight (cgroups.ts cpuWeight, cpuShares).
+  const own = used === "v2" ? 50 : 51;
+  const least = used === "v2" ? 1 : 2;
+  assert.equal(weight(), own);
+  // On failure, what the agent did and when.
+  t.after(() =>
+    t.diagnostic(
+      herd!
+        .output()
+        .split("\n")
+        .filter((l) => /CPU weight|real time|default policy/.test(l))
+        .join("\n"),
+    ),
+  );
+  // Both spin, every thread on CPU 0: crit waits for it (behind its own threads and cpu's).
+  for (const host of ["crit.limits.localhost", "cpu.limits.localhost"]) {
+    assert.equal((await herd!.request(host, "/spin")).status, 200);
+    t.after(() => herd?.request(host, "/rest"));
+  }
+  await sleep(300); // the threads start
+  const { taskset } = await ensureDebianPackages({ taskset: "util-linux" });
+  const pin = (cpus: string) => {
+    for (const pid of [...cgroupPids(crit), ...cgroupPids(low)])
+      execFileSync(taskset, ["-a", "-c", "-p", cpus, String(pid)], { stdio: "ignore" });
+  };
+  pin("0");
+  t.after(() => pin(`0-${availableParallelism() - 1}`));
+  await waitFor("cpu at the least weight", async () => (weight() === least ? true : undefined), 5000);
+  // Squeezed, it gets next to none of CPU 0 (at its own weight, 51 of crit's 410 shares: about 11 %).
+  await sleep(500);
+  const start = cpuAccounting(used, low);
+  const startedAt = process.hrtime.bigint();
+  await sleep(2000);
+  const end = cpuAccounting(used, low);
+  const cores = (end.usageUs - start.usageUs) / (Number(process.hrtime.bigint() - startedAt) / 1000);
+  t.diagnostic(`cpu (low) used ${cores.toFixed(3)} cores of CPU 0 while crit waited for it`);
+  assert.ok(cores < 0.05, `cpu used ${cores.toFixed(3)} cores: did it give way?`);
+
+  // crit calm (cpu still spinning): after 10 s with no critical instance waiting, cpu has its own weight back.
+  assert.equal((await herd!.request("crit.limits.localhost", "/rest")).status, 200);
+  await waitFor("cpu's own weight back", async () => (weight() === own ? true : undefined), 20_000);
+});
+
 /** The gateway's pid (this herd's: another herd on the machine shares herd-platform). */
 const gatewayPids = () => [
   (JSON.parse(readFileSync(join(herd!.dataDir, "gateway", "process.json"), "utf8")) as { pid: number }).pid,
