@@ -277,6 +277,15 @@ export async function run(): Promise<void> {
       `ratio peer / herd, api p99: first ${(dur / 1000).toFixed(1)} s ×${ratio(peerUntil.p99, span(own.api, own.t0, until).p99)}, ` +
         `after ×${ratio(peerAfter.p99, ownAfter.p99)}, whole overload ×${ratio(peerAll.p99, ownAll.p99)}`,
     );
+    // Where the tail is: api's p99 over each 5 s of both runs' overloads.
+    for (const [name, r] of [
+      ["herd", own],
+      ["peer", peer],
+    ] as const) {
+      const slices: string[] = [];
+      for (let from = r.t0; from < r.t1; from += 5000) slices.push(ms(span(r.api, from, from + 5000).p99));
+      console.log(`api p99 per 5 s, ${name} run: ${slices.join(", ")}`);
+    }
     for (const [name, r] of [
       ["herd", own],
       ["peer", peer],
