@@ -6,7 +6,7 @@
  * engine's answer (throttle the low routes, scale out) takes seconds to
  * come. The node answers within one window: every GUARD_INTERVAL_MS the agent
  * reads how long each critical instance's threads waited runnable
- * (/proc/<pid>/task/<tid>/schedstat, realtime-guard.ts threadSchedstats);
+ * (/proc/<pid>/task/<tid>/schedstat; cpu-guard.ts, realtime-guard.ts windowBetween);
  * when one waited SQUEEZE_WAIT of the window and SQUEEZE_WAIT_SHARE of its
  * runnable time, every low-criticality instance on the node gets the
  * kernel's least CPU weight (they keep running on what is left) until
@@ -19,6 +19,8 @@
  * so this acts when it is busy past its budget (or on cgroup v2).
  */
 
+import type { Window } from "./realtime-guard.ts";
+
 /** Of the window: a critical instance waited this long runnable (its threads' waits added up). */
 const SQUEEZE_WAIT = 0.1;
 /** Of its runnable time (run + wait) in the window: it waited this much. */
@@ -30,12 +32,6 @@ const RESQUEEZE_MS = 30_000;
 /** The most windows a release waits for (5 min). */
 const MAX_RELEASE_WINDOWS = 1500;
 
-/** A critical instance's threads' run and wait time so far (ns), added up. */
-export interface CpuTimes {
-  runNs: number;
-  waitNs: number;
-}
-
 /** What the squeeze remembers between windows. */
 export interface SqueezeState {
   squeezed: boolean;
@@ -43,10 +39,8 @@ export interface SqueezeState {
   calm: number;
   /** Calm windows in a row this squeeze needs before its release. */
   releaseAfter: number;
-  /** When the last release was. */
+  /** When the last release was (ms). */
   releasedAt?: number;
-  /** Each critical instance's times at the last window, and when. */
-  last?: { at: number; times: Map<string, CpuTimes> };
 }
 
 export function newSqueezeState(): SqueezeState {
@@ -61,27 +55,26 @@ export interface Contention {
 }
 
 /**
- * One window: updates `state` from each critical instance's times now and
- * says what to do: "squeeze" (the low instances to the least weight, with
- * the instance that waited), "release" (their weights back) or nothing.
+ * One window: updates `state` from what each critical instance's threads
+ * did in it (an instance without a window yet, just started, is left out),
+ * at `now` (ms), and says what to do: "squeeze" (the low instances to the least weight,
+ * with the instance that waited), "release" (their weights back) or nothing.
  */
 export function judgeContention(
   state: SqueezeState,
-  times: Map<string, CpuTimes>,
+  windows: Map<string, Window>,
   now: number,
 ): { action: "squeeze"; by: Contention } | { action: "release" } | undefined {
-  const last = state.last;
-  state.last = { at: now, times };
-  if (!last || now <= last.at) return undefined;
-  const windowMs = now - last.at;
   let by: Contention | undefined;
-  for (const [id, t] of times) {
-    const before = last.times.get(id);
-    if (!before) continue;
-    const waitMs = (t.waitNs - before.waitNs) / 1e6;
-    const runMs = (t.runNs - before.runNs) / 1e6;
-    if (waitMs >= SQUEEZE_WAIT * windowMs && waitMs >= SQUEEZE_WAIT_SHARE * (waitMs + runMs)) {
-      if (!by || waitMs > by.waitMs) by = { id, waitMs, windowMs };
+  for (const [id, w] of windows) {
+    let waitMs = 0;
+    let runMs = 0;
+    for (const t of w.threads.values()) {
+      waitMs += t.waitNs / 1e6;
+      runMs += t.runNs / 1e6;
+    }
+    if (waitMs >= SQUEEZE_WAIT * w.ms && waitMs >= SQUEEZE_WAIT_SHARE * (waitMs + runMs)) {
+      if (!by || waitMs > by.waitMs) by = { id, waitMs, windowMs: w.ms };
     }
   }
   if (by) {

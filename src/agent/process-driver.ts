@@ -47,12 +47,11 @@ import {
   readCgroupUsage,
   readOomKills,
   setCpuLimit,
-  setCpuWeight,
   setParentCpuWeight,
   weighPlatformProcesses,
 } from "./cgroups.ts";
-import { policyLauncher, setRunningPolicy } from "./cpu-policy.ts";
-import { type CpuTimes, judgeContention, newSqueezeState } from "./cpu-squeeze.ts";
+import { CpuGuard, type GuardedInstance } from "./cpu-guard.ts";
+import { policyLauncher } from "./cpu-policy.ts";
 import {
   INSTANCE_ERR_LOG,
   INSTANCE_LOG,
@@ -72,14 +71,6 @@ import {
 } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
-import {
-  GUARD_INTERVAL_MS,
-  type GuardState,
-  judge,
-  newGuardState,
-  runsInRealtime,
-  threadSchedstats,
-} from "./realtime-guard.ts";
 import {
   chownTree,
   detectSandbox,
@@ -167,15 +158,8 @@ export class ProcessDriver implements RuntimeDriver {
   #closed = false;
   /** The cores the instances weigh as together (shareCpu); herd's own processes weigh as much. */
   #sharedCores: number | undefined;
-  /** herd's own process (the gateway) in herd-platform, when that cgroup holds a real-time budget (weighPlatform). */
-  #platform: { pid: number; realtime: boolean } | undefined;
-  /** Real time per critical instance with a budget, by id (#guardCpu). */
-  readonly #guards = new Map<string, GuardState>();
-  /** Whether low-criticality instances give way to a critical one waiting for a CPU (cpu-squeeze.ts). */
-  readonly #squeeze = newSqueezeState();
-  /** The low instances at the least weight now, by id: the cgroup that was written (a restart makes a new one). */
-  readonly #squeezed = new Map<string, InstanceCgroup>();
-  #guardTimer: NodeJS.Timeout | undefined;
+  /** Real time for critical instances and the gateway, and low instances giving way (cpu-guard.ts); with cgroups only. */
+  readonly #cpuGuard: CpuGuard | undefined;
 
   constructor(options: ProcessDriverOptions) {
     this.#stateRoot = options.stateRoot;
@@ -200,7 +184,8 @@ export class ProcessDriver implements RuntimeDriver {
     const root = resolve(this.#stateRoot);
     this.#uids = new UidMap(join(this.#stateRoot, "uids.json"), uidRangeFor(root));
     this.#firewallTable = firewallTable(root);
-    if (this.#support.version !== "none") this.#startGuard();
+    if (this.#support.version !== "none")
+      this.#cpuGuard = new CpuGuard(this.#log, () => this.#runningWithCgroups());
   }
 
   isolation(): Isolation {
@@ -240,7 +225,7 @@ export class ProcessDriver implements RuntimeDriver {
       this.#support.realtime?.ok &&
       grantRealtime([dir], PLATFORM_REALTIME_SHARE, PLATFORM_REALTIME_PERIOD_US) !== undefined
     ) {
-      this.#platform = { pid, realtime: runsInRealtime(pid) };
+      this.#cpuGuard?.watchPlatform(pid);
     }
     return dir;
   }
@@ -446,9 +431,7 @@ export class ProcessDriver implements RuntimeDriver {
             this.#exited(t, null, oomSignal(record.cgroup));
         }, ADOPTED_POLL_MS);
         t.poll.unref();
-        // An agent that died while low instances gave way (cpu-squeeze.ts) left them at the least weight.
-        if (record.cgroup?.criticality === "low" && record.cgroup.weight !== undefined)
-          this.#writeWeight(id, record.cgroup, record.cgroup.weight);
+        if (record.cgroup) this.#cpuGuard?.adopted(id, record.cgroup);
         this.#log.info("adopted", { id, pid: record.pid, port: record.port });
       } else {
         // Died while no agent was watching: exit code unknown (unless the OOM killer left a trace).
@@ -504,11 +487,17 @@ export class ProcessDriver implements RuntimeDriver {
   close(): void {
     this.#closed = true;
     clearInterval(this.#rotateTimer);
-    clearInterval(this.#guardTimer);
+    this.#cpuGuard?.close();
     for (const t of this.#tracked.values()) {
       clearInterval(t.poll);
       t.child?.removeAllListeners("exit");
     }
+  }
+
+  /** The instances running now that have a cgroup (what cpu-guard.ts watches). */
+  *#runningWithCgroups(): Iterable<GuardedInstance> {
+    for (const t of this.#tracked.values())
+      if (!t.record.exit && t.record.cgroup) yield { id: t.record.id, cgroup: t.record.cgroup };
   }
 
   #track(record: InstanceRecord): Tracked {
@@ -545,128 +534,6 @@ export class ProcessDriver implements RuntimeDriver {
     this.#log.info("exited", { id: t.record.id, pid: t.record.pid, code, signal });
     const p = toProcess(t.record);
     for (const listener of this.#listeners) listener(p);
-  }
-
-  #startGuard(): void {
-    if (this.#guardTimer || this.#closed) return;
-    this.#guardTimer = setInterval(() => this.#guardCpu(), GUARD_INTERVAL_MS);
-    this.#guardTimer.unref();
-  }
-
-  /**
-   * One window of the CPU guards. realtime-guard.ts: each critical instance
-   * with a budget runs under SCHED_RR while it stays calm within it (a busy
-   * one goes back to the default policy), and the gateway while any critical
-   * instance with a budget runs here. cpu-squeeze.ts: while a critical
-   * instance waits for a CPU, the low-criticality ones have the least
-   * weight. A failure is logged; the process keeps its policy or weight.
-   */
-  #guardCpu(): void {
-    const now = performance.now();
-    let realtime = false;
-    const times = new Map<string, CpuTimes>();
-    for (const t of this.#tracked.values()) {
-      const cg = t.record.cgroup;
-      const share = cg?.realtime;
-      // Records written before the criticality was kept: a budget means critical.
-      if (t.record.exit || !cg || (cg.criticality !== "critical" && share === undefined)) {
-        this.#guards.delete(t.record.id);
-        continue;
-      }
-      const pids = cgroupPids(cg);
-      const stats = threadSchedstats(pids);
-      let runNs = 0;
-      let waitNs = 0;
-      for (const st of stats.values()) {
-        runNs += st.runNs;
-        waitNs += st.waitNs;
-      }
-      times.set(t.record.id, { runNs, waitNs });
-      if (share === undefined) continue;
-      realtime = true;
-      let guard = this.#guards.get(t.record.id);
-      if (!guard) {
-        // An adopted instance may be in real time already.
-        guard = newGuardState(pids.length > 0 && runsInRealtime(pids[0]));
-        this.#guards.set(t.record.id, guard);
-      }
-      const runs = new Map([...stats].map(([tid, st]) => [tid, st.runNs]));
-      const verdict = judge(guard, runs, now, share);
-      // A switch that failed is undone in the guard: the next window tries again.
-      if (verdict && !this.#switchPolicy(`instance ${t.record.id}`, pids, verdict === "promote"))
-        guard.realtime = verdict !== "promote";
-    }
-    this.#squeezeLow(times, now);
-    // The gateway: in real time while a critical instance runs here, whatever its load. Its
-    // period is short (cgroups.ts PLATFORM_REALTIME_PERIOD_US): held to its budget, it waits
-    // 2.5 ms at most, where at the default policy it waited behind every busy instance.
-    const platform = this.#platform;
-    if (
-      platform &&
-      platform.realtime !== realtime &&
-      this.#switchPolicy("the gateway", processTree(platform.pid), realtime)
-    )
-      platform.realtime = realtime;
-  }
-
-  /** cpu-squeeze.ts: the low instances to the least weight while a critical one waits, and back. */
-  #squeezeLow(times: Map<string, CpuTimes>, now: number): void {
-    const verdict = judgeContention(this.#squeeze, times, now);
-    if (verdict?.action === "squeeze")
-      this.#log.warn(
-        "a critical instance waits for a CPU: low-criticality instances get the least CPU weight",
-        {
-          instance: verdict.by.id,
-          waitedMs: Math.round(verdict.by.waitMs),
-          windowMs: Math.round(verdict.by.windowMs),
-        },
-      );
-    if (verdict?.action === "release") {
-      for (const [id, cg] of this.#squeezed) {
-        const t = this.#tracked.get(id);
-        if (t?.record.cgroup === cg && !t.record.exit && cg.weight !== undefined)
-          this.#writeWeight(id, cg, cg.weight);
-      }
-      this.#log.info(
-        "no critical instance waits for a CPU: low-criticality instances have their weight back",
-        {
-          instances: [...this.#squeezed.keys()],
-        },
-      );
-      this.#squeezed.clear();
-    }
-    if (!this.#squeeze.squeezed) return;
-    // Every window, so a low instance started meanwhile gives way too.
-    for (const t of this.#tracked.values()) {
-      const cg = t.record.cgroup;
-      if (!cg || t.record.exit || cg.criticality !== "low" || this.#squeezed.get(t.record.id) === cg)
-        continue;
-      if (this.#writeWeight(t.record.id, cg, 0)) this.#squeezed.set(t.record.id, cg);
-    }
-  }
-
-  #writeWeight(id: string, cg: InstanceCgroup, cores: number): boolean {
-    try {
-      setCpuWeight(cg, cores);
-      return true;
-    } catch (err) {
-      this.#log.warn("cannot set the CPU weight", { id, cores, err });
-      return false;
-    }
-  }
-
-  /** Moves `pids` (all their threads) to SCHED_RR or the default policy; false (logged) when that failed. */
-  #switchPolicy(what: string, pids: number[], realtime: boolean): boolean {
-    try {
-      setRunningPolicy(pids, realtime);
-      this.#log.info(realtime ? `${what} runs in real time` : `${what} runs at the default policy`, {
-        pids,
-      });
-      return true;
-    } catch (err) {
-      this.#log.warn(`cannot change the scheduling policy of ${what}`, { pids, err });
-      return false;
-    }
   }
 
   /**

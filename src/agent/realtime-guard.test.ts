@@ -3,23 +3,47 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { judge, newGuardState, runsInRealtime, threadSchedstats } from "./realtime-guard.ts";
+import {
+  type GuardState,
+  judge,
+  newGuardState,
+  runsInRealtime,
+  type Sample,
+  threadSchedstats,
+  windowBetween,
+} from "./realtime-guard.ts";
 
-/** Run times (ns) of threads, from ms. */
-const ran = (ms: Record<string, number>) => new Map(Object.entries(ms).map(([k, v]) => [k, v * 1e6]));
+/**
+ * Judges threads' run times so far (ms) read at `at` (ms), as the agent reads
+ * them (cpu-guard.ts): each window between two readings (windowBetween); the
+ * first reading is the baseline.
+ */
+function reader() {
+  let last: Sample | undefined;
+  return (g: GuardState, ms: Record<string, number>, at: number, share: number) => {
+    const threads = new Map(
+      Object.entries(ms).map(([k, v]) => [k, { runNs: v * 1e6, waitNs: 0, slices: 0 }]),
+    );
+    const sample = { at, threads };
+    const window = windowBetween(last, sample);
+    last = sample;
+    return window && judge(g, window, share);
+  };
+}
 
 test("a calm process enters real time after 1 s of calm windows; busy near its budget, it leaves at once", () => {
   const share = 0.1; // 50 ms of a 500 ms window on one CPU
   const g = newGuardState(false);
-  assert.equal(judge(g, ran({ a: 0 }), 0, share), undefined, "the first window is the baseline");
+  const read = reader();
+  assert.equal(read(g, { a: 0 }, 0, share), undefined, "the first window is the baseline");
   const verdicts = [];
-  for (let w = 1; w <= 5; w++) verdicts.push(judge(g, ran({ a: 10 * w }), 500 * w, share));
+  for (let w = 1; w <= 5; w++) verdicts.push(read(g, { a: 10 * w }, 500 * w, share));
   assert.deepEqual(verdicts, [undefined, undefined, undefined, undefined, "promote"]);
   assert.equal(g.realtime, true);
   // 35 ms of 50: under 80 %, stays.
-  assert.equal(judge(g, ran({ a: 85 }), 3000, share), undefined);
+  assert.equal(read(g, { a: 85 }, 3000, share), undefined);
   // The busiest thread ran 45 ms of its 50: out.
-  assert.equal(judge(g, ran({ a: 130, b: 5 }), 3500, share), "demote");
+  assert.equal(read(g, { a: 130, b: 5 }, 3500, share), "demote");
   assert.equal(g.realtime, false);
 });
 
@@ -27,35 +51,37 @@ test("after a demotion it needs 10 s of calm to return; one busy window starts t
   const share = 0.2;
   const windowMs = 200;
   const g = newGuardState(true);
+  const read = reader();
   let t = 0;
   let ms = 0;
-  judge(g, ran({ a: ms }), t, share);
+  read(g, { a: ms }, t, share);
   ms += windowMs * share; // all of its share
   t += windowMs;
-  assert.equal(judge(g, ran({ a: ms }), t, share), "demote");
+  assert.equal(read(g, { a: ms }, t, share), "demote");
   const calmWindows = (n: number) => {
     const verdicts = [];
     for (let i = 0; i < n; i++) {
       ms += 1;
       t += windowMs;
-      verdicts.push(judge(g, ran({ a: ms }), t, share));
+      verdicts.push(read(g, { a: ms }, t, share));
     }
     return verdicts;
   };
   assert.deepEqual(calmWindows(49), Array(49).fill(undefined));
   ms += windowMs * share * 0.8; // 80 % of its share: not calm
   t += windowMs;
-  assert.equal(judge(g, ran({ a: ms }), t, share), undefined);
+  assert.equal(read(g, { a: ms }, t, share), undefined);
   assert.deepEqual(calmWindows(49), Array(49).fill(undefined));
   assert.deepEqual(calmWindows(1), ["promote"]);
 });
 
 test("threads that are new count from their start; the busiest one decides, not the sum", () => {
   const g = newGuardState(true);
-  judge(g, ran({ a: 0 }), 0, 0.5);
+  const read = reader();
+  read(g, { a: 0 }, 0, 0.5);
   // Two threads at 150 ms each of a 250 ms budget: each under 80 %, though together over it.
-  assert.equal(judge(g, ran({ a: 150, b: 150 }), 500, 0.5), undefined);
-  assert.equal(judge(g, ran({ a: 150, b: 150, c: 240 }), 1000, 0.5), "demote");
+  assert.equal(read(g, { a: 150, b: 150 }, 500, 0.5), undefined);
+  assert.equal(read(g, { a: 150, b: 150, c: 240 }, 1000, 0.5), "demote");
 });
 
 test("thread run and wait times and the policy are read from /proc", (t) => {

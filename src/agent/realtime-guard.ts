@@ -39,8 +39,6 @@ export interface GuardState {
   calm: number;
   /** Whether it was ever demoted (then it needs CALM_WINDOWS to return, not START_CALM_WINDOWS). */
   demoted: boolean;
-  /** Run time (ns) of each thread at the last window, and when. */
-  last?: { at: number; runNs: Map<string, number> };
 }
 
 export function newGuardState(realtime: boolean): GuardState {
@@ -95,27 +93,41 @@ export function threadSchedstats(pids: readonly number[], proc = "/proc"): Map<s
   return stats;
 }
 
+/** One reading of threads' schedstat (threadSchedstats), and when (performance.now(), ms). */
+export interface Sample {
+  at: number;
+  threads: Map<string, ThreadSchedstat>;
+}
+
+/** What threads did between two readings: each one's run and wait (ns), and the window's length (ms). */
+export interface Window {
+  ms: number;
+  threads: Map<string, { runNs: number; waitNs: number }>;
+}
+
 /**
- * One window: updates `state` from the threads' run times now and says what
- * to do: "demote" (to the default policy), "promote" (back to real time) or
- * nothing. `share` is the process's real-time share of each CPU (0–1).
+ * The window between two readings of the same threads; undefined for the
+ * first reading. A thread born in the window counts from its start.
  */
-export function judge(
-  state: GuardState,
-  runNs: Map<string, number>,
-  now: number,
-  share: number,
-): "demote" | "promote" | undefined {
-  const last = state.last;
-  state.last = { at: now, runNs };
-  if (!last || now <= last.at) return undefined;
-  const windowNs = (now - last.at) * 1e6;
-  let busiest = 0;
-  for (const [tid, ns] of runNs) {
-    const before = last.runNs.get(tid);
-    // A thread born in this window counts from its start.
-    busiest = Math.max(busiest, ns - (before ?? 0));
+export function windowBetween(last: Sample | undefined, now: Sample): Window | undefined {
+  if (!last || now.at <= last.at) return undefined;
+  const threads = new Map<string, { runNs: number; waitNs: number }>();
+  for (const [tid, st] of now.threads) {
+    const before = last.threads.get(tid);
+    threads.set(tid, { runNs: st.runNs - (before?.runNs ?? 0), waitNs: st.waitNs - (before?.waitNs ?? 0) });
   }
+  return { ms: now.at - last.at, threads };
+}
+
+/**
+ * One window of a process group's threads: updates `state` and says what to
+ * do: "demote" (to the default policy), "promote" (back to real time) or
+ * nothing. `share` is its real-time share of each CPU (0–1).
+ */
+export function judge(state: GuardState, window: Window, share: number): "demote" | "promote" | undefined {
+  let busiest = 0;
+  for (const t of window.threads.values()) busiest = Math.max(busiest, t.runNs);
+  const windowNs = window.ms * 1e6;
   const used = busiest / windowNs / share;
   if (state.realtime) {
     if (used < DEMOTE_AT) return undefined;

@@ -283,6 +283,14 @@ test("a low service's processes run under SCHED_BATCH (they never preempt on wak
   assert.ok(normal.length > 0 && normal.every((p) => p === "0"), `normal: ${normal}`);
 });
 
+/** herd's log lines that match `pattern`: on a failure, what the agent switched or wrote and when. */
+const agentLines = (pattern: RegExp) =>
+  herd!
+    .output()
+    .split("\n")
+    .filter((l) => pattern.test(l))
+    .join("\n");
+
 test("a critical instance that waits for a CPU: low instances get the least weight at once, and their own back when it is calm", async (t) => {
   if (used === "none")
     return t.skip("herd runs without cgroups here (needs root and cgroups): nothing was deployed");
@@ -298,15 +306,7 @@ test("a critical instance that waits for a CPU: low instances get the least weig
   const least = used === "v2" ? 1 : 2;
   assert.equal(weight(), own);
   // On failure, what the agent did and when.
-  t.after(() =>
-    t.diagnostic(
-      herd!
-        .output()
-        .split("\n")
-        .filter((l) => /CPU weight|real time|default policy/.test(l))
-        .join("\n"),
-    ),
-  );
+  t.after(() => t.diagnostic(agentLines(/CPU weight|real time|default policy/)));
   // Both spin, every thread on CPU 0: crit waits for it (behind its own threads and cpu's).
   for (const host of ["crit.limits.localhost", "cpu.limits.localhost"]) {
     assert.equal((await herd!.request(host, "/spin")).status, 200);
@@ -362,15 +362,7 @@ test("v1 real time: a calm critical instance and the gateway run under SCHED_RR;
     15_000,
   );
   // On failure, what the agent switched and when.
-  t.after(() =>
-    t.diagnostic(
-      herd!
-        .output()
-        .split("\n")
-        .filter((l) => /real time|default policy|scheduling policy/.test(l))
-        .join("\n"),
-    ),
-  );
+  t.after(() => t.diagnostic(agentLines(/real time|default policy|scheduling policy/)));
   const gateway = await waitFor("the gateway in real time", async () =>
     allIn(gatewayPids(), "2") ? gatewayPids() : undefined,
   );

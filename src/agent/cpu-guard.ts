@@ -1,0 +1,175 @@
+/**
+ * The process driver's CPU guards, one window every GUARD_INTERVAL_MS over
+ * one reading of each critical instance's threads (their schedstat):
+ *
+ *   critical instances ─► threadSchedstats ─► windowBetween(last, now) ─┬─► judge (realtime-guard.ts):
+ *                                                                         │     SCHED_RR while calm within
+ *                                                                         │     its budget, else the default
+ *                                                                         └─► judgeContention (cpu-squeeze.ts):
+ *                                                                               low instances at the least
+ *                                                                               weight while one waits
+ *   the gateway (herd-platform, with a real-time budget) ─► SCHED_RR while a critical instance
+ *                                                            with a budget runs here
+ *
+ * A failure to switch a policy or write a weight is logged; the next window
+ * tries again.
+ */
+
+import type { Logger } from "../common/log.ts";
+import { cgroupPids, type InstanceCgroup, processTree, setCpuWeight } from "./cgroups.ts";
+import { setRunningPolicy } from "./cpu-policy.ts";
+import { judgeContention, newSqueezeState } from "./cpu-squeeze.ts";
+import {
+  GUARD_INTERVAL_MS,
+  type GuardState,
+  judge,
+  newGuardState,
+  runsInRealtime,
+  type Sample,
+  threadSchedstats,
+  type Window,
+  windowBetween,
+} from "./realtime-guard.ts";
+
+/** A running instance with its cgroup, as the driver tracks it. */
+export interface GuardedInstance {
+  id: string;
+  cgroup: InstanceCgroup;
+}
+
+export class CpuGuard {
+  readonly #log: Logger;
+  readonly #running: () => Iterable<GuardedInstance>;
+  /** Each critical instance's last reading, by id. */
+  readonly #last = new Map<string, Sample>();
+  /** Real time per critical instance with a budget, by id. */
+  readonly #realtime = new Map<string, GuardState>();
+  readonly #squeeze = newSqueezeState();
+  /** The low instances at the least weight now, by id: the cgroup that was written (a restart makes a new one). */
+  readonly #squeezed = new Map<string, InstanceCgroup>();
+  /** herd's gateway, once its cgroup holds a real-time budget (watchPlatform). */
+  #platform: { pid: number; realtime: boolean } | undefined;
+  readonly #timer: NodeJS.Timeout;
+
+  /** Starts the windows over the instances `running` lists each time. */
+  constructor(log: Logger, running: () => Iterable<GuardedInstance>) {
+    this.#log = log;
+    this.#running = running;
+    this.#timer = setInterval(() => this.#window(), GUARD_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** The gateway `pid` (its cgroup has a real-time budget): in real time while a critical instance runs. */
+  watchPlatform(pid: number): void {
+    this.#platform = { pid, realtime: runsInRealtime(pid) };
+  }
+
+  /** An adopted low instance gets its own weight back: an agent that died while it gave way left it at the least. */
+  adopted(id: string, cg: InstanceCgroup): void {
+    if (cg.criticality === "low" && cg.weight !== undefined) this.#writeWeight(id, cg, cg.weight);
+  }
+
+  #window(): void {
+    const now = performance.now();
+    let realtime = false;
+    const windows = new Map<string, Window>();
+    const seen = new Set<string>();
+    const running = [...this.#running()];
+    for (const { id, cgroup: cg } of running) {
+      const share = cg.realtime;
+      // Records written before the criticality was kept: a budget means critical.
+      if (cg.criticality !== "critical" && share === undefined) continue;
+      seen.add(id);
+      const pids = cgroupPids(cg);
+      const sample = { at: now, threads: threadSchedstats(pids) };
+      const window = windowBetween(this.#last.get(id), sample);
+      this.#last.set(id, sample);
+      if (window) windows.set(id, window);
+      if (share === undefined) continue;
+      realtime = true;
+      let guard = this.#realtime.get(id);
+      if (!guard) {
+        // An adopted instance may be in real time already.
+        guard = newGuardState(pids.length > 0 && runsInRealtime(pids[0]));
+        this.#realtime.set(id, guard);
+      }
+      const verdict = window && judge(guard, window, share);
+      // A switch that failed is undone in the guard: the next window tries again.
+      if (verdict && !this.#switchPolicy(`instance ${id}`, pids, verdict === "promote"))
+        guard.realtime = verdict !== "promote";
+    }
+    for (const id of this.#last.keys()) {
+      if (seen.has(id)) continue;
+      this.#last.delete(id);
+      this.#realtime.delete(id);
+    }
+    this.#squeezeLow(running, windows, now);
+    // The gateway: in real time while a critical instance runs here, whatever its load. Its
+    // period is short (cgroups.ts PLATFORM_REALTIME_PERIOD_US): held to its budget, it waits
+    // 2.5 ms at most, where at the default policy it waited behind every busy instance.
+    const platform = this.#platform;
+    if (
+      platform &&
+      platform.realtime !== realtime &&
+      this.#switchPolicy("the gateway", processTree(platform.pid), realtime)
+    )
+      platform.realtime = realtime;
+  }
+
+  /** cpu-squeeze.ts: the low instances to the least weight while a critical one waits, and back. */
+  #squeezeLow(running: GuardedInstance[], windows: Map<string, Window>, now: number): void {
+    const verdict = judgeContention(this.#squeeze, windows, now);
+    if (verdict?.action === "squeeze")
+      this.#log.warn(
+        "a critical instance waits for a CPU: low-criticality instances get the least CPU weight",
+        {
+          instance: verdict.by.id,
+          waitedMs: Math.round(verdict.by.waitMs),
+          windowMs: Math.round(verdict.by.windowMs),
+        },
+      );
+    if (verdict?.action === "release") {
+      for (const { id, cgroup: cg } of running)
+        if (this.#squeezed.get(id) === cg && cg.weight !== undefined) this.#writeWeight(id, cg, cg.weight);
+      this.#log.info(
+        "no critical instance waits for a CPU: low-criticality instances have their weight back",
+        { instances: [...this.#squeezed.keys()] },
+      );
+      this.#squeezed.clear();
+    }
+    if (!this.#squeeze.squeezed) return;
+    // Every window, so a low instance started meanwhile gives way too.
+    for (const { id, cgroup: cg } of running) {
+      if (cg.criticality !== "low" || this.#squeezed.get(id) === cg) continue;
+      if (this.#writeWeight(id, cg, 0)) this.#squeezed.set(id, cg);
+    }
+  }
+
+  #writeWeight(id: string, cg: InstanceCgroup, cores: number): boolean {
+    try {
+      setCpuWeight(cg, cores);
+      return true;
+    } catch (err) {
+      this.#log.warn("cannot set the CPU weight", { id, cores, err });
+      return false;
+    }
+  }
+
+  /** Moves `pids` (all their threads) to SCHED_RR or the default policy; false (logged) when that failed. */
+  #switchPolicy(what: string, pids: number[], realtime: boolean): boolean {
+    try {
+      setRunningPolicy(pids, realtime);
+      this.#log.info(realtime ? `${what} runs in real time` : `${what} runs at the default policy`, {
+        pids,
+      });
+      return true;
+    } catch (err) {
+      this.#log.warn(`cannot change the scheduling policy of ${what}`, { pids, err });
+      return false;
+    }
+  }
+}
