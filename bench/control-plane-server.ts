@@ -8,8 +8,9 @@
 // HERD_ROOT=<checkout> runs another checkout's server (e.g. main before a change).
 //
 // HERD_BENCH_PROFILE=<file.cpuprofile> profiles the server (node:inspector) from
-// start to SIGTERM and writes the profile first thing on SIGTERM, before the
-// server closes (`--cpu-prof` would lose it when a slow close is SIGKILLed).
+// the first SIGUSR2 (the bench sends it when the ramp starts) to the second (the
+// ramp's end) or SIGTERM, and writes the profile then (`--cpu-prof` would cover
+// the seeding and the rest too, and lose it all when a slow close is SIGKILLed).
 //
 // Usage: node bench/control-plane-server.ts --nodes N --apps A
 
@@ -37,10 +38,23 @@ const { silentLogger } = (await import(
 
 const profileFile = process.env.HERD_BENCH_PROFILE;
 const profiler = profileFile ? new Session() : undefined;
+let profiling = false;
+const writeProfile = async () => {
+  if (!profiler || !profileFile || !profiling) return;
+  profiling = false;
+  const { profile } = await profiler.post("Profiler.stop");
+  writeFileSync(profileFile, JSON.stringify(profile));
+};
 if (profiler) {
   profiler.connect();
   await profiler.post("Profiler.enable");
-  await profiler.post("Profiler.start");
+  process.on("SIGUSR2", () => {
+    if (profiling) void writeProfile();
+    else {
+      profiling = true;
+      void profiler.post("Profiler.start");
+    }
+  });
 }
 
 const dir = mkdtempSync(join(tmpdir(), "herd-bench-cp-"));
@@ -98,10 +112,7 @@ process.stdout.write(
 );
 
 const stop = async () => {
-  if (profiler && profileFile) {
-    const { profile } = await profiler.post("Profiler.stop");
-    writeFileSync(profileFile, JSON.stringify(profile));
-  }
+  await writeProfile();
   await server.close().catch(() => {});
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);

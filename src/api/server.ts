@@ -299,7 +299,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // The one scale path (`herd scale`, the autoscaler): quota, the count, an event, what cannot be placed.
       scale: async (tenant, app, service, count, why) => {
         await scaleServices(
-          { store, events, unit: settings.unit },
+          {
+            store,
+            events,
+            unit: settings.unit,
+            informer: controllers.informer,
+            cluster: () => controllers.services.clusterState(),
+          },
           { tenant, app, services: { [service]: count }, why },
         );
       },

@@ -37,18 +37,21 @@ after(async () => {
 const WEB = { app: "shop", service: "web" };
 
 /**
- * More writes than the store keeps history for (and than one watcher may
- * buffer), all before any watcher can run: the puts commit synchronously and
- * nothing else gets a turn until the loop ends. Returns the last revision.
+ * More writes than the store keeps history for, in a way a watcher that
+ * streams over HTTP falls behind: one commit of twice the limit (a watcher
+ * takes one commit whole, however large), then one more commit, which finds
+ * it still more than the limit behind (it writes a socket's worth a turn).
+ * The last write leaves `key` running on `port`. Returns the last revision.
  */
 async function burst(key: string, port: number): Promise<number> {
   const writes = [];
-  for (let n = 0; n <= DEFAULT_HISTORY_LIMIT; n++) {
+  for (let n = 0; n < 2 * DEFAULT_HISTORY_LIMIT; n++) {
     writes.push(
-      server.store.put("instance", key, testInstance(key, WEB, "local", port, n % 2 ? "ready" : "running")),
+      server.store.put("instance", key, testInstance(key, WEB, "local", port, n % 2 ? "running" : "ready")),
     );
   }
   await Promise.all(writes);
+  await server.store.put("instance", key, testInstance(key, WEB, "local", port, "running"));
   return server.store.revision();
 }
 

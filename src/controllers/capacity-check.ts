@@ -9,7 +9,12 @@
 
 import { type Instance, type Node, type Service, serviceKey } from "../model/objects.ts";
 import { ClusterState, type PlacedInstance } from "../scheduler/cluster-state.ts";
-import { holdsResources, type PlacementRequest, schedulerNode } from "../scheduler/scheduler.ts";
+import {
+  copiesThatFit,
+  holdsResources,
+  type PlacementRequest,
+  schedulerNode,
+} from "../scheduler/scheduler.ts";
 import { findShortfall, type Shortfall } from "../scheduler/shortfall.ts";
 import { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
@@ -131,23 +136,62 @@ export interface Unplaced extends Shortfall {
 /**
  * For each named service of an app, how many of its desired instances
  * cannot be placed on today's nodes and why (services that fit are left out).
+ *
+ * With `live` (the scheduler's kept view, controllers/cluster-view.ts, read
+ * from the synced informer) a service whose missing instances plainly fit
+ * among what is free now is answered from it at once: replaying every
+ * placement on a cluster built for the question costs milliseconds per call
+ * with thousands of instances. What does not plainly fit gets the full,
+ * generous question (serviceShortfall).
  */
 export async function appShortfalls(
   source: Store | Informer,
   tenant: string,
   app: string,
   names: string[],
+  live?: () => ClusterState,
 ): Promise<Unplaced[]> {
+  const informer = source instanceof Informer ? source : undefined;
+  if (informer) await informer.sync();
+  const plainlyFits = (svc: Service) => {
+    if (!informer || !live || svc.spec.mode === "pet") return false;
+    // Its instances of this release that already hold their share stay where they are.
+    const placed = informer
+      .by<Instance>("instance", "service", serviceKey(svc.tenant, svc.app, svc.name))
+      .filter(
+        (o) =>
+          o.value.desired === "running" &&
+          o.value.release === svc.release &&
+          o.value.node !== null &&
+          holdsResources(o.value),
+      ).length;
+    const missing = svc.instances - placed;
+    if (missing <= 0) return true;
+    const request = placementRequest(svc, {
+      id: `${svc.app}-${svc.name}-planned`,
+      mode: svc.spec.mode,
+      node: null,
+      resources: svc.spec.resources,
+    });
+    const fit = copiesThatFit(live(), request, missing);
+    return fit !== undefined && fit >= missing;
+  };
   const read = async <T>(kind: "service" | "node" | "instance") =>
-    source instanceof Informer ? source.list<T>(kind) : (await source.list<T>(kind)).items;
-  if (source instanceof Informer) await source.sync();
+    informer ? informer.list<T>(kind) : (await (source as Store).list<T>(kind)).items;
+  const wanted: Service[] = [];
+  for (const name of names) {
+    const svc = informer
+      ? informer.get<Service>("service", serviceKey(tenant, app, name))?.value
+      : (await (source as Store).get<Service>("service", serviceKey(tenant, app, name)))?.value;
+    if (svc && svc.instances > 0 && !plainlyFits(svc)) wanted.push(svc);
+  }
+  if (wanted.length === 0) return [];
   const services = new Map((await read<Service>("service")).map((o) => [o.key, o.value]));
   const nodes = (await read<Node>("node")).map((o) => o.value);
   const instances = (await read<Instance>("instance")).map((o) => o.value);
   const out: Unplaced[] = [];
-  for (const name of names) {
-    const svc = services.get(serviceKey(tenant, app, name));
-    if (!svc) continue;
+  for (const svc of wanted) {
+    const name = svc.name;
     const short = serviceShortfall(svc, svc.instances, nodes, instances, services);
     if (short) out.push({ service: name, ...short });
   }

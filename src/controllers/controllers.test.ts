@@ -924,14 +924,23 @@ test("a scale says how many of the asked instances cannot be placed, and why; th
   const { h } = await fullNode(0.4, { instances: 1 });
   const o = (await h.store.get<Service>("service", "default/hello/web"))!;
   await h.store.put("service", o.key, { ...o.value, instances: 12, state: "scaling" });
-  assert.deepEqual(await appShortfalls(h.store, "default", "hello", ["web"]), [
+  const short = [
     {
       service: "web",
       unplaced: 8,
       of: 12,
       message: "8 of 12 instances cannot be placed: needs 1.2 CPU, 0.4 free on 1 node: n1 0.4 free of 0.4",
     },
-  ]);
+  ];
+  assert.deepEqual(await appShortfalls(h.store, "default", "hello", ["web"]), short);
+  // From the informer with the scheduler's live view: what does not plainly fit gets the full question.
+  const live = () => h.m.services.clusterState();
+  assert.deepEqual(await appShortfalls(h.m.informer, "default", "hello", ["web"], live), short);
+  await h.store.put("service", o.key, { ...o.value, instances: 4, state: "scaling" });
+  assert.deepEqual(await appShortfalls(h.m.informer, "default", "hello", ["web"], live), [], "4 fit");
+  await h.store.put("service", o.key, { ...o.value, instances: 5, state: "scaling" });
+  assert.equal((await appShortfalls(h.m.informer, "default", "hello", ["web"], live))[0]?.unplaced, 1);
+  await h.store.put("service", o.key, { ...o.value, instances: 12, state: "scaling" });
   await settle(h);
   const all = (await instancesOf(h)).filter((i) => i.desired === "running");
   assert.equal(all.filter((i) => i.node === "n1").length, 4);

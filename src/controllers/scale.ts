@@ -14,6 +14,7 @@
 
 import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { type App, appKey, type Resources, type Service, serviceKey } from "../model/objects.ts";
+import type { ClusterState } from "../scheduler/cluster-state.ts";
 import type { Informer } from "../store/informer.ts";
 import type { Store } from "../store/store.ts";
 import { appShortfalls, type Unplaced } from "./capacity-check.ts";
@@ -27,6 +28,8 @@ export interface ScaleDeps {
   unit: Resources;
   /** Where the shortfall reads nodes, instances and services (absent: whole-kind store lists). */
   informer?: Informer;
+  /** The scheduler's live view (ServiceController.clusterState): a scale that plainly fits is answered from it. */
+  cluster?: () => ClusterState;
 }
 
 /** A change of instance counts of one app's services. */
@@ -146,7 +149,13 @@ export async function scaleServices(deps: ScaleDeps, req: ScaleRequest): Promise
     };
     await events.record(event);
   }
-  const unplaced = await appShortfalls(deps.informer ?? store, tenant, app, Object.keys(wanted));
+  const unplaced = await appShortfalls(
+    deps.informer ?? store,
+    tenant,
+    app,
+    Object.keys(wanted),
+    deps.cluster,
+  );
   for (const u of unplaced) {
     await events.record({
       tenant,

@@ -21,6 +21,7 @@ import {
   type Service,
 } from "../model/objects.ts";
 import { qosClass } from "../model/qos.ts";
+import type { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placementRequest, serviceShortfall } from "./capacity-check.ts";
@@ -70,6 +71,11 @@ export class ServiceController {
   constructor(ctx: Context) {
     this.#ctx = ctx;
     this.#view = new ClusterView(ctx.informer);
+  }
+
+  /** The scheduler's kept view of the cluster, with its placements so far: for reading only (capacity checks). */
+  clusterState(): ClusterState {
+    return this.#view.state();
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ClusterState, type PlacedInstance, type SchedulerNode } from "./cluster-state.ts";
-import { type PlacementRequest, SAMPLE, Scheduler } from "./scheduler.ts";
+import { copiesThatFit, type PlacementRequest, SAMPLE, Scheduler } from "./scheduler.ts";
 import { findShortfall } from "./shortfall.ts";
 
 const GiB = 1024 ** 3;
@@ -310,4 +310,47 @@ test("runtime: a service that asks for docker goes only to nodes whose agent has
   assert.equal(where(s, request()), "a", "the process driver is on every node");
   const none = new Scheduler(new ClusterState([node("a"), node("c")])).place(request({ runtime: "docker" }));
   assert.equal(none.node === null && none.message, "2 nodes: 2 runtime driver missing");
+});
+
+test("copiesThatFit counts what fits as it is, per node the scarcer of CPU and memory, and agrees with placing them", () => {
+  const nodes = [
+    node("a"), // 2 CPU, 4 GiB: 8 quarters
+    node("b", { allocatable: { cpu: 2, memory: GiB } }), // memory for 4
+    node("c", { taints: [{ key: "gpu" }] }), // untolerated
+    node("d", { schedulable: false }),
+    node("e", { ready: false }),
+  ];
+  const state = () => new ClusterState(nodes, [placed("a", { resources: { cpu: 0.7, memory: 0 } })]);
+  // a: 1.3 CPU left → 5 quarters; b: 4; c, d, e: none.
+  assert.equal(copiesThatFit(state(), request(), 100), 9);
+  assert.equal(copiesThatFit(state(), request({ tolerations: [{ key: "gpu" }] }), 100), 17);
+  assert.equal(copiesThatFit(state(), request(), 3), 5, "stops at the first node that reaches enough");
+  assert.equal(copiesThatFit(state(), request({ nodeSelector: { disk: "ssd" } }), 100), 0);
+  // The same as placing them one by one: the 10th finds no room.
+  const s = new Scheduler(state());
+  const placedCount = Array.from({ length: 10 }, () => where(s, request())).filter((n) => n !== null).length;
+  assert.equal(placedCount, 9);
+  // Exact quarters fill a node to the last one (the CPU filter's tolerance, k times over).
+  assert.equal(
+    copiesThatFit(new ClusterState([node("x")]), request({ resources: { cpu: 0.1, memory: 1 } }), 100),
+    20,
+  );
+});
+
+test("copiesThatFit does not answer where one copy changes where the next may go", () => {
+  const state = new ClusterState([node("a"), node("b")]);
+  assert.equal(
+    copiesThatFit(state, request({ antiAffinity: [{ service: "t/app/web", required: true }] }), 5),
+    undefined,
+  );
+  assert.equal(
+    copiesThatFit(state, request({ affinity: [{ service: "t/app/db", required: true }] }), 5),
+    undefined,
+  );
+  assert.equal(copiesThatFit(state, request({ node: "a" }), 5), undefined);
+  // Preferred terms only score: copies stay independent.
+  assert.equal(
+    copiesThatFit(state, request({ antiAffinity: [{ service: "t/app/web", required: false }] }), 100),
+    16,
+  );
 });

@@ -443,6 +443,36 @@ export function nodesWithRoomFor(state: ClusterState, request: PlacementRequest)
   return nodes;
 }
 
+/**
+ * How many copies of `request` fit on `state` as it is, without preempting
+ * anything, counting up to `enough` at least (it stops there): a quick "do N
+ * more fit?" for capacity checks. Undefined when copies are not independent
+ * of each other (required affinity or anti-affinity, where one placement
+ * changes where the next may go; a pet bound to its node).
+ */
+export function copiesThatFit(
+  state: ClusterState,
+  request: PlacementRequest,
+  enough: number,
+): number | undefined {
+  if (
+    request.node !== undefined ||
+    request.affinity?.some((t) => t.required) ||
+    request.antiAffinity?.some((t) => t.required)
+  )
+    return undefined;
+  const { cpu, memory } = request.resources;
+  let fit = 0;
+  for (const n of nodesWithRoomFor(state, request)) {
+    // The CPU filter's tolerance, k times over: free >= k × cpu - 1e-9.
+    const byCpu = cpu > 0 ? Math.floor((state.cpuFree[n] + 1e-9) / cpu) : Number.POSITIVE_INFINITY;
+    const byMemory = memory > 0 ? Math.floor(state.memoryFree[n] / memory) : Number.POSITIVE_INFINITY;
+    fit += Math.max(0, Math.min(byCpu, byMemory));
+    if (fit >= enough) return fit;
+  }
+  return fit;
+}
+
 /** Runs every filter over every node; each node counts under the first filter it fails. */
 function explainNodes(state: ClusterState, request: PlacementRequest): Record<string, number> {
   const prepared = FILTERS.map((f) => ({ reason: f.reason, check: f.prepare(state, request) }));

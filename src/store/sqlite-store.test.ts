@@ -137,6 +137,38 @@ test("sqlite: a watcher more than historyLimit changes behind ends with gone", a
   });
 });
 
+test("sqlite: one commit larger than historyLimit reaches a watcher that keeps up, whole", async () => {
+  await withTempDir(async (dir) => {
+    const store = SqliteStore.open(join(dir, "store.db"), { historyLimit: 5 });
+    const controller = new AbortController();
+    try {
+      const events = store.watch({ signal: controller.signal })[Symbol.asyncIterator]();
+      const first = events.next();
+      // Twenty puts in one turn: one transaction, published at once.
+      await Promise.all(Array.from({ length: 20 }, (_, n) => store.put("event", `e${n}`, { n })));
+      const keys = [((await first).value as { key: string }).key];
+      while (keys.length < 20) keys.push(((await events.next()).value as { key: string }).key);
+      assert.deepEqual(
+        keys,
+        Array.from({ length: 20 }, (_, n) => `e${n}`),
+      );
+      // Still a watcher more than the limit behind before a commit is cut off.
+      for (let n = 0; n < 7; n++) await store.put("event", `f${n}`, { n });
+      const seen: string[] = [];
+      await assert.rejects(
+        (async () => {
+          for (;;) seen.push(((await events.next()).value as { key: string }).key);
+        })(),
+        (err) => isCode(err, "gone"),
+      );
+      assert.ok(seen.length < 7, `gone after ${seen.length} of 7`);
+    } finally {
+      controller.abort();
+      await store.close();
+    }
+  });
+});
+
 /**
  * Runs a writer process that prints each key once its put resolved (after
  * COMMIT), kills it with SIGKILL after 300 keys, and checks that every printed

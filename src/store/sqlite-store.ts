@@ -303,7 +303,7 @@ export class SqliteStore implements Store {
     }
     if (this.#knownRevision !== undefined) this.#knownRevision = this.#revision;
     // Committed: watchers first (in revision order), then the callers.
-    for (const outcome of outcomes) if ("event" in outcome && outcome.event) this.#hub.publish(outcome.event);
+    this.#hub.publishAll(outcomes.flatMap((o) => ("event" in o && o.event ? [o.event] : [])));
     batch.forEach((w, n) => {
       const outcome = outcomes[n] as { event: WatchEvent | undefined } | { error: unknown };
       if ("error" in outcome) w.reject(outcome.error);

@@ -58,16 +58,34 @@ export class WatchHub {
 
   /** Hands a committed change to every interested watcher. Call in revision order. */
   publish(event: WatchEvent): void {
+    this.publishAll([event]);
+  }
+
+  /**
+   * Hands one commit's changes to every interested watcher, in revision
+   * order. A watcher is cut off (`gone`) when it was already `maxBuffered`
+   * behind before this commit: one commit larger than that (a scale that
+   * places 10,000 instances in one transaction) does not cut off watchers that
+   * were keeping up, since they had no turn to take its events in between.
+   */
+  publishAll(events: readonly WatchEvent[]): void {
+    if (events.length === 0) return;
     for (const sub of this.#subscribers) {
-      if (sub.overflowed || (sub.kinds && !sub.kinds.has(event.kind))) continue;
+      if (sub.overflowed) continue;
       if (sub.queue.length - sub.head >= this.#maxBuffered) {
         sub.overflowed = true;
         sub.queue = [];
         sub.head = 0;
-      } else {
-        sub.queue.push(event);
+        sub.wake?.();
+        continue;
       }
-      sub.wake?.();
+      let added = false;
+      for (const event of events) {
+        if (sub.kinds && !sub.kinds.has(event.kind)) continue;
+        sub.queue.push(event);
+        added = true;
+      }
+      if (added) sub.wake?.();
     }
   }
 

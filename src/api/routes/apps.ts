@@ -270,7 +270,13 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
         revisions?: Record<string, number>;
       };
       return scaleServices(
-        { store, events: deps.events, unit: deps.settings.unit, informer: controllers.informer },
+        {
+          store,
+          events: deps.events,
+          unit: deps.settings.unit,
+          informer: controllers.informer,
+          cluster: () => controllers.services.clusterState(),
+        },
         { tenant, app: o.value.name, services, ...(revisions ? { revisions } : {}) },
       );
     },

@@ -67,7 +67,13 @@ export function wakeRoutes(api: FastifyInstance, deps: ApiDeps): void {
           // The shared scale path (quota, event Woken, unplaced instances); based on the revision read
           // above, so two gateways waking at once make one scale.
           await scaleServices(
-            { store, events: deps.events, unit: deps.settings.unit },
+            {
+              store,
+              events: deps.events,
+              unit: deps.settings.unit,
+              informer: deps.controllers.informer,
+              cluster: () => deps.controllers.services.clusterState(),
+            },
             {
               tenant,
               app,
