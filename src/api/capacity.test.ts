@@ -290,13 +290,18 @@ test("GET /capacity: the admin sees every tenant; a tenant's viewer the nodes' t
 
 test("an exit whose status is unknown (an adopted process) is not reported as code 0", async () => {
   await server.store.put("instance", "a-web-2", instance("a-web-2", "a", "n1"));
+  // Heartbeats' transitions are recorded together within settings.eventBatchMs (500 ms): wait for them.
   const exits = async (id: string) => {
-    const events = await apiCall(server, "GET", "/events?tenant=a&app=shop&limit=500", undefined, {
-      token: server.adminToken,
-    });
-    return (events.body.items as { instance?: string; reason: string; message: string }[])
-      .filter((e) => e.instance === id && e.reason === "Exited")
-      .map((e) => e.message);
+    for (let tries = 0; ; tries++) {
+      const events = await apiCall(server, "GET", "/events?tenant=a&app=shop&limit=500", undefined, {
+        token: server.adminToken,
+      });
+      const found = (events.body.items as { instance?: string; reason: string; message: string }[])
+        .filter((e) => e.instance === id && e.reason === "Exited")
+        .map((e) => e.message);
+      if (found.length > 0 || tries === 50) return found;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   };
   const message = "exit status unknown (adopted: started by an earlier agent, so not this agent's child)";
   const hb = await apiCall(

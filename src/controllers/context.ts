@@ -49,6 +49,12 @@ export interface Settings {
    * been building for longer than any build may (its server died).
    */
   sharedStore?: boolean;
+  /**
+   * Instance transitions that heartbeats report are recorded as events
+   * together within this window (node-controller.ts); 0 or absent: each
+   * heartbeat's at once.
+   */
+  eventBatchMs?: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -64,6 +70,7 @@ export const DEFAULT_SETTINGS: Settings = {
   gatewayUrl: "http://127.0.0.1:8080",
   unit: DEFAULT_RESOURCES,
   machineProvider: false,
+  eventBatchMs: 500,
 };
 
 export interface Context {

@@ -10,7 +10,11 @@ import type { Logger } from "../common/log.ts";
 import type { Event } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 
-export type EventInput = Omit<Event, "id" | "time" | "type"> & { type?: Event["type"] };
+export type EventInput = Omit<Event, "id" | "time" | "type"> & {
+  type?: Event["type"];
+  /** When it happened (ms), for one recorded later than that (heartbeats' transitions); absent: now. */
+  at?: number;
+};
 
 /** Listeners see every recorded event (the deploy log follows its deploy's events). */
 export type EventListener = (event: Event) => void;
@@ -32,6 +36,9 @@ function merged(group: EventInput[]): EventInput {
     ...(nodes.size === 1 && first.node ? { node: first.node } : {}),
     reason: first.reason,
     ...(first.type ? { type: first.type } : {}),
+    ...(first.at !== undefined
+      ? { at: Math.min(...group.map((e) => e.at ?? Number.POSITIVE_INFINITY)) }
+      : {}),
     message: `${group.length} instances: ${listed.join("; ")}${more}`,
     count: group.length,
     instances: group.flatMap((e) => (e.instance ? [e.instance] : [])).slice(0, MAX_LISTED),
@@ -56,9 +63,10 @@ export class EventRecorder {
 
   /** Records an event; never throws (an event that cannot be stored is logged). */
   async record(input: EventInput): Promise<Event> {
-    const now = this.#clock.now();
+    const { at, ...fields } = input;
+    const now = at ?? this.#clock.now();
     const event: Event = {
-      ...input,
+      ...fields,
       type: input.type ?? "normal",
       id: timeOrderedId(now),
       time: new Date(now).toISOString(),

@@ -283,6 +283,7 @@ export class ControllerManager {
 
   stop(): void {
     this.#abort.abort();
+    void this.nodes.flushEvents();
     this.autoscaler.stop();
     this.jobs.stop();
     this.previews.stop();

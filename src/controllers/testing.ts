@@ -27,7 +27,8 @@ export function testContext(
     logger: silentLogger,
     events: new EventRecorder(store, clock, silentLogger),
     deployLogs: new DeployLogs(dir),
-    settings: { ...DEFAULT_SETTINGS },
+    // Events at once: tests read them right after the heartbeat that made them.
+    settings: { ...DEFAULT_SETTINGS, eventBatchMs: 0 },
     secrets: new SecretStore(store, Keyring.open(dir)),
     ...extra,
   };

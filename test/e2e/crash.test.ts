@@ -107,15 +107,20 @@ test("Ctrl-C of herd up stops its apps; the next herd up starts the same instanc
   assert.deepEqual(after.map((i) => i.id).sort(), before.map((i) => i.id).sort(), "the same instances");
   // The new herd up's gateway learns them from the store a moment after they run.
   await waitFor("hello served again", async () => (await second.request("hello.localhost")).status === 200);
-  const events = (
-    await second.api<{ items: { reason: string; type: string; count?: number }[] }>(
-      "GET",
-      "/events?app=hello&limit=500",
-    )
-  ).body.items;
-  // Both restarts, as one event each or one for the two (EventRecorder.recordAll).
-  const restarts = events.filter((e) => e.reason === "Restarting").reduce((n, e) => n + (e.count ?? 1), 0);
-  assert.equal(restarts, 2);
+  const list = async () =>
+    (
+      await second.api<{ items: { reason: string; type: string; count?: number }[] }>(
+        "GET",
+        "/events?app=hello&limit=500",
+      )
+    ).body.items;
+  // Both restarts, as one event each or one for the two (EventRecorder.recordAll), recorded within
+  // half a second of the heartbeats that reported them (settings.eventBatchMs).
+  const restartsIn = (events: { reason: string; count?: number }[]) =>
+    events.filter((e) => e.reason === "Restarting").reduce((n, e) => n + (e.count ?? 1), 0);
+  await waitFor("both restarts recorded", async () => restartsIn(await list()) >= 2, 5000);
+  const events = await list();
+  assert.equal(restartsIn(events), 2);
   assert.ok(
     !events.some((e) => ["Exited", "Replacing", "BackOff", "CrashLoop"].includes(e.reason)),
     "no crash: nothing replaced",

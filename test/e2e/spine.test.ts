@@ -127,11 +127,14 @@ test("kill -9 of an instance: it is replaced and traffic keeps flowing", async (
     20_000,
   );
   assert.equal(replaced.length, 2);
-  const { body } = await herd.api<{ items: { reason: string; instance?: string }[] }>(
-    "GET",
-    "/events?app=hello&limit=500",
-  );
-  assert.ok(body.items.some((e) => e.reason === "Exited" && e.instance === victim.id));
+  // Heartbeats' transitions are recorded within half a second (settings.eventBatchMs).
+  await waitFor("the Exited event", async () => {
+    const { body } = await herd.api<{ items: { reason: string; instance?: string }[] }>(
+      "GET",
+      "/events?app=hello&limit=500",
+    );
+    return body.items.some((e) => e.reason === "Exited" && e.instance === victim.id);
+  });
   assert.equal((await herd.request("hello.localhost")).status, 200);
 });
 
