@@ -339,9 +339,10 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
         }
       };
       // The scale calls go over connections opened before the clock starts, one per call, as API
-      // clients that are already connected: a server busy with a heartbeat flood accepts about one
-      // new connection per turn of its event loop (Node's libuv, measured here: 100 calls on new
-      // connections reached the server over 6 s), which would time the accept queue, not placement.
+      // clients that are already connected: Node accepts one new connection per listening socket per
+      // turn of its event loop (the API listens on 8: api/acceptors.ts), and once the first services
+      // are placed, their nodes' heartbeats make every turn long, so calls on new connections got in
+      // over 1-4 s or at once, by chance, and the figure timed that race (2,400-5,500/s), not placement.
       const scalers = new http.Agent({ keepAlive: true });
       await Promise.all(
         Array.from({ length: apps }, () => call(scalers, base, "GET", "/apps?tenant=bench", started.admin)),

@@ -52,6 +52,7 @@ import { controlPlaneInformer } from "../store/informer-kinds.ts";
 import type { Leadership } from "../store/leadership.ts";
 import { type EtcdTlsFiles, openLeadership, openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
+import { listenApi } from "./acceptors.ts";
 import type { AcmeSettings } from "./acme.ts";
 import { AuditLog, verbOf } from "./audit.ts";
 import { Authenticator, createToken, ensureAdminToken } from "./auth.ts";
@@ -404,17 +405,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // The control plane calls itself too (its /metrics scrape): it trusts the CA it holds the key of.
   if (tls) trustCaInProcess(tls.ca);
   const app = buildApi(deps, auth, logger, tls);
-  await app
-    .listen({ port: options.port ?? 7070, host: options.host ?? "127.0.0.1" })
-    .catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "EADDRINUSE") {
-        throw new HerdError(
-          "unavailable",
-          `port ${options.port ?? 7070} is in use by another program: stop it or pass --port`,
-        );
-      }
-      throw err;
-    });
+  const closeAcceptors = await listenApi(app, options.host ?? "127.0.0.1", options.port ?? 7070, (err) =>
+    logger.warn("the API accepts new connections on one socket only", { err }),
+  );
   const grpc =
     options.grpcPort === undefined
       ? undefined
@@ -494,6 +487,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdown.abort();
       logs.endStreams();
       await grpc?.close();
+      await closeAcceptors();
       await app.close();
       await gateways.close();
       metrics.close();
