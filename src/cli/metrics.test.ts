@@ -92,3 +92,31 @@ test("errors: a bad query shows the server's message; bad flags are usage errors
   assert.match(usage.err, /--range soon: give a duration/);
   assert.equal((await run(["metrics"])).code, 2);
 });
+
+test("--metrics-remote-write takes an http(s) URL and NAME=VALUE headers, and says which flag is wrong", async () => {
+  const { remoteWriteOf } = await import("./platform.ts");
+  assert.deepEqual(remoteWriteOf({}), {});
+  assert.deepEqual(
+    remoteWriteOf({
+      "metrics-remote-write": "http://prometheus:9090/api/v1/write",
+      "metrics-remote-write-header": ["Authorization=Bearer a=b"],
+    }),
+    { remoteWrite: { url: "http://prometheus:9090/api/v1/write", headers: { Authorization: "Bearer a=b" } } },
+  );
+  assert.throws(
+    () => remoteWriteOf({ "metrics-remote-write": "prometheus:9090" }),
+    /--metrics-remote-write must be an http\(s\) URL/,
+  );
+  assert.throws(
+    () =>
+      remoteWriteOf({
+        "metrics-remote-write": "http://p/api/v1/write",
+        "metrics-remote-write-header": ["x"],
+      }),
+    /--metrics-remote-write-header must be NAME=VALUE, got x/,
+  );
+  assert.throws(
+    () => remoteWriteOf({ "metrics-remote-write-header": ["a=b"] }),
+    /--metrics-remote-write-header needs --metrics-remote-write URL/,
+  );
+});

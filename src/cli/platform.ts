@@ -44,6 +44,7 @@ export { runGateway } from "./gateway-command.ts";
 import { findDataDir, saveLocalContext, userConfigPath } from "./config.ts";
 import { MACHINE_FLAGS, MACHINE_HELP, machinesOf } from "./machine-flags.ts";
 import {
+  headerFlags,
   LOG_SERVER_FLAGS,
   logsOptionsFromFlags,
   TRACE_SERVER_FLAGS,
@@ -69,7 +70,7 @@ const HELP = {
                [--public] [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi] [--cpu-overcommit 2]
-       [--cpu N] [--memory 4Gi] [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--cpu N] [--memory 4Gi] [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--metrics-remote-write URL] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
        [--gateway-hold-max 100] [--gateway-hold-timeout 30s]
 
@@ -112,6 +113,9 @@ interface, on ports 80 and 443 when run as root (else 8080 and 8443), unless
 Metrics live in DIR/metrics: raw samples for --metrics-retention, then 1-minute
 aggregates for --metrics-downsampled-retention, never more than
 --metrics-max-size (the oldest go first); targets are scraped every --scrape-interval.
+--metrics-remote-write URL sends every stored sample on to a Prometheus remote
+write receiver too (--metrics-remote-write-header NAME=VALUE adds headers; the
+URL passes --allow-fetch like any other; docs/metrics.md).
 Alert rules are evaluated every --alert-interval (herd alerts; docs/alerts.md).
 The agent and the gateway use credentials of their own (DIR/credentials), not
 the admin token. --tls serves the API over HTTPS with a certificate signed by
@@ -123,7 +127,7 @@ ${MACHINE_HELP}
 ${TRACES_HELP}`,
   server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]] [--lease-ttl 5] [--artifacts DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
-       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--alert-interval 15s]
+       [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--metrics-remote-write URL] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
 
 Runs the control plane: the API, the store and the controllers. Agents join it
@@ -243,6 +247,8 @@ export async function runUp(argv: string[]): Promise<number> {
     "metrics-retention": { type: "string", default: "24h" },
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
+    "metrics-remote-write": { type: "string" },
+    "metrics-remote-write-header": { type: "string", multiple: true },
     "alert-interval": { type: "string", default: "15s" },
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
@@ -358,6 +364,8 @@ export async function runServer(argv: string[]): Promise<number> {
     "metrics-retention": { type: "string", default: "24h" },
     "metrics-downsampled-retention": { type: "string", default: "30d" },
     "scrape-interval": { type: "string", default: "15s" },
+    "metrics-remote-write": { type: "string" },
+    "metrics-remote-write-header": { type: "string", multiple: true },
     "alert-interval": { type: "string", default: "15s" },
     ...QUERY_FLAGS,
     ...LOG_SERVER_FLAGS,
@@ -425,6 +433,26 @@ const memoryFlag = (value: unknown, name: string): number => {
   }
 };
 
+/** `--metrics-remote-write URL [--metrics-remote-write-header NAME=VALUE]...`: where every stored sample goes too. */
+export function remoteWriteOf(v: Record<string, unknown>): {
+  remoteWrite?: { url: string; headers: Record<string, string> };
+} {
+  const url = v["metrics-remote-write"] as string | undefined;
+  const given = v["metrics-remote-write-header"];
+  if (url === undefined) {
+    if (given !== undefined)
+      throw new HerdError("invalid", "--metrics-remote-write-header needs --metrics-remote-write URL");
+    return {};
+  }
+  if (!/^https?:\/\/[^/]/.test(url)) {
+    throw new HerdError(
+      "invalid",
+      `--metrics-remote-write must be an http(s) URL such as http://prometheus:9090/api/v1/write, got ${url}`,
+    );
+  }
+  return { remoteWrite: { url, headers: headerFlags(given, "metrics-remote-write-header") } };
+}
+
 /** Metrics storage and collection, from the --metrics-* and --scrape-interval flags. */
 const metricsOf = (v: Record<string, unknown>) => ({
   storage: {
@@ -437,6 +465,7 @@ const metricsOf = (v: Record<string, unknown>) => ({
     ),
   },
   scrapeIntervalMs: durationFlag(v["scrape-interval"], "scrape-interval", 1000),
+  ...remoteWriteOf(v),
   query: {
     timeoutMs: durationFlag(v["query-timeout"], "query-timeout", 1000),
     ...(v["query-concurrency"] === undefined

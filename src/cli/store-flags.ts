@@ -74,11 +74,17 @@ export function tracesOptionsFromFlags(v: Record<string, unknown>): TracesOption
       `--traces-forward must be an http(s) URL such as http://collector:4318/v1/traces, got ${forward}`,
     );
   }
+  const headers = headerFlags(v["traces-forward-header"], "traces-forward-header");
+  return { maxAgeMs: retention / 1000, maxBytes, forwardUrl: forward, forwardHeaders: headers };
+}
+
+/** Repeated `--<flag> NAME=VALUE` flags as headers; a HerdError naming the flag for one without `=`. */
+export function headerFlags(values: unknown, flag: string): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const h of (v["traces-forward-header"] as string[] | undefined) ?? []) {
+  for (const h of (values as string[] | undefined) ?? []) {
     const eq = h.indexOf("=");
-    if (eq < 1) throw new HerdError("invalid", `--traces-forward-header must be NAME=VALUE, got ${h}`);
+    if (eq < 1) throw new HerdError("invalid", `--${flag} must be NAME=VALUE, got ${h}`);
     headers[h.slice(0, eq).trim()] = h.slice(eq + 1).trim();
   }
-  return { maxAgeMs: retention / 1000, maxBytes, forwardUrl: forward, forwardHeaders: headers };
+  return headers;
 }

@@ -20,6 +20,7 @@ import { FleetMetrics } from "./fleet-metrics.ts";
 import { IngestQueue } from "./ingest.ts";
 import { promqlPool } from "./promql/jobs.ts";
 import type { QueryLimits, QueryPool } from "./query-pool.ts";
+import { RemoteWriter } from "./remote-write.ts";
 import { Scraper, type ScrapeTarget } from "./scrape.ts";
 import { Tsdb, type TsdbOptions } from "./tsdb/tsdb.ts";
 
@@ -42,6 +43,8 @@ export interface MetricsOptions {
   query?: QueryLimits;
   /** Checks registered scrape targets' URLs (default: no internal address allowed). */
   guard?: UrlGuard;
+  /** Sends every stored sample on to a Prometheus remote write receiver (remote-write.ts); the guard checks its URL. */
+  remoteWrite?: { url: string; headers?: Record<string, string> };
 }
 
 /** The store kind holding registered scrape targets. */
@@ -127,6 +130,8 @@ export class Metrics {
   readonly alsoExport: (() => Promise<string>)[] = [];
   /** Targets found rather than registered (gateways and agents that report a metrics URL); set by the server. */
   discovered: () => ScrapeTarget[] | Promise<ScrapeTarget[]> = () => [];
+  /** The remote write of the stored samples, with `--metrics-remote-write`. */
+  readonly remoteWriter: RemoteWriter | undefined;
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #maintainEveryMs: number;
@@ -142,6 +147,15 @@ export class Metrics {
     this.tsdb = new Tsdb({ ...options.storage, dir });
     this.queries = promqlPool(dir, options.query);
     this.queue = new IngestQueue(this.tsdb, options.ingestQueuePoints);
+    if (options.remoteWrite) {
+      const writer = new RemoteWriter({
+        url: options.remoteWrite.url,
+        ...(options.remoteWrite.headers ? { headers: options.remoteWrite.headers } : {}),
+        ...(options.guard ? { guard: options.guard } : {}),
+      });
+      this.remoteWriter = writer;
+      this.tsdb.onAppend((series) => writer.add(series));
+    }
     this.#maintainEveryMs = options.maintainEveryMs ?? 60_000;
     stateGauges(this.self.registry, options.store);
     this.scraper = new Scraper({
@@ -192,6 +206,7 @@ export class Metrics {
   close(): void {
     this.scraper.stop();
     clearInterval(this.#maintainTimer);
+    void this.remoteWriter?.close();
     void this.queries.close();
     this.tsdb.close();
   }

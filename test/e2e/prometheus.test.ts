@@ -1,7 +1,9 @@
 // herd with the real Debian `prometheus` package:
 // (a) a real Prometheus finds targets through herd's HTTP service discovery
 //     (with the bearer token) and scrapes them;
-// (b) `promtool query instant|range` reads herd's Prometheus-compatible API.
+// (b) `promtool query instant|range` reads herd's Prometheus-compatible API;
+// (c) a herd server with --metrics-remote-write sends what it stores to the
+//     Prometheus's remote write receiver.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
@@ -23,6 +25,8 @@ let herd: RunningServer;
 let exporter: Server;
 let prometheus: ChildProcess | undefined;
 let promOutput = "";
+/** The Prometheus test (a) starts (remote write receiver on), for (c). */
+let promUrl = "";
 const dir = mkdtempSync(join(tmpdir(), "herd-e2e-prometheus-"));
 
 /** The harness's waitFor, with Prometheus's output when it times out. */
@@ -93,6 +97,7 @@ scrape_configs:
       `--config.file=${config}`,
       `--storage.tsdb.path=${join(dir, "prom-data")}`,
       `--web.listen-address=127.0.0.1:${promPort}`,
+      "--web.enable-remote-write-receiver",
       "--log.level=warn",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
@@ -100,6 +105,7 @@ scrape_configs:
   prometheus.stdout?.on("data", (d: Buffer) => (promOutput += d.toString()));
   prometheus.stderr?.on("data", (d: Buffer) => (promOutput += d.toString()));
   const prom = `http://127.0.0.1:${promPort}`;
+  promUrl = prom;
   await waitFor("prometheus ready", async () => ((await fetch(`${prom}/-/ready`)).ok ? true : undefined));
 
   const up = await waitFor("prometheus to scrape both targets", async () => {
@@ -195,4 +201,55 @@ test("promtool queries herd's Prometheus-compatible API (instant and range)", as
   ]).catch((err: { code: number; stderr: string }) => err);
   assert.notEqual((bad as { code?: number }).code ?? 0, 0);
   assert.match((bad as { stderr: string }).stderr, /bad_data: parse error at position 16/);
+});
+
+test("--metrics-remote-write: what a server stores reaches a real Prometheus by remote write", async (t) => {
+  assert.ok(promUrl, "test (a) started Prometheus");
+  const writer = await startServer({
+    dataDir: join(dir, "herd-remote-write"),
+    port: 0,
+    logger: silentLogger,
+    allowFetch: ["127.0.0.0/8"],
+    metrics: { remoteWrite: { url: `${promUrl}/api/v1/write` } },
+  });
+  t.after(() => writer.close());
+  const now = Date.now();
+  const w = await fetch(`${writer.url}/api/v1/metrics/write`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${writer.adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      series: [
+        {
+          metric: "e2e_remote_written",
+          labels: { shard: "a" },
+          samples: [
+            [now - 1000, 41],
+            [now, 42],
+          ],
+        },
+      ],
+    }),
+  });
+  assert.equal(w.status, 200);
+  const got = await waitFor("e2e_remote_written in prometheus", async () => {
+    const res = await fetch(
+      `${promUrl}/api/v1/query?query=${encodeURIComponent("e2e_remote_written")}&time=${now / 1000}`,
+    );
+    const body = (await res.json()) as {
+      data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+    };
+    return body.data.result.length > 0 ? body.data.result : undefined;
+  });
+  assert.equal(got.length, 1);
+  assert.equal(got[0]?.value[1], "42");
+  assert.equal(got[0]?.metric.shard, "a");
+  assert.equal(got[0]?.metric.__name__, "e2e_remote_written");
+  // Its own series go too: `up` of its scrape of itself (job herd-api; Prometheus's own scrape says job herd).
+  await waitFor("the writer's own series in prometheus", async () => {
+    const query = `up{job="herd-api",instance="127.0.0.1:${writer.port}"}`;
+    const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(query)}`);
+    const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+    return body.data.result[0]?.value[1] === "1" ? true : undefined;
+  });
+  assert.equal(writer.metrics.remoteWriter?.stats().dropped, 0);
 });

@@ -1,190 +1,38 @@
 /**
- * Forwarding spans to an OTLP/HTTP endpoint (a collector, Jaeger, Tempo…):
- * batched, retried with backoff, bounded. When the endpoint stays down, the
- * oldest batches are dropped and counted; ingest never waits for it.
- *
- *   recordSpans ─► pending (≤ maxPendingSpans, oldest dropped) ─► POST <url> OTLP JSON
- *                                                                  ├ 2xx: done
- *                                                                  ├ 429/5xx/network: retry (backoff, Retry-After)
- *                                                                  └ other 4xx: dropped (retrying cannot help)
+ * Forwarding spans to an OTLP/HTTP endpoint (a collector, Jaeger, Tempo…) as
+ * OTLP JSON, through the batching, retrying, bounded BatchForwarder
+ * (observe/batch-forwarder.ts).
  *
  * The same class serves any process that must ship spans to herd itself
  * (e.g. the gateway): point it at herd's OTLP ingest URL.
- *
- * Posts go through the URL guard (common/url-guard.ts): a collector on a
- * loopback or private address needs its range allowed (`--allow-fetch`);
- * redirects are refused; answers are read up to 64 KiB.
  */
 
-import { setTimeout as sleep } from "node:timers/promises";
-import { HerdError } from "../../common/errors.ts";
-import { UrlGuard } from "../../common/url-guard.ts";
+import { BatchForwarder, type BatchForwarderOptions } from "../batch-forwarder.ts";
 import { toOtlpJson } from "./otlp.ts";
 import type { Span, SpanSink } from "./span.ts";
 
-export interface OtlpForwarderOptions {
-  /** Full URL, e.g. `http://collector:4318/v1/traces`. */
-  url: string;
-  /** Extra headers (e.g. authorization). */
-  headers?: Record<string, string>;
+export interface OtlpForwarderOptions
+  extends Omit<BatchForwarderOptions<Span>, "encode" | "batchSize" | "maxPending"> {
   /** Spans per request (default 500). */
   batchSpans?: number;
   /** Most spans waiting; beyond it the oldest are dropped (default 50,000). */
   maxPendingSpans?: number;
-  /** A partial batch is sent after this long (default 1 s). */
-  flushMs?: number;
-  /** Tries per batch before it is dropped (default 5). */
-  maxAttempts?: number;
-  /** First retry delay, doubled each time, capped at 30 s (default 500 ms). */
-  retryBaseMs?: number;
-  /** Per-request timeout (default 10 s). */
-  timeoutMs?: number;
-  /** Checks the URL (default: no internal address allowed). */
-  guard?: UrlGuard;
 }
 
-/** The collector's answers are read up to this size. */
-const MAX_ANSWER_BYTES = 64 * 1024;
-
-export interface ForwarderStats {
-  sent: number;
-  /** Dropped because the queue was full or a batch ran out of tries or was refused for good. */
-  dropped: number;
-  pending: number;
-  retries: number;
-  /** The last failure, for `herd traces stats`. */
-  lastError: string | null;
-}
-
-export class OtlpForwarder implements SpanSink {
-  readonly #url: string;
-  readonly #headers: Record<string, string>;
-  readonly #batchSpans: number;
-  readonly #maxPending: number;
-  readonly #flushMs: number;
-  readonly #maxAttempts: number;
-  readonly #retryBaseMs: number;
-  readonly #timeoutMs: number;
-  readonly #guard: UrlGuard;
-  #pending: Span[] = [];
-  #running: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #closed = false;
-  readonly #abort = new AbortController();
-  readonly #stats: ForwarderStats = { sent: 0, dropped: 0, pending: 0, retries: 0, lastError: null };
-
+export class OtlpForwarder extends BatchForwarder<Span> implements SpanSink {
   constructor(options: OtlpForwarderOptions) {
-    this.#url = options.url;
-    this.#headers = { "content-type": "application/json", ...options.headers };
-    this.#batchSpans = options.batchSpans ?? 500;
-    this.#maxPending = options.maxPendingSpans ?? 50_000;
-    this.#flushMs = options.flushMs ?? 1000;
-    this.#maxAttempts = options.maxAttempts ?? 5;
-    this.#retryBaseMs = options.retryBaseMs ?? 500;
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
-    this.#guard = options.guard ?? new UrlGuard();
+    const { batchSpans, maxPendingSpans, headers, ...rest } = options;
+    super({
+      ...rest,
+      headers: { "content-type": "application/json", ...headers },
+      encode: (batch) => JSON.stringify(toOtlpJson(batch)),
+      ...(batchSpans !== undefined ? { batchSize: batchSpans } : {}),
+      ...(maxPendingSpans !== undefined ? { maxPending: maxPendingSpans } : {}),
+    });
   }
 
   /** Queues spans; always takes them, dropping the oldest past the bound. */
   recordSpans(spans: readonly Span[]): boolean {
-    if (this.#closed) return false;
-    for (const s of spans) this.#pending.push(s);
-    const over = this.#pending.length - this.#maxPending;
-    if (over > 0) {
-      this.#pending.splice(0, over);
-      this.#stats.dropped += over;
-    }
-    if (this.#pending.length >= this.#batchSpans) this.#kick();
-    else if (!this.#timer && !this.#running) {
-      this.#timer = setTimeout(() => this.#kick(), this.#flushMs);
-      this.#timer.unref();
-    }
-    return true;
-  }
-
-  stats(): ForwarderStats {
-    return { ...this.#stats, pending: this.#pending.length };
-  }
-
-  /** Sends what is pending (waiting for retries), for tests and shutdown. */
-  async drain(): Promise<void> {
-    while (this.#pending.length > 0 || this.#running) {
-      this.#kick();
-      await this.#running;
-    }
-  }
-
-  /** Stops: tries once more to send what is pending within `graceMs`, then drops the rest. */
-  async close(graceMs = 2000): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    const timer = setTimeout(() => this.#abort.abort(), graceMs);
-    try {
-      await this.drain();
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  #kick(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#running) return;
-    this.#running = this.#sendAll().finally(() => {
-      this.#running = undefined;
-      if (this.#pending.length > 0 && !this.#abort.signal.aborted) {
-        this.#timer = setTimeout(() => this.#kick(), this.#flushMs);
-        this.#timer.unref();
-      }
-    });
-  }
-
-  async #sendAll(): Promise<void> {
-    while (this.#pending.length > 0 && !this.#abort.signal.aborted) {
-      const batch = this.#pending.splice(0, this.#batchSpans);
-      await this.#sendBatch(batch);
-    }
-    if (this.#abort.signal.aborted && this.#pending.length > 0) {
-      this.#stats.dropped += this.#pending.length;
-      this.#pending = [];
-    }
-  }
-
-  async #sendBatch(batch: Span[]): Promise<void> {
-    const body = JSON.stringify(toOtlpJson(batch));
-    for (let attempt = 1; ; attempt++) {
-      let retryAfterMs: number | undefined;
-      try {
-        const res = await this.#guard.fetch(this.#url, {
-          method: "POST",
-          headers: this.#headers,
-          body,
-          signal: this.#abort.signal,
-          timeoutMs: this.#timeoutMs,
-          maxBytes: MAX_ANSWER_BYTES,
-        });
-        if (res.status >= 200 && res.status < 300) {
-          this.#stats.sent += batch.length;
-          return;
-        }
-        this.#stats.lastError = `${this.#url} answered ${res.status}`;
-        if (res.status !== 429 && res.status !== 408 && res.status < 500) break;
-        const ra = Number(res.headers["retry-after"]);
-        if (ra > 0) retryAfterMs = Math.min(ra, 60) * 1000;
-      } catch (err) {
-        this.#stats.lastError = `${this.#url}: ${(err as Error).message}`;
-        // Refused by the guard (an internal address, a redirect): the same next time.
-        if (err instanceof HerdError) break;
-      }
-      if (attempt >= this.#maxAttempts || this.#abort.signal.aborted) break;
-      this.#stats.retries++;
-      const delay = retryAfterMs ?? Math.min(30_000, this.#retryBaseMs * 2 ** (attempt - 1));
-      try {
-        await sleep(delay, undefined, { signal: this.#abort.signal });
-      } catch {
-        break;
-      }
-    }
-    this.#stats.dropped += batch.length;
+    return this.add(spans);
   }
 }

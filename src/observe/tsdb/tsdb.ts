@@ -128,6 +128,7 @@ export function decodeChunk(data: Uint8Array): { ts: Float64Array; values: Float
 export class Tsdb {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
+  readonly #appendListeners: ((series: WriteSeries[]) => void)[] = [];
   readonly rawRetentionMs: number;
   readonly downsampledRetentionMs: number;
   readonly maxBytes: number;
@@ -254,6 +255,25 @@ export class Tsdb {
   }
 
   /** Writes samples in one transaction; returns once it committed (the write is then acknowledged). */
+  /** Hears every committed append: the samples it accepted, per series (remote-write.ts). */
+  onAppend(listener: (series: WriteSeries[]) => void): void {
+    this.#appendListeners.push(listener);
+  }
+
+  #tellAppended(added: readonly { s: MemSeries; ts: number; v: number }[]): void {
+    const bySeries = new Map<MemSeries, WriteSeries>();
+    for (const { s, ts, v } of added) {
+      let w = bySeries.get(s);
+      if (!w) {
+        w = { labels: s.labels, samples: [] };
+        bySeries.set(s, w);
+      }
+      w.samples.push([ts, v]);
+    }
+    const series = [...bySeries.values()];
+    for (const listener of this.#appendListeners) listener(series);
+  }
+
   append(batch: WriteSeries[]): AppendResult {
     const result: AppendResult = { accepted: 0, outOfOrder: 0, tooOld: 0 };
     const oldest = Math.max(this.#rawFrom, this.#now() - this.rawRetentionMs);
@@ -297,6 +317,7 @@ export class Tsdb {
       s.head.ts.push(ts);
       s.head.values.push(v);
     }
+    if (this.#appendListeners.length > 0 && added.length > 0) this.#tellAppended(added);
     result.accepted = added.length;
     this.#headSamples += added.length;
     this.#writtenSince += added.length * 40;
