@@ -304,6 +304,9 @@ test("a critical instance that waits for a CPU: low instances get the least weig
   // cpu's own: its request (0.1) at a low service's half weight (cgroups.ts cpuWeight, cpuShares).
   const own = used === "v2" ? 50 : 51;
   const least = used === "v2" ? 1 : 2;
+  // The tests before kept two apps busy beside crit: a squeeze they set off is released after the
+  // node is calm for 10 s (or twice that after a squeeze soon after a release).
+  await waitFor("cpu's own weight, no squeeze left from the tests before", () => weight() === own, 60_000);
   assert.equal(weight(), own);
   // On failure, what the agent did and when.
   t.after(() => t.diagnostic(agentLines(/CPU weight|real time|default policy/)));

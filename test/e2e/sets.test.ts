@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { App, Event, Instance, Release } from "../../src/model/objects.ts";
 import type { VersionSet } from "../../src/model/version-set.ts";
-import { cleanupHerd, type Herd, startHerd } from "./harness.ts";
+import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
 
 let herd: Herd;
 const work = mkdtempSync(join(tmpdir(), "herd-sets-"));
@@ -75,8 +75,16 @@ test("a deploy starts a service only once the service it dependsOn is healthy", 
   assert.match(r.stdout, /v1 is serving|succeeded|Release v1/, r.stdout);
   const insts = (await herd.api<{ items: Instance[] }>("GET", "/apps/stack/instances")).body.items;
   const web = insts.find((i) => i.service === "web");
-  const ev = await events("stack");
-  const dbHealthy = ev.find((e) => e.service === "db" && e.reason === "Healthy");
+  // The agents' transitions are recorded within half a second (settings.eventBatchMs), at their own time.
+  let ev: Event[] = [];
+  const dbHealthy = await waitFor(
+    "db's Healthy event",
+    async () => {
+      ev = await events("stack");
+      return ev.find((e) => e.service === "db" && e.reason === "Healthy");
+    },
+    5000,
+  ).catch(() => undefined);
   assert.ok(web && dbHealthy, JSON.stringify(ev.map((e) => e.reason)));
   assert.ok(web.createdAt >= dbHealthy.time, `web created ${web.createdAt}, db healthy ${dbHealthy.time}`);
   assert.ok(ev.some((e) => e.reason === "WaitingForDependencies" && e.service === "web"));
