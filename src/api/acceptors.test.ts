@@ -44,7 +44,7 @@ test("several acceptors take many new connections per busy turn of the loop, one
   try {
     spread = await acceptedInBusyTurns(many.server, many.port, 12);
   } finally {
-    await close();
+    close();
     many.server.close();
   }
   assert.ok(single <= 14, `one socket: ${single} connections in 12 turns`);
@@ -70,7 +70,7 @@ test("the acceptors' connections are the HTTP server's, and a port in use is see
     }
     assert.equal(await portFree("127.0.0.1", port), false);
   } finally {
-    await close();
+    close();
     server.close();
   }
   assert.equal(await portFree("127.0.0.1", port), true, "free again once all closed");

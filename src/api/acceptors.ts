@@ -44,7 +44,7 @@ export async function addAcceptors(
   port: number,
   onError: (err: Error) => void,
   count = ACCEPTORS,
-): Promise<() => Promise<void>> {
+): Promise<() => void> {
   const extra: net.Server[] = [];
   for (let n = 1; n < count; n++) {
     // noDelay as the HTTP server's own listener has it (Node's default for http.Server).
@@ -65,7 +65,7 @@ export async function addAcceptors(
   }
   // Stops listening at once. Not waiting for close's callback: a listener counts the connections
   // it accepted until they end, and those belong to the HTTP server, which closes them after.
-  return async () => {
+  return () => {
     for (const s of extra) s.close();
   };
 }
@@ -80,7 +80,7 @@ export async function listenApi(
   host: string,
   port: number,
   onError: (err: Error) => void,
-): Promise<() => Promise<void>> {
+): Promise<() => void> {
   const inUse = () =>
     new HerdError("unavailable", `port ${port} is in use by another program: stop it or pass --port`);
   if (!(await portFree(host, port))) throw inUse();

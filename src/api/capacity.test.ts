@@ -14,7 +14,7 @@ import type { Heartbeat, InstanceUsage } from "../model/protocol.ts";
 import { type CapacityReport, capacityReport } from "./capacity.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
 import { type RunningServer, startServer } from "./server.ts";
-import { apiCall } from "./testing.ts";
+import { apiCall, waitFor } from "./testing.ts";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -291,18 +291,16 @@ test("GET /capacity: the admin sees every tenant; a tenant's viewer the nodes' t
 test("an exit whose status is unknown (an adopted process) is not reported as code 0", async () => {
   await server.store.put("instance", "a-web-2", instance("a-web-2", "a", "n1"));
   // Heartbeats' transitions are recorded together within settings.eventBatchMs (500 ms): wait for them.
-  const exits = async (id: string) => {
-    for (let tries = 0; ; tries++) {
+  const exits = (id: string) =>
+    waitFor(`the Exited event of ${id}`, async () => {
       const events = await apiCall(server, "GET", "/events?tenant=a&app=shop&limit=500", undefined, {
         token: server.adminToken,
       });
       const found = (events.body.items as { instance?: string; reason: string; message: string }[])
         .filter((e) => e.instance === id && e.reason === "Exited")
         .map((e) => e.message);
-      if (found.length > 0 || tries === 50) return found;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
+      return found.length > 0 ? found : undefined;
+    });
   const message = "exit status unknown (adopted: started by an earlier agent, so not this agent's child)";
   const hb = await apiCall(
     server,

@@ -487,7 +487,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shutdown.abort();
       logs.endStreams();
       await grpc?.close();
-      await closeAcceptors();
+      closeAcceptors();
       await app.close();
       await gateways.close();
       metrics.close();
