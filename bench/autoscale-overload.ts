@@ -75,6 +75,45 @@ function recorded(
   return { traffic, samples };
 }
 
+/**
+ * The agent's figures of `service`'s instance as the control plane exports them
+ * (herd_instance_cpu_wait_ratio and the cores from herd_instance_cpu_seconds_total),
+ * each new reading once, polled every second until stop().
+ */
+function sampleCpuWait(h: Herd, service: string) {
+  const seen: { cores: number; wait: number }[] = [];
+  let lastWait: string | undefined;
+  let lastCpu: number | undefined;
+  let stopped = false;
+  const poll = (async () => {
+    while (!stopped) {
+      const text = await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${h.token}` } })
+        .then((r) => r.text())
+        .catch(() => "");
+      const value = (name: string) =>
+        new RegExp(`^${name}\\{[^}]*service="${service}"[^}]*\\} (\\S+)$`, "m").exec(text)?.[1];
+      const wait = value("herd_instance_cpu_wait_ratio");
+      const cpu = Number(value("herd_instance_cpu_seconds_total"));
+      if (wait !== undefined && wait !== lastWait) {
+        seen.push({
+          cores: lastCpu === undefined ? Number.NaN : Math.round(((cpu - lastCpu) / 5) * 100) / 100,
+          wait: Number(wait),
+        });
+        lastWait = wait;
+        lastCpu = cpu;
+      }
+      await sleep(1000);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await poll;
+      return seen;
+    },
+  };
+}
+
 function span(samples: Sample[], from: number, to: number) {
   const xs = samples.filter((s) => s.sentAt >= from && s.sentAt < to);
   const ms = xs.map((s) => s.ms).sort((a, b) => a - b);
@@ -135,6 +174,7 @@ export async function run(): Promise<void> {
       const before = await apiRunning();
       const t0 = Date.now();
       const api = pacedTraffic({ url, host: "api.localhost", connections: 24, rate: API_RPS, seconds: 300 });
+      const starved = sampleCpuWait(h, "api");
       const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
       running.push(batch.traffic);
       let serving: number | undefined;
@@ -159,7 +199,7 @@ export async function run(): Promise<void> {
           break;
       }
       const t1 = Date.now();
-      const [apiAnswers] = await Promise.all([api.stop(), batch.traffic.stop()]);
+      const [apiAnswers, , cpuWait] = await Promise.all([api.stop(), batch.traffic.stop(), starved.stop()]);
       const decisions = (await events()).filter(
         (e) => (e.reason === "Remediation" || e.reason === "RemediationRestored") && Date.parse(e.time) >= t0,
       );
@@ -173,6 +213,7 @@ export async function run(): Promise<void> {
         decisions,
         api: apiAnswers,
         batch: batch.samples,
+        cpuWait,
       };
     };
 
@@ -286,6 +327,14 @@ export async function run(): Promise<void> {
       for (let from = r.t0; from < r.t1; from += 5000) slices.push(ms(span(r.api, from, from + 5000).p99));
       console.log(`api p99 per 5 s, ${name} run: ${slices.join(", ")}`);
     }
+    // What the agents reported of api's CPU (the engine's `saturation` reads it: starved from 20 % wait).
+    for (const [name, r] of [
+      ["herd", own],
+      ["peer", peer],
+    ] as const)
+      console.log(
+        `api's CPU as its agent reported it (5 s readings), ${name} run: ${r.cpuWait.map((x) => `${x.cores}/${Math.round(x.wait * 100)}%`).join(", ") || "–"} (cores/waited)`,
+      );
     for (const [name, r] of [
       ["herd", own],
       ["peer", peer],

@@ -19,7 +19,7 @@
  * so this acts when it is busy past its budget (or on cgroup v2).
  */
 
-import type { Window } from "./realtime-guard.ts";
+import { timesOf, type Window } from "./realtime-guard.ts";
 
 /** Of the window: a critical instance waited this long runnable (its threads' waits added up). */
 const SQUEEZE_WAIT = 0.1;
@@ -67,12 +67,7 @@ export function judgeContention(
 ): { action: "squeeze"; by: Contention } | { action: "release" } | undefined {
   let by: Contention | undefined;
   for (const [id, w] of windows) {
-    let waitMs = 0;
-    let runMs = 0;
-    for (const t of w.threads.values()) {
-      waitMs += t.waitNs / 1e6;
-      runMs += t.runNs / 1e6;
-    }
+    const { runMs, waitMs } = timesOf(w);
     if (waitMs >= SQUEEZE_WAIT * w.ms && waitMs >= SQUEEZE_WAIT_SHARE * (waitMs + runMs)) {
       if (!by || waitMs > by.waitMs) by = { id, waitMs, windowMs: w.ms };
     }

@@ -35,7 +35,14 @@ import { ContainerFirewall } from "./docker-firewall.ts";
 import { collectImages, ensureImage } from "./docker-images.ts";
 import { forwardedPorts, LoopbackForwarder, rewriteLoopback } from "./docker-loopback.ts";
 import { ensureNetwork, HERD_NETWORK, type HerdNetwork } from "./docker-network.ts";
-import type { InstanceProcess, Isolation, NetworkPolicy, RuntimeDriver, StartSpec } from "./driver.ts";
+import type {
+  DriverUsage,
+  InstanceProcess,
+  Isolation,
+  NetworkPolicy,
+  RuntimeDriver,
+  StartSpec,
+} from "./driver.ts";
 import { findNft } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
@@ -375,7 +382,7 @@ export class DockerDriver implements RuntimeDriver {
     this.#tracked.delete(id);
   }
 
-  async usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined> {
+  async usage(id: string): Promise<DriverUsage | undefined> {
     const t = this.#tracked.get(id);
     if (t?.process.state !== "running") return undefined;
     const stats = await this.#api.call<{

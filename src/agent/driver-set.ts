@@ -6,7 +6,14 @@
  */
 
 import { HerdError } from "../common/errors.ts";
-import type { InstanceProcess, Isolation, NetworkPolicy, RuntimeDriver, StartSpec } from "./driver.ts";
+import type {
+  DriverUsage,
+  InstanceProcess,
+  Isolation,
+  NetworkPolicy,
+  RuntimeDriver,
+  StartSpec,
+} from "./driver.ts";
 
 export class DriverSet implements RuntimeDriver {
   readonly name: string;
@@ -94,7 +101,7 @@ export class DriverSet implements RuntimeDriver {
     this.#owner.delete(id);
   }
 
-  async usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined> {
+  async usage(id: string): Promise<DriverUsage | undefined> {
     return this.#owner.get(id)?.usage(id);
   }
 

@@ -8,7 +8,11 @@
  */
 
 import type { Resources } from "../model/objects.ts";
+import type { InstanceUsage } from "../model/protocol.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
+
+/** What a driver measures of an instance (the agent works out its cores from two readings). */
+export type DriverUsage = Omit<InstanceUsage, "cpuCores">;
 
 /**
  * Every driver appends an instance's stdout to this file in
@@ -128,7 +132,7 @@ export interface RuntimeDriver {
   /** Forgets an instance that is gone and removes its bookkeeping (not its dir). */
   remove(id: string): Promise<void>;
   /** Resource use, when the driver can measure it. */
-  usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined>;
+  usage(id: string): Promise<DriverUsage | undefined>;
   /** Stops watching (timers, listeners) and leaves every instance running; a later recover() finds them. */
   close?(): void;
   /** Tells a driver that firewalls instances what to close to them (the agent calls it before recover). */

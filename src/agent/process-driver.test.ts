@@ -4,6 +4,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { ensureDebianPackages } from "../common/debian-packages.ts";
 import { detectCgroups, readMemoryLimit } from "./cgroups.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
@@ -84,6 +85,29 @@ test("the running process is in its cgroup and usage is measured", { skip: noCgr
     return u?.memoryBytes !== undefined && u.memoryBytes > 1024 * 1024 ? u : undefined;
   }, "usage over 1 MiB");
   assert.equal(typeof usage.cpuSeconds, "number");
+});
+
+test("usage says how long an instance waited for a CPU: two spinning on one CPU each wait about half", {
+  skip: noCgroups,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver();
+  const { taskset } = await ensureDebianPackages({ taskset: "util-linux" });
+  const ids = ["spin1", "spin2"];
+  for (const id of ids) {
+    const spec = await h.spec(id, `${taskset} -c 0 "${process.execPath}" -e "for (;;) {}"`);
+    await driver.start(spec);
+  }
+  // The first reading is where the window starts; the next one says what the threads did since.
+  for (const id of ids) assert.equal((await driver.usage(id))?.cpuWaitShare, undefined, "no window yet");
+  await new Promise((r) => setTimeout(r, 1000));
+  for (const id of ids) {
+    const share = (await driver.usage(id))?.cpuWaitShare;
+    assert.ok(
+      share !== undefined && share >= 0.3 && share <= 1,
+      `${id} waited ${share} of its runnable time`,
+    );
+  }
 });
 
 test("a start boost: a ceiling allows startCpu until limitCpu sets the instance's own", {

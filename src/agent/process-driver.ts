@@ -53,6 +53,7 @@ import {
 import { CpuGuard, type GuardedInstance } from "./cpu-guard.ts";
 import { policyLauncher } from "./cpu-policy.ts";
 import {
+  type DriverUsage,
   INSTANCE_ERR_LOG,
   INSTANCE_LOG,
   type InstanceProcess,
@@ -71,6 +72,7 @@ import {
 } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
+import { type Sample, threadSchedstats, waitShareOf, windowBetween } from "./realtime-guard.ts";
 import {
   chownTree,
   detectSandbox,
@@ -126,6 +128,8 @@ interface Tracked {
   gone: Promise<void>;
   markGone: () => void;
   poll?: NodeJS.Timeout;
+  /** Its threads' schedstat at the last usage() reading: the next one's wait share is over the window since. */
+  lastSchedstat?: Sample;
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -473,15 +477,34 @@ export class ProcessDriver implements RuntimeDriver {
     this.#tracked.delete(id);
   }
 
-  async usage(id: string): Promise<{ cpuSeconds?: number; memoryBytes?: number } | undefined> {
+  async usage(id: string): Promise<DriverUsage | undefined> {
     const t = this.#tracked.get(id);
     if (!t || t.record.exit) return undefined;
-    if (t.record.cgroup) return readCgroupUsage(t.record.cgroup);
+    const waits = this.#waitShare(t);
+    const wait = waits === undefined ? {} : { cpuWaitShare: waits };
+    if (t.record.cgroup) return { ...readCgroupUsage(t.record.cgroup), ...wait };
     const stat = readProcStat(t.record.pid);
     if (!stat) return undefined;
     const status = readOptional(`/proc/${t.record.pid}/status`);
     const rss = status && /^VmRSS:\s+(\d+) kB$/m.exec(status);
-    return { cpuSeconds: stat.cpuTicks / CLOCK_TICKS, memoryBytes: rss ? Number(rss[1]) * 1024 : undefined };
+    return {
+      cpuSeconds: stat.cpuTicks / CLOCK_TICKS,
+      memoryBytes: rss ? Number(rss[1]) * 1024 : undefined,
+      ...wait,
+    };
+  }
+
+  /**
+   * The share of its threads' runnable time they waited for a CPU since the
+   * last reading (every thread of its cgroup, or of its main process without
+   * one); undefined at the first reading.
+   */
+  #waitShare(t: Tracked): number | undefined {
+    const pids = t.record.cgroup ? cgroupPids(t.record.cgroup) : [t.record.pid];
+    const now: Sample = { at: performance.now(), threads: threadSchedstats(pids) };
+    const window = windowBetween(t.lastSchedstat, now);
+    t.lastSchedstat = now;
+    return window && waitShareOf(window);
   }
 
   close(): void {

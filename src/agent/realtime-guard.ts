@@ -119,6 +119,26 @@ export function windowBetween(last: Sample | undefined, now: Sample): Window | u
   return { ms: now.at - last.at, threads };
 }
 
+/** A window's run and wait time over all its threads (ms). */
+export function timesOf(w: Window): { runMs: number; waitMs: number } {
+  let runMs = 0;
+  let waitMs = 0;
+  for (const t of w.threads.values()) {
+    runMs += t.runNs / 1e6;
+    waitMs += t.waitNs / 1e6;
+  }
+  return { runMs, waitMs };
+}
+
+/**
+ * The share of a window's runnable time (run + wait) its threads spent
+ * waiting for a CPU, 0–1 (0 when they never ran nor waited).
+ */
+export function waitShareOf(w: Window): number {
+  const { runMs, waitMs } = timesOf(w);
+  return runMs + waitMs > 0 ? Math.round((waitMs / (runMs + waitMs)) * 1000) / 1000 : 0;
+}
+
 /**
  * One window of a process group's threads: updates `state` and says what to
  * do: "demote" (to the default policy), "promote" (back to real time) or

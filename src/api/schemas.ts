@@ -195,6 +195,7 @@ export const HeartbeatBody = T.Object({
         T.Object({
           cpuSeconds: T.Optional(T.Number({ minimum: 0 })),
           cpuCores: T.Optional(T.Number({ minimum: 0 })),
+          cpuWaitShare: T.Optional(T.Number({ minimum: 0, maximum: 1 })),
           memoryBytes: T.Optional(T.Number({ minimum: 0 })),
         }),
       ),

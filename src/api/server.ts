@@ -312,7 +312,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     },
     alerts: () => alerts.active(),
-    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
+    usage: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id) : undefined),
     calls: async (tenant, from, to) => callEdges(await traces.map(from, to, tenant)),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });

@@ -70,10 +70,20 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
     network: { receiveBytes: 12345, transmitBytes: 678 },
   };
   const status = { id: inst.id, generation: inst.generation, pid: 4242, port: 20001 };
+  const usage = { cpuSeconds: 1.25, cpuWaitShare: 0.25, memoryBytes: 50_000_000 };
   const res = await call(
     "POST",
     "/nodes/n1/heartbeat",
-    heartbeat([{ ...status, state: "healthy", usage: { cpuSeconds: 1.25, memoryBytes: 50_000_000 } }], stats),
+    heartbeat(
+      [
+        {
+          ...status,
+          state: "healthy",
+          usage: { cpuSeconds: 1.25, cpuWaitShare: 0.25, memoryBytes: 50_000_000 },
+        },
+      ],
+      stats,
+    ),
   );
   assert.equal(res.status, 200);
   // The reply carries the instance's tenant's write-only ingest token for its OTEL defaults.
@@ -83,7 +93,7 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
   const again = await call(
     "POST",
     "/nodes/n1/heartbeat",
-    heartbeat([{ ...status, state: "healthy", usage: { cpuSeconds: 1.25, memoryBytes: 50_000_000 } }], stats),
+    heartbeat([{ ...status, state: "healthy", usage }], stats),
   );
   assert.equal((again.body as HeartbeatReply).ingestTokens?.[inst.tenant], tokens[inst.tenant], "kept");
 
@@ -94,6 +104,7 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
   const link = `tenant="default",app="shop",service="web",instance="${inst.id}",node="n1"`;
   assert.match(text, new RegExp(`^herd_instance_cpu_seconds_total\\{${link}\\} 1.25$`, "m"));
   assert.match(text, new RegExp(`^herd_instance_memory_bytes\\{${link}\\} 50000000$`, "m"));
+  assert.match(text, new RegExp(`^herd_instance_cpu_wait_ratio\\{${link}\\} 0.25$`, "m"));
   assert.match(text, new RegExp(`^herd_instance_restarts_total\\{${link}\\} 0$`, "m"));
   assert.match(text, /^herd_node_up\{node="n1"\} 1$/m);
   assert.match(text, /^herd_node_state\{node="n1",state="ready"\} 1$/m);

@@ -57,6 +57,12 @@ export interface InstanceUsage {
   cpuSeconds?: number;
   /** CPU cores it used on average between the agent's last two readings. */
   cpuCores?: number;
+  /**
+   * Of its threads' runnable time between the agent's last two readings, the
+   * share they waited for a CPU (0–1; the kernel's schedstat): how starved
+   * it is. Drivers that cannot tell (docker) leave it out.
+   */
+  cpuWaitShare?: number;
   memoryBytes?: number;
 }
 

@@ -150,6 +150,16 @@ export class FleetMetrics {
       const u = usage(i);
       if (u?.cpuSeconds !== undefined) out.sample("herd_instance_cpu_seconds_total", labels(i), u.cpuSeconds);
     }
+    out.family(
+      "herd_instance_cpu_wait_ratio",
+      "gauge",
+      "Of the instance's runnable time between its agent's last two readings, the share it waited for a CPU.",
+    );
+    for (const i of placed) {
+      const u = usage(i);
+      if (u?.cpuWaitShare !== undefined)
+        out.sample("herd_instance_cpu_wait_ratio", labels(i), u.cpuWaitShare);
+    }
     out.family("herd_instance_memory_bytes", "gauge", "Memory the instance uses (cgroup, or resident set).");
     for (const i of placed) {
       const u = usage(i);

@@ -83,6 +83,10 @@ before(async () => {
   writeFileSync(join(dir, "herd.yaml"), YAML);
   const r = await herd.cli(["deploy", dir]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
+  // These tests spin services past their requests on purpose: the remediation engine would scale
+  // them out (starved of CPU, docs/remediation.md), and the tests read the one instance's cgroup.
+  const paused = await herd.cli(["remediate", "pause", "--app", "limits"]);
+  assert.equal(paused.code, 0, paused.stdout + paused.stderr);
   // The tests' first requests (/eat, /spin) must reach the app: the gateway has the routes a moment after the deploy.
   for (const service of ["mem", "cpu", "heavy", "light", "crit"])
     await served(herd, `${service}.limits.localhost`, "ok\n");

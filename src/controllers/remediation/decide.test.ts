@@ -412,6 +412,65 @@ test("without a CPU ceiling, CPU far past the request is no saturation (burstabl
   assert.equal(detect(rule("saturated"), view).length, 0);
 });
 
+test("saturation by CPU wait: burstable instances busy on their CPU that wait for one → scale out, the low service throttled", () => {
+  // Steady load (nothing rising), a short queue: only the agents' CPU figures tell.
+  const API = "t/shop/api";
+  const load = new FakeLoad()
+    .setService(API, { requests: 940, rps: 94, inflight: 2 })
+    .setService("t/shop/batch", { requests: 2000, rps: 200, inflight: 16 });
+  const view = viewOf(load, {
+    services: [
+      {
+        name: "api",
+        instances: 1,
+        running: 1,
+        spec: { mode: "cattle", routes: [], criticality: "critical", resources: { cpu: 0.25, memory: 1 } },
+      },
+      { name: "batch", instances: 1, running: 1, spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+    instances: [
+      { id: "a", service: "api", cpuCores: 0.38, cpuWaitShare: 0.25 },
+      { id: "b", service: "batch", cpuCores: 0.85, cpuWaitShare: 0.05 },
+    ],
+  });
+  const [finding] = detect(rule("saturated"), view);
+  assert.equal(finding?.service, "api");
+  assert.equal(
+    finding.evidence[0],
+    "api: waited for a CPU 25% of its runnable time, using 0.38 of the 0.25 core(s) it asked, per instance over 1 running (starved from 10%)",
+  );
+  const plan = planFor(rule("saturated"), view);
+  assert.equal(plan.action, "scale-out");
+  assert.equal(plan.target, "api 1 → 2");
+  assert.match(plan.reason, /^api is starved of CPU: scale out to 2, throttling batch/);
+  // Sized by CPU: api needs its 0.38 cores again; batch keeps 1 − 0.38 / 0.85 of its 16 in flight.
+  assert.deepEqual(plan.change.kind === "scale-out" && plan.change.throttle, [
+    { service: "batch", concurrency: 8, previous: undefined },
+  ]);
+  // batch, saturated too (16 in flight), does not get the node's last room while api starves.
+  const batch = detect(rule("saturated"), view).find((f) => f.service === "batch");
+  assert.ok(batch);
+  const forBatch = decide(batch, view, WINDOW);
+  assert.notEqual(forBatch.action, "scale-out");
+  assert.match(forBatch.evidence.join("\n"), /not scale-out: api \(critical\) is overloaded too/);
+  // Waiting as much under its request (the node's weights hold it back): no symptom, more instances would not help.
+  const apiFindings = () => detect(rule("saturated"), view).filter((f) => f.service === "api");
+  view.instances = view.instances.map((i) => (i.service === "api" ? { ...i, cpuCores: 0.2 } : i));
+  assert.deepEqual(apiFindings(), []);
+  // Just started (its readings cover its start): no symptom.
+  view.instances = view.instances.map((i) =>
+    i.service === "api" ? { ...i, cpuCores: 0.38, startedAt: view.now - 10_000 } : i,
+  );
+  assert.deepEqual(apiFindings(), []);
+  view.instances = view.instances.map((i) =>
+    i.service === "api" ? { ...i, startedAt: view.now - 60_000 } : i,
+  );
+  assert.equal(apiFindings().length, 1, "a minute after its start it is starved again");
+  // Past its request but hardly waiting: no symptom either.
+  view.instances = view.instances.map((i) => (i.service === "api" ? { ...i, cpuWaitShare: 0.05 } : i));
+  assert.deepEqual(apiFindings(), []);
+});
+
 test("a load step: the queue over the last 2 s is seen before the 10 s average crosses; scale out, throttle sized to the need", () => {
   const API = "t/shop/api";
   const load = new FakeLoad()

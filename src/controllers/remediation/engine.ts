@@ -21,6 +21,7 @@ import { timeOrderedId } from "../../common/ids.ts";
 import { Rounds } from "../../common/rounds.ts";
 import type { LoadFigures } from "../../model/load.ts";
 import type { Instance } from "../../model/objects.ts";
+import type { InstanceUsage } from "../../model/protocol.ts";
 import type { Degrade } from "../../model/remediation.ts";
 import {
   BUILT_IN_RULES,
@@ -51,8 +52,8 @@ export interface EngineOptions {
   alerts?: () => readonly AlertLike[];
   /** Calls between services seen in spans of one tenant between two times (µs). */
   calls?: (tenant: string, fromUs: number, toUs: number) => Promise<CallEdge[]>;
-  /** CPU cores an instance used lately (agents' heartbeats): saturation by CPU. */
-  cpuCores?: (instance: Instance) => number | undefined;
+  /** What an instance used lately (agents' heartbeats: cores, its wait for a CPU): saturation by CPU. */
+  usage?: (instance: Instance) => InstanceUsage | undefined;
   /** How often the engine looks (default 1 s). */
   intervalMs?: number;
 }
@@ -156,7 +157,7 @@ export class RemediationEngine {
     const { ctx } = this.#o;
     const load: LoadFigures = ctx.load ?? NO_LOAD;
     const now = ctx.clock.now();
-    const views = await appViews(ctx, load, this.#o.alerts?.() ?? [], now, this.#o.cpuCores);
+    const views = await appViews(ctx, load, this.#o.alerts?.() ?? [], now, this.#o.usage);
     const policies = new Map(
       (await ctx.store.list<RemediationPolicy>("remediation")).items.map((o) => [o.key, o]),
     );

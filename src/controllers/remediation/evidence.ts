@@ -13,6 +13,7 @@ import {
   type Release,
   type Service,
 } from "../../model/objects.ts";
+import type { InstanceUsage } from "../../model/protocol.ts";
 import type { Informer } from "../../store/informer.ts";
 import type { Store, StoredObject } from "../../store/store.ts";
 import type { AppView, CallEdge, FiringAlert } from "./view.ts";
@@ -38,7 +39,7 @@ export async function appViews(
   load: LoadFigures,
   alerts: readonly AlertLike[],
   now: number,
-  cpuCores?: (instance: Instance) => number | undefined,
+  usage?: (instance: Instance) => InstanceUsage | undefined,
 ): Promise<AppView[]> {
   const apps = (await store.list<App>("app")).items.map((o) => o.value);
   // Services, instances and nodes from the informer, synced: no parse of the whole cluster each pass.
@@ -77,7 +78,7 @@ export async function appViews(
         ...(s.traffic?.fallback ? { degraded: true } : {}),
       })),
       instances: insts.map((i) => {
-        const cores = cpuCores?.(i);
+        const u = usage?.(i);
         return {
           id: i.id,
           service: i.service,
@@ -85,7 +86,9 @@ export async function appViews(
           node: i.node,
           state: i.state,
           mode: i.mode,
-          ...(cores !== undefined ? { cpuCores: cores } : {}),
+          ...(u?.cpuCores !== undefined ? { cpuCores: u.cpuCores } : {}),
+          ...(u?.cpuWaitShare !== undefined ? { cpuWaitShare: u.cpuWaitShare } : {}),
+          ...(i.startedAt ? { startedAt: Date.parse(i.startedAt) } : {}),
         };
       }),
       nodes: [...new Set(insts.map((i) => i.node))]

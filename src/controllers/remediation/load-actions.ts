@@ -10,6 +10,7 @@ import type { Finding } from "./symptoms.ts";
 import {
   CPU_SATURATED,
   cpuShare,
+  cpuStarved,
   MIN_REQUESTS,
   overloadedNow,
   PANIC_WINDOW_MS,
@@ -96,8 +97,10 @@ export function scaleOut(
   const rising = rise !== undefined && rise.ratio >= RISE_RATIO;
   // Load that has been high longer than the rise span no longer rises; instances busy on
   // their CPU still say that more of them serve more (a slow dependency leaves the CPU idle).
+  // Instances starved of CPU (busy, waiting for one on a contended node) are the same sign without a ceiling.
   const cpu = rising ? undefined : cpuShare(view, s);
-  const cpuBound = cpu !== undefined && cpu.share >= CPU_SATURATED;
+  const starved = rising ? undefined : cpuStarved(view, s);
+  const cpuBound = (cpu !== undefined && cpu.share >= CPU_SATURATED) || starved !== undefined;
   if (!rising && !cpuBound) {
     if (!rise) return "too few requests to tell whether load rises";
     return `load is not rising (${rise.line}) and the instances are not CPU-bound${cpu ? ` (CPU ${pct(cpu.share)})` : ""}: the service got slower, not busier`;
@@ -112,14 +115,18 @@ export function scaleOut(
   const throttle = throttleAllowed ? throttleChanges(view, s, to / from) : [];
   const evidence = [...finding.evidence];
   if (rise) evidence.push(rise.line);
-  if (cpuBound)
+  if (cpu !== undefined && cpu.share >= CPU_SATURATED)
+    evidence.push(`${s.name}: CPU ${pct(cpu.share)} of its ceiling: CPU-bound, more instances serve more`);
+  else if (starved)
     evidence.push(
-      `${s.name}: CPU ${pct(cpu.share)} of what its instances asked: CPU-bound, more instances serve more`,
+      `${s.name}: waits for a CPU ${pct(starved.share)} of its runnable time while busy: more instances get more of the CPUs`,
     );
   if (throttle.length > 0) evidence.push(...throttleLines(throttle, s));
   const why = rising
     ? `load on ${s.name} rises ×${Number.isFinite(rise.ratio) ? round1(rise.ratio) : "∞"}`
-    : `${s.name} is CPU-bound`;
+    : starved
+      ? `${s.name} is starved of CPU`
+      : `${s.name} is CPU-bound`;
   return {
     action: "scale-out",
     target: `${s.name} ${from} → ${to}`,
@@ -129,7 +136,10 @@ export function scaleOut(
   };
 }
 
-/** A service of the app more critical than `s` on which the finding's rule shows overload now. */
+/**
+ * A service of the app more critical than `s` on which the finding's rule
+ * shows overload now, or (for saturation) whose instances are starved of CPU.
+ */
 export function moreCriticalOverloaded(
   finding: Finding,
   view: AppView,
@@ -137,7 +147,10 @@ export function moreCriticalOverloaded(
 ): ServiceView | undefined {
   const mine = RANK[s.spec.criticality ?? "normal"];
   return view.services.find(
-    (o) => RANK[o.spec.criticality ?? "normal"] > mine && overloadedNow(finding.rule, view, o),
+    (o) =>
+      RANK[o.spec.criticality ?? "normal"] > mine &&
+      (overloadedNow(finding.rule, view, o) ||
+        (finding.rule.symptom === "saturation" && cpuStarved(view, o) !== undefined)),
   );
 }
 
@@ -201,7 +214,8 @@ export function throttleChanges(view: AppView, s: ServiceView, need: number): Th
   // Agents report CPU over 5 s: right after a step their figures are still the calm before it,
   // and say nothing of the need. They size the throttle once they show `s` at its CPU.
   const cpu = cpuShare(view, s);
-  const wanted = cpu !== undefined && cpu.share >= CPU_SATURATED ? cpuUsed(s.name) : undefined;
+  const wanted =
+    (cpu !== undefined && cpu.share >= CPU_SATURATED) || cpuStarved(view, s) ? cpuUsed(s.name) : undefined;
   const lowCpu = lower.map((o) => cpuUsed(o.name));
   const freed = lowCpu.every((c) => c !== undefined) ? lowCpu.reduce((a, b) => a! + b!, 0)! : undefined;
   // Every lower service gives up the same share of its CPU.

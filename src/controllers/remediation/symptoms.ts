@@ -6,11 +6,13 @@
  *   latency     p99 over the window ≥ threshold ms (at least MIN_REQUESTS): the SLO burns
  *   saturation  in-flight requests per running instance ≥ threshold over the last 2 s (the panic window:
  *               a queue is seen within about a second of a load step) or over the rule's window,
- *               or CPU ≥ 90 % of what instances asked
+ *               or CPU ≥ 90 % of the instances' ceiling, or instances using at least their CPU request
+ *               that wait for a CPU ≥ 10 % of their runnable time (starved: the node's CPUs are taken)
  *   crash-loop  the service's consecutive crashes ≥ threshold, or it is failed
  *   alert       the named alert rule fires for the app (for the service, when it says one)
  */
 
+import { DEFAULT_RESOURCES } from "../../model/manifest-service.ts";
 import type { RemediationRule, Symptom } from "../../model/remediation.ts";
 import { type AppView, type ServiceView, serviceKeyOf } from "./view.ts";
 
@@ -109,6 +111,8 @@ export function detectOne(rule: RemediationRule, view: AppView, s: ServiceView):
         cpu.share,
         `${s.name}: CPU ${pct(cpu.share)} of its ${cpu.cores} core(s) per instance over ${cpu.instances} running (saturated from ${pct(CPU_SATURATED)})`,
       );
+    const starved = cpuStarved(view, s);
+    if (starved) return found(starved.share, starvedLine(s, starved));
   }
   const f = view.load.service(serviceKeyOf(view, s.name), windowMs);
   if (!f) return undefined;
@@ -202,3 +206,70 @@ export function cpuShare(
   if (used.length === 0) return undefined;
   return { share: used.reduce((a, b) => a + b, 0) / (used.length * cores), cores, instances: used.length };
 }
+
+/**
+ * Of their runnable time, instances past their CPU request that waited this
+ * much for a CPU are starved of it. A critical instance at 0.4 of a core
+ * against its 0.25 that waited 10–16 % had a p99 2–2.5× its idle one
+ * (bench:autoscale overload), even with the node's low instances at the
+ * least weight (cpu-squeeze.ts).
+ */
+export const CPU_WAIT_SATURATED = 0.1;
+/**
+ * ...when they use at least this share of their CPU request. Under
+ * contention each instance gets at least its request (its cgroup weight), so
+ * one that waits while using less is held back by the node's weights, not
+ * short of instances: on a node of 30 busy apps each waits most of its
+ * runnable time at a third of its request (bench:density), and more of them
+ * would only split the same CPUs further.
+ */
+export const CPU_WAIT_BUSY = 1;
+/**
+ * Instances younger than this are left out: their agent's first readings
+ * (5 s each) cover their start, when Node compiles on every core it gets.
+ */
+export const CPU_WAIT_MIN_AGE_MS = 15_000;
+
+/** How long the running instances that report it waited for a CPU, and what they used, on average. */
+export interface CpuWait {
+  /** Of their runnable time, the share they waited. */
+  share: number;
+  /** CPU cores each used. */
+  cores: number;
+  /** CPU cores each asked. */
+  request: number;
+  instances: number;
+}
+
+/**
+ * Whether a service's instances are starved of CPU: using at least
+ * CPU_WAIT_BUSY of their request and waiting for a CPU CPU_WAIT_SATURATED of
+ * their runnable time or more, on average (agents' heartbeats). A burstable
+ * instance has no ceiling to be near (cpuShare), so this is how its
+ * saturation shows: it needs more than it asked, its node's CPUs are taken,
+ * and its requests queue for one.
+ */
+export function cpuStarved(view: AppView, s: ServiceView): CpuWait | undefined {
+  const seen = view.instances.filter(
+    (i) =>
+      i.service === s.name &&
+      i.state === "running" &&
+      i.cpuWaitShare !== undefined &&
+      i.cpuCores !== undefined &&
+      (i.startedAt === undefined || view.now - i.startedAt >= CPU_WAIT_MIN_AGE_MS),
+  );
+  if (seen.length === 0) return undefined;
+  const mean = (f: (i: (typeof seen)[number]) => number) => seen.reduce((a, i) => a + f(i), 0) / seen.length;
+  const w: CpuWait = {
+    share: mean((i) => i.cpuWaitShare!),
+    cores: mean((i) => i.cpuCores!),
+    request: s.spec.resources?.cpu ?? DEFAULT_RESOURCES.cpu,
+    instances: seen.length,
+  };
+  return w.share >= CPU_WAIT_SATURATED && w.cores >= CPU_WAIT_BUSY * w.request ? w : undefined;
+}
+
+export const starvedLine = (s: ServiceView, w: CpuWait): string =>
+  `${s.name}: waited for a CPU ${pct(w.share)} of its runnable time, using ${round2(w.cores)} of the ${w.request} core(s) it asked, per instance over ${w.instances} running (starved from ${pct(CPU_WAIT_SATURATED)})`;
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;

@@ -37,6 +37,10 @@ export interface InstanceView {
   mode: "cattle" | "pet";
   /** CPU cores it used lately (agents' heartbeats), when known. */
   cpuCores?: number;
+  /** Of its runnable time lately, the share it waited for a CPU (agents' heartbeats), when known. */
+  cpuWaitShare?: number;
+  /** When its process started (ms since the epoch), when it has. */
+  startedAt?: number;
 }
 
 export interface NodeView {
