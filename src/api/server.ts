@@ -37,7 +37,7 @@ import { RemediationEngine } from "../controllers/remediation/engine.ts";
 import { callEdges } from "../controllers/remediation/evidence.ts";
 import { scaleServices } from "../controllers/scale.ts";
 import { NAME_PATTERN } from "../model/manifest.ts";
-import type { Tenant } from "../model/objects.ts";
+import type { Instance, Tenant } from "../model/objects.ts";
 import { AlertEvaluator, type AlertEvaluatorOptions } from "../observe/alerts/evaluator.ts";
 import { DependencyDrift } from "../observe/dependency-drift.ts";
 import { agentScrapeTargets } from "../observe/fleet-metrics.ts";
@@ -284,9 +284,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     registry: metrics.self.registry,
     receiverHeaders: (key) => receiverHeaderValues(store, secrets, key),
   });
+  // What an instance used lately, as its agent's last heartbeat said (the autoscaler's and the engine's CPU figures).
+  const usageOf = (i: Instance) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id) : undefined);
   const controllers = new ControllerManager(ctx, {
     // The autoscaler's cpu and query targets: agents' heartbeat usage, and PromQL as the service's tenant.
-    cpuCores: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id)?.cpuCores : undefined),
+    cpuCores: (i) => usageOf(i)?.cpuCores,
     query: (tenant, expr) => promqlValue(metrics.queries, tenant, expr),
     // A canary's analysis per endpoint, from the spans apps send (model/endpoint-analysis.ts).
     endpoints: async (query) =>
@@ -312,7 +314,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     },
     alerts: () => alerts.active(),
-    usage: (i) => (i.node ? metrics.fleet.report(i.node)?.usage.get(i.id) : undefined),
+    usage: usageOf,
     calls: async (tenant, from, to) => callEdges(await traces.map(from, to, tenant)),
     ...(options.remediation?.intervalMs !== undefined ? { intervalMs: options.remediation.intervalMs } : {}),
   });

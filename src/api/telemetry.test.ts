@@ -74,16 +74,7 @@ test("a heartbeat's node stats and instance usage are exported with linking labe
   const res = await call(
     "POST",
     "/nodes/n1/heartbeat",
-    heartbeat(
-      [
-        {
-          ...status,
-          state: "healthy",
-          usage: { cpuSeconds: 1.25, cpuWaitShare: 0.25, memoryBytes: 50_000_000 },
-        },
-      ],
-      stats,
-    ),
+    heartbeat([{ ...status, state: "healthy", usage }], stats),
   );
   assert.equal(res.status, 200);
   // The reply carries the instance's tenant's write-only ingest token for its OTEL defaults.

@@ -8,7 +8,7 @@
 import type { Plan, ThrottleChange } from "./plan.ts";
 import type { Finding } from "./symptoms.ts";
 import {
-  CPU_SATURATED,
+  cpuBound,
   cpuShare,
   cpuStarved,
   MIN_REQUESTS,
@@ -97,12 +97,12 @@ export function scaleOut(
   const rising = rise !== undefined && rise.ratio >= RISE_RATIO;
   // Load that has been high longer than the rise span no longer rises; instances busy on
   // their CPU still say that more of them serve more (a slow dependency leaves the CPU idle).
-  // Instances starved of CPU (busy, waiting for one on a contended node) are the same sign without a ceiling.
-  const cpu = rising ? undefined : cpuShare(view, s);
-  const starved = rising ? undefined : cpuStarved(view, s);
-  const cpuBound = (cpu !== undefined && cpu.share >= CPU_SATURATED) || starved !== undefined;
-  if (!rising && !cpuBound) {
+  // Instances starved of CPU (past their request, waiting for one on a contended node) are the same
+  // sign without a ceiling.
+  const bound = rising ? undefined : cpuBound(view, s);
+  if (!rising && !bound) {
     if (!rise) return "too few requests to tell whether load rises";
+    const cpu = cpuShare(view, s);
     return `load is not rising (${rise.line}) and the instances are not CPU-bound${cpu ? ` (CPU ${pct(cpu.share)})` : ""}: the service got slower, not busier`;
   }
   const from = s.instances;
@@ -115,16 +115,16 @@ export function scaleOut(
   const throttle = throttleAllowed ? throttleChanges(view, s, to / from) : [];
   const evidence = [...finding.evidence];
   if (rise) evidence.push(rise.line);
-  if (cpu !== undefined && cpu.share >= CPU_SATURATED)
-    evidence.push(`${s.name}: CPU ${pct(cpu.share)} of its ceiling: CPU-bound, more instances serve more`);
-  else if (starved)
+  if (bound?.kind === "ceiling")
+    evidence.push(`${s.name}: CPU ${pct(bound.share)} of its ceiling: CPU-bound, more instances serve more`);
+  else if (bound)
     evidence.push(
-      `${s.name}: waits for a CPU ${pct(starved.share)} of its runnable time while busy: more instances get more of the CPUs`,
+      `${s.name}: waits for a CPU ${pct(bound.share)} of its runnable time past its request: more instances get more of the CPUs`,
     );
   if (throttle.length > 0) evidence.push(...throttleLines(throttle, s));
   const why = rising
     ? `load on ${s.name} rises ×${Number.isFinite(rise.ratio) ? round1(rise.ratio) : "∞"}`
-    : starved
+    : bound?.kind === "starved"
       ? `${s.name} is starved of CPU`
       : `${s.name} is CPU-bound`;
   return {
@@ -213,9 +213,7 @@ export function throttleChanges(view: AppView, s: ServiceView, need: number): Th
   };
   // Agents report CPU over 5 s: right after a step their figures are still the calm before it,
   // and say nothing of the need. They size the throttle once they show `s` at its CPU.
-  const cpu = cpuShare(view, s);
-  const wanted =
-    (cpu !== undefined && cpu.share >= CPU_SATURATED) || cpuStarved(view, s) ? cpuUsed(s.name) : undefined;
+  const wanted = cpuBound(view, s) ? cpuUsed(s.name) : undefined;
   const lowCpu = lower.map((o) => cpuUsed(o.name));
   const freed = lowCpu.every((c) => c !== undefined) ? lowCpu.reduce((a, b) => a! + b!, 0)! : undefined;
   // Every lower service gives up the same share of its CPU.

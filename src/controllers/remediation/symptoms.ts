@@ -105,14 +105,8 @@ export function detectOne(rule: RemediationRule, view: AppView, s: ServiceView):
     );
   }
   if (rule.symptom === "saturation") {
-    const cpu = cpuShare(view, s);
-    if (cpu !== undefined && cpu.share >= CPU_SATURATED)
-      return found(
-        cpu.share,
-        `${s.name}: CPU ${pct(cpu.share)} of its ${cpu.cores} core(s) per instance over ${cpu.instances} running (saturated from ${pct(CPU_SATURATED)})`,
-      );
-    const starved = cpuStarved(view, s);
-    if (starved) return found(starved.share, starvedLine(s, starved));
+    const bound = cpuBound(view, s);
+    if (bound) return found(bound.share, cpuBoundLine(s, bound));
   }
   const f = view.load.service(serviceKeyOf(view, s.name), windowMs);
   if (!f) return undefined;
@@ -269,7 +263,25 @@ export function cpuStarved(view: AppView, s: ServiceView): CpuWait | undefined {
   return w.share >= CPU_WAIT_SATURATED && w.cores >= CPU_WAIT_BUSY * w.request ? w : undefined;
 }
 
-export const starvedLine = (s: ServiceView, w: CpuWait): string =>
-  `${s.name}: waited for a CPU ${pct(w.share)} of its runnable time, using ${round2(w.cores)} of the ${w.request} core(s) it asked, per instance over ${w.instances} running (starved from ${pct(CPU_WAIT_SATURATED)})`;
+/**
+ * Instances bound by CPU, so that more of them serve more (a slow dependency
+ * leaves the CPU idle): at their ceiling (cpuShare), or starved of CPU.
+ */
+export type CpuBound =
+  | ({ kind: "ceiling" } & NonNullable<ReturnType<typeof cpuShare>>)
+  | ({ kind: "starved" } & CpuWait);
+
+export function cpuBound(view: AppView, s: ServiceView): CpuBound | undefined {
+  const cpu = cpuShare(view, s);
+  if (cpu !== undefined && cpu.share >= CPU_SATURATED) return { kind: "ceiling", ...cpu };
+  const starved = cpuStarved(view, s);
+  return starved && { kind: "starved", ...starved };
+}
+
+/** The evidence line of a CPU-bound finding. */
+export const cpuBoundLine = (s: ServiceView, b: CpuBound): string =>
+  b.kind === "ceiling"
+    ? `${s.name}: CPU ${pct(b.share)} of its ${b.cores} core(s) per instance over ${b.instances} running (saturated from ${pct(CPU_SATURATED)})`
+    : `${s.name}: waited for a CPU ${pct(b.share)} of its runnable time, using ${round2(b.cores)} of the ${b.request} core(s) it asked, per instance over ${b.instances} running (starved from ${pct(CPU_WAIT_SATURATED)})`;
 
 const round2 = (x: number): number => Math.round(x * 100) / 100;
