@@ -31,9 +31,10 @@
 // `node bench/autoscale-overload.ts`, or a section of `npm run bench:autoscale`.
 
 import { pbkdf2Sync } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { readCgroupUsage } from "../src/agent/cgroups.ts";
 import type { NodeCapacity } from "../src/api/capacity.ts";
 import type { Event, Instance } from "../src/model/objects.ts";
 import {
@@ -76,14 +77,16 @@ function recorded(
 }
 
 /**
- * The agent's figures of `service`'s instance as the control plane exports them
- * (herd_instance_cpu_wait_ratio and the cores from herd_instance_cpu_seconds_total),
- * each new reading once, polled every second until stop().
+ * The agent's figures of api's first instance as the control plane exports
+ * them (herd_instance_cpu_wait_ratio and the cores from
+ * herd_instance_cpu_seconds_total), each new reading once, polled every
+ * second until stop(). One instance's series: after a scale-out the second
+ * one's would mix in.
  */
-function sampleCpuWait(h: Herd, service: string) {
+function sampleCpuWait(h: Herd, instance: string | undefined) {
   const seen: { cores: number; wait: number }[] = [];
   let lastWait: string | undefined;
-  let lastCpu: number | undefined;
+  let last: { cpu: number; at: number } | undefined;
   let stopped = false;
   const poll = (async () => {
     while (!stopped) {
@@ -91,16 +94,20 @@ function sampleCpuWait(h: Herd, service: string) {
         .then((r) => r.text())
         .catch(() => "");
       const value = (name: string) =>
-        new RegExp(`^${name}\\{[^}]*service="${service}"[^}]*\\} (\\S+)$`, "m").exec(text)?.[1];
+        new RegExp(`^${name}\\{[^}]*instance="${instance}"[^}]*\\} (\\S+)$`, "m").exec(text)?.[1];
       const wait = value("herd_instance_cpu_wait_ratio");
       const cpu = Number(value("herd_instance_cpu_seconds_total"));
+      const at = Date.now();
       if (wait !== undefined && wait !== lastWait) {
         seen.push({
-          cores: lastCpu === undefined ? Number.NaN : Math.round(((cpu - lastCpu) / 5) * 100) / 100,
+          cores:
+            last === undefined
+              ? Number.NaN
+              : Math.round(((cpu - last.cpu) / ((at - last.at) / 1000)) * 100) / 100,
           wait: Number(wait),
         });
         lastWait = wait;
-        lastCpu = cpu;
+        last = { cpu, at };
       }
       await sleep(1000);
     }
@@ -128,6 +135,38 @@ function span(samples: Sample[], from: number, to: number) {
   };
 }
 
+/**
+ * The CPU seconds an instance used so far, from its cgroup as its agent
+ * reads it (herd up's default cgroup root); undefined without cgroups.
+ */
+function instanceCpuSeconds(id: string): number | undefined {
+  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
+  const dir = v2 ? `/sys/fs/cgroup/herd/${id}` : `/sys/fs/cgroup/cpuacct/herd/${id}`;
+  return existsSync(dir) ? readCgroupUsage({ version: v2 ? "v2" : "v1", dirs: [dir] }).cpuSeconds : undefined;
+}
+
+/**
+ * The p99 of the queue alone: the requests of the span arriving when they
+ * were due, served one at a time (an instance is one Node thread) in
+ * `serviceMs` each, with a CPU of their own and nothing else on the way (no
+ * gateway, no wait for a CPU). What no platform can beat with one instance at
+ * that load: the wait behind the requests before it.
+ */
+function queueAloneP99(samples: Sample[], from: number, to: number, serviceMs: number): number | undefined {
+  const due = samples
+    .filter((s) => s.sentAt >= from && s.sentAt < to)
+    .map((s) => s.sentAt)
+    .sort((a, b) => a - b);
+  if (due.length === 0 || !(serviceMs > 0)) return undefined;
+  let free = Number.NEGATIVE_INFINITY;
+  const sojourn = due.map((at) => {
+    free = Math.max(free, at) + serviceMs;
+    return free - at;
+  });
+  sojourn.sort((a, b) => a - b);
+  return sojourn[Math.min(sojourn.length - 1, Math.ceil(sojourn.length * 0.99) - 1)];
+}
+
 const ms = (x: number | undefined) => (x === undefined ? "–" : `${Math.round(x)} ms`);
 
 export async function run(): Promise<void> {
@@ -145,10 +184,11 @@ export async function run(): Promise<void> {
     const d = await h.cli(["deploy", dir]);
     if (d.code !== 0) throw new Error(`deploy failed:\n${d.stdout}${d.stderr}`);
     const after = (await h.api<{ nodes: NodeCapacity[] }>("GET", "/capacity")).body.nodes[0];
-    const apiRunning = async () =>
+    const apiInstances = async () =>
       (await h.api<{ items: Instance[] }>("GET", `/apps/${APP}/instances`)).body.items.filter(
         (i) => i.service === "api" && i.desired === "running" && i.state === "running",
-      ).length;
+      );
+    const apiRunning = async () => (await apiInstances()).length;
     const events = async () =>
       (await h.api<{ items: Event[] }>("GET", `/events?app=${APP}&limit=500`)).body.items;
     const cli = async (args: string[]) => {
@@ -159,6 +199,10 @@ export async function run(): Promise<void> {
     /** Baseline then overload; with the engine on, until api's new instance runs (and OVERLOAD_S at least). */
     const phase = async (baseS: number, engine: boolean, overloadS: number) => {
       const url = h.gatewayUrl;
+      // The CPU each api request costs, counted in the first api instance's cgroup.
+      const first = (await apiInstances())[0]?.id;
+      const cpuAt = () => (first === undefined ? undefined : instanceCpuSeconds(first));
+      const cpu0 = cpuAt();
       const baseApi = pacedTraffic({
         url,
         host: "api.localhost",
@@ -171,13 +215,15 @@ export async function run(): Promise<void> {
       await sleep(baseS * 1000);
       const [baseAnswers] = await Promise.all([baseApi.stop(), baseBatch.traffic.stop()]);
       const baseline = span(baseAnswers, 0, Number.POSITIVE_INFINITY);
+      const cpu1 = cpuAt();
       const before = await apiRunning();
       const t0 = Date.now();
       const api = pacedTraffic({ url, host: "api.localhost", connections: 24, rate: API_RPS, seconds: 300 });
-      const starved = sampleCpuWait(h, "api");
+      const starved = sampleCpuWait(h, first);
       const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
       running.push(batch.traffic);
       let serving: number | undefined;
+      let cpuServing: number | undefined;
       let decision: Event | undefined;
       while (Date.now() - t0 < 120_000) {
         await sleep(500);
@@ -190,7 +236,10 @@ export async function run(): Promise<void> {
               /: (scale-out|throttle) /.test(e.message) &&
               e.service === "api",
           );
-        if (serving === undefined && (await apiRunning()) > before) serving = Date.now();
+        if (serving === undefined && (await apiRunning()) > before) {
+          serving = Date.now();
+          cpuServing = cpuAt();
+        }
         // With the engine on, a decision for api is followed until its instance runs.
         if (
           Date.now() - t0 >= overloadS * 1000 &&
@@ -199,7 +248,15 @@ export async function run(): Promise<void> {
           break;
       }
       const t1 = Date.now();
+      const cpu2 = cpuServing ?? cpuAt();
       const [apiAnswers, , cpuWait] = await Promise.all([api.stop(), batch.traffic.stop(), starved.stop()]);
+      // CPU ms a request: over the baseline, and over the overload until a second instance ran.
+      const perRequest = (a: number | undefined, b: number | undefined, n: number) =>
+        a === undefined || b === undefined || n === 0 ? undefined : ((b - a) * 1000) / n;
+      const serviceMs = {
+        baseline: perRequest(cpu0, cpu1, baseAnswers.length),
+        overload: perRequest(cpu1, cpu2, span(apiAnswers, t0, serving ?? t1).n),
+      };
       const decisions = (await events()).filter(
         (e) => (e.reason === "Remediation" || e.reason === "RemediationRestored") && Date.parse(e.time) >= t0,
       );
@@ -214,6 +271,8 @@ export async function run(): Promise<void> {
         api: apiAnswers,
         batch: batch.samples,
         cpuWait,
+        baseAnswers,
+        serviceMs,
       };
     };
 
@@ -327,13 +386,27 @@ export async function run(): Promise<void> {
       for (let from = r.t0; from < r.t1; from += 5000) slices.push(ms(span(r.api, from, from + 5000).p99));
       console.log(`api p99 per 5 s, ${name} run: ${slices.join(", ")}`);
     }
-    // What the agents reported of api's CPU (the engine's `saturation` reads it: starved from 20 % wait).
+    // The bound no platform beats with one api instance: the queue alone at that load.
+    for (const [name, r] of [
+      ["herd", own],
+      ["peer", peer],
+    ] as const) {
+      const { baseline: sb, overload: so } = r.serviceMs;
+      const end = name === "herd" ? until : r.t0 + dur;
+      const qb = sb && queueAloneP99(r.baseAnswers, 0, Number.POSITIVE_INFINITY, sb);
+      const qo = so && queueAloneP99(r.api, r.t0, end, so);
+      console.log(
+        `the queue alone, ${name} run (the same arrivals, one server, the CPU a request cost in api's cgroup, no wait for a CPU, no gateway): ` +
+          `baseline ${sb?.toFixed(1) ?? "–"} ms a request, p99 ${ms(qb)}; overload until the new capacity ran ${so?.toFixed(1) ?? "–"} ms a request, p99 ${ms(qo)} = ${ratio(qo, qb)}× (the figure's floor with one instance)`,
+      );
+    }
+    // What the agent reported of api's first instance (the engine's `saturation` reads it: starved from 10 % wait).
     for (const [name, r] of [
       ["herd", own],
       ["peer", peer],
     ] as const)
       console.log(
-        `api's CPU as its agent reported it (5 s readings), ${name} run: ${r.cpuWait.map((x) => `${x.cores}/${Math.round(x.wait * 100)}%`).join(", ") || "–"} (cores/waited)`,
+        `api's CPU as its agent reported it (one a second, as polled), ${name} run: ${r.cpuWait.map((x) => `${x.cores}/${Math.round(x.wait * 100)}%`).join(", ") || "–"} (cores/waited)`,
       );
     for (const [name, r] of [
       ["herd", own],

@@ -53,7 +53,7 @@ export interface AgentOptions {
   logger?: Logger;
   /** Time between heartbeats when nothing changes; default 1000. */
   heartbeatMs?: number;
-  /** How often node stats and instance usage are read (heartbeats in between repeat them); default 5000. */
+  /** How often node stats and instance usage are read (heartbeats in between repeat them); default 900 (each one-second heartbeat reads afresh). */
   statsMs?: number;
   /** Where instance ports come from; default DEFAULT_PORT_RANGE. */
   ports?: PortRange;

@@ -83,6 +83,8 @@ interface Tracked {
   watch?: AbortController;
   gone: Promise<void>;
   markGone: () => void;
+  /** The last stats the daemon gave (usage repeats them for STATS_MS). */
+  stats?: DriverUsage & { readAt: number };
 }
 
 interface ContainerInspect {
@@ -106,6 +108,13 @@ const IN_BUSYBOX = "/run/herd/busybox";
 /** Written into the state dir once the container's firewall rules are in place: its command starts then. */
 const NETWORK_READY = ".network-ready";
 const ROTATE_CHECK_MS = 1000;
+/**
+ * A container's stats are asked of the daemon at most this often (ms): each
+ * call costs dockerd a read of the container's cgroup and a JSON answer, and
+ * the agent reads usage every second; between calls the last stats repeat
+ * (their `readAt` tells the agent they are not new).
+ */
+const STATS_MS = 5000;
 /** How long recover() waits for the engine to see the end of a container whose process is gone. */
 const RECOVER_WAIT_MS = 5000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -385,15 +394,19 @@ export class DockerDriver implements RuntimeDriver {
   async usage(id: string): Promise<DriverUsage | undefined> {
     const t = this.#tracked.get(id);
     if (t?.process.state !== "running") return undefined;
+    const readAt = performance.now();
+    if (t.stats && readAt - t.stats.readAt < STATS_MS) return t.stats;
     const stats = await this.#api.call<{
       cpu_stats?: { cpu_usage?: { total_usage?: number } };
       memory_stats?: { usage?: number };
     }>({ path: `/containers/${t.record.container}/stats`, query: { stream: "false", "one-shot": "true" } });
     const ns = stats.cpu_stats?.cpu_usage?.total_usage;
-    return {
+    t.stats = {
+      readAt,
       ...(ns !== undefined ? { cpuSeconds: ns / 1e9 } : {}),
       ...(stats.memory_stats?.usage !== undefined ? { memoryBytes: stats.memory_stats.usage } : {}),
     };
+    return t.stats;
   }
 
   close(): void {

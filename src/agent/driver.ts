@@ -11,8 +11,13 @@ import type { Resources } from "../model/objects.ts";
 import type { InstanceUsage } from "../model/protocol.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
 
-/** What a driver measures of an instance (the agent works out its cores from two readings). */
-export type DriverUsage = Omit<InstanceUsage, "cpuCores">;
+/**
+ * What a driver measures of an instance (the agent works out its cores from
+ * two readings). `readAt` (performance.now(), ms): when a driver that does
+ * not read every time (docker's stats cost the daemon work) read what it
+ * repeats; absent: read now.
+ */
+export type DriverUsage = Omit<InstanceUsage, "cpuCores"> & { readAt?: number };
 
 /**
  * Every driver appends an instance's stdout to this file in

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { test } from "node:test";
-import { parseMeminfo, parseNetDev, parseProcStat, readNodeStats } from "./node-stats.ts";
+import type { DriverUsage } from "./driver.ts";
+import { parseMeminfo, parseNetDev, parseProcStat, readNodeStats, StatsReader } from "./node-stats.ts";
 import { traceDefaults } from "./trace-defaults.ts";
 
 test("/proc/stat, /proc/meminfo and /proc/net/dev are read into seconds and bytes", () => {
@@ -43,6 +44,43 @@ const desired = (env: Record<string, string>) => ({
   service: "web",
   tenant: "acme",
   run: { slug: "", command: "", env, resources: { cpu: 1, memory: 1 }, health: {} as never },
+});
+
+test("StatsReader: cores between an instance's readings; a driver's repeated reading keeps its cores; maxAge bounds re-reading", async () => {
+  const readings = new Map<string, DriverUsage>();
+  const stats = new StatsReader(tmpdir(), 20, async (id) => readings.get(id));
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  readings.set("a", { cpuSeconds: 10, memoryBytes: 1 });
+  const first = await stats.read(["a"]);
+  assert.equal(first.usage.get("a")?.cpuCores, undefined, "one reading tells no cores");
+  assert.equal(await stats.read(["a"]), first, "within maxAge the last reading repeats");
+  await pause(100);
+  readings.set("a", { cpuSeconds: 10.05, memoryBytes: 1 });
+  const second = (await stats.read(["a"])).usage.get("a");
+  // 0.05 CPU seconds over about 100 ms: about half a core (timers run late, never early).
+  assert.ok(
+    second?.cpuCores !== undefined && second.cpuCores > 0.2 && second.cpuCores <= 0.5,
+    `${second?.cpuCores}`,
+  );
+  assert.equal("readAt" in (second ?? {}), false, "readAt stays in the agent");
+  // A driver that repeats what it read (docker's cache) keeps the cores worked out for it, not 0.
+  readings.set("b", { cpuSeconds: 4, readAt: 1_000 });
+  await pause(30);
+  await stats.read(["a", "b"]);
+  readings.set("b", { cpuSeconds: 5, readAt: 3_000 });
+  await pause(30);
+  assert.equal((await stats.read(["a", "b"])).usage.get("b")?.cpuCores, 0.5);
+  await pause(30);
+  assert.equal(
+    (await stats.read(["a", "b"])).usage.get("b")?.cpuCores,
+    0.5,
+    "the same reading, the same cores",
+  );
+  // An instance gone and back (a restart with the same id) starts over.
+  await pause(30);
+  await stats.read(["a"]);
+  await pause(30);
+  assert.equal((await stats.read(["a", "b"])).usage.get("b")?.cpuCores, undefined);
 });
 
 test("trace defaults: a name the gateway's spans share, herd's attributes, the ingest with its token", () => {

@@ -1,12 +1,14 @@
 /**
  * The machine's own figures for the heartbeat: CPU time by mode
  * (/proc/stat), memory (/proc/meminfo), the data dir's filesystem (statfs)
- * and network bytes (/proc/net/dev). Four small reads; the agent does them at
- * most every few seconds and repeats the last reading in between.
+ * and network bytes (/proc/net/dev). Four small reads; the agent does them
+ * once a second (the heartbeat's pace: the remediation engine and the
+ * autoscaler decide on these figures) and repeats the last reading between.
  */
 
 import { readFile, statfs } from "node:fs/promises";
 import type { InstanceUsage, NodeStats } from "../model/protocol.ts";
+import type { DriverUsage } from "./driver.ts";
 
 /** USER_HZ: the unit of /proc/stat (100 on every Linux architecture herd runs on). */
 const CLOCK_TICKS = 100;
@@ -107,17 +109,18 @@ export interface StatsReading {
 
 /**
  * Node stats and the usage of running instances, read again when the last
- * reading is older than `maxAgeMs` or an instance started since (so a
- * one-second heartbeat costs no file reads most of the time). Cores come from
- * the last two readings.
+ * reading is older than `maxAgeMs` or an instance started since. Cores come
+ * from an instance's last two readings.
  */
 export class StatsReader {
   readonly #dataDir: string;
   readonly #maxAgeMs: number;
-  readonly #usage: (id: string) => Promise<InstanceUsage | undefined>;
+  readonly #usage: (id: string) => Promise<DriverUsage | undefined>;
   #last: StatsReading | undefined;
+  /** Each instance's last CPU reading: the counter, when it was read, and the cores worked out then. */
+  readonly #cpu = new Map<string, { seconds: number; at: number; cores?: number }>();
 
-  constructor(dataDir: string, maxAgeMs: number, usage: (id: string) => Promise<InstanceUsage | undefined>) {
+  constructor(dataDir: string, maxAgeMs: number, usage: (id: string) => Promise<DriverUsage | undefined>) {
     this.#dataDir = dataDir;
     this.#maxAgeMs = maxAgeMs;
     this.#usage = usage;
@@ -131,15 +134,30 @@ export class StatsReader {
     const usage = new Map<string, InstanceUsage | undefined>();
     for (const id of running) {
       const read = await this.#usage(id).catch(() => undefined);
-      const before = last?.usage.get(id)?.cpuSeconds;
-      const cores = read && last && coresBetween(before, read.cpuSeconds, now - last.at);
-      usage.set(id, read && cores !== undefined ? { ...read, cpuCores: cores } : read);
+      usage.set(id, read && this.#withCores(id, read, now));
     }
+    const ids = new Set(running);
+    for (const id of this.#cpu.keys()) if (!ids.has(id)) this.#cpu.delete(id);
     const node: NodeStats = await readNodeStats(this.#dataDir).catch(() => ({}));
     const busy =
       last && coresBetween(busySeconds(last.node.cpuSeconds), busySeconds(node.cpuSeconds), now - last.at);
     if (busy !== undefined) node.cpuBusyCores = busy;
     this.#last = { at: now, node, usage };
     return this.#last;
+  }
+
+  /** The usage with the cores used since the instance's reading before; a repeated reading keeps its cores. */
+  #withCores(id: string, read: DriverUsage, now: number): InstanceUsage {
+    const { readAt = now, ...usage } = read;
+    if (usage.cpuSeconds === undefined) return usage;
+    const before = this.#cpu.get(id);
+    const cores =
+      before === undefined
+        ? undefined
+        : readAt === before.at
+          ? before.cores
+          : coresBetween(before.seconds, usage.cpuSeconds, readAt - before.at);
+    this.#cpu.set(id, { seconds: usage.cpuSeconds, at: readAt, cores });
+    return cores === undefined ? usage : { ...usage, cpuCores: cores };
   }
 }

@@ -211,8 +211,8 @@ export function throttleChanges(view: AppView, s: ServiceView, need: number): Th
       ? used.reduce((a, b) => a! + b!, 0)
       : undefined;
   };
-  // Agents report CPU over 5 s: right after a step their figures are still the calm before it,
-  // and say nothing of the need. They size the throttle once they show `s` at its CPU.
+  // Agents report CPU over the last second: right after a step their figures may still be the calm
+  // before it, and say nothing of the need. They size the throttle once they show `s` at its CPU.
   const wanted = cpuBound(view, s) ? cpuUsed(s.name) : undefined;
   const lowCpu = lower.map((o) => cpuUsed(o.name));
   const freed = lowCpu.every((c) => c !== undefined) ? lowCpu.reduce((a, b) => a! + b!, 0)! : undefined;

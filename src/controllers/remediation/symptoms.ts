@@ -168,7 +168,7 @@ export function saturation(
  * window at or over the threshold (other symptoms: the rule holds). A
  * throttle made for it is lifted once this is false and its new capacity
  * serves, without waiting for the rule's 10 s average to forget the overload
- * (nor for agents' CPU figures, which cover 5 s).
+ * (nor for agents' next CPU figures).
  */
 export function overloadedNow(rule: RemediationRule, view: AppView, s: ServiceView): boolean {
   if (rule.symptom !== "saturation") return detectOne(rule, view, s) !== undefined;
@@ -220,7 +220,8 @@ export const CPU_WAIT_SATURATED = 0.1;
 export const CPU_WAIT_BUSY = 1;
 /**
  * Instances younger than this are left out: their agent's first readings
- * (5 s each) cover their start, when Node compiles on every core it gets.
+ * (one a second) cover their start and warm-up, when Node compiles on every
+ * core it gets.
  */
 export const CPU_WAIT_MIN_AGE_MS = 15_000;
 
