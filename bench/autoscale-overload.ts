@@ -13,7 +13,8 @@
 // left of the cores, not of twice them).
 //
 //   baseline  api at BASE_RPS, batch at BASE_RPS: api's p99
-//   overload  api at ~1.5× what one instance serves (under 2 instances' worth),
+//   overload  api at 1.5× what one instance serves on its request, at the CPU a request
+//             cost it in the first baseline (under 2 instances' worth),
 //             batch at BATCH_RPS (more than it serves), both for OVERLOAD_S at least
 //
 // measured twice in one run:
@@ -51,8 +52,14 @@ const WORK_MS = 4;
 const API_CPU = 0.25;
 const BASE_RPS = 10;
 const BASE_S = 20;
-/** api's overload: 1.5× one instance's worth, under two instances'. */
-const API_RPS = Math.round((API_CPU / (WORK_MS / 1000)) * 1.5);
+/**
+ * api's overload: 1.5× what one instance serves on its CPU request, under two
+ * instances' worth; the rate comes from the CPU a request cost api in the
+ * first baseline (the machine's speed moves it: 2.6–5.3 ms in one session).
+ */
+const API_LOAD = 1.5;
+const apiRateFor = (serviceMs: number | undefined) =>
+  Math.round((API_CPU / ((serviceMs ?? WORK_MS) / 1000)) * API_LOAD);
 const BATCH_RPS = Number(process.env.BENCH_BATCH_RPS ?? 250);
 const OVERLOAD_S = Number(process.env.BENCH_OVERLOAD_S ?? 40);
 const GOAL_RATIO = 2;
@@ -197,7 +204,7 @@ export async function run(): Promise<void> {
     };
 
     /** Baseline then overload; with the engine on, until api's new instance runs (and OVERLOAD_S at least). */
-    const phase = async (baseS: number, engine: boolean, overloadS: number) => {
+    const phase = async (baseS: number, engine: boolean, overloadS: number, rate?: number) => {
       const url = h.gatewayUrl;
       // The CPU each api request costs, counted in the first api instance's cgroup.
       const first = (await apiInstances())[0]?.id;
@@ -216,9 +223,14 @@ export async function run(): Promise<void> {
       const [baseAnswers] = await Promise.all([baseApi.stop(), baseBatch.traffic.stop()]);
       const baseline = span(baseAnswers, 0, Number.POSITIVE_INFINITY);
       const cpu1 = cpuAt();
+      // CPU ms a request: over the baseline, and over the overload until a second instance ran.
+      const perRequest = (a: number | undefined, b: number | undefined, n: number) =>
+        a === undefined || b === undefined || n === 0 ? undefined : ((b - a) * 1000) / n;
+      const baseServiceMs = perRequest(cpu0, cpu1, baseAnswers.length);
+      const apiRps = rate ?? apiRateFor(baseServiceMs);
       const before = await apiRunning();
       const t0 = Date.now();
-      const api = pacedTraffic({ url, host: "api.localhost", connections: 24, rate: API_RPS, seconds: 300 });
+      const api = pacedTraffic({ url, host: "api.localhost", connections: 24, rate: apiRps, seconds: 300 });
       const starved = sampleCpuWait(h, first);
       const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
       running.push(batch.traffic);
@@ -250,11 +262,8 @@ export async function run(): Promise<void> {
       const t1 = Date.now();
       const cpu2 = cpuServing ?? cpuAt();
       const [apiAnswers, , cpuWait] = await Promise.all([api.stop(), batch.traffic.stop(), starved.stop()]);
-      // CPU ms a request: over the baseline, and over the overload until a second instance ran.
-      const perRequest = (a: number | undefined, b: number | undefined, n: number) =>
-        a === undefined || b === undefined || n === 0 ? undefined : ((b - a) * 1000) / n;
       const serviceMs = {
-        baseline: perRequest(cpu0, cpu1, baseAnswers.length),
+        baseline: baseServiceMs,
         overload: perRequest(cpu1, cpu2, span(apiAnswers, t0, serving ?? t1).n),
       };
       const decisions = (await events()).filter(
@@ -273,6 +282,7 @@ export async function run(): Promise<void> {
         cpuWait,
         baseAnswers,
         serviceMs,
+        apiRps,
       };
     };
 
@@ -284,7 +294,7 @@ export async function run(): Promise<void> {
     await sleep(35_000);
     const resumed = Date.now();
     await cli(["remediate", "resume", "--app", APP]);
-    const own = await phase(60, true, OVERLOAD_S);
+    const own = await phase(60, true, OVERLOAD_S, peer.apiRps);
     const [one, five] = loadavg();
 
     const goal = GOAL_RATIO * (own.baseline.p99 ?? 0);
@@ -304,8 +314,8 @@ export async function run(): Promise<void> {
         `${after.free.cpu.toFixed(2)} free after the deploy (room for one more api instance of ${API_CPU})`,
     );
     console.log(
-      `api (critical): ${API_CPU} CPU requested, no ceiling, ~${WORK_MS} ms CPU a request (~${Math.round(API_CPU / (WORK_MS / 1000))} req/s an instance on its request); ` +
-        `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${API_RPS} req/s (24 connections), batch ${BATCH_RPS} req/s (16)`,
+      `api (critical): ${API_CPU} CPU requested, no ceiling, pbkdf2 sized for ~${WORK_MS} ms of CPU a request here; ` +
+        `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${own.apiRps} req/s (24 connections; ${API_LOAD}× what ${API_CPU} core serves at the ${peer.serviceMs.baseline?.toFixed(1) ?? `~${WORK_MS}`} ms of CPU a request cost api in the first baseline), batch ${BATCH_RPS} req/s (16)`,
     );
     console.log(
       `api's client: open loop (Poisson arrivals, latency from each request's due time), a process of its own under ${realtimeLauncher.note} (batch's: closed loop, in this one)`,
@@ -358,7 +368,7 @@ export async function run(): Promise<void> {
       const s = span(own.api, from, to);
       const rps = to > from ? (s.n * 1000) / (to - from) : 0;
       console.log(
-        `  api p99 ${name} (${((to - from) / 1000).toFixed(1)} s): ${ms(s.p99)} over ${s.n} requests (${Math.round(rps)} req/s of ${API_RPS} offered), ${s.failed} failed; ${againstBaseline(s.p99, name.endsWith("(the figure)"))}`,
+        `  api p99 ${name} (${((to - from) / 1000).toFixed(1)} s): ${ms(s.p99)} over ${s.n} requests (${Math.round(rps)} req/s of ${own.apiRps} offered), ${s.failed} failed; ${againstBaseline(s.p99, name.endsWith("(the figure)"))}`,
       );
     }
     // The peer over the same spans from its overload's start.
@@ -369,7 +379,7 @@ export async function run(): Promise<void> {
     console.log(
       `peer (engine paused): api p99 over the same first ${(dur / 1000).toFixed(1)} s ${ms(peerUntil.p99)} (${peerUntil.n} requests, ${peerUntil.failed} failed); ` +
         `after ${ms(peerAfter.p99)} (${peerAfter.n}); whole ${((peer.t1 - peer.t0) / 1000).toFixed(1)} s ${ms(peerAll.p99)} ` +
-        `(${Math.round((peerAll.n * 1000) / (peer.t1 - peer.t0))} req/s of ${API_RPS} offered); ${againstBaseline(peerAll.p99)}`,
+        `(${Math.round((peerAll.n * 1000) / (peer.t1 - peer.t0))} req/s of ${own.apiRps} offered); ${againstBaseline(peerAll.p99)}`,
     );
     const ownAll = span(own.api, own.t0, own.t1);
     const ownAfter = span(own.api, until, own.t1);
