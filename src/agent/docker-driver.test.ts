@@ -113,6 +113,23 @@ describe("DockerDriver", () => {
     assert.ok((usage?.cpuSeconds ?? 0) > 0, JSON.stringify(usage));
   });
 
+  test("usage says how long a container waited for a CPU: two spinners on one CPU each wait about half", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    // Two processes of the container (busybox's sh and taskset), both on CPU 0: its process tree is read.
+    const spin = "taskset -c 0 sh -c 'while :; do :; done'";
+    const spec = await h.spec("spin1", `${spin} & exec ${spin}`);
+    await driver.start(spec);
+    await waitFor(async () => ((await driver.usage("spin1")) ? true : undefined), "the container to run");
+    await new Promise((r) => setTimeout(r, 1000));
+    const usage = await driver.usage("spin1");
+    const share = usage?.cpuWaitShare;
+    assert.ok(share !== undefined && share >= 0.3 && share <= 1, `waited ${share} of its runnable time`);
+    // The daemon's stats are asked for at most every 5 s: a reading within them repeats, marked as read then.
+    assert.ok(usage?.readAt !== undefined, JSON.stringify(usage));
+    assert.equal((await driver.usage("spin1"))?.readAt, usage.readAt);
+  });
+
   test("runs an image with its own command when the spec gives none, and with the spec's otherwise", async (t) => {
     const h = harness(t, create);
     const driver = h.driver();

@@ -28,6 +28,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { join, resolve } from "node:path";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
+import { processTree } from "./cgroups.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
@@ -46,6 +47,7 @@ import type {
 import { findNft } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
+import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import type { RegistryAccess } from "./registry.ts";
 
 export interface DockerDriverOptions {
@@ -85,6 +87,8 @@ interface Tracked {
   markGone: () => void;
   /** The last stats the daemon gave (usage repeats them for STATS_MS). */
   stats?: DriverUsage & { readAt: number };
+  /** Its threads' last schedstat reading (waitShareSince). */
+  lastSchedstat?: Sample;
 }
 
 interface ContainerInspect {
@@ -394,8 +398,11 @@ export class DockerDriver implements RuntimeDriver {
   async usage(id: string): Promise<DriverUsage | undefined> {
     const t = this.#tracked.get(id);
     if (t?.process.state !== "running") return undefined;
+    // Read from /proc every time (the container's processes are the host's): how starved of CPU it is now.
+    const waits = waitShareSince(t, t.process.pid ? processTree(t.process.pid) : []);
+    const wait = waits === undefined ? {} : { cpuWaitShare: waits };
     const readAt = performance.now();
-    if (t.stats && readAt - t.stats.readAt < STATS_MS) return t.stats;
+    if (t.stats && readAt - t.stats.readAt < STATS_MS) return { ...t.stats, ...wait };
     const stats = await this.#api.call<{
       cpu_stats?: { cpu_usage?: { total_usage?: number } };
       memory_stats?: { usage?: number };
@@ -406,7 +413,7 @@ export class DockerDriver implements RuntimeDriver {
       ...(ns !== undefined ? { cpuSeconds: ns / 1e9 } : {}),
       ...(stats.memory_stats?.usage !== undefined ? { memoryBytes: stats.memory_stats.usage } : {}),
     };
-    return t.stats;
+    return { ...t.stats, ...wait };
   }
 
   close(): void {

@@ -72,7 +72,7 @@ import {
 } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
-import { type Sample, threadSchedstats, waitShareOf, windowBetween } from "./realtime-guard.ts";
+import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import {
   chownTree,
   detectSandbox,
@@ -480,7 +480,8 @@ export class ProcessDriver implements RuntimeDriver {
   async usage(id: string): Promise<DriverUsage | undefined> {
     const t = this.#tracked.get(id);
     if (!t || t.record.exit) return undefined;
-    const waits = this.#waitShare(t);
+    // Every thread of its cgroup, or of its main process without one.
+    const waits = waitShareSince(t, t.record.cgroup ? cgroupPids(t.record.cgroup) : [t.record.pid]);
     const wait = waits === undefined ? {} : { cpuWaitShare: waits };
     if (t.record.cgroup) return { ...readCgroupUsage(t.record.cgroup), ...wait };
     const stat = readProcStat(t.record.pid);
@@ -492,19 +493,6 @@ export class ProcessDriver implements RuntimeDriver {
       memoryBytes: rss ? Number(rss[1]) * 1024 : undefined,
       ...wait,
     };
-  }
-
-  /**
-   * The share of its threads' runnable time they waited for a CPU since the
-   * last reading (every thread of its cgroup, or of its main process without
-   * one); undefined at the first reading.
-   */
-  #waitShare(t: Tracked): number | undefined {
-    const pids = t.record.cgroup ? cgroupPids(t.record.cgroup) : [t.record.pid];
-    const now: Sample = { at: performance.now(), threads: threadSchedstats(pids) };
-    const window = windowBetween(t.lastSchedstat, now);
-    t.lastSchedstat = now;
-    return window && waitShareOf(window);
   }
 
   close(): void {

@@ -140,6 +140,22 @@ export function waitShareOf(w: Window): number {
 }
 
 /**
+ * The share of `pids`' threads' runnable time they waited for a CPU since
+ * `holder`'s last reading, which this one replaces; undefined at the first.
+ * A driver's usage() calls it for each instance (every thread of its cgroup,
+ * or of its process tree).
+ */
+export function waitShareSince(
+  holder: { lastSchedstat?: Sample },
+  pids: readonly number[],
+): number | undefined {
+  const now: Sample = { at: performance.now(), threads: threadSchedstats(pids) };
+  const window = windowBetween(holder.lastSchedstat, now);
+  holder.lastSchedstat = now;
+  return window && waitShareOf(window);
+}
+
+/**
  * One window of a process group's threads: updates `state` and says what to
  * do: "demote" (to the default policy), "promote" (back to real time) or
  * nothing. `share` is its real-time share of each CPU (0–1).
