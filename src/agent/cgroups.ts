@@ -582,6 +582,30 @@ export async function destroyInstanceCgroup(cg: InstanceCgroup, timeoutMs = 5000
   }
 }
 
+/**
+ * Removes herd's cgroups from the machine when nothing is left in them: the
+ * gateway's herd-platform and the herd parents, with the real-time budgets
+ * they hold (`herd up` stopping with its apps, after its instances'
+ * cgroups are gone). One that still holds something — another herd's
+ * instances on the same machine — stays (the kernel refuses: EBUSY).
+ */
+export async function removeHerdCgroups(
+  support: CgroupSupport,
+): Promise<{ removed: string[]; kept: string[] }> {
+  const removed: string[] = [];
+  const kept: string[] = [];
+  const platform = platformCgroupDir(support);
+  for (const dir of [...(platform ? [platform] : []), ...support.parents]) {
+    try {
+      await rmdir(dir);
+      removed.push(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") kept.push(dir);
+    }
+  }
+  return { removed, kept };
+}
+
 function readOptional(file: string): string | undefined {
   try {
     return readFileSync(file, "utf8").trim();

@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { ensureDebianPackages } from "../common/debian-packages.ts";
-import { detectCgroups, readMemoryLimit } from "./cgroups.ts";
+import { detectCgroups, readMemoryLimit, removeHerdCgroups } from "./cgroups.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -22,6 +22,8 @@ if (detectSandbox().enabled) {
 
 const support = detectCgroups();
 const noCgroups = support.version === "none" ? `no cgroups here: ${support.reason}` : false;
+// detectCgroups made herd's parents: gone again at the end, unless another test's instances are in them.
+after(() => removeHerdCgroups(support));
 
 test("isolation says what this machine gives and why not", (t) => {
   const stateRoot = mkdtempSync(join(tmpdir(), "herd-isolation-"));
@@ -108,6 +110,44 @@ test("usage says how long an instance waited for a CPU: two spinning on one CPU 
       `${id} waited ${share} of its runnable time`,
     );
   }
+});
+
+test("releaseCgroups keeps herd's cgroups while an instance is in them, removes them once empty, and the next start makes them again", {
+  skip: noCgroups,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver() as ProcessDriver;
+  driver.shareCpu(1);
+  const spec = await h.spec("release1", `"${process.execPath}" server.cjs`);
+  await driver.start(spec);
+  const held = await driver.releaseCgroups();
+  assert.deepEqual(
+    held?.removed.filter((d) => support.parents.includes(d)),
+    [],
+    "a parent holding an instance stays",
+  );
+  assert.ok(support.parents.every((p) => existsSync(p)));
+  await driver.stop("release1", 5000);
+  // Empty now, unless another test's instances are in them (then they stay: EBUSY).
+  const released = await driver.releaseCgroups();
+  t.diagnostic(
+    `removed ${released?.removed.join(", ") || "none"}; kept ${released?.kept.join(", ") || "none"}`,
+  );
+  assert.deepEqual(
+    [...(released?.removed ?? []), ...(released?.kept ?? [])]
+      .filter((d) => support.parents.includes(d))
+      .sort(),
+    [...support.parents].sort(),
+  );
+  // The next start makes what is gone again, with the node's weight.
+  await driver.start(spec);
+  assert.ok(
+    support.parents.every((p) => existsSync(p)),
+    "the parents again",
+  );
+  assert.equal(await waitFor(() => get(spec.port), "the instance to answer"), "hello from release1\n");
+  const cpuParent = support.parents.find((p) => existsSync(join(p, "cpu.shares")));
+  if (cpuParent) assert.equal(readFileSync(join(cpuParent, "cpu.shares"), "utf8").trim(), "1024");
 });
 
 test("a start boost: a ceiling allows startCpu until limitCpu sets the instance's own", {

@@ -18,6 +18,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeSync,
+  existsSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -46,6 +47,7 @@ import {
   processTree,
   readCgroupUsage,
   readOomKills,
+  removeHerdCgroups,
   setCpuLimit,
   setParentCpuWeight,
   weighPlatformProcesses,
@@ -145,7 +147,7 @@ export class ProcessDriver implements RuntimeDriver {
   readonly name = "process";
   readonly #stateRoot: string;
   readonly #log: Logger;
-  readonly #support: CgroupSupport;
+  #support: CgroupSupport;
   readonly #sandbox: SandboxSupport;
   readonly #firewall: FirewallSupport;
   readonly #firewallTable: string;
@@ -234,6 +236,29 @@ export class ProcessDriver implements RuntimeDriver {
     return dir;
   }
 
+  /**
+   * Takes herd's cgroups off the machine once its instances are stopped and
+   * its gateway is gone (cgroups.ts removeHerdCgroups); the next start makes
+   * them again. Undefined without cgroups.
+   */
+  async releaseCgroups(): Promise<{ removed: string[]; kept: string[] } | undefined> {
+    if (this.#support.version === "none") return undefined;
+    return removeHerdCgroups(this.#support);
+  }
+
+  /**
+   * The herd parents made again (as at the start, with this node's weight)
+   * when another herd on this machine removed them as it stopped
+   * (releaseCgroups: it found them empty).
+   */
+  #ensureParents(): void {
+    if (this.#support.parents.every((p) => existsSync(p))) return;
+    this.#support = detectCgroups();
+    if (this.#support.version !== "none" && this.#sharedCores !== undefined)
+      setParentCpuWeight(this.#support, this.#sharedCores);
+    this.#log.info("herd's cgroups were gone (another herd on this machine stopped): made again");
+  }
+
   setNetworkPolicy(policy: NetworkPolicy): void {
     this.#policy = policy;
     this.#syncFirewall();
@@ -274,6 +299,7 @@ export class ProcessDriver implements RuntimeDriver {
     let cgroup: InstanceCgroup | null = null;
     if (this.#support.version !== "none") {
       try {
+        this.#ensureParents();
         cgroup = createInstanceCgroup(this.#support, spec.id, {
           memoryBytes: spec.resources.memoryLimit ?? spec.resources.memory,
           cpuCores: spec.resources.cpu,

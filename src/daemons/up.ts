@@ -221,6 +221,13 @@ export async function runUp(options: UpOptions): Promise<number> {
     process.stdout.write(
       `herd stopped ${instances.length} app instance${instances.length === 1 ? "" : "s"}; the next herd up starts them again\n`,
     );
+    // Nothing of herd's runs here now: its cgroups (and their real-time budgets) go too.
+    const cgroups = await driver.releaseCgroups().catch((err: unknown) => {
+      logger.warn("cannot remove herd's cgroups", { err });
+      return undefined;
+    });
+    if (cgroups?.kept.length)
+      logger.info("herd's cgroups still hold something (another herd on this machine?): kept", cgroups);
   }
   await server.close();
   removeRecord(join(dataDir, UP_RECORD), upRecord);

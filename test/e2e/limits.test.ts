@@ -8,7 +8,15 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -426,4 +434,36 @@ test("v1 real time: a calm critical instance and the gateway run under SCHED_RR;
   await waitFor("the gateway back at the default policy", async () =>
     allIn(gatewayPids(), "0") ? true : undefined,
   );
+});
+
+test("herd up stopping with its apps takes herd's cgroups off the machine, their real-time budgets with them", async (t) => {
+  if (used === "none") return t.skip("herd runs without cgroups here (needs root and cgroups): it made none");
+  const dirs =
+    used === "v2"
+      ? ["/sys/fs/cgroup/herd", "/sys/fs/cgroup/herd-platform"]
+      : [
+          ...["memory", "cpu", "cpuacct", "pids"].map((c) => `/sys/fs/cgroup/${c}/herd`),
+          "/sys/fs/cgroup/cpu/herd-platform",
+        ];
+  const ours = (await herd!.api<{ items: Instance[] }>("GET", "/apps/limits/instances")).body.items.map(
+    (i) => i.id,
+  );
+  assert.ok(existsSync(dirs[0]), `${dirs[0]} while herd runs`);
+  await cleanupHerd(herd);
+  herd = undefined;
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    // What another herd on this machine still runs keeps the cgroup; an empty one is left behind.
+    const children = readdirSync(dir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
+    const procs = readFileSync(join(dir, "cgroup.procs"), "utf8").trim();
+    assert.ok(children.length > 0 || procs !== "", `${dir} was left behind empty`);
+    assert.deepEqual(
+      children.filter((c) => ours.includes(c)),
+      [],
+      `${dir} still holds this herd's instances`,
+    );
+    t.diagnostic(`${dir} kept: it holds ${children.length} cgroup(s) and pids [${procs}] of another herd`);
+  }
 });
