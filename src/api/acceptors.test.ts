@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
+import type net from "node:net";
 import type { AddressInfo } from "node:net";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -10,22 +11,34 @@ import { silentLogger } from "../common/log.ts";
 import { ACCEPTORS, addAcceptors, portFree } from "./acceptors.ts";
 import { startServer } from "./server.ts";
 
-/** Connections `server` takes while the event loop runs `turns` turns of 30 ms of work each. */
+/**
+ * Connections `server` takes while the event loop runs `turns` turns of 30 ms
+ * of work each. The 40 connections are made first, by a child process while
+ * this one's loop is held (spawnSync): all are in the kernel's accept queues
+ * before the first turn, however late a busy machine completes a handshake.
+ */
 async function acceptedInBusyTurns(server: http.Server, port: number, turns: number): Promise<number> {
   let accepted = 0;
-  server.on("connection", () => accepted++);
-  // Connected by the kernel at once (loopback); the process accepts them as its loop lets it.
-  const clients = Array.from({ length: 40 }, () => net.connect(port, "127.0.0.1").on("error", () => {}));
-  // Node issues the connects on the next tick; then every turn is busy, none idle.
-  await new Promise((r) => process.nextTick(r));
-  const until = performance.now() + 30;
-  while (performance.now() < until);
+  server.on("connection", (socket: net.Socket) => {
+    accepted++;
+    socket.on("error", () => {});
+  });
+  const made = spawnSync(
+    process.execPath,
+    [
+      "-e",
+      `const net = require("node:net"); let n = 0;
+       for (let i = 0; i < 40; i++) net.connect(${port}, "127.0.0.1", () => { if (++n === 40) process.exit(0); });
+       setTimeout(() => { console.error(n + " of 40 connected"); process.exit(1); }, 20000);`,
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(made.status, 0, `the connections were not made: ${made.stderr}`);
   for (let n = 0; n < turns; n++) {
     await new Promise((r) => setImmediate(r));
     const until = performance.now() + 30;
     while (performance.now() < until);
   }
-  for (const c of clients) c.destroy();
   return accepted;
 }
 

@@ -77,22 +77,24 @@ http.createServer((req, res) => res.end("ok\\n")).listen(Number(process.env.PORT
   const victim = body.items.find((i) => i.state === "running")!;
   process.kill(victim.pid!, "SIGKILL");
 
+  // Its crash is an event (reason Exited). Events are recorded up to half a second after the
+  // state they tell (events.ts batches them), so the replacement's first line may come before it,
+  // and the victim's Healthy event may come after the first stream closed: wait for both.
+  const isCrash = (e: (typeof first.events)[number]) =>
+    e.data.stream === "event" && e.data.instance === victim.id && e.data.reason === "Exited";
   const second = stream({ "last-event-id": lastId });
   await second.until(
     () =>
+      second.events.some(isCrash) &&
       second.events.some(
         (e) =>
           e.data.line.startsWith("talker up") && e.data.instance !== victim.id && e.data.stream === "stdout",
       ),
-    "the replacement's first line",
+    "the crash event and the replacement's first line",
     30_000,
   );
   await second.close();
-  // Its crash (reason Exited): the stream may also carry the victim's Healthy event, recorded up to
-  // half a second after its state (events.ts batches them), so after the first stream closed.
-  const crash = second.events.find(
-    (e) => e.data.stream === "event" && e.data.instance === victim.id && e.data.reason === "Exited",
-  );
+  const crash = second.events.find(isCrash);
   assert.ok(crash, "the crash is an event in the stream");
   assert.equal(crash.data.level, "warn");
   const all = [...first.events, ...second.events].map((e) => Number(e.id));
