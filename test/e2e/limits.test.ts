@@ -361,9 +361,11 @@ test("a critical instance that waits for a CPU: low instances get the least weig
   t.diagnostic(`cpu (low) used ${cores.toFixed(3)} cores of CPU 0 while crit waited for it`);
   assert.ok(cores < 0.05, `cpu used ${cores.toFixed(3)} cores: did it give way?`);
 
-  // crit calm (cpu still spinning): after 10 s with no critical instance waiting, cpu has its own weight back.
+  // crit calm (cpu still spinning): after 10 s with no critical instance waiting, cpu has its own weight
+  // back; 20 s when this squeeze came within 30 s of the release of one the tests before set off
+  // (cpu-squeeze.ts RESQUEEZE_MS: CI timed out at 20 s once).
   await tell("crit", "/rest");
-  await waitFor("cpu's own weight back", async () => (weight() === own ? true : undefined), 20_000);
+  await waitFor("cpu's own weight back", async () => (weight() === own ? true : undefined), 35_000);
 });
 
 /** The gateway's pid (this herd's: another herd on the machine shares herd-platform). */
