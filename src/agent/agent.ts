@@ -37,7 +37,7 @@ import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
-import { StatsReader, type StatsReading } from "./node-stats.ts";
+import { STATS_MS, StatsReader, type StatsReading } from "./node-stats.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
 import { startProbeLoop, stopProbeLoop } from "./probe-loop.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -67,13 +67,6 @@ const START_CPU = 1;
 const FOLLOW_UP_MS = 150;
 /** How long the control plane keeps the agent's wait open without a change (its default). */
 const WAIT_MS = 15_000;
-/**
- * Node stats and instance usage are read again after this (ms): the engine
- * and the autoscaler decide on them every second, so each one-second
- * heartbeat carries a fresh reading (a little under 1 s: a timer fires a few
- * ms early or late); the follow-ups between repeat it.
- */
-const STATS_MS = 900;
 const LOG_SHIP_MS = 250;
 
 /** Runs this node's share of the desired instances and reports on them. */

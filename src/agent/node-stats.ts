@@ -108,6 +108,14 @@ export interface StatsReading {
 }
 
 /**
+ * How old a reading may be before the next heartbeat reads again (ms): the
+ * engine and the autoscaler decide on these figures every second, so each
+ * one-second heartbeat carries a fresh one (a little under 1 s: a timer fires
+ * a few ms early or late); the follow-ups between repeat it.
+ */
+export const STATS_MS = 900;
+
+/**
  * Node stats and the usage of running instances, read again when the last
  * reading is older than `maxAgeMs` or an instance started since. Cores come
  * from an instance's last two readings.
