@@ -51,6 +51,8 @@ export async function stopPlatform(dataDir: string): Promise<DownResult> {
       const running = (await driver.recover()).filter((p) => p.state === "running");
       await Promise.all(running.map((p) => driver.stop(p.id, 10_000)));
       result.instances = running.length;
+      // The driver made herd's cgroups again as it started (detectCgroups): nothing runs in them now.
+      await driver.releaseCgroups();
     } finally {
       driver.close();
     }
