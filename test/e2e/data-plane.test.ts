@@ -12,6 +12,7 @@ import type { Instance } from "../../src/model/objects.ts";
 import {
   alive,
   cleanupHerd,
+  emptyHerdCgroups,
   freePort,
   gatewayPids,
   gatewayRecord,
@@ -220,4 +221,6 @@ test("an app instance dies while the control plane is away: the gateway ejects i
     () => !alive(gateway) && !alive(survivor.pid!),
     5000,
   );
+  // Nothing of herd runs: its cgroups are gone too (herd down's driver made them again to stop the survivor).
+  assert.deepEqual(emptyHerdCgroups(), [], "herd's cgroups left behind empty");
 });

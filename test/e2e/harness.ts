@@ -649,3 +649,24 @@ export function httpsGet(
     req.end();
   });
 }
+
+/**
+ * herd's cgroups on this machine that hold nothing (no child cgroup, no
+ * process): what a herd stopped with its apps left behind. One holding
+ * another herd's instances is not counted.
+ */
+export function emptyHerdCgroups(): string[] {
+  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
+  const dirs = v2
+    ? ["/sys/fs/cgroup/herd", "/sys/fs/cgroup/herd-platform"]
+    : [
+        ...["memory", "cpu", "cpuacct", "pids"].map((c) => `/sys/fs/cgroup/${c}/herd`),
+        "/sys/fs/cgroup/cpu/herd-platform",
+      ];
+  return dirs.filter(
+    (dir) =>
+      existsSync(dir) &&
+      !readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory()) &&
+      readFileSync(join(dir, "cgroup.procs"), "utf8").trim() === "",
+  );
+}
