@@ -702,18 +702,21 @@ export class Agent {
     startProbeLoop(inst, {
       tail: (id) => this.#tail(id),
       changed: () => this.#changed(),
-      limitCpu: (id, cpu) => this.#limitCpu(id, cpu),
+      started: (id, cpuLimit) => this.#started(id, cpuLimit),
     });
   }
 
-  #limitCpu(id: string, cpu: number | undefined): void {
+  #started(id: string, cpuLimit: number | undefined): void {
     try {
-      this.#driver.limitCpu?.(id, cpu);
+      this.#driver.started?.(id, cpuLimit);
     } catch (err) {
-      this.#log.warn("cannot end the start boost: the instance keeps more CPU than it asked for", {
-        id,
-        err,
-      });
+      this.#log.warn(
+        "cannot end the start boost: the instance keeps the CPU ceiling or weight it started with",
+        {
+          id,
+          err,
+        },
+      );
     }
   }
 

@@ -8,12 +8,14 @@ import {
   cpuWeight,
   createInstanceCgroup,
   HERD_REALTIME_SHARE,
+  type InstanceCgroup,
   platformCgroupDir,
   processTree,
   REALTIME_PERIOD_US,
   readOomKills,
   realtimeShare,
   setCpuLimit,
+  setCpuWeight,
   setParentCpuWeight,
   weighPlatformProcesses,
 } from "./cgroups.ts";
@@ -64,20 +66,27 @@ test("CPU: the request becomes the weight (v2 cpu.weight, v1 cpu.shares); the ce
   assert.equal(read(v1.dirs[0], "cpu.cfs_quota_us"), "150000");
 });
 
-test("criticality scales the weight: critical four times a normal one's, low half (v2 and v1)", (t) => {
+test("criticality scales the weight: critical four times a normal one's once it serves (its request's while it starts), low half (v2 and v1)", (t) => {
   const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const read = (dir: string, file: string) => readFileSync(join(dir, file), "utf8");
-  const v2 = (id: string, criticality?: "critical" | "low") =>
-    read(
-      createInstanceCgroup({ version: "v2", parents: [root] }, id, {
-        memoryBytes: 1 << 28,
-        cpuCores: 0.1,
-        ...(criticality ? { criticality } : {}),
-      }).dirs[0],
-      "cpu.weight",
-    );
-  assert.deepEqual([v2("n"), v2("c", "critical"), v2("l", "low")], ["100", "400", "50"]);
+  const created: InstanceCgroup[] = [];
+  const v2 = (id: string, criticality?: "critical" | "low") => {
+    const cg = createInstanceCgroup({ version: "v2", parents: [root] }, id, {
+      memoryBytes: 1 << 28,
+      cpuCores: 0.1,
+      ...(criticality ? { criticality } : {}),
+    });
+    created.push(cg);
+    return read(cg.dirs[0], "cpu.weight");
+  };
+  assert.deepEqual([v2("n"), v2("c", "critical"), v2("l", "low")], ["100", "100", "50"]);
+  // Healthy (the driver's started()): each at the weight it keeps.
+  for (const cg of created) setCpuWeight(cg, cg.weight ?? 0);
+  assert.deepEqual(
+    created.map((cg) => read(cg.dirs[0], "cpu.weight")),
+    ["100", "400", "50"],
+  );
   const cpuTree = join(root, "v1cpu");
   mkdirSync(join(cpuTree, "c"), { recursive: true });
   writeFileSync(join(cpuTree, "c", "cpu.shares"), "");
@@ -86,7 +95,34 @@ test("criticality scales the weight: critical four times a normal one's, low hal
     cpuCores: 0.1,
     criticality: "critical",
   });
+  assert.equal(read(v1.dirs[0], "cpu.shares"), "102");
+  setCpuWeight(v1, v1.weight ?? 0);
   assert.equal(read(v1.dirs[0], "cpu.shares"), "410");
+});
+
+test("weight 0 makes the cgroup idle where the kernel has cpu.idle, any other weight ends it (v2 and v1)", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-cgroup-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const read = (dir: string, file: string) => readFileSync(join(dir, file), "utf8");
+  const v2 = join(root, "v2");
+  const v1 = join(root, "v1");
+  const old = join(root, "v1-no-idle");
+  for (const dir of [v2, v1, old]) mkdirSync(dir);
+  writeFileSync(join(v2, "cpu.idle"), "0");
+  writeFileSync(join(v1, "cpu.shares"), "51");
+  writeFileSync(join(v1, "cpu.idle"), "0");
+  writeFileSync(join(old, "cpu.shares"), "51");
+  setCpuWeight({ version: "v2", dirs: [v2] }, 0);
+  setCpuWeight({ version: "v1", dirs: [v1, old] }, 0);
+  assert.deepEqual([read(v2, "cpu.weight"), read(v2, "cpu.idle")], ["1", "1"]);
+  assert.deepEqual([read(v1, "cpu.shares"), read(v1, "cpu.idle")], ["2", "1"]);
+  assert.equal(read(old, "cpu.shares"), "2");
+  setCpuWeight({ version: "v2", dirs: [v2] }, 0.05);
+  setCpuWeight({ version: "v1", dirs: [v1, old] }, 0.05);
+  assert.deepEqual([read(v2, "cpu.weight"), read(v2, "cpu.idle")], ["50", "0"]);
+  assert.deepEqual([read(v1, "cpu.shares"), read(v1, "cpu.idle")], ["51", "0"]);
+  assert.equal(read(old, "cpu.shares"), "51");
+  assert.throws(() => read(old, "cpu.idle"), /ENOENT/);
 });
 
 test("a critical instance's real-time share of each CPU: its request, 5 % to the herd parent's share, within its ceiling", () => {

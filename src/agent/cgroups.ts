@@ -55,7 +55,11 @@ export interface InstanceCgroup {
   realtime?: number;
   /** Its service's criticality (absent in records written before it was kept: normal). */
   criticality?: Criticality;
-  /** The cores its CPU weight was written for (weightedCores): what setCpuWeight restores after a squeeze (cpu-squeeze.ts). */
+  /**
+   * The cores its CPU weight is for once it serves (weightedCores): what the
+   * driver sets when a critical instance is healthy (it starts at startWeight)
+   * and what setCpuWeight restores after a squeeze (cpu-squeeze.ts).
+   */
   weight?: number;
 }
 
@@ -138,6 +142,20 @@ export function realtimeShare(
 /** The cores an instance weighs as under contention: its request scaled by its criticality. */
 export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
   return limits.cpuCores * CRITICALITY_WEIGHT[limits.criticality ?? "normal"];
+}
+
+/**
+ * The cores an instance weighs as until its first passed health check: a
+ * critical one its plain request (a normal one's weight), since it serves
+ * nothing yet and its start is CPU-bound: with the criticality's weight, a
+ * new instance of a scale-out took half a CPU from the critical instance it
+ * came to relieve, on a node already short of CPU (docs/benchmarks.md
+ * "Overload, session 18"). The others start at their own weight.
+ */
+export function startWeight(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
+  return limits.criticality === "critical"
+    ? limits.cpuCores * CRITICALITY_WEIGHT.normal
+    : weightedCores(limits);
 }
 
 /**
@@ -384,6 +402,7 @@ export function createInstanceCgroup(
   const memory = String(Math.round(limits.memoryBytes));
   const weight = weightedCores(limits);
   const kept = { weight, ...(limits.criticality ? { criticality: limits.criticality } : {}) };
+  const start = startWeight(limits);
   if (support.version === "v2") {
     const [dir] = dirs;
     writeFileSync(join(dir, "memory.max"), memory);
@@ -391,7 +410,7 @@ export function createInstanceCgroup(
     writeIfPresent(join(dir, "memory.swap.max"), "0");
     // An OOM kill takes the whole instance, not one random process of it.
     writeIfPresent(join(dir, "memory.oom.group"), "1");
-    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(weight)));
+    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(start)));
     writeFileSync(join(dir, "cpu.max"), cpuMaxOf(limits.cpuLimitCores));
     writeFileSync(join(dir, "pids.max"), pids);
   } else {
@@ -402,7 +421,7 @@ export function createInstanceCgroup(
         writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
       }
       if (existsSync(join(dir, "cpu.shares")))
-        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(weight)));
+        writeFileSync(join(dir, "cpu.shares"), String(cpuShares(start)));
       if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(limits.cpuLimitCores)));
@@ -419,15 +438,33 @@ export function createInstanceCgroup(
 
 /**
  * Writes an instance's CPU weight for `cores` (cpu.weight on v2, cpu.shares
- * on v1): 0 gives the kernel's least (1 and 2), as cpu-squeeze.ts does to
- * low-criticality instances while a critical one waits for a CPU.
+ * on v1). 0 makes the cgroup idle, as cpu-squeeze.ts does to low-criticality
+ * instances while a critical one waits for a CPU: the kernel's least weight
+ * (1 and 2) and, where the kernel has it (cpu.idle, Linux 5.15), the
+ * cgroup's processes scheduled as SCHED_IDLE. A CPU running only those
+ * counts as idle: a task that wakes goes there rather than queue behind a
+ * busy CPU's, the CPU pulls waiting tasks from the others as an idle one
+ * does, and any other task preempts them at once. Without it a critical
+ * instance waited on one CPU behind the gateway and herd's own processes
+ * while the other ran the low instance (perf sched, docs/benchmarks.md
+ * "Overload, session 18"). Any other value ends the idle state first (the
+ * kernel refuses a weight for an idle cgroup).
  */
 export function setCpuWeight(cg: InstanceCgroup, cores: number): void {
+  const idle = cores === 0;
   if (cg.version === "v2") {
-    writeFileSync(join(cg.dirs[0], "cpu.weight"), String(cpuWeight(cores)));
+    const dir = cg.dirs[0];
+    if (!idle) writeIfPresent(join(dir, "cpu.idle"), "0");
+    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(cores)));
+    if (idle) writeIfPresent(join(dir, "cpu.idle"), "1");
     return;
   }
-  for (const dir of cg.dirs) writeIfPresent(join(dir, "cpu.shares"), String(cpuShares(cores)));
+  for (const dir of cg.dirs) {
+    if (!existsSync(join(dir, "cpu.shares"))) continue;
+    if (!idle) writeIfPresent(join(dir, "cpu.idle"), "0");
+    writeFileSync(join(dir, "cpu.shares"), String(cpuShares(cores)));
+    if (idle) writeIfPresent(join(dir, "cpu.idle"), "1");
+  }
 }
 
 /**

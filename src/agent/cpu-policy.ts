@@ -10,7 +10,8 @@
  * whose wakeups keep preempting. (The stronger alternative, the cgroup's
  * cpu.idle, would also drop its weight to the kernel's minimum: a low
  * instance would get almost nothing while others are busy, its request
- * notwithstanding. docs/resources.md.)
+ * notwithstanding; herd uses it only while a critical instance waits for a
+ * CPU, cpu-squeeze.ts. docs/resources.md.)
  *
  * SCHED_BATCH is a per-thread policy inherited across fork and exec, so the
  * instance starts under `chrt --batch 0` (util-linux) and everything it

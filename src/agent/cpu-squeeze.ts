@@ -9,7 +9,9 @@
  * (/proc/<pid>/task/<tid>/schedstat; cpu-guard.ts, realtime-guard.ts windowBetween);
  * when one waited SQUEEZE_WAIT of the window and SQUEEZE_WAIT_SHARE of its
  * runnable time, every low-criticality instance on the node gets the
- * kernel's least CPU weight (they keep running on what is left) until
+ * kernel's least CPU weight, its cgroup idle where the kernel can
+ * (cgroups.ts setCpuWeight: a CPU running only idle tasks takes a waiting
+ * task at once; they keep running on what is left) until
  * RELEASE_WINDOWS windows in a row pass with no critical instance waiting
  * so; then their weights are written back. A squeeze again within
  * RESQUEEZE_MS of that doubles the calm needed next time (up to

@@ -92,7 +92,7 @@ describe("DockerDriver", () => {
     assert.equal(exit.oomKilled, true);
   });
 
-  test("limitCpu changes the ceiling of a running container; usage reads its CPU and memory", async (t) => {
+  test("started() brings the ceiling of a running container down from the start boost; usage reads its CPU and memory", async (t) => {
     const h = harness(t, create);
     const driver = h.driver();
     const spec = await h.spec("cpu1", `"${process.execPath}" server.cjs`);
@@ -104,7 +104,7 @@ describe("DockerDriver", () => {
         })
       )?.HostConfig.NanoCpus;
     assert.equal(await nanoCpus(), 2e9, "the start boost");
-    driver.limitCpu?.("cpu1", 0.5);
+    driver.started?.("cpu1", 0.5);
     await waitFor(async () => ((await nanoCpus()) === 0.5e9 ? true : undefined), "the ceiling to come down");
     // Its command begins once its firewall rules are in: the server is up when it answers.
     await waitFor(() => get(spec.port), "the server to answer");

@@ -368,9 +368,10 @@ export class DockerDriver implements RuntimeDriver {
     return tailInstanceLogs(t.stateDir, lines);
   }
 
-  limitCpu(id: string, cpuLimitCores: number | undefined): void {
+  /** The start boost ends: the container's own CPU ceiling (it has no criticality weight: CpuShares is its request). */
+  started(id: string, cpuLimitCores: number | undefined): void {
     const t = this.#tracked.get(id);
-    if (t?.process.state !== "running") return;
+    if (cpuLimitCores === undefined || t?.process.state !== "running") return;
     this.#api
       .call({
         method: "POST",

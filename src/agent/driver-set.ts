@@ -90,8 +90,8 @@ export class DriverSet implements RuntimeDriver {
     return driver.tail(id, lines);
   }
 
-  limitCpu(id: string, cpuLimitCores: number | undefined): void {
-    this.#owner.get(id)?.limitCpu?.(id, cpuLimitCores);
+  started(id: string, cpuLimitCores: number | undefined): void {
+    this.#owner.get(id)?.started?.(id, cpuLimitCores);
   }
 
   async remove(id: string): Promise<void> {

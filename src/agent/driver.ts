@@ -62,7 +62,7 @@ export interface StartSpec {
   /**
    * The CPU ceiling (cores) while it starts, when more than its own
    * `resources.cpuLimit` (a start boost: a cold start from zero has requests
-   * waiting); `limitCpu` brings it down to `resources.cpuLimit` once it is
+   * waiting); `started` brings it down to `resources.cpuLimit` once it is
    * healthy. An instance without a ceiling needs no boost.
    */
   startCpu?: number;
@@ -132,8 +132,15 @@ export interface RuntimeDriver {
    * that many.
    */
   tail(id: string, lines: number): Promise<string[]>;
-  /** Sets a running instance's CPU ceiling (cores; undefined: none): the end of its start boost. Drivers without limits have none. */
-  limitCpu?(id: string, cpuLimitCores: number | undefined): void;
+  /**
+   * A running instance passed a health check after its start: its start
+   * boost ends (the CPU ceiling comes down to its own `resources.cpuLimit`,
+   * cores; undefined: it has none) and a critical instance gets its
+   * criticality's CPU weight (it started at its request's: a start that is
+   * not serving yet does not outweigh the instances that are). Drivers
+   * without limits or weights have nothing to do.
+   */
+  started?(id: string, cpuLimitCores: number | undefined): void;
   /** Forgets an instance that is gone and removes its bookkeeping (not its dir). */
   remove(id: string): Promise<void>;
   /** Resource use, when the driver can measure it. */

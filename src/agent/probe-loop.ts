@@ -22,8 +22,8 @@ export interface ProbeHooks {
   tail(id: string): Promise<string[]>;
   /** Its status changed: a heartbeat should carry it. */
   changed(): void;
-  /** Sets its CPU ceiling (the end of the start boost). */
-  limitCpu(id: string, cpu: number | undefined): void;
+  /** It is healthy after its start: the end of its start boost and start weight (driver.ts started). */
+  started(id: string, cpuLimit: number | undefined): void;
 }
 
 /** Starts probing inst (the loop of an earlier start ends: its run number is stale). */
@@ -56,9 +56,9 @@ export function startProbeLoop(inst: Managed, hooks: ProbeHooks): void {
       if (result.ok) {
         inst.failures = 0;
         if (inst.state !== "healthy") {
-          // Started: the start boost ends, the instance gets its own CPU ceiling (if it has one).
-          const ceiling = inst.desired?.run.resources.cpuLimit;
-          if (ceiling !== undefined) hooks.limitCpu(inst.id, ceiling);
+          // Started: the start boost ends (its own CPU ceiling, if it has one), and a critical
+          // instance gets its full weight.
+          hooks.started(inst.id, inst.desired?.run.resources.cpuLimit);
           inst.state = "healthy";
           inst.message = undefined;
           inst.logTail = undefined;

@@ -150,7 +150,7 @@ test("releaseCgroups keeps herd's cgroups while an instance is in them, removes 
   if (cpuParent) assert.equal(readFileSync(join(cpuParent, "cpu.shares"), "utf8").trim(), "1024");
 });
 
-test("a start boost: a ceiling allows startCpu until limitCpu sets the instance's own", {
+test("a start boost: a ceiling allows startCpu until started() sets the instance's own", {
   skip: noCgroups,
 }, async (t) => {
   const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
@@ -162,8 +162,24 @@ test("a start boost: a ceiling allows startCpu until limitCpu sets the instance'
   assert.ok(dir, `a cgroup with ${file}`);
   const quota = () => Number(readFileSync(join(dir, file), "utf8").split(" ")[0]);
   assert.equal(quota(), 100_000, "one core while it starts");
-  driver.limitCpu?.("boosted1", 0.25);
+  driver.started?.("boosted1", 0.25);
   assert.equal(quota(), 25_000, "its own quarter once started");
+});
+
+test("a critical instance starts at its request's weight and gets the criticality's once started()", {
+  skip: noCgroups,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver();
+  const spec = await h.spec("critical1", `"${process.execPath}" server.cjs`);
+  await driver.start({ ...spec, resources: { ...spec.resources, cpu: 0.25 }, criticality: "critical" });
+  const file = support.version === "v2" ? "cpu.weight" : "cpu.shares";
+  const dir = support.parents.map((p) => join(p, "critical1")).find((d) => existsSync(join(d, file)));
+  assert.ok(dir, `a cgroup with ${file}`);
+  const weight = () => readFileSync(join(dir, file), "utf8").trim();
+  assert.equal(weight(), support.version === "v2" ? "250" : "256", "its request's weight while it starts");
+  driver.started?.("critical1", undefined);
+  assert.equal(weight(), support.version === "v2" ? "1000" : "1024", "four times that once it serves");
 });
 
 test("without a ceiling the cgroup has a weight from the request and no quota", {

@@ -49,6 +49,7 @@ import {
   readOomKills,
   removeHerdCgroups,
   setCpuLimit,
+  setCpuWeight,
   setParentCpuWeight,
   weighPlatformProcesses,
 } from "./cgroups.ts";
@@ -304,7 +305,7 @@ export class ProcessDriver implements RuntimeDriver {
           memoryBytes: spec.resources.memoryLimit ?? spec.resources.memory,
           cpuCores: spec.resources.cpu,
           ...(spec.criticality ? { criticality: spec.criticality } : {}),
-          // A ceiling gets the start boost, if any, until limitCpu: memory is never boosted.
+          // A ceiling gets the start boost, if any, until started(): memory is never boosted.
           ...(spec.resources.cpuLimit !== undefined
             ? { cpuLimitCores: Math.max(spec.resources.cpuLimit, spec.startCpu ?? 0) }
             : {}),
@@ -488,9 +489,11 @@ export class ProcessDriver implements RuntimeDriver {
     return tailInstanceLogs(t.record.stateDir, lines);
   }
 
-  limitCpu(id: string, cpuLimitCores: number | undefined): void {
+  started(id: string, cpuLimitCores: number | undefined): void {
     const cgroup = this.#tracked.get(id)?.record.cgroup;
-    if (cgroup) setCpuLimit(cgroup, cpuLimitCores);
+    if (!cgroup) return;
+    if (cpuLimitCores !== undefined) setCpuLimit(cgroup, cpuLimitCores);
+    if (cgroup.criticality === "critical" && cgroup.weight !== undefined) setCpuWeight(cgroup, cgroup.weight);
   }
 
   async remove(id: string): Promise<void> {
