@@ -52,6 +52,8 @@ const WORK_MS = 4;
 const API_CPU = 0.25;
 const BASE_RPS = 10;
 const BASE_S = 20;
+/** The api client's own start, left out of the baseline (bench/density.ts WARMUP_S: its first requests pay for it). */
+const WARMUP_MS = 1000;
 /**
  * api's overload: 1.5× what one instance serves on its CPU request, under two
  * instances' worth; the rate comes from the CPU a request cost api in the
@@ -210,27 +212,33 @@ export async function run(): Promise<void> {
       const first = (await apiInstances())[0]?.id;
       const cpuAt = () => (first === undefined ? undefined : instanceCpuSeconds(first));
       const cpu0 = cpuAt();
-      const baseApi = pacedTraffic({
+      // One client process for the baseline and the overload, so the step is a new rate and not a
+      // cold client too (a new process's first requests, on new connections through code not yet
+      // compiled, waited 60–140 ms in the overload's first second in one run); its own first
+      // WARMUP_MS are left out of the baseline for the same reason.
+      const apiTraffic = pacedTraffic({
         url,
         host: "api.localhost",
-        connections: 2,
+        connections: 24,
         rate: BASE_RPS,
-        seconds: baseS,
+        seconds: 600,
       });
+      const clientAt = Date.now();
       const baseBatch = recorded(h, "batch.localhost", { connections: 2, rate: BASE_RPS, seconds: baseS });
       running.push(baseBatch.traffic);
       await sleep(baseS * 1000);
-      const [baseAnswers] = await Promise.all([baseApi.stop(), baseBatch.traffic.stop()]);
-      const baseline = span(baseAnswers, 0, Number.POSITIVE_INFINITY);
+      await baseBatch.traffic.stop();
+      const t0 = Date.now();
       const cpu1 = cpuAt();
+      const baseAnswers = apiTraffic.answers.filter((a) => a.sentAt < t0);
+      const baseline = span(baseAnswers, clientAt + WARMUP_MS, t0);
       // CPU ms a request: over the baseline, and over the overload until a second instance ran.
       const perRequest = (a: number | undefined, b: number | undefined, n: number) =>
         a === undefined || b === undefined || n === 0 ? undefined : ((b - a) * 1000) / n;
       const baseServiceMs = perRequest(cpu0, cpu1, baseAnswers.length);
       const apiRps = rate ?? apiRateFor(baseServiceMs);
       const before = await apiRunning();
-      const t0 = Date.now();
-      const api = pacedTraffic({ url, host: "api.localhost", connections: 24, rate: apiRps, seconds: 300 });
+      apiTraffic.setRate(apiRps);
       const starved = sampleCpuWait(h, first);
       const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
       running.push(batch.traffic);
@@ -261,7 +269,11 @@ export async function run(): Promise<void> {
       }
       const t1 = Date.now();
       const cpu2 = cpuServing ?? cpuAt();
-      const [apiAnswers, , cpuWait] = await Promise.all([api.stop(), batch.traffic.stop(), starved.stop()]);
+      const [apiAnswers, , cpuWait] = await Promise.all([
+        apiTraffic.stop(),
+        batch.traffic.stop(),
+        starved.stop(),
+      ]);
       const serviceMs = {
         baseline: baseServiceMs,
         overload: perRequest(cpu1, cpu2, span(apiAnswers, t0, serving ?? t1).n),
@@ -281,6 +293,7 @@ export async function run(): Promise<void> {
         batch: batch.samples,
         cpuWait,
         baseAnswers,
+        clientAt,
         serviceMs,
         apiRps,
       };
@@ -317,8 +330,16 @@ export async function run(): Promise<void> {
       `api (critical): ${API_CPU} CPU requested, no ceiling, pbkdf2 sized for ~${WORK_MS} ms of CPU a request here; ` +
         `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${own.apiRps} req/s (24 connections; ${API_LOAD}× what ${API_CPU} core serves at the ${peer.serviceMs.baseline?.toFixed(1) ?? `~${WORK_MS}`} ms of CPU a request cost api in the first baseline), batch ${BATCH_RPS} req/s (16)`,
     );
+    const warmup = (r: typeof own) => {
+      const w = span(r.baseAnswers, r.clientAt, r.clientAt + WARMUP_MS);
+      const slowest = Math.max(
+        ...r.baseAnswers.filter((a) => a.sentAt < r.clientAt + WARMUP_MS).map((a) => a.ms),
+      );
+      return `${w.n} requests, slowest ${ms(w.n > 0 ? slowest : undefined)}`;
+    };
     console.log(
-      `api's client: open loop (Poisson arrivals, latency from each request's due time), a process of its own under ${realtimeLauncher.note} (batch's: closed loop, in this one)`,
+      `api's client: open loop (Poisson arrivals, latency from each request's due time), one process of its own for baseline and overload under ${realtimeLauncher.note} (batch's: closed loop, in this one); ` +
+        `its first ${WARMUP_MS / 1000} s (its own start) not in the baseline: herd run ${warmup(own)}, peer run ${warmup(peer)}`,
     );
     // The node's own answer (src/agent/cpu-squeeze.ts): low instances at the least CPU weight while api waits.
     const squeezes = h

@@ -415,7 +415,9 @@ export interface PacedAnswer {
 /**
  * An open-loop traffic (Poisson arrivals at `rate`, latency from each
  * request's due time) in a process of its own (bench/traffic-child.ts,
- * started by realtimeLauncher); `stop` ends it and resolves with every answer.
+ * started by realtimeLauncher); `answers` holds what came back so far,
+ * `setRate` changes its rate from now (a load step by a client already
+ * warm), `stop` ends it and resolves with every answer.
  */
 export function pacedTraffic(o: {
   url: string;
@@ -423,14 +425,21 @@ export function pacedTraffic(o: {
   connections: number;
   rate: number;
   seconds: number;
-}): { stop: () => Promise<PacedAnswer[]> } {
+}): { answers: PacedAnswer[]; setRate: (rate: number) => void; stop: () => Promise<PacedAnswer[]> } {
   const [command, ...args] = realtimeLauncher.command;
   const child = spawn(command, [...args, join(import.meta.dirname, "traffic-child.ts"), JSON.stringify(o)], {
     stdio: ["pipe", "pipe", "inherit"],
   });
+  const answers: PacedAnswer[] = [];
   let out = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     out += chunk;
+    const lines = out.split("\n");
+    out = lines.pop() ?? "";
+    for (const line of lines) {
+      const [sentAt, ms, outcome] = JSON.parse(line) as [number, number, string | null];
+      answers.push({ sentAt, ms, outcome: outcome ?? undefined });
+    }
   });
   const closed = new Promise<number | null>((resolve, reject) => {
     child.once("error", reject);
@@ -438,15 +447,15 @@ export function pacedTraffic(o: {
   });
   // Should this process end first, the child's stdin closes, so it stops too.
   return {
+    answers,
+    setRate: (rate: number) => {
+      child.stdin.write(`rate ${rate}\n`);
+    },
     stop: async () => {
       child.stdin.end();
       const code = await closed;
       if (code !== 0) throw new Error(`the traffic process (${o.host}) exited with ${code}`);
-      return (JSON.parse(out) as [number, number, string | null][]).map(([sentAt, ms, outcome]) => ({
-        sentAt,
-        ms,
-        outcome: outcome ?? undefined,
-      }));
+      return answers;
     },
   };
 }

@@ -11,8 +11,11 @@
 // single-threaded app met them as one burst every gap for good, and the p99 was the burst's
 // length (24 × 4 ms) however much CPU the app had.
 //
-// Its options are argv[2] (JSON); it stops when its stdin closes (or after `seconds`) and writes
-// every answer to stdout as JSON: [sentAt (Date.now() when due), ms, outcome | null][].
+// Its options are argv[2] (JSON); a line `rate N` on its stdin changes the rate from then on (the
+// same process, its connections and compiled code, so a step in the load is not also a cold
+// client). It writes each answer to stdout as it comes, one JSON line [sentAt (Date.now() when
+// due), ms, outcome | null], and exits once its stdin closes (or after `seconds`) and every
+// request sent has its answer.
 
 import http from "node:http";
 
@@ -25,9 +28,9 @@ const o = JSON.parse(process.argv[2]) as {
 };
 const u = new URL(o.url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: o.connections });
-const answers: [number, number, string | null][] = [];
 const clockSkew = Date.now() - performance.now();
 const until = performance.now() + o.seconds * 1000;
+let rate = o.rate;
 let due = performance.now();
 let stopped = false;
 let timer: NodeJS.Timeout | undefined;
@@ -39,7 +42,9 @@ function send(at: number): void {
   const done = (outcome: string | null) => {
     if (settled) return;
     settled = true;
-    answers.push([Math.round(at + clockSkew), performance.now() - at, outcome]);
+    process.stdout.write(
+      `${JSON.stringify([Math.round(at + clockSkew), performance.now() - at, outcome])}\n`,
+    );
     if (--pending === 0 && stopped) finish();
   };
   const req = http.request(
@@ -60,7 +65,7 @@ function tick(): void {
   const now = performance.now();
   while (!stopped && due <= now) {
     send(due);
-    due += (-Math.log(1 - Math.random()) * 1000) / o.rate;
+    due += (-Math.log(1 - Math.random()) * 1000) / rate;
   }
   if (now >= until) stop();
   if (!stopped) timer = setTimeout(tick, Math.max(0, due - performance.now()));
@@ -75,9 +80,24 @@ function stop(): void {
 
 function finish(): void {
   agent.destroy();
-  process.stdout.write(JSON.stringify(answers));
 }
 
-process.stdin.resume();
+/** A new rate from now: the next request is due an exponential gap at that rate from now. */
+function setRate(next: number): void {
+  rate = next;
+  clearTimeout(timer);
+  due = performance.now() + (-Math.log(1 - Math.random()) * 1000) / rate;
+  tick();
+}
+
+let input = "";
+process.stdin.setEncoding("utf8").on("data", (chunk: string) => {
+  input += chunk;
+  for (let nl = input.indexOf("\n"); nl >= 0; nl = input.indexOf("\n")) {
+    const m = /^rate (\d+(?:\.\d+)?)$/.exec(input.slice(0, nl).trim());
+    input = input.slice(nl + 1);
+    if (m && !stopped) setRate(Number(m[1]));
+  }
+});
 process.stdin.on("end", stop);
 tick();
