@@ -331,11 +331,8 @@ export async function run(): Promise<void> {
         `batch (low): ${batchCpu} CPU; baseline ${BASE_RPS} req/s each; overload api ${own.apiRps} req/s (24 connections; ${API_LOAD}× what ${API_CPU} core serves at the ${peer.serviceMs.baseline?.toFixed(1) ?? `~${WORK_MS}`} ms of CPU a request cost api in the first baseline), batch ${BATCH_RPS} req/s (16)`,
     );
     const warmup = (r: typeof own) => {
-      const w = span(r.baseAnswers, r.clientAt, r.clientAt + WARMUP_MS);
-      const slowest = Math.max(
-        ...r.baseAnswers.filter((a) => a.sentAt < r.clientAt + WARMUP_MS).map((a) => a.ms),
-      );
-      return `${w.n} requests, slowest ${ms(w.n > 0 ? slowest : undefined)}`;
+      const first = r.baseAnswers.filter((a) => a.sentAt < r.clientAt + WARMUP_MS).map((a) => a.ms);
+      return `${first.length} requests, slowest ${ms(first.length > 0 ? Math.max(...first) : undefined)}`;
     };
     console.log(
       `api's client: open loop (Poisson arrivals, latency from each request's due time), one process of its own for baseline and overload under ${realtimeLauncher.note} (batch's: closed loop, in this one); ` +

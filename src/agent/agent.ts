@@ -710,13 +710,8 @@ export class Agent {
     try {
       this.#driver.started?.(id, cpuLimit);
     } catch (err) {
-      this.#log.warn(
-        "cannot end the start boost: the instance keeps the CPU ceiling or weight it started with",
-        {
-          id,
-          err,
-        },
-      );
+      const what = "cannot end the start boost: the instance keeps the CPU ceiling or weight it started with";
+      this.#log.warn(what, { id, err });
     }
   }
 

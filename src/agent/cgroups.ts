@@ -153,9 +153,7 @@ export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticali
  * "Overload, session 18"). The others start at their own weight.
  */
 export function startWeight(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
-  return limits.criticality === "critical"
-    ? limits.cpuCores * CRITICALITY_WEIGHT.normal
-    : weightedCores(limits);
+  return weightedCores(limits.criticality === "critical" ? { cpuCores: limits.cpuCores } : limits);
 }
 
 /**
@@ -452,17 +450,13 @@ export function createInstanceCgroup(
  */
 export function setCpuWeight(cg: InstanceCgroup, cores: number): void {
   const idle = cores === 0;
-  if (cg.version === "v2") {
-    const dir = cg.dirs[0];
+  const [file, value] =
+    cg.version === "v2" ? ["cpu.weight", cpuWeight(cores)] : ["cpu.shares", cpuShares(cores)];
+  // v2: the one directory; v1: the cpu tree's, among the controllers'.
+  const dirs = cg.version === "v2" ? cg.dirs.slice(0, 1) : cg.dirs.filter((d) => existsSync(join(d, file)));
+  for (const dir of dirs) {
     if (!idle) writeIfPresent(join(dir, "cpu.idle"), "0");
-    writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(cores)));
-    if (idle) writeIfPresent(join(dir, "cpu.idle"), "1");
-    return;
-  }
-  for (const dir of cg.dirs) {
-    if (!existsSync(join(dir, "cpu.shares"))) continue;
-    if (!idle) writeIfPresent(join(dir, "cpu.idle"), "0");
-    writeFileSync(join(dir, "cpu.shares"), String(cpuShares(cores)));
+    writeFileSync(join(dir, file), String(value));
     if (idle) writeIfPresent(join(dir, "cpu.idle"), "1");
   }
 }
