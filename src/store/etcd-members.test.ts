@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { test } from "node:test";
 import { isRecoverableError } from "etcd3";
 import { MemberBreaker } from "./etcd-members.ts";
-import { sentOnce } from "./sent-once.ts";
+import { type SentWrite, sentOnce } from "./sent-once.ts";
 
 const MEMBERS = ["http://a:1", "http://b:1", "http://c:1"];
 
@@ -142,15 +142,38 @@ test("a write sent with sentOnce is not failed in flight when its member goes do
   await assert.rejects(read, /stopped answering/);
   assert.equal(await write, "committed", "the write was failed in flight: the client would send it again");
   let sent = false;
+  const refused: SentWrite = { inDoubt: false };
   await assert.rejects(
-    sentOnce(() =>
-      policy.execute(async () => {
-        sent = true;
-      }),
+    sentOnce(
+      () =>
+        policy.execute(async () => {
+          sent = true;
+        }),
+      refused,
     ),
     /is down/,
   );
   assert.equal(sent, false);
+  assert.equal(refused.inDoubt, false, "a write never sent cannot have been committed");
+});
+
+test("a sent write whose attempt fails is marked in doubt: it may have been committed", async () => {
+  const policy = breakerWith(allUp()).policy("http://a:1");
+  const ok: SentWrite = { inDoubt: false };
+  await sentOnce(() => policy.execute(async () => "committed"), ok);
+  assert.equal(ok.inDoubt, false);
+  const lost: SentWrite = { inDoubt: false };
+  await assert.rejects(
+    sentOnce(
+      () =>
+        policy.execute(async () => {
+          throw new Error("connection reset");
+        }),
+      lost,
+    ),
+    /reset/,
+  );
+  assert.equal(lost.inDoubt, true);
 });
 
 test("rounds do not overlap: a round still waiting on a silent member is the one a second call waits for", async () => {

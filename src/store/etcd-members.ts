@@ -11,7 +11,7 @@
  *   member goes down ─► its reads in flight fail as unavailable (the client retries them elsewhere),
  *                       its streams (watches, lease keepalives) are cancelled (they reconnect elsewhere);
  *                       writes (sentOnce) are left to their deadline: sent again, a committed one
- *                       would be applied twice
+ *                       would be applied twice; a write's attempt that fails marks it in doubt (sent-once.ts)
  *
  * When every member looks down none is refused: the calls then find out for
  * themselves, as without the breaker.
@@ -19,7 +19,7 @@
 
 import { GRPCUnavailableError, type IOptions } from "etcd3";
 import { Rounds } from "../common/rounds.ts";
-import { isSentOnce } from "./sent-once.ts";
+import { sentWrite } from "./sent-once.ts";
 
 /** The etcd3 client's per-host policy (cockatiel's IPolicy; only `execute` is used by the client). */
 export type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
@@ -134,8 +134,15 @@ export class MemberBreaker {
         throw new GRPCUnavailableError(`etcd member ${member} is down (it did not answer its last probe)`);
       }
       const result = fn({ signal: new AbortController().signal });
+      const write = sentWrite();
+      if (write && isThenable(result)) {
+        // Sent: if this attempt fails, it may still have been committed.
+        result.then(undefined, () => {
+          write.inDoubt = true;
+        });
+      }
       if (!m) return result;
-      if (isThenable(result) && !isSentOnce()) {
+      if (isThenable(result) && !write) {
         let fail: (err: Error) => void = () => {};
         const dropped = new Promise<never>((_, reject) => {
           fail = reject;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { connect, createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { isCode } from "../common/errors.ts";
 import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.ts";
@@ -135,5 +136,91 @@ test("etcd: a watcher more than historyLimit changes behind ends with gone", asy
   } finally {
     controller.abort();
     await store.close();
+  }
+});
+
+/**
+ * A TCP proxy to one etcd member that loses one answer: the connection that
+ * sends `marker` gets nothing back, and is closed 300 ms later (the write
+ * committed meanwhile), as when a member dies between commit and answer.
+ */
+async function answerLosingProxy(upstream: string) {
+  const { hostname, port } = new URL(upstream);
+  let marker: Buffer | undefined;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const member = connect(Number(port), hostname);
+    sockets.add(client).add(member);
+    let losing = false;
+    client.on("data", (chunk: Buffer) => {
+      if (marker && chunk.includes(marker)) {
+        marker = undefined;
+        losing = true;
+        setTimeout(() => {
+          client.destroy();
+          member.destroy();
+        }, 300);
+      }
+      member.write(chunk);
+    });
+    member.on("data", (chunk) => {
+      if (!losing) client.write(chunk);
+    });
+    for (const s of [client, member]) {
+      s.on("error", () => {});
+      s.on("close", () => {
+        sockets.delete(s);
+        client.destroy();
+        member.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    /** The next request carrying these bytes is committed, and its answer lost. */
+    loseAnswerTo(bytes: string) {
+      marker = Buffer.from(bytes);
+    },
+    get armed() {
+      return marker !== undefined;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+test("etcd: a conditioned write committed while its answer was lost is no conflict when the client sends it again", async () => {
+  const proxy = await answerLosingProxy(shared.endpoints[0]);
+  const store = await EtcdStore.open({
+    endpoints: [proxy.endpoint],
+    root: `/lost${process.pid}-${Date.now()}/`,
+  });
+  try {
+    const first = await store.put("app", "t/a", { v: "first" });
+    proxy.loseAnswerTo("second-value");
+    const second = await store.put("app", "t/a", { v: "second-value" }, { expectRevision: first.revision });
+    assert.equal(proxy.armed, false, "the proxy lost no answer: the test did not test");
+    assert.equal(second.revision, first.revision + 1, "applied once");
+    assert.equal(second.createRevision, first.createRevision);
+    assert.deepEqual((await store.get("app", "t/a"))?.value, { v: "second-value" });
+
+    // Someone else's write is still a conflict.
+    await assert.rejects(store.put("app", "t/a", { v: "third" }, { expectRevision: first.revision }), (err) =>
+      isCode(err, "conflict"),
+    );
+
+    // A delete whose answer was lost is a delete.
+    await store.put("app", "t/gone-key", { v: 1 });
+    const doomed = await store.get("app", "t/gone-key");
+    proxy.loseAnswerTo("t/gone-key");
+    assert.equal(await store.delete("app", "t/gone-key", { expectRevision: doomed?.revision }), true);
+    assert.equal(proxy.armed, false);
+    assert.equal(await store.get("app", "t/gone-key"), undefined);
+  } finally {
+    await store.close();
+    await proxy.close();
   }
 });

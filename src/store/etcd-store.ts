@@ -32,7 +32,7 @@ import {
 import { MemberBreaker, passThrough } from "./etcd-members.ts";
 import { fencedError, fencing } from "./fence.ts";
 import { deepFreeze, fromJson, toJson } from "./frozen.ts";
-import { sentOnce } from "./sent-once.ts";
+import { type SentWrite, sentOnce } from "./sent-once.ts";
 import type { ListOptions, PutOptions, Store, StoredObject, WatchEvent, WatchOptions } from "./store.ts";
 
 /** Options of EtcdStore.open. */
@@ -222,18 +222,26 @@ export class EtcdStore implements Store {
     this.#checkOpen();
     const expected = checkExpectRevision(options);
     const json = toJson(value);
-    const res = await this.#transaction(kind, key, expected, {
-      request_put: { key: this.#key(kind, key), value: Buffer.from(json), prev_kv: true },
-    });
-    const revision = this.#see(res.header);
-    const prev = res.responses[0].response_put.prev_kv;
-    const object = deepFreeze({
+    const bytes = Buffer.from(json);
+    const res = await this.#transaction(
       kind,
       key,
-      revision,
-      createRevision: prev ? Number(prev.create_revision) - OFFSET : revision,
-      value: JSON.parse(json) as T,
-    });
+      expected,
+      { request_put: { key: this.#key(kind, key), value: bytes, prev_kv: true } },
+      (current) => current?.value.equals(bytes) === true,
+    );
+    let revision = this.#see(res.header);
+    let createRevision = revision;
+    if (res.succeeded) {
+      const prev = res.responses[0].response_put.prev_kv;
+      if (prev) createRevision = Number(prev.create_revision) - OFFSET;
+    } else {
+      // Committed by an attempt whose answer was lost: the object as it stands is this write.
+      const current = res.responses[0].response_range.kvs[0];
+      revision = Number(current.mod_revision) - OFFSET;
+      createRevision = Number(current.create_revision) - OFFSET;
+    }
+    const object = deepFreeze({ kind, key, revision, createRevision, value: JSON.parse(json) as T });
     await this.#compact(revision);
     return object;
   }
@@ -241,11 +249,16 @@ export class EtcdStore implements Store {
   async delete(kind: Kind, key: string, options?: PutOptions): Promise<boolean> {
     this.#checkOpen();
     const expected = checkExpectRevision(options);
-    const res = await this.#transaction(kind, key, expected, {
-      request_delete_range: { key: this.#key(kind, key) },
-    });
+    const res = await this.#transaction(
+      kind,
+      key,
+      expected,
+      { request_delete_range: { key: this.#key(kind, key) } },
+      (current) => current === undefined,
+    );
     const revision = this.#see(res.header);
-    const deleted = Number(res.responses[0].response_delete_range.deleted) > 0;
+    // Not succeeded: deleted by an attempt whose answer was lost.
+    const deleted = !res.succeeded || Number(res.responses[0].response_delete_range.deleted) > 0;
     if (deleted) await this.#compact(revision);
     return deleted;
   }
@@ -379,12 +392,19 @@ export class EtcdStore implements Store {
    * One etcd transaction: `op` if the object is at `expected` (any revision
    * when undefined), else conflict. In a leader's fenced context (fence.ts)
    * also only if the leader key is still the one this server created.
+   *
+   * An attempt that was sent and failed may have been committed, and the
+   * client's next attempt then fails the compare on the write's own result.
+   * So after such an attempt a failed compare whose object `applied` says is
+   * this write's outcome is no conflict: the failed response is returned,
+   * its first response the object as it stands.
    */
   async #transaction(
     kind: Kind,
     key: string,
     expected: number | undefined,
     op: Parameters<Etcd3["kv"]["txn"]>[0]["success"] extends (infer O)[] | undefined ? O : never,
+    applied: (current: IKeyValue | undefined) => boolean,
   ) {
     const etcdKey = this.#key(kind, key);
     const fence = fencing.getStore();
@@ -405,16 +425,19 @@ export class EtcdStore implements Store {
         create_revision: fence.createRevision,
       });
     }
+    const write: SentWrite = { inDoubt: false };
     const res = await this.#call(() =>
-      sentOnce(() =>
-        this.#client.kv.txn({
-          compare,
-          success: [op],
-          failure: [
-            { request_range: { key: etcdKey } },
-            ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
-          ],
-        }),
+      sentOnce(
+        () =>
+          this.#client.kv.txn({
+            compare,
+            success: [op],
+            failure: [
+              { request_range: { key: etcdKey } },
+              ...(fence ? [{ request_range: { key: Buffer.from(fence.key) } }] : []),
+            ],
+          }),
+        write,
       ),
     );
     if (!res.succeeded) {
@@ -427,6 +450,7 @@ export class EtcdStore implements Store {
         }
       }
       const current = res.responses[0].response_range.kvs[0];
+      if (write.inDoubt && expected !== undefined && applied(current)) return res;
       checkRevisionMatches(kind, key, current ? Number(current.mod_revision) - OFFSET : 0, expected);
       // The compare failed, so the revisions differ: checkRevisionMatches threw.
       throw new HerdError("internal", `etcd refused a write of ${kind} "${key}" without a conflict`);
