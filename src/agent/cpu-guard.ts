@@ -11,18 +11,25 @@
  *   the gateway (herd-platform, with a real-time budget) ─► SCHED_RR while a critical instance
  *                                                            with a budget runs here
  *
+ * Between windows, every BUDGET_CHECK_MS, each critical instance in real
+ * time is read against one period's budget (nearsBudget): a load step takes
+ * it out of real time before the kernel stops it for the rest of a period.
+ *
  * A failure to switch a policy or write a weight is logged; the next window
  * tries again.
  */
 
 import type { Logger } from "../common/log.ts";
-import { cgroupPids, type InstanceCgroup, processTree, setCpuWeight } from "./cgroups.ts";
+import { cgroupPids, type InstanceCgroup, processTree, REALTIME_PERIOD_US, setCpuWeight } from "./cgroups.ts";
 import { setRunningPolicy } from "./cpu-policy.ts";
 import { judgeContention, newSqueezeState } from "./cpu-squeeze.ts";
 import {
+  BUDGET_CHECK_MS,
+  demote,
   GUARD_INTERVAL_MS,
   type GuardState,
   judge,
+  nearsBudget,
   newGuardState,
   runsInRealtime,
   type Sample,
@@ -49,7 +56,10 @@ export class CpuGuard {
   readonly #squeezed = new Map<string, InstanceCgroup>();
   /** herd's gateway, once its cgroup holds a real-time budget (watchPlatform). */
   #platform: { pid: number; realtime: boolean } | undefined;
+  /** Readings of each critical instance in real time over the last period, oldest first (#checkBudgets). */
+  readonly #recent = new Map<string, Sample[]>();
   readonly #timer: NodeJS.Timeout;
+  readonly #budgetTimer: NodeJS.Timeout;
 
   /** Starts the windows over the instances `running` lists each time. */
   constructor(log: Logger, running: () => Iterable<GuardedInstance>) {
@@ -57,10 +67,13 @@ export class CpuGuard {
     this.#running = running;
     this.#timer = setInterval(() => this.#window(), GUARD_INTERVAL_MS);
     this.#timer.unref();
+    this.#budgetTimer = setInterval(() => this.#checkBudgets(), BUDGET_CHECK_MS);
+    this.#budgetTimer.unref();
   }
 
   close(): void {
     clearInterval(this.#timer);
+    clearInterval(this.#budgetTimer);
   }
 
   /** The gateway `pid` (its cgroup has a real-time budget): in real time while a critical instance runs. */
@@ -120,6 +133,34 @@ export class CpuGuard {
       platform.realtime = realtime;
   }
 
+  /** Takes a critical instance out of real time as soon as it nears one period's budget (nearsBudget). */
+  #checkBudgets(): void {
+    const now = performance.now();
+    const periodMs = REALTIME_PERIOD_US / 1000;
+    const seen = new Set<string>();
+    for (const { id, cgroup: cg } of this.#running()) {
+      const guard = this.#realtime.get(id);
+      const share = cg.realtime;
+      if (share === undefined || !guard?.realtime) continue;
+      seen.add(id);
+      const pids = cgroupPids(cg);
+      const sample = { at: now, threads: threadSchedstats(pids) };
+      const recent = this.#recent.get(id) ?? [];
+      while (recent.length > 0 && now - recent[0].at > periodMs) recent.shift();
+      if (recent.length > 0 && nearsBudget(recent[0], sample, share, periodMs)) {
+        demote(guard);
+        this.#recent.delete(id);
+        seen.delete(id);
+        if (!this.#switchPolicy(`instance ${id}`, pids, false, "it nears its real-time budget"))
+          guard.realtime = true;
+        continue;
+      }
+      recent.push(sample);
+      this.#recent.set(id, recent);
+    }
+    for (const id of this.#recent.keys()) if (!seen.has(id)) this.#recent.delete(id);
+  }
+
   /** cpu-squeeze.ts: the low instances to the least weight while a critical one waits, and back. */
   #squeezeLow(running: GuardedInstance[], windows: Map<string, Window>, now: number): void {
     const verdict = judgeContention(this.#squeeze, windows, now);
@@ -160,11 +201,12 @@ export class CpuGuard {
   }
 
   /** Moves `pids` (all their threads) to SCHED_RR or the default policy; false (logged) when that failed. */
-  #switchPolicy(what: string, pids: number[], realtime: boolean): boolean {
+  #switchPolicy(what: string, pids: number[], realtime: boolean, why?: string): boolean {
     try {
       setRunningPolicy(pids, realtime);
       this.#log.info(realtime ? `${what} runs in real time` : `${what} runs at the default policy`, {
         pids,
+        ...(why ? { why } : {}),
       });
       return true;
     } catch (err) {

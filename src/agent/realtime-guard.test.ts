@@ -6,6 +6,7 @@ import { test } from "node:test";
 import {
   type GuardState,
   judge,
+  nearsBudget,
   newGuardState,
   runsInRealtime,
   type Sample,
@@ -82,6 +83,28 @@ test("threads that are new count from their start; the busiest one decides, not 
   // Two threads at 150 ms each of a 250 ms budget: each under 80 %, though together over it.
   assert.equal(read(g, { a: 150, b: 150 }, 500, 0.5), undefined);
   assert.equal(read(g, { a: 150, b: 150, c: 240 }, 1000, 0.5), "demote");
+});
+
+test("between windows: a process nears its budget when its busiest thread ran 80 % of one period's within a period", () => {
+  const at = (ms: number, runs: Record<string, number>): Sample => ({
+    at: ms,
+    threads: new Map(Object.entries(runs).map(([k, v]) => [k, { runNs: v * 1e6, waitNs: 0, slices: 0 }])),
+  });
+  // A 0.2 share of a 100 ms period: 20 ms; 80 % of it is 16 ms.
+  const since = at(0, { a: 100, b: 100 });
+  assert.equal(nearsBudget(since, at(50, { a: 110, b: 105 }), 0.2, 100), false, "a 10 ms request fits");
+  assert.equal(
+    nearsBudget(since, at(25, { a: 117, b: 100 }), 0.2, 100),
+    true,
+    "17 ms of 20 in 25 ms: a step",
+  );
+  assert.equal(nearsBudget(since, at(50, { a: 110, b: 110 }), 0.2, 100), false, "per thread, not summed");
+  assert.equal(
+    nearsBudget(since, at(50, { a: 100, b: 100, c: 17 }), 0.2, 100),
+    true,
+    "a new thread from its start",
+  );
+  assert.equal(nearsBudget(since, since, 0.2, 100), false);
 });
 
 test("thread run and wait times and the policy are read from /proc", (t) => {

@@ -15,12 +15,21 @@
  * the default policy (a Node start is CPU-bound: in real time it would crawl
  * through its budget) and enters real time after START_CALM_WINDOWS calm
  * windows.
+ *
+ * A window is too slow to leave real time when a load step comes: the
+ * budget is per period (cgroups.ts REALTIME_PERIOD_US, 100 ms), and a
+ * process that spends it is stopped for the rest of the period (up to 80 ms
+ * at a 0.2 share), for every request it holds. So a process in real time is
+ * also read every BUDGET_CHECK_MS, and leaves as soon as its busiest thread
+ * ran DEMOTE_AT of one period's budget within the last period (nearsBudget).
  */
 
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 export const GUARD_INTERVAL_MS = 200;
+/** How often a process in real time is read against one period's budget (nearsBudget). */
+export const BUDGET_CHECK_MS = 25;
 
 /** Of its share of a window: the busiest thread ran this much, so it nears its budget. */
 const DEMOTE_AT = 0.8;
@@ -167,9 +176,7 @@ export function judge(state: GuardState, window: Window, share: number): "demote
   const used = busiest / windowNs / share;
   if (state.realtime) {
     if (used < DEMOTE_AT) return undefined;
-    state.realtime = false;
-    state.calm = 0;
-    state.demoted = true;
+    demote(state);
     return "demote";
   }
   state.calm = used < PROMOTE_BELOW ? state.calm + 1 : 0;
@@ -177,4 +184,25 @@ export function judge(state: GuardState, window: Window, share: number): "demote
   state.realtime = true;
   state.calm = 0;
   return "promote";
+}
+
+/** Records a demotion in `state` (judge, or the budget check between windows). */
+export function demote(state: GuardState): void {
+  state.realtime = false;
+  state.calm = 0;
+  state.demoted = true;
+}
+
+/**
+ * Whether a process in real time nears the end of its budget: its busiest
+ * thread ran DEMOTE_AT of one period's budget (`share` × `periodMs`) between
+ * `since`, a reading at most one period old, and `now`. The kernel stops it
+ * once it has run the whole budget within a period.
+ */
+export function nearsBudget(since: Sample, now: Sample, share: number, periodMs: number): boolean {
+  const window = windowBetween(since, now);
+  if (!window) return false;
+  let busiest = 0;
+  for (const t of window.threads.values()) busiest = Math.max(busiest, t.runNs);
+  return busiest >= DEMOTE_AT * share * periodMs * 1e6;
 }

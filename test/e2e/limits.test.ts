@@ -30,12 +30,20 @@ const MEMORY_MIB = 96;
 const CRIT_CPU = 0.1;
 
 // mem: on /eat, allocates 16 MiB a tick (pages touched) and holds on to it. On /spin two threads
-// spin (more than a core: enough to be held by a ceiling or to contend), until /rest.
+// spin (more than a core: enough to be held by a ceiling or to contend), until /rest. /burst: the
+// main thread busy for 300 ms, answering the longest it was stopped meanwhile (ms).
 const SERVER = `const http = require("node:http");
 const { Worker } = require("node:worker_threads");
 const held = [];
 let spinning = [];
 http.createServer((req, res) => {
+  if (req.url === "/burst") {
+    let last = performance.now();
+    const end = last + 300;
+    let stopped = 0;
+    while (last < end) { const now = performance.now(); stopped = Math.max(stopped, now - last); last = now; }
+    return res.end(String(stopped));
+  }
   if (req.url === "/eat") setInterval(() => held.push(Buffer.alloc(16 * 1024 * 1024, 1)), 20);
   if (req.url === "/spin") for (let n = 0; n < 2; n++) spinning.push(new Worker("for (;;) {}", { eval: true }));
   if (req.url === "/rest") { for (const w of spinning) w.terminate(); spinning = []; }
@@ -432,6 +440,17 @@ test("v1 real time: a calm critical instance and the gateway run under SCHED_RR;
     "crit back in real time",
     async () => (allIn(cgroupPids(dirs), "2") ? true : undefined),
     30_000,
+  );
+
+  // A load step in real time: the kernel stops it once it ran its budget in a period (10 ms of
+  // 100 here) for the rest of the period. The agent reads it every 25 ms against that budget and
+  // takes it out of real time before it waits long (up to 90 ms, when only the 200 ms windows did).
+  const r = await fetch(`http://127.0.0.1:${crit.port}/burst`);
+  const stopped = Number(await r.text());
+  t.diagnostic(`crit busy for 300 ms from real time: stopped ${stopped.toFixed(1)} ms at most`);
+  assert.ok(stopped < 50, `crit was stopped ${stopped.toFixed(1)} ms at once: held to its budget`);
+  await waitFor("crit at the default policy after its burst", async () =>
+    allIn(cgroupPids(dirs), "0") ? true : undefined,
   );
 
   // No critical instance left: the gateway is back at the default policy.
