@@ -56,6 +56,8 @@ export class CpuGuard {
   readonly #squeezed = new Map<string, InstanceCgroup>();
   /** herd's gateway, once its cgroup holds a real-time budget (watchPlatform). */
   #platform: { pid: number; realtime: boolean } | undefined;
+  /** Instances the budget check took out of real time, until they return. */
+  readonly #bursts = new Set<string>();
   /** Readings of each critical instance in real time over the last period, oldest first (#checkBudgets). */
   readonly #recent = new Map<string, Sample[]>();
   readonly #timer: NodeJS.Timeout;
@@ -112,13 +114,16 @@ export class CpuGuard {
       }
       const verdict = window && judge(guard, window, share);
       // A switch that failed is undone in the guard: the next window tries again.
-      if (verdict && !this.#switchPolicy(`instance ${id}`, pids, verdict === "promote"))
+      // Out for a burst and back (#checkBudgets) is routine at a bursty load: logged at debug.
+      const routine = verdict === "promote" && this.#bursts.delete(id);
+      if (verdict && !this.#switchPolicy(`instance ${id}`, pids, verdict === "promote", { routine }))
         guard.realtime = verdict !== "promote";
     }
     for (const id of this.#last.keys()) {
       if (seen.has(id)) continue;
       this.#last.delete(id);
       this.#realtime.delete(id);
+      this.#bursts.delete(id);
     }
     this.#squeezeLow(running, windows, now);
     // The gateway: in real time while a critical instance runs here, whatever its load. Its
@@ -151,7 +156,13 @@ export class CpuGuard {
         demote(guard);
         this.#recent.delete(id);
         seen.delete(id);
-        if (!this.#switchPolicy(`instance ${id}`, pids, false, "it nears its real-time budget"))
+        this.#bursts.add(id);
+        if (
+          !this.#switchPolicy(`instance ${id}`, pids, false, {
+            why: "it nears its real-time budget",
+            routine: true,
+          })
+        )
           guard.realtime = true;
         continue;
       }
@@ -201,13 +212,21 @@ export class CpuGuard {
   }
 
   /** Moves `pids` (all their threads) to SCHED_RR or the default policy; false (logged) when that failed. */
-  #switchPolicy(what: string, pids: number[], realtime: boolean, why?: string): boolean {
+  #switchPolicy(
+    what: string,
+    pids: number[],
+    realtime: boolean,
+    { why, routine = false }: { why?: string; routine?: boolean } = {},
+  ): boolean {
     try {
       setRunningPolicy(pids, realtime);
-      this.#log.info(realtime ? `${what} runs in real time` : `${what} runs at the default policy`, {
-        pids,
-        ...(why ? { why } : {}),
-      });
+      this.#log[routine ? "debug" : "info"](
+        realtime ? `${what} runs in real time` : `${what} runs at the default policy`,
+        {
+          pids,
+          ...(why ? { why } : {}),
+        },
+      );
       return true;
     } catch (err) {
       this.#log.warn(`cannot change the scheduling policy of ${what}`, { pids, err });

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
+  demote,
   type GuardState,
   judge,
   nearsBudget,
@@ -105,6 +106,21 @@ test("between windows: a process nears its budget when its busiest thread ran 80
     "a new thread from its start",
   );
   assert.equal(nearsBudget(since, since, 0.2, 100), false);
+});
+
+test("out of real time by the budget check (a burst), back after 1 s of calm windows, not 10 s", () => {
+  const g = newGuardState(true);
+  demote(g);
+  const read = reader();
+  const share = 0.2;
+  let ms = 0;
+  read(g, { a: ms }, 0, share);
+  const verdicts = [];
+  for (let w = 1; w <= 5; w++) {
+    ms += 5; // one 5 ms request a window: calm
+    verdicts.push(read(g, { a: ms }, 200 * w, share));
+  }
+  assert.deepEqual(verdicts, [undefined, undefined, undefined, undefined, "promote"]);
 });
 
 test("thread run and wait times and the policy are read from /proc", (t) => {

@@ -37,7 +37,13 @@ const DEMOTE_AT = 0.8;
 const PROMOTE_BELOW = 0.5;
 /** Calm windows in a row before it returns to real time after a demotion (10 s). */
 const CALM_WINDOWS = 50;
-/** Calm windows in a row before a process that was never demoted enters real time (1 s). */
+/**
+ * Calm windows in a row before a process enters real time at its start, or
+ * returns after the budget check took it out (1 s): a burst of requests
+ * that would have spent one period's budget is no sign of a busy service,
+ * and at a steady load with bursts (Poisson arrivals) 10 s in a row of calm
+ * windows rarely come, so it would hardly ever return.
+ */
 const START_CALM_WINDOWS = 5;
 
 /** What the guard remembers of one process group between windows. */
@@ -46,12 +52,12 @@ export interface GuardState {
   realtime: boolean;
   /** Calm windows in a row while at the default policy. */
   calm: number;
-  /** Whether it was ever demoted (then it needs CALM_WINDOWS to return, not START_CALM_WINDOWS). */
-  demoted: boolean;
+  /** Calm windows in a row it needs to enter real time: START_CALM_WINDOWS, or CALM_WINDOWS after a window demoted it. */
+  calmNeeded: number;
 }
 
 export function newGuardState(realtime: boolean): GuardState {
-  return { realtime, calm: 0, demoted: false };
+  return { realtime, calm: 0, calmNeeded: START_CALM_WINDOWS };
 }
 
 /** Whether `pid` runs under SCHED_RR now (field 41 of /proc/<pid>/stat is 2); false when it is gone. */
@@ -176,21 +182,25 @@ export function judge(state: GuardState, window: Window, share: number): "demote
   const used = busiest / windowNs / share;
   if (state.realtime) {
     if (used < DEMOTE_AT) return undefined;
-    demote(state);
+    demote(state, CALM_WINDOWS);
     return "demote";
   }
   state.calm = used < PROMOTE_BELOW ? state.calm + 1 : 0;
-  if (state.calm < (state.demoted ? CALM_WINDOWS : START_CALM_WINDOWS)) return undefined;
+  if (state.calm < state.calmNeeded) return undefined;
   state.realtime = true;
   state.calm = 0;
   return "promote";
 }
 
-/** Records a demotion in `state` (judge, or the budget check between windows). */
-export function demote(state: GuardState): void {
+/**
+ * Records a demotion in `state`: by a window (judge: busy over 200 ms, back
+ * after CALM_WINDOWS), or by the budget check between windows (a burst,
+ * back after START_CALM_WINDOWS).
+ */
+export function demote(state: GuardState, calmNeeded = START_CALM_WINDOWS): void {
   state.realtime = false;
   state.calm = 0;
-  state.demoted = true;
+  state.calmNeeded = calmNeeded;
 }
 
 /**

@@ -434,7 +434,7 @@ test("v1 real time: a calm critical instance and the gateway run under SCHED_RR;
     `crit used ${spun.toFixed(3)} cores: still held to its real-time budget?`,
   );
 
-  // Calm again for 10 s: back in real time.
+  // Calm again: back in real time (1 s of calm after the budget check took it out, 10 s after a window did).
   await tell("crit", "/rest");
   await waitFor(
     "crit back in real time",
