@@ -151,7 +151,16 @@ export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticali
  * new instance of a scale-out took half a CPU from the critical instance it
  * came to relieve, on a node already short of CPU (docs/benchmarks.md
  * "Overload, session 18"). The others start at their own weight.
+ *
+ * A critical instance's cgroup is also created idle (`cpu.idle`): until it
+ * serves it runs on CPU nobody else wants. The driver gives it this weight
+ * (setCpuWeight clears idle) at its first passed health check, or after
+ * START_IDLE_MS without one, so a node busy with other work cannot starve
+ * its start (docs/benchmarks.md "Overload, session 19").
  */
+/** How long a critical instance may start idle before the driver gives it its start weight. */
+export const START_IDLE_MS = 2000;
+
 export function startWeight(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
   return weightedCores(limits.criticality === "critical" ? { cpuCores: limits.cpuCores } : limits);
 }
@@ -409,6 +418,7 @@ export function createInstanceCgroup(
     // An OOM kill takes the whole instance, not one random process of it.
     writeIfPresent(join(dir, "memory.oom.group"), "1");
     writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(start)));
+    if (limits.criticality === "critical") writeIfPresent(join(dir, "cpu.idle"), "1");
     writeFileSync(join(dir, "cpu.max"), cpuMaxOf(limits.cpuLimitCores));
     writeFileSync(join(dir, "pids.max"), pids);
   } else {
@@ -418,8 +428,10 @@ export function createInstanceCgroup(
         // memsw counts memory + swap; equal to the memory limit means no swap. Absent when swap accounting is off.
         writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
       }
-      if (existsSync(join(dir, "cpu.shares")))
+      if (existsSync(join(dir, "cpu.shares"))) {
         writeFileSync(join(dir, "cpu.shares"), String(cpuShares(start)));
+        if (limits.criticality === "critical") writeIfPresent(join(dir, "cpu.idle"), "1");
+      }
       if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(limits.cpuLimitCores)));

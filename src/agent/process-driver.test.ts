@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, type TestContext, test } from "node:test";
 import { ensureDebianPackages } from "../common/debian-packages.ts";
-import { detectCgroups, readMemoryLimit, removeHerdCgroups } from "./cgroups.ts";
+import { detectCgroups, readMemoryLimit, removeHerdCgroups, START_IDLE_MS } from "./cgroups.ts";
 import { get, harness, runDriverConformance, waitFor } from "./driver.case.test.ts";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG, type InstanceProcess } from "./driver.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -166,20 +166,40 @@ test("a start boost: a ceiling allows startCpu until started() sets the instance
   assert.equal(quota(), 25_000, "its own quarter once started");
 });
 
-test("a critical instance starts at its request's weight and gets the criticality's once started()", {
-  skip: noCgroups,
-}, async (t) => {
+/** A critical instance's cgroup: its weight (cpu.weight or cpu.shares) and cpu.idle ("" where the kernel has none). */
+async function startCritical(t: TestContext, id: string) {
   const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
   const driver = h.driver();
-  const spec = await h.spec("critical1", `"${process.execPath}" server.cjs`);
+  const spec = await h.spec(id, `"${process.execPath}" server.cjs`);
   await driver.start({ ...spec, resources: { ...spec.resources, cpu: 0.25 }, criticality: "critical" });
   const file = support.version === "v2" ? "cpu.weight" : "cpu.shares";
-  const dir = support.parents.map((p) => join(p, "critical1")).find((d) => existsSync(join(d, file)));
+  const dir = support.parents.map((p) => join(p, id)).find((d) => existsSync(join(d, file)));
   assert.ok(dir, `a cgroup with ${file}`);
-  const weight = () => readFileSync(join(dir, file), "utf8").trim();
-  assert.equal(weight(), support.version === "v2" ? "250" : "256", "its request's weight while it starts");
+  const idleFile = join(dir, "cpu.idle");
+  return {
+    driver,
+    weight: () => readFileSync(join(dir, file), "utf8").trim(),
+    idle: () => (existsSync(idleFile) ? readFileSync(idleFile, "utf8").trim() : ""),
+  };
+}
+
+test("a critical instance starts idle and gets the criticality's weight once started()", {
+  skip: noCgroups,
+}, async (t) => {
+  const { driver, weight, idle } = await startCritical(t, "critical1");
+  if (idle() !== "") assert.equal(idle(), "1", "idle while it starts: it serves nothing yet");
   driver.started?.("critical1", undefined);
-  assert.equal(weight(), support.version === "v2" ? "1000" : "1024", "four times that once it serves");
+  assert.equal(idle(), idle() === "" ? "" : "0");
+  assert.equal(weight(), support.version === "v2" ? "1000" : "1024", "four times its request once it serves");
+});
+
+test("a critical instance not started within START_IDLE_MS gets its request's weight: a busy node cannot starve its start", {
+  skip: noCgroups,
+}, async (t) => {
+  const { weight, idle } = await startCritical(t, "critical2");
+  await new Promise((resolve) => setTimeout(resolve, START_IDLE_MS + 300));
+  assert.equal(idle(), idle() === "" ? "" : "0");
+  assert.equal(weight(), support.version === "v2" ? "250" : "256", "its request's weight while it starts");
 });
 
 test("without a ceiling the cgroup has a weight from the request and no quota", {

@@ -48,9 +48,11 @@ import {
   readCgroupUsage,
   readOomKills,
   removeHerdCgroups,
+  START_IDLE_MS,
   setCpuLimit,
   setCpuWeight,
   setParentCpuWeight,
+  startWeight,
   weighPlatformProcesses,
 } from "./cgroups.ts";
 import { CpuGuard, type GuardedInstance } from "./cpu-guard.ts";
@@ -133,6 +135,8 @@ interface Tracked {
   poll?: NodeJS.Timeout;
   /** Its threads' schedstat at the last usage() reading: the next one's wait share is over the window since. */
   lastSchedstat?: Sample;
+  /** A critical instance starting idle: gives it its start weight if started() has not come by then (cgroups.ts START_IDLE_MS). */
+  startIdle?: NodeJS.Timeout;
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -374,6 +378,13 @@ export class ProcessDriver implements RuntimeDriver {
     };
     const tracked = this.#track(record);
     tracked.child = child;
+    if (cgroup?.criticality === "critical") {
+      const start = startWeight({ cpuCores: spec.resources.cpu, criticality: "critical" });
+      tracked.startIdle = setTimeout(() => {
+        if (!tracked.record.exit) this.#setWeight(cgroup, start);
+      }, START_IDLE_MS);
+      tracked.startIdle.unref();
+    }
     child.once("exit", (code, signal) => this.#exited(tracked, code, signal));
     this.#writeRecord(record);
     this.#syncFirewall();
@@ -490,10 +501,21 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   started(id: string, cpuLimitCores: number | undefined): void {
-    const cgroup = this.#tracked.get(id)?.record.cgroup;
+    const t = this.#tracked.get(id);
+    const cgroup = t?.record.cgroup;
     if (!cgroup) return;
+    clearTimeout(t?.startIdle);
     if (cpuLimitCores !== undefined) setCpuLimit(cgroup, cpuLimitCores);
     if (cgroup.criticality === "critical" && cgroup.weight !== undefined) setCpuWeight(cgroup, cgroup.weight);
+  }
+
+  /** The start weight of a critical instance that started idle (a cgroup gone meanwhile is logged). */
+  #setWeight(cgroup: InstanceCgroup, cores: number): void {
+    try {
+      setCpuWeight(cgroup, cores);
+    } catch (err) {
+      this.#log.warn("cannot set the CPU weight", { cgroup: cgroup.dirs[0], cores, err });
+    }
   }
 
   async remove(id: string): Promise<void> {
@@ -557,6 +579,7 @@ export class ProcessDriver implements RuntimeDriver {
   #exited(t: Tracked, code: number | null, signal: string | null): void {
     if (t.record.exit || this.#closed) return;
     clearInterval(t.poll);
+    clearTimeout(t.startIdle);
     // Read before the cgroup goes: the main process may be a shell that only saw its child killed (137).
     const oomKilled = !t.stopping && t.record.cgroup !== null && (readOomKills(t.record.cgroup) ?? 0) > 0;
     t.record.exit = { code, signal, stopped: t.stopping, ...(oomKilled ? { oomKilled } : {}) };
