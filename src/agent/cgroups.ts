@@ -144,6 +144,9 @@ export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticali
   return limits.cpuCores * CRITICALITY_WEIGHT[limits.criticality ?? "normal"];
 }
 
+/** How long a critical instance may start idle before the driver gives it its start weight (startWeight). */
+export const START_IDLE_MS = 2000;
+
 /**
  * The cores an instance weighs as until its first passed health check: a
  * critical one its plain request (a normal one's weight), since it serves
@@ -158,9 +161,6 @@ export function weightedCores(limits: Pick<CgroupLimits, "cpuCores" | "criticali
  * START_IDLE_MS without one, so a node busy with other work cannot starve
  * its start (docs/benchmarks.md "Overload, session 19").
  */
-/** How long a critical instance may start idle before the driver gives it its start weight. */
-export const START_IDLE_MS = 2000;
-
 export function startWeight(limits: Pick<CgroupLimits, "cpuCores" | "criticality">): number {
   return weightedCores(limits.criticality === "critical" ? { cpuCores: limits.cpuCores } : limits);
 }
@@ -418,7 +418,6 @@ export function createInstanceCgroup(
     // An OOM kill takes the whole instance, not one random process of it.
     writeIfPresent(join(dir, "memory.oom.group"), "1");
     writeFileSync(join(dir, "cpu.weight"), String(cpuWeight(start)));
-    if (limits.criticality === "critical") writeIfPresent(join(dir, "cpu.idle"), "1");
     writeFileSync(join(dir, "cpu.max"), cpuMaxOf(limits.cpuLimitCores));
     writeFileSync(join(dir, "pids.max"), pids);
   } else {
@@ -428,22 +427,29 @@ export function createInstanceCgroup(
         // memsw counts memory + swap; equal to the memory limit means no swap. Absent when swap accounting is off.
         writeIfPresent(join(dir, "memory.memsw.limit_in_bytes"), memory);
       }
-      if (existsSync(join(dir, "cpu.shares"))) {
+      if (existsSync(join(dir, "cpu.shares")))
         writeFileSync(join(dir, "cpu.shares"), String(cpuShares(start)));
-        if (limits.criticality === "critical") writeIfPresent(join(dir, "cpu.idle"), "1");
-      }
       if (existsSync(join(dir, "cpu.cfs_quota_us"))) {
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quotaOf(limits.cpuLimitCores)));
       }
       if (existsSync(join(dir, "pids.max"))) writeFileSync(join(dir, "pids.max"), pids);
     }
-    if (limits.criticality === "critical" && support.realtime?.ok) {
-      const share = grantRealtime(dirs, realtimeShare(limits, availableParallelism()));
-      if (share !== undefined) return { version: support.version, dirs, realtime: share, ...kept };
-    }
   }
-  return { version: support.version, dirs, ...kept };
+  const cg: InstanceCgroup = { version: support.version, dirs, ...kept };
+  if (limits.criticality !== "critical") return cg;
+  // Idle until it serves (startWeight); its start weight stays written for a kernel without cpu.idle.
+  for (const dir of cpuWeightDirs(cg)) writeIfPresent(join(dir, "cpu.idle"), "1");
+  if (support.version === "v1" && support.realtime?.ok) {
+    const share = grantRealtime(dirs, realtimeShare(limits, availableParallelism()));
+    if (share !== undefined) cg.realtime = share;
+  }
+  return cg;
+}
+
+/** The directories that hold an instance's CPU weight: v2's one; v1's cpu tree's, among the controllers'. */
+function cpuWeightDirs(cg: InstanceCgroup): string[] {
+  return cg.version === "v2" ? cg.dirs.slice(0, 1) : cg.dirs.filter((d) => existsSync(join(d, "cpu.shares")));
 }
 
 /**
@@ -464,9 +470,7 @@ export function setCpuWeight(cg: InstanceCgroup, cores: number): void {
   const idle = cores === 0;
   const [file, value] =
     cg.version === "v2" ? ["cpu.weight", cpuWeight(cores)] : ["cpu.shares", cpuShares(cores)];
-  // v2: the one directory; v1: the cpu tree's, among the controllers'.
-  const dirs = cg.version === "v2" ? cg.dirs.slice(0, 1) : cg.dirs.filter((d) => existsSync(join(d, file)));
-  for (const dir of dirs) {
+  for (const dir of cpuWeightDirs(cg)) {
     if (!idle) writeIfPresent(join(dir, "cpu.idle"), "0");
     writeFileSync(join(dir, file), String(value));
     if (idle) writeIfPresent(join(dir, "cpu.idle"), "1");

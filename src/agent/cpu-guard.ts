@@ -140,36 +140,36 @@ export class CpuGuard {
 
   /** Takes a critical instance out of real time as soon as it nears one period's budget (nearsBudget). */
   #checkBudgets(): void {
+    let any = false;
+    for (const guard of this.#realtime.values()) any ||= guard.realtime;
+    if (!any) {
+      this.#recent.clear();
+      return;
+    }
     const now = performance.now();
     const periodMs = REALTIME_PERIOD_US / 1000;
-    const seen = new Set<string>();
+    const watched = new Set<string>();
     for (const { id, cgroup: cg } of this.#running()) {
       const guard = this.#realtime.get(id);
       const share = cg.realtime;
       if (share === undefined || !guard?.realtime) continue;
-      seen.add(id);
       const pids = cgroupPids(cg);
       const sample = { at: now, threads: threadSchedstats(pids) };
       const recent = this.#recent.get(id) ?? [];
       while (recent.length > 0 && now - recent[0].at > periodMs) recent.shift();
       if (recent.length > 0 && nearsBudget(recent[0], sample, share, periodMs)) {
         demote(guard);
-        this.#recent.delete(id);
-        seen.delete(id);
         this.#bursts.add(id);
-        if (
-          !this.#switchPolicy(`instance ${id}`, pids, false, {
-            why: "it nears its real-time budget",
-            routine: true,
-          })
-        )
-          guard.realtime = true;
+        const why = "it nears its real-time budget";
+        if (!this.#switchPolicy(`instance ${id}`, pids, false, { why, routine: true })) guard.realtime = true;
         continue;
       }
       recent.push(sample);
       this.#recent.set(id, recent);
+      watched.add(id);
     }
-    for (const id of this.#recent.keys()) if (!seen.has(id)) this.#recent.delete(id);
+    // Out of real time or gone: its readings start afresh when it is back.
+    for (const id of this.#recent.keys()) if (!watched.has(id)) this.#recent.delete(id);
   }
 
   /** cpu-squeeze.ts: the low instances to the least weight while a critical one waits, and back. */

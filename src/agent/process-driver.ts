@@ -502,9 +502,9 @@ export class ProcessDriver implements RuntimeDriver {
 
   started(id: string, cpuLimitCores: number | undefined): void {
     const t = this.#tracked.get(id);
-    const cgroup = t?.record.cgroup;
-    if (!cgroup) return;
-    clearTimeout(t?.startIdle);
+    if (!t?.record.cgroup) return;
+    const cgroup = t.record.cgroup;
+    clearTimeout(t.startIdle);
     if (cpuLimitCores !== undefined) setCpuLimit(cgroup, cpuLimitCores);
     if (cgroup.criticality === "critical" && cgroup.weight !== undefined) setCpuWeight(cgroup, cgroup.weight);
   }
