@@ -24,6 +24,8 @@ import type { Items, LogEntry } from "./types.ts";
 const POLL_MS = 300;
 /** After the run ended: how long its last lines may take to arrive (the agent ships every 250 ms). */
 const DRAIN_MS = 5000;
+/** Printed lines kept per stream to compare with the run's tail (the agent's tail has 20). */
+const TAIL_KEPT = 100;
 /** Exit codes like `timeout` (124) and a shell's Ctrl-C (130). */
 export const TIMED_OUT_EXIT = 124;
 export const INTERRUPTED_EXIT = 130;
@@ -79,8 +81,8 @@ async function attach(
 ): Promise<number> {
   const streamDone = new AbortController();
   const interrupt = ctx.interrupt();
-  /** The last lines printed (stdout and stderr are shipped apart: the agent's last line may be either). */
-  const printed: string[] = [];
+  /** The last lines printed per stream (the agent reads stdout and stderr apart, so either may come last). */
+  const printed = { stdout: [] as string[], stderr: [] as string[] };
   let cursor = after;
   const printing = (async () => {
     while (!streamDone.signal.aborted) {
@@ -90,9 +92,10 @@ async function attach(
           if (typeof e.seq !== "number" || typeof e.line !== "string" || e.seq <= cursor) continue;
           cursor = e.seq;
           if (e.stream === "event") continue;
-          (e.stream === "stderr" ? ctx.stderr : ctx.stdout).write(`${e.line}\n`);
-          printed.push(e.line);
-          if (printed.length > 100) printed.shift();
+          const stream = e.stream === "stderr" ? "stderr" : "stdout";
+          ctx[stream].write(`${e.line}\n`);
+          printed[stream].push(e.line);
+          if (printed[stream].length > TAIL_KEPT) printed[stream].shift();
         }
       } catch {
         // A dropped stream is opened again from the cursor (nothing repeats, nothing is missed).
@@ -112,14 +115,31 @@ async function attach(
     if (["succeeded", "failed", "stopped", "timed_out", "skipped"].includes(run.state)) break;
     await sleep(POLL_MS);
   }
-  // Its last lines may still be on their way: wait until the last one the agent saw is printed.
-  const last = run.logTail?.at(-1);
+  // Its last lines may still be on their way: wait until every line of the tail the agent read at
+  // its end is printed (a line of stderr may arrive a round before the stdout line written first).
+  const tail = run.logTail ?? [];
   const until = Date.now() + DRAIN_MS;
-  while (last !== undefined && !printed.includes(last) && Date.now() < until) await sleep(100);
-  if (last === undefined) await sleep(600);
+  while (tail.length > 0 && !tailPrinted(tail, printed) && Date.now() < until) await sleep(100);
+  if (tail.length === 0) await sleep(600);
   streamDone.abort();
   await printing;
   return exitCodeOf(ctx, run, stopAsked);
+}
+
+/**
+ * Whether a run's log tail (the agent's: stdout's last lines, then stderr's)
+ * has been printed: some split of it ends what was printed on each stream.
+ */
+export function tailPrinted(
+  tail: readonly string[],
+  printed: { stdout: string[]; stderr: string[] },
+): boolean {
+  const endsWith = (lines: string[], end: readonly string[]) =>
+    end.length <= lines.length && end.every((l, i) => lines[lines.length - end.length + i] === l);
+  for (let split = 0; split <= tail.length; split++)
+    if (endsWith(printed.stdout, tail.slice(0, split)) && endsWith(printed.stderr, tail.slice(split)))
+      return true;
+  return false;
 }
 
 /** herd's exit code for a run that ended, with a line on stderr when it did not end by itself. */
