@@ -520,7 +520,7 @@ export async function run(): Promise<void> {
       console.log(
         `episode ${i + 1}: decision for api after ${at(decided)}, new instance running after ${at(r.serving)}; ` +
           `baseline p99 ${ms(p99Of(base))} (${base.length}); until the new capacity ran ${ms(fig.p99)} over ${fig.n} requests (${fig.failed} failed) ` +
-          `= ${ratio(fig.p99, p99Of(base))}× its baseline; the queue alone ${ratio(p99Of(q), p99Of(qb))}×`,
+          `= ${ratio(fig.p99, p99Of(base))}× its baseline; the queue alone ${ratio(p99Of(q), p99Of(qb))}×; slowest ${slowest(within(r.api, r.t0, end), r.t0)}`,
       );
     }
     const pb = p99Of(pooled.baseline);
@@ -534,9 +534,23 @@ export async function run(): Promise<void> {
     );
   } finally {
     await Promise.all(running.map((t) => t.stop()));
+    // BENCH_HERD_LOG=FILE keeps herd up's log, to read what it did at a slow request's time.
+    if (herd && process.env.BENCH_HERD_LOG) writeFileSync(process.env.BENCH_HERD_LOG, herd.output());
     await cleanupHerd(herd);
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The three slowest requests: latency, when each was due after the step, and the wall-clock time. */
+function slowest(samples: Sample[], t0: number): string {
+  return [...samples]
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 3)
+    .map(
+      (a) =>
+        `${Math.round(a.ms)} ms at +${((a.sentAt - t0) / 1000).toFixed(2)} s (${new Date(a.sentAt).toISOString().slice(11, 23)})`,
+    )
+    .join(", ");
 }
 
 const ratio = (a: number | undefined, b: number | undefined) =>
