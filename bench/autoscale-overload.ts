@@ -208,7 +208,11 @@ export async function run(): Promise<void> {
   let herd: Herd | undefined;
   const running: Traffic[] = [];
   try {
-    herd = await startHerd({ extraArgs: ["--cpu-overcommit", "1"] });
+    // A kept log is at debug: a critical instance's routine switches in and out of real time are there.
+    herd = await startHerd({
+      extraArgs: ["--cpu-overcommit", "1"],
+      ...(process.env.BENCH_HERD_LOG ? { env: { HERD_LOG_LEVEL: "debug" } } : {}),
+    });
     const h = herd;
     const node = (await h.api<{ nodes: NodeCapacity[] }>("GET", "/capacity")).body.nodes[0];
     // The node full: batch takes what is left after api's instance and one more.
@@ -534,7 +538,7 @@ export async function run(): Promise<void> {
     );
   } finally {
     await Promise.all(running.map((t) => t.stop()));
-    // BENCH_HERD_LOG=FILE keeps herd up's log, to read what it did at a slow request's time.
+    // BENCH_HERD_LOG=FILE keeps herd up's log (at debug), to read what it did at a slow request's time.
     if (herd && process.env.BENCH_HERD_LOG) writeFileSync(process.env.BENCH_HERD_LOG, herd.output());
     await cleanupHerd(herd);
     rmSync(work, { recursive: true, force: true });
