@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { deployKey } from "../controllers/deploy-controller.ts";
 import type { Deploy, Instance } from "../model/objects.ts";
 import { MemoryStore } from "../store/memory-store.ts";
-import { rolloutUnderway } from "./rotation.ts";
+import { revokeStep, rolloutUnderway } from "./rotation.ts";
 
 const deploy = (state: Deploy["state"]): Deploy => ({
   id: "d2",
@@ -38,4 +38,13 @@ test("old credentials wait for the deploy, then for every older release's instan
     "no deploy: nothing to wait for",
   );
   assert.equal(await rolloutUnderway(store, "t", "counter", "gone"), false);
+});
+
+test("a revoke between the new URL and its release waits: the old instances still use the old credentials", () => {
+  const since = new Date(0).toISOString();
+  // CI: the timer revoked the old password in this window, and the running instance answered NOAUTH.
+  assert.equal(revokeStep({ since }, 1000), "wait");
+  assert.equal(revokeStep({ since, afterDeploy: "d2" }, 1000), "rolled-out?");
+  assert.equal(revokeStep({ since, released: true }, 1000), "rolled-out?", "no release to roll out");
+  assert.equal(revokeStep({ since }, 91_000), "release", "a crash left it without its release: made now");
 });

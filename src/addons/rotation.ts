@@ -5,7 +5,9 @@
  *
  *   rotate ─► driver.rotate (new login / second password) ─► binding.revoke recorded
  *          ─► URL secret ─► secretChanged (new release) ─► revoke.afterDeploy = its id
- *   revokeRotated (every sync) ─► deploy finished? ─► driver.revoke ─► binding.revoke cleared
+ *                                                            (or revoke.released: nothing to roll out)
+ *   revokeRotated (every sync) ─► neither yet? wait (a crash in between: the release made after STALE_MS)
+ *                              ─► deploy finished? ─► driver.revoke ─► binding.revoke cleared
  *
  * What is to be revoked is kept before the URL changes (a role name or a
  * password's hash, never a password), so a crash in between still revokes it.
@@ -25,6 +27,9 @@ export function rotatedBindings(a: Addon, app: string | undefined): AddonBinding
   if (app !== undefined && bindings.length === 0) throw notFound(`add-on ${a.name} is not bound to ${app}`);
   return bindings;
 }
+
+/** A revoke this old without its release was left by a crash: the release is made then (broker-rotation.ts likewise). */
+const STALE_MS = 90_000;
 
 /** States in which an instance's process is gone: it holds no connection with old credentials. */
 const GONE: ReadonlySet<Instance["state"]> = new Set(["stopped", "crashed", "failed", "lost"]);
@@ -50,6 +55,20 @@ export async function rolloutUnderway(
   return instances.some(
     (i) => i.tenant === tenant && i.app === app && i.release < release && !GONE.has(i.state),
   );
+}
+
+/**
+ * What a pending revoke waits for: "wait" while its rotation is between the
+ * new URL and its release (the old instances still use the old credentials),
+ * "release" when a crash left it there for STALE_MS (the release is made
+ * now), else "rolled-out?" (its deploy, if any, has to have finished).
+ */
+export function revokeStep(
+  r: Pick<NonNullable<AddonBinding["revoke"]>, "afterDeploy" | "released" | "since">,
+  now: number,
+): "wait" | "release" | "rolled-out?" {
+  if (r.afterDeploy || r.released) return "rolled-out?";
+  return now - Date.parse(r.since) > STALE_MS ? "release" : "wait";
 }
 
 type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {
@@ -103,15 +122,7 @@ export class Rotation {
         ),
       }));
       await this.#d.secrets.set(tenant, b.app, b.var, driver.url(out.account, endpoint), actor);
-      const deploy = await this.#d.deploys.secretChanged(tenant, b.app, b.var, actor);
-      await this.#d.update(tenant, name, (x) => ({
-        ...x,
-        bindings: x.bindings.map((y) =>
-          y.app === b.app && y.revoke
-            ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : {}) } }
-            : y,
-        ),
-      }));
+      const deploy = await this.#release(tenant, name, b.app, b.var, actor);
       await this.#d.events.record({
         tenant,
         app: b.app,
@@ -123,15 +134,43 @@ export class Rotation {
     return { rotated };
   }
 
+  /**
+   * A new release with the new URL; its deploy kept on the binding's revoke
+   * (or `released` when the app has no release to roll out). Until then the
+   * revoke waits: the old instances still run with the old credentials.
+   */
+  async #release(
+    tenant: string,
+    name: string,
+    app: string,
+    secret: string,
+    actor: string,
+  ): Promise<Deploy | undefined> {
+    const deploy = await this.#d.deploys.secretChanged(tenant, app, secret, actor);
+    await this.#d.update(tenant, name, (x) => ({
+      ...x,
+      bindings: x.bindings.map((y) =>
+        y.app === app && y.revoke
+          ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : { released: true }) } }
+          : y,
+      ),
+    }));
+    return deploy;
+  }
+
   /** Revokes old credentials whose new URL has rolled out (the deploy finished, or there was none). */
   async revokeRotated(a: Addon): Promise<void> {
     const pending = a.bindings.filter((b) => b.revoke);
     if (pending.length === 0) return;
     const endpoint = await this.#d.endpoint(a.tenant, a.name);
     if (!endpoint) return;
+    const now = Date.now();
     for (const b of pending) {
       const r = b.revoke;
       if (!r) continue;
+      const step = revokeStep(r, now);
+      if (step === "release") await this.#release(a.tenant, a.name, b.app, b.var, "herd");
+      if (step !== "rolled-out?") continue;
       if (await rolloutUnderway(this.#d.store, a.tenant, b.app, r.afterDeploy)) continue;
       const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN_SECRET);
       await driverOf(a).revoke(endpoint, admin, b.user, r);

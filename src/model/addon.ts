@@ -41,7 +41,7 @@ export interface AddonBinding {
     bindingId?: string;
     /** The deploy that rolls the new URL out; revoked when it has finished. */
     afterDeploy?: string;
-    /** A broker's add-on: the release was asked for and none was needed (the app has no release). */
+    /** The release was asked for and none was needed (the app has no release); absent with no afterDeploy: not asked yet. */
     released?: boolean;
     since: string;
     login?: string;
