@@ -18,10 +18,7 @@ import type { Addon, AddonBinding, BrokerInstance } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
 import { credentialVars } from "./broker-addons.ts";
 import type { Brokers } from "./brokers.ts";
-import { rolloutUnderway, rotatedBindings } from "./rotation.ts";
-
-/** A step left this long by a request is the timer's to finish (a crash, not a slow broker). */
-const STALE_MS = 90_000;
+import { releaseForRevoke, revokeStep, rolloutUnderway, rotatedBindings, STALE_MS } from "./rotation.ts";
 
 type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {
   brokers: Brokers;
@@ -116,7 +113,7 @@ export class BrokerRotation {
     if (!switched) return undefined; // finished by another (the timer and a request both at it)
     for (const old of x.vars ?? [])
       if (!names.includes(old)) await this.#d.secrets.unset(tenant, app, old, actor).catch(() => undefined);
-    const deploy = await this.#release(tenant, name, app, names[0], actor);
+    const deploy = (await releaseForRevoke(this.#d, tenant, name, app, names[0], actor))?.id;
     await this.#d.events.record({
       tenant,
       app,
@@ -124,26 +121,6 @@ export class BrokerRotation {
       message: `a new binding of ${name} (broker ${b.name}) for ${app} by ${actor}; the old one is unbound once ${deploy ? `deploy ${deploy}` : "the app"} has rolled out`,
     });
     return deploy;
-  }
-
-  /** A new release with the new secrets; its id kept on the binding's revoke. */
-  async #release(
-    tenant: string,
-    name: string,
-    app: string,
-    secret: string,
-    actor: string,
-  ): Promise<string | undefined> {
-    const deploy = await this.#d.deploys.secretChanged(tenant, app, secret, actor);
-    await this.#d.update(tenant, name, (y) => ({
-      ...y,
-      bindings: y.bindings.map((z) =>
-        z.app === app && z.revoke
-          ? { ...z, revoke: { ...z.revoke, ...(deploy ? { afterDeploy: deploy.id } : { released: true }) } }
-          : z,
-      ),
-    }));
-    return deploy?.id;
   }
 
   /** A rotation the broker refused: its id forgotten (unbound, should the broker have made it after all). */
@@ -181,12 +158,11 @@ export class BrokerRotation {
       }
       const r = x.revoke;
       if (!r?.bindingId) continue;
-      if (!r.afterDeploy && !r.released) {
-        // The switch was recorded but no release made (a crash in between): made now.
-        if (now - Date.parse(r.since) > STALE_MS)
-          await this.#release(a.tenant, a.name, x.app, (x.vars ?? [x.var])[0], "herd");
-        continue;
-      }
+      // The switch recorded but no release made yet (or a crash in between: made now).
+      const step = revokeStep(r, now);
+      if (step === "release")
+        await releaseForRevoke(this.#d, a.tenant, a.name, x.app, (x.vars ?? [x.var])[0], "herd");
+      if (step !== "rolled-out?") continue;
       if (await rolloutUnderway(this.#d.store, a.tenant, x.app, r.afterDeploy)) continue;
       await (await this.#d.brokers.clientOf(b, a.tenant)).unbind(b.instanceId, r.bindingId, {
         serviceId: b.serviceId,

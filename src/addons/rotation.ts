@@ -28,8 +28,8 @@ export function rotatedBindings(a: Addon, app: string | undefined): AddonBinding
   return bindings;
 }
 
-/** A revoke this old without its release was left by a crash: the release is made then (broker-rotation.ts likewise). */
-const STALE_MS = 90_000;
+/** A rotation's step left this long was left by a crash, not a slow request: the add-on timer finishes it. */
+export const STALE_MS = 90_000;
 
 /** States in which an instance's process is gone: it holds no connection with old credentials. */
 const GONE: ReadonlySet<Instance["state"]> = new Set(["stopped", "crashed", "failed", "lost"]);
@@ -69,6 +69,34 @@ export function revokeStep(
 ): "wait" | "release" | "rolled-out?" {
   if (r.afterDeploy || r.released) return "rolled-out?";
   return now - Date.parse(r.since) > STALE_MS ? "release" : "wait";
+}
+
+/**
+ * A rotation's release (herd's own add-ons and brokers' alike): a new release
+ * with the new credentials, its deploy kept on the app's binding's revoke
+ * (`released` when the app has no release to roll out). Until then the revoke
+ * waits (revokeStep): the running instances still use the old credentials.
+ */
+export async function releaseForRevoke(
+  d: Pick<AddonDeps, "deploys"> & {
+    update(tenant: string, name: string, f: (a: Addon) => Addon): Promise<void>;
+  },
+  tenant: string,
+  name: string,
+  app: string,
+  secret: string,
+  actor: string,
+): Promise<Deploy | undefined> {
+  const deploy = await d.deploys.secretChanged(tenant, app, secret, actor);
+  await d.update(tenant, name, (x) => ({
+    ...x,
+    bindings: x.bindings.map((y) =>
+      y.app === app && y.revoke
+        ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : { released: true }) } }
+        : y,
+    ),
+  }));
+  return deploy;
 }
 
 type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {
@@ -122,7 +150,7 @@ export class Rotation {
         ),
       }));
       await this.#d.secrets.set(tenant, b.app, b.var, driver.url(out.account, endpoint), actor);
-      const deploy = await this.#release(tenant, name, b.app, b.var, actor);
+      const deploy = await releaseForRevoke(this.#d, tenant, name, b.app, b.var, actor);
       await this.#d.events.record({
         tenant,
         app: b.app,
@@ -132,30 +160,6 @@ export class Rotation {
       rotated.push({ app: b.app, ...(deploy ? { deploy: deploy.id } : {}) });
     }
     return { rotated };
-  }
-
-  /**
-   * A new release with the new URL; its deploy kept on the binding's revoke
-   * (or `released` when the app has no release to roll out). Until then the
-   * revoke waits: the old instances still run with the old credentials.
-   */
-  async #release(
-    tenant: string,
-    name: string,
-    app: string,
-    secret: string,
-    actor: string,
-  ): Promise<Deploy | undefined> {
-    const deploy = await this.#d.deploys.secretChanged(tenant, app, secret, actor);
-    await this.#d.update(tenant, name, (x) => ({
-      ...x,
-      bindings: x.bindings.map((y) =>
-        y.app === app && y.revoke
-          ? { ...y, revoke: { ...y.revoke, ...(deploy ? { afterDeploy: deploy.id } : { released: true }) } }
-          : y,
-      ),
-    }));
-    return deploy;
   }
 
   /** Revokes old credentials whose new URL has rolled out (the deploy finished, or there was none). */
@@ -169,7 +173,7 @@ export class Rotation {
       const r = b.revoke;
       if (!r) continue;
       const step = revokeStep(r, now);
-      if (step === "release") await this.#release(a.tenant, a.name, b.app, b.var, "herd");
+      if (step === "release") await releaseForRevoke(this.#d, a.tenant, a.name, b.app, b.var, "herd");
       if (step !== "rolled-out?") continue;
       if (await rolloutUnderway(this.#d.store, a.tenant, b.app, r.afterDeploy)) continue;
       const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN_SECRET);
