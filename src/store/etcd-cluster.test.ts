@@ -213,3 +213,39 @@ test("etcd store: etcd's raft leader killed: a write waits at most its deadline,
     await cluster.stop();
   }
 });
+
+test("etcd store: a member's address taken over by another etcd cluster: none of its answers is taken", async () => {
+  const cluster = await startEtcdCluster(3);
+  const store = await EtcdStore.open({ endpoints: cluster.endpoints, root: `/taken-over-${process.pid}/` });
+  let other: EtcdCluster | undefined;
+  try {
+    await store.put("tenant", "t", { n: 1 });
+    const member = cluster.members[2];
+    await new Promise((resolve) => {
+      member.once("exit", resolve);
+      member.kill("SIGKILL");
+    });
+    // Another etcd on the dead member's client port: it answers every read, without herd's keys.
+    other = await startEtcdCluster(1, { clientPorts: [Number(new URL(cluster.endpoints[2]).port)] });
+    const seen = new Map<string, number>();
+    const until = Date.now() + 5000;
+    while (Date.now() < until) {
+      const value = await store.get("tenant", "t").then(
+        (o) => JSON.stringify(o?.value),
+        (err: Error) => (/another etcd/.test(err.message) ? "refused" : err.message),
+      );
+      seen.set(value, (seen.get(value) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    console.log(`reads with another etcd on member 2's address: ${JSON.stringify(Object.fromEntries(seen))}`);
+    // Its probes find the other cluster and keep calls off it; one that gets through is refused.
+    assert.deepEqual(
+      [...seen.keys()].filter((v) => v !== JSON.stringify({ n: 1 }) && v !== "refused"),
+      [],
+    );
+  } finally {
+    await store.close();
+    await other?.stop();
+    await cluster.stop();
+  }
+});

@@ -36,10 +36,13 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
-/** Starts `size` members (default 3) and waits until the cluster answers on every member. */
+/**
+ * Starts `size` members (default 3) and waits until the cluster answers on
+ * every member. `clientPorts`: member i listens for clients on the i-th.
+ */
 export async function startEtcdCluster(
   size = 3,
-  options: { isolate?: number; tls?: boolean } = {},
+  options: { isolate?: number; tls?: boolean; clientPorts?: number[] } = {},
 ): Promise<EtcdCluster> {
   const { etcd } = await ensureDebianPackages({ etcd: "etcd-server" });
   const dir = await mkdtemp(join(tmpdir(), "herd-etcd-"));
@@ -68,6 +71,8 @@ export async function startEtcdCluster(
     const host = (i: number) =>
       netns === undefined ? "127.0.0.1" : i === options.isolate ? netns.innerIp : netns.hostIp;
     const ports = await Promise.all(Array.from({ length: size * 2 }, freePort));
+    // A client port asked for (a test starting a cluster on a port another left): a member's own.
+    for (const [i, port] of (options.clientPorts ?? []).entries()) ports[2 * i] = port;
     const names = Array.from({ length: size }, (_, i) => `m${i}`);
     const peer = (i: number) => `http://${host(i)}:${ports[2 * i + 1]}`;
     // With TLS the name is localhost: Node takes no IP address as a TLS server name.

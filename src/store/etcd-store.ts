@@ -87,6 +87,13 @@ export class EtcdStore implements Store {
   #historyLimit: number;
   /** The highest herd revision this store has seen: a watch without fromRevision starts after it. */
   #seen = 0;
+  /**
+   * The cluster's ID, from the first answer. An answer with another is
+   * refused: a member's address taken over by another etcd (its process
+   * died, another cluster started on the port) would answer every read as
+   * if the keys were gone.
+   */
+  #cluster: string | undefined;
   /** The etcd revision compacted to by this store (0 = not yet). */
   #compacted = 0;
   #closed = false;
@@ -101,6 +108,11 @@ export class EtcdStore implements Store {
     this.#closeClients = closeClients;
     this.#root = root;
     this.#historyLimit = historyLimit;
+  }
+
+  /** The ID of the cluster this store talks to, once a member answered. */
+  get clusterId(): string | undefined {
+    return this.#cluster;
   }
 
   /** Connects to the cluster and reads its revision; fails when no member answers. */
@@ -147,6 +159,9 @@ export class EtcdStore implements Store {
         });
         // A member cut off from the others answers, but cannot serve: it knows no leader.
         if (status.leader === "0") throw new Error("it knows no raft leader");
+        const cluster = store.clusterId;
+        if (cluster !== undefined && status.header.cluster_id !== cluster)
+          throw foreignClusterError(status.header.cluster_id, cluster);
       },
     });
     const client = new Etcd3({
@@ -508,6 +523,8 @@ export class EtcdStore implements Store {
 
   /** Records the revision of a response; returns it in herd numbers. */
   #see(header: IResponseHeader): number {
+    this.#cluster ??= header.cluster_id;
+    if (header.cluster_id !== this.#cluster) throw foreignClusterError(header.cluster_id, this.#cluster);
     const revision = Number(header.revision) - OFFSET;
     if (revision > this.#seen) this.#seen = revision;
     return revision;
@@ -553,6 +570,13 @@ function toStoredObject<T>(kind: Kind, key: string, kv: IKeyValue): StoredObject
     createRevision: Number(kv.create_revision) - OFFSET,
     value: fromJson<T>(kv.value.toString()),
   });
+}
+
+function foreignClusterError(theirs: string, ours: string): HerdError {
+  return new HerdError(
+    "unavailable",
+    `etcd: a member answered for cluster ${theirs}, not ${ours}: another etcd took over its address`,
+  );
 }
 
 function unavailable(err: unknown): HerdError {
