@@ -11,9 +11,10 @@
  *   the gateway (herd-platform, with a real-time budget) ─► SCHED_RR while a critical instance
  *                                                            with a budget runs here
  *
- * Between windows, every BUDGET_CHECK_MS, each critical instance in real
- * time is read against one period's budget (nearsBudget): a load step takes
- * it out of real time before the kernel stops it for the rest of a period.
+ * Between windows, each critical instance in real time is read against one
+ * period's budget (nearsBudget), next within the budget it has left
+ * (nextBudgetCheckMs): a load step takes it out of real time before the
+ * kernel stops it for the rest of a period.
  *
  * A failure to switch a policy or write a weight is logged; the next window
  * tries again.
@@ -24,13 +25,13 @@ import { cgroupPids, type InstanceCgroup, processTree, REALTIME_PERIOD_US, setCp
 import { setRunningPolicy } from "./cpu-policy.ts";
 import { judgeContention, newSqueezeState } from "./cpu-squeeze.ts";
 import {
-  BUDGET_CHECK_MS,
+  budgetLeftMs,
   demote,
   GUARD_INTERVAL_MS,
   type GuardState,
   judge,
-  nearsBudget,
   newGuardState,
+  nextBudgetCheckMs,
   runsInRealtime,
   type Sample,
   threadSchedstats,
@@ -61,7 +62,10 @@ export class CpuGuard {
   /** Readings of each critical instance in real time over the last period, oldest first (#checkBudgets). */
   readonly #recent = new Map<string, Sample[]>();
   readonly #timer: NodeJS.Timeout;
-  readonly #budgetTimer: NodeJS.Timeout;
+  #budgetTimer: NodeJS.Timeout | undefined;
+  /** When the budget check was due (performance.now()): how late it ran is logged with a switch. */
+  #budgetDue = 0;
+  #closed = false;
 
   /** Starts the windows over the instances `running` lists each time. */
   constructor(log: Logger, running: () => Iterable<GuardedInstance>) {
@@ -69,13 +73,20 @@ export class CpuGuard {
     this.#running = running;
     this.#timer = setInterval(() => this.#window(), GUARD_INTERVAL_MS);
     this.#timer.unref();
-    this.#budgetTimer = setInterval(() => this.#checkBudgets(), BUDGET_CHECK_MS);
-    this.#budgetTimer.unref();
+    this.#scheduleBudgetCheck(nextBudgetCheckMs([]));
   }
 
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
-    clearInterval(this.#budgetTimer);
+    clearTimeout(this.#budgetTimer);
+  }
+
+  #scheduleBudgetCheck(ms: number): void {
+    if (this.#closed) return;
+    this.#budgetDue = performance.now() + ms;
+    this.#budgetTimer = setTimeout(() => this.#scheduleBudgetCheck(this.#checkBudgets()), ms);
+    this.#budgetTimer.unref();
   }
 
   /** The gateway `pid` (its cgroup has a real-time budget): in real time while a critical instance runs. */
@@ -138,17 +149,22 @@ export class CpuGuard {
       platform.realtime = realtime;
   }
 
-  /** Takes a critical instance out of real time as soon as it nears one period's budget (nearsBudget). */
-  #checkBudgets(): void {
+  /**
+   * Takes a critical instance out of real time as soon as it nears one
+   * period's budget (budgetLeftMs); says when to read again (nextBudgetCheckMs).
+   */
+  #checkBudgets(): number {
     let any = false;
     for (const guard of this.#realtime.values()) any ||= guard.realtime;
     if (!any) {
       this.#recent.clear();
-      return;
+      return nextBudgetCheckMs([]);
     }
     const now = performance.now();
+    const lateMs = Math.round(now - this.#budgetDue);
     const periodMs = REALTIME_PERIOD_US / 1000;
     const watched = new Set<string>();
+    const left: number[] = [];
     for (const { id, cgroup: cg } of this.#running()) {
       const guard = this.#realtime.get(id);
       const share = cg.realtime;
@@ -157,19 +173,23 @@ export class CpuGuard {
       const sample = { at: now, threads: threadSchedstats(pids) };
       const recent = this.#recent.get(id) ?? [];
       while (recent.length > 0 && now - recent[0].at > periodMs) recent.shift();
-      if (recent.length > 0 && nearsBudget(recent[0], sample, share, periodMs)) {
+      const leftMs = budgetLeftMs(recent[0], sample, share, periodMs);
+      if (recent.length > 0 && leftMs <= 0) {
         demote(guard);
         this.#bursts.add(id);
         const why = "it nears its real-time budget";
-        if (!this.#switchPolicy(`instance ${id}`, pids, false, { why, routine: true })) guard.realtime = true;
+        if (!this.#switchPolicy(`instance ${id}`, pids, false, { why, routine: true, checkLateMs: lateMs }))
+          guard.realtime = true;
         continue;
       }
+      left.push(leftMs);
       recent.push(sample);
       this.#recent.set(id, recent);
       watched.add(id);
     }
     // Out of real time or gone: its readings start afresh when it is back.
     for (const id of this.#recent.keys()) if (!watched.has(id)) this.#recent.delete(id);
+    return nextBudgetCheckMs(left);
   }
 
   /** cpu-squeeze.ts: the low instances to the least weight while a critical one waits, and back. */
@@ -216,15 +236,20 @@ export class CpuGuard {
     what: string,
     pids: number[],
     realtime: boolean,
-    { why, routine = false }: { why?: string; routine?: boolean } = {},
+    { why, routine = false, checkLateMs }: { why?: string; routine?: boolean; checkLateMs?: number } = {},
   ): boolean {
     try {
+      const started = performance.now();
       setRunningPolicy(pids, realtime);
       this.#log[routine ? "debug" : "info"](
         realtime ? `${what} runs in real time` : `${what} runs at the default policy`,
         {
           pids,
           ...(why ? { why } : {}),
+          // How late the budget check ran, and how long the switch took: what a load step waits for.
+          ...(checkLateMs !== undefined
+            ? { checkLateMs, switchMs: Math.round((performance.now() - started) * 10) / 10 }
+            : {}),
         },
       );
       return true;

@@ -28,6 +28,7 @@
  */
 
 import { execFileSync } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { findBinary } from "../common/debian-packages.ts";
 
 type Criticality = "critical" | "normal" | "low";
@@ -46,15 +47,88 @@ export function policyLauncher(
   return chrt ? [chrt, "--batch", "0"] : [];
 }
 
+/** Linux's policy numbers (sched.h). */
+const SCHED_OTHER = 0;
+const SCHED_RR = 2;
+const ESRCH = 3;
+
+/**
+ * sched_setscheduler(2) of the C library, through node:ffi: the switch is a
+ * system call made by herd itself. Forking `chrt` from the agent, a process
+ * of a few hundred MB, took 10–30 ms per process at a load step, while the
+ * instance it was meant to rescue stood stopped by the kernel (docs/benchmarks.md,
+ * overload). Undefined where node:ffi is not available (a Node built without
+ * it, or run with --no-experimental-ffi): then chrt does it.
+ */
+const libc = loadLibc();
+
+function loadLibc() {
+  const ffi = process.getBuiltinModule("node:ffi") as typeof import("node:ffi") | undefined;
+  if (!ffi) return undefined;
+  try {
+    const { functions } = ffi.dlopen(null, {
+      sched_setscheduler: { arguments: ["int32", "int32", "pointer"], return: "int32" },
+      __errno_location: { arguments: [], return: "pointer" },
+    });
+    // struct sched_param: one int, the priority (1 for SCHED_RR, 0 for SCHED_OTHER).
+    const param = Buffer.alloc(4);
+    const address = ffi.getRawPointer(param);
+    /** Sets thread `tid`'s policy: 0, or the errno. */
+    return (tid: number, realtime: boolean): number => {
+      param.writeInt32LE(realtime ? 1 : 0, 0);
+      if (functions.sched_setscheduler(tid, realtime ? SCHED_RR : SCHED_OTHER, address) === 0) return 0;
+      return ffi.getInt32(functions.__errno_location());
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The threads of `pid` (its /proc task directory); [] when it is gone. */
+function threadsOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Switches running processes (each with all its threads) to SCHED_RR or back
  * to the default policy. Their cgroup must hold a real-time budget first.
- * Throws when chrt is not there or fails; a process gone meanwhile is skipped.
+ * Throws when that fails (or, without node:ffi, when chrt is not there); a
+ * process or thread gone meanwhile is skipped.
  */
 export function setRunningPolicy(
   pids: readonly number[],
   realtime: boolean,
   find: (name: string) => string | undefined = findBinary,
+): void {
+  if (!libc) return setWithChrt(pids, realtime, find);
+  for (const pid of pids) {
+    for (const tid of threadsOf(pid)) {
+      const errno = libc(tid, realtime);
+      if (errno === 0 || errno === ESRCH) continue;
+      const what = realtime ? "SCHED_RR" : "SCHED_OTHER";
+      throw new Error(`sched_setscheduler(${tid}, ${what}) of process ${pid}: ${errnoName(errno)}`);
+    }
+  }
+}
+
+function errnoName(errno: number): string {
+  // The ones sched_setscheduler returns besides ESRCH.
+  const names: Record<number, string> = {
+    1: "EPERM (its cgroup holds no real-time budget, or herd lacks CAP_SYS_NICE)",
+    22: "EINVAL",
+  };
+  return names[errno] ?? `errno ${errno}`;
+}
+
+/** setRunningPolicy by starting chrt once per process. */
+function setWithChrt(
+  pids: readonly number[],
+  realtime: boolean,
+  find: (name: string) => string | undefined,
 ): void {
   const chrt = find("chrt");
   if (!chrt) throw new Error("chrt (util-linux) is not installed");

@@ -4,11 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
+  budgetLeftMs,
   demote,
   type GuardState,
   judge,
   nearsBudget,
   newGuardState,
+  nextBudgetCheckMs,
   runsInRealtime,
   type Sample,
   threadSchedstats,
@@ -106,6 +108,26 @@ test("between windows: a process nears its budget when its busiest thread ran 80
     "a new thread from its start",
   );
   assert.equal(nearsBudget(since, since, 0.2, 100), false);
+});
+
+test("the budget check comes back within the budget left: 16 ms while calm, every few ms near the end", () => {
+  const at = (ms: number, run: number): Sample => ({
+    at: ms,
+    threads: new Map([["a", { runNs: run * 1e6, waitNs: 0, slices: 0 }]]),
+  });
+  // A 0.2 share of a 100 ms period: 20 ms, of which 80 %, 16 ms, may run before it leaves.
+  assert.equal(budgetLeftMs(undefined, at(0, 0), 0.2, 100), 16, "no reading yet: all of it");
+  assert.equal(budgetLeftMs(at(0, 0), at(20, 4), 0.2, 100), 12);
+  assert.equal(budgetLeftMs(at(0, 0), at(20, 17), 0.2, 100), -1);
+  assert.equal(nextBudgetCheckMs([]), 25, "nothing in real time: the slowest pace");
+  assert.equal(nextBudgetCheckMs([16]), 16);
+  assert.equal(nextBudgetCheckMs([12, 4.6]), 4, "the least left decides");
+  assert.equal(nextBudgetCheckMs([0.5]), 2, "never more often than every 2 ms");
+  // A thread that turns busy right after a reading: the next one finds it with 4 ms of its 20 left,
+  // where a reading 25 ms later found it stopped by the kernel.
+  const next = nextBudgetCheckMs([budgetLeftMs(at(0, 0), at(10, 0), 0.2, 100)]);
+  assert.equal(next, 16);
+  assert.equal(nearsBudget(at(0, 0), at(10 + next, next), 0.2, 100), true);
 });
 
 test("out of real time by the budget check (a burst), back after 1 s of calm windows, not 10 s", () => {

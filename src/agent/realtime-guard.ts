@@ -20,16 +20,22 @@
  * budget is per period (cgroups.ts REALTIME_PERIOD_US, 100 ms), and a
  * process that spends it is stopped for the rest of the period (up to 80 ms
  * at a 0.2 share), for every request it holds. So a process in real time is
- * also read every BUDGET_CHECK_MS, and leaves as soon as its busiest thread
- * ran DEMOTE_AT of one period's budget within the last period (nearsBudget).
+ * also read between windows, and leaves as soon as its busiest thread ran
+ * DEMOTE_AT of one period's budget within the last period (nearsBudget).
+ * The next reading comes within the budget it has left (nextBudgetCheckMs):
+ * every 16 ms while it is calm, every few ms as it nears the end. A fixed
+ * 25 ms let a thread that turned busy right after a reading spend the whole
+ * budget before the next one, and wait out the period.
  */
 
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 export const GUARD_INTERVAL_MS = 200;
-/** How often a process in real time is read against one period's budget (nearsBudget). */
+/** How often, at most, a process in real time is read against one period's budget (nextBudgetCheckMs). */
 export const BUDGET_CHECK_MS = 25;
+/** How often, at least: near its budget a process is read every few ms. */
+export const MIN_BUDGET_CHECK_MS = 2;
 
 /** Of its share of a window: the busiest thread ran this much, so it nears its budget. */
 const DEMOTE_AT = 0.8;
@@ -204,15 +210,39 @@ export function demote(state: GuardState, calmNeeded = START_CALM_WINDOWS): void
 }
 
 /**
- * Whether a process in real time nears the end of its budget: its busiest
- * thread ran DEMOTE_AT of one period's budget (`share` × `periodMs`) between
- * `since`, a reading at most one period old, and `now`. The kernel stops it
- * once it has run the whole budget within a period.
+ * How much longer (ms of run) the busiest thread of a process in real time
+ * may run before it nears the end of its budget: DEMOTE_AT of one period's
+ * budget (`share` × `periodMs`), less what it ran between `since`, a reading
+ * at most one period old, and `now` (without `since`, all of it). At 0 or
+ * below it nears the end (the kernel stops it once it has run the whole
+ * budget within a period). A thread runs at most 1 ms per ms, so a check
+ * that comes back within this time finds it before it spends the budget.
  */
-export function nearsBudget(since: Sample, now: Sample, share: number, periodMs: number): boolean {
+export function budgetLeftMs(
+  since: Sample | undefined,
+  now: Sample,
+  share: number,
+  periodMs: number,
+): number {
   const window = windowBetween(since, now);
-  if (!window) return false;
   let busiest = 0;
-  for (const t of window.threads.values()) busiest = Math.max(busiest, t.runNs);
-  return busiest >= DEMOTE_AT * share * periodMs * 1e6;
+  for (const t of window?.threads.values() ?? []) busiest = Math.max(busiest, t.runNs);
+  // In µs: 0.8 × 0.2 × 100 is 16.000000000000004 in floating point.
+  return Math.round((DEMOTE_AT * share * periodMs - busiest / 1e6) * 1000) / 1000;
+}
+
+/** Whether a process in real time nears the end of its budget (budgetLeftMs at 0 or below). */
+export function nearsBudget(since: Sample, now: Sample, share: number, periodMs: number): boolean {
+  return windowBetween(since, now) !== undefined && budgetLeftMs(since, now, share, periodMs) <= 0;
+}
+
+/**
+ * When the budget check reads again (ms): within the least budget left of the
+ * processes it watches (budgetLeftMs), so that a thread that turned busy
+ * right after a reading is found before the kernel stops it, but at most
+ * BUDGET_CHECK_MS and at least MIN_BUDGET_CHECK_MS.
+ */
+export function nextBudgetCheckMs(leftMs: readonly number[]): number {
+  const least = Math.min(BUDGET_CHECK_MS, ...leftMs);
+  return Math.max(MIN_BUDGET_CHECK_MS, Math.floor(least));
 }
