@@ -104,7 +104,10 @@ export function setRunningPolicy(
   realtime: boolean,
   find: (name: string) => string | undefined = findBinary,
 ): void {
-  if (!libc) return setWithChrt(pids, realtime, find);
+  if (!libc) {
+    setWithChrt(pids, realtime, find);
+    return;
+  }
   for (const pid of pids) {
     for (const tid of threadsOf(pid)) {
       const errno = libc(tid, realtime);
