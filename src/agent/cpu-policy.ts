@@ -57,10 +57,12 @@ const ESRCH = 3;
  * system call made by herd itself. Forking `chrt` from the agent, a process
  * of a few hundred MB, took 10–30 ms per process at a load step, while the
  * instance it was meant to rescue stood stopped by the kernel (docs/benchmarks.md,
- * overload). Undefined where node:ffi is not available (a Node built without
- * it, or run with --no-experimental-ffi): then chrt does it.
+ * overload). Loaded at the first switch; undefined where node:ffi is not
+ * available (a Node built without it, or run with --no-experimental-ffi):
+ * then chrt does it.
  */
-const libc = loadLibc();
+let libc: ReturnType<typeof loadLibc>;
+let libcLoaded = false;
 
 function loadLibc() {
   const ffi = process.getBuiltinModule("node:ffi") as typeof import("node:ffi") | undefined;
@@ -104,6 +106,10 @@ export function setRunningPolicy(
   realtime: boolean,
   find: (name: string) => string | undefined = findBinary,
 ): void {
+  if (!libcLoaded) {
+    libc = loadLibc();
+    libcLoaded = true;
+  }
   if (!libc) {
     setWithChrt(pids, realtime, find);
     return;
