@@ -523,7 +523,10 @@ export class ProcessDriver implements RuntimeDriver {
     if (!t) return;
     if (!t.record.exit)
       throw new HerdError("conflict", `instance ${id} is still running; stop it before removing it`);
-    if (t.record.cgroup) await destroyInstanceCgroup(t.record.cgroup).catch(() => {});
+    if (t.record.cgroup)
+      await destroyInstanceCgroup(t.record.cgroup).catch((err) =>
+        this.#log.warn("cannot remove cgroup", { id, err }),
+      );
     rmSync(join(this.#stateRoot, `${id}.json`), { force: true });
     this.#tracked.delete(id);
   }
