@@ -12,7 +12,7 @@
  *                                                            with a budget runs here
  *
  * Between windows, each critical instance in real time is read against one
- * period's budget (nearsBudget), next within the budget it has left
+ * period's budget (budgetLeftMs), next within the budget it has left
  * (nextBudgetCheckMs): a load step takes it out of real time before the
  * kernel stops it for the rest of a period.
  *

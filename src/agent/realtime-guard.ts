@@ -21,7 +21,7 @@
  * process that spends it is stopped for the rest of the period (up to 80 ms
  * at a 0.2 share), for every request it holds. So a process in real time is
  * also read between windows, and leaves as soon as its busiest thread ran
- * DEMOTE_AT of one period's budget within the last period (nearsBudget).
+ * DEMOTE_AT of one period's budget within the last period (budgetLeftMs).
  * The next reading comes within the budget it has left (nextBudgetCheckMs):
  * every 16 ms while it is calm, every few ms as it nears the end. A fixed
  * 25 ms let a thread that turned busy right after a reading spend the whole
@@ -229,11 +229,6 @@ export function budgetLeftMs(
   for (const t of window?.threads.values() ?? []) busiest = Math.max(busiest, t.runNs);
   // In µs: 0.8 × 0.2 × 100 is 16.000000000000004 in floating point.
   return Math.round((DEMOTE_AT * share * periodMs - busiest / 1e6) * 1000) / 1000;
-}
-
-/** Whether a process in real time nears the end of its budget (budgetLeftMs at 0 or below). */
-export function nearsBudget(since: Sample, now: Sample, share: number, periodMs: number): boolean {
-  return windowBetween(since, now) !== undefined && budgetLeftMs(since, now, share, periodMs) <= 0;
 }
 
 /**
