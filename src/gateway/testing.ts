@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { freePort } from "../common/free-port.ts";
 import type { LoadReport } from "../model/load.ts";
 import type { Route } from "../model/manifest.ts";
 import type {
@@ -295,13 +296,15 @@ export async function startUpstream(handler: http.RequestListener): Promise<Test
   return upstream;
 }
 
-/** A port on 127.0.0.1 that nothing listens on (taken, then released). */
-export async function closedPort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+/**
+ * A port on 127.0.0.1 that nothing listens on: freePort's, below the
+ * kernel's ephemeral range. A port the kernel handed out and that was
+ * released could be handed out again to the next listen on port 0 (the
+ * gateway's own metrics listener took one once, and answered the "dead"
+ * instance's requests with its 404).
+ */
+export function closedPort(): Promise<number> {
+  return freePort();
 }
 
 /** One HTTP request through `port` with the given Host; the body is read as text. */
