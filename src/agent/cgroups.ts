@@ -21,7 +21,6 @@ import {
   existsSync,
   constants as fsConstants,
   mkdirSync,
-  readdirSync,
   readFileSync,
   realpathSync,
   writeFileSync,
@@ -30,6 +29,7 @@ import { rmdir } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { threadsOf } from "./realtime-guard.ts";
 
 /** What cgroup support this machine offers, and where. */
 export interface CgroupSupport {
@@ -377,12 +377,8 @@ export function weighPlatformProcesses(
 export function processTree(pid: number, proc = "/proc"): number[] {
   const tree: number[] = [];
   const visit = (p: number) => {
-    let tids: string[];
-    try {
-      tids = readdirSync(join(proc, String(p), "task"));
-    } catch {
-      return;
-    }
+    const tids = threadsOf(p, proc);
+    if (tids === undefined) return;
     tree.push(p);
     for (const tid of tids) {
       const children = readOptional(join(proc, String(p), "task", tid, "children")) ?? "";

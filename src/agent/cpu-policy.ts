@@ -28,8 +28,8 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
 import { findBinary } from "../common/debian-packages.ts";
+import { threadsOf } from "./realtime-guard.ts";
 
 type Criticality = "critical" | "normal" | "low";
 
@@ -86,15 +86,6 @@ function loadLibc() {
   }
 }
 
-/** The threads of `pid` (its /proc task directory); [] when it is gone. */
-function threadsOf(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).map(Number);
-  } catch {
-    return [];
-  }
-}
-
 /**
  * Switches running processes (each with all its threads) to SCHED_RR or back
  * to the default policy. Their cgroup must hold a real-time budget first.
@@ -115,8 +106,8 @@ export function setRunningPolicy(
     return;
   }
   for (const pid of pids) {
-    for (const tid of threadsOf(pid)) {
-      const errno = libc(tid, realtime);
+    for (const tid of threadsOf(pid) ?? []) {
+      const errno = libc(Number(tid), realtime);
       if (errno === 0 || errno === ESRCH) continue;
       const what = realtime ? "SCHED_RR" : "SCHED_OTHER";
       throw new Error(`sched_setscheduler(${tid}, ${what}) of process ${pid}: ${errnoName(errno)}`);

@@ -86,17 +86,20 @@ export interface ThreadSchedstat {
   slices: number;
 }
 
+/** The thread ids of `pid` (its /proc task directory); undefined when it is gone. */
+export function threadsOf(pid: number, proc = "/proc"): string[] | undefined {
+  try {
+    return readdirSync(join(proc, String(pid), "task"));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The schedstat of every thread of `pids`, keyed `pid/tid` (gone ones are left out). */
 export function threadSchedstats(pids: readonly number[], proc = "/proc"): Map<string, ThreadSchedstat> {
   const stats = new Map<string, ThreadSchedstat>();
   for (const pid of pids) {
-    let tids: string[];
-    try {
-      tids = readdirSync(join(proc, String(pid), "task"));
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
+    for (const tid of threadsOf(pid, proc) ?? []) {
       try {
         const [runNs, waitNs, slices] = readFileSync(
           join(proc, String(pid), "task", tid, "schedstat"),
