@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -228,6 +228,27 @@ test("usage without cgroups comes from /proc", async (t) => {
   const usage = await driver.usage("plain1");
   assert.ok(usage?.memoryBytes && usage.memoryBytes > 0);
   assert.equal(typeof usage?.cpuSeconds, "number");
+});
+
+test("an exit it cannot record (the state dir gone) is still reported", async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot, cgroups: false }));
+  const driver = h.driver();
+  const exits: InstanceProcess[] = [];
+  driver.onExit((p) => exits.push(p));
+  const spec = await h.spec("norecord1", `exec "${process.execPath}" server.cjs`);
+  const started = await driver.start(spec);
+  await waitFor(() => get(spec.port), "the server to answer");
+  const away = `${h.stateRoot}.away`;
+  renameSync(h.stateRoot, away);
+  let exit: InstanceProcess;
+  try {
+    process.kill(started.pid, "SIGKILL");
+    exit = await waitFor(() => exits[0], "the exit to be reported");
+  } finally {
+    renameSync(away, h.stateRoot);
+  }
+  assert.equal(exit.signal, "SIGKILL");
+  assert.equal((await driver.inspect("norecord1"))?.state, "exited");
 });
 
 test("a log past logMaxBytes is copied to .1 and truncated while the writer keeps appending", async (t) => {

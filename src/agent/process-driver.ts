@@ -586,7 +586,12 @@ export class ProcessDriver implements RuntimeDriver {
     // Read before the cgroup goes: the main process may be a shell that only saw its child killed (137).
     const oomKilled = !t.stopping && t.record.cgroup !== null && (readOomKills(t.record.cgroup) ?? 0) > 0;
     t.record.exit = { code, signal, stopped: t.stopping, ...(oomKilled ? { oomKilled } : {}) };
-    this.#writeRecord(t.record);
+    try {
+      this.#writeRecord(t.record);
+    } catch (err) {
+      // A full disk must not hide the exit: it is reported now; a restarted driver finds the pid gone.
+      this.#log.error("cannot record an instance's exit", { id: t.record.id, err });
+    }
     t.markGone();
     this.#syncFirewall();
     if (t.stopping) return;
