@@ -207,6 +207,53 @@ test("saturation under rising load → scale out, throttling the low-criticality
   assert.match(plan.evidence.join("\n"), /batch \(criticality lower than web's critical\): concurrency → 4/);
 });
 
+/** web (critical) saturated under rising load beside batch (low), as above; `fits`: web's instances today's nodes hold. */
+function risingWeb(fits?: number): AppView {
+  const load = new FakeLoad()
+    .setService(WEB, { requests: 120, rps: 60, inflight: 30 }, 2_000)
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 10 })
+    .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 9 });
+  const view = viewOf(load, {
+    services: [
+      { name: "web", spec: { mode: "cattle", routes: [], criticality: "critical" } },
+      { name: "batch", spec: { mode: "cattle", routes: [], criticality: "low" } },
+    ],
+  });
+  if (fits === undefined) return view;
+  const asked: number[] = [];
+  return Object.assign(view, {
+    asked,
+    shortfall: (service: string, count: number) => {
+      assert.equal(service, "web");
+      asked.push(count);
+      return count > fits
+        ? `${count - fits} of ${count} instances cannot be placed: needs more CPU`
+        : undefined;
+    },
+  });
+}
+
+test("without a machine provider a scale-out adds only what today's nodes hold, and says so", () => {
+  const plan = planFor(rule("saturated"), risingWeb(3));
+  assert.equal(plan.action, "scale-out");
+  assert.equal(plan.change?.kind === "scale-out" && plan.change.to, 3);
+  assert.match(plan.evidence.join("\n"), /web: 3 of the 4 instances asked fit on today's nodes/);
+  // Room for all that was asked: the question is asked once.
+  const all = risingWeb(10);
+  assert.equal(planFor(rule("saturated"), all).change?.kind === "scale-out" && 4, 4);
+  assert.deepEqual((all as AppView & { asked: number[] }).asked, [4]);
+});
+
+test("without a machine provider and no room for one more instance, the engine throttles instead of scaling out", () => {
+  const plan = planFor(rule("saturated"), risingWeb(2));
+  assert.equal(plan.action, "throttle");
+  assert.match(
+    plan.evidence.join("\n"),
+    /not scale-out: 1 of 3 instances cannot be placed: needs more CPU; no machine provider adds nodes/,
+  );
+});
+
 test("saturation under steady load is not answered by more instances", () => {
   const load = new FakeLoad().setService(WEB, { requests: 600, rps: 60, inflight: 40 });
   const plan = planFor(rule("saturated"), viewOf(load, { services: [{ name: "web" }] }));

@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { normalizeService } from "../../model/manifest.ts";
-import type { App, Event, Instance, Release, Service } from "../../model/objects.ts";
+import { DEFAULT_RESOURCES, normalizeService } from "../../model/manifest.ts";
+import type { App, Event, Instance, Node, Release, Service } from "../../model/objects.ts";
 import { type RemediationPolicy, remediationKey } from "../../model/remediation.ts";
 import { testContext } from "../testing.ts";
 import { instanceOutcome, loadSince, mergeThrottles, outcomeRule, RemediationEngine } from "./engine.ts";
@@ -22,12 +22,31 @@ after(() => {
 
 const WEB = "t/shop/web";
 
-async function setup(options: { criticality?: "low" | "critical" } = {}) {
+/** Node n1, where the instances run: room for `cpu` cores of requests. */
+function nodeN1(cpu: number): Node {
+  const capacity = { cpu, memory: 64 * 1024 ** 3 };
+  return {
+    name: "n1",
+    address: "127.0.0.1",
+    labels: {},
+    capacity,
+    allocatable: capacity,
+    state: "ready",
+    lastHeartbeat: new Date(0).toISOString(),
+    registeredAt: new Date(0).toISOString(),
+    agentVersion: "test",
+    isolation: { cgroups: "none", reason: "test" },
+    schedulable: true,
+  };
+}
+
+async function setup(options: { criticality?: "low" | "critical"; nodeCpu?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "herd-remedy-"));
   dirs.push(dir);
   const load = new FakeLoad();
   const { ctx, store, clock } = testContext(dir, { load });
   const iso = (agoMs: number) => new Date(clock.now() - agoMs).toISOString();
+  await store.put<Node>("node", "n1", nodeN1(options.nodeCpu ?? 16));
   await store.put<App>("app", "t/shop", {
     tenant: "t",
     name: "shop",
@@ -78,7 +97,7 @@ async function setup(options: { criticality?: "low" | "critical" } = {}) {
       state: "running",
       reason: "",
       message: "",
-      run: {} as Instance["run"],
+      run: { resources: DEFAULT_RESOURCES } as Instance["run"],
       restarts: 0,
       createdAt: iso(0),
     });
@@ -332,6 +351,26 @@ test("a critical and a low service both saturated: the critical one is scaled ou
   h.clock.advance(200_000);
   await h.engine.tick();
   assert.ok(!h.calls.some((c) => c.startsWith("scale batch")), String(h.calls));
+});
+
+test("without a machine provider the engine scales out only onto room today's nodes have; with one it asks for all", async () => {
+  // Room for web's two instances (the default request each) and one more.
+  const h = await setup({ criticality: "critical", nodeCpu: 3 * DEFAULT_RESOURCES.cpu });
+  h.load
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 20 });
+  await h.engine.tick();
+  assert.deepEqual(h.calls, ["scale web 3"]);
+  const [decision] = await h.events("Remediation");
+  assert.match(decision.message, /scale-out web 2 → 3/);
+  // The same with a provider that adds nodes: the whole ask (pending instances bring machines).
+  const p = await setup({ criticality: "critical", nodeCpu: 3 * DEFAULT_RESOURCES.cpu });
+  p.ctx.settings = { ...p.ctx.settings, machineProvider: true };
+  p.load
+    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
+    .setService(WEB, { requests: 1200, rps: 20, inflight: 20 });
+  await p.engine.tick();
+  assert.deepEqual(p.calls, ["scale web 4"]);
 });
 
 test("degrade: a failing dependency switches the caller's fallback routes on; calls succeeding again switch them back", async () => {

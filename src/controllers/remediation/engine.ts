@@ -157,7 +157,13 @@ export class RemediationEngine {
     const { ctx } = this.#o;
     const load: LoadFigures = ctx.load ?? NO_LOAD;
     const now = ctx.clock.now();
-    const views = await appViews(ctx, load, this.#o.alerts?.() ?? [], now, this.#o.usage);
+    const views = await appViews(
+      { store: ctx.store, informer: ctx.informer, machineProvider: ctx.settings.machineProvider },
+      load,
+      this.#o.alerts?.() ?? [],
+      now,
+      this.#o.usage,
+    );
     const policies = new Map(
       (await ctx.store.list<RemediationPolicy>("remediation")).items.map((o) => [o.key, o]),
     );

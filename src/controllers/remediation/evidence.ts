@@ -12,10 +12,12 @@ import {
   type Node,
   type Release,
   type Service,
+  serviceKey,
 } from "../../model/objects.ts";
 import type { InstanceUsage } from "../../model/protocol.ts";
 import type { Informer } from "../../store/informer.ts";
 import type { Store, StoredObject } from "../../store/store.ts";
+import { serviceShortfall } from "../capacity-check.ts";
 import type { AppView, CallEdge, FiringAlert } from "./view.ts";
 
 /** A firing alert as the evaluator holds it (the fields the engine reads). */
@@ -33,9 +35,13 @@ export interface AlertLike {
 /** Figures no gateway reported: every service reads as without traffic. */
 export const NO_LOAD: LoadFigures = { service: () => undefined, instances: () => [] };
 
-/** Every live app with services, as views without releases (those are read only when a rule fires). */
+/**
+ * Every live app with services, as views without releases (those are read
+ * only when a rule fires). Without a machine provider (`machineProvider`
+ * false) each view can say what would not fit on today's nodes.
+ */
 export async function appViews(
-  { store, informer }: { store: Store; informer: Informer },
+  { store, informer, machineProvider }: { store: Store; informer: Informer; machineProvider: boolean },
   load: LoadFigures,
   alerts: readonly AlertLike[],
   now: number,
@@ -51,6 +57,11 @@ export async function appViews(
   const servicesOf = groupByApp(services);
   const instancesOf = groupByApp(instances.filter((i) => i.desired === "running"));
   const nodeOf = new Map(nodes.map((n) => [n.name, n]));
+  const serviceOf = new Map(services.map((s) => [serviceKey(s.tenant, s.app, s.name), s]));
+  const shortfall = (tenant: string, app: string) => (name: string, count: number) => {
+    const svc = serviceOf.get(serviceKey(tenant, app, name));
+    return svc && serviceShortfall(svc, count, nodes, instances, serviceOf)?.message;
+  };
   const views: AppView[] = [];
   for (const a of apps) {
     if (a.destroying || a.release === null) continue;
@@ -98,6 +109,7 @@ export async function appViews(
       alerts: firingFor(alerts, a.tenant, a.name),
       calls: [],
       load,
+      ...(machineProvider ? {} : { shortfall: shortfall(a.tenant, a.name) }),
     });
   }
   return views;

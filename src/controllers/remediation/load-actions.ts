@@ -111,7 +111,11 @@ export function scaleOut(
   // queue (in flight against the threshold) says how far past it the demand is.
   const queue = finding.rule.symptom === "saturation" ? overBy(finding, 1) : 1;
   const want = Math.ceil(from * Math.max(rising ? Math.min(rise.ratio, 2) : 1, queue));
-  const to = Math.min(max, Math.max(from + 1, want));
+  const wanted = Math.min(max, Math.max(from + 1, want));
+  // Without a machine provider, instances that fit nowhere would only wait as pending: as many as fit.
+  const room = roomFor(view, s.name, from, wanted);
+  if (typeof room === "string") return `${room}; no machine provider adds nodes`;
+  const to = room;
   const throttle = throttleAllowed ? throttleChanges(view, s, to / from) : [];
   const evidence = [...finding.evidence];
   if (rise) evidence.push(rise.line);
@@ -120,6 +124,10 @@ export function scaleOut(
   else if (bound)
     evidence.push(
       `${s.name}: waits for a CPU ${pct(bound.share)} of its runnable time past its request: more instances get more of the CPUs`,
+    );
+  if (to < wanted)
+    evidence.push(
+      `${s.name}: ${to} of the ${wanted} instances asked fit on today's nodes (no machine provider adds nodes)`,
     );
   if (throttle.length > 0) evidence.push(...throttleLines(throttle, s));
   const why = rising
@@ -134,6 +142,27 @@ export function scaleOut(
     evidence,
     change: { kind: "scale-out", service: s.name, from, to, throttle },
   };
+}
+
+/**
+ * The most instances of `service`, from `from` + 1 up to `wanted`, that fit
+ * on today's nodes (AppView.shortfall; fitting more never frees room, so the
+ * largest is found by halving), or why not even one more fits. Without the
+ * question (a machine provider adds nodes): `wanted`.
+ */
+export function roomFor(view: AppView, service: string, from: number, wanted: number): number | string {
+  const short = view.shortfall;
+  if (!short || short(service, wanted) === undefined) return wanted;
+  const none = short(service, from + 1);
+  if (none !== undefined) return none;
+  let fits = from + 1;
+  let over = wanted;
+  while (over - fits > 1) {
+    const mid = Math.floor((fits + over) / 2);
+    if (short(service, mid) === undefined) fits = mid;
+    else over = mid;
+  }
+  return fits;
 }
 
 /**

@@ -88,6 +88,13 @@ export interface AppView {
   alerts: FiringAlert[];
   calls: CallEdge[];
   load: LoadFigures;
+  /**
+   * Why `count` instances of a service could not all be placed on today's
+   * nodes ("1 of 2 instances cannot be placed: needs …"), or undefined when
+   * they fit. Absent where a machine provider adds nodes for what does not
+   * fit (then a scale-out that does not fit is still worth asking for).
+   */
+  shortfall?: (service: string, count: number) => string | undefined;
 }
 
 export const serviceKeyOf = (view: Pick<AppView, "tenant" | "app">, service: string): string =>
