@@ -178,36 +178,7 @@ test("every instance on one node bad, those elsewhere fine → cordon that node"
   );
 });
 
-test("saturation under rising load → scale out, throttling the low-criticality service meanwhile", () => {
-  const load = new FakeLoad()
-    // 10 s window: 60 rps, 40 in flight on 2 instances (30 over the last 2 s: draining); 60 s: 20 rps.
-    .setService(WEB, { requests: 120, rps: 60, inflight: 30 }, 2_000)
-    .setService(WEB, { requests: 600, rps: 60, inflight: 40 }, 10_000)
-    .setService(WEB, { requests: 1200, rps: 20, inflight: 10 })
-    .setService("t/shop/batch", { requests: 100, rps: 10, inflight: 9 });
-  const view = viewOf(load, {
-    services: [
-      { name: "web", spec: { mode: "cattle", routes: [], criticality: "critical" } },
-      { name: "batch", spec: { mode: "cattle", routes: [], criticality: "low" } },
-      { name: "api", spec: { mode: "cattle", routes: [] } },
-    ],
-  });
-  const plan = planFor(rule("saturated"), view);
-  assert.equal(plan.action, "scale-out");
-  // ×3 rising, capped at double: 2 → 4.
-  assert.deepEqual(plan.change, {
-    kind: "scale-out",
-    service: "web",
-    from: 2,
-    to: 4,
-    throttle: [{ service: "batch", concurrency: 4, previous: undefined }],
-  });
-  assert.match(plan.evidence.join("\n"), /web: 20 requests in flight per instance over 10 s/);
-  assert.match(plan.evidence.join("\n"), /web: 60 rps over 10 s against 20 over 60 s \(×3\)/);
-  assert.match(plan.evidence.join("\n"), /batch \(criticality lower than web's critical\): concurrency → 4/);
-});
-
-/** web (critical) saturated under rising load beside batch (low), as above; `fits`: web's instances today's nodes hold. */
+/** web (critical) saturated under rising load beside batch (low) with traffic: 60 rps over the 10 s window, 40 in flight on 2 instances (30 over the last 2 s: draining), 20 rps over 60 s; `fits`: web's instances today's nodes hold. */
 function risingWeb(fits?: number): AppView {
   const load = new FakeLoad()
     .setService(WEB, { requests: 120, rps: 60, inflight: 30 }, 2_000)
@@ -233,6 +204,22 @@ function risingWeb(fits?: number): AppView {
     },
   });
 }
+
+test("saturation under rising load → scale out, throttling the low-criticality service meanwhile", () => {
+  const plan = planFor(rule("saturated"), risingWeb());
+  assert.equal(plan.action, "scale-out");
+  // ×3 rising, capped at double: 2 → 4.
+  assert.deepEqual(plan.change, {
+    kind: "scale-out",
+    service: "web",
+    from: 2,
+    to: 4,
+    throttle: [{ service: "batch", concurrency: 4, previous: undefined }],
+  });
+  assert.match(plan.evidence.join("\n"), /web: 20 requests in flight per instance over 10 s/);
+  assert.match(plan.evidence.join("\n"), /web: 60 rps over 10 s against 20 over 60 s \(×3\)/);
+  assert.match(plan.evidence.join("\n"), /batch \(criticality lower than web's critical\): concurrency → 4/);
+});
 
 test("without a machine provider a scale-out adds only what today's nodes hold, and says so", () => {
   const plan = planFor(rule("saturated"), risingWeb(3));
