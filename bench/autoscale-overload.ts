@@ -56,6 +56,7 @@ import {
   type Traffic,
 } from "../test/e2e/harness.ts";
 import { type PacedAnswer, pacedTraffic, realtimeLauncher, verdict } from "./harness.ts";
+import { cpuWaits, parseTrace, type SchedCapture, startSchedTrace, topMs } from "./sched-trace.ts";
 
 const WORK_MS = 4;
 const API_CPU = 0.25;
@@ -77,6 +78,13 @@ const EPISODES = Number(process.env.BENCH_EPISODES ?? 4);
 const EPISODE_COOLDOWN_S = 30;
 const EPISODE_BUDGET = 100;
 const GOAL_RATIO = 2;
+/**
+ * BENCH_SCHED_TRACE=1 (root): each herd episode is traced by the kernel (bench/sched-trace.ts)
+ * from the step until api's new instance runs (at most TRACE_MAX_MS), and its line says how long
+ * api waited for a CPU meanwhile and what ran on the CPUs while it waited.
+ */
+const SCHED_TRACE = process.env.BENCH_SCHED_TRACE === "1";
+const TRACE_MAX_MS = 8000;
 const APP = "shop";
 
 type Sample = PacedAnswer;
@@ -282,6 +290,14 @@ export async function run(): Promise<void> {
       const baseServiceMs = perRequest(cpu0, cpu1, baseAnswers.length);
       const apiRps = rate ?? apiRateFor(baseServiceMs);
       const before = await apiRunning();
+      const trace = engine && SCHED_TRACE ? startSchedTrace() : undefined;
+      if (typeof trace === "string") console.log(`no scheduler trace: ${trace}`);
+      let capture: SchedCapture | undefined;
+      const stopTrace = () => {
+        if (trace && typeof trace !== "string") capture ??= trace.stop();
+      };
+      const traceTimer = setTimeout(stopTrace, TRACE_MAX_MS);
+      const traceAt = Date.now();
       apiTraffic.setRate(apiRps);
       const starved = sampleCpuWait(h, first);
       const batch = recorded(h, "batch.localhost", { connections: 16, rate: BATCH_RPS, seconds: 300 });
@@ -303,6 +319,7 @@ export async function run(): Promise<void> {
         if (serving === undefined && (await apiRunning()) > before) {
           serving = Date.now();
           cpuServing = cpuAt();
+          stopTrace();
         }
         // With the engine on, a decision for api is followed until its instance runs.
         if (
@@ -312,6 +329,8 @@ export async function run(): Promise<void> {
           break;
       }
       const t1 = Date.now();
+      clearTimeout(traceTimer);
+      stopTrace();
       const cpu2 = cpuServing ?? cpuAt();
       const [apiAnswers, , cpuWait] = await Promise.all([
         apiTraffic.stop(),
@@ -340,6 +359,15 @@ export async function run(): Promise<void> {
         clientAt,
         serviceMs,
         apiRps,
+        sched:
+          capture &&
+          first &&
+          schedLine(
+            capture,
+            first,
+            (Math.min(serving ?? t1, traceAt + TRACE_MAX_MS) - traceAt) / 1000,
+            herd?.proc.pid,
+          ),
       };
     };
 
@@ -526,6 +554,7 @@ export async function run(): Promise<void> {
           `baseline p99 ${ms(p99Of(base))} (${base.length}); until the new capacity ran ${ms(fig.p99)} over ${fig.n} requests (${fig.failed} failed) ` +
           `= ${ratio(fig.p99, p99Of(base))}× its baseline; the queue alone ${ratio(p99Of(q), p99Of(qb))}×; slowest ${slowest(within(r.api, r.t0, end), r.t0)}`,
       );
+      if (r.sched) console.log(`  ${r.sched}`);
     }
     const pb = p99Of(pooled.baseline);
     const pf = p99Of(pooled.figure);
@@ -543,6 +572,40 @@ export async function run(): Promise<void> {
     await cleanupHerd(herd);
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * From a kernel trace of an episode: how long api's first instance waited for a CPU from the step
+ * to `untilS` (its new instance running), and what ran on the CPUs while it waited, by role.
+ */
+function schedLine(
+  capture: SchedCapture,
+  apiId: string,
+  untilS: number,
+  herdPid: number | undefined,
+): string {
+  const label = (tid: number): string => {
+    const t = capture.threads.get(tid);
+    if (!t) return "a thread gone since";
+    if (t.cgroup.endsWith("/herd-platform")) return "the gateway";
+    const id = /\/herd\/([^/]+)/.exec(t.cgroup)?.[1];
+    if (id === apiId) return "api";
+    if (id?.startsWith(`${APP}-api-`)) return "api's new instance";
+    if (id?.startsWith(`${APP}-batch-`)) return "batch (low)";
+    if (id) return id;
+    // herd up re-executes itself with its own flags: the child's command line names it too.
+    if (t.pid === herdPid || /main\.ts up /.test(t.cmdline)) return "herd up";
+    if (t.pid === process.pid) return "this bench (batch's client)";
+    if (t.cmdline.includes("traffic-child")) return "api's client";
+    if (t.cmdline === "") return `kernel (${t.comm.replace(/\/\d+$/, "")})`;
+    return t.comm;
+  };
+  const tids = new Set([...capture.threads].filter(([tid]) => label(tid) === "api").map(([tid]) => tid));
+  const w = cpuWaits(parseTrace(capture.text), tids, 0, untilS, label);
+  return (
+    `kernel trace, step → new instance running (${untilS.toFixed(1)} s): api ran ${Math.round(w.ranMs)} ms and waited for a CPU ${Math.round(w.waitedMs)} ms in ${w.waits} waits ` +
+    `(${w.moved} of them ended on another CPU); on the CPU it waited on: ${topMs(w.onItsCpu)}; on the other CPU(s) meanwhile: ${topMs(w.onOtherCpus)}`
+  );
 }
 
 /** The three slowest requests: latency, when each was due after the step, and the wall-clock time. */
