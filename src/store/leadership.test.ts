@@ -15,10 +15,26 @@ after(async () => {
   await cluster?.stop();
 });
 
-/** A server's part: its store, its election, and a record of its terms. */
-async function server(root: string, member: number) {
+/**
+ * A server's part: its store, its election, and a record of its terms.
+ * `lostAnswers`: that many of its election's first transactions are committed
+ * and then fail as if their answer had been lost on the way back.
+ */
+async function server(root: string, member: number, lostAnswers = 0) {
   const store = await EtcdStore.open({ endpoints: [cluster.endpoints[member]], root });
-  const leadership = new EtcdLeadership({ ...store.connection(), ttlSeconds: 2, logger: silentLogger });
+  const { client } = store.connection();
+  const kv = new Proxy(client.kv, {
+    get: (t, p) =>
+      p === "txn"
+        ? async (...args: Parameters<typeof t.txn>) => {
+            const res = await t.txn(...args);
+            if (lostAnswers-- > 0) throw new Error("the answer was lost (test)");
+            return res;
+          }
+        : Reflect.get(t, p),
+  });
+  const wrapped = new Proxy(client, { get: (t, p) => (p === "kv" ? kv : Reflect.get(t, p)) });
+  const leadership = new EtcdLeadership({ client: wrapped, root, ttlSeconds: 2, logger: silentLogger });
   const terms: string[] = [];
   /** Runs work in the context of the last term this server began (its fence), as a controller's timer would. */
   let inTerm: (<R>(fn: () => R) => R) | undefined;
@@ -107,6 +123,21 @@ test("leadership: a deposed leader's write fails and writes nothing; the new lea
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+test("leadership: a won election whose answer was lost leads at once, not after its own lease expires", async () => {
+  const root = `/lead-${process.pid}-4/`;
+  const a = await server(root, 0, 1);
+  try {
+    const took = await until("a leads", () => a.leadership.leading, 5000);
+    // Asking again would find the key its lost answer made, held by its own lease for 2 s.
+    assert.ok(took < 1500, `leading took ${took} ms`);
+    assert.deepEqual(a.terms, ["begin"]);
+    assert.equal((await a.leadership.leader())?.url, "http://server-0");
+    await a.inTerm(() => a.store.put("app", "t/w", { by: "leader" }));
+  } finally {
+    await a.close();
   }
 });
 

@@ -5,6 +5,7 @@
  *   etcd:
  *     campaign ─► grant a lease (TTL) ─► txn: create <root>leader with the lease
  *        │                                 only if it does not exist
+ *        │    (its answer lost: the key held by this lease is a win; else the lease is revoked)
  *        ├ won  ─► term.begin() inside fencing.run(fence): every write the
  *        │         controllers make compares the leader key's create revision
  *        │         (fence.ts); keepalives every TTL/3
@@ -149,17 +150,33 @@ export class EtcdLeadership implements Leadership {
     const id = await lease.grant();
     const info: LeaderInfo = { id: serverId(), url, since: new Date().toISOString() };
     // Sent once: sent again after it was committed, it would find the key this server just made.
-    const res = await sentOnce(() =>
-      this.#client.kv.txn({
-        compare: [{ key: Buffer.from(this.#key), target: "Create", result: "Equal", create_revision: 0 }],
-        success: [
-          {
-            request_put: { key: Buffer.from(this.#key), value: Buffer.from(JSON.stringify(info)), lease: id },
-          },
-        ],
-        failure: [],
-      }),
-    );
+    let res: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
+    try {
+      res = await sentOnce(() =>
+        this.#client.kv.txn({
+          compare: [{ key: Buffer.from(this.#key), target: "Create", result: "Equal", create_revision: 0 }],
+          success: [
+            {
+              request_put: {
+                key: Buffer.from(this.#key),
+                value: Buffer.from(JSON.stringify(info)),
+                lease: id,
+              },
+            },
+          ],
+          failure: [],
+        }),
+      );
+    } catch (err) {
+      // In doubt: the put may have been committed and only its answer lost. The key says whose it
+      // is; one held by this lease is this server's term, which nobody else could take until it expired.
+      const held = (await this.#client.kv.range({ key: Buffer.from(this.#key) }).catch(() => undefined))
+        ?.kvs[0];
+      if (held && String(held.lease) === String(id))
+        return { lease, createRevision: String(held.create_revision), askedAt };
+      await lease.revoke().catch(() => {});
+      throw err;
+    }
     if (!res.succeeded) {
       await lease.revoke().catch(() => {});
       return undefined;
