@@ -34,6 +34,7 @@ import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } fr
 import { BrokerAddons } from "./broker-addons.ts";
 import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
+import { Detach, refuseWhileDropping } from "./detach.ts";
 import { finalFor, recordFinal } from "./final-backups.ts";
 import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
 import { deployServer, PlanChange } from "./plan-change.ts";
@@ -83,6 +84,7 @@ export class Addons {
   readonly #d: AddonDeps;
   readonly #brokered: BrokerAddons;
   readonly #rotation: Rotation;
+  readonly #detach: Detach;
   readonly #brokerRotation: BrokerRotation;
   readonly #planChange: PlanChange;
 
@@ -100,6 +102,11 @@ export class Addons {
       update: (tenant, name, f) => this.#update(tenant, name, f),
       endpoint: (tenant, name) => this.endpoint(tenant, name),
       waitEndpoint: (tenant, name, ms) => this.waitEndpoint(tenant, name, ms),
+    });
+    this.#detach = new Detach({
+      ...deps,
+      update: (tenant, name, f) => this.#update(tenant, name, f),
+      endpoint: (tenant, name) => this.endpoint(tenant, name),
     });
   }
 
@@ -281,6 +288,7 @@ export class Addons {
     const driver = driverOf(a);
     const v = variable ?? driver.defaultVar;
     if (a.bindings.some((b) => b.app === app)) throw conflict(`add-on ${name} is already bound to ${app}`);
+    refuseWhileDropping(a, app);
     const endpoint = await this.waitEndpoint(tenant, name, READY_MS);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
     await driver.ready(endpoint, admin, READY_MS);
@@ -345,27 +353,11 @@ export class Addons {
     return this.#planChange.change(a, o, actor);
   }
 
-  /** Takes the URL from the app (a new release), then drops its database and role. */
+  /** Takes the URL from the app (a new release); its database and role go once that has rolled out (detach.ts). */
   async detach(tenant: string, name: string, app: string, actor: string): Promise<{ deploy?: string }> {
     const a = await this.get(tenant, name);
     if (a.broker) return this.#brokered.detach(tenant, name, app, actor);
-    const b = a.bindings.find((x) => x.app === app);
-    if (!b) throw notFound(`add-on ${name} is not bound to ${app}`);
-    await this.#update(tenant, name, (x) => ({ ...x, bindings: x.bindings.filter((y) => y.app !== app) }));
-    const deploy = await this.#d.deploys.secretChanged(tenant, app, b.var, actor).catch(() => undefined);
-    await this.#d.secrets.unset(tenant, app, b.var, actor).catch(() => undefined);
-    const endpoint = await this.endpoint(tenant, name);
-    if (endpoint) {
-      const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-      await driverOf(a).drop(endpoint, admin, b);
-    }
-    await this.#d.events.record({
-      tenant,
-      app,
-      reason: "AddonDetached",
-      message: `add-on ${name} detached from ${app} by ${actor}`,
-    });
-    return deploy ? { deploy: deploy.id } : {};
+    return this.#detach.detach(a, app, actor);
   }
 
   /**
@@ -568,6 +560,14 @@ export class Addons {
           app: a.name,
           reason: "AddonPlanFailed",
           message: `following the plan change of ${a.name} failed (tried again): ${(err as Error).message}`,
+        }),
+      );
+      await this.#detach.dropDetached(a).catch((err) =>
+        this.#d.events.record({
+          tenant: a.tenant,
+          app: a.name,
+          reason: "AddonDropFailed",
+          message: `dropping the database of an app detached from ${a.name} failed (tried again): ${(err as Error).message}`,
         }),
       );
       await this.#rotation.revokeRotated(a).catch((err) =>

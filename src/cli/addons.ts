@@ -28,7 +28,14 @@ interface AddonView {
   state?: string;
   node?: string | null;
   bindings: { app: string; var: string; database: string; user: string; vars?: string[] }[];
+  /** Detached apps whose database is dropped once their release without the URL has rolled out. */
+  detached?: { app: string; database: string; afterDeploy?: string }[];
   broker?: { name: string; state: string; message?: string; dashboardUrl?: string };
+}
+
+/** What `herd addons detach` says (herd's own add-ons drop the app's database once the release has rolled out). */
+function detachedLine(name: string, app: string, deploy: string | undefined): string {
+  return `Detached ${name} from ${app}: its URL goes with ${deploy ? `deploy ${deploy}` : "a new release"}; \`herd addons info ${name}\` shows a database still to be dropped once that has rolled out.`;
 }
 
 interface BrokerView {
@@ -218,6 +225,10 @@ export const addonsCommand: CommandSpec = {
                     ["APP", "VAR", "DATABASE", "USER"],
                     a.bindings.map((b) => [b.app, b.var, b.database, b.user]),
                   ),
+            ...(a.detached ?? []).map(
+              (d) =>
+                `Detached from ${d.app}: its database ${d.database} is dropped once ${d.afterDeploy ? `deploy ${d.afterDeploy}` : "its release"} has rolled out.`,
+            ),
           ].join("\n"),
         );
       }
@@ -237,11 +248,8 @@ export const addonsCommand: CommandSpec = {
       case "detach": {
         if (!app) throw new UsageError("addons detach needs --app APP", "addons");
         const name = need(arg, "detach");
-        const reply = await client.post(`${path(name)}/detach`, { app });
-        return out(
-          reply,
-          `Detached ${name} from ${app}: its credentials are gone, its URL with a new release.`,
-        );
+        const reply = await client.post<{ deploy?: string }>(`${path(name)}/detach`, { app });
+        return out(reply, detachedLine(name, app, reply.deploy));
       }
       case "destroy": {
         const name = need(arg, "destroy");

@@ -69,6 +69,21 @@ export interface Addon {
   broker?: BrokerInstance;
   /** herd's own add-on: a plan change rolling out (kept before the deploy; the timer finishes or undoes it). */
   planChange?: { from: string; since: string; deploy?: string };
+  /** herd's own add-on: bindings detached from their apps whose database and role are not dropped yet. */
+  detached?: DetachedBinding[];
+}
+
+/**
+ * A binding detached from its app: its database and role are dropped once
+ * the release without its URL has rolled out (addons/detach.ts); until then
+ * the app's running instances still use them.
+ */
+export interface DetachedBinding extends Pick<AddonBinding, "app" | "var" | "user" | "database" | "login"> {
+  /** The deploy that takes the URL away; the drop waits until it has finished. */
+  afterDeploy?: string;
+  /** No release was needed (the app has none); absent with no afterDeploy: not asked yet. */
+  released?: boolean;
+  since: string;
 }
 
 /** A service instance at an external broker, and where its (maybe asynchronous) operation stands. */

@@ -182,11 +182,26 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     timeoutMs: 120_000,
   });
   assert.equal(det.code, 0, det.stdout + det.stderr);
+  assert.match(det.stdout, /its URL goes with deploy \S+/);
+  // Until the release without the URL has rolled out, its database stays: the running instance uses it.
+  const pending = (await herd.api<Addon>("GET", "/addons/notes-postgres")).body.detached ?? [];
+  const reattach = await herd.api("POST", "/addons/notes-postgres/attach", { app: "reports" });
+  if (pending.length > 0) assert.equal(reattach.status, 409, JSON.stringify(reattach.body));
   await waitFor(
     "reports without DATABASE_URL",
     async () => ((await herd.request(OTHER, "/notes")).status === 503 ? true : undefined),
     120_000,
   );
+  const reportsEvents = async () =>
+    (await herd.api<{ items: { reason: string; message: string }[] }>("GET", "/events?app=reports&limit=200"))
+      .body.items;
+  await waitFor(
+    "reports' database dropped once its release rolled out",
+    async () => ((await reportsEvents()).some((e) => e.reason === "AddonDatabaseDropped") ? true : undefined),
+    60_000,
+  );
+  assert.deepEqual((await herd.api<Addon>("GET", "/addons/notes-postgres")).body.detached ?? [], []);
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,fourth,second", "notes keeps its data");
 
   // Detach: the URL goes with a new release; destroy needs the name.
   const refused = await herd.cli(["addons", "destroy", "notes-postgres"]);
