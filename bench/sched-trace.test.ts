@@ -54,7 +54,8 @@ test("startSchedTrace turns the sched events on and puts every setting back when
   try {
     const files: Record<string, string> = {
       current_tracer: "nop",
-      tracing_on: "0",
+      set_event: "",
+      tracing_on: "1",
       buffer_size_kb: "7 (expanded: 1408)",
       trace: TRACE,
       trace_marker: "",
@@ -72,13 +73,17 @@ test("startSchedTrace turns the sched events on and puts every setting back when
     assert.equal(read("buffer_size_kb"), "65536");
     const capture = (trace as Exclude<typeof trace, string>).stop();
     assert.ok(capture.threads.get(process.pid), "this process's main thread is listed");
-    assert.equal(read("tracing_on"), "0");
+    // tracing_on as it was from boot; the buffer at the size it takes when first used.
+    assert.equal(read("tracing_on"), "1");
     assert.equal(read("events/sched/sched_switch/enable"), "0");
-    assert.equal(read("buffer_size_kb"), "7");
-    // In use: refused, nothing changed.
+    assert.equal(read("buffer_size_kb"), "1408");
+    // In use (a tracer, or events someone else set): refused, nothing changed.
+    writeFileSync(join(dir, "set_event"), "irq:irq_handler_entry");
+    assert.match(String(startSchedTrace(dir)), /in use/);
+    writeFileSync(join(dir, "set_event"), "");
     writeFileSync(join(dir, "current_tracer"), "function");
     assert.match(String(startSchedTrace(dir)), /in use/);
-    assert.equal(read("tracing_on"), "0");
+    assert.equal(read("events/sched/sched_switch/enable"), "0");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

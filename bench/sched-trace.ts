@@ -13,6 +13,7 @@
 
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { threadsOf } from "../src/agent/realtime-guard.ts";
 
 const TRACEFS = "/sys/kernel/tracing";
 const EVENTS = ["sched/sched_switch", "sched/sched_wakeup", "sched/sched_wakeup_new"];
@@ -48,14 +49,19 @@ export function startSchedTrace(tracefs = TRACEFS): SchedTrace | string {
   if (!existsSync(join(tracefs, "trace_marker"))) return `no tracefs at ${tracefs}`;
   const file = (f: string) => join(tracefs, f);
   const read = (f: string) => readFileSync(file(f), "utf8").trim();
-  if (read("current_tracer") !== "nop" || read("tracing_on") !== "0")
+  // tracing_on is 1 from boot with nothing to record: in use means a tracer or events someone set.
+  if (read("current_tracer") !== "nop" || read("set_event") !== "")
     return "the kernel's tracer is in use by something else";
-  const saved = new Map<string, string>([["buffer_size_kb", read("buffer_size_kb")]]);
+  const saved = new Map<string, string>([
+    ["tracing_on", read("tracing_on")],
+    // "7 (expanded: 1408)": not allocated yet; 1408 is what it becomes on first use.
+    ["buffer_size_kb", /expanded: (\d+)/.exec(read("buffer_size_kb"))?.[1] ?? read("buffer_size_kb")],
+  ]);
   for (const e of EVENTS) saved.set(`events/${e}/enable`, read(`events/${e}/enable`));
   const restore = () => {
     writeFileSync(file("tracing_on"), "0");
-    for (const [f, v] of saved) writeFileSync(file(f), v.replace(/\s*\(.*\)$/, ""));
     writeFileSync(file("trace"), "");
+    for (const [f, v] of saved) writeFileSync(file(f), v);
   };
   try {
     writeFileSync(file("trace"), "");
@@ -95,13 +101,7 @@ export function readThreads(proc = "/proc"): Map<number, ThreadInfo> {
     };
     const cgroup = cpuCgroupOf(read("cgroup"));
     const cmdline = read("cmdline").split("\0").join(" ").trim();
-    let tids: string[] = [];
-    try {
-      tids = readdirSync(join(proc, p, "task"));
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
+    for (const tid of threadsOf(pid, proc) ?? []) {
       const comm = read(join("task", tid, "comm")).trim();
       threads.set(Number(tid), { pid, cgroup, cmdline, comm });
     }
