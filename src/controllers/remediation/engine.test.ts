@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { testNode } from "../../gateway/testing.ts";
 import { DEFAULT_RESOURCES, normalizeService } from "../../model/manifest.ts";
 import type { App, Event, Instance, Node, Release, Service } from "../../model/objects.ts";
 import { type RemediationPolicy, remediationKey } from "../../model/remediation.ts";
@@ -25,19 +26,7 @@ const WEB = "t/shop/web";
 /** Node n1, where the instances run: room for `cpu` cores of requests. */
 function nodeN1(cpu: number): Node {
   const capacity = { cpu, memory: 64 * 1024 ** 3 };
-  return {
-    name: "n1",
-    address: "127.0.0.1",
-    labels: {},
-    capacity,
-    allocatable: capacity,
-    state: "ready",
-    lastHeartbeat: new Date(0).toISOString(),
-    registeredAt: new Date(0).toISOString(),
-    agentVersion: "test",
-    isolation: { cgroups: "none", reason: "test" },
-    schedulable: true,
-  };
+  return { ...testNode("n1", "127.0.0.1"), capacity, allocatable: capacity };
 }
 
 async function setup(options: { criticality?: "low" | "critical"; nodeCpu?: number } = {}) {
