@@ -34,7 +34,7 @@ import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } fr
 import { BrokerAddons } from "./broker-addons.ts";
 import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
-import { Detach, refuseWhileDropping } from "./detach.ts";
+import { Detach, type Detached, refuseWhileDropping } from "./detach.ts";
 import { finalFor, recordFinal } from "./final-backups.ts";
 import { ADMIN_SECRET as ADMIN, driverOf } from "./kinds.ts";
 import { deployServer, PlanChange } from "./plan-change.ts";
@@ -353,11 +353,27 @@ export class Addons {
     return this.#planChange.change(a, o, actor);
   }
 
-  /** Takes the URL from the app (a new release); its database and role go once that has rolled out (detach.ts). */
-  async detach(tenant: string, name: string, app: string, actor: string): Promise<{ deploy?: string }> {
+  /**
+   * Takes the URL from the app (a new release); its database and role go
+   * once that has rolled out, postgres's after a backup unless
+   * `withoutBackup` (detach.ts).
+   */
+  async detach(
+    tenant: string,
+    name: string,
+    app: string,
+    actor: string,
+    withoutBackup = false,
+  ): Promise<Detached> {
     const a = await this.get(tenant, name);
-    if (a.broker) return this.#brokered.detach(tenant, name, app, actor);
-    return this.#detach.detach(a, app, actor);
+    if (a.broker) {
+      if (withoutBackup)
+        throw invalid(`${name} is run by broker ${a.broker.name}: herd takes no backup to skip`, [
+          { field: "withoutBackup", message: "only for herd's own add-ons" },
+        ]);
+      return this.#brokered.detach(tenant, name, app, actor);
+    }
+    return this.#detach.detach(a, app, actor, withoutBackup);
   }
 
   /**
@@ -401,7 +417,8 @@ export class Addons {
         );
       }
     }
-    for (const b of a.bindings) await this.detach(tenant, name, b.app, actor);
+    // The final backup has the bound databases; the add-on goes before any drop.
+    for (const b of a.bindings) await this.detach(tenant, name, b.app, actor, true);
     const o = await this.#d.store.get<App>("app", appKey(tenant, name));
     if (o && !o.value.destroying)
       await this.#d.store.put("app", o.key, { ...o.value, destroying: true }, { expectRevision: o.revision });

@@ -31,7 +31,7 @@ test("a scheduled backup is due once per time the schedule fired since the last 
   assert.equal(backupDue(taken, at("2026-12-05T09:00:00Z")), at("2026-12-05T03:00:00Z"));
 });
 
-test("backups kept: the newest `keep`, final ones never dropped", () => {
+test("backups kept: the newest `keep`, final and detach ones never dropped", () => {
   const b = (id: string, reason: AddonBackup["reason"] = "scheduled"): AddonBackup => ({
     id,
     createdAt: "2026-12-01T00:00:00.000Z",
@@ -40,10 +40,10 @@ test("backups kept: the newest `keep`, final ones never dropped", () => {
     databases: [],
     reason,
   });
-  const list = [b("f", "final"), b("1"), b("2"), b("3")];
+  const list = [b("f", "final"), b("1"), b("d", "detach"), b("2"), b("3")];
   assert.deepEqual(
     keptBackups(list, b("4"), 2).map((x) => x.id),
-    ["f", "3", "4"],
+    ["f", "d", "3", "4"],
   );
   assert.equal(keptBackups([], b("1"), undefined).length, 1);
 });

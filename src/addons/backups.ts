@@ -25,12 +25,13 @@ import { redisDump, redisRestore } from "./redis-backup.ts";
 /** The most backups a policy keeps. */
 export const MAX_KEEP = 100;
 
-/** Dumps the add-on's data into the artifact store. */
+/** Dumps the add-on's data into the artifact store (postgres: the bound databases, or `databases`). */
 export async function dumpAddon(
   a: Addon,
   endpoint: string,
   admin: string,
   artifacts: ArtifactStore,
+  databases = a.bindings.map((b) => b.database),
 ): Promise<Pick<AddonBackup, "digest" | "size" | "databases" | "format">> {
   const dir = await mkdtemp(join(tmpdir(), "herd-addon-backup-"));
   try {
@@ -40,7 +41,6 @@ export async function dumpAddon(
       const stored = await artifacts.putFile(file);
       return { digest: stored.digest, size: stored.size, databases: [], format: "rdb" };
     }
-    const databases = a.bindings.map((b) => b.database);
     await dumpDatabases((await ensurePostgres()).bin, endpoint, admin, databases, file);
     const stored = await artifacts.putFile(file);
     return { digest: stored.digest, size: stored.size, databases, format: "pg_dump" };
@@ -98,7 +98,10 @@ export function backupDue(a: Addon, now: number): number | undefined {
   return due;
 }
 
-/** The backups kept once `added` is taken: the newest `keep`, a final one never dropped. */
+/** Backups `keep` never drops: a destroy's final one, and a detached app's database (gone from the server). */
+const keptForGood = (b: AddonBackup): boolean => b.reason === "final" || b.reason === "detach";
+
+/** The backups kept once `added` is taken: the newest `keep` of the others. */
 export function keptBackups(
   list: AddonBackup[],
   added: AddonBackup,
@@ -106,7 +109,7 @@ export function keptBackups(
 ): AddonBackup[] {
   const all = [...list, added];
   const limit = keep ?? DEFAULT_BACKUP_KEEP;
-  const droppable = all.filter((b) => b.reason !== "final");
+  const droppable = all.filter((b) => !keptForGood(b));
   const drop = new Set(droppable.slice(0, Math.max(0, droppable.length - limit)));
   return all.filter((b) => !drop.has(b));
 }

@@ -15,6 +15,9 @@ function harness() {
   const dropped: DetachedBinding[] = [];
   const events: string[] = [];
   const unset: string[] = [];
+  // What was dumped, in order with the drops ("dump db_x" / "drop db_x"); a dump fails while dumpFails.
+  const steps: string[] = [];
+  const dumpFails = { now: false };
   let deploys = 0;
   const deploy = async (state: Deploy["state"], id = "d1") =>
     store.put<Deploy>("deploy", deployKey({ tenant: "t", app: "reports", id }), {
@@ -52,11 +55,18 @@ function harness() {
       await store.put("addon", KEY, f(o.value), { expectRevision: o.revision });
     },
     endpoint: async () => "127.0.0.1:5432",
+    artifacts: {} as AddonDeps["artifacts"],
     driver: () => ({
       drop: async (_e, _a, b) => {
+        steps.push(`drop ${b.database}`);
         dropped.push(b as DetachedBinding);
       },
     }),
+    dump: async (_a, _e, _admin, _artifacts, databases = []) => {
+      if (dumpFails.now) throw new Error("pg_dump: connection refused");
+      steps.push(`dump ${databases.join(",")}`);
+      return { digest: "sha256:abc", size: 42, databases, format: "pg_dump" };
+    },
   });
   const addon = async () => (await store.get<Addon>("addon", KEY))!.value;
   const instance = (id: string, release: number, state: Instance["state"]) =>
@@ -68,7 +78,19 @@ function harness() {
       release,
       state,
     } as Instance);
-  return { store, detach, dropped, events, unset, addon, deploy, instance, deploys: () => deploys };
+  return {
+    store,
+    detach,
+    dropped,
+    events,
+    unset,
+    steps,
+    dumpFails,
+    addon,
+    deploy,
+    instance,
+    deploys: () => deploys,
+  };
 }
 
 const ADDON: Addon = {
@@ -87,7 +109,7 @@ test("detach: the URL goes with a release; the database is dropped only once it 
   const h = harness();
   await h.store.put("addon", KEY, ADDON);
   const reply = await h.detach.detach(ADDON, "reports", "ann");
-  assert.deepEqual(reply, { deploy: "d1" });
+  assert.deepEqual(reply, { deploy: "d1", backupFirst: true });
   const a = await h.addon();
   assert.deepEqual(
     a.bindings.map((b) => b.app),
@@ -100,7 +122,7 @@ test("detach: the URL goes with a release; the database is dropped only once it 
   assert.deepEqual(h.unset, ["reports DATABASE_URL"]);
   assert.match(
     h.events[0],
-    /AddonDetached: .* by ann; its database db_reports is dropped once deploy d1 has rolled out/,
+    /AddonDetached: .* by ann; its database db_reports is dropped \(after a backup\) once deploy d1 has rolled out/,
   );
   // Attaching the app again now would have its new database dropped with the old one.
   assert.throws(
@@ -122,11 +144,83 @@ test("detach: the URL goes with a release; the database is dropped only once it 
     h.dropped.map((d) => [d.app, d.user, d.database]),
     [["reports", "u_reports", "db_reports"]],
   );
-  assert.deepEqual((await h.addon()).detached, []);
+  assert.deepEqual(
+    h.steps,
+    ["dump db_reports", "drop db_reports"],
+    "the backup comes first, of that database only",
+  );
+  const after = await h.addon();
+  assert.deepEqual(after.detached, []);
+  const backup = after.backups?.[0];
+  assert.deepEqual(
+    [backup?.reason, backup?.app, backup?.databases, backup?.digest],
+    ["detach", "reports", ["db_reports"], "sha256:abc"],
+  );
   assert.match(
     h.events.at(-1)!,
-    /AddonDatabaseDropped: notes-db: the database db_reports of reports is dropped/,
+    new RegExp(
+      `AddonDatabaseDropped: notes-db: the database db_reports of reports is dropped .*; backup ${backup?.id} keeps it \\(herd addons restore notes-db ${backup?.id} after attaching reports again\\)`,
+    ),
   );
+});
+
+const ROLLED_OUT: DetachedBinding = {
+  app: "reports",
+  var: "DATABASE_URL",
+  user: "u_reports",
+  database: "db_reports",
+  since: new Date(0).toISOString(),
+  released: true,
+};
+
+test("detach: no drop without its backup; a failed dump is tried again, a crash after the backup takes no second one", async () => {
+  const h = harness();
+  await h.store.put("addon", KEY, { ...ADDON, bindings: [ADDON.bindings[1]], detached: [ROLLED_OUT] });
+  h.dumpFails.now = true;
+  await assert.rejects(h.detach.dropDetached(await h.addon()), /connection refused/);
+  assert.deepEqual(h.steps, [], "nothing dropped");
+  assert.equal((await h.addon()).detached?.length, 1, "the drop waits for the next pass");
+
+  h.dumpFails.now = false;
+  // A backup recorded before a crash (its id on the entry): the drop goes on with it.
+  await h.store.put("addon", KEY, {
+    ...(await h.addon()),
+    backups: [
+      {
+        id: "b1",
+        createdAt: "",
+        digest: "sha256:abc",
+        size: 1,
+        databases: ["db_reports"],
+        reason: "detach",
+        app: "reports",
+      },
+    ],
+    detached: [{ ...ROLLED_OUT, backup: "b1" }],
+  });
+  await h.detach.dropDetached(await h.addon());
+  assert.deepEqual(h.steps, ["drop db_reports"]);
+  assert.match(h.events.at(-1)!, /backup b1 keeps it/);
+});
+
+test("detach: --without-backup, and redis (its drop takes the user, not the keys), drop with no dump", async () => {
+  const h = harness();
+  await h.store.put("addon", KEY, ADDON);
+  const reply = await h.detach.detach(ADDON, "reports", "ann", true);
+  assert.deepEqual(reply, { deploy: "d1" });
+  assert.equal((await h.addon()).detached?.[0].withoutBackup, true);
+  await h.store.put("addon", KEY, {
+    ...(await h.addon()),
+    detached: [{ ...ROLLED_OUT, withoutBackup: true }],
+  });
+  await h.detach.dropDetached(await h.addon());
+  assert.deepEqual(h.steps, ["drop db_reports"]);
+
+  const redis: Addon = { ...ADDON, kind: "redis", detached: [ROLLED_OUT] };
+  await h.store.put("addon", KEY, redis);
+  await h.detach.dropDetached(redis);
+  assert.deepEqual(h.steps, ["drop db_reports", "drop db_reports"]);
+  assert.equal((await h.addon()).backups, undefined);
 });
 
 test("detach: a crash between the record and the release is finished by the timer after STALE_MS", async () => {

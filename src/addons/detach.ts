@@ -7,23 +7,32 @@
  *   detach ─► binding → detached (kept before the release) ─► secretChanged (new release)
  *          ─► detached.afterDeploy = its id (or .released: nothing to roll out) ─► URL secret unset
  *   dropDetached (every sync) ─► not released yet? wait (a crash in between: released after STALE_MS)
- *                             ─► rolled out (rotation.ts rolloutUnderway)? ─► driver.drop ─► forgotten
+ *                             ─► rolled out (rotation.ts rolloutUnderway)?
+ *                             ─► postgres: a backup of its database (reason detach; its id on the entry first)
+ *                             ─► driver.drop ─► forgotten
  *
+ * The backup is what Heroku's detach gives by leaving the data alone: the
+ * database can be had back (attach the app again, then restore the backup).
+ * Redis needs none: its drop takes only the user, the keys stay.
  * Attaching the app again waits until its drop is done: the drop would take
  * the new binding's database with it.
  */
 
 import { conflict, notFound } from "../common/errors.ts";
-import type { Addon, DetachedBinding } from "../model/addon.ts";
+import { newId } from "../common/ids.ts";
+import type { Addon, AddonBackup, DetachedBinding } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
+import { dumpAddon, keptBackups } from "./backups.ts";
 import { ADMIN_SECRET, driverOf, type KindDriver } from "./kinds.ts";
 import { revokeStep, rolloutUnderway } from "./rotation.ts";
 
-type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {
+type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events" | "artifacts"> & {
   update(tenant: string, name: string, f: (a: Addon) => Addon): Promise<void>;
   endpoint(tenant: string, name: string): Promise<string | undefined>;
   /** The kind's driver (kinds.ts driverOf; a test's own). */
   driver?: (a: Addon) => Pick<KindDriver, "drop">;
+  /** The dump of the databases (backups.ts dumpAddon; a test's own). */
+  dump?: typeof dumpAddon;
 };
 
 /** Refuses to bind `app` while a drop of its earlier binding to `a` is pending. */
@@ -35,6 +44,15 @@ export function refuseWhileDropping(a: Addon, app: string): void {
     );
 }
 
+/** What a detach answers: the deploy that takes the URL away, and whether a backup comes before the drop. */
+export interface Detached {
+  deploy?: string;
+  backupFirst?: boolean;
+}
+
+/** Whether the drop of `e` waits for a backup: postgres's drop takes the data, redis's only the user. */
+const backedUp = (a: Addon, e: DetachedBinding): boolean => a.kind === "postgres" && !e.withoutBackup;
+
 export class Detach {
   readonly #d: Deps;
 
@@ -43,7 +61,7 @@ export class Detach {
   }
 
   /** Takes the URL from the app (a new release); its database and role go once that release has rolled out. */
-  async detach(a: Addon, app: string, actor: string): Promise<{ deploy?: string }> {
+  async detach(a: Addon, app: string, actor: string, withoutBackup = false): Promise<Detached> {
     const { tenant, name } = a;
     const b = a.bindings.find((x) => x.app === app);
     if (!b) throw notFound(`add-on ${name} is not bound to ${app}`);
@@ -54,6 +72,7 @@ export class Detach {
       database: b.database,
       ...(b.login ? { login: b.login } : {}),
       since: new Date().toISOString(),
+      ...(withoutBackup ? { withoutBackup } : {}),
     };
     // Kept before the release: a crash in between still drops the database later.
     await this.#d.update(tenant, name, (x) => ({
@@ -68,18 +87,19 @@ export class Detach {
     } catch (err) {
       failed = (err as Error).message;
     }
+    const dropped = `its database ${b.database} is dropped${backedUp(a, entry) ? " (after a backup)" : ""}`;
     const then = failed
-      ? `the release without ${b.var} failed (${failed}): it is tried again, and the database ${b.database} is dropped once it has rolled out`
+      ? `the release without ${b.var} failed (${failed}): it is tried again, and ${dropped} once it has rolled out`
       : deploy
-        ? `its database ${b.database} is dropped once deploy ${deploy} has rolled out`
-        : `its database ${b.database} is dropped at once (the app has no release to roll out)`;
+        ? `${dropped} once deploy ${deploy} has rolled out`
+        : `${dropped} at once (the app has no release to roll out)`;
     await this.#d.events.record({
       tenant,
       app,
       reason: "AddonDetached",
       message: `add-on ${name} detached from ${app} by ${actor}; ${then}`,
     });
-    return deploy ? { deploy } : {};
+    return { ...(deploy ? { deploy } : {}), ...(backedUp(a, entry) ? { backupFirst: true } : {}) };
   }
 
   /** Drops the databases of detached bindings whose release has rolled out. */
@@ -95,6 +115,7 @@ export class Detach {
       const endpoint = await this.#d.endpoint(a.tenant, a.name);
       if (!endpoint) return;
       const admin = await this.#d.secrets.value(a.tenant, a.name, ADMIN_SECRET);
+      const backup = backedUp(a, e) ? (e.backup ?? (await this.#backup(a, e, endpoint, admin))) : undefined;
       await (this.#d.driver ?? driverOf)(a).drop(endpoint, admin, e);
       await this.#d.update(a.tenant, a.name, (x) => ({
         ...x,
@@ -104,9 +125,37 @@ export class Detach {
         tenant: a.tenant,
         app: e.app,
         reason: "AddonDatabaseDropped",
-        message: `${a.name}: the database ${e.database} of ${e.app} is dropped (its release without ${e.var} has rolled out)`,
+        message: `${a.name}: the database ${e.database} of ${e.app} is dropped (its release without ${e.var} has rolled out)${
+          backup
+            ? `; backup ${backup} keeps it (herd addons restore ${a.name} ${backup} after attaching ${e.app} again)`
+            : ""
+        }`,
       });
     }
+  }
+
+  /** Dumps the detached database; the backup and its id on the entry are one write, so a crash after it takes no second one. */
+  async #backup(a: Addon, e: DetachedBinding, endpoint: string, admin: string): Promise<string> {
+    const dumped = await (this.#d.dump ?? dumpAddon)(a, endpoint, admin, this.#d.artifacts, [e.database]);
+    const backup: AddonBackup = {
+      id: newId(8),
+      createdAt: new Date().toISOString(),
+      ...dumped,
+      reason: "detach",
+      app: e.app,
+    };
+    await this.#d.update(a.tenant, a.name, (x) => ({
+      ...x,
+      backups: keptBackups(x.backups ?? [], backup, x.backupPolicy?.keep),
+      detached: (x.detached ?? []).map((y) => (y.app === e.app ? { ...y, backup: backup.id } : y)),
+    }));
+    await this.#d.events.record({
+      tenant: a.tenant,
+      app: a.name,
+      reason: "AddonBackup",
+      message: `detach backup ${backup.id} of ${a.name} (${e.database}, of ${e.app}) before its drop`,
+    });
+    return backup.id;
   }
 
   /** The app's release without the URL; the entry learns its deploy (or that none was needed). Returns the deploy's id. */

@@ -29,13 +29,13 @@ interface AddonView {
   node?: string | null;
   bindings: { app: string; var: string; database: string; user: string; vars?: string[] }[];
   /** Detached apps whose database is dropped once their release without the URL has rolled out. */
-  detached?: { app: string; database: string; afterDeploy?: string }[];
+  detached?: { app: string; database: string; afterDeploy?: string; withoutBackup?: boolean }[];
   broker?: { name: string; state: string; message?: string; dashboardUrl?: string };
 }
 
 /** What `herd addons detach` says (herd's own add-ons drop the app's database once the release has rolled out). */
-function detachedLine(name: string, app: string, deploy: string | undefined): string {
-  return `Detached ${name} from ${app}: its URL goes with ${deploy ? `deploy ${deploy}` : "a new release"}; \`herd addons info ${name}\` shows a database still to be dropped once that has rolled out.`;
+function detachedLine(name: string, app: string, deploy: string | undefined, backup: boolean): string {
+  return `Detached ${name} from ${app}: its URL goes with ${deploy ? `deploy ${deploy}` : "a new release"}; \`herd addons info ${name}\` shows a database still to be dropped once that has rolled out${backup ? ` (backed up first: \`herd addons backups ${name}\`)` : ""}.`;
 }
 
 interface BrokerView {
@@ -73,7 +73,7 @@ const USAGE = [
   "herd addons info NAME",
   "herd addons attach NAME --app APP [--as VAR] [--param K=V]... [--params FILE.json]",
   "herd addons metrics NAME",
-  "herd addons detach NAME --app APP",
+  "herd addons detach NAME --app APP [--without-backup]",
   "herd addons destroy NAME [--confirm NAME] [--without-backup] [--purge]",
   "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID",
   "herd addons final-backups [delete ID]     (destroyed add-ons' final backups; create --from-backup ID restores one)",
@@ -108,7 +108,10 @@ export const addonsCommand: CommandSpec = {
     ["--name NAME", "create: the add-on's name (default APP-postgres)"],
     ["--as VAR", "the env variable that carries the URL (default DATABASE_URL)"],
     ["--confirm NAME", "destroy: the add-on's name, to confirm"],
-    ["--without-backup", "destroy: take no final backup (a server that does not run cannot be backed up)"],
+    [
+      "--without-backup",
+      "destroy: take no final backup (a server that does not run cannot be backed up); detach: drop the app's database without one",
+    ],
     ["--purge", "destroy a broker's add-on without asking the broker (one gone for good)"],
     ["--backup-schedule CRON", 'create: back up on this cron, UTC (e.g. "0 3 * * *")'],
     ["--keep N", "create, schedule: backups kept (default 7)"],
@@ -227,7 +230,7 @@ export const addonsCommand: CommandSpec = {
                   ),
             ...(a.detached ?? []).map(
               (d) =>
-                `Detached from ${d.app}: its database ${d.database} is dropped once ${d.afterDeploy ? `deploy ${d.afterDeploy}` : "its release"} has rolled out.`,
+                `Detached from ${d.app}: its database ${d.database} is dropped${d.withoutBackup ? " without a backup" : ""} once ${d.afterDeploy ? `deploy ${d.afterDeploy}` : "its release"} has rolled out.`,
             ),
           ].join("\n"),
         );
@@ -248,8 +251,12 @@ export const addonsCommand: CommandSpec = {
       case "detach": {
         if (!app) throw new UsageError("addons detach needs --app APP", "addons");
         const name = need(arg, "detach");
-        const reply = await client.post<{ deploy?: string }>(`${path(name)}/detach`, { app });
-        return out(reply, detachedLine(name, app, reply.deploy));
+        const withoutBackup = values["without-backup"] === true;
+        const reply = await client.post<{ deploy?: string; backupFirst?: boolean }>(`${path(name)}/detach`, {
+          app,
+          ...(withoutBackup ? { withoutBackup } : {}),
+        });
+        return out(reply, detachedLine(name, app, reply.deploy, reply.backupFirst === true));
       }
       case "destroy": {
         const name = need(arg, "destroy");

@@ -84,6 +84,10 @@ export interface DetachedBinding extends Pick<AddonBinding, "app" | "var" | "use
   /** No release was needed (the app has none); absent with no afterDeploy: not asked yet. */
   released?: boolean;
   since: string;
+  /** postgres: the backup of its database taken before the drop (its id); a crash after it takes no second one. */
+  backup?: string;
+  /** Dropped without a backup (`detach --without-backup`). */
+  withoutBackup?: boolean;
 }
 
 /** A service instance at an external broker, and where its (maybe asynchronous) operation stands. */
@@ -172,8 +176,10 @@ export interface AddonBackup {
   databases: string[];
   /** pg_dump (SQL, postgres) or rdb (a Redis snapshot); absent: pg_dump. */
   format?: "pg_dump" | "rdb";
-  /** Why it was taken: on demand, by the schedule, or the last one before a destroy. */
-  reason?: "manual" | "scheduled" | "final";
+  /** Why it was taken: on demand, by the schedule, the last one before a destroy, or before a detached app's database was dropped. */
+  reason?: "manual" | "scheduled" | "final" | "detach";
+  /** detach: the app whose database it holds. */
+  app?: string;
 }
 
 /**

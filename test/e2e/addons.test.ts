@@ -182,7 +182,10 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     timeoutMs: 120_000,
   });
   assert.equal(det.code, 0, det.stdout + det.stderr);
-  assert.match(det.stdout, /its URL goes with deploy \S+/);
+  assert.match(
+    det.stdout,
+    /its URL goes with deploy \S+;.*\(backed up first: `herd addons backups notes-postgres`\)/,
+  );
   // Until the release without the URL has rolled out, its database stays: the running instance uses it.
   // (the old instance drains for 2 s at least after its replacement runs: the drop cannot have come yet).
   const pending = (await herd.api<Addon>("GET", "/addons/notes-postgres")).body.detached ?? [];
@@ -205,8 +208,30 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
     async () => ((await reportsEvents()).some((e) => e.reason === "AddonDatabaseDropped") ? true : undefined),
     60_000,
   );
-  assert.deepEqual((await herd.api<Addon>("GET", "/addons/notes-postgres")).body.detached ?? [], []);
+  const afterDrop = (await herd.api<Addon>("GET", "/addons/notes-postgres")).body;
+  assert.deepEqual(afterDrop.detached ?? [], []);
   assert.equal((await herd.request(HOST, "/notes")).body, "first,fourth,second", "notes keeps its data");
+  // The drop came after a backup of that database: attached again, reports gets it back with a restore.
+  const kept = (afterDrop.backups ?? []).find((b) => b.reason === "detach");
+  assert.deepEqual([kept?.app, kept?.databases], ["reports", ["db_reports"]]);
+  const reattached = await herd.cli(["addons", "attach", "notes-postgres", "--app", "reports"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(reattached.code, 0, reattached.stdout + reattached.stderr);
+  await waitFor(
+    "reports on a new, empty database",
+    async () => {
+      const r = await herd.request(OTHER, "/notes");
+      return r.status === 200 && r.body === "" ? true : undefined;
+    },
+    120_000,
+  );
+  const back = await herd.cli(["addons", "restore", "notes-postgres", kept?.id ?? ""], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(back.code, 0, back.stdout + back.stderr);
+  await served(herd, OTHER, "other", "/notes");
+  assert.equal((await herd.request(HOST, "/notes")).body, "first,fourth,second", "notes untouched by it");
 
   // Detach: the URL goes with a new release; destroy needs the name.
   const refused = await herd.cli(["addons", "destroy", "notes-postgres"]);
@@ -220,7 +245,7 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   assert.equal(gone.code, 0, gone.stdout + gone.stderr);
   assert.match(
     gone.stdout,
-    /Its final backup \S+ \(db_notes, \d+ bytes\) is kept as artifact [0-9a-f]{64}\./,
+    /Its final backup \S+ \(db_notes, db_reports, \d+ bytes\) is kept as artifact [0-9a-f]{64}\./,
   );
   assert.equal((await herd.api("GET", "/addons/notes-postgres")).status, 404);
   await waitFor(

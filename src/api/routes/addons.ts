@@ -9,7 +9,7 @@
  *   POST   /addons/:addon/attach {app, var?, addonTenant?, parameters?} ─► 201 {binding, deploy?} (deployer)
  *   GET    /addon-backups               ─► {items: FinalAddonBackup[]} (viewer): destroyed add-ons' final backups
  *   DELETE /addon-backups/:id           ─► {deleted} (deployer)
- *   POST   /addons/:addon/detach {app}  ─► {deploy?} (deployer)
+ *   POST   /addons/:addon/detach {app, withoutBackup?} ─► {deploy?} (deployer)
  *   POST   /addons/:addon/backups       ─► 201 AddonBackup (deployer; postgres: pg_dump of the bound databases)
  *   GET    /addons/:addon/backups       ─► {items: AddonBackup[]} (viewer)
  *   POST   /addons/:addon/backups/:id/restore ─► AddonBackup (deployer)
@@ -98,7 +98,15 @@ const AttachBody = T.Object(
   },
   { additionalProperties: false },
 );
-const DetachBody = T.Object({ app: Name }, { additionalProperties: false });
+const DetachBody = T.Object(
+  {
+    app: Name,
+    withoutBackup: T.Optional(
+      T.Boolean({ description: "postgres: drop the app's database without the backup taken before it" }),
+    ),
+  },
+  { additionalProperties: false },
+);
 const DestroyQuery = T.Object({
   tenant: TenantQuery.properties.tenant,
   confirm: T.Optional(T.String()),
@@ -466,20 +474,23 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     {
       schema: {
         summary:
-          "Unbind an add-on from an app: its URL goes (a new release), its database and role are dropped",
+          "Unbind an add-on from an app: its URL goes (a new release); its database (after a backup) and role are dropped once that has rolled out",
         tags: ["addons"],
         params: AddonParams,
         querystring: TenantQuery,
         body: DetachBody,
       },
     },
-    async (req) =>
-      addons.detach(
+    async (req) => {
+      const body = req.body as { app: string; withoutBackup?: boolean };
+      return addons.detach(
         tenantOf(req),
         (req.params as { addon: string }).addon,
-        (req.body as { app: string }).app,
+        body.app,
         actorOf(req),
-      ),
+        body.withoutBackup === true,
+      );
+    },
   );
 
   api.put(
