@@ -30,7 +30,14 @@ import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
 import type { Store } from "../store/store.ts";
-import { backupDue, checkBackupPolicy, dumpAddon, keptBackups, restoreAddon } from "./backups.ts";
+import {
+  backupDue,
+  checkBackupPolicy,
+  dumpAddon,
+  finalBindings,
+  keptBackups,
+  restoreAddon,
+} from "./backups.ts";
 import { BrokerAddons } from "./broker-addons.ts";
 import { BrokerRotation } from "./broker-rotation.ts";
 import type { Brokers } from "./brokers.ts";
@@ -407,7 +414,13 @@ export class Addons {
         finalBackup = await recordFinal(
           this.#d.store,
           a,
-          await this.backup(tenant, name, actor, "final"),
+          await this.backup(
+            tenant,
+            name,
+            actor,
+            "final",
+            finalBindings(a).map((b) => b.database),
+          ),
           actor,
         );
       } catch (err) {
@@ -437,18 +450,19 @@ export class Addons {
     return finalBackup ? { finalBackup } : {};
   }
 
-  /** Backs the add-on's data up into the artifact store (postgres: the bound databases; redis: an RDB snapshot). */
+  /** Backs the add-on's data up into the artifact store (postgres: the bound databases, or `databases`; redis: an RDB snapshot). */
   async backup(
     tenant: string,
     name: string,
     actor: string,
     reason: AddonBackup["reason"] = "manual",
+    databases?: string[],
   ): Promise<AddonBackup> {
     const a = await this.get(tenant, name);
     this.#ownOnly(a, "back up");
     const endpoint = await this.waitEndpoint(tenant, name, 10_000);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
-    const dumped = await dumpAddon(a, endpoint, admin, this.#d.artifacts);
+    const dumped = await dumpAddon(a, endpoint, admin, this.#d.artifacts, databases);
     const backup: AddonBackup = { id: newId(8), createdAt: new Date().toISOString(), ...dumped, reason };
     await this.#update(tenant, name, (x) => ({
       ...x,

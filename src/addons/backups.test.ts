@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Addon, AddonBackup } from "../model/addon.ts";
-import { backupDue, checkBackupPolicy, keptBackups } from "./backups.ts";
+import { backupDue, checkBackupPolicy, finalBindings, keptBackups } from "./backups.ts";
 
 const addon = (o: Partial<Addon> = {}): Addon => ({
   tenant: "t",
@@ -57,5 +57,27 @@ test("a backup policy is checked: the cron and keep name their field", () => {
   assert.throws(
     () => checkBackupPolicy({ schedule: "0 3 * * *", keep: 0 }),
     (err: { details?: { field: string }[] }) => err.details?.[0]?.field === "backup.keep",
+  );
+});
+
+test("a destroy's final backup holds the bound databases and those still waiting for a detach's drop", () => {
+  const a: Addon = {
+    tenant: "t",
+    name: "db",
+    kind: "postgres",
+    plan: "small",
+    createdAt: "",
+    bindings: [{ app: "notes", var: "DATABASE_URL", user: "u_notes", database: "db_notes", createdAt: "" }],
+    detached: [
+      { app: "reports", var: "DATABASE_URL", user: "u_reports", database: "db_reports", since: "" },
+      { app: "old", var: "DATABASE_URL", user: "u_old", database: "db_old", since: "", withoutBackup: true },
+    ],
+  };
+  assert.deepEqual(
+    finalBindings(a).map((b) => [b.app, b.database]),
+    [
+      ["notes", "db_notes"],
+      ["reports", "db_reports"],
+    ],
   );
 });

@@ -25,6 +25,16 @@ import { redisDump, redisRestore } from "./redis-backup.ts";
 /** The most backups a policy keeps. */
 export const MAX_KEEP = 100;
 
+/**
+ * What a destroy's final backup holds: the bound databases, and those of
+ * detached apps still waiting for their drop (their detach backup, if taken,
+ * goes with the add-on), unless detached `--without-backup`.
+ */
+export const finalBindings = (a: Addon): { app: string; database: string }[] => [
+  ...a.bindings,
+  ...(a.detached ?? []).filter((d) => !d.withoutBackup),
+];
+
 /** Dumps the add-on's data into the artifact store (postgres: the bound databases, or `databases`). */
 export async function dumpAddon(
   a: Addon,

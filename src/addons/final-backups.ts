@@ -14,6 +14,7 @@
 import { invalid, notFound } from "../common/errors.ts";
 import { type Addon, type AddonBackup, addonKey, type FinalAddonBackup } from "../model/addon.ts";
 import type { Store } from "../store/store.ts";
+import { finalBindings } from "./backups.ts";
 
 export const FINAL_KIND = "addon_backup";
 
@@ -30,7 +31,7 @@ export async function recordFinal(
     addon: a.name,
     kind: a.kind,
     plan: a.plan,
-    apps: a.bindings.map((b) => b.app),
+    apps: finalBindings(a).map((b) => b.app),
     destroyedAt: new Date().toISOString(),
     destroyedBy: actor,
   };
