@@ -77,3 +77,64 @@ function quantityHint(value: unknown): string {
     ? `; "${value}": did you mean ${n}${unit}i?`
     : `; "${value}": did you mean ${n}${unit}i (powers of 1024) or ${n}${unit} (powers of 1000)?`;
 }
+
+/** The schema shapes walked to find where a field belongs (TypeBox's JSON Schema). */
+export interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  patternProperties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  anyOf?: SchemaNode[];
+}
+
+/**
+ * A field the schema does not take, said for a person: the field it was
+ * probably meant to be (a typo), or where it goes instead (`routes:` at the
+ * top belongs under services.NAME), and the fields this place takes.
+ */
+export function unexpectedField(key: string, parent: SchemaNode, root: SchemaNode): string {
+  const here = Object.keys(parent.properties ?? {});
+  const near =
+    here.find((k) => k.toLowerCase() !== key.toLowerCase() && distance(k, key) <= 2) ??
+    here.find((k) => k.toLowerCase() === key.toLowerCase());
+  const elsewhere = near ? undefined : placesOf(key, root).find((p) => p !== "");
+  if (near) return `not a field here; did you mean ${near}?`;
+  const takes = here.length ? `the fields here: ${here.join(", ")}` : "no fields here";
+  return elsewhere
+    ? `not a field here; it goes under ${elsewhere} (${takes})`
+    : `not a field here (${takes})`;
+}
+
+/** The places (dotted, NAME for any name) where the schema takes `key`, shallowest first. */
+function placesOf(key: string, root: SchemaNode): string[] {
+  const found: string[] = [];
+  let level: [SchemaNode, string][] = [[root, ""]];
+  for (let depth = 0; depth < 5 && level.length > 0; depth++) {
+    const next: [SchemaNode, string][] = [];
+    const at = (path: string, part: string) => (path ? `${path}.${part}` : part);
+    for (const [node, path] of level) {
+      for (const alt of node.anyOf ?? []) next.push([alt, path]);
+      for (const [k, child] of Object.entries(node.properties ?? {})) {
+        if (k === key) found.push(path);
+        next.push([child, at(path, k)]);
+      }
+      for (const child of Object.values(node.patternProperties ?? {})) next.push([child, at(path, "NAME")]);
+      if (node.items) next.push([node.items, at(path, "[]")]);
+    }
+    level = next;
+  }
+  return found;
+}
+
+/** Levenshtein distance, case-insensitive (short field names only). */
+function distance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  let row = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= y.length; j++)
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[y.length];
+}

@@ -117,6 +117,26 @@ test("a memory quantity in another tool's units says which units herd takes", ()
   );
 });
 
+test("an unknown field: the line of its key, the field meant, or where it goes", () => {
+  assert.equal(
+    problem("services:\n  web:\n    comand: node s.js\n").message,
+    "herd.yaml:3: services.web.comand: not a field here; did you mean command?",
+  );
+  assert.equal(
+    problem("services:\n  web:\n    command: x\n    health: { Path: /h }\n").message,
+    "herd.yaml:4: services.web.health.Path: not a field here; did you mean path?",
+  );
+  // routes: at the top, its value a list starting on the next line: the key's line is named.
+  assert.equal(
+    problem("services:\n  web:\n    command: x\nroutes:\n  - host: a.localhost\n").message,
+    "herd.yaml:4: routes: not a field here; it goes under services.NAME (the fields here: app, services, alerts, release, jobs)",
+  );
+  assert.match(
+    problem("services:\n  web:\n    command: x\n    colour: blue\n").message,
+    /^herd\.yaml:4: services\.web\.colour: not a field here \(the fields here: command, image, .*, breaker\)$/,
+  );
+});
+
 test("a service without a command and nothing to fall back on is an error", () => {
   assert.throws(() => normalizeService("a", "web", {}, undefined), /no command/);
 });

@@ -5,7 +5,7 @@
  */
 
 import { type Static, Type as T } from "@sinclair/typebox";
-import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { TypeCompiler, ValueErrorType } from "@sinclair/typebox/compiler";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import { AlertsManifestSchema, ruleProblems } from "./alerts.ts";
@@ -14,7 +14,13 @@ import { dependsOnProblems } from "./dependencies.ts";
 import { routeIdentity } from "./gateway-view.ts";
 import { JobManifestSchema, jobsProblems, ReleaseManifestSchema } from "./job.ts";
 import { Name } from "./manifest-fields.ts";
-import { describeError, unescapePointer, yamlProblem } from "./manifest-messages.ts";
+import {
+  describeError,
+  type SchemaNode,
+  unescapePointer,
+  unexpectedField,
+  yamlProblem,
+} from "./manifest-messages.ts";
 import { checkAggregates, checkRouteClashes, checkSplits } from "./manifest-route-checks.ts";
 import { ServiceManifestSchema } from "./manifest-service.ts";
 import { rolloutProblems } from "./rollout-manifest.ts";
@@ -82,7 +88,7 @@ const manifestCheckOf = () => {
 export function validateManifest(
   value: unknown,
   file = "herd.yaml",
-  lineOf?: (path: string[]) => number | undefined,
+  lineOf?: (path: string[], atKey?: boolean) => number | undefined,
 ): Manifest {
   if (manifestCheckOf().Check(value)) {
     checkRouteClashes(value, file, lineOf);
@@ -103,7 +109,16 @@ export function validateManifest(
     const field = path.join(".") || "(root)";
     if (seen.has(field)) continue;
     seen.add(field);
-    details.push({ field, message: describeError(e.message, e.schema, e.value), line: lineOf?.(path) });
+    const message =
+      e.type === ValueErrorType.ObjectAdditionalProperties
+        ? unexpectedField(path.at(-1) ?? "", e.schema as SchemaNode, ManifestSchema as SchemaNode)
+        : describeError(e.message, e.schema, e.value);
+    // An unknown field's line is its key's; a wrong value's is the value's.
+    details.push({
+      field,
+      message,
+      line: lineOf?.(path, e.type === ValueErrorType.ObjectAdditionalProperties),
+    });
   }
   const first = details[0];
   const where = first.line ? `${file}:${first.line}` : file;
@@ -132,7 +147,7 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
       { field: "(yaml)", message, line },
     ]);
   }
-  const lineOf = (path: string[]): number | undefined => {
+  const lineOf = (path: string[], atKey = false): number | undefined => {
     // Walk down as far as the path exists; report the deepest node found.
     let node: unknown = doc.contents;
     let pos: number | undefined = (node as { range?: number[] })?.range?.[0];
@@ -142,7 +157,7 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
         if (!pair) break;
         pos = (pair.key as { range?: number[] }).range?.[0] ?? pos;
         node = pair.value;
-        if ((node as { range?: number[] })?.range && path[path.length - 1] === part)
+        if (!atKey && (node as { range?: number[] })?.range && path[path.length - 1] === part)
           pos = (node as { range: number[] }).range[0];
       } else if (isSeq(node)) {
         node = node.items[Number(part)];
