@@ -776,13 +776,6 @@ export class Agent {
   }
 }
 
-/** Creates an Agent and starts it. */
-export async function startAgent(options: AgentOptions): Promise<Agent> {
-  const agent = new Agent(options);
-  await agent.start();
-  return agent;
-}
-
 async function readJson<T>(file: string): Promise<T | undefined> {
   try {
     return JSON.parse(await readFile(file, "utf8")) as T;

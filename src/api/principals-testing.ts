@@ -28,9 +28,6 @@ export interface TestTokens {
   expired: string;
 }
 
-/** The users the helper creates (fuzzers must not delete them). */
-export const TEST_USERS = ["owner-a", "deployer-a", "viewer-a", "owner-a-viewer-b", "service-a"] as const;
-
 /** Creates tenants a and b, the users and members of a, and the tokens; returns their secrets. */
 export async function createTestTokens(url: string, admin: string): Promise<TestTokens> {
   const call = async (method: string, path: string, body: unknown): Promise<Record<string, string>> => {

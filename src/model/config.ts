@@ -16,7 +16,6 @@
 
 /** A layer of the config center. */
 export type ConfigLayer = "platform" | "middleware" | "app";
-export const CONFIG_LAYERS: readonly ConfigLayer[] = ["platform", "middleware", "app"];
 
 /** How a file entry is parsed to be checked (text: not at all). */
 export type ConfigFormat = "json" | "yaml" | "properties" | "text";

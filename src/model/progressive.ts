@@ -11,8 +11,6 @@ import type { EndpointCheck } from "./endpoint-analysis.ts";
 
 import type { StickySpec } from "./service-spec.ts";
 
-export type RolloutStrategy = "rolling" | "canary" | "bluegreen";
-
 /** One canary step: the new release's share of requests, held for `pauseMs` while its analysis passes. */
 export interface CanaryStep {
   /** Percent of requests to the new release (1..100). */

@@ -24,7 +24,6 @@ import { SizeBound } from "./size-bound.ts";
 
 /** Where an entry came from: the instance's stdout or stderr, or a platform event. */
 export type LogStream = "stdout" | "stderr" | "event";
-export const LOG_STREAMS: readonly LogStream[] = ["stdout", "stderr", "event"];
 
 /** One entry as readers see it. Platform events without an app have tenant and app "". */
 export interface LogEntry {
@@ -436,9 +435,4 @@ function toEntry(r: Row): LogEntry {
     }
   }
   return e;
-}
-
-/** Whether a string names a level filter (`warn`, `error`…). */
-export function isLogLevel(value: string): value is LogLevel {
-  return Object.hasOwn(LEVELS, value);
 }

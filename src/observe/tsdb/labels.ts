@@ -29,16 +29,6 @@ export function labelsKey(labels: Labels): string {
   return out;
 }
 
-/** `name{a="1",b="2"}` for people. */
-export function formatSeries(labels: Labels): string {
-  const name = labels[NAME] ?? "";
-  const rest = Object.keys(labels)
-    .filter((k) => k !== NAME)
-    .sort()
-    .map((k) => `${k}=${JSON.stringify(labels[k])}`);
-  return rest.length > 0 ? `${name}{${rest.join(", ")}}` : name || "{}";
-}
-
 export type MatchOp = "=" | "!=" | "=~" | "!~";
 
 /** One label matcher of a selector, e.g. `job=~"api|web"`. */
