@@ -113,6 +113,28 @@ describe("DockerDriver", () => {
     assert.ok((usage?.cpuSeconds ?? 0) > 0, JSON.stringify(usage));
   });
 
+  test("criticality scales a container's CpuShares as a process instance's cgroup: critical from started(), low at once", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const shares = async (id: string) =>
+      (
+        await docker.engine.api.call<{ HostConfig: { CpuShares: number } }>({
+          path: `/containers/${await containerOf(id)}/json`,
+        })
+      )?.HostConfig.CpuShares;
+    const crit = await h.spec("crit1", `"${process.execPath}" server.cjs`);
+    await driver.start({ ...crit, criticality: "critical", resources: { cpu: 0.5, memory: 128 << 20 } });
+    assert.equal(await shares("crit1"), 512, "its request's weight until it serves");
+    driver.started?.("crit1", undefined);
+    await waitFor(async () => ((await shares("crit1")) === 2048 ? true : undefined), "4× its request");
+    const low = await h.spec("low1", `"${process.execPath}" server.cjs`);
+    await driver.start({ ...low, criticality: "low", resources: { cpu: 0.5, memory: 128 << 20 } });
+    assert.equal(await shares("low1"), 256, "half its request");
+    driver.started?.("low1", undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await shares("low1"), 256, "started() leaves it");
+  });
+
   test("usage says how long a container waited for a CPU: two spinners on one CPU each wait about half", async (t) => {
     const h = harness(t, create);
     const driver = h.driver();

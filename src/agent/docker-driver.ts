@@ -28,7 +28,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { join, resolve } from "node:path";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
-import { processTree } from "./cgroups.ts";
+import { cpuShares, processTree, startWeight, weightedCores } from "./cgroups.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
 import { ensureBaseImage } from "./docker-daemon.ts";
@@ -74,6 +74,8 @@ interface DriverRecord {
   container: string;
   /** Set by stop(): the end was asked for. */
   stopped?: boolean;
+  /** A critical container's weight (cores) from its first passed health check; it starts at its request's. */
+  weight?: number;
 }
 
 interface Tracked {
@@ -216,6 +218,9 @@ export class DockerDriver implements RuntimeDriver {
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
+    // CpuShares as a process instance's cgroup: the request scaled by criticality (a critical one from started()).
+    const weight = weightedCores({ cpuCores: r.cpu, criticality: spec.criticality });
+    const start = startWeight({ cpuCores: r.cpu, criticality: spec.criticality });
     const network = await this.#ensureNetwork();
     // The host's loopback endpoints in its env reach it through the bridge (docker-loopback.ts).
     const { env, ports } = rewriteLoopback(spec.env, network.gateway);
@@ -253,12 +258,16 @@ export class DockerDriver implements RuntimeDriver {
           ...(existsSync("/proc/sys/net/ipv6") ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1" } } : {}),
           Memory: memory,
           MemorySwap: memory,
-          CpuShares: Math.max(2, Math.round(r.cpu * 1024)),
+          CpuShares: cpuShares(start),
           ...(cpuLimit !== undefined ? { NanoCpus: Math.round(cpuLimit * 1e9) } : {}),
         },
       },
     });
-    const record: DriverRecord = { id: spec.id, container: created.Id };
+    const record: DriverRecord = {
+      id: spec.id,
+      container: created.Id,
+      ...(weight !== start ? { weight } : {}),
+    };
     this.#writeRecord(record);
     let info: ContainerInspect;
     try {
@@ -368,17 +377,18 @@ export class DockerDriver implements RuntimeDriver {
     return tailInstanceLogs(t.stateDir, lines);
   }
 
-  /** The start boost ends: the container's own CPU ceiling (it has no criticality weight: CpuShares is its request). */
+  /** The start boost ends (the container's own CPU ceiling), and a critical container gets its criticality's weight. */
   started(id: string, cpuLimitCores: number | undefined): void {
     const t = this.#tracked.get(id);
-    if (cpuLimitCores === undefined || t?.process.state !== "running") return;
+    if (t?.process.state !== "running") return;
+    const body = {
+      ...(cpuLimitCores !== undefined ? { NanoCpus: Math.round(cpuLimitCores * 1e9) } : {}),
+      ...(t.record.weight !== undefined ? { CpuShares: cpuShares(t.record.weight) } : {}),
+    };
+    if (Object.keys(body).length === 0) return;
     this.#api
-      .call({
-        method: "POST",
-        path: `/containers/${t.record.container}/update`,
-        body: { NanoCpus: cpuLimitCores === undefined ? 0 : Math.round(cpuLimitCores * 1e9) },
-      })
-      .catch((err) => this.#log.warn("cannot set the CPU limit", { id, err }));
+      .call({ method: "POST", path: `/containers/${t.record.container}/update`, body })
+      .catch((err) => this.#log.warn("cannot set the CPU limit and weight", { id, err }));
   }
 
   async remove(id: string): Promise<void> {
