@@ -6,9 +6,17 @@
  */
 
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  writeFileSync,
+} from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { HerdError } from "../common/errors.ts";
 import { LISTEN_ADDRESSES, PUSH_LOOP, postgresCollect, writePostgresMetricsSql } from "./metrics.ts";
@@ -286,7 +294,11 @@ export const databaseUrl = (
   endpoint: string,
 ): string => `postgres://${b.user}:${b.password}@${endpoint}/${b.database}`;
 
-/** Appends a dump of each database (with DROP/CREATE DATABASE) to `file`: pg_dump --clean --create. */
+/**
+ * Writes a dump of each database (with DROP/CREATE DATABASE) to `file`:
+ * pg_dump --clean --create. Each goes to a file of its own beside `file` and
+ * is streamed into it, so a large database never sits in herd's memory.
+ */
 export async function dumpDatabases(
   bin: string,
   endpoint: string,
@@ -295,20 +307,41 @@ export async function dumpDatabases(
   file: string,
 ): Promise<void> {
   const [host, port] = splitEndpoint(endpoint);
-  const parts: string[] = [];
-  for (const db of databases) {
-    const { stdout } = await run(
-      join(bin, "pg_dump"),
-      ["-h", host, "-p", port, "-U", "herd", "--clean", "--if-exists", "--create", "-d", safe(db)],
-      {
-        env: { PGPASSWORD: admin, PGCONNECT_TIMEOUT: "5", PATH: process.env.PATH ?? "" },
-        maxBuffer: 1 << 30,
-        timeout: 600_000,
-      },
+  const out = createWriteStream(file, { mode: 0o600 });
+  try {
+    for (const [i, db] of databases.entries()) {
+      const part = `${file}.${i}`;
+      await run(
+        join(bin, "pg_dump"),
+        [
+          "-h",
+          host,
+          "-p",
+          port,
+          "-U",
+          "herd",
+          "--clean",
+          "--if-exists",
+          "--create",
+          "-d",
+          safe(db),
+          "-f",
+          part,
+        ],
+        {
+          env: { PGPASSWORD: admin, PGCONNECT_TIMEOUT: "5", PATH: process.env.PATH ?? "" },
+          timeout: 600_000,
+        },
+      );
+      await pipeline(createReadStream(part), out, { end: false });
+      out.write("\n");
+      await rm(part, { force: true });
+    }
+  } finally {
+    await new Promise<void>((resolve, reject) =>
+      out.end((err?: Error | null) => (err ? reject(err) : resolve())),
     );
-    parts.push(stdout);
   }
-  await writeFile(file, parts.join("\n"), { mode: 0o600 });
 }
 
 /** Runs a dump made by dumpDatabases: each database is dropped (its connections ended) and made again. */
