@@ -45,7 +45,7 @@ import type {
   StartSpec,
 } from "./driver.ts";
 import { findNft } from "./firewall.ts";
-import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
+import { rotateInstanceLogs, tailInstanceLogs, writeMarker } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
 import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import type { RegistryAccess } from "./registry.ts";
@@ -275,7 +275,7 @@ export class DockerDriver implements RuntimeDriver {
       info = await this.#inspectContainer(created.Id);
       this.#admit(spec.id, info, network.gateway);
       this.#applyFirewall();
-      writeFileSync(join(stateDir, NETWORK_READY), "");
+      writeMarker(join(stateDir, NETWORK_READY));
     } catch (err) {
       this.#forget(spec.id);
       // Nothing is left behind: the container and its record go.
@@ -363,7 +363,7 @@ export class DockerDriver implements RuntimeDriver {
     }
     // One write for all, then the ones an agent stopped before their rules were written may begin.
     this.#applyFirewall();
-    for (const stateDir of adopted) writeFileSync(join(stateDir, NETWORK_READY), "");
+    for (const stateDir of adopted) writeMarker(join(stateDir, NETWORK_READY));
     return this.list();
   }
 

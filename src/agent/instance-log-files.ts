@@ -2,12 +2,65 @@
  * An instance's two log files in its state dir (INSTANCE_LOG, INSTANCE_ERR_LOG),
  * as every driver writes them: the tail a crash report shows, and the
  * copy-and-truncate rotation that keeps them bounded.
+ *
+ * The agent (root) opens them without following a symlink and only when
+ * they are regular files: a container sees its state dir (the docker
+ * driver binds it), and a symlink put there in place of `output.log.1` or
+ * `output.log` would have the agent read, write or truncate a host file of
+ * the instance's choosing; a FIFO would hang the reader.
  */
 
-import { copyFileSync, statSync, truncateSync } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { type FileHandle, lstat, open } from "node:fs/promises";
 import { join } from "node:path";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG } from "./driver.ts";
+
+const NO_FOLLOW = constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** A file of the state dir opened to read, or undefined when it is missing or not a regular file. */
+async function openLog(file: string): Promise<FileHandle | undefined> {
+  const handle = await open(file, constants.O_RDONLY | NO_FOLLOW).catch(() => undefined);
+  if (handle && !(await handle.stat()).isFile()) {
+    await handle.close();
+    return undefined;
+  }
+  return handle;
+}
+
+/** The size of a log file of the state dir; 0 when it is missing or not a regular file. */
+export async function logSize(file: string): Promise<number> {
+  const s = await lstat(file).catch(() => undefined);
+  return s?.isFile() ? s.size : 0;
+}
+
+/** Bytes start..end of a log file of the state dir (fewer at its end; none when it is not a regular file). */
+export async function readLogRange(file: string, start: number, end: number): Promise<Buffer> {
+  const handle = await openLog(file);
+  if (!handle) return Buffer.alloc(0);
+  try {
+    const buf = Buffer.alloc(end - start);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, start);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Creates an empty marker file in a state dir, where a symlink of that name is removed, never followed. */
+export function writeMarker(file: string): void {
+  rmSync(file, { force: true });
+  writeFileSync(file, "", { flag: "wx", mode: 0o644 });
+}
 
 /**
  * The last `lines` lines of an instance's output: stdout's, then stderr's;
@@ -35,15 +88,38 @@ export function rotateInstanceLogs(
 ): void {
   for (const name of [INSTANCE_LOG, INSTANCE_ERR_LOG]) {
     const log = join(stateDir, name);
+    let from: number | undefined;
     try {
-      if (statSync(log).size <= maxBytes) continue;
-      copyFileSync(log, `${log}.1`);
-      truncateSync(log, 0);
+      from = openSync(log, constants.O_RDWR | NO_FOLLOW);
+      const s = fstatSync(from);
+      if (!s.isFile()) throw new Error(`${name} is not a regular file`);
+      if (s.size <= maxBytes) continue;
+      copyInto(from, `${log}.1`);
+      ftruncateSync(from, 0);
     } catch (err) {
       // An instance started before stderr had its own file has none.
       if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
       onError(name, err);
+    } finally {
+      if (from !== undefined) closeSync(from);
     }
+  }
+}
+
+/** Copies the open file `from` into a new `to` (whatever was at `to`, a symlink too, is removed first). */
+function copyInto(from: number, to: string): void {
+  rmSync(to, { force: true });
+  const out = openSync(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NO_FOLLOW, 0o600);
+  try {
+    const buf = Buffer.alloc(1 << 20);
+    for (let at = 0; ; ) {
+      const n = readSync(from, buf, 0, buf.length, at);
+      if (n === 0) break;
+      writeSync(out, buf, 0, n);
+      at += n;
+    }
+  } finally {
+    closeSync(out);
   }
 }
 
@@ -60,14 +136,10 @@ async function tailRotated(log: string, lines: number): Promise<string[]> {
 /** The last `lines` lines of a file ([] when it does not exist), reading only its end. */
 async function tailFile(file: string, lines: number): Promise<string[]> {
   if (lines <= 0) return [];
-  let size: number;
+  const handle = await openLog(file);
+  if (!handle) return [];
   try {
-    size = (await stat(file)).size;
-  } catch {
-    return [];
-  }
-  const handle = await open(file, "r");
-  try {
+    const size = (await handle.stat()).size;
     let start = size;
     let bytes = Buffer.alloc(0);
     let found: string[] = [];

@@ -3,9 +3,9 @@
  * stdout and stderr apart, across a copy-and-truncate rotation.
  */
 
-import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG } from "./driver.ts";
+import { logSize, readLogRange } from "./instance-log-files.ts";
 
 /** The two log files of an instance, followed separately so each line keeps its stream. */
 export class InstanceLogs {
@@ -40,23 +40,23 @@ class LogFollower {
 
   /** Starts following from the current end (earlier output is not shipped again). */
   async skipToEnd(): Promise<void> {
-    this.#offset = await sizeOf(this.#file);
+    this.#offset = await logSize(this.#file);
     this.#partial = Buffer.alloc(0);
   }
 
   /** Complete lines appended since the last read (a very long unterminated line is cut into pieces). */
   async read(): Promise<string[]> {
-    const size = await sizeOf(this.#file);
+    const size = await logSize(this.#file);
     const chunks: Buffer[] = [];
     if (size < this.#offset) {
-      const rotatedSize = await sizeOf(`${this.#file}.1`);
+      const rotatedSize = await logSize(`${this.#file}.1`);
       if (rotatedSize > this.#offset)
-        chunks.push(await readRange(`${this.#file}.1`, this.#offset, rotatedSize));
+        chunks.push(await readLogRange(`${this.#file}.1`, this.#offset, rotatedSize));
       this.#offset = 0;
     }
     if (size > this.#offset) {
       const end = Math.min(size, this.#offset + MAX_READ);
-      chunks.push(await readRange(this.#file, this.#offset, end));
+      chunks.push(await readLogRange(this.#file, this.#offset, end));
       this.#offset = end;
     }
     if (chunks.length === 0) return [];
@@ -82,23 +82,4 @@ function piecesOf(line: string): string[] {
   const pieces: string[] = [];
   for (let i = 0; i < line.length; i += MAX_LINE) pieces.push(line.slice(i, i + MAX_LINE));
   return pieces;
-}
-
-async function sizeOf(file: string): Promise<number> {
-  try {
-    return (await stat(file)).size;
-  } catch {
-    return 0;
-  }
-}
-
-async function readRange(file: string, start: number, end: number): Promise<Buffer> {
-  const handle = await open(file, "r");
-  try {
-    const buf = Buffer.alloc(end - start);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, start);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
 }
