@@ -48,6 +48,27 @@ describe("DockerDriver", () => {
     assert.equal(inspected?.HostConfig.PortBindings[`${spec.port}/tcp`]?.[0]?.HostPort, String(spec.port));
   });
 
+  test("a release's container runs as its tenant's uid: it writes its data dir and its logs, not its state dir", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const exits: InstanceProcess[] = [];
+    driver.onExit((p) => exits.push(p));
+    const spec = await h.spec(
+      "uid1",
+      `id -u; echo kept > "$DATA/file" && echo data-ok; ln -s /etc/hostname ${"/run/herd/state"}/output.log.1 2>/dev/null || echo state-refused`,
+    );
+    const dataDir = join(h.root, "uid1", "data");
+    await driver.start({ ...spec, tenant: "acme", dataDir, env: { ...spec.env, DATA: dataDir } });
+    const exit = await waitFor(() => exits[0], "the run to end", 30_000);
+    const lines = await driver.tail("uid1", 5);
+    assert.equal(exit.exitCode, 0, lines.join("\n"));
+    const [uid, ...rest] = lines;
+    assert.ok(Number(uid) >= 1_000_000_000, `runs as ${uid}`);
+    assert.deepEqual(rest, ["data-ok", "state-refused"]);
+    assert.equal(readFileSync(join(dataDir, "file"), "utf8"), "kept\n");
+    assert.equal(driver.isolation().sandbox, "uid");
+  });
+
   test("a container reaches the host's loopback endpoints its env names (forwarded through the bridge)", async (t) => {
     const host = createServer((_req, res) => res.end("from the host's loopback\n"));
     await new Promise<void>((resolve) => host.listen(0, "127.0.0.1", resolve));

@@ -45,10 +45,12 @@ import type {
   StartSpec,
 } from "./driver.ts";
 import { findNft } from "./firewall.ts";
-import { rotateInstanceLogs, tailInstanceLogs, writeMarker } from "./instance-log-files.ts";
+import { prepareLogs, rotateInstanceLogs, tailInstanceLogs, writeMarker } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
 import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import type { RegistryAccess } from "./registry.ts";
+import { chownTree } from "./sandbox.ts";
+import { UidMap, uidRangeFor } from "./uids.ts";
 
 export interface DockerDriverOptions {
   /** Directory for the per-instance records; also what tells this driver's containers from others'. */
@@ -107,6 +109,7 @@ interface ContainerInspect {
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> | null };
 }
 
+const DEFAULT_TENANT = "default";
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LABEL_ROOT = "herd.state-root";
 const IN_STATE = "/run/herd/state";
@@ -151,6 +154,8 @@ export class DockerDriver implements RuntimeDriver {
   #policy: NetworkPolicy = { ports: DEFAULT_PORT_RANGE, protect: [] };
   #collecting = false;
   #closed = false;
+  /** The tenants' uids a release's container (not an image's) runs as; none when the agent is not root. */
+  readonly #uids: UidMap | undefined;
 
   constructor(options: DockerDriverOptions) {
     this.#options = options;
@@ -158,6 +163,10 @@ export class DockerDriver implements RuntimeDriver {
     this.#stateRoot = resolve(options.stateRoot);
     this.#log = (options.logger ?? silentLogger).child("docker-driver");
     mkdirSync(this.#stateRoot, { recursive: true, mode: 0o700 });
+    this.#uids =
+      process.getuid?.() === 0
+        ? new UidMap(join(this.#stateRoot, "uids.json"), uidRangeFor(this.#stateRoot))
+        : undefined;
   }
 
   isolation(): Isolation {
@@ -168,10 +177,12 @@ export class DockerDriver implements RuntimeDriver {
     return {
       // The engine puts each container in its own cgroup with its limits, and in its own pid, mount and network namespace.
       cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
-      sandbox: "none",
+      sandbox: this.#uids ? "uid" : "none",
       network: noFirewall ? "none" : "nftables",
       missing: [
-        "sandbox: containers run as the image's user (root for the base image), with their own pids and network namespace",
+        this.#uids
+          ? "sandbox: a release's containers run as their tenant's uid; an image's as the image's user (root when it names none)"
+          : "sandbox: containers run as the image's user (root for the base image): the agent is not root, so it cannot give them a uid",
         ...(noFirewall ? [`network: no firewall between containers of different apps: ${noFirewall}`] : []),
       ],
     };
@@ -215,6 +226,17 @@ export class DockerDriver implements RuntimeDriver {
     if (!image) binds.push(`${dir}:${dir}`, `${node}:${node}:ro`);
     if (spec.node && !image) binds.push(`${spec.node}:${spec.node}:ro`);
     if (spec.dataDir) binds.push(`${spec.dataDir}:${spec.dataDir}`);
+    // A release's container runs as its tenant's uid (as a process instance's sandbox), in a state
+    // dir it cannot write but for its two logs; an image runs as its own user.
+    const uid = image ? undefined : this.#uids?.uidOf(spec.tenant ?? DEFAULT_TENANT);
+    if (uid !== undefined) {
+      await chownTree(dir, uid);
+      if (spec.dataDir) {
+        mkdirSync(spec.dataDir, { recursive: true });
+        await chownTree(spec.dataDir, uid);
+      }
+      prepareLogs(stateDir, uid);
+    }
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
@@ -233,6 +255,7 @@ export class DockerDriver implements RuntimeDriver {
       body: {
         Image: image ?? this.#options.baseImage,
         Entrypoint: WRAPPER,
+        ...(uid !== undefined ? { User: `${uid}:${uid}` } : {}),
         Cmd: command,
         ...(image ? {} : { WorkingDir: dir }),
         Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -247,6 +270,9 @@ export class DockerDriver implements RuntimeDriver {
         },
         HostConfig: {
           Init: true,
+          ...(uid !== undefined ? { SecurityOpt: ["no-new-privileges"] } : {}),
+          // No raw sockets, even as an image's root: one could forge its source address on the bridge.
+          CapDrop: ["NET_RAW"],
           // Its own network namespace on the bridge; the port is published on every host address, as a
           // process instance listens on them (its userland proxy or DNAT forwards to the container).
           NetworkMode: network.name,

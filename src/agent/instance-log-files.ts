@@ -13,11 +13,14 @@
 import {
   closeSync,
   constants,
+  fchownSync,
   fstatSync,
   ftruncateSync,
+  lstatSync,
   openSync,
   readSync,
   rmSync,
+  type Stats,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -53,6 +56,33 @@ export async function readLogRange(file: string, start: number, end: number): Pr
     return buf.subarray(0, bytesRead);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Makes the instance's two log files (kept when they are there) and gives
+ * them to `uid`, for a container that runs as that uid in a state dir it
+ * cannot write: it appends to its logs and can put nothing beside them.
+ */
+export function prepareLogs(stateDir: string, uid: number): void {
+  for (const name of [INSTANCE_LOG, INSTANCE_ERR_LOG]) {
+    const log = join(stateDir, name);
+    // Anything else of that name (a link an earlier root container left) goes.
+    if (!(lstatOrUndefined(log)?.isFile() ?? true)) rmSync(log, { force: true });
+    const fd = openSync(log, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | NO_FOLLOW, 0o600);
+    try {
+      fchownSync(fd, uid, uid);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function lstatOrUndefined(file: string): Stats | undefined {
+  try {
+    return lstatSync(file);
+  } catch {
+    return undefined;
   }
 }
 
