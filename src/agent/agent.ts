@@ -391,7 +391,9 @@ export class Agent {
       instances,
       stats: stats.node,
       slugs: await this.#slugs.held(),
-      ...(this.#driver.extraNames().length > 0 ? { drivers: this.#driver.extraNames() } : {}),
+      ...(this.#driver.extraNames().length > 0
+        ? { drivers: this.#driver.extraNames(), driverIsolation: this.#driver.extraIsolation() }
+        : {}),
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
     };
     // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.

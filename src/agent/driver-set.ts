@@ -46,6 +46,11 @@ export class DriverSet implements RuntimeDriver {
     return this.#default.isolation();
   }
 
+  /** What isolation each driver besides the default gives, for heartbeats. */
+  extraIsolation(): Record<string, Isolation> {
+    return Object.fromEntries([...this.#others].map(([name, d]) => [name, d.isolation()]));
+  }
+
   async start(spec: StartSpec): Promise<InstanceProcess> {
     const driver = spec.runtime ? this.#others.get(spec.runtime) : this.#default;
     if (!driver) throw new HerdError("unavailable", `this node has no ${spec.runtime} runtime driver`);

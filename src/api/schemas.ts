@@ -144,6 +144,14 @@ export const EventsQuery = T.Object({
 
 const Resources = T.Object({ cpu: T.Number({ minimum: 0 }), memory: T.Number({ minimum: 0 }) });
 
+const Isolation = T.Object({
+  cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),
+  reason: T.Optional(T.String({ maxLength: 1000 })),
+  sandbox: T.Optional(T.Union([T.Literal("uid"), T.Literal("none")])),
+  network: T.Optional(T.Union([T.Literal("nftables"), T.Literal("none")])),
+  missing: T.Optional(T.Array(T.String({ maxLength: 1000 }), { maxItems: 10 })),
+});
+
 export const HeartbeatBody = T.Object({
   address: T.String({ minLength: 1, maxLength: 255 }),
   labels: T.Record(T.String({ maxLength: 63 }), T.String({ maxLength: 255 })),
@@ -165,13 +173,8 @@ export const HeartbeatBody = T.Object({
   metricsUrl: T.Optional(T.String({ format: "uri", pattern: "^https?://", maxLength: 500 })),
   slugs: T.Optional(T.Array(T.String({ pattern: "^[0-9a-f]{64}$" }), { maxItems: 1000 })),
   drivers: T.Optional(T.Array(T.Literal("docker"), { maxItems: 1 })),
-  isolation: T.Object({
-    cgroups: T.Union([T.Literal("v1"), T.Literal("v2"), T.Literal("none")]),
-    reason: T.Optional(T.String({ maxLength: 1000 })),
-    sandbox: T.Optional(T.Union([T.Literal("uid"), T.Literal("none")])),
-    network: T.Optional(T.Union([T.Literal("nftables"), T.Literal("none")])),
-    missing: T.Optional(T.Array(T.String({ maxLength: 1000 }), { maxItems: 10 })),
-  }),
+  isolation: Isolation,
+  driverIsolation: T.Optional(T.Object({ docker: T.Optional(Isolation) }, { additionalProperties: false })),
   instances: T.Array(
     T.Object({
       id: T.String({ maxLength: 100 }),

@@ -175,6 +175,21 @@ describe("nodesTable", () => {
     );
     const docker = nodesTable([{ ...node, drivers: ["docker"] }], NOW).split("\n");
     assert.match(docker[1], /cgroups none \(not root\) {3}process,docker {3}1s ago$/);
+    // Each other driver's isolation after the process driver's.
+    const both = nodesTable(
+      [
+        {
+          ...node,
+          drivers: ["docker"],
+          driverIsolation: { docker: { cgroups: "v1", sandbox: "uid", network: "nftables" } },
+        },
+      ],
+      NOW,
+    ).split("\n");
+    assert.match(
+      both[1],
+      /cgroups none \(not root\) · docker: cgroups v1, sandbox uid, network nftables {3}process,docker/,
+    );
   });
 
   it("names each isolation layer and why one is missing", () => {

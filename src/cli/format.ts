@@ -181,7 +181,7 @@ export function nodesTable(
       n.allocatable.memory === n.capacity.memory
         ? formatBytes(n.capacity.memory)
         : `${formatBytes(n.allocatable.memory)}/${formatBytes(n.capacity.memory)}`,
-      isolationText(n.isolation),
+      nodeIsolationText(n),
       driversText(n),
       formatAge(n.lastHeartbeat, now),
     ]);
@@ -203,7 +203,7 @@ export function nodesTable(
       f
         ? `${formatMemory(f.used.memory)}/${formatMemory(f.free.memory)}/${formatMemory(f.allocatable.memory)}`
         : "-",
-      isolationText(n.isolation),
+      nodeIsolationText(n),
       driversText(n),
       formatAge(n.lastHeartbeat, now),
     ];
@@ -245,6 +245,14 @@ export function formatMemory(bytes: number | undefined): string {
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
+
+/** The process driver's isolation, then each other driver's: `…; docker: cgroups v1, sandbox uid, …`. */
+export function nodeIsolationText(n: Pick<Node, "isolation" | "driverIsolation">): string {
+  return [
+    isolationText(n.isolation),
+    ...Object.entries(n.driverIsolation ?? {}).map(([name, i]) => `${name}: ${isolationText(i)}`),
+  ].join(" · ");
+}
 
 /** `cgroups v1, sandbox uid, network nftables`; each layer not in force says why (docs/isolation.md). */
 export function isolationText(i: Node["isolation"]): string {

@@ -160,6 +160,7 @@ export class NodeController {
       ...(hb.metricsUrl ? { metricsUrl: hb.metricsUrl } : {}),
       ...(hb.slugs && hb.slugs.length > 0 ? { slugs: [...hb.slugs].sort() } : {}),
       ...(hb.drivers && hb.drivers.length > 0 ? { drivers: hb.drivers } : {}),
+      ...(hb.driverIsolation ? { driverIsolation: hb.driverIsolation } : {}),
     };
     const changed =
       prev?.state !== "ready" ||
@@ -175,6 +176,7 @@ export class NodeController {
         prev.metricsUrl,
         prev.slugs,
         prev.drivers,
+        prev.driverIsolation,
       ]) !==
         JSON.stringify([
           node.labels,
@@ -187,6 +189,7 @@ export class NodeController {
           node.metricsUrl,
           node.slugs,
           node.drivers,
+          node.driverIsolation,
         ]);
     const persistMs = Math.max(
       PERSIST_HEARTBEAT_MS,

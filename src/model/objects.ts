@@ -351,6 +351,8 @@ export interface Node {
   slugs?: string[];
   /** The runtime drivers its agent has besides process (e.g. docker); absent: process only. */
   drivers?: string[];
+  /** What isolation each of those drivers gives (`isolation` is the process driver's). */
+  driverIsolation?: Record<string, NodeIsolation>;
 }
 
 /** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */

@@ -130,6 +130,8 @@ export interface Heartbeat {
   slugs?: string[];
   /** Runtime drivers the agent has besides process (e.g. docker): services that ask for one go only there. */
   drivers?: string[];
+  /** What isolation each of those drivers gives (`isolation` is the process driver's). */
+  driverIsolation?: Record<string, NodeIsolation>;
 }
 
 /** One instance the node should have, and what to do with it. */

@@ -73,6 +73,8 @@ test("runtime: docker and image: run in containers on the node that has the driv
   assert.equal(nodes.code, 0, nodes.stderr);
   const row = (name: string) => nodes.stdout.split("\n").find((l) => l.startsWith(`${name} `)) ?? "";
   assert.match(row(docker), /process,docker/);
+  // And what isolation its docker driver gives (a release's container runs as a uid when the agent is root).
+  assert.match(row(docker), / · docker: cgroups v[12], sandbox (uid|none)/);
   assert.doesNotMatch(row(c.nodes[1].name), /docker/);
 
   const app = "boxed";
