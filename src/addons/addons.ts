@@ -478,6 +478,24 @@ export class Addons {
     return backup;
   }
 
+  /** Forgets backup `id` of the add-on (its dump stays in the artifact store, as a final backup's does). */
+  async deleteBackup(tenant: string, name: string, id: string, actor: string): Promise<AddonBackup> {
+    const a = await this.get(tenant, name);
+    const backup = a.backups?.find((b) => b.id === id);
+    if (!backup) throw notFound(`add-on ${name} has no backup ${id} (herd addons backups ${name})`);
+    await this.#update(tenant, name, (x) => ({
+      ...x,
+      backups: (x.backups ?? []).filter((b) => b.id !== id),
+    }));
+    await this.#d.events.record({
+      tenant,
+      app: name,
+      reason: "AddonBackupDeleted",
+      message: `${backup.reason ?? "manual"} backup ${id} of ${name} deleted by ${actor}`,
+    });
+    return backup;
+  }
+
   /** Puts the add-on's data back as backup `id` has it (postgres: connections ended; redis: no restart). */
   async restore(tenant: string, name: string, id: string, actor: string): Promise<AddonBackup> {
     const a = await this.get(tenant, name);

@@ -229,6 +229,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/addons/:addon/backups": "apps:write",
   "GET /api/v1/addons/:addon/backups": "apps:read",
   "POST /api/v1/addons/:addon/backups/:id/restore": "apps:write",
+  "DELETE /api/v1/addons/:addon/backups/:id": "apps:write",
   "PUT /api/v1/addons/:addon/backup-policy": "apps:write",
   "DELETE /api/v1/addons/:addon/backup-policy": "apps:write",
   "POST /api/v1/addons/:addon/rotate": "apps:write",

@@ -75,7 +75,7 @@ const USAGE = [
   "herd addons metrics NAME",
   "herd addons detach NAME --app APP [--without-backup]",
   "herd addons destroy NAME [--confirm NAME] [--without-backup] [--purge]",
-  "herd addons backup NAME | backups NAME | restore NAME BACKUP_ID",
+  "herd addons backup NAME | backups NAME [delete BACKUP_ID] | restore NAME BACKUP_ID",
   "herd addons final-backups [delete ID]     (destroyed add-ons' final backups; create --from-backup ID restores one)",
   'herd addons schedule NAME "CRON" [--keep N] | schedule NAME --off',
   "herd addons rotate NAME [--app APP]",
@@ -148,8 +148,8 @@ export const addonsCommand: CommandSpec = {
     const [action = "list", arg, extraId, ...extra] = positionals;
     if (action === "brokers") return brokers(ctx, values, positionals.slice(1));
     if (
-      extra.length > 0 ||
-      (extraId !== undefined && !["restore", "schedule", "plan", "final-backups"].includes(action))
+      (extra.length > 0 && !(action === "backups" && extraId === "delete" && extra.length === 1)) ||
+      (extraId !== undefined && !["restore", "schedule", "plan", "final-backups", "backups"].includes(action))
     )
       throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
     const client = await ctx.client();
@@ -332,6 +332,13 @@ export const addonsCommand: CommandSpec = {
       }
       case "backups": {
         const name = need(arg, "backups");
+        if (extraId === "delete") {
+          const id = extra[0];
+          if (!id) throw new UsageError("addons backups NAME delete needs the backup's id", "addons");
+          const reply = await client.delete(`${path(name)}/backups/${encodeURIComponent(id)}`);
+          return out(reply, `Backup ${id} of ${name} deleted.`);
+        }
+        if (extraId !== undefined) throw new UsageError(`unexpected argument: ${extraId}`, "addons");
         const reply = await client.get<Items<BackupView>>(`${path(name)}/backups`);
         return out(
           reply,

@@ -232,6 +232,13 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   assert.equal(back.code, 0, back.stdout + back.stderr);
   await served(herd, OTHER, "other", "/notes");
   assert.equal((await herd.request(HOST, "/notes")).body, "first,fourth,second", "notes untouched by it");
+  // keep never drops a detach backup: a person deletes it.
+  const del = await herd.cli(["addons", "backups", "notes-postgres", "delete", kept?.id ?? ""]);
+  assert.equal(del.code, 0, del.stdout + del.stderr);
+  const left = await herd.cli(["addons", "backups", "notes-postgres"]);
+  assert.doesNotMatch(left.stdout, new RegExp(kept?.id ?? "-"));
+  const twice = await herd.api("DELETE", `/addons/notes-postgres/backups/${kept?.id}`);
+  assert.equal(twice.status, 404);
 
   // Detach: the URL goes with a new release; destroy needs the name.
   const refused = await herd.cli(["addons", "destroy", "notes-postgres"]);

@@ -13,6 +13,7 @@
  *   POST   /addons/:addon/backups       ─► 201 AddonBackup (deployer; postgres: pg_dump of the bound databases)
  *   GET    /addons/:addon/backups       ─► {items: AddonBackup[]} (viewer)
  *   POST   /addons/:addon/backups/:id/restore ─► AddonBackup (deployer)
+ *   DELETE /addons/:addon/backups/:id   ─► {deleted} (deployer)
  *   PUT    /addons/:addon/backup-policy {schedule, keep} ─► Addon (deployer); DELETE stops it
  *   POST   /addons/:addon/rotate {app?} ─► {rotated: [{app, deploy?}]} (deployer): new credentials, a new
  *          release per bound app, the old ones revoked once it has rolled out (a broker's: a new binding)
@@ -450,6 +451,23 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (req) => ({
       items: (await addons.get(tenantOf(req), (req.params as { addon: string }).addon)).backups ?? [],
     }),
+  );
+
+  api.delete(
+    "/addons/:addon/backups/:id",
+    {
+      schema: {
+        summary: "Forget one of an add-on's backups (a detach backup, which `keep` never drops, among them)",
+        tags: ["addons"],
+        params: T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) }),
+        querystring: TenantQuery,
+      },
+    },
+    async (req) => {
+      const { addon, id } = req.params as { addon: string; id: string };
+      await addons.deleteBackup(tenantOf(req), addon, id, actorOf(req));
+      return { deleted: id };
+    },
   );
 
   api.post(
