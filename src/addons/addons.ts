@@ -11,6 +11,7 @@ import type { ArtifactStore } from "../build/artifact-store.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
+import { RepeatGate } from "../common/repeat-gate.ts";
 import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
 import { updatePolicy } from "../controllers/remediation/policy.ts";
@@ -69,6 +70,8 @@ const ONLY_RESTART: RemediationRule = {
   actions: ["restart"],
 };
 const NAME = /^[a-z][a-z0-9-]{0,39}$/;
+/** How often a sync step's failure that stays the same is recorded again. */
+export const FAILURE_REPEAT_MS = 5 * 60_000;
 /** How long attach waits for the add-on's server to run and answer. */
 const READY_MS = 120_000;
 
@@ -94,6 +97,8 @@ export class Addons {
   readonly #detach: Detach;
   readonly #brokerRotation: BrokerRotation;
   readonly #planChange: PlanChange;
+  /** Each add-on's sync step's failures (`tenant/name/reason`): one that lasts is not recorded every pass. */
+  readonly #failures = new RepeatGate(FAILURE_REPEAT_MS);
 
   constructor(deps: AddonDeps) {
     this.#d = deps;
@@ -592,50 +597,41 @@ export class Addons {
     const all = (await this.#d.store.list<Addon>("addon")).items.map((o) => o.value);
     await this.#brokered.sync(all);
     for (const a of all) {
+      const step = (reason: string, what: string, run: () => Promise<void>) =>
+        run().then(
+          () => this.#failures.clear(`${a.tenant}/${a.name}/${reason}`),
+          (err) => this.#failed(a, reason, `${what} failed (tried again): ${(err as Error).message}`),
+        );
       if (a.broker) {
-        await this.#brokerRotation.sync(a).catch((err) =>
-          this.#d.events.record({
-            tenant: a.tenant,
-            app: a.name,
-            reason: "AddonRevokeFailed",
-            message: `finishing a rotation of ${a.name}'s bindings failed (tried again): ${(err as Error).message}`,
-          }),
+        await step("AddonRevokeFailed", `finishing a rotation of ${a.name}'s bindings`, () =>
+          this.#brokerRotation.sync(a),
         );
         continue;
       }
-      await this.#planChange.follow(a).catch((err) =>
-        this.#d.events.record({
-          tenant: a.tenant,
-          app: a.name,
-          reason: "AddonPlanFailed",
-          message: `following the plan change of ${a.name} failed (tried again): ${(err as Error).message}`,
-        }),
+      await step("AddonPlanFailed", `following the plan change of ${a.name}`, () =>
+        this.#planChange.follow(a),
       );
-      await this.#detach.dropDetached(a).catch((err) =>
-        this.#d.events.record({
-          tenant: a.tenant,
-          app: a.name,
-          reason: "AddonDropFailed",
-          message: `dropping the database of an app detached from ${a.name} failed (tried again): ${(err as Error).message}`,
-        }),
+      await step("AddonDropFailed", `dropping the database of an app detached from ${a.name}`, () =>
+        this.#detach.dropDetached(a),
       );
-      await this.#rotation.revokeRotated(a).catch((err) =>
-        this.#d.events.record({
-          tenant: a.tenant,
-          app: a.name,
-          reason: "AddonRevokeFailed",
-          message: `revoking old credentials of ${a.name} failed (tried again): ${(err as Error).message}`,
-        }),
+      await step("AddonRevokeFailed", `revoking old credentials of ${a.name}`, () =>
+        this.#rotation.revokeRotated(a),
       );
-      await this.#followEndpoint(a).catch((err) =>
-        this.#d.events.record({
-          tenant: a.tenant,
-          app: a.name,
-          reason: "AddonMoveFailed",
-          message: `giving ${a.name}'s bound apps its new address failed (tried again): ${(err as Error).message}`,
-        }),
+      await step("AddonMoveFailed", `giving ${a.name}'s bound apps its new address`, () =>
+        this.#followEndpoint(a),
       );
     }
+  }
+
+  /**
+   * A sync step's failure as an event: a new one, or the same again after
+   * FAILURE_REPEAT_MS. The sync runs every 3 s, and a failure that lasts
+   * (a server down, a full disk) would otherwise push every other event of
+   * the add-on out of its list.
+   */
+  async #failed(a: Addon, reason: string, message: string): Promise<void> {
+    if (this.#failures.pass(`${a.tenant}/${a.name}/${reason}`, message))
+      await this.#d.events.record({ tenant: a.tenant, app: a.name, reason, message });
   }
 
   /**
