@@ -105,6 +105,7 @@ export class Addons {
     const own = {
       get: (tenant: string, name: string) => this.get(tenant, name),
       update: (tenant: string, name: string, f: (a: Addon) => Addon) => this.#update(tenant, name, f),
+      failed: (a: Addon, reason: string, message: string) => this.#failed(a, reason, message),
     };
     this.#brokered = new BrokerAddons({ ...deps, ...own });
     this.#brokerRotation = new BrokerRotation({ ...deps, ...own });

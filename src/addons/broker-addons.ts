@@ -35,6 +35,8 @@ type Deps = Pick<AddonDeps, "store" | "secrets" | "deploys" | "events"> & {
   brokers: Brokers;
   get(tenant: string, name: string): Promise<Addon>;
   update(tenant: string, name: string, f: (a: Addon) => Addon): Promise<void>;
+  /** Records a failure of the add-on timer's step (a lasting one not every pass: addons.ts). */
+  failed(a: Addon, reason: string, message: string): Promise<void>;
 };
 
 /** The env variable of a credential: `<P>_<KEY>` (P: the binding's variable without `_URL`). */
@@ -484,12 +486,11 @@ export class BrokerAddons {
       const s = a.broker?.state;
       if (s !== "provisioning" && s !== "deprovisioning" && s !== "updating") continue;
       await this.#advance(a).catch((err) =>
-        this.#d.events.record({
-          tenant: a.tenant,
-          app: a.name,
-          reason: "AddonBrokerUnreachable",
-          message: `asking broker ${a.broker?.name} about ${a.name} failed (asked again): ${(err as Error).message}`,
-        }),
+        this.#d.failed(
+          a,
+          "AddonBrokerUnreachable",
+          `asking broker ${a.broker?.name} about ${a.name} failed (asked again): ${(err as Error).message}`,
+        ),
       );
     }
   }
