@@ -10,7 +10,6 @@ import { randomBytes } from "node:crypto";
 import type { ArtifactStore } from "../build/artifact-store.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
-import { newId } from "../common/ids.ts";
 import { RepeatGate } from "../common/repeat-gate.ts";
 import type { DeployController } from "../controllers/deploy-controller.ts";
 import type { EventRecorder } from "../controllers/events.ts";
@@ -36,8 +35,9 @@ import {
   checkBackupPolicy,
   dumpAddon,
   finalBindings,
-  keptBackups,
+  newBackup,
   restoreAddon,
+  withBackup,
 } from "./backups.ts";
 import { BrokerAddons } from "./broker-addons.ts";
 import { BrokerRotation } from "./broker-rotation.ts";
@@ -461,7 +461,7 @@ export class Addons {
     tenant: string,
     name: string,
     actor: string,
-    reason: AddonBackup["reason"] = "manual",
+    reason: NonNullable<AddonBackup["reason"]> = "manual",
     databases?: string[],
   ): Promise<AddonBackup> {
     const a = await this.get(tenant, name);
@@ -469,11 +469,8 @@ export class Addons {
     const endpoint = await this.waitEndpoint(tenant, name, 10_000);
     const admin = await this.#d.secrets.value(tenant, name, ADMIN);
     const dumped = await dumpAddon(a, endpoint, admin, this.#d.artifacts, databases);
-    const backup: AddonBackup = { id: newId(8), createdAt: new Date().toISOString(), ...dumped, reason };
-    await this.#update(tenant, name, (x) => ({
-      ...x,
-      backups: keptBackups(x.backups ?? [], backup, x.backupPolicy?.keep),
-    }));
+    const backup = newBackup(dumped, reason);
+    await this.#update(tenant, name, (x) => withBackup(x, backup));
     const what = a.kind === "redis" ? "RDB snapshot" : backup.databases.join(", ") || "no databases";
     await this.#d.events.record({
       tenant,

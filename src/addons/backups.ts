@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ArtifactStore } from "../build/artifact-store.ts";
 import { invalid } from "../common/errors.ts";
+import { newId } from "../common/ids.ts";
 import { type Addon, type AddonBackup, type AddonBackupPolicy, DEFAULT_BACKUP_KEEP } from "../model/addon.ts";
 import { cronProblem, lastFire } from "../model/job.ts";
 import { dumpDatabases, ensurePostgres, ensureRoles, restoreDump } from "./postgres.ts";
@@ -107,6 +108,21 @@ export function backupDue(a: Addon, now: number): number | undefined {
   const due = lastFire(a.backupPolicy.schedule, since + 1, now);
   return due;
 }
+
+/** A backup of what dumpAddon stored, taken now for `reason` (detach: of `app`'s database). */
+export function newBackup(
+  dumped: Pick<AddonBackup, "digest" | "size" | "databases" | "format">,
+  reason: NonNullable<AddonBackup["reason"]>,
+  app?: string,
+): AddonBackup {
+  return { id: newId(8), createdAt: new Date().toISOString(), ...dumped, reason, ...(app ? { app } : {}) };
+}
+
+/** The add-on with `backup` in its list, and the backups `keep` no longer holds gone. */
+export const withBackup = (a: Addon, backup: AddonBackup): Addon => ({
+  ...a,
+  backups: keptBackups(a.backups ?? [], backup, a.backupPolicy?.keep),
+});
 
 /** Backups `keep` never drops: a destroy's final one, and a detached app's database (gone from the server). */
 const keptForGood = (b: AddonBackup): boolean => b.reason === "final" || b.reason === "detach";

@@ -19,10 +19,9 @@
  */
 
 import { conflict, notFound } from "../common/errors.ts";
-import { newId } from "../common/ids.ts";
-import type { Addon, AddonBackup, DetachedBinding } from "../model/addon.ts";
+import type { Addon, DetachedBinding } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
-import { dumpAddon, keptBackups } from "./backups.ts";
+import { dumpAddon, newBackup, withBackup } from "./backups.ts";
 import { ADMIN_SECRET, driverOf, type KindDriver } from "./kinds.ts";
 import { revokeStep, rolloutUnderway } from "./rotation.ts";
 
@@ -137,16 +136,9 @@ export class Detach {
   /** Dumps the detached database; the backup and its id on the entry are one write, so a crash after it takes no second one. */
   async #backup(a: Addon, e: DetachedBinding, endpoint: string, admin: string): Promise<string> {
     const dumped = await (this.#d.dump ?? dumpAddon)(a, endpoint, admin, this.#d.artifacts, [e.database]);
-    const backup: AddonBackup = {
-      id: newId(8),
-      createdAt: new Date().toISOString(),
-      ...dumped,
-      reason: "detach",
-      app: e.app,
-    };
+    const backup = newBackup(dumped, "detach", e.app);
     await this.#d.update(a.tenant, a.name, (x) => ({
-      ...x,
-      backups: keptBackups(x.backups ?? [], backup, x.backupPolicy?.keep),
+      ...withBackup(x, backup),
       detached: (x.detached ?? []).map((y) => (y.app === e.app ? { ...y, backup: backup.id } : y)),
     }));
     await this.#d.events.record({

@@ -49,7 +49,7 @@ import { prepareLogs, rotateInstanceLogs, tailInstanceLogs, writeMarker } from "
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
 import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import type { RegistryAccess } from "./registry.ts";
-import { chownTree } from "./sandbox.ts";
+import { ownInstanceDirs } from "./sandbox.ts";
 import { UidMap, uidRangeFor } from "./uids.ts";
 
 export interface DockerDriverOptions {
@@ -109,7 +109,6 @@ interface ContainerInspect {
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> | null };
 }
 
-const DEFAULT_TENANT = "default";
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LABEL_ROOT = "herd.state-root";
 const IN_STATE = "/run/herd/state";
@@ -156,6 +155,9 @@ export class DockerDriver implements RuntimeDriver {
   #closed = false;
   /** The tenants' uids a release's container (not an image's) runs as; none when the agent is not root. */
   readonly #uids: UidMap | undefined;
+  /** What isolation() says until the network (and its firewall) is made: read once, not every heartbeat. */
+  readonly #cgroups: "v1" | "v2";
+  readonly #nft: ReturnType<typeof findNft>;
 
   constructor(options: DockerDriverOptions) {
     this.#options = options;
@@ -167,16 +169,18 @@ export class DockerDriver implements RuntimeDriver {
       process.getuid?.() === 0
         ? new UidMap(join(this.#stateRoot, "uids.json"), uidRangeFor(this.#stateRoot))
         : undefined;
+    this.#cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1";
+    this.#nft = findNft();
   }
 
   isolation(): Isolation {
     // Before the network is made (and the firewall with it), what open() would find.
-    const firewall = this.#firewall ?? findNft();
+    const firewall = this.#firewall ?? this.#nft;
     const noFirewall =
       typeof firewall === "string" ? firewall : "missing" in firewall ? firewall.missing : undefined;
     return {
       // The engine puts each container in its own cgroup with its limits, and in its own pid, mount and network namespace.
-      cgroups: existsSync("/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1",
+      cgroups: this.#cgroups,
       sandbox: this.#uids ? "uid" : "none",
       network: noFirewall ? "none" : "nftables",
       missing: [
@@ -228,15 +232,8 @@ export class DockerDriver implements RuntimeDriver {
     if (spec.dataDir) binds.push(`${spec.dataDir}:${spec.dataDir}`);
     // A release's container runs as its tenant's uid (as a process instance's sandbox), in a state
     // dir it cannot write but for its two logs; an image runs as its own user.
-    const uid = image ? undefined : this.#uids?.uidOf(spec.tenant ?? DEFAULT_TENANT);
-    if (uid !== undefined) {
-      await chownTree(dir, uid);
-      if (spec.dataDir) {
-        mkdirSync(spec.dataDir, { recursive: true });
-        await chownTree(spec.dataDir, uid);
-      }
-      prepareLogs(stateDir, uid);
-    }
+    const uid = image || !this.#uids ? undefined : await ownInstanceDirs(this.#uids, { ...spec, dir });
+    if (uid !== undefined) prepareLogs(stateDir, uid);
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;

@@ -68,7 +68,8 @@ export function prepareLogs(stateDir: string, uid: number): void {
   for (const name of [INSTANCE_LOG, INSTANCE_ERR_LOG]) {
     const log = join(stateDir, name);
     // Anything else of that name (a link an earlier root container left) goes.
-    if (!(lstatOrUndefined(log)?.isFile() ?? true)) rmSync(log, { force: true });
+    const found = lstatOrUndefined(log);
+    if (found && !found.isFile()) rmSync(log, { force: true });
     const fd = openSync(log, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | NO_FOLLOW, 0o600);
     try {
       fchownSync(fd, uid, uid);

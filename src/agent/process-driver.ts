@@ -79,9 +79,9 @@ import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
 import { DEFAULT_PORT_RANGE } from "./ports.ts";
 import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import {
-  chownTree,
   detectSandbox,
   launchArgs,
+  ownInstanceDirs,
   type SandboxSpec,
   type SandboxSupport,
   VIEW_APP,
@@ -145,7 +145,6 @@ const ROTATE_CHECK_MS = 1000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 // Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream architecture.
 const CLOCK_TICKS = 100;
-const DEFAULT_TENANT = "default";
 
 /** Runs instances as detached process groups on this machine, with cgroup limits when root. */
 export class ProcessDriver implements RuntimeDriver {
@@ -401,14 +400,9 @@ export class ProcessDriver implements RuntimeDriver {
 
   /** The tenant's uid, which then owns the app and data dirs; what the sandbox binds where. */
   async #prepareSandbox(spec: StartSpec): Promise<SandboxSpec> {
-    const uid = this.#uids.uidOf(spec.tenant ?? DEFAULT_TENANT);
+    const uid = await ownInstanceDirs(this.#uids, spec);
     const binds = [{ host: spec.dir, view: VIEW_APP }];
-    await chownTree(spec.dir, uid);
-    if (spec.dataDir) {
-      mkdirSync(spec.dataDir, { recursive: true });
-      await chownTree(spec.dataDir, uid);
-      binds.push({ host: spec.dataDir, view: VIEW_DATA });
-    }
+    if (spec.dataDir) binds.push({ host: spec.dataDir, view: VIEW_DATA });
     // Root's files, not chowned: every instance using this Node runs the same, unaltered binary.
     if (spec.node) binds.push({ host: spec.node, view: VIEW_NODE });
     // Half the memory limit: a full /tmp ends in ENOSPC before its pages (charged to the cgroup) end the app.

@@ -19,6 +19,7 @@ import { lchown, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { findBinary } from "../common/debian-packages.ts";
+import type { UidMap } from "./uids.ts";
 
 /** Root of what a sandboxed process sees of herd's directories (empty root-owned mount points on the host). */
 export const SANDBOX_VIEW = "/run/herd-sandbox";
@@ -177,6 +178,24 @@ export async function chownTree(dir: string, uid: number): Promise<void> {
     if (entry.isDirectory()) await chownTree(path, uid);
     else await lchown(path, uid, uid);
   }
+}
+
+/**
+ * The uid of the spec's tenant ("default" when it names none), which is
+ * given the instance's app dir and data dir (made if missing): what a
+ * sandboxed process, or a container run as that uid, writes.
+ */
+export async function ownInstanceDirs(
+  uids: UidMap,
+  spec: { tenant?: string; dir: string; dataDir?: string },
+): Promise<number> {
+  const uid = uids.uidOf(spec.tenant ?? "default");
+  await chownTree(spec.dir, uid);
+  if (spec.dataDir) {
+    mkdirSync(spec.dataDir, { recursive: true });
+    await chownTree(spec.dataDir, uid);
+  }
+  return uid;
 }
 
 /**

@@ -148,7 +148,8 @@ export const addonsCommand: CommandSpec = {
     const [action = "list", arg, extraId, ...extra] = positionals;
     if (action === "brokers") return brokers(ctx, values, positionals.slice(1));
     if (
-      (extra.length > 0 && !(action === "backups" && extraId === "delete" && extra.length === 1)) ||
+      // backups NAME delete ID is the one action with a fourth argument; it checks its own.
+      (extra.length > 0 && action !== "backups") ||
       (extraId !== undefined && !["restore", "schedule", "plan", "final-backups", "backups"].includes(action))
     )
       throw new UsageError(`unexpected argument: ${extra[0] ?? extraId}`, "addons");
@@ -333,12 +334,14 @@ export const addonsCommand: CommandSpec = {
       case "backups": {
         const name = need(arg, "backups");
         if (extraId === "delete") {
-          const id = extra[0];
-          if (!id) throw new UsageError("addons backups NAME delete needs the backup's id", "addons");
+          const [id, ...more] = extra;
+          if (!id || more.length > 0)
+            throw new UsageError("addons backups NAME delete needs one backup id", "addons");
           const reply = await client.delete(`${path(name)}/backups/${encodeURIComponent(id)}`);
           return out(reply, `Backup ${id} of ${name} deleted.`);
         }
-        if (extraId !== undefined) throw new UsageError(`unexpected argument: ${extraId}`, "addons");
+        if (extraId !== undefined || extra.length > 0)
+          throw new UsageError(`unexpected argument: ${extraId ?? extra[0]}`, "addons");
         const reply = await client.get<Items<BackupView>>(`${path(name)}/backups`);
         return out(
           reply,

@@ -239,6 +239,9 @@ test("an app writes to its Postgres add-on and reads it back, also after the ser
   assert.doesNotMatch(left.stdout, new RegExp(kept?.id ?? "-"));
   const twice = await herd.api("DELETE", `/addons/notes-postgres/backups/${kept?.id}`);
   assert.equal(twice.status, 404);
+  const noId = await herd.cli(["addons", "backups", "notes-postgres", "delete"]);
+  assert.notEqual(noId.code, 0);
+  assert.match(noId.stderr, /needs one backup id/);
 
   // Detach: the URL goes with a new release; destroy needs the name.
   const refused = await herd.cli(["addons", "destroy", "notes-postgres"]);

@@ -99,6 +99,7 @@ const AttachBody = T.Object(
   },
   { additionalProperties: false },
 );
+const BackupParams = T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) });
 const DetachBody = T.Object(
   {
     app: Name,
@@ -459,7 +460,7 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
       schema: {
         summary: "Forget one of an add-on's backups (a detach backup, which `keep` never drops, among them)",
         tags: ["addons"],
-        params: T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) }),
+        params: BackupParams,
         querystring: TenantQuery,
       },
     },
@@ -477,7 +478,7 @@ export function addonRoutes(api: FastifyInstance, deps: ApiDeps): void {
         summary:
           "Restore a backup (postgres: the bound databases made again as the dump has them; redis: the keyspace replaced)",
         tags: ["addons"],
-        params: T.Object({ addon: Name, id: T.String({ pattern: "^[a-z0-9]{1,20}$" }) }),
+        params: BackupParams,
         querystring: TenantQuery,
       },
     },
