@@ -55,7 +55,7 @@ describe("DockerDriver", () => {
     driver.onExit((p) => exits.push(p));
     const spec = await h.spec(
       "uid1",
-      `id -u; echo kept > "$DATA/file" && echo data-ok; ln -s /etc/hostname ${"/run/herd/state"}/output.log.1 2>/dev/null || echo state-refused`,
+      `id -u; echo kept > "$DATA/file" && echo data-ok; ln -s /etc/hostname /run/herd/state/output.log.1 2>/dev/null || echo state-refused`,
     );
     const dataDir = join(h.root, "uid1", "data");
     await driver.start({ ...spec, tenant: "acme", dataDir, env: { ...spec.env, DATA: dataDir } });
