@@ -212,8 +212,9 @@ test("ha: an etcd member cut off the network: the leader keeps leading and place
 });
 
 test("ha: backup of the etcd store, restore into SQLite, migrate back to etcd", async () => {
+  // The test before cuts a member off and heals it: a leader may still be being chosen.
+  const leader = await waitFor("a leader after the heal", () => ha.leader(), 30_000);
   const work = mkdtempSync(join(tmpdir(), "herd-ha-backup-"));
-  const leader = (await ha.leader()) as HaServer;
   const etcdUrl = `etcd://${ha.etcd.endpoints.map((e) => e.replace("http://", "")).join(",")}`;
   const artifacts = join(leader.dataDir, "..", "artifacts");
   try {
