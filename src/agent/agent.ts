@@ -612,6 +612,7 @@ export class Agent {
         command: d.run.command,
         ...(d.run.image ? { image: d.run.image } : {}),
         ...(d.run.runtime ? { runtime: d.run.runtime } : {}),
+        ...(d.run.imageUser ? { imageUser: true } : {}),
         env,
         port,
         resources: d.run.resources,

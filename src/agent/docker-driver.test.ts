@@ -190,6 +190,41 @@ describe("DockerDriver", () => {
     // The image's working dir (/), not the release dir: an image brings its own files.
     assert.deepEqual(await driver.tail("img1", 5), ["from img1 in /"]);
   });
+
+  test("an image runs as its tenant's uid, with group 0 and a HOME; with imageUser, as the image's own user", async (t) => {
+    const h = harness(t, create);
+    const driver = h.driver();
+    const exits: InstanceProcess[] = [];
+    driver.onExit((p) => exits.push(p));
+    const run = async (id: string, imageUser: boolean) => {
+      const spec = await h.spec(
+        id,
+        `id -u; id -G; echo "home $HOME"; echo kept > "$DATA/file" && echo data-ok`,
+      );
+      const dataDir = join(h.root, id, "data");
+      await driver.start({
+        ...spec,
+        image: docker.baseImage,
+        tenant: "acme",
+        dataDir,
+        env: { ...spec.env, DATA: dataDir },
+        ...(imageUser ? { imageUser } : {}),
+      });
+      const exit = await waitFor(() => exits.find((e) => e.id === id), `${id} to end`, 30_000);
+      const lines = await driver.tail(id, 5);
+      assert.equal(exit.exitCode, 0, lines.join("\n"));
+      return lines;
+    };
+    const [uid, groups, ...rest] = await run("imgu1", false);
+    assert.ok(Number(uid) >= 1_000_000_000, `runs as ${uid}`);
+    assert.deepEqual(groups?.split(" ").sort(), [uid, "0"].sort());
+    // The base image sets no HOME and has no passwd entry for the uid: the driver gives it /tmp.
+    assert.deepEqual(rest, ["home /tmp", "data-ok"]);
+    // The image's user: the base image names none, so root (the engine's HOME for it is /root).
+    const [rootUid, , rootHome] = await run("imgu2", true);
+    assert.equal(rootUid, "0");
+    assert.notEqual(rootHome, "home /tmp");
+  });
 });
 
 test("a release dir with a Dockerfile is built once per content and its image runs; a failing build leaves nothing", async (t) => {

@@ -109,6 +109,13 @@ interface ContainerInspect {
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> | null };
 }
 
+/** What an image says of itself (`/images/NAME/json` → Config). */
+interface ImageConfig {
+  Entrypoint: string[] | null;
+  Cmd: string[] | null;
+  Env: string[] | null;
+}
+
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LABEL_ROOT = "herd.state-root";
 const IN_STATE = "/run/herd/state";
@@ -153,7 +160,7 @@ export class DockerDriver implements RuntimeDriver {
   #policy: NetworkPolicy = { ports: DEFAULT_PORT_RANGE, protect: [] };
   #collecting = false;
   #closed = false;
-  /** The tenants' uids a release's container (not an image's) runs as; none when the agent is not root. */
+  /** The tenants' uids containers run as (but those of `imageUser`); none when the agent is not root. */
   readonly #uids: UidMap | undefined;
   /** What isolation() says until the network (and its firewall) is made: read once, not every heartbeat. */
   readonly #cgroups: "v1" | "v2";
@@ -184,9 +191,12 @@ export class DockerDriver implements RuntimeDriver {
       sandbox: this.#uids ? "uid" : "none",
       network: noFirewall ? "none" : "nftables",
       missing: [
-        this.#uids
-          ? "sandbox: a release's containers run as their tenant's uid; an image's as the image's user (root when it names none)"
-          : "sandbox: containers run as the image's user (root for the base image): the agent is not root, so it cannot give them a uid",
+        // With uids, a container runs as its image's user only where a platform admin allowed its tenant that.
+        ...(this.#uids
+          ? []
+          : [
+              "sandbox: containers run as the image's user (root for the base image): the agent is not root, so it cannot give them a uid",
+            ]),
         ...(noFirewall ? [`network: no firewall between containers of different apps: ${noFirewall}`] : []),
       ],
     };
@@ -222,18 +232,25 @@ export class DockerDriver implements RuntimeDriver {
       ? await buildReleaseImage(this.#api, this.#log, spec.id, dir, this.#options.registry)
       : spec.image;
     if (spec.image) await ensureImage(this.#api, this.#log, spec.image, this.#options.registry);
+    const config = image ? await this.#imageConfig(image) : undefined;
     const command = spec.command.trim()
       ? [IN_BUSYBOX, "sh", "-c", spec.command]
-      : await this.#imageCommand(image);
+      : imageCommand(image, config);
     const node = this.#options.node ?? process.execPath;
     const binds = [`${stateDir}:${IN_STATE}`, `${this.#options.busybox}:${IN_BUSYBOX}:ro`];
     if (!image) binds.push(`${dir}:${dir}`, `${node}:${node}:ro`);
     if (spec.node && !image) binds.push(`${spec.node}:${spec.node}:ro`);
     if (spec.dataDir) binds.push(`${spec.dataDir}:${spec.dataDir}`);
-    // A release's container runs as its tenant's uid (as a process instance's sandbox), in a state
-    // dir it cannot write but for its two logs; an image runs as its own user.
-    const uid = image || !this.#uids ? undefined : await ownInstanceDirs(this.#uids, { ...spec, dir });
+    // Every container runs as its tenant's uid (as a process instance's sandbox), in a state dir it
+    // cannot write but for its two logs, unless it asked for its image's own user and was let.
+    const uid =
+      (image && spec.imageUser) || !this.#uids
+        ? undefined
+        : await ownInstanceDirs(this.#uids, { ...spec, dir });
     if (uid !== undefined) prepareLogs(stateDir, uid);
+    // That uid has no home in an image's passwd: without one of its own the engine would say "/".
+    const home: Record<string, string> =
+      uid !== undefined && image && !hasHome(spec.env, config) ? { HOME: "/tmp" } : {};
     const r = spec.resources;
     const memory = r.memoryLimit ?? r.memory;
     const cpuLimit = r.cpuLimit !== undefined ? Math.max(r.cpuLimit, spec.startCpu ?? 0) : undefined;
@@ -242,7 +259,7 @@ export class DockerDriver implements RuntimeDriver {
     const start = startWeight({ cpuCores: r.cpu, criticality: spec.criticality });
     const network = await this.#ensureNetwork();
     // The host's loopback endpoints in its env reach it through the bridge (docker-loopback.ts).
-    const { env, ports } = rewriteLoopback(spec.env, network.gateway);
+    const { env, ports } = rewriteLoopback({ ...home, ...spec.env }, network.gateway);
     await this.#forwarder?.forward(ports);
     const port = `${spec.port}/tcp`;
     const created = await this.#api.call<{ Id: string }>({
@@ -268,6 +285,9 @@ export class DockerDriver implements RuntimeDriver {
         HostConfig: {
           Init: true,
           ...(uid !== undefined ? { SecurityOpt: ["no-new-privileges"] } : {}),
+          // The root group besides its own, as OpenShift gives an arbitrary uid: an image made to run as
+          // any uid gives its writable paths to group 0 (which reaches no more than the image's own files).
+          ...(uid !== undefined && image ? { GroupAdd: ["0"] } : {}),
           // No raw sockets, even as an image's root: one could forge its source address on the bridge.
           CapDrop: ["NET_RAW"],
           // Its own network namespace on the bridge; the port is published on every host address, as a
@@ -519,16 +539,10 @@ export class DockerDriver implements RuntimeDriver {
       });
   }
 
-  /** The image's own entrypoint and command, run by the wrapper when the spec gives no command. */
-  async #imageCommand(image: string | undefined): Promise<string[]> {
-    if (!image) throw new HerdError("invalid", "an instance without an image needs a command");
-    const info = await this.#api.call<{ Config: { Entrypoint: string[] | null; Cmd: string[] | null } }>({
-      path: `/images/${image}/json`,
-    });
-    const command = [...(info.Config.Entrypoint ?? []), ...(info.Config.Cmd ?? [])];
-    if (command.length === 0)
-      throw new HerdError("invalid", `image ${image} names no command and none was given`);
-    return command;
+  /** What the image says of itself: its command and env. */
+  async #imageConfig(image: string): Promise<ImageConfig> {
+    const info = await this.#api.call<{ Config: ImageConfig | null }>({ path: `/images/${image}/json` });
+    return info.Config ?? { Entrypoint: null, Cmd: null, Env: null };
   }
 
   #track(record: DriverRecord, info: ContainerInspect): Tracked {
@@ -636,6 +650,20 @@ export class DockerDriver implements RuntimeDriver {
       );
     }
   }
+}
+
+/** The image's own entrypoint and command, run by the wrapper when the spec gives no command. */
+function imageCommand(image: string | undefined, config: ImageConfig | undefined): string[] {
+  if (!image) throw new HerdError("invalid", "an instance without an image needs a command");
+  const command = [...(config?.Entrypoint ?? []), ...(config?.Cmd ?? [])];
+  if (command.length === 0)
+    throw new HerdError("invalid", `image ${image} names no command and none was given`);
+  return command;
+}
+
+/** Whether the spec's env or the image's own sets HOME. */
+function hasHome(env: Record<string, string>, config: ImageConfig | undefined): boolean {
+  return "HOME" in env || (config?.Env ?? []).some((e) => e.startsWith("HOME="));
 }
 
 /** Whether pid is a live process (a zombie not yet reaped is gone). */

@@ -47,6 +47,8 @@ export interface StartSpec {
   image?: string;
   /** The driver it needs when not the default (driver-set.ts): "docker". */
   runtime?: string;
+  /** A container runs as its image's own user (root when it names none); absent: as its tenant's uid. */
+  imageUser?: boolean;
   /** Full environment (PORT included). */
   env: Record<string, string>;
   port: number;

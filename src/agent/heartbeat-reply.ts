@@ -49,6 +49,7 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
     if (run.image !== undefined && (typeof run.image !== "string" || !IMAGE_REF.test(run.image)))
       fail(`${at}.run.image`, "not an image reference");
     if (run.runtime !== undefined && run.runtime !== "docker") fail(`${at}.run.runtime`, "not docker");
+    if (run.imageUser !== undefined && run.imageUser !== true) fail(`${at}.run.imageUser`, "not true");
     if (!isObject(run.env) || !Object.values(run.env).every((v) => typeof v === "string")) {
       fail(`${at}.run.env`, "not a map of strings");
     }

@@ -231,6 +231,21 @@ test("deploy limits per tenant: an upload over the tenant's limit is a 413, othe
   assert.equal((await call("PUT", "/tenants/a/limits", {})).body.limits, undefined);
 });
 
+test("a platform admin lets a tenant's containers run as their image's user, and takes it back", async () => {
+  assert.equal((await call("PUT", "/tenants/a/image-user", { allowed: true }, "alice")).status, 403);
+  assert.equal((await call("PUT", "/tenants/a/image-user", { allowed: "yes" })).status, 400);
+  assert.equal((await call("PUT", "/tenants/a/image-user", {})).status, 400);
+  const set = await call("PUT", "/tenants/a/image-user", { allowed: true });
+  assert.equal(set.status, 200);
+  assert.equal(set.body.allowImageUser, true);
+  assert.equal((await call("GET", "/tenants/a")).body.allowImageUser, true);
+  assert.equal(
+    (await call("PUT", "/tenants/a/image-user", { allowed: false })).body.allowImageUser,
+    undefined,
+  );
+  assert.equal((await call("GET", "/tenants/a")).body.allowImageUser, undefined);
+});
+
 test("too many failed sign-ins from one address are a 429", async () => {
   let last = 0;
   for (let i = 0; i < 30; i++) {

@@ -99,6 +99,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "PUT /api/v1/tenants/:name/quota": "platform:write",
   "PUT /api/v1/tenants/:name/domains": "platform:write",
   "PUT /api/v1/tenants/:name/limits": "platform:write",
+  "PUT /api/v1/tenants/:name/image-user": "platform:write",
   "GET /api/v1/tenants/:name/members": "members:read",
   "PUT /api/v1/tenants/:name/members/:user": "members:write",
   "DELETE /api/v1/tenants/:name/members/:user": "members:write",

@@ -211,6 +211,25 @@ describe("herd tenants", () => {
     );
     assert.equal(await ok(root("tenants", "limits", "c")), "Tenant c has the server's deploy limits.\n");
     assert.doesNotMatch(await ok(root("tenants", "show", "c")), /limits:/);
+    assert.equal(
+      await ok(root("tenants", "image-user", "c", "allow")),
+      "Tenant c's containers run as their image's own user where the service says user: image (root when the image names none), the tenant's uid otherwise.\n",
+    );
+    assert.match(
+      await ok(root("tenants", "show", "c")),
+      /\nimages: {2}may run as their own user \(user: image;/,
+    );
+    assert.equal(
+      await ok(root("tenants", "image-user", "c", "deny")),
+      "Tenant c's containers run as the tenant's uid (user: image is refused).\n",
+    );
+    assert.doesNotMatch(await ok(root("tenants", "show", "c")), /images:/);
+    assert.equal((await root("tenants", "image-user", "c")).code, 2);
+    assert.match((await root("tenants", "image-user", "c", "yes")).err, /yes: expected allow or deny/);
+    assert.equal(
+      (await asAlice("tenants", "image-user", "a", "allow")).err,
+      "herd: platform:write is for platform admins; user alice is not one\n",
+    );
 
     const mine = await ok(asAlice("tenants"));
     assert.match(mine, /^NAME +ROLE +QUOTA +DOMAINS +CREATED\na +owner +none +- +\d+s ago\n$/);

@@ -4,7 +4,7 @@
  * delete). Creating tenants and giving them domains is for platform admins;
  * members and service accounts are for the tenant's owners.
  *
- *   tenants            ─► GET/POST /tenants, GET /tenants/:name, PUT /tenants/:name/domains|limits
+ *   tenants            ─► GET/POST /tenants, GET /tenants/:name, PUT /tenants/:name/domains|limits|image-user
  *   members            ─► GET /tenants/:name/members, PUT/DELETE /tenants/:name/members/:user
  *   service-accounts   ─► POST /tenants/:name/service-accounts (then POST /tokens {user})
  */
@@ -43,13 +43,16 @@ export const tenantsCommand: CommandSpec = {
     "herd tenants create NAME [--quota UNITS] [--domain D]…\n" +
     "herd tenants show [NAME]\n" +
     "herd tenants domains NAME D… | --none\n" +
-    "herd tenants limits NAME [--upload SIZE] [--unpacked SIZE] [--files N]",
+    "herd tenants limits NAME [--upload SIZE] [--unpacked SIZE] [--files N]\n" +
+    "herd tenants image-user NAME allow|deny",
   summary:
     "List, create or show tenants, or give one its domains. The list holds the tenants you are\n" +
     "in (a platform admin: all); show prints quota, usage and domains. Only a tenant's routes may\n" +
     "use its domains and their subdomains. limits bounds its deploys (upload size, unpacked size,\n" +
-    "file count); a limit not given is the server's again. Creating tenants, setting domains and\n" +
-    "limits is for platform admins.",
+    "file count); a limit not given is the server's again. image-user allow lets its container\n" +
+    "services run as their image's own user (user: image in herd.yaml; root when the image names\n" +
+    "none); otherwise every container runs as the tenant's unprivileged uid. Creating tenants,\n" +
+    "setting domains, limits and image-user is for platform admins.",
   flags: [
     ["--quota UNITS", "create: the most resource units its services may hold"],
     ["--domain D", "create: a domain it owns (repeat for more)"],
@@ -76,9 +79,10 @@ export const tenantsCommand: CommandSpec = {
       if (rest.length > 0) throw new UsageError(`unexpected argument: ${rest[0]}`, "tenants");
       return showTenant(ctx, name ?? (await currentTenant(ctx, "tenants")));
     }
-    if (action !== "create" && action !== "domains" && action !== "limits")
+    if (action !== "create" && action !== "domains" && action !== "limits" && action !== "image-user")
       throw new UsageError(`unknown tenants action: ${action}`, "tenants");
     if (!name) throw new UsageError(`tenants ${action} needs the tenant's name`, "tenants");
+    if (action === "image-user") return setImageUser(ctx, name, rest);
     if (action !== "domains" && rest.length > 0)
       throw new UsageError(`unexpected argument: ${rest[0]}`, "tenants");
     if (action === "create") return createTenant(ctx, name, values);
@@ -131,6 +135,30 @@ async function setLimits(ctx: CliContext, name: string, values: FlagValues): Pro
         : `Tenant ${name} has the server's deploy limits.`,
     );
   return 0;
+}
+
+async function setImageUser(ctx: CliContext, name: string, rest: string[]): Promise<number> {
+  const [choice, extra] = rest;
+  if (choice !== "allow" && choice !== "deny")
+    throw new UsageError(
+      choice === undefined
+        ? "tenants image-user NAME needs allow or deny"
+        : `${choice}: expected allow or deny`,
+      "tenants",
+    );
+  if (extra !== undefined) throw new UsageError(`unexpected argument: ${extra}`, "tenants");
+  const reply = await (await ctx.client()).put<TenantView>(`${tenantPath(name)}/image-user`, {
+    allowed: choice === "allow",
+  });
+  if (ctx.flags.json) printJson(ctx.stdout, reply);
+  else println(ctx.stdout, `Tenant ${name}'s containers run as ${imageUserText(reply)}.`);
+  return 0;
+}
+
+function imageUserText(t: Tenant): string {
+  return t.allowImageUser
+    ? "their image's own user where the service says user: image (root when the image names none), the tenant's uid otherwise"
+    : "the tenant's uid (user: image is refused)";
 }
 
 /** `upload 10 MiB, unpacked 1 GiB, 500 files`, naming only the limits set. */
@@ -192,6 +220,8 @@ async function showTenant(ctx: CliContext, name: string): Promise<number> {
   println(ctx.stdout, `quota:   ${used} units in use, ${t.quota ? `limit ${t.quota.units}` : "no limit"}`);
   println(ctx.stdout, `domains: ${t.domains?.join(", ") || "none (its apps are served on APP.localhost)"}`);
   if (t.limits) println(ctx.stdout, `limits:  ${limitsText(t.limits)} (for its deploys)`);
+  if (t.allowImageUser)
+    println(ctx.stdout, "images:  may run as their own user (user: image; root when the image names none)");
   println(ctx.stdout, `created: ${t.createdAt}`);
   return 0;
 }

@@ -592,6 +592,34 @@ test("a scale past the tenant's quota is refused; a deploy past it fails before 
   assert.equal((await instancesOf(h)).length, 2, "nothing changed");
 });
 
+test("user: image deploys only in a tenant allowed it, and an instance gets it only while the tenant still is", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", { ...hb(), drivers: ["docker"] });
+  const spec = { image: "herd-base:1", user: "image" as const };
+  const refused = await deploy(h, { ...spec, instances: 1 });
+  const failed = await failedDeploy(h, "hello", refused.id);
+  assert.match(
+    failed?.message ?? "",
+    /services\.web\.user: tenant default may not run containers as their image's user .*herd tenants image-user default allow/,
+  );
+  assert.equal((await instancesOf(h)).length, 0, "nothing placed");
+
+  await h.store.put("tenant", "default", { name: "default", createdAt: "", allowImageUser: true });
+  await deploy(h, { ...spec, instances: 1 }, "e".repeat(64));
+  await settle(h);
+  const [first] = await instancesOf(h);
+  assert.equal(first?.run.imageUser, true);
+
+  // Denied again: what runs keeps its spec; an instance made after it runs as the tenant's uid.
+  await h.store.put("tenant", "default", { name: "default", createdAt: "" });
+  const svc = (await h.store.get<Service>("service", "default/hello/web"))!;
+  await h.store.put("service", svc.key, { ...svc.value, instances: 2 }, { expectRevision: svc.revision });
+  await settle(h);
+  const all = await instancesOf(h);
+  assert.equal(all.length, 2);
+  assert.deepEqual(all.map((i) => i.run.imageUser ?? false).sort(), [false, true]);
+});
+
 test("an operator moves a pet to another node: same id, new node", async () => {
   const h = setup();
   await h.m.nodes.handleHeartbeat("n1", hb());

@@ -31,6 +31,7 @@ import { DEFAULT_ANALYSIS, DEFAULT_STEPS, formatDuration, formatThreshold } from
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Context } from "./context.ts";
 import { checkDependencies, dependencyOrder } from "./dependencies.ts";
+import { checkImageUser } from "./image-user.ts";
 import { checkQuota } from "./quota.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
@@ -292,6 +293,7 @@ export class DeployController {
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
     await this.#checkRoutes(tenant, app, result.services);
+    await checkImageUser(store, tenant, result.services);
     await checkDependencies(store, tenant, app, result.services);
     // The app's add-on bindings give every service their URL secrets (src/addons/bindings.ts).
     result = { ...result, services: withAddonSecrets(result.services, await addonVars(store, tenant, app)) };

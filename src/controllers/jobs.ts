@@ -45,6 +45,7 @@ import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placedInstances } from "./capacity-check.ts";
 import type { Context } from "./context.ts";
+import { imageUserOf } from "./image-user.ts";
 
 /** How long a finished run stays in its node's reply, so its last log lines reach the log store. */
 export const LOG_GRACE_MS = 5000;
@@ -154,6 +155,7 @@ export class JobsController {
         // A container service's runs run in its image (or its release in the base image) on a node with the driver.
         ...(spec.image ? { image: spec.image } : {}),
         ...(spec.runtime ? { runtime: spec.runtime } : {}),
+        ...(await imageUserOf(store, r.tenant, spec)),
         env: spec.env,
         ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
         resources: spec.resources,

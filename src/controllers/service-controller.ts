@@ -29,6 +29,7 @@ import { ClusterView } from "./cluster-view.ts";
 import { backoffMs, type Context } from "./context.ts";
 import { dependenciesDown, dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
+import { imageUserOf } from "./image-user.ts";
 import {
   allWritten,
   byOrdinalDescending,
@@ -702,6 +703,7 @@ export class ServiceController {
       command: svc.spec.command,
       ...(svc.spec.image ? { image: svc.spec.image } : {}),
       ...(svc.spec.runtime ? { runtime: svc.spec.runtime } : {}),
+      ...(await imageUserOf(this.#ctx.store, svc.tenant, svc.spec)),
       env: svc.spec.env,
       ...(pins.length > 0 ? { secrets: Object.fromEntries(pins) } : {}),
       resources: svc.spec.resources,

@@ -29,6 +29,12 @@ export const ServiceManifestSchema = T.Object(
         description: "the runtime driver its instances run on (default process; docker with `image`)",
       }),
     ),
+    user: T.Optional(
+      T.Union([T.Literal("tenant"), T.Literal("image")], {
+        description:
+          "who a container runs as: tenant (default; the tenant's unprivileged uid) or image (the image's own user, root when it names none; only in a tenant a platform admin allowed)",
+      }),
+    ),
     /** Runs once before each new release of this service rolls out (model/job.ts). */
     release: T.Optional(ReleaseManifestSchema),
     /** Scheduled jobs run with this service's release, env and resources (model/job.ts). */
@@ -330,6 +336,11 @@ export function normalizeService(
     throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
   }
   const runtime = s.image || s.runtime === "docker" ? "docker" : undefined;
+  if (s.user === "image" && !runtime) {
+    const field = `services.${name}.user`;
+    const message = "image: only a container has an image's user; set image, or runtime: docker";
+    throw new HerdError("invalid", `${field}: ${message}`, [{ field, message }]);
+  }
   // An image brings its own command (the release dir's fallback is not for it); on docker without
   // one, an empty command is the CMD of the release dir's Dockerfile (agent/docker-driver.ts).
   const command = s.image ? (s.command ?? "") : (s.command ?? fallbackCommand ?? (runtime ? "" : undefined));
@@ -360,6 +371,7 @@ export function normalizeService(
     command,
     ...(s.image ? { image: s.image } : {}),
     ...(runtime ? { runtime } : {}),
+    ...(s.user === "image" ? { user: "image" as const } : {}),
     instances: autoscale ? Math.min(autoscale.max, Math.max(autoscale.min, instances)) : instances,
     ...(autoscale ? { autoscale } : {}),
     resources,

@@ -609,3 +609,20 @@ test("image and runtime: an image runs on docker with its own command; process w
   assert.match(problem("services:\n  web:\n    image: '-rm /'\n").message, /image/);
   assert.match(problem("services:\n  web:\n    runtime: vm\n").message, /runtime/);
 });
+
+test("user: image is a container's; tenant, the default, is not written down", () => {
+  const image = { image: "herd-base:1" };
+  assert.equal(normalizeService("a", "c", { ...image, user: "image" }, undefined).user, "image");
+  assert.equal(normalizeService("a", "c", { runtime: "docker", user: "image" }, undefined).user, "image");
+  assert.equal(normalizeService("a", "c", { ...image, user: "tenant" }, undefined).user, undefined);
+  assert.throws(
+    () => normalizeService("a", "web", { command: "node server.js", user: "image" }, undefined),
+    (err: HerdError) =>
+      err.details?.[0]?.field === "services.web.user" &&
+      /only a container has an image's user/.test(err.message),
+  );
+  assert.match(
+    problem("services:\n  web:\n    image: herd-base:1\n    user: root\n").message,
+    /services\.web\.user/,
+  );
+});

@@ -81,6 +81,12 @@ export interface Tenant {
   domains?: string[];
   /** Per-tenant deploy limits a platform admin set (defaults: the server's). */
   limits?: TenantLimits;
+  /**
+   * A platform admin let its container services run as their image's own
+   * user (`user: image`, root when the image names none); absent: they run
+   * as the tenant's unprivileged uid.
+   */
+  allowImageUser?: true;
 }
 
 /** How big a tenant's deploys may be. */
@@ -292,6 +298,8 @@ export interface InstanceRun {
   image?: string;
   /** The runtime driver it needs when not the default process driver. */
   runtime?: "docker";
+  /** Its container runs as the image's own user; absent: as its tenant's uid (the control plane sets it only where the tenant allows it). */
+  imageUser?: true;
   env: Record<string, string>;
   /** Env variables whose values are secrets: the agent gets them in the heartbeat reply, never stored here. */
   secrets?: Record<string, SecretPin>;

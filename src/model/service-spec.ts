@@ -155,6 +155,12 @@ export interface ServiceSpec {
   /** The runtime driver its instances need when not the default process driver; placed only on nodes that have it. */
   runtime?: "docker";
   /**
+   * image: its containers run as the image's own user (root when it names
+   * none), where its tenant allows it (Tenant.allowImageUser); absent: as the
+   * tenant's unprivileged uid (docs/containers.md).
+   */
+  user?: "image";
+  /**
    * What this service needs running before it starts or moves: services of the
    * same app by name, or another app's as `app/service` (model/dependencies.ts).
    */

@@ -89,10 +89,11 @@ services:
     routes: [{ host: boxed.localhost }]
   img:
     image: ${baseImage}
-    command: mkdir -p /tmp/www && echo "image $HERD_INSTANCE" > /tmp/www/index.html && exec httpd -f -p $PORT -h /tmp/www
+    command: mkdir -p /tmp/www && echo "image $HERD_INSTANCE uid $(id -u)" > /tmp/www/index.html && exec httpd -f -p $PORT -h /tmp/www
     resources: { cpu: 0.1, memory: 64Mi }
     routes: [{ host: img.localhost }]
 `;
+  const root = process.getuid?.() === 0;
   const deployed = await c.cli(["deploy", writeApp(dir, app, yaml)], { timeoutMs: 120_000 });
   try {
     assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
@@ -110,7 +111,32 @@ services:
       if (r.status === 200) seen.add(r.body.trim());
       return seen.size === 2;
     });
-    await served(c, "img.localhost", /^image /);
+    // The image names no user: it runs as the tenant's uid all the same (when the agent is root).
+    const body = await served(c, "img.localhost", /^image /);
+    const uid = Number(/uid (\d+)/.exec(body)?.[1]);
+    if (root) assert.ok(uid >= 1_000_000_000, body);
+
+    // Its own user (root here) only where a platform admin allowed the tenant.
+    writeApp(
+      dir,
+      app,
+      yaml.replace(
+        "    routes: [{ host: img.localhost }]",
+        "    user: image\n    routes: [{ host: img.localhost }]",
+      ),
+    );
+    const refused = await c.cli(["deploy", join(dir, app)], { timeoutMs: 120_000 });
+    assert.notEqual(refused.code, 0, refused.stdout);
+    assert.match(
+      refused.stdout + refused.stderr,
+      /services\.img\.user: tenant default may not run containers as their image's user/,
+    );
+    await served(c, "img.localhost", /^image .* uid /);
+    const allowed = await c.cli(["tenants", "image-user", "default", "allow"]);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    const asImage = await c.cli(["deploy", join(dir, app)], { timeoutMs: 120_000 });
+    assert.equal(asImage.code, 0, asImage.stdout + asImage.stderr);
+    await served(c, "img.localhost", root ? /^image .* uid 0$/m : /^image /);
 
     // A one-off run of the docker service: in a container of its own (its own pids), on the docker node.
     const run = await c.cli(
@@ -123,6 +149,7 @@ services:
     const pids = Number(/pids (\d+)/.exec(run.stdout)?.[1]);
     assert.ok(pids > 0 && pids < 10, run.stdout);
   } finally {
+    await c.cli(["tenants", "image-user", "default", "deny"]);
     const gone = await c.cli(["apps", "destroy", app, "--confirm", app]);
     assert.equal(gone.code, 0, gone.stderr);
   }

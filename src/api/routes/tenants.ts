@@ -57,6 +57,15 @@ const LimitsBody = T.Object(
   },
   { additionalProperties: false },
 );
+const ImageUserBody = T.Object(
+  {
+    allowed: T.Boolean({
+      description:
+        "true: its container services may run as their image's own user (user: image; root when the image names none)",
+    }),
+  },
+  { additionalProperties: false },
+);
 const DomainsBody = T.Object(
   { domains: T.Array(Domain, { maxItems: 100 }) },
   { additionalProperties: false },
@@ -204,6 +213,29 @@ export function tenantRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const limits = req.body as TenantLimits;
       const next = await updateTenant(name, ({ limits: _, ...rest }) =>
         Object.keys(limits).length ? { ...rest, limits } : rest,
+      );
+      return tenantView(next);
+    },
+  );
+
+  api.put(
+    "/tenants/:name/image-user",
+    {
+      schema: {
+        summary:
+          "Let a tenant's containers run as their image's own user (user: image), or not: then they run as the tenant's uid (creates the tenant when missing)",
+        tags: ["tenants"],
+        params: TenantParams,
+        body: ImageUserBody,
+      },
+    },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      const { allowed } = req.body as { allowed: boolean };
+      const next = await updateTenant(
+        name,
+        ({ allowImageUser: _, ...rest }) => (allowed ? { ...rest, allowImageUser: true } : rest),
+        true,
       );
       return tenantView(next);
     },
