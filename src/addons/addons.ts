@@ -481,7 +481,7 @@ export class Addons {
     return backup;
   }
 
-  /** Forgets backup `id` of the add-on (its dump stays in the artifact store, as a final backup's does). */
+  /** Forgets backup `id` of the add-on (its dump goes with the artifact collection, build/artifact-collect.ts). */
   async deleteBackup(tenant: string, name: string, id: string, actor: string): Promise<AddonBackup> {
     const a = await this.get(tenant, name);
     const backup = a.backups?.find((b) => b.id === id);

@@ -50,6 +50,9 @@ const STOP_GRACE_MS = 10_000;
 // How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
 const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
 const TAIL_LINES = 20;
+/** Slugs no instance here uses that a node keeps (the last used): a rollback or a wake from zero starts warm. */
+const SLUGS_KEPT = 10;
+const SLUG_PRUNE_MS = 10 * 60 * 1000;
 const STATUS_DEBOUNCE_MS = 20;
 /**
  * The CPU ceiling (cores) of an instance with a lower `cpuLimit` until its
@@ -78,6 +81,8 @@ export class Agent {
   readonly #driver: DriverSet;
   readonly #ownsDriver: boolean;
   readonly #slugs: SlugCache;
+  #slugsPrunedAt = 0;
+  #slugsPruning = false;
   #warnedNodeModules = false;
   readonly #ports: PortAllocator;
   readonly #heartbeatMs: number;
@@ -471,6 +476,27 @@ export class Agent {
   #reconcile(reply: HeartbeatReply): void {
     this.#desired = new Map(reply.instances.map((d) => [d.id, d]));
     for (const id of new Set([...this.#desired.keys(), ...this.#instances.keys()])) this.#kick(id);
+    this.#pruneSlugs();
+  }
+
+  /** Every 10 minutes: the slugs nothing here runs or is to run go, but the SLUGS_KEPT used last. */
+  #pruneSlugs(): void {
+    const now = Date.now();
+    if (this.#slugsPruning || now - this.#slugsPrunedAt < SLUG_PRUNE_MS) return;
+    this.#slugsPrunedAt = now;
+    const inUse = new Set<string>();
+    for (const d of this.#desired?.values() ?? []) inUse.add(d.run.slug);
+    for (const inst of this.#instances.values()) if (inst.desired) inUse.add(inst.desired.run.slug);
+    this.#slugsPruning = true;
+    this.#slugs
+      .prune(inUse, SLUGS_KEPT)
+      .then((removed) => {
+        if (removed.length > 0) this.#log.info("removed slugs no instance uses", { count: removed.length });
+      })
+      .catch((err) => this.#log.warn("cannot remove old slugs", { err }))
+      .finally(() => {
+        this.#slugsPruning = false;
+      });
   }
 
   // One reconcile per instance at a time; a kick while one runs makes it run once more with the latest reply.

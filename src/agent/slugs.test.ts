@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { createServer } from "node:http";
@@ -138,4 +139,56 @@ test("an instance dir ends Node's package.json lookup only when a package.json l
   rmSync(join(root, "project", "package.json"));
   await isolateModuleScope(instance);
   assert.equal(existsSync(join(instance, "package.json")), false, "removed once nothing above needs it");
+});
+
+test("prune deletes the slugs nothing uses but the last used; one being unpacked stays, and comes back when asked again", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "herd-slugs-"));
+  const slug = join(root, "slug.tar.gz");
+  execFileSync("tar", ["-czf", slug, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
+  const body = readFileSync(slug);
+  const digest = createHash("sha256").update(body).digest("hex");
+  let downloads = 0;
+  const server = createServer((req, res) => {
+    if (req.url === `/api/v1/slugs/${digest}`) {
+      downloads++;
+      res.end(body);
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => {
+    server.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const address = server.address();
+  const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const dataDir = join(root, "data");
+  // Five slugs on disk, used an hour, two, three, four and five hours ago.
+  const dir = join(dataDir, "slugs");
+  mkdirSync(dir, { recursive: true });
+  const old = ["1", "2", "3", "4", "5"].map((n) => n.repeat(64));
+  old.forEach((d, i) => {
+    writeFileSync(join(dir, `${d}.tar.gz`), "x");
+    const when = (Date.now() - (i + 1) * 3_600_000) / 1000;
+    utimesSync(join(dir, `${d}.tar.gz`), when, when);
+  });
+  const cache = new SlugCache({ server: url, token: "tok", dataDir });
+  assert.equal((await cache.held()).length, 5);
+
+  // In use: the oldest. Kept besides: the two used last. Gone: the other two.
+  const removed = await cache.prune(new Set([old[4]]), 2);
+  assert.deepEqual(removed.sort(), [old[2], old[3]].sort());
+  assert.deepEqual((await cache.held()).sort(), [old[0], old[1], old[4]].sort());
+  assert.deepEqual(readdirSync(dir).sort(), [old[0], old[1], old[4]].map((d) => `${d}.tar.gz`).sort());
+
+  // An unpack started while prune runs: the slug it unpacks is not deleted under it.
+  await cache.unpack(digest, join(root, "app1"));
+  const unpacking = cache.unpack(digest, join(root, "app2"));
+  assert.deepEqual((await cache.prune(new Set(), 0)).sort(), [old[0], old[1], old[4]].sort());
+  await unpacking;
+  assert.ok(existsSync(join(root, "app2", "server.js")));
+  // Pruned once nothing unpacks or runs it; asked for again, it is downloaded again.
+  assert.deepEqual(await cache.prune(new Set(), 0), [digest]);
+  await cache.unpack(digest, join(root, "app3"));
+  assert.ok(existsSync(join(root, "app3", "server.js")));
+  assert.equal(downloads, 2);
 });

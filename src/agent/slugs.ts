@@ -11,7 +11,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -45,6 +45,10 @@ export class SlugCache {
   // One download per digest even when several instances of a release start at once.
   readonly #downloads = new Map<string, Promise<string>>();
   readonly #runtimes = new Map<string, Promise<string>>();
+  /** Starts unpacking each slug (prune() leaves those alone). */
+  readonly #unpacking = new Map<string, number>();
+  /** Slugs prune() is deleting: an unpack waits for that, then downloads it again. */
+  readonly #pruning = new Map<string, Promise<void>>();
   /** The digests on disk (read from the directory once, then kept up to date). */
   #held: Set<string> | undefined;
 
@@ -54,9 +58,9 @@ export class SlugCache {
   }
 
   /**
-   * The slugs this node holds (never deleted: a release started here once
-   * starts again without a download). Heartbeats name them, so the scheduler
-   * prefers this node for them: a service woken from zero starts warm.
+   * The slugs this node holds (those in use and the last ones used: prune()).
+   * Heartbeats name them, so the scheduler prefers this node for them: a
+   * service woken from zero, or a rollback, starts warm.
    */
   async held(): Promise<string[]> {
     if (this.#held === undefined) {
@@ -90,9 +94,53 @@ export class SlugCache {
 
   /** Unpacks the slug into dest, replacing whatever dest held. */
   async unpack(digest: string, dest: string): Promise<void> {
-    const file = await this.fetch(digest);
-    await rm(dest, { recursive: true, force: true });
-    await unpackTarball(file, dest);
+    // Counted before the first await: prune() leaves a slug being unpacked alone, and one it is
+    // deleting is downloaded again once the deletion is done.
+    this.#unpacking.set(digest, (this.#unpacking.get(digest) ?? 0) + 1);
+    try {
+      await this.#pruning.get(digest);
+      const file = await this.fetch(digest);
+      // Its time is when it was last used: prune() keeps the most recent.
+      const now = new Date();
+      await utimes(file, now, now).catch(() => {});
+      await rm(dest, { recursive: true, force: true });
+      await unpackTarball(file, dest);
+    } finally {
+      const left = (this.#unpacking.get(digest) ?? 1) - 1;
+      if (left > 0) this.#unpacking.set(digest, left);
+      else this.#unpacking.delete(digest);
+    }
+  }
+
+  /**
+   * Deletes the slugs not in `inUse` (what this node's instances and runs
+   * run or are to run) but the `keep` used last, and returns their digests.
+   * A slug being downloaded stays.
+   */
+  async prune(inUse: ReadonlySet<string>, keep: number): Promise<string[]> {
+    const unused: { digest: string; usedAt: number }[] = [];
+    for (const digest of await this.held()) {
+      if (inUse.has(digest) || this.#downloads.has(digest)) continue;
+      const s = await stat(join(this.#dir, `${digest}.tar.gz`)).catch(() => undefined);
+      if (s) unused.push({ digest, usedAt: s.mtimeMs });
+      else this.#held?.delete(digest);
+    }
+    unused.sort((a, b) => b.usedAt - a.usedAt);
+    const removed: string[] = [];
+    for (const { digest } of unused.slice(keep)) {
+      // Being unpacked or downloaded by now: it stays.
+      if (inUse.has(digest) || this.#downloads.has(digest) || this.#unpacking.has(digest)) continue;
+      this.#held?.delete(digest);
+      const removing = rm(join(this.#dir, `${digest}.tar.gz`), { force: true });
+      this.#pruning.set(digest, removing);
+      try {
+        await removing;
+      } finally {
+        this.#pruning.delete(digest);
+      }
+      removed.push(digest);
+    }
+    return removed;
   }
 
   /**

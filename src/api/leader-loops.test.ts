@@ -8,7 +8,7 @@ import { type EtcdCluster, startEtcdCluster } from "../store/etcd-cluster.ts";
 import { LeaderLoops } from "./leader-loops.ts";
 import { type RunningServer, startServer } from "./server.ts";
 
-const ALL = ["alerts", "dependency drift", "certificates", "add-on sync"].sort();
+const ALL = ["alerts", "dependency drift", "certificates", "artifact collection", "add-on sync"].sort();
 
 async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
   const start = Date.now();
@@ -84,7 +84,7 @@ async function watchRunner(servers: RunningServer[], ms: number): Promise<Runnin
   return runner(servers);
 }
 
-test("two servers on etcd: only the leader runs the alert evaluator, drift checker, certificates and add-on sync; a new leader takes them over", async () => {
+test("two servers on etcd: only the leader runs the alert evaluator, drift checker, certificates, artifact collection and add-on sync; a new leader takes them over", async () => {
   const store = `etcd://${cluster.endpoints[0].replace("http://", "")}/loops-${process.pid}/`;
   const a = await server(store);
   await until("the first server runs the loops", () => runner([a]) === a);

@@ -1,7 +1,7 @@
 /**
  * Timers only one server of those sharing a store may run: the alert
  * evaluator, the dependency-drift checker, ACME certificate orders and
- * renewals, the add-on sync. They start when this server's term as leader
+ * renewals, the add-on sync, the artifact collection. They start when this server's term as leader
  * begins and stop when it ends (store/leadership.ts), so a new leader takes
  * them over and a deposed one stops them. On SQLite the one server leads from
  * start to close.

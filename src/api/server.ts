@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import { ArtifactCollector } from "../build/artifact-collect.ts";
 import { ArtifactStore } from "../build/artifact-store.ts";
 import { BuildRunner } from "../build/build-runner.ts";
 import { buildSlug } from "../build/builder.ts";
@@ -356,6 +357,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   leaderLoops.add("alerts", alerts);
   leaderLoops.add("dependency drift", drift);
   leaderLoops.add("certificates", certificates);
+  // Slugs, sources and backup dumps no stored object names any more (build/artifact-collect.ts).
+  leaderLoops.add(
+    "artifact collection",
+    new ArtifactCollector({ store, artifacts, logger: logger.child("artifacts") }),
+  );
   const deps: ApiDeps = {
     store,
     controllers,

@@ -8,7 +8,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { access, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -131,6 +131,64 @@ export class ArtifactStore {
       },
     );
     return text === undefined ? undefined : (JSON.parse(text) as T);
+  }
+
+  /** Every stored artifact with its size and when it was last written (a put of the same bytes rewrites it). */
+  async list(): Promise<{ digest: string; size: number; writtenAt: number }[]> {
+    const found: { digest: string; size: number; writtenAt: number }[] = [];
+    const root = join(this.dir, "sha256");
+    for (const prefix of await readdir(root).catch(() => [] as string[])) {
+      for (const name of await readdir(join(root, prefix)).catch(() => [] as string[])) {
+        const digest = name.endsWith(".tar.gz") ? name.slice(0, -".tar.gz".length) : "";
+        if (!DIGEST_PATTERN.test(digest)) continue;
+        const s = await stat(join(root, prefix, name)).catch(() => undefined);
+        if (s?.isFile()) found.push({ digest, size: s.size, writtenAt: s.mtimeMs });
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Removes an artifact and its metadata, unless it was written after
+   * `unlessWrittenAfter` (a put of the same bytes since it was found
+   * unreferenced). Whether it was removed.
+   */
+  async remove(digest: string, unlessWrittenAfter = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const location = this.#location(checkDigest(digest));
+    // Moved aside first, then looked at: a put racing this either wrote what was moved (put back)
+    // or writes a new file after the move (left alone).
+    const incoming = join(this.dir, "incoming");
+    await mkdir(incoming, { recursive: true });
+    const aside = join(incoming, `${randomBytes(8).toString("hex")}.removed`);
+    try {
+      await rename(location, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+    if ((await stat(aside)).mtimeMs > unlessWrittenAfter) {
+      await rename(aside, location);
+      return false;
+    }
+    await rm(aside, { force: true });
+    const dir = join(location, "..");
+    for (const name of await readdir(dir).catch(() => [] as string[]))
+      if (name.startsWith(`${digest}.`) && name.endsWith(".json")) await rm(join(dir, name), { force: true });
+    return true;
+  }
+
+  /** Removes temp files of writes that never finished (a crash mid-upload) older than `before` (ms). */
+  async removeUnfinished(before: number): Promise<number> {
+    const incoming = join(this.dir, "incoming");
+    let removed = 0;
+    for (const name of await readdir(incoming).catch(() => [] as string[])) {
+      const s = await stat(join(incoming, name)).catch(() => undefined);
+      if (s && s.mtimeMs < before) {
+        await rm(join(incoming, name), { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   #location(digest: string): string {

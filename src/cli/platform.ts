@@ -69,7 +69,7 @@ const HELP = {
   up: `Usage: herd up [--data DIR] [--port 7070] [--gateway-port 8080] [--gateway-workers N] [--small] [--gateway-metrics-port 9180] [--gateway-trace-sample 1] [--host 127.0.0.1]
                [--public] [--https-port 8443] [--tls-cert FILE --tls-key FILE]... [--no-https]
                [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
-               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi] [--cpu-overcommit 2]
+               [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--keep-releases 50] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi] [--cpu-overcommit 2]
        [--cpu N] [--memory 4Gi] [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--metrics-remote-write URL] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
        [--gateway-hold-max 100] [--gateway-hold-timeout 30s]
@@ -92,7 +92,9 @@ outlives a crash of herd up and keeps serving; the next herd up adopts it,
 or, on newer code or other flags, starts the new one on the same ports and
 lets the old one drain (no request dropped). herd down stops a platform
 whose herd up is gone (docs/availability.md).
---max-upload-mb limits a deploy's source upload; --node-lost-after is how many
+--max-upload-mb limits a deploy's source upload; --keep-releases is how many
+releases each app keeps (older ones nothing uses are deleted after a deploy,
+and their slugs with them; 0 keeps every one); --node-lost-after is how many
 seconds without a heartbeat make a node lost (its cattle move elsewhere).
 Each instance requests --unit-cpu cores and --unit-memory by default; CPU
 requests may add up to --cpu-overcommit times this machine's cores (CPU is
@@ -125,7 +127,7 @@ Route JWKS files are read only from --jwks-dir (default DIR/jwks).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
-  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]] [--lease-ttl 5] [--artifacts DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
+  server: `Usage: herd server [--data DIR] [--store sqlite|etcd://HOST:PORT,...] [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]] [--lease-ttl 5] [--artifacts DIR] [--port 7070] [--host 127.0.0.1] [--tls] [--gateway-url URL] [--max-upload-mb 200] [--keep-releases 50] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi]
        [--acme-directory URL --acme-domain DOMAIN... [--acme-email EMAIL] [--acme-ca FILE]]
        [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--metrics-remote-write URL] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--machine-provider exec:CMD|URL ...]
@@ -203,6 +205,17 @@ const megabytes = (value: unknown): number => {
   return Math.round(n * 1024 * 1024);
 };
 
+/** --keep-releases: a whole number from 0 (keep every release) up. */
+const keepReleasesOf = (value: unknown): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 1_000_000)
+    throw new HerdError(
+      "invalid",
+      `--keep-releases must be a whole number from 0 (keep every release), got ${value}`,
+    );
+  return n;
+};
+
 /** A node is lost after `seconds` without a heartbeat, and not ready after 40% of that. */
 const nodeTimeouts = (value: unknown): { nodeLostMs: number; nodeNotReadyMs: number } => {
   const seconds = Number(value);
@@ -232,6 +245,7 @@ export async function runUp(argv: string[]): Promise<number> {
     "keep-apps": { type: "boolean" },
     "no-login": { type: "boolean" },
     "max-upload-mb": { type: "string", default: "200" },
+    "keep-releases": { type: "string", default: "50" },
     "node-lost-after": { type: "string", default: "9" },
     "unit-cpu": { type: "string", default: "0.1" },
     "unit-memory": { type: "string", default: "128Mi" },
@@ -356,6 +370,7 @@ export async function runServer(argv: string[]): Promise<number> {
     host: { type: "string", default: "127.0.0.1" },
     "gateway-url": { type: "string", default: "http://127.0.0.1:8080" },
     "max-upload-mb": { type: "string", default: "200" },
+    "keep-releases": { type: "string", default: "50" },
     "node-lost-after": { type: "string", default: "9" },
     "unit-cpu": { type: "string", default: "0.1" },
     "unit-memory": { type: "string", default: "128Mi" },
@@ -673,7 +688,12 @@ function serverOptionsOf(
   return {
     port: portOf(v.port, "port"),
     host: v.host as string,
-    settings: { gatewayUrl, ...nodeTimeouts(v["node-lost-after"]), unit: unitOf(v) },
+    settings: {
+      gatewayUrl,
+      ...nodeTimeouts(v["node-lost-after"]),
+      unit: unitOf(v),
+      keepReleases: keepReleasesOf(v["keep-releases"]),
+    },
     maxUploadBytes: megabytes(v["max-upload-mb"]),
     traces: tracesOptionsFromFlags(v),
     metrics: metricsOf(v),

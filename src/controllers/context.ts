@@ -55,6 +55,8 @@ export interface Settings {
    * heartbeat's at once.
    */
   eventBatchMs?: number;
+  /** How many releases each app keeps (release-history.ts); 0 keeps every one. Absent: KEPT_RELEASES. */
+  keepReleases?: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {

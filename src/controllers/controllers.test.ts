@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import type { RouteObject } from "../model/live-config.ts";
 import { normalizeService } from "../model/manifest.ts";
-import type { App, Deploy, Instance, Node, Service } from "../model/objects.ts";
+import type { App, Deploy, Instance, Node, Release, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import { appShortfalls } from "./capacity-check.ts";
 import { DEFAULT_SETTINGS } from "./context.ts";
@@ -191,6 +191,39 @@ test("a new release keeps the old instances until the new ones run, then drains 
     "stopped instances are deleted",
   );
   assert.equal((await deployState(h, d2.id)).state, "succeeded");
+});
+
+test("a finished deploy deletes the app's releases past --keep-releases that nothing uses; a rollback to one says so", async () => {
+  const h = await runningOnN1({ instances: 1 });
+  h.ctx.settings.keepReleases = 1;
+  for (const slug of ["c", "d", "e"]) {
+    const d = await deploy(h, { instances: 1, env: { SLUG: slug } }, slug.repeat(64));
+    await settle(h);
+    await agentReports(h, "n1", () => "healthy");
+    await settle(h);
+    h.clock.advance(DEFAULT_SETTINGS.drainMs + 1);
+    await agentReports(h, "n1", () => "healthy");
+    await settle(h);
+    assert.equal((await deployState(h, d.id)).state, "succeeded");
+  }
+  const versions = (await h.store.list<Release>("release", { prefix: "default/hello/" })).items.map(
+    (o) => o.value.version,
+  );
+  // v4 serves; v3's instance may still drain when v4's deploy ends (in use), the older ones go.
+  assert.ok(!versions.includes(1) && !versions.includes(2) && versions.includes(4), versions.join(","));
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(
+    events.some(
+      (e) =>
+        e.reason === "ReleasesPruned" &&
+        /deleted releases? v1.*: the app keeps its newest 1 and those in use/.test(e.message),
+    ),
+    JSON.stringify(events.filter((e) => e.reason === "ReleasesPruned")),
+  );
+  await assert.rejects(
+    h.m.deploys.rollback("default", "hello", 1),
+    /release v1 of hello was deleted: an app keeps its newest releases \(--keep-releases\) and those in use; it has v\d/,
+  );
 });
 
 test("an instance the kernel's OOM killer ended is reported as killed for memory, naming its limit", async () => {

@@ -33,6 +33,7 @@ import type { Context } from "./context.ts";
 import { checkDependencies, dependencyOrder } from "./dependencies.ts";
 import { checkImageUser } from "./image-user.ts";
 import { checkQuota } from "./quota.ts";
+import { KEPT_RELEASES, pruneReleases } from "./release-history.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
 
@@ -107,10 +108,19 @@ export class DeployController {
     let target: Release | undefined;
     if (version !== undefined) {
       target = releases.find((r) => r.version === version);
-      if (!target)
+      if (!target) {
+        const versions = releases.map((r) => r.version).sort((a, b) => a - b);
+        const has =
+          versions.length > 10
+            ? `v${versions[0]} to v${versions.at(-1)}`
+            : versions.map((v) => `v${v}`).join(", ");
+        const pruned = version < (versions[0] ?? 0) && version >= 1;
         throw notFound(
-          `app ${app} has no release v${version} (it has ${releases.map((r) => `v${r.version}`).join(", ")})`,
+          pruned
+            ? `release v${version} of ${app} was deleted: an app keeps its newest releases (--keep-releases) and those in use; it has ${has}`
+            : `app ${app} has no release v${version} (it has ${has})`,
         );
+      }
       if (version === current)
         throw new HerdError("invalid", `v${version} is already the current release`, [
           { field: "version", message: "is the current release" },
@@ -629,6 +639,25 @@ export class DeployController {
     await deployLogs
       .prune(store, tenant, app)
       .catch((err) => this.#ctx.logger.warn("pruning deploy logs failed", { err, app: key }));
+    const keep = this.#ctx.settings.keepReleases ?? KEPT_RELEASES;
+    const pruned = await pruneReleases(store, tenant, app, keep).catch((err) => {
+      this.#ctx.logger.warn("pruning old releases failed", { err, app: key });
+      return [];
+    });
+    if (pruned.length > 0)
+      await events.record({
+        tenant,
+        app,
+        reason: "ReleasesPruned",
+        type: "normal",
+        message: `deleted ${
+          pruned.length === 1
+            ? `release v${pruned[0]}`
+            : pruned.length <= 5
+              ? `releases ${pruned.map((v) => `v${v}`).join(", ")}`
+              : `${pruned.length} releases, v${pruned[0]} to v${pruned.at(-1)}`
+        }: the app keeps its newest ${keep} and those in use (--keep-releases)`,
+      });
   }
 }
 

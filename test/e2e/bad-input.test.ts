@@ -169,6 +169,19 @@ test("a port taken by something else: herd up says so and exits non-zero", async
   await helloServes();
 });
 
+test("a bad --keep-releases: herd up says what it takes and starts nothing", async () => {
+  const data = mkdtempSync(join(tmpdir(), "herd-keep-"));
+  try {
+    const r = await runCli(["up", "--data", data, "--keep-releases", "2.5", "--no-example"], {
+      timeoutMs: 30_000,
+    });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /--keep-releases must be a whole number from 0 \(keep every release\), got 2\.5/);
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+  }
+});
+
 test("the API rejects bad input with 400 naming the field, and unknown tokens with 401", async () => {
   const r = await herd.api<{ code: string; details: { field: string }[] }>("POST", "/apps", {
     name: "Bad_Name",
