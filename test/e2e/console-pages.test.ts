@@ -227,6 +227,42 @@ test("an admin cordons and uncordons a node; a viewer has no such button and the
   }
 });
 
+test("an admin lets a tenant's containers run as their image's user from the quotas page, and takes it back", async () => {
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/quotas`);
+    const state = page.getByTestId("image-user-default");
+    await state.filter({ hasText: "the tenant's uid" }).waitFor();
+    const toggle = page.getByTestId("image-user-toggle-default");
+    await toggle.click();
+    // It asks first: root in an image is the host's root.
+    await page.getByRole("button", { name: "Confirm: images may run as root" }).click();
+    await state.filter({ hasText: "their image's own user" }).waitFor();
+    assert.equal(
+      (await herd!.api<{ allowImageUser?: boolean }>("GET", "/tenants/default")).body.allowImageUser,
+      true,
+    );
+    await shot(page, "quotas-image-user");
+    await page.getByRole("button", { name: "Deny image user" }).click();
+    await state.filter({ hasText: "the tenant's uid" }).waitFor();
+    assert.equal(
+      (await herd!.api<{ allowImageUser?: boolean }>("GET", "/tenants/default")).body.allowImageUser,
+      undefined,
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/quotas`);
+    await viewer.page.getByTestId("image-user-default").waitFor();
+    assert.equal(await viewer.page.getByTestId("image-user-toggle-default").count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});
+
 const PAGES = [
   ["overview", "/"],
   ["app", "/apps/hello"],

@@ -1,9 +1,10 @@
 // Quotas: each of your tenants' quota in resource units (one unit is the
 // platform's CPU and memory step) against the units its services hold
-// (desired instances × units each), its domains and deploy limits. A platform
-// admin sets or removes a quota here.
+// (desired instances × units each), its domains and deploy limits, and whether
+// its containers may run as their image's own user. A platform admin sets or
+// removes a quota, and allows or denies the image's user, here.
 //
-//   GET /tenants · GET /tenants/:name (usage) · PUT /tenants/:name/quota (platform:write)
+//   GET /tenants · GET /tenants/:name (usage) · PUT /tenants/:name/quota, …/image-user (platform:write)
 
 import { useState } from "react";
 import type { Tenant } from "../../../src/model/objects.ts";
@@ -47,6 +48,38 @@ function QuotaEditor(props: { tenant: TenantView; done: () => void }) {
       />
       {props.tenant.quota ? (
         <ActionButton label="Remove quota" confirm="Confirm no limit" onAct={put(null)} />
+      ) : null}
+    </div>
+  );
+}
+
+/** Whether the tenant's containers may run as their image's own user (user: image); an admin switches it. */
+function ImageUser(props: { tenant: TenantView; mayWrite: boolean; done: () => void }) {
+  const { client } = useSession();
+  const allowed = props.tenant.allowImageUser === true;
+  const put = async () => {
+    await client.call(`/tenants/${encodeURIComponent(props.tenant.name)}/image-user`, {
+      method: "PUT",
+      body: { allowed: !allowed },
+      scoped: false,
+    });
+    props.done();
+  };
+  return (
+    <div className="row">
+      <p className="small" data-testid={`image-user-${props.tenant.name}`}>
+        Containers run as{" "}
+        {allowed
+          ? "their image's own user where a service says user: image (root when the image names none)"
+          : "the tenant's uid (user: image is refused)"}
+      </p>
+      {props.mayWrite ? (
+        <ActionButton
+          label={allowed ? "Deny image user" : "Allow image user"}
+          confirm={allowed ? undefined : "Confirm: images may run as root"}
+          testId={`image-user-toggle-${props.tenant.name}`}
+          onAct={put}
+        />
       ) : null}
     </div>
   );
@@ -97,6 +130,7 @@ export function QuotasPage() {
                 </p>
               ) : null}
               {mayWrite ? <QuotaEditor tenant={t} done={tenants.reload} /> : null}
+              <ImageUser tenant={t} mayWrite={mayWrite} done={tenants.reload} />
             </Section>
           ))}
         </div>
