@@ -8,7 +8,7 @@
 import type { ICronJob } from "kubernetes-models/batch/v1/CronJob";
 import type { JobSpec } from "../model/job.ts";
 import { fitLabel } from "./kubernetes-names.ts";
-import { DATA_DIR, envOf, resourcesOf, type WorkloadInput } from "./kubernetes-workload.ts";
+import { DATA_DIR, envOf, resourcesOf, securityOf, type WorkloadInput } from "./kubernetes-workload.ts";
 
 /** CronJob names leave 11 characters for the Jobs it makes (Kubernetes allows 52). */
 const MAX_CRONJOB_NAME = 52;
@@ -40,6 +40,7 @@ function cronJobOf(input: WorkloadInput, job: string, spec: JobSpec): ICronJob {
     "app.kubernetes.io/version": `v${input.release}`,
     "app.kubernetes.io/managed-by": "herd",
   };
+  const security = securityOf(input.spec);
   return {
     apiVersion: "batch/v1",
     kind: "CronJob",
@@ -65,8 +66,10 @@ function cronJobOf(input: WorkloadInput, job: string, spec: JobSpec): ICronJob {
                   env: envOf(input),
                   resources: resourcesOf(input.spec.resources),
                   volumeMounts: [{ name: "data", mountPath: DATA_DIR }],
+                  ...(security.container ? { securityContext: security.container } : {}),
                 },
               ],
+              ...(security.pod ? { securityContext: security.pod } : {}),
               volumes: [{ name: "data", emptyDir: {} }],
               ...input.scheduling,
             },

@@ -8,9 +8,11 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IContainer } from "kubernetes-models/v1/Container";
 import type { IEnvVar } from "kubernetes-models/v1/EnvVar";
+import type { IPodSecurityContext } from "kubernetes-models/v1/PodSecurityContext";
 import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
 import type { IProbe } from "kubernetes-models/v1/Probe";
 import type { IResourceRequirements } from "kubernetes-models/v1/ResourceRequirements";
+import type { ISecurityContext } from "kubernetes-models/v1/SecurityContext";
 import type { HealthCheck, Resources } from "../model/objects.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import { type ExportNames, labelsOf, selectorOf } from "./kubernetes-names.ts";
@@ -22,6 +24,30 @@ export const CONTAINER_PORT = 8080;
 export const DATA_DIR = "/data";
 /** The size each pet's volume claim asks for: herd.yaml has no size for a pet's data. */
 export const PET_VOLUME_SIZE = "1Gi";
+/** The unprivileged uid (and gid) pods run as, as herd runs every container as its tenant's uid. */
+export const RUN_AS_UID = 10001;
+
+/**
+ * Who a service's pods run as. As on herd (docs/containers.md): an
+ * unprivileged uid whatever the image names, the root group besides its own
+ * (an image made for any uid writes where group 0 may), no privilege gained,
+ * no capabilities; the data volume is the pod's group's. That is the
+ * Pod Security Standard "restricted". `user: image` keeps the image's user.
+ */
+export function securityOf(spec: ServiceSpec): { pod?: IPodSecurityContext; container?: ISecurityContext } {
+  if (spec.user === "image") return {};
+  return {
+    pod: {
+      runAsNonRoot: true,
+      runAsUser: RUN_AS_UID,
+      runAsGroup: RUN_AS_UID,
+      supplementalGroups: [0],
+      fsGroup: RUN_AS_UID,
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+    container: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+  };
+}
 
 /** What the workload of one service is built from. */
 export interface WorkloadInput {
@@ -83,6 +109,7 @@ export function workloadOf(input: WorkloadInput): IDeployment | IStatefulSet {
 
 function podTemplate(input: WorkloadInput): IPodTemplateSpec {
   const { names, service, spec } = input;
+  const security = securityOf(spec);
   const container: IContainer = {
     name: service,
     // A service that runs an image (herd.yaml `image:`) keeps it, and its own command only when it gives one.
@@ -91,6 +118,7 @@ function podTemplate(input: WorkloadInput): IPodTemplateSpec {
     env: envOf(input),
     resources: resourcesOf(spec.resources),
     volumeMounts: [{ name: "data", mountPath: DATA_DIR }],
+    ...(security.container ? { securityContext: security.container } : {}),
   };
   if (listens(spec)) container.ports = [{ name: "http", containerPort: CONTAINER_PORT, protocol: "TCP" }];
   const probes = probesOf(spec.health);
@@ -99,6 +127,7 @@ function podTemplate(input: WorkloadInput): IPodTemplateSpec {
     metadata: { labels: labelsOf(names, service, input.release) },
     spec: {
       containers: [container],
+      ...(security.pod ? { securityContext: security.pod } : {}),
       ...input.scheduling,
       // Pets get their `data` volume from the StatefulSet's claim; cattle's data goes with the pod, as on herd.
       ...(spec.mode === "pet" ? {} : { volumes: [{ name: "data", emptyDir: {} }] }),

@@ -382,3 +382,46 @@ services:
   assert.equal(tool.image, "registry.test/tool:1");
   assert.deepEqual(tool.command, ["/bin/sh", "-c", "tool serve"]);
 });
+
+test("pods run as an unprivileged uid, as herd runs containers (restricted); user: image keeps the image's user", () => {
+  const services = specs(`app: shop
+services:
+  web:
+    command: node server.js
+    jobs:
+      nightly: { schedule: "0 1 * * *", command: node nightly.js }
+  proxy:
+    image: registry.test/nginx:1
+    user: image
+    routes: [{ host: proxy.example.com }]
+`);
+  const { objects } = kubernetesManifests({
+    app: "shop",
+    release: 2,
+    services,
+    image: "registry.test/shop:v2",
+  });
+  for (const o of objects) assert.equal(schemaError(o), undefined, `${o.kind} ${o.metadata?.name}`);
+  const restricted = (pod: {
+    securityContext?: Record<string, unknown>;
+    containers: { securityContext?: unknown }[];
+  }) => {
+    assert.deepEqual(pod.securityContext, {
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      supplementalGroups: [0],
+      fsGroup: 10001,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    assert.deepEqual(pod.containers[0].securityContext, {
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+    });
+  };
+  restricted(find(objects, "Deployment", "shop-web").spec.template.spec);
+  restricted(find(objects, "CronJob", "shop-web-nightly").spec.jobTemplate.spec.template.spec);
+  const proxy = find(objects, "Deployment", "shop-proxy").spec.template.spec;
+  assert.equal(proxy.securityContext, undefined);
+  assert.equal(proxy.containers[0].securityContext, undefined);
+});
