@@ -14,20 +14,23 @@ import {
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 
-test("slugs are downloaded once with the token, verified, and unpacked fresh", async (t) => {
+/**
+ * examples/hello as a slug, served at /api/v1/slugs/<its digest> (and at `also`, the same bytes) by a
+ * server that records each request; the temp dir and the server go with the test.
+ */
+async function slugServer(t: TestContext, also?: string) {
   const root = mkdtempSync(join(tmpdir(), "herd-slugs-"));
   const slug = join(root, "slug.tar.gz");
   execFileSync("tar", ["-czf", slug, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
   const body = readFileSync(slug);
   const digest = createHash("sha256").update(body).digest("hex");
-  const wrong = "0".repeat(64);
   const requests: string[] = [];
   const server = createServer((req, res) => {
     requests.push(`${req.url} ${req.headers.authorization}`);
-    if (req.url === `/api/v1/slugs/${digest}` || req.url === `/api/v1/slugs/${wrong}`) res.end(body);
+    if (req.url === `/api/v1/slugs/${digest}` || (also && req.url === `/api/v1/slugs/${also}`)) res.end(body);
     else res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -37,7 +40,12 @@ test("slugs are downloaded once with the token, verified, and unpacked fresh", a
   });
   const address = server.address();
   const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
-  const dataDir = join(root, "data");
+  return { root, digest, url, requests, dataDir: join(root, "data") };
+}
+
+test("slugs are downloaded once with the token, verified, and unpacked fresh", async (t) => {
+  const wrong = "0".repeat(64);
+  const { root, digest, url, requests, dataDir } = await slugServer(t, wrong);
   const cache = new SlugCache({ server: url, token: "tok", dataDir });
 
   const [a, b] = await Promise.all([cache.fetch(digest), cache.fetch(digest)]);
@@ -142,26 +150,7 @@ test("an instance dir ends Node's package.json lookup only when a package.json l
 });
 
 test("prune deletes the slugs nothing uses but the last used; one being unpacked stays, and comes back when asked again", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "herd-slugs-"));
-  const slug = join(root, "slug.tar.gz");
-  execFileSync("tar", ["-czf", slug, "-C", join(import.meta.dirname, "../../examples/hello"), "."]);
-  const body = readFileSync(slug);
-  const digest = createHash("sha256").update(body).digest("hex");
-  let downloads = 0;
-  const server = createServer((req, res) => {
-    if (req.url === `/api/v1/slugs/${digest}`) {
-      downloads++;
-      res.end(body);
-    } else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.after(() => {
-    server.close();
-    rmSync(root, { recursive: true, force: true });
-  });
-  const address = server.address();
-  const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
-  const dataDir = join(root, "data");
+  const { root, digest, url, requests, dataDir } = await slugServer(t);
   // Five slugs on disk, used an hour, two, three, four and five hours ago.
   const dir = join(dataDir, "slugs");
   mkdirSync(dir, { recursive: true });
@@ -190,5 +179,5 @@ test("prune deletes the slugs nothing uses but the last used; one being unpacked
   assert.deepEqual(await cache.prune(new Set(), 0), [digest]);
   await cache.unpack(digest, join(root, "app3"));
   assert.ok(existsSync(join(root, "app3", "server.js")));
-  assert.equal(downloads, 2);
+  assert.equal(requests.length, 2);
 });
