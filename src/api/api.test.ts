@@ -7,7 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import type { Service } from "../model/objects.ts";
+import type { Run } from "../model/job.ts";
+import type { Instance, Service } from "../model/objects.ts";
+import { removalBlockers } from "./routes/cluster.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
@@ -200,4 +202,80 @@ test("cordon, drain and uncordon a node; unknown nodes 404; moving to a node nee
   assert.deepEqual([back.body.schedulable, back.body.draining], [true, undefined]);
   assert.equal((await call("POST", "/apps/quota/instances/nope/move", {})).status, 404);
   await server.store.delete("node", "n9");
+});
+
+test("what blocks a node's removal: live, anything not stopped and unfinished runs; lost, what should still run", () => {
+  const i = (id: string, mode: "cattle" | "pet", desired: "running" | "stopped", state: string) =>
+    ({ id, mode, desired, state }) as unknown as Instance;
+  const r = (id: string, state: string) => ({ id, state }) as unknown as Run;
+  const instances = [
+    i("web-a", "cattle", "running", "running"),
+    i("web-b", "cattle", "stopped", "draining"),
+    i("web-c", "cattle", "stopped", "stopped"),
+    i("db-0", "pet", "running", "lost"),
+    i("web-d", "cattle", "stopped", "lost"),
+  ];
+  const runs = [r("run-1", "running"), r("run-2", "succeeded")];
+  assert.deepEqual(removalBlockers(false, instances, runs), ["web-a", "web-b", "db-0", "web-d", "run run-1"]);
+  assert.deepEqual(removalBlockers(true, instances, runs), ["web-a", "db-0"]);
+  assert.deepEqual(removalBlockers(true, [i("web-d", "cattle", "stopped", "lost")], runs), []);
+});
+
+test("removing a node: refused while it holds what should run; then its record, its replaced instances and its credential go", async () => {
+  assert.equal((await call("DELETE", "/nodes/nope")).status, 404);
+  const now = new Date().toISOString();
+  const node = (state: "ready" | "lost") => ({
+    name: "n8",
+    address: "127.0.0.1",
+    labels: {},
+    capacity: { cpu: 1, memory: 1e9 },
+    allocatable: { cpu: 1, memory: 1e9 },
+    state,
+    lastHeartbeat: now,
+    registeredAt: now,
+    agentVersion: "t",
+    isolation: { cgroups: "none" },
+    schedulable: true,
+  });
+  const instance = (id: string, mode: "cattle" | "pet", desired: "running" | "stopped", state: string) => ({
+    id,
+    tenant: "default",
+    app: "shop",
+    service: "web",
+    release: 1,
+    generation: 1,
+    mode,
+    node: "n8",
+    desired,
+    state,
+    createdAt: now,
+  });
+  await server.store.put("node", "n8", node("ready"));
+  const agent = (await call("POST", "/tokens", { name: "n8", kind: "agent", node: "n8" })).body
+    .token as string;
+  // Past auth (400: the body is no heartbeat) while the node is there.
+  assert.equal((await call("POST", "/nodes/n8/heartbeat", {}, agent)).status, 400);
+  await server.store.put("instance", "shop-web-a", instance("shop-web-a", "cattle", "running", "running"));
+  const live = await call("DELETE", "/nodes/n8");
+  assert.equal(live.status, 409);
+  assert.match(live.body.message, /node n8 still holds shop-web-a: drain it first \(herd nodes drain n8\)/);
+
+  // Lost: what stays is a lost node's replaced cattle (the service controller deletes them soon anyway).
+  await server.store.put("node", "n8", node("lost"));
+  await server.store.put("instance", "shop-web-a", instance("shop-web-a", "cattle", "stopped", "lost"));
+  const removed = await call("DELETE", "/nodes/n8");
+  assert.equal(removed.status, 200);
+  assert.deepEqual([removed.body.removed, removed.body.credentialsRevoked], ["n8", 1]);
+  assert.equal(await server.store.get("node", "n8"), undefined);
+  assert.equal(await server.store.get("instance", "shop-web-a"), undefined);
+  // Its agent cannot come back: its credential is refused.
+  assert.equal((await call("POST", "/nodes/n8/heartbeat", {}, agent)).status, 401);
+  assert.equal(await server.store.get("node", "n8"), undefined);
+  const events = (await call("GET", "/events?limit=20")).body.items as { reason: string; message: string }[];
+  assert.ok(
+    events.some(
+      (e) => e.reason === "NodeRemoved" && /node n8 removed by .*1 credential\(s\) revoked/.test(e.message),
+    ),
+    JSON.stringify(events.map((e) => e.reason)),
+  );
 });

@@ -257,6 +257,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "POST /api/v1/nodes/:name/cordon": "platform:write",
   "POST /api/v1/nodes/:name/uncordon": "platform:write",
   "POST /api/v1/nodes/:name/drain": "platform:write",
+  "DELETE /api/v1/nodes/:name": "platform:write",
   "POST /api/v1/nodes/:name/join": "node:join",
   "POST /api/v1/nodes/:name/heartbeat": "node:agent",
   "GET /api/v1/nodes/:name/wait": "node:agent",

@@ -1,6 +1,6 @@
 /**
  * Operating the cluster from the CLI: `herd nodes` (list, cordon, uncordon,
- * drain, join-token), `herd instances move`, `herd quota`.
+ * drain, remove, join-token), `herd instances move`, `herd quota`.
  */
 
 import type { CapacityReport, NodeCapacity } from "../api/capacity.ts";
@@ -17,10 +17,11 @@ type NodeRow = Node & { instances?: number; drain?: { done: boolean; message: st
 
 const NODE_ACTIONS = ["cordon", "uncordon", "drain"] as const;
 
-/** `herd nodes`, `herd nodes cordon|uncordon|drain NAME`, `herd nodes join-token`. */
+/** `herd nodes`, `herd nodes cordon|uncordon|drain|remove NAME`, `herd nodes join-token`. */
 export const nodesCommand: CommandSpec = {
   name: "nodes",
-  usage: "herd nodes\nherd nodes cordon|uncordon|drain NAME\nherd nodes join-token [--ttl 1h] [--uses N]",
+  usage:
+    "herd nodes\nherd nodes cordon|uncordon|drain NAME\nherd nodes remove NAME\nherd nodes join-token [--ttl 1h] [--uses N]",
   summary:
     "List the machines running agents: state, instances, CPU and memory used (as measured) / free\n" +
     "(allocatable, CPU × overcommit, minus what placed instances asked for) / allocatable (×N: CPU\n" +
@@ -29,6 +30,9 @@ export const nodesCommand: CommandSpec = {
     "cordon: place nothing new there. drain: cordon and move its cattle elsewhere, each replaced\n" +
     "before it stops (a drain that cannot place replacements waits and says why; pets stay until\n" +
     "moved with `herd instances move`). uncordon: take instances again (ends a drain).\n" +
+    "remove: forget a machine for good: its record goes and its credential is revoked (it joins\n" +
+    "again only with a new join token); a live node must hold nothing (drain it first), a lost\n" +
+    "one no pets (its replaced cattle go with it).\n" +
     "join-token (platform admins): a token a new machine's agent trades once for its node's own\n" +
     "credential (`herd agent --server URL --join-token T --name NAME`); valid for --ttl, for any\n" +
     "number of machines or --uses of them.",
@@ -83,10 +87,22 @@ export const nodesCommand: CommandSpec = {
       }
       return 0;
     }
-    if (!(NODE_ACTIONS as readonly string[]).includes(action))
+    if (!(NODE_ACTIONS as readonly string[]).includes(action) && action !== "remove")
       throw new UsageError(`unknown nodes action: ${action}`, "nodes");
     if (!name) throw new UsageError(`nodes ${action} needs the node's name`, "nodes");
     if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "nodes");
+    if (action === "remove") {
+      const removed = await client.delete<{ removed: string; instances: number; credentialsRevoked: number }>(
+        `/nodes/${encodeURIComponent(name)}`,
+      );
+      if (ctx.flags.json) printJson(ctx.stdout, removed);
+      else
+        println(
+          ctx.stdout,
+          `Removed node ${name}${removed.instances > 0 ? ` and ${removed.instances} instance record(s) it held` : ""}; its credential is revoked (stop its agent; to join again it needs a new join token).`,
+        );
+      return 0;
+    }
     const node = await client.post<Node>(`/nodes/${encodeURIComponent(name)}/${action}`);
     if (ctx.flags.json) printJson(ctx.stdout, node);
     else

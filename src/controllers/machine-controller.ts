@@ -32,6 +32,7 @@ import {
   unschedulable,
 } from "./machine-plan.ts";
 import type { MachineProvider } from "./machine-provider.ts";
+import { revokeTokens } from "./revoke-tokens.ts";
 
 export interface MachineControllerOptions {
   provider: MachineProvider;
@@ -322,14 +323,6 @@ export class MachineController {
 
   async #revokeWhere(match: (t: Token) => boolean): Promise<void> {
     const { store, clock } = this.#ctx;
-    for (const o of (await store.list<Token>("token")).items) {
-      if (!match(o.value) || o.value.revokedAt) continue;
-      const revoked: Token = {
-        ...o.value,
-        revokedAt: new Date(clock.now()).toISOString(),
-        revokedBy: "machine provider",
-      };
-      await store.put("token", o.key, revoked, { expectRevision: o.revision }).catch(() => {});
-    }
+    await revokeTokens(store, match, "machine provider", new Date(clock.now()).toISOString());
   }
 }

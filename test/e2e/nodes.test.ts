@@ -9,7 +9,7 @@
 // kill → serving-elsewhere figure this prints is the one users get.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -474,3 +474,42 @@ function send(host: string, method: string, body?: string): Promise<{ status: nu
     req.end(body);
   });
 }
+
+test("a machine is retired: drained, its agent stopped, herd nodes remove forgets it and its credential is refused", async (t: TestContext) => {
+  await deploy(t, "retire", { web: "instances: 3" });
+  const live = new Set((await nodes()).filter((n) => n.state === "ready").map((n) => n.name));
+  const counts = new Map<string, number>();
+  for (const i of await running("retire"))
+    if (live.has(i.node!)) counts.set(i.node!, (counts.get(i.node!) ?? 0) + 1);
+  const busiest = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const target = cluster.nodes.find((n) => n.name === busiest);
+  assert.ok(target, `a ready node running retire: ${[...counts]}`);
+  const busy = await cluster.cli(["nodes", "remove", target.name]);
+  assert.equal(busy.code, 1, busy.stdout);
+  assert.match(busy.stderr, new RegExp(`node ${target.name} still holds retire-web-.*: drain it first`));
+  assert.equal((await cluster.cli(["nodes", "drain", target.name])).code, 0);
+  await waitFor("the node to be drained", async () =>
+    (await nodes()).find((x) => x.name === target.name)?.drain?.done ? true : undefined,
+  );
+  await target.stop();
+  const removed = await cluster.cli(["nodes", "remove", target.name]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.match(removed.stdout, new RegExp(`Removed node ${target.name}.*its credential is revoked`));
+  assert.equal(
+    (await nodes()).find((n) => n.name === target.name),
+    undefined,
+  );
+  const listed = await cluster.cli(["nodes"]);
+  assert.doesNotMatch(listed.stdout, new RegExp(`^${target.name} `, "m"));
+  // The credential its agent kept is refused: it cannot heartbeat the node back.
+  const { token } = JSON.parse(readFileSync(join(target.dataDir, "credential.json"), "utf8")) as {
+    token: string;
+  };
+  const res = await fetch(`${cluster.url}/api/v1/nodes/${target.name}/heartbeat`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.equal(res.status, 401);
+  assert.equal((await cluster.cli(["nodes", "remove", target.name])).code, 1, "gone already: 404");
+});

@@ -1,11 +1,13 @@
 /**
- * Operating the cluster: cordon, uncordon and drain nodes, move instances.
- * Tenants and their quotas are in tenants.ts.
+ * Operating the cluster: cordon, uncordon, drain and remove nodes, move
+ * instances. Tenants and their quotas are in tenants.ts.
  */
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { revokeTokens } from "../../controllers/revoke-tokens.ts";
+import { FINISHED, type Run } from "../../model/job.ts";
 import type { Instance, Node } from "../../model/objects.ts";
 import type { StoredObject } from "../../store/store.ts";
 import type { ApiDeps } from "../deps.ts";
@@ -13,6 +15,19 @@ import { AppParams, NodeParams, TenantQuery, tenantOf } from "../schemas.ts";
 
 const MoveBody = T.Object({ to: T.Optional(NodeParams.properties.name) }, { additionalProperties: false });
 const InstanceParams = T.Object({ app: AppParams.properties.app, id: T.String({ maxLength: 100 }) });
+
+/**
+ * What removing a node would leave without a home: on a live node every
+ * instance not stopped (its agent would keep running what herd forgot) and
+ * every unfinished run; on a lost one what should still run (its pets: its
+ * cattle were replaced, its runs failed).
+ */
+export function removalBlockers(lost: boolean, instances: Instance[], runs: Run[]): string[] {
+  return [
+    ...instances.filter((i) => (lost ? i.desired === "running" : i.state !== "stopped")).map((i) => i.id),
+    ...(lost ? [] : runs.filter((r) => !FINISHED.has(r.state)).map((r) => `run ${r.id}`)),
+  ];
+}
 
 export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store } = deps;
@@ -70,6 +85,62 @@ export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "Cordon a node and move its cattle elsewhere, each replaced before it stops",
     (n) => ({ ...n, schedulable: false, draining: true }),
     (n) => `node ${n} draining: its instances are being replaced elsewhere`,
+  );
+
+  api.delete(
+    "/nodes/:name",
+    {
+      schema: {
+        summary: "Remove a node for good: its record goes and its credential is revoked",
+        description:
+          "A node that is not lost may hold no instance and no unfinished run (drain it, move its pets); a lost node's replaced cattle go with it, but its pets must be moved first. 409 names what is left. Its agent cannot heartbeat again: a machine joins anew with a join token.",
+        tags: ["nodes"],
+        params: NodeParams,
+      },
+    },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      let revoked = 0;
+      for (;;) {
+        const o = await store.get<Node>("node", name);
+        if (!o) throw notFound(`no node ${name}`);
+        const lost = o.value.state === "lost";
+        const here = (await store.list<Instance>("instance")).items.filter((i) => i.value.node === name);
+        const runs = (await store.list<Run>("run")).items.filter((r) => r.value.node === name);
+        const what = removalBlockers(
+          lost,
+          here.map((i) => i.value),
+          runs.map((r) => r.value),
+        );
+        if (what.length > 0) {
+          const shown =
+            what.length > 5 ? `${what.slice(0, 5).join(", ")} and ${what.length - 5} more` : what.join(", ");
+          throw conflict(
+            `node ${name} still holds ${shown}: ${
+              lost
+                ? "a pet on a lost node waits for it; move it first (herd instances move ID)"
+                : `drain it first (herd nodes drain ${name}), move its pets (herd instances move ID) and let its runs end`
+            }`,
+          );
+        }
+        // Its credential first: a heartbeat after this is refused, so none writes the node back.
+        revoked += await revokeTokens(
+          store,
+          (t) => t.kind === "agent" && t.node === name,
+          req.herd.principal.label,
+        );
+        // A heartbeat written meanwhile: looked at again.
+        if (!(await store.delete("node", name, { expectRevision: o.revision }).catch(() => false))) continue;
+        for (const i of here)
+          await store.delete("instance", i.key, { expectRevision: i.revision }).catch(() => {});
+        await deps.events.record({
+          node: name,
+          reason: "NodeRemoved",
+          message: `node ${name} removed by ${req.herd.principal.label}${here.length > 0 ? ` with ${here.length} stopped or replaced instance record(s)` : ""}; ${revoked} credential(s) revoked: its agent cannot come back without a new join token`,
+        });
+        return { removed: name, instances: here.length, credentialsRevoked: revoked };
+      }
+    },
   );
 
   api.post(

@@ -8,6 +8,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { revokeTokens } from "../../controllers/revoke-tokens.ts";
 import { type Member, TOKEN_PREFIX, type Token, type TokenKind, type User } from "../../model/identity.ts";
 import type { Tenant } from "../../model/objects.ts";
 import { parseDuration } from "../../observe/promql/parser.ts";
@@ -287,9 +288,5 @@ export function identityRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
 /** Revokes every token of a user (when it is deleted or leaves its only tenant). */
 export async function revokeAll(deps: ApiDeps, user: string, by: string): Promise<void> {
-  const now = new Date().toISOString();
-  for (const o of (await deps.store.list<Token>("token")).items) {
-    if (o.value.kind !== "user" || o.value.user !== user || o.value.revokedAt) continue;
-    await deps.store.put("token", o.key, { ...o.value, revokedAt: now, revokedBy: by });
-  }
+  await revokeTokens(deps.store, (t) => t.kind === "user" && t.user === user, by);
 }

@@ -25,9 +25,20 @@ const DigestParams = {
   required: ["digest"],
 } as const;
 
-/** How a drain is going: done, or what it waits for. */
-function drainStatus(here: Instance[], all: Instance[]): { done: boolean; message: string } {
-  if (here.length === 0) return { done: true, message: "drained" };
+/**
+ * How a drain is going: done (nothing runs there any more: its agent may be
+ * stopped and the node removed), or what it waits for.
+ */
+function drainStatus(node: string, all: Instance[]): { done: boolean; message: string } {
+  const here = all.filter((i) => i.node === node && i.desired === "running");
+  // Replaced, still stopping there (draining their requests first): not done until they stopped.
+  const stopping = all.filter((i) => i.node === node && i.desired === "stopped" && i.state !== "stopped");
+  if (here.length === 0 && stopping.length === 0) return { done: true, message: "drained" };
+  if (here.length === 0)
+    return {
+      done: false,
+      message: `${stopping.length} replaced instance${stopping.length === 1 ? "" : "s"} stopping`,
+    };
   const waits = new Set<string>();
   for (const i of here) {
     if (i.mode === "pet") {
@@ -68,7 +79,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       return {
         ...o.value,
         instances: here.length,
-        ...(o.value.draining ? { drain: drainStatus(here, instances) } : {}),
+        ...(o.value.draining ? { drain: drainStatus(o.value.name, instances) } : {}),
       };
     });
     return { items };
