@@ -4,6 +4,7 @@
 // plane answers itself are not pages: /api/…, /metrics (its own Prometheus
 // metrics, hence the Metrics page at /charts), /healthz.
 
+import { AddonsPage } from "./pages/addons.tsx";
 import { AlertsPage } from "./pages/alerts.tsx";
 import { AppPage } from "./pages/app.tsx";
 import { CatalogPage } from "./pages/catalog.tsx";
@@ -33,6 +34,7 @@ export const PAGES: readonly PageRoute[] = [
   { path: "/traces/top", title: () => "Top-N", page: TraceTopPage },
   { path: "/traces/:id", title: (p) => `Trace ${p.id.slice(-16)}`, page: TracePage },
   { path: "/alerts", title: () => "Alerts", page: AlertsPage, nav: "Alerts" },
+  { path: "/addons", title: () => "Add-ons", page: AddonsPage, nav: "Add-ons" },
   { path: "/nodes", title: () => "Nodes", page: NodesPage, nav: "Nodes" },
   { path: "/gateways", title: () => "Gateways", page: GatewaysPage, nav: "Gateways" },
   { path: "/quotas", title: () => "Quotas", page: QuotasPage, nav: "Quotas" },

@@ -265,6 +265,7 @@ test("the operations pages show their data within 1 s", async () => {
       "/quotas",
       () => page.getByTestId("quota-default").filter({ hasText: "units in use" }).waitFor(),
     ],
+    ["add-ons", "/addons", () => page.getByTestId("addons-none").waitFor()],
     ["all events", "/events", () => page.getByText(/Events \(/).waitFor()],
     [
       "gateways",

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { ensureRedis } from "../../src/addons/redis.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
 
 const SHOTS = join(import.meta.dirname, "screenshots");
@@ -195,6 +196,8 @@ test("an admin cordons and uncordons a node; a viewer has no such button and the
     await page.getByTestId(`cordon-${name}`).waitFor();
     const nodes = await herd!.api<{ items: { name: string; schedulable: boolean }[] }>("GET", "/nodes");
     assert.equal(nodes.body.items.find((n) => n.name === name)?.schedulable, true);
+    // Remove is offered only for a drained or lost node: not for this ready one.
+    assert.equal(await page.getByTestId(`remove-${name}`).count(), 0);
     await shot(page, "nodes");
     assert.deepEqual(admin.errors, []);
   } finally {
@@ -274,6 +277,7 @@ const PAGES = [
   ["nodes", "/nodes"],
   ["gateways", "/gateways"],
   ["quotas", "/quotas"],
+  ["addons", "/addons"],
   ["events", "/events"],
   ["catalog", "/catalog"],
   ["catalog-app", "/catalog/hello"],
@@ -318,5 +322,46 @@ test("screenshots of every page, light and dark; the map and metrics at phone wi
     }
   } finally {
     await phone.context.close();
+  }
+});
+
+// Last: binding the add-on redeploys hello, which the tests above send traffic to.
+test("add-ons: a redis add-on bound to hello, backed up from the page and the backup deleted; a viewer has no buttons", async () => {
+  await ensureRedis();
+  const made = await herd!.cli(["addons", "create", "redis", "--app", "hello", "--name", "cache"], {
+    timeoutMs: 180_000,
+  });
+  assert.equal(made.code, 0, made.stdout + made.stderr);
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/addons`);
+    await page.getByTestId("addon-state-cache").filter({ hasText: "running" }).waitFor({ timeout: 120_000 });
+    assert.match((await page.getByTestId("bindings-cache").textContent()) ?? "", /hello gets REDIS_URL/);
+    await page.getByTestId("backup-now-cache").click();
+    const row = page.getByTestId("backups-cache").locator("tbody tr");
+    await row.first().waitFor({ timeout: 60_000 });
+    assert.match((await row.first().textContent()) ?? "", /manual.*the keyspace/);
+    const listed = await herd!.api<{ items: { id: string }[] }>("GET", "/addons/cache/backups");
+    assert.equal(listed.body.items.length, 1);
+    const [{ id }] = listed.body.items;
+    await shot(page, "addons");
+    await page.getByTestId(`delete-backup-${id}`).click();
+    await page.getByRole("button", { name: `Confirm delete ${id}` }).click();
+    await page.getByTestId(`backup-${id}`).waitFor({ state: "detached" });
+    assert.equal(
+      (await herd!.api<{ items: unknown[] }>("GET", "/addons/cache/backups")).body.items.length,
+      0,
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/addons`);
+    await viewer.page.getByTestId("addon-state-cache").waitFor();
+    assert.equal(await viewer.page.getByRole("button", { name: /Back up now|Restore|Delete/ }).count(), 0);
+  } finally {
+    await viewer.context.close();
   }
 });

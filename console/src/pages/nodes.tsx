@@ -1,8 +1,10 @@
 // Nodes: each node's state, CPU and memory requested of allocatable (bars)
 // and used, its instances; a platform admin also sees labels, agent version
-// and drain progress, and may cordon, uncordon and drain.
+// and drain progress, and may cordon, uncordon and drain, and remove a node
+// that is drained or lost (its credential is revoked with it).
 //
-//   GET /capacity (every role) · GET /nodes (platform:read) · POST /nodes/:name/cordon|uncordon|drain (platform:write)
+//   GET /capacity (every role) · GET /nodes (platform:read) · POST /nodes/:name/cordon|uncordon|drain,
+//   DELETE /nodes/:name (platform:write)
 
 import type { Node } from "../../../src/model/objects.ts";
 import type { Capacity } from "../api-types.ts";
@@ -29,6 +31,11 @@ export function NodesPage() {
   const byName = new Map((nodes.data?.items ?? []).map((n) => [n.name, n]));
   const act = (name: string, what: "cordon" | "uncordon" | "drain") => async () => {
     await client.post(`/nodes/${encodeURIComponent(name)}/${what}`, undefined, { scoped: false });
+    capacity.reload();
+    nodes.reload();
+  };
+  const remove = (name: string) => async () => {
+    await client.call(`/nodes/${encodeURIComponent(name)}`, { method: "DELETE", scoped: false });
     capacity.reload();
     nodes.reload();
   };
@@ -106,6 +113,15 @@ export function NodesPage() {
                         testId={`drain-${c.name}`}
                       />
                     )}
+                    {n && (n.state === "lost" || n.drain?.done) ? (
+                      <ActionButton
+                        label="Remove"
+                        kind="danger"
+                        confirm={`Confirm remove ${c.name} (its credential is revoked)`}
+                        onAct={remove(c.name)}
+                        testId={`remove-${c.name}`}
+                      />
+                    ) : null}
                   </div>
                 ) : null}
               </Section>
