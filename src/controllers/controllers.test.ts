@@ -653,6 +653,27 @@ test("user: image deploys only in a tenant allowed it, and an instance gets it o
   assert.deepEqual(all.map((i) => i.run.imageUser ?? false).sort(), [false, true]);
 });
 
+test("a cordon written between a heartbeat's read and write: the heartbeat retries, keeps the cordon, answers no 409", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  h.clock.advance(60_000); // the next heartbeat writes the node (its last write is old)
+  const put = h.store.put.bind(h.store);
+  let cordoned = false;
+  h.store.put = (async (kind, key, value, options) => {
+    if (kind === "node" && !cordoned) {
+      cordoned = true;
+      const o = (await h.store.get<Node>("node", "n1"))!;
+      await put("node", "n1", { ...o.value, schedulable: false }, { expectRevision: o.revision });
+    }
+    return put(kind, key, value, options);
+  }) as typeof h.store.put;
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  assert.ok(cordoned, "the competing write happened");
+  const n = (await h.store.get<Node>("node", "n1"))!.value;
+  assert.equal(n.schedulable, false, "the cordon stays");
+  assert.equal(n.lastHeartbeat, new Date(h.clock.now()).toISOString(), "the heartbeat was written");
+});
+
 test("an operator moves a pet to another node: same id, new node", async () => {
   const h = setup();
   await h.m.nodes.handleHeartbeat("n1", hb());

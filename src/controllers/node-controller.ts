@@ -130,13 +130,10 @@ export class NodeController {
     if (this.#lastSeen.has(name)) this.#lastSeen.set(name, this.#ctx.clock.now());
   }
 
-  /** Applies one heartbeat and answers with the node's desired instances. */
-  async handleHeartbeat(name: string, hb: Heartbeat): Promise<HeartbeatReply> {
-    const { store, clock, events } = this.#ctx;
-    const now = clock.now();
-    this.#lastSeen.set(name, now);
+  /** Writes the node as this heartbeat tells it (when something changed, or now and then), with its events. */
+  async #recordNode(name: string, hb: Heartbeat, now: number): Promise<void> {
+    const { store, events } = this.#ctx;
     const nowIso = new Date(now).toISOString();
-
     // The informer, synced: as fresh as a store read, without a parse (writes still carry the revision read).
     await this.#ctx.informer.sync();
     const existing = this.#ctx.informer.get<Node>("node", name);
@@ -225,6 +222,22 @@ export class NodeController {
           reason: "NodeReady",
           message: `node ${name} is back (was ${prev.state})`,
         });
+      }
+    }
+  }
+
+  /** Applies one heartbeat and answers with the node's desired instances. */
+  async handleHeartbeat(name: string, hb: Heartbeat): Promise<HeartbeatReply> {
+    const now = this.#ctx.clock.now();
+    this.#lastSeen.set(name, now);
+    // An operator's write (cordon, drain) between the read and the write: read again and retry,
+    // rather than answer the agent 409 for something it did not do.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#recordNode(name, hb, now);
+        break;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "conflict" || attempt >= 3) throw err;
       }
     }
 
