@@ -35,6 +35,7 @@ import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
+import { credentialFile } from "./join.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
 import { STATS_MS, StatsReader, type StatsReading } from "./node-stats.ts";
@@ -414,6 +415,12 @@ export class Agent {
         body,
         HEDGE,
       );
+      if (res.status === 401) {
+        // Revoked (the node was removed: herd nodes remove) or expired: retrying changes nothing by itself.
+        throw new Error(
+          `answered 401: the control plane refuses this node's credential (${(await res.text()).slice(0, 200)}); if the node was removed (herd nodes remove), stop this agent; to join again, remove ${credentialFile(this.#options.dataDir)} (the credential it keeps) and start it with a new --join-token`,
+        );
+      }
       if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
       reply = parseHeartbeatReply(await res.json());
       took();

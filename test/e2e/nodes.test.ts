@@ -511,5 +511,22 @@ test("a machine is retired: drained, its agent stopped, herd nodes remove forget
     body: "{}",
   });
   assert.equal(res.status, 401);
+  // Its agent started again says why it is refused and what to do, and writes no node back.
+  await target.start();
+  try {
+    await waitFor("the agent to say its credential is refused", async () =>
+      /refuses this node's credential .*if the node was removed \(herd nodes remove\), stop this agent/.test(
+        target.output(),
+      )
+        ? true
+        : undefined,
+    );
+    assert.equal(
+      (await nodes()).find((n) => n.name === target.name),
+      undefined,
+    );
+  } finally {
+    await target.stop();
+  }
   assert.equal((await cluster.cli(["nodes", "remove", target.name])).code, 1, "gone already: 404");
 });
