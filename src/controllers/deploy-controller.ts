@@ -33,7 +33,7 @@ import type { Context } from "./context.ts";
 import { checkDependencies, dependencyOrder } from "./dependencies.ts";
 import { checkImageUser } from "./image-user.ts";
 import { checkQuota } from "./quota.ts";
-import { KEPT_RELEASES, pruneReleases } from "./release-history.ts";
+import { KEPT_RELEASES, pruneDeploys, pruneReleases } from "./release-history.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
 
@@ -639,6 +639,9 @@ export class DeployController {
     await deployLogs
       .prune(store, tenant, app)
       .catch((err) => this.#ctx.logger.warn("pruning deploy logs failed", { err, app: key }));
+    await pruneDeploys(store, tenant, app).catch((err) =>
+      this.#ctx.logger.warn("pruning old deploys failed", { err, app: key }),
+    );
     const keep = this.#ctx.settings.keepReleases ?? KEPT_RELEASES;
     const pruned = await pruneReleases(store, tenant, app, keep).catch((err) => {
       this.#ctx.logger.warn("pruning old releases failed", { err, app: key });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MemoryStore } from "../store/memory-store.ts";
-import { pruneReleases } from "./release-history.ts";
+import { pruneDeploys, pruneReleases } from "./release-history.ts";
 
 test("an app keeps its newest releases and every one something uses; other apps are left alone", async () => {
   const store = new MemoryStore();
@@ -44,4 +44,26 @@ test("an app keeps its newest releases and every one something uses; other apps 
   // Nothing more to delete; 0 keeps every release.
   assert.deepEqual(await pruneReleases(store, "default", "shop", 3), []);
   assert.deepEqual(await pruneReleases(store, "default", "shop", 0), []);
+});
+
+test("an app keeps its newest finished deploys; one still rolling out stays, other apps are left alone", async () => {
+  const store = new MemoryStore();
+  const deploy = (app: string, n: number, state: string) =>
+    store.put("deploy", `default/${app}/d${String(n).padStart(3, "0")}`, {
+      id: `d${String(n).padStart(3, "0")}`,
+      tenant: "default",
+      app,
+      state,
+      createdAt: new Date(Date.UTC(2026, 11, 1, 0, n)).toISOString(),
+    });
+  for (let n = 1; n <= 6; n++)
+    await deploy("shop", n, n === 2 ? "rolling_out" : n % 2 ? "succeeded" : "failed");
+  await deploy("blog", 1, "succeeded");
+  assert.equal(await pruneDeploys(store, "default", "shop", 3), 2);
+  const left = (await store.list<{ id: string }>("deploy", { prefix: "default/shop/" })).items.map(
+    (o) => o.value.id,
+  );
+  assert.deepEqual(left.sort(), ["d002", "d004", "d005", "d006"]);
+  assert.equal((await store.list("deploy", { prefix: "default/blog/" })).items.length, 1);
+  assert.equal(await pruneDeploys(store, "default", "shop", 3), 0);
 });

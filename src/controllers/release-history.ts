@@ -12,6 +12,7 @@
  * names.
  *
  *   deploy ends ─► pruneReleases(app) ─► store.delete(release) … ─► ReleasesPruned event
+ *              └─► pruneDeploys(app): finished deploys past the newest 100 (their logs went at 20)
  */
 
 import { FINISHED, type Run } from "../model/job.ts";
@@ -27,6 +28,30 @@ import type { VersionSet } from "../model/version-set.ts";
 import type { Store } from "../store/store.ts";
 
 export const KEPT_RELEASES = 50;
+/** Finished deploys an app keeps (its history: `herd deploys`); their logs are kept for fewer (deploy-log.ts). */
+export const KEPT_DEPLOYS = 100;
+
+/**
+ * Deletes an app's finished deploys beyond its newest `keep`: without it
+ * every deploy stays a store object for good (an etcd store has a size
+ * quota). A deploy still building or rolling out always stays.
+ */
+export async function pruneDeploys(
+  store: Store,
+  tenant: string,
+  app: string,
+  keep = KEPT_DEPLOYS,
+): Promise<number> {
+  const finished = (await store.list<Deploy>("deploy", { prefix: `${appKey(tenant, app)}/` })).items
+    .filter((o) => o.value.state === "succeeded" || o.value.state === "failed")
+    .sort(
+      (a, b) => b.value.createdAt.localeCompare(a.value.createdAt) || b.value.id.localeCompare(a.value.id),
+    );
+  let deleted = 0;
+  for (const o of finished.slice(keep))
+    if (await store.delete("deploy", o.key, { expectRevision: o.revision }).catch(() => false)) deleted++;
+  return deleted;
+}
 
 /** Deletes the app's releases older than its newest `keep` that nothing uses; returns their versions. */
 export async function pruneReleases(
