@@ -33,7 +33,7 @@ import type { Context } from "./context.ts";
 import { checkDependencies, dependencyOrder } from "./dependencies.ts";
 import { checkImageUser } from "./image-user.ts";
 import { checkQuota } from "./quota.ts";
-import { KEPT_RELEASES, pruneDeploys, pruneReleases } from "./release-history.ts";
+import { pruneHistory } from "./release-history.ts";
 import { checkHostsOwned, checkRouteFree, routeOwners } from "./route-owners.ts";
 import { clampToAutoscale } from "./scale.ts";
 
@@ -636,31 +636,7 @@ export class DeployController {
       message: message.split("\n")[0],
     });
     deployLogs.append(id, "done", message, state);
-    await deployLogs
-      .prune(store, tenant, app)
-      .catch((err) => this.#ctx.logger.warn("pruning deploy logs failed", { err, app: key }));
-    await pruneDeploys(store, tenant, app).catch((err) =>
-      this.#ctx.logger.warn("pruning old deploys failed", { err, app: key }),
-    );
-    const keep = this.#ctx.settings.keepReleases ?? KEPT_RELEASES;
-    const pruned = await pruneReleases(store, tenant, app, keep).catch((err) => {
-      this.#ctx.logger.warn("pruning old releases failed", { err, app: key });
-      return [];
-    });
-    if (pruned.length > 0)
-      await events.record({
-        tenant,
-        app,
-        reason: "ReleasesPruned",
-        type: "normal",
-        message: `deleted ${
-          pruned.length === 1
-            ? `release v${pruned[0]}`
-            : pruned.length <= 5
-              ? `releases ${pruned.map((v) => `v${v}`).join(", ")}`
-              : `${pruned.length} releases, v${pruned[0]} to v${pruned.at(-1)}`
-        }: the app keeps its newest ${keep} and those in use (--keep-releases)`,
-      });
+    await pruneHistory(this.#ctx, tenant, app);
   }
 }
 

@@ -9,6 +9,7 @@ import { after, test } from "node:test";
 import type { Deploy } from "../model/objects.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { DeployLogs, KEPT_DEPLOY_LOGS } from "./deploy-log.ts";
+import { finishedDeploys } from "./release-history.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "herd-deploy-log-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,7 +36,7 @@ test("prune keeps the logs of an app's newest finished deploys, and every runnin
   await deploy("shop", "d4", 4, "succeeded");
   await deploy("shop", "d5", 5, "succeeded");
   await deploy("blog", "b1", 0, "succeeded");
-  await logs.prune(store, "default", "shop");
+  logs.prune((await finishedDeploys(store, "default", "shop")).map((o) => o.value));
   const kept = ["d1", "d2", "d3", "d4", "d5", "b1"].filter((id) => logs.has(id));
   assert.deepEqual(kept, ["d3", "d4", "d5", "b1"]);
   assert.deepEqual(logs.read("d1"), []);

@@ -4,13 +4,12 @@
  * final `done` entry. Kept as NDJSON files in the data dir so a
  * reconnecting client (or a restarted server) can replay them, for the last
  * `keepPerApp` finished deploys of each app (older ones are removed as a
- * deploy finishes; their Deploy objects stay).
+ * deploy finishes, by release-history.ts pruneHistory).
  */
 
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { appKey, type Deploy, type DeployState } from "../model/objects.ts";
-import type { Store } from "../store/store.ts";
+import type { Deploy, DeployState } from "../model/objects.ts";
 
 /** How many finished deploys of an app keep their logs by default. */
 export const KEPT_DEPLOY_LOGS = 20;
@@ -41,14 +40,11 @@ export class DeployLogs {
   }
 
   /**
-   * Removes the logs of an app's finished deploys beyond the newest
-   * `keepPerApp` (deploys still running always keep theirs).
+   * Removes the logs of an app's finished deploys (newest first:
+   * release-history.ts finishedDeploys) beyond the newest `keepPerApp`;
+   * deploys still running are not in the list and keep theirs.
    */
-  async prune(store: Store, tenant: string, app: string): Promise<void> {
-    const finished = (await store.list<Deploy>("deploy", { prefix: `${appKey(tenant, app)}/` })).items
-      .map((o) => o.value)
-      .filter((d) => d.state === "succeeded" || d.state === "failed")
-      .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
+  prune(finished: readonly Pick<Deploy, "id">[]): void {
     for (const d of finished.slice(this.keepPerApp)) rmSync(this.#file(d.id), { force: true });
   }
 

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { controlPlaneInformer } from "../store/informer-kinds.ts";
 import { MemoryStore } from "../store/memory-store.ts";
-import { pruneDeploys, pruneReleases } from "./release-history.ts";
+import { finishedDeploys, pruneDeploys, pruneReleases } from "./release-history.ts";
 
-test("an app keeps its newest releases and every one something uses; other apps are left alone", async () => {
+test("an app keeps its newest releases and every one something uses; other apps are left alone", async (t) => {
   const store = new MemoryStore();
+  const informer = controlPlaneInformer(store);
+  t.after(() => informer.stop());
   const release = (app: string, version: number) =>
     store.put("release", `default/${app}/${String(version).padStart(8, "0")}`, {
       tenant: "default",
@@ -35,15 +38,15 @@ test("an app keeps its newest releases and every one something uses; other apps 
     steps: [{ app: "shop", version: 9, from: 1 }],
   });
 
-  assert.deepEqual(await pruneReleases(store, "default", "shop", 3), [2, 6, 8]);
+  assert.deepEqual(await pruneReleases(store, informer, "default", "shop", 3), [2, 6, 8]);
   const left = (await store.list<{ version: number }>("release", { prefix: "default/shop/" })).items
     .map((o) => o.value.version)
     .sort((a, b) => a - b);
   assert.deepEqual(left, [1, 3, 4, 5, 7, 9, 10, 11, 12]);
   assert.equal((await store.list("release", { prefix: "default/blog/" })).items.length, 1);
   // Nothing more to delete; 0 keeps every release.
-  assert.deepEqual(await pruneReleases(store, "default", "shop", 3), []);
-  assert.deepEqual(await pruneReleases(store, "default", "shop", 0), []);
+  assert.deepEqual(await pruneReleases(store, informer, "default", "shop", 3), []);
+  assert.deepEqual(await pruneReleases(store, informer, "default", "shop", 0), []);
 });
 
 test("an app keeps its newest finished deploys; one still rolling out stays, other apps are left alone", async () => {
@@ -59,11 +62,11 @@ test("an app keeps its newest finished deploys; one still rolling out stays, oth
   for (let n = 1; n <= 6; n++)
     await deploy("shop", n, n === 2 ? "rolling_out" : n % 2 ? "succeeded" : "failed");
   await deploy("blog", 1, "succeeded");
-  assert.equal(await pruneDeploys(store, "default", "shop", 3), 2);
+  assert.equal(await pruneDeploys(store, await finishedDeploys(store, "default", "shop"), 3), 2);
   const left = (await store.list<{ id: string }>("deploy", { prefix: "default/shop/" })).items.map(
     (o) => o.value.id,
   );
   assert.deepEqual(left.sort(), ["d002", "d004", "d005", "d006"]);
   assert.equal((await store.list("deploy", { prefix: "default/blog/" })).items.length, 1);
-  assert.equal(await pruneDeploys(store, "default", "shop", 3), 0);
+  assert.equal(await pruneDeploys(store, await finishedDeploys(store, "default", "shop"), 3), 0);
 });
