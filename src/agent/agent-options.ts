@@ -1,5 +1,6 @@
 /** What a node agent is told at start (`herd agent` flags, herd up) and its defaults. */
 
+import { availableParallelism, totalmem } from "node:os";
 import type { Logger } from "../common/log.ts";
 import type { Resources, Taint } from "../model/objects.ts";
 import type { RuntimeDriver } from "./driver.ts";
@@ -79,6 +80,21 @@ export interface AgentOptions {
 
 /** What an agent keeps back for the system by default: a tenth of a core and 256 MiB. */
 export const DEFAULT_RESERVE: Resources = { cpu: 0.1, memory: 256 * 1024 * 1024 };
+
+/** The node's capacity: as given, else this machine's cores and memory. */
+export function capacityOf(options: Pick<AgentOptions, "capacity">): Resources {
+  return options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
+}
+
+/** Capacity minus the reserve: what instances may be given. */
+export function allocatableOf(options: Pick<AgentOptions, "capacity" | "reserve">): Resources {
+  const capacity = capacityOf(options);
+  const reserve = options.reserve ?? DEFAULT_RESERVE;
+  return {
+    cpu: Math.max(0, capacity.cpu - reserve.cpu),
+    memory: Math.max(0, capacity.memory - reserve.memory),
+  };
+}
 
 /**
  * CPU requests a node takes by default: twice its allocatable cores. CPU is

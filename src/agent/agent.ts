@@ -15,7 +15,6 @@
  */
 
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { HEDGE } from "../common/hedge.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
@@ -23,10 +22,9 @@ import { type MetricsServer, startMetricsServer } from "../common/metrics-server
 import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
-import type { Resources } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
-import { type AgentOptions, DEFAULT_CPU_OVERCOMMIT, DEFAULT_RESERVE } from "./agent-options.ts";
+import { type AgentOptions, allocatableOf, capacityOf, DEFAULT_CPU_OVERCOMMIT } from "./agent-options.ts";
 import type { Containers } from "./containers.ts";
 import { ControlPlaneCalls } from "./control-plane-calls.ts";
 import type { InstanceProcess } from "./driver.ts";
@@ -35,7 +33,7 @@ import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
-import { credentialFile } from "./join.ts";
+import { refusedCredential } from "./join.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
 import { STATS_MS, StatsReader, type StatsReading } from "./node-stats.ts";
@@ -51,9 +49,6 @@ const STOP_GRACE_MS = 10_000;
 // How long Agent.stop waits for starts and stops in progress (a stop may take STOP_GRACE_MS).
 const STOP_WAIT_MS = STOP_GRACE_MS + 5000;
 const TAIL_LINES = 20;
-/** Slugs no instance here uses that a node keeps (the last used): a rollback or a wake from zero starts warm. */
-const SLUGS_KEPT = 10;
-const SLUG_PRUNE_MS = 10 * 60 * 1000;
 const STATUS_DEBOUNCE_MS = 20;
 /**
  * The CPU ceiling (cores) of an instance with a lower `cpuLimit` until its
@@ -82,8 +77,6 @@ export class Agent {
   readonly #driver: DriverSet;
   readonly #ownsDriver: boolean;
   readonly #slugs: SlugCache;
-  #slugsPrunedAt = 0;
-  #slugsPruning = false;
   #warnedNodeModules = false;
   readonly #ports: PortAllocator;
   readonly #heartbeatMs: number;
@@ -200,7 +193,7 @@ export class Agent {
     });
     this.#agentVersion = await readAgentVersion();
     try {
-      this.#driver.shareCpu?.(this.#allocatable().cpu);
+      this.#driver.shareCpu?.(allocatableOf(this.#options).cpu);
     } catch (err) {
       this.#log.warn("cannot weigh the instances' CPU against the machine's other work", { err });
     }
@@ -360,20 +353,6 @@ export class Agent {
     }
   }
 
-  #capacity(): Resources {
-    return this.#options.capacity ?? { cpu: availableParallelism(), memory: totalmem() };
-  }
-
-  /** Capacity minus the reserve: what instances may be given. */
-  #allocatable(): Resources {
-    const capacity = this.#capacity();
-    const reserve = this.#options.reserve ?? DEFAULT_RESERVE;
-    return {
-      cpu: Math.max(0, capacity.cpu - reserve.cpu),
-      memory: Math.max(0, capacity.memory - reserve.memory),
-    };
-  }
-
   /** Sends one heartbeat; returns whether the statuses it carried differ from the last ones sent. */
   async #heartbeat(): Promise<boolean> {
     const stats = await this.#readStats();
@@ -388,8 +367,8 @@ export class Agent {
     const body: Heartbeat = {
       address: this.#options.address ?? "127.0.0.1",
       labels: this.#options.labels ?? {},
-      capacity: this.#capacity(),
-      allocatable: this.#allocatable(),
+      capacity: capacityOf(this.#options),
+      allocatable: allocatableOf(this.#options),
       cpuOvercommit: this.#options.cpuOvercommit ?? DEFAULT_CPU_OVERCOMMIT,
       ...(this.#options.taints?.length ? { taints: this.#options.taints } : {}),
       agentVersion: this.#agentVersion,
@@ -415,12 +394,7 @@ export class Agent {
         body,
         HEDGE,
       );
-      if (res.status === 401) {
-        // Revoked (the node was removed: herd nodes remove) or expired: retrying changes nothing by itself.
-        throw new Error(
-          `answered 401: the control plane refuses this node's credential (${(await res.text()).slice(0, 200)}); if the node was removed (herd nodes remove), stop this agent; to join again, remove ${credentialFile(this.#options.dataDir)} (the credential it keeps) and start it with a new --join-token`,
-        );
-      }
+      if (res.status === 401) throw new Error(refusedCredential(this.#options.dataDir, await res.text()));
       if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
       reply = parseHeartbeatReply(await res.json());
       took();
@@ -486,24 +460,18 @@ export class Agent {
     this.#pruneSlugs();
   }
 
-  /** Every 10 minutes: the slugs nothing here runs or is to run go, but the SLUGS_KEPT used last. */
+  /** Every 10 minutes (slugs.ts): the slugs nothing here runs or is to run go, but the last used. */
   #pruneSlugs(): void {
-    const now = Date.now();
-    if (this.#slugsPruning || now - this.#slugsPrunedAt < SLUG_PRUNE_MS) return;
-    this.#slugsPrunedAt = now;
-    const inUse = new Set<string>();
-    for (const d of this.#desired?.values() ?? []) inUse.add(d.run.slug);
-    for (const inst of this.#instances.values()) if (inst.desired) inUse.add(inst.desired.run.slug);
-    this.#slugsPruning = true;
     this.#slugs
-      .prune(inUse, SLUGS_KEPT)
-      .then((removed) => {
+      .pruneWhenDue(() => {
+        const inUse = new Set([...(this.#desired?.values() ?? [])].map((d) => d.run.slug));
+        for (const inst of this.#instances.values()) if (inst.desired) inUse.add(inst.desired.run.slug);
+        return inUse;
+      })
+      ?.then((removed) => {
         if (removed.length > 0) this.#log.info("removed slugs no instance uses", { count: removed.length });
       })
-      .catch((err) => this.#log.warn("cannot remove old slugs", { err }))
-      .finally(() => {
-        this.#slugsPruning = false;
-      });
+      .catch((err) => this.#log.warn("cannot remove old slugs", { err }));
   }
 
   // One reconcile per instance at a time; a kick while one runs makes it run once more with the latest reply.

@@ -37,6 +37,14 @@ export interface CredentialSources {
 export const credentialFile = (dataDir: string): string => join(dataDir, "credential.json");
 
 /**
+ * What a heartbeat refused with 401 says: the credential was revoked (the
+ * node removed: herd nodes remove) or expired, and retrying changes nothing.
+ */
+export function refusedCredential(dataDir: string, answer: string): string {
+  return `answered 401: the control plane refuses this node's credential (${answer.slice(0, 200)}); if the node was removed (herd nodes remove), stop this agent; to join again, remove ${credentialFile(dataDir)} (the credential it keeps) and start it with a new --join-token`;
+}
+
+/**
  * The token this agent uses: --token, else the node credential in its data
  * dir, else a new one bought with the join token (and kept), else HERD_TOKEN.
  */

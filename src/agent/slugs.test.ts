@@ -180,4 +180,19 @@ test("prune deletes the slugs nothing uses but the last used; one being unpacked
   await cache.unpack(digest, join(root, "app3"));
   assert.ok(existsSync(join(root, "app3", "server.js")));
   assert.equal(requests.length, 2);
+  // The agent asks on every heartbeat reply: one prune, then none for 10 minutes.
+  const first = cache.pruneWhenDue(() => new Set());
+  assert.ok(first, "due at first");
+  assert.equal(
+    cache.pruneWhenDue(() => new Set()),
+    undefined,
+    "one at a time",
+  );
+  await first;
+  assert.equal(
+    cache.pruneWhenDue(() => new Set(), Date.now() + 60_000),
+    undefined,
+    "not due within 10 minutes",
+  );
+  assert.ok(await cache.pruneWhenDue(() => new Set(), Date.now() + 11 * 60_000));
 });

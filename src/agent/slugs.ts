@@ -34,6 +34,10 @@ export interface SlugCacheOptions {
 }
 
 const DIGEST = /^[0-9a-f]{64}$/;
+/** Slugs no instance here uses that a node keeps (the last used): a rollback or a wake from zero starts warm. */
+export const SLUGS_KEPT = 10;
+/** How often pruneWhenDue prunes. */
+const PRUNE_EVERY_MS = 10 * 60 * 1000;
 const VERSION = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
 /** This machine, as runtimes name their platform. */
 const PLATFORM = `${process.platform}-${process.arch}`;
@@ -49,6 +53,8 @@ export class SlugCache {
   readonly #unpacking = new Map<string, number>();
   /** Slugs prune() is deleting: an unpack waits for that, then downloads it again. */
   readonly #pruning = new Map<string, Promise<void>>();
+  #prunedAt = Number.NEGATIVE_INFINITY;
+  #pruneRunning = false;
   /** The digests on disk (read from the directory once, then kept up to date). */
   #held: Set<string> | undefined;
 
@@ -110,6 +116,19 @@ export class SlugCache {
       if (left > 0) this.#unpacking.set(digest, left);
       else this.#unpacking.delete(digest);
     }
+  }
+
+  /**
+   * prune(inUse(), SLUGS_KEPT) when the last one is 10 minutes ago and none
+   * runs; undefined when not due (the agent asks on every heartbeat reply).
+   */
+  pruneWhenDue(inUse: () => ReadonlySet<string>, now = Date.now()): Promise<string[]> | undefined {
+    if (this.#pruneRunning || now - this.#prunedAt < PRUNE_EVERY_MS) return undefined;
+    this.#prunedAt = now;
+    this.#pruneRunning = true;
+    return this.prune(inUse(), SLUGS_KEPT).finally(() => {
+      this.#pruneRunning = false;
+    });
   }
 
   /**
