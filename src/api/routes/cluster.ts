@@ -105,8 +105,11 @@ export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
         const o = await store.get<Node>("node", name);
         if (!o) throw notFound(`no node ${name}`);
         const lost = o.value.state === "lost";
-        const here = (await store.list<Instance>("instance")).items.filter((i) => i.value.node === name);
-        const runs = (await store.list<Run>("run")).items.filter((r) => r.value.node === name);
+        // From the informer's node indexes (synced: as fresh as a store read), not whole kinds.
+        const { informer } = deps.controllers;
+        await informer.sync();
+        const here = informer.by<Instance>("instance", "node", name);
+        const runs = informer.by<Run>("run", "node", name);
         const what = removalBlockers(
           lost,
           here.map((i) => i.value),
