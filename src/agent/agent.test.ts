@@ -552,6 +552,22 @@ test("a big cluster's control plane sets a floor on the heartbeat interval: the 
   assert.ok(more >= 1 && more <= 3, `${more} heartbeats in 2.5 s with a 1 s floor`);
 });
 
+test("answered resolves at the first heartbeat the control plane answers, never for a refused credential", async (t) => {
+  const { newAgent } = await setUp(t, "answered");
+  const refused = newAgent({ token: "herd_agt_revoked", heartbeatMs: 100 });
+  let said = false;
+  void refused.answered.then(() => {
+    said = true;
+  });
+  await refused.start();
+  await sleep(500);
+  await refused.stop();
+  assert.equal(said, false, "a refused agent was answered");
+  const agent = newAgent({ heartbeatMs: 100 });
+  await agent.start();
+  await agent.answered;
+});
+
 test("config: the files and the feed before the start, a new version applied in place, or by a restart when the service asks", async (t) => {
   const { cp, digest, dataDir, newAgent } = await setUp(t, "config");
   const doc = (version: number) => ({

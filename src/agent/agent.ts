@@ -97,6 +97,9 @@ export class Agent {
   readonly #waitAbort = new AbortController();
   #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
+  readonly #answered = Promise.withResolvers<void>();
+  /** Resolves once the control plane first answers a heartbeat (it may refuse the credential for good). */
+  readonly answered = this.#answered.promise;
   /** This agent's own counters (agent-metrics.ts). */
   readonly metrics: AgentMetrics;
   #metricsServer: MetricsServer | undefined;
@@ -408,6 +411,7 @@ export class Agent {
     }
     if (this.#serverAway) this.#log.info("heartbeat answered again");
     this.#serverAway = false;
+    this.#answered.resolve();
     this.#ingestTokens = reply.ingestTokens ?? {};
     this.#services = reply.services ?? {};
     this.#minIntervalMs = reply.minIntervalMs ?? 0;

@@ -10,6 +10,9 @@ import { agentToken, type CredentialSources } from "../agent/join.ts";
 import { createLogger } from "../common/log.ts";
 import { untilSignal } from "./signals.ts";
 
+/** How long after its start an agent that has not joined says so. */
+const NOT_ANSWERED_MS = 5000;
+
 /** Runs an agent; resolves with the exit code once stopped. */
 export async function runAgent(
   options: Omit<AgentOptions, "logger" | "token"> & {
@@ -27,10 +30,22 @@ export async function runAgent(
   });
   const agent = new Agent({ ...rest, token, logger: createLogger("herd").child("agent") });
   await agent.start();
-  process.stdout.write(
-    `herd agent ${options.name} joined ${options.server}; metrics: ${agent.metricsUrl ?? "off"}\n`,
-  );
+  // "joined" once the control plane answers, not before: a refused credential never joins.
+  let joined = false;
+  void agent.answered.then(() => {
+    joined = true;
+    process.stdout.write(
+      `herd agent ${options.name} joined ${options.server}; metrics: ${agent.metricsUrl ?? "off"}\n`,
+    );
+  });
+  const waiting = setTimeout(() => {
+    if (!joined)
+      process.stdout.write(
+        `herd agent ${options.name} started; waiting for ${options.server} to answer its heartbeat (the log above says why it has not yet)\n`,
+      );
+  }, NOT_ANSWERED_MS);
   const signal = await untilSignal();
+  clearTimeout(waiting);
   await agent.stop();
   process.stdout.write(`${signal}: herd agent stopped; its instances keep running\n`);
   return 0;

@@ -48,8 +48,11 @@ export interface ClusterNode {
   dataDir: string;
   /** Whether its agent process runs. */
   running(): boolean;
-  /** Starts (or restarts) its agent; `args` replace the flags it was given. Resolves once it joined. */
-  start(args?: string[]): Promise<void>;
+  /**
+   * Starts (or restarts) its agent; `args` replace the flags it was given.
+   * Resolves once its output matches `until`: by default once it joined (the control plane answered it).
+   */
+  start(args?: string[], until?: RegExp): Promise<void>;
   /** SIGTERM to the agent (its instances keep running, as `herd agent` promises). */
   stop(): Promise<void>;
   /** The machine dies: kill -9 of the agent and every process of its instances. */
@@ -405,19 +408,21 @@ export async function startCluster(options: {
         netns,
         dataDir,
         running: () => agent !== undefined && agent.proc.exitCode === null && agent.proc.signalCode === null,
-        start: async (args) => {
+        start: async (args, pattern = /herd agent \S+ joined/) => {
           if (args) flags = args;
           // The first start joins; later ones use the credential kept in the data dir.
           const [cmd, ...argv] = [...agentArgv(flags), "--server", url, "--join-token", joinToken];
           agent = spawnLogged(cmd, argv);
           const current = agent;
-          await until(current.proc, current.output, /herd agent \S+ joined/, `agent ${name}`);
+          await until(current.proc, current.output, pattern, `agent ${name}`);
         },
         stop: async () => {
           if (!agent || !node.running()) return;
           agent.proc.kill("SIGTERM");
           await exited(agent.proc);
+          // Its output moves to the log once (output() would show it twice otherwise).
           log += agent.output();
+          agent = undefined;
         },
         kill9: async (instancePids) => {
           // In a namespace, every process there belongs to this machine: agent and instances die together.
@@ -433,7 +438,11 @@ export async function startCluster(options: {
               } catch {}
             }
           }
-          if (agent) await exited(agent.proc);
+          if (agent) {
+            await exited(agent.proc);
+            log += agent.output();
+            agent = undefined;
+          }
         },
         cut: () => {
           if (hostEnd) sh("ip", ["link", "set", hostEnd, "down"]);

@@ -511,16 +511,18 @@ test("a machine is retired: drained, its agent stopped, herd nodes remove forget
     body: "{}",
   });
   assert.equal(res.status, 401);
-  // Its agent started again says why it is refused and what to do, and writes no node back.
-  await target.start();
+  // Its agent started again says why it is refused and what to do, never that it joined, and writes no node back.
+  const joins = () => target.output().match(/herd agent \S+ joined/g)?.length ?? 0;
+  const joinedBefore = joins();
+  await target.start(
+    undefined,
+    /refuses this node's credential .*if the node was removed \(herd nodes remove\), stop this agent/,
+  );
   try {
-    await waitFor("the agent to say its credential is refused", async () =>
-      /refuses this node's credential .*if the node was removed \(herd nodes remove\), stop this agent/.test(
-        target.output(),
-      )
-        ? true
-        : undefined,
+    await waitFor("the agent to say it waits for an answer", async () =>
+      /started; waiting for \S+ to answer its heartbeat/.test(target.output()) ? true : undefined,
     );
+    assert.equal(joins(), joinedBefore, "a refused agent said it joined");
     assert.equal(
       (await nodes()).find((n) => n.name === target.name),
       undefined,
