@@ -56,6 +56,8 @@ export interface AuditEntry {
   app?: string;
 }
 
+export type { InstanceConfigStatus } from "../../src/config-center/center.ts";
+export type { EntryChange } from "../../src/config-center/merge.ts";
 export type { LogEntry } from "../../src/observe/log-store.ts";
 export type {
   CallStats,

@@ -7,7 +7,7 @@
 
 import { readFile } from "node:fs/promises";
 import { formatOfName } from "../config-center/entries.ts";
-import type { ConfigHead, ConfigVersion, EffectiveConfig } from "../model/config.ts";
+import type { ConfigHead, ConfigVersion, ConfigVersionSummary, EffectiveConfig } from "../model/config.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import {
@@ -33,16 +33,6 @@ const USAGE = [
   "herd config catalog-gray platform|middleware NAME@V [--tenants T,…] [--rollback]   (platform admin)",
   "herd config set|unset|history|diff … --layer platform|middleware --name NAME   (the catalog; set needs a platform admin)",
 ].join("\n");
-
-interface VersionSummary {
-  version: number;
-  author: string;
-  message: string;
-  createdAt: string;
-  entries: number;
-  rollbackOf?: number;
-  uses?: ConfigVersion["uses"];
-}
 
 interface InstanceStatusRow {
   id: string;
@@ -217,7 +207,7 @@ async function show(
     config = reply.config;
     head = reply.head;
   } else {
-    const versions = await client.get<{ items: VersionSummary[] }>(`${target.base}/versions`);
+    const versions = await client.get<{ items: ConfigVersionSummary[] }>(`${target.base}/versions`);
     const n = version ?? versions.items.at(-1)?.version;
     const v = n === undefined ? undefined : await client.get<ConfigVersion>(`${target.base}/versions/${n}`);
     config = v ? asEffective(v) : null;
@@ -331,7 +321,7 @@ async function change(
     if (middleware !== undefined) body.middleware = middleware === "" ? [] : middleware.split(",");
   }
   const client = await ctx.client();
-  const reply = await client.post<{ version: VersionSummary; head?: ConfigHead }>(
+  const reply = await client.post<{ version: ConfigVersionSummary; head?: ConfigHead }>(
     `${target.base}/versions`,
     body,
   );
@@ -388,7 +378,9 @@ function grayText(g: NonNullable<ConfigHead["gray"]>): string {
 
 async function history(ctx: CliContext, target: Target): Promise<number> {
   const client = await ctx.client();
-  const reply = await client.get<{ items: VersionSummary[]; head?: ConfigHead }>(`${target.base}/versions`);
+  const reply = await client.get<{ items: ConfigVersionSummary[]; head?: ConfigHead }>(
+    `${target.base}/versions`,
+  );
   if (ctx.flags.json) {
     printJson(ctx.stdout, reply);
     return 0;
@@ -467,7 +459,7 @@ async function rollback(
   const version = versionArg(args[0], "VERSION");
   const message = stringFlag(values, "message");
   const client = await ctx.client();
-  const reply = await client.post<{ version: VersionSummary }>(`${target.base}/rollback`, {
+  const reply = await client.post<{ version: ConfigVersionSummary }>(`${target.base}/rollback`, {
     version,
     ...(message !== undefined ? { message } : {}),
   });

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AutoscaleStatus } from "../controllers/autoscale.ts";
-import { autoscaleText, formatTarget } from "./autoscale.ts";
+import { autoscaleTargetText as formatTarget } from "../model/service-spec.ts";
+import { autoscaleText } from "./autoscale.ts";
 
 const now = Date.parse("2026-12-03T12:00:10Z");
 

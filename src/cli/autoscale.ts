@@ -8,6 +8,7 @@
  */
 
 import type { AutoscaleStatus } from "../controllers/autoscale.ts";
+import { autoscaleTargetText as formatTarget } from "../model/service-spec.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
@@ -16,22 +17,6 @@ import type { Items } from "./types.ts";
 
 const num = (v: number) => (Number.isInteger(v) ? String(v) : String(Number(v.toFixed(2))));
 const secs = (ms: number) => `${num(ms / 1000)}s`;
-
-/** "50 rps", "10 in flight", "70% CPU", "300ms p99", "5 of sum(queue)". */
-export function formatTarget(t: AutoscaleStatus["target"]): string {
-  switch (t.metric) {
-    case "rps":
-      return `${num(t.value)} rps`;
-    case "concurrency":
-      return `${num(t.value)} in flight`;
-    case "cpu":
-      return `${num(t.value * 100)}% CPU`;
-    case "p99":
-      return `${num(t.value)}ms p99`;
-    case "query":
-      return `${num(t.value)} of ${t.query}`;
-  }
-}
 
 /** A figure in the target's unit, with what it asks for: "83.2 rps → 2". */
 function figure(t: AutoscaleStatus["target"], value: number | undefined, want: number | undefined): string {

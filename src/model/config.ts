@@ -55,6 +55,17 @@ export interface ConfigVersion {
   rollbackOf?: number;
 }
 
+/** A version as a history lists it (`GET /apps/:app/config/versions`): who, when, why, how many entries. */
+export interface ConfigVersionSummary {
+  version: number;
+  author: string;
+  message: string;
+  createdAt: string;
+  entries: number;
+  uses?: LayerUses;
+  rollbackOf?: number;
+}
+
 /** Who gets a gray version: a share of the app's instances, named instances, or node labels (any that match). */
 export interface GrayTarget {
   /** Percent of the app's instances (1–100), picked by a stable hash of instance id and version. */

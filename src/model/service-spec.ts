@@ -207,6 +207,24 @@ export interface AutoscaleSpec {
   panicWindowMs: number;
 }
 
+const shortNumber = (v: number) => (Number.isInteger(v) ? String(v) : String(Number(v.toFixed(2))));
+
+/** A target as people read it (the CLI's and the console's): "50 rps", "10 in flight", "70% CPU", "300ms p99", "5 of sum(queue)". */
+export function autoscaleTargetText(t: AutoscaleSpec["target"]): string {
+  switch (t.metric) {
+    case "rps":
+      return `${shortNumber(t.value)} rps`;
+    case "concurrency":
+      return `${shortNumber(t.value)} in flight`;
+    case "cpu":
+      return `${shortNumber(t.value * 100)}% CPU`;
+    case "p99":
+      return `${shortNumber(t.value)}ms p99`;
+    case "query":
+      return `${shortNumber(t.value)} of ${t.query}`;
+  }
+}
+
 /** The gateway's active health probe of a service's instances: GET `path`, 2xx or 3xx passes. */
 export interface ProbeSpec {
   path: string;

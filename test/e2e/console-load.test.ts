@@ -203,7 +203,7 @@ test("an app's page shows its 10 instances within 1 s", async () => {
   report("app", r);
 });
 
-test("an app's releases, events and logs show within 1 s", async () => {
+test("an app's releases, events, logs, traffic, config and automation show within 1 s", async () => {
   report("releases", await timeTo("/apps/app-25/releases", () => page.getByTestId("release-v1").waitFor()));
   report(
     "events",
@@ -216,6 +216,28 @@ test("an app's releases, events and logs show within 1 s", async () => {
     await timeTo("/apps/app-25/logs", () =>
       page.getByTestId("log-status").filter({ hasText: "following" }).waitFor(),
     ),
+  );
+  report(
+    "traffic",
+    await timeTo("/apps/app-25/traffic", async () => {
+      await page.getByTestId("traffic-web-breaker").waitFor();
+      await settled();
+    }),
+  );
+  report(
+    "config",
+    await timeTo("/apps/app-25/config", async () => {
+      await page.getByTestId("config-head").waitFor();
+      await page.getByTestId("config-applied").waitFor();
+      await settled();
+    }),
+  );
+  report(
+    "automation",
+    await timeTo("/apps/app-25/automation", async () => {
+      await page.getByTestId("remediation-rules").waitFor();
+      await settled();
+    }),
   );
 });
 

@@ -1,41 +1,33 @@
 // The console's operations pages in a real browser (Debian's chromium driven
-// by playwright-core, as console.test.ts), against a whole `herd up` with
+// by playwright-core, test/e2e/browser.ts), against a whole `herd up` with
 // examples/hello: open a trace from the dependency map, silence an alert, a
 // viewer who cannot cordon a node, a screenshot of every page (light, dark,
 // and three at phone width). The 1 s figure is console-load.test.ts's.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import type { Browser } from "playwright-core";
 import { ensureRedis } from "../../src/addons/redis.ts";
+import { launchBrowser, settled, shot, signIn, viewer } from "./browser.ts";
 import { cleanupHerd, type Herd, startHerd, waitFor } from "./harness.ts";
 
-const SHOTS = join(import.meta.dirname, "screenshots");
 const ARGS = ["--scrape-interval", "2s", "--alert-interval", "1s"];
 let herd: Herd | undefined;
 let browser: Browser | undefined;
-let bin: string;
 let viewerToken: string;
 
 before(async () => {
-  ({ chromium: bin } = await ensureDebianPackages({ chromium: "chromium" }));
-  mkdirSync(SHOTS, { recursive: true });
   herd = await startHerd({ example: true, extraArgs: ARGS });
   await waitFor(
     "hello answers through the gateway",
     async () => (await herd!.request("hello.localhost")).status === 200,
   );
-  browser = await chromium.launch({ executablePath: bin, args: ["--no-sandbox"] });
+  browser = await launchBrowser();
   const ok = (r: { status: number; body: unknown }) => {
     assert.ok(r.status < 300, JSON.stringify(r.body));
     return r.body as Record<string, string>;
   };
-  ok(await herd.api("POST", "/users", { name: "vera" }));
-  ok(await herd.api("PUT", "/tenants/default/members/vera", { role: "viewer" }));
-  viewerToken = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" })).token;
+  viewerToken = (await viewer(herd)).token;
   // An alert that fires at once while hello runs.
   ok(
     await herd.api("PUT", "/alerts/rules/hello-up", {
@@ -51,41 +43,8 @@ after(async () => {
   await cleanupHerd(herd);
 });
 
-async function signedIn(
-  token: string,
-  options: { width?: number; height?: number; dark?: boolean } = {},
-): Promise<{ page: Page; context: BrowserContext; errors: string[] }> {
-  const context = await browser!.newContext({
-    viewport: { width: options.width ?? 1280, height: options.height ?? 860 },
-    colorScheme: options.dark ? "dark" : "light",
-  });
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${herd!.url}/`);
-  await page.getByLabel("Token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByTestId("whoami").waitFor();
-  return { page, context, errors };
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-/** Until nothing on the page says it is loading (the Loading boxes carry aria-busy). */
-async function settled(page: Page, errors: string[] = []): Promise<void> {
-  const h1 = page.locator("main h1");
-  const busy = page.locator("main [aria-busy=true]");
-  // Polled: the console's Content-Security-Policy refuses waitForFunction's eval.
-  for (const started = Date.now(); (await h1.count()) === 0 || (await busy.count()) > 0; ) {
-    if (Date.now() - started > 20_000) {
-      const body = ((await page.locator("body").textContent()) ?? "").slice(0, 400);
-      throw new Error(`${page.url()} still loading after 20 s: ${body} ${errors.join("; ")}`);
-    }
-    await page.waitForTimeout(10);
-  }
-}
+const signedIn = (token: string, options?: Parameters<typeof signIn>[3]) =>
+  signIn(browser!, herd!.url, token, options);
 
 async function traffic(n: number): Promise<void> {
   for (let i = 0; i < n; i++) assert.equal((await herd!.request("hello.localhost")).status, 200);
@@ -269,6 +228,9 @@ test("an admin lets a tenant's containers run as their image's user from the quo
 const PAGES = [
   ["overview", "/"],
   ["app", "/apps/hello"],
+  ["app-traffic", "/apps/hello/traffic"],
+  ["app-config", "/apps/hello/config"],
+  ["app-automation", "/apps/hello/automation"],
   ["metrics", "/charts"],
   ["traces", "/traces"],
   ["traces-map", "/traces/map"],

@@ -7,16 +7,15 @@
 // test/e2e/screenshots/ (git-ignored).
 
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, Locator } from "playwright-core";
 import { create as tarCreate } from "tar";
-import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { launchBrowser, type SignedIn, shot, signIn, viewer } from "./browser.ts";
 import { cleanupHerd, type Herd, ROOT, startHerd } from "./harness.ts";
 
-const SHOTS = join(import.meta.dirname, "screenshots");
 const work = mkdtempSync(join(tmpdir(), "herd-console-"));
 let herd: Herd;
 let browser: Browser | undefined;
@@ -24,22 +23,15 @@ let viewerToken: string;
 let viewerTokenId: string;
 
 before(async () => {
-  const { chromium: bin } = await ensureDebianPackages({ chromium: "chromium" });
-  mkdirSync(SHOTS, { recursive: true });
   // Scraped every 2 s: the overview's sparklines have points within the test.
   herd = await startHerd({ example: true, extraArgs: ["--scrape-interval", "2s"] });
-  // Root cannot run chromium's sandbox; the pages are herd's own.
-  browser = await chromium.launch({ executablePath: bin, args: ["--no-sandbox"] });
+  browser = await launchBrowser();
   const ok = (r: { status: number; body: unknown }) => {
     assert.ok(r.status < 300, JSON.stringify(r.body));
     return r.body as Record<string, string>;
   };
   ok(await herd.api("POST", "/tenants", { name: "acme" }));
-  ok(await herd.api("POST", "/users", { name: "vera" }));
-  ok(await herd.api("PUT", "/tenants/default/members/vera", { role: "viewer" }));
-  const created = ok(await herd.api("POST", "/tokens", { name: "console test", user: "vera" }));
-  viewerToken = created.token;
-  viewerTokenId = created.id;
+  ({ token: viewerToken, id: viewerTokenId } = await viewer(herd));
 });
 
 after(async () => {
@@ -48,32 +40,15 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** A signed-in page in a new context (its own storage) of the given size and colour scheme. */
-async function signedIn(
-  token: string,
-  options: { width?: number; height?: number; dark?: boolean } = {},
-): Promise<{ page: Page; context: BrowserContext }> {
-  const context = await browser!.newContext({
-    viewport: { width: options.width ?? 1280, height: options.height ?? 860 },
-    colorScheme: options.dark ? "dark" : "light",
-  });
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${herd.url}/`);
-  await page.getByLabel("Token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByTestId("whoami").waitFor();
-  assert.deepEqual(errors, []);
-  return { page, context };
+/** A signed-in page whose scripts raised nothing while signing in. */
+async function signedIn(token: string, options?: Parameters<typeof signIn>[3]): Promise<SignedIn> {
+  const signed = await signIn(browser!, herd.url, token, options);
+  assert.deepEqual(signed.errors, []);
+  return signed;
 }
 
 /** A locator's text ("" for none). */
 const text = async (l: Locator) => (await l.textContent()) ?? "";
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
 
 /** Some traffic through the gateway, so the overview's sparklines have something to draw. */
 async function traffic(n: number): Promise<void> {

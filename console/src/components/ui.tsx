@@ -101,6 +101,26 @@ export function Section(props: { title: string; children: ReactNode; actions?: R
   );
 }
 
+/** A table's header row: a column per name, and with `actions` one more for buttons (named for screen readers only). */
+export function TableHead({ columns, actions }: { columns: readonly string[]; actions?: boolean }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c) => (
+          <th key={c} scope="col">
+            {c}
+          </th>
+        ))}
+        {actions ? (
+          <th scope="col">
+            <span className="sr-only">Actions</span>
+          </th>
+        ) : null}
+      </tr>
+    </thead>
+  );
+}
+
 /** A bar of used / total (node capacity). */
 export function Meter({ used, total, label }: { used: number; total: number; label: string }) {
   const share = total > 0 ? Math.min(1, used / total) : 0;

@@ -4,7 +4,7 @@
 // rollback to any earlier one for those who may deploy.
 
 import type { AuditEntry } from "../api-types.ts";
-import { ActionButton, ErrorBox, Loading, Section } from "../components/ui.tsx";
+import { ActionButton, ErrorBox, Loading, Section, TableHead } from "../components/ui.tsx";
 import { ago } from "../format.ts";
 import { needsAudit, type ReleaseView, releaseAuthors } from "../release-authors.ts";
 import { useSession } from "../session.tsx";
@@ -43,18 +43,7 @@ export function ReleasesTab({ detail, reload }: { detail: AppDetail; reload(): v
       ) : (
         <div className="scroll">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Release</th>
-                <th scope="col">What</th>
-                <th scope="col">When</th>
-                <th scope="col">Who</th>
-                <th scope="col">Slug</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={["Release", "What", "When", "Who", "Slug"]} actions />
             <tbody>
               {releases.data.items.map((r) => (
                 <tr key={r.version} data-testid={`release-v${r.version}`}>

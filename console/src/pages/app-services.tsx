@@ -138,6 +138,9 @@ export function ServicesTab({ detail, reload }: { detail: AppDetail; reload(): v
             ))}
             {routes.data && routes.data.items.length === 0 ? <li className="muted">No routes.</li> : null}
           </ul>
+          <p className="small">
+            <Link to={`${path}/traffic`}>Their policies, and each service's traffic policies</Link>
+          </p>
         </Section>
         <Section title="Secrets" id="secrets">
           <ErrorBox error={secrets.error} />

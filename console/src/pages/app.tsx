@@ -5,6 +5,9 @@
 //   /apps/:app/deploy    deploy from an uploaded archive, its build log
 //   /apps/:app/events    the events timeline
 //   /apps/:app/logs      live logs (SSE) with filters
+//   /apps/:app/traffic   routes with their policies; per service its traffic policies, degrade, limits
+//   /apps/:app/config    the config center: effective config, change, gray release, history
+//   /apps/:app/automation autoscaling status and decisions; the remediation engine: switches, rules, decisions
 
 import type { App, Service } from "../../../src/model/objects.ts";
 import { ErrorBox, Loading, StateBadge } from "../components/ui.tsx";
@@ -12,12 +15,15 @@ import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { appState } from "../state.ts";
 import { usePoll } from "../use-poll.ts";
+import { AutomationTab } from "./app-automation.tsx";
+import { ConfigTab } from "./app-config.tsx";
 import { DeployTab } from "./app-deploy.tsx";
 import { DeploysTab } from "./app-deploys.tsx";
 import { EventsTab } from "./app-events.tsx";
 import { LogsTab } from "./app-logs.tsx";
 import { ReleasesTab } from "./app-releases.tsx";
 import { ServicesTab } from "./app-services.tsx";
+import { TrafficTab } from "./app-traffic.tsx";
 import { NotFoundPage } from "./not-found.tsx";
 
 /** GET /apps/:app */
@@ -34,6 +40,9 @@ const TABS = [
   { id: "deploy", label: "Deploy" },
   { id: "events", label: "Events" },
   { id: "logs", label: "Logs" },
+  { id: "traffic", label: "Traffic" },
+  { id: "config", label: "Config" },
+  { id: "automation", label: "Automation" },
 ] as const;
 
 export function AppPage({ params }: { params: Record<string, string> }) {
@@ -89,6 +98,12 @@ export function AppPage({ params }: { params: Record<string, string> }) {
         <DeploysTab app={name} open={params.deploy} />
       ) : tab === "events" ? (
         <EventsTab app={name} />
+      ) : tab === "traffic" ? (
+        <TrafficTab detail={d} reload={detail.reload} />
+      ) : tab === "config" ? (
+        <ConfigTab app={name} />
+      ) : tab === "automation" ? (
+        <AutomationTab app={name} />
       ) : (
         <LogsTab app={name} services={d.services.map((s) => s.name)} />
       )}

@@ -28,6 +28,7 @@ import {
   CONFIG_FORMATS,
   type ConfigFormat,
   type ConfigVersion,
+  type ConfigVersionSummary,
   type GrayTarget,
   type LayerRef,
 } from "../../model/config.ts";
@@ -125,7 +126,7 @@ const parseRef = (text: string): LayerRef => {
 };
 
 /** A version as history lists it: who, when, why, how many entries. */
-const summary = (v: ConfigVersion) => ({
+const summary = (v: ConfigVersion): ConfigVersionSummary => ({
   version: v.version,
   author: v.author,
   message: v.message,

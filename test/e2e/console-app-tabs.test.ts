@@ -1,0 +1,264 @@
+// The app page's Config and Automation tabs in a real browser (test/e2e/browser.ts)
+// against a whole `herd up` with examples/hello: a deployer sets config keys
+// and files, sees every instance apply them, rolls back and aborts a gray
+// version; an autoscaled app's decisions under a load step show up, and the
+// remediation engine is paused, resumed and switched to dry run from the page.
+// A viewer reads both and has no button.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { Browser } from "playwright-core";
+import { launchBrowser, shot, signIn, viewer } from "./browser.ts";
+import { cleanupHerd, type Herd, startHerd, steadyTraffic, waitFor } from "./harness.ts";
+
+let herd: Herd | undefined;
+let browser: Browser | undefined;
+let viewerToken: string;
+const work = mkdtempSync(join(tmpdir(), "herd-console-tabs-"));
+
+before(async () => {
+  herd = await startHerd({ example: true });
+  browser = await launchBrowser();
+  viewerToken = (await viewer(herd)).token;
+});
+
+after(async () => {
+  await browser?.close();
+  await cleanupHerd(herd);
+  rmSync(work, { recursive: true, force: true });
+});
+
+const signedIn = (token: string) => signIn(browser!, herd!.url, token);
+
+test("config: a key and a file set from the app's config tab, a bad file refused, the change applied by every instance, rolled back, a gray version aborted; a viewer only reads", async () => {
+  const { page, context, errors } = await signedIn(herd!.token);
+  type Config = {
+    head: { stable: number; gray?: unknown };
+    config: { values: Record<string, string>; files: Record<string, unknown> } | null;
+  };
+  const config = async () => (await herd!.api<Config>("GET", "/apps/hello/config")).body;
+  try {
+    await page.goto(`${herd!.url}/apps/hello/config`);
+    await page.getByTestId("config-head").filter({ hasText: "No config yet" }).waitFor();
+    await page.getByTestId("config-name").fill("STYLE");
+    await page.getByTestId("config-value").fill("loud");
+    await page.getByTestId("config-message").fill("from the console");
+    await page.getByTestId("config-save").click();
+    const row = page.getByTestId("config-entry-STYLE");
+    await row.filter({ hasText: "app v1" }).waitFor();
+    assert.match((await row.textContent()) ?? "", /STYLE\s*loud/);
+    assert.deepEqual((await config()).config?.values, { STYLE: "loud" });
+    // A file that does not parse: refused with its name and where it broke, nothing stored.
+    await page.getByLabel("Kind").selectOption("file");
+    await page.getByTestId("config-name").fill("settings.json");
+    await page.getByTestId("config-content").fill('{"pool": ');
+    await page.getByTestId("config-save").click();
+    await page
+      .getByRole("alert")
+      .filter({ hasText: /settings\.json: not valid JSON/ })
+      .waitFor();
+    assert.equal((await config()).head.stable, 1);
+    await page.getByTestId("config-content").fill('{"pool": 4}');
+    await page.getByTestId("config-save").click();
+    await page.getByTestId("config-entry-settings.json").filter({ hasText: "json file" }).waitFor();
+    assert.deepEqual(Object.keys((await config()).config?.files ?? {}), ["settings.json"]);
+    // Every instance's agent reports it applied v2.
+    const applied = page.getByTestId("config-applied").locator("tbody tr");
+    await waitFor("every hello instance applied config v2", async () => {
+      const rows = await applied.allTextContents();
+      return rows.length >= 2 && rows.every((r) => /v2\s*v2/.test(r) && !r.includes("behind"));
+    });
+    // History: v2's changes, then back to v1's content as v3.
+    await page.getByTestId("config-diff-v2").click();
+    assert.match((await page.getByTestId("config-changes-v2").textContent()) ?? "", /settings\.json\s*added/);
+    await page.getByTestId("config-rollback-v1").click();
+    await page.getByRole("button", { name: "Confirm roll back to v1" }).click();
+    await page.getByTestId("config-v3").filter({ hasText: "content of v1" }).waitFor();
+    await page.getByTestId("config-entry-settings.json").waitFor({ state: "detached" });
+    const now = await config();
+    assert.equal(now.head.stable, 3);
+    assert.deepEqual(now.config?.files, {});
+    // A gray version to half of the instances, then withdrawn.
+    await page.getByLabel("Kind").selectOption("key");
+    await page.getByTestId("config-name").fill("STYLE");
+    await page.getByTestId("config-value").fill("quiet");
+    await page.getByLabel("Gray to %").fill("50");
+    await page.getByTestId("config-save").click();
+    await page.getByTestId("config-gray").filter({ hasText: "v4 to 50 % of instances" }).waitFor();
+    await shot(page, "app-config-gray");
+    await page.getByTestId("config-abort").click();
+    await page.getByRole("button", { name: "Confirm: back to v3" }).click();
+    await page.getByTestId("config-gray").waitFor({ state: "detached" });
+    const after = await config();
+    assert.equal(after.head.gray, undefined);
+    assert.deepEqual(after.config?.values, { STYLE: "loud" });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/apps/hello/config`);
+    await viewer.page.getByTestId("config-entry-STYLE").waitFor();
+    await viewer.page.getByTestId("config-v1").waitFor();
+    assert.equal(await viewer.page.getByTestId("config-save").count(), 0);
+    assert.equal(await viewer.page.getByRole("button", { name: /Roll back|Unset|Promote|Abort/ }).count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});
+
+test("automation: an autoscaled app's scale-out under a load step is shown with why; the remediation engine paused, resumed and put in dry run from the page; a viewer has no button", async () => {
+  writeFileSync(
+    join(work, "server.js"),
+    'import { createServer } from "node:http";\ncreateServer((req, res) => res.end("ok")).listen(Number(process.env.PORT));\n',
+  );
+  writeFileSync(join(work, "package.json"), '{ "type": "module" }\n');
+  writeFileSync(
+    join(work, "herd.yaml"),
+    [
+      "app: burst",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    resources: { cpu: 0.05, memory: 32Mi }",
+      "    health: { path: / }",
+      "    routes: [{ host: burst.localhost }]",
+      "    autoscale: { min: 1, max: 3, target: { rps: 10 }, stableWindow: 6s, panicWindow: 2s, scaleDownDelay: 120s }",
+      "",
+    ].join("\n"),
+  );
+  const deployed = await herd!.cli(["deploy", work]);
+  assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
+  type Policy = { paused: boolean; dryRun: boolean };
+  const policy = async () => (await herd!.api<Policy>("GET", "/apps/burst/remediation")).body;
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/apps/burst/automation`);
+    const scaled = page.getByTestId("autoscale-web");
+    await scaled.filter({ hasText: "1 of 1..3 instances · 10 rps per instance" }).waitFor();
+    const load = steadyTraffic(herd!.gatewayUrl, "burst.localhost", {
+      connections: 4,
+      rate: 60,
+      maxSeconds: 40,
+    });
+    try {
+      // The decision shows with its change and its reason.
+      await scaled
+        .locator("tbody tr")
+        .filter({ hasText: /1 → [23]/ })
+        .waitFor({ timeout: 30_000 });
+    } finally {
+      await load.stop();
+    }
+    assert.match((await scaled.locator("tbody tr").first().textContent()) ?? "", /rps/);
+    await page.getByTestId("remediation-mode").filter({ hasText: /^on/ }).waitFor();
+    await page.getByTestId("remediation-pause").click();
+    await page.getByRole("button", { name: "Confirm: the engine leaves this app alone" }).click();
+    await page.getByTestId("remediation-mode").filter({ hasText: "paused" }).waitFor();
+    assert.equal((await policy()).paused, true);
+    await shot(page, "app-automation-paused");
+    await page.getByTestId("remediation-resume").click();
+    await page.getByTestId("remediation-mode").filter({ hasText: /^on/ }).waitFor();
+    assert.equal((await policy()).paused, false);
+    await page.getByTestId("remediation-dry-run").click();
+    await page.getByTestId("remediation-mode").filter({ hasText: "dry run" }).waitFor();
+    assert.equal((await policy()).dryRun, true);
+    await page.getByRole("button", { name: "Act again" }).click();
+    await page.getByTestId("remediation-mode").filter({ hasText: /^on/ }).waitFor();
+    assert.equal((await policy()).dryRun, false);
+    assert.match((await page.getByTestId("remediation-rules").textContent()) ?? "", /errors.*error-rate/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/apps/burst/automation`);
+    await viewer.page.getByTestId("autoscale-web").waitFor();
+    await viewer.page.getByTestId("remediation-mode").waitFor();
+    assert.equal(
+      await viewer.page.getByRole("button", { name: /Pause|Resume|Dry run|Act again/ }).count(),
+      0,
+    );
+  } finally {
+    await viewer.context.close();
+  }
+});
+
+test("traffic: a live route's policies shown and the route deleted; a service degraded to its fallback and restored, its limit and criticality set and sent back to herd.yaml; a viewer has no button", async () => {
+  const put = await herd!.api("PUT", "/apps/hello/routes/beta", {
+    service: "web",
+    host: "beta.localhost",
+    rateLimit: { rate: 50 },
+    fallback: { status: 503, body: "come back later" },
+  });
+  assert.ok(put.status < 300, JSON.stringify(put.body));
+  await waitFor("beta.localhost served", async () => (await herd!.request("beta.localhost")).status === 200);
+  type Web = { services: { name: string; traffic?: Record<string, unknown> }[] };
+  const traffic = async () =>
+    (await herd!.api<Web>("GET", "/apps/hello")).body.services.find((s) => s.name === "web")?.traffic;
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/apps/hello/traffic`);
+    const route = page.getByTestId("route-beta");
+    await route.waitFor();
+    assert.match((await route.textContent()) ?? "", /rate 50\/s.*fallback 503.*API beta/);
+    // Degraded: the gateway answers the route's fallback at once; restored: hello again.
+    await page.getByTestId("degrade-web").click();
+    await page.getByRole("button", { name: "Confirm: web's routes answer their fallback" }).click();
+    await page.getByTestId("degraded-web").waitFor();
+    await waitFor("beta.localhost answers its fallback", async () => {
+      const r = await herd!.request("beta.localhost");
+      return r.status === 503 && r.body === "come back later";
+    });
+    await shot(page, "app-traffic-degraded");
+    await page.getByTestId("degrade-web").click();
+    await page.getByTestId("degraded-web").waitFor({ state: "detached" });
+    await waitFor(
+      "beta.localhost served again",
+      async () => (await herd!.request("beta.localhost")).status === 200,
+    );
+    // A concurrency limit set live, then back to herd.yaml's (none).
+    await page.getByTestId("traffic-web-limit").fill("40");
+    await page.getByTestId("traffic-web-limit-set").click();
+    const limit = page.getByTestId("traffic-web-concurrency");
+    await limit.filter({ hasText: "at most 40 in flight set live" }).waitFor();
+    assert.equal((await traffic())?.concurrency, 40);
+    await page.getByTestId("traffic-web-concurrency-reset").click();
+    await limit.filter({ hasText: "no limit" }).waitFor();
+    await page.getByTestId("traffic-web-criticality-select").selectOption("low");
+    await page.getByTestId("traffic-web-criticality-set").click();
+    await page.getByTestId("traffic-web-criticality").filter({ hasText: "low" }).waitFor();
+    assert.equal((await traffic())?.criticality, "low");
+    await page.getByTestId("traffic-web-criticality-reset").click();
+    await page.getByTestId("traffic-web-criticality-reset").waitFor({ state: "detached" });
+    assert.equal(await traffic(), undefined);
+    // The live route removed from the page; herd.yaml's stays.
+    await page.getByTestId("route-delete-beta").click();
+    await page.getByRole("button", { name: "Confirm delete beta" }).click();
+    await route.waitFor({ state: "detached" });
+    assert.equal((await herd!.api("GET", "/apps/hello/routes/beta")).status, 404);
+    await page.getByTestId("route-hello.localhost/").waitFor();
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/apps/hello/traffic`);
+    await viewer.page.getByTestId("traffic-web-breaker").waitFor();
+    assert.equal(
+      await viewer.page
+        .getByRole("button")
+        .filter({ hasText: /Degrade|Set|Delete|Off|Back/ })
+        .count(),
+      0,
+    );
+  } finally {
+    await viewer.context.close();
+  }
+});
