@@ -38,14 +38,6 @@ export interface RouteView {
   route: { host?: string; path?: string; name?: string; [k: string]: unknown };
 }
 
-/** GET /apps/:app/secrets: names and versions, never values. */
-export interface SecretView {
-  name: string;
-  version?: number;
-  updatedAt?: string;
-  [k: string]: unknown;
-}
-
 /** GET /audit entries. */
 export interface AuditEntry {
   at: string;
@@ -67,3 +59,4 @@ export type {
   TraceTree,
 } from "../../src/observe/traces/analysis.ts";
 export type { TraceSummary } from "../../src/observe/traces/span-store.ts";
+export type { SecretInfo } from "../../src/secrets/secret-store.ts";

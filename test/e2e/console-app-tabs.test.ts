@@ -1,12 +1,14 @@
-// The app page's Config and Automation tabs in a real browser (test/e2e/browser.ts)
-// against a whole `herd up` with examples/hello: a deployer sets config keys
-// and files, sees every instance apply them, rolls back and aborts a gray
-// version; an autoscaled app's decisions under a load step show up, and the
-// remediation engine is paused, resumed and switched to dry run from the page.
-// A viewer reads both and has no button.
+// The app page's Traffic, Config and Automation tabs and its secrets in a real
+// browser (test/e2e/browser.ts) against a whole `herd up` with examples/hello:
+// a deployer degrades a service and changes its traffic policies, sets and
+// unsets secrets (a used one rolls out), sets config keys and files, sees
+// every instance apply them, rolls back and aborts a gray version; an
+// autoscaled app's decisions under a load step show up, and the remediation
+// engine is paused, resumed and switched to dry run from the page. A viewer
+// reads each and has no button.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -258,6 +260,82 @@ test("traffic: a live route's policies shown and the route deleted; a service de
         .count(),
       0,
     );
+  } finally {
+    await viewer.context.close();
+  }
+});
+
+test("secrets: set from the services tab rolls out the release that uses it (its deploy linked), unset refused while used; a viewer sees names only", async () => {
+  const dir = join(work, "vault");
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, "server.js"),
+    'require("node:http").createServer((req, res) => res.end(String(process.env.TOKEN).length + " chars")).listen(Number(process.env.PORT));\n',
+  );
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: vault",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    resources: { cpu: 0.05, memory: 32Mi }",
+      "    health: { path: / }",
+      "    routes: [{ host: vault.localhost }]",
+      "    env: { TOKEN: { secret: token } }",
+      "",
+    ].join("\n"),
+  );
+  assert.equal((await herd!.api("PUT", "/apps/vault/secrets/token", { value: "abc" })).status, 201);
+  const deployed = await herd!.cli(["deploy", dir]);
+  assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
+  assert.equal((await herd!.request("vault.localhost")).body, "3 chars");
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/apps/vault`);
+    await page.getByTestId("secret-token").filter({ hasText: "v1" }).waitFor();
+    await page.getByTestId("secret-name").fill("token");
+    await page.getByTestId("secret-value").fill("a longer one");
+    await page.getByTestId("secret-set").click();
+    const rollout = page.getByTestId("secret-rollout");
+    await rollout.filter({ hasText: "token is at v2; the release that uses it rolls out" }).waitFor();
+    await page.getByTestId("secret-token").filter({ hasText: "v2" }).waitFor();
+    // The value never comes back, not even into the form.
+    assert.equal(await page.getByTestId("secret-value").inputValue(), "");
+    assert.doesNotMatch((await page.locator("main").textContent()) ?? "", /a longer one/);
+    await waitFor(
+      "vault serves the new value",
+      async () => (await herd!.request("vault.localhost")).body === "12 chars",
+    );
+    await rollout.getByRole("link").click();
+    await page
+      .getByText(/succeeded/)
+      .first()
+      .waitFor();
+    await page.goBack();
+    // Used by the release: unset is refused with the API's reason, and the secret stays.
+    await page.getByTestId("secret-unset-token").click();
+    await page.getByRole("button", { name: "Confirm unset token" }).click();
+    await page.getByRole("alert").filter({ hasText: /token/ }).waitFor();
+    await page.getByTestId("secret-token").waitFor();
+    // One no release uses: set, then unset.
+    await page.getByTestId("secret-name").fill("spare");
+    await page.getByTestId("secret-value").fill("x");
+    await page.getByTestId("secret-set").click();
+    await rollout.filter({ hasText: "spare is at v1; no release uses it yet" }).waitFor();
+    await page.getByTestId("secret-unset-spare").click();
+    await page.getByRole("button", { name: "Confirm unset spare" }).click();
+    await page.getByTestId("secret-spare").waitFor({ state: "detached" });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/apps/vault`);
+    await viewer.page.getByTestId("secret-token").waitFor();
+    assert.equal(await viewer.page.getByTestId("secret-set").count(), 0);
+    assert.equal(await viewer.page.getByTestId("secret-unset-token").count(), 0);
   } finally {
     await viewer.context.close();
   }

@@ -4,13 +4,14 @@
 
 import { useState } from "react";
 import type { Instance } from "../../../src/model/objects.ts";
-import type { RouteView, SecretView } from "../api-types.ts";
+import type { RouteView } from "../api-types.ts";
 import { ActionButton, ErrorBox, Section, StateBadge } from "../components/ui.tsx";
 import { ago, bytes, cores } from "../format.ts";
 import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
 import type { AppDetail } from "./app.tsx";
+import { SecretsSection } from "./app-secrets.tsx";
 
 export function ServicesTab({ detail, reload }: { detail: AppDetail; reload(): void }) {
   const { client, can } = useSession();
@@ -23,14 +24,6 @@ export function ServicesTab({ detail, reload }: { detail: AppDetail; reload(): v
   );
   const routes = usePoll(
     (signal) => client.get<{ items: RouteView[] }>(`${path}/routes`, { signal }),
-    15_000,
-    [client, name],
-  );
-  const secrets = usePoll(
-    (signal) =>
-      can("secrets:read")
-        ? client.get<{ items: SecretView[] }>(`${path}/secrets`, { signal })
-        : Promise.resolve({ items: [] }),
     15_000,
     [client, name],
   );
@@ -142,19 +135,7 @@ export function ServicesTab({ detail, reload }: { detail: AppDetail; reload(): v
             <Link to={`${path}/traffic`}>Their policies, and each service's traffic policies</Link>
           </p>
         </Section>
-        <Section title="Secrets" id="secrets">
-          <ErrorBox error={secrets.error} />
-          <p className="small muted">Names and versions only; values are never shown.</p>
-          <p className="names">
-            {(secrets.data?.items ?? []).map((x) => (
-              <code key={x.name}>
-                {x.name}
-                {x.version !== undefined ? ` v${x.version}` : ""}
-              </code>
-            ))}
-            {secrets.data && secrets.data.items.length === 0 ? <span className="muted">none</span> : null}
-          </p>
-        </Section>
+        <SecretsSection app={name} />
       </div>
     </>
   );
