@@ -74,9 +74,14 @@ export function Layout({ children }: { children: ReactNode }) {
             <option value="dark">dark</option>
           </select>
         </label>
-        <span className="who" title={`token ${session.whoami.token.name}`} data-testid="whoami">
+        <Link
+          to="/team"
+          className="who"
+          title={`token ${session.whoami.token.name}: your tokens and the team`}
+          data-testid="whoami"
+        >
           {session.whoami.user ?? session.whoami.name} · {session.role}
-        </span>
+        </Link>
         <button type="button" className="plain" onClick={session.signOut}>
           Sign out
         </button>

@@ -16,6 +16,7 @@ import { MetricsPage } from "./pages/metrics.tsx";
 import { NodesPage } from "./pages/nodes.tsx";
 import { OverviewPage } from "./pages/overview.tsx";
 import { QuotasPage } from "./pages/quotas.tsx";
+import { TeamPage } from "./pages/team.tsx";
 import { TracePage } from "./pages/trace.tsx";
 import { TraceMapPage } from "./pages/trace-map.tsx";
 import { TraceTopPage } from "./pages/trace-top.tsx";
@@ -38,6 +39,8 @@ export const PAGES: readonly PageRoute[] = [
   { path: "/nodes", title: () => "Nodes", page: NodesPage, nav: "Nodes" },
   { path: "/gateways", title: () => "Gateways", page: GatewaysPage, nav: "Gateways" },
   { path: "/quotas", title: () => "Quotas", page: QuotasPage, nav: "Quotas" },
+  // Reached from the header's "who am I" (no room in the navigation).
+  { path: "/team", title: () => "Team", page: TeamPage },
   { path: "/events", title: () => "Events", page: EventsPage, nav: "Events" },
   { path: "/catalog", title: () => "Catalog", page: CatalogPage, nav: "Catalog" },
   { path: "/catalog/:app", title: (p) => `${p.app} · catalog`, page: CatalogAppPage },

@@ -340,3 +340,65 @@ test("secrets: set from the services tab rolls out the release that uses it (its
     await viewer.context.close();
   }
 });
+
+test("team: a token made from the page is shown once and works until revoked; an owner changes a member's role, makes a service account with a token and deletes it; a viewer sees only their own tokens", async () => {
+  const whoami = async (token: string) =>
+    (await fetch(`${herd!.url}/api/v1/whoami`, { headers: { authorization: `Bearer ${token}` } })).status;
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    // Reached from who you are, in the header.
+    await page.getByTestId("whoami").click();
+    await page.getByTestId("tokens-table-admin").getByText("this session").waitFor();
+    await page.getByTestId("token-name-admin").fill("laptop");
+    await page.getByTestId("token-create-admin").click();
+    const made = page.getByTestId("token-made-admin");
+    await made.waitFor();
+    const secret = /herd_pat_\S+/.exec((await made.textContent()) ?? "")?.[0] ?? "";
+    assert.equal(await whoami(secret), 200);
+    await page.getByTestId("token-revoke-laptop").click();
+    await page.getByRole("button", { name: "Confirm revoke laptop" }).click();
+    await page.getByTestId("token-laptop").filter({ hasText: "by user admin" }).waitFor();
+    assert.equal(await whoami(secret), 401);
+    // Members: vera from viewer to deployer and back.
+    const vera = page.getByTestId("member-vera");
+    await vera.waitFor();
+    await vera.getByLabel("role of vera").selectOption("deployer");
+    await page.getByTestId("member-change-vera").click();
+    await waitFor("vera is a deployer", async () =>
+      (
+        await herd!.api<{ items: { user: string; role: string }[] }>("GET", "/tenants/default/members")
+      ).body.items.some((m) => m.user === "vera" && m.role === "deployer"),
+    );
+    await vera.getByLabel("role of vera").selectOption("viewer");
+    await page.getByTestId("member-change-vera").click();
+    await page.getByTestId("member-change-vera").and(page.locator(":disabled")).waitFor();
+    // A service account with a token, then deleted: its token stops working.
+    await page.getByLabel("Add").selectOption("account");
+    await page.getByTestId("member-name").fill("ci");
+    await page.getByTestId("member-add").click();
+    await page.getByTestId("member-ci").filter({ hasText: "service account" }).waitFor();
+    await page.getByTestId("member-tokens-ci").click();
+    await page.getByTestId("token-name-ci").fill("deploy");
+    await page.getByTestId("token-create-ci").click();
+    const ciSecret =
+      /herd_pat_\S+/.exec((await page.getByTestId("token-made-ci").textContent()) ?? "")?.[0] ?? "";
+    assert.equal(await whoami(ciSecret), 200);
+    await shot(page, "team");
+    await page.getByTestId("member-remove-ci").click();
+    await page.getByRole("button", { name: "Confirm delete ci and revoke its tokens" }).click();
+    await page.getByTestId("member-ci").waitFor({ state: "detached" });
+    assert.equal(await whoami(ciSecret), 401);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/team`);
+    await viewer.page.getByTestId("tokens-table-vera").getByText("this session").waitFor();
+    await viewer.page.getByText("The members of default are its owners'").waitFor();
+    assert.equal(await viewer.page.getByTestId("members").count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});

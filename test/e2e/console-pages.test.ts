@@ -239,6 +239,7 @@ const PAGES = [
   ["nodes", "/nodes"],
   ["gateways", "/gateways"],
   ["quotas", "/quotas"],
+  ["team", "/team"],
   ["addons", "/addons"],
   ["events", "/events"],
   ["catalog", "/catalog"],
