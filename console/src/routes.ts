@@ -28,6 +28,7 @@ export const PAGES: readonly PageRoute[] = [
   { path: "/apps/:app", title: (p) => p.app, page: AppPage },
   { path: "/apps/:app/instances/:id", title: (p) => p.id, page: InstancePage },
   { path: "/apps/:app/deploys/:deploy", title: (p) => `${p.app} · deploy ${p.deploy}`, page: AppPage },
+  { path: "/apps/:app/runs/:run", title: (p) => `${p.app} · run ${p.run}`, page: AppPage },
   { path: "/apps/:app/:tab", title: (p) => `${p.app} · ${p.tab}`, page: AppPage },
   { path: "/charts", title: () => "Metrics", page: MetricsPage, nav: "Metrics" },
   { path: "/traces", title: () => "Traces", page: TracesPage, nav: "Traces" },

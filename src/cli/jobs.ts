@@ -7,8 +7,7 @@
  *   herd jobs stop --app A RUN          ─► POST /apps/A/runs/RUN/stop
  */
 
-import type { JobView } from "../api/routes/jobs.ts";
-import type { Run } from "../model/job.ts";
+import type { JobView, Run } from "../model/job.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";

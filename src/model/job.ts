@@ -93,6 +93,16 @@ export interface JobSpec {
   history: number;
 }
 
+/** A scheduled job as `GET /apps/:app/jobs` shows it: its spec, next time and last run. */
+export interface JobView extends JobSpec {
+  name: string;
+  service: string;
+  release: number;
+  /** The schedule's next time (ISO). */
+  next: string | null;
+  last?: Pick<Run, "id" | "state" | "exitCode" | "scheduledAt" | "startedAt" | "finishedAt" | "message">;
+}
+
 /** The release phase of a service: run once before a new release rolls out. */
 export interface ReleasePhaseSpec {
   command: string;

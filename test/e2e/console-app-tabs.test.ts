@@ -402,3 +402,70 @@ test("team: a token made from the page is shown once and works until revoked; an
     await viewer.context.close();
   }
 });
+
+test("runs: a scheduled job's last run shown; a command run from the page opens with its output and exit code; a long one stopped; a viewer cannot run", async () => {
+  const dir = join(work, "cron");
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, "server.js"),
+    'require("node:http").createServer((req, res) => res.end("ok")).listen(Number(process.env.PORT));\n',
+  );
+  writeFileSync(
+    join(dir, "herd.yaml"),
+    [
+      "app: cron",
+      "services:",
+      "  web:",
+      "    command: node server.js",
+      "    resources: { cpu: 0.05, memory: 32Mi }",
+      "    health: { path: / }",
+      "jobs:",
+      "  tick:",
+      '    schedule: "*/3 * * * * *"',
+      "    command: echo tick",
+      "",
+    ].join("\n"),
+  );
+  const deployed = await herd!.cli(["deploy", dir]);
+  assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/apps/cron/runs`);
+    // Its runs start every 3 s: the last one may still be starting, earlier ones have succeeded.
+    await page.getByTestId("job-tick").getByRole("link").waitFor({ timeout: 30_000 });
+    await page
+      .getByTestId("runs")
+      .locator("tbody tr")
+      .filter({ hasText: "job tick" })
+      .filter({ hasText: "succeeded" })
+      .first()
+      .waitFor({ timeout: 30_000 });
+    await page.getByTestId("run-command").fill("echo hello-from-run; exit 3");
+    await page.getByTestId("run-start").click();
+    await page.waitForURL(/\/apps\/cron\/runs\/run-/);
+    const state = page.getByTestId("run-state");
+    await state.filter({ hasText: "exit code 3" }).waitFor({ timeout: 30_000 });
+    assert.match((await state.textContent()) ?? "", /failed/);
+    await page.locator(".log .line.stdout", { hasText: "hello-from-run" }).waitFor({ timeout: 30_000 });
+    await shot(page, "app-runs");
+    await page.getByTestId("run-command").fill("sleep 60");
+    await page.getByTestId("run-start").click();
+    await state.filter({ hasText: "sleep 60" }).filter({ hasText: "running" }).waitFor({ timeout: 30_000 });
+    const id = new URL(page.url()).pathname.split("/").pop() ?? "";
+    await page.getByTestId(`run-stop-${id}`).click();
+    await page.getByRole("button", { name: `Confirm stop ${id}` }).click();
+    await state.filter({ hasText: "stopped" }).waitFor({ timeout: 30_000 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/apps/cron/runs`);
+    await viewer.page.getByTestId("job-tick").waitFor();
+    assert.equal(await viewer.page.getByTestId("run-command").count(), 0);
+    assert.equal(await viewer.page.getByRole("button", { name: "Stop" }).count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});

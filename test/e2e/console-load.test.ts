@@ -203,7 +203,7 @@ test("an app's page shows its 10 instances within 1 s", async () => {
   report("app", r);
 });
 
-test("an app's releases, events, logs, traffic, config and automation show within 1 s", async () => {
+test("an app's releases, events, logs, runs, traffic, config and automation show within 1 s", async () => {
   report("releases", await timeTo("/apps/app-25/releases", () => page.getByTestId("release-v1").waitFor()));
   report(
     "events",
@@ -216,6 +216,13 @@ test("an app's releases, events, logs, traffic, config and automation show withi
     await timeTo("/apps/app-25/logs", () =>
       page.getByTestId("log-status").filter({ hasText: "following" }).waitFor(),
     ),
+  );
+  report(
+    "runs",
+    await timeTo("/apps/app-25/runs", async () => {
+      await page.getByText("No runs yet.").waitFor();
+      await settled();
+    }),
   );
   report(
     "traffic",

@@ -2,7 +2,7 @@
 // by playwright-core, test/e2e/browser.ts), against a whole `herd up` with
 // examples/hello: open a trace from the dependency map, silence an alert, a
 // viewer who cannot cordon a node, a screenshot of every page (light, dark,
-// and three at phone width). The 1 s figure is console-load.test.ts's.
+// and five at phone width). The 1 s figure is console-load.test.ts's.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -228,6 +228,7 @@ test("an admin lets a tenant's containers run as their image's user from the quo
 const PAGES = [
   ["overview", "/"],
   ["app", "/apps/hello"],
+  ["app-runs", "/apps/hello/runs"],
   ["app-traffic", "/apps/hello/traffic"],
   ["app-config", "/apps/hello/config"],
   ["app-automation", "/apps/hello/automation"],
@@ -246,7 +247,7 @@ const PAGES = [
   ["catalog-app", "/catalog/hello"],
 ] as const;
 
-test("screenshots of every page, light and dark; the map and metrics at phone width", async () => {
+test("screenshots of every page, light and dark; the map, metrics, alerts and two app tabs at phone width", async () => {
   await traffic(20);
   for (const dark of [false, true]) {
     const { page, context, errors } = await signedIn(herd!.token, { dark });
@@ -273,6 +274,8 @@ test("screenshots of every page, light and dark; the map and metrics at phone wi
       ["map", "/traces/map"],
       ["metrics", "/charts"],
       ["alerts", "/alerts"],
+      ["app-traffic", "/apps/hello/traffic"],
+      ["app-config", "/apps/hello/config"],
     ]) {
       await phone.page.goto(`${herd!.url}${path}`);
       await settled(phone.page);

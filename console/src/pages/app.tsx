@@ -5,6 +5,7 @@
 //   /apps/:app/deploy    deploy from an uploaded archive, its build log
 //   /apps/:app/events    the events timeline
 //   /apps/:app/logs      live logs (SSE) with filters
+//   /apps/:app/runs      scheduled jobs, runs, run a command; /apps/:app/runs/:run opens one with its output
 //   /apps/:app/traffic   routes with their policies; per service its traffic policies, degrade, limits
 //   /apps/:app/config    the config center: effective config, change, gray release, history
 //   /apps/:app/automation autoscaling status and decisions; the remediation engine: switches, rules, decisions
@@ -22,6 +23,7 @@ import { DeploysTab } from "./app-deploys.tsx";
 import { EventsTab } from "./app-events.tsx";
 import { LogsTab } from "./app-logs.tsx";
 import { ReleasesTab } from "./app-releases.tsx";
+import { RunsTab } from "./app-runs.tsx";
 import { ServicesTab } from "./app-services.tsx";
 import { TrafficTab } from "./app-traffic.tsx";
 import { NotFoundPage } from "./not-found.tsx";
@@ -40,6 +42,7 @@ const TABS = [
   { id: "deploy", label: "Deploy" },
   { id: "events", label: "Events" },
   { id: "logs", label: "Logs" },
+  { id: "runs", label: "Runs" },
   { id: "traffic", label: "Traffic" },
   { id: "config", label: "Config" },
   { id: "automation", label: "Automation" },
@@ -48,7 +51,7 @@ const TABS = [
 export function AppPage({ params }: { params: Record<string, string> }) {
   const { client } = useSession();
   const name = params.app;
-  const tab = params.tab ?? (params.deploy ? "deploys" : "");
+  const tab = params.tab ?? (params.deploy ? "deploys" : params.run ? "runs" : "");
   const detail = usePoll(
     (signal) => client.get<AppDetail>(`/apps/${encodeURIComponent(name)}`, { signal }),
     3000,
@@ -98,6 +101,8 @@ export function AppPage({ params }: { params: Record<string, string> }) {
         <DeploysTab app={name} open={params.deploy} />
       ) : tab === "events" ? (
         <EventsTab app={name} />
+      ) : tab === "runs" ? (
+        <RunsTab detail={d} open={params.run} />
       ) : tab === "traffic" ? (
         <TrafficTab detail={d} reload={detail.reload} />
       ) : tab === "config" ? (

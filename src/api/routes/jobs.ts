@@ -12,7 +12,7 @@
 import { type Static, Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { HerdError } from "../../common/errors.ts";
-import { DEFAULT_JOB_TIMEOUT_MS, type JobSpec, nextFire, type Run } from "../../model/job.ts";
+import { DEFAULT_JOB_TIMEOUT_MS, type JobView, nextFire, type Run } from "../../model/job.ts";
 import { appKey, type Service } from "../../model/objects.ts";
 import { DEADLINE_HELP, parseDeadline } from "../../model/rollout.ts";
 import type { ApiDeps } from "../deps.ts";
@@ -44,16 +44,6 @@ const RunsQuery = T.Object({
   kind: T.Optional(T.Union([T.Literal("one-off"), T.Literal("release"), T.Literal("job")])),
   limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
 });
-
-/** A scheduled job as GET /jobs shows it. */
-export interface JobView extends JobSpec {
-  name: string;
-  service: string;
-  release: number;
-  /** The schedule's next time (ISO). */
-  next: string | null;
-  last?: Pick<Run, "id" | "state" | "exitCode" | "scheduledAt" | "startedAt" | "finishedAt" | "message">;
-}
 
 export function jobRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const jobs = () => deps.controllers.jobs;
