@@ -6,8 +6,13 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { formatOfName } from "../config-center/entries.ts";
-import type { ConfigHead, ConfigVersion, ConfigVersionSummary, EffectiveConfig } from "../model/config.ts";
+import {
+  type ConfigHead,
+  type ConfigVersion,
+  type ConfigVersionSummary,
+  type EffectiveConfig,
+  formatOfName,
+} from "../model/config.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
 import {

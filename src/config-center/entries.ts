@@ -122,12 +122,3 @@ export function checkEntries(entries: Record<string, ConfigEntry>, field = "entr
     problems,
   );
 }
-
-/** The format a file name suggests (by its extension); text when none fits. */
-export function formatOfName(name: string): ConfigFormat {
-  const ext = name.slice(name.lastIndexOf(".") + 1).toLowerCase();
-  if (ext === "json") return "json";
-  if (ext === "yaml" || ext === "yml") return "yaml";
-  if (ext === "properties") return "properties";
-  return "text";
-}

@@ -21,6 +21,15 @@ export type ConfigLayer = "platform" | "middleware" | "app";
 export type ConfigFormat = "json" | "yaml" | "properties" | "text";
 export const CONFIG_FORMATS: readonly ConfigFormat[] = ["json", "yaml", "properties", "text"];
 
+/** The format a file name suggests (by its extension); text when none fits. */
+export function formatOfName(name: string): ConfigFormat {
+  const ext = name.slice(name.lastIndexOf(".") + 1).toLowerCase();
+  if (ext === "json") return "json";
+  if (ext === "yaml" || ext === "yml") return "yaml";
+  if (ext === "properties") return "properties";
+  return "text";
+}
+
 /** One entry of a namespace: a key with a string value, or a whole file. */
 export type ConfigEntry =
   | { kind: "key"; value: string }

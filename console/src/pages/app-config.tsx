@@ -8,7 +8,13 @@
 //   GET /apps/:app/config · …/config/status · POST …/config/versions, …/promote, …/abort
 
 import { useState } from "react";
-import type { ConfigFormat, ConfigHead, EffectiveConfig, LayerUses } from "../../../src/model/config.ts";
+import {
+  type ConfigFormat,
+  type ConfigHead,
+  type EffectiveConfig,
+  formatOfName,
+  type LayerUses,
+} from "../../../src/model/config.ts";
 import type { InstanceConfigStatus } from "../api-types.ts";
 import { ActionButton, ErrorBox, Loading, Section, TableHead } from "../components/ui.tsx";
 import { ago, bytes } from "../format.ts";
@@ -216,7 +222,15 @@ function ChangeForm(props: { path: string; done(): void }) {
           </label>
           <label className="field inline grow">
             <span>Name</span>
-            <input value={name} onChange={(e) => setName(e.target.value)} data-testid="config-name" />
+            <input
+              value={name}
+              onChange={(e) => {
+                setName(e.target.value);
+                // As the CLI: a file's format follows its name's extension until chosen otherwise.
+                if (kind === "file") setFormat(formatOfName(e.target.value));
+              }}
+              data-testid="config-name"
+            />
           </label>
           {kind === "file" ? (
             <label className="field inline">
