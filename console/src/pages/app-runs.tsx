@@ -39,16 +39,18 @@ export function RunsTab({ detail, open }: { detail: AppDetail; open: string | un
     [client, path],
   );
   const mayWrite = can("apps:write");
-  // Read on its own: a run older than the list's last 50 opens too.
+  // The list's copy when it has the run; read on its own only when it is older than the list's last 50.
+  const listed = runs.data?.items.find((r) => r.id === open);
+  const missing = open !== undefined && runs.data !== undefined && !listed;
   const one = usePoll(
     (signal) =>
-      open
+      missing
         ? client.get<Run>(`${path}/runs/${encodeURIComponent(open)}`, { signal })
         : Promise.resolve(undefined),
     2000,
-    [client, path, open],
+    [client, path, open, missing],
   );
-  const opened = one.data;
+  const opened = listed ?? one.data;
   const openRun = (id: string) => navigate(withTenant(`${path}/runs/${encodeURIComponent(id)}`));
   return (
     <>
