@@ -74,6 +74,8 @@ const NAME = /^[a-z][a-z0-9-]{0,39}$/;
 export const FAILURE_REPEAT_MS = 5 * 60_000;
 /** How long attach waits for the add-on's server to run and answer. */
 const READY_MS = 120_000;
+/** How long create waits for an app of its name that is being destroyed to go. */
+const DESTROYING_WAIT_MS = 30_000;
 
 const sqlName = (prefix: string, app: string) => `${prefix}_${app.replace(/-/g, "_")}`;
 
@@ -183,8 +185,7 @@ export class Addons {
     const backupPolicy = o.backup ? checkBackupPolicy(o.backup) : undefined;
     const from = o.fromBackup ? await finalFor(store, tenant, o.fromBackup, o.kind) : undefined;
     if (o.app) await this.#app(tenant, o.app);
-    if (await store.get("app", appKey(tenant, name)))
-      throw conflict(`an app named ${name} exists; choose another --name`);
+    await this.#nameFree(tenant, name);
     const driver = driverOf({ kind: o.kind as AddonKind });
     await driver.install();
     const addon: Addon = {
@@ -224,6 +225,31 @@ export class Addons {
     if (!o.app) return { addon, deploy: deploy.id };
     const { binding } = await this.attach(tenant, name, o.app, o.var, actor);
     return { addon: await this.get(tenant, name), deploy: deploy.id, binding };
+  }
+
+  /**
+   * Refuses a name an app holds. An app being destroyed (a destroyed add-on's
+   * server, its instance still stopping) is waited for, up to
+   * DESTROYING_WAIT_MS: "destroy, then restore its final backup under its
+   * name" must not depend on how fast one clicks.
+   */
+  async #nameFree(tenant: string, name: string): Promise<void> {
+    const until = Date.now() + DESTROYING_WAIT_MS;
+    for (;;) {
+      const app = await this.#d.store.get<App>("app", appKey(tenant, name));
+      if (!app) return;
+      if (!app.value.destroying)
+        throw new HerdError("conflict", `an app named ${name} exists; give the add-on another name`, [
+          { field: "name", message: `${name} is taken by an app of the tenant` },
+        ]);
+      if (Date.now() > until)
+        throw new HerdError(
+          "conflict",
+          `app ${name} is still being destroyed (its instances are stopping); try again once herd apps no longer lists it`,
+          [{ field: "name", message: `${name} is taken until its app is gone` }],
+        );
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 
   /** Restores a destroyed add-on's final backup into the new add-on `a` once its server answers. */

@@ -11,7 +11,7 @@
  *   instances/<id>/state/output.log  stdout (stderr.log beside it: stderr)
  *   instances/<id>/instance.json     the DesiredInstance last started, without secret values (health check after adopt)
  *   instances/<id>/data              HERD_DATA_DIR of a cattle instance (goes with the instance)
- *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal)
+ *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal; gone with its app)
  */
 
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -590,7 +590,7 @@ export class Agent {
         (known && known.version === d.config?.version ? known : emptyConfig(d.tenant, d.app));
       await this.#config?.apply(d.id, appDir, config);
       inst.configVersion = config.version === 0 ? undefined : config.version;
-      const dataDir = d.mode === "pet" ? join(this.#options.dataDir, "volumes", d.id) : join(dir, "data");
+      const dataDir = d.mode === "pet" ? this.#volumeDir(d.id) : join(dir, "data");
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
       // The defaults carry the ingest token: they go to the process only, never into a log line or file.
@@ -651,8 +651,14 @@ export class Agent {
       this.#changed();
       return;
     }
+    if (inst.state !== "stopped") await this.#halt(inst);
+    // Its app is being destroyed: a pet's data goes before the stop is reported, so nothing of it is
+    // left for a new app of that name (or, from before ids named the tenant, another tenant's pet).
+    if (d.discardData && d.mode === "pet") {
+      await rm(this.#volumeDir(id), { recursive: true, force: true });
+      this.#log.info("data removed", { id });
+    }
     if (inst.state === "stopped") return;
-    await this.#halt(inst);
     inst.state = "stopped";
     inst.message = undefined;
     this.#changed();
@@ -749,6 +755,11 @@ export class Agent {
 
   #stateDir(id: string): string {
     return join(this.#instanceDir(id), "state");
+  }
+
+  /** A pet's data directory: kept across its restarts and its removal, until its app is destroyed. */
+  #volumeDir(id: string): string {
+    return join(this.#options.dataDir, "volumes", id);
   }
 
   #instanceDir(id: string): string {

@@ -321,6 +321,39 @@ test("a crashed cattle instance is replaced by a new one; a crashed pet restarts
   assert.equal(again.restarts, 1);
 });
 
+test("a pet of a destroyed app is told to drop its data with its stop; a pet scaled down keeps it", async () => {
+  const h = await runningOnN1({ instances: 2, mode: "pet" });
+  // Scaled down: the highest ordinal stops, its data kept for a scale back up.
+  await scaleServices(
+    { store: h.store, events: h.ctx.events, unit: h.ctx.settings.unit },
+    { tenant: "default", app: "hello", services: { web: 1 } },
+  );
+  await settle(h);
+  // Past the gateway's drain, when a stop is a stop.
+  h.clock.advance(60_000);
+  await settle(h);
+  let reply = await agentReports(h, "n1", () => "healthy");
+  const down = reply.instances.find((d) => d.id === "hello-web-1");
+  assert.equal(down?.action, "stop");
+  assert.equal(down?.discardData, undefined);
+  // Destroyed: the one left stops and its data goes.
+  const app = (await h.store.get<App>("app", "default/hello"))!;
+  await h.store.put(
+    "app",
+    "default/hello",
+    { ...app.value, destroying: true },
+    { expectRevision: app.revision },
+  );
+  await h.m.apps.reconcile("default/hello");
+  await settle(h);
+  h.clock.advance(60_000);
+  await settle(h);
+  reply = await agentReports(h, "n1", () => "healthy");
+  const last = reply.instances.find((d) => d.id === "hello-web-0");
+  assert.equal(last?.action, "stop");
+  assert.equal(last?.discardData, true);
+});
+
 test("an instance its node's herd stopped (herd up shutting down) restarts in place, counted as no crash", async () => {
   const h = await runningOnN1({ instances: 1 });
   const [before] = await instancesOf(h);

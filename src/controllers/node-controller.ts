@@ -21,7 +21,7 @@
  * written when something changes, and at most every few seconds otherwise.
  */
 
-import type { Instance, InstanceState, Node } from "../model/objects.ts";
+import type { Instance, InstanceState, Node, Service } from "../model/objects.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { bytes } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
@@ -272,6 +272,12 @@ export class NodeController {
       const draining =
         i.desired === "stopped" && i.drainUntil !== undefined && Date.parse(i.drainUntil) > now;
       const action = i.desired === "running" || draining ? "run" : "stop";
+      // A pet of an app being destroyed: its data goes with it (a new app of that name starts empty).
+      const discard =
+        action === "stop" &&
+        i.mode === "pet" &&
+        this.#ctx.informer.get<Service>("service", `${i.tenant}/${i.app}/${i.service}`)?.value.state ===
+          "destroying";
       reply.push({
         id: i.id,
         app: i.app,
@@ -282,6 +288,7 @@ export class NodeController {
         generation: i.generation,
         action,
         run: i.run,
+        ...(discard ? { discardData: true } : {}),
         ...(action === "run" && i.run.secrets ? await this.#secretEnv(i) : {}),
       });
     }

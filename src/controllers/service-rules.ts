@@ -104,10 +104,17 @@ export function byOrdinalDescending(a: StoredObject<Instance>, b: StoredObject<I
 
 const ordinal = (id: string): number => Number(/-(\d+)$/.exec(id)?.[1] ?? 0);
 
-/** Pets have stable, ordinal ids: `<app>-<service>-0`, `-1`, … */
+/**
+ * Pets have stable, ordinal ids: `<app>-<service>-0`, `-1`, … in the
+ * default tenant, `<tenant>.<app>-<service>-0` in any other. Instance ids
+ * are the store's keys and name a pet's data directory on its node
+ * (`volumes/<id>`), so two tenants' pets of the same app and service name
+ * must not share one (a name holds no dot, so no two tenants' ids meet).
+ */
 export function nextPetId(svc: Service, taken: Set<string>): string {
+  const prefix = svc.tenant === "default" ? "" : `${svc.tenant}.`;
   for (let n = 0; ; n++) {
-    const id = `${svc.app}-${svc.name}-${n}`;
+    const id = `${prefix}${svc.app}-${svc.name}-${n}`;
     if (!taken.has(id)) return id;
   }
 }

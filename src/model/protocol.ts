@@ -145,6 +145,8 @@ export interface DesiredInstance {
   generation: number;
   /** run: keep it running (start it if absent or at an older generation); stop: stop it, keep nothing but pet data. */
   action: "run" | "stop";
+  /** With stop, for a pet: its data directory goes too (its app is being destroyed). */
+  discardData?: boolean;
   run: InstanceRun;
   /**
    * The values of `run.secrets` (env variable → value), for action run only:

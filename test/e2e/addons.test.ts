@@ -371,6 +371,23 @@ test("a Redis add-on gives its app REDIS_URL with a user of its own", async () =
   const gone = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache"], { timeoutMs: 120_000 });
   assert.equal(gone.code, 0, gone.stdout + gone.stderr);
   assert.match(gone.stdout, /final backup \S+ \(RDB snapshot, \d+ bytes\)/);
+  // Restored under its name at once: the create waits for the destroyed server's app to go.
+  const finalId = /final backup (\S+)/.exec(gone.stdout)?.[1] ?? "";
+  const again = await herd.cli(["addons", "create", "redis", "--name", "cache", "--from-backup", finalId], {
+    timeoutMs: 180_000,
+  });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  // A name a live app holds is refused, naming the field.
+  const taken = await herd.api<{ code: string; details: { field: string }[] }>("POST", "/addons", {
+    kind: "redis",
+    name: "counter",
+  });
+  assert.equal(taken.status, 409);
+  assert.equal(taken.body.details[0]?.field, "name");
+  const end = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache", "--without-backup"], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(end.code, 0, end.stdout + end.stderr);
 });
 
 test("bad input: unknown plan or kind, another tenant's add-on, unknown add-on or app", async () => {
