@@ -292,33 +292,57 @@ test("screenshots of every page, light and dark; the map, metrics, alerts and tw
 });
 
 // Last: binding the add-on redeploys hello, which the tests above send traffic to.
-test("add-ons: a redis add-on bound to hello, backed up from the page and the backup deleted; a viewer has no buttons", async () => {
+test("add-ons: a redis add-on made on the page and bound to hello, backed up, scheduled, rotated, detached, destroyed with a final backup and restored from it; a viewer has no buttons", async () => {
   await ensureRedis();
-  const made = await herd!.cli(["addons", "create", "redis", "--app", "hello", "--name", "cache"], {
-    timeoutMs: 180_000,
-  });
-  assert.equal(made.code, 0, made.stdout + made.stderr);
   const { page, context, errors } = await signedIn(herd!.token);
+  const api = <T>(path: string) => herd!.api<T>("GET", path).then((r) => r.body);
+  const confirm = (name: string | RegExp) => page.getByRole("button", { name }).click();
   try {
     await page.goto(`${herd!.url}/addons`);
+    await page.getByTestId("addons-none").waitFor();
+    // A name the API refuses: its message is shown, nothing is made.
+    await page.getByTestId("addon-kind").selectOption("redis");
+    await page.getByTestId("addon-name").fill("9cache");
+    await page.getByTestId("addon-create").click();
+    await page.getByRole("alert").filter({ hasText: /name/ }).waitFor();
+    assert.equal((await api<{ items: unknown[] }>("/addons")).items.length, 0);
+
+    await page.getByTestId("addon-name").fill("cache");
+    await page.getByTestId("addon-app").selectOption("hello");
+    await page.getByTestId("addon-create").click();
+    await page
+      .getByTestId("addon-made")
+      .filter({ hasText: /hello gets REDIS_URL/ })
+      .waitFor({ timeout: 180_000 });
     await page.getByTestId("addon-state-cache").filter({ hasText: "running" }).waitFor({ timeout: 120_000 });
-    assert.match((await page.getByTestId("bindings-cache").textContent()) ?? "", /hello gets REDIS_URL/);
+    assert.match((await page.getByTestId("binding-cache-hello").textContent()) ?? "", /hello.*REDIS_URL/);
+
     await page.getByTestId("backup-now-cache").click();
     const row = page.getByTestId("backups-cache").locator("tbody tr");
     await row.first().waitFor({ timeout: 60_000 });
     assert.match((await row.first().textContent()) ?? "", /manual.*the keyspace/);
-    const listed = await herd!.api<{ items: { id: string }[] }>("GET", "/addons/cache/backups");
-    assert.equal(listed.body.items.length, 1);
-    const [{ id }] = listed.body.items;
+    const listed = await api<{ items: { id: string }[] }>("/addons/cache/backups");
+    assert.equal(listed.items.length, 1);
+    const [{ id }] = listed.items;
     await shot(page, "addons");
     await page.getByTestId(`delete-backup-${id}`).click();
-    await page.getByRole("button", { name: `Confirm delete ${id}` }).click();
+    await confirm(`Confirm delete ${id}`);
     await page.getByTestId(`backup-${id}`).waitFor({ state: "detached" });
-    assert.equal(
-      (await herd!.api<{ items: unknown[] }>("GET", "/addons/cache/backups")).body.items.length,
-      0,
-    );
-    assert.deepEqual(errors, []);
+    assert.equal((await api<{ items: unknown[] }>("/addons/cache/backups")).items.length, 0);
+
+    await page.getByTestId("schedule-cache").fill("0 3 * * *");
+    await page.getByTestId("set-schedule-cache").click();
+    await page.getByTestId("addon-state-cache").filter({ hasText: "backups 0 3 * * *, keeping 7" }).waitFor();
+    assert.deepEqual((await api<{ backupPolicy?: unknown }>("/addons/cache")).backupPolicy, {
+      schedule: "0 3 * * *",
+      keep: 7,
+    });
+
+    await page.getByTestId("rotate-cache-hello").click();
+    await confirm("Confirm new credentials for hello");
+    const outcome = page.getByTestId("addon-outcome-cache");
+    await outcome.filter({ hasText: /New credentials for hello/ }).waitFor({ timeout: 60_000 });
+    assert.match((await outcome.textContent()) ?? "", /deploy \S+ \(hello\)/);
   } finally {
     await context.close();
   }
@@ -326,8 +350,55 @@ test("add-ons: a redis add-on bound to hello, backed up from the page and the ba
   try {
     await viewer.page.goto(`${herd!.url}/addons`);
     await viewer.page.getByTestId("addon-state-cache").waitFor();
-    assert.equal(await viewer.page.getByRole("button", { name: /Back up now|Restore|Delete/ }).count(), 0);
+    assert.equal(
+      await viewer.page
+        .getByRole("button", { name: /Create add-on|Back up now|Bind|Rotate|Detach|Destroy|Restore|Delete/ })
+        .count(),
+      0,
+    );
+    assert.equal(await viewer.page.getByTestId("addon-create").count(), 0);
   } finally {
     await viewer.context.close();
+  }
+  const again = await signedIn(herd!.token);
+  try {
+    const p = again.page;
+    await p.goto(`${herd!.url}/addons`);
+    await p.getByTestId("detach-cache-hello").click();
+    await p.getByRole("button", { name: "Confirm detach hello" }).click();
+    await p
+      .getByTestId("addon-outcome-cache")
+      .filter({ hasText: /hello no longer gets REDIS_URL/ })
+      .waitFor({
+        timeout: 60_000,
+      });
+    await waitFor(
+      "cache bound to no app",
+      async () => (await api<{ bindings: unknown[] }>("/addons/cache")).bindings.length === 0,
+    );
+
+    await p.getByTestId("destroy-cache").click();
+    await p.getByRole("button", { name: "Confirm destroy cache (a final backup is kept)" }).click();
+    await p.getByTestId("addon-state-cache").waitFor({ state: "detached", timeout: 60_000 });
+    const finals = await api<{ items: { id: string; addon: string }[] }>("/addon-backups");
+    assert.deepEqual(
+      finals.items.map((f) => f.addon),
+      ["cache"],
+    );
+    const [{ id: finalId }] = finals.items;
+    await p.getByTestId(`final-${finalId}`).waitFor({ timeout: 20_000 });
+
+    // Restored into a new add-on of its name; then the final backup is forgotten.
+    await p.getByTestId(`final-restore-${finalId}`).click();
+    await p.getByTestId("addon-state-cache").filter({ hasText: "running" }).waitFor({ timeout: 120_000 });
+    await p.getByTestId(`final-delete-${finalId}`).click();
+    await p.getByRole("button", { name: `Confirm delete ${finalId} (gone for good)` }).click();
+    await p.getByTestId(`final-${finalId}`).waitFor({ state: "detached" });
+    assert.equal((await api<{ items: unknown[] }>("/addon-backups")).items.length, 0);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(again.errors, []);
+  } finally {
+    await again.context.close();
+    await herd!.api("DELETE", "/addons/cache?confirm=cache&withoutBackup=true");
   }
 });
