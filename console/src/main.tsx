@@ -71,6 +71,12 @@ function App() {
     setError(why);
   }, []);
 
+  const refresh = useCallback(async () => {
+    if (!token) return;
+    const w = await new Client(token).get<Whoami>("/whoami", { scoped: false });
+    setSignedIn({ token, whoami: w });
+  }, [token]);
+
   // A token revoked or expired while signed in: back to sign-in, saying why.
   useEffect(() => {
     const refused = (e: Event) => signOut((e as CustomEvent<Error>).detail);
@@ -84,13 +90,14 @@ function App() {
       token && whoami && tenant
         ? makeSession(token, whoami, tenant, {
             setTenant: storeTenant,
+            refresh,
             signOut: () => {
               signOut();
               navigate("/");
             },
           })
         : undefined,
-    [token, whoami, tenant, signOut],
+    [token, whoami, tenant, refresh, signOut],
   );
 
   if (!session) {

@@ -27,6 +27,8 @@ export interface Session {
   /** May this identity use `permission` in the chosen tenant? */
   can(permission: Permission): boolean;
   setTenant(tenant: string): void;
+  /** Asks whoami again (a tenant made or a role changed): every page's data is read anew. */
+  refresh(): Promise<void>;
   signOut(): void;
 }
 
@@ -67,7 +69,7 @@ export function makeSession(
   token: string,
   whoami: Whoami,
   tenant: string,
-  actions: Pick<Session, "setTenant" | "signOut">,
+  actions: Pick<Session, "setTenant" | "refresh" | "signOut">,
 ): Session {
   const role = whoami.admin ? "admin" : (whoami.tenants.find((t) => t.tenant === tenant)?.role ?? "viewer");
   return {

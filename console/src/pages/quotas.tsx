@@ -2,9 +2,11 @@
 // platform's CPU and memory step) against the units its services hold
 // (desired instances × units each), its domains and deploy limits, and whether
 // its containers may run as their image's own user. A platform admin sets or
-// removes a quota, and allows or denies the image's user, here.
+// removes a quota, gives a tenant its domains, allows or denies the image's
+// user, and makes a new tenant, here.
 //
-//   GET /tenants · GET /tenants/:name (usage) · PUT /tenants/:name/quota, …/image-user (platform:write)
+//   GET /tenants · GET /tenants/:name (usage) · POST /tenants,
+//   PUT /tenants/:name/quota, …/domains, …/image-user (platform:write)
 
 import { useState } from "react";
 import type { Tenant } from "../../../src/model/objects.ts";
@@ -15,17 +17,23 @@ import { usePoll } from "../use-poll.ts";
 
 type TenantView = Tenant & { usage: { units: number }; unit: { cpu: number; memory: number } };
 
-function QuotaEditor(props: { tenant: TenantView; done: () => void }) {
+/** PUT one of a tenant's settings (quota, domains, image-user; platform:write), then `done`. */
+function usePutTenant(tenant: TenantView, done: () => void) {
   const { client } = useSession();
-  const [units, setUnits] = useState(props.tenant.quota ? String(props.tenant.quota.units) : "");
-  const put = (value: number | null) => async () => {
-    await client.call(`/tenants/${encodeURIComponent(props.tenant.name)}/quota`, {
+  return async (what: "quota" | "domains" | "image-user", body: unknown) => {
+    await client.call(`/tenants/${encodeURIComponent(tenant.name)}/${what}`, {
       method: "PUT",
-      body: { units: value },
+      body,
       scoped: false,
     });
-    props.done();
+    done();
   };
+}
+
+function QuotaEditor(props: { tenant: TenantView; done: () => void }) {
+  const [units, setUnits] = useState(props.tenant.quota ? String(props.tenant.quota.units) : "");
+  const putTenant = usePutTenant(props.tenant, props.done);
+  const put = (value: number | null) => () => putTenant("quota", { units: value });
   return (
     <div className="row">
       <label className="field inline">
@@ -55,16 +63,9 @@ function QuotaEditor(props: { tenant: TenantView; done: () => void }) {
 
 /** Whether the tenant's containers may run as their image's own user (user: image); an admin switches it. */
 function ImageUser(props: { tenant: TenantView; mayWrite: boolean; done: () => void }) {
-  const { client } = useSession();
   const allowed = props.tenant.allowImageUser === true;
-  const put = async () => {
-    await client.call(`/tenants/${encodeURIComponent(props.tenant.name)}/image-user`, {
-      method: "PUT",
-      body: { allowed: !allowed },
-      scoped: false,
-    });
-    props.done();
-  };
+  const putTenant = usePutTenant(props.tenant, props.done);
+  const put = () => putTenant("image-user", { allowed: !allowed });
   return (
     <div className="row">
       <p className="small" data-testid={`image-user-${props.tenant.name}`}>
@@ -82,6 +83,104 @@ function ImageUser(props: { tenant: TenantView; mayWrite: boolean; done: () => v
         />
       ) : null}
     </div>
+  );
+}
+
+/** Domains as typed: names split on spaces and commas. */
+const domainsOf = (text: string): string[] => text.split(/[\s,]+/).filter(Boolean);
+
+/** A tenant's domains (only its routes may use those hosts); an admin replaces or clears them. */
+function DomainsEditor(props: { tenant: TenantView; done: () => void }) {
+  const [text, setText] = useState((props.tenant.domains ?? []).join(" "));
+  const putTenant = usePutTenant(props.tenant, props.done);
+  const put = (domains: string[]) => () => putTenant("domains", { domains });
+  return (
+    <div className="row">
+      <label className="field inline grow">
+        <span>Domains</span>
+        <input
+          value={text}
+          placeholder="shop.example.com"
+          onChange={(e) => setText(e.target.value)}
+          data-testid={`domains-input-${props.tenant.name}`}
+        />
+      </label>
+      <ActionButton
+        label="Set domains"
+        testId={`domains-set-${props.tenant.name}`}
+        disabled={domainsOf(text).length === 0}
+        onAct={put(domainsOf(text))}
+      />
+      {props.tenant.domains?.length ? (
+        <ActionButton label="No domains" confirm="Confirm: take every domain away" onAct={put([])} />
+      ) : null}
+    </div>
+  );
+}
+
+/** A new tenant: its name, a quota in units (empty: none) and its domains. */
+function NewTenant() {
+  const { client, refresh } = useSession();
+  const [name, setName] = useState("");
+  const [units, setUnits] = useState("");
+  const [domains, setDomains] = useState("");
+  return (
+    <Section title="New tenant" id="tenant-new">
+      <form className="row" onSubmit={(e) => e.preventDefault()}>
+        <label className="field inline">
+          <span>Name</span>
+          <input value={name} onChange={(e) => setName(e.target.value)} data-testid="tenant-name" />
+        </label>
+        <label className="field inline">
+          <span>Quota (units)</span>
+          <input
+            type="number"
+            min={0}
+            step="any"
+            size={6}
+            value={units}
+            placeholder="none"
+            onChange={(e) => setUnits(e.target.value)}
+            data-testid="tenant-quota"
+          />
+        </label>
+        <label className="field inline grow">
+          <span>Domains</span>
+          <input
+            value={domains}
+            placeholder="optional"
+            onChange={(e) => setDomains(e.target.value)}
+            data-testid="tenant-domains"
+          />
+        </label>
+        <ActionButton
+          label="Create tenant"
+          kind="primary"
+          disabled={!name}
+          testId="tenant-create"
+          onAct={async () => {
+            await client.post(
+              "/tenants",
+              {
+                name,
+                ...(units !== "" ? { quota: { units: Number(units) } } : {}),
+                ...(domainsOf(domains).length ? { domains: domainsOf(domains) } : {}),
+              },
+              { scoped: false },
+            );
+            setName("");
+            setUnits("");
+            setDomains("");
+            // The header's tenant switcher lists it once whoami is asked again.
+            await refresh();
+          }}
+        />
+      </form>
+      <p className="small muted">
+        Then give it members on the Team page (switch to it in the header) or with{" "}
+        <code>herd members add USER --tenant NAME --role owner</code>.
+      </p>
+    </Section>
   );
 }
 
@@ -104,6 +203,7 @@ export function QuotasPage() {
     <div className="page">
       <h1>Quotas</h1>
       <ErrorBox error={tenants.error} />
+      {mayWrite ? <NewTenant /> : null}
       {!tenants.data ? (
         <Loading what="tenants" />
       ) : (
@@ -120,7 +220,11 @@ export function QuotasPage() {
               {t.quota ? (
                 <Meter used={t.usage.units} total={t.quota.units} label={`${t.name} units of quota`} />
               ) : null}
-              {t.domains?.length ? <p className="small">Domains: {t.domains.join(", ")}</p> : null}
+              {t.domains?.length ? (
+                <p className="small" data-testid={`domains-${t.name}`}>
+                  Domains: {t.domains.join(", ")}
+                </p>
+              ) : null}
               {t.limits ? (
                 <p className="small muted">
                   Limits:{" "}
@@ -130,6 +234,7 @@ export function QuotasPage() {
                 </p>
               ) : null}
               {mayWrite ? <QuotaEditor tenant={t} done={tenants.reload} /> : null}
+              {mayWrite ? <DomainsEditor tenant={t} done={tenants.reload} /> : null}
               <ImageUser tenant={t} mayWrite={mayWrite} done={tenants.reload} />
             </Section>
           ))}

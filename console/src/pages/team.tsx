@@ -1,169 +1,49 @@
 // Team: your API tokens (create one, shown once; revoke), and for a tenant's
 // owners its members and service accounts (docs/teams.md): give a user a
 // role or change it, take it away, make a service account and tokens for it.
-// Users themselves are a platform admin's (`herd users create`).
+// Platform admins also see every user, make and delete them (team-users.tsx).
 //
-//   GET|POST /tokens, DELETE /tokens/:id (self; a service account's: its tenant's owners)
+//   GET|POST /tokens, DELETE /tokens/:id (team-parts.tsx)
 //   GET /tenants/:t/members (members:read) · PUT|DELETE /tenants/:t/members/:user, POST …/service-accounts (members:write)
 
 import { useState } from "react";
-import { type Member, ROLES, type Role, type Token } from "../../../src/model/identity.ts";
+import type { Member, Role } from "../../../src/model/identity.ts";
 import { ActionButton, ErrorBox, Loading, Section, TableHead } from "../components/ui.tsx";
 import { ago } from "../format.ts";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
+import { RoleSelect, Tokens } from "./team-parts.tsx";
+import { Users } from "./team-users.tsx";
 
 type MemberView = Member & { serviceAccount?: true };
 
-const LIFETIMES = [
-  ["30d", "30 days"],
-  ["90d", "90 days"],
-  ["1y", "a year"],
-  ["", "no expiry"],
-] as const;
-
 export function TeamPage() {
   const { whoami, tenant, can } = useSession();
+  // A user made or deleted below changes the members above.
+  const [tick, setTick] = useState(0);
   return (
     <div className="page">
       <h1>Team</h1>
       {whoami.user ? <Tokens user={whoami.user} title="Your tokens" /> : null}
       {can("members:read") ? (
-        <Members tenant={tenant} mayWrite={can("members:write")} />
+        <Members tenant={tenant} mayWrite={can("members:write")} tick={tick} />
       ) : (
         <p className="muted">The members of {tenant} are its owners' to see and manage.</p>
       )}
+      {can("platform:read") ? (
+        <Users mayWrite={can("platform:write")} changed={() => setTick((t) => t + 1)} />
+      ) : null}
     </div>
   );
 }
 
-/** A user's tokens: create (the secret shown once), revoke. */
-function Tokens({ user, title }: { user: string; title: string }) {
-  const { client, whoami } = useSession();
-  const tokens = usePoll(
-    (signal) => client.get<{ items: Token[] }>("/tokens", { query: { user }, scoped: false, signal }),
-    15_000,
-    [client, user],
-  );
-  const [name, setName] = useState("");
-  const [lifetime, setLifetime] = useState<string>("90d");
-  const [made, setMade] = useState<{ name: string; secret: string }>();
-  return (
-    <Section title={title} id={`tokens-${user}`}>
-      <ErrorBox error={tokens.error} />
-      {made ? (
-        <div className="notice" role="status" data-testid={`token-made-${user}`}>
-          <p>
-            Token <strong>{made.name}</strong>: copy it now, it is not shown again (herd keeps only its hash).
-          </p>
-          <code className="value">{made.secret}</code>
-        </div>
-      ) : null}
-      {!tokens.data ? (
-        <Loading what="tokens" />
-      ) : (
-        <div className="scroll">
-          <table data-testid={`tokens-table-${user}`}>
-            <TableHead columns={["Id", "Name", "Created", "Expires", "Last used", "Revoked"]} actions />
-            <tbody>
-              {[...tokens.data.items].reverse().map((t) => (
-                <tr key={t.id} data-testid={`token-${t.name}`}>
-                  <th scope="row">
-                    <code>{t.id}</code>
-                    {t.id === whoami.token.id ? <span className="badge good">this session</span> : null}
-                  </th>
-                  <td>{t.name}</td>
-                  <td title={t.createdAt}>{ago(t.createdAt)}</td>
-                  <td>{t.expiresAt ? t.expiresAt.slice(0, 10) : "never"}</td>
-                  <td>{ago(t.lastUsedAt)}</td>
-                  <td>{t.revokedAt ? `${ago(t.revokedAt)} by ${t.revokedBy ?? "?"}` : "—"}</td>
-                  <td>
-                    {t.revokedAt ? null : (
-                      <ActionButton
-                        label="Revoke"
-                        kind="danger"
-                        confirm={
-                          t.id === whoami.token.id
-                            ? "Confirm: this signs you out"
-                            : `Confirm revoke ${t.name}`
-                        }
-                        testId={`token-revoke-${t.name}`}
-                        onAct={async () => {
-                          await client.call(`/tokens/${t.id}`, { method: "DELETE", scoped: false });
-                          tokens.reload();
-                        }}
-                      />
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-      <form className="row" onSubmit={(e) => e.preventDefault()}>
-        <label className="field inline grow">
-          <span>Name</span>
-          <input
-            value={name}
-            onChange={(e) => setName(e.target.value)}
-            placeholder="what it is for: laptop, ci"
-            data-testid={`token-name-${user}`}
-          />
-        </label>
-        <label className="field inline">
-          <span>Expires</span>
-          <select value={lifetime} onChange={(e) => setLifetime(e.target.value)}>
-            {LIFETIMES.map(([v, label]) => (
-              <option key={v} value={v}>
-                {label}
-              </option>
-            ))}
-          </select>
-        </label>
-        <ActionButton
-          label="Create token"
-          kind="primary"
-          disabled={!name}
-          testId={`token-create-${user}`}
-          onAct={async () => {
-            const reply = await client.post<{ token: string; name: string }>(
-              "/tokens",
-              { name, user, ...(lifetime ? { expiresIn: lifetime } : {}) },
-              { scoped: false },
-            );
-            setMade({ name: reply.name, secret: reply.token });
-            setName("");
-            tokens.reload();
-          }}
-        />
-      </form>
-    </Section>
-  );
-}
-
-function RoleSelect(props: { value: Role; onChange(r: Role): void; label: string; testId?: string }) {
-  return (
-    <select
-      value={props.value}
-      aria-label={props.label}
-      onChange={(e) => props.onChange(e.target.value as Role)}
-      data-testid={props.testId}
-    >
-      {ROLES.map((r) => (
-        <option key={r}>{r}</option>
-      ))}
-    </select>
-  );
-}
-
-function Members({ tenant, mayWrite }: { tenant: string; mayWrite: boolean }) {
+function Members({ tenant, mayWrite, tick }: { tenant: string; mayWrite: boolean; tick: number }) {
   const { client } = useSession();
   const path = `/tenants/${encodeURIComponent(tenant)}`;
   const members = usePoll(
     (signal) => client.get<{ items: MemberView[] }>(`${path}/members`, { scoped: false, signal }),
     10_000,
-    [client, path],
+    [client, path, tick],
   );
   const [user, setUser] = useState("");
   const [role, setRole] = useState<Role>("deployer");
