@@ -16,6 +16,7 @@ import { MetricsPage } from "./pages/metrics.tsx";
 import { NodesPage } from "./pages/nodes.tsx";
 import { OverviewPage } from "./pages/overview.tsx";
 import { QuotasPage } from "./pages/quotas.tsx";
+import { SharedConfigPage } from "./pages/shared-config.tsx";
 import { TeamPage } from "./pages/team.tsx";
 import { TracePage } from "./pages/trace.tsx";
 import { TraceMapPage } from "./pages/trace-map.tsx";
@@ -43,6 +44,13 @@ export const PAGES: readonly PageRoute[] = [
   // Reached from the header's "who am I" (no room in the navigation).
   { path: "/team", title: () => "Team", page: TeamPage },
   { path: "/events", title: () => "Events", page: EventsPage, nav: "Events" },
+  // Reached from an app's Config tab (its layers).
+  { path: "/config", title: () => "Shared config", page: SharedConfigPage },
+  {
+    path: "/config/:layer/:name",
+    title: (p) => `${p.layer} ${p.name} · shared config`,
+    page: SharedConfigPage,
+  },
   { path: "/catalog", title: () => "Catalog", page: CatalogPage, nav: "Catalog" },
   { path: "/catalog/:app", title: (p) => `${p.app} · catalog`, page: CatalogAppPage },
 ];

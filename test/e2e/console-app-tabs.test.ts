@@ -113,6 +113,74 @@ test("config: a key and a file set from the app's config tab, a bad file refused
   }
 });
 
+test("shared config: a platform namespace made by an admin on the page, pinned from hello's config tab, a new version given to the tenant and rolled back; a viewer only reads", async () => {
+  type Config = { config: { values: Record<string, string>; origins: Record<string, string> } | null };
+  const config = async () => (await herd!.api<Config>("GET", "/apps/hello/config")).body.config;
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    // Reached from the app's config tab.
+    await page.goto(`${herd!.url}/apps/hello/config`);
+    await page.getByTestId("config-layers").waitFor();
+    await page.getByRole("link", { name: "shared config" }).click();
+    await page.getByTestId("shared-none").waitFor();
+    await page.getByTestId("shared-new-name").fill("base");
+    await page.getByTestId("shared-new-open").click();
+    await page.waitForURL(/\/config\/platform\/base$/);
+    await page.getByTestId("shared-empty").waitFor();
+    await page.getByTestId("config-name").fill("TZ");
+    await page.getByTestId("config-value").fill("UTC");
+    await page.getByTestId("config-save").click();
+    await page.getByTestId("shared-entry-TZ").filter({ hasText: "UTC" }).waitFor();
+    await page.getByTestId("shared-head").filter({ hasText: "base@1" }).waitFor();
+
+    await page.goto(`${herd!.url}/apps/hello/config`);
+    await page
+      .getByTestId("config-platform")
+      .locator("option", { hasText: "base@1" })
+      .waitFor({ state: "attached" });
+    await page.getByTestId("config-platform").selectOption("base@1");
+    await page.getByTestId("config-pin").click();
+    await page.getByTestId("config-entry-TZ").filter({ hasText: "platform base@1" }).waitFor();
+    assert.equal((await config())?.values.TZ, "UTC");
+
+    // v2 of base, given to the default tenant's apps: hello pins it; then rolled back.
+    await page.goto(`${herd!.url}/config/platform/base`);
+    await page.getByTestId("config-name").fill("TZ");
+    await page.getByTestId("config-value").fill("Europe/Paris");
+    await page.getByTestId("config-save").click();
+    await page.getByTestId("shared-head").filter({ hasText: "base@2" }).waitFor();
+    await page.getByTestId("shared-gray-version").selectOption("2");
+    await page.getByTestId("shared-gray-tenants").fill("default");
+    await page.getByTestId("shared-gray").click();
+    const result = page.getByTestId("shared-gray-result");
+    await result.filter({ hasText: "default/hello: base@1 → @2" }).waitFor();
+    await waitFor(
+      "hello's config has TZ from base@2",
+      async () => (await config())?.values.TZ === "Europe/Paris",
+    );
+    await shot(page, "shared-config");
+    await page.getByTestId("shared-gray-rollback").click();
+    await page.getByRole("button", { name: "Confirm roll back v2 from tenants default" }).click();
+    await result.filter({ hasText: "default/hello: base@2 → @1" }).waitFor();
+    assert.equal((await config())?.values.TZ, "UTC");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/config/platform/base`);
+    await viewer.page.getByTestId("shared-entry-TZ").waitFor();
+    for (const id of ["config-save", "shared-gray", "shared-new-name", "shared-unset-TZ"])
+      assert.equal(await viewer.page.getByTestId(id).count(), 0, id);
+    await viewer.page.goto(`${herd!.url}/apps/hello/config`);
+    await viewer.page.getByTestId("config-entry-TZ").waitFor();
+    assert.equal(await viewer.page.getByTestId("config-pin").count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});
+
 test("automation: an autoscaled app's scale-out under a load step is shown with why; the remediation engine paused, resumed and put in dry run from the page; a viewer has no button", async () => {
   writeFileSync(
     join(work, "server.js"),
@@ -398,6 +466,73 @@ test("team: a token made from the page is shown once and works until revoked; an
     await viewer.page.getByTestId("tokens-table-vera").getByText("this session").waitFor();
     await viewer.page.getByText("The members of default are its owners'").waitFor();
     assert.equal(await viewer.page.getByTestId("members").count(), 0);
+  } finally {
+    await viewer.context.close();
+  }
+});
+
+test("platform admin: a tenant made on the quotas page with a quota and domains; a user made in it with a role and a first token that works; the user deleted and its token refused; a viewer has neither", async () => {
+  const whoami = async (token: string) =>
+    fetch(`${herd!.url}/api/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
+  const { page, context, errors } = await signedIn(herd!.token);
+  try {
+    await page.goto(`${herd!.url}/quotas`);
+    await page.getByTestId("tenant-name").fill("shop");
+    await page.getByTestId("tenant-quota").fill("4");
+    await page.getByTestId("tenant-domains").fill("shop.example.com");
+    await page.getByTestId("tenant-create").click();
+    await page.getByTestId("quota-shop").filter({ hasText: "0 units in use of 4" }).waitFor();
+    assert.match((await page.getByTestId("domains-shop").textContent()) ?? "", /shop\.example\.com/);
+    // The header's switcher knows the new tenant at once.
+    await page
+      .getByTestId("tenant-switcher")
+      .locator("option", { hasText: "shop" })
+      .waitFor({ state: "attached" });
+    await page.getByTestId("domains-input-shop").fill("shop.example.com, shop.example.org");
+    await page.getByTestId("domains-set-shop").click();
+    await page.getByTestId("domains-shop").filter({ hasText: "shop.example.org" }).waitFor();
+    assert.deepEqual((await herd!.api<{ domains?: string[] }>("GET", "/tenants/shop")).body.domains, [
+      "shop.example.com",
+      "shop.example.org",
+    ]);
+
+    await page.getByTestId("tenant-switcher").selectOption("shop");
+    await page.getByTestId("whoami").click();
+    await page.getByTestId("user-name").fill("alice");
+    await page.getByTestId("user-role").selectOption("owner");
+    await page.getByTestId("user-create").click();
+    await page.getByTestId("user-alice").filter({ hasText: "owner in shop" }).waitFor();
+    // The members of shop, above, list her at once (not at their next poll).
+    await page.getByTestId("member-alice").waitFor({ timeout: 5000 });
+    await page.getByTestId("token-name-alice").fill("laptop");
+    await page.getByTestId("token-create-alice").click();
+    const secret =
+      /herd_pat_\S+/.exec((await page.getByTestId("token-made-alice").textContent()) ?? "")?.[0] ?? "";
+    const answer = await whoami(secret);
+    assert.equal(answer.status, 200);
+    assert.deepEqual(((await answer.json()) as { tenants: unknown[] }).tenants, [
+      { tenant: "shop", role: "owner" },
+    ]);
+    await shot(page, "team-users");
+    await page.getByTestId("user-delete-alice").click();
+    await page.getByRole("button", { name: "Confirm delete alice: roles go, tokens revoked" }).click();
+    await page.getByTestId("user-alice").waitFor({ state: "detached" });
+    assert.equal((await whoami(secret)).status, 401);
+    // Nobody deletes themselves from here.
+    assert.equal(await page.getByTestId("user-delete-admin").count(), 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+  const viewer = await signedIn(viewerToken);
+  try {
+    await viewer.page.goto(`${herd!.url}/team`);
+    await viewer.page.getByTestId("tokens-table-vera").waitFor();
+    assert.equal(await viewer.page.getByTestId("users").count(), 0);
+    await viewer.page.goto(`${herd!.url}/quotas`);
+    await viewer.page.getByTestId("quota-default").waitFor();
+    assert.equal(await viewer.page.getByTestId("tenant-create").count(), 0);
+    assert.equal(await viewer.page.getByTestId("domains-set-default").count(), 0);
   } finally {
     await viewer.context.close();
   }

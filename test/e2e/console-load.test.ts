@@ -295,6 +295,7 @@ test("the operations pages show their data within 1 s", async () => {
       () => page.getByTestId("quota-default").filter({ hasText: "units in use" }).waitFor(),
     ],
     ["add-ons", "/addons", () => page.getByTestId("addons-none").waitFor()],
+    ["shared config", "/config", () => page.getByTestId("shared-none").waitFor()],
     ["all events", "/events", () => page.getByText(/Events \(/).waitFor()],
     [
       "gateways",

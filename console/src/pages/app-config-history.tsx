@@ -135,7 +135,7 @@ function Diff({ path, to }: { path: string; to: number }) {
   );
 }
 
-function EntryText({ entry }: { entry: ConfigEntry | undefined }) {
+export function EntryText({ entry }: { entry: ConfigEntry | undefined }) {
   if (!entry) return <span className="muted">—</span>;
   if (entry.kind === "key") return <code className="value">{entry.value}</code>;
   return (

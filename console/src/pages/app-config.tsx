@@ -1,9 +1,9 @@
 // The App page's config (the config center, docs/config.md): the effective
-// config every instance gets, each entry with the layer it came from; the
-// catalog versions the app pins; a version in gray release with promote and
-// abort; a change form (a key, or a whole file checked in its format); which
+// config every instance gets, each entry with the layer it came from; a
+// version in gray release with promote and abort; a change form (a key, or a whole file checked in its format); which
 // version each instance applied; and the history with diffs and rollback
-// (app-config-history.tsx). Values are shown: secrets live in `herd secrets`.
+// (app-config-history.tsx); the shared versions it pins (app-config-layers.tsx).
+// Values are shown: secrets live in `herd secrets`.
 //
 //   GET /apps/:app/config · …/config/status · POST …/config/versions, …/promote, …/abort
 
@@ -22,6 +22,7 @@ import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
 import { ConfigHistory } from "./app-config-history.tsx";
+import { ConfigLayers } from "./app-config-layers.tsx";
 
 /** GET /apps/:app/config */
 interface ConfigView {
@@ -61,14 +62,14 @@ export function ConfigTab({ app }: { app: string }) {
               {d.head.stable === 0
                 ? "No config yet: every instance gets version 0, with nothing in it."
                 : `v${d.head.stable} for every instance`}
-              {d.uses ? <span className="muted"> · merged over {pins(d.uses)}</span> : null}
             </p>
             {d.head.gray ? <GrayBar head={d.head} path={path} mayWrite={mayWrite} done={changed} /> : null}
             <Entries config={d.config} path={path} mayWrite={mayWrite} done={changed} />
           </>
         )}
       </Section>
-      {mayWrite ? <ChangeForm path={path} done={changed} /> : null}
+      {mayWrite ? <ChangeForm path={path} gray done={changed} /> : null}
+      {d ? <ConfigLayers path={path} uses={d.uses} mayWrite={mayWrite} done={changed} /> : null}
       <Section title="Instances" id="config-instances">
         <ErrorBox error={status.error} />
         {!status.data ? (
@@ -88,12 +89,6 @@ export function ConfigTab({ app }: { app: string }) {
     </>
   );
 }
-
-const pins = (uses: LayerUses) =>
-  [
-    ...(uses.platform ? [`platform ${uses.platform.name}@${uses.platform.version}`] : []),
-    ...(uses.middleware ?? []).map((m) => `middleware ${m.name}@${m.version}`),
-  ].join(", ") || "nothing";
 
 function GrayBar(props: { head: ConfigHead; path: string; mayWrite: boolean; done(): void }) {
   const { client } = useSession();
@@ -188,8 +183,12 @@ function Entries(props: { config: EffectiveConfig | null; path: string; mayWrite
   );
 }
 
-/** Set one key or one file: a new version, given to every instance or, with a share, to some first. */
-function ChangeForm(props: { path: string; done(): void }) {
+/**
+ * Set one key or one file: a new version of the namespace at `path` (an
+ * app's, or a shared one's: shared-config.tsx); an app's is given to every
+ * instance or, with a share (`gray`), to some first.
+ */
+export function ChangeForm(props: { path: string; gray: boolean; done(): void }) {
   const { client } = useSession();
   const [kind, setKind] = useState<"key" | "file">("key");
   const [name, setName] = useState("");
@@ -268,19 +267,21 @@ function ChangeForm(props: { path: string; done(): void }) {
               data-testid="config-message"
             />
           </label>
-          <label className="field inline">
-            <span>Gray to %</span>
-            <input
-              type="number"
-              min={1}
-              max={100}
-              size={4}
-              value={share}
-              placeholder="all"
-              onChange={(e) => setShare(e.target.value)}
-              title="Give the new version to this share of instances first; empty: every instance"
-            />
-          </label>
+          {props.gray ? (
+            <label className="field inline">
+              <span>Gray to %</span>
+              <input
+                type="number"
+                min={1}
+                max={100}
+                size={4}
+                value={share}
+                placeholder="all"
+                onChange={(e) => setShare(e.target.value)}
+                title="Give the new version to this share of instances first; empty: every instance"
+              />
+            </label>
+          ) : null}
           <ActionButton label="Save" kind="primary" disabled={!name} testId="config-save" onAct={save} />
         </div>
       </form>
