@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import { launchArgs, VIEW_APP, VIEW_DATA, viewEnv } from "./sandbox.ts";
+import { launchArgs, setAsideForeign, VIEW_APP, VIEW_DATA, viewEnv } from "./sandbox.ts";
+import { UidMap } from "./uids.ts";
 
 test("paths under bound directories are rewritten to their views, also inside PATH", () => {
   const binds = [
@@ -60,4 +64,31 @@ test("the wrapper joins the cgroups, then runs the command directly or in the sa
   for (const dir of keep ? keep.split(":") : []) assert.match(dir, /^\/tmp\//);
   const under = import.meta.dirname.startsWith("/tmp/");
   assert.equal(keep !== "", under, `herd under /tmp: ${under}, kept: ${keep}`);
+});
+
+test("a data dir another tenant's uid owns is set aside, never handed over; one's own or root's is kept", (t) => {
+  if (process.getuid?.() !== 0) return t.skip("chown needs root");
+  const root = mkdtempSync(join(tmpdir(), "herd-aside-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const uids = new UidMap(join(root, "uids.json"), { first: 1_900_000_000, count: 10 });
+  const acme = uids.uidOf("acme");
+  const shop = uids.uidOf("shop");
+  const left = join(root, "shop-db-0");
+  mkdirSync(left);
+  writeFileSync(join(left, "secret"), "acme's");
+  chownSync(left, acme, acme);
+  const aside = setAsideForeign(uids, shop, left);
+  assert.match(aside ?? "", /shop-db-0\.tenant-acme-\d+$/);
+  assert.equal(existsSync(left), false);
+  assert.equal(readFileSync(join(aside!, "secret"), "utf8"), "acme's");
+  // Its own, a fresh one (root's, just made) and a missing one stay where they are.
+  const own = join(root, "own");
+  mkdirSync(own);
+  chownSync(own, shop, shop);
+  assert.equal(setAsideForeign(uids, shop, own), undefined);
+  const fresh = join(root, "fresh");
+  mkdirSync(fresh);
+  assert.equal(setAsideForeign(uids, shop, fresh), undefined);
+  assert.equal(setAsideForeign(uids, shop, join(root, "missing")), undefined);
+  assert.ok(existsSync(own) && existsSync(fresh));
 });

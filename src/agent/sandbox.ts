@@ -14,7 +14,7 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { lchown, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -192,10 +192,34 @@ export async function ownInstanceDirs(
   const uid = uids.uidOf(spec.tenant ?? "default");
   await chownTree(spec.dir, uid);
   if (spec.dataDir) {
+    setAsideForeign(uids, uid, spec.dataDir);
     mkdirSync(spec.dataDir, { recursive: true });
     await chownTree(spec.dataDir, uid);
   }
   return uid;
+}
+
+/**
+ * A data dir another tenant's uid owns is never handed over (chowned) to
+ * this one: it is renamed aside (`<dir>.tenant-<other>-<ms>`, kept for its
+ * owner's admin) and the instance gets an empty one. Pet ids name their
+ * tenant and a destroyed app's volumes go with it, so this meets only a
+ * volume left behind by an app destroyed before that (isolation.md).
+ * Returns where it was moved.
+ */
+export function setAsideForeign(uids: UidMap, uid: number, dataDir: string): string | undefined {
+  let owner: number;
+  try {
+    owner = statSync(dataDir).uid;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  const other = owner === uid ? undefined : uids.keyOf(owner);
+  if (other === undefined) return undefined;
+  const aside = `${dataDir}.tenant-${other}-${Date.now()}`;
+  renameSync(dataDir, aside);
+  return aside;
 }
 
 /**

@@ -63,6 +63,12 @@ export class UidMap {
     return this.#range;
   }
 
+  /** The key a uid was handed to, if this map handed it out. */
+  keyOf(uid: number): string | undefined {
+    for (const [key, u] of this.#uids) if (u === uid) return key;
+    return undefined;
+  }
+
   /** The uid of `key`, allocating (and saving) one when it has none yet. */
   uidOf(key: string): number {
     const known = this.#uids.get(key);
