@@ -283,7 +283,14 @@ test("screenshots of every page, light and dark; the map, metrics, alerts and tw
       const overflow = (await phone.page.evaluate(
         "document.documentElement.scrollWidth - window.innerWidth",
       )) as number;
-      assert.ok(overflow <= 0, `${path} is ${overflow} px wider than the phone`);
+      // The message names what sticks out (outside the tables' own scrolling boxes).
+      const wide =
+        overflow > 0
+          ? await phone.page.evaluate(
+              "[...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest('.scroll')).slice(-3).map((e) => e.tagName.toLowerCase() + (e.dataset.testid ? '[' + e.dataset.testid + ']' : '') + ' ' + Math.round(e.getBoundingClientRect().width) + ' px').join(', ')",
+            )
+          : "";
+      assert.ok(overflow <= 0, `${path} is ${overflow} px wider than the phone: ${wide}`);
       await shot(phone.page, `phone-dark-${name}`);
     }
   } finally {

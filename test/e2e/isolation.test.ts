@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -202,6 +202,61 @@ test("it cannot connect to the API nor to another tenant's port; its own tenant 
   assert.equal(result.connect.gateway, "allowed");
   const sibling = probers.find((p) => p.id !== result.instance)!;
   assert.equal(result.connect[sibling.id], "allowed", "the same tenant's sibling");
+});
+
+test("two tenants' pets of one app and service name run side by side, each with a volume of its own; a destroyed app's volume goes", {
+  skip: notRoot,
+}, async () => {
+  const h = herd!;
+  const dir = join(work, "keeper");
+  mkdirSync(dir, { recursive: true });
+  // Writes who it is into its data dir on first start, and answers with what it finds there.
+  writeFileSync(
+    join(dir, "server.js"),
+    [
+      'const fs = require("node:fs");',
+      'const file = require("node:path").join(process.env.HERD_DATA_DIR, "owner");',
+      "if (!fs.existsSync(file)) fs.writeFileSync(file, process.env.HERD_INSTANCE);",
+      'require("node:http").createServer((q, r) => r.end(fs.readFileSync(file))).listen(process.env.PORT);',
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "keeper", private: true }));
+  for (const tenant of ["a", "b"]) {
+    await createTenant(h, tenant);
+    // A host of each tenant's own: hosts are the gateway's, one tenant's each.
+    writeFileSync(
+      join(dir, "herd.yaml"),
+      `app: keeper\nservices:\n  web:\n    command: node server.js\n    mode: pet\n    resources: { cpu: 0.1, memory: 64Mi }\n    routes: [{ host: keeper-${tenant}.localhost }]\n`,
+    );
+    const r = await h.cli(["deploy", "--tenant", tenant, dir]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  }
+  const volume = (id: string) => join(h.dataDir, "agent", "volumes", id);
+  const [pa] = await waitFor("a's pet", async () =>
+    (await instances("keeper", "a")).length ? instances("keeper", "a") : undefined,
+  );
+  const [pb] = await waitFor("b's pet", async () =>
+    (await instances("keeper", "b")).length ? instances("keeper", "b") : undefined,
+  );
+  assert.deepEqual([pa.id, pb.id], ["a.keeper-web-0", "b.keeper-web-0"]);
+  await waitFor(
+    "each pet wrote its own volume",
+    async () => existsSync(join(volume(pa.id), "owner")) && existsSync(join(volume(pb.id), "owner")),
+  );
+  assert.equal(readFileSync(join(volume(pa.id), "owner"), "utf8"), pa.id);
+  assert.equal(readFileSync(join(volume(pb.id), "owner"), "utf8"), pb.id);
+  assert.notEqual(statSync(volume(pa.id)).uid, statSync(volume(pb.id)).uid, "each tenant's uid owns its own");
+
+  const gone = await h.cli(["apps", "destroy", "keeper", "--tenant", "b", "--confirm", "keeper"]);
+  assert.equal(gone.code, 0, gone.stdout + gone.stderr);
+  await waitFor("b's keeper gone with its volume", async () => {
+    const apps = await h.api<{ items: { name: string }[] }>("GET", "/apps?tenant=b");
+    return !apps.body.items.some((a) => a.name === "keeper") && !existsSync(volume(pb.id));
+  });
+  assert.equal(readFileSync(join(volume(pa.id), "owner"), "utf8"), pa.id, "a's pet keeps its data");
+  const end = await h.cli(["apps", "destroy", "keeper", "--tenant", "a", "--confirm", "keeper"]);
+  assert.equal(end.code, 0, end.stdout + end.stderr);
 });
 
 test("stopping herd removes its firewall table", { skip: notRoot }, async () => {
