@@ -645,18 +645,19 @@ export class Agent {
 
   async #stopInstance(id: string, d: DesiredInstance): Promise<void> {
     const inst = this.#instances.get(id);
+    if (inst && inst.state !== "stopped") await this.#halt(inst);
+    // Its app is being destroyed: a pet's data goes before the stop is reported, so nothing of it is
+    // left for a new app of that name. Also when this agent does not know the pet (it did not run
+    // since the agent restarted): its volume may still be here.
+    if (d.discardData && d.mode === "pet") {
+      await rm(this.#volumeDir(id), { recursive: true, force: true });
+      this.#log.info("data removed", { id });
+    }
     if (!inst) {
       // Never ran here (or not since this node's data was lost): nothing to stop, say so.
       this.#instances.set(id, newManaged(id, d.generation, "stopped", this.#stateDir(id), { desired: d }));
       this.#changed();
       return;
-    }
-    if (inst.state !== "stopped") await this.#halt(inst);
-    // Its app is being destroyed: a pet's data goes before the stop is reported, so nothing of it is
-    // left for a new app of that name (or, from before ids named the tenant, another tenant's pet).
-    if (d.discardData && d.mode === "pet") {
-      await rm(this.#volumeDir(id), { recursive: true, force: true });
-      this.#log.info("data removed", { id });
     }
     if (inst.state === "stopped") return;
     inst.state = "stopped";
