@@ -4,17 +4,10 @@
  * (through a RuntimeDriver), probes health, and ships logs. Stopping or
  * crashing the agent leaves the instances running; the next agent adopts them.
  *
- * Layout of dataDir:
- *   slugs/<digest>.tar.gz            downloaded release tarballs
- *   driver/<id>.json                 the process driver's records
- *   instances/<id>/app               the unpacked slug, fresh for every start
- *   instances/<id>/state/output.log  stdout (stderr.log beside it: stderr)
- *   instances/<id>/instance.json     the DesiredInstance last started, without secret values (health check after adopt)
- *   instances/<id>/data              HERD_DATA_DIR of a cattle instance (goes with the instance)
- *   volumes/<id>                     HERD_DATA_DIR of a pet (kept across restarts and removal; gone with its app)
+ * The layout of its data dir: agent-layout.ts.
  */
 
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HEDGE } from "../common/hedge.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
@@ -23,6 +16,7 @@ import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
 import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
+import { AgentLayout, readAgentVersion } from "./agent-layout.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, allocatableOf, capacityOf, DEFAULT_CPU_OVERCOMMIT } from "./agent-options.ts";
 import type { Containers } from "./containers.ts";
@@ -126,9 +120,11 @@ export class Agent {
   #containers: Containers | undefined;
   /** Instances' config: files in their dirs and the 127.0.0.1 feed they follow (config-center/agent-feed.ts). */
   #config: InstanceConfigFeed | undefined;
+  readonly #layout: AgentLayout;
 
   constructor(options: AgentOptions) {
     this.#options = options;
+    this.#layout = new AgentLayout(options.dataDir);
     this.#log = (options.logger ?? silentLogger).child("agent");
     this.metrics = new AgentMetrics(options.name, () => this.statuses(), options.metricsPort !== undefined);
     this.#heartbeatMs = options.heartbeatMs ?? 1000;
@@ -269,14 +265,14 @@ export class Agent {
   }
 
   async #adopt(p: InstanceProcess): Promise<void> {
-    const desired = await readJson<DesiredInstance>(join(this.#instanceDir(p.id), "instance.json"));
+    const desired = await this.#layout.readRecord(p.id);
     // Stopped on purpose (herd up shut down with its apps): it starts again at the same
     // generation as soon as the control plane says it should run; no crash.
     const inst = newManaged(
       p.id,
       p.generation,
       p.state === "running" ? "up" : p.state,
-      this.#stateDir(p.id),
+      this.#layout.stateDir(p.id),
       {
         desired,
         port: p.port,
@@ -286,11 +282,7 @@ export class Agent {
     );
     await inst.log.skipToEnd();
     if (desired)
-      inst.configVersion = await this.#config?.adopt(
-        p.id,
-        join(this.#instanceDir(p.id), "app"),
-        desired.tenant,
-      );
+      inst.configVersion = await this.#config?.adopt(p.id, this.#layout.appDir(p.id), desired.tenant);
     this.#instances.set(p.id, inst);
     if (p.state === "running") {
       this.#ports.reserve(p.port);
@@ -301,7 +293,7 @@ export class Agent {
       inst.signal = p.signal ?? null;
       // A run (controllers/jobs.ts) wrote its own code to its data dir.
       if (inst.exitCode === null && inst.signal === null)
-        inst.exitCode = await recordedExitCode(join(this.#instanceDir(p.id), "data"));
+        inst.exitCode = await recordedExitCode(this.#layout.cattleDataDir(p.id));
       if (inst.exitCode === null && inst.signal === null)
         inst.message = "exit status unknown: it ended while no agent was running";
       inst.logTail = await this.#tail(p.id);
@@ -528,7 +520,7 @@ export class Agent {
       await this.#startInstance(d, inst);
       return;
     }
-    await this.#config.apply(inst.id, join(this.#instanceDir(inst.id), "app"), config.document);
+    await this.#config.apply(inst.id, this.#layout.appDir(inst.id), config.document);
     inst.configVersion = config.version;
     if (config.onChange === "signal" && inst.pid !== undefined) {
       try {
@@ -542,11 +534,10 @@ export class Agent {
   }
 
   async #startInstance(d: DesiredInstance, previous: Managed | undefined): Promise<void> {
-    const dir = this.#instanceDir(d.id);
     if (previous && (RUNNING.has(previous.state) || previous.state === "starting")) {
       await this.#halt(previous);
     }
-    const inst = previous ?? newManaged(d.id, d.generation, "starting", this.#stateDir(d.id));
+    const inst = previous ?? newManaged(d.id, d.generation, "starting", this.#layout.stateDir(d.id));
     Object.assign(inst, {
       desired: d,
       generation: d.generation,
@@ -567,15 +558,15 @@ export class Agent {
     this.#changed();
     let port: number | undefined;
     try {
-      const appDir = join(dir, "app");
+      const appDir = this.#layout.appDir(d.id);
       await this.#slugs.unpack(d.run.slug, appDir);
-      await this.#isolateModuleScope(dir);
+      await this.#isolateModuleScope(this.#layout.instanceDir(d.id));
       // The Node the app chose (engines.node), else the one that runs herd.
       const node = await this.#slugs.node(appDir);
       // Secret values go to the process only: instance.json keeps their names (run.secrets), and a
       // restart takes them from the current heartbeat reply. It holds the rest of the env: root only.
       await writeFile(
-        join(dir, "instance.json"),
+        this.#layout.recordFile(d.id),
         JSON.stringify({ ...d, secretEnv: undefined, config: undefined }),
         { mode: 0o600 },
       );
@@ -590,7 +581,7 @@ export class Agent {
         (known && known.version === d.config?.version ? known : emptyConfig(d.tenant, d.app));
       await this.#config?.apply(d.id, appDir, config);
       inst.configVersion = config.version === 0 ? undefined : config.version;
-      const dataDir = d.mode === "pet" ? this.#volumeDir(d.id) : join(dir, "data");
+      const dataDir = this.#layout.dataDir(d);
       await mkdir(dataDir, { recursive: true });
       port = await this.#ports.allocate();
       // The defaults carry the ingest token: they go to the process only, never into a log line or file.
@@ -613,7 +604,7 @@ export class Agent {
         id: d.id,
         generation: d.generation,
         dir: appDir,
-        stateDir: join(dir, "state"),
+        stateDir: this.#layout.stateDir(d.id),
         command: d.run.command,
         ...(d.run.image ? { image: d.run.image } : {}),
         ...(d.run.runtime ? { runtime: d.run.runtime } : {}),
@@ -650,12 +641,15 @@ export class Agent {
     // left for a new app of that name. Also when this agent does not know the pet (it did not run
     // since the agent restarted): its volume may still be here.
     if (d.discardData && d.mode === "pet") {
-      await rm(this.#volumeDir(id), { recursive: true, force: true });
+      await rm(this.#layout.volumeDir(id), { recursive: true, force: true });
       this.#log.info("data removed", { id });
     }
     if (!inst) {
       // Never ran here (or not since this node's data was lost): nothing to stop, say so.
-      this.#instances.set(id, newManaged(id, d.generation, "stopped", this.#stateDir(id), { desired: d }));
+      this.#instances.set(
+        id,
+        newManaged(id, d.generation, "stopped", this.#layout.stateDir(id), { desired: d }),
+      );
       this.#changed();
       return;
     }
@@ -682,7 +676,7 @@ export class Agent {
     this.#config?.remove(inst.id);
     // Pet volumes live outside the instance dir and survive this. The instance leaves the list (and
     // the heartbeat) only once its files are gone, so "not reported" means "nothing left".
-    await rm(this.#instanceDir(inst.id), { recursive: true, force: true });
+    await rm(this.#layout.instanceDir(inst.id), { recursive: true, force: true });
     this.#instances.delete(inst.id);
     this.#log.info("removed", { id: inst.id });
     this.#changed();
@@ -703,7 +697,7 @@ export class Agent {
     inst.oomKilled = p.oomKilled === true;
     // A run (controllers/jobs.ts) wrote its own code to its data dir.
     if (inst.exitCode === null && inst.signal === null)
-      inst.exitCode = await recordedExitCode(join(this.#instanceDir(p.id), "data"));
+      inst.exitCode = await recordedExitCode(this.#layout.cattleDataDir(p.id));
     // Only a parent learns how its child ended: an adopted process (started by an earlier agent) is
     // watched by its pid, so its code or signal cannot be known. Say so rather than guess.
     if (inst.exitCode === null && inst.signal === null)
@@ -754,19 +748,6 @@ export class Agent {
     );
   }
 
-  #stateDir(id: string): string {
-    return join(this.#instanceDir(id), "state");
-  }
-
-  /** A pet's data directory: kept across its restarts and its removal, until its app is destroyed. */
-  #volumeDir(id: string): string {
-    return join(this.#options.dataDir, "volumes", id);
-  }
-
-  #instanceDir(id: string): string {
-    return join(this.#options.dataDir, "instances", id);
-  }
-
   // A status change goes up at once (debounced, so a burst of changes is one heartbeat).
   #changed(): void {
     if (this.#debounce) return;
@@ -794,17 +775,4 @@ export class Agent {
     this.#wake = undefined;
     this.#wakeRequested = false;
   }
-}
-
-async function readJson<T>(file: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(file, "utf8")) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-async function readAgentVersion(): Promise<string> {
-  const pkg = await readJson<{ version?: string }>(new URL("../../package.json", import.meta.url).pathname);
-  return pkg?.version ?? "unknown";
 }

@@ -1,0 +1,65 @@
+/**
+ * The paths of an agent's data dir (listed in src/agent/README.md,
+ * "Data directory"): an instance's app, state, record and data, a pet's volume.
+ */
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { DesiredInstance } from "../model/protocol.ts";
+
+export class AgentLayout {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  instanceDir(id: string): string {
+    return join(this.root, "instances", id);
+  }
+
+  appDir(id: string): string {
+    return join(this.instanceDir(id), "app");
+  }
+
+  stateDir(id: string): string {
+    return join(this.instanceDir(id), "state");
+  }
+
+  /** A cattle instance's HERD_DATA_DIR (a run's exit code is written there too). */
+  cattleDataDir(id: string): string {
+    return join(this.instanceDir(id), "data");
+  }
+
+  /** A pet's HERD_DATA_DIR: kept across its restarts and its removal, until its app is destroyed. */
+  volumeDir(id: string): string {
+    return join(this.root, "volumes", id);
+  }
+
+  dataDir(d: Pick<DesiredInstance, "id" | "mode">): string {
+    return d.mode === "pet" ? this.volumeDir(d.id) : this.cattleDataDir(d.id);
+  }
+
+  recordFile(id: string): string {
+    return join(this.instanceDir(id), "instance.json");
+  }
+
+  /** The DesiredInstance last started here, if its record is readable. */
+  readRecord(id: string): Promise<DesiredInstance | undefined> {
+    return readJson<DesiredInstance>(this.recordFile(id));
+  }
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** herd's version, from its package.json. */
+export async function readAgentVersion(): Promise<string> {
+  const pkg = await readJson<{ version?: string }>(new URL("../../package.json", import.meta.url).pathname);
+  return pkg?.version ?? "unknown";
+}
