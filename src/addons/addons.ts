@@ -21,6 +21,7 @@ import {
   type AddonBackup,
   type AddonBackupPolicy,
   type AddonBinding,
+  type AddonInfo,
   type AddonKind,
   addonKey,
   type FinalAddonBackup,
@@ -146,10 +147,7 @@ export class Addons {
   }
 
   /** The add-on with its server's instance state, for `info`. */
-  async info(
-    tenant: string,
-    name: string,
-  ): Promise<Addon & { state: string; instance?: string; node?: string | null }> {
+  async info(tenant: string, name: string): Promise<AddonInfo> {
     const a = await this.get(tenant, name);
     if (a.broker) return { ...a, state: a.broker.state };
     const inst = await this.#instance(tenant, name);

@@ -6,6 +6,7 @@
 
 import { readFile } from "node:fs/promises";
 import { ADDON_FIGURES } from "../addons/metrics.ts";
+import { parseJsonObject } from "../common/json-object.ts";
 import type { ApiClient } from "./api-client.ts";
 import { UsageError } from "./args.ts";
 import {
@@ -456,15 +457,11 @@ export async function parametersOf(values: FlagValues): Promise<Record<string, u
         "addons",
       );
     }
-    let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      out = parseJsonObject(text);
     } catch (err) {
-      throw new UsageError(`--params ${file} is not JSON: ${(err as Error).message}`, "addons");
+      throw new UsageError(`--params ${file}: ${(err as Error).message}`, "addons");
     }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
-      throw new UsageError(`--params ${file} must hold a JSON object`, "addons");
-    out = parsed as Record<string, unknown>;
   }
   for (const p of list) {
     const i = p.indexOf("=");

@@ -7,6 +7,7 @@
 
 import { readFile } from "node:fs/promises";
 import {
+  type CatalogNamespace,
   type ConfigHead,
   type ConfigVersion,
   type ConfigVersionSummary,
@@ -526,9 +527,7 @@ async function gray(ctx: CliContext, target: Target, action: "promote" | "abort"
 async function catalog(ctx: CliContext, args: string[]): Promise<number> {
   noArgs(args);
   const client = await ctx.client();
-  const reply = await client.get<{ items: { layer: string; name: string; versions: number[] }[] }>(
-    "/config/catalog",
-  );
+  const reply = await client.get<{ items: CatalogNamespace[] }>("/config/catalog");
   if (ctx.flags.json) printJson(ctx.stdout, reply);
   else if (reply.items.length === 0)
     println(

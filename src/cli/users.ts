@@ -5,14 +5,11 @@
  *   list ─► GET /users     create ─► POST /users {name, admin}     delete ─► DELETE /users/:name
  */
 
-import type { Role, User } from "../model/identity.ts";
+import type { User, UserView } from "../model/identity.ts";
 import { UsageError } from "./args.ts";
 import { type CommandSpec, confirmDestroy, printJson, println, stringFlag } from "./context.ts";
 import { formatAge, renderTable } from "./format.ts";
 import type { Items } from "./types.ts";
-
-/** A user as `GET /users` lists it: with its role in each tenant. */
-export type UserView = User & { roles: { tenant: string; role: Role }[] };
 
 /** `herd users`, `users create NAME [--admin]`, `users delete NAME [--confirm NAME]`. */
 export const usersCommand: CommandSpec = {

@@ -17,6 +17,8 @@ import type { Clock } from "../common/clock.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, invalid, notFound } from "../common/errors.ts";
 import {
+  CATALOG_LAYERS,
+  type CatalogNamespace,
   type ConfigEntry,
   type ConfigFormat,
   type ConfigHead,
@@ -123,9 +125,9 @@ export class ConfigCenter {
   }
 
   /** The catalog: every platform and middleware namespace with its versions' numbers. */
-  async catalog(): Promise<{ layer: ConfigLayer; name: string; versions: number[] }[]> {
-    const out = new Map<string, { layer: ConfigLayer; name: string; versions: number[] }>();
-    for (const layer of ["platform", "middleware"] as const) {
+  async catalog(): Promise<CatalogNamespace[]> {
+    const out = new Map<string, CatalogNamespace>();
+    for (const layer of CATALOG_LAYERS) {
       const { items } = await this.#store.list<ConfigVersion>("config_version", { prefix: `${layer}/` });
       for (const { value } of items) {
         const key = `${layer}/${value.namespace}`;

@@ -199,4 +199,7 @@ export interface FinalAddonBackup extends AddonBackup {
   destroyedBy: string;
 }
 
+/** GET /addons/:addon: the add-on with its server's state (a broker's: the broker's state), instance and node. */
+export type AddonInfo = Addon & { state: string; instance?: string; node?: string | null };
+
 export const addonKey = (tenant: string, name: string): string => `${tenant}/${name}`;

@@ -17,6 +17,17 @@
 /** A layer of the config center. */
 export type ConfigLayer = "platform" | "middleware" | "app";
 
+/** The layers of the catalog: shared namespaces apps pin a version of. */
+export const CATALOG_LAYERS = ["platform", "middleware"] as const;
+export type CatalogLayer = (typeof CATALOG_LAYERS)[number];
+
+/** One catalog namespace and its versions (GET /config/catalog). */
+export interface CatalogNamespace {
+  layer: CatalogLayer;
+  name: string;
+  versions: number[];
+}
+
 /** How a file entry is parsed to be checked (text: not at all). */
 export type ConfigFormat = "json" | "yaml" | "properties" | "text";
 export const CONFIG_FORMATS: readonly ConfigFormat[] = ["json", "yaml", "properties", "text"];

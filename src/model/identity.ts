@@ -26,6 +26,9 @@ export interface User {
   tenant?: string;
 }
 
+/** A user as `GET /users` lists it: with its role in each tenant (the CLI's and the console's). */
+export type UserView = User & { roles: { tenant: string; role: Role }[] };
+
 /** A user's role in a tenant. */
 export interface Member {
   tenant: string;

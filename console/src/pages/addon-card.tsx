@@ -12,14 +12,12 @@
 
 import { type ReactNode, useState } from "react";
 import type { PlanView } from "../../../src/addons/brokers.ts";
-import type { Addon, AddonBackup } from "../../../src/model/addon.ts";
+import type { Addon, AddonBackup, AddonInfo as AddonView } from "../../../src/model/addon.ts";
 import { ActionButton, Section, StateBadge, TableHead } from "../components/ui.tsx";
 import { ago, bytes } from "../format.ts";
 import { parametersOf } from "../json-parameters.ts";
 import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
-
-export type AddonView = Addon & { state: string; instance?: string; node?: string | null };
 
 /** What a backup holds: the databases (postgres), the keyspace (redis), and why it was taken. */
 export function contentOf(b: AddonBackup): string {

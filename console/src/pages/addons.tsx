@@ -10,14 +10,14 @@
 
 import { useState } from "react";
 import type { PlanView } from "../../../src/addons/brokers.ts";
-import type { Addon, FinalAddonBackup } from "../../../src/model/addon.ts";
+import type { Addon, AddonInfo as AddonView, FinalAddonBackup } from "../../../src/model/addon.ts";
 import type { App } from "../../../src/model/objects.ts";
 import { ActionButton, ErrorBox, Loading, Section, TableHead } from "../components/ui.tsx";
 import { ago, bytes } from "../format.ts";
 import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
-import { AddonCard, type AddonView, contentOf } from "./addon-card.tsx";
+import { AddonCard, contentOf } from "./addon-card.tsx";
 import { type Created, NewAddon } from "./addon-create.tsx";
 
 export function AddonsPage() {

@@ -6,17 +6,11 @@
 //   GET /config/catalog (apps:read) · POST /apps/:app/config/versions {platform, middleware} (apps:write)
 
 import { useState } from "react";
-import type { LayerUses } from "../../../src/model/config.ts";
+import type { LayerUses, CatalogNamespace as Namespace } from "../../../src/model/config.ts";
 import { ActionButton, Section } from "../components/ui.tsx";
 import { Link } from "../router.tsx";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
-
-interface Namespace {
-  layer: "platform" | "middleware";
-  name: string;
-  versions: number[];
-}
 
 const refText = (r: { name: string; version: number }) => `${r.name}@${r.version}`;
 

@@ -10,7 +10,12 @@
 
 import { useState } from "react";
 import type { CatalogGrayResult } from "../../../src/config-center/catalog-gray.ts";
-import type { ConfigVersion } from "../../../src/model/config.ts";
+import {
+  type ConfigVersion,
+  CATALOG_LAYERS as LAYERS,
+  type CatalogLayer as Layer,
+  type CatalogNamespace as Namespace,
+} from "../../../src/model/config.ts";
 import { ActionButton, ErrorBox, Loading, Section, TableHead } from "../components/ui.tsx";
 import { ago } from "../format.ts";
 import { Link, navigate } from "../router.tsx";
@@ -18,14 +23,6 @@ import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
 import { ChangeForm } from "./app-config.tsx";
 import { ConfigHistory, EntryText } from "./app-config-history.tsx";
-
-const LAYERS = ["platform", "middleware"] as const;
-type Layer = (typeof LAYERS)[number];
-interface Namespace {
-  layer: Layer;
-  name: string;
-  versions: number[];
-}
 
 const pathOf = (layer: string, name: string) =>
   `/config/catalog/${encodeURIComponent(layer)}/${encodeURIComponent(name)}`;

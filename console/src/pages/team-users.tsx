@@ -9,14 +9,12 @@
 //   PUT /tenants/:t/members/:user (members:write) · GET|POST /tokens (anyone's: platform admins)
 
 import { useState } from "react";
-import { ROLES, type Role, type User } from "../../../src/model/identity.ts";
+import { ROLES, type Role, type UserView } from "../../../src/model/identity.ts";
 import { ActionButton, ErrorBox, Loading, Section, TableHead } from "../components/ui.tsx";
 import { ago } from "../format.ts";
 import { useSession } from "../session.tsx";
 import { usePoll } from "../use-poll.ts";
 import { Tokens } from "./team-parts.tsx";
-
-type UserView = User & { roles: { tenant: string; role: Role }[] };
 
 const rolesText = (u: UserView): string =>
   [...(u.admin ? ["platform admin"] : []), ...u.roles.map((r) => `${r.role} in ${r.tenant}`)].join(", ") ||

@@ -25,6 +25,7 @@ import type { ConfigChange } from "../../config-center/center.ts";
 import { ENTRY_NAME_PATTERN, MAX_FILE_BYTES, MAX_VALUE_BYTES } from "../../config-center/entries.ts";
 import { diffVersions } from "../../config-center/merge.ts";
 import {
+  CATALOG_LAYERS,
   CONFIG_FORMATS,
   type ConfigFormat,
   type ConfigVersion,
@@ -54,7 +55,7 @@ const DiffQuery = T.Object({
   ),
   to: T.Optional(T.Integer({ minimum: 1, description: "the newer version (default: the latest)" })),
 });
-const CatalogParams = T.Object({ layer: OneOf(["platform", "middleware"] as const), name: Name });
+const CatalogParams = T.Object({ layer: OneOf(CATALOG_LAYERS), name: Name });
 const CatalogVersionParams = T.Object({ ...CatalogParams.properties, version: Version });
 
 const EntryName = T.String({ pattern: ENTRY_NAME_PATTERN });
