@@ -3,9 +3,13 @@
  * "Data directory"): an instance's app, state, record and data, a pet's volume.
  */
 
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DesiredInstance } from "../model/protocol.ts";
+
+/** What a heartbeat's `volumes` takes (api/schemas.ts): anything else in volumes/ is not herd's. */
+const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/;
+const MAX_VOLUMES = 10_000;
 
 export class AgentLayout {
   readonly root: string;
@@ -34,6 +38,16 @@ export class AgentLayout {
   /** A pet's HERD_DATA_DIR: kept across its restarts and its removal, until its app is destroyed. */
   volumeDir(id: string): string {
     return join(this.root, "volumes", id);
+  }
+
+  /** The pet volumes on disk, by instance id (none before the first pet), as many as a heartbeat takes. */
+  async volumes(): Promise<string[]> {
+    try {
+      const names = await readdir(join(this.root, "volumes"));
+      return names.filter((n) => VOLUME_NAME.test(n)).slice(0, MAX_VOLUMES);
+    } catch {
+      return [];
+    }
   }
 
   dataDir(d: Pick<DesiredInstance, "id" | "mode">): string {

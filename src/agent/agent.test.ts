@@ -55,6 +55,10 @@ interface ControlPlane {
   waits: number;
   /** The floor on the heartbeat interval the replies set (a big cluster's), if any. */
   minIntervalMs?: number;
+  /** Pet volumes the replies name for discarding. */
+  discardVolumes?: string[];
+  /** When set, heartbeats are refused with 401 and this body (the API's error JSON). */
+  refusal?: { code: string; message: string };
   server: Server;
 }
 
@@ -136,13 +140,16 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
       res.writeHead(401).end();
       return;
     }
-    if (req.method === "POST" && req.url === "/api/v1/nodes/node1/heartbeat") {
+    if (req.method === "POST" && req.url === "/api/v1/nodes/node1/heartbeat" && cp.refusal) {
+      res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify(cp.refusal));
+    } else if (req.method === "POST" && req.url === "/api/v1/nodes/node1/heartbeat") {
       cp.heartbeats.push(JSON.parse(await readBody(req)) as Heartbeat);
       const reply: HeartbeatReply = {
         instances: cp.desired,
         intervalMs: 1000,
         ingestTokens: { default: "ingest-secret" },
         ...(cp.minIntervalMs ? { minIntervalMs: cp.minIntervalMs } : {}),
+        ...(cp.discardVolumes ? { discardVolumes: cp.discardVolumes } : {}),
       };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
     } else if (req.method === "GET" && req.url?.startsWith("/api/v1/nodes/node1/wait")) {
@@ -397,6 +404,11 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
     () => parseHeartbeatReply({ instances: [], intervalMs: 1000, minIntervalMs: "5s" }),
     /minIntervalMs: not a number/,
   );
+  // A volume to discard is a safe id: never a path out of volumes/.
+  assert.throws(
+    () => parseHeartbeatReply({ instances: [], intervalMs: 1000, discardVolumes: ["../instances"] }),
+    /discardVolumes: not a list of safe instance ids/,
+  );
   assert.equal(
     parseHeartbeatReply({ instances: [], intervalMs: 5000, minIntervalMs: 5000 }).minIntervalMs,
     5000,
@@ -566,6 +578,59 @@ test("answered resolves at the first heartbeat the control plane answers, never 
   const agent = newAgent({ heartbeatMs: 100 });
   await agent.start();
   await agent.answered;
+});
+
+test("a credential refused as revoked (the node removed) stops and removes every instance; an unknown one stops none", async (t) => {
+  const world = await setUp(t, "revoked");
+  const { cp, digest, dataDir } = world;
+  const agent = world.newAgent({ heartbeatMs: 100 });
+  await agent.start();
+  cp.desired = [desiredHello("inst1", digest, 1), { ...desiredHello("pet1", digest, 1), mode: "pet" }];
+  const one = await reported(cp, "inst1", (s) => s.state === "healthy", "inst1 healthy");
+  const pet = await reported(cp, "pet1", (s) => s.state === "healthy", "pet1 healthy");
+  writeFileSync(join(dataDir, "volumes", "pet1", "kept.txt"), "pet data");
+
+  // Any other 401 (an unknown token: another control plane, a restored database) proves nothing: all stays.
+  cp.refusal = { code: "unauthorized", message: "unknown token" };
+  await sleep(600);
+  assert.ok(processAlive(one.pid!) && processAlive(pet.pid!), "an unknown-token 401 stopped instances");
+  assert.equal(agent.statuses().length, 2);
+
+  cp.refusal = { code: "revoked", message: "token agt_1 was revoked" };
+  await waitFor(() => agent.statuses().length === 0 || undefined, "every instance removed");
+  assert.ok(!processAlive(one.pid!) && !processAlive(pet.pid!), "a removed node's instances still run");
+  assert.ok(!existsSync(join(dataDir, "instances", "inst1")), "the instance's files stay");
+  assert.equal(readFileSync(join(dataDir, "volumes", "pet1", "kept.txt"), "utf8"), "pet data");
+  await agent.stop();
+
+  // An agent started again on the same data dir adopts nothing and starts nothing.
+  const again = world.newAgent({ heartbeatMs: 100 });
+  await again.start();
+  await sleep(400);
+  assert.deepEqual(again.statuses(), []);
+});
+
+test("pet volumes ride in heartbeats; one the reply names is removed, unless an instance here uses it", async (t) => {
+  const world = await setUp(t, "volumes");
+  const { cp, digest, dataDir } = world;
+  const agent = world.newAgent({ heartbeatMs: 100 });
+  await agent.start();
+  cp.desired = [{ ...desiredHello("pet1", digest, 1), mode: "pet" }];
+  await reported(cp, "pet1", (s) => s.state === "healthy", "pet1 healthy");
+  // Left by a pet of an app destroyed while it ran elsewhere; and something not herd's.
+  mkdirSync(join(dataDir, "volumes", "gone-web-0"));
+  writeFileSync(join(dataDir, "volumes", "gone-web-0", "old.txt"), "old");
+  mkdirSync(join(dataDir, "volumes", " not ours"));
+  const listed = await waitFor(() => {
+    const volumes = cp.heartbeats.at(-1)?.volumes;
+    return volumes?.includes("gone-web-0") ? volumes : undefined;
+  }, "the volumes in a heartbeat");
+  assert.deepEqual([...listed].sort(), ["gone-web-0", "pet1"]);
+  cp.discardVolumes = ["gone-web-0", "pet1"];
+  await waitFor(() => !existsSync(join(dataDir, "volumes", "gone-web-0")) || undefined, "gone-web-0 removed");
+  await sleep(300);
+  assert.ok(existsSync(join(dataDir, "volumes", "pet1")), "a running pet's volume was removed");
+  assert.equal(agent.statuses().find((s) => s.id === "pet1")?.state, "healthy");
 });
 
 test("config: the files and the feed before the start, a new version applied in place, or by a restart when the service asks", async (t) => {

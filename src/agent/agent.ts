@@ -27,7 +27,7 @@ import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
-import { refusedCredential } from "./join.ts";
+import { refusedCredential, revokedAnswer } from "./join.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
 import { STATS_MS, StatsReader, type StatsReading } from "./node-stats.ts";
@@ -91,6 +91,10 @@ export class Agent {
   readonly #waitAbort = new AbortController();
   #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
+  /** Pet volumes the control plane named for discarding (their app is gone), each removed by its instance's worker. */
+  readonly #discards = new Set<string>();
+  /** Set once a heartbeat was refused as revoked (#forgetAll). */
+  #revoked = false;
   readonly #answered = Promise.withResolvers<void>();
   /** Resolves once the control plane first answers a heartbeat (it may refuse the credential for good). */
   readonly answered = this.#answered.promise;
@@ -371,6 +375,7 @@ export class Agent {
       instances,
       stats: stats.node,
       slugs: await this.#slugs.held(),
+      volumes: await this.#layout.volumes(),
       ...(this.#driver.extraNames().length > 0
         ? { drivers: this.#driver.extraNames(), driverIsolation: this.#driver.extraIsolation() }
         : {}),
@@ -389,7 +394,11 @@ export class Agent {
         body,
         HEDGE,
       );
-      if (res.status === 401) throw new Error(refusedCredential(this.#options.dataDir, await res.text()));
+      if (res.status === 401) {
+        const answer = await res.text();
+        if (revokedAnswer(answer)) this.#forgetAll();
+        throw new Error(refusedCredential(this.#options.dataDir, answer));
+      }
       if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
       reply = parseHeartbeatReply(await res.json());
       took();
@@ -450,9 +459,27 @@ export class Agent {
     return this.#stats.read(running);
   }
 
+  /**
+   * This node's credential was revoked (herd nodes remove, or the token taken
+   * back): herd accounts for nothing here any more and has replaced its cattle
+   * elsewhere, so every instance is stopped and removed, as a heartbeat that
+   * names none would have it. Pet volumes stay (outside the instance dirs).
+   */
+  #forgetAll(): void {
+    if (!this.#revoked)
+      this.#log.warn("this node's credential was revoked: stopping and removing every instance", {
+        instances: this.#instances.size,
+      });
+    this.#revoked = true;
+    this.#desired = new Map();
+    for (const id of this.#instances.keys()) this.#kick(id);
+  }
+
   #reconcile(reply: HeartbeatReply): void {
     this.#desired = new Map(reply.instances.map((d) => [d.id, d]));
-    for (const id of new Set([...this.#desired.keys(), ...this.#instances.keys()])) this.#kick(id);
+    for (const id of reply.discardVolumes ?? []) this.#discards.add(id);
+    for (const id of new Set([...this.#desired.keys(), ...this.#instances.keys(), ...this.#discards]))
+      this.#kick(id);
     this.#pruneSlugs();
   }
 
@@ -495,6 +522,12 @@ export class Agent {
   async #reconcileInstance(id: string): Promise<void> {
     const desired = this.#desired?.get(id);
     const inst = this.#instances.get(id);
+    // Run by this worker, a volume's removal never overlaps a start of its pet; one in use stays.
+    const discard = this.#discards.delete(id) && !desired && !inst;
+    if (discard) {
+      await rm(this.#layout.volumeDir(id), { recursive: true, force: true });
+      this.#log.info("data removed: its app is gone", { id });
+    }
     if (!desired) {
       if (inst) await this.#remove(inst);
       return;

@@ -32,6 +32,12 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
       Object.values(value.services).some((l) => !Array.isArray(l) || l.some((n) => typeof n !== "string")))
   )
     fail("services", "not an object of string lists {tenant: [app/service]}");
+  if (
+    value.discardVolumes !== undefined &&
+    (!Array.isArray(value.discardVolumes) ||
+      value.discardVolumes.some((id) => typeof id !== "string" || !SAFE_ID.test(id)))
+  )
+    fail("discardVolumes", "not a list of safe instance ids");
   for (const [i, d] of (value.instances as unknown[]).entries()) {
     const at = `instances.${i}`;
     if (!isObject(d)) return fail(at, "not an object");

@@ -38,10 +38,27 @@ export const credentialFile = (dataDir: string): string => join(dataDir, "creden
 
 /**
  * What a heartbeat refused with 401 says: the credential was revoked (the
- * node removed: herd nodes remove) or expired, and retrying changes nothing.
+ * node removed: herd nodes remove) or is unknown, and retrying changes nothing.
  */
 export function refusedCredential(dataDir: string, answer: string): string {
-  return `answered 401: the control plane refuses this node's credential (${answer.slice(0, 200)}); if the node was removed (herd nodes remove), stop this agent; to join again, remove ${credentialFile(dataDir)} (the credential it keeps) and start it with a new --join-token`;
+  const removed = revokedAnswer(answer)
+    ? "its instances are stopped (pet volumes stay); "
+    : "if the node was removed (herd nodes remove), stop this agent; ";
+  return `answered 401: the control plane refuses this node's credential (${answer.slice(0, 200)}); ${removed}to join again, remove ${credentialFile(dataDir)} (the credential it keeps) and start it with a new --join-token`;
+}
+
+/**
+ * Whether a 401's body says the credential was revoked (code `revoked`): the
+ * node was removed or its credential taken back, for good. Any other 401 (an
+ * unknown token: another control plane, a database restored from before the
+ * join) proves nothing about the instances here.
+ */
+export function revokedAnswer(answer: string): boolean {
+  try {
+    return (JSON.parse(answer) as { code?: unknown }).code === "revoked";
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -201,7 +201,7 @@ export class Authenticator {
   async #load(hash: string): Promise<Principal | undefined> {
     const token = (await this.#store.get<Token>("token", hash))?.value;
     if (!token) return undefined;
-    if (token.revokedAt) throw new HerdError("unauthorized", `token ${token.id} was revoked`);
+    if (token.revokedAt) throw new HerdError("revoked", `token ${token.id} was revoked`);
     if (token.expiresAt && Date.parse(token.expiresAt) <= Date.now()) {
       throw new HerdError("unauthorized", `token ${token.id} expired at ${token.expiresAt}`);
     }

@@ -32,7 +32,7 @@ export const nodesCommand: CommandSpec = {
     "moved with `herd instances move`). uncordon: take instances again (ends a drain).\n" +
     "remove: forget a machine for good: its record goes and its credential is revoked (it joins\n" +
     "again only with a new join token); a live node must hold nothing (drain it first), a lost\n" +
-    "one no pets (its replaced cattle go with it).\n" +
+    "one no pets (its replaced cattle go with it; its agent, if it comes back, stops all it runs).\n" +
     "join-token (platform admins): a token a new machine's agent trades once for its node's own\n" +
     "credential (`herd agent --server URL --join-token T --name NAME`); valid for --ttl, for any\n" +
     "number of machines or --uses of them.",
@@ -99,7 +99,7 @@ export const nodesCommand: CommandSpec = {
       else
         println(
           ctx.stdout,
-          `Removed node ${name}${removed.instances > 0 ? ` and ${removed.instances} instance record(s) it held` : ""}; its credential is revoked (stop its agent; to join again it needs a new join token).`,
+          `Removed node ${name}${removed.instances > 0 ? ` and ${removed.instances} instance record(s) it held` : ""}; its credential is revoked (an agent that comes back stops what it runs; stop it; to join again it needs a new join token).`,
         );
       return 0;
     }

@@ -6,6 +6,7 @@
 export const ERRORS = {
   invalid: 400, // bad input; details name the field
   unauthorized: 401,
+  revoked: 401, // the credential was revoked: retrying with it changes nothing (a removed node's agent stops)
   forbidden: 403,
   not_found: 404,
   conflict: 409, // stale revision, name taken

@@ -354,6 +354,18 @@ test("a pet of a destroyed app is told to drop its data with its stop; a pet sca
   assert.equal(last?.discardData, true);
 });
 
+test("a heartbeat's pet volumes of no app any more are named back to discard; those of a live app stay", async () => {
+  const h = await runningOnN1({ instances: 1, mode: "pet" });
+  const reply = await agentReports(h, "n1", () => "healthy", {
+    ...hb(),
+    // Its own pet; a scaled-down one of hello; one of an app destroyed while it ran elsewhere; another tenant's.
+    volumes: ["hello-web-0", "hello-web-7", "gone-db-0", "acme.hello-web-0"],
+  });
+  assert.deepEqual(reply.discardVolumes, ["gone-db-0", "acme.hello-web-0"]);
+  const none = await agentReports(h, "n1", () => "healthy", { ...hb(), volumes: ["hello-web-0"] });
+  assert.equal(none.discardVolumes, undefined);
+});
+
 test("an instance its node's herd stopped (herd up shutting down) restarts in place, counted as no crash", async () => {
   const h = await runningOnN1({ instances: 1 });
   const [before] = await instancesOf(h);

@@ -27,6 +27,7 @@ import { bytes } from "../scheduler/shortfall.ts";
 import type { StoredObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
 import type { EventInput } from "./events.ts";
+import { orphanVolumes } from "./orphan-volumes.ts";
 
 /**
  * How often lastHeartbeat is written to the store when nothing else changed:
@@ -293,9 +294,16 @@ export class NodeController {
       });
     }
     const intervalMs = this.#interval();
+    const discardVolumes = orphanVolumes(
+      hb.volumes ?? [],
+      new Set(mine.map((o) => o.value.id)),
+      // An app lives while it has services (the informer keeps services, not apps).
+      (tenant, app) => this.#ctx.informer.by("service", "app", `${tenant}/${app}`).length > 0,
+    );
     return {
       instances: reply,
       intervalMs,
+      ...(discardVolumes.length > 0 ? { discardVolumes } : {}),
       ...(intervalMs > this.#ctx.settings.heartbeatMs ? { minIntervalMs: intervalMs } : {}),
     };
   }

@@ -128,6 +128,8 @@ export interface Heartbeat {
   metricsUrl?: string;
   /** Digests of the slugs the node holds (absent from older agents): the scheduler prefers it for them. */
   slugs?: string[];
+  /** The pet volumes on the node's disk (absent from older agents): those of no app any more are named back in `discardVolumes`. */
+  volumes?: string[];
   /** Runtime drivers the agent has besides process (e.g. docker): services that ask for one go only there. */
   drivers?: string[];
   /** What isolation each of those drivers gives (`isolation` is the process driver's). */
@@ -186,6 +188,13 @@ export interface HeartbeatReply {
    * per service of its tenant (docs/service-discovery.md).
    */
   services?: Record<string, string[]>;
+  /**
+   * Pet volumes of the heartbeat's `volumes` whose app is gone (destroyed
+   * while the pet ran elsewhere, or before a destroy removed pet data): the
+   * agent removes each that no instance of this reply or of its own uses
+   * (controllers/orphan-volumes.ts).
+   */
+  discardVolumes?: string[];
 }
 
 export interface LogLine {

@@ -204,7 +204,7 @@ test("it cannot connect to the API nor to another tenant's port; its own tenant 
   assert.equal(result.connect[sibling.id], "allowed", "the same tenant's sibling");
 });
 
-test("two tenants' pets of one app and service name run side by side, each with a volume of its own; a destroyed app's volume goes", {
+test("two tenants' pets of one app and service name run side by side, each with a volume of its own; a destroyed app's volumes go, copies left on the node too", {
   skip: notRoot,
 }, async () => {
   const h = herd!;
@@ -255,8 +255,20 @@ test("two tenants' pets of one app and service name run side by side, each with 
     return !apps.body.items.some((a) => a.name === "keeper") && !existsSync(volume(pb.id));
   });
   assert.equal(readFileSync(join(volume(pa.id), "owner"), "utf8"), pa.id, "a's pet keeps its data");
+  // Copies a pet left behind on this node (moved elsewhere, or scaled down): b's keeper is gone, so
+  // its copy goes at the next heartbeat; a's keeper lives, so its copy stays until a's is destroyed.
+  for (const id of ["b.keeper-web-3", "a.keeper-web-3"]) {
+    mkdirSync(volume(id));
+    writeFileSync(join(volume(id), "owner"), id);
+  }
+  await waitFor("the copy of b's destroyed keeper removed", () => !existsSync(volume("b.keeper-web-3")));
+  assert.ok(existsSync(join(volume("a.keeper-web-3"), "owner")), "a live app's copy was removed");
   const end = await h.cli(["apps", "destroy", "keeper", "--tenant", "a", "--confirm", "keeper"]);
   assert.equal(end.code, 0, end.stdout + end.stderr);
+  await waitFor(
+    "a's keeper's copy removed with its app",
+    () => !existsSync(volume("a.keeper-web-3")) && !existsSync(volume(pa.id)),
+  );
 });
 
 test("stopping herd removes its firewall table", { skip: notRoot }, async () => {

@@ -516,7 +516,7 @@ test("a machine is retired: drained, its agent stopped, herd nodes remove forget
   const joinedBefore = joins();
   await target.start(
     undefined,
-    /refuses this node's credential .*if the node was removed \(herd nodes remove\), stop this agent/,
+    /refuses this node's credential .*its instances are stopped \(pet volumes stay\)/,
   );
   try {
     await waitFor("the agent to say it waits for an answer", async () =>
@@ -531,4 +531,56 @@ test("a machine is retired: drained, its agent stopped, herd nodes remove forget
     await target.stop();
   }
   assert.equal((await cluster.cli(["nodes", "remove", target.name])).code, 1, "gone already: 404");
+});
+
+// Last: it removes a node for good, as the retire test before it does.
+test("a lost node removed while cut off: its agent, back, stops and removes the copies herd replaced", async (t: TestContext) => {
+  if (!cluster.partitioned) {
+    t.skip("needs root for network namespaces: agents run on loopback, no link to cut");
+    return;
+  }
+  // The machine killed under traffic comes back (its node lost, not removed), so two take instances.
+  const known = new Set((await nodes()).map((n) => n.name));
+  for (const n of cluster.nodes) if (!n.running() && known.has(n.name)) await n.start();
+  await waitFor("two nodes ready", async () =>
+    (await nodes()).filter((n) => n.state === "ready").length >= 2 ? true : undefined,
+  );
+  await deploy(t, "gone", { web: "instances: 3" });
+  const before = await running("gone");
+  const node = cluster.nodes.find((n) => before.some((i) => i.node === n.name))!;
+  const stranded = before.filter((i) => i.node === node.name).map((i) => i.id);
+  node.cut();
+  let restored = false;
+  try {
+    const replaced = await waitFor(
+      `${node.name}'s instances to be replaced on the others`,
+      async () => {
+        const r = await running("gone");
+        return r.length === 3 && r.every((i) => i.node !== node.name) ? r : undefined;
+      },
+      30_000,
+    );
+    assert.equal((await nodes()).find((n) => n.name === node.name)?.state, "lost");
+    const removed = await cluster.cli(["nodes", "remove", node.name]);
+    assert.equal(removed.code, 0, removed.stderr);
+    // The machine is alive: its copies still run there, out of herd's sight.
+    assert.deepEqual(node.processes("gone"), stranded.sort());
+    node.restore();
+    restored = true;
+    const desired = replaced.map((i) => i.id).sort();
+    await waitFor(
+      "the removed node's agent to stop its copies",
+      () => (node.processes("gone").length === 0 ? true : undefined),
+      15_000,
+    );
+    assert.deepEqual(processes("gone"), desired);
+    assert.match(node.output(), /this node's credential was revoked: stopping and removing every instance/);
+    assert.equal(
+      (await nodes()).find((n) => n.name === node.name),
+      undefined,
+      "the refused agent wrote its node back",
+    );
+  } finally {
+    if (!restored) node.restore();
+  }
 });

@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { orphanVolumes, volumeOwners } from "./orphan-volumes.ts";
+
+test("a pet volume's id names its tenant and every app that could own it", () => {
+  assert.deepEqual(volumeOwners("db-server-0"), { tenant: "default", apps: ["db"] });
+  assert.deepEqual(volumeOwners("my-shop-db-server-12"), {
+    tenant: "default",
+    apps: ["my", "my-shop", "my-shop-db"],
+  });
+  assert.deepEqual(volumeOwners("acme.keeper-web-0"), { tenant: "acme", apps: ["keeper"] });
+  // Not pet ids: no index, no service, a set-aside copy, two dots.
+  for (const id of [
+    "db-server",
+    "db-0",
+    "keeper-web-0.tenant-b-1765000000000",
+    "a.b.c-d-0",
+    ".x-y-0",
+    "Db-web-0",
+  ])
+    assert.equal(volumeOwners(id), undefined, id);
+});
+
+test("only volumes of no app and of no instance on the node are discarded", () => {
+  const apps = new Set(["default/db", "default/my-shop", "acme/keeper"]);
+  const exists = (tenant: string, app: string) => apps.has(`${tenant}/${app}`);
+  const held = [
+    "db-server-0", // its app exists
+    "my-shop-db-server-1", // app my-shop exists: kept, though my-shop-db may be the gone owner
+    "gone-web-0", // no app gone: discarded
+    "acme.keeper-web-0", // acme's keeper exists
+    "other.keeper-web-0", // tenant other has no keeper: discarded
+    "placed-web-3", // no app, but an instance here (its app being made): kept
+    "keeper-web-0.tenant-b-1765000000000", // set aside for an admin: never
+  ];
+  assert.deepEqual(orphanVolumes(held, new Set(["placed-web-3"]), exists), [
+    "gone-web-0",
+    "other.keeper-web-0",
+  ]);
+  assert.deepEqual(orphanVolumes([], new Set(), exists), []);
+});
