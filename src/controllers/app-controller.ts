@@ -1,11 +1,12 @@
 /**
  * The app controller: takes a destroyed app apart. `herd apps destroy` marks
  * the app `destroying`; this scales its services to zero, waits until every
- * instance is gone, then deletes services, releases, deploys, secrets and
- * the app (its route objects at once).
+ * instance is gone, then writes its tombstone (copies of its pets' data on
+ * other nodes go on that proof) and deletes services, releases, deploys,
+ * secrets and the app (its route objects at once).
  */
 
-import type { App, Deploy, Instance, Release, Service } from "../model/objects.ts";
+import type { App, AppTombstone, Deploy, Instance, Release, Service } from "../model/objects.ts";
 import type { Context } from "./context.ts";
 
 export class AppController {
@@ -39,6 +40,9 @@ export class AppController {
       (i) => i.value.tenant === tenant && i.value.app === name,
     );
     if (left.length > 0) return true;
+    // Before its services go (an app lives while it has one): copies of its pets' data left on
+    // other nodes are removed on the proof of this (controllers/orphan-volumes.ts).
+    await this.#tombstone(tenant, name);
     for (const s of services) await store.delete("service", s.key);
     for (const r of (await store.list<Release>("release", { prefix })).items)
       await store.delete("release", r.key);
@@ -52,4 +56,18 @@ export class AppController {
     await events.record({ tenant, app: name, reason: "AppDestroyed", message: `app ${name} destroyed` });
     return false;
   }
+
+  /** Records the destroy; tombstones past TOMBSTONE_DAYS go (a node away that long keeps its copies). */
+  async #tombstone(tenant: string, app: string): Promise<void> {
+    const { store, clock } = this.#ctx;
+    const now = clock.now();
+    const stone: AppTombstone = { tenant, app, destroyedAt: new Date(now).toISOString() };
+    await store.put("app_tombstone", `${tenant}/${app}`, stone);
+    for (const t of (await store.list<AppTombstone>("app_tombstone")).items)
+      if (now - Date.parse(t.value.destroyedAt) > TOMBSTONE_DAYS * 86_400_000)
+        await store.delete("app_tombstone", t.key, { expectRevision: t.revision }).catch(() => {});
+  }
 }
+
+/** How long a destroyed app's tombstone is kept. */
+export const TOMBSTONE_DAYS = 30;

@@ -354,16 +354,49 @@ test("a pet of a destroyed app is told to drop its data with its stop; a pet sca
   assert.equal(last?.discardData, true);
 });
 
-test("a heartbeat's pet volumes of no app any more are named back to discard; those of a live app stay", async () => {
+test("a heartbeat's pet volumes of a destroyed app are named back to discard; a live or unknown app's stay", async () => {
   const h = await runningOnN1({ instances: 1, mode: "pet" });
-  const reply = await agentReports(h, "n1", () => "healthy", {
-    ...hb(),
-    // Its own pet; a scaled-down one of hello; one of an app destroyed while it ran elsewhere; another tenant's.
-    volumes: ["hello-web-0", "hello-web-7", "gone-db-0", "acme.hello-web-0"],
+  await h.store.put("app_tombstone", "acme/hello", {
+    tenant: "acme",
+    app: "hello",
+    destroyedAt: "2026-12-01T00:00:00Z",
   });
-  assert.deepEqual(reply.discardVolumes, ["gone-db-0", "acme.hello-web-0"]);
-  const none = await agentReports(h, "n1", () => "healthy", { ...hb(), volumes: ["hello-web-0"] });
-  assert.equal(none.discardVolumes, undefined);
+  // Its own pet; a scaled-down one of hello; acme's destroyed hello; an app this store never knew.
+  const volumes = ["hello-web-0", "hello-web-7", "acme.hello-web-0", "never-db-0"];
+  let reply = await agentReports(h, "n1", () => "healthy", { ...hb(), volumes });
+  assert.deepEqual(reply.discardVolumes, ["acme.hello-web-0"]);
+  // hello destroyed: its tombstone written (one past 30 days goes), and its copy left here (hello-web-7) goes.
+  const ancient = new Date(h.clock.now() - 31 * 86_400_000).toISOString();
+  await h.store.put("app_tombstone", "default/ancient", {
+    tenant: "default",
+    app: "ancient",
+    destroyedAt: ancient,
+  });
+  const app = (await h.store.get<App>("app", "default/hello"))!;
+  await h.store.put(
+    "app",
+    "default/hello",
+    { ...app.value, destroying: true },
+    { expectRevision: app.revision },
+  );
+  for (let n = 0; n < 5 && (await h.store.get("app", "default/hello")); n++) {
+    await h.m.apps.reconcile("default/hello");
+    await settle(h);
+    h.clock.advance(60_000);
+    await settle(h);
+    await agentReports(h, "n1", () => "stopped");
+    await settle(h);
+    await h.m.apps.reconcile("default/hello");
+  }
+  assert.equal(await h.store.get("app", "default/hello"), undefined, "hello destroyed");
+  assert.ok(await h.store.get("app_tombstone", "default/hello"));
+  assert.equal(
+    await h.store.get("app_tombstone", "default/ancient"),
+    undefined,
+    "a tombstone past 30 days stays",
+  );
+  reply = await agentReports(h, "n1", () => "healthy", { ...hb(), volumes: ["hello-web-7", "never-db-0"] });
+  assert.deepEqual(reply.discardVolumes, ["hello-web-7"]);
 });
 
 test("an instance its node's herd stopped (herd up shutting down) restarts in place, counted as no crash", async () => {

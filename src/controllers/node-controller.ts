@@ -299,6 +299,7 @@ export class NodeController {
       new Set(mine.map((o) => o.value.id)),
       // An app lives while it has services (the informer keeps services, not apps).
       (tenant, app) => this.#ctx.informer.by("service", "app", `${tenant}/${app}`).length > 0,
+      (tenant, app) => this.#ctx.informer.get("app_tombstone", `${tenant}/${app}`) !== undefined,
     );
     return {
       instances: reply,

@@ -21,21 +21,31 @@ test("a pet volume's id names its tenant and every app that could own it", () =>
     assert.equal(volumeOwners(id), undefined, id);
 });
 
-test("only volumes of no app and of no instance on the node are discarded", () => {
+test("only volumes of a destroyed app, of none alive and of no instance on the node are discarded", () => {
   const apps = new Set(["default/db", "default/my-shop", "acme/keeper"]);
   const exists = (tenant: string, app: string) => apps.has(`${tenant}/${app}`);
+  const stones = new Set([
+    "default/gone",
+    "other/keeper",
+    "default/placed",
+    "default/my-shop-db",
+    "default/db",
+  ]);
+  const destroyed = (tenant: string, app: string) => stones.has(`${tenant}/${app}`);
   const held = [
     "db-server-0", // its app exists
     "my-shop-db-server-1", // app my-shop exists: kept, though my-shop-db may be the gone owner
-    "gone-web-0", // no app gone: discarded
+    "gone-web-0", // app gone, destroyed: discarded
+    "never-web-0", // no app, never destroyed here (a store restored from an older backup): kept
     "acme.keeper-web-0", // acme's keeper exists
     "other.keeper-web-0", // tenant other has no keeper: discarded
-    "placed-web-3", // no app, but an instance here (its app being made): kept
+    "placed-web-3", // destroyed, but an instance here (a new app of the name): kept
+    "db-server-1", // destroyed once, made again: kept
     "keeper-web-0.tenant-b-1765000000000", // set aside for an admin: never
   ];
-  assert.deepEqual(orphanVolumes(held, new Set(["placed-web-3"]), exists), [
+  assert.deepEqual(orphanVolumes(held, new Set(["placed-web-3"]), exists, destroyed), [
     "gone-web-0",
     "other.keeper-web-0",
   ]);
-  assert.deepEqual(orphanVolumes([], new Set(), exists), []);
+  assert.deepEqual(orphanVolumes([], new Set(), exists, destroyed), []);
 });

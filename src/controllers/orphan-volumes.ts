@@ -2,8 +2,11 @@
  * Pet volumes whose app is gone. A pet's data directory outlives its instance
  * (a scaled-down pet, a pet moved to another node: the copy stays behind), and
  * the stop that removes it reaches only the node the pet is on as its app is
- * destroyed. Agents name the volumes they hold in each heartbeat; those of no
- * app any more (and none of this node's instances) are named back to discard.
+ * destroyed. Agents name the volumes they hold in each heartbeat; those of an
+ * app destroyed (its tombstone, AppTombstone) and of none alive now, and of
+ * none of this node's instances, are named back to discard. An app merely
+ * unknown proves nothing (a control plane restored from an older backup does
+ * not know newer apps): its volumes stay.
  *
  * A volume is a pet id: `<app>-<service>-<n>`, or `<tenant>.<app>-<service>-<n>`
  * outside `default` (controllers/service-rules.ts nextPetId). Names hold
@@ -35,16 +38,21 @@ export function volumeOwners(id: string): { tenant: string; apps: string[] } | u
 
 /**
  * The volumes of `held` to discard: not an instance on this node, a pet id,
- * and no app that could own it exists in its tenant.
+ * no app that could own it exists in its tenant, and one of those was destroyed.
  */
 export function orphanVolumes(
   held: readonly string[],
   onNode: ReadonlySet<string>,
   appExists: (tenant: string, app: string) => boolean,
+  destroyed: (tenant: string, app: string) => boolean,
 ): string[] {
   return held.filter((id) => {
     if (onNode.has(id)) return false;
     const owners = volumeOwners(id);
-    return owners !== undefined && !owners.apps.some((app) => appExists(owners.tenant, app));
+    return (
+      owners !== undefined &&
+      !owners.apps.some((app) => appExists(owners.tenant, app)) &&
+      owners.apps.some((app) => destroyed(owners.tenant, app))
+    );
   });
 }

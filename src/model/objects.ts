@@ -4,7 +4,7 @@
  *
  * Keys (the store's `key` for each kind):
  *   tenant   `<tenant>`
- *   app      `<tenant>/<app>`
+ *   app      `<tenant>/<app>`, app_tombstone `<tenant>/<app>`: an app destroyed (AppTombstone)
  *   service  `<tenant>/<app>/<service>`
  *   release  `<tenant>/<app>/<version padded to 8 digits>`   (see releaseKey)
  *   deploy   `<tenant>/<app>/<deploy id>`
@@ -37,6 +37,7 @@ import type { ServiceSpec } from "./service-spec.ts";
 export const KINDS = [
   "tenant",
   "app",
+  "app_tombstone",
   "service",
   "release",
   "deploy",
@@ -120,6 +121,18 @@ export interface App {
   latestVersion: number;
   /** Set while the app is being destroyed; controllers then stop everything and delete it. */
   destroying?: boolean;
+}
+
+/**
+ * Proof that an app of this name was destroyed (kept 30 days, rewritten by a
+ * later destroy of the name): a pet volume of no app is removed from a node
+ * only with one, never for the mere absence of its app (a control plane
+ * restored from an older backup does not know newer apps).
+ */
+export interface AppTombstone {
+  tenant: string;
+  app: string;
+  destroyedAt: string;
 }
 
 /** One deployable process type of an app, with its desired state. */

@@ -7,6 +7,7 @@
  *   node      (all of them: the scheduler looks at every node)
  *   run       by node
  *   config_head  (the heartbeat's config versions: config-center/center.ts forInstances)
+ *   app_tombstone  (the heartbeat's orphan pet volumes: controllers/orphan-volumes.ts)
  */
 
 import type { Logger } from "../common/log.ts";
@@ -20,7 +21,7 @@ const ofInstance = (f: (i: Instance) => readonly string[]) => f as (value: never
 /** The informer the controllers read (Context.informer): started by its first `sync()`. */
 export function controlPlaneInformer(store: Store, logger?: Logger): Informer {
   return new Informer(store, {
-    kinds: ["instance", "node", "service", "run", "config_head"],
+    kinds: ["instance", "node", "service", "run", "config_head", "app_tombstone"],
     indexes: [
       { kind: "instance", name: "node", values: ofInstance((i) => (i.node ? [i.node] : [])) },
       {

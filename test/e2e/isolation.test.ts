@@ -255,14 +255,17 @@ test("two tenants' pets of one app and service name run side by side, each with 
     return !apps.body.items.some((a) => a.name === "keeper") && !existsSync(volume(pb.id));
   });
   assert.equal(readFileSync(join(volume(pa.id), "owner"), "utf8"), pa.id, "a's pet keeps its data");
-  // Copies a pet left behind on this node (moved elsewhere, or scaled down): b's keeper is gone, so
-  // its copy goes at the next heartbeat; a's keeper lives, so its copy stays until a's is destroyed.
-  for (const id of ["b.keeper-web-3", "a.keeper-web-3"]) {
+  // Copies a pet left behind on this node (moved elsewhere, or scaled down): b's keeper was destroyed,
+  // so its copy goes at the next heartbeat; a's keeper lives, so its copy stays until a's is destroyed;
+  // an app herd never destroyed (as after a restore from an older backup) keeps its volume.
+  for (const id of ["b.keeper-web-3", "a.keeper-web-3", "b.unknown-web-0"]) {
     mkdirSync(volume(id));
     writeFileSync(join(volume(id), "owner"), id);
   }
   await waitFor("the copy of b's destroyed keeper removed", () => !existsSync(volume("b.keeper-web-3")));
   assert.ok(existsSync(join(volume("a.keeper-web-3"), "owner")), "a live app's copy was removed");
+  assert.ok(existsSync(join(volume("b.unknown-web-0"), "owner")), "an unknown app's volume was removed");
+  rmSync(volume("b.unknown-web-0"), { recursive: true });
   const end = await h.cli(["apps", "destroy", "keeper", "--tenant", "a", "--confirm", "keeper"]);
   assert.equal(end.code, 0, end.stdout + end.stderr);
   await waitFor(
