@@ -7,7 +7,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import type { ArtifactStore } from "../build/artifact-store.ts";
+import type { ArtifactStore } from "../builder/artifact-store.ts";
 import { systemClock } from "../common/clock.ts";
 import { conflict, HerdError, invalid, notFound } from "../common/errors.ts";
 import { RepeatGate } from "../common/repeat-gate.ts";
@@ -505,7 +505,7 @@ export class Addons {
     return backup;
   }
 
-  /** Forgets backup `id` of the add-on (its dump goes with the artifact collection, build/artifact-collect.ts). */
+  /** Forgets backup `id` of the add-on (its dump goes with the artifact collection, builder/artifact-collect.ts). */
   async deleteBackup(tenant: string, name: string, id: string, actor: string): Promise<AddonBackup> {
     const a = await this.get(tenant, name);
     const backup = a.backups?.find((b) => b.id === id);

@@ -14,7 +14,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ArtifactStore } from "../build/artifact-store.ts";
+import type { ArtifactStore } from "../builder/artifact-store.ts";
 import { invalid } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
 import { type Addon, type AddonBackup, type AddonBackupPolicy, DEFAULT_BACKUP_KEEP } from "../model/addon.ts";

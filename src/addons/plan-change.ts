@@ -11,7 +11,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { packAll } from "../build/pack.ts";
+import { packAll } from "../builder/pack.ts";
 import { conflict, invalid } from "../common/errors.ts";
 import { deployKey } from "../controllers/deploy-controller.ts";
 import { ADDON_PLANS, type Addon, type AddonKind } from "../model/addon.ts";

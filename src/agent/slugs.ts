@@ -15,8 +15,8 @@ import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "n
 import { dirname, join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { NODE_REF_FILE, type NodeRef } from "../build/node-runtime.ts";
-import { unpackTarball } from "../build/unpack.ts";
+import { NODE_REF_FILE, type NodeRef } from "../builder/node-runtime.ts";
+import { unpackTarball } from "../builder/unpack.ts";
 import { HerdError } from "../common/errors.ts";
 import { pathExists } from "../common/path-exists.ts";
 import { serversOf } from "../common/server-list.ts";

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { ArtifactStore } from "../build/artifact-store.ts";
+import { ArtifactStore } from "../builder/artifact-store.ts";
 import { PACKAGES_METADATA } from "../catalog/lockfile.ts";
 import { silentLogger } from "../common/log.ts";
 import type { SlugPackages } from "../model/catalog.ts";

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ArtifactStore } from "../build/artifact-store.ts";
+import { ArtifactStore } from "../builder/artifact-store.ts";
 import { silentLogger } from "../common/log.ts";
 import type { Token } from "../model/identity.ts";
 import type { Instance } from "../model/objects.ts";

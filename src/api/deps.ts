@@ -3,9 +3,9 @@
  * module so that routes depend on this, not on the server that assembles them.
  */
 
-import type { ArtifactStore } from "../build/artifact-store.ts";
-import type { NodeRuntimes } from "../build/node-runtime.ts";
-import type { UnpackLimits } from "../build/unpack.ts";
+import type { ArtifactStore } from "../builder/artifact-store.ts";
+import type { NodeRuntimes } from "../builder/node-runtime.ts";
+import type { UnpackLimits } from "../builder/unpack.ts";
 import type { UrlGuard } from "../common/url-guard.ts";
 import type { ConfigCenter } from "../config-center/center.ts";
 import type { Settings } from "../controllers/context.ts";

@@ -16,11 +16,11 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
-import { ArtifactCollector } from "../build/artifact-collect.ts";
-import { ArtifactStore } from "../build/artifact-store.ts";
-import { BuildRunner } from "../build/build-runner.ts";
-import { buildSlug } from "../build/builder.ts";
-import { NodeRuntimes } from "../build/node-runtime.ts";
+import { ArtifactCollector } from "../builder/artifact-collect.ts";
+import { ArtifactStore } from "../builder/artifact-store.ts";
+import { BuildRunner } from "../builder/build-runner.ts";
+import { buildSlug } from "../builder/builder.ts";
+import { NodeRuntimes } from "../builder/node-runtime.ts";
 import { trustCaInProcess } from "../common/api-ca.ts";
 import { systemClock } from "../common/clock.ts";
 import { HerdError } from "../common/errors.ts";
@@ -357,7 +357,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   leaderLoops.add("alerts", alerts);
   leaderLoops.add("dependency drift", drift);
   leaderLoops.add("certificates", certificates);
-  // Slugs, sources and backup dumps no stored object names any more (build/artifact-collect.ts).
+  // Slugs, sources and backup dumps no stored object names any more (builder/artifact-collect.ts).
   leaderLoops.add(
     "artifact collection",
     new ArtifactCollector({ store, artifacts, logger: logger.child("artifacts") }),

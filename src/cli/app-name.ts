@@ -1,6 +1,6 @@
 /**
  * Which app a command is about: --app, else the app this directory deploys
- * as, by the rule `herd deploy` names apps with (build/detect.ts): herd.yaml's
+ * as, by the rule `herd deploy` names apps with (builder/detect.ts): herd.yaml's
  * `app:`, else package.json's name, else the directory's name.
  */
 
@@ -33,7 +33,7 @@ export async function resolveApp(
       command,
     );
   }
-  const { loadAppDefinition } = await import("../build/detect.ts");
+  const { loadAppDefinition } = await import("../builder/detect.ts");
   try {
     return (await loadAppDefinition(ctx.cwd)).app;
   } catch (err) {
@@ -41,5 +41,5 @@ export async function resolveApp(
   }
 }
 
-/** The files that make a directory an app's (build/detect.ts looks at them). */
+/** The files that make a directory an app's (builder/detect.ts looks at them). */
 const APP_FILES = ["herd.yaml", "herd.yml", "package.json", "Procfile", "index.html"];

@@ -144,7 +144,7 @@ export const deployCommand: CommandSpec = {
     if (!info?.isDirectory()) throw new Error(`${positionals[0] ?? "."}: no such directory`);
 
     // Validate locally first: a bad herd.yaml never leaves the machine.
-    const { loadAppDefinition } = await import("../build/detect.ts");
+    const { loadAppDefinition } = await import("../builder/detect.ts");
     const definition = await loadAppDefinition(dir, { app: stringFlag(values, "app") });
     const client = await ctx.client();
     const preview = stringFlag(values, "preview");
@@ -164,7 +164,7 @@ export const deployCommand: CommandSpec = {
     }
     await checkDependsOn(client, definition.app, definition.services);
 
-    const { packDirectory } = await import("../build/pack.ts");
+    const { packDirectory } = await import("../builder/pack.ts");
     const progressOut = ctx.flags.json ? ctx.stderr : ctx.stdout;
     const packed = await packDirectory(dir);
     let deploy: Deploy;

@@ -14,7 +14,7 @@
  *   run runs, one a deploy in flight moves from or to, and one a version set
  *   pins (its rollback needs it).
  *
- * The artifact collection (build/artifact-collect.ts) then removes the slugs
+ * The artifact collection (builder/artifact-collect.ts) then removes the slugs
  * and sources nothing names.
  *
  *   deploy ends ─► pruneHistory(app) ─► finished deploys (one listing) ─► logs, Deploy objects

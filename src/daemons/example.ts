@@ -8,7 +8,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { packDirectory } from "../build/pack.ts";
+import { packDirectory } from "../builder/pack.ts";
 import { apiRequest } from "../common/api-request.ts";
 import type { Logger } from "../common/log.ts";
 

@@ -9,7 +9,7 @@
 import type http from "node:http";
 import { isIP, type Socket } from "node:net";
 import { type GatewaySpans, type TraceHop, upstreamTraceparent } from "./spans.ts";
-import { nextTraceparent } from "./trace-context.ts";
+import { nextTraceparent } from "./traceparent.ts";
 
 /** Headers that describe one connection, not the message; never forwarded (RFC 9110 §7.6.1). */
 export const HOP_BY_HOP = new Set([
@@ -40,7 +40,7 @@ const CONTENT_LENGTH = 5;
 const TRANSFER_ENCODING = 6;
 /** Hop-by-hop, but the proxy reads its value. */
 const CONNECTION = 7;
-/** traceparent: replaced by the gateway's own hop (trace-context.ts). */
+/** traceparent: replaced by the gateway's own hop (traceparent.ts). */
 const TRACEPARENT = 8;
 /** X-Consumer-Name: set only by the gateway (auth.ts); a client's copy is dropped on every route. */
 const CONSUMER_NAME = 9;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { loadAppDefinition } from "../../build/detect.ts";
+import { loadAppDefinition } from "../../builder/detect.ts";
 import { ManualClock } from "../../common/clock.ts";
 import { silentLogger } from "../../common/log.ts";
 import { DEFAULT_SETTINGS } from "../../controllers/context.ts";

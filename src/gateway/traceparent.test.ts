@@ -4,7 +4,7 @@ import { silentLogger } from "../common/log.ts";
 import { GatewayProxy } from "./proxy.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { request, startUpstream, testInstance, testNode, testService } from "./testing.ts";
-import { nextTraceparent } from "./trace-context.ts";
+import { nextTraceparent } from "./traceparent.ts";
 
 test("a valid traceparent keeps its trace and flags and gets a new parent id", () => {
   const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
