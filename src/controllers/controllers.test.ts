@@ -63,6 +63,12 @@ async function agentReports(
   return h.m.nodes.handleHeartbeat(node, { ...base, instances: statuses });
 }
 
+/** `herd apps destroy`: the app marked destroying (the app controller takes it apart). */
+async function markDestroying(h: Harness, key: string) {
+  const app = (await h.store.get<App>("app", key))!;
+  await h.store.put("app", key, { ...app.value, destroying: true }, { expectRevision: app.revision });
+}
+
 async function settle(h: Harness, rounds = 4) {
   for (let n = 0; n < rounds; n++) {
     await h.m.resync();
@@ -337,13 +343,7 @@ test("a pet of a destroyed app is told to drop its data with its stop; a pet sca
   assert.equal(down?.action, "stop");
   assert.equal(down?.discardData, undefined);
   // Destroyed: the one left stops and its data goes.
-  const app = (await h.store.get<App>("app", "default/hello"))!;
-  await h.store.put(
-    "app",
-    "default/hello",
-    { ...app.value, destroying: true },
-    { expectRevision: app.revision },
-  );
+  await markDestroying(h, "default/hello");
   await h.m.apps.reconcile("default/hello");
   await settle(h);
   h.clock.advance(60_000);
@@ -372,13 +372,7 @@ test("a heartbeat's pet volumes of a destroyed app are named back to discard; a 
     app: "ancient",
     destroyedAt: ancient,
   });
-  const app = (await h.store.get<App>("app", "default/hello"))!;
-  await h.store.put(
-    "app",
-    "default/hello",
-    { ...app.value, destroying: true },
-    { expectRevision: app.revision },
-  );
+  await markDestroying(h, "default/hello");
   for (let n = 0; n < 5 && (await h.store.get("app", "default/hello")); n++) {
     await h.m.apps.reconcile("default/hello");
     await settle(h);
