@@ -19,6 +19,7 @@ import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from 
 import { AgentLayout, readAgentVersion } from "./agent-layout.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, allocatableOf, capacityOf, DEFAULT_CPU_OVERCOMMIT } from "./agent-options.ts";
+import { followChanges } from "./change-wait.ts";
 import type { Containers } from "./containers.ts";
 import { ControlPlaneCalls } from "./control-plane-calls.ts";
 import type { InstanceProcess } from "./driver.ts";
@@ -58,8 +59,6 @@ const START_CPU = 1;
  * every recovery.
  */
 const FOLLOW_UP_MS = 150;
-/** How long the control plane keeps the agent's wait open without a change (its default). */
-const WAIT_MS = 15_000;
 const LOG_SHIP_MS = 250;
 
 /** Runs this node's share of the desired instances and reports on them. */
@@ -86,7 +85,7 @@ export class Agent {
   #loop: Promise<void> | undefined;
   #wakeRequested = false;
   #wake: (() => void) | undefined;
-  /** The long poll that hears of new desired instances between heartbeats (#waitLoop). */
+  /** The long poll that hears of new desired instances between heartbeats (change-wait.ts). */
   #waitLoop: Promise<void> | undefined;
   readonly #waitAbort = new AbortController();
   #debounce: NodeJS.Timeout | undefined;
@@ -215,7 +214,15 @@ export class Agent {
     for (const p of await this.#driver.recover()) await this.#adopt(p);
     this.#shipTimer = setInterval(() => this.#logs.ship(this.#instances.values()), LOG_SHIP_MS);
     this.#loop = this.#heartbeatLoop();
-    this.#waitLoop = this.#followChanges();
+    this.#waitLoop = followChanges({
+      calls: this.#calls,
+      node: this.#options.name,
+      log: this.#log,
+      signal: this.#waitAbort.signal,
+      running: () => this.#running,
+      serverAway: () => this.#serverAway,
+      changed: () => this.#requestWake(),
+    });
     this.#log.info("started", {
       node: this.#options.name,
       server: this.#servers.url,
@@ -309,46 +316,6 @@ export class Agent {
       const changed = await this.#heartbeat();
       const every = Math.max(this.#heartbeatMs, this.#minIntervalMs);
       await this.#pause(changed ? Math.min(FOLLOW_UP_MS, every) : every);
-    }
-  }
-
-  /**
-   * Keeps `GET /nodes/:name/wait` open: it returns as soon as what this node
-   * should run changed (a service woken from zero, a deploy, a replacement),
-   * and the agent heartbeats at once instead of at the next interval. A
-   * server without the route (404) leaves the agent on its heartbeats alone.
-   */
-  async #followChanges(): Promise<void> {
-    const base = `/api/v1/nodes/${encodeURIComponent(this.#options.name)}/wait`;
-    let since: number | undefined;
-    let failing = false;
-    while (this.#running) {
-      try {
-        const res = await this.#calls.get(since === undefined ? base : `${base}?since=${since}`, {
-          abort: this.#waitAbort.signal,
-          waitMs: WAIT_MS,
-        });
-        if (res.status === 404) {
-          res.cancel();
-          this.#log.info("the control plane has no wait route: new instances start on the next heartbeat");
-          return;
-        }
-        if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-        const { revision } = (await res.json()) as { revision?: unknown };
-        if (typeof revision !== "number") throw new Error("answered without a revision");
-        if (since !== undefined && revision > since) this.#requestWake();
-        since = revision;
-        failing = false;
-      } catch (err) {
-        if (!this.#running) return;
-        // A server that is away is the heartbeats' to report; a refusal is said once.
-        if (!failing && !this.#serverAway)
-          this.#log.warn("the wait for new instances failed; they start on the next heartbeat meanwhile", {
-            err,
-          });
-        failing = true;
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-      }
     }
   }
 
