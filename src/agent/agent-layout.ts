@@ -5,10 +5,9 @@
 
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { DesiredInstance } from "../model/protocol.ts";
+import { type DesiredInstance, SAFE_INSTANCE_ID } from "../model/protocol.ts";
 
-/** What a heartbeat's `volumes` takes (api/schemas.ts): anything else in volumes/ is not herd's. */
-const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/;
+/** As many volumes as a heartbeat takes (api/schemas.ts). */
 const MAX_VOLUMES = 10_000;
 
 export class AgentLayout {
@@ -40,11 +39,11 @@ export class AgentLayout {
     return join(this.root, "volumes", id);
   }
 
-  /** The pet volumes on disk, by instance id (none before the first pet), as many as a heartbeat takes. */
+  /** The pet volumes on disk, by instance id (none before the first pet; anything else there is not herd's). */
   async volumes(): Promise<string[]> {
     try {
       const names = await readdir(join(this.root, "volumes"));
-      return names.filter((n) => VOLUME_NAME.test(n)).slice(0, MAX_VOLUMES);
+      return names.filter((n) => SAFE_INSTANCE_ID.test(n)).slice(0, MAX_VOLUMES);
     } catch {
       return [];
     }

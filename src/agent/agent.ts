@@ -363,8 +363,9 @@ export class Agent {
       );
       if (res.status === 401) {
         const answer = await res.text();
-        if (revokedAnswer(answer)) this.#forgetAll();
-        throw new Error(refusedCredential(this.#options.dataDir, answer));
+        const revoked = revokedAnswer(answer);
+        if (revoked) this.#forgetAll();
+        throw new Error(refusedCredential(this.#options.dataDir, answer, revoked));
       }
       if (!res.ok) throw new Error(`answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
       reply = parseHeartbeatReply(await res.json());
@@ -490,11 +491,8 @@ export class Agent {
     const desired = this.#desired?.get(id);
     const inst = this.#instances.get(id);
     // Run by this worker, a volume's removal never overlaps a start of its pet; one in use stays.
-    const discard = this.#discards.delete(id) && !desired && !inst;
-    if (discard) {
-      await rm(this.#layout.volumeDir(id), { recursive: true, force: true });
-      this.#log.info("data removed: its app is gone", { id });
-    }
+    if (this.#discards.delete(id) && !desired && !inst)
+      await this.#discardVolume(id, "its app was destroyed");
     if (!desired) {
       if (inst) await this.#remove(inst);
       return;
@@ -640,10 +638,7 @@ export class Agent {
     // Its app is being destroyed: a pet's data goes before the stop is reported, so nothing of it is
     // left for a new app of that name. Also when this agent does not know the pet (it did not run
     // since the agent restarted): its volume may still be here.
-    if (d.discardData && d.mode === "pet") {
-      await rm(this.#layout.volumeDir(id), { recursive: true, force: true });
-      this.#log.info("data removed", { id });
-    }
+    if (d.discardData && d.mode === "pet") await this.#discardVolume(id, "its app is being destroyed");
     if (!inst) {
       // Never ran here (or not since this node's data was lost): nothing to stop, say so.
       this.#instances.set(
@@ -657,6 +652,12 @@ export class Agent {
     inst.state = "stopped";
     inst.message = undefined;
     this.#changed();
+  }
+
+  /** Removes a pet's volume (its data). */
+  async #discardVolume(id: string, why: string): Promise<void> {
+    await rm(this.#layout.volumeDir(id), { recursive: true, force: true });
+    this.#log.info("data removed", { id, why });
   }
 
   /** Stops probing and the process (if running); keeps the instance's files. */

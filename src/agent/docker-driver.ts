@@ -28,6 +28,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { join, resolve } from "node:path";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
+import { SAFE_INSTANCE_ID } from "../model/protocol.ts";
 import { cpuShares, processTree, startWeight, weightedCores } from "./cgroups.ts";
 import { DockerApi } from "./docker-api.ts";
 import { buildReleaseImage } from "./docker-build.ts";
@@ -116,7 +117,6 @@ interface ImageConfig {
   Env: string[] | null;
 }
 
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LABEL_ROOT = "herd.state-root";
 const IN_STATE = "/run/herd/state";
 const IN_BUSYBOX = "/run/herd/busybox";
@@ -208,7 +208,7 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async start(spec: StartSpec): Promise<InstanceProcess> {
-    if (!SAFE_ID.test(spec.id))
+    if (!SAFE_INSTANCE_ID.test(spec.id))
       throw new HerdError("invalid", `instance id ${JSON.stringify(spec.id)} is not safe as a name`);
     const existing = this.#tracked.get(spec.id);
     if (existing && existing.process.state === "running")

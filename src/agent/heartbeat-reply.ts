@@ -1,10 +1,8 @@
 /** The heartbeat reply as it comes off the wire, checked before the agent acts on it. */
 
 import { HerdError } from "../common/errors.ts";
-import type { HeartbeatReply } from "../model/protocol.ts";
+import { type HeartbeatReply, SAFE_INSTANCE_ID as SAFE_ID } from "../model/protocol.ts";
 import { IMAGE_REF } from "../model/service-spec.ts";
-
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 /** Checks a heartbeat reply from the wire; throws HerdError("invalid") naming the first bad field. */
 export function parseHeartbeatReply(value: unknown): HeartbeatReply {

@@ -40,8 +40,8 @@ export const credentialFile = (dataDir: string): string => join(dataDir, "creden
  * What a heartbeat refused with 401 says: the credential was revoked (the
  * node removed: herd nodes remove) or is unknown, and retrying changes nothing.
  */
-export function refusedCredential(dataDir: string, answer: string): string {
-  const removed = revokedAnswer(answer)
+export function refusedCredential(dataDir: string, answer: string, revoked: boolean): string {
+  const removed = revoked
     ? "its instances are stopped (pet volumes stay); "
     : "if the node was removed (herd nodes remove), stop this agent; ";
   return `answered 401: the control plane refuses this node's credential (${answer.slice(0, 200)}); ${removed}to join again, remove ${credentialFile(dataDir)} (the credential it keeps) and start it with a new --join-token`;

@@ -32,6 +32,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { HerdError, notFound } from "../common/errors.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
+import { SAFE_INSTANCE_ID } from "../model/protocol.ts";
 import {
   type CgroupSupport,
   cgroupPids,
@@ -139,7 +140,6 @@ interface Tracked {
   startIdle?: NodeJS.Timeout;
 }
 
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const ADOPTED_POLL_MS = 250;
 const ROTATE_CHECK_MS = 1000;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -269,7 +269,7 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   async start(spec: StartSpec): Promise<InstanceProcess> {
-    if (!SAFE_ID.test(spec.id))
+    if (!SAFE_INSTANCE_ID.test(spec.id))
       throw new HerdError("invalid", `instance id ${JSON.stringify(spec.id)} is not safe as a file name`);
     const existing = this.#tracked.get(spec.id);
     if (existing && !existing.record.exit) {
@@ -449,7 +449,7 @@ export class ProcessDriver implements RuntimeDriver {
     for (const file of readdirSync(this.#stateRoot)) {
       if (!file.endsWith(".json") || file === "uids.json") continue;
       const id = file.slice(0, -".json".length);
-      if (this.#tracked.has(id) || !SAFE_ID.test(id)) continue;
+      if (this.#tracked.has(id) || !SAFE_INSTANCE_ID.test(id)) continue;
       let record: InstanceRecord;
       try {
         record = JSON.parse(readFileSync(join(this.#stateRoot, file), "utf8")) as InstanceRecord;

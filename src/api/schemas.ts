@@ -6,7 +6,7 @@
 import { Type as T } from "@sinclair/typebox";
 import { NAME_PATTERN } from "../model/manifest.ts";
 import { KINDS, type Kind } from "../model/objects.ts";
-import { PROBE_ATTEMPTS_KEPT } from "../model/protocol.ts";
+import { PROBE_ATTEMPTS_KEPT, SAFE_INSTANCE_ID } from "../model/protocol.ts";
 import { DEADLINE_HELP, DEADLINE_PATTERN } from "../model/rollout.ts";
 
 export const Name = T.String({
@@ -172,7 +172,7 @@ export const HeartbeatBody = T.Object({
   agentVersion: T.String({ maxLength: 50 }),
   metricsUrl: T.Optional(T.String({ format: "uri", pattern: "^https?://", maxLength: 500 })),
   slugs: T.Optional(T.Array(T.String({ pattern: "^[0-9a-f]{64}$" }), { maxItems: 1000 })),
-  volumes: T.Optional(T.Array(T.String({ maxLength: 200 }), { maxItems: 10_000 })),
+  volumes: T.Optional(T.Array(T.String({ pattern: SAFE_INSTANCE_ID.source }), { maxItems: 10_000 })),
   drivers: T.Optional(T.Array(T.Literal("docker"), { maxItems: 1 })),
   isolation: Isolation,
   driverIsolation: T.Optional(T.Object({ docker: T.Optional(Isolation) }, { additionalProperties: false })),

@@ -296,7 +296,7 @@ export class NodeController {
     const intervalMs = this.#interval();
     const discardVolumes = orphanVolumes(
       hb.volumes ?? [],
-      new Set(mine.map((o) => o.value.id)),
+      (id) => this.#ctx.informer.get<Instance>("instance", id)?.value.node === name,
       // An app lives while it has services (the informer keeps services, not apps).
       (tenant, app) => this.#ctx.informer.by("service", "app", `${tenant}/${app}`).length > 0,
       (tenant, app) => this.#ctx.informer.get("app_tombstone", `${tenant}/${app}`) !== undefined,

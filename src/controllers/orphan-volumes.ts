@@ -42,12 +42,12 @@ export function volumeOwners(id: string): { tenant: string; apps: string[] } | u
  */
 export function orphanVolumes(
   held: readonly string[],
-  onNode: ReadonlySet<string>,
+  onNode: (id: string) => boolean,
   appExists: (tenant: string, app: string) => boolean,
   destroyed: (tenant: string, app: string) => boolean,
 ): string[] {
   return held.filter((id) => {
-    if (onNode.has(id)) return false;
+    if (onNode(id)) return false;
     const owners = volumeOwners(id);
     return (
       owners !== undefined &&

@@ -66,6 +66,13 @@ export interface InstanceUsage {
   memoryBytes?: number;
 }
 
+/**
+ * What an instance id may be on a node (a file name under the agent's data
+ * dir: instances/<id>, volumes/<id>): checked by the drivers, the heartbeat
+ * reply's parser, and the heartbeat's volume list.
+ */
+export const SAFE_INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
 /** How many probe attempt records a status carries at most. */
 export const PROBE_ATTEMPTS_KEPT = 5;
 

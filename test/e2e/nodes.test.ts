@@ -77,6 +77,17 @@ async function destroy(app: string): Promise<void> {
   });
 }
 
+/** Waits (30 s) until `count` instances of `app` run, none on `node` (cut off): its own were replaced. */
+const replacedElsewhere = (app: string, count: number, node: string): Promise<Instance[]> =>
+  waitFor(
+    `${node}'s instances of ${app} to be replaced on the others`,
+    async () => {
+      const r = await running(app);
+      return r.length === count && r.every((i) => i.node !== node) ? r : undefined;
+    },
+    30_000,
+  );
+
 /** Instance ids with a live process, over every machine (netns only). */
 const processes = (app: string) => cluster.nodes.flatMap((n) => n.processes(app)).sort();
 
@@ -268,14 +279,7 @@ test("partition and return: cattle are replaced elsewhere, and the returning nod
   node.cut();
   let restoredAt = 0;
   try {
-    const replaced = await waitFor(
-      `${node.name}'s instances to be replaced on the others`,
-      async () => {
-        const r = await running("part");
-        return r.length === 4 && r.every((i) => i.node !== node.name) ? r : undefined;
-      },
-      30_000,
-    );
+    const replaced = await replacedElsewhere("part", 4, node.name);
     t.diagnostic(`partition: replaced elsewhere ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut`);
     assert.equal((await nodes()).find((n) => n.name === node.name)?.state, "lost");
     // The cut-off machine cannot be told: its copies still run there (this is a partition, not a crash).
@@ -552,14 +556,7 @@ test("a lost node removed while cut off: its agent, back, stops and removes the 
   node.cut();
   let restored = false;
   try {
-    const replaced = await waitFor(
-      `${node.name}'s instances to be replaced on the others`,
-      async () => {
-        const r = await running("gone");
-        return r.length === 3 && r.every((i) => i.node !== node.name) ? r : undefined;
-      },
-      30_000,
-    );
+    const replaced = await replacedElsewhere("gone", 3, node.name);
     assert.equal((await nodes()).find((n) => n.name === node.name)?.state, "lost");
     const removed = await cluster.cli(["nodes", "remove", node.name]);
     assert.equal(removed.code, 0, removed.stderr);
