@@ -28,8 +28,7 @@ import type { Logger } from "../common/log.ts";
 import { serversOf } from "../common/server-list.ts";
 import { GATEWAY_KINDS } from "../model/gateway-view.ts";
 import type { RouteObject } from "../model/live-config.ts";
-import type { Consumer, Instance, Node, Service } from "../model/objects.ts";
-import type { StoredObject, WatchEvent } from "../store/store.ts";
+import type { Consumer, Instance, Node, Service, StoredObject, WatchEvent } from "../model/objects.ts";
 import {
   type BuildOptions,
   buildRouteTable,

@@ -20,8 +20,10 @@ import type {
   Kind,
   Node,
   Service,
+  StoredObject,
+  WatchEvent,
 } from "../model/objects.ts";
-import type { Store, StoredObject, WatchEvent } from "../store/store.ts";
+import type { Store } from "../store/store.ts";
 import { buildRouteTable, type RouteTable } from "./route-table.ts";
 
 /** A service with the given routes (paths default to `/`). */

@@ -69,6 +69,27 @@ export const KINDS = [
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
+/** An object as a store holds it and the API returns it (kind, key, revisions, value). */
+export interface StoredObject<T = unknown> {
+  kind: Kind;
+  key: string;
+  /** Revision of the last write of this object. */
+  revision: number;
+  /** Revision at which it was created. */
+  createRevision: number;
+  value: T;
+}
+
+/** One change to a stored object, as a store's watch and the API's watch stream deliver it. */
+export interface WatchEvent<T = unknown> {
+  type: "put" | "delete";
+  kind: Kind;
+  key: string;
+  revision: number;
+  /** The object after a put; the last value before a delete. */
+  object: StoredObject<T>;
+}
+
 /** An isolated owner of apps. */
 export interface Tenant {
   name: string;

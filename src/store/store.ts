@@ -8,17 +8,11 @@
  * mutate them.
  */
 
-import type { Kind } from "../model/objects.ts";
+import type { Kind, StoredObject, WatchEvent } from "../model/objects.ts";
 
-export interface StoredObject<T = unknown> {
-  kind: Kind;
-  key: string;
-  /** Revision of the last write of this object. */
-  revision: number;
-  /** Revision at which it was created. */
-  createRevision: number;
-  value: T;
-}
+// The objects and changes a store hands out are wire types (the API's watch sends them as they are):
+// they live in model/, so the gateway and agents need nothing from here.
+export type { StoredObject, WatchEvent };
 
 export interface PutOptions {
   /** Write only if the object is at this revision; 0 = only if it does not exist. Else throws conflict. */
@@ -30,15 +24,6 @@ export interface ListOptions {
   prefix?: string;
   /** At most this many, in key order. */
   limit?: number;
-}
-
-export interface WatchEvent<T = unknown> {
-  type: "put" | "delete";
-  kind: Kind;
-  key: string;
-  revision: number;
-  /** The object after a put; the last value before a delete. */
-  object: StoredObject<T>;
 }
 
 export interface WatchOptions {
