@@ -19,8 +19,13 @@ export interface RouteOwner {
   app: string;
   /** The service (herd.yaml) or the route object's name (api). */
   name: string;
-  /** For people: `shop/web`, `other-tenant/shop/web`, or `route shop/beta`. */
+  /**
+   * For people: `shop/web` or `route shop/beta` in the caller's tenant; another
+   * tenant's owner is never named (its tenant and apps are not the caller's to see).
+   */
   label: string;
+  /** Whether the owner is in another tenant than the caller's. */
+  foreign: boolean;
 }
 
 /** Every route served now, by identity; `skip` leaves some owners out (the thing being changed). */
@@ -30,7 +35,6 @@ export async function routeOwners(
   skip: (owner: RouteOwner) => boolean,
 ): Promise<Map<string, RouteOwner>> {
   const owners = new Map<string, RouteOwner>();
-  const prefix = (t: string) => (t === tenant ? "" : `${t}/`);
   for (const o of (await store.list<Service>("service")).items) {
     const s = o.value;
     const owner: RouteOwner = {
@@ -38,7 +42,8 @@ export async function routeOwners(
       tenant: s.tenant,
       app: s.app,
       name: s.name,
-      label: `${prefix(s.tenant)}${s.app}/${s.name}`,
+      label: s.tenant === tenant ? `${s.app}/${s.name}` : "an app of another tenant",
+      foreign: s.tenant !== tenant,
     };
     if (skip(owner)) continue;
     for (const r of s.spec.routes) owners.set(routeIdentity(r), owner);
@@ -50,7 +55,8 @@ export async function routeOwners(
       tenant: r.tenant,
       app: r.app,
       name: r.name,
-      label: `route ${prefix(r.tenant)}${r.app}/${r.name}`,
+      label: r.tenant === tenant ? `route ${r.app}/${r.name}` : "a route of another tenant",
+      foreign: r.tenant !== tenant,
     };
     if (skip(owner)) continue;
     try {
@@ -64,14 +70,21 @@ export async function routeOwners(
 
 /**
  * Throws 409 naming the owner when `route` is already served; `field` names
- * the route in the input, `of` says whose it is (e.g. " of web").
+ * the route in the input, `of` says whose it is (e.g. " of web"). When another
+ * tenant serves it, says what to do instead: app names are per tenant, so two
+ * tenants' apps of one name both default to `<app>.localhost`, and the first keeps it.
  */
 export function checkRouteFree(owners: Map<string, RouteOwner>, route: Route, field: string, of = ""): void {
   const owner = owners.get(routeIdentity(route));
   if (owner === undefined) return;
+  const instead = !owner.foreign
+    ? ""
+    : route.host.endsWith(".localhost")
+      ? ": give the service a host of its own (herd.yaml routes: - host: NAME.localhost), or use another app name (herd deploy --app NAME), which gets NAME.localhost"
+      : ": give the service another host in herd.yaml's routes";
   throw new HerdError(
     "conflict",
-    `route ${route.host}${route.path}${of} is already served by ${owner.label}`,
+    `route ${route.host}${route.path}${of} is already served by ${owner.label}${instead}`,
     [{ field, message: `already served by ${owner.label}` }],
   );
 }
