@@ -64,6 +64,10 @@ test("herd secrets set refuses a value on the command line, and a missing file s
   const argv = await herd("secrets", "set", "token", "hunter2", "--app", "shop");
   assert.equal(argv.code, 2);
   assert.match(argv.err, /never taken from the command line/);
+  const heroku = await herd("secrets", "set", "token=hunter2", "--app", "shop");
+  assert.equal(heroku.code, 2, "NAME=VALUE as Heroku's config:set takes it");
+  assert.match(heroku.err, /never taken from the command line.*herd secrets set token\)/);
+  assert.doesNotMatch(heroku.err, /hunter2/, "the value is not echoed");
   assert.equal(await server.secrets.info("default", "shop", "token"), undefined);
   const missing = await herd("secrets", "set", "token", "--app", "shop", "--from-file", join(dir, "nope"));
   assert.notEqual(missing.code, 0);

@@ -47,9 +47,12 @@ export const secretsCommand: CommandSpec = {
     }
     if (action !== "list" && action !== "set" && action !== "unset")
       throw new UsageError(`unknown secrets action: ${action}`, "secrets");
-    if (action === "set" && extra.length > 0) {
+    // `set NAME VALUE`, or Heroku's `config:set NAME=VALUE` habit.
+    if (action === "set" && (extra.length > 0 || (name?.indexOf("=") ?? 0) > 0)) {
+      const bare = name?.split("=")[0] ?? "NAME";
       throw new UsageError(
-        "the value is never taken from the command line (shell history and ps would keep it): pipe it to stdin or use --from-file FILE",
+        "the value is never taken from the command line (shell history and ps would keep it): " +
+          `pipe it to stdin (printf %s "$VALUE" | herd secrets set ${bare}) or use --from-file FILE`,
         "secrets",
       );
     }
