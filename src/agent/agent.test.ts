@@ -639,9 +639,14 @@ test("config: the files and the feed before the start, a new version applied in 
     tenant: "default",
     app: "hello",
     version,
-    values: { MODE: `m${version}` },
+    values: { MODE: `m${version}`, "log.level": "debug", PORT: "1" },
     files: { "app.yaml": { format: "yaml" as const, content: `v: ${version}\n` } },
-    origins: { MODE: `app v${version}`, "app.yaml": `app v${version}` },
+    origins: {
+      MODE: `app v${version}`,
+      "log.level": `app v${version}`,
+      PORT: `app v${version}`,
+      "app.yaml": `app v${version}`,
+    },
   });
   const withConfig = (version: number, onChange: "file" | "restart"): DesiredInstance => ({
     ...desiredHello("cfg1", digest, 1),
@@ -667,6 +672,10 @@ test("config: the files and the feed before the start, a new version applied in 
   assert.equal(((await feed.json()) as { version: number }).version, 1);
   assert.equal((await fetch(`${env.get("HERD_CONFIG_URL")?.replace(/key=.*/, "key=wrong")}`)).status, 403);
   assert.ok(!readFileSync(join(dataDir, "instances", "cfg1", "instance.json"), "utf8").includes("m1"));
+  // Its keys are env too, read at the start; a name a shell cannot use is not, and herd's own win.
+  assert.equal(env.get("MODE"), "m1");
+  assert.equal(env.get("log.level"), undefined);
+  assert.equal(env.get("PORT"), String(first.port));
 
   // restart: a new process with the new files.
   cp.desired = [withConfig(2, "restart")];
@@ -678,6 +687,7 @@ test("config: the files and the feed before the start, a new version applied in 
   );
   assert.notEqual(second.pid, first.pid);
   assert.equal(JSON.parse(readFileSync(file, "utf8")).version, 2);
+  assert.equal(environOf(second.pid!).get("MODE"), "m2", "a restart starts with the new keys");
 
   // file: the same process; a long poll at v2 gets v3.
   const held = fetch(`${env.get("HERD_CONFIG_URL")}&since=2`);
@@ -685,6 +695,11 @@ test("config: the files and the feed before the start, a new version applied in 
   const third = await reported(cp, "cfg1", (s) => s.configVersion === 3, "cfg1 at v3");
   assert.equal(third.pid, second.pid);
   assert.equal(((await (await held).json()) as { values: { MODE: string } }).values.MODE, "m3");
+  assert.equal(
+    environOf(third.pid!).get("MODE"),
+    "m2",
+    "env is the start's: a change in place reaches the files and feed",
+  );
   assert.equal(readFileSync(join(onHost(env.get("HERD_CONFIG_DIR")), "app.yaml"), "utf8"), "v: 3\n");
 });
 

@@ -596,6 +596,7 @@ export class Agent {
         ),
         services: internalServiceEnv(this.#options.internalGateway, d, this.#services[d.tenant] ?? []),
         config: this.#config?.envFor(d.id, appDir),
+        configValues: config.values,
       });
       await inst.log.skipToEnd();
       const p = await this.#driver.start({

@@ -2,8 +2,11 @@
  * The environment an instance starts with, from its desired instance and
  * what the agent has for it, in order of precedence (later wins):
  *
- *   the service's env ─ secret values ─ telemetry defaults (trace-defaults.ts)
- *   ─ HERD_SERVICE_<APP>_<SERVICE>_URL ─ PORT and HERD_* ─ config files' env ─ PATH
+ *   the config center's keys ─ the service's env ─ secret values ─ telemetry defaults
+ *   (trace-defaults.ts) ─ HERD_SERVICE_<APP>_<SERVICE>_URL ─ PORT and HERD_* ─ config files' env ─ PATH
+ *
+ * The config's keys are env as a Heroku app's config vars are, read once at the
+ * start (its files and feed follow changes); only names a shell can use are given.
  *
  * The telemetry defaults carry the ingest token and secrets their values:
  * the env goes to the process only, never into a log line or file.
@@ -31,11 +34,24 @@ export interface InstanceEnvParts {
   services: Record<string, string>;
   /** The config center's env for its files, when the agent has a config feed. */
   config: ConfigEnv | undefined;
+  /** The effective config's keys (files are not env) at this start. */
+  configValues?: Record<string, string>;
+}
+
+/** A name a shell can use as a variable: the config's keys that become env. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The config's keys that can be env (names with `.` or `-` stay in the files and feed only). */
+export function configKeysEnv(values: Record<string, string> | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(values ?? {})) if (ENV_NAME.test(name)) env[name] = value;
+  return env;
 }
 
 /** The full env (PORT included) of one start of d. */
 export function instanceEnv(d: DesiredInstance, parts: InstanceEnvParts): Record<string, string> {
   return {
+    ...configKeysEnv(parts.configValues),
     ...d.run.env,
     ...d.secretEnv,
     ...parts.telemetry,

@@ -81,7 +81,8 @@ export const appConfigCommand: CommandSpec = {
   summary:
     "An app's config: keys and files (JSON, YAML, properties, text), merged over the platform and middleware\n" +
     "versions it picks from the catalog. Every change is a version (author, message); running instances get it\n" +
-    "without a restart: a file in their dir ($HERD_CONFIG_FILE) and a feed ($HERD_CONFIG_URL, long poll or SSE).\n" +
+    "without a restart: a file in their dir ($HERD_CONFIG_FILE) and a feed ($HERD_CONFIG_URL, long poll or SSE);\n" +
+    "keys are env too, from the instance's next start.\n" +
     "A file that does not parse is refused and the running version stays. See docs/config.md.",
   flags: [
     APP_FLAG_HELP,
