@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -362,4 +371,40 @@ test("a sandboxed instance runs as its tenant's uid and reaches nothing of the h
   assert.equal(statSync(probe.dir).uid, uidA);
   assert.equal(statSync(sibling.dir).uid, uidA);
   assert.notEqual(statSync(other.dir).uid, uidA);
+});
+
+test("an app's env never reaches the sandbox's root steps (its PATH or LD_PRELOAD would choose what root runs), and arrives whole", {
+  skip: noSandbox,
+}, async (t) => {
+  const h = harness(t, (stateRoot) => new ProcessDriver({ stateRoot }));
+  const driver = h.driver() as ProcessDriver;
+  // The tools the root steps call by name, as an app could ship them first on its PATH: each
+  // notes who ran it in a file only root can write, then does the real thing.
+  const evil = join(h.root, "evil-bin");
+  mkdirSync(evil, { mode: 0o755 });
+  const marker = join(h.root, "ran-as-root");
+  for (const tool of ["mount", "umount", "mkdir", "cat", "setpriv", "unshare"]) {
+    writeFileSync(
+      join(evil, tool),
+      `#!/bin/sh\necho "${tool} $(id -u)" >> ${marker}\nexec /usr/bin/${tool} "$@"\n`,
+      { mode: 0o755 },
+    );
+  }
+  const tricky = `it's "quoted"\nwith $HOME, \`ticks\`, a \\ and 'more' ='`;
+  const spec = await h.spec(
+    "env1",
+    `"${process.execPath}" -e 'console.log(JSON.stringify({uid: process.getuid(), path: process.env.PATH, tricky: process.env.TRICKY, preload: process.env.LD_PRELOAD}))'; sleep 30`,
+    { PATH: `${evil}:/usr/bin:/bin`, TRICKY: tricky, LD_PRELOAD: join(h.root, "nope.so") },
+  );
+  await driver.start({ ...spec, tenant: "a", dataDir: join(h.root, "env1", "data") });
+  const line = await waitFor(
+    async () => (await driver.tail("env1", 5)).find((l) => l.startsWith("{")),
+    "the app",
+  );
+  const seen = JSON.parse(line);
+  assert.ok(seen.uid >= 1_000_000_000, `runs as the tenant's uid, not ${seen.uid}`);
+  assert.equal(seen.tricky, tricky, "a value with quotes, newlines and $ arrives as it was");
+  assert.equal(seen.path, `${evil}:/usr/bin:/bin`);
+  assert.equal(seen.preload, join(h.root, "nope.so"));
+  assert.equal(existsSync(marker) ? readFileSync(marker, "utf8") : "", "", "a root step ran the app's tool");
 });

@@ -82,6 +82,7 @@ import { type Sample, waitShareSince } from "./realtime-guard.ts";
 import {
   detectSandbox,
   launchArgs,
+  launchEnv,
   ownInstanceDirs,
   type SandboxSpec,
   type SandboxSupport,
@@ -339,14 +340,19 @@ export class ProcessDriver implements RuntimeDriver {
       );
       // Inside, paths are the views; HOME is the data dir unless the service set one.
       const env = sandbox ? { HOME: VIEW_DATA, ...viewEnv(spec.env, sandbox.binds) } : spec.env;
+      // Sandboxed, the root steps get none of it: it arrives on stdin, read as the instance's uid.
+      const launch = launchEnv(env, sandbox !== undefined);
       // detached: own session and process group, so signals to the agent's group never reach it.
       // The log fds are inherited (no pipes), so the app keeps writing when the agent is gone.
       child = spawn("/bin/sh", args, {
         cwd: spec.dir,
-        env,
+        env: launch.env,
         detached: true,
-        stdio: ["ignore", logFd, errFd],
+        stdio: [launch.stdin === undefined ? "ignore" : "pipe", logFd, errFd],
       });
+      // A child that ends before reading it closes the pipe: its exit says why, not EPIPE.
+      child.stdin?.on("error", () => {});
+      child.stdin?.end(launch.stdin);
     } catch (err) {
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
       throw new HerdError("internal", `cannot start ${spec.id}: ${(err as Error).message}`);

@@ -3,7 +3,7 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { launchArgs, setAsideForeign, VIEW_APP, VIEW_DATA, viewEnv } from "./sandbox.ts";
+import { launchArgs, launchEnv, ROOT_ENV, setAsideForeign, VIEW_APP, VIEW_DATA, viewEnv } from "./sandbox.ts";
 import { UidMap } from "./uids.ts";
 
 test("paths under bound directories are rewritten to their views, also inside PATH", () => {
@@ -49,21 +49,35 @@ test("the wrapper joins the cgroups, then runs the command directly or in the sa
     },
   });
   assert.deepEqual(sandboxed.slice(3, 8), ["0", "/usr/bin/unshare", "--mount", "--propagation", "private"]);
-  const keep = sandboxed.at(-3) as string;
-  assert.deepEqual(sandboxed.slice(-8), [
+  const keep = sandboxed.at(-4) as string;
+  const asUid = sandboxed.at(-3) as string;
+  assert.deepEqual(sandboxed.slice(-9), [
     "node server.js",
     "1234",
     String(64 * 1024 * 1024),
     VIEW_APP,
     "/usr/bin/setpriv",
     keep,
+    asUid,
     "/h/app",
     VIEW_APP,
   ]);
+  assert.match(asUid, /^eval "\$\(cat\)"/, "the last step, as the uid, reads the env from stdin");
   // herd's own directories under /tmp (where a checkout may live) stay visible through the private /tmp.
   for (const dir of keep ? keep.split(":") : []) assert.match(dir, /^\/tmp\//);
   const under = import.meta.dirname.startsWith("/tmp/");
   assert.equal(keep !== "", under, `herd under /tmp: ${under}, kept: ${keep}`);
+});
+
+test("sandboxed, the root steps get ROOT_ENV only and the command's env goes on stdin as shell code", () => {
+  const env = { PATH: "/app/bin:/usr/bin", LD_PRELOAD: "/x.so", Q: "it's", "not.a.name": "x" };
+  assert.deepEqual(launchEnv(env, false), { env });
+  const launch = launchEnv(env, true);
+  assert.deepEqual(launch.env, ROOT_ENV);
+  assert.equal(
+    launch.stdin,
+    "export PATH='/app/bin:/usr/bin'\nexport LD_PRELOAD='/x.so'\nexport Q='it'\\''s'\nherd_env_read=1\n",
+  );
 });
 
 test("a data dir another tenant's uid owns is set aside, never handed over; one's own or root's is kept", (t) => {

@@ -5,7 +5,12 @@
  *   sh (root) ─ joins the cgroup(s) ─► exec unshare --mount (root, new mount namespace)
  *     ─► bind its app and data directories at VIEW_APP, VIEW_DATA (the data dir stays 0700 root: never reachable)
  *     ─► private /proc (hidepid=2: only its own uid's processes), /tmp and /dev/shm (tmpfs)
- *     ─► cd; exec setpriv --reuid U --regid U --clear-groups --no-new-privs /bin/sh -c <command>
+ *     ─► cd; exec setpriv --reuid U --regid U --clear-groups --no-new-privs /bin/sh
+ *     ─► (as U) the command's env from stdin, stdin /dev/null; exec /bin/sh -c <command>
+ *
+ * The root steps run with ROOT_ENV only: an app's env (LD_PRELOAD, PATH with its
+ * node_modules/.bin first) would otherwise choose what root loads and runs. The
+ * command's env reaches it as shell code on stdin (launchEnv), read after setpriv.
  *
  * Every step execs, so the pid the driver records is the command's own, as
  * without the sandbox; adoption after an agent restart works unchanged.
@@ -69,7 +74,7 @@ exec "$@"`;
 // Stage 2, as root inside the new mount namespace: mounts, then the command as the uid.
 // $keep: directories under /tmp that stay visible through the private /tmp (herd itself, when
 // it is installed there: its node binary and static server); the rest of the host's /tmp is gone.
-const ENTER_SANDBOX = `cmd=$1 uid=$2 tmp=$3 cwd=$4 setpriv=$5 keep=$6; shift 6
+const ENTER_SANDBOX = `cmd=$1 uid=$2 tmp=$3 cwd=$4 setpriv=$5 keep=$6 asuid=$7; shift 7
 fail() { echo "herd: sandbox: $1" >&2; exit ${WRAPPER_FAILED}; }
 while [ $# -gt 0 ]; do mount --bind "$1" "$2" || fail "cannot bind $1"; shift 2; done
 mount -t proc -o hidepid=2 proc /proc || fail "cannot mount a private /proc"
@@ -85,14 +90,45 @@ if [ -n "$keep" ]; then
 fi
 if [ -d /dev/shm ]; then mount -t tmpfs -o size=$tmp,mode=1777,nosuid,nodev herd-shm /dev/shm || fail "cannot mount /dev/shm"; fi
 cd "$cwd" || fail "cannot enter $cwd"
-exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs /bin/sh -c "$cmd"`;
+exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs /bin/sh -c "$asuid" herd-app "$cmd"`;
+
+// Stage 3, as the uid: the command's env from stdin (launchEnv's script), then the command with
+// stdin /dev/null. A script cut short (its writer gone) lacks its last line: nothing starts.
+const AS_UID = `eval "$(cat)"; exec </dev/null
+[ "$herd_env_read" = 1 ] || { echo "herd: sandbox: the environment did not arrive whole" >&2; exit ${WRAPPER_FAILED}; }
+unset herd_env_read; exec /bin/sh -c "$1"`;
+
+/** The environment of the root steps: nothing an app chose. */
+export const ROOT_ENV: Readonly<Record<string, string>> = {
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+};
+
+/** Names a shell can export (herd.yaml's env names are checked against the same pattern). */
+const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * How to spawn launchArgs' /bin/sh with `env` for the command: without a
+ * sandbox, as it is; with one, the root steps get ROOT_ENV and `env` goes
+ * as shell code to write to the child's stdin (a name no shell can export
+ * is left out; values are single-quoted, so any byte but NUL arrives as it is).
+ */
+export function launchEnv(
+  env: Record<string, string>,
+  sandboxed: boolean,
+): { env: Record<string, string>; stdin?: string } {
+  if (!sandboxed) return { env };
+  const lines = Object.entries(env)
+    .filter(([name]) => SHELL_NAME.test(name))
+    .map(([name, value]) => `export ${name}='${value.replaceAll("'", "'\\''")}'`);
+  return { env: { ...ROOT_ENV }, stdin: `${lines.join("\n")}\nherd_env_read=1\n` };
+}
 
 /**
  * The arguments for `/bin/sh` that run `command` in the given cgroups and,
  * when `sandbox` is given, inside the sandbox; under `policy` (chrt and its
  * arguments, cpu-policy.ts policyLauncher: a policy every process and thread
- * it starts inherits). Spawn it with the command's env (and, without a
- * sandbox, its cwd).
+ * it starts inherits). Spawn it as launchEnv says (and, without a sandbox,
+ * in the command's cwd).
  */
 export function launchArgs(
   command: string,
@@ -116,6 +152,7 @@ export function launchArgs(
         sandbox.spec.cwd,
         sandbox.support.setpriv,
         KEEP_UNDER_TMP.join(":"),
+        AS_UID,
         ...sandbox.spec.binds.flatMap((b) => [b.host, b.view]),
       ]
     : ["/bin/sh", "-c", command];
@@ -148,9 +185,12 @@ export function detectSandbox(): SandboxSupport {
     // As nobody: only its own processes are in /proc (not pid 1), /tmp is writable, and herd's
     // node runs (instances start with it; a node under root's 0700 home would fail every app).
     const check = `test ! -e /proc/1/environ && test -w /tmp && "${process.execPath}" -e 0`;
+    const launch = launchEnv({ ...ROOT_ENV }, true);
     const r = spawnSync("/bin/sh", launchArgs(check, [], { support, spec }), {
       encoding: "utf8",
       timeout: 10_000,
+      env: launch.env,
+      input: launch.stdin,
     });
     if (r.status !== 0) {
       const why = (r.stderr || r.error?.message || `exited with ${r.status}`).trim().split("\n")[0];

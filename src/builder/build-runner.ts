@@ -33,6 +33,7 @@ import {
   chownTree,
   detectSandbox,
   launchArgs,
+  launchEnv,
   type SandboxSpec,
   type SandboxSupport,
   VIEW_APP,
@@ -214,6 +215,7 @@ export class BuildRunner {
     };
     const line = [c.command, ...c.args].join(" ");
     const enabled = this.#sandbox.enabled ? this.#sandbox : undefined;
+    const launch = launchEnv(env, Boolean(sandbox && enabled));
     const child = spawn(
       "/bin/sh",
       launchArgs(
@@ -222,8 +224,16 @@ export class BuildRunner {
         sandbox && enabled && { support: enabled, spec: sandbox },
       ),
       // Its own process group, so a timeout also stops what npm started (install scripts).
-      { cwd: c.appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
+      {
+        cwd: c.appDir,
+        env: launch.env,
+        // stdin: the env when sandboxed (launchEnv), else closed at once.
+        stdio: ["pipe", "pipe", "pipe"],
+        detached: true,
+      },
     );
+    child.stdin.on("error", () => {});
+    child.stdin.end(launch.stdin ?? "");
     const streams = [child.stdout, child.stderr].map((s) => {
       const lines = createInterface({ input: s, crlfDelay: Number.POSITIVE_INFINITY });
       lines.on("line", c.onLine);
