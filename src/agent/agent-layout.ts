@@ -25,6 +25,15 @@ export class AgentLayout {
     return join(this.instanceDir(id), "app");
   }
 
+  /**
+   * Its config (config-center/instance-files.ts): root's, beside the app dir and
+   * never in it. The app dir is the instance's own, so a link it put there would
+   * send the agent's writes (and removals) anywhere on the machine.
+   */
+  configDir(id: string): string {
+    return join(this.instanceDir(id), "config");
+  }
+
   stateDir(id: string): string {
     return join(this.instanceDir(id), "state");
   }

@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
@@ -662,9 +663,11 @@ test("config: the files and the feed before the start, a new version applied in 
     "cfg1 healthy at config v1",
   );
   const env = environOf(first.pid!);
-  // Paths as the instance sees them: inside the sandbox (as root), its app dir is bound elsewhere.
+  // Paths as the instance sees them: inside the sandbox (as root), its config dir is bound elsewhere.
   const onHost = (p: string | undefined) =>
-    (p ?? "").replace("/run/herd-sandbox/app", join(dataDir, "instances", "cfg1", "app"));
+    (p ?? "").replace("/run/herd-sandbox/config", join(dataDir, "instances", "cfg1", "config"));
+  // Root's, beside the app dir and not in it: the app cannot point the agent's writes elsewhere.
+  assert.ok(onHost(env.get("HERD_CONFIG_FILE")).startsWith(join(dataDir, "instances", "cfg1", "config")));
   const file = onHost(env.get("HERD_CONFIG_FILE"));
   assert.equal(JSON.parse(readFileSync(file, "utf8")).values.MODE, "m1");
   assert.equal(readFileSync(join(onHost(env.get("HERD_CONFIG_DIR")), "app.yaml"), "utf8"), "v: 1\n");
@@ -689,6 +692,13 @@ test("config: the files and the feed before the start, a new version applied in 
   assert.equal(JSON.parse(readFileSync(file, "utf8")).version, 2);
   assert.equal(environOf(second.pid!).get("MODE"), "m2", "a restart starts with the new keys");
 
+  // The app owns its app dir: links it leaves there (as an earlier herd's config path, .herd/config)
+  // send none of the agent's writes or removals elsewhere.
+  const elsewhere = join(dataDir, "..", "elsewhere");
+  mkdirSync(join(elsewhere, "config", "files"), { recursive: true });
+  writeFileSync(join(elsewhere, "config", "files", "keep.txt"), "mine");
+  symlinkSync(elsewhere, join(dataDir, "instances", "cfg1", "app", ".herd"));
+
   // file: the same process; a long poll at v2 gets v3.
   const held = fetch(`${env.get("HERD_CONFIG_URL")}&since=2`);
   cp.desired = [withConfig(3, "file")];
@@ -701,6 +711,12 @@ test("config: the files and the feed before the start, a new version applied in 
     "env is the start's: a change in place reaches the files and feed",
   );
   assert.equal(readFileSync(join(onHost(env.get("HERD_CONFIG_DIR")), "app.yaml"), "utf8"), "v: 3\n");
+  assert.deepEqual(
+    readdirSync(join(elsewhere, "config", "files")),
+    ["keep.txt"],
+    "written or removed through a link",
+  );
+  assert.deepEqual(readdirSync(join(elsewhere, "config")), ["files"]);
 });
 
 test("under memory pressure the agent evicts a burstable instance over its request, lowest criticality first, and says why", async (t) => {

@@ -293,7 +293,7 @@ export class Agent {
     );
     await inst.log.skipToEnd();
     if (desired)
-      inst.configVersion = await this.#config?.adopt(p.id, this.#layout.appDir(p.id), desired.tenant);
+      inst.configVersion = await this.#config?.adopt(p.id, this.#layout.configDir(p.id), desired.tenant);
     this.#instances.set(p.id, inst);
     if (p.state === "running") {
       this.#ports.reserve(p.port);
@@ -518,7 +518,7 @@ export class Agent {
       await this.#startInstance(d, inst);
       return;
     }
-    await this.#config.apply(inst.id, this.#layout.appDir(inst.id), config.document);
+    await this.#config.apply(inst.id, this.#layout.configDir(inst.id), config.document);
     inst.configVersion = config.version;
     if (config.onChange === "signal" && inst.pid !== undefined) {
       try {
@@ -577,7 +577,8 @@ export class Agent {
       const config =
         d.config?.document ??
         (known && known.version === d.config?.version ? known : emptyConfig(d.tenant, d.app));
-      await this.#config?.apply(d.id, appDir, config);
+      const configDir = this.#layout.configDir(d.id);
+      await this.#config?.apply(d.id, configDir, config);
       inst.configVersion = config.version === 0 ? undefined : config.version;
       const dataDir = this.#layout.dataDir(d);
       await mkdir(dataDir, { recursive: true });
@@ -595,7 +596,7 @@ export class Agent {
           this.#relay?.grpcUrl,
         ),
         services: internalServiceEnv(this.#options.internalGateway, d, this.#services[d.tenant] ?? []),
-        config: this.#config?.envFor(d.id, appDir),
+        config: this.#config?.envFor(d.id, configDir),
         configValues: config.values,
       });
       await inst.log.skipToEnd();
@@ -614,6 +615,7 @@ export class Agent {
         ...(d.run.criticality ? { criticality: d.run.criticality } : {}),
         tenant: d.tenant,
         dataDir,
+        ...(this.#config ? { configDir } : {}),
         ...(node ? { node } : {}),
         startCpu: START_CPU,
       });

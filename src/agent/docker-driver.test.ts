@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -48,23 +48,28 @@ describe("DockerDriver", () => {
     assert.equal(inspected?.HostConfig.PortBindings[`${spec.port}/tcp`]?.[0]?.HostPort, String(spec.port));
   });
 
-  test("a release's container runs as its tenant's uid: it writes its data dir and its logs, not its state dir", async (t) => {
+  test("a release's container runs as its tenant's uid: it writes its data dir and its logs, not its state dir; it reads its config dir, never writes it", async (t) => {
     const h = harness(t, create);
     const driver = h.driver();
     const exits: InstanceProcess[] = [];
     driver.onExit((p) => exits.push(p));
     const spec = await h.spec(
       "uid1",
-      `id -u; echo kept > "$DATA/file" && echo data-ok; ln -s /etc/hostname /run/herd/state/output.log.1 2>/dev/null || echo state-refused`,
+      `id -u; echo kept > "$DATA/file" && echo data-ok; ln -s /etc/hostname /run/herd/state/output.log.1 2>/dev/null || echo state-refused; ` +
+        `cat "$HERD_CONFIG_FILE"; (echo x > "$HERD_CONFIG_FILE") 2>/dev/null || echo config-refused`,
     );
     const dataDir = join(h.root, "uid1", "data");
-    await driver.start({ ...spec, tenant: "acme", dataDir, env: { ...spec.env, DATA: dataDir } });
+    const configDir = join(h.root, "uid1", "config");
+    mkdirSync(configDir, { mode: 0o755 });
+    writeFileSync(join(configDir, "config.json"), "config-v1\n", { mode: 0o644 });
+    const env = { ...spec.env, DATA: dataDir, HERD_CONFIG_FILE: join(configDir, "config.json") };
+    await driver.start({ ...spec, tenant: "acme", dataDir, configDir, env });
     const exit = await waitFor(() => exits[0], "the run to end", 30_000);
-    const lines = await driver.tail("uid1", 5);
+    const lines = await driver.tail("uid1", 10);
     assert.equal(exit.exitCode, 0, lines.join("\n"));
     const [uid, ...rest] = lines;
     assert.ok(Number(uid) >= 1_000_000_000, `runs as ${uid}`);
-    assert.deepEqual(rest, ["data-ok", "state-refused"]);
+    assert.deepEqual(rest, ["data-ok", "state-refused", "config-v1", "config-refused"]);
     assert.equal(readFileSync(join(dataDir, "file"), "utf8"), "kept\n");
     assert.equal(driver.isolation().sandbox, "uid");
   });

@@ -241,6 +241,8 @@ export class DockerDriver implements RuntimeDriver {
     if (!image) binds.push(`${dir}:${dir}`, `${node}:${node}:ro`);
     if (spec.node && !image) binds.push(`${spec.node}:${spec.node}:ro`);
     if (spec.dataDir) binds.push(`${spec.dataDir}:${spec.dataDir}`);
+    // Root's, read-only: HERD_CONFIG_FILE names it by its host path.
+    if (spec.configDir) binds.push(`${resolve(spec.configDir)}:${resolve(spec.configDir)}:ro`);
     // Every container runs as its tenant's uid (as a process instance's sandbox), in a state dir it
     // cannot write but for its two logs, unless it asked for its image's own user and was let.
     const uid =

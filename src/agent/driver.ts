@@ -59,6 +59,8 @@ export interface StartSpec {
   tenant?: string;
   /** HERD_DATA_DIR on the host, when it has one: owned by the instance's uid and bound into its sandbox. */
   dataDir?: string;
+  /** Its config (HERD_CONFIG_FILE, HERD_CONFIG_DIR), when it has one: root's, readable and bound where it runs, never writable. */
+  configDir?: string;
   /** The Node installation the app chose (its bin/ is in env PATH): readable and runnable by the instance, never writable. */
   node?: string;
   /**

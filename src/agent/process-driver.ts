@@ -87,6 +87,7 @@ import {
   type SandboxSpec,
   type SandboxSupport,
   VIEW_APP,
+  VIEW_CONFIG,
   VIEW_DATA,
   VIEW_NODE,
   viewEnv,
@@ -411,6 +412,7 @@ export class ProcessDriver implements RuntimeDriver {
     if (spec.dataDir) binds.push({ host: spec.dataDir, view: VIEW_DATA });
     // Root's files, not chowned: every instance using this Node runs the same, unaltered binary.
     if (spec.node) binds.push({ host: spec.node, view: VIEW_NODE });
+    if (spec.configDir) binds.push({ host: spec.configDir, view: VIEW_CONFIG });
     // Half the memory limit: a full /tmp ends in ENOSPC before its pages (charged to the cgroup) end the app.
     return { uid, binds, cwd: VIEW_APP, tmpBytes: spec.resources.memory / 2 };
   }

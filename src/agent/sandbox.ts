@@ -3,7 +3,8 @@
  * uid that sees only its own files and processes.
  *
  *   sh (root) ─ joins the cgroup(s) ─► exec unshare --mount (root, new mount namespace)
- *     ─► bind its app and data directories at VIEW_APP, VIEW_DATA (the data dir stays 0700 root: never reachable)
+ *     ─► bind its app and data directories at VIEW_APP, VIEW_DATA (the data dir stays 0700 root: never reachable),
+ *        its config (root's) at VIEW_CONFIG
  *     ─► private /proc (hidepid=2: only its own uid's processes), /tmp and /dev/shm (tmpfs)
  *     ─► cd; exec setpriv --reuid U --regid U --clear-groups --no-new-privs /bin/sh
  *     ─► (as U) the command's env from stdin, stdin /dev/null; exec /bin/sh -c <command>
@@ -34,6 +35,8 @@ export const VIEW_APP = `${SANDBOX_VIEW}/app`;
 export const VIEW_DATA = `${SANDBOX_VIEW}/data`;
 /** Where it sees the Node installation the app chose (engines.node), read-only: root owns it. */
 export const VIEW_NODE = `${SANDBOX_VIEW}/node`;
+/** Where it sees its config (HERD_CONFIG_FILE, HERD_CONFIG_DIR), read-only: root owns it. */
+export const VIEW_CONFIG = `${SANDBOX_VIEW}/config`;
 /** Where the host's /tmp is staged for a moment while the private one is mounted. */
 const VIEW_HOST_TMP = `${SANDBOX_VIEW}/host-tmp`;
 /**
@@ -174,7 +177,7 @@ export function detectSandbox(): SandboxSupport {
   const support = { enabled: true as const, unshare, setpriv };
   const probeDir = mkdtempSync(join(tmpdir(), "herd-sandbox-probe-"));
   try {
-    for (const dir of [VIEW_APP, VIEW_DATA, VIEW_NODE, VIEW_HOST_TMP])
+    for (const dir of [VIEW_APP, VIEW_DATA, VIEW_NODE, VIEW_CONFIG, VIEW_HOST_TMP])
       mkdirSync(dir, { recursive: true, mode: 0o755 });
     const spec: SandboxSpec = {
       uid: 65534,

@@ -3,7 +3,7 @@
  * 127.0.0.1, and what applying a new version to one instance means.
  *
  *   heartbeat reply: desired.config {version, onChange, document?}
- *     ─► writeInstanceConfig(<app dir>/.herd/config)  (atomic renames)
+ *     ─► writeInstanceConfig(<instance>/config: root's, not in the app dir)  (atomic renames)
  *     ─► feed.publish(id, document)                    (long polls answered, SSE streams written)
  *     ─► onChange: file → nothing more; signal → SIGHUP to its processes (not the shells that wrap
  *        them: `sh -c` would die of it); restart → the agent restarts it
@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { writePrivateFile } from "../common/private-file.ts";
 import type { EffectiveConfig } from "../model/config.ts";
 import { ConfigFeed } from "./feed.ts";
-import { configDirOf, feedKey, readInstanceConfig, writeInstanceConfig } from "./instance-files.ts";
+import { feedKey, readInstanceConfig, writeInstanceConfig } from "./instance-files.ts";
 
 /** The env an instance is given to find its config. */
 export interface ConfigEnv {
@@ -81,9 +81,8 @@ export class InstanceConfigFeed {
     return new InstanceConfigFeed(feed, secret, bound.url);
   }
 
-  /** The env that tells instance `id` (app unpacked at `appDir`) where its config is. */
-  envFor(id: string, appDir: string): ConfigEnv {
-    const dir = configDirOf(appDir);
+  /** The env that tells instance `id` (its config in `dir`) where its config is. */
+  envFor(id: string, dir: string): ConfigEnv {
     return {
       HERD_CONFIG_FILE: join(dir, "config.json"),
       HERD_CONFIG_DIR: join(dir, "files"),
@@ -91,15 +90,15 @@ export class InstanceConfigFeed {
     };
   }
 
-  /** Writes `doc` into the instance's app dir and hands it to its followers. */
-  async apply(id: string, appDir: string, doc: EffectiveConfig): Promise<void> {
-    await writeInstanceConfig(configDirOf(appDir), doc);
+  /** Writes `doc` into the instance's config dir and hands it to its followers. */
+  async apply(id: string, dir: string, doc: EffectiveConfig): Promise<void> {
+    await writeInstanceConfig(dir, doc);
     this.feed.publish(id, doc);
   }
 
   /** An adopted instance: its followers get what its files say; the version applied, when there is one. */
-  async adopt(id: string, appDir: string, tenant: string): Promise<number | undefined> {
-    const doc = await readInstanceConfig(configDirOf(appDir), tenant);
+  async adopt(id: string, dir: string, tenant: string): Promise<number | undefined> {
+    const doc = await readInstanceConfig(dir, tenant);
     if (doc) this.feed.publish(id, doc);
     return doc?.version;
   }

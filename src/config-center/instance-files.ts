@@ -1,6 +1,7 @@
 /**
  * An instance's config on disk, as its agent writes it into the instance's
- * app dir (seen by the app, also inside the sandbox):
+ * config dir (root's, beside its app dir: agent-layout.ts configDir; bound
+ * where the app can read it, inside the sandbox or a container):
  *
  *   <dir>/config.json      {version, values, files: {name: format}, origins}   HERD_CONFIG_FILE
  *   <dir>/files/<name>     each file entry's content                         HERD_CONFIG_DIR
@@ -12,17 +13,15 @@
  */
 
 import { createHmac } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigFormat, EffectiveConfig } from "../model/config.ts";
-
-/** Where the config of an instance whose app is unpacked at `appDir` lives. */
-export const configDirOf = (appDir: string): string => join(appDir, ".herd", "config");
 
 /** Writes `doc` into `dir` (see the top of this file); readable by the instance's uid. */
 export async function writeInstanceConfig(dir: string, doc: EffectiveConfig): Promise<void> {
   const filesDir = join(dir, "files");
   await mkdir(filesDir, { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755);
   for (const [name, f] of Object.entries(doc.files)) await atomicWrite(join(filesDir, name), f.content);
   const summary = {
     app: doc.app,
