@@ -19,7 +19,7 @@ import type { Role, Token } from "../model/identity.ts";
 export type Permission =
   // inside a tenant
   | "apps:read" // apps, services, releases, deploys, instances, routes, consumers, events, alert rules
-  | "apps:write" // create, deploy, scale, roll back, destroy, move, routes, traffic, consumers, alert rules
+  | "apps:write" // create, deploy, scale, restart, roll back, destroy, move, routes, traffic, consumers, alert rules
   | "secrets:read" // secret names and versions, never values
   | "secrets:write" // set and unset secret values (write-only)
   | "telemetry:read" // logs, metrics, traces, alerts of the tenant
@@ -128,6 +128,7 @@ export const ROUTES: Readonly<Record<string, Permission | null>> = {
   "GET /api/v1/apps/:app/load": "apps:read",
   "POST /api/v1/apps/:app/instances/:id/move": "apps:write",
   "POST /api/v1/apps/:app/scale": "apps:write",
+  "POST /api/v1/apps/:app/restart": "apps:write",
   "GET /api/v1/apps/:app/autoscale": "apps:read",
   "GET /api/v1/apps/:app/export/kubernetes": "apps:read", // routes/export.ts
   // canary and blue/green rollouts (routes/rollouts.ts)

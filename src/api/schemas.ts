@@ -100,6 +100,15 @@ export const RollbackBody = T.Object(
   { additionalProperties: false },
 );
 
+export const RestartBody = T.Object(
+  {
+    services: T.Optional(
+      T.Array(Name, { maxItems: 100, description: "the services to restart; absent or empty: all of them" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 /** A string from a fixed list: one clear error ("must be one of a, b, c") when it is not. */
 export const OneOf = <V extends string>(values: readonly V[], description?: string) =>
   T.Unsafe<V>({ type: "string", enum: values, ...(description ? { description } : {}) });

@@ -40,6 +40,7 @@ import { loginCommand, logoutCommand, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { metricsCommand } from "./metrics.ts";
 import { remediateCommand } from "./remediate.ts";
+import { restartCommand } from "./restart.ts";
 import { rolloutCommand } from "./rollout.ts";
 import { runCommand } from "./run.ts";
 import { secretsCommand } from "./secrets.ts";
@@ -274,6 +275,7 @@ export const APP_COMMANDS: CommandSpec[] = [
   appsCommand,
   psCommand,
   scaleCommand,
+  restartCommand,
   autoscaleCommand,
   logsCommand,
   releasesCommand,

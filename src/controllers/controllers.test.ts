@@ -15,6 +15,7 @@ import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
 import { heartbeatInterval } from "./node-controller.ts";
 import { checkQuota } from "./quota.ts";
+import { restartServices } from "./restart.ts";
 import { scaleServices } from "./scale.ts";
 import { judgeRollout } from "./service-rules.ts";
 import { testContext } from "./testing.ts";
@@ -1237,4 +1238,83 @@ test("a big cluster's heartbeats are spread out: the replies ask for a longer in
     "22500 not_ready",
     "25000 lost",
   ]);
+});
+
+test("herd restart replaces cattle as a rollout does: the new ones run before the old ones go", async () => {
+  const h = await runningOnN1({ instances: 2 });
+  const before = (await instancesOf(h)).map((i) => i.id);
+  h.clock.advance(1000);
+  const asked = await restartServices(
+    { store: h.store, events: h.ctx.events },
+    { tenant: "default", app: "hello", by: "user admin", now: new Date(h.clock.now()).toISOString() },
+  );
+  assert.deepEqual(asked.services, ["web"]);
+  await settle(h);
+  let all = await instancesOf(h);
+  assert.equal(all.length, 4, "two new beside the two old");
+  assert.ok(
+    all.filter((i) => before.includes(i.id)).every((i) => i.desired === "running"),
+    "old serve meanwhile",
+  );
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  all = await instancesOf(h);
+  const old = all.filter((i) => before.includes(i.id));
+  assert.ok(
+    old.every((i) => i.desired === "stopped" && i.reason === "Restarted"),
+    JSON.stringify(old),
+  );
+  assert.equal(all.filter((i) => !before.includes(i.id) && i.state === "running").length, 2);
+  // Done: nothing more is replaced at the next rounds.
+  h.clock.advance(DEFAULT_SETTINGS.drainMs + 1);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  all = await instancesOf(h);
+  assert.deepEqual(
+    all.map((i) => i.id).filter((id) => before.includes(id)),
+    [],
+  );
+  assert.equal(all.length, 2);
+  await assert.rejects(
+    restartServices(
+      { store: h.store, events: h.ctx.events },
+      {
+        tenant: "default",
+        app: "hello",
+        services: ["nope"],
+        by: "x",
+        now: new Date(h.clock.now()).toISOString(),
+      },
+    ),
+    /app hello has no service nope \(it has web\)/,
+  );
+});
+
+test("herd restart restarts pets in place, one at a time, with their ids and data", async () => {
+  const h = await runningOnN1({ instances: 2, mode: "pet" });
+  h.clock.advance(1000);
+  await restartServices(
+    { store: h.store, events: h.ctx.events },
+    {
+      tenant: "default",
+      app: "hello",
+      services: ["web"],
+      by: "x",
+      now: new Date(h.clock.now()).toISOString(),
+    },
+  );
+  await settle(h);
+  let pets = await instancesOf(h);
+  assert.deepEqual(pets.map((p) => p.id).sort(), ["hello-web-0", "hello-web-1"]);
+  assert.equal(pets.filter((p) => p.generation === 2).length, 1, "one pet at a time");
+  assert.equal(pets.find((p) => p.generation === 2)?.reason, "Restarting");
+  for (let n = 0; n < 3; n++) {
+    await agentReports(h, "n1", () => "healthy");
+    await settle(h);
+  }
+  pets = await instancesOf(h);
+  assert.ok(
+    pets.every((p) => p.generation === 2 && p.state === "running" && p.release === 1),
+    JSON.stringify(pets),
+  );
 });

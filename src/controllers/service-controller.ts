@@ -230,13 +230,22 @@ export class ServiceController {
     const fresh = informer.by<Instance>("instance", "service", key);
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     const pets = svc.spec.mode === "pet";
-    // Cattle leaving a node (drained, or moved by an operator) are replaced first and retired after, like a rollout.
+    // Instances `herd restart` asked to restart: cattle made, and pets started, before it.
+    const restartDue = (i: Instance) =>
+      svc.restartedAt !== undefined && (pets ? (i.startedAt ?? i.createdAt) : i.createdAt) < svc.restartedAt;
+    // Cattle leaving a node (drained, or moved by an operator) or restarted are replaced first and
+    // retired after, like a rollout.
     const leaving = (i: Instance) =>
-      !pets && (i.moving !== undefined || (i.node !== null && nodeOf(i.node)?.draining === true));
-    const current = active.filter((o) => o.value.release === svc.release && !leaving(o.value));
+      !pets &&
+      (i.moving !== undefined || (i.node !== null && nodeOf(i.node)?.draining === true) || restartDue(i));
+    const current = active.filter(
+      (o) => o.value.release === svc.release && !leaving(o.value) && !(pets && restartDue(o.value)),
+    );
     // Nodes an operator is moving instances of this service off: their replacements go elsewhere.
     const movingOff = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
-    const old = active.filter((o) => o.value.release !== svc.release || leaving(o.value));
+    const old = active.filter(
+      (o) => o.value.release !== svc.release || leaving(o.value) || (pets && restartDue(o.value)),
+    );
 
     // dependsOn: a rollout starts its new release only once what it depends on runs.
     if (rollingOut && svc.state !== "failed") {
@@ -345,11 +354,16 @@ export class ServiceController {
       } else {
         const runningCurrent = current.filter((o) => o.value.state === "running").length;
         const runningOld = old.filter((o) => o.value.state === "running");
+        const reasonOf = (i: Instance) =>
+          i.release !== svc.release ? "Superseded" : i.moving || !restartDue(i) ? "Moved" : "Restarted";
         const why = (i: Instance) =>
-          leaving(i) ? `${i.id} moved off ${i.node}` : `${i.id} (v${i.release}) replaced by v${svc.release}`;
+          ({
+            Superseded: `${i.id} (v${i.release}) replaced by v${svc.release}`,
+            Moved: `${i.id} moved off ${i.node}`,
+            Restarted: `${i.id} replaced by a new instance (herd restart)`,
+          })[reasonOf(i)];
         for (const o of old) {
-          if (o.value.state !== "running")
-            await this.#retire(o, leaving(o.value) ? "Moved" : "Superseded", why(o.value), 0);
+          if (o.value.state !== "running") await this.#retire(o, reasonOf(o.value), why(o.value), 0);
         }
         const surplus = Math.max(0, Math.min(runningOld.length, runningCurrent + runningOld.length - want));
         const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
@@ -369,12 +383,7 @@ export class ServiceController {
           .slice(0, Math.min(waiting, room - moved.length));
         const early = [...moved, ...superseded];
         for (const o of [...oldest.slice(0, surplus), ...early]) {
-          await this.#retire(
-            o,
-            leaving(o.value) ? "Moved" : "Superseded",
-            why(o.value),
-            this.#ctx.settings.drainMs,
-          );
+          await this.#retire(o, reasonOf(o.value), why(o.value), this.#ctx.settings.drainMs);
         }
       }
     }
@@ -628,7 +637,7 @@ export class ServiceController {
     );
   }
 
-  /** Pets are updated in place (same id, node and data), one at a time. */
+  /** Pets are updated (or restarted, herd restart) in place (same id, node and data), one at a time. */
   async #updatePet(
     svc: Service,
     current: StoredObject<Instance>[],
@@ -638,6 +647,7 @@ export class ServiceController {
     if (current.some((o) => o.value.state !== "running")) return;
     const o = old[0];
     const i = o.value;
+    const restart = i.release === svc.release;
     await this.#transition(
       o,
       {
@@ -645,11 +655,16 @@ export class ServiceController {
         run: await this.#runSpec(svc),
         generation: i.generation + 1,
         state: "provisioning",
-        reason: "Updating",
+        reason: restart ? "Restarting" : "Updating",
         message: "",
         startedAt: this.#nowIso(),
       },
-      { reason: "Updating", message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}` },
+      restart
+        ? { reason: "Restarting", message: `restarting pet ${i.id} in place (herd restart)` }
+        : {
+            reason: "Updating",
+            message: `updating pet ${i.id} in place from v${i.release} to v${svc.release}`,
+          },
     );
   }
 

@@ -182,6 +182,12 @@ export interface Service {
   rollout?: RolloutProgress;
   /** While a canary or blue/green rollout runs: its phase, step, traffic weight and analyses (progressive.ts). */
   progressive?: ProgressiveState;
+  /**
+   * `herd restart`, ISO: cattle created before it are replaced as a rollout replaces
+   * them (the new ones run before the old ones go); pets started before it restart
+   * in place, one at a time.
+   */
+  restartedAt?: string;
 }
 
 /** How far a rollout got: it fails when `best` has not grown for `deadlineMs`. */

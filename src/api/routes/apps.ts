@@ -7,6 +7,7 @@ import { open, rm } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { conflict, HerdError, notFound } from "../../common/errors.ts";
+import { restartServices } from "../../controllers/restart.ts";
 import { scaleServices } from "../../controllers/scale.ts";
 import {
   type App,
@@ -27,6 +28,7 @@ import {
   DeployQuery,
   DestroyQuery,
   LogsQuery,
+  RestartBody,
   RollbackBody,
   ScaleBody,
   type TenantQ,
@@ -279,6 +281,38 @@ export function appRoutes(api: FastifyInstance, deps: ApiDeps): void {
         },
         { tenant, app: o.value.name, services, ...(revisions ? { revisions } : {}) },
       );
+    },
+  );
+
+  api.post(
+    "/apps/:app/restart",
+    {
+      schema: {
+        summary: "Restart an app's services (herd restart)",
+        description:
+          "Cattle are replaced as a rollout replaces them (the new instances serve before the old ones go, within minAvailable); " +
+          "pets restart in place one at a time. The reply is at once: the instances whose createdAt (cattle) or startedAt (pets) " +
+          "is before restartedAt are the ones still to go. New instances start with the config's current keys in their env.",
+        tags: ["apps"],
+        params: AppParams,
+        querystring: TenantQuery,
+        body: RestartBody,
+      },
+    },
+    async (req, reply) => {
+      const body = (req.body ?? {}) as { services?: string[] };
+      const result = await restartServices(
+        { store, events: deps.events },
+        {
+          tenant: tenantOf(req),
+          app: (req.params as { app: string }).app,
+          ...(body.services ? { services: body.services } : {}),
+          by: actorOf(req),
+          now: new Date().toISOString(),
+        },
+      );
+      reply.code(202);
+      return result;
     },
   );
 
