@@ -128,6 +128,23 @@ test("an admin sees hello, scales it, follows its logs, deploys from an archive 
     assert.equal(scaled.body.services[0].instances, 3);
     await shot(page, "app-scaled");
 
+    // Restart from the same tab: three new instances, none of the old ones left.
+    const ids = async () =>
+      (
+        await herd.api<{ items: { id: string; desired: string }[] }>("GET", "/apps/hello/instances")
+      ).body.items
+        .filter((i) => i.desired === "running")
+        .map((i) => i.id);
+    const old = await ids();
+    await page.getByTestId("restart-web").click();
+    for (let waited = 0; ; waited += 250) {
+      const now = await ids();
+      if (now.length === 3 && !now.some((id) => old.includes(id))) break;
+      assert.ok(waited < 30_000, `not restarted within 30 s: ${now.join(", ")} (were ${old.join(", ")})`);
+      await page.waitForTimeout(250);
+    }
+    await page.getByTestId("running-web").filter({ hasText: "3/3 running" }).waitFor({ timeout: 30_000 });
+
     // Follow: back on Logs, filtered to events, the scale shows up; a typed filter narrows the lines.
     await page.getByRole("link", { name: "Logs" }).click();
     await page.getByLabel("Stream").selectOption("event");
@@ -219,6 +236,7 @@ test("a viewer sees hello but no scale, deploy or rollback control, and the API 
     await page.goto(`${herd.url}/apps/hello`);
     await page.getByTestId("running-web").waitFor();
     assert.equal(await page.getByTestId("scale-web").count(), 0);
+    assert.equal(await page.getByTestId("restart-web").count(), 0);
     assert.equal(await page.getByRole("button", { name: "Scale" }).count(), 0);
     await shot(page, "viewer-app");
     await page.getByRole("link", { name: "Releases" }).click();

@@ -1,5 +1,5 @@
 // The App page's first tab: each service with its instances (live: state,
-// node, restarts, why pending), a scale control for those who may scale, the
+// node, restarts, why pending), scale and restart for those who may, the
 // routes, and the names of env variables and secrets (never their values).
 
 import { useState } from "react";
@@ -47,15 +47,27 @@ export function ServicesTab({ detail, reload }: { detail: AppDetail; reload(): v
                   {running}/{s.instances} running
                 </span>
                 {can("apps:write") ? (
-                  <ScaleControl
-                    service={s.name}
-                    current={s.instances}
-                    onScale={async (n) => {
-                      await client.post(`${path}/scale`, { services: { [s.name]: n } });
-                      reload();
-                      instances.reload();
-                    }}
-                  />
+                  <>
+                    <ScaleControl
+                      service={s.name}
+                      current={s.instances}
+                      onScale={async (n) => {
+                        await client.post(`${path}/scale`, { services: { [s.name]: n } });
+                        reload();
+                        instances.reload();
+                      }}
+                    />
+                    <ActionButton
+                      label="Restart"
+                      title="Replace every instance, the new ones serving before the old ones go (pets restart in place)"
+                      onAct={async () => {
+                        await client.post(`${path}/restart`, { services: [s.name] });
+                        reload();
+                        instances.reload();
+                      }}
+                      testId={`restart-${s.name}`}
+                    />
+                  </>
                 ) : null}
               </span>
             }
