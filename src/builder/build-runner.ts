@@ -266,7 +266,13 @@ export class BuildRunner {
     } finally {
       clearTimeout(timer);
       c.signal?.removeEventListener("abort", onAbort);
-      // Whatever an install script left running (even in a new session) goes with the cgroup.
+      // Whatever an install script left running goes before root touches the tree again: its process
+      // group always, and with the cgroup also what left the group (a new session).
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
     }
   }

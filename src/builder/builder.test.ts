@@ -173,6 +173,48 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     await assert.rejects(stat(join(plain.slugDir, NODE_REF_FILE)), { code: "ENOENT" });
   });
 
+  it("links an install script leaves at .herd send none of herd's writes elsewhere", async () => {
+    const runtimes = new NodeRuntimes({ dir: join(root, "node"), npm: fakeNpm, platform: "linux-x64" });
+    // Outside the app: what root would have written into (and clobbered) through the links.
+    const elsewhere = join(root, "elsewhere");
+    await mkdir(elsewhere, { recursive: true, mode: 0o777 });
+    await writeFile(join(elsewhere, "node.json"), "mine\n", { mode: 0o666 });
+    const plant = `mkdir -p .herd && ln -s ${join(elsewhere, "node.json")} .herd/node.json && ln -s ${elsewhere} .herd/static-server.mjs`;
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "planter",
+        version: "1.0.0",
+        engines: { node: "22.x" },
+        dependencies: { greet: "file:vendor/greet" },
+        scripts: { start: "node index.js", install: plant },
+      }),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+    });
+    const { result, slugDir } = await build(dir, { runtimes });
+    assert.equal(result.node, "22.10.2");
+    assert.equal(await readFile(join(elsewhere, "node.json"), "utf8"), "mine\n", "written through the link");
+    assert.equal(JSON.parse(await readFile(join(slugDir, NODE_REF_FILE), "utf8")).version, "22.10.2");
+    // The same with .herd itself a link to the directory outside.
+    const linked = await writeApp({
+      "package.json": JSON.stringify({
+        name: "planter2",
+        version: "1.0.0",
+        engines: { node: "22.x" },
+        dependencies: { greet: "file:vendor/greet" },
+        scripts: { start: "node index.js", install: `ln -s ${elsewhere} .herd` },
+      }),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+    });
+    await build(linked, { runtimes });
+    assert.equal(
+      await readFile(join(elsewhere, "node.json"), "utf8"),
+      "mine\n",
+      "written through the linked dir",
+    );
+  });
+
   it("engines.node nothing satisfies, or not a string, fails the build naming engines.node", async () => {
     const runtimes = new NodeRuntimes({ dir: join(root, "node"), npm: fakeNpm, platform: "linux-x64" });
     const app = (node: unknown) =>

@@ -11,7 +11,7 @@
  * outside the data dir, with a clean environment and limits.
  */
 
-import { realpathSync } from "node:fs";
+import { constants, realpathSync } from "node:fs";
 import { copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -121,16 +121,19 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     const lockfile = await findLockfile(appDir);
     await installDependencies(appDir, definition.app, runner, options, node);
     const packages = await recordedPackages(appDir, lockfile, log);
+    // The install scripts ran in appDir as the app's uid: what they left at .herd (a link to /etc, a
+    // link named node.json) goes, and herd's own files are made new (never through a link: mkdir
+    // without recursive, O_EXCL), as root would otherwise write wherever such a link pointed.
+    await rm(join(appDir, ".herd"), { recursive: true, force: true });
+    if (node || definition.kind === "static") await mkdir(join(appDir, ".herd"), { mode: 0o755 });
     if (node) {
       const ref: NodeRef = { version: node.version, platform: node.platform, digest: node.digest };
-      await mkdir(join(appDir, ".herd"), { recursive: true });
-      await writeFile(join(appDir, NODE_REF_FILE), `${JSON.stringify(ref)}\n`);
+      await writeFile(join(appDir, NODE_REF_FILE), `${JSON.stringify(ref)}\n`, { flag: "wx" });
     }
 
     if (definition.kind === "static") {
       log("-----> Adding the static file server as .herd/static-server.mjs");
-      await mkdir(join(appDir, ".herd"), { recursive: true });
-      await copyFile(STATIC_SERVER, join(appDir, ".herd", "static-server.mjs"));
+      await copyFile(STATIC_SERVER, join(appDir, ".herd", "static-server.mjs"), constants.COPYFILE_EXCL);
     }
 
     signal?.throwIfAborted();
