@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -11,6 +22,7 @@ import {
   tailInstanceLogs,
   writeMarker,
 } from "./instance-log-files.ts";
+import { InstanceLogs } from "./instance-logs.ts";
 
 /** A state dir and, beside it, a file standing for one of the host's that an instance must not reach. */
 function dirs(t: { after(f: () => void): void }) {
@@ -26,7 +38,7 @@ function dirs(t: { after(f: () => void): void }) {
 test("rotation copies and truncates; the tail reads across the copy", async (t) => {
   const { state, log } = dirs(t);
   writeFileSync(log, "one\ntwo\nthree\n");
-  rotateInstanceLogs(state, 4, (f, err) => assert.fail(`${f}: ${err}`));
+  rotateInstanceLogs(state, 8, (f, err) => assert.fail(`${f}: ${err}`));
   assert.equal(readFileSync(`${log}.1`, "utf8"), "one\ntwo\nthree\n");
   assert.equal(readFileSync(log, "utf8"), "");
   writeFileSync(log, "four\n", { flag: "a" });
@@ -66,6 +78,34 @@ test("a symlink an instance puts in its state dir is never followed: no host fil
   writeMarker(marker);
   assert.ok(lstatSync(marker).isFile());
   assert.throws(() => lstatSync(target), /ENOENT/);
+});
+
+test("a log an app made huge at once (sparse, by ftruncate) costs the agent only its last bytes", async (t) => {
+  const { state, log } = dirs(t);
+  writeFileSync(log, "");
+  truncateSync(log, 4 * 1024 ** 3);
+  appendFileSync(log, "the end\n");
+  const started = performance.now();
+  rotateInstanceLogs(state, 1024, (f, err) => assert.fail(`${f}: ${err}`));
+  assert.ok(performance.now() - started < 1000, "copied more than its last bytes");
+  assert.equal(statSync(`${log}.1`).size, 4 * 1024);
+  assert.match(readFileSync(`${log}.1`, "utf8"), /the end\n$/);
+  // One line of gigabytes (no newline): the tail reads a bounded end of it, quickly.
+  rmSync(`${log}.1`);
+  writeFileSync(log, "");
+  truncateSync(log, 4 * 1024 ** 3);
+  const tailStarted = performance.now();
+  assert.deepEqual(await tailInstanceLogs(state, 5), []);
+  assert.ok(performance.now() - tailStarted < 2000, "the tail read too much");
+  // A follower whose file was rotated into a huge copy reads a bounded part of it per read.
+  writeFileSync(log, "x\n");
+  const follower = new InstanceLogs(state).stdout;
+  await follower.skipToEnd();
+  writeFileSync(`${log}.1`, "");
+  truncateSync(`${log}.1`, 4 * 1024 ** 3);
+  writeFileSync(log, "");
+  const lines = await follower.read();
+  assert.ok(lines.join("").length <= 1024 * 1024, `read ${lines.join("").length} bytes at once`);
 });
 
 test("a FIFO in place of a log does not hang its reader", async (t) => {

@@ -29,9 +29,14 @@ import { join } from "node:path";
 import { INSTANCE_ERR_LOG, INSTANCE_LOG } from "./driver.ts";
 
 const NO_FOLLOW = constants.O_NOFOLLOW | constants.O_NONBLOCK;
+/** How much of a log past maxBytes its rotation keeps, in maxBytes (a second's output of a chatty app). */
+const KEEP_ROTATED = 4;
 
-/** A file of the state dir opened to read, or undefined when it is missing or not a regular file. */
-async function openLog(file: string): Promise<FileHandle | undefined> {
+/**
+ * A file an instance may have made or replaced (its logs, its exit code), opened to read: never
+ * through a link, never waiting on a FIFO; undefined when it is missing or not a regular file.
+ */
+export async function openRegular(file: string): Promise<FileHandle | undefined> {
   const handle = await open(file, constants.O_RDONLY | NO_FOLLOW).catch(() => undefined);
   if (handle && !(await handle.stat()).isFile()) {
     await handle.close();
@@ -48,7 +53,7 @@ export async function logSize(file: string): Promise<number> {
 
 /** Bytes start..end of a log file of the state dir (fewer at its end; none when it is not a regular file). */
 export async function readLogRange(file: string, start: number, end: number): Promise<Buffer> {
-  const handle = await openLog(file);
+  const handle = await openRegular(file);
   if (!handle) return Buffer.alloc(0);
   try {
     const buf = Buffer.alloc(end - start);
@@ -125,7 +130,10 @@ export function rotateInstanceLogs(
       const s = fstatSync(from);
       if (!s.isFile()) throw new Error(`${name} is not a regular file`);
       if (s.size <= maxBytes) continue;
-      copyInto(from, `${log}.1`);
+      // At most its last KEEP_ROTATED × maxBytes: an app can make its log any size at once (an ftruncate
+      // of its own fd, sparse), and a copy of all of it would hold the event loop and fill the disk.
+      const keep = KEEP_ROTATED * maxBytes;
+      copyInto(from, `${log}.1`, s.size > keep ? s.size - keep : 0, s.size);
       ftruncateSync(from, 0);
     } catch (err) {
       // An instance started before stderr had its own file has none.
@@ -137,14 +145,14 @@ export function rotateInstanceLogs(
   }
 }
 
-/** Copies the open file `from` into a new `to` (whatever was at `to`, a symlink too, is removed first). */
-function copyInto(from: number, to: string): void {
+/** Copies bytes start..end of the open file `from` into a new `to` (whatever was at `to`, a symlink too, is removed first). */
+function copyInto(from: number, to: string, start: number, end: number): void {
   rmSync(to, { force: true });
   const out = openSync(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NO_FOLLOW, 0o600);
   try {
     const buf = Buffer.alloc(1 << 20);
-    for (let at = 0; ; ) {
-      const n = readSync(from, buf, 0, buf.length, at);
+    for (let at = start; at < end; ) {
+      const n = readSync(from, buf, 0, Math.min(buf.length, end - at), at);
       if (n === 0) break;
       writeSync(out, buf, 0, n);
       at += n;
@@ -155,6 +163,8 @@ function copyInto(from: number, to: string): void {
 }
 
 const TAIL_CHUNK = 64 * 1024;
+/** How far from its end a tail reads: a line longer than this is cut (an app may write one line of gigabytes). */
+const TAIL_MAX = 256 * 1024;
 
 /** The last `lines` lines of a log and, when it has fewer, of its rotated copy before them. */
 async function tailRotated(log: string, lines: number): Promise<string[]> {
@@ -167,14 +177,14 @@ async function tailRotated(log: string, lines: number): Promise<string[]> {
 /** The last `lines` lines of a file ([] when it does not exist), reading only its end. */
 async function tailFile(file: string, lines: number): Promise<string[]> {
   if (lines <= 0) return [];
-  const handle = await openLog(file);
+  const handle = await openRegular(file);
   if (!handle) return [];
   try {
     const size = (await handle.stat()).size;
     let start = size;
     let bytes = Buffer.alloc(0);
     let found: string[] = [];
-    while (start > 0) {
+    while (start > 0 && size - start < TAIL_MAX) {
       const length = Math.min(TAIL_CHUNK, start);
       start -= length;
       const buf = Buffer.alloc(length);

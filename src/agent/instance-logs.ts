@@ -50,8 +50,11 @@ class LogFollower {
     const chunks: Buffer[] = [];
     if (size < this.#offset) {
       const rotatedSize = await logSize(`${this.#file}.1`);
+      // At most MAX_READ of it, as of the current file: an app can make its log any size (ftruncate).
       if (rotatedSize > this.#offset)
-        chunks.push(await readLogRange(`${this.#file}.1`, this.#offset, rotatedSize));
+        chunks.push(
+          await readLogRange(`${this.#file}.1`, this.#offset, Math.min(rotatedSize, this.#offset + MAX_READ)),
+        );
       this.#offset = 0;
     }
     if (size > this.#offset) {

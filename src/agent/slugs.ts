@@ -11,7 +11,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -20,6 +20,7 @@ import { unpackTarball } from "../builder/unpack.ts";
 import { HerdError } from "../common/errors.ts";
 import { pathExists } from "../common/path-exists.ts";
 import { serversOf } from "../common/server-list.ts";
+import { openRegular } from "./instance-log-files.ts";
 
 /** Where to fetch slugs from and where to keep them. */
 export interface SlugCacheOptions {
@@ -168,8 +169,18 @@ export class SlugCache {
    * when the slug names none (the app runs on herd's own Node).
    */
   async node(appDir: string): Promise<string | undefined> {
-    const text = await readFile(join(appDir, NODE_REF_FILE), "utf8").catch(() => undefined);
-    if (text === undefined) return undefined;
+    // The slug's own file (unpacked fresh, no link leaves it), but what the app's install scripts left
+    // there when the build wrote none: a few KiB at most is a reference, and only those are read.
+    const handle = await openRegular(join(appDir, NODE_REF_FILE));
+    if (!handle) return undefined;
+    let text: string;
+    try {
+      const buf = Buffer.alloc(4096);
+      const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+      text = buf.subarray(0, bytesRead).toString("utf8");
+    } finally {
+      await handle.close();
+    }
     let ref: NodeRef;
     try {
       ref = JSON.parse(text) as NodeRef;
@@ -177,7 +188,7 @@ export class SlugCache {
       throw new HerdError("invalid", `${NODE_REF_FILE} in the slug: ${(err as Error).message}`);
     }
     if (!DIGEST.test(String(ref.digest)) || !VERSION.test(String(ref.version)))
-      throw new HerdError("invalid", `${NODE_REF_FILE} in the slug names no Node runtime: ${text.trim()}`);
+      throw new HerdError("invalid", `${NODE_REF_FILE} in the slug names no Node runtime`);
     if (ref.platform !== PLATFORM) {
       throw new HerdError(
         "invalid",
