@@ -607,6 +607,9 @@ test("image and runtime: an image runs on docker with its own command; process w
     (err: HerdError) => err.code === "invalid" && err.details?.[0]?.field === "services.both.runtime",
   );
   assert.match(problem("services:\n  web:\n    image: '-rm /'\n").message, /image/);
+  // Into Docker API paths it goes: no way out of /images/.
+  assert.match(problem("services:\n  web:\n    image: a/../../containers/x\n").message, /image/);
+  assert.match(problem("services:\n  web:\n    image: a//b\n").message, /image/);
   assert.match(problem("services:\n  web:\n    runtime: vm\n").message, /runtime/);
 });
 

@@ -236,5 +236,9 @@ export interface ProbeSpec {
   healthyAfter: number;
 }
 
-/** A container image reference: `name[:tag][@digest]`, with a registry host and path parts (`localhost:5000/team/app:1`). */
-export const IMAGE_REF = /^[a-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
+/**
+ * A container image reference: `name[:tag][@digest]`, with a registry host and path parts
+ * (`localhost:5000/team/app:1`). No `..` or empty part, which no image name has: the agent puts
+ * the reference into Docker API paths (/images/REF/json), where they would reach other endpoints.
+ */
+export const IMAGE_REF = /^(?!.*\.\.)(?!.*\/\/)(?!.*\/$)[a-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
