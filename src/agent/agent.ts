@@ -7,7 +7,7 @@
  * The layout of its data dir: agent-layout.ts.
  */
 
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HEDGE } from "../common/hedge.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
@@ -36,6 +36,7 @@ import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
 import { startProbeLoop, stopProbeLoop } from "./probe-loop.ts";
 import { ProcessDriver } from "./process-driver.ts";
 import { recordedExitCode } from "./run-exit.ts";
+import { removeTree } from "./sandbox.ts";
 import { isolateModuleScope, SlugCache } from "./slugs.ts";
 import { startTelemetryRelay, type TelemetryRelay } from "./telemetry-relay.ts";
 import { traceDefaults } from "./trace-defaults.ts";
@@ -659,7 +660,7 @@ export class Agent {
 
   /** Removes a pet's volume (its data). */
   async #discardVolume(id: string, why: string): Promise<void> {
-    await rm(this.#layout.volumeDir(id), { recursive: true, force: true });
+    await removeTree(this.#layout.volumeDir(id));
     this.#log.info("data removed", { id, why });
   }
 
@@ -680,7 +681,7 @@ export class Agent {
     this.#config?.remove(inst.id);
     // Pet volumes live outside the instance dir and survive this. The instance leaves the list (and
     // the heartbeat) only once its files are gone, so "not reported" means "nothing left".
-    await rm(this.#layout.instanceDir(inst.id), { recursive: true, force: true });
+    await removeTree(this.#layout.instanceDir(inst.id));
     this.#instances.delete(inst.id);
     this.#log.info("removed", { id: inst.id });
     this.#changed();

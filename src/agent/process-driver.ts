@@ -407,7 +407,8 @@ export class ProcessDriver implements RuntimeDriver {
 
   /** The tenant's uid, which then owns the app and data dirs; what the sandbox binds where. */
   async #prepareSandbox(spec: StartSpec): Promise<SandboxSpec> {
-    const uid = await ownInstanceDirs(this.#uids, spec);
+    // Without cgroups a process of the instance (a setsid daemon) may outlive its stop.
+    const uid = await ownInstanceDirs(this.#uids, spec, this.#support.version === "none");
     const binds = [{ host: spec.dir, view: VIEW_APP }];
     if (spec.dataDir) binds.push({ host: spec.dataDir, view: VIEW_DATA });
     // Root's files, not chowned: every instance using this Node runs the same, unaltered binary.

@@ -1,9 +1,30 @@
 import assert from "node:assert/strict";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { launchArgs, launchEnv, ROOT_ENV, setAsideForeign, VIEW_APP, VIEW_DATA, viewEnv } from "./sandbox.ts";
+import {
+  chownTreeSafely,
+  launchArgs,
+  launchEnv,
+  ROOT_ENV,
+  removeTree,
+  setAsideForeign,
+  VIEW_APP,
+  VIEW_DATA,
+  viewEnv,
+} from "./sandbox.ts";
 import { UidMap } from "./uids.ts";
 
 test("paths under bound directories are rewritten to their views, also inside PATH", () => {
@@ -105,4 +126,25 @@ test("a data dir another tenant's uid owns is set aside, never handed over; one'
   assert.equal(setAsideForeign(uids, shop, fresh), undefined);
   assert.equal(setAsideForeign(uids, shop, join(root, "missing")), undefined);
   assert.ok(existsSync(own) && existsSync(fresh));
+});
+
+test("chownTreeSafely and removeTree never act through a link in the tree", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("chown needs root");
+  const root = mkdtempSync(join(tmpdir(), "herd-tree-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const outside = join(root, "outside");
+  mkdirSync(outside);
+  writeFileSync(join(outside, "keep.txt"), "mine");
+  const tree = join(root, "tree");
+  mkdirSync(join(tree, "sub"), { recursive: true });
+  writeFileSync(join(tree, "sub", "a.txt"), "a");
+  symlinkSync(outside, join(tree, "link"));
+  await chownTreeSafely([tree], 4321);
+  assert.equal(statSync(join(tree, "sub", "a.txt")).uid, 4321);
+  assert.equal(lstatSync(join(tree, "link")).uid, 4321, "the link itself is the tenant's");
+  assert.equal(statSync(join(outside, "keep.txt")).uid, 0, "what it points at is not");
+  await removeTree(tree);
+  assert.equal(existsSync(tree), false);
+  assert.equal(readFileSync(join(outside, "keep.txt"), "utf8"), "mine");
+  await removeTree(join(root, "never-was"));
 });

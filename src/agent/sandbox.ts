@@ -19,13 +19,16 @@
  * mount inside a mount namespace; detectSandbox checks all three by doing it.
  */
 
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { lchown, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { findBinary } from "../common/debian-packages.ts";
 import type { UidMap } from "./uids.ts";
+
+const execFileAsync = promisify(execFile);
 
 /** Root of what a sandboxed process sees of herd's directories (empty root-owned mount points on the host). */
 export const SANDBOX_VIEW = "/run/herd-sandbox";
@@ -224,21 +227,48 @@ export async function chownTree(dir: string, uid: number): Promise<void> {
 }
 
 /**
+ * Gives each of `dirs` and everything below to uid with coreutils' `chown -R`,
+ * which walks relative to open directories and never through a link: a
+ * process of the tenant still alive (a node without cgroups to kill it
+ * first) cannot swap a directory for a link to have root chown what it names,
+ * as it could between chownTree's readdir and lchown by path. A fork of the
+ * agent per call (10–25 ms), so only where such a process can be alive.
+ */
+export async function chownTreeSafely(dirs: string[], uid: number): Promise<void> {
+  await execFileAsync("chown", ["-R", "-P", "--no-dereference", `${uid}:${uid}`, "--", ...dirs], {
+    env: { ...ROOT_ENV },
+  });
+}
+
+/**
+ * Removes `path` and everything below with coreutils' `rm -rf`, which, as
+ * chownTreeSafely, never follows a link a process of the tenant put in place
+ * of a directory while it runs (Node's recursive fs.rm walks by path).
+ */
+export async function removeTree(path: string): Promise<void> {
+  await execFileAsync("rm", ["-rf", "--one-file-system", "--", path], { env: { ...ROOT_ENV } });
+}
+
+/**
  * The uid of the spec's tenant ("default" when it names none), which is
  * given the instance's app dir and data dir (made if missing): what a
- * sandboxed process, or a container run as that uid, writes.
+ * sandboxed process, or a container run as that uid, writes. `survivors`:
+ * a process of the instance may outlive its stop (no cgroups), so the
+ * dirs are walked with chownTreeSafely.
  */
 export async function ownInstanceDirs(
   uids: UidMap,
   spec: { tenant?: string; dir: string; dataDir?: string },
+  survivors = false,
 ): Promise<number> {
   const uid = uids.uidOf(spec.tenant ?? "default");
-  await chownTree(spec.dir, uid);
   if (spec.dataDir) {
     setAsideForeign(uids, uid, spec.dataDir);
     mkdirSync(spec.dataDir, { recursive: true });
-    await chownTree(spec.dataDir, uid);
   }
+  const dirs = spec.dataDir ? [spec.dir, spec.dataDir] : [spec.dir];
+  if (survivors) await chownTreeSafely(dirs, uid);
+  else for (const dir of dirs) await chownTree(dir, uid);
   return uid;
 }
 
