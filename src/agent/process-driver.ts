@@ -209,6 +209,10 @@ export class ProcessDriver implements RuntimeDriver {
     if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
     if (this.#firewall.tool === "none") missing.push(`network: ${this.#firewall.reason}`);
     else if (this.#firewallError) missing.push(`network: ${this.#firewallError}`);
+    if (this.#sandbox.enabled && !hardlinksProtected())
+      missing.push(
+        "sandbox: fs.protected_hardlinks is 0: a hard link an app makes in its data dir to a file it does not own is chowned to it at its next start (sysctl fs.protected_hardlinks=1)",
+      );
     return {
       ...cgroups,
       sandbox: this.#sandbox.enabled ? "uid" : "none",
@@ -740,5 +744,14 @@ function readOptional(file: string): string | undefined {
     return readFileSync(file, "utf8");
   } catch {
     return undefined;
+  }
+}
+
+/** Whether the kernel refuses hard links to files the linker does not own (Debian's default; absent: assumed). */
+function hardlinksProtected(): boolean {
+  try {
+    return readFileSync("/proc/sys/fs/protected_hardlinks", "utf8").trim() !== "0";
+  } catch {
+    return true;
   }
 }
