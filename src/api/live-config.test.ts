@@ -135,7 +135,7 @@ describe("route objects", () => {
     assert.equal(rate.status, 400);
     assert.equal(rate.body.code, "invalid");
     assert.equal(rate.body.details[0].field, "rateLimit.rate");
-    assert.match(rate.body.message, /^rateLimit\.rate: .*greater than 0/);
+    assert.match(rate.body.message, /^rateLimit\.rate: must be a number above 0/);
 
     const extra = await call("PUT", "/apps/shop/routes/bad", {
       service: "api",

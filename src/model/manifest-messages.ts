@@ -63,8 +63,35 @@ export function describeError(
     ? schema.anyOf.map((s) => String((s as { const: unknown }).const))
     : undefined;
   const text =
-    literals && message === "Expected union value" ? `Expected one of ${literals.join(", ")}` : message;
+    literals && message === "Expected union value"
+      ? `Expected one of ${literals.join(", ")}`
+      : plain(message);
   return schema.description ? `${text} (${schema.description})` : text;
+}
+
+/** TypeBox's words for a bound or a type, as a person says them ("must be a whole number of at least 0"). */
+const PLAIN: [RegExp, (...m: string[]) => string][] = [
+  [/^Expected integer to be greater or equal to (\S+)$/, (n) => `must be a whole number of at least ${n}`],
+  [/^Expected integer to be less or equal to (\S+)$/, (n) => `must be a whole number of at most ${n}`],
+  [/^Expected integer to be greater than (\S+)$/, (n) => `must be a whole number above ${n}`],
+  [/^Expected number to be greater or equal to (\S+)$/, (n) => `must be a number of at least ${n}`],
+  [/^Expected number to be less or equal to (\S+)$/, (n) => `must be a number of at most ${n}`],
+  [/^Expected number to be greater than (\S+)$/, (n) => `must be a number above ${n}`],
+  [/^Expected integer$/, () => "must be a whole number"],
+  [/^Expected number$/, () => "must be a number"],
+  [/^Expected boolean$/, () => "must be true or false"],
+  [/^Expected string$/, () => "must be a string"],
+  [/^Expected array$/, () => "must be a list"],
+  [/^Expected object$/, () => "must be a mapping (key: value lines)"],
+  [/^Expected string length greater or equal to 1$/, () => "must not be empty"],
+];
+
+function plain(message: string): string {
+  for (const [pattern, say] of PLAIN) {
+    const m = pattern.exec(message);
+    if (m) return say(...m.slice(1));
+  }
+  return message;
 }
 
 /** `; 128MB: did you mean 128Mi …?` for a size written as other tools write it; "" otherwise. */

@@ -611,6 +611,15 @@ test("image and runtime: an image runs on docker with its own command; process w
   assert.match(problem("services:\n  web:\n    image: a/../../containers/x\n").message, /image/);
   assert.match(problem("services:\n  web:\n    image: a//b\n").message, /image/);
   assert.match(problem("services:\n  web:\n    runtime: vm\n").message, /runtime/);
+  // Bounds and types in a person's words, not the schema library's.
+  assert.match(
+    problem("services:\n  web:\n    command: x\n    instances: -1\n").message,
+    /services\.web\.instances.*must be a whole number of at least 0/,
+  );
+  assert.match(
+    problem("services:\n  web:\n    command: x\n    instances: two\n").message,
+    /must be a whole number/,
+  );
 });
 
 test("user: image is a container's; tenant, the default, is not written down", () => {
