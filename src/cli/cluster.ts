@@ -70,7 +70,16 @@ export const nodesCommand: CommandSpec = {
       return 0;
     }
     if (action === undefined) {
-      const reply = await client.get<Items<NodeRow>>("/nodes");
+      const reply = await client.get<Items<NodeRow>>("/nodes").catch((err: unknown) => {
+        // The machines are the platform's; a tenant's members see their totals with herd capacity.
+        if (err instanceof ApiError && err.status === 403)
+          throw new ApiError(
+            403,
+            err.code,
+            `${err.message}; herd capacity shows the nodes' totals and your tenant's share`,
+          );
+        throw err;
+      });
       const figures = await nodeFigures(client);
       if (ctx.flags.json)
         printJson(ctx.stdout, {

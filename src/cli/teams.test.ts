@@ -150,6 +150,10 @@ describe("herd users", () => {
     const refused = await asAlice("users");
     assert.equal(refused.code, 1);
     assert.equal(refused.err, "herd: platform:read is for platform admins; user alice is not one\n");
+    // The machines are the platform's: the refusal says where a member sees their totals.
+    const nodes = await asAlice("nodes");
+    assert.equal(nodes.code, 1);
+    assert.match(nodes.err, /platform:read is for platform admins; .*herd capacity shows the nodes' totals/);
   });
 });
 
