@@ -140,19 +140,23 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     return JSON.stringify([{ filename: "n.tgz" }]);
   };
 
-  it("engines.node: install scripts run on the chosen Node and the slug names it; herd's own Node otherwise", async () => {
-    const runtimes = new NodeRuntimes({ dir: join(root, "node"), npm: fakeNpm, platform: "linux-x64" });
-    const dir = await writeApp({
+  /** An app pinned to Node 22.x with a local dependency (so its install scripts run) and `install`. */
+  const pinnedApp = (name: string, install: string): Promise<string> =>
+    writeApp({
       "package.json": JSON.stringify({
-        name: "pinned",
+        name,
         version: "1.0.0",
         engines: { node: "22.x" },
         dependencies: { greet: "file:vendor/greet" },
-        scripts: { start: "node index.js", install: "node --version > installed-on.txt" },
+        scripts: { start: "node index.js", install },
       }),
       "index.js": "",
       "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
     });
+
+  it("engines.node: install scripts run on the chosen Node and the slug names it; herd's own Node otherwise", async () => {
+    const runtimes = new NodeRuntimes({ dir: join(root, "node"), npm: fakeNpm, platform: "linux-x64" });
+    const dir = await pinnedApp("pinned", "node --version > installed-on.txt");
     const { result, lines, slugDir } = await build(dir, { runtimes });
     assert.equal(result.node, "22.10.2");
     assert.ok(lines.includes('-----> Node v22.10.2 (engines.node "22.x")'), lines.join("\n"));
@@ -180,33 +184,13 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     await mkdir(elsewhere, { recursive: true, mode: 0o777 });
     await writeFile(join(elsewhere, "node.json"), "mine\n", { mode: 0o666 });
     const plant = `mkdir -p .herd && ln -s ${join(elsewhere, "node.json")} .herd/node.json && ln -s ${elsewhere} .herd/static-server.mjs`;
-    const dir = await writeApp({
-      "package.json": JSON.stringify({
-        name: "planter",
-        version: "1.0.0",
-        engines: { node: "22.x" },
-        dependencies: { greet: "file:vendor/greet" },
-        scripts: { start: "node index.js", install: plant },
-      }),
-      "index.js": "",
-      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
-    });
+    const dir = await pinnedApp("planter", plant);
     const { result, slugDir } = await build(dir, { runtimes });
     assert.equal(result.node, "22.10.2");
     assert.equal(await readFile(join(elsewhere, "node.json"), "utf8"), "mine\n", "written through the link");
     assert.equal(JSON.parse(await readFile(join(slugDir, NODE_REF_FILE), "utf8")).version, "22.10.2");
     // The same with .herd itself a link to the directory outside.
-    const linked = await writeApp({
-      "package.json": JSON.stringify({
-        name: "planter2",
-        version: "1.0.0",
-        engines: { node: "22.x" },
-        dependencies: { greet: "file:vendor/greet" },
-        scripts: { start: "node index.js", install: `ln -s ${elsewhere} .herd` },
-      }),
-      "index.js": "",
-      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
-    });
+    const linked = await pinnedApp("planter2", `ln -s ${elsewhere} .herd`);
     await build(linked, { runtimes });
     assert.equal(
       await readFile(join(elsewhere, "node.json"), "utf8"),

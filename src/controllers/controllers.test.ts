@@ -1240,14 +1240,24 @@ test("a big cluster's heartbeats are spread out: the replies ask for a longer in
   ]);
 });
 
+/** `herd restart` of hello's `services` (all when none) at the harness's now. */
+const restartHello = (h: Harness, services?: string[]) =>
+  restartServices(
+    { store: h.store, events: h.ctx.events },
+    {
+      tenant: "default",
+      app: "hello",
+      ...(services ? { services } : {}),
+      by: "user admin",
+      now: new Date(h.clock.now()).toISOString(),
+    },
+  );
+
 test("herd restart replaces cattle as a rollout does: the new ones run before the old ones go", async () => {
   const h = await runningOnN1({ instances: 2 });
   const before = (await instancesOf(h)).map((i) => i.id);
   h.clock.advance(1000);
-  const asked = await restartServices(
-    { store: h.store, events: h.ctx.events },
-    { tenant: "default", app: "hello", by: "user admin", now: new Date(h.clock.now()).toISOString() },
-  );
+  const asked = await restartHello(h);
   assert.deepEqual(asked.services, ["web"]);
   await settle(h);
   let all = await instancesOf(h);
@@ -1275,34 +1285,13 @@ test("herd restart replaces cattle as a rollout does: the new ones run before th
     [],
   );
   assert.equal(all.length, 2);
-  await assert.rejects(
-    restartServices(
-      { store: h.store, events: h.ctx.events },
-      {
-        tenant: "default",
-        app: "hello",
-        services: ["nope"],
-        by: "x",
-        now: new Date(h.clock.now()).toISOString(),
-      },
-    ),
-    /app hello has no service nope \(it has web\)/,
-  );
+  await assert.rejects(restartHello(h, ["nope"]), /app hello has no service nope \(it has web\)/);
 });
 
 test("herd restart restarts pets in place, one at a time, with their ids and data", async () => {
   const h = await runningOnN1({ instances: 2, mode: "pet" });
   h.clock.advance(1000);
-  await restartServices(
-    { store: h.store, events: h.ctx.events },
-    {
-      tenant: "default",
-      app: "hello",
-      services: ["web"],
-      by: "x",
-      now: new Date(h.clock.now()).toISOString(),
-    },
-  );
+  await restartHello(h, ["web"]);
   await settle(h);
   let pets = await instancesOf(h);
   assert.deepEqual(pets.map((p) => p.id).sort(), ["hello-web-0", "hello-web-1"]);
