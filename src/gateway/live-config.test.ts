@@ -162,7 +162,10 @@ describe("live configuration through the API", () => {
       seen = await status();
     }
     assert.equal(seen.mine?.inSync, false);
-    assert.match(seen.mine?.error ?? "", /route default\/shop\/broken: rateLimit\.rate: .*greater than 0/);
+    assert.match(
+      seen.mine?.error ?? "",
+      /route default\/shop\/broken: rateLimit\.rate: must be a number above 0/,
+    );
     assert.equal(seen.mine?.version, before.version);
     assert.equal(gateway.table(), before, "the old table still serves");
     assert.equal((await get("good.test")).status, 200);
