@@ -16,8 +16,8 @@ import { dirname, join } from "node:path";
 import { readInternalFile, serviceEnv } from "../common/internal-caller.ts";
 import type { ConfigEnv } from "../config-center/agent-feed.ts";
 import type { DesiredInstance } from "../model/protocol.ts";
-
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+import { ENV_NAME } from "../model/service-spec.ts";
+import { SYSTEM_PATH } from "./sandbox.ts";
 
 /** What the agent has for one start. */
 export interface InstanceEnvParts {
@@ -37,9 +37,6 @@ export interface InstanceEnvParts {
   /** The effective config's keys (files are not env) at this start. */
   configValues?: Record<string, string>;
 }
-
-/** A name a shell can use as a variable: the config's keys that become env. */
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The config's keys that can be env (names with `.` or `-` stay in the files and feed only). */
 export function configKeysEnv(values: Record<string, string> | undefined): Record<string, string> {
@@ -67,7 +64,7 @@ export function instanceEnv(d: DesiredInstance, parts: InstanceEnvParts): Record
     PATH: [
       join(parts.appDir, "node_modules", ".bin"),
       parts.node ? join(parts.node, "bin") : dirname(process.execPath),
-      d.run.env.PATH ?? DEFAULT_PATH,
+      d.run.env.PATH ?? SYSTEM_PATH,
     ].join(":"),
   };
 }

@@ -155,6 +155,8 @@ export class ProcessDriver implements RuntimeDriver {
   readonly #log: Logger;
   #support: CgroupSupport;
   readonly #sandbox: SandboxSupport;
+  /** fs.protected_hardlinks, read once (a node's kernel setting). */
+  readonly #hardlinksProtected = hardlinksProtected();
   readonly #firewall: FirewallSupport;
   readonly #firewallTable: string;
   /** Whether the firewall table may exist (set when applied, and at recover to clear a leftover). */
@@ -209,7 +211,7 @@ export class ProcessDriver implements RuntimeDriver {
     if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
     if (this.#firewall.tool === "none") missing.push(`network: ${this.#firewall.reason}`);
     else if (this.#firewallError) missing.push(`network: ${this.#firewallError}`);
-    if (this.#sandbox.enabled && !hardlinksProtected())
+    if (this.#sandbox.enabled && !this.#hardlinksProtected)
       missing.push(
         "sandbox: fs.protected_hardlinks is 0: a hard link an app makes in its data dir to a file it does not own is chowned to it at its next start (sysctl fs.protected_hardlinks=1)",
       );

@@ -26,6 +26,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { findBinary } from "../common/debian-packages.ts";
+import { ENV_NAME } from "../model/service-spec.ts";
 import type { UidMap } from "./uids.ts";
 
 const execFileAsync = promisify(execFile);
@@ -104,13 +105,11 @@ const AS_UID = `eval "$(cat)"; exec </dev/null
 [ "$herd_env_read" = 1 ] || { echo "herd: sandbox: the environment did not arrive whole" >&2; exit ${WRAPPER_FAILED}; }
 unset herd_env_read; exec /bin/sh -c "$1"`;
 
-/** The environment of the root steps: nothing an app chose. */
-export const ROOT_ENV: Readonly<Record<string, string>> = {
-  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-};
+/** The system's PATH: the root steps', and an instance's after its own bins when its service sets none. */
+export const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/** Names a shell can export (herd.yaml's env names are checked against the same pattern). */
-const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** The environment of the root steps: nothing an app chose. */
+export const ROOT_ENV: Readonly<Record<string, string>> = { PATH: SYSTEM_PATH };
 
 /**
  * How to spawn launchArgs' /bin/sh with `env` for the command: without a
@@ -124,7 +123,7 @@ export function launchEnv(
 ): { env: Record<string, string>; stdin?: string } {
   if (!sandboxed) return { env };
   const lines = Object.entries(env)
-    .filter(([name]) => SHELL_NAME.test(name))
+    .filter(([name]) => ENV_NAME.test(name))
     .map(([name, value]) => `export ${name}='${value.replaceAll("'", "'\\''")}'`);
   return { env: { ...ROOT_ENV }, stdin: `${lines.join("\n")}\nherd_env_read=1\n` };
 }

@@ -240,13 +240,16 @@ export class BuildRunner {
       return new Promise<void>((done) => lines.on("close", done));
     });
     let stoppedBy: "timeout" | "abort" | undefined;
-    const stop = (why: "timeout" | "abort"): void => {
-      stoppedBy ??= why;
+    const killGroup = (): void => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
       } catch {
         // Already gone.
       }
+    };
+    const stop = (why: "timeout" | "abort"): void => {
+      stoppedBy ??= why;
+      killGroup();
       if (cgroup) killCgroup(cgroup);
     };
     const timeoutMs = c.timeoutMs ?? this.#limits.timeoutMs;
@@ -268,11 +271,7 @@ export class BuildRunner {
       c.signal?.removeEventListener("abort", onAbort);
       // Whatever an install script left running goes before root touches the tree again: its process
       // group always, and with the cgroup also what left the group (a new session).
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
+      killGroup();
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
     }
   }

@@ -7,7 +7,7 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Instance } from "../model/objects.ts";
+import { type Instance, restartDue } from "../model/objects.ts";
 import { DEADLINE_HELP, parseDeadline } from "../model/rollout.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { UsageError } from "./args.ts";
@@ -15,30 +15,14 @@ import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
 
 const DEFAULT_DEADLINE_MS = 120_000;
 
-/** The instances of `services` still to restart: running ones made (cattle) or started (pets) before `since`. */
-export function stillToRestart(
-  items: readonly Instance[],
-  services: readonly string[],
-  since: string,
-): Instance[] {
-  return items.filter(
-    (i) =>
-      services.includes(i.service) &&
-      i.desired === "running" &&
-      i.state !== "stopped" &&
-      (i.mode === "pet" ? (i.startedAt ?? i.createdAt) : i.createdAt) < since,
-  );
+/** Of `services`' instances meant to run: those still to restart, and the new ones not running yet. */
+function progress(items: readonly Instance[], services: readonly string[], since: string) {
+  const mine = items.filter((i) => services.includes(i.service) && i.desired === "running");
+  return {
+    left: mine.filter((i) => i.state !== "stopped" && restartDue(i, since)),
+    coming: mine.filter((i) => i.state !== "running" && !restartDue(i, since)),
+  };
 }
-
-/** The new instances of `services` not running yet. */
-const starting = (items: readonly Instance[], services: readonly string[], since: string): Instance[] =>
-  items.filter(
-    (i) =>
-      services.includes(i.service) &&
-      i.desired === "running" &&
-      i.state !== "running" &&
-      (i.mode === "pet" ? (i.startedAt ?? i.createdAt) : i.createdAt) >= since,
-  );
 
 export const restartCommand: CommandSpec = {
   name: "restart",
@@ -77,8 +61,7 @@ export const restartCommand: CommandSpec = {
     let said = "";
     for (;;) {
       const { items } = await client.get<{ items: Instance[] }>(`${path}/instances`);
-      const left = stillToRestart(items, services, restartedAt);
-      const coming = starting(items, services, restartedAt);
+      const { left, coming } = progress(items, services, restartedAt);
       if (left.length === 0 && coming.length === 0) {
         if (ctx.flags.json) printJson(ctx.stdout, { ...asked, done: true });
         else println(ctx.stdout, `${app}: every instance of ${services.join(", ")} restarted.`);

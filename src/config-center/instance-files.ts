@@ -13,7 +13,7 @@
  */
 
 import { createHmac } from "node:crypto";
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigFormat, EffectiveConfig } from "../model/config.ts";
 
@@ -21,7 +21,6 @@ import type { ConfigFormat, EffectiveConfig } from "../model/config.ts";
 export async function writeInstanceConfig(dir: string, doc: EffectiveConfig): Promise<void> {
   const filesDir = join(dir, "files");
   await mkdir(filesDir, { recursive: true, mode: 0o755 });
-  await chmod(dir, 0o755);
   for (const [name, f] of Object.entries(doc.files)) await atomicWrite(join(filesDir, name), f.content);
   const summary = {
     app: doc.app,

@@ -67,7 +67,7 @@ export async function restartServices(
       app,
       service: name,
       reason: "RestartRequested",
-      message: `${name}: restart asked by ${req.by}: ${"instances are replaced (pets restart in place), the new ones serving before the old ones go"}`,
+      message: `${name}: restart asked by ${req.by}: its instances are replaced (pets restart in place), the new ones serving before the old ones go`,
     });
   }
   return { restartedAt: req.now, services: names };

@@ -18,6 +18,7 @@ import {
   type Node,
   type Release,
   releaseKey,
+  restartDue,
   type Service,
 } from "../model/objects.ts";
 import { qosClass } from "../model/qos.ts";
@@ -230,22 +231,18 @@ export class ServiceController {
     const fresh = informer.by<Instance>("instance", "service", key);
     active = fresh.filter((o) => o.value.desired === "running" && ALIVE.has(o.value.state));
     const pets = svc.spec.mode === "pet";
-    // Instances `herd restart` asked to restart: cattle made, and pets started, before it.
-    const restartDue = (i: Instance) =>
-      svc.restartedAt !== undefined && (pets ? (i.startedAt ?? i.createdAt) : i.createdAt) < svc.restartedAt;
+    // Instances `herd restart` asked to restart.
+    const due = (i: Instance) => restartDue(i, svc.restartedAt);
     // Cattle leaving a node (drained, or moved by an operator) or restarted are replaced first and
     // retired after, like a rollout.
     const leaving = (i: Instance) =>
-      !pets &&
-      (i.moving !== undefined || (i.node !== null && nodeOf(i.node)?.draining === true) || restartDue(i));
-    const current = active.filter(
-      (o) => o.value.release === svc.release && !leaving(o.value) && !(pets && restartDue(o.value)),
-    );
+      !pets && (i.moving !== undefined || (i.node !== null && nodeOf(i.node)?.draining === true) || due(i));
+    // What stays as it is; the rest is replaced (cattle) or updated or restarted in place (pets).
+    const stays = (i: Instance) => i.release === svc.release && !leaving(i) && !(pets && due(i));
+    const current = active.filter((o) => stays(o.value));
     // Nodes an operator is moving instances of this service off: their replacements go elsewhere.
     const movingOff = active.flatMap((o) => (o.value.moving && o.value.node ? [o.value.node] : []));
-    const old = active.filter(
-      (o) => o.value.release !== svc.release || leaving(o.value) || (pets && restartDue(o.value)),
-    );
+    const old = active.filter((o) => !stays(o.value));
 
     // dependsOn: a rollout starts its new release only once what it depends on runs.
     if (rollingOut && svc.state !== "failed") {
@@ -355,7 +352,7 @@ export class ServiceController {
         const runningCurrent = current.filter((o) => o.value.state === "running").length;
         const runningOld = old.filter((o) => o.value.state === "running");
         const reasonOf = (i: Instance) =>
-          i.release !== svc.release ? "Superseded" : i.moving || !restartDue(i) ? "Moved" : "Restarted";
+          i.release !== svc.release ? "Superseded" : i.moving || !due(i) ? "Moved" : "Restarted";
         const why = (i: Instance) =>
           ({
             Superseded: `${i.id} (v${i.release}) replaced by v${svc.release}`,

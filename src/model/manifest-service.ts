@@ -13,7 +13,7 @@ import { normalizeRoute, RouteSchema } from "./manifest-route.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema } from "./placement.ts";
 import { normalizeRollout, RolloutManifestSchema } from "./rollout-manifest.ts";
-import { IMAGE_REF, type ServiceSpec } from "./service-spec.ts";
+import { ENV_NAME, IMAGE_REF, type ServiceSpec } from "./service-spec.ts";
 
 export const ServiceManifestSchema = T.Object(
   {
@@ -94,7 +94,7 @@ export const ServiceManifestSchema = T.Object(
     mode: T.Optional(T.Union([T.Literal("cattle"), T.Literal("pet")], { description: "cattle or pet" })),
     env: T.Optional(
       T.Record(
-        T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }),
+        T.String({ pattern: ENV_NAME.source }),
         T.Union(
           [
             T.String(),

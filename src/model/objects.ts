@@ -476,6 +476,14 @@ export const consumerKey = (tenant: string, name: string): string => `${tenant}/
 export const RELEASE_PAD = 8;
 export const releaseKey = (tenant: string, app: string, version: number): string =>
   `${tenant}/${app}/${String(version).padStart(RELEASE_PAD, "0")}`;
+/**
+ * Whether `herd restart`, stamped `restartedAt` on its service, still has `i` to restart:
+ * a pet started, or cattle made, before it (Service.restartedAt). The service controller
+ * acts on it; `herd restart` waits on it.
+ */
+export const restartDue = (i: Instance, restartedAt: string | undefined): boolean =>
+  restartedAt !== undefined && (i.mode === "pet" ? (i.startedAt ?? i.createdAt) : i.createdAt) < restartedAt;
+
 export const appKey = (tenant: string, app: string): string => `${tenant}/${app}`;
 export const serviceKey = (tenant: string, app: string, service: string): string =>
   `${tenant}/${app}/${service}`;

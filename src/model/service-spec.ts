@@ -241,4 +241,7 @@ export interface ProbeSpec {
  * (`localhost:5000/team/app:1`). No `..` or empty part, which no image name has: the agent puts
  * the reference into Docker API paths (/images/REF/json), where they would reach other endpoints.
  */
+/** An environment variable's name as a shell can use it: herd.yaml's env, the config keys given as env. */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
 export const IMAGE_REF = /^(?!.*\.\.)(?!.*\/\/)(?!.*\/$)[a-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
