@@ -326,6 +326,9 @@ export class ProcessDriver implements RuntimeDriver {
       }
     }
 
+    // The rules that name it are in place before anything of it runs (the first instance of an agent
+    // makes the table): then, not a moment after, its first connection meets them.
+    if (sandbox) this.#syncFirewall({ uid: sandbox.uid, port: spec.port });
     let child: ChildProcess;
     const logFd = openSync(join(spec.stateDir, INSTANCE_LOG), "a");
     const errFd = openSync(join(spec.stateDir, INSTANCE_ERR_LOG), "a");
@@ -362,6 +365,7 @@ export class ProcessDriver implements RuntimeDriver {
       child.stdin?.end(launch.stdin);
     } catch (err) {
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
+      this.#syncFirewall();
       throw new HerdError("internal", `cannot start ${spec.id}: ${(err as Error).message}`);
     } finally {
       closeSync(logFd);
@@ -371,6 +375,7 @@ export class ProcessDriver implements RuntimeDriver {
     if (pid === undefined) {
       const err = await new Promise<Error>((resolve) => child.once("error", resolve));
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
+      this.#syncFirewall();
       throw new HerdError("internal", `cannot start ${spec.id}: ${err.message}`);
     }
     child.unref();
@@ -617,15 +622,17 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   /**
-   * Makes the firewall match the running sandboxed instances: their table
-   * replaced at once, or removed when none is left. A failure is logged and
+   * Makes the firewall match the running sandboxed instances (and the one
+   * `starting`, before it runs): their table replaced at once, or removed
+   * when none is left. A failure is logged and
    * reported in isolation(); instances run on without it.
    */
-  #syncFirewall(): void {
+  #syncFirewall(starting?: { uid: number; port: number }): void {
     if (this.#firewall.tool !== "nftables" || this.#closed) return;
     const instances = [...this.#tracked.values()]
       .filter((t) => !t.record.exit && t.record.uid !== undefined)
       .map((t) => ({ uid: t.record.uid as number, port: t.record.port }));
+    if (starting) instances.push(starting);
     if (instances.length === 0 && !this.#firewallUp) return;
     const script =
       instances.length === 0

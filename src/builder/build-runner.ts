@@ -6,7 +6,7 @@
  * (agent/sandbox.ts) and a cgroup with CPU, memory and pids limits.
  *
  *   slot (queue) ─► scratch dir (os.tmpdir()/herd-build-*) ─► unpack, detect (root, no code run)
- *     ─► run: chown app to the build uid ─► cgroup build-<id> ─► sandbox:
+ *     ─► run: chown app to the build uid ─► cgroup build-<id> ─► firewall (build-firewall.ts) ─► sandbox:
  *            app at /run/herd-sandbox/app, the app's cache dir at /run/herd-sandbox/data (HOME, npm cache)
  *     ─► pack (root) ─► remove scratch dir, release slot
  *
@@ -42,6 +42,7 @@ import {
 } from "../agent/sandbox.ts";
 import { UidMap, uidRangeFor } from "../agent/uids.ts";
 import { HerdError } from "../common/errors.ts";
+import { BuildFirewall } from "./build-firewall.ts";
 
 /** What one build command may use. */
 export interface BuildLimits {
@@ -91,6 +92,8 @@ export interface BuildCommand {
 export interface BuildIsolation {
   sandbox: "uid" | "none";
   cgroups: "v1" | "v2" | "none";
+  /** nftables: no TCP connection to this machine but DNS (build-firewall.ts). */
+  network: "nftables" | "none";
   /** Why a layer is missing. */
   missing: string[];
 }
@@ -105,7 +108,9 @@ export class BuildRunner {
   readonly #concurrency: number;
   readonly #sandbox: SandboxSupport;
   readonly #cgroups: CgroupSupport;
-  #uids: UidMap | undefined;
+  /** With the sandbox (root): the firewall of the build uids, or why there is none. */
+  readonly #firewall: BuildFirewall | { missing: string };
+  readonly #uids: UidMap;
   #active = 0;
   readonly #waiting: (() => void)[] = [];
 
@@ -118,6 +123,10 @@ export class BuildRunner {
     this.#sandbox = options.isolate === false ? { enabled: false, reason: off } : detectSandbox();
     this.#cgroups =
       options.isolate === false ? { version: "none", reason: off, parents: [] } : detectCgroups();
+    this.#uids = new UidMap(join(this.#cacheDir, "uids.json"), uidRangeFor(this.#cacheDir));
+    this.#firewall = this.#sandbox.enabled
+      ? BuildFirewall.open(this.#cacheDir, this.#uids.range)
+      : { missing: "no sandbox, so no build uid to match" };
   }
 
   /** What builds get on this machine. */
@@ -125,7 +134,14 @@ export class BuildRunner {
     const missing: string[] = [];
     if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
     if (this.#cgroups.version === "none") missing.push(`cgroups: ${this.#cgroups.reason}`);
-    return { sandbox: this.#sandbox.enabled ? "uid" : "none", cgroups: this.#cgroups.version, missing };
+    const network = "missing" in this.#firewall ? "none" : "nftables";
+    if ("missing" in this.#firewall) missing.push(`network: ${this.#firewall.missing}`);
+    return {
+      sandbox: this.#sandbox.enabled ? "uid" : "none",
+      cgroups: this.#cgroups.version,
+      network,
+      missing,
+    };
   }
 
   /** Builds running now, and waiting for a slot. */
@@ -180,7 +196,6 @@ export class BuildRunner {
     await mkdir(cache, { recursive: true, mode: 0o700 });
     let sandbox: SandboxSpec | undefined;
     if (this.#sandbox.enabled) {
-      this.#uids ??= new UidMap(join(this.#cacheDir, "uids.json"), uidRangeFor(this.#cacheDir));
       const uid = this.#uids.uidOf(`${c.tenant ?? "_"}/${c.app}`);
       await chownTree(c.appDir, uid);
       // Its contents are the uid's own, written by earlier builds.
@@ -192,13 +207,20 @@ export class BuildRunner {
       ];
       sandbox = { uid, binds, cwd: VIEW_APP, tmpBytes: this.#limits.memoryBytes / 4 };
     }
+    // Before anything of the build runs; let go when its command is over.
+    const firewall = sandbox && !("missing" in this.#firewall) ? this.#firewall.hold() : undefined;
     let cgroup: InstanceCgroup | undefined;
-    if (this.#cgroups.version !== "none") {
-      cgroup = createInstanceCgroup(this.#cgroups, `build-${randomUUID().slice(0, 12)}`, {
-        cpuCores: this.#limits.cpuCores,
-        memoryBytes: this.#limits.memoryBytes,
-        pids: this.#limits.pids,
-      });
+    try {
+      if (this.#cgroups.version !== "none") {
+        cgroup = createInstanceCgroup(this.#cgroups, `build-${randomUUID().slice(0, 12)}`, {
+          cpuCores: this.#limits.cpuCores,
+          memoryBytes: this.#limits.memoryBytes,
+          pids: this.#limits.pids,
+        });
+      }
+    } catch (err) {
+      firewall?.();
+      throw err;
     }
     const home = sandbox ? VIEW_DATA : cache;
     // Nothing of the control plane's own environment: the app's node (else herd's) first, so install scripts run on it.
@@ -273,6 +295,7 @@ export class BuildRunner {
       // group always, and with the cgroup also what left the group (a new session).
       killGroup();
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
+      firewall?.();
     }
   }
 }

@@ -1,15 +1,19 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { type AddressInfo, connect, createServer } from "node:net";
+import { networkInterfaces, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { create } from "tar";
+import { findNft } from "../agent/firewall.ts";
 import { detectSandbox } from "../agent/sandbox.ts";
 import { PACKAGES_METADATA } from "../catalog/lockfile.ts";
 import { HerdError } from "../common/errors.ts";
 import { ArtifactStore } from "./artifact-store.ts";
+import { buildFirewallTable } from "./build-firewall.ts";
 import { BuildRunner } from "./build-runner.ts";
 import { type BuildOptions, buildSlug } from "./builder.ts";
 import { NODE_REF_FILE, NodeRuntimes, type NpmRunner } from "./node-runtime.ts";
@@ -377,6 +381,62 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       assert.notEqual(q.uid, p.uid);
     } finally {
       delete process.env.HERD_TEST_CONTROL_PLANE_SECRET;
+    }
+  });
+
+  it("install scripts reach no TCP port of this machine (the build firewall), and the rule goes with the build", {
+    skip: !detectSandbox().enabled || "missing" in findNft() ? "needs root, the sandbox and nft" : false,
+  }, async () => {
+    let accepted = 0;
+    const server = createServer((socket) => {
+      accepted++;
+      socket.on("error", () => {});
+      socket.end("hi");
+    });
+    await new Promise<void>((done) => server.listen(0, "0.0.0.0", done));
+    const port = (server.address() as AddressInfo).port;
+    // Loopback, and an address of this machine that is not (its packets go through lo all the same).
+    const own = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+    const targets = ["127.0.0.1", ...(own ? [own] : [])];
+    const probe = [
+      "const net = require('net'); const fs = require('fs'); const out = {};",
+      `const targets = ${JSON.stringify(targets)}; let left = targets.length;`,
+      "for (const host of targets) { const s = net.connect(" + port + ", host);",
+      "  const done = (r) => { if (out[host]) return; out[host] = r; s.destroy();",
+      "    if (--left === 0) fs.writeFileSync('probe.json', JSON.stringify(out)); };",
+      "  s.on('data', () => done('connected')); s.on('error', (e) => done(e.code)); }",
+    ].join(" ");
+    const table = buildFirewallTable(resolve(workDir));
+    try {
+      const dir = await writeApp({
+        "package.json": JSON.stringify({
+          name: "walled",
+          version: "1.0.0",
+          dependencies: { greet: "file:vendor/greet" },
+          scripts: { start: "node index.js", install: `node -e ${JSON.stringify(probe)}` },
+        }),
+        "index.js": "",
+        "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+      });
+      const { slugDir, lines } = await build(dir, { tenant: "acme" });
+      assert.ok(
+        lines.some((l) => /^ +isolation: .*network nftables$/.test(l)),
+        lines.join("\n"),
+      );
+      const out = JSON.parse(await readFile(join(slugDir, "probe.json"), "utf8"));
+      for (const host of targets) assert.equal(out[host], "ECONNREFUSED", `${host}: ${JSON.stringify(out)}`);
+      assert.equal(accepted, 0);
+      // The test itself (root) still connects; the table is gone with the build.
+      const socket = connect(port, "127.0.0.1");
+      await once(socket, "connect");
+      socket.destroy();
+      const { stdout } = await run("nft", ["list", "tables"]);
+      assert.ok(!stdout.includes(table), stdout);
+    } finally {
+      server.close();
+      spawnSync("nft", ["-f", "-"], { input: `table inet ${table} {}\ndelete table inet ${table}\n` });
     }
   });
 

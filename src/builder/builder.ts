@@ -230,7 +230,9 @@ async function installDependencies(
   const args = [hasLock ? "ci" : "install", "--omit=dev", "--no-audit", "--no-fund"];
   options.log(`-----> Installing dependencies with npm ${hasLock ? "ci" : "install"}`);
   const isolation = runner.isolation();
-  options.log(`       isolation: sandbox ${isolation.sandbox}, cgroups ${isolation.cgroups}`);
+  options.log(
+    `       isolation: sandbox ${isolation.sandbox}, cgroups ${isolation.cgroups}, network ${isolation.network}`,
+  );
   for (const missing of isolation.missing) options.log(`       warning: no build ${missing}`);
   if (!node) {
     await runNpm("npm", args, appDir, app, runner, options);

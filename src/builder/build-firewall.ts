@@ -1,0 +1,82 @@
+/**
+ * The firewall of builds: install scripts run as the builder's uids, and a
+ * new TCP connection they make to this machine (any of its addresses: the
+ * packets leave through `lo`) is reset, but for DNS (port 53). The internet
+ * stays open (the npm registry, git dependencies), so a build reaches what
+ * `npm install` reaches anywhere, and not the platform's API, the agents or
+ * any tenant's instances on this machine.
+ *
+ *   table inet herd_build_<hash of the cache dir>, hook output:
+ *     skuid in the builder's range, a SYN, out on lo, not port 53   reject (tcp reset)
+ *
+ * The table exists while a build command runs (held by each, deleted with
+ * the last) and is written before the command starts: a build never runs
+ * without it where nftables is there.
+ */
+
+import { createHash } from "node:crypto";
+import { findNft, firewallRemoveScript, runNft } from "../agent/firewall.ts";
+import { lastUid, type UidRange } from "../agent/uids.ts";
+import { HerdError } from "../common/errors.ts";
+
+/** The nft script that replaces the table with the rule for the uids, atomically. */
+export function buildFirewallScript(table: string, uids: UidRange): string {
+  const t = `inet ${table}`;
+  return [
+    `table ${t} {}`,
+    `delete table ${t}`,
+    `table ${t} {`,
+    "  chain output {",
+    "    type filter hook output priority filter; policy accept;",
+    `    meta skuid ${uids.first}-${lastUid(uids)} tcp flags & (syn | ack) == syn oifname "lo" tcp dport != 53 reject with tcp reset`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** The table name of the builder whose cache lives at `cacheDir`. */
+export function buildFirewallTable(cacheDir: string): string {
+  return `herd_build_${createHash("sha256").update(cacheDir).digest("hex").slice(0, 10)}`;
+}
+
+/** The rule for one builder's uids, held while any of its commands runs. */
+export class BuildFirewall {
+  readonly #nft: string;
+  readonly #table: string;
+  readonly #uids: UidRange;
+  #holders = 0;
+
+  private constructor(nft: string, table: string, uids: UidRange) {
+    this.#nft = nft;
+    this.#table = table;
+    this.#uids = uids;
+  }
+
+  /** The firewall of the builder at `cacheDir`, or why there is none (not root, no `nft`). */
+  static open(cacheDir: string, uids: UidRange): BuildFirewall | { missing: string } {
+    const found = findNft();
+    if ("missing" in found) return found;
+    return new BuildFirewall(found.nft, buildFirewallTable(cacheDir), uids);
+  }
+
+  get table(): string {
+    return this.#table;
+  }
+
+  /** Puts the rule in place (the first holder writes it); the returned function lets go (the last deletes it). */
+  hold(): () => void {
+    if (this.#holders === 0) {
+      const err = runNft(this.#nft, buildFirewallScript(this.#table, this.#uids));
+      if (err)
+        throw new HerdError("unavailable", `build not started: nft refused the build firewall: ${err}`);
+    }
+    this.#holders++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.#holders === 0) runNft(this.#nft, firewallRemoveScript(this.#table));
+    };
+  }
+}
