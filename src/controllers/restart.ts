@@ -28,7 +28,10 @@ export interface RestartResult {
   services: string[];
 }
 
-/** Stamps each service; throws `not_found` for an unknown app, `invalid` naming an unknown service. */
+/**
+ * Stamps each service; throws `not_found` for an unknown app, `invalid` naming an unknown service,
+ * `conflict` when one is in a canary or blue/green rollout (which chooses what runs until it ends).
+ */
 export async function restartServices(
   deps: { store: Store; events: EventRecorder },
   req: RestartRequest,
@@ -48,6 +51,22 @@ export async function restartServices(
         ? `app ${app} has no services: deploy first`
         : `app ${app} has no service ${unknown.join(", ")} (it has ${all.join(", ")})`,
       unknown.map((n) => ({ field: `services`, message: `no service ${n}` })),
+    );
+  }
+  // A canary or blue/green rollout decides which instances run; a restart would wait behind it, unseen.
+  const services = await Promise.all(
+    names.map((n) => store.get<Service>("service", serviceKey(tenant, app, n))),
+  );
+  for (const s of services) {
+    const p = s?.value.progressive;
+    if (!s || !p) continue;
+    const where =
+      p.strategy === "canary"
+        ? `a canary of v${p.release} (${p.weight}% of requests)`
+        : `a blue/green rollout of v${p.release}`;
+    throw new HerdError(
+      "conflict",
+      `service ${s.value.name} of app ${app} is in ${where}: restart it once the rollout ends, or end it now with herd rollout promote (or abort) --app ${app}`,
     );
   }
   for (const name of names) {

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import type { HerdError } from "../common/errors.ts";
 import type { EndpointFigures } from "../model/endpoint-analysis.ts";
 import type { LoadFigures } from "../model/load.ts";
 import { normalizeService, type ServiceManifest } from "../model/manifest.ts";
@@ -15,6 +16,7 @@ import type { ReleaseFigures } from "../model/progressive.ts";
 import type { Heartbeat, InstanceStatus } from "../model/protocol.ts";
 import { DEFAULT_SETTINGS } from "./context.ts";
 import { ControllerManager } from "./manager.ts";
+import { restartServices } from "./restart.ts";
 import type { EndpointSource } from "./rollout-controller.ts";
 import { testContext } from "./testing.ts";
 
@@ -205,6 +207,22 @@ test("a good canary goes step by step, then the new release takes over and the o
     log.some((l) => /web: v2 takes every request; v1 drains/.test(l)),
     log.join("\n"),
   );
+});
+
+test("herd restart is refused while a canary runs, naming it and how to end it; nothing is stamped", async () => {
+  const { h } = await canaryStarted();
+  await assert.rejects(
+    restartServices(
+      { store: h.store, events: h.ctx.events },
+      { tenant: "default", app: "hello", by: "user admin", now: new Date(h.clock.now()).toISOString() },
+    ),
+    (err: HerdError) =>
+      err.code === "conflict" &&
+      /^service web of app hello is in a canary of v2 \(25% of requests\): restart it once the rollout ends, or end it now with herd rollout promote \(or abort\) --app hello$/.test(
+        err.message,
+      ),
+  );
+  assert.equal((await service(h)).restartedAt, undefined);
 });
 
 test("a canary with 5% errors aborts at its analysis: weight 0, its instances stop, the deploy fails with the figures", async () => {
