@@ -30,7 +30,7 @@ import { type App, appKey, type Instance, type Node, type Service } from "../mod
 import type { RemediationRule } from "../model/remediation.ts";
 import type { ServiceSpec } from "../model/service-spec.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
-import type { Store } from "../store/store.ts";
+import { type Store, updateObject } from "../store/store.ts";
 import {
   backupDue,
   checkBackupPolicy,
@@ -696,16 +696,9 @@ export class Addons {
   }
 
   async #update(tenant: string, name: string, f: (a: Addon) => Addon): Promise<void> {
-    for (;;) {
-      const o = await this.#d.store.get<Addon>("addon", addonKey(tenant, name));
+    await updateObject<Addon>(this.#d.store, "addon", addonKey(tenant, name), (o) => {
       if (!o) throw notFound(`add-on ${name} does not exist`);
-      const next = f(o.value);
-      try {
-        await this.#d.store.put("addon", o.key, next, { expectRevision: o.revision });
-        return;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+      return f(o.value);
+    });
   }
 }

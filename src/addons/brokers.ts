@@ -12,7 +12,7 @@ import { conflict, invalid, notFound } from "../common/errors.ts";
 import type { UrlGuard } from "../common/url-guard.ts";
 import { ADDON_KINDS, ADDON_PLANS, type Addon, type AddonBroker } from "../model/addon.ts";
 import type { SecretStore } from "../secrets/secret-store.ts";
-import type { Store } from "../store/store.ts";
+import { type Store, updateObject } from "../store/store.ts";
 import { OsbClient } from "./osb-client.ts";
 
 /** The secret store's home of platform brokers' passwords (a tenant's broker keeps its own in its tenant). */
@@ -146,18 +146,12 @@ export class Brokers {
   /** Fetches the catalog again (plans added or removed at the broker). */
   async refresh(name: string, tenant?: string): Promise<AddonBroker> {
     const key = brokerKey(name, tenant);
-    for (;;) {
-      const o = await this.#store.get<AddonBroker>("addon_broker", key);
+    const written = await updateObject<AddonBroker>(this.#store, "addon_broker", key, async (o) => {
       if (!o) throw notFound(`broker ${name} does not exist (herd addons brokers lists them)`);
       const services = await (await this.client(name, tenant)).catalog();
-      const next = { ...o.value, services, catalogAt: new Date().toISOString() };
-      try {
-        await this.#store.put("addon_broker", key, next, { expectRevision: o.revision });
-        return next;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+      return { ...o.value, services, catalogAt: new Date().toISOString() };
+    });
+    return written!.value;
   }
 
   /** Forgets a broker no add-on uses (its add-ons are destroyed first). */

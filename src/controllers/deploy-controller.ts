@@ -29,6 +29,7 @@ import {
 } from "../model/objects.ts";
 import { DEFAULT_ANALYSIS, DEFAULT_STEPS, formatDuration, formatThreshold } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
+import { updateObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
 import { checkDependencies, dependencyOrder } from "./dependencies.ts";
 import { checkImageUser } from "./image-user.ts";
@@ -337,18 +338,11 @@ export class DeployController {
       true,
     );
     // Take the next version number (optimistic: retried on a concurrent deploy).
-    let version = 0;
-    for (;;) {
-      const a = await store.get<App>("app", appKey(tenant, app));
+    const taken = await updateObject<App>(store, "app", appKey(tenant, app), (a) => {
       if (!a) throw notFound(`app ${app} was destroyed during the deploy`);
-      version = a.value.latestVersion + 1;
-      try {
-        await store.put("app", a.key, { ...a.value, latestVersion: version }, { expectRevision: a.revision });
-        break;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+      return { ...a.value, latestVersion: a.value.latestVersion + 1 };
+    });
+    const version = taken!.value.latestVersion;
     const release: Release = {
       tenant,
       app,

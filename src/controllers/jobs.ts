@@ -42,7 +42,7 @@ import {
 import type { DesiredInstance, InstanceStatus } from "../model/protocol.ts";
 import { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler, schedulerNode } from "../scheduler/scheduler.ts";
-import type { StoredObject } from "../store/store.ts";
+import { type StoredObject, updateObject } from "../store/store.ts";
 import { placedInstances } from "./capacity-check.ts";
 import type { Context } from "./context.ts";
 import { imageUserOf } from "./image-user.ts";
@@ -207,18 +207,17 @@ export class JobsController {
 
   /** Applies `change` to the run, retried on a conflict; undefined from `change` leaves it. */
   async #update(id: string, change: (r: Run) => Run | undefined): Promise<Run> {
-    for (;;) {
-      const o = await this.#get(id);
-      const next = change(o.value);
-      if (!next) return o.value;
-      try {
-        await this.#ctx.store.put("run", id, next, { expectRevision: o.revision });
-        if (FINISHED.has(next.state) && !FINISHED.has(o.value.state)) await this.#recordEnd(next);
-        return next;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+    let read: Run | undefined;
+    let next: Run | undefined;
+    await updateObject<Run>(this.#ctx.store, "run", id, (o) => {
+      if (!o) throw notFound(`run ${id} does not exist`);
+      read = o.value;
+      next = change(o.value);
+      return next;
+    });
+    if (!next) return read!;
+    if (FINISHED.has(next.state) && !FINISHED.has(read!.state)) await this.#recordEnd(next);
+    return next;
   }
 
   #finished(r: Run, state: RunState, message: string, extra: Partial<Run> = {}): Run {

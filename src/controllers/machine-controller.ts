@@ -21,7 +21,7 @@ import { Rounds } from "../common/rounds.ts";
 import type { Token } from "../model/identity.ts";
 import type { MachineNode, MachineRequest } from "../model/machines.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
-import type { StoredObject } from "../store/store.ts";
+import { type StoredObject, updateObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
 import {
   idleNodes,
@@ -272,17 +272,7 @@ export class MachineController {
 
   /** Applies `change` to a stored request, retrying on a concurrent write. */
   async #update(id: string, change: (r: MachineRequest) => MachineRequest): Promise<void> {
-    const { store } = this.#ctx;
-    for (;;) {
-      const o = await store.get<MachineRequest>("machine", id);
-      if (!o) return;
-      try {
-        await store.put("machine", id, change(o.value), { expectRevision: o.revision });
-        return;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+    await updateObject<MachineRequest>(this.#ctx.store, "machine", id, (o) => o && change(o.value));
   }
 
   async #updateNode(at: { request: string; node: string }, change: Partial<MachineNode>): Promise<void> {
@@ -300,17 +290,7 @@ export class MachineController {
 
   /** Cordons or uncordons a node (heartbeats write nodes too: retried on a conflict). */
   async #setSchedulable(name: string, schedulable: boolean): Promise<void> {
-    const { store } = this.#ctx;
-    for (;;) {
-      const o: StoredObject<Node> | undefined = await store.get<Node>("node", name);
-      if (!o) return;
-      try {
-        await store.put("node", name, { ...o.value, schedulable }, { expectRevision: o.revision });
-        return;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+    await updateObject<Node>(this.#ctx.store, "node", name, (o) => o && { ...o.value, schedulable });
   }
 
   async #revokeJoinToken(id: string): Promise<void> {

@@ -9,7 +9,7 @@
 
 import { HerdError, notFound } from "../common/errors.ts";
 import { type App, appKey, type Service, serviceKey } from "../model/objects.ts";
-import type { Store } from "../store/store.ts";
+import { type Store, updateObject } from "../store/store.ts";
 import type { EventRecorder } from "./events.ts";
 
 export interface RestartRequest {
@@ -70,17 +70,10 @@ export async function restartServices(
     );
   }
   for (const name of names) {
-    const key = serviceKey(tenant, app, name);
-    for (;;) {
-      const s = await store.get<Service>("service", key);
+    await updateObject<Service>(store, "service", serviceKey(tenant, app, name), (s) => {
       if (!s) throw notFound(`service ${name} of app ${app} was removed during the restart`);
-      try {
-        await store.put("service", key, { ...s.value, restartedAt: req.now }, { expectRevision: s.revision });
-        break;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+      return { ...s.value, restartedAt: req.now };
+    });
     await events.record({
       tenant,
       app,

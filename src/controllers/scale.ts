@@ -16,7 +16,7 @@ import { conflict, HerdError, notFound } from "../common/errors.ts";
 import { type App, appKey, type Resources, type Service, serviceKey } from "../model/objects.ts";
 import type { ClusterState } from "../scheduler/cluster-state.ts";
 import type { Informer } from "../store/informer.ts";
-import type { Store } from "../store/store.ts";
+import { type Store, updateObject } from "../store/store.ts";
 import { appShortfalls, type Unplaced } from "./capacity-check.ts";
 import type { EventInput, EventRecorder } from "./events.ts";
 import { checkQuota } from "./quota.ts";
@@ -108,8 +108,7 @@ export async function scaleServices(deps: ScaleDeps, req: ScaleRequest): Promise
   for (const [name, count] of Object.entries(wanted)) {
     const key = serviceKey(tenant, app, name);
     let from = 0;
-    for (;;) {
-      const s = await store.get<Service>("service", key);
+    const written = await updateObject<Service>(store, "service", key, (s) => {
       if (!s) throw notFound(`service ${name} of app ${app} was removed during the scale`);
       const based = req.revisions?.[name];
       if (based !== undefined && based !== s.revision) {
@@ -119,7 +118,7 @@ export async function scaleServices(deps: ScaleDeps, req: ScaleRequest): Promise
       }
       from = s.value.instances;
       const busy = s.value.state === "updating" || s.value.state === "rolling_back";
-      const next: Service = {
+      return {
         ...s.value,
         instances: count,
         state: busy
@@ -131,14 +130,8 @@ export async function scaleServices(deps: ScaleDeps, req: ScaleRequest): Promise
         backoffUntil: undefined,
         message: busy ? s.value.message : `scaling from ${s.value.instances} to ${count}`,
       };
-      try {
-        await store.put("service", key, next, { expectRevision: s.revision });
-        items.push(next);
-        break;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+    });
+    if (written) items.push(written.value);
     const event: EventInput = {
       tenant,
       app,

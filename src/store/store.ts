@@ -8,6 +8,7 @@
  * mutate them.
  */
 
+import { isCode } from "../common/errors.ts";
 import type { Kind, StoredObject, WatchEvent } from "../model/objects.ts";
 
 // The objects and changes a store hands out are wire types (the API's watch sends them as they are):
@@ -55,4 +56,30 @@ export interface Store {
    */
   snapshot(): Promise<{ items: StoredObject[]; revision: number }>;
   close(): Promise<void>;
+}
+
+/**
+ * Read-modify-write with optimistic concurrency: reads the object, hands it
+ * to `change` (undefined when there is none), and writes what that returns at
+ * the revision it read (a new object only if still absent); when another
+ * writer got there first, it starts over from a fresh read. `change` may
+ * throw to refuse, or return undefined to write nothing. Resolves with what
+ * was written, or undefined when nothing was.
+ */
+export async function updateObject<T>(
+  store: Store,
+  kind: Kind,
+  key: string,
+  change: (current: StoredObject<T> | undefined) => T | undefined | Promise<T | undefined>,
+): Promise<StoredObject<T> | undefined> {
+  for (;;) {
+    const current = await store.get<T>(kind, key);
+    const next = await change(current);
+    if (next === undefined) return undefined;
+    try {
+      return await store.put(kind, key, next, { expectRevision: current?.revision ?? 0 });
+    } catch (err) {
+      if (!isCode(err, "conflict")) throw err;
+    }
+  }
 }

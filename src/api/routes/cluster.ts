@@ -10,6 +10,7 @@ import { revokeTokens } from "../../controllers/revoke-tokens.ts";
 import { FINISHED, type Run } from "../../model/job.ts";
 import type { Instance, Node } from "../../model/objects.ts";
 import type { StoredObject } from "../../store/store.ts";
+import { updateObject } from "../../store/store.ts";
 import type { ApiDeps } from "../deps.ts";
 import { AppParams, NodeParams, TenantQuery, tenantOf } from "../schemas.ts";
 
@@ -34,17 +35,11 @@ export function clusterRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
   /** Applies `change` to a node, retrying on a concurrent write (heartbeats write nodes too). */
   const updateNode = async (name: string, change: (n: Node) => Node): Promise<Node> => {
-    for (;;) {
-      const o = await store.get<Node>("node", name);
+    const written = await updateObject<Node>(store, "node", name, (o) => {
       if (!o) throw notFound(`no node ${name}`);
-      const next = change(o.value);
-      try {
-        await store.put("node", name, next, { expectRevision: o.revision });
-        return next;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+      return change(o.value);
+    });
+    return written!.value;
   };
 
   const nodeAction = (

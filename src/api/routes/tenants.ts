@@ -10,6 +10,7 @@ import { unitsInUse } from "../../controllers/quota.ts";
 import { underDomain } from "../../controllers/route-owners.ts";
 import { type Member, ROLES, type Role, type User } from "../../model/identity.ts";
 import type { Tenant, TenantLimits } from "../../model/objects.ts";
+import { updateObject } from "../../store/store.ts";
 import type { AuditQuery } from "../audit.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name, OneOf } from "../schemas.ts";
@@ -109,17 +110,11 @@ export function tenantRoutes(api: FastifyInstance, deps: ApiDeps): void {
     change: (t: Tenant) => Tenant,
     create = false,
   ): Promise<Tenant> => {
-    for (;;) {
-      const o = await store.get<Tenant>("tenant", name);
+    const written = await updateObject<Tenant>(store, "tenant", name, (o) => {
       if (!o && !create) throw notFound(`no tenant ${name}`);
-      const next = change(o?.value ?? { name, createdAt: new Date().toISOString() });
-      try {
-        await store.put("tenant", name, next, { expectRevision: o?.revision ?? 0 });
-        return next;
-      } catch (err) {
-        if ((err as { code?: string }).code !== "conflict") throw err;
-      }
-    }
+      return change(o?.value ?? { name, createdAt: new Date().toISOString() });
+    });
+    return written!.value;
   };
 
   api.get(

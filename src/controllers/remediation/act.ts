@@ -12,6 +12,7 @@
 import { patchTraffic, type TrafficOverride } from "../../model/live-config.ts";
 import { type Instance, type Node, type Service, serviceKey } from "../../model/objects.ts";
 import type { Degrade, Throttle } from "../../model/remediation.ts";
+import { updateObject } from "../../store/store.ts";
 import type { Context } from "../context.ts";
 import type { Change, ThrottleChange } from "./plan.ts";
 
@@ -182,34 +183,20 @@ async function updateTraffic(
   service: string,
   change: (t: TrafficOverride | undefined) => TrafficOverride,
 ): Promise<void> {
-  const key = serviceKey(tenant, app, service);
-  for (;;) {
-    const s = await ctx.store.get<Service>("service", key);
-    if (!s) return;
+  await updateObject<Service>(ctx.store, "service", serviceKey(tenant, app, service), (s) => {
+    if (!s) return undefined;
     const traffic = change(s.value.traffic);
     const next: Service = { ...s.value };
     if (Object.keys(traffic).length > 0) next.traffic = traffic;
     else delete next.traffic;
-    try {
-      await ctx.store.put("service", key, next, { expectRevision: s.revision });
-      return;
-    } catch (err) {
-      if ((err as { code?: string }).code !== "conflict") throw err;
-    }
-  }
+    return next;
+  });
 }
 
 /** Changes a running instance (retrying on concurrent writes); false when it is gone or already stopping. */
 async function updateInstance(ctx: Context, id: string, change: (i: Instance) => Instance): Promise<boolean> {
-  for (;;) {
-    const o = await ctx.store.get<Instance>("instance", id);
-    if (o === undefined) return false;
-    if (o.value.desired !== "running") return false;
-    try {
-      await ctx.store.put("instance", id, change(o.value), { expectRevision: o.revision });
-      return true;
-    } catch (err) {
-      if ((err as { code?: string }).code !== "conflict") throw err;
-    }
-  }
+  const written = await updateObject<Instance>(ctx.store, "instance", id, (o) =>
+    o && o.value.desired === "running" ? change(o.value) : undefined,
+  );
+  return written !== undefined;
 }
