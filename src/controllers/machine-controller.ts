@@ -21,7 +21,7 @@ import { Rounds } from "../common/rounds.ts";
 import type { Token } from "../model/identity.ts";
 import type { MachineNode, MachineRequest } from "../model/machines.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
-import { type StoredObject, updateObject } from "../store/store.ts";
+import { updateObject } from "../store/store.ts";
 import type { Context } from "./context.ts";
 import {
   idleNodes,
