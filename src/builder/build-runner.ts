@@ -17,7 +17,7 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { lchown, mkdir, mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import {
@@ -42,7 +42,7 @@ import {
 } from "../agent/sandbox.ts";
 import { UidMap, uidRangeFor } from "../agent/uids.ts";
 import { HerdError } from "../common/errors.ts";
-import { BuildFirewall } from "./build-firewall.ts";
+import { BuildFirewall, localPortsOf } from "./build-firewall.ts";
 
 /** What one build command may use. */
 export interface BuildLimits {
@@ -100,6 +100,26 @@ export interface BuildIsolation {
 
 const BASE_PATH = "/usr/local/bin:/usr/bin:/bin";
 
+/**
+ * What of the control plane's own environment a build gets: the way out to
+ * the internet (a proxy) and the registry npm is pointed at, as set when herd
+ * was started. Nothing else of it (tokens, paths) reaches a build.
+ */
+const PASSED_ENV = [
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "npm_config_registry",
+];
+
+/** The PASSED_ENV entries set in `env`. */
+export function passedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(PASSED_ENV.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
+}
+
 /** Runs build commands, at most `concurrency` builds at once. */
 export class BuildRunner {
   readonly #cacheDir: string;
@@ -110,6 +130,8 @@ export class BuildRunner {
   readonly #cgroups: CgroupSupport;
   /** With the sandbox (root): the firewall of the build uids, or why there is none. */
   readonly #firewall: BuildFirewall | { missing: string };
+  /** PASSED_ENV from the control plane's environment, read once. */
+  readonly #passed: Record<string, string>;
   readonly #uids: UidMap;
   #active = 0;
   readonly #waiting: (() => void)[] = [];
@@ -124,8 +146,10 @@ export class BuildRunner {
     this.#cgroups =
       options.isolate === false ? { version: "none", reason: off, parents: [] } : detectCgroups();
     this.#uids = new UidMap(join(this.#cacheDir, "uids.json"), uidRangeFor(this.#cacheDir));
+    this.#passed = passedEnv(process.env);
+    const own = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
     this.#firewall = this.#sandbox.enabled
-      ? BuildFirewall.open(this.#cacheDir, this.#uids.range)
+      ? BuildFirewall.open(this.#cacheDir, this.#uids.range, localPortsOf(this.#passed, own))
       : { missing: "no sandbox, so no build uid to match" };
   }
 
@@ -223,9 +247,10 @@ export class BuildRunner {
       throw err;
     }
     const home = sandbox ? VIEW_DATA : cache;
-    // Nothing of the control plane's own environment: the app's node (else herd's) first, so install scripts run on it.
+    // Of the control plane's own environment only PASSED_ENV; the app's node (else herd's) first, so install scripts run on it.
     const nodeBin = c.node ? join(sandbox ? VIEW_NODE : c.node, "bin") : dirname(process.execPath);
     const env = {
+      ...this.#passed,
       PATH: `${nodeBin}:${BASE_PATH}`,
       HOME: home,
       LANG: "C.UTF-8",

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { type AddressInfo, connect, createServer } from "node:net";
+import { type AddressInfo, connect, createServer, type Server } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -384,31 +384,46 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     }
   });
 
-  it("install scripts reach no TCP port of this machine (the build firewall), and the rule goes with the build", {
+  it("install scripts reach no TCP port of this machine (the build firewall) but the proxy they are given; the rule goes with the build", {
     skip: !detectSandbox().enabled || "missing" in findNft() ? "needs root, the sandbox and nft" : false,
   }, async () => {
-    let accepted = 0;
-    const server = createServer((socket) => {
-      accepted++;
-      socket.on("error", () => {});
-      socket.end("hi");
-    });
-    await new Promise<void>((done) => server.listen(0, "0.0.0.0", done));
-    const port = (server.address() as AddressInfo).port;
+    const accepted = { platform: 0, proxy: 0 };
+    const listen = async (name: keyof typeof accepted): Promise<number> => {
+      const server = createServer((socket) => {
+        accepted[name]++;
+        socket.on("error", () => {});
+        socket.end("hi");
+      });
+      await new Promise<void>((done) => server.listen(0, "0.0.0.0", done));
+      servers.push(server);
+      return (server.address() as AddressInfo).port;
+    };
+    const servers: Server[] = [];
+    const platform = await listen("platform");
+    const proxy = await listen("proxy");
+    // The control plane's proxy, on this machine: builds get it, and may reach it.
+    const cacheDir = join(root, "walled-cache");
+    process.env.HTTPS_PROXY = `http://127.0.0.1:${proxy}`;
+    const walled = new BuildRunner({ cacheDir, scratchDir: scratch });
+    delete process.env.HTTPS_PROXY;
     // Loopback, and an address of this machine that is not (its packets go through lo all the same).
     const own = Object.values(networkInterfaces())
       .flat()
       .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
-    const targets = ["127.0.0.1", ...(own ? [own] : [])];
+    const targets: [string, number][] = [
+      ["127.0.0.1", platform],
+      ...(own ? [[own, platform] as [string, number]] : []),
+      ["127.0.0.1", proxy],
+    ];
     const probe = [
-      "const net = require('net'); const fs = require('fs'); const out = {};",
+      "const net = require('net'); const fs = require('fs'); const out = { proxyEnv: process.env.HTTPS_PROXY };",
       `const targets = ${JSON.stringify(targets)}; let left = targets.length;`,
-      "for (const host of targets) { const s = net.connect(" + port + ", host);",
-      "  const done = (r) => { if (out[host]) return; out[host] = r; s.destroy();",
+      "for (const [host, port] of targets) { const s = net.connect(port, host); const k = host + ':' + port;",
+      "  const done = (r) => { if (out[k]) return; out[k] = r; s.destroy();",
       "    if (--left === 0) fs.writeFileSync('probe.json', JSON.stringify(out)); };",
       "  s.on('data', () => done('connected')); s.on('error', (e) => done(e.code)); }",
     ].join(" ");
-    const table = buildFirewallTable(resolve(workDir));
+    const table = buildFirewallTable(resolve(cacheDir));
     try {
       const dir = await writeApp({
         "package.json": JSON.stringify({
@@ -420,22 +435,28 @@ describe("buildSlug", { timeout: 120_000 }, () => {
         "index.js": "",
         "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
       });
-      const { slugDir, lines } = await build(dir, { tenant: "acme" });
+      const { slugDir, lines } = await build(dir, { tenant: "acme", runner: walled });
       assert.ok(
         lines.some((l) => /^ +isolation: .*network nftables$/.test(l)),
         lines.join("\n"),
       );
       const out = JSON.parse(await readFile(join(slugDir, "probe.json"), "utf8"));
-      for (const host of targets) assert.equal(out[host], "ECONNREFUSED", `${host}: ${JSON.stringify(out)}`);
-      assert.equal(accepted, 0);
+      for (const [host, port] of targets)
+        assert.equal(
+          out[`${host}:${port}`],
+          port === proxy ? "connected" : "ECONNREFUSED",
+          JSON.stringify(out),
+        );
+      assert.equal(out.proxyEnv, `http://127.0.0.1:${proxy}`);
+      assert.deepEqual(accepted, { platform: 0, proxy: 1 });
       // The test itself (root) still connects; the table is gone with the build.
-      const socket = connect(port, "127.0.0.1");
+      const socket = connect(platform, "127.0.0.1");
       await once(socket, "connect");
       socket.destroy();
       const { stdout } = await run("nft", ["list", "tables"]);
       assert.ok(!stdout.includes(table), stdout);
     } finally {
-      server.close();
+      for (const server of servers) server.close();
       spawnSync("nft", ["-f", "-"], { input: `table inet ${table} {}\ndelete table inet ${table}\n` });
     }
   });
