@@ -18,7 +18,10 @@ const MAX_BUILD_CONTEXT = 512 * 1024 * 1024;
 
 /**
  * The image of a release dir with a Dockerfile (its tarball is the context),
- * built unless the engine has it already; RUN steps use the host's network.
+ * built unless the engine has it already. Its RUN steps use the network
+ * `network` lends for the build (the driver's build sandbox: a container on
+ * herd's bridge, behind the firewall between containers), given as the
+ * build's network mode.
  * With a `registry` (host:port, registry.ts) the build is looked up there
  * first by the same tag and pulled by digest when another node built it;
  * otherwise it is built here and pushed. Returns the reference to run:
@@ -29,6 +32,7 @@ export async function buildReleaseImage(
   log: Logger,
   id: string,
   dir: string,
+  network: <T>(build: (networkMode: string) => Promise<T>) => Promise<T>,
   registry?: RegistryAccess,
 ): Promise<string> {
   // Reproducible (names sorted, times and owners fixed): the same files make the same tag.
@@ -47,16 +51,23 @@ export async function buildReleaseImage(
     }
   }
   const image = `${BUILD_REPO}:${tag}`;
-  if (!(await hasImage(api, image))) await build(api, log, id, image, context);
+  if (!(await hasImage(api, image))) await network((mode) => build(api, log, id, image, context, mode));
   return registry ? pushBuild(api, image, registry, tag) : image;
 }
 
-async function build(api: DockerApi, log: Logger, id: string, image: string, context: Buffer): Promise<void> {
-  log.info("building", { id, image });
+async function build(
+  api: DockerApi,
+  log: Logger,
+  id: string,
+  image: string,
+  context: Buffer,
+  networkMode: string,
+): Promise<void> {
+  log.info("building", { id, image, networkMode });
   const progress = await api.text({
     method: "POST",
     path: "/build",
-    query: { t: image, networkmode: "host", rm: "true", forcerm: "true" },
+    query: { t: image, networkmode: networkMode, rm: "true", forcerm: "true" },
     body: Readable.from([context]),
   });
   // The engine answers 200 and streams JSON lines; a failed step is a line with "error".

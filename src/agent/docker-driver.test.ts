@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import type { DockerDriver } from "./docker-driver.ts";
@@ -268,6 +269,57 @@ test("a release dir with a Dockerfile is built once per content and its image ru
     /did not build: .*returned a non-zero code: 3[\s\S]*failing step/,
   );
   assert.equal(await driver.inspect("broken1"), undefined);
+});
+
+test("a Dockerfile's RUN steps run on herd's bridge behind the firewall, never on the host's network: no port of the platform answers them", async (t) => {
+  const h = harness(t, create);
+  const driver = h.driver() as DockerDriver;
+  if (driver.isolation().network !== "nftables") {
+    t.skip(`no firewall: ${driver.isolation().missing?.join("; ")}`);
+    return;
+  }
+  let accepted = 0;
+  const platform = createNetServer((s) => {
+    accepted++;
+    s.on("error", () => {});
+    s.end();
+  });
+  await new Promise<void>((resolve) => platform.listen(0, "0.0.0.0", resolve));
+  t.after(() => platform.close());
+  const { port } = platform.address() as AddressInfo;
+  driver.setNetworkPolicy({ ports: { min: 20000, max: 20100 }, protect: [{ port }] });
+  // On the host's network 127.0.0.1 was the host's own loopback; from the bridge the host is its
+  // gateway, and any of its other addresses.
+  const own = Object.values(networkInterfaces())
+    .flat()
+    .filter((a) => a && a.family === "IPv4" && !a.internal)
+    .map((a) => a!.address);
+  const hosts = ["127.0.0.1", "$(ip route | awk '/^default/ {print $3}')", ...own];
+  const tries = hosts.map(
+    (host) => `(nc -w 2 ${host} ${port} </dev/null && echo "reached ${host}" || echo "not ${host}")`,
+  );
+  const spec = await h.spec("walled1", "");
+  writeFileSync(
+    join(spec.dir, "Dockerfile"),
+    `FROM herd-base\nRUN { ${tries.join("; ")}; } > /tries\nCMD cat /tries\n`,
+  );
+  const exits: InstanceProcess[] = [];
+  driver.onExit((p) => exits.push(p));
+  await driver.start(spec);
+  await waitFor(() => exits[0], "the image's command to end", 30_000);
+  const lines = await driver.tail("walled1", 10);
+  assert.equal(lines.length, hosts.length, lines.join("\n"));
+  assert.ok(
+    lines.every((l) => l.startsWith("not ")),
+    lines.join("\n"),
+  );
+  assert.equal(accepted, 0);
+  // The build's sandbox container went with the build.
+  const left = await docker.engine.api.call<unknown[]>({
+    path: "/containers/json",
+    query: { all: "true", filters: JSON.stringify({ label: ["herd.build"] }) },
+  });
+  assert.deepEqual(left, []);
 });
 
 async function containerOf(id: string): Promise<string> {

@@ -24,6 +24,7 @@
  */
 
 import { spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { HerdError, notFound } from "../common/errors.ts";
@@ -118,6 +119,10 @@ interface ImageConfig {
 }
 
 const LABEL_ROOT = "herd.state-root";
+/** On a build's sandbox container (#buildNetwork): the instance whose start built. */
+const LABEL_BUILD = "herd.build";
+/** How long a build's sandbox container lives at most (it is removed when the build ends). */
+const BUILD_SANDBOX_S = 24 * 3600;
 const IN_STATE = "/run/herd/state";
 const IN_BUSYBOX = "/run/herd/busybox";
 /** Written into the state dir once the container's firewall rules are in place: its command starts then. */
@@ -229,7 +234,14 @@ export class DockerDriver implements RuntimeDriver {
     const dir = resolve(spec.dir);
     const built = !spec.image && existsSync(join(dir, "Dockerfile"));
     const image = built
-      ? await buildReleaseImage(this.#api, this.#log, spec.id, dir, this.#options.registry)
+      ? await buildReleaseImage(
+          this.#api,
+          this.#log,
+          spec.id,
+          dir,
+          this.#buildNetwork(spec),
+          this.#options.registry,
+        )
       : spec.image;
     if (spec.image) await ensureImage(this.#api, this.#log, spec.image, this.#options.registry);
     const config = image ? await this.#imageConfig(image) : undefined;
@@ -373,6 +385,13 @@ export class DockerDriver implements RuntimeDriver {
     });
     const adopted: string[] = [];
     for (const c of containers) {
+      // A build's sandbox left by an agent that died during the build: its build went with it.
+      if (c.Labels[LABEL_BUILD] !== undefined) {
+        await this.#api
+          .call({ method: "DELETE", path: `/containers/${c.Id}`, query: { force: "true" } })
+          .catch(() => {});
+        continue;
+      }
       const id = c.Labels["herd.id"];
       if (!id || this.#tracked.has(id)) continue;
       const record = this.#readRecord(id);
@@ -499,6 +518,61 @@ export class DockerDriver implements RuntimeDriver {
         this.#log.warn("no firewall between containers", { reason: this.#firewall });
     }
     return network;
+  }
+
+  /**
+   * Lends the build of a start's Dockerfile a network for its RUN steps: a
+   * container of the base image on herd's bridge, a group of its own in the
+   * firewall between containers (so, as an instance's container, it reaches
+   * neither other containers, nor the instance ports, nor the platform's),
+   * whose network namespace the steps join (`container:<id>`); removed when
+   * the build ends. Never the host's network: there a step reached every
+   * port of this machine, as root.
+   */
+  #buildNetwork(spec: StartSpec) {
+    return async <T>(build: (networkMode: string) => Promise<T>): Promise<T> => {
+      const network = await this.#ensureNetwork();
+      const key = `build:${spec.id}:${randomUUID().slice(0, 8)}`;
+      const created = await this.#api.call<{ Id: string }>({
+        method: "POST",
+        path: "/containers/create",
+        query: { name: this.#containerName(key.replaceAll(":", "-")) },
+        body: {
+          Image: this.#options.baseImage,
+          Entrypoint: ["/bin/sleep"],
+          Cmd: [String(BUILD_SANDBOX_S)],
+          Labels: { [LABEL_ROOT]: this.#stateRoot, [LABEL_BUILD]: spec.id },
+          HostConfig: {
+            NetworkMode: network.name,
+            CapDrop: ["NET_RAW"],
+            LogConfig: { Type: "none", Config: {} },
+            ...(existsSync("/proc/sys/net/ipv6")
+              ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1" } }
+              : {}),
+          },
+        },
+      });
+      try {
+        await this.#api.call({ method: "POST", path: `/containers/${created.Id}/start` });
+        if (this.#firewall instanceof ContainerFirewall) {
+          const info = await this.#inspectContainer(created.Id);
+          const ip = info.NetworkSettings?.Networks?.[HERD_NETWORK]?.IPAddress;
+          if (!ip)
+            throw new HerdError(
+              "unavailable",
+              `the build sandbox of ${spec.id} has no address on the herd network`,
+            );
+          this.#firewall.set(key, { ip, group: key, port: 0, forwarded: [] });
+          this.#applyFirewall();
+        }
+        return await build(`container:${created.Id}`);
+      } finally {
+        this.#forget(key);
+        await this.#api
+          .call({ method: "DELETE", path: `/containers/${created.Id}`, query: { force: "true" } })
+          .catch((err) => this.#log.warn("cannot remove a build's sandbox container", { id: spec.id, err }));
+      }
+    };
   }
 
   /** Names a running container in the firewall's rules (applied by #applyFirewall). */

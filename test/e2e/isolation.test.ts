@@ -2,7 +2,8 @@
 // tries to read the admin token, state.db, an instance's files and
 // environment of tenant "b", to kill that instance, and to connect to the API
 // and to b's instance port. Each attempt must fail; the same app may still
-// reach its own tenant's sibling and the gateway. Needs root (and nftables for
+// reach its own tenant's sibling and the gateway. Its build's install scripts
+// reach no port of this machine at all. Needs root (and nftables for
 // the network checks); without them each check says why it was skipped.
 
 import assert from "node:assert/strict";
@@ -202,6 +203,53 @@ test("it cannot connect to the API nor to another tenant's port; its own tenant 
   assert.equal(result.connect.gateway, "allowed");
   const sibling = probers.find((p) => p.id !== result.instance)!;
   assert.equal(result.connect[sibling.id], "allowed", "the same tenant's sibling");
+});
+
+test("its build's install scripts cannot connect to the API, the gateway, nor another tenant's port", {
+  skip: notRoot,
+}, async () => {
+  const h = herd!;
+  const dir = join(work, "build-prober");
+  mkdirSync(join(dir, "vendor", "noop"), { recursive: true });
+  const ports = {
+    api: Number(new URL(h.url).port),
+    otherTenant: target.port,
+    gateway: Number(new URL(h.gatewayUrl).port),
+  };
+  // The install script of a local dependency's parent runs at build time, as npm's would anywhere.
+  const probe = [
+    "const net = require('net'); const out = {};",
+    `const ports = ${JSON.stringify(ports)}; const names = Object.keys(ports); let left = names.length;`,
+    "for (const name of names) { const s = net.connect(ports[name], '127.0.0.1');",
+    "  const done = (r) => { if (out[name]) return; out[name] = r; s.destroy();",
+    "    if (--left === 0) console.log('BUILD-PROBE ' + JSON.stringify(out)); };",
+    "  s.on('connect', () => done('allowed')); s.on('error', (e) => done(e.code)); setTimeout(() => done('timeout'), 3000); }",
+  ].join(" ");
+  writeFileSync(
+    join(dir, "server.js"),
+    "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT)",
+  );
+  writeFileSync(
+    join(dir, "vendor", "noop", "package.json"),
+    JSON.stringify({ name: "noop", version: "1.0.0" }),
+  );
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({
+      name: "build-prober",
+      version: "1.0.0",
+      dependencies: { noop: "file:vendor/noop" },
+      scripts: { start: "node server.js", install: `node -e ${JSON.stringify(probe)}` },
+    }),
+  );
+  const d = await h.cli(["deploy", "--tenant", "a", dir]);
+  assert.equal(d.code, 0, d.stdout + d.stderr);
+  const line = /BUILD-PROBE (\{.*\})/.exec(d.stdout + d.stderr);
+  assert.ok(line, `no probe line in the build log:\n${d.stdout}${d.stderr}`);
+  const got = JSON.parse(line[1]) as Record<string, string>;
+  assert.match(d.stdout + d.stderr, /isolation: sandbox uid, cgroups \S+, network nftables/);
+  assert.deepEqual(got, { api: "ECONNREFUSED", otherTenant: "ECONNREFUSED", gateway: "ECONNREFUSED" });
+  assert.ok(!/herd_build_/.test(nftTables()), "the build's firewall table is gone with the build");
 });
 
 test("two tenants' pets of one app and service name run side by side, each with a volume of its own; a destroyed app's volumes go, copies left on the node too", {
