@@ -322,6 +322,29 @@ test("a Dockerfile's RUN steps run on herd's bridge behind the firewall, never o
   assert.deepEqual(left, []);
 });
 
+test("a build's sandbox container that an agent left when it died goes at the next agent's start", async (t) => {
+  const h = harness(t, create);
+  const api = docker.engine.api;
+  const left = await api.call<{ Id: string }>({
+    method: "POST",
+    path: "/containers/create",
+    body: {
+      Image: docker.baseImage,
+      Entrypoint: ["/bin/sleep"],
+      Cmd: ["600"],
+      Labels: { "herd.state-root": h.stateRoot, "herd.build": "built9" },
+      HostConfig: { NetworkMode: "none" },
+    },
+  });
+  await api.call({ method: "POST", path: `/containers/${left.Id}/start` });
+  assert.deepEqual(await h.driver().recover(), []);
+  const found = await api.call<unknown[]>({
+    path: "/containers/json",
+    query: { all: "true", filters: JSON.stringify({ label: ["herd.build"] }) },
+  });
+  assert.deepEqual(found, []);
+});
+
 async function containerOf(id: string): Promise<string> {
   const list = await docker.engine.api.call<{ Id: string; Labels: Record<string, string> }[]>({
     path: "/containers/json",
