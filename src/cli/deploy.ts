@@ -24,12 +24,17 @@ const PROGRESS_THRESHOLD = 1024 * 1024;
 /** How long to keep trying to reattach to a deploy log after the connection drops. */
 const REATTACH_ATTEMPTS = 60;
 
+const INDENT = "       ";
+
 /** Formats one deploy log entry for people, Heroku style. */
 export function formatDeployEntry(entry: DeployLogEntry): string {
   const lines = entry.message.split("\n");
-  // The builder marks its own steps Heroku style ("-----> Installing…"); everything else it prints is indented.
+  // The builder marks its own steps Heroku style ("-----> Installing…") and indents what it prints under
+  // them ("       added 1 package"); a line it left flush is indented here, once.
   if (entry.type === "build")
-    return lines.map((l) => (l.startsWith("-----> ") ? l : `       ${l}`)).join("\n");
+    return lines
+      .map((l) => (l.startsWith("-----> ") || l.startsWith(INDENT) ? l : `${INDENT}${l}`))
+      .join("\n");
   // A health check's outcome belongs to the rollout step above it.
   if (entry.type === "health") return lines.map((l) => `       ${l}`).join("\n");
   return [`-----> ${lines[0]}`, ...lines.slice(1).map((l) => `       ${l}`)].join("\n");

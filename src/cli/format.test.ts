@@ -305,6 +305,11 @@ describe("log and deploy lines", () => {
       formatDeployEntry({ time: "", type: "build", message: "npm ci\nadded 1" }),
       "       npm ci\n       added 1",
     );
+    // What the builder indented itself is indented once, not twice.
+    assert.equal(
+      formatDeployEntry({ time: "", type: "build", message: "-----> Installing\n       added 1 package\n" }),
+      "-----> Installing\n       added 1 package\n       ",
+    );
   });
   it("LogCursor skips lines it has shown and pings", () => {
     const cursor = new LogCursor();
