@@ -42,6 +42,7 @@ test("herd config: set, get, list with origins, history, diff, rollback; a bad f
   );
   assert.equal(set.code, 0, set.err);
   assert.match(set.out, /shop config is now v1\./);
+  assert.match(set.out, /as env at their next start: herd restart --app shop/);
   assert.equal((await herd("config", "get", "GREETING", "--app", "shop")).out, "hello\n");
   assert.equal((await herd("config", "get", "app.yaml", "--app", "shop")).out, "pool: 4\nname: shop\n");
   const missing = await herd("config", "get", "NOPE", "--app", "shop");

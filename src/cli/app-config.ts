@@ -338,7 +338,16 @@ async function change(
       ctx.stdout,
       `${label(target)} config v${reply.version.version} is in gray release (${grayText(reply.head.gray)}); the others keep v${reply.head.stable}. Watch \`herd config status\`, then \`herd config promote\` or \`herd config abort\`.`,
     );
-  else println(ctx.stdout, `${label(target)} config is now v${reply.version.version}.`);
+  else {
+    println(ctx.stdout, `${label(target)} config is now v${reply.version.version}.`);
+    // Heroku restarts on a config change; herd's running instances read the file or feed now, and
+    // get the keys as env only when they start again.
+    if (target.kind === "app" && (body.set !== undefined || body.unset !== undefined))
+      println(
+        ctx.stdout,
+        `Running instances read it now ($HERD_CONFIG_FILE, the config feed); as env at their next start: herd restart --app ${target.app}`,
+      );
+  }
   return 0;
 }
 
