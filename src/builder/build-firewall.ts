@@ -12,7 +12,8 @@
  *
  * The table exists while a build command runs (held by each, deleted with
  * the last) and is written before the command starts: a build never runs
- * without it where nftables is there.
+ * without it where nftables is there. One left by a builder killed during a
+ * build goes when the next builder on the same cache dir starts.
  */
 
 import { createHash } from "node:crypto";
@@ -73,7 +74,10 @@ export class BuildFirewall {
   ): BuildFirewall | { missing: string } {
     const found = findNft();
     if ("missing" in found) return found;
-    return new BuildFirewall(found.nft, buildFirewallTable(cacheDir), uids, allowPorts);
+    const table = buildFirewallTable(cacheDir);
+    // One a builder killed during a build left behind (nothing of this process holds it yet).
+    runNft(found.nft, firewallRemoveScript(table));
+    return new BuildFirewall(found.nft, table, uids, allowPorts);
   }
 
   get table(): string {
