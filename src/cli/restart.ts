@@ -31,7 +31,8 @@ export const restartCommand: CommandSpec = {
     "Restart an app's instances (or those of the named services), as heroku ps:restart and kubectl rollout\n" +
     "restart do: cattle are replaced, the new ones serving before the old ones go; pets restart in place one\n" +
     "at a time. New instances start with the config's current keys in their env. Waits until every instance\n" +
-    "is new (--no-wait: returns at once) and fails at the deadline (default 120s) naming those still to go.",
+    "is new (--no-wait: returns at once) and fails at the deadline (default 120s) naming those still to go.\n" +
+    "A service in a canary or blue/green rollout is not restarted until the rollout ends (herd rollout).",
   flags: [
     APP_FLAG_HELP,
     ["--deadline DURATION", `how long to wait (default 120s): ${DEADLINE_HELP}`],
