@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import {
   chownSync,
   existsSync,
@@ -16,6 +17,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import {
   chownTreeSafely,
+  detectSandbox,
   launchArgs,
   launchEnv,
   ROOT_ENV,
@@ -148,3 +150,48 @@ test("chownTreeSafely and removeTree never act through a link in the tree", asyn
   assert.equal(readFileSync(join(outside, "keep.txt"), "utf8"), "mine");
   await removeTree(join(root, "never-was"));
 });
+
+test("with ownPids, what a command leaves running (a new session too) ends with it; without, it lives on", async (t) => {
+  const support = detectSandbox();
+  if (!support.enabled || !support.pids) return t.skip("needs root and a pid namespace");
+  const app = mkdtempSync(join(tmpdir(), "herd-pids-"));
+  const uid = 1_999_990_001;
+  chownSync(app, uid, uid);
+  const survivors = () =>
+    spawnSync("pgrep", ["-u", String(uid)], { encoding: "utf8" })
+      .stdout.split("\n")
+      .filter(Boolean)
+      .map(Number);
+  t.after(() => {
+    for (const pid of survivors()) process.kill(pid, "SIGKILL");
+    rmSync(app, { recursive: true, force: true });
+  });
+  const run = (ownPids: boolean) => {
+    const spec = { uid, binds: [{ host: app, view: VIEW_APP }], cwd: VIEW_APP, tmpBytes: 1 << 20, ownPids };
+    const launch = launchEnv({ ...ROOT_ENV }, true);
+    // The daemon keeps no pipe of ours open: the command ends at once.
+    const r = spawnSync(
+      "/bin/sh",
+      launchArgs("setsid sleep 300 </dev/null >/dev/null 2>&1 & echo left", [], { support, spec }),
+      {
+        encoding: "utf8",
+        env: launch.env,
+        input: launch.stdin,
+        timeout: 10_000,
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), "left");
+  };
+  run(false);
+  assert.equal(survivors().length, 1, "without its own pids the daemon outlives the command");
+  for (const pid of survivors()) process.kill(pid, "SIGKILL");
+  await waitUntil(() => survivors().length === 0);
+  run(true);
+  await waitUntil(() => survivors().length === 0);
+  assert.deepEqual(survivors(), []);
+});
+
+async function waitUntil(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+}

@@ -56,7 +56,13 @@ export const WRAPPER_FAILED = 125;
 
 /** What this machine offers for sandboxing. */
 export type SandboxSupport =
-  | { enabled: true; unshare: string; setpriv: string }
+  | {
+      enabled: true;
+      unshare: string;
+      setpriv: string;
+      /** Whether a command may have a pid namespace of its own (SandboxSpec.ownPids). */
+      pids?: boolean;
+    }
   | { enabled: false; reason: string };
 
 /** One sandboxed process: who it runs as and what it sees. */
@@ -68,6 +74,13 @@ export interface SandboxSpec {
   cwd: string;
   /** Size of the private /tmp and /dev/shm; their pages count against the memory cgroup. */
   tmpBytes: number;
+  /**
+   * A pid namespace of its own (where the machine allows it, SandboxSupport.pids): when the command
+   * ends the kernel kills every process it left, even one in a new session, so nothing of it is
+   * alive when root touches its tree next without a cgroup to kill (builds). Not for instances: their
+   * command would be pid 1 there, which a SIGTERM without a handler does not stop.
+   */
+  ownPids?: boolean;
 }
 
 // Stage 1, on the host as root: join each cgroup.procs file, then become the rest of the arguments.
@@ -141,12 +154,15 @@ export function launchArgs(
   sandbox?: { support: Extract<SandboxSupport, { enabled: true }>; spec: SandboxSpec },
   policy: readonly string[] = [],
 ): string[] {
+  const ownPids = sandbox?.spec.ownPids === true && sandbox.support.pids === true;
   const run = sandbox
     ? [
         sandbox.support.unshare,
         "--mount",
         "--propagation",
         "private",
+        // The mounts below (its /proc too) are made in the forked child, pid 1 of the new namespace.
+        ...(ownPids ? ["--pid", "--fork", "--kill-child"] : []),
         "/bin/sh",
         "-c",
         ENTER_SANDBOX,
@@ -176,7 +192,10 @@ export function detectSandbox(): SandboxSupport {
   if (!unshare || !setpriv) {
     return { enabled: false, reason: "unshare or setpriv not found (Debian package util-linux)" };
   }
-  const support = { enabled: true as const, unshare, setpriv };
+  // A pid namespace of its own (builds): root may make one almost everywhere; a container may forbid it.
+  const pids =
+    spawnSync(unshare, ["--pid", "--fork", "--kill-child", "/bin/true"], { timeout: 10_000 }).status === 0;
+  const support = { enabled: true as const, unshare, setpriv, pids };
   const probeDir = mkdtempSync(join(tmpdir(), "herd-sandbox-probe-"));
   try {
     for (const dir of [VIEW_APP, VIEW_DATA, VIEW_NODE, VIEW_CONFIG, VIEW_HOST_TMP])

@@ -6,7 +6,7 @@
  * (agent/sandbox.ts) and a cgroup with CPU, memory and pids limits.
  *
  *   slot (queue) ─► scratch dir (os.tmpdir()/herd-build-*) ─► unpack, detect (root, no code run)
- *     ─► run: chown app to the build uid ─► cgroup build-<id> ─► firewall (build-firewall.ts) ─► sandbox:
+ *     ─► run: chown app to the build uid ─► cgroup build-<id> ─► firewall (build-firewall.ts) ─► sandbox (own pids):
  *            app at /run/herd-sandbox/app, the app's cache dir at /run/herd-sandbox/data (HOME, npm cache)
  *     ─► pack (root) ─► remove scratch dir, release slot
  *
@@ -158,6 +158,10 @@ export class BuildRunner {
     const missing: string[] = [];
     if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
     if (this.#cgroups.version === "none") missing.push(`cgroups: ${this.#cgroups.reason}`);
+    if (this.#sandbox.enabled && !this.#sandbox.pids)
+      missing.push(
+        "pids: no pid namespace here, so what an install script leaves running outlives it without cgroups",
+      );
     const network = "missing" in this.#firewall ? "none" : "nftables";
     if ("missing" in this.#firewall) missing.push(`network: ${this.#firewall.missing}`);
     return {
@@ -229,7 +233,8 @@ export class BuildRunner {
         { host: cache, view: VIEW_DATA },
         ...(c.node ? [{ host: c.node, view: VIEW_NODE }] : []),
       ];
-      sandbox = { uid, binds, cwd: VIEW_APP, tmpBytes: this.#limits.memoryBytes / 4 };
+      // Its own pids: whatever a script leaves running (a new session too) dies with the command.
+      sandbox = { uid, binds, cwd: VIEW_APP, tmpBytes: this.#limits.memoryBytes / 4, ownPids: true };
     }
     // Before anything of the build runs; let go when its command is over.
     const firewall = sandbox && !("missing" in this.#firewall) ? this.#firewall.hold() : undefined;
