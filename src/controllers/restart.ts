@@ -39,9 +39,8 @@ export async function restartServices(
   const { store, events } = deps;
   const { tenant, app } = req;
   if (!(await store.get<App>("app", appKey(tenant, app)))) throw notFound(`app ${app} does not exist`);
-  const all = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items.map(
-    (o) => o.value.name,
-  );
+  const listed = (await store.list<Service>("service", { prefix: `${appKey(tenant, app)}/` })).items;
+  const all = listed.map((o) => o.value.name);
   const names = req.services?.length ? [...new Set(req.services)] : all;
   const unknown = names.filter((n) => !all.includes(n));
   if (unknown.length > 0 || names.length === 0) {
@@ -54,12 +53,9 @@ export async function restartServices(
     );
   }
   // A canary or blue/green rollout decides which instances run; a restart would wait behind it, unseen.
-  const services = await Promise.all(
-    names.map((n) => store.get<Service>("service", serviceKey(tenant, app, n))),
-  );
-  for (const s of services) {
-    const p = s?.value.progressive;
-    if (!s || !p) continue;
+  for (const s of listed) {
+    const p = s.value.progressive;
+    if (!p || !names.includes(s.value.name)) continue;
     const where =
       p.strategy === "canary"
         ? `a canary of v${p.release} (${p.weight}% of requests)`
