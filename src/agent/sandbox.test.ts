@@ -20,6 +20,7 @@ import {
   detectSandbox,
   launchArgs,
   launchEnv,
+  ownPidsAllowed,
   ROOT_ENV,
   removeTree,
   setAsideForeign,
@@ -153,7 +154,7 @@ test("chownTreeSafely and removeTree never act through a link in the tree", asyn
 
 test("with ownPids, what a command leaves running (a new session too) ends with it; without, it lives on", async (t) => {
   const support = detectSandbox();
-  if (!support.enabled || !support.pids) return t.skip("needs root and a pid namespace");
+  if (!support.enabled || !ownPidsAllowed(support)) return t.skip("needs root and a pid namespace");
   const app = mkdtempSync(join(tmpdir(), "herd-pids-"));
   const uid = 1_999_990_001;
   chownSync(app, uid, uid);

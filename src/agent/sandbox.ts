@@ -56,13 +56,7 @@ export const WRAPPER_FAILED = 125;
 
 /** What this machine offers for sandboxing. */
 export type SandboxSupport =
-  | {
-      enabled: true;
-      unshare: string;
-      setpriv: string;
-      /** Whether a command may have a pid namespace of its own (SandboxSpec.ownPids). */
-      pids?: boolean;
-    }
+  | { enabled: true; unshare: string; setpriv: string }
   | { enabled: false; reason: string };
 
 /** One sandboxed process: who it runs as and what it sees. */
@@ -75,7 +69,7 @@ export interface SandboxSpec {
   /** Size of the private /tmp and /dev/shm; their pages count against the memory cgroup. */
   tmpBytes: number;
   /**
-   * A pid namespace of its own (where the machine allows it, SandboxSupport.pids): when the command
+   * A pid namespace of its own (only where ownPidsAllowed says the machine allows one): when the command
    * ends the kernel kills every process it left, even one in a new session, so nothing of it is
    * alive when root touches its tree next without a cgroup to kill (builds). Not for instances: their
    * command would be pid 1 there, which a SIGTERM without a handler does not stop.
@@ -154,7 +148,6 @@ export function launchArgs(
   sandbox?: { support: Extract<SandboxSupport, { enabled: true }>; spec: SandboxSpec },
   policy: readonly string[] = [],
 ): string[] {
-  const ownPids = sandbox?.spec.ownPids === true && sandbox.support.pids === true;
   const run = sandbox
     ? [
         sandbox.support.unshare,
@@ -162,7 +155,7 @@ export function launchArgs(
         "--propagation",
         "private",
         // The mounts below (its /proc too) are made in the forked child, pid 1 of the new namespace.
-        ...(ownPids ? ["--pid", "--fork", "--kill-child"] : []),
+        ...(sandbox.spec.ownPids ? OWN_PIDS : []),
         "/bin/sh",
         "-c",
         ENTER_SANDBOX,
@@ -180,6 +173,17 @@ export function launchArgs(
   return ["-c", JOIN_CGROUPS, "herd-instance", String(cgroupProcs.length), ...cgroupProcs, ...policy, ...run];
 }
 
+/** unshare's arguments for a pid namespace of the command's own (SandboxSpec.ownPids). */
+const OWN_PIDS = ["--pid", "--fork", "--kill-child"];
+
+/**
+ * Whether SandboxSpec.ownPids may be asked for here: root may make a pid namespace almost
+ * everywhere, but a container may forbid it. Tried once, by the one that asks (builds).
+ */
+export function ownPidsAllowed(support: Extract<SandboxSupport, { enabled: true }>): boolean {
+  return spawnSync(support.unshare, [...OWN_PIDS, "/bin/true"], { timeout: 10_000 }).status === 0;
+}
+
 /**
  * Whether this machine can sandbox: root, unshare and setpriv, and a mount
  * namespace where root may bind, mount proc with hidepid and a tmpfs, and drop
@@ -192,10 +196,7 @@ export function detectSandbox(): SandboxSupport {
   if (!unshare || !setpriv) {
     return { enabled: false, reason: "unshare or setpriv not found (Debian package util-linux)" };
   }
-  // A pid namespace of its own (builds): root may make one almost everywhere; a container may forbid it.
-  const pids =
-    spawnSync(unshare, ["--pid", "--fork", "--kill-child", "/bin/true"], { timeout: 10_000 }).status === 0;
-  const support = { enabled: true as const, unshare, setpriv, pids };
+  const support = { enabled: true as const, unshare, setpriv };
   const probeDir = mkdtempSync(join(tmpdir(), "herd-sandbox-probe-"));
   try {
     for (const dir of [VIEW_APP, VIEW_DATA, VIEW_NODE, VIEW_CONFIG, VIEW_HOST_TMP])

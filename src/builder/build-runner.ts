@@ -34,6 +34,7 @@ import {
   detectSandbox,
   launchArgs,
   launchEnv,
+  ownPidsAllowed,
   type SandboxSpec,
   type SandboxSupport,
   VIEW_APP,
@@ -116,7 +117,7 @@ const PASSED_ENV = [
 ];
 
 /** The PASSED_ENV entries set in `env`. */
-export function passedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+function passedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(PASSED_ENV.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
 }
 
@@ -128,6 +129,8 @@ export class BuildRunner {
   readonly #concurrency: number;
   readonly #sandbox: SandboxSupport;
   readonly #cgroups: CgroupSupport;
+  /** With the sandbox: whether build commands get a pid namespace of their own (sandbox.ts ownPids). */
+  readonly #ownPids: boolean;
   /** With the sandbox (root): the firewall of the build uids, or why there is none. */
   readonly #firewall: BuildFirewall | { missing: string };
   /** PASSED_ENV from the control plane's environment, read once. */
@@ -145,6 +148,7 @@ export class BuildRunner {
     this.#sandbox = options.isolate === false ? { enabled: false, reason: off } : detectSandbox();
     this.#cgroups =
       options.isolate === false ? { version: "none", reason: off, parents: [] } : detectCgroups();
+    this.#ownPids = this.#sandbox.enabled && ownPidsAllowed(this.#sandbox);
     this.#uids = new UidMap(join(this.#cacheDir, "uids.json"), uidRangeFor(this.#cacheDir));
     this.#passed = passedEnv(process.env);
     const own = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
@@ -158,7 +162,7 @@ export class BuildRunner {
     const missing: string[] = [];
     if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
     if (this.#cgroups.version === "none") missing.push(`cgroups: ${this.#cgroups.reason}`);
-    if (this.#sandbox.enabled && !this.#sandbox.pids)
+    if (this.#sandbox.enabled && !this.#ownPids)
       missing.push(
         "pids: no pid namespace here, so what an install script leaves running outlives it without cgroups",
       );
@@ -234,7 +238,7 @@ export class BuildRunner {
         ...(c.node ? [{ host: c.node, view: VIEW_NODE }] : []),
       ];
       // Its own pids: whatever a script leaves running (a new session too) dies with the command.
-      sandbox = { uid, binds, cwd: VIEW_APP, tmpBytes: this.#limits.memoryBytes / 4, ownPids: true };
+      sandbox = { uid, binds, cwd: VIEW_APP, tmpBytes: this.#limits.memoryBytes / 4, ownPids: this.#ownPids };
     }
     // Before anything of the build runs; let go when its command is over.
     const firewall = sandbox && !("missing" in this.#firewall) ? this.#firewall.hold() : undefined;
@@ -322,7 +326,7 @@ export class BuildRunner {
       clearTimeout(timer);
       c.signal?.removeEventListener("abort", onAbort);
       // Whatever an install script left running goes before root touches the tree again: its process
-      // group always, and with the cgroup also what left the group (a new session).
+      // group always; what left the group (a new session) with its pid namespace, and with the cgroup.
       killGroup();
       if (cgroup) await destroyInstanceCgroup(cgroup).catch(() => {});
       firewall?.();
