@@ -27,13 +27,12 @@ export function buildFirewallScript(
   uids: UidRange,
   allowPorts: readonly number[] = [],
 ): string {
-  const t = `inet ${table}`;
   const open = [...new Set([53, ...allowPorts])].sort((a, b) => a - b);
   const ports = open.length === 1 ? String(open[0]) : `{ ${open.join(", ")} }`;
+  // Removed and made anew in one transaction (the removal does not fail when it is not there).
   return [
-    `table ${t} {}`,
-    `delete table ${t}`,
-    `table ${t} {`,
+    ...firewallRemoveScript(table).trimEnd().split("\n"),
+    `table inet ${table} {`,
     "  chain output {",
     "    type filter hook output priority filter; policy accept;",
     `    meta skuid ${uids.first}-${lastUid(uids)} tcp flags & (syn | ack) == syn oifname "lo" tcp dport != ${ports} reject with tcp reset`,
@@ -78,10 +77,6 @@ export class BuildFirewall {
     // One a builder killed during a build left behind (nothing of this process holds it yet).
     runNft(found.nft, firewallRemoveScript(table));
     return new BuildFirewall(found.nft, table, uids, allowPorts);
-  }
-
-  get table(): string {
-    return this.#table;
   }
 
   /** Puts the rule in place (the first holder writes it); the returned function lets go (the last deletes it). */
