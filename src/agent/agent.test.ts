@@ -24,6 +24,7 @@ import type {
   InstanceStatus,
   LogBatch,
   LogLine,
+  Peers,
 } from "../model/protocol.ts";
 import { Agent, type AgentOptions } from "./agent.ts";
 import { detectCgroups, removeHerdCgroups } from "./cgroups.ts";
@@ -58,6 +59,8 @@ interface ControlPlane {
   minIntervalMs?: number;
   /** Pet volumes the replies name for discarding. */
   discardVolumes?: string[];
+  /** The other nodes' ports the replies carry (sent only to a heartbeat naming another version, as the server does). */
+  peers?: Peers;
   /** When set, heartbeats are refused with 401 and this body (the API's error JSON). */
   refusal?: { code: string; message: string };
   server: Server;
@@ -151,6 +154,7 @@ async function startControlPlane(slugFile: string, digest: string): Promise<Cont
         ingestTokens: { default: "ingest-secret" },
         ...(cp.minIntervalMs ? { minIntervalMs: cp.minIntervalMs } : {}),
         ...(cp.discardVolumes ? { discardVolumes: cp.discardVolumes } : {}),
+        ...(cp.peers && cp.heartbeats.at(-1)?.peersVersion !== cp.peers.version ? { peers: cp.peers } : {}),
       };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(reply));
     } else if (req.method === "GET" && req.url?.startsWith("/api/v1/nodes/node1/wait")) {
@@ -435,6 +439,20 @@ test("a heartbeat reply with a bad field is rejected with the field named", () =
       }),
     /instances\.0\.run\.runtime: not docker/,
   );
+  assert.throws(
+    () =>
+      parseHeartbeatReply({
+        instances: [],
+        intervalMs: 1000,
+        peers: {
+          version: "v",
+          closed: true,
+          nodes: [{ address: "10.0.0.2", ports: { min: 9, max: 1 } }],
+          tenants: {},
+        },
+      }),
+    /peers\.nodes\.0\.ports: not a port range/,
+  );
   // An older server's one shared token (traces.ingestToken) is ignored: no trace defaults, no error.
   const old = parseHeartbeatReply({ instances: [], intervalMs: 1000, traces: { ingestToken: "x" } });
   assert.equal(old.ingestTokens, undefined);
@@ -547,6 +565,33 @@ test("a change the wait reports starts the instance at once, not at the next hea
   assert.ok(cp.heartbeats.length > before);
   assert.equal(await get(healthy.port!), "hi from woken1 (release 1)\n");
   assert.deepEqual(cp.heartbeats.at(-1)?.slugs, [digest], "the slug it downloaded is named");
+});
+
+test("the other nodes' ports: the agent says its range and the version it applies, and keeps them for its next start", async (t) => {
+  const { cp, dataDir, newAgent } = await setUp(t, "peers");
+  cp.peers = {
+    version: "v7",
+    closed: true,
+    nodes: [{ address: "10.0.0.2", ports: { min: 22000, max: 22999 } }],
+    tenants: { default: ["10.0.0.2:22001"] },
+  };
+  const agent = newAgent({ heartbeatMs: 100, ports: { min: 21000, max: 21999 } });
+  await agent.start();
+  await agent.answered;
+  assert.deepEqual(cp.heartbeats[0]?.instancePorts, { min: 21000, max: 21999 });
+  assert.equal(cp.heartbeats[0]?.peersVersion, undefined, "none applied yet");
+  await waitFor(
+    () => (cp.heartbeats.at(-1)?.peersVersion === "v7" ? true : undefined),
+    "a heartbeat naming v7",
+  );
+  assert.deepEqual(JSON.parse(readFileSync(join(dataDir, "peers.json"), "utf8")), cp.peers);
+  await agent.stop();
+  // A new agent on the same data dir applies them before it is answered, and says so.
+  const before = cp.heartbeats.length;
+  const again = newAgent({ heartbeatMs: 100 });
+  await again.start();
+  await again.answered;
+  assert.equal(cp.heartbeats[before]?.peersVersion, "v7");
 });
 
 test("a big cluster's control plane sets a floor on the heartbeat interval: the agent heartbeats no more often", async (t) => {

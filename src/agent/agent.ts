@@ -7,26 +7,28 @@
  * The layout of its data dir: agent-layout.ts.
  */
 
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HEDGE } from "../common/hedge.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
+import { writePrivateFile } from "../common/private-file.ts";
 import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
-import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
+import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus, Peers } from "../model/protocol.ts";
 import { AgentLayout, readAgentVersion } from "./agent-layout.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, allocatableOf, capacityOf, DEFAULT_CPU_OVERCOMMIT } from "./agent-options.ts";
 import { followChanges } from "./change-wait.ts";
 import type { Containers } from "./containers.ts";
 import { ControlPlaneCalls } from "./control-plane-calls.ts";
-import type { InstanceProcess } from "./driver.ts";
+import type { InstanceProcess, NetworkPolicy } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
-import { parseHeartbeatReply } from "./heartbeat-reply.ts";
+import { parseHeartbeatReply, parsePeers } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
 import { refusedCredential, revokedAnswer } from "./join.ts";
 import { LogShipper } from "./log-shipper.ts";
@@ -114,6 +116,8 @@ export class Agent {
   #ingestTokens: Record<string, string> = {};
   /** Each tenant's services (`app/service`), from the last heartbeat reply. */
   #services: Record<string, string[]> = {};
+  /** What the drivers close to instances; `peers` from the heartbeat replies, kept in peers.json across restarts. */
+  #networkPolicy: NetworkPolicy | undefined;
   /** The CA that signed the control plane's certificate (https), when not a public one. */
   readonly #ca: string | undefined;
   /** The control plane's servers and the one in use. */
@@ -186,14 +190,16 @@ export class Agent {
       logger: this.#log,
     });
     this.#config = await InstanceConfigFeed.start(this.#options.dataDir);
-    this.#driver.setNetworkPolicy?.({
+    this.#networkPolicy = {
       ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
       protect: protectedEndpoints(this.#servers.all, this.#metricsServer?.url, (host) =>
         this.#log.warn("the server is a host name: instances are kept from its port on this machine only", {
           host,
         }),
       ),
-    });
+      ...readPeers(this.#peersFile),
+    };
+    this.#driver.setNetworkPolicy?.(this.#networkPolicy);
     this.#agentVersion = await readAgentVersion();
     try {
       this.#driver.shareCpu?.(allocatableOf(this.#options).cpu);
@@ -348,6 +354,8 @@ export class Agent {
         ? { drivers: this.#driver.extraNames(), driverIsolation: this.#driver.extraIsolation() }
         : {}),
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
+      instancePorts: this.#options.ports ?? DEFAULT_PORT_RANGE,
+      ...(this.#networkPolicy?.peers ? { peersVersion: this.#networkPolicy.peers.version } : {}),
     };
     // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.
     const fingerprint = JSON.stringify(instances.map(({ usage: _, probes: __, ...rest }) => rest));
@@ -384,9 +392,26 @@ export class Agent {
     this.#answered.resolve();
     this.#ingestTokens = reply.ingestTokens ?? {};
     this.#services = reply.services ?? {};
+    if (reply.peers) this.#applyPeers(reply.peers);
     this.#minIntervalMs = reply.minIntervalMs ?? 0;
     this.#reconcile(reply);
     return changed;
+  }
+
+  get #peersFile(): string {
+    return join(this.#options.dataDir, "peers.json");
+  }
+
+  /** The other nodes' instance ports, to the drivers' firewalls, and to disk for the next start. */
+  #applyPeers(peers: Peers): void {
+    if (!this.#networkPolicy) return;
+    this.#networkPolicy = { ...this.#networkPolicy, peers };
+    try {
+      writePrivateFile(this.#peersFile, JSON.stringify(peers));
+    } catch (err) {
+      this.#log.warn("cannot keep the peers for the next start", { err });
+    }
+    this.#driver.setNetworkPolicy?.(this.#networkPolicy);
   }
 
   /** Under memory pressure, has the evictor stop one burstable instance over its request. */
@@ -779,5 +804,14 @@ export class Agent {
     }
     this.#wake = undefined;
     this.#wakeRequested = false;
+  }
+}
+
+/** The peers an earlier run kept (`{}` when none or unreadable: the first heartbeat brings them). */
+function readPeers(file: string): { peers?: Peers } {
+  try {
+    return { peers: parsePeers(JSON.parse(readFileSync(file, "utf8"))) };
+  } catch {
+    return {};
   }
 }

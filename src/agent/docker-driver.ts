@@ -209,7 +209,16 @@ export class DockerDriver implements RuntimeDriver {
 
   setNetworkPolicy(policy: NetworkPolicy): void {
     this.#policy = policy;
-    if (this.#firewall instanceof ContainerFirewall) this.#firewall.setPolicy(policy.ports, policy.protect);
+    if (!(this.#firewall instanceof ContainerFirewall)) return;
+    this.#firewall.setPolicy(policy);
+    // New peers (another node's instances) change the rules of the containers running now.
+    if (this.#firewall.size > 0) {
+      try {
+        this.#firewall.apply();
+      } catch (err) {
+        this.#log.warn("cannot apply the other nodes' ports to the container rules", { err });
+      }
+    }
   }
 
   async start(spec: StartSpec): Promise<InstanceProcess> {

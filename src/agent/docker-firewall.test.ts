@@ -72,6 +72,50 @@ test("the rules: one group's containers reach each other; other containers, port
   assert.doesNotMatch(empty, /chain/);
 });
 
+test("a container to another node: its tenant's endpoints there open, the node's instance range closed", () => {
+  const script = containerFirewallScript({
+    table: "herdc_br_x_2",
+    bridge: "br-x",
+    gateway: "10.9.0.1",
+    ports: { min: 20000, max: 29999 },
+    protect: [],
+    guests: [
+      { ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] },
+      { ip: "10.9.0.3", group: "acme/b", port: 20002, forwarded: [] },
+      { ip: "10.9.0.4", group: "rival/c", port: 20003, forwarded: [] },
+    ],
+    peers: {
+      version: "v1",
+      closed: true,
+      nodes: [
+        { address: "192.0.2.7", ports: { min: 22000, max: 22999 } },
+        { address: "fd00::7", ports: { min: 22000, max: 22999 } },
+      ],
+      tenants: { acme: ["192.0.2.7:22001", "[fd00::7]:22002"] },
+    },
+  });
+  const chain = script.slice(script.indexOf("chain peers"));
+  assert.deepEqual(chain.split("\n").slice(1, 3), [
+    "    ip saddr { 10.9.0.2, 10.9.0.3 } ip daddr . tcp dport { 192.0.2.7 . 22001 } accept",
+    "    ip saddr { 10.9.0.2, 10.9.0.3, 10.9.0.4 } ip daddr 192.0.2.7 tcp dport 22000-22999 drop",
+  ]);
+  assert.match(script, /hook forward priority filter; policy accept;\n {4}iifname "br-x" jump peers/);
+  // nft itself takes it (where it can be asked: root and nftables).
+  const check = spawnSync("nft", ["-c", "-f", "-"], { input: script, encoding: "utf8" });
+  if (process.getuid?.() === 0 && check.error === undefined) assert.equal(check.status, 0, check.stderr);
+  // One tenant in the cluster: no forward rules.
+  const open = containerFirewallScript({
+    table: "herdc_br_x_2",
+    bridge: "br-x",
+    gateway: "10.9.0.1",
+    ports: { min: 20000, max: 29999 },
+    protect: [],
+    guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
+    peers: { version: "open", closed: false, nodes: [], tenants: {} },
+  });
+  assert.doesNotMatch(open, /chain peers/);
+});
+
 test("containers of another app are out of reach; the host's endpoints in their env are not", async (t) => {
   const upstream = createServer((_req, res) => res.end("internal listener\n"));
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));

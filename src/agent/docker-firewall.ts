@@ -18,6 +18,11 @@
  *     → a platform endpoint (API, agent metrics)                 drop
  *     anything else (the gateway's public ports)                 accept, as for a process instance
  *
+ *   inet herdc_<bridge>_<hash>, hook forward, in on the bridge (a container to another node,
+ *   where the engine routes and masquerades; controllers/peers.ts):
+ *     → an instance of its own tenant there                     accept
+ *     → another node's instance port range                       drop
+ *
  * The tables exist while containers of the driver run; they go with the last
  * one, or when the engine is stopped (removeContainerFirewalls). A container
  * starts its command only once the rules that name it are in place: its
@@ -28,6 +33,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
+import type { Peers } from "../model/protocol.ts";
 import { findNft, firewallRemoveScript, isHostAddress, type ProtectedEndpoint, runNft } from "./firewall.ts";
 
 /** One running container as the rules see it. */
@@ -51,6 +57,8 @@ export interface ContainerFirewallState {
   /** The instance port range, closed to containers but for their own group's ports. */
   ports: { min: number; max: number };
   protect: ProtectedEndpoint[];
+  /** The other nodes' instance ports (heartbeat reply); absent or not `closed`: no forward rules. */
+  peers?: Peers;
 }
 
 /** The table name of the driver with state root `stateRoot` on bridge `bridge`. */
@@ -105,8 +113,43 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
     if (a === undefined || isHostAddress(a)) lines.push(`    ip saddr ${all} tcp dport ${e.port} drop`);
     else if (isIP(a) === 4) lines.push(`    ip saddr ${all} ip daddr ${a} tcp dport ${e.port} drop`);
   }
-  lines.push("  }", "}", "");
+  lines.push("  }");
+  lines.push(...peerLines(state, guests, all));
+  lines.push("}", "");
   return lines.join("\n");
+}
+
+/** A container to another node: its tenant's endpoints there (the group's first part) open, their ranges closed. */
+function peerLines(state: ContainerFirewallState, guests: Guest[], all: string): string[] {
+  const peers = state.peers;
+  const nodes = peers?.closed ? peers.nodes.filter((n) => isIP(n.address) === 4) : [];
+  if (!peers || nodes.length === 0) return [];
+  const lines = [
+    "  chain forward {",
+    "    type filter hook forward priority filter; policy accept;",
+    `    iifname ${JSON.stringify(state.bridge)} jump peers`,
+    "  }",
+    "  chain peers {",
+  ];
+  const byTenant = new Map<string, string[]>();
+  for (const g of guests) {
+    const tenant = g.group.split("/")[0] ?? "";
+    byTenant.set(tenant, [...(byTenant.get(tenant) ?? []), g.ip]);
+  }
+  for (const [tenant, ips] of byTenant) {
+    const endpoints = (peers.tenants[tenant] ?? []).flatMap((e) => {
+      const m = /^([0-9.]+):(\d{1,5})$/.exec(e);
+      return m && isIP(m[1] ?? "") === 4 ? [`${m[1]} . ${m[2]}`] : [];
+    });
+    if (endpoints.length > 0)
+      lines.push(
+        `    ip saddr ${set(ips)} ip daddr . tcp dport { ${[...new Set(endpoints)].join(", ")} } accept`,
+      );
+  }
+  for (const n of nodes)
+    lines.push(`    ip saddr ${all} ip daddr ${n.address} tcp dport ${n.ports.min}-${n.ports.max} drop`);
+  lines.push("  }");
+  return lines;
 }
 
 /** The script that deletes both tables (and does not fail when they are gone already). */
@@ -151,9 +194,15 @@ export class ContainerFirewall {
     return this.#state.table;
   }
 
-  setPolicy(ports: { min: number; max: number }, protect: ProtectedEndpoint[]): void {
-    this.#state.ports = ports;
-    this.#state.protect = protect;
+  /** The agent's policy; `apply()` writes it. */
+  setPolicy(policy: {
+    ports: { min: number; max: number };
+    protect: ProtectedEndpoint[];
+    peers?: Peers;
+  }): void {
+    this.#state.ports = policy.ports;
+    this.#state.protect = policy.protect;
+    this.#state.peers = policy.peers;
   }
 
   /** Adds or replaces a container; `apply()` writes the rules. */

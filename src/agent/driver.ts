@@ -8,7 +8,7 @@
  */
 
 import type { Resources } from "../model/objects.ts";
-import type { InstanceUsage } from "../model/protocol.ts";
+import type { InstanceUsage, Peers } from "../model/protocol.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
 
 /**
@@ -111,6 +111,8 @@ export interface Isolation {
 export interface NetworkPolicy {
   ports: { min: number; max: number };
   protect: ProtectedEndpoint[];
+  /** The other nodes' instance ports and each tenant's endpoints there (heartbeat reply; absent until the first). */
+  peers?: Peers;
 }
 
 export interface RuntimeDriver {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { firewallRemoveScript, firewallScript, firewallTable } from "./firewall.ts";
+import { firewallRemoveScript, firewallScript, firewallTable, remoteRules } from "./firewall.ts";
 
 test("the rules let each tenant reach its own ports only, and close the platform's endpoints", () => {
   const script = firewallScript({
@@ -56,4 +56,48 @@ test("each state root gets its own table name", () => {
   assert.match(firewallTable("/a/driver"), /^herd_[0-9a-f]{10}$/);
   assert.equal(firewallTable("/a/driver"), firewallTable("/a/driver"));
   assert.notEqual(firewallTable("/a/driver"), firewallTable("/b/driver"));
+});
+
+test("other nodes: each uid's own tenant's endpoints there open, their instance ranges closed", () => {
+  const peers = {
+    version: "v1",
+    closed: true,
+    nodes: [
+      { address: "10.0.0.2", ports: { min: 22000, max: 22999 } },
+      { address: "fd00::3", ports: { min: 20000, max: 29999 } },
+      { address: "node4.example", ports: { min: 20000, max: 29999 } },
+    ],
+    tenants: {
+      acme: ["10.0.0.2:22001", "[fd00::3]:20003", "10.0.0.2:22001", "bad", "10.0.0.2:99999"],
+      rival: [],
+    },
+  };
+  const { rules, skipped } = remoteRules(peers, [
+    { uid: 1001, tenant: "rival" },
+    { uid: 1000, tenant: "acme" },
+  ]);
+  assert.deepEqual(skipped, ["node4.example"]);
+  assert.ok(rules);
+  const script = firewallScript({
+    table: "herd_t3",
+    uids: { first: 1000, count: 10 },
+    instances: [{ uid: 1000, port: 21001 }],
+    ports: { min: 21000, max: 21999 },
+    protect: [],
+    remote: rules,
+  });
+  const sandbox = script.slice(script.indexOf("chain sandbox"));
+  assert.deepEqual(sandbox.split("\n").slice(1, 7), [
+    '    oifname "lo" meta skuid 1000 tcp dport { 21001 } accept',
+    '    oifname "lo" tcp dport 21000-21999 reject with tcp reset',
+    "    meta skuid 1000 ip daddr . tcp dport { 10.0.0.2 . 22001 } accept",
+    "    meta skuid 1000 ip6 daddr . tcp dport { fd00::3 . 20003 } accept",
+    "    ip daddr 10.0.0.2 tcp dport 22000-22999 reject with tcp reset",
+    "    ip6 daddr fd00::3 tcp dport 20000-29999 reject with tcp reset",
+  ]);
+  // One tenant in the cluster (or no peers yet): no rules for other nodes.
+  assert.deepEqual(remoteRules({ ...peers, closed: false }, [{ uid: 1000, tenant: "acme" }]), {
+    skipped: [],
+  });
+  assert.deepEqual(remoteRules(undefined, [{ uid: 1000, tenant: "acme" }]), { skipped: [] });
 });

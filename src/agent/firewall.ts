@@ -8,7 +8,14 @@
  *     to an instance port of the same tenant (same uid)    accept
  *     to any other port of the instance range             reject (tcp reset)
  *     to a platform endpoint (API, agent metrics)          reject (tcp reset)
+ *     to an instance of the same tenant on another node    accept
+ *     to another node's instance port range                reject (tcp reset)
  *     anything else                                        accept (the gateway's routes, the internet)
+ *
+ * The other nodes and the tenants' endpoints there come from the control
+ * plane (heartbeat reply `peers`, controllers/peers.ts): a receiving node
+ * cannot tell another node's gateway from its instances, so the sending node
+ * keeps its instances out.
  *
  * The whole table is replaced in one `nft -f` transaction on every change, so
  * there is never a moment with half the rules. It exists while instances of
@@ -19,6 +26,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import { findBinary } from "../common/debian-packages.ts";
+import type { Peers } from "../model/protocol.ts";
 import { lastUid, type UidRange } from "./uids.ts";
 
 /** An address and port instances must not connect to; no address (or a loopback one): this machine. */
@@ -54,6 +62,12 @@ export function protectedEndpoints(
   return out;
 }
 
+/** Other nodes' instance ports: closed to every instance uid but for each uid's own tenant's endpoints. */
+export interface RemoteRules {
+  nodes: { address: string; ports: { min: number; max: number } }[];
+  open: { uid: number; endpoints: { address: string; port: number }[] }[];
+}
+
 export interface FirewallState {
   /** nftables table name (family inet). */
   table: string;
@@ -64,6 +78,8 @@ export interface FirewallState {
   /** Where instance ports come from: each is closed to the other tenants' uids. */
   ports: { min: number; max: number };
   protect: ProtectedEndpoint[];
+  /** Absent: no rules for other nodes (one node, or one tenant in the cluster). */
+  remote?: RemoteRules;
 }
 
 /** What this machine offers for the firewall. */
@@ -97,8 +113,59 @@ export function firewallScript(state: FirewallState): string {
   lines.push(`    oifname "lo" tcp dport ${state.ports.min}-${state.ports.max} reject with tcp reset`);
   for (const e of state.protect)
     lines.push(`    ${endpointMatch(e)} tcp dport ${e.port} reject with tcp reset`);
+  if (state.remote) lines.push(...remoteLines(state.remote));
   lines.push("  }", "}", "");
   return lines.join("\n");
+}
+
+/**
+ * The rules for other nodes from the control plane's `peers`, for the uids
+ * of the tenants with instances here. Node addresses that are not IP
+ * addresses cannot be matched and are left out (`skipped`). Undefined while the cluster needs none (`closed` false).
+ */
+export function remoteRules(
+  peers: Peers | undefined,
+  uids: readonly { uid: number; tenant: string | undefined }[],
+): { rules?: RemoteRules; skipped: string[] } {
+  if (!peers?.closed) return { skipped: [] };
+  const skipped: string[] = [];
+  const nodes = peers.nodes.filter((n) => {
+    if (isIP(n.address) === 0) skipped.push(n.address);
+    return isIP(n.address) !== 0;
+  });
+  const open = uids.map(({ uid, tenant }) => ({
+    uid,
+    endpoints: (tenant === undefined ? [] : (peers.tenants[tenant] ?? [])).flatMap((e) => {
+      const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(e);
+      const port = Number(m?.[2]);
+      return m?.[1] && isIP(m[1]) !== 0 && port >= 1 && port <= 65535 ? [{ address: m[1], port }] : [];
+    }),
+  }));
+  return { rules: { nodes, open }, skipped };
+}
+
+function remoteLines(remote: RemoteRules): string[] {
+  const lines: string[] = [];
+  for (const { uid, endpoints } of [...remote.open].sort((a, b) => a.uid - b.uid)) {
+    for (const family of [4, 6] as const) {
+      const set = [
+        ...new Set(
+          endpoints.filter((e) => isIP(e.address) === family).map((e) => `${e.address} . ${e.port}`),
+        ),
+      ];
+      if (set.length === 0) continue;
+      const ip = family === 4 ? "ip" : "ip6";
+      lines.push(`    meta skuid ${uid} ${ip} daddr . tcp dport { ${set.sort().join(", ")} } accept`);
+    }
+  }
+  for (const n of remote.nodes) {
+    const ip = isIP(n.address) === 4 ? "ip" : isIP(n.address) === 6 ? "ip6" : undefined;
+    if (ip)
+      lines.push(
+        `    ${ip} daddr ${n.address} tcp dport ${n.ports.min}-${n.ports.max} reject with tcp reset`,
+      );
+  }
+  return lines;
 }
 
 /** Whether a protected endpoint's address (loopback or a wildcard; no address is this machine too) means this machine. */

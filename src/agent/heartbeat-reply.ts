@@ -1,16 +1,19 @@
 /** The heartbeat reply as it comes off the wire, checked before the agent acts on it. */
 
 import { HerdError } from "../common/errors.ts";
-import { type HeartbeatReply, SAFE_INSTANCE_ID as SAFE_ID } from "../model/protocol.ts";
+import { type HeartbeatReply, type Peers, SAFE_INSTANCE_ID as SAFE_ID } from "../model/protocol.ts";
 import { IMAGE_REF } from "../model/service-spec.ts";
+
+function fail(field: string, message: string): never {
+  throw new HerdError("invalid", `heartbeat reply: ${field}: ${message}`, [{ field, message }]);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
 
 /** Checks a heartbeat reply from the wire; throws HerdError("invalid") naming the first bad field. */
 export function parseHeartbeatReply(value: unknown): HeartbeatReply {
-  const fail = (field: string, message: string): never => {
-    throw new HerdError("invalid", `heartbeat reply: ${field}: ${message}`, [{ field, message }]);
-  };
-  const isObject = (v: unknown): v is Record<string, unknown> =>
-    typeof v === "object" && v !== null && !Array.isArray(v);
   if (!isObject(value)) return fail("(root)", "not an object");
   if (!Array.isArray(value.instances)) return fail("instances", "not an array");
   if (typeof value.intervalMs !== "number") return fail("intervalMs", "not a number");
@@ -36,6 +39,7 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
       value.discardVolumes.some((id) => typeof id !== "string" || !SAFE_ID.test(id)))
   )
     fail("discardVolumes", "not a list of safe instance ids");
+  if (value.peers !== undefined) parsePeers(value.peers);
   for (const [i, d] of (value.instances as unknown[]).entries()) {
     const at = `instances.${i}`;
     if (!isObject(d)) return fail(at, "not an object");
@@ -90,4 +94,37 @@ export function parseHeartbeatReply(value: unknown): HeartbeatReply {
       fail(`${at}.run.health.path`, "not a string");
   }
   return value as unknown as HeartbeatReply;
+}
+
+/** A port range as the wire carries it. */
+function isRange(v: unknown): boolean {
+  const r = v as { min?: unknown; max?: unknown } | null;
+  return (
+    typeof r === "object" &&
+    r !== null &&
+    Number.isInteger(r.min) &&
+    Number.isInteger(r.max) &&
+    (r.min as number) >= 1 &&
+    (r.min as number) <= (r.max as number) &&
+    (r.max as number) <= 65535
+  );
+}
+
+/** Checks `peers` (controllers/peers.ts) from the wire or peers.json; throws HerdError("invalid") naming the first bad field. */
+export function parsePeers(peers: unknown): Peers {
+  if (!isObject(peers)) return fail("peers", "not an object");
+  if (typeof peers.version !== "string") fail("peers.version", "not a string");
+  if (typeof peers.closed !== "boolean") fail("peers.closed", "not a boolean");
+  if (!Array.isArray(peers.nodes)) return fail("peers.nodes", "not an array");
+  for (const [i, n] of peers.nodes.entries()) {
+    if (!isObject(n) || typeof n.address !== "string")
+      return fail(`peers.nodes.${i}.address`, "not a string");
+    if (!isRange(n.ports)) fail(`peers.nodes.${i}.ports`, "not a port range {min, max}");
+  }
+  if (!isObject(peers.tenants)) return fail("peers.tenants", "not an object");
+  for (const [tenant, list] of Object.entries(peers.tenants)) {
+    if (!Array.isArray(list) || list.some((e) => typeof e !== "string"))
+      fail(`peers.tenants.${tenant}`, "not a list of address:port");
+  }
+  return peers as unknown as Peers;
 }

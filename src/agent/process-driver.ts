@@ -74,6 +74,7 @@ import {
   firewallRemoveScript,
   firewallScript,
   firewallTable,
+  remoteRules,
   runNft,
 } from "./firewall.ts";
 import { rotateInstanceLogs, tailInstanceLogs } from "./instance-log-files.ts";
@@ -163,6 +164,7 @@ export class ProcessDriver implements RuntimeDriver {
   #firewallUp = false;
   /** The last firewall failure, reported in isolation() until rules apply again. */
   #firewallError: string | undefined;
+  #skippedWarned = "";
   #policy: NetworkPolicy = { ports: DEFAULT_PORT_RANGE, protect: [] };
   readonly #uids: UidMap;
   readonly #logMaxBytes: number;
@@ -634,6 +636,12 @@ export class ProcessDriver implements RuntimeDriver {
       .map((t) => ({ uid: t.record.uid as number, port: t.record.port }));
     if (starting) instances.push(starting);
     if (instances.length === 0 && !this.#firewallUp) return;
+    const uids = [...new Set(instances.map((i) => i.uid))];
+    const remote = remoteRules(
+      this.#policy.peers,
+      uids.map((uid) => ({ uid, tenant: this.#uids.keyOf(uid) })),
+    );
+    this.#warnSkipped(remote.skipped);
     const script =
       instances.length === 0
         ? firewallRemoveScript(this.#firewallTable)
@@ -643,6 +651,7 @@ export class ProcessDriver implements RuntimeDriver {
             instances,
             ports: this.#policy.ports,
             protect: this.#policy.protect,
+            ...(remote.rules ? { remote: remote.rules } : {}),
           });
     const err = runNft(this.#firewall.nft, script);
     if (err) {
@@ -652,6 +661,17 @@ export class ProcessDriver implements RuntimeDriver {
     }
     this.#firewallError = undefined;
     this.#firewallUp = instances.length > 0;
+  }
+
+  /** Once per list of nodes given by name: their instances' ports stay open to ours. */
+  #warnSkipped(names: string[]): void {
+    const key = names.join(",");
+    if (key === this.#skippedWarned) return;
+    this.#skippedWarned = key;
+    if (names.length > 0)
+      this.#log.warn("nodes given by host name: their instance ports stay open to this node's instances", {
+        nodes: names,
+      });
   }
 
   #writeRecord(record: InstanceRecord): void {

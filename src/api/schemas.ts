@@ -185,6 +185,13 @@ export const HeartbeatBody = T.Object({
   drivers: T.Optional(T.Array(T.Literal("docker"), { maxItems: 1 })),
   isolation: Isolation,
   driverIsolation: T.Optional(T.Object({ docker: T.Optional(Isolation) }, { additionalProperties: false })),
+  instancePorts: T.Optional(
+    T.Object({
+      min: T.Integer({ minimum: 1, maximum: 65535 }),
+      max: T.Integer({ minimum: 1, maximum: 65535 }),
+    }),
+  ),
+  peersVersion: T.Optional(T.String({ maxLength: 100 })),
   instances: T.Array(
     T.Object({
       id: T.String({ maxLength: 100 }),

@@ -159,6 +159,9 @@ export class NodeController {
       ...(hb.slugs && hb.slugs.length > 0 ? { slugs: [...hb.slugs].sort() } : {}),
       ...(hb.drivers && hb.drivers.length > 0 ? { drivers: hb.drivers } : {}),
       ...(hb.driverIsolation ? { driverIsolation: hb.driverIsolation } : {}),
+      ...(hb.instancePorts
+        ? { instancePorts: { min: hb.instancePorts.min, max: hb.instancePorts.max } }
+        : {}),
     };
     const changed =
       prev?.state !== "ready" ||
@@ -175,6 +178,7 @@ export class NodeController {
         prev.slugs,
         prev.drivers,
         prev.driverIsolation,
+        prev.instancePorts,
       ]) !==
         JSON.stringify([
           node.labels,
@@ -188,6 +192,7 @@ export class NodeController {
           node.slugs,
           node.drivers,
           node.driverIsolation,
+          node.instancePorts,
         ]);
     const persistMs = Math.max(
       PERSIST_HEARTBEAT_MS,

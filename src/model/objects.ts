@@ -401,6 +401,8 @@ export interface Node {
   drivers?: string[];
   /** What isolation each of those drivers gives (`isolation` is the process driver's). */
   driverIsolation?: Record<string, NodeIsolation>;
+  /** Where its instances' ports come from (absent: an older agent, 20000-29999). */
+  instancePorts?: { min: number; max: number };
 }
 
 /** Keeps instances off a node unless they tolerate it (same key; same value when the toleration names one). */

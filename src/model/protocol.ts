@@ -141,6 +141,39 @@ export interface Heartbeat {
   drivers?: string[];
   /** What isolation each of those drivers gives (`isolation` is the process driver's). */
   driverIsolation?: Record<string, NodeIsolation>;
+  /** Where its instances' ports come from (`herd agent --ports`; absent from older agents: 20000-29999). */
+  instancePorts?: PortRange;
+  /** The `peers.version` the agent applies now (absent: none yet): the reply carries `peers` only when it differs. */
+  peersVersion?: string;
+}
+
+/** A range of TCP ports, both ends included. */
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+/**
+ * What an agent needs to keep its instances from other tenants' instances on
+ * other nodes (agent/firewall.ts): instances listen on every interface so
+ * that every node's gateway reaches them, and the receiving node cannot tell
+ * a gateway from an instance (both come from the sending node's address), so
+ * the sending node closes the other nodes' instance port ranges to its
+ * instances but for their own tenant's endpoints there.
+ */
+export interface Peers {
+  /** Changes whenever the rest does: the agent sends it back as `peersVersion`. */
+  version: string;
+  /**
+   * False while one tenant alone has services in the cluster: no other
+   * tenant's instance to keep anyone from, and no lists to send (a big
+   * single-tenant cluster would otherwise carry every instance to every node).
+   */
+  closed: boolean;
+  /** The other nodes: their address and instance port range (closed). */
+  nodes: { address: string; ports: PortRange }[];
+  /** For each tenant of the instances listed: its instances' endpoints on other nodes ("address:port", open). */
+  tenants: Record<string, string[]>;
 }
 
 /** One instance the node should have, and what to do with it. */
@@ -202,6 +235,8 @@ export interface HeartbeatReply {
    * (controllers/orphan-volumes.ts).
    */
   discardVolumes?: string[];
+  /** The other nodes' instance ports, when they differ from the heartbeat's `peersVersion`. */
+  peers?: Peers;
 }
 
 export interface LogLine {

@@ -9,7 +9,7 @@
 // kill → serving-elsewhere figure this prints is the one users get.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -176,6 +176,92 @@ test("labels and taints: a node selector picks its node, a taint keeps off all b
   await waitFor("node-3 without its taint", async () =>
     (await nodes()).find((n) => n.name === "node-3" && n.state === "ready" && !n.taints),
   );
+});
+
+// Answers /healthz, and /connect?host=H&port=P with what a TCP connection there did.
+const CONNECTOR = `const http = require("node:http");
+const net = require("node:net");
+http.createServer((req, res) => {
+  const u = new URL(req.url, "http://x");
+  if (u.pathname !== "/connect") return res.end("ok");
+  const s = net.connect(Number(u.searchParams.get("port")), u.searchParams.get("host"));
+  const done = (what) => { s.destroy(); res.end(what); };
+  s.setTimeout(3000, () => done("timeout"));
+  s.on("connect", () => done("allowed"));
+  s.on("error", (err) => done(err.code || String(err)));
+}).listen(Number(process.env.PORT));
+`;
+
+test("tenants across nodes: an instance reaches its own tenant's instance on another node, not another tenant's", async (t: TestContext) => {
+  if (!cluster.partitioned) {
+    t.skip(
+      "needs root for network namespaces: on loopback every node is this machine, whose own rules apply",
+    );
+    return;
+  }
+  const n1 = (await nodes()).find((n) => n.name === "node-1");
+  if (n1?.isolation.network !== "nftables") {
+    t.skip(`no firewall on node-1: ${n1?.isolation.missing?.join("; ")}`);
+    return;
+  }
+  for (const name of ["ta", "tb"]) {
+    const r = await cluster.api("POST", "/tenants", { name });
+    assert.ok(r.status === 201 || r.status === 409, `tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  // Tenant ta: a connector on node-1 and a sibling on node-2; tenant tb: a target on node-2.
+  const place = (zone: string) => `placement: { nodeSelector: { zone: ${zone} } }`;
+  const apps: [string, string, string][] = [
+    [
+      "ta",
+      "reach",
+      yaml("reach", {
+        web: `${place("a")}\nroutes: [{ host: reach.localhost, path: / }]`,
+        sibling: place("b"),
+      }),
+    ],
+    ["tb", "target", yaml("target", { web: `${place("b")}\nroutes: [{ host: target.localhost, path: / }]` })],
+  ];
+  for (const [tenant, app, herdYaml] of apps) {
+    const dir = writeApp(work, app, herdYaml);
+    writeFileSync(join(dir, "server.js"), CONNECTOR);
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true }));
+    t.after(async () => {
+      await cluster.cli(["apps", "destroy", app, "--tenant", tenant, "--confirm", app]);
+      await waitFor(
+        `${app} to be destroyed`,
+        async () => (await cluster.api("GET", `/apps/${app}?tenant=${tenant}`)).status === 404,
+      );
+    });
+    const r = await cluster.cli(["deploy", "--tenant", tenant, dir]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  }
+  const one = async (tenant: string, app: string, service: string) => {
+    const { body } = await cluster.api<{ items: Instance[] }>(
+      "GET",
+      `/apps/${app}/instances?tenant=${tenant}`,
+    );
+    const i = body.items.find((x) => x.service === service && x.state === "running");
+    assert.ok(i?.port && i.node, `${tenant}/${app}/${service} runs: ${JSON.stringify(body.items)}`);
+    return { port: i.port, node: i.node, address: cluster.nodes.find((n) => n.name === i.node)?.address };
+  };
+  const connector = await one("ta", "reach", "web");
+  const sibling = await one("ta", "reach", "sibling");
+  const target = await one("tb", "target", "web");
+  assert.deepEqual([connector.node, sibling.node, target.node], ["node-1", "node-2", "node-2"]);
+  // The target serves: the gateway (on the host) reaches it, so a refusal below is the firewall's.
+  assert.equal((await cluster.request("target.localhost", "/")).body, "ok");
+  const connect = async (to: { address?: string; port: number }) =>
+    (await cluster.request("reach.localhost", `/connect?host=${to.address}&port=${to.port}`)).body;
+  // Node-1's agent learns the other nodes' ports at its next heartbeat (about a second).
+  await waitFor(
+    "node-1 to refuse tb's instance on node-2 to ta's",
+    async () => (await connect(target)) === "ECONNREFUSED",
+  );
+  await waitFor(
+    "node-1 to let ta's instance reach its sibling on node-2",
+    async () => (await connect(sibling)) === "allowed",
+  );
+  assert.equal(await connect(target), "ECONNREFUSED", "still refused");
 });
 
 test("quota: a scale past the tenant's quota fails in the CLI, naming used, asked and limit", async (t: TestContext) => {

@@ -7,6 +7,7 @@ import { createReadStream } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { systemClock } from "../../common/clock.ts";
 import { HerdError } from "../../common/errors.ts";
+import { PeerDirectory } from "../../controllers/peers.ts";
 import { ProbeLog } from "../../controllers/probe-log.ts";
 import type { InstanceConfig } from "../../model/config.ts";
 import type { Instance, Kind, Node, Service } from "../../model/objects.ts";
@@ -67,6 +68,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;
   // New instances' health checks, into the log of the deploy that rolls them out.
   const probeLog = new ProbeLog(store, deps.deployLogs, systemClock);
+  const peers = new PeerDirectory(controllers.informer);
 
   api.get("/version", { schema: { summary: "Server version", tags: ["platform"] } }, async () => ({
     version: deps.version,
@@ -136,11 +138,14 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const config = await deps.config.forInstances(reply.instances, hb.instances);
       const instances =
         config.size === 0 ? reply.instances : reply.instances.map((d) => withConfig(d, config.get(d.id)));
+      // The other nodes' instance ports, when they differ from what the agent applies (controllers/peers.ts).
+      const network = peers.forNode(name, tenants, hb.peersVersion);
       const answer = {
         ...reply,
         instances,
         ingestTokens: await deps.ingestTokens.forTenants(tenants),
         services: tenantServices(controllers.informer, tenants),
+        ...(network ? { peers: network } : {}),
       };
       // Its next heartbeat can come only after this answer: silence counts from now.
       controllers.nodes.answered(name);
