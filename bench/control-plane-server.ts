@@ -12,7 +12,9 @@
 // ramp's end) or SIGTERM, and writes the profile then (`--cpu-prof` would cover
 // the seeding and the rest too, and lose it all when a slow close is SIGKILLed).
 //
-// Usage: node bench/control-plane-server.ts --nodes N --apps A
+// `--tenants N` adds tenants other1… other<N-1>, one service each at 0 instances.
+//
+// Usage: node bench/control-plane-server.ts --nodes N --apps A [--tenants N]
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -25,6 +27,7 @@ const arg = (name: string, fallback: number) => {
 };
 const NODES = arg("--nodes", 1000);
 const APPS = arg("--apps", 100);
+const TENANTS = arg("--tenants", 1);
 const ROOT = resolve(process.env.HERD_ROOT ?? join(import.meta.dirname, ".."));
 const MiB = 1024 ** 2;
 
@@ -93,6 +96,21 @@ for (let a = 0; a < APPS; a++) {
   await store.put("service", `bench/${app}/web`, {
     tenant: "bench",
     app,
+    name: "web",
+    release: 1,
+    spec,
+    instances: 0,
+    state: "running",
+    message: "",
+    crashes: 0,
+  });
+}
+for (let t = 1; t < TENANTS; t++) {
+  const tenant = `other${t}`;
+  await store.put("tenant", tenant, { name: tenant, createdAt: now });
+  await store.put("service", `${tenant}/site/web`, {
+    tenant,
+    app: "site",
     name: "web",
     release: 1,
     spec,

@@ -28,8 +28,14 @@
 // the cluster grows ten times. HERD_ROOT=<checkout> runs another checkout's
 // server (e.g. /work/main, before the informer) with this same load.
 //
+// `--tenants N` (default 1) adds N-1 tenants with one service each and no
+// instances: the cluster then has more than one tenant, so every heartbeat
+// reply carries the other nodes' ports and the bench tenant's endpoints on
+// them until the agent applies them (controllers/peers.ts), as a cluster
+// shared by tenants does; the simulated agents send back the version they got.
+//
 // Usage: node bench/control-plane.ts [--nodes 1000] [--instances 10000] [--apps 100]
-//        [--peer-scale 0.1] [--rest 10] [--strict]
+//        [--peer-scale 0.1] [--rest 10] [--tenants 1] [--strict]
 
 import http from "node:http";
 import { loadavg } from "node:os";
@@ -55,6 +61,7 @@ const NODES = arg("--nodes", 1000);
 const INSTANCES = arg("--instances", 10_000);
 const APPS = arg("--apps", 100);
 const PEER_SCALE = arg("--peer-scale", 0.1);
+const TENANTS = arg("--tenants", 1);
 const REST_S = arg("--rest", 10);
 const GOAL_PER_S = 4000;
 const NOMAD_C1M_PER_S = 3750;
@@ -129,6 +136,8 @@ class SimulatedAgent {
   readonly #bench: Bench;
   /** Instance id → generation, of those told to run. */
   #running = new Map<string, number>();
+  /** The peers version of the last reply that carried one (what a real agent applies and sends back). */
+  #peersVersion: string | undefined;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
   #beating = false;
@@ -203,6 +212,7 @@ class SimulatedAgent {
       // As a production node reports it (no isolation warnings to record).
       isolation: { cgroups: "v2", sandbox: "uid", network: "nftables" },
       instances: reported,
+      ...(this.#peersVersion ? { peersVersion: this.#peersVersion } : {}),
     };
     const t0 = performance.now();
     let next = 1000;
@@ -220,6 +230,7 @@ class SimulatedAgent {
       const reply = JSON.parse(res.body) as HeartbeatReply;
       this.#bench.heartbeat(this.name, took, reported);
       next = reply.intervalMs;
+      if (reply.peers) this.#peersVersion = reply.peers.version;
       const desired = new Map<string, DesiredInstance>();
       for (const d of reply.instances) if (d.action === "run") desired.set(d.id, d);
       let fresh = false;
@@ -280,6 +291,8 @@ async function runOnce(nodes: number, instances: number, apps: number, rest: boo
     String(nodes),
     "--apps",
     String(apps),
+    "--tenants",
+    String(TENANTS),
   ]);
   // Its first line (the tokens: longer than the output the harness keeps).
   let first = "";
@@ -461,7 +474,10 @@ async function main(): Promise<void> {
     loadavg()
       .map((l) => l.toFixed(2))
       .join(" ");
-  console.log(`bench:control-plane — ${NODES} nodes, ${INSTANCES} instances in ${APPS} apps; load ${load()}`);
+  console.log(
+    `bench:control-plane — ${NODES} nodes, ${INSTANCES} instances in ${APPS} apps` +
+      `${TENANTS > 1 ? `, ${TENANTS - 1} other tenant(s) with a service each` : ""}; load ${load()}`,
+  );
   if (process.env.HERD_ROOT) console.log(`  control plane from ${process.env.HERD_ROOT}`);
   const small = Math.max(1, Math.round(NODES * PEER_SCALE));
   const smallInstances = Math.max(1, Math.round(INSTANCES * PEER_SCALE));

@@ -2,15 +2,22 @@
  * The heartbeat reply's `peers` (model/protocol.ts): what a node's agent
  * needs to keep its instances from other tenants' instances on other nodes.
  *
- *   every node but the receiver ─► { address, instance port range }    closed to its instances
- *   each tenant of the receiver's instances ─► its endpoints elsewhere   open to that tenant's uid
+ *   every node ─► { address, instance port range }                   closed to its instances
+ *   each tenant of the receiver's instances ─► its endpoints         open to that tenant's uid
  *
+ * The receiver's own node is in both lists: its instances reach their own
+ * node's address through `lo`, whose rules come first in the agent's table,
+ * so those entries change nothing there, and leaving them in lets every node
+ * with the same tenants share one answer (no copy per node of a big list).
  * An agent sends back the version it applies; the reply carries `peers` only
  * when that differs, so a cluster at rest sends nothing. While one tenant
  * alone has services there is nobody to keep out: `closed: false`, with no
  * lists (a single-tenant cluster of 1,000 nodes and 10,000 instances would
  * otherwise carry every instance to every node). Both halves are worked out
- * at most every RECOMPUTE_MS from the informer and shared by every heartbeat.
+ * from the informer at most every RECOMPUTE_MS, or longer for a tenant with
+ * many endpoints (MS_PER_ENDPOINT each, up to MAX_RECOMPUTE_MS): each new
+ * list goes to every node of the tenant, so while thousands of its instances
+ * start at once they are batched rather than sent at every heartbeat.
  */
 
 import { createHash } from "node:crypto";
@@ -21,8 +28,13 @@ import type { Informer } from "../store/informer.ts";
 /** An agent that does not say its range (older) uses the default one. */
 const DEFAULT_INSTANCE_PORTS: PortRange = { min: 20000, max: 29999 };
 
-/** How stale a half of the answer may be, at most, while its kind keeps changing. */
+/** How stale a half of the answer may be while its kind keeps changing: at least, per endpoint, at most. */
 const RECOMPUTE_MS = 500;
+const MS_PER_ENDPOINT = 0.2;
+const MAX_RECOMPUTE_MS = 5000;
+
+/** Encoded answers kept (one per distinct set of tenants on a node, and per version while lists change). */
+const ENCODED_KEPT = 64;
 
 /** States in which an instance holds its port on its node. */
 const HOLDS_PORT = new Set<Instance["state"]>(["provisioning", "ready", "running", "draining"]);
@@ -31,15 +43,15 @@ interface NodeList {
   changes: number;
   at: number;
   hash: string;
-  nodes: { name: string; address: string; ports: PortRange }[];
+  nodes: { address: string; ports: PortRange }[];
 }
 
 interface TenantEndpoints {
   changes: number;
   at: number;
   hash: string;
-  /** node name → "address:port" of the tenant's instances there. */
-  byNode: Map<string, string[]>;
+  /** "address:port" of the tenant's instances, sorted. */
+  endpoints: string[];
 }
 
 export class PeerDirectory {
@@ -47,6 +59,8 @@ export class PeerDirectory {
   readonly #now: () => number;
   #nodes: NodeList | undefined;
   readonly #tenants = new Map<string, TenantEndpoints>();
+  /** The JSON of recent answers by version: every node with the same tenants gets the same bytes. */
+  readonly #encoded = new Map<string, Buffer>();
 
   constructor(informer: Informer, now: () => number = Date.now) {
     this.#informer = informer;
@@ -54,34 +68,41 @@ export class PeerDirectory {
   }
 
   /**
-   * The peers of node `node`, whose listed instances belong to `tenants`, or
-   * undefined when the agent applies this version already (`applied`).
+   * The peers of a node whose listed instances belong to `tenants`, or
+   * undefined when its agent applies this version already (`applied`).
    * The informer must be synced (the heartbeat has just done it).
    */
-  forNode(node: string, tenants: readonly string[], applied: string | undefined): Peers | undefined {
+  forNode(tenants: readonly string[], applied: string | undefined): Peers | undefined {
     if (this.#informer.values("service", "tenant").length <= 1) {
       return applied === "open" ? undefined : { version: "open", closed: false, nodes: [], tenants: {} };
     }
     const list = this.#nodeList();
     const mine = [...new Set(tenants)].sort();
     const parts = mine.map((t) => this.#endpoints(t));
-    const version = createHash("sha256")
-      .update([node, list.hash, ...mine.map((t, i) => `${t}=${parts[i]?.hash}`)].join("\n"))
-      .digest("hex")
-      .slice(0, 32);
+    const version = digest([list.hash, ...mine.map((t, i) => `${t}=${parts[i]?.hash}`)].join("\n"));
     if (version === applied) return undefined;
-    const out: Record<string, string[]> = {};
-    for (const [i, tenant] of mine.entries()) {
-      const endpoints: string[] = [];
-      for (const [at, list] of parts[i]?.byNode ?? []) if (at !== node) endpoints.push(...list);
-      out[tenant] = endpoints;
-    }
     return {
       version,
       closed: true,
-      nodes: list.nodes.filter((n) => n.name !== node).map(({ address, ports }) => ({ address, ports })),
-      tenants: out,
+      nodes: list.nodes,
+      tenants: Object.fromEntries(mine.map((t, i) => [t, parts[i]?.endpoints ?? []])),
     };
+  }
+
+  /**
+   * `peers` as JSON bytes, encoded once per version: during a big rollout a
+   * new list goes to every node of the tenant, and encoding it per reply was
+   * most of the control plane's work (bench:control-plane --tenants 2).
+   */
+  encode(peers: Peers): Buffer {
+    let bytes = this.#encoded.get(peers.version);
+    if (!bytes) {
+      bytes = Buffer.from(JSON.stringify(peers));
+      if (this.#encoded.size >= ENCODED_KEPT)
+        this.#encoded.delete(this.#encoded.keys().next().value as string);
+      this.#encoded.set(peers.version, bytes);
+    }
+    return bytes;
   }
 
   #nodeList(): NodeList {
@@ -91,12 +112,8 @@ export class PeerDirectory {
     if (cached && (cached.changes === changes || now - cached.at < RECOMPUTE_MS)) return cached;
     const nodes = this.#informer
       .list<Node>("node")
-      .map(({ value: n }) => ({
-        name: n.name,
-        address: n.address,
-        ports: n.instancePorts ?? DEFAULT_INSTANCE_PORTS,
-      }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .map(({ value: n }) => ({ address: n.address, ports: n.instancePorts ?? DEFAULT_INSTANCE_PORTS }));
     const hash = digest(JSON.stringify(nodes));
     this.#nodes = { changes, at: now, hash, nodes };
     return this.#nodes;
@@ -106,8 +123,14 @@ export class PeerDirectory {
     const changes = this.#informer.changes("instance") + this.#informer.changes("node");
     const now = this.#now();
     const cached = this.#tenants.get(tenant);
-    if (cached && (cached.changes === changes || now - cached.at < RECOMPUTE_MS)) return cached;
-    const byNode = new Map<string, string[]>();
+    if (cached) {
+      const wait = Math.min(
+        MAX_RECOMPUTE_MS,
+        Math.max(RECOMPUTE_MS, cached.endpoints.length * MS_PER_ENDPOINT),
+      );
+      if (cached.changes === changes || now - cached.at < wait) return cached;
+    }
+    const endpoints: string[] = [];
     for (const { value: s } of this.#informer.by<Service>("service", "tenant", tenant)) {
       for (const { value: i } of this.#informer.by<Instance>(
         "instance",
@@ -116,15 +139,12 @@ export class PeerDirectory {
       )) {
         if (!i.node || i.port === undefined || !HOLDS_PORT.has(i.state)) continue;
         const address = this.#informer.get<Node>("node", i.node)?.value.address;
-        if (!address) continue;
-        const at = byNode.get(i.node) ?? [];
-        at.push(address.includes(":") ? `[${address}]:${i.port}` : `${address}:${i.port}`);
-        byNode.set(i.node, at);
+        if (address)
+          endpoints.push(address.includes(":") ? `[${address}]:${i.port}` : `${address}:${i.port}`);
       }
     }
-    for (const list of byNode.values()) list.sort();
-    const sorted = new Map([...byNode].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
-    const entry = { changes, at: now, hash: digest(JSON.stringify([...sorted])), byNode: sorted };
+    endpoints.sort();
+    const entry = { changes, at: now, hash: digest(endpoints.join(",")), endpoints };
     this.#tenants.set(tenant, entry);
     return entry;
   }

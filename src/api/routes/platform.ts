@@ -120,7 +120,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
         body: HeartbeatBody,
       },
     },
-    async (req) => {
+    async (req, res) => {
       const name = (req.params as { name: string }).name;
       const body = req.body as Heartbeat;
       // A loopback URL from an agent on another machine means that machine.
@@ -138,18 +138,25 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const config = await deps.config.forInstances(reply.instances, hb.instances);
       const instances =
         config.size === 0 ? reply.instances : reply.instances.map((d) => withConfig(d, config.get(d.id)));
-      // The other nodes' instance ports, when they differ from what the agent applies (controllers/peers.ts).
-      const network = peers.forNode(name, tenants, hb.peersVersion);
       const answer = {
         ...reply,
         instances,
         ingestTokens: await deps.ingestTokens.forTenants(tenants),
         services: tenantServices(controllers.informer, tenants),
-        ...(network ? { peers: network } : {}),
       };
       // Its next heartbeat can come only after this answer: silence counts from now.
       controllers.nodes.answered(name);
-      return answer;
+      // The nodes' instance ports, when they differ from what the agent applies (controllers/peers.ts),
+      // spliced in as the bytes encoded once for every node that gets them.
+      const network = peers.forNode(tenants, hb.peersVersion);
+      if (!network) return answer;
+      const head = JSON.stringify(answer);
+      res.header("content-type", "application/json; charset=utf-8");
+      return Buffer.concat([
+        Buffer.from(`${head.slice(0, -1)},"peers":`),
+        peers.encode(network),
+        Buffer.from("}"),
+      ]);
     },
   );
 
