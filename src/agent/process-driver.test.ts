@@ -366,6 +366,21 @@ test("a sandboxed instance runs as its tenant's uid and reaches nothing of the h
       assert.equal(r.platform, "ECONNREFUSED");
     },
   );
+  await t.test(
+    "another node given by host name, which no rule can match, is named in isolation()",
+    { skip: !network && "no firewall" },
+    () => {
+      const peers = {
+        version: "v1",
+        closed: true,
+        nodes: [{ address: "node9.example", ports: { min: 20000, max: 29999 } }],
+        tenants: {},
+      };
+      driver.setNetworkPolicy({ ports: { min: 1024, max: 65535 }, protect: [{ port: platformPort }], peers });
+      assert.match(driver.isolation().missing?.join("; ") ?? "", /nodes at a host name \(node9\.example\)/);
+      assert.equal(driver.isolation().network, "nftables", "the rest of the rules apply");
+    },
+  );
   assert.equal(await get(other.port), "hello from other1\n", "the other tenant's server was hurt");
   // Same tenant, same uid; the files it got are its own.
   assert.equal(statSync(probe.dir).uid, uidA);

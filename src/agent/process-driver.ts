@@ -164,7 +164,8 @@ export class ProcessDriver implements RuntimeDriver {
   #firewallUp = false;
   /** The last firewall failure, reported in isolation() until rules apply again. */
   #firewallError: string | undefined;
-  #skippedWarned = "";
+  /** Other nodes whose address is a host name, which no rule can match (comma-separated). */
+  #skippedNodes = "";
   #policy: NetworkPolicy = { ports: DEFAULT_PORT_RANGE, protect: [] };
   readonly #uids: UidMap;
   readonly #logMaxBytes: number;
@@ -213,6 +214,10 @@ export class ProcessDriver implements RuntimeDriver {
     if (!this.#sandbox.enabled) missing.push(`sandbox: ${this.#sandbox.reason}`);
     if (this.#firewall.tool === "none") missing.push(`network: ${this.#firewall.reason}`);
     else if (this.#firewallError) missing.push(`network: ${this.#firewallError}`);
+    if (this.#firewall.tool === "nftables" && this.#skippedNodes)
+      missing.push(
+        `network: nodes at a host name (${this.#skippedNodes}): their instance ports stay open to instances here (give agents an IP address, herd agent --address)`,
+      );
     if (this.#sandbox.enabled && !this.#hardlinksProtected)
       missing.push(
         "sandbox: fs.protected_hardlinks is 0: a hard link an app makes in its data dir to a file it does not own is chowned to it at its next start (sysctl fs.protected_hardlinks=1)",
@@ -663,11 +668,11 @@ export class ProcessDriver implements RuntimeDriver {
     this.#firewallUp = instances.length > 0;
   }
 
-  /** Once per list of nodes given by name: their instances' ports stay open to ours. */
+  /** Nodes given by host name: their instances' ports stay open to ours (logged once per list, and in isolation()). */
   #warnSkipped(names: string[]): void {
-    const key = names.join(",");
-    if (key === this.#skippedWarned) return;
-    this.#skippedWarned = key;
+    const key = names.join(", ");
+    if (key === this.#skippedNodes) return;
+    this.#skippedNodes = key;
     if (names.length > 0)
       this.#log.warn("nodes given by host name: their instance ports stay open to this node's instances", {
         nodes: names,
