@@ -88,7 +88,7 @@ test("a container to another node: its tenant's endpoints there open, the node's
       version: "v1",
       closed: true,
       nodes: [
-        { address: "192.0.2.7", ports: { min: 22000, max: 22999 } },
+        { address: "192.0.2.7", ports: { min: 22000, max: 22999 }, metricsPort: 9181 },
         { address: "fd00::7", ports: { min: 22000, max: 22999 } },
       ],
       tenants: { acme: ["192.0.2.7:22001", "[fd00::7]:22002"] },
@@ -97,7 +97,7 @@ test("a container to another node: its tenant's endpoints there open, the node's
   const chain = script.slice(script.indexOf("chain peers"));
   assert.deepEqual(chain.split("\n").slice(1, 3), [
     "    ip saddr { 10.9.0.2, 10.9.0.3 } ip daddr . tcp dport { 192.0.2.7 . 22001 } accept",
-    "    ip saddr { 10.9.0.2, 10.9.0.3, 10.9.0.4 } ip daddr 192.0.2.7 tcp dport 22000-22999 drop",
+    "    ip saddr { 10.9.0.2, 10.9.0.3, 10.9.0.4 } ip daddr 192.0.2.7 tcp dport { 22000-22999, 9181 } drop",
   ]);
   assert.match(script, /hook forward priority filter; policy accept;\n {4}iifname "br-x" jump peers/);
   // nft itself takes it (where it can be asked: root and nftables).

@@ -21,7 +21,7 @@
  *   inet herdc_<bridge>_<hash>, hook forward, in on the bridge (a container to another node,
  *   where the engine routes and masquerades; controllers/peers.ts):
  *     → an instance of its own tenant there                     accept
- *     → another node's instance port range                       drop
+ *     → another node's instance port range or agent metrics      drop
  *
  * The tables exist while containers of the driver run; they go with the last
  * one, or when the engine is stopped (removeContainerFirewalls). A container
@@ -146,8 +146,11 @@ function peerLines(state: ContainerFirewallState, guests: Guest[], all: string):
         `    ip saddr ${set(ips)} ip daddr . tcp dport { ${[...new Set(endpoints)].join(", ")} } accept`,
       );
   }
-  for (const n of nodes)
-    lines.push(`    ip saddr ${all} ip daddr ${n.address} tcp dport ${n.ports.min}-${n.ports.max} drop`);
+  for (const n of nodes) {
+    const range = `${n.ports.min}-${n.ports.max}`;
+    const ports = n.metricsPort ? `{ ${range}, ${n.metricsPort} }` : range;
+    lines.push(`    ip saddr ${all} ip daddr ${n.address} tcp dport ${ports} drop`);
+  }
   lines.push("  }");
   return lines;
 }

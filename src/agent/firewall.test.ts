@@ -58,12 +58,12 @@ test("each state root gets its own table name", () => {
   assert.notEqual(firewallTable("/a/driver"), firewallTable("/b/driver"));
 });
 
-test("other nodes: each uid's own tenant's endpoints there open, their instance ranges closed", () => {
+test("other nodes: each uid's own tenant's endpoints there open, their instance ranges and agent metrics closed", () => {
   const peers = {
     version: "v1",
     closed: true,
     nodes: [
-      { address: "10.0.0.2", ports: { min: 22000, max: 22999 } },
+      { address: "10.0.0.2", ports: { min: 22000, max: 22999 }, metricsPort: 9181 },
       { address: "fd00::3", ports: { min: 20000, max: 29999 } },
       { address: "node4.example", ports: { min: 20000, max: 29999 } },
     ],
@@ -92,7 +92,7 @@ test("other nodes: each uid's own tenant's endpoints there open, their instance 
     '    oifname "lo" tcp dport 21000-21999 reject with tcp reset',
     "    meta skuid 1000 ip daddr . tcp dport { 10.0.0.2 . 22001 } accept",
     "    meta skuid 1000 ip6 daddr . tcp dport { fd00::3 . 20003 } accept",
-    "    ip daddr 10.0.0.2 tcp dport 22000-22999 reject with tcp reset",
+    "    ip daddr 10.0.0.2 tcp dport { 22000-22999, 9181 } reject with tcp reset",
     "    ip6 daddr fd00::3 tcp dport 20000-29999 reject with tcp reset",
   ]);
   // One tenant in the cluster (or no peers yet): no rules for other nodes.

@@ -9,7 +9,7 @@
  *     to any other port of the instance range             reject (tcp reset)
  *     to a platform endpoint (API, agent metrics)          reject (tcp reset)
  *     to an instance of the same tenant on another node    accept
- *     to another node's instance port range                reject (tcp reset)
+ *     to another node's instance port range or agent metrics  reject (tcp reset)
  *     anything else                                        accept (the gateway's routes, the internet)
  *
  * The other nodes and the tenants' endpoints there come from the control
@@ -26,7 +26,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import { findBinary } from "../common/debian-packages.ts";
-import type { Peers } from "../model/protocol.ts";
+import type { PeerNode, Peers } from "../model/protocol.ts";
 import { lastUid, type UidRange } from "./uids.ts";
 
 /** An address and port instances must not connect to; no address (or a loopback one): this machine. */
@@ -64,7 +64,7 @@ export function protectedEndpoints(
 
 /** Other nodes' instance ports: closed to every instance uid but for each uid's own tenant's endpoints. */
 export interface RemoteRules {
-  nodes: { address: string; ports: { min: number; max: number } }[];
+  nodes: PeerNode[];
   open: { uid: number; endpoints: { address: string; port: number }[] }[];
 }
 
@@ -160,10 +160,9 @@ function remoteLines(remote: RemoteRules): string[] {
   }
   for (const n of remote.nodes) {
     const ip = isIP(n.address) === 4 ? "ip" : isIP(n.address) === 6 ? "ip6" : undefined;
-    if (ip)
-      lines.push(
-        `    ${ip} daddr ${n.address} tcp dport ${n.ports.min}-${n.ports.max} reject with tcp reset`,
-      );
+    const range = `${n.ports.min}-${n.ports.max}`;
+    const ports = n.metricsPort ? `{ ${range}, ${n.metricsPort} }` : range;
+    if (ip) lines.push(`    ${ip} daddr ${n.address} tcp dport ${ports} reject with tcp reset`);
   }
   return lines;
 }

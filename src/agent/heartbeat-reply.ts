@@ -120,6 +120,9 @@ export function parsePeers(peers: unknown): Peers {
     if (!isObject(n) || typeof n.address !== "string")
       return fail(`peers.nodes.${i}.address`, "not a string");
     if (!isRange(n.ports)) fail(`peers.nodes.${i}.ports`, "not a port range {min, max}");
+    const m = n.metricsPort;
+    if (m !== undefined && !(Number.isInteger(m) && (m as number) >= 1 && (m as number) <= 65535))
+      fail(`peers.nodes.${i}.metricsPort`, "not a port");
   }
   if (!isObject(peers.tenants)) return fail("peers.tenants", "not an object");
   for (const [tenant, list] of Object.entries(peers.tenants)) {

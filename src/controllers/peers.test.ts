@@ -9,8 +9,13 @@ async function cluster() {
   const informer = controlPlaneInformer(store);
   let now = 0;
   const peers = new PeerDirectory(informer, () => now);
-  const node = (name: string, address: string, ports?: { min: number; max: number }) =>
-    store.put("node", name, { name, address, ...(ports ? { instancePorts: ports } : {}) });
+  const node = (name: string, address: string, ports?: { min: number; max: number }, metricsUrl?: string) =>
+    store.put("node", name, {
+      name,
+      address,
+      ...(ports ? { instancePorts: ports } : {}),
+      ...(metricsUrl ? { metricsUrl } : {}),
+    });
   const service = (tenant: string, app: string) =>
     store.put("service", `${tenant}/${app}/web`, { tenant, app, name: "web" });
   const instance = (id: string, tenant: string, app: string, node: string, port: number, state = "running") =>
@@ -40,7 +45,7 @@ test("two tenants: the other nodes' ranges closed, each tenant's own endpoints e
   const c = await cluster();
   t.after(() => c.informer.stop());
   await c.node("n1", "10.0.0.1", { min: 21000, max: 21999 });
-  await c.node("n2", "10.0.0.2", { min: 22000, max: 22999 });
+  await c.node("n2", "10.0.0.2", { min: 22000, max: 22999 }, "http://10.0.0.2:9181/metrics");
   await c.node("n3", "fd00::3");
   await c.service("acme", "shop");
   await c.service("rival", "blog");
@@ -55,7 +60,8 @@ test("two tenants: the other nodes' ranges closed, each tenant's own endpoints e
   // Every node, the receiver's own too (its instances reach it through lo, whose rules come first).
   assert.deepEqual(peers.nodes, [
     { address: "10.0.0.1", ports: { min: 21000, max: 21999 } },
-    { address: "10.0.0.2", ports: { min: 22000, max: 22999 } },
+    // Its agent's metrics name every tenant's instances there: closed too.
+    { address: "10.0.0.2", ports: { min: 22000, max: 22999 }, metricsPort: 9181 },
     // An agent that did not say its range: the default.
     { address: "fd00::3", ports: { min: 20000, max: 29999 } },
   ]);

@@ -22,7 +22,7 @@
 
 import { createHash } from "node:crypto";
 import type { Instance, Node, Service } from "../model/objects.ts";
-import type { Peers, PortRange } from "../model/protocol.ts";
+import type { PeerNode, Peers, PortRange } from "../model/protocol.ts";
 import type { Informer } from "../store/informer.ts";
 
 /** An agent that does not say its range (older) uses the default one. */
@@ -43,7 +43,7 @@ interface NodeList {
   changes: number;
   at: number;
   hash: string;
-  nodes: { address: string; ports: PortRange }[];
+  nodes: PeerNode[];
 }
 
 interface TenantEndpoints {
@@ -113,7 +113,14 @@ export class PeerDirectory {
     const nodes = this.#informer
       .list<Node>("node")
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-      .map(({ value: n }) => ({ address: n.address, ports: n.instancePorts ?? DEFAULT_INSTANCE_PORTS }));
+      .map(({ value: n }): PeerNode => {
+        const metricsPort = n.metricsUrl ? Number(new URL(n.metricsUrl).port) : 0;
+        return {
+          address: n.address,
+          ports: n.instancePorts ?? DEFAULT_INSTANCE_PORTS,
+          ...(metricsPort > 0 ? { metricsPort } : {}),
+        };
+      });
     const hash = digest(JSON.stringify(nodes));
     this.#nodes = { changes, at: now, hash, nodes };
     return this.#nodes;

@@ -153,6 +153,14 @@ export interface PortRange {
   max: number;
 }
 
+/** A node as `Peers` gives it. */
+export interface PeerNode {
+  address: string;
+  ports: PortRange;
+  /** Its agent's metrics port, when the agent serves them (they name every tenant's instances there). */
+  metricsPort?: number;
+}
+
 /**
  * What an agent needs to keep its instances from other tenants' instances on
  * other nodes (agent/firewall.ts): instances listen on every interface so
@@ -170,9 +178,9 @@ export interface Peers {
    * single-tenant cluster would otherwise carry every instance to every node).
    */
   closed: boolean;
-  /** The other nodes: their address and instance port range (closed). */
-  nodes: { address: string; ports: PortRange }[];
-  /** For each tenant of the instances listed: its instances' endpoints on other nodes ("address:port", open). */
+  /** The nodes (the receiver's own too): their address, instance port range and agent metrics port (closed). */
+  nodes: PeerNode[];
+  /** For each tenant of the instances listed: its instances' endpoints ("address:port", open to its uid). */
   tenants: Record<string, string[]>;
 }
 
