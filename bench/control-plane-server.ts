@@ -73,6 +73,19 @@ const spec = {
   env: {},
   routes: [],
 };
+/** Service web of the app at release 1 and 0 instances. */
+const putService = (tenant: string, app: string) =>
+  store.put("service", `${tenant}/${app}/web`, {
+    tenant,
+    app,
+    name: "web",
+    release: 1,
+    spec,
+    instances: 0,
+    state: "running",
+    message: "",
+    crashes: 0,
+  });
 await store.put("tenant", "bench", { name: "bench", createdAt: now });
 for (let a = 0; a < APPS; a++) {
   const app = `app${a}`;
@@ -93,32 +106,12 @@ for (let a = 0; a < APPS; a++) {
     slug: "1".repeat(64),
     services: { web: spec },
   });
-  await store.put("service", `bench/${app}/web`, {
-    tenant: "bench",
-    app,
-    name: "web",
-    release: 1,
-    spec,
-    instances: 0,
-    state: "running",
-    message: "",
-    crashes: 0,
-  });
+  await putService("bench", app);
 }
 for (let t = 1; t < TENANTS; t++) {
   const tenant = `other${t}`;
   await store.put("tenant", tenant, { name: tenant, createdAt: now });
-  await store.put("service", `${tenant}/site/web`, {
-    tenant,
-    app: "site",
-    name: "web",
-    release: 1,
-    spec,
-    instances: 0,
-    state: "running",
-    message: "",
-    crashes: 0,
-  });
+  await putService(tenant, "site");
 }
 const tokens: Record<string, string> = {};
 for (let n = 0; n < NODES; n++) {

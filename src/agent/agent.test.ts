@@ -574,6 +574,7 @@ test("the other nodes' ports: the agent says its range and the version it applie
     closed: true,
     nodes: [{ address: "10.0.0.2", ports: { min: 22000, max: 22999 } }],
     tenants: { default: ["10.0.0.2:22001"] },
+    platform: ["10.0.0.9:2379"],
   };
   const agent = newAgent({ heartbeatMs: 100, ports: { min: 21000, max: 21999 } });
   await agent.start();

@@ -92,10 +92,12 @@ test("a container to another node: its tenant's endpoints there open, the node's
         { address: "fd00::7", ports: { min: 22000, max: 22999 } },
       ],
       tenants: { acme: ["192.0.2.7:22001", "[fd00::7]:22002"] },
+      platform: ["192.0.2.9:2379"],
     },
   });
   const chain = script.slice(script.indexOf("chain peers"));
-  assert.deepEqual(chain.split("\n").slice(1, 3), [
+  assert.deepEqual(chain.split("\n").slice(1, 4), [
+    "    ip saddr { 10.9.0.2, 10.9.0.3, 10.9.0.4 } ip daddr 192.0.2.9 tcp dport 2379 drop",
     "    ip saddr { 10.9.0.2, 10.9.0.3 } ip daddr . tcp dport { 192.0.2.7 . 22001 } accept",
     "    ip saddr { 10.9.0.2, 10.9.0.3, 10.9.0.4 } ip daddr 192.0.2.7 tcp dport { 22000-22999, 9181 } drop",
   ]);
@@ -103,7 +105,7 @@ test("a container to another node: its tenant's endpoints there open, the node's
   // nft itself takes it (where it can be asked: root and nftables).
   const check = spawnSync("nft", ["-c", "-f", "-"], { input: script, encoding: "utf8" });
   if (process.getuid?.() === 0 && check.error === undefined) assert.equal(check.status, 0, check.stderr);
-  // One tenant in the cluster: no forward rules.
+  // One tenant in the cluster and no platform endpoint elsewhere: no forward rules.
   const open = containerFirewallScript({
     table: "herdc_br_x_2",
     bridge: "br-x",
@@ -111,7 +113,7 @@ test("a container to another node: its tenant's endpoints there open, the node's
     ports: { min: 20000, max: 29999 },
     protect: [],
     guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
-    peers: { version: "open", closed: false, nodes: [], tenants: {} },
+    peers: { version: "open", closed: false, nodes: [], tenants: {}, platform: [] },
   });
   assert.doesNotMatch(open, /chain peers/);
 });

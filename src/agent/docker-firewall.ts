@@ -34,7 +34,14 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import type { Peers } from "../model/protocol.ts";
-import { findNft, firewallRemoveScript, isHostAddress, type ProtectedEndpoint, runNft } from "./firewall.ts";
+import {
+  findNft,
+  firewallRemoveScript,
+  hostPort,
+  isHostAddress,
+  type ProtectedEndpoint,
+  runNft,
+} from "./firewall.ts";
 
 /** One running container as the rules see it. */
 export interface Guest {
@@ -108,7 +115,8 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
     lines.push(`    ip saddr ${all} ip daddr ${state.gateway} tcp dport ${set(forwarded.map(String))} drop`);
   lines.push(`    ip saddr ${all} tcp dport ${set(guests.map((g) => String(g.port)))} drop`);
   lines.push(`    ip saddr ${all} tcp dport ${state.ports.min}-${state.ports.max} drop`);
-  for (const e of state.protect) {
+  // The platform's endpoints the control plane names (the store's members, the gateways' metrics) too.
+  for (const e of [...state.protect, ...platformOf(state)]) {
     const a = e.address;
     if (a === undefined || isHostAddress(a)) lines.push(`    ip saddr ${all} tcp dport ${e.port} drop`);
     else if (isIP(a) === 4) lines.push(`    ip saddr ${all} ip daddr ${a} tcp dport ${e.port} drop`);
@@ -120,16 +128,25 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
 }
 
 /** A container to another node: its tenant's endpoints there (the group's first part) open, their ranges closed. */
+/** The platform's endpoints in `peers` that are IP addresses (a host name cannot be matched). */
+function platformOf(state: ContainerFirewallState): ProtectedEndpoint[] {
+  return (state.peers?.platform ?? []).flatMap((e) => hostPort(e) ?? []);
+}
+
 function peerLines(state: ContainerFirewallState, guests: Guest[], all: string): string[] {
   const peers = state.peers;
   const nodes = peers?.closed ? peers.nodes.filter((n) => isIP(n.address) === 4) : [];
-  if (!peers || nodes.length === 0) return [];
+  const elsewhere = platformOf(state).filter(
+    (e) => isIP(e.address ?? "") === 4 && !isHostAddress(e.address ?? ""),
+  );
+  if (!peers || (nodes.length === 0 && elsewhere.length === 0)) return [];
   const lines = [
     "  chain forward {",
     "    type filter hook forward priority filter; policy accept;",
     `    iifname ${JSON.stringify(state.bridge)} jump peers`,
     "  }",
     "  chain peers {",
+    ...elsewhere.map((e) => `    ip saddr ${all} ip daddr ${e.address} tcp dport ${e.port} drop`),
   ];
   const byTenant = new Map<string, string[]>();
   for (const g of guests) {
@@ -138,8 +155,8 @@ function peerLines(state: ContainerFirewallState, guests: Guest[], all: string):
   }
   for (const [tenant, ips] of byTenant) {
     const endpoints = (peers.tenants[tenant] ?? []).flatMap((e) => {
-      const m = /^([0-9.]+):(\d{1,5})$/.exec(e);
-      return m && isIP(m[1] ?? "") === 4 ? [`${m[1]} . ${m[2]}`] : [];
+      const at = hostPort(e);
+      return at && isIP(at.address) === 4 ? [`${at.address} . ${at.port}`] : [];
     });
     if (endpoints.length > 0)
       lines.push(

@@ -71,33 +71,40 @@ test("other nodes: each uid's own tenant's endpoints there open, their instance 
       acme: ["10.0.0.2:22001", "[fd00::3]:20003", "10.0.0.2:22001", "bad", "10.0.0.2:99999"],
       rival: [],
     },
+    platform: ["10.0.0.9:2379", "127.0.0.1:2379", "etcd1.example:2379"],
   };
-  const { rules, skipped } = remoteRules(peers, [
+  const { rules, protect, skipped } = remoteRules(peers, [
     { uid: 1001, tenant: "rival" },
     { uid: 1000, tenant: "acme" },
   ]);
-  assert.deepEqual(skipped, ["node4.example"]);
+  assert.deepEqual(skipped, ["etcd1.example:2379", "node4.example"]);
+  assert.deepEqual(protect, [
+    { address: "10.0.0.9", port: 2379 },
+    { address: "127.0.0.1", port: 2379 },
+  ]);
   assert.ok(rules);
   const script = firewallScript({
     table: "herd_t3",
     uids: { first: 1000, count: 10 },
     instances: [{ uid: 1000, port: 21001 }],
     ports: { min: 21000, max: 21999 },
-    protect: [],
+    protect,
     remote: rules,
   });
   const sandbox = script.slice(script.indexOf("chain sandbox"));
-  assert.deepEqual(sandbox.split("\n").slice(1, 7), [
+  assert.deepEqual(sandbox.split("\n").slice(1, 9), [
     '    oifname "lo" meta skuid 1000 tcp dport { 21001 } accept',
     '    oifname "lo" tcp dport 21000-21999 reject with tcp reset',
+    "    ip daddr 10.0.0.9 tcp dport 2379 reject with tcp reset",
+    '    oifname "lo" tcp dport 2379 reject with tcp reset',
     "    meta skuid 1000 ip daddr . tcp dport { 10.0.0.2 . 22001 } accept",
     "    meta skuid 1000 ip6 daddr . tcp dport { fd00::3 . 20003 } accept",
     "    ip daddr 10.0.0.2 tcp dport { 22000-22999, 9181 } reject with tcp reset",
     "    ip6 daddr fd00::3 tcp dport 20000-29999 reject with tcp reset",
   ]);
-  // One tenant in the cluster (or no peers yet): no rules for other nodes.
-  assert.deepEqual(remoteRules({ ...peers, closed: false }, [{ uid: 1000, tenant: "acme" }]), {
-    skipped: [],
-  });
-  assert.deepEqual(remoteRules(undefined, [{ uid: 1000, tenant: "acme" }]), { skipped: [] });
+  // One tenant in the cluster: no rules for other nodes, the platform's endpoints closed all the same.
+  const single = remoteRules({ ...peers, closed: false }, [{ uid: 1000, tenant: "acme" }]);
+  assert.equal(single.rules, undefined);
+  assert.deepEqual(single.protect, protect);
+  assert.deepEqual(remoteRules(undefined, [{ uid: 1000, tenant: "acme" }]), { protect: [], skipped: [] });
 });

@@ -120,15 +120,23 @@ export function firewallScript(state: FirewallState): string {
 
 /**
  * The rules for other nodes from the control plane's `peers`, for the uids
- * of the tenants with instances here. Node addresses that are not IP
- * addresses cannot be matched and are left out (`skipped`). Undefined while the cluster needs none (`closed` false).
+ * of the tenants with instances here, and the platform's endpoints it names
+ * (`protect`: the store's etcd members, the gateways' metrics). A node or an
+ * endpoint given by host name cannot be matched and is left out (`skipped`).
+ * No `rules` while the cluster needs none (`closed` false).
  */
 export function remoteRules(
   peers: Peers | undefined,
   uids: readonly { uid: number; tenant: string | undefined }[],
-): { rules?: RemoteRules; skipped: string[] } {
-  if (!peers?.closed) return { skipped: [] };
+): { rules?: RemoteRules; protect: ProtectedEndpoint[]; skipped: string[] } {
   const skipped: string[] = [];
+  const protect: ProtectedEndpoint[] = [];
+  for (const e of peers?.platform ?? []) {
+    const at = hostPort(e);
+    if (at) protect.push(at);
+    else skipped.push(e);
+  }
+  if (!peers?.closed) return { protect, skipped };
   const nodes = peers.nodes.filter((n) => {
     if (isIP(n.address) === 0) skipped.push(n.address);
     return isIP(n.address) !== 0;
@@ -136,12 +144,18 @@ export function remoteRules(
   const open = uids.map(({ uid, tenant }) => ({
     uid,
     endpoints: (tenant === undefined ? [] : (peers.tenants[tenant] ?? [])).flatMap((e) => {
-      const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(e);
-      const port = Number(m?.[2]);
-      return m?.[1] && isIP(m[1]) !== 0 && port >= 1 && port <= 65535 ? [{ address: m[1], port }] : [];
+      const at = hostPort(e);
+      return at ? [at] : [];
     }),
   }));
-  return { rules: { nodes, open }, skipped };
+  return { rules: { nodes, open }, protect, skipped };
+}
+
+/** "10.0.0.5:20014" or "[fd00::5]:20014" as an address and port; undefined for a host name or a bad port. */
+export function hostPort(text: string): { address: string; port: number } | undefined {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  return m?.[1] && isIP(m[1]) !== 0 && port >= 1 && port <= 65535 ? { address: m[1], port } : undefined;
 }
 
 function remoteLines(remote: RemoteRules): string[] {

@@ -124,10 +124,15 @@ export function parsePeers(peers: unknown): Peers {
     if (m !== undefined && !(Number.isInteger(m) && (m as number) >= 1 && (m as number) <= 65535))
       fail(`peers.nodes.${i}.metricsPort`, "not a port");
   }
+  if (
+    peers.platform !== undefined &&
+    (!Array.isArray(peers.platform) || peers.platform.some((e) => typeof e !== "string"))
+  )
+    fail("peers.platform", "not a list of host:port");
   if (!isObject(peers.tenants)) return fail("peers.tenants", "not an object");
   for (const [tenant, list] of Object.entries(peers.tenants)) {
     if (!Array.isArray(list) || list.some((e) => typeof e !== "string"))
       fail(`peers.tenants.${tenant}`, "not a list of address:port");
   }
-  return peers as unknown as Peers;
+  return { ...(peers as unknown as Peers), platform: (peers.platform as string[] | undefined) ?? [] };
 }

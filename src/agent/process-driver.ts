@@ -216,7 +216,7 @@ export class ProcessDriver implements RuntimeDriver {
     else if (this.#firewallError) missing.push(`network: ${this.#firewallError}`);
     if (this.#firewall.tool === "nftables" && this.#skippedNodes)
       missing.push(
-        `network: nodes at a host name (${this.#skippedNodes}): their instance ports stay open to instances here (give agents an IP address, herd agent --address)`,
+        `network: other nodes or platform endpoints at a host name (${this.#skippedNodes}): open to instances here (give agents an IP address, herd agent --address; the store by address)`,
       );
     if (this.#sandbox.enabled && !this.#hardlinksProtected)
       missing.push(
@@ -655,7 +655,7 @@ export class ProcessDriver implements RuntimeDriver {
             uids: this.#uids.range,
             instances,
             ports: this.#policy.ports,
-            protect: this.#policy.protect,
+            protect: [...this.#policy.protect, ...remote.protect],
             ...(remote.rules ? { remote: remote.rules } : {}),
           });
     const err = runNft(this.#firewall.nft, script);
@@ -674,8 +674,8 @@ export class ProcessDriver implements RuntimeDriver {
     if (key === this.#skippedNodes) return;
     this.#skippedNodes = key;
     if (names.length > 0)
-      this.#log.warn("nodes given by host name: their instance ports stay open to this node's instances", {
-        nodes: names,
+      this.#log.warn("nodes or platform endpoints given by host name stay open to this node's instances", {
+        names,
       });
   }
 

@@ -45,6 +45,8 @@ export interface ApiDeps {
   logsHeartbeatMs: number;
   /** What each gateway has applied (live-config.ts routes). */
   gateways: GatewayBook;
+  /** The store's members and the gateways' metrics, "host:port": closed to instances on every node (platform-endpoints.ts). */
+  platformEndpoints: () => string[];
   /** The gateways' live load figures, each second (routes/load.ts; controllers read them as Context.load). */
   load: LiveLoad;
   /** Spans: store and forwarder. */

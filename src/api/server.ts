@@ -75,6 +75,7 @@ import {
   TENANT_PERMISSIONS,
   tenantFor,
 } from "./permissions.ts";
+import { platformEndpoints } from "./platform-endpoints.ts";
 import { RegistryCredentials } from "./registry-credentials.ts";
 import { addonRoutes } from "./routes/addons.ts";
 import { alertRoutes } from "./routes/alerts.ts";
@@ -373,6 +374,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
+    platformEndpoints: platformEndpoints(options.store, gateways),
     load,
     traces,
     ingestTokens,

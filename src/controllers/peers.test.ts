@@ -8,7 +8,12 @@ async function cluster() {
   const store = new MemoryStore();
   const informer = controlPlaneInformer(store);
   let now = 0;
-  const peers = new PeerDirectory(informer, () => now);
+  let platform: string[] = [];
+  const peers = new PeerDirectory(
+    informer,
+    () => platform,
+    () => now,
+  );
   const node = (name: string, address: string, ports?: { min: number; max: number }, metricsUrl?: string) =>
     store.put("node", name, {
       name,
@@ -27,7 +32,10 @@ async function cluster() {
   const later = (ms = 1000) => {
     now += ms;
   };
-  return { store, informer, peers, node, service, instance, ask, later };
+  const setPlatform = (list: string[]) => {
+    platform = list;
+  };
+  return { store, informer, peers, node, service, instance, ask, later, setPlatform };
 }
 
 test("one tenant in the cluster: open, no lists, and nothing sent once applied", async (t) => {
@@ -37,8 +45,20 @@ test("one tenant in the cluster: open, no lists, and nothing sent once applied",
   await c.node("n2", "10.0.0.2");
   await c.service("acme", "shop");
   await c.instance("i1", "acme", "shop", "n2", 20001);
-  assert.deepEqual(await c.ask(["acme"]), { version: "open", closed: false, nodes: [], tenants: {} });
+  assert.deepEqual(await c.ask(["acme"]), {
+    version: "open",
+    closed: false,
+    nodes: [],
+    tenants: {},
+    platform: [],
+  });
   assert.equal(await c.ask(["acme"], "open"), undefined);
+  // The platform's endpoints elsewhere (an etcd member, a gateway's metrics) are closed with one tenant too.
+  c.setPlatform(["10.0.0.9:2379", "10.0.0.2:9180", "10.0.0.9:2379"]);
+  const withEtcd = await c.ask(["acme"], "open");
+  assert.equal(withEtcd?.closed, false);
+  assert.deepEqual(withEtcd?.platform, ["10.0.0.2:9180", "10.0.0.9:2379"]);
+  assert.equal(await c.ask(["acme"], withEtcd?.version), undefined);
 });
 
 test("two tenants: the other nodes' ranges closed, each tenant's own endpoints elsewhere open", async (t) => {

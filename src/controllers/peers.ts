@@ -9,6 +9,9 @@
  * node's address through `lo`, whose rules come first in the agent's table,
  * so those entries change nothing there, and leaving them in lets every node
  * with the same tenants share one answer (no copy per node of a big list).
+ * Both also name the platform's endpoints elsewhere (the store's etcd
+ * members, the gateways' metrics: api/platform-endpoints.ts), closed to
+ * every instance whatever the tenants.
  * An agent sends back the version it applies; the reply carries `peers` only
  * when that differs, so a cluster at rest sends nothing. While one tenant
  * alone has services there is nobody to keep out: `closed: false`, with no
@@ -56,14 +59,17 @@ interface TenantEndpoints {
 
 export class PeerDirectory {
   readonly #informer: Informer;
+  readonly #platform: () => string[];
   readonly #now: () => number;
   #nodes: NodeList | undefined;
   readonly #tenants = new Map<string, TenantEndpoints>();
   /** The JSON of recent answers by version: every node with the same tenants gets the same bytes. */
   readonly #encoded = new Map<string, Buffer>();
 
-  constructor(informer: Informer, now: () => number = Date.now) {
+  /** `platform`: the platform's endpoints elsewhere, "host:port" (api/platform-endpoints.ts). */
+  constructor(informer: Informer, platform: () => string[] = () => [], now: () => number = Date.now) {
     this.#informer = informer;
+    this.#platform = platform;
     this.#now = now;
   }
 
@@ -73,19 +79,25 @@ export class PeerDirectory {
    * The informer must be synced (the heartbeat has just done it).
    */
   forNode(tenants: readonly string[], applied: string | undefined): Peers | undefined {
+    const platform = [...new Set(this.#platform())].sort();
+    const platformHash = platform.length > 0 ? `-${digest(platform.join(","))}` : "";
     if (this.#informer.values("service", "tenant").length <= 1) {
-      return applied === "open" ? undefined : { version: "open", closed: false, nodes: [], tenants: {} };
+      const version = `open${platformHash}`;
+      return applied === version ? undefined : { version, closed: false, nodes: [], tenants: {}, platform };
     }
     const list = this.#nodeList();
     const mine = [...new Set(tenants)].sort();
     const parts = mine.map((t) => this.#endpoints(t));
-    const version = digest([list.hash, ...mine.map((t, i) => `${t}=${parts[i]?.hash}`)].join("\n"));
+    const version = digest(
+      [list.hash, platformHash, ...mine.map((t, i) => `${t}=${parts[i]?.hash}`)].join("\n"),
+    );
     if (version === applied) return undefined;
     return {
       version,
       closed: true,
       nodes: list.nodes,
       tenants: Object.fromEntries(mine.map((t, i) => [t, parts[i]?.endpoints ?? []])),
+      platform,
     };
   }
 

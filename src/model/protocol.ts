@@ -182,6 +182,12 @@ export interface Peers {
   nodes: PeerNode[];
   /** For each tenant of the instances listed: its instances' endpoints ("address:port", open to its uid). */
   tenants: Record<string, string[]>;
+  /**
+   * The platform's endpoints elsewhere, "host:port" (api/platform-endpoints.ts:
+   * the store's etcd members, the gateways' metrics): closed to every instance,
+   * also while `closed` is false.
+   */
+  platform: string[];
 }
 
 /** One instance the node should have, and what to do with it. */

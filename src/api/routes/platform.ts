@@ -68,7 +68,7 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
   const { store, controllers } = deps;
   // New instances' health checks, into the log of the deploy that rolls them out.
   const probeLog = new ProbeLog(store, deps.deployLogs, systemClock);
-  const peers = new PeerDirectory(controllers.informer);
+  const peers = new PeerDirectory(controllers.informer, deps.platformEndpoints);
 
   api.get("/version", { schema: { summary: "Server version", tags: ["platform"] } }, async () => ({
     version: deps.version,
