@@ -139,6 +139,19 @@ test("the node reports its sandbox and firewall, and two tenants deploy", { skip
     return list.length === 2 ? list : undefined;
   });
 
+  // The gateway's metrics (every tenant's routes and traffic): the control plane names them to the
+  // agent among the platform's endpoints (peers.platform); the probe runs once the agent has them.
+  const gateways = await h.api<{ items: { metricsUrl?: string }[] }>("GET", "/gateways");
+  const metricsUrl = gateways.body.items.find((g) => g.metricsUrl)?.metricsUrl;
+  assert.ok(metricsUrl, `a gateway with metrics: ${JSON.stringify(gateways.body)}`);
+  const metricsAt = new URL(metricsUrl).host;
+  await waitFor(`the agent to close ${metricsAt}`, () => {
+    const file = join(h.dataDir, "agent", "peers.json");
+    return (
+      existsSync(file) &&
+      (JSON.parse(readFileSync(file, "utf8")) as { platform: string[] }).platform.includes(metricsAt)
+    );
+  });
   const spec = {
     read: {
       adminToken: join(h.dataDir, "admin-token"),
@@ -152,6 +165,7 @@ test("the node reports its sandbox and firewall, and two tenants deploy", { skip
       api: Number(new URL(h.url).port),
       otherTenant: target.port,
       gateway: Number(new URL(h.gatewayUrl).port),
+      gatewayMetrics: Number(new URL(metricsUrl).port),
       ...Object.fromEntries(probers.map((p) => [p.id, p.port])),
     },
   };
@@ -191,7 +205,7 @@ test("it cannot see other processes' environment (hidepid /proc), nor signal the
   assert.equal((await herd!.request("hello.localhost")).status, 200);
 });
 
-test("it cannot connect to the API nor to another tenant's port; its own tenant and the gateway it can", {
+test("it cannot connect to the API, the gateway's metrics nor another tenant's port; its own tenant and the gateway it can", {
   skip: notRoot,
 }, (t) => {
   if (node?.isolation.network !== "nftables") {
@@ -200,6 +214,7 @@ test("it cannot connect to the API nor to another tenant's port; its own tenant 
   }
   assert.equal(result.connect.api, "ECONNREFUSED");
   assert.equal(result.connect.otherTenant, "ECONNREFUSED");
+  assert.equal(result.connect.gatewayMetrics, "ECONNREFUSED", "the gateway's metrics");
   assert.equal(result.connect.gateway, "allowed");
   const sibling = probers.find((p) => p.id !== result.instance)!;
   assert.equal(result.connect[sibling.id], "allowed", "the same tenant's sibling");
