@@ -7,13 +7,11 @@
  * The layout of its data dir: agent-layout.ts.
  */
 
-import { readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HEDGE } from "../common/hedge.ts";
 import { type Logger, silentLogger } from "../common/log.ts";
 import { type MetricsServer, startMetricsServer } from "../common/metrics-server.ts";
-import { writePrivateFile } from "../common/private-file.ts";
 import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
@@ -28,12 +26,13 @@ import type { InstanceProcess, NetworkPolicy } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
-import { parseHeartbeatReply, parsePeers } from "./heartbeat-reply.ts";
+import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
 import { refusedCredential, revokedAnswer } from "./join.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
 import { STATS_MS, StatsReader, type StatsReading } from "./node-stats.ts";
+import { keepPeers, readPeers } from "./peers-file.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
 import { startProbeLoop, stopProbeLoop } from "./probe-loop.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -197,7 +196,7 @@ export class Agent {
           host,
         }),
       ),
-      ...readPeers(this.#peersFile),
+      ...readPeers(this.#options.dataDir),
     };
     this.#driver.setNetworkPolicy?.(this.#networkPolicy);
     this.#agentVersion = await readAgentVersion();
@@ -398,19 +397,11 @@ export class Agent {
     return changed;
   }
 
-  get #peersFile(): string {
-    return join(this.#options.dataDir, "peers.json");
-  }
-
   /** The other nodes' instance ports, to the drivers' firewalls, and to disk for the next start. */
   #applyPeers(peers: Peers): void {
     if (!this.#networkPolicy) return;
     this.#networkPolicy = { ...this.#networkPolicy, peers };
-    try {
-      writePrivateFile(this.#peersFile, JSON.stringify(peers));
-    } catch (err) {
-      this.#log.warn("cannot keep the peers for the next start", { err });
-    }
+    keepPeers(this.#options.dataDir, peers, this.#log);
     this.#driver.setNetworkPolicy?.(this.#networkPolicy);
   }
 
@@ -804,14 +795,5 @@ export class Agent {
     }
     this.#wake = undefined;
     this.#wakeRequested = false;
-  }
-}
-
-/** The peers an earlier run kept (`{}` when none or unreadable: the first heartbeat brings them). */
-function readPeers(file: string): { peers?: Peers } {
-  try {
-    return { peers: parsePeers(JSON.parse(readFileSync(file, "utf8"))) };
-  } catch {
-    return {};
   }
 }

@@ -63,6 +63,8 @@ export class PeerDirectory {
   readonly #now: () => number;
   #nodes: NodeList | undefined;
   readonly #tenants = new Map<string, TenantEndpoints>();
+  /** The platform's endpoints as last seen, and their hash (a heartbeat hashes them only when they change). */
+  #platformSeen = { key: "", hash: "", list: [] as string[] };
   /** The JSON of recent answers by version: every node with the same tenants gets the same bytes. */
   readonly #encoded = new Map<string, Buffer>();
 
@@ -79,8 +81,7 @@ export class PeerDirectory {
    * The informer must be synced (the heartbeat has just done it).
    */
   forNode(tenants: readonly string[], applied: string | undefined): Peers | undefined {
-    const platform = [...new Set(this.#platform())].sort();
-    const platformHash = platform.length > 0 ? `-${digest(platform.join(","))}` : "";
+    const { list: platform, hash: platformHash } = this.#platformNow();
     if (this.#informer.values("service", "tenant").length <= 1) {
       const version = `open${platformHash}`;
       return applied === version ? undefined : { version, closed: false, nodes: [], tenants: {}, platform };
@@ -115,6 +116,14 @@ export class PeerDirectory {
       this.#encoded.set(peers.version, bytes);
     }
     return bytes;
+  }
+
+  #platformNow(): { list: string[]; hash: string } {
+    const list = [...new Set(this.#platform())].sort();
+    const key = list.join(",");
+    if (key !== this.#platformSeen.key)
+      this.#platformSeen = { key, list, hash: list.length > 0 ? `-${digest(key)}` : "" };
+    return this.#platformSeen;
   }
 
   #nodeList(): NodeList {
