@@ -118,6 +118,31 @@ test("a container to another node: its tenant's endpoints there open, the node's
   assert.doesNotMatch(open, /chain peers/);
 });
 
+test("a platform endpoint at this machine's own address is closed by its port on every address here", () => {
+  const script = containerFirewallScript({
+    table: "herdc_br_x_3",
+    bridge: "br-x",
+    gateway: "10.9.0.1",
+    ports: { min: 20000, max: 29999 },
+    protect: [{ address: "192.0.2.5", port: 7000 }],
+    guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
+    peers: {
+      version: "v1",
+      closed: false,
+      nodes: [],
+      tenants: {},
+      platform: ["192.0.2.5:2380", "192.0.2.9:2380"],
+    },
+    here: ["127.0.0.1", "192.0.2.5", "10.9.0.1"],
+  });
+  // etcd on a wildcard answers on the bridge's address too: no `ip daddr` for this machine's endpoints.
+  assert.match(script, /ip saddr 10\.9\.0\.2 tcp dport 7000 drop/);
+  assert.match(script, /ip saddr 10\.9\.0\.2 tcp dport 2380 drop/);
+  assert.doesNotMatch(script, /ip daddr 192\.0\.2\.5/);
+  // Another machine's stays matched by its address, on its way out (forward).
+  assert.match(script, /chain peers \{\n {4}ip saddr 10\.9\.0\.2 ip daddr 192\.0\.2\.9 tcp dport 2380 drop/);
+});
+
 test("containers of another app are out of reach; the host's endpoints in their env are not", async (t) => {
   const upstream = createServer((_req, res) => res.end("internal listener\n"));
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));

@@ -39,6 +39,8 @@ import {
   firewallRemoveScript,
   hostPort,
   isHostAddress,
+  machineAddresses,
+  onThisMachine,
   type ProtectedEndpoint,
   runNft,
 } from "./firewall.ts";
@@ -66,6 +68,8 @@ export interface ContainerFirewallState {
   protect: ProtectedEndpoint[];
   /** The other nodes' instance ports (heartbeat reply); absent or not `closed`: no forward rules. */
   peers?: Peers;
+  /** This machine's addresses: a platform endpoint at one is closed by its port on all of them (onThisMachine). */
+  here?: readonly string[];
 }
 
 /** The table name of the driver with state root `stateRoot` on bridge `bridge`. */
@@ -116,29 +120,34 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
   lines.push(`    ip saddr ${all} tcp dport ${set(guests.map((g) => String(g.port)))} drop`);
   lines.push(`    ip saddr ${all} tcp dport ${state.ports.min}-${state.ports.max} drop`);
   // The platform's endpoints the control plane names (the store's members, the gateways' metrics) too.
-  for (const e of [...state.protect, ...platformOf(state)]) {
+  const here = new Set(state.here ?? []);
+  const platform = onThisMachine(platformOf(state), here);
+  for (const e of [...onThisMachine(state.protect, here), ...platform]) {
     const a = e.address;
     if (a === undefined || isHostAddress(a)) lines.push(`    ip saddr ${all} tcp dport ${e.port} drop`);
     else if (isIP(a) === 4) lines.push(`    ip saddr ${all} ip daddr ${a} tcp dport ${e.port} drop`);
   }
   lines.push("  }");
-  lines.push(...peerLines(state, guests, all));
+  lines.push(...peerLines(state, platform, guests, all));
   lines.push("}", "");
   return lines.join("\n");
 }
 
-/** A container to another node: its tenant's endpoints there (the group's first part) open, their ranges closed. */
 /** The platform's endpoints in `peers` that are IP addresses (a host name cannot be matched). */
 function platformOf(state: ContainerFirewallState): ProtectedEndpoint[] {
   return (state.peers?.platform ?? []).flatMap((e) => hostPort(e) ?? []);
 }
 
-function peerLines(state: ContainerFirewallState, guests: Guest[], all: string): string[] {
+/** A container to another node: its tenant's endpoints there (the group's first part) open, their ranges closed. */
+function peerLines(
+  state: ContainerFirewallState,
+  platform: ProtectedEndpoint[],
+  guests: Guest[],
+  all: string,
+): string[] {
   const peers = state.peers;
   const nodes = peers?.closed ? peers.nodes.filter((n) => isIP(n.address) === 4) : [];
-  const elsewhere = platformOf(state).filter(
-    (e) => isIP(e.address ?? "") === 4 && !isHostAddress(e.address ?? ""),
-  );
+  const elsewhere = platform.filter((e) => isIP(e.address ?? "") === 4 && !isHostAddress(e.address ?? ""));
   if (!peers || (nodes.length === 0 && elsewhere.length === 0)) return [];
   const lines = [
     "  chain forward {",
@@ -240,7 +249,11 @@ export class ContainerFirewall {
 
   /** Writes the rules for the containers set now (deletes the tables when there are none); throws when nft refuses. */
   apply(): void {
-    const script = containerFirewallScript({ ...this.#state, guests: [...this.#guests.values()] });
+    const script = containerFirewallScript({
+      ...this.#state,
+      guests: [...this.#guests.values()],
+      here: [...machineAddresses()],
+    });
     const err = runNft(this.#nft, script);
     if (err) throw new Error(`nft refused the container rules: ${err}`);
   }

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { firewallRemoveScript, firewallScript, firewallTable, remoteRules } from "./firewall.ts";
+import {
+  firewallRemoveScript,
+  firewallScript,
+  firewallTable,
+  machineAddresses,
+  onThisMachine,
+  remoteRules,
+} from "./firewall.ts";
 
 test("the rules let each tenant reach its own ports only, and close the platform's endpoints", () => {
   const script = firewallScript({
@@ -107,4 +114,29 @@ test("other nodes: each uid's own tenant's endpoints there open, their instance 
   assert.equal(single.rules, undefined);
   assert.deepEqual(single.protect, protect);
   assert.deepEqual(remoteRules(undefined, [{ uid: 1000, tenant: "acme" }]), { protect: [], skipped: [] });
+});
+
+test("a platform endpoint at one of this machine's addresses is closed on every address here", () => {
+  const here = new Set(["127.0.0.1", "10.0.0.5", "fd00::5"]);
+  assert.deepEqual(
+    onThisMachine(
+      [
+        { address: "10.0.0.5", port: 2380 },
+        { address: "fd00::5", port: 2379 },
+        { address: "10.0.0.9", port: 2380 },
+        { address: "127.0.0.1", port: 7000 },
+        { port: 9100 },
+      ],
+      here,
+    ),
+    [
+      { port: 2380 },
+      { port: 2379 },
+      { address: "10.0.0.9", port: 2380 },
+      { address: "127.0.0.1", port: 7000 },
+      { port: 9100 },
+    ],
+  );
+  // This machine's own addresses are among those of its interfaces.
+  assert.ok(machineAddresses().has("127.0.0.1"));
 });

@@ -7,7 +7,7 @@
  *   output hook ─► uid in the agent's range and a SYN ─► chain sandbox:
  *     to an instance port of the same tenant (same uid)    accept
  *     to any other port of the instance range             reject (tcp reset)
- *     to a platform endpoint (API, agent metrics)          reject (tcp reset)
+ *     to a platform endpoint (API, agent metrics, etcd)    reject (tcp reset)
  *     to an instance of the same tenant on another node    accept
  *     to another node's instance port range or agent metrics  reject (tcp reset)
  *     anything else                                        accept (the gateway's routes, the internet)
@@ -17,6 +17,10 @@
  * cannot tell another node's gateway from its instances, so the sending node
  * keeps its instances out.
  *
+ * A platform endpoint at one of this machine's own addresses is closed by its
+ * port on every address here (`onThisMachine`): a listener on a wildcard
+ * answers on loopback too, where `ip daddr` would not match.
+ *
  * The whole table is replaced in one `nft -f` transaction on every change, so
  * there is never a moment with half the rules. It exists while instances of
  * the agent run, and is deleted when the last one is gone.
@@ -25,6 +29,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
+import { networkInterfaces } from "node:os";
 import { findBinary } from "../common/debian-packages.ts";
 import type { PeerNode, Peers } from "../model/protocol.ts";
 import { lastUid, type UidRange } from "./uids.ts";
@@ -60,6 +65,26 @@ export function protectedEndpoints(
   }
   if (metricsUrl) out.push({ port: Number(new URL(metricsUrl).port) });
   return out;
+}
+
+/** Every address of this machine's interfaces (of its network namespace). */
+export function machineAddresses(): Set<string> {
+  return new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address)));
+}
+
+/**
+ * The endpoints with one at an address of this machine (`here`) made this
+ * machine's port, closed on every address here: an etcd or a metrics
+ * listener on a wildcard answers on loopback and a bridge's address as well
+ * as on the one it advertises.
+ */
+export function onThisMachine(
+  endpoints: readonly ProtectedEndpoint[],
+  here: ReadonlySet<string>,
+): ProtectedEndpoint[] {
+  return endpoints.map((e) =>
+    e.address !== undefined && !isHostAddress(e.address) && here.has(e.address) ? { port: e.port } : e,
+  );
 }
 
 /** Other nodes' instance ports: closed to every instance uid but for each uid's own tenant's endpoints. */

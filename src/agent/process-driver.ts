@@ -74,6 +74,8 @@ import {
   firewallRemoveScript,
   firewallScript,
   firewallTable,
+  machineAddresses,
+  onThisMachine,
   remoteRules,
   runNft,
 } from "./firewall.ts";
@@ -655,7 +657,7 @@ export class ProcessDriver implements RuntimeDriver {
             uids: this.#uids.range,
             instances,
             ports: this.#policy.ports,
-            protect: [...this.#policy.protect, ...remote.protect],
+            protect: onThisMachine([...this.#policy.protect, ...remote.protect], machineAddresses()),
             ...(remote.rules ? { remote: remote.rules } : {}),
           });
     const err = runNft(this.#firewall.nft, script);

@@ -75,7 +75,7 @@ import {
   TENANT_PERMISSIONS,
   tenantFor,
 } from "./permissions.ts";
-import { platformEndpoints } from "./platform-endpoints.ts";
+import { memberSource, PlatformEndpoints } from "./platform-endpoints.ts";
 import { RegistryCredentials } from "./registry-credentials.ts";
 import { addonRoutes } from "./routes/addons.ts";
 import { alertRoutes } from "./routes/alerts.ts";
@@ -355,6 +355,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const leadership = openLeadership(store, logger.child("leader"), options.leaseTtlSeconds);
   // Started and stopped with the leader's term, like the controllers: two servers never both run them.
   const leaderLoops = new LeaderLoops(logger.child("leader"));
+  // The store's members and the gateways' metrics, closed to instances on every node (peers.platform).
+  const platform = new PlatformEndpoints({
+    store: options.store,
+    gateways,
+    members: memberSource(store),
+    logger: logger.child("platform"),
+  });
+  void platform.start();
   leaderLoops.add("alerts", alerts);
   leaderLoops.add("dependency drift", drift);
   leaderLoops.add("certificates", certificates);
@@ -374,7 +382,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logs,
     logsHeartbeatMs: options.logs?.heartbeatMs ?? 15_000,
     gateways,
-    platformEndpoints: platformEndpoints(options.store, gateways),
+    platformEndpoints: () => platform.now(),
     load,
     traces,
     ingestTokens,
@@ -500,6 +508,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       closeAcceptors();
       await app.close();
       await gateways.close();
+      await platform.stop();
       metrics.close();
       logs.close();
       audit.close();

@@ -27,6 +27,8 @@ import { createNamespace, type NetNamespace } from "./netns.ts";
 export interface EtcdCluster {
   /** Client URLs, one per member. */
   endpoints: string[];
+  /** Peer URLs, one per member. */
+  peers: string[];
   /** The members' processes, in order (for chaos tests). */
   members: ChildProcess[];
   /** With `tls`: the CA and the client certificate to reach the members with (https endpoints). */
@@ -120,7 +122,8 @@ export async function startEtcdCluster(
       netns && options.isolate !== undefined
         ? { member: options.isolate, cut: netns.cut, heal: netns.heal }
         : undefined;
-    return { endpoints, members, ...(isolated ? { isolated } : {}), ...(tls ? { tls } : {}), stop };
+    const peers = names.map((_, i) => peer(i));
+    return { endpoints, peers, members, ...(isolated ? { isolated } : {}), ...(tls ? { tls } : {}), stop };
   } catch (err) {
     await stop();
     throw err;

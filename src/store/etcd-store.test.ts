@@ -51,6 +51,18 @@ after(async () => {
   await shared?.stop();
 });
 
+test("etcd: the member list names every member's client and peer URLs", async () => {
+  const store = await EtcdStore.open({ endpoints: [shared.endpoints[0]] });
+  try {
+    const urls = await store.memberUrls();
+    assert.deepEqual(urls.filter((u) => shared.endpoints.includes(u)).sort(), [...shared.endpoints].sort());
+    assert.deepEqual(urls.filter((u) => shared.peers.includes(u)).sort(), [...shared.peers].sort());
+    assert.equal(urls.length, 6);
+  } finally {
+    await store.close();
+  }
+});
+
 test("etcd: two stores on one cluster see each other's writes live, and conflicts", async () => {
   const root = `/t${process.pid}-${Date.now()}/`;
   const a = await EtcdStore.open({ endpoints: [shared.endpoints[0]], root });

@@ -540,6 +540,18 @@ export class EtcdStore implements Store {
     }
   }
 
+  /**
+   * Every URL the cluster's members advertise, for clients and for their
+   * peers, as etcd's member list has them (members added after the store was
+   * opened too): the platform's endpoints no instance may reach
+   * (api/platform-endpoints.ts).
+   */
+  async memberUrls(): Promise<string[]> {
+    this.#checkOpen();
+    const res = await this.#call(() => this.#client.cluster.memberList({}));
+    return res.members.flatMap((m) => [...m.clientURLs, ...m.peerURLs]);
+  }
+
   /** The client and key prefix, for leader election on the same cluster (leadership.ts). */
   connection(): { client: Etcd3; root: string } {
     return { client: this.#client, root: this.#root };

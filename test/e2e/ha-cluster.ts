@@ -50,6 +50,8 @@ export interface HaCluster {
   token: string;
   gatewayUrl: string;
   agent: HaProcess;
+  /** The agent's data dir (its peers.json among it). */
+  agentDir: string;
   gateway: HaProcess;
   /** The server the leader key names, if any. */
   leader(): Promise<HaServer | undefined>;
@@ -253,6 +255,7 @@ export async function startHaCluster(
       token,
       gatewayUrl,
       agent,
+      agentDir: join(work, "node-1"),
       gateway,
       store,
       leader,

@@ -3,13 +3,16 @@
 // leads within twice the lease; an etcd member cut off the network: the leader
 // keeps leading and acts within twice the lease; acknowledged writes stay, instances are
 // neither lost nor doubled, the gateway answers throughout; the deposed
-// leader steps down. Then backup, restore and migrate across both stores.
+// leader steps down. Then backup, restore and migrate across both stores. An
+// instance cannot connect to any etcd member's client or peer port.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
+import { endpointOf } from "../../src/api/platform-endpoints.ts";
 import { type HaCluster, type HaServer, startHaCluster } from "./ha-cluster.ts";
 import {
   gatewayRequest,
@@ -20,11 +23,16 @@ import {
   steadyTraffic as startTraffic,
   waitFor,
 } from "./harness.ts";
+import { type ProbeResult, probePath, writeProber } from "./prober-app.ts";
 
 const LEASE_S = 2;
 let ha: HaCluster;
 
+const root = process.getuid?.() === 0;
+
 before(async () => {
+  // The agent finds nft when it starts: the instances' firewall closes etcd to them (the last test).
+  if (root) await ensureDebianPackages({ nft: "nftables" });
   // etcd member 1 in its own network namespace, to be cut off (etcd-cluster.ts).
   ha = await startHaCluster({ servers: 3, leaseTtl: LEASE_S, isolateEtcdMember: 1 });
   const d = await ha.cli(["deploy", join(ROOT, "examples/hello")], 240_000);
@@ -115,6 +123,54 @@ async function checkKept(acked: string[]): Promise<void> {
   const lost = acked.filter((n) => !names.has(n));
   assert.deepEqual(lost, [], "acknowledged writes lost");
 }
+
+test("ha: an instance cannot connect to etcd, neither its client nor its peer ports, on this machine or another", {
+  skip: root ? false : "needs root: instances run as the agent's user otherwise",
+}, async (t) => {
+  // Member 0 listens on an address of this machine, member 1 in its own network namespace
+  // (another machine as far as the agent knows). The servers name every member's client and
+  // peer URLs from etcd's member list (api/platform-endpoints.ts); the agent closes them.
+  const targets = {
+    client0: ha.etcd.endpoints[0],
+    peer0: ha.etcd.peers[0],
+    client1: ha.etcd.endpoints[1],
+    peer1: ha.etcd.peers[1],
+  };
+  const closing = Object.values(targets).map((u) => endpointOf(u) as string);
+  const peersFile = join(ha.agentDir, "peers.json");
+  await waitFor(`the agent to close ${closing.join(", ")}`, () => {
+    if (!existsSync(peersFile)) return false;
+    const { platform } = JSON.parse(readFileSync(peersFile, "utf8")) as { platform: string[] };
+    return closing.every((e) => platform.includes(e));
+  });
+  const dir = mkdtempSync(join(tmpdir(), "herd-ha-prober-"));
+  try {
+    writeProber(dir, { app: "prober", host: "prober.localhost", instances: 1 });
+    const d = await ha.cli(["deploy", dir], 240_000);
+    assert.equal(d.code, 0, d.stderr + d.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const spec = {
+    connect: {
+      ...Object.fromEntries(Object.entries(targets).map(([k, u]) => [k, endpointOf(u)])),
+      gateway: Number(new URL(ha.gatewayUrl).port),
+    },
+  };
+  const res = await waitFor("the prober through the gateway", async () => {
+    const r = await gatewayRequest(ha.gatewayUrl, "prober.localhost", probePath(spec));
+    return r.status === 200 ? r : undefined;
+  });
+  t.diagnostic(`probe: ${res.body}`);
+  const result = JSON.parse(res.body) as ProbeResult;
+  assert.deepEqual(result.connect, {
+    client0: "ECONNREFUSED",
+    peer0: "ECONNREFUSED",
+    client1: "ECONNREFUSED",
+    peer1: "ECONNREFUSED",
+    gateway: "allowed",
+  });
+});
 
 test("ha: kill -9 of the leader: another server leads within 2x the lease and acts; nothing lost or doubled", async () => {
   await exactlyRunning(2, 0);

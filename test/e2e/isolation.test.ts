@@ -16,36 +16,10 @@ import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
 import { firewallTable } from "../../src/agent/firewall.ts";
 import type { Instance, Node } from "../../src/model/objects.ts";
 import { cleanupHerd, type Herd, ROOT, startHerd, waitFor } from "./harness.ts";
+import { type ProbeResult, probePath, writeProber } from "./prober-app.ts";
 
 const root = process.getuid?.() === 0;
 const notRoot = root ? false : "needs root: instances run as the agent's user otherwise";
-
-// The hostile app: GET /probe?spec=<json> tries each thing and answers what happened.
-const PROBER = `
-const fs = require("node:fs");
-const http = require("node:http");
-const net = require("node:net");
-const outcome = (fn) => { try { fn(); return "allowed"; } catch (err) { return err.code || String(err); } };
-const connect = (port) => new Promise((resolve) => {
-  const s = net.connect(Number(port), "127.0.0.1");
-  const done = (r) => { s.destroy(); resolve(r); };
-  s.on("connect", () => done("allowed"));
-  s.on("error", (err) => done(err.code));
-  setTimeout(() => done("timeout"), 3000);
-});
-http.createServer(async (req, res) => {
-  const url = new URL(req.url, "http://x");
-  if (url.pathname !== "/probe") return res.end("ok");
-  const spec = JSON.parse(url.searchParams.get("spec"));
-  const r = { instance: process.env.HERD_INSTANCE, uid: process.getuid(), read: {}, connect: {} };
-  for (const [name, file] of Object.entries(spec.read)) r.read[name] = outcome(() => fs.readFileSync(file));
-  // Never pid 0 or less: that would be its own process group.
-  r.signal = spec.signal > 0 ? outcome(() => process.kill(spec.signal, "SIGKILL")) : "not tried";
-  for (const [name, port] of Object.entries(spec.connect)) r.connect[name] = await connect(port);
-  res.setHeader("content-type", "application/json");
-  res.end(JSON.stringify(r));
-}).listen(Number(process.env.PORT), "127.0.0.1");
-`;
 
 let herd: Herd | undefined;
 const work = mkdtempSync(join(tmpdir(), "herd-isolation-"));
@@ -61,14 +35,6 @@ after(async () => {
   await cleanupHerd(herd);
   rmSync(work, { recursive: true, force: true });
 });
-
-interface ProbeResult {
-  instance: string;
-  uid: number;
-  read: Record<string, string>;
-  signal: string;
-  connect: Record<string, string>;
-}
 
 async function instances(app: string, tenant: string, h = herd!): Promise<Instance[]> {
   const { body } = await h.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
@@ -88,22 +54,7 @@ async function createTenant(h: Herd, name: string): Promise<void> {
 async function deployProber(h: Herd): Promise<void> {
   await createTenant(h, "a");
   const dir = join(work, "prober");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "server.js"), PROBER);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "prober", private: true }));
-  writeFileSync(
-    join(dir, "herd.yaml"),
-    [
-      "app: prober",
-      "services:",
-      "  web:",
-      "    command: node server.js",
-      "    instances: 2",
-      "    resources: { cpu: 0.25, memory: 128Mi }",
-      "    routes: [{ host: prober.localhost, path: / }]",
-      "",
-    ].join("\n"),
-  );
+  writeProber(dir, { app: "prober", host: "prober.localhost", instances: 2 });
   const a = await h.cli(["deploy", "--tenant", "a", dir]);
   assert.equal(a.code, 0, a.stdout + a.stderr);
 }
@@ -172,7 +123,7 @@ test("the node reports its sandbox and firewall, and two tenants deploy", { skip
   // The gateway has prober's route a moment after the deploy: asked until it answers (the probe only reads and connects).
   let last = "";
   const res = await waitFor("the prober through the gateway", async () => {
-    const r = await h.request("prober.localhost", `/probe?spec=${encodeURIComponent(JSON.stringify(spec))}`);
+    const r = await h.request("prober.localhost", probePath(spec));
     last = `${r.status} ${r.body}`;
     return r.status === 200 ? r : undefined;
   }).catch((err: Error) => {
@@ -369,7 +320,7 @@ test("with --keep-apps, apps stay sandboxed across herd restarts: adopted, same 
   assert.deepEqual(after.map((i) => i.pid).sort(), before.map((i) => i.pid).sort(), "adopted, not restarted");
   const spec = { read: {}, signal: 0, connect: { api: Number(new URL(h.url).port) } };
   const res = await waitFor("the prober through the gateway", async () => {
-    const r = await h.request("prober.localhost", `/probe?spec=${encodeURIComponent(JSON.stringify(spec))}`);
+    const r = await h.request("prober.localhost", probePath(spec));
     return r.status === 200 ? r : undefined;
   });
   const r = JSON.parse(res.body) as ProbeResult;
