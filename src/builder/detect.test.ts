@@ -84,6 +84,27 @@ describe("loadAppDefinition", () => {
     assert.equal(def.services.web.instances, 1);
   });
 
+  it("runs a server.js with node, as npm start does without a start script, with or without package.json", async () => {
+    const bare = await loadAppDefinition(await app({ "server.js": "require('http')" }, "Bare_App"));
+    assert.equal(bare.app, "bare-app");
+    assert.equal(bare.kind, "node");
+    assert.equal(bare.services.web.command, "node server.js");
+    const named = await loadAppDefinition(
+      await app({ "server.js": "", "package.json": JSON.stringify({ name: "shop" }) }),
+    );
+    assert.deepEqual([named.app, named.services.web.command], ["shop", "node server.js"]);
+    // A start script says otherwise, and wins.
+    const script = await loadAppDefinition(
+      await app({ "server.js": "", "package.json": JSON.stringify({ scripts: { start: "node app.js" } }) }),
+    );
+    assert.equal(script.services.web.command, "node app.js");
+    // herd.yaml without a command takes it too.
+    const manifest = await loadAppDefinition(
+      await app({ "server.js": "", "herd.yaml": "app: m\nservices:\n  web: {}\n" }),
+    );
+    assert.equal(manifest.services.web.command, "node server.js");
+  });
+
   it("detects a Procfile, adding web from the start script when the Procfile has none", async () => {
     const dir = await app(
       {
@@ -128,7 +149,10 @@ describe("loadAppDefinition", () => {
 
   it("lists what it looked for when nothing is detectable", async () => {
     const dir = await app({ "README.md": "nothing to run", "package.json": "{}" });
-    await assert.rejects(loadAppDefinition(dir), invalid(/herd\.yaml.*Procfile.*start script.*index\.html/));
+    await assert.rejects(
+      loadAppDefinition(dir),
+      invalid(/herd\.yaml.*Procfile.*start script.*server\.js.*index\.html/),
+    );
   });
 
   it("rejects names that cannot be made valid, and broken package.json", async () => {

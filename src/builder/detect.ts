@@ -1,7 +1,8 @@
 /**
  * App detection: what an unpacked source directory runs, and under which app
  * name. herd.yaml says it outright; without one, herd looks (in this order)
- * for a Procfile, a package.json start script, and an index.html.
+ * for a Procfile, a package.json start script (or, as `npm start` does
+ * without one, a server.js: `node server.js`), and an index.html.
  */
 
 import { readFile, stat } from "node:fs/promises";
@@ -29,6 +30,9 @@ export interface AppDefinition {
   alerts?: Manifest["alerts"];
 }
 
+/** What runs an app whose only clue is a server.js (npm start's default). */
+export const SERVER_JS_COMMAND = "node server.js";
+
 /** The command of a static site's web service; the builder puts the server there. */
 export const STATIC_SERVER_COMMAND = "node .herd/static-server.mjs";
 
@@ -53,8 +57,13 @@ export async function loadAppDefinition(
   const pkg = await readPackageJson(dir);
   const procfileText = await readOptional(join(dir, "Procfile"));
   const procfile = procfileText === undefined ? undefined : parseProcfile(procfileText);
+  // npm's own default: without a start script, `npm start` runs `node server.js` when there is one.
   const startScript =
-    typeof pkg?.scripts?.start === "string" && pkg.scripts.start.trim() ? pkg.scripts.start : undefined;
+    typeof pkg?.scripts?.start === "string" && pkg.scripts.start.trim()
+      ? pkg.scripts.start
+      : (await exists(join(dir, "server.js")))
+        ? SERVER_JS_COMMAND
+        : undefined;
 
   const app = chooseAppName(dir, options.app, manifest, pkg);
 
@@ -89,7 +98,7 @@ export async function loadAppDefinition(
   throw new HerdError(
     "invalid",
     "cannot tell how to run this app: found no herd.yaml (or herd.yml), no Procfile, no package.json with a " +
-      "start script and no index.html; add a herd.yaml that gives each service a command, or one of the others",
+      "start script, no server.js and no index.html; add a herd.yaml that gives each service a command, or one of the others",
   );
 }
 

@@ -42,4 +42,4 @@ export async function resolveApp(
 }
 
 /** The files that make a directory an app's (builder/detect.ts looks at them). */
-const APP_FILES = ["herd.yaml", "herd.yml", "package.json", "Procfile", "index.html"];
+const APP_FILES = ["herd.yaml", "herd.yml", "package.json", "Procfile", "server.js", "index.html"];
