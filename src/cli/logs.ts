@@ -189,7 +189,7 @@ export async function checkLogFilters(
 export const logsCommand: CommandSpec = {
   name: "logs",
   usage:
-    "herd logs [--app NAME | --all] [--follow|-f] [--service S] [--instance I] [--level L] [--grep TEXT] [--stream S] [--since T] [--tail N]",
+    "herd logs [--app NAME | --all] [--follow|-f] [--service S] [--instance I] [--level L] [--grep TEXT] [--stream S] [--since T] [--tail|-n N]",
   summary:
     "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones. A line's trace id shows as `trace=ID`: `herd trace ID` opens the trace.",
   flags: [
@@ -205,7 +205,7 @@ export const logsCommand: CommandSpec = {
     ["--grep TEXT", "only lines containing TEXT, in any case"],
     ["--stream S", "only stdout, stderr or event"],
     ["--since T", "from a time ago (10m, 2h, 1d) or an ISO time"],
-    ["--tail N", "start with the last N lines (server default 100)"],
+    ["-n, --tail N", "start with the last N lines (server default 100)"],
   ],
   options: {
     app: { type: "string" },
@@ -217,7 +217,7 @@ export const logsCommand: CommandSpec = {
     grep: { type: "string" },
     stream: { type: "string" },
     since: { type: "string" },
-    tail: { type: "string" },
+    tail: { type: "string", short: "n" },
   },
   async run(ctx, values, positionals) {
     if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`, "logs");

@@ -389,6 +389,8 @@ describe("herd main", () => {
       "stderr",
       "--since",
       "1h",
+      "-n",
+      "20",
     ]);
     assert.equal(r.code, 0, r.err);
     const url = new URL(api.requests[0].url, "http://x");
@@ -397,6 +399,7 @@ describe("herd main", () => {
     assert.equal(url.searchParams.get("text"), "cart slow");
     assert.equal(url.searchParams.get("stream"), "stderr");
     assert.ok(Math.abs(Date.parse(url.searchParams.get("since")!) - (Date.now() - 3600_000)) < 60_000);
+    assert.equal(url.searchParams.get("tail"), "20", "-n is --tail, as in heroku logs -n");
     const all = await run(["logs", "--all"]);
     assert.equal(all.code, 0, all.err);
     assert.equal(new URL(api.requests[1].url, "http://x").pathname, "/api/v1/logs");
