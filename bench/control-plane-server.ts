@@ -16,7 +16,7 @@
 //
 // Usage: node bench/control-plane-server.ts --nodes N --apps A [--tenants N]
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -31,9 +31,13 @@ const TENANTS = arg("--tenants", 1);
 const ROOT = resolve(process.env.HERD_ROOT ?? join(import.meta.dirname, ".."));
 const MiB = 1024 ** 2;
 
+// A checkout from before 7 December 2026 has it in src/api/server.ts.
+const assembly = ["src/daemons/control-plane.ts", "src/api/server.ts"]
+  .map((f) => join(ROOT, f))
+  .find((f) => existsSync(f));
 const { startServer } = (await import(
-  join(ROOT, "src/api/server.ts")
-)) as typeof import("../src/api/server.ts");
+  assembly ?? join(ROOT, "src/daemons/control-plane.ts")
+)) as typeof import("../src/daemons/control-plane.ts");
 const { createToken } = (await import(join(ROOT, "src/api/auth.ts"))) as typeof import("../src/api/auth.ts");
 const { silentLogger } = (await import(
   join(ROOT, "src/common/log.ts")

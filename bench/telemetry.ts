@@ -23,8 +23,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type RunningServer, startServer } from "../src/api/server.ts";
 import { silentLogger } from "../src/common/log.ts";
+import { type RunningServer, startServer } from "../src/daemons/control-plane.ts";
 import { benchArgs, cleanup, verdict, verdictSummary } from "./harness.ts";
 import { encodeOtlp, grpcClient } from "./otlp-client.ts";
 import { measureSpanIngest } from "./traces.ts";

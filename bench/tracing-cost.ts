@@ -37,8 +37,8 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebianPackages } from "../scripts/ensure-tools.ts";
 import { createToken } from "../src/api/auth.ts";
-import { startServer } from "../src/api/server.ts";
 import { silentLogger } from "../src/common/log.ts";
+import { startServer } from "../src/daemons/control-plane.ts";
 import { BENCH_HOST, benchObjects, startBenchControlPlane } from "./gateway-control-plane.ts";
 import { runH2load } from "./gateway-rate.ts";
 import {

@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type RunningServer, startServer } from "../api/server.ts";
 import { apiCall } from "../api/testing.ts";
 import { runCli } from "../cli/test-api.ts";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { FinalAddonBackup } from "../model/addon.ts";
 import { FINAL_KIND } from "./final-backups.ts";
 

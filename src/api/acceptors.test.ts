@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { startServer } from "../daemons/control-plane.ts";
 import { ACCEPTORS, addAcceptors, portFree } from "./acceptors.ts";
-import { startServer } from "./server.ts";
 
 /**
  * Connections `server` takes while the event loop runs `turns` turns of 30 ms

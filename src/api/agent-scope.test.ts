@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Instance } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

@@ -9,11 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Instance, Node, Service } from "../model/objects.ts";
 import type { Heartbeat, InstanceUsage } from "../model/protocol.ts";
 import { type CapacityReport, capacityReport } from "./capacity.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall, waitFor } from "./testing.ts";
 
 const GiB = 1024 ** 3;

@@ -10,10 +10,10 @@ import { after, before, test } from "node:test";
 import { ArtifactStore } from "../builder/artifact-store.ts";
 import { PACKAGES_METADATA } from "../catalog/lockfile.ts";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { SlugPackages } from "../model/catalog.ts";
 import { type App, appKey, type Release, releaseKey } from "../model/objects.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

@@ -4,10 +4,10 @@
 
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
+import type { RunningServer } from "../daemons/control-plane.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { Deploy, Instance } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
-import type { RunningServer } from "./server.ts";
 import { apiCall, testServer, waitFor } from "./testing.ts";
 
 const fixture = testServer("herd-config-api-");

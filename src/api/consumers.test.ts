@@ -10,12 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { buildRouteTable } from "../gateway/route-table.ts";
 import { testService } from "../gateway/testing.ts";
 import type { Consumer } from "../model/objects.ts";
 import type { StoredObject } from "../store/store.ts";
 import { hashToken } from "./auth.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

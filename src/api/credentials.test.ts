@@ -10,12 +10,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ArtifactStore } from "../builder/artifact-store.ts";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Token } from "../model/identity.ts";
 import type { Instance } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
 import { createToken } from "./auth.ts";
 import { ensureComponentCredential } from "./credentials.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

@@ -9,10 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { Deploy, Release } from "../model/objects.ts";
 import type { DeployView } from "./routes/deploys.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

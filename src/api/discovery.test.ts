@@ -11,11 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { testInstance, testNode, testService } from "../gateway/testing.ts";
 import type { Service } from "../model/objects.ts";
 import { MemoryStore } from "../store/memory-store.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { type EndpointList, ServiceEndpoints } from "./service-endpoints.ts";
 import { apiCall } from "./testing.ts";
 

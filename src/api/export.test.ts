@@ -4,11 +4,11 @@
 
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
+import type { RunningServer } from "../daemons/control-plane.ts";
 import { normalizeService, parseManifest } from "../model/manifest.ts";
 import type { App, Release, Service } from "../model/objects.ts";
 import { releaseKey } from "../model/objects.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import type { RunningServer } from "./server.ts";
 import { apiCall, testServer } from "./testing.ts";
 
 const fixture = testServer("herd-api-export-");

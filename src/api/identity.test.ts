@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
 import { checkHostsOwned } from "../controllers/route-owners.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Token } from "../model/identity.ts";
 import type { App, Service, Tenant } from "../model/objects.ts";
 import { MemoryStore } from "../store/memory-store.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

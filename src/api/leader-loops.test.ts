@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { type EtcdCluster, startEtcdCluster } from "../store/etcd-cluster.ts";
 import { LeaderLoops } from "./leader-loops.ts";
-import { type RunningServer, startServer } from "./server.ts";
 
 const ALL = ["alerts", "dependency drift", "certificates", "artifact collection", "add-on sync"].sort();
 

@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { LATENCY_BUCKETS_MS, type LoadReport, type ServiceLoad } from "../model/load.ts";
 import type { App, Service } from "../model/objects.ts";
 import { MAX_REPORTED_SERVICES } from "./routes/load.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

@@ -8,10 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Instance } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
 import { createToken } from "./auth.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { openEventStream } from "./sse-testing.ts";
 import { apiCall } from "./testing.ts";
 

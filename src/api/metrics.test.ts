@@ -7,10 +7,10 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import type { RunningServer } from "../daemons/control-plane.ts";
 import { releaseKey } from "../model/objects.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { serviceDiscovery } from "./routes/metrics.ts";
-import type { RunningServer } from "./server.ts";
 import { apiCall, waitFor as poll, testServer } from "./testing.ts";
 
 const fixture = testServer("herd-metrics-api-", {

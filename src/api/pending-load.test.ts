@@ -12,9 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { startServer } from "../daemons/control-plane.ts";
 import type { Instance } from "../model/objects.ts";
 import type { Heartbeat } from "../model/protocol.ts";
-import { startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 const GiB = 1024 ** 3;

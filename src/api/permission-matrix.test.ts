@@ -15,10 +15,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Agent, request } from "undici";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Role } from "../model/identity.ts";
 import { type Permission, ROUTES } from "./permissions.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
 
 /** Who calls: the kinds of identity the issue names. */
 type Who =

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { decide, type Principal, ROUTES } from "./permissions.ts";
-import { type RunningServer, startServer } from "./server.ts";
 
 /** Routes left out of the OpenAPI document (`schema.hide`). */
 const HIDDEN = ["GET /healthz", "GET /metrics", "GET /api/v1/openapi.json", "GET /", "GET /*"];

@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { normalizeService, parseManifest } from "../model/manifest.ts";
 import type { App, Service } from "../model/objects.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "herd-api-rollouts-"));

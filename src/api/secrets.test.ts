@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import type { RunningServer } from "../daemons/control-plane.ts";
 import { ConfigSource } from "../gateway/config-source.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { Consumer, Deploy, Instance, Release } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
-import type { RunningServer } from "./server.ts";
 import { apiCall, testServer, waitFor } from "./testing.ts";
 
 const fixture = testServer("herd-secrets-api-");

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import { startServer } from "./server.ts";
+import { startServer } from "../daemons/control-plane.ts";
 
 test("close() ends an open watch stream instead of waiting for its client", async () => {
   const dir = mkdtempSync(join(tmpdir(), "herd-shutdown-"));

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { toOtlpJson } from "../observe/traces/otlp.ts";
 import { hexId, makeSpan } from "../observe/traces/testing.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

@@ -10,11 +10,11 @@ import { join } from "node:path";
 import { before, test } from "node:test";
 import { Agent } from "../agent/agent.ts";
 import { silentLogger } from "../common/log.ts";
+import type { RunningServer } from "../daemons/control-plane.ts";
 import { startGateway } from "../gateway/gateway.ts";
 import { normalizeService } from "../model/manifest.ts";
 import type { App, Instance } from "../model/objects.ts";
 import type { Heartbeat, HeartbeatReply } from "../model/protocol.ts";
-import type { RunningServer } from "./server.ts";
 import { apiCall, waitFor as poll, testServer } from "./testing.ts";
 
 const fixture = testServer("herd-telemetry-api-", {

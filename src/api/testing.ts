@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import { type RunningServer, type ServerOptions, startServer } from "./server.ts";
+import { type RunningServer, type ServerOptions, startServer } from "../daemons/control-plane.ts";
 
 export interface CallOptions {
   /** Default: the server's admin token. */

@@ -13,7 +13,7 @@ import { agentToken, credentialFile } from "../agent/join.ts";
 import { ApiClient } from "../cli/api-client.ts";
 import { caDispatcher, trusting } from "../common/api-ca.ts";
 import { silentLogger } from "../common/log.ts";
-import { type RunningServer, startServer } from "./server.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { ensureApiTls } from "./tls.ts";
 
 let server: RunningServer;

@@ -15,10 +15,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createLogger, silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { type Gateway, startGateway } from "../gateway/gateway.ts";
 import { request, seedShop, startUpstream, testInstance, testService, waitFor } from "../gateway/testing.ts";
 import { DEFAULT_HISTORY_LIMIT } from "../store/checks.ts";
-import { type RunningServer, startServer } from "./server.ts";
 import { apiCall } from "./testing.ts";
 
 let server: RunningServer;

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { hashToken } from "../api/auth.ts";
-import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import type { Consumer } from "../model/objects.ts";
 import { runCli } from "./test-api.ts";
 

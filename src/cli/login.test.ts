@@ -8,9 +8,9 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { type RunningServer, startServer } from "../api/server.ts";
 import { apiCall } from "../api/testing.ts";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { type RunCliOptions, runCli } from "./test-api.ts";
 
 let server: RunningServer;

@@ -5,9 +5,9 @@
  */
 
 import { readFileSync } from "node:fs";
-import type { MachineProviderOptions } from "../api/server.ts";
 import { HerdError } from "../common/errors.ts";
 import { machineProvider } from "../controllers/machine-provider.ts";
+import type { MachineProviderOptions } from "../daemons/control-plane.ts";
 import { parseDuration } from "../observe/promql/parser.ts";
 
 export const MACHINE_FLAGS = {

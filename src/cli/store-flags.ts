@@ -5,8 +5,8 @@
  * CLI's client and formatting with them).
  */
 
-import type { LogsOptions } from "../api/server.ts";
 import { HerdError } from "../common/errors.ts";
+import type { LogsOptions } from "../daemons/control-plane.ts";
 import { parseBytes } from "../model/manifest.ts";
 import { parseDurationMicros } from "../observe/traces/span.ts";
 import type { TracesOptions } from "../observe/traces/traces.ts";

@@ -1,7 +1,7 @@
 /** `herd server`: the control plane alone (API, store, controllers) until SIGINT or SIGTERM. */
 
-import { type ServerOptions, startServer } from "../api/server.ts";
 import { createLogger } from "../common/log.ts";
+import { type ServerOptions, startServer } from "./control-plane.ts";
 import { untilSignal } from "./signals.ts";
 
 /** Runs the control plane; resolves with the exit code once stopped. */

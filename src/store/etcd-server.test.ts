@@ -7,8 +7,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { type RunningServer, startServer } from "../api/server.ts";
 import { silentLogger } from "../common/log.ts";
+import { type RunningServer, startServer } from "../daemons/control-plane.ts";
 import { startEtcdCluster } from "./etcd-cluster.ts";
 import { EtcdStore } from "./etcd-store.ts";
 

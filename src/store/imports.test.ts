@@ -11,7 +11,7 @@ import { test } from "node:test";
 const ENTRY_MODULES = [
   new URL("../cli/platform.ts", import.meta.url).href,
   new URL("../cli/store-commands.ts", import.meta.url).href,
-  new URL("../api/server.ts", import.meta.url).href,
+  new URL("../daemons/control-plane.ts", import.meta.url).href,
   new URL("./open.ts", import.meta.url).href,
 ];
 

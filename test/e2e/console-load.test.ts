@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
-import { type RunningServer, startServer } from "../../src/api/server.ts";
 import { silentLogger } from "../../src/common/log.ts";
+import { type RunningServer, startServer } from "../../src/daemons/control-plane.ts";
 import { appKey, releaseKey, serviceKey } from "../../src/model/objects.ts";
 import type { ServiceSpec } from "../../src/model/service-spec.ts";
 

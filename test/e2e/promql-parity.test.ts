@@ -15,8 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureDebianPackages } from "../../scripts/ensure-tools.ts";
-import { type RunningServer, startServer } from "../../src/api/server.ts";
 import { silentLogger } from "../../src/common/log.ts";
+import { type RunningServer, startServer } from "../../src/daemons/control-plane.ts";
 import { freePort, waitFor as harnessWaitFor } from "./harness.ts";
 import { CORPUS, RANGE_CORPUS } from "./promql-corpus.ts";
 

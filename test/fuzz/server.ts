@@ -6,8 +6,8 @@
  * Errors it logs go to stderr, where the fuzzer reads them.
  */
 
-import { startServer } from "../../src/api/server.ts";
 import { createLogger } from "../../src/common/log.ts";
+import { startServer } from "../../src/daemons/control-plane.ts";
 
 const dataDir = process.argv[2];
 if (!dataDir) throw new Error("usage: node test/fuzz/server.ts <data dir>");

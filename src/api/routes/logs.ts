@@ -25,7 +25,7 @@ import type { LogEntry, LogInput, LogQuery, LogStore, LogStream } from "../../ob
 import { parseDurationMicros } from "../../observe/traces/span.ts";
 import type { ApiDeps } from "../deps.ts";
 import { AllLogsQuery, LogBatchBody, tenantOf } from "../schemas.ts";
-import { drained } from "./apps.ts";
+import { drained } from "./streams.ts";
 
 /** Query parameters of a log read (validated by the schemas). */
 export interface LogsParams {

@@ -17,7 +17,7 @@ import { joinNode } from "../credentials.ts";
 import type { ApiDeps } from "../deps.ts";
 import { metricsUrlFrom } from "../gateway-book.ts";
 import { EventsQuery, HeartbeatBody, NodeParams, tenantOf, WATCHABLE, WatchQuery } from "../schemas.ts";
-import { drained, streamNdjson } from "./apps.ts";
+import { drained, streamNdjson } from "./streams.ts";
 
 /** A sha256 digest in the path (slugs, runtimes). */
 const DigestParams = {
