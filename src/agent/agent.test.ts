@@ -595,6 +595,36 @@ test("the other nodes' ports: the agent says its range and the version it applie
   assert.equal(cp.heartbeats[before]?.peersVersion, "v7");
 });
 
+test("host names in the peers reach the driver as the addresses this machine resolves them to; peers.json keeps the names", async (t) => {
+  const { cp, dataDir, newAgent } = await setUp(t, "peer-names");
+  cp.peers = { version: "v1", closed: false, nodes: [], tenants: {}, platform: ["localhost:2379"] };
+  const driver = new ProcessDriver({ stateRoot: join(dataDir, "driver") });
+  t.after(() => driver.close());
+  const seen: string[][] = [];
+  const setPolicy = driver.setNetworkPolicy.bind(driver);
+  driver.setNetworkPolicy = (policy) => {
+    seen.push(policy.peers?.platform ?? []);
+    setPolicy(policy);
+  };
+  const agent = newAgent({ heartbeatMs: 100, driver });
+  await agent.start();
+  await waitFor(
+    () => (seen.some((p) => p.includes("127.0.0.1:2379") || p.includes("[::1]:2379")) ? true : undefined),
+    "the driver's policy with localhost's address",
+  );
+  assert.ok(
+    seen.some((p) => p.includes("localhost:2379")),
+    "first as given, until the answer came",
+  );
+  await waitFor(
+    () => (cp.heartbeats.at(-1)?.peersVersion === "v1" ? true : undefined),
+    "a heartbeat naming v1",
+  );
+  assert.deepEqual(JSON.parse(readFileSync(join(dataDir, "peers.json"), "utf8")).platform, [
+    "localhost:2379",
+  ]);
+});
+
 test("a big cluster's control plane sets a floor on the heartbeat interval: the agent heartbeats no more often", async (t) => {
   const { cp, newAgent } = await setUp(t, "interval");
   const agent = newAgent({ heartbeatMs: 100 });

@@ -15,14 +15,14 @@ import { type MetricsServer, startMetricsServer } from "../common/metrics-server
 import { type ServerList, serversOf } from "../common/server-list.ts";
 import { InstanceConfigFeed, sighupGroup } from "../config-center/agent-feed.ts";
 import { emptyConfig } from "../config-center/instance-files.ts";
-import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus, Peers } from "../model/protocol.ts";
+import type { DesiredInstance, Heartbeat, HeartbeatReply, InstanceStatus } from "../model/protocol.ts";
 import { AgentLayout, readAgentVersion } from "./agent-layout.ts";
 import { AgentMetrics } from "./agent-metrics.ts";
 import { type AgentOptions, allocatableOf, capacityOf, DEFAULT_CPU_OVERCOMMIT } from "./agent-options.ts";
 import { followChanges } from "./change-wait.ts";
 import type { Containers } from "./containers.ts";
 import { ControlPlaneCalls } from "./control-plane-calls.ts";
-import type { InstanceProcess, NetworkPolicy } from "./driver.ts";
+import type { InstanceProcess } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
@@ -31,8 +31,8 @@ import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
 import { refusedCredential, revokedAnswer } from "./join.ts";
 import { LogShipper } from "./log-shipper.ts";
 import { type Managed, newManaged, RUNNING, toStatus } from "./managed-instance.ts";
+import { InstanceNetworkPolicy } from "./network-policy.ts";
 import { STATS_MS, StatsReader, type StatsReading } from "./node-stats.ts";
-import { keepPeers, readPeers } from "./peers-file.ts";
 import { DEFAULT_PORT_RANGE, PortAllocator } from "./ports.ts";
 import { startProbeLoop, stopProbeLoop } from "./probe-loop.ts";
 import { ProcessDriver } from "./process-driver.ts";
@@ -116,7 +116,7 @@ export class Agent {
   /** Each tenant's services (`app/service`), from the last heartbeat reply. */
   #services: Record<string, string[]> = {};
   /** What the drivers close to instances; `peers` from the heartbeat replies, kept in peers.json across restarts. */
-  #networkPolicy: NetworkPolicy | undefined;
+  #networkPolicy: InstanceNetworkPolicy | undefined;
   /** The CA that signed the control plane's certificate (https), when not a public one. */
   readonly #ca: string | undefined;
   /** The control plane's servers and the one in use. */
@@ -189,16 +189,17 @@ export class Agent {
       logger: this.#log,
     });
     this.#config = await InstanceConfigFeed.start(this.#options.dataDir);
-    this.#networkPolicy = {
+    this.#networkPolicy = new InstanceNetworkPolicy({
+      dataDir: this.#options.dataDir,
       ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
       protect: protectedEndpoints(this.#servers.all, this.#metricsServer?.url, (host) =>
         this.#log.warn("the server is a host name: instances are kept from its port on this machine only", {
           host,
         }),
       ),
-      ...readPeers(this.#options.dataDir),
-    };
-    this.#driver.setNetworkPolicy?.(this.#networkPolicy);
+      driver: this.#driver,
+      log: this.#log,
+    });
     this.#agentVersion = await readAgentVersion();
     try {
       this.#driver.shareCpu?.(allocatableOf(this.#options).cpu);
@@ -245,6 +246,7 @@ export class Agent {
     await Promise.all([this.#loop, this.#waitLoop]);
     clearTimeout(this.#debounce);
     clearInterval(this.#shipTimer);
+    this.#networkPolicy?.stop();
     // Let a start or stop in progress finish, but a hung download must not hold the agent forever.
     const settled = Promise.all([...this.#workers.values()].map((w) => w.done));
     let timer: NodeJS.Timeout | undefined;
@@ -354,7 +356,7 @@ export class Agent {
         : {}),
       ...(this.#metricsServer ? { metricsUrl: this.#metricsServer.url } : {}),
       instancePorts: this.#options.ports ?? DEFAULT_PORT_RANGE,
-      ...(this.#networkPolicy?.peers ? { peersVersion: this.#networkPolicy.peers.version } : {}),
+      ...(this.#networkPolicy?.peersVersion ? { peersVersion: this.#networkPolicy.peersVersion } : {}),
     };
     // Usage and probe counts change all the time; a new probe outcome asks for a heartbeat itself.
     const fingerprint = JSON.stringify(instances.map(({ usage: _, probes: __, ...rest }) => rest));
@@ -391,18 +393,10 @@ export class Agent {
     this.#answered.resolve();
     this.#ingestTokens = reply.ingestTokens ?? {};
     this.#services = reply.services ?? {};
-    if (reply.peers) this.#applyPeers(reply.peers);
+    if (reply.peers) this.#networkPolicy?.apply(reply.peers);
     this.#minIntervalMs = reply.minIntervalMs ?? 0;
     this.#reconcile(reply);
     return changed;
-  }
-
-  /** The other nodes' instance ports, to the drivers' firewalls, and to disk for the next start. */
-  #applyPeers(peers: Peers): void {
-    if (!this.#networkPolicy) return;
-    this.#networkPolicy = { ...this.#networkPolicy, peers };
-    keepPeers(this.#options.dataDir, peers, this.#log);
-    this.#driver.setNetworkPolicy?.(this.#networkPolicy);
   }
 
   /** Under memory pressure, has the evictor stop one burstable instance over its request. */
