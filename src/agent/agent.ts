@@ -189,14 +189,15 @@ export class Agent {
       logger: this.#log,
     });
     this.#config = await InstanceConfigFeed.start(this.#options.dataDir);
+    // A server given by host name: closed at the addresses this machine resolves it to, too.
+    const named: { host: string; port: number }[] = [];
     this.#networkPolicy = new InstanceNetworkPolicy({
       dataDir: this.#options.dataDir,
       ports: this.#options.ports ?? DEFAULT_PORT_RANGE,
-      protect: protectedEndpoints(this.#servers.all, this.#metricsServer?.url, (host) =>
-        this.#log.warn("the server is a host name: instances are kept from its port on this machine only", {
-          host,
-        }),
+      protect: protectedEndpoints(this.#servers.all, this.#metricsServer?.url, (host, port) =>
+        named.push({ host, port }),
       ),
+      named,
       driver: this.#driver,
       log: this.#log,
     });

@@ -44,13 +44,13 @@ export interface ProtectedEndpoint {
 /**
  * The control plane's API (each of `servers`, by URL) and the agent's metrics
  * listener: what instances must not connect to. A server given by host name
- * is not resolved: its port is closed on this machine's addresses only
- * (`warnName` says so).
+ * is closed here on this machine's addresses, and handed to `named` (the
+ * agent looks it up, network-policy.ts, and closes its addresses too).
  */
 export function protectedEndpoints(
   servers: readonly string[],
   metricsUrl: string | undefined,
-  warnName: (host: string) => void,
+  named: (host: string, port: number) => void,
 ): ProtectedEndpoint[] {
   const out: ProtectedEndpoint[] = [];
   for (const url of servers) {
@@ -59,7 +59,7 @@ export function protectedEndpoints(
     const host = server.hostname.replace(/^\[|\]$/g, "");
     if (isIP(host) !== 0 || host === "localhost") out.push({ address: host, port });
     else {
-      warnName(host);
+      named(host, port);
       out.push({ port });
     }
   }

@@ -36,15 +36,19 @@ export class InstanceNetworkPolicy {
   readonly #log: Logger;
   readonly #driver: { setNetworkPolicy?(policy: NetworkPolicy): void };
   readonly #names: PeerNames;
+  readonly #named: { host: string; port: number }[];
 
   /** Starts with the peers peers.json kept, and hands the policy to `driver` at once. */
   constructor(options: {
     dataDir: string;
     ports: NetworkPolicy["ports"];
     protect: NetworkPolicy["protect"];
+    /** The agent's own endpoints given by host name (an API server): closed at the addresses it resolves to too. */
+    named?: { host: string; port: number }[];
     driver: { setNetworkPolicy?(policy: NetworkPolicy): void };
     log: Logger;
   }) {
+    this.#named = options.named ?? [];
     this.#dataDir = options.dataDir;
     this.#log = options.log;
     this.#driver = options.driver;
@@ -74,11 +78,16 @@ export class InstanceNetworkPolicy {
     this.#names.stop();
   }
 
-  /** The policy to the drivers, with the host names in its peers resolved as far as known. */
+  /** The policy to the drivers, with the host names in it resolved as far as known. */
   #push(): void {
     const policy = this.#policy;
-    this.#driver.setNetworkPolicy?.(
-      policy.peers ? { ...policy, peers: this.#names.resolve(policy.peers) } : policy,
+    const named = this.#named.flatMap(
+      ({ host, port }) => this.#names.addresses(host)?.map((address) => ({ address, port })) ?? [],
     );
+    this.#driver.setNetworkPolicy?.({
+      ...policy,
+      protect: [...policy.protect, ...named],
+      ...(policy.peers ? { peers: this.#names.resolve(policy.peers) } : {}),
+    });
   }
 }

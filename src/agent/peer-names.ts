@@ -55,14 +55,12 @@ export class PeerNames {
     const endpoints = (list: string[]) =>
       list.flatMap((e) => {
         const at = split(e);
-        const addresses = at && this.#addresses(at.host);
+        const addresses = at && this.addresses(at.host);
         return at && addresses ? addresses.map((a) => join(a, at.port)) : [e];
       });
     return {
       ...peers,
-      nodes: peers.nodes.flatMap(
-        (n) => this.#addresses(n.address)?.map((a) => ({ ...n, address: a })) ?? [n],
-      ),
+      nodes: peers.nodes.flatMap((n) => this.addresses(n.address)?.map((a) => ({ ...n, address: a })) ?? [n]),
       tenants: Object.fromEntries(Object.entries(peers.tenants).map(([t, list]) => [t, endpoints(list)])),
       platform: endpoints(peers.platform),
     };
@@ -73,8 +71,8 @@ export class PeerNames {
     clearInterval(this.#timer);
   }
 
-  /** A name's addresses when known (an address: itself); undefined while unknown or when it has none. */
-  #addresses(host: string): string[] | undefined {
+  /** A name's addresses when known; undefined for an address, while unknown (it is looked up) or when it has none. */
+  addresses(host: string): string[] | undefined {
     if (isIP(host) !== 0) return undefined;
     const known = this.#known.get(host);
     if (known === undefined)
