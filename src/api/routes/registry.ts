@@ -14,8 +14,9 @@
 
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { HerdError, notFound } from "../../common/errors.ts";
+import { notFound } from "../../common/errors.ts";
 import { type Release, releaseKey } from "../../model/objects.ts";
+import { updateObject } from "../../store/store.ts";
 import type { ApiDeps } from "../deps.ts";
 import { Name } from "../schemas.ts";
 
@@ -83,24 +84,15 @@ export function registryRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const b = req.body as { tenant: string; app: string; release: number; service: string; image: string };
       const key = releaseKey(b.tenant, b.app, b.release);
       // Two agents may report at once: read, merge and write until the write is the latest.
-      for (let attempt = 0; ; attempt++) {
-        const o = await store.get<Release>("release", key);
+      let recorded = false;
+      await updateObject<Release>(store, "release", key, (o) => {
         if (!o) throw notFound(`release: ${b.app} has no release ${b.release} in tenant ${b.tenant}`);
         if (!(b.service in o.value.services))
           throw notFound(`service: release ${b.release} of ${b.app} has no service ${b.service}`);
-        if (o.value.images?.[b.service] === b.image) return { recorded: false };
-        try {
-          await store.put(
-            "release",
-            key,
-            { ...o.value, images: { ...o.value.images, [b.service]: b.image } },
-            { expectRevision: o.revision },
-          );
-          return { recorded: true };
-        } catch (err) {
-          if (!(err instanceof HerdError && err.code === "conflict") || attempt >= 5) throw err;
-        }
-      }
+        recorded = o.value.images?.[b.service] !== b.image;
+        return recorded ? { ...o.value, images: { ...o.value.images, [b.service]: b.image } } : undefined;
+      });
+      return { recorded };
     },
   );
 
