@@ -178,9 +178,15 @@ export function remoteRules(
 
 /** "10.0.0.5:20014" or "[fd00::5]:20014" as an address and port; undefined for a host name or a bad port. */
 export function hostPort(text: string): { address: string; port: number } | undefined {
+  const at = splitEndpoint(text);
+  return at && isIP(at.host) !== 0 ? { address: at.host, port: at.port } : undefined;
+}
+
+/** "host:port" or "[v6]:port" split, the host a name or an address; undefined when it is not that, or a bad port. */
+export function splitEndpoint(text: string): { host: string; port: number } | undefined {
   const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(text);
   const port = Number(m?.[2]);
-  return m?.[1] && isIP(m[1]) !== 0 && port >= 1 && port <= 65535 ? { address: m[1], port } : undefined;
+  return m?.[1] && port >= 1 && port <= 65535 ? { host: m[1], port } : undefined;
 }
 
 function remoteLines(remote: RemoteRules): string[] {

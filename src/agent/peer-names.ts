@@ -16,6 +16,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { Peers } from "../model/protocol.ts";
+import { splitEndpoint } from "./firewall.ts";
 
 /** The addresses of a host name (empty when it has none). */
 export type Lookup = (name: string) => Promise<string[]>;
@@ -25,13 +26,7 @@ const systemLookup: Lookup = async (name) => (await lookup(name, { all: true }))
 /** How often names are looked up again. */
 const AGAIN_MS = 60_000;
 
-/** "host:port" split; undefined when it is not that. */
-function split(endpoint: string): { host: string; port: string } | undefined {
-  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(endpoint);
-  return m?.[1] && m[2] ? { host: m[1], port: m[2] } : undefined;
-}
-
-const join = (address: string, port: string) =>
+const join = (address: string, port: number) =>
   isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 
 export class PeerNames {
@@ -54,7 +49,7 @@ export class PeerNames {
   resolve(peers: Peers): Peers {
     const endpoints = (list: string[]) =>
       list.flatMap((e) => {
-        const at = split(e);
+        const at = splitEndpoint(e);
         const addresses = at && this.addresses(at.host);
         return at && addresses ? addresses.map((a) => join(a, at.port)) : [e];
       });
