@@ -134,8 +134,10 @@ function freeSubnet(): string {
 }
 
 /** The pids of every process in a network namespace. */
-function netnsPids(netns: string): number[] {
+/** The pids in a namespace; `strict`: a failed listing throws rather than reading as "none". */
+function netnsPids(netns: string, strict = false): number[] {
   const r = spawnSync("ip", ["netns", "pids", netns], { encoding: "utf8" });
+  if (strict && r.status !== 0) throw new Error(`ip netns pids ${netns}: ${r.stderr || r.error || r.status}`);
   return (r.stdout ?? "")
     .split("\n")
     .map(Number)
@@ -455,7 +457,7 @@ export async function startCluster(options: {
           if (!netns)
             throw new Error(`processes(${app}): needs network namespaces (check cluster.partitioned)`);
           const ids = new Set<string>();
-          for (const pid of netnsPids(netns)) {
+          for (const pid of netnsPids(netns, true)) {
             const env = environ(pid);
             if (env.HERD_APP === app && env.HERD_INSTANCE) ids.add(env.HERD_INSTANCE);
           }

@@ -657,7 +657,16 @@ test("a lost node removed while cut off: its agent, back, stops and removes the 
       15_000,
     );
     assert.deepEqual(processes("gone"), desired);
-    assert.match(node.output(), /this node's credential was revoked: stopping and removing every instance/);
+    // The agent logs this before it stops them, but its output reaches this process by the event
+    // loop: the copies can be seen gone a moment before the line is read.
+    await waitFor(
+      "the removed node's agent to say its credential was revoked",
+      () =>
+        /this node's credential was revoked: stopping and removing every instance/.test(node.output())
+          ? true
+          : undefined,
+      5_000,
+    );
     assert.equal(
       (await nodes()).find((n) => n.name === node.name),
       undefined,
