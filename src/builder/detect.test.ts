@@ -105,6 +105,42 @@ describe("loadAppDefinition", () => {
     assert.equal(manifest.services.web.command, "node server.js");
   });
 
+  it("a herd.yaml without services: runs what was detected, with its release, jobs and alerts", async () => {
+    const shop = await loadAppDefinition(
+      await app({
+        "package.json": JSON.stringify({ name: "shop", scripts: { start: "node server.js" } }),
+        Procfile: "worker: node worker.js\n",
+        "herd.yaml":
+          'release: node migrate.js\njobs:\n  tick:\n    schedule: "@hourly"\n    command: echo tick\n',
+      }),
+    );
+    assert.equal(shop.kind, "manifest");
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(shop.services).map(([name, s]) => [name, s.command])),
+      { worker: "node worker.js", web: "node server.js" },
+    );
+    assert.equal(shop.services.web.release?.command, "node migrate.js");
+    assert.deepEqual(Object.keys(shop.services.web.jobs ?? {}), ["tick"]);
+    assert.deepEqual(shop.services.web.routes, [{ host: "shop.localhost", path: "/" }]);
+    // An empty herd.yaml, or one that names the app only; a static site keeps its server.
+    const site = await loadAppDefinition(
+      await app({ "index.html": "<p>hi</p>", "herd.yaml": "app: site\n" }),
+    );
+    assert.deepEqual(
+      [site.app, site.kind, site.services.web.command],
+      ["site", "static", STATIC_SERVER_COMMAND],
+    );
+    const empty = await loadAppDefinition(await app({ "server.js": "", "herd.yaml": "" }, "empty"));
+    assert.deepEqual([empty.app, empty.services.web.command], ["empty", "node server.js"]);
+    // Nothing to take them from: the message says what to write, or what herd would read.
+    await assert.rejects(
+      loadAppDefinition(await app({ "herd.yaml": "release: node migrate.js\n" })),
+      invalid(
+        /^herd\.yaml:1: services: is missing: give each service its command .*a Procfile, a package\.json start script/,
+      ),
+    );
+  });
+
   it("detects a Procfile, adding web from the start script when the Procfile has none", async () => {
     const dir = await app(
       {

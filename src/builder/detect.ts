@@ -1,8 +1,10 @@
 /**
  * App detection: what an unpacked source directory runs, and under which app
- * name. herd.yaml says it outright; without one, herd looks (in this order)
- * for a Procfile, a package.json start script (or, as `npm start` does
- * without one, a server.js: `node server.js`), and an index.html.
+ * name. herd.yaml's `services:` says it outright; without them (or without a
+ * herd.yaml), herd looks (in this order) for a Procfile, a package.json start
+ * script (or, as `npm start` does without one, a server.js: `node server.js`),
+ * and an index.html. A herd.yaml service without a command takes the
+ * Procfile's line of its name, else the start script.
  */
 
 import { readFile, stat } from "node:fs/promises";
@@ -53,7 +55,6 @@ export async function loadAppDefinition(
 ): Promise<AppDefinition> {
   const manifestFile = (await exists(join(dir, "herd.yaml"))) ? "herd.yaml" : "herd.yml";
   const manifestText = await readOptional(join(dir, manifestFile));
-  const manifest = manifestText === undefined ? undefined : parseManifest(manifestText, manifestFile);
   const pkg = await readPackageJson(dir);
   const procfileText = await readOptional(join(dir, "Procfile"));
   const procfile = procfileText === undefined ? undefined : parseProcfile(procfileText);
@@ -65,41 +66,69 @@ export async function loadAppDefinition(
         ? SERVER_JS_COMMAND
         : undefined;
 
+  const detected = await detectCommands(dir, procfile, startScript);
+  // A herd.yaml without `services:` has the detected ones (its release, jobs and alerts apply to them).
+  const manifest =
+    manifestText === undefined
+      ? undefined
+      : parseManifest(
+          manifestText,
+          manifestFile,
+          detected &&
+            Object.fromEntries([...detected.commands].map(([name, command]) => [name, { command }])),
+        );
   const app = chooseAppName(dir, options.app, manifest, pkg);
 
   if (manifest) {
     const services: Record<string, ServiceSpec> = {};
     for (const [name, service] of Object.entries(manifest.services)) {
-      services[name] = normalizeService(app, name, service, procfile?.get(name) ?? startScript, options.unit);
+      services[name] = normalizeService(
+        app,
+        name,
+        service,
+        procfile?.get(name) ?? startScript ?? detected?.commands.get(name),
+        options.unit,
+      );
     }
     return {
       app,
-      kind: "manifest",
+      // A static site's server is put in place by the builder, herd.yaml or not.
+      kind:
+        detected?.kind === "static" && services.web?.command === STATIC_SERVER_COMMAND
+          ? "static"
+          : "manifest",
       services: foldAppJobs(manifest, services),
       ...(manifest.alerts ? { alerts: manifest.alerts } : {}),
     };
   }
-  // A Procfile names every process type, so it wins over the single start script (as on Heroku).
-  if (procfile && procfile.size > 0) {
-    const commands = new Map(procfile);
-    if (!commands.has("web") && startScript) commands.set("web", startScript);
-    return { app, kind: "procfile", services: fromCommands(app, commands, options.unit) };
-  }
-  if (startScript) {
-    return { app, kind: "node", services: fromCommands(app, new Map([["web", startScript]]), options.unit) };
-  }
-  if (await exists(join(dir, "index.html"))) {
-    return {
-      app,
-      kind: "static",
-      services: fromCommands(app, new Map([["web", STATIC_SERVER_COMMAND]]), options.unit),
-    };
-  }
+  if (detected)
+    return { app, kind: detected.kind, services: fromCommands(app, detected.commands, options.unit) };
   throw new HerdError(
     "invalid",
     "cannot tell how to run this app: found no herd.yaml (or herd.yml), no Procfile, no package.json with a " +
       "start script, no server.js and no index.html; add a herd.yaml that gives each service a command, or one of the others",
   );
+}
+
+/**
+ * What runs without herd.yaml's word: a Procfile names every process type, so
+ * it wins over the single start script (as on Heroku); then the start script
+ * (or server.js); then an index.html, served as a static site.
+ */
+async function detectCommands(
+  dir: string,
+  procfile: Map<string, string> | undefined,
+  startScript: string | undefined,
+): Promise<{ kind: Exclude<AppKind, "manifest">; commands: Map<string, string> } | undefined> {
+  if (procfile && procfile.size > 0) {
+    const commands = new Map(procfile);
+    if (!commands.has("web") && startScript) commands.set("web", startScript);
+    return { kind: "procfile", commands };
+  }
+  if (startScript) return { kind: "node", commands: new Map([["web", startScript]]) };
+  if (await exists(join(dir, "index.html")))
+    return { kind: "static", commands: new Map([["web", STATIC_SERVER_COMMAND]]) };
+  return undefined;
 }
 
 interface PackageJson {

@@ -75,6 +75,21 @@ test("errors name the field and the line", () => {
   assert.match(mode.message, /herd\.yaml:3: services\.web\.mode/);
   const name = problem("services:\n  Web_1: {}\n");
   assert.match(name.message, /services/);
+  // A required field left out is said so, not in TypeBox's words.
+  const missing = problem("services:\n  web:\n    command: a\njobs:\n  tick:\n    command: x\n");
+  assert.equal(missing.message, "herd.yaml:5: jobs.tick.schedule: is missing");
+});
+
+test("services: absent, the detected ones are taken when given; else what to write", () => {
+  const m = parseManifest("release: node migrate.js\n", "herd.yaml", { web: { command: "node server.js" } });
+  assert.deepEqual(m.services, { web: { command: "node server.js" } });
+  // Written ones win over the detected.
+  const own = parseManifest("services:\n  api: { command: a }\n", "herd.yaml", { web: { command: "b" } });
+  assert.deepEqual(Object.keys(own.services), ["api"]);
+  assert.match(
+    problem("release: node migrate.js\n").message,
+    /^herd\.yaml:1: services: is missing: give each service/,
+  );
 });
 
 test("bad YAML says where", () => {

@@ -112,7 +112,12 @@ export function validateManifest(
     const message =
       e.type === ValueErrorType.ObjectAdditionalProperties
         ? unexpectedField(path.at(-1) ?? "", e.schema as SchemaNode, ManifestSchema as SchemaNode)
-        : describeError(e.message, e.schema, e.value);
+        : e.type === ValueErrorType.ObjectRequiredProperty
+          ? field === "services"
+            ? `is missing: give each service its command (services: { web: { command: node server.js } }), or add a ` +
+              "Procfile, a package.json start script, a server.js or an index.html for herd to take them from"
+            : "is missing"
+          : describeError(e.message, e.schema, e.value);
     // An unknown field's line is its key's; a wrong value's is the value's.
     details.push({
       field,
@@ -129,7 +134,16 @@ export function validateManifest(
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 
 /** Parses herd.yaml text. Errors carry the file, the field and the line. */
-export function parseManifest(text: string, file = "herd.yaml"): Manifest {
+/**
+ * Parses and validates herd.yaml's text. `services`, when given, are the
+ * services of a herd.yaml that names none: the ones detected beside it
+ * (builder/detect.ts), as a Procfile's are on Heroku beside app.json.
+ */
+export function parseManifest(
+  text: string,
+  file = "herd.yaml",
+  services?: Record<string, { command: string }>,
+): Manifest {
   const size = Buffer.byteLength(text);
   if (size > MAX_MANIFEST_BYTES) {
     throw new HerdError(
@@ -166,7 +180,15 @@ export function parseManifest(text: string, file = "herd.yaml"): Manifest {
     }
     return pos === undefined ? undefined : lines.linePos(pos).line;
   };
-  return validateManifest(doc.toJS(), file, lineOf);
+  const value: unknown = doc.toJS();
+  const withServices =
+    services && typeof value === "object" && value !== null && !Array.isArray(value) && !("services" in value)
+      ? { ...value, services }
+      : // An empty file is an empty manifest: the detected services, nothing else.
+        services && (value === null || value === undefined)
+        ? { services }
+        : value;
+  return validateManifest(withServices, file, lineOf);
 }
 
 /** Alert rules: the expression parses, op and threshold come together (alerts.ts). */
