@@ -95,10 +95,11 @@ test("a file that does not parse is refused with a 400 naming it, and the runnin
       layer: "app",
       namespace: NS,
       author: "a",
-      files: { "app.json": { format: "json", content: '{"a":' } },
+      files: { "app.json": { format: "json", content: '{\n"a":\n\n' } },
     }),
     "invalid",
-    /entries\.app\.json: not valid JSON/,
+    // Input that ends too soon: the line it ends on.
+    /entries\.app\.json: not valid JSON: .* \(line 2\)/,
   );
   assert.equal(err.details?.[0]?.field, "entries.app.json");
   await rejects(

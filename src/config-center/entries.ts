@@ -35,7 +35,10 @@ export function parseProblem(
     } catch (err) {
       const message = (err as Error).message;
       const at = /position (\d+)/.exec(message);
-      const line = at ? content.slice(0, Number(at[1])).split("\n").length : undefined;
+      // Input that ends too soon ends on its last line that has something on it.
+      const end = /end of JSON input/.test(message) ? content.trimEnd().length : undefined;
+      const offset = at ? Number(at[1]) : end;
+      const line = offset === undefined ? undefined : content.slice(0, offset).split("\n").length;
       return { message: `not valid JSON: ${message}`, ...(line ? { line } : {}) };
     }
   }
