@@ -143,6 +143,28 @@ test("a platform endpoint at this machine's own address is closed by its port on
   assert.match(script, /chain peers \{\n {4}ip saddr 10\.9\.0\.2 ip daddr 192\.0\.2\.9 tcp dport 2380 drop/);
 });
 
+test("the agent's API server on another machine is closed on the way out, with or without peers", () => {
+  // An engine that masquerades (docker.io's) routes a container to other machines: the server is one.
+  for (const peers of [undefined, { version: "v1", closed: false, nodes: [], tenants: {}, platform: [] }]) {
+    const script = containerFirewallScript({
+      table: "herdc_br_x_4",
+      bridge: "br-x",
+      gateway: "10.9.0.1",
+      ports: { min: 20000, max: 29999 },
+      protect: [{ address: "192.0.2.1", port: 7070 }],
+      guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
+      ...(peers ? { peers } : {}),
+      here: ["127.0.0.1", "192.0.2.5", "10.9.0.1"],
+    });
+    assert.match(
+      script,
+      /chain peers \{\n {4}ip saddr 10\.9\.0\.2 ip daddr 192\.0\.2\.1 tcp dport 7070 drop/,
+    );
+    const check = spawnSync("nft", ["-c", "-f", "-"], { input: script, encoding: "utf8" });
+    if (process.getuid?.() === 0 && check.error === undefined) assert.equal(check.status, 0, check.stderr);
+  }
+});
+
 test("containers of another app are out of reach; the host's endpoints in their env are not", async (t) => {
   const upstream = createServer((_req, res) => res.end("internal listener\n"));
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));

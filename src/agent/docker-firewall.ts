@@ -18,8 +18,10 @@
  *     → a platform endpoint (API, agent metrics)                 drop
  *     anything else (the gateway's public ports)                 accept, as for a process instance
  *
- *   inet herdc_<bridge>_<hash>, hook forward, in on the bridge (a container to another node,
+ *   inet herdc_<bridge>_<hash>, hook forward, in on the bridge (a container to another machine,
  *   where the engine routes and masquerades; controllers/peers.ts):
+ *     → a platform endpoint there (the agent's API server, the
+ *       store's members, a gateway's metrics)                    drop
  *     → an instance of its own tenant there                     accept
  *     → another node's instance port range or agent metrics      drop
  *
@@ -121,14 +123,14 @@ export function containerFirewallScript(state: ContainerFirewallState): string {
   lines.push(`    ip saddr ${all} tcp dport ${state.ports.min}-${state.ports.max} drop`);
   // The platform's endpoints the control plane names (the store's members, the gateways' metrics) too.
   const here = new Set(state.here ?? []);
-  const platform = onThisMachine(platformOf(state), here);
-  for (const e of [...onThisMachine(state.protect, here), ...platform]) {
+  const closed = [...onThisMachine(state.protect, here), ...onThisMachine(platformOf(state), here)];
+  for (const e of closed) {
     const a = e.address;
     if (a === undefined || isHostAddress(a)) lines.push(`    ip saddr ${all} tcp dport ${e.port} drop`);
     else if (isIP(a) === 4) lines.push(`    ip saddr ${all} ip daddr ${a} tcp dport ${e.port} drop`);
   }
   lines.push("  }");
-  lines.push(...peerLines(state, platform, guests, all));
+  lines.push(...forwardLines(state, closed, guests, all));
   lines.push("}", "");
   return lines.join("\n");
 }
@@ -138,17 +140,22 @@ function platformOf(state: ContainerFirewallState): ProtectedEndpoint[] {
   return (state.peers?.platform ?? []).flatMap((e) => hostPort(e) ?? []);
 }
 
-/** A container to another node: its tenant's endpoints there (the group's first part) open, their ranges closed. */
-function peerLines(
+/**
+ * A container to another machine (the engine routes it there): the platform's
+ * endpoints there closed (the agent's own API server, the store's members,
+ * the gateways' metrics), its tenant's endpoints (the group's first part)
+ * open, the other nodes' instance ranges closed.
+ */
+function forwardLines(
   state: ContainerFirewallState,
-  platform: ProtectedEndpoint[],
+  closed: ProtectedEndpoint[],
   guests: Guest[],
   all: string,
 ): string[] {
   const peers = state.peers;
   const nodes = peers?.closed ? peers.nodes.filter((n) => isIP(n.address) === 4) : [];
-  const elsewhere = platform.filter((e) => isIP(e.address ?? "") === 4 && !isHostAddress(e.address ?? ""));
-  if (!peers || (nodes.length === 0 && elsewhere.length === 0)) return [];
+  const elsewhere = closed.filter((e) => isIP(e.address ?? "") === 4 && !isHostAddress(e.address ?? ""));
+  if (nodes.length === 0 && elsewhere.length === 0) return [];
   const lines = [
     "  chain forward {",
     "    type filter hook forward priority filter; policy accept;",
@@ -158,12 +165,12 @@ function peerLines(
     ...elsewhere.map((e) => `    ip saddr ${all} ip daddr ${e.address} tcp dport ${e.port} drop`),
   ];
   const byTenant = new Map<string, string[]>();
-  for (const g of guests) {
+  for (const g of peers ? guests : []) {
     const tenant = g.group.split("/")[0] ?? "";
     byTenant.set(tenant, [...(byTenant.get(tenant) ?? []), g.ip]);
   }
   for (const [tenant, ips] of byTenant) {
-    const endpoints = (peers.tenants[tenant] ?? []).flatMap((e) => {
+    const endpoints = (peers?.tenants[tenant] ?? []).flatMap((e) => {
       const at = hostPort(e);
       return at && isIP(at.address) === 4 ? [`${at.address} . ${at.port}`] : [];
     });
