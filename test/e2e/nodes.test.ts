@@ -17,6 +17,7 @@ import { after, before, type TestContext, test } from "node:test";
 import type { Instance, Node } from "../../src/model/objects.ts";
 import { type Cluster, startCluster, writeApp } from "./cluster.ts";
 import { sleep, waitFor } from "./harness.ts";
+import { CONNECTOR } from "./prober-app.ts";
 
 type NodeRow = Node & { instances: number; drain?: { done: boolean; message: string } };
 
@@ -177,20 +178,6 @@ test("labels and taints: a node selector picks its node, a taint keeps off all b
     (await nodes()).find((n) => n.name === "node-3" && n.state === "ready" && !n.taints),
   );
 });
-
-// Answers /healthz, and /connect?host=H&port=P with what a TCP connection there did.
-const CONNECTOR = `const http = require("node:http");
-const net = require("node:net");
-http.createServer((req, res) => {
-  const u = new URL(req.url, "http://x");
-  if (u.pathname !== "/connect") return res.end("ok");
-  const s = net.connect(Number(u.searchParams.get("port")), u.searchParams.get("host"));
-  const done = (what) => { s.destroy(); res.end(what); };
-  s.setTimeout(3000, () => done("timeout"));
-  s.on("connect", () => done("allowed"));
-  s.on("error", (err) => done(err.code || String(err)));
-}).listen(Number(process.env.PORT));
-`;
 
 test("tenants across nodes: an instance reaches its own tenant's instance on another node, not another tenant's", async (t: TestContext) => {
   if (!cluster.partitioned) {

@@ -76,3 +76,22 @@ export function writeProber(dir: string, options: { app: string; host: string; i
 export function probePath(spec: ProbeSpec): string {
   return `/probe?spec=${encodeURIComponent(JSON.stringify(spec))}`;
 }
+
+/**
+ * A smaller prober for instances across nodes (nodes.test.ts,
+ * containers-nodes.test.ts): answers /healthz, and /connect?host=H&port=P with
+ * what a TCP connection there did. It listens on every address, as a
+ * container's published port needs.
+ */
+export const CONNECTOR = `const http = require("node:http");
+const net = require("node:net");
+http.createServer((req, res) => {
+  const u = new URL(req.url, "http://x");
+  if (u.pathname !== "/connect") return res.end("ok");
+  const s = net.connect(Number(u.searchParams.get("port")), u.searchParams.get("host"));
+  const done = (what) => { s.destroy(); res.end(what); };
+  s.setTimeout(3000, () => done("timeout"));
+  s.on("connect", () => done("allowed"));
+  s.on("error", (err) => done(err.code || String(err)));
+}).listen(Number(process.env.PORT));
+`;

@@ -1,0 +1,179 @@
+// Containers across machines (root only): a control plane and a gateway on the
+// host and two agents, each in its own network namespace (cluster.ts), each
+// with an engine of its own started in that namespace the way a machine's
+// `docker.io` service runs (iptables on, so it routes and masquerades what
+// its containers send to other machines), given to the agent with
+// `--docker-socket`. Every instance is a container (`runtime: docker`). A
+// container of tenant ta on node-1 reaches ta's container on node-2 and not
+// tenant tb's there, nor the control plane's API: the firewall of
+// src/agent/docker-firewall.ts, on the forward hook, with the other nodes'
+// endpoints from the heartbeat reply (controllers/peers.ts).
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, type TestContext, test } from "node:test";
+import { DockerApi } from "../../src/agent/docker-api.ts";
+import { stopDockerd } from "../../src/agent/docker-daemon.ts";
+import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
+import type { Instance } from "../../src/model/objects.ts";
+import { type Cluster, startCluster, writeApp } from "./cluster.ts";
+import { waitFor } from "./harness.ts";
+import { CONNECTOR } from "./prober-app.ts";
+
+const root = process.getuid?.() === 0;
+const work = mkdtempSync(join(tmpdir(), "herd-containers-nodes-"));
+const engines: string[] = [];
+let cluster: Cluster | undefined;
+const ZONES = ["a", "b"];
+const flags = (zone: string, socket?: string) => [
+  "--cpu",
+  "2",
+  "--memory",
+  "2Gi",
+  "--label",
+  `zone=${zone}`,
+  ...(socket ? ["--docker-socket", socket] : []),
+];
+
+/**
+ * A dockerd in `netns` with everything under `dir` and iptables on (the
+ * defaults of a machine's own engine); stopDockerd(dir) stops it.
+ */
+async function startEngine(netns: string, dir: string, dockerd: string): Promise<string> {
+  mkdirSync(join(dir, "tmp"), { recursive: true });
+  const socket = join(dir, "docker.sock");
+  const log = openSync(join(dir, "dockerd.log"), "a");
+  engines.push(dir);
+  const child = spawn(
+    "nsenter",
+    [
+      `--net=/run/netns/${netns}`,
+      dockerd,
+      `--data-root=${join(dir, "data")}`,
+      `--exec-root=${join(dir, "exec")}`,
+      `--pidfile=${join(dir, "dockerd.pid")}`,
+      `--host=unix://${socket}`,
+      "--bridge=none",
+    ],
+    { stdio: ["ignore", log, log], env: { ...process.env, TMPDIR: join(dir, "tmp") }, detached: true },
+  );
+  closeSync(log);
+  child.unref();
+  const api = new DockerApi(socket);
+  await waitFor(`the engine in ${netns} (log: ${join(dir, "dockerd.log")})`, () =>
+    api.text({ path: "/_ping" }).then(
+      () => true,
+      () => undefined,
+    ),
+  );
+  return socket;
+}
+
+before(async () => {
+  if (!root) return;
+  const tools = await ensureDebianPackages({
+    dockerd: "docker.io",
+    busybox: "busybox-static",
+    nft: "nftables",
+  });
+  cluster = await startCluster({ agents: ZONES.map((zone) => ({ args: flags(zone) })) });
+  if (!cluster.partitioned) return;
+  // Each machine's engine runs in its namespace; its agent is restarted with it.
+  for (const [k, node] of cluster.nodes.entries()) {
+    const socket = await startEngine(node.netns as string, join(work, `engine-${k + 1}`), tools.dockerd);
+    await node.stop();
+    await node.start(flags(ZONES[k], socket));
+  }
+});
+
+after(async () => {
+  try {
+    // Each engine first: its containers stop with it, and its mounts go.
+    for (const dir of engines) await stopDockerd(dir);
+    await cluster?.stop();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test("containers across nodes: one reaches its own tenant's container on another node, not another tenant's nor the API", async (t: TestContext) => {
+  if (!root || !cluster?.partitioned) {
+    t.skip("needs root for network namespaces and an engine in each");
+    return;
+  }
+  const c = cluster;
+  const { body: nodes } = await c.api<{
+    items: { name: string; drivers?: string[]; isolation: { network: string } }[];
+  }>("GET", "/nodes");
+  for (const n of nodes.items) assert.ok(n.drivers?.includes("docker"), `${n.name}: ${JSON.stringify(n)}`);
+  for (const name of ["ta", "tb"]) {
+    const r = await c.api("POST", "/tenants", { name });
+    assert.ok(r.status === 201 || r.status === 409, `tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const service = (zone: string, host?: string) =>
+    [
+      "    runtime: docker",
+      "    command: node server.js",
+      "    resources: { cpu: 0.1, memory: 128Mi }",
+      "    health: { path: /healthz }",
+      `    placement: { nodeSelector: { zone: ${zone} } }`,
+      ...(host ? [`    routes: [{ host: ${host}, path: / }]`] : []),
+    ].join("\n");
+  const apps: [string, string, string][] = [
+    [
+      "ta",
+      "reach",
+      `app: reach\nservices:\n  web:\n${service("a", "reach.localhost")}\n  sibling:\n${service("b")}\n`,
+    ],
+    ["tb", "target", `app: target\nservices:\n  web:\n${service("b", "target.localhost")}\n`],
+  ];
+  for (const [tenant, app, herdYaml] of apps) {
+    const dir = writeApp(work, app, herdYaml);
+    writeFileSync(join(dir, "server.js"), CONNECTOR);
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true }));
+    t.after(async () => {
+      await c.cli(["apps", "destroy", app, "--tenant", tenant, "--confirm", app]);
+      await waitFor(
+        `${app} to be destroyed`,
+        async () => (await c.api("GET", `/apps/${app}?tenant=${tenant}`)).status === 404,
+      );
+    });
+    const r = await c.cli(["deploy", "--tenant", tenant, dir], { timeoutMs: 180_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  }
+  const one = async (tenant: string, app: string, name: string) => {
+    const { body } = await c.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
+    const i = body.items.find((x) => x.service === name && x.state === "running");
+    assert.ok(i?.port && i.node, `${tenant}/${app}/${name} runs: ${JSON.stringify(body.items)}`);
+    // A container of its node's engine.
+    const engine = new DockerApi(join(engines[c.nodes.findIndex((n) => n.name === i.node)], "docker.sock"));
+    const [box] = await engine.call<{ State: string }[]>({
+      path: "/containers/json",
+      query: { filters: JSON.stringify({ label: [`herd.id=${i.id}`] }) },
+    });
+    assert.equal(box?.State, "running", `${i.id} has no running container on ${i.node}`);
+    return { port: i.port, node: i.node, address: c.nodes.find((n) => n.name === i.node)?.address };
+  };
+  const connector = await one("ta", "reach", "web");
+  const sibling = await one("ta", "reach", "sibling");
+  const target = await one("tb", "target", "web");
+  assert.deepEqual([connector.node, sibling.node, target.node], ["node-1", "node-2", "node-2"]);
+  // The target's container serves: the gateway (on the host) reaches it, so a refusal below is the firewall's.
+  assert.equal((await c.request("target.localhost", "/")).body, "ok");
+  const connect = async (to: { address?: string; port: number }) =>
+    (await c.request("reach.localhost", `/connect?host=${to.address}&port=${to.port}`)).body;
+  // Node-1's agent learns the other nodes' ports at its next heartbeat (about a second).
+  await waitFor(
+    "node-1 to let ta's container reach its sibling's on node-2",
+    async () => (await connect(sibling)) === "allowed",
+  );
+  await waitFor("node-1 to keep ta's container from tb's on node-2", async () =>
+    /^(ECONNREFUSED|timeout)$/.test(await connect(target)),
+  );
+  const api = new URL(c.url);
+  assert.match(await connect({ address: api.hostname, port: Number(api.port) }), /^(ECONNREFUSED|timeout)$/);
+  assert.equal(await connect(sibling), "allowed", "still allowed");
+});
