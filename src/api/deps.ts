@@ -87,5 +87,7 @@ export interface ApiDeps {
     log: (line: string) => void;
     /** The tenant's unpack limits. */
     unpack?: UnpackLimits;
+    /** What the release would be refused for, checked before anything is installed (DeployController.preflight). */
+    check?: (services: Record<string, ServiceSpec>) => Promise<void>;
   }): Promise<{ slug: string; services: Record<string, ServiceSpec>; alerts?: Release["alerts"] }>;
 }

@@ -57,6 +57,8 @@ export interface BuildOptions {
   timeoutMs?: number;
   /** How much the source may unpack to (the tenant's limits; defaults in unpack.ts). */
   unpack?: UnpackLimits;
+  /** What the release would be refused for, checked once the services are known, before anything is installed. */
+  check?: (services: Record<string, ServiceSpec>) => Promise<void>;
 }
 
 /** A finished build: the slug's digest and what it runs. */
@@ -114,6 +116,7 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     log(
       `-----> ${DETECTED[definition.kind]}: app ${definition.app}, services ${Object.keys(definition.services).join(", ")}`,
     );
+    await options.check?.(definition.services);
 
     signal?.throwIfAborted();
     const runtimes = options.runtimes ?? new NodeRuntimes({ dir: join(options.workDir, "node") });

@@ -228,6 +228,52 @@ export class DeployController {
   }
 
   /**
+   * What a release of `services` is refused for, checked by a build before it
+   * installs anything (so a missing secret does not wait for `npm ci`), and
+   * again when the release is made: a route another app holds, an image user
+   * the tenant may not have, a dependency that is not there, a secret that
+   * is not set. Throws the first problem.
+   */
+  async preflight(tenant: string, app: string, services: Record<string, ServiceSpec>): Promise<void> {
+    const checked = await this.#checked(tenant, app, services);
+    await this.#latestSecrets(tenant, app, checked);
+  }
+
+  /** `services` checked (but for their secrets), with the URL secrets of the app's add-on bindings (src/addons/bindings.ts). */
+  async #checked(
+    tenant: string,
+    app: string,
+    services: Record<string, ServiceSpec>,
+  ): Promise<Record<string, ServiceSpec>> {
+    const { store } = this.#ctx;
+    await this.#checkRoutes(tenant, app, services);
+    await checkImageUser(store, tenant, services);
+    await checkDependencies(store, tenant, app, services);
+    return withAddonSecrets(services, await addonVars(store, tenant, app));
+  }
+
+  /** The latest version of each secret `services` refer to; one that is not set throws, naming the env variable and the secret. */
+  async #latestSecrets(
+    tenant: string,
+    app: string,
+    services: Record<string, ServiceSpec>,
+  ): Promise<Record<string, number>> {
+    const latest: Record<string, number> = {};
+    const missing = new Set<string>();
+    for (const name of referencedSecrets(services)) {
+      const info = await this.#ctx.secrets.info(tenant, app, name);
+      if (!info) missing.add(name);
+      else latest[name] = info.version;
+    }
+    const problems = missingSecrets(app, services, (name) => !missing.has(name));
+    if (problems.length > 0) {
+      const first = problems[0]!;
+      throw new HerdError("invalid", `${first.field}: ${first.message}`, problems);
+    }
+    return latest;
+  }
+
+  /**
    * The secret versions a release pins: the given ones (a rollback's), which
    * must still be kept, or each referenced secret's latest. A secret that is
    * not set fails the deploy, naming the env variable and the secret.
@@ -238,21 +284,10 @@ export class DeployController {
     services: Record<string, ServiceSpec>,
     given: Release["secrets"],
   ): Promise<Release["secrets"]> {
-    const names = referencedSecrets(services);
-    if (names.length === 0) return undefined;
+    if (referencedSecrets(services).length === 0) return undefined;
     const { secrets } = this.#ctx;
-    const pins: Record<string, number> = {};
-    const missing = new Set<string>();
-    for (const name of names) {
-      const info = await secrets.info(tenant, app, name);
-      if (!info) missing.add(name);
-      else pins[name] = given?.[name] ?? info.version;
-    }
-    const problems = missingSecrets(app, services, (name) => !missing.has(name));
-    if (problems.length > 0) {
-      const first = problems[0]!;
-      throw new HerdError("invalid", `${first.field}: ${first.message}`, problems);
-    }
+    const latest = await this.#latestSecrets(tenant, app, services);
+    const pins = Object.fromEntries(Object.entries(latest).map(([name, v]) => [name, given?.[name] ?? v]));
     if (given) {
       for (const [name, version] of Object.entries(pins)) {
         await secrets.value(tenant, app, name, version).catch((err: Error) => {
@@ -303,11 +338,7 @@ export class DeployController {
     const { store, clock, deployLogs, events } = this.#ctx;
     const { tenant, app } = deploy;
     const step = (m: string) => deployLogs.append(deploy.id, "step", m);
-    await this.#checkRoutes(tenant, app, result.services);
-    await checkImageUser(store, tenant, result.services);
-    await checkDependencies(store, tenant, app, result.services);
-    // The app's add-on bindings give every service their URL secrets (src/addons/bindings.ts).
-    result = { ...result, services: withAddonSecrets(result.services, await addonVars(store, tenant, app)) };
+    result = { ...result, services: await this.#checked(tenant, app, result.services) };
     const secrets = await this.#pinSecrets(tenant, app, result.services, result.secrets);
     const previous = deploy.previous
       ? await store.get<Release>("release", releaseKey(tenant, app, deploy.previous))

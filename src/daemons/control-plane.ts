@@ -346,12 +346,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     runtimes,
     certificates,
     registry: await RegistryCredentials.open(secrets, dataDir),
-    build: async ({ source, tenant, app, log, unpack }) => {
+    build: async ({ source, tenant, app, log, unpack, check }) => {
       const r = await buildSlug({
         artifacts,
         source,
         tenant,
         unpack,
+        ...(check ? { check } : {}),
         workDir: join(dataDir, "builds"),
         runner: builds,
         runtimes,

@@ -105,6 +105,9 @@ test("a deploy whose env refers to a secret that is not set fails, naming the va
     r.stdout + r.stderr,
     /services\.web\.env\.DB_PASSWORD: secret db-password is not set for app vault/,
   );
+  // As soon as the services are known: nothing is installed or packed for a release that would be refused.
+  assert.doesNotMatch(r.stdout + r.stderr, /Compressing slug|Slug \S+ ready|dependencies/);
+  assert.match(r.stdout, /herd\.yaml found/);
 });
 
 test("set on stdin + deploy: the app has the value in its env, and it is nowhere else", async () => {

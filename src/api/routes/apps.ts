@@ -415,7 +415,9 @@ export async function deploySource(
     tenant,
     app,
     async (log) => {
-      const built = await deps.build({ source: digest, tenant, app, log, unpack });
+      // A release that would be refused fails before the install (a secret not set, a route taken).
+      const check = deps.controllers.deploys.preflight.bind(deps.controllers.deploys, tenant, app);
+      const built = await deps.build({ source: digest, tenant, app, log, unpack, check });
       return { ...built, source: digest, description: upload.description ?? `Deploy ${digest.slice(0, 7)}` };
     },
     {
