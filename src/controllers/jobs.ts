@@ -558,13 +558,18 @@ export class JobsController {
         deploy: deploy.id,
       });
       const end = await this.waitFor(run.id);
+      // Its last lines, as one step: the header flush, each line under it (`herd deploy` indents them).
       const tail = end.logTail ?? [];
-      for (const line of tail) step(`  ${service} release | ${line}`);
+      if (tail.length > 0)
+        step(
+          [`${service}: release phase output:`, ...tail.map((line) => `  ${service} release | ${line}`)].join(
+            "\n",
+          ),
+        );
       if (end.state !== "succeeded") {
         const message = `release phase of ${service} (${spec.release.command}) ${end.state === "timed_out" ? "timed out" : "failed"}: ${end.message}; v${release.version} is not rolled out (run ${end.id})`;
         throw new HerdError("invalid", message, [
           { field: `services.${service}.release`, message: end.message },
-          ...tail.slice(-10).map((line) => ({ field: `${service} release output`, message: line })),
         ]);
       }
       step(`${service}: release phase succeeded`);

@@ -65,7 +65,12 @@ test("herd run, a failing release phase, a cron job's history", async () => {
     appDir(`node -e "console.log('migrated ' + process.env.GREETING)"`, "one"),
   ]);
   assert.equal(v1.code, 0, v1.stdout + v1.stderr);
-  assert.match(v1.stdout + v1.stderr, /migrated one/, "the release phase's output is shown");
+  // Under its step, indented, each line once (docs/jobs.md).
+  assert.match(
+    v1.stdout,
+    /^-----> web: release phase output:\n {9}web release \| migrated one$/m,
+    "the release phase's output is shown",
+  );
   await waitFor("v1 to serve", async () => (await herd.request(HOST)).body.startsWith("one from"));
 
   // herd run: stdout and stderr as they were written, the exit code as herd's.
@@ -95,7 +100,8 @@ test("herd run, a failing release phase, a cron job's history", async () => {
   assert.notEqual(v2.code, 0, "the deploy fails");
   const said = v2.stdout + v2.stderr;
   assert.match(said, /release phase of web .*exited with code 4/, said);
-  assert.match(said, /boom/, "with the last output lines");
+  assert.match(said, /^ {9}web release \| boom$/m, "with the last output lines");
+  assert.equal(said.match(/^.*\bboom$/gm)?.length, 1, `the output once: ${said}`);
   const app = (await herd.api<{ app: { release: number } }>("GET", "/apps/jobs-e2e")).body;
   assert.equal(app.app.release, 1, "v1 still the app's release");
   for (let n = 0; n < 5; n++) assert.match((await herd.request(HOST)).body, /^one from/, "v1 keeps serving");
