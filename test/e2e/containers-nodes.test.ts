@@ -11,17 +11,16 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, type TestContext, test } from "node:test";
 import { DockerApi } from "../../src/agent/docker-api.ts";
 import { stopDockerd } from "../../src/agent/docker-daemon.ts";
 import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
-import type { Instance } from "../../src/model/objects.ts";
-import { type Cluster, startCluster, writeApp } from "./cluster.ts";
+import { type Cluster, startCluster } from "./cluster.ts";
 import { waitFor } from "./harness.ts";
-import { CONNECTOR } from "./prober-app.ts";
+import { tenantsAcrossNodes } from "./prober-app.ts";
 
 const root = process.getuid?.() === 0;
 const work = mkdtempSync(join(tmpdir(), "herd-containers-nodes-"));
@@ -109,62 +108,22 @@ test("containers across nodes: one reaches its own tenant's container on another
     items: { name: string; drivers?: string[]; isolation: { network: string } }[];
   }>("GET", "/nodes");
   for (const n of nodes.items) assert.ok(n.drivers?.includes("docker"), `${n.name}: ${JSON.stringify(n)}`);
-  for (const name of ["ta", "tb"]) {
-    const r = await c.api("POST", "/tenants", { name });
-    assert.ok(r.status === 201 || r.status === 409, `tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
-  }
-  const service = (zone: string, host?: string) =>
-    [
-      "    runtime: docker",
-      "    command: node server.js",
-      "    resources: { cpu: 0.1, memory: 128Mi }",
-      "    health: { path: /healthz }",
-      `    placement: { nodeSelector: { zone: ${zone} } }`,
-      ...(host ? [`    routes: [{ host: ${host}, path: / }]`] : []),
-    ].join("\n");
-  const apps: [string, string, string][] = [
-    [
-      "ta",
-      "reach",
-      `app: reach\nservices:\n  web:\n${service("a", "reach.localhost")}\n  sibling:\n${service("b")}\n`,
-    ],
-    ["tb", "target", `app: target\nservices:\n  web:\n${service("b", "target.localhost")}\n`],
-  ];
-  for (const [tenant, app, herdYaml] of apps) {
-    const dir = writeApp(work, app, herdYaml);
-    writeFileSync(join(dir, "server.js"), CONNECTOR);
-    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true }));
-    t.after(async () => {
-      await c.cli(["apps", "destroy", app, "--tenant", tenant, "--confirm", app]);
-      await waitFor(
-        `${app} to be destroyed`,
-        async () => (await c.api("GET", `/apps/${app}?tenant=${tenant}`)).status === 404,
-      );
-    });
-    const r = await c.cli(["deploy", "--tenant", tenant, dir], { timeoutMs: 180_000 });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-  }
-  const one = async (tenant: string, app: string, name: string) => {
-    const { body } = await c.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
-    const i = body.items.find((x) => x.service === name && x.state === "running");
-    assert.ok(i?.port && i.node, `${tenant}/${app}/${name} runs: ${JSON.stringify(body.items)}`);
-    // A container of its node's engine.
+  const { connector, sibling, target, connect } = await tenantsAcrossNodes(c, t, work, [
+    "runtime: docker",
+    "resources: { cpu: 0.1, memory: 128Mi }",
+  ]);
+  assert.deepEqual([connector.node, sibling.node, target.node], ["node-1", "node-2", "node-2"]);
+  // Each a container of its node's engine.
+  for (const i of [connector, sibling, target]) {
     const engine = new DockerApi(join(engines[c.nodes.findIndex((n) => n.name === i.node)], "docker.sock"));
     const [box] = await engine.call<{ State: string }[]>({
       path: "/containers/json",
       query: { filters: JSON.stringify({ label: [`herd.id=${i.id}`] }) },
     });
     assert.equal(box?.State, "running", `${i.id} has no running container on ${i.node}`);
-    return { port: i.port, node: i.node, address: c.nodes.find((n) => n.name === i.node)?.address };
-  };
-  const connector = await one("ta", "reach", "web");
-  const sibling = await one("ta", "reach", "sibling");
-  const target = await one("tb", "target", "web");
-  assert.deepEqual([connector.node, sibling.node, target.node], ["node-1", "node-2", "node-2"]);
+  }
   // The target's container serves: the gateway (on the host) reaches it, so a refusal below is the firewall's.
   assert.equal((await c.request("target.localhost", "/")).body, "ok");
-  const connect = async (to: { address?: string; port: number }) =>
-    (await c.request("reach.localhost", `/connect?host=${to.address}&port=${to.port}`)).body;
   // Node-1's agent learns the other nodes' ports at its next heartbeat (about a second).
   await waitFor(
     "node-1 to let ta's container reach its sibling's on node-2",

@@ -9,7 +9,7 @@
 // kill → serving-elsewhere figure this prints is the one users get.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { after, before, type TestContext, test } from "node:test";
 import type { Instance, Node } from "../../src/model/objects.ts";
 import { type Cluster, startCluster, writeApp } from "./cluster.ts";
 import { sleep, waitFor } from "./harness.ts";
-import { CONNECTOR } from "./prober-app.ts";
+import { tenantsAcrossNodes } from "./prober-app.ts";
 
 type NodeRow = Node & { instances: number; drain?: { done: boolean; message: string } };
 
@@ -191,54 +191,12 @@ test("tenants across nodes: an instance reaches its own tenant's instance on ano
     t.skip(`no firewall on node-1: ${n1?.isolation.missing?.join("; ")}`);
     return;
   }
-  for (const name of ["ta", "tb"]) {
-    const r = await cluster.api("POST", "/tenants", { name });
-    assert.ok(r.status === 201 || r.status === 409, `tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
-  }
-  // Tenant ta: a connector on node-1 and a sibling on node-2; tenant tb: a target on node-2.
-  const place = (zone: string) => `placement: { nodeSelector: { zone: ${zone} } }`;
-  const apps: [string, string, string][] = [
-    [
-      "ta",
-      "reach",
-      yaml("reach", {
-        web: `${place("a")}\nroutes: [{ host: reach.localhost, path: / }]`,
-        sibling: place("b"),
-      }),
-    ],
-    ["tb", "target", yaml("target", { web: `${place("b")}\nroutes: [{ host: target.localhost, path: / }]` })],
-  ];
-  for (const [tenant, app, herdYaml] of apps) {
-    const dir = writeApp(work, app, herdYaml);
-    writeFileSync(join(dir, "server.js"), CONNECTOR);
-    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true }));
-    t.after(async () => {
-      await cluster.cli(["apps", "destroy", app, "--tenant", tenant, "--confirm", app]);
-      await waitFor(
-        `${app} to be destroyed`,
-        async () => (await cluster.api("GET", `/apps/${app}?tenant=${tenant}`)).status === 404,
-      );
-    });
-    const r = await cluster.cli(["deploy", "--tenant", tenant, dir]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-  }
-  const one = async (tenant: string, app: string, service: string) => {
-    const { body } = await cluster.api<{ items: Instance[] }>(
-      "GET",
-      `/apps/${app}/instances?tenant=${tenant}`,
-    );
-    const i = body.items.find((x) => x.service === service && x.state === "running");
-    assert.ok(i?.port && i.node, `${tenant}/${app}/${service} runs: ${JSON.stringify(body.items)}`);
-    return { port: i.port, node: i.node, address: cluster.nodes.find((n) => n.name === i.node)?.address };
-  };
-  const connector = await one("ta", "reach", "web");
-  const sibling = await one("ta", "reach", "sibling");
-  const target = await one("tb", "target", "web");
+  const { connector, sibling, target, connect } = await tenantsAcrossNodes(cluster, t, work, [
+    "resources: { units: 1 }",
+  ]);
   assert.deepEqual([connector.node, sibling.node, target.node], ["node-1", "node-2", "node-2"]);
   // The target serves: the gateway (on the host) reaches it, so a refusal below is the firewall's.
   assert.equal((await cluster.request("target.localhost", "/")).body, "ok");
-  const connect = async (to: { address?: string; port: number }) =>
-    (await cluster.request("reach.localhost", `/connect?host=${to.address}&port=${to.port}`)).body;
   // Node-1's agent learns the other nodes' ports at its next heartbeat (about a second).
   await waitFor(
     "node-1 to refuse tb's instance on node-2 to ta's",

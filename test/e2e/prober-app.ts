@@ -1,5 +1,6 @@
 /**
- * The hostile app of the isolation tests (isolation.test.ts, ha.test.ts):
+ * Apps that probe what an instance can reach. The prober is the hostile app
+ * of the isolation tests (isolation.test.ts, ha.test.ts):
  * GET /probe?spec=<json> tries each thing the spec names and answers what
  * happened, as JSON: `read` files (the error code, or "allowed"), `signal` a
  * pid, `connect` to a port on 127.0.0.1 or to "host:port" ("allowed", the
@@ -95,3 +96,92 @@ http.createServer((req, res) => {
   s.on("error", (err) => done(err.code || String(err)));
 }).listen(Number(process.env.PORT));
 `;
+
+/** What the tenant scenario needs of a cluster (cluster.ts Cluster). */
+interface TenantCluster {
+  nodes: { name: string; address: string }[];
+  cli(
+    args: string[],
+    options?: { timeoutMs?: number },
+  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  request(host: string, path?: string): Promise<{ status: number; body: string }>;
+}
+
+/** A running instance of the scenario, where other nodes reach it. */
+export interface Reached {
+  id: string;
+  node: string;
+  port: number;
+  address: string | undefined;
+}
+
+/**
+ * Two tenants across nodes (nodes.test.ts, containers-nodes.test.ts): tenant
+ * ta's app reach (web on node-1, sibling on node-2) and tenant tb's app
+ * target (web on node-2), each the CONNECTOR; every service has the herd.yaml
+ * lines `common` besides its command, health check, node selector and route.
+ * Both apps are destroyed when the test ends.
+ * `connect(to)` asks reach's web to open a TCP connection to `to`.
+ */
+export async function tenantsAcrossNodes(
+  c: TenantCluster,
+  t: { after(fn: () => Promise<void>): void },
+  work: string,
+  common: string[],
+): Promise<{
+  connector: Reached;
+  sibling: Reached;
+  target: Reached;
+  connect(to: { address?: string | undefined; port: number }): Promise<string>;
+}> {
+  for (const name of ["ta", "tb"]) {
+    const r = await c.api("POST", "/tenants", { name });
+    if (r.status !== 201 && r.status !== 409)
+      throw new Error(`tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const service = (name: string, zone: string, host?: string) =>
+    [
+      `  ${name}:`,
+      ...["command: node server.js", "health: { path: /healthz }", ...common].map((l) => `    ${l}`),
+      `    placement: { nodeSelector: { zone: ${zone} } }`,
+      ...(host ? [`    routes: [{ host: ${host}, path: / }]`] : []),
+    ].join("\n");
+  const yaml = (app: string, services: string[]) => `app: ${app}\nservices:\n${services.join("\n")}\n`;
+  const apps: [string, string, string][] = [
+    ["ta", "reach", yaml("reach", [service("web", "a", "reach.localhost"), service("sibling", "b")])],
+    ["tb", "target", yaml("target", [service("web", "b", "target.localhost")])],
+  ];
+  for (const [tenant, app, herdYaml] of apps) {
+    const dir = join(work, app);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "herd.yaml"), herdYaml);
+    writeFileSync(join(dir, "server.js"), CONNECTOR);
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true }));
+    t.after(async () => {
+      await c.cli(["apps", "destroy", app, "--tenant", tenant, "--confirm", app]);
+      const deadline = Date.now() + 30_000;
+      while ((await c.api("GET", `/apps/${app}?tenant=${tenant}`)).status !== 404 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+    });
+    const r = await c.cli(["deploy", "--tenant", tenant, dir], { timeoutMs: 180_000 });
+    if (r.code !== 0) throw new Error(`deploy ${tenant}/${app}: ${r.stdout}${r.stderr}`);
+  }
+  const one = async (tenant: string, app: string, service: string): Promise<Reached> => {
+    const { body } = await c.api<{
+      items: { id: string; service: string; state: string; port?: number; node?: string | null }[];
+    }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
+    const i = body.items.find((x) => x.service === service && x.state === "running");
+    if (!i?.port || !i.node)
+      throw new Error(`${tenant}/${app}/${service} runs: ${JSON.stringify(body.items)}`);
+    const node = i.node;
+    return { id: i.id, node, port: i.port, address: c.nodes.find((n) => n.name === node)?.address };
+  };
+  return {
+    connector: await one("ta", "reach", "web"),
+    sibling: await one("ta", "reach", "sibling"),
+    target: await one("tb", "target", "web"),
+    connect: async (to) =>
+      (await c.request("reach.localhost", `/connect?host=${to.address}&port=${to.port}`)).body,
+  };
+}
