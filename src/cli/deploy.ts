@@ -9,6 +9,7 @@
 import { rm, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { formatDeployEntry } from "../common/deploy-log-format.ts";
 import type { Deploy } from "../model/objects.ts";
 import type { Preview } from "../model/pipeline.ts";
 import { DEADLINE_HELP, parseDeadline } from "../model/rollout.ts";
@@ -23,22 +24,6 @@ import type { DeployLogEntry } from "./types.ts";
 const PROGRESS_THRESHOLD = 1024 * 1024;
 /** How long to keep trying to reattach to a deploy log after the connection drops. */
 const REATTACH_ATTEMPTS = 60;
-
-const INDENT = "       ";
-
-/** Formats one deploy log entry for people, Heroku style. */
-export function formatDeployEntry(entry: DeployLogEntry): string {
-  const lines = entry.message.split("\n");
-  // The builder marks its own steps Heroku style ("-----> Installing…") and indents what it prints under
-  // them ("       added 1 package"); a line it left flush is indented here, once.
-  if (entry.type === "build")
-    return lines
-      .map((l) => (l.startsWith("-----> ") || l.startsWith(INDENT) ? l : `${INDENT}${l}`))
-      .join("\n");
-  // A health check's outcome belongs to the rollout step above it.
-  if (entry.type === "health") return lines.map((l) => `       ${l}`).join("\n");
-  return [`-----> ${lines[0]}`, ...lines.slice(1).map((l) => `       ${l}`)].join("\n");
-}
 
 /**
  * Follows a deploy's log to its end: prints each entry (or its JSON with

@@ -5,11 +5,11 @@
  *   herd deploys show ID [--app A]       ─► GET /apps/A/deploys/ID + /log ─► the deploy, then its build output and steps
  */
 
+import { formatDeployEntry } from "../common/deploy-log-format.ts";
 import type { Deploy } from "../model/objects.ts";
 import { APP_FLAG_HELP, resolveApp } from "./app-name.ts";
 import { parseCount, UsageError } from "./args.ts";
 import { type CommandSpec, printJson, println, stringFlag } from "./context.ts";
-import { formatDeployEntry } from "./deploy.ts";
 import { formatAge, renderTable } from "./format.ts";
 import type { DeployLogEntry } from "./types.ts";
 

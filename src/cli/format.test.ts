@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { formatDeployEntry } from "../common/deploy-log-format.ts";
 import type { Event, Instance, Node, Release } from "../model/objects.ts";
-import { formatDeployEntry } from "./deploy.ts";
 import {
   eventObject,
   eventsTable,
@@ -300,14 +300,14 @@ describe("log and deploy lines", () => {
     assert.throws(() => logsOptionsFromFlags({ "logs-max-size": "10Ki" }), /at least 1Mi/);
   });
   it("formats deploy entries Heroku style", () => {
-    assert.equal(formatDeployEntry({ time: "", type: "step", message: "Building" }), "-----> Building");
+    assert.equal(formatDeployEntry({ type: "step", message: "Building" }), "-----> Building");
     assert.equal(
-      formatDeployEntry({ time: "", type: "build", message: "npm ci\nadded 1" }),
+      formatDeployEntry({ type: "build", message: "npm ci\nadded 1" }),
       "       npm ci\n       added 1",
     );
     // What the builder indented itself is indented once, not twice.
     assert.equal(
-      formatDeployEntry({ time: "", type: "build", message: "-----> Installing\n       added 1 package\n" }),
+      formatDeployEntry({ type: "build", message: "-----> Installing\n       added 1 package\n" }),
       "-----> Installing\n       added 1 package\n       ",
     );
   });

@@ -114,6 +114,9 @@ test("git push builds and releases the branch; a failed deploy refuses the push 
   assert.match(first.out, /remote: -----> Release v1 created \(git push main [0-9a-f]{7}\)/);
   assert.match(first.out, /remote: -----> web: rolling out v1 to 1 instance/);
   assert.match(first.out, /remote: -----> v1 is serving at /);
+  // What the builder indents under its steps is indented once, as `herd deploy` prints it.
+  assert.match(first.out, /^remote: {8}web: /m);
+  assert.doesNotMatch(first.out, /^remote: {15}/m);
   // The gateway has the route a moment after the deploy is done.
   await served(herd, "shop.localhost", "v1");
 

@@ -15,8 +15,8 @@
 import type { Readable } from "node:stream";
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { formatDeployEntry } from "../../common/deploy-log-format.ts";
 import { HerdError } from "../../common/errors.ts";
-import type { DeployLogEntry } from "../../controllers/deploy-log.ts";
 import { GitRepos, type Push, type PushHandler } from "../../git/repos.ts";
 import type { Tenant } from "../../model/objects.ts";
 import { whenServed } from "../deploy-done.ts";
@@ -194,7 +194,7 @@ export function pushDeploy(deps: ApiDeps): PushHandler {
     io.say(`-----> Deploy ${deploy.id}`);
     for await (const entry of deps.deployLogs.follow(deploy.id, io.signal)) {
       if (entry.type !== "done") {
-        io.say(formatEntry(entry));
+        io.say(formatDeployEntry(entry));
         continue;
       }
       if (entry.state === "succeeded") {
@@ -207,13 +207,4 @@ export function pushDeploy(deps: ApiDeps): PushHandler {
     }
     return 1; // the pusher went away; the deploy goes on (herd deploys --app shows it)
   };
-}
-
-/** One deploy log entry as `herd deploy` prints it, Heroku style. */
-function formatEntry(entry: DeployLogEntry): string {
-  const lines = entry.message.split("\n");
-  if (entry.type === "build" || entry.type === "health") {
-    return lines.map((l) => (l.startsWith("-----> ") ? l : `       ${l}`)).join("\n");
-  }
-  return [`-----> ${lines[0]}`, ...lines.slice(1).map((l) => `       ${l}`)].join("\n");
 }
