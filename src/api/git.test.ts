@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -84,6 +84,8 @@ test("a deployer's push builds and releases the branch, with the build as remote
   const releases = (await apiCall(server, "GET", "/apps/shop/releases?tenant=acme")).body.items as Release[];
   assert.equal(releases.length, 1);
   assert.equal(releases[0].createdBy, "user dora");
+  // The hooks' socket is in the repositories' root, this user's only (nothing in /tmp to outlive a kill -9).
+  assert.equal(statSync(join(dir, "data", "git", ".push.sock")).mode & 0o777, 0o600);
 
   // A later commit: a second release; the remote's main follows it.
   const second = commit(src, { "server.js": "// v2\n" }, "second");

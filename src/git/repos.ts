@@ -73,7 +73,7 @@ export class GitRepos {
   readonly root: string;
   readonly #onPush: PushHandler;
   #git: Promise<string> | undefined;
-  #listener: Promise<{ server: Server; dir: string; path: string }> | undefined;
+  #listener: Promise<{ server: Server; dir?: string; path: string }> | undefined;
   readonly #pushes = new Map<string, { push: Push; repo: string }>();
   readonly #sockets = new Set<Socket>();
 
@@ -151,7 +151,7 @@ export class GitRepos {
     for (const s of this.#sockets) s.destroy();
     if (listener) {
       await new Promise<void>((r) => listener.server.close(() => r()));
-      await rm(listener.dir, { recursive: true, force: true });
+      await rm(listener.dir ?? listener.path, { recursive: true, force: true });
     }
   }
 
@@ -197,19 +197,30 @@ export class GitRepos {
     await chmod(join(repo, "hooks", "pre-receive"), 0o755);
   }
 
-  #listen(): Promise<{ server: Server; dir: string; path: string }> {
+  #listen(): Promise<{ server: Server; dir?: string; path: string }> {
     this.#listener ??= (async () => {
-      // A short path of its own (a unix socket's path is at most 107 bytes), readable by this user only.
-      const dir = await mkdtemp(join(tmpdir(), "herd-git-"));
-      await chmod(dir, 0o700);
-      const path = join(dir, "push.sock");
+      // In the repositories' root when the path fits a unix socket's 107 bytes: a server killed with
+      // -9 leaves nothing in /tmp, and the next one replaces it. Else a short directory of its own.
+      // Either way only this user connects: the socket is 0600.
+      const inRoot = join(this.root, ".push.sock");
+      let dir: string | undefined;
+      let path = inRoot;
+      if (Buffer.byteLength(inRoot) <= 100) {
+        await mkdir(this.root, { recursive: true, mode: 0o700 });
+        await rm(inRoot, { force: true });
+      } else {
+        dir = await mkdtemp(join(tmpdir(), "herd-git-"));
+        await chmod(dir, 0o700);
+        path = join(dir, "push.sock");
+      }
       const server = createServer((socket) => this.#hookConnected(socket));
       await new Promise<void>((ok, fail) => {
         server.once("error", fail);
         server.listen(path, () => ok());
       });
+      await chmod(path, 0o600);
       server.unref();
-      return { server, dir, path };
+      return { server, ...(dir ? { dir } : {}), path };
     })();
     return this.#listener;
   }
