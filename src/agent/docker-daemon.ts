@@ -41,15 +41,28 @@ export interface Dockerd {
  * under `dir`, without its default bridge or iptables rules (nothing to clean
  * up in the host's firewall): herd's containers join the bridge network
  * docker-network.ts makes, whose device stop() deletes. Resolves once it
- * answers /_ping.
+ * answers /_ping. For tests of many machines: `netns` starts it in that
+ * named network namespace, and `iptables` lets it write its rules there (it
+ * then routes and masquerades its containers' traffic, as a machine's
+ * docker.io service does).
  */
-export async function startDockerd(dir: string, dockerd = "dockerd", timeoutMs = 60_000): Promise<Dockerd> {
+export async function startDockerd(
+  dir: string,
+  dockerd = "dockerd",
+  timeoutMs = 60_000,
+  options: { netns?: string; iptables?: boolean } = {},
+): Promise<Dockerd> {
   mkdirSync(dir, { recursive: true });
   const socket = join(dir, "docker.sock");
   const log = openSync(join(dir, "dockerd.log"), "a");
   let child: ChildProcess;
   try {
-    child = spawn(dockerd, dockerdArgs(dir), { stdio: ["ignore", log, log], env: dockerdEnv(dir) });
+    const args = dockerdArgs(dir, options.iptables ?? false);
+    // nsenter execs dockerd in place: the child's pid is the engine's.
+    const [cmd, ...argv] = options.netns
+      ? ["nsenter", `--net=/run/netns/${options.netns}`, dockerd, ...args]
+      : [dockerd, ...args];
+    child = spawn(cmd as string, argv, { stdio: ["ignore", log, log], env: dockerdEnv(dir) });
   } finally {
     closeSync(log);
   }
@@ -172,16 +185,15 @@ function dockerdEnv(dir: string): NodeJS.ProcessEnv {
   return { ...process.env, TMPDIR: tmp };
 }
 
-/** Everything under dir, no default bridge, no iptables rules. */
-function dockerdArgs(dir: string): string[] {
+/** Everything under dir, no default bridge, and (unless `iptables`) no iptables rules. */
+function dockerdArgs(dir: string, iptables = false): string[] {
   return [
     `--data-root=${join(dir, "data")}`,
     `--exec-root=${join(dir, "exec")}`,
     `--pidfile=${join(dir, "dockerd.pid")}`,
     `--host=unix://${join(dir, "docker.sock")}`,
     "--bridge=none",
-    "--iptables=false",
-    "--ip6tables=false",
+    ...(iptables ? [] : ["--iptables=false", "--ip6tables=false"]),
   ];
 }
 

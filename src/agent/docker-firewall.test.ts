@@ -15,7 +15,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
-import { containerFirewallScript } from "./docker-firewall.ts";
+import { type ContainerFirewallState, containerFirewallScript } from "./docker-firewall.ts";
 import { withTestDockerd } from "./dockerd.case.test.ts";
 import { get, harness, waitFor } from "./driver.case.test.ts";
 
@@ -36,6 +36,23 @@ http.createServer((req, res) => {
 `;
 
 const tables = () => spawnSync("nft", ["list", "tables"], { encoding: "utf8" }).stdout;
+
+/** One container of acme/a on bridge br-x, with `more` on top. */
+const oneGuest = (table: string, more: Partial<ContainerFirewallState> = {}): ContainerFirewallState => ({
+  table,
+  bridge: "br-x",
+  gateway: "10.9.0.1",
+  ports: { min: 20000, max: 29999 },
+  protect: [],
+  guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
+  ...more,
+});
+
+/** nft itself takes the script (where it can be asked: root and nftables). */
+const nftAccepts = (script: string) => {
+  const check = spawnSync("nft", ["-c", "-f", "-"], { input: script, encoding: "utf8" });
+  if (process.getuid?.() === 0 && check.error === undefined) assert.equal(check.status, 0, check.stderr);
+};
 
 test("the rules: one group's containers reach each other; other containers, ports and endpoints are closed", () => {
   const script = containerFirewallScript({
@@ -102,39 +119,30 @@ test("a container to another node: its tenant's endpoints there open, the node's
     "    ip saddr { 10.9.0.2, 10.9.0.3, 10.9.0.4 } ip daddr 192.0.2.7 tcp dport { 22000-22999, 9181 } drop",
   ]);
   assert.match(script, /hook forward priority filter; policy accept;\n {4}iifname "br-x" jump peers/);
-  // nft itself takes it (where it can be asked: root and nftables).
-  const check = spawnSync("nft", ["-c", "-f", "-"], { input: script, encoding: "utf8" });
-  if (process.getuid?.() === 0 && check.error === undefined) assert.equal(check.status, 0, check.stderr);
+  nftAccepts(script);
   // One tenant in the cluster and no platform endpoint elsewhere: no forward rules.
-  const open = containerFirewallScript({
-    table: "herdc_br_x_2",
-    bridge: "br-x",
-    gateway: "10.9.0.1",
-    ports: { min: 20000, max: 29999 },
-    protect: [],
-    guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
-    peers: { version: "open", closed: false, nodes: [], tenants: {}, platform: [] },
-  });
+  const open = containerFirewallScript(
+    oneGuest("herdc_br_x_2", {
+      peers: { version: "open", closed: false, nodes: [], tenants: {}, platform: [] },
+    }),
+  );
   assert.doesNotMatch(open, /chain peers/);
 });
 
 test("a platform endpoint at this machine's own address is closed by its port on every address here", () => {
-  const script = containerFirewallScript({
-    table: "herdc_br_x_3",
-    bridge: "br-x",
-    gateway: "10.9.0.1",
-    ports: { min: 20000, max: 29999 },
-    protect: [{ address: "192.0.2.5", port: 7000 }],
-    guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
-    peers: {
-      version: "v1",
-      closed: false,
-      nodes: [],
-      tenants: {},
-      platform: ["192.0.2.5:2380", "192.0.2.9:2380"],
-    },
-    here: ["127.0.0.1", "192.0.2.5", "10.9.0.1"],
-  });
+  const script = containerFirewallScript(
+    oneGuest("herdc_br_x_3", {
+      protect: [{ address: "192.0.2.5", port: 7000 }],
+      peers: {
+        version: "v1",
+        closed: false,
+        nodes: [],
+        tenants: {},
+        platform: ["192.0.2.5:2380", "192.0.2.9:2380"],
+      },
+      here: ["127.0.0.1", "192.0.2.5", "10.9.0.1"],
+    }),
+  );
   // etcd on a wildcard answers on the bridge's address too: no `ip daddr` for this machine's endpoints.
   assert.match(script, /ip saddr 10\.9\.0\.2 tcp dport 7000 drop/);
   assert.match(script, /ip saddr 10\.9\.0\.2 tcp dport 2380 drop/);
@@ -146,22 +154,18 @@ test("a platform endpoint at this machine's own address is closed by its port on
 test("the agent's API server on another machine is closed on the way out, with or without peers", () => {
   // An engine that masquerades (docker.io's) routes a container to other machines: the server is one.
   for (const peers of [undefined, { version: "v1", closed: false, nodes: [], tenants: {}, platform: [] }]) {
-    const script = containerFirewallScript({
-      table: "herdc_br_x_4",
-      bridge: "br-x",
-      gateway: "10.9.0.1",
-      ports: { min: 20000, max: 29999 },
-      protect: [{ address: "192.0.2.1", port: 7070 }],
-      guests: [{ ip: "10.9.0.2", group: "acme/a", port: 20001, forwarded: [] }],
-      ...(peers ? { peers } : {}),
-      here: ["127.0.0.1", "192.0.2.5", "10.9.0.1"],
-    });
+    const script = containerFirewallScript(
+      oneGuest("herdc_br_x_4", {
+        protect: [{ address: "192.0.2.1", port: 7070 }],
+        ...(peers ? { peers } : {}),
+        here: ["127.0.0.1", "192.0.2.5", "10.9.0.1"],
+      }),
+    );
     assert.match(
       script,
       /chain peers \{\n {4}ip saddr 10\.9\.0\.2 ip daddr 192\.0\.2\.1 tcp dport 7070 drop/,
     );
-    const check = spawnSync("nft", ["-c", "-f", "-"], { input: script, encoding: "utf8" });
-    if (process.getuid?.() === 0 && check.error === undefined) assert.equal(check.status, 0, check.stderr);
+    nftAccepts(script);
   }
 });
 

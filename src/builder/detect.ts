@@ -3,8 +3,9 @@
  * name. herd.yaml's `services:` says it outright; without them (or without a
  * herd.yaml), herd looks (in this order) for a Procfile, a package.json start
  * script (or, as `npm start` does without one, a server.js: `node server.js`),
- * and an index.html. A herd.yaml service without a command takes the
- * Procfile's line of its name, else the start script.
+ * and an index.html. A herd.yaml service without a command takes what was
+ * detected for its name (its Procfile line, the start script or the static
+ * server for web), else the start script.
  */
 
 import { readFile, stat } from "node:fs/promises";
@@ -86,7 +87,7 @@ export async function loadAppDefinition(
         app,
         name,
         service,
-        procfile?.get(name) ?? startScript ?? detected?.commands.get(name),
+        detected?.commands.get(name) ?? startScript,
         options.unit,
       );
     }

@@ -133,11 +133,11 @@ export function validateManifest(
 /** The largest herd.yaml accepted: a manifest, not a place for data. */
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 
-/** Parses herd.yaml text. Errors carry the file, the field and the line. */
 /**
- * Parses and validates herd.yaml's text. `services`, when given, are the
- * services of a herd.yaml that names none: the ones detected beside it
- * (builder/detect.ts), as a Procfile's are on Heroku beside app.json.
+ * Parses and validates herd.yaml's text; errors carry the file, the field and
+ * the line. `services`, when given, are the services of a herd.yaml that
+ * names none: the ones detected beside it (builder/detect.ts), as a
+ * Procfile's are on Heroku beside app.json.
  */
 export function parseManifest(
   text: string,

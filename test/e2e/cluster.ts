@@ -29,7 +29,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { caDispatcher, trusting } from "../../src/common/api-ca.ts";
+import type { Instance } from "../../src/model/objects.ts";
 import { gatewayRequest, grace, killRecordedInstances, ROOT, runCli, sleep, waitFor } from "./harness.ts";
+import { CONNECTOR } from "./prober-app.ts";
 
 const NODE = process.execPath;
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -521,4 +523,81 @@ process.on("SIGTERM", () => { server.close(() => process.exit(0)); setTimeout(()
   };
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
+}
+
+/** A running instance of the scenario, where other nodes reach it. */
+export interface Reached {
+  id: string;
+  node: string;
+  port: number;
+  address: string | undefined;
+}
+
+/**
+ * Two tenants across nodes (nodes.test.ts, containers-nodes.test.ts): tenant
+ * ta's app reach (web on node-1, sibling on node-2) and tenant tb's app
+ * target (web on node-2), each prober-app.ts's CONNECTOR; every service has the herd.yaml
+ * lines `common` besides its command, health check, node selector and route.
+ * Both apps are destroyed when the test ends.
+ * `connect(to)` asks reach's web to open a TCP connection to `to`.
+ */
+export async function tenantsAcrossNodes(
+  c: Cluster,
+  t: { after(fn: () => Promise<void>): void },
+  work: string,
+  common: string[],
+): Promise<{
+  connector: Reached;
+  sibling: Reached;
+  target: Reached;
+  connect(to: { address?: string | undefined; port: number }): Promise<string>;
+}> {
+  for (const name of ["ta", "tb"]) {
+    const r = await c.api("POST", "/tenants", { name });
+    if (r.status !== 201 && r.status !== 409)
+      throw new Error(`tenant ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const service = (name: string, zone: string, host?: string) =>
+    [
+      `  ${name}:`,
+      ...["command: node server.js", "health: { path: /healthz }", ...common].map((l) => `    ${l}`),
+      `    placement: { nodeSelector: { zone: ${zone} } }`,
+      ...(host ? [`    routes: [{ host: ${host}, path: / }]`] : []),
+    ].join("\n");
+  const yaml = (app: string, services: string[]) => `app: ${app}\nservices:\n${services.join("\n")}\n`;
+  const apps: [string, string, string][] = [
+    ["ta", "reach", yaml("reach", [service("web", "a", "reach.localhost"), service("sibling", "b")])],
+    ["tb", "target", yaml("target", [service("web", "b", "target.localhost")])],
+  ];
+  for (const [tenant, app, herdYaml] of apps) {
+    const dir = join(work, app);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "herd.yaml"), herdYaml);
+    writeFileSync(join(dir, "server.js"), CONNECTOR);
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: app, private: true }));
+    t.after(async () => {
+      await c.cli(["apps", "destroy", app, "--tenant", tenant, "--confirm", app]);
+      await waitFor(
+        `${app} to be destroyed`,
+        async () => (await c.api("GET", `/apps/${app}?tenant=${tenant}`)).status === 404,
+      );
+    });
+    const r = await c.cli(["deploy", "--tenant", tenant, dir], { timeoutMs: 180_000 });
+    if (r.code !== 0) throw new Error(`deploy ${tenant}/${app}: ${r.stdout}${r.stderr}`);
+  }
+  const one = async (tenant: string, app: string, service: string): Promise<Reached> => {
+    const { body } = await c.api<{ items: Instance[] }>("GET", `/apps/${app}/instances?tenant=${tenant}`);
+    const i = body.items.find((x) => x.service === service && x.state === "running");
+    if (!i?.port || !i.node)
+      throw new Error(`${tenant}/${app}/${service} runs: ${JSON.stringify(body.items)}`);
+    const node = i.node;
+    return { id: i.id, node, port: i.port, address: c.nodes.find((n) => n.name === node)?.address };
+  };
+  return {
+    connector: await one("ta", "reach", "web"),
+    sibling: await one("ta", "reach", "sibling"),
+    target: await one("tb", "target", "web"),
+    connect: async (to) =>
+      (await c.request("reach.localhost", `/connect?host=${to.address}&port=${to.port}`)).body,
+  };
 }

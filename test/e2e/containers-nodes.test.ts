@@ -10,21 +10,18 @@
 // endpoints from the heartbeat reply (controllers/peers.ts).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, type TestContext, test } from "node:test";
-import { DockerApi } from "../../src/agent/docker-api.ts";
-import { stopDockerd } from "../../src/agent/docker-daemon.ts";
+import { type Dockerd, startDockerd } from "../../src/agent/docker-daemon.ts";
 import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
-import { type Cluster, startCluster } from "./cluster.ts";
+import { type Cluster, startCluster, tenantsAcrossNodes } from "./cluster.ts";
 import { waitFor } from "./harness.ts";
-import { tenantsAcrossNodes } from "./prober-app.ts";
 
 const root = process.getuid?.() === 0;
 const work = mkdtempSync(join(tmpdir(), "herd-containers-nodes-"));
-const engines: string[] = [];
+const engines: Dockerd[] = [];
 let cluster: Cluster | undefined;
 const ZONES = ["a", "b"];
 const flags = (zone: string, socket?: string) => [
@@ -37,40 +34,6 @@ const flags = (zone: string, socket?: string) => [
   ...(socket ? ["--docker-socket", socket] : []),
 ];
 
-/**
- * A dockerd in `netns` with everything under `dir` and iptables on (the
- * defaults of a machine's own engine); stopDockerd(dir) stops it.
- */
-async function startEngine(netns: string, dir: string, dockerd: string): Promise<string> {
-  mkdirSync(join(dir, "tmp"), { recursive: true });
-  const socket = join(dir, "docker.sock");
-  const log = openSync(join(dir, "dockerd.log"), "a");
-  engines.push(dir);
-  const child = spawn(
-    "nsenter",
-    [
-      `--net=/run/netns/${netns}`,
-      dockerd,
-      `--data-root=${join(dir, "data")}`,
-      `--exec-root=${join(dir, "exec")}`,
-      `--pidfile=${join(dir, "dockerd.pid")}`,
-      `--host=unix://${socket}`,
-      "--bridge=none",
-    ],
-    { stdio: ["ignore", log, log], env: { ...process.env, TMPDIR: join(dir, "tmp") }, detached: true },
-  );
-  closeSync(log);
-  child.unref();
-  const api = new DockerApi(socket);
-  await waitFor(`the engine in ${netns} (log: ${join(dir, "dockerd.log")})`, () =>
-    api.text({ path: "/_ping" }).then(
-      () => true,
-      () => undefined,
-    ),
-  );
-  return socket;
-}
-
 before(async () => {
   if (!root) return;
   const tools = await ensureDebianPackages({
@@ -82,16 +45,20 @@ before(async () => {
   if (!cluster.partitioned) return;
   // Each machine's engine runs in its namespace; its agent is restarted with it.
   for (const [k, node] of cluster.nodes.entries()) {
-    const socket = await startEngine(node.netns as string, join(work, `engine-${k + 1}`), tools.dockerd);
+    const engine = await startDockerd(join(work, `engine-${k + 1}`), tools.dockerd, 60_000, {
+      netns: node.netns as string,
+      iptables: true,
+    });
+    engines.push(engine);
     await node.stop();
-    await node.start(flags(ZONES[k], socket));
+    await node.start(flags(ZONES[k], engine.socket));
   }
 });
 
 after(async () => {
   try {
     // Each engine first: its containers stop with it, and its mounts go.
-    for (const dir of engines) await stopDockerd(dir);
+    for (const engine of engines) await engine.stop();
     await cluster?.stop();
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -115,8 +82,9 @@ test("containers across nodes: one reaches its own tenant's container on another
   assert.deepEqual([connector.node, sibling.node, target.node], ["node-1", "node-2", "node-2"]);
   // Each a container of its node's engine.
   for (const i of [connector, sibling, target]) {
-    const engine = new DockerApi(join(engines[c.nodes.findIndex((n) => n.name === i.node)], "docker.sock"));
-    const [box] = await engine.call<{ State: string }[]>({
+    const engine = engines[c.nodes.findIndex((n) => n.name === i.node)];
+    assert.ok(engine, `${i.id} is on ${i.node}, which has no engine`);
+    const [box] = await engine.api.call<{ State: string }[]>({
       path: "/containers/json",
       query: { filters: JSON.stringify({ label: [`herd.id=${i.id}`] }) },
     });

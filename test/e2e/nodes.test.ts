@@ -15,9 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, type TestContext, test } from "node:test";
 import type { Instance, Node } from "../../src/model/objects.ts";
-import { type Cluster, startCluster, writeApp } from "./cluster.ts";
+import { type Cluster, startCluster, tenantsAcrossNodes, writeApp } from "./cluster.ts";
 import { sleep, waitFor } from "./harness.ts";
-import { tenantsAcrossNodes } from "./prober-app.ts";
 
 type NodeRow = Node & { instances: number; drain?: { done: boolean; message: string } };
 

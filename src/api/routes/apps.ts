@@ -415,9 +415,15 @@ export async function deploySource(
     tenant,
     app,
     async (log) => {
-      // A release that would be refused fails before the install (a secret not set, a route taken).
-      const check = deps.controllers.deploys.preflight.bind(deps.controllers.deploys, tenant, app);
-      const built = await deps.build({ source: digest, tenant, app, log, unpack, check });
+      const built = await deps.build({
+        source: digest,
+        tenant,
+        app,
+        log,
+        unpack,
+        // A release that would be refused fails before the install (a secret not set, a route taken).
+        check: (services) => deps.controllers.deploys.preflight(tenant, app, services),
+      });
       return { ...built, source: digest, description: upload.description ?? `Deploy ${digest.slice(0, 7)}` };
     },
     {
