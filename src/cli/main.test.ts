@@ -85,6 +85,22 @@ describe("herd main", () => {
       /^herd: --tail needs a value; for one that starts with "-", write --tail=VALUE\n/,
     );
     assert.match((await run(["logs", "--app", "hello", "--grep"])).err, /^herd: --grep needs a value\n/);
+    assert.match((await run(["ps", "-a"])).err, /^herd: --app needs a value\n/);
+    assert.match(
+      (await run(["ps", "-a", "-x"])).err,
+      /^herd: -a needs a value; for one that starts with "-", write --app=VALUE\n/,
+    );
+  });
+
+  it("takes -a NAME for --app NAME, as heroku does", async () => {
+    respond = (_req, res) =>
+      sendJson(res, 200, {
+        items: [{ name: "web", instances: 3, release: 2, state: "scaling", message: "" }],
+      });
+    const r = await run(["scale", "web=3", "-a", "hello"]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(api.requests[0].url, "/api/v1/apps/hello/scale");
+    assert.match((await run(["help"])).out, /-a NAME +the same as --app NAME/);
   });
 
   it("rejects a bad scale before calling the server", async () => {

@@ -7,7 +7,7 @@
  */
 
 import { createInterface } from "node:readline/promises";
-import { parseArgs } from "node:util";
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { HerdError } from "../common/errors.ts";
 import { withDetails } from "./api-client.ts";
 import { GLOBAL_OPTIONS, splitCommand, UsageError } from "./args.ts";
@@ -31,6 +31,7 @@ const GLOBAL_FLAG_HELP: [string, string][] = [
   ["--context NAME", "a saved context (herd context) instead of the current one (default: HERD_CONTEXT)"],
   ["--ca FILE", "the CA that signed an https server's certificate (default: HERD_CA, else the context's)"],
   ["--json", "print the API's JSON instead of tables"],
+  ["-a NAME", "the same as --app NAME, for commands that take one"],
   ["-h, --help", "show help"],
 ];
 
@@ -147,31 +148,39 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
 }
 
 function parseFlags(spec: CommandSpec, args: string[]) {
+  const options = { ...GLOBAL_OPTIONS, ...withShortApp(spec.options) };
   try {
     return parseArgs({
       args,
-      options: { ...GLOBAL_OPTIONS, ...spec.options },
+      options,
       allowPositionals: true,
       strict: true,
     });
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      throw new UsageError(flagProblem((err as Error).message), spec.name);
+      throw new UsageError(flagProblem((err as Error).message, options), spec.name);
     }
     throw err;
   }
 }
 
+/** `-a NAME` for `--app NAME` wherever a command takes an app, as heroku's CLI has it. */
+function withShortApp(options: CommandSpec["options"]): CommandSpec["options"] {
+  const app = options?.app;
+  return app?.type === "string" ? { ...options, app: { ...app, short: "a" } } : options;
+}
+
 /** node:util's parseArgs messages, said the way herd says things (they talk of positionals and '-XYZ'). */
-function flagProblem(message: string): string {
+function flagProblem(message: string, options: ParseArgsOptionsConfig): string {
   const unknown = /^Unknown option '([^']+)'/.exec(message);
   if (unknown) return `unknown flag ${unknown[1]}`;
   const ambiguous = /^Option '([^']+)' argument is ambiguous/.exec(message);
   if (ambiguous) {
     const flag = ambiguous[1];
-    return `${flag} needs a value; for one that starts with "-", write ${flag}=VALUE`;
+    const long = Object.entries(options).find(([, o]) => `-${o.short}` === flag)?.[0];
+    return `${flag} needs a value; for one that starts with "-", write ${long ? `--${long}` : flag}=VALUE`;
   }
-  const missing = /^Option '(\S+) <value>' argument missing/.exec(message);
+  const missing = /^Option '(?:-\w, )?(\S+) <value>' argument missing/.exec(message);
   if (missing) return `${missing[1]} needs a value`;
   return message.split("\n")[0] as string;
 }

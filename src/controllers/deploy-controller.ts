@@ -565,8 +565,9 @@ export class DeployController {
         { ...a.value, release: d.release ?? null },
         { expectRevision: a.revision },
       );
-    const urls = ours.flatMap((s) =>
-      s.value.spec.routes.map((r) => routeUrl(this.#ctx.settings.gatewayUrl, r.host, r.path)),
+    const urls = servingUrls(
+      this.#ctx.settings.gatewayUrl,
+      ours.flatMap((s) => s.value.spec.routes),
     );
     await this.#finish(
       d.id,
@@ -690,8 +691,12 @@ function describeProgressive(
 
 export const deployKey = (d: Pick<Deploy, "tenant" | "app" | "id">): string => `${d.tenant}/${d.app}/${d.id}`;
 
-function routeUrl(gatewayUrl: string, host: string, path: string): string {
+/**
+ * Where the routes answer, as a deploy's last line shows them: each URL once
+ * (routes that differ by method or header share one), a wildcard host as
+ * written (`*.shop.localhost`: its base domain is not served).
+ */
+export function servingUrls(gatewayUrl: string, routes: readonly { host: string; path: string }[]): string[] {
   const u = new URL(gatewayUrl);
-  const shown = host.startsWith("*.") ? host.slice(2) : host;
-  return `${u.protocol}//${shown}${u.port ? `:${u.port}` : ""}${path}`;
+  return [...new Set(routes.map((r) => `${u.protocol}//${r.host}${u.port ? `:${u.port}` : ""}${r.path}`))];
 }
