@@ -83,6 +83,18 @@ test("the Redis add-on's script pushes its figures through the relay and binds n
   assert.ok(series.length >= 6, p?.body);
   assert.ok(series.every((s) => s.labels.addon === "cache"));
   assert.match(p?.body ?? "", /^redis_config_maxclients\{addon="cache"\} 20$/m);
+  // An empty server has no db line in INFO: its keys are 0, not missing.
+  assert.match(p?.body ?? "", /^redis_db_keys\{addon="cache",db="db0"\} 0$/m);
+  execFileSync(redis.cli, ["-h", "127.0.0.1", "-p", String(port), "--no-auth-warning", "SET", "k", "v"], {
+    env: { REDISCLI_AUTH: "adminpw" },
+  });
+  const keyed = Date.now() + 20_000;
+  while (!pushes.some((x) => /^redis_db_keys\{addon="cache",db="db0"\} 1$/m.test(x.body))) {
+    assert.ok(Date.now() < keyed, `no push with the key within 20 s: ${pushes.at(-1)?.body}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const withKey = pushes.find((x) => /db="db0"\} 1$/m.test(x.body))?.body ?? "";
+  assert.equal(withKey.match(/^redis_db_keys/gm)?.length, 1, withKey);
 
   const bind = execFileSync(
     redis.cli,

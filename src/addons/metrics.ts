@@ -107,7 +107,8 @@ export function redisCollect(addon: string): string {
     $1 == "instantaneous_ops_per_sec" { print "redis_instantaneous_ops_per_sec{${l}} " $2 }
     $1 == "keyspace_hits" { print "redis_keyspace_hits_total{${l}} " $2 }
     $1 == "keyspace_misses" { print "redis_keyspace_misses_total{${l}} " $2 }
-    $1 ~ /^db[0-9]+$/ { split($2, kv, ","); split(kv[1], k, "="); print "redis_db_keys{${l},db=\\"" $1 "\\"} " k[2] }'
+    $1 ~ /^db[0-9]+$/ { split($2, kv, ","); split(kv[1], k, "="); print "redis_db_keys{${l},db=\\"" $1 "\\"} " k[2]; dbs++ }
+    END { if (!dbs) print "redis_db_keys{${l},db=\\"db0\\"} 0" }'
 }
 `;
 }

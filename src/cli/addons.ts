@@ -30,7 +30,7 @@ interface AddonView {
   node?: string | null;
   bindings: { app: string; var: string; database: string; user: string; vars?: string[] }[];
   /** Detached apps whose database is dropped once their release without the URL has rolled out. */
-  detached?: { app: string; database: string; afterDeploy?: string; withoutBackup?: boolean }[];
+  detached?: { app: string; database: string; user: string; afterDeploy?: string; withoutBackup?: boolean }[];
   broker?: { name: string; state: string; message?: string; dashboardUrl?: string };
 }
 
@@ -92,7 +92,7 @@ export const addonsCommand: CommandSpec = {
   usage: USAGE,
   summary:
     "Managed databases: a PostgreSQL or Redis server herd runs as a pet app of your tenant (its logs: herd logs --app NAME).\n" +
-    "attach gives an app a database of its own and its URL as the secret DATABASE_URL or REDIS_URL (or --as VAR); a new release rolls out.\n" +
+    "attach gives an app its URL as the secret DATABASE_URL (postgres: a database of its own) or REDIS_URL (redis: a user of its own), or --as VAR; a new release rolls out.\n" +
     "destroy deletes the server and its data: it asks for the name (or --confirm NAME) and keeps a final backup\n" +
     "(final-backups lists them; create --from-backup ID restores one into a new add-on).\n" +
     "metrics shows the server's figures (connections, size or memory, ops), pushed into herd's metrics every 15 s.\n" +
@@ -106,8 +106,8 @@ export const addonsCommand: CommandSpec = {
       "--plan PLAN",
       "create: small (default), medium or large; a broker's service: its plans (herd addons plans)",
     ],
-    ["--name NAME", "create: the add-on's name (default APP-postgres)"],
-    ["--as VAR", "the env variable that carries the URL (default DATABASE_URL)"],
+    ["--name NAME", "create: the add-on's name (default APP-KIND: notes-postgres, notes-redis)"],
+    ["--as VAR", "the env variable that carries the URL (default DATABASE_URL; redis: REDIS_URL)"],
     ["--confirm NAME", "destroy: the add-on's name, to confirm"],
     [
       "--without-backup",
@@ -226,13 +226,18 @@ export const addonsCommand: CommandSpec = {
                     ["APP", "VARS"],
                     a.bindings.map((b) => [b.app, (b.vars ?? []).join(", ")]),
                   )
-                : renderTable(
-                    ["APP", "VAR", "DATABASE", "USER"],
-                    a.bindings.map((b) => [b.app, b.var, b.database, b.user]),
-                  ),
+                : a.kind === "redis"
+                  ? renderTable(
+                      ["APP", "VAR", "USER"],
+                      a.bindings.map((b) => [b.app, b.var, b.user]),
+                    )
+                  : renderTable(
+                      ["APP", "VAR", "DATABASE", "USER"],
+                      a.bindings.map((b) => [b.app, b.var, b.database, b.user]),
+                    ),
             ...(a.detached ?? []).map(
               (d) =>
-                `Detached from ${d.app}: its database ${d.database} is dropped${d.withoutBackup ? " without a backup" : ""} once ${d.afterDeploy ? `deploy ${d.afterDeploy}` : "its release"} has rolled out.`,
+                `Detached from ${d.app}: ${a.kind === "redis" ? `its user ${d.user} is deleted (the keys stay)` : `its database ${d.database} is dropped${d.withoutBackup ? " without a backup" : ""}`} once ${d.afterDeploy ? `deploy ${d.afterDeploy}` : "its release"} has rolled out.`,
             ),
           ].join("\n"),
         );

@@ -289,6 +289,9 @@ test("a Redis add-on gives its app REDIS_URL with a user of its own", async () =
     info.body.bindings.map((b) => [b.app, b.var, b.user]),
     [["counter", "REDIS_URL", "u_counter"]],
   );
+  // A Redis binding is a user, not a database of its own: `info` shows no DATABASE column.
+  const shown = await herd.cli(["addons", "info", "cache"]);
+  assert.match(shown.stdout, /^APP +VAR +USER\ncounter +REDIS_URL +u_counter$/m, shown.stdout);
 
   // An RDB snapshot, more counting, a restore: the count is back (the server was not restarted).
   const bk = await herd.cli(["addons", "backup", "cache", "--json"], { timeoutMs: 120_000 });

@@ -45,7 +45,7 @@ import { actorOf } from "./secrets.ts";
 const Name = T.String({ pattern: "^[a-z][a-z0-9-]{0,39}$" });
 const Var = T.String({
   pattern: "^[A-Z_][A-Z0-9_]{0,63}$",
-  description: "the env variable that carries the URL (default DATABASE_URL)",
+  description: "the env variable that carries the URL (default DATABASE_URL; redis: REDIS_URL)",
 });
 const AddonParams = T.Object({ addon: Name });
 const BackupPolicy = T.Object(
