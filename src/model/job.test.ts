@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { foldAppJobs, lastFire, nextFire } from "./job.ts";
+import { cronProblem, foldAppJobs, lastFire, nextFire } from "./job.ts";
 import { normalizeService, parseManifest } from "./manifest.ts";
 
 const base = "services:\n  web:\n    command: node server.js\n";
@@ -21,9 +21,22 @@ function problem(yaml: string): { message: string; field?: string } {
 test("a bad cron expression names the field and what is wrong", () => {
   const p = problem(`jobs:\n  clean:\n    schedule: "*/5 * * * 8"\n    command: x\n${base}`);
   assert.equal(p.field, "jobs.clean.schedule");
-  assert.match(p.message, /herd\.yaml:3: jobs\.clean\.schedule: Invalid value for dayOfWeek: 8/);
+  assert.match(
+    p.message,
+    /herd\.yaml:3: jobs\.clean\.schedule: the weekday field "8" is out of range \(0-7 or sun-sat\)/,
+  );
   const q = problem(`jobs:\n  clean:\n    schedule: "* * *"\n    command: x\n${base}`);
-  assert.match(q.message, /exactly five, six, or seven space separated parts/);
+  assert.match(q.message, /schedule: "\* \* \*" has 3 fields; a cron has 5: minute hour day month weekday/);
+});
+
+test("a cron's problem names the field as written", () => {
+  assert.match(cronProblem("* * 32 * *") ?? "", /^the day field "32" is out of range \(1-31\)/);
+  assert.match(cronProblem("x 4 3 * * *") ?? "", /^the second field "x" is not a number, \*, a range/);
+  assert.match(cronProblem("0 0 0 * * * 2027") ?? "", /has 7 fields/);
+  assert.match(cronProblem("@sometimes") ?? "", /^"@sometimes" is not one of @yearly/);
+  assert.equal(cronProblem("@daily"), undefined);
+  assert.equal(cronProblem(" */5 * * * * "), undefined);
+  assert.equal(cronProblem("30 */5 * * * *"), undefined);
 });
 
 test("other job fields: concurrency, timeout, history, unknown keys, the service", () => {

@@ -165,13 +165,60 @@ function cron(schedule: string): Cron {
   return new Cron(schedule, { paused: true, timezone: "Etc/UTC" });
 }
 
-/** What is wrong with a cron expression, or undefined when croner takes it. */
+const CRON_HELP = '(cron: "minute hour day month weekday", or 6 fields with seconds first)';
+/** The fields of a 5- or 6-field cron, in order, with the values each takes. */
+const CRON_FIELDS: Record<number, [name: string, range: string][]> = {
+  5: [
+    ["minute", "0-59"],
+    ["hour", "0-23"],
+    ["day", "1-31"],
+    ["month", "1-12 or jan-dec"],
+    ["weekday", "0-7 or sun-sat"],
+  ],
+};
+CRON_FIELDS[6] = [["second", "0-59"], ...CRON_FIELDS[5]];
+/** The shorthands croner takes. */
+const CRON_NICKNAMES = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly"];
+/** croner's names of the fields, as its messages say them. */
+const CRONER_FIELDS: Record<string, string> = {
+  second: "second",
+  minute: "minute",
+  hour: "hour",
+  day: "day",
+  month: "month",
+  dayOfWeek: "weekday",
+};
+
+/**
+ * What is wrong with a cron expression, or undefined when croner takes it:
+ * the field by its name and the text written there (croner's own messages
+ * count from 0, name a day one below what was written, and accept a 7th
+ * field, the year, which herd does not document).
+ */
 export function cronProblem(schedule: string): string | undefined {
+  const text = schedule.trim();
+  const fields = text.split(/\s+/);
+  if (!text.startsWith("@") && !CRON_FIELDS[fields.length])
+    return `"${text}" has ${fields.length} field${fields.length === 1 ? "" : "s"}; a cron has 5: minute hour day month weekday, or 6 with seconds first`;
+  if (text.startsWith("@") && !CRON_NICKNAMES.includes(text))
+    return `"${text}" is not one of ${CRON_NICKNAMES.join(", ")} ${CRON_HELP}`;
   try {
-    cron(schedule);
+    cron(text);
     return undefined;
   } catch (err) {
-    return `${(err as Error).message.replace(/^CronPattern: /, "")} (cron: "minute hour day month weekday", or 6 fields with seconds first)`;
+    const message = (err as Error).message.replace(/^CronPattern: /, "");
+    const named = CRON_FIELDS[fields.length] ?? [];
+    const value = /^Invalid value for (\w+):/.exec(message);
+    const at = value ? named.findIndex(([n]) => n === CRONER_FIELDS[value[1] as string]) : -1;
+    if (at >= 0) {
+      const [name, range] = named[at] as [string, string];
+      return `the ${name} field "${fields[at]}" is out of range (${range}) ${CRON_HELP}`;
+    }
+    const entry = /^configuration entry (\d+) \(([^)]*)\) contains illegal characters/.exec(message);
+    const field = entry ? named[Number(entry[1]) - (fields.length === 5 ? 1 : 0)] : undefined;
+    if (entry && field)
+      return `the ${field[0]} field "${entry[2]}" is not a number, *, a range (1-5), a list (1,3) or a step (*/5) ${CRON_HELP}`;
+    return `${message} ${CRON_HELP}`;
   }
 }
 
