@@ -486,7 +486,7 @@ export class DeployController {
     const hosts: { host: string; field: string }[] = [];
     for (const [name, spec] of Object.entries(services)) {
       spec.routes.forEach((r, n) => {
-        checkRouteFree(owners, r, `services.${name}.routes.${n}`, ` of ${name}`);
+        checkRouteFree(owners, r, `services.${name}.routes.${n}`, ` of ${name}`, app);
         hosts.push({ host: r.host, field: `services.${name}.routes.${n}.host` });
       });
     }

@@ -38,7 +38,7 @@ test("another tenant's owner is never named, and the error says what to do inste
   const owners = await routeOwners(await storeWithHello(), "b", () => false);
   const local = (() => {
     try {
-      checkRouteFree(owners, route("hello.localhost"), "services.web.routes.0", " of web");
+      checkRouteFree(owners, route("hello.localhost"), "services.web.routes.0", " of web", "hello");
     } catch (err) {
       return err as Error;
     }
@@ -46,6 +46,14 @@ test("another tenant's owner is never named, and the error says what to do inste
   assert.ok(local, "refused");
   assert.match(local.message, /already served by an app of another tenant: .*herd deploy --app NAME/);
   assert.doesNotMatch(local.message, /\ba\/|hello\/web/, "names neither the tenant nor its app");
+  // herd.yaml writes the host out (app shop-hello, host hello.localhost): another app name would not help.
+  assert.throws(
+    () => checkRouteFree(owners, route("hello.localhost"), "services.web.routes.0", " of web", "shop-hello"),
+    (err: Error) =>
+      /: give the service a host of its own in herd\.yaml's routes \(- host: NAME\.localhost\)$/.test(
+        err.message,
+      ) && !/--app/.test(err.message),
+  );
   assert.throws(
     () => checkRouteFree(owners, route("beta.example.org"), "host"),
     (err: Error) =>

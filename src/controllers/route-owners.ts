@@ -72,16 +72,26 @@ export async function routeOwners(
  * Throws 409 naming the owner when `route` is already served; `field` names
  * the route in the input, `of` says whose it is (e.g. " of web"). When another
  * tenant serves it, says what to do instead: app names are per tenant, so two
- * tenants' apps of one name both default to `<app>.localhost`, and the first keeps it.
+ * tenants' apps of one name both default to `<app>.localhost`, and the first
+ * keeps it; another app name helps only when the host is that default (`app`:
+ * the deploying app), not a host herd.yaml writes out.
  */
-export function checkRouteFree(owners: Map<string, RouteOwner>, route: Route, field: string, of = ""): void {
+export function checkRouteFree(
+  owners: Map<string, RouteOwner>,
+  route: Route,
+  field: string,
+  of = "",
+  app?: string,
+): void {
   const owner = owners.get(routeIdentity(route));
   if (owner === undefined) return;
   const instead = !owner.foreign
     ? ""
-    : route.host.endsWith(".localhost")
+    : app !== undefined && route.host === `${app}.localhost`
       ? ": give the service a host of its own (herd.yaml routes: - host: NAME.localhost), or use another app name (herd deploy --app NAME), which gets NAME.localhost"
-      : ": give the service another host in herd.yaml's routes";
+      : route.host.endsWith(".localhost")
+        ? ": give the service a host of its own in herd.yaml's routes (- host: NAME.localhost)"
+        : ": give the service another host in herd.yaml's routes";
   throw new HerdError(
     "conflict",
     `route ${route.host}${route.path}${of} is already served by ${owner.label}${instead}`,
