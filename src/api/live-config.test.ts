@@ -137,6 +137,18 @@ describe("route objects", () => {
     assert.equal(rate.body.details[0].field, "rateLimit.rate");
     assert.match(rate.body.message, /^rateLimit\.rate: must be a number above 0/);
 
+    const idle = await call("PUT", "/apps/shop/routes/bad", {
+      service: "api",
+      host: "shop.localhost",
+      timeouts: { idle: "25h" },
+    });
+    assert.equal(idle.status, 400);
+    assert.equal(idle.body.details[0].field, "timeouts.idle");
+    assert.equal(
+      idle.body.message,
+      "timeouts.idle: must be a duration like 300ms, 2s or 1m (or a number of seconds), from 10ms to 24h; got 25h",
+    );
+
     const extra = await call("PUT", "/apps/shop/routes/bad", {
       service: "api",
       host: "shop.localhost",
@@ -161,6 +173,23 @@ describe("route objects", () => {
     assert.equal(name.status, 400);
     assert.equal(name.body.details[0].field, "params.name");
     assert.equal((await call("GET", "/apps/nope/routes")).status, 404);
+  });
+
+  test("timeouts as durations or seconds: kept as given, normalised to ms in the table's route", async () => {
+    const timeouts = { connect: "500ms", request: 30, idle: "2m" };
+    const created = await call("PUT", "/apps/shop/routes/slow", {
+      service: "api",
+      host: "shop.localhost",
+      path: "/slow",
+      timeouts,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual((await call("GET", "/apps/shop/routes/slow")).body.spec.timeouts, timeouts);
+    const listed = (await call("GET", "/apps/shop/routes")).body.items.find(
+      (i: { name?: string }) => i.name === "slow",
+    );
+    assert.deepEqual(listed.route.timeouts, { connectMs: 500, requestMs: 30_000, idleMs: 120_000 });
+    assert.equal((await call("DELETE", "/apps/shop/routes/slow")).status, 200);
   });
 
   test("a host and path another route serves is 409: herd.yaml's of another app, or another route object", async () => {

@@ -110,15 +110,30 @@ test("request deadline: 504 (or the fallback) before the answer, a cut during it
   assert.equal(degraded.headers["x-herd-fallback"], "timeout");
 });
 
-test("herd.yaml: timeouts are seconds, normalised to ms; a bad one names its field", () => {
-  const manifest = parseManifest(
-    "services:\n  web:\n    command: node s.js\n    routes:\n      - host: a.localhost\n        timeouts: { connect: 2, request: 30, idle: 120 }\n",
-  );
-  const spec = normalizeService("a", "web", manifest.services.web, undefined);
-  assert.deepEqual(spec.routes[0].timeouts, { connectMs: 2000, requestMs: 30_000, idleMs: 120_000 });
+test("herd.yaml: timeouts are seconds or durations, normalised to ms; a bad one names its field", () => {
+  const timeouts = (yaml: string) =>
+    normalizeService(
+      "a",
+      "web",
+      parseManifest(
+        `services:\n  web:\n    command: node s.js\n    routes:\n      - host: a.localhost\n        ${yaml}\n`,
+      ).services.web,
+      undefined,
+    ).routes[0].timeouts;
+  assert.deepEqual(timeouts("timeouts: { connect: 2, request: 30, idle: 120 }"), {
+    connectMs: 2000,
+    requestMs: 30_000,
+    idleMs: 120_000,
+  });
+  assert.deepEqual(timeouts('timeouts: { connect: 500ms, request: "30s", idle: 2m }'), {
+    connectMs: 500,
+    requestMs: 30_000,
+    idleMs: 120_000,
+  });
   for (const [yaml, field] of [
     ["timeouts: { connect: 0 }", "services.web.routes.0.timeouts.connect"],
-    ['timeouts: { request: "30s" }', "services.web.routes.0.timeouts.request"],
+    ["timeouts: { connect: 6m }", "services.web.routes.0.timeouts.connect"],
+    ['timeouts: { request: "30 s" }', "services.web.routes.0.timeouts.request"],
     ["timeouts: { read: 5 }", "services.web.routes.0.timeouts"],
   ]) {
     assert.throws(

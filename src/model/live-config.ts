@@ -69,7 +69,7 @@ export function schemaProblems(check: TypeCheck<never>, value: unknown, prefix =
     const field = prefix + (path.join(".") || "(root)");
     if (seen.has(field)) continue;
     seen.add(field);
-    details.push({ field, message: describeError(e.message, e.schema) });
+    details.push({ field, message: describeError(e.message, e.schema, e.value) });
   }
   return details;
 }

@@ -1,11 +1,13 @@
 /**
  * herd.yaml's error messages for people: a YAML syntax error with the line to
  * fix, and a schema error with what the field takes (and, for a size written
- * as other tools write it, what was probably meant). model/manifest.ts and
- * model/live-config.ts say their errors with these.
+ * as other tools write it, what was probably meant; for seconds, the forms and
+ * the range). model/manifest.ts and model/live-config.ts say their errors
+ * with these.
  */
 
 import type { YAMLError } from "yaml";
+import { secondsProblem } from "./seconds.ts";
 
 /** What a memory quantity may be, as herd.yaml's errors say it (parseBytes reads it). */
 export const QUANTITY_RULE =
@@ -58,6 +60,9 @@ export function describeError(
 ): string {
   // A quantity (memory): what it may be, and what was probably meant.
   if (schema.description === QUANTITY_RULE) return `must be ${QUANTITY_RULE}${quantityHint(value)}`;
+  // Seconds (health.interval, a route's timeouts…): the forms, the range, and what was given.
+  const seconds = secondsProblem(schema, value);
+  if (seconds) return seconds;
   // A union of literals (severity, op, mode…): say which values it takes.
   const literals = schema.anyOf?.every((s) => typeof s === "object" && s !== null && "const" in s)
     ? schema.anyOf.map((s) => String((s as { const: unknown }).const))

@@ -5,6 +5,7 @@
 
 import { type Static, Type as T } from "@sinclair/typebox";
 import { Name } from "./manifest-fields.ts";
+import { Seconds, secondsMs } from "./seconds.ts";
 import type {
   AggregateSpec,
   AuthSpec,
@@ -33,18 +34,18 @@ const StickyKey = T.Union([
     { additionalProperties: false },
   ),
 ]);
-/** Seconds an aggregation part may take. */
-const PartTimeout = T.Number({ minimum: 0.01, maximum: 60, description: "seconds, 0.01 to 60" });
+/** How long an aggregation part may take. */
+const PartTimeout = Seconds({
+  minimum: 0.01,
+  maximum: 60,
+  description: "how long this part may take (default: the aggregation's timeout)",
+});
 
 /** An aggregation: one route answered by calling several services in parallel and merging their JSON. */
 const AggregateSchema = T.Object(
   {
     timeout: T.Optional(
-      T.Number({
-        minimum: 0.01,
-        maximum: 60,
-        description: "seconds each part may take, 0.01 to 60 (default 1)",
-      }),
+      Seconds({ minimum: 0.01, maximum: 60, description: "how long each part may take (default 1s)" }),
     ),
     headers: T.Optional(
       T.Array(T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }), {
@@ -279,24 +280,24 @@ export const RouteSchema = T.Object(
       T.Object(
         {
           connect: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.01,
               maximum: 300,
-              description: "seconds to open a connection to an instance (default 5)",
+              description: "how long opening a connection to an instance may take (default 5s)",
             }),
           ),
           request: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.01,
               maximum: 86400,
-              description: "seconds from sending the request to the end of the answer (default: none)",
+              description: "the time from sending the request to the end of the answer (default: none)",
             }),
           ),
           idle: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.01,
               maximum: 86400,
-              description: "seconds an instance may stay silent, before or within its answer (default 60)",
+              description: "how long an instance may stay silent, before or within its answer (default 60s)",
             }),
           ),
         },
@@ -437,12 +438,11 @@ function authSpec(a: Static<typeof RouteAuthSchema>): AuthSpec {
   };
 }
 
-function routeTimeouts(t: { connect?: number; request?: number; idle?: number }): RouteTimeouts {
-  const ms = (seconds: number) => Math.round(seconds * 1000);
+function routeTimeouts(t: NonNullable<RouteManifest["timeouts"]>): RouteTimeouts {
   return {
-    ...(t.connect !== undefined ? { connectMs: ms(t.connect) } : {}),
-    ...(t.request !== undefined ? { requestMs: ms(t.request) } : {}),
-    ...(t.idle !== undefined ? { idleMs: ms(t.idle) } : {}),
+    ...(t.connect !== undefined ? { connectMs: secondsMs(t.connect) } : {}),
+    ...(t.request !== undefined ? { requestMs: secondsMs(t.request) } : {}),
+    ...(t.idle !== undefined ? { idleMs: secondsMs(t.idle) } : {}),
   };
 }
 
@@ -467,7 +467,7 @@ function aggregateSpec(a: NonNullable<RouteManifest["aggregate"]>): AggregateSpe
       service: p.service,
       path: p.path,
       query: p.query ?? false,
-      timeoutMs: Math.round((p.timeout ?? timeout) * 1000),
+      timeoutMs: secondsMs(p.timeout ?? timeout),
     })),
   };
 }

@@ -13,6 +13,7 @@ import { normalizeRoute, RouteSchema } from "./manifest-route.ts";
 import type { Resources } from "./objects.ts";
 import { normalizePlacement, PlacementSchema } from "./placement.ts";
 import { normalizeRollout, RolloutManifestSchema } from "./rollout-manifest.ts";
+import { Seconds, secondsMs } from "./seconds.ts";
 import { ENV_NAME, IMAGE_REF, type ServiceSpec } from "./service-spec.ts";
 
 export const ServiceManifestSchema = T.Object(
@@ -83,10 +84,20 @@ export const ServiceManifestSchema = T.Object(
                 "false: the process staying up is the check (no port needed); default for services without routes",
             }),
           ),
-          interval: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
-          timeout: T.Optional(T.Number({ minimum: 0.05, maximum: 300, description: "seconds" })),
+          interval: T.Optional(
+            Seconds({ minimum: 0.05, maximum: 300, description: "time between two checks (default 1s)" }),
+          ),
+          timeout: T.Optional(
+            Seconds({ minimum: 0.05, maximum: 300, description: "how long a check may take (default 2s)" }),
+          ),
           failures: T.Optional(T.Integer({ minimum: 1, maximum: 100 })),
-          startup: T.Optional(T.Number({ minimum: 1, maximum: 3600, description: "seconds" })),
+          startup: T.Optional(
+            Seconds({
+              minimum: 1,
+              maximum: 3600,
+              description: "how long a new instance has to pass its first check (default 30s)",
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -204,17 +215,17 @@ export const ServiceManifestSchema = T.Object(
             }),
           ),
           interval: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.05,
               maximum: 300,
-              description: "seconds between two probes of an instance (default 5)",
+              description: "time between two probes of an instance (default 5s)",
             }),
           ),
           timeout: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.05,
               maximum: 60,
-              description: "seconds a probe may take before it counts as failed (default 1)",
+              description: "how long a probe may take before it counts as failed (default 1s)",
             }),
           ),
           unhealthyAfter: T.Optional(
@@ -389,10 +400,10 @@ export function normalizeService(
           ? "process"
           : "tcp",
       path: s.health?.path,
-      intervalMs: Math.round((s.health?.interval ?? 1) * 1000),
-      timeoutMs: Math.round((s.health?.timeout ?? 2) * 1000),
+      intervalMs: secondsMs(s.health?.interval ?? 1),
+      timeoutMs: secondsMs(s.health?.timeout ?? 2),
       failures: s.health?.failures ?? 3,
-      startupMs: Math.round((s.health?.startup ?? 30) * 1000),
+      startupMs: secondsMs(s.health?.startup ?? 30),
     },
     mode: s.mode ?? "cattle",
     env: Object.fromEntries(
@@ -417,8 +428,8 @@ export function normalizeService(
       ? {
           probe: {
             path: s.probe.path ?? s.health?.path ?? "/",
-            intervalMs: Math.round((s.probe.interval ?? 5) * 1000),
-            timeoutMs: Math.round((s.probe.timeout ?? 1) * 1000),
+            intervalMs: secondsMs(s.probe.interval ?? 5),
+            timeoutMs: secondsMs(s.probe.timeout ?? 1),
             unhealthyAfter: s.probe.unhealthyAfter ?? 2,
             healthyAfter: s.probe.healthyAfter ?? 2,
           },

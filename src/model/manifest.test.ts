@@ -438,7 +438,7 @@ test("aggregate: bad input names the field", () => {
   const timeout = problem(
     "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { timeout: 100, parts: { a: { service: web, path: / } } } }\n",
   );
-  assert.match(timeout.message, /services\.web\.routes\.0\.aggregate\.timeout: .*0\.01 to 60/);
+  assert.match(timeout.message, /services\.web\.routes\.0\.aggregate\.timeout: .*from 10ms to 1m; got 100$/);
   const header = problem(
     "services:\n  web:\n    command: a\n    routes:\n      - { host: a.test, aggregate: { headers: [ Host ], parts: { a: { service: web, path: / } } } }\n",
   );
@@ -513,7 +513,7 @@ test("probe: seconds to milliseconds, path from health.path by default, bad valu
   const interval = problem("services:\n  web:\n    command: x\n    probe: { interval: 0 }\n");
   assert.match(
     interval.message,
-    /herd\.yaml:4: services\.web\.probe\.interval: .*seconds between two probes/,
+    /herd\.yaml:4: services\.web\.probe\.interval: must be a duration .* from 50ms to 5m; got 0$/,
   );
   const after = problem("services:\n  web:\n    command: x\n    probe: { unhealthyAfter: 1.5 }\n");
   assert.match(after.message, /services\.web\.probe\.unhealthyAfter/);
@@ -651,5 +651,84 @@ test("user: image is a container's; tenant, the default, is not written down", (
   assert.match(
     problem("services:\n  web:\n    image: herd-base:1\n    user: root\n").message,
     /services\.web\.user/,
+  );
+});
+
+test("seconds: health, probe, route timeouts and aggregations take 2s, 300ms, 5m, 1h as well as numbers", () => {
+  const m = parseManifest(`services:
+  web:
+    command: node server.js
+    health: { path: /healthz, interval: 500ms, timeout: 2s, startup: 1h }
+    probe: { interval: 1m, timeout: 50ms }
+    routes:
+      - host: shop.localhost
+        timeouts: { connect: 10ms, request: 24h, idle: 90s }
+      - host: shop.localhost
+        path: /dashboard
+        aggregate:
+          timeout: 750ms
+          parts:
+            a: { service: web, path: /a, timeout: 1m }
+            b: { service: web, path: /b }
+`);
+  const web = normalizeService("shop", "web", m.services.web, undefined);
+  assert.deepEqual(
+    [web.health.intervalMs, web.health.timeoutMs, web.health.startupMs],
+    [500, 2000, 3600_000],
+  );
+  assert.deepEqual([web.probe?.intervalMs, web.probe?.timeoutMs], [60_000, 50]);
+  assert.deepEqual(web.routes[0].timeouts, { connectMs: 10, requestMs: 86_400_000, idleMs: 90_000 });
+  assert.deepEqual(
+    web.routes[1].aggregate?.parts.map((p) => p.timeoutMs),
+    [60_000, 750],
+  );
+  // A number is seconds, as before.
+  const numbers = parseManifest(
+    "services:\n  web:\n    command: x\n    health: { interval: 0.05, timeout: 300, startup: 1 }\n",
+  );
+  const health = normalizeService("a", "web", numbers.services.web, undefined).health;
+  assert.deepEqual([health.intervalMs, health.timeoutMs, health.startupMs], [50, 300_000, 1000]);
+});
+
+test("seconds: out of range or not a duration, the field says what it takes and its range", () => {
+  const health = (value: string) =>
+    problem(`services:\n  web:\n    command: x\n    health: { interval: ${value} }\n`).message;
+  const interval =
+    "herd.yaml:4: services.web.health.interval: must be a duration like 300ms, 2s or 1m (or a number of seconds), from 50ms to 5m";
+  assert.equal(health("10ms"), `${interval}; got 10ms`);
+  assert.equal(health("6m"), `${interval}; got 6m`);
+  assert.equal(health("0.01"), `${interval}; got 0.01`);
+  assert.equal(health('"2 seconds"'), `${interval}; got 2 seconds`);
+  assert.equal(health("1.5s"), `${interval}; got 1.5s`);
+  assert.equal(health("true"), `${interval}; got true`);
+  assert.doesNotThrow(() =>
+    parseManifest("services:\n  web:\n    command: x\n    health: { interval: 50ms }\n"),
+  );
+  assert.equal(
+    problem("services:\n  web:\n    command: x\n    health: { startup: 500ms }\n").message,
+    "herd.yaml:4: services.web.health.startup: must be a duration like 2s, 1m or 1h (or a number of seconds), from 1s to 1h; got 500ms",
+  );
+  assert.match(
+    problem("services:\n  web:\n    command: x\n    probe: { timeout: 2m }\n").message,
+    /^herd\.yaml:4: services\.web\.probe\.timeout: must be a duration .*, from 50ms to 1m; got 2m$/,
+  );
+  const route = (yaml: string) =>
+    problem(`services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        ${yaml}\n`)
+      .message;
+  assert.match(
+    route("timeouts: { idle: 25h }"),
+    /^herd\.yaml:6: services\.web\.routes\.0\.timeouts\.idle: must be a duration .*, from 10ms to 24h; got 25h$/,
+  );
+  assert.match(
+    route("timeouts: { connect: 5ms }"),
+    /services\.web\.routes\.0\.timeouts\.connect: .*from 10ms to 5m; got 5ms$/,
+  );
+  assert.match(
+    route("aggregate: { timeout: 2m, parts: { a: { service: web, path: / } } }"),
+    /services\.web\.routes\.0\.aggregate\.timeout: .*from 10ms to 1m; got 2m$/,
+  );
+  assert.match(
+    route("aggregate: { parts: { a: { service: web, path: /, timeout: soon } } }"),
+    /services\.web\.routes\.0\.aggregate\.parts\.a\.timeout: .*from 10ms to 1m; got soon$/,
   );
 });
