@@ -65,7 +65,7 @@ export function autoscaleText(items: readonly AutoscaleStatus[], now: number): s
 
 export const autoscaleCommand: CommandSpec = {
   name: "autoscale",
-  usage: "herd autoscale status [--app NAME]",
+  usage: "herd autoscale [status] [--app NAME]",
   summary:
     "Show how the app's autoscaled services (herd.yaml autoscale:) scale: count and bounds, target,\n" +
     "the figures over the stable and panic windows and what they ask for, and the last decisions with why\n" +
@@ -73,12 +73,8 @@ export const autoscaleCommand: CommandSpec = {
   flags: [APP_FLAG_HELP],
   options: { app: { type: "string" } },
   async run(ctx, values, positionals) {
-    const [what, ...extra] = positionals;
-    if (what !== "status")
-      throw new UsageError(
-        what ? `unknown autoscale action: ${what}` : "autoscale needs an action: status",
-        "autoscale",
-      );
+    const [what = "status", ...extra] = positionals;
+    if (what !== "status") throw new UsageError(`unknown autoscale action: ${what}`, "autoscale");
     if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "autoscale");
     const app = await resolveApp(ctx, stringFlag(values, "app"), "autoscale");
     const reply = await (await ctx.client()).get<Items<AutoscaleStatus>>(

@@ -148,7 +148,12 @@ export const instancesCommand: CommandSpec = {
   async run(ctx, values, positionals) {
     const [action, id, ...extra] = positionals;
     if (action !== "move")
-      throw new UsageError(action ? `unknown instances action: ${action}` : "missing action", "instances");
+      throw new UsageError(
+        action
+          ? `unknown instances action: ${action}`
+          : "instances needs an action: move (see herd ps for the instances)",
+        "instances",
+      );
     if (!id) throw new UsageError("instances move needs the instance's id (see herd ps)", "instances");
     if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "instances");
     const app = await resolveApp(ctx, stringFlag(values, "app"), "instances");

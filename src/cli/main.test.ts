@@ -189,6 +189,14 @@ describe("herd main", () => {
       /^web +2 +1\.\.5 +10 in flight per instance +stable +14 in flight → 2 \(60s\) +12 in flight → 2 \(6s\) +-$/m,
     );
     assert.match(r.out, /web: no decision has changed its count yet\./);
+    // status is the default action, of rollout too.
+    const bare = await run(["autoscale", "-a", "hello"]);
+    assert.equal(bare.code, 0, bare.err);
+    assert.equal(bare.out, r.out);
+    respond = (_req, res) => sendJson(res, 200, { items: [] });
+    assert.equal((await run(["rollout", "-a", "hello"])).code, 0);
+    assert.equal(api.requests.at(-1)?.url, "/api/v1/apps/hello/rollout");
+    assert.match((await run(["rollout", "go", "-a", "hello"])).err, /unknown rollout action: go \(one of status/);
   });
 
   it("prints the API's JSON with --json and its errors on stderr", async () => {

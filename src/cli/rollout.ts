@@ -62,21 +62,18 @@ export function rolloutText(items: readonly RolloutView[]): string {
 
 export const rolloutCommand: CommandSpec = {
   name: "rollout",
-  usage: "herd rollout status|promote|pause|resume|abort [--app NAME] [--service NAME]",
+  usage: "herd rollout [status]|promote|pause|resume|abort [--app NAME] [--service NAME]",
   summary:
-    "Canary and blue/green rollouts (herd.yaml rollout.strategy): status shows each service's step, weight\n" +
+    "Canary and blue/green rollouts (herd.yaml rollout.strategy): status (the default) shows each service's step, weight\n" +
     "and analyses; promote skips the remaining steps (or switches to the blue/green release); pause holds\n" +
     "the step (analysis still aborts); abort stops the new release and fails the deploy (docs/releases.md).",
   flags: [APP_FLAG_HELP, ["--service NAME", "only this service (default: every service in a rollout)"]],
   options: { app: { type: "string" }, service: { type: "string" } },
   async run(ctx, values, positionals) {
-    const [what, ...extra] = positionals;
+    const [what = "status", ...extra] = positionals;
     const action = ACTIONS.find((a) => a === what);
     if (action === undefined)
-      throw new UsageError(
-        what ? `unknown rollout action: ${what}` : `rollout needs an action: ${ACTIONS.join(", ")}`,
-        "rollout",
-      );
+      throw new UsageError(`unknown rollout action: ${what} (one of ${ACTIONS.join(", ")})`, "rollout");
     if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`, "rollout");
     const app = await resolveApp(ctx, stringFlag(values, "app"), "rollout");
     const service = stringFlag(values, "service");
