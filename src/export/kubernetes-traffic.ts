@@ -62,7 +62,10 @@ const UNTRANSLATED: (keyof Route)[] = [
   "timeouts",
 ];
 
-/** The app's Ingress (absent when no service has routes), and what of the routes it leaves out. */
+/** Service fields that are gateway policies with no Kubernetes equivalent. */
+const UNTRANSLATED_SERVICE: (keyof ServiceSpec)[] = ["breaker", "outlier", "probe", "concurrency", "criticality"];
+
+/** The app's Ingress (absent when no service has routes), and what of the routes and services it leaves out. */
 export function ingressOf(
   names: ExportNames,
   services: [string, ServiceSpec][],
@@ -71,6 +74,9 @@ export function ingressOf(
   const warnings: string[] = [];
   const byHost = new Map<string, IHTTPIngressPath[]>();
   for (const [service, spec] of services) {
+    const policies = UNTRANSLATED_SERVICE.filter((f) => spec[f] !== undefined);
+    if (policies.length > 0)
+      warnings.push(`service ${service}: ${policies.join(", ")} not expressed (herd's gateway policies)`);
     for (const route of spec.routes) {
       const left = UNTRANSLATED.filter((f) => route[f] !== undefined);
       if (left.length > 0) {

@@ -47,6 +47,8 @@ services:
       - host: api.example.com
         path: /v2
     autoscale: { min: 0, max: 5, target: { rps: 12.5 } }
+    breaker: { failures: 5, open: 5 }
+    criticality: critical
   worker:
     command: node worker.js
     resources: { memory: 64Mi }
@@ -263,6 +265,11 @@ test("routes become Ingress rules with path and match; gateway policies are warn
     warnings.some((w) => w.includes("*.shop.example.com/admin") && w.includes("methods, rewrite")),
     warnings.join("\n"),
   );
+  assert.ok(
+    warnings.includes("service api: breaker, criticality not expressed (herd's gateway policies)"),
+    warnings.join("\n"),
+  );
+  assert.ok(!warnings.some((w) => w.startsWith("service web:")), warnings.join("\n"));
 });
 
 test("autoscale becomes an autoscaling/v2 HPA: CPU utilization, custom metrics, min 0 as 1", () => {
