@@ -196,7 +196,10 @@ describe("herd main", () => {
     respond = (_req, res) => sendJson(res, 200, { items: [] });
     assert.equal((await run(["rollout", "-a", "hello"])).code, 0);
     assert.equal(api.requests.at(-1)?.url, "/api/v1/apps/hello/rollout");
-    assert.match((await run(["rollout", "go", "-a", "hello"])).err, /unknown rollout action: go \(one of status/);
+    assert.match(
+      (await run(["rollout", "go", "-a", "hello"])).err,
+      /unknown rollout action: go \(one of status/,
+    );
   });
 
   it("prints the API's JSON with --json and its errors on stderr", async () => {

@@ -10,7 +10,14 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Run } from "../model/job.ts";
 import { normalizeService } from "../model/manifest.ts";
-import { type App, type Node, type Release, releaseKey, type Service } from "../model/objects.ts";
+import {
+  type App,
+  type Deploy,
+  type Node,
+  type Release,
+  releaseKey,
+  type Service,
+} from "../model/objects.ts";
 import { JobsController, LOG_GRACE_MS, scheduledRunId } from "./jobs.ts";
 import { testContext } from "./testing.ts";
 
@@ -263,4 +270,77 @@ test("a run of a container service runs its image, on a node with the docker dri
   const [desired] = await jobs.heartbeat("n2", []);
   assert.equal(desired.run.image, "127.0.0.1:5000/team/web:1");
   assert.equal(desired.run.runtime, "docker");
+});
+
+test("a release phase shows its output as it reaches the log store; without it, the node's last lines", async () => {
+  const output: { seq: number; line: string }[] = [];
+  const h = await setup();
+  const stored = (await h.store.get<Release>("release", releaseKey("t", "a", 1)))?.value as Release;
+  const web = stored.services.web as Release["services"][string];
+  const release: Release = {
+    ...stored,
+    services: { web: { ...web, release: { command: "migrate", timeoutMs: 60_000 } } },
+  };
+  const waitUntil = async <T>(what: string, f: () => Promise<T | undefined> | T | undefined): Promise<T> => {
+    for (let n = 0; n < 200; n++) {
+      const v = await f();
+      if (v !== undefined) return v;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.fail(`no ${what}`);
+  };
+  const phase = async (jobs: JobsController, deploy: string, tail: string[]) => {
+    const steps: string[] = [];
+    const done = jobs.releasePhase({ id: deploy, tenant: "t", app: "a" } as Deploy, release, (m) => {
+      steps.push(m);
+      h.ctx.deployLogs.append(deploy, "step", m);
+    });
+    const run = await waitUntil("release run", async () =>
+      (await runs(h.store)).find(
+        (r) => r.kind === "release" && r.deploy === deploy && r.state !== "succeeded",
+      ),
+    );
+    return {
+      steps,
+      done,
+      run,
+      end: () =>
+        jobs.heartbeat("n1", [{ id: run.id, generation: 1, state: "exited", exitCode: 0, logTail: tail }]),
+    };
+  };
+
+  // Live: the first line is in the deploy's log while the run still runs; the last one arrives after its end.
+  const live = await phase(
+    new JobsController(h.ctx, (_run, after) => output.filter((o) => o.seq > after)),
+    "d1",
+    ["migrated", "indexed"],
+  );
+  output.push({ seq: 1, line: "migrated" });
+  await waitUntil("the first line", () =>
+    live.steps.includes("web: release phase output:") ? true : undefined,
+  );
+  assert.ok(!live.steps.includes("web: release phase succeeded"), "shown before the phase ended");
+  await live.end();
+  setTimeout(() => output.push({ seq: 2, line: "indexed" }), 300);
+  await live.done;
+  assert.deepEqual(
+    h.ctx.deployLogs.read("d1").map((e) => `${e.type} ${e.message}`),
+    [
+      "step web: release phase: migrate (deadline 60s)",
+      "step web: release phase output:",
+      "build   web release | migrated",
+      "build   web release | indexed",
+      "step web: release phase succeeded",
+    ],
+  );
+
+  // Nothing reached this server's store (another server took the node's lines): the last lines at the end.
+  const elsewhere = await phase(new JobsController(h.ctx), "d2", ["migrated", "indexed"]);
+  await elsewhere.end();
+  await elsewhere.done;
+  assert.deepEqual(elsewhere.steps, [
+    "web: release phase: migrate (deadline 60s)",
+    "web: release phase output:\n  web release | migrated\n  web release | indexed",
+    "web: release phase succeeded",
+  ]);
 });

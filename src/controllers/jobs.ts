@@ -73,15 +73,32 @@ export interface RunRequest {
   scheduledAt?: string;
 }
 
+/**
+ * The output lines of a run this server's log store holds after `after` (a
+ * seq), oldest first: what the release phase shows while it runs. With one
+ * server every node's lines come here; with several, a node ships to the
+ * server it talks to, and the release phase shows its last lines when it
+ * ends instead.
+ */
+export type RunOutput = (
+  run: Pick<Run, "tenant" | "app" | "id">,
+  after: number,
+) => { seq: number; line: string }[];
+
+/** How long a release phase that ended waits for its last lines to reach the log store (they ship every 250 ms). */
+const OUTPUT_SETTLE_MS = 3000;
+
 export class JobsController {
   readonly #ctx: Context;
+  readonly #output: RunOutput | undefined;
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
   /** Where the scheduler's sampled scan starts next. */
   #cursor = 0;
 
-  constructor(ctx: Context) {
+  constructor(ctx: Context, output?: RunOutput) {
     this.#ctx = ctx;
+    this.#output = output;
   }
 
   start(): void {
@@ -557,10 +574,11 @@ export class JobsController {
         release: release.version,
         deploy: deploy.id,
       });
-      const end = await this.waitFor(run.id);
-      // Its last lines, as one step: the header flush, each line under it (`herd deploy` indents them).
+      const { end, shown } = await this.#followOutput(run, service, deploy.id, step);
+      // No line reached this server's log store: its last lines as the node reported them, as one step
+      // (the header flush, each line under it: `herd deploy` indents them).
       const tail = end.logTail ?? [];
-      if (tail.length > 0)
+      if (shown === 0 && tail.length > 0)
         step(
           [`${service}: release phase output:`, ...tail.map((line) => `  ${service} release | ${line}`)].join(
             "\n",
@@ -573,6 +591,46 @@ export class JobsController {
         ]);
       }
       step(`${service}: release phase succeeded`);
+    }
+  }
+
+  /**
+   * Waits for a release phase's run to end, showing its output in the deploy's
+   * log as it reaches the log store: a step "web: release phase output:", then
+   * each line under it. Once the run has ended, waits (OUTPUT_SETTLE_MS at
+   * most) for the line the node reported last. `shown`: the lines shown.
+   */
+  async #followOutput(
+    run: Run,
+    service: string,
+    deploy: string,
+    step: (line: string) => void,
+  ): Promise<{ end: Run; shown: number }> {
+    let after = 0;
+    let shown = 0;
+    let last: string | undefined;
+    const show = () => {
+      for (const { seq, line } of this.#output?.(run, after) ?? []) {
+        if (shown++ === 0) step(`${service}: release phase output:`);
+        this.#ctx.deployLogs.append(deploy, "build", `  ${service} release | ${line}`);
+        after = seq;
+        last = line;
+      }
+    };
+    for (;;) {
+      const r = (await this.#get(run.id)).value;
+      show();
+      if (FINISHED.has(r.state)) {
+        // Real time, as the waits are: the lines ship on the node's timer, not the controller's clock.
+        const settle = Date.now() + OUTPUT_SETTLE_MS;
+        const lastLine = r.logTail?.at(-1);
+        while (this.#output && lastLine !== undefined && last !== lastLine && Date.now() < settle) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          show();
+        }
+        return { end: r, shown };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
 

@@ -19,7 +19,7 @@ import { Autoscaler, type AutoscaleSources } from "./autoscale.ts";
 import type { Context } from "./context.ts";
 import { DeployController, deployKey } from "./deploy-controller.ts";
 import { PreviewReaper } from "./environments.ts";
-import { JobsController } from "./jobs.ts";
+import { JobsController, type RunOutput } from "./jobs.ts";
 import { NodeController } from "./node-controller.ts";
 import { type EndpointSource, RolloutController } from "./rollout-controller.ts";
 import { ServiceController } from "./service-controller.ts";
@@ -71,12 +71,15 @@ export class ControllerManager {
   #abort = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
 
-  constructor(ctx: Context, sources: AutoscaleSources & { endpoints?: EndpointSource } = {}) {
+  constructor(
+    ctx: Context,
+    sources: AutoscaleSources & { endpoints?: EndpointSource; runOutput?: RunOutput } = {},
+  ) {
     this.#ctx = ctx;
     this.informer = ctx.informer;
     this.autoscaler = new Autoscaler(ctx, sources);
     this.services = new ServiceController(ctx);
-    this.jobs = new JobsController(ctx);
+    this.jobs = new JobsController(ctx, sources.runOutput);
     this.deploys = new DeployController(ctx, (d, r, log) => this.jobs.releasePhase(d, r, log));
     this.nodes = new NodeController(ctx);
     this.apps = new AppController(ctx);

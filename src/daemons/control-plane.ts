@@ -241,6 +241,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // A canary's analysis per endpoint, from the spans apps send (model/endpoint-analysis.ts).
     endpoints: async (query) =>
       JSON.parse(await traces.queries.run({ kind: "endpoints", query }, query.tenant)),
+    // A release phase's output as it reaches this server (controllers/jobs.ts followOutput).
+    runOutput: (run, after) =>
+      logs
+        .query({ tenant: run.tenant, app: run.app, instance: run.id, after, limit: 1000 })
+        .filter((e) => e.stream !== "event"),
   });
   // Acts on symptoms through the same paths people use (docs/remediation.md).
   const remediation = new RemediationEngine({

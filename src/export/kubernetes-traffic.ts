@@ -63,7 +63,13 @@ const UNTRANSLATED: (keyof Route)[] = [
 ];
 
 /** Service fields that are gateway policies with no Kubernetes equivalent. */
-const UNTRANSLATED_SERVICE: (keyof ServiceSpec)[] = ["breaker", "outlier", "probe", "concurrency", "criticality"];
+const UNTRANSLATED_SERVICE: (keyof ServiceSpec)[] = [
+  "breaker",
+  "outlier",
+  "probe",
+  "concurrency",
+  "criticality",
+];
 
 /** The app's Ingress (absent when no service has routes), and what of the routes and services it leaves out. */
 export function ingressOf(

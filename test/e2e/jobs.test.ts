@@ -59,18 +59,28 @@ test("herd run, a failing release phase, a cron job's history", async () => {
   const herd = await startHerd();
   herds.push(herd);
 
-  // v1: its release phase passes, and its output is in the deploy's log.
+  // v1: its release phase passes, and its output is in the deploy's log as it runs.
   const v1 = await herd.cli([
     "deploy",
-    appDir(`node -e "console.log('migrated ' + process.env.GREETING)"`, "one"),
+    appDir(
+      `node -e "console.log('migrated ' + process.env.GREETING); setTimeout(() => console.log('indexed'), 2500)"`,
+      "one",
+    ),
   ]);
   assert.equal(v1.code, 0, v1.stdout + v1.stderr);
   // Under its step, indented, each line once (docs/jobs.md).
   assert.match(
     v1.stdout,
-    /^-----> web: release phase output:\n {9}web release \| migrated one$/m,
+    /^-----> web: release phase output:\n {9}web release \| migrated one\n {9}web release \| indexed\n-----> web: release phase succeeded$/m,
     "the release phase's output is shown",
   );
+  assert.equal(v1.stdout.match(/migrated one/g)?.length, 1, v1.stdout);
+  // Live: the first line reached the log 2.5 s before the second, not both when the phase ended.
+  const deployId = /\(deploy (\w+)\)/.exec(v1.stdout)?.[1];
+  const shown = await herd.cli(["deploys", "show", deployId ?? "?", "--app", "jobs-e2e", "--json"]);
+  const log = (JSON.parse(shown.stdout) as { log: { time: string; message: string }[] }).log;
+  const at = (text: string) => Date.parse(log.find((e) => e.message.includes(text))?.time ?? "");
+  assert.ok(at("release | indexed") - at("release | migrated one") >= 1500, JSON.stringify(log));
   await waitFor("v1 to serve", async () => (await herd.request(HOST)).body.startsWith("one from"));
 
   // herd run: stdout and stderr as they were written, the exit code as herd's.
