@@ -244,3 +244,29 @@ test("detach: a crash between the record and the release is finished by the time
   await h.detach.dropDetached(await h.addon());
   assert.equal(h.deploys(), 1);
 });
+
+test("a destroyed app's binding: detached with no release, its database dropped after a backup", async () => {
+  const h = harness();
+  await h.store.put("addon", KEY, ADDON);
+  await h.detach.appGone(ADDON, "reports");
+  const a = await h.addon();
+  assert.deepEqual(
+    a.bindings.map((b) => b.app),
+    ["notes"],
+  );
+  assert.deepEqual(
+    a.detached?.map((d) => [d.app, d.database, d.released]),
+    [["reports", "db_reports", true]],
+  );
+  assert.equal(h.deploys(), 0, "no release: the app is gone");
+  assert.match(
+    h.events[0],
+    /AddonDetached: add-on notes-db detached from reports, which was destroyed; its database db_reports is dropped after a backup/,
+  );
+  await h.detach.dropDetached(await h.addon());
+  assert.deepEqual(h.steps, ["dump db_reports", "drop db_reports"]);
+  assert.deepEqual((await h.addon()).detached ?? [], []);
+  // Once more (a second sync before the first's write was seen): nothing to do.
+  await h.detach.appGone(await h.addon(), "reports");
+  assert.equal(h.events.filter((e) => e.startsWith("AddonDetached")).length, 1);
+});

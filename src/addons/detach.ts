@@ -101,6 +101,36 @@ export class Detach {
     return { ...(deploy ? { deploy } : {}), ...(backedUp(a, entry) ? { backupFirst: true } : {}) };
   }
 
+  /**
+   * The binding of an app that was destroyed: detached with nothing to roll
+   * out (the app and its secrets are gone), so its database and role are
+   * dropped at the next sync, postgres's after a backup, as a detach's are.
+   */
+  async appGone(a: Addon, app: string): Promise<void> {
+    const b = a.bindings.find((x) => x.app === app);
+    if (!b) return;
+    const entry: DetachedBinding = {
+      app,
+      var: b.var,
+      user: b.user,
+      database: b.database,
+      ...(b.login ? { login: b.login } : {}),
+      since: new Date().toISOString(),
+      released: true,
+    };
+    await this.#d.update(a.tenant, a.name, (x) => ({
+      ...x,
+      bindings: x.bindings.filter((y) => y.app !== app),
+      detached: [...(x.detached ?? []).filter((y) => y.app !== app), entry],
+    }));
+    await this.#d.events.record({
+      tenant: a.tenant,
+      app: a.name,
+      reason: "AddonDetached",
+      message: `add-on ${a.name} detached from ${app}, which was destroyed; its ${a.kind === "redis" ? `user ${b.user} is deleted (the keys stay)` : `database ${b.database} is dropped${backedUp(a, entry) ? " after a backup" : ""}`}`,
+    });
+  }
+
   /** Drops the databases of detached bindings whose release has rolled out. */
   async dropDetached(a: Addon): Promise<void> {
     const pending = a.detached ?? [];

@@ -387,6 +387,19 @@ test("a Redis add-on gives its app REDIS_URL with a user of its own", async () =
   });
   assert.equal(taken.status, 409);
   assert.equal(taken.body.details[0]?.field, "name");
+  // An app destroyed while bound: its binding goes (its user deleted), with no release to roll out.
+  const att = await herd.cli(["addons", "attach", "cache", "--app", "counter"], { timeoutMs: 120_000 });
+  assert.equal(att.code, 0, att.stdout + att.stderr);
+  const des = await herd.cli(["apps", "destroy", "counter", "--confirm", "counter"], { timeoutMs: 120_000 });
+  assert.equal(des.code, 0, des.stdout + des.stderr);
+  await waitFor(
+    "the destroyed app's binding gone",
+    async () => {
+      const a = (await herd.api<Addon>("GET", "/addons/cache")).body;
+      return a.bindings.length === 0 && (a.detached ?? []).length === 0 ? true : undefined;
+    },
+    60_000,
+  );
   const end = await herd.cli(["addons", "destroy", "cache", "--confirm", "cache", "--without-backup"], {
     timeoutMs: 120_000,
   });
