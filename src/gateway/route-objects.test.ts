@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import type { RouteBody, RouteObject } from "../model/live-config.ts";
+import { checkTrafficBody, patchTraffic, type RouteBody, type RouteObject } from "../model/live-config.ts";
 import { type BuildResult, CACHE_FILE, ConfigSource } from "./config-source.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { startTestControlPlane, testInstance, testNode, testService, waitFor } from "./testing.ts";
@@ -94,6 +94,19 @@ describe("route objects in the table", () => {
     assert.equal(backend?.concurrency, 3);
     assert.equal(backend?.breaker, null);
     assert.equal(backend?.shedAbove, 0.6);
+  });
+
+  test("a traffic override given as durations reaches the breaker and the outlier detector in ms", () => {
+    const web = testService("default", "shop", "web", [{ host: "shop.test" }]);
+    const traffic = patchTraffic(
+      undefined,
+      checkTrafficBody({ breaker: { failures: 2, open: "1500ms" }, outlier: { ejection: "2m" } }),
+    );
+    const table = buildRouteTable({ services: [{ ...web, traffic }], instances: [], nodes }, 1);
+    const policies = table.backends.get("default/shop/web")?.policies;
+    assert.equal(policies?.breaker?.options.openMs, 1500);
+    assert.equal(policies?.breaker?.options.failureThreshold, 2);
+    assert.equal(policies?.outlier?.options.baseEjectionMs, 120_000);
   });
 });
 
