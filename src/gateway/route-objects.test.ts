@@ -108,6 +108,37 @@ describe("route objects in the table", () => {
     assert.equal(policies?.breaker?.options.failureThreshold, 2);
     assert.equal(policies?.outlier?.options.baseEjectionMs, 120_000);
   });
+
+  test("a route object's cors.maxAge as a duration is whole seconds in Access-Control-Max-Age", () => {
+    const maxAge = (value: string | number) => {
+      const table = buildRouteTable(
+        {
+          services: [testService("default", "shop", "web", [])],
+          instances: [],
+          nodes,
+          routes: [
+            routeObject("shop", "api", {
+              service: "web",
+              host: "api.test",
+              cors: { origins: ["*"], maxAge: value },
+            }),
+          ],
+        },
+        1,
+      );
+      // Raw [name, value, …] headers of a preflight's answer.
+      const headers =
+        table.route("api.test", "/")?.cors?.preflightHeaders("https://app.test", undefined) ?? [];
+      return headers[headers.indexOf("Access-Control-Max-Age") + 1];
+    };
+    assert.equal(maxAge("10m"), "600");
+    assert.equal(maxAge("2000ms"), "2");
+    assert.equal(maxAge(90), "90");
+    assert.throws(
+      () => maxAge("1500ms"),
+      /invalid route default\/shop\/api: cors\.maxAge: must be a duration in whole seconds .*; got 1500ms/,
+    );
+  });
 });
 
 test("a refused configuration is reported and never written to the disk cache", async () => {

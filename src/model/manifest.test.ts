@@ -778,3 +778,31 @@ test("seconds: breaker.open and outlier.ejection out of range or not a duration 
   assert.equal(message("outlier: { ejection: soon }"), `${ejection}; got soon`);
   assert.equal(message("outlier: { ejection: [ 30 ] }"), `${ejection}; got [30]`);
 });
+
+test("seconds: cors.maxAge takes whole seconds as a duration (10m) or a number; 1500ms is refused, not rounded", () => {
+  const maxAge = (value: string) =>
+    normalizeService(
+      "a",
+      "web",
+      parseManifest(
+        `services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        cors: { origins: [ "*" ], maxAge: ${value} }\n`,
+      ).services.web,
+      undefined,
+    ).routes[0].cors?.maxAge;
+  assert.equal(maxAge("10m"), 600);
+  assert.equal(maxAge("24h"), 86_400);
+  assert.equal(maxAge("2000ms"), 2);
+  assert.equal(maxAge("0s"), 0);
+  // A number is seconds, as before.
+  assert.equal(maxAge("0"), 0);
+  assert.equal(maxAge("300"), 300);
+  const rule =
+    "herd.yaml:6: services.web.routes.0.cors.maxAge: must be a duration in whole seconds like 2s, 1m or 1h (or a whole number of seconds), from 0s to 24h";
+  for (const bad of ["1500ms", "1.5", "25h", "86401", "-1", "soon", '"10 m"'])
+    assert.equal(
+      problem(
+        `services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        cors: { origins: [ "*" ], maxAge: ${bad} }\n`,
+      ).message,
+      `${rule}; got ${bad.replaceAll('"', "")}`,
+    );
+});
