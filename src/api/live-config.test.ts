@@ -254,6 +254,39 @@ describe("traffic overrides", () => {
       404,
     );
   });
+
+  test("breaker.open and outlier.ejection as durations or seconds: stored in ms; a bad one is 400 naming the field inside", async () => {
+    const set = await call("PATCH", "/apps/blog/services/web/traffic", {
+      breaker: { open: "1500ms" },
+      outlier: { failures: 2, ejection: "2m" },
+    });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    assert.deepEqual(set.body.service.traffic, {
+      breaker: { failures: 5, openMs: 1500 },
+      outlier: { failures: 2, ejectionMs: 120_000, maxShare: 0.5 },
+    });
+    assert.deepEqual(set.body.effective.breaker, { failures: 5, openMs: 1500 });
+    const seconds = await call("PATCH", "/apps/blog/services/web/traffic", { breaker: { open: 30 } });
+    assert.deepEqual(seconds.body.effective.breaker, { failures: 5, openMs: 30_000 });
+
+    const long = await call("PATCH", "/apps/blog/services/web/traffic", { breaker: { open: "11m" } });
+    assert.equal(long.status, 400);
+    assert.equal(long.body.details[0].field, "breaker.open");
+    assert.equal(
+      long.body.message,
+      "breaker.open: must be a duration like 300ms, 2s or 1m (or a number of seconds), from 100ms to 10m; got 11m",
+    );
+    const soon = await call("PATCH", "/apps/blog/services/web/traffic", { outlier: { ejection: "soon" } });
+    assert.equal(soon.status, 400);
+    assert.equal(soon.body.details[0].field, "outlier.ejection");
+    assert.match(soon.body.message, /^outlier\.ejection: must be a duration .*from 100ms to 1h; got soon$/);
+    const zero = await call("PATCH", "/apps/blog/services/web/traffic", { outlier: { ejection: 0 } });
+    assert.equal(zero.status, 400);
+    assert.match(zero.body.message, /^outlier\.ejection: .*; got 0$/);
+    // The refused ones changed nothing.
+    const back = await call("PATCH", "/apps/blog/services/web/traffic", { breaker: null, outlier: null });
+    assert.equal(back.body.service.traffic, undefined);
+  });
 });
 
 describe("gateway reports", () => {

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { silentLogger } from "../common/log.ts";
-import type { RouteBody, RouteObject } from "../model/live-config.ts";
+import { checkTrafficBody, patchTraffic, type RouteBody, type RouteObject } from "../model/live-config.ts";
 import { type BuildResult, CACHE_FILE, ConfigSource } from "./config-source.ts";
 import { buildRouteTable } from "./route-table.ts";
 import { startTestControlPlane, testInstance, testNode, testService, waitFor } from "./testing.ts";
@@ -94,6 +94,50 @@ describe("route objects in the table", () => {
     assert.equal(backend?.concurrency, 3);
     assert.equal(backend?.breaker, null);
     assert.equal(backend?.shedAbove, 0.6);
+  });
+
+  test("a traffic override given as durations reaches the breaker and the outlier detector in ms", () => {
+    const web = testService("default", "shop", "web", [{ host: "shop.test" }]);
+    const traffic = patchTraffic(
+      undefined,
+      checkTrafficBody({ breaker: { failures: 2, open: "1500ms" }, outlier: { ejection: "2m" } }),
+    );
+    const table = buildRouteTable({ services: [{ ...web, traffic }], instances: [], nodes }, 1);
+    const policies = table.backends.get("default/shop/web")?.policies;
+    assert.equal(policies?.breaker?.options.openMs, 1500);
+    assert.equal(policies?.breaker?.options.failureThreshold, 2);
+    assert.equal(policies?.outlier?.options.baseEjectionMs, 120_000);
+  });
+
+  test("a route object's cors.maxAge as a duration is whole seconds in Access-Control-Max-Age", () => {
+    const maxAge = (value: string | number) => {
+      const table = buildRouteTable(
+        {
+          services: [testService("default", "shop", "web", [])],
+          instances: [],
+          nodes,
+          routes: [
+            routeObject("shop", "api", {
+              service: "web",
+              host: "api.test",
+              cors: { origins: ["*"], maxAge: value },
+            }),
+          ],
+        },
+        1,
+      );
+      // Raw [name, value, …] headers of a preflight's answer.
+      const headers =
+        table.route("api.test", "/")?.cors?.preflightHeaders("https://app.test", undefined) ?? [];
+      return headers[headers.indexOf("Access-Control-Max-Age") + 1];
+    };
+    assert.equal(maxAge("10m"), "600");
+    assert.equal(maxAge("2000ms"), "2");
+    assert.equal(maxAge(90), "90");
+    assert.throws(
+      () => maxAge("1500ms"),
+      /invalid route default\/shop\/api: cors\.maxAge: must be a duration in whole seconds .*; got 1500ms/,
+    );
   });
 });
 

@@ -11,8 +11,8 @@
  * same schema and the same code as herd.yaml's routes when it builds a table.
  */
 
-import { type Static, Type as T } from "@sinclair/typebox";
-import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
+import { type Static, Type as T, type TSchema } from "@sinclair/typebox";
+import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from "@sinclair/typebox/compiler";
 import { type FieldProblem, HerdError } from "../common/errors.ts";
 import type { TrafficPolicies } from "./gateway-view.ts";
 import {
@@ -60,11 +60,34 @@ const routeBodyCheck = () => {
   return routeBodyCompiled;
 };
 
+/** JSON Schema's name of a value's type ("integer" for a whole number also fits "number"). */
+function jsonTypes(value: unknown): string[] {
+  if (value === null) return ["null"];
+  if (Array.isArray(value)) return ["array"];
+  if (typeof value === "number") return Number.isInteger(value) ? ["integer", "number"] : ["number"];
+  return [typeof value];
+}
+
+/**
+ * A union's errors, or those of its one variant (not a literal) of the value's
+ * type: a traffic body's `breaker: { open: 0 }` is wrong in the breaker's
+ * `open`, not in being none of an object, false and null.
+ */
+function* unionErrors(errors: Iterable<ValueError>): Generator<ValueError> {
+  for (const e of errors) {
+    const variants = (e.type === ValueErrorType.Union ? (e.schema.anyOf as TSchema[]) : []).flatMap((v, i) =>
+      !("const" in v) && typeof v.type === "string" && jsonTypes(e.value).includes(v.type) ? [i] : [],
+    );
+    if (variants.length === 1) yield* unionErrors(e.errors[variants[0]]);
+    else yield e;
+  }
+}
+
 /** Field problems of a value against a compiled schema, one per field, named by dotted path. */
 export function schemaProblems(check: TypeCheck<never>, value: unknown, prefix = ""): FieldProblem[] {
   const details: FieldProblem[] = [];
   const seen = new Set<string>();
-  for (const e of check.Errors(value)) {
+  for (const e of unionErrors(check.Errors(value))) {
     const path = e.path.split("/").filter(Boolean).map(unescapePointer);
     const field = prefix + (path.join(".") || "(root)");
     if (seen.has(field)) continue;

@@ -253,7 +253,12 @@ export const RouteSchema = T.Object(
           exposeHeaders: T.Optional(T.Array(T.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }))),
           credentials: T.Optional(T.Boolean()),
           maxAge: T.Optional(
-            T.Integer({ minimum: 0, maximum: 86400, description: "seconds a preflight may be cached" }),
+            Seconds({
+              minimum: 0,
+              maximum: 86400,
+              whole: true,
+              description: "how long a browser may cache a preflight's answer (default 10m)",
+            }),
           ),
         },
         { additionalProperties: false },
@@ -384,7 +389,8 @@ export function normalizeRoute(r: RouteManifest): Route {
             headers: r.cors.headers ?? [],
             exposeHeaders: r.cors.exposeHeaders ?? [],
             credentials: r.cors.credentials ?? false,
-            maxAge: r.cors.maxAge ?? 600,
+            // Access-Control-Max-Age is whole seconds: the schema takes only those (10m, 600; not 1500ms).
+            maxAge: secondsMs(r.cors.maxAge ?? 600) / 1000,
           },
         }
       : {}),

@@ -187,10 +187,10 @@ export const ServiceManifestSchema = T.Object(
             }),
           ),
           ejection: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.1,
               maximum: 3600,
-              description: "seconds out the first time, longer each time (default 30)",
+              description: "how long an instance is out the first time, longer each time (default 30s)",
             }),
           ),
           maxShare: T.Optional(
@@ -260,10 +260,10 @@ export const ServiceManifestSchema = T.Object(
             }),
           ),
           open: T.Optional(
-            T.Number({
+            Seconds({
               minimum: 0.1,
               maximum: 600,
-              description: "seconds it stays open at first (default 5)",
+              description: "how long it stays open at first (default 5s)",
             }),
           ),
         },
@@ -419,7 +419,7 @@ export function normalizeService(
       ? {
           outlier: {
             failures: s.outlier.failures ?? 5,
-            ejectionMs: Math.round((s.outlier.ejection ?? 30) * 1000),
+            ejectionMs: secondsMs(s.outlier.ejection ?? 30),
             maxShare: s.outlier.maxShare ?? 0.5,
           },
         }
@@ -436,7 +436,7 @@ export function normalizeService(
         }
       : {}),
     ...(s.breaker
-      ? { breaker: { failures: s.breaker.failures ?? 5, openMs: Math.round((s.breaker.open ?? 5) * 1000) } }
+      ? { breaker: { failures: s.breaker.failures ?? 5, openMs: secondsMs(s.breaker.open ?? 5) } }
       : {}),
     ...normalizeJobs(`services.${name}`, s),
   };

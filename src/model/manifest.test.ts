@@ -732,3 +732,77 @@ test("seconds: out of range or not a duration, the field says what it takes and 
     /services\.web\.routes\.0\.aggregate\.parts\.a\.timeout: .*from 10ms to 1m; got soon$/,
   );
 });
+
+test("seconds: breaker.open and outlier.ejection take 250ms, 10m, 1h as well as numbers", () => {
+  const policies = (yaml: string) => {
+    const s = normalizeService(
+      "a",
+      "web",
+      parseManifest(`services:\n  web:\n    command: x\n    ${yaml}\n`).services.web,
+      undefined,
+    );
+    return [s.breaker, s.outlier];
+  };
+  assert.deepEqual(policies("breaker: { open: 250ms }\n    outlier: { ejection: 1h }"), [
+    { failures: 5, openMs: 250 },
+    { failures: 5, ejectionMs: 3600_000, maxShare: 0.5 },
+  ]);
+  assert.deepEqual(policies('breaker: { failures: 3, open: "10m" }\n    outlier: { ejection: 100ms }'), [
+    { failures: 3, openMs: 600_000 },
+    { failures: 5, ejectionMs: 100, maxShare: 0.5 },
+  ]);
+  // A number is seconds, as before; the defaults are 5s and 30s.
+  assert.deepEqual(policies("breaker: { open: 0.1 }\n    outlier: { ejection: 3600 }"), [
+    { failures: 5, openMs: 100 },
+    { failures: 5, ejectionMs: 3600_000, maxShare: 0.5 },
+  ]);
+  assert.deepEqual(policies("breaker: {}\n    outlier: {}"), [
+    { failures: 5, openMs: 5000 },
+    { failures: 5, ejectionMs: 30_000, maxShare: 0.5 },
+  ]);
+});
+
+test("seconds: breaker.open and outlier.ejection out of range or not a duration name the field and the range", () => {
+  const message = (yaml: string) => problem(`services:\n  web:\n    command: x\n    ${yaml}\n`).message;
+  const open =
+    "herd.yaml:4: services.web.breaker.open: must be a duration like 300ms, 2s or 1m (or a number of seconds), from 100ms to 10m";
+  assert.equal(message("breaker: { open: 11m }"), `${open}; got 11m`);
+  assert.equal(message("breaker: { open: 50ms }"), `${open}; got 50ms`);
+  assert.equal(message("breaker: { open: 0 }"), `${open}; got 0`);
+  assert.equal(message("breaker: { open: 601 }"), `${open}; got 601`);
+  assert.equal(message('breaker: { open: "5 s" }'), `${open}; got 5 s`);
+  const ejection =
+    "herd.yaml:4: services.web.outlier.ejection: must be a duration like 300ms, 2s or 1m (or a number of seconds), from 100ms to 1h";
+  assert.equal(message("outlier: { ejection: 2h }"), `${ejection}; got 2h`);
+  assert.equal(message("outlier: { ejection: 0.05 }"), `${ejection}; got 0.05`);
+  assert.equal(message("outlier: { ejection: soon }"), `${ejection}; got soon`);
+  assert.equal(message("outlier: { ejection: [ 30 ] }"), `${ejection}; got [30]`);
+});
+
+test("seconds: cors.maxAge takes whole seconds as a duration (10m) or a number; 1500ms is refused, not rounded", () => {
+  const maxAge = (value: string) =>
+    normalizeService(
+      "a",
+      "web",
+      parseManifest(
+        `services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        cors: { origins: [ "*" ], maxAge: ${value} }\n`,
+      ).services.web,
+      undefined,
+    ).routes[0].cors?.maxAge;
+  assert.equal(maxAge("10m"), 600);
+  assert.equal(maxAge("24h"), 86_400);
+  assert.equal(maxAge("2000ms"), 2);
+  assert.equal(maxAge("0s"), 0);
+  // A number is seconds, as before.
+  assert.equal(maxAge("0"), 0);
+  assert.equal(maxAge("300"), 300);
+  const rule =
+    "herd.yaml:6: services.web.routes.0.cors.maxAge: must be a duration in whole seconds like 2s, 1m or 1h (or a whole number of seconds), from 0s to 24h";
+  for (const bad of ["1500ms", "1.5", "25h", "86401", "-1", "soon", '"10 m"'])
+    assert.equal(
+      problem(
+        `services:\n  web:\n    command: x\n    routes:\n      - host: a.test\n        cors: { origins: [ "*" ], maxAge: ${bad} }\n`,
+      ).message,
+      `${rule}; got ${bad.replaceAll('"', "")}`,
+    );
+});
