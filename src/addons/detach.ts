@@ -19,7 +19,7 @@
  */
 
 import { conflict, notFound } from "../common/errors.ts";
-import type { Addon, DetachedBinding } from "../model/addon.ts";
+import type { Addon, AddonBinding, DetachedBinding } from "../model/addon.ts";
 import type { AddonDeps } from "./addons.ts";
 import { dumpAddon, newBackup, withBackup } from "./backups.ts";
 import { ADMIN_SECRET, driverOf, type KindDriver } from "./kinds.ts";
@@ -64,21 +64,8 @@ export class Detach {
     const { tenant, name } = a;
     const b = a.bindings.find((x) => x.app === app);
     if (!b) throw notFound(`add-on ${name} is not bound to ${app}`);
-    const entry: DetachedBinding = {
-      app,
-      var: b.var,
-      user: b.user,
-      database: b.database,
-      ...(b.login ? { login: b.login } : {}),
-      since: new Date().toISOString(),
-      ...(withoutBackup ? { withoutBackup } : {}),
-    };
     // Kept before the release: a crash in between still drops the database later.
-    await this.#d.update(tenant, name, (x) => ({
-      ...x,
-      bindings: x.bindings.filter((y) => y.app !== app),
-      detached: [...(x.detached ?? []).filter((y) => y.app !== app), entry],
-    }));
+    const entry = await this.#moveToDetached(a, b, withoutBackup ? { withoutBackup } : {});
     let deploy: string | undefined;
     let failed: string | undefined;
     try {
@@ -109,26 +96,36 @@ export class Detach {
   async appGone(a: Addon, app: string): Promise<void> {
     const b = a.bindings.find((x) => x.app === app);
     if (!b) return;
-    const entry: DetachedBinding = {
-      app,
-      var: b.var,
-      user: b.user,
-      database: b.database,
-      ...(b.login ? { login: b.login } : {}),
-      since: new Date().toISOString(),
-      released: true,
-    };
-    await this.#d.update(a.tenant, a.name, (x) => ({
-      ...x,
-      bindings: x.bindings.filter((y) => y.app !== app),
-      detached: [...(x.detached ?? []).filter((y) => y.app !== app), entry],
-    }));
+    const entry = await this.#moveToDetached(a, b, { released: true });
     await this.#d.events.record({
       tenant: a.tenant,
       app: a.name,
       reason: "AddonDetached",
       message: `add-on ${a.name} detached from ${app}, which was destroyed; its ${a.kind === "redis" ? `user ${b.user} is deleted (the keys stay)` : `database ${b.database} is dropped${backedUp(a, entry) ? " after a backup" : ""}`}`,
     });
+  }
+
+  /** Moves the binding `b` from the add-on's bindings to its detached ones (what its drop needs), in one write. */
+  async #moveToDetached(
+    a: Addon,
+    b: AddonBinding,
+    extra: Pick<DetachedBinding, "withoutBackup" | "released">,
+  ): Promise<DetachedBinding> {
+    const entry: DetachedBinding = {
+      app: b.app,
+      var: b.var,
+      user: b.user,
+      database: b.database,
+      ...(b.login ? { login: b.login } : {}),
+      since: new Date().toISOString(),
+      ...extra,
+    };
+    await this.#d.update(a.tenant, a.name, (x) => ({
+      ...x,
+      bindings: x.bindings.filter((y) => y.app !== b.app),
+      detached: [...(x.detached ?? []).filter((y) => y.app !== b.app), entry],
+    }));
+    return entry;
   }
 
   /** Drops the databases of detached bindings whose release has rolled out. */
