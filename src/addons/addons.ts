@@ -618,7 +618,6 @@ export class Addons {
   async sync(): Promise<void> {
     const all = (await this.#d.store.list<Addon>("addon")).items.map((o) => o.value);
     await this.#brokered.sync(all);
-    const apps = new Set((await this.#d.store.list<App>("app")).items.map((o) => o.key));
     for (const a of all) {
       const step = (reason: string, what: string, run: () => Promise<void>) =>
         run().then(
@@ -626,12 +625,14 @@ export class Addons {
           (err) => this.#failed(a, reason, `${what} failed (tried again): ${(err as Error).message}`),
         );
       // Apps destroyed while bound (herd apps destroy): their bindings go, as a detach's do.
-      for (const b of a.bindings.filter((x) => !apps.has(appKey(a.tenant, x.app))))
+      for (const b of a.bindings) {
+        if (await this.#d.store.get<App>("app", appKey(a.tenant, b.app))) continue;
         await step("AddonDetachFailed", `detaching ${a.name} from destroyed app ${b.app}`, () =>
           a.broker
             ? this.#brokered.detach(a.tenant, a.name, b.app, "herd").then(() => {})
             : this.#detach.appGone(a, b.app),
         );
+      }
       if (a.broker) {
         await step("AddonRevokeFailed", `finishing a rotation of ${a.name}'s bindings`, () =>
           this.#brokerRotation.sync(a),
