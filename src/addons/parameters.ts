@@ -8,7 +8,8 @@
  *   create/update {parameters} ─► checkParameters ─► 400 details [{field: "parameters.x", message}]
  */
 
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
+import { ajvField, ajvMessage } from "../common/ajv-messages.ts";
 import { HerdError, invalid } from "../common/errors.ts";
 
 const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: false });
@@ -46,22 +47,11 @@ export function checkParameters(
   const validate = compileSchema(schema, where);
   if (validate(params)) return;
   const details = (validate.errors ?? []).map((e) => ({
-    field: fieldOf(e),
-    message: e.message ?? "invalid",
+    field: ajvField("parameters", e),
+    message: ajvMessage(e),
   }));
   throw invalid(
     `the parameters do not meet ${where}'s schema: ${details.map((d) => `${d.field} ${d.message}`).join("; ")}`,
     details,
   );
-}
-
-/** `parameters.a.b` for the value at /a/b, or the property a required/additionalProperties error names. */
-function fieldOf(e: ErrorObject): string {
-  const path = e.instancePath
-    .split("/")
-    .filter(Boolean)
-    .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
-  const p = e.params as { missingProperty?: string; additionalProperty?: string };
-  const named = p.missingProperty ?? p.additionalProperty;
-  return ["parameters", ...path, ...(named ? [named] : [])].join(".");
 }

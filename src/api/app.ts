@@ -8,6 +8,7 @@
 import type { Duplex } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import { type AjvError, ajvField, ajvMessage } from "../common/ajv-messages.ts";
 import { HerdError } from "../common/errors.ts";
 import type { Logger } from "../common/log.ts";
 import { nodeHttp } from "../common/node-http.ts";
@@ -254,19 +255,10 @@ export function buildApi(
     }
     if (err.validation) {
       const where = err.validationContext ?? "body";
-      const details = err.validation.map((v) => {
-        const missing = (v.params as { missingProperty?: string }).missingProperty;
-        const extra = (v.params as { additionalProperty?: string }).additionalProperty;
-        const path = v.instancePath.split("/").filter(Boolean).join(".");
-        const field = [where, path, missing ?? extra].filter(Boolean).join(".");
-        const allowed = (v.params as { allowedValues?: unknown[] }).allowedValues;
-        const message = extra
-          ? "is not a known field"
-          : v.keyword === "enum" && allowed
-            ? `must be one of ${allowed.join(", ")}`
-            : (v.message ?? "is invalid");
-        return { field, message };
-      });
+      const details = err.validation.map((v) => ({
+        field: ajvField(where, v),
+        message: ajvMessage(v as AjvError),
+      }));
       return reply.code(400).send({
         code: "invalid",
         message: `invalid request: ${details.map((d) => `${d.field} ${d.message}`).join("; ")}`,
