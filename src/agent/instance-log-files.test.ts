@@ -117,3 +117,13 @@ test("a FIFO in place of a log does not hang its reader", async (t) => {
   rotateInstanceLogs(state, 0, (f, err) => errors.push(`${f}: ${err}`));
   assert.match(errors[0] ?? "", /not a regular file/);
 });
+
+test("two reads at once (the ship timer's and a removal's last one) take each line once", async (t) => {
+  const { state } = dirs(t);
+  const logs = new InstanceLogs(state);
+  writeFileSync(join(state, "output.log"), "one\ntwo\n");
+  const [a, b] = await Promise.all([logs.stdout.read(), logs.stdout.read()]);
+  assert.deepEqual([...a, ...b], ["one", "two"]);
+  writeFileSync(join(state, "output.log"), "three\n", { flag: "a" });
+  assert.deepEqual(await logs.stdout.read(), ["three"]);
+});

@@ -33,6 +33,8 @@ class LogFollower {
   readonly #file: string;
   #offset = 0;
   #partial = Buffer.alloc(0);
+  /** The read under way: reads run one after another (the ship timer's and a removal's last one). */
+  #reading: Promise<unknown> = Promise.resolve();
 
   constructor(file: string) {
     this.#file = file;
@@ -44,8 +46,18 @@ class LogFollower {
     this.#partial = Buffer.alloc(0);
   }
 
-  /** Complete lines appended since the last read (a very long unterminated line is cut into pieces). */
-  async read(): Promise<string[]> {
+  /**
+   * Complete lines appended since the last read (a very long unterminated line
+   * is cut into pieces). A read waits for the one under way: two at once took
+   * the same offset and shipped the same lines twice.
+   */
+  read(): Promise<string[]> {
+    const lines = this.#reading.then(() => this.#read());
+    this.#reading = lines.catch(() => undefined);
+    return lines;
+  }
+
+  async #read(): Promise<string[]> {
     const size = await logSize(this.#file);
     const chunks: Buffer[] = [];
     if (size < this.#offset) {
