@@ -639,16 +639,6 @@ export class JobsController {
     await this.#ctx.informer.sync();
     return this.#ctx.informer.by<Run>("run", "node", node).some((o) => o.value.spec.slug === digest);
   }
-
-  /** Waits until the run has ended (polling the store), or `signal` aborts. */
-  async waitFor(id: string, signal?: AbortSignal): Promise<Run> {
-    for (;;) {
-      const r = (await this.#get(id)).value;
-      if (FINISHED.has(r.state)) return r;
-      if (signal?.aborted) throw new HerdError("conflict", `stopped waiting for run ${id}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
 }
 
 /**

@@ -179,16 +179,6 @@ const CRON_FIELDS: Record<number, [name: string, range: string][]> = {
 CRON_FIELDS[6] = [["second", "0-59"], ...CRON_FIELDS[5]];
 /** The shorthands croner takes. */
 const CRON_NICKNAMES = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly"];
-/** croner's names of the fields, as its messages say them. */
-const CRONER_FIELDS: Record<string, string> = {
-  second: "second",
-  minute: "minute",
-  hour: "hour",
-  day: "day",
-  month: "month",
-  dayOfWeek: "weekday",
-};
-
 /**
  * What is wrong with a cron expression, or undefined when croner takes it:
  * the field by its name and the text written there (croner's own messages
@@ -209,7 +199,8 @@ export function cronProblem(schedule: string): string | undefined {
     const message = (err as Error).message.replace(/^CronPattern: /, "");
     const named = CRON_FIELDS[fields.length] ?? [];
     const value = /^Invalid value for (\w+):/.exec(message);
-    const at = value ? named.findIndex(([n]) => n === CRONER_FIELDS[value[1] as string]) : -1;
+    // croner names the weekday field dayOfWeek.
+    const at = value ? named.findIndex(([n]) => n === (value[1] === "dayOfWeek" ? "weekday" : value[1])) : -1;
     if (at >= 0) {
       const [name, range] = named[at] as [string, string];
       return `the ${name} field "${fields[at]}" is out of range (${range}) ${CRON_HELP}`;

@@ -239,6 +239,8 @@ export function previewHost(app: string, service: string, release: number): stri
 
 /** A duration in milliseconds, seconds, minutes or hours: `500ms`, `30s`, `2m`, `1h`. */
 export const DURATION_PATTERN = "^[0-9]{1,6}(ms|s|m|h)$";
+/** DURATION_PATTERN compiled once. */
+export const DURATION = new RegExp(DURATION_PATTERN);
 export const DURATION_HELP = "a duration like 30s, 2m or 1h (or a number of seconds)";
 
 /** `30s`, `2m`, `1h`, `500ms` or a number of seconds → ms, within [min, max]; undefined when it is none of those. */
@@ -246,7 +248,7 @@ export function parseDuration(value: string | number, minMs: number, maxMs: numb
   let ms: number;
   if (typeof value === "number") ms = value * 1000;
   else {
-    const m = new RegExp(DURATION_PATTERN).exec(value.trim());
+    const m = DURATION.exec(value.trim());
     if (!m) return undefined;
     const unit = m[1] as "ms" | "s" | "m" | "h";
     ms = Number(value.trim().slice(0, -unit.length)) * { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[unit];

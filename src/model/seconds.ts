@@ -13,7 +13,7 @@
  */
 
 import { Kind, Type as T, type TSchema, type TUnsafe, TypeRegistry } from "@sinclair/typebox";
-import { DURATION_PATTERN, parseDuration } from "./progressive.ts";
+import { DURATION, DURATION_PATTERN, parseDuration } from "./progressive.ts";
 
 /** The schema kind of a Seconds field (TypeBox checks it with `secondsIn` below). */
 const SECONDS_KIND = "Seconds";
@@ -52,7 +52,7 @@ function secondsIn(schema: TSchema, value: unknown): boolean {
   const { minimum, maximum, whole } = rangeOf(schema);
   if (typeof value === "number")
     return (whole ? Number.isInteger(value) : Number.isFinite(value)) && value >= minimum && value <= maximum;
-  if (typeof value !== "string" || !new RegExp(DURATION_PATTERN).test(value)) return false;
+  if (typeof value !== "string" || !DURATION.test(value)) return false;
   const ms = parseDuration(value, Math.round(minimum * 1000), Math.round(maximum * 1000));
   return ms !== undefined && (!whole || ms % 1000 === 0);
 }
