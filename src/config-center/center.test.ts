@@ -102,6 +102,17 @@ test("a file that does not parse is refused with a 400 naming it, and the runnin
     /entries\.app\.json: not valid JSON: .* \(line 2\)/,
   );
   assert.equal(err.details?.[0]?.field, "entries.app.json");
+  // An error inside the file: its line once, not V8's "at position 9 (line 2 column 1)" beside it.
+  await rejects(
+    center.change({
+      layer: "app",
+      namespace: NS,
+      author: "a",
+      files: { "app.json": { format: "json", content: '{"a": 1,\n' } },
+    }),
+    "invalid",
+    /^entries\.app\.json: not valid JSON: [^()]* \(line 2\); nothing was changed/,
+  );
   await rejects(
     center.change({
       layer: "app",

@@ -39,7 +39,11 @@ export function parseProblem(
       const end = /end of JSON input/.test(message) ? content.trimEnd().length : undefined;
       const offset = at ? Number(at[1]) : end;
       const line = offset === undefined ? undefined : content.slice(0, offset).split("\n").length;
-      return { message: `not valid JSON: ${message}`, ...(line ? { line } : {}) };
+      // V8 says where as "at position 9 (line 2 column 1)": the line is said once, as for the other formats.
+      const what = message
+        .replace(/ in JSON at position \d+.*$/, "")
+        .replace(/ \(line \d+ column \d+\)$/, "");
+      return { message: `not valid JSON: ${what}`, ...(line ? { line } : {}) };
     }
   }
   if (format === "yaml") {
