@@ -67,6 +67,9 @@ test("herd config: set, get, list with origins, history, diff, rollback; a bad f
   assert.equal(rb.code, 0, rb.err);
   assert.match(rb.out, /now v3, with the content of v1/);
   assert.equal((await herd("config", "get", "GREETING", "--app", "shop")).out, "hello\n");
+  // Said once: the rollback's own message is the default one.
+  const after = (await herd("config", "history", "--app", "shop")).out;
+  assert.match(after, /v3\s+\*\s+user admin\s+\S+ ago\s+\d+\s+rollback to v1\n/);
   assert.match((await herd("config", "status", "--app", "shop")).out, /stable v3[\s\S]*No running instances/);
 });
 

@@ -409,9 +409,9 @@ async function history(ctx: CliContext, target: Target): Promise<number> {
   const rows = [...reply.items].reverse().map((v) => {
     const mark =
       reply.head?.stable === v.version ? "*" : reply.head?.gray?.version === v.version ? "gray" : "";
-    const what = [v.message, v.rollbackOf !== undefined ? `(rollback to v${v.rollbackOf})` : ""]
-      .filter(Boolean)
-      .join(" ");
+    // A rollback without a message of its own already says "rollback to vN" (the center's default).
+    const rollback = v.rollbackOf === undefined ? "" : `rollback to v${v.rollbackOf}`;
+    const what = rollback === "" || v.message === rollback ? v.message : `${v.message} (${rollback})`.trim();
     return [`v${v.version}`, mark, v.author, formatAge(v.createdAt, now), String(v.entries), what];
   });
   println(ctx.stdout, renderTable(["VERSION", "", "AUTHOR", "AGE", "ENTRIES", "MESSAGE"], rows));
