@@ -16,7 +16,7 @@ import {
   releasesTable,
   renderTable,
 } from "./format.ts";
-import { LogCursor, sinceTime } from "./logs.ts";
+import { inTimeOrder, LogCursor, sinceTime } from "./logs.ts";
 import { logsOptionsFromFlags } from "./store-flags.ts";
 
 const NOW = Date.parse("2026-01-01T12:00:00Z");
@@ -270,6 +270,20 @@ describe("log and deploy lines", () => {
       "2026-01-01T12:00:00.000Z event web | WARN InstanceCrashed: i1 exited with code 1",
     );
     assert.equal(
+      formatLogLine(event, true),
+      "2026-01-01T12:00:00.000Z event hello/web | WARN InstanceCrashed: i1 exited with code 1",
+    );
+    // An event of the app itself (a deploy's): its name alone in the tenant-wide stream, nothing in the app's.
+    const appEvent = { ...event, service: "", reason: "DeployFailed", line: "bad herd.yaml" };
+    assert.equal(
+      formatLogLine(appEvent, true),
+      "2026-01-01T12:00:00.000Z event hello | WARN DeployFailed: bad herd.yaml",
+    );
+    assert.equal(
+      formatLogLine(appEvent),
+      "2026-01-01T12:00:00.000Z event | WARN DeployFailed: bad herd.yaml",
+    );
+    assert.equal(
       formatLogLine({
         ...event,
         app: "",
@@ -280,6 +294,29 @@ describe("log and deploy lines", () => {
         line: "lost",
       }),
       "2026-01-01T12:00:00.000Z event node n1 | WARN NodeLost: lost",
+    );
+  });
+  it("prints a page of logs in the order things happened, ties in the stored order", () => {
+    const at = (seq: number, time: string, line: string) => ({
+      seq,
+      time: `2026-01-01T12:00:0${time}Z`,
+      tenant: "t",
+      app: "hello",
+      service: "web",
+      instance: "i1",
+      stream: "stdout" as const,
+      line,
+    });
+    // An instance's start, recorded from a heartbeat after the deploy's success it led to.
+    const page = [
+      at(1, "2.2", "succeeded"),
+      at(2, "1.9", "started"),
+      at(3, "2.2", "next"),
+      at(4, "2.5", "last"),
+    ];
+    assert.deepEqual(
+      inTimeOrder(page).map((e) => e.line),
+      ["started", "succeeded", "next", "last"],
     );
   });
   it("reads --since as a duration ago or a time", () => {

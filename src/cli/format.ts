@@ -276,9 +276,9 @@ export function formatLogLine(entry: LogEntry, withApp = false): string {
   const trace = entry.traceId ? `  trace=${entry.traceId}` : "";
   const app = withApp && entry.app ? `${entry.app}/` : "";
   if (entry.stream === "event") {
-    const who = entry.app
-      ? `event ${app}${entry.service ?? ""}`.trimEnd()
-      : `event node ${entry.node ?? "-"}`;
+    // An app's own event (no service): `event shop`, not `event shop/`.
+    const where = entry.service ? `${app}${entry.service}` : withApp ? (entry.app ?? "") : "";
+    const who = entry.app ? `event ${where}`.trimEnd() : `event node ${entry.node ?? "-"}`;
     return `${entry.time} ${who} | ${entry.level === "warn" ? "WARN " : ""}${entry.reason}: ${entry.line}`;
   }
   const who = `${app}${entry.service}.${entry.instance}${entry.stream === "stderr" ? " err" : ""}`;

@@ -81,6 +81,17 @@ export async function followLogs(
   return 0;
 }
 
+/**
+ * A page in the order things happened. Entries come in the order they were
+ * stored, and an event can be stored after lines and events that followed
+ * it: an instance's start is recorded when its node's heartbeat tells, with
+ * the time it happened. Ties keep the stored order.
+ */
+export function inTimeOrder(items: LogEntry[]): LogEntry[] {
+  // Array sort is stable; every time is ISO in UTC, so text order is time order.
+  return [...items].sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+}
+
 function printEntry(ctx: CliContext, entry: LogEntry, withApp = false): void {
   if (ctx.flags.json) ctx.stdout.write(`${JSON.stringify(entry)}\n`);
   else println(ctx.stdout, formatLogLine(entry, withApp));
@@ -250,7 +261,7 @@ export const logsCommand: CommandSpec = {
     };
     if (values.follow) return followLogs(ctx, client, path, query, ctx.interrupt(), RECONNECT_DELAY_MS, all);
     const { items } = await client.get<Items<LogEntry>>(path, query);
-    for (const entry of items) printEntry(ctx, entry, all);
+    for (const entry of inTimeOrder(items)) printEntry(ctx, entry, all);
     return 0;
   },
 };
