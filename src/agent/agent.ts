@@ -365,6 +365,7 @@ export class Agent {
     this.#lastSent = fingerprint;
     let reply: HeartbeatReply;
     const took = this.metrics.heartbeatSeconds.startTimer();
+    let revoked = false;
     try {
       // Hedged: a heartbeat held by a frozen leader is sent to the others too after 1 s; a follower names the leader.
       const res = await this.#calls.post(
@@ -374,7 +375,7 @@ export class Agent {
       );
       if (res.status === 401) {
         const answer = await res.text();
-        const revoked = revokedAnswer(answer);
+        revoked = revokedAnswer(answer);
         if (revoked) this.#forgetAll();
         throw new Error(refusedCredential(this.#options.dataDir, answer, revoked));
       }
@@ -384,8 +385,11 @@ export class Agent {
       this.metrics.heartbeats.inc({ result: "ok" });
     } catch (err) {
       this.metrics.heartbeats.inc({ result: "error" });
-      // Everything keeps running as it is; the next heartbeat tries again.
-      if (!this.#serverAway) this.#log.warn("heartbeat failed; instances keep running, retrying", { err });
+      // Everything keeps running as it is (unless the credential was revoked); the next heartbeat tries again.
+      const what = revoked
+        ? "heartbeat refused; retrying"
+        : "heartbeat failed; instances keep running, retrying";
+      if (!this.#serverAway) this.#log.warn(what, { err });
       this.#serverAway = true;
       return false;
     }

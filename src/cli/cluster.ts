@@ -62,7 +62,9 @@ export const nodesCommand: CommandSpec = {
       else {
         println(ctx.stdout, reply.token);
         const limit =
-          reply.usesLeft === undefined ? "any number of machines" : `${reply.usesLeft} machine(s)`;
+          reply.usesLeft === undefined
+            ? "any number of machines"
+            : `${reply.usesLeft} machine${reply.usesLeft === 1 ? "" : "s"}`;
         ctx.stderr.write(
           `join token ${reply.id}: ${limit} until ${reply.expiresAt}; on the new machine: herd agent --server ${client.url} --join-token <token> --name NAME\n`,
         );
