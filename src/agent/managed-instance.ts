@@ -62,7 +62,8 @@ export function newManaged(
 export function toStatus(inst: Managed): InstanceStatus {
   const status: InstanceStatus = { id: inst.id, generation: inst.generation, state: inst.state };
   if (inst.port !== undefined && inst.state !== "exited") status.port = inst.port;
-  if (inst.pid !== undefined) status.pid = inst.pid;
+  // A container that is not running has no pid (the engine says 0), and the API takes none below 1.
+  if (inst.pid !== undefined && inst.pid > 0) status.pid = inst.pid;
   if (inst.startedAt) status.startedAt = inst.startedAt;
   if (inst.message) status.message = inst.message;
   if (inst.state === "exited") {
