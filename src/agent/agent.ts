@@ -274,6 +274,17 @@ export class Agent {
     this.#log.info("stopped", { node: this.#options.name, instances: this.#instances.size });
   }
 
+  /**
+   * Stops every instance its drivers run (processes and containers), after
+   * stop(): herd up's own stop, which takes the apps down with it. Returns
+   * how many it stopped.
+   */
+  async stopInstances(graceMs: number): Promise<number> {
+    const running = (await this.#driver.list()).filter((p) => p.state === "running");
+    await Promise.all(running.map((p) => this.#driver.stop(p.id, graceMs)));
+    return running.length;
+  }
+
   /** Where this agent serves its metrics, while it does. */
   get metricsUrl(): string | undefined {
     return this.#metricsServer?.url;

@@ -72,7 +72,7 @@ const HELP = {
                [--no-example] [--keep-apps] [--no-login] [--tls] [--max-upload-mb 200] [--keep-releases 50] [--node-lost-after 9] [--unit-cpu 0.1] [--unit-memory 128Mi] [--cpu-overcommit 2]
        [--cpu N] [--memory 4Gi] [--metrics-max-size 1Gi] [--metrics-retention 24h] [--metrics-downsampled-retention 30d] [--scrape-interval 15s] [--metrics-remote-write URL] [--alert-interval 15s]
        [--allow-fetch CIDR[,CIDR]...] [--jwks-dir DIR] [--machine-provider exec:CMD|URL ...]
-       [--gateway-hold-max 100] [--gateway-hold-timeout 30s]
+       [--gateway-hold-max 100] [--gateway-hold-timeout 30s] [--docker | --docker-socket PATH]
 
 Runs the whole platform on this machine in the foreground: the control plane
 (API), one agent and the gateway (its own processes: one, or a primary and
@@ -124,6 +124,11 @@ the admin token. --tls serves the API over HTTPS with a certificate signed by
 a CA made in DIR/tls (ca-cert.pem: give it to agents and gateways with --ca);
 off by default (docs/nodes-and-credentials.md).
 Route JWKS files are read only from --jwks-dir (default DIR/jwks).
+--docker runs containers too (runtime: docker, image:) on herd's own Docker
+engine in DIR/dockerd, as root (Debian's docker.io and busybox-static are
+installed when missing); it stops with the apps (Ctrl-C, herd down).
+--docker-socket PATH uses an engine that runs already, e.g. /run/docker.sock
+(docs/containers.md).
 ${FETCH_HELP}
 ${MACHINE_HELP}
 ${TRACES_HELP}`,
@@ -269,9 +274,12 @@ export async function runUp(argv: string[]): Promise<number> {
     ...FETCH_FLAGS,
     ...MACHINE_FLAGS,
     "jwks-dir": { type: "string" },
+    docker: { type: "boolean" },
+    "docker-socket": { type: "string" },
   });
   if (!v) return 0;
   const dataDir = resolve(v.data as string);
+  const docker = await upDocker(v.docker === true, v["docker-socket"] as string | undefined, dataDir);
   await ensureDaemonRuntime(v.small ? "up-small" : "up", dataDir);
   const allowFetch = allowFetchOf(v);
   // --public as root: the standard ports, which only root may bind.
@@ -312,8 +320,36 @@ export async function runUp(argv: string[]): Promise<number> {
           },
         }
       : {}),
+    ...(docker === undefined ? {} : { docker }),
     ...(v["no-login"] ? {} : { signIn: (server) => signInCli(dataDir, server) }),
   });
+}
+
+/**
+ * `herd up --docker`: herd's own engine under DIR/dockerd, whose binaries
+ * (Debian's docker.io and busybox-static) are installed when missing, as
+ * root; it needs root to run. `--docker-socket PATH`: an engine that runs.
+ */
+async function upDocker(
+  own: boolean,
+  socket: string | undefined,
+  dataDir: string,
+): Promise<{ dockerd: string } | { socket: string } | undefined> {
+  if (own && socket !== undefined)
+    throw new HerdError(
+      "invalid",
+      "--docker and --docker-socket do not go together: one engine or the other",
+    );
+  if (socket !== undefined) return { socket: resolve(socket) };
+  if (!own) return undefined;
+  if (process.getuid?.() !== 0)
+    throw new HerdError(
+      "invalid",
+      "--docker starts herd's own Docker engine, which needs root; give an engine you may use with --docker-socket PATH",
+    );
+  const { ensureDebianPackages } = await import("../common/debian-packages.ts");
+  await ensureDebianPackages({ dockerd: "docker.io", busybox: "busybox-static" });
+  return { dockerd: join(dataDir, "dockerd") };
 }
 
 /**
@@ -628,6 +664,7 @@ export async function runDown(argv: string[]): Promise<number> {
     ...(stopped.instances > 0
       ? [`${stopped.instances} app instance${stopped.instances === 1 ? "" : "s"}`]
       : []),
+    ...(stopped.engine ? ["herd's Docker engine"] : []),
   ];
   process.stdout.write(
     parts.length === 0

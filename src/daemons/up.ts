@@ -2,7 +2,8 @@
  * `herd up`: the whole platform on this machine.
  *
  *   herd up ─► control plane (API, store, controllers; this process)
- *           ─► agent (this process; instances in their own process groups, adopted after a crash)
+ *           ─► agent (this process; instances in their own process groups, adopted after a crash;
+ *                     with --docker or --docker-socket also containers, docs/containers.md)
  *           ─► gateway (its own session: outlives this process; adopted or handed off, platform-gateway.ts)
  *           ─► on the first start, a deploy of examples/hello
  *
@@ -29,6 +30,8 @@ import { untilSignal } from "./signals.ts";
 
 /** Where `herd up` records its own process (for `herd down`). */
 export const UP_RECORD = "server-process.json";
+/** Where `herd up --docker`/`--docker-socket` records its engine (for `herd down`): UpOptions.docker. */
+export const DOCKER_RECORD = "docker.json";
 
 /** How `herd up` runs. */
 export interface UpOptions {
@@ -61,6 +64,12 @@ export interface UpOptions {
   cpuOvercommit?: number;
   /** What the agent offers instead of the machine's cores and memory (`--cpu`, `--memory`). */
   capacity?: { cpu?: number; memory?: number };
+  /**
+   * Containers (`runtime: docker`, `image:`) for the agent: `dockerd` is herd's
+   * own engine under that dir (started unless one runs there; stopped with
+   * the apps), `socket` an engine that runs already (docs/containers.md).
+   */
+  docker?: { dockerd: string } | { socket: string };
   /** Signs the CLI in to this server (cli/config.ts); says how, for the start banner. */
   signIn?: (server: { url: string; token: string; ca?: string }) => Promise<string>;
 }
@@ -72,6 +81,9 @@ export async function runUp(options: UpOptions): Promise<number> {
   const server = await startServer({ ...options.server, dataDir, logger });
   const upRecord = recordOf(process.pid);
   writeRecord(join(dataDir, UP_RECORD), upRecord);
+  // For herd down, which stops the containers (and herd's own engine) also when this process is gone.
+  if (options.docker !== undefined)
+    writeFileSync(join(dataDir, DOCKER_RECORD), `${JSON.stringify(options.docker)}\n`);
   const driver = new ProcessDriver({
     stateRoot: join(dataDir, "agent", "driver"),
     logger: logger.child("driver"),
@@ -94,6 +106,11 @@ export async function runUp(options: UpOptions): Promise<number> {
       driver,
       logger: logger.child("agent"),
       ...(options.cpuOvercommit !== undefined ? { cpuOvercommit: options.cpuOvercommit } : {}),
+      ...(options.docker === undefined
+        ? {}
+        : "dockerd" in options.docker
+          ? { dockerd: options.docker.dockerd }
+          : { dockerSocket: options.docker.socket }),
       ...(options.capacity
         ? {
             capacity: {
@@ -216,11 +233,17 @@ export async function runUp(options: UpOptions): Promise<number> {
     );
     await gateway.stop();
     await agent.stop();
-    const instances = await driver.list();
-    await Promise.all(instances.map((p) => driver.stop(p.id, 10_000)));
+    const stopped = await agent.stopInstances(10_000);
     process.stdout.write(
-      `herd stopped ${instances.length} app instance${instances.length === 1 ? "" : "s"}; the next herd up starts them again\n`,
+      `herd stopped ${stopped} app instance${stopped === 1 ? "" : "s"}; the next herd up starts them again\n`,
     );
+    // herd's own engine goes with the apps; the next herd up starts it again (an engine of the machine's stays).
+    if (options.docker !== undefined && "dockerd" in options.docker) {
+      const { stopDockerd } = await import("../agent/docker-daemon.ts");
+      await stopDockerd(options.docker.dockerd).catch((err: unknown) =>
+        logger.warn("cannot stop herd's Docker engine", { err }),
+      );
+    }
     // Nothing of herd's runs here now: its cgroups (and their real-time budgets) go too.
     const cgroups = await driver.releaseCgroups().catch((err: unknown) => {
       logger.warn("cannot remove herd's cgroups", { err });
