@@ -24,6 +24,18 @@ function progress(items: readonly Instance[], services: readonly string[], since
   };
 }
 
+/** `4 to go (…) and 4 new to run (… provisioning)`; a pet restarts in place, so it is not new. */
+export function waitingFor(left: readonly Instance[], coming: readonly Instance[]): string {
+  const parts: string[] = [];
+  if (left.length > 0) parts.push(`${left.length} to go (${left.map((i) => i.id).join(", ")})`);
+  const fresh = coming.filter((i) => i.mode !== "pet");
+  const pets = coming.filter((i) => i.mode === "pet");
+  const states = (list: readonly Instance[]) => list.map((i) => `${i.id} ${i.state}`).join(", ");
+  if (fresh.length > 0) parts.push(`${fresh.length} new to run (${states(fresh)})`);
+  if (pets.length > 0) parts.push(`${pets.length} restarted in place to run (${states(pets)})`);
+  return parts.join(" and ");
+}
+
 export const restartCommand: CommandSpec = {
   name: "restart",
   usage: "herd restart [SERVICE…] [--app NAME] [--deadline DURATION] [--no-wait]",
@@ -68,11 +80,7 @@ export const restartCommand: CommandSpec = {
         else println(ctx.stdout, `${app}: every instance of ${services.join(", ")} restarted.`);
         return 0;
       }
-      const now = `waiting for ${left.length} to go (${left.map((i) => i.id).join(", ") || "none"})${
-        coming.length > 0
-          ? ` and ${coming.length} new to run (${coming.map((i) => `${i.id} ${i.state}`).join(", ")})`
-          : ""
-      }`;
+      const now = `waiting for ${waitingFor(left, coming)}`;
       if (Date.now() >= until) {
         const why = [...left, ...coming].find((i) => i.message)?.message;
         ctx.stderr.write(

@@ -50,7 +50,7 @@ function hb(instances: InstanceStatus[] = []): Heartbeat {
 async function agentReports(
   h: Harness,
   node: string,
-  state: (i: { id: string }) => InstanceStatus["state"] | undefined,
+  state: (i: Instance) => InstanceStatus["state"] | undefined,
   base: Heartbeat = hb(),
 ) {
   // What the node was last told to run (the reply of the previous round trip).
@@ -516,6 +516,29 @@ test("a new release updates pets in place, one at a time", async () => {
   pets = await instancesOf(h);
   assert.ok(pets.every((p) => p.release === 2 && p.generation === 2 && p.state === "running"));
   assert.equal((await deployState(h, d2.id)).state, "succeeded");
+});
+
+test("a pet whose new release never becomes healthy goes back to the old one in place: same id, node and data", async () => {
+  const h = await runningOnN1({ instances: 1, mode: "pet" });
+  const [pet] = await instancesOf(h);
+  const d2 = await deploy(h, { instances: 1, mode: "pet", command: "exit 1" }, "d".repeat(64));
+  for (let n = 0; n < 8; n++) {
+    await settle(h);
+    await agentReports(h, "n1", (i) => (i.release === 1 ? "healthy" : "exited"));
+    h.clock.advance(5000);
+  }
+  await settle(h);
+  const d = await deployState(h, d2.id);
+  assert.equal(d.state, "failed");
+  assert.match(d.message, /v1 comes back in place/);
+  const alive = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.deepEqual(
+    alive.map((i) => [i.id, i.release, i.node, i.state]),
+    [[pet.id, 1, "n1", "running"]],
+    "the pet keeps its id (and so its data), not a new hello-web-1",
+  );
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.ok(events.some((e) => e.reason === "Updating" && /from v2 to v1/.test(e.message)));
 });
 
 test("pets on a lost node wait for it and run there again when it returns", async () => {

@@ -531,7 +531,7 @@ export class DeployController {
         d.tenant,
         d.app,
         "failed",
-        `${failed.value.name}: ${failed.value.message}. ${d.previous ? `v${d.previous} keeps serving.` : "Nothing was running before."}${tail}`,
+        `${failed.value.name}: ${failed.value.message}. ${d.previous ? (failed.value.spec.mode === "pet" ? `v${d.previous} comes back in place (pets are updated in place).` : `v${d.previous} keeps serving.`) : "Nothing was running before."}${tail}`,
       );
       return;
     }

@@ -142,6 +142,9 @@ export class ServiceController {
         continue;
       }
       const current = i.release === svc.release;
+      // A pet left on a release the service no longer runs (its update failed and the service went
+      // back), or of a service given up on: the rollout below updates it in place, never a new pet.
+      if (i.mode === "pet" && (!current || svc.state === "failed")) continue;
       if (i.state === "lost") {
         if (i.mode === "cattle") {
           await this.#retire(o, "NodeLost", `node ${i.node} is lost; replacing ${i.id} elsewhere`, 0);
@@ -188,6 +191,8 @@ export class ServiceController {
           message: `${service}: v${svc.release} instance ${i.id} ${why}; rollout stopped`,
           details: i.logTail,
         });
+        // A pet holds its data: it stays, and goes back to the old release in place once the service does.
+        if (i.mode === "pet") continue;
         await this.#retire(o, "RolloutFailed", "its release failed to roll out", 0);
         continue;
       }
