@@ -103,8 +103,9 @@ const BASE_PATH = "/usr/local/bin:/usr/bin:/bin";
 
 /**
  * What of the control plane's own environment a build gets: the way out to
- * the internet (a proxy) and the registry npm is pointed at, as set when herd
- * was started. Nothing else of it (tokens, paths) reaches a build.
+ * the internet (a proxy, and the CA files of a proxy that inspects TLS) and
+ * the registry npm is pointed at, as set when herd was started. Nothing else
+ * of it (tokens, paths) reaches a build.
  */
 const PASSED_ENV = [
   "HTTP_PROXY",
@@ -114,6 +115,10 @@ const PASSED_ENV = [
   "https_proxy",
   "no_proxy",
   "npm_config_registry",
+  // Where the machine's extra trusted CAs are (Node's, and OpenSSL's for git and native downloads).
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
 ];
 
 /** The PASSED_ENV entries set in `env`. */

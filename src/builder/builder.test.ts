@@ -389,6 +389,37 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     }
   });
 
+  it("builds trust what the control plane's machine trusts: its extra CA files reach the install (a TLS-inspecting proxy's CA)", async () => {
+    const set = {
+      NODE_EXTRA_CA_CERTS: "/etc/ssl/certs/extra.pem",
+      SSL_CERT_FILE: "/etc/ssl/cert.pem",
+      SSL_CERT_DIR: "/etc/ssl/certs",
+    };
+    const before = Object.fromEntries(Object.keys(set).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, set);
+    const runner = new BuildRunner({ cacheDir: join(root, "ca-cache"), scratchDir: scratch });
+    for (const [k, v] of Object.entries(before))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    const probe = `require('fs').writeFileSync('ca.json', JSON.stringify({ node: process.env.NODE_EXTRA_CA_CERTS, file: process.env.SSL_CERT_FILE, dir: process.env.SSL_CERT_DIR }))`;
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "trusting",
+        version: "1.0.0",
+        dependencies: { greet: "file:vendor/greet" },
+        scripts: { start: "node index.js", install: `node -e ${JSON.stringify(probe)}` },
+      }),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+    });
+    const { slugDir } = await build(dir, { tenant: "acme", runner });
+    assert.deepEqual(JSON.parse(await readFile(join(slugDir, "ca.json"), "utf8")), {
+      node: set.NODE_EXTRA_CA_CERTS,
+      file: set.SSL_CERT_FILE,
+      dir: set.SSL_CERT_DIR,
+    });
+  });
+
   it("install scripts reach no TCP port of this machine (the build firewall) but the proxy they are given; the rule goes with the build", {
     skip: !detectSandbox().enabled || "missing" in findNft() ? "needs root, the sandbox and nft" : false,
   }, async () => {
