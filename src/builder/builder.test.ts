@@ -277,7 +277,7 @@ describe("buildSlug", { timeout: 120_000 }, () => {
     assert.deepEqual(result.packages, expected);
     assert.deepEqual(await artifacts.getMetadata(result.slug, PACKAGES_METADATA), expected);
     assert.ok(
-      lines.includes("-----> Recorded 1 packages from node_modules/.package-lock.json for the catalog"),
+      lines.includes("-----> Recorded 1 package from node_modules/.package-lock.json for the catalog"),
       lines.join("\n"),
     );
     // Nothing to install: an empty list, not an unknown one.
@@ -287,6 +287,84 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       from: null,
       packages: [],
     });
+  });
+
+  it("runs package.json's build script with the devDependencies, then prunes them: the slug ships the output and no dev package", async () => {
+    const dir = await writeApp({
+      "package.json": JSON.stringify({
+        name: "compiled",
+        version: "1.0.0",
+        dependencies: { greet: "file:vendor/greet" },
+        devDependencies: { compiler: "file:vendor/compiler" },
+        scripts: { build: "node -e \"require('compiler')('dist/out.txt')\"", start: "node index.js" },
+      }),
+      "index.js": "",
+      "vendor/greet/package.json": JSON.stringify({ name: "greet", version: "1.0.0" }),
+      "vendor/compiler/package.json": JSON.stringify({
+        name: "compiler",
+        version: "2.0.0",
+        main: "index.js",
+      }),
+      "vendor/compiler/index.js":
+        "const fs = require('fs'); module.exports = (out) => { fs.mkdirSync('dist', { recursive: true }); fs.writeFileSync(out, 'compiled'); };\n",
+    });
+    const { result, lines, slugDir } = await build(dir);
+    const at = (line: string) => lines.indexOf(line);
+    assert.ok(
+      at("-----> Installing dependencies with npm install (devDependencies too, for the build)") >= 0,
+      lines.join("\n"),
+    );
+    assert.ok(
+      at("-----> Building with npm run build") >
+        at("-----> Installing dependencies with npm install (devDependencies too, for the build)"),
+    );
+    assert.ok(
+      at("-----> Pruning devDependencies") > at("-----> Building with npm run build"),
+      lines.join("\n"),
+    );
+    assert.equal(await readFile(join(slugDir, "dist", "out.txt"), "utf8"), "compiled");
+    assert.equal(
+      await stat(join(slugDir, "node_modules", "greet")).then(
+        () => true,
+        () => false,
+      ),
+      true,
+    );
+    assert.equal(
+      await stat(join(slugDir, "node_modules", "compiler")).then(
+        () => true,
+        () => false,
+      ),
+      false,
+    );
+    assert.deepEqual(result.packages?.packages, [{ name: "greet", version: "1.0.0" }]);
+
+    // A build script with nothing to install runs all the same; a failing one fails the build, naming it.
+    await build(
+      await writeApp({
+        "package.json": JSON.stringify({
+          name: "bare",
+          version: "1.0.0",
+          scripts: { build: "node -e \"require('fs').writeFileSync('b.txt', 'b')\"" },
+        }),
+        "server.js": "",
+      }),
+    ).then(async ({ slugDir: bare, lines: l }) => {
+      assert.ok(
+        l.includes("-----> No dependencies to install") && l.includes("-----> Building with npm run build"),
+        l.join("\n"),
+      );
+      assert.equal(await readFile(join(bare, "b.txt"), "utf8"), "b");
+    });
+    await assert.rejects(
+      build(
+        await writeApp({
+          "package.json": JSON.stringify({ name: "broken", version: "1.0.0", scripts: { build: "exit 3" } }),
+          "server.js": "",
+        }),
+      ),
+      /build failed: npm run build exited with 3/,
+    );
   });
 
   it("fails with the command, its exit code and the last lines of output", async () => {

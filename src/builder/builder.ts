@@ -3,7 +3,7 @@
  * a slug, a tarball an agent unpacks and runs as is. Dependencies are
  * installed here, once, not on every node.
  *
- *   slot → source digest → unpack → detect → install (npm, in the build sandbox) / add static server
+ *   slot → source digest → unpack → detect → install and `npm run build` (in the build sandbox) / add static server
  *        → packAll → slug digest
  *
  * Installing runs the app's own code (install scripts): BuildRunner
@@ -122,7 +122,7 @@ export async function buildSlug(options: BuildOptions): Promise<BuildResult> {
     const runtimes = options.runtimes ?? new NodeRuntimes({ dir: join(options.workDir, "node") });
     const node = await chooseNode(appDir, runtimes, options);
     const lockfile = await findLockfile(appDir);
-    await installDependencies(appDir, definition.app, runner, options, node);
+    await installAndBuild(appDir, definition.app, runner, options, node);
     const packages = await recordedPackages(appDir, lockfile, log);
     // The install scripts ran in appDir as the app's uid: what they left at .herd (a link to /etc, a
     // link named node.json) goes, and herd's own files are made new (never through a link: mkdir
@@ -178,7 +178,9 @@ async function recordedPackages(
     return undefined;
   }
   if (packages.from)
-    log(`-----> Recorded ${packages.packages.length} packages from ${packages.from} for the catalog`);
+    log(
+      `-----> Recorded ${packages.packages.length} package${packages.packages.length === 1 ? "" : "s"} from ${packages.from} for the catalog`,
+    );
   return packages;
 }
 
@@ -211,8 +213,14 @@ async function chooseNode(
   return runtimes.ensure(version, { log: options.log, signal: options.signal });
 }
 
-/** npm ci with a lockfile, npm install without; nothing when there is nothing to install. */
-async function installDependencies(
+/**
+ * npm ci with a lockfile, npm install without (nothing when there is nothing
+ * to install); then package.json's `build` script, as Heroku's Node buildpack
+ * runs it. A build needs the devDependencies (a compiler, a bundler): with a
+ * build script they are installed, and pruned once it has run, so the slug
+ * ships what `--omit=dev` would have installed.
+ */
+async function installAndBuild(
   appDir: string,
   app: string,
   runner: BuildRunner,
@@ -222,31 +230,69 @@ async function installDependencies(
   const pkgText = await readFile(join(appDir, "package.json"), "utf8").catch(() => undefined);
   if (pkgText === undefined) return;
   // detect.ts has already rejected a package.json that is not a JSON object.
-  const pkg = JSON.parse(pkgText) as { dependencies?: Record<string, string> };
+  const pkg = JSON.parse(pkgText) as {
+    dependencies?: Record<string, string>;
+    devDependencies?: Record<string, string>;
+    scripts?: Record<string, unknown>;
+  };
   const hasLock =
     (await isFile(join(appDir, "package-lock.json"))) || (await isFile(join(appDir, "npm-shrinkwrap.json")));
-  const hasDependencies = Object.keys(pkg.dependencies ?? {}).length > 0;
-  if (!hasDependencies && !hasLock) {
+  const build = typeof pkg.scripts?.build === "string" && pkg.scripts.build.trim() !== "";
+  const hasDependencies =
+    Object.keys(pkg.dependencies ?? {}).length > 0 ||
+    (build && Object.keys(pkg.devDependencies ?? {}).length > 0);
+  if (!hasDependencies && !hasLock && !build) {
     options.log("-----> No dependencies to install");
     return;
   }
-  const args = [hasLock ? "ci" : "install", "--omit=dev", "--no-audit", "--no-fund"];
-  options.log(`-----> Installing dependencies with npm ${hasLock ? "ci" : "install"}`);
   const isolation = runner.isolation();
-  options.log(
-    `       isolation: sandbox ${isolation.sandbox}, cgroups ${isolation.cgroups}, network ${isolation.network}`,
-  );
-  for (const missing of isolation.missing) options.log(`       warning: no build ${missing}`);
-  if (!node) {
-    await runNpm("npm", args, appDir, app, runner, options);
-    return;
+  const npm = await npmCommand(node);
+  const say = (line: string) => options.log(line);
+  let said = false;
+  const isolated = () => {
+    if (said) return;
+    said = true;
+    say(
+      `       isolation: sandbox ${isolation.sandbox}, cgroups ${isolation.cgroups}, network ${isolation.network}`,
+    );
+    for (const missing of isolation.missing) say(`       warning: no build ${missing}`);
+    if (node) say(`       install scripts run on Node v${node.version}`);
+  };
+  if (hasDependencies || hasLock) {
+    const how = hasLock ? "ci" : "install";
+    say(
+      `-----> Installing dependencies with npm ${how}${build ? " (devDependencies too, for the build)" : ""}`,
+    );
+    isolated();
+    // The build env says NODE_ENV=production (as Heroku's), under which npm leaves dev packages out unless told.
+    const omit = build ? ["--include=dev"] : ["--omit=dev"];
+    await runNpm(npm, [how, ...omit, "--no-audit", "--no-fund"], appDir, app, runner, options, node?.dir);
+  } else say("-----> No dependencies to install");
+  if (!build) return;
+  say("-----> Building with npm run build");
+  isolated();
+  await runNpm(npm, ["run", "build"], appDir, app, runner, options, node?.dir);
+  if (hasDependencies || hasLock) {
+    say("-----> Pruning devDependencies");
+    await runNpm(
+      npm,
+      ["prune", "--omit=dev", "--no-audit", "--no-fund"],
+      appDir,
+      app,
+      runner,
+      options,
+      node?.dir,
+    );
   }
+}
+
+/** How npm is started: herd's own, or (engines.node) on herd's Node with the app's Node first in PATH. */
+async function npmCommand(node: NodeRuntime | undefined): Promise<string> {
+  if (!node) return "npm";
   // npm itself on herd's Node (any npm runs there); install scripts and native builds on the app's, first in PATH.
   const npm = findBinary("npm");
   if (!npm) throw new HerdError("unavailable", "build failed: npm is not installed on the control plane");
-  options.log(`       install scripts run on Node v${node.version}`);
-  const command = `${shellQuote(process.execPath)} ${shellQuote(realpathSync(npm))}`;
-  await runNpm(command, args, appDir, app, runner, options, node.dir);
+  return `${shellQuote(process.execPath)} ${shellQuote(realpathSync(npm))}`;
 }
 
 function shellQuote(word: string): string {
