@@ -95,7 +95,10 @@ export interface Context {
 }
 
 /** Crash-loop backoff after `crashes` consecutive crashes: the first is retried at once, then 0.5 s, 1 s, 2 s, … capped. */
-export function backoffMs(settings: Settings, crashes: number): number {
+export function backoffMs(
+  settings: Pick<Settings, "backoffBaseMs" | "backoffMaxMs">,
+  crashes: number,
+): number {
   if (crashes <= 1) return 0;
   return Math.min(settings.backoffMaxMs, settings.backoffBaseMs * 2 ** (crashes - 2));
 }
