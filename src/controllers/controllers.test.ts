@@ -436,6 +436,15 @@ test("a release that never becomes healthy fails its deploy and the old one keep
   const d = await deployState(h, d2.id);
   assert.equal(d.state, "failed");
   assert.match(d.message, /v1 keeps serving/);
+  // Heal's RolloutFailed (planned by service-heal.ts, recorded by reconcile): one about the service,
+  // naming the deploy, and the retired instance's own.
+  const failures = (await h.ctx.events.list({ app: "hello" })).filter((e) => e.reason === "RolloutFailed");
+  assert.equal(failures.length, 2);
+  assert.match(
+    failures.find((e) => e.deploy === d2.id)?.message ?? "",
+    /^web: v2 instance hello-web-\S+ exit status unknown; rollout stopped$/,
+  );
+  assert.ok(failures.some((e) => e.message === "its release failed to roll out"));
   const svc = (await h.store.get<Service>("service", "default/hello/web"))!.value;
   assert.equal(svc.release, 1);
   const alive = (await instancesOf(h)).filter((i) => i.desired === "running");

@@ -6,6 +6,12 @@
  *                    └──────────── compare ───────────┘
  *                                   │
  *   clean up → heal (replace cattle / restart pets, with backoff) → scale → roll out → place → state
+ *                 │
+ *                 planHeal (service-heal.ts, pure): service + instances + time → a plan (the
+ *                 service's crash count, each instance's action, events, requeues); reconcile applies it
+ *
+ * Heal is planned, then applied: the decision is a pure function, its writes are reconcile's
+ * (the project's "reconcile = plan, then apply"; the other steps still decide as they write).
  *
  * It remembers nothing between calls: everything it needs is in the store, so
  * it is safe to run twice and a restarted server picks up where it was.
@@ -27,10 +33,11 @@ import { Scheduler } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
 import { placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { ClusterView } from "./cluster-view.ts";
-import { backoffMs, type Context } from "./context.ts";
+import type { Context } from "./context.ts";
 import { dependenciesDown, dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
 import { imageUserOf } from "./image-user.ts";
+import { planHeal } from "./service-heal.ts";
 import {
   allWritten,
   byOrdinalDescending,
@@ -126,108 +133,29 @@ export class ServiceController {
     let active = mine.filter((o) => o.value.desired === "running");
     const rollingOut = svc.state === "updating" || svc.state === "rolling_back";
 
-    // 2. Heal: instances that crashed, never became healthy, or whose node is lost.
-    for (const o of active) {
-      const i = o.value;
-      if (i.mode === "pet" && i.moving && i.node) {
-        // An operator moves a pet: it leaves its node (and the data there) and starts on the new one.
-        await this.#transition(
-          o,
-          { node: null, state: "pending", generation: i.generation + 1, reason: "Moving", message: "" },
-          {
-            reason: "PetMoving",
-            message: `pet ${i.id} moves off ${i.node}${i.moving.to ? ` to ${i.moving.to}` : ""}; its data stays on ${i.node}`,
-          },
-        );
-        continue;
-      }
-      const current = i.release === svc.release;
-      // A pet left on a release the service no longer runs (its update failed and the service went
-      // back), or of a service given up on: the rollout below updates it in place, never a new pet.
-      if (i.mode === "pet" && (!current || svc.state === "failed")) continue;
-      if (i.state === "lost") {
-        if (i.mode === "cattle") {
-          await this.#retire(o, "NodeLost", `node ${i.node} is lost; replacing ${i.id} elsewhere`, 0);
-        }
-        continue;
-      }
-      const startedLongAgo =
-        (i.state === "provisioning" || i.state === "ready") &&
-        now - Date.parse(i.startedAt ?? i.createdAt) > i.run.health.startupMs + 5000;
-      if (i.state !== "crashed" && !startedLongAgo) continue;
-      if (i.restartAt) {
-        // A pet already counted and waiting out its backoff.
-        const wait = Date.parse(i.restartAt) - now;
-        if (wait > 0) later(wait);
-        else await this.#restartPet(o);
-        continue;
-      }
-      const why =
-        i.state === "crashed"
-          ? i.message || "crashed"
-          : `not healthy within ${Math.round(i.run.health.startupMs / 1000)}s of starting`;
-      const crashes = svc.crashes + 1;
-      // How many of the crashes in a row were failed health checks (process up, never or no longer healthy).
-      const unhealthy =
-        (svc.crashes > 0 ? (svc.unhealthy ?? 0) : 0) +
-        (i.state === "crashed" && i.reason !== "Unhealthy" ? 0 : 1);
-      const backoffUntil = new Date(now + backoffMs(this.#ctx.settings, crashes)).toISOString();
-      if (rollingOut && current && crashes >= this.#ctx.settings.rolloutCrashLimit) {
-        await saveService({
-          ...svc,
-          crashes,
-          unhealthy,
-          state: "failed",
-          message: `v${svc.release} did not become healthy: ${why}`,
-        });
-        await this.#ctx.events.record({
-          tenant,
-          app,
-          service,
-          instance: i.id,
-          deploy: svc.deploy,
-          reason: "RolloutFailed",
-          type: "warning",
-          message: `${service}: v${svc.release} instance ${i.id} ${why}; rollout stopped`,
-          details: i.logTail,
-        });
-        // A pet holds its data: it stays, and goes back to the old release in place once the service does.
-        if (i.mode === "pet") continue;
-        await this.#retire(o, "RolloutFailed", "its release failed to roll out", 0);
-        continue;
-      }
-      if (crashes >= this.#ctx.settings.crashLoopLimit) {
-        await saveService({ ...svc, crashes, unhealthy, state: "failed", message: `crash loop: ${why}` });
-        await this.#ctx.events.record({
-          tenant,
-          app,
-          service,
-          instance: i.id,
-          reason: "CrashLoop",
-          type: "warning",
-          message: `${service}: ${crashes} crashes in a row, giving up (herd scale or a new deploy retries): ${why}`,
-          details: i.logTail,
-        });
-        await this.#retire(o, "CrashLoop", "crash loop", 0, "failed");
-        continue;
-      }
-      await saveService({ ...svc, crashes, unhealthy, backoffUntil });
-      if (i.mode === "pet") {
-        const inSeconds = Math.round((Date.parse(backoffUntil) - now) / 100) / 10;
-        await this.#transition(
-          o,
-          { state: "crashed", restartAt: backoffUntil, reason: "BackOff", message: why },
-          {
-            reason: "BackOff",
-            type: "warning",
-            message: `pet ${i.id} ${why}; restarting it in place in ${inSeconds}s`,
-            details: i.logTail,
-          },
-        );
-        later(Date.parse(backoffUntil) - now);
-      } else {
-        await this.#retire(o, "Replacing", `${i.id} ${why}; replacing it`, 0, "failed");
-      }
+    // 2. Heal: instances that crashed, never became healthy, or whose node is lost. Decided by the pure
+    //    planHeal (service-heal.ts), applied here in its order, each step as it was written before: the
+    //    service write that counts an instance's crash, then the event about the service, then the
+    //    instance's own write. The service is still written once per counted crash, not once up front
+    //    for the lot (the same final content): an instance write that fails (a conflict) then leaves
+    //    counted only the crashes up to it, not those of later instances the next pass counts again.
+    const heal = planHeal(
+      svc,
+      active.map((o) => o.value),
+      now,
+      this.#ctx.settings,
+    );
+    // `later` keeps the smallest delay, read only once the pass ends: when it is called does not matter.
+    for (const ms of heal.requeueMs) later(ms);
+    // One step per active instance, in their order; nothing reads the service between its writes.
+    for (const [n, step] of heal.steps.entries()) {
+      const o = active[n]!;
+      if (step.service) await saveService({ ...svc, ...step.service });
+      if (step.record) await this.#ctx.events.record(step.record);
+      const a = step.action;
+      if (a.kind === "move" || a.kind === "backoff") await this.#transition(o, a.patch, a.event);
+      else if (a.kind === "restart") await this.#restartPet(o);
+      else if (a.kind === "retire") await this.#retire(o, a.reason, a.message, 0, a.state);
     }
 
     // Re-read what is still active after healing: placement must see the share of a crashed or
