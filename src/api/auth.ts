@@ -85,7 +85,8 @@ export async function ensureAdminToken(
     const token = readFileSync(file, "utf8").trim();
     if (await store.get("token", hashToken(token))) return { token, file };
   }
-  const { secret } = await createToken(store, { name: "admin (herd up)", kind: "user", user: "admin" });
+  // Named after its file: each server of a shared store makes its own, and `herd tokens` says whose is whose.
+  const { secret } = await createToken(store, { name: `admin (${file})`, kind: "user", user: "admin" });
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   return { token: secret, file };
 }
