@@ -22,6 +22,8 @@ import type { Store } from "../store/store.ts";
 /** The part of an instance placement looks at (a planned one has no node yet). */
 export type PlacementSubject = Pick<Instance, "id" | "mode" | "node" | "moving"> & {
   resources: Instance["run"]["resources"];
+  /** A pet's: the node whose disk holds its volume (a pet made again after a scale down), if one does. */
+  dataOn?: string;
 };
 
 /** What the scheduler needs to know of one instance of `svc`. */
@@ -37,7 +39,9 @@ export function placementRequest(svc: Service, i: PlacementSubject): PlacementRe
     criticality: svc.spec.criticality ?? "normal",
     strategy: p?.strategy ?? "spread",
     // Pets go back to the node that holds their data (or to where an operator moves them).
-    ...(i.mode === "pet" && (i.node ?? i.moving?.to) ? { node: i.node ?? i.moving?.to } : {}),
+    ...(i.mode === "pet" && (i.node ?? i.moving?.to ?? i.dataOn)
+      ? { node: i.node ?? i.moving?.to ?? i.dataOn }
+      : {}),
     ...(p?.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
     ...(p?.tolerations ? { tolerations: p.tolerations } : {}),
     ...(p?.affinity ? { affinity: terms(p.affinity) } : {}),

@@ -355,6 +355,46 @@ test("a pet of a destroyed app is told to drop its data with its stop; a pet sca
   assert.equal(last?.discardData, true);
 });
 
+test("a pet scaled down and up again goes back to the node that holds its data, not where spread would put it", async () => {
+  const h = await runningOnN1({ instances: 1, mode: "pet" });
+  const scale = (n: number) =>
+    scaleServices(
+      { store: h.store, events: h.ctx.events, unit: h.ctx.settings.unit },
+      { tenant: "default", app: "hello", services: { web: n } },
+    );
+  await scale(0);
+  await settle(h);
+  h.clock.advance(60_000);
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  assert.deepEqual(
+    (await instancesOf(h)).filter((i) => i.desired === "running"),
+    [],
+  );
+  // n1 keeps hello-web-0's volume and says so; n2, four times as big, is where a new instance would go.
+  const big = { ...hb(), capacity: { cpu: 16, memory: 32 * 1024 ** 3 } };
+  await h.m.nodes.handleHeartbeat("n1", { ...hb(), volumes: ["hello-web-0"] });
+  await h.m.nodes.handleHeartbeat("n2", big);
+  await scale(1);
+  await settle(h);
+  const [back] = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.deepEqual([back?.id, back?.node], ["hello-web-0", "n1"]);
+
+  // Once n1 holds its volume no more (the node removed, or the data discarded), it goes where the scheduler says.
+  await scale(0);
+  await settle(h);
+  h.clock.advance(60_000);
+  await settle(h);
+  await agentReports(h, "n1", () => "healthy");
+  await settle(h);
+  await h.m.nodes.handleHeartbeat("n1", hb());
+  await scale(1);
+  await settle(h);
+  const [free] = (await instancesOf(h)).filter((i) => i.desired === "running");
+  assert.deepEqual([free?.id, free?.node], ["hello-web-0", "n2"]);
+});
+
 test("a heartbeat's pet volumes of a destroyed app are named back to discard; a live or unknown app's stay", async () => {
   const h = await runningOnN1({ instances: 1, mode: "pet" });
   await h.store.put("app_tombstone", "acme/hello", {

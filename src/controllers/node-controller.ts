@@ -157,6 +157,7 @@ export class NodeController {
       ...(prev?.draining ? { draining: true } : {}),
       ...(hb.metricsUrl ? { metricsUrl: hb.metricsUrl } : {}),
       ...(hb.slugs && hb.slugs.length > 0 ? { slugs: [...hb.slugs].sort() } : {}),
+      ...(hb.volumes && hb.volumes.length > 0 ? { volumes: [...hb.volumes].sort() } : {}),
       ...(hb.drivers && hb.drivers.length > 0 ? { drivers: hb.drivers } : {}),
       ...(hb.driverIsolation ? { driverIsolation: hb.driverIsolation } : {}),
       ...(hb.instancePorts
@@ -176,6 +177,7 @@ export class NodeController {
         prev.agentVersion,
         prev.metricsUrl,
         prev.slugs,
+        prev.volumes,
         prev.drivers,
         prev.driverIsolation,
         prev.instancePorts,
@@ -190,6 +192,7 @@ export class NodeController {
           node.agentVersion,
           node.metricsUrl,
           node.slugs,
+          node.volumes,
           node.drivers,
           node.driverIsolation,
           node.instancePorts,

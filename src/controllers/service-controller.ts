@@ -395,6 +395,18 @@ export class ServiceController {
   }
 
   /**
+   * Where a pet without a node has its data: a node whose agent reports its
+   * volume (it was scaled away, or given up on in a crash loop, and is made
+   * again under the same id). It goes back there, as a pet never moves
+   * silently; `herd instances move` or removing the node frees it.
+   */
+  #dataOn(i: Instance): { dataOn?: string } {
+    if (i.mode !== "pet" || i.node || i.moving?.to) return {};
+    const holder = this.#ctx.informer.list<Node>("node").find((o) => o.value.volumes?.includes(i.id));
+    return holder ? { dataOn: holder.value.name } : {};
+  }
+
+  /**
    * Creates `count` new instances of the service's release, placed: each is
    * written once, already on its node (or pending, saying why none fits).
    */
@@ -445,7 +457,7 @@ export class ServiceController {
       const i = o.value;
       const placement = scheduler.place(
         {
-          ...placementRequest(svc, { ...i, resources: i.run.resources }),
+          ...placementRequest(svc, { ...i, resources: i.run.resources, ...this.#dataOn(i) }),
           slug: i.run.slug,
           ...(avoid.length > 0 ? { avoid } : {}),
         },

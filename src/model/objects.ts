@@ -397,6 +397,8 @@ export interface Node {
   metricsUrl?: string;
   /** Digests of the slugs its agent holds: a release's instances start there without a download (warm). */
   slugs?: string[];
+  /** The pet volumes on its disk, by instance id: a pet made again (a scale up) goes back to its data. */
+  volumes?: string[];
   /** The runtime drivers its agent has besides process (e.g. docker); absent: process only. */
   drivers?: string[];
   /** What isolation each of those drivers gives (`isolation` is the process driver's). */
