@@ -9,8 +9,9 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 import { stopDockerd } from "../../src/agent/docker-daemon.ts";
+import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
 import { cleanupHerd, type Herd, runCli, served, startHerd } from "./harness.ts";
 
 const work = mkdtempSync(join(tmpdir(), "herd-containers-up-"));
@@ -20,6 +21,9 @@ const HOST = "boxed.localhost";
 const IN_CONTAINER = /^container=true /;
 let herd: Herd | undefined;
 let dataDir: string | undefined;
+
+// herd up --docker installs them itself when missing; here first, so that its start is not an apt-get run.
+before(() => ensureDebianPackages({ dockerd: "docker.io", busybox: "busybox-static" }));
 
 after(async () => {
   try {
