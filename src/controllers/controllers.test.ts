@@ -362,12 +362,16 @@ test("a pet scaled down and up again goes back to the node that holds its data, 
       { store: h.store, events: h.ctx.events, unit: h.ctx.settings.unit },
       { tenant: "default", app: "hello", services: { web: n } },
     );
-  await scale(0);
-  await settle(h);
-  h.clock.advance(60_000);
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  // Scaled to 0, past the drain; n1's agent stops the pet.
+  const scaledAway = async () => {
+    await scale(0);
+    await settle(h);
+    h.clock.advance(60_000);
+    await settle(h);
+    await agentReports(h, "n1", () => "healthy");
+    await settle(h);
+  };
+  await scaledAway();
   assert.deepEqual(
     (await instancesOf(h)).filter((i) => i.desired === "running"),
     [],
@@ -382,12 +386,7 @@ test("a pet scaled down and up again goes back to the node that holds its data, 
   assert.deepEqual([back?.id, back?.node], ["hello-web-0", "n1"]);
 
   // Once n1 holds its volume no more (the node removed, or the data discarded), it goes where the scheduler says.
-  await scale(0);
-  await settle(h);
-  h.clock.advance(60_000);
-  await settle(h);
-  await agentReports(h, "n1", () => "healthy");
-  await settle(h);
+  await scaledAway();
   await h.m.nodes.handleHeartbeat("n1", hb());
   await scale(1);
   await settle(h);
