@@ -281,8 +281,13 @@ export class Agent {
    */
   async stopInstances(graceMs: number): Promise<number> {
     const running = (await this.#driver.list()).filter((p) => p.state === "running");
-    await Promise.all(running.map((p) => this.#driver.stop(p.id, graceMs)));
-    return running.length;
+    // Each one is tried: one that cannot be stopped (its engine answers an error) holds up none of the others.
+    const results = await Promise.allSettled(running.map((p) => this.#driver.stop(p.id, graceMs)));
+    results.forEach((r, n) => {
+      if (r.status === "rejected")
+        this.#log.warn("cannot stop an instance", { id: running[n]?.id, err: r.reason });
+    });
+    return results.filter((r) => r.status === "fulfilled").length;
   }
 
   /** Where this agent serves its metrics, while it does. */
@@ -307,6 +312,7 @@ export class Agent {
       {
         desired,
         port: p.port,
+        ...(p.probeHost ? { probeHost: p.probeHost } : {}),
         pid: p.pid,
         startedAt: p.startedAt,
       },
@@ -646,7 +652,13 @@ export class Agent {
         ...(node ? { node } : {}),
         startCpu: START_CPU,
       });
-      Object.assign(inst, { state: "up", port: p.port, pid: p.pid, startedAt: p.startedAt });
+      Object.assign(inst, {
+        state: "up",
+        port: p.port,
+        probeHost: p.probeHost,
+        pid: p.pid,
+        startedAt: p.startedAt,
+      });
       if (p.image) this.#calls.reportImage(d, p.image);
       this.#startProbing(inst);
       this.#log.info("started", { id: d.id, generation: d.generation, pid: p.pid, port: p.port });

@@ -1,7 +1,7 @@
 /**
  * DockerApi: the Docker engine's HTTP API on its unix socket, through
  * node:http (a dozen calls; a client library would bring more than it saves).
- * Every answer outside 2xx becomes a HerdError carrying the engine's message.
+ * Every answer outside 2xx (and 304, "already so") becomes a HerdError carrying the engine's message.
  */
 
 import type { Readable } from "node:stream";
@@ -68,7 +68,8 @@ export class DockerApi {
           res.on("end", () => {
             const text = Buffer.concat(chunks).toString("utf8");
             const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) return resolve(text);
+            // 304: already so (a start of a started container, a stop of a stopped one): nothing to do.
+            if ((status >= 200 && status < 300) || status === 304) return resolve(text);
             reject(engineError(status, c, text));
           });
         },

@@ -648,6 +648,7 @@ export class DockerDriver implements RuntimeDriver {
         pid: info.State.Pid,
         port: Number(labels["herd.port"]),
         startedAt: info.State.StartedAt,
+        ...probeHostOf(info),
         state: "running",
       },
     };
@@ -782,4 +783,10 @@ export async function connectDocker(options: {
   const api = new DockerApi(options.socket);
   const baseImage = await ensureBaseImage(api, busybox);
   return new DockerDriver({ ...options, api, baseImage, busybox });
+}
+
+/** A running container's address on herd's bridge, where its health probes go (InstanceProcess.probeHost). */
+function probeHostOf(info: ContainerInspect): { probeHost?: string } {
+  const ip = info.State.Running ? info.NetworkSettings?.Networks?.[HERD_NETWORK]?.IPAddress : undefined;
+  return ip ? { probeHost: ip } : {};
 }

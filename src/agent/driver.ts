@@ -90,6 +90,12 @@ export interface InstanceProcess {
   oomKilled?: boolean;
   /** From start(): the image it runs from the local registry, by digest (`HOST:PORT/herd-build@sha256:…`). */
   image?: string;
+  /**
+   * Where its health probes go, when not 127.0.0.1: a container's own address on herd's bridge. Its
+   * published port on this machine is the engine's proxy, which takes a connection whether or not
+   * the app inside listens.
+   */
+  probeHost?: string;
 }
 
 export interface Isolation {

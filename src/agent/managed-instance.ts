@@ -16,6 +16,8 @@ export interface Managed {
   generation: number;
   state: State;
   port?: number;
+  /** Where its health probes go when not 127.0.0.1 (a container's bridge address; driver.ts probeHost). */
+  probeHost?: string;
   pid?: number;
   startedAt?: string;
   exitCode?: number | null;

@@ -38,7 +38,12 @@ export function startProbeLoop(inst: Managed, hooks: ProbeHooks): void {
       const result =
         health.kind === "process"
           ? { ok: true }
-          : await probe({ port, path: health.path, timeoutMs: health.timeoutMs });
+          : await probe({
+              port,
+              path: health.path,
+              timeoutMs: health.timeoutMs,
+              ...(inst.probeHost ? { host: inst.probeHost } : {}),
+            });
       if (run !== inst.probeRun || !RUNNING.has(inst.state)) return;
       // A new failing outcome carries the last log lines, read before the record exists, so that no
       // heartbeat sends the record without them (each line cut short: they ride every heartbeat).

@@ -231,12 +231,17 @@ export async function runUp(options: UpOptions): Promise<number> {
     process.stdout.write(
       `\n${signal}: stopping herd: the gateway, the agent, the apps' instances, the API\n`,
     );
-    await gateway.stop();
-    await agent.stop();
-    const stopped = await agent.stopInstances(10_000);
-    process.stdout.write(
-      `herd stopped ${stopped} app instance${stopped === 1 ? "" : "s"}; the next herd up starts them again\n`,
-    );
+    // Whatever fails on the way is said, and herd up still ends (its API closed, its record gone): herd down finishes.
+    try {
+      await gateway.stop();
+      await agent.stop();
+      const stopped = await agent.stopInstances(10_000);
+      process.stdout.write(
+        `herd stopped ${stopped} app instance${stopped === 1 ? "" : "s"}; the next herd up starts them again\n`,
+      );
+    } catch (err) {
+      logger.error("cannot stop all that herd up runs; herd down stops what is left", { err });
+    }
     // herd's own engine goes with the apps; the next herd up starts it again (an engine of the machine's stays).
     if (options.docker !== undefined && "dockerd" in options.docker) {
       const { stopDockerd } = await import("../agent/docker-daemon.ts");

@@ -1,6 +1,7 @@
 // Containers on one machine: `herd up --docker` starts herd's own Docker
 // engine under the data dir, and a `runtime: docker` service is served from a
-// container through the gateway. Ctrl-C (SIGTERM here) stops the container
+// container through the gateway, and one whose app does not listen is not
+// healthy. Ctrl-C (SIGTERM here) stops the container
 // and the engine with the apps; the next `herd up --docker` starts both
 // again; after a kill -9 of herd up, `herd down` stops the container and the
 // engine. The engine outlives a test that fails: it is stopped in `after`.
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { stopDockerd } from "../../src/agent/docker-daemon.ts";
 import { ensureDebianPackages } from "../../src/common/debian-packages.ts";
-import { cleanupHerd, type Herd, runCli, served, startHerd } from "./harness.ts";
+import { cleanupHerd, type Herd, runCli, served, startHerd, waitFor } from "./harness.ts";
 
 const work = mkdtempSync(join(tmpdir(), "herd-containers-up-"));
 const app = join(work, "boxed");
@@ -71,11 +72,38 @@ test("herd up --docker serves a runtime: docker service from a container; the en
   const nodes = await herd.cli(["nodes"]);
   assert.match(nodes.stdout, /process,docker/);
 
+  // A container whose app does not listen is not healthy: its checks go to the container's own address,
+  // not to its published port on this machine, where the engine's proxy takes any connection.
+  const mute = join(work, "mute");
+  mkdirSync(mute);
+  writeFileSync(join(mute, "package.json"), JSON.stringify({ name: "mute", private: true }));
+  writeFileSync(
+    join(mute, "herd.yaml"),
+    [
+      "services:",
+      "  web:",
+      "    runtime: docker",
+      "    command: sleep 60",
+      "    health: { startup: 2s }",
+      "    routes: [{ host: mute.localhost }]",
+      "",
+    ].join("\n"),
+  );
+  const silent = await herd.cli(["deploy", mute, "--deadline", "10s"]);
+  assert.notEqual(silent.code, 0, silent.stdout);
+  assert.match(silent.stdout + silent.stderr, /check 1 failed: connect to port \d+: connect ECONNREFUSED/);
+  assert.match(silent.stderr, /made no progress for 10s/);
+  assert.equal((await herd.cli(["apps", "destroy", "mute", "--confirm", "mute"])).code, 0);
+  await waitFor("mute's instances to stop and the app to go", async () => {
+    return (await herd!.api("GET", "/apps/mute")).status === 404;
+  });
+
   // Stopped on purpose: the container and herd's engine go with the apps.
   const engine = enginePid(dataDir);
   assert.ok(running(engine));
   await herd.stop();
   assert.match(herd.output(), /herd stopped 1 app instance;/);
+  assert.doesNotMatch(herd.output(), /cannot stop/);
   assert.equal(running(engine), false, "herd's Docker engine stopped with herd up");
 
   // The next start brings the engine and the container back.
