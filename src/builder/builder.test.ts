@@ -356,6 +356,30 @@ describe("buildSlug", { timeout: 120_000 }, () => {
       );
       assert.equal(await readFile(join(bare, "b.txt"), "utf8"), "b");
     });
+    // herd-build wins over build; an empty one builds nothing (a build script meant for a laptop stays there).
+    const chosen = await build(
+      await writeApp({
+        "package.json": JSON.stringify({
+          name: "chosen",
+          version: "1.0.0",
+          scripts: { build: "exit 9", "herd-build": "node -e \"require('fs').writeFileSync('h.txt', 'h')\"" },
+        }),
+        "server.js": "",
+      }),
+    );
+    assert.ok(chosen.lines.includes("-----> Building with npm run herd-build"), chosen.lines.join("\n"));
+    assert.equal(await readFile(join(chosen.slugDir, "h.txt"), "utf8"), "h");
+    const skipped = await build(
+      await writeApp({
+        "package.json": JSON.stringify({
+          name: "skipped",
+          version: "1.0.0",
+          scripts: { build: "exit 9", "herd-build": "" },
+        }),
+        "server.js": "",
+      }),
+    );
+    assert.ok(!skipped.lines.some((l) => l.startsWith("-----> Building")), skipped.lines.join("\n"));
     await assert.rejects(
       build(
         await writeApp({

@@ -215,8 +215,8 @@ async function chooseNode(
 
 /**
  * npm ci with a lockfile, npm install without (nothing when there is nothing
- * to install); then package.json's `build` script, as Heroku's Node buildpack
- * runs it. A build needs the devDependencies (a compiler, a bundler): with a
+ * to install); then package.json's `build` script (or `herd-build`, which
+ * wins), as Heroku's Node buildpack runs `build` (or `heroku-postbuild`). A build needs the devDependencies (a compiler, a bundler): with a
  * build script they are installed, and pruned once it has run, so the slug
  * ships what `--omit=dev` would have installed.
  */
@@ -237,7 +237,10 @@ async function installAndBuild(
   };
   const hasLock =
     (await isFile(join(appDir, "package-lock.json"))) || (await isFile(join(appDir, "npm-shrinkwrap.json")));
-  const build = typeof pkg.scripts?.build === "string" && pkg.scripts.build.trim() !== "";
+  // `herd-build` runs instead of `build` when there is one (as Heroku's `heroku-postbuild`); an empty one builds nothing.
+  const script = pkg.scripts?.["herd-build"] !== undefined ? "herd-build" : "build";
+  const body = pkg.scripts?.[script];
+  const build = typeof body === "string" && body.trim() !== "";
   const hasDependencies =
     Object.keys(pkg.dependencies ?? {}).length > 0 ||
     (build && Object.keys(pkg.devDependencies ?? {}).length > 0);
@@ -269,9 +272,9 @@ async function installAndBuild(
     await runNpm(npm, [how, ...omit, "--no-audit", "--no-fund"], appDir, app, runner, options, node?.dir);
   } else say("-----> No dependencies to install");
   if (!build) return;
-  say("-----> Building with npm run build");
+  say(`-----> Building with npm run ${script}`);
   isolated();
-  await runNpm(npm, ["run", "build"], appDir, app, runner, options, node?.dir);
+  await runNpm(npm, ["run", script], appDir, app, runner, options, node?.dir);
   if (hasDependencies || hasLock) {
     say("-----> Pruning devDependencies");
     await runNpm(
