@@ -26,6 +26,21 @@ export type PlacementSubject = Pick<Instance, "id" | "mode" | "node" | "moving">
   dataOn?: string;
 };
 
+/**
+ * Where a pet without a node has its data: the node whose agent reports its
+ * volume (it was scaled away, or given up on in a crash loop, and is made
+ * again under the same id). It goes back there, as a pet never moves
+ * silently; `herd instances move` or removing the node frees it.
+ */
+export function dataOn(
+  nodes: Iterable<Node>,
+  i: Pick<Instance, "id" | "mode" | "node" | "moving">,
+): { dataOn?: string } {
+  if (i.mode !== "pet" || i.node || i.moving?.to) return {};
+  for (const n of nodes) if (n.volumes?.includes(i.id)) return { dataOn: n.name };
+  return {};
+}
+
 /** What the scheduler needs to know of one instance of `svc`. */
 export function placementRequest(svc: Service, i: PlacementSubject): PlacementRequest {
   const p = svc.spec.placement;
@@ -118,7 +133,7 @@ export function serviceShortfall(
   );
   const requests: PlacementRequest[] = mine
     .slice(0, count)
-    .map((i) => placementRequest(svc, { ...i, resources: i.run.resources }));
+    .map((i) => placementRequest(svc, { ...i, resources: i.run.resources, ...dataOn(nodes, i) }));
   for (let n = requests.length; n < count; n++) {
     requests.push(
       placementRequest(svc, {

@@ -31,7 +31,7 @@ import { qosClass } from "../model/qos.ts";
 import type { ClusterState } from "../scheduler/cluster-state.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
 import type { StoredObject } from "../store/store.ts";
-import { placementRequest, serviceShortfall } from "./capacity-check.ts";
+import { dataOn, placementRequest, serviceShortfall } from "./capacity-check.ts";
 import { ClusterView } from "./cluster-view.ts";
 import type { Context } from "./context.ts";
 import { dependenciesDown, dependencyWait } from "./dependencies.ts";
@@ -395,18 +395,6 @@ export class ServiceController {
   }
 
   /**
-   * Where a pet without a node has its data: a node whose agent reports its
-   * volume (it was scaled away, or given up on in a crash loop, and is made
-   * again under the same id). It goes back there, as a pet never moves
-   * silently; `herd instances move` or removing the node frees it.
-   */
-  #dataOn(i: Instance): { dataOn?: string } {
-    if (i.mode !== "pet" || i.node || i.moving?.to) return {};
-    const holder = this.#ctx.informer.list<Node>("node").find((o) => o.value.volumes?.includes(i.id));
-    return holder ? { dataOn: holder.value.name } : {};
-  }
-
-  /**
    * Creates `count` new instances of the service's release, placed: each is
    * written once, already on its node (or pending, saying why none fits).
    */
@@ -447,6 +435,8 @@ export class ServiceController {
    */
   async #place(svc: Service, pending: StoredObject<Instance>[], avoid: string[] = []): Promise<void> {
     const scheduler = new Scheduler(this.#view.state(), this.#cursor);
+    // Where pets made again find their data (their volumes, as the nodes' agents report them).
+    const nodes = this.#ctx.informer.list<Node>("node").map((o) => o.value);
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
     const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
     // The placements are decided here, one after the other; their writes go out together
@@ -457,7 +447,11 @@ export class ServiceController {
       const i = o.value;
       const placement = scheduler.place(
         {
-          ...placementRequest(svc, { ...i, resources: i.run.resources, ...this.#dataOn(i) }),
+          ...placementRequest(svc, {
+            ...i,
+            resources: i.run.resources,
+            ...dataOn(nodes, i),
+          }),
           slug: i.run.slug,
           ...(avoid.length > 0 ? { avoid } : {}),
         },
