@@ -22,10 +22,11 @@ import { type AgentOptions, allocatableOf, capacityOf, DEFAULT_CPU_OVERCOMMIT } 
 import { followChanges } from "./change-wait.ts";
 import type { Containers } from "./containers.ts";
 import { ControlPlaneCalls } from "./control-plane-calls.ts";
-import type { InstanceProcess } from "./driver.ts";
+import { type InstanceProcess, stopRunning } from "./driver.ts";
 import { DriverSet } from "./driver-set.ts";
 import { DEFAULT_EVICTION_MEMORY, Evictor } from "./eviction.ts";
 import { protectedEndpoints } from "./firewall.ts";
+import { HeartbeatPacer } from "./heartbeat-pacer.ts";
 import { parseHeartbeatReply } from "./heartbeat-reply.ts";
 import { instanceEnv, internalServiceEnv } from "./instance-env.ts";
 import { refusedCredential, revokedAnswer } from "./join.ts";
@@ -85,12 +86,10 @@ export class Agent {
   #agentVersion = "unknown";
   #running = false;
   #loop: Promise<void> | undefined;
-  #wakeRequested = false;
-  #wake: (() => void) | undefined;
+  readonly #pacer = new HeartbeatPacer(STATUS_DEBOUNCE_MS);
   /** The long poll that hears of new desired instances between heartbeats (change-wait.ts). */
   #waitLoop: Promise<void> | undefined;
   readonly #waitAbort = new AbortController();
-  #debounce: NodeJS.Timeout | undefined;
   #serverAway = false;
   /** Pet volumes the control plane named for discarding (their app is gone), each removed by its instance's worker. */
   readonly #discards = new Set<string>();
@@ -229,7 +228,7 @@ export class Agent {
       signal: this.#waitAbort.signal,
       running: () => this.#running,
       serverAway: () => this.#serverAway,
-      changed: () => this.#requestWake(),
+      changed: () => this.#pacer.now(),
     });
     this.#log.info("started", {
       node: this.#options.name,
@@ -242,10 +241,10 @@ export class Agent {
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
-    this.#requestWake();
+    this.#pacer.now();
     this.#waitAbort.abort();
     await Promise.all([this.#loop, this.#waitLoop]);
-    clearTimeout(this.#debounce);
+    this.#pacer.close();
     clearInterval(this.#shipTimer);
     this.#networkPolicy?.stop();
     // Let a start or stop in progress finish, but a hung download must not hold the agent forever.
@@ -280,14 +279,7 @@ export class Agent {
    * how many it stopped.
    */
   async stopInstances(graceMs: number): Promise<number> {
-    const running = (await this.#driver.list()).filter((p) => p.state === "running");
-    // Each one is tried: one that cannot be stopped (its engine answers an error) holds up none of the others.
-    const results = await Promise.allSettled(running.map((p) => this.#driver.stop(p.id, graceMs)));
-    results.forEach((r, n) => {
-      if (r.status === "rejected")
-        this.#log.warn("cannot stop an instance", { id: running[n]?.id, err: r.reason });
-    });
-    return results.filter((r) => r.status === "fulfilled").length;
+    return stopRunning(this.#driver, await this.#driver.list(), graceMs, this.#log);
   }
 
   /** Where this agent serves its metrics, while it does. */
@@ -341,7 +333,7 @@ export class Agent {
     while (this.#running) {
       const changed = await this.#heartbeat();
       const every = Math.max(this.#heartbeatMs, this.#minIntervalMs);
-      await this.#pause(changed ? Math.min(FOLLOW_UP_MS, every) : every);
+      await this.#pacer.pause(changed ? Math.min(FOLLOW_UP_MS, every) : every, this.#running);
     }
   }
 
@@ -382,7 +374,6 @@ export class Agent {
     this.#lastSent = fingerprint;
     let reply: HeartbeatReply;
     const took = this.metrics.heartbeatSeconds.startTimer();
-    let revoked = false;
     try {
       // Hedged: a heartbeat held by a frozen leader is sent to the others too after 1 s; a follower names the leader.
       const res = await this.#calls.post(
@@ -392,7 +383,7 @@ export class Agent {
       );
       if (res.status === 401) {
         const answer = await res.text();
-        revoked = revokedAnswer(answer);
+        const revoked = revokedAnswer(answer);
         if (revoked) this.#forgetAll();
         throw new Error(refusedCredential(this.#options.dataDir, answer, revoked));
       }
@@ -403,7 +394,7 @@ export class Agent {
     } catch (err) {
       this.metrics.heartbeats.inc({ result: "error" });
       // Everything keeps running as it is (unless the credential was revoked); the next heartbeat tries again.
-      const what = revoked
+      const what = this.#revoked
         ? "heartbeat refused; retrying"
         : "heartbeat failed; instances keep running, retrying";
       if (!this.#serverAway) this.#log.warn(what, { err });
@@ -449,7 +440,7 @@ export class Agent {
       await this.#halt(inst);
       // #onExit may have marked it exited already; either way it ends exited, with the reason.
       Object.assign(inst, { state: "exited", exitCode: null, signal: "SIGTERM", message: why });
-      this.#changed();
+      this.#pacer.changed();
     } catch (err) {
       this.#log.error("cannot evict", { id, err });
     }
@@ -561,7 +552,7 @@ export class Agent {
       }
     }
     this.#log.info("config applied", { id: inst.id, version: config.version, onChange: config.onChange });
-    this.#changed();
+    this.#pacer.changed();
   }
 
   async #startInstance(d: DesiredInstance, previous: Managed | undefined): Promise<void> {
@@ -586,7 +577,7 @@ export class Agent {
     });
     inst.probes.clear();
     this.#instances.set(d.id, inst);
-    this.#changed();
+    this.#pacer.changed();
     let port: number | undefined;
     try {
       const appDir = this.#layout.appDir(d.id);
@@ -671,7 +662,7 @@ export class Agent {
       inst.logTail = await this.#tail(d.id);
       this.#log.warn("start failed", { id: d.id, generation: d.generation, err });
     }
-    this.#changed();
+    this.#pacer.changed();
   }
 
   async #stopInstance(id: string, d: DesiredInstance): Promise<void> {
@@ -687,13 +678,13 @@ export class Agent {
         id,
         newManaged(id, d.generation, "stopped", this.#layout.stateDir(id), { desired: d }),
       );
-      this.#changed();
+      this.#pacer.changed();
       return;
     }
     if (inst.state === "stopped") return;
     inst.state = "stopped";
     inst.message = undefined;
-    this.#changed();
+    this.#pacer.changed();
   }
 
   /** Removes a pet's volume (its data). */
@@ -722,7 +713,7 @@ export class Agent {
     await removeTree(this.#layout.instanceDir(inst.id));
     this.#instances.delete(inst.id);
     this.#log.info("removed", { id: inst.id });
-    this.#changed();
+    this.#pacer.changed();
   }
 
   async #onExit(p: InstanceProcess): Promise<void> {
@@ -747,13 +738,13 @@ export class Agent {
       inst.message = "exit status unknown (adopted: started by an earlier agent, so not this agent's child)";
     inst.logTail = tail;
     this.#log.info("exited", { id: p.id, code: inst.exitCode, signal: inst.signal });
-    this.#changed();
+    this.#pacer.changed();
   }
 
   #startProbing(inst: Managed): void {
     startProbeLoop(inst, {
       tail: (id) => this.#tail(id),
-      changed: () => this.#changed(),
+      changed: () => this.#pacer.changed(),
       started: (id, cpuLimit) => this.#started(id, cpuLimit),
     });
   }
@@ -789,33 +780,5 @@ export class Agent {
       "apps on this node can require() packages they do not ship from node_modules above the data dir (no sandbox: not root); keep the data dir outside Node projects",
       { nodeModules: nodeModulesAbove },
     );
-  }
-
-  // A status change goes up at once (debounced, so a burst of changes is one heartbeat).
-  #changed(): void {
-    if (this.#debounce) return;
-    this.#debounce = setTimeout(() => {
-      this.#debounce = undefined;
-      this.#requestWake();
-    }, STATUS_DEBOUNCE_MS);
-  }
-
-  #requestWake(): void {
-    this.#wakeRequested = true;
-    this.#wake?.();
-  }
-
-  async #pause(ms: number): Promise<void> {
-    if (!this.#wakeRequested && this.#running) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    this.#wake = undefined;
-    this.#wakeRequested = false;
   }
 }

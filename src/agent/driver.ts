@@ -7,6 +7,7 @@
  * reports exits, and after an agent restart finds what it left running.
  */
 
+import type { Logger } from "../common/log.ts";
 import type { Resources } from "../model/objects.ts";
 import type { InstanceUsage, Peers } from "../model/protocol.ts";
 import type { ProtectedEndpoint } from "./firewall.ts";
@@ -163,4 +164,24 @@ export interface RuntimeDriver {
   setNetworkPolicy?(policy: NetworkPolicy): void;
   /** Weighs all instances together as `cores` busy processes against the machine's other work (cgroups.ts setParentCpuWeight). */
   shareCpu?(cores: number): void;
+}
+
+/**
+ * Stops those of `processes` that run, each on its own: one that cannot be
+ * stopped (its engine answers an error) is logged and holds up none of the
+ * others. Returns how many stopped. herd up's stop with its apps and herd down
+ * use it, for every driver.
+ */
+export async function stopRunning(
+  driver: Pick<RuntimeDriver, "stop">,
+  processes: readonly InstanceProcess[],
+  graceMs: number,
+  log: Logger,
+): Promise<number> {
+  const running = processes.filter((p) => p.state === "running");
+  const results = await Promise.allSettled(running.map((p) => driver.stop(p.id, graceMs)));
+  results.forEach((r, n) => {
+    if (r.status === "rejected") log.warn("cannot stop an instance", { id: running[n]?.id, err: r.reason });
+  });
+  return results.filter((r) => r.status === "fulfilled").length;
 }

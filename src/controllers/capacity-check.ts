@@ -27,16 +27,14 @@ export type PlacementSubject = Pick<Instance, "id" | "mode" | "node" | "moving">
 };
 
 /**
- * Where a pet without a node has its data: the node whose agent reports its
- * volume (it was scaled away, or given up on in a crash loop, and is made
- * again under the same id). It goes back there, as a pet never moves
- * silently; `herd instances move` or removing the node frees it.
+ * Where a pet has its data: the node whose agent reports its volume. A pet
+ * made again under the same id (scaled away and back, given up on in a crash
+ * loop) goes back there, as a pet never moves silently (placementRequest: its
+ * own node, then where an operator moves it, then this one); removing the
+ * node frees it.
  */
-export function dataOn(
-  nodes: Iterable<Node>,
-  i: Pick<Instance, "id" | "mode" | "node" | "moving">,
-): { dataOn?: string } {
-  if (i.mode !== "pet" || i.node || i.moving?.to) return {};
+export function dataOn(nodes: Iterable<Node>, i: Pick<Instance, "id" | "mode">): { dataOn?: string } {
+  if (i.mode !== "pet") return {};
   for (const n of nodes) if (n.volumes?.includes(i.id)) return { dataOn: n.name };
   return {};
 }

@@ -14,6 +14,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { stopRunning } from "../agent/driver.ts";
 import { ProcessDriver } from "../agent/process-driver.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { recordFile, runningGateway } from "./platform-gateway.ts";
@@ -52,9 +53,7 @@ export async function stopPlatform(dataDir: string): Promise<DownResult> {
   if (existsSync(stateRoot)) {
     const driver = new ProcessDriver({ stateRoot, logger: logger.child("driver") });
     try {
-      const running = (await driver.recover()).filter((p) => p.state === "running");
-      await Promise.all(running.map((p) => driver.stop(p.id, 10_000)));
-      result.instances = running.length;
+      result.instances = await stopRunning(driver, await driver.recover(), 10_000, logger);
       // The driver made herd's cgroups again as it started (detectCgroups): nothing runs in them now.
       await driver.releaseCgroups();
     } finally {
@@ -96,9 +95,7 @@ async function stopContainers(
       logger: logger.child("docker"),
     });
     try {
-      const running = (await driver.recover()).filter((p) => p.state === "running");
-      await Promise.all(running.map((p) => driver.stop(p.id, 10_000)));
-      stopped = running.length;
+      stopped = await stopRunning(driver, await driver.recover(), 10_000, logger);
     } finally {
       driver.close();
     }
