@@ -216,9 +216,10 @@ async function chooseNode(
 /**
  * npm ci with a lockfile, npm install without (nothing when there is nothing
  * to install); then package.json's `build` script (or `herd-build`, which
- * wins), as Heroku's Node buildpack runs `build` (or `heroku-postbuild`). A build needs the devDependencies (a compiler, a bundler): with a
- * build script they are installed, and pruned once it has run, so the slug
- * ships what `--omit=dev` would have installed.
+ * wins), as Heroku's Node buildpack runs `build` (or `heroku-postbuild`). A
+ * build needs the devDependencies (a compiler, a bundler): with a build
+ * script they are installed, and pruned once it has run, so the slug ships
+ * what `--omit=dev` would have installed.
  */
 async function installAndBuild(
   appDir: string,
@@ -241,13 +242,12 @@ async function installAndBuild(
   const script = pkg.scripts?.["herd-build"] !== undefined ? "herd-build" : "build";
   const body = pkg.scripts?.[script];
   const build = typeof body === "string" && body.trim() !== "";
-  const hasDependencies =
+  const install =
+    hasLock ||
     Object.keys(pkg.dependencies ?? {}).length > 0 ||
     (build && Object.keys(pkg.devDependencies ?? {}).length > 0);
-  if (!hasDependencies && !hasLock && !build) {
-    options.log("-----> No dependencies to install");
-    return;
-  }
+  if (!install) options.log("-----> No dependencies to install");
+  if (!install && !build) return;
   const isolation = runner.isolation();
   const npm = await npmCommand(node);
   const say = (line: string) => options.log(line);
@@ -261,7 +261,7 @@ async function installAndBuild(
     for (const missing of isolation.missing) say(`       warning: no build ${missing}`);
     if (node) say(`       install scripts run on Node v${node.version}`);
   };
-  if (hasDependencies || hasLock) {
+  if (install) {
     const how = hasLock ? "ci" : "install";
     say(
       `-----> Installing dependencies with npm ${how}${build ? " (devDependencies too, for the build)" : ""}`,
@@ -270,12 +270,12 @@ async function installAndBuild(
     // The build env says NODE_ENV=production (as Heroku's), under which npm leaves dev packages out unless told.
     const omit = build ? ["--include=dev"] : ["--omit=dev"];
     await runNpm(npm, [how, ...omit, "--no-audit", "--no-fund"], appDir, app, runner, options, node?.dir);
-  } else say("-----> No dependencies to install");
+  }
   if (!build) return;
   say(`-----> Building with npm run ${script}`);
   isolated();
   await runNpm(npm, ["run", script], appDir, app, runner, options, node?.dir);
-  if (hasDependencies || hasLock) {
+  if (install) {
     say("-----> Pruning devDependencies");
     await runNpm(
       npm,

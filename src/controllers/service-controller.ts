@@ -436,7 +436,7 @@ export class ServiceController {
   async #place(svc: Service, pending: StoredObject<Instance>[], avoid: string[] = []): Promise<void> {
     const scheduler = new Scheduler(this.#view.state(), this.#cursor);
     // Where pets made again find their data (their volumes, as the nodes' agents report them).
-    const nodes = this.#ctx.informer.list<Node>("node").map((o) => o.value);
+    const nodes = svc.spec.mode === "pet" ? this.#ctx.informer.list<Node>("node").map((o) => o.value) : [];
     // Largest first: a batch packs better, and big instances do not wait behind small ones.
     const queue = [...pending].sort((a, b) => b.value.run.resources.memory - a.value.run.resources.memory);
     // The placements are decided here, one after the other; their writes go out together
