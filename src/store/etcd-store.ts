@@ -103,8 +103,18 @@ export class EtcdStore implements Store {
   /** Closes the client and the member probes. */
   #closeClients: () => void;
 
-  private constructor(client: Etcd3, root: string, historyLimit: number, closeClients: () => void) {
+  /** One client per member, without retries (the probes'): the leader's lease keepalives go to each. */
+  readonly #members: Etcd3[];
+
+  private constructor(
+    client: Etcd3,
+    members: Etcd3[],
+    root: string,
+    historyLimit: number,
+    closeClients: () => void,
+  ) {
     this.#client = client;
+    this.#members = members;
     this.#closeClients = closeClients;
     this.#root = root;
     this.#historyLimit = historyLimit;
@@ -139,7 +149,7 @@ export class EtcdStore implements Store {
           },
         }
       : {};
-    // One client per member for the probes, without retries: a probe must reach its own member.
+    // One client per member, without retries: a probe (and a leader's keepalive) must reach its own member.
     const probes = new Map(
       hosts.map((h) => [
         h,
@@ -179,7 +189,13 @@ export class EtcdStore implements Store {
       client.close();
       for (const p of probes.values()) p.close();
     };
-    const store = new EtcdStore(client, options.root ?? "/herd/", historyLimit, closeAll);
+    const store = new EtcdStore(
+      client,
+      [...probes.values()],
+      options.root ?? "/herd/",
+      historyLimit,
+      closeAll,
+    );
     try {
       await store.revision();
       breaker.start();
@@ -552,9 +568,9 @@ export class EtcdStore implements Store {
     return res.members.flatMap((m) => [...m.clientURLs, ...m.peerURLs]);
   }
 
-  /** The client and key prefix, for leader election on the same cluster (leadership.ts). */
-  connection(): { client: Etcd3; root: string } {
-    return { client: this.#client, root: this.#root };
+  /** The client, one client per member and the key prefix, for leader election on the same cluster (leadership.ts). */
+  connection(): { client: Etcd3; members: Etcd3[]; root: string } {
+    return { client: this.#client, members: this.#members, root: this.#root };
   }
 
   #checkOpen(): void {

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { AsyncLocalStorage } from "node:async_hooks";
+import { createServer, type Server, type Socket } from "node:net";
 import { after, before, test } from "node:test";
+import { Etcd3, type ILeaseOptions, type Lease } from "etcd3";
 import { isCode } from "../common/errors.ts";
 import { silentLogger } from "../common/log.ts";
 import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.ts";
 import { EtcdStore } from "./etcd-store.ts";
-import { EtcdLeadership, SoleLeadership, type Term } from "./leadership.ts";
+import { EtcdLeadership, keepaliveOn, SoleLeadership, type Term } from "./leadership.ts";
 
 let cluster: EtcdCluster;
 before(async () => {
@@ -19,10 +21,24 @@ after(async () => {
  * A server's part: its store, its election, and a record of its terms.
  * `lostAnswers`: that many of its election's first transactions are committed
  * and then fail as if their answer had been lost on the way back.
+ * `keepaliveThroughPool`: what a lease's own keepalive does, which goes
+ * through the client's pool ("stuck": it never answers, as when the pool picked
+ * a member cut off the network). `members`: the clients keepalives go to
+ * (default: the store's one per member).
  */
-async function server(root: string, member: number, lostAnswers = 0) {
+async function server(
+  root: string,
+  member: number,
+  options: { lostAnswers?: number; keepaliveThroughPool?: "stuck"; members?: Etcd3[] } = {},
+) {
+  let lostAnswers = options.lostAnswers ?? 0;
   const store = await EtcdStore.open({ endpoints: [cluster.endpoints[member]], root });
-  const { client } = store.connection();
+  const { client, members } = store.connection();
+  const lease = (ttl: number, opts?: ILeaseOptions): Lease => {
+    const l = client.lease(ttl, opts);
+    if (options.keepaliveThroughPool === "stuck") l.keepaliveOnce = () => new Promise(() => {});
+    return l;
+  };
   const kv = new Proxy(client.kv, {
     get: (t, p) =>
       p === "txn"
@@ -33,8 +49,16 @@ async function server(root: string, member: number, lostAnswers = 0) {
           }
         : Reflect.get(t, p),
   });
-  const wrapped = new Proxy(client, { get: (t, p) => (p === "kv" ? kv : Reflect.get(t, p)) });
-  const leadership = new EtcdLeadership({ client: wrapped, root, ttlSeconds: 2, logger: silentLogger });
+  const wrapped = new Proxy(client, {
+    get: (t, p) => (p === "kv" ? kv : p === "lease" ? lease : Reflect.get(t, p)),
+  });
+  const leadership = new EtcdLeadership({
+    client: wrapped,
+    members: options.members ?? members,
+    root,
+    ttlSeconds: 2,
+    logger: silentLogger,
+  });
   const terms: string[] = [];
   /** Runs work in the context of the last term this server began (its fence), as a controller's timer would. */
   let inTerm: (<R>(fn: () => R) => R) | undefined;
@@ -128,7 +152,7 @@ test("leadership: a deposed leader's write fails and writes nothing; the new lea
 
 test("leadership: a won election whose answer was lost leads at once, not after its own lease expires", async () => {
   const root = `/lead-${process.pid}-4/`;
-  const a = await server(root, 0, 1);
+  const a = await server(root, 0, { lostAnswers: 1 });
   try {
     const took = await until("a leads", () => a.leadership.leading, 5000);
     // Asking again would find the key its lost answer made, held by its own lease for 2 s.
@@ -162,6 +186,54 @@ test("leadership: a closing leader hands over at once; a dead one within the lea
   } finally {
     await b.close().catch(() => {});
     await c.close().catch(() => {});
+  }
+});
+
+/** A "member" that takes connections and never answers: one cut off the network, as a client sees it. */
+async function silentMember(): Promise<{ client: Etcd3; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const srv: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const { port } = srv.address() as { port: number };
+  const client = new Etcd3({ hosts: [`http://127.0.0.1:${port}`] });
+  return {
+    client,
+    close: async () => {
+      client.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => srv.close(resolve));
+    },
+  };
+}
+
+test("leadership: a keepalive stuck on a member that does not answer renews through the others; the leader keeps leading", async () => {
+  const root = `/lead-${process.pid}-5/`;
+  const silent = await silentMember();
+  const good = new Etcd3({ hosts: [cluster.endpoints[1] as string] });
+  // The pool's keepalive never answers; a 2 s lease is gone in 2 s unless another way renews it.
+  const a = await server(root, 0, { keepaliveThroughPool: "stuck", members: [silent.client, good] });
+  try {
+    await until("a leads", () => a.leadership.leading);
+    const led = Date.now();
+    await until("three leases long", () => Date.now() - led > 6000 || !a.leadership.leading, 8000);
+    assert.deepEqual(a.terms, ["begin"], "the leader stepped down");
+    assert.equal(a.leadership.leading, true);
+    // One keepalive: answered within its deadline by the member that answers, not held by the one that does not.
+    const lease = good.lease(5, { autoKeepAlive: false });
+    const id = await lease.grant();
+    const start = Date.now();
+    const ttl = await Promise.any([keepaliveOn(silent.client, id, 1000), keepaliveOn(good, id, 1000)]);
+    assert.ok(ttl > 0 && Date.now() - start < 500, `ttl ${ttl} after ${Date.now() - start} ms`);
+    await assert.rejects(keepaliveOn(silent.client, id, 300), /deadline/i);
+    await lease.revoke();
+    assert.equal(await keepaliveOn(good, id, 1000), 0, "a revoked lease answers TTL 0");
+  } finally {
+    await a.close();
+    good.close();
+    await silent.close();
   }
 });
 

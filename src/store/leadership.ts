@@ -8,7 +8,9 @@
  *        │    (its answer lost: the key held by this lease is a win; else the lease is revoked)
  *        ├ won  ─► term.begin() inside fencing.run(fence): every write the
  *        │         controllers make compares the leader key's create revision
- *        │         (fence.ts); keepalives every TTL/3
+ *        │         (fence.ts); keepalives every TTL/3, each sent to every
+ *        │         member at once (one answer renews: a member cut off the
+ *        │         network cannot hold the renewal back)
  *        │    lost when: etcd says the lease expired, no keepalive answered
  *        │    for a TTL (a partition, a SIGSTOP), or a fenced write was refused
  *        │    ─► term.end() ─► campaign again
@@ -83,6 +85,12 @@ export class SoleLeadership implements Leadership {
 /** Options of EtcdLeadership. */
 export interface EtcdLeadershipOptions {
   client: Etcd3;
+  /**
+   * One client per etcd member (the store's, without retries): each keepalive
+   * goes to all of them. Without, it goes through `client`, which picks a
+   * member at random and may pick one that no longer answers.
+   */
+  members?: Etcd3[];
   root: string;
   /** Lease TTL in seconds (default 5): a dead leader is replaced after about this long. */
   ttlSeconds?: number;
@@ -92,6 +100,7 @@ export interface EtcdLeadershipOptions {
 /** Leader election on etcd with a lease, and the fence for the leader's writes. */
 export class EtcdLeadership implements Leadership {
   readonly #client: Etcd3;
+  readonly #members: Etcd3[];
   readonly #key: string;
   readonly #ttlMs: number;
   readonly #logger: Logger;
@@ -103,6 +112,7 @@ export class EtcdLeadership implements Leadership {
 
   constructor(options: EtcdLeadershipOptions) {
     this.#client = options.client;
+    this.#members = options.members ?? [];
     this.#key = `${options.root}leader`;
     this.#ttlMs = (options.ttlSeconds ?? 5) * 1000;
     this.#logger = options.logger;
@@ -202,10 +212,10 @@ export class EtcdLeadership implements Leadership {
     let renewed = askedAt;
     const keepalive = setInterval(() => {
       const sent = Date.now();
-      lease
-        .keepaliveOnce()
-        .then(() => {
-          renewed = Math.max(renewed, sent);
+      this.#keepalive(lease, this.#ttlMs / 3)
+        .then((ttl) => {
+          if (ttl > 0) renewed = Math.max(renewed, sent);
+          else depose("lease lost: etcd says it expired");
         })
         .catch(() => {});
     }, this.#ttlMs / 3);
@@ -228,6 +238,34 @@ export class EtcdLeadership implements Leadership {
     await term.end().catch((err) => this.#logger.warn("stopping the controllers failed", { err }));
     // Hands over at once when the lease still exists (closing).
     await lease.revoke().catch(() => {});
+  }
+
+  /** One keepalive: the lease's TTL from the first member that answers (0: expired), or the last error. */
+  async #keepalive(lease: Lease, timeoutMs: number): Promise<number> {
+    if (this.#members.length === 0) {
+      await lease.keepaliveOnce();
+      return 1;
+    }
+    const id = await lease.grant();
+    return Promise.any(this.#members.map((member) => keepaliveOn(member, id, timeoutMs)));
+  }
+}
+
+/**
+ * Sends one keepalive of lease `id` through `member`'s client (a member
+ * passes it to etcd's leader): the TTL left, 0 when the lease expired.
+ * Fails when no answer comes within `timeoutMs`.
+ */
+export async function keepaliveOn(member: Etcd3, id: string, timeoutMs: number): Promise<number> {
+  const stream = await member.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      stream.on("data", (res) => resolve(Number(res.TTL)));
+      stream.on("error", reject);
+      stream.write({ ID: id });
+    });
+  } finally {
+    stream.end();
   }
 }
 

@@ -101,8 +101,11 @@ export async function openStoreSpec(
 
 /** Who leads among the servers sharing `store`: an etcd election, or this server alone on SQLite. */
 export function openLeadership(store: Store, logger: Logger, ttlSeconds?: number): Leadership {
-  const connection = (store as { connection?: () => { client: import("etcd3").Etcd3; root: string } })
-    .connection;
+  const connection = (
+    store as {
+      connection?: () => { client: import("etcd3").Etcd3; members: import("etcd3").Etcd3[]; root: string };
+    }
+  ).connection;
   if (!connection) return new SoleLeadership();
   return new EtcdLeadership({ ...connection.call(store), logger, ...(ttlSeconds ? { ttlSeconds } : {}) });
 }
