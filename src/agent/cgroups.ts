@@ -569,7 +569,7 @@ export function readOomKills(cg: InstanceCgroup): number | undefined {
 }
 
 /** Pids of every process in the cgroup (all v1 trees together). */
-export function cgroupPids(cg: InstanceCgroup): number[] {
+export function cgroupPids(cg: Pick<InstanceCgroup, "dirs">): number[] {
   const pids = new Set<number>();
   for (const d of cg.dirs) {
     const text = readOptional(join(d, "cgroup.procs")) ?? "";

@@ -14,24 +14,24 @@
  * Between windows, each critical instance in real time is read against one
  * period's budget (budgetLeftMs), next within the budget it has left
  * (nextBudgetCheckMs): a load step takes it out of real time before the
- * kernel stops it for the rest of a period.
+ * kernel stops it for the rest of a period. That check runs in a thread of
+ * its own (budget-check.ts), off herd up's busy event loop.
  *
  * A failure to switch a policy or write a weight is logged; the next window
  * tries again.
  */
 
 import type { Logger } from "../common/log.ts";
-import { cgroupPids, type InstanceCgroup, processTree, REALTIME_PERIOD_US, setCpuWeight } from "./cgroups.ts";
+import { BudgetThread, type Demoted, type Watched } from "./budget-check.ts";
+import { cgroupPids, type InstanceCgroup, processTree, setCpuWeight } from "./cgroups.ts";
 import { setRunningPolicy } from "./cpu-policy.ts";
 import { judgeContention, newSqueezeState } from "./cpu-squeeze.ts";
 import {
-  budgetLeftMs,
   demote,
   GUARD_INTERVAL_MS,
   type GuardState,
   judge,
   newGuardState,
-  nextBudgetCheckMs,
   runsInRealtime,
   type Sample,
   threadSchedstats,
@@ -59,13 +59,21 @@ export class CpuGuard {
   #platform: { pid: number; realtime: boolean } | undefined;
   /** Instances the budget check took out of real time, until they return. */
   readonly #bursts = new Set<string>();
-  /** Readings of each critical instance in real time over the last period, oldest first (#checkBudgets). */
-  readonly #recent = new Map<string, Sample[]>();
+  /** The budget check between windows, in its own thread. */
+  readonly #budget = new BudgetThread(
+    (d) => this.#budgetDemoted(d),
+    ({ realtime, why }) =>
+      realtime
+        ? this.#log.debug("the real-time budget check runs in its own thread, itself in real time")
+        : this.#log.warn(
+            "the real-time budget check runs at the default policy: a critical instance in a load step may wait for it",
+            { why },
+          ),
+  );
+  /** Each critical instance's stay in real time (Watched.epoch), by id. */
+  readonly #epochs = new Map<string, number>();
+  #epoch = 0;
   readonly #timer: NodeJS.Timeout;
-  #budgetTimer: NodeJS.Timeout | undefined;
-  /** When the budget check was due (performance.now()): how late it ran is logged with a switch. */
-  #budgetDue = 0;
-  #closed = false;
 
   /** Starts the windows over the instances `running` lists each time. */
   constructor(log: Logger, running: () => Iterable<GuardedInstance>) {
@@ -73,20 +81,11 @@ export class CpuGuard {
     this.#running = running;
     this.#timer = setInterval(() => this.#window(), GUARD_INTERVAL_MS);
     this.#timer.unref();
-    this.#scheduleBudgetCheck(nextBudgetCheckMs([]));
   }
 
   close(): void {
-    this.#closed = true;
     clearInterval(this.#timer);
-    clearTimeout(this.#budgetTimer);
-  }
-
-  #scheduleBudgetCheck(ms: number): void {
-    if (this.#closed) return;
-    this.#budgetDue = performance.now() + ms;
-    this.#budgetTimer = setTimeout(() => this.#scheduleBudgetCheck(this.#checkBudgets()), ms);
-    this.#budgetTimer.unref();
+    this.#budget.close();
   }
 
   /** The gateway `pid` (its cgroup has a real-time budget): in real time while a critical instance runs. */
@@ -135,7 +134,9 @@ export class CpuGuard {
       this.#last.delete(id);
       this.#realtime.delete(id);
       this.#bursts.delete(id);
+      this.#epochs.delete(id);
     }
+    this.#watchBudgets(running);
     this.#squeezeLow(running, windows, now);
     // The gateway: in real time while a critical instance runs here, whatever its load. Its
     // period is short (cgroups.ts PLATFORM_REALTIME_PERIOD_US): held to its budget, it waits
@@ -149,47 +150,46 @@ export class CpuGuard {
       platform.realtime = realtime;
   }
 
-  /**
-   * Takes a critical instance out of real time as soon as it nears one
-   * period's budget (budgetLeftMs); says when to read again (nextBudgetCheckMs).
-   */
-  #checkBudgets(): number {
-    let any = false;
-    for (const guard of this.#realtime.values()) any ||= guard.realtime;
-    if (!any) {
-      this.#recent.clear();
-      return nextBudgetCheckMs([]);
-    }
-    const now = performance.now();
-    const lateMs = Math.round(now - this.#budgetDue);
-    const periodMs = REALTIME_PERIOD_US / 1000;
-    const watched = new Set<string>();
-    const left: number[] = [];
-    for (const { id, cgroup: cg } of this.#running()) {
+  /** Tells the budget check which instances run in real time now, each with its stay's epoch. */
+  #watchBudgets(running: GuardedInstance[]): void {
+    const watched: Watched[] = [];
+    for (const { id, cgroup: cg } of running) {
       const guard = this.#realtime.get(id);
-      const share = cg.realtime;
-      if (share === undefined || !guard?.realtime) continue;
-      const pids = cgroupPids(cg);
-      const sample = { at: now, threads: threadSchedstats(pids) };
-      const recent = this.#recent.get(id) ?? [];
-      while (recent.length > 0 && now - recent[0].at > periodMs) recent.shift();
-      const leftMs = budgetLeftMs(recent[0], sample, share, periodMs);
-      if (recent.length > 0 && leftMs <= 0) {
-        demote(guard);
-        this.#bursts.add(id);
-        const why = "it nears its real-time budget";
-        if (!this.#switchPolicy(`instance ${id}`, pids, false, { why, routine: true, checkLateMs: lateMs }))
-          guard.realtime = true;
+      if (cg.realtime === undefined || !guard?.realtime) {
+        this.#epochs.delete(id);
         continue;
       }
-      left.push(leftMs);
-      recent.push(sample);
-      this.#recent.set(id, recent);
-      watched.add(id);
+      let epoch = this.#epochs.get(id);
+      if (epoch === undefined) {
+        epoch = ++this.#epoch;
+        this.#epochs.set(id, epoch);
+      }
+      watched.push({ id, dirs: cg.dirs, share: cg.realtime, epoch });
     }
-    // Out of real time or gone: its readings start afresh when it is back.
-    for (const id of this.#recent.keys()) if (!watched.has(id)) this.#recent.delete(id);
-    return nextBudgetCheckMs(left);
+    this.#budget.watch(watched);
+  }
+
+  /** The budget check took an instance out of real time (or failed to): the guard and the log learn it. */
+  #budgetDemoted(d: Demoted): void {
+    const guard = this.#realtime.get(d.id);
+    // Already out by a window meanwhile, or out and back: a new stay, which this is not about.
+    if (!guard?.realtime || this.#epochs.get(d.id) !== d.epoch) return;
+    const what = `instance ${d.id}`;
+    if (d.error) {
+      this.#log.warn(`cannot change the scheduling policy of ${what}`, { pids: d.pids, err: d.error });
+      return;
+    }
+    demote(guard);
+    this.#bursts.add(d.id);
+    this.#epochs.delete(d.id);
+    // How late the check ran, and how long the switch took: what a load step waits for.
+    this.#log.debug(`${what} runs at the default policy`, {
+      pids: d.pids,
+      why: "it nears its real-time budget",
+      checkLateMs: d.lateMs,
+      switchMs: d.switchMs,
+    });
+    this.#watchBudgets([...this.#running()]);
   }
 
   /** cpu-squeeze.ts: the low instances to the least weight while a critical one waits, and back. */
@@ -236,20 +236,15 @@ export class CpuGuard {
     what: string,
     pids: number[],
     realtime: boolean,
-    { why, routine = false, checkLateMs }: { why?: string; routine?: boolean; checkLateMs?: number } = {},
+    { why, routine = false }: { why?: string; routine?: boolean } = {},
   ): boolean {
     try {
-      const started = performance.now();
       setRunningPolicy(pids, realtime);
       this.#log[routine ? "debug" : "info"](
         realtime ? `${what} runs in real time` : `${what} runs at the default policy`,
         {
           pids,
           ...(why ? { why } : {}),
-          // How late the budget check ran, and how long the switch took: what a load step waits for.
-          ...(checkLateMs !== undefined
-            ? { checkLateMs, switchMs: Math.round((performance.now() - started) * 10) / 10 }
-            : {}),
         },
       );
       return true;

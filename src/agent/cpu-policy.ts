@@ -72,18 +72,42 @@ function loadLibc() {
       sched_setscheduler: { arguments: ["int32", "int32", "pointer"], return: "int32" },
       __errno_location: { arguments: [], return: "pointer" },
     });
-    // struct sched_param: one int, the priority (1 for SCHED_RR, 0 for SCHED_OTHER).
+    // struct sched_param: one int, the priority (1 and up for SCHED_RR, 0 for SCHED_OTHER).
     const param = Buffer.alloc(4);
     const address = ffi.getRawPointer(param);
-    /** Sets thread `tid`'s policy: 0, or the errno. */
-    return (tid: number, realtime: boolean): number => {
-      param.writeInt32LE(realtime ? 1 : 0, 0);
-      if (functions.sched_setscheduler(tid, realtime ? SCHED_RR : SCHED_OTHER, address) === 0) return 0;
+    /** Sets thread `tid`'s policy (0: the calling thread): SCHED_RR at `priority`, or the default at 0; 0, or the errno. */
+    return (tid: number, priority: number): number => {
+      param.writeInt32LE(priority, 0);
+      if (functions.sched_setscheduler(tid, priority > 0 ? SCHED_RR : SCHED_OTHER, address) === 0) return 0;
       return ffi.getInt32(functions.__errno_location());
     };
   } catch {
     return undefined;
   }
+}
+
+function libcLoadedOnce(): ReturnType<typeof loadLibc> {
+  if (!libcLoaded) {
+    libc = loadLibc();
+    libcLoaded = true;
+  }
+  return libc;
+}
+
+/** The real-time priority of instances and the gateway under SCHED_RR. */
+const INSTANCE_PRIORITY = 1;
+
+/**
+ * Puts the calling thread under SCHED_RR at a priority above the instances'
+ * (it preempts them): for the agent's budget check (budget-check.ts), which
+ * must run while the instance it watches holds a CPU in real time. Throws
+ * when that fails (no node:ffi, or no real-time budget in herd's own cgroup).
+ */
+export function runThisThreadInRealtime(): void {
+  const set = libcLoadedOnce();
+  if (!set) throw new Error("node:ffi is not available");
+  const errno = set(0, INSTANCE_PRIORITY + 1);
+  if (errno !== 0) throw new Error(`sched_setscheduler(SCHED_RR): ${errnoName(errno)}`);
 }
 
 /**
@@ -97,17 +121,14 @@ export function setRunningPolicy(
   realtime: boolean,
   find: (name: string) => string | undefined = findBinary,
 ): void {
-  if (!libcLoaded) {
-    libc = loadLibc();
-    libcLoaded = true;
-  }
-  if (!libc) {
+  const set = libcLoadedOnce();
+  if (!set) {
     setWithChrt(pids, realtime, find);
     return;
   }
   for (const pid of pids) {
     for (const tid of threadsOf(pid) ?? []) {
-      const errno = libc(Number(tid), realtime);
+      const errno = set(Number(tid), realtime ? INSTANCE_PRIORITY : 0);
       if (errno === 0 || errno === ESRCH) continue;
       const what = realtime ? "SCHED_RR" : "SCHED_OTHER";
       throw new Error(`sched_setscheduler(${tid}, ${what}) of process ${pid}: ${errnoName(errno)}`);
