@@ -205,7 +205,7 @@ export const logsCommand: CommandSpec = {
     "Print an app's recent log lines and events as `TIME SERVICE.INSTANCE | line`; with --follow, keep printing new ones. A line's trace id shows as `trace=ID`: `herd trace ID` opens the trace.",
   flags: [
     APP_FLAG_HELP,
-    ["--all", "the tenant's whole stream: every app, and platform events (node lost, …)"],
+    ["--all", "the tenant's whole stream: every app (and, for a platform admin, node events: node lost, …)"],
     ["-f, --follow", "keep the stream open, reconnecting if it drops; Ctrl-C stops"],
     ["--service S", "only this service"],
     ["--instance I", "only this instance"],

@@ -506,7 +506,7 @@ test("a lost node's cattle move to another node", async () => {
     alive.every((i) => i.node === "n2"),
     "replacements on the node that is left",
   );
-  const events = await h.ctx.events.list({});
+  const events = await h.ctx.events.list({ platform: true });
   assert.ok(events.some((e) => e.reason === "NodeLost"));
 });
 

@@ -117,13 +117,21 @@ export class EventRecorder {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Events in time order: one app's (tenant and app given), or everyone's. */
-  async list(options: { tenant?: string; app?: string; limit?: number } = {}): Promise<Event[]> {
+  /**
+   * Events in time order: one app's (tenant and app given), or the tenant's;
+   * `platform`: with the platform's own (nodes, machines), which only a
+   * platform admin may read (they name nodes, a tenant's user sees none).
+   */
+  async list(
+    options: { tenant?: string; app?: string; limit?: number; platform?: boolean } = {},
+  ): Promise<Event[]> {
     const prefix = options.app ? `${options.tenant ?? "default"}/${options.app}/` : undefined;
     const { items } = await this.#store.list<Event>("event", { prefix });
     const tenant = options.tenant ?? "default";
-    // Without an app: this tenant's events and the platform's own (nodes), never another tenant's.
-    const events = items.map((o) => o.value).filter((e) => prefix || !e.tenant || e.tenant === tenant);
+    // Without an app: this tenant's events (and the platform's own when asked), never another tenant's.
+    const events = items
+      .map((o) => o.value)
+      .filter((e) => prefix || (e.tenant ? e.tenant === tenant : options.platform === true));
     if (!prefix) events.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const limit = options.limit ?? 100;
     return events.slice(Math.max(0, events.length - limit));

@@ -65,8 +65,10 @@ export interface LogInput {
 /** Filters; every one given must match. */
 export interface LogQuery {
   tenant: string;
-  /** One app; without it, the tenant's whole stream plus the platform's own events. */
+  /** One app; without it, the tenant's whole stream. */
   app?: string;
+  /** Without an app: the platform's own events too (nodes, machines): a platform admin's read. */
+  platform?: boolean;
   service?: string;
   instance?: string;
   stream?: LogStream;
@@ -253,7 +255,7 @@ export class LogStore {
       where.push("tenant = ?", "app = ?");
       args.push(q.tenant, q.app);
     } else {
-      where.push("tenant IN (?, '')");
+      where.push(q.platform ? "tenant IN (?, '')" : "tenant = ?");
       args.push(q.tenant);
     }
     for (const [column, value] of [

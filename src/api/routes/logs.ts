@@ -1,6 +1,6 @@
 /**
  * Logs: agents ship instance lines in; people read one app's stream or the
- * tenant's whole stream (apps + platform events), as a list, an NDJSON
+ * tenant's whole stream (apps, and platform events for a platform admin), as a list, an NDJSON
  * follow (the CLI) or Server-Sent Events.
  *
  *   POST /api/v1/logs (agent)  ─► 400 naming the field │ 429 Retry-After (queue full) │ 204
@@ -112,14 +112,21 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/logs",
     {
       schema: {
-        summary: "The tenant's whole log stream: every app's lines and the platform's events",
+        summary:
+          "The tenant's whole log stream: every app's lines (and the platform's events for a platform admin)",
         description:
           "Same filters as /apps/{app}/logs plus app. With follow=true an NDJSON stream; with Accept: text/event-stream, SSE.",
         tags: ["logs"],
         querystring: AllLogsQuery,
       },
     },
-    async (req, reply) => serveLogs(req, reply, deps, logQueryOf(req.query as LogsParams, tenantOf(req))),
+    async (req, reply) =>
+      serveLogs(
+        req,
+        reply,
+        deps,
+        logQueryOf(req.query as LogsParams, tenantOf(req), req.herd.principal.admin),
+      ),
   );
 
   api.get(
@@ -147,7 +154,7 @@ export function logRoutes(api: FastifyInstance, deps: ApiDeps): void {
         req,
         reply,
         deps.logs,
-        logQueryOf(req.query as LogsParams, tenantOf(req)),
+        logQueryOf(req.query as LogsParams, tenantOf(req), req.herd.principal.admin),
         "sse",
         deps.logsHeartbeatMs,
       );
@@ -172,10 +179,14 @@ export function sinceParam(value: string, now = Date.now()): string {
   );
 }
 
-/** The store query for validated parameters, in the request's tenant. */
-export function logQueryOf(p: LogsParams, tenant: string): LogQuery {
+/**
+ * The store query for validated parameters, in the request's tenant;
+ * `platform`: the platform's own events too (a platform admin's whole stream).
+ */
+export function logQueryOf(p: LogsParams, tenant: string, platform = false): LogQuery {
   return {
     tenant,
+    platform,
     app: p.app,
     service: p.service,
     instance: p.instance,

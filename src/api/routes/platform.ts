@@ -211,14 +211,19 @@ export function platformRoutes(api: FastifyInstance, deps: ApiDeps): void {
     "/events",
     {
       schema: {
-        summary: "Events in time order (one app's, or all)",
+        summary:
+          "Events in time order: one app's, or the tenant's (with the platform's own for a platform admin)",
         tags: ["events"],
         querystring: EventsQuery,
       },
     },
     async (req) => {
       const q = req.query as { tenant?: string; app?: string; limit?: number };
-      return { items: await deps.events.list({ tenant: tenantOf(req), app: q.app, limit: q.limit }) };
+      // The platform's own events (nodes) name nodes: for platform admins, as GET /nodes is.
+      const platform = req.herd.principal.admin;
+      return {
+        items: await deps.events.list({ tenant: tenantOf(req), app: q.app, limit: q.limit, platform }),
+      };
     },
   );
 
