@@ -118,12 +118,15 @@ export async function runGateway(argv: string[]): Promise<number> {
   return (await import("../daemons/gateway.ts")).runGateway(async () => {
     const server = (v.server as string | undefined) ?? process.env.HERD_SERVER;
     if (!server) throw new HerdError("invalid", "no server: pass --server URL or set HERD_SERVER");
-    // Its calls to the control plane run in this process and in its workers: they all trust the CA.
+    // Its calls to the control plane run in this process and in its workers: they all trust the CA
+    // (the workers are told it: NODE_EXTRA_CA_CERTS stays the machine's, for the fetches that go out).
     const caFile = (v.ca as string | undefined) ?? process.env.HERD_CA;
-    if (caFile !== undefined) trustCaInProcess(readCa(caFile), resolve(caFile));
+    const ca = caFile === undefined ? undefined : readCa(caFile);
+    if (ca !== undefined) trustCaInProcess(ca);
     const dataDir = resolve(v.data as string);
     return {
       server,
+      ...(ca === undefined ? {} : { ca }),
       token: tokenFrom(v),
       port: portOf(v.port, "port"),
       host: v.host as string,

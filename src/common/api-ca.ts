@@ -46,13 +46,12 @@ export const trusting = (dispatcher: Dispatcher | undefined): RequestInit =>
 
 /**
  * Adds the CA to the certificates every TLS client of this process trusts
- * (beside the system's): for the control plane's own calls to itself (its
- * /metrics scrape, herd up's example deploy) and for the gateway, whose calls
- * to the control plane run in a primary and in worker processes. `file` also
- * makes child processes started after this trust it (NODE_EXTRA_CA_CERTS).
+ * (beside the system's and NODE_EXTRA_CA_CERTS'): for the control plane's own
+ * calls to itself (its /metrics scrape, herd up's example deploy) and for the
+ * gateway, whose calls to the control plane run in a primary and in worker
+ * processes (each worker is told the CA, cluster.ts WorkerSettings.ca).
  */
-export function trustCaInProcess(pem: string, file?: string): void {
+export function trustCaInProcess(pem: string): void {
   const tls = nodeTls();
   tls.setDefaultCACertificates([...tls.getCACertificates("default"), pem]);
-  if (file !== undefined) process.env.NODE_EXTRA_CA_CERTS = file;
 }

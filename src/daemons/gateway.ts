@@ -8,15 +8,14 @@
  * when that parent is gone; a detached one (herd up's) lives on by itself.
  */
 
-import { startGatewayCluster } from "../gateway/cluster.ts";
+import { type GatewayClusterOptions, startGatewayCluster } from "../gateway/cluster.ts";
 import { CHILD_ENV, type ChildMessage } from "../gateway/cluster-child.ts";
 import { DEFAULT_DRAIN_MS } from "../gateway/drain.ts";
-import { type GatewayOptions, startGateway } from "../gateway/gateway.ts";
+import { startGateway } from "../gateway/gateway.ts";
 import { untilSignal } from "./signals.ts";
 
 /** How `herd gateway` runs. */
-export interface GatewayDaemonOptions extends GatewayOptions {
-  workers: number;
+export interface GatewayDaemonOptions extends GatewayClusterOptions {
   /** How long a stop may drain before open connections are cut (default 10 s). */
   drainMs?: number;
 }

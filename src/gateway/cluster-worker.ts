@@ -10,6 +10,7 @@
  */
 
 import cluster from "node:cluster";
+import { trustCaInProcess } from "../common/api-ca.ts";
 import { createLogger } from "../common/log.ts";
 import { AcmeChallenges } from "./acme-challenge.ts";
 import type {
@@ -46,6 +47,8 @@ if (!cluster.isWorker || process.env[WORKER_ENV] === undefined) {
 }
 
 const settings = JSON.parse(process.env[WORKER_ENV]) as WorkerSettings;
+// Its calls to the control plane (ACME challenges, certificates, load, spans) verify the API's certificate.
+if (settings.ca) trustCaInProcess(settings.ca);
 const logger = createLogger("herd").child(`gateway/worker-${cluster.worker?.id ?? process.pid}`);
 const proxy = new GatewayProxy({ logger, upstreamTimeoutMs: settings.upstreamTimeoutMs });
 const traces = settings.traces && tracesFor({ ...settings.traces, traceSample: settings.traces.sample });

@@ -90,6 +90,8 @@ export interface WorkerSettings {
   hold?: HoldSettings;
   /** Service discovery's internal listener: every worker listens on this loopback port (SO_REUSEPORT) and checks caller tokens with this key (base64url). */
   internal?: { port: number; key: string };
+  /** The control plane's CA (PEM), trusted beside the system's (and NODE_EXTRA_CA_CERTS, left as it was). */
+  ca?: string;
 }
 
 /** Primary → worker: the objects to build a table from. */
@@ -152,6 +154,8 @@ export interface GatewayClusterOptions extends GatewayOptions {
   workers: number;
   /** Delay before forking a replacement of a worker that died soon after it started; doubles up to `max`. Default 100 ms and 5 s. */
   restartBackoffMs?: { first: number; max: number };
+  /** The CA (PEM) that signed the control plane's certificate (`--ca`): every worker trusts it beside the system's. */
+  ca?: string;
 }
 
 /** A running gateway cluster. `table()` is the primary's copy of the table the workers serve. */
@@ -306,6 +310,7 @@ export async function startGatewayCluster(options: GatewayClusterOptions): Promi
     reusePort: options.reusePort ?? false,
     ...(options.hold ? { hold: options.hold } : {}),
     ...(internal ? { internal: { port: internal.port, key: internal.key.toString("base64url") } } : {}),
+    ...(options.ca ? { ca: options.ca } : {}),
   };
   const gatewayId = options.id ?? defaultGatewayId(port);
   // Workers accept from the shared socket themselves. With round-robin the primary accepts and

@@ -189,6 +189,8 @@ export async function startCluster(options: {
   nodeLostAfter?: number;
   /** The API over HTTPS (`herd server --tls`), verified with its CA by every client. */
   tls?: boolean;
+  /** The gateway's worker processes (`--workers`); default 1, the single-process gateway. */
+  gatewayWorkers?: number;
   /** Extra `herd server` flags. */
   serverArgs?: string[];
   /** Machines made ready but not started (named node-<agents+1>, …). */
@@ -344,7 +346,7 @@ export async function startCluster(options: {
       "--host",
       "127.0.0.1",
       "--workers",
-      "1",
+      String(options.gatewayWorkers ?? 1),
       "--metrics-port",
       "off",
       "--data",

@@ -55,7 +55,12 @@ function agentRun(args: string[]): Promise<{ code: number | null; output: string
 }
 
 test("an agent joins over TLS with a join token, runs an app, and restarts on the credential it kept", async () => {
-  cluster = await startCluster({ agents: [{ args: ["--cpu", "2", "--memory", "2Gi"] }], tls: true });
+  // The gateway with two workers: each calls the API over TLS itself (load reports, certificates).
+  cluster = await startCluster({
+    agents: [{ args: ["--cpu", "2", "--memory", "2Gi"] }],
+    tls: true,
+    gatewayWorkers: 2,
+  });
   const c = cluster;
   const [node] = c.nodes;
   assert.match(c.url, /^https:/);
@@ -84,6 +89,15 @@ test("an agent joins over TLS with a join token, runs an app, and restarts on th
     "the gateway to serve joined",
     async () => (await c.request("joined.localhost")).status === 200,
   );
+  // The workers' load reports reach the API: they trust its CA (told at fork, NODE_EXTRA_CA_CERTS left alone).
+  for (let i = 0; i < 20; i++) await c.request("joined.localhost");
+  await waitFor("the workers' load reports", async () => {
+    const load = await c.api<{ services: { figures: { requests?: number; rate?: number } | null }[] }>(
+      "GET",
+      "/apps/joined/load?window=1m",
+    );
+    return load.body.services[0]?.figures !== null;
+  });
 
   // A restart: the join token is used up, so only the kept credential can get it back in.
   await node.stop();
