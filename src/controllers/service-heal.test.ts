@@ -215,8 +215,8 @@ test("heal: a rollout crash at the rollout crash limit fails the service (Rollou
     },
   ]);
   assert.equal(plan.service.state, "failed");
-  // Whether it rolls out is the state the pass began with: a second crash in the same pass fails it
-  // again (another RolloutFailed, the service's message its), as reconcile's heal loop always did.
+  // A second crash in the same pass finds the rollout failed already: counted as any crash
+  // (Replacing), not a second RolloutFailed; the service's message stays the rollout's.
   const two = planHeal(
     svc,
     [crashed("shop-web-a", { release: 3 }), crashed("shop-web-b", { release: 3, message: "killed" })],
@@ -227,15 +227,53 @@ test("heal: a rollout crash at the rollout crash limit fails the service (Rollou
     two.steps.map((s) => [s.record?.reason, s.action.kind === "retire" && s.action.reason]),
     [
       ["RolloutFailed", "RolloutFailed"],
-      ["RolloutFailed", "RolloutFailed"],
+      [undefined, "Replacing"],
     ],
   );
   assert.equal(two.service.crashes, 4);
-  assert.equal(two.service.message, "v3 did not become healthy: killed");
+  assert.equal(two.service.state, "failed");
+  assert.equal(two.service.message, "v3 did not become healthy: exited with code 1");
   // An old release's crash during the rollout is not the rollout's failure (it backs off).
   const old = planHeal(svc, [crashed("shop-web-b", { release: 2 })], NOW, settings);
   assert.equal(old.service.state, "updating");
   assert.equal(old.steps[0]!.record, undefined);
+});
+
+test("heal: the rollout crash limit counts the new release's crashes in this rollout, not an old release's", () => {
+  const rollout = { deadlineMs: 120_000, best: 2, since: iso(NOW - 10_000) };
+  // The old release crashed twice during the rollout: counted on the service (its backoff), not on the rollout.
+  const svc = service("cattle", { state: "updating", release: 3, deploy: "d1", crashes: 0, rollout });
+  const olds = planHeal(
+    svc,
+    [crashed("shop-web-a", { release: 2 }), crashed("shop-web-b", { release: 2 })],
+    NOW,
+    settings,
+  );
+  assert.equal(olds.service.crashes, 2);
+  assert.deepEqual(olds.service.rollout, rollout, "the rollout's count untouched");
+  // Then a new-release instance crashes: the service's third crash, the rollout's first. It is replaced.
+  const next = planHeal(olds.service, [crashed("shop-web-c", { release: 3 })], NOW, settings);
+  assert.equal(next.service.state, "updating");
+  assert.equal(next.service.crashes, 3);
+  assert.deepEqual(next.service.rollout, { ...rollout, crashes: 1 });
+  assert.deepEqual(next.steps[0]!.action, {
+    kind: "retire",
+    reason: "Replacing",
+    message: "shop-web-c exited with code 1; replacing it",
+    state: "failed",
+  });
+  // Two more of the new release: the third fails the rollout.
+  const failed = planHeal(
+    next.service,
+    [crashed("shop-web-d", { release: 3 }), crashed("shop-web-e", { release: 3 })],
+    NOW,
+    settings,
+  );
+  assert.deepEqual(
+    failed.steps.map((s) => s.record?.reason ?? null),
+    [null, "RolloutFailed"],
+  );
+  assert.equal(failed.service.state, "failed");
 });
 
 test("heal: a pet's rollout crash at the limit fails the service but keeps the pet; later pets are left to the rollout", () => {

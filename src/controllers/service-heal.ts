@@ -9,13 +9,15 @@
  *   lost ─► cattle retired (NodeLost) │ pet left (its node may come back)
  *   crashed, or not healthy within startupMs + 5 s:
  *     a pet waiting out its backoff ─► requeue at restartAt │ restart in place once it passed
- *     else a crash is counted on the service (crashes, unhealthy), then
- *       rolling out, current release, crashes ≥ rolloutCrashLimit ─► service failed, RolloutFailed (cattle retired, a pet kept)
+ *     else a crash is counted on the service (crashes, unhealthy; a new release's in a rollout also on rollout.crashes), then
+ *       rolling out, current release, rollout.crashes ≥ rolloutCrashLimit ─► service failed, RolloutFailed (cattle retired, a pet kept)
  *       crashes ≥ crashLoopLimit ─► service failed, CrashLoop (retired, failed)
  *       else backoffUntil on the service ─► pet: BackOff until restartAt │ cattle: retired (Replacing, failed)
  *
  * Instances are taken in the order given; each counted crash sees the ones
- * before it (the service's crashes, unhealthy and state accumulate).
+ * before it (the service's crashes, unhealthy, rollout and state accumulate:
+ * once a step fails the rollout, the service no longer rolls out, and a
+ * later crash in the same pass is counted as any crash, not failed again).
  */
 
 import type { Instance, Service } from "../model/objects.ts";
@@ -23,7 +25,10 @@ import { backoffMs, type Settings } from "./context.ts";
 import type { EventInput } from "./events.ts";
 
 /** The service fields heal writes. */
-export type HealedService = Pick<Service, "crashes" | "unhealthy" | "backoffUntil" | "state" | "message">;
+export type HealedService = Pick<
+  Service,
+  "crashes" | "unhealthy" | "backoffUntil" | "state" | "message" | "rollout"
+>;
 
 /** An instance transition's event (the instance, its node and the service are added when it is written). */
 export type TransitionEvent = Pick<EventInput, "reason" | "message" | "type" | "details">;
@@ -79,18 +84,13 @@ export type HealSettings = Pick<
   "rolloutCrashLimit" | "crashLoopLimit" | "backoffBaseMs" | "backoffMaxMs"
 >;
 
-/**
- * Pure: the heal plan for `svc`'s active instances at `now` (ms). Whether the
- * service is rolling out is its state as given, before any step of this plan
- * fails it.
- */
+/** Pure: the heal plan for `svc`'s active instances at `now` (ms). */
 export function planHeal(
   svc: Service,
   active: readonly Instance[],
   now: number,
   settings: HealSettings,
 ): HealPlan {
-  const rollingOut = svc.state === "updating" || svc.state === "rolling_back";
   const steps: HealStep[] = [];
   const requeueMs: number[] = [];
   const { tenant, app, name: service } = svc;
@@ -164,7 +164,10 @@ export function planHeal(
     const unhealthy =
       (s.crashes > 0 ? (s.unhealthy ?? 0) : 0) + (i.state === "crashed" && i.reason !== "Unhealthy" ? 0 : 1);
     const backoffUntil = new Date(now + backoffMs(settings, crashes)).toISOString();
-    if (rollingOut && current && crashes >= settings.rolloutCrashLimit) {
+    // The rollout's own count: its new release's crashes (a record from before it was kept: all of them).
+    const rollingOut = (s.state === "updating" || s.state === "rolling_back") && current;
+    const rolloutCrashes = s.rollout ? (s.rollout.crashes ?? 0) + 1 : crashes;
+    if (rollingOut && rolloutCrashes >= settings.rolloutCrashLimit) {
       const failed = {
         crashes,
         unhealthy,
@@ -209,7 +212,12 @@ export function planHeal(
       );
       continue;
     }
-    const counted = { crashes, unhealthy, backoffUntil };
+    const counted = {
+      crashes,
+      unhealthy,
+      backoffUntil,
+      ...(rollingOut && s.rollout ? { rollout: { ...s.rollout, crashes: rolloutCrashes } } : {}),
+    };
     if (i.mode === "pet") {
       const inSeconds = Math.round((Date.parse(backoffUntil) - now) / 100) / 10;
       step(

@@ -56,7 +56,11 @@ export function judgeRollout(
   const best = current.filter((i) => i.node).length + current.filter((i) => i.state === "running").length;
   const deadlineMs = svc.rollout?.deadlineMs ?? serviceDeadlineMs(svc.spec, defaultDeadlineMs);
   if (!svc.rollout || best > svc.rollout.best) {
-    return { progress: { deadlineMs, best, since: new Date(now).toISOString() }, recheckMs: deadlineMs };
+    // Its other figures (the new release's crashes, service-heal.ts) stay.
+    return {
+      progress: { ...svc.rollout, deadlineMs, best, since: new Date(now).toISOString() },
+      recheckMs: deadlineMs,
+    };
   }
   const since = Date.parse(svc.rollout.since);
   if (now - since < deadlineMs) return { recheckMs: since + deadlineMs - now };

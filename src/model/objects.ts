@@ -197,6 +197,8 @@ export interface RolloutProgress {
   best: number;
   /** When `best` last grew (or the rollout began), ISO. */
   since: string;
+  /** Crashes of the new release's instances in this rollout: the rollout crash limit counts these, not an old release's. */
+  crashes?: number;
 }
 
 /** An immutable, numbered build of an app. A rollback is a new release pointing at old content. */
