@@ -4,7 +4,7 @@
  *
  *   sh (root) ─ joins the cgroup(s) ─► exec unshare --mount (root, new mount namespace)
  *     ─► bind its app and data directories at VIEW_APP, VIEW_DATA (the data dir stays 0700 root: never reachable),
- *        its config (root's) at VIEW_CONFIG
+ *        its config (root's) at VIEW_CONFIG, each nosuid and nodev
  *     ─► private /proc (hidepid=2: only its own uid's processes), /tmp and /dev/shm (tmpfs)
  *     ─► cd; exec setpriv --reuid U --regid U --clear-groups --no-new-privs /bin/sh
  *     ─► (as U) the command's env from stdin, stdin /dev/null; exec /bin/sh -c <command>
@@ -90,7 +90,11 @@ exec "$@"`;
 // it is installed there: its node binary and static server); the rest of the host's /tmp is gone.
 const ENTER_SANDBOX = `cmd=$1 uid=$2 tmp=$3 cwd=$4 setpriv=$5 keep=$6 asuid=$7; shift 7
 fail() { echo "herd: sandbox: $1" >&2; exit ${WRAPPER_FAILED}; }
-while [ $# -gt 0 ]; do mount --bind "$1" "$2" || fail "cannot bind $1"; shift 2; done
+while [ $# -gt 0 ]; do
+  mount --bind "$1" "$2" || fail "cannot bind $1"
+  mount -o remount,bind,nosuid,nodev "$2" || fail "cannot make $2 nosuid,nodev"
+  shift 2
+done
 mount -t proc -o hidepid=2 proc /proc || fail "cannot mount a private /proc"
 if [ -n "$keep" ]; then mount --bind /tmp ${VIEW_HOST_TMP} || fail "cannot stage /tmp"; fi
 mount -t tmpfs -o size=$tmp,mode=1777,nosuid,nodev herd-tmp /tmp || fail "cannot mount a private /tmp"

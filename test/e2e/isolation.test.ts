@@ -144,6 +144,14 @@ test("it cannot read the admin token, state.db, nor another tenant's files", { s
   }
 });
 
+test("its app is mounted nosuid and nodev", { skip: notRoot }, () => {
+  const options = result.cwdMount.options.split(",");
+  assert.ok(
+    options.includes("nosuid") && options.includes("nodev"),
+    `${result.cwdMount.point}: ${result.cwdMount.options}`,
+  );
+});
+
 test("it cannot see other processes' environment (hidepid /proc), nor signal them", {
   skip: notRoot,
 }, async () => {

@@ -4,7 +4,7 @@
  * GET /probe?spec=<json> tries each thing the spec names and answers what
  * happened, as JSON: `read` files (the error code, or "allowed"), `signal` a
  * pid, `connect` to a port on 127.0.0.1 or to "host:port" ("allowed", the
- * error code, or "timeout" after 3 s).
+ * error code, or "timeout" after 3 s); and the mount its app is on.
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -31,6 +31,13 @@ http.createServer(async (req, res) => {
   for (const [name, file] of Object.entries(spec.read ?? {})) r.read[name] = outcome(() => fs.readFileSync(file));
   // Never pid 0 or less: that would be its own process group.
   r.signal = spec.signal > 0 ? outcome(() => process.kill(spec.signal, "SIGKILL")) : "not tried";
+  // The mount its working directory is on: the deepest mount point above it, and that mount's options.
+  const cwd = process.cwd();
+  for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\\n")) {
+    const [, , , , point, options] = line.split(" ");
+    if (point && (cwd === point || cwd.startsWith(point === "/" ? "/" : point + "/")) && (!r.cwdMount || point.length >= r.cwdMount.point.length))
+      r.cwdMount = { point, options };
+  }
   for (const [name, to] of Object.entries(spec.connect ?? {})) r.connect[name] = await connect(to);
   res.setHeader("content-type", "application/json");
   res.end(JSON.stringify(r));
@@ -51,6 +58,8 @@ export interface ProbeResult {
   read: Record<string, string>;
   signal: string;
   connect: Record<string, string>;
+  /** The mount its working directory (its app) is on, and that mount's options (mountinfo's). */
+  cwdMount: { point: string; options: string };
 }
 
 /** Writes the prober app into `dir`: `instances` instances of service web, routed at `host`. */
