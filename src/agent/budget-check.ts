@@ -120,6 +120,7 @@ export class BudgetThread {
   #worker: Worker | undefined;
   /** The last list sent, to send only changes. */
   #sent = "[]";
+  #closed = false;
 
   constructor(
     onDemoted: (d: Demoted) => void,
@@ -132,7 +133,7 @@ export class BudgetThread {
   /** The instances in real time now (all of them, each time). */
   watch(watched: Watched[]): void {
     const text = JSON.stringify(watched);
-    if (text === this.#sent) return;
+    if (this.#closed || text === this.#sent) return;
     this.#sent = text;
     if (!this.#worker) {
       if (watched.length === 0) return;
@@ -154,7 +155,9 @@ export class BudgetThread {
     this.#worker.postMessage({ watch: watched } satisfies ToBudgetThread);
   }
 
+  /** Stops the thread; a list after this (a message still on its way) starts none. */
   close(): void {
+    this.#closed = true;
     const worker = this.#worker;
     this.#worker = undefined;
     void worker?.terminate();
