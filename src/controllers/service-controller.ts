@@ -250,9 +250,8 @@ export class ServiceController {
       if (wait > 0) later(wait);
       else await this.#create(svc, want - counted.length, fresh, movingOff);
     } else if (counted.length > want) {
-      const victims = [...counted]
-        .sort(pets ? byOrdinalDescending : byRetirePreference)
-        .slice(0, counted.length - want);
+      const order = pets ? byOrdinalDescending : byRetirePreference;
+      const victims = [...counted].sort((a, b) => order(a.value, b.value)).slice(0, counted.length - want);
       for (const o of victims) {
         await this.#retire(
           o,

@@ -8,7 +8,6 @@ import type { Instance, InstanceState, RolloutProgress, Service } from "../model
 import { canaryInstances, DEFAULT_STEPS } from "../model/progressive.ts";
 import { formatDeadline, serviceDeadlineMs } from "../model/rollout.ts";
 import type { Shortfall } from "../scheduler/shortfall.ts";
-import type { StoredObject } from "../store/store.ts";
 import type { ReconcileResult } from "./service-controller.ts";
 
 /**
@@ -94,16 +93,16 @@ export function finish(requeue: number): ReconcileResult {
 }
 
 /** Which instances to stop first when scaling down: not running before running, newest first. */
-export function byRetirePreference(a: StoredObject<Instance>, b: StoredObject<Instance>): number {
-  const ra = a.value.state === "running" ? 1 : 0;
-  const rb = b.value.state === "running" ? 1 : 0;
+export function byRetirePreference(a: Instance, b: Instance): number {
+  const ra = a.state === "running" ? 1 : 0;
+  const rb = b.state === "running" ? 1 : 0;
   if (ra !== rb) return ra - rb;
-  return b.value.createdAt.localeCompare(a.value.createdAt);
+  return b.createdAt.localeCompare(a.createdAt);
 }
 
 /** Pets leave from the highest ordinal down, as a StatefulSet's do. */
-export function byOrdinalDescending(a: StoredObject<Instance>, b: StoredObject<Instance>): number {
-  return ordinal(b.value.id) - ordinal(a.value.id);
+export function byOrdinalDescending(a: Instance, b: Instance): number {
+  return ordinal(b.id) - ordinal(a.id);
 }
 
 const ordinal = (id: string): number => Number(/-(\d+)$/.exec(id)?.[1] ?? 0);
