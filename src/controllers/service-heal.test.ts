@@ -3,59 +3,13 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { normalizeService } from "../model/manifest.ts";
-import type { Instance, Service } from "../model/objects.ts";
+import type { Instance } from "../model/objects.ts";
 import { DEFAULT_SETTINGS } from "./context.ts";
 import { type HealPlan, planHeal } from "./service-heal.ts";
+import { plainInstance as instance, iso, NOW, plainService as service } from "./service-testing.ts";
 
-const NOW = Date.parse("2026-03-01T12:00:00.000Z");
-const iso = (ms: number) => new Date(ms).toISOString();
 // rolloutCrashLimit 3, crashLoopLimit 8; backoff 0 for the first crash, then 500 ms, 1 s, 2 s, …
 const settings = { ...DEFAULT_SETTINGS, rolloutCrashLimit: 3, crashLoopLimit: 8, backoffBaseMs: 500 };
-
-function service(mode: "cattle" | "pet", over: Partial<Service> = {}): Service {
-  const name = mode === "pet" ? "db" : "web";
-  return {
-    tenant: "default",
-    app: "shop",
-    name,
-    release: 2,
-    spec: { ...normalizeService("shop", name, { command: "node server.js" }, undefined), mode },
-    instances: 2,
-    state: "running",
-    message: "",
-    crashes: 0,
-    ...over,
-  };
-}
-
-function instance(id: string, over: Partial<Instance> = {}): Instance {
-  return {
-    id,
-    tenant: "default",
-    app: "shop",
-    service: id.startsWith("shop-db") ? "db" : "web",
-    release: 2,
-    mode: id.startsWith("shop-db") ? "pet" : "cattle",
-    node: "n1",
-    desired: "running",
-    generation: 1,
-    state: "running",
-    reason: "Healthy",
-    message: "",
-    run: {
-      slug: "a".repeat(64),
-      command: "node server.js",
-      env: {},
-      resources: { cpu: 0.1, memory: 128 * 1024 ** 2 },
-      health: { kind: "http", path: "/", intervalMs: 1000, timeoutMs: 1000, failures: 3, startupMs: 30_000 },
-    },
-    restarts: 0,
-    createdAt: iso(NOW - 120_000),
-    startedAt: iso(NOW - 60_000),
-    ...over,
-  };
-}
 
 const crashed = (id: string, over: Partial<Instance> = {}) =>
   instance(id, {
