@@ -6,12 +6,18 @@
  *                    └──────────── compare ───────────┘
  *                                   │
  *   clean up → heal (replace cattle / restart pets, with backoff) → scale → roll out → place → state
- *                 │
- *                 planHeal (service-heal.ts, pure): service + instances + time → a plan (the
- *                 service's crash count, each instance's action, events, requeues); reconcile applies it
+ *              │                                                    └──┬───────────┘
+ *              planHeal (service-heal.ts, pure):                       planRollout (service-rollout.ts, pure):
+ *              service + instances + time → a plan                     service + current and old instances +
+ *              (the service's crash count, each                        what it depends on that is down + time
+ *              instance's action, events, requeues)                    → a plan (how many to create, what
+ *                                                                      retires in which order, the pet to
+ *                                                                      update, the wait for dependencies,
+ *                                                                      requeues)
  *
- * Heal is planned, then applied: the decision is a pure function, its writes are reconcile's
- * (the project's "reconcile = plan, then apply"; the other steps still decide as they write).
+ * Heal, scale and roll out are planned, then applied: each decision is a pure function, its writes
+ * are reconcile's (the project's "reconcile = plan, then apply"; clean up, place and the rollout's
+ * verdict still decide as they write, the verdict by judgeRollout's rules).
  *
  * It remembers nothing between calls: everything it needs is in the store, so
  * it is safe to run twice and a restarted server picks up where it was.
@@ -38,10 +44,9 @@ import { dependenciesDown, dependencyWait } from "./dependencies.ts";
 import type { EventInput } from "./events.ts";
 import { imageUserOf } from "./image-user.ts";
 import { planHeal } from "./service-heal.ts";
+import { planRollout, scaleTarget } from "./service-rollout.ts";
 import {
   allWritten,
-  byOrdinalDescending,
-  byRetirePreference,
   finish,
   holdsOldRelease,
   judgeRollout,
@@ -213,109 +218,34 @@ export class ServiceController {
       }
     }
 
-    // 3. Scale: create or retire instances. Cattle count by the desired release (old ones are replaced);
-    //    pets count whatever release they run, since they are updated in place, never replaced.
-    //    A canary step runs its share of the count; the old release stays until it is promoted.
-    const failed = svc.state === "failed";
-    const counted = pets ? active : current;
+    // 3–4. Scale (create or retire instances) and roll out (retire old-release instances as new ones
+    //    take traffic, update pets in place). Decided by the pure planRollout (service-rollout.ts),
+    //    applied here in its order, each write as before: the service's message and its event while a
+    //    dependency is down, the new instances, the retirements, the pet's update. Replacements
+    //    outside a rollout (a lost node's, a crash's, a scale-up) wait until what the service depends
+    //    on runs again (failover follows dependsOn): asked only when instances are missing.
+    const failed = svc.state === "failed"; // step 6 reads these two as well
     const holding = holdsOldRelease(svc);
-    const want = failed
-      ? Math.min(svc.instances, counted.length)
-      : holding
-        ? newReleaseCount(svc)
-        : svc.instances;
-    // Replacements outside a rollout (a lost node's, a crash's, a scale-up) wait until what the
-    // service depends on runs again: failover follows dependsOn.
+    const values = (list: StoredObject<Instance>[]) => list.map((o) => o.value);
+    const seen = { service: svc, active: values(active), current: values(current), old: values(old) };
+    const { counted, want } = scaleTarget(svc, seen.active, seen.current);
     const down =
       counted.length < want && !rollingOut
         ? await dependenciesDown(store, svc, (service) =>
             informer.by<Instance>("instance", "service", service).map((o) => o.value),
           )
         : undefined;
-    if (down) {
-      const note = `waiting for ${down.join(", ")} to run again (dependsOn)`;
-      if (svc.message !== note) {
-        await saveService({ ...svc, message: note });
-        await this.#ctx.events.record({
-          tenant,
-          app,
-          service,
-          reason: "WaitingForDependencies",
-          message: `${service}: ${want - counted.length} instance(s) to start; ${note}`,
-        });
-      }
-      later(250);
-    } else if (counted.length < want) {
-      const wait = svc.backoffUntil ? Date.parse(svc.backoffUntil) - now : 0;
-      if (wait > 0) later(wait);
-      else await this.#create(svc, want - counted.length, fresh, movingOff);
-    } else if (counted.length > want) {
-      const order = pets ? byOrdinalDescending : byRetirePreference;
-      const victims = [...counted].sort((a, b) => order(a.value, b.value)).slice(0, counted.length - want);
-      for (const o of victims) {
-        await this.#retire(
-          o,
-          "ScaledDown",
-          `${o.value.id} stopped: scaled to ${want}`,
-          this.#ctx.settings.drainMs,
-        );
-      }
+    const leavingIds = new Set(seen.old.filter(leaving).map((i) => i.id));
+    const plan = planRollout({ ...seen, leaving: leavingIds, movingOff, down }, now, this.#ctx.settings);
+    for (const ms of plan.requeueMs) later(ms);
+    if (plan.wait) {
+      await saveService({ ...svc, message: plan.wait.message });
+      await this.#ctx.events.record(plan.wait.record);
     }
-
-    // 4. Roll out: retire old-release instances as new ones take traffic, never going below `want` running.
-    // A failed rollout leaves the old instances alone: the deploy controller points the service back at them.
-    // A canary or blue/green rollout keeps the baseline's instances; any other old release's go (a deploy
-    // that superseded a rollout in flight).
-    if (holding && !failed) {
-      for (const o of old) {
-        if (o.value.release !== svc.progressive?.baseline && !leaving(o.value))
-          await this.#retire(
-            o,
-            "Superseded",
-            `${o.value.id} (v${o.value.release}) replaced by v${svc.release}`,
-            this.#ctx.settings.drainMs,
-          );
-      }
-    }
-    if (old.length > 0 && !failed && !holding) {
-      if (svc.spec.mode === "pet") {
-        await this.#updatePet(svc, current, old);
-      } else {
-        const runningCurrent = current.filter((o) => o.value.state === "running").length;
-        const runningOld = old.filter((o) => o.value.state === "running");
-        const reasonOf = (i: Instance) =>
-          i.release !== svc.release ? "Superseded" : i.moving || !due(i) ? "Moved" : "Restarted";
-        const why = (i: Instance) =>
-          ({
-            Superseded: `${i.id} (v${i.release}) replaced by v${svc.release}`,
-            Moved: `${i.id} moved off ${i.node}`,
-            Restarted: `${i.id} replaced by a new instance (herd restart)`,
-          })[reasonOf(i)];
-        for (const o of old) {
-          if (o.value.state !== "running") await this.#retire(o, reasonOf(o.value), why(o.value), 0);
-        }
-        const surplus = Math.max(0, Math.min(runningOld.length, runningCurrent + runningOld.length - want));
-        const oldest = [...runningOld].sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
-        // A disruption budget below the desired count lets instances leaving a node (drain, move) stop
-        // before their replacements run — when there is no room for the replacements, say — and lets a
-        // rollout stop an old instance for each new one that waits for a node (the room the old ones hold).
-        const minAvailable = Math.min(want, svc.spec.minAvailable ?? want);
-        const room = Math.max(0, runningCurrent + runningOld.length - surplus - minAvailable);
-        const waiting = current.filter((o) => o.value.state === "pending" && !o.value.node).length;
-        const moved = oldest
-          .slice(surplus)
-          .filter((o) => leaving(o.value))
-          .slice(0, room);
-        const superseded = oldest
-          .slice(surplus)
-          .filter((o) => !leaving(o.value))
-          .slice(0, Math.min(waiting, room - moved.length));
-        const early = [...moved, ...superseded];
-        for (const o of [...oldest.slice(0, surplus), ...early]) {
-          await this.#retire(o, reasonOf(o.value), why(o.value), this.#ctx.settings.drainMs);
-        }
-      }
-    }
+    if (plan.create) await this.#create(svc, plan.create.count, fresh, plan.create.avoid);
+    const byId = new Map(active.map((o) => [o.value.id, o]));
+    for (const r of plan.retire) await this.#retire(byId.get(r.instance)!, r.reason, r.message, r.drainMs);
+    if (plan.updatePet) await this.#updatePet(svc, byId.get(plan.updatePet)!);
 
     // 5. Place pending instances (capacity may have appeared).
     const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
@@ -572,15 +502,8 @@ export class ServiceController {
     );
   }
 
-  /** Pets are updated (or restarted, herd restart) in place (same id, node and data), one at a time. */
-  async #updatePet(
-    svc: Service,
-    current: StoredObject<Instance>[],
-    old: StoredObject<Instance>[],
-  ): Promise<void> {
-    // One at a time: an updated pet joins `current` and must run again before the next one goes.
-    if (current.some((o) => o.value.state !== "running")) return;
-    const o = old[0];
+  /** Updates (or restarts, herd restart) a pet in place: same id, node and data (planRollout picks it, one at a time). */
+  async #updatePet(svc: Service, o: StoredObject<Instance>): Promise<void> {
     const i = o.value;
     const restart = i.release === svc.release;
     await this.#transition(
