@@ -1073,6 +1073,28 @@ test("a deploy that cannot be placed on today's nodes fails at once, with the re
   assert.ok(events.some((e) => e.reason === "RolloutUnschedulable" && e.deploy === d2.id));
 });
 
+test("a first deploy that cannot be placed fails and leaves nothing waiting for room: more room later runs nothing", async () => {
+  const h = setup();
+  await h.m.nodes.handleHeartbeat("n1", small(1.9, 8 * GiB));
+  const d1 = await deploy(h, { instances: 3, resources: { cpu: 0.8 } });
+  await settle(h);
+  const d = await deployState(h, d1.id);
+  assert.equal(d.state, "failed");
+  assert.match(d.message, /1 of 3 instances cannot be placed.*Nothing was running before\./);
+  // The two that fit stay (they were placed); the third, waiting for a node, is gone.
+  const waiting = (await instancesOf(h)).filter((i) => i.desired === "running" && !i.node);
+  assert.deepEqual(waiting, []);
+  const events = await h.ctx.events.list({ app: "hello" });
+  assert.equal(events.filter((e) => e.reason === "ServiceFailed").length, 1, JSON.stringify(events));
+  // A bigger node joins: nothing of the failed deploy is placed on it.
+  await h.m.nodes.handleHeartbeat("n2", small(8, 8 * GiB));
+  await settle(h);
+  assert.deepEqual(
+    (await instancesOf(h)).filter((i) => i.node === "n2").map((i) => i.id),
+    [],
+  );
+});
+
 test("a rollout without progress fails at its deadline: 120 s by default, herd.yaml's, the deploy's; the old release keeps serving", async () => {
   // n1 has room for the 4 running v1 instances only: v2's cannot start beside them, and v1's stay until v2's run.
   const { h } = await fullNode(0.4, { instances: 4 });

@@ -248,7 +248,11 @@ export class ServiceController {
     if (plan.updatePet) await this.#updatePet(svc, byId.get(plan.updatePet)!);
 
     // 5. Place pending instances (capacity may have appeared).
-    const pending = current.filter((o) => o.value.state === "pending" && !o.value.node);
+    // Not one the plan just retired (its copy here is stale: placing it would conflict).
+    const gone = new Set(plan.retire.map((r) => r.instance));
+    const pending = current.filter(
+      (o) => o.value.state === "pending" && !o.value.node && !gone.has(o.value.id),
+    );
     if (pending.length > 0) {
       await informer.sync();
       await this.#place(svc, pending, movingOff);

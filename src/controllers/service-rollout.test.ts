@@ -98,6 +98,17 @@ test("rollout plan: pets scale down from the highest ordinal, and count whatever
   ]);
   assert.equal(p.retire[0]!.message, "shop-db-10 stopped: scaled to 1");
   assert.equal(p.create, undefined);
+  // The old pet it scales away is not also updated in place (that write would undo its retirement).
+  assert.equal(p.updatePet, undefined);
+  const two = plan(
+    input(
+      service("pet", { instances: 2 }),
+      [instance("shop-db-0", 60)],
+      [instance("shop-db-2", 60, { release: 1 }), instance("shop-db-1", 60, { release: 1 })],
+    ),
+  );
+  assert.deepEqual(retired(two), [["shop-db-2", "ScaledDown", 2000]]);
+  assert.equal(two.updatePet, "shop-db-1", "the old pet that stays is updated");
   const up = plan(
     input(
       service("pet", { instances: 3 }),
@@ -121,6 +132,15 @@ test("rollout plan: a failed service creates nothing and leaves its old instance
   const below = service("cattle", { state: "failed", instances: 1, release: 3 });
   const current = [instance("shop-web-x", 20, { release: 3 }), instance("shop-web-y", 10, { release: 3 })];
   assert.deepEqual(retired(plan(input(below, current, old))), [["shop-web-y", "ScaledDown", 2000]]);
+  // One still waiting for a node (a deploy that could not be placed) goes now, undrained: it must
+  // not run when room appears later. The placed ones stay.
+  const unplaced = service("cattle", { state: "failed", instances: 3, release: 3 });
+  const waiting = [instance("shop-web-p", 30, { release: 3 }), pending("shop-web-q", 30, { release: 3 })];
+  const stopped = plan(input(unplaced, waiting));
+  assert.deepEqual(retired(stopped), [["shop-web-q", "ServiceFailed", 0]]);
+  assert.equal(stopped.retire[0]!.message, "shop-web-q stopped before it was placed: web has failed");
+  assert.equal(stopped.create, undefined);
+  assert.deepEqual(scaleTarget(unplaced, waiting, waiting), { counted: [waiting[0]], want: 1 });
   // A failed pet service: no update in place.
   const pets = service("pet", { state: "failed", release: 3 });
   assert.equal(

@@ -7,7 +7,8 @@
  * which order, and the pet to update; reconcile applies the plan with its writes.
  *
  *   scale: counted (cattle: the current ones; pets: all, updated in place) vs want (the count;
- *          a failed service: no more than it has; canary, blue/green: the new release's share)
+ *          a failed service: no more than it has placed; canary, blue/green: the new release's share)
+ *     a failed service ─► those still waiting for a node retired (ServiceFailed): never placed later
  *     fewer, a dependency down (outside a rollout) ─► wait: the service's message and an event
  *                                                      (when the message changes), look again
  *     fewer, backoffUntil ahead ─► look again then │ else create the difference (not on nodes moved off)
@@ -16,14 +17,15 @@
  *   roll out (not a failed service):
  *     canary, blue/green ─► old ones of another release than the baseline retired (Superseded, drained);
  *                           the baseline's kept, and those leaving a node
- *     pets ─► the first old pet updated (or restarted) in place, once every current one runs
+ *     pets ─► the first old pet not just scaled away updated (or restarted) in place, once every current one runs
  *     cattle ─► old ones not running: retired at once
  *               running old ones past want: the oldest retired (drained)
  *               then, down to minAvailable: the oldest leaving ones (drained, moved, restarted),
  *               and an old one for each current one waiting for a node (the room the old ones hold)
  *
  * A retirement's reason: Superseded (an old release), Moved (an operator's move, a drained
- * node), Restarted (`herd restart`), ScaledDown (the scale's surplus).
+ * node), Restarted (`herd restart`), ScaledDown (the scale's surplus), ServiceFailed (not
+ * placed when its service failed: a failed deploy, a crash loop, starts nothing more).
  */
 
 import { type Instance, restartDue, type Service } from "../model/objects.ts";
@@ -56,7 +58,7 @@ export interface RolloutInput {
   down: readonly string[] | undefined;
 }
 
-export type RetireReason = "ScaledDown" | "Superseded" | "Moved" | "Restarted";
+export type RetireReason = "ScaledDown" | "Superseded" | "Moved" | "Restarted" | "ServiceFailed";
 
 /** One instance told to stop: out of the gateway now, stopped after `drainMs`. */
 export interface Retirement {
@@ -82,20 +84,21 @@ export interface RolloutPlan {
 /** Settings the plan reads. */
 export type RolloutSettings = Pick<Settings, "drainMs">;
 
-/** The instances that count toward the service's count (cattle: the current ones; pets: all), and how many it wants. */
+/**
+ * The instances that count toward the service's count (cattle: the current ones; pets: all; a
+ * failed service: those placed), and how many it wants.
+ */
 export function scaleTarget(
   svc: Service,
   active: readonly Instance[],
   current: readonly Instance[],
 ): { counted: readonly Instance[]; want: number } {
-  const counted = svc.spec.mode === "pet" ? active : current;
-  const want =
-    svc.state === "failed"
-      ? Math.min(svc.instances, counted.length)
-      : holdsOldRelease(svc)
-        ? newReleaseCount(svc)
-        : svc.instances;
-  return { counted, want };
+  const all = svc.spec.mode === "pet" ? active : current;
+  if (svc.state === "failed") {
+    const placed = all.filter((i) => i.node);
+    return { counted: placed, want: Math.min(svc.instances, placed.length) };
+  }
+  return { counted: all, want: holdsOldRelease(svc) ? newReleaseCount(svc) : svc.instances };
 }
 
 /** Pure: the scale and roll-out plan for `input` at `now` (ms). */
@@ -111,6 +114,14 @@ export function planRollout(input: RolloutInput, now: number, settings: RolloutS
 function scale(plan: RolloutPlan, input: RolloutInput, now: number, drainMs: number): number {
   const svc = input.service;
   const { counted, want } = scaleTarget(svc, input.active, input.current);
+  if (svc.state === "failed") {
+    // Nothing more starts: one still waiting for a node would otherwise run once room appears.
+    for (const i of svc.spec.mode === "pet" ? input.active : input.current) {
+      if (i.node) continue;
+      const message = `${i.id} stopped before it was placed: ${svc.name} has failed`;
+      plan.retire.push({ instance: i.id, reason: "ServiceFailed", message, drainMs: 0 });
+    }
+  }
   const missing = want - counted.length;
   if (input.down) {
     const note = `waiting for ${input.down.join(", ")} to run again (dependsOn)`;
@@ -135,7 +146,7 @@ function rollOut(plan: RolloutPlan, input: RolloutInput, want: number, drainMs: 
   if (holdsOldRelease(input.service)) plan.retire.push(...supersededBeside(input, drainMs));
   else if (input.service.spec.mode !== "pet") plan.retire.push(...replacedCattle(input, want, drainMs));
   else {
-    const pet = petToUpdate(input);
+    const pet = petToUpdate(input, new Set(plan.retire.map((r) => r.instance)));
     if (pet) plan.updatePet = pet;
   }
 }
@@ -161,10 +172,13 @@ function supersededBeside(input: RolloutInput, drainMs: number): Retirement[] {
     .map((i) => ({ instance: i.id, ...superseded(svc, i), drainMs }));
 }
 
-/** Pets are updated in place one at a time: an updated pet joins `current` and must run again before the next goes. */
-function petToUpdate(input: RolloutInput): string | undefined {
+/**
+ * Pets are updated in place one at a time: an updated pet joins `current` and must run again before
+ * the next goes. Not one the scale step retires (its update would write over the retirement).
+ */
+function petToUpdate(input: RolloutInput, retired: ReadonlySet<string>): string | undefined {
   if (input.current.some((i) => i.state !== "running")) return undefined;
-  return input.old[0]?.id;
+  return input.old.find((i) => !retired.has(i.id))?.id;
 }
 
 /**
