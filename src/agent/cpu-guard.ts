@@ -236,16 +236,13 @@ export class CpuGuard {
     what: string,
     pids: number[],
     realtime: boolean,
-    { why, routine = false }: { why?: string; routine?: boolean } = {},
+    { routine = false }: { routine?: boolean } = {},
   ): boolean {
     try {
       setRunningPolicy(pids, realtime);
       this.#log[routine ? "debug" : "info"](
         realtime ? `${what} runs in real time` : `${what} runs at the default policy`,
-        {
-          pids,
-          ...(why ? { why } : {}),
-        },
+        { pids },
       );
       return true;
     } catch (err) {

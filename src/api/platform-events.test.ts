@@ -3,28 +3,20 @@
 // sees its own apps' events in GET /events and GET /logs, never the nodes'.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { silentLogger } from "../common/log.ts";
-import { type RunningServer, startServer } from "../daemons/control-plane.ts";
+import { before, test } from "node:test";
+import type { RunningServer } from "../daemons/control-plane.ts";
 import type { Event } from "../model/objects.ts";
 import type { LogEntry } from "../observe/log-store.ts";
 import { createTestTokens, type TestTokens } from "./principals-testing.ts";
-import { apiCall } from "./testing.ts";
+import { apiCall, testServer } from "./testing.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "herd-platform-events-"));
+const fixture = testServer("herd-platform-events-");
 let server: RunningServer;
 let tokens: TestTokens;
 
 before(async () => {
-  server = await startServer({ dataDir: dir, port: 0, logger: silentLogger });
+  server = await fixture.started;
   tokens = await createTestTokens(server.url, server.adminToken);
-});
-after(async () => {
-  await server.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test("node events show to a platform admin, not to a tenant's user; the tenant's own events show to both", async () => {

@@ -87,10 +87,10 @@ export interface EtcdLeadershipOptions {
   client: Etcd3;
   /**
    * One client per etcd member (the store's, without retries): each keepalive
-   * goes to all of them. Without, it goes through `client`, which picks a
-   * member at random and may pick one that no longer answers.
+   * goes to all of them, not through `client`, which picks a member at random
+   * and may pick one that no longer answers.
    */
-  members?: Etcd3[];
+  members: Etcd3[];
   root: string;
   /** Lease TTL in seconds (default 5): a dead leader is replaced after about this long. */
   ttlSeconds?: number;
@@ -112,7 +112,7 @@ export class EtcdLeadership implements Leadership {
 
   constructor(options: EtcdLeadershipOptions) {
     this.#client = options.client;
-    this.#members = options.members ?? [];
+    this.#members = options.members;
     this.#key = `${options.root}leader`;
     this.#ttlMs = (options.ttlSeconds ?? 5) * 1000;
     this.#logger = options.logger;
@@ -242,10 +242,6 @@ export class EtcdLeadership implements Leadership {
 
   /** One keepalive: the lease's TTL from the first member that answers (0: expired), or the last error. */
   async #keepalive(lease: Lease, timeoutMs: number): Promise<number> {
-    if (this.#members.length === 0) {
-      await lease.keepaliveOnce();
-      return 1;
-    }
     const id = await lease.grant();
     return Promise.any(this.#members.map((member) => keepaliveOn(member, id, timeoutMs)));
   }
